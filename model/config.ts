@@ -1,0 +1,302 @@
+/**
+ * T5 configuration: the typed, validated form of a Hugging Face `config.json`, and presets for every
+ * published T5 size plus tiny sizes for tests and CPU runs.
+ *
+ * Field names are camelCase versions of the HF names (`d_model` → `dModel`), so
+ * {@link t5ConfigFromHf} and {@link t5ConfigToHf} map them one to one.
+ *
+ * @module
+ */
+
+/** Feed-forward variant: T5 1.0 uses ReLU (`wi`, `wo`); T5 1.1 uses gated GELU (`wi_0`, `wi_1`, `wo`). */
+export type FeedForwardProj = "relu" | "gated-gelu";
+
+/** A T5 encoder-decoder configuration. Every field is required once validated. */
+export interface T5Config {
+  /** Vocabulary size (rows of the embedding matrix; 32,128 for the published checkpoints). */
+  readonly vocabSize: number;
+  /** Model width d. */
+  readonly dModel: number;
+  /** Per-head width d_kv (inner attention width is numHeads · dKv). */
+  readonly dKv: number;
+  /** Feed-forward inner width. */
+  readonly dFf: number;
+  /** Attention heads h. */
+  readonly numHeads: number;
+  /** Encoder blocks. */
+  readonly numLayers: number;
+  /** Decoder blocks (equal to numLayers for every published size). */
+  readonly numDecoderLayers: number;
+  /** Relative-position buckets (32 in the published sizes). */
+  readonly relativeAttentionNumBuckets: number;
+  /** Distance beyond which relative positions share the last log-spaced bucket (128 published). */
+  readonly relativeAttentionMaxDistance: number;
+  /** Feed-forward variant. */
+  readonly feedForwardProj: FeedForwardProj;
+  /** Input and output embeddings tied (T5 1.0) or a separate `lm_head` (T5 1.1). */
+  readonly tieWordEmbeddings: boolean;
+  /** Multiply decoder output by dModel^-0.5 before the output projection (HF: defaults to the tie flag). */
+  readonly scaleDecoderOutputs: boolean;
+  /** RMS layer-norm epsilon. */
+  readonly layerNormEpsilon: number;
+  /** Dropout rate used in training (0 disables). */
+  readonly dropoutRate: number;
+  /** Padding token id (0 in T5). */
+  readonly padTokenId: number;
+  /** End-of-sequence token id (1 in T5). */
+  readonly eosTokenId: number;
+  /** First decoder input token (0 = pad in T5). */
+  readonly decoderStartTokenId: number;
+}
+
+/** Names of the built-in presets. */
+export type PresetName = keyof typeof PRESETS;
+
+function t5v10(
+  dModel: number,
+  dFf: number,
+  numHeads: number,
+  dKv: number,
+  numLayers: number,
+): T5Config {
+  return {
+    vocabSize: 32128,
+    dModel,
+    dKv,
+    dFf,
+    numHeads,
+    numLayers,
+    numDecoderLayers: numLayers,
+    relativeAttentionNumBuckets: 32,
+    relativeAttentionMaxDistance: 128,
+    feedForwardProj: "relu",
+    tieWordEmbeddings: true,
+    scaleDecoderOutputs: true,
+    layerNormEpsilon: 1e-6,
+    dropoutRate: 0.1,
+    padTokenId: 0,
+    eosTokenId: 1,
+    decoderStartTokenId: 0,
+  };
+}
+
+function t5v11(dModel: number, dFf: number, numHeads: number, numLayers: number): T5Config {
+  return {
+    ...t5v10(dModel, dFf, numHeads, 64, numLayers),
+    feedForwardProj: "gated-gelu",
+    tieWordEmbeddings: false,
+    scaleDecoderOutputs: false,
+  };
+}
+
+/**
+ * Presets: the published T5 1.0 (`t5-*`) and T5 1.1 (`t5-v1_1-*`) sizes, whose parameter totals
+ * are checked against `shared/fixtures/t5_sizes.json`, and tiny sizes (`tiny-*`) for tests and
+ * 2-core CPU runs. Tiny presets take their vocabulary size from the tokenizer they are used with;
+ * 4,096 is the default of the offline tokenizer.
+ */
+export const PRESETS = {
+  "t5-small": t5v10(512, 2048, 8, 64, 6),
+  "t5-base": t5v10(768, 3072, 12, 64, 12),
+  "t5-large": t5v10(1024, 4096, 16, 64, 24),
+  "t5-3b": t5v10(1024, 16384, 32, 128, 24),
+  "t5-11b": t5v10(1024, 65536, 128, 128, 24),
+  "t5-v1_1-small": t5v11(512, 1024, 6, 8),
+  "t5-v1_1-base": t5v11(768, 2048, 12, 12),
+  "t5-v1_1-large": t5v11(1024, 2816, 16, 24),
+  "t5-v1_1-xl": t5v11(2048, 5120, 32, 24),
+  "t5-v1_1-xxl": t5v11(4096, 10240, 64, 24),
+  /** T5 1.1 layout, d 64, 2+2 blocks: unit tests and the ci profile. */
+  "tiny-v1_1": {
+    ...t5v11(64, 128, 4, 2),
+    vocabSize: 4096,
+    dKv: 16,
+    relativeAttentionNumBuckets: 16,
+    relativeAttentionMaxDistance: 64,
+  },
+  /** T5 1.0 layout (ReLU, tied), d 64, 2+2 blocks. */
+  "tiny-relu": {
+    ...t5v10(64, 128, 4, 16, 2),
+    vocabSize: 4096,
+    relativeAttentionNumBuckets: 16,
+    relativeAttentionMaxDistance: 64,
+  },
+  /** T5 1.1 layout, d 128, 4+4 blocks: the smoke profile on 2 CPU cores. */
+  "mini-v1_1": {
+    ...t5v11(128, 256, 4, 4),
+    vocabSize: 4096,
+    dKv: 32,
+    relativeAttentionNumBuckets: 32,
+    relativeAttentionMaxDistance: 128,
+  },
+} as const satisfies Record<string, T5Config>;
+
+/** Published sizes only (the keys of {@link PRESETS} that name a released checkpoint). */
+export const PUBLISHED_PRESETS: readonly PresetName[] = [
+  "t5-small",
+  "t5-base",
+  "t5-large",
+  "t5-3b",
+  "t5-11b",
+  "t5-v1_1-small",
+  "t5-v1_1-base",
+  "t5-v1_1-large",
+  "t5-v1_1-xl",
+  "t5-v1_1-xxl",
+];
+
+/**
+ * Look up a preset by name.
+ *
+ * @param name a key of {@link PRESETS}
+ * @returns the preset configuration
+ * @throws Error naming the unknown preset and listing the known ones
+ */
+export function preset(name: string): T5Config {
+  if (!Object.hasOwn(PRESETS, name)) {
+    throw new Error(
+      `Unknown T5 preset "${name}"; known presets: ${Object.keys(PRESETS).join(", ")}`,
+    );
+  }
+  return PRESETS[name as PresetName];
+}
+
+type HfJson = Record<string, unknown>;
+
+function field<T>(
+  json: HfJson,
+  key: string,
+  kind: "number" | "boolean" | "string",
+  source: string,
+  fallback?: T,
+): T {
+  const v = json[key];
+  if (v === undefined || v === null) {
+    if (fallback !== undefined) return fallback;
+    throw new Error(`${source}: missing field "${key}" (expected a ${kind})`);
+  }
+  if (typeof v !== kind) {
+    throw new Error(
+      `${source}: field "${key}" must be a ${kind}, got ${JSON.stringify(v)} (${typeof v})`,
+    );
+  }
+  if (kind === "number" && !Number.isFinite(v as number)) {
+    throw new Error(`${source}: field "${key}" must be a finite number, got ${String(v)}`);
+  }
+  return v as T;
+}
+
+function positiveInt(n: number, key: string, source: string): number {
+  if (!Number.isInteger(n) || n <= 0) {
+    throw new Error(`${source}: field "${key}" must be a positive integer, got ${n}`);
+  }
+  return n;
+}
+
+/**
+ * Parse and validate a Hugging Face T5 `config.json` object.
+ *
+ * @param json the parsed JSON
+ * @param source where it came from, used in error messages (a file path)
+ * @returns the validated configuration
+ * @throws Error naming the source and the offending field
+ * @example
+ * ```ts
+ * const cfg = t5ConfigFromHf({ d_model: 32, d_kv: 8, d_ff: 64, num_heads: 4, num_layers: 2,
+ *   vocab_size: 96, feed_forward_proj: "relu" }, "inline");
+ * console.assert(cfg.numDecoderLayers === 2);
+ * ```
+ */
+export function t5ConfigFromHf(json: unknown, source: string): T5Config {
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw new Error(`${source}: a T5 config must be a JSON object`);
+  }
+  const j = json as HfJson;
+  const numLayers = positiveInt(field(j, "num_layers", "number", source), "num_layers", source);
+  const ffRaw = field<string>(j, "feed_forward_proj", "string", source, "relu");
+  let feedForwardProj: FeedForwardProj;
+  if (ffRaw === "relu") feedForwardProj = "relu";
+  else if (ffRaw === "gated-gelu" || ffRaw === "gated-gelu_new") feedForwardProj = "gated-gelu";
+  else {
+    throw new Error(
+      `${source}: field "feed_forward_proj" must be "relu" or "gated-gelu", got "${ffRaw}"`,
+    );
+  }
+  const tie = field<boolean>(j, "tie_word_embeddings", "boolean", source, true);
+  const cfg: T5Config = {
+    vocabSize: positiveInt(field(j, "vocab_size", "number", source), "vocab_size", source),
+    dModel: positiveInt(field(j, "d_model", "number", source), "d_model", source),
+    dKv: positiveInt(field(j, "d_kv", "number", source), "d_kv", source),
+    dFf: positiveInt(field(j, "d_ff", "number", source), "d_ff", source),
+    numHeads: positiveInt(field(j, "num_heads", "number", source), "num_heads", source),
+    numLayers,
+    numDecoderLayers: positiveInt(
+      field(j, "num_decoder_layers", "number", source, numLayers),
+      "num_decoder_layers",
+      source,
+    ),
+    relativeAttentionNumBuckets: positiveInt(
+      field(j, "relative_attention_num_buckets", "number", source, 32),
+      "relative_attention_num_buckets",
+      source,
+    ),
+    relativeAttentionMaxDistance: positiveInt(
+      field(j, "relative_attention_max_distance", "number", source, 128),
+      "relative_attention_max_distance",
+      source,
+    ),
+    feedForwardProj,
+    tieWordEmbeddings: tie,
+    scaleDecoderOutputs: field<boolean>(j, "scale_decoder_outputs", "boolean", source, tie),
+    layerNormEpsilon: field(j, "layer_norm_epsilon", "number", source, 1e-6),
+    dropoutRate: field(j, "dropout_rate", "number", source, 0.1),
+    padTokenId: field(j, "pad_token_id", "number", source, 0),
+    eosTokenId: field(j, "eos_token_id", "number", source, 1),
+    decoderStartTokenId: field(j, "decoder_start_token_id", "number", source, 0),
+  };
+  if (cfg.dropoutRate < 0 || cfg.dropoutRate >= 1) {
+    throw new Error(`${source}: field "dropout_rate" must be in [0, 1), got ${cfg.dropoutRate}`);
+  }
+  if (!(cfg.layerNormEpsilon > 0)) {
+    throw new Error(
+      `${source}: field "layer_norm_epsilon" must be positive, got ${cfg.layerNormEpsilon}`,
+    );
+  }
+  return cfg;
+}
+
+/**
+ * Write a configuration as a Hugging Face `config.json` object (readable by `transformers`).
+ *
+ * @param cfg the configuration
+ * @returns a JSON-serialisable object with HF field names
+ */
+export function t5ConfigToHf(cfg: T5Config): Record<string, unknown> {
+  const gated = cfg.feedForwardProj === "gated-gelu";
+  return {
+    architectures: ["T5ForConditionalGeneration"],
+    model_type: "t5",
+    is_encoder_decoder: true,
+    vocab_size: cfg.vocabSize,
+    d_model: cfg.dModel,
+    d_kv: cfg.dKv,
+    d_ff: cfg.dFf,
+    num_heads: cfg.numHeads,
+    num_layers: cfg.numLayers,
+    num_decoder_layers: cfg.numDecoderLayers,
+    relative_attention_num_buckets: cfg.relativeAttentionNumBuckets,
+    relative_attention_max_distance: cfg.relativeAttentionMaxDistance,
+    feed_forward_proj: cfg.feedForwardProj,
+    dense_act_fn: gated ? "gelu_new" : "relu",
+    is_gated_act: gated,
+    tie_word_embeddings: cfg.tieWordEmbeddings,
+    scale_decoder_outputs: cfg.scaleDecoderOutputs,
+    layer_norm_epsilon: cfg.layerNormEpsilon,
+    dropout_rate: cfg.dropoutRate,
+    pad_token_id: cfg.padTokenId,
+    eos_token_id: cfg.eosTokenId,
+    decoder_start_token_id: cfg.decoderStartTokenId,
+    initializer_factor: 1.0,
+    use_cache: true,
+  };
+}

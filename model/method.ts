@@ -1,0 +1,86 @@
+/**
+ * The interface every multi-task method implements (MTL, Prompt-Tuning, adapters, HyperFormer++,
+ * HyperPrompt). One file per method under `model/methods/`, registered in `model/methods/mod.ts`.
+ * A method reaches T5 only through {@link T5Hooks}.
+ *
+ * @module
+ */
+import type * as tf from "@tensorflow/tfjs";
+import type { T5Config } from "./config.ts";
+import type { T5Hooks } from "./hooks.ts";
+
+/** What a method needs to build its variables. */
+export interface MethodContext {
+  /** The backbone's configuration. */
+  readonly config: T5Config;
+  /** Task names; the index of a name is its task id in {@link MethodInstance.hooks}. */
+  readonly tasks: readonly string[];
+  /** Seed for the method's own initialisers (derived by purpose from the run's root seed). */
+  readonly seed: number;
+  /** Backbone variables by Hugging Face name (e.g. for class-label prompt initialisation). */
+  readonly backbone: ReadonlyMap<string, tf.Variable>;
+  /**
+   * Token ids of each task's label words, by task name (for class-label prompt initialisation);
+   * absent when the method does not need them.
+   */
+  readonly labelTokenIds?: ReadonlyMap<string, readonly number[]>;
+}
+
+/** Parameter counts of a method on a given backbone and task count. */
+export interface MethodParamCounts {
+  /** Parameters the method adds to the backbone. */
+  readonly extra: number;
+  /** Backbone parameters that are trained (all of them unless the backbone is frozen). */
+  readonly trainedBackbone: number;
+}
+
+/** Extra matmul FLOPs (2 per multiply-add) a method adds per example. */
+export interface MethodFlops {
+  /** Added to one forward pass of one example. */
+  readonly forward: number;
+  /** Added to forward + backward of one example. */
+  readonly train: number;
+}
+
+/** Sequence shape for FLOP accounting. */
+export interface SequenceShape {
+  readonly inputLength: number;
+  readonly targetLength: number;
+}
+
+/** A method instantiated for one backbone and task list. */
+export interface MethodInstance {
+  /** Registry name of the method. */
+  readonly name: string;
+  /** The method's own variables by name (saved under these names in checkpoints). */
+  readonly variables: ReadonlyMap<string, tf.Variable>;
+  /** Whether the text task prefix ("rte sentence1: …") is kept in the inputs. */
+  readonly keepTaskPrefix: boolean;
+  /** Whether a backbone variable (Hugging Face name) is trained with this method. */
+  isBackboneTrainable(name: string): boolean;
+  /** Hooks for a batch whose example i belongs to task `taskIds[i]`. */
+  hooks(taskIds: readonly number[]): T5Hooks;
+  /** Releases the method's variables. */
+  dispose(): void;
+}
+
+/** A method: its validated configuration and how to build, count and cost it. */
+export interface Method<C> {
+  /** Registry key, e.g. `"hyperprompt_global"`. */
+  readonly name: string;
+  /** One line for `--help` and tables. */
+  readonly description: string;
+  /** Default configuration (every ambiguity of the specification is an option here). */
+  readonly defaults: C;
+  /**
+   * Validates a raw JSON configuration (partial; defaults fill the rest).
+   * @throws Error naming `source` and the offending field
+   */
+  parseConfig(raw: unknown, source: string): C;
+  /** Creates the method's variables for a backbone and task list. */
+  create(ctx: MethodContext, cfg: C): MethodInstance;
+  /** Closed-form parameter counts; must equal the instantiated variables. */
+  countParams(config: T5Config, cfg: C, numTasks: number): MethodParamCounts;
+  /** Closed-form extra FLOPs per example. */
+  extraFlops(config: T5Config, cfg: C, shape: SequenceShape): MethodFlops;
+}
