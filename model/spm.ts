@@ -1,0 +1,278 @@
+/**
+ * Offline T5-style vocabularies: train a SentencePiece-Unigram model with Debian's `spm_train`
+ * and convert the `.model` protobuf to a Hugging Face `tokenizer.json` in T5's layout
+ * (`<pad>`, `</s>`, `<unk>` at ids 0–2, 100 sentinels `<extra_id_0>` … `<extra_id_99>` at the end,
+ * `<extra_id_0>` the highest id), readable by {@link T5Tokenizer}.
+ *
+ * The converter emits what transformers' T5 converter emits: a `Precompiled` normalizer with the
+ * model's character map followed by `Replace(" {2,}" → " ")`, a `Metaspace("▁", always)`
+ * pre-tokenizer and decoder, a `Unigram` model and a `$A </s>` template.
+ *
+ * @module
+ */
+import { Buffer } from "node:buffer";
+
+/** One piece of a SentencePiece model. */
+export interface SentencePiece {
+  readonly piece: string;
+  readonly score: number;
+  /** 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte. */
+  readonly type: number;
+}
+
+/** The parts of a SentencePiece `ModelProto` the converter needs. */
+export interface SentencePieceModel {
+  readonly pieces: readonly SentencePiece[];
+  /** `normalizer_spec.precompiled_charsmap`; empty when the model has no normaliser. */
+  readonly precompiledCharsmap: Uint8Array;
+}
+
+/** Number of sentinel tokens T5 appends to its vocabulary. */
+export const NUM_SENTINELS = 100;
+
+class ProtoReader {
+  pos = 0;
+  constructor(readonly buf: Uint8Array, readonly source: string) {}
+  get done(): boolean {
+    return this.pos >= this.buf.length;
+  }
+  varint(): number {
+    let result = 0;
+    let shift = 0;
+    for (;;) {
+      if (this.pos >= this.buf.length) {
+        throw new Error(`${this.source}: truncated protobuf varint at byte ${this.pos}`);
+      }
+      const b = this.buf[this.pos++]!;
+      result += (b & 0x7f) * 2 ** shift;
+      if ((b & 0x80) === 0) return result;
+      shift += 7;
+      if (shift > 63) throw new Error(`${this.source}: malformed varint at byte ${this.pos}`);
+    }
+  }
+  bytes(): Uint8Array {
+    const n = this.varint();
+    if (this.pos + n > this.buf.length) {
+      throw new Error(`${this.source}: truncated protobuf field (${n} bytes at byte ${this.pos})`);
+    }
+    const out = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+  float32(): number {
+    if (this.pos + 4 > this.buf.length) {
+      throw new Error(`${this.source}: truncated float at byte ${this.pos}`);
+    }
+    const v = new DataView(this.buf.buffer, this.buf.byteOffset + this.pos, 4).getFloat32(0, true);
+    this.pos += 4;
+    return v;
+  }
+  skip(wire: number): void {
+    if (wire === 0) this.varint();
+    else if (wire === 1) this.pos += 8;
+    else if (wire === 2) this.bytes();
+    else if (wire === 5) this.pos += 4;
+    else throw new Error(`${this.source}: unsupported protobuf wire type ${wire} at ${this.pos}`);
+  }
+}
+
+/**
+ * Parses a SentencePiece `.model` file (a `ModelProto`): field 1 holds the pieces (1 piece,
+ * 2 score, 3 type), field 3 the normaliser spec whose field 2 is the precompiled character map.
+ *
+ * @param bytes the file's bytes
+ * @param source file name for error messages
+ * @returns the pieces in id order and the character map
+ * @throws Error naming the file when the protobuf is truncated or holds no pieces
+ */
+export function parseSentencePieceModel(bytes: Uint8Array, source: string): SentencePieceModel {
+  const r = new ProtoReader(bytes, source);
+  const pieces: SentencePiece[] = [];
+  let charsmap = new Uint8Array(0);
+  const text = new TextDecoder("utf-8", { fatal: true });
+  while (!r.done) {
+    const key = r.varint();
+    const fieldNo = Math.floor(key / 8);
+    const wire = key & 7;
+    if (fieldNo === 1 && wire === 2) {
+      const sub = new ProtoReader(r.bytes(), source);
+      let piece = "";
+      let score = 0;
+      let type = 1;
+      while (!sub.done) {
+        const k = sub.varint();
+        const f = Math.floor(k / 8);
+        const w = k & 7;
+        if (f === 1 && w === 2) piece = text.decode(sub.bytes());
+        else if (f === 2 && w === 5) score = sub.float32();
+        else if (f === 3 && w === 0) type = sub.varint();
+        else sub.skip(w);
+      }
+      pieces.push({ piece, score, type });
+    } else if (fieldNo === 3 && wire === 2) {
+      const sub = new ProtoReader(r.bytes(), source);
+      while (!sub.done) {
+        const k = sub.varint();
+        if (Math.floor(k / 8) === 2 && (k & 7) === 2) charsmap = new Uint8Array(sub.bytes());
+        else sub.skip(k & 7);
+      }
+    } else {
+      r.skip(wire);
+    }
+  }
+  if (pieces.length === 0) throw new Error(`${source}: no pieces found; not a SentencePiece model`);
+  return { pieces, precompiledCharsmap: charsmap };
+}
+
+function addedToken(id: number, content: string) {
+  return {
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  };
+}
+
+/**
+ * Converts a parsed SentencePiece model to a T5 `tokenizer.json` object, appending
+ * {@link NUM_SENTINELS} sentinels as T5 does (`<extra_id_0>` gets the highest id).
+ *
+ * @param model the parsed model; ids 0, 1, 2 must be `<pad>`, `</s>`, `<unk>`
+ * @param source file name for error messages
+ * @param numSentinels sentinels to append (100 as T5)
+ * @returns a JSON-serialisable tokenizer description
+ */
+export function sentencePieceToTokenizerJson(
+  model: SentencePieceModel,
+  source: string,
+  numSentinels = NUM_SENTINELS,
+): Record<string, unknown> {
+  const expect = ["<pad>", "</s>", "<unk>"];
+  expect.forEach((p, i) => {
+    if (model.pieces[i]?.piece !== p) {
+      throw new Error(
+        `${source}: piece ${i} must be "${p}" (T5 layout: train with --pad_id=0 --eos_id=1 ` +
+          `--unk_id=2 --bos_id=-1), got "${model.pieces[i]?.piece}"`,
+      );
+    }
+  });
+  const vocab: [string, number][] = model.pieces.map((p) => [p.piece, p.type === 1 ? p.score : 0]);
+  const added = [addedToken(0, "<pad>"), addedToken(1, "</s>"), addedToken(2, "<unk>")];
+  const n = vocab.length;
+  for (let i = numSentinels - 1; i >= 0; i--) {
+    const id = n + (numSentinels - 1 - i);
+    vocab.push([`<extra_id_${i}>`, 0]);
+    added.push(addedToken(id, `<extra_id_${i}>`));
+  }
+  const normalizers: unknown[] = [];
+  if (model.precompiledCharsmap.length > 0) {
+    normalizers.push({
+      type: "Precompiled",
+      precompiled_charsmap: Buffer.from(model.precompiledCharsmap).toString("base64"),
+    });
+  }
+  normalizers.push({ type: "Replace", pattern: { Regex: " {2,}" }, content: " " });
+  const metaspace = { type: "Metaspace", replacement: "▁", prepend_scheme: "always", split: true };
+  return {
+    version: "1.0",
+    truncation: null,
+    padding: null,
+    added_tokens: added,
+    normalizer: { type: "Sequence", normalizers },
+    pre_tokenizer: metaspace,
+    post_processor: {
+      type: "TemplateProcessing",
+      single: [{ Sequence: { id: "A", type_id: 0 } }, { SpecialToken: { id: "</s>", type_id: 0 } }],
+      pair: [
+        { Sequence: { id: "A", type_id: 0 } },
+        { SpecialToken: { id: "</s>", type_id: 0 } },
+        { Sequence: { id: "B", type_id: 0 } },
+        { SpecialToken: { id: "</s>", type_id: 0 } },
+      ],
+      special_tokens: { "</s>": { id: "</s>", ids: [1], tokens: ["</s>"] } },
+    },
+    decoder: metaspace,
+    model: { type: "Unigram", unk_id: 2, vocab, byte_fallback: false },
+  };
+}
+
+/** Options of {@link trainSentencePiece}. */
+export interface TrainSentencePieceOptions {
+  /** Vocabulary size including the 100 sentinels (spm_train is asked for vocabSize − 100). */
+  readonly vocabSize: number;
+  /** Folder receiving `spiece.model` and `tokenizer.json`. */
+  readonly outDir: string;
+  /** Seed-independent; spm_train is deterministic for a given corpus and options. */
+  readonly characterCoverage?: number;
+  /** Path of the spm_train binary (default: `spm_train` on PATH). */
+  readonly spmTrain?: string;
+}
+
+/**
+ * Trains a T5-layout Unigram vocabulary with `spm_train` (Debian package `sentencepiece`) on
+ * text files and writes `spiece.model` and `tokenizer.json` into `outDir`.
+ *
+ * @param corpusFiles plain-text files, one sentence or document per line
+ * @param opts vocabulary size and output folder
+ * @returns the path of the written `tokenizer.json`
+ * @throws Error saying how to install spm_train when it is missing, or spm_train's stderr
+ */
+export async function trainSentencePiece(
+  corpusFiles: readonly string[],
+  opts: TrainSentencePieceOptions,
+): Promise<string> {
+  if (corpusFiles.length === 0) throw new Error("trainSentencePiece: no corpus files given");
+  const pieces = opts.vocabSize - NUM_SENTINELS;
+  if (!Number.isInteger(pieces) || pieces < 16) {
+    throw new Error(
+      `trainSentencePiece: vocabSize must be an integer >= 116, got ${opts.vocabSize}`,
+    );
+  }
+  await Deno.mkdir(opts.outDir, { recursive: true });
+  const prefix = `${opts.outDir}/spiece`;
+  const args = [
+    `--input=${corpusFiles.join(",")}`,
+    `--model_prefix=${prefix}`,
+    "--model_type=unigram",
+    `--vocab_size=${pieces}`,
+    "--pad_id=0",
+    "--eos_id=1",
+    "--unk_id=2",
+    "--bos_id=-1",
+    `--character_coverage=${opts.characterCoverage ?? 1.0}`,
+    "--input_sentence_size=2000000",
+    "--shuffle_input_sentence=false",
+    "--num_threads=2",
+    "--hard_vocab_limit=false",
+  ];
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command(opts.spmTrain ?? "spm_train", { args, stderr: "piped" }).output();
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Error(
+        "spm_train not found: install Debian's sentencepiece package " +
+          "(apt-get install -y sentencepiece) or pass an existing tokenizer.json",
+      );
+    }
+    throw e;
+  }
+  if (!out.success) {
+    const err = new TextDecoder().decode(out.stderr).split("\n").slice(-8).join("\n");
+    throw new Error(`spm_train failed (exit ${out.code}):\n${err}`);
+  }
+  const modelPath = `${prefix}.model`;
+  const json = sentencePieceToTokenizerJson(
+    parseSentencePieceModel(await Deno.readFile(modelPath), modelPath),
+    modelPath,
+  );
+  const target = `${opts.outDir}/tokenizer.json`;
+  const tmp = `${target}.tmp`;
+  await Deno.writeTextFile(tmp, JSON.stringify(json));
+  await Deno.rename(tmp, target);
+  await Deno.remove(`${prefix}.vocab`).catch(() => {});
+  return target;
+}

@@ -1,0 +1,101 @@
+import { deepEqual, equal, match, rejects, throws } from "node:assert/strict";
+import { Tokenizer } from "@huggingface/tokenizers";
+import {
+  NUM_SENTINELS,
+  parseSentencePieceModel,
+  sentencePieceToTokenizerJson,
+  trainSentencePiece,
+} from "./spm.ts";
+import { sharedPath } from "./shared_dir.ts";
+
+const hasSpm = await new Deno.Command("spm_encode", {
+  args: ["--help"],
+  stdout: "null",
+  stderr: "null",
+})
+  .output().then(() => true, () => false);
+
+async function corpus(dir: string): Promise<string> {
+  // Sentences from the SST-2 and RTE train files of the offline mirror (column text only).
+  const lines: string[] = [];
+  const sst = await Deno.readTextFile(sharedPath("data/glue/SST-2/train.tsv"));
+  for (const l of sst.split("\n").slice(1, 4001)) lines.push(l.split("\t")[0] ?? "");
+  const rte = await Deno.readTextFile(sharedPath("data/glue/RTE/train.tsv"));
+  for (const l of rte.split("\n").slice(1, 800)) lines.push(...l.split("\t").slice(1, 3));
+  const path = `${dir}/corpus.txt`;
+  await Deno.writeTextFile(path, lines.join("\n"));
+  return path;
+}
+
+Deno.test({
+  name: "trainSentencePiece() gives a T5-layout tokenizer.json that encodes as spm_encode does",
+  ignore: !hasSpm,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const text = await corpus(dir);
+      const path = await trainSentencePiece([text], { vocabSize: 1100, outDir: `${dir}/tok` });
+      const json = JSON.parse(await Deno.readTextFile(path));
+      const vocab = json.model.vocab as [string, number][];
+      equal(vocab.length, 1100);
+      deepEqual(vocab.slice(0, 3).map((v) => v[0]), ["<pad>", "</s>", "<unk>"]);
+      equal(vocab[1099]![0], "<extra_id_0>");
+      equal(vocab[1100 - NUM_SENTINELS]![0], "<extra_id_99>");
+      const tok = new Tokenizer(json, {});
+      const cases = [
+        "the movie was surprisingly good .",
+        "A man is  playing a guitar!",
+        "café 漢字 ½ ｆｕｌｌ-width",
+        "Unseen ☃ characters ⌘",
+        "",
+      ];
+      for (const c of cases) {
+        const out = await new Deno.Command("spm_encode", {
+          args: [`--model=${dir}/tok/spiece.model`, "--output_format=id"],
+          stdin: "piped",
+          stdout: "piped",
+        }).spawn();
+        const w = out.stdin.getWriter();
+        await w.write(new TextEncoder().encode(c + "\n"));
+        await w.close();
+        const res = await out.output();
+        const ref = new TextDecoder().decode(res.stdout).trim().split(/\s+/).filter((s) => s !== "")
+          .map(Number);
+        deepEqual(tok.encode(c).ids, [...ref, 1], `ids of ${JSON.stringify(c)}`);
+      }
+      deepEqual(tok.encode("<extra_id_0> good").ids.slice(0, 1), [1099]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("parseSentencePieceModel() names the file on truncated input", () => {
+  throws(
+    () => parseSentencePieceModel(new Uint8Array([0x0a, 0x20, 0x0a]), "x.model"),
+    /x\.model: truncated/,
+  );
+  throws(() => parseSentencePieceModel(new Uint8Array([]), "y.model"), /y\.model: no pieces/);
+});
+
+Deno.test("sentencePieceToTokenizerJson() rejects a model without T5's special ids", () => {
+  const model = {
+    pieces: [{ piece: "<unk>", score: 0, type: 2 }, { piece: "a", score: -1, type: 1 }],
+    precompiledCharsmap: new Uint8Array(),
+  };
+  throws(() => sentencePieceToTokenizerJson(model, "m.model"), /m\.model: piece 0 must be "<pad>"/);
+});
+
+Deno.test("trainSentencePiece() explains a missing spm_train", async () => {
+  await rejects(
+    trainSentencePiece(["/nonexistent"], {
+      vocabSize: 500,
+      outDir: "/tmp/x-spm",
+      spmTrain: "no-such-spm",
+    }),
+    (e: Error) => {
+      match(e.message, /apt-get install -y sentencepiece/);
+      return true;
+    },
+  );
+});
