@@ -1,0 +1,82 @@
+import { deepEqual, equal, ok } from "node:assert/strict";
+import { Rng } from "../benchmarks/rng.ts";
+import {
+  noiseCounts,
+  randomSpansNoiseMask,
+  reassemble,
+  spanCorrupt,
+  T5_SPAN_CORRUPTION,
+} from "./span_corruption.ts";
+
+Deno.test("noiseCounts() rounds in float32 half to even as T5 does", () => {
+  // 10 · 0.15 = 1.5 in float32 (1.50000002…) rounds up to 2; 30 · 0.15 = 4.5 (4.4999998…) to 4.
+  deepEqual(noiseCounts(10), { noiseTokens: 2, noiseSpans: 1 });
+  deepEqual(noiseCounts(30), { noiseTokens: 4, noiseSpans: 1 });
+  deepEqual(noiseCounts(100), { noiseTokens: 15, noiseSpans: 5 });
+  deepEqual(noiseCounts(1), { noiseTokens: 1, noiseSpans: 1 });
+  // 512 · 0.15 = 76.8 → 77 noise tokens; 77 / 3 = 25.67 → 26 spans.
+  deepEqual(noiseCounts(512), { noiseTokens: 77, noiseSpans: 26 });
+});
+
+Deno.test("randomSpansNoiseMask() has exactly T5's token and span counts on every draw", () => {
+  const rng = new Rng(7);
+  let spansSeen = 0;
+  let noiseSeen = 0;
+  for (let draw = 0; draw < 2000; draw++) {
+    const length = 5 + (draw % 300);
+    const mask = randomSpansNoiseMask(length, () => rng.next());
+    equal(mask.length, length);
+    const { noiseTokens, noiseSpans } = noiseCounts(length);
+    const noise = mask.filter((m) => m).length;
+    const spans = mask.filter((m, i) => m && (i === 0 || !mask[i - 1])).length;
+    equal(noise, noiseTokens, `noise tokens at length ${length}`);
+    equal(spans, noiseSpans, `noise spans at length ${length}`);
+    equal(mask[0], false, "the first token is never noise");
+    spansSeen += spans;
+    noiseSeen += noise;
+  }
+  // Mean span length over all draws is noise tokens / spans; T5's rounding keeps it near 3.
+  const mean = noiseSeen / spansSeen;
+  ok(Math.abs(mean - T5_SPAN_CORRUPTION.meanNoiseSpanLength) < 0.1, `mean span length ${mean}`);
+});
+
+Deno.test("randomSpansNoiseMask() spreads spans: positions away from the ends are noise at about the density", () => {
+  // Over many draws at a fixed length, each non-initial position's noise rate stays near
+  // 15/100 (binomial sd over 4000 draws ≈ 0.0056; 6 sd band = ±0.034, plus edge effects).
+  const rng = new Rng(11);
+  const counts = new Array<number>(100).fill(0);
+  const draws = 4000;
+  for (let d = 0; d < draws; d++) {
+    randomSpansNoiseMask(100, () => rng.next()).forEach((m, i) => m && counts[i]!++);
+  }
+  const rates = counts.map((c) => c / draws);
+  for (let i = 10; i < 100; i++) {
+    ok(Math.abs(rates[i]! - 0.15) < 0.06, `position ${i}: ${rates[i]}`);
+  }
+});
+
+Deno.test("spanCorrupt() inputs and targets reassemble into the original ids", () => {
+  const rng = new Rng(3);
+  const vocab = 1000;
+  const sentinel = (i: number) => vocab - 1 - i;
+  const isSentinel = (id: number) => id >= vocab - 100;
+  for (let n = 1; n < 200; n += 7) {
+    const ids = Array.from({ length: n }, (_, i) => 3 + ((i * 37) % 800));
+    const { inputs, targets } = spanCorrupt(ids, () => rng.next(), sentinel);
+    deepEqual(reassemble(inputs, targets, isSentinel), ids);
+    if (n >= 2) {
+      equal(targets[0], sentinel(0), "targets start with <extra_id_0>");
+      ok(inputs.includes(sentinel(0)), "inputs contain <extra_id_0>");
+    }
+  }
+});
+
+Deno.test("spanCorrupt() is reproducible for a seed", () => {
+  const ids = Array.from({ length: 64 }, (_, i) => i + 3);
+  const a = new Rng(5);
+  const b = new Rng(5);
+  deepEqual(
+    spanCorrupt(ids, () => a.next(), (i) => 999 - i),
+    spanCorrupt(ids, () => b.next(), (i) => 999 - i),
+  );
+});
