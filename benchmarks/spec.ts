@@ -1,0 +1,839 @@
+/**
+ * The benchmark's data contracts: a {@link Profile} (one JSON file under `benchmarks/profiles/`),
+ * the {@link RunSpec} of one grid cell that `runOne` trains and evaluates, and the
+ * {@link RunResult} written as one JSON file per run. Validators fail early with an error that
+ * names the file, the line (when known) and the JSON path of the field, e.g.
+ * `benchmarks/profiles/ci.json:14: $.train.learningRate must be a positive number, got "x"`.
+ *
+ * Written before the runner and trainer (AlgoPerf's `spec.py` habit): everything else codes
+ * against these types.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+
+/** Backend requested for a run (see `model/backend.ts`). */
+export type BackendChoice = "auto" | "tensorflow" | "webgpu" | "wasm" | "cpu";
+/** Known backend choices, in `--help` order. */
+export const BACKEND_CHOICES: readonly BackendChoice[] = [
+  "auto",
+  "tensorflow",
+  "webgpu",
+  "wasm",
+  "cpu",
+];
+
+/** A benchmark trained and evaluated as one multi-task run. */
+export type BenchmarkName = "glue" | "super_glue";
+/** Known benchmarks. */
+export const BENCHMARKS: readonly BenchmarkName[] = ["glue", "super_glue"];
+
+/** Registry keys of `model/methods/mod.ts` (`METHODS`). */
+export type MethodName =
+  | "mtl"
+  | "prompt_tuning"
+  | "mtl_prompt"
+  | "adapter"
+  | "hyperformer_pp"
+  | "hyperprompt_share"
+  | "hyperprompt_sep"
+  | "hyperprompt_global";
+/** Every method name, in table order. */
+export const METHOD_NAMES: readonly MethodName[] = [
+  "mtl",
+  "adapter",
+  "hyperformer_pp",
+  "prompt_tuning",
+  "mtl_prompt",
+  "hyperprompt_share",
+  "hyperprompt_sep",
+  "hyperprompt_global",
+];
+
+/** A model: a preset name of `model/config.ts` `PRESETS`, or a Hugging Face folder / hub id. */
+export type ModelRef = string | { readonly hf: string };
+
+/**
+ * Where the backbone weights come from: `"random"` (seeded init), `"pretrained"` (the tiny
+ * span-corruption checkpoint built offline by the pretrain task, or the published checkpoint of
+ * a published preset), or an explicit Hugging Face folder / hub id.
+ */
+export type BackboneRef = "random" | "pretrained" | { readonly hf: string };
+
+/** One method of a profile's grid. */
+export interface MethodEntry {
+  /** Registry key of the method. */
+  readonly name: MethodName;
+  /** Row label in tables (defaults to `name`); must be unique within a profile. */
+  readonly label: string;
+  /**
+   * The method's configuration. In a profile: partial, validated by the method's `parseConfig`.
+   * In a {@link RunSpec}: the resolved configuration (defaults filled) when the method registry
+   * was available to resolve it.
+   */
+  readonly config: Readonly<Record<string, unknown>>;
+}
+
+/** Learning-rate schedule. */
+export interface ScheduleSpec {
+  /** `constant`, linear warmup then linear decay to 0, or linear warmup then 1/sqrt(step) decay. */
+  readonly kind: "constant" | "warmup_linear" | "warmup_rsqrt";
+  /** Warmup steps (ignored by `constant`). */
+  readonly warmupSteps: number;
+}
+
+/** Training and evaluation hyperparameters of one run. */
+export interface TrainSpec {
+  /** Optimizer: Adafactor (T5 default) or AdamW. */
+  readonly optimizer: "adafactor" | "adamw";
+  /** Peak learning rate. */
+  readonly learningRate: number;
+  /** Learning-rate schedule. */
+  readonly schedule: ScheduleSpec;
+  /** Decoupled weight decay (AdamW only; 0 disables). */
+  readonly weightDecay: number;
+  /** Optimizer steps. */
+  readonly steps: number;
+  /** Examples per step. */
+  readonly batchSize: number;
+  /** Encoder tokens kept per example (truncated, then EOS appended). */
+  readonly maxInputLength: number;
+  /** Decoder tokens kept per example. */
+  readonly maxTargetLength: number;
+  /** Dropout rate during training. */
+  readonly dropout: number;
+  /** Label smoothing of the cross-entropy (0 disables). */
+  readonly labelSmoothing: number;
+  /** Global gradient-norm clip; `null` disables. */
+  readonly clipNorm: number | null;
+  /** Examples-proportional mixed-task batches, or temperature-sampled single-task batches. */
+  readonly mixture: "proportional" | "temperature";
+  /** Sampling temperature for `mixture: "temperature"`. */
+  readonly temperature: number;
+  /** Evaluate every this many steps (and at the last step). */
+  readonly evalEvery: number;
+  /** Write a resumable checkpoint every this many steps; 0 disables. */
+  readonly checkpointEvery: number;
+  /** Validation examples scored per task and evaluation; `null` = the whole split. */
+  readonly evalMaxExamples: number | null;
+}
+
+/** Regression-gate tolerances: absolute score differences allowed (0-100 scale). */
+export interface Tolerances {
+  /** Tolerance for any metric not listed below. */
+  readonly default: number;
+  /** Per metric, keyed by `"metric"` (e.g. `"accuracy"`) or `"task/metric"` (e.g. `"cb/f1"`). */
+  readonly metrics: Readonly<Record<string, number>>;
+}
+
+/** A benchmark profile: the grid models × methods × benchmarks × seeds and its hyperparameters. */
+export interface Profile {
+  /** Profile name (the file name without `.json` for built-in profiles). */
+  readonly name: string;
+  /** One line for `--help`. */
+  readonly description: string;
+  /** Backend to request unless `--backend` overrides it. */
+  readonly backend: BackendChoice;
+  /** Root seeds; each grid cell is repeated once per seed. */
+  readonly seeds: readonly number[];
+  /** Backbone sizes. */
+  readonly models: readonly ModelRef[];
+  /** Where backbone weights come from. */
+  readonly backbone: BackboneRef;
+  /** Benchmarks, each trained as its own multi-task run. */
+  readonly benchmarks: readonly BenchmarkName[];
+  /** Task subset per benchmark; absent = every trained task of the benchmark. */
+  readonly tasks?: Readonly<Partial<Record<BenchmarkName, readonly string[]>>>;
+  /**
+   * When tasks are not listed: drop tasks whose files are missing from the data dir instead of
+   * failing (the smoke profile runs on the partial offline mirror).
+   */
+  readonly skipMissingTasks: boolean;
+  /** Methods (rows of the tables). */
+  readonly methods: readonly MethodEntry[];
+  /** Hyperparameters shared by all runs (defaults: {@link DEFAULT_TRAIN}). */
+  readonly train: TrainSpec;
+  /** Per-benchmark overrides of `train` (e.g. target length 84 for GLUE, 62 for SuperGLUE). */
+  readonly trainOverrides: Readonly<Partial<Record<BenchmarkName, Partial<TrainSpec>>>>;
+  /** Regression-gate tolerances. */
+  readonly tolerances: Tolerances;
+  /** Expected wall time of the whole grid, for `--dry-run` and warnings. */
+  readonly timeBudgetMinutes?: number;
+}
+
+/**
+ * Training defaults: the T5 library's fine-tuning defaults, the best-supported reading of the
+ * paper's unknown settings (spec §3.3, A10): Adafactor, constant 1e-3, batch 128, inputs 512,
+ * targets 84 (GLUE; SuperGLUE 62 via `trainOverrides`), dropout 0.1, a checkpoint and evaluation
+ * every 2000 steps (spec §3.4).
+ */
+export const DEFAULT_TRAIN: TrainSpec = {
+  optimizer: "adafactor",
+  learningRate: 1e-3,
+  schedule: { kind: "constant", warmupSteps: 0 },
+  weightDecay: 0,
+  steps: 20000,
+  batchSize: 128,
+  maxInputLength: 512,
+  maxTargetLength: 84,
+  dropout: 0.1,
+  labelSmoothing: 0,
+  clipNorm: null,
+  mixture: "proportional",
+  temperature: 10,
+  evalEvery: 2000,
+  checkpointEvery: 2000,
+  evalMaxExamples: null,
+};
+
+/** One cell of a profile's grid: everything `runOne` needs, nothing else. */
+export interface RunSpec {
+  /** Stable hash (12 hex) of every other field; see {@link runId}. */
+  readonly id: string;
+  /** Name of the profile the run belongs to. */
+  readonly profile: string;
+  /** Backbone size. */
+  readonly model: ModelRef;
+  /** Backbone weights. */
+  readonly backbone: BackboneRef;
+  /** Benchmark trained in this run. */
+  readonly benchmark: BenchmarkName;
+  /** Task names (keys of `tasks/mod.ts` `TASKS`), in mixture order; task id = index. */
+  readonly tasks: readonly string[];
+  /** The method with its configuration. */
+  readonly method: MethodEntry;
+  /** Root seed (derive per-purpose seeds with `benchmarks/rng.ts` `seedFor`). */
+  readonly seed: number;
+  /** Resolved hyperparameters (profile `train` + its benchmark override). */
+  readonly train: TrainSpec;
+  /** Backend requested. */
+  readonly backend: BackendChoice;
+}
+
+/** Backend description recorded in provenance (mirrors `model/backend.ts` `BackendInfo`). */
+export interface BackendRecord {
+  readonly requested: string;
+  readonly name: string;
+  readonly tfBackend: string;
+  readonly adapter?: string;
+  readonly threads: number;
+  readonly notes: readonly string[];
+}
+
+/** Where and with what a run was produced. */
+export interface Provenance {
+  /** `git rev-parse HEAD`, or `"unknown"` outside a repository. */
+  readonly gitSha: string;
+  /** Whether the working tree had uncommitted changes. */
+  readonly gitDirty: boolean;
+  /** Deno, V8 and TypeScript versions. */
+  readonly deno: string;
+  readonly v8: string;
+  readonly typescript: string;
+  /** `@tensorflow/tfjs` version. */
+  readonly tfjs: string;
+  /** Pinned npm packages from `deno.json` (name -> version). */
+  readonly packages: Readonly<Record<string, string>>;
+  /** Backend actually used. */
+  readonly backend: BackendRecord;
+  /** Human-readable device (GPU adapter or CPU model and core count). */
+  readonly device: string;
+  readonly hostname: string;
+  /** `Deno.build.target`. */
+  readonly os: string;
+  /** ISO timestamps. */
+  readonly startedAt: string;
+  readonly finishedAt: string;
+}
+
+/** Metrics of one task at one evaluation, 0-100. */
+export interface TaskEval {
+  readonly step: number;
+  readonly task: string;
+  readonly metrics: Readonly<Record<string, number>>;
+  /** Mean of `metrics` (T5 `metric_group_max` group). */
+  readonly groupScore: number;
+}
+
+/** Best evaluation of a task over all checkpoints (chosen by group score, spec §3.4). */
+export interface BestEval {
+  readonly step: number;
+  readonly metrics: Readonly<Record<string, number>>;
+  readonly groupScore: number;
+}
+
+/** Parameter accounting of a run (from the instantiated variables, equal to the analytic count). */
+export interface ParamCounts {
+  /** Backbone + method parameters. */
+  readonly total: number;
+  /** Parameters the method adds. */
+  readonly extra: number;
+  /** 100 · extra / backbone. */
+  readonly extraPct: number;
+  /** Parameters updated by the optimizer. */
+  readonly trained: number;
+  /** 100 · trained / numTasks / backbone. */
+  readonly trainedPerTaskPct: number;
+}
+
+/** Matmul FLOPs (2 per multiply-add) per example at the run's maximum lengths. */
+export interface FlopCounts {
+  readonly trainPerExample: number;
+  readonly inferencePerExample: number;
+}
+
+/** Attention probability mass on prompt slots per layer (spec §3.4), 0-1. */
+export interface AttentionMass {
+  readonly encoder: readonly number[];
+  readonly decoder: readonly number[];
+}
+
+/** What `runOne` returns and the runner writes as `<out>/<runFileName(spec)>`. */
+export interface RunResult {
+  readonly spec: RunSpec;
+  readonly provenance: Provenance;
+  /** Training loss, at least at every logged step. */
+  readonly losses: readonly { readonly step: number; readonly loss: number }[];
+  /** Every evaluation of every task. */
+  readonly evals: readonly TaskEval[];
+  /** Best evaluation per task. */
+  readonly best: Readonly<Record<string, BestEval>>;
+  /** Benchmark average of the per-task best group scores (present for the run's benchmark). */
+  readonly averages: { readonly glue?: number; readonly super_glue?: number };
+  readonly params: ParamCounts;
+  readonly flops: FlopCounts;
+  /** Training throughput: (input + target tokens) per second, non-padding. */
+  readonly tokensPerSecond: number;
+  /** Wall time of the run. */
+  readonly wallSeconds: number;
+  /** The weights actually loaded, e.g. `"random(seed=3)"` or a folder path / hub id. */
+  readonly backboneSource: string;
+  /** Attention mass per task on the hyper-prompt slots (prompt methods only). */
+  readonly attentionMass?: Readonly<Record<string, AttentionMass>>;
+}
+
+/** Options of `runOne` (implemented in `benchmarks/run_one.ts`). */
+export interface RunOneOptions {
+  /**
+   * A folder for this run only (`<out>/<runFileName without .json>/`): checkpoints, logs.
+   * The runner writes the result JSON itself, beside it.
+   */
+  readonly outDir: string;
+  /** Root of the GLUE/SuperGLUE files. */
+  readonly dataDir: string;
+  /** Progress callback (step counts are optimizer steps; evaluation reports `phase: "eval"`). */
+  readonly onProgress?: (p: RunProgress) => void;
+}
+
+/** A progress report from `runOne`. */
+export interface RunProgress {
+  readonly phase: "train" | "eval";
+  readonly step: number;
+  readonly totalSteps: number;
+  readonly loss?: number;
+}
+
+/** Signature of `runOne`, injectable into the runner (tests pass a fake). */
+export type RunOneFn = (spec: RunSpec, opts: RunOneOptions) => Promise<RunResult>;
+
+// ---------------------------------------------------------------------------------------------
+// Stable ids and file names
+
+/** JSON with object keys sorted recursively (the canonical form hashed by {@link runId}). */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(sortKeys(value));
+}
+
+function sortKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sortKeys);
+  if (v !== null && typeof v === "object") {
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(v).sort()) {
+      const x = (v as Record<string, unknown>)[k];
+      if (x !== undefined) out[k] = sortKeys(x);
+    }
+    return out;
+  }
+  return v;
+}
+
+/**
+ * The id of a run: the first 12 hex digits of SHA-256 over the canonical JSON of the spec
+ * without its `id`. Equal content gives equal ids on every machine.
+ *
+ * @param spec the run spec (its `id`, if present, is ignored)
+ * @returns 12 lowercase hex digits
+ * @example
+ * ```ts
+ * import { runId } from "./spec.ts";
+ * console.assert(runId({ a: 1, b: 2 } as never) === runId({ b: 2, a: 1 } as never));
+ * ```
+ */
+export function runId(spec: Omit<RunSpec, "id"> | RunSpec): string {
+  const { id: _id, ...rest } = spec as RunSpec;
+  return createHash("sha256").update(canonicalJson(rest)).digest("hex").slice(0, 12);
+}
+
+/** Display name of a model reference: the preset name, or the last path segment of `hf`. */
+export function modelLabel(model: ModelRef): string {
+  if (typeof model === "string") return model;
+  const parts = model.hf.split(/[\\/]/).filter((p) => p.length > 0);
+  return parts[parts.length - 1] ?? model.hf;
+}
+
+/**
+ * File name of a run's result JSON: readable fields then the id,
+ * `<profile>--<model>--<benchmark>--<label>--s<seed>--<id>.json` (unsafe characters -> `_`).
+ */
+export function runFileName(spec: RunSpec): string {
+  const safe = (s: string) => s.replace(/[^A-Za-z0-9._-]+/g, "_");
+  return [
+    safe(spec.profile),
+    safe(modelLabel(spec.model)),
+    spec.benchmark,
+    safe(spec.method.label),
+    `s${spec.seed}`,
+    spec.id,
+  ].join("--") + ".json";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+
+/** Maps a JSON path such as `$.train.steps` to a 1-based line of the source text, if known. */
+export type Locator = (path: string) => number | undefined;
+
+/** Where a value being validated came from. */
+export interface Source {
+  /** File path (or another description) named in errors. */
+  readonly file: string;
+  /** Optional line lookup for JSON paths. */
+  readonly locate?: Locator;
+}
+
+/** A validation error naming file, line and JSON path. */
+export class SpecError extends Error {
+  /** JSON path of the offending field. */
+  readonly path: string;
+  /** Source file. */
+  readonly file: string;
+  /** Create an error; `message` is the part after the path. */
+  constructor(src: Source, path: string, message: string) {
+    const line = src.locate?.(path);
+    super(`${src.file}${line === undefined ? "" : `:${line}`}: ${path} ${message}`);
+    this.name = "SpecError";
+    this.path = path;
+    this.file = src.file;
+  }
+}
+
+function show(v: unknown): string {
+  const s = JSON.stringify(v);
+  return s === undefined ? String(v) : s.length > 60 ? s.slice(0, 57) + "..." : s;
+}
+
+function obj(v: unknown, src: Source, path: string): Record<string, unknown> {
+  if (v === null || typeof v !== "object" || Array.isArray(v)) {
+    throw new SpecError(src, path, `must be an object, got ${show(v)}`);
+  }
+  return v as Record<string, unknown>;
+}
+
+function noExtraKeys(
+  o: Record<string, unknown>,
+  known: readonly string[],
+  src: Source,
+  path: string,
+): void {
+  for (const k of Object.keys(o)) {
+    if (!known.includes(k)) {
+      throw new SpecError(
+        src,
+        `${path}.${k}`,
+        `is not a known field; known fields: ${known.join(", ")}`,
+      );
+    }
+  }
+}
+
+function str(v: unknown, src: Source, path: string): string {
+  if (typeof v !== "string" || v.length === 0) {
+    throw new SpecError(src, path, `must be a non-empty string, got ${show(v)}`);
+  }
+  return v;
+}
+
+function oneOf<T extends string>(
+  v: unknown,
+  choices: readonly T[],
+  src: Source,
+  path: string,
+): T {
+  if (typeof v !== "string" || !(choices as readonly string[]).includes(v)) {
+    throw new SpecError(src, path, `must be one of ${choices.join(", ")}; got ${show(v)}`);
+  }
+  return v as T;
+}
+
+function num(
+  v: unknown,
+  src: Source,
+  path: string,
+  opts: { int?: boolean; min?: number; max?: number; minExclusive?: boolean } = {},
+): number {
+  const what = opts.int ? "an integer" : "a number";
+  if (typeof v !== "number" || !Number.isFinite(v) || (opts.int && !Number.isInteger(v))) {
+    throw new SpecError(src, path, `must be ${what}, got ${show(v)}`);
+  }
+  if (opts.min !== undefined && (opts.minExclusive ? v <= opts.min : v < opts.min)) {
+    throw new SpecError(
+      src,
+      path,
+      `must be ${opts.minExclusive ? ">" : ">="} ${opts.min}, got ${v}`,
+    );
+  }
+  if (opts.max !== undefined && v > opts.max) {
+    throw new SpecError(src, path, `must be <= ${opts.max}, got ${v}`);
+  }
+  return v;
+}
+
+function arr(v: unknown, src: Source, path: string, nonEmpty = true): unknown[] {
+  if (!Array.isArray(v)) throw new SpecError(src, path, `must be an array, got ${show(v)}`);
+  if (nonEmpty && v.length === 0) throw new SpecError(src, path, "must not be empty");
+  return v;
+}
+
+function hfRef(v: unknown, src: Source, path: string): { hf: string } {
+  const o = obj(v, src, path);
+  noExtraKeys(o, ["hf"], src, path);
+  return { hf: str(o.hf, src, `${path}.hf`) };
+}
+
+/**
+ * Validate a model reference. Preset names are checked against `presetNames` when given.
+ *
+ * @param v raw JSON value
+ * @param src source named in errors
+ * @param path JSON path of the value
+ * @param presetNames known preset names (omit to accept any string)
+ * @returns the model reference
+ */
+export function validateModelRef(
+  v: unknown,
+  src: Source,
+  path: string,
+  presetNames?: readonly string[],
+): ModelRef {
+  if (typeof v === "string") {
+    if (presetNames && !presetNames.includes(v)) {
+      throw new SpecError(
+        src,
+        path,
+        `names unknown preset "${v}"; known presets: ${
+          presetNames.join(", ")
+        } (or use {"hf": "<folder or hub id>"})`,
+      );
+    }
+    return v;
+  }
+  return hfRef(v, src, path);
+}
+
+/**
+ * Validate a (partial) training spec and merge it over `base`.
+ *
+ * @param v raw JSON object (every field optional)
+ * @param src source named in errors
+ * @param path JSON path of the object
+ * @param base values for absent fields
+ * @returns the complete training spec
+ */
+export function validateTrain(
+  v: unknown,
+  src: Source,
+  path: string,
+  base: TrainSpec = DEFAULT_TRAIN,
+): TrainSpec {
+  const o = obj(v, src, path);
+  noExtraKeys(o, Object.keys(DEFAULT_TRAIN), src, path);
+  const p = (k: string) => `${path}.${k}`;
+  const get = <K extends keyof TrainSpec>(k: K): unknown => o[k] === undefined ? base[k] : o[k];
+  const sRaw = o.schedule === undefined ? base.schedule : obj(o.schedule, src, p("schedule"));
+  noExtraKeys(sRaw as Record<string, unknown>, ["kind", "warmupSteps"], src, p("schedule"));
+  const sched = sRaw as Record<string, unknown>;
+  const schedule: ScheduleSpec = {
+    kind: oneOf(
+      sched.kind ?? base.schedule.kind,
+      ["constant", "warmup_linear", "warmup_rsqrt"],
+      src,
+      p("schedule.kind"),
+    ),
+    warmupSteps: num(sched.warmupSteps ?? 0, src, p("schedule.warmupSteps"), { int: true, min: 0 }),
+  };
+  const clip = get("clipNorm");
+  const evalMax = get("evalMaxExamples");
+  const t: TrainSpec = {
+    optimizer: oneOf(get("optimizer"), ["adafactor", "adamw"], src, p("optimizer")),
+    learningRate: num(get("learningRate"), src, p("learningRate"), { min: 0, minExclusive: true }),
+    schedule,
+    weightDecay: num(get("weightDecay"), src, p("weightDecay"), { min: 0 }),
+    steps: num(get("steps"), src, p("steps"), { int: true, min: 1 }),
+    batchSize: num(get("batchSize"), src, p("batchSize"), { int: true, min: 1 }),
+    maxInputLength: num(get("maxInputLength"), src, p("maxInputLength"), { int: true, min: 2 }),
+    maxTargetLength: num(get("maxTargetLength"), src, p("maxTargetLength"), { int: true, min: 1 }),
+    dropout: num(get("dropout"), src, p("dropout"), { min: 0, max: 0.99 }),
+    labelSmoothing: num(get("labelSmoothing"), src, p("labelSmoothing"), { min: 0, max: 0.99 }),
+    clipNorm: clip === null ? null : num(clip, src, p("clipNorm"), { min: 0, minExclusive: true }),
+    mixture: oneOf(get("mixture"), ["proportional", "temperature"], src, p("mixture")),
+    temperature: num(get("temperature"), src, p("temperature"), { min: 0, minExclusive: true }),
+    evalEvery: num(get("evalEvery"), src, p("evalEvery"), { int: true, min: 1 }),
+    checkpointEvery: num(get("checkpointEvery"), src, p("checkpointEvery"), { int: true, min: 0 }),
+    evalMaxExamples: evalMax === null
+      ? null
+      : num(evalMax, src, p("evalMaxExamples"), { int: true, min: 1 }),
+  };
+  if (t.schedule.kind !== "constant" && t.schedule.warmupSteps > t.steps) {
+    throw new SpecError(
+      src,
+      p("schedule.warmupSteps"),
+      `must be <= steps (${t.steps}), got ${t.schedule.warmupSteps}`,
+    );
+  }
+  return t;
+}
+
+function validateTolerances(v: unknown, src: Source, path: string): Tolerances {
+  if (v === undefined) return { default: 0, metrics: {} };
+  const o = obj(v, src, path);
+  noExtraKeys(o, ["default", "metrics"], src, path);
+  const metrics: Record<string, number> = {};
+  if (o.metrics !== undefined) {
+    const m = obj(o.metrics, src, `${path}.metrics`);
+    for (const [k, x] of Object.entries(m)) {
+      metrics[k] = num(x, src, `${path}.metrics.${k}`, { min: 0 });
+    }
+  }
+  return { default: num(o.default ?? 0, src, `${path}.default`, { min: 0 }), metrics };
+}
+
+/** Optional checks that need other modules (preset names, method configs), injected by callers. */
+export interface ProfileChecks {
+  /** Known preset names (`Object.keys(PRESETS)`). */
+  readonly presetNames?: readonly string[];
+  /**
+   * Validates a method's partial configuration and returns the resolved one
+   * (the method's `parseConfig`). Its errors should name `source`.
+   */
+  readonly parseMethodConfig?: (
+    name: MethodName,
+    raw: unknown,
+    source: string,
+  ) => Readonly<Record<string, unknown>>;
+}
+
+/**
+ * Validate a parsed profile JSON.
+ *
+ * @param raw the parsed JSON
+ * @param src the file it came from (and an optional line locator)
+ * @param checks optional cross-module checks
+ * @returns the validated profile with defaults filled
+ * @throws SpecError naming file, line and JSON path
+ */
+export function validateProfile(
+  raw: unknown,
+  src: Source,
+  checks: ProfileChecks = {},
+): Profile {
+  const o = obj(raw, src, "$");
+  noExtraKeys(
+    o,
+    [
+      "$schema",
+      "name",
+      "description",
+      "backend",
+      "seeds",
+      "models",
+      "backbone",
+      "benchmarks",
+      "tasks",
+      "skipMissingTasks",
+      "methods",
+      "train",
+      "trainOverrides",
+      "tolerances",
+      "timeBudgetMinutes",
+    ],
+    src,
+    "$",
+  );
+  const name = str(o.name, src, "$.name");
+  if (!/^[A-Za-z0-9._-]+$/.test(name)) {
+    throw new SpecError(
+      src,
+      "$.name",
+      `must use only letters, digits, ".", "_", "-"; got ${show(name)}`,
+    );
+  }
+  const seeds = arr(o.seeds ?? [0], src, "$.seeds").map((s, i) =>
+    num(s, src, `$.seeds[${i}]`, { int: true, min: 0 })
+  );
+  if (new Set(seeds).size !== seeds.length) {
+    throw new SpecError(src, "$.seeds", "must not repeat a seed");
+  }
+  const models = arr(o.models, src, "$.models").map((m, i) =>
+    validateModelRef(m, src, `$.models[${i}]`, checks.presetNames)
+  );
+  const bb = o.backbone ?? "random";
+  const backbone: BackboneRef = typeof bb === "string"
+    ? oneOf<"random" | "pretrained">(bb, ["random", "pretrained"], src, "$.backbone")
+    : hfRef(bb, src, "$.backbone");
+  const benchmarks = arr(o.benchmarks, src, "$.benchmarks").map((b, i) =>
+    oneOf(b, BENCHMARKS, src, `$.benchmarks[${i}]`)
+  );
+  if (new Set(benchmarks).size !== benchmarks.length) {
+    throw new SpecError(src, "$.benchmarks", "must not repeat a benchmark");
+  }
+  let tasks: Partial<Record<BenchmarkName, string[]>> | undefined;
+  if (o.tasks !== undefined) {
+    const t = obj(o.tasks, src, "$.tasks");
+    noExtraKeys(t, BENCHMARKS, src, "$.tasks");
+    tasks = {};
+    for (const b of BENCHMARKS) {
+      if (t[b] === undefined) continue;
+      tasks[b] = arr(t[b], src, `$.tasks.${b}`).map((x, i) => str(x, src, `$.tasks.${b}[${i}]`));
+    }
+  }
+  const skip = o.skipMissingTasks ?? false;
+  if (typeof skip !== "boolean") {
+    throw new SpecError(src, "$.skipMissingTasks", `must be true or false, got ${show(skip)}`);
+  }
+  const labels = new Set<string>();
+  const methods = arr(o.methods, src, "$.methods").map((m, i): MethodEntry => {
+    const path = `$.methods[${i}]`;
+    const mo = obj(m, src, path);
+    noExtraKeys(mo, ["name", "label", "config"], src, path);
+    const mname = oneOf(mo.name, METHOD_NAMES, src, `${path}.name`);
+    const label = mo.label === undefined ? mname : str(mo.label, src, `${path}.label`);
+    if (labels.has(label)) {
+      throw new SpecError(
+        src,
+        `${path}.label`,
+        `repeats label "${label}"; give each method entry a unique label`,
+      );
+    }
+    labels.add(label);
+    const rawCfg = mo.config === undefined ? {} : obj(mo.config, src, `${path}.config`);
+    const lineHint = src.locate?.(`${path}.config`);
+    const cfgSource = `${src.file}${lineHint === undefined ? "" : `:${lineHint}`}: ${path}.config`;
+    const config = checks.parseMethodConfig
+      ? checks.parseMethodConfig(mname, rawCfg, cfgSource)
+      : rawCfg;
+    return { name: mname, label, config };
+  });
+  const train = validateTrain(o.train ?? {}, src, "$.train");
+  const trainOverrides: Partial<Record<BenchmarkName, Partial<TrainSpec>>> = {};
+  if (o.trainOverrides !== undefined) {
+    const to = obj(o.trainOverrides, src, "$.trainOverrides");
+    noExtraKeys(to, BENCHMARKS, src, "$.trainOverrides");
+    for (const b of BENCHMARKS) {
+      if (to[b] === undefined) continue;
+      // Validate the merged result now so errors surface at load time.
+      validateTrain(to[b], src, `$.trainOverrides.${b}`, train);
+      trainOverrides[b] = to[b] as Partial<TrainSpec>;
+    }
+  }
+  const profile: Profile = {
+    name,
+    description: o.description === undefined ? "" : str(o.description, src, "$.description"),
+    backend: oneOf(o.backend ?? "auto", BACKEND_CHOICES, src, "$.backend"),
+    seeds,
+    models,
+    backbone,
+    benchmarks,
+    ...(tasks === undefined ? {} : { tasks }),
+    skipMissingTasks: skip,
+    methods,
+    train,
+    trainOverrides,
+    tolerances: validateTolerances(o.tolerances, src, "$.tolerances"),
+    ...(o.timeBudgetMinutes === undefined ? {} : {
+      timeBudgetMinutes: num(o.timeBudgetMinutes, src, "$.timeBudgetMinutes", {
+        min: 0,
+        minExclusive: true,
+      }),
+    }),
+  };
+  return profile;
+}
+
+/**
+ * The training spec of one benchmark: `profile.train` with `profile.trainOverrides[benchmark]`.
+ *
+ * @param profile a validated profile
+ * @param benchmark the benchmark
+ * @returns the merged, validated training spec
+ */
+export function trainFor(profile: Profile, benchmark: BenchmarkName): TrainSpec {
+  const o = profile.trainOverrides[benchmark];
+  if (o === undefined) return profile.train;
+  return validateTrain(
+    o,
+    { file: `profile ${profile.name}` },
+    `$.trainOverrides.${benchmark}`,
+    profile.train,
+  );
+}
+
+function isRecordOfNumbers(v: unknown): boolean {
+  return v !== null && typeof v === "object" && !Array.isArray(v) &&
+    Object.values(v).every((x) => typeof x === "number");
+}
+
+/**
+ * Check the shape of a parsed RunResult JSON (the fields the tables and the gate read).
+ *
+ * @param raw parsed JSON
+ * @param src the file it came from
+ * @returns the value typed as a RunResult
+ * @throws SpecError naming file and JSON path
+ */
+export function validateRunResult(raw: unknown, src: Source): RunResult {
+  const o = obj(raw, src, "$");
+  const spec = obj(o.spec, src, "$.spec");
+  str(spec.id, src, "$.spec.id");
+  str(spec.profile, src, "$.spec.profile");
+  oneOf(spec.benchmark, BENCHMARKS, src, "$.spec.benchmark");
+  const m = obj(spec.method, src, "$.spec.method");
+  oneOf(m.name, METHOD_NAMES, src, "$.spec.method.name");
+  str(m.label, src, "$.spec.method.label");
+  num(spec.seed, src, "$.spec.seed", { int: true, min: 0 });
+  arr(spec.tasks, src, "$.spec.tasks").forEach((t, i) => str(t, src, `$.spec.tasks[${i}]`));
+  obj(o.provenance, src, "$.provenance");
+  arr(o.losses, src, "$.losses", false);
+  arr(o.evals, src, "$.evals", false);
+  const best = obj(o.best, src, "$.best");
+  for (const [task, b] of Object.entries(best)) {
+    const bo = obj(b, src, `$.best.${task}`);
+    num(bo.step, src, `$.best.${task}.step`, { int: true, min: 0 });
+    num(bo.groupScore, src, `$.best.${task}.groupScore`);
+    if (!isRecordOfNumbers(bo.metrics)) {
+      throw new SpecError(src, `$.best.${task}.metrics`, "must map metric names to numbers");
+    }
+  }
+  obj(o.averages, src, "$.averages");
+  const params = obj(o.params, src, "$.params");
+  for (const k of ["total", "extra", "extraPct", "trained", "trainedPerTaskPct"]) {
+    num(params[k], src, `$.params.${k}`, { min: 0 });
+  }
+  const flops = obj(o.flops, src, "$.flops");
+  for (const k of ["trainPerExample", "inferencePerExample"]) {
+    num(flops[k], src, `$.flops.${k}`, { min: 0 });
+  }
+  num(o.tokensPerSecond, src, "$.tokensPerSecond", { min: 0 });
+  num(o.wallSeconds, src, "$.wallSeconds", { min: 0 });
+  str(o.backboneSource, src, "$.backboneSource");
+  return o as unknown as RunResult;
+}
