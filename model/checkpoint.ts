@@ -1,0 +1,362 @@
+/**
+ * Hugging Face checkpoint folders: `config.json` + `model.safetensors` (or sharded
+ * `model-0000i-of-0000n.safetensors` with `model.safetensors.index.json`), as `save_pretrained`
+ * writes them. Loading gives float32 tensors keyed by HF parameter name; saving writes the same
+ * layout (float32, float16 or bfloat16) atomically.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import { basename, dirname, join } from "node:path";
+import { type T5Config, t5ConfigFromHf, t5ConfigToHf } from "./config.ts";
+import {
+  encodeHeader,
+  encodeTypedArray,
+  numElements,
+  parseHeader,
+  parseHeaderLength,
+  readExactly,
+  type SafetensorsDtype,
+  toTypedArray,
+} from "./safetensors.ts";
+
+/** Weights file of an unsharded checkpoint. */
+export const WEIGHTS_NAME = "model.safetensors";
+/** Index file of a sharded checkpoint. */
+export const WEIGHTS_INDEX_NAME = "model.safetensors.index.json";
+
+/** A loaded checkpoint. */
+export interface HfCheckpoint {
+  /** The validated configuration from `config.json`. */
+  config: T5Config;
+  /** HF parameter name → tensor (float32 for float dtypes, int32 for integer dtypes). */
+  tensors: Map<string, tf.Tensor>;
+}
+
+async function readText(path: string, what: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new Error(`${path}: missing ${what}`);
+    throw new Error(`${path}: cannot read ${what}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Read and parse a JSON file.
+ *
+ * @throws Error naming the file when it is missing or not valid JSON
+ */
+export async function readJsonFile(path: string, what = "JSON file"): Promise<unknown> {
+  const text = await readText(path, what);
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${path}: invalid JSON: ${(e as Error).message}`);
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+/**
+ * Load tensors from one safetensors file, reading one tensor at a time (peak memory is one
+ * tensor's bytes, not the whole file).
+ *
+ * @param path the file
+ * @param only load only these names (all when omitted)
+ * @param into map to add the tensors to; on error, tensors added by this call are disposed
+ * @returns `into`
+ */
+export async function loadSafetensorsFile(
+  path: string,
+  only?: ReadonlySet<string>,
+  into: Map<string, tf.Tensor> = new Map(),
+): Promise<Map<string, tf.Tensor>> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new Error(`${path}: missing safetensors file`);
+    throw new Error(`${path}: cannot open: ${(e as Error).message}`);
+  }
+  const added: string[] = [];
+  try {
+    const size = (await file.stat()).size;
+    const len = parseHeaderLength(await readExactly(file, 0, Math.min(8, size)), size, path);
+    const header = parseHeader(await readExactly(file, 8, len), size, path);
+    if (only) {
+      for (const name of only) {
+        if (!header.tensors.has(name)) throw new Error(`${path}: tensor "${name}" not found`);
+      }
+    }
+    for (const [name, info] of header.tensors) {
+      if (only && !only.has(name)) continue;
+      if (into.has(name)) throw new Error(`${path}: tensor "${name}" appears in two files`);
+      const [b, e] = info.dataOffsets;
+      const bytes = await readExactly(file, header.dataStart + b, e - b);
+      const values = toTypedArray(info.dtype, bytes, `${path}: tensor "${name}"`);
+      into.set(
+        name,
+        tf.tensor(values, [...info.shape], values instanceof Int32Array ? "int32" : "float32"),
+      );
+      added.push(name);
+    }
+    return into;
+  } catch (e) {
+    for (const n of added) {
+      into.get(n)?.dispose();
+      into.delete(n);
+    }
+    throw e;
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * Parse a `model.safetensors.index.json` object.
+ *
+ * @returns shard file name → tensor names stored in it
+ * @throws Error naming the file and the bad field
+ */
+export function parseIndex(json: unknown, source: string): Map<string, string[]> {
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw new Error(`${source}: index must be a JSON object`);
+  }
+  const wm = (json as Record<string, unknown>).weight_map;
+  if (typeof wm !== "object" || wm === null || Array.isArray(wm)) {
+    throw new Error(`${source}: missing or invalid field "weight_map" (expected an object)`);
+  }
+  const shards = new Map<string, string[]>();
+  for (const [name, file] of Object.entries(wm)) {
+    if (typeof file !== "string" || file === "" || file.includes("/") || file.includes("\\")) {
+      throw new Error(
+        `${source}: field "weight_map"."${name}" must be a shard file name, got ${
+          JSON.stringify(file)
+        }`,
+      );
+    }
+    const list = shards.get(file) ?? [];
+    list.push(name);
+    shards.set(file, list);
+  }
+  if (shards.size === 0) throw new Error(`${source}: field "weight_map" is empty`);
+  return shards;
+}
+
+/**
+ * Load a Hugging Face checkpoint folder: `config.json` plus `model.safetensors` or the sharded
+ * index and its shards. Float tensors (F32/F16/BF16) become float32 tensors.
+ *
+ * @param dir the folder
+ * @returns config and tensors (the caller owns and disposes the tensors)
+ * @throws Error naming the file and tensor/field for any missing or malformed part
+ */
+export async function loadHfFolder(dir: string): Promise<HfCheckpoint> {
+  const configPath = join(dir, "config.json");
+  if (!(await exists(dir))) throw new Error(`${dir}: checkpoint folder does not exist`);
+  const config = t5ConfigFromHf(await readJsonFile(configPath, "config.json"), configPath);
+  const single = join(dir, WEIGHTS_NAME);
+  const indexPath = join(dir, WEIGHTS_INDEX_NAME);
+  if (await exists(single)) return { config, tensors: await loadSafetensorsFile(single) };
+  if (!(await exists(indexPath))) {
+    const hasBin = await exists(join(dir, "pytorch_model.bin"));
+    throw new Error(
+      `${dir}: no ${WEIGHTS_NAME} or ${WEIGHTS_INDEX_NAME}` +
+        (hasBin ? " (pytorch_model.bin is not supported; convert it to safetensors)" : ""),
+    );
+  }
+  const shards = parseIndex(await readJsonFile(indexPath, "index"), indexPath);
+  const tensors = new Map<string, tf.Tensor>();
+  try {
+    for (const [file, names] of shards) {
+      await loadSafetensorsFile(join(dir, file), new Set(names), tensors);
+    }
+  } catch (e) {
+    for (const t of tensors.values()) t.dispose();
+    throw e;
+  }
+  return { config, tensors };
+}
+
+/** Options of {@link saveHfFolder}. */
+export interface SaveOptions {
+  /** Storage type of float tensors (int32 tensors stay I32). Default float32. */
+  dtype?: "float32" | "float16" | "bfloat16";
+  /** Start a new shard when one would exceed this many bytes. Default 5 GB. */
+  maxShardBytes?: number;
+  /** More files to write into the folder (e.g. `tokenizer.json`), name → contents. */
+  extraFiles?: Record<string, string | Uint8Array>;
+}
+
+const DTYPE_OF: Record<NonNullable<SaveOptions["dtype"]>, SafetensorsDtype> = {
+  float32: "F32",
+  float16: "F16",
+  bfloat16: "BF16",
+};
+
+interface Entry {
+  name: string;
+  tensor: tf.Tensor;
+  dtype: SafetensorsDtype;
+  shape: number[];
+  bytes: number;
+}
+
+async function writeShard(path: string, entries: Entry[]): Promise<void> {
+  const { prefix } = encodeHeader(entries, { format: "pt" });
+  const file = await Deno.open(path, { write: true, createNew: true });
+  try {
+    await writeAll(file, prefix);
+    for (const e of entries) {
+      const values = e.tensor.dataSync() as Float32Array | Int32Array;
+      await writeAll(file, encodeTypedArray(values, e.dtype));
+    }
+    await file.sync();
+  } finally {
+    file.close();
+  }
+}
+
+async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < data.byteLength) off += await file.write(data.subarray(off));
+}
+
+function shardName(i: number, n: number): string {
+  const p = (k: number) => String(k).padStart(5, "0");
+  return `model-${p(i)}-of-${p(n)}.safetensors`;
+}
+
+/**
+ * Save a checkpoint folder as `save_pretrained` does: `config.json`, `generation_config.json`
+ * and `model.safetensors` (or shards plus `model.safetensors.index.json` when the weights exceed
+ * `maxShardBytes`). Everything is written into a temporary sibling folder, then renamed into
+ * place; an existing folder is renamed away first and removed after the swap.
+ *
+ * @param dir destination folder
+ * @param config the model configuration
+ * @param tensors HF name → tensor (float32 or int32)
+ * @param opts storage dtype, shard size, extra files
+ */
+export async function saveHfFolder(
+  dir: string,
+  config: T5Config,
+  tensors: ReadonlyMap<string, tf.Tensor>,
+  opts: SaveOptions = {},
+): Promise<void> {
+  const floatType = DTYPE_OF[opts.dtype ?? "float32"];
+  if (!floatType) throw new Error(`saveHfFolder: unknown dtype "${opts.dtype}"`);
+  const maxShard = opts.maxShardBytes ?? 5e9;
+  if (!(maxShard > 0)) throw new Error(`saveHfFolder: maxShardBytes must be positive`);
+  const entries: Entry[] = [];
+  for (const [name, tensor] of tensors) {
+    if (tensor.isDisposed) throw new Error(`saveHfFolder: tensor "${name}" is disposed`);
+    let dtype: SafetensorsDtype;
+    if (tensor.dtype === "float32") dtype = floatType;
+    else if (tensor.dtype === "int32") dtype = "I32";
+    else throw new Error(`saveHfFolder: tensor "${name}" has unsupported dtype ${tensor.dtype}`);
+    const bytes = numElements(tensor.shape) * (dtype === "F32" || dtype === "I32" ? 4 : 2);
+    entries.push({ name, tensor, dtype, shape: tensor.shape, bytes });
+  }
+  const reserved = new Set(["config.json", "generation_config.json", WEIGHTS_INDEX_NAME]);
+  for (const name of Object.keys(opts.extraFiles ?? {})) {
+    if (
+      !/^[\w.-]+$/.test(name) || name.startsWith(".") || reserved.has(name) ||
+      /\.safetensors$/.test(name)
+    ) {
+      throw new Error(`saveHfFolder: invalid or reserved extra file name "${name}"`);
+    }
+  }
+  // Greedy sharding in insertion order, as save_pretrained does.
+  const shards: Entry[][] = [];
+  let cur: Entry[] = [];
+  let curBytes = 0;
+  for (const e of entries) {
+    if (cur.length > 0 && curBytes + e.bytes > maxShard) {
+      shards.push(cur);
+      cur = [];
+      curBytes = 0;
+    }
+    cur.push(e);
+    curBytes += e.bytes;
+  }
+  if (cur.length > 0 || shards.length === 0) shards.push(cur);
+
+  const parent = dirname(dir);
+  await Deno.mkdir(parent, { recursive: true });
+  const tag = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  const tmp = join(parent, `.${basename(dir)}.tmp-${tag}`);
+  await Deno.mkdir(tmp);
+  try {
+    const enc = new TextEncoder();
+    const hfConfig = { ...t5ConfigToHf(config), dtype: opts.dtype ?? "float32" };
+    await Deno.writeTextFile(join(tmp, "config.json"), JSON.stringify(hfConfig, null, 2) + "\n");
+    const gen = {
+      decoder_start_token_id: config.decoderStartTokenId,
+      eos_token_id: config.eosTokenId,
+      pad_token_id: config.padTokenId,
+    };
+    await Deno.writeTextFile(
+      join(tmp, "generation_config.json"),
+      JSON.stringify(gen, null, 2) + "\n",
+    );
+    if (shards.length === 1) {
+      await writeShard(join(tmp, WEIGHTS_NAME), shards[0]!);
+    } else {
+      const weightMap: Record<string, string> = {};
+      let total = 0;
+      for (let i = 0; i < shards.length; i++) {
+        const name = shardName(i + 1, shards.length);
+        await writeShard(join(tmp, name), shards[i]!);
+        for (const e of shards[i]!) {
+          weightMap[e.name] = name;
+          total += e.bytes;
+        }
+      }
+      const sortedMap = Object.fromEntries(
+        Object.entries(weightMap).sort(([a], [b]) => (a < b ? -1 : 1)),
+      );
+      await Deno.writeTextFile(
+        join(tmp, WEIGHTS_INDEX_NAME),
+        JSON.stringify({ metadata: { total_size: total }, weight_map: sortedMap }, null, 2) + "\n",
+      );
+    }
+    for (const [name, content] of Object.entries(opts.extraFiles ?? {})) {
+      const data = typeof content === "string" ? enc.encode(content) : content;
+      await Deno.writeFile(join(tmp, name), data);
+    }
+    await swapInto(tmp, dir, tag);
+  } catch (e) {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    throw e;
+  }
+}
+
+/** Rename `tmp` to `dir`, moving an existing `dir` aside first and removing it afterwards. */
+async function swapInto(tmp: string, dir: string, tag: string): Promise<void> {
+  let old: string | undefined;
+  try {
+    const st = await Deno.stat(dir);
+    if (!st.isDirectory) throw new Error(`${dir}: exists and is not a directory`);
+    old = join(dirname(dir), `.${basename(dir)}.old-${tag}`);
+    await Deno.rename(dir, old);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  try {
+    await Deno.rename(tmp, dir);
+  } catch (e) {
+    if (old) await Deno.rename(old, dir).catch(() => {});
+    throw e;
+  }
+  if (old) await Deno.remove(old, { recursive: true });
+}

@@ -1,0 +1,225 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import { sharedPath } from "./shared_dir.ts";
+import { preset } from "./config.ts";
+import { loadHfFolder, saveHfFolder } from "./checkpoint.ts";
+import { decodeSafetensors, f16BitsToF32, f32BitsToBf16, f32BitsToF16 } from "./safetensors.ts";
+
+await tf.setBackend("cpu");
+
+const FIXTURES = ["t5-tiny-relu", "t5-tiny-v1_1-untied"];
+
+function disposeAll(m: Map<string, tf.Tensor>): void {
+  for (const t of m.values()) t.dispose();
+}
+
+async function copyDir(from: string, to: string): Promise<void> {
+  await Deno.mkdir(to, { recursive: true });
+  for await (const e of Deno.readDir(from)) {
+    await Deno.writeFile(join(to, e.name), await Deno.readFile(join(from, e.name)));
+  }
+}
+
+Deno.test("loadHfFolder loads both HF fixtures with values identical to the file bytes", async () => {
+  for (const name of FIXTURES) {
+    const dir = sharedPath("fixtures", "hf-t5", name);
+    const before = tf.memory().numTensors;
+    const ref = JSON.parse(await Deno.readTextFile(join(dir, "reference.json")));
+    const { config, tensors } = await loadHfFolder(dir);
+    assert.equal(config.dModel, 32);
+    assert.equal(config.relativeAttentionNumBuckets, 8);
+    let total = 0;
+    for (const t of tensors.values()) total += t.size;
+    assert.equal(total, ref.n_params, `${name}: parameter total`);
+    // Every parameter with a gradient in the reference is present.
+    for (const k of Object.keys(ref.grad_l2_norms)) assert.ok(tensors.has(k), `${name}: ${k}`);
+    const raw = decodeSafetensors(await Deno.readFile(join(dir, "model.safetensors")), name);
+    for (const [k, r] of raw.tensors) {
+      const t = tensors.get(k)!;
+      assert.equal(t.dtype, "float32");
+      assert.deepEqual(t.shape, [...r.shape]);
+      const want = new Float32Array(r.data.slice().buffer);
+      const got = t.dataSync();
+      assert.ok(want.every((v, i) => Object.is(v, got[i])), `${name}: ${k} values differ`);
+    }
+    disposeAll(tensors);
+    assert.equal(tf.memory().numTensors, before, "no leaked tensors");
+  }
+});
+
+Deno.test("loadHfFolder errors name the file and field", async () => {
+  const tmp = await Deno.makeTempDir();
+  const dir = join(tmp, "ck");
+  await assert.rejects(loadHfFolder(dir), /ck: checkpoint folder does not exist/);
+  await copyDir(sharedPath("fixtures", "hf-t5", "t5-tiny-relu"), dir);
+  await Deno.remove(join(dir, "config.json"));
+  await assert.rejects(loadHfFolder(dir), /config\.json: missing config\.json/);
+  await Deno.writeTextFile(join(dir, "config.json"), "{ not json");
+  await assert.rejects(loadHfFolder(dir), /config\.json: invalid JSON/);
+  await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify({ d_model: 32 }));
+  await assert.rejects(loadHfFolder(dir), /config\.json: missing field "num_layers"/);
+  await Deno.copyFile(
+    sharedPath("fixtures", "hf-t5", "t5-tiny-relu", "config.json"),
+    join(dir, "config.json"),
+  );
+  const w = join(dir, "model.safetensors");
+  const bytes = await Deno.readFile(w);
+  await Deno.writeFile(w, bytes.subarray(0, bytes.byteLength - 100));
+  const before = tf.memory().numTensors;
+  await assert.rejects(
+    loadHfFolder(dir),
+    /model\.safetensors: tensor ".*": data_offsets .* out of range/,
+  );
+  assert.equal(tf.memory().numTensors, before, "partial loads are disposed");
+  await Deno.writeFile(w, bytes.subarray(0, 100));
+  await assert.rejects(loadHfFolder(dir), /model\.safetensors: truncated safetensors header/);
+  await Deno.remove(w);
+  await assert.rejects(
+    loadHfFolder(dir),
+    /no model\.safetensors or model\.safetensors\.index\.json/,
+  );
+  await Deno.writeTextFile(join(dir, "model.safetensors.index.json"), JSON.stringify({ x: 1 }));
+  await assert.rejects(loadHfFolder(dir), /index\.json: missing or invalid field "weight_map"/);
+  await Deno.writeTextFile(
+    join(dir, "model.safetensors.index.json"),
+    JSON.stringify({ weight_map: { "shared.weight": "model-00001-of-00002.safetensors" } }),
+  );
+  await assert.rejects(
+    loadHfFolder(dir),
+    /model-00001-of-00002\.safetensors: missing safetensors file/,
+  );
+  await Deno.remove(tmp, { recursive: true });
+});
+
+Deno.test("save then load round-trips float32 bit-exactly, sharded and unsharded", async () => {
+  const src = await loadHfFolder(sharedPath("fixtures", "hf-t5", "t5-tiny-v1_1-untied"));
+  const tmp = await Deno.makeTempDir();
+  const before = tf.memory().numTensors;
+  for (const maxShardBytes of [undefined, 40_000]) {
+    const dir = join(tmp, "out", "model");
+    await saveHfFolder(dir, src.config, src.tensors, {
+      maxShardBytes,
+      extraFiles: { "tokenizer.json": "{}", "blob.bin": new Uint8Array([1, 2]) },
+    });
+    const files = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    if (maxShardBytes === undefined) {
+      assert.deepEqual(files, [
+        "blob.bin",
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+      ]);
+    } else {
+      assert.ok(files.includes("model.safetensors.index.json"));
+      const shards = files.filter((f) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(f));
+      assert.ok(shards.length >= 7, `expected >= 7 shards, got ${shards.length}`);
+      for (const s of shards) {
+        const size = (await Deno.stat(join(dir, s))).size;
+        const raw = decodeSafetensors(await Deno.readFile(join(dir, s)), s);
+        const data = [...raw.tensors.values()].reduce((a, t) => a + t.data.byteLength, 0);
+        assert.ok(data <= 40_000 || raw.tensors.size === 1, `${s}: ${size} bytes`);
+      }
+    }
+    const back = await loadHfFolder(dir);
+    assert.deepEqual(back.config, src.config);
+    assert.deepEqual([...back.tensors.keys()].sort(), [...src.tensors.keys()].sort());
+    for (const [k, t] of src.tensors) {
+      const a = t.dataSync();
+      const b = back.tensors.get(k)!.dataSync();
+      assert.ok(a.every((v, i) => Object.is(v, b[i])), `${k} not bit-exact`);
+    }
+    disposeAll(back.tensors);
+    // No temp or old folders are left beside the destination.
+    assert.deepEqual([...Deno.readDirSync(join(tmp, "out"))].map((e) => e.name), ["model"]);
+  }
+  assert.equal(tf.memory().numTensors, before, "no leaked tensors");
+  disposeAll(src.tensors);
+  await Deno.remove(tmp, { recursive: true });
+});
+
+Deno.test("float16/bfloat16 saves round-trip to the rounded values", async () => {
+  const f32 = (x: number) => new Uint32Array(new Float32Array([x]).buffer)[0]!;
+  const vals = [
+    1,
+    1 + 2 ** -11,
+    1 + 3 * 2 ** -11,
+    2 ** -25,
+    3 * 2 ** -25,
+    2 ** -24,
+    65520,
+    1e-3,
+    -0.1,
+    Infinity,
+    -Infinity,
+    NaN,
+    0.3333333,
+  ];
+  const want16 = vals.map((v) => f16BitsToF32(f32BitsToF16(f32(v))));
+  assert.deepEqual(want16.slice(0, 8), [
+    1,
+    1,
+    1 + 2 ** -9,
+    0,
+    2 ** -23,
+    2 ** -24,
+    Infinity,
+    0.0010004043579101562,
+  ]);
+  const bf = (v: number) =>
+    new Float32Array(new Uint32Array([f32BitsToBf16(f32(v)) << 16]).buffer)[0]!;
+  const wantBf = vals.map(bf);
+  assert.equal(wantBf[1], 1, "1 + 2^-11 rounds to 1 in bf16");
+  const tmp = await Deno.makeTempDir();
+  const x = tf.tensor1d(vals);
+  const ids = tf.tensor1d([3, -4], "int32");
+  const tensors = new Map<string, tf.Tensor>([["x", x], ["ids", ids]]);
+  const cfg = preset("tiny-relu");
+  for (
+    const [dtype, want, tag] of [["float16", want16, "F16"], ["bfloat16", wantBf, "BF16"]] as const
+  ) {
+    const dir = join(tmp, dtype);
+    await saveHfFolder(dir, cfg, tensors, { dtype });
+    const raw = decodeSafetensors(await Deno.readFile(join(dir, "model.safetensors")), dir);
+    assert.equal(raw.tensors.get("x")!.dtype, tag);
+    assert.equal(raw.tensors.get("ids")!.dtype, "I32");
+    assert.deepEqual(raw.metadata, { format: "pt" });
+    const cfgJson = JSON.parse(await Deno.readTextFile(join(dir, "config.json")));
+    assert.equal(cfgJson.dtype, dtype);
+    const back = await loadHfFolder(dir);
+    const got = Array.from(back.tensors.get("x")!.dataSync());
+    for (let i = 0; i < vals.length; i++) assert.ok(Object.is(got[i], want[i]), `${dtype}[${i}]`);
+    assert.deepEqual(Array.from(back.tensors.get("ids")!.dataSync()), [3, -4]);
+    disposeAll(back.tensors);
+  }
+  x.dispose();
+  ids.dispose();
+  await Deno.remove(tmp, { recursive: true });
+});
+
+Deno.test("saving over an existing folder replaces it; a failed save leaves it intact", async () => {
+  const tmp = await Deno.makeTempDir();
+  const dir = join(tmp, "m");
+  const cfg = preset("tiny-relu");
+  const a = tf.tensor1d([1, 2]);
+  await saveHfFolder(dir, cfg, new Map([["a", a]]), { extraFiles: { "stale.txt": "old" } });
+  await saveHfFolder(dir, cfg, new Map([["a", a]]));
+  assert.ok(![...Deno.readDirSync(dir)].some((e) => e.name === "stale.txt"), "old folder replaced");
+  const bad = tf.tensor1d([true, false], "bool");
+  await assert.rejects(
+    saveHfFolder(dir, cfg, new Map([["a", a], ["b", bad]])),
+    /tensor "b" has unsupported dtype bool/,
+  );
+  await assert.rejects(
+    saveHfFolder(dir, cfg, new Map([["a", a]]), { extraFiles: { "../x": "y" } }),
+    /invalid or reserved extra file name/,
+  );
+  const back = await loadHfFolder(dir);
+  assert.deepEqual(Array.from(back.tensors.get("a")!.dataSync()), [1, 2]);
+  disposeAll(back.tensors);
+  assert.deepEqual([...Deno.readDirSync(tmp)].map((e) => e.name), ["m"], "no temp folders left");
+  a.dispose();
+  bad.dispose();
+  await Deno.remove(tmp, { recursive: true });
+});

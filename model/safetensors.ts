@@ -1,0 +1,456 @@
+/**
+ * The safetensors file format: an 8-byte little-endian header length N, N bytes of JSON header
+ * (`{"name": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}`, padded
+ * with spaces to a multiple of 8 as the reference writer does), then the raw little-endian tensor
+ * bytes. Offsets are relative to the first byte after the header.
+ *
+ * Decoding supports F32, F16, BF16 (to `Float32Array`), I32 and I64 (to `Int32Array`, range
+ * checked). Encoding writes F32, F16, BF16 and I32 with round-to-nearest-even for the 16-bit
+ * float formats. Assumes a little-endian host (every platform Deno runs on).
+ *
+ * @module
+ */
+
+/** A dtype this module can read. */
+export type SafetensorsDtype = "F32" | "F16" | "BF16" | "I32" | "I64";
+
+const DTYPE_BYTES: Record<SafetensorsDtype, number> = { F32: 4, F16: 2, BF16: 2, I32: 4, I64: 8 };
+
+/** Largest header accepted (the reference implementation's limit, 100 MB). */
+export const MAX_HEADER_BYTES = 100_000_000;
+
+/** One tensor's entry in a safetensors header. */
+export interface TensorInfo {
+  /** Element type. */
+  readonly dtype: SafetensorsDtype;
+  /** Shape (`[]` is a scalar). */
+  readonly shape: readonly number[];
+  /** Byte range [begin, end) relative to the start of the data section. */
+  readonly dataOffsets: readonly [number, number];
+}
+
+/** A parsed and validated safetensors header. */
+export interface SafetensorsHeader {
+  /** Tensor entries in header order. */
+  readonly tensors: Map<string, TensorInfo>;
+  /** The `__metadata__` string map, if present. */
+  readonly metadata: Record<string, string> | undefined;
+  /** Absolute file offset of the data section (8 + header length). */
+  readonly dataStart: number;
+}
+
+/** A tensor's raw bytes with its dtype and shape. */
+export interface RawTensor {
+  /** Element type. */
+  readonly dtype: SafetensorsDtype;
+  /** Shape. */
+  readonly shape: readonly number[];
+  /** Little-endian element bytes. */
+  readonly data: Uint8Array;
+}
+
+/** Number of elements of a shape (1 for a scalar). */
+export function numElements(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** Bytes per element of a dtype. */
+export function dtypeBytes(dtype: SafetensorsDtype): number {
+  return DTYPE_BYTES[dtype];
+}
+
+/**
+ * Read the 8-byte header length from the first bytes of a file.
+ *
+ * @param prefix at least the first 8 bytes of the file
+ * @param fileSize total file size in bytes
+ * @param source file name for errors
+ * @returns the header length N
+ * @throws Error naming the source when the file is too short or N is out of range
+ */
+export function parseHeaderLength(prefix: Uint8Array, fileSize: number, source: string): number {
+  if (prefix.byteLength < 8 || fileSize < 8) {
+    throw new Error(
+      `${source}: truncated safetensors file (${fileSize} bytes; the 8-byte header length is missing)`,
+    );
+  }
+  const n = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
+  if (n > BigInt(MAX_HEADER_BYTES)) {
+    throw new Error(`${source}: safetensors header length ${n} exceeds ${MAX_HEADER_BYTES} bytes`);
+  }
+  const len = Number(n);
+  if (8 + len > fileSize) {
+    throw new Error(
+      `${source}: truncated safetensors header: header length ${len} needs ${
+        8 + len
+      } bytes but the file has ${fileSize}`,
+    );
+  }
+  return len;
+}
+
+/**
+ * Parse and validate a safetensors header.
+ *
+ * @param headerBytes the N header bytes (without the 8-byte length prefix)
+ * @param fileSize total file size, used to bound `data_offsets`
+ * @param source file name for errors
+ * @returns the parsed header
+ * @throws Error naming the source and tensor for invalid JSON, unknown dtypes, bad shapes,
+ *   offsets out of range, overlapping tensors, or a size that does not match shape × dtype
+ */
+export function parseHeader(
+  headerBytes: Uint8Array,
+  fileSize: number,
+  source: string,
+): SafetensorsHeader {
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(headerBytes));
+  } catch (e) {
+    throw new Error(`${source}: safetensors header is not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw new Error(`${source}: safetensors header must be a JSON object`);
+  }
+  const dataStart = 8 + headerBytes.byteLength;
+  const dataLen = fileSize - dataStart;
+  const tensors = new Map<string, TensorInfo>();
+  let metadata: Record<string, string> | undefined;
+  for (const [name, v] of Object.entries(json as Record<string, unknown>)) {
+    if (name === "__metadata__") {
+      if (typeof v !== "object" || v === null || Array.isArray(v)) {
+        throw new Error(`${source}: "__metadata__" must be an object of strings`);
+      }
+      for (const [k, s] of Object.entries(v)) {
+        if (typeof s !== "string") {
+          throw new Error(`${source}: "__metadata__"."${k}" must be a string, got ${typeof s}`);
+        }
+      }
+      metadata = v as Record<string, string>;
+      continue;
+    }
+    const where = `${source}: tensor "${name}"`;
+    if (typeof v !== "object" || v === null) throw new Error(`${where}: entry must be an object`);
+    const e = v as Record<string, unknown>;
+    const dtype = e.dtype;
+    if (typeof dtype !== "string" || !Object.hasOwn(DTYPE_BYTES, dtype)) {
+      throw new Error(
+        `${where}: unknown or unsupported dtype ${JSON.stringify(dtype)} (supported: ${
+          Object.keys(DTYPE_BYTES).join(", ")
+        })`,
+      );
+    }
+    const shape = e.shape;
+    if (
+      !Array.isArray(shape) ||
+      !shape.every((d) => typeof d === "number" && Number.isInteger(d) && d >= 0)
+    ) {
+      throw new Error(`${where}: "shape" must be an array of non-negative integers`);
+    }
+    const off = e.data_offsets;
+    if (
+      !Array.isArray(off) || off.length !== 2 ||
+      !off.every((d) => typeof d === "number" && Number.isInteger(d) && d >= 0)
+    ) {
+      throw new Error(`${where}: "data_offsets" must be [begin, end] non-negative integers`);
+    }
+    const [begin, end] = off as [number, number];
+    if (begin > end || end > dataLen) {
+      throw new Error(
+        `${where}: data_offsets [${begin}, ${end}] out of range (data section has ${dataLen} bytes)`,
+      );
+    }
+    const want = numElements(shape as number[]) * DTYPE_BYTES[dtype as SafetensorsDtype];
+    if (end - begin !== want) {
+      throw new Error(
+        `${where}: data_offsets span ${end - begin} bytes but shape [${
+          shape.join(", ")
+        }] x ${dtype} needs ${want}`,
+      );
+    }
+    tensors.set(name, {
+      dtype: dtype as SafetensorsDtype,
+      shape: shape as number[],
+      dataOffsets: [begin, end],
+    });
+  }
+  const sorted = [...tensors.entries()].filter(([, t]) => t.dataOffsets[1] > t.dataOffsets[0])
+    .sort((a, b) => a[1].dataOffsets[0] - b[1].dataOffsets[0]);
+  for (let i = 1; i < sorted.length; i++) {
+    const [pn, p] = sorted[i - 1]!;
+    const [cn, c] = sorted[i]!;
+    if (c.dataOffsets[0] < p.dataOffsets[1]) {
+      throw new Error(
+        `${source}: tensors "${pn}" [${p.dataOffsets.join(", ")}] and "${cn}" [${
+          c.dataOffsets.join(", ")
+        }] overlap`,
+      );
+    }
+  }
+  return { tensors, metadata, dataStart };
+}
+
+/**
+ * Read only the header of a safetensors file (the tensor data is not read).
+ *
+ * @param path the file
+ * @returns the parsed header
+ * @throws Error naming the file when it is missing, truncated or malformed
+ */
+export async function readSafetensorsHeader(path: string): Promise<SafetensorsHeader> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (e) {
+    throw new Error(`${path}: cannot open safetensors file: ${(e as Error).message}`);
+  }
+  try {
+    const size = (await file.stat()).size;
+    const len = parseHeaderLength(await readExactly(file, 0, Math.min(8, size)), size, path);
+    return parseHeader(await readExactly(file, 8, len), size, path);
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * Read `length` bytes at `position` from an open file.
+ *
+ * @throws Error when the file ends early
+ */
+export async function readExactly(
+  file: Deno.FsFile,
+  position: number,
+  length: number,
+): Promise<Uint8Array> {
+  const out = new Uint8Array(length);
+  await file.seek(position, Deno.SeekMode.Start);
+  let got = 0;
+  while (got < length) {
+    const n = await file.read(out.subarray(got));
+    if (n === null) throw new Error(`unexpected end of file at byte ${position + got}`);
+    got += n;
+  }
+  return out;
+}
+
+/**
+ * Decode a whole safetensors file held in memory.
+ *
+ * @param bytes the file contents
+ * @param source file name for errors
+ * @returns the tensors (data are views into `bytes`) and metadata
+ */
+export function decodeSafetensors(
+  bytes: Uint8Array,
+  source: string,
+): { tensors: Map<string, RawTensor>; metadata: Record<string, string> | undefined } {
+  const len = parseHeaderLength(bytes, bytes.byteLength, source);
+  const header = parseHeader(bytes.subarray(8, 8 + len), bytes.byteLength, source);
+  const tensors = new Map<string, RawTensor>();
+  for (const [name, t] of header.tensors) {
+    const [b, e] = t.dataOffsets;
+    tensors.set(name, {
+      dtype: t.dtype,
+      shape: t.shape,
+      data: bytes.subarray(header.dataStart + b, header.dataStart + e),
+    });
+  }
+  return { tensors, metadata: header.metadata };
+}
+
+/**
+ * Convert raw little-endian tensor bytes to a fresh typed array: floats to `Float32Array`,
+ * integers to `Int32Array`.
+ *
+ * @param dtype element type of `data`
+ * @param data the bytes (any alignment; copied)
+ * @param where tensor description for errors (I64 values outside the int32 range)
+ */
+export function toTypedArray(
+  dtype: SafetensorsDtype,
+  data: Uint8Array,
+  where = "tensor",
+): Float32Array | Int32Array {
+  const copy = data.slice();
+  switch (dtype) {
+    case "F32":
+      return new Float32Array(copy.buffer, 0, copy.byteLength / 4);
+    case "I32":
+      return new Int32Array(copy.buffer, 0, copy.byteLength / 4);
+    case "F16": {
+      const h = new Uint16Array(copy.buffer, 0, copy.byteLength / 2);
+      const out = new Float32Array(h.length);
+      for (let i = 0; i < h.length; i++) out[i] = f16BitsToF32(h[i]!);
+      return out;
+    }
+    case "BF16": {
+      const h = new Uint16Array(copy.buffer, 0, copy.byteLength / 2);
+      const out = new Float32Array(h.length);
+      const bits = new Uint32Array(out.buffer);
+      for (let i = 0; i < h.length; i++) bits[i] = h[i]! << 16;
+      return out;
+    }
+    case "I64": {
+      const v = new BigInt64Array(copy.buffer, 0, copy.byteLength / 8);
+      const out = new Int32Array(v.length);
+      for (let i = 0; i < v.length; i++) {
+        const x = v[i]!;
+        if (x > 2147483647n || x < -2147483648n) {
+          throw new Error(`${where}: I64 value ${x} at index ${i} does not fit in int32`);
+        }
+        out[i] = Number(x);
+      }
+      return out;
+    }
+  }
+}
+
+/** IEEE half-precision bits to a float. */
+export function f16BitsToF32(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >>> 10) & 0x1f;
+  const mant = h & 0x3ff;
+  if (exp === 0) return sign * mant * 2 ** -24;
+  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
+  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+}
+
+/**
+ * Float32 bits (as an unsigned 32-bit integer) to IEEE half-precision bits, rounding to nearest
+ * even; overflow gives ±Inf, NaN stays NaN (quiet), tiny values become subnormals or ±0.
+ */
+export function f32BitsToF16(x: number): number {
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  const mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 | (mant >>> 13) : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    const m = mant | 0x800000;
+    const shift = 14 - e;
+    let k = m >>> shift;
+    const rem = m & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    if (rem > half || (rem === half && (k & 1))) k++;
+    return sign | k;
+  }
+  let h = (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++;
+  return sign | h;
+}
+
+/** Float32 bits to bfloat16 bits, rounding to nearest even; NaN stays NaN (quiet). */
+export function f32BitsToBf16(x: number): number {
+  if ((x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff)) return ((x >>> 16) | 0x40) & 0xffff;
+  return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+/**
+ * Encode values as little-endian bytes of a dtype (F32, F16, BF16 from floats; I32 from ints).
+ *
+ * @param values the elements
+ * @param dtype the target type
+ */
+export function encodeTypedArray(
+  values: Float32Array | Int32Array,
+  dtype: SafetensorsDtype,
+): Uint8Array {
+  if (dtype === "I32" || dtype === "I64") {
+    if (!(values instanceof Int32Array)) throw new Error(`cannot encode floats as ${dtype}`);
+    if (dtype === "I32") return new Uint8Array(values.slice().buffer);
+    const out = new BigInt64Array(values.length);
+    for (let i = 0; i < values.length; i++) out[i] = BigInt(values[i]!);
+    return new Uint8Array(out.buffer);
+  }
+  if (!(values instanceof Float32Array)) throw new Error(`cannot encode integers as ${dtype}`);
+  if (dtype === "F32") return new Uint8Array(values.slice().buffer);
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const out = new Uint16Array(values.length);
+  const conv = dtype === "F16" ? f32BitsToF16 : f32BitsToBf16;
+  for (let i = 0; i < bits.length; i++) out[i] = conv(bits[i]!);
+  return new Uint8Array(out.buffer);
+}
+
+/**
+ * Build the header bytes (length prefix + space-padded JSON) for tensors laid out back to back
+ * in the given order.
+ *
+ * @param entries name, dtype and shape of each tensor, in data order
+ * @param metadata optional `__metadata__` string map
+ * @returns the prefix bytes to write before the data, and each tensor's offsets
+ */
+export function encodeHeader(
+  entries: readonly { name: string; dtype: SafetensorsDtype; shape: readonly number[] }[],
+  metadata?: Record<string, string>,
+): { prefix: Uint8Array; dataBytes: number } {
+  const obj: Record<string, unknown> = {};
+  if (metadata) obj.__metadata__ = metadata;
+  let off = 0;
+  for (const t of entries) {
+    if (t.name === "__metadata__") throw new Error(`tensor name "__metadata__" is reserved`);
+    if (Object.hasOwn(obj, t.name)) throw new Error(`duplicate tensor name "${t.name}"`);
+    const n = numElements(t.shape) * DTYPE_BYTES[t.dtype];
+    obj[t.name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [off, off + n] };
+    off += n;
+  }
+  let json = new TextEncoder().encode(JSON.stringify(obj));
+  const padded = Math.ceil(json.byteLength / 8) * 8;
+  if (padded !== json.byteLength) {
+    const p = new Uint8Array(padded).fill(0x20);
+    p.set(json);
+    json = p;
+  }
+  const prefix = new Uint8Array(8 + padded);
+  new DataView(prefix.buffer).setBigUint64(0, BigInt(padded), true);
+  prefix.set(json, 8);
+  return { prefix, dataBytes: off };
+}
+
+/**
+ * Order tensors as the reference writer does: larger element size first, then by name, so each
+ * tensor's data is aligned to its element size.
+ */
+export function referenceOrder<T extends { name: string; dtype: SafetensorsDtype }>(
+  entries: readonly T[],
+): T[] {
+  return [...entries].sort((a, b) =>
+    DTYPE_BYTES[b.dtype] - DTYPE_BYTES[a.dtype] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
+  );
+}
+
+/**
+ * Encode tensors into a complete safetensors file in memory.
+ *
+ * @param tensors name → raw tensor (its `data.byteLength` must equal shape × dtype size)
+ * @param metadata optional `__metadata__`
+ */
+export function encodeSafetensors(
+  tensors: ReadonlyMap<string, RawTensor>,
+  metadata?: Record<string, string>,
+): Uint8Array {
+  const entries = referenceOrder([...tensors].map(([name, t]) => ({ name, ...t })));
+  for (const t of entries) {
+    const want = numElements(t.shape) * DTYPE_BYTES[t.dtype];
+    if (t.data.byteLength !== want) {
+      throw new Error(
+        `tensor "${t.name}": ${t.data.byteLength} data bytes but shape [${
+          t.shape.join(", ")
+        }] x ${t.dtype} needs ${want}`,
+      );
+    }
+  }
+  const { prefix, dataBytes } = encodeHeader(entries, metadata);
+  const out = new Uint8Array(prefix.byteLength + dataBytes);
+  out.set(prefix);
+  let off = prefix.byteLength;
+  for (const t of entries) {
+    out.set(t.data, off);
+    off += t.data.byteLength;
+  }
+  return out;
+}
