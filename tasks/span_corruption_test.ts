@@ -50,9 +50,11 @@ Deno.test("randomSpansNoiseMask() spreads spans: positions away from the ends ar
     randomSpansNoiseMask(100, () => rng.next()).forEach((m, i) => m && counts[i]!++);
   }
   const rates = counts.map((c) => c / draws);
-  for (let i = 10; i < 100; i++) {
+  for (let i = 10; i < 80; i++) {
     ok(Math.abs(rates[i]! - 0.15) < 0.06, `position ${i}: ${rates[i]}`);
   }
+  // T5's interleaving ends with a noise span, so the last token is always corrupted.
+  equal(rates[99], 1);
 });
 
 Deno.test("spanCorrupt() inputs and targets reassemble into the original ids", () => {
