@@ -1,0 +1,291 @@
+/**
+ * Optimizers with inspectable, checkpointable state: Adafactor (Shazeer & Stern 2018, with the
+ * Mesh TensorFlow / T5 defaults) and AdamW (Loshchilov & Hutter, PyTorch's formulation).
+ *
+ * Both keep their slots as non-trainable `tf.Variable`s keyed `"<variable name>/<slot>"`, so a
+ * checkpoint can save them bit-exactly and {@link Optimizer.restore} can put them back; a
+ * resumed run then continues with exactly the numbers of an uninterrupted one.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+
+/** Adafactor options. Defaults are those of Mesh TensorFlow's `AdafactorOptimizer` (used by T5). */
+export interface AdafactorConfig {
+  readonly kind: "adafactor";
+  /** Second-moment decay exponent: beta2_t = 1 - t^-decayRate. @default 0.8 */
+  readonly decayRate?: number;
+  /** Update clipping: divide the update by max(1, RMS(update) / threshold). @default 1.0 */
+  readonly clippingThreshold?: number;
+  /** Added to squared gradients. @default 1e-30 */
+  readonly eps1?: number;
+  /** Lower bound of the parameter RMS used by the parameter scale. @default 1e-3 */
+  readonly eps2?: number;
+  /**
+   * Multiply the step by max(eps2, RMS(parameter)). Mesh TF's default is true; Hugging Face's
+   * recommended T5 fine-tuning setting (explicit LR 1e-3) is false. @default false
+   */
+  readonly multiplyByParameterScale?: boolean;
+  /** Factor second moments of rank >= 2 variables over their last two axes. @default true */
+  readonly factored?: boolean;
+  /** First-moment decay; 0 keeps no first moment (T5's setting). @default 0 */
+  readonly beta1?: number;
+  /** Decoupled weight decay: p -= weightDecay * lr * p. @default 0 */
+  readonly weightDecay?: number;
+}
+
+/** AdamW options (PyTorch / Hugging Face `AdamW`). */
+export interface AdamWConfig {
+  readonly kind: "adamw";
+  /** @default 0.9 */
+  readonly beta1?: number;
+  /** @default 0.999 */
+  readonly beta2?: number;
+  /** @default 1e-8 */
+  readonly eps?: number;
+  /** Decoupled weight decay: p -= lr * weightDecay * p. @default 0 */
+  readonly weightDecay?: number;
+}
+
+/** Either optimizer's options. */
+export type OptimizerConfig = AdafactorConfig | AdamWConfig;
+
+/** A stateful optimizer over named variables. */
+export interface Optimizer {
+  /** Which algorithm. */
+  readonly kind: OptimizerConfig["kind"];
+  /** Updates applied so far. */
+  readonly step: number;
+  /**
+   * Apply one update. Only variables that have a gradient are touched.
+   * @param params variables by name
+   * @param grads gradients by the same names (not disposed here)
+   * @param lr learning rate; Adafactor with `undefined` uses its relative step min(1e-2, 1/sqrt(t))
+   */
+  apply(
+    params: ReadonlyMap<string, tf.Variable>,
+    grads: ReadonlyMap<string, tf.Tensor>,
+    lr: number | undefined,
+  ): void;
+  /** The slots by `"<variable>/<slot>"` name (live references; copy before mutating). */
+  slots(): Map<string, tf.Tensor>;
+  /**
+   * Replace the state with a saved one.
+   * @param step updates applied when the state was saved
+   * @param slots slot tensors by name (copied; the caller keeps ownership)
+   */
+  restore(step: number, slots: ReadonlyMap<string, tf.Tensor>): void;
+  /** Dispose every slot. */
+  dispose(): void;
+}
+
+function checkNumber(v: number, name: string, lo: number, hi: number): number {
+  if (!Number.isFinite(v) || v < lo || v > hi) {
+    throw new Error(`benchmarks/optim.ts: field "${name}" must be in [${lo}, ${hi}], got ${v}`);
+  }
+  return v;
+}
+
+abstract class SlotOptimizer {
+  protected readonly slotVars = new Map<string, tf.Variable>();
+  #step = 0;
+
+  get step(): number {
+    return this.#step;
+  }
+
+  protected bumpStep(): number {
+    return ++this.#step;
+  }
+
+  protected slot(name: string, shape: readonly number[]): tf.Variable {
+    let v = this.slotVars.get(name);
+    if (v === undefined) {
+      const init = tf.zeros([...shape]);
+      v = tf.variable(init, false);
+      init.dispose();
+      this.slotVars.set(name, v);
+    }
+    return v;
+  }
+
+  slots(): Map<string, tf.Tensor> {
+    return new Map(this.slotVars);
+  }
+
+  restore(step: number, slots: ReadonlyMap<string, tf.Tensor>): void {
+    if (!Number.isInteger(step) || step < 0) {
+      throw new Error(
+        `benchmarks/optim.ts restore: step must be a non-negative integer, got ${step}`,
+      );
+    }
+    this.dispose();
+    for (const [name, t] of slots) {
+      const copy = t.clone();
+      this.slotVars.set(name, tf.variable(copy, false));
+      copy.dispose();
+    }
+    this.#step = step;
+  }
+
+  dispose(): void {
+    for (const v of this.slotVars.values()) v.dispose();
+    this.slotVars.clear();
+  }
+}
+
+function rms(x: tf.Tensor): tf.Scalar {
+  return tf.sqrt(tf.mean(tf.square(x)));
+}
+
+class Adafactor extends SlotOptimizer implements Optimizer {
+  readonly kind = "adafactor" as const;
+  readonly #c: Required<Omit<AdafactorConfig, "kind">>;
+
+  constructor(cfg: AdafactorConfig) {
+    super();
+    this.#c = {
+      decayRate: checkNumber(cfg.decayRate ?? 0.8, "decayRate", 0, 1),
+      clippingThreshold: checkNumber(cfg.clippingThreshold ?? 1.0, "clippingThreshold", 0, 1e9),
+      eps1: checkNumber(cfg.eps1 ?? 1e-30, "eps1", 0, 1),
+      eps2: checkNumber(cfg.eps2 ?? 1e-3, "eps2", 0, 1),
+      multiplyByParameterScale: cfg.multiplyByParameterScale ?? false,
+      factored: cfg.factored ?? true,
+      beta1: checkNumber(cfg.beta1 ?? 0, "beta1", 0, 0.999999),
+      weightDecay: checkNumber(cfg.weightDecay ?? 0, "weightDecay", 0, 1e3),
+    };
+  }
+
+  apply(
+    params: ReadonlyMap<string, tf.Variable>,
+    grads: ReadonlyMap<string, tf.Tensor>,
+    lr: number | undefined,
+  ): void {
+    const c = this.#c;
+    const t = this.bumpStep();
+    const beta2t = 1 - Math.pow(t, -c.decayRate);
+    const baseLr = lr ?? Math.min(1e-2, 1 / Math.sqrt(t));
+    for (const [name, p] of params) {
+      const g0 = grads.get(name);
+      if (g0 === undefined) continue;
+      const factored = c.factored && p.rank >= 2;
+      const shape = p.shape;
+      // Slots are created outside tidy so they survive it.
+      const vr = factored ? this.slot(`${name}/vr`, shape.slice(0, -1)) : undefined;
+      const vc = factored
+        ? this.slot(`${name}/vc`, [...shape.slice(0, -2), shape.at(-1)!])
+        : undefined;
+      const v = factored ? undefined : this.slot(`${name}/v`, shape);
+      const m = c.beta1 > 0 ? this.slot(`${name}/m`, shape) : undefined;
+      tf.tidy(() => {
+        const g = g0.toFloat();
+        const g2 = tf.add(tf.square(g), c.eps1);
+        let u: tf.Tensor;
+        if (vr !== undefined && vc !== undefined) {
+          const newR = tf.add(tf.mul(vr, beta2t), tf.mul(tf.mean(g2, -1), 1 - beta2t));
+          const newC = tf.add(tf.mul(vc, beta2t), tf.mul(tf.mean(g2, -2), 1 - beta2t));
+          vr.assign(newR);
+          vc.assign(newC);
+          const rFactor = tf.expandDims(tf.rsqrt(tf.div(newR, tf.mean(newR, -1, true))), -1);
+          const cFactor = tf.expandDims(tf.rsqrt(newC), -2);
+          u = tf.mul(tf.mul(g, rFactor), cFactor);
+        } else {
+          const newV = tf.add(tf.mul(v!, beta2t), tf.mul(g2, 1 - beta2t));
+          v!.assign(newV);
+          u = tf.mul(g, tf.rsqrt(newV));
+        }
+        if (c.clippingThreshold > 0) {
+          u = tf.div(u, tf.maximum(1, tf.div(rms(u), c.clippingThreshold)));
+        }
+        let stepLr: tf.Scalar | number = baseLr;
+        if (c.multiplyByParameterScale) stepLr = tf.mul(tf.maximum(c.eps2, rms(p)), baseLr);
+        u = tf.mul(u, stepLr);
+        if (m !== undefined) {
+          const newM = tf.add(tf.mul(m, c.beta1), tf.mul(u, 1 - c.beta1));
+          m.assign(newM);
+          u = newM;
+        }
+        let next = p as tf.Tensor;
+        if (c.weightDecay > 0) next = tf.sub(next, tf.mul(next, tf.mul(stepLr, c.weightDecay)));
+        p.assign(tf.sub(next, u));
+      });
+    }
+  }
+}
+
+class AdamW extends SlotOptimizer implements Optimizer {
+  readonly kind = "adamw" as const;
+  readonly #c: Required<Omit<AdamWConfig, "kind">>;
+
+  constructor(cfg: AdamWConfig) {
+    super();
+    this.#c = {
+      beta1: checkNumber(cfg.beta1 ?? 0.9, "beta1", 0, 0.999999),
+      beta2: checkNumber(cfg.beta2 ?? 0.999, "beta2", 0, 0.9999999),
+      eps: checkNumber(cfg.eps ?? 1e-8, "eps", 0, 1),
+      weightDecay: checkNumber(cfg.weightDecay ?? 0, "weightDecay", 0, 1e3),
+    };
+  }
+
+  apply(
+    params: ReadonlyMap<string, tf.Variable>,
+    grads: ReadonlyMap<string, tf.Tensor>,
+    lr: number | undefined,
+  ): void {
+    if (lr === undefined || !Number.isFinite(lr)) {
+      throw new Error(`benchmarks/optim.ts AdamW.apply: a finite learning rate is required`);
+    }
+    const c = this.#c;
+    const t = this.bumpStep();
+    const bc1 = 1 - Math.pow(c.beta1, t);
+    const sqrtBc2 = Math.sqrt(1 - Math.pow(c.beta2, t));
+    for (const [name, p] of params) {
+      const g0 = grads.get(name);
+      if (g0 === undefined) continue;
+      const m = this.slot(`${name}/m`, p.shape);
+      const v = this.slot(`${name}/v`, p.shape);
+      tf.tidy(() => {
+        const g = g0.toFloat();
+        const newM = tf.add(tf.mul(m, c.beta1), tf.mul(g, 1 - c.beta1));
+        const newV = tf.add(tf.mul(v, c.beta2), tf.mul(tf.square(g), 1 - c.beta2));
+        m.assign(newM);
+        v.assign(newV);
+        let next = p as tf.Tensor;
+        if (c.weightDecay > 0) next = tf.sub(next, tf.mul(next, lr * c.weightDecay));
+        const denom = tf.add(tf.div(tf.sqrt(newV), sqrtBc2), c.eps);
+        p.assign(tf.sub(next, tf.mul(tf.div(newM, denom), lr / bc1)));
+      });
+    }
+  }
+}
+
+/**
+ * Create an optimizer.
+ *
+ * @param cfg the optimizer's options (`kind` selects the algorithm)
+ * @returns a fresh optimizer with no slots
+ * @throws Error naming the offending field
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { createOptimizer } from "./optim.ts";
+ * const w = tf.variable(tf.ones([2, 3]));
+ * const opt = createOptimizer({ kind: "adafactor" });
+ * opt.apply(new Map([["w", w]]), new Map([["w", tf.onesLike(w)]]), 1e-3);
+ * console.assert(opt.step === 1);
+ * ```
+ */
+export function createOptimizer(cfg: OptimizerConfig): Optimizer {
+  switch (cfg?.kind) {
+    case "adafactor":
+      return new Adafactor(cfg);
+    case "adamw":
+      return new AdamW(cfg);
+    default:
+      throw new Error(
+        `benchmarks/optim.ts: field "kind" must be "adafactor" or "adamw", got ${
+          JSON.stringify((cfg as { kind?: unknown })?.kind)
+        }`,
+      );
+  }
+}

@@ -1,0 +1,187 @@
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { createOptimizer, type OptimizerConfig } from "./optim.ts";
+
+await tf.setBackend("cpu");
+
+/** Float64 reference of Adafactor (Mesh TF / HF formulation) for a 2-D parameter. */
+function refAdafactor2d(
+  p: number[][],
+  grads: number[][][],
+  lr: number,
+  opts: { scale: boolean; wd: number },
+): number[][] {
+  const R = p.length, C = p[0]!.length;
+  let vr = new Array(R).fill(0), vc = new Array(C).fill(0);
+  const w = p.map((r) => [...r]);
+  grads.forEach((g, i) => {
+    const t = i + 1;
+    const b = 1 - Math.pow(t, -0.8);
+    const g2 = g.map((r) => r.map((x) => x * x + 1e-30));
+    vr = vr.map((x, r) => b * x + (1 - b) * g2[r]!.reduce((a, y) => a + y, 0) / C);
+    vc = vc.map((x, c) => b * x + (1 - b) * g2.reduce((a, row) => a + row[c]!, 0) / R);
+    const meanR = vr.reduce((a, y) => a + y, 0) / R;
+    const u = g.map((row, r) => row.map((x, c) => x / Math.sqrt(vr[r] / meanR) / Math.sqrt(vc[c])));
+    const rmsU = Math.sqrt(u.flat().reduce((a, y) => a + y * y, 0) / (R * C));
+    const rmsP = Math.sqrt(w.flat().reduce((a, y) => a + y * y, 0) / (R * C));
+    const step = opts.scale ? lr * Math.max(1e-3, rmsP) : lr;
+    const clip = Math.max(1, rmsU / 1.0);
+    for (let r = 0; r < R; r++) {
+      for (let c = 0; c < C; c++) {
+        w[r]![c] = w[r]![c]! - opts.wd * step * w[r]![c]! - step * u[r]![c]! / clip;
+      }
+    }
+  });
+  return w;
+}
+
+function refAdafactor1d(p: number[], grads: number[][], lr: number): number[] {
+  let v = new Array(p.length).fill(0);
+  const w = [...p];
+  grads.forEach((g, i) => {
+    const b = 1 - Math.pow(i + 1, -0.8);
+    v = v.map((x, j) => b * x + (1 - b) * (g[j]! * g[j]! + 1e-30));
+    const u = g.map((x, j) => x / Math.sqrt(v[j]));
+    const rmsU = Math.sqrt(u.reduce((a, y) => a + y * y, 0) / u.length);
+    const clip = Math.max(1, rmsU);
+    for (let j = 0; j < w.length; j++) w[j] = w[j]! - lr * u[j]! / clip;
+  });
+  return w;
+}
+
+function refAdamW(p: number[], grads: number[][], lr: number, wd: number): number[] {
+  const [b1, b2, eps] = [0.9, 0.999, 1e-8];
+  let m = new Array(p.length).fill(0), v = new Array(p.length).fill(0);
+  const w = [...p];
+  grads.forEach((g, i) => {
+    const t = i + 1;
+    m = m.map((x, j) => b1 * x + (1 - b1) * g[j]!);
+    v = v.map((x, j) => b2 * x + (1 - b2) * g[j]! * g[j]!);
+    for (let j = 0; j < w.length; j++) {
+      w[j] = w[j]! - lr * wd * w[j]!;
+      const denom = Math.sqrt(v[j]) / Math.sqrt(1 - Math.pow(b2, t)) + eps;
+      w[j] = w[j]! - (lr / (1 - Math.pow(b1, t))) * m[j]! / denom;
+    }
+  });
+  return w;
+}
+
+/** A variable that owns its initial value (tf.variable keeps the init tensor alive). */
+function mkVar(x: number[][]): tf.Variable {
+  const t = tf.tensor(x);
+  const v = tf.variable(t);
+  t.dispose();
+  return v;
+}
+
+const P2 = [[0.5, -0.2, 0.1], [0.3, 0.05, -0.4]];
+const G2 = [
+  [[0.1, -0.3, 0.2], [0.05, 0.4, -0.1]],
+  [[-0.2, 0.1, 0.0], [0.3, -0.05, 0.2]],
+  [[0.01, 0.02, -0.5], [0.2, 0.2, 0.2]],
+];
+
+function close(a: number[], b: number[], what: string) {
+  // fp32 vs fp64 over 3 steps of ~10 ops each: 1e-5 relative to the parameter scale.
+  assert.equal(a.length, b.length);
+  a.forEach((x, i) =>
+    assert.ok(
+      Math.abs(x - b[i]!) < 1e-5 * Math.max(1, Math.abs(b[i]!)),
+      `${what}[${i}]: ${x} vs ${b[i]}`,
+    )
+  );
+}
+
+async function runOpt(
+  cfg: OptimizerConfig,
+  p: number[][] | number[],
+  grads: unknown[],
+  lr: number,
+) {
+  const w = tf.variable(tf.tensor(p as number[]));
+  const opt = createOptimizer(cfg);
+  for (const g of grads) {
+    const gt = tf.tensor(g as number[]);
+    opt.apply(new Map([["w", w]]), new Map([["w", gt]]), lr);
+    gt.dispose();
+  }
+  const out = Array.from(await w.data());
+  assert.equal(opt.step, grads.length);
+  opt.dispose();
+  w.dispose();
+  return out;
+}
+
+Deno.test("Adafactor matches a float64 reference (factored, unscaled and scaled, wd)", async () => {
+  for (const opts of [{ scale: false, wd: 0 }, { scale: true, wd: 0.1 }]) {
+    const got = await runOpt(
+      { kind: "adafactor", multiplyByParameterScale: opts.scale, weightDecay: opts.wd },
+      P2,
+      G2,
+      0.01,
+    );
+    close(got, refAdafactor2d(P2, G2, 0.01, opts).flat(), `2d ${JSON.stringify(opts)}`);
+  }
+  // Large gradients: exercise the update clipping (RMS(update) > 1 at step 1 is always 1, later not).
+  const got1 = await runOpt(
+    { kind: "adafactor" },
+    [1, 2, 3],
+    [[1, 0, -2], [5, 1, 0.5], [-3, 2, 1]],
+    0.1,
+  );
+  close(got1, refAdafactor1d([1, 2, 3], [[1, 0, -2], [5, 1, 0.5], [-3, 2, 1]], 0.1), "1d");
+});
+
+Deno.test("AdamW matches a float64 reference", async () => {
+  const g = [[0.1, -0.2, 0.3], [0.3, 0.1, -0.1], [-0.5, 0.2, 0.0]];
+  const got = await runOpt({ kind: "adamw", weightDecay: 0.01 }, [0.5, -1, 2], g, 0.01);
+  close(got, refAdamW([0.5, -1, 2], g, 0.01, 0.01), "adamw");
+});
+
+Deno.test("optimizer restore continues bit-identically and does not leak", async () => {
+  for (const cfg of [{ kind: "adafactor", beta1: 0.9 }, { kind: "adamw" }] as OptimizerConfig[]) {
+    const before = tf.memory().numTensors;
+    const grads = G2.concat(G2).map((g) => tf.tensor(g));
+    const wA = mkVar(P2);
+    const a = createOptimizer(cfg);
+    for (const g of grads) a.apply(new Map([["w", wA]]), new Map([["w", g]]), 0.01);
+
+    const wB = mkVar(P2);
+    const b1 = createOptimizer(cfg);
+    for (const g of grads.slice(0, 3)) b1.apply(new Map([["w", wB]]), new Map([["w", g]]), 0.01);
+    const saved = new Map([...b1.slots()].map(([k, v]) => [k, tf.tensor(v.dataSync(), v.shape)]));
+    const savedStep = b1.step;
+    b1.dispose();
+    const b2 = createOptimizer(cfg);
+    b2.restore(savedStep, saved);
+    for (const t of saved.values()) t.dispose();
+    for (const g of grads.slice(3)) b2.apply(new Map([["w", wB]]), new Map([["w", g]]), 0.01);
+    assert.deepEqual(Array.from(await wB.data()), Array.from(await wA.data()), cfg.kind);
+    assert.equal(b2.step, 6);
+    a.dispose();
+    b2.dispose();
+    wA.dispose();
+    wB.dispose();
+    grads.forEach((g) => g.dispose());
+    assert.equal(tf.memory().numTensors, before, `${cfg.kind} leaked tensors`);
+  }
+});
+
+Deno.test("Adafactor relative step and config validation", async () => {
+  // lr undefined: relative step min(1e-2, 1/sqrt(t)) = 1e-2 for t < 10^4.
+  const a = await runOpt(
+    { kind: "adafactor" },
+    [1, 2, 3],
+    [[1, 0, -2]],
+    undefined as unknown as number,
+  );
+  close(a, refAdafactor1d([1, 2, 3], [[1, 0, -2]], 1e-2), "relative step");
+  assert.throws(() => createOptimizer({ kind: "adafactor", decayRate: -1 }), /decayRate/);
+  assert.throws(() => createOptimizer({ kind: "sgd" } as unknown as OptimizerConfig), /kind/);
+  const w = tf.variable(tf.zeros([2]));
+  assert.throws(
+    () => createOptimizer({ kind: "adamw" }).apply(new Map([["w", w]]), new Map(), undefined),
+    /learning rate/,
+  );
+  w.dispose();
+});

@@ -1,0 +1,66 @@
+import assert from "node:assert/strict";
+import { Rng, seedFor } from "./rng.ts";
+
+Deno.test("seedFor() is stable, purpose- and root-sensitive, 31-bit", () => {
+  // Pinned values: a change of the derivation would silently change every run's numbers.
+  const a = seedFor(0, "init");
+  assert.equal(seedFor(0, "init"), a);
+  assert.notEqual(seedFor(0, "data"), a);
+  assert.notEqual(seedFor(1, "init"), a);
+  assert.notEqual(seedFor(2 ** 32, "init"), a, "high word of the root must matter");
+  const seen = new Set<number>();
+  for (let i = 0; i < 1000; i++) {
+    const s = seedFor(42, `dropout:${i}`);
+    assert.ok(Number.isInteger(s) && s >= 0 && s < 2 ** 31);
+    seen.add(s);
+  }
+  assert.equal(seen.size, 1000, "no collisions among 1000 step seeds");
+  assert.throws(() => seedFor(1.5, "x"), /safe integer/);
+});
+
+Deno.test("seedFor() golden values", () => {
+  // Recorded from this implementation; pins the derivation across refactors.
+  assert.deepEqual(
+    [seedFor(0, "init"), seedFor(42, "data"), seedFor(7, "dropout:3")],
+    GOLDEN,
+  );
+});
+
+const GOLDEN = [1851512432, 1283115892, 1719227717];
+
+Deno.test("Rng is deterministic, uniform-ish, and restores exactly", () => {
+  const r1 = new Rng(123);
+  const r2 = new Rng(123);
+  for (let i = 0; i < 100; i++) assert.equal(r1.nextUint32(), r2.nextUint32());
+  const saved = r1.state();
+  const after = [r1.next(), r1.next(), r1.nextInt(10)];
+  const r3 = new Rng(999);
+  r3.restore(JSON.parse(JSON.stringify(saved)));
+  assert.deepEqual([r3.next(), r3.next(), r3.nextInt(10)], after);
+
+  // Mean of 20k uniforms: sd of the mean is 0.289/sqrt(20000) = 0.002; allow 5 sd.
+  const r = new Rng(5);
+  let sum = 0;
+  const counts = new Array(7).fill(0);
+  for (let i = 0; i < 20000; i++) {
+    const x = r.next();
+    assert.ok(x >= 0 && x < 1);
+    sum += x;
+    counts[r.nextInt(7)]++;
+  }
+  assert.ok(Math.abs(sum / 20000 - 0.5) < 0.01);
+  // Each bucket expects 2857 (sd ~49); allow ±300.
+  for (const c of counts) assert.ok(Math.abs(c - 20000 / 7) < 300, `bucket ${c}`);
+  assert.throws(() => r.nextInt(0), /positive integer/);
+  assert.throws(() => r.restore({ s: [1, 2, 3] as unknown as [number, number, number, number] }));
+});
+
+Deno.test("Rng.shuffle is a seeded permutation", () => {
+  const xs = Array.from({ length: 50 }, (_, i) => i);
+  const a = new Rng(1).shuffle([...xs]);
+  const b = new Rng(1).shuffle([...xs]);
+  const c = new Rng(2).shuffle([...xs]);
+  assert.deepEqual(a, b);
+  assert.notDeepEqual(a, c);
+  assert.deepEqual([...a].sort((x, y) => x - y), xs);
+});

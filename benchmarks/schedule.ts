@@ -1,0 +1,62 @@
+/**
+ * Learning-rate schedules of {@link ScheduleSpec}: constant, linear warmup then linear decay to 0
+ * at the last step (Hugging Face `get_linear_schedule_with_warmup`), and linear warmup then
+ * inverse-square-root decay (T5 pre-training's `rsqrt_decay`, scaled to the peak rate).
+ *
+ * @module
+ */
+import type { ScheduleSpec } from "./spec.ts";
+
+/**
+ * The learning rate of one update.
+ *
+ * `step` counts updates already applied (0 for the first update), as Hugging Face's
+ * `LambdaLR` does, so with warmup the first update has rate 0 under `warmup_linear`:
+ * - `constant`: `peak`
+ * - `warmup_linear`: `peak · step / warmup` while `step < warmup`, then
+ *   `peak · max(0, (total - step) / (total - warmup))`
+ * - `warmup_rsqrt`: `peak · (step + 1) / warmup` while `step + 1 < warmup`, then
+ *   `peak · sqrt(max(warmup, 1) / (step + 1))` (continuous at the end of warmup; never 0)
+ *
+ * @param schedule the schedule
+ * @param peak the peak learning rate
+ * @param step updates applied before this one (0-based)
+ * @param totalSteps updates in the whole run
+ * @returns the learning rate, >= 0
+ * @throws Error for a negative or non-integer step or an unknown kind
+ * @example
+ * ```ts
+ * import { learningRateAt } from "./schedule.ts";
+ * const s = { kind: "warmup_linear", warmupSteps: 10 } as const;
+ * console.assert(learningRateAt(s, 1, 5, 110) === 0.5);
+ * ```
+ */
+export function learningRateAt(
+  schedule: ScheduleSpec,
+  peak: number,
+  step: number,
+  totalSteps: number,
+): number {
+  if (!Number.isInteger(step) || step < 0) {
+    throw new Error(`benchmarks/schedule.ts: step must be a non-negative integer, got ${step}`);
+  }
+  const w = schedule.warmupSteps;
+  switch (schedule.kind) {
+    case "constant":
+      return peak;
+    case "warmup_linear":
+      if (step < w) return (peak * step) / w;
+      return peak * Math.max(0, (totalSteps - step) / Math.max(1, totalSteps - w));
+    case "warmup_rsqrt": {
+      const t = step + 1;
+      if (t < w) return (peak * t) / w;
+      return peak * Math.sqrt(Math.max(w, 1) / t);
+    }
+    default:
+      throw new Error(
+        `benchmarks/schedule.ts: field "kind" must be constant, warmup_linear or warmup_rsqrt, got ${
+          JSON.stringify((schedule as { kind?: unknown }).kind)
+        }`,
+      );
+  }
+}
