@@ -1,0 +1,360 @@
+/**
+ * Compute-engine selection for tfjs in Deno.
+ *
+ * {@link selectBackend} starts one tfjs backend and records what it got in a {@link BackendInfo}
+ * (printed and returned; every result row should carry it). Preference order for `"auto"`:
+ *
+ * 1. `tensorflow`: `@tensorflow/tfjs-node-gpu`, then `@tensorflow/tfjs-node`, when they import
+ *    AND run a tiny op. They are not dependencies of this project (their install script downloads
+ *    libtensorflow from Google's storage host); a deployment that can install them adds them to
+ *    deno.json "imports".
+ * 2. `webgpu`: when `navigator.gpu` gives an adapter that is not a fallback (software) adapter.
+ * 3. `wasm+blas`: the wasm backend with `BatchMatMul`/`_FusedMatMul` sent to OpenBLAS through
+ *    Deno FFI (see model/wasm_kernels.ts).
+ * 4. `wasm`: the wasm backend with the transpose fix.
+ * 5. `cpu`: the pure-JS reference backend.
+ *
+ * Environment: `HYPERPROMPT_BACKEND` replaces a request of `"auto"` (an explicit request wins);
+ * `HYPERPROMPT_NO_BLAS=1` forces the pure-wasm path.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import * as tfwasm from "@tensorflow/tfjs-backend-wasm";
+import { type BlasLibrary, openBlas, patchWasmMatMul, wasmMatMulState } from "./wasm_kernels.ts";
+
+/** Backends a caller may ask for. `"wasm+blas"` is `"wasm"` that must get BLAS (throws if not). */
+export type BackendName = "auto" | "tensorflow" | "webgpu" | "wasm" | "wasm+blas" | "cpu";
+
+/** All accepted {@link BackendName}s. */
+export const BACKEND_NAMES: readonly BackendName[] = [
+  "auto",
+  "tensorflow",
+  "webgpu",
+  "wasm",
+  "wasm+blas",
+  "cpu",
+];
+
+/** What {@link selectBackend} started. */
+export interface BackendInfo {
+  /** The name asked for (after the `HYPERPROMPT_BACKEND` override of `"auto"`). */
+  readonly requested: BackendName;
+  /** What runs: "tensorflow", "webgpu", "wasm+blas", "wasm" or "cpu". */
+  readonly name: string;
+  /** `tf.getBackend()` after selection. */
+  readonly tfBackend: string;
+  /** WebGPU adapter description (vendor, device, fallback flag) or the BLAS library in use. */
+  readonly adapter?: string;
+  /** CPU threads the heavy kernels use (OpenBLAS threads for wasm+blas). */
+  readonly threads: number;
+  /** Why each preferred engine was skipped, and anything else worth recording. */
+  readonly notes: string[];
+}
+
+/** Options of {@link selectBackend}. */
+export interface SelectBackendOptions {
+  /** Where the one-line summary goes (default `console.error`, keeping stdout clean). */
+  log?: (line: string) => void;
+  /** Allow OpenBLAS for wasm (default true unless `HYPERPROMPT_NO_BLAS=1`). */
+  blas?: boolean;
+  /** Accept a WebGPU fallback (software) adapter for `"auto"` (default false). */
+  allowFallbackAdapter?: boolean;
+}
+
+let current: BackendInfo | undefined;
+let blasLib: BlasLibrary | undefined;
+let blasError: string | undefined;
+
+function env(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
+}
+
+function errText(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  return msg.split("\n")[0]!.slice(0, 300);
+}
+
+/** True when `name` is a {@link BackendName}. */
+export function isBackendName(name: string): name is BackendName {
+  return (BACKEND_NAMES as readonly string[]).includes(name);
+}
+
+async function tinyOpWorks(): Promise<void> {
+  const r = tf.tidy(() => tf.matMul(tf.tensor2d([1, 2, 3, 4], [2, 2]), tf.eye(2)).sum());
+  const v = (await r.data())[0];
+  r.dispose();
+  if (v !== 10) throw new Error(`tiny op returned ${v}, expected 10`);
+}
+
+async function trySetBackend(name: string): Promise<void> {
+  let ok: boolean;
+  try {
+    ok = await tf.setBackend(name);
+  } catch (e) {
+    throw new Error(`tf.setBackend("${name}") threw: ${errText(e)}`);
+  }
+  if (!ok || tf.getBackend() !== name) {
+    throw new Error(`tf.setBackend("${name}") failed (tfjs printed the cause above)`);
+  }
+  await tf.ready();
+  await tinyOpWorks();
+}
+
+async function startTensorflow(notes: string[]): Promise<string | undefined> {
+  const tried: string[] = [];
+  for (const pkg of ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"]) {
+    try {
+      // A computed specifier keeps deno from resolving (and downloading) it ahead of time.
+      const spec: string = pkg;
+      await import(spec);
+      await trySetBackend("tensorflow");
+      return pkg;
+    } catch (e) {
+      tried.push(`${pkg}: ${errText(e)}`);
+    }
+  }
+  notes.push(
+    `tensorflow skipped: ${tried.join(" | ")}. Install @tensorflow/tfjs-node(-gpu)@4.22.0 where ` +
+      "libtensorflow can be downloaded (its install script fetches it from " +
+      "storage.googleapis.com) and add it to deno.json imports",
+  );
+  return undefined;
+}
+
+interface AdapterProbe {
+  ok: boolean;
+  fallback: boolean;
+  description: string;
+  why?: string;
+}
+
+async function probeWebGpu(): Promise<AdapterProbe> {
+  const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
+  if (gpu === undefined) {
+    return { ok: false, fallback: false, description: "", why: "navigator.gpu is undefined" };
+  }
+  let adapter: GPUAdapter | null;
+  try {
+    adapter = await gpu.requestAdapter();
+  } catch (e) {
+    return {
+      ok: false,
+      fallback: false,
+      description: "",
+      why: `requestAdapter threw: ${errText(e)}`,
+    };
+  }
+  if (adapter === null) {
+    return {
+      ok: false,
+      fallback: false,
+      description: "",
+      why: "requestAdapter() returned null (no GPU driver; check DENO_WEBGPU_BACKEND)",
+    };
+  }
+  const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
+  const fallback = info.isFallbackAdapter === true ||
+    (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter === true;
+  const description = `${info.description || "?"} (vendor ${info.vendor || "?"}, device ${
+    info.device || "?"
+  }${info.architecture ? `, ${info.architecture}` : ""}${fallback ? ", fallback adapter" : ""})`;
+  return { ok: true, fallback, description };
+}
+
+async function startWebGpu(
+  explicit: boolean,
+  allowFallback: boolean,
+  notes: string[],
+): Promise<string | undefined> {
+  const probe = await probeWebGpu();
+  if (!probe.ok) {
+    const why = `webgpu unavailable: ${probe.why}`;
+    if (explicit) throw new Error(`model/backend.ts: ${why}; use --backend wasm or cpu`);
+    notes.push(why);
+    return undefined;
+  }
+  if (probe.fallback && !allowFallback) {
+    notes.push(
+      `webgpu skipped: ${probe.description} is a software fallback adapter (about 10x slower ` +
+        "than wasm here); ask for --backend webgpu to use it anyway",
+    );
+    return undefined;
+  }
+  if (probe.fallback) {
+    notes.push(`webgpu runs on a software fallback adapter: ${probe.description}`);
+  }
+  try {
+    await import("@tensorflow/tfjs-backend-webgpu");
+    await trySetBackend("webgpu");
+  } catch (e) {
+    const why = `webgpu backend failed to start on ${probe.description}: ${errText(e)}`;
+    if (explicit) throw new Error(`model/backend.ts: ${why}`);
+    notes.push(why);
+    return undefined;
+  }
+  return probe.description;
+}
+
+function getBlas(): BlasLibrary | undefined {
+  if (blasLib !== undefined) return blasLib;
+  if (blasError !== undefined) return undefined;
+  const r = openBlas();
+  if (r.ok) blasLib = r.blas;
+  else blasError = r.reason;
+  return blasLib;
+}
+
+async function startWasm(
+  wantBlas: boolean,
+  mustBlas: boolean,
+  notes: string[],
+): Promise<{ name: string; adapter?: string; threads: number } | undefined> {
+  try {
+    await trySetBackend("wasm");
+  } catch (e) {
+    const why = `wasm backend failed to start: ${errText(e)}`;
+    if (mustBlas) throw new Error(`model/backend.ts: ${why} (needs --allow-read --allow-env)`);
+    notes.push(why);
+    return undefined;
+  }
+  const wasmThreads = tfwasm.getThreadsCount();
+  let blas: BlasLibrary | undefined;
+  if (wantBlas) {
+    blas = getBlas();
+    if (blas === undefined) {
+      if (mustBlas) {
+        throw new Error(`model/backend.ts: wasm+blas unavailable: ${blasError}`);
+      }
+      notes.push(`BLAS skipped: ${blasError}; matmuls use the pure-wasm path (~7x slower)`);
+    }
+  } else {
+    notes.push("BLAS disabled (HYPERPROMPT_NO_BLAS=1 or blas: false)");
+  }
+  patchWasmMatMul(blas !== undefined ? { blas } : {});
+  // Check the patched matmul once (covers a transposed operand too).
+  const check = tf.tidy(() =>
+    tf.matMul(tf.tensor2d([1, 2, 3, 4], [2, 2]), tf.tensor2d([1, 0, 0, 1], [2, 2]), false, true)
+  );
+  const got = Array.from(await check.data());
+  check.dispose();
+  if (got.join(",") !== "1,2,3,4") {
+    throw new Error(`model/backend.ts: patched wasm matMul self-check gave [${got}]`);
+  }
+  if (blas !== undefined) {
+    notes.push(`wasm matmuls via OpenBLAS ${blas.path}${blas.config ? ` (${blas.config})` : ""}`);
+    return {
+      name: "wasm+blas",
+      adapter: `OpenBLAS ${blas.path}`,
+      threads: Math.max(blas.threads, wasmThreads),
+    };
+  }
+  notes.push(`wasm matmul transpose fix installed (${wasmMatMulState().mode})`);
+  return { name: "wasm", threads: wasmThreads };
+}
+
+/**
+ * Start a tfjs backend and return (and log) what was started. An explicit request that cannot
+ * start throws an Error saying why and what to do; `"auto"` falls through the preference order,
+ * recording each skip in `notes`.
+ */
+export async function selectBackend(
+  name: BackendName,
+  opts: SelectBackendOptions = {},
+): Promise<BackendInfo> {
+  const log = opts.log ?? ((l: string) => console.error(l));
+  let requested: BackendName = name;
+  if (!isBackendName(requested)) {
+    throw new Error(
+      `model/backend.ts: unknown backend "${name}"; expected one of ${BACKEND_NAMES.join(", ")}`,
+    );
+  }
+  const notes: string[] = [];
+  const envName = env("HYPERPROMPT_BACKEND");
+  if (requested === "auto" && envName !== undefined && envName !== "") {
+    if (!isBackendName(envName)) {
+      throw new Error(
+        `model/backend.ts: HYPERPROMPT_BACKEND="${envName}" is not one of ${
+          BACKEND_NAMES.join(", ")
+        }`,
+      );
+    }
+    notes.push(`HYPERPROMPT_BACKEND=${envName} replaced "auto"`);
+    requested = envName;
+  }
+  const noBlasEnv = env("HYPERPROMPT_NO_BLAS") === "1";
+  const wantBlas = (opts.blas ?? true) && !noBlasEnv;
+  if (requested === "wasm+blas" && !wantBlas) {
+    throw new Error(
+      "model/backend.ts: wasm+blas requested but BLAS is disabled (unset HYPERPROMPT_NO_BLAS)",
+    );
+  }
+
+  let info: BackendInfo | undefined;
+  const done = (n: string, threads: number, adapter?: string): BackendInfo => ({
+    requested,
+    name: n,
+    tfBackend: tf.getBackend(),
+    ...(adapter !== undefined ? { adapter } : {}),
+    threads,
+    notes,
+  });
+  const cores = typeof navigator !== "undefined" ? navigator.hardwareConcurrency ?? 1 : 1;
+
+  if (requested === "tensorflow" || requested === "auto") {
+    const pkg = await startTensorflow(notes);
+    if (pkg !== undefined) info = done("tensorflow", cores, pkg);
+    else if (requested === "tensorflow") {
+      throw new Error(`model/backend.ts: ${notes[notes.length - 1]}`);
+    }
+  }
+  if (info === undefined && (requested === "webgpu" || requested === "auto")) {
+    const explicit = requested === "webgpu";
+    const adapter = await startWebGpu(explicit, explicit || !!opts.allowFallbackAdapter, notes);
+    if (adapter !== undefined) info = done("webgpu", 1, adapter);
+  }
+  if (
+    info === undefined &&
+    (requested === "wasm" || requested === "wasm+blas" || requested === "auto")
+  ) {
+    const w = await startWasm(wantBlas, requested === "wasm+blas", notes);
+    if (w !== undefined) info = done(w.name, w.threads, w.adapter);
+    else if (requested === "wasm") {
+      throw new Error(
+        `model/backend.ts: ${notes[notes.length - 1]} (needs --allow-read --allow-env)`,
+      );
+    }
+  }
+  if (info === undefined && (requested === "cpu" || requested === "auto")) {
+    try {
+      await trySetBackend("cpu");
+    } catch (e) {
+      throw new Error(`model/backend.ts: cpu backend failed: ${errText(e)}`);
+    }
+    if (requested === "auto") notes.push("falling back to the slow pure-JS cpu backend");
+    info = done("cpu", 1);
+  }
+  if (info === undefined) {
+    throw new Error(`model/backend.ts: no backend started for "${requested}": ${notes.join("; ")}`);
+  }
+  current = info;
+  log(
+    `backend: ${info.name} (tfjs "${info.tfBackend}", ${info.threads} thread${
+      info.threads === 1 ? "" : "s"
+    }${info.adapter ? `, ${info.adapter}` : ""})${
+      info.notes.length ? `\n  ${info.notes.join("\n  ")}` : ""
+    }`,
+  );
+  return info;
+}
+
+/** The last {@link BackendInfo} from {@link selectBackend}, if tfjs still runs that backend. */
+export function currentBackendInfo(): BackendInfo | undefined {
+  if (current === undefined || tf.getBackend() !== current.tfBackend) return undefined;
+  return current;
+}

@@ -1,0 +1,134 @@
+import * as tf from "@tensorflow/tfjs";
+import assert from "node:assert/strict";
+import { type BackendName, currentBackendInfo, selectBackend } from "./backend.ts";
+import { openBlas } from "./wasm_kernels.ts";
+
+const opts = { sanitizeResources: false, sanitizeOps: false };
+const quiet = { log: (_: string) => {} };
+const blasOk = openBlas().ok;
+
+/** Run `f` with environment variables set (undefined deletes), restoring them afterwards. */
+async function withEnv<T>(vars: Record<string, string | undefined>, f: () => Promise<T>) {
+  const old = Object.fromEntries(Object.keys(vars).map((k) => [k, Deno.env.get(k)]));
+  const set = (k: string, v: string | undefined) =>
+    v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
+  for (const [k, v] of Object.entries(vars)) set(k, v);
+  try {
+    return await f();
+  } finally {
+    for (const [k, v] of Object.entries(old)) set(k, v);
+  }
+}
+
+const NO_ENV = { HYPERPROMPT_BACKEND: undefined, HYPERPROMPT_NO_BLAS: undefined };
+
+Deno.test("cpu: explicit request starts the cpu backend and is recorded", opts, async () => {
+  const lines: string[] = [];
+  const info = await withEnv(NO_ENV, () => selectBackend("cpu", { log: (l) => lines.push(l) }));
+  assert.equal(info.name, "cpu");
+  assert.equal(info.tfBackend, "cpu");
+  assert.equal(tf.getBackend(), "cpu");
+  assert.equal(info.threads, 1);
+  assert.deepEqual(currentBackendInfo(), info);
+  assert.match(lines.join("\n"), /backend: cpu/);
+});
+
+Deno.test("tensorflow: explicit request throws and says how to install it", opts, async () => {
+  await assert.rejects(
+    withEnv(NO_ENV, () => selectBackend("tensorflow", quiet)),
+    (e: Error) => /tfjs-node/.test(e.message) && /libtensorflow/.test(e.message),
+  );
+});
+
+Deno.test("unknown backend name throws listing the choices", opts, async () => {
+  await assert.rejects(
+    selectBackend("tpu" as BackendName, quiet),
+    /unknown backend "tpu".*wasm\+blas/,
+  );
+});
+
+Deno.test("wasm with HYPERPROMPT_NO_BLAS=1 is pure wasm with the transpose fix", opts, async () => {
+  const info = await withEnv(
+    { ...NO_ENV, HYPERPROMPT_NO_BLAS: "1" },
+    () => selectBackend("wasm", quiet),
+  );
+  assert.equal(info.name, "wasm");
+  assert.equal(info.tfBackend, "wasm");
+  assert.ok(info.notes.some((n) => /transpose fix/.test(n)), info.notes.join("; "));
+  // Transposed matmul through the patched kernel is correct.
+  const r = tf.tidy(() =>
+    tf.matMul(
+      tf.tensor2d([1, 2, 3, 4, 5, 6], [2, 3]),
+      tf.tensor2d([1, 0, 1, 0, 1, 0], [2, 3]),
+      false,
+      true,
+    )
+  );
+  assert.deepEqual(Array.from(await r.data()), [4, 2, 10, 5]);
+  r.dispose();
+});
+
+Deno.test(
+  "wasm+blas: starts with OpenBLAS, or explains what to install",
+  opts,
+  async () => {
+    const p = withEnv(NO_ENV, () => selectBackend("wasm+blas", quiet));
+    if (!blasOk) {
+      await assert.rejects(p, /libopenblas0-pthread|allow-ffi/);
+      return;
+    }
+    const info = await p;
+    assert.equal(info.name, "wasm+blas");
+    assert.equal(info.tfBackend, "wasm");
+    assert.ok(info.threads >= 1);
+    assert.match(info.adapter ?? "", /OpenBLAS/);
+  },
+);
+
+Deno.test("wasm+blas with HYPERPROMPT_NO_BLAS=1 is a contradiction and throws", opts, async () => {
+  await assert.rejects(
+    withEnv({ HYPERPROMPT_NO_BLAS: "1" }, () => selectBackend("wasm+blas", quiet)),
+    /HYPERPROMPT_NO_BLAS/,
+  );
+});
+
+Deno.test("HYPERPROMPT_BACKEND replaces auto; explicit requests win", opts, async () => {
+  const info = await withEnv(
+    { ...NO_ENV, HYPERPROMPT_BACKEND: "cpu" },
+    () => selectBackend("auto", quiet),
+  );
+  assert.equal(info.requested, "cpu");
+  assert.equal(info.name, "cpu");
+  assert.ok(info.notes.some((n) => /HYPERPROMPT_BACKEND=cpu/.test(n)));
+  const info2 = await withEnv(
+    { HYPERPROMPT_BACKEND: "cpu", HYPERPROMPT_NO_BLAS: "1" },
+    () => selectBackend("wasm", quiet),
+  );
+  assert.equal(info2.name, "wasm");
+  await assert.rejects(
+    withEnv({ HYPERPROMPT_BACKEND: "gpu9" }, () => selectBackend("auto", quiet)),
+    /HYPERPROMPT_BACKEND="gpu9"/,
+  );
+});
+
+Deno.test(
+  "auto: skips tensorflow with a note and picks the best available engine",
+  opts,
+  async () => {
+    const info = await withEnv(NO_ENV, () => selectBackend("auto", quiet));
+    assert.ok(info.notes.some((n) => /tensorflow skipped/.test(n)), info.notes.join("; "));
+    // On a machine with only a software WebGPU adapter, auto must not choose it.
+    if (info.name !== "webgpu") {
+      assert.equal(info.name, blasOk ? "wasm+blas" : "wasm");
+      assert.ok(
+        info.notes.some((n) => /webgpu (skipped|unavailable)/.test(n)),
+        info.notes.join("; "),
+      );
+    } else {
+      assert.doesNotMatch(info.adapter ?? "", /fallback/);
+    }
+    assert.deepEqual(currentBackendInfo(), info);
+    await tf.setBackend("cpu");
+    assert.equal(currentBackendInfo(), undefined, "stale info after a manual setBackend");
+  },
+);

@@ -1,0 +1,331 @@
+import * as tf from "@tensorflow/tfjs";
+import "@tensorflow/tfjs-backend-wasm";
+import assert from "node:assert/strict";
+import { openBlas, patchWasmMatMul, unpatchWasmMatMul, wasmMatMulState } from "./wasm_kernels.ts";
+
+// Tolerances: every result is compared against the pure-JS cpu backend. fp32 dot products of
+// length K differ by summation order (XNNPACK/OpenBLAS block and vectorise; cpu sums in order);
+// the expected relative L2 difference is ~sqrt(K)·6e-8 ≈ 2e-6 at K = 1024, so 1e-5 (plain
+// matmuls) and 1e-4 (fused, gradients: several chained ops) leave a wide margin while still
+// catching any wrong element (a wrong result is O(1) relative).
+const TOL_MATMUL = 1e-5;
+const TOL_CHAINED = 1e-4;
+
+const blasOpen = openBlas();
+const blas = blasOpen.ok ? blasOpen.blas : undefined;
+const blasSkip = blasOpen.ok ? "" : blasOpen.reason;
+if (!blasOpen.ok) console.warn(`wasm_kernels_test: BLAS tests ignored: ${blasSkip}`);
+
+const opts = { sanitizeResources: false, sanitizeOps: false };
+
+/** Deterministic pseudo-random values in [-1, 1). */
+function rand(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    out[i] = s / 2147483648 - 1;
+  }
+  return out;
+}
+
+function relL2(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  assert.equal(got.length, want.length, "length");
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < got.length; i++) {
+    const d = got[i]! - want[i]!;
+    num += d * d;
+    den += want[i]! * want[i]!;
+  }
+  return Math.sqrt(num / Math.max(den, 1e-30));
+}
+
+async function on(backend: string, f: () => tf.Tensor): Promise<Float32Array> {
+  await tf.setBackend(backend);
+  const t = f();
+  const v = (await t.data()) as Float32Array;
+  t.dispose();
+  return v;
+}
+
+async function wasmVsCpu(f: () => tf.Tensor): Promise<number> {
+  const got = await on("wasm", f);
+  const want = await on("cpu", f);
+  await tf.setBackend("wasm");
+  return relL2(got, want);
+}
+
+function fusedCase(n: number, seed: number) {
+  const a = rand(n * n, seed);
+  const b = rand(n * n, seed + 1);
+  const bias = rand(n, seed + 2);
+  return () =>
+    tf.tidy(() =>
+      tf.fused.matMul({
+        a: tf.tensor2d(a, [n, n]),
+        b: tf.tensor2d(b, [n, n]),
+        transposeB: true,
+        bias: tf.tensor1d(bias),
+        activation: "relu",
+      })
+    );
+}
+
+Deno.test(
+  "transpose fix: fused matMul transposeB+bias+relu at 256/512 equals cpu",
+  opts,
+  async () => {
+    await tf.setBackend("wasm");
+    unpatchWasmMatMul();
+    // The stock kernel is wrong here (the bug this patch exists for); keep proving it.
+    const stockErr = await wasmVsCpu(fusedCase(256, 7));
+    assert.ok(stockErr > 1e-2, `stock wasm fused matMul unexpectedly correct (${stockErr})`);
+    assert.equal(patchWasmMatMul(), "transpose-fix");
+    for (const n of [256, 512]) {
+      const err = await wasmVsCpu(fusedCase(n, n));
+      assert.ok(err < TOL_CHAINED, `n=${n}: relative L2 error ${err}`);
+    }
+  },
+);
+
+Deno.test({
+  name: "BLAS fused matMul (transposeB+bias+relu) at 256/512 equals cpu",
+  ignore: blas === undefined,
+  ...opts,
+  async fn() {
+    await tf.setBackend("wasm");
+    patchWasmMatMul({ blas: blas! });
+    for (const n of [256, 512]) {
+      const err = await wasmVsCpu(fusedCase(n, n + 3));
+      assert.ok(err < TOL_CHAINED, `n=${n}: relative L2 error ${err}`);
+    }
+  },
+});
+
+interface MmCase {
+  a: number[];
+  b: number[];
+}
+// Shapes are the UNtransposed logical shapes [..., M, K] and [..., K, N]; M, K, N distinct.
+const MM_CASES: MmCase[] = [
+  { a: [5, 7], b: [7, 3] },
+  { a: [64, 96], b: [96, 48] },
+  { a: [4, 5, 7], b: [4, 7, 3] }, // rank 3, same batch
+  { a: [4, 5, 7], b: [7, 3] }, // rank 3 × rank 2 (shared B)
+  { a: [5, 7], b: [3, 7, 6] }, // rank 2 × rank 3 (shared A)
+  { a: [2, 3, 5, 7], b: [2, 3, 7, 4] }, // rank 4 attention-like
+  { a: [2, 3, 5, 7], b: [3, 7, 4] }, // rank 4 × rank 3 broadcast
+  { a: [2, 1, 5, 7], b: [1, 3, 7, 4] }, // both sides broadcast
+];
+
+function swapLast(shape: number[]): number[] {
+  const s = [...shape];
+  const r = s.length;
+  [s[r - 2], s[r - 1]] = [s[r - 1]!, s[r - 2]!];
+  return s;
+}
+
+Deno.test({
+  name: "BLAS BatchMatMul: all transpose combos, rank 2/3/4 broadcasting equal cpu",
+  ignore: blas === undefined,
+  ...opts,
+  async fn() {
+    await tf.setBackend("wasm");
+    assert.equal(patchWasmMatMul({ blas: blas! }), "blas");
+    let seed = 100;
+    for (const c of MM_CASES) {
+      for (const tA of [false, true]) {
+        for (const tB of [false, true]) {
+          const aShape = tA ? swapLast(c.a) : c.a;
+          const bShape = tB ? swapLast(c.b) : c.b;
+          const av = rand(aShape.reduce((x, y) => x * y, 1), seed++);
+          const bv = rand(bShape.reduce((x, y) => x * y, 1), seed++);
+          const f = () =>
+            tf.tidy(() => tf.matMul(tf.tensor(av, aShape), tf.tensor(bv, bShape), tA, tB));
+          const got = await on("wasm", f);
+          // Reference: cpu on inputs broadcast to the full batch shape first (tfjs's own
+          // kernels only broadcast when one side's batch is 1 or both are equal).
+          const batch = tf.broadcast_util.assertAndGetBroadcastShape(
+            c.a.slice(0, -2),
+            c.b.slice(0, -2),
+          );
+          const full = (v: Float32Array, s: number[]) =>
+            tf.broadcastTo(tf.tensor(v, s), [...batch, ...s.slice(-2)]);
+          const want = await on(
+            "cpu",
+            () => tf.tidy(() => tf.matMul(full(av, aShape), full(bv, bShape), tA, tB)),
+          );
+          const err = relL2(got, want);
+          assert.ok(err < TOL_MATMUL, `a=[${aShape}] b=[${bShape}] tA=${tA} tB=${tB}: ${err}`);
+          // Shape check too (the broadcast output shape).
+          await tf.setBackend("wasm");
+          const shape = tf.tidy(() =>
+            tf.matMul(tf.tensor(av, aShape), tf.tensor(bv, bShape), tA, tB).shape
+          );
+          assert.deepEqual(shape, [...batch, c.a.at(-2)!, c.b.at(-1)!]);
+        }
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "BLAS fused matMul: bias shapes and activations equal cpu",
+  ignore: blas === undefined,
+  ...opts,
+  async fn() {
+    await tf.setBackend("wasm");
+    patchWasmMatMul({ blas: blas! });
+    const M = 6, K = 9, N = 5;
+    const av = rand(3 * M * K, 1);
+    const bv = rand(K * N, 2);
+    const biases: [string, number[]][] = [["none", []], ["[N]", [N]], ["[1,N]", [1, N]], [
+      "[M,N]",
+      [M, N],
+    ], ["[M,1]", [M, 1]]];
+    const acts = ["linear", "relu", "relu6", "elu", "sigmoid", "leakyrelu", "prelu"] as const;
+    for (const [label, bshape] of biases) {
+      for (const act of acts) {
+        for (const tB of [false, true]) {
+          const f = () =>
+            tf.tidy(() =>
+              tf.fused.matMul({
+                a: tf.tensor3d(av, [3, M, K]),
+                b: tB ? tf.tensor2d(bv, [K, N]).transpose() : tf.tensor2d(bv, [K, N]),
+                transposeB: tB,
+                ...(label === "none" ? {} : {
+                  bias: tf.tensor(rand(bshape.reduce((x, y) => x * y, 1), 3), bshape),
+                }),
+                activation: act,
+                ...(act === "prelu" ? { preluActivationWeights: tf.fill([N], 0.25) } : {}),
+                leakyreluAlpha: 0.1,
+              })
+            );
+          const err = await wasmVsCpu(f);
+          assert.ok(err < TOL_CHAINED, `bias ${label} ${act} tB=${tB}: ${err}`);
+        }
+      }
+    }
+  },
+});
+
+/** A small attention + FFN block whose backward pass hits every matmul transpose variant. */
+function blockLoss(
+  x: tf.Tensor3D,
+  w: Record<"q" | "k" | "v" | "o" | "wi" | "wo" | "bi", tf.Variable>,
+): tf.Scalar {
+  const [B, S, D] = x.shape;
+  const H = 2;
+  const dh = D / H;
+  const x2 = x.reshape([B * S, D]);
+  const heads = (t: tf.Tensor2D) => t.reshape([B, S, H, dh]).transpose([0, 2, 1, 3]);
+  const q = heads(tf.matMul(x2, w.q, false, true));
+  const k = heads(tf.matMul(x2, w.k, false, true));
+  const v = heads(tf.matMul(x2, w.v, false, true));
+  const att = tf.softmax(tf.matMul(q, k, false, true));
+  const ctx = tf.matMul(att, v).transpose([0, 2, 1, 3]).reshape([B * S, D]);
+  const h = tf.add(x2, tf.matMul(ctx, w.o, false, true));
+  const ff = tf.fused.matMul({ a: h, b: w.wi, transposeB: true, bias: w.bi, activation: "relu" });
+  const out = tf.add(h, tf.matMul(ff, w.wo));
+  return tf.mean(tf.square(out));
+}
+
+function makeBlock(seed: number) {
+  const D = 16, F = 24;
+  const v = (shape: number[], s: number) =>
+    tf.variable(tf.tensor(rand(shape.reduce((a, b) => a * b, 1), s), shape).mul(0.3));
+  return {
+    q: v([D, D], seed),
+    k: v([D, D], seed + 1),
+    v: v([D, D], seed + 2),
+    o: v([D, D], seed + 3),
+    wi: v([F, D], seed + 4),
+    wo: v([F, D], seed + 5),
+    bi: v([F], seed + 6),
+  };
+}
+
+async function gradsOn(backend: string): Promise<Map<string, Float32Array>> {
+  await tf.setBackend(backend);
+  const w = makeBlock(11);
+  const x = tf.tensor3d(rand(3 * 8 * 16, 5), [3, 8, 16]);
+  const { value, grads } = tf.variableGrads(() => blockLoss(x, w));
+  const out = new Map<string, Float32Array>();
+  out.set("loss", (await value.data()) as Float32Array);
+  for (const [name, g] of Object.entries(grads)) {
+    const key = Object.entries(w).find(([, vv]) => vv.name === name)?.[0] ?? name;
+    out.set(key, (await g.data()) as Float32Array);
+  }
+  tf.dispose([value, x, ...Object.values(grads), ...Object.values(w)]);
+  return out;
+}
+
+for (const useBlas of [false, true]) {
+  Deno.test({
+    name: `gradients through tf.variableGrads equal cpu (${useBlas ? "BLAS" : "transpose fix"})`,
+    ignore: useBlas && blas === undefined,
+    ...opts,
+    async fn() {
+      await tf.setBackend("wasm");
+      patchWasmMatMul(useBlas ? { blas: blas! } : {});
+      const got = await gradsOn("wasm");
+      const want = await gradsOn("cpu");
+      await tf.setBackend("wasm");
+      assert.equal(got.size, 8, "loss + 7 gradients");
+      for (const [k, w] of want) {
+        const err = relL2(got.get(k)!, w);
+        assert.ok(err < TOL_CHAINED, `${k}: relative L2 error ${err}`);
+      }
+    },
+  });
+}
+
+Deno.test({
+  name: "200 Adam steps on patched wasm keep numTensors flat",
+  ...opts,
+  async fn() {
+    await tf.setBackend("wasm");
+    patchWasmMatMul(blas !== undefined ? { blas } : {});
+    const w = makeBlock(3);
+    const x = tf.tensor3d(rand(2 * 8 * 16, 9), [2, 8, 16]);
+    const opt = tf.train.adam(1e-3);
+    let after10 = 0;
+    let first = NaN;
+    let last = NaN;
+    for (let step = 1; step <= 200; step++) {
+      const { value, grads } = tf.variableGrads(() => blockLoss(x, w));
+      opt.applyGradients(grads as tf.NamedTensorMap as Record<string, tf.Variable>);
+      const l = (await value.data())[0]!;
+      if (step === 1) first = l;
+      last = l;
+      tf.dispose([value, ...Object.values(grads)]);
+      if (step === 10) after10 = tf.memory().numTensors;
+    }
+    assert.equal(tf.memory().numTensors, after10, "numTensors changed between step 10 and 200");
+    assert.ok(last < first, `loss did not decrease: ${first} -> ${last}`);
+    opt.dispose();
+    tf.dispose([x, ...Object.values(w)]);
+  },
+});
+
+Deno.test("wasmMatMulState reports the installed mode; unpatch restores stock", opts, async () => {
+  await tf.setBackend("wasm");
+  patchWasmMatMul();
+  assert.equal(wasmMatMulState().mode, "transpose-fix");
+  assert.equal(wasmMatMulState().blas, undefined);
+  unpatchWasmMatMul();
+  assert.equal(wasmMatMulState().mode, "stock");
+  patchWasmMatMul(blas !== undefined ? { blas } : {});
+  assert.equal(wasmMatMulState().mode, blas !== undefined ? "blas" : "transpose-fix");
+});
+
+Deno.test("openBlas explains a missing library", () => {
+  const r = openBlas(["libdoes-not-exist-hyperprompt.so"]);
+  assert.equal(r.ok, false);
+  if (!r.ok) assert.match(r.reason, /libopenblas0-pthread|allow-ffi/);
+});
