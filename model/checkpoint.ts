@@ -20,6 +20,8 @@ import {
   toTypedArray,
 } from "./safetensors.ts";
 
+export { fetchHubModel, type FetchHubOptions } from "./hub.ts";
+
 /** Weights file of an unsharded checkpoint. */
 export const WEIGHTS_NAME = "model.safetensors";
 /** Index file of a sharded checkpoint. */

@@ -1,0 +1,254 @@
+/**
+ * Download a checkpoint from the Hugging Face hub (or a mirror) into a local cache folder that
+ * {@link loadHfFolder} reads: `config.json`, the optional `generation_config.json`,
+ * `tokenizer.json` and `tokenizer_config.json`, and `model.safetensors` or
+ * `model.safetensors.index.json` plus its shards, from
+ * `${endpoint}/${repoId}/resolve/${revision}/${file}`.
+ *
+ * Each file is downloaded to a temporary name and renamed into place, so the cache never holds
+ * a half-written file; files already in the cache are reused, and a folder whose download
+ * completed is returned without touching the network. `HF_ENDPOINT` overrides the endpoint and
+ * `HF_TOKEN` (or `HUGGING_FACE_HUB_TOKEN`) is sent as a bearer token.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { parseIndex, WEIGHTS_INDEX_NAME, WEIGHTS_NAME } from "./checkpoint.ts";
+import { readSafetensorsHeader } from "./safetensors.ts";
+
+/** Options of {@link fetchHubModel}. */
+export interface FetchHubOptions {
+  /** Branch, tag or commit. Default "main". */
+  revision?: string;
+  /** Cache root. Default {@link defaultHubCacheDir}. */
+  cacheDir?: string;
+  /** Hub base URL. Default `HF_ENDPOINT` or https://huggingface.co. */
+  endpoint?: string;
+  /** Bearer token. Default `HF_TOKEN` or `HUGGING_FACE_HUB_TOKEN`. */
+  token?: string;
+  /** Re-download even when the cache is complete. */
+  force?: boolean;
+  /** The fetch implementation (tests inject one). Default the global fetch. */
+  fetch?: typeof fetch;
+  /** Progress messages (one line per downloaded file). */
+  log?: (message: string) => void;
+}
+
+/** Optional files fetched when present. */
+export const OPTIONAL_FILES = ["generation_config.json", "tokenizer.json", "tokenizer_config.json"];
+
+const COMPLETE_MARKER = ".complete.json";
+
+function env(name: string): string | undefined {
+  try {
+    return Deno.env.get(name) || undefined;
+  } catch {
+    return undefined; // no --allow-env
+  }
+}
+
+/**
+ * Default cache root: `$HYPERPROMPT_CACHE/hub`, else `$XDG_CACHE_HOME/hyperprompt/hub`, else
+ * `~/.cache/hyperprompt/hub`.
+ */
+export function defaultHubCacheDir(): string {
+  const own = env("HYPERPROMPT_CACHE");
+  if (own) return join(own, "hub");
+  const xdg = env("XDG_CACHE_HOME") ?? join(env("HOME") ?? ".", ".cache");
+  return join(xdg, "hyperprompt", "hub");
+}
+
+/**
+ * The local folder a repo revision is cached in: `<cacheDir>/models--<org>--<name>/<revision>`.
+ *
+ * @throws Error when the repo id is not of the form `name` or `org/name`
+ */
+export function hubModelDir(cacheDir: string, repoId: string, revision = "main"): string {
+  if (!/^[\w.-]+(\/[\w.-]+)?$/.test(repoId) || repoId.split("/").some((p) => /^\.+$/.test(p))) {
+    throw new Error(`invalid hub repo id "${repoId}" (expected "name" or "org/name")`);
+  }
+  if (revision === "" || revision.includes("..")) {
+    throw new Error(`invalid hub revision "${revision}"`);
+  }
+  return join(cacheDir, `models--${repoId.replace("/", "--")}`, encodeURIComponent(revision));
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+interface Ctx {
+  repoId: string;
+  revision: string;
+  endpoint: string;
+  dir: string;
+  headers: Record<string, string>;
+  fetchFn: typeof fetch;
+  log?: (message: string) => void;
+}
+
+function offlineError(ctx: Ctx, url: string, cause: unknown): Error {
+  const why = cause instanceof Error ? cause.message : String(cause);
+  return new Error(
+    `Model "${ctx.repoId}" could not be fetched from ${ctx.endpoint} (${url}: ${why}). ` +
+      `The hub is unreachable: you appear to be offline, or the endpoint is wrong. ` +
+      `To use a local folder instead, pass the path of a folder that holds config.json and ` +
+      `model.safetensors (as save_pretrained writes it, e.g. downloaded on another machine) ` +
+      `in place of the hub id, or set HF_ENDPOINT to a reachable mirror.`,
+    { cause },
+  );
+}
+
+/**
+ * Download one file into the cache folder unless it is already there.
+ *
+ * @returns false when the file is optional and the hub answers 404
+ */
+async function download(ctx: Ctx, file: string, optional: boolean): Promise<boolean> {
+  const dest = join(ctx.dir, file);
+  if (await exists(dest)) return true;
+  const url = `${ctx.endpoint}/${ctx.repoId}/resolve/${encodeURIComponent(ctx.revision)}/${file}`;
+  let res: Response;
+  try {
+    res = await ctx.fetchFn(url, { headers: ctx.headers, redirect: "follow" });
+  } catch (e) {
+    throw offlineError(ctx, url, e);
+  }
+  if (!res.ok) {
+    await res.body?.cancel();
+    if (res.status === 404 && optional) return false;
+    const hint = res.status === 401 || res.status === 403
+      ? "; the repo may be gated or private: set HF_TOKEN to an access token"
+      : res.status === 404
+      ? `; check the repo id "${ctx.repoId}" and revision "${ctx.revision}"`
+      : "";
+    throw new Error(
+      `Model "${ctx.repoId}" could not be fetched: ${url} answered HTTP ${res.status}${hint}`,
+    );
+  }
+  const tag = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  const part = `${dest}.part-${tag}`;
+  try {
+    const f = await Deno.open(part, { write: true, createNew: true });
+    let bytes = 0;
+    try {
+      if (res.body) {
+        for await (const chunk of res.body) {
+          let off = 0;
+          while (off < chunk.byteLength) off += await f.write(chunk.subarray(off));
+          bytes += chunk.byteLength;
+        }
+      }
+      await f.sync();
+    } catch (e) {
+      throw offlineError(ctx, url, e);
+    } finally {
+      f.close();
+    }
+    const expected = res.headers.get("content-length");
+    if (expected !== null && res.headers.get("content-encoding") === null) {
+      if (Number(expected) !== bytes) {
+        throw new Error(
+          `${url}: download truncated (${bytes} of ${expected} bytes); run again to retry`,
+        );
+      }
+    }
+    if (file.endsWith(".json")) {
+      try {
+        JSON.parse(await Deno.readTextFile(part));
+      } catch (e) {
+        throw new Error(`${url}: downloaded ${file} is not valid JSON: ${(e as Error).message}`);
+      }
+    } else if (file.endsWith(".safetensors")) {
+      try {
+        await readSafetensorsHeader(part);
+      } catch (e) {
+        throw new Error(
+          `${url}: downloaded ${file} is not a valid safetensors file: ${
+            (e as Error).message.replace(part, file)
+          }`,
+        );
+      }
+    }
+    await Deno.rename(part, dest);
+    ctx.log?.(`fetched ${ctx.repoId}/${file} (${bytes} bytes)`);
+    return true;
+  } catch (e) {
+    await Deno.remove(part).catch(() => {});
+    throw e;
+  }
+}
+
+async function readComplete(dir: string): Promise<boolean> {
+  try {
+    const m = JSON.parse(await Deno.readTextFile(join(dir, COMPLETE_MARKER)));
+    if (!Array.isArray(m.files)) return false;
+    for (const f of m.files) {
+      if (typeof f !== "string" || !(await exists(join(dir, f)))) return false;
+    }
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Fetch a T5 checkpoint from the hub into the local cache (or reuse the cached copy).
+ *
+ * @param repoId `org/name` (or a legacy `name`) on the hub
+ * @param opts revision, cache folder, endpoint, token, fetch implementation
+ * @returns the local folder, ready for `loadHfFolder`
+ * @throws Error saying the model could not be fetched (offline, HTTP status, invalid file), and
+ *   how to use a local folder instead when the hub is unreachable
+ */
+export async function fetchHubModel(repoId: string, opts: FetchHubOptions = {}): Promise<string> {
+  const revision = opts.revision ?? "main";
+  const endpoint = (opts.endpoint ?? env("HF_ENDPOINT") ?? "https://huggingface.co").replace(
+    /\/+$/,
+    "",
+  );
+  const dir = hubModelDir(opts.cacheDir ?? defaultHubCacheDir(), repoId, revision);
+  if (!opts.force && await readComplete(dir)) return dir;
+  if (opts.force) await Deno.remove(dir, { recursive: true }).catch(() => {});
+  await Deno.mkdir(dir, { recursive: true });
+  const token = opts.token ?? env("HF_TOKEN") ?? env("HUGGING_FACE_HUB_TOKEN");
+  const ctx: Ctx = {
+    repoId,
+    revision,
+    endpoint,
+    dir,
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+    fetchFn: opts.fetch ?? fetch,
+    log: opts.log,
+  };
+  const files = ["config.json"];
+  await download(ctx, "config.json", false);
+  for (const f of OPTIONAL_FILES) if (await download(ctx, f, true)) files.push(f);
+  const hasIndex = await exists(join(dir, WEIGHTS_INDEX_NAME));
+  if (!hasIndex && await download(ctx, WEIGHTS_NAME, true)) {
+    files.push(WEIGHTS_NAME);
+  } else if (await download(ctx, WEIGHTS_INDEX_NAME, true)) {
+    files.push(WEIGHTS_INDEX_NAME);
+    const indexPath = join(dir, WEIGHTS_INDEX_NAME);
+    const shards = parseIndex(JSON.parse(await Deno.readTextFile(indexPath)), indexPath);
+    for (const shard of shards.keys()) {
+      await download(ctx, shard, false);
+      files.push(shard);
+    }
+  } else {
+    throw new Error(
+      `Model "${repoId}" (revision "${revision}") on ${endpoint} has neither ${WEIGHTS_NAME} nor ` +
+        `${WEIGHTS_INDEX_NAME}; only safetensors checkpoints are supported`,
+    );
+  }
+  const marker = join(dir, `${COMPLETE_MARKER}.tmp`);
+  await Deno.writeTextFile(marker, JSON.stringify({ repoId, revision, endpoint, files }) + "\n");
+  await Deno.rename(marker, join(dir, COMPLETE_MARKER));
+  return dir;
+}

@@ -1,0 +1,196 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import { sharedPath } from "./shared_dir.ts";
+import { loadHfFolder, saveHfFolder } from "./checkpoint.ts";
+import { fetchHubModel, hubModelDir } from "./hub.ts";
+
+await tf.setBackend("cpu");
+
+const RELU = sharedPath("fixtures", "hf-t5", "t5-tiny-relu");
+const UNTIED = sharedPath("fixtures", "hf-t5", "t5-tiny-v1_1-untied");
+
+interface Hub {
+  endpoint: string;
+  requests: { path: string; auth: string | null }[];
+  close(): Promise<void>;
+}
+
+/** A local server in the hub URL layout: /<repo>/resolve/<revision>/<file>. */
+function serveHub(repos: Record<string, string>): Hub {
+  const requests: Hub["requests"] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    const path = decodeURIComponent(new URL(req.url).pathname);
+    requests.push({ path, auth: req.headers.get("authorization") });
+    const m = path.match(/^\/(.+)\/resolve\/([^/]+)\/([^/]+)$/);
+    const folder = m ? repos[`${m[1]}@${m[2]}`] : undefined;
+    if (!m || !folder) return new Response("Repository not found", { status: 404 });
+    try {
+      return new Response(await Deno.readFile(join(folder, m[3]!)));
+    } catch {
+      return new Response("Entry not found", { status: 404 });
+    }
+  });
+  return {
+    endpoint: `http://127.0.0.1:${server.addr.port}`,
+    requests,
+    close: () => server.shutdown(),
+  };
+}
+
+async function assertSameTensors(a: string, b: string): Promise<void> {
+  const x = await loadHfFolder(a);
+  const y = await loadHfFolder(b);
+  assert.deepEqual(x.config, y.config);
+  assert.deepEqual([...x.tensors.keys()].sort(), [...y.tensors.keys()].sort());
+  for (const [k, t] of x.tensors) {
+    const u = y.tensors.get(k)!.dataSync();
+    assert.ok(t.dataSync().every((v, i) => Object.is(v, u[i])), `${k} differs`);
+  }
+  for (const t of [...x.tensors.values(), ...y.tensors.values()]) t.dispose();
+}
+
+Deno.test("fetchHubModel: unsharded repo, optional 404s, cache reuse without network", async () => {
+  const cache = await Deno.makeTempDir();
+  const hub = serveHub({ "org/tiny@main": RELU });
+  try {
+    const dir = await fetchHubModel("org/tiny", {
+      cacheDir: cache,
+      endpoint: hub.endpoint,
+      token: "tok",
+    });
+    assert.equal(dir, hubModelDir(cache, "org/tiny", "main"));
+    const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    assert.deepEqual(names, [
+      ".complete.json",
+      "config.json",
+      "generation_config.json",
+      "model.safetensors",
+    ]);
+    assert.ok(hub.requests.some((r) => r.path.endsWith("/tokenizer.json")), "asked for tokenizer");
+    assert.ok(hub.requests.every((r) => r.auth === "Bearer tok"), "bearer token sent");
+    assert.ok(!hub.requests.some((r) => r.path.endsWith(".index.json")), "no index needed");
+    await assertSameTensors(dir, RELU);
+    const n = hub.requests.length;
+    assert.equal(await fetchHubModel("org/tiny", { cacheDir: cache, endpoint: hub.endpoint }), dir);
+    assert.equal(hub.requests.length, n, "complete cache answers without any request");
+    // A partial cache (marker gone, one file gone) re-fetches only what is missing.
+    await Deno.remove(join(dir, ".complete.json"));
+    await Deno.remove(join(dir, "generation_config.json"));
+    await fetchHubModel("org/tiny", { cacheDir: cache, endpoint: hub.endpoint });
+    const again = hub.requests.slice(n).map((r) => r.path.split("/").pop());
+    assert.ok(again.includes("generation_config.json"));
+    assert.ok(!again.includes("model.safetensors") && !again.includes("config.json"), `${again}`);
+  } finally {
+    await hub.close();
+    await Deno.remove(cache, { recursive: true });
+  }
+});
+
+Deno.test("fetchHubModel: sharded repo with tokenizer, HF_ENDPOINT and HF_TOKEN from env", async () => {
+  const tmp = await Deno.makeTempDir();
+  const src = join(tmp, "src");
+  const ck = await loadHfFolder(UNTIED);
+  const tok = await Deno.readTextFile(
+    sharedPath("fixtures", "tokenizer", "unigram-glue-4k", "tokenizer.json"),
+  );
+  await saveHfFolder(src, ck.config, ck.tensors, {
+    maxShardBytes: 100_000,
+    extraFiles: { "tokenizer.json": tok },
+  });
+  for (const t of ck.tensors.values()) t.dispose();
+  const hub = serveHub({ "google/t5-x@v1.0": src });
+  Deno.env.set("HF_ENDPOINT", hub.endpoint + "/");
+  Deno.env.set("HF_TOKEN", "envtok");
+  try {
+    const dir = await fetchHubModel("google/t5-x", {
+      cacheDir: join(tmp, "cache"),
+      revision: "v1.0",
+    });
+    const names = [...Deno.readDirSync(dir)].map((e) => e.name);
+    const shards = names.filter((n) => /^model-\d+-of-\d+\.safetensors$/.test(n));
+    assert.ok(shards.length >= 2, `shards: ${shards}`);
+    assert.ok(names.includes("tokenizer.json") && names.includes("model.safetensors.index.json"));
+    assert.ok(!names.some((n) => n.includes(".part-")), "no partial files left");
+    assert.equal(await Deno.readTextFile(join(dir, "tokenizer.json")), tok);
+    assert.ok(hub.requests.every((r) => r.auth === "Bearer envtok"));
+    await assertSameTensors(dir, src);
+  } finally {
+    Deno.env.delete("HF_ENDPOINT");
+    Deno.env.delete("HF_TOKEN");
+    await hub.close();
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("fetchHubModel: unknown repo, invalid download, and bad ids give clear errors", async () => {
+  const tmp = await Deno.makeTempDir();
+  const bogus = join(tmp, "bogus");
+  await Deno.mkdir(bogus);
+  await Deno.copyFile(join(RELU, "config.json"), join(bogus, "config.json"));
+  await Deno.writeTextFile(join(bogus, "model.safetensors"), "<html>rate limited</html>");
+  const hub = serveHub({ "org/bogus@main": bogus });
+  const cache = join(tmp, "cache");
+  try {
+    await assert.rejects(
+      fetchHubModel("org/missing", { cacheDir: cache, endpoint: hub.endpoint }),
+      /Model "org\/missing" could not be fetched: .*config\.json answered HTTP 404; check the repo id/,
+    );
+    await assert.rejects(
+      fetchHubModel("org/bogus", { cacheDir: cache, endpoint: hub.endpoint }),
+      /downloaded model\.safetensors is not a valid safetensors file/,
+    );
+    const dir = hubModelDir(cache, "org/bogus");
+    const left = [...Deno.readDirSync(dir)].map((e) => e.name);
+    assert.ok(left.includes("config.json"), "valid files are kept");
+    assert.ok(!left.some((n) => n.startsWith("model.")), `invalid weights left: ${left}`);
+    await assert.rejects(
+      fetchHubModel("../etc", { cacheDir: cache, endpoint: hub.endpoint }),
+      /invalid hub repo id/,
+    );
+  } finally {
+    await hub.close();
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("fetchHubModel: unreachable endpoint says offline and how to use a local folder", async () => {
+  const cache = await Deno.makeTempDir();
+  // A port that was just free (connection refused), and port 1 (refused by fetch itself).
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const closedPort = (l.addr as Deno.NetAddr).port;
+  l.close();
+  try {
+    for (const endpoint of [`http://127.0.0.1:${closedPort}`, "http://127.0.0.1:1"]) {
+      await assert.rejects(
+        fetchHubModel("google-t5/t5-small", { cacheDir: cache, endpoint }),
+        (e: Error) => {
+          assert.match(e.message, /Model "google-t5\/t5-small" could not be fetched/);
+          assert.match(e.message, /offline/);
+          assert.match(e.message, /local folder/);
+          assert.match(e.message, /config\.json/);
+          return true;
+        },
+      );
+    }
+  } finally {
+    await Deno.remove(cache, { recursive: true });
+  }
+});
+
+Deno.test("fetchHubModel: a truncated download (injected fetch) is rejected and not cached", async () => {
+  const cache = await Deno.makeTempDir();
+  const fakeFetch = ((_url: string | URL | Request) =>
+    Promise.resolve(
+      new Response("{}", { headers: { "content-length": "9999" } }),
+    )) as typeof fetch;
+  try {
+    await assert.rejects(
+      fetchHubModel("org/t", { cacheDir: cache, endpoint: "http://hub.invalid", fetch: fakeFetch }),
+      /config\.json: download truncated \(2 of 9999 bytes\)/,
+    );
+    assert.deepEqual([...Deno.readDirSync(hubModelDir(cache, "org/t"))], [], "nothing cached");
+  } finally {
+    await Deno.remove(cache, { recursive: true });
+  }
+});
