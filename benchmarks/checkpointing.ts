@@ -1,0 +1,211 @@
+/**
+ * Resumable training checkpoints, written atomically.
+ *
+ * A checkpoint is a folder `<root>/step-<8 digits>/` holding
+ * - `variables.safetensors`: every trained variable (backbone and method) by name, float32;
+ * - `optimizer.safetensors`: the optimizer slots (`"<variable>/<slot>"`);
+ * - `state.json`: the step, optimizer step, sampler and RNG state, loss and eval history, and any
+ *   other JSON the trainer adds.
+ * The folder is assembled under a temporary name and renamed into place, so a folder named
+ * `step-…` is always complete; a kill at any point leaves at worst a `.tmp-…` folder, which the
+ * next save or load removes. Only the newest `keep` checkpoints are kept.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import { join } from "node:path";
+import { decodeSafetensors, encodeSafetensors, type RawTensor } from "../model/safetensors.ts";
+
+/** What the trainer stores besides tensors (must be JSON-serialisable). */
+export interface CheckpointState {
+  /** Optimizer steps completed. */
+  readonly step: number;
+  /** Other JSON state (sampler, RNG, histories, spec id, …). */
+  readonly [key: string]: unknown;
+}
+
+/** A loaded checkpoint. The caller owns (and must dispose) the tensors. */
+export interface LoadedCheckpoint {
+  readonly dir: string;
+  readonly step: number;
+  readonly variables: Map<string, tf.Tensor>;
+  readonly slots: Map<string, tf.Tensor>;
+  readonly state: CheckpointState;
+}
+
+const STEP_DIR = /^step-(\d{8})$/;
+
+/** Folder name of the checkpoint of a step. */
+export function checkpointDirName(step: number): string {
+  return `step-${String(step).padStart(8, "0")}`;
+}
+
+async function toRaw(tensors: ReadonlyMap<string, tf.Tensor>): Promise<Map<string, RawTensor>> {
+  const out = new Map<string, RawTensor>();
+  for (const [name, t] of tensors) {
+    if (t.dtype !== "float32" && t.dtype !== "int32") {
+      throw new Error(
+        `benchmarks/checkpointing.ts: tensor "${name}" has unsupported dtype ${t.dtype}`,
+      );
+    }
+    const values = (await t.data()) as Float32Array | Int32Array;
+    out.set(name, {
+      dtype: t.dtype === "float32" ? "F32" : "I32",
+      shape: t.shape,
+      data: new Uint8Array(values.buffer, values.byteOffset, values.byteLength).slice(),
+    });
+  }
+  return out;
+}
+
+function fromRaw(bytes: Uint8Array, source: string): Map<string, tf.Tensor> {
+  const { tensors } = decodeSafetensors(bytes, source);
+  const out = new Map<string, tf.Tensor>();
+  for (const [name, t] of tensors) {
+    const copy = t.data.slice();
+    if (t.dtype === "F32") {
+      out.set(name, tf.tensor(new Float32Array(copy.buffer), [...t.shape], "float32"));
+    } else if (t.dtype === "I32") {
+      out.set(name, tf.tensor(new Int32Array(copy.buffer), [...t.shape], "int32"));
+    } else {
+      for (const x of out.values()) x.dispose();
+      throw new Error(`${source}: tensor "${name}" has dtype ${t.dtype}; checkpoints hold F32/I32`);
+    }
+  }
+  return out;
+}
+
+/**
+ * The steps of the complete checkpoints under `root`, ascending (empty when none or no folder).
+ *
+ * @param root the checkpoint folder
+ */
+export async function listCheckpoints(root: string): Promise<number[]> {
+  const steps: number[] = [];
+  try {
+    for await (const e of Deno.readDir(root)) {
+      const m = e.isDirectory ? STEP_DIR.exec(e.name) : null;
+      if (m) steps.push(Number(m[1]));
+    }
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return [];
+    throw e;
+  }
+  return steps.sort((a, b) => a - b);
+}
+
+async function removeStaleTemps(root: string): Promise<void> {
+  try {
+    for await (const e of Deno.readDir(root)) {
+      if (e.name.startsWith(".tmp-")) await Deno.remove(join(root, e.name), { recursive: true });
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}
+
+/**
+ * Write a checkpoint atomically (temporary folder, then rename) and prune old ones.
+ *
+ * @param root the checkpoint folder (created if missing)
+ * @param parts trained variables, optimizer slots and JSON state (`state.step` names the folder)
+ * @param opts `keep`: how many newest checkpoints to keep (default 2, at least 1)
+ * @returns the path of the new checkpoint folder
+ */
+export async function saveCheckpoint(
+  root: string,
+  parts: {
+    variables: ReadonlyMap<string, tf.Tensor>;
+    slots: ReadonlyMap<string, tf.Tensor>;
+    state: CheckpointState;
+  },
+  opts: { keep?: number } = {},
+): Promise<string> {
+  const step = parts.state.step;
+  if (!Number.isInteger(step) || step < 0) {
+    throw new Error(
+      `benchmarks/checkpointing.ts: state.step must be a non-negative integer, got ${step}`,
+    );
+  }
+  await Deno.mkdir(root, { recursive: true });
+  await removeStaleTemps(root);
+  const tmp = join(root, `.tmp-${checkpointDirName(step)}-${Deno.pid}`);
+  await Deno.mkdir(tmp, { recursive: true });
+  const final = join(root, checkpointDirName(step));
+  try {
+    await Deno.writeFile(
+      join(tmp, "variables.safetensors"),
+      encodeSafetensors(await toRaw(parts.variables)),
+    );
+    await Deno.writeFile(
+      join(tmp, "optimizer.safetensors"),
+      encodeSafetensors(await toRaw(parts.slots)),
+    );
+    await Deno.writeTextFile(join(tmp, "state.json"), JSON.stringify(parts.state));
+    // Replace an existing checkpoint of the same step (a rerun after a kill between saves).
+    await Deno.remove(final, { recursive: true }).catch((e) => {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    });
+    await Deno.rename(tmp, final);
+  } catch (e) {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    throw e;
+  }
+  const keep = Math.max(1, opts.keep ?? 2);
+  const steps = await listCheckpoints(root);
+  for (const s of steps.slice(0, Math.max(0, steps.length - keep))) {
+    await Deno.remove(join(root, checkpointDirName(s)), { recursive: true });
+  }
+  return final;
+}
+
+/**
+ * Load one checkpoint folder.
+ *
+ * @param dir a `step-…` folder
+ * @returns the tensors (caller disposes) and state
+ * @throws Error naming the file when something is missing or malformed
+ */
+export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
+  const statePath = join(dir, "state.json");
+  let state: CheckpointState;
+  try {
+    state = JSON.parse(await Deno.readTextFile(statePath));
+  } catch (e) {
+    throw new Error(`${statePath}: cannot read checkpoint state: ${(e as Error).message}`);
+  }
+  if (!Number.isInteger(state?.step)) {
+    throw new Error(
+      `${statePath}: field "step" must be an integer, got ${JSON.stringify(state?.step)}`,
+    );
+  }
+  const vPath = join(dir, "variables.safetensors");
+  const sPath = join(dir, "optimizer.safetensors");
+  const variables = fromRaw(await Deno.readFile(vPath), vPath);
+  let slots: Map<string, tf.Tensor>;
+  try {
+    slots = fromRaw(await Deno.readFile(sPath), sPath);
+  } catch (e) {
+    for (const t of variables.values()) t.dispose();
+    throw e;
+  }
+  return { dir, step: state.step, variables, slots, state };
+}
+
+/**
+ * Load the newest complete checkpoint under `root`, or `undefined` if there is none.
+ *
+ * @param root the checkpoint folder
+ */
+export async function loadLatestCheckpoint(root: string): Promise<LoadedCheckpoint | undefined> {
+  await removeStaleTemps(root);
+  const steps = await listCheckpoints(root);
+  const last = steps[steps.length - 1];
+  return last === undefined ? undefined : await loadCheckpoint(join(root, checkpointDirName(last)));
+}
+
+/** Dispose the tensors of a loaded checkpoint. */
+export function disposeCheckpoint(ck: LoadedCheckpoint): void {
+  for (const t of ck.variables.values()) t.dispose();
+  for (const t of ck.slots.values()) t.dispose();
+}

@@ -1,0 +1,58 @@
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { join } from "node:path";
+import {
+  checkpointDirName,
+  disposeCheckpoint,
+  listCheckpoints,
+  loadLatestCheckpoint,
+  saveCheckpoint,
+} from "./checkpointing.ts";
+
+await tf.setBackend("cpu");
+
+Deno.test("saveCheckpoint()/loadLatestCheckpoint() round-trip bit-exactly, prune, skip temps", async () => {
+  const root = await Deno.makeTempDir();
+  const before = tf.memory().numTensors;
+  const w = tf.tensor([[0.1, -2.5e-30, 3.4e38], [Number.MIN_VALUE, -0, 1 / 3]]);
+  const s = tf.tensor([7, -1, 2147483647], [3], "int32");
+  for (const step of [10, 20, 30]) {
+    await saveCheckpoint(root, {
+      variables: new Map([["shared.weight", w]]),
+      slots: new Map([["shared.weight/vr", s]]),
+      state: { step, sampler: { pos: step }, losses: [{ step, loss: 1.5 }] },
+    });
+  }
+  assert.deepEqual(await listCheckpoints(root), [20, 30], "keeps the newest 2");
+  // A half-written checkpoint (killed before rename) is ignored and cleaned.
+  await Deno.mkdir(join(root, ".tmp-step-00000040-1"));
+  await Deno.writeTextFile(join(root, ".tmp-step-00000040-1", "state.json"), "{");
+  const ck = await loadLatestCheckpoint(root);
+  assert.ok(ck);
+  assert.equal(ck.step, 30);
+  assert.deepEqual(ck.state.sampler, { pos: 30 });
+  const got = ck.variables.get("shared.weight")!;
+  assert.deepEqual(
+    new Uint32Array((await got.data() as Float32Array).buffer),
+    new Uint32Array((await w.data() as Float32Array).buffer),
+    "bit-exact floats",
+  );
+  assert.equal(ck.slots.get("shared.weight/vr")!.dtype, "int32");
+  assert.deepEqual(await ck.slots.get("shared.weight/vr")!.data(), await s.data());
+  disposeCheckpoint(ck);
+  w.dispose();
+  s.dispose();
+  assert.equal(tf.memory().numTensors, before);
+  const names = [...Deno.readDirSync(root)].map((e) => e.name).sort();
+  assert.deepEqual(names, [checkpointDirName(20), checkpointDirName(30)]);
+  assert.equal(await loadLatestCheckpoint(join(root, "absent")), undefined);
+  await Deno.remove(root, { recursive: true });
+});
+
+Deno.test("loadLatestCheckpoint() names the file of a corrupt state", async () => {
+  const root = await Deno.makeTempDir();
+  await Deno.mkdir(join(root, checkpointDirName(5)));
+  await Deno.writeTextFile(join(root, checkpointDirName(5), "state.json"), "{not json");
+  await assert.rejects(() => loadLatestCheckpoint(root), /step-00000005\/state\.json/);
+  await Deno.remove(root, { recursive: true });
+});
