@@ -1,0 +1,390 @@
+/**
+ * Pure tensor primitives of T5, written to compute what Hugging Face's `modeling_t5.py` computes:
+ * linear maps with weights in HF orientation `[out, in]`, RMS layer norm (scale only, no mean
+ * subtraction, no bias), relative-position buckets and bias, attention without 1/√d scaling
+ * (optionally with prefix keys/values from {@link AttentionPrefix}), additive masks, and the two
+ * feed-forward variants (ReLU; gated GELU with the tanh approximation `gelu_new`).
+ *
+ * Nothing here owns variables or calls hooks; `t5.ts` wires these together. Every function
+ * returns new tensors and leaves its inputs alone; callers run them inside `tf.tidy`.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import type { AttentionPrefix } from "./hooks.ts";
+
+/**
+ * Additive value for masked attention scores. Large enough that `exp` underflows to exactly 0 in
+ * float32 after the softmax's max subtraction (HF uses the dtype minimum; both give probability
+ * 0), small enough that adding two of them (padding + causal) stays finite.
+ */
+export const MASK_VALUE = -1e9;
+
+/**
+ * Linear map without bias: `x · Wᵀ` for `x` of shape `[..., in]` and `w` of shape `[out, in]`
+ * (PyTorch / HF orientation).
+ *
+ * @param x input, any rank ≥ 2... or rank 1 treated as a single row
+ * @param w weight `[out, in]`
+ * @returns `[..., out]`
+ */
+export function linear(x: tf.Tensor, w: tf.Tensor2D): tf.Tensor {
+  const inDim = w.shape[1];
+  const lead = x.shape.slice(0, -1);
+  if (x.shape[x.shape.length - 1] !== inDim) {
+    throw new Error(
+      `model/layers.ts linear: input last dim ${
+        x.shape[x.shape.length - 1]
+      } != weight in-dim ${inDim}`,
+    );
+  }
+  const flat = x.reshape([-1, inDim]) as tf.Tensor2D;
+  const y = tf.matMul(flat, w, false, true);
+  return y.reshape([...lead, w.shape[0]]);
+}
+
+/**
+ * Rows of `table` at `indices` (`tf.gather` on axis 0) with a gradient that works on every
+ * backend: tfjs differentiates `gather` through `UnsortedSegmentSum`, which the wasm backend lacks;
+ * here the gradient is a `scatterND` into the table's shape (duplicate indices are summed).
+ *
+ * @param table `[rows, ...]`, differentiable
+ * @param indices int32 of any shape, values in `[0, rows)`; not differentiated
+ * @returns `[...indices.shape, ...table.shape.slice(1)]`
+ */
+export function gatherRows(table: tf.Tensor, indices: tf.Tensor): tf.Tensor {
+  if (indices.dtype !== "int32") {
+    throw new Error(`model/layers.ts gatherRows: indices must be int32, got ${indices.dtype}`);
+  }
+  const rowShape = table.shape.slice(1);
+  const flat = indices.reshape([-1]);
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const t = args[0] as tf.Tensor;
+    const save = args[1] as tf.GradSaveFunc;
+    save([flat]); // kept by the tape: the caller's tidy may dispose `flat` before backward runs
+    const value = tf.gather(t, flat);
+    const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const idx = saved[0]!;
+      return tf.scatterND(idx.reshape([-1, 1]), dy.reshape([idx.size, ...rowShape]), t.shape);
+    };
+    return { value, gradFunc };
+  });
+  return f(table).reshape([...indices.shape, ...rowShape]);
+}
+
+/**
+ * T5 layer norm (RMS norm): `weight · x / sqrt(mean(x²) + eps)`, variance over the last axis,
+ * computed in float32 (the only dtype here).
+ *
+ * @param x `[..., d]`
+ * @param weight `[d]` scale
+ * @param eps epsilon added to the mean square
+ */
+export function rmsNorm(x: tf.Tensor, weight: tf.Tensor1D, eps: number): tf.Tensor {
+  const variance = tf.mean(tf.square(x), -1, true);
+  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, eps))), weight);
+}
+
+/**
+ * T5's relative-position bucket of one relative position `key − query`, as in HF
+ * `_relative_position_bucket`: bidirectional (encoder) halves the buckets by sign; causal
+ * (decoder) maps future positions to bucket 0; distances below half the (remaining) buckets are
+ * exact, larger ones log-spaced up to `maxDistance`, beyond which they share the last bucket.
+ * The log term is evaluated with float32 rounding at every step like PyTorch's float32 tensors.
+ *
+ * @param relativePosition key position minus query position
+ * @param bidirectional true for the encoder, false for the decoder
+ * @param numBuckets total buckets (config `relative_attention_num_buckets`)
+ * @param maxDistance config `relative_attention_max_distance`
+ * @returns bucket index in `[0, numBuckets)`
+ */
+export function relativePositionBucket(
+  relativePosition: number,
+  bidirectional: boolean,
+  numBuckets: number,
+  maxDistance: number,
+): number {
+  let buckets = numBuckets;
+  let bucket = 0;
+  let n: number;
+  if (bidirectional) {
+    buckets = Math.floor(buckets / 2);
+    if (relativePosition > 0) bucket += buckets;
+    n = Math.abs(relativePosition);
+  } else {
+    n = -Math.min(relativePosition, 0);
+  }
+  const maxExact = Math.floor(buckets / 2);
+  if (n < maxExact) return bucket + n;
+  const f = Math.fround;
+  const ratio = f(Math.log(f(n / maxExact)));
+  const scaled = f(f(ratio / f(Math.log(maxDistance / maxExact))) * (buckets - maxExact));
+  const large = Math.min(maxExact + Math.trunc(scaled), buckets - 1);
+  return bucket + large;
+}
+
+/**
+ * Bucket indices for every (query, key) pair of consecutive positions.
+ *
+ * @param queryStart position of the first query
+ * @param queryLength number of queries
+ * @param keyStart position of the first key (negative for prefix slots before the first token)
+ * @param keyLength number of keys
+ * @returns int32 `[queryLength, keyLength]`
+ */
+export function positionBuckets(
+  queryStart: number,
+  queryLength: number,
+  keyStart: number,
+  keyLength: number,
+  bidirectional: boolean,
+  numBuckets: number,
+  maxDistance: number,
+): tf.Tensor2D {
+  const out = new Int32Array(queryLength * keyLength);
+  for (let i = 0; i < queryLength; i++) {
+    for (let j = 0; j < keyLength; j++) {
+      out[i * keyLength + j] = relativePositionBucket(
+        keyStart + j - (queryStart + i),
+        bidirectional,
+        numBuckets,
+        maxDistance,
+      );
+    }
+  }
+  return tf.tensor2d(out, [queryLength, keyLength], "int32");
+}
+
+/**
+ * Relative-position bias `[1, numHeads, queryLength, keyLength]` looked up in a stack's bias table
+ * (`relative_attention_bias.weight`, `[numBuckets, numHeads]`). Differentiable in `table`.
+ */
+export function positionBias(
+  table: tf.Tensor2D,
+  queryStart: number,
+  queryLength: number,
+  keyStart: number,
+  keyLength: number,
+  bidirectional: boolean,
+  maxDistance: number,
+): tf.Tensor4D {
+  const [numBuckets, numHeads] = table.shape;
+  const idx = positionBuckets(
+    queryStart,
+    queryLength,
+    keyStart,
+    keyLength,
+    bidirectional,
+    numBuckets,
+    maxDistance,
+  );
+  const vals = gatherRows(table, idx); // [q, k, h]
+  return vals.reshape([queryLength, keyLength, numHeads]).transpose([2, 0, 1]).expandDims(0);
+}
+
+/**
+ * Additive key-padding mask `[batch, 1, 1, length]`: 0 where `mask` is 1, {@link MASK_VALUE}
+ * where it is 0.
+ *
+ * @param mask float32 `[batch, length]` of 0/1
+ */
+export function paddingMask(mask: tf.Tensor2D): tf.Tensor4D {
+  const [b, l] = mask.shape;
+  return tf.mul(tf.sub(1, mask), MASK_VALUE).reshape([b, 1, 1, l]);
+}
+
+/**
+ * Additive causal mask `[1, 1, queryLength, keyLength]` for queries at positions
+ * `queryStart …` over keys at positions `0 … keyLength−1`: a key after its query gets
+ * {@link MASK_VALUE}.
+ */
+export function causalMask(
+  queryStart: number,
+  queryLength: number,
+  keyLength: number,
+): tf.Tensor4D {
+  const out = new Float32Array(queryLength * keyLength);
+  for (let i = 0; i < queryLength; i++) {
+    for (let j = 0; j < keyLength; j++) {
+      if (j > queryStart + i) out[i * keyLength + j] = MASK_VALUE;
+    }
+  }
+  return tf.tensor4d(out, [1, 1, queryLength, keyLength]);
+}
+
+/** `[batch, length, heads·dKv]` → `[batch, heads, length, dKv]`. */
+export function splitHeads(x: tf.Tensor3D, numHeads: number): tf.Tensor4D {
+  const [b, l, inner] = x.shape;
+  if (inner % numHeads !== 0) {
+    throw new Error(
+      `model/layers.ts splitHeads: width ${inner} not divisible by ${numHeads} heads`,
+    );
+  }
+  return x.reshape([b, l, numHeads, inner / numHeads]).transpose([0, 2, 1, 3]);
+}
+
+/** `[batch, heads, length, dKv]` → `[batch, length, heads·dKv]`. */
+export function mergeHeads(x: tf.Tensor4D): tf.Tensor3D {
+  const [b, h, l, dk] = x.shape;
+  return x.transpose([0, 2, 1, 3]).reshape([b, l, h * dk]);
+}
+
+/** Inputs of {@link attention} besides queries, keys and values. */
+export interface AttentionOptions {
+  /** Position bias on the key columns (no prefix), broadcastable to `[batch, h, q, k]`. */
+  readonly bias?: tf.Tensor;
+  /** Additive mask on the key columns (no prefix), broadcastable to `[batch, h, q, k]`. */
+  readonly mask?: tf.Tensor;
+  /** Prefix keys/values prepended before the keys; never masked. */
+  readonly prefix?: AttentionPrefix;
+  /**
+   * Position bias of the prefix columns, broadcastable to `[batch, h, q, l]`; required when the
+   * prefix asks for `"relative"` bias, ignored for `"zero"`.
+   */
+  readonly prefixBias?: tf.Tensor;
+  /** Dropout on the probabilities (training): rate and seed. */
+  readonly dropout?: { readonly rate: number; readonly seed: number };
+}
+
+/** Output of {@link attention}. */
+export interface AttentionResult {
+  /** Attended values `[batch, h, q, dKv]`. */
+  readonly out: tf.Tensor4D;
+  /** Softmax probabilities before dropout `[batch, h, q, prefixLength + k]`. */
+  readonly probs: tf.Tensor4D;
+  /** Number of prefix columns at the front of `probs`. */
+  readonly prefixLength: number;
+}
+
+function batchPrefix(t: tf.Tensor4D, batch: number, what: string): tf.Tensor4D {
+  const b = t.shape[0];
+  if (b === batch) return t;
+  if (b === 1) return tf.broadcastTo(t, [batch, t.shape[1], t.shape[2], t.shape[3]]);
+  throw new Error(
+    `model/layers.ts attention: prefix ${what} batch ${b} is neither 1 nor the batch ${batch}`,
+  );
+}
+
+/**
+ * Scaled-free dot-product attention as in T5: `softmax(q·kᵀ + bias + mask) · v`, softmax in
+ * float32, with optional prefix keys/values concatenated before `k`/`v` along the key axis.
+ *
+ * @param q `[batch, h, q, dKv]`
+ * @param k `[batch, h, k, dKv]`
+ * @param v `[batch, h, k, dKv]`
+ */
+export function attention(
+  q: tf.Tensor4D,
+  k: tf.Tensor4D,
+  v: tf.Tensor4D,
+  opts: AttentionOptions = {},
+): AttentionResult {
+  const [batch, heads, lq, dk] = q.shape;
+  let keys = k;
+  let values = v;
+  let bias: tf.Tensor | undefined = opts.bias;
+  let mask: tf.Tensor | undefined = opts.mask;
+  let prefixLength = 0;
+  const p = opts.prefix;
+  if (p) {
+    const pk = batchPrefix(p.key, batch, "key");
+    const pv = batchPrefix(p.value, batch, "value");
+    if (
+      pk.shape[1] !== heads || pk.shape[3] !== dk || pv.shape[1] !== heads || pv.shape[3] !== dk
+    ) {
+      throw new Error(
+        `model/layers.ts attention: prefix shapes ${JSON.stringify(pk.shape)} / ` +
+          `${JSON.stringify(pv.shape)} do not match heads ${heads} × dKv ${dk}`,
+      );
+    }
+    if (pk.shape[2] !== pv.shape[2]) {
+      throw new Error(
+        `model/layers.ts attention: prefix key length ${pk.shape[2]} != value length ${
+          pv.shape[2]
+        }`,
+      );
+    }
+    prefixLength = pk.shape[2];
+    keys = tf.concat([pk, k], 2);
+    values = tf.concat([pv, v], 2);
+    const lk = k.shape[2];
+    if (bias) {
+      let pb: tf.Tensor;
+      if (p.positionBias === "relative") {
+        if (!opts.prefixBias) {
+          throw new Error(`model/layers.ts attention: "relative" prefix bias needs prefixBias`);
+        }
+        pb = tf.broadcastTo(opts.prefixBias, [bias.shape[0] ?? 1, heads, lq, prefixLength]);
+      } else {
+        pb = tf.zeros([bias.shape[0] ?? 1, heads, lq, prefixLength]);
+      }
+      bias = tf.concat([pb, tf.broadcastTo(bias, [bias.shape[0] ?? 1, heads, lq, lk])], 3);
+    } else if (p.positionBias === "relative" && opts.prefixBias) {
+      bias = tf.concat([
+        tf.broadcastTo(opts.prefixBias, [1, heads, lq, prefixLength]),
+        tf.zeros([1, heads, lq, lk]),
+      ], 3);
+    }
+    if (mask) {
+      const mb = mask.shape[0] ?? 1;
+      const mq = mask.shape[2] ?? 1;
+      mask = tf.concat([
+        tf.zeros([mb, 1, mq, prefixLength]),
+        tf.broadcastTo(mask, [mb, 1, mq, lk]),
+      ], 3);
+    }
+  }
+  let scores: tf.Tensor = tf.matMul(q, keys, false, true);
+  if (bias) scores = tf.add(scores, bias);
+  if (mask) scores = tf.add(scores, mask);
+  const probs = tf.softmax(scores, -1) as tf.Tensor4D;
+  let attn: tf.Tensor4D = probs;
+  if (opts.dropout && opts.dropout.rate > 0) {
+    attn = tf.dropout(probs, opts.dropout.rate, undefined, opts.dropout.seed) as tf.Tensor4D;
+  }
+  const out = tf.matMul(attn, values) as tf.Tensor4D;
+  return { out, probs, prefixLength };
+}
+
+/**
+ * The tanh approximation of GELU that HF calls `gelu_new`:
+ * `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+ */
+export function geluNew(x: tf.Tensor): tf.Tensor {
+  const c = Math.sqrt(2 / Math.PI);
+  const inner = tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), c);
+  return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.tanh(inner)));
+}
+
+/** Feed-forward weights in HF orientation; `wi` for ReLU, `wi0`/`wi1` for gated GELU. */
+export interface FeedForwardWeights {
+  readonly wi?: tf.Tensor2D;
+  readonly wi0?: tf.Tensor2D;
+  readonly wi1?: tf.Tensor2D;
+  readonly wo: tf.Tensor2D;
+}
+
+/**
+ * T5 feed-forward: ReLU (`wo · dropout(relu(wi · x))`) or gated GELU
+ * (`wo · dropout(gelu_new(wi_0 · x) ⊙ (wi_1 · x))`).
+ *
+ * @param x `[..., d]`
+ * @param w the weights; which are present selects the variant
+ * @param dropout rate and seed for the dropout after the activation (training), if any
+ */
+export function feedForward(
+  x: tf.Tensor,
+  w: FeedForwardWeights,
+  dropout?: { readonly rate: number; readonly seed: number },
+): tf.Tensor {
+  let h: tf.Tensor;
+  if (w.wi) {
+    h = tf.relu(linear(x, w.wi));
+  } else if (w.wi0 && w.wi1) {
+    h = tf.mul(geluNew(linear(x, w.wi0)), linear(x, w.wi1));
+  } else {
+    throw new Error("model/layers.ts feedForward: need wi (relu) or wi0 and wi1 (gated-gelu)");
+  }
+  if (dropout && dropout.rate > 0) h = tf.dropout(h, dropout.rate, undefined, dropout.seed);
+  return linear(h, w.wo);
+}

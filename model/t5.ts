@@ -1,0 +1,773 @@
+/**
+ * T5 encoder-decoder in TensorFlow.js, computing what Hugging Face's
+ * `T5ForConditionalGeneration` computes (T5 1.0 and 1.1 layouts), with the method seam of
+ * {@link T5Hooks}.
+ *
+ * Parameters live in a `Map` keyed by Hugging Face names (`shared.weight`,
+ * `encoder.block.0.layer.0.SelfAttention.q.weight`, …, `lm_head.weight`), linear weights in HF
+ * orientation `[out, in]`, so checkpoints load and save by name without renaming.
+ *
+ * Semantics (HF `modeling_t5.py`): pre-norm blocks with RMS norm; attention without 1/√d
+ * scaling; a relative-position bias table owned by block 0 of each stack and shared by its blocks
+ * (bidirectional buckets in the encoder, causal in the decoder, none in cross-attention); dropout
+ * after the embedding, on attention probabilities, after the feed-forward activation, on each
+ * sublayer output before the residual, and after each final norm; tied output projection scaled by
+ * dModel^-0.5 when `scaleDecoderOutputs`, else an untied `lm_head`. Decoder padding is not
+ * masked (HF default without `decoder_attention_mask`).
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import type { T5Config } from "./config.ts";
+import type { Stack, Sublayer, T5Hooks } from "./hooks.ts";
+import {
+  attention,
+  causalMask,
+  feedForward,
+  type FeedForwardWeights,
+  gatherRows,
+  linear,
+  mergeHeads,
+  paddingMask,
+  positionBias,
+  rmsNorm,
+  splitHeads,
+} from "./layers.ts";
+
+/** A T5 model: its configuration and its variables by Hugging Face name. */
+export interface T5Model {
+  /** The configuration the variables were built for. */
+  readonly config: T5Config;
+  /**
+   * Variables by HF name. Always `shared.weight`; `lm_head.weight` when untied;
+   * `encoder.embed_tokens.weight` / `decoder.embed_tokens.weight` only when a checkpoint holds
+   * per-stack embeddings that differ from `shared.weight` (they are then used by their stack).
+   */
+  readonly params: Map<string, tf.Variable>;
+}
+
+/** One encoder-decoder batch. */
+export interface Seq2SeqBatch {
+  /** Encoder token ids, int32 `[batch, inputLength]`. */
+  inputIds: tf.Tensor2D;
+  /** Encoder mask, float32 `[batch, inputLength]`, 1 = token, 0 = padding. */
+  attentionMask: tf.Tensor2D;
+  /** Decoder input ids (labels shifted right, see {@link shiftRight}), int32 `[batch, targetLength]`. */
+  decoderInputIds: tf.Tensor2D;
+}
+
+/** Options of {@link forward}. */
+export interface ForwardOptions {
+  /** Method hooks for this batch. */
+  hooks?: T5Hooks;
+  /** Apply dropout at `config.dropoutRate` (default false). */
+  training?: boolean;
+  /**
+   * Seed of this step's dropout masks (training only). The same seed gives the same masks;
+   * without one the masks are drawn unseeded.
+   */
+  dropoutSeed?: number;
+}
+
+/** Output of {@link forward}. */
+export interface ForwardResult {
+  /** Next-token logits `[batch, targetLength, vocabSize]`. */
+  logits: tf.Tensor3D;
+  /** Encoder output after the final layer norm `[batch, encoderLength, dModel]` (includes rows a hook prepended). */
+  encoderOutput: tf.Tensor3D;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names and shapes
+
+function attnNames(prefix: string): string[] {
+  return ["q", "k", "v", "o"].map((p) => `${prefix}.${p}.weight`);
+}
+
+function ffNames(prefix: string, gated: boolean): string[] {
+  return gated
+    ? [`${prefix}.wi_0.weight`, `${prefix}.wi_1.weight`, `${prefix}.wo.weight`]
+    : [`${prefix}.wi.weight`, `${prefix}.wo.weight`];
+}
+
+/**
+ * Every parameter of a model with this configuration and its shape, in HF names and orientation,
+ * in the order HF's `named_parameters()` lists them. Per-stack `embed_tokens` are not included
+ * (they are the shared matrix in every published checkpoint).
+ *
+ * @param config the model configuration
+ * @returns name → shape
+ */
+export function t5ParamShapes(config: T5Config): Map<string, number[]> {
+  const { vocabSize: v, dModel: d, dFf: ff, numHeads: h, relativeAttentionNumBuckets: nb } = config;
+  const inner = h * config.dKv;
+  const gated = config.feedForwardProj === "gated-gelu";
+  const shapes = new Map<string, number[]>();
+  shapes.set("shared.weight", [v, d]);
+  const attn = (prefix: string, bias: boolean) => {
+    const [q, k, vv, o] = attnNames(prefix) as [string, string, string, string];
+    shapes.set(q, [inner, d]);
+    shapes.set(k, [inner, d]);
+    shapes.set(vv, [inner, d]);
+    shapes.set(o, [d, inner]);
+    if (bias) shapes.set(`${prefix}.relative_attention_bias.weight`, [nb, h]);
+  };
+  const ffn = (prefix: string) => {
+    const names = ffNames(prefix, gated);
+    for (const n of names.slice(0, -1)) shapes.set(n, [ff, d]);
+    shapes.set(names[names.length - 1]!, [d, ff]);
+  };
+  for (let i = 0; i < config.numLayers; i++) {
+    const b = `encoder.block.${i}`;
+    attn(`${b}.layer.0.SelfAttention`, i === 0);
+    shapes.set(`${b}.layer.0.layer_norm.weight`, [d]);
+    ffn(`${b}.layer.1.DenseReluDense`);
+    shapes.set(`${b}.layer.1.layer_norm.weight`, [d]);
+  }
+  shapes.set("encoder.final_layer_norm.weight", [d]);
+  for (let i = 0; i < config.numDecoderLayers; i++) {
+    const b = `decoder.block.${i}`;
+    attn(`${b}.layer.0.SelfAttention`, i === 0);
+    shapes.set(`${b}.layer.0.layer_norm.weight`, [d]);
+    attn(`${b}.layer.1.EncDecAttention`, false);
+    shapes.set(`${b}.layer.1.layer_norm.weight`, [d]);
+    ffn(`${b}.layer.2.DenseReluDense`);
+    shapes.set(`${b}.layer.2.layer_norm.weight`, [d]);
+  }
+  shapes.set("decoder.final_layer_norm.weight", [d]);
+  if (!config.tieWordEmbeddings) shapes.set("lm_head.weight", [v, d]);
+  return shapes;
+}
+
+/** Std of HF `_init_weights` (initializer_factor 1) for one parameter name; 0 marks a norm (ones). */
+function initStd(name: string, config: T5Config): number {
+  const d = config.dModel;
+  if (name.endsWith("layer_norm.weight")) return 0;
+  if (
+    name === "shared.weight" || name === "lm_head.weight" || name.endsWith("embed_tokens.weight")
+  ) {
+    return 1.0;
+  }
+  if (name.endsWith("relative_attention_bias.weight")) return d ** -0.5;
+  if (/\.(wi|wi_0|wi_1)\.weight$/.test(name)) return d ** -0.5;
+  if (/\.wo\.weight$/.test(name)) return config.dFf ** -0.5;
+  if (/\.q\.weight$/.test(name)) return (d * config.dKv) ** -0.5;
+  if (/\.(k|v)\.weight$/.test(name)) return d ** -0.5;
+  if (/\.o\.weight$/.test(name)) return (config.numHeads * config.dKv) ** -0.5;
+  throw new Error(`model/t5.ts initStd: no initialiser for parameter "${name}"`);
+}
+
+/** 32-bit FNV-1a of a string mixed with a seed: a stable per-name seed. */
+function hashSeed(seed: number, text: string): number {
+  let h = (0x811c9dc5 ^ (seed >>> 0)) >>> 0;
+  h = Math.imul(h ^ (seed / 4294967296 >>> 0), 16777619) >>> 0;
+  for (let i = 0; i < text.length; i++) {
+    h = Math.imul(h ^ text.charCodeAt(i), 16777619) >>> 0;
+  }
+  return h;
+}
+
+/** Integer mixer (splitmix-like) for dropout seeds: distinct (seed, counter) → distinct seeds. */
+function mixSeed(seed: number, counter: number): number {
+  let x = (Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(counter + 1, 0x85ebca77)) >>> 0;
+  x = Math.imul(x ^ (x >>> 16), 0x7feb352d) >>> 0;
+  x = Math.imul(x ^ (x >>> 15), 0x846ca68b) >>> 0;
+  return (x ^ (x >>> 16)) >>> 0;
+}
+
+/**
+ * A freshly initialised model, like HF `T5PreTrainedModel._init_weights` with
+ * `initializer_factor` 1: normal(0, σ) with σ = 1 for embeddings and `lm_head`, dModel^-½ for
+ * `wi*`, `k`, `v` and the position bias, dFf^-½ for `wo`, (dModel·dKv)^-½ for `q`,
+ * (heads·dKv)^-½ for `o`; norms are ones. Each tensor's seed is derived from `seed` and its name,
+ * so the result does not depend on creation order or backend.
+ *
+ * @param config the configuration
+ * @param opts.seed root seed
+ */
+export function initT5(config: T5Config, opts: { seed: number }): T5Model {
+  const params = new Map<string, tf.Variable>();
+  for (const [name, shape] of t5ParamShapes(config)) {
+    const std = initStd(name, config);
+    const value = tf.tidy(() =>
+      std === 0
+        ? tf.ones(shape)
+        : tf.randomNormal(shape, 0, std, "float32", hashSeed(opts.seed, name))
+    );
+    params.set(name, tf.variable(value, true));
+    value.dispose();
+  }
+  return { config, params };
+}
+
+/** Names a checkpoint may hold that HF ignores on load (unused cross-attention bias tables). */
+const IGNORED = /^decoder\.block\.\d+\.layer\.1\.EncDecAttention\.relative_attention_bias\.weight$/;
+
+function sameValues(a: tf.Tensor, b: tf.Tensor): boolean {
+  if (a.shape.join(",") !== b.shape.join(",")) return false;
+  const x = a.dataSync();
+  const y = b.dataSync();
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+/**
+ * A model whose variables take the values of named tensors (e.g. a loaded HF checkpoint).
+ * Validates that every expected name is present with the right shape and float32 dtype.
+ * `encoder.embed_tokens.weight` / `decoder.embed_tokens.weight` become separate variables only
+ * when they differ from `shared.weight` (transformers 5 saves untied copies); `lm_head.weight`
+ * of a tied model and unused cross-attention bias tables are ignored. The input tensors are not
+ * disposed; the variables share no storage the caller must keep (disposing them is safe).
+ *
+ * @param config the configuration the tensors follow
+ * @param tensors name → tensor
+ * @param source where the tensors came from, for error messages
+ * @throws Error naming `source` and the tensor that is missing, extra, misshapen or not float32
+ */
+export function t5FromTensors(
+  config: T5Config,
+  tensors: Map<string, tf.Tensor>,
+  source: string,
+): T5Model {
+  const shapes = t5ParamShapes(config);
+  const optional = ["encoder.embed_tokens.weight", "decoder.embed_tokens.weight"];
+  for (const name of tensors.keys()) {
+    if (shapes.has(name) || optional.includes(name) || IGNORED.test(name)) continue;
+    if (name === "lm_head.weight" && config.tieWordEmbeddings) continue;
+    throw new Error(`${source}: unexpected tensor "${name}" for this T5 configuration`);
+  }
+  const check = (name: string, t: tf.Tensor, shape: number[]) => {
+    if (t.dtype !== "float32") {
+      throw new Error(`${source}: tensor "${name}" has dtype ${t.dtype}, expected float32`);
+    }
+    if (t.shape.join(",") !== shape.join(",")) {
+      throw new Error(
+        `${source}: tensor "${name}" has shape [${t.shape}], expected [${shape}]`,
+      );
+    }
+  };
+  for (const [name, shape] of shapes) {
+    const t = tensors.get(name);
+    if (!t) throw new Error(`${source}: missing tensor "${name}"`);
+    check(name, t, shape);
+  }
+  const shared = tensors.get("shared.weight")!;
+  const params = new Map<string, tf.Variable>();
+  // A variable made from a tensor shares its storage by reference count: disposing the input
+  // afterwards leaves the variable intact.
+  const copy = (t: tf.Tensor) => tf.variable(t, true);
+  for (const name of shapes.keys()) params.set(name, copy(tensors.get(name)!));
+  for (const name of optional) {
+    const t = tensors.get(name);
+    if (!t) continue;
+    check(name, t, [config.vocabSize, config.dModel]);
+    if (!sameValues(t, shared)) params.set(name, copy(t));
+  }
+  return { config, params };
+}
+
+/**
+ * Releases every variable of a model.
+ *
+ * @param model the model; unusable afterwards
+ */
+export function disposeT5(model: T5Model): void {
+  for (const v of model.params.values()) v.dispose();
+  model.params.clear();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward
+
+interface Ctx {
+  readonly model: T5Model;
+  readonly hooks: T5Hooks;
+  readonly rate: number;
+  readonly seed: number | undefined;
+  counter: number;
+}
+
+function param(model: T5Model, name: string): tf.Tensor2D {
+  const p = model.params.get(name);
+  if (!p) throw new Error(`model/t5.ts: model has no parameter "${name}"`);
+  return p as tf.Tensor as tf.Tensor2D;
+}
+
+function dropoutOf(ctx: Ctx): { rate: number; seed: number } | undefined {
+  if (ctx.rate <= 0) return undefined;
+  const seed = ctx.seed === undefined
+    ? Math.floor(Math.random() * 2 ** 32)
+    : mixSeed(ctx.seed, ctx.counter);
+  ctx.counter++;
+  return { rate: ctx.rate, seed };
+}
+
+function drop<T extends tf.Tensor>(ctx: Ctx, x: T): T {
+  const d = dropoutOf(ctx);
+  return d ? tf.dropout(x, d.rate, undefined, d.seed) as T : x;
+}
+
+function embeddingOf(model: T5Model, stack: Stack): tf.Tensor2D {
+  return (model.params.get(`${stack}.embed_tokens.weight`) as tf.Tensor2D | undefined) ??
+    param(model, "shared.weight");
+}
+
+function residual(
+  ctx: Ctx,
+  stack: Stack,
+  layer: number,
+  sublayer: Sublayer,
+  x: tf.Tensor3D,
+  y: tf.Tensor3D,
+): tf.Tensor3D {
+  const h = ctx.hooks.afterSublayer ? ctx.hooks.afterSublayer(stack, layer, sublayer, y) : y;
+  return tf.add(x, drop(ctx, h));
+}
+
+/** Keys and values of one attention layer `[batch, heads, length, dKv]`. */
+type KV = {
+  k: tf.Tensor4D;
+  v: tf.Tensor4D;
+};
+
+function projectKV(ctx: Ctx, prefix: string, x: tf.Tensor3D): KV {
+  const h = ctx.model.config.numHeads;
+  return {
+    k: splitHeads(linear(x, param(ctx.model, `${prefix}.k.weight`)) as tf.Tensor3D, h),
+    v: splitHeads(linear(x, param(ctx.model, `${prefix}.v.weight`)) as tf.Tensor3D, h),
+  };
+}
+
+/**
+ * Self-attention of one block. `queryStart` is the position of the first query; `past` holds
+ * keys/values of earlier positions (incremental decoding). Returns the sublayer output and the
+ * full keys/values (past + new, without any prefix).
+ */
+function selfAttention(
+  ctx: Ctx,
+  stack: Stack,
+  layer: number,
+  x: tf.Tensor3D,
+  bias: tf.Tensor4D,
+  mask: tf.Tensor4D,
+  queryStart: number,
+  past: KV | undefined,
+): { y: tf.Tensor3D; kv: KV } {
+  const cfg = ctx.model.config;
+  const prefix = `${stack}.block.${layer}.layer.0.SelfAttention`;
+  const q = splitHeads(
+    linear(x, param(ctx.model, `${prefix}.q.weight`)) as tf.Tensor3D,
+    cfg.numHeads,
+  );
+  let kv = projectKV(ctx, prefix, x);
+  if (past) kv = { k: tf.concat([past.k, kv.k], 2), v: tf.concat([past.v, kv.v], 2) };
+  const pre = ctx.hooks.selfAttentionPrefix?.(stack, layer);
+  let prefixBias: tf.Tensor | undefined;
+  if (pre && pre.positionBias === "relative") {
+    const l = pre.key.shape[2];
+    prefixBias = positionBias(
+      param(ctx.model, `${stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight`),
+      queryStart,
+      x.shape[1],
+      -l,
+      l,
+      stack === "encoder",
+      cfg.relativeAttentionMaxDistance,
+    );
+  }
+  const res = attention(q, kv.k, kv.v, {
+    bias,
+    mask,
+    prefix: pre,
+    prefixBias,
+    dropout: dropoutOf(ctx),
+  });
+  ctx.hooks.onAttention?.(stack, layer, "self_attention", res.probs, res.prefixLength);
+  const y = linear(mergeHeads(res.out), param(ctx.model, `${prefix}.o.weight`)) as tf.Tensor3D;
+  return { y, kv };
+}
+
+function crossAttention(
+  ctx: Ctx,
+  layer: number,
+  x: tf.Tensor3D,
+  kv: KV,
+  mask: tf.Tensor4D,
+): tf.Tensor3D {
+  const cfg = ctx.model.config;
+  const prefix = `decoder.block.${layer}.layer.1.EncDecAttention`;
+  const q = splitHeads(
+    linear(x, param(ctx.model, `${prefix}.q.weight`)) as tf.Tensor3D,
+    cfg.numHeads,
+  );
+  const res = attention(q, kv.k, kv.v, { mask, dropout: dropoutOf(ctx) });
+  ctx.hooks.onAttention?.("decoder", layer, "cross_attention", res.probs, 0);
+  return linear(mergeHeads(res.out), param(ctx.model, `${prefix}.o.weight`)) as tf.Tensor3D;
+}
+
+function ffWeights(model: T5Model, prefix: string): FeedForwardWeights {
+  if (model.config.feedForwardProj === "gated-gelu") {
+    return {
+      wi0: param(model, `${prefix}.wi_0.weight`),
+      wi1: param(model, `${prefix}.wi_1.weight`),
+      wo: param(model, `${prefix}.wo.weight`),
+    };
+  }
+  return {
+    wi: param(model, `${prefix}.wi.weight`),
+    wo: param(model, `${prefix}.wo.weight`),
+  };
+}
+
+function norm(ctx: Ctx, name: string, x: tf.Tensor3D): tf.Tensor3D {
+  return rmsNorm(
+    x,
+    param(ctx.model, name) as tf.Tensor as tf.Tensor1D,
+    ctx.model.config.layerNormEpsilon,
+  ) as tf.Tensor3D;
+}
+
+interface Encoded {
+  hidden: tf.Tensor3D;
+  mask: tf.Tensor2D;
+}
+
+function runEncoder(ctx: Ctx, inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D): Encoded {
+  const cfg = ctx.model.config;
+  let x = gatherRows(embeddingOf(ctx.model, "encoder"), inputIds) as tf.Tensor3D;
+  let mask = attentionMask;
+  if (ctx.hooks.encoderInput) {
+    const r = ctx.hooks.encoderInput(x, mask);
+    x = r.embeds;
+    mask = r.mask;
+    if (mask.shape[0] !== x.shape[0] || mask.shape[1] !== x.shape[1]) {
+      throw new Error(
+        `model/t5.ts: encoderInput hook returned embeds [${x.shape}] with mask [${mask.shape}]`,
+      );
+    }
+  }
+  x = drop(ctx, x);
+  const len = x.shape[1];
+  const bias = positionBias(
+    param(ctx.model, "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"),
+    0,
+    len,
+    0,
+    len,
+    true,
+    cfg.relativeAttentionMaxDistance,
+  );
+  const pad = paddingMask(mask);
+  for (let i = 0; i < cfg.numLayers; i++) {
+    const b = `encoder.block.${i}`;
+    const { y } = selfAttention(
+      ctx,
+      "encoder",
+      i,
+      norm(ctx, `${b}.layer.0.layer_norm.weight`, x),
+      bias,
+      pad,
+      0,
+      undefined,
+    );
+    x = residual(ctx, "encoder", i, "self_attention", x, y);
+    const f = feedForward(
+      norm(ctx, `${b}.layer.1.layer_norm.weight`, x),
+      ffWeights(ctx.model, `${b}.layer.1.DenseReluDense`),
+      dropoutOf(ctx),
+    ) as tf.Tensor3D;
+    x = residual(ctx, "encoder", i, "feed_forward", x, f);
+  }
+  const hidden = drop(ctx, norm(ctx, "encoder.final_layer_norm.weight", x));
+  return { hidden, mask };
+}
+
+function crossKVs(ctx: Ctx, enc: Encoded): KV[] {
+  const out: KV[] = [];
+  for (let i = 0; i < ctx.model.config.numDecoderLayers; i++) {
+    out.push(projectKV(ctx, `decoder.block.${i}.layer.1.EncDecAttention`, enc.hidden));
+  }
+  return out;
+}
+
+/**
+ * Decoder over `ids` whose first position is `queryStart`, with optional cached self-attention
+ * keys/values of the earlier positions. Returns logits and the full self-attention keys/values.
+ */
+function runDecoder(
+  ctx: Ctx,
+  ids: tf.Tensor2D,
+  queryStart: number,
+  past: KV[] | undefined,
+  cross: KV[],
+  encMask: tf.Tensor2D,
+): { logits: tf.Tensor3D; kvs: KV[] } {
+  const cfg = ctx.model.config;
+  let x = drop(ctx, gatherRows(embeddingOf(ctx.model, "decoder"), ids) as tf.Tensor3D);
+  const lq = ids.shape[1];
+  const lk = queryStart + lq;
+  const bias = positionBias(
+    param(ctx.model, "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"),
+    queryStart,
+    lq,
+    0,
+    lk,
+    false,
+    cfg.relativeAttentionMaxDistance,
+  );
+  const causal = causalMask(queryStart, lq, lk);
+  const crossMask = paddingMask(encMask);
+  const kvs: KV[] = [];
+  for (let i = 0; i < cfg.numDecoderLayers; i++) {
+    const b = `decoder.block.${i}`;
+    const { y, kv } = selfAttention(
+      ctx,
+      "decoder",
+      i,
+      norm(ctx, `${b}.layer.0.layer_norm.weight`, x),
+      bias,
+      causal,
+      queryStart,
+      past?.[i],
+    );
+    kvs.push(kv);
+    x = residual(ctx, "decoder", i, "self_attention", x, y);
+    const c = crossAttention(
+      ctx,
+      i,
+      norm(ctx, `${b}.layer.1.layer_norm.weight`, x),
+      cross[i]!,
+      crossMask,
+    );
+    x = residual(ctx, "decoder", i, "cross_attention", x, c);
+    const f = feedForward(
+      norm(ctx, `${b}.layer.2.layer_norm.weight`, x),
+      ffWeights(ctx.model, `${b}.layer.2.DenseReluDense`),
+      dropoutOf(ctx),
+    ) as tf.Tensor3D;
+    x = residual(ctx, "decoder", i, "feed_forward", x, f);
+  }
+  let h: tf.Tensor3D = drop(ctx, norm(ctx, "decoder.final_layer_norm.weight", x));
+  if (cfg.scaleDecoderOutputs) h = tf.mul(h, cfg.dModel ** -0.5);
+  const out = cfg.tieWordEmbeddings
+    ? param(ctx.model, "shared.weight")
+    : param(ctx.model, "lm_head.weight");
+  return { logits: linear(h, out as tf.Tensor2D) as tf.Tensor3D, kvs };
+}
+
+function checkIds(t: tf.Tensor, field: string, dtype: tf.DataType): void {
+  if (t.rank !== 2) {
+    throw new Error(`model/t5.ts forward: ${field} must be rank 2, got [${t.shape}]`);
+  }
+  if (t.dtype !== dtype) {
+    throw new Error(`model/t5.ts forward: ${field} must be ${dtype}, got ${t.dtype}`);
+  }
+}
+
+function makeCtx(model: T5Model, opts: ForwardOptions): Ctx {
+  return {
+    model,
+    hooks: opts.hooks ?? {},
+    rate: opts.training ? model.config.dropoutRate : 0,
+    seed: opts.dropoutSeed,
+    counter: 0,
+  };
+}
+
+/**
+ * Teacher-forced forward pass. Runs inside its own `tf.tidy` (hooks too), so only the two
+ * returned tensors stay allocated; differentiable with `tf.variableGrads`.
+ *
+ * @param model the model
+ * @param batch encoder ids and mask, decoder input ids
+ * @param opts hooks, training (dropout) and the dropout seed
+ * @returns logits and the encoder output
+ * @throws Error naming the batch field with a wrong rank, dtype or batch size
+ */
+export function forward(
+  model: T5Model,
+  batch: Seq2SeqBatch,
+  opts: ForwardOptions = {},
+): ForwardResult {
+  checkIds(batch.inputIds, "inputIds", "int32");
+  checkIds(batch.attentionMask, "attentionMask", "float32");
+  checkIds(batch.decoderInputIds, "decoderInputIds", "int32");
+  if (batch.attentionMask.shape.join() !== batch.inputIds.shape.join()) {
+    throw new Error(
+      `model/t5.ts forward: attentionMask [${batch.attentionMask.shape}] != inputIds [${batch.inputIds.shape}]`,
+    );
+  }
+  if (batch.decoderInputIds.shape[0] !== batch.inputIds.shape[0]) {
+    throw new Error(
+      `model/t5.ts forward: decoderInputIds batch ${
+        batch.decoderInputIds.shape[0]
+      } != inputIds batch ${batch.inputIds.shape[0]}`,
+    );
+  }
+  return tf.tidy(() => {
+    const ctx = makeCtx(model, opts);
+    const enc = runEncoder(ctx, batch.inputIds, batch.attentionMask);
+    const { logits } = runDecoder(
+      ctx,
+      batch.decoderInputIds,
+      0,
+      undefined,
+      crossKVs(ctx, enc),
+      enc.mask,
+    );
+    return { logits, encoderOutput: enc.hidden };
+  });
+}
+
+/**
+ * Mean token cross-entropy of `logits` against `labels`, ignoring positions labelled -100 (the
+ * mean is over counted tokens, as PyTorch's `CrossEntropyLoss(ignore_index=-100)`). With label
+ * smoothing ε the per-token loss is `(1−ε)·nll + ε·mean_v(−log p_v)` (PyTorch's definition).
+ * If every label is ignored the loss is 0 (PyTorch gives NaN).
+ *
+ * @param logits `[batch, length, vocab]`
+ * @param labels int32 `[batch, length]`
+ * @param opts.labelSmoothing ε in [0, 1) (default 0)
+ */
+export function crossEntropyLoss(
+  logits: tf.Tensor3D,
+  labels: tf.Tensor2D,
+  opts: { labelSmoothing?: number } = {},
+): tf.Scalar {
+  const eps = opts.labelSmoothing ?? 0;
+  if (!(eps >= 0 && eps < 1)) {
+    throw new Error(`model/t5.ts crossEntropyLoss: labelSmoothing must be in [0, 1), got ${eps}`);
+  }
+  const [b, l, v] = logits.shape;
+  if (labels.shape[0] !== b || labels.shape[1] !== l || labels.dtype !== "int32") {
+    throw new Error(
+      `model/t5.ts crossEntropyLoss: labels must be int32 [${b}, ${l}], got ${labels.dtype} [${labels.shape}]`,
+    );
+  }
+  return tf.tidy(() => {
+    const n = b * l;
+    const flat = logits.reshape([n, v]);
+    const valid = tf.notEqual(labels.reshape([n]), -100);
+    const safe = tf.where(valid, labels.reshape([n]), tf.zerosLike(labels.reshape([n])));
+    const lse = tf.logSumExp(flat, -1); // [n]
+    const rows = tf.range(0, n, 1, "int32");
+    const picked = gatherRows(
+      flat.reshape([n * v]),
+      tf.add(tf.mul(rows, tf.scalar(v, "int32")), safe),
+    );
+    let perToken = tf.sub(lse, picked);
+    if (eps > 0) {
+      const smooth = tf.sub(lse, tf.mean(flat, -1));
+      perToken = tf.add(tf.mul(perToken, 1 - eps), tf.mul(smooth, eps));
+    }
+    const w = tf.cast(valid, "float32");
+    const count = tf.maximum(tf.sum(w), 1);
+    return tf.div(tf.sum(tf.mul(perToken, w)), count) as tf.Scalar;
+  });
+}
+
+/**
+ * Decoder inputs from labels as HF `_shift_right`: prepend `decoderStartTokenId`, drop the last
+ * label, and replace -100 by `padTokenId`.
+ *
+ * @param labels int32 `[batch, length]`
+ * @param config supplies the start and pad ids
+ */
+export function shiftRight(labels: tf.Tensor2D, config: T5Config): tf.Tensor2D {
+  if (labels.rank !== 2 || labels.dtype !== "int32") {
+    throw new Error(
+      `model/t5.ts shiftRight: labels must be int32 rank 2, got ${labels.dtype} [${labels.shape}]`,
+    );
+  }
+  return tf.tidy(() => {
+    const [b, l] = labels.shape;
+    const start = tf.fill([b, 1], config.decoderStartTokenId, "int32");
+    const shifted = tf.concat([start, labels.slice([0, 0], [b, l - 1])], 1);
+    return tf.where(
+      tf.equal(shifted, -100),
+      tf.fill([b, l], config.padTokenId, "int32"),
+      shifted,
+    ) as tf.Tensor2D;
+  });
+}
+
+/** Options of {@link greedyDecode}. */
+export interface GreedyOptions {
+  /** Tokens to generate at most (after the decoder start token). */
+  maxNewTokens: number;
+  /** Method hooks (called for the encoder once and for the decoder at every step). */
+  hooks?: T5Hooks;
+  /** Reuse decoder self-attention keys/values between steps (default true); same tokens either way. */
+  useCache?: boolean;
+  /** Stop a row at its first EOS and the batch when all rows stopped (default true). */
+  stopAtEos?: boolean;
+}
+
+/**
+ * Greedy (argmax) decoding from `decoderStartTokenId`. The encoder and the cross-attention
+ * keys/values run once; with `useCache` each step feeds only the newest token and appends its
+ * self-attention keys/values to a cache. Leaves no tensors behind.
+ *
+ * @returns per row the generated tokens without the start token; with `stopAtEos` a row ends
+ *   with its first EOS (kept), otherwise every row has `maxNewTokens` tokens
+ */
+export async function greedyDecode(
+  model: T5Model,
+  input: { inputIds: tf.Tensor2D; attentionMask: tf.Tensor2D },
+  opts: GreedyOptions,
+): Promise<number[][]> {
+  checkIds(input.inputIds, "inputIds", "int32");
+  checkIds(input.attentionMask, "attentionMask", "float32");
+  if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 0) {
+    throw new Error(
+      `model/t5.ts greedyDecode: maxNewTokens must be a non-negative integer, got ${opts.maxNewTokens}`,
+    );
+  }
+  const cfg = model.config;
+  const useCache = opts.useCache ?? true;
+  const stopAtEos = opts.stopAtEos ?? true;
+  const ctx = makeCtx(model, { hooks: opts.hooks });
+  const batch = input.inputIds.shape[0];
+  const enc = tf.tidy(() => {
+    const e = runEncoder(ctx, input.inputIds, input.attentionMask);
+    // clone: the mask may be the caller's tensor, which must survive the final dispose
+    return { hidden: e.hidden, mask: e.mask.clone(), cross: crossKVs(ctx, e) };
+  });
+  const rows: number[][] = Array.from({ length: batch }, () => [cfg.decoderStartTokenId]);
+  const done: boolean[] = new Array(batch).fill(false);
+  let cache: KV[] | undefined;
+  try {
+    for (let step = 0; step < opts.maxNewTokens; step++) {
+      const out = tf.tidy(() => {
+        const ids = useCache
+          ? tf.tensor2d(rows.map((r) => [r[r.length - 1]!]), [batch, 1], "int32")
+          : tf.tensor2d(rows, [batch, step + 1], "int32");
+        const r = runDecoder(ctx, ids, useCache ? step : 0, cache, enc.cross, enc.mask);
+        const last = r.logits.slice([0, r.logits.shape[1] - 1, 0], [batch, 1, cfg.vocabSize]);
+        return {
+          next: tf.argMax(last.reshape([batch, cfg.vocabSize]), -1),
+          kvs: useCache ? r.kvs : [],
+        };
+      });
+      if (cache) { for (const kv of cache) tf.dispose([kv.k, kv.v]); }
+      cache = useCache ? out.kvs : undefined;
+      const next = await out.next.data();
+      out.next.dispose();
+      for (let i = 0; i < batch; i++) {
+        const tok = stopAtEos && done[i] ? cfg.padTokenId : next[i]!;
+        rows[i]!.push(tok);
+        if (tok === cfg.eosTokenId && !done[i]) done[i] = true;
+      }
+      if (stopAtEos && done.every((d) => d)) break;
+    }
+  } finally {
+    if (cache) { for (const kv of cache) tf.dispose([kv.k, kv.v]); }
+    tf.dispose([enc.hidden, enc.mask, ...enc.cross.flatMap((kv) => [kv.k, kv.v])]);
+  }
+  return rows.map((r) => {
+    const gen = r.slice(1);
+    if (!stopAtEos) return gen;
+    const e = gen.indexOf(cfg.eosTokenId);
+    return e < 0 ? gen : gen.slice(0, e + 1);
+  });
+}
