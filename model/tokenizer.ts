@@ -1,0 +1,187 @@
+/**
+ * T5 tokenizer: a Hugging Face `tokenizer.json` (SentencePiece Unigram with the NFKC normalizer,
+ * Metaspace pre-tokenizer and a TemplateProcessing post-processor that appends `</s>`) run by
+ * the pure-JS `@huggingface/tokenizers`, which reproduces the Rust `tokenizers` library's ids,
+ * tokens and decoded text (checked against its output in `tokenizer_test.ts`).
+ *
+ * @module
+ */
+import { Tokenizer } from "@huggingface/tokenizers";
+
+/** Options of {@link T5Tokenizer.decode}. */
+export interface DecodeOptions {
+  /** Drop special tokens (`<pad>`, `</s>`, `<unk>`, ids outside the vocabulary). Default true. */
+  skipSpecialTokens?: boolean;
+  /**
+   * Apply transformers' `clean_up_tokenization_spaces` (" ," → ","). Default false, as the
+   * `tokenizers` library decodes and as T5's own checkpoints are configured.
+   */
+  cleanUpTokenizationSpaces?: boolean;
+}
+
+function fail(source: string, message: string): never {
+  throw new Error(`${source}: invalid tokenizer: ${message}`);
+}
+
+function validate(json: unknown, source: string): Record<string, unknown> {
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    fail(source, "tokenizer.json must be a JSON object");
+  }
+  const j = json as Record<string, unknown>;
+  const model = j.model;
+  if (typeof model !== "object" || model === null || Array.isArray(model)) {
+    fail(source, `missing or invalid field "model" (expected an object)`);
+  }
+  const m = model as Record<string, unknown>;
+  if (typeof m.type !== "string") fail(source, `missing field "model.type"`);
+  if (m.type === "Unigram") {
+    if (!Array.isArray(m.vocab) || m.vocab.length === 0) {
+      fail(source, `field "model.vocab" must be a non-empty array of [piece, score] pairs`);
+    }
+    m.vocab.forEach((e: unknown, i: number) => {
+      if (!Array.isArray(e) || typeof e[0] !== "string" || typeof e[1] !== "number") {
+        fail(source, `field "model.vocab[${i}]" must be a [piece, score] pair`);
+      }
+    });
+    const unk = m.unk_id;
+    if (unk !== undefined && unk !== null && (typeof unk !== "number" || !(unk < m.vocab.length))) {
+      fail(source, `field "model.unk_id" ${String(unk)} is not an index into "model.vocab"`);
+    }
+  }
+  if (j.added_tokens !== undefined && !Array.isArray(j.added_tokens)) {
+    fail(source, `field "added_tokens" must be an array`);
+  }
+  return j;
+}
+
+/** A T5 tokenizer over a Hugging Face `tokenizer.json`. */
+export class T5Tokenizer {
+  readonly #tok: Tokenizer;
+  readonly #appendEos: boolean;
+  /** Vocabulary size including added tokens (32,100 for the published T5 tokenizer). */
+  readonly vocabSize: number;
+  /** Id of `</s>`. */
+  readonly eosTokenId: number;
+  /** Id of `<pad>`. */
+  readonly padTokenId: number;
+  /** Where the tokenizer came from (for messages). */
+  readonly source: string;
+
+  private constructor(tok: Tokenizer, source: string) {
+    this.#tok = tok;
+    this.source = source;
+    this.vocabSize = tok.get_vocab(true).size;
+    const eos = tok.token_to_id("</s>");
+    const pad = tok.token_to_id("<pad>");
+    if (eos === undefined) fail(source, `the vocabulary has no "</s>" token`);
+    if (pad === undefined) fail(source, `the vocabulary has no "<pad>" token`);
+    this.eosTokenId = eos;
+    this.padTokenId = pad;
+    // T5 tokenizers append </s> through their post-processor; append it ourselves when absent.
+    const probe = tok.encode("a").ids;
+    this.#appendEos = probe[probe.length - 1] !== eos;
+  }
+
+  /**
+   * Build a tokenizer from a parsed `tokenizer.json`.
+   *
+   * @param json the parsed object
+   * @param source where it came from, used in error messages
+   * @throws Error naming the source and the invalid field
+   */
+  static fromJson(json: unknown, source = "tokenizer.json"): T5Tokenizer {
+    const j = validate(json, source);
+    let tok: Tokenizer;
+    try {
+      // tokenizer.json may omit optional components; the library wants them present (null).
+      const full = {
+        normalizer: null,
+        pre_tokenizer: null,
+        post_processor: null,
+        decoder: null,
+        ...j,
+      };
+      tok = new Tokenizer(full, {});
+      tok.encode("a b");
+    } catch (e) {
+      fail(source, (e as Error).message);
+    }
+    return new T5Tokenizer(tok, source);
+  }
+
+  /**
+   * Load a `tokenizer.json` file (or the `tokenizer.json` inside a folder).
+   *
+   * @throws Error naming the file when it is missing, not JSON, or not a valid tokenizer
+   */
+  static async fromFile(path: string): Promise<T5Tokenizer> {
+    let file = path;
+    try {
+      if ((await Deno.stat(path)).isDirectory) file = `${path.replace(/\/+$/, "")}/tokenizer.json`;
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) throw new Error(`${path}: tokenizer file not found`);
+      throw e;
+    }
+    let text: string;
+    try {
+      text = await Deno.readTextFile(file);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) throw new Error(`${file}: tokenizer file not found`);
+      throw new Error(`${file}: cannot read tokenizer: ${(e as Error).message}`);
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (e) {
+      throw new Error(`${file}: invalid JSON: ${(e as Error).message}`);
+    }
+    return T5Tokenizer.fromJson(json, file);
+  }
+
+  /** Encode text to ids ending with `</s>`. */
+  encode(text: string): number[] {
+    const ids = this.#tok.encode(text).ids;
+    if (this.#appendEos) ids.push(this.eosTokenId);
+    return ids;
+  }
+
+  /** Encode text to ids and token strings (both ending with `</s>`). */
+  encodeWithTokens(text: string): { ids: number[]; tokens: string[] } {
+    const e = this.#tok.encode(text);
+    const ids = [...e.ids];
+    const tokens = [...e.tokens];
+    if (this.#appendEos) {
+      ids.push(this.eosTokenId);
+      tokens.push("</s>");
+    }
+    return { ids, tokens };
+  }
+
+  /** Encode text to ids without the trailing `</s>`. */
+  encodeNoEos(text: string): number[] {
+    return this.#tok.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  /**
+   * Decode ids to text.
+   *
+   * @param ids token ids (ids outside the vocabulary decode as `<unk>` or are skipped)
+   * @param opts special-token skipping (default on) and space clean-up (default off)
+   */
+  decode(ids: readonly number[], opts: DecodeOptions = {}): string {
+    return this.#tok.decode([...ids], {
+      skip_special_tokens: opts.skipSpecialTokens ?? true,
+      clean_up_tokenization_spaces: opts.cleanUpTokenizationSpaces ?? false,
+    });
+  }
+
+  /** Id of a token string, or undefined when it is not in the vocabulary. */
+  tokenToId(token: string): number | undefined {
+    return this.#tok.token_to_id(token);
+  }
+
+  /** Token string of an id, or undefined when out of range. */
+  idToToken(id: number): string | undefined {
+    return this.#tok.id_to_token(id);
+  }
+}

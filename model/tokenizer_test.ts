@@ -1,0 +1,86 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { sharedPath } from "./shared_dir.ts";
+import { T5Tokenizer } from "./tokenizer.ts";
+
+const DIR = sharedPath("fixtures", "tokenizer", "unigram-glue-4k");
+
+interface Case {
+  text: string;
+  ids: number[];
+  tokens: string[];
+  decoded: string;
+}
+
+const REF: { cases: Case[] } = JSON.parse(await Deno.readTextFile(join(DIR, "reference.json")));
+
+Deno.test("ids, tokens and decoded text match the Rust tokenizers on all reference cases", async () => {
+  const tok = await T5Tokenizer.fromFile(join(DIR, "tokenizer.json"));
+  assert.equal(REF.cases.length, 47);
+  for (const c of REF.cases) {
+    const label = JSON.stringify(c.text);
+    assert.deepEqual(tok.encode(c.text), c.ids, `ids of ${label}`);
+    const e = tok.encodeWithTokens(c.text);
+    assert.deepEqual(e.ids, c.ids, `ids of ${label}`);
+    assert.deepEqual(e.tokens, c.tokens, `tokens of ${label}`);
+    assert.equal(tok.decode(c.ids), c.decoded, `decoded ${label}`);
+    assert.equal(c.ids[c.ids.length - 1], tok.eosTokenId, "ends with </s>");
+    assert.deepEqual(tok.encodeNoEos(c.text), c.ids.slice(0, -1));
+  }
+});
+
+Deno.test("vocabulary, special ids and decode options", async () => {
+  const tok = await T5Tokenizer.fromFile(DIR); // a folder works too
+  assert.equal(tok.vocabSize, 4000);
+  assert.equal(tok.tokenToId("<pad>"), 0);
+  assert.equal(tok.tokenToId("</s>"), 1);
+  assert.equal(tok.tokenToId("<unk>"), 2);
+  assert.equal(tok.eosTokenId, 1);
+  assert.equal(tok.padTokenId, 0);
+  assert.equal(tok.tokenToId("no-such-piece"), undefined);
+  assert.equal(tok.idToToken(tok.tokenToId("▁the")!), "▁the");
+  const ids = tok.encode("it 's good , really");
+  assert.equal(tok.decode(ids), "it 's good , really");
+  assert.equal(tok.decode(ids, { skipSpecialTokens: false }), "it 's good , really</s>");
+  assert.equal(tok.decode(ids, { cleanUpTokenizationSpaces: true }), "it's good, really");
+  assert.equal(tok.decode([0, ...ids, 0, 0]), "it 's good , really", "padding skipped");
+});
+
+Deno.test("a tokenizer.json without a post-processor still gets </s> appended", async () => {
+  const json = JSON.parse(await Deno.readTextFile(join(DIR, "tokenizer.json")));
+  for (const variant of ["null", "absent"]) {
+    if (variant === "null") json.post_processor = null;
+    else delete json.post_processor;
+    const tok = T5Tokenizer.fromJson(json, "no-post.json");
+    for (const c of REF.cases.slice(0, 5)) {
+      assert.deepEqual(tok.encode(c.text), c.ids, variant);
+      assert.deepEqual(tok.encodeWithTokens(c.text).tokens, c.tokens, variant);
+    }
+  }
+});
+
+Deno.test("malformed tokenizer files give errors naming the file", async () => {
+  const tmp = await Deno.makeTempDir();
+  const p = join(tmp, "tokenizer.json");
+  try {
+    await assert.rejects(T5Tokenizer.fromFile(p), /tokenizer\.json: tokenizer file not found/);
+    await Deno.writeTextFile(p, "{ nope");
+    await assert.rejects(T5Tokenizer.fromFile(p), (e: Error) => {
+      assert.ok(e.message.startsWith(`${p}: invalid JSON`), e.message);
+      return true;
+    });
+    await Deno.writeTextFile(p, JSON.stringify({ version: "1.0" }));
+    await assert.rejects(
+      T5Tokenizer.fromFile(p),
+      /tokenizer\.json: invalid tokenizer: missing or invalid field "model"/,
+    );
+    await Deno.writeTextFile(p, JSON.stringify({ model: { type: "Unigram", vocab: "x" } }));
+    await assert.rejects(T5Tokenizer.fromFile(p), /invalid tokenizer: field "model\.vocab"/);
+    const json = JSON.parse(await Deno.readTextFile(join(DIR, "tokenizer.json")));
+    json.normalizer = { type: "Weird" };
+    await Deno.writeTextFile(p, JSON.stringify(json));
+    await assert.rejects(T5Tokenizer.fromFile(p), /tokenizer\.json: invalid tokenizer: .*Weird/);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
