@@ -16,7 +16,9 @@ import {
   parseHeader,
   parseHeaderLength,
   readExactly,
+  readSafetensorsHeader,
   type SafetensorsDtype,
+  type TensorInfo,
   toTypedArray,
 } from "./safetensors.ts";
 
@@ -163,12 +165,29 @@ export function parseIndex(json: unknown, source: string): Map<string, string[]>
  * @throws Error naming the file and tensor/field for any missing or malformed part
  */
 export async function loadHfFolder(dir: string): Promise<HfCheckpoint> {
+  const { config, files } = await readFolderLayout(dir);
+  const tensors = new Map<string, tf.Tensor>();
+  try {
+    for (const { path, names } of files) {
+      await loadSafetensorsFile(path, names && new Set(names), tensors);
+    }
+  } catch (e) {
+    for (const t of tensors.values()) t.dispose();
+    throw e;
+  }
+  return { config, tensors };
+}
+
+/** The config and weight files of a checkpoint folder (names per shard when sharded). */
+async function readFolderLayout(
+  dir: string,
+): Promise<{ config: T5Config; files: { path: string; names?: string[] }[] }> {
   const configPath = join(dir, "config.json");
   if (!(await exists(dir))) throw new Error(`${dir}: checkpoint folder does not exist`);
   const config = t5ConfigFromHf(await readJsonFile(configPath, "config.json"), configPath);
   const single = join(dir, WEIGHTS_NAME);
   const indexPath = join(dir, WEIGHTS_INDEX_NAME);
-  if (await exists(single)) return { config, tensors: await loadSafetensorsFile(single) };
+  if (await exists(single)) return { config, files: [{ path: single }] };
   if (!(await exists(indexPath))) {
     const hasBin = await exists(join(dir, "pytorch_model.bin"));
     throw new Error(
@@ -177,14 +196,33 @@ export async function loadHfFolder(dir: string): Promise<HfCheckpoint> {
     );
   }
   const shards = parseIndex(await readJsonFile(indexPath, "index"), indexPath);
-  const tensors = new Map<string, tf.Tensor>();
-  try {
-    for (const [file, names] of shards) {
-      await loadSafetensorsFile(join(dir, file), new Set(names), tensors);
+  return {
+    config,
+    files: [...shards].map(([file, names]) => ({ path: join(dir, file), names })),
+  };
+}
+
+/**
+ * Read a checkpoint folder's config and tensor dtypes/shapes from the safetensors headers only
+ * (no tensor data is read): cheap inspection of large checkpoints.
+ *
+ * @param dir the folder
+ * @returns config and name → header entry plus the file holding it
+ * @throws Error naming the file and tensor, as {@link loadHfFolder} does
+ */
+export async function inspectHfFolder(
+  dir: string,
+): Promise<{ config: T5Config; tensors: Map<string, TensorInfo & { file: string }> }> {
+  const { config, files } = await readFolderLayout(dir);
+  const tensors = new Map<string, TensorInfo & { file: string }>();
+  for (const { path, names } of files) {
+    const header = await readSafetensorsHeader(path);
+    for (const name of names ?? header.tensors.keys()) {
+      const info = header.tensors.get(name);
+      if (!info) throw new Error(`${path}: tensor "${name}" not found`);
+      if (tensors.has(name)) throw new Error(`${path}: tensor "${name}" appears in two files`);
+      tensors.set(name, { ...info, file: path });
     }
-  } catch (e) {
-    for (const t of tensors.values()) t.dispose();
-    throw e;
   }
   return { config, tensors };
 }

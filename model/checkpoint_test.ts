@@ -3,7 +3,7 @@ import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { sharedPath } from "./shared_dir.ts";
 import { preset } from "./config.ts";
-import { loadHfFolder, saveHfFolder } from "./checkpoint.ts";
+import { inspectHfFolder, loadHfFolder, saveHfFolder } from "./checkpoint.ts";
 import { decodeSafetensors, f16BitsToF32, f32BitsToBf16, f32BitsToF16 } from "./safetensors.ts";
 
 await tf.setBackend("cpu");
@@ -122,6 +122,13 @@ Deno.test("save then load round-trips float32 bit-exactly, sharded and unsharded
         assert.ok(data <= 40_000 || raw.tensors.size === 1, `${s}: ${size} bytes`);
       }
     }
+    const info = await inspectHfFolder(dir);
+    assert.deepEqual([...info.tensors.keys()].sort(), [...src.tensors.keys()].sort());
+    for (const [k, t] of info.tensors) {
+      assert.deepEqual(t.shape, src.tensors.get(k)!.shape);
+      assert.equal(t.dtype, "F32");
+    }
+    if (maxShardBytes) assert.ok(new Set([...info.tensors.values()].map((t) => t.file)).size >= 7);
     const back = await loadHfFolder(dir);
     assert.deepEqual(back.config, src.config);
     assert.deepEqual([...back.tensors.keys()].sort(), [...src.tensors.keys()].sort());
