@@ -190,7 +190,7 @@ export function positionBias(
  */
 export function paddingMask(mask: tf.Tensor2D): tf.Tensor4D {
   const [b, l] = mask.shape;
-  return tf.mul(tf.sub(1, mask), MASK_VALUE).reshape([b, 1, 1, l]);
+  return tf.mul(tf.sub(mask, 1), -MASK_VALUE).reshape([b, 1, 1, l]);
 }
 
 /**

@@ -1,0 +1,199 @@
+/**
+ * Unit tests of the T5 tensor primitives (cpu backend; values are small and exact to ~1e-6).
+ */
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import {
+  attention,
+  causalMask,
+  feedForward,
+  gatherRows,
+  geluNew,
+  linear,
+  MASK_VALUE,
+  paddingMask,
+  positionBias,
+  relativePositionBucket,
+  rmsNorm,
+} from "./layers.ts";
+
+await tf.setBackend("cpu");
+
+function close(a: ArrayLike<number>, b: ArrayLike<number>, tol: number, what: string): void {
+  assert.equal(a.length, b.length, `${what}: length`);
+  for (let i = 0; i < a.length; i++) {
+    assert.ok(Math.abs(a[i]! - b[i]!) <= tol, `${what}[${i}]: ${a[i]} vs ${b[i]}`);
+  }
+}
+
+Deno.test("relativePositionBucket: T5 values for 32 buckets, max distance 128", () => {
+  // Hand-derived from the HF formula (encoder halves buckets by sign; decoder is causal).
+  const enc = (rp: number) => relativePositionBucket(rp, true, 32, 128);
+  const dec = (rp: number) => relativePositionBucket(rp, false, 32, 128);
+  assert.deepEqual([0, -1, 1, -7, 7, -8, -16, -128, -1000, 1000].map(enc), [
+    0,
+    1,
+    17,
+    7,
+    23,
+    8,
+    10,
+    15,
+    15,
+    31,
+  ]);
+  // log region start: 8 + trunc(ln(16/8)/ln(16)·8) = 10 at 16; 8 + trunc(ln(3)/ln(16)·8) = 11 at 24
+  assert.equal(enc(-24), 11);
+  assert.deepEqual([5, 0, -5, -15, -16, -32, -128, -500].map(dec), [0, 0, 5, 15, 16, 21, 31, 31]);
+});
+
+Deno.test("relativePositionBucket is monotone in distance and within range", () => {
+  for (const [nb, md] of [[32, 128], [16, 64], [8, 16]] as const) {
+    let prev = -1;
+    for (let n = 0; n < 400; n++) {
+      const b = relativePositionBucket(-n, false, nb, md);
+      assert.ok(b >= prev && b < nb, `causal nb ${nb} n ${n}: ${b}`);
+      prev = b;
+      const e = relativePositionBucket(n + 1, true, nb, md);
+      assert.ok(e >= nb / 2 && e < nb, `bidirectional positive n ${n}: ${e}`);
+    }
+  }
+});
+
+Deno.test("positionBias gathers the table per (query, key) and head", () => {
+  const table = tf.tensor2d([[0, 10], [1, 11], [2, 12], [3, 13], [4, 14], [5, 15], [6, 16], [
+    7,
+    17,
+  ]]);
+  const b = positionBias(table, 0, 2, -1, 3, false, 16); // queries 0,1; keys -1,0,1
+  assert.deepEqual(b.shape, [1, 2, 2, 3]);
+  const want = (h: number) =>
+    [[-1, 0, 1], [-2, -1, 0]].map((r) =>
+      r.map((rp) => relativePositionBucket(rp, false, 8, 16) + 10 * h)
+    );
+  assert.deepEqual(b.arraySync(), [[want(0), want(1)]]);
+  tf.dispose([table, b]);
+});
+
+Deno.test("rmsNorm: scale only, no mean subtraction", () => {
+  const x = tf.tensor2d([[1, 2, 3, 4], [-1, 0, 0, 1]]);
+  const w = tf.tensor1d([1, 2, 1, 0.5]);
+  const y = rmsNorm(x, w, 1e-6).arraySync() as number[][];
+  const r0 = Math.sqrt((1 + 4 + 9 + 16) / 4 + 1e-6);
+  const r1 = Math.sqrt(2 / 4 + 1e-6);
+  close(y[0]!, [1 / r0, 4 / r0, 3 / r0, 2 / r0], 1e-6, "row0");
+  close(y[1]!, [-1 / r1, 0, 0, 0.5 / r1], 1e-6, "row1");
+  tf.dispose([x, w]);
+});
+
+Deno.test("geluNew is the tanh approximation", () => {
+  const y = tf.tidy(() => geluNew(tf.tensor1d([1, -2, 0])).dataSync());
+  close(y, [0.8411919906082768, -0.04540230591222494, 0], 1e-6, "gelu_new");
+});
+
+Deno.test("linear uses HF orientation [out, in]", () => {
+  const y = tf.tidy(() =>
+    linear(tf.tensor3d([[[1, 2]]]), tf.tensor2d([[1, 0], [0, 1], [1, 1]])).arraySync()
+  );
+  assert.deepEqual(y, [[[1, 2, 3]]]);
+  assert.throws(
+    () => linear(tf.zeros([1, 3]), tf.zeros([2, 2]) as tf.Tensor2D),
+    /layers\.ts linear/,
+  );
+});
+
+Deno.test("masks: padding and causal are additive with MASK_VALUE", () => {
+  const p = tf.tidy(() => paddingMask(tf.tensor2d([[1, 1, 0]])).arraySync());
+  assert.deepEqual(p, [[[[0, 0, MASK_VALUE]]]]);
+  const c = tf.tidy(() => causalMask(1, 2, 3).arraySync());
+  assert.deepEqual(c, [[[[0, 0, MASK_VALUE], [0, 0, 0]]]]);
+});
+
+Deno.test("feedForward: relu and gated gelu match hand-written compositions", () => {
+  tf.tidy(() => {
+    const x = tf.randomNormal([2, 3, 4], 0, 1, "float32", 1);
+    const wi = tf.randomNormal([5, 4], 0, 1, "float32", 2) as tf.Tensor2D;
+    const wi1 = tf.randomNormal([5, 4], 0, 1, "float32", 3) as tf.Tensor2D;
+    const wo = tf.randomNormal([4, 5], 0, 1, "float32", 4) as tf.Tensor2D;
+    const x2 = x.reshape([6, 4]);
+    const relu = tf.matMul(tf.relu(tf.matMul(x2, wi.transpose())), wo.transpose());
+    close(feedForward(x, { wi, wo }).dataSync(), relu.dataSync(), 1e-5, "relu");
+    const g = tf.matMul(
+      tf.mul(geluNew(tf.matMul(x2, wi.transpose())), tf.matMul(x2, wi1.transpose())),
+      wo.transpose(),
+    );
+    close(feedForward(x, { wi0: wi, wi1, wo }).dataSync(), g.dataSync(), 1e-5, "gated");
+    assert.throws(() => feedForward(x, { wo }), /feedForward/);
+  });
+});
+
+Deno.test("gatherRows: value and gradient equal tf.gather's (duplicate indices summed)", () => {
+  tf.tidy(() => {
+    const table = tf.randomNormal([5, 3], 0, 1, "float32", 7);
+    const idx = tf.tensor2d([[1, 1], [4, 0]], undefined, "int32");
+    const w = tf.randomNormal([2, 2, 3], 0, 1, "float32", 8);
+    const f1 = (t: tf.Tensor) => tf.sum(tf.mul(gatherRows(t, idx), w));
+    const f2 = (t: tf.Tensor) => tf.sum(tf.mul(tf.gather(t, idx), w));
+    close(gatherRows(table, idx).dataSync(), tf.gather(table, idx).dataSync(), 0, "value");
+    close(tf.grad(f1)(table).dataSync(), tf.grad(f2)(table).dataSync(), 1e-6, "grad");
+    assert.throws(() => gatherRows(table, tf.tensor1d([0])), /int32/);
+  });
+});
+
+Deno.test("attention: prefix columns are prepended, never masked, broadcast from batch 1", () => {
+  tf.tidy(() => {
+    const [b, h, lq, lk, l, dk] = [2, 2, 3, 3, 2, 4];
+    const q = tf.randomNormal([b, h, lq, dk], 0, 1, "float32", 1) as tf.Tensor4D;
+    const k = tf.randomNormal([b, h, lk, dk], 0, 1, "float32", 2) as tf.Tensor4D;
+    const v = tf.randomNormal([b, h, lk, dk], 0, 1, "float32", 3) as tf.Tensor4D;
+    const pk = tf.randomNormal([1, h, l, dk], 0, 1, "float32", 4) as tf.Tensor4D;
+    const pv = tf.randomNormal([1, h, l, dk], 0, 1, "float32", 5) as tf.Tensor4D;
+    const bias = tf.randomNormal([1, h, lq, lk], 0, 1, "float32", 6);
+    // row 2 pads every real key: all its mass must go to the prefix
+    const mask = paddingMask(tf.tensor2d([[1, 1, 0], [0, 0, 0]]));
+    const res = attention(q, k, v, {
+      bias,
+      mask,
+      prefix: { key: pk, value: pv, positionBias: "zero" },
+    });
+    assert.equal(res.prefixLength, l);
+    assert.deepEqual(res.probs.shape, [b, h, lq, l + lk]);
+    // reference: explicit concatenation with zero bias / zero mask on the prefix columns
+    const kk = tf.concat([tf.tile(pk, [b, 1, 1, 1]), k], 2);
+    const vv = tf.concat([tf.tile(pv, [b, 1, 1, 1]), v], 2);
+    const fullBias = tf.concat([tf.zeros([1, h, lq, l]), bias], 3);
+    const fullMask = tf.concat([tf.zeros([b, 1, 1, l]), mask], 3);
+    const p = tf.softmax(tf.add(tf.add(tf.matMul(q, kk, false, true), fullBias), fullMask));
+    close(res.probs.dataSync(), p.dataSync(), 1e-6, "probs");
+    close(res.out.dataSync(), tf.matMul(p, vv).dataSync(), 1e-5, "out");
+    const prefixMass = tf.sum(res.probs.slice([1, 0, 0, 0], [1, h, lq, l])).dataSync()[0]!;
+    close([prefixMass], [h * lq], 1e-5, "prefix mass of fully padded row");
+    // "relative" uses the supplied prefix bias; batch-B prefix equals broadcast batch-1 prefix
+    const pb = tf.randomNormal([1, h, lq, l], 0, 1, "float32", 9);
+    const r2 = attention(q, k, v, {
+      bias,
+      mask,
+      prefix: {
+        key: tf.tile(pk, [b, 1, 1, 1]) as tf.Tensor4D,
+        value: pv,
+        positionBias: "relative",
+      },
+      prefixBias: pb,
+    });
+    const p2 = tf.softmax(
+      tf.add(tf.add(tf.matMul(q, kk, false, true), tf.concat([pb, bias], 3)), fullMask),
+    );
+    close(r2.probs.dataSync(), p2.dataSync(), 1e-6, "relative probs");
+    assert.throws(
+      () => attention(q, k, v, { prefix: { key: pk, value: pv, positionBias: "relative" }, bias }),
+      /prefixBias/,
+    );
+    assert.throws(
+      () =>
+        attention(q, k, v, {
+          prefix: { key: tf.zeros([3, h, l, dk]) as tf.Tensor4D, value: pv, positionBias: "zero" },
+        }),
+      /batch 3/,
+    );
+  });
+});
