@@ -3,6 +3,7 @@ import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { sharedPath } from "./shared_dir.ts";
 import { preset } from "./config.ts";
+import { disposeT5, initT5, t5FromTensors } from "./t5.ts";
 import { inspectHfFolder, loadHfFolder, saveHfFolder } from "./checkpoint.ts";
 import { decodeSafetensors, f16BitsToF32, f32BitsToBf16, f32BitsToF16 } from "./safetensors.ts";
 
@@ -228,5 +229,29 @@ Deno.test("saving over an existing folder replaces it; a failed save leaves it i
   assert.deepEqual([...Deno.readDirSync(tmp)].map((e) => e.name), ["m"], "no temp folders left");
   a.dispose();
   bad.dispose();
+  await Deno.remove(tmp, { recursive: true });
+});
+
+Deno.test("T5 round trip: initT5 → saveHfFolder → loadHfFolder → t5FromTensors", async () => {
+  const tmp = await Deno.makeTempDir();
+  const before = tf.memory().numTensors;
+  for (const name of ["tiny-relu", "tiny-v1_1"]) {
+    const model = initT5(preset(name), { seed: 7 });
+    const dir = join(tmp, name);
+    await saveHfFolder(dir, model.config, model.params);
+    const ck = await loadHfFolder(dir);
+    const again = t5FromTensors(ck.config, ck.tensors, dir);
+    disposeAll(ck.tensors);
+    assert.deepEqual(again.config, model.config);
+    assert.deepEqual([...again.params.keys()].sort(), [...model.params.keys()].sort());
+    for (const [k, v] of model.params) {
+      const a = v.dataSync();
+      const b = again.params.get(k)!.dataSync();
+      assert.ok(a.every((x, i) => Object.is(x, b[i])), `${name}: ${k}`);
+    }
+    disposeT5(model);
+    disposeT5(again);
+  }
+  assert.equal(tf.memory().numTensors, before, "no leaked tensors");
   await Deno.remove(tmp, { recursive: true });
 });
