@@ -1,0 +1,218 @@
+/**
+ * Where the task files are: the download cache or an offline mirror in the official layout
+ * (`<root>/glue/<Task>/<file>`, `<root>/super_glue/<Task>/<file>`, e.g. `shared/data`), which
+ * tasks and splits a folder holds, and the message shown when some are missing.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import {
+  type FileSpec,
+  findTaskSource,
+  type Split,
+  TASK_SOURCES,
+  type TaskSource,
+} from "./sources.ts";
+
+/**
+ * Default data cache: `$HYPERPROMPT_CACHE/data` when that variable is set, else
+ * `$XDG_CACHE_HOME/hyperprompt-bench/data`, else `~/.cache/hyperprompt-bench/data`.
+ * (`HYPERPROMPT_CACHE` names the suite's cache root, shared with model downloads.)
+ */
+export function defaultCacheDir(): string {
+  const root = Deno.env.get("HYPERPROMPT_CACHE");
+  if (root) return join(root, "data");
+  const xdg = Deno.env.get("XDG_CACHE_HOME");
+  if (xdg) return join(xdg, "hyperprompt-bench", "data");
+  const home = Deno.env.get("HOME") ?? Deno.env.get("USERPROFILE");
+  if (!home) {
+    throw new Error("cannot find a cache folder: set HYPERPROMPT_CACHE or pass --cache-dir");
+  }
+  return join(home, ".cache", "hyperprompt-bench", "data");
+}
+
+/**
+ * The data root to read from: `dataDir` (an offline mirror, `--data-dir`) when given, which must
+ * exist; else `cacheDir` (`--cache-dir`), else {@link defaultCacheDir}. Both are in the official
+ * layout, so the same parsers read either.
+ */
+export function resolveDataDir(opts: { dataDir?: string; cacheDir?: string } = {}): string {
+  if (opts.dataDir !== undefined) {
+    let info: Deno.FileInfo;
+    try {
+      info = Deno.statSync(opts.dataDir);
+    } catch {
+      throw new Error(`--data-dir ${opts.dataDir}: no such folder`);
+    }
+    if (!info.isDirectory) throw new Error(`--data-dir ${opts.dataDir}: not a folder`);
+    return opts.dataDir;
+  }
+  return opts.cacheDir ?? defaultCacheDir();
+}
+
+function isFile(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/** Presence of one task's files in a data root, per coarse split. */
+export interface TaskFiles {
+  /** Canonical id, e.g. `glue/cola`. */
+  readonly task: string;
+  /** Per split the task has: true when every file of that split is present. */
+  readonly splits: Partial<Record<Split, boolean>>;
+  /** Files (layout paths) that are absent. */
+  readonly missing: string[];
+}
+
+/** Which files of every known task are present under `dataDir`, per split. */
+export function taskFileStatus(dataDir: string): TaskFiles[] {
+  return TASK_SOURCES.map((t) => {
+    const splits: Partial<Record<Split, boolean>> = {};
+    const missing: string[] = [];
+    for (const f of t.files) {
+      const here = isFile(join(dataDir, f.path));
+      if (!here) missing.push(f.path);
+      splits[f.split] = (splits[f.split] ?? true) && here;
+    }
+    return { task: t.id, splits, missing };
+  });
+}
+
+/** The splits a task needs by default: train and validation, or test for test-only tasks. */
+export function defaultSplits(task: TaskSource): Split[] {
+  const has = new Set(task.files.map((f) => f.split));
+  const wanted = (["train", "validation"] as Split[]).filter((s) => has.has(s));
+  return wanted.length > 0 ? wanted : ["test"];
+}
+
+function neededFiles(task: TaskSource, splits?: readonly Split[]): FileSpec[] {
+  const want = new Set(splits ?? defaultSplits(task));
+  return task.files.filter((f) => want.has(f.split));
+}
+
+/**
+ * Canonical ids (`glue/cola`, …, `super_glue/axg`) of the tasks whose files for `splits` are all
+ * present under `dataDir`. By default a task needs its train and validation files (test-only
+ * tasks — AX, AX-b, AX-g — their test file). A split a task does not have is not required.
+ */
+export function availableTasks(
+  dataDir: string,
+  opts: { splits?: readonly Split[] } = {},
+): string[] {
+  return TASK_SOURCES.filter((t) =>
+    neededFiles(t, opts.splits).every((f) => isFile(join(dataDir, f.path)))
+  ).map((t) => t.id);
+}
+
+/** Splits wanted tasks into those present and those missing files (names as given). */
+export function partitionTasks(
+  dataDir: string,
+  tasks: readonly string[],
+  opts: { splits?: readonly Split[] } = {},
+): { present: string[]; missing: { task: string; files: string[] }[] } {
+  const present: string[] = [];
+  const missing: { task: string; files: string[] }[] = [];
+  for (const name of tasks) {
+    const src = findTaskSource(name);
+    const absent = neededFiles(src, opts.splits).filter((f) => !isFile(join(dataDir, f.path)))
+      .map((f) => f.path);
+    if (absent.length === 0) present.push(name);
+    else missing.push({ task: name, files: absent });
+  }
+  return { present, missing };
+}
+
+/**
+ * A message naming the wanted tasks whose files are missing under `dataDir` and how to get them,
+ * or `undefined` when none is missing.
+ */
+export function missingTasksMessage(
+  dataDir: string,
+  tasks: readonly string[],
+  opts: { splits?: readonly Split[] } = {},
+): string | undefined {
+  const { present, missing } = partitionTasks(dataDir, tasks, opts);
+  if (missing.length === 0) return undefined;
+  const names = missing.map((m) => m.task);
+  const lines = [
+    `Task data missing under ${dataDir} for ${missing.length} task(s): ${names.join(", ")}`,
+    ...missing.map((m) => `  ${m.task}: ${m.files.join(", ")}`),
+    "Get them with one of:",
+    `  deno task download --tasks ${
+      names.join(",")
+    }   (fills the cache ${defaultCacheDirOr()}; add --cache-dir DIR to choose it)`,
+    "  --data-dir DIR pointing at an offline mirror in the official layout " +
+    "(DIR/glue/<Task>/<file>, DIR/super_glue/<Task>/<file>)",
+    present.length > 0
+      ? `  or limit the run to the tasks present: ${present.join(", ")}`
+      : "  (none of the wanted tasks is present)",
+  ];
+  return lines.join("\n");
+}
+
+function defaultCacheDirOr(): string {
+  try {
+    return defaultCacheDir();
+  } catch {
+    return "(set HYPERPROMPT_CACHE)";
+  }
+}
+
+/** Python's `str.isspace` characters (what `str.strip()` removes). */
+const PY_WS =
+  "[\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+const PY_SPACE = new RegExp(`^${PY_WS}+|${PY_WS}+$`, "g");
+
+/** Python `str.strip()` with no argument. */
+export function pyStrip(s: string): string {
+  return s.replace(PY_SPACE, "");
+}
+
+/**
+ * Counts the rows of a file's text the way {@link FileSpec.count} says, checking JSON lines parse.
+ * Errors name `where` (the file) and the line.
+ */
+export function countRows(
+  text: string,
+  spec: Pick<FileSpec, "count" | "header">,
+  where: string,
+): number {
+  const lines = text.split("\n");
+  if (lines.length > 0 && lines[lines.length - 1] === "") lines.pop();
+  const kind = spec.count ?? "lines";
+  if (kind === "lines") {
+    const n = lines.filter((l) => l.replace(/\r$/, "") !== "").length;
+    return spec.header ? Math.max(0, n - 1) : n;
+  }
+  let total = 0;
+  lines.forEach((line, i) => {
+    if (line.trim() === "") return;
+    let obj: unknown;
+    try {
+      obj = JSON.parse(line);
+    } catch (e) {
+      throw new Error(`${where}:${i + 1}: invalid JSON (${(e as Error).message})`);
+    }
+    const o = obj as Record<string, unknown>;
+    if (kind === "multirc_answers") {
+      const qs = (o.passage as { questions?: unknown } | undefined)?.questions;
+      if (!Array.isArray(qs)) throw new Error(`${where}:${i + 1}: field passage.questions missing`);
+      for (const q of qs) {
+        const ans = (q as { answers?: unknown }).answers;
+        if (!Array.isArray(ans)) {
+          throw new Error(`${where}:${i + 1}: field questions[].answers missing`);
+        }
+        total += ans.length;
+      }
+    } else {
+      const qas = o.qas;
+      if (!Array.isArray(qas)) throw new Error(`${where}:${i + 1}: field qas missing`);
+      total += qas.length;
+    }
+  });
+  return total;
+}

@@ -1,0 +1,663 @@
+/**
+ * Downloads GLUE / SuperGLUE into a cache in the OFFICIAL layout (`<cache>/glue/<Task>/<file>`,
+ * `<cache>/super_glue/<Task>/<file>`), so the parsers read it like the offline mirror.
+ *
+ * - Primary source: the official hosts (zips, AX.tsv, MRPC built from the SentEval files and the
+ *   GLUE dev ids exactly as GLUE's `download_glue_data.py` does). Fallback when it fails:
+ *   Hugging Face parquet files converted to the official file format (see `hf_convert.ts`).
+ * - Verification: every written file's row count; full sha256 where known (official source);
+ *   archives by their known sha256 prefix and size. Full digests go to `<cache>/manifest.json`.
+ * - Resumable: verified files are skipped; partial downloads continue with HTTP Range from
+ *   `<cache>/downloads/<name>.part`. Writes are atomic (temp file + rename); a task's files are
+ *   all verified before any is renamed into place; a failed check deletes the temp files.
+ *
+ * CLI: `deno task download --tasks cola,rte,super_glue/rte [--cache-dir DIR] [--source auto|official|parquet]
+ * [--verify] [--keep-downloads] [--quiet]` (`--tasks all`, `--tasks glue`, `--tasks super_glue`).
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { dirname, join } from "node:path";
+import { unzipSync } from "fflate";
+import { parquetReadObjects } from "hyparquet";
+import { compressors } from "hyparquet-compressors";
+import { countRows, defaultCacheDir, pyStrip } from "./data.ts";
+import { convertRows, type Row } from "./hf_convert.ts";
+import { createProgress } from "./progress.ts";
+import {
+  DEFAULT_ENDPOINTS,
+  type Endpoints,
+  expandUrl,
+  findTaskSource,
+  parquetUrl,
+  type RawFile,
+  TASK_SOURCES,
+  type TaskSource,
+} from "./sources.ts";
+
+/** Which source to use. */
+export type SourceChoice = "auto" | "official" | "parquet";
+
+/** Options of {@link download}. */
+export interface DownloadOptions {
+  /** Task names or ids (see `findTaskSource`); `all`, `glue`, `super_glue` expand. */
+  tasks: readonly string[];
+  /** Cache / data root (default {@link defaultCacheDir}). */
+  cacheDir?: string;
+  /** `auto` (official, then parquet on failure; default), `official` or `parquet` only. */
+  source?: SourceChoice;
+  /** Base URLs (tests use a local server). */
+  endpoints?: Partial<Endpoints>;
+  /** Re-hash files already in the manifest instead of trusting their size. */
+  verify?: boolean;
+  /** Keep the raw downloads (zips, parquet) after their files are written. */
+  keepDownloads?: boolean;
+  /** Extra attempts (with Range resume) when a transfer breaks; default 3. */
+  retries?: number;
+  /** Silence progress and log lines. */
+  quiet?: boolean;
+  /** Log sink (default stderr). */
+  log?: (line: string) => void;
+  /** Task table (default {@link TASK_SOURCES}); tests pass small tasks. */
+  taskSources?: readonly TaskSource[];
+  /** fetch implementation (default global fetch). */
+  fetch?: typeof fetch;
+}
+
+/** One file recorded in the manifest. */
+export interface ManifestFile {
+  task: string;
+  sha256: string;
+  bytes: number;
+  rows: number;
+  /** `official` or `parquet`. */
+  source: "official" | "parquet";
+  /** What was checked: `sha256` (full official digest) or `rows` (row count only). */
+  verified: "sha256" | "rows";
+  /** URLs the file came from. */
+  from: string[];
+  writtenAt: string;
+}
+
+/** `<cache>/manifest.json`. */
+export interface Manifest {
+  version: 1;
+  files: Record<string, ManifestFile>;
+  /** Raw downloads by URL: full sha256 and size computed on download. */
+  archives: Record<string, { sha256: string; bytes: number }>;
+}
+
+/** What {@link download} did per task. */
+export interface TaskResult {
+  task: string;
+  status: "cached" | "official" | "parquet";
+  files: string[];
+  /** Why the official source was not used, when the fallback ran. */
+  fallbackReason?: string;
+}
+
+const MANIFEST = "manifest.json";
+
+/** Reads `<cacheDir>/manifest.json` (an empty one when absent). */
+export async function readManifest(cacheDir: string): Promise<Manifest> {
+  const path = join(cacheDir, MANIFEST);
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return { version: 1, files: {}, archives: {} };
+    throw e;
+  }
+  try {
+    const m = JSON.parse(text) as Manifest;
+    if (m.version !== 1 || typeof m.files !== "object") throw new Error("bad version or files");
+    m.archives ??= {};
+    return m;
+  } catch (e) {
+    throw new Error(
+      `${path}: not a valid manifest (${(e as Error).message}); delete it to rebuild`,
+    );
+  }
+}
+
+let tmpCounter = 0;
+function tmpName(path: string): string {
+  return `${path}.tmp-${Deno.pid}-${++tmpCounter}`;
+}
+
+/** Writes `data` to `path` atomically (temp file in the same folder, then rename). */
+export async function writeAtomic(path: string, data: Uint8Array | string): Promise<void> {
+  await Deno.mkdir(dirname(path), { recursive: true });
+  const tmp = tmpName(path);
+  try {
+    if (typeof data === "string") await Deno.writeTextFile(tmp, data);
+    else await Deno.writeFile(tmp, data);
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+}
+
+/** Hex sha256 of bytes. */
+export function sha256Hex(data: Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+async function sha256File(path: string): Promise<string> {
+  const h = createHash("sha256");
+  using f = await Deno.open(path);
+  const buf = new Uint8Array(1 << 20);
+  for (;;) {
+    const n = await f.read(buf);
+    if (n === null) break;
+    h.update(buf.subarray(0, n));
+  }
+  return h.digest("hex");
+}
+
+/** Context shared by one {@link download} call. */
+interface Ctx {
+  cacheDir: string;
+  endpoints: Endpoints;
+  manifest: Manifest;
+  retries: number;
+  quiet: boolean;
+  log: (line: string) => void;
+  fetch: typeof fetch;
+  /** Raw downloads made for the current task (deleted after unless kept). */
+  raws: string[];
+}
+
+function parseContentRangeStart(v: string | null): number | undefined {
+  const m = v ? /^bytes (\d+)-/.exec(v) : null;
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * Fetches `url` into `<cache>/downloads/<name>`, resuming `<name>.part` with an HTTP Range
+ * request, retrying broken transfers; checks size and sha256 prefix where known. Returns the
+ * path of the complete, verified file. A failed check deletes the file and throws naming it.
+ */
+async function fetchRaw(
+  ctx: Ctx,
+  url: string,
+  name: string,
+  want: Omit<RawFile, "url">,
+): Promise<string> {
+  const dir = join(ctx.cacheDir, "downloads");
+  await Deno.mkdir(dir, { recursive: true });
+  const dest = join(dir, name);
+  const part = `${dest}.part`;
+  ctx.raws.push(dest, part);
+  const known = ctx.manifest.archives[url];
+  try {
+    const st = await Deno.stat(dest);
+    if (known && st.size === known.bytes) return dest;
+  } catch { /* not there */ }
+  let lastErr: unknown;
+  for (let attempt = 0; attempt <= ctx.retries; attempt++) {
+    let have = 0;
+    try {
+      have = (await Deno.stat(part)).size;
+    } catch { /* fresh */ }
+    try {
+      const headers: HeadersInit = have > 0 ? { Range: `bytes=${have}-` } : {};
+      const res = await ctx.fetch(url, { headers });
+      if (res.status === 416 && have > 0 && want.bytes === have) {
+        await res.body?.cancel();
+      } else {
+        if (!(res.ok || res.status === 206)) {
+          await res.body?.cancel();
+          throw new Error(`GET ${url}: HTTP ${res.status}`);
+        }
+        let append = false;
+        if (res.status === 206) {
+          const start = parseContentRangeStart(res.headers.get("content-range"));
+          if (start !== have) {
+            await res.body?.cancel();
+            await Deno.remove(part).catch(() => {});
+            throw new Error(`GET ${url}: server resumed at ${start}, expected ${have}; restarting`);
+          }
+          append = true;
+        } else have = 0;
+        const len = Number(res.headers.get("content-length") ?? NaN);
+        const total = want.bytes ?? (Number.isFinite(len) ? have + len : undefined);
+        const bar = createProgress(name, total, { quiet: ctx.quiet });
+        using f = await Deno.open(part, { write: true, create: true, append, truncate: !append });
+        let done = have;
+        if (res.body) {
+          for await (const chunk of res.body) {
+            let off = 0;
+            while (off < chunk.length) off += await f.write(chunk.subarray(off));
+            done += chunk.length;
+            bar.update(done, total);
+          }
+        }
+        bar.finish(have > 0 ? `(resumed at ${have} B)` : undefined);
+      }
+      const size = (await Deno.stat(part)).size;
+      if (want.bytes !== undefined && size !== want.bytes) {
+        if (size < want.bytes) throw new Error(`GET ${url}: got ${size} of ${want.bytes} bytes`);
+        await Deno.remove(part).catch(() => {});
+        throw new Error(`${name}: size ${size} B, expected ${want.bytes} B (deleted)`);
+      }
+      const digest = await sha256File(part);
+      if (want.sha256Prefix && !digest.startsWith(want.sha256Prefix.toLowerCase())) {
+        await Deno.remove(part).catch(() => {});
+        throw new VerifyError(
+          `${name} from ${url}: sha256 ${digest} does not start with the expected ${want.sha256Prefix} (deleted)`,
+        );
+      }
+      await Deno.rename(part, dest);
+      ctx.manifest.archives[url] = { sha256: digest, bytes: size };
+      return dest;
+    } catch (e) {
+      lastErr = e;
+      if (e instanceof VerifyError || /HTTP 4\d\d/.test((e as Error).message)) break;
+      if (attempt < ctx.retries) ctx.log(`${name}: ${(e as Error).message}; retrying`);
+    }
+  }
+  throw lastErr;
+}
+
+/** A content check failed (not worth retrying the transfer). */
+export class VerifyError extends Error {
+  override name = "VerifyError";
+}
+
+function zipEntry(
+  files: Record<string, Uint8Array>,
+  innerDir: string,
+  base: string,
+): Uint8Array | undefined {
+  const suffix = `${innerDir}/${base}`;
+  const key = Object.keys(files).find((k) =>
+    !k.includes("__MACOSX") && (k === suffix || k.endsWith(`/${suffix}`))
+  );
+  return key === undefined ? undefined : files[key];
+}
+
+function baseName(path: string): string {
+  return path.slice(path.lastIndexOf("/") + 1);
+}
+
+/** Splits text into lines like Python's universal newlines (`\r\n`, `\r`, `\n`), keeping no ends. */
+function pyLines(text: string): string[] {
+  const lines = text.split(/\r\n|\r|\n/);
+  if (lines.length > 0 && lines[lines.length - 1] === "") lines.pop();
+  return lines;
+}
+
+/**
+ * Builds MRPC `train.tsv`, `dev.tsv`, `test.tsv` from `msr_paraphrase_train.txt`,
+ * `msr_paraphrase_test.txt` and `mrpc_dev_ids.tsv` exactly as GLUE's `download_glue_data.py`
+ * (`format_mrpc`): the train header line is copied (BOM kept) to train and dev; rows whose
+ * `[id1, id2]` is in the dev ids go to dev; test gets an `index` column. Output is LF-terminated.
+ */
+export function buildMrpc(
+  trainTxt: Uint8Array,
+  testTxt: Uint8Array,
+  devIdsTsv: Uint8Array,
+): { train: string; dev: string; test: string } {
+  const dec = new TextDecoder("utf-8", { ignoreBOM: true, fatal: true });
+  const devIds = new Set(
+    pyLines(dec.decode(devIdsTsv)).map((r) => pyStrip(r).split("\t").join("\t")),
+  );
+  const trainLines = pyLines(dec.decode(trainTxt));
+  const header = (trainLines[0] ?? "") + "\n";
+  let train = header;
+  let dev = header;
+  const split5 = (row: string, file: string, i: number) => {
+    const f = pyStrip(row).split("\t");
+    if (f.length !== 5) {
+      throw new Error(`${file}:${i + 1}: expected 5 tab-separated fields, got ${f.length}`);
+    }
+    return f as [string, string, string, string, string];
+  };
+  for (let i = 1; i < trainLines.length; i++) {
+    const [label, id1, id2, s1, s2] = split5(trainLines[i]!, "msr_paraphrase_train.txt", i);
+    const line = `${label}\t${id1}\t${id2}\t${s1}\t${s2}\n`;
+    if (devIds.has(`${id1}\t${id2}`)) dev += line;
+    else train += line;
+  }
+  const testLines = pyLines(dec.decode(testTxt));
+  let test = "index\t#1 ID\t#2 ID\t#1 String\t#2 String\n";
+  for (let i = 1; i < testLines.length; i++) {
+    const [, id1, id2, s1, s2] = split5(testLines[i]!, "msr_paraphrase_test.txt", i);
+    test += `${i - 1}\t${id1}\t${id2}\t${s1}\t${s2}\n`;
+  }
+  return { train, dev, test };
+}
+
+/** Produces the task's files from the official hosts. */
+async function fromOfficial(
+  ctx: Ctx,
+  task: TaskSource,
+): Promise<{ files: Map<string, Uint8Array>; from: string[] }> {
+  const src = task.official;
+  const out = new Map<string, Uint8Array>();
+  const enc = new TextEncoder();
+  if (src.kind === "zip") {
+    const url = expandUrl(src.url, ctx.endpoints);
+    const zipPath = await fetchRaw(ctx, url, baseName(url), src);
+    const wanted = new Set(task.files.map((f) => `${src.innerDir}/${baseName(f.path)}`));
+    const entries = unzipSync(await Deno.readFile(zipPath), {
+      filter: (e) =>
+        !e.name.includes("__MACOSX") &&
+        [...wanted].some((w) => e.name === w || e.name.endsWith(`/${w}`)),
+    });
+    for (const f of task.files) {
+      const data = zipEntry(entries, src.innerDir, baseName(f.path));
+      if (!data) {
+        throw new VerifyError(`${url}: zip has no entry ${src.innerDir}/${baseName(f.path)}`);
+      }
+      out.set(f.path, data);
+    }
+    return { files: out, from: [url] };
+  }
+  if (src.kind === "file") {
+    const url = expandUrl(src.url, ctx.endpoints);
+    const p = await fetchRaw(ctx, url, baseName(url), src);
+    const only = task.files[0];
+    if (!only || task.files.length !== 1) {
+      throw new Error(`${task.id}: a single-file source needs one file`);
+    }
+    out.set(only.path, await Deno.readFile(p));
+    return { files: out, from: [url] };
+  }
+  const urls = {
+    train: expandUrl(src.parts.train.url, ctx.endpoints),
+    test: expandUrl(src.parts.test.url, ctx.endpoints),
+    devIds: expandUrl(src.parts.devIds.url, ctx.endpoints),
+  };
+  const [tr, te, ids] = [
+    await fetchRaw(ctx, urls.train, baseName(urls.train), src.parts.train),
+    await fetchRaw(ctx, urls.test, baseName(urls.test), src.parts.test),
+    await fetchRaw(ctx, urls.devIds, baseName(urls.devIds), src.parts.devIds),
+  ];
+  const built = buildMrpc(
+    await Deno.readFile(tr),
+    await Deno.readFile(te),
+    await Deno.readFile(ids),
+  );
+  for (const f of task.files) {
+    const b = baseName(f.path);
+    const text = b === "train.tsv" ? built.train : b === "dev.tsv" ? built.dev : built.test;
+    out.set(f.path, enc.encode(text));
+  }
+  return { files: out, from: [urls.train, urls.test, urls.devIds] };
+}
+
+/** Produces the task's files from Hugging Face parquet files. */
+async function fromParquet(
+  ctx: Ctx,
+  task: TaskSource,
+): Promise<{ files: Map<string, Uint8Array>; from: string[] }> {
+  const out = new Map<string, Uint8Array>();
+  const from: string[] = [];
+  const enc = new TextEncoder();
+  for (const f of task.files) {
+    const url = parquetUrl(task, f.hfSplit, ctx.endpoints);
+    from.push(url);
+    const p = await fetchRaw(
+      ctx,
+      url,
+      `${task.benchmark}-${task.hfConfig}-${f.hfSplit}.parquet`,
+      {},
+    );
+    const buf = await Deno.readFile(p);
+    let rows: Row[];
+    try {
+      const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
+      rows = await parquetReadObjects({ file: ab, compressors }) as Row[];
+    } catch (e) {
+      throw new VerifyError(`${url}: cannot read parquet (${(e as Error).message})`);
+    }
+    out.set(f.path, enc.encode(convertRows(task, f, rows)));
+  }
+  return { files: out, from };
+}
+
+/** Checks produced files: row counts always, full sha256 where known and `checkSha`. */
+function verifyFiles(
+  task: TaskSource,
+  files: Map<string, Uint8Array>,
+  checkSha: boolean,
+  label: string,
+): Map<string, { sha256: string; rows: number; verified: "sha256" | "rows" }> {
+  const dec = new TextDecoder("utf-8", { fatal: false });
+  const res = new Map<string, { sha256: string; rows: number; verified: "sha256" | "rows" }>();
+  for (const f of task.files) {
+    const data = files.get(f.path);
+    if (!data) throw new VerifyError(`${f.path} (${label}): not produced`);
+    const digest = sha256Hex(data);
+    if (checkSha && f.sha256 && digest !== f.sha256) {
+      throw new VerifyError(`${f.path} (${label}): sha256 ${digest}, expected ${f.sha256}`);
+    }
+    const rows = countRows(dec.decode(data), f, f.path);
+    if (rows !== f.rows) {
+      throw new VerifyError(
+        `${f.path} (${label}): ${rows} ${f.count ?? "rows"}, expected ${f.rows}`,
+      );
+    }
+    res.set(f.path, { sha256: digest, rows, verified: checkSha && f.sha256 ? "sha256" : "rows" });
+  }
+  return res;
+}
+
+async function isCached(ctx: Ctx, task: TaskSource, verify: boolean): Promise<boolean> {
+  for (const f of task.files) {
+    const m = ctx.manifest.files[f.path];
+    if (!m) return false;
+    try {
+      const st = await Deno.stat(join(ctx.cacheDir, f.path));
+      if (st.size !== m.bytes) return false;
+      if (verify && (await sha256File(join(ctx.cacheDir, f.path))) !== m.sha256) return false;
+    } catch {
+      return false;
+    }
+  }
+  return true;
+}
+
+/** Writes all files to temp names first, then renames them into place, then the manifest. */
+async function commitFiles(
+  ctx: Ctx,
+  task: TaskSource,
+  files: Map<string, Uint8Array>,
+  checks: Map<string, { sha256: string; rows: number; verified: "sha256" | "rows" }>,
+  source: "official" | "parquet",
+  from: string[],
+): Promise<void> {
+  const temps: [string, string][] = [];
+  try {
+    for (const [path, data] of files) {
+      const final = join(ctx.cacheDir, path);
+      await Deno.mkdir(dirname(final), { recursive: true });
+      const tmp = tmpName(final);
+      temps.push([tmp, final]);
+      await Deno.writeFile(tmp, data);
+    }
+    for (const [tmp, final] of temps) await Deno.rename(tmp, final);
+  } catch (e) {
+    for (const [tmp] of temps) await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+  const now = new Date().toISOString();
+  for (const [path, data] of files) {
+    const c = checks.get(path)!;
+    ctx.manifest.files[path] = {
+      task: task.id,
+      sha256: c.sha256,
+      bytes: data.length,
+      rows: c.rows,
+      source,
+      verified: c.verified,
+      from,
+      writtenAt: now,
+    };
+  }
+  await saveManifest(ctx);
+}
+
+async function saveManifest(ctx: Ctx): Promise<void> {
+  await writeAtomic(join(ctx.cacheDir, MANIFEST), JSON.stringify(ctx.manifest, null, 2) + "\n");
+}
+
+/** Expands `all`, `glue`, `super_glue` and names into task sources (deduplicated, in order). */
+export function selectTasks(
+  names: readonly string[],
+  table: readonly TaskSource[] = TASK_SOURCES,
+): TaskSource[] {
+  const out: TaskSource[] = [];
+  const add = (t: TaskSource) => {
+    if (!out.includes(t)) out.push(t);
+  };
+  for (const raw of names) {
+    const n = raw.trim().toLowerCase();
+    if (n === "") continue;
+    if (n === "all") table.forEach(add);
+    else if (n === "glue" || n === "super_glue" || n === "superglue") {
+      table.filter((t) => t.benchmark === (n === "glue" ? "glue" : "super_glue")).forEach(add);
+    } else {
+      const id = table.some((t) => t.id === n) ? n : findTaskSource(n).id;
+      const t = table.find((x) => x.id === id);
+      if (!t) throw new Error(`unknown task "${raw}"; known: ${table.map((x) => x.id).join(", ")}`);
+      add(t);
+    }
+  }
+  return out;
+}
+
+/**
+ * Downloads the given tasks into the cache (official layout), verifying and recording each file.
+ * Tasks whose files are already recorded (and present with the recorded size) are skipped.
+ * Throws after trying every task if any failed, naming each failure.
+ */
+export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
+  const cacheDir = opts.cacheDir ?? defaultCacheDir();
+  await Deno.mkdir(cacheDir, { recursive: true });
+  const enc = new TextEncoder();
+  const ctx: Ctx = {
+    cacheDir,
+    endpoints: { ...DEFAULT_ENDPOINTS, ...opts.endpoints },
+    manifest: await readManifest(cacheDir),
+    retries: opts.retries ?? 3,
+    quiet: opts.quiet ?? false,
+    log: opts.log ?? ((l) => {
+      if (!opts.quiet) Deno.stderr.writeSync(enc.encode(l + "\n"));
+    }),
+    fetch: opts.fetch ?? fetch,
+    raws: [],
+  };
+  const source = opts.source ?? "auto";
+  const tasks = selectTasks(opts.tasks, opts.taskSources ?? TASK_SOURCES);
+  const results: TaskResult[] = [];
+  const failures: string[] = [];
+  for (const task of tasks) {
+    ctx.raws = [];
+    if (await isCached(ctx, task, opts.verify ?? false)) {
+      ctx.log(`${task.id}: up to date`);
+      results.push({ task: task.id, status: "cached", files: task.files.map((f) => f.path) });
+      continue;
+    }
+    let fallbackReason: string | undefined;
+    let done = false;
+    if (source !== "parquet") {
+      try {
+        const { files, from } = await fromOfficial(ctx, task);
+        const checks = verifyFiles(task, files, true, "official");
+        await commitFiles(ctx, task, files, checks, "official", from);
+        results.push({ task: task.id, status: "official", files: [...files.keys()] });
+        done = true;
+      } catch (e) {
+        fallbackReason = (e as Error).message;
+        if (source === "official") failures.push(`${task.id}: ${fallbackReason}`);
+        else {ctx.log(
+            `${task.id}: official source failed (${fallbackReason}); trying Hugging Face parquet`,
+          );}
+      }
+    }
+    if (!done && source !== "official") {
+      try {
+        const { files, from } = await fromParquet(ctx, task);
+        const checks = verifyFiles(task, files, false, "parquet");
+        await commitFiles(ctx, task, files, checks, "parquet", from);
+        results.push({
+          task: task.id,
+          status: "parquet",
+          files: [...files.keys()],
+          fallbackReason,
+        });
+        done = true;
+      } catch (e) {
+        failures.push(
+          `${task.id}: ${fallbackReason ? `official: ${fallbackReason}; ` : ""}parquet: ${
+            (e as Error).message
+          }`,
+        );
+      }
+    }
+    if (done) ctx.log(`${task.id}: ${task.files.length} file(s) written and verified`);
+    // Keep partial transfers for a later resume; drop complete raw files once used.
+    if (done && !opts.keepDownloads) {
+      for (const p of ctx.raws) await Deno.remove(p).catch(() => {});
+    }
+    await saveManifest(ctx);
+  }
+  if (failures.length > 0) {
+    throw new Error(`download failed for ${failures.length} task(s):\n  ${failures.join("\n  ")}`);
+  }
+  return results;
+}
+
+function parseArgs(args: string[]): DownloadOptions & { help?: boolean } {
+  const o: DownloadOptions & { help?: boolean } = { tasks: [] };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const val = () => {
+      const eq = a.indexOf("=");
+      if (eq >= 0) return a.slice(eq + 1);
+      const v = args[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    const key = a.split("=")[0];
+    if (key === "--tasks") o.tasks = [...o.tasks, ...val().split(",")];
+    else if (key === "--cache-dir") o.cacheDir = val();
+    else if (key === "--source") {
+      const s = val();
+      if (s !== "auto" && s !== "official" && s !== "parquet") {
+        throw new Error(`--source ${s}: auto|official|parquet`);
+      }
+      o.source = s;
+    } else if (key === "--verify") o.verify = true;
+    else if (key === "--keep-downloads") o.keepDownloads = true;
+    else if (key === "--quiet") o.quiet = true;
+    else if (key === "--help" || key === "-h") o.help = true;
+    else throw new Error(`unknown argument ${a} (try --help)`);
+  }
+  return o;
+}
+
+if (import.meta.main) {
+  try {
+    const o = parseArgs(Deno.args);
+    if (o.help || o.tasks.length === 0) {
+      console.log(
+        "usage: deno task download --tasks all|glue|super_glue|cola,rte,super_glue/rte,... " +
+          "[--cache-dir DIR] [--source auto|official|parquet] [--verify] [--keep-downloads] [--quiet]\n" +
+          `cache default: ${defaultCacheDir()} (HYPERPROMPT_CACHE=root overrides)\n` +
+          `tasks: ${TASK_SOURCES.map((t) => t.id).join(", ")}`,
+      );
+      Deno.exit(o.help ? 0 : 2);
+    }
+    const res = await download(o);
+    const dir = o.cacheDir ?? defaultCacheDir();
+    console.log(`done: ${res.map((r) => `${r.task}=${r.status}`).join(" ")}\ndata dir: ${dir}`);
+  } catch (e) {
+    console.error((e as Error).message);
+    Deno.exit(1);
+  }
+}

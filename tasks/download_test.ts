@@ -1,0 +1,453 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { zipSync } from "fflate";
+import { parquetWriteBuffer } from "hyparquet-writer";
+import { buildMrpc, download, readManifest, sha256Hex } from "./download.ts";
+import type { TaskSource } from "./sources.ts";
+import { sharedPath } from "../model/shared_dir.ts";
+
+const enc = new TextEncoder();
+/** Reads UTF-8 keeping a BOM (Deno.readTextFile drops it). */
+const readText = async (p: string) =>
+  new TextDecoder("utf-8", { ignoreBOM: true }).decode(await Deno.readFile(p));
+const TRAIN = "index\tsentence1\tsentence2\tlabel\n0\tA b.\tA.\tentailment\n" +
+  '1\tC "d".\tC.\tnot_entailment\n2\tE f.\tG.\tentailment\n';
+const DEV =
+  "index\tsentence1\tsentence2\tlabel\n0\tX y.\tX.\tentailment\n1\tZ.\tW.\tnot_entailment\n";
+
+function makeZip(train = TRAIN, dev = DEV): Uint8Array {
+  return zipSync({
+    "RTE/train.tsv": enc.encode(train),
+    "RTE/dev.tsv": enc.encode(dev),
+    "RTE/readme.txt": enc.encode("not extracted"),
+    "__MACOSX/RTE/._train.tsv": enc.encode("junk"),
+  });
+}
+
+/** A tiny stand-in for glue/rte: same folder, config and converters, small files. */
+function tinyRte(
+  opts: { zipPrefix?: string; trainSha?: string; trainRows?: number } = {},
+): TaskSource {
+  return {
+    id: "glue/rte",
+    benchmark: "glue",
+    folder: "RTE",
+    hfConfig: "rte",
+    files: [
+      {
+        path: "glue/RTE/train.tsv",
+        split: "train",
+        hfSplit: "train",
+        rows: opts.trainRows ?? 3,
+        header: true,
+        sha256: opts.trainSha ?? sha256Hex(enc.encode(TRAIN)),
+      },
+      {
+        path: "glue/RTE/dev.tsv",
+        split: "validation",
+        hfSplit: "validation",
+        rows: 2,
+        header: true,
+      },
+    ],
+    official: { kind: "zip", url: "{glue}/RTE.zip", sha256Prefix: opts.zipPrefix, innerDir: "RTE" },
+  };
+}
+
+interface Served {
+  status?: number;
+  body: Uint8Array;
+  /** Cut the connection after this many bytes on the first (non-Range) request. */
+  cutAt?: number;
+}
+
+/** Local HTTP server on 127.0.0.1:0 with Range support and request log. */
+function serve(routes: Record<string, Served>) {
+  const log: { path: string; range: string | null }[] = [];
+  const cutDone = new Set<string>();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const path = new URL(req.url).pathname;
+    const range = req.headers.get("range");
+    log.push({ path, range });
+    const r = routes[path];
+    if (!r || (r.status ?? 200) !== 200) return new Response("no", { status: r?.status ?? 404 });
+    const m = range ? /^bytes=(\d+)-$/.exec(range) : null;
+    if (m) {
+      const start = Number(m[1]);
+      const part = r.body.subarray(start);
+      return new Response(part.slice(), {
+        status: 206,
+        headers: { "content-range": `bytes ${start}-${r.body.length - 1}/${r.body.length}` },
+      });
+    }
+    if (r.cutAt !== undefined && !cutDone.has(path)) {
+      cutDone.add(path);
+      const head = r.body.subarray(0, r.cutAt);
+      const stream = new ReadableStream<Uint8Array>({
+        start(c) {
+          c.enqueue(head);
+        },
+        pull(c) {
+          c.error(new Error("cut"));
+        },
+      });
+      return new Response(stream, { headers: { "content-length": String(r.body.length) } });
+    }
+    return new Response(r.body.slice(), { headers: { "content-length": String(r.body.length) } });
+  });
+  const base = `http://127.0.0.1:${server.addr.port}`;
+  return {
+    log,
+    server,
+    endpoints: {
+      glue: `${base}/glue`,
+      superGlue: `${base}/sg`,
+      senteval: `${base}/se`,
+      hf: `${base}/hf`,
+    },
+  };
+}
+
+async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  async function walk(d: string, rel: string) {
+    for await (const e of Deno.readDir(d)) {
+      if (e.isDirectory) await walk(join(d, e.name), `${rel}${e.name}/`);
+      else out.push(`${rel}${e.name}`);
+    }
+  }
+  try {
+    await walk(dir, "");
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return out.sort();
+}
+
+Deno.test("official zip: files extracted byte-exact, verified, manifest, then cached", async () => {
+  const zip = makeZip();
+  const s = serve({ "/glue/RTE.zip": { body: zip } });
+  const cacheDir = await Deno.makeTempDir();
+  try {
+    const sources = [tinyRte({ zipPrefix: sha256Hex(zip).slice(0, 8) })];
+    const res = await download({
+      tasks: ["rte"],
+      cacheDir,
+      endpoints: s.endpoints,
+      taskSources: sources,
+      quiet: true,
+    });
+    assert.equal(res[0]?.status, "official");
+    assert.equal(await readText(join(cacheDir, "glue/RTE/train.tsv")), TRAIN);
+    assert.equal(await readText(join(cacheDir, "glue/RTE/dev.tsv")), DEV);
+    const m = await readManifest(cacheDir);
+    assert.equal(m.files["glue/RTE/train.tsv"]?.verified, "sha256");
+    assert.equal(m.files["glue/RTE/dev.tsv"]?.verified, "rows");
+    assert.equal(m.files["glue/RTE/dev.tsv"]?.sha256, sha256Hex(enc.encode(DEV)));
+    assert.equal(m.archives[`${s.endpoints.glue}/RTE.zip`]?.sha256, sha256Hex(zip));
+    // Raw zip removed, only the layout and the manifest remain.
+    assert.deepEqual(await listFiles(cacheDir), [
+      "glue/RTE/dev.tsv",
+      "glue/RTE/train.tsv",
+      "manifest.json",
+    ]);
+    const before = s.log.length;
+    const again = await download({
+      tasks: ["glue/rte"],
+      cacheDir,
+      endpoints: s.endpoints,
+      taskSources: sources,
+      quiet: true,
+    });
+    assert.equal(again[0]?.status, "cached");
+    assert.equal(s.log.length, before, "a cached task makes no request");
+  } finally {
+    await s.server.shutdown();
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+});
+
+Deno.test("archive sha256 prefix mismatch: error names the file, no cache entry", async () => {
+  const s = serve({ "/glue/RTE.zip": { body: makeZip() } });
+  const cacheDir = await Deno.makeTempDir();
+  try {
+    await assert.rejects(
+      download({
+        tasks: ["rte"],
+        cacheDir,
+        source: "official",
+        endpoints: s.endpoints,
+        taskSources: [tinyRte({ zipPrefix: "00000000" })],
+        quiet: true,
+      }),
+      /RTE\.zip.*sha256 [0-9a-f]{64} does not start with the expected 00000000/,
+    );
+    assert.deepEqual(await listFiles(cacheDir), ["manifest.json"]);
+    assert.deepEqual((await readManifest(cacheDir)).files, {});
+  } finally {
+    await s.server.shutdown();
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+});
+
+Deno.test("extracted file sha256 or row count mismatch: error, nothing written", async () => {
+  const s = serve({ "/glue/RTE.zip": { body: makeZip() } });
+  const cacheDir = await Deno.makeTempDir();
+  try {
+    const base = {
+      tasks: ["rte"],
+      cacheDir,
+      source: "official" as const,
+      endpoints: s.endpoints,
+      quiet: true,
+    };
+    await assert.rejects(
+      download({ ...base, taskSources: [tinyRte({ trainSha: "ab".repeat(32) })] }),
+      /glue\/RTE\/train\.tsv \(official\): sha256 [0-9a-f]{64}, expected (ab){32}/,
+    );
+    await assert.rejects(
+      download({ ...base, taskSources: [tinyRte({ trainRows: 4 })] }),
+      /glue\/RTE\/train\.tsv \(official\): 3 rows, expected 4/,
+    );
+    const left = await listFiles(cacheDir);
+    assert.ok(left.every((f) => !f.startsWith("glue/")), `no layout file written: ${left}`);
+    assert.deepEqual((await readManifest(cacheDir)).files, {});
+  } finally {
+    await s.server.shutdown();
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+});
+
+Deno.test("interrupted download resumes from .part with a Range request", async () => {
+  const zip = makeZip(TRAIN + "3\tlong " + "x".repeat(5000) + ".\tY.\tentailment\n");
+  const cutAt = Math.floor(zip.length / 2);
+  const s = serve({ "/glue/RTE.zip": { body: zip, cutAt } });
+  const cacheDir = await Deno.makeTempDir();
+  try {
+    const train = TRAIN + "3\tlong " + "x".repeat(5000) + ".\tY.\tentailment\n";
+    const sources = [
+      tinyRte({
+        trainRows: 4,
+        trainSha: sha256Hex(enc.encode(train)),
+        zipPrefix: sha256Hex(zip).slice(0, 8),
+      }),
+    ];
+    const opts = {
+      tasks: ["rte"],
+      cacheDir,
+      source: "official" as const,
+      endpoints: s.endpoints,
+      taskSources: sources,
+      quiet: true,
+    };
+    // First run: no retries, the cut leaves a partial file behind and fails.
+    await assert.rejects(download({ ...opts, retries: 0 }));
+    const part = join(cacheDir, "downloads", "RTE.zip.part");
+    const partSize = (await Deno.stat(part)).size;
+    assert.ok(partSize > 0 && partSize < zip.length, `partial ${partSize} of ${zip.length}`);
+    // Second run resumes with Range from the partial size.
+    const res = await download(opts);
+    assert.equal(res[0]?.status, "official");
+    const last = s.log[s.log.length - 1]!;
+    assert.equal(last.range, `bytes=${partSize}-`);
+    assert.equal(await readText(join(cacheDir, "glue/RTE/train.tsv")), train);
+    assert.equal(
+      (await readManifest(cacheDir)).archives[`${s.endpoints.glue}/RTE.zip`]?.sha256,
+      sha256Hex(zip),
+    );
+  } finally {
+    await s.server.shutdown();
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+});
+
+Deno.test("built-in retry resumes a cut transfer within one call", async () => {
+  const zip = makeZip();
+  const s = serve({ "/glue/RTE.zip": { body: zip, cutAt: 100 } });
+  const cacheDir = await Deno.makeTempDir();
+  try {
+    const res = await download({
+      tasks: ["rte"],
+      cacheDir,
+      source: "official",
+      endpoints: s.endpoints,
+      taskSources: [tinyRte()],
+      quiet: true,
+      retries: 2,
+    });
+    assert.equal(res[0]?.status, "official");
+    assert.deepEqual(s.log.map((l) => l.range), [null, "bytes=100-"]);
+  } finally {
+    await s.server.shutdown();
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+});
+
+function rteParquet(s1: string[], s2: string[], labels: bigint[]): Uint8Array {
+  const buf = parquetWriteBuffer({
+    columnData: [
+      { name: "sentence1", data: s1, type: "STRING" },
+      { name: "sentence2", data: s2, type: "STRING" },
+      { name: "label", data: labels, type: "INT64" },
+      { name: "idx", data: s1.map((_, i) => i), type: "INT32" },
+    ],
+  });
+  return new Uint8Array(buf);
+}
+
+Deno.test("failing primary falls back to Hugging Face parquet, converted to the official TSV", async () => {
+  const hf = "/hf/datasets/nyu-mll/glue/resolve/main/rte";
+  const s = serve({
+    "/glue/RTE.zip": { status: 500, body: new Uint8Array() },
+    [`${hf}/train-00000-of-00001.parquet`]: {
+      body: rteParquet(["A b.", 'C "d".', "E f."], ["A.", "C.", "G."], [0n, 1n, 0n]),
+    },
+    [`${hf}/validation-00000-of-00001.parquet`]: {
+      body: rteParquet(["X y.", "Z."], ["X.", "W."], [0n, 1n]),
+    },
+  });
+  const cacheDir = await Deno.makeTempDir();
+  try {
+    const res = await download({
+      tasks: ["rte"],
+      cacheDir,
+      endpoints: s.endpoints,
+      taskSources: [tinyRte()],
+      quiet: true,
+      retries: 0,
+    });
+    assert.equal(res[0]?.status, "parquet");
+    assert.match(res[0]?.fallbackReason ?? "", /HTTP 500/);
+    // Same text as the official files (RTE has no column the parquet lacks).
+    assert.equal(await readText(join(cacheDir, "glue/RTE/train.tsv")), TRAIN);
+    assert.equal(await readText(join(cacheDir, "glue/RTE/dev.tsv")), DEV);
+    const m = await readManifest(cacheDir);
+    assert.equal(m.files["glue/RTE/train.tsv"]?.source, "parquet");
+    assert.equal(m.files["glue/RTE/train.tsv"]?.verified, "rows");
+  } finally {
+    await s.server.shutdown();
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+});
+
+Deno.test("parquet row-count mismatch is an error naming the file", async () => {
+  const hf = "/hf/datasets/nyu-mll/glue/resolve/main/rte";
+  const s = serve({
+    [`${hf}/train-00000-of-00001.parquet`]: { body: rteParquet(["A."], ["B."], [0n]) },
+    [`${hf}/validation-00000-of-00001.parquet`]: {
+      body: rteParquet(["X y.", "Z."], ["X.", "W."], [0n, 1n]),
+    },
+  });
+  const cacheDir = await Deno.makeTempDir();
+  try {
+    await assert.rejects(
+      download({
+        tasks: ["rte"],
+        cacheDir,
+        source: "parquet",
+        endpoints: s.endpoints,
+        taskSources: [tinyRte()],
+        quiet: true,
+      }),
+      /glue\/RTE\/train\.tsv \(parquet\): 1 rows, expected 3/,
+    );
+    assert.ok((await listFiles(cacheDir)).every((f) => !f.startsWith("glue/")));
+  } finally {
+    await s.server.shutdown();
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+});
+
+Deno.test("buildMrpc reproduces the official MRPC files byte-exact (from the mirror)", async () => {
+  const dir = sharedPath("data", "glue", "MRPC");
+  const sums = new Map(
+    (await readText(sharedPath("data", "SHA256SUMS"))).trim().split("\n").map((l) => {
+      const [h, p] = l.split(/\s+/);
+      return [p!.replace(/^\.\//, ""), h!];
+    }),
+  );
+  const lines = (t: string) => t.split("\n").filter((l) => l !== "");
+  const train = lines(await readText(join(dir, "train.tsv")));
+  const dev = lines(await readText(join(dir, "dev.tsv")));
+  const test = lines(await readText(join(dir, "test.tsv")));
+  // Re-create SentEval-style inputs: header (with BOM) + train and dev rows interleaved, CRLF.
+  const rows: string[] = [train[0]!];
+  let d = 1;
+  for (let i = 1; i < train.length; i++) {
+    rows.push(train[i]!);
+    if (i % 9 === 0 && d < dev.length) rows.push(dev[d++]!);
+  }
+  while (d < dev.length) rows.push(dev[d++]!);
+  const trainTxt = enc.encode(rows.join("\r\n") + "\r\n");
+  const testTxt = enc.encode(
+    [
+      "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String",
+      ...test.slice(1).map((l) => `1\t${l.split("\t").slice(1).join("\t")}`),
+    ]
+      .join("\r\n") + "\r\n",
+  );
+  const ids = await Deno.readFile(join(dir, "dev_ids.tsv"));
+  const built = buildMrpc(trainTxt, testTxt, ids);
+  assert.equal(sha256Hex(enc.encode(built.train)), sums.get("glue/MRPC/train.tsv"));
+  assert.equal(sha256Hex(enc.encode(built.dev)), sums.get("glue/MRPC/dev.tsv"));
+  assert.equal(sha256Hex(enc.encode(built.test)), sums.get("glue/MRPC/test.tsv"));
+});
+
+Deno.test("MRPC official source: built from three raw files served locally", async () => {
+  const tr = enc.encode(
+    "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\r\n1\t1\t2\tA.\tB.\r\n0\t3\t4\tC.\tD.\r\n",
+  );
+  const te = enc.encode("\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\r\n1\t5\t6\tE.\tF.\r\n");
+  const ids = enc.encode("3\t4\n");
+  const s = serve({
+    "/se/msr_paraphrase_train.txt": { body: tr },
+    "/se/msr_paraphrase_test.txt": { body: te },
+    "/glue/mrpc_dev_ids.tsv": { body: ids },
+  });
+  const cacheDir = await Deno.makeTempDir();
+  try {
+    const src: TaskSource = {
+      id: "glue/mrpc",
+      benchmark: "glue",
+      folder: "MRPC",
+      hfConfig: "mrpc",
+      files: [
+        { path: "glue/MRPC/train.tsv", split: "train", hfSplit: "train", rows: 1, header: true },
+        {
+          path: "glue/MRPC/dev.tsv",
+          split: "validation",
+          hfSplit: "validation",
+          rows: 1,
+          header: true,
+        },
+        { path: "glue/MRPC/test.tsv", split: "test", hfSplit: "test", rows: 1, header: true },
+      ],
+      official: {
+        kind: "mrpc",
+        parts: {
+          train: { url: "{senteval}/msr_paraphrase_train.txt" },
+          test: { url: "{senteval}/msr_paraphrase_test.txt" },
+          devIds: { url: "{glue}/mrpc_dev_ids.tsv", sha256Prefix: sha256Hex(ids).slice(0, 8) },
+        },
+      },
+    };
+    await download({
+      tasks: ["mrpc"],
+      cacheDir,
+      source: "official",
+      endpoints: s.endpoints,
+      taskSources: [src],
+      quiet: true,
+    });
+    const h = "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n";
+    assert.equal(await readText(join(cacheDir, "glue/MRPC/train.tsv")), `${h}1\t1\t2\tA.\tB.\n`);
+    assert.equal(await readText(join(cacheDir, "glue/MRPC/dev.tsv")), `${h}0\t3\t4\tC.\tD.\n`);
+    assert.equal(
+      await readText(join(cacheDir, "glue/MRPC/test.tsv")),
+      "index\t#1 ID\t#2 ID\t#1 String\t#2 String\n0\t5\t6\tE.\tF.\n",
+    );
+  } finally {
+    await s.server.shutdown();
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+});

@@ -1,0 +1,441 @@
+/**
+ * Converts Hugging Face parquet rows (`nyu-mll/glue`, `aps/super_glue`) into the text of the
+ * OFFICIAL files (same TSV columns / JSONL fields), so the parsers read the fallback download
+ * exactly like the official one.
+ *
+ * Fields the parquet files lack are filled with placeholders (parsers do not read them):
+ * - CoLA train/dev: source code column → `hf`; author mark → `*` for label 0, empty for label 1
+ *   (the real marks are `*`, `?*`, `??`, `*?`).
+ * - MRPC: `#1 ID` / `#2 ID` → `hf<idx>a` / `hf<idx>b`. QQP: `qid1`/`qid2` → `hf<idx>a`/`hf<idx>b`.
+ * - STS-B: genre, filename, year, source1, source2 → `unknown`; old_index → idx.
+ * - MNLI: promptID, pairID → idx; genre → `unknown`; the four parse columns → empty;
+ *   dev label1…label5 → the gold label.
+ * - MultiRC: `version` → 1.1. WiC: `version` → 1.1. ReCoRD: `source` → `hf`; answer spans →
+ *   every entity span whose text equals an answer (HF keeps answer texts only); if the parquet has
+ *   no `entity_spans`, spans are found by searching the entity strings in the passage.
+ * - AX-g: `pair_id` → -1 (HF drops it, so gender parity cannot be scored from this source).
+ * - AX-b: the optional phenomenon fields (`lexical-semantics`, …) are absent.
+ * Test splits carry label -1 in parquet; the label field/column is omitted like in the official
+ * test files. Row/key order inside JSON objects may differ from the official files.
+ *
+ * @module
+ */
+import type { FileSpec, TaskSource } from "./sources.ts";
+
+/** A parquet row as hyparquet returns it (`rowFormat: "object"`). */
+export type Row = Record<string, unknown>;
+
+function num(v: unknown, where: string): number {
+  if (typeof v === "bigint") return Number(v);
+  if (typeof v === "number") return v;
+  throw new Error(`${where}: expected a number, got ${typeof v}`);
+}
+
+function str(v: unknown, where: string): string {
+  if (typeof v !== "string") throw new Error(`${where}: expected a string, got ${typeof v}`);
+  return v;
+}
+
+/** Shortest decimal that reads back to the same float32 (HF stores STS-B scores as float32). */
+export function float32ToString(x: number): string {
+  const f = Math.fround(x);
+  for (let p = 1; p <= 9; p++) {
+    const s = String(Number(f.toPrecision(p)));
+    if (Math.fround(Number(s)) === f) return s;
+  }
+  return String(f);
+}
+
+const LABELS: Readonly<Record<string, readonly string[]>> = {
+  mnli: ["entailment", "neutral", "contradiction"],
+  qnli: ["entailment", "not_entailment"],
+  rte: ["entailment", "not_entailment"],
+  cb: ["entailment", "contradiction", "neutral"],
+  axb: ["entailment", "not_entailment"],
+  axg: ["entailment", "not_entailment"],
+};
+
+function labelName(config: string, v: unknown, where: string): string {
+  const i = num(v, where);
+  const name = LABELS[config]?.[i];
+  if (name === undefined) throw new Error(`${where}: label ${i} out of range for ${config}`);
+  return name;
+}
+
+/** Converts the rows of one parquet split into the text of the official file `file`. */
+export function convertRows(task: TaskSource, file: FileSpec, rows: readonly Row[]): string {
+  return task.benchmark === "glue" ? glueText(task, file, rows) : superGlueText(task, file, rows);
+}
+
+function glueText(task: TaskSource, file: FileSpec, rows: readonly Row[]): string {
+  const c = task.hfConfig;
+  const test = file.split === "test";
+  const out: string[] = [];
+  const put = (cells: (string | number)[], i: number) => {
+    const strs = cells.map((x) => String(x));
+    strs.forEach((s, j) => {
+      if (/[\t\n\r]/.test(s)) {
+        throw new Error(`${file.path} (parquet row ${i}): field ${j} contains a tab or newline`);
+      }
+    });
+    out.push(strs.join("\t"));
+  };
+  const header = (h: string) => out.push(h);
+  rows.forEach((r, i) => {
+    const w = (f: string) => `${file.path} (parquet row ${i}) field ${f}`;
+    const s = (f: string) => str(r[f], w(f));
+    const idx = num(r.idx, w("idx"));
+    const lab = () => num(r.label, w("label"));
+    switch (c) {
+      case "cola":
+        if (test) {
+          if (i === 0) header("index\tsentence");
+          put([idx, s("sentence")], i);
+        } else put(["hf", lab(), lab() === 0 ? "*" : "", s("sentence")], i);
+        break;
+      case "sst2":
+        if (i === 0) header(test ? "index\tsentence" : "sentence\tlabel");
+        put(test ? [idx, s("sentence")] : [s("sentence"), lab()], i);
+        break;
+      case "mrpc":
+        if (i === 0) {
+          header(
+            test
+              ? "index\t#1 ID\t#2 ID\t#1 String\t#2 String"
+              : "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String",
+          );
+        }
+        put([test ? idx : lab(), `hf${idx}a`, `hf${idx}b`, s("sentence1"), s("sentence2")], i);
+        break;
+      case "qqp":
+        if (i === 0) {
+          header(
+            test
+              ? "id\tquestion1\tquestion2"
+              : "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate",
+          );
+        }
+        put(
+          test
+            ? [idx, s("question1"), s("question2")]
+            : [idx, `hf${idx}a`, `hf${idx}b`, s("question1"), s("question2"), lab()],
+          i,
+        );
+        break;
+      case "stsb": {
+        if (i === 0) {
+          header(
+            "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2" +
+              (test ? "" : "\tscore"),
+          );
+        }
+        const cells: (string | number)[] = [
+          idx,
+          "unknown",
+          "unknown",
+          "unknown",
+          idx,
+          "unknown",
+          "unknown",
+          s("sentence1"),
+          s("sentence2"),
+        ];
+        if (!test) cells.push(float32ToString(num(r.label, w("label"))));
+        put(cells, i);
+        break;
+      }
+      case "mnli": {
+        const base =
+          "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse" +
+          "\tsentence1_parse\tsentence2_parse\tsentence1\tsentence2";
+        const dev = file.split === "validation";
+        if (i === 0) {
+          header(
+            test
+              ? base
+              : dev
+              ? `${base}\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label`
+              : `${base}\tlabel1\tgold_label`,
+          );
+        }
+        const cells: (string | number)[] = [
+          idx,
+          idx,
+          idx,
+          "unknown",
+          "",
+          "",
+          "",
+          "",
+          s("premise"),
+          s("hypothesis"),
+        ];
+        if (!test) {
+          const g = labelName("mnli", r.label, w("label"));
+          cells.push(...(dev ? [g, g, g, g, g, g] : [g, g]));
+        }
+        put(cells, i);
+        break;
+      }
+      case "qnli":
+        if (i === 0) {
+          header(test ? "index\tquestion\tsentence" : "index\tquestion\tsentence\tlabel");
+        }
+        put(
+          test
+            ? [idx, s("question"), s("sentence")]
+            : [idx, s("question"), s("sentence"), labelName("qnli", r.label, w("label"))],
+          i,
+        );
+        break;
+      case "rte":
+      case "wnli":
+        if (i === 0) {
+          header(test ? "index\tsentence1\tsentence2" : "index\tsentence1\tsentence2\tlabel");
+        }
+        put(
+          test ? [idx, s("sentence1"), s("sentence2")] : [
+            idx,
+            s("sentence1"),
+            s("sentence2"),
+            c === "rte" ? labelName("rte", r.label, w("label")) : lab(),
+          ],
+          i,
+        );
+        break;
+      case "ax":
+        if (i === 0) header("index\tsentence1\tsentence2");
+        put([idx, s("premise"), s("hypothesis")], i);
+        break;
+      default:
+        throw new Error(`no parquet converter for glue config ${c}`);
+    }
+  });
+  return out.length === 0 ? "" : out.join("\n") + "\n";
+}
+
+/** JSON-able value conversion: bigint → number. */
+function plain(v: unknown): unknown {
+  if (typeof v === "bigint") return Number(v);
+  if (Array.isArray(v)) return v.map(plain);
+  if (v && typeof v === "object" && !(v instanceof Uint8Array)) {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
+  }
+  return v;
+}
+
+/** Normalises a HF `Sequence(dict)` column: struct-of-lists or list-of-structs → list of objects. */
+function listOfObjects(v: unknown, where: string): Record<string, unknown>[] {
+  if (v === null || v === undefined) return [];
+  if (Array.isArray(v)) return v.map((x) => plain(x) as Record<string, unknown>);
+  if (typeof v === "object") {
+    const cols = plain(v) as Record<string, unknown[]>;
+    const keys = Object.keys(cols);
+    const n = keys.length ? (cols[keys[0]!]?.length ?? 0) : 0;
+    return Array.from(
+      { length: n },
+      (_, i) => Object.fromEntries(keys.map((k) => [k, cols[k]![i]])),
+    );
+  }
+  throw new Error(`${where}: expected a list or struct`);
+}
+
+/** Code-point offsets of every occurrence of `needle` in `text` (Python string indices). */
+function codePointOccurrences(text: string, needle: string): number[] {
+  const cps = Array.from(text);
+  const nd = Array.from(needle);
+  const res: number[] = [];
+  if (nd.length === 0) return res;
+  outer: for (let i = 0; i + nd.length <= cps.length; i++) {
+    for (let j = 0; j < nd.length; j++) if (cps[i + j] !== nd[j]) continue outer;
+    res.push(i);
+  }
+  return res;
+}
+
+function superGlueText(task: TaskSource, file: FileSpec, rows: readonly Row[]): string {
+  const c = task.hfConfig;
+  const test = file.split === "test";
+  const out: string[] = [];
+  const withLabel = (o: Record<string, unknown>, label: unknown) => {
+    if (!test || c === "axb" || c === "axg") o.label = label;
+    return o;
+  };
+  if (c === "multirc") return multircText(file, rows, test);
+  if (c === "record") return recordText(file, rows);
+  rows.forEach((r, i) => {
+    const w = (f: string) => `${file.path} (parquet row ${i}) field ${f}`;
+    const s = (f: string) => str(r[f], w(f));
+    const idx = num(r.idx, w("idx"));
+    const bool = () => num(r.label, w("label")) === 1;
+    let o: Record<string, unknown>;
+    switch (c) {
+      case "boolq":
+        o = withLabel({ question: s("question"), passage: s("passage"), idx }, test ? 0 : bool());
+        break;
+      case "cb":
+        o = withLabel(
+          { premise: s("premise"), hypothesis: s("hypothesis"), idx },
+          test ? 0 : labelName("cb", r.label, w("label")),
+        );
+        break;
+      case "copa":
+        o = withLabel({
+          premise: s("premise"),
+          choice1: s("choice1"),
+          choice2: s("choice2"),
+          question: s("question"),
+          idx,
+        }, test ? 0 : num(r.label, w("label")));
+        break;
+      case "rte":
+        o = withLabel(
+          { premise: s("premise"), hypothesis: s("hypothesis"), idx },
+          test ? 0 : labelName("rte", r.label, w("label")),
+        );
+        break;
+      case "wic":
+        o = withLabel({
+          word: s("word"),
+          sentence1: s("sentence1"),
+          sentence2: s("sentence2"),
+          idx,
+          start1: num(r.start1, w("start1")),
+          start2: num(r.start2, w("start2")),
+          end1: num(r.end1, w("end1")),
+          end2: num(r.end2, w("end2")),
+          version: 1.1,
+        }, test ? 0 : bool());
+        break;
+      case "wsc":
+        o = withLabel({
+          text: s("text"),
+          target: {
+            span2_index: num(r.span2_index, w("span2_index")),
+            span1_index: num(r.span1_index, w("span1_index")),
+            span1_text: s("span1_text"),
+            span2_text: s("span2_text"),
+          },
+          idx,
+        }, test ? 0 : bool());
+        break;
+      case "axb":
+        o = {
+          idx: String(idx),
+          label: labelName("axb", r.label, w("label")),
+          sentence1: s("sentence1"),
+          sentence2: s("sentence2"),
+        };
+        break;
+      case "axg":
+        o = {
+          hypothesis: s("hypothesis"),
+          idx,
+          label: labelName("axg", r.label, w("label")),
+          pair_id: -1,
+          premise: s("premise"),
+        };
+        break;
+      default:
+        throw new Error(`no parquet converter for super_glue config ${c}`);
+    }
+    out.push(JSON.stringify(o));
+  });
+  return out.length === 0 ? "" : out.join("\n") + "\n";
+}
+
+function multircText(file: FileSpec, rows: readonly Row[], test: boolean): string {
+  type Q = { question: string; idx: number; answers: Record<string, unknown>[] };
+  type P = { idx: number; text: string; questions: Map<number, Q> };
+  const passages = new Map<number, P>();
+  rows.forEach((r, i) => {
+    const w = (f: string) => `${file.path} (parquet row ${i}) field ${f}`;
+    const ids = plain(r.idx) as
+      | { paragraph?: unknown; question?: unknown; answer?: unknown }
+      | null;
+    if (!ids || typeof ids !== "object") throw new Error(`${w("idx")}: expected a struct`);
+    const pi = num(ids.paragraph, w("idx.paragraph"));
+    const qi = num(ids.question, w("idx.question"));
+    const ai = num(ids.answer, w("idx.answer"));
+    let p = passages.get(pi);
+    if (!p) {
+      p = { idx: pi, text: str(r.paragraph, w("paragraph")), questions: new Map() };
+      passages.set(pi, p);
+    }
+    let q = p.questions.get(qi);
+    if (!q) {
+      q = { question: str(r.question, w("question")), idx: qi, answers: [] };
+      p.questions.set(qi, q);
+    }
+    const a: Record<string, unknown> = { text: str(r.answer, w("answer")), idx: ai };
+    if (!test) a.label = num(r.label, w("label"));
+    q.answers.push(a);
+  });
+  const out = [...passages.values()].map((p) =>
+    JSON.stringify({
+      idx: p.idx,
+      version: 1.1,
+      passage: { text: p.text, questions: [...p.questions.values()] },
+    })
+  );
+  return out.length === 0 ? "" : out.join("\n") + "\n";
+}
+
+function recordText(file: FileSpec, rows: readonly Row[]): string {
+  type Span = { start: number; end: number; text: string };
+  type P = { idx: number; text: string; entities: Span[]; qas: Record<string, unknown>[] };
+  const passages = new Map<number, P>();
+  rows.forEach((r, i) => {
+    const w = (f: string) => `${file.path} (parquet row ${i}) field ${f}`;
+    const ids = plain(r.idx) as { passage?: unknown; query?: unknown } | null;
+    if (!ids || typeof ids !== "object") throw new Error(`${w("idx")}: expected a struct`);
+    const pi = num(ids.passage, w("idx.passage"));
+    const qi = num(ids.query, w("idx.query"));
+    let p = passages.get(pi);
+    if (!p) {
+      const text = str(r.passage, w("passage"));
+      let spans: Span[];
+      if (r.entity_spans !== undefined && r.entity_spans !== null) {
+        spans = listOfObjects(r.entity_spans, w("entity_spans")).map((e) => ({
+          start: num(e.start, w("entity_spans.start")),
+          end: num(e.end, w("entity_spans.end")),
+          text: str(e.text, w("entity_spans.text")),
+        }));
+      } else {
+        const ents = (plain(r.entities) as unknown[] | null) ?? [];
+        spans = [];
+        for (const e of ents) {
+          const t = str(e, w("entities"));
+          for (const st of codePointOccurrences(text, t)) {
+            spans.push({ start: st, end: st + Array.from(t).length - 1, text: t });
+          }
+        }
+        spans.sort((a, b) => a.start - b.start);
+      }
+      p = { idx: pi, text, entities: spans, qas: [] };
+      passages.set(pi, p);
+    }
+    const answers = ((plain(r.answers) as unknown[] | null) ?? []).map((a) => str(a, w("answers")));
+    const ansSpans: Span[] = [];
+    for (const a of answers) {
+      const hits = p.entities.filter((e) => e.text === a);
+      if (hits.length > 0) ansSpans.push(...hits.map((h) => ({ ...h })));
+      else {
+        const st = codePointOccurrences(p.text, a)[0] ?? -1;
+        ansSpans.push({ start: st, end: st < 0 ? -1 : st + Array.from(a).length - 1, text: a });
+      }
+    }
+    const qa: Record<string, unknown> = { query: str(r.query, w("query")), idx: qi };
+    if (file.split !== "test") qa.answers = ansSpans;
+    p.qas.push(qa);
+  });
+  const out = [...passages.values()].map((p) =>
+    JSON.stringify({
+      idx: p.idx,
+      source: "hf",
+      passage: { text: p.text, entities: p.entities.map((e) => ({ start: e.start, end: e.end })) },
+      qas: p.qas,
+    })
+  );
+  return out.length === 0 ? "" : out.join("\n") + "\n";
+}

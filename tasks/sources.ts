@@ -1,0 +1,530 @@
+/**
+ * Where the GLUE and SuperGLUE files come from, what they must look like once written, and how
+ * big each one is. Everything here is data; `download.ts` acts on it.
+ *
+ * Layout written (the OFFICIAL one, the same as the offline mirror `shared/data`):
+ * `glue/<Folder>/<file>` as inside the GLUE zips (AX is saved as `glue/diagnostic/diagnostic.tsv`
+ * as GLUE's `download_glue_data.py` does) and `super_glue/<Folder>/<file>` as inside the
+ * SuperGLUE v2 zips (validation is `val.jsonl`).
+ *
+ * Checksums: `sha256` of a written file is the full digest of the official file where it is
+ * known (from `shared/data/SHA256SUMS`, byte-exact copies of the official files).
+ * `sha256Prefix` of an archive is the prefix given in the research notes
+ * (`shared/reference/glue-superglue.md` §1.1); the full digest computed on download is
+ * recorded in the cache manifest.
+ *
+ * @module
+ */
+
+/** The two benchmarks, also the top folder names of the layout. */
+export type Benchmark = "glue" | "super_glue";
+
+/** Coarse split a file belongs to (MNLI has two files per validation/test split). */
+export type Split = "train" | "validation" | "test";
+
+/** How rows are counted to check a file. */
+export type RowCount =
+  /** Non-empty lines, less one header line when `header` is true. */
+  | "lines"
+  /** MultiRC: number of answers over all passages and questions. */
+  | "multirc_answers"
+  /** ReCoRD: number of queries (`qas`) over all passages. */
+  | "record_queries";
+
+/** One file of the official layout. */
+export interface FileSpec {
+  /** Path under the data root, e.g. `glue/CoLA/train.tsv`. */
+  readonly path: string;
+  /** Coarse split. */
+  readonly split: Split;
+  /** Hugging Face parquet split name for the fallback source (e.g. `validation_matched`). */
+  readonly hfSplit: string;
+  /** Expected row count (see `count`). */
+  readonly rows: number;
+  /** What `rows` counts; default `"lines"`. */
+  readonly count?: RowCount;
+  /** TSV with a header line (only meaningful for `count: "lines"`). */
+  readonly header: boolean;
+  /** Full sha256 (hex) of the official file, where known. */
+  readonly sha256?: string;
+}
+
+/** Primary (official host) source of one task. */
+export type OfficialSource =
+  /** A zip whose entries `<innerDir>/<file name>` become the task's files. */
+  | {
+    readonly kind: "zip";
+    readonly url: string;
+    readonly bytes?: number;
+    readonly sha256Prefix?: string;
+    readonly innerDir: string;
+  }
+  /** A single file saved as the task's only file. */
+  | {
+    readonly kind: "file";
+    readonly url: string;
+    readonly bytes?: number;
+    readonly sha256Prefix?: string;
+  }
+  /** MRPC: built from the SentEval files and GLUE's dev ids like `download_glue_data.py`. */
+  | { readonly kind: "mrpc"; readonly parts: Readonly<Record<MrpcPart, RawFile>> };
+
+/** A raw input file of a built source. */
+export interface RawFile {
+  readonly url: string;
+  readonly bytes?: number;
+  readonly sha256Prefix?: string;
+}
+
+/** The three raw inputs GLUE's script uses to build MRPC. */
+export type MrpcPart = "train" | "test" | "devIds";
+
+/** One task's data: its files, its official source, its Hugging Face parquet fallback. */
+export interface TaskSource {
+  /** Canonical id, `<benchmark>/<hf config>`, e.g. `glue/cola`, `super_glue/rte`. */
+  readonly id: string;
+  readonly benchmark: Benchmark;
+  /** Folder under `<root>/<benchmark>/`. */
+  readonly folder: string;
+  /** Hugging Face dataset config (`cola`, `wsc`, `axb`, …). */
+  readonly hfConfig: string;
+  readonly files: readonly FileSpec[];
+  readonly official: OfficialSource;
+}
+
+/** Base URLs; each may be overridden (tests point them at a local server). */
+export interface Endpoints {
+  /** GLUE data folder, default `https://dl.fbaipublicfiles.com/glue/data`. */
+  readonly glue: string;
+  /** SuperGLUE v2 folder, default `https://dl.fbaipublicfiles.com/glue/superglue/data/v2`. */
+  readonly superGlue: string;
+  /** SentEval data folder (MRPC), default `https://dl.fbaipublicfiles.com/senteval/senteval_data`. */
+  readonly senteval: string;
+  /** Hugging Face host, default `https://huggingface.co`. */
+  readonly hf: string;
+}
+
+/** The official hosts. */
+export const DEFAULT_ENDPOINTS: Endpoints = {
+  glue: "https://dl.fbaipublicfiles.com/glue/data",
+  superGlue: "https://dl.fbaipublicfiles.com/glue/superglue/data/v2",
+  senteval: "https://dl.fbaipublicfiles.com/senteval/senteval_data",
+  hf: "https://huggingface.co",
+};
+
+/** Hugging Face dataset repositories of the parquet fallback. */
+export const HF_REPOS: Readonly<Record<Benchmark, string>> = {
+  glue: "nyu-mll/glue",
+  super_glue: "aps/super_glue",
+};
+
+type F = Omit<FileSpec, "path"> & { name: string };
+
+function files(prefix: string, specs: F[]): FileSpec[] {
+  return specs.map(({ name, ...rest }) => ({ path: `${prefix}/${name}`, ...rest }));
+}
+
+/** Standard train/dev/test TSV trio of a GLUE task. */
+function glueTsv(
+  folder: string,
+  rows: [number, number, number],
+  sha: [string?, string?, string?] = [],
+  header: [boolean, boolean, boolean] = [true, true, true],
+): FileSpec[] {
+  return files(`glue/${folder}`, [
+    {
+      name: "train.tsv",
+      split: "train",
+      hfSplit: "train",
+      rows: rows[0],
+      header: header[0],
+      sha256: sha[0],
+    },
+    {
+      name: "dev.tsv",
+      split: "validation",
+      hfSplit: "validation",
+      rows: rows[1],
+      header: header[1],
+      sha256: sha[1],
+    },
+    {
+      name: "test.tsv",
+      split: "test",
+      hfSplit: "test",
+      rows: rows[2],
+      header: header[2],
+      sha256: sha[2],
+    },
+  ]);
+}
+
+/** Standard train/val/test JSONL trio of a SuperGLUE task. */
+function sgJsonl(
+  folder: string,
+  rows: [number, number, number],
+  sha: [string?, string?, string?] = [],
+  count: RowCount = "lines",
+): FileSpec[] {
+  return files(`super_glue/${folder}`, [
+    {
+      name: "train.jsonl",
+      split: "train",
+      hfSplit: "train",
+      rows: rows[0],
+      header: false,
+      count,
+      sha256: sha[0],
+    },
+    {
+      name: "val.jsonl",
+      split: "validation",
+      hfSplit: "validation",
+      rows: rows[1],
+      header: false,
+      count,
+      sha256: sha[1],
+    },
+    {
+      name: "test.jsonl",
+      split: "test",
+      hfSplit: "test",
+      rows: rows[2],
+      header: false,
+      count,
+      sha256: sha[2],
+    },
+  ]);
+}
+
+function glueZip(
+  name: string,
+  folder: string,
+  bytes?: number,
+  sha256Prefix?: string,
+): OfficialSource {
+  return { kind: "zip", url: `{glue}/${name}`, bytes, sha256Prefix, innerDir: folder };
+}
+
+function sgZip(folder: string, bytes: number, sha256Prefix: string): OfficialSource {
+  return { kind: "zip", url: `{superGlue}/${folder}.zip`, bytes, sha256Prefix, innerDir: folder };
+}
+
+/**
+ * Every task this suite can fetch. URLs carry `{glue}`, `{superGlue}`, `{senteval}` placeholders
+ * filled from {@link Endpoints}. Row counts and sizes: reference §1.1–1.3.
+ */
+export const TASK_SOURCES: readonly TaskSource[] = [
+  {
+    id: "glue/cola",
+    benchmark: "glue",
+    folder: "CoLA",
+    hfConfig: "cola",
+    files: glueTsv("CoLA", [8551, 1043, 1063], [
+      "cb368ebeb9f27d7ad03720d27ddc95687a311bdb100781a2fe59a5f5b1bc0624",
+      "8c013e21dc39957cac37378d87bebe225b694a0d5fe13eded66c2856628833fd",
+      "3b4df85f7a9a0633574b38d181e18090ac961a24b18fb6bcd74999ddea8ad0b8",
+    ], [false, false, true]),
+    official: glueZip("CoLA.zip", "CoLA", 376971, "f212fcd8"),
+  },
+  {
+    id: "glue/sst2",
+    benchmark: "glue",
+    folder: "SST-2",
+    hfConfig: "sst2",
+    files: glueTsv("SST-2", [67349, 872, 1821], [
+      "48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1",
+      "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0",
+      "69a938605609b3e6663b4487918fe1565eb293734e6e520d0366d1d412fd2a13",
+    ]),
+    official: glueZip("SST-2.zip", "SST-2", 7439277, "d67e16fb"),
+  },
+  {
+    id: "glue/mrpc",
+    benchmark: "glue",
+    folder: "MRPC",
+    hfConfig: "mrpc",
+    files: [
+      ...glueTsv("MRPC", [3668, 408, 1725], [
+        "122becc469405bc16f9defcb8715d2a4b7ce600e9d9381e6dc42bfdd1494c51d",
+        "81c8a1a9e1dfe461dd2c1a4f98f43fe18bece44d2bf9e3d0b245b88e5aa5eaf7",
+        "4ee428d354c01fa35c2f0f6ab835398abb0bec01f17ed68fbcb6c04265505b0a",
+      ]),
+    ],
+    official: {
+      kind: "mrpc",
+      parts: {
+        train: {
+          url: "{senteval}/msr_paraphrase_train.txt",
+          bytes: 1047044,
+          sha256Prefix: "60a9b090",
+        },
+        test: {
+          url: "{senteval}/msr_paraphrase_test.txt",
+          bytes: 441275,
+          sha256Prefix: "a04e2710",
+        },
+        devIds: {
+          url: "{glue}/mrpc_dev_ids.tsv",
+          bytes: 6222,
+          sha256Prefix: "971d7767d81b997fd9060ade0ec23c4fc31cbb226a55d1bd4a1bac474eb81dc7",
+        },
+      },
+    },
+  },
+  {
+    id: "glue/qqp",
+    benchmark: "glue",
+    folder: "QQP",
+    hfConfig: "qqp",
+    // QQP-clean.zip (the file HF reads); its train has 363,846 rows (the old QQP.zip 363,849).
+    files: glueTsv("QQP", [363846, 40430, 390965]),
+    official: glueZip("QQP-clean.zip", "QQP", 41696084),
+  },
+  {
+    id: "glue/stsb",
+    benchmark: "glue",
+    folder: "STS-B",
+    hfConfig: "stsb",
+    files: glueTsv("STS-B", [5749, 1500, 1379], [
+      "41c4d978b6162abdcada7e49a982211954cca5459c228db478af333124b257a2",
+      "fe7dc0632a5033562f3cadff991f6e8d9b9b6311861660e78c3c82eb7db67f59",
+      "16b4223d7d44a644fbc10f1b449472cfe81e1715fb07cf44023b0aa88ce856eb",
+    ]),
+    official: glueZip("STS-B.zip", "STS-B", 802872, "e60a6393"),
+  },
+  {
+    id: "glue/mnli",
+    benchmark: "glue",
+    folder: "MNLI",
+    hfConfig: "mnli",
+    files: files("glue/MNLI", [
+      { name: "train.tsv", split: "train", hfSplit: "train", rows: 392702, header: true },
+      {
+        name: "dev_matched.tsv",
+        split: "validation",
+        hfSplit: "validation_matched",
+        rows: 9815,
+        header: true,
+      },
+      {
+        name: "dev_mismatched.tsv",
+        split: "validation",
+        hfSplit: "validation_mismatched",
+        rows: 9832,
+        header: true,
+      },
+      {
+        name: "test_matched.tsv",
+        split: "test",
+        hfSplit: "test_matched",
+        rows: 9796,
+        header: true,
+      },
+      {
+        name: "test_mismatched.tsv",
+        split: "test",
+        hfSplit: "test_mismatched",
+        rows: 9847,
+        header: true,
+      },
+    ]),
+    official: glueZip("MNLI.zip", "MNLI", 312783507, "e7c1d896"),
+  },
+  {
+    id: "glue/qnli",
+    benchmark: "glue",
+    folder: "QNLI",
+    hfConfig: "qnli",
+    files: glueTsv("QNLI", [104743, 5463, 5463]),
+    official: glueZip("QNLIv2.zip", "QNLI", 10627589),
+  },
+  {
+    id: "glue/rte",
+    benchmark: "glue",
+    folder: "RTE",
+    hfConfig: "rte",
+    files: glueTsv("RTE", [2490, 277, 3000], [
+      "41e3a9b063433392343fad9e962cf2f58b681c78d8f71592f4186f0837246c5c",
+      "80230dfa1347282e7b532b06a1004a76a710087541189bf874223ddf0e3819fb",
+      "6e33f09b5c2bfd5fd5fde217070f3dd49e484e33b9752b5864cf36fc421a213f",
+    ]),
+    official: glueZip("RTE.zip", "RTE", 697150, "6bf86de1"),
+  },
+  {
+    id: "glue/wnli",
+    benchmark: "glue",
+    folder: "WNLI",
+    hfConfig: "wnli",
+    files: glueTsv("WNLI", [635, 71, 146]),
+    official: glueZip("WNLI.zip", "WNLI", 28999, "ae0e8e4d"),
+  },
+  {
+    id: "glue/ax",
+    benchmark: "glue",
+    folder: "diagnostic",
+    hfConfig: "ax",
+    files: files("glue/diagnostic", [
+      { name: "diagnostic.tsv", split: "test", hfSplit: "test", rows: 1104, header: true },
+    ]),
+    official: { kind: "file", url: "{glue}/AX.tsv", bytes: 222257, sha256Prefix: "0e13510b" },
+  },
+  {
+    id: "super_glue/boolq",
+    benchmark: "super_glue",
+    folder: "BoolQ",
+    hfConfig: "boolq",
+    files: sgJsonl("BoolQ", [9427, 3270, 3245], [
+      undefined,
+      "0c86a5045886e5795fe9052003873f7d94b88ed3028a33007c51d99e44fd66d9",
+    ]),
+    official: sgZip("BoolQ", 4118001, "853fbe79"),
+  },
+  {
+    id: "super_glue/cb",
+    benchmark: "super_glue",
+    folder: "CB",
+    hfConfig: "cb",
+    files: sgJsonl("CB", [250, 56, 250], [
+      "32017480d3a10508646e3efd64502c639f13d4d15077f278d2fd0992c33a3126",
+      "c6125587e9601560cb16ea223c33964c5a915568d2af68a81f651b6ef25395ec",
+      "860679c4ef6f56758f5530bfbcbf2fd7905667184144f3594ace9bb4c435618d",
+    ]),
+    official: sgZip("CB", 75482, "8d641383"),
+  },
+  {
+    id: "super_glue/copa",
+    benchmark: "super_glue",
+    folder: "COPA",
+    hfConfig: "copa",
+    files: sgJsonl("COPA", [400, 100, 500], [
+      undefined,
+      "fa61467cc251010178ed72f8ca82a0fceefc4ca9a85f87ec3b6102955e1a1f1a",
+    ]),
+    official: sgZip("COPA", 43986, "405906cd"),
+  },
+  {
+    id: "super_glue/multirc",
+    benchmark: "super_glue",
+    folder: "MultiRC",
+    hfConfig: "multirc",
+    files: sgJsonl("MultiRC", [27243, 4848, 9693], [], "multirc_answers"),
+    official: sgZip("MultiRC", 1116225, "b3cd4408"),
+  },
+  {
+    id: "super_glue/record",
+    benchmark: "super_glue",
+    folder: "ReCoRD",
+    hfConfig: "record",
+    files: sgJsonl("ReCoRD", [100730, 10000, 10000], [], "record_queries"),
+    official: sgZip("ReCoRD", 51757880, "30c7b651"),
+  },
+  {
+    id: "super_glue/rte",
+    benchmark: "super_glue",
+    folder: "RTE",
+    hfConfig: "rte",
+    files: sgJsonl("RTE", [2490, 277, 3000], [
+      "fdfb03443abe3ec0424b7fc5d1a8863361719bc061338b7a63e56b94d615f201",
+      "ab990507bf5f35dc176cba7770a72bfa2c50a88ed72b8cc95cfbf9db95ab1af1",
+      "fb4025a8b072862f0323423dff1de8980a024bfb8775e09c80ff3cf1c77677b1",
+    ]),
+    official: sgZip("RTE", 750920, "6310aab3"),
+  },
+  {
+    id: "super_glue/wic",
+    benchmark: "super_glue",
+    folder: "WiC",
+    hfConfig: "wic",
+    files: sgJsonl("WiC", [5428, 638, 1400], [
+      undefined,
+      "9f7207c88beba42cbc139de4c62ce05b23bffc189b3d561594b160e0c3920c0b",
+    ]),
+    official: sgZip("WiC", 396213, "ee7e67f4"),
+  },
+  {
+    id: "super_glue/wsc",
+    benchmark: "super_glue",
+    folder: "WSC",
+    hfConfig: "wsc",
+    files: sgJsonl("WSC", [554, 104, 146], [
+      undefined,
+      "e5c685ea4bdc347354036a28176459f6feeb0b6870375ecfb3d6ddb1f0e28bef",
+    ]),
+    official: sgZip("WSC", 32751, "2ed6dfa9"),
+  },
+  {
+    id: "super_glue/axb",
+    benchmark: "super_glue",
+    folder: "AX-b",
+    hfConfig: "axb",
+    files: files("super_glue/AX-b", [
+      { name: "AX-b.jsonl", split: "test", hfSplit: "test", rows: 1104, header: false },
+    ]),
+    official: sgZip("AX-b", 33950, "43b45c55"),
+  },
+  {
+    id: "super_glue/axg",
+    benchmark: "super_glue",
+    folder: "AX-g",
+    hfConfig: "axg",
+    files: files("super_glue/AX-g", [
+      { name: "AX-g.jsonl", split: "test", hfSplit: "test", rows: 356, header: false },
+    ]),
+    official: sgZip("AX-g", 10413, "2d4e00d3"),
+  },
+];
+
+/** Short names accepted besides the canonical ids (case-insensitive). */
+const ALIASES: Readonly<Record<string, string>> = {
+  "sst-2": "glue/sst2",
+  "sts-b": "glue/stsb",
+  diagnostic: "glue/ax",
+  "ax-b": "super_glue/axb",
+  "ax-g": "super_glue/axg",
+  "wsc.fixed": "super_glue/wsc",
+};
+
+/**
+ * Finds a task source by id or common name: `glue/cola`, `cola`, `glue_cola`, `CoLA`,
+ * `super_glue/rte`, `super_glue_rte`, `superglue-rte`, `sg_rte`, `axb`, `AX-b`, `boolq`…
+ * A bare `rte` (or `ax`) means GLUE's; SuperGLUE's needs a `super_glue` / `superglue` / `sg` prefix.
+ * Throws naming the known ids.
+ */
+export function findTaskSource(name: string): TaskSource {
+  const raw = name.trim().toLowerCase();
+  const direct = TASK_SOURCES.find((t) => t.id === raw);
+  if (direct) return direct;
+  const aliased = ALIASES[raw];
+  if (aliased) return TASK_SOURCES.find((t) => t.id === aliased)!;
+  const m = /^(glue|super_?glue|sg)[_/\-:](.+)$/.exec(raw);
+  const bench: Benchmark | undefined = m ? (m[1] === "glue" ? "glue" : "super_glue") : undefined;
+  const rest = m ? m[2]! : raw;
+  const restId = ALIASES[rest]?.split("/")[1] ?? rest.replace(/-/g, "");
+  const candidates = TASK_SOURCES.filter((t) =>
+    (bench === undefined || t.benchmark === bench) &&
+    (t.hfConfig === restId || t.folder.toLowerCase() === rest)
+  );
+  // Bare names shared by both benchmarks (rte) resolve to GLUE.
+  const pick = candidates.find((t) => t.benchmark === "glue") ?? candidates[0];
+  if (!pick) {
+    throw new Error(
+      `unknown task "${name}"; known: ${TASK_SOURCES.map((t) => t.id).join(", ")}`,
+    );
+  }
+  return pick;
+}
+
+/** Fills `{glue}`, `{superGlue}`, `{senteval}` in a source URL. */
+export function expandUrl(url: string, endpoints: Endpoints): string {
+  return url
+    .replace("{glue}", endpoints.glue.replace(/\/$/, ""))
+    .replace("{superGlue}", endpoints.superGlue.replace(/\/$/, ""))
+    .replace("{senteval}", endpoints.senteval.replace(/\/$/, ""));
+}
+
+/** URL of a Hugging Face parquet file of one split of one task (main branch layout). */
+export function parquetUrl(task: TaskSource, hfSplit: string, endpoints: Endpoints): string {
+  return `${endpoints.hf.replace(/\/$/, "")}/datasets/${HF_REPOS[task.benchmark]}/resolve/main/` +
+    `${task.hfConfig}/${hfSplit}-00000-of-00001.parquet`;
+}
