@@ -1,0 +1,356 @@
+/**
+ * The training loop: mixture batches → T5 forward with the method's hooks → cross-entropy (label
+ * smoothing) → gradients of the trained variables only → global-norm clipping → Adafactor/AdamW,
+ * with evaluation and atomic checkpoints every N steps.
+ *
+ * Determinism: given the root seed and the backend, a run's numbers are a pure function of the
+ * step: dropout seeds are `seedFor(seed, "dropout:<step>")`, the learning rate comes from the
+ * schedule, and batches from the sampler, whose state is checkpointed. A run killed at any point
+ * and restarted resumes from its newest complete checkpoint and ends bit-identical to an
+ * uninterrupted run (the variables, optimizer slots and sampler state are restored exactly).
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import { crossEntropyLoss, forward, type T5Model } from "../model/t5.ts";
+import type { MethodInstance } from "../model/method.ts";
+import type { Example } from "../tasks/types.ts";
+import type { TaskEval, TrainSpec } from "./spec.ts";
+import { seedFor } from "./rng.ts";
+import { createOptimizer, type Optimizer } from "./optim.ts";
+import { learningRateAt } from "./schedule.ts";
+import {
+  collate,
+  disposeBatch,
+  type EncodedExample,
+  type SpecialIds,
+  type TrainBatch,
+} from "./batching.ts";
+import { disposeCheckpoint, loadLatestCheckpoint, saveCheckpoint } from "./checkpointing.ts";
+
+/** A resumable source of training batches. */
+export interface BatchSource {
+  /** The next batch (the caller disposes it). */
+  next(): TrainBatch;
+  /** JSON state to resume from. */
+  state(): unknown;
+  /** Restore a state from {@link BatchSource.state}. */
+  restore(state: unknown): void;
+}
+
+/** The sampler interface of `tasks/mixture.ts` `MixtureSampler`. */
+export interface SamplerLike {
+  nextBatch(): { task: number; index: number }[];
+  state(): unknown;
+  restore(state: unknown): void;
+}
+
+/**
+ * Batches drawn by a mixture sampler from per-task example lists, tokenized lazily and memoised.
+ */
+export class MixtureBatches implements BatchSource {
+  readonly #sampler: SamplerLike;
+  readonly #examples: readonly (readonly Example[])[];
+  readonly #encode: (ex: Example, taskId: number) => EncodedExample;
+  readonly #ids: SpecialIds;
+  readonly #cache = new Map<number, EncodedExample>();
+  readonly #offsets: number[];
+
+  /**
+   * @param sampler the seeded mixture sampler (task ids index `examples`)
+   * @param examples training examples per task id
+   * @param encode tokenizer + truncation of one example
+   * @param ids pad / decoder-start ids
+   */
+  constructor(
+    sampler: SamplerLike,
+    examples: readonly (readonly Example[])[],
+    encode: (ex: Example, taskId: number) => EncodedExample,
+    ids: SpecialIds,
+  ) {
+    this.#sampler = sampler;
+    this.#examples = examples;
+    this.#encode = encode;
+    this.#ids = ids;
+    this.#offsets = [];
+    let off = 0;
+    for (const e of examples) {
+      this.#offsets.push(off);
+      off += e.length;
+    }
+  }
+
+  next(): TrainBatch {
+    const rows = this.#sampler.nextBatch().map(({ task, index }) => {
+      const key = this.#offsets[task]! + index;
+      let enc = this.#cache.get(key);
+      if (enc === undefined) {
+        const ex = this.#examples[task]?.[index];
+        if (ex === undefined) {
+          throw new Error(
+            `benchmarks/trainer.ts: sampler drew task ${task} index ${index}, absent`,
+          );
+        }
+        enc = this.#encode(ex, task);
+        this.#cache.set(key, enc);
+      }
+      return enc;
+    });
+    return collate(rows, this.#ids);
+  }
+
+  state(): unknown {
+    return this.#sampler.state();
+  }
+
+  restore(state: unknown): void {
+    this.#sampler.restore(state);
+  }
+}
+
+/** Thrown when the loss or the gradient norm is NaN or infinite; no result should be written. */
+export class NonFiniteLossError extends Error {
+  /**
+   * @param step the 1-based step whose loss was not finite
+   * @param loss the loss value
+   * @param taskNames task of each example of the batch
+   * @param lastFiniteLoss the previous step's loss (undefined at the first step)
+   * @param badVariables trained variables holding NaN/Inf before the update
+   * @param badGradients gradients holding NaN/Inf
+   */
+  constructor(
+    readonly step: number,
+    readonly loss: number,
+    readonly taskNames: readonly string[],
+    readonly lastFiniteLoss: number | undefined,
+    readonly badVariables: readonly string[],
+    readonly badGradients: readonly string[],
+  ) {
+    const list = (xs: readonly string[]) =>
+      xs.length === 0
+        ? "none"
+        : xs.slice(0, 8).join(", ") + (xs.length > 8 ? `, … (${xs.length})` : "");
+    super(
+      `benchmarks/trainer.ts: non-finite training loss ${loss} at step ${step}; batch tasks: ${
+        [...new Set(taskNames)].join(", ")
+      }; last finite loss: ${lastFiniteLoss ?? "none"}; non-finite variables: ${
+        list(badVariables)
+      }; non-finite gradients: ${list(badGradients)}`,
+    );
+    this.name = "NonFiniteLossError";
+  }
+}
+
+/** The trained variables of a method on a backbone: trainable backbone weights + method weights. */
+export function trainedVariables(
+  model: T5Model,
+  instance: MethodInstance,
+): Map<string, tf.Variable> {
+  const out = new Map<string, tf.Variable>();
+  for (const [name, v] of model.params) if (instance.isBackboneTrainable(name)) out.set(name, v);
+  for (const [name, v] of instance.variables) {
+    if (out.has(name) || model.params.has(name)) {
+      throw new Error(
+        `benchmarks/trainer.ts: method variable "${name}" collides with a backbone name`,
+      );
+    }
+    out.set(name, v);
+  }
+  return out;
+}
+
+/** Options of {@link train}. */
+export interface TrainOptions {
+  /** The backbone (its `config.dropoutRate` is the dropout used in training). */
+  readonly model: T5Model;
+  /** The method instance (hooks, trained variables). */
+  readonly instance: MethodInstance;
+  /** Hyperparameters (optimizer, schedule, steps, clipping, label smoothing, eval/ckpt cadence). */
+  readonly train: TrainSpec;
+  /** Root seed (dropout seeds are derived from it per step). */
+  readonly seed: number;
+  /** Task names by task id (for diagnostics). */
+  readonly taskNames: readonly string[];
+  /** Training batches. */
+  readonly source: BatchSource;
+  /** Checkpoint folder; absent or `train.checkpointEvery` 0 disables checkpoints and resume. */
+  readonly checkpointDir?: string;
+  /** Identifies the run; a checkpoint written for another key is refused on resume. */
+  readonly runKey?: string;
+  /** Evaluate after `step` (called every `evalEvery` steps and at the last step). */
+  readonly evaluate?: (step: number) => Promise<TaskEval[]>;
+  /** Called after every step (progress; tests throw here to simulate a kill). */
+  readonly onStep?: (step: number, loss: number) => void | Promise<void>;
+  /** Called when an evaluation starts. */
+  readonly onEval?: (step: number) => void;
+  /** Optimizer options beyond TrainSpec (e.g. Adafactor's parameter scale). */
+  readonly optimizerOptions?: { readonly multiplyByParameterScale?: boolean };
+}
+
+/** What {@link train} returns. */
+export interface TrainOutcome {
+  /** Loss of every step (1-based steps), including steps restored from a checkpoint. */
+  readonly losses: { step: number; loss: number }[];
+  /** Every evaluation, including ones restored from a checkpoint. */
+  readonly evals: TaskEval[];
+  /** Step of the checkpoint the run resumed from (0 for a fresh start). */
+  readonly resumedFrom: number;
+  /** Non-padding tokens processed by this process's training steps. */
+  readonly tokens: number;
+  /** Seconds spent in this process's training steps (excluding evaluation and checkpoints). */
+  readonly trainSeconds: number;
+}
+
+function nonFiniteNames(tensors: Iterable<[string, tf.Tensor]>): string[] {
+  const bad: string[] = [];
+  for (const [name, t] of tensors) {
+    const ok = tf.tidy(() => tf.all(tf.isFinite(t)).dataSync()[0]);
+    if (!ok) bad.push(name);
+  }
+  return bad;
+}
+
+/**
+ * Train a method on a backbone. Resumes from the newest checkpoint under `checkpointDir`.
+ *
+ * @param o model, method, hyperparameters, batches and callbacks
+ * @returns losses, evaluations and throughput
+ * @throws NonFiniteLossError on a NaN/Inf loss or gradient norm (nothing is updated at that step)
+ */
+export async function train(o: TrainOptions): Promise<TrainOutcome> {
+  const t = o.train;
+  const params = trainedVariables(o.model, o.instance);
+  const varList = [...params.values()];
+  const nameOf = new Map(varList.map((v) => [v.name, ""]));
+  for (const [n, v] of params) nameOf.set(v.name, n);
+  const optimizer: Optimizer = createOptimizer(
+    t.optimizer === "adafactor"
+      ? {
+        kind: "adafactor",
+        weightDecay: t.weightDecay,
+        multiplyByParameterScale: o.optimizerOptions?.multiplyByParameterScale ?? false,
+      }
+      : { kind: "adamw", weightDecay: t.weightDecay },
+  );
+  const ckptEnabled = o.checkpointDir !== undefined && t.checkpointEvery > 0;
+  let losses: { step: number; loss: number }[] = [];
+  let evals: TaskEval[] = [];
+  let step = 0;
+  try {
+    if (ckptEnabled) {
+      const ck = await loadLatestCheckpoint(o.checkpointDir!);
+      if (ck !== undefined) {
+        try {
+          if (o.runKey !== undefined && ck.state.runKey !== o.runKey) {
+            throw new Error(
+              `${ck.dir}: checkpoint belongs to run ${
+                JSON.stringify(ck.state.runKey)
+              }, not ${o.runKey}; ` +
+                `remove the folder or use another output directory`,
+            );
+          }
+          const want = [...params.keys()].sort().join("\n");
+          const have = [...ck.variables.keys()].sort().join("\n");
+          if (want !== have) {
+            throw new Error(
+              `${ck.dir}: trained variables differ from this run's (method or config changed?)`,
+            );
+          }
+          for (const [n, v] of params) v.assign(ck.variables.get(n)!);
+          optimizer.restore(ck.state.optimizerStep as number, ck.slots);
+          o.source.restore(ck.state.source);
+          losses = ck.state.losses as { step: number; loss: number }[];
+          evals = ck.state.evals as TaskEval[];
+          step = ck.step;
+        } finally {
+          disposeCheckpoint(ck);
+        }
+      }
+    }
+    const resumedFrom = step;
+    let tokens = 0;
+    let trainMs = 0;
+    let lastFinite = losses[losses.length - 1]?.loss;
+    while (step < t.steps) {
+      const t0 = performance.now();
+      const batch = o.source.next();
+      let lossValue: number;
+      let gradNorm: number;
+      let grads: Map<string, tf.Tensor>;
+      try {
+        const dropoutSeed = seedFor(o.seed, `dropout:${step}`);
+        const { value, grads: g } = tf.variableGrads(() => {
+          const hooks = o.instance.hooks(batch.taskIds);
+          const { logits, encoderOutput } = forward(o.model, batch, {
+            hooks,
+            training: true,
+            dropoutSeed,
+          });
+          encoderOutput.dispose();
+          return crossEntropyLoss(logits, batch.labels, { labelSmoothing: t.labelSmoothing });
+        }, varList);
+        grads = new Map(Object.entries(g).map(([k, v]) => [nameOf.get(k) ?? k, v]));
+        lossValue = (await value.data())[0]!;
+        value.dispose();
+        const norm = tf.tidy(() =>
+          tf.sqrt(tf.addN([...grads.values()].map((x) => tf.sum(tf.square(x)))))
+        );
+        gradNorm = (await norm.data())[0]!;
+        norm.dispose();
+        if (!Number.isFinite(lossValue) || !Number.isFinite(gradNorm)) {
+          const badGradients = nonFiniteNames(grads);
+          const badVariables = nonFiniteNames(params);
+          tf.dispose([...grads.values()]);
+          throw new NonFiniteLossError(
+            step + 1,
+            Number.isFinite(lossValue) ? NaN : lossValue,
+            batch.taskIds.map((i) => o.taskNames[i] ?? String(i)),
+            lastFinite,
+            badVariables,
+            badGradients,
+          );
+        }
+        if (t.clipNorm !== null) {
+          // PyTorch clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.
+          const coef = t.clipNorm / (gradNorm + 1e-6);
+          if (coef < 1) {
+            const scaled = new Map([...grads].map(([k, v]) => [k, tf.mul(v, coef)]));
+            tf.dispose([...grads.values()]);
+            grads = scaled;
+          }
+        }
+        optimizer.apply(params, grads, learningRateAt(t.schedule, t.learningRate, step, t.steps));
+        tf.dispose([...grads.values()]);
+        tokens += batch.numTokens;
+      } finally {
+        disposeBatch(batch);
+      }
+      trainMs += performance.now() - t0;
+      step++;
+      losses.push({ step, loss: lossValue });
+      lastFinite = lossValue;
+      await o.onStep?.(step, lossValue);
+      if (o.evaluate && (step % t.evalEvery === 0 || step === t.steps)) {
+        o.onEval?.(step);
+        evals.push(...await o.evaluate(step));
+      }
+      if (ckptEnabled && (step % t.checkpointEvery === 0 || step === t.steps)) {
+        await saveCheckpoint(o.checkpointDir!, {
+          variables: params,
+          slots: optimizer.slots(),
+          state: {
+            step,
+            runKey: o.runKey ?? null,
+            optimizerStep: optimizer.step,
+            source: o.source.state(),
+            losses,
+            evals,
+          },
+        });
+      }
+    }
+    return { losses, evals, resumedFrom, tokens, trainSeconds: trainMs / 1000 };
+  } finally {
+    optimizer.dispose();
+  }
+}
