@@ -7,8 +7,9 @@
  *
  * Each file is downloaded to a temporary name and renamed into place, so the cache never holds
  * a half-written file; files already in the cache are reused, and a folder whose download
- * completed is returned without touching the network. `HF_ENDPOINT` overrides the endpoint and
- * `HF_TOKEN` (or `HUGGING_FACE_HUB_TOKEN`) is sent as a bearer token.
+ * completed is returned without touching the network. `HF_ENDPOINT` overrides the endpoint,
+ * `HF_TOKEN` (or `HUGGING_FACE_HUB_TOKEN`) is sent as a bearer token to the endpoint's origin
+ * only (not to the CDN it redirects to), and `HF_HUB_OFFLINE=1` forbids network access.
  *
  * @module
  */
@@ -106,6 +107,32 @@ function offlineError(ctx: Ctx, url: string, cause: unknown): Error {
 }
 
 /**
+ * GET a URL following up to 10 redirects by hand, so that the bearer token is sent only to the
+ * hub's own origin (the hub redirects large files to a CDN with pre-signed URLs).
+ */
+async function fetchFollowing(ctx: Ctx, url: string): Promise<Response> {
+  const origin = new URL(ctx.endpoint).origin;
+  let current = url;
+  for (let hop = 0; hop <= 10; hop++) {
+    const sameOrigin = new URL(current).origin === origin;
+    let res: Response;
+    try {
+      res = await ctx.fetchFn(current, {
+        headers: sameOrigin ? ctx.headers : {},
+        redirect: "manual",
+      });
+    } catch (e) {
+      throw offlineError(ctx, current, e);
+    }
+    const location = res.headers.get("location");
+    if (res.status < 300 || res.status >= 400 || location === null) return res;
+    await res.body?.cancel();
+    current = new URL(location, current).href;
+  }
+  throw new Error(`Model "${ctx.repoId}" could not be fetched: too many redirects from ${url}`);
+}
+
+/**
  * Download one file into the cache folder unless it is already there.
  *
  * @returns false when the file is optional and the hub answers 404
@@ -114,12 +141,7 @@ async function download(ctx: Ctx, file: string, optional: boolean): Promise<bool
   const dest = join(ctx.dir, file);
   if (await exists(dest)) return true;
   const url = `${ctx.endpoint}/${ctx.repoId}/resolve/${encodeURIComponent(ctx.revision)}/${file}`;
-  let res: Response;
-  try {
-    res = await ctx.fetchFn(url, { headers: ctx.headers, redirect: "follow" });
-  } catch (e) {
-    throw offlineError(ctx, url, e);
-  }
+  const res = await fetchFollowing(ctx, url);
   if (!res.ok) {
     await res.body?.cancel();
     if (res.status === 404 && optional) return false;
@@ -215,6 +237,13 @@ export async function fetchHubModel(repoId: string, opts: FetchHubOptions = {}):
   );
   const dir = hubModelDir(opts.cacheDir ?? defaultHubCacheDir(), repoId, revision);
   if (!opts.force && await readComplete(dir)) return dir;
+  if (env("HF_HUB_OFFLINE") === "1") {
+    throw new Error(
+      `Model "${repoId}" (revision "${revision}") could not be fetched: HF_HUB_OFFLINE=1 (offline ` +
+        `mode) and it is not in the cache at ${dir}. Unset HF_HUB_OFFLINE, or use a local folder ` +
+        `instead: pass the path of a folder holding config.json and model.safetensors.`,
+    );
+  }
   if (opts.force) await Deno.remove(dir, { recursive: true }).catch(() => {});
   await Deno.mkdir(dir, { recursive: true });
   const token = opts.token ?? env("HF_TOKEN") ?? env("HUGGING_FACE_HUB_TOKEN");

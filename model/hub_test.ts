@@ -194,3 +194,58 @@ Deno.test("fetchHubModel: a truncated download (injected fetch) is rejected and 
     await Deno.remove(cache, { recursive: true });
   }
 });
+
+Deno.test("fetchHubModel: follows relative and cross-origin redirects; token stays on the hub", async () => {
+  const cdn = serveHub({ "org/tiny@main": RELU });
+  const seen: { path: string; auth: string | null }[] = [];
+  const hub = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const path = new URL(req.url).pathname;
+    seen.push({ path, auth: req.headers.get("authorization") });
+    // A renamed repo: relative redirect to the new name, on the hub itself.
+    if (path.startsWith("/old-name/")) {
+      return new Response(null, {
+        status: 307,
+        headers: { location: path.replace("/old-name/", "/org/tiny/") },
+      });
+    }
+    // Everything of the new name lives on the CDN (another origin).
+    return new Response(null, { status: 302, headers: { location: cdn.endpoint + path } });
+  });
+  const cache = await Deno.makeTempDir();
+  try {
+    const dir = await fetchHubModel("old-name", {
+      cacheDir: cache,
+      endpoint: `http://127.0.0.1:${hub.addr.port}`,
+      token: "secret",
+    });
+    await assertSameTensors(dir, RELU);
+    assert.ok(seen.some((r) => r.path.startsWith("/org/tiny/")), "relative redirect followed");
+    assert.ok(seen.every((r) => r.auth === "Bearer secret"), "token sent to the hub");
+    assert.ok(cdn.requests.length >= 3, "files came from the CDN");
+    assert.ok(cdn.requests.every((r) => r.auth === null), "token not sent to the CDN");
+  } finally {
+    await hub.shutdown();
+    await cdn.close();
+    await Deno.remove(cache, { recursive: true });
+  }
+});
+
+Deno.test("fetchHubModel: HF_HUB_OFFLINE=1 uses the cache or explains how to go on", async () => {
+  const cache = await Deno.makeTempDir();
+  const hub = serveHub({ "org/tiny@main": RELU });
+  try {
+    const dir = await fetchHubModel("org/tiny", { cacheDir: cache, endpoint: hub.endpoint });
+    const n = hub.requests.length;
+    Deno.env.set("HF_HUB_OFFLINE", "1");
+    assert.equal(await fetchHubModel("org/tiny", { cacheDir: cache, endpoint: hub.endpoint }), dir);
+    await assert.rejects(
+      fetchHubModel("org/other", { cacheDir: cache, endpoint: hub.endpoint }),
+      /could not be fetched: HF_HUB_OFFLINE=1 .*local folder/,
+    );
+    assert.equal(hub.requests.length, n, "no requests in offline mode");
+  } finally {
+    Deno.env.delete("HF_HUB_OFFLINE");
+    await hub.close();
+    await Deno.remove(cache, { recursive: true });
+  }
+});
