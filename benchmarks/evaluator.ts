@@ -1,0 +1,229 @@
+/**
+ * Evaluation: greedy decoding on each task's validation split(s), T5 postprocessing and metrics,
+ * the per-task best checkpoint (T5 `metric_group_max`, spec §3.4 / A11) and benchmark averages.
+ *
+ * Subsets: with a cap, each task's evaluation uses a fixed, seeded subset of whole groups
+ * (MultiRC questions, ReCoRD queries; single examples otherwise), the same for every method and
+ * seed, in file order. MNLI's matched and mismatched splits are capped separately.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import { greedyDecode, type T5Model } from "../model/t5.ts";
+import type { MethodInstance } from "../model/method.ts";
+import type { Example, TaskSplit } from "../tasks/types.ts";
+import type { BenchmarkName, BestEval, TaskEval } from "./spec.ts";
+import { Rng, seedFor } from "./rng.ts";
+import type { SpecialIds } from "./batching.ts";
+
+/** The scoring functions of `tasks/mod.ts` (injected so tests can stub them). */
+export interface Scorer {
+  /** Metrics (0-100) of predictions against examples; T5 postprocessing inside. */
+  scoreTask(task: string, examples: Example[], predictions: string[]): Record<string, number>;
+  /** The task's group score (mean of its metrics). */
+  groupScore(task: string, metrics: Record<string, number>): number;
+}
+
+/** A tokenizer's decoding side (`model/tokenizer.ts` `T5Tokenizer` satisfies it). */
+export interface TokenDecoder {
+  decode(ids: number[], opts?: { skipSpecialTokens?: boolean }): string;
+}
+
+/** One task's evaluation examples, tokenized. */
+export interface EvalSet {
+  /** Task name. */
+  readonly task: string;
+  /** Task id (index in the run's task list; selects the method's task parameters). */
+  readonly taskId: number;
+  /** The examples scored (a capped subset when a cap is set). */
+  readonly examples: Example[];
+  /** Encoder ids of each example (truncated, ending with EOS). */
+  readonly inputs: readonly (readonly number[])[];
+  /** Greedy decoding length limit for this task. */
+  readonly maxNewTokens: number;
+}
+
+/**
+ * A deterministic subset of at most `cap` examples, taken as whole groups (`group ?? id`), in
+ * their original order. Independent of the run seed, so every run scores the same examples.
+ *
+ * @param examples the split's examples
+ * @param cap maximum examples (null: all)
+ * @param key names the subset's random stream (e.g. `"rte/validation"`)
+ */
+export function evalSubset(examples: Example[], cap: number | null, key: string): Example[] {
+  if (cap === null || examples.length <= cap) return examples;
+  const groups = new Map<string, number[]>();
+  examples.forEach((e, i) => {
+    const g = e.group ?? e.id;
+    const list = groups.get(g);
+    if (list) list.push(i);
+    else groups.set(g, [i]);
+  });
+  const order = new Rng(seedFor(0, `eval-subset:${key}`)).shuffle([...groups.keys()]);
+  const keep: number[] = [];
+  for (const g of order) {
+    const idx = groups.get(g)!;
+    if (keep.length > 0 && keep.length + idx.length > cap) continue;
+    keep.push(...idx);
+    if (keep.length >= cap) break;
+  }
+  return keep.sort((a, b) => a - b).map((i) => examples[i]!);
+}
+
+/**
+ * Build a task's evaluation set from its examples.
+ *
+ * @param task task name
+ * @param taskId task id
+ * @param bySplit the examples of each evaluation split
+ * @param opts cap, encoder and decoding length
+ */
+export function makeEvalSet(
+  task: string,
+  taskId: number,
+  bySplit: ReadonlyArray<readonly [TaskSplit, Example[]]>,
+  opts: {
+    cap: number | null;
+    encodeInput: (ex: Example) => number[];
+    /** Decoding limit (the run's maximum target length). */
+    maxTargetLength: number;
+    /** Token ids of each label word, for classification tasks (tightens the limit). */
+    labelTokenIds?: readonly (readonly number[])[];
+  },
+): EvalSet {
+  const per = opts.cap === null ? null : Math.max(1, Math.ceil(opts.cap / bySplit.length));
+  const examples = bySplit.flatMap(([split, exs]) => evalSubset(exs, per, `${task}/${split}`));
+  let maxNewTokens = opts.maxTargetLength;
+  if (opts.labelTokenIds && opts.labelTokenIds.length > 0) {
+    // A prediction one token longer than every label (EOS included) can match none of them, so
+    // decoding further cannot change a classification score.
+    const longest = Math.max(...opts.labelTokenIds.map((l) => l.length));
+    maxNewTokens = Math.min(maxNewTokens, longest + 1);
+  }
+  return { task, taskId, examples, inputs: examples.map(opts.encodeInput), maxNewTokens };
+}
+
+/** Options of {@link evaluate}. */
+export interface EvaluateOptions {
+  /** Step being evaluated (recorded in the result). */
+  readonly step: number;
+  /** Rows decoded together. */
+  readonly batchSize: number;
+  /** Pad / EOS ids. */
+  readonly ids: SpecialIds;
+  /** Decoder of generated ids. */
+  readonly tokenizer: TokenDecoder;
+  /** Metrics. */
+  readonly scorer: Scorer;
+}
+
+/**
+ * Greedy-decode every evaluation set and score it.
+ *
+ * @param model the backbone
+ * @param instance the method (its hooks see each row's task id)
+ * @param sets evaluation sets
+ * @param opts step, batch size, tokenizer and scorer
+ * @returns one {@link TaskEval} per set
+ */
+export async function evaluate(
+  model: T5Model,
+  instance: MethodInstance,
+  sets: readonly EvalSet[],
+  opts: EvaluateOptions,
+): Promise<TaskEval[]> {
+  const out: TaskEval[] = [];
+  for (const set of sets) {
+    const n = set.inputs.length;
+    // Decode in order of length (less padding); predictions are put back in example order.
+    const order = [...Array(n).keys()].sort((a, b) =>
+      set.inputs[a]!.length - set.inputs[b]!.length || a - b
+    );
+    const predictions = new Array<string>(n);
+    for (let s = 0; s < n; s += opts.batchSize) {
+      const rows = order.slice(s, s + opts.batchSize);
+      const len = Math.max(...rows.map((i) => set.inputs[i]!.length));
+      const ids = new Int32Array(rows.length * len).fill(opts.ids.padTokenId);
+      const mask = new Float32Array(rows.length * len);
+      rows.forEach((i, r) => {
+        ids.set(set.inputs[i]!, r * len);
+        mask.fill(1, r * len, r * len + set.inputs[i]!.length);
+      });
+      const inputIds = tf.tensor2d(ids, [rows.length, len], "int32");
+      const attentionMask = tf.tensor2d(mask, [rows.length, len], "float32");
+      let generated: number[][];
+      try {
+        generated = await greedyDecode(model, { inputIds, attentionMask }, {
+          maxNewTokens: set.maxNewTokens,
+          hooks: instance.hooks(rows.map(() => set.taskId)),
+        });
+      } finally {
+        inputIds.dispose();
+        attentionMask.dispose();
+      }
+      rows.forEach((i, r) => {
+        const g = generated[r]!;
+        const end = g.indexOf(opts.ids.eosTokenId);
+        predictions[i] = opts.tokenizer.decode(end < 0 ? g : g.slice(0, end), {
+          skipSpecialTokens: true,
+        });
+      });
+    }
+    const metrics = opts.scorer.scoreTask(set.task, set.examples, predictions);
+    out.push({
+      step: opts.step,
+      task: set.task,
+      metrics,
+      groupScore: opts.scorer.groupScore(set.task, metrics),
+    });
+  }
+  return out;
+}
+
+/**
+ * The best evaluation of each task: the step with the highest group score (the earliest on ties),
+ * with that step's metrics (T5 `metric_group_max`; different tasks may come from different steps).
+ *
+ * @param evals every evaluation of the run
+ * @returns task → best evaluation
+ */
+export function bestPerTask(evals: readonly TaskEval[]): Record<string, BestEval> {
+  const best: Record<string, BestEval> = {};
+  for (const e of evals) {
+    const b = best[e.task];
+    const score = Number.isNaN(e.groupScore) ? -Infinity : e.groupScore;
+    const cur = b === undefined ? undefined : Number.isNaN(b.groupScore) ? -Infinity : b.groupScore;
+    if (cur === undefined || score > cur || (score === cur && e.step < b!.step)) {
+      best[e.task] = { step: e.step, metrics: e.metrics, groupScore: e.groupScore };
+    }
+  }
+  return best;
+}
+
+/**
+ * Benchmark average of per-task best group scores (spec A11). Uses `average` (tasks/mod.ts
+ * `benchmarkAverage`) when every task of the benchmark was evaluated; on a task subset it is the
+ * plain mean of the evaluated tasks' group scores (the run is then partial; tables say so).
+ *
+ * @param benchmark the run's benchmark
+ * @param best per-task best evaluations
+ * @param benchmarkTasks the benchmark's trained tasks
+ * @param average the official average over all tasks' group scores
+ */
+export function benchmarkAverages(
+  benchmark: BenchmarkName,
+  best: Readonly<Record<string, BestEval>>,
+  benchmarkTasks: readonly string[],
+  average: (b: BenchmarkName, scores: Record<string, number>) => number,
+): { glue?: number; super_glue?: number } {
+  const scores: Record<string, number> = {};
+  for (const [t, b] of Object.entries(best)) scores[t] = b.groupScore;
+  const names = Object.keys(scores);
+  if (names.length === 0) return {};
+  const complete = benchmarkTasks.every((t) => t in scores);
+  const value = complete
+    ? average(benchmark, scores)
+    : names.reduce((a, t) => a + scores[t]!, 0) / names.length;
+  return { [benchmark]: value };
+}
