@@ -13,13 +13,14 @@
 import { createHash } from "node:crypto";
 
 /** Backend requested for a run (see `model/backend.ts`). */
-export type BackendChoice = "auto" | "tensorflow" | "webgpu" | "wasm" | "cpu";
+export type BackendChoice = "auto" | "tensorflow" | "webgpu" | "wasm" | "wasm+blas" | "cpu";
 /** Known backend choices, in `--help` order. */
 export const BACKEND_CHOICES: readonly BackendChoice[] = [
   "auto",
   "tensorflow",
   "webgpu",
   "wasm",
+  "wasm+blas",
   "cpu",
 ];
 
@@ -72,6 +73,11 @@ export interface MethodEntry {
    * was available to resolve it.
    */
   readonly config: Readonly<Record<string, unknown>>;
+  /**
+   * Training overrides for this method only (e.g. Prompt-Tuning's learning rate 0.3, spec A15).
+   * Profiles only: in a {@link RunSpec} they are already merged into `train` and absent here.
+   */
+  readonly train?: Readonly<Partial<TrainSpec>>;
 }
 
 /** Learning-rate schedule. */
@@ -714,7 +720,7 @@ export function validateProfile(
   const methods = arr(o.methods, src, "$.methods").map((m, i): MethodEntry => {
     const path = `$.methods[${i}]`;
     const mo = obj(m, src, path);
-    noExtraKeys(mo, ["name", "label", "config"], src, path);
+    noExtraKeys(mo, ["name", "label", "config", "train"], src, path);
     const mname = oneOf(mo.name, METHOD_NAMES, src, `${path}.name`);
     const label = mo.label === undefined ? mname : str(mo.label, src, `${path}.label`);
     if (labels.has(label)) {
@@ -731,7 +737,12 @@ export function validateProfile(
     const config = checks.parseMethodConfig
       ? checks.parseMethodConfig(mname, rawCfg, cfgSource)
       : rawCfg;
-    return { name: mname, label, config };
+    let mtrain: Partial<TrainSpec> | undefined;
+    if (mo.train !== undefined) {
+      validateTrain(mo.train, src, `${path}.train`);
+      mtrain = mo.train as Partial<TrainSpec>;
+    }
+    return { name: mname, label, config, ...(mtrain === undefined ? {} : { train: mtrain }) };
   });
   const train = validateTrain(o.train ?? {}, src, "$.train");
   const trainOverrides: Partial<Record<BenchmarkName, Partial<TrainSpec>>> = {};
@@ -770,21 +781,26 @@ export function validateProfile(
 }
 
 /**
- * The training spec of one benchmark: `profile.train` with `profile.trainOverrides[benchmark]`.
+ * The training spec of one benchmark and method: `profile.train`, then
+ * `profile.trainOverrides[benchmark]`, then the method entry's `train`.
  *
  * @param profile a validated profile
  * @param benchmark the benchmark
+ * @param method the method entry (its `train` overrides apply last)
  * @returns the merged, validated training spec
  */
-export function trainFor(profile: Profile, benchmark: BenchmarkName): TrainSpec {
+export function trainFor(
+  profile: Profile,
+  benchmark: BenchmarkName,
+  method?: MethodEntry,
+): TrainSpec {
+  const src = { file: `profile ${profile.name}` };
   const o = profile.trainOverrides[benchmark];
-  if (o === undefined) return profile.train;
-  return validateTrain(
-    o,
-    { file: `profile ${profile.name}` },
-    `$.trainOverrides.${benchmark}`,
-    profile.train,
-  );
+  const t = o === undefined
+    ? profile.train
+    : validateTrain(o, src, `$.trainOverrides.${benchmark}`, profile.train);
+  if (method?.train === undefined) return t;
+  return validateTrain(method.train, src, `$.methods[${method.label}].train`, t);
 }
 
 function isRecordOfNumbers(v: unknown): boolean {

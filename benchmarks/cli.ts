@@ -1,0 +1,435 @@
+/**
+ * `deno task bench`: run a benchmark profile (or one shard of it), write one JSON per run, and
+ * optionally gate the results against a baseline.
+ *
+ * ```
+ * deno task bench [--profile NAME|PATH] [--data-dir DIR] [--out DIR] [--shard i/n] [--dry-run]
+ *                 [--compare BASELINE] [--backend X] [--resume] [--help]
+ * ```
+ *
+ * Exit codes: 0 success, 1 a run failed, 2 bad arguments or profile, 3 the regression gate failed.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import process from "node:process";
+import { existsSync } from "node:fs";
+import cliProgress from "cli-progress";
+import { preset, type T5Config, t5ConfigFromHf } from "../model/config.ts";
+import { sharedPath } from "../model/shared_dir.ts";
+import { listProfiles, loadProfile, profilePath } from "./profile.ts";
+import {
+  defaultTaskCatalog,
+  expandGrid,
+  type GridEvent,
+  parseShard,
+  readFinished,
+  runGrid,
+  shardGrid,
+} from "./runner.ts";
+import {
+  BACKEND_CHOICES,
+  type BackendChoice,
+  modelLabel,
+  type RunOneFn,
+  type RunResult,
+  type RunSpec,
+} from "./spec.ts";
+import { compareResults, formatComparison, loadResults } from "./compare.ts";
+import { fakeRunOne } from "./_fake_run_one.ts";
+
+const USAGE = `Usage: deno task bench [options]
+
+Options:
+  --profile NAME|PATH  built-in profile name or a profile JSON file
+                       (default: smoke without a GPU, paper-base with one)
+  --data-dir DIR       GLUE/SuperGLUE files in the official layout (default: the download
+                       cache if present, else the offline mirror ../shared/data)
+  --out DIR            results folder, one JSON per run (default: results/runs)
+  --shard i/n          run only shard i of n (0-based), a deterministic slice of the grid
+  --dry-run            list the grid with estimated FLOPs and time; run nothing
+  --compare BASELINE   after running, gate the results against a baseline folder or JSON;
+                       exit 3 with a diff when a score moves beyond tolerance or a count changes
+  --backend X          ${BACKEND_CHOICES.join("|")} (default: the profile's)
+  --resume             skip runs whose result JSON already exists
+  --help               this text`;
+
+/**
+ * Assumed sustained training throughput per backend, in matmul FLOP/s, for `--dry-run` time
+ * estimates (order of magnitude only; replace with measured tokens/s from results).
+ */
+export const ASSUMED_FLOPS_PER_SECOND: Readonly<Record<string, number>> = {
+  cpu: 1e9,
+  wasm: 4e9,
+  "wasm+blas": 1.5e10,
+  webgpu: 2e12,
+  tensorflow: 2e13,
+};
+
+/** Per-example FLOPs of one run, when accounting is available. */
+export interface RunEstimate {
+  readonly trainFlopsPerExample: number | null;
+  readonly inferenceFlopsPerExample: number | null;
+  readonly totalFlops: number | null;
+  readonly seconds: number | null;
+}
+
+type AccountingFn = (
+  config: T5Config,
+  method: string,
+  cfg: unknown,
+  numTasks: number,
+  shape: { inputLength: number; targetLength: number },
+) => { forwardFlops: number | null; trainFlops: number | null };
+
+async function loadAccounting(): Promise<AccountingFn | undefined> {
+  try {
+    const mod = await import(new URL("../model/methods/accounting.ts", import.meta.url).href);
+    return mod.methodAccounting as AccountingFn;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The T5 configuration of a spec's model: a preset, or the `config.json` of a local folder.
+ *
+ * @param model the model reference
+ * @returns the configuration, or undefined for a hub id not downloaded yet
+ */
+export function modelConfig(model: RunSpec["model"]): T5Config | undefined {
+  if (typeof model === "string") return preset(model);
+  const file = `${model.hf}/config.json`;
+  if (!existsSync(file)) return undefined;
+  return t5ConfigFromHf(JSON.parse(Deno.readTextFileSync(file)), file);
+}
+
+/**
+ * Estimate a run's FLOPs and wall time: training `trainFlops · batch · steps` plus evaluation
+ * `forwardFlops · examples · tasks · evaluations` (examples default to 1,000 when the whole
+ * split is scored), at {@link ASSUMED_FLOPS_PER_SECOND} of the backend.
+ *
+ * @param spec the run
+ * @param accounting `methodAccounting` (undefined: no estimate)
+ * @param backend backend name used for the rate
+ * @returns the estimate; nulls where unknown
+ */
+export function estimateRun(
+  spec: RunSpec,
+  accounting: AccountingFn | undefined,
+  backend: string,
+): RunEstimate {
+  const config = modelConfig(spec.model);
+  if (accounting === undefined || config === undefined) {
+    return {
+      trainFlopsPerExample: null,
+      inferenceFlopsPerExample: null,
+      totalFlops: null,
+      seconds: null,
+    };
+  }
+  const t = spec.train;
+  const a = accounting(config, spec.method.name, spec.method.config, spec.tasks.length, {
+    inputLength: t.maxInputLength,
+    targetLength: t.maxTargetLength,
+  });
+  if (a.trainFlops === null || a.forwardFlops === null) {
+    return {
+      trainFlopsPerExample: null,
+      inferenceFlopsPerExample: null,
+      totalFlops: null,
+      seconds: null,
+    };
+  }
+  const evals = Math.ceil(t.steps / t.evalEvery);
+  const evalExamples = (t.evalMaxExamples ?? 1000) * spec.tasks.length * evals;
+  const total = a.trainFlops * t.batchSize * t.steps + a.forwardFlops * evalExamples;
+  const rate = ASSUMED_FLOPS_PER_SECOND[backend] ?? ASSUMED_FLOPS_PER_SECOND["wasm+blas"]!;
+  return {
+    trainFlopsPerExample: a.trainFlops,
+    inferenceFlopsPerExample: a.forwardFlops,
+    totalFlops: total,
+    seconds: total / rate,
+  };
+}
+
+function fmtSi(n: number | null): string {
+  if (n === null) return "n/a";
+  const units = ["", "K", "M", "G", "T", "P", "E"];
+  let i = 0;
+  while (Math.abs(n) >= 1000 && i < units.length - 1) {
+    n /= 1000;
+    i++;
+  }
+  return `${n.toFixed(n >= 100 ? 0 : n >= 10 ? 1 : 2)}${units[i]}`;
+}
+
+/** Seconds as `1h02m`, `3m05s` or `12s`. */
+export function fmtDuration(s: number | null): string {
+  if (s === null) return "n/a";
+  if (s < 60) return `${Math.round(s)}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m${String(Math.round(s - 60 * m)).padStart(2, "0")}s`;
+  const h = Math.floor(m / 60);
+  return `${h}h${String(m - 60 * h).padStart(2, "0")}m`;
+}
+
+function defaultDataDir(): string {
+  const env = Deno.env.get("HYPERPROMPT_DATA");
+  if (env) return env;
+  const home = Deno.env.get("HOME");
+  const cache = Deno.env.get("HYPERPROMPT_CACHE") ??
+    (home ? `${home}/.cache/hyperprompt-bench/data` : undefined);
+  if (cache !== undefined && existsSync(cache)) return cache;
+  return sharedPath("data");
+}
+
+async function loadRunOne(): Promise<RunOneFn> {
+  if (Deno.env.get("HYPERPROMPT_FAKE_RUN_ONE") === "1") return fakeRunOne;
+  const url = new URL("./run_one.ts", import.meta.url).href;
+  const mod = await import(url) as { runOne?: RunOneFn };
+  if (typeof mod.runOne !== "function") {
+    throw new Error("benchmarks/run_one.ts does not export runOne");
+  }
+  return mod.runOne;
+}
+
+interface BackendProbe {
+  name: string;
+  gpu: boolean;
+}
+
+async function probeBackend(choice: BackendChoice): Promise<BackendProbe> {
+  if (Deno.env.get("HYPERPROMPT_FAKE_RUN_ONE") === "1") return { name: "cpu", gpu: false };
+  const { selectBackend } = await import("../model/backend.ts");
+  const info = await selectBackend(choice, { log: () => {} });
+  return { name: info.name, gpu: info.name === "webgpu" || info.name === "tensorflow" };
+}
+
+function printDryRun(
+  specs: readonly RunSpec[],
+  estimates: readonly RunEstimate[],
+  backend: string,
+  log: (s: string) => void,
+): void {
+  const rows = specs.map((s, i) => {
+    const e = estimates[i]!;
+    return [
+      String(i),
+      s.id,
+      modelLabel(s.model),
+      s.benchmark,
+      s.method.label,
+      `s${s.seed}`,
+      String(s.tasks.length),
+      `${s.train.steps}x${s.train.batchSize}`,
+      fmtSi(e.trainFlopsPerExample),
+      fmtSi(e.totalFlops),
+      fmtDuration(e.seconds),
+    ];
+  });
+  const head = [
+    "#",
+    "id",
+    "model",
+    "benchmark",
+    "method",
+    "seed",
+    "tasks",
+    "steps x batch",
+    "train FLOPs/ex",
+    "total FLOPs",
+    "est. time",
+  ];
+  const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
+  const line = (r: string[]) => r.map((x, c) => x.padEnd(widths[c]!)).join("  ");
+  log(line(head));
+  for (const r of rows) log(line(r));
+  const known = estimates.filter((e) => e.seconds !== null);
+  const secs = known.reduce((a, e) => a + e.seconds!, 0);
+  const flops = known.reduce((a, e) => a + e.totalFlops!, 0);
+  log(
+    `${specs.length} runs; ${fmtSi(flops)} FLOPs; about ${fmtDuration(secs)} at an assumed ${
+      fmtSi(ASSUMED_FLOPS_PER_SECOND[backend] ?? null)
+    }FLOP/s (${backend})${
+      known.length < estimates.length ? `; ${estimates.length - known.length} without estimate` : ""
+    }`,
+  );
+}
+
+function progressReporter(total: number, tty: boolean): {
+  onEvent: (e: GridEvent) => void;
+  stop: () => void;
+} {
+  const multi = new cliProgress.MultiBar({
+    clearOnComplete: false,
+    hideCursor: tty,
+    noTTYOutput: !tty,
+    notTTYSchedule: 10000,
+    format: "{name} |{bar}| {value}/{total} {unit} | ETA {eta_formatted} | {info}",
+    etaBuffer: 20,
+    stream: process.stderr,
+  }, cliProgress.Presets.shades_classic);
+  const grid = multi.create(total, 0, { name: "grid".padEnd(28), unit: "runs", info: "" });
+  let run: ReturnType<typeof multi.create> | undefined;
+  let finished = 0;
+  const onEvent = (e: GridEvent) => {
+    const name = `${e.spec.benchmark}/${e.spec.method.label}/s${e.spec.seed}`.slice(0, 28)
+      .padEnd(28);
+    switch (e.kind) {
+      case "skip":
+        grid.update(++finished, { info: `skipped ${name.trim()} (done)` });
+        break;
+      case "start":
+        if (run) multi.remove(run);
+        run = multi.create(e.spec.train.steps, 0, { name, unit: "steps", info: "" });
+        break;
+      case "progress":
+        if (e.progress.phase === "train") {
+          run?.update(e.progress.step, {
+            info: e.progress.loss === undefined ? "train" : `loss ${e.progress.loss.toFixed(4)}`,
+          });
+        } else run?.update(e.progress.step, { info: "eval" });
+        break;
+      case "done":
+        run?.update(e.spec.train.steps, { info: "done" });
+        grid.update(++finished, { info: `${e.file.split("/").pop()}` });
+        break;
+      case "error":
+        multi.log(`FAILED ${e.spec.id} (${name.trim()}): ${e.error.message}\n`);
+        grid.update(++finished, { info: "failed" });
+        break;
+    }
+  };
+  return { onEvent, stop: () => multi.stop() };
+}
+
+/** Options of {@link main} (tests inject output sinks and a fake `runOne`). */
+export interface MainOptions {
+  readonly log?: (s: string) => void;
+  readonly error?: (s: string) => void;
+  readonly runOne?: RunOneFn;
+  readonly progress?: boolean;
+}
+
+/**
+ * The CLI entry: parse arguments, expand and shard the grid, run it, optionally gate.
+ *
+ * @param args command-line arguments
+ * @param opts output sinks and injectable `runOne`
+ * @returns the process exit code
+ */
+export async function main(args: string[], opts: MainOptions = {}): Promise<number> {
+  const log = opts.log ?? ((s: string) => console.log(s));
+  const error = opts.error ?? ((s: string) => console.error(s));
+  let values;
+  try {
+    values = parseArgs({
+      args,
+      options: {
+        profile: { type: "string" },
+        "data-dir": { type: "string" },
+        out: { type: "string", default: "results/runs" },
+        shard: { type: "string" },
+        "dry-run": { type: "boolean", default: false },
+        compare: { type: "string" },
+        backend: { type: "string" },
+        resume: { type: "boolean", default: false },
+        help: { type: "boolean", default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (e) {
+    error(`${(e as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    log(USAGE);
+    log("\nProfiles:");
+    for (const name of listProfiles()) {
+      try {
+        const p = JSON.parse(Deno.readTextFileSync(profilePath(name))) as { description?: string };
+        log(`  ${name.padEnd(12)} ${p.description ?? ""}`);
+      } catch {
+        log(`  ${name}`);
+      }
+    }
+    return 0;
+  }
+  try {
+    const backendArg = values.backend;
+    if (backendArg !== undefined && !(BACKEND_CHOICES as readonly string[]).includes(backendArg)) {
+      throw new Error(
+        `Unknown --backend "${backendArg}"; expected one of ${BACKEND_CHOICES.join(", ")}`,
+      );
+    }
+    let probe: BackendProbe | undefined;
+    let profileName = values.profile;
+    if (profileName === undefined) {
+      probe = await probeBackend((backendArg as BackendChoice | undefined) ?? "auto");
+      profileName = probe.gpu ? "paper-base" : "smoke";
+      error(
+        `No --profile: using "${profileName}" (backend ${probe.name}${
+          probe.gpu ? ", a GPU" : ", no GPU"
+        })`,
+      );
+    }
+    const profile = await loadProfile(profileName);
+    const dataDir = values["data-dir"] ?? defaultDataDir();
+    if (!existsSync(dataDir)) throw new Error(`--data-dir ${dataDir}: no such folder`);
+    const backend = (backendArg as BackendChoice | undefined) ?? profile.backend;
+    const grid = expandGrid(profile, {
+      dataDir,
+      catalog: await defaultTaskCatalog(),
+      ...(backendArg === undefined ? {} : { backend: backendArg as BackendChoice }),
+      ...(values["dry-run"] ? { onMissing: (m: string) => error(`warning: ${m}`) } : {}),
+    });
+    const shard = values.shard === undefined ? undefined : parseShard(values.shard);
+    const specs = shard === undefined ? grid : shardGrid(grid, shard);
+    const scope = shard === undefined
+      ? `${grid.length} runs`
+      : `shard ${shard.index}/${shard.count}: ${specs.length} of ${grid.length} runs`;
+    error(`Profile "${profile.name}" (${scope}); data ${dataDir}; out ${values.out}`);
+    if (values["dry-run"]) {
+      const accounting = await loadAccounting();
+      const rateName = backend === "auto" ? (probe ?? await probeBackend("auto")).name : backend;
+      printDryRun(specs, specs.map((s) => estimateRun(s, accounting, rateName)), rateName, log);
+      return 0;
+    }
+    const runOne = opts.runOne ?? await loadRunOne();
+    const tty = Deno.stderr.isTerminal();
+    const reporter = opts.progress === false ? undefined : progressReporter(specs.length, tty);
+    const summary = await runGrid(specs, {
+      outDir: values.out,
+      dataDir,
+      runOne,
+      resume: values.resume,
+      ...(reporter === undefined ? {} : { onEvent: reporter.onEvent }),
+    });
+    reporter?.stop();
+    error(`${summary.done} runs done, ${summary.skipped} skipped, ${summary.failed.length} failed`);
+    for (const f of summary.failed) error(`  FAILED ${f.spec.id}: ${f.error.message}`);
+    if (values.compare !== undefined) {
+      const current: RunResult[] = [];
+      for (const s of specs) {
+        const r = await readFinished(values.out, s);
+        if (r) current.push(r);
+      }
+      const baseline = await loadResults(values.compare);
+      const cmp = compareResults(current, baseline, profile.tolerances, {
+        partial: shard !== undefined,
+      });
+      log(formatComparison(cmp));
+      if (!cmp.ok) return 3;
+    }
+    return summary.failed.length > 0 ? 1 : 0;
+  } catch (e) {
+    error((e as Error).message);
+    return 2;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,205 @@
+/**
+ * The regression gate: compare run results with a baseline (a folder of run JSONs or one JSON
+ * file holding a result or an array of results). It fails when a score moves by more than its
+ * tolerance, or when a parameter or FLOP count, or a run's spec, changes at all.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { modelLabel, type RunResult, type Tolerances, validateRunResult } from "./spec.ts";
+
+/** One difference found by {@link compareResults}. */
+export interface GateDiff {
+  /** Run key (`profile/model/benchmark/method/seed`). */
+  readonly run: string;
+  /** What differs, e.g. `best.cb.f1`, `params.extra`, `spec.id`. */
+  readonly field: string;
+  readonly baseline: number | string;
+  readonly current: number | string;
+  /** Allowed absolute difference (scores only). */
+  readonly tolerance?: number;
+}
+
+/** Result of {@link compareResults}. */
+export interface Comparison {
+  /** True when nothing failed. */
+  readonly ok: boolean;
+  /** Differences that fail the gate. */
+  readonly failures: readonly GateDiff[];
+  /** Informational lines (new runs without a baseline, scores that moved within tolerance). */
+  readonly notes: readonly string[];
+  /** Runs compared. */
+  readonly compared: number;
+}
+
+/**
+ * Key matching a run with its baseline: profile, model, benchmark, method label and seed.
+ *
+ * @param r a run result
+ * @returns e.g. `ci/tiny-v1_1/glue/mtl/s0`
+ */
+export function runKey(r: RunResult): string {
+  const s = r.spec;
+  return `${s.profile}/${modelLabel(s.model)}/${s.benchmark}/${s.method.label}/s${s.seed}`;
+}
+
+/**
+ * Read run results from a folder (every `*.json` directly inside, sorted by name) or from one
+ * JSON file (a result or an array of results).
+ *
+ * @param path folder or file
+ * @returns the validated results
+ * @throws Error naming the file and JSON path of a malformed result
+ */
+export async function loadResults(path: string): Promise<RunResult[]> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(path);
+  } catch {
+    throw new Error(`Cannot read results "${path}": no such file or folder`);
+  }
+  const files: string[] = [];
+  if (info.isDirectory) {
+    for await (const e of Deno.readDir(path)) {
+      if (e.isFile && e.name.endsWith(".json")) files.push(join(path, e.name));
+    }
+    files.sort();
+  } else files.push(path);
+  const out: RunResult[] = [];
+  for (const file of files) {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(await Deno.readTextFile(file));
+    } catch (e) {
+      throw new Error(`${file}: invalid JSON: ${(e as Error).message}`);
+    }
+    if (Array.isArray(raw)) {
+      raw.forEach((r, i) => out.push(validateRunResult(r, { file: `${file}[${i}]` })));
+    } else out.push(validateRunResult(raw, { file }));
+  }
+  return out;
+}
+
+/**
+ * The tolerance of a metric: `metrics["task/metric"]`, else `metrics["metric"]`, else `default`.
+ *
+ * @param tol tolerances
+ * @param task task name (or `average`)
+ * @param metric metric name (or the benchmark for averages)
+ * @returns absolute tolerance on the 0-100 scale
+ */
+export function toleranceFor(tol: Tolerances, task: string, metric: string): number {
+  return tol.metrics[`${task}/${metric}`] ?? tol.metrics[metric] ?? tol.default;
+}
+
+/** Options of {@link compareResults}. */
+export interface CompareOptions {
+  /** A shard: baseline runs absent from `current` are not failures. */
+  readonly partial?: boolean;
+}
+
+function round(n: number): number {
+  return Math.round(n * 1e4) / 1e4;
+}
+
+/**
+ * Compare current results with a baseline.
+ *
+ * Fails on: a baseline run missing from `current` (unless `partial`); a different spec id (the
+ * resolved configuration changed: update the baseline); a task or metric missing; a best
+ * metric or benchmark average beyond tolerance; any change of `params.total`, `params.extra`,
+ * `params.trained`, `flops.trainPerExample`, `flops.inferencePerExample`.
+ *
+ * @param current results of this run
+ * @param baseline the baseline results
+ * @param tol score tolerances (profile `tolerances`)
+ * @param opts partial comparison for shards
+ * @returns the comparison
+ */
+export function compareResults(
+  current: readonly RunResult[],
+  baseline: readonly RunResult[],
+  tol: Tolerances,
+  opts: CompareOptions = {},
+): Comparison {
+  const failures: GateDiff[] = [];
+  const notes: string[] = [];
+  const cur = new Map(current.map((r) => [runKey(r), r]));
+  const base = new Map(baseline.map((r) => [runKey(r), r]));
+  let compared = 0;
+  for (const [key, b] of [...base].sort(([x], [y]) => (x < y ? -1 : 1))) {
+    const c = cur.get(key);
+    const fail = (field: string, bv: number | string, cv: number | string, tolerance?: number) =>
+      failures.push({
+        run: key,
+        field,
+        baseline: bv,
+        current: cv,
+        ...(tolerance === undefined ? {} : { tolerance }),
+      });
+    if (c === undefined) {
+      if (!opts.partial) fail("run", "present", "missing");
+      continue;
+    }
+    compared++;
+    if (c.spec.id !== b.spec.id) fail("spec.id", b.spec.id, c.spec.id);
+    for (const [task, bb] of Object.entries(b.best)) {
+      const cb = c.best[task];
+      if (cb === undefined) {
+        fail(`best.${task}`, "present", "missing");
+        continue;
+      }
+      for (const [metric, bv] of Object.entries(bb.metrics)) {
+        const cv = cb.metrics[metric];
+        const t = toleranceFor(tol, task, metric);
+        if (cv === undefined) fail(`best.${task}.${metric}`, round(bv), "missing", t);
+        else if (Math.abs(cv - bv) > t) fail(`best.${task}.${metric}`, round(bv), round(cv), t);
+        else if (cv !== bv) {
+          notes.push(`${key}: best.${task}.${metric} ${round(bv)} -> ${round(cv)} (within ${t})`);
+        }
+      }
+    }
+    for (const bench of ["glue", "super_glue"] as const) {
+      const bv = b.averages[bench];
+      if (bv === undefined) continue;
+      const cv = c.averages[bench];
+      const t = toleranceFor(tol, "average", bench);
+      if (cv === undefined) fail(`averages.${bench}`, round(bv), "missing", t);
+      else if (Math.abs(cv - bv) > t) fail(`averages.${bench}`, round(bv), round(cv), t);
+    }
+    for (const k of ["total", "extra", "trained"] as const) {
+      if (c.params[k] !== b.params[k]) fail(`params.${k}`, b.params[k], c.params[k]);
+    }
+    for (const k of ["trainPerExample", "inferencePerExample"] as const) {
+      if (c.flops[k] !== b.flops[k]) fail(`flops.${k}`, b.flops[k], c.flops[k]);
+    }
+  }
+  for (const key of cur.keys()) {
+    if (!base.has(key)) notes.push(`${key}: no baseline run (not gated)`);
+  }
+  return { ok: failures.length === 0, failures, notes, compared };
+}
+
+/**
+ * A readable report: one line per failure with baseline, current, difference and tolerance.
+ *
+ * @param c the comparison
+ * @returns multi-line text
+ */
+export function formatComparison(c: Comparison): string {
+  const lines = [
+    `Regression gate: ${
+      c.ok ? "PASS" : "FAIL"
+    } (${c.compared} runs compared, ${c.failures.length} failures)`,
+  ];
+  for (const f of c.failures) {
+    const diff = typeof f.baseline === "number" && typeof f.current === "number"
+      ? ` (diff ${round(f.current - f.baseline)}${
+        f.tolerance === undefined ? ", must be equal" : `, tolerance ${f.tolerance}`
+      })`
+      : "";
+    lines.push(`  FAIL ${f.run}: ${f.field}: baseline ${f.baseline}, current ${f.current}${diff}`);
+  }
+  for (const n of c.notes) lines.push(`  note ${n}`);
+  return lines.join("\n");
+}

@@ -1,0 +1,211 @@
+/**
+ * Small hand-written SVG plots of run results: benchmark average against extra parameters (the
+ * paper's Pareto figure, §4.2) and attention mass on hyper-prompts per layer (§4.6).
+ *
+ * @module
+ */
+import { METHOD_NAMES, modelLabel, type RunResult } from "./spec.ts";
+
+const W = 640;
+const H = 400;
+const M = { left: 60, right: 180, top: 30, bottom: 50 };
+const COLORS = [
+  "#1f77b4",
+  "#ff7f0e",
+  "#2ca02c",
+  "#d62728",
+  "#9467bd",
+  "#8c564b",
+  "#e377c2",
+  "#7f7f7f",
+  "#bcbd22",
+  "#17becf",
+];
+
+function esc(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(
+    /"/g,
+    "&quot;",
+  );
+}
+
+const fmt = (
+  x: number,
+) => (Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 1 ? x.toFixed(1) : x.toPrecision(2));
+
+/** A named series of points. */
+interface Series {
+  readonly name: string;
+  readonly points: readonly { readonly x: number; readonly y: number; readonly label?: string }[];
+}
+
+function frame(
+  title: string,
+  xLabel: string,
+  yLabel: string,
+  body: string[],
+  legend: string[],
+): string {
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${M.left}" y="18" font-size="13" font-weight="bold">${esc(title)}</text>`,
+    `<text x="${(M.left + W - M.right) / 2}" y="${H - 10}" text-anchor="middle">${
+      esc(xLabel)
+    }</text>`,
+    `<text transform="translate(14 ${
+      (M.top + H - M.bottom) / 2
+    }) rotate(-90)" text-anchor="middle">${esc(yLabel)}</text>`,
+    ...body,
+    ...legend,
+    "</svg>",
+    "",
+  ].join("\n");
+}
+
+function plot(
+  title: string,
+  xLabel: string,
+  yLabel: string,
+  series: readonly Series[],
+  opts: { logX?: boolean; lines?: boolean },
+): string {
+  const all = series.flatMap((s) => s.points);
+  if (all.length === 0) {
+    return frame(title, xLabel, yLabel, [`<text x="${M.left}" y="${H / 2}">no data</text>`], []);
+  }
+  const tx = (x: number) => (opts.logX ? Math.log10(Math.max(x, 1e-4)) : x);
+  let [x0, x1] = [Math.min(...all.map((p) => tx(p.x))), Math.max(...all.map((p) => tx(p.x)))];
+  let [y0, y1] = [Math.min(...all.map((p) => p.y)), Math.max(...all.map((p) => p.y))];
+  if (x1 === x0) [x0, x1] = [x0 - 1, x1 + 1];
+  if (y1 === y0) [y0, y1] = [y0 - 1, y1 + 1];
+  const padY = (y1 - y0) * 0.08;
+  [y0, y1] = [y0 - padY, y1 + padY];
+  const px = (x: number) => M.left + ((tx(x) - x0) / (x1 - x0)) * (W - M.left - M.right);
+  const py = (y: number) => H - M.bottom - ((y - y0) / (y1 - y0)) * (H - M.top - M.bottom);
+  const body: string[] = [
+    `<rect x="${M.left}" y="${M.top}" width="${W - M.left - M.right}" height="${
+      H - M.top - M.bottom
+    }" fill="none" stroke="#999"/>`,
+  ];
+  for (let i = 0; i <= 4; i++) {
+    const y = y0 + ((y1 - y0) * i) / 4;
+    body.push(
+      `<text x="${M.left - 4}" y="${
+        py(y).toFixed(1)
+      }" text-anchor="end" dominant-baseline="middle">${fmt(y)}</text>`,
+    );
+    const xt = x0 + ((x1 - x0) * i) / 4;
+    const xv = opts.logX ? 10 ** xt : xt;
+    const xpos = M.left + (i / 4) * (W - M.left - M.right);
+    body.push(
+      `<text x="${xpos.toFixed(1)}" y="${H - M.bottom + 14}" text-anchor="middle">${
+        fmt(xv)
+      }</text>`,
+    );
+  }
+  const legend: string[] = [];
+  series.forEach((s, i) => {
+    const c = COLORS[i % COLORS.length]!;
+    const pts = s.points.map((p) => `${px(p.x).toFixed(1)},${py(p.y).toFixed(1)}`);
+    if (opts.lines && pts.length > 1) {
+      body.push(
+        `<polyline points="${pts.join(" ")}" fill="none" stroke="${c}" stroke-width="1.5"/>`,
+      );
+    }
+    for (const p of s.points) {
+      body.push(
+        `<circle cx="${px(p.x).toFixed(1)}" cy="${py(p.y).toFixed(1)}" r="3.5" fill="${c}"><title>${
+          esc(`${s.name}${p.label ? ` ${p.label}` : ""}: (${fmt(p.x)}, ${fmt(p.y)})`)
+        }</title></circle>`,
+      );
+    }
+    const ly = M.top + 6 + i * 15;
+    legend.push(
+      `<rect x="${W - M.right + 10}" y="${ly - 5}" width="10" height="10" fill="${c}"/>`,
+      `<text x="${W - M.right + 24}" y="${ly}" dominant-baseline="middle">${
+        esc(s.name.slice(0, 28))
+      }</text>`,
+    );
+  });
+  return frame(title, xLabel, yLabel, body, legend);
+}
+
+/**
+ * Benchmark average (mean over seeds) against extra parameters (% of the backbone, log scale):
+ * one series per method label, one point per model and benchmark.
+ *
+ * @param results run results
+ * @returns SVG text
+ */
+export function scoreVsParamsSvg(results: readonly RunResult[]): string {
+  const acc = new Map<string, Map<string, { x: number; ys: number[] }>>();
+  for (const r of results) {
+    const y = r.averages[r.spec.benchmark];
+    if (y === undefined) continue;
+    const label = r.spec.method.label;
+    const key = `${modelLabel(r.spec.model)} ${r.spec.benchmark}`;
+    const m = acc.get(label) ?? new Map();
+    acc.set(label, m);
+    const p = m.get(key) ?? { x: r.params.extraPct, ys: [] };
+    p.ys.push(y);
+    m.set(key, p);
+  }
+  const order = (label: string) => {
+    const r = results.find((x) => x.spec.method.label === label)!;
+    return METHOD_NAMES.indexOf(r.spec.method.name);
+  };
+  const series: Series[] = [...acc.keys()].sort((a, b) => order(a) - order(b) || (a < b ? -1 : 1))
+    .map((name) => ({
+      name,
+      points: [...acc.get(name)!].sort(([a], [b]) => (a < b ? -1 : 1)).map(([label, p]) => ({
+        x: p.x,
+        y: p.ys.reduce((a, b) => a + b, 0) / p.ys.length,
+        label,
+      })),
+    }));
+  return plot(
+    "Benchmark average vs extra parameters",
+    "extra parameters (% of backbone, log)",
+    "average score",
+    series,
+    {
+      logX: true,
+    },
+  );
+}
+
+/**
+ * Attention mass on hyper-prompts per layer (encoder layers, then decoder layers offset by the
+ * encoder depth), mean over tasks and seeds: one line per method label and model.
+ *
+ * @param results run results
+ * @returns SVG text
+ */
+export function attentionMassSvg(results: readonly RunResult[]): string {
+  const acc = new Map<string, number[][]>();
+  for (const r of results) {
+    if (r.attentionMass === undefined) continue;
+    const name = `${r.spec.method.label} ${modelLabel(r.spec.model)}`;
+    const layers = acc.get(name) ?? [];
+    acc.set(name, layers);
+    for (const am of Object.values(r.attentionMass)) {
+      [...am.encoder, ...am.decoder].forEach((v, i) => {
+        (layers[i] ??= []).push(v);
+      });
+    }
+  }
+  const series: Series[] = [...acc.keys()].sort().map((name) => ({
+    name,
+    points: acc.get(name)!.map((vs, i) => ({ x: i, y: vs.reduce((a, b) => a + b, 0) / vs.length })),
+  }));
+  return plot(
+    "Attention mass on hyper-prompts per layer",
+    "layer (encoder, then decoder)",
+    "mass",
+    series,
+    {
+      lines: true,
+    },
+  );
+}

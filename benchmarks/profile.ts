@@ -1,0 +1,216 @@
+/**
+ * Loading benchmark profiles: `benchmarks/profiles/<name>.json` by name, or any JSON file by
+ * path. Errors name the file, the line and the JSON path of the offending field.
+ *
+ * @module
+ */
+import { basename, join } from "node:path";
+import { repoPath } from "../model/shared_dir.ts";
+import { PRESETS } from "../model/config.ts";
+import {
+  type Locator,
+  type MethodName,
+  type Profile,
+  type ProfileChecks,
+  SpecError,
+  validateProfile,
+} from "./spec.ts";
+
+/** Folder of the built-in profiles. */
+export const PROFILES_DIR: string = repoPath("benchmarks", "profiles");
+
+/**
+ * Build a {@link Locator} for JSON text: a one-pass scan that records the 1-based line where the
+ * value of every path (`$`, `$.a.b`, `$.a[2].c`) starts. Invalid JSON yields a locator that
+ * knows nothing (the caller reports the parse error separately).
+ *
+ * @param text JSON source
+ * @returns path -> line lookup
+ * @example
+ * ```ts
+ * import { jsonLocator } from "./profile.ts";
+ * const at = jsonLocator('{\n  "a": {\n    "b": [1,\n 2]\n  }\n}');
+ * console.assert(at("$.a.b[1]") === 4);
+ * ```
+ */
+export function jsonLocator(text: string): Locator {
+  const lines = new Map<string, number>();
+  let i = 0;
+  let line = 1;
+  const ws = () => {
+    while (i < text.length && /\s/.test(text[i]!)) {
+      if (text[i] === "\n") line++;
+      i++;
+    }
+  };
+  const readString = (): string => {
+    const start = i;
+    i++;
+    while (i < text.length && text[i] !== '"') i += text[i] === "\\" ? 2 : 1;
+    i++;
+    return JSON.parse(text.slice(start, i)) as string;
+  };
+  const value = (path: string): void => {
+    ws();
+    lines.set(path, line);
+    const c = text[i];
+    if (c === "{") {
+      i++;
+      ws();
+      if (text[i] === "}") {
+        i++;
+        return;
+      }
+      while (i < text.length) {
+        ws();
+        const key = readString();
+        ws();
+        i++; // ':'
+        value(`${path}.${key}`);
+        ws();
+        if (text[i++] === "}") return;
+      }
+    } else if (c === "[") {
+      i++;
+      ws();
+      if (text[i] === "]") {
+        i++;
+        return;
+      }
+      for (let k = 0; i < text.length; k++) {
+        value(`${path}[${k}]`);
+        ws();
+        if (text[i++] === "]") return;
+      }
+    } else if (c === '"') {
+      readString();
+    } else {
+      while (i < text.length && /[^\s,\]}]/.test(text[i]!)) i++;
+    }
+  };
+  try {
+    value("$");
+  } catch {
+    // Leave whatever was located; the JSON parse error is reported by the caller.
+  }
+  return (path) => lines.get(path);
+}
+
+/**
+ * Names of the built-in profiles, sorted.
+ *
+ * @returns profile names (file names without `.json`)
+ */
+export function listProfiles(): string[] {
+  const names: string[] = [];
+  for (const e of Deno.readDirSync(PROFILES_DIR)) {
+    if (e.isFile && e.name.endsWith(".json")) names.push(e.name.slice(0, -5));
+  }
+  return names.sort();
+}
+
+/**
+ * The file a profile argument refers to: a built-in name (`smoke`) or a path to a JSON file.
+ *
+ * @param nameOrPath `--profile` value
+ * @returns the JSON file path
+ * @throws Error listing the built-in profiles when a name is unknown
+ */
+export function profilePath(nameOrPath: string): string {
+  if (/^[A-Za-z0-9_.-]+$/.test(nameOrPath) && !nameOrPath.endsWith(".json")) {
+    const known = listProfiles();
+    if (!known.includes(nameOrPath)) {
+      throw new Error(
+        `Unknown profile "${nameOrPath}"; built-in profiles: ${
+          known.join(", ")
+        } (or pass a path to a .json file)`,
+      );
+    }
+    return join(PROFILES_DIR, `${nameOrPath}.json`);
+  }
+  return nameOrPath;
+}
+
+/**
+ * Parse and validate profile JSON text.
+ *
+ * @param text JSON source
+ * @param file file named in errors
+ * @param checks cross-module checks (defaults: {@link defaultChecks})
+ * @returns the validated profile
+ * @throws SpecError or Error naming the file and line
+ */
+export function parseProfile(text: string, file: string, checks?: ProfileChecks): Profile {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${file}: invalid JSON: ${(e as Error).message}`);
+  }
+  return validateProfile(raw, { file, locate: jsonLocator(text) }, checks ?? defaultChecks());
+}
+
+/**
+ * Load a profile by built-in name or path. A profile file's `name` must equal its file name.
+ *
+ * @param nameOrPath `--profile` value
+ * @param checks cross-module checks (defaults: {@link defaultChecks})
+ * @returns the validated profile
+ */
+export async function loadProfile(
+  nameOrPath: string,
+  checks?: ProfileChecks,
+): Promise<Profile> {
+  const file = profilePath(nameOrPath);
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (e) {
+    throw new Error(`Cannot read profile "${file}": ${(e as Error).message}`);
+  }
+  const p = parseProfile(text, file, checks ?? await defaultChecksAsync());
+  const stem = basename(file).replace(/\.json$/, "");
+  if (file.startsWith(PROFILES_DIR) && p.name !== stem) {
+    throw new SpecError(
+      { file, locate: jsonLocator(text) },
+      "$.name",
+      `must equal the file name "${stem}", got "${p.name}"`,
+    );
+  }
+  return p;
+}
+
+/** Checks that need no other module than `model/config.ts`: preset names. */
+export function defaultChecks(): ProfileChecks {
+  return { presetNames: Object.keys(PRESETS) };
+}
+
+interface MethodRegistry {
+  getMethod(name: string): { parseConfig(raw: unknown, source: string): unknown };
+}
+
+/**
+ * {@link defaultChecks} plus method-config validation through `model/methods/mod.ts` `getMethod`
+ * (skipped while the registry does not exist yet).
+ *
+ * @returns the checks
+ */
+export async function defaultChecksAsync(): Promise<ProfileChecks> {
+  const base = defaultChecks();
+  const registryUrl = new URL("../model/methods/mod.ts", import.meta.url).href;
+  let registry: MethodRegistry;
+  try {
+    registry = await import(registryUrl) as MethodRegistry;
+  } catch {
+    return base;
+  }
+  if (typeof registry.getMethod !== "function") return base;
+  return {
+    ...base,
+    parseMethodConfig: (name: MethodName, raw: unknown, source: string) => {
+      const cfg = registry.getMethod(name).parseConfig(raw, source);
+      // Keep only the JSON form: the resolved config is hashed into the run id.
+      return JSON.parse(JSON.stringify(cfg)) as Record<string, unknown>;
+    },
+  };
+}

@@ -1,0 +1,400 @@
+/**
+ * Grid expansion, sharding and execution: a {@link Profile} becomes a list of {@link RunSpec}s
+ * (models × benchmarks × methods × seeds), a shard takes a deterministic slice of it, and
+ * {@link runGrid} trains each run with an injectable `runOne`, writing one result JSON per run
+ * atomically and skipping finished runs when resuming.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import {
+  type BackendChoice,
+  type BenchmarkName,
+  type Profile,
+  runFileName,
+  runId,
+  type RunOneFn,
+  type RunProgress,
+  type RunResult,
+  type RunSpec,
+  trainFor,
+  validateRunResult,
+} from "./spec.ts";
+
+/** Where task names come from: the benchmark's trained tasks and what the data dir holds. */
+export interface TaskCatalog {
+  /** Trained tasks of a benchmark, in mixture order (`tasks/mod.ts` `BENCHMARK_TASKS`). */
+  benchmarkTasks(benchmark: BenchmarkName): readonly string[];
+  /**
+   * Whether the train and validation files of a task are present in `dataDir`
+   * (`tasks/data.ts` `availableTasks`).
+   */
+  isAvailable(benchmark: BenchmarkName, task: string, dataDir: string): boolean;
+}
+
+/**
+ * The 8 trained tasks per benchmark (spec §3.1), used until `tasks/mod.ts` provides
+ * `BENCHMARK_TASKS` (SuperGLUE RTE is `rte_sg`, as there).
+ */
+export const FALLBACK_BENCHMARK_TASKS: Readonly<Record<BenchmarkName, readonly string[]>> = {
+  glue: ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte"],
+  super_glue: ["boolq", "cb", "copa", "multirc", "record", "rte_sg", "wic", "wsc"],
+};
+
+const FOLDERS: Readonly<Record<string, string>> = {
+  cola: "CoLA",
+  sst2: "SST-2",
+  mrpc: "MRPC",
+  qqp: "QQP",
+  stsb: "STS-B",
+  mnli: "MNLI",
+  qnli: "QNLI",
+  rte: "RTE",
+  boolq: "BoolQ",
+  cb: "CB",
+  copa: "COPA",
+  multirc: "MultiRC",
+  record: "ReCoRD",
+  wic: "WiC",
+  wsc: "WSC",
+};
+
+/** Bare task name: drops a benchmark prefix or suffix (`super_glue_rte`, `rte_sg` -> `rte`). */
+export function bareTaskName(name: string): string {
+  return name.toLowerCase()
+    .replace(/^(glue|super_?glue|sg)[_/:-]/, "")
+    .replace(/[_-](glue|super_?glue|sg)$/, "");
+}
+
+function fileCatalogAvailable(benchmark: BenchmarkName, task: string, dataDir: string): boolean {
+  const folder = FOLDERS[bareTaskName(task)];
+  if (folder === undefined) return false;
+  const dir = join(dataDir, benchmark, folder);
+  const has = (f: string) => {
+    try {
+      return Deno.statSync(join(dir, f)).isFile;
+    } catch {
+      return false;
+    }
+  };
+  if (benchmark === "glue") {
+    return has("train.tsv") && (has("dev.tsv") || has("dev_matched.tsv"));
+  }
+  return has("train.jsonl") && has("val.jsonl");
+}
+
+/** A catalog from {@link FALLBACK_BENCHMARK_TASKS} and the official file layout. */
+export const FILE_CATALOG: TaskCatalog = {
+  benchmarkTasks: (b) => FALLBACK_BENCHMARK_TASKS[b],
+  isAvailable: fileCatalogAvailable,
+};
+
+interface TasksModule {
+  BENCHMARK_TASKS?: Readonly<Record<BenchmarkName, readonly string[]>>;
+  sourceId?: (taskName: string) => string;
+}
+interface DataModule {
+  availableTasks?: (dataDir: string) => string[];
+}
+
+async function tryImport<T>(rel: string): Promise<T | undefined> {
+  try {
+    return await import(new URL(rel, import.meta.url).href) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The task catalog of the tasks module (`BENCHMARK_TASKS`, `sourceId`) and `tasks/data.ts`
+ * (`availableTasks`) when they load, else {@link FILE_CATALOG}.
+ *
+ * @returns the catalog
+ */
+export async function defaultTaskCatalog(): Promise<TaskCatalog> {
+  const tasks = (await tryImport<TasksModule>("../tasks/mod.ts")) ??
+    (await tryImport<TasksModule>("../tasks/registry.ts"));
+  const data = await tryImport<DataModule>("../tasks/data.ts");
+  const bt = tasks?.BENCHMARK_TASKS;
+  const sourceId = tasks?.sourceId;
+  const avail = data?.availableTasks;
+  if (bt === undefined || sourceId === undefined || avail === undefined) return FILE_CATALOG;
+  const cache = new Map<string, Set<string>>();
+  return {
+    benchmarkTasks: (b) => bt[b],
+    isAvailable: (_b, task, dataDir) => {
+      let set = cache.get(dataDir);
+      if (set === undefined) {
+        set = new Set(avail(dataDir));
+        cache.set(dataDir, set);
+      }
+      // availableTasks has returned canonical ids (`glue/cola`) and registry names (`cola`).
+      return set.has(task) || set.has(sourceId(task));
+    },
+  };
+}
+
+/** Options of {@link expandGrid}. */
+export interface ExpandOptions {
+  /** Data root, checked for task files. */
+  readonly dataDir: string;
+  /** Task catalog (default {@link FILE_CATALOG}; the CLI passes {@link defaultTaskCatalog}). */
+  readonly catalog?: TaskCatalog;
+  /** Backend override (`--backend`). */
+  readonly backend?: BackendChoice;
+  /**
+   * Report missing task files here and keep the tasks (`--dry-run`), instead of throwing.
+   */
+  readonly onMissing?: (message: string) => void;
+}
+
+function resolveTasks(
+  profile: Profile,
+  benchmark: BenchmarkName,
+  opts: ExpandOptions,
+): string[] {
+  const catalog = opts.catalog ?? FILE_CATALOG;
+  const known = catalog.benchmarkTasks(benchmark);
+  const listed = profile.tasks?.[benchmark];
+  const chosen = listed === undefined ? [...known] : listed.map((name) => {
+    const hit = known.find((k) => k === name) ??
+      known.find((k) => bareTaskName(k) === bareTaskName(name));
+    if (hit === undefined) {
+      throw new Error(
+        `Profile "${profile.name}": unknown ${benchmark} task "${name}"; known: ${
+          known.join(", ")
+        }`,
+      );
+    }
+    return hit;
+  });
+  const missing = chosen.filter((t) => !catalog.isAvailable(benchmark, t, opts.dataDir));
+  if (missing.length === 0) return chosen;
+  if (listed === undefined && profile.skipMissingTasks) {
+    const kept = chosen.filter((t) => !missing.includes(t));
+    if (kept.length === 0) {
+      throw new Error(
+        `Profile "${profile.name}": no ${benchmark} task has train and validation files under "${opts.dataDir}"; run the download task or pass --data-dir`,
+      );
+    }
+    return kept;
+  }
+  const message = `Profile "${profile.name}": missing ${benchmark} task files for ${
+    missing.join(", ")
+  } under "${opts.dataDir}"; download them (deno task download) or pass --data-dir`;
+  if (opts.onMissing === undefined) throw new Error(message);
+  opts.onMissing(message);
+  return chosen;
+}
+
+/**
+ * Expand a profile into its grid, in profile order (models, benchmarks, methods, seeds).
+ *
+ * @param profile a validated profile
+ * @param opts data dir, task catalog, backend override
+ * @returns one spec per run; ids are stable hashes of the content
+ * @throws Error naming the profile and the unknown or missing task
+ */
+export function expandGrid(profile: Profile, opts: ExpandOptions): RunSpec[] {
+  const specs: RunSpec[] = [];
+  for (const model of profile.models) {
+    for (const benchmark of profile.benchmarks) {
+      const tasks = resolveTasks(profile, benchmark, opts);
+      for (const m of profile.methods) {
+        const method = { name: m.name, label: m.label, config: m.config };
+        for (const seed of profile.seeds) {
+          const body: Omit<RunSpec, "id"> = {
+            profile: profile.name,
+            model,
+            backbone: profile.backbone,
+            benchmark,
+            tasks,
+            method,
+            seed,
+            train: trainFor(profile, benchmark, m),
+            backend: opts.backend ?? profile.backend,
+          };
+          specs.push({ id: runId(body), ...body });
+        }
+      }
+    }
+  }
+  const ids = new Set(specs.map((s) => s.id));
+  if (ids.size !== specs.length) {
+    throw new Error(`Profile "${profile.name}": two grid cells are identical; check methods`);
+  }
+  return specs;
+}
+
+/** A shard `i` of `n` (0-based). */
+export interface Shard {
+  readonly index: number;
+  readonly count: number;
+}
+
+/**
+ * Parse `--shard i/n` (0-based `i`, `0 <= i < n`).
+ *
+ * @param text e.g. `"2/4"`
+ * @returns the shard
+ * @throws Error explaining the expected form
+ */
+export function parseShard(text: string): Shard {
+  const m = /^(\d+)\/(\d+)$/.exec(text.trim());
+  const index = m ? Number(m[1]) : NaN;
+  const count = m ? Number(m[2]) : NaN;
+  if (!m || count < 1 || index >= count) {
+    throw new Error(
+      `Cannot parse --shard "${text}": expected i/n with 0 <= i < n, e.g. 0/4 (Slurm: $SLURM_ARRAY_TASK_ID/$N with --array=0-$((N-1)))`,
+    );
+  }
+  return { index, count };
+}
+
+/**
+ * The runs of one shard: the grid sorted by run id, every `count`-th from `index`. Every run is
+ * in exactly one shard, whatever machine computes the slice.
+ *
+ * @param specs the whole grid
+ * @param shard the shard
+ * @returns the shard's runs, in grid order
+ */
+export function shardGrid(specs: readonly RunSpec[], shard: Shard): RunSpec[] {
+  const byId = [...specs].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const mine = new Set(
+    byId.filter((_, i) => i % shard.count === shard.index).map((s) => s.id),
+  );
+  return specs.filter((s) => mine.has(s.id));
+}
+
+/**
+ * Write a file atomically: a temporary file in the same folder, then rename.
+ *
+ * @param path destination
+ * @param text contents
+ */
+export async function writeFileAtomic(path: string, text: string): Promise<void> {
+  const tmp = `${path}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  await Deno.writeTextFile(tmp, text);
+  try {
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+}
+
+/**
+ * Read a finished run's result if its file exists and belongs to `spec`.
+ *
+ * @param outDir results folder
+ * @param spec the run
+ * @returns the result, or undefined when absent or for another spec
+ */
+export async function readFinished(outDir: string, spec: RunSpec): Promise<RunResult | undefined> {
+  const file = join(outDir, runFileName(spec));
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch {
+    return undefined;
+  }
+  try {
+    const r = validateRunResult(JSON.parse(text), { file });
+    return r.spec.id === spec.id ? r : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Events reported by {@link runGrid}. */
+export type GridEvent =
+  | { readonly kind: "skip"; readonly spec: RunSpec; readonly index: number }
+  | { readonly kind: "start"; readonly spec: RunSpec; readonly index: number }
+  | {
+    readonly kind: "progress";
+    readonly spec: RunSpec;
+    readonly index: number;
+    readonly progress: RunProgress;
+  }
+  | {
+    readonly kind: "done";
+    readonly spec: RunSpec;
+    readonly index: number;
+    readonly result: RunResult;
+    readonly file: string;
+  }
+  | {
+    readonly kind: "error";
+    readonly spec: RunSpec;
+    readonly index: number;
+    readonly error: Error;
+  };
+
+/** Options of {@link runGrid}. */
+export interface RunGridOptions {
+  /** Results folder: `<outDir>/<runFileName>` per run, `<outDir>/<stem>/` as the run's workdir. */
+  readonly outDir: string;
+  /** Data root passed to `runOne`. */
+  readonly dataDir: string;
+  /** Trains and evaluates one run. */
+  readonly runOne: RunOneFn;
+  /** Skip runs whose result file already exists for the same spec id. */
+  readonly resume?: boolean;
+  /** Event sink (progress bars, logs). */
+  readonly onEvent?: (e: GridEvent) => void;
+}
+
+/** Summary of {@link runGrid}. */
+export interface GridSummary {
+  readonly done: number;
+  readonly skipped: number;
+  readonly failed: readonly { readonly spec: RunSpec; readonly error: Error }[];
+}
+
+/**
+ * Run a list of specs one after the other. A failing run is reported and the next one starts.
+ *
+ * @param specs the runs (one shard or the whole grid)
+ * @param opts output folder, data root, `runOne`, resume flag, event sink
+ * @returns counts and the failures
+ */
+export async function runGrid(
+  specs: readonly RunSpec[],
+  opts: RunGridOptions,
+): Promise<GridSummary> {
+  await Deno.mkdir(opts.outDir, { recursive: true });
+  const emit = opts.onEvent ?? (() => {});
+  let done = 0;
+  let skipped = 0;
+  const failed: { spec: RunSpec; error: Error }[] = [];
+  for (const [index, spec] of specs.entries()) {
+    if (opts.resume && (await readFinished(opts.outDir, spec)) !== undefined) {
+      skipped++;
+      emit({ kind: "skip", spec, index });
+      continue;
+    }
+    const file = join(opts.outDir, runFileName(spec));
+    const workDir = file.replace(/\.json$/, "");
+    emit({ kind: "start", spec, index });
+    try {
+      await Deno.mkdir(workDir, { recursive: true });
+      const result = await opts.runOne(spec, {
+        outDir: workDir,
+        dataDir: opts.dataDir,
+        onProgress: (progress) => emit({ kind: "progress", spec, index, progress }),
+      });
+      if (result.spec.id !== spec.id) {
+        throw new Error(`runOne returned the result of run ${result.spec.id} for run ${spec.id}`);
+      }
+      await writeFileAtomic(file, JSON.stringify(result, null, 2) + "\n");
+      done++;
+      emit({ kind: "done", spec, index, result, file });
+    } catch (e) {
+      const error = e instanceof Error ? e : new Error(String(e));
+      failed.push({ spec, error });
+      emit({ kind: "error", spec, index, error });
+    }
+  }
+  return { done, skipped, failed };
+}

@@ -1,0 +1,524 @@
+/**
+ * CSV tables (and SVG plots) derived from run JSONs: `deno task tables --runs DIR --out DIR`.
+ * Every file is rebuilt from the run results; results of any shards merge because rows are
+ * grouped and sorted by content, never by file or arrival order.
+ *
+ * Tables:
+ * - `scores.csv`: best group score per task (mean over seeds), GLUE/SuperGLUE averages (mean,
+ *   std), and the paper's averages from `results/paper/main_table.csv` with their source;
+ * - `params.csv`: total, extra, extra %, ratio, trained, trained per task % for every method at
+ *   every published size (analytic, 8 tasks, default configs) and for every run group;
+ * - `flops.csv`: FLOPs per example (train / inference) and measured tokens/s;
+ * - `ablation.csv`: the ablation profile's rows with parameters relative to MTL;
+ * - `attention_mass.csv`: attention mass on hyper-prompts per layer (mean over seeds).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { stringify } from "csv-stringify/sync";
+import { parse } from "csv-parse/sync";
+import { PRESETS, PUBLISHED_PRESETS, type T5Config } from "../model/config.ts";
+import { repoPath } from "../model/shared_dir.ts";
+import { loadResults } from "./compare.ts";
+import { attentionMassSvg, scoreVsParamsSvg } from "./plots.ts";
+import { type BenchmarkName, METHOD_NAMES, modelLabel, type RunResult } from "./spec.ts";
+import { writeFileAtomic } from "./runner.ts";
+
+/** A table: header row then data rows. */
+export type Table = (string | number)[][];
+
+/** One row of `results/paper/main_table.csv`. */
+export interface PaperRow {
+  readonly model: string;
+  readonly method: string;
+  readonly method_name: string;
+  readonly glue_avg: string;
+  readonly super_glue_avg: string;
+  readonly params_ratio: string;
+  readonly extra_pct: string;
+  readonly trained_per_task_pct: string;
+  readonly source: string;
+}
+
+/** Default location of the paper's reference values. */
+export const PAPER_TABLE: string = repoPath("results", "paper", "main_table.csv");
+
+/**
+ * Read the paper's reference values (every value carries its source; blanks are unknown).
+ *
+ * @param path CSV file (default {@link PAPER_TABLE})
+ * @returns the rows
+ */
+export function readPaperTable(path: string = PAPER_TABLE): PaperRow[] {
+  const rows = parse(Deno.readTextFileSync(path), { columns: true, skip_empty_lines: true });
+  return rows as PaperRow[];
+}
+
+/** Analytic accounting (`model/methods/accounting.ts` `methodAccounting`). */
+export type AccountingFn = (
+  config: T5Config,
+  method: string,
+  cfg: unknown,
+  numTasks: number,
+  shape?: { inputLength: number; targetLength: number },
+) => {
+  backbone: number;
+  total: number;
+  extra: number;
+  extraPct: number;
+  ratio: number;
+  trained: number;
+  trainedPerTaskPct: number;
+  forwardFlops: number | null;
+  trainFlops: number | null;
+};
+
+/**
+ * Load `methodAccounting` when the methods module is present.
+ *
+ * @returns the function, or undefined
+ */
+export async function loadAccounting(): Promise<AccountingFn | undefined> {
+  try {
+    const mod = await import(new URL("../model/methods/accounting.ts", import.meta.url).href);
+    return mod.methodAccounting as AccountingFn;
+  } catch {
+    return undefined;
+  }
+}
+
+const r4 = (x: number) => Math.round(x * 1e4) / 1e4;
+const r2 = (x: number) => Math.round(x * 100) / 100;
+const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+/** Sample standard deviation (n - 1); 0 for one value. */
+function std(xs: readonly number[]): number {
+  if (xs.length < 2) return 0;
+  const m = mean(xs);
+  return Math.sqrt(xs.reduce((a, x) => a + (x - m) ** 2, 0) / (xs.length - 1));
+}
+const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Runs grouped by profile, model and method label (seeds and benchmarks pooled). */
+interface Group {
+  readonly profile: string;
+  readonly model: string;
+  readonly label: string;
+  readonly method: string;
+  readonly runs: RunResult[];
+}
+
+function groupRuns(results: readonly RunResult[]): Group[] {
+  const map = new Map<string, Group>();
+  for (const r of results) {
+    const s = r.spec;
+    const key = JSON.stringify([s.profile, modelLabel(s.model), s.method.label]);
+    let g = map.get(key);
+    if (g === undefined) {
+      g = {
+        profile: s.profile,
+        model: modelLabel(s.model),
+        label: s.method.label,
+        method: s.method.name,
+        runs: [],
+      };
+      map.set(key, g);
+    }
+    g.runs.push(r);
+  }
+  const order = (m: string) => METHOD_NAMES.indexOf(m as never);
+  return [...map.values()].sort((a, b) =>
+    cmp(a.profile, b.profile) || cmp(a.model, b.model) || order(a.method) - order(b.method) ||
+    cmp(a.label, b.label)
+  );
+}
+
+function paperFor(paper: readonly PaperRow[], model: string, label: string): PaperRow | undefined {
+  return paper.find((p) => p.model === model && (p.method === label || p.method_name === label));
+}
+
+function benchAverages(g: Group, b: BenchmarkName): number[] {
+  return g.runs.map((r) => r.averages[b]).filter((x): x is number => x !== undefined);
+}
+
+/**
+ * (a) Scores: per run group, the best group score of each task (mean over seeds), each
+ * benchmark's average (mean and sample std over seeds), and the paper's values with source.
+ *
+ * @param results run results
+ * @param paper the paper's reference rows
+ * @returns the table
+ */
+export function scoresTable(results: readonly RunResult[], paper: readonly PaperRow[]): Table {
+  const groups = groupRuns(results);
+  const taskCols = new Set<string>();
+  for (const r of results) {
+    for (const t of Object.keys(r.best)) taskCols.add(`${r.spec.benchmark}/${t}`);
+  }
+  const tasks = [...taskCols].sort((a, b) => {
+    const [ba, ta] = a.split("/") as [string, string];
+    const [bb, tb] = b.split("/") as [string, string];
+    return cmp(ba, bb) || cmp(ta, tb);
+  });
+  const head = [
+    "profile",
+    "model",
+    "method",
+    "method_name",
+    "seeds",
+    ...tasks,
+    "glue_avg",
+    "glue_std",
+    "super_glue_avg",
+    "super_glue_std",
+    "paper_glue_avg",
+    "paper_super_glue_avg",
+    "paper_source",
+  ];
+  const rows: Table = [head];
+  for (const g of groups) {
+    const seeds = new Set(g.runs.map((r) => r.spec.seed)).size;
+    const cells: (string | number)[] = [g.profile, g.model, g.label, g.method, seeds];
+    for (const col of tasks) {
+      const [bench, task] = col.split("/") as [string, string];
+      const xs = g.runs.filter((r) => r.spec.benchmark === bench).map((r) =>
+        r.best[task]?.groupScore
+      )
+        .filter((x): x is number => x !== undefined);
+      cells.push(xs.length ? r2(mean(xs)) : "");
+    }
+    for (const b of ["glue", "super_glue"] as const) {
+      const xs = benchAverages(g, b);
+      cells.push(xs.length ? r2(mean(xs)) : "", xs.length ? r2(std(xs)) : "");
+    }
+    const p = paperFor(paper, g.model, g.label);
+    cells.push(p?.glue_avg ?? "", p?.super_glue_avg ?? "", p?.source ?? "");
+    rows.push(cells);
+  }
+  return rows;
+}
+
+/**
+ * Analytic rows of the parameter table: every method with its default configuration, then the
+ * methods that tune the backbone by default with the backbone frozen except its layer norms
+ * (HyperFormer++'s setting, spec §5.3: "trained per task" counts extra + layer-norm scales).
+ */
+export const ANALYTIC_VARIANTS: readonly (readonly [string, string, Record<string, unknown>])[] = [
+  ...METHOD_NAMES.map((m) => [m, m, {}] as const),
+  ...(["adapter", "hyperformer_pp", "hyperprompt_share", "hyperprompt_sep", "hyperprompt_global"]
+    .map((m) => [`${m} (frozen)`, m, { freezeBackbone: "except_layer_norms" }] as const)),
+];
+
+/**
+ * (b) Parameters: analytic rows for every published size × method (8 tasks, default configs),
+ * then one row per run group (from the instantiated variables). Paper values where known.
+ *
+ * @param results run results
+ * @param paper the paper's reference rows
+ * @param accounting `methodAccounting` (analytic rows are skipped without it)
+ * @returns the table
+ */
+export function paramsTable(
+  results: readonly RunResult[],
+  paper: readonly PaperRow[],
+  accounting?: AccountingFn,
+): Table {
+  const rows: Table = [[
+    "source",
+    "model",
+    "method",
+    "method_name",
+    "num_tasks",
+    "total",
+    "extra",
+    "extra_pct",
+    "ratio",
+    "trained",
+    "trained_per_task_pct",
+    "paper_ratio",
+    "paper_extra_pct",
+    "paper_trained_per_task_pct",
+    "paper_source",
+  ]];
+  const paperCells = (model: string, label: string, method: string) => {
+    const cands = paper.filter((p) =>
+      p.model === model && (p.method === label || p.method_name === method)
+    );
+    const p = cands.find((c) => c.params_ratio || c.extra_pct || c.trained_per_task_pct);
+    return p ? [p.params_ratio, p.extra_pct, p.trained_per_task_pct, p.source] : ["", "", "", ""];
+  };
+  if (accounting) {
+    for (const model of PUBLISHED_PRESETS) {
+      for (const [label, m, cfg] of ANALYTIC_VARIANTS) {
+        const a = accounting(PRESETS[model], m, cfg, 8);
+        rows.push([
+          "analytic",
+          model,
+          label,
+          m,
+          8,
+          a.total,
+          a.extra,
+          r4(a.extraPct),
+          r4(a.ratio),
+          a.trained,
+          r4(a.trainedPerTaskPct),
+          ...paperCells(model, label, m),
+        ]);
+      }
+    }
+  }
+  for (const g of groupRuns(results)) {
+    for (const b of ["glue", "super_glue"] as const) {
+      const r = g.runs.find((x) => x.spec.benchmark === b);
+      if (r === undefined) continue;
+      const p = r.params;
+      rows.push([
+        `run:${g.profile}/${b}`,
+        g.model,
+        g.label,
+        g.method,
+        r.spec.tasks.length,
+        p.total,
+        p.extra,
+        r4(p.extraPct),
+        r4(p.total / (p.total - p.extra)),
+        p.trained,
+        r4(p.trainedPerTaskPct),
+        ...paperCells(g.model, g.label, g.method),
+      ]);
+    }
+  }
+  return rows;
+}
+
+/**
+ * (c) FLOPs per example and measured throughput per run group and benchmark; analytic rows for
+ * every published size at the paper's lengths (inputs 512, targets 84) when accounting loads.
+ *
+ * @param results run results
+ * @param accounting `methodAccounting`
+ * @returns the table
+ */
+export function flopsTable(results: readonly RunResult[], accounting?: AccountingFn): Table {
+  const rows: Table = [[
+    "source",
+    "model",
+    "method",
+    "method_name",
+    "input_length",
+    "target_length",
+    "train_flops_per_example",
+    "inference_flops_per_example",
+    "tokens_per_second",
+    "wall_seconds",
+    "backend",
+    "device",
+  ]];
+  if (accounting) {
+    for (const model of PUBLISHED_PRESETS) {
+      for (const m of METHOD_NAMES) {
+        const a = accounting(PRESETS[model], m, {}, 8, { inputLength: 512, targetLength: 84 });
+        rows.push([
+          "analytic",
+          model,
+          m,
+          m,
+          512,
+          84,
+          a.trainFlops ?? "",
+          a.forwardFlops ?? "",
+          "",
+          "",
+          "",
+          "",
+        ]);
+      }
+    }
+  }
+  for (const g of groupRuns(results)) {
+    for (const b of ["glue", "super_glue"] as const) {
+      const rs = g.runs.filter((x) => x.spec.benchmark === b);
+      const r = rs[0];
+      if (r === undefined) continue;
+      const backends = [...new Set(rs.map((x) => x.provenance.backend.name))].sort();
+      const devices = [...new Set(rs.map((x) => x.provenance.device))].sort();
+      rows.push([
+        `run:${g.profile}/${b}`,
+        g.model,
+        g.label,
+        g.method,
+        r.spec.train.maxInputLength,
+        r.spec.train.maxTargetLength,
+        r.flops.trainPerExample,
+        r.flops.inferencePerExample,
+        r2(mean(rs.map((x) => x.tokensPerSecond))),
+        r2(mean(rs.map((x) => x.wallSeconds))),
+        backends.join(" "),
+        devices.join(" | "),
+      ]);
+    }
+  }
+  return rows;
+}
+
+/**
+ * (d) Ablation: rows of profiles whose name starts with `ablation`, parameters relative to the
+ * MTL row of the same profile and model (the paper's "1.02x"), GLUE and SuperGLUE averages.
+ *
+ * @param results run results
+ * @param paper the paper's reference rows (paper_params_ratio by model and label)
+ * @returns the table
+ */
+export function ablationTable(results: readonly RunResult[], paper: readonly PaperRow[]): Table {
+  const rows: Table = [[
+    "profile",
+    "model",
+    "method",
+    "method_name",
+    "config",
+    "params_x_mtl",
+    "glue_avg",
+    "super_glue_avg",
+    "paper_params_x_mtl",
+    "paper_source",
+  ]];
+  const groups = groupRuns(results.filter((r) => r.spec.profile.startsWith("ablation")));
+  for (const g of groups) {
+    const mtl = groups.find((x) =>
+      x.profile === g.profile && x.model === g.model && x.method === "mtl"
+    );
+    const total = g.runs[0]!.params.total;
+    const base = mtl?.runs[0]?.params.total ?? total - g.runs[0]!.params.extra;
+    const p = paper.find((x) => x.model === g.model && x.method === g.label);
+    const avg = (b: BenchmarkName) => {
+      const xs = benchAverages(g, b);
+      return xs.length ? r2(mean(xs)) : "";
+    };
+    rows.push([
+      g.profile,
+      g.model,
+      g.label,
+      g.method,
+      JSON.stringify(g.runs[0]!.spec.method.config),
+      `${(total / base).toFixed(3)}x`,
+      avg("glue"),
+      avg("super_glue"),
+      p?.params_ratio ? `${p.params_ratio}x` : "",
+      p?.source ?? "",
+    ]);
+  }
+  return rows;
+}
+
+/**
+ * (e) Attention mass on hyper-prompts per layer (mean over seeds), long format.
+ *
+ * @param results run results
+ * @returns the table
+ */
+export function attentionTable(results: readonly RunResult[]): Table {
+  const rows: Table = [[
+    "profile",
+    "model",
+    "method",
+    "benchmark",
+    "task",
+    "stack",
+    "layer",
+    "mass",
+    "seeds",
+  ]];
+  for (const g of groupRuns(results)) {
+    const byKey = new Map<string, number[]>();
+    for (const r of g.runs) {
+      for (const [task, am] of Object.entries(r.attentionMass ?? {})) {
+        for (const stack of ["encoder", "decoder"] as const) {
+          am[stack].forEach((v, layer) => {
+            const k = JSON.stringify([r.spec.benchmark, task, stack, layer]);
+            byKey.set(k, [...(byKey.get(k) ?? []), v]);
+          });
+        }
+      }
+    }
+    const keys = [...byKey.keys()].map((k) => JSON.parse(k) as [string, string, string, number]);
+    keys.sort((a, b) => cmp(a[0], b[0]) || cmp(a[1], b[1]) || cmp(b[2], a[2]) || a[3] - b[3]);
+    for (const k of keys) {
+      const xs = byKey.get(JSON.stringify(k))!;
+      rows.push([g.profile, g.model, g.label, k[0], k[1], k[2], k[3], r4(mean(xs)), xs.length]);
+    }
+  }
+  return rows;
+}
+
+/** Serialise a table as CSV (RFC 4180 quoting, `\n` line ends). */
+export function toCsv(t: Table): string {
+  return stringify(t, { record_delimiter: "unix" });
+}
+
+/** Options of {@link writeTables}. */
+export interface WriteTablesOptions {
+  /** Paper reference CSV (default {@link PAPER_TABLE}). */
+  readonly paperTable?: string;
+  /** Accounting (default: loaded from the methods module; `null` skips analytic rows). */
+  readonly accounting?: AccountingFn | null;
+}
+
+/**
+ * Build every table and plot from the run JSONs in `runsDir` and write them atomically to
+ * `outDir`.
+ *
+ * @param runsDir folder of run JSONs (all shards)
+ * @param outDir output folder
+ * @param opts paper table path, accounting
+ * @returns the files written
+ */
+export async function writeTables(
+  runsDir: string,
+  outDir: string,
+  opts: WriteTablesOptions = {},
+): Promise<string[]> {
+  const results = await loadResults(runsDir);
+  const paper = readPaperTable(opts.paperTable);
+  const accounting = opts.accounting === null
+    ? undefined
+    : opts.accounting ?? await loadAccounting();
+  await Deno.mkdir(outDir, { recursive: true });
+  const files: Record<string, string> = {
+    "scores.csv": toCsv(scoresTable(results, paper)),
+    "params.csv": toCsv(paramsTable(results, paper, accounting)),
+    "flops.csv": toCsv(flopsTable(results, accounting)),
+    "ablation.csv": toCsv(ablationTable(results, paper)),
+    "attention_mass.csv": toCsv(attentionTable(results)),
+    "score_vs_params.svg": scoreVsParamsSvg(results),
+    "attention_mass.svg": attentionMassSvg(results),
+  };
+  const written: string[] = [];
+  for (const [name, text] of Object.entries(files)) {
+    const path = join(outDir, name);
+    await writeFileAtomic(path, text);
+    written.push(path);
+  }
+  return written;
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      runs: { type: "string", default: "results/runs" },
+      out: { type: "string", default: "results/tables" },
+      help: { type: "boolean", default: false },
+    },
+  });
+  if (values.help) {
+    console.log("Usage: deno task tables [--runs DIR (results/runs)] [--out DIR (results/tables)]");
+    Deno.exit(0);
+  }
+  try {
+    for (const f of await writeTables(values.runs, values.out)) console.log(f);
+  } catch (e) {
+    console.error((e as Error).message);
+    Deno.exit(1);
+  }
+}
