@@ -1,0 +1,445 @@
+/**
+ * `loadExamples`: reads a task's official files (layout in the registry), parses them strictly
+ * and turns every row into T5 text-to-text {@link Example}s. Errors name file, line and field.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { getTask } from "./registry.ts";
+import {
+  boolLabel,
+  DataError,
+  decodeUtf8,
+  getPath,
+  type JsonRow,
+  parseJsonl,
+  parseTsv,
+  pyFloat,
+  reqArray,
+  reqInt,
+  reqString,
+  type Where,
+} from "./parse.ts";
+import {
+  fixWsc,
+  glueInput,
+  multircInput,
+  recordEntities,
+  recordInput,
+  sortedUnique,
+  stsbTarget,
+  wscSimpleInput,
+} from "./text.ts";
+import type { Example, TaskFile, TaskSpec, TaskSplit } from "./types.ts";
+
+/** Options of {@link loadExamples}. */
+export interface LoadOptions {
+  /** Check the official row counts (default true): a truncated or foreign file is an error. */
+  checkRows?: boolean;
+}
+
+const UNK = "<unk>";
+
+/**
+ * Loads one split of a task from `dataDir` (official layout: `glue/CoLA/train.tsv`,
+ * `super_glue/BoolQ/val.jsonl`, …) as T5 text-to-text examples. MultiRC gives one example per
+ * answer; ReCoRD one per (query, answer) on train and one per query (all answers in
+ * `answers`) otherwise; WSC train keeps only label==True rows. MNLI `validation` / `test` are
+ * the matched then the mismatched file. A split the task has no file for returns `[]`.
+ */
+export async function loadExamples(
+  taskName: string,
+  split: TaskSplit,
+  dataDir: string,
+  opts: LoadOptions = {},
+): Promise<Example[]> {
+  const spec = getTask(taskName);
+  const files = splitFiles(spec, split);
+  const out: Example[] = [];
+  for (const f of files) {
+    const abs = join(dataDir, f.path);
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(abs);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) {
+        throw new Error(
+          `missing data file ${abs} (task ${spec.name}, split ${split}); download the ` +
+            `${spec.benchmark === "glue" ? "GLUE" : "SuperGLUE"} data into ${dataDir}`,
+        );
+      }
+      throw e;
+    }
+    const { examples } = examplesFromBytes(spec.name, split, bytes, f.path, { ...opts, file: f });
+    for (const e of examples) out.push(e);
+  }
+  return out;
+}
+
+/** The files of a split; throws for a split name the task does not know. */
+function splitFiles(spec: TaskSpec, split: TaskSplit): TaskFile[] {
+  const files = spec.files[split];
+  if (files !== undefined) return files;
+  const known = ["train", "validation", "test"];
+  if (known.includes(split)) return [];
+  throw new Error(
+    `task ${spec.name} has no split "${split}" (splits: ${Object.keys(spec.files).join(", ")})`,
+  );
+}
+
+/** Options of {@link examplesFromBytes}. */
+export interface BytesOptions extends LoadOptions {
+  /** The registry file entry (header-less columns, official row count, split tag). */
+  file?: TaskFile;
+}
+
+/**
+ * Converts one file's bytes (named `file` in errors) into examples. With no `opts.file`, the
+ * registry's first file of the split gives the header-less columns and the split tag, and the
+ * row count is not checked.
+ */
+export function examplesFromBytes(
+  taskName: string,
+  split: TaskSplit,
+  bytes: Uint8Array,
+  file: string,
+  opts: BytesOptions = {},
+): { examples: Example[]; rows: number } {
+  const spec = getTask(taskName);
+  const fspec = opts.file ?? splitFiles(spec, split)[0];
+  const text = decodeUtf8(bytes, file);
+  const tag = fspec?.split ?? split;
+  const res = spec.format === "tsv"
+    ? tsvExamples(spec, tag, text, file, fspec?.columns)
+    : jsonlExamples(spec, tag, text, file);
+  if (opts.file !== undefined && (opts.checkRows ?? true) && fspec?.rows !== undefined) {
+    const ok = Array.isArray(fspec.rows) ? fspec.rows : [fspec.rows];
+    if (!ok.includes(res.rows)) {
+      const what = spec.converter === "multirc"
+        ? "answers"
+        : spec.converter === "record"
+        ? "queries"
+        : "rows";
+      throw new DataError(
+        file,
+        0,
+        `expected ${
+          ok.join(" or ")
+        } ${what} (official count), found ${res.rows}: truncated or not the ` +
+          `official file (pass checkRows: false to skip this check)`,
+      );
+    }
+  }
+  return res;
+}
+
+function isTrainOrDev(split: TaskSplit): boolean {
+  return !split.startsWith("test");
+}
+
+function exampleId(spec: TaskSpec, split: TaskSplit, id: string): string {
+  return `${spec.name}/${split}/${id}`;
+}
+
+function decodeLabel(spec: TaskSpec, raw: unknown, at: Where): number {
+  const field = spec.labelField ?? "label";
+  switch (spec.labelKind) {
+    case "bool":
+      return boolLabel(raw, field, at);
+    case "int":
+      if (raw === 0 || raw === 1) return raw;
+      throw new DataError(
+        at.file,
+        at.line,
+        `unknown label ${JSON.stringify(raw)} (expected 0 or 1)`,
+        field,
+      );
+    case "float": {
+      const v = typeof raw === "number" ? raw : typeof raw === "string" ? pyFloat(raw) : undefined;
+      if (v === undefined || !Number.isFinite(v) || v < 0 || v > 5) {
+        throw new DataError(
+          at.file,
+          at.line,
+          `expected a score in [0, 5], got ${JSON.stringify(raw)}`,
+          field,
+        );
+      }
+      return v;
+    }
+    default: {
+      const idx = typeof raw === "string" ? spec.labelMap?.[raw] : undefined;
+      if (idx === undefined || !Object.hasOwn(spec.labelMap ?? {}, raw as string)) {
+        throw new DataError(
+          at.file,
+          at.line,
+          `unknown label ${JSON.stringify(raw)} (expected ${
+            Object.keys(spec.labelMap ?? {}).join(", ")
+          })`,
+          field,
+        );
+      }
+      return idx;
+    }
+  }
+}
+
+function classifyExample(
+  spec: TaskSpec,
+  split: TaskSplit,
+  id: string,
+  values: Record<string, string>,
+  label: number | undefined,
+  at: Where,
+): Example {
+  const pairs = spec.inputKeys.map((k) => [k, values[k] as string] as const);
+  let target: string;
+  if (label === undefined) target = UNK;
+  else if (spec.converter === "stsb") target = stsbTarget(label);
+  else target = spec.labelWords[label] as string;
+  const ex: Example = {
+    task: spec.name,
+    id: exampleId(spec, split, id),
+    input: glueInput(spec.prefix, pairs),
+    target,
+    split,
+    line: at.line,
+    file: at.file,
+  };
+  if (label !== undefined) ex.label = label;
+  if (values.pair_id !== undefined) ex.group = values.pair_id;
+  return ex;
+}
+
+function tsvExamples(
+  spec: TaskSpec,
+  split: TaskSplit,
+  text: string,
+  file: string,
+  columns: string[] | undefined,
+): { examples: Example[]; rows: number } {
+  const required = Object.values(spec.fields);
+  const labelled = isTrainOrDev(split);
+  if (labelled && spec.labelField !== undefined) required.push(spec.labelField);
+  const table = parseTsv(text, file, { columns, required, skipShortRows: spec.skipShortRows });
+  const hasLabel = spec.labelField !== undefined && table.header.includes(spec.labelField);
+  const hasId = spec.idField !== undefined && table.header.includes(spec.idField);
+  const examples = table.rows.map((row, i) => {
+    const at = { file, line: row.line };
+    const values: Record<string, string> = {};
+    for (const [k, col] of Object.entries(spec.fields)) values[k] = row.cells[col] as string;
+    const label = hasLabel
+      ? decodeLabel(spec, row.cells[spec.labelField as string], at)
+      : undefined;
+    const id = hasId ? (row.cells[spec.idField as string] as string) : String(i);
+    return classifyExample(spec, split, id, values, label, at);
+  });
+  return { examples, rows: table.rows.length };
+}
+
+function idOf(row: JsonRow, key: string, fallback: number, at: Where): string {
+  const v = getPath(row.value, key);
+  if (v === undefined) return String(fallback);
+  if (typeof v === "number" || typeof v === "string") return String(v);
+  throw new DataError(
+    at.file,
+    at.line,
+    `expected an integer or string, got ${JSON.stringify(v)}`,
+    key,
+  );
+}
+
+function jsonlExamples(
+  spec: TaskSpec,
+  split: TaskSplit,
+  text: string,
+  file: string,
+): { examples: Example[]; rows: number } {
+  const rows = parseJsonl(text, file);
+  switch (spec.converter) {
+    case "multirc":
+      return multircExamples(spec, split, rows, file);
+    case "record":
+      return recordExamples(spec, split, rows, file);
+    case "wsc_simple":
+      return wscExamples(spec, split, rows, file);
+    default: {
+      const labelled = isTrainOrDev(split);
+      const examples = rows.map((row, i) => {
+        const at = { file, line: row.line };
+        const values: Record<string, string> = {};
+        for (const [k, path] of Object.entries(spec.fields)) {
+          values[k] = k === "pair_id" ? idOf(row, path, i, at) : reqString(row.value, path, at);
+        }
+        const raw = spec.labelField === undefined ? undefined : getPath(row.value, spec.labelField);
+        if (raw === undefined && labelled && spec.labelField !== undefined) {
+          throw new DataError(file, row.line, "missing", spec.labelField);
+        }
+        const label = raw === undefined ? undefined : decodeLabel(spec, raw, at);
+        return classifyExample(
+          spec,
+          split,
+          idOf(row, spec.idField ?? "idx", i, at),
+          values,
+          label,
+          at,
+        );
+      });
+      return { examples, rows: rows.length };
+    }
+  }
+}
+
+function multircExamples(
+  spec: TaskSpec,
+  split: TaskSplit,
+  rows: JsonRow[],
+  file: string,
+): { examples: Example[]; rows: number } {
+  const labelled = isTrainOrDev(split);
+  const examples: Example[] = [];
+  for (const row of rows) {
+    const at = { file, line: row.line };
+    const v = row.value;
+    const pidx = idOf(row, "idx", examples.length, at);
+    const paragraph = reqString(v, "passage.text", at);
+    const questions = reqArray(v, "passage.questions", at);
+    for (let qi = 0; qi < questions.length; qi++) {
+      const qp = `passage.questions.${qi}`;
+      const question = reqString(v, `${qp}.question`, at);
+      const qidx = String(reqInt(v, `${qp}.idx`, at));
+      const answers = reqArray(v, `${qp}.answers`, at);
+      for (let ai = 0; ai < answers.length; ai++) {
+        const ap = `${qp}.answers.${ai}`;
+        const answer = reqString(v, `${ap}.text`, at);
+        const aidx = String(reqInt(v, `${ap}.idx`, at));
+        const rawLabel = getPath(v, `${ap}.label`);
+        let label: number | undefined;
+        if (rawLabel !== undefined) label = boolLabel(rawLabel, `${ap}.label`, at);
+        else if (labelled) throw new DataError(file, row.line, "missing", `${ap}.label`);
+        const ex: Example = {
+          task: spec.name,
+          id: exampleId(spec, split, `${pidx}-${qidx}-${aidx}`),
+          input: multircInput(question, answer, paragraph),
+          target: label === undefined ? UNK : spec.labelWords[label] as string,
+          group: qidx,
+          split,
+          line: row.line,
+          file,
+        };
+        if (label !== undefined) ex.label = label;
+        examples.push(ex);
+      }
+    }
+  }
+  return { examples, rows: examples.length };
+}
+
+function recordExamples(
+  spec: TaskSpec,
+  split: TaskSplit,
+  rows: JsonRow[],
+  file: string,
+): { examples: Example[]; rows: number } {
+  const train = split === "train";
+  const labelled = isTrainOrDev(split);
+  const examples: Example[] = [];
+  let queries = 0;
+  for (const row of rows) {
+    const at = { file, line: row.line };
+    const v = row.value;
+    const pidx = idOf(row, "idx", queries, at);
+    const passage = reqString(v, "passage.text", at);
+    const spans = reqArray(v, "passage.entities", at).map((_, i) => ({
+      start: reqInt(v, `passage.entities.${i}.start`, at),
+      end: reqInt(v, `passage.entities.${i}.end`, at),
+    }));
+    const ent = recordEntities(passage, spans);
+    if (ent.bad !== undefined) {
+      throw new DataError(
+        file,
+        row.line,
+        "span out of range of passage.text",
+        `passage.entities.${ent.bad}`,
+      );
+    }
+    const qas = reqArray(v, "qas", at);
+    for (let qi = 0; qi < qas.length; qi++) {
+      queries++;
+      const qp = `qas.${qi}`;
+      const query = reqString(v, `${qp}.query`, at);
+      const qidx = idOf(row, `${qp}.idx`, qi, at);
+      let answers: string[] = [];
+      if (getPath(v, `${qp}.answers`) !== undefined) {
+        const raw = reqArray(v, `${qp}.answers`, at);
+        answers = sortedUnique(raw.map((_, ai) => reqString(v, `${qp}.answers.${ai}.text`, at)));
+      } else if (labelled) {
+        throw new DataError(file, row.line, "missing", `${qp}.answers`);
+      }
+      const input = recordInput(query, ent.entities, passage);
+      const group = `${pidx}/${qidx}`;
+      const base = { task: spec.name, input, group, split, line: row.line, file };
+      if (train && answers.length > 0) {
+        answers.forEach((a, ai) => {
+          examples.push({
+            ...base,
+            id: exampleId(spec, split, `${group}/${ai}`),
+            target: a,
+            answers: [...answers],
+          });
+        });
+      } else {
+        examples.push({
+          ...base,
+          id: exampleId(spec, split, group),
+          target: answers[0] ?? UNK,
+          answers,
+        });
+      }
+    }
+  }
+  return { examples, rows: queries };
+}
+
+function wscExamples(
+  spec: TaskSpec,
+  split: TaskSplit,
+  rows: JsonRow[],
+  file: string,
+): { examples: Example[]; rows: number } {
+  const labelled = isTrainOrDev(split);
+  const examples: Example[] = [];
+  rows.forEach((row, i) => {
+    const at = { file, line: row.line };
+    const raw = {
+      text: reqString(row.value, "text", at),
+      span1_index: reqInt(row.value, "target.span1_index", at),
+      span2_index: reqInt(row.value, "target.span2_index", at),
+      span1_text: reqString(row.value, "target.span1_text", at),
+      span2_text: reqString(row.value, "target.span2_text", at),
+    };
+    let label: number | undefined;
+    if (row.value.label !== undefined) label = boolLabel(row.value.label, "label", at);
+    else if (labelled) throw new DataError(file, row.line, "missing", "label");
+    if (split === "train" && label !== 1) return;
+    let input: string;
+    let fixed;
+    try {
+      fixed = fixWsc(raw);
+      input = wscSimpleInput(fixed);
+    } catch (e) {
+      throw new DataError(file, row.line, (e as Error).message, "target");
+    }
+    const ex: Example = {
+      task: spec.name,
+      id: exampleId(spec, split, idOf(row, "idx", i, at)),
+      input,
+      target: fixed.span1_text,
+      split,
+      line: row.line,
+      file,
+    };
+    if (label !== undefined) ex.label = label;
+    examples.push(ex);
+  });
+  return { examples, rows: rows.length };
+}

@@ -1,0 +1,317 @@
+import assert from "node:assert/strict";
+import { sharedPath } from "../model/shared_dir.ts";
+import { examplesFromBytes, loadExamples } from "./load.ts";
+import type { Example, TaskSplit } from "./types.ts";
+
+const DATA = sharedPath("data");
+
+// Official row counts, as listed in shared/data/README.md.
+const COUNTS: Array<[string, TaskSplit, number]> = [
+  ["cola", "train", 8551],
+  ["cola", "validation", 1043],
+  ["cola", "test", 1063],
+  ["sst2", "train", 67349],
+  ["sst2", "validation", 872],
+  ["sst2", "test", 1821],
+  ["mrpc", "train", 3668],
+  ["mrpc", "validation", 408],
+  ["mrpc", "test", 1725],
+  ["stsb", "train", 5749],
+  ["stsb", "validation", 1500],
+  ["stsb", "test", 1379],
+  ["rte", "train", 2490],
+  ["rte", "validation", 277],
+  ["rte", "test", 3000],
+  ["cb", "train", 250],
+  ["cb", "validation", 56],
+  ["cb", "test", 250],
+  ["rte_sg", "train", 2490],
+  ["rte_sg", "validation", 277],
+  ["rte_sg", "test", 3000],
+  ["boolq", "validation", 3270],
+  ["copa", "validation", 100],
+  ["wic", "validation", 638],
+  ["wsc", "validation", 104],
+];
+
+const cache = new Map<string, Example[]>();
+async function load(task: string, split: TaskSplit): Promise<Example[]> {
+  const key = `${task}/${split}`;
+  let ex = cache.get(key);
+  if (ex === undefined) {
+    ex = await loadExamples(task, split, DATA);
+    cache.set(key, ex);
+  }
+  return ex;
+}
+
+function byId(examples: Example[], id: string): Example {
+  const ex = examples.find((e) => e.id === id);
+  assert.ok(ex, `no example ${id}`);
+  return ex;
+}
+
+Deno.test("every file in shared/data parses to its official row count", async () => {
+  for (const [task, split, n] of COUNTS) {
+    const ex = await load(task, split);
+    assert.equal(ex.length, n, `${task} ${split}`);
+    assert.equal(new Set(ex.map((e) => e.id)).size, n, `${task} ${split} ids unique`);
+    const unlabelled = split === "test";
+    for (const e of ex) {
+      assert.equal(e.label === undefined, unlabelled, `${e.id} label presence`);
+      if (unlabelled) assert.equal(e.target, "<unk>");
+    }
+  }
+});
+
+Deno.test("CoLA: header-less train/dev (dev without final newline), test with header", async () => {
+  const train = await load("cola", "train");
+  // glue/CoLA/train.tsv line 1: gj04 1 (empty) Our friends won't buy this analysis, ...
+  assert.deepEqual(
+    [train[0]?.input, train[0]?.target, train[0]?.line],
+    [
+      "cola sentence: Our friends won't buy this analysis, let alone the next one we propose.",
+      "acceptable",
+      1,
+    ],
+  );
+  const dev = await load("cola", "validation");
+  assert.equal(dev[0]?.input, "cola sentence: The sailors rode the breeze clear of the rocks.");
+  assert.equal(dev.at(-1)?.line, 1043);
+  const test = await load("cola", "test");
+  assert.deepEqual([test[0]?.id, test[0]?.input, test[0]?.line], [
+    "cola/test/0",
+    "cola sentence: Bill whistled past the house.",
+    2,
+  ]);
+});
+
+Deno.test("SST-2 keeps the trailing space; MRPC BOM header and quotes kept verbatim", async () => {
+  const sst = await load("sst2", "train");
+  assert.equal(sst[0]?.input, "sst2 sentence: hide new secretions from the parental units ");
+  assert.equal(sst[0]?.target, "negative");
+  const mrpc = await load("mrpc", "train");
+  assert.equal(
+    mrpc[0]?.input,
+    'mrpc sentence1: Amrozi accused his brother, whom he called "the witness", of deliberately ' +
+      'distorting his evidence. sentence2: Referring to him as only "the witness", Amrozi accused ' +
+      "his brother of deliberately distorting his evidence.",
+  );
+  assert.equal(mrpc[0]?.target, "equivalent");
+  const dev = await load("mrpc", "validation");
+  // An unbalanced quote opens sentence2 of dev row 1: no quote handling must keep it.
+  assert.equal(
+    dev[0]?.input,
+    "mrpc sentence1: He said the foodservice pie business doesn't fit the company's long-term " +
+      'growth strategy. sentence2: "The foodservice pie business does not fit our long-term growth strategy.',
+  );
+});
+
+Deno.test("STS-B, RTE (GLUE and SuperGLUE), CB, COPA, WiC, BoolQ exact strings", async () => {
+  const stsb = await load("stsb", "train");
+  assert.deepEqual([stsb[1]?.input, stsb[1]?.target, stsb[1]?.label], [
+    "stsb sentence1: A man is playing a large flute. sentence2: A man is playing a flute.",
+    "3.8",
+    3.8,
+  ]);
+  const rte = await load("rte", "train");
+  assert.equal(
+    rte[0]?.input,
+    "rte sentence1: No Weapons of Mass Destruction Found in Iraq Yet. sentence2: Weapons of Mass Destruction Found in Iraq.",
+  );
+  assert.equal(rte[0]?.target, "not_entailment");
+  const rteSg = await load("rte_sg", "train");
+  assert.equal(
+    rteSg[0]?.input,
+    "rte hypothesis: Weapons of Mass Destruction Found in Iraq. premise: No Weapons of Mass Destruction Found in Iraq Yet.",
+  );
+  const cb = await load("cb", "validation");
+  assert.equal(
+    cb[0]?.input,
+    "cb hypothesis: Valence was helping premise: Valence the void-brain, Valence the virtuous valet. " +
+      "Why couldn't the figger choose his own portion of titanic anatomy to shaft? Did he think he was helping?",
+  );
+  assert.deepEqual([cb[0]?.target, cb[0]?.label], ["contradiction", 1]);
+  const copa = await load("copa", "validation");
+  assert.equal(
+    copa[0]?.input,
+    "copa choice1: The toilet filled with water. choice2: Water flowed from the spout. " +
+      "premise: The man turned on the faucet. question: effect",
+  );
+  assert.equal(copa[0]?.target, "choice2");
+  const wic = await load("wic", "validation");
+  assert.equal(
+    byId(wic, "wic/validation/1").input,
+    "wic sentence1: Businessmen of every stripe joined in opposition to the proposal. " +
+      "sentence2: They earned their stripes in Kuwait. word: stripe",
+  );
+  assert.equal(byId(wic, "wic/validation/1").target, "False");
+  const boolq = await load("boolq", "validation");
+  const b = byId(boolq, "boolq/validation/1");
+  assert.ok(
+    b.input.startsWith("boolq passage: Property tax -- Property tax or 'house tax' is a local tax"),
+  );
+  assert.ok(
+    b.input.endsWith(
+      "falling in the first two brackets. question: is house tax and property tax are same",
+    ),
+  );
+  assert.equal(b.target, "True");
+});
+
+Deno.test("WSC simple: pronoun starred, wsc.fixed case repair, T5 special case", async () => {
+  const wsc = await load("wsc", "validation");
+  const e1 = byId(wsc, "wsc/validation/1");
+  assert.equal(
+    e1.input,
+    "wsc: Mr. Moncrieff visited Chester 's luxurious New York apartment, thinking that it belonged to " +
+      "his son Edward . The result was that Mr. Moncrieff has decided to cancel Edward 's allowance on " +
+      "the ground that he no longer requires *his* financial support.",
+  );
+  assert.deepEqual([e1.target, e1.label], ["Mr. Moncrieff", 1]);
+  // span1_text "The table" is not in the text; wsc.fixed lower-cases it like the word at index 6.
+  const e5 = byId(wsc, "wsc/validation/5");
+  assert.equal(
+    e5.input,
+    "wsc: The large ball crashed right through the table because *it* was made of styrofoam.",
+  );
+  assert.equal(e5.target, "the table");
+  // T5 hard-codes this text (span2_index points at "use", not "it").
+  const e42 = byId(wsc, "wsc/validation/42");
+  assert.equal(
+    e42.input,
+    "wsc: When they had eventually calmed down a bit , and had gotten home, Mr. Farley put the magic " +
+      "pebble in an iron safe . Some day they might want to use *it* , but really for now, what more " +
+      "could they wish for?",
+  );
+  assert.deepEqual([e42.target, e42.label], ["safe", 0]);
+});
+
+Deno.test("WSC train keeps only label==True rows; test targets are span1_text", () => {
+  const line = (label: boolean | undefined, idx: number) =>
+    JSON.stringify({
+      text: "Tom told Bob that he was late .",
+      target: { span2_index: 4, span1_index: 0, span1_text: "Tom", span2_text: "he" },
+      idx,
+      ...(label === undefined ? {} : { label }),
+    });
+  const bytes = new TextEncoder().encode(
+    [line(true, 0), line(false, 1), line(true, 2)].join("\n") + "\n",
+  );
+  const train = examplesFromBytes("wsc", "train", bytes, "train.jsonl");
+  assert.equal(train.rows, 3);
+  assert.deepEqual(train.examples.map((e) => e.id), ["wsc/train/0", "wsc/train/2"]);
+  assert.equal(train.examples[0]?.input, "wsc: Tom told Bob that *he* was late .");
+  const testBytes = new TextEncoder().encode(line(undefined, 0) + "\n");
+  const test = examplesFromBytes("wsc", "test", testBytes, "test.jsonl");
+  assert.deepEqual([test.examples[0]?.target, test.examples[0]?.label], ["Tom", undefined]);
+});
+
+Deno.test("MultiRC flattened per answer with markup removed; groups by question", () => {
+  const row = {
+    idx: 7,
+    version: 1.1,
+    passage: {
+      text: "<b>Sent 1: </b>Bob ran.<br><b>Sent 2: </b>He won.<br>",
+      questions: [
+        {
+          question: "Who won?",
+          idx: 3,
+          answers: [{ text: "Bob", idx: 10, label: 1 }, { text: "Tom", idx: 11, label: 0 }],
+        },
+        { question: "Did he run?", idx: 4, answers: [{ text: "yes", idx: 12, label: true }] },
+      ],
+    },
+  };
+  const bytes = new TextEncoder().encode(JSON.stringify(row) + "\n");
+  const { examples, rows } = examplesFromBytes("multirc", "validation", bytes, "val.jsonl");
+  assert.equal(rows, 3);
+  assert.deepEqual(examples.map((e) => [e.id, e.target, e.group, e.label]), [
+    ["multirc/validation/7-3-10", "True", "3", 1],
+    ["multirc/validation/7-3-11", "False", "3", 0],
+    ["multirc/validation/7-4-12", "True", "4", 1],
+  ]);
+  assert.equal(
+    examples[0]?.input,
+    "multirc question: Who won? answer: Bob paragraph: Sent 1: Bob ran. Sent 2: He won. ",
+  );
+});
+
+Deno.test("ReCoRD: passage cleanup, sorted unique entities, per-answer train / per-query eval", () => {
+  const text =
+    "Bob Smith met Ann.\n@highlight\nAnn wins\n@highlight\nBob loses \u00e9t\u00e9 \u{1F600}X";
+  // Entity spans are inclusive code-point offsets: "Bob Smith" 0-8, "Ann" 14-16 and 30-32,
+  // "Bob" 50-52, "X" 65 (after the emoji, code-unit offsets would be one more).
+  const row = {
+    idx: 5,
+    source: "Daily mail",
+    passage: {
+      text,
+      entities: [
+        { start: 0, end: 8 },
+        { start: 14, end: 16 },
+        { start: 30, end: 32 },
+        { start: 50, end: 52 },
+        { start: 65, end: 65 },
+      ],
+    },
+    qas: [
+      {
+        query: "@placeholder won",
+        idx: 9,
+        answers: [{ start: 14, end: 16, text: "Ann" }, { start: 30, end: 32, text: "Ann" }, {
+          start: 0,
+          end: 8,
+          text: "Bob Smith",
+        }],
+      },
+    ],
+  };
+  const cps = Array.from(text);
+  assert.equal(cps.slice(30, 33).join(""), "Ann");
+  assert.equal(cps.slice(50, 53).join(""), "Bob");
+  assert.equal(cps[65], "X");
+  const bytes = new TextEncoder().encode(JSON.stringify(row) + "\n");
+  const input = "record query: @placeholder won entities: Ann, Bob, Bob Smith, X passage: " +
+    "Bob Smith met Ann. Ann wins. Bob loses \u00e9t\u00e9 \u{1F600}X";
+  const train = examplesFromBytes("record", "train", bytes, "train.jsonl");
+  assert.equal(train.rows, 1);
+  assert.deepEqual(train.examples.map((e) => [e.input, e.target, e.group]), [
+    [input, "Ann", "5/9"],
+    [input, "Bob Smith", "5/9"],
+  ]);
+  const val = examplesFromBytes("record", "validation", bytes, "val.jsonl");
+  assert.equal(val.examples.length, 1);
+  assert.deepEqual(val.examples[0]?.answers, ["Ann", "Bob Smith"]);
+  assert.equal(val.examples[0]?.target, "Ann");
+});
+
+Deno.test("official row count check catches a short file", () => {
+  const bytes = new TextEncoder().encode(
+    "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n",
+  );
+  assert.throws(
+    () =>
+      examplesFromBytes("rte", "train", bytes, "glue/RTE/train.tsv", {
+        file: { path: "x", rows: 2490 },
+      }),
+    /glue\/RTE\/train\.tsv: expected 2490 rows \(official count\), found 1/,
+  );
+  const ok = examplesFromBytes("rte", "train", bytes, "t.tsv", {
+    file: { path: "x", rows: 2490 },
+    checkRows: false,
+  });
+  assert.equal(ok.examples.length, 1);
+});
+
+Deno.test("missing file names the path; unknown split is an error; absent split is empty", async () => {
+  await assert.rejects(
+    () => loadExamples("qnli", "train", "/nonexistent-dir"),
+    /missing data file .*glue\/QNLI\/train\.tsv/,
+  );
+  await assert.rejects(
+    () => loadExamples("cola", "validation_matched", DATA),
+    /no split "validation_matched"/,
+  );
+  assert.deepEqual(await loadExamples("ax", "train", DATA), []);
+});

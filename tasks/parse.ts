@@ -1,0 +1,310 @@
+/**
+ * Strict readers for the official GLUE TSV and SuperGLUE JSONL files. GLUE lines are split on
+ * tab with NO quote handling (a quote-aware reader merges rows in STS-B, MRPC, RTE, QQP, MNLI).
+ * Every problem (invalid UTF-8, wrong column count, missing header column, invalid JSON,
+ * missing or mistyped field, a truncated last line) throws a {@link DataError} naming the file,
+ * the 1-based line number and the field.
+ *
+ * @module
+ */
+
+/** A malformed data file: names the file, the 1-based line (0 = whole file) and the field. */
+export class DataError extends Error {
+  /** The file (as given by the caller, usually relative to the data directory). */
+  readonly file: string;
+  /** 1-based line number; 0 when the problem concerns the whole file. */
+  readonly line: number;
+  /** The column / JSON path concerned, when there is one. */
+  readonly field?: string;
+
+  /** Builds the message `file:line: field "x": detail`. */
+  constructor(file: string, line: number, detail: string, field?: string) {
+    const where = line > 0 ? `${file}:${line}` : file;
+    super(`${where}: ${field !== undefined ? `field "${field}": ` : ""}${detail}`);
+    this.name = "DataError";
+    this.file = file;
+    this.line = line;
+    this.field = field;
+  }
+}
+
+/**
+ * Decodes UTF-8 strictly (TextDecoder `fatal`). On invalid bytes, throws naming the first line
+ * that holds them. A leading byte-order mark is removed.
+ */
+export function decodeUtf8(bytes: Uint8Array, file: string): string {
+  try {
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
+  } catch {
+    let line = 1;
+    let start = 0;
+    const dec = new TextDecoder("utf-8", { fatal: true });
+    for (let i = 0; i <= bytes.length; i++) {
+      if (i === bytes.length || bytes[i] === 0x0a) {
+        try {
+          dec.decode(bytes.subarray(start, i));
+        } catch {
+          throw new DataError(file, line, "invalid UTF-8");
+        }
+        line++;
+        start = i + 1;
+      }
+    }
+    throw new DataError(file, 0, "invalid UTF-8");
+  }
+}
+
+/** One physical line of a file. */
+export interface Line {
+  /** 1-based line number. */
+  line: number;
+  /** The text without its `\n` (and without a trailing `\r`). */
+  text: string;
+}
+
+/**
+ * Splits a file's text into lines. A final `\n` does not start an extra line (files without a
+ * final newline, like CoLA dev, are fine). A trailing `\r` is dropped from each line.
+ */
+export function splitLines(text: string): Line[] {
+  const parts = text.split("\n");
+  if (parts.length > 0 && parts[parts.length - 1] === "") parts.pop();
+  return parts.map((t, i) => ({ line: i + 1, text: t.endsWith("\r") ? t.slice(0, -1) : t }));
+}
+
+/** A parsed TSV row: cells by column name. */
+export interface TsvRow {
+  /** 1-based line number in the file. */
+  line: number;
+  /** Cell text by column name. */
+  cells: Record<string, string>;
+}
+
+/** Options of {@link parseTsv}. */
+export interface TsvOptions {
+  /** Column names of a header-less file; when absent line 1 is the header. */
+  columns?: string[];
+  /** Columns that must exist (checked against the header). */
+  required?: string[];
+  /** Drop rows with fewer columns than the header instead of throwing (QQP, as TFDS). */
+  skipShortRows?: boolean;
+}
+
+/** Result of {@link parseTsv}. */
+export interface TsvTable {
+  /** Column names (header without BOM, or the given names). */
+  header: string[];
+  /** Data rows. */
+  rows: TsvRow[];
+  /** Rows dropped by `skipShortRows`. */
+  skipped: number[];
+}
+
+/**
+ * Parses a GLUE TSV: split on `\t`, no quote handling, every row must have exactly the header's
+ * column count. A short final line with no trailing newline is reported as a truncated file.
+ */
+export function parseTsv(text: string, file: string, opts: TsvOptions = {}): TsvTable {
+  const lines = splitLines(text);
+  const endsWithNewline = text.endsWith("\n");
+  let header: string[];
+  let body: Line[];
+  if (opts.columns !== undefined) {
+    header = opts.columns;
+    body = lines;
+  } else {
+    const first = lines[0];
+    if (first === undefined) throw new DataError(file, 0, "empty file (no header line)");
+    header = first.text.replace(/^\ufeff/, "").split("\t");
+    body = lines.slice(1);
+  }
+  for (const r of opts.required ?? []) {
+    if (!header.includes(r)) {
+      throw new DataError(
+        file,
+        opts.columns === undefined ? 1 : 0,
+        `missing column (header: ${header.join(" | ")})`,
+        r,
+      );
+    }
+  }
+  const rows: TsvRow[] = [];
+  const skipped: number[] = [];
+  const last = lines[lines.length - 1];
+  for (const l of body) {
+    const parts = l.text.split("\t");
+    if (parts.length !== header.length) {
+      const isLast = l === last && !endsWithNewline;
+      if (opts.skipShortRows && parts.length < header.length && !isLast) {
+        skipped.push(l.line);
+        continue;
+      }
+      const field = header[Math.min(parts.length, header.length - 1)];
+      throw new DataError(
+        file,
+        l.line,
+        `expected ${header.length} tab-separated columns, found ${parts.length}` +
+          (isLast && parts.length < header.length ? " (truncated file?)" : ""),
+        field,
+      );
+    }
+    const cells: Record<string, string> = {};
+    header.forEach((h, i) => (cells[h] = parts[i] as string));
+    rows.push({ line: l.line, cells });
+  }
+  return { header, rows, skipped };
+}
+
+/** A parsed JSON line. */
+export interface JsonRow {
+  /** 1-based line number. */
+  line: number;
+  /** The object on that line. */
+  value: Record<string, unknown>;
+}
+
+/** Parses JSONL: one JSON object per non-empty line. Invalid JSON throws naming the line. */
+export function parseJsonl(text: string, file: string): JsonRow[] {
+  const out: JsonRow[] = [];
+  const lines = splitLines(text);
+  const last = lines[lines.length - 1];
+  for (const l of lines) {
+    if (l.text.trim() === "") continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(l.text);
+    } catch (e) {
+      const truncated = l === last && !text.endsWith("\n") ? " (truncated file?)" : "";
+      throw new DataError(file, l.line, `invalid JSON: ${(e as Error).message}${truncated}`);
+    }
+    if (value === null || typeof value !== "object" || Array.isArray(value)) {
+      throw new DataError(file, l.line, "expected a JSON object");
+    }
+    out.push({ line: l.line, value: value as Record<string, unknown> });
+  }
+  return out;
+}
+
+/** Where a value was read, for error messages. */
+export interface Where {
+  /** File. */
+  file: string;
+  /** 1-based line. */
+  line: number;
+}
+
+/**
+ * Reads a dotted path (`target.span1_text`, `qas.0.answers.1.text`: numbers index arrays) of a
+ * JSON object; `undefined` when absent.
+ */
+export function getPath(obj: Record<string, unknown>, path: string): unknown {
+  let cur: unknown = obj;
+  for (const key of path.split(".")) {
+    if (cur === null || typeof cur !== "object") return undefined;
+    if (Array.isArray(cur)) {
+      if (!/^\d+$/.test(key)) return undefined;
+      cur = cur[Number(key)];
+    } else {
+      cur = (cur as Record<string, unknown>)[key];
+    }
+  }
+  return cur;
+}
+
+/** A required string at `path`. */
+export function reqString(obj: Record<string, unknown>, path: string, at: Where): string {
+  const v = getPath(obj, path);
+  if (typeof v !== "string") {
+    throw new DataError(
+      at.file,
+      at.line,
+      v === undefined ? "missing" : `expected a string, got ${JSON.stringify(v)}`,
+      path,
+    );
+  }
+  return v;
+}
+
+/** A required integer at `path`. */
+export function reqInt(obj: Record<string, unknown>, path: string, at: Where): number {
+  const v = getPath(obj, path);
+  if (typeof v !== "number" || !Number.isInteger(v)) {
+    throw new DataError(
+      at.file,
+      at.line,
+      v === undefined ? "missing" : `expected an integer, got ${JSON.stringify(v)}`,
+      path,
+    );
+  }
+  return v;
+}
+
+/** A required array at `path`. */
+export function reqArray(obj: Record<string, unknown>, path: string, at: Where): unknown[] {
+  const v = getPath(obj, path);
+  if (!Array.isArray(v)) {
+    throw new DataError(at.file, at.line, v === undefined ? "missing" : "expected an array", path);
+  }
+  return v;
+}
+
+/** A required object at `path`. */
+export function reqObject(
+  obj: Record<string, unknown>,
+  path: string,
+  at: Where,
+): Record<string, unknown> {
+  const v = getPath(obj, path);
+  if (v === null || typeof v !== "object" || Array.isArray(v)) {
+    throw new DataError(at.file, at.line, v === undefined ? "missing" : "expected an object", path);
+  }
+  return v as Record<string, unknown>;
+}
+
+/**
+ * A boolean label: JSON `true`/`false`, the strings `"true"`/`"false"` (any case; some mirrors
+ * stringify them) or the integers 0/1 (MultiRC). Returns 0 (False) or 1 (True).
+ */
+export function boolLabel(v: unknown, field: string, at: Where): number {
+  if (v === true || v === 1) return 1;
+  if (v === false || v === 0) return 0;
+  if (typeof v === "string") {
+    const s = v.toLowerCase();
+    if (s === "true") return 1;
+    if (s === "false") return 0;
+  }
+  throw new DataError(
+    at.file,
+    at.line,
+    `unknown label ${JSON.stringify(v)} (expected true/false)`,
+    field,
+  );
+}
+
+/** Python's `str.isspace()` characters as a RegExp character class. */
+export const PY_SPACE_CLASS =
+  "[\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+const PY_STRIP = new RegExp(`^${PY_SPACE_CLASS}+|${PY_SPACE_CLASS}+$`, "g");
+
+/** Python `str.strip()` with no argument. */
+export function pyStrip(s: string): string {
+  return s.replace(PY_STRIP, "");
+}
+
+/**
+ * Python `float(str)`: optional surrounding whitespace, sign, digits with single underscores,
+ * optional fraction and exponent, or inf/infinity/nan. Returns `undefined` when Python would
+ * raise ValueError.
+ */
+export function pyFloat(s: string): number | undefined {
+  const t = pyStrip(s);
+  const special = /^([+-]?)(inf|infinity|nan)$/i.exec(t);
+  if (special) {
+    if ((special[2] as string).toLowerCase() === "nan") return NaN;
+    return special[1] === "-" ? -Infinity : Infinity;
+  }
+  const d = "\\d(?:_?\\d)*";
+  const re = new RegExp(`^[+-]?(?:${d}(?:\\.(?:${d})?)?|\\.${d})(?:[eE][+-]?${d})?$`);
+  if (!re.test(t)) return undefined;
+  return Number(t.replace(/_/g, ""));
+}

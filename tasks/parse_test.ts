@@ -1,0 +1,150 @@
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { examplesFromBytes } from "./load.ts";
+import { DataError, decodeUtf8, parseJsonl, parseTsv, pyFloat, splitLines } from "./parse.ts";
+import type { TaskSplit } from "./types.ts";
+
+function testdata(name: string): string {
+  return fileURLToPath(new URL(`./testdata/${name}`, import.meta.url));
+}
+
+function loadBroken(task: string, split: TaskSplit, name: string): () => void {
+  return () => {
+    examplesFromBytes(task, split, Deno.readFileSync(testdata(name)), name);
+  };
+}
+
+// Each hand-made broken file and the message it must produce (file:line: field "x": detail).
+const BROKEN: Array<[string, TaskSplit, string, RegExp]> = [
+  [
+    "cola",
+    "train",
+    "cola_wrong_columns.tsv",
+    /^cola_wrong_columns\.tsv:3: field "sentence": expected 4 tab-separated columns, found 3$/,
+  ],
+  [
+    "rte",
+    "train",
+    "rte_unknown_label.tsv",
+    /^rte_unknown_label\.tsv:3: field "label": unknown label "maybe" \(expected entailment, not_entailment\)$/,
+  ],
+  [
+    "rte",
+    "validation",
+    "rte_truncated.tsv",
+    /^rte_truncated\.tsv:3: field "label": expected 4 tab-separated columns, found 3 \(truncated file\?\)$/,
+  ],
+  [
+    "mnli",
+    "train",
+    "mnli_missing_column.tsv",
+    /^mnli_missing_column\.tsv:1: field "gold_label": missing column/,
+  ],
+  [
+    "stsb",
+    "train",
+    "stsb_bad_score.tsv",
+    /^stsb_bad_score\.tsv:3: field "score": expected a score in \[0, 5\], got "four"$/,
+  ],
+  ["sst2", "train", "sst2_invalid_utf8.tsv", /^sst2_invalid_utf8\.tsv:3: invalid UTF-8$/],
+  ["cb", "train", "cb_invalid_json.jsonl", /^cb_invalid_json\.jsonl:2: invalid JSON: /],
+  [
+    "cb",
+    "train",
+    "cb_truncated.jsonl",
+    /^cb_truncated\.jsonl:2: invalid JSON: .*\(truncated file\?\)$/,
+  ],
+  [
+    "cb",
+    "train",
+    "cb_missing_field.jsonl",
+    /^cb_missing_field\.jsonl:1: field "hypothesis": missing$/,
+  ],
+  [
+    "boolq",
+    "train",
+    "boolq_bad_label.jsonl",
+    /^boolq_bad_label\.jsonl:2: field "label": unknown label "yes" \(expected true\/false\)$/,
+  ],
+  [
+    "multirc",
+    "train",
+    "multirc_missing_label.jsonl",
+    /^multirc_missing_label\.jsonl:1: field "passage\.questions\.0\.answers\.1\.label": missing$/,
+  ],
+  [
+    "record",
+    "validation",
+    "record_bad_span.jsonl",
+    /^record_bad_span\.jsonl:1: field "passage\.entities\.1": span out of range of passage\.text$/,
+  ],
+  [
+    "wsc",
+    "validation",
+    "wsc_bad_span.jsonl",
+    /^wsc_bad_span\.jsonl:1: field "target": word 3 of the text is "that", not span2_text "he"$/,
+  ],
+];
+
+Deno.test("hand-made broken files give errors naming file, line and field", () => {
+  for (const [task, split, name, re] of BROKEN) {
+    assert.throws(loadBroken(task, split, name), (e: unknown) => {
+      assert.ok(e instanceof DataError, `${name}: ${e}`);
+      assert.match(e.message, re, name);
+      return true;
+    });
+  }
+});
+
+Deno.test("every testdata file is covered by a broken-file case", () => {
+  const names = [...Deno.readDirSync(fileURLToPath(new URL("./testdata/", import.meta.url)))].map((
+    e,
+  ) => e.name);
+  assert.deepEqual(names.sort(), BROKEN.map((b) => b[2]).sort());
+});
+
+Deno.test("TSV: no quote handling, BOM stripped, CRLF tolerated, header columns required", () => {
+  const t = parseTsv('\ufeffa\tb\n"x\t"y\r\n', "f.tsv", { required: ["a"] });
+  assert.deepEqual(t.header, ["a", "b"]);
+  assert.deepEqual(t.rows, [{ line: 2, cells: { a: '"x', b: '"y' } }]);
+  assert.throws(
+    () => parseTsv("a\tb\n", "f.tsv", { required: ["c"] }),
+    /^DataError: f\.tsv:1: field "c": missing column/,
+  );
+  assert.throws(() => parseTsv("", "f.tsv"), /f\.tsv: empty file/);
+  // QQP mode drops short rows, except a short final line without newline (truncation).
+  const q = parseTsv("a\tb\n1\n2\t3\n", "q.tsv", { skipShortRows: true });
+  assert.deepEqual([q.rows.length, q.skipped], [1, [2]]);
+  assert.throws(
+    () => parseTsv("a\tb\n2\t3\n1", "q.tsv", { skipShortRows: true }),
+    /q\.tsv:3: .*truncated/,
+  );
+});
+
+Deno.test("JSONL: blank lines skipped, non-objects rejected", () => {
+  assert.deepEqual(parseJsonl('{"a":1}\n\n{"a":2}', "f.jsonl").map((r) => r.line), [1, 3]);
+  assert.throws(() => parseJsonl("[1]\n", "f.jsonl"), /f\.jsonl:1: expected a JSON object/);
+});
+
+Deno.test("UTF-8: valid text decodes, invalid bytes name their line", () => {
+  assert.equal(decodeUtf8(new Uint8Array([0xef, 0xbb, 0xbf, 0x61]), "f"), "a");
+  assert.throws(
+    () => decodeUtf8(new Uint8Array([0x61, 0x0a, 0x62, 0x0a, 0xc3]), "f"),
+    /^DataError: f:3: invalid UTF-8$/,
+  );
+  assert.deepEqual(splitLines("a\nb"), [{ line: 1, text: "a" }, { line: 2, text: "b" }]);
+});
+
+Deno.test("pyFloat follows Python float()", () => {
+  assert.equal(pyFloat(" 3.8\n"), 3.8);
+  assert.equal(pyFloat("5"), 5);
+  assert.equal(pyFloat(".5"), 0.5);
+  assert.equal(pyFloat("5."), 5);
+  assert.equal(pyFloat("1e1"), 10);
+  assert.equal(pyFloat("1_0.5"), 10.5);
+  assert.equal(pyFloat("-inf"), -Infinity);
+  assert.ok(Number.isNaN(pyFloat("NaN")));
+  for (const bad of ["", " ", "3.8.1", "abc", "1__0", "_1", "0x10", "3,8", "."]) {
+    assert.equal(pyFloat(bad), undefined, JSON.stringify(bad));
+  }
+});

@@ -1,0 +1,618 @@
+/**
+ * The GLUE and SuperGLUE task registry: one data entry per task (files in the official layout,
+ * T5 input template and label words, metrics, mixture weight). Sources: T5 `glue_utils.py`,
+ * `preprocessors.py`, `tasks.py`, `eval_utils.py` and TFDS `glue.py` / `super_glue.py` as
+ * summarised in `shared/reference/glue-superglue.md`.
+ *
+ * Canonical names (registry keys):
+ * - GLUE: `cola sst2 mrpc qqp stsb mnli qnli rte wnli ax`. MNLI is one task; its eval splits are
+ *   `validation_matched` and `validation_mismatched` (scored as `accuracy_matched` /
+ *   `accuracy_mismatched`, group = their mean).
+ * - SuperGLUE: `boolq cb copa multirc record rte_sg wic wsc axb axg`. `rte_sg` is SuperGLUE RTE
+ *   (GLUE RTE stays `rte`); `wsc` is T5's `wsc_simple` on TFDS `wsc.fixed`.
+ * Aliases accepted by {@link getTask}: the data engineer's ids (`glue/cola`, `super_glue/rte`, …),
+ * `super_glue_rte`, `wsc_simple`, `sst-2`, `sts-b`, `ax-b`, `ax-g`, `mnli_matched`,
+ * `mnli_mismatched`.
+ *
+ * Not registered: DPR (`dpr_v001_simple`, part of T5's SuperGLUE mixture; not in the official
+ * SuperGLUE downloads) and T5's `glue_wnli_v002_simple_eval` (WNLI recast as `wsc:`).
+ *
+ * @module
+ */
+import type { BenchmarkName, TaskFile, TaskSpec, TaskSplit } from "./types.ts";
+
+const GLUE_VERSION = "1.0.0";
+const SG_VERSION = "1.0.2";
+
+function glueFiles(
+  folder: string,
+  rows: [number | number[], number, number],
+  noHeaderColumns?: string[],
+): Partial<Record<TaskSplit, TaskFile[]>> {
+  const d = `glue/${folder}`;
+  return {
+    train: [{ path: `${d}/train.tsv`, rows: rows[0], columns: noHeaderColumns }],
+    validation: [{ path: `${d}/dev.tsv`, rows: rows[1], columns: noHeaderColumns }],
+    test: [{ path: `${d}/test.tsv`, rows: rows[2] }],
+  };
+}
+
+function sgFiles(
+  folder: string,
+  rows: [number, number, number],
+): Partial<Record<TaskSplit, TaskFile[]>> {
+  const d = `super_glue/${folder}`;
+  return {
+    train: [{ path: `${d}/train.jsonl`, rows: rows[0] }],
+    validation: [{ path: `${d}/val.jsonl`, rows: rows[1] }],
+    test: [{ path: `${d}/test.jsonl`, rows: rows[2] }],
+  };
+}
+
+const BIN = { "0": 0, "1": 1 };
+const NLI2 = { entailment: 0, not_entailment: 1 };
+const MNLI_LABELS = ["entailment", "neutral", "contradiction"];
+const COLA_COLUMNS = ["source", "label", "author_label", "sentence"];
+
+const glueBase = {
+  benchmark: "glue" as BenchmarkName,
+  version: GLUE_VERSION,
+  format: "tsv" as const,
+};
+const sgBase = {
+  benchmark: "super_glue" as BenchmarkName,
+  version: SG_VERSION,
+  format: "jsonl" as const,
+};
+
+/** Every task, keyed by canonical name. */
+export const TASKS: Readonly<Record<string, TaskSpec>> = Object.freeze(
+  {
+    cola: {
+      ...glueBase,
+      name: "cola",
+      displayName: "CoLA",
+      t5Name: "glue_cola_v002",
+      dir: "glue/CoLA",
+      files: glueFiles("CoLA", [8551, 1043, 1063], COLA_COLUMNS),
+      converter: "classify",
+      prefix: "cola",
+      inputKeys: ["sentence"],
+      fields: { sentence: "sentence" },
+      labelField: "label",
+      labelKind: "map",
+      labelMap: BIN,
+      idField: "index",
+      labelWords: ["unacceptable", "acceptable"],
+      metrics: ["matthews_corrcoef"],
+      groupMetrics: ["matthews_corrcoef"],
+      trainSize: 8551,
+      inMixture: true,
+      inAverage: true,
+      notes: "train/dev have no header (4 columns); test has `index\\tsentence`.",
+    },
+    sst2: {
+      ...glueBase,
+      name: "sst2",
+      displayName: "SST-2",
+      t5Name: "glue_sst2_v002",
+      dir: "glue/SST-2",
+      files: glueFiles("SST-2", [67349, 872, 1821]),
+      converter: "classify",
+      prefix: "sst2",
+      inputKeys: ["sentence"],
+      fields: { sentence: "sentence" },
+      labelField: "label",
+      labelKind: "map",
+      labelMap: BIN,
+      idField: "index",
+      labelWords: ["negative", "positive"],
+      metrics: ["accuracy"],
+      groupMetrics: ["accuracy"],
+      trainSize: 67349,
+      inMixture: true,
+      inAverage: true,
+    },
+    mrpc: {
+      ...glueBase,
+      name: "mrpc",
+      displayName: "MRPC",
+      t5Name: "glue_mrpc_v002",
+      dir: "glue/MRPC",
+      files: glueFiles("MRPC", [3668, 408, 1725]),
+      converter: "classify",
+      prefix: "mrpc",
+      inputKeys: ["sentence1", "sentence2"],
+      fields: { sentence1: "#1 String", sentence2: "#2 String" },
+      labelField: "Quality",
+      labelKind: "map",
+      labelMap: BIN,
+      idField: "index",
+      labelWords: ["not_equivalent", "equivalent"],
+      metrics: ["f1", "accuracy"],
+      groupMetrics: ["f1", "accuracy"],
+      trainSize: 3668,
+      inMixture: true,
+      inAverage: true,
+      notes: "train/dev headers start with a UTF-8 BOM (stripped).",
+    },
+    qqp: {
+      ...glueBase,
+      name: "qqp",
+      displayName: "QQP",
+      t5Name: "glue_qqp_v002",
+      dir: "glue/QQP",
+      files: glueFiles("QQP", [[363846, 363849], 40430, 390965]),
+      converter: "classify",
+      prefix: "qqp",
+      inputKeys: ["question1", "question2"],
+      fields: { question1: "question1", question2: "question2" },
+      labelField: "is_duplicate",
+      labelKind: "map",
+      labelMap: BIN,
+      idField: "id",
+      labelWords: ["not_duplicate", "duplicate"],
+      metrics: ["f1", "accuracy"],
+      groupMetrics: ["f1", "accuracy"],
+      trainSize: 363849,
+      inMixture: true,
+      inAverage: true,
+      skipShortRows: true,
+      notes: "Rows with missing fields are dropped as TFDS does (old QQP.zip); QQP-clean has none.",
+    },
+    stsb: {
+      ...glueBase,
+      name: "stsb",
+      displayName: "STS-B",
+      t5Name: "glue_stsb_v002",
+      dir: "glue/STS-B",
+      files: glueFiles("STS-B", [5749, 1500, 1379]),
+      converter: "stsb",
+      prefix: "stsb",
+      inputKeys: ["sentence1", "sentence2"],
+      fields: { sentence1: "sentence1", sentence2: "sentence2" },
+      labelField: "score",
+      labelKind: "float",
+      idField: "index",
+      labelWords: [],
+      metrics: ["pearson_corrcoef", "spearman_corrcoef"],
+      groupMetrics: ["pearson_corrcoef", "spearman_corrcoef"],
+      trainSize: 5749,
+      inMixture: true,
+      inAverage: true,
+      notes: "Target = float32 round-half-even(label*5)/5 printed with one decimal (26 classes).",
+    },
+    mnli: {
+      ...glueBase,
+      name: "mnli",
+      displayName: "MNLI",
+      t5Name: "glue_mnli_v002",
+      dir: "glue/MNLI",
+      files: {
+        train: [{ path: "glue/MNLI/train.tsv", rows: 392702 }],
+        validation_matched: [{
+          path: "glue/MNLI/dev_matched.tsv",
+          rows: 9815,
+          split: "validation_matched",
+        }],
+        validation_mismatched: [
+          { path: "glue/MNLI/dev_mismatched.tsv", rows: 9832, split: "validation_mismatched" },
+        ],
+        test_matched: [{ path: "glue/MNLI/test_matched.tsv", rows: 9796, split: "test_matched" }],
+        test_mismatched: [{
+          path: "glue/MNLI/test_mismatched.tsv",
+          rows: 9847,
+          split: "test_mismatched",
+        }],
+        validation: [
+          { path: "glue/MNLI/dev_matched.tsv", rows: 9815, split: "validation_matched" },
+          { path: "glue/MNLI/dev_mismatched.tsv", rows: 9832, split: "validation_mismatched" },
+        ],
+        test: [
+          { path: "glue/MNLI/test_matched.tsv", rows: 9796, split: "test_matched" },
+          { path: "glue/MNLI/test_mismatched.tsv", rows: 9847, split: "test_mismatched" },
+        ],
+      },
+      converter: "classify",
+      prefix: "mnli",
+      inputKeys: ["hypothesis", "premise"],
+      fields: { premise: "sentence1", hypothesis: "sentence2" },
+      labelField: "gold_label",
+      labelKind: "map",
+      labelMap: { entailment: 0, neutral: 1, contradiction: 2 },
+      idField: "index",
+      labelWords: MNLI_LABELS,
+      metrics: ["accuracy_matched", "accuracy_mismatched"],
+      groupMetrics: ["accuracy_matched", "accuracy_mismatched"],
+      trainSize: 392702,
+      inMixture: true,
+      inAverage: true,
+      notes: "Columns located by header name (train 12, dev 16, test 10 columns).",
+    },
+    qnli: {
+      ...glueBase,
+      name: "qnli",
+      displayName: "QNLI",
+      t5Name: "glue_qnli_v002",
+      dir: "glue/QNLI",
+      files: glueFiles("QNLI", [104743, 5463, 5463]),
+      converter: "classify",
+      prefix: "qnli",
+      inputKeys: ["question", "sentence"],
+      fields: { question: "question", sentence: "sentence" },
+      labelField: "label",
+      labelKind: "map",
+      labelMap: NLI2,
+      idField: "index",
+      labelWords: ["entailment", "not_entailment"],
+      metrics: ["accuracy"],
+      groupMetrics: ["accuracy"],
+      trainSize: 104743,
+      inMixture: true,
+      inAverage: true,
+    },
+    rte: {
+      ...glueBase,
+      name: "rte",
+      displayName: "RTE",
+      t5Name: "glue_rte_v002",
+      dir: "glue/RTE",
+      files: glueFiles("RTE", [2490, 277, 3000]),
+      converter: "classify",
+      prefix: "rte",
+      inputKeys: ["sentence1", "sentence2"],
+      fields: { sentence1: "sentence1", sentence2: "sentence2" },
+      labelField: "label",
+      labelKind: "map",
+      labelMap: NLI2,
+      idField: "index",
+      labelWords: ["entailment", "not_entailment"],
+      metrics: ["accuracy"],
+      groupMetrics: ["accuracy"],
+      trainSize: 2490,
+      inMixture: true,
+      inAverage: true,
+    },
+    wnli: {
+      ...glueBase,
+      name: "wnli",
+      displayName: "WNLI",
+      t5Name: "glue_wnli_v002",
+      dir: "glue/WNLI",
+      files: glueFiles("WNLI", [635, 71, 146]),
+      converter: "classify",
+      prefix: "wnli",
+      inputKeys: ["sentence1", "sentence2"],
+      fields: { sentence1: "sentence1", sentence2: "sentence2" },
+      labelField: "label",
+      labelKind: "map",
+      labelMap: BIN,
+      idField: "index",
+      labelWords: ["not_entailment", "entailment"],
+      metrics: ["accuracy"],
+      groupMetrics: [],
+      trainSize: 635,
+      inMixture: false,
+      inAverage: false,
+      notes: "Not trained and not averaged (T5 trains WSC/DPR instead).",
+    },
+    ax: {
+      ...glueBase,
+      name: "ax",
+      displayName: "AX",
+      t5Name: "glue_ax_v002",
+      dir: "glue/diagnostic",
+      files: { test: [{ path: "glue/diagnostic/diagnostic.tsv", rows: 1104 }] },
+      converter: "classify",
+      prefix: "mnli",
+      inputKeys: ["hypothesis", "premise"],
+      fields: { premise: "sentence1", hypothesis: "sentence2" },
+      idField: "index",
+      labelWords: MNLI_LABELS,
+      metrics: [],
+      groupMetrics: [],
+      trainSize: 0,
+      inMixture: false,
+      inAverage: false,
+      notes: "Test only, unlabelled; cast as MNLI (predict with the MNLI model).",
+    },
+    boolq: {
+      ...sgBase,
+      name: "boolq",
+      displayName: "BoolQ",
+      t5Name: "super_glue_boolq_v102",
+      dir: "super_glue/BoolQ",
+      files: sgFiles("BoolQ", [9427, 3270, 3245]),
+      converter: "classify",
+      prefix: "boolq",
+      inputKeys: ["passage", "question"],
+      fields: { passage: "passage", question: "question" },
+      labelField: "label",
+      labelKind: "bool",
+      idField: "idx",
+      labelWords: ["False", "True"],
+      metrics: ["accuracy"],
+      groupMetrics: ["accuracy"],
+      trainSize: 9427,
+      inMixture: true,
+      inAverage: true,
+    },
+    cb: {
+      ...sgBase,
+      name: "cb",
+      displayName: "CB",
+      t5Name: "super_glue_cb_v102",
+      dir: "super_glue/CB",
+      files: sgFiles("CB", [250, 56, 250]),
+      converter: "classify",
+      prefix: "cb",
+      inputKeys: ["hypothesis", "premise"],
+      fields: { premise: "premise", hypothesis: "hypothesis" },
+      labelField: "label",
+      labelKind: "map",
+      labelMap: { entailment: 0, contradiction: 1, neutral: 2 },
+      idField: "idx",
+      labelWords: ["entailment", "contradiction", "neutral"],
+      metrics: ["mean_3class_f1", "accuracy"],
+      groupMetrics: ["mean_3class_f1", "accuracy"],
+      trainSize: 250,
+      inMixture: true,
+      inAverage: true,
+    },
+    copa: {
+      ...sgBase,
+      name: "copa",
+      displayName: "COPA",
+      t5Name: "super_glue_copa_v102",
+      dir: "super_glue/COPA",
+      files: sgFiles("COPA", [400, 100, 500]),
+      converter: "classify",
+      prefix: "copa",
+      inputKeys: ["choice1", "choice2", "premise", "question"],
+      fields: { premise: "premise", choice1: "choice1", choice2: "choice2", question: "question" },
+      labelField: "label",
+      labelKind: "int",
+      idField: "idx",
+      labelWords: ["choice1", "choice2"],
+      metrics: ["accuracy"],
+      groupMetrics: ["accuracy"],
+      trainSize: 400,
+      inMixture: true,
+      inAverage: true,
+    },
+    multirc: {
+      ...sgBase,
+      name: "multirc",
+      displayName: "MultiRC",
+      t5Name: "super_glue_multirc_v102",
+      dir: "super_glue/MultiRC",
+      files: sgFiles("MultiRC", [27243, 4848, 9693]),
+      converter: "multirc",
+      prefix: "multirc",
+      inputKeys: ["question", "answer", "paragraph"],
+      fields: {},
+      labelKind: "bool",
+      labelWords: ["False", "True"],
+      metrics: ["f1", "exact_match"],
+      groupMetrics: ["f1", "exact_match"],
+      trainSize: 27243,
+      inMixture: true,
+      inAverage: true,
+      notes: "One example per answer (rows = answers); group = question idx; <br> and <b> removed.",
+    },
+    record: {
+      ...sgBase,
+      name: "record",
+      displayName: "ReCoRD",
+      t5Name: "super_glue_record_v102",
+      dir: "super_glue/ReCoRD",
+      files: sgFiles("ReCoRD", [100730, 10000, 10000]),
+      converter: "record",
+      prefix: "record",
+      inputKeys: ["query", "entities", "passage"],
+      fields: {},
+      labelWords: [],
+      metrics: ["em", "f1"],
+      groupMetrics: ["f1", "em"],
+      trainSize: 138854,
+      inMixture: true,
+      inAverage: true,
+      notes: "rows = queries. Train: one example per (query, unique answer); eval: one per query.",
+    },
+    rte_sg: {
+      ...sgBase,
+      name: "rte_sg",
+      displayName: "RTE (SuperGLUE)",
+      t5Name: "super_glue_rte_v102",
+      dir: "super_glue/RTE",
+      files: sgFiles("RTE", [2490, 277, 3000]),
+      converter: "classify",
+      prefix: "rte",
+      inputKeys: ["hypothesis", "premise"],
+      fields: { premise: "premise", hypothesis: "hypothesis" },
+      labelField: "label",
+      labelKind: "map",
+      labelMap: NLI2,
+      idField: "idx",
+      labelWords: ["entailment", "not_entailment"],
+      metrics: ["accuracy"],
+      groupMetrics: ["accuracy"],
+      trainSize: 2490,
+      inMixture: true,
+      inAverage: true,
+    },
+    wic: {
+      ...sgBase,
+      name: "wic",
+      displayName: "WiC",
+      t5Name: "super_glue_wic_v102",
+      dir: "super_glue/WiC",
+      files: sgFiles("WiC", [5428, 638, 1400]),
+      converter: "classify",
+      prefix: "wic",
+      inputKeys: ["sentence1", "sentence2", "word"],
+      fields: { sentence1: "sentence1", sentence2: "sentence2", word: "word" },
+      labelField: "label",
+      labelKind: "bool",
+      idField: "idx",
+      labelWords: ["False", "True"],
+      metrics: ["accuracy"],
+      groupMetrics: ["accuracy"],
+      trainSize: 5428,
+      inMixture: true,
+      inAverage: true,
+    },
+    wsc: {
+      ...sgBase,
+      name: "wsc",
+      displayName: "WSC",
+      t5Name: "super_glue_wsc_v102_simple_train",
+      dir: "super_glue/WSC",
+      files: sgFiles("WSC", [554, 104, 146]),
+      converter: "wsc_simple",
+      prefix: "wsc:",
+      inputKeys: ["text"],
+      fields: {
+        text: "text",
+        span1_index: "target.span1_index",
+        span2_index: "target.span2_index",
+        span1_text: "target.span1_text",
+        span2_text: "target.span2_text",
+      },
+      labelField: "label",
+      labelKind: "bool",
+      idField: "idx",
+      labelWords: [],
+      metrics: ["accuracy"],
+      groupMetrics: ["accuracy"],
+      trainSize: 259,
+      inMixture: true,
+      inAverage: true,
+      notes:
+        "wsc_simple on wsc.fixed: target = span1_text (also on test); train keeps label==True " +
+        "rows only (259 of 554); eval = `super_glue_wsc_v102_simple_eval`.",
+    },
+    axb: {
+      ...sgBase,
+      name: "axb",
+      displayName: "AX-b",
+      t5Name: "super_glue_axb_v102",
+      dir: "super_glue/AX-b",
+      files: { test: [{ path: "super_glue/AX-b/AX-b.jsonl", rows: 1104 }] },
+      converter: "classify",
+      prefix: "rte",
+      inputKeys: ["hypothesis", "premise"],
+      fields: { premise: "sentence1", hypothesis: "sentence2" },
+      labelField: "label",
+      labelKind: "map",
+      labelMap: NLI2,
+      idField: "idx",
+      labelWords: ["entailment", "not_entailment"],
+      metrics: ["matthews_corrcoef"],
+      groupMetrics: [],
+      trainSize: 0,
+      inMixture: false,
+      inAverage: false,
+      notes:
+        "Test only, labelled; cast as RTE. T5 reports no metric; we add the leaderboard's MCC.",
+    },
+    axg: {
+      ...sgBase,
+      name: "axg",
+      displayName: "AX-g",
+      t5Name: "super_glue_axg_v102",
+      dir: "super_glue/AX-g",
+      files: { test: [{ path: "super_glue/AX-g/AX-g.jsonl", rows: 356 }] },
+      converter: "classify",
+      prefix: "rte",
+      inputKeys: ["hypothesis", "premise"],
+      fields: { premise: "premise", hypothesis: "hypothesis", pair_id: "pair_id" },
+      labelField: "label",
+      labelKind: "map",
+      labelMap: NLI2,
+      idField: "idx",
+      labelWords: ["entailment", "not_entailment"],
+      metrics: ["accuracy", "gender_parity"],
+      groupMetrics: [],
+      trainSize: 0,
+      inMixture: false,
+      inAverage: false,
+      notes: "Test only, labelled; cast as RTE. T5 reports no metric; we add accuracy and gender " +
+        "parity (% of pair_id pairs with equal predictions).",
+    },
+  } satisfies Record<string, TaskSpec>,
+);
+
+/** The 8 trained tasks of each benchmark (the ones in the T5 averages), in leaderboard order. */
+export const BENCHMARK_TASKS: Readonly<{ glue: string[]; super_glue: string[] }> = Object.freeze({
+  glue: ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte"],
+  super_glue: ["boolq", "cb", "copa", "multirc", "record", "rte_sg", "wic", "wsc"],
+});
+
+const ALIASES: Readonly<Record<string, string>> = Object.freeze({
+  super_glue_rte: "rte_sg",
+  "super_glue/rte": "rte_sg",
+  "glue/rte": "rte",
+  wsc_simple: "wsc",
+  "wsc.fixed": "wsc",
+  "sst-2": "sst2",
+  "sts-b": "stsb",
+  "ax-b": "axb",
+  "ax-g": "axg",
+  mnli_matched: "mnli",
+  mnli_mismatched: "mnli",
+});
+
+/** Canonical task names, GLUE first. */
+export function taskNames(): string[] {
+  return Object.keys(TASKS);
+}
+
+/**
+ * The registry entry of a task by canonical name or alias (`glue/cola`, `super_glue/rte`,
+ * `super_glue_rte`, `wsc_simple`, …). Throws listing the known names.
+ */
+export function getTask(name: string): TaskSpec {
+  const key = name.toLowerCase();
+  let canonical = ALIASES[key] ?? key;
+  if (!(canonical in TASKS) && canonical.includes("/")) {
+    canonical = canonical.slice(canonical.indexOf("/") + 1);
+  }
+  const spec = TASKS[canonical];
+  if (spec === undefined) {
+    throw new Error(
+      `unknown task "${name}"; known tasks: ${taskNames().join(", ")} ` +
+        `(aliases: ${Object.keys(ALIASES).join(", ")})`,
+    );
+  }
+  return spec;
+}
+
+/** The T5 label words (targets) of a task in class-index order; empty for STS-B, ReCoRD, WSC. */
+export function labelWords(taskName: string): string[] {
+  return [...getTask(taskName).labelWords];
+}
+
+/**
+ * The splits a task is evaluated on: `["validation_matched", "validation_mismatched"]` for MNLI,
+ * `["test"]` for the diagnostics (AX, AX-b, AX-g), `["validation"]` otherwise. Each name is a
+ * valid `split` for `loadExamples`.
+ */
+export function evalSplits(taskName: string): TaskSplit[] {
+  const spec = getTask(taskName);
+  if (spec.name === "mnli") return ["validation_matched", "validation_mismatched"];
+  if (spec.files.validation === undefined) return ["test"];
+  return ["validation"];
+}
+
+/** The splits a task's registry entry has files for. */
+export function taskSplits(taskName: string): TaskSplit[] {
+  return Object.keys(getTask(taskName).files) as TaskSplit[];
+}
+
+/** The data engineer's source id (`glue/cola`, `super_glue/rte`, …) of a task. */
+export function sourceId(taskName: string): string {
+  const spec = getTask(taskName);
+  const config = spec.name === "rte_sg" ? "rte" : spec.name;
+  return `${spec.benchmark}/${config}`;
+}

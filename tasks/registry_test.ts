@@ -1,0 +1,96 @@
+import assert from "node:assert/strict";
+import {
+  BENCHMARK_TASKS,
+  evalSplits,
+  getTask,
+  labelWords,
+  sourceId,
+  taskNames,
+  TASKS,
+} from "./registry.ts";
+import { compareCodePoints } from "./text.ts";
+
+// T5 glue_utils.py GLUE_WEIGHT_MAPPING / SUPER_GLUE_WEIGHT_MAPPING (trained tasks).
+const T5_WEIGHTS: Record<string, number> = {
+  cola: 8551,
+  sst2: 67349,
+  mrpc: 3668,
+  qqp: 363849,
+  stsb: 5749,
+  mnli: 392702,
+  qnli: 104743,
+  rte: 2490,
+  boolq: 9427,
+  cb: 250,
+  copa: 400,
+  multirc: 27243,
+  record: 138854,
+  rte_sg: 2490,
+  wic: 5428,
+  wsc: 259,
+};
+
+Deno.test("registry: 20 tasks, the 8+8 trained tasks carry the T5 mixture weights", () => {
+  assert.equal(taskNames().length, 20);
+  for (const [name, w] of Object.entries(T5_WEIGHTS)) {
+    const t = getTask(name);
+    assert.equal(t.trainSize, w, name);
+    assert.ok(t.inMixture && t.inAverage, name);
+  }
+  const trained = taskNames().filter((n) => TASKS[n]?.inMixture);
+  assert.deepEqual(trained.sort(), [...BENCHMARK_TASKS.glue, ...BENCHMARK_TASKS.super_glue].sort());
+  for (const n of ["wnli", "ax", "axb", "axg"]) {
+    assert.ok(!getTask(n).inAverage && getTask(n).groupMetrics.length === 0, n);
+  }
+});
+
+Deno.test("registry: input keys sorted unless T5 gives an explicit order", () => {
+  const explicit = new Set(["multirc", "wic", "record", "stsb", "wsc"]);
+  for (const t of Object.values(TASKS)) {
+    if (explicit.has(t.name)) continue;
+    assert.deepEqual(t.inputKeys, [...t.inputKeys].sort(compareCodePoints), t.name);
+    for (const k of t.inputKeys) assert.ok(k in t.fields, `${t.name}.${k}`);
+  }
+  assert.deepEqual(getTask("wic").inputKeys, ["sentence1", "sentence2", "word"]);
+  assert.deepEqual(getTask("multirc").inputKeys, ["question", "answer", "paragraph"]);
+});
+
+Deno.test("registry: label maps agree with label words; official file layout", () => {
+  for (const t of Object.values(TASKS)) {
+    if (t.labelMap) {
+      for (const [raw, i] of Object.entries(t.labelMap)) {
+        assert.ok(i >= 0 && i < t.labelWords.length, `${t.name} ${raw}`);
+        if (!/^\d$/.test(raw)) assert.equal(t.labelWords[i], raw, `${t.name} ${raw}`);
+      }
+    }
+    for (const files of Object.values(t.files)) {
+      for (const f of files ?? []) {
+        assert.ok(f.path.startsWith(`${t.dir}/`), f.path);
+        assert.match(
+          f.path,
+          t.benchmark === "glue"
+            ? /^glue\/[^/]+\/[^/]+\.tsv$/
+            : /^super_glue\/[^/]+\/[^/]+\.jsonl$/,
+        );
+      }
+    }
+  }
+  assert.deepEqual(labelWords("wnli"), ["not_entailment", "entailment"]);
+  assert.deepEqual(labelWords("cb"), ["entailment", "contradiction", "neutral"]);
+  assert.equal(getTask("boolq").files.validation?.[0]?.path, "super_glue/BoolQ/val.jsonl");
+});
+
+Deno.test("getTask aliases, evalSplits, sourceId", () => {
+  assert.equal(getTask("super_glue/rte").name, "rte_sg");
+  assert.equal(getTask("glue/rte").name, "rte");
+  assert.equal(getTask("super_glue_rte").name, "rte_sg");
+  assert.equal(getTask("glue/cola").name, "cola");
+  assert.equal(getTask("SST-2").name, "sst2");
+  assert.equal(getTask("wsc_simple").name, "wsc");
+  assert.throws(() => getTask("dpr"), /unknown task "dpr"; known tasks: cola, sst2/);
+  assert.deepEqual(evalSplits("mnli"), ["validation_matched", "validation_mismatched"]);
+  assert.deepEqual(evalSplits("cola"), ["validation"]);
+  assert.deepEqual(evalSplits("axg"), ["test"]);
+  assert.equal(sourceId("rte_sg"), "super_glue/rte");
+  assert.equal(sourceId("ax"), "glue/ax");
+});

@@ -1,0 +1,120 @@
+import assert from "node:assert/strict";
+import { sharedPath } from "../model/shared_dir.ts";
+import { loadExamples } from "./load.ts";
+import {
+  compareCodePoints,
+  fixWsc,
+  glueInput,
+  multircInput,
+  recordPassage,
+  roundHalfEven,
+  sortedUnique,
+  stsbTarget,
+  wscSimpleInput,
+} from "./text.ts";
+
+Deno.test("roundHalfEven is banker's rounding", () => {
+  const got = [0.5, 1.5, 2.5, 3.5, -0.5, -1.5, 2.4999, 2.5001].map(roundHalfEven);
+  assert.deepEqual(got.map((x) => x + 0), [0, 2, 2, 4, 0, -2, 2, 3]); // +0 folds -0
+});
+
+Deno.test("STS-B targets: float32 and half-to-even, derived by hand", () => {
+  // 0.5*5 = 2.5 exactly -> 2 -> 0.4.  f32(0.9) = 0.89999998; *5 = 4.4999999 rounds to 4.5 in f32
+  // (half ulp there is 2.4e-7) -> 4 -> 0.8.  f32(1.7)*5 = 8.5000002 -> f32 8.5 -> 8 -> 1.6.
+  // 2.5*5 = 12.5 -> 12 -> 2.4.  f32(4.1)*5 = 20.4999995 -> f32 20.5 -> 20 -> 4.0.  4.5 -> 22.5 -> 22 -> 4.4.
+  const cases: Array<[number, string]> = [
+    [0.5, "0.4"],
+    [0.9, "0.8"],
+    [1.7, "1.6"],
+    [2.5, "2.4"],
+    [4.1, "4.0"],
+    [4.5, "4.4"],
+    [3.8, "3.8"],
+    [5, "5.0"],
+    [0, "0.0"],
+    [4.75, "4.8"],
+    [0.3, "0.4"],
+    [3.1, "3.2"],
+    [2.2, "2.2"],
+  ];
+  for (const [x, s] of cases) assert.equal(stsbTarget(x), s, String(x));
+});
+
+Deno.test("STS-B train: 91 labels differ from double-precision Math.round, 26 classes", async () => {
+  const ex = await loadExamples("stsb", "train", sharedPath("data"));
+  const naive = (x: number) => (Math.round(x * 5) / 5).toFixed(1);
+  const differ = ex.filter((e) => naive(e.label as number) !== e.target);
+  assert.equal(differ.length, 91);
+  assert.deepEqual(sortedUnique(differ.map((e) => String(e.label))), [
+    "0.5",
+    "0.9",
+    "1.7",
+    "2.5",
+    "4.1",
+    "4.5",
+  ]);
+  assert.equal(new Set(ex.map((e) => e.target)).size, 26);
+});
+
+Deno.test("glue join keeps whitespace verbatim; MultiRC markup removal", () => {
+  assert.equal(glueInput("sst2", [["sentence", " a  b "]]), "sst2 sentence:  a  b ");
+  assert.equal(
+    multircInput("Q<b>?</b>", "A", "x<br>y<b>z</b> <bb>"),
+    "multirc question: Q? answer: A paragraph: x yz <bb>",
+  );
+});
+
+Deno.test("ReCoRD passage cleanup: punctuation keeps itself, others get a period", () => {
+  assert.equal(
+    recordPassage(
+      "A.\n@highlight\nB\n@highlight\nC?\n@highlight\nD\"\n@highlight\nE'\n@highlight\nF!\n@highlight\nG",
+    ),
+    "A. B. C? D\" E' F! G",
+  );
+});
+
+Deno.test("code-point order (Python sorted) differs from UTF-16 order above U+FFFF", () => {
+  const astral = "\u{1F600}";
+  const bmpHigh = "\uFF21";
+  assert.ok(compareCodePoints(bmpHigh, astral) < 0);
+  assert.ok([bmpHigh, astral].sort()[0] === astral); // JS default sort would put the emoji first
+  assert.deepEqual(sortedUnique(["b", astral, "a", bmpHigh, "b"]), ["a", "b", bmpHigh, astral]);
+});
+
+Deno.test("WSC simple input and wsc.fixed repairs", () => {
+  const base = {
+    text: "Tom told Bob that he was late .",
+    span1_index: 0,
+    span1_text: "Tom",
+    span2_index: 4,
+    span2_text: "he",
+  };
+  assert.equal(wscSimpleInput(base), "wsc: Tom told Bob that *he* was late .");
+  // Case repair and trailing-dot removal, as TFDS wsc.fixed does.
+  const fixed = fixWsc({
+    ...base,
+    text: "Then the cat ran . It slept .",
+    span1_index: 1,
+    span1_text: "The cat.",
+    span2_index: 5,
+    span2_text: "It",
+  });
+  assert.equal(fixed.span1_text, "the cat");
+  // The first T5 special case: "Good for him," -> "Good for X ," -> "Good for *him* ,".
+  const t1 =
+    'The boy continued to whip the pony , and eventually the pony threw him over. John laughed out quite loud. "Good for him," he said. ';
+  assert.equal(
+    wscSimpleInput({
+      text: t1,
+      span1_index: 0,
+      span1_text: "The boy",
+      span2_index: 21,
+      span2_text: "him",
+    }),
+    'wsc: The boy continued to whip the pony , and eventually the pony threw him over. John laughed out quite loud. "Good for *him* ," he said.',
+  );
+  assert.throws(
+    () => wscSimpleInput({ ...base, span2_index: 0 }),
+    /span2_index 0 must be in 1\.\.7/,
+  );
+});
