@@ -10,7 +10,9 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
-import { t5ConfigFromHf } from "./config.ts";
+import { selectBackend } from "./backend.ts";
+import { loadHfFolder } from "./checkpoint.ts";
+import { openBlas } from "./wasm_kernels.ts";
 import { sharedPath } from "./shared_dir.ts";
 import {
   crossEntropyLoss,
@@ -34,32 +36,9 @@ interface Reference {
   n_params: number;
 }
 
-/** Minimal F32-only safetensors reader (private to this test; the loader has its own tests). */
-function readSafetensorsF32(path: string): Map<string, tf.Tensor> {
-  const bytes = Deno.readFileSync(path);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const n = Number(view.getBigUint64(0, true));
-  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))) as Record<
-    string,
-    { dtype: string; shape: number[]; data_offsets: [number, number] }
-  >;
-  const out = new Map<string, tf.Tensor>();
-  for (const [name, info] of Object.entries(header)) {
-    if (name === "__metadata__") continue;
-    if (info.dtype !== "F32") {
-      throw new Error(`${path}: ${name} is ${info.dtype}, test reader handles F32`);
-    }
-    const [b, e] = info.data_offsets;
-    const raw = bytes.slice(8 + n + b, 8 + n + e);
-    out.set(name, tf.tensor(new Float32Array(raw.buffer), info.shape, "float32"));
-  }
-  return out;
-}
-
 async function loadFixture(name: string) {
   const dir = sharedPath("fixtures", "hf-t5", name);
-  const config = t5ConfigFromHf(JSON.parse(await Deno.readTextFile(`${dir}/config.json`)), dir);
-  const tensors = readSafetensorsF32(`${dir}/model.safetensors`);
+  const { config, tensors } = await loadHfFolder(dir);
   const model = t5FromTensors(config, tensors, dir);
   tf.dispose([...tensors.values()]);
   const ref = JSON.parse(await Deno.readTextFile(`${dir}/reference.json`)) as Reference;
@@ -75,8 +54,19 @@ function maxAbsDiff(a: tf.Tensor, b: number[][][]): number {
   return m;
 }
 
-async function checkParity(fixture: string, backend: "cpu" | "wasm"): Promise<void> {
-  assert.ok(await tf.setBackend(backend), `backend ${backend} did not initialise`);
+type Engine = "cpu" | "wasm" | "wasm+fix" | "wasm+blas";
+
+async function checkParity(fixture: string, backend: Engine): Promise<void> {
+  if (backend === "cpu" || backend === "wasm") {
+    assert.ok(await tf.setBackend(backend), `backend ${backend} did not initialise`);
+  } else {
+    // The project's engines (model/backend.ts): wasm with its matmul kernels patched.
+    const info = await selectBackend(backend === "wasm+fix" ? "wasm" : "wasm+blas", {
+      log: () => {},
+      blas: backend === "wasm+blas",
+    });
+    assert.equal(info.name, backend === "wasm+fix" ? "wasm" : "wasm+blas");
+  }
   const { model, ref } = await loadFixture(fixture);
   const before = tf.memory().numTensors;
   const inputIds = tf.tensor2d(ref.input_ids, undefined, "int32");
@@ -149,8 +139,19 @@ async function checkParity(fixture: string, backend: "cpu" | "wasm"): Promise<vo
   );
 }
 
-for (const fixture of ["t5-tiny-relu", "t5-tiny-v1_1-untied"]) {
-  for (const backend of ["cpu", "wasm"] as const) {
-    Deno.test(`parity with HF: ${fixture} on ${backend}`, () => checkParity(fixture, backend));
+const hasBlas = (() => {
+  const r = openBlas();
+  if (r.ok) r.blas.close();
+  return r.ok;
+})();
+
+// Stock backends first: selectBackend patches the wasm kernels for the rest of the process.
+for (const backend of ["cpu", "wasm", "wasm+fix", "wasm+blas"] as const) {
+  for (const fixture of ["t5-tiny-relu", "t5-tiny-v1_1-untied"]) {
+    Deno.test({
+      name: `parity with HF: ${fixture} on ${backend}`,
+      ignore: backend === "wasm+blas" && !hasBlas, // libopenblas0-pthread not installed
+      fn: () => checkParity(fixture, backend),
+    });
   }
 }
