@@ -20,6 +20,8 @@ export {
   type TsvTable,
 } from "./parse.ts";
 export * from "./text.ts";
+export * from "./postprocess.ts";
+export * from "./metrics.ts";
 export * from "./data.ts";
 export * from "./download.ts";
 export * from "./mixture.ts";

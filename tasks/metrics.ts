@@ -1,0 +1,360 @@
+/**
+ * Metrics exactly as T5 computes them (`t5/evaluation/metrics.py`, scikit-learn and SciPy
+ * definitions), per-task scoring with T5 postprocessing, group scores and benchmark averages
+ * (`t5/evaluation/eval_utils.py`). The raw metric functions return fractions (0-1, as sklearn);
+ * {@link scoreTask}, {@link groupScore} and {@link benchmarkAverage} use 0-100.
+ *
+ * @module
+ */
+import { BENCHMARK_TASKS, getTask } from "./registry.ts";
+import { classLabel, normalizeSquad, pyWords, stringToFloat, wscSimple } from "./postprocess.ts";
+import type { BenchmarkName, Example } from "./types.ts";
+
+function checkLengths(a: readonly unknown[], b: readonly unknown[], what: string): void {
+  if (a.length !== b.length) {
+    throw new Error(`${what}: ${a.length} targets but ${b.length} predictions`);
+  }
+  if (a.length === 0) throw new Error(`${what}: no examples`);
+}
+
+/** sklearn `accuracy_score`. */
+export function accuracy(targets: readonly number[], predictions: readonly number[]): number {
+  checkLengths(targets, predictions, "accuracy");
+  let ok = 0;
+  for (let i = 0; i < targets.length; i++) if (targets[i] === predictions[i]) ok++;
+  return ok / targets.length;
+}
+
+/**
+ * sklearn `matthews_corrcoef`, multiclass form (an invalid prediction -1 is its own class, as in
+ * T5 where it reaches sklearn unchanged); 0 when a covariance is 0.
+ */
+export function matthewsCorrcoef(
+  targets: readonly number[],
+  predictions: readonly number[],
+): number {
+  checkLengths(targets, predictions, "matthews_corrcoef");
+  const tSum = new Map<number, number>();
+  const pSum = new Map<number, number>();
+  let correct = 0;
+  const n = targets.length;
+  for (let i = 0; i < n; i++) {
+    const t = targets[i] as number;
+    const p = predictions[i] as number;
+    tSum.set(t, (tSum.get(t) ?? 0) + 1);
+    pSum.set(p, (pSum.get(p) ?? 0) + 1);
+    if (t === p) correct++;
+  }
+  let tp = 0;
+  for (const [k, v] of tSum) tp += v * (pSum.get(k) ?? 0);
+  const sq = (m: Map<number, number>) => [...m.values()].reduce((s, v) => s + v * v, 0);
+  const covTP = correct * n - tp;
+  const covPP = n * n - sq(pSum);
+  const covTT = n * n - sq(tSum);
+  if (covPP * covTT === 0) return 0;
+  return covTP / Math.sqrt(covTT * covPP);
+}
+
+function f1FromCounts(tp: number, fp: number, fn: number): number {
+  const d = 2 * tp + fp + fn;
+  return d === 0 ? 0 : (2 * tp) / d;
+}
+
+/**
+ * T5 `f1_score_with_invalid`: binary F1 (positive class 1) where every prediction other than 0
+ * or 1 is set to `1 - target` (always wrong).
+ */
+export function f1WithInvalid(targets: readonly number[], predictions: readonly number[]): number {
+  checkLengths(targets, predictions, "f1");
+  let tp = 0, fp = 0, fn = 0;
+  for (let i = 0; i < targets.length; i++) {
+    const t = targets[i] as number;
+    if (t !== 0 && t !== 1) throw new Error(`f1: target ${t} at ${i} is not 0 or 1`);
+    let p = predictions[i] as number;
+    if (p !== 0 && p !== 1) p = 1 - t;
+    if (p === 1 && t === 1) tp++;
+    else if (p === 1) fp++;
+    else if (t === 1) fn++;
+  }
+  return f1FromCounts(tp, fp, fn);
+}
+
+/**
+ * T5 `mean_multiclass_f1`: sklearn `fbeta_score(beta=1, labels=range(n), average="macro")`
+ * (invalid predictions count against the true class only; 0 for an empty class).
+ */
+export function meanMulticlassF1(
+  targets: readonly number[],
+  predictions: readonly number[],
+  numClasses: number,
+): number {
+  checkLengths(targets, predictions, "mean_multiclass_f1");
+  let sum = 0;
+  for (let c = 0; c < numClasses; c++) {
+    let tp = 0, fp = 0, fn = 0;
+    for (let i = 0; i < targets.length; i++) {
+      const t = targets[i] === c, p = predictions[i] === c;
+      if (t && p) tp++;
+      else if (p) fp++;
+      else if (t) fn++;
+    }
+    sum += f1FromCounts(tp, fp, fn);
+  }
+  return sum / numClasses;
+}
+
+/** SciPy `pearsonr` coefficient (NaN when an input is constant, as SciPy). */
+export function pearson(x: readonly number[], y: readonly number[]): number {
+  checkLengths(x, y, "pearson");
+  const n = x.length;
+  let mx = 0, my = 0;
+  for (let i = 0; i < n; i++) {
+    mx += x[i] as number;
+    my += y[i] as number;
+  }
+  mx /= n;
+  my /= n;
+  let sxy = 0, sxx = 0, syy = 0;
+  for (let i = 0; i < n; i++) {
+    const dx = (x[i] as number) - mx, dy = (y[i] as number) - my;
+    sxy += dx * dy;
+    sxx += dx * dx;
+    syy += dy * dy;
+  }
+  if (sxx === 0 || syy === 0) return NaN;
+  const r = sxy / (Math.sqrt(sxx) * Math.sqrt(syy));
+  return Math.max(-1, Math.min(1, r));
+}
+
+/** SciPy `rankdata(method="average")`: 1-based ranks, ties get their mean rank. */
+export function averageRanks(x: readonly number[]): number[] {
+  const order = x.map((_, i) => i).sort((a, b) => (x[a] as number) - (x[b] as number));
+  const ranks = new Array<number>(x.length);
+  for (let i = 0; i < order.length;) {
+    let j = i;
+    while (j + 1 < order.length && x[order[j + 1] as number] === x[order[i] as number]) j++;
+    const r = (i + j) / 2 + 1;
+    for (let k = i; k <= j; k++) ranks[order[k] as number] = r;
+    i = j + 1;
+  }
+  return ranks;
+}
+
+/** SciPy `spearmanr` coefficient: Pearson on average ranks. */
+export function spearman(x: readonly number[], y: readonly number[]): number {
+  checkLengths(x, y, "spearman");
+  return pearson(averageRanks(x), averageRanks(y));
+}
+
+function tokenF1(target: string, prediction: string): number {
+  const p = pyWords(prediction), t = pyWords(target);
+  const counts = new Map<string, number>();
+  for (const w of t) counts.set(w, (counts.get(w) ?? 0) + 1);
+  let same = 0;
+  for (const w of p) {
+    const c = counts.get(w) ?? 0;
+    if (c > 0) {
+      same++;
+      counts.set(w, c - 1);
+    }
+  }
+  if (same === 0) return 0;
+  const precision = same / p.length, recall = same / t.length;
+  return (2 * precision * recall) / (precision + recall);
+}
+
+/**
+ * T5 `metrics.squad`: SQuAD-normalised exact match and token F1, max over each example's gold
+ * answers, averaged (fractions 0-1).
+ */
+export function squad(
+  targets: ReadonlyArray<readonly string[]>,
+  predictions: readonly string[],
+): { em: number; f1: number } {
+  checkLengths(targets, predictions, "squad");
+  let em = 0, f1 = 0;
+  for (let i = 0; i < targets.length; i++) {
+    const golds = (targets[i] as readonly string[]).map(normalizeSquad);
+    if (golds.length === 0) throw new Error(`squad: example ${i} has no gold answers`);
+    const p = normalizeSquad(predictions[i] as string);
+    em += Math.max(...golds.map((g) => (g === p ? 1 : 0)));
+    f1 += Math.max(...golds.map((g) => tokenF1(g, p)));
+  }
+  return { em: em / targets.length, f1: f1 / targets.length };
+}
+
+/**
+ * T5 `mean_group_metric(all_match)`: per group, 1 when every prediction equals its target; the
+ * mean over groups (fraction).
+ */
+export function groupExactMatch(
+  groups: readonly string[],
+  targets: readonly number[],
+  predictions: readonly number[],
+): number {
+  checkLengths(targets, predictions, "exact_match");
+  const all = new Map<string, boolean>();
+  for (let i = 0; i < groups.length; i++) {
+    const g = groups[i] as string;
+    all.set(g, (all.get(g) ?? true) && targets[i] === predictions[i]);
+  }
+  let ok = 0;
+  for (const v of all.values()) if (v) ok++;
+  return ok / all.size;
+}
+
+/** AX-g gender parity: fraction of `pair_id` pairs whose two predictions are equal. */
+export function genderParity(groups: readonly string[], predictions: readonly number[]): number {
+  const byGroup = new Map<string, number[]>();
+  groups.forEach((g, i) => byGroup.set(g, [...(byGroup.get(g) ?? []), predictions[i] as number]));
+  let pairs = 0, same = 0;
+  for (const ps of byGroup.values()) {
+    if (ps.length < 2) continue;
+    pairs++;
+    if (ps.every((p) => p === ps[0])) same++;
+  }
+  return pairs === 0 ? NaN : same / pairs;
+}
+
+function targetClass(ex: Example, words: readonly string[]): number {
+  const c = classLabel(ex.target, words);
+  if (c < 0) {
+    throw new Error(`example ${ex.id} has no gold label (target ${JSON.stringify(ex.target)})`);
+  }
+  return c;
+}
+
+/**
+ * Scores one task's predictions with T5's postprocessing and metrics, on 0-100. Keys are T5's
+ * metric names (`accuracy`, `matthews_corrcoef`, `f1`, `pearson_corrcoef`, `spearman_corrcoef`,
+ * `mean_3class_f1`, `exact_match`, `em`); MNLI gives `accuracy_matched` / `accuracy_mismatched`
+ * for the splits present (merge the objects of separate calls); AX gives `{}`.
+ * Targets are postprocessed from the target strings as T5 does (STS-B: the rounded target).
+ */
+export function scoreTask(
+  taskName: string,
+  examples: readonly Example[],
+  predictions: readonly string[],
+): Record<string, number> {
+  const spec = getTask(taskName);
+  checkLengths(examples, predictions, `scoreTask(${spec.name})`);
+  if (spec.metrics.length === 0) return {};
+  const words = spec.labelWords;
+  switch (spec.converter) {
+    case "stsb": {
+      const t = examples.map((e) => stringToFloat(e.target));
+      const p = predictions.map(stringToFloat);
+      return { pearson_corrcoef: 100 * pearson(t, p), spearman_corrcoef: 100 * spearman(t, p) };
+    }
+    case "multirc": {
+      const t = examples.map((e) => targetClass(e, words));
+      const p = predictions.map((s) => classLabel(s, words));
+      const g = examples.map((e) => e.group ?? e.id);
+      return { f1: 100 * f1WithInvalid(t, p), exact_match: 100 * groupExactMatch(g, t, p) };
+    }
+    case "record": {
+      const seen = new Set<string>();
+      const golds: string[][] = [];
+      const preds: string[] = [];
+      examples.forEach((e, i) => {
+        const g = e.group ?? e.id;
+        if (seen.has(g)) return;
+        seen.add(g);
+        golds.push(e.answers ?? []);
+        preds.push(predictions[i] as string);
+      });
+      const s = squad(golds, preds);
+      return { em: 100 * s.em, f1: 100 * s.f1 };
+    }
+    case "wsc_simple": {
+      const t = examples.map((e) => {
+        if (e.label === undefined) throw new Error(`example ${e.id} has no gold label`);
+        return Number(e.label);
+      });
+      const p = predictions.map((s, i) => wscSimple(s, (examples[i] as Example).target));
+      return { accuracy: 100 * accuracy(t, p) };
+    }
+    default: {
+      const t = examples.map((e) => targetClass(e, words));
+      const p = predictions.map((s) => classLabel(s, words));
+      const out: Record<string, number> = {};
+      for (const m of spec.metrics) {
+        if (m === "accuracy") out[m] = 100 * accuracy(t, p);
+        else if (m === "matthews_corrcoef") out[m] = 100 * matthewsCorrcoef(t, p);
+        else if (m === "f1") out[m] = 100 * f1WithInvalid(t, p);
+        else if (m === "mean_3class_f1") out[m] = 100 * meanMulticlassF1(t, p, 3);
+        else if (m === "gender_parity") {
+          out[m] = 100 * genderParity(examples.map((e) => e.group ?? e.id), p);
+        } else if (m === "accuracy_matched" || m === "accuracy_mismatched") {
+          const want = m === "accuracy_matched" ? "matched" : "mismatched";
+          const idx = examples.flatMap((e, i) => (e.split?.endsWith(`_${want}`) ? [i] : []));
+          if (idx.length > 0) {
+            out[m] = 100 * accuracy(idx.map((i) => t[i] as number), idx.map((i) => p[i] as number));
+          }
+        }
+      }
+      if (spec.name === "mnli" && Object.keys(out).length === 0) {
+        throw new Error(
+          "scoreTask(mnli): examples carry no validation_matched/mismatched split tag",
+        );
+      }
+      return out;
+    }
+  }
+}
+
+/**
+ * A task's group score (T5 `METRIC_NAMES` groups): the mean of its group metrics (MRPC/QQP:
+ * F1 and accuracy; STS-B: Pearson and Spearman; MNLI: matched and mismatched accuracy; CB: F1
+ * and accuracy; MultiRC: F1a and EM; ReCoRD: F1 and EM). NaN for tasks outside the averages
+ * (WNLI, AX, AX-b, AX-g). Throws naming a missing metric.
+ */
+export function groupScore(taskName: string, metrics: Readonly<Record<string, number>>): number {
+  const spec = getTask(taskName);
+  if (spec.groupMetrics.length === 0) return NaN;
+  let sum = 0;
+  for (const m of spec.groupMetrics) {
+    const v = metrics[m];
+    if (v === undefined) {
+      throw new Error(
+        `groupScore(${spec.name}): metric "${m}" missing (have: ${
+          Object.keys(metrics).join(", ")
+        })`,
+      );
+    }
+    sum += v;
+  }
+  return sum / spec.groupMetrics.length;
+}
+
+/**
+ * The T5 benchmark average: the unweighted mean of the 8 group scores of `BENCHMARK_TASKS`
+ * (keys: canonical task names or aliases; other keys are ignored). Throws listing the missing
+ * tasks unless `partial` is set, in which case it averages the tasks present.
+ */
+export function benchmarkAverage(
+  benchmark: BenchmarkName,
+  groupScores: Readonly<Record<string, number>>,
+  opts: { partial?: boolean } = {},
+): number {
+  const byName = new Map<string, number>();
+  for (const [k, v] of Object.entries(groupScores)) {
+    let name: string;
+    try {
+      name = getTask(k).name;
+    } catch {
+      continue;
+    }
+    byName.set(name, v);
+  }
+  const tasks = BENCHMARK_TASKS[benchmark];
+  const missing = tasks.filter((t) => !byName.has(t));
+  if (missing.length > 0 && !opts.partial) {
+    throw new Error(
+      `benchmarkAverage(${benchmark}): missing group scores for ${missing.join(", ")}`,
+    );
+  }
+  const present = tasks.filter((t) => byName.has(t));
+  if (present.length === 0) throw new Error(`benchmarkAverage(${benchmark}): no group scores`);
+  return present.reduce((s, t) => s + (byName.get(t) as number), 0) / present.length;
+}

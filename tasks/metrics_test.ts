@@ -1,0 +1,260 @@
+import assert from "node:assert/strict";
+import { sharedPath } from "../model/shared_dir.ts";
+import {
+  accuracy,
+  averageRanks,
+  benchmarkAverage,
+  f1WithInvalid,
+  groupScore,
+  matthewsCorrcoef,
+  meanMulticlassF1,
+  pearson,
+  scoreTask,
+  spearman,
+  squad,
+} from "./metrics.ts";
+import { normalizeSquad, stringToFloat, wscSimple } from "./postprocess.ts";
+import type { Example } from "./types.ts";
+
+interface Case {
+  binary_targets: number[];
+  binary_predictions: number[];
+  matthews: number;
+  f1: number;
+  accuracy: number;
+  three_targets?: number[];
+  three_predictions?: number[];
+  macro_f1_3class?: number;
+  score_targets?: number[];
+  score_predictions?: number[];
+  pearson?: number;
+  spearman?: number;
+}
+
+// sklearn / SciPy values in double precision; our sums differ only in order: 1e-9 absolute.
+const TOL = 1e-9;
+function close(a: number, b: number, what: string): void {
+  assert.ok(Math.abs(a - b) <= TOL, `${what}: ${a} vs ${b}`);
+}
+
+Deno.test("metrics equal sklearn/SciPy on metrics_reference.json within 1e-9", () => {
+  const ref = JSON.parse(
+    Deno.readTextFileSync(sharedPath("fixtures", "metrics", "metrics_reference.json")),
+  );
+  const cases = ref.cases as Case[];
+  assert.equal(cases.length, 4);
+  for (const [i, c] of cases.entries()) {
+    close(matthewsCorrcoef(c.binary_targets, c.binary_predictions), c.matthews, `case ${i} mcc`);
+    close(f1WithInvalid(c.binary_targets, c.binary_predictions), c.f1, `case ${i} f1`);
+    close(accuracy(c.binary_targets, c.binary_predictions), c.accuracy, `case ${i} acc`);
+    if (c.three_targets && c.three_predictions && c.macro_f1_3class !== undefined) {
+      close(
+        meanMulticlassF1(c.three_targets, c.three_predictions, 3),
+        c.macro_f1_3class,
+        `case ${i} f1 3`,
+      );
+    }
+    if (
+      c.score_targets && c.score_predictions && c.pearson !== undefined && c.spearman !== undefined
+    ) {
+      close(pearson(c.score_targets, c.score_predictions), c.pearson, `case ${i} pearson`);
+      close(spearman(c.score_targets, c.score_predictions), c.spearman, `case ${i} spearman`);
+      // Through scoreTask: strings in, 0-100 out.
+      const ex = c.score_targets.map((t, j) => ({
+        task: "stsb",
+        id: `${j}`,
+        input: "",
+        target: t.toFixed(1),
+      }));
+      const s = scoreTask("stsb", ex, c.score_predictions.map((p) => p.toFixed(1)));
+      close(s.pearson_corrcoef as number, 100 * c.pearson, `case ${i} stsb pearson`);
+      close(s.spearman_corrcoef as number, 100 * c.spearman, `case ${i} stsb spearman`);
+    }
+  }
+});
+
+Deno.test("average ranks for ties; invalid predictions", () => {
+  assert.deepEqual(averageRanks([3, 1, 3, 2, 3]), [4, 1, 4, 2, 4]);
+  // f1_score_with_invalid: -1 becomes 1 - target. Targets [1,1,0,0], preds [1,-1,-1,0]
+  // -> [1,0,1,0]: tp 1, fp 1, fn 1 -> F1 = 2/4.
+  assert.equal(f1WithInvalid([1, 1, 0, 0], [1, -1, -1, 0]), 0.5);
+  // MCC with a -1 class (sklearn multiclass): t [0,1,1,0], p [0,1,-1,0]:
+  // n=4, correct=3, t_sum {0:2,1:2}, p_sum {0:2,1:1,-1:1}; cov_tp = 12 - (4+2) = 6,
+  // cov_pp = 16 - 6 = 10, cov_tt = 16 - 8 = 8 -> 6/sqrt(80).
+  close(matthewsCorrcoef([0, 1, 1, 0], [0, 1, -1, 0]), 6 / Math.sqrt(80), "mcc -1");
+  // Macro F1 over 3 classes with an invalid prediction: t [0,1,2,2], p [0,1,-1,2]
+  // class 0: 1, class 1: 1, class 2: tp1 fn1 -> 2/3; mean = 8/9.
+  close(meanMulticlassF1([0, 1, 2, 2], [0, 1, -1, 2], 3), 8 / 9, "macro f1");
+});
+
+function ex(task: string, target: string, extra: Partial<Example> = {}): Example {
+  return { task, id: `${task}/${Math.random()}`, input: "", target, ...extra };
+}
+
+Deno.test("classification scoring: exact label words, anything else invalid", () => {
+  const exs = ["equivalent", "equivalent", "not_equivalent", "not_equivalent"].map((t) =>
+    ex("mrpc", t)
+  );
+  const s = scoreTask("mrpc", exs, ["equivalent", "Equivalent", "yes", "not_equivalent"]);
+  // preds -> [1, -1, -1, 0]; accuracy 2/4; F1 with invalid = 0.5 (see above)
+  assert.deepEqual(s, { f1: 50, accuracy: 50 });
+  assert.equal(groupScore("mrpc", s), 50);
+  assert.throws(
+    () => scoreTask("mrpc", [ex("mrpc", "<unk>")], ["equivalent"]),
+    /has no gold label/,
+  );
+  assert.throws(() => scoreTask("mrpc", exs, ["x"]), /4 targets but 1 predictions/);
+});
+
+Deno.test("STS-B: invalid strings become -1.0 (Python float), targets are the rounded strings", () => {
+  assert.equal(stringToFloat("3.8"), 3.8);
+  assert.equal(stringToFloat(" 4 "), 4);
+  assert.equal(stringToFloat("four"), -1);
+  assert.equal(stringToFloat(""), -1);
+  const targets = ["1.0", "2.0", "3.0", "4.0"];
+  const exs = targets.map((t) => ex("stsb", t));
+  // predictions -> [1, -1, 3, 4]; Pearson of [1,2,3,4] vs [1,-1,3,4]:
+  // means 2.5 and 1.75; dx = [-1.5,-.5,.5,1.5], dy = [-.75,-2.75,1.25,2.25]
+  // sxy = 1.125+1.375+.625+3.375 = 6.5; sxx = 5; syy = .5625+7.5625+1.5625+5.0625 = 14.75
+  const s = scoreTask("stsb", exs, ["1.0", "n/a", "3", "4.0"]);
+  close(s.pearson_corrcoef as number, (100 * 6.5) / Math.sqrt(5 * 14.75), "pearson");
+  // ranks of [1,-1,3,4] = [2,1,3,4] vs [1,2,3,4]: Pearson of ranks = 0.8
+  close(s.spearman_corrcoef as number, 80, "spearman");
+});
+
+Deno.test("MNLI: matched and mismatched accuracies, group = their mean", () => {
+  const m = [
+    ex("mnli", "entailment", { split: "validation_matched" }),
+    ex("mnli", "neutral", { split: "validation_matched" }),
+  ];
+  const mm = [ex("mnli", "contradiction", { split: "validation_mismatched" })];
+  const both = scoreTask("mnli", [...m, ...mm], ["entailment", "contradiction", "contradiction"]);
+  assert.deepEqual(both, { accuracy_matched: 50, accuracy_mismatched: 100 });
+  const merged = {
+    ...scoreTask("mnli", m, ["entailment", "x"]),
+    ...scoreTask("mnli", mm, ["neutral"]),
+  };
+  assert.deepEqual(merged, { accuracy_matched: 50, accuracy_mismatched: 0 });
+  assert.equal(groupScore("mnli", both), 75);
+  assert.throws(
+    () => groupScore("mnli", { accuracy_matched: 50 }),
+    /metric "accuracy_mismatched" missing/,
+  );
+});
+
+Deno.test("MultiRC: F1a over answers and per-question exact match", () => {
+  // q1: answers T,F ; q2: answers T ; q3: answers F,F
+  const t = [["True", "1"], ["False", "1"], ["True", "2"], ["False", "3"], ["False", "3"]];
+  const exs = t.map(([target, group]) => ex("multirc", target as string, { group }));
+  const preds = ["True", "False", "False", "True", "maybe"];
+  // values: t [1,0,1,0,0], p [1,0,0,1,-1 -> 1 (=1-0)]: tp 1, fp 2, fn 1 -> F1 = 2/5 = 0.4
+  // EM: q1 all match, q2 no, q3 no -> 1/3
+  const s = scoreTask("multirc", exs, preds);
+  close(s.f1 as number, 40, "f1a");
+  close(s.exact_match as number, 100 / 3, "em");
+  close(groupScore("multirc", s), (40 + 100 / 3) / 2, "group");
+});
+
+Deno.test("ReCoRD: SQuAD normalisation, max over answers, dedup per query", () => {
+  assert.equal(normalizeSquad("The  Quick, brown-fox!  "), "quick brownfox");
+  assert.equal(normalizeSquad("An apple a day"), "apple day");
+  assert.equal(normalizeSquad("théâtre the"), "théâtre"); // "th" in "théâtre" is not an article word
+  const q1 = { answers: ["Barack Obama", "Obama"], group: "0/1" };
+  const q2 = { answers: ["the United States"], group: "0/2" };
+  const exs = [
+    ex("record", "Barack Obama", q1),
+    ex("record", "Obama", q1), // duplicate of query 0/1 (train-style flattening): ignored
+    ex("record", "the United States", q2),
+  ];
+  // q1: "obama" == "obama" -> EM 1, F1 1. q2: "United Kingdom" vs "united states": EM 0,
+  // F1: 1 common of 2 and 2 -> 0.5. Mean: EM 50, F1 75.
+  const s = scoreTask("record", exs, ["obama.", "Barack", "United Kingdom"]);
+  assert.deepEqual(s, { em: 50, f1: 75 });
+  assert.equal(groupScore("record", s), 62.5);
+  assert.deepEqual(squad([["x y z"]], ["y z w"]), { em: 0, f1: 2 / 3 });
+  // "a" is an article: "a b c" normalises to "b c"; vs "b c d": P 2/3, R 1 -> F1 0.8.
+  assert.deepEqual(squad([["a b c"]], ["b c d"]), { em: 0, f1: 0.8 });
+});
+
+Deno.test("WSC simple postprocess: determiners, subsets, apostrophes, empty", () => {
+  assert.equal(wscSimple("the dog", "The dog"), 1);
+  assert.equal(wscSimple("fuzzy bunny", "bunny"), 1);
+  assert.equal(wscSimple("bunny", "the fuzzy bunny"), 1);
+  assert.equal(wscSimple("Bob", "Bob's hat"), 0);
+  assert.equal(wscSimple("Bob's", "Bob's hat"), 1);
+  assert.equal(wscSimple("the cat", "the dog"), 0);
+  assert.equal(wscSimple("  The  ", "the dog"), -1);
+  const exs = [
+    ex("wsc", "the table", { label: 1 }),
+    ex("wsc", "the ball", { label: 0 }),
+    ex("wsc", "Tom", { label: 1 }),
+  ];
+  // preds -> [1 (table ⊆ table), 1 (ball), -1 (empty)] vs labels [1,0,1] -> 1/3
+  close(scoreTask("wsc", exs, ["Table", "ball", "the"]).accuracy as number, 100 / 3, "wsc acc");
+});
+
+Deno.test("CoLA MCC, CB F1+accuracy, AX-g parity, AX empty", () => {
+  const cola = ["acceptable", "acceptable", "unacceptable", "unacceptable"].map((t) =>
+    ex("cola", t)
+  );
+  assert.equal(
+    scoreTask("cola", cola, ["acceptable", "acceptable", "unacceptable", "unacceptable"])
+      .matthews_corrcoef,
+    100,
+  );
+  const cb = ["entailment", "contradiction", "neutral", "neutral"].map((t) => ex("cb", t));
+  const s = scoreTask("cb", cb, ["entailment", "contradiction", "neutral", "entailment"]);
+  // class F1: e 2/3, c 1, n 2/3 -> 7/9; accuracy 3/4
+  close(s.mean_3class_f1 as number, 700 / 9, "cb f1");
+  assert.equal(s.accuracy, 75);
+  const axg = [["entailment", "p1"], ["entailment", "p1"], ["not_entailment", "p2"], [
+    "entailment",
+    "p2",
+  ]]
+    .map(([t, g]) => ex("axg", t as string, { group: g }));
+  assert.deepEqual(
+    scoreTask("axg", axg, ["entailment", "entailment", "entailment", "not_entailment"]),
+    {
+      accuracy: 50,
+      gender_parity: 50,
+    },
+  );
+  assert.deepEqual(scoreTask("ax", [ex("ax", "<unk>")], ["neutral"]), {});
+  assert.ok(Number.isNaN(groupScore("wnli", { accuracy: 50 })));
+});
+
+Deno.test("benchmark averages: mean of 8 group scores; WNLI/AX ignored; missing tasks throw", () => {
+  const glue = {
+    cola: 60,
+    sst2: 90,
+    mrpc: 85,
+    stsb: 88,
+    qqp: 89,
+    mnli: 84,
+    qnli: 91,
+    rte: 70,
+    wnli: 0,
+    ax: 0,
+  };
+  assert.equal(benchmarkAverage("glue", glue), (60 + 90 + 85 + 88 + 89 + 84 + 91 + 70) / 8);
+  const sg = {
+    boolq: 80,
+    cb: 90,
+    copa: 70,
+    multirc: 60,
+    record: 75,
+    rte_sg: 80,
+    wic: 68,
+    wsc: 77,
+    axb: 0,
+  };
+  assert.equal(benchmarkAverage("super_glue", sg), (80 + 90 + 70 + 60 + 75 + 80 + 68 + 77) / 8);
+  // "super_glue/rte" is an alias of rte_sg.
+  const { rte_sg, ...rest } = sg;
+  assert.equal(
+    benchmarkAverage("super_glue", { ...rest, "super_glue/rte": rte_sg }),
+    benchmarkAverage("super_glue", sg),
+  );
+  assert.throws(() => benchmarkAverage("glue", { cola: 1 }), /missing group scores for sst2, mrpc/);
+  assert.equal(benchmarkAverage("glue", { cola: 10, rte: 20 }, { partial: true }), 15);
+});
