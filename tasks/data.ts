@@ -60,8 +60,10 @@ function isFile(path: string): boolean {
 
 /** Presence of one task's files in a data root, per coarse split. */
 export interface TaskFiles {
-  /** Canonical id, e.g. `glue/cola`. */
+  /** Registry name, e.g. `cola`, `rte_sg`. */
   readonly task: string;
+  /** Canonical id, e.g. `glue/cola`, `super_glue/rte`. */
+  readonly id: string;
   /** Per split the task has: true when every file of that split is present. */
   readonly splits: Partial<Record<Split, boolean>>;
   /** Files (layout paths) that are absent. */
@@ -78,7 +80,7 @@ export function taskFileStatus(dataDir: string): TaskFiles[] {
       if (!here) missing.push(f.path);
       splits[f.split] = (splits[f.split] ?? true) && here;
     }
-    return { task: t.id, splits, missing };
+    return { task: t.name, id: t.id, splits, missing };
   });
 }
 
@@ -95,7 +97,7 @@ function neededFiles(task: TaskSource, splits?: readonly Split[]): FileSpec[] {
 }
 
 /**
- * Canonical ids (`glue/cola`, …, `super_glue/axg`) of the tasks whose files for `splits` are all
+ * Registry names (`cola`, …, `rte_sg`, …, `axg`; see `TaskSource.name`) of the tasks whose files for `splits` are all
  * present under `dataDir`. By default a task needs its train and validation files (test-only
  * tasks — AX, AX-b, AX-g — their test file). A split a task does not have is not required.
  */
@@ -105,7 +107,7 @@ export function availableTasks(
 ): string[] {
   return TASK_SOURCES.filter((t) =>
     neededFiles(t, opts.splits).every((f) => isFile(join(dataDir, f.path)))
-  ).map((t) => t.id);
+  ).map((t) => t.name);
 }
 
 /** Splits wanted tasks into those present and those missing files (names as given). */

@@ -30,6 +30,7 @@ function tinyRte(
 ): TaskSource {
   return {
     id: "glue/rte",
+    name: "rte",
     benchmark: "glue",
     folder: "RTE",
     hfConfig: "rte",
@@ -323,7 +324,9 @@ Deno.test("failing primary falls back to Hugging Face parquet, converted to the 
     assert.equal(await readText(join(cacheDir, "glue/RTE/dev.tsv")), DEV);
     const m = await readManifest(cacheDir);
     assert.equal(m.files["glue/RTE/train.tsv"]?.source, "parquet");
-    assert.equal(m.files["glue/RTE/train.tsv"]?.verified, "rows");
+    // Byte-identical to the official file, so its known sha256 matched; dev has none known.
+    assert.equal(m.files["glue/RTE/train.tsv"]?.verified, "sha256");
+    assert.equal(m.files["glue/RTE/dev.tsv"]?.verified, "rows");
   } finally {
     await s.server.shutdown();
     await Deno.remove(cacheDir, { recursive: true });
@@ -408,6 +411,7 @@ Deno.test("MRPC official source: built from three raw files served locally", asy
   try {
     const src: TaskSource = {
       id: "glue/mrpc",
+      name: "mrpc",
       benchmark: "glue",
       folder: "MRPC",
       hfConfig: "mrpc",

@@ -16,7 +16,9 @@
  * - AX-g: `pair_id` → -1 (HF drops it, so gender parity cannot be scored from this source).
  * - AX-b: the optional phenomenon fields (`lexical-semantics`, …) are absent.
  * Test splits carry label -1 in parquet; the label field/column is omitted like in the official
- * test files. Row/key order inside JSON objects may differ from the official files.
+ * test files. JSON lines are written like Python's `json.dumps` with the official key order, so
+ * BoolQ, CB, COPA, RTE, WiC and WSC come out byte-identical to the official files (tested on the
+ * mirror); MultiRC and ReCoRD keep the official structure, not necessarily its bytes.
  *
  * @module
  */
@@ -214,6 +216,45 @@ function glueText(task: TaskSource, file: FileSpec, rows: readonly Row[]): strin
   return out.length === 0 ? "" : out.join("\n") + "\n";
 }
 
+/**
+ * JSON text as Python's `json.dumps` writes it by default (the official SuperGLUE files):
+ * `", "` and `": "` separators, non-ASCII and control characters as `\uXXXX` escapes.
+ * Keys whose value is `undefined` are left out.
+ */
+export function pyJson(v: unknown): string {
+  if (v === null || v === undefined) return "null";
+  if (typeof v === "boolean") return v ? "true" : "false";
+  if (typeof v === "number") {
+    if (!Number.isFinite(v)) throw new Error(`pyJson: non-finite number ${v}`);
+    return String(v);
+  }
+  if (typeof v === "bigint") return v.toString();
+  if (typeof v === "string") {
+    let out = '"';
+    for (let i = 0; i < v.length; i++) {
+      const ch = v[i]!;
+      const code = v.charCodeAt(i);
+      if (ch === '"') out += '\\"';
+      else if (ch === "\\") out += "\\\\";
+      else if (ch === "\n") out += "\\n";
+      else if (ch === "\r") out += "\\r";
+      else if (ch === "\t") out += "\\t";
+      else if (ch === "\b") out += "\\b";
+      else if (ch === "\f") out += "\\f";
+      else if (code < 0x20 || code > 0x7e) out += "\\u" + code.toString(16).padStart(4, "0");
+      else out += ch;
+    }
+    return out + '"';
+  }
+  if (Array.isArray(v)) return "[" + v.map(pyJson).join(", ") + "]";
+  if (typeof v === "object") {
+    const parts = Object.entries(v as Record<string, unknown>).filter(([, x]) => x !== undefined)
+      .map(([k, x]) => `${pyJson(k)}: ${pyJson(x)}`);
+    return "{" + parts.join(", ") + "}";
+  }
+  throw new Error(`pyJson: cannot serialise ${typeof v}`);
+}
+
 /** JSON-able value conversion: bigint → number. */
 function plain(v: unknown): unknown {
   if (typeof v === "bigint") return Number(v);
@@ -257,58 +298,51 @@ function superGlueText(task: TaskSource, file: FileSpec, rows: readonly Row[]): 
   const c = task.hfConfig;
   const test = file.split === "test";
   const out: string[] = [];
-  const withLabel = (o: Record<string, unknown>, label: unknown) => {
-    if (!test || c === "axb" || c === "axg") o.label = label;
-    return o;
-  };
   if (c === "multirc") return multircText(file, rows, test);
   if (c === "record") return recordText(file, rows);
   rows.forEach((r, i) => {
     const w = (f: string) => `${file.path} (parquet row ${i}) field ${f}`;
     const s = (f: string) => str(r[f], w(f));
     const idx = num(r.idx, w("idx"));
-    const bool = () => num(r.label, w("label")) === 1;
+    // Test splits carry label -1: the official test files have no label field.
+    const bool = () => (test ? undefined : num(r.label, w("label")) === 1);
+    const named = (cfg: string) => (test ? undefined : labelName(cfg, r.label, w("label")));
     let o: Record<string, unknown>;
+    // Key order as in the official files.
     switch (c) {
       case "boolq":
-        o = withLabel({ question: s("question"), passage: s("passage"), idx }, test ? 0 : bool());
+        o = { question: s("question"), passage: s("passage"), idx, label: bool() };
         break;
       case "cb":
-        o = withLabel(
-          { premise: s("premise"), hypothesis: s("hypothesis"), idx },
-          test ? 0 : labelName("cb", r.label, w("label")),
-        );
+      case "rte":
+        o = { premise: s("premise"), hypothesis: s("hypothesis"), label: named(c), idx };
         break;
       case "copa":
-        o = withLabel({
+        o = {
           premise: s("premise"),
           choice1: s("choice1"),
           choice2: s("choice2"),
           question: s("question"),
+          label: test ? undefined : num(r.label, w("label")),
           idx,
-        }, test ? 0 : num(r.label, w("label")));
-        break;
-      case "rte":
-        o = withLabel(
-          { premise: s("premise"), hypothesis: s("hypothesis"), idx },
-          test ? 0 : labelName("rte", r.label, w("label")),
-        );
+        };
         break;
       case "wic":
-        o = withLabel({
+        o = {
           word: s("word"),
           sentence1: s("sentence1"),
           sentence2: s("sentence2"),
           idx,
+          label: bool(),
           start1: num(r.start1, w("start1")),
           start2: num(r.start2, w("start2")),
           end1: num(r.end1, w("end1")),
           end2: num(r.end2, w("end2")),
           version: 1.1,
-        }, test ? 0 : bool());
+        };
         break;
       case "wsc":
-        o = withLabel({
+        o = {
           text: s("text"),
           target: {
             span2_index: num(r.span2_index, w("span2_index")),
@@ -317,7 +351,8 @@ function superGlueText(task: TaskSource, file: FileSpec, rows: readonly Row[]): 
             span2_text: s("span2_text"),
           },
           idx,
-        }, test ? 0 : bool());
+          label: bool(),
+        };
         break;
       case "axb":
         o = {
@@ -339,9 +374,11 @@ function superGlueText(task: TaskSource, file: FileSpec, rows: readonly Row[]): 
       default:
         throw new Error(`no parquet converter for super_glue config ${c}`);
     }
-    out.push(JSON.stringify(o));
+    out.push(pyJson(o));
   });
-  return out.length === 0 ? "" : out.join("\n") + "\n";
+  // The official SuperGLUE test.jsonl files end without a final newline (measured on CB, RTE).
+  const end = file.path.endsWith("/test.jsonl") ? "" : "\n";
+  return out.length === 0 ? "" : out.join("\n") + end;
 }
 
 function multircText(file: FileSpec, rows: readonly Row[], test: boolean): string {
@@ -372,7 +409,7 @@ function multircText(file: FileSpec, rows: readonly Row[], test: boolean): strin
     q.answers.push(a);
   });
   const out = [...passages.values()].map((p) =>
-    JSON.stringify({
+    pyJson({
       idx: p.idx,
       version: 1.1,
       passage: { text: p.text, questions: [...p.questions.values()] },
@@ -430,7 +467,7 @@ function recordText(file: FileSpec, rows: readonly Row[]): string {
     p.qas.push(qa);
   });
   const out = [...passages.values()].map((p) =>
-    JSON.stringify({
+    pyJson({
       idx: p.idx,
       source: "hf",
       passage: { text: p.text, entities: p.entities.map((e) => ({ start: e.start, end: e.end })) },

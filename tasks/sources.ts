@@ -83,6 +83,8 @@ export type MrpcPart = "train" | "test" | "devIds";
 export interface TaskSource {
   /** Canonical id, `<benchmark>/<hf config>`, e.g. `glue/cola`, `super_glue/rte`. */
   readonly id: string;
+  /** Task name in the tasks registry (`tasks/mod.ts` TASKS): `cola`, …, `rte_sg`, `axb`. */
+  readonly name: string;
   readonly benchmark: Benchmark;
   /** Folder under `<root>/<benchmark>/`. */
   readonly folder: string;
@@ -210,11 +212,8 @@ function sgZip(folder: string, bytes: number, sha256Prefix: string): OfficialSou
   return { kind: "zip", url: `{superGlue}/${folder}.zip`, bytes, sha256Prefix, innerDir: folder };
 }
 
-/**
- * Every task this suite can fetch. URLs carry `{glue}`, `{superGlue}`, `{senteval}` placeholders
- * filled from {@link Endpoints}. Row counts and sizes: reference §1.1–1.3.
- */
-export const TASK_SOURCES: readonly TaskSource[] = [
+/** The task table without registry names (see {@link TASK_SOURCES}). */
+const RAW_SOURCES: readonly Omit<TaskSource, "name">[] = [
   {
     id: "glue/cola",
     benchmark: "glue",
@@ -475,6 +474,16 @@ export const TASK_SOURCES: readonly TaskSource[] = [
   },
 ];
 
+/**
+ * Every task this suite can fetch. URLs carry `{glue}`, `{superGlue}`, `{senteval}` placeholders
+ * filled from {@link Endpoints}. Row counts and sizes: reference §1.1–1.3. `name` is the task
+ * registry's name (the HF config; SuperGLUE RTE is `rte_sg`).
+ */
+export const TASK_SOURCES: readonly TaskSource[] = RAW_SOURCES.map((t) => ({
+  ...t,
+  name: t.benchmark === "super_glue" && t.hfConfig === "rte" ? "rte_sg" : t.hfConfig,
+}));
+
 /** Short names accepted besides the canonical ids (case-insensitive). */
 const ALIASES: Readonly<Record<string, string>> = {
   "sst-2": "glue/sst2",
@@ -483,12 +492,13 @@ const ALIASES: Readonly<Record<string, string>> = {
   "ax-b": "super_glue/axb",
   "ax-g": "super_glue/axg",
   "wsc.fixed": "super_glue/wsc",
+  rte_sg: "super_glue/rte",
 };
 
 /**
  * Finds a task source by id or common name: `glue/cola`, `cola`, `glue_cola`, `CoLA`,
  * `super_glue/rte`, `super_glue_rte`, `superglue-rte`, `sg_rte`, `axb`, `AX-b`, `boolq`…
- * A bare `rte` (or `ax`) means GLUE's; SuperGLUE's needs a `super_glue` / `superglue` / `sg` prefix.
+ * Registry names (`rte_sg`) work too. A bare `rte` (or `ax`) means GLUE's; SuperGLUE's needs a `super_glue` / `superglue` / `sg` prefix.
  * Throws naming the known ids.
  */
 export function findTaskSource(name: string): TaskSource {

@@ -1,0 +1,101 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { sharedPath } from "../model/shared_dir.ts";
+import {
+  availableTasks,
+  countRows,
+  defaultCacheDir,
+  missingTasksMessage,
+  partitionTasks,
+  resolveDataDir,
+  taskFileStatus,
+} from "./data.ts";
+import { sha256Hex } from "./download.ts";
+import { findTaskSource, TASK_SOURCES } from "./sources.ts";
+
+const MIRROR = sharedPath("data");
+
+Deno.test("every mirror file matches the source table: full sha256 and row count", async () => {
+  const sums = (await Deno.readTextFile(join(MIRROR, "SHA256SUMS"))).trim().split("\n");
+  const specs = new Map(TASK_SOURCES.flatMap((t) => t.files.map((f) => [f.path, f] as const)));
+  let checked = 0;
+  for (const line of sums) {
+    const [hash, rel] = line.split(/\s+/);
+    const path = rel!.replace(/^\.\//, "");
+    if (path === "glue/MRPC/dev_ids.tsv") continue; // raw input of the MRPC build
+    const spec = specs.get(path);
+    assert.ok(spec, `mirror file ${path} is in TASK_SOURCES`);
+    assert.equal(spec.sha256, hash, `${path}: sha256 in sources.ts`);
+    const bytes = await Deno.readFile(join(MIRROR, path));
+    assert.equal(sha256Hex(bytes), hash, `${path}: mirror digest`);
+    assert.equal(countRows(new TextDecoder().decode(bytes), spec, path), spec.rows, `${path} rows`);
+    checked++;
+  }
+  assert.equal(checked, 25);
+});
+
+Deno.test("availableTasks on the mirror: train+validation by default, per split on request", () => {
+  const avail = availableTasks(MIRROR);
+  assert.deepEqual(avail, ["cola", "sst2", "mrpc", "stsb", "rte", "cb", "rte_sg"]);
+  const val = availableTasks(MIRROR, { splits: ["validation"] });
+  for (const t of ["boolq", "copa", "wic", "wsc"]) assert.ok(val.includes(t), t);
+  assert.ok(!val.includes("qqp") && !val.includes("multirc"));
+  const boolq = taskFileStatus(MIRROR).find((s) => s.task === "boolq")!;
+  assert.deepEqual(boolq.splits, { train: false, validation: true, test: false });
+  assert.deepEqual(boolq.missing, ["super_glue/BoolQ/train.jsonl", "super_glue/BoolQ/test.jsonl"]);
+});
+
+Deno.test("missingTasksMessage names missing tasks, files, and how to get them", () => {
+  assert.equal(missingTasksMessage(MIRROR, ["cola", "rte"]), undefined);
+  const msg = missingTasksMessage(MIRROR, ["cola", "qqp", "boolq"])!;
+  assert.match(msg, /2 task\(s\): qqp, boolq/);
+  assert.match(msg, /glue\/QQP\/train\.tsv/);
+  assert.match(msg, /super_glue\/BoolQ\/train\.jsonl/);
+  assert.match(msg, /deno task download --tasks qqp,boolq/);
+  assert.match(msg, /--data-dir/);
+  assert.match(msg, /tasks present: cola/);
+  assert.deepEqual(partitionTasks(MIRROR, ["cola", "qqp"]).present, ["cola"]);
+});
+
+Deno.test("resolveDataDir: --data-dir wins and must exist; else cache dir; env overrides", () => {
+  assert.equal(resolveDataDir({ dataDir: MIRROR, cacheDir: "/x" }), MIRROR);
+  assert.throws(
+    () => resolveDataDir({ dataDir: "/no/such/dir/xyz" }),
+    /--data-dir \/no\/such\/dir\/xyz: no such folder/,
+  );
+  assert.equal(resolveDataDir({ cacheDir: "/tmp/c" }), "/tmp/c");
+  const old = Deno.env.get("HYPERPROMPT_CACHE");
+  try {
+    Deno.env.set("HYPERPROMPT_CACHE", "/tmp/hpc");
+    assert.equal(defaultCacheDir(), "/tmp/hpc/data");
+    assert.equal(resolveDataDir(), "/tmp/hpc/data");
+  } finally {
+    if (old === undefined) Deno.env.delete("HYPERPROMPT_CACHE");
+    else Deno.env.set("HYPERPROMPT_CACHE", old);
+  }
+});
+
+Deno.test("findTaskSource accepts ids, registry names and common spellings", () => {
+  assert.equal(findTaskSource("rte").id, "glue/rte");
+  assert.equal(findTaskSource("rte_sg").id, "super_glue/rte");
+  assert.equal(findTaskSource("super_glue/rte").id, "super_glue/rte");
+  assert.equal(findTaskSource("superglue-rte").id, "super_glue/rte");
+  assert.equal(findTaskSource("SST-2").id, "glue/sst2");
+  assert.equal(findTaskSource("AX-b").id, "super_glue/axb");
+  assert.equal(findTaskSource("CoLA").name, "cola");
+  assert.throws(() => findTaskSource("squad"), /unknown task "squad"; known: glue\/cola/);
+});
+
+Deno.test("countRows: JSON counts for MultiRC answers and ReCoRD queries; errors name the line", () => {
+  const mrc = JSON.stringify({
+    passage: { questions: [{ answers: [{}, {}] }, { answers: [{}] }] },
+  });
+  assert.equal(countRows(`${mrc}\n${mrc}\n`, { count: "multirc_answers", header: false }, "m"), 6);
+  const rec = JSON.stringify({ qas: [{}, {}, {}] });
+  assert.equal(countRows(`${rec}\n`, { count: "record_queries", header: false }, "r"), 3);
+  assert.throws(
+    () => countRows(`${rec}\n{bad\n`, { count: "record_queries", header: false }, "f.jsonl"),
+    /f\.jsonl:2: invalid JSON/,
+  );
+  assert.equal(countRows("h\na\nb", { header: true }, "t"), 2, "no final newline (CoLA dev)");
+});

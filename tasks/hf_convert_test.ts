@@ -1,0 +1,232 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { sharedPath } from "../model/shared_dir.ts";
+import { countRows } from "./data.ts";
+import { convertRows, float32ToString, pyJson, type Row } from "./hf_convert.ts";
+import { type FileSpec, findTaskSource } from "./sources.ts";
+
+const MIRROR = sharedPath("data");
+const read = async (p: string) =>
+  new TextDecoder("utf-8", { ignoreBOM: true }).decode(await Deno.readFile(join(MIRROR, p)));
+
+function spec(task: string, path: string): FileSpec {
+  const f = findTaskSource(task).files.find((x) => x.path === path);
+  if (!f) throw new Error(`no ${path}`);
+  return f;
+}
+
+/** What HF's loader makes of an official SuperGLUE line (labels → ClassLabel ints, -1 on test). */
+function hfRowOf(config: string, o: Record<string, unknown>): Row {
+  const cls: Record<string, string[]> = {
+    cb: ["entailment", "contradiction", "neutral"],
+    rte: ["entailment", "not_entailment"],
+  };
+  const label = o.label === undefined
+    ? -1n
+    : typeof o.label === "boolean"
+    ? BigInt(o.label ? 1 : 0)
+    : typeof o.label === "number"
+    ? BigInt(o.label)
+    : BigInt(cls[config]!.indexOf(o.label as string));
+  const row: Row = { ...o, label };
+  if (config === "wsc") {
+    Object.assign(row, o.target as object);
+    delete row.target;
+  }
+  delete row.version;
+  return row;
+}
+
+Deno.test("SuperGLUE parquet rows convert back to the official files byte-exact (mirror)", async () => {
+  const cases: [string, string][] = [
+    ["rte_sg", "super_glue/RTE/train.jsonl"],
+    ["rte_sg", "super_glue/RTE/val.jsonl"],
+    ["rte_sg", "super_glue/RTE/test.jsonl"],
+    ["cb", "super_glue/CB/train.jsonl"],
+    ["cb", "super_glue/CB/test.jsonl"],
+    ["boolq", "super_glue/BoolQ/val.jsonl"],
+    ["copa", "super_glue/COPA/val.jsonl"],
+    ["wic", "super_glue/WiC/val.jsonl"],
+    ["wsc", "super_glue/WSC/val.jsonl"],
+  ];
+  for (const [task, path] of cases) {
+    const src = findTaskSource(task);
+    const text = await read(path);
+    const rows = text.trim().split("\n").map((l) => hfRowOf(src.hfConfig, JSON.parse(l)));
+    assert.equal(convertRows(src, spec(task, path), rows), text, path);
+  }
+});
+
+Deno.test("GLUE parquet rows convert back to the official TSV where no column is missing", async () => {
+  // RTE: index, sentence1, sentence2, label (strings ↔ ClassLabel 0/1).
+  const rte = await read("glue/RTE/train.tsv");
+  const rteRows = rte.trim().split("\n").slice(1).map((l) => {
+    const [idx, s1, s2, lab] = l.split("\t");
+    return {
+      idx: Number(idx),
+      sentence1: s1,
+      sentence2: s2,
+      label: BigInt(lab === "entailment" ? 0 : 1),
+    };
+  });
+  assert.equal(convertRows(findTaskSource("rte"), spec("rte", "glue/RTE/train.tsv"), rteRows), rte);
+  // SST-2 train (sentence, label) and test (index, sentence; label -1 in parquet).
+  const sst = await read("glue/SST-2/dev.tsv");
+  const sstRows = sst.trim().split("\n").slice(1).map((l, i) => {
+    const [s, lab] = l.split("\t");
+    return { sentence: s, label: BigInt(lab!), idx: i };
+  });
+  // split("\n") then trim() must not eat the trailing space of SST-2 sentences:
+  assert.ok(sstRows[0]!.sentence!.endsWith(" "));
+  assert.equal(
+    convertRows(findTaskSource("sst2"), spec("sst2", "glue/SST-2/dev.tsv"), sstRows),
+    sst,
+  );
+  const sstTest = await read("glue/SST-2/test.tsv");
+  const sstTestRows = sstTest.trim().split("\n").slice(1).map((l) => {
+    const [idx, s] = l.split("\t");
+    return { sentence: s, label: -1n, idx: Number(idx) };
+  });
+  assert.equal(
+    convertRows(findTaskSource("sst2"), spec("sst2", "glue/SST-2/test.tsv"), sstTestRows),
+    sstTest,
+  );
+});
+
+Deno.test("STS-B: float32 scores print as short decimals; placeholders fill the missing columns", async () => {
+  assert.equal(float32ToString(Math.fround(3.8)), "3.8");
+  assert.equal(float32ToString(Math.fround(4.75)), "4.75");
+  assert.equal(float32ToString(Math.fround(0.2)), "0.2");
+  const dev = await read("glue/STS-B/dev.tsv");
+  const lines = dev.trim().split("\n");
+  const rows = lines.slice(1).map((l) => {
+    const c = l.split("\t");
+    return {
+      sentence1: c[7],
+      sentence2: c[8],
+      label: Math.fround(Number(c[9])),
+      idx: Number(c[0]),
+    };
+  });
+  const out = convertRows(findTaskSource("stsb"), spec("stsb", "glue/STS-B/dev.tsv"), rows).trim()
+    .split("\n");
+  assert.equal(out[0], lines[0], "same header");
+  out.slice(1).forEach((l, i) => {
+    const a = l.split("\t");
+    const b = lines[i + 1]!.split("\t");
+    assert.equal(a.length, 10);
+    assert.deepEqual([a[0], a[7], a[8]], [b[0], b[7], b[8]]);
+    // HF stores scores as float32: equal once rounded to float32 (e.g. 2.33333333333333).
+    assert.equal(Math.fround(Number(a[9])), Math.fround(Number(b[9])), `row ${i} score`);
+  });
+});
+
+Deno.test("CoLA, MNLI dev, AX: official column layout with placeholders", () => {
+  const cola = convertRows(findTaskSource("cola"), spec("cola", "glue/CoLA/train.tsv"), [
+    { sentence: "Ok.", label: 1n, idx: 0 },
+    { sentence: "Bad bad.", label: 0n, idx: 1 },
+  ]);
+  assert.equal(cola, "hf\t1\t\tOk.\nhf\t0\t*\tBad bad.\n");
+  const mnli = convertRows(findTaskSource("mnli"), spec("mnli", "glue/MNLI/dev_matched.tsv"), [
+    { premise: "P.", hypothesis: "H.", label: 2n, idx: 0 },
+  ]).split("\n");
+  assert.equal(mnli[0]!.split("\t").length, 16);
+  assert.equal(mnli[0]!.split("\t")[15], "gold_label");
+  assert.equal(mnli[1]!.split("\t")[15], "contradiction");
+  assert.equal(mnli[1]!.split("\t")[8], "P.");
+  const ax = convertRows(findTaskSource("ax"), spec("ax", "glue/diagnostic/diagnostic.tsv"), [
+    { premise: "P.", hypothesis: "H.", label: -1n, idx: 0 },
+  ]);
+  assert.equal(ax, "index\tsentence1\tsentence2\n0\tP.\tH.\n");
+  assert.throws(
+    () =>
+      convertRows(findTaskSource("rte"), spec("rte", "glue/RTE/train.tsv"), [
+        { sentence1: "a\tb", sentence2: "c", label: 0n, idx: 0 },
+      ]),
+    /glue\/RTE\/train\.tsv \(parquet row 0\): field 1 contains a tab/,
+  );
+});
+
+Deno.test("MultiRC rows regroup into passages/questions/answers; test has no labels", () => {
+  const row = (p: number, q: number, a: number, label: bigint) => ({
+    paragraph: `para ${p}`,
+    question: `q ${q}`,
+    answer: `a ${a}`,
+    idx: { paragraph: p, question: q, answer: a },
+    label,
+  });
+  const rows = [row(0, 0, 0, 1n), row(0, 0, 1, 0n), row(0, 1, 2, 1n), row(1, 2, 3, 0n)];
+  const f = spec("multirc", "super_glue/MultiRC/val.jsonl");
+  const text = convertRows(findTaskSource("multirc"), f, rows);
+  const objs = text.trim().split("\n").map((l) => JSON.parse(l));
+  assert.equal(objs.length, 2);
+  assert.deepEqual(objs[0].passage.questions[0].answers, [{ text: "a 0", idx: 0, label: 1 }, {
+    text: "a 1",
+    idx: 1,
+    label: 0,
+  }]);
+  assert.equal(objs[0].passage.questions[1].idx, 1);
+  assert.equal(countRows(text, f, "x"), 4);
+  const t = convertRows(
+    findTaskSource("multirc"),
+    spec("multirc", "super_glue/MultiRC/test.jsonl"),
+    [
+      row(5, 6, 7, -1n),
+    ],
+  );
+  assert.deepEqual(JSON.parse(t).passage.questions[0].answers[0], { text: "a 7", idx: 7 });
+});
+
+Deno.test("ReCoRD rows regroup per passage; answer spans from entity spans (inclusive end)", () => {
+  const text = "Héllo Bob met Ann.\n@highlight\nBob won";
+  const spans = { text: ["Bob", "Ann", "Bob"], start: [6, 14, 30], end: [8, 16, 32] };
+  const rows = [
+    {
+      passage: text,
+      query: "@placeholder met Ann",
+      entities: ["Bob", "Ann"],
+      entity_spans: spans,
+      answers: ["Bob"],
+      idx: { passage: 3, query: 10 },
+    },
+    {
+      passage: text,
+      query: "Bob met @placeholder",
+      entities: ["Bob", "Ann"],
+      entity_spans: spans,
+      answers: ["Ann"],
+      idx: { passage: 3, query: 11 },
+    },
+  ];
+  const f = spec("record", "super_glue/ReCoRD/val.jsonl");
+  const out = convertRows(findTaskSource("record"), f, rows);
+  assert.ok(out.includes("H\\u00e9llo"), "Python-style ASCII escapes");
+  const o = JSON.parse(out);
+  assert.equal(o.idx, 3);
+  assert.equal(o.passage.text, text);
+  assert.deepEqual(o.passage.entities, [{ start: 6, end: 8 }, { start: 14, end: 16 }, {
+    start: 30,
+    end: 32,
+  }]);
+  assert.deepEqual(o.qas[0].answers, [{ start: 6, end: 8, text: "Bob" }, {
+    start: 30,
+    end: 32,
+    text: "Bob",
+  }]);
+  assert.deepEqual(o.qas[1].answers, [{ start: 14, end: 16, text: "Ann" }]);
+  assert.equal(countRows(out, f, "x"), 2);
+  // Without entity_spans: spans found by searching, in code points (é is one code point).
+  const noSpans = rows.map(({ entity_spans: _, ...r }) => r);
+  const o2 = JSON.parse(convertRows(findTaskSource("record"), f, noSpans));
+  assert.deepEqual(o2.passage.entities, [{ start: 6, end: 8 }, { start: 14, end: 16 }, {
+    start: 30,
+    end: 32,
+  }]);
+});
+
+Deno.test("pyJson matches Python json.dumps defaults", () => {
+  assert.equal(
+    pyJson({ a: 'x"y\\\n', b: [1, true, null], c: 1.1, d: undefined, e: "\u2019\x7f" }),
+    '{"a": "x\\"y\\\\\\n", "b": [1, true, null], "c": 1.1, "e": "\\u2019\\u007f"}',
+  );
+});
