@@ -1,0 +1,181 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { sharedPath } from "../model/shared_dir.ts";
+import { main } from "./cli.ts";
+import { fakeRunOne } from "./_fake_run_one.ts";
+import { writeTables } from "./tables.ts";
+
+const DATA = sharedPath("data");
+const CLI = fileURLToPath(new URL("./cli.ts", import.meta.url));
+
+const TINY = {
+  name: "tiny-grid",
+  seeds: [0, 1],
+  models: ["tiny-v1_1"],
+  benchmarks: ["glue", "super_glue"],
+  tasks: { glue: ["rte", "cola"], super_glue: ["cb"] },
+  methods: [
+    { name: "mtl" },
+    { name: "prompt_tuning", config: { length: 4 } },
+    { name: "hyperprompt_global", config: { length: 4 } },
+  ],
+  train: { steps: 4, evalEvery: 2, batchSize: 2, maxInputLength: 32, maxTargetLength: 4 },
+  tolerances: { default: 0.5 },
+};
+
+async function tmpProfile(dir: string, extra: Record<string, unknown> = {}): Promise<string> {
+  const file = join(dir, "tiny.json");
+  await Deno.writeTextFile(file, JSON.stringify({ ...TINY, ...extra }, null, 2));
+  return file;
+}
+
+function capture() {
+  const out: string[] = [];
+  const err: string[] = [];
+  return {
+    out,
+    err,
+    opts: { log: (s: string) => out.push(s), error: (s: string) => err.push(s), progress: false },
+  };
+}
+
+function readAll(dir: string): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const e of Deno.readDirSync(dir)) {
+    if (e.isFile) m.set(e.name, Deno.readTextFileSync(join(dir, e.name)));
+  }
+  return m;
+}
+
+Deno.test("cli --shard i/3 in three parallel processes merges into the tables of one unsharded run", async () => {
+  const dir = await Deno.makeTempDir();
+  const profile = await tmpProfile(dir);
+  const sharded = join(dir, "sharded");
+  const procs = [0, 1, 2].map((i) =>
+    new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        CLI,
+        "--profile",
+        profile,
+        "--data-dir",
+        DATA,
+        "--out",
+        sharded,
+        "--shard",
+        `${i}/3`,
+      ],
+      env: { HYPERPROMPT_FAKE_RUN_ONE: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output()
+  );
+  const outs = await Promise.all(procs);
+  for (const o of outs) assert.equal(o.code, 0, new TextDecoder().decode(o.stderr));
+  const logs = outs.map((o) => new TextDecoder().decode(o.stderr)).join("\n");
+  assert.match(logs, /shard 0\/3: 4 of 12 runs/);
+
+  const whole = join(dir, "whole");
+  const c = capture();
+  assert.equal(
+    await main(["--profile", profile, "--data-dir", DATA, "--out", whole], {
+      ...c.opts,
+      runOne: fakeRunOne,
+    }),
+    0,
+  );
+  const a = readAll(sharded);
+  const b = readAll(whole);
+  assert.equal(a.size, 12);
+  assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort());
+
+  await writeTables(sharded, join(dir, "ta"), { accounting: null });
+  await writeTables(whole, join(dir, "tb"), { accounting: null });
+  const ta = readAll(join(dir, "ta"));
+  const tb = readAll(join(dir, "tb"));
+  assert.equal(ta.size, 7);
+  for (const [name, text] of tb) assert.equal(ta.get(name), text, name);
+  assert.equal(ta.get("scores.csv")!.trim().split("\n").length, 1 + 3);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("main() reports bad arguments and profiles with exit code 2", async () => {
+  const dir = await Deno.makeTempDir();
+  let c = capture();
+  assert.equal(await main(["--profile", "nope"], c.opts), 2);
+  assert.match(c.err.join("\n"), /Unknown profile "nope"; built-in profiles: .*ci/);
+  c = capture();
+  assert.equal(await main(["--profile", "ci", "--backend", "tpu"], c.opts), 2);
+  assert.match(c.err.join("\n"), /Unknown --backend "tpu"/);
+  c = capture();
+  assert.equal(await main(["--bogus"], c.opts), 2);
+  assert.match(c.err.join("\n"), /Usage: deno task bench/);
+  c = capture();
+  const bad = await tmpProfile(dir, { methods: [{ name: "mtl" }, { name: "lora" }] });
+  assert.equal(await main(["--profile", bad, "--data-dir", DATA], c.opts), 2);
+  assert.match(c.err.join("\n"), /tiny\.json:\d+: \$\.methods\[1\]\.name must be one of/);
+  c = capture();
+  const missing = await tmpProfile(dir, { tasks: { glue: ["qqp"] } });
+  assert.equal(await main(["--profile", missing, "--data-dir", DATA], c.opts), 2);
+  assert.match(c.err.join("\n"), /missing glue task files for qqp/);
+  c = capture();
+  assert.equal(await main(["--help"], c.opts), 0);
+  assert.match(c.out.join("\n"), /--shard i\/n[\s\S]*smoke/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("main() --dry-run lists the grid with FLOPs and time; --compare gates the results", async () => {
+  const dir = await Deno.makeTempDir();
+  const profile = await tmpProfile(dir);
+  let c = capture();
+  assert.equal(
+    await main(["--profile", profile, "--data-dir", DATA, "--dry-run", "--backend", "cpu"], c.opts),
+    0,
+  );
+  assert.equal(c.out.length, 1 + 12 + 1);
+  assert.match(c.out[1]!, /tiny-v1_1\s+glue\s+mtl\s+s0\s+2\s+4x2\s+\d/);
+  assert.match(c.out.at(-1)!, /^12 runs; .* FLOPs; about .* \(cpu\)$/);
+
+  const base = join(dir, "base");
+  c = capture();
+  assert.equal(
+    await main(["--profile", profile, "--data-dir", DATA, "--out", base], {
+      ...c.opts,
+      runOne: fakeRunOne,
+    }),
+    0,
+  );
+  c = capture();
+  const out = join(dir, "out");
+  const args = ["--profile", profile, "--data-dir", DATA, "--out", out, "--compare", base];
+  assert.equal(await main(args, { ...c.opts, runOne: fakeRunOne }), 0);
+  assert.match(c.out.join("\n"), /Regression gate: PASS \(12 runs compared/);
+  // A runOne whose CB accuracy regressed by 5 points fails the gate with a readable diff.
+  const worse: typeof fakeRunOne = async (spec, o) => {
+    const r = await fakeRunOne(spec, o);
+    const cb = r.best["cb"];
+    if (!cb) return r;
+    return {
+      ...r,
+      best: {
+        ...r.best,
+        cb: { ...cb, metrics: { ...cb.metrics, accuracy: cb.metrics["accuracy"]! - 5 } },
+      },
+    };
+  };
+  c = capture();
+  assert.equal(
+    await main([...args.map((a) => (a === out ? join(dir, "out2") : a))], {
+      ...c.opts,
+      runOne: worse,
+    }),
+    3,
+  );
+  assert.match(
+    c.out.join("\n"),
+    /FAIL tiny-grid\/tiny-v1_1\/super_glue\/mtl\/s0: best\.cb\.accuracy: .*\(diff -5, tolerance 0\.5\)/,
+  );
+  await Deno.remove(dir, { recursive: true });
+});

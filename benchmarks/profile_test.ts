@@ -1,0 +1,80 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  defaultChecksAsync,
+  jsonLocator,
+  listProfiles,
+  loadProfile,
+  parseProfile,
+  profilePath,
+} from "./profile.ts";
+
+Deno.test("listProfiles() lists the built-in profiles", () => {
+  const names = listProfiles();
+  for (const n of ["smoke", "ci", "paper-base", "paper-large", "paper-xl", "ablation"]) {
+    assert.ok(names.includes(n), `missing profile ${n}`);
+  }
+});
+
+Deno.test("loadProfile() validates every built-in profile, method configs included", async () => {
+  const checks = await defaultChecksAsync();
+  assert.ok(checks.parseMethodConfig, "model/methods/mod.ts should load");
+  for (const name of listProfiles()) {
+    const p = await loadProfile(name, checks);
+    assert.equal(p.name, name);
+    // Resolved configs carry the method defaults (e.g. freezeBackbone for every method).
+    for (const m of p.methods) assert.ok("freezeBackbone" in m.config, `${name}/${m.label}`);
+  }
+  const ci = await loadProfile("ci", checks);
+  assert.equal(ci.seeds.length, 1);
+  const pb = await loadProfile("paper-base", checks);
+  assert.equal(pb.trainOverrides.super_glue?.maxTargetLength, 62);
+  assert.equal(pb.methods.find((m) => m.name === "prompt_tuning")?.train?.learningRate, 0.3);
+});
+
+Deno.test("profilePath() names the known profiles for an unknown name", () => {
+  assert.throws(() => profilePath("smoek"), /Unknown profile "smoek"; built-in profiles: .*smoke/);
+  assert.equal(profilePath("x/y.json"), "x/y.json");
+});
+
+Deno.test("jsonLocator() finds the line of nested values", () => {
+  const text =
+    '{\n  "a": 1,\n  "m": [\n    { "name": "x" },\n    {\n      "name": "y"\n    }\n  ]\n}';
+  const at = jsonLocator(text);
+  assert.equal(at("$"), 1);
+  assert.equal(at("$.a"), 2);
+  assert.equal(at("$.m[0].name"), 4);
+  assert.equal(at("$.m[1]"), 5);
+  assert.equal(at("$.m[1].name"), 6);
+  assert.equal(at("$.nope"), undefined);
+});
+
+Deno.test("parseProfile() errors name file, line and path; method configs are checked", async () => {
+  const checks = await defaultChecksAsync();
+  const base = (methods: string) =>
+    `{\n  "name": "t",\n  "models": ["tiny-v1_1"],\n  "benchmarks": ["glue"],\n  "methods": ${methods}\n}`;
+  assert.throws(
+    () => parseProfile(base('[\n    { "name": "lora" }\n  ]'), "t.json", checks),
+    /^SpecError: t\.json:6: \$\.methods\[0\]\.name must be one of/,
+  );
+  assert.throws(
+    () =>
+      parseProfile(
+        base('[\n    { "name": "prompt_tuning", "config": { "lenght": 3 } }\n  ]'),
+        "t.json",
+        checks,
+      ),
+    (e: unknown) =>
+      e instanceof Error && /t\.json:6: \$\.methods\[0\]\.config/.test(e.message) &&
+      /lenght/.test(e.message),
+  );
+  assert.throws(() => parseProfile("{ nope", "t.json", checks), /^Error: t\.json: invalid JSON/);
+  const dir = await Deno.makeTempDir();
+  const file = join(dir, "bad.json");
+  await Deno.writeTextFile(file, base('[{ "name": "mtl" }]').replace('"tiny-v1_1"', '"t5-huge"'));
+  await assert.rejects(
+    () => loadProfile(file, checks),
+    /bad\.json:3: \$\.models\[0\] names unknown preset "t5-huge"/,
+  );
+  await Deno.remove(dir, { recursive: true });
+});

@@ -1,0 +1,134 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { sharedPath } from "../model/shared_dir.ts";
+import { fakeRunOne } from "./_fake_run_one.ts";
+import {
+  bareTaskName,
+  defaultTaskCatalog,
+  expandGrid,
+  FILE_CATALOG,
+  parseShard,
+  runGrid,
+  shardGrid,
+} from "./runner.ts";
+import { runFileName, validateProfile } from "./spec.ts";
+
+const DATA = sharedPath("data");
+
+function profile(extra: Record<string, unknown> = {}) {
+  return validateProfile({
+    name: "t",
+    seeds: [0, 1],
+    models: ["tiny-v1_1"],
+    benchmarks: ["glue", "super_glue"],
+    tasks: { glue: ["rte", "cola"], super_glue: ["cb"] },
+    methods: [{ name: "mtl" }, { name: "hyperprompt_global", config: { length: 4 } }],
+    train: { steps: 4, evalEvery: 2, batchSize: 2 },
+    ...extra,
+  }, { file: "t.json" });
+}
+
+Deno.test("expandGrid() expands models x benchmarks x methods x seeds with stable ids", async () => {
+  const catalog = await defaultTaskCatalog();
+  const a = expandGrid(profile(), { dataDir: DATA, catalog });
+  assert.equal(a.length, 1 * 2 * 2 * 2);
+  const b = expandGrid(profile(), { dataDir: DATA, catalog });
+  assert.deepEqual(a.map((s) => s.id), b.map((s) => s.id));
+  assert.equal(new Set(a.map((s) => s.id)).size, a.length);
+  assert.deepEqual(a[0]?.tasks, ["rte", "cola"]);
+  assert.deepEqual(a.find((s) => s.benchmark === "super_glue")?.tasks, ["cb"]);
+  const other = expandGrid(profile({ train: { steps: 5, evalEvery: 2, batchSize: 2 } }), {
+    dataDir: DATA,
+    catalog,
+  });
+  assert.notEqual(other[0]?.id, a[0]?.id);
+  const cpu = expandGrid(profile(), { dataDir: DATA, catalog, backend: "cpu" });
+  assert.equal(cpu[0]?.backend, "cpu");
+});
+
+Deno.test("expandGrid() errors on unknown or missing tasks, or skips missing ones", async () => {
+  const catalog = await defaultTaskCatalog();
+  assert.throws(
+    () => expandGrid(profile({ tasks: { glue: ["rtee"] } }), { dataDir: DATA, catalog }),
+    /Profile "t": unknown glue task "rtee"; known: cola/,
+  );
+  assert.throws(
+    () => expandGrid(profile({ tasks: { glue: ["mnli"] } }), { dataDir: DATA, catalog }),
+    /missing glue task files for mnli under/,
+  );
+  const noTasks = { tasks: undefined, benchmarks: ["glue"] };
+  assert.throws(
+    () => expandGrid(profile(noTasks), { dataDir: DATA, catalog }),
+    /missing glue task files for/,
+  );
+  const smoke = expandGrid(profile({ ...noTasks, skipMissingTasks: true }), {
+    dataDir: DATA,
+    catalog,
+  });
+  assert.deepEqual(smoke[0]?.tasks.map(bareTaskName).sort(), [
+    "cola",
+    "mrpc",
+    "rte",
+    "sst2",
+    "stsb",
+  ]);
+  // The file-layout fallback catalog agrees with the tasks module.
+  const fb = expandGrid(profile({ ...noTasks, skipMissingTasks: true }), {
+    dataDir: DATA,
+    catalog: FILE_CATALOG,
+  });
+  assert.deepEqual(fb[0]?.tasks.slice().sort(), smoke[0]?.tasks.slice().sort());
+});
+
+Deno.test("parseShard() and shardGrid() split the grid into disjoint, complete slices", async () => {
+  assert.deepEqual(parseShard("2/3"), { index: 2, count: 3 });
+  assert.throws(() => parseShard("3/3"), /expected i\/n with 0 <= i < n/);
+  assert.throws(() => parseShard("1"), /Cannot parse --shard "1"/);
+  const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+  const parts = [0, 1, 2].map((index) => shardGrid(grid, { index, count: 3 }));
+  const ids = parts.flat().map((s) => s.id);
+  assert.equal(ids.length, grid.length);
+  assert.deepEqual([...ids].sort(), grid.map((s) => s.id).sort());
+  assert.ok(parts.every((p) => p.length >= 2 && p.length <= 3), "round-robin balance");
+  // Independent of the input order.
+  assert.deepEqual(
+    shardGrid([...grid].reverse(), { index: 1, count: 3 }).map((s) => s.id).sort(),
+    parts[1]!.map((s) => s.id).sort(),
+  );
+});
+
+Deno.test("runGrid() writes one JSON per run, resumes, and survives a failing run", async () => {
+  const out = await Deno.makeTempDir();
+  const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+  let calls = 0;
+  const failing = grid[3]!.id;
+  const runOne: typeof fakeRunOne = (spec, opts) => {
+    calls++;
+    if (spec.id === failing) return Promise.reject(new Error("boom"));
+    return fakeRunOne(spec, opts);
+  };
+  const events: string[] = [];
+  const s1 = await runGrid(grid, {
+    outDir: out,
+    dataDir: DATA,
+    runOne,
+    onEvent: (e) => events.push(e.kind),
+  });
+  assert.equal(s1.done, grid.length - 1);
+  assert.equal(s1.failed.length, 1);
+  assert.match(s1.failed[0]!.error.message, /boom/);
+  assert.ok(events.includes("progress"));
+  const files = [...Deno.readDirSync(out)].filter((e) => e.name.endsWith(".json")).map((e) =>
+    e.name
+  );
+  assert.equal(files.length, grid.length - 1);
+  assert.ok(files.includes(runFileName(grid[0]!)));
+  assert.equal([...Deno.readDirSync(out)].filter((e) => e.name.endsWith(".tmp")).length, 0);
+  calls = 0;
+  const s2 = await runGrid(grid, { outDir: out, dataDir: DATA, runOne: fakeRunOne, resume: true });
+  assert.equal(s2.skipped, grid.length - 1);
+  assert.equal(s2.done, 1);
+  const r = JSON.parse(await Deno.readTextFile(join(out, runFileName(grid[0]!))));
+  assert.equal(r.spec.id, grid[0]!.id);
+  await Deno.remove(out, { recursive: true });
+});
