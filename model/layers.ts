@@ -141,19 +141,32 @@ export function positionBuckets(
   numBuckets: number,
   maxDistance: number,
 ): tf.Tensor2D {
-  const out = new Int32Array(queryLength * keyLength);
-  for (let i = 0; i < queryLength; i++) {
-    for (let j = 0; j < keyLength; j++) {
-      out[i * keyLength + j] = relativePositionBucket(
-        keyStart + j - (queryStart + i),
-        bidirectional,
-        numBuckets,
-        maxDistance,
-      );
+  const key =
+    `${queryStart},${queryLength},${keyStart},${keyLength},${bidirectional},${numBuckets},${maxDistance}`;
+  let out = bucketCache.get(key);
+  if (!out) {
+    out = new Int32Array(queryLength * keyLength);
+    for (let i = 0; i < queryLength; i++) {
+      for (let j = 0; j < keyLength; j++) {
+        out[i * keyLength + j] = relativePositionBucket(
+          keyStart + j - (queryStart + i),
+          bidirectional,
+          numBuckets,
+          maxDistance,
+        );
+      }
     }
+    if (bucketCache.size >= BUCKET_CACHE_SIZE) {
+      bucketCache.delete(bucketCache.keys().next().value!);
+    }
+    bucketCache.set(key, out);
   }
-  return tf.tensor2d(out, [queryLength, keyLength], "int32");
+  return tf.tensor2d(out.slice(), [queryLength, keyLength], "int32"); // copy: backends may keep the array
 }
+
+/** Bucket tables are pure functions of their arguments; the last few are kept (FIFO). */
+const BUCKET_CACHE_SIZE = 64;
+const bucketCache = new Map<string, Int32Array>();
 
 /**
  * Relative-position bias `[1, numHeads, queryLength, keyLength]` looked up in a stack's bias table

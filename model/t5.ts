@@ -267,6 +267,26 @@ export function t5FromTensors(
 }
 
 /**
+ * The model's tensors under the names a Hugging Face checkpoint uses, for saving: every
+ * variable, plus `encoder.embed_tokens.weight` and `decoder.embed_tokens.weight` pointing at
+ * `shared.weight` when the model has no distinct per-stack embedding (published checkpoints
+ * store the matrix under all three names, and transformers 5 loads an untied model's per-stack
+ * embeddings from their own names). The tensors are the live variables: do not dispose them.
+ *
+ * @param model the model
+ * @returns name → tensor, in {@link t5ParamShapes} order followed by the embedding aliases
+ */
+export function t5StateDict(model: T5Model): Map<string, tf.Tensor> {
+  const out = new Map<string, tf.Tensor>(model.params);
+  const shared = param(model, "shared.weight");
+  for (const stack of ["encoder", "decoder"] as const) {
+    const name = `${stack}.embed_tokens.weight`;
+    if (!out.has(name)) out.set(name, shared);
+  }
+  return out;
+}
+
+/**
  * Releases every variable of a model.
  *
  * @param model the model; unusable afterwards

@@ -18,6 +18,7 @@ import {
   t5FromTensors,
   type T5Model,
   t5ParamShapes,
+  t5StateDict,
 } from "./t5.ts";
 
 await tf.setBackend("cpu");
@@ -154,6 +155,24 @@ Deno.test("t5FromTensors: validates names, shapes, dtypes; per-stack embeddings 
   tf.dispose([l4, other, bad, int]);
   disposeT5(m4);
   disposeBatch(batch);
+});
+
+Deno.test("t5StateDict: HF layout with embedding aliases, round-trips through t5FromTensors", () => {
+  const cfg = small("tiny-relu");
+  const model = initT5(cfg, { seed: 4 });
+  const sd = t5StateDict(model);
+  assert.equal(sd.size, model.params.size + 2);
+  assert.equal(sd.get("encoder.embed_tokens.weight"), model.params.get("shared.weight"));
+  const back = t5FromTensors(cfg, sd, "state dict");
+  assert.deepEqual([...back.params.keys()], [...model.params.keys()]);
+  const batch = makeBatch();
+  const a = logitsOf(model, batch);
+  const b = logitsOf(back, batch);
+  assert.equal(maxAbs(a, b), 0);
+  tf.dispose([a, b]);
+  disposeBatch(batch);
+  disposeT5(back);
+  disposeT5(model);
 });
 
 Deno.test("forward: shapes, batch validation, padding does not leak into real tokens", () => {
