@@ -258,3 +258,21 @@ Deno.test("benchmark averages: mean of 8 group scores; WNLI/AX ignored; missing 
   assert.throws(() => benchmarkAverage("glue", { cola: 1 }), /missing group scores for sst2, mrpc/);
   assert.equal(benchmarkAverage("glue", { cola: 10, rte: 20 }, { partial: true }), 15);
 });
+
+Deno.test("real validation sets: predicting the targets scores 100", async () => {
+  const { loadExamples } = await import("./load.ts");
+  const data = sharedPath("data");
+  for (const task of ["cola", "mrpc", "stsb", "cb", "copa", "rte_sg"]) {
+    const exs = await loadExamples(task, "validation", data);
+    const s = scoreTask(task, exs, exs.map((e) => e.target));
+    for (const [k, v] of Object.entries(s)) close(v, 100, `${task} ${k}`);
+  }
+  // WSC: the target is span1_text, a correct referent only when label is 1.
+  const wsc = await loadExamples("wsc", "validation", data);
+  const positives = wsc.filter((e) => e.label === 1).length;
+  close(
+    scoreTask("wsc", wsc, wsc.map((e) => e.target)).accuracy as number,
+    (100 * positives) / wsc.length,
+    "wsc",
+  );
+});
