@@ -12,7 +12,7 @@
  *   all verified before any is renamed into place; a failed check deletes the temp files.
  *
  * CLI: `deno task download --tasks cola,rte,super_glue/rte [--cache-dir DIR] [--source auto|official|parquet]
- * [--verify] [--keep-downloads] [--quiet]` (`--tasks all`, `--tasks glue`, `--tasks super_glue`).
+ * [--verify] [--keep-downloads] [--retries N] [--quiet]` (`--tasks all`, `--tasks glue`, `--tasks super_glue`).
  *
  * @module
  */
@@ -203,7 +203,12 @@ async function fetchRaw(
     } catch { /* fresh */ }
     try {
       const headers: HeadersInit = have > 0 ? { Range: `bytes=${have}-` } : {};
-      const res = await ctx.fetch(url, { headers });
+      let res: Response;
+      try {
+        res = await ctx.fetch(url, { headers });
+      } catch (e) {
+        throw new Error(`GET ${url}: ${(e as Error).message}`);
+      }
       if (res.status === 416 && have > 0 && want.bytes === have) {
         await res.body?.cancel();
       } else {
@@ -255,7 +260,10 @@ async function fetchRaw(
     } catch (e) {
       lastErr = e;
       if (e instanceof VerifyError || /HTTP 4\d\d/.test((e as Error).message)) break;
-      if (attempt < ctx.retries) ctx.log(`${name}: ${(e as Error).message}; retrying`);
+      if (attempt < ctx.retries) {
+        ctx.log(`${name}: ${(e as Error).message}; retrying`);
+        await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
+      }
     }
   }
   throw lastErr;
@@ -612,7 +620,11 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
     await saveManifest(ctx);
   }
   if (failures.length > 0) {
-    throw new Error(`download failed for ${failures.length} task(s):\n  ${failures.join("\n  ")}`);
+    throw new Error(
+      `download failed for ${failures.length} task(s):\n  ${failures.join("\n  ")}\n` +
+        "Partial transfers are kept and resume on the next run. Without network access, copy an " +
+        "offline mirror in the official layout (glue/<Task>/…, super_glue/<Task>/…) and pass --data-dir.",
+    );
   }
   return results;
 }
@@ -637,6 +649,12 @@ function parseArgs(args: string[]): DownloadOptions & { help?: boolean } {
         throw new Error(`--source ${s}: auto|official|parquet`);
       }
       o.source = s;
+    } else if (key === "--retries") {
+      const n = Number(val());
+      if (!Number.isInteger(n) || n < 0) {
+        throw new Error(`--retries must be a non-negative integer`);
+      }
+      o.retries = n;
     } else if (key === "--verify") o.verify = true;
     else if (key === "--keep-downloads") o.keepDownloads = true;
     else if (key === "--quiet") o.quiet = true;
@@ -652,7 +670,7 @@ if (import.meta.main) {
     if (o.help || o.tasks.length === 0) {
       console.log(
         "usage: deno task download --tasks all|glue|super_glue|cola,rte,super_glue/rte,... " +
-          "[--cache-dir DIR] [--source auto|official|parquet] [--verify] [--keep-downloads] [--quiet]\n" +
+          "[--cache-dir DIR] [--source auto|official|parquet] [--verify] [--keep-downloads] [--retries N] [--quiet]\n" +
           `cache default: ${defaultCacheDir()} (HYPERPROMPT_CACHE=root overrides)\n` +
           `tasks: ${TASK_SOURCES.map((t) => t.id).join(", ")}`,
       );
