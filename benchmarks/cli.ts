@@ -37,6 +37,7 @@ import {
 } from "./spec.ts";
 import { compareResults, formatComparison, loadResults } from "./compare.ts";
 import { fakeRunOne } from "./_fake_run_one.ts";
+import { type AccountingFn, loadAccounting } from "./tables.ts";
 
 const USAGE = `Usage: deno task bench [options]
 
@@ -72,23 +73,6 @@ export interface RunEstimate {
   readonly inferenceFlopsPerExample: number | null;
   readonly totalFlops: number | null;
   readonly seconds: number | null;
-}
-
-type AccountingFn = (
-  config: T5Config,
-  method: string,
-  cfg: unknown,
-  numTasks: number,
-  shape: { inputLength: number; targetLength: number },
-) => { forwardFlops: number | null; trainFlops: number | null };
-
-async function loadAccounting(): Promise<AccountingFn | undefined> {
-  try {
-    const mod = await import(new URL("../model/methods/accounting.ts", import.meta.url).href);
-    return mod.methodAccounting as AccountingFn;
-  } catch {
-    return undefined;
-  }
 }
 
 /**

@@ -1,0 +1,24 @@
+/**
+ * The benchmark product: profiles, grid expansion and sharding, the runner, result tables,
+ * plots and the regression gate. Entry points: `deno task bench` (`cli.ts`) and
+ * `deno task tables` (`tables.ts`).
+ *
+ * @example
+ * ```ts
+ * import { expandGrid, loadProfile, shardGrid } from "./mod.ts";
+ * import { sharedPath } from "../model/shared_dir.ts";
+ * const profile = await loadProfile("ci");
+ * const grid = expandGrid(profile, { dataDir: sharedPath("data") });
+ * const mine = shardGrid(grid, { index: 0, count: 4 });
+ * console.assert(mine.length <= grid.length);
+ * ```
+ *
+ * @module
+ */
+export * from "./spec.ts";
+export * from "./profile.ts";
+export * from "./runner.ts";
+export * from "./compare.ts";
+export * from "./tables.ts";
+export * from "./plots.ts";
+export * from "./provenance.ts";
