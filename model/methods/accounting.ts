@@ -1,0 +1,86 @@
+/**
+ * Closed-form parameter and FLOP accounting of a method on a backbone: total, extra and trained
+ * parameters, and per-example matmul FLOPs = backbone (`t5Flops`) + method extra
+ * (`Method.extraFlops`). The counts equal the instantiated variables (tested per method).
+ *
+ * @module
+ */
+import type { T5Config } from "../config.ts";
+import type { SequenceShape } from "../method.ts";
+import { countT5Params, t5Flops } from "../accounting.ts";
+import { getMethod } from "./mod.ts";
+
+/** Result of {@link methodAccounting}. */
+export interface MethodAccounting {
+  /** Backbone parameters (countT5Params). */
+  readonly backbone: number;
+  /** Backbone + method parameters. */
+  readonly total: number;
+  /** Parameters the method adds. */
+  readonly extra: number;
+  /** 100 · extra / backbone. */
+  readonly extraPct: number;
+  /** total / backbone (the paper's "1.02x"). */
+  readonly ratio: number;
+  /** Trained parameters: trained backbone weights + every method parameter. */
+  readonly trained: number;
+  /** 100 · trained / numTasks / backbone (HyperFormer's "% trained per task"). */
+  readonly trainedPerTaskPct: number;
+  /** Forward matmul FLOPs per example (null without a sequence shape). */
+  readonly forwardFlops: number | null;
+  /** Forward + backward matmul FLOPs per example (null without a sequence shape). */
+  readonly trainFlops: number | null;
+}
+
+/**
+ * Parameter and FLOP accounting for a method.
+ *
+ * @param config the backbone
+ * @param methodName a key of METHODS
+ * @param cfg the method configuration (raw partial JSON or parsed; defaults fill the rest)
+ * @param numTasks number of co-trained tasks
+ * @param shape sequence lengths for the FLOP figures
+ * @returns the accounting
+ * @example
+ * ```ts
+ * import { methodAccounting } from "./accounting.ts";
+ * import { PRESETS } from "../config.ts";
+ * const a = methodAccounting(PRESETS["t5-base"], "hyperformer_pp", {}, 8);
+ * console.assert(a.extra === 5_163_440);
+ * ```
+ */
+export function methodAccounting(
+  config: T5Config,
+  methodName: string,
+  cfg: unknown,
+  numTasks: number,
+  shape?: SequenceShape,
+): MethodAccounting {
+  if (!Number.isInteger(numTasks) || numTasks < 1) {
+    throw new Error(`methodAccounting: numTasks must be a positive integer, got ${numTasks}`);
+  }
+  const method = getMethod(methodName);
+  const parsed = method.parseConfig(cfg, `methodAccounting(${methodName})`);
+  const backbone = countT5Params(config);
+  const { extra, trainedBackbone } = method.countParams(config, parsed, numTasks);
+  const trained = trainedBackbone + extra;
+  let forwardFlops: number | null = null;
+  let trainFlops: number | null = null;
+  if (shape !== undefined) {
+    const base = t5Flops(config, shape);
+    const add = method.extraFlops(config, parsed, shape);
+    forwardFlops = base.forward + add.forward;
+    trainFlops = base.train + add.train;
+  }
+  return {
+    backbone,
+    total: backbone + extra,
+    extra,
+    extraPct: (100 * extra) / backbone,
+    ratio: (backbone + extra) / backbone,
+    trained,
+    trainedPerTaskPct: (100 * trained) / numTasks / backbone,
+    forwardFlops,
+    trainFlops,
+  };
+}

@@ -1,0 +1,193 @@
+/**
+ * Vanilla Adapter (spec §2.2, default reading A17): task-specific Houlsby-style bottleneck adapters
+ * on the self-attention and feed-forward sublayer outputs of every encoder and decoder block
+ * (`afterSublayer` hook, before dropout and the residual):
+ * `adapter(y) = LN(up(gelu_new(down(y)))) + y`, with down d → d/r and up d/r → d (both with bias)
+ * and an optional post-adapter LayerNorm (γ, β). Backbone trained by default.
+ *
+ * @module
+ */
+import type * as tf from "@tensorflow/tfjs";
+import type { T5Config } from "../config.ts";
+import type { Stack, Sublayer, T5Hooks } from "../hooks.ts";
+import type { Method, MethodContext, MethodInstance, SequenceShape } from "../method.ts";
+import { countT5Params } from "../accounting.ts";
+import {
+  backboneTrainable,
+  ConfigReader,
+  type FreezeBackbone,
+  stackLayers,
+  trainedBackboneParams,
+} from "./_config.ts";
+import { VarStore } from "./_init.ts";
+import { geluNew, groupTasks, layerNorm, perTask, rows } from "./_tensor.ts";
+
+/** Sublayers that can carry an adapter. */
+export type AdapterPosition = "self_attention" | "feed_forward";
+
+/** Vanilla Adapter configuration. */
+export interface AdapterConfig {
+  /** Reduction factor r; bottleneck a = floor(d / r) (32 as in HyperFormer's default config). */
+  readonly reduction: number;
+  /** Post-adapter LayerNorm with learned γ, β ("post", default) or none. */
+  readonly layerNorm: "post" | "none";
+  /** Sublayers with adapters (default both). */
+  readonly positions: readonly AdapterPosition[];
+  /** Stacks with adapters (default both). */
+  readonly stacks: readonly Stack[];
+  /** Std of the N(0, std²) weight init (biases 0, γ 1, β 0). */
+  readonly initStd: number;
+  /** Backbone freezing (default false, as MTL and HyperPrompt). */
+  readonly freezeBackbone: FreezeBackbone;
+  /** Keep the text task prefix (spec A12 default). */
+  readonly keepTaskPrefix: boolean;
+}
+
+const DEFAULTS: AdapterConfig = {
+  reduction: 32,
+  layerNorm: "post",
+  positions: ["self_attention", "feed_forward"],
+  stacks: ["encoder", "decoder"],
+  initStd: 0.01,
+  freezeBackbone: false,
+  keepTaskPrefix: true,
+};
+
+function parsePositions(raw: unknown, source: string): AdapterPosition[] {
+  const ok = Array.isArray(raw) && raw.length > 0 &&
+    raw.every((p) => p === "self_attention" || p === "feed_forward") &&
+    new Set(raw).size === raw.length;
+  if (!ok) {
+    throw new Error(
+      `${source}: adapter config field "positions" must be a non-empty list of distinct "self_attention", "feed_forward", got ${
+        JSON.stringify(raw)
+      }`,
+    );
+  }
+  return [...raw] as AdapterPosition[];
+}
+
+/** Bottleneck width a = floor(d / r). */
+export function bottleneck(config: T5Config, reduction: number): number {
+  const a = Math.floor(config.dModel / reduction);
+  if (a < 1) {
+    throw new Error(
+      `adapter.ts: reduction ${reduction} leaves no bottleneck for d ${config.dModel}`,
+    );
+  }
+  return a;
+}
+
+/**
+ * The Vanilla Adapter method.
+ *
+ * @example
+ * ```ts
+ * import { adapter } from "./adapter.ts";
+ * import { PRESETS } from "../config.ts";
+ * const n = adapter.countParams(PRESETS["tiny-v1_1"], adapter.defaults, 2).extra;
+ * console.assert(n > 0);
+ * ```
+ */
+export const adapter: Method<AdapterConfig> = {
+  name: "adapter",
+  description: "Vanilla Adapter: task-specific bottleneck adapters after attention and FFN",
+  defaults: DEFAULTS,
+  parseConfig(raw: unknown, source: string): AdapterConfig {
+    const r = new ConfigReader(raw, source, "adapter");
+    const cfg: AdapterConfig = {
+      reduction: r.int("reduction", DEFAULTS.reduction),
+      layerNorm: r.oneOf("layerNorm", ["post", "none"] as const, DEFAULTS.layerNorm),
+      positions: parsePositions(r.raw("positions") ?? DEFAULTS.positions, source),
+      stacks: r.stacks("stacks", DEFAULTS.stacks),
+      initStd: r.num("initStd", DEFAULTS.initStd),
+      freezeBackbone: r.freeze("freezeBackbone", DEFAULTS.freezeBackbone),
+      keepTaskPrefix: r.bool("keepTaskPrefix", DEFAULTS.keepTaskPrefix),
+    };
+    r.done();
+    return cfg;
+  },
+  create(ctx: MethodContext, cfg: AdapterConfig): MethodInstance {
+    const d = ctx.config.dModel;
+    const a = bottleneck(ctx.config, cfg.reduction);
+    const numTasks = ctx.tasks.length;
+    const store = new VarStore(ctx.seed, "adapter");
+    const w = { kind: "normal", std: cfg.initStd } as const;
+    for (const stack of cfg.stacks) {
+      for (let layer = 0; layer < stackLayers(ctx.config, stack); layer++) {
+        for (const pos of cfg.positions) {
+          const p = `${stack}.${layer}.${pos}`;
+          store.add(`${p}.down.weight`, [numTasks, d, a], w);
+          store.add(`${p}.down.bias`, [numTasks, a], { kind: "zeros" });
+          store.add(`${p}.up.weight`, [numTasks, a, d], w);
+          store.add(`${p}.up.bias`, [numTasks, d], { kind: "zeros" });
+          if (cfg.layerNorm === "post") {
+            store.add(`${p}.layer_norm.weight`, [numTasks, d], { kind: "ones" });
+            store.add(`${p}.layer_norm.bias`, [numTasks, d], { kind: "zeros" });
+          }
+        }
+      }
+    }
+    const get = (n: string) => store.vars.get(`adapter.${n}`)!;
+    return {
+      name: "adapter",
+      variables: store.vars,
+      keepTaskPrefix: cfg.keepTaskPrefix,
+      isBackboneTrainable: (n) => backboneTrainable(cfg.freezeBackbone, n),
+      hooks(taskIds: readonly number[]): T5Hooks {
+        const g = groupTasks(taskIds, numTasks, "adapter.ts");
+        return {
+          afterSublayer(stack: Stack, layer: number, sublayer: Sublayer, y: tf.Tensor3D) {
+            if (!cfg.stacks.includes(stack)) return y;
+            if (sublayer === "cross_attention" || !cfg.positions.includes(sublayer)) return y;
+            const p = `${stack}.${layer}.${sublayer}`;
+            return perTask(y, g, (slot, ys) => {
+              const t = g.tasks[slot]!;
+              const [b, n] = ys.shape;
+              const x = ys.reshape([b * n, d]);
+              let h = geluNew(
+                x.matMul(rows(get(`${p}.down.weight`), t))
+                  .add(rows(get(`${p}.down.bias`), t)),
+              );
+              h = h.matMul(rows(get(`${p}.up.weight`), t)).add(
+                rows(get(`${p}.up.bias`), t),
+              );
+              if (cfg.layerNorm === "post") {
+                h = layerNorm(
+                  h,
+                  rows(get(`${p}.layer_norm.weight`), t),
+                  rows(get(`${p}.layer_norm.bias`), t),
+                );
+              }
+              return h.reshape([b, n, d]).add(ys) as tf.Tensor3D;
+            });
+          },
+        };
+      },
+      dispose: () => store.dispose(),
+    };
+  },
+  countParams(config: T5Config, cfg: AdapterConfig, numTasks: number) {
+    const d = config.dModel;
+    const a = bottleneck(config, cfg.reduction);
+    const perAdapter = d * a + a + a * d + d + (cfg.layerNorm === "post" ? 2 * d : 0);
+    const blocks = cfg.stacks.reduce((s, st) => s + stackLayers(config, st), 0);
+    return {
+      extra: numTasks * blocks * cfg.positions.length * perAdapter,
+      trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone, countT5Params(config)),
+    };
+  },
+  /**
+   * Per token per adapter: down d·a and up a·d multiply-adds = 4·d·a FLOPs. Encoder tokens pass
+   * `positions` adapters in each of L encoder blocks, decoder tokens in each decoder block.
+   * Train = 3 × forward (forward + input and weight gradients).
+   */
+  extraFlops(config: T5Config, cfg: AdapterConfig, shape: SequenceShape) {
+    const a = bottleneck(config, cfg.reduction);
+    const perToken = 4 * config.dModel * a * cfg.positions.length;
+    const enc = cfg.stacks.includes("encoder") ? config.numLayers * shape.inputLength : 0;
+    const dec = cfg.stacks.includes("decoder") ? config.numDecoderLayers * shape.targetLength : 0;
+    const forward = perToken * (enc + dec);
+    return { forward, train: 3 * forward };
+  },
+};

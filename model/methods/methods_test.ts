@@ -1,0 +1,254 @@
+/**
+ * Contract tests over every METHODS entry on tiny presets: closed-form counts equal the
+ * instantiated variables, one training step touches exactly the trained variables, tasks are
+ * conditioned differently, mixed-task batches equal per-task runs, no tensor leaks, and a few
+ * Adam steps lower the loss.
+ */
+import * as tf from "@tensorflow/tfjs";
+import assert from "node:assert/strict";
+import { PRESETS, type T5Config } from "../config.ts";
+import type { MethodInstance } from "../method.ts";
+import { crossEntropyLoss, disposeT5, forward, type Seq2SeqBatch, type T5Model } from "../t5.ts";
+import { getMethod, type MethodName, METHODS } from "./mod.ts";
+import { context, disposeBatch, makeBatch, subBatch, TASKS, tinyModel } from "./_test_util.ts";
+
+/** Small per-method settings so that every test runs in well under a second per step. */
+const SMALL: Record<MethodName, Record<string, unknown>> = {
+  mtl: {},
+  prompt_tuning: { length: 4 },
+  mtl_prompt: { length: 4 },
+  adapter: { reduction: 8 },
+  hyperformer_pp: { reduction: 8, taskEmbeddingDim: 8, hiddenDim: 16, projectedDim: 8 },
+  hyperprompt_share: { length: 4, bottleneck: 4 },
+  hyperprompt_sep: { length: 4, bottleneck: 4 },
+  hyperprompt_global: {
+    length: 4,
+    bottleneck: 4,
+    embeddingDim: 8,
+    hiddenDim: 16,
+    projectedDim: 8,
+  },
+};
+
+/** Variants exercising every option that changes the variables. */
+const VARIANTS: [MethodName, Record<string, unknown>][] = [
+  ...Object.entries(SMALL) as [MethodName, Record<string, unknown>][],
+  ["prompt_tuning", { length: 3, init: "uniform" }],
+  ["adapter", { reduction: 16, layerNorm: "none", positions: ["feed_forward"] }],
+  ["adapter", { reduction: 8, stacks: ["decoder"] }],
+  ["hyperformer_pp", {
+    ...SMALL.hyperformer_pp,
+    projectorLayerNorm: false,
+    conditionalLayerNorm: false,
+  }],
+  ["hyperprompt_share", { ...SMALL.hyperprompt_share, biases: true, stacks: ["encoder"] }],
+  ["hyperprompt_sep", { ...SMALL.hyperprompt_sep, biases: true, stacks: ["decoder"] }],
+  ["hyperprompt_global", { ...SMALL.hyperprompt_global, biases: true, layerNorm: true }],
+  ["hyperprompt_global", { ...SMALL.hyperprompt_global, perStackHypernets: true }],
+  ["hyperprompt_global", { ...SMALL.hyperprompt_global, stacks: ["decoder"] }],
+];
+
+const NAMES = Object.keys(METHODS) as MethodName[];
+/** tiny-v1_1 with a 256-token vocabulary: the output layer dominates the cost on the cpu backend. */
+const TINY: T5Config = { ...PRESETS["tiny-v1_1"], vocabSize: 256 };
+
+function create(model: T5Model, name: MethodName, raw: Record<string, unknown>) {
+  const m = getMethod(name);
+  const cfg = m.parseConfig(raw, "methods_test.ts");
+  return { m, cfg, inst: m.create(context(model), cfg) };
+}
+
+function lossOf(
+  model: T5Model,
+  inst: MethodInstance,
+  batch: Seq2SeqBatch,
+  labels: tf.Tensor2D,
+  taskIds: number[],
+) {
+  return () =>
+    crossEntropyLoss(forward(model, batch, { hooks: inst.hooks(taskIds) }).logits, labels);
+}
+
+function trainedVars(model: T5Model, inst: MethodInstance): Map<string, tf.Variable> {
+  const out = new Map(inst.variables);
+  for (const [n, v] of model.params) if (inst.isBackboneTrainable(n)) out.set(n, v);
+  return out;
+}
+
+Deno.test("METHODS countParams() equals the instantiated variables on tiny presets", () => {
+  for (const preset of ["tiny-v1_1", "tiny-relu"] as const) {
+    const model = tinyModel(PRESETS[preset]);
+    for (const [name, raw] of VARIANTS) {
+      const { m, cfg, inst } = create(model, name, raw);
+      let size = 0;
+      for (const v of inst.variables.values()) size += v.size;
+      const counts = m.countParams(model.config, cfg, TASKS.length);
+      assert.equal(counts.extra, size, `${preset} ${name} ${JSON.stringify(raw)}`);
+      let trainable = 0;
+      for (const [n, v] of model.params) if (inst.isBackboneTrainable(n)) trainable += v.size;
+      assert.equal(counts.trainedBackbone, trainable, `${preset} ${name} trained backbone`);
+      inst.dispose();
+    }
+    disposeT5(model);
+  }
+});
+
+Deno.test("METHODS one training step changes exactly the trained variables, no leaks", () => {
+  const model = tinyModel(TINY);
+  const { batch, labels } = makeBatch(TINY, 4, 7, 3);
+  const taskIds = [0, 2, 1, 0];
+  const cases: [MethodName, Record<string, unknown>][] = [
+    ...NAMES.map((n) => [n, SMALL[n]] as [MethodName, Record<string, unknown>]),
+    ["hyperformer_pp", { ...SMALL.hyperformer_pp, freezeBackbone: "except_layer_norms" }],
+    ["hyperprompt_global", { ...SMALL.hyperprompt_global, freezeBackbone: "all" }],
+  ];
+  for (const [name, raw] of cases) {
+    const before = tf.memory().numTensors;
+    const { inst } = create(model, name, raw);
+    const trained = trainedVars(model, inst);
+    const snapshot = new Map(
+      [...model.params, ...inst.variables].map(([n, v]) => [n, v.dataSync().slice()]),
+    );
+    const opt = tf.train.adam(1e-2);
+    const { value, grads } = tf.variableGrads(lossOf(model, inst, batch, labels, taskIds), [
+      ...trained.values(),
+    ]);
+    for (const [n, v] of trained) {
+      const g = grads[v.name];
+      assert.ok(g !== undefined, `${name}: no gradient for ${n}`);
+      const norm = tf.tidy(() => g.abs().max().dataSync()[0]!);
+      assert.ok(norm > 0 && Number.isFinite(norm), `${name}: zero or bad gradient for ${n}`);
+    }
+    opt.applyGradients(grads as tf.NamedTensorMap as Record<string, tf.Variable>);
+    tf.dispose([value, ...Object.values(grads)]);
+    for (const [n, v] of [...model.params, ...inst.variables]) {
+      const same = v.dataSync().every((x, i) => Object.is(x, snapshot.get(n)![i]));
+      assert.equal(same, !trained.has(n), `${name} ${JSON.stringify(raw)}: ${n} changed=${!same}`);
+    }
+    // Restore the backbone for the next method.
+    for (const [n, v] of model.params) {
+      tf.tidy(() => v.assign(tf.tensor(snapshot.get(n)!, v.shape)));
+    }
+    opt.dispose();
+    inst.dispose();
+    assert.equal(tf.memory().numTensors, before, `${name}: tensors leaked`);
+  }
+  disposeBatch(batch);
+  labels.dispose();
+  disposeT5(model);
+});
+
+Deno.test("METHODS condition on the task: a task change changes the logits (except mtl)", () => {
+  const model = tinyModel(TINY);
+  const { batch, labels } = makeBatch(TINY, 2, 6, 3);
+  for (const name of NAMES) {
+    const { inst } = create(model, name, SMALL[name]);
+    // Perturb every method variable so tasks differ beyond their initial values.
+    tf.tidy(() => {
+      for (const v of inst.variables.values()) {
+        v.assign(v.add(tf.randomNormal(v.shape, 0, 0.5, "float32", 5)));
+      }
+    });
+    const diff = tf.tidy(() => {
+      const a = forward(model, batch, { hooks: inst.hooks([0, 0]) }).logits;
+      const b = forward(model, batch, { hooks: inst.hooks([1, 1]) }).logits;
+      return a.sub(b).abs().max().dataSync()[0]!;
+    });
+    if (name === "mtl") assert.equal(diff, 0);
+    else assert.ok(diff > 1e-4, `${name}: tasks 0 and 1 give the same logits (max diff ${diff})`);
+    inst.dispose();
+  }
+  disposeBatch(batch);
+  labels.dispose();
+  disposeT5(model);
+});
+
+Deno.test("METHODS a mixed-task batch gives the logits of per-task batches", () => {
+  const model = tinyModel(TINY);
+  const { batch, labels } = makeBatch(TINY, 5, 6, 4);
+  const taskIds = [2, 0, 1, 0, 2];
+  const cases: [MethodName, Record<string, unknown>][] = [
+    ...NAMES.map((n) => [n, SMALL[n]] as [MethodName, Record<string, unknown>]),
+    ["hyperprompt_share", { ...SMALL.hyperprompt_share, positionBias: "relative", biases: true }],
+  ];
+  for (const [name, raw] of cases) {
+    const { inst } = create(model, name, raw);
+    tf.tidy(() => {
+      for (const v of inst.variables.values()) {
+        v.assign(v.add(tf.randomNormal(v.shape, 0, 0.5, "float32", 9)));
+      }
+    });
+    const before = tf.memory().numTensors;
+    const worst = tf.tidy(() => {
+      const mixed = forward(model, batch, { hooks: inst.hooks(taskIds) }).logits;
+      let worst = 0;
+      for (const t of [0, 1, 2]) {
+        const idx = taskIds.flatMap((u, i) => (u === t ? [i] : []));
+        const sub = subBatch(batch, idx);
+        const alone = forward(model, sub, { hooks: inst.hooks(idx.map(() => t)) }).logits;
+        const ref = tf.gather(mixed, idx);
+        // fp32: the same per-row ops in another batch layout; 1e-5 absolute on O(1) logits.
+        worst = Math.max(worst, ref.sub(alone).abs().max().dataSync()[0]!);
+      }
+      return worst;
+    });
+    assert.equal(tf.memory().numTensors, before, `${name}: forward leaked tensors`);
+    assert.ok(worst <= 1e-5, `${name}: mixed vs per-task max diff ${worst}`);
+    inst.dispose();
+  }
+  disposeBatch(batch);
+  labels.dispose();
+  disposeT5(model);
+});
+
+Deno.test("METHODS 20 Adam steps on a fixed tiny batch lower the loss", () => {
+  const model = tinyModel(TINY);
+  const { batch, labels } = makeBatch(TINY, 4, 6, 3);
+  const taskIds = [0, 1, 2, 1];
+  const snapshot = new Map([...model.params].map(([n, v]) => [n, v.dataSync().slice()]));
+  for (const name of NAMES) {
+    const { inst } = create(model, name, SMALL[name]);
+    const trained = [...trainedVars(model, inst).values()];
+    // Prompt-Tuning trains only the prompts: Lester et al. use a large LR (0.3 Adafactor).
+    const opt = tf.train.adam(name === "prompt_tuning" ? 0.1 : 3e-3);
+    const losses: number[] = [];
+    for (let step = 0; step < 20; step++) {
+      const loss = opt.minimize(lossOf(model, inst, batch, labels, taskIds), true, trained)!;
+      losses.push(loss.dataSync()[0]!);
+      loss.dispose();
+    }
+    const first = losses[0]!, last = losses[losses.length - 1]!;
+    assert.ok(last < 0.8 * first, `${name}: loss ${first} -> ${last}`);
+    for (const [n, v] of model.params) {
+      tf.tidy(() => v.assign(tf.tensor(snapshot.get(n)!, v.shape)));
+    }
+    opt.dispose();
+    inst.dispose();
+  }
+  disposeBatch(batch);
+  labels.dispose();
+  disposeT5(model);
+});
+
+Deno.test("getMethod() lists the known methods for an unknown name", () => {
+  assert.throws(() => getMethod("lora"), /Unknown method "lora".*hyperprompt_global/);
+});
+
+Deno.test("parseConfig() rejects unknown and malformed fields, naming them", () => {
+  assert.throws(
+    () => METHODS.hyperprompt_global.parseConfig({ lenght: 3 }, "x.json"),
+    /x\.json: unknown hyperprompt_global config field "lenght"/,
+  );
+  assert.throws(
+    () => METHODS.adapter.parseConfig({ reduction: 0 }, "y.json"),
+    /y\.json: adapter config field "reduction" must be an integer >= 1/,
+  );
+  assert.throws(
+    () => METHODS.hyperprompt_share.parseConfig({ stacks: [] }, "z.json"),
+    /"stacks"/,
+  );
+  assert.equal(
+    METHODS.hyperformer_pp.parseConfig({ freezeBackbone: true }, "j").freezeBackbone,
+    "all",
+  );
+});

@@ -1,0 +1,243 @@
+/**
+ * Prompt-Tuning (Lester et al. 2021; spec §2.4) and MTL-Prompt (spec §2.5): a per-task soft prompt
+ * of `length` rows prepended to the embedded encoder input through the `encoderInput` hook, with
+ * mask ones (prompt and tokens see each other; the decoder cross-attends to the prompt rows too).
+ * Prompt-Tuning freezes the backbone; MTL-Prompt trains it.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import type { T5Config } from "../config.ts";
+import type { T5Hooks } from "../hooks.ts";
+import type { Method, MethodContext, MethodInstance, SequenceShape } from "../method.ts";
+import { countT5Params, t5Flops } from "../accounting.ts";
+import {
+  backboneTrainable,
+  ConfigReader,
+  type FreezeBackbone,
+  trainedBackboneParams,
+} from "./_config.ts";
+import { deriveSeed, VarStore } from "./_init.ts";
+import { groupTasks, rows } from "./_tensor.ts";
+
+/** Prompt-Tuning / MTL-Prompt configuration. */
+export interface PromptTuningConfig {
+  /** Prompt length l (rows per task). */
+  readonly length: number;
+  /**
+   * `"uniform"`: U(−uniformScale, uniformScale) (the official default, `uniform(scale=0.5)`);
+   * `"class_label"`: rows 0.. are the embeddings of the task's label tokens
+   * (`MethodContext.labelTokenIds`, in order, duplicates dropped, at most `length`), the remaining
+   * rows are embeddings of distinct tokens drawn (seeded) from the first `vocabSampleSize` ids.
+   */
+  readonly init: "uniform" | "class_label";
+  /** Half-width of the uniform initialiser. */
+  readonly uniformScale: number;
+  /** Ids [0, vocabSampleSize) are the pool for the class-label init's extra rows (5,000 in S7). */
+  readonly vocabSampleSize: number;
+  /** Backbone freezing. */
+  readonly freezeBackbone: FreezeBackbone;
+  /** Keep the text task prefix (spec A12 default: kept). */
+  readonly keepTaskPrefix: boolean;
+}
+
+/** Small deterministic PRNG (mulberry32) for index sampling. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Token ids used to initialise one task's prompt from class labels.
+ *
+ * @param labelIds the task's label token ids
+ * @param length prompt length
+ * @param pool ids [0, pool) to sample the remaining rows from
+ * @param seed sampling seed
+ * @returns `length` token ids
+ */
+export function classLabelRows(
+  labelIds: readonly number[],
+  length: number,
+  pool: number,
+  seed: number,
+): number[] {
+  const rows = [...new Set(labelIds)].slice(0, length);
+  const need = length - rows.length;
+  if (need > 0) {
+    const taken = new Set(rows);
+    const candidates: number[] = [];
+    for (let i = 0; i < pool; i++) if (!taken.has(i)) candidates.push(i);
+    const rand = mulberry32(seed);
+    // Partial Fisher-Yates: distinct draws while the pool lasts, then with replacement.
+    for (let k = 0; k < need; k++) {
+      if (k < candidates.length) {
+        const j = k + Math.floor(rand() * (candidates.length - k));
+        [candidates[k], candidates[j]] = [candidates[j]!, candidates[k]!];
+        rows.push(candidates[k]!);
+      } else {
+        rows.push(candidates[Math.floor(rand() * candidates.length)]!);
+      }
+    }
+  }
+  return rows;
+}
+
+function makePromptMethod(
+  name: "prompt_tuning" | "mtl_prompt",
+  description: string,
+  defaults: PromptTuningConfig,
+): Method<PromptTuningConfig> {
+  return {
+    name,
+    description,
+    defaults,
+    parseConfig(raw: unknown, source: string): PromptTuningConfig {
+      const r = new ConfigReader(raw, source, name);
+      const cfg: PromptTuningConfig = {
+        length: r.int("length", defaults.length),
+        init: r.oneOf("init", ["uniform", "class_label"] as const, defaults.init),
+        uniformScale: r.num("uniformScale", defaults.uniformScale),
+        vocabSampleSize: r.int("vocabSampleSize", defaults.vocabSampleSize),
+        freezeBackbone: r.freeze("freezeBackbone", defaults.freezeBackbone),
+        keepTaskPrefix: r.bool("keepTaskPrefix", defaults.keepTaskPrefix),
+      };
+      r.done();
+      return cfg;
+    },
+    create(ctx: MethodContext, cfg: PromptTuningConfig): MethodInstance {
+      const d = ctx.config.dModel;
+      const numTasks = ctx.tasks.length;
+      const store = new VarStore(ctx.seed, name);
+      if (cfg.init === "uniform") {
+        store.add("prompt", [numTasks, cfg.length, d], {
+          kind: "uniform",
+          scale: cfg.uniformScale,
+        });
+      } else {
+        const emb = ctx.backbone.get("shared.weight");
+        if (emb === undefined) {
+          throw new Error(`prompt_tuning.ts: init "class_label" needs backbone "shared.weight"`);
+        }
+        if (ctx.labelTokenIds === undefined) {
+          throw new Error(
+            `prompt_tuning.ts: init "class_label" needs MethodContext.labelTokenIds (or set init "uniform")`,
+          );
+        }
+        const pool = Math.min(cfg.vocabSampleSize, ctx.config.vocabSize);
+        const ids = ctx.tasks.flatMap((task) => {
+          const labels = ctx.labelTokenIds?.get(task);
+          if (labels === undefined) {
+            throw new Error(`prompt_tuning.ts: labelTokenIds has no entry for task "${task}"`);
+          }
+          for (const id of labels) {
+            if (!Number.isInteger(id) || id < 0 || id >= ctx.config.vocabSize) {
+              throw new Error(
+                `prompt_tuning.ts: label token id ${id} of task "${task}" out of range`,
+              );
+            }
+          }
+          return classLabelRows(labels, cfg.length, pool, deriveSeed(ctx.seed, `${name}.${task}`));
+        });
+        store.add("prompt", [numTasks, cfg.length, d], {
+          kind: "tensor",
+          value: () => tf.gather(emb, tf.tensor1d(ids, "int32")).reshape([numTasks, cfg.length, d]),
+        });
+      }
+      const prompt = store.vars.get(`${name}.prompt`)!;
+      return {
+        name,
+        variables: store.vars,
+        keepTaskPrefix: cfg.keepTaskPrefix,
+        isBackboneTrainable: (n) => backboneTrainable(cfg.freezeBackbone, n),
+        hooks(taskIds: readonly number[]): T5Hooks {
+          groupTasks(taskIds, numTasks, `${name}.ts`);
+          const ids = [...taskIds];
+          return {
+            encoderInput(embeds, mask) {
+              const b = embeds.shape[0];
+              if (b !== ids.length) {
+                throw new Error(`${name}.ts: batch of ${b} but hooks() got ${ids.length} task ids`);
+              }
+              const p = rows(prompt, ids) as tf.Tensor3D;
+              return {
+                embeds: tf.concat([p, embeds], 1),
+                mask: tf.concat([tf.ones([b, cfg.length]), mask], 1),
+              };
+            },
+          };
+        },
+        dispose: () => store.dispose(),
+      };
+    },
+    countParams(config: T5Config, cfg: PromptTuningConfig, numTasks: number) {
+      return {
+        extra: numTasks * cfg.length * config.dModel,
+        trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone, countT5Params(config)),
+      };
+    },
+    /**
+     * The prompt lengthens the encoder input by l, so the extra cost is the backbone's cost at
+     * input length n + l minus its cost at n (encoder layers and decoder cross-attention grow).
+     * The train figure uses the backbone's train FLOPs as well (weight gradients included even
+     * when frozen, i.e. an upper bound for a frozen backbone).
+     */
+    extraFlops(config: T5Config, cfg: PromptTuningConfig, shape: SequenceShape) {
+      const base = t5Flops(config, shape);
+      const longer = t5Flops(config, { ...shape, inputLength: shape.inputLength + cfg.length });
+      return { forward: longer.forward - base.forward, train: longer.train - base.train };
+    },
+  };
+}
+
+/**
+ * Prompt-Tuning: per-task soft input prompts, frozen backbone. Defaults follow spec A15 (Lester
+ * defaults): length 100, class-label init.
+ *
+ * @example
+ * ```ts
+ * import { promptTuning } from "./prompt_tuning.ts";
+ * console.assert(promptTuning.defaults.freezeBackbone === "all");
+ * ```
+ */
+export const promptTuning: Method<PromptTuningConfig> = makePromptMethod(
+  "prompt_tuning",
+  "Prompt-Tuning: per-task soft input prompts, backbone frozen",
+  {
+    length: 100,
+    init: "class_label",
+    uniformScale: 0.5,
+    vocabSampleSize: 5000,
+    freezeBackbone: "all",
+    keepTaskPrefix: true,
+  },
+);
+
+/**
+ * MTL-Prompt (spec §2.5): MTL plus per-task soft input prompts, whole model trained; length 16
+ * (the HyperPrompt default l) and uniform(0.5) init.
+ *
+ * @example
+ * ```ts
+ * import { mtlPrompt } from "./prompt_tuning.ts";
+ * console.assert(mtlPrompt.defaults.freezeBackbone === false);
+ * ```
+ */
+export const mtlPrompt: Method<PromptTuningConfig> = makePromptMethod(
+  "mtl_prompt",
+  "MTL-Prompt: per-task soft input prompts with the whole model trained",
+  {
+    length: 16,
+    init: "uniform",
+    uniformScale: 0.5,
+    vocabSampleSize: 5000,
+    freezeBackbone: false,
+    keepTaskPrefix: true,
+  },
+);
