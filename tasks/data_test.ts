@@ -4,6 +4,7 @@ import { sharedPath } from "../model/shared_dir.ts";
 import {
   availableTasks,
   countRows,
+  countRowsBytes,
   defaultCacheDir,
   missingTasksMessage,
   partitionTasks,
@@ -98,4 +99,25 @@ Deno.test("countRows: JSON counts for MultiRC answers and ReCoRD queries; errors
     /f\.jsonl:2: invalid JSON/,
   );
   assert.equal(countRows("h\na\nb", { header: true }, "t"), 2, "no final newline (CoLA dev)");
+});
+
+Deno.test("countRowsBytes agrees with countRows on the mirror and names the bad JSON line", async () => {
+  for (const t of TASK_SOURCES) {
+    for (const f of t.files) {
+      let bytes: Uint8Array;
+      try {
+        bytes = await Deno.readFile(join(MIRROR, f.path));
+      } catch {
+        continue;
+      }
+      assert.equal(countRowsBytes(bytes, f, f.path), f.rows, f.path);
+    }
+  }
+  const enc = new TextEncoder();
+  const spec = { count: "record_queries" as const, header: false };
+  assert.equal(countRowsBytes(enc.encode('{"qas": [1]}\r\n\n{"qas": [1, 2]}'), spec, "r"), 3);
+  assert.throws(
+    () => countRowsBytes(enc.encode('{"qas": []}\n{"qas": [1]}\n{oops\n'), spec, "f.jsonl"),
+    /f\.jsonl:3: invalid JSON/,
+  );
 });

@@ -21,7 +21,7 @@ import { dirname, join } from "node:path";
 import { unzipSync } from "fflate";
 import { parquetReadObjects } from "hyparquet";
 import { compressors } from "hyparquet-compressors";
-import { countRows, defaultCacheDir, pyStrip } from "./data.ts";
+import { countRowsBytes, defaultCacheDir, pyStrip } from "./data.ts";
 import { convertRows, type Row } from "./hf_convert.ts";
 import { createProgress } from "./progress.ts";
 import {
@@ -434,7 +434,6 @@ function verifyFiles(
   checkSha: boolean,
   label: string,
 ): Map<string, { sha256: string; rows: number; verified: "sha256" | "rows" }> {
-  const dec = new TextDecoder("utf-8", { fatal: false });
   const res = new Map<string, { sha256: string; rows: number; verified: "sha256" | "rows" }>();
   for (const f of task.files) {
     const data = files.get(f.path);
@@ -443,7 +442,7 @@ function verifyFiles(
     if (checkSha && f.sha256 && digest !== f.sha256) {
       throw new VerifyError(`${f.path} (${label}): sha256 ${digest}, expected ${f.sha256}`);
     }
-    const rows = countRows(dec.decode(data), f, f.path);
+    const rows = countRowsBytes(data, f, f.path);
     if (rows !== f.rows) {
       throw new VerifyError(
         `${f.path} (${label}): ${rows} ${f.count ?? "rows"}, expected ${f.rows}`,
