@@ -1,0 +1,93 @@
+import * as tf from "@tensorflow/tfjs";
+import assert from "node:assert/strict";
+import { PRESETS, type T5Config } from "../config.ts";
+import { disposeT5, forward } from "../t5.ts";
+import { attentionMass } from "./attention_mass.ts";
+import { METHODS } from "./mod.ts";
+import { context, disposeBatch, makeBatch, tinyModel } from "./_test_util.ts";
+
+const TINY: T5Config = { ...PRESETS["tiny-v1_1"], vocabSize: 256 };
+const GLOBAL = { length: 4, bottleneck: 4, embeddingDim: 8, hiddenDim: 16, projectedDim: 8 };
+
+Deno.test("attentionMass() matches a direct average over non-padded queries, heads, examples", () => {
+  const model = tinyModel(TINY);
+  const inst = METHODS.hyperprompt_global.create(
+    context(model),
+    METHODS.hyperprompt_global.parseConfig(GLOBAL, "test"),
+  );
+  const { batch, labels } = makeBatch(TINY, 3, 6, 3);
+  const taskIds = [0, 2, 1];
+  const before = tf.memory().numTensors;
+  const mass = attentionMass(model, inst, batch, taskIds);
+  assert.equal(tf.memory().numTensors, before, "attentionMass leaked tensors");
+  assert.equal(mass.encoder.length, TINY.numLayers);
+  assert.equal(mass.decoder.length, TINY.numDecoderLayers);
+  for (const m of [...mass.encoder, ...mass.decoder]) assert.ok(m > 0 && m < 1, `mass ${m}`);
+
+  // Direct computation for encoder layer 1 from the full probabilities.
+  const mask = batch.attentionMask.arraySync();
+  let direct = NaN;
+  tf.tidy(() => {
+    const hooks = inst.hooks(taskIds);
+    forward(model, batch, {
+      hooks: {
+        ...hooks,
+        onAttention(stack, layer, sublayer, probs, prefixLength) {
+          if (stack !== "encoder" || layer !== 1 || sublayer !== "self_attention") return;
+          const p = probs.arraySync();
+          let sum = 0;
+          for (const [b, ex] of p.entries()) {
+            let exSum = 0, count = 0;
+            for (const head of ex) {
+              for (const [q, row] of head.entries()) {
+                if (mask[b]![q] === 0) continue;
+                exSum += row.slice(0, prefixLength).reduce((a, x) => a + x, 0);
+                count++;
+              }
+            }
+            sum += exSum / count;
+          }
+          direct = sum / p.length;
+        },
+      },
+    });
+  });
+  // fp32 sums of a few dozen probabilities in a different order.
+  assert.ok(Math.abs(direct - mass.encoder[1]!) < 1e-6, `${direct} vs ${mass.encoder[1]}`);
+
+  // Extra padding columns change neither the encoder nor the decoder masses.
+  const padded = tf.tidy(() => ({
+    inputIds: tf.concat([batch.inputIds, tf.zeros([3, 4], "int32")], 1) as tf.Tensor2D,
+    attentionMask: tf.concat([batch.attentionMask, tf.zeros([3, 4])], 1) as tf.Tensor2D,
+    decoderInputIds: batch.decoderInputIds.clone(),
+  }));
+  const mass2 = attentionMass(model, inst, padded, taskIds);
+  for (const s of ["encoder", "decoder"] as const) {
+    for (const [i, m] of mass[s].entries()) {
+      assert.ok(Math.abs(m - mass2[s][i]!) < 1e-5, `${s} ${i}: ${m} vs ${mass2[s][i]}`);
+    }
+  }
+  disposeBatch(padded);
+  disposeBatch(batch);
+  labels.dispose();
+  inst.dispose();
+  disposeT5(model);
+});
+
+Deno.test("attentionMass() is zero without prompt columns (mtl, unconditioned stacks)", () => {
+  const model = tinyModel(TINY);
+  const { batch, labels } = makeBatch(TINY, 2, 5, 2);
+  const mtl = METHODS.mtl.create(context(model), METHODS.mtl.defaults);
+  assert.deepEqual(attentionMass(model, mtl, batch, [0, 1]), { encoder: [0, 0], decoder: [0, 0] });
+  const share = METHODS.hyperprompt_share.create(
+    context(model),
+    METHODS.hyperprompt_share.parseConfig({ length: 3, bottleneck: 4, stacks: ["encoder"] }, "t"),
+  );
+  const m = attentionMass(model, share, batch, [1, 1]);
+  assert.deepEqual(m.decoder, [0, 0]);
+  assert.ok(m.encoder.every((x) => x > 0));
+  share.dispose();
+  disposeBatch(batch);
+  labels.dispose();
+  disposeT5(model);
+});
