@@ -9,8 +9,12 @@ import assert from "node:assert/strict";
 import { PRESETS, type T5Config } from "../config.ts";
 import type { MethodInstance } from "../method.ts";
 import { crossEntropyLoss, disposeT5, forward, type Seq2SeqBatch, type T5Model } from "../t5.ts";
+import { selectBackend } from "../backend.ts";
 import { getMethod, type MethodName, METHODS } from "./mod.ts";
 import { context, disposeBatch, makeBatch, subBatch, TASKS, tinyModel } from "./_test_util.ts";
+
+// wasm (with the project's matmul kernels): about 4x faster than cpu for the training loops here.
+await selectBackend("wasm", { log: () => {} });
 
 /** Small per-method settings so that every test runs in well under a second per step. */
 const SMALL: Record<MethodName, Record<string, unknown>> = {
@@ -187,13 +191,16 @@ Deno.test("METHODS a mixed-task batch gives the logits of per-task batches", () 
         const sub = subBatch(batch, idx);
         const alone = forward(model, sub, { hooks: inst.hooks(idx.map(() => t)) }).logits;
         const ref = tf.gather(mixed, idx);
-        // fp32: the same per-row ops in another batch layout; 1e-5 absolute on O(1) logits.
-        worst = Math.max(worst, ref.sub(alone).abs().max().dataSync()[0]!);
+        // fp32: the same per-row ops in another batch layout. Relative to the largest logit,
+        // because wasm matmuls sum in a batch-size-dependent order (mtl alone differs ~1e-6 rel).
+        const scale = Math.max(1, ref.abs().max().dataSync()[0]!);
+        worst = Math.max(worst, ref.sub(alone).abs().max().dataSync()[0]! / scale);
       }
       return worst;
     });
     assert.equal(tf.memory().numTensors, before, `${name}: forward leaked tensors`);
-    assert.ok(worst <= 1e-5, `${name}: mixed vs per-task max diff ${worst}`);
+    assert.ok(worst <= 1e-5, `${name}: mixed vs per-task max relative diff ${worst}`);
+    console.log(`${name}: mixed vs per-task max relative diff ${worst.toExponential(2)}`);
     inst.dispose();
   }
   disposeBatch(batch);
