@@ -22,7 +22,13 @@
 
 import * as tf from "@tensorflow/tfjs";
 import * as tfwasm from "@tensorflow/tfjs-backend-wasm";
-import { type BlasLibrary, openBlas, patchWasmMatMul, wasmMatMulState } from "./wasm_kernels.ts";
+import {
+  type BlasLibrary,
+  openBlas,
+  patchWasmElementwise,
+  patchWasmMatMul,
+  wasmMatMulState,
+} from "./wasm_kernels.ts";
 
 /** Backends a caller may ask for. `"wasm+blas"` is `"wasm"` that must get BLAS (throws if not). */
 export type BackendName = "auto" | "tensorflow" | "webgpu" | "wasm" | "wasm+blas" | "cpu";
@@ -237,6 +243,7 @@ async function startWasm(
     notes.push("BLAS disabled (HYPERPROMPT_NO_BLAS=1 or blas: false)");
   }
   patchWasmMatMul(blas !== undefined ? { blas } : {});
+  patchWasmElementwise();
   // Check the patched matmul once (covers a transposed operand too).
   const check = tf.tidy(() =>
     tf.matMul(tf.tensor2d([1, 2, 3, 4], [2, 2]), tf.tensor2d([1, 0, 0, 1], [2, 2]), false, true)

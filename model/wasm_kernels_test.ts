@@ -1,7 +1,14 @@
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import assert from "node:assert/strict";
-import { openBlas, patchWasmMatMul, unpatchWasmMatMul, wasmMatMulState } from "./wasm_kernels.ts";
+import {
+  openBlas,
+  patchWasmElementwise,
+  patchWasmMatMul,
+  unpatchWasmElementwise,
+  unpatchWasmMatMul,
+  wasmMatMulState,
+} from "./wasm_kernels.ts";
 
 // Tolerances: every result is compared against the pure-JS cpu backend. fp32 dot products of
 // length K differ by summation order (XNNPACK/OpenBLAS block and vectorise; cpu sums in order);
@@ -273,6 +280,7 @@ for (const useBlas of [false, true]) {
     async fn() {
       await tf.setBackend("wasm");
       patchWasmMatMul(useBlas ? { blas: blas! } : {});
+      patchWasmElementwise();
       const got = await gradsOn("wasm");
       const want = await gradsOn("cpu");
       await tf.setBackend("wasm");
@@ -286,11 +294,12 @@ for (const useBlas of [false, true]) {
 }
 
 Deno.test({
-  name: "200 Adam steps on patched wasm keep numTensors flat",
+  name: "200 Adam steps on patched wasm (matmul + elementwise) keep numTensors flat",
   ...opts,
   async fn() {
     await tf.setBackend("wasm");
     patchWasmMatMul(blas !== undefined ? { blas } : {});
+    patchWasmElementwise();
     const w = makeBlock(3);
     const x = tf.tensor3d(rand(2 * 8 * 16, 9), [2, 8, 16]);
     const opt = tf.train.adam(1e-3);
@@ -328,4 +337,122 @@ Deno.test("openBlas explains a missing library", () => {
   const r = openBlas(["libdoes-not-exist-hyperprompt.so"]);
   assert.equal(r.ok, false);
   if (!r.ok) assert.match(r.reason, /libopenblas0-pthread|allow-ffi/);
+});
+
+// Elementwise replacements: compared with the cpu backend. Comparisons, Select, Tile and
+// Identity/Cast are exact; Pow/Tanh are computed in double and rounded once, so they match
+// cpu (also Math.pow / Math.tanh in double) to ~1 ulp: tolerance 2e-7 relative/absolute.
+const EXACT_SHAPES: [number[], number[]][] = [
+  [[6, 5], [6, 5]],
+  [[6, 5], [6, 1]],
+  [[6, 5], [5]],
+  [[6, 5], []],
+  [[], [6, 5]],
+  [[2, 1, 4, 3], [3, 1, 3]],
+  [[1, 3, 1], [2, 1, 4]],
+];
+
+function intValues(shape: number[], seed: number): Float32Array {
+  return rand(shape.reduce((a, b) => a * b, 1), seed).map((v) => Math.round(v * 2));
+}
+
+Deno.test("elementwise: comparisons with broadcasting equal cpu exactly", opts, async () => {
+  await tf.setBackend("wasm");
+  patchWasmElementwise();
+  const ops = ["equal", "notEqual", "greater", "greaterEqual", "less", "lessEqual"] as const;
+  let seed = 1;
+  for (const [sa, sb] of EXACT_SHAPES) {
+    const av = intValues(sa, seed++);
+    const bv = intValues(sb, seed++);
+    for (const op of ops) {
+      const f = () => tf.tidy(() => tf[op](tf.tensor(av, sa), tf.tensor(bv, sb)));
+      await tf.setBackend("wasm");
+      const t = f();
+      const got = Array.from(await t.data());
+      const shape = t.shape;
+      assert.equal(t.dtype, "bool");
+      t.dispose();
+      await tf.setBackend("cpu");
+      const u = f();
+      assert.deepEqual(shape, u.shape, `${op} [${sa}] vs [${sb}] shape`);
+      assert.deepEqual(got, Array.from(await u.data()), `${op} [${sa}] vs [${sb}]`);
+      u.dispose();
+    }
+  }
+  await tf.setBackend("wasm");
+});
+
+Deno.test("elementwise: Pow, Tanh, Select, Tile equal cpu", opts, async () => {
+  await tf.setBackend("wasm");
+  patchWasmElementwise();
+  const x = rand(600, 4).map((v) => v * 12); // includes |x| > 10 and values near 0
+  x[0] = 1e-6;
+  x[1] = -3e-5;
+  x[2] = 0;
+  x[3] = 25;
+  const pos = x.map((v) => Math.abs(v) + 0.01);
+  const cases: [string, () => tf.Tensor, number][] = [
+    ["tanh", () => tf.tanh(tf.tensor2d(x, [20, 30])), 2e-7],
+    ["pow 2", () => tf.pow(tf.tensor2d(x, [20, 30]), 2), 2e-7],
+    ["pow 3", () => tf.pow(tf.tensor2d(x, [20, 30]), 3), 2e-7],
+    ["pow 0.5", () => tf.pow(tf.tensor2d(pos, [20, 30]), 0.5), 2e-7],
+    ["pow 1.7", () => tf.pow(tf.tensor2d(pos, [20, 30]), 1.7), 2e-7],
+    ["pow bcast", () => tf.pow(tf.tensor2d(pos, [20, 30]), tf.linspace(0.5, 2, 30)), 2e-7],
+    ["select", () => tf.where(tf.greater(tf.tensor1d(x), 0), tf.tensor1d(x), tf.tensor1d(pos)), 0],
+    ["tile col", () => tf.tile(tf.tensor2d(x.slice(0, 20), [20, 1]), [1, 30]), 0],
+    ["tile 3d", () => tf.tile(tf.tensor3d(x.slice(0, 24), [2, 3, 4]), [3, 1, 2]), 0],
+    ["broadcastTo", () => tf.broadcastTo(tf.tensor3d(x.slice(0, 12), [1, 3, 4]), [5, 3, 4]), 0],
+  ];
+  for (const [name, f, tol] of cases) {
+    const got = await on("wasm", () => tf.tidy(f));
+    const want = await on("cpu", () => tf.tidy(f));
+    assert.equal(got.length, want.length, name);
+    for (let i = 0; i < got.length; i++) {
+      const d = Math.abs(got[i]! - want[i]!);
+      assert.ok(
+        d <= tol * Math.max(1, Math.abs(want[i]!)),
+        `${name}[${i}]: ${got[i]} vs ${want[i]}`,
+      );
+    }
+  }
+  await tf.setBackend("wasm");
+});
+
+Deno.test(
+  "elementwise: shared Identity/Cast buffers survive disposal order; no leaks",
+  opts,
+  async () => {
+    await tf.setBackend("wasm");
+    patchWasmElementwise();
+    const before = tf.memory();
+    const a = tf.tensor1d([1, 2, 3]);
+    const b = tf.clone(a);
+    const c = tf.cast(a, "float32");
+    const d = tf.cast(a, "int32"); // a real conversion still copies
+    a.dispose();
+    assert.deepEqual(Array.from(await b.data()), [1, 2, 3]);
+    b.dispose();
+    assert.deepEqual(Array.from(await c.data()), [1, 2, 3]);
+    assert.equal(d.dtype, "int32");
+    assert.deepEqual(Array.from(await d.data()), [1, 2, 3]);
+    tf.dispose([c, d]);
+    const after = tf.memory();
+    assert.equal(after.numTensors, before.numTensors);
+    assert.equal(after.numBytes, before.numBytes);
+    // Gradients still flow through identity-based ops.
+    const v = tf.variable(tf.tensor1d([1, 2, 3]));
+    const g = tf.variableGrads(() => tf.sum(tf.mul(tf.clone(v), tf.cast(v, "float32"))), [v]);
+    assert.deepEqual(Array.from(await g.grads[v.name]!.data()), [2, 4, 6]);
+    tf.dispose([g.value, ...Object.values(g.grads), v]);
+  },
+);
+
+Deno.test("elementwise: unpatch restores stock kernels", opts, async () => {
+  await tf.setBackend("wasm");
+  patchWasmElementwise();
+  unpatchWasmElementwise();
+  const t = tf.tanh(tf.tensor1d([0.5]));
+  assert.ok(Math.abs((await t.data())[0]! - Math.tanh(0.5)) < 1e-6);
+  t.dispose();
+  patchWasmElementwise();
 });
