@@ -1,0 +1,435 @@
+/**
+ * Offline pretraining of tiny T5 backbones with T5's span-corruption objective, so that CPU and CI
+ * runs compare the methods on a pretrained backbone rather than a random network.
+ *
+ * `deno task pretrain` (or {@link ensurePretrainedBackbone}, called by the runner for profiles whose
+ * backbone is `"pretrained"`):
+ * 1. gathers a corpus: by default the unlabeled input text of the GLUE/SuperGLUE **train and test**
+ *    splits present in the data folder (never dev/val, which would leak into evaluation), or the
+ *    text files the user names;
+ * 2. trains a T5-layout SentencePiece-Unigram vocabulary on it with `spm_train` unless a
+ *    `tokenizer.json` is given;
+ * 3. trains the preset on span corruption (noise density 0.15, mean span 3) over packed chunks;
+ * 4. writes a Hugging Face folder (`config.json`, `model.safetensors`, `tokenizer.json`,
+ *    `pretrain.json`) into a cache keyed by a hash of the corpus and every setting, so it is built
+ *    once and reused.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import { parseArgs } from "node:util";
+import { dirname, join } from "node:path";
+import { createHash } from "node:crypto";
+import { preset, type T5Config } from "../model/config.ts";
+import { crossEntropyLoss, forward, initT5, type T5Model } from "../model/t5.ts";
+import { saveHfFolder } from "../model/checkpoint.ts";
+import { T5Tokenizer } from "../model/tokenizer.ts";
+import { trainSentencePiece } from "../model/spm.ts";
+import { selectBackend } from "../model/backend.ts";
+import { spanCorrupt, T5_SPAN_CORRUPTION } from "../tasks/span_corruption.ts";
+import { defaultCacheDir as defaultDataCacheDir, resolveDataDir } from "../tasks/data.ts";
+import { loadExamples } from "../tasks/load.ts";
+import { getTask, TASKS } from "../tasks/registry.ts";
+import { createOptimizer } from "./optim.ts";
+import { Rng, seedFor } from "./rng.ts";
+
+/** Settings of one pretraining run; all of them enter the cache key. */
+export interface PretrainOptions {
+  /** Model preset (a tiny T5 1.1 layout by default). */
+  readonly preset: string;
+  /** Text files (one document per line); default: the task corpus of `dataDir`. */
+  readonly corpusFiles?: readonly string[];
+  /** Offline mirror or cache in the official layout, for the default corpus. */
+  readonly dataDir?: string;
+  /** An existing `tokenizer.json` (must contain `<extra_id_0>` … sentinels); default: train one. */
+  readonly tokenizer?: string;
+  /** Vocabulary size of a trained tokenizer (including 100 sentinels). */
+  readonly vocabSize: number;
+  /** Optimizer steps. */
+  readonly steps: number;
+  /** Sequences per batch. */
+  readonly batchSize: number;
+  /** Tokens per packed chunk before corruption. */
+  readonly chunkLength: number;
+  /** AdamW learning rate (linear warm-up over the first 5 % of steps). */
+  readonly learningRate: number;
+  /** Root seed. */
+  readonly seed: number;
+  /** Cache folder holding `backbones/<hash>/`. */
+  readonly cacheDir: string;
+  /** Progress lines (default: console.error). */
+  readonly log?: (line: string) => void;
+}
+
+/** Defaults: small enough to finish in a few minutes on 2 cores with `mini-v1_1`. */
+export const PRETRAIN_DEFAULTS = {
+  preset: "mini-v1_1",
+  vocabSize: 4096,
+  steps: 300,
+  batchSize: 16,
+  chunkLength: 64,
+  learningRate: 2e-3,
+  seed: 0,
+} as const;
+
+/** What a pretraining run records beside the weights (`pretrain.json`). */
+export interface PretrainInfo {
+  readonly key: string;
+  readonly preset: string;
+  readonly corpus: {
+    readonly files: readonly string[];
+    readonly sha256: string;
+    readonly lines: number;
+  };
+  readonly tokenizer: string;
+  readonly steps: number;
+  readonly batchSize: number;
+  readonly chunkLength: number;
+  readonly learningRate: number;
+  readonly seed: number;
+  readonly losses: readonly { readonly step: number; readonly loss: number }[];
+  readonly wallSeconds: number;
+  readonly backend: string;
+}
+
+/** Default cache root: the parent of the data cache (`$HYPERPROMPT_CACHE`, else `~/.cache/hyperprompt-bench`). */
+export function defaultCacheDir(): string {
+  return dirname(defaultDataCacheDir());
+}
+
+function isFile(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The default corpus: input text (T5 format, no targets) of every train and test split present.
+ *
+ * @param dataDir folder in the official layout
+ * @returns one line per example
+ */
+export async function taskCorpus(dataDir: string): Promise<string[]> {
+  const lines: string[] = [];
+  for (const name of Object.keys(TASKS).sort()) {
+    for (const split of ["train", "test"] as const) {
+      const files = getTask(name).files[split] ?? [];
+      if (files.length === 0 || !files.every((f) => isFile(join(dataDir, f.path)))) continue;
+      for (const ex of await loadExamples(name, split, dataDir)) {
+        lines.push(ex.input.replace(/\s+/g, " ").trim());
+      }
+    }
+  }
+  return [...new Set(lines)];
+}
+
+function sha256(data: string): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+function roundUp(n: number, m: number): number {
+  return Math.ceil(n / m) * m;
+}
+
+/** Pads id rows into an int32 tensor. */
+function padRows(rows: number[][], length: number): tf.Tensor2D {
+  const data = new Int32Array(rows.length * length);
+  rows.forEach((r, i) => data.set(r.slice(0, length), i * length));
+  return tf.tensor2d(data, [rows.length, length], "int32");
+}
+
+/**
+ * Builds (or reuses from the cache) a span-corruption-pretrained backbone.
+ *
+ * @param opts settings (see {@link PretrainOptions})
+ * @returns the folder (a Hugging Face T5 folder with `tokenizer.json`) and whether it was cached
+ */
+export async function pretrainBackbone(
+  opts: PretrainOptions,
+): Promise<{ dir: string; cached: boolean; info: PretrainInfo }> {
+  const log = opts.log ?? ((l: string) => console.error(l));
+  const base = preset(opts.preset);
+  const corpusLines = opts.corpusFiles
+    ? (await Promise.all(opts.corpusFiles.map((f) => Deno.readTextFile(f))))
+      .flatMap((t) => t.split("\n")).map((l) => l.trim()).filter((l) => l !== "")
+    : await taskCorpus(resolveDataDir({ dataDir: opts.dataDir }));
+  if (corpusLines.length === 0) {
+    throw new Error(
+      "pretrain: the corpus is empty (no train/test split present in the data folder and no " +
+        "--corpus files); run `deno task download` or pass --data-dir / --corpus",
+    );
+  }
+  const corpusText = corpusLines.join("\n");
+  const corpusHash = sha256(corpusText);
+  const tokenizerText = opts.tokenizer ? await Deno.readTextFile(opts.tokenizer) : "";
+  const key = (sha256(JSON.stringify({
+    v: 2,
+    base,
+    corpusHash,
+    tokenizer: tokenizerText ? sha256(tokenizerText) : `spm:${opts.vocabSize}`,
+    steps: opts.steps,
+    batchSize: opts.batchSize,
+    chunkLength: opts.chunkLength,
+    learningRate: opts.learningRate,
+    seed: opts.seed,
+    objective: T5_SPAN_CORRUPTION,
+  }))).slice(0, 16);
+  const dir = join(opts.cacheDir, "backbones", `${opts.preset}-${key}`);
+  try {
+    const info = JSON.parse(await Deno.readTextFile(join(dir, "pretrain.json"))) as PretrainInfo;
+    log(`pretrain: using cached backbone ${dir}`);
+    return { dir, cached: true, info };
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+
+  const work = await Deno.makeTempDir({ prefix: "pretrain-" });
+  try {
+    const corpusPath = join(work, "corpus.txt");
+    await Deno.writeTextFile(corpusPath, corpusText);
+    let tokenizerPath = opts.tokenizer;
+    if (!tokenizerPath) {
+      log(`pretrain: training a ${opts.vocabSize}-piece vocabulary on ${corpusLines.length} lines`);
+      tokenizerPath = await trainSentencePiece([corpusPath], {
+        vocabSize: opts.vocabSize,
+        outDir: join(work, "tok"),
+      });
+    }
+    const tokenizer = await T5Tokenizer.fromFile(tokenizerPath);
+    const sentinel0 = tokenizer.tokenToId("<extra_id_0>");
+    if (sentinel0 === undefined) {
+      throw new Error(`${tokenizerPath}: no <extra_id_0> sentinel; span corruption needs them`);
+    }
+    const sentinel = (i: number): number => {
+      const id = tokenizer.tokenToId(`<extra_id_${i}>`);
+      if (id === undefined) throw new Error(`${tokenizerPath}: missing sentinel <extra_id_${i}>`);
+      return id;
+    };
+    const config: T5Config = {
+      ...base,
+      vocabSize: roundUp(tokenizer.vocabSize, 128),
+      dropoutRate: 0,
+    };
+
+    // Pack the tokenized corpus into fixed-length chunks (without EOS), as T5 does.
+    // Tokenizing is the slow part of start-up, so stop once there are 8× the tokens the run
+    // draws (lines in a fixed order, so the chunks are a deterministic function of the key).
+    const stream: number[] = [];
+    const wanted = 8 * opts.steps * opts.batchSize * opts.chunkLength;
+    for (const line of corpusLines) {
+      const ids = tokenizer.encode(line);
+      for (let i = 0; i < ids.length - 1; i++) stream.push(ids[i]!);
+      if (stream.length >= wanted) break;
+    }
+    const chunks: number[][] = [];
+    for (let i = 0; i + opts.chunkLength <= stream.length; i += opts.chunkLength) {
+      chunks.push(stream.slice(i, i + opts.chunkLength));
+    }
+    if (chunks.length < opts.batchSize) {
+      throw new Error(
+        `pretrain: the corpus gives ${chunks.length} chunks of ${opts.chunkLength} tokens, ` +
+          `fewer than one batch (${opts.batchSize}); add text or lower --chunk-length`,
+      );
+    }
+    log(`pretrain: ${stream.length} tokens in ${chunks.length} chunks; ${opts.steps} steps`);
+
+    const backend = await selectBackend("auto", { log: () => {} });
+    const model: T5Model = initT5(config, { seed: seedFor(opts.seed, "pretrain/init") });
+    // HF's init gives an untied lm_head std 1, so logits start with std ≈ √d and the first loss
+    // is ~5× ln(vocab). From scratch, scale it by d^-½ (the tied layout's output scaling) so
+    // training starts near ln(vocab).
+    const head = model.params.get("lm_head.weight");
+    if (head) head.assign(tf.tidy(() => tf.mul(head, config.dModel ** -0.5)));
+    log(`pretrain: backend ${backend.name}${backend.adapter ? ` (${backend.adapter})` : ""}`);
+    const optimizer = createOptimizer({ kind: "adamw", weightDecay: 0 });
+    const rng = new Rng(seedFor(opts.seed, "pretrain/data"));
+    const losses: { step: number; loss: number }[] = [];
+    const inLen = opts.chunkLength + 2;
+    const tgtLen = Math.ceil(opts.chunkLength * 0.15) * 2 + 4;
+    const t0 = performance.now();
+    const warmup = Math.max(1, Math.floor(opts.steps * 0.05));
+    const params = model.params as ReadonlyMap<string, tf.Variable>;
+    // tf.variableGrads keys gradients by the tfjs variable name; map them back to HF names.
+    const hfName = new Map([...params].map(([name, v]) => [v.name, name]));
+    for (let step = 1; step <= opts.steps; step++) {
+      const inputs: number[][] = [];
+      const targets: number[][] = [];
+      for (let b = 0; b < opts.batchSize; b++) {
+        const chunk = chunks[rng.nextInt(chunks.length)]!;
+        const ex = spanCorrupt(chunk, () => rng.next(), sentinel);
+        inputs.push([...ex.inputs, config.eosTokenId]);
+        targets.push([...ex.targets, config.eosTokenId]);
+      }
+      const lr = opts.learningRate * Math.min(1, step / warmup);
+      const loss = tf.tidy(() => {
+        const inputIds = padRows(inputs, inLen);
+        const attentionMask = tf.cast(tf.notEqual(inputIds, 0), "float32") as tf.Tensor2D;
+        const labelsRaw = padRows(targets, tgtLen);
+        const labels = tf.where(
+          tf.notEqual(labelsRaw, 0),
+          labelsRaw,
+          tf.fill(labelsRaw.shape, -100, "int32"),
+        ) as tf.Tensor2D;
+        const decoderInputIds = tf.concat([
+          tf.fill([opts.batchSize, 1], config.decoderStartTokenId, "int32"),
+          labelsRaw.slice([0, 0], [opts.batchSize, tgtLen - 1]),
+        ], 1) as tf.Tensor2D;
+        const { value, grads } = tf.variableGrads(() => {
+          const { logits } = forward(model, { inputIds, attentionMask, decoderInputIds }, {
+            training: true,
+          });
+          return crossEntropyLoss(logits, labels);
+        });
+        const named = new Map(Object.entries(grads).map(([k, g]) => [hfName.get(k) ?? k, g]));
+        optimizer.apply(params, named, lr);
+        return value;
+      });
+      const v = (await loss.data())[0]!;
+      loss.dispose();
+      if (!Number.isFinite(v)) {
+        throw new Error(`pretrain: non-finite loss ${v} at step ${step}; lower --lr`);
+      }
+      if (step === 1 || step % 20 === 0 || step === opts.steps) {
+        losses.push({ step, loss: v });
+        const sec = (performance.now() - t0) / 1000;
+        log(`pretrain: step ${step}/${opts.steps} loss ${v.toFixed(4)} (${sec.toFixed(1)} s)`);
+      }
+    }
+    const info: PretrainInfo = {
+      key,
+      preset: opts.preset,
+      corpus: {
+        files: opts.corpusFiles ?? [`tasks:${resolveDataDir({ dataDir: opts.dataDir })}`],
+        sha256: corpusHash,
+        lines: corpusLines.length,
+      },
+      tokenizer: opts.tokenizer ?? `spm_train unigram ${opts.vocabSize}`,
+      steps: opts.steps,
+      batchSize: opts.batchSize,
+      chunkLength: opts.chunkLength,
+      learningRate: opts.learningRate,
+      seed: opts.seed,
+      losses,
+      wallSeconds: (performance.now() - t0) / 1000,
+      backend: backend.name,
+    };
+    await saveHfFolder(dir, config, model.params, {
+      extraFiles: {
+        "tokenizer.json": await Deno.readTextFile(tokenizerPath),
+        "pretrain.json": JSON.stringify(info, null, 2),
+      },
+    });
+    optimizer.dispose();
+    for (const v of model.params.values()) v.dispose();
+    log(`pretrain: wrote ${dir}`);
+    return { dir, cached: false, info };
+  } finally {
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+}
+
+/**
+ * The pretrained backbone a profile asks for (`backbone: "pretrained"`), built on first use.
+ *
+ * @param presetName model preset
+ * @param dataDir data folder whose train/test text is the corpus
+ * @param opts overrides (cache folder, steps, log)
+ * @returns the backbone folder
+ */
+export async function ensurePretrainedBackbone(
+  presetName: string,
+  dataDir: string,
+  opts: Partial<Omit<PretrainOptions, "preset" | "dataDir">> = {},
+): Promise<string> {
+  const { dir } = await pretrainBackbone({
+    ...PRETRAIN_DEFAULTS,
+    cacheDir: defaultCacheDir(),
+    ...opts,
+    preset: presetName,
+    dataDir,
+  });
+  return dir;
+}
+
+const HELP = `deno task pretrain [options]
+
+Pretrains a tiny T5 on span corruption and caches it as a Hugging Face folder.
+
+  --preset NAME        model preset (default ${PRETRAIN_DEFAULTS.preset})
+  --data-dir DIR       data folder in the official layout (default: cache, else ../shared/data)
+  --corpus FILE        text file(s), one document per line (repeatable); replaces the task corpus
+  --tokenizer FILE     existing tokenizer.json with sentinels (default: train one with spm_train)
+  --vocab-size N       size of a trained vocabulary incl. 100 sentinels (default ${PRETRAIN_DEFAULTS.vocabSize})
+  --steps N            optimizer steps (default ${PRETRAIN_DEFAULTS.steps})
+  --batch-size N       sequences per step (default ${PRETRAIN_DEFAULTS.batchSize})
+  --chunk-length N     tokens per packed chunk (default ${PRETRAIN_DEFAULTS.chunkLength})
+  --lr X               AdamW learning rate (default ${PRETRAIN_DEFAULTS.learningRate})
+  --seed N             root seed (default 0)
+  --cache-dir DIR      cache root (default $HYPERPROMPT_CACHE or ~/.cache/hyperprompt-bench)
+  --help               this text`;
+
+function intArg(v: string | undefined, name: string, fallback: number): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) {
+    throw new Error(`--${name} must be a positive integer, got "${v}"`);
+  }
+  return n;
+}
+
+function seedArg(v: string): number {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new Error(`--seed must be an integer >= 0, got "${v}"`);
+  }
+  return n;
+}
+
+if (import.meta.main) {
+  try {
+    const { values } = parseArgs({
+      args: Deno.args,
+      options: {
+        preset: { type: "string" },
+        "data-dir": { type: "string" },
+        corpus: { type: "string", multiple: true },
+        tokenizer: { type: "string" },
+        "vocab-size": { type: "string" },
+        steps: { type: "string" },
+        "batch-size": { type: "string" },
+        "chunk-length": { type: "string" },
+        lr: { type: "string" },
+        seed: { type: "string" },
+        "cache-dir": { type: "string" },
+        help: { type: "boolean" },
+      },
+    });
+    if (values.help) {
+      console.log(HELP);
+      Deno.exit(0);
+    }
+    const lr = values.lr === undefined ? PRETRAIN_DEFAULTS.learningRate : Number(values.lr);
+    if (!(lr > 0)) throw new Error(`--lr must be a positive number, got "${values.lr}"`);
+    const { dir, info } = await pretrainBackbone({
+      preset: values.preset ?? PRETRAIN_DEFAULTS.preset,
+      ...(values["data-dir"] ? { dataDir: values["data-dir"] } : {}),
+      ...(values.corpus ? { corpusFiles: values.corpus } : {}),
+      ...(values.tokenizer ? { tokenizer: values.tokenizer } : {}),
+      vocabSize: intArg(values["vocab-size"], "vocab-size", PRETRAIN_DEFAULTS.vocabSize),
+      steps: intArg(values.steps, "steps", PRETRAIN_DEFAULTS.steps),
+      batchSize: intArg(values["batch-size"], "batch-size", PRETRAIN_DEFAULTS.batchSize),
+      chunkLength: intArg(values["chunk-length"], "chunk-length", PRETRAIN_DEFAULTS.chunkLength),
+      learningRate: lr,
+      seed: values.seed === undefined ? 0 : seedArg(values.seed),
+      cacheDir: values["cache-dir"] ?? defaultCacheDir(),
+    });
+    const first = info.losses[0]?.loss;
+    const last = info.losses.at(-1)?.loss;
+    console.log(`${dir}\nloss ${first?.toFixed(4)} -> ${last?.toFixed(4)} in ${info.steps} steps`);
+  } catch (e) {
+    console.error(`error: ${e instanceof Error ? e.message : String(e)}`);
+    Deno.exit(1);
+  }
+}
