@@ -1,0 +1,298 @@
+/**
+ * `runOne`: train and evaluate one grid cell ({@link RunSpec}) and return its {@link RunResult}.
+ *
+ * 1. Starts the requested backend and records it.
+ * 2. Builds the backbone: a seeded random init of a preset, the tiny span-corruption backbone
+ *    (`backbone: "pretrained"` on a non-published preset), a published checkpoint from the hub,
+ *    or a Hugging Face folder.
+ * 3. Tokenizer: the backbone folder's `tokenizer.json`, else the offline GLUE tokenizer
+ *    (`shared/fixtures/tokenizer/unigram-glue-4k`). A random-init backbone gets the tokenizer's
+ *    vocabulary rounded up to a multiple of 128.
+ * 4. Creates the method, trains on the examples-proportional (or temperature) mixture of the
+ *    run's tasks, evaluates every `evalEvery` steps, resumes from `<outDir>/checkpoints`.
+ * 5. Returns losses, every evaluation, the per-task best, benchmark averages, parameter and FLOP
+ *    accounting, throughput and provenance.
+ *
+ * Seeds (all from `spec.seed` via `seedFor`): `"backbone-init"`, `"method-init"`, `"data"`,
+ * `"dropout:<step>"` (in the trainer).
+ *
+ * @module
+ */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { preset, PUBLISHED_PRESETS, type T5Config } from "../model/config.ts";
+import { disposeT5, initT5, t5FromTensors, type T5Model } from "../model/t5.ts";
+import { T5Tokenizer } from "../model/tokenizer.ts";
+import { fetchHubModel, loadHfFolder } from "../model/checkpoint.ts";
+import { selectBackend } from "../model/backend.ts";
+import { getMethod } from "../model/methods/mod.ts";
+import { methodAccounting } from "../model/methods/accounting.ts";
+import { sharedPath } from "../model/shared_dir.ts";
+import {
+  BENCHMARK_TASKS,
+  benchmarkAverage,
+  evalSplits,
+  getTask,
+  groupScore,
+  labelWords,
+  loadExamples,
+  scoreTask,
+} from "../tasks/mod.ts";
+import { MixtureSampler } from "../tasks/mixture.ts";
+import type { Example, TaskSplit } from "../tasks/types.ts";
+import type { RunOneOptions, RunResult, RunSpec } from "./spec.ts";
+import { seedFor } from "./rng.ts";
+import { encodeExample, stripTaskPrefix, truncateWithEos } from "./batching.ts";
+import { MixtureBatches, train, trainedVariables } from "./trainer.ts";
+import {
+  benchmarkAverages,
+  bestPerTask,
+  type EvalSet,
+  evaluate,
+  makeEvalSet,
+  type Scorer,
+} from "./evaluator.ts";
+import { collectProvenance } from "./provenance.ts";
+import { ensurePretrainedBackbone } from "./pretrain.ts";
+
+/** The offline tokenizer used when the backbone brings none. */
+export const DEFAULT_TOKENIZER = sharedPath("fixtures/tokenizer/unigram-glue-4k/tokenizer.json");
+
+/** Hub repository of a published preset (`t5-small` → `google-t5/t5-small`). */
+export function hubIdOfPreset(name: string): string {
+  return name.startsWith("t5-v1_1") ? `google/${name}` : `google-t5/${name}`;
+}
+
+/** A built backbone and where it came from. */
+interface Backbone {
+  model: T5Model;
+  tokenizer: T5Tokenizer;
+  source: string;
+}
+
+async function resolveFolder(ref: string): Promise<string> {
+  return existsSync(ref) ? ref : await fetchHubModel(ref);
+}
+
+async function folderTokenizer(folder: string | undefined): Promise<T5Tokenizer> {
+  const own = folder === undefined ? undefined : join(folder, "tokenizer.json");
+  if (own !== undefined && existsSync(own)) return await T5Tokenizer.fromFile(own);
+  if (!existsSync(DEFAULT_TOKENIZER)) {
+    throw new Error(
+      `benchmarks/run_one.ts: no tokenizer: ${
+        own ?? "the backbone folder"
+      } has none and the offline tokenizer ${DEFAULT_TOKENIZER} is missing (set HYPERPROMPT_SHARED)`,
+    );
+  }
+  return await T5Tokenizer.fromFile(DEFAULT_TOKENIZER);
+}
+
+/**
+ * Build the backbone of a run (see the module doc for the cases).
+ *
+ * @param spec the run
+ * @param dataDir data root (the pretraining corpus of the tiny pretrained backbone)
+ * @returns model, tokenizer and a description of the weights
+ */
+export async function buildBackbone(spec: RunSpec, dataDir: string): Promise<Backbone> {
+  const dropoutRate = spec.train.dropout;
+  let folder: string | undefined;
+  if (typeof spec.backbone === "object") folder = await resolveFolder(spec.backbone.hf);
+  else if (spec.backbone === "pretrained") {
+    if (typeof spec.model === "object") folder = await resolveFolder(spec.model.hf);
+    else if (PUBLISHED_PRESETS.includes(spec.model as never)) {
+      folder = await fetchHubModel(hubIdOfPreset(spec.model));
+    } else folder = await ensurePretrainedBackbone(spec.model, dataDir);
+  }
+  if (folder !== undefined) {
+    const tokenizer = await folderTokenizer(folder);
+    const ck = await loadHfFolder(folder);
+    try {
+      const model = t5FromTensors({ ...ck.config, dropoutRate }, ck.tensors, folder);
+      if (tokenizer.vocabSize > model.config.vocabSize) {
+        disposeT5(model);
+        throw new Error(
+          `${folder}: tokenizer has ${tokenizer.vocabSize} tokens but the model only ${model.config.vocabSize}`,
+        );
+      }
+      return { model, tokenizer, source: folder };
+    } finally {
+      for (const t of ck.tensors.values()) t.dispose();
+    }
+  }
+  // Random init: a preset, or the configuration of an HF folder.
+  let base: T5Config;
+  let tokFolder: string | undefined;
+  if (typeof spec.model === "object") {
+    tokFolder = await resolveFolder(spec.model.hf);
+    const ck = await loadHfFolder(tokFolder);
+    for (const t of ck.tensors.values()) t.dispose();
+    base = ck.config;
+  } else base = preset(spec.model);
+  const tokenizer = await folderTokenizer(tokFolder);
+  const vocabSize = Math.ceil(tokenizer.vocabSize / 128) * 128;
+  const seed = seedFor(spec.seed, "backbone-init");
+  const model = initT5({ ...base, vocabSize, dropoutRate }, { seed });
+  return { model, tokenizer, source: `random(seed=${spec.seed})` };
+}
+
+/**
+ * Train and evaluate one run.
+ *
+ * @param spec the run
+ * @param opts output folder (checkpoints), data root, progress callback
+ * @returns the run's result
+ * @throws NonFiniteLossError (from the trainer) on a NaN/Inf loss; the caller writes no row
+ */
+export function runOne(spec: RunSpec, opts: RunOneOptions): Promise<RunResult> {
+  return runOneWith(spec, opts, { scoreTask, groupScore, benchmarkAverage });
+}
+
+/** Task metrics and the benchmark average (`tasks/mod.ts`; injectable for tests). */
+export interface RunScorer extends Scorer {
+  benchmarkAverage(benchmark: "glue" | "super_glue", groupScores: Record<string, number>): number;
+}
+
+/**
+ * {@link runOne} with injected metrics.
+ *
+ * @param spec the run
+ * @param opts output folder, data root, progress callback
+ * @param scorer task metrics and benchmark average
+ */
+export async function runOneWith(
+  spec: RunSpec,
+  opts: RunOneOptions,
+  scorer: RunScorer,
+): Promise<RunResult> {
+  const startedAt = new Date();
+  const t0 = performance.now();
+  const backend = await selectBackend(spec.backend, { log: () => {} });
+  const t = spec.train;
+  const { model, tokenizer, source } = await buildBackbone(spec, opts.dataDir);
+  const config = model.config;
+  const method = getMethod(spec.method.name);
+  const methodCfg = method.parseConfig(spec.method.config, `run ${spec.id}: method.config`);
+  const noEos = (ids: number[]) =>
+    ids[ids.length - 1] === config.eosTokenId ? ids.slice(0, -1) : ids;
+  const labelTokenIds = new Map(
+    spec.tasks.map((task) => [task, labelWords(task).flatMap((w) => noEos(tokenizer.encode(w)))]),
+  );
+  const instance = method.create({
+    config,
+    tasks: spec.tasks,
+    seed: seedFor(spec.seed, "method-init"),
+    backbone: model.params,
+    labelTokenIds,
+  }, methodCfg);
+  try {
+    const prefixes = spec.tasks.map((task) => getTask(task).prefix);
+    const encodeOpts = {
+      maxInputLength: t.maxInputLength,
+      maxTargetLength: t.maxTargetLength,
+      eosTokenId: config.eosTokenId,
+      keepTaskPrefix: instance.keepTaskPrefix,
+    };
+    const trainSets = await Promise.all(
+      spec.tasks.map((task) => loadExamples(task, "train", opts.dataDir)),
+    );
+    const sampler = new MixtureSampler(
+      spec.tasks.map((task, i) => ({ task, size: trainSets[i]!.length })),
+      {
+        kind: t.mixture,
+        temperature: t.temperature,
+        seed: seedFor(spec.seed, "data"),
+        batchSize: t.batchSize,
+      },
+    );
+    const batches = new MixtureBatches(
+      sampler,
+      trainSets,
+      (ex: Example, taskId: number) =>
+        encodeExample(ex, taskId, tokenizer, { ...encodeOpts, taskPrefix: prefixes[taskId]! }),
+      config,
+    );
+    const evalSets: EvalSet[] = [];
+    for (const [taskId, task] of spec.tasks.entries()) {
+      const bySplit: [TaskSplit, Example[]][] = [];
+      for (const split of evalSplits(task)) {
+        bySplit.push([split, await loadExamples(task, split, opts.dataDir)]);
+      }
+      evalSets.push(makeEvalSet(task, taskId, bySplit, {
+        cap: t.evalMaxExamples,
+        maxTargetLength: t.maxTargetLength,
+        labelTokenIds: labelWords(task).map((w) => tokenizer.encode(w)),
+        encodeInput: (ex) => {
+          const text = instance.keepTaskPrefix
+            ? ex.input
+            : stripTaskPrefix(ex.input, prefixes[taskId]!);
+          return truncateWithEos(tokenizer.encode(text), t.maxInputLength, config.eosTokenId);
+        },
+      }));
+    }
+    const acc = methodAccounting(config, spec.method.name, methodCfg, spec.tasks.length, {
+      inputLength: t.maxInputLength,
+      targetLength: t.maxTargetLength,
+    });
+    // Before training: the instantiated trained variables must match the closed-form count.
+    const trainedNow = [...trainedVariables(model, instance).values()].reduce(
+      (a, v) => a + v.size,
+      0,
+    );
+    if (trainedNow !== acc.trained && !model.params.has("encoder.embed_tokens.weight")) {
+      throw new Error(
+        `benchmarks/run_one.ts: ${spec.method.name} trains ${trainedNow} parameters but its accounting says ${acc.trained}`,
+      );
+    }
+    const outcome = await train({
+      model,
+      instance,
+      train: t,
+      seed: spec.seed,
+      taskNames: spec.tasks,
+      source: batches,
+      checkpointDir: join(opts.outDir, "checkpoints"),
+      runKey: spec.id,
+      evaluate: (step) =>
+        evaluate(model, instance, evalSets, {
+          step,
+          batchSize: t.batchSize,
+          ids: config,
+          tokenizer,
+          scorer,
+        }),
+      onStep: (step, loss) =>
+        opts.onProgress?.({ phase: "train", step, totalSteps: t.steps, loss }),
+      onEval: (step) => opts.onProgress?.({ phase: "eval", step, totalSteps: t.steps }),
+    });
+    const best = bestPerTask(outcome.evals);
+    const averages = benchmarkAverages(
+      spec.benchmark,
+      best,
+      BENCHMARK_TASKS[spec.benchmark],
+      (b, scores) => scorer.benchmarkAverage(b, scores),
+    );
+    return {
+      spec,
+      provenance: collectProvenance(startedAt, backend),
+      losses: outcome.losses,
+      evals: outcome.evals,
+      best,
+      averages,
+      params: {
+        total: acc.total,
+        extra: acc.extra,
+        extraPct: acc.extraPct,
+        trained: acc.trained,
+        trainedPerTaskPct: acc.trainedPerTaskPct,
+      },
+      flops: { trainPerExample: acc.trainFlops ?? 0, inferencePerExample: acc.forwardFlops ?? 0 },
+      tokensPerSecond: outcome.trainSeconds > 0 ? outcome.tokens / outcome.trainSeconds : 0,
+      wallSeconds: (performance.now() - t0) / 1000,
+      backboneSource: source,
+    };
+  } finally {
+    instance.dispose();
+    disposeT5(model);
+  }
+}

@@ -1,0 +1,121 @@
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { existsSync } from "node:fs";
+import { sharedPath } from "../model/shared_dir.ts";
+import { DEFAULT_TRAIN, runId, type RunSpec, validateRunResult } from "./spec.ts";
+import { runOne, runOneWith, type RunScorer } from "./run_one.ts";
+
+/** Exact-match accuracy: independent of tasks/metrics.ts, for the resume test. */
+const EXACT: RunScorer = {
+  scoreTask: (_t, exs, preds) => ({
+    accuracy: (100 * preds.filter((p, i) => p === exs[i]!.target).length) / preds.length,
+  }),
+  groupScore: (_t, m) => m.accuracy!,
+  benchmarkAverage: () => NaN,
+};
+
+const DATA = sharedPath("data");
+const HAVE = existsSync(sharedPath("data/super_glue/CB/train.jsonl")) &&
+  existsSync(sharedPath("data/super_glue/RTE/train.jsonl"));
+
+function spec(method: RunSpec["method"], steps = 12): RunSpec {
+  const s: Omit<RunSpec, "id"> = {
+    profile: "test",
+    model: "tiny-v1_1",
+    backbone: "random",
+    benchmark: "super_glue",
+    tasks: ["cb", "rte_sg"],
+    method,
+    seed: 1,
+    // wasm (with the project's kernel patches) is ~10x faster than cpu here; the numbers are
+    // compared only within one backend.
+    backend: "wasm",
+    train: {
+      ...DEFAULT_TRAIN,
+      learningRate: 1e-2,
+      steps,
+      batchSize: 8,
+      maxInputLength: 48,
+      maxTargetLength: 6,
+      evalEvery: 6,
+      checkpointEvery: 4,
+      evalMaxExamples: 8,
+    },
+  };
+  return { ...s, id: runId(s) };
+}
+
+Deno.test({
+  name: "runOne() trains mtl on CB + RTE end to end: result structure, falling loss, no leak",
+  ignore: !HAVE,
+  fn: async () => {
+    const out = await Deno.makeTempDir();
+    const s = spec({ name: "mtl", label: "mtl", config: {} });
+    const phases: string[] = [];
+    const r = await runOne(s, {
+      outDir: out,
+      dataDir: DATA,
+      onProgress: (p) => phases.push(p.phase),
+    });
+    validateRunResult(JSON.parse(JSON.stringify(r)), { file: "runOne()" });
+    assert.equal(r.spec, s);
+    assert.deepEqual(r.losses.map((l) => l.step), Array.from({ length: 12 }, (_, i) => i + 1));
+    const first = (r.losses[0]!.loss + r.losses[1]!.loss) / 2;
+    const last = (r.losses[10]!.loss + r.losses[11]!.loss) / 2;
+    // Random init starts near ln(4096) = 8.3; 12 steps must learn the label-word distribution.
+    assert.ok(last < first - 1, `loss ${first} -> ${last}`);
+    assert.deepEqual(r.evals.map((e) => `${e.step}/${e.task}`), [
+      "6/cb",
+      "6/rte_sg",
+      "12/cb",
+      "12/rte_sg",
+    ]);
+    for (const e of r.evals) {
+      assert.ok(e.groupScore >= 0 && e.groupScore <= 100, JSON.stringify(e));
+    }
+    assert.ok("f1" in r.evals[0]!.metrics || Object.keys(r.evals[0]!.metrics).length === 2);
+    assert.deepEqual(Object.keys(r.best).sort(), ["cb", "rte_sg"]);
+    const mean = (r.best.cb!.groupScore + r.best.rte_sg!.groupScore) / 2;
+    assert.ok(Math.abs(r.averages.super_glue! - mean) < 1e-9, "partial benchmark: plain mean");
+    assert.equal(r.params.extra, 0);
+    assert.equal(r.params.trained, r.params.total);
+    assert.ok(r.flops.trainPerExample > r.flops.inferencePerExample);
+    assert.ok(r.tokensPerSecond > 0 && r.wallSeconds > 0);
+    assert.equal(r.backboneSource, "random(seed=1)");
+    assert.equal(r.provenance.backend.tfBackend, "wasm");
+    assert.ok(phases.includes("eval") && phases.filter((p) => p === "train").length === 12);
+    assert.equal(tf.memory().numTensors, 0, "runOne releases every tensor");
+    await Deno.remove(out, { recursive: true });
+  },
+});
+
+Deno.test({
+  name: "runOne() killed mid-run resumes to the uninterrupted result (hyperprompt_global)",
+  ignore: !HAVE,
+  fn: async () => {
+    const s = spec({ name: "hyperprompt_global", label: "hp", config: {} }, 8);
+    const outA = await Deno.makeTempDir();
+    const a = await runOneWith(s, { outDir: outA, dataDir: DATA }, EXACT);
+    assert.ok(a.params.extra > 0);
+    const outB = await Deno.makeTempDir();
+    await assert.rejects(
+      () =>
+        runOneWith(s, {
+          outDir: outB,
+          dataDir: DATA,
+          onProgress: (p) => {
+            if (p.phase === "train" && p.step === 7) throw new Error("killed");
+          },
+        }, EXACT),
+      /killed/,
+    );
+    assert.equal(tf.memory().numTensors, 0, "a failed run releases every tensor");
+    const b = await runOneWith(s, { outDir: outB, dataDir: DATA }, EXACT);
+    assert.deepEqual(b.losses, a.losses);
+    assert.deepEqual(b.evals, a.evals);
+    assert.deepEqual(b.best, a.best);
+    assert.deepEqual(b.averages, a.averages);
+    await Deno.remove(outA, { recursive: true });
+    await Deno.remove(outB, { recursive: true });
+  },
+});
