@@ -1,0 +1,21 @@
+/**
+ * T5 in TensorFlow.js and everything around it: configuration presets, layers and the
+ * encoder-decoder, Hugging Face checkpoint, hub and tokenizer I/O, backend selection, parameter
+ * and FLOP accounting, the method hook contract and the methods themselves.
+ *
+ * The T5 code (`t5.ts`, `layers.ts`) never imports a method: methods reach it through
+ * {@link T5Hooks} (`hooks.ts`).
+ *
+ * @module
+ */
+export * from "./config.ts";
+export * from "./hooks.ts";
+export * from "./method.ts";
+export * from "./t5.ts";
+export * from "./accounting.ts";
+export * from "./checkpoint.ts";
+export * from "./tokenizer.ts";
+export * from "./spm.ts";
+export * from "./backend.ts";
+export * from "./pretrained.ts";
+export * from "./methods/mod.ts";

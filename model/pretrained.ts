@@ -1,0 +1,164 @@
+/**
+ * The high-level model API: load a Hugging Face T5 (a local folder or a hub id), compute
+ * teacher-forced logits and loss on text, and decode greedily to text.
+ *
+ * @example
+ * ```ts ignore
+ * import { generate, loadT5, teacherForced } from "./mod.ts";
+ * const t5 = await loadT5("path/to/t5-folder"); // or "google/t5-v1_1-small" when online
+ * const { loss } = teacherForced(t5, ["rte sentence1: A. sentence2: B."], ["entailment"]);
+ * console.log(loss, await generate(t5, ["cola sentence: The book was read."]));
+ * ```
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import { join } from "node:path";
+import { loadHfFolder } from "./checkpoint.ts";
+import { fetchHubModel } from "./hub.ts";
+import { crossEntropyLoss, disposeT5, forward, greedyDecode, t5FromTensors } from "./t5.ts";
+import type { T5Model } from "./t5.ts";
+import type { T5Hooks } from "./hooks.ts";
+import { T5Tokenizer } from "./tokenizer.ts";
+
+/** A loaded model with its tokenizer. */
+export interface LoadedT5 {
+  readonly model: T5Model;
+  readonly tokenizer: T5Tokenizer;
+  /** The local folder the weights came from. */
+  readonly dir: string;
+}
+
+/** Options of {@link loadT5}. */
+export interface LoadT5Options {
+  /** A `tokenizer.json` to use when the folder has none. */
+  readonly tokenizer?: string;
+  /** Hub revision (branch, tag or commit) for hub ids. */
+  readonly revision?: string;
+  /** Hub cache folder. */
+  readonly cacheDir?: string;
+}
+
+async function isDir(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Loads a T5 from a local Hugging Face folder (`config.json`, `model.safetensors` or a sharded
+ * index, `tokenizer.json`) or, when `source` is not a folder, from the Hugging Face hub.
+ *
+ * @param source a folder path or a hub id such as `google/t5-v1_1-small`
+ * @param opts tokenizer fallback and hub options
+ * @returns model, tokenizer and folder; release with {@link disposeLoadedT5}
+ * @throws Error naming the folder and file when something is missing or malformed, or saying
+ *   that the hub is unreachable and how to use a local folder instead
+ */
+export async function loadT5(source: string, opts: LoadT5Options = {}): Promise<LoadedT5> {
+  const dir = (await isDir(source)) ? source : await fetchHubModel(source, {
+    ...(opts.revision ? { revision: opts.revision } : {}),
+    ...(opts.cacheDir ? { cacheDir: opts.cacheDir } : {}),
+  });
+  const tokPath = opts.tokenizer ?? join(dir, "tokenizer.json");
+  let tokenizer: T5Tokenizer;
+  try {
+    tokenizer = await T5Tokenizer.fromFile(tokPath);
+  } catch (e) {
+    if (!opts.tokenizer && e instanceof Error && /tokenizer file not found/.test(e.message)) {
+      throw new Error(
+        `${dir}: no tokenizer.json (convert spiece.model with transformers, or pass ` +
+          `{ tokenizer: "path/to/tokenizer.json" })`,
+      );
+    }
+    throw e;
+  }
+  const ck = await loadHfFolder(dir);
+  try {
+    return { model: t5FromTensors(ck.config, ck.tensors, dir), tokenizer, dir };
+  } finally {
+    for (const t of ck.tensors.values()) t.dispose();
+  }
+}
+
+/** Releases a model loaded by {@link loadT5}. */
+export function disposeLoadedT5(t5: LoadedT5): void {
+  disposeT5(t5.model);
+}
+
+function padIds(rows: readonly (readonly number[])[], pad: number): tf.Tensor2D {
+  const len = Math.max(1, ...rows.map((r) => r.length));
+  const data = new Int32Array(rows.length * len).fill(pad);
+  rows.forEach((r, i) => data.set(r, i * len));
+  return tf.tensor2d(data, [rows.length, len], "int32");
+}
+
+/**
+ * Teacher-forced forward pass on text pairs: logits for every target position and the mean
+ * token cross-entropy (targets end with `</s>`; padding positions are ignored).
+ *
+ * @param t5 a loaded model
+ * @param inputs encoder texts
+ * @param targets decoder target texts, one per input
+ * @param opts method hooks, if any
+ * @returns logits `[batch, targetLength, vocab]` (caller disposes) and the loss as a number
+ */
+export function teacherForced(
+  t5: LoadedT5,
+  inputs: readonly string[],
+  targets: readonly string[],
+  opts: { hooks?: T5Hooks } = {},
+): { logits: tf.Tensor3D; loss: number } {
+  if (inputs.length !== targets.length || inputs.length === 0) {
+    throw new Error(
+      `teacherForced: need the same non-zero number of inputs and targets, got ${inputs.length} and ${targets.length}`,
+    );
+  }
+  const cfg = t5.model.config;
+  const inIds = inputs.map((s) => t5.tokenizer.encode(s));
+  const tgtIds = targets.map((s) => t5.tokenizer.encode(s));
+  return tf.tidy(() => {
+    const inputIds = padIds(inIds, cfg.padTokenId);
+    const attentionMask = tf.cast(tf.notEqual(inputIds, cfg.padTokenId), "float32") as tf.Tensor2D;
+    const labels = padIds(tgtIds, -100);
+    const decoderInputIds = padIds(
+      tgtIds.map((r) => [cfg.decoderStartTokenId, ...r.slice(0, -1)]),
+      cfg.padTokenId,
+    );
+    const { logits } = forward(t5.model, { inputIds, attentionMask, decoderInputIds }, opts);
+    const loss = crossEntropyLoss(logits, labels);
+    return { logits: tf.keep(logits), loss: loss.dataSync()[0]! };
+  });
+}
+
+/**
+ * Greedy decoding of texts (with the key/value cache), stopping at `</s>`.
+ *
+ * @param t5 a loaded model
+ * @param inputs encoder texts
+ * @param opts maximum new tokens (default 32) and method hooks
+ * @returns the decoded strings, special tokens removed
+ */
+export async function generate(
+  t5: LoadedT5,
+  inputs: readonly string[],
+  opts: { maxNewTokens?: number; hooks?: T5Hooks } = {},
+): Promise<string[]> {
+  const cfg = t5.model.config;
+  const inputIds = padIds(inputs.map((s) => t5.tokenizer.encode(s)), cfg.padTokenId);
+  const attentionMask = tf.tidy(() =>
+    tf.cast(tf.notEqual(inputIds, cfg.padTokenId), "float32") as tf.Tensor2D
+  );
+  try {
+    const rows = await greedyDecode(t5.model, { inputIds, attentionMask }, {
+      maxNewTokens: opts.maxNewTokens ?? 32,
+      ...(opts.hooks ? { hooks: opts.hooks } : {}),
+    });
+    return rows.map((r) => t5.tokenizer.decode(r));
+  } finally {
+    inputIds.dispose();
+    attentionMask.dispose();
+  }
+}

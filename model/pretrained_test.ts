@@ -1,0 +1,85 @@
+import * as tf from "@tensorflow/tfjs";
+import { equal, ok, rejects } from "node:assert/strict";
+import { join } from "node:path";
+import { saveHfFolder } from "./checkpoint.ts";
+import { preset } from "./config.ts";
+import { crossEntropyLoss, forward, initT5, t5StateDict } from "./t5.ts";
+import { sharedPath } from "./shared_dir.ts";
+import { disposeLoadedT5, generate, loadT5, teacherForced } from "./pretrained.ts";
+
+const TOKENIZER = sharedPath("fixtures/tokenizer/unigram-glue-4k/tokenizer.json");
+
+async function folder(): Promise<string> {
+  const dir = await Deno.makeTempDir();
+  const model = initT5({ ...preset("tiny-v1_1"), dropoutRate: 0 }, { seed: 3 });
+  await saveHfFolder(join(dir, "t5"), model.config, t5StateDict(model), {
+    extraFiles: { "tokenizer.json": await Deno.readTextFile(TOKENIZER) },
+  });
+  for (const v of model.params.values()) v.dispose();
+  return dir;
+}
+
+Deno.test("loadT5() + teacherForced() + generate() on a saved folder", async () => {
+  await tf.setBackend("cpu");
+  const dir = await folder();
+  const before = tf.memory().numTensors;
+  const t5 = await loadT5(join(dir, "t5"));
+  try {
+    const loaded = tf.memory().numTensors;
+    const { logits, loss } = teacherForced(t5, [
+      "rte sentence1: A dog. sentence2: An animal.",
+      "cola sentence: Hi",
+    ], [
+      "entailment",
+      "acceptable",
+    ]);
+    const tgt = t5.tokenizer.encode("entailment").length;
+    equal(logits.shape[0], 2);
+    ok(logits.shape[1] >= tgt);
+    equal(logits.shape[2], t5.model.config.vocabSize);
+    logits.dispose();
+    // The same loss computed by hand from the token ids (labels padded with -100).
+    const ids = t5.tokenizer.encode("cola sentence: Hi");
+    const lab = t5.tokenizer.encode("acceptable");
+    const manual = tf.tidy(() => {
+      const { logits } = forward(t5.model, {
+        inputIds: tf.tensor2d([ids], [1, ids.length], "int32"),
+        attentionMask: tf.ones([1, ids.length]),
+        decoderInputIds: tf.tensor2d([[0, ...lab.slice(0, -1)]], [1, lab.length], "int32"),
+      });
+      return crossEntropyLoss(logits, tf.tensor2d([lab], [1, lab.length], "int32")).dataSync()[0]!;
+    });
+    const single = teacherForced(t5, ["cola sentence: Hi"], ["acceptable"]);
+    single.logits.dispose();
+    // fp32, a few dozen ops: 1e-5 relative.
+    ok(Math.abs(single.loss - manual) <= 1e-5 * Math.abs(manual), `${single.loss} vs ${manual}`);
+    ok(Number.isFinite(loss));
+    const out = await generate(t5, ["cola sentence: Hi", "sst2 sentence: good"], {
+      maxNewTokens: 4,
+    });
+    equal(out.length, 2);
+    for (const s of out) equal(typeof s, "string");
+    equal(tf.memory().numTensors, loaded, "teacherForced and generate leave no tensors");
+  } finally {
+    disposeLoadedT5(t5);
+    await Deno.remove(dir, { recursive: true });
+  }
+  equal(tf.memory().numTensors, before, "dispose releases the model");
+});
+
+Deno.test("loadT5() explains a folder without tokenizer.json and an offline hub id", async () => {
+  const fixture = sharedPath("fixtures/hf-t5/t5-tiny-relu");
+  await rejects(loadT5(fixture), /no tokenizer\.json/);
+  Deno.env.set("HF_HUB_OFFLINE", "1");
+  try {
+    await rejects(
+      loadT5("nobody/no-such-model", { cacheDir: await Deno.makeTempDir() }),
+      (e: Error) => {
+        ok(/no-such-model/.test(e.message), e.message);
+        return true;
+      },
+    );
+  } finally {
+    Deno.env.delete("HF_HUB_OFFLINE");
+  }
+});
