@@ -42,7 +42,18 @@ import { MixtureSampler } from "../tasks/mixture.ts";
 import type { Example, TaskSplit } from "../tasks/types.ts";
 import type { RunOneOptions, RunResult, RunSpec } from "./spec.ts";
 import { seedFor } from "./rng.ts";
-import { encodeExample, stripTaskPrefix, truncateWithEos } from "./batching.ts";
+import * as tf from "@tensorflow/tfjs";
+import { attentionMass } from "../model/methods/attention_mass.ts";
+import type { MethodInstance } from "../model/method.ts";
+import type { AttentionMass } from "./spec.ts";
+import {
+  collate,
+  disposeBatch,
+  type EncodedExample,
+  encodeExample,
+  stripTaskPrefix,
+  truncateWithEos,
+} from "./batching.ts";
 import { MixtureBatches, train, trainedVariables } from "./trainer.ts";
 import {
   benchmarkAverages,
@@ -272,6 +283,21 @@ export async function runOneWith(
       BENCHMARK_TASKS[spec.benchmark],
       (b, scores) => scorer.benchmarkAverage(b, scores),
     );
+    const attention = spec.method.name.startsWith("hyperprompt")
+      ? promptAttentionMass(
+        model,
+        instance,
+        evalSets.map((set) =>
+          set.examples.slice(0, 100).map((ex) =>
+            encodeExample(ex, set.taskId, tokenizer, {
+              ...encodeOpts,
+              taskPrefix: prefixes[set.taskId]!,
+            })
+          )
+        ),
+        spec.tasks,
+      )
+      : undefined;
     return {
       spec,
       provenance: collectProvenance(startedAt, backend),
@@ -290,9 +316,50 @@ export async function runOneWith(
       tokensPerSecond: outcome.trainSeconds > 0 ? outcome.tokens / outcome.trainSeconds : 0,
       wallSeconds: (performance.now() - t0) / 1000,
       backboneSource: source,
+      ...(attention === undefined ? {} : { attentionMass: attention }),
     };
   } finally {
     instance.dispose();
     disposeT5(model);
   }
+}
+
+/**
+ * Attention mass on the hyper-prompt slots per task and layer (spec §3.4): teacher-forced on up
+ * to 100 validation examples per task, with the final weights, averaged over examples.
+ *
+ * @param model the backbone
+ * @param instance the method
+ * @param perTask encoded examples of each task (task id = index)
+ * @param taskNames task names by id
+ * @returns task name → per-layer mass
+ */
+export function promptAttentionMass(
+  model: T5Model,
+  instance: MethodInstance,
+  perTask: readonly (readonly EncodedExample[])[],
+  taskNames: readonly string[],
+): Record<string, AttentionMass> {
+  const out: Record<string, AttentionMass> = {};
+  perTask.forEach((rows, taskId) => {
+    if (rows.length === 0) return;
+    let enc: number[] = [];
+    let dec: number[] = [];
+    for (let s = 0; s < rows.length; s += 25) {
+      const chunk = rows.slice(s, s + 25);
+      const b = collate(chunk, model.config);
+      const mask = tf.tidy(() => tf.cast(tf.notEqual(b.labels, -100), "float32") as tf.Tensor2D);
+      try {
+        const m = attentionMass(model, instance, b, b.taskIds, { decoderMask: mask });
+        const w = chunk.length / rows.length;
+        enc = m.encoder.map((x, i) => (enc[i] ?? 0) + w * x);
+        dec = m.decoder.map((x, i) => (dec[i] ?? 0) + w * x);
+      } finally {
+        mask.dispose();
+        disposeBatch(b);
+      }
+    }
+    out[taskNames[taskId] ?? String(taskId)] = { encoder: enc, decoder: dec };
+  });
+  return out;
 }

@@ -3,6 +3,7 @@ import * as tf from "@tensorflow/tfjs";
 import { existsSync } from "node:fs";
 import { sharedPath } from "../model/shared_dir.ts";
 import { DEFAULT_TRAIN, runId, type RunSpec, validateRunResult } from "./spec.ts";
+import { listCheckpoints } from "./checkpointing.ts";
 import { runOne, runOneWith, type RunScorer } from "./run_one.ts";
 
 /** Exact-match accuracy: independent of tasks/metrics.ts, for the resume test. */
@@ -82,6 +83,7 @@ Deno.test({
     assert.ok(r.flops.trainPerExample > r.flops.inferencePerExample);
     assert.ok(r.tokensPerSecond > 0 && r.wallSeconds > 0);
     assert.equal(r.backboneSource, "random(seed=1)");
+    assert.equal(r.attentionMass, undefined, "mtl has no prompt slots");
     assert.equal(r.provenance.backend.tfBackend, "wasm");
     assert.ok(phases.includes("eval") && phases.filter((p) => p === "train").length === 12);
     assert.equal(tf.memory().numTensors, 0, "runOne releases every tensor");
@@ -97,6 +99,13 @@ Deno.test({
     const outA = await Deno.makeTempDir();
     const a = await runOneWith(s, { outDir: outA, dataDir: DATA }, EXACT);
     assert.ok(a.params.extra > 0);
+    // Hyper-prompt attention mass: per task, one value in [0, 1] per block of each stack.
+    assert.deepEqual(Object.keys(a.attentionMass ?? {}).sort(), ["cb", "rte_sg"]);
+    for (const m of Object.values(a.attentionMass!)) {
+      assert.equal(m.encoder.length, 2);
+      assert.equal(m.decoder.length, 2);
+      for (const x of [...m.encoder, ...m.decoder]) assert.ok(x > 0 && x <= 1, String(x));
+    }
     const outB = await Deno.makeTempDir();
     await assert.rejects(
       () =>
@@ -115,6 +124,50 @@ Deno.test({
     assert.deepEqual(b.evals, a.evals);
     assert.deepEqual(b.best, a.best);
     assert.deepEqual(b.averages, a.averages);
+    assert.deepEqual(b.attentionMass, a.attentionMass, "same final weights");
+    await Deno.remove(outA, { recursive: true });
+    await Deno.remove(outB, { recursive: true });
+  },
+});
+
+Deno.test({
+  name: "runOne() in a process killed with SIGKILL resumes to the uninterrupted result",
+  ignore: !HAVE,
+  fn: async () => {
+    const s = spec({ name: "mtl", label: "mtl", config: {} }, 8);
+    const spec2 = { ...s, train: { ...s.train, checkpointEvery: 2, evalEvery: 4 } };
+    const outA = await Deno.makeTempDir();
+    const a = await runOne(spec2, { outDir: outA, dataDir: DATA });
+    const outB = await Deno.makeTempDir();
+    const code = `
+      import { runOne } from ${JSON.stringify(new URL("./run_one.ts", import.meta.url).href)};
+      await runOne(JSON.parse(Deno.args[0]), { outDir: Deno.args[1], dataDir: Deno.args[2] });
+      console.log("finished");`;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["eval", code, JSON.stringify(spec2), outB, DATA],
+      cwd: new URL("..", import.meta.url).pathname,
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    // Kill as soon as the step-4 checkpoint exists: the child is then inside step 5.
+    const marker = `${outB}/checkpoints/step-00000004/state.json`;
+    const deadline = Date.now() + 120_000;
+    while (!existsSync(marker) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    child.kill("SIGKILL");
+    const st = await child.output();
+    assert.equal(st.signal, "SIGKILL", "the child was killed, not finished");
+    assert.ok(!new TextDecoder().decode(st.stdout).includes("finished"));
+    const left = await listCheckpoints(`${outB}/checkpoints`);
+    assert.ok(
+      left.length > 0 && left[left.length - 1]! < 8,
+      `killed mid-run (checkpoints ${left})`,
+    );
+    const b = await runOne(spec2, { outDir: outB, dataDir: DATA });
+    assert.deepEqual(b.losses, a.losses);
+    assert.deepEqual(b.evals, a.evals);
+    assert.deepEqual(b.best, a.best);
     await Deno.remove(outA, { recursive: true });
     await Deno.remove(outB, { recursive: true });
   },
