@@ -15,7 +15,8 @@
  * 5. `cpu`: the pure-JS reference backend.
  *
  * Environment: `HYPERPROMPT_BACKEND` replaces a request of `"auto"` (an explicit request wins);
- * `HYPERPROMPT_NO_BLAS=1` forces the pure-wasm path.
+ * `HYPERPROMPT_NO_BLAS=1` forces the pure-wasm path; `HYPERPROMPT_WASM_STOCK_ELEMENTWISE=1` keeps
+ * tfjs's own (slower) wasm elementwise kernels.
  *
  * @module
  */
@@ -27,6 +28,7 @@ import {
   openBlas,
   patchWasmElementwise,
   patchWasmMatMul,
+  unpatchWasmElementwise,
   wasmMatMulState,
 } from "./wasm_kernels.ts";
 
@@ -67,6 +69,11 @@ export interface SelectBackendOptions {
   blas?: boolean;
   /** Accept a WebGPU fallback (software) adapter for `"auto"` (default false). */
   allowFallbackAdapter?: boolean;
+  /**
+   * Install the faster wasm elementwise kernels (default true unless
+   * `HYPERPROMPT_WASM_STOCK_ELEMENTWISE=1`; turning them off is for A/B benchmarks).
+   */
+  fastElementwise?: boolean;
 }
 
 let current: BackendInfo | undefined;
@@ -219,6 +226,7 @@ function getBlas(): BlasLibrary | undefined {
 async function startWasm(
   wantBlas: boolean,
   mustBlas: boolean,
+  fastElementwise: boolean,
   notes: string[],
 ): Promise<{ name: string; adapter?: string; threads: number } | undefined> {
   try {
@@ -243,7 +251,11 @@ async function startWasm(
     notes.push("BLAS disabled (HYPERPROMPT_NO_BLAS=1 or blas: false)");
   }
   patchWasmMatMul(blas !== undefined ? { blas } : {});
-  patchWasmElementwise();
+  if (fastElementwise) patchWasmElementwise();
+  else {
+    unpatchWasmElementwise();
+    notes.push("stock wasm elementwise kernels (fast elementwise kernels disabled)");
+  }
   // Check the patched matmul once (covers a transposed operand too).
   const check = tf.tidy(() =>
     tf.matMul(tf.tensor2d([1, 2, 3, 4], [2, 2]), tf.tensor2d([1, 0, 0, 1], [2, 2]), false, true)
@@ -329,7 +341,9 @@ export async function selectBackend(
     info === undefined &&
     (requested === "wasm" || requested === "wasm+blas" || requested === "auto")
   ) {
-    const w = await startWasm(wantBlas, requested === "wasm+blas", notes);
+    const fastEw = (opts.fastElementwise ?? true) &&
+      env("HYPERPROMPT_WASM_STOCK_ELEMENTWISE") !== "1";
+    const w = await startWasm(wantBlas, requested === "wasm+blas", fastEw, notes);
     if (w !== undefined) info = done(w.name, w.threads, w.adapter);
     else if (requested === "wasm") {
       throw new Error(

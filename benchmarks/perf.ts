@@ -1,0 +1,660 @@
+/**
+ * `deno task perf`: engine speed on this machine, per tfjs backend.
+ *
+ * For each backend (cpu, wasm, wasm+blas; webgpu when a non-fallback adapter exists, or with
+ * `--include-fallback-webgpu`) it measures:
+ *
+ * - float32 `matMul` GFLOP/s at n×n×n (median of repeats after warm-up; each repeat reads back one
+ *   element, which forces completion);
+ * - one training step (forward + backward + AdamW from benchmarks/optim.ts) of T5-shaped workloads: a self-contained
+ *   T5-style encoder block ("block", the reference workload of shared/reference/engine-notes.md)
+ *   and the real T5 from model/t5.ts (forward + crossEntropyLoss) at tiny and T5 1.1 Small shape;
+ *   milliseconds per step, tokens/s, and effective GFLOP/s = matmul FLOPs of the step / time.
+ *
+ * Results are written atomically to `results/perf/<date>-<backends>.json` with the machine (CPU
+ * model, cores, OS), versions and git commit.
+ *
+ * Options: `--backends cpu,wasm,wasm+blas` `--sizes 256,512,1024,2048` `--workloads block,t5:tiny-v1_1,...`
+ * `--quick` (CI: small shapes, seconds) `--include-fallback-webgpu` `--steps N` `--profile`
+ * (per-kernel times of one step) `--out-dir DIR` `--no-save` `--max-seconds S` (skip a
+ * measurement whose estimate exceeds S seconds) `--rounds N` (repeat the backend list N times so
+ * that A/B variants alternate). A backend written `wasm+blas/stock` (or `wasm/stock`) keeps tfjs's
+ * own wasm elementwise kernels, for before/after comparisons of model/wasm_kernels.ts.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import { parseArgs } from "node:util";
+import { type BackendInfo, selectBackend } from "../model/backend.ts";
+import { preset as getPreset } from "../model/config.ts";
+import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../model/t5.ts";
+import { t5Flops } from "../model/accounting.ts";
+import { createOptimizer } from "./optim.ts";
+
+/** One matmul measurement. */
+export interface MatMulResult {
+  /** Matrix size n (n×n times n×n). */
+  n: number;
+  /** Median GFLOP/s (2n³ FLOPs per product). */
+  gflops: number;
+  /** Median, fastest and slowest milliseconds per product. */
+  medianMs: number;
+  minMs: number;
+  maxMs: number;
+  /** Timed repeats (after warm-up). */
+  reps: number;
+}
+
+/** One training-step measurement. */
+export interface StepResult {
+  /** Workload name, e.g. "block" or "t5:t5-v1_1-small". */
+  workload: string;
+  /** Shapes: batch, input (encoder) length, target (decoder) length, model sizes. */
+  shape: Record<string, number | string>;
+  /** Median, fastest and slowest milliseconds per step (forward + backward + Adam). */
+  medianMs: number;
+  minMs: number;
+  maxMs: number;
+  reps: number;
+  /** (input + target tokens of the batch) / median step time. */
+  tokensPerSec: number;
+  /** Matmul FLOPs of one training step (forward + backward) for the whole batch. */
+  trainFlops: number;
+  /** Where trainFlops came from. */
+  flopsSource: string;
+  /** trainFlops / median step time, in GFLOP/s. */
+  effectiveGflops: number;
+  /** Process CPU milliseconds per timed step (all threads; less sensitive to a busy host). */
+  cpuMsPerStep: number;
+  /** tf.memory().numTensors after the 2nd and the last step (a leak shows as a difference). */
+  numTensors: [number, number];
+  /** With --profile: the kernels with the largest total time in one step, ms. */
+  profile?: { kernel: string; ms: number; count: number }[];
+}
+
+/** A skipped measurement and why. */
+export interface Skipped {
+  what: string;
+  why: string;
+}
+
+/** Everything measured for one backend. */
+export interface BackendResult {
+  backend: string;
+  info?: BackendInfo;
+  error?: string;
+  matmul: MatMulResult[];
+  steps: StepResult[];
+  skipped: Skipped[];
+}
+
+/** The JSON written by `deno task perf`. */
+export interface PerfReport {
+  date: string;
+  gitSha: string;
+  machine: {
+    cpuModel: string;
+    hardwareConcurrency: number;
+    osRelease: string;
+    os: string;
+    memoryGiB: number;
+    /** 1/5/15-minute load averages at the end (a busy shared host slows wall-clock times). */
+    loadavg: number[];
+  };
+  versions: { deno: string; v8: string; typescript: string; tfjs: string };
+  args: string[];
+  backends: BackendResult[];
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+/** Deterministic pseudo-random values in [-1, 1). */
+function rand(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    out[i] = s / 2147483648 - 1;
+  }
+  return out;
+}
+
+/** CPU seconds (user + system, all threads) this process has used, from /proc/self/stat. */
+function cpuSeconds(): number {
+  try {
+    const f = Deno.readTextFileSync("/proc/self/stat");
+    const fields = f.slice(f.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in 1/100 s ticks
+  } catch {
+    return NaN;
+  }
+}
+
+async function sync(t: tf.Tensor): Promise<void> {
+  const one = tf.tidy(() => t.reshape([-1]).slice(0, 1));
+  await one.data();
+  one.dispose();
+}
+
+/** Time `reps` matmuls at n after `warm` untimed ones. */
+async function timeMatMul(n: number, warm: number, reps: number): Promise<MatMulResult> {
+  const a = tf.tensor2d(rand(n * n, n), [n, n]);
+  const b = tf.tensor2d(rand(n * n, n + 1), [n, n]);
+  const times: number[] = [];
+  for (let i = 0; i < warm + reps; i++) {
+    const t0 = performance.now();
+    const c = tf.matMul(a, b);
+    await sync(c);
+    const dt = performance.now() - t0;
+    c.dispose();
+    if (i >= warm) times.push(dt);
+  }
+  tf.dispose([a, b]);
+  const med = median(times);
+  return {
+    n,
+    gflops: (2 * n ** 3) / (med * 1e6),
+    medianMs: med,
+    minMs: Math.min(...times),
+    maxMs: Math.max(...times),
+    reps,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workloads
+
+/** A training workload: trainable variables, a loss closure, and its cost. */
+interface Workload {
+  name: string;
+  shape: Record<string, number | string>;
+  tokens: number;
+  trainFlops: number;
+  flopsSource: string;
+  vars: tf.Variable[];
+  loss: () => tf.Scalar;
+  dispose: () => void;
+}
+
+interface BlockShape {
+  batch: number;
+  seq: number;
+  dModel: number;
+  dFf: number;
+  heads: number;
+}
+
+/**
+ * The engine-notes reference: one T5-style encoder block (pre-RMSNorm, self-attention without
+ * 1/√d scaling, ReLU FFN), MSE loss against a fixed target.
+ */
+function blockWorkload(s: BlockShape): Workload {
+  const { batch: B, seq: S, dModel: D, dFf: F, heads: H } = s;
+  const dh = D / H;
+  let seed = 1;
+  const v = (shape: number[], scale: number) =>
+    tf.variable(
+      tf.tidy(() => tf.tensor(rand(shape.reduce((x, y) => x * y, 1), seed++), shape).mul(scale)),
+    );
+  const w = {
+    ln1: tf.variable(tf.ones([D])),
+    q: v([D, D], D ** -0.5),
+    k: v([D, D], D ** -0.5),
+    v: v([D, D], D ** -0.5),
+    o: v([D, D], D ** -0.5),
+    ln2: tf.variable(tf.ones([D])),
+    wi: v([F, D], D ** -0.5),
+    wo: v([D, F], F ** -0.5),
+  };
+  const x = tf.tensor3d(rand(B * S * D, 99), [B, S, D]);
+  const target = tf.tensor3d(rand(B * S * D, 98), [B, S, D]);
+  const norm = (t: tf.Tensor2D, g: tf.Variable) =>
+    tf.mul(tf.mul(t, tf.rsqrt(tf.add(tf.mean(tf.square(t), -1, true), 1e-6))), g) as tf.Tensor2D;
+  const lin = (t: tf.Tensor2D, m: tf.Variable) => tf.matMul(t, m as tf.Tensor2D, false, true);
+  const heads = (t: tf.Tensor) => t.reshape([B, S, H, dh]).transpose([0, 2, 1, 3]);
+  const loss = () =>
+    tf.tidy(() => {
+      const x2 = x.reshape([B * S, D]) as tf.Tensor2D;
+      const h1 = norm(x2, w.ln1);
+      const q = heads(lin(h1, w.q));
+      const k = heads(lin(h1, w.k));
+      const vv = heads(lin(h1, w.v));
+      const p = tf.softmax(tf.matMul(q, k, false, true));
+      const ctx = tf.matMul(p, vv).transpose([0, 2, 1, 3]).reshape([B * S, D]) as tf.Tensor2D;
+      const r1 = tf.add(x2, lin(ctx, w.o)) as tf.Tensor2D;
+      const h2 = norm(r1, w.ln2);
+      const out = tf.add(r1, lin(tf.relu(lin(h2, w.wi)) as tf.Tensor2D, w.wo));
+      return tf.mean(tf.square(tf.sub(out, target.reshape([B * S, D])))) as tf.Scalar;
+    });
+  // Per token: q,k,v,o (4·2·D²), FFN (2·2·D·F), scores and context (2·2·S·D).
+  const fwd = B * S * (8 * D * D + 4 * D * F + 4 * S * D);
+  return {
+    name: "block",
+    shape: { batch: B, seq: S, dModel: D, dFf: F, heads: H },
+    tokens: B * S,
+    trainFlops: 3 * fwd,
+    flopsSource: "analytic (3 × forward matmul FLOPs)",
+    vars: Object.values(w),
+    loss,
+    dispose: () => tf.dispose([x, target, ...Object.values(w)]),
+  };
+}
+
+function t5Workload(
+  preset: string,
+  batch: number,
+  inputLength: number,
+  targetLength: number,
+): Workload {
+  const config = getPreset(preset);
+  const model = initT5(config, { seed: 1 });
+  const B = batch;
+  const ids = new Int32Array(B * inputLength);
+  const labels = new Int32Array(B * targetLength);
+  for (let i = 0; i < ids.length; i++) ids[i] = 2 + ((i * 7919) % (config.vocabSize - 2));
+  for (let i = 0; i < labels.length; i++) labels[i] = 2 + ((i * 104729) % (config.vocabSize - 2));
+  const inputIds = tf.tensor2d(ids, [B, inputLength], "int32");
+  const attentionMask = tf.ones([B, inputLength]) as tf.Tensor2D;
+  const labelT = tf.tensor2d(labels, [B, targetLength], "int32");
+  const decoderInputIds = shiftRight(labelT, config);
+  const loss = () =>
+    tf.tidy(() => {
+      const { logits } = forward(model, { inputIds, attentionMask, decoderInputIds }, {
+        training: true,
+        dropoutSeed: 1,
+      });
+      return crossEntropyLoss(logits, labelT);
+    });
+  return {
+    name: `t5:${preset}`,
+    shape: {
+      batch: B,
+      inputLength,
+      targetLength,
+      dModel: config.dModel,
+      dFf: config.dFf,
+      layers: config.numLayers,
+      heads: config.numHeads,
+      vocab: config.vocabSize,
+      ff: config.feedForwardProj,
+    },
+    tokens: B * (inputLength + targetLength),
+    trainFlops: B * t5Flops(config, { inputLength, targetLength }).train,
+    flopsSource: "model/accounting.ts t5Flops().train (matmul FLOPs)",
+    vars: [...model.params.values()],
+    loss,
+    dispose: () => {
+      tf.dispose([inputIds, attentionMask, labelT, decoderInputIds]);
+      disposeT5(model);
+    },
+  };
+}
+
+interface WorkloadSpec {
+  kind: "block" | "t5";
+  preset: string;
+  nums: number[];
+}
+
+/** Parse and validate a workload spec "block[:B,S,D,F,H]" or "t5:<preset>[:B,Li,Lt]". */
+function parseWorkload(spec: string): WorkloadSpec {
+  const parts = spec.split(":");
+  const nums = (s: string | undefined, n: number, def: number[]) => {
+    if (s === undefined) return def;
+    const v = s.split(",").map(Number);
+    if (v.length !== n || v.some((x) => !Number.isInteger(x) || x <= 0)) {
+      throw new Error(`benchmarks/perf.ts: --workloads "${spec}": expected ${n} positive integers`);
+    }
+    return v;
+  };
+  if (parts[0] === "block" && parts.length <= 2) {
+    return { kind: "block", preset: "", nums: nums(parts[1], 5, [16, 64, 256, 1024, 4]) };
+  }
+  if (parts[0] === "t5" && parts[1] !== undefined && parts.length <= 3) {
+    getPreset(parts[1]); // throws listing the presets
+    return { kind: "t5", preset: parts[1], nums: nums(parts[2], 3, [8, 64, 16]) };
+  }
+  throw new Error(
+    `benchmarks/perf.ts: unknown workload "${spec}" (block[:B,S,D,F,H] or t5:<preset>[:B,Li,Lt])`,
+  );
+}
+
+function makeWorkload(w: WorkloadSpec): Workload {
+  const n = w.nums as [number, number, number, number, number];
+  if (w.kind === "block") {
+    return blockWorkload({ batch: n[0], seq: n[1], dModel: n[2], dFf: n[3], heads: n[4] });
+  }
+  return t5Workload(w.preset, n[0], n[1], n[2]);
+}
+
+/** trainFlops of a workload without allocating it (for the time estimate). */
+function estimateFlops(w: WorkloadSpec): number {
+  const n = w.nums as [number, number, number, number, number];
+  if (w.kind === "block") {
+    const [B, S, D, F] = n;
+    return 3 * B * S * (8 * D * D + 4 * D * F + 4 * S * D);
+  }
+  return n[0] * t5Flops(getPreset(w.preset), { inputLength: n[1], targetLength: n[2] }).train;
+}
+
+async function timeSteps(w: Workload, warm: number, reps: number, profile: boolean) {
+  // The project's AdamW (benchmarks/optim.ts): one tidy per variable. tf.train.adam keeps every
+  // variable's temporaries alive until the end of one big tidy (~12× the parameter bytes), which
+  // overflows the 4 GiB wasm heap at T5 1.1 Small size.
+  const opt = createOptimizer({ kind: "adamw" });
+  const params = new Map(w.vars.map((v) => [v.name, v]));
+  const step = async () => {
+    const { value, grads } = tf.variableGrads(w.loss, w.vars);
+    opt.apply(params, new Map(Object.entries(grads)), 1e-4);
+    await value.data();
+    tf.dispose([value, ...Object.values(grads)]);
+  };
+  const times: number[] = [];
+  let after2 = 0;
+  let cpu0 = 0;
+  for (let i = 0; i < warm + reps; i++) {
+    if (i === warm) cpu0 = cpuSeconds();
+    const t0 = performance.now();
+    await step();
+    const dt = performance.now() - t0;
+    if (i === 1) after2 = tf.memory().numTensors;
+    if (i >= warm) times.push(dt);
+  }
+  const cpuMsPerStep = ((cpuSeconds() - cpu0) * 1000) / reps;
+  const numTensors: [number, number] = [after2, tf.memory().numTensors];
+  let prof: StepResult["profile"];
+  if (profile) {
+    const info = await tf.profile(step);
+    const agg = new Map<string, { ms: number; count: number }>();
+    for (const k of info.kernels) {
+      const ms = typeof k.kernelTimeMs === "number" ? k.kernelTimeMs : 0;
+      const e = agg.get(k.name) ?? { ms: 0, count: 0 };
+      e.ms += ms;
+      e.count++;
+      agg.set(k.name, e);
+    }
+    prof = [...agg.entries()].map(([kernel, e]) => ({ kernel, ms: e.ms, count: e.count }))
+      .sort((a, b) => b.ms - a.ms);
+  }
+  opt.dispose();
+  return { times, cpuMsPerStep, numTensors, prof };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Machine and versions
+
+function cpuModel(): string {
+  try {
+    const txt = Deno.readTextFileSync("/proc/cpuinfo");
+    const m = txt.match(/^model name\s*:\s*(.+)$/m);
+    const flags = txt.match(/^flags\s*:\s*(.+)$/m)?.[1] ?? "";
+    const simd = ["avx2", "avx512f", "avx512_bf16", "amx_tile"].filter((f) =>
+      flags.split(" ").includes(f)
+    );
+    return `${m?.[1]?.trim() ?? "unknown"}${simd.length ? ` [${simd.join(",")}]` : ""}`;
+  } catch {
+    return "unknown";
+  }
+}
+
+async function gitSha(): Promise<string> {
+  try {
+    const out = await new Deno.Command("git", { args: ["rev-parse", "HEAD"], stderr: "null" })
+      .output();
+    const dirty = await new Deno.Command("git", {
+      args: ["status", "--porcelain", "--untracked-files=no"],
+      stderr: "null",
+    }).output();
+    const sha = new TextDecoder().decode(out.stdout).trim();
+    return sha + (new TextDecoder().decode(dirty.stdout).trim() ? "+dirty" : "");
+  } catch {
+    return "unknown";
+  }
+}
+
+function memoryGiB(): number {
+  try {
+    return Math.round(Deno.systemMemoryInfo().total / 2 ** 30 * 10) / 10;
+  } catch {
+    return 0;
+  }
+}
+
+async function writeAtomic(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp-${Deno.pid}`;
+  await Deno.writeTextFile(tmp, text);
+  await Deno.rename(tmp, path);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+const QUICK_WORKLOADS = ["block:2,16,64,128,4", "t5:tiny-v1_1:2,16,8"];
+const DEFAULT_WORKLOADS = [
+  "block",
+  "t5:mini-v1_1:16,64,16",
+  "t5:t5-v1_1-small:4,128,16",
+];
+
+/** Run the benchmark with command-line `args`; returns the report (also printed and saved). */
+export async function main(args: string[]): Promise<PerfReport> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      backends: { type: "string" },
+      sizes: { type: "string" },
+      workloads: { type: "string" },
+      quick: { type: "boolean", default: false },
+      "include-fallback-webgpu": { type: "boolean", default: false },
+      steps: { type: "string" },
+      profile: { type: "boolean", default: false },
+      "out-dir": { type: "string", default: "results/perf" },
+      "no-save": { type: "boolean", default: false },
+      "max-seconds": { type: "string" },
+      rounds: { type: "string", default: "1" },
+    },
+    strict: true,
+  });
+  const quick = values.quick;
+  const list = (s: string | undefined, def: string[]) =>
+    s === undefined ? def : s.split(",").map((x) => x.trim()).filter((x) => x !== "");
+  const sizes = list(values.sizes, quick ? ["64", "128"] : ["256", "512", "1024", "2048"]).map(
+    (x) => {
+      const n = Number(x);
+      if (!Number.isInteger(n) || n <= 0) {
+        throw new Error(`benchmarks/perf.ts: --sizes: bad "${x}"`);
+      }
+      return n;
+    },
+  );
+  const workloadNames = values.workloads !== undefined
+    ? values.workloads.split(";").flatMap((s) => s.split(/\s+/)).filter((x) => x !== "")
+    : quick
+    ? QUICK_WORKLOADS
+    : DEFAULT_WORKLOADS;
+  const workloads = workloadNames.map((spec) => ({ spec, parsed: parseWorkload(spec) }));
+  const reps = Number(values.steps ?? (quick ? 2 : 5));
+  const maxSeconds = Number(values["max-seconds"] ?? (quick ? 5 : 60));
+  const backendList = list(values.backends, ["cpu", "wasm", "wasm+blas", "webgpu"]);
+  for (const b of backendList) {
+    if (!/^(cpu|webgpu|wasm(\+blas)?(\/stock)?)$/.test(b)) {
+      throw new Error(
+        `benchmarks/perf.ts: --backends: unknown "${b}" (cpu, wasm, wasm+blas, webgpu; ` +
+          `wasm and wasm+blas take "/stock" for tfjs's own elementwise kernels)`,
+      );
+    }
+  }
+  const rounds = Number(values.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1) {
+    throw new Error(`benchmarks/perf.ts: --rounds must be a positive integer`);
+  }
+  // Rounds repeat the whole backend list, so A/B variants alternate on a noisy host.
+  const backends = Array.from({ length: rounds }, () => backendList).flat();
+
+  const results: BackendResult[] = [];
+  for (const b of backends) {
+    const r: BackendResult = { backend: b, matmul: [], steps: [], skipped: [] };
+    results.push(r);
+    try {
+      if (b === "webgpu" && values.backends === undefined && !values["include-fallback-webgpu"]) {
+        // Only measure WebGPU by default when a real (non-fallback) adapter exists.
+        const a = await navigator.gpu?.requestAdapter();
+        const fb = (a?.info as (GPUAdapterInfo & { isFallbackAdapter?: boolean }) | undefined)
+          ?.isFallbackAdapter;
+        if (!a || fb) {
+          r.skipped.push({
+            what: "all",
+            why: !a
+              ? "no WebGPU adapter"
+              : `fallback adapter ${a.info.description} (use --include-fallback-webgpu)`,
+          });
+          console.log(`\n== ${b}: skipped (${r.skipped[0]!.why})`);
+          continue;
+        }
+      }
+      const [base, variant] = b.split("/") as [string, string | undefined];
+      r.info = await selectBackend(base as "cpu" | "wasm" | "wasm+blas" | "webgpu", {
+        blas: base !== "wasm",
+        fastElementwise: variant !== "stock",
+        log: (l) => console.log(`\n== ${b}\n${l}`),
+      });
+    } catch (e) {
+      r.error = e instanceof Error ? e.message : String(e);
+      console.log(`\n== ${b}: cannot start: ${r.error}`);
+      continue;
+    }
+    // Matmul sizes in increasing order; estimate from the last rate to skip hopeless sizes.
+    let lastRate = 0;
+    for (const n of [...sizes].sort((x, y) => x - y)) {
+      const est = lastRate > 0 ? (2 * n ** 3) / (lastRate * 1e9) : 0;
+      const warm = 2;
+      let nrep = quick ? 3 : Math.max(3, Math.min(15, Math.floor(2 / Math.max(est, 1e-3))));
+      if (est * (warm + nrep) > maxSeconds) nrep = 3;
+      if (est * (warm + nrep) > maxSeconds) {
+        r.skipped.push({
+          what: `matmul ${n}`,
+          why: `estimated ${(est * 5).toFixed(0)} s > --max-seconds ${maxSeconds}`,
+        });
+        console.log(`  matmul n=${n}: skipped (estimated ${est.toFixed(1)} s each)`);
+        continue;
+      }
+      const m = await timeMatMul(n, warm, nrep);
+      lastRate = m.gflops;
+      r.matmul.push(m);
+      console.log(
+        `  matmul n=${String(n).padStart(4)}: ${m.gflops.toFixed(1).padStart(7)} GFLOP/s  ` +
+          `(median ${m.medianMs.toFixed(2)} ms, ${m.minMs.toFixed(2)}–${
+            m.maxMs.toFixed(2)
+          }, ${m.reps} reps)`,
+      );
+    }
+    // Training steps.
+    const rate = r.matmul.length ? median(r.matmul.map((m) => m.gflops)) : 1;
+    for (const { spec, parsed } of workloads) {
+      const flops = estimateFlops(parsed);
+      // Whole steps run well below the matmul rate (elementwise ops, small matmuls): budget 4×.
+      const est = (4 * flops) / (rate * 1e9);
+      const warm = 2;
+      let nrep = reps;
+      if (est * (warm + nrep) > maxSeconds) nrep = 1;
+      if (est * (warm + nrep) > maxSeconds) {
+        r.skipped.push({
+          what: spec,
+          why: `estimated ${est.toFixed(1)} s/step > --max-seconds ${maxSeconds} / 3 steps`,
+        });
+        console.log(`  step ${spec}: skipped (estimated ${est.toFixed(1)} s/step)`);
+        continue;
+      }
+      const w = makeWorkload(parsed);
+      try {
+        const { times, cpuMsPerStep, numTensors, prof } = await timeSteps(
+          w,
+          warm,
+          nrep,
+          values.profile,
+        );
+        const med = median(times);
+        const s: StepResult = {
+          workload: w.name,
+          shape: w.shape,
+          medianMs: med,
+          minMs: Math.min(...times),
+          maxMs: Math.max(...times),
+          reps: nrep,
+          tokensPerSec: w.tokens / (med / 1000),
+          trainFlops: w.trainFlops,
+          flopsSource: w.flopsSource,
+          effectiveGflops: w.trainFlops / (med * 1e6),
+          cpuMsPerStep,
+          numTensors,
+          ...(prof ? { profile: prof.slice(0, 25) } : {}),
+        };
+        r.steps.push(s);
+        console.log(
+          `  step ${spec.padEnd(28)} ${med.toFixed(1).padStart(9)} ms  ` +
+            `(${s.minMs.toFixed(1)}–${s.maxMs.toFixed(1)}, ${nrep} reps)  ` +
+            `${s.tokensPerSec.toFixed(0).padStart(7)} tok/s  ${
+              s.effectiveGflops.toFixed(1).padStart(6)
+            } GFLOP/s eff` +
+            (numTensors[0] !== numTensors[1] ? `  LEAK ${numTensors[0]}→${numTensors[1]}` : ""),
+        );
+        if (prof) {
+          const total = prof.reduce((a, p) => a + p.ms, 0);
+          console.log(`    kernel time in one profiled step: ${total.toFixed(1)} ms; top kernels:`);
+          for (const p of prof.slice(0, 12)) {
+            console.log(
+              `    ${p.kernel.padEnd(24)} ${p.ms.toFixed(1).padStart(8)} ms  ×${p.count}`,
+            );
+          }
+        }
+      } finally {
+        w.dispose();
+      }
+    }
+  }
+
+  const report: PerfReport = {
+    date: new Date().toISOString(),
+    gitSha: await gitSha(),
+    machine: {
+      cpuModel: cpuModel(),
+      hardwareConcurrency: navigator.hardwareConcurrency,
+      osRelease: Deno.osRelease(),
+      os: `${Deno.build.os}-${Deno.build.arch}`,
+      memoryGiB: memoryGiB(),
+      loadavg: Deno.loadavg(),
+    },
+    versions: {
+      deno: Deno.version.deno,
+      v8: Deno.version.v8,
+      typescript: Deno.version.typescript,
+      tfjs: tf.version.tfjs,
+    },
+    args,
+    backends: results,
+  };
+  if (!values["no-save"]) {
+    const dir = values["out-dir"];
+    await Deno.mkdir(dir, { recursive: true });
+    const stamp = report.date.replace(/[:]/g, "").replace(/\.\d+Z$/, "Z");
+    const path = `${dir}/${stamp}-${backendList.join("_").replace(/[+/]/g, "-")}${
+      quick ? "-quick" : ""
+    }.json`;
+    await writeAtomic(path, JSON.stringify(report, null, 2) + "\n");
+    console.log(`\nwrote ${path}`);
+  }
+  return report;
+}
+
+if (import.meta.main) {
+  await main(Deno.args);
+}

@@ -1,0 +1,54 @@
+import assert from "node:assert/strict";
+import { main } from "./perf.ts";
+
+const opts = { sanitizeResources: false, sanitizeOps: false };
+
+Deno.test("perf: quick run measures matmul and a training step per backend", opts, async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const r = await main([
+      "--quick",
+      "--backends",
+      "cpu,wasm",
+      "--sizes",
+      "32",
+      "--workloads",
+      "block:1,8,16,32,2 t5:tiny-v1_1:1,8,4",
+      "--steps",
+      "1",
+      "--max-seconds",
+      "120",
+      "--out-dir",
+      dir,
+    ]);
+    assert.deepEqual(r.backends.map((b) => b.backend), ["cpu", "wasm"]);
+    for (const b of r.backends) {
+      assert.equal(b.error, undefined, b.error);
+      assert.equal(b.matmul.length, 1);
+      assert.ok(b.matmul[0]!.gflops > 0);
+      assert.deepEqual(b.steps.map((s) => s.workload), ["block", "t5:tiny-v1_1"]);
+      for (const s of b.steps) {
+        assert.ok(s.medianMs > 0 && s.tokensPerSec > 0 && s.trainFlops > 0, JSON.stringify(s));
+        assert.equal(s.numTensors[0], s.numTensors[1], `${b.backend} ${s.workload} leaked`);
+      }
+    }
+    assert.equal(r.backends[1]!.info?.name, "wasm");
+    assert.ok(r.machine.hardwareConcurrency >= 1);
+    const files = [...Deno.readDirSync(dir)].map((e) => e.name);
+    assert.equal(files.length, 1);
+    assert.match(files[0]!, /-cpu_wasm-quick\.json$/);
+    const saved = JSON.parse(Deno.readTextFileSync(`${dir}/${files[0]}`));
+    assert.equal(saved.backends.length, 2);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("perf: bad options are rejected with the option name", async () => {
+  await assert.rejects(main(["--backends", "tpu", "--no-save"]), /--backends: unknown "tpu"/);
+  await assert.rejects(main(["--sizes", "0", "--no-save"]), /--sizes/);
+  await assert.rejects(
+    main(["--workloads", "gpt", "--backends", "cpu", "--sizes", "8", "--no-save"]),
+    /unknown workload "gpt"/,
+  );
+});
