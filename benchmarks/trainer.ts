@@ -195,9 +195,14 @@ export interface TrainOutcome {
   readonly evals: TaskEval[];
   /** Step of the checkpoint the run resumed from (0 for a fresh start). */
   readonly resumedFrom: number;
-  /** Non-padding tokens processed by this process's training steps. */
+  /**
+   * Non-padding tokens of every training step (steps before a resume counted from the checkpoint).
+   */
   readonly tokens: number;
-  /** Seconds spent in this process's training steps (excluding evaluation and checkpoints). */
+  /**
+   * Seconds spent in training steps, excluding evaluation and checkpoints (steps before a resume
+   * counted from the checkpoint, so a resumed run reports the throughput of the whole run).
+   */
   readonly trainSeconds: number;
 }
 
@@ -236,6 +241,8 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
   let losses: { step: number; loss: number }[] = [];
   let evals: TaskEval[] = [];
   let step = 0;
+  let tokens = 0;
+  let trainMs = 0;
   try {
     if (ckptEnabled) {
       const ck = await loadLatestCheckpoint(o.checkpointDir!);
@@ -262,14 +269,14 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
           losses = ck.state.losses as { step: number; loss: number }[];
           evals = ck.state.evals as TaskEval[];
           step = ck.step;
+          tokens = typeof ck.state.tokens === "number" ? ck.state.tokens : 0;
+          trainMs = typeof ck.state.trainMs === "number" ? ck.state.trainMs : 0;
         } finally {
           disposeCheckpoint(ck);
         }
       }
     }
     const resumedFrom = step;
-    let tokens = 0;
-    let trainMs = 0;
     let lastFinite = losses[losses.length - 1]?.loss;
     while (step < t.steps) {
       const t0 = performance.now();
@@ -345,6 +352,8 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
             source: o.source.state(),
             losses,
             evals,
+            tokens,
+            trainMs,
           },
         });
       }

@@ -141,6 +141,7 @@ Deno.test("train() resumed after a kill is bit-identical to an uninterrupted run
     assert.equal(rb.resumedFrom, killAfter === 3 ? 2 : 4);
     assert.deepEqual(rb.losses, ra.losses);
     assert.deepEqual(rb.evals, ra.evals);
+    assert.equal(rb.tokens, ra.tokens, "token count carried over the resume");
     const vb = await snapshot(b2);
     for (const [n, x] of va) assert.deepEqual(vb.get(n), x, n);
     // A different run key refuses the checkpoint.
