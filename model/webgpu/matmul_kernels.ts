@@ -1,0 +1,509 @@
+/**
+ * A tiled shared-memory WGSL matrix multiply for the tfjs `webgpu` backend that reads a
+ * transposed operand directly.
+ *
+ * Why: tfjs-backend-webgpu 4.22's `BatchMatMul` only vectorises the untransposed case. With
+ * `transposeB` (every T5 linear layer in HF orientation, `q·kᵀ`, and half of the backward pass) its
+ * inner loads become strided scalar reads; on an H200 `[4096,3072]·[768,3072]ᵀ` ran at
+ * 0.45 TFLOP/s against 5 TFLOP/s for an untransposed 4096³ (see `/work/shared/device/README.md`).
+ *
+ * How: each workgroup computes a `tileM × tileN` block of the output for one batch entry. Per step
+ * of `tileK` along the shared dimension, all threads cooperatively copy an A tile and a B tile into
+ * workgroup memory. Each thread loads elements that are consecutive in **memory** (along K when A
+ * is untransposed, along M when A is transposed, and likewise for B), so global reads are coalesced
+ * whatever the transpose flags, and writes them into a k-major layout (`[k][m]`, `[k][n]`, padded by
+ * one vec4 per row against bank conflicts). The next tile is prefetched into registers while the
+ * current one is multiplied. Each thread accumulates a `threadM × threadN` block (outer products of
+ * vec4 fragments) in named registers; the shader text is generated with the loops unrolled.
+ *
+ * The program plugs into tfjs's own pipeline (`backend.runWebGPUProgram`), so tensors, buffer reuse,
+ * command batching and `tf.profile` timing work as for the built-in kernels.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+
+/** Tile geometry of the custom matmul. Threads per workgroup = (tileM/threadM)·(tileN/threadN). */
+export interface MatMulTile {
+  /** Name used in shader keys, options and reports ("t128", "t64", "t32"). */
+  readonly name: string;
+  /** Output rows per workgroup. */
+  readonly tileM: number;
+  /** Output columns per workgroup. */
+  readonly tileN: number;
+  /** Shared-dimension step per workgroup-memory tile. */
+  readonly tileK: number;
+  /** Output rows per thread (multiple of 4). */
+  readonly threadM: number;
+  /** Output columns per thread (multiple of 4). */
+  readonly threadN: number;
+}
+
+/** The tile configurations this module knows, largest first. */
+export const MATMUL_TILES: readonly MatMulTile[] = [
+  // 256 threads, 8×8 outputs each; workgroup memory 2·8·33·16 B = 8.4 KB.
+  { name: "t128", tileM: 128, tileN: 128, tileK: 8, threadM: 8, threadN: 8 },
+  // 256 threads, 4×4 outputs each; 2·16·17·16 B = 8.7 KB.
+  { name: "t64", tileM: 64, tileN: 64, tileK: 16, threadM: 4, threadN: 4 },
+  // 64 threads, 4×4 outputs each; 2·16·9·16 B = 4.6 KB (small outputs: more workgroups).
+  { name: "t32", tileM: 32, tileN: 32, tileK: 16, threadM: 4, threadN: 4 },
+];
+
+/** Name of a tile in {@link MATMUL_TILES}, or "auto" to choose per call. */
+export type MatMulTileChoice = "auto" | "t128" | "t64" | "t32";
+
+/**
+ * Picks the tile for one product: the largest tile that still gives at least `minWorkgroups`
+ * workgroups (big GPUs need many resident workgroups to be busy), else the smallest tile.
+ *
+ * @param batch number of independent products
+ * @param m output rows
+ * @param n output columns
+ * @param minWorkgroups workgroup count below which a smaller tile is preferred
+ * @returns one of {@link MATMUL_TILES}
+ */
+export function chooseTile(batch: number, m: number, n: number, minWorkgroups: number): MatMulTile {
+  for (const t of MATMUL_TILES) {
+    const groups = batch * Math.ceil(m / t.tileM) * Math.ceil(n / t.tileN);
+    if (groups >= minWorkgroups) return t;
+  }
+  return MATMUL_TILES[MATMUL_TILES.length - 1]!;
+}
+
+/**
+ * Looks a tile up by name.
+ *
+ * @param name a name from {@link MATMUL_TILES}
+ * @returns the tile
+ * @throws Error naming this file and the known names when `name` is unknown
+ */
+export function tileByName(name: string): MatMulTile {
+  const t = MATMUL_TILES.find((x) => x.name === name);
+  if (t === undefined) {
+    throw new Error(
+      `model/webgpu/matmul_kernels.ts tileByName: unknown tile "${name}"; known: ${
+        MATMUL_TILES.map((x) => x.name).join(", ")
+      }`,
+    );
+  }
+  return t;
+}
+
+function checkTile(t: MatMulTile): { wx: number; wy: number; threads: number } {
+  const wx = t.tileN / t.threadN;
+  const wy = t.tileM / t.threadM;
+  const threads = wx * wy;
+  const ok = t.threadM % 4 === 0 && t.threadN % 4 === 0 && Number.isInteger(wx) &&
+    Number.isInteger(wy) && threads <= 256 && (t.tileM * t.tileK) % threads === 0 &&
+    (t.tileN * t.tileK) % threads === 0 && t.tileK % 4 === 0;
+  if (!ok) {
+    throw new Error(`model/webgpu/matmul_kernels.ts: invalid tile ${JSON.stringify(t)}`);
+  }
+  return { wx, wy, threads };
+}
+
+/**
+ * Emits the statements that load element `e = localIndex + s·threads` of one operand tile into
+ * register `reg`. `contiguousIsOuter` says whether memory is contiguous along the outer (M or N)
+ * dimension of the tile, i.e. the operand is stored `[k][outer]`.
+ */
+function loadSnippet(
+  buf: "A" | "B",
+  reg: string,
+  s: number,
+  threads: number,
+  tileOuter: number,
+  tileK: number,
+  contiguousIsOuter: boolean,
+  outerDim: string,
+  base: string,
+  outerStart: string,
+): string {
+  const e = `(li + ${s * threads})`;
+  const o = contiguousIsOuter ? `${e} % ${tileOuter}` : `${e} / ${tileK}`;
+  const k = contiguousIsOuter ? `${e} / ${tileOuter}` : `${e} % ${tileK}`;
+  const addr = contiguousIsOuter ? `${base} + gk * ${outerDim} + go` : `${base} + go * dimK + gk`;
+  return `{
+      let go = ${outerStart} + ${o};
+      let gk = k0 + ${k};
+      ${reg} = 0.0;
+      if (go < ${outerDim} && gk < dimK) { ${reg} = ${buf}[${addr}]; }
+    }`;
+}
+
+/** Emits the statement that stores register `reg` (element s of this thread) into the k-major tile. */
+function storeSnippet(
+  tile: string,
+  reg: string,
+  s: number,
+  threads: number,
+  tileOuter: number,
+  tileK: number,
+  contiguousIsOuter: boolean,
+  stride: number,
+): string {
+  const e = `(li + ${s * threads})`;
+  const o = contiguousIsOuter ? `${e} % ${tileOuter}` : `${e} / ${tileK}`;
+  const k = contiguousIsOuter ? `${e} / ${tileOuter}` : `${e} % ${tileK}`;
+  return `{ let o = ${o}; ${tile}[(${k}) * ${stride} + o / 4][o % 4] = ${reg}; }`;
+}
+
+/**
+ * WGSL body (everything after tfjs's generated prelude) of the tiled matmul for one tile and pair
+ * of transpose flags. Bindings come from the prelude: `result`, `A`, `B` (f32 arrays),
+ * `uniforms.aShape`/`bShape` (rank-3 views) and the program uniforms `dimM`, `dimN`, `dimK`.
+ *
+ * @param tile tile geometry
+ * @param transposeA A is stored `[batch, K, M]` instead of `[batch, M, K]`
+ * @param transposeB B is stored `[batch, N, K]` instead of `[batch, K, N]`
+ * @returns WGSL source defining `fn main()`
+ */
+export function tiledMatMulSource(
+  tile: MatMulTile,
+  transposeA: boolean,
+  transposeB: boolean,
+): string {
+  const { wx, wy, threads } = checkTile(tile);
+  const { tileM, tileN, tileK, threadM, threadN } = tile;
+  const strideA = tileM / 4 + 1; // vec4s per k-row of the A tile, padded
+  const strideB = tileN / 4 + 1;
+  const loadsA = (tileM * tileK) / threads;
+  const loadsB = (tileN * tileK) / threads;
+  const fm = threadM / 4; // vec4 fragments of A per thread
+  const fn = threadN / 4;
+  const lines: string[] = [];
+  lines.push(`var<workgroup> tileA : array<vec4<f32>, ${tileK * strideA}>;`);
+  lines.push(`var<workgroup> tileB : array<vec4<f32>, ${tileK * strideB}>;`);
+  lines.push(`fn main() {`);
+  lines.push(`  let dimM = uniforms.dimM; let dimN = uniforms.dimN; let dimK = uniforms.dimK;`);
+  lines.push(`  let li = i32(localIndex);`);
+  lines.push(`  let lx = i32(localId.x); let ly = i32(localId.y);`);
+  lines.push(`  let batch = i32(workgroupId.z);`);
+  lines.push(`  let m0 = i32(workgroupId.y) * ${tileM}; let n0 = i32(workgroupId.x) * ${tileN};`);
+  lines.push(
+    `  let baseA = select(batch, 0, uniforms.aShape.x == 1) * uniforms.aShape.y * uniforms.aShape.z;`,
+  );
+  lines.push(
+    `  let baseB = select(batch, 0, uniforms.bShape.x == 1) * uniforms.bShape.y * uniforms.bShape.z;`,
+  );
+  for (let i = 0; i < threadM; i++) {
+    for (let j = 0; j < fn; j++) lines.push(`  var acc${i}_${j} = vec4<f32>(0.0);`);
+  }
+  for (let s = 0; s < loadsA; s++) lines.push(`  var ra${s} = 0.0;`);
+  for (let s = 0; s < loadsB; s++) lines.push(`  var rb${s} = 0.0;`);
+  const loadAll = (indent: string) => {
+    for (let s = 0; s < loadsA; s++) {
+      lines.push(
+        indent +
+          loadSnippet("A", `ra${s}`, s, threads, tileM, tileK, transposeA, "dimM", "baseA", "m0"),
+      );
+    }
+    for (let s = 0; s < loadsB; s++) {
+      lines.push(
+        indent +
+          loadSnippet("B", `rb${s}`, s, threads, tileN, tileK, !transposeB, "dimN", "baseB", "n0"),
+      );
+    }
+  };
+  lines.push(`  let numTiles = (dimK + ${tileK - 1}) / ${tileK};`);
+  lines.push(`  var k0 = 0;`);
+  loadAll("  ");
+  lines.push(`  for (var t = 0; t < numTiles; t++) {`);
+  for (let s = 0; s < loadsA; s++) {
+    lines.push(
+      "    " + storeSnippet("tileA", `ra${s}`, s, threads, tileM, tileK, transposeA, strideA),
+    );
+  }
+  for (let s = 0; s < loadsB; s++) {
+    lines.push(
+      "    " + storeSnippet("tileB", `rb${s}`, s, threads, tileN, tileK, !transposeB, strideB),
+    );
+  }
+  lines.push(`    workgroupBarrier();`);
+  lines.push(`    k0 = k0 + ${tileK};`);
+  lines.push(`    if (t + 1 < numTiles) {`);
+  loadAll("      ");
+  lines.push(`    }`);
+  lines.push(`    for (var k = 0; k < ${tileK}; k++) {`);
+  for (let i = 0; i < fm; i++) {
+    lines.push(`      let a${i} = tileA[k * ${strideA} + ly + ${i * wy}];`);
+  }
+  for (let j = 0; j < fn; j++) {
+    lines.push(`      let b${j} = tileB[k * ${strideB} + lx + ${j * wx}];`);
+  }
+  const comp = ["x", "y", "z", "w"];
+  for (let i = 0; i < fm; i++) {
+    for (let c = 0; c < 4; c++) {
+      const r = i * 4 + c;
+      for (let j = 0; j < fn; j++) {
+        lines.push(
+          `      acc${r}_${j} = fma(vec4<f32>(a${i}.${comp[c]}), b${j}, acc${r}_${j});`,
+        );
+      }
+    }
+  }
+  lines.push(`    }`);
+  lines.push(`    workgroupBarrier();`);
+  lines.push(`  }`);
+  // Thread (lx, ly) owns rows (ly + i·wy)·4 + c and columns (lx + j·wx)·4 + d of the tile.
+  lines.push(`  let outBase = batch * dimM * dimN;`);
+  for (let i = 0; i < fm; i++) {
+    for (let c = 0; c < 4; c++) {
+      const r = i * 4 + c;
+      lines.push(`  {`);
+      lines.push(`    let row = m0 + (ly + ${i * wy}) * 4 + ${c};`);
+      lines.push(`    if (row < dimM) {`);
+      for (let j = 0; j < fn; j++) {
+        lines.push(`      {`);
+        lines.push(`        let col = n0 + (lx + ${j * wx}) * 4;`);
+        lines.push(`        let o = outBase + row * dimN + col;`);
+        for (let d = 0; d < 4; d++) {
+          lines.push(
+            `        if (col + ${d} < dimN) { result[o + ${d}] = acc${r}_${j}.${comp[d]}; }`,
+          );
+        }
+        lines.push(`      }`);
+      }
+      lines.push(`    }`);
+      lines.push(`  }`);
+    }
+  }
+  lines.push(`}`);
+  return lines.join("\n");
+}
+
+/**
+ * The tfjs-backend-webgpu `WebGPUProgram` shape this module fills in (declared here rather than
+ * imported from the package's internal `dist/webgpu_program` path).
+ */
+export interface WebGpuProgramLike {
+  /** Output shape (the program writes a rank-3 `[batch, M, N]` result). */
+  outputShape: number[];
+  /** Cache key prefix; tfjs appends ranks, dtypes and broadcast info. */
+  shaderKey: string;
+  /** Which output dimensions map to dispatch x, y, z (used by tfjs's prelude only). */
+  dispatchLayout: { x: number[]; y?: number[]; z?: number[] };
+  /** Workgroups per dispatch dimension. */
+  dispatch: [number, number, number];
+  /** Threads per workgroup. */
+  workgroupSize: [number, number, number];
+  /** Names of the input bindings, in order. */
+  variableNames: string[];
+  /** Extra uniform fields, WGSL struct syntax. */
+  uniforms?: string;
+  /** Returns the WGSL after the prelude. */
+  getUserCode: () => string;
+}
+
+/**
+ * One tiled matmul as a tfjs WebGPU program. The class name is what `tf.profile` reports for it.
+ */
+export class TiledMatMulProgram implements WebGpuProgramLike {
+  /** @inheritdoc */
+  outputShape: number[];
+  /** @inheritdoc */
+  shaderKey: string;
+  /** @inheritdoc */
+  dispatchLayout = { x: [2], y: [1], z: [0] };
+  /** @inheritdoc */
+  dispatch: [number, number, number];
+  /** @inheritdoc */
+  workgroupSize: [number, number, number];
+  /** @inheritdoc */
+  variableNames = ["A", "B"];
+  /** @inheritdoc */
+  uniforms = "dimM : i32, dimN : i32, dimK : i32,";
+  private readonly tile: MatMulTile;
+  private readonly transposeA: boolean;
+  private readonly transposeB: boolean;
+
+  /**
+   * @param batch output batch (max of the operands' batches; the other is the same or 1)
+   * @param m output rows
+   * @param n output columns
+   * @param tile tile geometry
+   * @param transposeA A is stored `[batch, K, M]`
+   * @param transposeB B is stored `[batch, N, K]`
+   */
+  constructor(
+    batch: number,
+    m: number,
+    n: number,
+    tile: MatMulTile,
+    transposeA: boolean,
+    transposeB: boolean,
+  ) {
+    const { wx, wy } = checkTile(tile);
+    this.tile = tile;
+    this.transposeA = transposeA;
+    this.transposeB = transposeB;
+    this.outputShape = [batch, m, n];
+    this.workgroupSize = [wx, wy, 1];
+    this.dispatch = [Math.ceil(n / tile.tileN), Math.ceil(m / tile.tileM), batch];
+    this.shaderKey =
+      `hpTiledMatMul_${tile.name}_${tile.tileM}_${tile.tileN}_${tile.tileK}_${tile.threadM}_${tile.threadN}_${transposeA}_${transposeB}`;
+  }
+
+  /** @inheritdoc */
+  getUserCode(): string {
+    return tiledMatMulSource(this.tile, this.transposeA, this.transposeB);
+  }
+}
+
+/** The parts of tfjs's `WebGPUBackend` this module uses. */
+export interface WebGpuBackendLike {
+  /** The WebGPU device (for limits). */
+  readonly device: GPUDevice;
+  /** Compiles (cached) and records one program; returns the output tensor info. */
+  runWebGPUProgram(
+    program: WebGpuProgramLike,
+    inputs: tf.TensorInfo[],
+    outputDtype: tf.DataType,
+    programUniforms?: { type: string; data: number[] }[],
+  ): tf.TensorInfo;
+  /** Drops one reference to a tensor's data. */
+  disposeData(dataId: tf.DataId): boolean;
+}
+
+/** Why a call was not taken by the custom kernel (undefined when it was). */
+export type MatMulDecline = string | undefined;
+
+/** The rank-3 plan of a `BatchMatMul` call, or why the custom kernel declines it. */
+export interface MatMulPlan {
+  /** Output batch. */
+  readonly batch: number;
+  /** Output rows. */
+  readonly m: number;
+  /** Output columns. */
+  readonly n: number;
+  /** Shared dimension. */
+  readonly k: number;
+  /** A viewed as rank 3 (its stored orientation). */
+  readonly a3: number[];
+  /** B viewed as rank 3 (its stored orientation). */
+  readonly b3: number[];
+  /** Final output shape (broadcast outer dims, M, N). */
+  readonly outShape: number[];
+}
+
+function prod(xs: readonly number[]): number {
+  let p = 1;
+  for (const x of xs) p *= x;
+  return p;
+}
+
+/**
+ * Works out the rank-3 view of a `BatchMatMul` call, or says why the custom kernel should leave it
+ * to the stock kernel: non-float32 dtypes, empty tensors, batch shapes other than equal or one side
+ * of size 1, dispatch sizes over the device limit.
+ *
+ * @param aShape shape of A as given
+ * @param bShape shape of B as given
+ * @param transposeA A's last two dims are `[K, M]`
+ * @param transposeB B's last two dims are `[N, K]`
+ * @param maxDispatch the device's `maxComputeWorkgroupsPerDimension`
+ * @param minTile the smallest tile's edge (bounds the dispatch size)
+ * @returns the plan, or a string reason to decline
+ */
+export function planMatMul(
+  aShape: readonly number[],
+  bShape: readonly number[],
+  transposeA: boolean,
+  transposeB: boolean,
+  maxDispatch: number,
+  minTile: number,
+): MatMulPlan | string {
+  const ra = aShape.length;
+  const rb = bShape.length;
+  if (ra < 2 || rb < 2) return "rank < 2";
+  const aRows = aShape[ra - 2]!, aCols = aShape[ra - 1]!;
+  const bRows = bShape[rb - 2]!, bCols = bShape[rb - 1]!;
+  const m = transposeA ? aCols : aRows;
+  const k = transposeA ? aRows : aCols;
+  const kb = transposeB ? bCols : bRows;
+  const n = transposeB ? bRows : bCols;
+  if (k !== kb) return "inner dims differ (the stock kernel reports the error)";
+  const outerA = aShape.slice(0, -2);
+  const outerB = bShape.slice(0, -2);
+  const batchA = prod(outerA);
+  const batchB = prod(outerB);
+  let outer: number[];
+  try {
+    outer = tf.broadcast_util.assertAndGetBroadcastShape(outerA, outerB);
+  } catch {
+    return "batch dims do not broadcast (the stock kernel reports the error)";
+  }
+  if (batchA !== 1 && batchB !== 1 && !(batchA === batchB && prod(outer) === batchA)) {
+    return "batch dims neither equal nor one side 1";
+  }
+  const batch = Math.max(batchA, batchB);
+  if (m === 0 || n === 0 || k === 0 || batch === 0) return "empty operand";
+  if (
+    Math.ceil(n / minTile) > maxDispatch || Math.ceil(m / minTile) > maxDispatch ||
+    batch > maxDispatch
+  ) {
+    return "dispatch too large";
+  }
+  if (batch * m * n >= 2 ** 31 || batchA * aRows * aCols >= 2 ** 31) return "index over i32";
+  if (batchB * bRows * bCols >= 2 ** 31) return "index over i32";
+  return {
+    batch,
+    m,
+    n,
+    k,
+    a3: [batchA, aRows, aCols],
+    b3: [batchB, bRows, bCols],
+    outShape: [...outer, m, n],
+  };
+}
+
+/**
+ * Runs the tiled matmul on the webgpu backend for tensor infos already on that backend. The caller
+ * owns the returned tensor info.
+ *
+ * @param backend the tfjs webgpu backend
+ * @param a A (float32)
+ * @param b B (float32)
+ * @param plan from {@link planMatMul}
+ * @param transposeA A stored `[.., K, M]`
+ * @param transposeB B stored `[.., N, K]`
+ * @param tile tile geometry
+ * @returns the product, shaped `plan.outShape`
+ */
+export function runTiledMatMul(
+  backend: WebGpuBackendLike,
+  a: tf.TensorInfo,
+  b: tf.TensorInfo,
+  plan: MatMulPlan,
+  transposeA: boolean,
+  transposeB: boolean,
+  tile: MatMulTile,
+): tf.TensorInfo {
+  const reshape = tf.getKernel("Reshape", "webgpu");
+  if (reshape === undefined) {
+    throw new Error("model/webgpu/matmul_kernels.ts: no Reshape kernel registered for webgpu");
+  }
+  const rs = (x: tf.TensorInfo, shape: number[]) =>
+    reshape.kernelFunc({
+      inputs: { x },
+      backend: backend as unknown as tf.KernelBackend,
+      attrs: { shape },
+    }) as tf.TensorInfo;
+  const a3 = rs(a, plan.a3);
+  const b3 = rs(b, plan.b3);
+  const program = new TiledMatMulProgram(plan.batch, plan.m, plan.n, tile, transposeA, transposeB);
+  let out3: tf.TensorInfo | undefined;
+  try {
+    out3 = backend.runWebGPUProgram(program, [a3, b3], "float32", [
+      { type: "int32", data: [plan.m] },
+      { type: "int32", data: [plan.n] },
+      { type: "int32", data: [plan.k] },
+    ]);
+    return rs(out3, plan.outShape);
+  } finally {
+    backend.disposeData(a3.dataId);
+    backend.disposeData(b3.dataId);
+    if (out3 !== undefined) backend.disposeData(out3.dataId);
+  }
+}

@@ -1,0 +1,335 @@
+/**
+ * Tests of the tiled WebGPU matmul against tfjs's own webgpu kernel and the cpu backend.
+ *
+ * They run on whatever adapter Deno's WebGPU gives: here the llvmpipe software adapter (about
+ * 3 GFLOP/s, and 2–13 s to compile each shader variant), so shapes are small, references come from
+ * the cpu backend (one case also from the stock webgpu kernel) and inputs from a JS generator (no
+ * GPU random kernels to compile). Cold, the file takes about 100 s here (nearly all shader
+ * compilation); Mesa's on-disk shader cache makes reruns take about 1 s. Without any adapter the GPU
+ * tests are ignored and their names say why.
+ *
+ * Tolerance: relative L2 error ≤ 1e-5 and max abs error ≤ 1e-4·max|ref|. Both sides are float32
+ * dot products of K ≤ 200 terms; different summation order alone gives about √K·2⁻²⁴ ≈ 1e-6
+ * relative (1.4e-7 measured), while any indexing or bounds bug gives errors of order 1.
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import "@tensorflow/tfjs-backend-webgpu";
+import assert from "node:assert/strict";
+import { chooseTile, MATMUL_TILES, planMatMul, tiledMatMulSource } from "./matmul_kernels.ts";
+import {
+  registerWebgpuKernels,
+  resetWebgpuKernelStats,
+  unregisterWebgpuKernels,
+  webgpuKernelsInstalled,
+  webgpuKernelStats,
+} from "./mod.ts";
+
+const REL_L2_TOL = 1e-5;
+const MAX_ABS_REL_TOL = 1e-4;
+
+async function probeAdapter(): Promise<string | undefined> {
+  if (typeof navigator === "undefined" || navigator.gpu === undefined) {
+    return "navigator.gpu is undefined";
+  }
+  try {
+    const adapter = await navigator.gpu.requestAdapter();
+    if (adapter === null) {
+      return "requestAdapter() returned null (no driver, or DENO_WEBGPU_BACKEND is empty/unknown)";
+    }
+  } catch (e) {
+    return `requestAdapter() threw: ${e instanceof Error ? e.message : String(e)}`;
+  }
+  return undefined;
+}
+
+const noGpu = await probeAdapter();
+if (noGpu !== undefined) console.warn(`model/webgpu tests skipped: ${noGpu}`);
+
+/** Deno.test for GPU cases: ignored (reason in the name) without an adapter. */
+function gpuTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({
+    name: noGpu === undefined ? name : `${name} [SKIPPED: ${noGpu}]`,
+    ignore: noGpu !== undefined,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: async () => {
+      await tf.setBackend("webgpu");
+      await tf.ready();
+      try {
+        await fn();
+      } finally {
+        unregisterWebgpuKernels();
+      }
+    },
+  });
+}
+
+function compare(got: ArrayLike<number>, ref: ArrayLike<number>, what: string): void {
+  assert.equal(got.length, ref.length, `${what}: length`);
+  let num = 0, den = 0, maxErr = 0, maxRef = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const d = got[i]! - ref[i]!;
+    num += d * d;
+    den += ref[i]! * ref[i]!;
+    maxErr = Math.max(maxErr, Math.abs(d));
+    maxRef = Math.max(maxRef, Math.abs(ref[i]!));
+  }
+  const rel = Math.sqrt(num / Math.max(den, 1e-30));
+  assert.ok(!Number.isNaN(rel), `${what}: NaN in result`);
+  assert.ok(rel <= REL_L2_TOL, `${what}: relative L2 error ${rel} > ${REL_L2_TOL}`);
+  assert.ok(
+    maxErr <= MAX_ABS_REL_TOL * maxRef,
+    `${what}: max abs error ${maxErr} > ${MAX_ABS_REL_TOL}·${maxRef}`,
+  );
+}
+
+interface Case {
+  a: number[];
+  b: number[];
+  tA: boolean;
+  tB: boolean;
+}
+
+/** Shapes of A and B for logical [batchA.., M, K]·[batchB.., K, N] with the given flags. */
+function shapes(
+  batchA: number[],
+  batchB: number[],
+  m: number,
+  k: number,
+  n: number,
+  tA: boolean,
+  tB: boolean,
+): Case {
+  return {
+    a: [...batchA, ...(tA ? [k, m] : [m, k])],
+    b: [...batchB, ...(tB ? [n, k] : [k, n])],
+    tA,
+    tB,
+  };
+}
+
+/** Deterministic uniform(-1, 1) values (no GPU random kernels to compile). */
+function randomValues(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let x = (seed * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    out[i] = (x / 4294967296) * 2 - 1;
+  }
+  return out;
+}
+
+function size(shape: number[]): number {
+  return shape.reduce((p, d) => p * d, 1);
+}
+
+/**
+ * Runs each case with the tiled kernel on webgpu and compares with tfjs's own BatchMatMul: the cpu
+ * backend's (`reference: "cpu"`, cheap) or the stock webgpu kernel's (`"stock"`; on the software
+ * adapter each new stock shader variant costs seconds to compile).
+ */
+async function checkCases(
+  cases: Case[],
+  tile: "t32" | "t64" | "t128",
+  seed: number,
+  reference: "cpu" | "stock" = "cpu",
+) {
+  for (const [i, c] of cases.entries()) {
+    const av = randomValues(size(c.a), seed + 2 * i);
+    const bv = randomValues(size(c.b), seed + 2 * i + 1);
+    let ref: Float32Array;
+    let refShape: number[];
+    if (reference === "cpu") await tf.setBackend("cpu");
+    else unregisterWebgpuKernels();
+    {
+      const a = tf.tensor(av, c.a), b = tf.tensor(bv, c.b);
+      const y = tf.matMul(a, b, c.tA, c.tB);
+      ref = (await y.data()) as Float32Array;
+      refShape = y.shape;
+      tf.dispose([a, b, y]);
+    }
+    await tf.setBackend("webgpu");
+    registerWebgpuKernels({ tile, cover: "all" });
+    resetWebgpuKernelStats();
+    const a = tf.tensor(av, c.a), b = tf.tensor(bv, c.b);
+    const gotT = tf.matMul(a, b, c.tA, c.tB);
+    const got = await gotT.data();
+    const what = `${tile} A${JSON.stringify(c.a)}${c.tA ? "ᵀ" : ""}·B${JSON.stringify(c.b)}${
+      c.tB ? "ᵀ" : ""
+    } vs ${reference}`;
+    assert.deepEqual(gotT.shape, refShape, `${what}: shape`);
+    assert.deepEqual(webgpuKernelStats().tiled, { [tile]: 1 }, `${what}: tiled kernel ran`);
+    compare(got, ref, what);
+    tf.dispose([a, b, gotT]);
+  }
+}
+
+Deno.test("planMatMul: rank-3 views, broadcast batch and declines", () => {
+  const p = planMatMul([2, 3, 5, 7], [7, 4], false, false, 65535, 32);
+  assert.ok(typeof p !== "string");
+  assert.deepEqual(
+    [p.batch, p.m, p.n, p.k, p.a3, p.b3, p.outShape],
+    [6, 5, 4, 7, [6, 5, 7], [1, 7, 4], [2, 3, 5, 4]],
+  );
+  const q = planMatMul([1, 7, 5], [3, 4, 7], true, true, 65535, 32);
+  assert.ok(typeof q !== "string");
+  assert.deepEqual([q.batch, q.m, q.n, q.k, q.outShape], [3, 5, 4, 7, [3, 5, 4]]);
+  const r = planMatMul([1, 1, 5, 7], [5, 7, 2], false, false, 65535, 32);
+  assert.ok(typeof r !== "string");
+  assert.deepEqual(r.outShape, [1, 5, 5, 2]);
+  assert.equal(typeof planMatMul([2, 5, 7], [3, 7, 4], false, false, 65535, 32), "string");
+  assert.equal(typeof planMatMul([2, 1, 5, 7], [1, 3, 7, 4], false, false, 65535, 32), "string");
+  assert.equal(typeof planMatMul([5, 7], [6, 4], false, false, 65535, 32), "string");
+  assert.equal(typeof planMatMul([5, 0], [0, 4], false, false, 65535, 32), "string");
+  assert.equal(typeof planMatMul([5, 7], [7, 4000], false, false, 100, 32), "string");
+});
+
+Deno.test("chooseTile: largest tile with enough workgroups, else the smallest", () => {
+  assert.equal(chooseTile(1, 4096, 3072, 256).name, "t128");
+  assert.equal(chooseTile(1, 4096, 768, 256).name, "t64");
+  assert.equal(chooseTile(1, 768, 768, 256).name, "t32");
+  assert.equal(chooseTile(1, 100, 100, 256).name, "t32");
+  assert.equal(chooseTile(384, 128, 128, 256).name, "t128");
+});
+
+Deno.test("tiledMatMulSource: one shader per tile and flag pair, loads follow memory order", () => {
+  const t = MATMUL_TILES[1]!;
+  const nn = tiledMatMulSource(t, false, false);
+  const tt = tiledMatMulSource(t, true, true);
+  assert.notEqual(nn, tt);
+  // Untransposed A is [M][K]: address go·dimK + gk. Transposed A is [K][M]: gk·dimM + go.
+  assert.match(nn, /A\[baseA \+ go \* dimK \+ gk\]/);
+  assert.match(tt, /A\[baseA \+ gk \* dimM \+ go\]/);
+  assert.match(nn, /B\[baseB \+ gk \* dimN \+ go\]/);
+  assert.match(tt, /B\[baseB \+ go \* dimK \+ gk\]/);
+  assert.throws(
+    () => tiledMatMulSource({ ...t, threadM: 3 }, false, false),
+    /matmul_kernels\.ts: invalid tile/,
+  );
+});
+
+gpuTest(
+  "BatchMatMul t32 vs cpu: all transpose flags, ragged, batched, broadcast",
+  async () => {
+    const cases: Case[] = [];
+    for (const tA of [false, true]) {
+      for (const tB of [false, true]) {
+        cases.push(shapes([], [], 37, 53, 29, tA, tB)); // nothing a multiple of the tile
+        cases.push(shapes([3], [3], 70, 45, 66, tA, tB)); // batched, several tiles per dim
+      }
+    }
+    cases.push(shapes([2, 3], [], 17, 19, 23, false, true)); // B broadcast over a rank-4 A
+    cases.push(shapes([], [4], 9, 31, 40, true, false)); // A broadcast over B's batch
+    cases.push(shapes([1], [2], 1, 1, 1, false, false)); // 1×1×1
+    cases.push(shapes([], [], 1, 200, 5, false, true)); // one row, K ≫ tileK
+    cases.push(shapes([], [], 64, 32, 96, true, true)); // exact multiples of the tile
+    await checkCases(cases, "t32", 100);
+  },
+);
+
+gpuTest(
+  "BatchMatMul t64 and t128 vs cpu and stock webgpu (each A/B loader variant once)",
+  async () => {
+    await checkCases(
+      [shapes([2], [2], 70, 45, 130, false, true), shapes([], [], 64, 64, 64, true, false)],
+      "t64",
+      200,
+    );
+    await checkCases([shapes([2], [2], 70, 45, 130, false, true)], "t64", 250, "stock");
+    await checkCases([shapes([], [], 130, 37, 131, true, true)], "t128", 300);
+  },
+);
+
+gpuTest(
+  "default cover: transposed calls go to the tiled kernel, untransposed to stock",
+  async () => {
+    assert.equal(registerWebgpuKernels({ tile: "t32" }), true);
+    assert.equal(webgpuKernelsInstalled()?.cover, "transposed");
+    resetWebgpuKernelStats();
+    const a = tf.randomNormal([5, 6], 0, 1, "float32", 1);
+    const b = tf.randomNormal([6, 7], 0, 1, "float32", 2);
+    const ai = tf.randomNormal([5, 6], 0, 1, "float32", 3).toInt();
+    const y = [tf.matMul(a, b), tf.matMul(a, b.transpose(), false, true), tf.matMul(ai, ai, true)];
+    await Promise.all(y.map((t) => t.data()));
+    assert.deepEqual(webgpuKernelStats(), {
+      tiled: { t32: 1 },
+      stock: { untransposed: 1, dtype: 1 },
+    });
+    unregisterWebgpuKernels();
+    assert.equal(webgpuKernelsInstalled(), undefined);
+    tf.dispose([a, b, ai, ...y]);
+  },
+);
+
+gpuTest(
+  "tf.grads through matMul on webgpu with the tiled kernel equals the cpu backend",
+  async () => {
+    const combos: [boolean, boolean][] = [[false, false], [false, true], [true, false], [
+      true,
+      true,
+    ]];
+    for (const [tA, tB] of combos) {
+      const c = shapes([3], [3], 13, 21, 10, tA, tB);
+      const inputs = {
+        a: Array.from(tf.randomNormal(c.a, 0, 1, "float32", 7).dataSync()),
+        b: Array.from(tf.randomNormal(c.b, 0, 1, "float32", 8).dataSync()),
+        w: Array.from(tf.randomNormal([3, 13, 10], 0, 1, "float32", 9).dataSync()),
+      };
+      const run = async (): Promise<Float32Array[]> => {
+        const a = tf.tensor(inputs.a, c.a), b = tf.tensor(inputs.b, c.b);
+        const w = tf.tensor(inputs.w, [3, 13, 10]);
+        const f = (x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(tf.matMul(x, y, tA, tB), w));
+        const g = tf.grads(f)([a, b]);
+        const out = await Promise.all(g.map((t) => t.data() as Promise<Float32Array>));
+        tf.dispose([a, b, w, ...g]);
+        return out;
+      };
+      await tf.setBackend("cpu");
+      const ref = await run();
+      await tf.setBackend("webgpu");
+      registerWebgpuKernels({ tile: "t32", cover: "all" });
+      resetWebgpuKernelStats();
+      const got = await run();
+      // forward + two gradient matmuls, all tiled
+      assert.equal(webgpuKernelStats().tiled["t32"], 3, `tA=${tA} tB=${tB}: tiled calls`);
+      compare(got[0]!, ref[0]!, `grad a tA=${tA} tB=${tB}`);
+      compare(got[1]!, ref[1]!, `grad b tA=${tA} tB=${tB}`);
+      unregisterWebgpuKernels();
+    }
+  },
+);
+
+gpuTest("tiled matmul leaks no tensors and no backend data", async () => {
+  registerWebgpuKernels({ tile: "t32", cover: "all" });
+  const a = tf.tensor(randomValues(2 * 3 * 9 * 11, 11), [2, 3, 9, 11]);
+  const b = tf.tensor(randomValues(11 * 5, 12), [11, 5]);
+  const warm = tf.matMul(a, b, false, false);
+  await warm.data();
+  warm.dispose();
+  const tensors = tf.memory().numTensors;
+  const dataIds = tf.engine().backend.numDataIds();
+  for (let i = 0; i < 3; i++) {
+    const y = tf.tidy(() => tf.matMul(a, b).add(1));
+    await y.data();
+    y.dispose();
+  }
+  assert.equal(tf.memory().numTensors, tensors);
+  assert.equal(tf.engine().backend.numDataIds(), dataIds);
+  tf.dispose([a, b]);
+});
+
+Deno.test("registerWebgpuKernels rejects bad options, naming the file and field", () => {
+  assert.throws(
+    () => registerWebgpuKernels({ tile: "t7" as "t32" }),
+    /matmul_kernels\.ts tileByName: unknown tile "t7"/,
+  );
+  assert.throws(
+    () => registerWebgpuKernels({ minWorkgroups: 0 }),
+    /mod\.ts registerWebgpuKernels: minWorkgroups/,
+  );
+});
