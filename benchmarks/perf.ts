@@ -20,17 +20,20 @@
  * measurement whose estimate exceeds S seconds) `--rounds N` (repeat the backend list N times so
  * that A/B variants alternate). A backend written `wasm+blas/stock` (or `wasm/stock`) keeps tfjs's
  * own wasm elementwise kernels, for before/after comparisons of model/wasm_kernels.ts.
+ * `--fused-adamw` (wasm backends) replaces the op-by-op AdamW with the fused in-place update.
  *
  * @module
  */
 
 import * as tf from "@tensorflow/tfjs";
+import process from "node:process";
 import { parseArgs } from "node:util";
 import { type BackendInfo, selectBackend } from "../model/backend.ts";
 import { preset as getPreset } from "../model/config.ts";
 import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../model/t5.ts";
 import { t5Flops } from "../model/accounting.ts";
 import { createOptimizer } from "./optim.ts";
+import { adamwInPlace } from "../model/wasm_kernels.ts";
 
 /** One matmul measurement. */
 export interface MatMulResult {
@@ -65,6 +68,8 @@ export interface StepResult {
   flopsSource: string;
   /** trainFlops / median step time, in GFLOP/s. */
   effectiveGflops: number;
+  /** Optimizer used: "adamw" (benchmarks/optim.ts) or "adamw-fused" (adamwInPlace). */
+  optimizer: string;
   /** Process CPU milliseconds per timed step (all threads; less sensitive to a busy host). */
   cpuMsPerStep: number;
   /** tf.memory().numTensors after the 2nd and the last step (a leak shows as a difference). */
@@ -128,12 +133,11 @@ function rand(n: number, seed: number): Float32Array {
   return out;
 }
 
-/** CPU seconds (user + system, all threads) this process has used, from /proc/self/stat. */
+/** CPU seconds (user + system, all threads) this process has used. */
 function cpuSeconds(): number {
   try {
-    const f = Deno.readTextFileSync("/proc/self/stat");
-    const fields = f.slice(f.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in 1/100 s ticks
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1e6;
   } catch {
     return NaN;
   }
@@ -201,17 +205,20 @@ function blockWorkload(s: BlockShape): Workload {
   const { batch: B, seq: S, dModel: D, dFf: F, heads: H } = s;
   const dh = D / H;
   let seed = 1;
+  const own = (t: tf.Tensor) => {
+    const vr = tf.variable(t);
+    t.dispose(); // the variable then owns its buffer (needed by --fused-adamw)
+    return vr;
+  };
   const v = (shape: number[], scale: number) =>
-    tf.variable(
-      tf.tidy(() => tf.tensor(rand(shape.reduce((x, y) => x * y, 1), seed++), shape).mul(scale)),
-    );
+    own(tf.tidy(() => tf.tensor(rand(shape.reduce((x, y) => x * y, 1), seed++), shape).mul(scale)));
   const w = {
-    ln1: tf.variable(tf.ones([D])),
+    ln1: own(tf.ones([D])),
     q: v([D, D], D ** -0.5),
     k: v([D, D], D ** -0.5),
     v: v([D, D], D ** -0.5),
     o: v([D, D], D ** -0.5),
-    ln2: tf.variable(tf.ones([D])),
+    ln2: own(tf.ones([D])),
     wi: v([F, D], D ** -0.5),
     wo: v([D, F], F ** -0.5),
   };
@@ -346,15 +353,63 @@ function estimateFlops(w: WorkloadSpec): number {
   return n[0] * t5Flops(getPreset(w.preset), { inputLength: n[1], targetLength: n[2] }).train;
 }
 
-async function timeSteps(w: Workload, warm: number, reps: number, profile: boolean) {
+/**
+ * AdamW through model/wasm_kernels.ts adamwInPlace (one fused pass per variable on the wasm
+ * heap), same hyper-parameters as the optim.ts default; throws where the fused path cannot run.
+ */
+function fusedAdamW(vars: tf.Variable[]) {
+  const own = (v: tf.Variable) => {
+    const z = tf.zerosLike(v);
+    const s = tf.variable(z, false);
+    z.dispose();
+    return s;
+  };
+  const slots = vars.map((v) => ({ m: own(v), v: own(v) }));
+  let t = 0;
+  return {
+    apply(grads: tf.NamedTensorMap, lr: number) {
+      t++;
+      const h = {
+        lr,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weightDecay: 0,
+        bc1: 1 - 0.9 ** t,
+        sqrtBc2: Math.sqrt(1 - 0.999 ** t),
+      };
+      vars.forEach((p, i) => {
+        const g = grads[p.name];
+        if (g === undefined) return;
+        if (!adamwInPlace(p, slots[i]!.m, slots[i]!.v, g, h)) {
+          throw new Error(
+            `benchmarks/perf.ts --fused-adamw: in-place update refused for ${p.name}`,
+          );
+        }
+      });
+    },
+    dispose() {
+      for (const s of slots) tf.dispose([s.m, s.v]);
+    },
+  };
+}
+
+async function timeSteps(
+  w: Workload,
+  warm: number,
+  reps: number,
+  profile: boolean,
+  fused: boolean,
+) {
   // The project's AdamW (benchmarks/optim.ts): one tidy per variable. tf.train.adam keeps every
   // variable's temporaries alive until the end of one big tidy (~12× the parameter bytes), which
   // overflows the 4 GiB wasm heap at T5 1.1 Small size.
-  const opt = createOptimizer({ kind: "adamw" });
+  const opt = fused ? fusedAdamW(w.vars) : createOptimizer({ kind: "adamw" });
   const params = new Map(w.vars.map((v) => [v.name, v]));
   const step = async () => {
     const { value, grads } = tf.variableGrads(w.loss, w.vars);
-    opt.apply(params, new Map(Object.entries(grads)), 1e-4);
+    if ("step" in opt) opt.apply(params, new Map(Object.entries(grads)), 1e-4);
+    else opt.apply(grads, 1e-4);
     await value.data();
     tf.dispose([value, ...Object.values(grads)]);
   };
@@ -461,6 +516,7 @@ export async function main(args: string[]): Promise<PerfReport> {
       "no-save": { type: "boolean", default: false },
       "max-seconds": { type: "string" },
       rounds: { type: "string", default: "1" },
+      "fused-adamw": { type: "boolean", default: false },
     },
     strict: true,
   });
@@ -576,11 +632,13 @@ export async function main(args: string[]): Promise<PerfReport> {
       }
       const w = makeWorkload(parsed);
       try {
+        const fusedOpt = values["fused-adamw"] && r.info?.tfBackend === "wasm";
         const { times, cpuMsPerStep, numTensors, prof } = await timeSteps(
           w,
           warm,
           nrep,
           values.profile,
+          fusedOpt,
         );
         const med = median(times);
         const s: StepResult = {
@@ -594,6 +652,7 @@ export async function main(args: string[]): Promise<PerfReport> {
           trainFlops: w.trainFlops,
           flopsSource: w.flopsSource,
           effectiveGflops: w.trainFlops / (med * 1e6),
+          optimizer: fusedOpt ? "adamw-fused" : "adamw",
           cpuMsPerStep,
           numTensors,
           ...(prof ? { profile: prof.slice(0, 25) } : {}),
@@ -604,7 +663,7 @@ export async function main(args: string[]): Promise<PerfReport> {
             `(${s.minMs.toFixed(1)}–${s.maxMs.toFixed(1)}, ${nrep} reps)  ` +
             `${s.tokensPerSec.toFixed(0).padStart(7)} tok/s  ${
               s.effectiveGflops.toFixed(1).padStart(6)
-            } GFLOP/s eff` +
+            } GFLOP/s eff  cpu ${cpuMsPerStep.toFixed(0)} ms` +
             (numTensors[0] !== numTensors[1] ? `  LEAK ${numTensors[0]}→${numTensors[1]}` : ""),
         );
         if (prof) {

@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import assert from "node:assert/strict";
 import {
+  adamwInPlace,
   openBlas,
   patchWasmElementwise,
   patchWasmMatMul,
@@ -456,3 +457,63 @@ Deno.test("elementwise: unpatch restores stock kernels", opts, async () => {
   t.dispose();
   patchWasmElementwise();
 });
+
+Deno.test(
+  "adamwInPlace matches the op-by-op AdamW for 3 steps; refuses shared buffers",
+  opts,
+  async () => {
+    await tf.setBackend("wasm");
+    const n = 1000;
+    const init = rand(n, 21);
+    const grads = [rand(n, 22), rand(n, 23), rand(n, 24)];
+    const h0 = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 };
+    // Variables own their buffer only once the initial tensor is disposed.
+    const own = (f: () => tf.Tensor) => {
+      const t = f();
+      const vr = tf.variable(t);
+      t.dispose();
+      return vr;
+    };
+    const p = own(() => tf.tensor1d(init));
+    const m = own(() => tf.zeros([n]));
+    const v = own(() => tf.zeros([n]));
+    const pr = own(() => tf.tensor1d(init));
+    const mr = own(() => tf.zeros([n]));
+    const vr = own(() => tf.zeros([n]));
+    for (let t = 1; t <= 3; t++) {
+      const h = { ...h0, bc1: 1 - h0.beta1 ** t, sqrtBc2: Math.sqrt(1 - h0.beta2 ** t) };
+      const g = tf.tensor1d(grads[t - 1]!);
+      assert.equal(adamwInPlace(p, m, v, g, h), true, "in-place path taken");
+      tf.tidy(() => { // reference: the same formula as benchmarks/optim.ts, op by op
+        const newM = tf.add(tf.mul(mr, h.beta1), tf.mul(g, 1 - h.beta1));
+        const newV = tf.add(tf.mul(vr, h.beta2), tf.mul(tf.square(g), 1 - h.beta2));
+        mr.assign(newM);
+        vr.assign(newV);
+        const next = tf.sub(pr, tf.mul(pr, h.lr * h.weightDecay));
+        const denom = tf.add(tf.div(tf.sqrt(newV), h.sqrtBc2), h.eps);
+        pr.assign(tf.sub(next, tf.mul(tf.div(newM, denom), h.lr / h.bc1)));
+      });
+      g.dispose();
+    }
+    // fp32 op-by-op rounding vs one rounding from double: ~1e-7 relative per step.
+    for (const [a, b, name] of [[p, pr, "p"], [m, mr, "m"], [v, vr, "v"]] as const) {
+      const err = relL2(await a.data(), await b.data());
+      assert.ok(err < 1e-6, `${name}: relative L2 ${err}`);
+    }
+    // A buffer shared with another tensor is not written in place.
+    const alias = tf.clone(p);
+    const before = Array.from(await p.data());
+    const h = { ...h0, bc1: 0.5, sqrtBc2: 0.5 };
+    const g = tf.ones([n]);
+    assert.equal(adamwInPlace(p, m, v, g, h), false);
+    assert.deepEqual(Array.from(await p.data()), before);
+    alias.dispose();
+    assert.equal(adamwInPlace(p, m, v, tf.ones([n + 1]), h), false, "size mismatch");
+    await tf.setBackend("cpu");
+    const pc = own(() => tf.ones([n]));
+    assert.equal(adamwInPlace(pc, m, v, g, h), false, "not on wasm");
+    tf.dispose([pc]);
+    await tf.setBackend("wasm");
+    tf.dispose([p, m, v, pr, mr, vr, g]);
+  },
+);
