@@ -859,7 +859,8 @@ export function adamwInPlace(
   for (const t of [p, m, v]) {
     if (backend.refCount(t.dataId) !== 1) return false;
   }
-  if (p.dataId === m.dataId || p.dataId === v.dataId || m.dataId === v.dataId) return false;
+  const ids = new Set([p.dataId, m.dataId, v.dataId, g.dataId]);
+  if (ids.size !== 4) return false; // aliased buffers
   const pv = backend.typedArrayFromHeap(p) as Float32Array;
   const mv = backend.typedArrayFromHeap(m) as Float32Array;
   const vv = backend.typedArrayFromHeap(v) as Float32Array;
