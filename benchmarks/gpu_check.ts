@@ -1,0 +1,488 @@
+/**
+ * One prepared GPU check for a session that has a GPU machine for a few minutes (see
+ * `benchmarks/gpu_check.md`). Sections, in order of importance, each written to the JSON report as
+ * soon as it finishes (so a timeout keeps what was measured):
+ *
+ * 1. `adapter`: what `navigator.gpu.requestAdapter()` returns.
+ * 2. `correctness`: the tiled matmul of `model/webgpu` against the stock tfjs webgpu kernel for
+ *    every tile and transpose pair on ragged shapes (relative L2 error; pass if ≤ 1e-5).
+ * 3. `matmul`: ms and TFLOP/s of 4096³ and the T5-Base backward shapes, stock vs tiled (auto and
+ *    each tile forced).
+ * 4. `encoder`: training step (forward + gradients + Adam) of 4 T5-Base-shaped encoder layers,
+ *    batch 32 × 128, built from `model/layers.ts`: wall time, forward-only and gradients-only time,
+ *    and one `tf.profile`d step (kernel time vs wall time, top kernels), for stock, tiled
+ *    (transposed only, the default) and tiled (all float32 matmuls).
+ * 5. `t5`: one T5 1.1 Base training step (batch 32, 128 input / 16 target tokens,
+ *    `model/t5.ts`), stock vs tiled, with the same profile.
+ *
+ * Usage: `deno run -A benchmarks/gpu_check.ts [--quick] [--sections=a,b] [--budget-s=N]
+ * [--out=file.json]`. `--quick` uses tiny shapes (for checking the script on the software adapter).
+ * The report goes to `$OUT/gpu_check.json` when `OUT` is set, else `results/perf/gpu_check-<time>.json`.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import "@tensorflow/tfjs-backend-webgpu";
+import { parseArgs } from "node:util";
+import {
+  registerWebgpuKernels,
+  resetWebgpuKernelStats,
+  unregisterWebgpuKernels,
+  type WebgpuKernelOptions,
+  webgpuKernelStats,
+} from "../model/webgpu/mod.ts";
+import {
+  attention,
+  feedForward,
+  linear,
+  mergeHeads,
+  rmsNorm,
+  splitHeads,
+} from "../model/layers.ts";
+import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../model/t5.ts";
+import { t5Flops } from "../model/accounting.ts";
+import { PRESETS } from "../model/config.ts";
+
+/** A kernel configuration compared by the check. */
+interface Variant {
+  readonly name: string;
+  /** undefined = stock tfjs kernels */
+  readonly kernels?: WebgpuKernelOptions;
+}
+
+const STOCK: Variant = { name: "stock" };
+const TILED: Variant = { name: "tiled", kernels: {} };
+const TILED_ALL: Variant = { name: "tiled-all", kernels: { cover: "all" } };
+
+function useVariant(v: Variant): void {
+  unregisterWebgpuKernels();
+  if (v.kernels !== undefined) registerWebgpuKernels(v.kernels);
+  resetWebgpuKernelStats();
+}
+
+/** Waits for all queued GPU work: reads one element of `t` back (the queue runs in order). */
+async function sync(t: tf.Tensor): Promise<void> {
+  const one = tf.tidy(() => t.reshape([-1]).slice(0, 1));
+  await one.data();
+  one.dispose();
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function round(x: number, digits = 3): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+function fill(shape: number[], seed: number): tf.Tensor {
+  return tf.randomUniform(shape, -1, 1, "float32", seed);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sections
+
+async function adapterSection(): Promise<Record<string, unknown>> {
+  const adapter = await navigator.gpu?.requestAdapter();
+  if (!adapter) throw new Error("benchmarks/gpu_check.ts: requestAdapter() returned null");
+  const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
+  return {
+    description: info.description,
+    vendor: info.vendor,
+    architecture: info.architecture,
+    device: info.device,
+    isFallbackAdapter: info.isFallbackAdapter ?? false,
+    features: [...adapter.features].sort(),
+    maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+    maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize,
+    maxComputeInvocationsPerWorkgroup: adapter.limits.maxComputeInvocationsPerWorkgroup,
+    env: {
+      DENO_WEBGPU_BACKEND: Deno.env.get("DENO_WEBGPU_BACKEND") ?? null,
+      HYPERPROMPT_WEBGPU_KERNELS: Deno.env.get("HYPERPROMPT_WEBGPU_KERNELS") ?? null,
+    },
+  };
+}
+
+async function correctnessSection(quick: boolean): Promise<Record<string, unknown>> {
+  const [m, k, n, batch] = quick ? [37, 29, 23, 2] : [257, 129, 193, 3];
+  const rows: Record<string, unknown>[] = [];
+  let worst = 0;
+  for (const tile of ["t128", "t64", "t32"] as const) {
+    for (const tA of [false, true]) {
+      for (const tB of [false, true]) {
+        const a = fill([batch, ...(tA ? [k, m] : [m, k])], 1);
+        const b = fill([tB ? [n, k] : [k, n]].flat(), 2); // broadcast B over A's batch
+        useVariant(STOCK);
+        const ref = tf.matMul(a, b, tA, tB);
+        useVariant({ name: tile, kernels: { tile, cover: "all" } });
+        const got = tf.matMul(a, b, tA, tB);
+        const relT = tf.tidy(() => tf.norm(tf.sub(got, ref)).div(tf.norm(ref).add(1e-30)));
+        const rel = (await relT.data())[0]!;
+        relT.dispose();
+        const tiled = webgpuKernelStats().tiled[tile] ?? 0;
+        worst = Math.max(worst, Number.isNaN(rel) ? Infinity : rel);
+        rows.push({ tile, transposeA: tA, transposeB: tB, relL2: rel, tiledCalls: tiled });
+        tf.dispose([a, b, ref, got]);
+      }
+    }
+  }
+  useVariant(STOCK);
+  return { shape: { batch, m, k, n }, tolerance: 1e-5, pass: worst <= 1e-5, worst, rows };
+}
+
+interface MatMulCase {
+  readonly name: string;
+  readonly a: number[];
+  readonly b: number[];
+  readonly tA: boolean;
+  readonly tB: boolean;
+}
+
+function matmulCases(quick: boolean): MatMulCase[] {
+  if (quick) {
+    return [
+      { name: "64^3", a: [64, 64], b: [64, 64], tA: false, tB: false },
+      { name: "x·Wᵀ", a: [96, 32], b: [64, 32], tA: false, tB: true },
+      { name: "dyᵀ·x", a: [96, 64], b: [96, 32], tA: true, tB: false },
+    ];
+  }
+  const T = 4096, d = 768, ff = 3072, B = 32 * 12, L = 128, dk = 64;
+  return [
+    { name: "4096^3", a: [T, T], b: [T, T], tA: false, tB: false },
+    { name: "ffn wo fwd: h[4096,3072]·Wo[768,3072]ᵀ", a: [T, ff], b: [d, ff], tA: false, tB: true },
+    { name: "ffn wi fwd: x[4096,768]·Wi[3072,768]ᵀ", a: [T, d], b: [ff, d], tA: false, tB: true },
+    { name: "ffn wo dx: dy[4096,768]·Wo[768,3072]", a: [T, d], b: [d, ff], tA: false, tB: false },
+    { name: "ffn wo dW: dy[4096,768]ᵀ·h[4096,3072]", a: [T, d], b: [T, ff], tA: true, tB: false },
+    { name: "attn q fwd: x[4096,768]·Wq[768,768]ᵀ", a: [T, d], b: [d, d], tA: false, tB: true },
+    { name: "attn q dW: dy[4096,768]ᵀ·x[4096,768]", a: [T, d], b: [T, d], tA: true, tB: false },
+    {
+      name: "scores: q[384,128,64]·k[384,128,64]ᵀ",
+      a: [B, L, dk],
+      b: [B, L, dk],
+      tA: false,
+      tB: true,
+    },
+    {
+      name: "scores dq: ds[384,128,128]·k[384,128,64]",
+      a: [B, L, L],
+      b: [B, L, dk],
+      tA: false,
+      tB: false,
+    },
+    {
+      name: "scores dk: ds[384,128,128]ᵀ·q[384,128,64]",
+      a: [B, L, L],
+      b: [B, L, dk],
+      tA: true,
+      tB: false,
+    },
+  ];
+}
+
+async function matmulSection(quick: boolean): Promise<Record<string, unknown>> {
+  const reps = quick ? 2 : 10;
+  const variants: Variant[] = [
+    STOCK,
+    TILED_ALL,
+    ...(["t128", "t64", "t32"] as const).map((tile) => ({
+      name: `tiled-${tile}`,
+      kernels: { tile, cover: "all" as const },
+    })),
+  ];
+  const rows: Record<string, unknown>[] = [];
+  for (const c of matmulCases(quick)) {
+    const a = fill(c.a, 3), b = fill(c.b, 4);
+    const m = c.tA ? c.a[c.a.length - 1]! : c.a[c.a.length - 2]!;
+    const k = c.tA ? c.a[c.a.length - 2]! : c.a[c.a.length - 1]!;
+    const n = c.tB ? c.b[c.b.length - 2]! : c.b[c.b.length - 1]!;
+    const batch = c.a.length === 3 ? c.a[0]! : 1;
+    const flop = 2 * batch * m * n * k;
+    const row: Record<string, unknown> = { name: c.name, flop };
+    for (const v of variants) {
+      useVariant(v);
+      for (let i = 0; i < 2; i++) {
+        const y = tf.matMul(a, b, c.tA, c.tB);
+        await sync(y);
+        y.dispose();
+      }
+      const t0 = performance.now();
+      for (let i = 0; i < reps; i++) {
+        const y = tf.matMul(a, b, c.tA, c.tB);
+        if (i === reps - 1) await sync(y);
+        y.dispose();
+      }
+      const ms = (performance.now() - t0) / reps;
+      const timed = await tf.time(() => tf.matMul(a, b, c.tA, c.tB).dispose());
+      const kernelMs = typeof timed.kernelMs === "number" ? timed.kernelMs : null;
+      row[v.name] = {
+        ms: round(ms),
+        tflops: round(flop / ms / 1e9, 4),
+        kernelMs: kernelMs === null ? null : round(kernelMs),
+        kernelTflops: kernelMs ? round(flop / kernelMs / 1e9, 4) : null,
+        tiles: webgpuKernelStats().tiled,
+      };
+    }
+    rows.push(row);
+    tf.dispose([a, b]);
+  }
+  useVariant(STOCK);
+  return { reps, rows };
+}
+
+interface StepResult {
+  stepMs: number[];
+  forwardMs: number;
+  gradsMs: number;
+  profile: Record<string, unknown>;
+  matmuls: unknown;
+}
+
+/** Times a training step: `loss` builds the scalar loss from the trainable `vars`. */
+async function timeStep(
+  loss: () => tf.Scalar,
+  vars: tf.Variable[],
+  steps: number,
+): Promise<StepResult> {
+  const opt = tf.train.adam(1e-4);
+  const step = async () => {
+    const l = opt.minimize(loss, true, vars)!;
+    await l.data();
+    l.dispose();
+  };
+  await step(); // warm-up: shader compilation, Adam slots
+  const stepMs: number[] = [];
+  for (let i = 0; i < steps; i++) {
+    const t0 = performance.now();
+    await step();
+    stepMs.push(performance.now() - t0);
+  }
+  let t0 = performance.now();
+  const f = loss();
+  await f.data();
+  const forwardMs = performance.now() - t0;
+  f.dispose();
+  t0 = performance.now();
+  const g = tf.variableGrads(loss, vars);
+  await g.value.data();
+  await Promise.all(Object.values(g.grads).map((x) => sync(x)));
+  const gradsMs = performance.now() - t0;
+  tf.dispose([g.value, ...Object.values(g.grads)]);
+  resetWebgpuKernelStats();
+  t0 = performance.now();
+  const info = await tf.profile(step);
+  const wallMs = performance.now() - t0;
+  const byKernel = new Map<string, { ms: number; n: number }>();
+  let kernelMs = 0;
+  for (const k of info.kernels) {
+    const ms = typeof k.kernelTimeMs === "number" ? k.kernelTimeMs : 0;
+    kernelMs += ms;
+    const e = byKernel.get(k.name) ?? { ms: 0, n: 0 };
+    e.ms += ms;
+    e.n += 1;
+    byKernel.set(k.name, e);
+  }
+  const top = [...byKernel.entries()].sort((x, y) => y[1].ms - x[1].ms).slice(0, 12)
+    .map(([name, e]) => ({ name, ms: round(e.ms), count: e.n }));
+  opt.dispose();
+  return {
+    stepMs: stepMs.map((x) => round(x, 1)),
+    forwardMs: round(forwardMs, 1),
+    gradsMs: round(gradsMs, 1),
+    profile: {
+      wallMs: round(wallMs, 1),
+      kernelMs: round(kernelMs, 1),
+      kernels: info.kernels.length,
+      newTensors: info.newTensors,
+      top,
+    },
+    matmuls: webgpuKernelStats(),
+  };
+}
+
+async function encoderSection(quick: boolean): Promise<Record<string, unknown>> {
+  const [layers, batch, len, d, heads, ff] = quick
+    ? [1, 2, 16, 64, 4, 128]
+    : [4, 32, 128, 768, 12, 3072];
+  const steps = quick ? 1 : 3;
+  const T = batch * len;
+  const forwardFlop = layers * (8 * T * d * d + 4 * T * d * ff + 4 * batch * len * len * d);
+  const vars: tf.Variable[] = [];
+  const v = (shape: number[], seed: number, scale: number) => {
+    const x = tf.variable(tf.tidy(() => fill(shape, seed).mul(scale)));
+    vars.push(x);
+    return x;
+  };
+  const w = Array.from({ length: layers }, (_, i) => ({
+    ln1: tf.variable(tf.ones([d])) as tf.Variable<tf.Rank.R1>,
+    q: v([d, d], 10 * i + 1, 0.03),
+    k: v([d, d], 10 * i + 2, 0.03),
+    vv: v([d, d], 10 * i + 3, 0.03),
+    o: v([d, d], 10 * i + 4, 0.03),
+    ln2: tf.variable(tf.ones([d])) as tf.Variable<tf.Rank.R1>,
+    wi: v([ff, d], 10 * i + 5, 0.03),
+    wo: v([d, ff], 10 * i + 6, 0.02),
+  }));
+  for (const l of w) vars.push(l.ln1, l.ln2);
+  const x = fill([batch, len, d], 99);
+  const bias = tf.tidy(() => fill([1, heads, len, len], 98).mul(0.1));
+  const loss = () =>
+    tf.tidy(() => {
+      let h: tf.Tensor = x;
+      for (const l of w) {
+        const n = rmsNorm(h, l.ln1 as tf.Tensor1D, 1e-6);
+        const sh = (t: tf.Tensor) => splitHeads(t as tf.Tensor3D, heads);
+        const a = attention(
+          sh(linear(n, l.q as tf.Tensor2D)),
+          sh(linear(n, l.k as tf.Tensor2D)),
+          sh(linear(n, l.vv as tf.Tensor2D)),
+          { bias },
+        );
+        h = tf.add(h, linear(mergeHeads(a.out), l.o as tf.Tensor2D));
+        const n2 = rmsNorm(h, l.ln2 as tf.Tensor1D, 1e-6);
+        h = tf.add(h, feedForward(n2, { wi: l.wi as tf.Tensor2D, wo: l.wo as tf.Tensor2D }));
+      }
+      return tf.mean(tf.square(h)) as tf.Scalar;
+    });
+  const out: Record<string, unknown> = {
+    shape: { layers, batch, len, d, heads, ff },
+    trainFlop: 3 * forwardFlop,
+  };
+  for (const variant of [STOCK, TILED, TILED_ALL]) {
+    useVariant(variant);
+    const r = await timeStep(loss, vars, steps);
+    out[variant.name] = { ...r, tflops: round((3 * forwardFlop) / median(r.stepMs) / 1e9, 4) };
+  }
+  useVariant(STOCK);
+  tf.dispose([x, bias, ...vars]);
+  return out;
+}
+
+async function t5Section(quick: boolean): Promise<Record<string, unknown>> {
+  const config = quick ? PRESETS["tiny-v1_1"] : PRESETS["t5-v1_1-base"];
+  const [batch, inLen, outLen] = quick ? [2, 16, 4] : [32, 128, 16];
+  const steps = quick ? 1 : 2;
+  const model = initT5(config, { seed: 0 });
+  const vars = [...model.params.values()];
+  const ids = (shape: [number, number], seed: number) =>
+    tf.tidy(() => tf.randomUniform(shape, 2, config.vocabSize, "int32", seed)) as tf.Tensor2D;
+  const inputIds = ids([batch, inLen], 1);
+  const labels = ids([batch, outLen], 2);
+  const attentionMask = tf.ones([batch, inLen]) as tf.Tensor2D;
+  const decoderInputIds = shiftRight(labels, config);
+  const loss = () =>
+    tf.tidy(() => {
+      const { logits } = forward(model, { inputIds, attentionMask, decoderInputIds });
+      return crossEntropyLoss(logits, labels);
+    });
+  const trainFlop = t5Flops(config, { inputLength: inLen, targetLength: outLen }).train * batch;
+  const out: Record<string, unknown> = {
+    preset: quick ? "tiny-v1_1" : "t5-v1_1-base",
+    shape: { batch, inLen, outLen },
+    trainFlop,
+  };
+  for (const variant of [STOCK, TILED]) {
+    useVariant(variant);
+    const r = await timeStep(loss, vars, steps);
+    const ms = median(r.stepMs);
+    out[variant.name] = {
+      ...r,
+      tflops: round(trainFlop / ms / 1e9, 4),
+      tokensPerS: Math.round((batch * (inLen + outLen)) / (ms / 1000)),
+    };
+  }
+  useVariant(STOCK);
+  tf.dispose([inputIds, labels, attentionMask, decoderInputIds]);
+  disposeT5(model);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Driver
+
+const SECTIONS = ["adapter", "correctness", "matmul", "encoder", "t5"] as const;
+type Section = typeof SECTIONS[number];
+
+async function writeAtomic(path: string, text: string): Promise<void> {
+  const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : ".";
+  await Deno.mkdir(dir, { recursive: true });
+  const tmp = `${path}.${Deno.pid}.tmp`;
+  await Deno.writeTextFile(tmp, text);
+  await Deno.rename(tmp, path);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      quick: { type: "boolean", default: false },
+      sections: { type: "string", default: SECTIONS.join(",") },
+      "budget-s": { type: "string", default: "480" },
+      out: { type: "string" },
+    },
+  });
+  const quick = values.quick === true;
+  const budgetS = Number(values["budget-s"]);
+  if (!(budgetS > 0)) {
+    throw new Error(
+      `benchmarks/gpu_check.ts: --budget-s must be a positive number, got ${values["budget-s"]}`,
+    );
+  }
+  const wanted = String(values.sections).split(",").map((s) => s.trim()).filter((s) => s !== "");
+  for (const s of wanted) {
+    if (!(SECTIONS as readonly string[]).includes(s)) {
+      throw new Error(
+        `benchmarks/gpu_check.ts: unknown section "${s}"; known: ${SECTIONS.join(", ")}`,
+      );
+    }
+  }
+  const outDir = Deno.env.get("OUT");
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  const outPath = values.out ??
+    (outDir ? `${outDir}/gpu_check.json` : `results/perf/gpu_check-${stamp}.json`);
+  const t0 = performance.now();
+  const report: Record<string, unknown> = {
+    started: new Date().toISOString(),
+    quick,
+    deno: Deno.version.deno,
+    tfjs: tf.version.tfjs,
+    sections: {},
+  };
+  const sections = report.sections as Record<string, unknown>;
+  await tf.setBackend("webgpu");
+  await tf.ready();
+  console.log(`gpu_check: backend ${tf.getBackend()}, report -> ${outPath}`);
+  const run: Record<Section, () => Promise<Record<string, unknown>>> = {
+    adapter: adapterSection,
+    correctness: () => correctnessSection(quick),
+    matmul: () => matmulSection(quick),
+    encoder: () => encoderSection(quick),
+    t5: () => t5Section(quick),
+  };
+  for (const s of SECTIONS) {
+    if (!wanted.includes(s)) continue;
+    const elapsed = (performance.now() - t0) / 1000;
+    if (elapsed > budgetS) {
+      sections[s] = { skipped: `budget: ${round(elapsed, 0)} s > ${budgetS} s` };
+      console.log(`gpu_check: ${s} skipped (budget)`);
+      continue;
+    }
+    const s0 = performance.now();
+    try {
+      sections[s] = { ...(await run[s]()), seconds: round((performance.now() - s0) / 1000, 1) };
+    } catch (e) {
+      sections[s] = { error: e instanceof Error ? `${e.message}\n${e.stack}` : String(e) };
+      useVariant(STOCK);
+    }
+    console.log(`gpu_check: ${s} ${JSON.stringify(sections[s])}`);
+    report.seconds = round((performance.now() - t0) / 1000, 1);
+    report.numTensors = tf.memory().numTensors;
+    await writeAtomic(outPath, JSON.stringify(report, null, 2) + "\n");
+  }
+  console.log(`gpu_check: done in ${report.seconds} s; wrote ${outPath}`);
+}
+
+if (import.meta.main) await main();
