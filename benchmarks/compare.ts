@@ -102,6 +102,12 @@ function round(n: number): number {
   return Math.round(n * 1e4) / 1e4;
 }
 
+/** Whether two scores differ by more than `t`; NaN (an undefined metric) equals only NaN. */
+function beyond(a: number, b: number, t: number): boolean {
+  if (Number.isNaN(a) || Number.isNaN(b)) return Number.isNaN(a) !== Number.isNaN(b);
+  return Math.abs(a - b) > t;
+}
+
 /**
  * Compare current results with a baseline.
  *
@@ -153,8 +159,8 @@ export function compareResults(
         const cv = cb.metrics[metric];
         const t = toleranceFor(tol, task, metric);
         if (cv === undefined) fail(`best.${task}.${metric}`, round(bv), "missing", t);
-        else if (Math.abs(cv - bv) > t) fail(`best.${task}.${metric}`, round(bv), round(cv), t);
-        else if (cv !== bv) {
+        else if (beyond(cv, bv, t)) fail(`best.${task}.${metric}`, round(bv), round(cv), t);
+        else if (cv !== bv && !Number.isNaN(cv)) {
           notes.push(`${key}: best.${task}.${metric} ${round(bv)} -> ${round(cv)} (within ${t})`);
         }
       }
@@ -165,7 +171,7 @@ export function compareResults(
       const cv = c.averages[bench];
       const t = toleranceFor(tol, "average", bench);
       if (cv === undefined) fail(`averages.${bench}`, round(bv), "missing", t);
-      else if (Math.abs(cv - bv) > t) fail(`averages.${bench}`, round(bv), round(cv), t);
+      else if (beyond(cv, bv, t)) fail(`averages.${bench}`, round(bv), round(cv), t);
     }
     for (const k of ["total", "extra", "trained"] as const) {
       if (c.params[k] !== b.params[k]) fail(`params.${k}`, b.params[k], c.params[k]);

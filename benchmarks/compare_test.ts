@@ -105,3 +105,18 @@ Deno.test("loadResults() reads a folder or a JSON array and names bad files", as
   await assert.rejects(() => loadResults(join(dir, "nope")), /Cannot read results/);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("compareResults() treats NaN (null in JSON) as equal only to NaN", async () => {
+  const base = await fixtures();
+  const nan = moved(base[0]!, "cb", "f1", NaN);
+  const roundTrip = JSON.parse(JSON.stringify(nan));
+  assert.equal(roundTrip.best.cb.metrics.f1, null);
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(join(dir, "a.json"), JSON.stringify(nan));
+  const [loaded] = await loadResults(dir);
+  assert.ok(Number.isNaN(loaded!.best["cb"]!.metrics["f1"]));
+  assert.equal(compareResults([loaded!], [loaded!], TOL).ok, true);
+  const c = compareResults([base[0]!], [loaded!], TOL);
+  assert.deepEqual(c.failures.map((f) => f.field), ["best.cb.f1"]);
+  await Deno.remove(dir, { recursive: true });
+});

@@ -803,13 +803,24 @@ export function trainFor(
   return validateTrain(method.train, src, `$.methods[${method.label}].train`, t);
 }
 
-function isRecordOfNumbers(v: unknown): boolean {
-  return v !== null && typeof v === "object" && !Array.isArray(v) &&
-    Object.values(v).every((x) => typeof x === "number");
+/**
+ * A score read from JSON: a number, or `null` for NaN (JSON has no NaN: `JSON.stringify` writes
+ * an undefined metric, e.g. Pearson of constant predictions, as `null`). Returns NaN for null.
+ */
+function score(v: unknown, src: Source, path: string): number {
+  if (v === null) return NaN;
+  return num(v, src, path);
+}
+
+/** Replaces null scores of a metrics record by NaN, in place; throws on other non-numbers. */
+function scores(v: unknown, src: Source, path: string): void {
+  const o = obj(v, src, path);
+  for (const [k, x] of Object.entries(o)) o[k] = score(x, src, `${path}.${k}`);
 }
 
 /**
  * Check the shape of a parsed RunResult JSON (the fields the tables and the gate read).
+ * Scores written as `null` (NaN in the run, e.g. an undefined correlation) become NaN again.
  *
  * @param raw parsed JSON
  * @param src the file it came from
@@ -829,17 +840,19 @@ export function validateRunResult(raw: unknown, src: Source): RunResult {
   arr(spec.tasks, src, "$.spec.tasks").forEach((t, i) => str(t, src, `$.spec.tasks[${i}]`));
   obj(o.provenance, src, "$.provenance");
   arr(o.losses, src, "$.losses", false);
-  arr(o.evals, src, "$.evals", false);
   const best = obj(o.best, src, "$.best");
   for (const [task, b] of Object.entries(best)) {
     const bo = obj(b, src, `$.best.${task}`);
     num(bo.step, src, `$.best.${task}.step`, { int: true, min: 0 });
-    num(bo.groupScore, src, `$.best.${task}.groupScore`);
-    if (!isRecordOfNumbers(bo.metrics)) {
-      throw new SpecError(src, `$.best.${task}.metrics`, "must map metric names to numbers");
-    }
+    bo.groupScore = score(bo.groupScore, src, `$.best.${task}.groupScore`);
+    scores(bo.metrics, src, `$.best.${task}.metrics`);
   }
-  obj(o.averages, src, "$.averages");
+  arr(o.evals, src, "$.evals", false).forEach((e, i) => {
+    const eo = obj(e, src, `$.evals[${i}]`);
+    eo.groupScore = score(eo.groupScore, src, `$.evals[${i}].groupScore`);
+    scores(eo.metrics, src, `$.evals[${i}].metrics`);
+  });
+  scores(o.averages, src, "$.averages");
   const params = obj(o.params, src, "$.params");
   for (const k of ["total", "extra", "extraPct", "trained", "trainedPerTaskPct"]) {
     num(params[k], src, `$.params.${k}`, { min: 0 });

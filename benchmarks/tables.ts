@@ -91,7 +91,7 @@ export async function loadAccounting(): Promise<AccountingFn | undefined> {
 const r4 = (x: number) => Math.round(x * 1e4) / 1e4;
 const r2 = (x: number) => Math.round(x * 100) / 100;
 const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-/** Sample standard deviation (n - 1); 0 for one value. */
+/** Sample standard deviation (n - 1); 0 for one value (tables leave it blank). */
 function std(xs: readonly number[]): number {
   if (xs.length < 2) return 0;
   const m = mean(xs);
@@ -189,7 +189,7 @@ export function scoresTable(results: readonly RunResult[], paper: readonly Paper
     }
     for (const b of ["glue", "super_glue"] as const) {
       const xs = benchAverages(g, b);
-      cells.push(xs.length ? r2(mean(xs)) : "", xs.length ? r2(std(xs)) : "");
+      cells.push(xs.length ? r2(mean(xs)) : "", xs.length > 1 ? r2(std(xs)) : "");
     }
     const p = paperFor(paper, g.model, g.label);
     cells.push(p?.glue_avg ?? "", p?.super_glue_avg ?? "", p?.source ?? "");
