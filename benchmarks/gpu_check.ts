@@ -237,6 +237,7 @@ interface StepResult {
   stepMs: number[];
   forwardMs: number;
   gradsMs: number;
+  host: Record<string, unknown>;
   profile: Record<string, unknown>;
   matmuls: unknown;
 }
@@ -271,6 +272,7 @@ async function timeStep(
   await Promise.all(Object.values(g.grads).map((x) => sync(x)));
   const gradsMs = performance.now() - t0;
   tf.dispose([g.value, ...Object.values(g.grads)]);
+  const host = await hostBreakdown(loss, vars);
   resetWebgpuKernelStats();
   t0 = performance.now();
   const info = await tf.profile(step);
@@ -292,6 +294,7 @@ async function timeStep(
     stepMs: stepMs.map((x) => round(x, 1)),
     forwardMs: round(forwardMs, 1),
     gradsMs: round(gradsMs, 1),
+    host,
     profile: {
       wallMs: round(wallMs, 1),
       kernelMs: round(kernelMs, 1),
@@ -301,6 +304,89 @@ async function timeStep(
     },
     matmuls: webgpuKernelStats(),
   };
+}
+
+/**
+ * Wraps host-side methods of the webgpu backend (and its buffer manager, queue and device) with
+ * timers, to find where the time outside GPU kernels goes. Times are inclusive (runWebGPUProgram
+ * contains recordAndSubmit, which contains makeUniforms, createBindGroup, ...).
+ */
+function instrumentBackend(): () => Record<string, { ms: number; calls: number }> {
+  // deno-lint-ignore no-explicit-any
+  const be = tf.backend() as any;
+  const acc: Record<string, { ms: number; calls: number }> = {};
+  const restore: (() => void)[] = [];
+  // deno-lint-ignore no-explicit-any
+  const wrap = (obj: any, owner: string, names: string[]) => {
+    if (obj == null) return;
+    for (const name of names) {
+      const orig = obj[name];
+      if (typeof orig !== "function") continue;
+      const key = `${owner}.${name}`;
+      const hadOwn = Object.prototype.hasOwnProperty.call(obj, name);
+      try {
+        obj[name] = function (this: unknown, ...args: unknown[]) {
+          const t0 = performance.now();
+          try {
+            return orig.apply(this, args);
+          } finally {
+            const e = acc[key] ?? (acc[key] = { ms: 0, calls: 0 });
+            e.ms += performance.now() - t0;
+            e.calls += 1;
+          }
+        };
+        restore.push(() => {
+          if (hadOwn) obj[name] = orig;
+          else delete obj[name];
+        });
+      } catch {
+        // a frozen or accessor property: leave it unmeasured
+      }
+    }
+  };
+  wrap(be, "backend", [
+    "runWebGPUProgram",
+    "recordAndSubmit",
+    "makeUniforms",
+    "submitQueue",
+    "uploadToGPU",
+    "disposeData",
+    "makeTensorInfo",
+    "ensureCommandEncoderReady",
+    "endComputePassEncoder",
+    "tensorToBinding",
+  ]);
+  wrap(be.bufferManager, "bufferManager", ["acquireBuffer", "releaseBuffer"]);
+  wrap(be.queue, "queue", ["writeBuffer", "submit"]);
+  wrap(be.device, "device", ["createBindGroup", "createBuffer", "createCommandEncoder"]);
+  return () => {
+    for (const r of restore.reverse()) r();
+    const out: Record<string, { ms: number; calls: number }> = {};
+    for (const [k, v] of Object.entries(acc)) out[k] = { ms: round(v.ms, 1), calls: v.calls };
+    return out;
+  };
+}
+
+/** One `tf.variableGrads` pass with the backend instrumented: wall time vs host-side method time. */
+async function hostBreakdown(
+  loss: () => tf.Scalar,
+  vars: tf.Variable[],
+): Promise<Record<string, unknown>> {
+  const stop = instrumentBackend();
+  const t0 = performance.now();
+  let recordedMs = 0;
+  try {
+    const g = tf.variableGrads(loss, vars);
+    recordedMs = performance.now() - t0; // all kernels recorded, GPU may still be running
+    await g.value.data();
+    await Promise.all(Object.values(g.grads).map((x) => sync(x)));
+    tf.dispose([g.value, ...Object.values(g.grads)]);
+  } finally {
+    const wallMs = performance.now() - t0;
+    const methods = stop();
+    // deno-lint-ignore no-unsafe-finally
+    return { wallMs: round(wallMs, 1), recordMs: round(recordedMs, 1), methods };
+  }
 }
 
 async function encoderSection(quick: boolean): Promise<Record<string, unknown>> {
