@@ -70,11 +70,16 @@ function plot(
   series: readonly Series[],
   opts: { logX?: boolean; lines?: boolean },
 ): string {
+  // Undefined scores (NaN) are not drawn; on a log axis, x = 0 sits a decade left of the
+  // smallest positive x.
+  series = series.map((s) => ({ ...s, points: s.points.filter((p) => Number.isFinite(p.y)) }));
   const all = series.flatMap((s) => s.points);
+  const positive = all.map((p) => p.x).filter((x) => x > 0);
+  const floor = positive.length ? Math.min(...positive) / 10 : 1e-3;
   if (all.length === 0) {
     return frame(title, xLabel, yLabel, [`<text x="${M.left}" y="${H / 2}">no data</text>`], []);
   }
-  const tx = (x: number) => (opts.logX ? Math.log10(Math.max(x, 1e-4)) : x);
+  const tx = (x: number) => (opts.logX ? Math.log10(Math.max(x, floor)) : x);
   let [x0, x1] = [Math.min(...all.map((p) => tx(p.x))), Math.max(...all.map((p) => tx(p.x)))];
   let [y0, y1] = [Math.min(...all.map((p) => p.y)), Math.max(...all.map((p) => p.y))];
   if (x1 === x0) [x0, x1] = [x0 - 1, x1 + 1];

@@ -115,4 +115,8 @@ Deno.test("ablationTable() reports parameters relative to MTL; attention rows pe
   assert.equal(svg.match(/<circle /g)?.length, 3);
   assert.equal(attentionMassSvg(rs).match(/<polyline /g)?.length, 1);
   assert.match(attentionMassSvg([]), /no data/);
+  const undefinedScore = { ...rs[0]!, averages: { glue: NaN } };
+  const svg2 = scoreVsParamsSvg([undefinedScore, rs[1]!]);
+  assert.equal(svg2.match(/<circle /g)?.length, 1);
+  assert.doesNotMatch(svg2, /NaN/);
 });
