@@ -388,6 +388,8 @@ export async function runGrid(
         throw new Error(`runOne returned the result of run ${result.spec.id} for run ${spec.id}`);
       }
       await writeFileAtomic(file, JSON.stringify(result, null, 2) + "\n");
+      // Drop the run's folder when it stayed empty (no checkpoints); keep it otherwise.
+      await Deno.remove(workDir).catch(() => {});
       done++;
       emit({ kind: "done", spec, index, result, file });
     } catch (e) {

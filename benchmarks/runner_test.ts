@@ -124,6 +124,10 @@ Deno.test("runGrid() writes one JSON per run, resumes, and survives a failing ru
   assert.equal(files.length, grid.length - 1);
   assert.ok(files.includes(runFileName(grid[0]!)));
   assert.equal([...Deno.readDirSync(out)].filter((e) => e.name.endsWith(".tmp")).length, 0);
+  // Empty run folders are removed after success; the failed run's folder stays.
+  assert.deepEqual([...Deno.readDirSync(out)].filter((e) => e.isDirectory).map((e) => e.name), [
+    runFileName(grid[3]!).replace(/\.json$/, ""),
+  ]);
   calls = 0;
   const s2 = await runGrid(grid, { outDir: out, dataDir: DATA, runOne: fakeRunOne, resume: true });
   assert.equal(s2.skipped, grid.length - 1);
