@@ -179,3 +179,15 @@ Deno.test("main() --dry-run lists the grid with FLOPs and time; --compare gates 
   );
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("main() without --profile picks smoke when the backend is not a GPU", async () => {
+  Deno.env.set("HYPERPROMPT_FAKE_RUN_ONE", "1"); // the probe then reports the cpu backend
+  try {
+    const c = capture();
+    assert.equal(await main(["--dry-run", "--data-dir", DATA], c.opts), 0);
+    assert.match(c.err.join("\n"), /No --profile: using "smoke" \(backend cpu, no GPU\)/);
+    assert.match(c.out.at(-1)!, /^16 runs; /);
+  } finally {
+    Deno.env.delete("HYPERPROMPT_FAKE_RUN_ONE");
+  }
+});
