@@ -397,22 +397,24 @@ async function encoderSection(quick: boolean): Promise<Record<string, unknown>> 
   const T = batch * len;
   const forwardFlop = layers * (8 * T * d * d + 4 * T * d * ff + 4 * batch * len * len * d);
   const vars: tf.Variable[] = [];
-  const v = (shape: number[], seed: number, scale: number) => {
-    const x = tf.variable(tf.tidy(() => fill(shape, seed).mul(scale)));
+  const own = (init: tf.Tensor) => {
+    const x = tf.variable(init);
+    init.dispose(); // tf.variable copies; the initial tensor would otherwise stay alive
     vars.push(x);
     return x;
   };
+  const v = (shape: number[], seed: number, scale: number) =>
+    own(tf.tidy(() => fill(shape, seed).mul(scale)));
   const w = Array.from({ length: layers }, (_, i) => ({
-    ln1: tf.variable(tf.ones([d])) as tf.Variable<tf.Rank.R1>,
+    ln1: own(tf.ones([d])),
     q: v([d, d], 10 * i + 1, 0.03),
     k: v([d, d], 10 * i + 2, 0.03),
     vv: v([d, d], 10 * i + 3, 0.03),
     o: v([d, d], 10 * i + 4, 0.03),
-    ln2: tf.variable(tf.ones([d])) as tf.Variable<tf.Rank.R1>,
+    ln2: own(tf.ones([d])),
     wi: v([ff, d], 10 * i + 5, 0.03),
     wo: v([d, ff], 10 * i + 6, 0.02),
   }));
-  for (const l of w) vars.push(l.ln1, l.ln2);
   const x = fill([batch, len, d], 99);
   const bias = tf.tidy(() => fill([1, heads, len, len], 98).mul(0.1));
   const loss = () =>
