@@ -251,8 +251,10 @@ async function startWasm(
     notes.push("BLAS disabled (HYPERPROMPT_NO_BLAS=1 or blas: false)");
   }
   patchWasmMatMul(blas !== undefined ? { blas } : {});
-  if (fastElementwise) patchWasmElementwise();
-  else {
+  if (fastElementwise) {
+    patchWasmElementwise();
+    notes.push("fast wasm elementwise kernels installed (model/wasm_kernels.ts)");
+  } else {
     unpatchWasmElementwise();
     notes.push("stock wasm elementwise kernels (fast elementwise kernels disabled)");
   }
