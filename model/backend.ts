@@ -211,7 +211,28 @@ async function startWebGpu(
     notes.push(why);
     return undefined;
   }
+  await installWebgpuKernels(notes);
   return probe.description;
+}
+
+/**
+ * Installs the custom WGSL kernels (`model/webgpu/`) and keeps them only when they pass a
+ * correctness self-check on this device; otherwise tfjs's own kernels stay, with a note.
+ */
+async function installWebgpuKernels(notes: string[]): Promise<void> {
+  const kernels = await import("./webgpu/mod.ts");
+  if (!kernels.registerWebgpuKernels()) {
+    notes.push("webgpu: custom kernels disabled (HYPERPROMPT_WEBGPU_KERNELS=0)");
+    return;
+  }
+  const check = await kernels.selfCheckWebgpuKernels();
+  const err = check.maxRelErr.toExponential(1);
+  if (check.ok) {
+    notes.push(`webgpu: custom transposed-matMul kernel installed (self-check error ${err})`);
+  } else {
+    kernels.unregisterWebgpuKernels();
+    notes.push(`webgpu: custom kernel failed its self-check (error ${err}); using tfjs's kernels`);
+  }
 }
 
 function getBlas(): BlasLibrary | undefined {

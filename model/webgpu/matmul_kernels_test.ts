@@ -20,6 +20,7 @@ import { chooseTile, MATMUL_TILES, planMatMul, tiledMatMulSource } from "./matmu
 import {
   registerWebgpuKernels,
   resetWebgpuKernelStats,
+  selfCheckWebgpuKernels,
   unregisterWebgpuKernels,
   webgpuKernelsInstalled,
   webgpuKernelStats,
@@ -332,4 +333,30 @@ Deno.test("registerWebgpuKernels rejects bad options, naming the file and field"
     () => registerWebgpuKernels({ minWorkgroups: 0 }),
     /mod\.ts registerWebgpuKernels: minWorkgroups/,
   );
+});
+
+gpuTest("selfCheckWebgpuKernels() passes with the kernels and catches a wrong kernel", async () => {
+  assert.equal(registerWebgpuKernels({ tile: "t32" }), true);
+  try {
+    const good = await selfCheckWebgpuKernels();
+    assert.ok(good.ok, `self-check error ${good.maxRelErr}`);
+    // A kernel that forgets transposeB must fail the check.
+    const stock = tf.getKernel("BatchMatMul", "webgpu")!;
+    tf.unregisterKernel("BatchMatMul", "webgpu");
+    tf.registerKernel({
+      kernelName: "BatchMatMul",
+      backendName: "webgpu",
+      kernelFunc: (args) =>
+        stock.kernelFunc({ ...args, attrs: { ...args.attrs, transposeB: false } }),
+    });
+    try {
+      const bad = await selfCheckWebgpuKernels().catch(() => ({ ok: false, maxRelErr: Infinity }));
+      assert.equal(bad.ok, false);
+    } finally {
+      tf.unregisterKernel("BatchMatMul", "webgpu");
+      tf.registerKernel(stock);
+    }
+  } finally {
+    unregisterWebgpuKernels();
+  }
 });
