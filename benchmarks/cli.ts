@@ -56,11 +56,14 @@ Options:
   --help               this text`;
 
 /**
- * Assumed sustained training throughput per backend, in matmul FLOP/s, for `--dry-run` time
- * estimates (order of magnitude only; replace with measured tokens/s from results).
+ * Assumed sustained throughput per backend, in matmul FLOP/s of the whole run (training,
+ * evaluation and overheads), for `--dry-run` time estimates. `cpu` and `wasm+blas` are measured:
+ * the ci grid (tiny-v1_1, cpu) ran 0.11 GFLOP/s and the smoke grid (mini-v1_1, wasm+blas)
+ * 14.7 GFLOP/s of training FLOPs per wall second, on 2 shared CPU cores. The others are
+ * order-of-magnitude guesses; replace them with measured tokens/s from `flops.csv`.
  */
 export const ASSUMED_FLOPS_PER_SECOND: Readonly<Record<string, number>> = {
-  cpu: 1e9,
+  cpu: 1.1e8,
   wasm: 4e9,
   "wasm+blas": 1.5e10,
   webgpu: 2e12,
