@@ -198,6 +198,7 @@ function printDryRun(
   estimates: readonly RunEstimate[],
   backend: string,
   log: (s: string) => void,
+  budgetMinutes?: number,
 ): void {
   const rows = specs.map((s, i) => {
     const e = estimates[i]!;
@@ -242,6 +243,13 @@ function printDryRun(
       known.length < estimates.length ? `; ${estimates.length - known.length} without estimate` : ""
     }`,
   );
+  if (budgetMinutes !== undefined && secs > 60 * budgetMinutes) {
+    log(
+      `warning: the estimate exceeds the profile's time budget of ${
+        fmtDuration(60 * budgetMinutes)
+      }`,
+    );
+  }
 }
 
 function progressReporter(total: number, tty: boolean): {
@@ -381,7 +389,8 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     if (values["dry-run"]) {
       const accounting = await loadAccounting();
       const rateName = backend === "auto" ? (probe ?? await probeBackend("auto")).name : backend;
-      printDryRun(specs, specs.map((s) => estimateRun(s, accounting, rateName)), rateName, log);
+      const estimates = specs.map((s) => estimateRun(s, accounting, rateName));
+      printDryRun(specs, estimates, rateName, log, profile.timeBudgetMinutes);
       return 0;
     }
     const runOne = opts.runOne ?? await loadRunOne();
