@@ -23,7 +23,7 @@ Deno.test("perf: quick run measures matmul and a training step per backend", opt
     ]);
     assert.deepEqual(r.backends.map((b) => b.backend), ["cpu", "wasm"]);
     for (const b of r.backends) {
-      assert.equal(b.error, undefined, b.error);
+      assert.equal(b.error, undefined, b.error ?? "");
       assert.equal(b.matmul.length, 1);
       assert.ok(b.matmul[0]!.gflops > 0);
       assert.deepEqual(b.steps.map((s) => s.workload), ["block", "t5:tiny-v1_1"]);

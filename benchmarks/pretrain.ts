@@ -21,7 +21,7 @@ import { parseArgs } from "node:util";
 import { dirname, join } from "node:path";
 import { createHash } from "node:crypto";
 import { preset, type T5Config } from "../model/config.ts";
-import { crossEntropyLoss, forward, initT5, t5StateDict, type T5Model } from "../model/t5.ts";
+import { crossEntropyLoss, forward, initT5, type T5Model, t5StateDict } from "../model/t5.ts";
 import { saveHfFolder } from "../model/checkpoint.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
 import { trainSentencePiece } from "../model/spm.ts";

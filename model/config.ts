@@ -50,7 +50,20 @@ export interface T5Config {
 }
 
 /** Names of the built-in presets. */
-export type PresetName = keyof typeof PRESETS;
+export type PresetName =
+  | "t5-small"
+  | "t5-base"
+  | "t5-large"
+  | "t5-3b"
+  | "t5-11b"
+  | "t5-v1_1-small"
+  | "t5-v1_1-base"
+  | "t5-v1_1-large"
+  | "t5-v1_1-xl"
+  | "t5-v1_1-xxl"
+  | "tiny-v1_1"
+  | "tiny-relu"
+  | "mini-v1_1";
 
 function t5v10(
   dModel: number,
@@ -95,7 +108,7 @@ function t5v11(dModel: number, dFf: number, numHeads: number, numLayers: number)
  * 2-core CPU runs. Tiny presets take their vocabulary size from the tokenizer they are used with;
  * 4,096 is the default of the offline tokenizer.
  */
-export const PRESETS = {
+export const PRESETS: Readonly<Record<PresetName, T5Config>> = {
   "t5-small": t5v10(512, 2048, 8, 64, 6),
   "t5-base": t5v10(768, 3072, 12, 64, 12),
   "t5-large": t5v10(1024, 4096, 16, 64, 24),
@@ -129,7 +142,7 @@ export const PRESETS = {
     relativeAttentionNumBuckets: 32,
     relativeAttentionMaxDistance: 128,
   },
-} as const satisfies Record<string, T5Config>;
+};
 
 /** Published sizes only (the keys of {@link PRESETS} that name a released checkpoint). */
 export const PUBLISHED_PRESETS: readonly PresetName[] = [
@@ -175,7 +188,8 @@ function field<T>(
     if (fallback !== undefined) return fallback;
     throw new Error(`${source}: missing field "${key}" (expected a ${kind})`);
   }
-  if (typeof v !== kind) {
+  const actual: string = typeof v;
+  if (actual !== kind) {
     throw new Error(
       `${source}: field "${key}" must be a ${kind}, got ${JSON.stringify(v)} (${typeof v})`,
     );
