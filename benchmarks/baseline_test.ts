@@ -1,0 +1,49 @@
+/**
+ * Checks of the committed ci baseline (`results/baselines/ci/`) that need no training: it is
+ * complete for the ci grid, passes the gate against itself, and its parameter and FLOP counts
+ * equal today's analytic accounting (so an accounting change is caught without a run).
+ */
+import assert from "node:assert/strict";
+import { preset } from "../model/config.ts";
+import { repoPath, sharedPath } from "../model/shared_dir.ts";
+import { compareResults, loadResults } from "./compare.ts";
+import { defaultTaskCatalog, expandGrid } from "./runner.ts";
+import { loadProfile } from "./profile.ts";
+import { loadAccounting } from "./tables.ts";
+
+const BASELINE = repoPath("results", "baselines", "ci");
+
+Deno.test("ci baseline covers the ci grid run for run (same ids) and passes the gate", async () => {
+  const profile = await loadProfile("ci");
+  const grid = expandGrid(profile, {
+    dataDir: sharedPath("data"),
+    catalog: await defaultTaskCatalog(),
+  });
+  const base = await loadResults(BASELINE);
+  assert.deepEqual(base.map((r) => r.spec.id).sort(), grid.map((s) => s.id).sort());
+  const c = compareResults(base, base, profile.tolerances);
+  assert.equal(c.ok, true);
+  assert.equal(c.compared, grid.length);
+  for (const r of base) {
+    assert.equal(r.provenance.backend.name, "cpu");
+    for (const t of r.spec.tasks) assert.ok(r.best[t], `${r.spec.id} has no best ${t}`);
+  }
+});
+
+Deno.test("ci baseline parameter and FLOP counts equal the analytic accounting", async () => {
+  const acc = await loadAccounting();
+  assert.ok(acc);
+  for (const r of await loadResults(BASELINE)) {
+    const s = r.spec;
+    const a = acc(preset(s.model as string), s.method.name, s.method.config, s.tasks.length, {
+      inputLength: s.train.maxInputLength,
+      targetLength: s.train.maxTargetLength,
+    });
+    const where = `${s.benchmark}/${s.method.label}`;
+    assert.equal(r.params.total, a.total, where);
+    assert.equal(r.params.extra, a.extra, where);
+    assert.equal(r.params.trained, a.trained, where);
+    assert.equal(r.flops.trainPerExample, a.trainFlops, where);
+    assert.equal(r.flops.inferencePerExample, a.forwardFlops, where);
+  }
+});
