@@ -7,6 +7,7 @@
 import { basename, join } from "node:path";
 import { repoPath } from "../model/shared_dir.ts";
 import { PRESETS } from "../model/config.ts";
+import { getMethod } from "../model/methods/mod.ts";
 import {
   type Locator,
   type MethodName,
@@ -168,7 +169,7 @@ export async function loadProfile(
   } catch (e) {
     throw new Error(`Cannot read profile "${file}": ${(e as Error).message}`);
   }
-  const p = parseProfile(text, file, checks ?? await defaultChecksAsync());
+  const p = parseProfile(text, file, checks ?? defaultChecks());
   const stem = basename(file).replace(/\.json$/, "");
   if (file.startsWith(PROFILES_DIR) && p.name !== stem) {
     throw new SpecError(
@@ -180,37 +181,29 @@ export async function loadProfile(
   return p;
 }
 
-/** Checks that need no other module than `model/config.ts`: preset names. */
-export function defaultChecks(): ProfileChecks {
-  return { presetNames: Object.keys(PRESETS) };
-}
-
-interface MethodRegistry {
-  getMethod(name: string): { parseConfig(raw: unknown, source: string): unknown };
-}
-
 /**
- * {@link defaultChecks} plus method-config validation through `model/methods/mod.ts` `getMethod`
- * (skipped while the registry does not exist yet).
+ * The checks used when none are given: preset names from `model/config.ts` and method
+ * configurations through each method's `parseConfig` (`model/methods/mod.ts`). The resolved
+ * configuration (defaults filled) is kept as JSON: it is hashed into the run id.
  *
  * @returns the checks
  */
-export async function defaultChecksAsync(): Promise<ProfileChecks> {
-  const base = defaultChecks();
-  const registryUrl = new URL("../model/methods/mod.ts", import.meta.url).href;
-  let registry: MethodRegistry;
-  try {
-    registry = await import(registryUrl) as MethodRegistry;
-  } catch {
-    return base;
-  }
-  if (typeof registry.getMethod !== "function") return base;
+export function defaultChecks(): ProfileChecks {
   return {
-    ...base,
+    presetNames: Object.keys(PRESETS),
     parseMethodConfig: (name: MethodName, raw: unknown, source: string) => {
-      const cfg = registry.getMethod(name).parseConfig(raw, source);
-      // Keep only the JSON form: the resolved config is hashed into the run id.
+      const cfg = getMethod(name).parseConfig(raw, source);
       return JSON.parse(JSON.stringify(cfg)) as Record<string, unknown>;
     },
   };
+}
+
+/**
+ * {@link defaultChecks}, asynchronously (kept for callers written before the methods registry
+ * was imported statically).
+ *
+ * @returns the checks
+ */
+export function defaultChecksAsync(): Promise<ProfileChecks> {
+  return Promise.resolve(defaultChecks());
 }

@@ -7,6 +7,7 @@
  * @module
  */
 import { join } from "node:path";
+import { availableTasks, BENCHMARK_TASKS, sourceId } from "../tasks/mod.ts";
 import {
   type BackendChoice,
   type BenchmarkName,
@@ -33,8 +34,8 @@ export interface TaskCatalog {
 }
 
 /**
- * The 8 trained tasks per benchmark (spec §3.1), used until `tasks/mod.ts` provides
- * `BENCHMARK_TASKS` (SuperGLUE RTE is `rte_sg`, as there).
+ * The 8 trained tasks per benchmark (spec §3.1), as `tasks/mod.ts` `BENCHMARK_TASKS` names
+ * them (SuperGLUE RTE is `rte_sg`), for {@link FILE_CATALOG}.
  */
 export const FALLBACK_BENCHMARK_TASKS: Readonly<Record<BenchmarkName, readonly string[]>> = {
   glue: ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte"],
@@ -89,43 +90,20 @@ export const FILE_CATALOG: TaskCatalog = {
   isAvailable: fileCatalogAvailable,
 };
 
-interface TasksModule {
-  BENCHMARK_TASKS?: Readonly<Record<BenchmarkName, readonly string[]>>;
-  sourceId?: (taskName: string) => string;
-}
-interface DataModule {
-  availableTasks?: (dataDir: string) => string[];
-}
-
-async function tryImport<T>(rel: string): Promise<T | undefined> {
-  try {
-    return await import(new URL(rel, import.meta.url).href) as T;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
- * The task catalog of the tasks module (`BENCHMARK_TASKS`, `sourceId`) and `tasks/data.ts`
- * (`availableTasks`) when they load, else {@link FILE_CATALOG}.
+ * The task catalog of the tasks module: `BENCHMARK_TASKS`, and `availableTasks` of the data dir
+ * (which needs each task's train and validation files).
  *
  * @returns the catalog
  */
-export async function defaultTaskCatalog(): Promise<TaskCatalog> {
-  const tasks = (await tryImport<TasksModule>("../tasks/mod.ts")) ??
-    (await tryImport<TasksModule>("../tasks/registry.ts"));
-  const data = await tryImport<DataModule>("../tasks/data.ts");
-  const bt = tasks?.BENCHMARK_TASKS;
-  const sourceId = tasks?.sourceId;
-  const avail = data?.availableTasks;
-  if (bt === undefined || sourceId === undefined || avail === undefined) return FILE_CATALOG;
+export function tasksCatalog(): TaskCatalog {
   const cache = new Map<string, Set<string>>();
   return {
-    benchmarkTasks: (b) => bt[b],
+    benchmarkTasks: (b) => BENCHMARK_TASKS[b],
     isAvailable: (_b, task, dataDir) => {
       let set = cache.get(dataDir);
       if (set === undefined) {
-        set = new Set(avail(dataDir));
+        set = new Set(availableTasks(dataDir));
         cache.set(dataDir, set);
       }
       // availableTasks has returned canonical ids (`glue/cola`) and registry names (`cola`).
@@ -134,11 +112,20 @@ export async function defaultTaskCatalog(): Promise<TaskCatalog> {
   };
 }
 
+/**
+ * {@link tasksCatalog}, asynchronously (kept for existing callers).
+ *
+ * @returns the catalog
+ */
+export function defaultTaskCatalog(): Promise<TaskCatalog> {
+  return Promise.resolve(tasksCatalog());
+}
+
 /** Options of {@link expandGrid}. */
 export interface ExpandOptions {
   /** Data root, checked for task files. */
   readonly dataDir: string;
-  /** Task catalog (default {@link FILE_CATALOG}; the CLI passes {@link defaultTaskCatalog}). */
+  /** Task catalog (default {@link tasksCatalog}; {@link FILE_CATALOG} needs no tasks module). */
   readonly catalog?: TaskCatalog;
   /** Backend override (`--backend`). */
   readonly backend?: BackendChoice;
@@ -153,7 +140,7 @@ function resolveTasks(
   benchmark: BenchmarkName,
   opts: ExpandOptions,
 ): string[] {
-  const catalog = opts.catalog ?? FILE_CATALOG;
+  const catalog = opts.catalog ?? tasksCatalog();
   const known = catalog.benchmarkTasks(benchmark);
   const listed = profile.tasks?.[benchmark];
   const chosen = listed === undefined ? [...known] : listed.map((name) => {

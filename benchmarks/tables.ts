@@ -20,6 +20,7 @@ import { stringify } from "csv-stringify/sync";
 import { parse } from "csv-parse/sync";
 import { PRESETS, PUBLISHED_PRESETS, type T5Config } from "../model/config.ts";
 import { repoPath } from "../model/shared_dir.ts";
+import { methodAccounting } from "../model/methods/accounting.ts";
 import { loadResults } from "./compare.ts";
 import { attentionMassSvg, scoreVsParamsSvg } from "./plots.ts";
 import { type BenchmarkName, METHOD_NAMES, modelLabel, type RunResult } from "./spec.ts";
@@ -75,17 +76,12 @@ export type AccountingFn = (
 };
 
 /**
- * Load `methodAccounting` when the methods module is present.
+ * The analytic accounting of `model/methods/accounting.ts`.
  *
- * @returns the function, or undefined
+ * @returns `methodAccounting`
  */
-export async function loadAccounting(): Promise<AccountingFn | undefined> {
-  try {
-    const mod = await import(new URL("../model/methods/accounting.ts", import.meta.url).href);
-    return mod.methodAccounting as AccountingFn;
-  } catch {
-    return undefined;
-  }
+export function loadAccounting(): Promise<AccountingFn> {
+  return Promise.resolve(methodAccounting);
 }
 
 const r4 = (x: number) => Math.round(x * 1e4) / 1e4;
