@@ -169,6 +169,8 @@ export class T5Tokenizer {
    * @param opts special-token skipping (default on) and space clean-up (default off)
    */
   decode(ids: readonly number[], opts: DecodeOptions = {}): string {
+    // The library rejects an empty id list; greedy decoding can legitimately produce one.
+    if (ids.length === 0) return "";
     return this.#tok.decode([...ids], {
       skip_special_tokens: opts.skipSpecialTokens ?? true,
       clean_up_tokenization_spaces: opts.cleanUpTokenizationSpaces ?? false,

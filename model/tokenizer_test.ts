@@ -84,3 +84,11 @@ Deno.test("malformed tokenizer files give errors naming the file", async () => {
     await Deno.remove(tmp, { recursive: true });
   }
 });
+
+Deno.test("T5Tokenizer.decode() of no ids is the empty string (an empty greedy decode)", async () => {
+  const tok = await T5Tokenizer.fromFile(
+    sharedPath("fixtures/tokenizer/unigram-glue-4k/tokenizer.json"),
+  );
+  assert.equal(tok.decode([]), "");
+  assert.equal(tok.decode([1]), "");
+});
