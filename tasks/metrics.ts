@@ -308,6 +308,10 @@ export function scoreTask(
  * F1 and accuracy; STS-B: Pearson and Spearman; MNLI: matched and mismatched accuracy; CB: F1
  * and accuracy; MultiRC: F1a and EM; ReCoRD: F1 and EM). NaN for tasks outside the averages
  * (WNLI, AX, AX-b, AX-g). Throws naming a missing metric.
+ *
+ * A metric that is NaN (Pearson or Spearman of a constant prediction: undefined, as in SciPy)
+ * counts as 0 in the group score, as HyperFormer's evaluation does; the metric itself stays NaN
+ * in the results. Without this one constant-predicting checkpoint makes every average NaN.
  */
 export function groupScore(taskName: string, metrics: Readonly<Record<string, number>>): number {
   const spec = getTask(taskName);
@@ -322,7 +326,7 @@ export function groupScore(taskName: string, metrics: Readonly<Record<string, nu
         })`,
       );
     }
-    sum += v;
+    sum += Number.isNaN(v) ? 0 : v;
   }
   return sum / spec.groupMetrics.length;
 }

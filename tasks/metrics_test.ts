@@ -276,3 +276,18 @@ Deno.test("real validation sets: predicting the targets scores 100", async () =>
     "wsc",
   );
 });
+
+Deno.test("groupScore() counts an undefined (NaN) correlation as 0; the metric stays NaN", () => {
+  // A constant prediction: SciPy's pearsonr/spearmanr are undefined (NaN).
+  const examples = ["1.0", "2.0", "3.0"].map((target, i) => ({
+    task: "stsb",
+    id: String(i),
+    input: "stsb sentence1: a sentence2: b",
+    target,
+  }));
+  const s = scoreTask("stsb", examples, ["2.0", "2.0", "2.0"]);
+  assert.ok(Number.isNaN(s["pearson_corrcoef"]!));
+  assert.ok(Number.isNaN(s["spearman_corrcoef"]!));
+  assert.equal(groupScore("stsb", s), 0);
+  assert.equal(groupScore("stsb", { pearson_corrcoef: NaN, spearman_corrcoef: 80 }), 40);
+});
