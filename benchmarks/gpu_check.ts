@@ -43,6 +43,7 @@ import {
 import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../model/t5.ts";
 import { t5Flops } from "../model/accounting.ts";
 import { PRESETS } from "../model/config.ts";
+import { writeFileAtomic } from "../model/fs.ts";
 
 /** A kernel configuration compared by the check. */
 interface Variant {
@@ -494,14 +495,6 @@ async function t5Section(quick: boolean): Promise<Record<string, unknown>> {
 const SECTIONS = ["adapter", "correctness", "matmul", "encoder", "t5"] as const;
 type Section = typeof SECTIONS[number];
 
-async function writeAtomic(path: string, text: string): Promise<void> {
-  const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : ".";
-  await Deno.mkdir(dir, { recursive: true });
-  const tmp = `${path}.${Deno.pid}.tmp`;
-  await Deno.writeTextFile(tmp, text);
-  await Deno.rename(tmp, path);
-}
-
 async function main(): Promise<void> {
   const { values } = parseArgs({
     args: Deno.args,
@@ -568,7 +561,7 @@ async function main(): Promise<void> {
     console.log(`gpu_check: ${s} ${JSON.stringify(sections[s])}`);
     report.seconds = round((performance.now() - t0) / 1000, 1);
     report.numTensors = tf.memory().numTensors;
-    await writeAtomic(outPath, JSON.stringify(report, null, 2) + "\n");
+    await writeFileAtomic(outPath, JSON.stringify(report, null, 2) + "\n");
   }
   console.log(`gpu_check: done in ${report.seconds} s; wrote ${outPath}`);
 }

@@ -34,6 +34,7 @@ import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../mod
 import { t5Flops } from "../model/accounting.ts";
 import { createOptimizer } from "./optim.ts";
 import { adamwInPlace } from "../model/wasm_kernels.ts";
+import { writeFileAtomic } from "../model/fs.ts";
 
 /** One matmul measurement. */
 export interface MatMulResult {
@@ -494,12 +495,6 @@ function memoryGiB(): number {
   }
 }
 
-async function writeAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp-${Deno.pid}`;
-  await Deno.writeTextFile(tmp, text);
-  await Deno.rename(tmp, path);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Main
 
@@ -718,7 +713,7 @@ export async function main(args: string[]): Promise<PerfReport> {
     const path = `${dir}/${stamp}-${backendList.join("_").replace(/[+/]/g, "-")}${
       quick ? "-quick" : ""
     }.json`;
-    await writeAtomic(path, JSON.stringify(report, null, 2) + "\n");
+    await writeFileAtomic(path, JSON.stringify(report, null, 2) + "\n");
     console.log(`\nwrote ${path}`);
   }
   return report;

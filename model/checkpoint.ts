@@ -21,6 +21,7 @@ import {
   type TensorInfo,
   toTypedArray,
 } from "./safetensors.ts";
+import { pathExists } from "./fs.ts";
 
 export { fetchHubModel, type FetchHubOptions } from "./hub.ts";
 
@@ -57,16 +58,6 @@ export async function readJsonFile(path: string, what = "JSON file"): Promise<un
     return JSON.parse(text);
   } catch (e) {
     throw new Error(`${path}: invalid JSON: ${(e as Error).message}`);
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
   }
 }
 
@@ -183,13 +174,13 @@ async function readFolderLayout(
   dir: string,
 ): Promise<{ config: T5Config; files: { path: string; names?: string[] }[] }> {
   const configPath = join(dir, "config.json");
-  if (!(await exists(dir))) throw new Error(`${dir}: checkpoint folder does not exist`);
+  if (!(await pathExists(dir))) throw new Error(`${dir}: checkpoint folder does not exist`);
   const config = t5ConfigFromHf(await readJsonFile(configPath, "config.json"), configPath);
   const single = join(dir, WEIGHTS_NAME);
   const indexPath = join(dir, WEIGHTS_INDEX_NAME);
-  if (await exists(single)) return { config, files: [{ path: single }] };
-  if (!(await exists(indexPath))) {
-    const hasBin = await exists(join(dir, "pytorch_model.bin"));
+  if (await pathExists(single)) return { config, files: [{ path: single }] };
+  if (!(await pathExists(indexPath))) {
+    const hasBin = await pathExists(join(dir, "pytorch_model.bin"));
     throw new Error(
       `${dir}: no ${WEIGHTS_NAME} or ${WEIGHTS_INDEX_NAME}` +
         (hasBin ? " (pytorch_model.bin is not supported; convert it to safetensors)" : ""),

@@ -16,6 +16,7 @@
 import { join } from "node:path";
 import { parseIndex, WEIGHTS_INDEX_NAME, WEIGHTS_NAME } from "./checkpoint.ts";
 import { readSafetensorsHeader } from "./safetensors.ts";
+import { pathExists } from "./fs.ts";
 
 /** Options of {@link fetchHubModel}. */
 export interface FetchHubOptions {
@@ -74,16 +75,6 @@ export function hubModelDir(cacheDir: string, repoId: string, revision = "main")
   return join(cacheDir, `models--${repoId.replace("/", "--")}`, encodeURIComponent(revision));
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
-
 interface Ctx {
   repoId: string;
   revision: string;
@@ -139,7 +130,7 @@ async function fetchFollowing(ctx: Ctx, url: string): Promise<Response> {
  */
 async function download(ctx: Ctx, file: string, optional: boolean): Promise<boolean> {
   const dest = join(ctx.dir, file);
-  if (await exists(dest)) return true;
+  if (await pathExists(dest)) return true;
   const url = `${ctx.endpoint}/${ctx.repoId}/resolve/${encodeURIComponent(ctx.revision)}/${file}`;
   const res = await fetchFollowing(ctx, url);
   if (!res.ok) {
@@ -212,7 +203,7 @@ async function readComplete(dir: string): Promise<boolean> {
     const m = JSON.parse(await Deno.readTextFile(join(dir, COMPLETE_MARKER)));
     if (!Array.isArray(m.files)) return false;
     for (const f of m.files) {
-      if (typeof f !== "string" || !(await exists(join(dir, f)))) return false;
+      if (typeof f !== "string" || !(await pathExists(join(dir, f)))) return false;
     }
     return true;
   } catch {
@@ -259,7 +250,7 @@ export async function fetchHubModel(repoId: string, opts: FetchHubOptions = {}):
   const files = ["config.json"];
   await download(ctx, "config.json", false);
   for (const f of OPTIONAL_FILES) if (await download(ctx, f, true)) files.push(f);
-  const hasIndex = await exists(join(dir, WEIGHTS_INDEX_NAME));
+  const hasIndex = await pathExists(join(dir, WEIGHTS_INDEX_NAME));
   if (!hasIndex && await download(ctx, WEIGHTS_NAME, true)) {
     files.push(WEIGHTS_NAME);
   } else if (await download(ctx, WEIGHTS_INDEX_NAME, true)) {

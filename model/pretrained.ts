@@ -20,6 +20,7 @@ import { crossEntropyLoss, disposeT5, forward, greedyDecode, t5FromTensors } fro
 import type { T5Model } from "./t5.ts";
 import type { T5Hooks } from "./hooks.ts";
 import { T5Tokenizer } from "./tokenizer.ts";
+import { isDirectory } from "./fs.ts";
 
 /** A loaded model with its tokenizer. */
 export interface LoadedT5 {
@@ -39,14 +40,6 @@ export interface LoadT5Options {
   readonly cacheDir?: string;
 }
 
-async function isDir(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isDirectory;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Loads a T5 from a local Hugging Face folder (`config.json`, `model.safetensors` or a sharded
  * index, `tokenizer.json`) or, when `source` is not a folder, from the Hugging Face hub.
@@ -58,7 +51,7 @@ async function isDir(path: string): Promise<boolean> {
  *   that the hub is unreachable and how to use a local folder instead
  */
 export async function loadT5(source: string, opts: LoadT5Options = {}): Promise<LoadedT5> {
-  const dir = (await isDir(source)) ? source : await fetchHubModel(source, {
+  const dir = (await isDirectory(source)) ? source : await fetchHubModel(source, {
     ...(opts.revision ? { revision: opts.revision } : {}),
     ...(opts.cacheDir ? { cacheDir: opts.cacheDir } : {}),
   });

@@ -11,6 +11,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import { writeFileAtomic } from "./fs.ts";
 
 /** One piece of a SentencePiece model. */
 export interface SentencePiece {
@@ -270,9 +271,7 @@ export async function trainSentencePiece(
     modelPath,
   );
   const target = `${opts.outDir}/tokenizer.json`;
-  const tmp = `${target}.tmp`;
-  await Deno.writeTextFile(tmp, JSON.stringify(json));
-  await Deno.rename(tmp, target);
+  await writeFileAtomic(target, JSON.stringify(json));
   await Deno.remove(`${prefix}.vocab`).catch(() => {});
   return target;
 }

@@ -13,6 +13,7 @@ import {
   TASK_SOURCES,
   type TaskSource,
 } from "./sources.ts";
+import { isFileSync as isFile } from "../model/fs.ts";
 
 /**
  * Default data cache: `$HYPERPROMPT_CACHE/data` when that variable is set, else
@@ -48,14 +49,6 @@ export function resolveDataDir(opts: { dataDir?: string; cacheDir?: string } = {
     return opts.dataDir;
   }
   return opts.cacheDir ?? defaultCacheDir();
-}
-
-function isFile(path: string): boolean {
-  try {
-    return Deno.statSync(path).isFile;
-  } catch {
-    return false;
-  }
 }
 
 /** Presence of one task's files in a data root, per coarse split. */

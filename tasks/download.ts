@@ -34,6 +34,7 @@ import {
   TASK_SOURCES,
   type TaskSource,
 } from "./sources.ts";
+import { writeFileAtomic } from "../model/fs.ts";
 
 /** Which source to use. */
 export type SourceChoice = "auto" | "official" | "parquet";
@@ -125,19 +126,8 @@ function tmpName(path: string): string {
   return `${path}.tmp-${Deno.pid}-${++tmpCounter}`;
 }
 
-/** Writes `data` to `path` atomically (temp file in the same folder, then rename). */
-export async function writeAtomic(path: string, data: Uint8Array | string): Promise<void> {
-  await Deno.mkdir(dirname(path), { recursive: true });
-  const tmp = tmpName(path);
-  try {
-    if (typeof data === "string") await Deno.writeTextFile(tmp, data);
-    else await Deno.writeFile(tmp, data);
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
-}
+/** Writes `data` to `path` atomically (see `model/fs.ts`). */
+export const writeAtomic = writeFileAtomic;
 
 /** Hex sha256 of bytes. */
 export function sha256Hex(data: Uint8Array): string {
