@@ -17,6 +17,7 @@ import { existsSync } from "node:fs";
 import cliProgress from "cli-progress";
 import { preset, type T5Config, t5ConfigFromHf } from "../model/config.ts";
 import { sharedPath } from "../model/shared_dir.ts";
+import { defaultCacheDir as defaultDataCacheDir } from "../tasks/data.ts";
 import { listProfiles, loadProfile, profilePath } from "./profile.ts";
 import {
   defaultTaskCatalog,
@@ -37,7 +38,8 @@ import {
 } from "./spec.ts";
 import { compareResults, formatComparison, loadResults } from "./compare.ts";
 import { fakeRunOne } from "./_fake_run_one.ts";
-import { type AccountingFn, loadAccounting } from "./tables.ts";
+import { type AccountingFn, loadAccounting, writeTables } from "./tables.ts";
+import { join } from "node:path";
 
 const USAGE = `Usage: deno task bench [options]
 
@@ -53,6 +55,9 @@ Options:
                        exit 3 with a diff when a score moves beyond tolerance or a count changes
   --backend X          ${BACKEND_CHOICES.join("|")} (default: the profile's)
   --resume             skip runs whose result JSON already exists
+  --tables DIR         where the CSV tables and plots go after the runs (default: OUT/tables);
+                       shards write none: run deno task tables once all have finished
+  --no-tables          do not write the tables
   --help               this text`;
 
 /**
@@ -164,9 +169,13 @@ export function fmtDuration(s: number | null): string {
 function defaultDataDir(): string {
   const env = Deno.env.get("HYPERPROMPT_DATA");
   if (env) return env;
-  const home = Deno.env.get("HOME");
-  const cache = Deno.env.get("HYPERPROMPT_CACHE") ??
-    (home ? `${home}/.cache/hyperprompt-bench/data` : undefined);
+  // The download cache (`$HYPERPROMPT_CACHE/data`, ...: tasks/data.ts), else the offline mirror.
+  let cache: string | undefined;
+  try {
+    cache = defaultDataCacheDir();
+  } catch {
+    cache = undefined;
+  }
   if (cache !== undefined && existsSync(cache)) return cache;
   return sharedPath("data");
 }
@@ -330,6 +339,8 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         compare: { type: "string" },
         backend: { type: "string" },
         resume: { type: "boolean", default: false },
+        tables: { type: "string" },
+        "no-tables": { type: "boolean", default: false },
         help: { type: "boolean", default: false },
       },
       strict: true,
@@ -406,6 +417,13 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     reporter?.stop();
     error(`${summary.done} runs done, ${summary.skipped} skipped, ${summary.failed.length} failed`);
     for (const f of summary.failed) error(`  FAILED ${f.spec.id}: ${f.error.message}`);
+    if (shard !== undefined) {
+      error(`Shard done; when every shard has finished: deno task tables --runs ${values.out}`);
+    } else if (!values["no-tables"]) {
+      const tablesDir = values.tables ?? join(values.out, "tables");
+      const written = await writeTables(values.out, tablesDir);
+      error(`Tables: ${written.length} files in ${tablesDir}`);
+    }
     if (values.compare !== undefined) {
       const current: RunResult[] = [];
       for (const s of specs) {

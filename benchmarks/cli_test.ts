@@ -86,6 +86,10 @@ Deno.test("cli --shard i/3 in three parallel processes merges into the tables of
     }),
     0,
   );
+  // An unsharded run writes the tables after its runs; shards write none.
+  assert.ok(Deno.statSync(join(whole, "tables", "scores.csv")).isFile);
+  assert.match(c.err.join("\n"), /Tables: 7 files/);
+  assert.throws(() => Deno.statSync(join(sharded, "tables")), Deno.errors.NotFound);
   const a = readAll(sharded);
   const b = readAll(whole);
   assert.equal(a.size, 12);
