@@ -200,6 +200,38 @@ export function sentencePieceToTokenizerJson(
   };
 }
 
+/**
+ * Appends T5's sentinels to an existing Unigram `tokenizer.json` that lacks them (e.g. a
+ * vocabulary trained without `--user_defined_symbols`), so span corruption can use it: 100
+ * `<extra_id_i>` tokens after the last id, `<extra_id_0>` the highest, as special added tokens.
+ * A tokenizer that already has `<extra_id_0>` is returned unchanged.
+ *
+ * @param json a parsed `tokenizer.json` with a Unigram model
+ * @param source file name for error messages
+ * @param numSentinels how many to append (100 as T5)
+ * @returns a new object; the input is not modified
+ */
+export function withSentinels(
+  json: Record<string, unknown>,
+  source: string,
+  numSentinels = NUM_SENTINELS,
+): Record<string, unknown> {
+  const model = json["model"] as { type?: string; vocab?: unknown } | undefined;
+  if (model?.type !== "Unigram" || !Array.isArray(model.vocab)) {
+    throw new Error(`${source}: field "model" must be a Unigram model with a vocab list`);
+  }
+  const vocab = model.vocab as [string, number][];
+  if (vocab.some((v) => v[0] === "<extra_id_0>")) return json;
+  const added = Array.isArray(json["added_tokens"]) ? [...json["added_tokens"] as unknown[]] : [];
+  const newVocab = [...vocab];
+  const n = vocab.length;
+  for (let i = numSentinels - 1; i >= 0; i--) {
+    newVocab.push([`<extra_id_${i}>`, 0]);
+    added.push(addedToken(n + (numSentinels - 1 - i), `<extra_id_${i}>`));
+  }
+  return { ...json, added_tokens: added, model: { ...model, vocab: newVocab } };
+}
+
 /** Options of {@link trainSentencePiece}. */
 export interface TrainSentencePieceOptions {
   /** Vocabulary size including the 100 sentinels (spm_train is asked for vocabSize − 100). */

@@ -5,6 +5,7 @@ import {
   parseSentencePieceModel,
   sentencePieceToTokenizerJson,
   trainSentencePiece,
+  withSentinels,
 } from "./spm.ts";
 import { sharedPath } from "./shared_dir.ts";
 
@@ -98,4 +99,20 @@ Deno.test("trainSentencePiece() explains a missing spm_train", async () => {
       return true;
     },
   );
+});
+
+Deno.test("withSentinels() appends T5 sentinels to a tokenizer without them; ids stay put", async () => {
+  const path = sharedPath("fixtures/tokenizer/unigram-glue-4k/tokenizer.json");
+  const json = JSON.parse(await Deno.readTextFile(path));
+  const before = new Tokenizer(json, {});
+  const out = withSentinels(json, path);
+  equal((json.model.vocab as unknown[]).length, 4000, "input untouched");
+  const tok = new Tokenizer(out, {});
+  const text = "the movie was surprisingly good .";
+  deepEqual(tok.encode(text).ids, before.encode(text).ids);
+  equal(tok.encode("<extra_id_0>").ids[0], 4099);
+  equal(tok.encode("<extra_id_99>").ids[0], 4000);
+  deepEqual(tok.encode("a <extra_id_1> b").ids.filter((i: number) => i >= 4000), [4098]);
+  equal(withSentinels(out, path), out, "already has sentinels: unchanged");
+  throws(() => withSentinels({ model: { type: "BPE" } }, "x.json"), /x\.json: field "model"/);
 });
