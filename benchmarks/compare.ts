@@ -6,11 +6,17 @@
  * @module
  */
 import { join } from "node:path";
-import { modelLabel, type RunResult, type Tolerances, validateRunResult } from "./spec.ts";
+import {
+  backboneLabel,
+  modelLabel,
+  type RunResult,
+  type Tolerances,
+  validateRunResult,
+} from "./spec.ts";
 
 /** One difference found by {@link compareResults}. */
 export interface GateDiff {
-  /** Run key (`profile/model/benchmark/method/seed`). */
+  /** Run key (`profile/model/backbone/benchmark/method/seed`). */
   readonly run: string;
   /** What differs, e.g. `best.cb.f1`, `params.extra`, `spec.id`. */
   readonly field: string;
@@ -33,14 +39,17 @@ export interface Comparison {
 }
 
 /**
- * Key matching a run with its baseline: profile, model, benchmark, method label and seed.
+ * Key matching a run with its baseline: profile, model, backbone, benchmark, method label and
+ * seed.
  *
  * @param r a run result
- * @returns e.g. `ci/tiny-v1_1/glue/mtl/s0`
+ * @returns e.g. `ci/tiny-v1_1/pretrained/glue/mtl/s0`
  */
 export function runKey(r: RunResult): string {
   const s = r.spec;
-  return `${s.profile}/${modelLabel(s.model)}/${s.benchmark}/${s.method.label}/s${s.seed}`;
+  return `${s.profile}/${modelLabel(s.model)}/${
+    backboneLabel(s.backbone ?? "random")
+  }/${s.benchmark}/${s.method.label}/s${s.seed}`;
 }
 
 /**

@@ -1,14 +1,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fakeRunOne } from "./_fake_run_one.ts";
-import { compareResults, formatComparison, loadResults, toleranceFor } from "./compare.ts";
+import { compareResults, formatComparison, loadResults, runKey, toleranceFor } from "./compare.ts";
 import { DEFAULT_TRAIN, runId, type RunResult, type RunSpec, type Tolerances } from "./spec.ts";
 
-function spec(label: string, seed = 0): RunSpec {
+function spec(label: string, seed = 0, backbone: RunSpec["backbone"] = "random"): RunSpec {
   const body: Omit<RunSpec, "id"> = {
     profile: "ci",
     model: "tiny-v1_1",
-    backbone: "random",
+    backbone,
     benchmark: "super_glue",
     tasks: ["cb", "rte_sg"],
     method: { name: label === "mtl" ? "mtl" : "hyperprompt_global", label, config: {} },
@@ -63,7 +63,7 @@ Deno.test("compareResults() fails on a score beyond tolerance, count changes, mi
   assert.match(text, /^Regression gate: FAIL \(2 runs compared, 1 failures\)/);
   assert.match(
     text,
-    /FAIL ci\/tiny-v1_1\/super_glue\/mtl\/s0: best\.cb\.accuracy: baseline [\d.]+, current [\d.]+ \(diff -1\.5, tolerance 1\)/,
+    /FAIL ci\/tiny-v1_1\/random\/super_glue\/mtl\/s0: best\.cb\.accuracy: baseline [\d.]+, current [\d.]+ \(diff -1\.5, tolerance 1\)/,
   );
 
   const params = { ...base[1]!, params: { ...base[1]!.params, extra: base[1]!.params.extra + 1 } };
@@ -77,7 +77,7 @@ Deno.test("compareResults() fails on a score beyond tolerance, count changes, mi
 
   const missing = compareResults([base[0]!], base, TOL);
   assert.deepEqual(missing.failures.map((f) => `${f.run} ${f.field}`), [
-    "ci/tiny-v1_1/super_glue/hp/s0 run",
+    "ci/tiny-v1_1/random/super_glue/hp/s0 run",
   ]);
   assert.equal(compareResults([base[0]!], base, TOL, { partial: true }).ok, true);
 
@@ -119,4 +119,19 @@ Deno.test("compareResults() treats NaN (null in JSON) as equal only to NaN", asy
   const c = compareResults([base[0]!], [loaded!], TOL);
   assert.deepEqual(c.failures.map((f) => f.field), ["best.cb.f1"]);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("compareResults() matches runs by backbone too", async () => {
+  const opts = { outDir: "/nonexistent", dataDir: "/nonexistent" };
+  const rand = await fakeRunOne(spec("mtl", 0, "random"), opts);
+  const pre = await fakeRunOne(spec("mtl", 0, "pretrained"), opts);
+  assert.equal(runKey(pre), "ci/tiny-v1_1/pretrained/super_glue/mtl/s0");
+  const both = compareResults([rand, pre], [rand, pre], TOL);
+  assert.equal(both.ok, true);
+  assert.equal(both.compared, 2);
+  // A pretrained run is not gated against the random baseline of the same method.
+  const c = compareResults([pre], [rand], TOL);
+  assert.equal(c.ok, false);
+  assert.deepEqual(c.failures.map((f) => [f.run, f.field]), [[runKey(rand), "run"]]);
+  assert.match(c.notes.join("\n"), /pretrained\/super_glue\/mtl\/s0: no baseline run/);
 });

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { METHOD_NAMES, modelLabel, type RunResult } from "./spec.ts";
+import { backboneLabel, METHOD_NAMES, modelLabel, type RunResult } from "./spec.ts";
 
 const W = 640;
 const H = 400;
@@ -138,7 +138,7 @@ function plot(
 
 /**
  * Benchmark average (mean over seeds) against extra parameters (% of the backbone, log scale):
- * one series per method label, one point per model and benchmark.
+ * one series per method label, one point per model (and non-random backbone) and benchmark.
  *
  * @param results run results
  * @returns SVG text
@@ -149,7 +149,10 @@ export function scoreVsParamsSvg(results: readonly RunResult[]): string {
     const y = r.averages[r.spec.benchmark];
     if (y === undefined) continue;
     const label = r.spec.method.label;
-    const key = `${modelLabel(r.spec.model)} ${r.spec.benchmark}`;
+    const bb = r.spec.backbone === undefined || r.spec.backbone === "random"
+      ? ""
+      : ` ${backboneLabel(r.spec.backbone)}`;
+    const key = `${modelLabel(r.spec.model)}${bb} ${r.spec.benchmark}`;
     const m = acc.get(label) ?? new Map();
     acc.set(label, m);
     const p = m.get(key) ?? { x: r.params.extraPct, ys: [] };
@@ -191,7 +194,10 @@ export function attentionMassSvg(results: readonly RunResult[]): string {
   const acc = new Map<string, number[][]>();
   for (const r of results) {
     if (r.attentionMass === undefined) continue;
-    const name = `${r.spec.method.label} ${modelLabel(r.spec.model)}`;
+    const bb = r.spec.backbone === undefined || r.spec.backbone === "random"
+      ? ""
+      : ` ${backboneLabel(r.spec.backbone)}`;
+    const name = `${r.spec.method.label} ${modelLabel(r.spec.model)}${bb}`;
     const layers = acc.get(name) ?? [];
     acc.set(name, layers);
     for (const am of Object.values(r.attentionMass)) {

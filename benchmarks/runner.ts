@@ -1,6 +1,6 @@
 /**
  * Grid expansion, sharding and execution: a {@link Profile} becomes a list of {@link RunSpec}s
- * (models × benchmarks × methods × seeds), a shard takes a deterministic slice of it, and
+ * (models × backbones × benchmarks × methods × seeds), a shard takes a deterministic slice of it, and
  * {@link runGrid} trains each run with an injectable `runOne`, writing one result JSON per run
  * atomically and skipping finished runs when resuming.
  *
@@ -175,7 +175,9 @@ function resolveTasks(
 }
 
 /**
- * Expand a profile into its grid, in profile order (models, benchmarks, methods, seeds).
+ * Expand a profile into its grid, in profile order (models, backbones, benchmarks, methods,
+ * seeds). Every spec carries one backbone, and the profile's `pretrain` overrides when it has
+ * them (absent otherwise, so single-backbone profiles keep their run ids).
  *
  * @param profile a validated profile
  * @param opts data dir, task catalog, backend override
@@ -184,24 +186,29 @@ function resolveTasks(
  */
 export function expandGrid(profile: Profile, opts: ExpandOptions): RunSpec[] {
   const specs: RunSpec[] = [];
+  const tasksOf = new Map<BenchmarkName, string[]>();
+  for (const b of profile.benchmarks) tasksOf.set(b, resolveTasks(profile, b, opts));
   for (const model of profile.models) {
-    for (const benchmark of profile.benchmarks) {
-      const tasks = resolveTasks(profile, benchmark, opts);
-      for (const m of profile.methods) {
-        const method = { name: m.name, label: m.label, config: m.config };
-        for (const seed of profile.seeds) {
-          const body: Omit<RunSpec, "id"> = {
-            profile: profile.name,
-            model,
-            backbone: profile.backbone,
-            benchmark,
-            tasks,
-            method,
-            seed,
-            train: trainFor(profile, benchmark, m),
-            backend: opts.backend ?? profile.backend,
-          };
-          specs.push({ id: runId(body), ...body });
+    for (const backbone of profile.backbones) {
+      for (const benchmark of profile.benchmarks) {
+        const tasks = tasksOf.get(benchmark)!;
+        for (const m of profile.methods) {
+          const method = { name: m.name, label: m.label, config: m.config };
+          for (const seed of profile.seeds) {
+            const body: Omit<RunSpec, "id"> = {
+              profile: profile.name,
+              model,
+              backbone,
+              ...(profile.pretrain === undefined ? {} : { pretrain: profile.pretrain }),
+              benchmark,
+              tasks,
+              method,
+              seed,
+              train: trainFor(profile, benchmark, m),
+              backend: opts.backend ?? profile.backend,
+            };
+            specs.push({ id: runId(body), ...body });
+          }
         }
       }
     }

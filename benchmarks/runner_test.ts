@@ -11,7 +11,7 @@ import {
   runGrid,
   shardGrid,
 } from "./runner.ts";
-import { runFileName, validateProfile } from "./spec.ts";
+import { DEFAULT_TRAIN, runFileName, runId, validateProfile } from "./spec.ts";
 
 const DATA = sharedPath("data");
 
@@ -28,7 +28,7 @@ function profile(extra: Record<string, unknown> = {}) {
   }, { file: "t.json" });
 }
 
-Deno.test("expandGrid() expands models x benchmarks x methods x seeds with stable ids", async () => {
+Deno.test("expandGrid() expands models x backbones x benchmarks x methods x seeds with stable ids", async () => {
   const catalog = await defaultTaskCatalog();
   const a = expandGrid(profile(), { dataDir: DATA, catalog });
   assert.equal(a.length, 1 * 2 * 2 * 2);
@@ -44,6 +44,53 @@ Deno.test("expandGrid() expands models x benchmarks x methods x seeds with stabl
   assert.notEqual(other[0]?.id, a[0]?.id);
   const cpu = expandGrid(profile(), { dataDir: DATA, catalog, backend: "cpu" });
   assert.equal(cpu[0]?.backend, "cpu");
+});
+
+Deno.test("expandGrid() repeats every cell per backbone; pretrain overrides enter the ids", async () => {
+  const catalog = await defaultTaskCatalog();
+  const one = expandGrid(profile(), { dataDir: DATA, catalog });
+  const two = expandGrid(profile({ backbone: ["pretrained", "random"] }), {
+    dataDir: DATA,
+    catalog,
+  });
+  assert.equal(two.length, 2 * one.length);
+  assert.deepEqual(two.map((s) => s.backbone), [
+    ...one.map(() => "pretrained"),
+    ...one.map(() => "random"),
+  ]);
+  assert.equal(new Set(two.map((s) => s.id)).size, two.length);
+  // The random half is the single-backbone grid, ids included: adding a backbone to a
+  // profile keeps the ids (and baselines) of the runs it already had.
+  assert.deepEqual(two.slice(one.length).map((s) => s.id), one.map((s) => s.id));
+  // A single-backbone spec has exactly the fields it had before backbones and pretrain existed.
+  const s0 = one[0]!;
+  assert.equal(
+    s0.id,
+    runId({
+      profile: "t",
+      model: "tiny-v1_1",
+      backbone: "random",
+      benchmark: "glue",
+      tasks: ["rte", "cola"],
+      method: { name: "mtl", label: "mtl", config: {} },
+      seed: 0,
+      train: { ...DEFAULT_TRAIN, steps: 4, evalEvery: 2, batchSize: 2 },
+      backend: "auto",
+    }),
+  );
+  assert.equal("pretrain" in s0, false);
+  const pre = expandGrid(profile({ backbone: "pretrained", pretrain: { steps: 7 } }), {
+    dataDir: DATA,
+    catalog,
+  });
+  assert.deepEqual(pre[0]?.pretrain, { steps: 7 });
+  const pre8 = expandGrid(profile({ backbone: "pretrained", pretrain: { steps: 8 } }), {
+    dataDir: DATA,
+    catalog,
+  });
+  assert.notEqual(pre[0]?.id, pre8[0]?.id);
+  assert.notEqual(runFileName(two[0]!), runFileName(two[one.length]!));
+  assert.match(runFileName(two[0]!), /^t--tiny-v1_1--pretrained--glue--mtl--s0--/);
 });
 
 Deno.test("expandGrid() errors on unknown or missing tasks, or skips missing ones", async () => {

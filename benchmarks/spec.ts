@@ -61,6 +61,54 @@ export type ModelRef = string | { readonly hf: string };
  */
 export type BackboneRef = "random" | "pretrained" | { readonly hf: string };
 
+/**
+ * Settings of the offline span-corruption pretraining (`benchmarks/pretrain.ts`
+ * `PRETRAIN_DEFAULTS`) that a profile may override. The vocabulary size also sizes the task
+ * tokenizer that random-init runs of tiny presets share with the pretrained backbone.
+ */
+export interface PretrainSpec {
+  /** Optimizer steps. */
+  readonly steps: number;
+  /** Sequences per step. */
+  readonly batchSize: number;
+  /** Tokens per packed chunk before corruption. */
+  readonly chunkLength: number;
+  /** AdamW peak learning rate. */
+  readonly learningRate: number;
+  /** SentencePiece vocabulary size, 100 sentinels included. */
+  readonly vocabSize: number;
+  /** Root seed of the pretraining. */
+  readonly seed: number;
+  /**
+   * Backend of the pretraining (default `"auto"`: wasm+blas on a CPU host). wasm+blas rebuilds
+   * bit-identical weights on one host, but OpenBLAS picks CPU-specific kernels; `"cpu"` (pure
+   * JS, slower) gives the same weights on every host. When set it enters the backbone's cache key.
+   */
+  readonly backend: BackendChoice;
+}
+
+/** Field names of {@link PretrainSpec}, in documentation order. */
+export const PRETRAIN_FIELDS: readonly (keyof PretrainSpec)[] = [
+  "steps",
+  "batchSize",
+  "chunkLength",
+  "learningRate",
+  "vocabSize",
+  "seed",
+  "backend",
+];
+
+/**
+ * Short label of a backbone for tables and file names: `random`, `pretrained`, or the last
+ * path segment of an `hf` reference.
+ *
+ * @param b the backbone
+ * @returns the label
+ */
+export function backboneLabel(b: BackboneRef): string {
+  return typeof b === "string" ? b : modelLabel(b);
+}
+
 /** One method of a profile's grid. */
 export interface MethodEntry {
   /** Registry key of the method. */
@@ -144,8 +192,13 @@ export interface Profile {
   readonly seeds: readonly number[];
   /** Backbone sizes. */
   readonly models: readonly ModelRef[];
-  /** Where backbone weights come from. */
-  readonly backbone: BackboneRef;
+  /**
+   * Where backbone weights come from: one or several sources (the JSON field `backbone` takes a
+   * value or an array); the grid repeats every cell once per backbone.
+   */
+  readonly backbones: readonly BackboneRef[];
+  /** Overrides of the offline pretraining settings (absent: the defaults). */
+  readonly pretrain?: Readonly<Partial<PretrainSpec>>;
   /** Benchmarks, each trained as its own multi-task run. */
   readonly benchmarks: readonly BenchmarkName[];
   /** Task subset per benchmark; absent = every trained task of the benchmark. */
@@ -202,6 +255,11 @@ export interface RunSpec {
   readonly model: ModelRef;
   /** Backbone weights. */
   readonly backbone: BackboneRef;
+  /**
+   * The profile's pretraining overrides (absent when it has none, so run ids of profiles
+   * without the field do not change); they change the pretrained backbone and the tokenizer.
+   */
+  readonly pretrain?: Readonly<Partial<PretrainSpec>>;
   /** Benchmark trained in this run. */
   readonly benchmark: BenchmarkName;
   /** Task names (keys of `tasks/mod.ts` `TASKS`), in mixture order; task id = index. */
@@ -314,6 +372,12 @@ export interface RunResult {
   readonly wallSeconds: number;
   /** The weights actually loaded, e.g. `"random(seed=3)"` or a folder path / hub id. */
   readonly backboneSource: string;
+  /**
+   * The tokenizer used: `backbone` (the backbone folder's own), `task-spm:<file>` (the cached
+   * SentencePiece vocabulary of the task corpus, shared with the pretrained backbone) or
+   * `fixture:<file>` (the offline GLUE tokenizer). Absent in results written before it existed.
+   */
+  readonly tokenizer?: string;
   /** Attention mass per task on the hyper-prompt slots (prompt methods only). */
   readonly attentionMass?: Readonly<Record<string, AttentionMass>>;
 }
@@ -389,13 +453,15 @@ export function modelLabel(model: ModelRef): string {
 
 /**
  * File name of a run's result JSON: readable fields then the id,
- * `<profile>--<model>--<benchmark>--<label>--s<seed>--<id>.json` (unsafe characters -> `_`).
+ * `<profile>--<model>--<backbone>--<benchmark>--<label>--s<seed>--<id>.json` (unsafe characters
+ * -> `_`).
  */
 export function runFileName(spec: RunSpec): string {
   const safe = (s: string) => s.replace(/[^A-Za-z0-9._-]+/g, "_");
   return [
     safe(spec.profile),
     safe(modelLabel(spec.model)),
+    safe(backboneLabel(spec.backbone)),
     spec.benchmark,
     safe(spec.method.label),
     `s${spec.seed}`,
@@ -623,6 +689,46 @@ function validateTolerances(v: unknown, src: Source, path: string): Tolerances {
   return { default: num(o.default ?? 0, src, `${path}.default`, { min: 0 }), metrics };
 }
 
+/** Smallest trainable vocabulary: 100 sentinels plus 16 pieces (`model/spm.ts`). */
+const MIN_VOCAB = 116;
+
+/**
+ * Validate partial pretraining overrides (`$.pretrain` of a profile).
+ *
+ * @param v raw JSON object (every field optional)
+ * @param src source named in errors
+ * @param path JSON path of the object
+ * @returns the overrides, only the fields present
+ * @throws SpecError naming file, line and JSON path
+ */
+export function validatePretrain(
+  v: unknown,
+  src: Source,
+  path: string,
+): Partial<PretrainSpec> {
+  const o = obj(v, src, path);
+  noExtraKeys(o, PRETRAIN_FIELDS, src, path);
+  const out: { -readonly [K in Exclude<keyof PretrainSpec, "backend">]?: number } = {};
+  const int = (k: Exclude<keyof PretrainSpec, "backend">, min: number) => {
+    if (o[k] !== undefined) out[k] = num(o[k], src, `${path}.${k}`, { int: true, min });
+  };
+  int("steps", 1);
+  int("batchSize", 1);
+  int("chunkLength", 4);
+  if (o.learningRate !== undefined) {
+    out.learningRate = num(o.learningRate, src, `${path}.learningRate`, {
+      min: 0,
+      minExclusive: true,
+    });
+  }
+  int("vocabSize", MIN_VOCAB);
+  int("seed", 0);
+  const backend = o.backend === undefined
+    ? undefined
+    : oneOf(o.backend, BACKEND_CHOICES, src, `${path}.backend`);
+  return { ...out, ...(backend === undefined ? {} : { backend }) };
+}
+
 /** Optional checks that need other modules (preset names, method configs), injected by callers. */
 export interface ProfileChecks {
   /** Known preset names (`Object.keys(PRESETS)`). */
@@ -663,6 +769,7 @@ export function validateProfile(
       "seeds",
       "models",
       "backbone",
+      "pretrain",
       "benchmarks",
       "tasks",
       "skipMissingTasks",
@@ -692,10 +799,25 @@ export function validateProfile(
   const models = arr(o.models, src, "$.models").map((m, i) =>
     validateModelRef(m, src, `$.models[${i}]`, checks.presetNames)
   );
-  const bb = o.backbone ?? "random";
-  const backbone: BackboneRef = typeof bb === "string"
-    ? oneOf<"random" | "pretrained">(bb, ["random", "pretrained"], src, "$.backbone")
-    : hfRef(bb, src, "$.backbone");
+  const bbRaw = o.backbone ?? "random";
+  const one = (v: unknown, path: string): BackboneRef =>
+    typeof v === "string"
+      ? oneOf<"random" | "pretrained">(v, ["random", "pretrained"], src, path)
+      : hfRef(v, src, path);
+  const backbones: BackboneRef[] = Array.isArray(bbRaw)
+    ? arr(bbRaw, src, "$.backbone").map((v, i) => one(v, `$.backbone[${i}]`))
+    : [one(bbRaw, "$.backbone")];
+  const bbSeen = new Set<string>();
+  backbones.forEach((b, i) => {
+    const k = canonicalJson(b);
+    if (bbSeen.has(k)) {
+      throw new SpecError(src, `$.backbone[${i}]`, `repeats backbone ${show(b)}`);
+    }
+    bbSeen.add(k);
+  });
+  const pretrain = o.pretrain === undefined
+    ? undefined
+    : validatePretrain(o.pretrain, src, "$.pretrain");
   const benchmarks = arr(o.benchmarks, src, "$.benchmarks").map((b, i) =>
     oneOf(b, BENCHMARKS, src, `$.benchmarks[${i}]`)
   );
@@ -762,7 +884,8 @@ export function validateProfile(
     backend: oneOf(o.backend ?? "auto", BACKEND_CHOICES, src, "$.backend"),
     seeds,
     models,
-    backbone,
+    backbones,
+    ...(pretrain === undefined ? {} : { pretrain }),
     benchmarks,
     ...(tasks === undefined ? {} : { tasks }),
     skipMissingTasks: skip,

@@ -4,6 +4,10 @@
  * grouped and sorted by content, never by file or arrival order.
  *
  * Tables:
+ * Run rows are grouped by profile, model, method label and backbone (`random`, `pretrained`, or
+ * an `hf` folder name); the `backbone` column puts a method's pretrained and random rows side by
+ * side.
+ *
  * - `scores.csv`: best group score per task (mean over seeds), GLUE/SuperGLUE averages (mean,
  *   std), and the paper's averages from `results/paper/main_table.csv` with their source;
  * - `params.csv`: total, extra, extra %, ratio, trained, trained per task % for every method at
@@ -23,7 +27,13 @@ import { repoPath } from "../model/shared_dir.ts";
 import { methodAccounting } from "../model/methods/accounting.ts";
 import { loadResults } from "./compare.ts";
 import { attentionMassSvg, scoreVsParamsSvg } from "./plots.ts";
-import { type BenchmarkName, METHOD_NAMES, modelLabel, type RunResult } from "./spec.ts";
+import {
+  backboneLabel,
+  type BenchmarkName,
+  METHOD_NAMES,
+  modelLabel,
+  type RunResult,
+} from "./spec.ts";
 import { writeFileAtomic } from "./runner.ts";
 
 /** A table: header row then data rows. */
@@ -95,10 +105,12 @@ function std(xs: readonly number[]): number {
 }
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
-/** Runs grouped by profile, model and method label (seeds and benchmarks pooled). */
+/** Runs grouped by profile, model, method label and backbone (seeds and benchmarks pooled). */
 interface Group {
   readonly profile: string;
   readonly model: string;
+  /** `random`, `pretrained` or the folder name of an `hf` backbone. */
+  readonly backbone: string;
   readonly label: string;
   readonly method: string;
   readonly runs: RunResult[];
@@ -108,12 +120,14 @@ function groupRuns(results: readonly RunResult[]): Group[] {
   const map = new Map<string, Group>();
   for (const r of results) {
     const s = r.spec;
-    const key = JSON.stringify([s.profile, modelLabel(s.model), s.method.label]);
+    const backbone = backboneLabel(s.backbone ?? "random");
+    const key = JSON.stringify([s.profile, modelLabel(s.model), s.method.label, backbone]);
     let g = map.get(key);
     if (g === undefined) {
       g = {
         profile: s.profile,
         model: modelLabel(s.model),
+        backbone,
         label: s.method.label,
         method: s.method.name,
         runs: [],
@@ -125,7 +139,7 @@ function groupRuns(results: readonly RunResult[]): Group[] {
   const order = (m: string) => METHOD_NAMES.indexOf(m as never);
   return [...map.values()].sort((a, b) =>
     cmp(a.profile, b.profile) || cmp(a.model, b.model) || order(a.method) - order(b.method) ||
-    cmp(a.label, b.label)
+    cmp(a.label, b.label) || cmp(a.backbone, b.backbone)
   );
 }
 
@@ -159,6 +173,7 @@ export function scoresTable(results: readonly RunResult[], paper: readonly Paper
   const head = [
     "profile",
     "model",
+    "backbone",
     "method",
     "method_name",
     "seeds",
@@ -174,7 +189,7 @@ export function scoresTable(results: readonly RunResult[], paper: readonly Paper
   const rows: Table = [head];
   for (const g of groups) {
     const seeds = new Set(g.runs.map((r) => r.spec.seed)).size;
-    const cells: (string | number)[] = [g.profile, g.model, g.label, g.method, seeds];
+    const cells: (string | number)[] = [g.profile, g.model, g.backbone, g.label, g.method, seeds];
     for (const col of tasks) {
       const [bench, task] = col.split("/") as [string, string];
       const xs = g.runs.filter((r) => r.spec.benchmark === bench).map((r) =>
@@ -222,6 +237,7 @@ export function paramsTable(
   const rows: Table = [[
     "source",
     "model",
+    "backbone",
     "method",
     "method_name",
     "num_tasks",
@@ -250,6 +266,7 @@ export function paramsTable(
         rows.push([
           "analytic",
           model,
+          "",
           label,
           m,
           8,
@@ -272,6 +289,7 @@ export function paramsTable(
       rows.push([
         `run:${g.profile}/${b}`,
         g.model,
+        g.backbone,
         g.label,
         g.method,
         r.spec.tasks.length,
@@ -300,6 +318,7 @@ export function flopsTable(results: readonly RunResult[], accounting?: Accountin
   const rows: Table = [[
     "source",
     "model",
+    "backbone",
     "method",
     "method_name",
     "input_length",
@@ -318,6 +337,7 @@ export function flopsTable(results: readonly RunResult[], accounting?: Accountin
         rows.push([
           "analytic",
           model,
+          "",
           m,
           m,
           512,
@@ -342,6 +362,7 @@ export function flopsTable(results: readonly RunResult[], accounting?: Accountin
       rows.push([
         `run:${g.profile}/${b}`,
         g.model,
+        g.backbone,
         g.label,
         g.method,
         r.spec.train.maxInputLength,
@@ -370,6 +391,7 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
   const rows: Table = [[
     "profile",
     "model",
+    "backbone",
     "method",
     "method_name",
     "config",
@@ -382,7 +404,8 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
   const groups = groupRuns(results.filter((r) => r.spec.profile.startsWith("ablation")));
   for (const g of groups) {
     const mtl = groups.find((x) =>
-      x.profile === g.profile && x.model === g.model && x.method === "mtl"
+      x.profile === g.profile && x.model === g.model && x.backbone === g.backbone &&
+      x.method === "mtl"
     );
     const total = g.runs[0]!.params.total;
     const base = mtl?.runs[0]?.params.total ?? total - g.runs[0]!.params.extra;
@@ -394,6 +417,7 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
     rows.push([
       g.profile,
       g.model,
+      g.backbone,
       g.label,
       g.method,
       JSON.stringify(g.runs[0]!.spec.method.config),
@@ -417,6 +441,7 @@ export function attentionTable(results: readonly RunResult[]): Table {
   const rows: Table = [[
     "profile",
     "model",
+    "backbone",
     "method",
     "benchmark",
     "task",
@@ -441,7 +466,18 @@ export function attentionTable(results: readonly RunResult[]): Table {
     keys.sort((a, b) => cmp(a[0], b[0]) || cmp(a[1], b[1]) || cmp(b[2], a[2]) || a[3] - b[3]);
     for (const k of keys) {
       const xs = byKey.get(JSON.stringify(k))!;
-      rows.push([g.profile, g.model, g.label, k[0], k[1], k[2], k[3], r4(mean(xs)), xs.length]);
+      rows.push([
+        g.profile,
+        g.model,
+        g.backbone,
+        g.label,
+        k[0],
+        k[1],
+        k[2],
+        k[3],
+        r4(mean(xs)),
+        xs.length,
+      ]);
     }
   }
   return rows;

@@ -19,11 +19,12 @@ function spec(
   label: string,
   seed: number,
   benchmark: "glue" | "super_glue",
+  backbone: RunSpec["backbone"] = "random",
 ): RunSpec {
   const body: Omit<RunSpec, "id"> = {
     profile,
     model,
-    backbone: "random",
+    backbone,
     benchmark,
     tasks: benchmark === "glue" ? ["rte", "cola"] : ["cb"],
     method: { name, label, config: {} },
@@ -71,7 +72,7 @@ Deno.test("scoresTable() averages seeds per task and benchmark and joins the pap
   assert.match(String(col("paper_source")), /not retrieved/);
   assert.match(
     toCsv(t).split("\n")[0]!,
-    /^profile,model,method,method_name,seeds,glue\/cola,glue\/rte,super_glue\/cb,/,
+    /^profile,model,backbone,method,method_name,seeds,glue\/cola,glue\/rte,super_glue\/cb,/,
   );
 });
 
@@ -80,7 +81,9 @@ Deno.test("paramsTable() has analytic rows for every published size reproducing 
   assert.ok(acc, "model/methods/accounting.ts should load");
   const t = paramsTable([], readPaperTable(), acc);
   const head = t[0] as string[];
-  const row = t.find((r) => r[1] === "t5-base" && r[2] === "hyperformer_pp (frozen)")!;
+  assert.equal(head[2], "backbone");
+  const row = t.find((r) => r[1] === "t5-base" && r[3] === "hyperformer_pp (frozen)")!;
+  assert.equal(row[2], "", "analytic rows have no backbone");
   assert.equal(row[head.indexOf("extra")], 5_163_440); // spec §5.3
   assert.equal(row[head.indexOf("trained")], 5_211_056);
   assert.equal(row[head.indexOf("trained_per_task_pct")], 0.2922);
@@ -96,14 +99,16 @@ Deno.test("ablationTable() reports parameters relative to MTL; attention rows pe
   ]);
   const t = ablationTable(rs, readPaperTable());
   assert.equal(t.length, 3);
-  const hp = t.find((r) => r[2] === "HyperPrompt-Global")!;
+  const hp = t.find((r) => r[3] === "HyperPrompt-Global")!;
   const ratio = rs[1]!.params.total / rs[0]!.params.total;
-  assert.equal(hp[5], `${ratio.toFixed(3)}x`);
+  assert.equal(hp[2], "random");
+  assert.equal(hp[6], `${ratio.toFixed(3)}x`);
   const a = attentionTable(rs);
   assert.equal(a.length, 1 + 2 * 2 * 2); // 2 tasks x 2 stacks x 2 layers, prompt method only
-  assert.deepEqual(a[1]!.slice(0, 7), [
+  assert.deepEqual(a[1]!.slice(0, 8), [
     "ablation",
     "tiny-v1_1",
+    "random",
     "HyperPrompt-Global",
     "glue",
     "cola",
@@ -119,4 +124,30 @@ Deno.test("ablationTable() reports parameters relative to MTL; attention rows pe
   const svg2 = scoreVsParamsSvg([undefinedScore, rs[1]!]);
   assert.equal(svg2.match(/<circle /g)?.length, 1);
   assert.doesNotMatch(svg2, /NaN/);
+});
+
+Deno.test("scoresTable() puts a method's pretrained and random rows side by side (backbone column)", async () => {
+  const cells: RunSpec[] = [];
+  for (const bb of ["random", "pretrained"] as const) {
+    for (const [name, label] of [["hyperprompt_global", "hp"], ["mtl", "mtl"]] as const) {
+      cells.push(spec("smoke", "mini-v1_1", name, label, 0, "glue", bb));
+    }
+  }
+  const rs = await runs(cells);
+  const t = scoresTable(rs, readPaperTable());
+  const head = t[0] as string[];
+  const at = (n: string) => head.indexOf(n);
+  assert.deepEqual(
+    t.slice(1).map((r) => [r[at("method")], r[at("backbone")]]),
+    [["mtl", "pretrained"], ["mtl", "random"], ["hp", "pretrained"], ["hp", "random"]],
+  );
+  const pre = rs.find((r) => r.spec.backbone === "pretrained" && r.spec.method.label === "mtl")!;
+  const row = t.find((r) => r[at("backbone")] === "pretrained" && r[at("method")] === "mtl")!;
+  assert.equal(row[at("glue_avg")], Math.round(pre.averages.glue! * 100) / 100);
+  for (const table of [paramsTable(rs, []), attentionTable(rs)]) {
+    const h = table[0] as string[];
+    assert.equal(h[2], "backbone");
+    const bbs = new Set(table.slice(1).map((r) => r[2]));
+    assert.ok(bbs.has("pretrained") && bbs.has("random"), `${h.join(",")}: ${[...bbs]}`);
+  }
 });
