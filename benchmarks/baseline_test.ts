@@ -26,6 +26,10 @@ Deno.test("ci baseline covers the ci grid run for run (same ids) and passes the 
   assert.equal(c.compared, grid.length);
   for (const r of base) {
     assert.equal(r.provenance.backend.name, "cpu");
+    // Fine-tuned from the offline span-corruption backbone, with its tokenizer.
+    assert.equal(r.spec.backbone, "pretrained");
+    assert.match(r.backboneSource, /backbones\/tiny-v1_1-[0-9a-f]{16}$/);
+    assert.equal(r.tokenizer, "backbone");
     for (const t of r.spec.tasks) assert.ok(r.best[t], `${r.spec.id} has no best ${t}`);
   }
 });

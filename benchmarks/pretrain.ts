@@ -8,7 +8,8 @@
  *    splits present in the data folder (never dev/val, which would leak into evaluation), or the
  *    text files the user names;
  * 2. trains a T5-layout SentencePiece-Unigram vocabulary on it with `spm_train` unless a
- *    `tokenizer.json` is given;
+ *    `tokenizer.json` is given, cached on its own by corpus hash and size
+ *    ({@link ensureTaskTokenizer}), so random-init runs share it;
  * 3. trains the preset on span corruption (noise density 0.15, mean span 3) over packed chunks;
  * 4. writes a Hugging Face folder (`config.json`, `model.safetensors`, `tokenizer.json`,
  *    `pretrain.json`) into a cache keyed by a hash of the corpus and every setting, so it is built
@@ -25,7 +26,7 @@ import { crossEntropyLoss, forward, initT5, type T5Model, t5StateDict } from "..
 import { saveHfFolder } from "../model/checkpoint.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
 import { trainSentencePiece } from "../model/spm.ts";
-import { selectBackend } from "../model/backend.ts";
+import { type BackendName, currentBackendInfo, selectBackend } from "../model/backend.ts";
 import { spanCorrupt, T5_SPAN_CORRUPTION } from "../tasks/span_corruption.ts";
 import { defaultCacheDir as defaultDataCacheDir, resolveDataDir } from "../tasks/data.ts";
 import { loadExamples } from "../tasks/load.ts";
@@ -55,8 +56,14 @@ export interface PretrainOptions {
   readonly learningRate: number;
   /** Root seed. */
   readonly seed: number;
-  /** Cache folder holding `backbones/<hash>/`. */
+  /** Cache folder holding `backbones/<hash>/` and `tokenizers/<hash>/`. */
   readonly cacheDir: string;
+  /**
+   * Backend of the pretraining (default `"auto"`, wasm+blas on a CPU host). Part of the cache key
+   * when given. wasm+blas rebuilds bit-identical weights on one host, but OpenBLAS picks
+   * CPU-specific kernels; `"cpu"` (pure JS, slower) builds the same weights on every host.
+   */
+  readonly backend?: BackendName;
   /** Progress lines (default: console.error). */
   readonly log?: (line: string) => void;
 }
@@ -140,6 +147,127 @@ function padRows(rows: number[][], length: number): tf.Tensor2D {
   return tf.tensor2d(data, [rows.length, length], "int32");
 }
 
+/** Options of {@link ensureTaskTokenizer}. */
+export interface TaskTokenizerOptions {
+  /** Vocabulary size including the 100 sentinels. */
+  readonly vocabSize: number;
+  /** Cache root holding `tokenizers/<hash>/tokenizer.json`. */
+  readonly cacheDir: string;
+  /** Progress lines (default: console.error). */
+  readonly log?: (line: string) => void;
+  /** The `spm_train` executable (default: from PATH). */
+  readonly spmTrain?: string;
+}
+
+/** A cached task tokenizer. */
+export interface TaskTokenizer {
+  /** The `tokenizer.json` file. */
+  readonly path: string;
+  /** Cache key: hash of the corpus and the vocabulary size. */
+  readonly key: string;
+  /** Whether it was already in the cache. */
+  readonly cached: boolean;
+}
+
+/** Raised when a tokenizer must be trained but `spm_train` is not installed. */
+export class SpmUnavailableError extends Error {
+  /** Create the error; `message` says what needed the tokenizer. */
+  constructor(message: string) {
+    super(message);
+    this.name = "SpmUnavailableError";
+  }
+}
+
+/**
+ * Whether `spm_train` (Debian's sentencepiece package) can be started.
+ *
+ * @param exe executable name or path
+ * @returns true when it runs
+ */
+export async function hasSpmTrain(exe = "spm_train"): Promise<boolean> {
+  try {
+    await new Deno.Command(exe, { args: ["--help"], stdout: "null", stderr: "null" }).output();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Trains (or reuses) the SentencePiece tokenizer of a corpus, keyed by its hash and size. */
+async function corpusTokenizer(
+  corpusText: string,
+  corpusHash: string,
+  opts: TaskTokenizerOptions,
+): Promise<TaskTokenizer> {
+  const log = opts.log ?? ((l: string) => console.error(l));
+  const key = sha256(JSON.stringify({ v: 1, corpusHash, vocabSize: opts.vocabSize }))
+    .slice(0, 16);
+  const dir = join(opts.cacheDir, "tokenizers", `spm${opts.vocabSize}-${key}`);
+  const path = join(dir, "tokenizer.json");
+  if (isFile(path)) return { path, key, cached: true };
+  if (!(await hasSpmTrain(opts.spmTrain))) {
+    throw new SpmUnavailableError(
+      `spm_train not found: cannot train the ${opts.vocabSize}-piece task tokenizer (install ` +
+        "Debian's sentencepiece package: apt-get install -y sentencepiece)",
+    );
+  }
+  await Deno.mkdir(join(opts.cacheDir, "tokenizers"), { recursive: true });
+  const work = await Deno.makeTempDir({ dir: join(opts.cacheDir, "tokenizers"), prefix: ".tmp-" });
+  try {
+    const corpusPath = join(work, "corpus.txt");
+    await Deno.writeTextFile(corpusPath, corpusText);
+    const lines = corpusText.split("\n").length;
+    log(`tokenizer: training a ${opts.vocabSize}-piece vocabulary on ${lines} lines`);
+    const trained = await trainSentencePiece([corpusPath], {
+      vocabSize: opts.vocabSize,
+      outDir: join(work, "tok"),
+      ...(opts.spmTrain === undefined ? {} : { spmTrain: opts.spmTrain }),
+    });
+    const final = join(work, "final");
+    await Deno.mkdir(final);
+    await Deno.rename(trained, join(final, "tokenizer.json"));
+    await Deno.rename(join(work, "tok", "spiece.model"), join(final, "spiece.model"))
+      .catch(() => {});
+    try {
+      // Atomic publish: a concurrent builder that won the race leaves its folder in place.
+      await Deno.rename(final, dir);
+    } catch (e) {
+      if (!isFile(path)) throw e;
+    }
+    log(`tokenizer: wrote ${path}`);
+    return { path, key, cached: false };
+  } finally {
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+}
+
+/**
+ * The tokenizer of the task corpus (train and test inputs of `dataDir`, see {@link taskCorpus}):
+ * a T5-layout SentencePiece-Unigram vocabulary trained with `spm_train` and cached as
+ * `<cacheDir>/tokenizers/spm<vocabSize>-<hash>/tokenizer.json`, the hash covering the corpus
+ * and the size. {@link pretrainBackbone} uses the same file, so random-init and pretrained runs
+ * of a tiny preset share one vocabulary.
+ *
+ * @param dataDir data folder in the official layout
+ * @param opts vocabulary size, cache root, log
+ * @returns the tokenizer file, its key and whether it was cached
+ * @throws SpmUnavailableError when it is not cached and `spm_train` is missing
+ */
+export async function ensureTaskTokenizer(
+  dataDir: string,
+  opts: TaskTokenizerOptions,
+): Promise<TaskTokenizer> {
+  const lines = await taskCorpus(dataDir);
+  if (lines.length === 0) {
+    throw new Error(
+      `tokenizer: the task corpus of "${dataDir}" is empty (no train/test split present); ` +
+        "run `deno task download` or pass --data-dir",
+    );
+  }
+  const text = lines.join("\n");
+  return await corpusTokenizer(text, sha256(text), opts);
+}
+
 /**
  * Builds (or reuses from the cache) a span-corruption-pretrained backbone.
  *
@@ -175,6 +303,7 @@ export async function pretrainBackbone(
     learningRate: opts.learningRate,
     seed: opts.seed,
     objective: T5_SPAN_CORRUPTION,
+    ...(opts.backend === undefined || opts.backend === "auto" ? {} : { backend: opts.backend }),
   }))).slice(0, 16);
   const dir = join(opts.cacheDir, "backbones", `${opts.preset}-${key}`);
   try {
@@ -187,16 +316,11 @@ export async function pretrainBackbone(
 
   const work = await Deno.makeTempDir({ prefix: "pretrain-" });
   try {
-    const corpusPath = join(work, "corpus.txt");
-    await Deno.writeTextFile(corpusPath, corpusText);
-    let tokenizerPath = opts.tokenizer;
-    if (!tokenizerPath) {
-      log(`pretrain: training a ${opts.vocabSize}-piece vocabulary on ${corpusLines.length} lines`);
-      tokenizerPath = await trainSentencePiece([corpusPath], {
-        vocabSize: opts.vocabSize,
-        outDir: join(work, "tok"),
-      });
-    }
+    const tokenizerPath = opts.tokenizer ?? (await corpusTokenizer(corpusText, corpusHash, {
+      vocabSize: opts.vocabSize,
+      cacheDir: opts.cacheDir,
+      log,
+    })).path;
     const tokenizer = await T5Tokenizer.fromFile(tokenizerPath);
     const sentinel0 = tokenizer.tokenToId("<extra_id_0>");
     if (sentinel0 === undefined) {
@@ -235,7 +359,8 @@ export async function pretrainBackbone(
     }
     log(`pretrain: ${stream.length} tokens in ${chunks.length} chunks; ${opts.steps} steps`);
 
-    const backend = await selectBackend("auto", { log: () => {} });
+    const previous = currentBackendInfo()?.requested as BackendName | undefined;
+    const backend = await selectBackend(opts.backend ?? "auto", { log: () => {} });
     const model: T5Model = initT5(config, { seed: seedFor(opts.seed, "pretrain/init") });
     // HF's init gives an untied lm_head std 1, so logits start with std ≈ √d and the first loss
     // is ~5× ln(vocab). From scratch, scale it by d^-½ (the tied layout's output scaling) so
@@ -323,6 +448,10 @@ export async function pretrainBackbone(
     });
     optimizer.dispose();
     for (const v of model.params.values()) v.dispose();
+    // Give the caller (a fine-tuning run) back the backend it had selected.
+    if (previous !== undefined && previous !== backend.requested) {
+      await selectBackend(previous, { log: () => {} });
+    }
     log(`pretrain: wrote ${dir}`);
     return { dir, cached: false, info };
   } finally {
@@ -367,6 +496,7 @@ Pretrains a tiny T5 on span corruption and caches it as a Hugging Face folder.
   --chunk-length N     tokens per packed chunk (default ${PRETRAIN_DEFAULTS.chunkLength})
   --lr X               AdamW learning rate (default ${PRETRAIN_DEFAULTS.learningRate})
   --seed N             root seed (default 0)
+  --backend X          auto (default), wasm+blas, wasm or cpu (pure JS: the same weights on every host)
   --cache-dir DIR      cache root (default $HYPERPROMPT_CACHE or ~/.cache/hyperprompt-bench)
   --help               this text`;
 
@@ -402,6 +532,7 @@ if (import.meta.main) {
         "chunk-length": { type: "string" },
         lr: { type: "string" },
         seed: { type: "string" },
+        backend: { type: "string" },
         "cache-dir": { type: "string" },
         help: { type: "boolean" },
       },
@@ -423,6 +554,7 @@ if (import.meta.main) {
       chunkLength: intArg(values["chunk-length"], "chunk-length", PRETRAIN_DEFAULTS.chunkLength),
       learningRate: lr,
       seed: values.seed === undefined ? 0 : seedArg(values.seed),
+      ...(values.backend === undefined ? {} : { backend: values.backend as BackendName }),
       cacheDir: values["cache-dir"] ?? defaultCacheDir(),
     });
     const first = info.losses[0]?.loss;

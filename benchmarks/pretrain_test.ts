@@ -1,10 +1,42 @@
-import { deepEqual, equal, ok } from "node:assert/strict";
+import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { join } from "node:path";
 import { loadHfFolder } from "../model/checkpoint.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 import { loadExamples } from "../tasks/load.ts";
-import { pretrainBackbone, taskCorpus } from "./pretrain.ts";
+import {
+  ensureTaskTokenizer,
+  pretrainBackbone,
+  SpmUnavailableError,
+  taskCorpus,
+} from "./pretrain.ts";
+import { DEFAULT_TOKENIZER, randomInitTokenizer } from "./run_one.ts";
+import { DEFAULT_TRAIN, runId, type RunSpec } from "./spec.ts";
+
+/** A data folder holding only RTE's train split (a small corpus: spm_train takes ~1 s). */
+async function rteOnlyDataDir(root: string): Promise<string> {
+  const data = join(root, "data");
+  await Deno.mkdir(join(data, "glue", "RTE"), { recursive: true });
+  await Deno.copyFile(
+    sharedPath("data/glue/RTE/train.tsv"),
+    join(data, "glue", "RTE", "train.tsv"),
+  );
+  return data;
+}
+
+/** Runs `fn` with environment variables set, restoring them afterwards. */
+async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+  const old = Object.fromEntries(Object.keys(vars).map((k) => [k, Deno.env.get(k)]));
+  for (const [k, v] of Object.entries(vars)) Deno.env.set(k, v);
+  try {
+    return await fn();
+  } finally {
+    for (const [k, v] of Object.entries(old)) {
+      if (v === undefined) Deno.env.delete(k);
+      else Deno.env.set(k, v);
+    }
+  }
+}
 
 const hasSpm = await new Deno.Command("spm_train", {
   args: ["--help"],
@@ -43,15 +75,10 @@ Deno.test({
   async fn() {
     const dir = await Deno.makeTempDir();
     try {
-      const rte = await Deno.readTextFile(sharedPath("data/glue/RTE/train.tsv"));
-      const corpus = join(dir, "corpus.txt");
-      await Deno.writeTextFile(
-        corpus,
-        rte.split("\n").slice(1).flatMap((l) => l.split("\t").slice(1, 3)).join("\n"),
-      );
+      const dataDir = await rteOnlyDataDir(dir);
       const opts = {
         preset: "tiny-v1_1",
-        corpusFiles: [corpus],
+        dataDir,
         vocabSize: 600,
         steps: 40,
         batchSize: 8,
@@ -80,10 +107,121 @@ Deno.test({
       ok(tok.tokenToId("<extra_id_0>") !== undefined, "tokenizer has sentinels");
       ok(tok.vocabSize <= ckpt.config.vocabSize);
 
+      // The backbone's vocabulary is the cached task tokenizer (one tokenizer for random and
+      // pretrained runs), trained once.
+      const task = await ensureTaskTokenizer(dataDir, {
+        vocabSize: 600,
+        cacheDir: join(dir, "cache"),
+        log: () => {},
+      });
+      equal(task.cached, true);
+      equal(
+        await Deno.readTextFile(join(first.dir, "tokenizer.json")),
+        await Deno.readTextFile(task.path),
+      );
+
       const again = await pretrainBackbone(opts);
       equal(again.cached, true);
       equal(again.dir, first.dir);
       deepEqual(again.info.losses, first.info.losses);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "ensureTaskTokenizer() trains once per corpus and size, then serves the cache without spm",
+  ignore: !hasSpm,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const dataDir = await rteOnlyDataDir(dir);
+      const cacheDir = join(dir, "cache");
+      const opts = { vocabSize: 500, cacheDir, log: () => {} };
+      const a = await ensureTaskTokenizer(dataDir, opts);
+      equal(a.cached, false);
+      ok(a.path.startsWith(join(cacheDir, "tokenizers", "spm500-")), a.path);
+      const tok = await T5Tokenizer.fromFile(a.path);
+      ok(tok.tokenToId("<extra_id_99>") !== undefined, "sentinels present");
+      ok(tok.vocabSize <= 500 && tok.vocabSize > 400, `vocab ${tok.vocabSize}`);
+      const text = await Deno.readTextFile(a.path);
+      // Cached: same file, untouched, and no spm_train needed.
+      const b = await ensureTaskTokenizer(dataDir, { ...opts, spmTrain: "/nonexistent/spm" });
+      deepEqual([b.cached, b.path, b.key], [true, a.path, a.key]);
+      equal(await Deno.readTextFile(b.path), text);
+      // Another size is another key; without spm_train it cannot be built.
+      await rejects(
+        () => ensureTaskTokenizer(dataDir, { ...opts, vocabSize: 600, spmTrain: "/nonexistent" }),
+        (e: unknown) => e instanceof SpmUnavailableError && /spm_train not found/.test(e.message),
+      );
+      // Another corpus (one more task) is another key.
+      await Deno.mkdir(join(dataDir, "super_glue", "CB"), { recursive: true });
+      await Deno.copyFile(
+        sharedPath("data/super_glue/CB/train.jsonl"),
+        join(dataDir, "super_glue", "CB", "train.jsonl"),
+      );
+      const c = await ensureTaskTokenizer(dataDir, opts);
+      equal(c.cached, false);
+      ok(c.key !== a.key);
+      const entries = [...Deno.readDirSync(join(cacheDir, "tokenizers"))].map((e) => e.name);
+      equal(entries.length, 2, `only the two published folders remain: ${entries}`);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+function tinyRandomSpec(model: string): RunSpec {
+  const body: Omit<RunSpec, "id"> = {
+    profile: "t",
+    model,
+    backbone: "random",
+    pretrain: { vocabSize: 500 },
+    benchmark: "glue",
+    tasks: ["rte"],
+    method: { name: "mtl", label: "mtl", config: {} },
+    seed: 0,
+    train: DEFAULT_TRAIN,
+    backend: "cpu",
+  };
+  return { id: runId(body), ...body };
+}
+
+Deno.test({
+  name: "randomInitTokenizer(): the task tokenizer for tiny presets, else the fixture tokenizer",
+  ignore: !hasSpm,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const dataDir = await rteOnlyDataDir(dir);
+      const cache = join(dir, "cache");
+      // No spm_train on PATH and nothing cached: the shared fixture tokenizer.
+      const none = await withEnv(
+        { HYPERPROMPT_CACHE: cache, PATH: "/nonexistent" },
+        () => randomInitTokenizer(tinyRandomSpec("tiny-v1_1"), dataDir),
+      );
+      ok(none.source.startsWith("fixture:"), none.source);
+      const fixture = await T5Tokenizer.fromFile(DEFAULT_TOKENIZER);
+      equal(none.source, `fixture:${DEFAULT_TOKENIZER}`);
+      equal(none.tokenizer.vocabSize, fixture.vocabSize);
+      const task = await withEnv(
+        { HYPERPROMPT_CACHE: cache },
+        () => randomInitTokenizer(tinyRandomSpec("tiny-v1_1"), dataDir),
+      );
+      const built = await ensureTaskTokenizer(dataDir, {
+        vocabSize: 500,
+        cacheDir: cache,
+        log: () => {},
+      });
+      equal(built.cached, true);
+      equal(task.source, `task-spm:${built.path}`);
+      // Published presets keep the fixture tokenizer (their checkpoints bring their own).
+      const pub = await withEnv(
+        { HYPERPROMPT_CACHE: cache },
+        () => randomInitTokenizer(tinyRandomSpec("t5-small"), dataDir),
+      );
+      ok(pub.source.startsWith("fixture:"), pub.source);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

@@ -8,6 +8,7 @@ import {
   parseProfile,
   profilePath,
 } from "./profile.ts";
+import { METHOD_NAMES } from "./spec.ts";
 
 Deno.test("listProfiles() lists the built-in profiles", () => {
   const names = listProfiles();
@@ -77,4 +78,17 @@ Deno.test("parseProfile() errors name file, line and path; method configs are ch
     /bad\.json:3: \$\.models\[0\] names unknown preset "t5-huge"/,
   );
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("smoke compares pretrained with random backbones for every method; ci is pretrained", async () => {
+  const smoke = await loadProfile("smoke");
+  assert.deepEqual(smoke.backbones, ["pretrained", "random"]);
+  assert.equal(smoke.models.length, 1);
+  assert.equal(smoke.models[0], "mini-v1_1");
+  assert.deepEqual(smoke.methods.map((m) => m.name).sort(), [...METHOD_NAMES].sort());
+  const ci = await loadProfile("ci");
+  assert.deepEqual(ci.backbones, ["pretrained"]);
+  assert.equal(ci.backend, "cpu");
+  assert.ok(ci.pretrain?.steps !== undefined, "ci pretrains briefly (pretrain.steps)");
+  assert.deepEqual(ci.methods.map((m) => m.name).sort(), [...METHOD_NAMES].sort());
 });

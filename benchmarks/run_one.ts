@@ -5,9 +5,12 @@
  * 2. Builds the backbone: a seeded random init of a preset, the tiny span-corruption backbone
  *    (`backbone: "pretrained"` on a non-published preset), a published checkpoint from the hub,
  *    or a Hugging Face folder.
- * 3. Tokenizer: the backbone folder's `tokenizer.json`, else the offline GLUE tokenizer
- *    (`shared/fixtures/tokenizer/unigram-glue-4k`). A random-init backbone gets the tokenizer's
- *    vocabulary rounded up to a multiple of 128.
+ * 3. Tokenizer: the backbone folder's `tokenizer.json`. A random init of a tiny preset uses the
+ *    task-corpus SentencePiece tokenizer that its pretrained twin uses (`ensureTaskTokenizer`,
+ *    cached; needs `spm_train` once), falling back to the offline GLUE tokenizer
+ *    (`shared/fixtures/tokenizer/unigram-glue-4k`) without `spm_train`; the result records which
+ *    (`RunResult.tokenizer`). A random-init backbone gets the tokenizer's vocabulary rounded up
+ *    to a multiple of 128.
  * 4. Creates the method, trains on the examples-proportional (or temperature) mixture of the
  *    run's tasks, evaluates every `evalEvery` steps, resumes from `<outDir>/checkpoints`.
  * 5. Returns losses, every evaluation, the per-task best, benchmark averages, parameter and FLOP
@@ -64,7 +67,13 @@ import {
   type Scorer,
 } from "./evaluator.ts";
 import { collectProvenance } from "./provenance.ts";
-import { ensurePretrainedBackbone } from "./pretrain.ts";
+import {
+  defaultCacheDir as pretrainCacheDir,
+  ensurePretrainedBackbone,
+  ensureTaskTokenizer,
+  PRETRAIN_DEFAULTS,
+  SpmUnavailableError,
+} from "./pretrain.ts";
 
 /** The offline tokenizer used when the backbone brings none. */
 export const DEFAULT_TOKENIZER = sharedPath("fixtures/tokenizer/unigram-glue-4k/tokenizer.json");
@@ -79,23 +88,97 @@ interface Backbone {
   model: T5Model;
   tokenizer: T5Tokenizer;
   source: string;
+  /** How the tokenizer was chosen. */
+  tokenizerSource: string;
 }
 
 async function resolveFolder(ref: string): Promise<string> {
   return existsSync(ref) ? ref : await fetchHubModel(ref);
 }
 
-async function folderTokenizer(folder: string | undefined): Promise<T5Tokenizer> {
-  const own = folder === undefined ? undefined : join(folder, "tokenizer.json");
-  if (own !== undefined && existsSync(own)) return await T5Tokenizer.fromFile(own);
+/** A tokenizer and how it was chosen (recorded as `RunResult.tokenizer`). */
+interface ChosenTokenizer {
+  tokenizer: T5Tokenizer;
+  source: string;
+}
+
+async function fixtureTokenizer(why: string): Promise<ChosenTokenizer> {
   if (!existsSync(DEFAULT_TOKENIZER)) {
     throw new Error(
-      `benchmarks/run_one.ts: no tokenizer: ${
-        own ?? "the backbone folder"
-      } has none and the offline tokenizer ${DEFAULT_TOKENIZER} is missing (set HYPERPROMPT_SHARED)`,
+      `benchmarks/run_one.ts: no tokenizer: ${why} and the offline tokenizer ${DEFAULT_TOKENIZER} is missing (set HYPERPROMPT_SHARED)`,
     );
   }
-  return await T5Tokenizer.fromFile(DEFAULT_TOKENIZER);
+  return {
+    tokenizer: await T5Tokenizer.fromFile(DEFAULT_TOKENIZER),
+    source: `fixture:${DEFAULT_TOKENIZER}`,
+  };
+}
+
+async function folderTokenizer(folder: string | undefined): Promise<ChosenTokenizer> {
+  const own = folder === undefined ? undefined : join(folder, "tokenizer.json");
+  if (own !== undefined && existsSync(own)) {
+    return { tokenizer: await T5Tokenizer.fromFile(own), source: "backbone" };
+  }
+  return await fixtureTokenizer(`${own ?? "the backbone folder"} has none`);
+}
+
+/** Whether a run's backbone is the offline span-corruption one (a tiny preset, pretrained). */
+function usesTinyPretrained(spec: RunSpec): boolean {
+  return spec.backbone === "pretrained" && typeof spec.model === "string" &&
+    !PUBLISHED_PRESETS.includes(spec.model as never);
+}
+
+/**
+ * The tokenizer of a random-init run. For a tiny (non-published) preset: the task-corpus
+ * tokenizer that the pretrained backbone of the same corpus uses (`ensureTaskTokenizer`, vocabulary
+ * size from `spec.pretrain`), so random and pretrained runs share one vocabulary; it is trained
+ * once with `spm_train` and cached. Without `spm_train` (and no cached file) the offline GLUE
+ * fixture tokenizer is used; without either, an error. Other models: the fixture tokenizer (or
+ * the model folder's own).
+ *
+ * @param spec the run
+ * @param dataDir data root (the tokenizer's corpus)
+ * @param tokFolder the model folder of an `{hf}` model, if any
+ * @returns the tokenizer and its source (`task-spm:<file>`, `fixture:<file>` or `backbone`)
+ */
+export async function randomInitTokenizer(
+  spec: RunSpec,
+  dataDir: string,
+  tokFolder?: string,
+): Promise<ChosenTokenizer> {
+  if (tokFolder !== undefined || typeof spec.model !== "string") {
+    return await folderTokenizer(tokFolder);
+  }
+  if (PUBLISHED_PRESETS.includes(spec.model as never)) return await fixtureTokenizer("");
+  try {
+    const tok = await ensureTaskTokenizer(dataDir, {
+      vocabSize: spec.pretrain?.vocabSize ?? PRETRAIN_DEFAULTS.vocabSize,
+      cacheDir: pretrainCacheDir(),
+      log: () => {},
+    });
+    return { tokenizer: await T5Tokenizer.fromFile(tok.path), source: `task-spm:${tok.path}` };
+  } catch (e) {
+    if (!(e instanceof SpmUnavailableError)) throw e;
+    return await fixtureTokenizer(`${e.message}`);
+  }
+}
+
+/**
+ * The offline span-corruption backbone of a tiny preset, built (and cached) on first use with
+ * the run's `pretrain` overrides on the pretraining's own backend.
+ *
+ * @param spec the run (`backbone: "pretrained"`, a non-published preset)
+ * @param dataDir data root (the corpus)
+ * @returns the backbone folder
+ */
+export async function pretrainedFolder(spec: RunSpec, dataDir: string): Promise<string> {
+  return await ensurePretrainedBackbone(spec.model as string, dataDir, {
+    ...(spec.pretrain ?? {}),
+    // Building: the start and the end (no per-step lines); a cache hit: silent.
+    log: (l) => {
+      if (!l.includes(" step ") && !l.includes("using cached")) console.error(l);
+    },
+  });
 }
 
 /**
@@ -113,10 +196,10 @@ export async function buildBackbone(spec: RunSpec, dataDir: string): Promise<Bac
     if (typeof spec.model === "object") folder = await resolveFolder(spec.model.hf);
     else if (PUBLISHED_PRESETS.includes(spec.model as never)) {
       folder = await fetchHubModel(hubIdOfPreset(spec.model));
-    } else folder = await ensurePretrainedBackbone(spec.model, dataDir);
+    } else folder = await pretrainedFolder(spec, dataDir);
   }
   if (folder !== undefined) {
-    const tokenizer = await folderTokenizer(folder);
+    const { tokenizer, source: tokenizerSource } = await folderTokenizer(folder);
     const ck = await loadHfFolder(folder);
     try {
       const model = t5FromTensors({ ...ck.config, dropoutRate }, ck.tensors, folder);
@@ -126,7 +209,7 @@ export async function buildBackbone(spec: RunSpec, dataDir: string): Promise<Bac
           `${folder}: tokenizer has ${tokenizer.vocabSize} tokens but the model only ${model.config.vocabSize}`,
         );
       }
-      return { model, tokenizer, source: folder };
+      return { model, tokenizer, source: folder, tokenizerSource };
     } finally {
       for (const t of ck.tensors.values()) t.dispose();
     }
@@ -140,11 +223,15 @@ export async function buildBackbone(spec: RunSpec, dataDir: string): Promise<Bac
     for (const t of ck.tensors.values()) t.dispose();
     base = ck.config;
   } else base = preset(spec.model);
-  const tokenizer = await folderTokenizer(tokFolder);
+  const { tokenizer, source: tokenizerSource } = await randomInitTokenizer(
+    spec,
+    dataDir,
+    tokFolder,
+  );
   const vocabSize = Math.ceil(tokenizer.vocabSize / 128) * 128;
   const seed = seedFor(spec.seed, "backbone-init");
   const model = initT5({ ...base, vocabSize, dropoutRate }, { seed });
-  return { model, tokenizer, source: `random(seed=${spec.seed})` };
+  return { model, tokenizer, source: `random(seed=${spec.seed})`, tokenizerSource };
 }
 
 /**
@@ -178,9 +265,11 @@ export async function runOneWith(
 ): Promise<RunResult> {
   const startedAt = new Date();
   const t0 = performance.now();
+  // Pretraining (first use only) selects its own backend: do it before this run's backend.
+  if (usesTinyPretrained(spec)) await pretrainedFolder(spec, opts.dataDir);
   const backend = await selectBackend(spec.backend, { log: () => {} });
   const t = spec.train;
-  const { model, tokenizer, source } = await buildBackbone(spec, opts.dataDir);
+  const { model, tokenizer, source, tokenizerSource } = await buildBackbone(spec, opts.dataDir);
   const config = model.config;
   const method = getMethod(spec.method.name);
   const methodCfg = method.parseConfig(spec.method.config, `run ${spec.id}: method.config`);
@@ -316,6 +405,7 @@ export async function runOneWith(
       tokensPerSecond: outcome.trainSeconds > 0 ? outcome.tokens / outcome.trainSeconds : 0,
       wallSeconds: (performance.now() - t0) / 1000,
       backboneSource: source,
+      tokenizer: tokenizerSource,
       ...(attention === undefined ? {} : { attentionMass: attention }),
     };
   } finally {

@@ -83,6 +83,9 @@ Deno.test({
     assert.ok(r.flops.trainPerExample > r.flops.inferencePerExample);
     assert.ok(r.tokensPerSecond > 0 && r.wallSeconds > 0);
     assert.equal(r.backboneSource, "random(seed=1)");
+    // The task-corpus tokenizer (shared with the pretrained backbone) or, without spm_train,
+    // the fixture one; either way the run records which.
+    assert.match(r.tokenizer ?? "", /^(task-spm|fixture):.*tokenizer\.json$/);
     assert.equal(r.attentionMass, undefined, "mtl has no prompt slots");
     assert.equal(r.provenance.backend.tfBackend, "wasm");
     assert.ok(phases.includes("eval") && phases.filter((p) => p === "train").length === 12);
