@@ -179,7 +179,7 @@ Deno.test("main() --dry-run lists the grid with FLOPs and time; --compare gates 
   );
   assert.match(
     c.out.join("\n"),
-    /FAIL tiny-grid\/tiny-v1_1\/super_glue\/mtl\/s0: best\.cb\.accuracy: .*\(diff -5, tolerance 0\.5\)/,
+    /FAIL tiny-grid\/tiny-v1_1\/random\/super_glue\/mtl\/s0: best\.cb\.accuracy: .*\(diff -5, tolerance 0\.5\)/,
   );
   await Deno.remove(dir, { recursive: true });
 });
@@ -190,7 +190,7 @@ Deno.test("main() without --profile picks smoke when the backend is not a GPU", 
     const c = capture();
     assert.equal(await main(["--dry-run", "--data-dir", DATA], c.opts), 0);
     assert.match(c.err.join("\n"), /No --profile: using "smoke" \(backend cpu, no GPU\)/);
-    assert.ok(c.out.some((l) => /^16 runs; .*\(cpu\)$/.test(l)), c.out.join("\n"));
+    assert.ok(c.out.some((l) => /^32 runs; .*\(cpu\)$/.test(l)), c.out.join("\n"));
     // The pure-JS cpu backend is far too slow for the smoke profile's 10-minute budget.
     assert.match(
       c.out.at(-1)!,
