@@ -16,8 +16,7 @@ import process from "node:process";
 import { existsSync } from "node:fs";
 import cliProgress from "cli-progress";
 import { preset, type T5Config, t5ConfigFromHf } from "../model/config.ts";
-import { sharedPath } from "../model/shared_dir.ts";
-import { defaultCacheDir as defaultDataCacheDir } from "../tasks/data.ts";
+import { defaultDataDir } from "../tasks/data.ts";
 import { listProfiles, loadProfile, profilePath } from "./profile.ts";
 import {
   defaultTaskCatalog,
@@ -164,20 +163,6 @@ export function fmtDuration(s: number | null): string {
   if (m < 60) return `${m}m${String(Math.round(s - 60 * m)).padStart(2, "0")}s`;
   const h = Math.floor(m / 60);
   return `${h}h${String(m - 60 * h).padStart(2, "0")}m`;
-}
-
-function defaultDataDir(): string {
-  const env = Deno.env.get("HYPERPROMPT_DATA");
-  if (env) return env;
-  // The download cache (`$HYPERPROMPT_CACHE/data`, ...: tasks/data.ts), else the offline mirror.
-  let cache: string | undefined;
-  try {
-    cache = defaultDataCacheDir();
-  } catch {
-    cache = undefined;
-  }
-  if (cache !== undefined && existsSync(cache)) return cache;
-  return sharedPath("data");
 }
 
 async function loadRunOne(): Promise<RunOneFn> {

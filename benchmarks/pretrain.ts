@@ -25,14 +25,28 @@ import { preset, type T5Config } from "../model/config.ts";
 import { crossEntropyLoss, forward, initT5, type T5Model, t5StateDict } from "../model/t5.ts";
 import { saveHfFolder } from "../model/checkpoint.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
-import { trainSentencePiece } from "../model/spm.ts";
+import { trainSentencePiece, withSentinels } from "../model/spm.ts";
+import { sharedPath } from "../model/shared_dir.ts";
+import { isFileSync as isFile } from "../model/fs.ts";
 import { type BackendName, currentBackendInfo, selectBackend } from "../model/backend.ts";
 import { spanCorrupt, T5_SPAN_CORRUPTION } from "../tasks/span_corruption.ts";
-import { defaultCacheDir as defaultDataCacheDir, resolveDataDir } from "../tasks/data.ts";
+import {
+  defaultCacheDir as defaultDataCacheDir,
+  defaultDataDir,
+  resolveDataDir,
+} from "../tasks/data.ts";
 import { loadExamples } from "../tasks/load.ts";
 import { getTask, TASKS } from "../tasks/registry.ts";
 import { createOptimizer } from "./optim.ts";
 import { Rng, seedFor } from "./rng.ts";
+
+/**
+ * The reference tokenizer of `shared/fixtures` (a T5-layout Unigram vocabulary trained on GLUE
+ * text): used for random-initialised tiny models and for pretraining when `spm_train` is missing.
+ */
+export const REFERENCE_TOKENIZER: string = sharedPath(
+  "fixtures/tokenizer/unigram-glue-4k/tokenizer.json",
+);
 
 /** Settings of one pretraining run; all of them enter the cache key. */
 export interface PretrainOptions {
@@ -65,6 +79,8 @@ export interface PretrainOptions {
    */
   readonly backend?: BackendName;
   /** Progress lines (default: console.error). */
+  /** The `spm_train` executable (default: from PATH); without one the reference tokenizer is used. */
+  readonly spmTrain?: string;
   readonly log?: (line: string) => void;
 }
 
@@ -102,14 +118,6 @@ export interface PretrainInfo {
 /** Default cache root: the parent of the data cache (`$HYPERPROMPT_CACHE`, else `~/.cache/hyperprompt-bench`). */
 export function defaultCacheDir(): string {
   return dirname(defaultDataCacheDir());
-}
-
-function isFile(path: string): boolean {
-  try {
-    return Deno.statSync(path).isFile;
-  } catch {
-    return false;
-  }
 }
 
 /**
@@ -268,6 +276,11 @@ export async function ensureTaskTokenizer(
   return await corpusTokenizer(text, sha256(text), opts);
 }
 
+/** The data folder of the task corpus: the one given (which must exist), else the default. */
+function corpusDataDir(dataDir: string | undefined): string {
+  return dataDir === undefined ? defaultDataDir() : resolveDataDir({ dataDir });
+}
+
 /**
  * Builds (or reuses from the cache) a span-corruption-pretrained backbone.
  *
@@ -282,7 +295,7 @@ export async function pretrainBackbone(
   const corpusLines = opts.corpusFiles
     ? (await Promise.all(opts.corpusFiles.map((f) => Deno.readTextFile(f))))
       .flatMap((t) => t.split("\n")).map((l) => l.trim()).filter((l) => l !== "")
-    : await taskCorpus(resolveDataDir({ dataDir: opts.dataDir }));
+    : await taskCorpus(corpusDataDir(opts.dataDir));
   if (corpusLines.length === 0) {
     throw new Error(
       "pretrain: the corpus is empty (no train/test split present in the data folder and no " +
@@ -291,12 +304,36 @@ export async function pretrainBackbone(
   }
   const corpusText = corpusLines.join("\n");
   const corpusHash = sha256(corpusText);
-  const tokenizerText = opts.tokenizer ? await Deno.readTextFile(opts.tokenizer) : "";
+  // Resolve the tokenizer first: its exact content is part of the cache key, so a backbone built
+  // with the reference tokenizer (no spm_train) is never reused with another vocabulary.
+  let tokenizerFile = opts.tokenizer;
+  let tokenizerLabel = opts.tokenizer ?? `spm_train unigram ${opts.vocabSize}`;
+  if (tokenizerFile === undefined) {
+    try {
+      tokenizerFile = (await corpusTokenizer(corpusText, corpusHash, {
+        vocabSize: opts.vocabSize,
+        cacheDir: opts.cacheDir,
+        log,
+        ...(opts.spmTrain === undefined ? {} : { spmTrain: opts.spmTrain }),
+      })).path;
+    } catch (e) {
+      if (!(e instanceof SpmUnavailableError) || !isFile(REFERENCE_TOKENIZER)) throw e;
+      log(`pretrain: ${e.message}; using the reference tokenizer ${REFERENCE_TOKENIZER}`);
+      tokenizerFile = REFERENCE_TOKENIZER;
+      tokenizerLabel = `reference ${REFERENCE_TOKENIZER}`;
+    }
+  }
+  // Span corruption needs T5's sentinels; a tokenizer without them gets them appended.
+  const tokenizerJson = withSentinels(
+    JSON.parse(await Deno.readTextFile(tokenizerFile)) as Record<string, unknown>,
+    tokenizerFile,
+  );
+  const tokenizerText = JSON.stringify(tokenizerJson);
   const key = (sha256(JSON.stringify({
-    v: 2,
+    v: 3,
     base,
     corpusHash,
-    tokenizer: tokenizerText ? sha256(tokenizerText) : `spm:${opts.vocabSize}`,
+    tokenizer: sha256(tokenizerText),
     steps: opts.steps,
     batchSize: opts.batchSize,
     chunkLength: opts.chunkLength,
@@ -316,12 +353,8 @@ export async function pretrainBackbone(
 
   const work = await Deno.makeTempDir({ prefix: "pretrain-" });
   try {
-    const tokenizerPath = opts.tokenizer ?? (await corpusTokenizer(corpusText, corpusHash, {
-      vocabSize: opts.vocabSize,
-      cacheDir: opts.cacheDir,
-      log,
-    })).path;
-    const tokenizer = await T5Tokenizer.fromFile(tokenizerPath);
+    const tokenizerPath = tokenizerFile;
+    const tokenizer = T5Tokenizer.fromJson(tokenizerJson, tokenizerFile);
     const sentinel0 = tokenizer.tokenToId("<extra_id_0>");
     if (sentinel0 === undefined) {
       throw new Error(`${tokenizerPath}: no <extra_id_0> sentinel; span corruption needs them`);
@@ -426,11 +459,11 @@ export async function pretrainBackbone(
       key,
       preset: opts.preset,
       corpus: {
-        files: opts.corpusFiles ?? [`tasks:${resolveDataDir({ dataDir: opts.dataDir })}`],
+        files: opts.corpusFiles ?? [`tasks:${corpusDataDir(opts.dataDir)}`],
         sha256: corpusHash,
         lines: corpusLines.length,
       },
-      tokenizer: opts.tokenizer ?? `spm_train unigram ${opts.vocabSize}`,
+      tokenizer: tokenizerLabel,
       steps: opts.steps,
       batchSize: opts.batchSize,
       chunkLength: opts.chunkLength,
@@ -442,7 +475,7 @@ export async function pretrainBackbone(
     };
     await saveHfFolder(dir, config, t5StateDict(model), {
       extraFiles: {
-        "tokenizer.json": await Deno.readTextFile(tokenizerPath),
+        "tokenizer.json": tokenizerText,
         "pretrain.json": JSON.stringify(info, null, 2),
       },
     });

@@ -7,6 +7,7 @@ import { loadExamples } from "../tasks/load.ts";
 import {
   ensureTaskTokenizer,
   pretrainBackbone,
+  REFERENCE_TOKENIZER,
   SpmUnavailableError,
   taskCorpus,
 } from "./pretrain.ts";
@@ -226,4 +227,44 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("pretrainBackbone() without spm_train uses the reference tokenizer with T5 sentinels", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const rte = await Deno.readTextFile(sharedPath("data/glue/RTE/train.tsv"));
+    const corpus = join(dir, "corpus.txt");
+    await Deno.writeTextFile(
+      corpus,
+      rte.split("\n").slice(1, 400).flatMap((l) => l.split("\t").slice(1, 3)).join("\n"),
+    );
+    const opts = {
+      preset: "tiny-v1_1",
+      corpusFiles: [corpus],
+      vocabSize: 600,
+      steps: 3,
+      batchSize: 4,
+      chunkLength: 16,
+      learningRate: 1e-3,
+      seed: 2,
+      cacheDir: join(dir, "cache"),
+      spmTrain: "/nonexistent/spm_train",
+      log: () => {},
+    };
+    const r = await pretrainBackbone(opts);
+    ok(r.info.tokenizer.startsWith("reference "), r.info.tokenizer);
+    const tok = await T5Tokenizer.fromFile(join(r.dir, "tokenizer.json"));
+    equal(tok.vocabSize, 4100, "4,000 reference pieces + 100 sentinels");
+    equal(tok.tokenToId("<extra_id_0>"), 4099);
+    const ref = await T5Tokenizer.fromFile(REFERENCE_TOKENIZER);
+    deepEqual(tok.encode("a b c"), ref.encode("a b c"), "ordinary ids unchanged");
+    // With spm_train the corpus tokenizer differs, so the backbone lands under another key.
+    if (hasSpm) {
+      const { spmTrain: _, ...rest } = opts;
+      const withSpm = await pretrainBackbone(rest);
+      ok(withSpm.dir !== r.dir, "cache key covers the tokenizer");
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

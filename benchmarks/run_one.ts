@@ -30,7 +30,6 @@ import { fetchHubModel, loadHfFolder } from "../model/checkpoint.ts";
 import { selectBackend } from "../model/backend.ts";
 import { getMethod } from "../model/methods/mod.ts";
 import { methodAccounting } from "../model/methods/accounting.ts";
-import { sharedPath } from "../model/shared_dir.ts";
 import {
   BENCHMARK_TASKS,
   benchmarkAverage,
@@ -72,11 +71,13 @@ import {
   ensurePretrainedBackbone,
   ensureTaskTokenizer,
   PRETRAIN_DEFAULTS,
+  REFERENCE_TOKENIZER,
   SpmUnavailableError,
 } from "./pretrain.ts";
 
 /** The offline tokenizer used when the backbone brings none. */
-export const DEFAULT_TOKENIZER = sharedPath("fixtures/tokenizer/unigram-glue-4k/tokenizer.json");
+/** The tokenizer random-initialised tiny models fall back to (see {@link REFERENCE_TOKENIZER}). */
+export const DEFAULT_TOKENIZER: string = REFERENCE_TOKENIZER;
 
 /** Hub repository of a published preset (`t5-small` → `google-t5/t5-small`). */
 export function hubIdOfPreset(name: string): string {

@@ -14,6 +14,7 @@ import {
   type TaskSource,
 } from "./sources.ts";
 import { isFileSync as isFile } from "../model/fs.ts";
+import { sharedPath } from "../model/shared_dir.ts";
 
 /**
  * Default data cache: `$HYPERPROMPT_CACHE/data` when that variable is set, else
@@ -49,6 +50,32 @@ export function resolveDataDir(opts: { dataDir?: string; cacheDir?: string } = {
     return opts.dataDir;
   }
   return opts.cacheDir ?? defaultCacheDir();
+}
+
+/**
+ * The data folder a run reads by default: `$HYPERPROMPT_DATA`, else the download cache
+ * ({@link defaultCacheDir}) when it exists, else the offline mirror `shared/data` beside the
+ * repository.
+ */
+export function defaultDataDir(): string {
+  const env = Deno.env.get("HYPERPROMPT_DATA");
+  if (env) return env;
+  let cache: string | undefined;
+  try {
+    cache = defaultCacheDir();
+  } catch {
+    cache = undefined;
+  }
+  if (cache !== undefined && isDirectorySync(cache)) return cache;
+  return sharedPath("data");
+}
+
+function isDirectorySync(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
 }
 
 /** Presence of one task's files in a data root, per coarse split. */
