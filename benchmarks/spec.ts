@@ -10,19 +10,13 @@
  *
  * @module
  */
+import { BACKEND_NAMES, type BackendName } from "../model/backend.ts";
 import { createHash } from "node:crypto";
 
-/** Backend requested for a run (see `model/backend.ts`). */
-export type BackendChoice = "auto" | "tensorflow" | "webgpu" | "wasm" | "wasm+blas" | "cpu";
+/** Backend requested for a run: the names `model/backend.ts` accepts. */
+export type BackendChoice = BackendName;
 /** Known backend choices, in `--help` order. */
-export const BACKEND_CHOICES: readonly BackendChoice[] = [
-  "auto",
-  "tensorflow",
-  "webgpu",
-  "wasm",
-  "wasm+blas",
-  "cpu",
-];
+export const BACKEND_CHOICES: readonly BackendChoice[] = BACKEND_NAMES;
 
 /** A benchmark trained and evaluated as one multi-task run. */
 export type BenchmarkName = "glue" | "super_glue";
