@@ -435,6 +435,22 @@ function registerWasm(name: MatMulKernel, kernelFunc: KernelFn, setupFunc: tf.Ke
   });
 }
 
+/** The stock wasm kernels of `names`, remembered before they are replaced. */
+function stockKernels<K extends string>(names: readonly K[]): Map<K, tf.KernelConfig> {
+  const saved = new Map<K, tf.KernelConfig>();
+  for (const name of names) {
+    const k = tf.getKernel(name, "wasm");
+    if (k === undefined) {
+      throw new Error(
+        `model/wasm_kernels.ts: wasm kernel ${name} is not registered; ` +
+          'import "@tensorflow/tfjs-backend-wasm" and await tf.setBackend("wasm") first',
+      );
+    }
+    saved.set(name, k);
+  }
+  return saved;
+}
+
 /**
  * Install fast matmul kernels on the wasm backend: OpenBLAS `cblas_sgemm` when `blas` is given,
  * otherwise the transpose fix. Call after `await tf.setBackend("wasm")` (the stock kernels must
@@ -444,20 +460,7 @@ function registerWasm(name: MatMulKernel, kernelFunc: KernelFn, setupFunc: tf.Ke
  * @returns the mode now installed.
  */
 export function patchWasmMatMul(opts: { blas?: BlasLibrary } = {}): WasmMatMulMode {
-  if (stock === undefined) {
-    const saved = new Map<MatMulKernel, tf.KernelConfig>();
-    for (const name of MATMUL_KERNELS) {
-      const k = tf.getKernel(name, "wasm");
-      if (k === undefined) {
-        throw new Error(
-          `model/wasm_kernels.ts: wasm kernel ${name} is not registered; ` +
-            'import "@tensorflow/tfjs-backend-wasm" and await tf.setBackend("wasm") first',
-        );
-      }
-      saved.set(name, k);
-    }
-    stock = saved;
-  }
+  stock ??= stockKernels(MATMUL_KERNELS);
   for (const name of MATMUL_KERNELS) {
     const orig = stock.get(name)!;
     const fixed = transposeFixed(orig.kernelFunc as unknown as KernelFn);
@@ -748,20 +751,7 @@ let stockElementwise: Map<string, tf.KernelConfig> | undefined;
  * `await tf.setBackend("wasm")`.
  */
 export function patchWasmElementwise(): void {
-  if (stockElementwise === undefined) {
-    const saved = new Map<string, tf.KernelConfig>();
-    for (const name of ELEMENTWISE_KERNELS) {
-      const k = tf.getKernel(name, "wasm");
-      if (k === undefined) {
-        throw new Error(
-          `model/wasm_kernels.ts: wasm kernel ${name} is not registered; ` +
-            'import "@tensorflow/tfjs-backend-wasm" and await tf.setBackend("wasm") first',
-        );
-      }
-      saved.set(name, k);
-    }
-    stockElementwise = saved;
-  }
+  stockElementwise ??= stockKernels(ELEMENTWISE_KERNELS);
   for (const [name, orig] of stockElementwise) {
     const fb = orig.kernelFunc as unknown as KernelFn;
     let fn: KernelFn;
