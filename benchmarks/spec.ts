@@ -144,6 +144,14 @@ export interface TrainSpec {
   readonly steps: number;
   /** Examples per step. */
   readonly batchSize: number;
+  /**
+   * Gradient accumulation: examples per forward/backward pass. Each optimizer step still draws
+   * `batchSize` examples; they are split into `batchSize / microBatchSize` equal micro-batches
+   * whose gradients are summed (weighted by their share of the target tokens) before one clip
+   * and one update. Absent (the default) or equal to `batchSize`: one pass per step. Must divide
+   * `batchSize`. Absent fields are left out of the canonical JSON, so run ids do not change.
+   */
+  readonly microBatchSize?: number;
   /** Encoder tokens kept per example (truncated, then EOS appended). */
   readonly maxInputLength: number;
   /** Decoder tokens kept per example. */
@@ -622,7 +630,7 @@ export function validateTrain(
   base: TrainSpec = DEFAULT_TRAIN,
 ): TrainSpec {
   const o = obj(v, src, path);
-  noExtraKeys(o, Object.keys(DEFAULT_TRAIN), src, path);
+  noExtraKeys(o, [...Object.keys(DEFAULT_TRAIN), "microBatchSize"], src, path);
   const p = (k: string) => `${path}.${k}`;
   const get = <K extends keyof TrainSpec>(k: K): unknown => o[k] === undefined ? base[k] : o[k];
   const sRaw = o.schedule === undefined ? base.schedule : obj(o.schedule, src, p("schedule"));
@@ -639,6 +647,7 @@ export function validateTrain(
   };
   const clip = get("clipNorm");
   const evalMax = get("evalMaxExamples");
+  const micro = get("microBatchSize");
   const t: TrainSpec = {
     optimizer: oneOf(get("optimizer"), ["adafactor", "adamw"], src, p("optimizer")),
     learningRate: num(get("learningRate"), src, p("learningRate"), { min: 0, minExclusive: true }),
@@ -658,7 +667,24 @@ export function validateTrain(
     evalMaxExamples: evalMax === null
       ? null
       : num(evalMax, src, p("evalMaxExamples"), { int: true, min: 1 }),
+    // Only present when set, so that specs without it keep their canonical JSON and run id.
+    ...(micro === undefined
+      ? {}
+      : { microBatchSize: num(micro, src, p("microBatchSize"), { int: true, min: 1 }) }),
   };
+  if (t.microBatchSize !== undefined && t.batchSize % t.microBatchSize !== 0) {
+    throw o.microBatchSize === undefined
+      ? new SpecError(
+        src,
+        p("batchSize"),
+        `must be a multiple of microBatchSize (${t.microBatchSize}), got ${t.batchSize}`,
+      )
+      : new SpecError(
+        src,
+        p("microBatchSize"),
+        `must divide batchSize (${t.batchSize}), got ${t.microBatchSize}`,
+      );
+  }
   if (t.schedule.kind !== "constant" && t.schedule.warmupSteps > t.steps) {
     throw new SpecError(
       src,

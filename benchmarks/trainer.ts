@@ -5,7 +5,10 @@
  *
  * Determinism: given the root seed and the backend, a run's numbers are a pure function of the
  * step: dropout seeds are `seedFor(seed, "dropout:<step>")`, the learning rate comes from the
- * schedule, and batches from the sampler, whose state is checkpointed. A run killed at any point
+ * schedule, and batches from the sampler, whose state is checkpointed. With gradient
+ * accumulation (`train.microBatchSize`) a step draws the same batch, runs it as equal
+ * micro-batches (dropout seed `seedFor(<step seed>, "micro:<k>")`) and sums their token-weighted
+ * gradients before one clip and one update; checkpoints stay at optimizer-step boundaries. A run killed at any point
  * and restarted resumes from its newest complete checkpoint and ends bit-identical to an
  * uninterrupted run (the variables, optimizer slots and sampler state are restored exactly).
  *
@@ -215,6 +218,122 @@ function nonFiniteNames(tensors: Iterable<[string, tf.Tensor]>): string[] {
   return bad;
 }
 
+/** One micro-batch: rows `[start, start + size)` of a batch, as views for the forward pass. */
+function sliceBatch(batch: TrainBatch, start: number, size: number): TrainBatch {
+  const rows = <T extends tf.Tensor2D>(x: T) => tf.slice(x, [start, 0], [size, -1]) as T;
+  return {
+    inputIds: rows(batch.inputIds),
+    attentionMask: rows(batch.attentionMask),
+    decoderInputIds: rows(batch.decoderInputIds),
+    labels: rows(batch.labels),
+    taskIds: batch.taskIds.slice(start, start + size),
+    numTokens: 0, // not used for micro-batches
+  };
+}
+
+/**
+ * Micro-batch size of a step: `train.microBatchSize` when set and smaller than the batch drawn,
+ * else the whole batch (one pass, the path of runs without gradient accumulation).
+ */
+function microSize(t: TrainSpec, rows: number): number {
+  const m = t.microBatchSize;
+  if (m === undefined || m >= rows) return rows;
+  if (rows % m !== 0) {
+    throw new Error(
+      `benchmarks/trainer.ts: microBatchSize ${m} does not divide the batch of ${rows} rows`,
+    );
+  }
+  return m;
+}
+
+/**
+ * The loss of a batch and the gradients of the trained variables (keyed by tfjs variable name).
+ *
+ * Without accumulation this is one `tf.variableGrads` over the whole batch with dropout seed
+ * `dropoutSeed`. With `train.microBatchSize` smaller than the batch, the rows are split into
+ * equal micro-batches; micro-batch k uses dropout seed `seedFor(dropoutSeed, "micro:<k>")` and
+ * its token-mean loss is weighted by its share of the batch's counted target tokens (labels
+ * other than -100), so the summed loss and gradients equal the full batch's token-mean ones up
+ * to fp32 rounding. Only the running sums outlive a micro-batch (each pass runs in `tf.tidy`).
+ *
+ * @param o the training options (model, method instance, `train` for label smoothing and
+ *   `microBatchSize`)
+ * @param batch the step's batch (not disposed here)
+ * @param varList the trained variables
+ * @param dropoutSeed the step's dropout seed
+ * @returns the loss and the gradients; the caller disposes them
+ */
+export async function lossAndGrads(
+  o: TrainOptions,
+  batch: TrainBatch,
+  varList: tf.Variable[],
+  dropoutSeed: number,
+): Promise<{ value: tf.Scalar; grads: tf.NamedTensorMap }> {
+  const t = o.train;
+  const passLoss = (b: TrainBatch, seed: number) => {
+    const hooks = o.instance.hooks(b.taskIds);
+    const { logits, encoderOutput } = forward(o.model, b, {
+      hooks,
+      training: true,
+      dropoutSeed: seed,
+    });
+    encoderOutput.dispose();
+    return crossEntropyLoss(logits, b.labels, { labelSmoothing: t.labelSmoothing });
+  };
+  const rows = batch.labels.shape[0];
+  const m = microSize(t, rows);
+  if (m === rows) return tf.variableGrads(() => passLoss(batch, dropoutSeed), varList);
+  // Counted target tokens per micro-batch (the loss's denominator).
+  const labels = await batch.labels.data();
+  const width = batch.labels.shape[1];
+  const counts: number[] = [];
+  for (let s = 0; s < rows; s += m) {
+    let c = 0;
+    for (let i = s * width; i < (s + m) * width; i++) if (labels[i] !== -100) c++;
+    counts.push(c);
+  }
+  const total = counts.reduce((a, b) => a + b, 0);
+  let value: tf.Scalar | undefined;
+  let grads: tf.NamedTensorMap | undefined;
+  try {
+    for (let k = 0; k < counts.length; k++) {
+      // A micro-batch without counted tokens contributes nothing (weight 0).
+      if (counts[k] === 0) continue;
+      const weight = counts[k]! / total;
+      const seed = seedFor(dropoutSeed, `micro:${k}`);
+      const prev = { value, grads };
+      const next = tf.tidy(() => {
+        const mb = sliceBatch(batch, k * m, m);
+        const r = tf.variableGrads(() => tf.mul(passLoss(mb, seed), weight) as tf.Scalar, varList);
+        const sum: tf.NamedTensorMap = {};
+        for (const [n, gk] of Object.entries(r.grads)) {
+          const p = prev.grads?.[n];
+          sum[n] = p === undefined ? gk : tf.add(p, gk);
+        }
+        // A variable unused by this micro-batch (e.g. a task absent from it) keeps its sum.
+        for (const [n, p] of Object.entries(prev.grads ?? {})) {
+          if (sum[n] === undefined) sum[n] = tf.clone(p);
+        }
+        return { value: prev.value === undefined ? r.value : tf.add(prev.value, r.value), sum };
+      });
+      value = next.value as tf.Scalar;
+      grads = next.sum;
+      if (prev.value !== undefined) prev.value.dispose();
+      if (prev.grads !== undefined) tf.dispose(Object.values(prev.grads));
+    }
+  } catch (e) {
+    if (value !== undefined) value.dispose();
+    if (grads !== undefined) tf.dispose(Object.values(grads));
+    throw e;
+  }
+  if (value === undefined || grads === undefined) {
+    // Every label ignored: the full-batch loss is 0 with zero gradients (crossEntropyLoss
+    // divides by max(count, 1)); reproduce that with one pass.
+    return tf.variableGrads(() => passLoss(batch, dropoutSeed), varList);
+  }
+  return { value, grads };
+}
+
 /**
  * Train a method on a backbone. Resumes from the newest checkpoint under `checkpointDir`.
  *
@@ -286,16 +405,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
       let grads: Map<string, tf.Tensor>;
       try {
         const dropoutSeed = seedFor(o.seed, `dropout:${step}`);
-        const { value, grads: g } = tf.variableGrads(() => {
-          const hooks = o.instance.hooks(batch.taskIds);
-          const { logits, encoderOutput } = forward(o.model, batch, {
-            hooks,
-            training: true,
-            dropoutSeed,
-          });
-          encoderOutput.dispose();
-          return crossEntropyLoss(logits, batch.labels, { labelSmoothing: t.labelSmoothing });
-        }, varList);
+        const { value, grads: g } = await lossAndGrads(o, batch, varList, dropoutSeed);
         grads = new Map(Object.entries(g).map(([k, v]) => [nameOf.get(k) ?? k, v]));
         lossValue = (await value.data())[0]!;
         value.dispose();

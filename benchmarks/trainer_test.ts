@@ -4,10 +4,16 @@ import { preset, type T5Config } from "../model/config.ts";
 import { disposeT5, initT5, type T5Model } from "../model/t5.ts";
 import type { MethodInstance } from "../model/method.ts";
 import { getMethod } from "../model/methods/mod.ts";
-import { DEFAULT_TRAIN, type TrainSpec } from "./spec.ts";
+import { DEFAULT_TRAIN, SpecError, type TrainSpec, validateTrain } from "./spec.ts";
 import { Rng } from "./rng.ts";
-import { collate } from "./batching.ts";
-import { type BatchSource, NonFiniteLossError, train, type TrainOptions } from "./trainer.ts";
+import { collate, disposeBatch } from "./batching.ts";
+import {
+  type BatchSource,
+  lossAndGrads,
+  NonFiniteLossError,
+  train,
+  type TrainOptions,
+} from "./trainer.ts";
 
 import { selectBackend } from "../model/backend.ts";
 
@@ -17,14 +23,20 @@ await selectBackend("wasm", { log: () => {} });
 const CONFIG: T5Config = { ...preset("tiny-v1_1"), vocabSize: 64, dropoutRate: 0.1 };
 const IDS = { padTokenId: 0, eosTokenId: 1, decoderStartTokenId: 0 };
 
-/** 8 fixed (input, target) pairs; batches of 4 drawn by a seeded Rng whose state is resumable. */
+/**
+ * 8 fixed (input, target) pairs; batches of 4 drawn by a seeded Rng whose state is resumable.
+ * With `varied`, targets have 1 to 3 tokens, so rows count unequally in the token-mean loss.
+ */
 class ToySource implements BatchSource {
   readonly rng = new Rng(11);
-  readonly data = Array.from({ length: 8 }, (_, i) => ({
-    input: [2 + i, 10 + (i % 3), 20 + i, 1].slice(0, 2 + (i % 3)).concat([1]),
-    target: [40 + (i % 2), 1],
-    taskId: i % 2,
-  }));
+  readonly data;
+  constructor(varied = false) {
+    this.data = Array.from({ length: 8 }, (_, i) => ({
+      input: [2 + i, 10 + (i % 3), 20 + i, 1].slice(0, 2 + (i % 3)).concat([1]),
+      target: varied ? [40 + (i % 2), 45 + i, 1].slice(i % 3) : [40 + (i % 2), 1],
+      taskId: i % 2,
+    }));
+  }
   next() {
     return collate(Array.from({ length: 4 }, () => this.data[this.rng.nextInt(8)]!), IDS);
   }
@@ -207,4 +219,172 @@ Deno.test("train() with a hyper-prompt method: method variables train, numTensor
   assert.ok(changed > 0, "method variables were updated");
   instance.dispose();
   disposeT5(model);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Gradient accumulation (train.microBatchSize)
+
+const NO_DROPOUT: T5Config = { ...CONFIG, dropoutRate: 0 };
+
+/** Largest |a - b| over |b|'s largest magnitude, over all elements of two equal-length arrays. */
+function relMaxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0;
+  let m = 0;
+  for (let i = 0; i < b.length; i++) {
+    d = Math.max(d, Math.abs(a[i]! - b[i]!));
+    m = Math.max(m, Math.abs(b[i]!));
+  }
+  return m === 0 ? d : d / m;
+}
+
+Deno.test("lossAndGrads: 4 micro-batches give the full batch's loss and gradients", async () => {
+  const model = initT5(NO_DROPOUT, { seed: 1 });
+  const varList = [...model.params.values()];
+  const batch = new ToySource(true).next();
+  // The batch must weigh rows unequally, else the token weighting is not exercised.
+  const labels = await batch.labels.data();
+  const perRow = [0, 1, 2, 3].map((r) =>
+    [0, 1, 2].filter((c) => labels[r * 3 + c] !== -100).length
+  );
+  assert.ok(new Set(perRow).size > 1, `target tokens per row ${perRow}`);
+  const o = opts(model, { train: { ...SPEC, labelSmoothing: 0.1 } });
+  const full = await lossAndGrads(o, batch, varList, 5);
+  const before = tf.memory().numTensors;
+  const acc = await lossAndGrads(
+    { ...o, train: { ...o.train, microBatchSize: 1 } },
+    batch,
+    varList,
+    5,
+  );
+  assert.equal(
+    tf.memory().numTensors - before,
+    1 + Object.keys(acc.grads).length,
+    "only results kept",
+  );
+  assert.deepEqual(Object.keys(acc.grads).sort(), Object.keys(full.grads).sort());
+  const lf = (await full.value.data())[0]!;
+  const la = (await acc.value.data())[0]!;
+  // fp32: a sum of 4 weighted terms vs one mean over ~8 tokens: a few ulps of a loss ~4.
+  assert.ok(Math.abs(la - lf) <= 1e-5 * Math.abs(lf), `loss ${la} vs ${lf}`);
+  for (const [n, g] of Object.entries(full.grads)) {
+    // Each gradient is the same sum of per-token terms, added in another order (and through
+    // per-micro-batch layer sums): relative 1e-4 of the tensor's largest entry allows ~1e-5 per
+    // op over the depth of the tiny model's backward pass.
+    const r = relMaxDiff(await acc.grads[n]!.data(), await g.data());
+    assert.ok(r <= 1e-4, `${n}: relative max difference ${r}`);
+  }
+  tf.dispose([full.value, acc.value, ...Object.values(full.grads), ...Object.values(acc.grads)]);
+  disposeBatch(batch);
+  disposeT5(model);
+});
+
+Deno.test("train() with microBatchSize: same losses and variables as the full batch", async () => {
+  const spec: TrainSpec = { ...SPEC, steps: 3, optimizer: "adamw", learningRate: 1e-3 };
+  const run = async (microBatchSize?: number) => {
+    const model = initT5(NO_DROPOUT, { seed: 1 });
+    const r = await train(opts(model, {
+      source: new ToySource(true),
+      train: microBatchSize === undefined ? spec : { ...spec, microBatchSize },
+    }));
+    const v = await snapshot(model);
+    disposeT5(model);
+    return { losses: r.losses, tokens: r.tokens, v };
+  };
+  const full = await run();
+  const acc = await run(1);
+  assert.equal(acc.tokens, full.tokens);
+  for (const [i, l] of full.losses.entries()) {
+    // Same as above per step; the variables fed back after an update keep it small.
+    assert.ok(Math.abs(acc.losses[i]!.loss - l.loss) <= 1e-5 * l.loss, `step ${i + 1}`);
+  }
+  for (const [n, x] of full.v) {
+    // AdamW moves each weight by ~lr per step whatever the gradient's size, so rounding can
+    // only matter where a gradient is near 0; bound the difference by 3 steps x lr / 10.
+    const a = acc.v.get(n)!;
+    let d = 0;
+    for (let i = 0; i < x.length; i++) d = Math.max(d, Math.abs(a[i]! - x[i]!));
+    assert.ok(d <= 3e-4, `${n}: max |difference| ${d}`);
+  }
+});
+
+Deno.test("train() with microBatchSize and dropout: resumed run is bit-identical, numTensors flat", async () => {
+  const spec: TrainSpec = { ...SPEC, microBatchSize: 2 };
+  const dirA = await Deno.makeTempDir();
+  const a = initT5(CONFIG, { seed: 1 });
+  const counts: number[] = [];
+  const before = tf.memory().numTensors;
+  const ra = await train(opts(a, {
+    train: spec,
+    checkpointDir: dirA,
+    runKey: "k",
+    onStep: () => {
+      counts.push(tf.memory().numTensors);
+    },
+  }));
+  assert.equal(counts[counts.length - 1], counts[1], `numTensors per step: ${counts}`);
+  assert.equal(tf.memory().numTensors, before, "optimizer slots released at the end");
+  const va = await snapshot(a);
+  disposeT5(a);
+  // Dropout differs per micro-batch: the accumulated run is not the full-batch run.
+  const c = initT5(CONFIG, { seed: 1 });
+  const rc = await train(opts(c, { train: { ...SPEC, steps: 1 } }));
+  disposeT5(c);
+  assert.notEqual(rc.losses[0]!.loss, ra.losses[0]!.loss);
+
+  const dirB = await Deno.makeTempDir();
+  const b1 = initT5(CONFIG, { seed: 1 });
+  await assert.rejects(() =>
+    train(opts(b1, {
+      train: spec,
+      checkpointDir: dirB,
+      runKey: "k",
+      onStep: (s) => {
+        if (s === 5) throw new Error("simulated kill");
+      },
+    })), /simulated kill/);
+  disposeT5(b1);
+  const b2 = initT5(CONFIG, { seed: 1 });
+  const rb = await train(opts(b2, { train: spec, checkpointDir: dirB, runKey: "k" }));
+  assert.equal(rb.resumedFrom, 4);
+  assert.deepEqual(rb.losses, ra.losses);
+  const vb = await snapshot(b2);
+  for (const [n, x] of va) assert.deepEqual(vb.get(n), x, n);
+  disposeT5(b2);
+  await Deno.remove(dirA, { recursive: true });
+  await Deno.remove(dirB, { recursive: true });
+});
+
+Deno.test("validateTrain: microBatchSize must be a positive integer dividing batchSize", () => {
+  const src = {
+    file: "p.json",
+    locate: (path: string) => (path.endsWith("microBatchSize") ? 9 : 4),
+  };
+  assert.equal(
+    validateTrain({ batchSize: 32, microBatchSize: 8 }, src, "$.train").microBatchSize,
+    8,
+  );
+  // Absent: the key is absent too, so canonical JSON and run ids of existing specs are unchanged.
+  assert.equal("microBatchSize" in validateTrain({ batchSize: 32 }, src, "$.train"), false);
+  const bad: [unknown, number, RegExp][] = [
+    [0, 32, /^p\.json:9: \$\.train\.microBatchSize must be >= 1, got 0$/],
+    [2.5, 32, /^p\.json:9: \$\.train\.microBatchSize must be an integer, got 2\.5$/],
+    ["8", 32, /^p\.json:9: \$\.train\.microBatchSize must be an integer, got "8"$/],
+    [5, 32, /^p\.json:9: \$\.train\.microBatchSize must divide batchSize \(32\), got 5$/],
+  ];
+  for (const [micro, batchSize, re] of bad) {
+    assert.throws(
+      () => validateTrain({ batchSize, microBatchSize: micro }, src, "$.train"),
+      (e: unknown) => e instanceof SpecError && re.test(e.message),
+      String(micro),
+    );
+  }
+  // An override that changes only batchSize is checked against the inherited microBatchSize.
+  const base = validateTrain({ batchSize: 32, microBatchSize: 8 }, src, "$.train");
+  assert.throws(
+    () => validateTrain({ batchSize: 12 }, src, "$.trainOverrides.glue", base),
+    (e: unknown) =>
+      e instanceof SpecError &&
+      e.message ===
+        "p.json:4: $.trainOverrides.glue.batchSize must be a multiple of microBatchSize (8), got 12",
+  );
 });
