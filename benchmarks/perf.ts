@@ -22,6 +22,11 @@
  * own wasm elementwise kernels, for before/after comparisons of model/wasm_kernels.ts.
  * `--fused-adamw` (wasm backends) replaces the op-by-op AdamW with the fused in-place update.
  *
+ * A T5 workload written `t5:<preset>:B,Li,Lt/M` runs each step as B/M micro-batches of M with
+ * summed gradients and one update (the trainer's `microBatchSize`, benchmarks/trainer.ts
+ * `lossAndGrads`), so batches whose activations exceed tfjs's 4 GiB wasm heap can be measured;
+ * tokens/s and effective GFLOP/s count the whole batch of B.
+ *
  * @module
  */
 
@@ -33,6 +38,8 @@ import { preset as getPreset } from "../model/config.ts";
 import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../model/t5.ts";
 import { t5Flops } from "../model/accounting.ts";
 import { createOptimizer } from "./optim.ts";
+import { lossAndGrads } from "./trainer.ts";
+import { DEFAULT_TRAIN } from "./spec.ts";
 import { adamwInPlace } from "../model/wasm_kernels.ts";
 import { writeFileAtomic } from "../model/fs.ts";
 
@@ -187,6 +194,11 @@ interface Workload {
   flopsSource: string;
   vars: tf.Variable[];
   loss: () => tf.Scalar;
+  /**
+   * Loss and gradients of one step by another route (gradient accumulation through
+   * benchmarks/trainer.ts `lossAndGrads`); absent: `tf.variableGrads(loss, vars)`.
+   */
+  grads?: () => Promise<{ value: tf.Scalar; grads: tf.NamedTensorMap }>;
   dispose: () => void;
 }
 
@@ -262,6 +274,7 @@ function t5Workload(
   batch: number,
   inputLength: number,
   targetLength: number,
+  microBatch?: number,
 ): Workload {
   const config = getPreset(preset);
   const model = initT5(config, { seed: 1 });
@@ -282,6 +295,41 @@ function t5Workload(
       });
       return crossEntropyLoss(logits, labelT);
     });
+  // Gradient accumulation exactly as the trainer runs it (benchmarks/trainer.ts lossAndGrads).
+  const grads = microBatch === undefined || microBatch >= B ? undefined : () =>
+    lossAndGrads(
+      {
+        model,
+        instance: {
+          name: "full-finetune",
+          variables: new Map(),
+          keepTaskPrefix: true,
+          isBackboneTrainable: () => true,
+          hooks: () => ({}),
+          dispose: () => {},
+        },
+        train: { ...DEFAULT_TRAIN, batchSize: B, labelSmoothing: 0, microBatchSize: microBatch },
+        seed: 1,
+        taskNames: ["perf"],
+        source: {
+          next: () => {
+            throw new Error("benchmarks/perf.ts: unused");
+          },
+          state: () => null,
+          restore: () => {},
+        },
+      },
+      {
+        inputIds,
+        attentionMask,
+        decoderInputIds,
+        labels: labelT,
+        taskIds: new Array<number>(B).fill(0),
+        numTokens: B * (inputLength + targetLength),
+      },
+      [...model.params.values()],
+      1,
+    );
   return {
     name: `t5:${preset}`,
     shape: {
@@ -294,12 +342,14 @@ function t5Workload(
       heads: config.numHeads,
       vocab: config.vocabSize,
       ff: config.feedForwardProj,
+      ...(grads === undefined ? {} : { microBatch: microBatch!, microBatches: B / microBatch! }),
     },
     tokens: B * (inputLength + targetLength),
     trainFlops: B * t5Flops(config, { inputLength, targetLength }).train,
     flopsSource: "model/accounting.ts t5Flops().train (matmul FLOPs)",
     vars: [...model.params.values()],
     loss,
+    ...(grads === undefined ? {} : { grads }),
     dispose: () => {
       tf.dispose([inputIds, attentionMask, labelT, decoderInputIds]);
       disposeT5(model);
@@ -311,9 +361,14 @@ interface WorkloadSpec {
   kind: "block" | "t5";
   preset: string;
   nums: number[];
+  /** Micro-batch size (gradient accumulation), t5 workloads only. */
+  micro?: number;
 }
 
-/** Parse and validate a workload spec "block[:B,S,D,F,H]" or "t5:<preset>[:B,Li,Lt]". */
+/**
+ * Parse and validate a workload spec "block[:B,S,D,F,H]" or "t5:<preset>[:B,Li,Lt[/M]]"; `/M`
+ * runs the batch of B as B/M micro-batches of M with summed gradients (M must divide B).
+ */
 function parseWorkload(spec: string): WorkloadSpec {
   const parts = spec.split(":");
   const nums = (s: string | undefined, n: number, def: number[]) => {
@@ -329,10 +384,20 @@ function parseWorkload(spec: string): WorkloadSpec {
   }
   if (parts[0] === "t5" && parts[1] !== undefined && parts.length <= 3) {
     getPreset(parts[1]); // throws listing the presets
-    return { kind: "t5", preset: parts[1], nums: nums(parts[2], 3, [8, 64, 16]) };
+    const [shape, micro, ...rest] = (parts[2] ?? "").split("/");
+    const v = nums(shape === "" ? undefined : shape, 3, [8, 64, 16]);
+    if (micro === undefined) return { kind: "t5", preset: parts[1], nums: v };
+    const m = Number(micro);
+    if (rest.length > 0 || shape === "" || !Number.isInteger(m) || m <= 0 || v[0]! % m !== 0) {
+      throw new Error(
+        `benchmarks/perf.ts: --workloads "${spec}": the micro-batch after "/" must be a ` +
+          `positive integer dividing the batch ${v[0]}`,
+      );
+    }
+    return { kind: "t5", preset: parts[1], nums: v, micro: m };
   }
   throw new Error(
-    `benchmarks/perf.ts: unknown workload "${spec}" (block[:B,S,D,F,H] or t5:<preset>[:B,Li,Lt])`,
+    `benchmarks/perf.ts: unknown workload "${spec}" (block[:B,S,D,F,H] or t5:<preset>[:B,Li,Lt[/M]])`,
   );
 }
 
@@ -341,7 +406,7 @@ function makeWorkload(w: WorkloadSpec): Workload {
   if (w.kind === "block") {
     return blockWorkload({ batch: n[0], seq: n[1], dModel: n[2], dFf: n[3], heads: n[4] });
   }
-  return t5Workload(w.preset, n[0], n[1], n[2]);
+  return t5Workload(w.preset, n[0], n[1], n[2], w.micro);
 }
 
 /** trainFlops of a workload without allocating it (for the time estimate). */
@@ -408,7 +473,7 @@ async function timeSteps(
   const opt = fused ? fusedAdamW(w.vars) : createOptimizer({ kind: "adamw" });
   const params = new Map(w.vars.map((v) => [v.name, v]));
   const step = async () => {
-    const { value, grads } = tf.variableGrads(w.loss, w.vars);
+    const { value, grads } = w.grads ? await w.grads() : tf.variableGrads(w.loss, w.vars);
     if ("step" in opt) opt.apply(params, new Map(Object.entries(grads)), 1e-4);
     else opt.apply(grads, 1e-4);
     await value.data();

@@ -13,7 +13,7 @@ Deno.test("perf: quick run measures matmul and a training step per backend", opt
       "--sizes",
       "32",
       "--workloads",
-      "block:1,8,16,32,2 t5:tiny-v1_1:1,8,4",
+      "block:1,8,16,32,2 t5:tiny-v1_1:1,8,4 t5:tiny-v1_1:2,8,4/1",
       "--steps",
       "1",
       "--max-seconds",
@@ -26,7 +26,13 @@ Deno.test("perf: quick run measures matmul and a training step per backend", opt
       assert.equal(b.error, undefined, b.error ?? "");
       assert.equal(b.matmul.length, 1);
       assert.ok(b.matmul[0]!.gflops > 0);
-      assert.deepEqual(b.steps.map((s) => s.workload), ["block", "t5:tiny-v1_1"]);
+      assert.deepEqual(b.steps.map((s) => s.workload), ["block", "t5:tiny-v1_1", "t5:tiny-v1_1"]);
+      // "/1": the batch of 2 as 2 micro-batches of 1; FLOPs and tokens count the whole batch.
+      const [, one, micro] = b.steps;
+      assert.equal(micro!.shape.microBatch, 1);
+      assert.equal(micro!.shape.microBatches, 2);
+      assert.equal(one!.shape.microBatch, undefined);
+      assert.equal(micro!.trainFlops, 2 * one!.trainFlops);
       for (const s of b.steps) {
         assert.ok(s.medianMs > 0 && s.tokensPerSec > 0 && s.trainFlops > 0, JSON.stringify(s));
         assert.equal(s.numTensors[0], s.numTensors[1], `${b.backend} ${s.workload} leaked`);
@@ -51,4 +57,11 @@ Deno.test("perf: bad options are rejected with the option name", async () => {
     main(["--workloads", "gpt", "--backends", "cpu", "--sizes", "8", "--no-save"]),
     /unknown workload "gpt"/,
   );
+  for (const w of ["t5:tiny-v1_1:4,8,4/3", "t5:tiny-v1_1:4,8,4/0", "t5:tiny-v1_1:4,8,4/2/1"]) {
+    await assert.rejects(
+      main(["--workloads", w, "--backends", "cpu", "--sizes", "8", "--no-save"]),
+      /micro-batch after "\/" must be a positive integer dividing the batch 4/,
+      w,
+    );
+  }
 });
