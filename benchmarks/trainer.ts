@@ -254,7 +254,8 @@ function microSize(t: TrainSpec, rows: number): number {
  * equal micro-batches; micro-batch k uses dropout seed `seedFor(dropoutSeed, "micro:<k>")` and
  * its token-mean loss is weighted by its share of the batch's counted target tokens (labels
  * other than -100), so the summed loss and gradients equal the full batch's token-mean ones up
- * to fp32 rounding. Only the running sums outlive a micro-batch (each pass runs in `tf.tidy`).
+ * to fp32 rounding. Only the running sums outlive a micro-batch (each pass runs in `tf.tidy`);
+ * a variable absent from a micro-batch's gradients (e.g. a task not in it) keeps its sum.
  *
  * @param o the training options (model, method instance, `train` for label smoothing and
  *   `microBatchSize`)
@@ -301,25 +302,29 @@ export async function lossAndGrads(
       if (counts[k] === 0) continue;
       const weight = counts[k]! / total;
       const seed = seedFor(dropoutSeed, `micro:${k}`);
-      const prev = { value, grads };
-      const next = tf.tidy(() => {
+      const r = tf.tidy(() => {
         const mb = sliceBatch(batch, k * m, m);
-        const r = tf.variableGrads(() => tf.mul(passLoss(mb, seed), weight) as tf.Scalar, varList);
-        const sum: tf.NamedTensorMap = {};
-        for (const [n, gk] of Object.entries(r.grads)) {
-          const p = prev.grads?.[n];
-          sum[n] = p === undefined ? gk : tf.add(p, gk);
-        }
-        // A variable unused by this micro-batch (e.g. a task absent from it) keeps its sum.
-        for (const [n, p] of Object.entries(prev.grads ?? {})) {
-          if (sum[n] === undefined) sum[n] = tf.clone(p);
-        }
-        return { value: prev.value === undefined ? r.value : tf.add(prev.value, r.value), sum };
+        return tf.variableGrads(() => tf.mul(passLoss(mb, seed), weight) as tf.Scalar, varList);
       });
-      value = next.value as tf.Scalar;
-      grads = next.sum;
-      if (prev.value !== undefined) prev.value.dispose();
-      if (prev.grads !== undefined) tf.dispose(Object.values(prev.grads));
+      if (value === undefined || grads === undefined) {
+        value = r.value;
+        grads = r.grads;
+        continue;
+      }
+      const v = tf.add(value, r.value) as tf.Scalar;
+      tf.dispose([value, r.value]);
+      value = v;
+      // Add variable by variable, releasing both terms at once: the peak is the running sums,
+      // one micro-batch's gradients and one variable's temporary.
+      for (const [n, g] of Object.entries(r.grads)) {
+        const p = grads[n];
+        if (p === undefined) {
+          grads[n] = g;
+          continue;
+        }
+        grads[n] = tf.add(p, g);
+        tf.dispose([p, g]);
+      }
     }
   } catch (e) {
     if (value !== undefined) value.dispose();
