@@ -220,6 +220,11 @@ export const ANALYTIC_VARIANTS: readonly (readonly [string, string, Record<strin
     .map((m) => [`${m} (frozen)`, m, { freezeBackbone: "except_layer_norms" }] as const)),
 ];
 
+/** The leading cells of a per-run-group row of the params and FLOPs tables. */
+function runRowKey(g: Group, benchmark: string): (string | number)[] {
+  return [`run:${g.profile}/${benchmark}`, g.model, g.backbone, g.label, g.method];
+}
+
 /**
  * (b) Parameters: analytic rows for every published size × method (8 tasks, default configs),
  * then one row per run group (from the instantiated variables). Paper values where known.
@@ -287,11 +292,7 @@ export function paramsTable(
       if (r === undefined) continue;
       const p = r.params;
       rows.push([
-        `run:${g.profile}/${b}`,
-        g.model,
-        g.backbone,
-        g.label,
-        g.method,
+        ...runRowKey(g, b),
         r.spec.tasks.length,
         p.total,
         p.extra,
@@ -360,11 +361,7 @@ export function flopsTable(results: readonly RunResult[], accounting?: Accountin
       const backends = [...new Set(rs.map((x) => x.provenance.backend.name))].sort();
       const devices = [...new Set(rs.map((x) => x.provenance.device))].sort();
       rows.push([
-        `run:${g.profile}/${b}`,
-        g.model,
-        g.backbone,
-        g.label,
-        g.method,
+        ...runRowKey(g, b),
         r.spec.train.maxInputLength,
         r.spec.train.maxTargetLength,
         r.flops.trainPerExample,
