@@ -344,6 +344,22 @@ function residual(
   return tf.add(x, drop(ctx, h));
 }
 
+/** The feed-forward sublayer `prefix` (e.g. `encoder.block.3.layer.1`) of a block, with its residual. */
+function feedForwardSublayer(
+  ctx: Ctx,
+  stack: Stack,
+  layer: number,
+  prefix: string,
+  x: tf.Tensor3D,
+): tf.Tensor3D {
+  const f = feedForward(
+    norm(ctx, `${prefix}.layer_norm.weight`, x),
+    ffWeights(ctx.model, `${prefix}.DenseReluDense`),
+    dropoutOf(ctx),
+  ) as tf.Tensor3D;
+  return residual(ctx, stack, layer, "feed_forward", x, f);
+}
+
 /** Keys and values of one attention layer `[batch, heads, length, dKv]`. */
 type KV = {
   k: tf.Tensor4D;
@@ -491,12 +507,7 @@ function runEncoder(ctx: Ctx, inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D)
       undefined,
     );
     x = residual(ctx, "encoder", i, "self_attention", x, y);
-    const f = feedForward(
-      norm(ctx, `${b}.layer.1.layer_norm.weight`, x),
-      ffWeights(ctx.model, `${b}.layer.1.DenseReluDense`),
-      dropoutOf(ctx),
-    ) as tf.Tensor3D;
-    x = residual(ctx, "encoder", i, "feed_forward", x, f);
+    x = feedForwardSublayer(ctx, "encoder", i, `${b}.layer.1`, x);
   }
   const hidden = drop(ctx, norm(ctx, "encoder.final_layer_norm.weight", x));
   return { hidden, mask };
@@ -560,12 +571,7 @@ function runDecoder(
       crossMask,
     );
     x = residual(ctx, "decoder", i, "cross_attention", x, c);
-    const f = feedForward(
-      norm(ctx, `${b}.layer.2.layer_norm.weight`, x),
-      ffWeights(ctx.model, `${b}.layer.2.DenseReluDense`),
-      dropoutOf(ctx),
-    ) as tf.Tensor3D;
-    x = residual(ctx, "decoder", i, "feed_forward", x, f);
+    x = feedForwardSublayer(ctx, "decoder", i, `${b}.layer.2`, x);
   }
   let h: tf.Tensor3D = drop(ctx, norm(ctx, "decoder.final_layer_norm.weight", x));
   if (cfg.scaleDecoderOutputs) h = tf.mul(h, cfg.dModel ** -0.5);
