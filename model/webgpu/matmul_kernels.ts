@@ -104,6 +104,23 @@ function checkTile(t: MatMulTile): { wx: number; wy: number; threads: number } {
 }
 
 /**
+ * WGSL expressions for the (outer, k) position inside a tile of element `s` of this thread:
+ * consecutive threads walk the dimension that is contiguous in memory, so loads coalesce.
+ */
+function tileCoords(
+  s: number,
+  threads: number,
+  tileOuter: number,
+  tileK: number,
+  contiguousIsOuter: boolean,
+): { o: string; k: string } {
+  const e = `(li + ${s * threads})`;
+  return contiguousIsOuter
+    ? { o: `${e} % ${tileOuter}`, k: `${e} / ${tileOuter}` }
+    : { o: `${e} / ${tileK}`, k: `${e} % ${tileK}` };
+}
+
+/**
  * Emits the statements that load element `e = localIndex + s·threads` of one operand tile into
  * register `reg`. `contiguousIsOuter` says whether memory is contiguous along the outer (M or N)
  * dimension of the tile, i.e. the operand is stored `[k][outer]`.
@@ -120,9 +137,7 @@ function loadSnippet(
   base: string,
   outerStart: string,
 ): string {
-  const e = `(li + ${s * threads})`;
-  const o = contiguousIsOuter ? `${e} % ${tileOuter}` : `${e} / ${tileK}`;
-  const k = contiguousIsOuter ? `${e} / ${tileOuter}` : `${e} % ${tileK}`;
+  const { o, k } = tileCoords(s, threads, tileOuter, tileK, contiguousIsOuter);
   const addr = contiguousIsOuter ? `${base} + gk * ${outerDim} + go` : `${base} + go * dimK + gk`;
   return `{
       let go = ${outerStart} + ${o};
@@ -143,9 +158,7 @@ function storeSnippet(
   contiguousIsOuter: boolean,
   stride: number,
 ): string {
-  const e = `(li + ${s * threads})`;
-  const o = contiguousIsOuter ? `${e} % ${tileOuter}` : `${e} / ${tileK}`;
-  const k = contiguousIsOuter ? `${e} / ${tileOuter}` : `${e} % ${tileK}`;
+  const { o, k } = tileCoords(s, threads, tileOuter, tileK, contiguousIsOuter);
   return `{ let o = ${o}; ${tile}[(${k}) * ${stride} + o / 4][o % 4] = ${reg}; }`;
 }
 
