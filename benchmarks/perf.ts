@@ -42,6 +42,7 @@ import { lossAndGrads } from "./trainer.ts";
 import { DEFAULT_TRAIN } from "./spec.ts";
 import { adamwInPlace } from "../model/wasm_kernels.ts";
 import { writeFileAtomic } from "../model/fs.ts";
+import { uniformValues } from "./rng.ts";
 
 /** One matmul measurement. */
 export interface MatMulResult {
@@ -126,21 +127,6 @@ const median = (xs: number[]): number => {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
-/** Deterministic pseudo-random values in [-1, 1). */
-function rand(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    out[i] = s / 2147483648 - 1;
-  }
-  return out;
-}
-
 /** CPU seconds (user + system, all threads) this process has used. */
 function cpuSeconds(): number {
   try {
@@ -159,8 +145,8 @@ async function sync(t: tf.Tensor): Promise<void> {
 
 /** Time `reps` matmuls at n after `warm` untimed ones. */
 async function timeMatMul(n: number, warm: number, reps: number): Promise<MatMulResult> {
-  const a = tf.tensor2d(rand(n * n, n), [n, n]);
-  const b = tf.tensor2d(rand(n * n, n + 1), [n, n]);
+  const a = tf.tensor2d(uniformValues(n * n, n), [n, n]);
+  const b = tf.tensor2d(uniformValues(n * n, n + 1), [n, n]);
   const times: number[] = [];
   for (let i = 0; i < warm + reps; i++) {
     const t0 = performance.now();
@@ -224,7 +210,11 @@ function blockWorkload(s: BlockShape): Workload {
     return vr;
   };
   const v = (shape: number[], scale: number) =>
-    own(tf.tidy(() => tf.tensor(rand(shape.reduce((x, y) => x * y, 1), seed++), shape).mul(scale)));
+    own(
+      tf.tidy(() =>
+        tf.tensor(uniformValues(shape.reduce((x, y) => x * y, 1), seed++), shape).mul(scale)
+      ),
+    );
   const w = {
     ln1: own(tf.ones([D])),
     q: v([D, D], D ** -0.5),
@@ -235,8 +225,8 @@ function blockWorkload(s: BlockShape): Workload {
     wi: v([F, D], D ** -0.5),
     wo: v([D, F], F ** -0.5),
   };
-  const x = tf.tensor3d(rand(B * S * D, 99), [B, S, D]);
-  const target = tf.tensor3d(rand(B * S * D, 98), [B, S, D]);
+  const x = tf.tensor3d(uniformValues(B * S * D, 99), [B, S, D]);
+  const target = tf.tensor3d(uniformValues(B * S * D, 98), [B, S, D]);
   const norm = (t: tf.Tensor2D, g: tf.Variable) =>
     tf.mul(tf.mul(t, tf.rsqrt(tf.add(tf.mean(tf.square(t), -1, true), 1e-6))), g) as tf.Tensor2D;
   const lin = (t: tf.Tensor2D, m: tf.Variable) => tf.matMul(t, m as tf.Tensor2D, false, true);

@@ -159,3 +159,17 @@ export class Rng {
     ];
   }
 }
+
+/**
+ * `n` deterministic uniform values in [-1, 1) from {@link Rng} (test and benchmark inputs built
+ * in JavaScript, so no backend's random kernels are involved).
+ *
+ * @param n how many values
+ * @param seed any 32-bit integer
+ */
+export function uniformValues(n: number, seed: number): Float32Array {
+  const rng = new Rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = rng.next() * 2 - 1;
+  return out;
+}

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Rng, seedFor } from "./rng.ts";
+import { Rng, seedFor, uniformValues } from "./rng.ts";
 
 Deno.test("seedFor() is stable, purpose- and root-sensitive, 31-bit", () => {
   // Pinned values: a change of the derivation would silently change every run's numbers.
@@ -63,4 +63,14 @@ Deno.test("Rng.shuffle is a seeded permutation", () => {
   assert.deepEqual(a, b);
   assert.notDeepEqual(a, c);
   assert.deepEqual([...a].sort((x, y) => x - y), xs);
+});
+
+Deno.test("uniformValues() is deterministic and within [-1, 1)", () => {
+  const a = uniformValues(1000, 7);
+  assert.deepEqual(a, uniformValues(1000, 7));
+  assert.notDeepEqual(a, uniformValues(1000, 8));
+  assert.ok(a.every((v) => v >= -1 && v < 1));
+  const mean = a.reduce((s, v) => s + v, 0) / a.length;
+  // Uniform(-1, 1): sd of the mean of 1000 draws is 0.018; 5 sd = 0.09.
+  assert.ok(Math.abs(mean) < 0.09, `mean ${mean}`);
 });

@@ -10,6 +10,7 @@ import {
   unpatchWasmMatMul,
   wasmMatMulState,
 } from "./wasm_kernels.ts";
+import { uniformValues } from "../benchmarks/rng.ts";
 
 // Tolerances: every result is compared against the pure-JS cpu backend. fp32 dot products of
 // length K differ by summation order (XNNPACK/OpenBLAS block and vectorise; cpu sums in order);
@@ -25,21 +26,6 @@ const blasSkip = blasOpen.ok ? "" : blasOpen.reason;
 if (!blasOpen.ok) console.warn(`wasm_kernels_test: BLAS tests ignored: ${blasSkip}`);
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
-
-/** Deterministic pseudo-random values in [-1, 1). */
-function rand(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    out[i] = s / 2147483648 - 1;
-  }
-  return out;
-}
 
 function relL2(got: ArrayLike<number>, want: ArrayLike<number>): number {
   assert.equal(got.length, want.length, "length");
@@ -69,9 +55,9 @@ async function wasmVsCpu(f: () => tf.Tensor): Promise<number> {
 }
 
 function fusedCase(n: number, seed: number) {
-  const a = rand(n * n, seed);
-  const b = rand(n * n, seed + 1);
-  const bias = rand(n, seed + 2);
+  const a = uniformValues(n * n, seed);
+  const b = uniformValues(n * n, seed + 1);
+  const bias = uniformValues(n, seed + 2);
   return () =>
     tf.tidy(() =>
       tf.fused.matMul({
@@ -151,8 +137,8 @@ Deno.test({
         for (const tB of [false, true]) {
           const aShape = tA ? swapLast(c.a) : c.a;
           const bShape = tB ? swapLast(c.b) : c.b;
-          const av = rand(aShape.reduce((x, y) => x * y, 1), seed++);
-          const bv = rand(bShape.reduce((x, y) => x * y, 1), seed++);
+          const av = uniformValues(aShape.reduce((x, y) => x * y, 1), seed++);
+          const bv = uniformValues(bShape.reduce((x, y) => x * y, 1), seed++);
           const f = () =>
             tf.tidy(() => tf.matMul(tf.tensor(av, aShape), tf.tensor(bv, bShape), tA, tB));
           const got = await on("wasm", f);
@@ -190,8 +176,8 @@ Deno.test({
     await tf.setBackend("wasm");
     patchWasmMatMul({ blas: blas! });
     const M = 6, K = 9, N = 5;
-    const av = rand(3 * M * K, 1);
-    const bv = rand(K * N, 2);
+    const av = uniformValues(3 * M * K, 1);
+    const bv = uniformValues(K * N, 2);
     const biases: [string, number[]][] = [["none", []], ["[N]", [N]], ["[1,N]", [1, N]], [
       "[M,N]",
       [M, N],
@@ -207,7 +193,7 @@ Deno.test({
                 b: tB ? tf.tensor2d(bv, [K, N]).transpose() : tf.tensor2d(bv, [K, N]),
                 transposeB: tB,
                 ...(label === "none" ? {} : {
-                  bias: tf.tensor(rand(bshape.reduce((x, y) => x * y, 1), 3), bshape),
+                  bias: tf.tensor(uniformValues(bshape.reduce((x, y) => x * y, 1), 3), bshape),
                 }),
                 activation: act,
                 ...(act === "prelu" ? { preluActivationWeights: tf.fill([N], 0.25) } : {}),
@@ -246,7 +232,7 @@ function blockLoss(
 function makeBlock(seed: number) {
   const D = 16, F = 24;
   const v = (shape: number[], s: number) =>
-    tf.variable(tf.tensor(rand(shape.reduce((a, b) => a * b, 1), s), shape).mul(0.3));
+    tf.variable(tf.tensor(uniformValues(shape.reduce((a, b) => a * b, 1), s), shape).mul(0.3));
   return {
     q: v([D, D], seed),
     k: v([D, D], seed + 1),
@@ -261,7 +247,7 @@ function makeBlock(seed: number) {
 async function gradsOn(backend: string): Promise<Map<string, Float32Array>> {
   await tf.setBackend(backend);
   const w = makeBlock(11);
-  const x = tf.tensor3d(rand(3 * 8 * 16, 5), [3, 8, 16]);
+  const x = tf.tensor3d(uniformValues(3 * 8 * 16, 5), [3, 8, 16]);
   const { value, grads } = tf.variableGrads(() => blockLoss(x, w));
   const out = new Map<string, Float32Array>();
   out.set("loss", (await value.data()) as Float32Array);
@@ -302,7 +288,7 @@ Deno.test({
     patchWasmMatMul(blas !== undefined ? { blas } : {});
     patchWasmElementwise();
     const w = makeBlock(3);
-    const x = tf.tensor3d(rand(2 * 8 * 16, 9), [2, 8, 16]);
+    const x = tf.tensor3d(uniformValues(2 * 8 * 16, 9), [2, 8, 16]);
     const opt = tf.train.adam(1e-3);
     let after10 = 0;
     let first = NaN;
@@ -354,7 +340,7 @@ const EXACT_SHAPES: [number[], number[]][] = [
 ];
 
 function intValues(shape: number[], seed: number): Float32Array {
-  return rand(shape.reduce((a, b) => a * b, 1), seed).map((v) => Math.round(v * 2));
+  return uniformValues(shape.reduce((a, b) => a * b, 1), seed).map((v) => Math.round(v * 2));
 }
 
 Deno.test("elementwise: comparisons with broadcasting equal cpu exactly", opts, async () => {
@@ -386,7 +372,7 @@ Deno.test("elementwise: comparisons with broadcasting equal cpu exactly", opts, 
 Deno.test("elementwise: Pow, Tanh, Select, Tile equal cpu", opts, async () => {
   await tf.setBackend("wasm");
   patchWasmElementwise();
-  const x = rand(600, 4).map((v) => v * 12); // includes |x| > 10 and values near 0
+  const x = uniformValues(600, 4).map((v) => v * 12); // includes |x| > 10 and values near 0
   x[0] = 1e-6;
   x[1] = -3e-5;
   x[2] = 0;
@@ -464,8 +450,8 @@ Deno.test(
   async () => {
     await tf.setBackend("wasm");
     const n = 1000;
-    const init = rand(n, 21);
-    const grads = [rand(n, 22), rand(n, 23), rand(n, 24)];
+    const init = uniformValues(n, 21);
+    const grads = [uniformValues(n, 22), uniformValues(n, 23), uniformValues(n, 24)];
     const h0 = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 };
     // Variables own their buffer only once the initial tensor is disposed.
     const own = (f: () => tf.Tensor) => {

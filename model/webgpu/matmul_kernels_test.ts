@@ -25,6 +25,7 @@ import {
   webgpuKernelsInstalled,
   webgpuKernelStats,
 } from "./mod.ts";
+import { uniformValues } from "../../benchmarks/rng.ts";
 
 const REL_L2_TOL = 1e-5;
 const MAX_ABS_REL_TOL = 1e-4;
@@ -110,21 +111,6 @@ function shapes(
   };
 }
 
-/** Deterministic uniform(-1, 1) values (no GPU random kernels to compile). */
-function randomValues(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    out[i] = (x / 4294967296) * 2 - 1;
-  }
-  return out;
-}
-
 function size(shape: number[]): number {
   return shape.reduce((p, d) => p * d, 1);
 }
@@ -141,8 +127,8 @@ async function checkCases(
   reference: "cpu" | "stock" = "cpu",
 ) {
   for (const [i, c] of cases.entries()) {
-    const av = randomValues(size(c.a), seed + 2 * i);
-    const bv = randomValues(size(c.b), seed + 2 * i + 1);
+    const av = uniformValues(size(c.a), seed + 2 * i);
+    const bv = uniformValues(size(c.b), seed + 2 * i + 1);
     let ref: Float32Array;
     let refShape: number[];
     if (reference === "cpu") await tf.setBackend("cpu");
@@ -307,8 +293,8 @@ gpuTest(
 
 gpuTest("tiled matmul leaks no tensors and no backend data", async () => {
   registerWebgpuKernels({ tile: "t32", cover: "all" });
-  const a = tf.tensor(randomValues(2 * 3 * 9 * 11, 11), [2, 3, 9, 11]);
-  const b = tf.tensor(randomValues(11 * 5, 12), [11, 5]);
+  const a = tf.tensor(uniformValues(2 * 3 * 9 * 11, 11), [2, 3, 9, 11]);
+  const b = tf.tensor(uniformValues(11 * 5, 12), [11, 5]);
   const warm = tf.matMul(a, b, false, false);
   await warm.data();
   warm.dispose();
