@@ -1,8 +1,19 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
+import "@tensorflow/tfjs-backend-wasm";
+import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import { createOptimizer, type OptimizerConfig } from "./optim.ts";
+import { enableSimdKernels } from "../model/wasm_simd.ts";
 
 await tf.setBackend("cpu");
+
+/** The paths AdamW can take: op by op (cpu), fused JS loop (wasm), fused SIMD (wasm). */
+const ADAMW_PATHS = ["cpu", "wasm", "wasm+simd"] as const;
+
+async function usePath(path: typeof ADAMW_PATHS[number]): Promise<void> {
+  assert.ok(await tf.setBackend(path === "cpu" ? "cpu" : "wasm"));
+  await enableSimdKernels(path === "wasm+simd" ? tf.backend() as BackendWasm : undefined);
+}
 
 /** Float64 reference of Adafactor (Mesh TF / HF formulation) for a 2-D parameter. */
 function refAdafactor2d(
@@ -132,10 +143,46 @@ Deno.test("Adafactor matches a float64 reference (factored, unscaled and scaled,
   close(got1, refAdafactor1d([1, 2, 3], [[1, 0, -2], [5, 1, 0.5], [-3, 2, 1]], 0.1), "1d");
 });
 
-Deno.test("AdamW matches a float64 reference", async () => {
+Deno.test("AdamW matches a float64 reference (op by op on cpu, fused on wasm)", async () => {
   const g = [[0.1, -0.2, 0.3], [0.3, 0.1, -0.1], [-0.5, 0.2, 0.0]];
-  const got = await runOpt({ kind: "adamw", weightDecay: 0.01 }, [0.5, -1, 2], g, 0.01);
-  close(got, refAdamW([0.5, -1, 2], g, 0.01, 0.01), "adamw");
+  for (const path of ADAMW_PATHS) {
+    await usePath(path);
+    const got = await runOpt({ kind: "adamw", weightDecay: 0.01 }, [0.5, -1, 2], g, 0.01);
+    close(got, refAdamW([0.5, -1, 2], g, 0.01, 0.01), `adamw ${path}`);
+  }
+  await enableSimdKernels(undefined);
+  await tf.setBackend("cpu");
+});
+
+Deno.test("fused AdamW restores bit-identically while the saved slots are still alive", async () => {
+  // The restored slots share their buffers with the saved tensors until those are disposed;
+  // the fused update must copy them first (ownBuffer), not fall back to another formula.
+  for (const path of ["wasm", "wasm+simd"] as const) {
+    await usePath(path);
+    const before = tf.memory().numTensors;
+    const grads = G2.concat(G2).map((g) => tf.tensor(g));
+    const wA = mkVar(P2);
+    const a = createOptimizer({ kind: "adamw" });
+    for (const g of grads) a.apply(new Map([["w", wA]]), new Map([["w", g]]), 0.01);
+    const wB = mkVar(P2);
+    const b1 = createOptimizer({ kind: "adamw" });
+    for (const g of grads.slice(0, 3)) b1.apply(new Map([["w", wB]]), new Map([["w", g]]), 0.01);
+    const saved = new Map([...b1.slots()].map(([k, v]) => [k, tf.tensor(v.dataSync(), v.shape)]));
+    b1.dispose();
+    const b2 = createOptimizer({ kind: "adamw" });
+    b2.restore(3, saved);
+    const keptW = wB.clone(); // a second owner of the parameter's buffer, as after a restore
+    for (const g of grads.slice(3)) b2.apply(new Map([["w", wB]]), new Map([["w", g]]), 0.01);
+    assert.deepEqual(Array.from(await wB.data()), Array.from(await wA.data()), path);
+    assert.notDeepEqual(Array.from(await keptW.data()), Array.from(await wB.data()), "copied");
+    for (const t of saved.values()) t.dispose();
+    tf.dispose([keptW, wA, wB, ...grads]);
+    a.dispose();
+    b2.dispose();
+    assert.equal(tf.memory().numTensors, before, `${path} leaked tensors`);
+  }
+  await enableSimdKernels(undefined);
+  await tf.setBackend("cpu");
 });
 
 Deno.test("optimizer restore continues bit-identically and does not leak", async () => {

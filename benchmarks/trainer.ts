@@ -21,6 +21,7 @@ import type { Example } from "../tasks/types.ts";
 import type { TaskEval, TrainSpec } from "./spec.ts";
 import { seedFor } from "./rng.ts";
 import { createOptimizer, type Optimizer } from "./optim.ts";
+import { addInPlace } from "../model/wasm_kernels.ts";
 import { learningRateAt } from "./schedule.ts";
 import {
   collate,
@@ -320,6 +321,10 @@ export async function lossAndGrads(
         const p = grads[n];
         if (p === undefined) {
           grads[n] = g;
+          continue;
+        }
+        if (addInPlace(p, g)) {
+          g.dispose();
           continue;
         }
         grads[n] = tf.add(p, g);

@@ -23,6 +23,8 @@
 
 import * as tf from "@tensorflow/tfjs";
 import * as tfwasm from "@tensorflow/tfjs-backend-wasm";
+import { registerFusedWasmKernels, unregisterFusedWasmKernels } from "./fused.ts";
+import { enableSimdKernels } from "./wasm_simd.ts";
 import {
   type BlasLibrary,
   openBlas,
@@ -70,7 +72,7 @@ export interface SelectBackendOptions {
   /** Accept a WebGPU fallback (software) adapter for `"auto"` (default false). */
   allowFallbackAdapter?: boolean;
   /**
-   * Install the faster wasm elementwise kernels (default true unless
+   * Install the faster wasm elementwise kernels and the fused kernels of `fused.ts` (default true unless
    * `HYPERPROMPT_WASM_STOCK_ELEMENTWISE=1`; turning them off is for A/B benchmarks).
    */
   fastElementwise?: boolean;
@@ -273,10 +275,23 @@ async function startWasm(
   }
   patchWasmMatMul(blas !== undefined ? { blas } : {});
   if (fastElementwise) {
+    let simd = "wasm SIMD kernels";
+    try {
+      await enableSimdKernels(tf.backend() as tfwasm.BackendWasm);
+    } catch (e) {
+      await enableSimdKernels(undefined);
+      simd = `JavaScript loops (wasm SIMD kernels unavailable: ${errText(e)})`;
+    }
     patchWasmElementwise();
-    notes.push("fast wasm elementwise kernels installed (model/wasm_kernels.ts)");
+    registerFusedWasmKernels();
+    notes.push(
+      "fast wasm elementwise kernels and fused dropout / gated-GELU kernels installed " +
+        `(model/wasm_kernels.ts, model/fused.ts) as ${simd}`,
+    );
   } else {
     unpatchWasmElementwise();
+    unregisterFusedWasmKernels();
+    await enableSimdKernels(undefined);
     notes.push("stock wasm elementwise kernels (fast elementwise kernels disabled)");
   }
   // Check the patched matmul once (covers a transposed operand too).

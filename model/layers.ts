@@ -12,6 +12,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { AttentionPrefix } from "./hooks.ts";
+import { dropout, gatedGelu } from "./fused.ts";
 
 /**
  * Additive value for masked attention scores. Large enough that `exp` underflows to exactly 0 in
@@ -72,18 +73,7 @@ export function gatherRows(table: tf.Tensor, indices: tf.Tensor): tf.Tensor {
   return f(table).reshape([...indices.shape, ...rowShape]);
 }
 
-/**
- * T5 layer norm (RMS norm): `weight · x / sqrt(mean(x²) + eps)`, variance over the last axis,
- * computed in float32 (the only dtype here).
- *
- * @param x `[..., d]`
- * @param weight `[d]` scale
- * @param eps epsilon added to the mean square
- */
-export function rmsNorm(x: tf.Tensor, weight: tf.Tensor1D, eps: number): tf.Tensor {
-  const variance = tf.mean(tf.square(x), -1, true);
-  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, eps))), weight);
-}
+export { rmsNorm } from "./fused.ts";
 
 /**
  * T5's relative-position bucket of one relative position `key − query`, as in HF
@@ -353,22 +343,13 @@ export function attention(
   const probs = tf.softmax(scores, -1) as tf.Tensor4D;
   let attn: tf.Tensor4D = probs;
   if (opts.dropout && opts.dropout.rate > 0) {
-    attn = tf.dropout(probs, opts.dropout.rate, undefined, opts.dropout.seed) as tf.Tensor4D;
+    attn = dropout(probs, opts.dropout.rate, opts.dropout.seed);
   }
   const out = tf.matMul(attn, values) as tf.Tensor4D;
   return { out, probs, prefixLength };
 }
 
-/**
- * The tanh approximation of GELU that HF calls `gelu_new`:
- * `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
- */
-export function geluNew(x: tf.Tensor): tf.Tensor {
-  const c = Math.sqrt(2 / Math.PI);
-  const cube = tf.mul(tf.mul(x, x), x); // x³ by products: Pow is slower on wasm and cpu
-  const inner = tf.mul(tf.add(x, tf.mul(cube, 0.044715)), c);
-  return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.tanh(inner)));
-}
+export { geluNew } from "./fused.ts";
 
 /** Feed-forward weights in HF orientation; `wi` for ReLU, `wi0`/`wi1` for gated GELU. */
 export interface FeedForwardWeights {
@@ -384,21 +365,21 @@ export interface FeedForwardWeights {
  *
  * @param x `[..., d]`
  * @param w the weights; which are present selects the variant
- * @param dropout rate and seed for the dropout after the activation (training), if any
+ * @param drop rate and seed for the dropout after the activation (training), if any
  */
 export function feedForward(
   x: tf.Tensor,
   w: FeedForwardWeights,
-  dropout?: { readonly rate: number; readonly seed: number },
+  drop?: { readonly rate: number; readonly seed: number },
 ): tf.Tensor {
   let h: tf.Tensor;
   if (w.wi) {
     h = tf.relu(linear(x, w.wi));
   } else if (w.wi0 && w.wi1) {
-    h = tf.mul(geluNew(linear(x, w.wi0)), linear(x, w.wi1));
+    h = gatedGelu(linear(x, w.wi0), linear(x, w.wi1));
   } else {
     throw new Error("model/layers.ts feedForward: need wi (relu) or wi0 and wi1 (gated-gelu)");
   }
-  if (dropout && dropout.rate > 0) h = tf.dropout(h, dropout.rate, undefined, dropout.seed);
+  if (drop && drop.rate > 0) h = dropout(h, drop.rate, drop.seed);
   return linear(h, w.wo);
 }

@@ -5,12 +5,22 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
+import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
+import { registerFusedWasmKernels, unregisterFusedWasmKernels } from "./fused.ts";
+import { enableSimdKernels } from "./wasm_simd.ts";
 import { preset } from "./config.ts";
 import type { T5Hooks } from "./hooks.ts";
 import { crossEntropyLoss, disposeT5, forward, greedyDecode, initT5, shiftRight } from "./t5.ts";
 
-async function trainingLoopIsFlat(backend: "cpu" | "wasm"): Promise<void> {
-  assert.ok(await tf.setBackend(backend));
+async function trainingLoopIsFlat(backend: "cpu" | "wasm" | "wasm+fused"): Promise<void> {
+  assert.ok(await tf.setBackend(backend === "cpu" ? "cpu" : "wasm"));
+  if (backend === "wasm+fused") {
+    await enableSimdKernels(tf.backend() as BackendWasm);
+    registerFusedWasmKernels();
+  } else {
+    await enableSimdKernels(undefined);
+    unregisterFusedWasmKernels();
+  }
   const start = tf.memory().numTensors;
   const cfg = { ...preset("tiny-v1_1"), vocabSize: 128 };
   const model = initT5(cfg, { seed: 1 });
@@ -74,3 +84,11 @@ Deno.test("no tensor leaks: 20 Adam steps, forward, loss, greedyDecode (cpu)", (
   trainingLoopIsFlat("cpu"));
 Deno.test("no tensor leaks: 20 Adam steps, forward, loss, greedyDecode (wasm)", () =>
   trainingLoopIsFlat("wasm"));
+Deno.test(
+  "no tensor leaks: 20 Adam steps, forward, loss, greedyDecode (wasm, fused SIMD kernels)",
+  async () => {
+    await trainingLoopIsFlat("wasm+fused");
+    await enableSimdKernels(undefined);
+    unregisterFusedWasmKernels();
+  },
+);

@@ -19,6 +19,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { T5Config } from "./config.ts";
+import { dropout } from "./fused.ts";
 import type { Stack, Sublayer, T5Hooks } from "./hooks.ts";
 import {
   attention,
@@ -324,7 +325,7 @@ function dropoutOf(ctx: Ctx): { rate: number; seed: number } | undefined {
 
 function drop<T extends tf.Tensor>(ctx: Ctx, x: T): T {
   const d = dropoutOf(ctx);
-  return d ? tf.dropout(x, d.rate, undefined, d.seed) as T : x;
+  return d ? dropout(x, d.rate, d.seed) : x;
 }
 
 function embeddingOf(model: T5Model, stack: Stack): tf.Tensor2D {

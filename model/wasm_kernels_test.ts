@@ -369,7 +369,7 @@ Deno.test("elementwise: comparisons with broadcasting equal cpu exactly", opts, 
   await tf.setBackend("wasm");
 });
 
-Deno.test("elementwise: Pow, Tanh, Select, Tile equal cpu", opts, async () => {
+Deno.test("elementwise: Pow, Tanh, Select, Tile, GatherV2 equal cpu", opts, async () => {
   await tf.setBackend("wasm");
   patchWasmElementwise();
   const x = uniformValues(600, 4).map((v) => v * 12); // includes |x| > 10 and values near 0
@@ -389,6 +389,31 @@ Deno.test("elementwise: Pow, Tanh, Select, Tile equal cpu", opts, async () => {
     ["tile col", () => tf.tile(tf.tensor2d(x.slice(0, 20), [20, 1]), [1, 30]), 0],
     ["tile 3d", () => tf.tile(tf.tensor3d(x.slice(0, 24), [2, 3, 4]), [3, 1, 2]), 0],
     ["broadcastTo", () => tf.broadcastTo(tf.tensor3d(x.slice(0, 12), [1, 3, 4]), [5, 3, 4]), 0],
+    [
+      "gather rows",
+      () =>
+        tf.gather(
+          tf.tensor2d(x, [60, 10]),
+          tf.tensor2d([[3, 0, 59], [3, 7, 7]], undefined, "int32"),
+        ),
+      0,
+    ],
+    [
+      "gather axis -2",
+      () => tf.gather(tf.tensor2d(x, [60, 10]), tf.tensor1d([1, 1], "int32"), -2),
+      0,
+    ],
+    [
+      "gather axis 1",
+      () => tf.gather(tf.tensor2d(x, [60, 10]), tf.tensor1d([9, 0], "int32"), 1),
+      0,
+    ],
+    [
+      "gather int32",
+      () => tf.cast(tf.gather(tf.tensor2d([1, 2, 3, 4, 5, 6], [3, 2], "int32"), [2, 0]), "float32"),
+      0,
+    ],
+    ["gather empty", () => tf.gather(tf.tensor2d(x, [60, 10]), tf.tensor1d([], "int32")), 0],
   ];
   for (const [name, f, tol] of cases) {
     const got = await on("wasm", () => tf.tidy(f));
@@ -403,6 +428,10 @@ Deno.test("elementwise: Pow, Tanh, Select, Tile equal cpu", opts, async () => {
     }
   }
   await tf.setBackend("wasm");
+  assert.throws(
+    () => tf.tidy(() => tf.gather(tf.tensor2d(x, [60, 10]), tf.tensor1d([60], "int32"))),
+    /GatherV2: the index value 60 is not in \[0, 59\]/,
+  );
 });
 
 Deno.test(

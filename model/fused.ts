@@ -1,0 +1,527 @@
+/**
+ * Fused ops of the T5 training step, each one custom tfjs kernel instead of a chain of small
+ * ones: the dropout mask, the gated GELU feed-forward activation `gelu_new(a) ⊙ b`, and T5's RMS
+ * layer norm (forward and backward).
+ *
+ * Why: on the wasm backend a T5 1.1 Small step spent ≈ 100 ms per forward pass generating
+ * dropout masks in JavaScript (`tf.dropout` draws them with tfjs's seedrandom, outside any
+ * kernel) and ran the gated GELU as ≈ 8 elementwise kernels forward and ≈ 12 backward, each a
+ * full pass over a `[batch, length, d_ff]` tensor. On webgpu the same chains are as many
+ * dispatches, and `tf.dropout` uploads a JS-generated mask every call.
+ *
+ * How: each op is a named kernel (`HpDropoutMask`, `HpGatedGelu`, `HpRmsNorm` and their
+ * `…Grad` kernels) with a
+ * gradient registered for it, so tfjs's autodiff sees one node. Implementations exist for the
+ * `wasm` backend (loops over the wasm heap, {@link registerFusedWasmKernels}) and the `webgpu`
+ * backend (WGSL, `model/webgpu/fused_kernels.ts`). On any other backend (`cpu`, `tensorflow`,
+ * `webgl`) the ops fall back to the composite of stock ops, so the pure-JS backend keeps its
+ * exact numbers.
+ *
+ * The dropout mask is counter-based: element `i` of the mask for `seed` depends only on
+ * `(seed, i)` through two rounds of the murmur3 finaliser, so every backend and every
+ * implementation produces the same mask, bit for bit, and no generator state is carried.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
+import { activeSimdKernels } from "./wasm_simd.ts";
+
+/** Kernel name of the dropout mask (no inputs; attrs `shape`, `rate`, `seed`). */
+export const DROPOUT_MASK = "HpDropoutMask";
+/** Kernel name of `gelu_new(a) ⊙ b` (inputs `a`, `b` of equal shape). */
+export const GATED_GELU = "HpGatedGelu";
+/** Kernel name of the gated GELU's gradient (inputs `a`, `b`, `dy`; outputs `[da, db]`). */
+export const GATED_GELU_GRAD = "HpGatedGeluGrad";
+/** Kernel name of T5's RMS norm (inputs `x` `[..., d]`, `w` `[d]`; attr `eps`). */
+export const RMS_NORM = "HpRmsNorm";
+/** Kernel name of the RMS norm's gradient (inputs `x`, `w`, `dy`; outputs `[dx, dw]`). */
+export const RMS_NORM_GRAD = "HpRmsNormGrad";
+
+// ---------------------------------------------------------------------------------------------
+// Dropout mask
+
+/** murmur3's 32-bit finaliser; a bijection of u32 with full avalanche. */
+function fmix32(x: number): number {
+  let h = x >>> 0;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** Parameters of one dropout mask, as the kernels consume them. */
+export interface DropoutMaskParams {
+  /** First key (u32), XORed into the element index before the first mixing round. */
+  readonly key0: number;
+  /** Second key (u32), XORed in before the second round. */
+  readonly key1: number;
+  /** An element is kept when its 32-bit hash is ≥ this (u32): `round(rate · 2³²)`. */
+  readonly threshold: number;
+  /** Value of kept elements, `1 / (1 − rate)` rounded to float32. */
+  readonly scale: number;
+}
+
+/**
+ * Validates a dropout rate and seed and derives the mask parameters.
+ *
+ * @param rate probability of dropping an element, in [0, 1)
+ * @param seed any integer (taken modulo 2³²)
+ * @returns keys, threshold and scale
+ * @throws Error naming the bad argument
+ */
+export function dropoutMaskParams(rate: number, seed: number): DropoutMaskParams {
+  if (!(rate >= 0 && rate < 1)) {
+    throw new Error(`model/fused.ts dropout: rate must be in [0, 1), got ${rate}`);
+  }
+  if (!Number.isInteger(seed)) {
+    throw new Error(`model/fused.ts dropout: seed must be an integer, got ${seed}`);
+  }
+  const s = seed >>> 0;
+  return {
+    key0: fmix32(s ^ 0x9e3779b9),
+    key1: fmix32(Math.imul(s, 0x85ebca77) ^ 0x27d4eb2f),
+    threshold: Math.min(Math.round(rate * 2 ** 32), 2 ** 32 - 1),
+    scale: Math.fround(1 / (1 - rate)),
+  };
+}
+
+/**
+ * Fills `out` with the dropout mask of elements `offset … offset + out.length − 1`: `scale` where
+ * `fmix32(fmix32(i ⊕ key0) ⊕ key1) ≥ threshold`, else 0. The reference every kernel matches.
+ *
+ * @param out destination
+ * @param p parameters from {@link dropoutMaskParams}
+ * @param offset index of `out[0]` in the whole mask
+ */
+export function fillDropoutMask(out: Float32Array, p: DropoutMaskParams, offset = 0): void {
+  const { key0, key1, threshold, scale } = p;
+  for (let j = 0; j < out.length; j++) {
+    let h = ((offset + j) ^ key0) >>> 0;
+    h ^= h >>> 16;
+    h = Math.imul(h, 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    h ^= h >>> 16;
+    h = (h ^ key1) >>> 0;
+    h ^= h >>> 16;
+    h = Math.imul(h, 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    h ^= h >>> 16;
+    out[j] = (h >>> 0) >= threshold ? scale : 0;
+  }
+}
+
+function hasKernel(name: string): boolean {
+  return tf.getKernel(name, tf.getBackend()) !== undefined;
+}
+
+/**
+ * The dropout mask for a tensor of `shape`: float32, each element `1/(1−rate)` (kept) or 0
+ * (dropped), a pure function of `(rate, seed, index)` and the same on every backend.
+ *
+ * @param shape the shape of the tensor it will multiply
+ * @param rate drop probability in [0, 1)
+ * @param seed integer seed; equal seeds give equal masks
+ * @returns the mask (a new tensor)
+ */
+export function dropoutMask(shape: readonly number[], rate: number, seed: number): tf.Tensor {
+  const p = dropoutMaskParams(rate, seed);
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (n >= 2 ** 32) throw new Error(`model/fused.ts dropout: ${n} elements exceed 2^32`);
+  if (hasKernel(DROPOUT_MASK)) {
+    return tf.engine().runKernel(DROPOUT_MASK, {}, {
+      shape: [...shape],
+      ...p,
+    } as unknown as tf.NamedAttrMap) as tf.Tensor;
+  }
+  const values = new Float32Array(n);
+  fillDropoutMask(values, p);
+  return tf.tensor(values, [...shape], "float32");
+}
+
+/**
+ * Inverted dropout: `x ⊙ mask` with {@link dropoutMask} (kept elements scaled by `1/(1−rate)`).
+ * Rate 0 returns `x` itself. The gradient is `dy ⊙ mask` (tfjs's Multiply gradient; the mask is a
+ * constant).
+ *
+ * @param x input
+ * @param rate drop probability in [0, 1)
+ * @param seed integer seed of this mask
+ */
+export function dropout<T extends tf.Tensor>(x: T, rate: number, seed: number): T {
+  if (rate === 0) {
+    dropoutMaskParams(rate, seed);
+    return x;
+  }
+  return tf.tidy(() => tf.mul(x, dropoutMask(x.shape, rate, seed)) as T);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gated GELU
+
+const GELU_C = Math.sqrt(2 / Math.PI);
+const GELU_K = 0.044715;
+
+/**
+ * The tanh approximation of GELU that HF calls `gelu_new`, as stock ops:
+ * `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+ */
+export function geluNew(x: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const cube = tf.mul(tf.mul(x, x), x); // x³ by products: Pow is slower on wasm and cpu
+    const inner = tf.mul(tf.add(x, tf.mul(cube, GELU_K)), GELU_C);
+    return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.tanh(inner)));
+  });
+}
+
+/**
+ * `out[i] = gelu_new(a[i]) · b[i]` in double precision rounded once to float32, as
+ * `x · sigmoid(2u)` (`1 + tanh(u) = 2·sigmoid(2u)`: no cancellation for negative x).
+ *
+ * @param out destination (may not alias the inputs)
+ * @param a gate pre-activations
+ * @param b linear branch
+ */
+export function gatedGeluRows(out: Float32Array, a: Float32Array, b: Float32Array): void {
+  for (let i = 0; i < out.length; i++) {
+    const x = a[i]!;
+    out[i] = (x / (1 + Math.exp(-2 * GELU_C * (x + GELU_K * x * x * x)))) * b[i]!;
+  }
+}
+
+/**
+ * Gradient of {@link gatedGeluRows}: `da = dy·b·gelu_new′(a)`, `db = dy·gelu_new(a)`, with
+ * `gelu_new′(x) = s + x·s(1−s)·2u′`, `s = sigmoid(2u)`, `u = √(2/π)(x + 0.044715x³)`.
+ *
+ * @param da destination for the gradient of `a`
+ * @param db destination for the gradient of `b`
+ * @param a gate pre-activations
+ * @param b linear branch
+ * @param dy upstream gradient
+ */
+export function gatedGeluGradRows(
+  da: Float32Array,
+  db: Float32Array,
+  a: Float32Array,
+  b: Float32Array,
+  dy: Float32Array,
+): void {
+  for (let i = 0; i < da.length; i++) {
+    const x = a[i]!;
+    const x2 = x * x;
+    const e = Math.exp(-2 * GELU_C * (x + GELU_K * x2 * x));
+    const s = 1 / (1 + e);
+    const oneMinusS = e === Infinity ? 1 : e * s;
+    const dg = s + x * s * oneMinusS * 2 * GELU_C * (1 + 3 * GELU_K * x2);
+    const d = dy[i]!;
+    da[i] = d * b[i]! * dg;
+    db[i] = d * x * s;
+  }
+}
+
+/**
+ * The gated GELU of T5 1.1's feed-forward, `gelu_new(a) ⊙ b`, as one kernel where the backend has
+ * it (wasm, webgpu) and as stock ops elsewhere.
+ *
+ * @param a `wi_0 · x`
+ * @param b `wi_1 · x`, same shape as `a`
+ * @returns `gelu_new(a) ⊙ b`
+ */
+export function gatedGelu(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
+  if (!tf.util.arraysEqual(a.shape, b.shape)) {
+    throw new Error(
+      `model/fused.ts gatedGelu: a ${JSON.stringify(a.shape)} and b ${
+        JSON.stringify(b.shape)
+      } must have one shape`,
+    );
+  }
+  if (
+    a.dtype === "float32" && b.dtype === "float32" && hasKernel(GATED_GELU) &&
+    hasKernel(GATED_GELU_GRAD)
+  ) {
+    return tf.engine().runKernel(GATED_GELU, { a, b }) as tf.Tensor;
+  }
+  return tf.tidy(() => tf.mul(geluNew(a), b));
+}
+
+// ---------------------------------------------------------------------------------------------
+// RMS norm
+
+/**
+ * `out = x·r·w` per row of `d`, `r = 1/√(mean(x²) + eps)`, in double rounded once.
+ *
+ * @param out destination `[rows·d]`
+ * @param x input `[rows·d]`
+ * @param w scale `[d]`
+ * @param eps added to the mean square
+ */
+export function rmsNormRows(out: Float32Array, x: Float32Array, w: Float32Array, eps: number) {
+  const d = w.length;
+  for (let o = 0; o < x.length; o += d) {
+    let sq = 0;
+    for (let j = 0; j < d; j++) sq += x[o + j]! * x[o + j]!;
+    const r = 1 / Math.sqrt(sq / d + eps);
+    for (let j = 0; j < d; j++) out[o + j] = x[o + j]! * r * w[j]!;
+  }
+}
+
+/**
+ * Gradient of {@link rmsNormRows}: `dx = r·w·dy − x·r³·Σ(dy·w·x)/d` per row and
+ * `dw = Σ_rows dy·x·r` (overwritten).
+ *
+ * @param dx destination `[rows·d]`
+ * @param dw destination `[d]`
+ * @param x input
+ * @param w scale
+ * @param dy upstream gradient
+ * @param eps added to the mean square
+ */
+export function rmsNormGradRows(
+  dx: Float32Array,
+  dw: Float32Array,
+  x: Float32Array,
+  w: Float32Array,
+  dy: Float32Array,
+  eps: number,
+): void {
+  const d = w.length;
+  const acc = new Float64Array(d);
+  for (let o = 0; o < x.length; o += d) {
+    let sq = 0;
+    let dot = 0;
+    for (let j = 0; j < d; j++) {
+      sq += x[o + j]! * x[o + j]!;
+      dot += dy[o + j]! * w[j]! * x[o + j]!;
+    }
+    const r = 1 / Math.sqrt(sq / d + eps);
+    const c = (r * r * r * dot) / d;
+    for (let j = 0; j < d; j++) {
+      dx[o + j] = r * w[j]! * dy[o + j]! - x[o + j]! * c;
+      acc[j]! += dy[o + j]! * x[o + j]! * r;
+    }
+  }
+  dw.set(acc);
+}
+
+/**
+ * T5 layer norm (RMS norm): `weight · x / √(mean(x²) + eps)` over the last axis, as one kernel
+ * (forward and backward) where the backend has it, else as stock ops.
+ *
+ * @param x `[..., d]`
+ * @param weight `[d]`
+ * @param eps epsilon added to the mean square
+ */
+export function rmsNorm(x: tf.Tensor, weight: tf.Tensor1D, eps: number): tf.Tensor {
+  const d = x.shape[x.shape.length - 1];
+  if (weight.rank !== 1 || weight.shape[0] !== d) {
+    throw new Error(
+      `model/fused.ts rmsNorm: weight ${JSON.stringify(weight.shape)} must be [${d}]`,
+    );
+  }
+  if (
+    x.dtype === "float32" && weight.dtype === "float32" && hasKernel(RMS_NORM) &&
+    hasKernel(RMS_NORM_GRAD)
+  ) {
+    return tf.engine().runKernel(RMS_NORM, { x, w: weight }, { eps }) as tf.Tensor;
+  }
+  return tf.tidy(() => {
+    const variance = tf.mean(tf.square(x), -1, true);
+    return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, eps))), weight);
+  });
+}
+
+let gradientRegistered = false;
+
+/** Registers the gradient of {@link GATED_GELU} with tfjs (idempotent). */
+export function registerFusedGradients(): void {
+  if (gradientRegistered) return;
+  tf.registerGradient({
+    kernelName: GATED_GELU,
+    inputsToSave: ["a", "b"],
+    gradFunc: (dy, saved) => {
+      const [a, b] = saved as [tf.Tensor, tf.Tensor];
+      const [da, db] = tf.engine().runKernel(GATED_GELU_GRAD, {
+        a,
+        b,
+        dy: dy as tf.Tensor,
+      }) as tf.Tensor[];
+      return { a: () => da!, b: () => db! };
+    },
+  });
+  tf.registerGradient({
+    kernelName: RMS_NORM,
+    inputsToSave: ["x", "w"],
+    gradFunc: (dy, saved, attrs) => {
+      const [x, w] = saved as [tf.Tensor, tf.Tensor];
+      const [dx, dw] = tf.engine().runKernel(RMS_NORM_GRAD, { x, w, dy: dy as tf.Tensor }, {
+        eps: (attrs as { eps: number }).eps,
+      }) as tf.Tensor[];
+      return { x: () => dx!, w: () => dw! };
+    },
+  });
+  gradientRegistered = true;
+}
+registerFusedGradients();
+
+// ---------------------------------------------------------------------------------------------
+// wasm implementations (loops over the wasm heap)
+
+type WasmKernelArgs = {
+  inputs: tf.NamedTensorInfoMap;
+  backend: BackendWasm;
+  attrs?: tf.NamedAttrMap;
+};
+
+function input(inputs: tf.NamedTensorInfoMap, name: string): tf.TensorInfo {
+  const x = inputs[name];
+  if (x === undefined) throw new Error(`model/fused.ts: kernel input "${name}" is missing`);
+  if (x.dtype !== "float32") {
+    throw new Error(`model/fused.ts: kernel input "${name}" must be float32, got ${x.dtype}`);
+  }
+  return x;
+}
+
+function heap(backend: BackendWasm, t: tf.TensorInfo): Float32Array {
+  return backend.typedArrayFromHeap(t) as Float32Array;
+}
+
+function ptr(backend: BackendWasm, t: tf.TensorInfo): number {
+  return heap(backend, t).byteOffset;
+}
+
+const WASM_KERNELS: ReadonlyArray<[string, (args: WasmKernelArgs) => unknown]> = [
+  [DROPOUT_MASK, ({ backend, attrs }) => {
+    const a = attrs as unknown as DropoutMaskParams & { shape: number[] };
+    const out = backend.makeOutput(a.shape, "float32");
+    const o = heap(backend, out);
+    const simd = activeSimdKernels();
+    if (simd) simd.dropout_mask(o.byteOffset, o.length, 0, a.key0, a.key1, a.threshold, a.scale);
+    else fillDropoutMask(o, a);
+    return out;
+  }],
+  [GATED_GELU, ({ inputs, backend }) => {
+    const a = input(inputs, "a");
+    const b = input(inputs, "b");
+    const out = backend.makeOutput(a.shape, "float32");
+    const o = heap(backend, out);
+    const simd = activeSimdKernels();
+    if (simd) simd.gated_gelu(o.byteOffset, ptr(backend, a), ptr(backend, b), o.length);
+    else gatedGeluRows(o, heap(backend, a), heap(backend, b));
+    return out;
+  }],
+  [GATED_GELU_GRAD, ({ inputs, backend }) => {
+    const a = input(inputs, "a");
+    const b = input(inputs, "b");
+    const dy = input(inputs, "dy");
+    const da = backend.makeOutput(a.shape, "float32");
+    const db = backend.makeOutput(a.shape, "float32");
+    const [dav, dbv, av, bv, dyv] = [da, db, a, b, dy].map((t) => heap(backend, t)) as [
+      Float32Array,
+      Float32Array,
+      Float32Array,
+      Float32Array,
+      Float32Array,
+    ];
+    const simd = activeSimdKernels();
+    if (simd) {
+      simd.gated_gelu_grad(
+        dav.byteOffset,
+        dbv.byteOffset,
+        av.byteOffset,
+        bv.byteOffset,
+        dyv.byteOffset,
+        dav.length,
+      );
+    } else {
+      gatedGeluGradRows(dav, dbv, av, bv, dyv);
+    }
+    return [da, db];
+  }],
+  [RMS_NORM, ({ inputs, backend, attrs }) => {
+    const x = input(inputs, "x");
+    const w = input(inputs, "w");
+    const eps = (attrs as { eps: number }).eps;
+    const out = backend.makeOutput(x.shape, "float32");
+    const [ov, xv, wv] = [out, x, w].map((t) => heap(backend, t)) as [
+      Float32Array,
+      Float32Array,
+      Float32Array,
+    ];
+    const simd = activeSimdKernels();
+    if (simd && wv.length % 4 === 0) {
+      simd.rms_norm(
+        ov.byteOffset,
+        xv.byteOffset,
+        wv.byteOffset,
+        xv.length / wv.length,
+        wv.length,
+        eps,
+      );
+    } else {
+      rmsNormRows(ov, xv, wv, eps);
+    }
+    return out;
+  }],
+  [RMS_NORM_GRAD, ({ inputs, backend, attrs }) => {
+    const x = input(inputs, "x");
+    const w = input(inputs, "w");
+    const dy = input(inputs, "dy");
+    const eps = (attrs as { eps: number }).eps;
+    const dx = backend.makeOutput(x.shape, "float32");
+    const dw = backend.makeOutput(w.shape, "float32");
+    const [dxv, dwv, xv, wv, dyv] = [dx, dw, x, w, dy].map((t) => heap(backend, t)) as [
+      Float32Array,
+      Float32Array,
+      Float32Array,
+      Float32Array,
+      Float32Array,
+    ];
+    const simd = activeSimdKernels();
+    if (simd && wv.length % 4 === 0) {
+      dwv.fill(0);
+      simd.rms_norm_grad(
+        dxv.byteOffset,
+        dwv.byteOffset,
+        xv.byteOffset,
+        wv.byteOffset,
+        dyv.byteOffset,
+        xv.length / wv.length,
+        wv.length,
+        eps,
+      );
+    } else {
+      rmsNormGradRows(dxv, dwv, xv, wv, dyv, eps);
+    }
+    return [dx, dw];
+  }],
+];
+
+/**
+ * Registers the wasm implementations of the fused kernels (idempotent). Call after the wasm
+ * backend is registered (`model/backend.ts` does).
+ They use the SIMD kernels of `model/wasm_simd.ts` when those are
+ * enabled, else JavaScript loops over the heap (same results up to float rounding: the loops
+ * compute in double and round once; the dropout mask is identical bit for bit).
+ */
+export function registerFusedWasmKernels(): void {
+  for (const [kernelName, fn] of WASM_KERNELS) {
+    if (tf.getKernel(kernelName, "wasm") !== undefined) continue;
+    tf.registerKernel({
+      kernelName,
+      backendName: "wasm",
+      kernelFunc: fn as unknown as tf.KernelFunc,
+    });
+  }
+}
+
+/** Removes the wasm fused kernels (the ops then use their composite fallbacks). */
+export function unregisterFusedWasmKernels(): void {
+  for (const [kernelName] of WASM_KERNELS) {
+    if (tf.getKernel(kernelName, "wasm") !== undefined) tf.unregisterKernel(kernelName, "wasm");
+  }
+}

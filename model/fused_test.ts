@@ -1,0 +1,437 @@
+/**
+ * Tests of the fused kernels (model/fused.ts) and the wasm SIMD kernels behind them
+ * (model/wasm_simd.ts), on the wasm backend with SIMD, with JavaScript loops, and on cpu.
+ *
+ * References are float64 evaluations of the same formulas. Tolerances:
+ * - dropout masks are integer hashes: equal bit for bit on every path;
+ * - exp: 4 ulp (Cephes expf is within 2 ulp of the true value; the two-factor scaling adds at
+ *   most one rounding): relative 4·2⁻²³ ≈ 4.8e-7;
+ * - gated GELU and its gradient: relative 2e-6 plus 2⁻²³·|exp argument| (the argument is
+ *   rounded to float32 before exp, whose condition number is |argument|), absolute 1e-20 (see
+ *   GELU_ABS). A float32 chain of ≈ 15 operations (exp, a division, products) accumulates
+ *   ≲ 15 half-ulp ≈ 9e-7 relative; an error in the formula or in the tail loop is O(1).
+ */
+import * as tf from "@tensorflow/tfjs";
+import "@tensorflow/tfjs-backend-wasm";
+import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
+import assert from "node:assert/strict";
+import {
+  dropout,
+  DROPOUT_MASK,
+  dropoutMask,
+  dropoutMaskParams,
+  fillDropoutMask,
+  gatedGelu,
+  geluNew,
+  registerFusedWasmKernels,
+  rmsNorm,
+  unregisterFusedWasmKernels,
+} from "./fused.ts";
+import { activeSimdKernels, enableSimdKernels, simdModuleWat } from "./wasm_simd.ts";
+import {
+  adamwInPlace,
+  addInPlace,
+  patchWasmElementwise,
+  unpatchWasmElementwise,
+} from "./wasm_kernels.ts";
+import { uniformValues } from "../benchmarks/rng.ts";
+
+const opts = { sanitizeResources: false, sanitizeOps: false };
+const EXP_TOL = 4 * 2 ** -23;
+const GELU_REL = 2e-6;
+/**
+ * Where the true value underflows (x < −10: gelu_new(x) < 1e-37), the exp argument is clamped
+ * at 88.3 and the kernels return values below 1e-20 in magnitude instead of 0.
+ */
+const GELU_ABS = 1e-20;
+
+type Path = "wasm-simd" | "wasm-js" | "cpu";
+
+async function use(path: Path): Promise<void> {
+  if (path === "cpu") {
+    assert.ok(await tf.setBackend("cpu"));
+    return;
+  }
+  assert.ok(await tf.setBackend("wasm"));
+  await enableSimdKernels(path === "wasm-simd" ? tf.backend() as BackendWasm : undefined);
+  registerFusedWasmKernels();
+}
+
+async function reset(): Promise<void> {
+  await enableSimdKernels(undefined);
+  unregisterFusedWasmKernels();
+}
+
+/** gelu_new(x) = x·sigmoid(2u) in float64 (no cancellation for negative x). */
+function gelu64(x: number): number {
+  const c = Math.sqrt(2 / Math.PI);
+  return x / (1 + Math.exp(-2 * c * (x + 0.044715 * x * x * x)));
+}
+
+function geluGrad64(x: number): number {
+  const c = Math.sqrt(2 / Math.PI);
+  const e = Math.exp(-2 * c * (x + 0.044715 * x * x * x));
+  const s = 1 / (1 + e);
+  const oneMinusS = e === Infinity ? 1 : e / (1 + e);
+  return s + x * s * oneMinusS * 2 * c * (1 + 3 * 0.044715 * x * x);
+}
+
+/** Inputs: random in [−8, 8] plus edge values; length 4k + 3 so the scalar tail runs. */
+function geluInputs(): Float32Array {
+  const edge = [0, -0, 1e-8, -1e-8, 0.5, -0.5, 3, -3, 6, -6, 10, -10, 20, -20, 60, -60, 1e4, -1e4];
+  const r = uniformValues(4 * 50 + 3 - edge.length, 7).map((v) => 8 * v);
+  return Float32Array.from([...edge, ...r]);
+}
+
+function assertClose(
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  rel: number,
+  what: string,
+  abs = 1e-30,
+) {
+  assert.equal(got.length, want.length, `${what}: length`);
+  for (let i = 0; i < want.length; i++) {
+    const g = got[i]!;
+    const w = want[i]!;
+    const err = Math.abs(g - w);
+    assert.ok(
+      err <= rel * Math.abs(w) + abs || (Number.isNaN(g) && Number.isNaN(w)) || g === w,
+      `${what}[${i}]: got ${g}, want ${w} (rel err ${err / Math.abs(w)})`,
+    );
+  }
+}
+
+Deno.test("wasm SIMD module assembles with every kernel", async () => {
+  const wat = simdModuleWat();
+  for (
+    const k of [
+      "dropout_mask",
+      "gated_gelu",
+      "gated_gelu_grad",
+      "exp",
+      "adamw",
+      "add_into",
+      "rms_norm",
+      "rms_norm_grad",
+    ]
+  ) {
+    assert.ok(wat.includes(`(export "${k}")`), k);
+  }
+  assert.ok(await tf.setBackend("wasm"));
+  await enableSimdKernels(tf.backend() as BackendWasm);
+  assert.ok(activeSimdKernels() !== undefined);
+  await reset();
+  assert.equal(activeSimdKernels(), undefined);
+});
+
+Deno.test(
+  "dropout mask: same bits on wasm SIMD, wasm JS and cpu; rate and seed behave",
+  opts,
+  async () => {
+    const shape = [3, 7, 11]; // 231 elements: SIMD body plus a tail of 3
+    const n = 231;
+    const want = new Float32Array(n);
+    fillDropoutMask(want, dropoutMaskParams(0.3, 12345));
+    for (const path of ["wasm-simd", "wasm-js", "cpu"] as const) {
+      await use(path);
+      const m = dropoutMask(shape, 0.3, 12345);
+      assert.deepEqual(m.shape, shape);
+      assert.deepEqual(await m.data(), want, path);
+      m.dispose();
+    }
+    await reset();
+    // Offsets: the mask of elements [k, k + len) equals the tail of the whole mask.
+    const part = new Float32Array(100);
+    fillDropoutMask(part, dropoutMaskParams(0.3, 12345), 131);
+    assert.deepEqual(part, want.subarray(131));
+    // Kept fraction over 1e6 elements within 5 standard deviations, kept value 1/(1-rate).
+    for (const rate of [0.1, 0.5, 0.9]) {
+      const big = new Float32Array(1_000_000);
+      const p = dropoutMaskParams(rate, 99);
+      fillDropoutMask(big, p);
+      let kept = 0;
+      for (const v of big) {
+        if (v !== 0) {
+          kept++;
+          assert.equal(v, Math.fround(1 / (1 - rate)));
+        }
+      }
+      const sd = Math.sqrt(big.length * rate * (1 - rate));
+      assert.ok(Math.abs(kept - big.length * (1 - rate)) < 5 * sd, `rate ${rate}: kept ${kept}`);
+    }
+    // Different seeds give different masks; neighbouring elements are not correlated.
+    const a = new Float32Array(10_000);
+    const b = new Float32Array(10_000);
+    fillDropoutMask(a, dropoutMaskParams(0.5, 1));
+    fillDropoutMask(b, dropoutMaskParams(0.5, 2));
+    let same = 0;
+    let pairs = 0;
+    for (let i = 0; i < a.length; i++) {
+      if (a[i] === b[i]) same++;
+      if (i > 0 && (a[i] === 0) === (a[i - 1] === 0)) pairs++;
+    }
+    assert.ok(Math.abs(same - 5000) < 5 * 50, `seed 1 vs 2 agree on ${same} of 10000`);
+    assert.ok(Math.abs(pairs - 5000) < 5 * 50, `adjacent agreement ${pairs} of 9999`);
+    assert.throws(() => dropoutMaskParams(1, 0), /rate must be in \[0, 1\)/);
+    assert.throws(() => dropoutMaskParams(-0.1, 0), /rate/);
+    assert.throws(() => dropoutMaskParams(0.1, 1.5), /seed must be an integer/);
+  },
+);
+
+Deno.test(
+  "dropout: x ⊙ mask, gradient is the mask, rate 0 is identity, no leaks",
+  opts,
+  async () => {
+    for (const path of ["wasm-simd", "cpu"] as const) {
+      await use(path);
+      const before = tf.memory().numTensors;
+      const x = tf.tensor(uniformValues(4 * 9 + 1, 3), [37]);
+      const mask = dropoutMask([37], 0.25, 5);
+      const y = dropout(x, 0.25, 5);
+      const [xv, mv, yv] = await Promise.all([x.data(), mask.data(), y.data()]);
+      for (let i = 0; i < 37; i++) {
+        assert.equal(
+          yv[i],
+          Math.fround(xv[i]! * mv[i]!),
+          `${path} y[${i}]`,
+        );
+      }
+      const g = tf.grad((t: tf.Tensor) => tf.sum(dropout(t, 0.25, 5)))(x);
+      assert.deepEqual(await g.data(), mv, `${path} gradient`);
+      assert.equal(dropout(x, 0, 5), x);
+      tf.dispose([x, mask, y, g]);
+      assert.equal(tf.memory().numTensors, before, `${path}: tensors leaked`);
+    }
+    await reset();
+  },
+);
+
+Deno.test("exp kernel: within 4 ulp of exp, IEEE overflow and underflow", opts, async () => {
+  assert.ok(await tf.setBackend("wasm"));
+  await enableSimdKernels(tf.backend() as BackendWasm);
+  patchWasmElementwise();
+  const xs = Float32Array.from([
+    ...uniformValues(4 * 100, 11).map((v) => 88 * v),
+    0,
+    -0,
+    1,
+    -1,
+    88.7,
+    -87,
+    -95,
+    -103,
+    89,
+    100,
+    -200,
+    Infinity,
+    -Infinity,
+    NaN,
+    1e-20, // 15 elements past the SIMD body: the tail loop runs 3 of them
+  ]);
+  const t = tf.tensor(xs);
+  const e = tf.exp(t);
+  const got = await e.data();
+  tf.dispose([t, e]);
+  for (let i = 0; i < xs.length; i++) {
+    const x = xs[i]!;
+    const want = Math.fround(Math.exp(x));
+    const g = got[i]!;
+    if (Number.isNaN(x)) assert.ok(Number.isNaN(g), "exp(NaN)");
+    else if (want === Infinity || want === 0) assert.equal(g, want, `exp(${x})`);
+    else if (want < 2 ** -126) {
+      // Denormal results: absolute error within a few denormal steps.
+      assert.ok(Math.abs(g - want) <= 4 * 2 ** -149, `exp(${x}) = ${g}, want ${want}`);
+    } else {
+      assert.ok(Math.abs(g - want) <= EXP_TOL * want, `exp(${x}) = ${g}, want ${want}`);
+    }
+  }
+  unpatchWasmElementwise();
+  await reset();
+});
+
+Deno.test("gated GELU: forward and both gradients match float64 on every path", opts, async () => {
+  const a = geluInputs();
+  const b = Float32Array.from(uniformValues(a.length, 8), (v) => 2 * v + 0.1);
+  const dy = uniformValues(a.length, 9);
+  const wantY = Array.from(a, (x, i) => gelu64(x) * b[i]!);
+  const wantDa = Array.from(a, (x, i) => dy[i]! * b[i]! * geluGrad64(x));
+  const wantDb = Array.from(a, (x, i) => dy[i]! * gelu64(x));
+  // gelu_new′ = s + x·s(1−s)·2u′ has a root near x = −0.75 where its two terms cancel: the
+  // rounding there is relative to the terms' size, not to the result's.
+  const daTerms = Array.from(a, (x, i) => {
+    const s = gelu64(x) / x || 0.5;
+    return dy[i]! * b[i]! * (s + Math.abs(geluGrad64(x) - s));
+  });
+  for (const path of ["wasm-simd", "wasm-js", "cpu"] as const) {
+    await use(path);
+    const before = tf.memory().numTensors;
+    const at = tf.tensor(a);
+    const bt = tf.tensor(b);
+    const dyt = tf.tensor(dy);
+    const y = gatedGelu(at, bt);
+    const [da, db] = tf.grads((x: tf.Tensor, z: tf.Tensor) => gatedGelu(x, z))([at, bt], dyt);
+    // The cpu path is tfjs's composite, whose 1 + tanh cancels for negative inputs: compare it
+    // with an absolute bound instead (|error| ≤ 1e-6 · (|x|·|b| + 1)).
+    const rel = path === "cpu" ? 0 : GELU_REL;
+    const check = async (t: tf.Tensor, want: number[], what: string, terms = want) => {
+      const got = await t.data();
+      if (rel > 0) {
+        for (let i = 0; i < want.length; i++) {
+          // exp's argument −2u is itself rounded to float32: relative error 2⁻²³·|2u| more.
+          const x = a[i]!;
+          const arg = Math.abs(2 * Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x));
+          const tol = (rel + 2 ** -23 * Math.min(arg, 88.3)) * Math.abs(terms[i]!) + GELU_ABS;
+          assert.ok(
+            Math.abs(got[i]! - want[i]!) <= tol,
+            `${path} ${what}[${i}] at x = ${x}: got ${got[i]}, want ${want[i]}`,
+          );
+        }
+      } else {
+        for (let i = 0; i < want.length; i++) {
+          const bound = 1e-6 * (Math.abs(a[i]!) * Math.abs(b[i]!) + 1) + 1e-6 * Math.abs(want[i]!);
+          assert.ok(Math.abs(got[i]! - want[i]!) <= bound, `${path} ${what}[${i}]`);
+        }
+      }
+    };
+    await check(y, wantY, "y");
+    await check(da!, wantDa, "da", daTerms);
+    await check(db!, wantDb, "db");
+    tf.dispose([at, bt, dyt, y, da!, db!]);
+    assert.equal(tf.memory().numTensors, before, `${path}: tensors leaked`);
+  }
+  await reset();
+  assert.throws(
+    () => tf.tidy(() => gatedGelu(tf.zeros([2, 3]), tf.zeros([3, 2]))),
+    /must have one shape/,
+  );
+});
+
+Deno.test("RMS norm: forward and gradients match float64 on every path", opts, async () => {
+  // d = 12 (SIMD, multiple of 4) and d = 6 (JavaScript rows); 7 rows.
+  for (const d of [12, 6]) {
+    const rows = 7;
+    const x = uniformValues(rows * d, 21).map((v) => 3 * v);
+    const w = uniformValues(d, 22).map((v) => v + 1.5);
+    const dy = uniformValues(rows * d, 23);
+    const eps = 1e-6;
+    const wantY: number[] = [];
+    const wantDx: number[] = [];
+    const wantDw = new Array<number>(d).fill(0);
+    for (let r = 0; r < rows; r++) {
+      const xs = Array.from(x.subarray(r * d, (r + 1) * d));
+      const g = Array.from(dy.subarray(r * d, (r + 1) * d));
+      const rr = 1 / Math.sqrt(xs.reduce((a, v) => a + v * v, 0) / d + eps);
+      const dot = xs.reduce((a, v, j) => a + v * g[j]! * w[j]!, 0);
+      xs.forEach((v, j) => {
+        wantY.push(v * rr * w[j]!);
+        wantDx.push(rr * w[j]! * g[j]! - (v * rr * rr * rr * dot) / d);
+        wantDw[j]! += g[j]! * v * rr;
+      });
+    }
+    for (const path of ["wasm-simd", "wasm-js", "cpu"] as const) {
+      await use(path);
+      const before = tf.memory().numTensors;
+      const xt = tf.tensor(x, [rows, d]);
+      const wt = tf.tensor1d(w);
+      const dyt = tf.tensor(dy, [rows, d]);
+      const y = rmsNorm(xt, wt, eps);
+      const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => rmsNorm(a, b as tf.Tensor1D, eps))(
+        [xt, wt],
+        dyt,
+      );
+      // Float32 sums of d ≤ 12 products and a few more operations: 1e-5 relative to the size
+      // of the terms (dx subtracts two terms of similar size).
+      const scale = (v: number[]) => Math.max(...v.map(Math.abs));
+      assertClose(await y.data(), wantY, 1e-5, `${path} d=${d} y`, 1e-6 * scale(wantY));
+      assertClose(await dx!.data(), wantDx, 1e-5, `${path} d=${d} dx`, 1e-5 * scale(wantDx));
+      assertClose(await dw!.data(), wantDw, 1e-5, `${path} d=${d} dw`, 1e-6 * scale(wantDw));
+      tf.dispose([xt, wt, dyt, y, dx!, dw!]);
+      assert.equal(tf.memory().numTensors, before, `${path}: tensors leaked`);
+    }
+  }
+  await reset();
+  assert.throws(
+    () => rmsNorm(tf.zeros([2, 4]), tf.zeros([3]) as tf.Tensor1D, 1e-6),
+    /must be \[4\]/,
+  );
+});
+
+Deno.test("geluNew composite agrees with float64", () => {
+  const y = tf.tidy(() => geluNew(tf.tensor1d([1, -2, 0])).dataSync());
+  assertClose(y, [gelu64(1), gelu64(-2), 0], 1e-6, "geluNew");
+});
+
+Deno.test(
+  "adamw SIMD kernel equals the JavaScript loop within float32 rounding",
+  opts,
+  async () => {
+    assert.ok(await tf.setBackend("wasm"));
+    const n = 4 * 300 + 2;
+    const h = {
+      lr: 1e-3,
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      weightDecay: 0.01,
+      bc1: 1 - 0.9 ** 3,
+      sqrtBc2: Math.sqrt(1 - 0.999 ** 3),
+    };
+    const run = async (simd: boolean) => {
+      await enableSimdKernels(simd ? tf.backend() as BackendWasm : undefined);
+      const own = (v: Float32Array) => {
+        const z = tf.tensor(v);
+        const s = tf.variable(z, false);
+        z.dispose();
+        return s;
+      };
+      const p = own(uniformValues(n, 1));
+      const m = own(uniformValues(n, 2).map((v) => v * 0.1));
+      const v = own(uniformValues(n, 3).map((x) => x * x * 0.01));
+      const g = tf.tensor(uniformValues(n, 4));
+      assert.ok(adamwInPlace(p, m, v, g, h));
+      const out = await Promise.all([p.data(), m.data(), v.data()]);
+      tf.dispose([p, m, v, g]);
+      return out;
+    };
+    const simd = await run(true);
+    const js = await run(false);
+    // Float32 arithmetic (SIMD) against double rounded once (JS): a chain of ~8 operations, 2e-6
+    // relative; where the two terms of m cancel, the float32 rounding of the terms bounds the
+    // error instead: 2⁻²³ · max|value| absolute.
+    for (let k = 0; k < 3; k++) {
+      const max = Math.max(...Array.from(js[k]!, Math.abs));
+      assertClose(simd[k]!, js[k]!, 2e-6, ["p", "m", "v"][k]!, 2 ** -23 * max);
+    }
+    await reset();
+  },
+);
+
+Deno.test("addInPlace adds exactly like tf.add and refuses shared buffers", opts, async () => {
+  assert.ok(await tf.setBackend("wasm"));
+  await enableSimdKernels(tf.backend() as BackendWasm);
+  const a = uniformValues(4 * 25 + 3, 31);
+  const b = uniformValues(4 * 25 + 3, 32);
+  const want = await tf.tidy(() => tf.add(tf.tensor(a), tf.tensor(b))).data();
+  const dst = tf.tensor(a);
+  const src = tf.tensor(b);
+  assert.ok(addInPlace(dst, src));
+  assert.deepEqual(await dst.data(), want); // IEEE addition: the same bits
+  assert.deepEqual(await src.data(), b);
+  const shared = tf.reshape(dst, [-1]); // wasm Reshape shares the buffer
+  assert.equal(addInPlace(dst, src), false, "dst shares its buffer");
+  const one = tf.tensor([1]);
+  assert.equal(addInPlace(src, one), false, "sizes differ");
+  tf.dispose([shared, one]);
+  await enableSimdKernels(undefined);
+  assert.equal(addInPlace(dst, src), false, "no SIMD kernels");
+  tf.dispose([dst, src]);
+});
+
+Deno.test("fused kernels are absent on cpu and registered on wasm", opts, async () => {
+  await use("wasm-simd");
+  assert.ok(tf.getKernel(DROPOUT_MASK, "wasm") !== undefined);
+  assert.equal(tf.getKernel(DROPOUT_MASK, "cpu"), undefined);
+  await reset();
+  assert.equal(tf.getKernel(DROPOUT_MASK, "wasm"), undefined);
+});
