@@ -10,6 +10,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { adamwInPlace, ownBuffer } from "../model/wasm_kernels.ts";
+import { adamwUpdate } from "../model/fused.ts";
 
 /** Adafactor options. Defaults are those of Mesh TensorFlow's `AdafactorOptimizer` (used by T5). */
 export interface AdafactorConfig {
@@ -262,6 +263,24 @@ class AdamW extends SlotOptimizer implements Optimizer {
       if (fused && p.dtype === "float32" && g0.dtype === "float32") {
         for (const x of [p, m, v]) ownBuffer(x);
         if (adamwInPlace(p, m, v, g0, hp)) continue;
+      }
+      // On webgpu: one fused kernel (three dispatches) per variable.
+      const next = adamwUpdate(p, m, v, g0, {
+        b1: c.beta1,
+        c1: 1 - c.beta1,
+        b2: c.beta2,
+        c2: 1 - c.beta2,
+        decay: 1 - lr * c.weightDecay,
+        step: lr / bc1,
+        invSqrtBc2: 1 / sqrtBc2,
+        eps: c.eps,
+      });
+      if (next !== undefined) {
+        p.assign(next[0]);
+        m.assign(next[1]);
+        v.assign(next[2]);
+        tf.dispose(next);
+        continue;
       }
       tf.tidy(() => {
         const g = g0.toFloat();

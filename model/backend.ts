@@ -230,10 +230,16 @@ async function installWebgpuKernels(notes: string[]): Promise<void> {
   const check = await kernels.selfCheckWebgpuKernels();
   const err = check.maxRelErr.toExponential(1);
   if (check.ok) {
-    notes.push(`webgpu: custom transposed-matMul kernel installed (self-check error ${err})`);
+    notes.push(
+      `webgpu: custom transposed-matMul and fused kernels installed (self-check error ${err})`,
+    );
   } else {
     kernels.unregisterWebgpuKernels();
-    notes.push(`webgpu: custom kernel failed its self-check (error ${err}); using tfjs's kernels`);
+    notes.push(
+      `webgpu: custom kernels failed their self-check (error ${err}${
+        check.error ? `; ${check.error}` : ""
+      }); using tfjs's kernels`,
+    );
   }
 }
 

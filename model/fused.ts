@@ -38,6 +38,12 @@ export const GATED_GELU_GRAD = "HpGatedGeluGrad";
 export const RMS_NORM = "HpRmsNorm";
 /** Kernel name of the RMS norm's gradient (inputs `x`, `w`, `dy`; outputs `[dx, dw]`). */
 export const RMS_NORM_GRAD = "HpRmsNormGrad";
+/**
+ * Kernel name of one AdamW update (inputs `p`, `m`, `v`, `g`; attrs {@link AdamWAttrs}; outputs
+ * the new `[p, m, v]`). Registered for webgpu; on wasm the update runs in place instead
+ * (`model/wasm_kernels.ts` adamwInPlace).
+ */
+export const ADAMW = "HpAdamW";
 
 // ---------------------------------------------------------------------------------------------
 // Dropout mask
@@ -333,6 +339,48 @@ export function rmsNorm(x: tf.Tensor, weight: tf.Tensor1D, eps: number): tf.Tens
     const variance = tf.mean(tf.square(x), -1, true);
     return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, eps))), weight);
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// AdamW
+
+/** Constants of one AdamW update, as the kernels take them. */
+export interface AdamWAttrs {
+  /** β1 and 1 − β1. */
+  readonly b1: number;
+  readonly c1: number;
+  /** β2 and 1 − β2. */
+  readonly b2: number;
+  readonly c2: number;
+  /** 1 − lr·weightDecay. */
+  readonly decay: number;
+  /** lr / (1 − β1^t). */
+  readonly step: number;
+  /** 1 / √(1 − β2^t). */
+  readonly invSqrtBc2: number;
+  readonly eps: number;
+}
+
+/**
+ * One AdamW update as a single kernel where the backend has one (webgpu): `m ← β1·m + (1−β1)·g`,
+ * `v ← β2·v + (1−β2)·g²`, `p ← p·decay − step·m / (√v·invSqrtBc2 + eps)`.
+ *
+ * @returns the new `[p, m, v]` (new tensors), or undefined where no kernel is registered
+ */
+export function adamwUpdate(
+  p: tf.Tensor,
+  m: tf.Tensor,
+  v: tf.Tensor,
+  g: tf.Tensor,
+  attrs: AdamWAttrs,
+): [tf.Tensor, tf.Tensor, tf.Tensor] | undefined {
+  if (!hasKernel(ADAMW) || [p, m, v, g].some((t) => t.dtype !== "float32")) return undefined;
+  const out = tf.engine().runKernel(
+    ADAMW,
+    { p, m, v, g },
+    attrs as unknown as tf.NamedAttrMap,
+  ) as tf.Tensor[];
+  return [out[0]!, out[1]!, out[2]!];
 }
 
 let gradientRegistered = false;

@@ -35,16 +35,18 @@ import {
   unpatchWasmElementwise,
 } from "./wasm_kernels.ts";
 import { uniformValues } from "../benchmarks/rng.ts";
+import {
+  assertClose,
+  assertGeluClose,
+  gatedGeluReference,
+  gelu64,
+  geluInputs,
+  maxAbs,
+  rmsNormReference,
+} from "./fused_testing.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 const EXP_TOL = 4 * 2 ** -23;
-const GELU_REL = 2e-6;
-/**
- * Where the true value underflows (x < −10: gelu_new(x) < 1e-37), the exp argument is clamped
- * at 88.3 and the kernels return values below 1e-20 in magnitude instead of 0.
- */
-const GELU_ABS = 1e-20;
-
 type Path = "wasm-simd" | "wasm-js" | "cpu";
 
 async function use(path: Path): Promise<void> {
@@ -60,46 +62,6 @@ async function use(path: Path): Promise<void> {
 async function reset(): Promise<void> {
   await enableSimdKernels(undefined);
   unregisterFusedWasmKernels();
-}
-
-/** gelu_new(x) = x·sigmoid(2u) in float64 (no cancellation for negative x). */
-function gelu64(x: number): number {
-  const c = Math.sqrt(2 / Math.PI);
-  return x / (1 + Math.exp(-2 * c * (x + 0.044715 * x * x * x)));
-}
-
-function geluGrad64(x: number): number {
-  const c = Math.sqrt(2 / Math.PI);
-  const e = Math.exp(-2 * c * (x + 0.044715 * x * x * x));
-  const s = 1 / (1 + e);
-  const oneMinusS = e === Infinity ? 1 : e / (1 + e);
-  return s + x * s * oneMinusS * 2 * c * (1 + 3 * 0.044715 * x * x);
-}
-
-/** Inputs: random in [−8, 8] plus edge values; length 4k + 3 so the scalar tail runs. */
-function geluInputs(): Float32Array {
-  const edge = [0, -0, 1e-8, -1e-8, 0.5, -0.5, 3, -3, 6, -6, 10, -10, 20, -20, 60, -60, 1e4, -1e4];
-  const r = uniformValues(4 * 50 + 3 - edge.length, 7).map((v) => 8 * v);
-  return Float32Array.from([...edge, ...r]);
-}
-
-function assertClose(
-  got: ArrayLike<number>,
-  want: ArrayLike<number>,
-  rel: number,
-  what: string,
-  abs = 1e-30,
-) {
-  assert.equal(got.length, want.length, `${what}: length`);
-  for (let i = 0; i < want.length; i++) {
-    const g = got[i]!;
-    const w = want[i]!;
-    const err = Math.abs(g - w);
-    assert.ok(
-      err <= rel * Math.abs(w) + abs || (Number.isNaN(g) && Number.isNaN(w)) || g === w,
-      `${what}[${i}]: got ${g}, want ${w} (rel err ${err / Math.abs(w)})`,
-    );
-  }
 }
 
 Deno.test("wasm SIMD module assembles with every kernel", async () => {
@@ -251,18 +213,11 @@ Deno.test("exp kernel: within 4 ulp of exp, IEEE overflow and underflow", opts, 
 });
 
 Deno.test("gated GELU: forward and both gradients match float64 on every path", opts, async () => {
-  const a = geluInputs();
+  // Length 4k + 3 so that the SIMD kernels' scalar tail runs.
+  const a = geluInputs(uniformValues(4 * 50 + 3, 7));
   const b = Float32Array.from(uniformValues(a.length, 8), (v) => 2 * v + 0.1);
   const dy = uniformValues(a.length, 9);
-  const wantY = Array.from(a, (x, i) => gelu64(x) * b[i]!);
-  const wantDa = Array.from(a, (x, i) => dy[i]! * b[i]! * geluGrad64(x));
-  const wantDb = Array.from(a, (x, i) => dy[i]! * gelu64(x));
-  // gelu_new′ = s + x·s(1−s)·2u′ has a root near x = −0.75 where its two terms cancel: the
-  // rounding there is relative to the terms' size, not to the result's.
-  const daTerms = Array.from(a, (x, i) => {
-    const s = gelu64(x) / x || 0.5;
-    return dy[i]! * b[i]! * (s + Math.abs(geluGrad64(x) - s));
-  });
+  const want = gatedGeluReference(a, b, dy);
   for (const path of ["wasm-simd", "wasm-js", "cpu"] as const) {
     await use(path);
     const before = tf.memory().numTensors;
@@ -271,32 +226,21 @@ Deno.test("gated GELU: forward and both gradients match float64 on every path", 
     const dyt = tf.tensor(dy);
     const y = gatedGelu(at, bt);
     const [da, db] = tf.grads((x: tf.Tensor, z: tf.Tensor) => gatedGelu(x, z))([at, bt], dyt);
-    // The cpu path is tfjs's composite, whose 1 + tanh cancels for negative inputs: compare it
-    // with an absolute bound instead (|error| ≤ 1e-6 · (|x|·|b| + 1)).
-    const rel = path === "cpu" ? 0 : GELU_REL;
-    const check = async (t: tf.Tensor, want: number[], what: string, terms = want) => {
-      const got = await t.data();
-      if (rel > 0) {
-        for (let i = 0; i < want.length; i++) {
-          // exp's argument −2u is itself rounded to float32: relative error 2⁻²³·|2u| more.
-          const x = a[i]!;
-          const arg = Math.abs(2 * Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x));
-          const tol = (rel + 2 ** -23 * Math.min(arg, 88.3)) * Math.abs(terms[i]!) + GELU_ABS;
-          assert.ok(
-            Math.abs(got[i]! - want[i]!) <= tol,
-            `${path} ${what}[${i}] at x = ${x}: got ${got[i]}, want ${want[i]}`,
-          );
-        }
-      } else {
-        for (let i = 0; i < want.length; i++) {
-          const bound = 1e-6 * (Math.abs(a[i]!) * Math.abs(b[i]!) + 1) + 1e-6 * Math.abs(want[i]!);
-          assert.ok(Math.abs(got[i]! - want[i]!) <= bound, `${path} ${what}[${i}]`);
+    const got = { y: await y.data(), da: await da!.data(), db: await db!.data() };
+    if (path !== "cpu") {
+      assertGeluClose(got.y, want.y, a, `${path} y`);
+      assertGeluClose(got.da, want.da, a, `${path} da`, want.daTerms);
+      assertGeluClose(got.db, want.db, a, `${path} db`);
+    } else {
+      // tfjs's composite computes 1 + tanh, which cancels for negative inputs: an absolute
+      // bound instead, |error| ≤ 1e-6 · (|x|·|b| + 1 + |want|).
+      for (const k of ["y", "da", "db"] as const) {
+        for (let i = 0; i < a.length; i++) {
+          const bound = 1e-6 * (Math.abs(a[i]!) * Math.abs(b[i]!) + 1 + Math.abs(want[k][i]!));
+          assert.ok(Math.abs(got[k][i]! - want[k][i]!) <= bound, `cpu ${k}[${i}]`);
         }
       }
-    };
-    await check(y, wantY, "y");
-    await check(da!, wantDa, "da", daTerms);
-    await check(db!, wantDb, "db");
+    }
     tf.dispose([at, bt, dyt, y, da!, db!]);
     assert.equal(tf.memory().numTensors, before, `${path}: tensors leaked`);
   }
@@ -315,20 +259,7 @@ Deno.test("RMS norm: forward and gradients match float64 on every path", opts, a
     const w = uniformValues(d, 22).map((v) => v + 1.5);
     const dy = uniformValues(rows * d, 23);
     const eps = 1e-6;
-    const wantY: number[] = [];
-    const wantDx: number[] = [];
-    const wantDw = new Array<number>(d).fill(0);
-    for (let r = 0; r < rows; r++) {
-      const xs = Array.from(x.subarray(r * d, (r + 1) * d));
-      const g = Array.from(dy.subarray(r * d, (r + 1) * d));
-      const rr = 1 / Math.sqrt(xs.reduce((a, v) => a + v * v, 0) / d + eps);
-      const dot = xs.reduce((a, v, j) => a + v * g[j]! * w[j]!, 0);
-      xs.forEach((v, j) => {
-        wantY.push(v * rr * w[j]!);
-        wantDx.push(rr * w[j]! * g[j]! - (v * rr * rr * rr * dot) / d);
-        wantDw[j]! += g[j]! * v * rr;
-      });
-    }
+    const { y: wantY, dx: wantDx, dw: wantDw } = rmsNormReference(x, w, dy, eps);
     for (const path of ["wasm-simd", "wasm-js", "cpu"] as const) {
       await use(path);
       const before = tf.memory().numTensors;
@@ -342,10 +273,9 @@ Deno.test("RMS norm: forward and gradients match float64 on every path", opts, a
       );
       // Float32 sums of d ≤ 12 products and a few more operations: 1e-5 relative to the size
       // of the terms (dx subtracts two terms of similar size).
-      const scale = (v: number[]) => Math.max(...v.map(Math.abs));
-      assertClose(await y.data(), wantY, 1e-5, `${path} d=${d} y`, 1e-6 * scale(wantY));
-      assertClose(await dx!.data(), wantDx, 1e-5, `${path} d=${d} dx`, 1e-5 * scale(wantDx));
-      assertClose(await dw!.data(), wantDw, 1e-5, `${path} d=${d} dw`, 1e-6 * scale(wantDw));
+      assertClose(await y.data(), wantY, 1e-5, `${path} d=${d} y`, 1e-6 * maxAbs(wantY));
+      assertClose(await dx!.data(), wantDx, 1e-5, `${path} d=${d} dx`, 1e-5 * maxAbs(wantDx));
+      assertClose(await dw!.data(), wantDw, 1e-5, `${path} d=${d} dw`, 1e-6 * maxAbs(wantDw));
       tf.dispose([xt, wt, dyt, y, dx!, dw!]);
       assert.equal(tf.memory().numTensors, before, `${path}: tensors leaked`);
     }
@@ -400,8 +330,7 @@ Deno.test(
     // relative; where the two terms of m cancel, the float32 rounding of the terms bounds the
     // error instead: 2⁻²³ · max|value| absolute.
     for (let k = 0; k < 3; k++) {
-      const max = Math.max(...Array.from(js[k]!, Math.abs));
-      assertClose(simd[k]!, js[k]!, 2e-6, ["p", "m", "v"][k]!, 2 ** -23 * max);
+      assertClose(simd[k]!, js[k]!, 2e-6, ["p", "m", "v"][k]!, 2 ** -23 * maxAbs(js[k]!));
     }
     await reset();
   },

@@ -4,7 +4,8 @@
  * Call {@link registerWebgpuKernels} once after `tf.setBackend("webgpu")` has succeeded (e.g. in
  * `model/backend.ts`). It replaces the backend's `BatchMatMul` kernel with one that sends float32
  * products with a transposed operand (by default) to the tiled kernel of `matmul_kernels.ts` and
- * everything else to the stock kernel. The kernel registry is global to the tfjs instance, so this
+ * everything else to the stock kernel, and registers the fused kernels of `fused_kernels.ts`
+ * (dropout mask, gated GELU, RMS norm, AdamW; the ops of `model/fused.ts` use them). The kernel registry is global to the tfjs instance, so this
  * affects every later `tf.matMul` on webgpu, forward and backward (tfjs's matMul gradient is
  * itself two matMuls with transpose flags). {@link unregisterWebgpuKernels} restores the stock
  * kernel.
@@ -25,6 +26,16 @@ import {
   tileByName,
   type WebGpuBackendLike,
 } from "./matmul_kernels.ts";
+import { registerWebgpuFusedKernels, unregisterWebgpuFusedKernels } from "./fused_kernels.ts";
+import {
+  dropoutMask,
+  dropoutMaskParams,
+  fillDropoutMask,
+  gatedGelu,
+  gatedGeluRows,
+  rmsNorm,
+  rmsNormRows,
+} from "../fused.ts";
 
 export {
   chooseTile,
@@ -149,11 +160,13 @@ export function registerWebgpuKernels(opts: WebgpuKernelOptions = {}): boolean {
   };
   tf.unregisterKernel("BatchMatMul", "webgpu");
   tf.registerKernel({ kernelName: "BatchMatMul", backendName: "webgpu", kernelFunc });
+  registerWebgpuFusedKernels();
   return true;
 }
 
 /** Restores the stock webgpu kernels replaced by {@link registerWebgpuKernels} (no-op if none). */
 export function unregisterWebgpuKernels(): void {
+  unregisterWebgpuFusedKernels();
   if (installed === undefined) return;
   tf.unregisterKernel("BatchMatMul", "webgpu");
   tf.registerKernel(installed.original);
@@ -177,16 +190,19 @@ export function resetWebgpuKernelStats(): void {
 
 /** Result of {@link selfCheckWebgpuKernels}. */
 export interface WebgpuSelfCheck {
-  /** Whether every product was within tolerance. */
+  /** Whether every product and fused kernel was within tolerance. */
   readonly ok: boolean;
-  /** Largest relative L2 error over the four transpose combinations. */
+  /** Largest relative L2 error (matmuls, gated GELU, RMS norm); Infinity for a wrong mask. */
   readonly maxRelErr: number;
+  /** A WebGPU validation error raised while the fused kernels ran, if any. */
+  readonly error?: string;
 }
 
 /**
  * Checks the installed kernels on the current device before a run trusts them: products with
  * every transpose combination (batched, sizes that are not tile multiples) against a float64
- * reference computed in JavaScript from the same inputs. Tolerance 1e-5 relative L2: float32
+ * reference computed in JavaScript from the same inputs, then the fused kernels against their
+ * JavaScript references. Tolerance 1e-5 relative L2: float32
  * sums of 45 terms differ from float64 by ~1e-7, an indexing or driver fault by ~1.
  *
  * @returns whether the kernels agree, and the worst error
@@ -223,5 +239,55 @@ export async function selfCheckWebgpuKernels(): Promise<WebgpuSelfCheck> {
       maxRelErr = Math.max(maxRelErr, Math.sqrt(num / den));
     }
   }
-  return { ok: maxRelErr <= 1e-5, maxRelErr };
+  const fused = await selfCheckFused();
+  return {
+    ok: maxRelErr <= 1e-5 && fused.ok,
+    maxRelErr: Math.max(maxRelErr, fused.maxRelErr),
+    ...(fused.error === undefined ? {} : { error: fused.error }),
+  };
+}
+
+/**
+ * The fused kernels on small inputs against their JavaScript references (`model/fused.ts`), inside
+ * a WebGPU validation error scope: the dropout mask must match bit for bit, gated GELU and RMS
+ * norm within 1e-5 relative L2 (float32 formulas; a wrong index or a shader that failed to build
+ * gives errors of order 1 or zeros).
+ */
+async function selfCheckFused(): Promise<{ ok: boolean; maxRelErr: number; error?: string }> {
+  const device = (tf.backend() as unknown as { device?: GPUDevice }).device;
+  device?.pushErrorScope("validation");
+  const n = 4 * 37 + 1;
+  const a = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37) * 4);
+  const b = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.91) + 0.5);
+  const w = Float32Array.from({ length: 12 }, (_, i) => 1 + i / 12);
+  const x = a.subarray(0, 5 * 12);
+  const wantMask = new Float32Array(n);
+  fillDropoutMask(wantMask, dropoutMaskParams(0.3, 77));
+  const wantGelu = new Float32Array(n);
+  gatedGeluRows(wantGelu, a, b);
+  const wantNorm = new Float32Array(x.length);
+  rmsNormRows(wantNorm, x, w, 1e-6);
+  const outs = tf.tidy(() => [
+    dropoutMask([n], 0.3, 77),
+    gatedGelu(tf.tensor(a), tf.tensor(b)),
+    rmsNorm(tf.tensor(x, [5, 12]), tf.tensor1d(w), 1e-6),
+  ]);
+  const [mask, gelu, norm] = await Promise.all(outs.map((t) => t.data() as Promise<Float32Array>));
+  tf.dispose(outs);
+  const error = await device?.popErrorScope();
+  const rel = (got: Float32Array, want: Float32Array) => {
+    let num = 0, den = 0;
+    for (let i = 0; i < want.length; i++) {
+      num += (got[i]! - want[i]!) ** 2;
+      den += want[i]! ** 2;
+    }
+    return Math.sqrt(num / Math.max(den, 1e-30));
+  };
+  const maxRelErr = Math.max(rel(gelu!, wantGelu), rel(norm!, wantNorm));
+  const maskOk = mask!.every((v, i) => v === wantMask[i]);
+  return {
+    ok: !error && maskOk && maxRelErr <= 1e-5,
+    maxRelErr: maskOk ? maxRelErr : Infinity,
+    ...(error ? { error: error.message } : {}),
+  };
 }

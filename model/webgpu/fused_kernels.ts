@@ -1,0 +1,503 @@
+/**
+ * WGSL implementations of the fused kernels of `model/fused.ts` for the tfjs `webgpu` backend:
+ * the dropout mask, gated GELU (forward and both gradients), T5's RMS norm (forward and
+ * gradient) and the AdamW update.
+ *
+ * Why: op by op, tfjs-webgpu runs the gated GELU as ≈ 8 dispatches forward and ≈ 12 backward,
+ * the RMS norm as 6 and ≈ 12, AdamW as ≈ 12 per variable, and `tf.dropout` draws every mask in
+ * JavaScript and uploads it. Each fused kernel here is one dispatch (two for the gated GELU's
+ * gradient and the RMS norm's, three for AdamW: tfjs programs have one output each), reads its
+ * inputs once and writes its output once.
+ *
+ * The formulas are those of `model/wasm_simd.ts` (float32): GELU as `x·sigmoid(2u)` with the
+ * exp argument clamped to [−87.3, 88.3], the dropout mask as the same integer hash (bit-identical
+ * masks on every backend). Every kernel is tested against the JavaScript reference of
+ * `model/fused.ts` on the software adapter (`fused_kernels_test.ts`).
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import {
+  ADAMW,
+  type AdamWAttrs,
+  DROPOUT_MASK,
+  type DropoutMaskParams,
+  GATED_GELU,
+  GATED_GELU_GRAD,
+  RMS_NORM,
+  RMS_NORM_GRAD,
+} from "../fused.ts";
+import type { WebGpuBackendLike, WebGpuProgramLike } from "./matmul_kernels.ts";
+
+/** Threads per workgroup of the elementwise programs. */
+const EW_THREADS = 256;
+/** Threads per workgroup (one workgroup per row) of the row programs. */
+const ROW_THREADS = 64;
+
+/** Workgroup grid covering `groups` workgroups within the per-dimension limit. */
+function grid(groups: number, max: number): [number, number, number] {
+  const x = Math.min(groups, max);
+  return [x, Math.ceil(groups / x), 1];
+}
+
+const GELU_WGSL = `
+  fn geluParts(x : f32) -> vec2<f32> {
+    let u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
+    let e = exp(clamp(-2.0 * u, -87.3, 88.3));
+    return vec2<f32>(1.0 / (1.0 + e), e);
+  }`;
+
+const FMIX_WGSL = `
+  fn fmix32(h0 : u32) -> u32 {
+    var h = h0;
+    h = h ^ (h >> 16u);
+    h = h * 0x85ebca6bu;
+    h = h ^ (h >> 13u);
+    h = h * 0xc2b2ae35u;
+    h = h ^ (h >> 16u);
+    return h;
+  }`;
+
+/**
+ * The elementwise programs: their inputs, uniforms and per-element WGSL. A program must read
+ * every input it binds: tfjs builds pipelines with the "auto" layout, which drops unused
+ * bindings, and the mismatched bind group then fails validation and takes the whole submitted
+ * command buffer down with it (every result of that batch reads as zeros).
+ */
+const ELEMENTWISE = {
+  dropoutMask: {
+    inputs: [],
+    uniforms: "key0 : u32, key1 : u32, threshold : u32, scale : f32,",
+    prelude: FMIX_WGSL,
+    body: `let h = fmix32(fmix32(u32(index) ^ uniforms.key0) ^ uniforms.key1);
+        result[index] = select(0.0, uniforms.scale, h >= uniforms.threshold);`,
+  },
+  gatedGelu: {
+    inputs: ["A", "B"],
+    uniforms: "",
+    prelude: GELU_WGSL,
+    body: `let x = A[index];
+        let p = geluParts(x);
+        result[index] = x * p.x * B[index];`,
+  },
+  gatedGeluGradA: {
+    inputs: ["A", "B", "DY"],
+    uniforms: "",
+    prelude: GELU_WGSL,
+    body: `let x = A[index];
+        let p = geluParts(x);
+        let dg = p.x + x * (p.x * p.x * p.y) * 1.5957691216057308 * (1.0 + 0.134145 * x * x);
+        result[index] = DY[index] * B[index] * dg;`,
+  },
+  gatedGeluGradB: {
+    inputs: ["A", "DY"],
+    uniforms: "",
+    prelude: GELU_WGSL,
+    body: `let x = A[index];
+        result[index] = DY[index] * x * geluParts(x).x;`,
+  },
+  adamwM: {
+    inputs: ["M", "G"],
+    uniforms: ADAMW_UNIFORMS(),
+    prelude: "",
+    body: `result[index] = uniforms.b1 * M[index] + uniforms.c1 * G[index];`,
+  },
+  adamwV: {
+    inputs: ["V", "G"],
+    uniforms: ADAMW_UNIFORMS(),
+    prelude: "",
+    body: `let g = G[index];
+        result[index] = uniforms.b2 * V[index] + uniforms.c2 * g * g;`,
+  },
+  adamwP: {
+    inputs: ["P", "M", "V", "G"],
+    uniforms: ADAMW_UNIFORMS(),
+    prelude: "",
+    body: `let g = G[index];
+        let m = uniforms.b1 * M[index] + uniforms.c1 * g;
+        let v = uniforms.b2 * V[index] + uniforms.c2 * g * g;
+        result[index] = P[index] * uniforms.decay -
+          uniforms.step * m / (sqrt(v) * uniforms.invSqrtBc2 + uniforms.eps);`,
+  },
+} as const;
+
+function ADAMW_UNIFORMS(): string {
+  return "b1 : f32, c1 : f32, b2 : f32, c2 : f32, decay : f32, step : f32, invSqrtBc2 : f32, " +
+    "eps : f32,";
+}
+
+/** Name of an elementwise program. */
+export type ElementwiseKind = keyof typeof ELEMENTWISE;
+
+/** One elementwise fused program over a flat output of `n` float32. */
+export class FusedElementwiseProgram implements WebGpuProgramLike {
+  /** @inheritdoc */
+  outputShape: number[];
+  /** @inheritdoc */
+  shaderKey: string;
+  /** @inheritdoc */
+  dispatchLayout = { x: [0] };
+  /** @inheritdoc */
+  dispatch: [number, number, number];
+  /** @inheritdoc */
+  workgroupSize: [number, number, number] = [EW_THREADS, 1, 1];
+  /** @inheritdoc */
+  variableNames: string[];
+  /** @inheritdoc */
+  uniforms?: string;
+  /** tfjs adds the `size` uniform (element count). */
+  size = true;
+  private readonly kind: ElementwiseKind;
+
+  /**
+   * @param kind which program
+   * @param n output elements
+   * @param maxDispatch the device's `maxComputeWorkgroupsPerDimension`
+   */
+  constructor(kind: ElementwiseKind, n: number, maxDispatch: number) {
+    this.kind = kind;
+    this.outputShape = [n];
+    this.dispatch = grid(Math.ceil(n / EW_THREADS), maxDispatch);
+    this.variableNames = [...ELEMENTWISE[kind].inputs];
+    const u = ELEMENTWISE[kind].uniforms;
+    if (u !== "") this.uniforms = u;
+    this.shaderKey = `hpFused_${kind}`;
+  }
+
+  /** @inheritdoc */
+  getUserCode(): string {
+    const k = ELEMENTWISE[this.kind];
+    return `${k.prelude}
+    fn main(index : i32) {
+      if (index < uniforms.size) {
+        ${k.body}
+      }
+    }`;
+  }
+}
+
+/**
+ * The WGSL of a row program (one workgroup of {@link ROW_THREADS} per row of `d`; the workgroup
+ * arrays are prefixed so that they shadow no WGSL builtin used by tfjs's prelude): "norm" writes
+ * `x·r·w`; "dx" writes `r·w·dy − x·r³·Σ(dy·w·x)/d`; "rinv" writes `r` (one value per row).
+ */
+export function rowProgramSource(kind: "norm" | "dx" | "rinv"): string {
+  const t = ROW_THREADS;
+  const twoSums = kind === "dx";
+  const lines = [
+    `var<workgroup> wgSq : array<f32, ${t}>;`,
+    twoSums ? `var<workgroup> wgDot : array<f32, ${t}>;` : "",
+    `fn main() {`,
+    `  let row = i32(workgroupId.x) + i32(workgroupId.y) * i32(numWorkgroups.x);`,
+    `  let valid = row < uniforms.rows;`,
+    `  let d = uniforms.d;`,
+    `  let base = row * d;`,
+    `  let t = i32(localId.x);`,
+    `  var s = 0.0;`,
+    twoSums ? `  var q = 0.0;` : "",
+    `  if (valid) {`,
+    `    for (var j = t; j < d; j = j + ${t}) {`,
+    `      let v = X[base + j];`,
+    `      s = s + v * v;`,
+    twoSums ? `      q = q + DY[base + j] * W[j] * v;` : "",
+    `    }`,
+    `  }`,
+    `  wgSq[t] = s;`,
+    twoSums ? `  wgDot[t] = q;` : "",
+    `  workgroupBarrier();`,
+    `  for (var k = ${t / 2}; k > 0; k = k >> 1u) {`,
+    `    if (t < k) {`,
+    `      wgSq[t] = wgSq[t] + wgSq[t + k];`,
+    twoSums ? `      wgDot[t] = wgDot[t] + wgDot[t + k];` : "",
+    `    }`,
+    `    workgroupBarrier();`,
+    `  }`,
+    `  let r = 1.0 / sqrt(wgSq[0] / f32(d) + uniforms.eps);`,
+  ];
+  if (kind === "rinv") {
+    lines.push(`  if (valid && t == 0) { result[row] = r; }`);
+  } else {
+    lines.push(
+      twoSums ? `  let c = r * r * r * wgDot[0] / f32(d);` : "",
+      `  if (valid) {`,
+      `    for (var j = t; j < d; j = j + ${t}) {`,
+      kind === "norm"
+        ? `      result[base + j] = X[base + j] * r * W[j];`
+        : `      result[base + j] = r * W[j] * DY[base + j] - X[base + j] * c;`,
+      `    }`,
+      `  }`,
+    );
+  }
+  lines.push(`}`);
+  return lines.filter((l) => l !== "").join("\n");
+}
+
+/** A row program over `rows` rows of `d` (see {@link rowProgramSource}). */
+export class FusedRowProgram implements WebGpuProgramLike {
+  /** @inheritdoc */
+  outputShape: number[];
+  /** @inheritdoc */
+  shaderKey: string;
+  /** @inheritdoc */
+  dispatchLayout = { x: [1], y: [0] };
+  /** @inheritdoc */
+  dispatch: [number, number, number];
+  /** @inheritdoc */
+  workgroupSize: [number, number, number] = [ROW_THREADS, 1, 1];
+  /** @inheritdoc */
+  variableNames: string[];
+  /** @inheritdoc */
+  uniforms = "rows : i32, d : i32, eps : f32,";
+  private readonly kind: "norm" | "dx" | "rinv";
+
+  /**
+   * @param kind which program
+   * @param rows rows
+   * @param d row length
+   * @param maxDispatch the device's `maxComputeWorkgroupsPerDimension`
+   */
+  constructor(kind: "norm" | "dx" | "rinv", rows: number, d: number, maxDispatch: number) {
+    this.kind = kind;
+    this.outputShape = kind === "rinv" ? [rows, 1] : [rows, d];
+    this.dispatch = grid(rows, maxDispatch);
+    this.variableNames = kind === "dx" ? ["X", "W", "DY"] : kind === "norm" ? ["X", "W"] : ["X"];
+    this.shaderKey = `hpFusedRow_${kind}`;
+  }
+
+  /** @inheritdoc */
+  getUserCode(): string {
+    return rowProgramSource(this.kind);
+  }
+}
+
+/**
+ * `dw[j] = Σ_rows dy[r, j]·x[r, j]·rinv[r]`: one thread per column, rows summed in order.
+ */
+export class RmsNormDwProgram implements WebGpuProgramLike {
+  /** @inheritdoc */
+  outputShape: number[];
+  /** @inheritdoc */
+  shaderKey = "hpFusedRmsDw";
+  /** @inheritdoc */
+  dispatchLayout = { x: [0] };
+  /** @inheritdoc */
+  dispatch: [number, number, number];
+  /** @inheritdoc */
+  workgroupSize: [number, number, number] = [ROW_THREADS, 1, 1];
+  /** @inheritdoc */
+  variableNames = ["X", "DY", "R"];
+  /** @inheritdoc */
+  uniforms = "rows : i32, d : i32,";
+  /** tfjs adds the `size` uniform. */
+  size = true;
+
+  /**
+   * @param rows rows
+   * @param d columns
+   * @param maxDispatch the device's `maxComputeWorkgroupsPerDimension`
+   */
+  constructor(rows: number, d: number, maxDispatch: number) {
+    this.outputShape = [d];
+    this.dispatch = grid(Math.ceil(d / ROW_THREADS), maxDispatch);
+    void rows;
+  }
+
+  /** @inheritdoc */
+  getUserCode(): string {
+    return `
+    fn main(index : i32) {
+      if (index < uniforms.size) {
+        var s = 0.0;
+        for (var r = 0; r < uniforms.rows; r = r + 1) {
+          let o = r * uniforms.d + index;
+          s = s + DY[o] * X[o] * R[r];
+        }
+        result[index] = s;
+      }
+    }`;
+  }
+}
+
+type KernelArgs = {
+  inputs: tf.NamedTensorInfoMap;
+  backend: WebGpuBackendLike;
+  attrs?: tf.NamedAttrMap;
+};
+
+function need(inputs: tf.NamedTensorInfoMap, name: string): tf.TensorInfo {
+  const x = inputs[name];
+  if (x === undefined) throw new Error(`model/webgpu/fused_kernels.ts: input "${name}" missing`);
+  return x;
+}
+
+function reshape(backend: WebGpuBackendLike, x: tf.TensorInfo, shape: number[]): tf.TensorInfo {
+  const k = tf.getKernel("Reshape", "webgpu");
+  if (k === undefined) throw new Error("model/webgpu/fused_kernels.ts: no webgpu Reshape kernel");
+  return k.kernelFunc({
+    inputs: { x },
+    backend: backend as unknown as tf.KernelBackend,
+    attrs: { shape },
+  }) as tf.TensorInfo;
+}
+
+function sizeOf(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** Runs an elementwise program on inputs by binding name and gives the result `shape`. */
+function runElementwise(
+  backend: WebGpuBackendLike,
+  kind: ElementwiseKind,
+  inputs: Readonly<Record<string, tf.TensorInfo>>,
+  shape: number[],
+  uniforms: { type: string; data: number[] }[] = [],
+): tf.TensorInfo {
+  const n = sizeOf(shape);
+  const max = backend.device.limits.maxComputeWorkgroupsPerDimension;
+  const flat = ELEMENTWISE[kind].inputs.map((name) => {
+    const t = inputs[name];
+    if (t === undefined) throw new Error(`model/webgpu/fused_kernels.ts: ${kind} needs ${name}`);
+    return reshape(backend, t, [n]);
+  });
+  try {
+    const program = new FusedElementwiseProgram(kind, n, max);
+    const out = backend.runWebGPUProgram(program, flat, "float32", uniforms);
+    const shaped = reshape(backend, out, shape);
+    backend.disposeData(out.dataId);
+    return shaped;
+  } finally {
+    for (const t of flat) backend.disposeData(t.dataId);
+  }
+}
+
+function f32(v: number) {
+  return { type: "float32", data: [v] };
+}
+
+function u32(v: number) {
+  return { type: "uint32", data: [v >>> 0] };
+}
+
+/** The webgpu kernels, by kernel name. */
+export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => unknown]> = [
+  [DROPOUT_MASK, ({ backend, attrs }) => {
+    const a = attrs as unknown as DropoutMaskParams & { shape: number[] };
+    if (sizeOf(a.shape) >= 2 ** 31) {
+      throw new Error("model/webgpu/fused_kernels.ts: dropout masks over 2^31 elements");
+    }
+    return runElementwise(backend, "dropoutMask", {}, [...a.shape], [
+      u32(a.key0),
+      u32(a.key1),
+      u32(a.threshold),
+      f32(a.scale),
+    ]);
+  }],
+  [GATED_GELU, ({ inputs, backend }) => {
+    const a = need(inputs, "a");
+    return runElementwise(backend, "gatedGelu", { A: a, B: need(inputs, "b") }, [...a.shape]);
+  }],
+  [GATED_GELU_GRAD, ({ inputs, backend }) => {
+    const a = need(inputs, "a");
+    const ins = { A: a, B: need(inputs, "b"), DY: need(inputs, "dy") };
+    return [
+      runElementwise(backend, "gatedGeluGradA", ins, [...a.shape]),
+      runElementwise(backend, "gatedGeluGradB", ins, [...a.shape]),
+    ];
+  }],
+  [RMS_NORM, ({ inputs, backend, attrs }) => {
+    const x = need(inputs, "x");
+    const w = need(inputs, "w");
+    const d = w.shape[0]!;
+    const rows = sizeOf(x.shape) / d;
+    const max = backend.device.limits.maxComputeWorkgroupsPerDimension;
+    const x2 = reshape(backend, x, [rows, d]);
+    try {
+      const out = backend.runWebGPUProgram(
+        new FusedRowProgram("norm", rows, d, max),
+        [x2, w],
+        "float32",
+        [
+          { type: "int32", data: [rows] },
+          { type: "int32", data: [d] },
+          f32((attrs as { eps: number }).eps),
+        ],
+      );
+      const shaped = reshape(backend, out, [...x.shape]);
+      backend.disposeData(out.dataId);
+      return shaped;
+    } finally {
+      backend.disposeData(x2.dataId);
+    }
+  }],
+  [RMS_NORM_GRAD, ({ inputs, backend, attrs }) => {
+    const x = need(inputs, "x");
+    const w = need(inputs, "w");
+    const dy = need(inputs, "dy");
+    const d = w.shape[0]!;
+    const rows = sizeOf(x.shape) / d;
+    const max = backend.device.limits.maxComputeWorkgroupsPerDimension;
+    const eps = (attrs as { eps: number }).eps;
+    const dims = [{ type: "int32", data: [rows] }, { type: "int32", data: [d] }];
+    const x2 = reshape(backend, x, [rows, d]);
+    const dy2 = reshape(backend, dy, [rows, d]);
+    let dx2: tf.TensorInfo | undefined;
+    let rinv: tf.TensorInfo | undefined;
+    try {
+      dx2 = backend.runWebGPUProgram(
+        new FusedRowProgram("dx", rows, d, max),
+        [x2, w, dy2],
+        "float32",
+        [...dims, f32(eps)],
+      );
+      rinv = backend.runWebGPUProgram(new FusedRowProgram("rinv", rows, d, max), [x2], "float32", [
+        ...dims,
+        f32(eps),
+      ]);
+      const dw = backend.runWebGPUProgram(
+        new RmsNormDwProgram(rows, d, max),
+        [x2, dy2, rinv],
+        "float32",
+        dims,
+      );
+      return [reshape(backend, dx2, [...x.shape]), dw];
+    } finally {
+      for (const t of [x2, dy2, dx2, rinv]) if (t !== undefined) backend.disposeData(t.dataId);
+    }
+  }],
+  [ADAMW, ({ inputs, backend, attrs }) => {
+    const a = attrs as unknown as AdamWAttrs;
+    const ins = {
+      P: need(inputs, "p"),
+      M: need(inputs, "m"),
+      V: need(inputs, "v"),
+      G: need(inputs, "g"),
+    };
+    const shape = [...ins.P.shape];
+    const u = [a.b1, a.c1, a.b2, a.c2, a.decay, a.step, a.invSqrtBc2, a.eps].map(f32);
+    return [
+      runElementwise(backend, "adamwP", ins, shape, u),
+      runElementwise(backend, "adamwM", ins, shape, u),
+      runElementwise(backend, "adamwV", ins, shape, u),
+    ];
+  }],
+];
+
+/** Registers the kernels of {@link WEBGPU_FUSED_KERNELS} for webgpu (replacing earlier ones). */
+export function registerWebgpuFusedKernels(): void {
+  for (const [kernelName, fn] of WEBGPU_FUSED_KERNELS) {
+    if (tf.getKernel(kernelName, "webgpu") !== undefined) tf.unregisterKernel(kernelName, "webgpu");
+    tf.registerKernel({
+      kernelName,
+      backendName: "webgpu",
+      kernelFunc: fn as unknown as tf.KernelFunc,
+    });
+  }
+}
+
+/** Removes them (the ops of `model/fused.ts` then use their composite fallbacks). */
+export function unregisterWebgpuFusedKernels(): void {
+  for (const [kernelName] of WEBGPU_FUSED_KERNELS) {
+    if (tf.getKernel(kernelName, "webgpu") !== undefined) tf.unregisterKernel(kernelName, "webgpu");
+  }
+}

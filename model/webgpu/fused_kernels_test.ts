@@ -1,0 +1,199 @@
+/**
+ * Tests of the WGSL fused kernels (fused_kernels.ts) through the ops of model/fused.ts on the
+ * webgpu backend, against the float64 references of model/fused_testing.ts and the JavaScript
+ * dropout mask. They run on whatever adapter Deno's WebGPU gives (here the llvmpipe software
+ * adapter; each shader costs seconds to compile the first time); without an adapter they are
+ * ignored and their names say why.
+ *
+ * Tolerances are those of the wasm SIMD kernels (model/fused_test.ts): the WGSL computes the same
+ * float32 formulas, except that WGSL's `exp` and `sqrt` may be less exact than Cephes' (the
+ * WGSL spec allows 3 + 2·|x| ulp for exp): GELU results are checked with the relative bound of
+ * `assertGeluClose` times 4. Dropout masks are integer hashes and must match bit for bit.
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import "@tensorflow/tfjs-backend-webgpu";
+import assert from "node:assert/strict";
+import {
+  ADAMW,
+  dropoutMask,
+  dropoutMaskParams,
+  fillDropoutMask,
+  GATED_GELU,
+  gatedGelu,
+  rmsNorm,
+} from "../fused.ts";
+import { registerWebgpuKernels, selfCheckWebgpuKernels, unregisterWebgpuKernels } from "./mod.ts";
+import { rowProgramSource } from "./fused_kernels.ts";
+import { createOptimizer } from "../../benchmarks/optim.ts";
+import { uniformValues } from "../../benchmarks/rng.ts";
+import {
+  assertClose,
+  gatedGeluReference,
+  GELU_ABS,
+  geluInputs,
+  maxAbs,
+  rmsNormReference,
+} from "../fused_testing.ts";
+
+async function probeAdapter(): Promise<string | undefined> {
+  if (typeof navigator === "undefined" || navigator.gpu === undefined) {
+    return "navigator.gpu is undefined";
+  }
+  try {
+    if ((await navigator.gpu.requestAdapter()) === null) return "requestAdapter() returned null";
+  } catch (e) {
+    return `requestAdapter() threw: ${e instanceof Error ? e.message : String(e)}`;
+  }
+  return undefined;
+}
+
+const noGpu = await probeAdapter();
+
+function gpuTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({
+    name: noGpu === undefined ? name : `${name} [SKIPPED: ${noGpu}]`,
+    ignore: noGpu !== undefined,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: async () => {
+      assert.ok(await tf.setBackend("webgpu"));
+      assert.ok(registerWebgpuKernels());
+      try {
+        await fn();
+      } finally {
+        unregisterWebgpuKernels();
+      }
+    },
+  });
+}
+
+Deno.test("row program source: one barrier loop, two sums only for dx", () => {
+  assert.match(rowProgramSource("norm"), /workgroupBarrier/);
+  assert.doesNotMatch(rowProgramSource("norm"), /wgDot/);
+  assert.match(rowProgramSource("dx"), /var<workgroup> wgDot/);
+  assert.match(rowProgramSource("rinv"), /result\[row\] = r/);
+});
+
+gpuTest("webgpu dropout mask equals the JavaScript mask bit for bit", async () => {
+  assert.ok(tf.getKernel(GATED_GELU, "webgpu") !== undefined, "fused kernels registered");
+  const shape = [3, 7, 41]; // 861: not a multiple of the 256-thread workgroup
+  const want = new Float32Array(861);
+  fillDropoutMask(want, dropoutMaskParams(0.1, 4242));
+  const m = dropoutMask(shape, 0.1, 4242);
+  assert.deepEqual(m.shape, shape);
+  assert.deepEqual(await m.data(), want);
+  m.dispose();
+});
+
+gpuTest("webgpu gated GELU: forward and both gradients match float64", async () => {
+  const a = geluInputs(uniformValues(300, 7));
+  const b = Float32Array.from(uniformValues(a.length, 8), (v) => 2 * v + 0.1);
+  const dy = uniformValues(a.length, 9);
+  const want = gatedGeluReference(a, b, dy);
+  const before = tf.memory().numTensors;
+  const at = tf.tensor(a, [3, 100]);
+  const bt = tf.tensor(b, [3, 100]);
+  const dyt = tf.tensor(dy, [3, 100]);
+  const y = gatedGelu(at, bt);
+  const [da, db] = tf.grads((x: tf.Tensor, z: tf.Tensor) => gatedGelu(x, z))([at, bt], dyt);
+  const check = async (t: tf.Tensor, w: number[], terms: number[], what: string) => {
+    const got = await t.data();
+    for (let i = 0; i < w.length; i++) {
+      const x = a[i]!;
+      const arg = Math.abs(2 * Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x));
+      const tol = 4 * (2e-6 + 2 ** -23 * Math.min(arg, 88.3)) * Math.abs(terms[i]!) + GELU_ABS;
+      assert.ok(Math.abs(got[i]! - w[i]!) <= tol, `${what}[${i}] x=${x}: ${got[i]} vs ${w[i]}`);
+    }
+  };
+  await check(y, want.y, want.y, "y");
+  await check(da!, want.da, want.daTerms, "da");
+  await check(db!, want.db, want.db, "db");
+  tf.dispose([at, bt, dyt, y, da!, db!]);
+  assert.equal(tf.memory().numTensors, before, "tensors leaked");
+});
+
+gpuTest("webgpu RMS norm: forward and gradients match float64", async () => {
+  for (const [rows, d] of [[5, 12], [3, 200]]) {
+    const x = uniformValues(rows! * d!, 21).map((v) => 3 * v);
+    const w = uniformValues(d!, 22).map((v) => v + 1.5);
+    const dy = uniformValues(rows! * d!, 23);
+    const want = rmsNormReference(x, w, dy, 1e-6);
+    const before = tf.memory().numTensors;
+    const xt = tf.tensor(x, [1, rows!, d!]);
+    const wt = tf.tensor1d(w);
+    const dyt = tf.tensor(dy, [1, rows!, d!]);
+    const y = rmsNorm(xt, wt, 1e-6);
+    const [dx, dw] = tf.grads((p: tf.Tensor, q: tf.Tensor) => rmsNorm(p, q as tf.Tensor1D, 1e-6))(
+      [xt, wt],
+      dyt,
+    );
+    assert.deepEqual(y.shape, [1, rows, d]);
+    // Float32 sums of d ≤ 200 terms in a different order than float64: 1e-5 relative to the
+    // largest term.
+    assertClose(await y.data(), want.y, 1e-5, `y ${rows}x${d}`, 1e-5 * maxAbs(want.y));
+    assertClose(await dx!.data(), want.dx, 1e-5, `dx ${rows}x${d}`, 1e-5 * maxAbs(want.dx));
+    assertClose(await dw!.data(), want.dw, 1e-5, `dw ${rows}x${d}`, 1e-5 * maxAbs(want.dw));
+    tf.dispose([xt, wt, dyt, y, dx!, dw!]);
+    assert.equal(tf.memory().numTensors, before, "tensors leaked");
+  }
+});
+
+gpuTest("webgpu AdamW kernel: optim.ts AdamW matches float64 over 3 steps", async () => {
+  assert.ok(tf.getKernel(ADAMW, "webgpu") !== undefined);
+  const p0 = Array.from(uniformValues(37, 31));
+  const grads = [0, 1, 2].map((k) => Array.from(uniformValues(37, 40 + k)));
+  const lr = 0.01, wd = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-8;
+  const p = [...p0];
+  const m = new Array<number>(37).fill(0);
+  const v = new Array<number>(37).fill(0);
+  grads.forEach((g, k) => {
+    const t = k + 1;
+    for (let i = 0; i < 37; i++) {
+      m[i] = b1 * m[i]! + (1 - b1) * g[i]!;
+      v[i] = b2 * v[i]! + (1 - b2) * g[i]! * g[i]!;
+      const mh = m[i]! / (1 - b1 ** t);
+      const vh = v[i]! / (1 - b2 ** t);
+      p[i] = p[i]! - lr * wd * p[i]! - (lr * mh) / (Math.sqrt(vh) + eps);
+    }
+  });
+  const before = tf.memory().numTensors;
+  const init = tf.tensor(p0);
+  const w = tf.variable(init);
+  init.dispose();
+  const opt = createOptimizer({ kind: "adamw", weightDecay: wd });
+  for (const g of grads) {
+    const gt = tf.tensor(g);
+    opt.apply(new Map([["w", w]]), new Map([["w", gt]]), lr);
+    gt.dispose();
+  }
+  // fp32 vs fp64 over 3 steps of ~10 operations: 1e-5 relative to the parameter scale.
+  assertClose(await w.data(), p, 1e-5, "p", 1e-5);
+  opt.dispose();
+  w.dispose();
+  assert.equal(tf.memory().numTensors, before, "tensors leaked");
+});
+
+gpuTest(
+  "selfCheckWebgpuKernels() passes with the fused kernels and catches a wrong one",
+  async () => {
+    const good = await selfCheckWebgpuKernels();
+    assert.ok(good.ok, `self-check error ${good.maxRelErr} ${good.error ?? ""}`);
+    // A gated GELU kernel that forgets the gate must fail the check.
+    const real = tf.getKernel(GATED_GELU, "webgpu")!;
+    tf.unregisterKernel(GATED_GELU, "webgpu");
+    tf.registerKernel({
+      kernelName: GATED_GELU,
+      backendName: "webgpu",
+      kernelFunc: (args) =>
+        real.kernelFunc({ ...args, inputs: { a: args.inputs["b"]!, b: args.inputs["b"]! } }),
+    });
+    try {
+      const bad = await selfCheckWebgpuKernels();
+      assert.equal(bad.ok, false);
+    } finally {
+      tf.unregisterKernel(GATED_GELU, "webgpu");
+      tf.registerKernel(real);
+    }
+  },
+);
