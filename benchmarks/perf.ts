@@ -20,12 +20,16 @@
  * measurement whose estimate exceeds S seconds) `--rounds N` (repeat the backend list N times so
  * that A/B variants alternate). A backend written `wasm+blas/stock` (or `wasm/stock`) keeps tfjs's
  * own wasm elementwise kernels, for before/after comparisons of model/wasm_kernels.ts.
- * `--fused-adamw` (wasm backends) replaces the op-by-op AdamW with the fused in-place update.
+ * `--optimizer adamw|adafactor` (default adamw; Adafactor's factored state is what lets T5 1.1 Base
+ * fit the 4 GiB wasm heap). Each step also reports the peak tensor bytes of one step
+ * (`tf.profile`), the wasm heap size and the process RSS.
  *
  * A T5 workload written `t5:<preset>:B,Li,Lt/M` runs each step as B/M micro-batches of M with
  * summed gradients and one update (the trainer's `microBatchSize`, benchmarks/trainer.ts
  * `lossAndGrads`), so batches whose activations exceed tfjs's 4 GiB wasm heap can be measured;
- * tokens/s and effective GFLOP/s count the whole batch of B.
+ * tokens/s and effective GFLOP/s count the whole batch of B. On wasm the micro-batch is chosen
+ * (at most M) so that the estimated heap fits, and a workload that cannot fit at all is skipped
+ * with the reason ({@link planWasmT5}) instead of aborting the wasm module.
  *
  * @module
  */
@@ -36,11 +40,12 @@ import { parseArgs } from "node:util";
 import { type BackendInfo, selectBackend } from "../model/backend.ts";
 import { preset as getPreset } from "../model/config.ts";
 import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../model/t5.ts";
-import { t5Flops } from "../model/accounting.ts";
+import { countT5Params, t5Flops } from "../model/accounting.ts";
 import { createOptimizer } from "./optim.ts";
 import { lossAndGrads } from "./trainer.ts";
 import { DEFAULT_TRAIN } from "./spec.ts";
-import { adamwInPlace } from "../model/wasm_kernels.ts";
+import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
+import { wasmBackendMemory } from "../model/wasm_simd.ts";
 import { writeFileAtomic } from "../model/fs.ts";
 import { uniformValues } from "./rng.ts";
 
@@ -77,8 +82,18 @@ export interface StepResult {
   flopsSource: string;
   /** trainFlops / median step time, in GFLOP/s. */
   effectiveGflops: number;
-  /** Optimizer used: "adamw" (benchmarks/optim.ts) or "adamw-fused" (adamwInPlace). */
+  /** Optimizer (benchmarks/optim.ts) and how it ran: "adamw" or "adafactor", plus the path. */
   optimizer: string;
+  /**
+   * Peak bytes of tfjs-tracked tensors during one step (`tf.profile().peakBytes`). tfjs counts
+   * a buffer once per tensor that views it (reshapes, identities), so this is an upper bound of
+   * the memory the tensors occupy; `wasmHeapBytes` is the real figure on wasm.
+   */
+  peakTensorBytes: number;
+  /** wasm backends: size of the wasm heap after the steps (its high-water mark). */
+  wasmHeapBytes?: number;
+  /** Resident set size of the process after the steps. */
+  rssBytes: number;
   /** Process CPU milliseconds per timed step (all threads; less sensitive to a busy host). */
   cpuMsPerStep: number;
   /** tf.memory().numTensors after the 2nd and the last step (a leak shows as a difference). */
@@ -206,7 +221,7 @@ function blockWorkload(s: BlockShape): Workload {
   let seed = 1;
   const own = (t: tf.Tensor) => {
     const vr = tf.variable(t);
-    t.dispose(); // the variable then owns its buffer (needed by --fused-adamw)
+    t.dispose(); // the variable then owns its buffer (the in-place AdamW needs that)
     return vr;
   };
   const v = (shape: number[], scale: number) =>
@@ -347,7 +362,8 @@ function t5Workload(
   };
 }
 
-interface WorkloadSpec {
+/** A parsed `--workloads` entry. */
+export interface WorkloadSpec {
   kind: "block" | "t5";
   preset: string;
   nums: number[];
@@ -391,6 +407,57 @@ function parseWorkload(spec: string): WorkloadSpec {
   );
 }
 
+/** The tfjs wasm heap limit (4 GiB address space) less headroom for fragmentation. */
+const WASM_HEAP_BUDGET = 3.6 * 2 ** 30;
+/**
+ * Heap floats per token × d_model × layer of one example beyond weights, gradients and optimizer
+ * state: activations kept for the backward pass plus a share of the transient embedding
+ * gradients and optimizer temporaries. Bracketed by what did and did not fit on this machine
+ * (Adafactor or AdamW, 128/16 tokens): T5 1.1 Base at batch 4 in one pass aborted (≥ 4 GiB), at
+ * 2 × 1 micro-batches it fit (3.6 GiB heap), T5 1.1 Small at 32 = 4 × 8 fit; 66 lies inside
+ * every bracket (Base: ≈ 0.7 GiB per example).
+ */
+const ACTIVATION_FLOATS_PER_TOKEN_DIM_LAYER = 66;
+
+/** How a T5 workload is run on the wasm heap, or why it cannot be. */
+export interface WasmPlan {
+  /** Micro-batch size to use (the batch itself when it fits in one pass). */
+  readonly micro: number;
+  /** Estimated heap bytes. */
+  readonly bytes: number;
+}
+
+/**
+ * Plans a T5 training step on the 4 GiB wasm heap: weights, gradients, the gradient accumulator
+ * (with micro-batches) and the optimizer state (AdamW: two moments; Adafactor: factored, ≈ 0)
+ * are fixed; activations grow with the micro-batch. Returns the largest micro-batch (a divisor of
+ * the batch, at most the one asked for) whose estimate fits, or a reason when none does.
+ *
+ * @param w the workload (its `/M`, if any, is an upper bound)
+ * @param optimizer which optimizer's state to count
+ */
+export function planWasmT5(w: WorkloadSpec, optimizer: "adamw" | "adafactor"): WasmPlan | string {
+  const config = getPreset(w.preset);
+  const [batch, li, lt] = w.nums as [number, number, number];
+  const paramBytes = 4 * countT5Params(config);
+  const states = optimizer === "adamw" ? 2 : 0;
+  const act = (m: number) =>
+    4 * m * (li + lt) * config.dModel * (config.numLayers + config.numDecoderLayers) *
+    ACTIVATION_FLOATS_PER_TOKEN_DIM_LAYER;
+  for (let m = Math.min(w.micro ?? batch, batch); m >= 1; m--) {
+    if (batch % m !== 0) continue;
+    const fixed = paramBytes * (2 + states + (m < batch ? 1 : 0));
+    const bytes = fixed + act(m);
+    if (bytes <= WASM_HEAP_BUDGET) return { micro: m, bytes };
+  }
+  const fixed = paramBytes * (3 + states);
+  return `weights, gradients, accumulator${states ? " and AdamW moments" : ""} (${
+    (fixed / 2 ** 30).toFixed(1)
+  } GiB) plus one example's activations exceed the ${
+    (WASM_HEAP_BUDGET / 2 ** 30).toFixed(1)
+  } GiB usable of the 4 GiB wasm heap${states ? "; try --optimizer adafactor" : ""}`;
+}
+
 function makeWorkload(w: WorkloadSpec): Workload {
   const n = w.nums as [number, number, number, number, number];
   if (w.kind === "block") {
@@ -409,63 +476,22 @@ function estimateFlops(w: WorkloadSpec): number {
   return n[0] * t5Flops(getPreset(w.preset), { inputLength: n[1], targetLength: n[2] }).train;
 }
 
-/**
- * AdamW through model/wasm_kernels.ts adamwInPlace (one fused pass per variable on the wasm
- * heap), same hyper-parameters as the optim.ts default; throws where the fused path cannot run.
- */
-function fusedAdamW(vars: tf.Variable[]) {
-  const own = (v: tf.Variable) => {
-    const z = tf.zerosLike(v);
-    const s = tf.variable(z, false);
-    z.dispose();
-    return s;
-  };
-  const slots = vars.map((v) => ({ m: own(v), v: own(v) }));
-  let t = 0;
-  return {
-    apply(grads: tf.NamedTensorMap, lr: number) {
-      t++;
-      const h = {
-        lr,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weightDecay: 0,
-        bc1: 1 - 0.9 ** t,
-        sqrtBc2: Math.sqrt(1 - 0.999 ** t),
-      };
-      vars.forEach((p, i) => {
-        const g = grads[p.name];
-        if (g === undefined) return;
-        if (!adamwInPlace(p, slots[i]!.m, slots[i]!.v, g, h)) {
-          throw new Error(
-            `benchmarks/perf.ts --fused-adamw: in-place update refused for ${p.name}`,
-          );
-        }
-      });
-    },
-    dispose() {
-      for (const s of slots) tf.dispose([s.m, s.v]);
-    },
-  };
-}
-
 async function timeSteps(
   w: Workload,
   warm: number,
   reps: number,
   profile: boolean,
-  fused: boolean,
+  optimizer: "adamw" | "adafactor",
 ) {
-  // The project's AdamW (benchmarks/optim.ts): one tidy per variable. tf.train.adam keeps every
-  // variable's temporaries alive until the end of one big tidy (~12× the parameter bytes), which
-  // overflows the 4 GiB wasm heap at T5 1.1 Small size.
-  const opt = fused ? fusedAdamW(w.vars) : createOptimizer({ kind: "adamw" });
+  // The project's optimizers (benchmarks/optim.ts): on wasm AdamW updates each variable in place
+  // in one SIMD pass, on webgpu with one fused kernel, elsewhere op by op in one tidy per
+  // variable. (tf.train.adam keeps every variable's temporaries alive until the end of one big
+  // tidy, ~12× the parameter bytes, which overflows the 4 GiB wasm heap at T5 1.1 Small size.)
+  const opt = createOptimizer({ kind: optimizer });
   const params = new Map(w.vars.map((v) => [v.name, v]));
   const step = async () => {
     const { value, grads } = w.grads ? await w.grads() : tf.variableGrads(w.loss, w.vars);
-    if ("step" in opt) opt.apply(params, new Map(Object.entries(grads)), 1e-4);
-    else opt.apply(grads, 1e-4);
+    opt.apply(params, new Map(Object.entries(grads)), 1e-4);
     await value.data();
     tf.dispose([value, ...Object.values(grads)]);
   };
@@ -482,9 +508,11 @@ async function timeSteps(
   }
   const cpuMsPerStep = ((cpuSeconds() - cpu0) * 1000) / reps;
   const numTensors: [number, number] = [after2, tf.memory().numTensors];
+  // One more step under tf.profile: the peak of tfjs-tracked tensor bytes (weights, optimizer
+  // state, activations and gradients together) and, with --profile, the per-kernel times.
+  const info = await tf.profile(step);
   let prof: StepResult["profile"];
   if (profile) {
-    const info = await tf.profile(step);
     const agg = new Map<string, { ms: number; count: number }>();
     for (const k of info.kernels) {
       const ms = typeof k.kernelTimeMs === "number" ? k.kernelTimeMs : 0;
@@ -497,7 +525,24 @@ async function timeSteps(
       .sort((a, b) => b.ms - a.ms);
   }
   opt.dispose();
-  return { times, cpuMsPerStep, numTensors, prof };
+  return { times, cpuMsPerStep, numTensors, prof, peakBytes: info.peakBytes };
+}
+
+/** Bytes of the wasm backend's heap (its high-water mark: wasm memory never shrinks). */
+function wasmHeapBytes(): number | undefined {
+  if (tf.getBackend() !== "wasm") return undefined;
+  try {
+    return wasmBackendMemory(tf.backend() as BackendWasm).buffer.byteLength;
+  } catch {
+    return undefined;
+  }
+}
+
+/** How benchmarks/optim.ts runs an optimizer's update on a tfjs backend. */
+function optimizerPath(kind: "adamw" | "adafactor", tfBackend: string | undefined): string {
+  if (kind === "adamw" && tfBackend === "wasm") return "fused in place on the wasm heap";
+  if (kind === "adamw" && tfBackend === "webgpu") return "fused WGSL kernel";
+  return "op by op";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -554,10 +599,19 @@ function memoryGiB(): number {
 // Main
 
 const QUICK_WORKLOADS = ["block:2,16,64,128,4", "t5:tiny-v1_1:2,16,8"];
+/**
+ * The issue's shapes: the tiny presets and T5 1.1 Small and Base at batch 32, 128 input / 16
+ * target tokens (on wasm split into micro-batches that fit the heap, see {@link planWasmT5}),
+ * plus T5 1.1 Small at batch 4 and the encoder block of the engine notes for comparison with
+ * earlier measurements.
+ */
 const DEFAULT_WORKLOADS = [
   "block",
+  "t5:tiny-v1_1:32,64,16",
   "t5:mini-v1_1:16,64,16",
   "t5:t5-v1_1-small:4,128,16",
+  "t5:t5-v1_1-small:32,128,16",
+  "t5:t5-v1_1-base:32,128,16",
 ];
 
 /** Run the benchmark with command-line `args`; returns the report (also printed and saved). */
@@ -576,7 +630,7 @@ export async function main(args: string[]): Promise<PerfReport> {
       "no-save": { type: "boolean", default: false },
       "max-seconds": { type: "string" },
       rounds: { type: "string", default: "1" },
-      "fused-adamw": { type: "boolean", default: false },
+      optimizer: { type: "string", default: "adamw" },
     },
     strict: true,
   });
@@ -608,6 +662,12 @@ export async function main(args: string[]): Promise<PerfReport> {
           `wasm and wasm+blas take "/stock" for tfjs's own elementwise kernels)`,
       );
     }
+  }
+  const optimizer = values.optimizer;
+  if (optimizer !== "adamw" && optimizer !== "adafactor") {
+    throw new Error(
+      `benchmarks/perf.ts: --optimizer must be adamw or adafactor, got "${optimizer}"`,
+    );
   }
   const rounds = Number(values.rounds);
   if (!Number.isInteger(rounds) || rounds < 1) {
@@ -690,16 +750,33 @@ export async function main(args: string[]): Promise<PerfReport> {
         console.log(`  step ${spec}: skipped (estimated ${est.toFixed(1)} s/step)`);
         continue;
       }
-      const w = makeWorkload(parsed);
+      let run = parsed;
+      if (parsed.kind === "t5" && r.info?.tfBackend === "wasm") {
+        const plan = planWasmT5(parsed, optimizer);
+        if (typeof plan === "string") {
+          r.skipped.push({ what: spec, why: plan });
+          console.log(`  step ${spec}: skipped (${plan})`);
+          continue;
+        }
+        if (plan.micro !== (parsed.micro ?? parsed.nums[0])) {
+          run = { ...parsed, micro: plan.micro };
+          console.log(
+            `  step ${spec}: micro-batches of ${plan.micro} to fit the wasm heap (estimate ${
+              (plan.bytes / 2 ** 30).toFixed(1)
+            } GiB)`,
+          );
+        }
+      }
+      const w = makeWorkload(run);
       try {
-        const fusedOpt = values["fused-adamw"] && r.info?.tfBackend === "wasm";
-        const { times, cpuMsPerStep, numTensors, prof } = await timeSteps(
+        const { times, cpuMsPerStep, numTensors, prof, peakBytes } = await timeSteps(
           w,
           warm,
           nrep,
           values.profile,
-          fusedOpt,
+          optimizer,
         );
+        const heap = wasmHeapBytes();
         const med = median(times);
         const s: StepResult = {
           workload: w.name,
@@ -712,7 +789,10 @@ export async function main(args: string[]): Promise<PerfReport> {
           trainFlops: w.trainFlops,
           flopsSource: w.flopsSource,
           effectiveGflops: w.trainFlops / (med * 1e6),
-          optimizer: fusedOpt ? "adamw-fused" : "adamw",
+          optimizer: `${optimizer} (${optimizerPath(optimizer, r.info?.tfBackend)})`,
+          peakTensorBytes: peakBytes,
+          ...(heap === undefined ? {} : { wasmHeapBytes: heap }),
+          rssBytes: Deno.memoryUsage().rss,
           cpuMsPerStep,
           numTensors,
           ...(prof ? { profile: prof.slice(0, 25) } : {}),
@@ -723,7 +803,11 @@ export async function main(args: string[]): Promise<PerfReport> {
             `(${s.minMs.toFixed(1)}–${s.maxMs.toFixed(1)}, ${nrep} reps)  ` +
             `${s.tokensPerSec.toFixed(0).padStart(7)} tok/s  ${
               s.effectiveGflops.toFixed(1).padStart(6)
-            } GFLOP/s eff  cpu ${cpuMsPerStep.toFixed(0)} ms` +
+            } GFLOP/s eff  cpu ${cpuMsPerStep.toFixed(0)} ms  ${
+              heap === undefined
+                ? `tensors ≤ ${(peakBytes / 2 ** 30).toFixed(2)} GiB`
+                : `wasm heap ${(heap / 2 ** 30).toFixed(2)} GiB`
+            }` +
             (numTensors[0] !== numTensors[1] ? `  LEAK ${numTensors[0]}→${numTensors[1]}` : ""),
         );
         if (prof) {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { main } from "./perf.ts";
+import { main, planWasmT5 } from "./perf.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 
@@ -36,6 +36,9 @@ Deno.test("perf: quick run measures matmul and a training step per backend", opt
       for (const s of b.steps) {
         assert.ok(s.medianMs > 0 && s.tokensPerSec > 0 && s.trainFlops > 0, JSON.stringify(s));
         assert.equal(s.numTensors[0], s.numTensors[1], `${b.backend} ${s.workload} leaked`);
+        assert.ok(s.peakTensorBytes > 0 && s.rssBytes > 0, `${b.backend} ${s.workload} memory`);
+        assert.equal(s.wasmHeapBytes !== undefined, b.backend === "wasm", "wasm heap reported");
+        assert.match(s.optimizer, b.backend === "wasm" ? /^adamw \(fused in place/ : /op by op/);
       }
     }
     assert.equal(r.backends[1]!.info?.name, "wasm");
@@ -57,6 +60,10 @@ Deno.test("perf: bad options are rejected with the option name", async () => {
     main(["--workloads", "gpt", "--backends", "cpu", "--sizes", "8", "--no-save"]),
     /unknown workload "gpt"/,
   );
+  await assert.rejects(
+    main(["--optimizer", "sgd", "--backends", "cpu", "--sizes", "8", "--no-save"]),
+    /--optimizer must be adamw or adafactor/,
+  );
   for (const w of ["t5:tiny-v1_1:4,8,4/3", "t5:tiny-v1_1:4,8,4/0", "t5:tiny-v1_1:4,8,4/2/1"]) {
     await assert.rejects(
       main(["--workloads", w, "--backends", "cpu", "--sizes", "8", "--no-save"]),
@@ -64,4 +71,25 @@ Deno.test("perf: bad options are rejected with the option name", async () => {
       w,
     );
   }
+});
+
+Deno.test("perf: wasm heap plan picks micro-batches that fit, skips what cannot", () => {
+  const t5 = (preset: string, b: number, micro?: number) => ({
+    kind: "t5" as const,
+    preset,
+    nums: [b, 128, 16],
+    ...(micro === undefined ? {} : { micro }),
+  });
+  // Measured on this machine: Small 32 = 4 × 8 fits, Base 4 in one pass does not, Base 2 × 1 does.
+  const small = planWasmT5(t5("t5-v1_1-small", 32), "adamw");
+  assert.ok(typeof small !== "string" && small.micro >= 4 && small.micro <= 8, String(small));
+  const base = planWasmT5(t5("t5-v1_1-base", 32), "adafactor");
+  assert.ok(typeof base !== "string" && base.micro === 1, JSON.stringify(base));
+  assert.ok(typeof base !== "string" && base.bytes <= 3.6 * 2 ** 30);
+  assert.match(String(planWasmT5(t5("t5-v1_1-base", 4), "adamw")), /try --optimizer adafactor/);
+  // An explicit /M is an upper bound; a batch that fits whole is run whole.
+  const capped = planWasmT5(t5("t5-v1_1-small", 32, 2), "adamw");
+  assert.ok(typeof capped !== "string" && capped.micro === 2);
+  const tiny = planWasmT5(t5("tiny-v1_1", 32), "adamw");
+  assert.ok(typeof tiny !== "string" && tiny.micro === 32);
 });
