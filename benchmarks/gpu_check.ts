@@ -4,7 +4,8 @@
  * soon as it finishes (so a timeout keeps what was measured):
  *
  * 1. `adapter`: what `navigator.gpu.requestAdapter()` returns.
- * 2. `correctness`: the tiled matmul of `model/webgpu` against the stock tfjs webgpu kernel for
+ * 2. `correctness`: the fused kernels' self-check, and the tiled matmul of `model/webgpu` against
+ *    the stock tfjs webgpu kernel for
  *    every tile and transpose pair on ragged shapes (relative L2 error; pass if ≤ 1e-5).
  * 3. `matmul`: ms and TFLOP/s of 4096³ and the T5-Base backward shapes, stock vs tiled (auto and
  *    each tile forced).
@@ -28,6 +29,7 @@ import { parseArgs } from "node:util";
 import {
   registerWebgpuKernels,
   resetWebgpuKernelStats,
+  selfCheckWebgpuKernels,
   unregisterWebgpuKernels,
   type WebgpuKernelOptions,
   webgpuKernelStats,
@@ -131,8 +133,19 @@ async function correctnessSection(quick: boolean): Promise<Record<string, unknow
       }
     }
   }
+  // The fused kernels (dropout mask, gated GELU, RMS norm) against their JavaScript references,
+  // inside a WebGPU validation error scope (model/webgpu/mod.ts selfCheckWebgpuKernels).
+  useVariant({ name: "tiled", kernels: {} });
+  const fused = await selfCheckWebgpuKernels();
   useVariant(STOCK);
-  return { shape: { batch, m, k, n }, tolerance: 1e-5, pass: worst <= 1e-5, worst, rows };
+  return {
+    shape: { batch, m, k, n },
+    tolerance: 1e-5,
+    pass: worst <= 1e-5 && fused.ok,
+    worst,
+    rows,
+    fused,
+  };
 }
 
 interface MatMulCase {

@@ -28,8 +28,13 @@ import * as tf from "@tensorflow/tfjs";
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import { activeSimdKernels } from "./wasm_simd.ts";
 
-/** Kernel name of the dropout mask (no inputs; attrs `shape`, `rate`, `seed`). */
+/** Kernel name of the dropout mask (no inputs; attrs `shape` and {@link DropoutMaskParams}). */
 export const DROPOUT_MASK = "HpDropoutMask";
+/**
+ * Kernel name of dropout applied, `x ⊙ mask` (input `x`; attrs {@link DropoutMaskParams}). Its
+ * gradient is the same kernel applied to `dy`, so no mask is stored for the backward pass.
+ */
+export const DROPOUT = "HpDropout";
 /** Kernel name of `gelu_new(a) ⊙ b` (inputs `a`, `b` of equal shape). */
 export const GATED_GELU = "HpGatedGelu";
 /** Kernel name of the gated GELU's gradient (inputs `a`, `b`, `dy`; outputs `[da, db]`). */
@@ -152,17 +157,20 @@ export function dropoutMask(shape: readonly number[], rate: number, seed: number
 
 /**
  * Inverted dropout: `x ⊙ mask` with {@link dropoutMask} (kept elements scaled by `1/(1−rate)`).
- * Rate 0 returns `x` itself. The gradient is `dy ⊙ mask` (tfjs's Multiply gradient; the mask is a
- * constant).
+ * Rate 0 returns `x` itself. Where the backend has the fused kernel (wasm, webgpu) the mask is
+ * recomputed from the seed in one pass, forward and backward (its gradient is dropout of `dy`
+ * with the same mask), and never stored; elsewhere it is a Multiply by the mask tensor. Both give
+ * the same float32 products.
  *
  * @param x input
  * @param rate drop probability in [0, 1)
  * @param seed integer seed of this mask
  */
 export function dropout<T extends tf.Tensor>(x: T, rate: number, seed: number): T {
-  if (rate === 0) {
-    dropoutMaskParams(rate, seed);
-    return x;
+  const p = dropoutMaskParams(rate, seed);
+  if (rate === 0) return x;
+  if (x.dtype === "float32" && hasKernel(DROPOUT) && x.size < 2 ** 31) {
+    return tf.engine().runKernel(DROPOUT, { x }, { ...p } as unknown as tf.NamedAttrMap) as T;
   }
   return tf.tidy(() => tf.mul(x, dropoutMask(x.shape, rate, seed)) as T);
 }
@@ -402,6 +410,12 @@ export function registerFusedGradients(): void {
     },
   });
   tf.registerGradient({
+    kernelName: DROPOUT,
+    gradFunc: (dy, _saved, attrs) => ({
+      x: () => tf.engine().runKernel(DROPOUT, { x: dy as tf.Tensor }, attrs) as tf.Tensor,
+    }),
+  });
+  tf.registerGradient({
     kernelName: RMS_NORM,
     inputsToSave: ["x", "w"],
     gradFunc: (dy, saved, attrs) => {
@@ -450,6 +464,29 @@ const WASM_KERNELS: ReadonlyArray<[string, (args: WasmKernelArgs) => unknown]> =
     const simd = activeSimdKernels();
     if (simd) simd.dropout_mask(o.byteOffset, o.length, 0, a.key0, a.key1, a.threshold, a.scale);
     else fillDropoutMask(o, a);
+    return out;
+  }],
+  [DROPOUT, ({ inputs, backend, attrs }) => {
+    const a = attrs as unknown as DropoutMaskParams;
+    const x = input(inputs, "x");
+    const out = backend.makeOutput(x.shape, "float32");
+    const [o, xv] = [heap(backend, out), heap(backend, x)];
+    const simd = activeSimdKernels();
+    if (simd) {
+      simd.dropout_apply(
+        o.byteOffset,
+        xv.byteOffset,
+        o.length,
+        0,
+        a.key0,
+        a.key1,
+        a.threshold,
+        a.scale,
+      );
+    } else {
+      fillDropoutMask(o, a);
+      for (let i = 0; i < o.length; i++) o[i] = xv[i]! * o[i]!;
+    }
     return out;
   }],
   [GATED_GELU, ({ inputs, backend }) => {

@@ -69,6 +69,7 @@ Deno.test("wasm SIMD module assembles with every kernel", async () => {
   for (
     const k of [
       "dropout_mask",
+      "dropout_apply",
       "gated_gelu",
       "gated_gelu_grad",
       "exp",

@@ -211,6 +211,30 @@ function geluParts(e: Emit, x: string): string[] {
   ];
 }
 
+/** The dropout hash of the element index into local `h` (see `model/fused.ts`). */
+function dropoutHash(e: Emit): string[] {
+  const mix = (h: string) => [
+    e.let("h", "i", e.xor(h, e.shrU(h, 16))),
+    e.let("h", "i", e.imul(e.get("h"), e.i(0x85ebca6b))),
+    e.let("h", "i", e.xor(e.get("h"), e.shrU(e.get("h"), 13))),
+    e.let("h", "i", e.imul(e.get("h"), e.i(0xc2b2ae35))),
+    e.let("h", "i", e.xor(e.get("h"), e.shrU(e.get("h"), 16))),
+  ];
+  return [
+    e.let("h0", "i", e.xor(e.index("offset"), e.pi("key0"))),
+    ...mix(e.get("h0")),
+    e.let("h0", "i", e.xor(e.get("h"), e.pi("key1"))),
+    ...mix(e.get("h0")),
+  ];
+}
+
+/** `scale` where the hash `h` is ≥ `threshold` (unsigned), else 0. */
+function maskValue(e: Emit): string {
+  return e.vector
+    ? `(v128.and ${e.geU(e.get("h"), e.pi("threshold"))} ${e.pf("scale")})`
+    : e.select(e.geU(e.get("h"), e.pi("threshold")), e.pf("scale"), e.f(0));
+}
+
 /** One kernel: parameters (pointers, the length `n`, scalars) and a per-element body. */
 interface KernelSpec {
   readonly name: string;
@@ -230,27 +254,15 @@ const KERNELS: readonly KernelSpec[] = [
     ptrs: ["out"],
     ints: ["offset", "key0", "key1", "threshold"],
     floats: ["scale"],
-    body: (e) => {
-      const mix = (h: string) => [
-        e.let("h", "i", e.xor(h, e.shrU(h, 16))),
-        e.let("h", "i", e.imul(e.get("h"), e.i(0x85ebca6b))),
-        e.let("h", "i", e.xor(e.get("h"), e.shrU(e.get("h"), 13))),
-        e.let("h", "i", e.imul(e.get("h"), e.i(0xc2b2ae35))),
-        e.let("h", "i", e.xor(e.get("h"), e.shrU(e.get("h"), 16))),
-      ];
-      return [
-        e.let("h0", "i", e.xor(e.index("offset"), e.pi("key0"))),
-        ...mix(e.get("h0")),
-        e.let("h0", "i", e.xor(e.get("h"), e.pi("key1"))),
-        ...mix(e.get("h0")),
-        e.store(
-          "out",
-          e.vector
-            ? `(v128.and ${e.geU(e.get("h"), e.pi("threshold"))} ${e.pf("scale")})`
-            : e.select(e.geU(e.get("h"), e.pi("threshold")), e.pf("scale"), e.f(0)),
-        ),
-      ];
-    },
+    body: (e) => [...dropoutHash(e), e.store("out", maskValue(e))],
+  },
+  {
+    // Dropout applied: out = x * mask (the same float32 product as x times the mask tensor).
+    name: "dropout_apply",
+    ptrs: ["out", "x"],
+    ints: ["offset", "key0", "key1", "threshold"],
+    floats: ["scale"],
+    body: (e) => [...dropoutHash(e), e.store("out", e.mul(e.load("x"), maskValue(e)))],
   },
   {
     // out = gelu_new(a) * b = a * sigmoid(2u) * b.
@@ -479,6 +491,17 @@ export interface SimdKernels {
   /** Dropout mask of `n` elements starting at mask index `offset` (see `model/fused.ts`). */
   dropout_mask(
     out: number,
+    n: number,
+    offset: number,
+    key0: number,
+    key1: number,
+    threshold: number,
+    scale: number,
+  ): void;
+  /** `out = x · mask` for the dropout mask of the same parameters. */
+  dropout_apply(
+    out: number,
+    x: number,
     n: number,
     offset: number,
     key0: number,

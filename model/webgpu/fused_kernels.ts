@@ -21,6 +21,7 @@ import * as tf from "@tensorflow/tfjs";
 import {
   ADAMW,
   type AdamWAttrs,
+  DROPOUT,
   DROPOUT_MASK,
   type DropoutMaskParams,
   GATED_GELU,
@@ -72,6 +73,13 @@ const ELEMENTWISE = {
     prelude: FMIX_WGSL,
     body: `let h = fmix32(fmix32(u32(index) ^ uniforms.key0) ^ uniforms.key1);
         result[index] = select(0.0, uniforms.scale, h >= uniforms.threshold);`,
+  },
+  dropoutApply: {
+    inputs: ["X"],
+    uniforms: "key0 : u32, key1 : u32, threshold : u32, scale : f32,",
+    prelude: FMIX_WGSL,
+    body: `let h = fmix32(fmix32(u32(index) ^ uniforms.key0) ^ uniforms.key1);
+        result[index] = X[index] * select(0.0, uniforms.scale, h >= uniforms.threshold);`,
   },
   gatedGelu: {
     inputs: ["A", "B"],
@@ -387,6 +395,16 @@ export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => 
       throw new Error("model/webgpu/fused_kernels.ts: dropout masks over 2^31 elements");
     }
     return runElementwise(backend, "dropoutMask", {}, [...a.shape], [
+      u32(a.key0),
+      u32(a.key1),
+      u32(a.threshold),
+      f32(a.scale),
+    ]);
+  }],
+  [DROPOUT, ({ inputs, backend, attrs }) => {
+    const a = attrs as unknown as DropoutMaskParams;
+    const x = need(inputs, "x");
+    return runElementwise(backend, "dropoutApply", { X: x }, [...x.shape], [
       u32(a.key0),
       u32(a.key1),
       u32(a.threshold),

@@ -16,6 +16,7 @@ import "@tensorflow/tfjs-backend-webgpu";
 import assert from "node:assert/strict";
 import {
   ADAMW,
+  dropout,
   dropoutMask,
   dropoutMaskParams,
   fillDropoutMask,
@@ -83,7 +84,17 @@ gpuTest("webgpu dropout mask equals the JavaScript mask bit for bit", async () =
   const m = dropoutMask(shape, 0.1, 4242);
   assert.deepEqual(m.shape, shape);
   assert.deepEqual(await m.data(), want);
-  m.dispose();
+  // Applied: x ⊙ mask as one kernel, and its gradient dy ⊙ mask, the same float32 products.
+  const xv = uniformValues(861, 5);
+  const x = tf.tensor(xv, shape);
+  const y = dropout(x, 0.1, 4242);
+  const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(dropout(t, 0.1, 4242), 2)))(x);
+  const [yv, gv] = await Promise.all([y.data(), g.data()]);
+  for (let i = 0; i < 861; i++) {
+    assert.equal(yv[i], Math.fround(xv[i]! * want[i]!), `y[${i}]`);
+    assert.equal(gv[i], Math.fround(2 * want[i]!), `grad[${i}]`);
+  }
+  tf.dispose([m, x, y, g]);
 });
 
 gpuTest("webgpu gated GELU: forward and both gradients match float64", async () => {
