@@ -21,8 +21,8 @@
  * that A/B variants alternate). A backend written `wasm+blas/stock` (or `wasm/stock`) keeps tfjs's
  * own wasm elementwise kernels, for before/after comparisons of model/wasm_kernels.ts.
  * `--optimizer adamw|adafactor` (default adamw; Adafactor's factored state is what lets T5 1.1 Base
- * fit the 4 GiB wasm heap). Each step also reports the peak tensor bytes of one step
- * (`tf.profile`), the wasm heap size and the process RSS.
+ * fit the 4 GiB wasm heap). Each step also reports the tensor bytes between steps, the wasm heap
+ * size (its high-water mark) and the process RSS; with `--profile`, the peak tensor bytes.
  *
  * A T5 workload written `t5:<preset>:B,Li,Lt/M` runs each step as B/M micro-batches of M with
  * summed gradients and one update (the trainer's `microBatchSize`, benchmarks/trainer.ts
@@ -85,11 +85,13 @@ export interface StepResult {
   /** Optimizer (benchmarks/optim.ts) and how it ran: "adamw" or "adafactor", plus the path. */
   optimizer: string;
   /**
-   * Peak bytes of tfjs-tracked tensors during one step (`tf.profile().peakBytes`). tfjs counts
-   * a buffer once per tensor that views it (reshapes, identities), so this is an upper bound of
-   * the memory the tensors occupy; `wasmHeapBytes` is the real figure on wasm.
+   * With --profile: peak bytes of tfjs-tracked tensors during one step (`tf.profile().peakBytes`).
+   * tfjs counts a buffer once per tensor that views it (reshapes, identities), so this is an upper
+   * bound of the memory the tensors occupy; `wasmHeapBytes` is the real figure on wasm.
    */
-  peakTensorBytes: number;
+  peakTensorBytes?: number;
+  /** Bytes of tfjs-tracked tensors between steps (weights and optimizer state). */
+  tensorBytes: number;
   /** wasm backends: size of the wasm heap after the steps (its high-water mark). */
   wasmHeapBytes?: number;
   /** Resident set size of the process after the steps. */
@@ -508,24 +510,32 @@ async function timeSteps(
   }
   const cpuMsPerStep = ((cpuSeconds() - cpu0) * 1000) / reps;
   const numTensors: [number, number] = [after2, tf.memory().numTensors];
-  // One more step under tf.profile: the peak of tfjs-tracked tensor bytes (weights, optimizer
-  // state, activations and gradients together) and, with --profile, the per-kernel times.
-  const info = await tf.profile(step);
+  // With --profile, one more step under tf.profile: per-kernel times and the peak of tfjs-tracked
+  // tensor bytes. (Not by default: it costs a step, and tfjs's profiler overflows the call stack
+  // computing the peak of a step with ~10⁵ kernels, e.g. T5 1.1 Base as 32 micro-batches.)
   let prof: StepResult["profile"];
+  let peakBytes: number | undefined;
   if (profile) {
-    const agg = new Map<string, { ms: number; count: number }>();
-    for (const k of info.kernels) {
-      const ms = typeof k.kernelTimeMs === "number" ? k.kernelTimeMs : 0;
-      const e = agg.get(k.name) ?? { ms: 0, count: 0 };
-      e.ms += ms;
-      e.count++;
-      agg.set(k.name, e);
+    try {
+      const info = await tf.profile(step);
+      peakBytes = info.peakBytes;
+      const agg = new Map<string, { ms: number; count: number }>();
+      for (const k of info.kernels) {
+        const ms = typeof k.kernelTimeMs === "number" ? k.kernelTimeMs : 0;
+        const e = agg.get(k.name) ?? { ms: 0, count: 0 };
+        e.ms += ms;
+        e.count++;
+        agg.set(k.name, e);
+      }
+      prof = [...agg.entries()].map(([kernel, e]) => ({ kernel, ms: e.ms, count: e.count }))
+        .sort((a, b) => b.ms - a.ms);
+    } catch (e) {
+      console.log(`    (--profile failed: ${e instanceof Error ? e.message : String(e)})`);
     }
-    prof = [...agg.entries()].map(([kernel, e]) => ({ kernel, ms: e.ms, count: e.count }))
-      .sort((a, b) => b.ms - a.ms);
   }
+  const tensorBytes = tf.memory().numBytes;
   opt.dispose();
-  return { times, cpuMsPerStep, numTensors, prof, peakBytes: info.peakBytes };
+  return { times, cpuMsPerStep, numTensors, prof, peakBytes, tensorBytes };
 }
 
 /** Bytes of the wasm backend's heap (its high-water mark: wasm memory never shrinks). */
@@ -769,7 +779,7 @@ export async function main(args: string[]): Promise<PerfReport> {
       }
       const w = makeWorkload(run);
       try {
-        const { times, cpuMsPerStep, numTensors, prof, peakBytes } = await timeSteps(
+        const { times, cpuMsPerStep, numTensors, prof, peakBytes, tensorBytes } = await timeSteps(
           w,
           warm,
           nrep,
@@ -790,7 +800,8 @@ export async function main(args: string[]): Promise<PerfReport> {
           flopsSource: w.flopsSource,
           effectiveGflops: w.trainFlops / (med * 1e6),
           optimizer: `${optimizer} (${optimizerPath(optimizer, r.info?.tfBackend)})`,
-          peakTensorBytes: peakBytes,
+          ...(peakBytes === undefined ? {} : { peakTensorBytes: peakBytes }),
+          tensorBytes,
           ...(heap === undefined ? {} : { wasmHeapBytes: heap }),
           rssBytes: Deno.memoryUsage().rss,
           cpuMsPerStep,
@@ -805,7 +816,7 @@ export async function main(args: string[]): Promise<PerfReport> {
               s.effectiveGflops.toFixed(1).padStart(6)
             } GFLOP/s eff  cpu ${cpuMsPerStep.toFixed(0)} ms  ${
               heap === undefined
-                ? `tensors ≤ ${(peakBytes / 2 ** 30).toFixed(2)} GiB`
+                ? `tensors ${(tensorBytes / 2 ** 30).toFixed(2)} GiB between steps`
                 : `wasm heap ${(heap / 2 ** 30).toFixed(2)} GiB`
             }` +
             (numTensors[0] !== numTensors[1] ? `  LEAK ${numTensors[0]}→${numTensors[1]}` : ""),

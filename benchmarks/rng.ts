@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { fmix32 } from "../model/hash.ts";
 
 /** 32-bit FNV-1a over the UTF-16 code units of a string. */
 function fnv1a(s: string): number {
@@ -15,17 +16,6 @@ function fnv1a(s: string): number {
     h ^= s.charCodeAt(i);
     h = Math.imul(h, 0x01000193);
   }
-  return h >>> 0;
-}
-
-/** A 32-bit finaliser (murmur3 fmix32): spreads every input bit over the output. */
-function fmix32(x: number): number {
-  let h = x >>> 0;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
   return h >>> 0;
 }
 

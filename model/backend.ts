@@ -291,8 +291,8 @@ async function startWasm(
     patchWasmElementwise();
     registerFusedWasmKernels();
     notes.push(
-      "fast wasm elementwise kernels and fused dropout / gated-GELU kernels installed " +
-        `(model/wasm_kernels.ts, model/fused.ts) as ${simd}`,
+      "fast wasm elementwise kernels and fused dropout / gated-GELU / RMS-norm kernels " +
+        `installed (model/wasm_kernels.ts, model/fused.ts) as ${simd}`,
     );
   } else {
     unpatchWasmElementwise();

@@ -27,6 +27,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import { activeSimdKernels } from "./wasm_simd.ts";
+import { fmix32 } from "./hash.ts";
 
 /** Kernel name of the dropout mask (no inputs; attrs `shape` and {@link DropoutMaskParams}). */
 export const DROPOUT_MASK = "HpDropoutMask";
@@ -52,17 +53,6 @@ export const ADAMW = "HpAdamW";
 
 // ---------------------------------------------------------------------------------------------
 // Dropout mask
-
-/** murmur3's 32-bit finaliser; a bijection of u32 with full avalanche. */
-function fmix32(x: number): number {
-  let h = x >>> 0;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
 
 /** Parameters of one dropout mask, as the kernels consume them. */
 export interface DropoutMaskParams {
@@ -185,11 +175,11 @@ const GELU_K = 0.044715;
  * The tanh approximation of GELU that HF calls `gelu_new`, as stock ops:
  * `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
  */
-export function geluNew(x: tf.Tensor): tf.Tensor {
+export function geluNew<T extends tf.Tensor>(x: T): T {
   return tf.tidy(() => {
     const cube = tf.mul(tf.mul(x, x), x); // x³ by products: Pow is slower on wasm and cpu
     const inner = tf.mul(tf.add(x, tf.mul(cube, GELU_K)), GELU_C);
-    return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.tanh(inner)));
+    return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.tanh(inner))) as T;
   });
 }
 
@@ -452,6 +442,14 @@ function heap(backend: BackendWasm, t: tf.TensorInfo): Float32Array {
   return backend.typedArrayFromHeap(t) as Float32Array;
 }
 
+/** Float32 views of several tensors on the wasm heap, in order. */
+function heaps<T extends tf.TensorInfo[]>(
+  backend: BackendWasm,
+  ...ts: T
+): { [K in keyof T]: Float32Array } {
+  return ts.map((t) => heap(backend, t)) as { [K in keyof T]: Float32Array };
+}
+
 function ptr(backend: BackendWasm, t: tf.TensorInfo): number {
   return heap(backend, t).byteOffset;
 }
@@ -470,7 +468,7 @@ const WASM_KERNELS: ReadonlyArray<[string, (args: WasmKernelArgs) => unknown]> =
     const a = attrs as unknown as DropoutMaskParams;
     const x = input(inputs, "x");
     const out = backend.makeOutput(x.shape, "float32");
-    const [o, xv] = [heap(backend, out), heap(backend, x)];
+    const [o, xv] = heaps(backend, out, x);
     const simd = activeSimdKernels();
     if (simd) {
       simd.dropout_apply(
@@ -505,13 +503,7 @@ const WASM_KERNELS: ReadonlyArray<[string, (args: WasmKernelArgs) => unknown]> =
     const dy = input(inputs, "dy");
     const da = backend.makeOutput(a.shape, "float32");
     const db = backend.makeOutput(a.shape, "float32");
-    const [dav, dbv, av, bv, dyv] = [da, db, a, b, dy].map((t) => heap(backend, t)) as [
-      Float32Array,
-      Float32Array,
-      Float32Array,
-      Float32Array,
-      Float32Array,
-    ];
+    const [dav, dbv, av, bv, dyv] = heaps(backend, da, db, a, b, dy);
     const simd = activeSimdKernels();
     if (simd) {
       simd.gated_gelu_grad(
@@ -532,11 +524,7 @@ const WASM_KERNELS: ReadonlyArray<[string, (args: WasmKernelArgs) => unknown]> =
     const w = input(inputs, "w");
     const eps = (attrs as { eps: number }).eps;
     const out = backend.makeOutput(x.shape, "float32");
-    const [ov, xv, wv] = [out, x, w].map((t) => heap(backend, t)) as [
-      Float32Array,
-      Float32Array,
-      Float32Array,
-    ];
+    const [ov, xv, wv] = heaps(backend, out, x, w);
     const simd = activeSimdKernels();
     if (simd && wv.length % 4 === 0) {
       simd.rms_norm(
@@ -559,13 +547,7 @@ const WASM_KERNELS: ReadonlyArray<[string, (args: WasmKernelArgs) => unknown]> =
     const eps = (attrs as { eps: number }).eps;
     const dx = backend.makeOutput(x.shape, "float32");
     const dw = backend.makeOutput(w.shape, "float32");
-    const [dxv, dwv, xv, wv, dyv] = [dx, dw, x, w, dy].map((t) => heap(backend, t)) as [
-      Float32Array,
-      Float32Array,
-      Float32Array,
-      Float32Array,
-      Float32Array,
-    ];
+    const [dxv, dwv, xv, wv, dyv] = heaps(backend, dx, dw, x, w, dy);
     const simd = activeSimdKernels();
     if (simd && wv.length % 4 === 0) {
       dwv.fill(0);

@@ -17,5 +17,6 @@ export * from "./checkpoint.ts";
 export * from "./tokenizer.ts";
 export * from "./spm.ts";
 export * from "./backend.ts";
+export { dropout, dropoutMask, gatedGelu, rmsNorm } from "./fused.ts";
 export * from "./pretrained.ts";
 export * from "./methods/mod.ts";

@@ -106,16 +106,8 @@ export function presentTasks<T extends tf.Tensor>(stack: T, g: TaskGrouping): T 
   return rows(stack, g.tasks);
 }
 
-/**
- * GELU, tanh approximation (Hugging Face `gelu_new`):
- * 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
- */
-export function geluNew<T extends tf.Tensor>(x: T): T {
-  return tf.tidy(() => {
-    const inner = x.add(x.pow(3).mul(0.044715)).mul(Math.sqrt(2 / Math.PI));
-    return x.mul(0.5).mul(inner.tanh().add(1)) as T;
-  });
-}
+/** GELU, tanh approximation (Hugging Face `gelu_new`); the same function as T5's FFN uses. */
+export { geluNew } from "../fused.ts";
 
 /**
  * LayerNorm over the last axis (PyTorch `F.layer_norm`): (x − mean)/√(var + eps)·γ + β.

@@ -24,10 +24,11 @@ import {
   gatedGelu,
   rmsNorm,
 } from "../fused.ts";
-import { registerWebgpuKernels, selfCheckWebgpuKernels, unregisterWebgpuKernels } from "./mod.ts";
+import { registerWebgpuKernels, selfCheckWebgpuKernels } from "./mod.ts";
 import { rowProgramSource } from "./fused_kernels.ts";
 import { createOptimizer } from "../../benchmarks/optim.ts";
 import { uniformValues } from "../../benchmarks/rng.ts";
+import { gpuTest } from "./testing.ts";
 import {
   assertClose,
   gatedGeluReference,
@@ -37,36 +38,9 @@ import {
   rmsNormReference,
 } from "../fused_testing.ts";
 
-async function probeAdapter(): Promise<string | undefined> {
-  if (typeof navigator === "undefined" || navigator.gpu === undefined) {
-    return "navigator.gpu is undefined";
-  }
-  try {
-    if ((await navigator.gpu.requestAdapter()) === null) return "requestAdapter() returned null";
-  } catch (e) {
-    return `requestAdapter() threw: ${e instanceof Error ? e.message : String(e)}`;
-  }
-  return undefined;
-}
-
-const noGpu = await probeAdapter();
-
-function gpuTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({
-    name: noGpu === undefined ? name : `${name} [SKIPPED: ${noGpu}]`,
-    ignore: noGpu !== undefined,
-    sanitizeOps: false,
-    sanitizeResources: false,
-    fn: async () => {
-      assert.ok(await tf.setBackend("webgpu"));
-      assert.ok(registerWebgpuKernels());
-      try {
-        await fn();
-      } finally {
-        unregisterWebgpuKernels();
-      }
-    },
-  });
+/** gpuTest with the custom kernels registered. */
+function fusedTest(name: string, fn: () => Promise<void>): void {
+  gpuTest(name, fn, () => assert.ok(registerWebgpuKernels()));
 }
 
 Deno.test("row program source: one barrier loop, two sums only for dx", () => {
@@ -76,7 +50,7 @@ Deno.test("row program source: one barrier loop, two sums only for dx", () => {
   assert.match(rowProgramSource("rinv"), /result\[row\] = r/);
 });
 
-gpuTest("webgpu dropout mask equals the JavaScript mask bit for bit", async () => {
+fusedTest("webgpu dropout mask equals the JavaScript mask bit for bit", async () => {
   assert.ok(tf.getKernel(GATED_GELU, "webgpu") !== undefined, "fused kernels registered");
   const shape = [3, 7, 41]; // 861: not a multiple of the 256-thread workgroup
   const want = new Float32Array(861);
@@ -97,7 +71,7 @@ gpuTest("webgpu dropout mask equals the JavaScript mask bit for bit", async () =
   tf.dispose([m, x, y, g]);
 });
 
-gpuTest("webgpu gated GELU: forward and both gradients match float64", async () => {
+fusedTest("webgpu gated GELU: forward and both gradients match float64", async () => {
   const a = geluInputs(uniformValues(300, 7));
   const b = Float32Array.from(uniformValues(a.length, 8), (v) => 2 * v + 0.1);
   const dy = uniformValues(a.length, 9);
@@ -124,7 +98,7 @@ gpuTest("webgpu gated GELU: forward and both gradients match float64", async () 
   assert.equal(tf.memory().numTensors, before, "tensors leaked");
 });
 
-gpuTest("webgpu RMS norm: forward and gradients match float64", async () => {
+fusedTest("webgpu RMS norm: forward and gradients match float64", async () => {
   for (const [rows, d] of [[5, 12], [3, 200]]) {
     const x = uniformValues(rows! * d!, 21).map((v) => 3 * v);
     const w = uniformValues(d!, 22).map((v) => v + 1.5);
@@ -150,7 +124,7 @@ gpuTest("webgpu RMS norm: forward and gradients match float64", async () => {
   }
 });
 
-gpuTest("webgpu AdamW kernel: optim.ts AdamW matches float64 over 3 steps", async () => {
+fusedTest("webgpu AdamW kernel: optim.ts AdamW matches float64 over 3 steps", async () => {
   assert.ok(tf.getKernel(ADAMW, "webgpu") !== undefined);
   const p0 = Array.from(uniformValues(37, 31));
   const grads = [0, 1, 2].map((k) => Array.from(uniformValues(37, 40 + k)));
@@ -185,7 +159,7 @@ gpuTest("webgpu AdamW kernel: optim.ts AdamW matches float64 over 3 steps", asyn
   assert.equal(tf.memory().numTensors, before, "tensors leaked");
 });
 
-gpuTest(
+fusedTest(
   "selfCheckWebgpuKernels() passes with the fused kernels and catches a wrong one",
   async () => {
     const good = await selfCheckWebgpuKernels();

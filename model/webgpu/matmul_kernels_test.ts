@@ -26,46 +26,10 @@ import {
   webgpuKernelStats,
 } from "./mod.ts";
 import { uniformValues } from "../../benchmarks/rng.ts";
+import { gpuTest } from "./testing.ts";
 
 const REL_L2_TOL = 1e-5;
 const MAX_ABS_REL_TOL = 1e-4;
-
-async function probeAdapter(): Promise<string | undefined> {
-  if (typeof navigator === "undefined" || navigator.gpu === undefined) {
-    return "navigator.gpu is undefined";
-  }
-  try {
-    const adapter = await navigator.gpu.requestAdapter();
-    if (adapter === null) {
-      return "requestAdapter() returned null (no driver, or DENO_WEBGPU_BACKEND is empty/unknown)";
-    }
-  } catch (e) {
-    return `requestAdapter() threw: ${e instanceof Error ? e.message : String(e)}`;
-  }
-  return undefined;
-}
-
-const noGpu = await probeAdapter();
-if (noGpu !== undefined) console.warn(`model/webgpu tests skipped: ${noGpu}`);
-
-/** Deno.test for GPU cases: ignored (reason in the name) without an adapter. */
-function gpuTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({
-    name: noGpu === undefined ? name : `${name} [SKIPPED: ${noGpu}]`,
-    ignore: noGpu !== undefined,
-    sanitizeOps: false,
-    sanitizeResources: false,
-    fn: async () => {
-      await tf.setBackend("webgpu");
-      await tf.ready();
-      try {
-        await fn();
-      } finally {
-        unregisterWebgpuKernels();
-      }
-    },
-  });
-}
 
 function compare(got: ArrayLike<number>, ref: ArrayLike<number>, what: string): void {
   assert.equal(got.length, ref.length, `${what}: length`);

@@ -1,0 +1,57 @@
+/**
+ * Test helpers shared by the webgpu kernel tests: whether an adapter exists, and `gpuTest`, a
+ * `Deno.test` that is ignored (with the reason in its name) where there is none. Not used by the
+ * library itself.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import "@tensorflow/tfjs-backend-webgpu";
+import { unregisterWebgpuKernels } from "./mod.ts";
+
+/** Why no WebGPU adapter can be had here, or undefined when one can. */
+export async function probeAdapter(): Promise<string | undefined> {
+  if (typeof navigator === "undefined" || navigator.gpu === undefined) {
+    return "navigator.gpu is undefined";
+  }
+  try {
+    const adapter = await navigator.gpu.requestAdapter();
+    if (adapter === null) {
+      return "requestAdapter() returned null (no driver, or DENO_WEBGPU_BACKEND is empty/unknown)";
+    }
+  } catch (e) {
+    return `requestAdapter() threw: ${e instanceof Error ? e.message : String(e)}`;
+  }
+  return undefined;
+}
+
+/** The reason GPU tests are skipped in this process, if they are. */
+export const noGpu: string | undefined = await probeAdapter();
+if (noGpu !== undefined) console.warn(`model/webgpu tests skipped: ${noGpu}`);
+
+/**
+ * A `Deno.test` on the webgpu backend: ignored (reason in the name) without an adapter; runs
+ * `setup` (e.g. registering kernels) first and unregisters the custom kernels afterwards.
+ *
+ * @param name test name
+ * @param fn the test
+ * @param setup run after the backend is selected, before `fn`
+ */
+export function gpuTest(name: string, fn: () => Promise<void>, setup?: () => void): void {
+  Deno.test({
+    name: noGpu === undefined ? name : `${name} [SKIPPED: ${noGpu}]`,
+    ignore: noGpu !== undefined,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: async () => {
+      await tf.setBackend("webgpu");
+      await tf.ready();
+      try {
+        setup?.();
+        await fn();
+      } finally {
+        unregisterWebgpuKernels();
+      }
+    },
+  });
+}
