@@ -32,19 +32,32 @@ type Kind = "f" | "i";
  */
 class Emit {
   readonly locals = new Map<string, Kind>();
+  /**
+   * Vector constants, splatted once before the loop into locals `$k<n>` (V8 does not hoist a
+   * splat out of a wasm loop; inline, each costs two instructions per use per iteration).
+   */
+  readonly constants = new Map<string, string>();
   constructor(readonly vector: boolean) {}
   private op(f: string, i?: string) {
     return this.vector ? f : i ?? f;
   }
+  private constant(splat: string): string {
+    let name = this.constants.get(splat);
+    if (name === undefined) {
+      name = `$k${this.constants.size}`;
+      this.constants.set(splat, name);
+    }
+    return `(local.get ${name})`;
+  }
   /** A float constant. */
   f(c: number): string {
     const lit = `(f32.const ${Number.isFinite(c) ? c.toPrecision(9) : c})`;
-    return this.vector ? `(f32x4.splat ${lit})` : lit;
+    return this.vector ? this.constant(`(f32x4.splat ${lit})`) : lit;
   }
   /** An integer constant (u32 or i32). */
   i(c: number): string {
     const lit = `(i32.const ${c | 0})`;
-    return this.vector ? `(i32x4.splat ${lit})` : lit;
+    return this.vector ? this.constant(`(i32x4.splat ${lit})`) : lit;
   }
   /** A float parameter of the function (splatted once before the vector loop). */
   pf(name: string): string {
@@ -66,21 +79,23 @@ class Emit {
   div(a: string, b: string) {
     return `(${this.vector ? "f32x4" : "f32"}.div ${a} ${b})`;
   }
-  min(a: string, b: string) {
-    return `(${this.vector ? "f32x4" : "f32"}.min ${a} ${b})`;
-  }
-  max(a: string, b: string) {
-    return `(${this.vector ? "f32x4" : "f32"}.max ${a} ${b})`;
-  }
   sqrt(a: string) {
     return `(${this.vector ? "f32x4" : "f32"}.sqrt ${a})`;
   }
-  nearest(a: string) {
-    return `(${this.vector ? "f32x4" : "f32"}.nearest ${a})`;
+  /**
+   * `a < b ? b : a` (vector: `f32x4.pmax`, one `maxps`; the NaN-propagating `f32x4.max` costs
+   * several instructions on x86). A NaN `a` passes through.
+   */
+  pmax(a: string, b: string) {
+    return `(${this.vector ? "f32x4.pmax" : "f32.max"} ${a} ${b})`;
   }
-  /** Float → int (the float holds an exact integer). */
-  ftoi(a: string) {
-    return `(${this.op("i32x4.trunc_sat_f32x4_s", "i32.trunc_sat_f32_s")} ${a})`;
+  /** `b < a ? b : a` (vector: `f32x4.pmin`). A NaN `a` passes through. */
+  pmin(a: string, b: string) {
+    return `(${this.vector ? "f32x4.pmin" : "f32.min"} ${a} ${b})`;
+  }
+  /** Float bits as int. */
+  fBits(a: string) {
+    return this.vector ? a : `(i32.reinterpret_f32 ${a})`;
   }
   /** Reinterpret int bits as float. */
   bitsToF(a: string) {
@@ -159,10 +174,14 @@ function expOf(
   tag: string,
   clamp: readonly [number, number],
 ): { code: string[]; value: string } {
-  const c = e.min(e.max(x, e.f(clamp[0])), e.f(clamp[1]));
+  // Clamp (pmax/pmin keep a NaN input), then k = round(x·log2 e) by the 1.5·2²³ trick: adding it
+  // rounds to an integer in float32 and leaves the integer in the low mantissa bits, so k as a
+  // float is j − M and as an int bits(j) − bits(M) (no float→int conversion instructions).
+  const c = e.pmin(e.pmax(x, e.f(clamp[0])), e.f(clamp[1]));
   const code = [
     e.let(`${tag}x`, "f", c),
-    e.let(`${tag}k`, "f", e.nearest(e.mul(e.get(`${tag}x`), e.f(Math.LOG2E)))),
+    e.let(`${tag}j`, "f", e.add(e.mul(e.get(`${tag}x`), e.f(Math.LOG2E)), e.f(ROUND_MAGIC))),
+    e.let(`${tag}k`, "f", e.sub(e.get(`${tag}j`), e.f(ROUND_MAGIC))),
     e.let(
       `${tag}r`,
       "f",
@@ -180,7 +199,7 @@ function expOf(
     p = e.add(e.mul(p, r), e.f(k));
   }
   code.push(e.let(`${tag}p`, "f", e.add(e.add(e.mul(e.mul(p, r), r), r), e.f(1))));
-  code.push(e.let(`${tag}i`, "i", e.ftoi(e.get(`${tag}k`))));
+  code.push(e.let(`${tag}i`, "i", e.isub(e.fBits(e.get(`${tag}j`)), e.i(ROUND_MAGIC_BITS))));
   code.push(e.let(`${tag}h`, "i", e.shrS(e.get(`${tag}i`), 1)));
   const pow2 = (k: string) => e.bitsToF(e.shl(e.iadd(k, e.i(127)), 23));
   return {
@@ -191,6 +210,11 @@ function expOf(
     ),
   };
 }
+
+/** 1.5·2²³: float32 values in [2²³, 2²⁴) have unit spacing, so adding it rounds to an integer. */
+const ROUND_MAGIC = 12582912;
+/** Its float32 bit pattern. */
+const ROUND_MAGIC_BITS = 0x4b400000;
 
 /** Argument range of the general exp kernel (IEEE overflow and underflow). */
 const EXP_IEEE: readonly [number, number] = [-104, 89];
@@ -371,11 +395,16 @@ function kernelWat(k: KernelSpec): string {
     ...floats.map((p) => `(local.set $${p}_v (f32x4.splat (local.get $${p})))`),
   ].join("\n    ");
   const splatLocals = [...ints, ...floats].map((p) => `(local $${p}_v v128)`).join(" ");
+  const constLocals = [...ve.constants.values()].map((n) => `(local ${n} v128)`).join(" ");
+  const constSets = [...ve.constants].map(([splat, n]) => `(local.set ${n} ${splat})`).join(
+    "\n    ",
+  );
   return `
   (func (export "${k.name}") ${params}
-    (local $i i32) (local $end4 i32) ${splatLocals}
+    (local $i i32) (local $end4 i32) ${splatLocals} ${constLocals}
     ${ve.declarations("_v")} ${se.declarations("_s")}
     ${splats}
+    ${constSets}
     (local.set $end4 (i32.and (local.get $n) (i32.const -4)))
     (block $vdone (loop $vloop
       (br_if $vdone (i32.ge_u (local.get $i) (local.get $end4)))
