@@ -24,7 +24,9 @@ import {
   gatedGelu,
   rmsNorm,
 } from "../fused.ts";
-import { registerWebgpuKernels, selfCheckWebgpuKernels } from "./mod.ts";
+import { registerWebgpuKernels, selfCheckWebgpuKernels, unregisterWebgpuKernels } from "./mod.ts";
+import { preset } from "../config.ts";
+import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../t5.ts";
 import { rowProgramSource } from "./fused_kernels.ts";
 import { createOptimizer } from "../../benchmarks/optim.ts";
 import { uniformValues } from "../../benchmarks/rng.ts";
@@ -180,5 +182,86 @@ fusedTest(
       tf.unregisterKernel(GATED_GELU, "webgpu");
       tf.registerKernel(real);
     }
+  },
+);
+
+/**
+ * Counts, for one T5 training step on webgpu, the programs dispatched and the bytes uploaded from
+ * JavaScript (dropout masks drawn by tf.dropout, constants), by wrapping two methods of tfjs's
+ * WebGPUBackend (internal API: `runWebGPUProgram`, `uploadToGPU`, `tensorMap`).
+ */
+async function countStep(custom: boolean): Promise<{ programs: number; uploadBytes: number }> {
+  if (custom) assert.ok(registerWebgpuKernels());
+  const be = tf.backend() as unknown as Record<string, unknown> & {
+    tensorMap: Map<unknown, { resource?: unknown; values?: ArrayBufferView }>;
+  };
+  const run = be["runWebGPUProgram"] as (...a: unknown[]) => unknown;
+  const upload = be["uploadToGPU"] as (...a: unknown[]) => unknown;
+  let programs = 0;
+  let uploadBytes = 0;
+  be["runWebGPUProgram"] = function (this: unknown, ...a: unknown[]) {
+    programs++;
+    return run.apply(this, a);
+  };
+  be["uploadToGPU"] = function (this: unknown, ...a: unknown[]) {
+    const d = be.tensorMap.get(a[0]);
+    if (d !== undefined && d.resource == null) uploadBytes += d.values?.byteLength ?? 0;
+    return upload.apply(this, a);
+  };
+  try {
+    const config = { ...preset("tiny-v1_1"), vocabSize: 256 };
+    const model = initT5(config, { seed: 1 });
+    const [b, li, lt] = [2, 16, 4];
+    const inputIds = tf.tensor2d(
+      Int32Array.from({ length: b * li }, (_, i) => 2 + i),
+      [b, li],
+      "int32",
+    );
+    const attentionMask = tf.ones([b, li]) as tf.Tensor2D;
+    const labels = tf.tensor2d(
+      Int32Array.from({ length: b * lt }, (_, i) => 3 + i),
+      [b, lt],
+      "int32",
+    );
+    const decoderInputIds = shiftRight(labels, config);
+    const vars = [...model.params.values()];
+    const step = async () => {
+      const r = tf.variableGrads(() =>
+        crossEntropyLoss(
+          forward(model, { inputIds, attentionMask, decoderInputIds }, {
+            training: true,
+            dropoutSeed: 1,
+          }).logits,
+          labels,
+        ), vars);
+      await r.value.data();
+      tf.dispose([r.value, ...Object.values(r.grads)]);
+    };
+    await step(); // warm-up: weights uploaded once
+    programs = 0;
+    uploadBytes = 0;
+    await step();
+    tf.dispose([inputIds, attentionMask, labels, decoderInputIds]);
+    disposeT5(model);
+    return { programs, uploadBytes };
+  } finally {
+    be["runWebGPUProgram"] = run;
+    be["uploadToGPU"] = upload;
+    unregisterWebgpuKernels();
+  }
+}
+
+gpuTest(
+  "a T5 training step with the fused kernels: fewer dispatches, no mask uploads",
+  async () => {
+    const stock = await countStep(false);
+    const fused = await countStep(true);
+    // Measured on the software adapter: 751 → 435 programs, 197,644 → 14,028 bytes uploaded (the
+    // rest are scalar constants that tfjs creates on the CPU for ops such as x·0.5).
+    assert.ok(fused.programs < 0.7 * stock.programs, `${fused.programs} vs ${stock.programs}`);
+    assert.ok(
+      fused.uploadBytes < stock.uploadBytes / 5,
+      `${fused.uploadBytes} vs ${stock.uploadBytes}`,
+    );
   },
 );
