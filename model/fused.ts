@@ -45,6 +45,13 @@ export const RMS_NORM = "HpRmsNorm";
 /** Kernel name of the RMS norm's gradient (inputs `x`, `w`, `dy`; outputs `[dx, dw]`). */
 export const RMS_NORM_GRAD = "HpRmsNormGrad";
 /**
+ * Kernel name of the attention softmax `softmax(x + bias + mask)` over the last axis (inputs
+ * `x` `[B, H, Q, K]`, `bias` and `mask` rank 4 with each of the first three dims 1 or full).
+ */
+export const ATTENTION_SOFTMAX = "HpAttentionSoftmax";
+/** Kernel name of the softmax gradient `p ⊙ (dy − Σ p ⊙ dy)` (inputs `p`, `dy`). */
+export const SOFTMAX_GRAD = "HpSoftmaxGrad";
+/**
  * Kernel name of one AdamW update (inputs `p`, `m`, `v`, `g`; attrs {@link AdamWAttrs}; outputs
  * the new `[p, m, v]`). Registered for webgpu; on wasm the update runs in place instead
  * (`model/wasm_kernels.ts` adamwInPlace).
@@ -340,6 +347,65 @@ export function rmsNorm(x: tf.Tensor, weight: tf.Tensor1D, eps: number): tf.Tens
 }
 
 // ---------------------------------------------------------------------------------------------
+// Attention softmax
+
+/** Sums `g` over the axes where `shape` is 1 and `g` is not, giving a tensor of `shape`. */
+function reduceTo(g: tf.Tensor, shape: readonly number[]): tf.Tensor {
+  const axes = shape.flatMap((d, i) => (d === 1 && g.shape[i] !== 1 ? [i] : []));
+  return axes.length === 0 ? g : tf.sum(g, axes, true);
+}
+
+/**
+ * Attention probabilities `softmax(scores + bias + mask)` over the key axis, as one kernel where
+ * the backend has it (webgpu: one dispatch forward, one for the gradient, instead of two Adds, a
+ * Softmax and ≈ 5 kernels backward) and as those stock ops elsewhere (cpu and wasm keep their
+ * exact numbers).
+ *
+ * @param scores `[B, H, Q, K]`
+ * @param bias position bias, rank 4, each of its first three dims 1 or equal to scores'
+ * @param mask additive mask, rank 4, likewise
+ * @returns `[B, H, Q, K]`
+ */
+export function attentionSoftmax(
+  scores: tf.Tensor4D,
+  bias?: tf.Tensor,
+  mask?: tf.Tensor,
+): tf.Tensor4D {
+  const k = scores.shape[3];
+  for (const [name, t] of [["bias", bias], ["mask", mask]] as const) {
+    if (
+      t !== undefined &&
+      (t.rank !== 4 || t.shape[3] !== k ||
+        t.shape.slice(0, 3).some((d, i) => d !== 1 && d !== scores.shape[i]))
+    ) {
+      throw new Error(
+        `model/fused.ts attentionSoftmax: ${name} ${JSON.stringify(t.shape)} does not broadcast ` +
+          `to scores ${JSON.stringify(scores.shape)}`,
+      );
+    }
+  }
+  if (
+    scores.dtype === "float32" && hasKernel(ATTENTION_SOFTMAX) && hasKernel(SOFTMAX_GRAD) &&
+    [bias, mask].every((t) => t === undefined || t.dtype === "float32")
+  ) {
+    return tf.tidy(() => {
+      const zero = () => tf.zeros([1, 1, 1, k]);
+      return tf.engine().runKernel(ATTENTION_SOFTMAX, {
+        x: scores,
+        bias: bias ?? zero(),
+        mask: mask ?? zero(),
+      }) as tf.Tensor4D;
+    });
+  }
+  return tf.tidy(() => {
+    let x: tf.Tensor = scores;
+    if (bias) x = tf.add(x, bias);
+    if (mask) x = tf.add(x, mask);
+    return tf.softmax(x, -1) as tf.Tensor4D;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
 // AdamW
 
 /** Constants of one AdamW update, as the kernels take them. */
@@ -397,6 +463,20 @@ export function registerFusedGradients(): void {
         dy: dy as tf.Tensor,
       }) as tf.Tensor[];
       return { a: () => da!, b: () => db! };
+    },
+  });
+  tf.registerGradient({
+    kernelName: ATTENTION_SOFTMAX,
+    inputsToSave: ["bias", "mask"],
+    outputsToSave: [true],
+    gradFunc: (dy, saved) => {
+      const [bias, mask, p] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
+      const dx = tf.engine().runKernel(SOFTMAX_GRAD, { p, dy: dy as tf.Tensor }) as tf.Tensor;
+      return {
+        x: () => dx,
+        bias: () => reduceTo(dx, bias.shape),
+        mask: () => reduceTo(dx, mask.shape),
+      };
     },
   });
   tf.registerGradient({

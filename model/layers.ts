@@ -12,7 +12,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { AttentionPrefix } from "./hooks.ts";
-import { dropout, gatedGelu } from "./fused.ts";
+import { attentionSoftmax, dropout, gatedGelu } from "./fused.ts";
 
 /**
  * Additive value for masked attention scores. Large enough that `exp` underflows to exactly 0 in
@@ -337,10 +337,8 @@ export function attention(
       ], 3);
     }
   }
-  let scores: tf.Tensor = tf.matMul(q, keys, false, true);
-  if (bias) scores = tf.add(scores, bias);
-  if (mask) scores = tf.add(scores, mask);
-  const probs = tf.softmax(scores, -1) as tf.Tensor4D;
+  const scores = tf.matMul(q, keys, false, true) as tf.Tensor4D;
+  const probs = attentionSoftmax(scores, bias, mask);
   let attn: tf.Tensor4D = probs;
   if (opts.dropout && opts.dropout.rate > 0) {
     attn = dropout(probs, opts.dropout.rate, opts.dropout.seed);

@@ -1,7 +1,8 @@
 /**
  * WGSL implementations of the fused kernels of `model/fused.ts` for the tfjs `webgpu` backend:
- * the dropout mask, gated GELU (forward and both gradients), T5's RMS norm (forward and
- * gradient) and the AdamW update.
+ * the dropout mask and dropout, gated GELU (forward and both gradients), T5's RMS norm (forward
+ * and gradient), the attention softmax with its position bias and mask (forward and gradient)
+ * and the AdamW update.
  *
  * Why: op by op, tfjs-webgpu runs the gated GELU as ≈ 8 dispatches forward and ≈ 12 backward,
  * the RMS norm as 6 and ≈ 12, AdamW as ≈ 12 per variable, and `tf.dropout` draws every mask in
@@ -21,6 +22,7 @@ import * as tf from "@tensorflow/tfjs";
 import {
   ADAMW,
   type AdamWAttrs,
+  ATTENTION_SOFTMAX,
   DROPOUT,
   DROPOUT_MASK,
   type DropoutMaskParams,
@@ -28,6 +30,7 @@ import {
   GATED_GELU_GRAD,
   RMS_NORM,
   RMS_NORM_GRAD,
+  SOFTMAX_GRAD,
 } from "../fused.ts";
 import type { WebGpuBackendLike, WebGpuProgramLike } from "./matmul_kernels.ts";
 
@@ -279,6 +282,124 @@ export class FusedRowProgram implements WebGpuProgramLike {
   }
 }
 
+/** Workgroup tree reduction of `arr` (ROW_THREADS entries) with `op` ("max" or "+"). */
+function reduceWgsl(arr: string, op: "max" | "+"): string[] {
+  const combine = op === "max"
+    ? `max(${arr}[t], ${arr}[t + stride])`
+    : `${arr}[t] + ${arr}[t + stride]`;
+  return [
+    `  workgroupBarrier();`,
+    `  for (var stride = ${ROW_THREADS / 2}; stride > 0; stride = stride >> 1u) {`,
+    `    if (t < stride) { ${arr}[t] = ${combine}; }`,
+    `    workgroupBarrier();`,
+    `  }`,
+  ];
+}
+
+/**
+ * The WGSL of the attention softmax (one workgroup per row of `k` scores): the row's bias and mask
+ * rows are found by broadcasting (a dimension of size 1 repeats), then max, sum of exp, and the
+ * normalised exp are computed in three strided passes with workgroup reductions. "grad" writes
+ * `p·(dy − Σ p·dy)` for the probabilities `P` and upstream `DY`.
+ */
+export function softmaxProgramSource(kind: "forward" | "grad"): string {
+  const t = ROW_THREADS;
+  const lines = [
+    `var<workgroup> wgRed : array<f32, ${t}>;`,
+    `fn main() {`,
+    `  let row = i32(workgroupId.x) + i32(workgroupId.y) * i32(numWorkgroups.x);`,
+    `  let valid = row < uniforms.rows;`,
+    `  let k = uniforms.k;`,
+    `  let base = row * k;`,
+    `  let t = i32(localId.x);`,
+  ];
+  if (kind === "forward") {
+    lines.push(
+      `  let q = row % uniforms.q;`,
+      `  let h = (row / uniforms.q) % uniforms.h;`,
+      `  let b = row / (uniforms.q * uniforms.h);`,
+      `  let bRow = (((b % uniforms.bb) * uniforms.bh + h % uniforms.bh) * uniforms.bq + q % uniforms.bq) * k;`,
+      `  let mRow = (((b % uniforms.mb) * uniforms.mh + h % uniforms.mh) * uniforms.mq + q % uniforms.mq) * k;`,
+      `  var m = -3.4028234663852886e38;`,
+      `  if (valid) {`,
+      `    for (var j = t; j < k; j = j + ${t}) { m = max(m, X[base + j] + BIAS[bRow + j] + MASK[mRow + j]); }`,
+      `  }`,
+      `  wgRed[t] = m;`,
+      ...reduceWgsl("wgRed", "max"),
+      `  let rowMax = wgRed[0];`,
+      `  workgroupBarrier();`,
+      `  var s = 0.0;`,
+      `  if (valid) {`,
+      `    for (var j = t; j < k; j = j + ${t}) { s = s + exp(X[base + j] + BIAS[bRow + j] + MASK[mRow + j] - rowMax); }`,
+      `  }`,
+      `  wgRed[t] = s;`,
+      ...reduceWgsl("wgRed", "+"),
+      `  let inv = 1.0 / wgRed[0];`,
+      `  if (valid) {`,
+      `    for (var j = t; j < k; j = j + ${t}) { result[base + j] = exp(X[base + j] + BIAS[bRow + j] + MASK[mRow + j] - rowMax) * inv; }`,
+      `  }`,
+      `}`,
+    );
+  } else {
+    lines.push(
+      `  var s = 0.0;`,
+      `  if (valid) {`,
+      `    for (var j = t; j < k; j = j + ${t}) { s = s + P[base + j] * DY[base + j]; }`,
+      `  }`,
+      `  wgRed[t] = s;`,
+      ...reduceWgsl("wgRed", "+"),
+      `  let rowDot = wgRed[0];`,
+      `  if (valid) {`,
+      `    for (var j = t; j < k; j = j + ${t}) { result[base + j] = P[base + j] * (DY[base + j] - rowDot); }`,
+      `  }`,
+      `}`,
+    );
+  }
+  return lines.join("\n");
+}
+
+/** The attention softmax or its gradient over `rows` rows of `k` (see {@link softmaxProgramSource}). */
+export class SoftmaxProgram implements WebGpuProgramLike {
+  /** @inheritdoc */
+  outputShape: number[];
+  /** @inheritdoc */
+  shaderKey: string;
+  /** @inheritdoc */
+  dispatchLayout = { x: [1], y: [0] };
+  /** @inheritdoc */
+  dispatch: [number, number, number];
+  /** @inheritdoc */
+  workgroupSize: [number, number, number] = [ROW_THREADS, 1, 1];
+  /** @inheritdoc */
+  variableNames: string[];
+  /** @inheritdoc */
+  uniforms: string;
+  private readonly kind: "forward" | "grad";
+
+  /**
+   * @param kind forward (inputs X, BIAS, MASK) or grad (inputs P, DY)
+   * @param rows rows
+   * @param k row length
+   * @param maxDispatch the device's `maxComputeWorkgroupsPerDimension`
+   */
+  constructor(kind: "forward" | "grad", rows: number, k: number, maxDispatch: number) {
+    this.kind = kind;
+    this.outputShape = [rows, k];
+    this.dispatch = grid(rows, maxDispatch);
+    this.variableNames = kind === "forward" ? ["X", "BIAS", "MASK"] : ["P", "DY"];
+    this.uniforms = kind === "forward"
+      ? "rows : i32, k : i32, h : i32, q : i32, bb : i32, bh : i32, bq : i32, mb : i32, " +
+        "mh : i32, mq : i32,"
+      : "rows : i32, k : i32,";
+    this.shaderKey = `hpFusedSoftmax_${kind}`;
+  }
+
+  /** @inheritdoc */
+  getUserCode(): string {
+    return softmaxProgramSource(this.kind);
+  }
+}
+
 /**
  * `dw[j] = Σ_rows dy[r, j]·x[r, j]·rinv[r]`: one thread per column, rows summed in order.
  */
@@ -481,6 +602,52 @@ export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => 
       return [reshape(backend, dx2, [...x.shape]), dw];
     } finally {
       for (const t of [x2, dy2, dx2, rinv]) if (t !== undefined) backend.disposeData(t.dataId);
+    }
+  }],
+  [ATTENTION_SOFTMAX, ({ inputs, backend }) => {
+    const x = need(inputs, "x");
+    const bias = need(inputs, "bias");
+    const mask = need(inputs, "mask");
+    const [b, h, q, k] = x.shape as [number, number, number, number];
+    const rows = b * h * q;
+    const max = backend.device.limits.maxComputeWorkgroupsPerDimension;
+    const x2 = reshape(backend, x, [rows, k]);
+    const i32 = (v: number) => ({ type: "int32", data: [v] });
+    try {
+      const out = backend.runWebGPUProgram(
+        new SoftmaxProgram("forward", rows, k, max),
+        [x2, bias, mask],
+        "float32",
+        [rows, k, h, q, ...bias.shape.slice(0, 3), ...mask.shape.slice(0, 3)].map(i32),
+      );
+      const shaped = reshape(backend, out, [b, h, q, k]);
+      backend.disposeData(out.dataId);
+      return shaped;
+    } finally {
+      backend.disposeData(x2.dataId);
+    }
+  }],
+  [SOFTMAX_GRAD, ({ inputs, backend }) => {
+    const p = need(inputs, "p");
+    const dy = need(inputs, "dy");
+    const k = p.shape[p.shape.length - 1]!;
+    const rows = sizeOf(p.shape) / k;
+    const max = backend.device.limits.maxComputeWorkgroupsPerDimension;
+    const p2 = reshape(backend, p, [rows, k]);
+    const dy2 = reshape(backend, dy, [rows, k]);
+    try {
+      const out = backend.runWebGPUProgram(
+        new SoftmaxProgram("grad", rows, k, max),
+        [p2, dy2],
+        "float32",
+        [{ type: "int32", data: [rows] }, { type: "int32", data: [k] }],
+      );
+      const shaped = reshape(backend, out, [...p.shape]);
+      backend.disposeData(out.dataId);
+      return shaped;
+    } finally {
+      backend.disposeData(p2.dataId);
+      backend.disposeData(dy2.dataId);
     }
   }],
   [ADAMW, ({ inputs, backend, attrs }) => {

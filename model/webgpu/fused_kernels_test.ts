@@ -16,6 +16,7 @@ import "@tensorflow/tfjs-backend-webgpu";
 import assert from "node:assert/strict";
 import {
   ADAMW,
+  attentionSoftmax,
   dropout,
   dropoutMask,
   dropoutMaskParams,
@@ -124,6 +125,41 @@ fusedTest("webgpu RMS norm: forward and gradients match float64", async () => {
     tf.dispose([xt, wt, dyt, y, dx!, dw!]);
     assert.equal(tf.memory().numTensors, before, "tensors leaked");
   }
+});
+
+fusedTest("webgpu attention softmax with bias and mask: probabilities and gradients", async () => {
+  const shape: [number, number, number, number] = [2, 3, 5, 7]; // 7 keys: fewer than the 64 threads of a row, not a multiple of 4
+  const sv = uniformValues(2 * 3 * 5 * 7, 51).map((v) => 4 * v);
+  const bv = uniformValues(3 * 5 * 7, 52);
+  const mv = Float32Array.from({ length: 2 * 7 }, (_, i) => (i === 3 || i === 12 ? -1e9 : 0));
+  const dyv = uniformValues(sv.length, 53);
+  const run = async () => {
+    const s0 = tf.tensor(sv, shape) as tf.Tensor4D;
+    const b0 = tf.tensor(bv, [1, 3, 5, 7]);
+    const m0 = tf.tensor(mv, [2, 1, 1, 7]);
+    const dy = tf.tensor(dyv, shape);
+    const p = attentionSoftmax(s0, b0, m0);
+    const [ds, db] = tf.grads((x: tf.Tensor, y: tf.Tensor) =>
+      attentionSoftmax(x as tf.Tensor4D, y, m0)
+    )([s0, b0], dy);
+    const out = await Promise.all([p, ds!, db!].map((t) => t.data() as Promise<Float32Array>));
+    tf.dispose([s0, b0, m0, dy, p, ds!, db!]);
+    return out;
+  };
+  const got = await run();
+  await tf.setBackend("cpu"); // the composite: Add, Add, Softmax and tfjs's gradients
+  const want = await run();
+  await tf.setBackend("webgpu");
+  // Float32 sums over 7 keys (and, for the bias, 2 batch rows) in another order: 1e-5 relative
+  // to the largest value.
+  for (const [i, name] of ["probs", "d scores", "d bias"].entries()) {
+    assertClose(got[i]!, want[i]!, 1e-5, name, 1e-6 * maxAbs(want[i]!));
+  }
+  assert.equal(got[0]![3], 0, "masked key gets probability 0");
+  assert.throws(
+    () => attentionSoftmax(tf.zeros([2, 3, 5, 7]) as tf.Tensor4D, tf.zeros([1, 2, 5, 7])),
+    /bias \[1,2,5,7\] does not broadcast/,
+  );
 });
 
 fusedTest("webgpu AdamW kernel: optim.ts AdamW matches float64 over 3 steps", async () => {
@@ -256,7 +292,7 @@ gpuTest(
   async () => {
     const stock = await countStep(false);
     const fused = await countStep(true);
-    // Measured on the software adapter: 751 → 435 programs, 197,644 → 14,028 bytes uploaded (the
+    // Measured on the software adapter: 751 → 407 programs, 197,644 → 14,156 bytes uploaded (the
     // rest are scalar constants that tfjs creates on the CPU for ops such as x·0.5).
     assert.ok(fused.programs < 0.7 * stock.programs, `${fused.programs} vs ${stock.programs}`);
     assert.ok(
