@@ -244,8 +244,8 @@ export function rowProgramSource(kind: "norm" | "dx" | "rinv"): string {
   return lines.filter((l) => l !== "").join("\n");
 }
 
-/** A row program over `rows` rows of `d` (see {@link rowProgramSource}). */
-export class FusedRowProgram implements WebGpuProgramLike {
+/** Common shape of the programs that give each row of the output one workgroup. */
+abstract class RowProgramBase implements WebGpuProgramLike {
   /** @inheritdoc */
   outputShape: number[];
   /** @inheritdoc */
@@ -259,7 +259,35 @@ export class FusedRowProgram implements WebGpuProgramLike {
   /** @inheritdoc */
   variableNames: string[];
   /** @inheritdoc */
-  uniforms = "rows : i32, d : i32, eps : f32,";
+  uniforms: string;
+
+  /**
+   * @param outputShape `[rows, columns]`
+   * @param maxDispatch the device's `maxComputeWorkgroupsPerDimension`
+   * @param variableNames input bindings
+   * @param uniforms extra uniform fields
+   * @param shaderKey cache key
+   */
+  constructor(
+    outputShape: [number, number],
+    maxDispatch: number,
+    variableNames: string[],
+    uniforms: string,
+    shaderKey: string,
+  ) {
+    this.outputShape = outputShape;
+    this.dispatch = grid(outputShape[0], maxDispatch);
+    this.variableNames = variableNames;
+    this.uniforms = uniforms;
+    this.shaderKey = shaderKey;
+  }
+
+  /** @inheritdoc */
+  abstract getUserCode(): string;
+}
+
+/** A row program over `rows` rows of `d` (see {@link rowProgramSource}). */
+export class FusedRowProgram extends RowProgramBase {
   private readonly kind: "norm" | "dx" | "rinv";
 
   /**
@@ -269,11 +297,14 @@ export class FusedRowProgram implements WebGpuProgramLike {
    * @param maxDispatch the device's `maxComputeWorkgroupsPerDimension`
    */
   constructor(kind: "norm" | "dx" | "rinv", rows: number, d: number, maxDispatch: number) {
+    super(
+      kind === "rinv" ? [rows, 1] : [rows, d],
+      maxDispatch,
+      kind === "dx" ? ["X", "W", "DY"] : kind === "norm" ? ["X", "W"] : ["X"],
+      "rows : i32, d : i32, eps : f32,",
+      `hpFusedRow_${kind}`,
+    );
     this.kind = kind;
-    this.outputShape = kind === "rinv" ? [rows, 1] : [rows, d];
-    this.dispatch = grid(rows, maxDispatch);
-    this.variableNames = kind === "dx" ? ["X", "W", "DY"] : kind === "norm" ? ["X", "W"] : ["X"];
-    this.shaderKey = `hpFusedRow_${kind}`;
   }
 
   /** @inheritdoc */
@@ -359,21 +390,7 @@ export function softmaxProgramSource(kind: "forward" | "grad"): string {
 }
 
 /** The attention softmax or its gradient over `rows` rows of `k` (see {@link softmaxProgramSource}). */
-export class SoftmaxProgram implements WebGpuProgramLike {
-  /** @inheritdoc */
-  outputShape: number[];
-  /** @inheritdoc */
-  shaderKey: string;
-  /** @inheritdoc */
-  dispatchLayout = { x: [1], y: [0] };
-  /** @inheritdoc */
-  dispatch: [number, number, number];
-  /** @inheritdoc */
-  workgroupSize: [number, number, number] = [ROW_THREADS, 1, 1];
-  /** @inheritdoc */
-  variableNames: string[];
-  /** @inheritdoc */
-  uniforms: string;
+export class SoftmaxProgram extends RowProgramBase {
   private readonly kind: "forward" | "grad";
 
   /**
@@ -383,15 +400,17 @@ export class SoftmaxProgram implements WebGpuProgramLike {
    * @param maxDispatch the device's `maxComputeWorkgroupsPerDimension`
    */
   constructor(kind: "forward" | "grad", rows: number, k: number, maxDispatch: number) {
+    super(
+      [rows, k],
+      maxDispatch,
+      kind === "forward" ? ["X", "BIAS", "MASK"] : ["P", "DY"],
+      kind === "forward"
+        ? "rows : i32, k : i32, h : i32, q : i32, bb : i32, bh : i32, bq : i32, mb : i32, " +
+          "mh : i32, mq : i32,"
+        : "rows : i32, k : i32,",
+      `hpFusedSoftmax_${kind}`,
+    );
     this.kind = kind;
-    this.outputShape = [rows, k];
-    this.dispatch = grid(rows, maxDispatch);
-    this.variableNames = kind === "forward" ? ["X", "BIAS", "MASK"] : ["P", "DY"];
-    this.uniforms = kind === "forward"
-      ? "rows : i32, k : i32, h : i32, q : i32, bb : i32, bh : i32, bq : i32, mb : i32, " +
-        "mh : i32, mq : i32,"
-      : "rows : i32, k : i32,";
-    this.shaderKey = `hpFusedSoftmax_${kind}`;
   }
 
   /** @inheritdoc */
@@ -474,6 +493,32 @@ function sizeOf(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
+/**
+ * Runs `program` on `inputs`, each first viewed with its given shape (a reshape shares the
+ * buffer), and returns the output viewed as `outShape`; the temporary views are released.
+ */
+function runShaped(
+  backend: WebGpuBackendLike,
+  program: WebGpuProgramLike,
+  inputs: ReadonlyArray<readonly [tf.TensorInfo, number[]]>,
+  outShape: number[],
+  uniforms: { type: string; data: number[] }[] = [],
+): tf.TensorInfo {
+  const views = inputs.map(([t, shape]) => reshape(backend, t, shape));
+  try {
+    const out = backend.runWebGPUProgram(program, views, "float32", uniforms);
+    const shaped = reshape(backend, out, outShape);
+    backend.disposeData(out.dataId);
+    return shaped;
+  } finally {
+    for (const t of views) backend.disposeData(t.dataId);
+  }
+}
+
+function i32(v: number) {
+  return { type: "int32", data: [v] };
+}
+
 /** Runs an elementwise program on inputs by binding name and gives the result `shape`. */
 function runElementwise(
   backend: WebGpuBackendLike,
@@ -487,17 +532,9 @@ function runElementwise(
   const flat = ELEMENTWISE[kind].inputs.map((name) => {
     const t = inputs[name];
     if (t === undefined) throw new Error(`model/webgpu/fused_kernels.ts: ${kind} needs ${name}`);
-    return reshape(backend, t, [n]);
+    return [t, [n]] as [tf.TensorInfo, number[]];
   });
-  try {
-    const program = new FusedElementwiseProgram(kind, n, max);
-    const out = backend.runWebGPUProgram(program, flat, "float32", uniforms);
-    const shaped = reshape(backend, out, shape);
-    backend.disposeData(out.dataId);
-    return shaped;
-  } finally {
-    for (const t of flat) backend.disposeData(t.dataId);
-  }
+  return runShaped(backend, new FusedElementwiseProgram(kind, n, max), flat, shape, uniforms);
 }
 
 function f32(v: number) {
@@ -550,24 +587,13 @@ export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => 
     const d = w.shape[0]!;
     const rows = sizeOf(x.shape) / d;
     const max = backend.device.limits.maxComputeWorkgroupsPerDimension;
-    const x2 = reshape(backend, x, [rows, d]);
-    try {
-      const out = backend.runWebGPUProgram(
-        new FusedRowProgram("norm", rows, d, max),
-        [x2, w],
-        "float32",
-        [
-          { type: "int32", data: [rows] },
-          { type: "int32", data: [d] },
-          f32((attrs as { eps: number }).eps),
-        ],
-      );
-      const shaped = reshape(backend, out, [...x.shape]);
-      backend.disposeData(out.dataId);
-      return shaped;
-    } finally {
-      backend.disposeData(x2.dataId);
-    }
+    return runShaped(
+      backend,
+      new FusedRowProgram("norm", rows, d, max),
+      [[x, [rows, d]], [w, [d]]],
+      [...x.shape],
+      [i32(rows), i32(d), f32((attrs as { eps: number }).eps)],
+    );
   }],
   [RMS_NORM_GRAD, ({ inputs, backend, attrs }) => {
     const x = need(inputs, "x");
@@ -576,32 +602,32 @@ export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => 
     const d = w.shape[0]!;
     const rows = sizeOf(x.shape) / d;
     const max = backend.device.limits.maxComputeWorkgroupsPerDimension;
-    const eps = (attrs as { eps: number }).eps;
-    const dims = [{ type: "int32", data: [rows] }, { type: "int32", data: [d] }];
-    const x2 = reshape(backend, x, [rows, d]);
-    const dy2 = reshape(backend, dy, [rows, d]);
-    let dx2: tf.TensorInfo | undefined;
-    let rinv: tf.TensorInfo | undefined;
+    const u = [i32(rows), i32(d), f32((attrs as { eps: number }).eps)];
+    const dx = runShaped(
+      backend,
+      new FusedRowProgram("dx", rows, d, max),
+      [[x, [rows, d]], [w, [d]], [dy, [rows, d]]],
+      [...x.shape],
+      u,
+    );
+    const rinv = runShaped(
+      backend,
+      new FusedRowProgram("rinv", rows, d, max),
+      [[x, [rows, d]]],
+      [rows, 1],
+      u,
+    );
     try {
-      dx2 = backend.runWebGPUProgram(
-        new FusedRowProgram("dx", rows, d, max),
-        [x2, w, dy2],
-        "float32",
-        [...dims, f32(eps)],
-      );
-      rinv = backend.runWebGPUProgram(new FusedRowProgram("rinv", rows, d, max), [x2], "float32", [
-        ...dims,
-        f32(eps),
-      ]);
-      const dw = backend.runWebGPUProgram(
+      const dw = runShaped(
+        backend,
         new RmsNormDwProgram(rows, d, max),
-        [x2, dy2, rinv],
-        "float32",
-        dims,
+        [[x, [rows, d]], [dy, [rows, d]], [rinv, [rows, 1]]],
+        [d],
+        u.slice(0, 2),
       );
-      return [reshape(backend, dx2, [...x.shape]), dw];
+      return [dx, dw];
     } finally {
-      for (const t of [x2, dy2, dx2, rinv]) if (t !== undefined) backend.disposeData(t.dataId);
+      backend.disposeData(rinv.dataId);
     }
   }],
   [ATTENTION_SOFTMAX, ({ inputs, backend }) => {
@@ -611,21 +637,13 @@ export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => 
     const [b, h, q, k] = x.shape as [number, number, number, number];
     const rows = b * h * q;
     const max = backend.device.limits.maxComputeWorkgroupsPerDimension;
-    const x2 = reshape(backend, x, [rows, k]);
-    const i32 = (v: number) => ({ type: "int32", data: [v] });
-    try {
-      const out = backend.runWebGPUProgram(
-        new SoftmaxProgram("forward", rows, k, max),
-        [x2, bias, mask],
-        "float32",
-        [rows, k, h, q, ...bias.shape.slice(0, 3), ...mask.shape.slice(0, 3)].map(i32),
-      );
-      const shaped = reshape(backend, out, [b, h, q, k]);
-      backend.disposeData(out.dataId);
-      return shaped;
-    } finally {
-      backend.disposeData(x2.dataId);
-    }
+    return runShaped(
+      backend,
+      new SoftmaxProgram("forward", rows, k, max),
+      [[x, [rows, k]], [bias, [...bias.shape]], [mask, [...mask.shape]]],
+      [b, h, q, k],
+      [rows, k, h, q, ...bias.shape.slice(0, 3), ...mask.shape.slice(0, 3)].map(i32),
+    );
   }],
   [SOFTMAX_GRAD, ({ inputs, backend }) => {
     const p = need(inputs, "p");
@@ -633,22 +651,13 @@ export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => 
     const k = p.shape[p.shape.length - 1]!;
     const rows = sizeOf(p.shape) / k;
     const max = backend.device.limits.maxComputeWorkgroupsPerDimension;
-    const p2 = reshape(backend, p, [rows, k]);
-    const dy2 = reshape(backend, dy, [rows, k]);
-    try {
-      const out = backend.runWebGPUProgram(
-        new SoftmaxProgram("grad", rows, k, max),
-        [p2, dy2],
-        "float32",
-        [{ type: "int32", data: [rows] }, { type: "int32", data: [k] }],
-      );
-      const shaped = reshape(backend, out, [...p.shape]);
-      backend.disposeData(out.dataId);
-      return shaped;
-    } finally {
-      backend.disposeData(p2.dataId);
-      backend.disposeData(dy2.dataId);
-    }
+    return runShaped(
+      backend,
+      new SoftmaxProgram("grad", rows, k, max),
+      [[p, [rows, k]], [dy, [rows, k]]],
+      [...p.shape],
+      [i32(rows), i32(k)],
+    );
   }],
   [ADAMW, ({ inputs, backend, attrs }) => {
     const a = attrs as unknown as AdamWAttrs;
