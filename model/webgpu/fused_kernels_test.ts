@@ -1,7 +1,7 @@
 /**
  * Tests of the WGSL fused kernels (fused_kernels.ts) through the ops of model/fused.ts on the
- * webgpu backend, against the float64 references of model/fused_testing.ts and the JavaScript
- * dropout mask. They run on whatever adapter Deno's WebGPU gives (here the llvmpipe software
+ * webgpu backend, against the float64 references of model/fused_testing.ts, the JavaScript
+ * dropout mask, and tfjs's own kernels (the composite ops, on the cpu backend). They run on whatever adapter Deno's WebGPU gives (here the llvmpipe software
  * adapter; each shader costs seconds to compile the first time); without an adapter they are
  * ignored and their names say why.
  *
@@ -299,5 +299,61 @@ gpuTest(
       fused.uploadBytes < stock.uploadBytes / 5,
       `${fused.uploadBytes} vs ${stock.uploadBytes}`,
     );
+  },
+);
+
+fusedTest(
+  "fused webgpu kernels agree with tfjs's own kernels (the composite ops on cpu)",
+  async () => {
+    // Each op through the fused webgpu kernel and through tfjs's stock kernels (model/fused.ts's
+    // composite fallback, run on the cpu backend where no fused kernel is registered), on random
+    // inputs in [−3, 3]. Tolerance: max |difference| ≤ 1e-5 · max |value| (float32 chains of
+    // ≲ 20 operations differ by ≲ 2e-6 relative; the composite GELU's 1 + tanh cancels for
+    // negative inputs, an absolute error of ~1e-7 · |x·b|).
+    const a = uniformValues(6 * 40, 61).map((v) => 3 * v);
+    const b = uniformValues(6 * 40, 62).map((v) => 3 * v);
+    const w = uniformValues(40, 63).map((v) => v + 1.2);
+    const dy = uniformValues(6 * 40, 64);
+    const ops: [string, () => tf.Tensor[]][] = [
+      ["gatedGelu", () => {
+        const [x, y, g] = [tf.tensor(a, [6, 40]), tf.tensor(b, [6, 40]), tf.tensor(dy, [6, 40])];
+        const out = gatedGelu(x, y);
+        const grads = tf.grads((p: tf.Tensor, q: tf.Tensor) => gatedGelu(p, q))([x, y], g);
+        return [out, ...grads];
+      }],
+      ["rmsNorm", () => {
+        const [x, wt, g] = [tf.tensor(a, [6, 40]), tf.tensor1d(w), tf.tensor(dy, [6, 40])];
+        const out = rmsNorm(x, wt, 1e-6);
+        const grads = tf.grads((p: tf.Tensor, q: tf.Tensor) => rmsNorm(p, q as tf.Tensor1D, 1e-6))(
+          [x, wt],
+          g,
+        );
+        return [out, ...grads];
+      }],
+      ["dropout", () => {
+        const x = tf.tensor(a, [6, 40]);
+        return [dropout(x, 0.2, 9), tf.grad((p: tf.Tensor) => tf.sum(dropout(p, 0.2, 9)))(x)];
+      }],
+    ];
+    for (const [name, f] of ops) {
+      const got = await Promise.all(
+        tf.tidy(f).map(async (t) => {
+          const v = await t.data();
+          t.dispose();
+          return v;
+        }),
+      );
+      await tf.setBackend("cpu");
+      const want = await Promise.all(
+        tf.tidy(f).map(async (t) => {
+          const v = await t.data();
+          t.dispose();
+          return v;
+        }),
+      );
+      await tf.setBackend("webgpu");
+      assert.equal(got.length, want.length, name);
+      got.forEach((g, i) => assertClose(g, want[i]!, 0, `${name}[${i}]`, 1e-5 * maxAbs(want[i]!)));
+    }
   },
 );
