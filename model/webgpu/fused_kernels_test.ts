@@ -357,3 +357,12 @@ fusedTest(
     }
   },
 );
+
+gpuTest("registerWebgpuKernels({ fused: false }) installs the matMul alone", async () => {
+  assert.ok(registerWebgpuKernels({ fused: false }));
+  assert.equal(tf.getKernel(GATED_GELU, "webgpu"), undefined);
+  assert.ok(registerWebgpuKernels());
+  assert.ok(tf.getKernel(GATED_GELU, "webgpu") !== undefined);
+  unregisterWebgpuKernels();
+  assert.equal(tf.getKernel(GATED_GELU, "webgpu"), undefined);
+});

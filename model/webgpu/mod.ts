@@ -57,6 +57,12 @@ export interface WebgpuKernelOptions {
   readonly tile?: MatMulTileChoice;
   /** For "auto": prefer the largest tile giving at least this many workgroups. @default 256 */
   readonly minWorkgroups?: number;
+  /**
+   * Also register the fused kernels of `fused_kernels.ts` (dropout, gated GELU, RMS norm,
+   * attention softmax, AdamW); false installs the matMul alone, for A/B measurements.
+   * @default true
+   */
+  readonly fused?: boolean;
 }
 
 /** Counters of {@link registerWebgpuKernels}'s `BatchMatMul` since the last reset. */
@@ -102,12 +108,13 @@ function resolveOptions(opts: WebgpuKernelOptions): Required<WebgpuKernelOptions
   const tile = opts.tile ?? "auto";
   if (tile !== "auto") tileByName(tile);
   const minWorkgroups = opts.minWorkgroups ?? 256;
+  const fused = opts.fused ?? true;
   if (!Number.isInteger(minWorkgroups) || minWorkgroups < 1) {
     throw new Error(
       `model/webgpu/mod.ts registerWebgpuKernels: minWorkgroups must be a positive integer, got ${minWorkgroups}`,
     );
   }
-  return { cover, tile, minWorkgroups };
+  return { cover, tile, minWorkgroups, fused };
 }
 
 /**
@@ -160,7 +167,8 @@ export function registerWebgpuKernels(opts: WebgpuKernelOptions = {}): boolean {
   };
   tf.unregisterKernel("BatchMatMul", "webgpu");
   tf.registerKernel({ kernelName: "BatchMatMul", backendName: "webgpu", kernelFunc });
-  registerWebgpuFusedKernels();
+  if (options.fused) registerWebgpuFusedKernels();
+  else unregisterWebgpuFusedKernels();
   return true;
 }
 
