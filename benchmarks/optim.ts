@@ -9,7 +9,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { adamwInPlace, ownBuffer } from "../model/wasm_kernels.ts";
+import { adafactorInPlace, adamwInPlace, ownBuffer } from "../model/wasm_kernels.ts";
 import { adamwUpdate } from "../model/fused.ts";
 
 /** Adafactor options. Defaults are those of Mesh TensorFlow's `AdafactorOptimizer` (used by T5). */
@@ -167,6 +167,7 @@ class Adafactor extends SlotOptimizer implements Optimizer {
     const t = this.bumpStep();
     const beta2t = 1 - Math.pow(t, -c.decayRate);
     const baseLr = lr ?? Math.min(1e-2, 1 / Math.sqrt(t));
+    const fused = tf.getBackend() === "wasm";
     for (const [name, p] of params) {
       const g0 = grads.get(name);
       if (g0 === undefined) continue;
@@ -179,6 +180,25 @@ class Adafactor extends SlotOptimizer implements Optimizer {
         : undefined;
       const v = factored ? undefined : this.slot(`${name}/v`, shape);
       const m = c.beta1 > 0 ? this.slot(`${name}/m`, shape) : undefined;
+      // On wasm: the factored update of a matrix in three SIMD passes, in place (same formula;
+      // float32 sums in another order). Each backend always takes the same path, so resumed runs
+      // stay bit-identical.
+      if (fused && vr !== undefined && vc !== undefined && m === undefined && p.rank === 2) {
+        for (const x of [p, vr, vc]) ownBuffer(x);
+        if (
+          adafactorInPlace(p, vr, vc, g0, {
+            beta2t,
+            eps1: c.eps1,
+            clippingThreshold: c.clippingThreshold,
+            lr: baseLr,
+            multiplyByParameterScale: c.multiplyByParameterScale,
+            eps2: c.eps2,
+            weightDecay: c.weightDecay,
+          })
+        ) {
+          continue;
+        }
+      }
       tf.tidy(() => {
         const g = g0.toFloat();
         const g2 = tf.add(tf.square(g), c.eps1);

@@ -154,26 +154,75 @@ Deno.test("AdamW matches a float64 reference (op by op on cpu, fused on wasm)", 
   await tf.setBackend("cpu");
 });
 
-Deno.test("fused AdamW restores bit-identically while the saved slots are still alive", async () => {
+Deno.test("fused Adafactor on wasm matches the op-by-op update on cpu", async () => {
+  // Three steps on matrices whose rows are a multiple of 4 (SIMD path), are not (op by op on
+  // wasm too), and a vector; configurations exercise clipping, parameter scaling and weight
+  // decay. float32 sums in another order: 1e-5 relative to the parameter scale.
+  const shapes = [[6, 8], [5, 6], [8]];
+  const cfgs: OptimizerConfig[] = [
+    { kind: "adafactor" },
+    { kind: "adafactor", multiplyByParameterScale: true, weightDecay: 0.1 },
+    { kind: "adafactor", clippingThreshold: 0 },
+  ];
+  for (const cfg of cfgs) {
+    for (const shape of shapes) {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const p0 = Array.from({ length: n }, (_, i) => Math.sin(i + 1) * 0.5);
+      const gs = [1, 2, 3].map((k) => Array.from({ length: n }, (_, i) => Math.cos(i * k) * 0.3));
+      const run = async () => {
+        const init = tf.tensor(p0, shape);
+        const w = tf.variable(init);
+        init.dispose();
+        const opt = createOptimizer(cfg);
+        for (const g of gs) {
+          const gt = tf.tensor(g, shape);
+          opt.apply(new Map([["w", w]]), new Map([["w", gt]]), 0.01);
+          gt.dispose();
+        }
+        const out = Array.from(await w.data());
+        opt.dispose();
+        w.dispose();
+        return out;
+      };
+      await usePath("cpu");
+      const want = await run();
+      await usePath("wasm+simd");
+      const got = await run();
+      close(got, want, `${JSON.stringify(cfg)} ${JSON.stringify(shape)}`);
+    }
+  }
+  await enableSimdKernels(undefined);
+  await tf.setBackend("cpu");
+});
+
+Deno.test("fused AdamW and Adafactor restore bit-identically while saved slots are alive", async () => {
   // The restored slots share their buffers with the saved tensors until those are disposed;
   // the fused update must copy them first (ownBuffer), not fall back to another formula.
-  for (const path of ["wasm", "wasm+simd"] as const) {
+  for (
+    const [path, cfg] of [["wasm", "adamw"], ["wasm+simd", "adamw"], [
+      "wasm+simd",
+      "adafactor",
+    ]] as const
+  ) {
     await usePath(path);
     const before = tf.memory().numTensors;
-    const grads = G2.concat(G2).map((g) => tf.tensor(g));
-    const wA = mkVar(P2);
-    const a = createOptimizer({ kind: "adamw" });
+    // [2, 4]: rows of a multiple of 4, so Adafactor takes its SIMD path on wasm.
+    const pad = (m: number[][], x: number) => m.map((r) => [...r, x]);
+    const P = pad(P2, 0.25);
+    const grads = G2.concat(G2).map((g, i) => tf.tensor(pad(g, 0.1 * (i - 2))));
+    const wA = mkVar(P);
+    const a = createOptimizer({ kind: cfg });
     for (const g of grads) a.apply(new Map([["w", wA]]), new Map([["w", g]]), 0.01);
-    const wB = mkVar(P2);
-    const b1 = createOptimizer({ kind: "adamw" });
+    const wB = mkVar(P);
+    const b1 = createOptimizer({ kind: cfg });
     for (const g of grads.slice(0, 3)) b1.apply(new Map([["w", wB]]), new Map([["w", g]]), 0.01);
     const saved = new Map([...b1.slots()].map(([k, v]) => [k, tf.tensor(v.dataSync(), v.shape)]));
     b1.dispose();
-    const b2 = createOptimizer({ kind: "adamw" });
+    const b2 = createOptimizer({ kind: cfg });
     b2.restore(3, saved);
     const keptW = wB.clone(); // a second owner of the parameter's buffer, as after a restore
     for (const g of grads.slice(3)) b2.apply(new Map([["w", wB]]), new Map([["w", g]]), 0.01);
-    assert.deepEqual(Array.from(await wB.data()), Array.from(await wA.data()), path);
+    assert.deepEqual(Array.from(await wB.data()), Array.from(await wA.data()), `${path} ${cfg}`);
     assert.notDeepEqual(Array.from(await keptW.data()), Array.from(await wB.data()), "copied");
     for (const t of saved.values()) t.dispose();
     tf.dispose([keptW, wA, wB, ...grads]);

@@ -29,6 +29,7 @@ import {
 } from "./fused.ts";
 import { activeSimdKernels, enableSimdKernels, simdModuleWat } from "./wasm_simd.ts";
 import {
+  adafactorInPlace,
   adamwInPlace,
   addInPlace,
   patchWasmElementwise,
@@ -356,6 +357,46 @@ Deno.test("addInPlace adds exactly like tf.add and refuses shared buffers", opts
   await enableSimdKernels(undefined);
   assert.equal(addInPlace(dst, src), false, "no SIMD kernels");
   tf.dispose([dst, src]);
+});
+
+Deno.test("adafactorInPlace runs where it can and refuses what it cannot", opts, async () => {
+  assert.ok(await tf.setBackend("wasm"));
+  const own = (shape: number[], fill: number) => {
+    const z = tf.fill(shape, fill);
+    const v = tf.variable(z, false);
+    z.dispose();
+    return v;
+  };
+  const h = {
+    beta2t: 0.5,
+    eps1: 1e-30,
+    clippingThreshold: 1,
+    lr: 0.01,
+    multiplyByParameterScale: false,
+    eps2: 1e-3,
+    weightDecay: 0,
+  };
+  const case_ = (rows: number, cols: number) => {
+    const p = own([rows, cols], 1);
+    const vr = own([rows], 0);
+    const vc = own([cols], 0);
+    const g = tf.fill([rows, cols], 0.5);
+    return { p, vr, vc, g, all: [p, vr, vc, g] };
+  };
+  const a = case_(3, 8);
+  assert.equal(adafactorInPlace(a.p, a.vr, a.vc, a.g, h), false, "no SIMD kernels");
+  await enableSimdKernels(tf.backend() as BackendWasm);
+  assert.ok(adafactorInPlace(a.p, a.vr, a.vc, a.g, h));
+  // g constant 0.5: vr = vc = 0.5·0.25 = 0.125, rf = 1, cf = 1/√0.125, u = 0.5·√8 = √2, RMS(u)
+  // = √2 > 1 so the update is clipped to RMS 1: p = 1 − 0.01·1.
+  assertClose(await a.p.data(), new Array(24).fill(0.99), 1e-6, "p");
+  assertClose(await a.vr.data(), [0.125, 0.125, 0.125], 1e-6, "vr");
+  const b = case_(3, 6);
+  assert.equal(adafactorInPlace(b.p, b.vr, b.vc, b.g, h), false, "cols not a multiple of 4");
+  const shared = tf.reshape(a.p, [-1]);
+  assert.equal(adafactorInPlace(a.p, a.vr, a.vc, a.g, h), false, "p shares its buffer");
+  tf.dispose([shared, ...a.all, ...b.all]);
+  await reset();
 });
 
 Deno.test("fused kernels are absent on cpu and registered on wasm", opts, async () => {

@@ -508,11 +508,85 @@ const RMS_NORM_WAT = `
       (local.set $r (i32.add (local.get $r) (i32.const 1)))
       (br $rloop))))`;
 
+/**
+ * Adafactor on a `[rows, cols]` parameter (`cols` a multiple of 4), in three passes:
+ * `sq_sums` writes `rowOut[r] = Σ_c (g² + eps1)` and adds `Σ_r (g² + eps1)` into `colOut[c]`;
+ * `scaled_row_sumsq` writes `out[r] = Σ_c (g·cf[c])²` (the caller multiplies by rf[r]² and adds
+ * the rows in double precision); `factored_update` sets `p ← p·decay − g·rf[r]·cf[c]·scale`.
+ */
+const ADAFACTOR_WAT = `
+  (func (export "sq_sums") (param $g i32) (param $rows i32) (param $cols i32) (param $eps1 f32)
+    (param $rowOut i32) (param $colOut i32)
+    (local $r i32) (local $j i32) (local $bytes i32) (local $acc v128) (local $v v128)
+    (local $e v128)
+    (local.set $bytes (i32.shl (local.get $cols) (i32.const 2)))
+    (local.set $e (f32x4.splat (local.get $eps1)))
+    (block $rdone (loop $rloop
+      (br_if $rdone (i32.ge_u (local.get $r) (local.get $rows)))
+      (local.set $acc (v128.const f32x4 0 0 0 0))
+      (local.set $j (i32.const 0))
+      (block $d1 (loop $l1
+        (br_if $d1 (i32.ge_u (local.get $j) (local.get $bytes)))
+        (local.set $v (v128.load (i32.add (local.get $g) (local.get $j))))
+        (local.set $v (f32x4.add (f32x4.mul (local.get $v) (local.get $v)) (local.get $e)))
+        (local.set $acc (f32x4.add (local.get $acc) (local.get $v)))
+        (v128.store (i32.add (local.get $colOut) (local.get $j))
+          (f32x4.add (v128.load (i32.add (local.get $colOut) (local.get $j))) (local.get $v)))
+        (local.set $j (i32.add (local.get $j) (i32.const 16)))
+        (br $l1)))
+      (f32.store (i32.add (local.get $rowOut) (i32.shl (local.get $r) (i32.const 2)))
+        ${hsum("(local.get $acc)")})
+      (local.set $g (i32.add (local.get $g) (local.get $bytes)))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br $rloop))))
+  (func (export "scaled_row_sumsq") (param $g i32) (param $cf i32) (param $rows i32)
+    (param $cols i32) (param $out i32)
+    (local $r i32) (local $j i32) (local $bytes i32) (local $acc v128) (local $v v128)
+    (local.set $bytes (i32.shl (local.get $cols) (i32.const 2)))
+    (block $rdone (loop $rloop
+      (br_if $rdone (i32.ge_u (local.get $r) (local.get $rows)))
+      (local.set $acc (v128.const f32x4 0 0 0 0))
+      (local.set $j (i32.const 0))
+      (block $d1 (loop $l1
+        (br_if $d1 (i32.ge_u (local.get $j) (local.get $bytes)))
+        (local.set $v (f32x4.mul (v128.load (i32.add (local.get $g) (local.get $j)))
+          (v128.load (i32.add (local.get $cf) (local.get $j)))))
+        (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v) (local.get $v))))
+        (local.set $j (i32.add (local.get $j) (i32.const 16)))
+        (br $l1)))
+      (f32.store (i32.add (local.get $out) (i32.shl (local.get $r) (i32.const 2)))
+        ${hsum("(local.get $acc)")})
+      (local.set $g (i32.add (local.get $g) (local.get $bytes)))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br $rloop))))
+  (func (export "factored_update") (param $p i32) (param $g i32) (param $rf i32) (param $cf i32)
+    (param $rows i32) (param $cols i32) (param $decay f32) (param $scale f32)
+    (local $r i32) (local $j i32) (local $bytes i32) (local $s v128) (local $d v128)
+    (local.set $bytes (i32.shl (local.get $cols) (i32.const 2)))
+    (local.set $d (f32x4.splat (local.get $decay)))
+    (block $rdone (loop $rloop
+      (br_if $rdone (i32.ge_u (local.get $r) (local.get $rows)))
+      (local.set $s (f32x4.splat (f32.mul (local.get $scale)
+        (f32.load (i32.add (local.get $rf) (i32.shl (local.get $r) (i32.const 2)))))))
+      (local.set $j (i32.const 0))
+      (block $d1 (loop $l1
+        (br_if $d1 (i32.ge_u (local.get $j) (local.get $bytes)))
+        (v128.store (i32.add (local.get $p) (local.get $j))
+          (f32x4.sub (f32x4.mul (v128.load (i32.add (local.get $p) (local.get $j))) (local.get $d))
+            (f32x4.mul (f32x4.mul (v128.load (i32.add (local.get $g) (local.get $j)))
+              (v128.load (i32.add (local.get $cf) (local.get $j)))) (local.get $s))))
+        (local.set $j (i32.add (local.get $j) (i32.const 16)))
+        (br $l1)))
+      (local.set $p (i32.add (local.get $p) (local.get $bytes)))
+      (local.set $g (i32.add (local.get $g) (local.get $bytes)))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br $rloop))))`;
+
 /** The whole module's WebAssembly text (exported for inspection and tests). */
 export function simdModuleWat(): string {
   return `(module\n  (memory (import "env" "memory") 1)${
     KERNELS.map(kernelWat).join("\n")
-  }\n${RMS_NORM_WAT}\n)`;
+  }\n${RMS_NORM_WAT}\n${ADAFACTOR_WAT}\n)`;
 }
 
 /** The compiled kernels, bound to one tfjs wasm heap. Pointers are heap byte offsets. */
@@ -564,6 +638,28 @@ export interface SimdKernels {
   add_into(dst: number, src: number, n: number): void;
   /** RMS norm of `rows` rows of `d` floats (`d % 4 === 0`): `out = x·r·w`. */
   rms_norm(out: number, x: number, w: number, rows: number, d: number, eps: number): void;
+  /** Adafactor pass 1: row sums into `rowOut`, column sums added into `colOut`, of g² + eps1. */
+  sq_sums(
+    g: number,
+    rows: number,
+    cols: number,
+    eps1: number,
+    rowOut: number,
+    colOut: number,
+  ): void;
+  /** Adafactor pass 2: `out[r] = Σ_c (g·cf[c])²`. */
+  scaled_row_sumsq(g: number, cf: number, rows: number, cols: number, out: number): void;
+  /** Adafactor pass 3: `p ← p·decay − g·rf[r]·cf[c]·scale`. */
+  factored_update(
+    p: number,
+    g: number,
+    rf: number,
+    cf: number,
+    rows: number,
+    cols: number,
+    decay: number,
+    scale: number,
+  ): void;
   /** Its gradient: writes `dx`, adds into `dw` (zero it first). */
   rms_norm_grad(
     dx: number,
