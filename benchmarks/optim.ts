@@ -10,7 +10,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { adafactorInPlace, adamwInPlace, ownBuffer } from "../model/wasm_kernels.ts";
-import { adamwUpdate } from "../model/fused.ts";
+import { adafactorUpdate, adamwUpdate } from "../model/fused.ts";
 
 /** Adafactor options. Defaults are those of Mesh TensorFlow's `AdafactorOptimizer` (used by T5). */
 export interface AdafactorConfig {
@@ -196,6 +196,26 @@ class Adafactor extends SlotOptimizer implements Optimizer {
             weightDecay: c.weightDecay,
           })
         ) {
+          continue;
+        }
+      }
+      // On webgpu: the factored update of a matrix as one fused kernel (five dispatches).
+      if (
+        vr !== undefined && vc !== undefined && m === undefined && p.rank === 2 &&
+        !c.multiplyByParameterScale
+      ) {
+        const next = adafactorUpdate(p, g0, vr, vc, {
+          beta2t,
+          eps1: c.eps1,
+          clippingThreshold: c.clippingThreshold,
+          lr: baseLr,
+          decay: c.weightDecay > 0 ? 1 - baseLr * c.weightDecay : 1,
+        });
+        if (next !== undefined) {
+          p.assign(next[0]);
+          vr.assign(next[1]);
+          vc.assign(next[2]);
+          tf.dispose(next);
           continue;
         }
       }

@@ -52,6 +52,13 @@ export const ATTENTION_SOFTMAX = "HpAttentionSoftmax";
 /** Kernel name of the softmax gradient `p ⊙ (dy − Σ p ⊙ dy)` (inputs `p`, `dy`). */
 export const SOFTMAX_GRAD = "HpSoftmaxGrad";
 /**
+ * Kernel name of one factored Adafactor update of a matrix without first moment (inputs `p`
+ * `[rows, cols]`, `g`, `vr` `[rows]`, `vc` `[cols]`; attrs {@link AdafactorAttrs}; outputs the
+ * new `[p, vr, vc]`). Registered for webgpu; on wasm the update runs in place instead
+ * (`model/wasm_kernels.ts` adafactorInPlace).
+ */
+export const ADAFACTOR = "HpAdafactor";
+/**
  * Kernel name of one AdamW update (inputs `p`, `m`, `v`, `g`; attrs {@link AdamWAttrs}; outputs
  * the new `[p, m, v]`). Registered for webgpu; on wasm the update runs in place instead
  * (`model/wasm_kernels.ts` adamwInPlace).
@@ -442,6 +449,50 @@ export function adamwUpdate(
   const out = tf.engine().runKernel(
     ADAMW,
     { p, m, v, g },
+    attrs as unknown as tf.NamedAttrMap,
+  ) as tf.Tensor[];
+  return [out[0]!, out[1]!, out[2]!];
+}
+
+/** Constants of one factored Adafactor update, as the kernels take them. */
+export interface AdafactorAttrs {
+  /** Second-moment decay of this step, 1 − t^(−decayRate). */
+  readonly beta2t: number;
+  /** Added to squared gradients. */
+  readonly eps1: number;
+  /** Update clipping threshold (≤ 0: none). */
+  readonly clippingThreshold: number;
+  /** Learning rate of this step. */
+  readonly lr: number;
+  /** 1 − lr·weightDecay. */
+  readonly decay: number;
+}
+
+/**
+ * One factored Adafactor update (Mesh TF / T5 form, no first moment, no parameter scaling) of
+ * a matrix as one fused kernel where the backend has one (webgpu: five dispatches instead of
+ * ≈ 25): `vr ← b·vr + (1−b)·mean_c(g² + ε1)`, `vc` likewise over rows,
+ * `u = g·rsqrt(vr/mean(vr))·rsqrt(vc)`, `p ← p·decay − lr·u / max(1, RMS(u)/threshold)`.
+ *
+ * @returns the new `[p, vr, vc]` (new tensors), or undefined where no kernel is registered or
+ *   the shapes are not a matrix with its two factored moments
+ */
+export function adafactorUpdate(
+  p: tf.Tensor,
+  g: tf.Tensor,
+  vr: tf.Tensor,
+  vc: tf.Tensor,
+  attrs: AdafactorAttrs,
+): [tf.Tensor, tf.Tensor, tf.Tensor] | undefined {
+  if (
+    !hasKernel(ADAFACTOR) || p.rank !== 2 || [p, g, vr, vc].some((t) => t.dtype !== "float32") ||
+    g.size !== p.size || vr.size !== p.shape[0] || vc.size !== p.shape[1]
+  ) {
+    return undefined;
+  }
+  const out = tf.engine().runKernel(
+    ADAFACTOR,
+    { p, g, vr, vc },
     attrs as unknown as tf.NamedAttrMap,
   ) as tf.Tensor[];
   return [out[0]!, out[1]!, out[2]!];

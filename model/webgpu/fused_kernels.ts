@@ -20,6 +20,8 @@
 
 import * as tf from "@tensorflow/tfjs";
 import {
+  ADAFACTOR,
+  type AdafactorAttrs,
   ADAMW,
   type AdamWAttrs,
   ATTENTION_SOFTMAX,
@@ -130,6 +132,28 @@ const ELEMENTWISE = {
         let v = uniforms.b2 * V[index] + uniforms.c2 * g * g;
         result[index] = P[index] * uniforms.decay -
           uniforms.step * m / (sqrt(v) * uniforms.invSqrtBc2 + uniforms.eps);`,
+  },
+  adafactorCol: {
+    // One thread per column: the new factored column moment of a [rows, cols] gradient.
+    inputs: ["G", "VC"],
+    uniforms: "rows : i32, cols : i32, b : f32, eps1 : f32,",
+    prelude: "",
+    body: `var s = 0.0;
+        for (var r = 0; r < uniforms.rows; r = r + 1) {
+          let v = G[r * uniforms.cols + index];
+          s = s + v * v + uniforms.eps1;
+        }
+        result[index] = VC[index] * uniforms.b + s / f32(uniforms.rows) * (1.0 - uniforms.b);`,
+  },
+  adafactorUpdate: {
+    // p·decay − g·rsqrt(vr[r])·rsqrt(vc[c])·F[0], F from adafactorFinalSource.
+    inputs: ["P", "G", "NVR", "NVC", "F"],
+    uniforms: "cols : i32, decay : f32,",
+    prelude: "",
+    body: `let r = index / uniforms.cols;
+        let c = index % uniforms.cols;
+        result[index] = P[index] * uniforms.decay -
+          G[index] * inverseSqrt(NVR[r]) * inverseSqrt(NVC[c]) * F[0];`,
   },
 } as const;
 
@@ -420,6 +444,100 @@ export class SoftmaxProgram extends RowProgramBase {
 }
 
 /**
+ * WGSL of the Adafactor row programs (one workgroup per row of a `[rows, cols]` gradient G):
+ * "vr" writes the new row moment `VR[r]·b + mean_c(g² + eps1)·(1 − b)`; "s" writes
+ * `Σ_c g² / NVC[c] / NVR[r]` (the row's share of Σ u² before the mean-of-rows factor).
+ */
+export function adafactorRowSource(kind: "vr" | "s"): string {
+  const t = ROW_THREADS;
+  const term = kind === "vr" ? `v * v + uniforms.eps1` : `v * v / NVC[j]`;
+  const done = kind === "vr"
+    ? `VR[row] * uniforms.b + wgRed[0] / f32(cols) * (1.0 - uniforms.b)`
+    : `wgRed[0] / NVR[row]`;
+  return [
+    `var<workgroup> wgRed : array<f32, ${t}>;`,
+    `fn main() {`,
+    `  let row = i32(workgroupId.x) + i32(workgroupId.y) * i32(numWorkgroups.x);`,
+    `  let valid = row < uniforms.rows;`,
+    `  let cols = uniforms.cols;`,
+    `  let t = i32(localId.x);`,
+    `  var s = 0.0;`,
+    `  if (valid) {`,
+    `    for (var j = t; j < cols; j = j + ${t}) { let v = G[row * cols + j]; s = s + ${term}; }`,
+    `  }`,
+    `  wgRed[t] = s;`,
+    ...reduceWgsl("wgRed", "+"),
+    `  if (valid && t == 0) { result[row] = ${done}; }`,
+    `}`,
+  ].join("\n");
+}
+
+/**
+ * WGSL of the Adafactor step factor (one workgroup): with meanR = mean(NVR) and
+ * S = Σ_r ROWS[r], the update u = g·rsqrt(vr/meanR)·rsqrt(vc) has RMS √(meanR·S/n); the factor
+ * written is √meanR · lr / max(1, RMS/threshold) (no clipping when threshold ≤ 0).
+ */
+export function adafactorFinalSource(): string {
+  const t = ROW_THREADS;
+  return [
+    `var<workgroup> wgRed : array<f32, ${t}>;`,
+    `var<workgroup> wgRed2 : array<f32, ${t}>;`,
+    `fn main() {`,
+    `  let t = i32(localId.x);`,
+    `  var s1 = 0.0;`,
+    `  var s2 = 0.0;`,
+    `  for (var r = t; r < uniforms.rows; r = r + ${t}) { s1 = s1 + NVR[r]; s2 = s2 + ROWS[r]; }`,
+    `  wgRed[t] = s1;`,
+    `  wgRed2[t] = s2;`,
+    `  workgroupBarrier();`,
+    `  for (var stride = ${t / 2}; stride > 0; stride = stride >> 1u) {`,
+    `    if (t < stride) {`,
+    `      wgRed[t] = wgRed[t] + wgRed[t + stride];`,
+    `      wgRed2[t] = wgRed2[t] + wgRed2[t + stride];`,
+    `    }`,
+    `    workgroupBarrier();`,
+    `  }`,
+    `  if (t == 0) {`,
+    `    let meanR = wgRed[0] / f32(uniforms.rows);`,
+    `    let rms = sqrt(meanR * wgRed2[0] / (f32(uniforms.rows) * f32(uniforms.cols)));`,
+    `    let clip = select(1.0, max(1.0, rms / uniforms.thr), uniforms.thr > 0.0);`,
+    `    result[0] = sqrt(meanR) * uniforms.lr / clip;`,
+    `  }`,
+    `}`,
+  ].join("\n");
+}
+
+/** One of the Adafactor workgroup programs (see {@link adafactorRowSource}). */
+export class AdafactorProgram extends RowProgramBase {
+  private readonly kind: "vr" | "s" | "final";
+
+  /**
+   * @param kind "vr" (inputs G, VR), "s" (G, NVR, NVC) or "final" (NVR, ROWS; one workgroup)
+   * @param rows rows of the parameter
+   * @param maxDispatch the device's `maxComputeWorkgroupsPerDimension`
+   */
+  constructor(kind: "vr" | "s" | "final", rows: number, maxDispatch: number) {
+    super(
+      kind === "final" ? [1, 1] : [rows, 1],
+      maxDispatch,
+      kind === "vr" ? ["G", "VR"] : kind === "s" ? ["G", "NVR", "NVC"] : ["NVR", "ROWS"],
+      kind === "vr"
+        ? "rows : i32, cols : i32, b : f32, eps1 : f32,"
+        : kind === "s"
+        ? "rows : i32, cols : i32,"
+        : "rows : i32, cols : i32, lr : f32, thr : f32,",
+      `hpFusedAdafactor_${kind}`,
+    );
+    this.kind = kind;
+  }
+
+  /** @inheritdoc */
+  getUserCode(): string {
+    return this.kind === "final" ? adafactorFinalSource() : adafactorRowSource(this.kind);
+  }
+}
+
+/**
  * `dw[j] = Σ_rows dy[r, j]·x[r, j]·rinv[r]`: one thread per column, rows summed in order.
  */
 export class RmsNormDwProgram implements WebGpuProgramLike {
@@ -532,7 +650,8 @@ function runElementwise(
   const flat = ELEMENTWISE[kind].inputs.map((name) => {
     const t = inputs[name];
     if (t === undefined) throw new Error(`model/webgpu/fused_kernels.ts: ${kind} needs ${name}`);
-    return [t, [n]] as [tf.TensorInfo, number[]];
+    // Programs index their inputs as flat arrays; most are n long, some (Adafactor) shorter.
+    return [t, [sizeOf(t.shape)]] as [tf.TensorInfo, number[]];
   });
   return runShaped(backend, new FusedElementwiseProgram(kind, n, max), flat, shape, uniforms);
 }
@@ -658,6 +777,57 @@ export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => 
       [...p.shape],
       [i32(rows), i32(k)],
     );
+  }],
+  [ADAFACTOR, ({ inputs, backend, attrs }) => {
+    const a = attrs as unknown as AdafactorAttrs;
+    const p = need(inputs, "p");
+    const g = need(inputs, "g");
+    const vr = need(inputs, "vr");
+    const vc = need(inputs, "vc");
+    const [rows, cols] = p.shape as [number, number];
+    const max = backend.device.limits.maxComputeWorkgroupsPerDimension;
+    const temps: tf.TensorInfo[] = [];
+    const keep = (t: tf.TensorInfo) => (temps.push(t), t);
+    try {
+      const nvr = keep(runShaped(
+        backend,
+        new AdafactorProgram("vr", rows, max),
+        [[g, [rows, cols]], [vr, [rows]]],
+        [rows],
+        [i32(rows), i32(cols), f32(a.beta2t), f32(a.eps1)],
+      ));
+      const nvc = keep(runElementwise(backend, "adafactorCol", { G: g, VC: vc }, [cols], [
+        i32(rows),
+        i32(cols),
+        f32(a.beta2t),
+        f32(a.eps1),
+      ]));
+      const rowS = keep(runShaped(
+        backend,
+        new AdafactorProgram("s", rows, max),
+        [[g, [rows, cols]], [nvr, [rows]], [nvc, [cols]]],
+        [rows],
+        [i32(rows), i32(cols)],
+      ));
+      const factor = keep(runShaped(
+        backend,
+        new AdafactorProgram("final", rows, max),
+        [[nvr, [rows]], [rowS, [rows]]],
+        [1],
+        [i32(rows), i32(cols), f32(a.lr), f32(a.clippingThreshold)],
+      ));
+      const np = runElementwise(
+        backend,
+        "adafactorUpdate",
+        { P: p, G: g, NVR: nvr, NVC: nvc, F: factor },
+        [rows, cols],
+        [i32(cols), f32(a.decay)],
+      );
+      // Views that outlive the temporaries (a reshape shares the buffer and counts a reference).
+      return [np, reshape(backend, nvr, [...vr.shape]), reshape(backend, nvc, [...vc.shape])];
+    } finally {
+      for (const t of temps) backend.disposeData(t.dataId);
+    }
   }],
   [ADAMW, ({ inputs, backend, attrs }) => {
     const a = attrs as unknown as AdamWAttrs;

@@ -15,6 +15,7 @@ import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-webgpu";
 import assert from "node:assert/strict";
 import {
+  ADAFACTOR,
   ADAMW,
   attentionSoftmax,
   dropout,
@@ -29,7 +30,7 @@ import { registerWebgpuKernels, selfCheckWebgpuKernels, unregisterWebgpuKernels 
 import { preset } from "../config.ts";
 import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../t5.ts";
 import { rowProgramSource } from "./fused_kernels.ts";
-import { createOptimizer } from "../../benchmarks/optim.ts";
+import { createOptimizer, type OptimizerConfig } from "../../benchmarks/optim.ts";
 import { uniformValues } from "../../benchmarks/rng.ts";
 import { gpuTest } from "./testing.ts";
 import {
@@ -161,6 +162,54 @@ fusedTest("webgpu attention softmax with bias and mask: probabilities and gradie
     /bias \[1,2,5,7\] does not broadcast/,
   );
 });
+
+fusedTest(
+  "webgpu Adafactor kernel: optim.ts Adafactor matches its op-by-op update on cpu",
+  async () => {
+    assert.ok(tf.getKernel(ADAFACTOR, "webgpu") !== undefined);
+    // Three steps on matrices (fused kernel, any width) and a vector (op by op), with clipping
+    // active, clipping off, and weight decay; float32 sums in another order: 1e-5 relative to the
+    // parameter scale.
+    const cfgs: OptimizerConfig[] = [
+      { kind: "adafactor" },
+      { kind: "adafactor", clippingThreshold: 0, weightDecay: 0.1 },
+    ];
+    for (const cfg of cfgs) {
+      for (const shape of [[6, 8], [5, 70], [9]]) {
+        const n = shape.reduce((a, b) => a * b, 1);
+        const p0 = Array.from({ length: n }, (_, i) => Math.sin(i + 1) * 0.5);
+        const gs = [1, 2, 3].map((k) => Array.from({ length: n }, (_, i) => Math.cos(i * k) * 0.3));
+        const run = async () => {
+          const init = tf.tensor(p0, shape);
+          const w = tf.variable(init);
+          init.dispose();
+          const opt = createOptimizer(cfg);
+          for (const g of gs) {
+            const gt = tf.tensor(g, shape);
+            opt.apply(new Map([["w", w]]), new Map([["w", gt]]), 0.01);
+            gt.dispose();
+          }
+          const out = await w.data();
+          const slots = await Promise.all([...opt.slots().values()].map((t) => t.data()));
+          opt.dispose();
+          w.dispose();
+          return [out, ...slots];
+        };
+        const before = tf.memory().numTensors;
+        const got = await run();
+        assert.equal(tf.memory().numTensors, before, "tensors leaked");
+        await tf.setBackend("cpu");
+        const want = await run();
+        await tf.setBackend("webgpu");
+        const what = `${JSON.stringify(cfg)} ${JSON.stringify(shape)}`;
+        assert.equal(got.length, want.length, what);
+        got.forEach((g, i) =>
+          assertClose(g, want[i]!, 1e-5, `${what} [${i}]`, 1e-6 * maxAbs(want[i]!))
+        );
+      }
+    }
+  },
+);
 
 fusedTest("webgpu AdamW kernel: optim.ts AdamW matches float64 over 3 steps", async () => {
   assert.ok(tf.getKernel(ADAMW, "webgpu") !== undefined);
