@@ -407,11 +407,12 @@ fusedTest(
   },
 );
 
-gpuTest("registerWebgpuKernels({ fused: false }) installs the matMul alone", async () => {
+gpuTest("registerWebgpuKernels({ fused: false }) installs the matMul alone", () => {
   assert.ok(registerWebgpuKernels({ fused: false }));
   assert.equal(tf.getKernel(GATED_GELU, "webgpu"), undefined);
   assert.ok(registerWebgpuKernels());
   assert.ok(tf.getKernel(GATED_GELU, "webgpu") !== undefined);
   unregisterWebgpuKernels();
   assert.equal(tf.getKernel(GATED_GELU, "webgpu"), undefined);
+  return Promise.resolve();
 });
