@@ -1,21 +1,24 @@
 /**
  * Fused ops of the T5 training step, each one custom tfjs kernel instead of a chain of small
- * ones: the dropout mask, the gated GELU feed-forward activation `gelu_new(a) ⊙ b`, and T5's RMS
- * layer norm (forward and backward).
+ * ones: dropout, the gated GELU feed-forward activation `gelu_new(a) ⊙ b`, T5's RMS layer norm,
+ * the attention softmax with its position bias and mask (each forward and backward), and the
+ * AdamW and factored Adafactor updates.
  *
  * Why: on the wasm backend a T5 1.1 Small step spent ≈ 100 ms per forward pass generating
  * dropout masks in JavaScript (`tf.dropout` draws them with tfjs's seedrandom, outside any
  * kernel) and ran the gated GELU as ≈ 8 elementwise kernels forward and ≈ 12 backward, each a
- * full pass over a `[batch, length, d_ff]` tensor. On webgpu the same chains are as many
- * dispatches, and `tf.dropout` uploads a JS-generated mask every call.
+ * full pass over a `[batch, length, d_ff]` tensor; the optimizers ran ≈ 12–25 kernels per
+ * variable. On webgpu the same chains are as many dispatches, and `tf.dropout` uploads a
+ * JS-generated mask every call.
  *
- * How: each op is a named kernel (`HpDropoutMask`, `HpGatedGelu`, `HpRmsNorm` and their
- * `…Grad` kernels) with a
- * gradient registered for it, so tfjs's autodiff sees one node. Implementations exist for the
- * `wasm` backend (loops over the wasm heap, {@link registerFusedWasmKernels}) and the `webgpu`
- * backend (WGSL, `model/webgpu/fused_kernels.ts`). On any other backend (`cpu`, `tensorflow`,
- * `webgl`) the ops fall back to the composite of stock ops, so the pure-JS backend keeps its
- * exact numbers.
+ * How: each op is a named kernel (`HpDropout`, `HpGatedGelu`, `HpRmsNorm`, `HpAttentionSoftmax`
+ * and their gradient kernels; `HpAdamW`, `HpAdafactor`) with a gradient registered for it, so
+ * tfjs's autodiff sees one node. Implementations exist for the `wasm` backend (SIMD kernels of
+ * `wasm_simd.ts` on the wasm heap, {@link registerFusedWasmKernels}; the optimizers update in
+ * place through `wasm_kernels.ts`) and the `webgpu` backend (WGSL,
+ * `model/webgpu/fused_kernels.ts`). On any other backend (`cpu`, `tensorflow`, `webgl`), and for
+ * the attention softmax on wasm, the ops fall back to the composite of stock ops, so the pure-JS
+ * backend keeps its exact numbers.
  *
  * The dropout mask is counter-based: element `i` of the mask for `seed` depends only on
  * `(seed, i)` through two rounds of the murmur3 finaliser, so every backend and every
