@@ -27,7 +27,7 @@ import { preset, PUBLISHED_PRESETS, type T5Config } from "../model/config.ts";
 import { disposeT5, initT5, t5FromTensors, type T5Model } from "../model/t5.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
 import { fetchHubModel, loadHfFolder } from "../model/checkpoint.ts";
-import { selectBackend } from "../model/backend.ts";
+import { explainBackendFailure, selectBackend } from "../model/backend.ts";
 import { getMethod } from "../model/methods/mod.ts";
 import { methodAccounting } from "../model/methods/accounting.ts";
 import {
@@ -243,8 +243,12 @@ export async function buildBackbone(spec: RunSpec, dataDir: string): Promise<Bac
  * @returns the run's result
  * @throws NonFiniteLossError (from the trainer) on a NaN/Inf loss; the caller writes no row
  */
-export function runOne(spec: RunSpec, opts: RunOneOptions): Promise<RunResult> {
-  return runOneWith(spec, opts, { scoreTask, groupScore, benchmarkAverage });
+export async function runOne(spec: RunSpec, opts: RunOneOptions): Promise<RunResult> {
+  try {
+    return await runOneWith(spec, opts, { scoreTask, groupScore, benchmarkAverage });
+  } catch (e) {
+    throw explainBackendFailure(e, `run ${spec.id}`);
+  }
 }
 
 /** Task metrics and the benchmark average (`tasks/mod.ts`; injectable for tests). */

@@ -390,6 +390,17 @@ export async function runGrid(
       const error = e instanceof Error ? e : new Error(String(e));
       failed.push({ spec, error });
       emit({ kind: "error", spec, index, error });
+      if ((error as { fatal?: unknown }).fatal === true) {
+        // The backend cannot run anything more in this process: report the rest as not run.
+        for (const [later, rest] of specs.slice(index + 1).entries()) {
+          const notRun = new Error(
+            `not run: an earlier run stopped the backend (${error.message})`,
+          );
+          failed.push({ spec: rest, error: notRun });
+          emit({ kind: "error", spec: rest, index: index + 1 + later, error: notRun });
+        }
+        break;
+      }
     }
   }
   return { done, skipped, failed };

@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { sharedPath } from "../model/shared_dir.ts";
+import * as tf from "@tensorflow/tfjs";
+import "@tensorflow/tfjs-backend-wasm";
+import { BackendFatalError, explainBackendFailure } from "../model/backend.ts";
 import { fakeRunOne } from "./_fake_run_one.ts";
 import {
   bareTaskName,
@@ -182,4 +185,38 @@ Deno.test("runGrid() writes one JSON per run, resumes, and survives a failing ru
   const r = JSON.parse(await Deno.readTextFile(join(out, runFileName(grid[0]!))));
   assert.equal(r.spec.id, grid[0]!.id);
   await Deno.remove(out, { recursive: true });
+});
+
+Deno.test("runGrid() stops at a fatal backend error and reports the rest as not run", async () => {
+  const out = await Deno.makeTempDir();
+  const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+  let calls = 0;
+  const runOne: typeof fakeRunOne = (spec, opts) => {
+    calls++;
+    if (spec.id === grid[1]!.id) {
+      return Promise.reject(new BackendFatalError("the wasm heap ran out"));
+    }
+    return fakeRunOne(spec, opts);
+  };
+  const s = await runGrid(grid, { outDir: out, dataDir: DATA, runOne });
+  assert.equal(calls, 2, "no run after the fatal one");
+  assert.equal(s.done, 1);
+  assert.equal(s.failed.length, grid.length - 1);
+  assert.match(s.failed[0]!.error.message, /heap ran out/);
+  assert.match(s.failed[1]!.error.message, /^not run: an earlier run stopped the backend/);
+  await Deno.remove(out, { recursive: true });
+});
+
+Deno.test("explainBackendFailure() turns a wasm trap into a fatal error that says what to do", async () => {
+  assert.ok(await tf.setBackend("wasm"));
+  const trap = new WebAssembly.RuntimeError("Aborted(). Build with -sASSERTIONS for more info.");
+  const e = explainBackendFailure(trap, "run x") as BackendFatalError;
+  assert.ok(e instanceof BackendFatalError && e.fatal);
+  assert.match(e.message, /^run x: the tfjs wasm module stopped \(Aborted\(\)\./);
+  assert.match(e.message, /train\.microBatchSize/);
+  assert.equal(e.cause, trap);
+  const other = new Error("unrelated");
+  assert.equal(explainBackendFailure(other, "run x"), other);
+  await tf.setBackend("cpu");
+  assert.equal(explainBackendFailure(trap, "run x"), trap, "only on the wasm backend");
 });

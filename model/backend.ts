@@ -419,6 +419,36 @@ export async function selectBackend(
 }
 
 /** The last {@link BackendInfo} from {@link selectBackend}, if tfjs still runs that backend. */
+/**
+ * An error after which the backend cannot be used again in this process (e.g. the tfjs wasm
+ * module aborted). `fatal` tells a caller running several jobs to stop instead of failing each.
+ */
+export class BackendFatalError extends Error {
+  /** Always true: later work on this backend would fail too. */
+  readonly fatal = true;
+  override readonly name = "BackendFatalError";
+}
+
+/**
+ * Explains a raw WebAssembly trap from the tfjs wasm module ("Aborted()", "memory access out of
+ * bounds": in practice its 4 GiB heap ran out) as a {@link BackendFatalError} that says what to
+ * change; any other error is returned as it is.
+ *
+ * @param e what was thrown
+ * @param context who was running, e.g. "run ci--tiny-v1_1--…"
+ * @returns the error to throw
+ */
+export function explainBackendFailure(e: unknown, context: string): unknown {
+  if (!(e instanceof WebAssembly.RuntimeError) || tf.getBackend() !== "wasm") return e;
+  return new BackendFatalError(
+    `${context}: the tfjs wasm module stopped (${e.message.split("\n")[0]}); this almost always ` +
+      `means its 4 GiB heap ran out. Run fewer examples per pass (train.microBatchSize), shorter ` +
+      `sequences or a smaller model, Adafactor instead of AdamW (no moment matrices), or a GPU ` +
+      `backend. The wasm module cannot be used again in this process.`,
+    { cause: e },
+  );
+}
+
 export function currentBackendInfo(): BackendInfo | undefined {
   if (current === undefined || tf.getBackend() !== current.tfBackend) return undefined;
   return current;
