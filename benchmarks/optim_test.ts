@@ -4,6 +4,7 @@ import "@tensorflow/tfjs-backend-wasm";
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import { createOptimizer, type OptimizerConfig } from "./optim.ts";
 import { enableSimdKernels } from "../model/wasm_simd.ts";
+import { threeSteps } from "./optim_testing.ts";
 
 await tf.setBackend("cpu");
 
@@ -166,29 +167,13 @@ Deno.test("fused Adafactor on wasm matches the op-by-op update on cpu", async ()
   ];
   for (const cfg of cfgs) {
     for (const shape of shapes) {
-      const n = shape.reduce((a, b) => a * b, 1);
-      const p0 = Array.from({ length: n }, (_, i) => Math.sin(i + 1) * 0.5);
-      const gs = [1, 2, 3].map((k) => Array.from({ length: n }, (_, i) => Math.cos(i * k) * 0.3));
-      const run = async () => {
-        const init = tf.tensor(p0, shape);
-        const w = tf.variable(init);
-        init.dispose();
-        const opt = createOptimizer(cfg);
-        for (const g of gs) {
-          const gt = tf.tensor(g, shape);
-          opt.apply(new Map([["w", w]]), new Map([["w", gt]]), 0.01);
-          gt.dispose();
-        }
-        const out = Array.from(await w.data());
-        opt.dispose();
-        w.dispose();
-        return out;
-      };
       await usePath("cpu");
-      const want = await run();
+      const want = await threeSteps(cfg, shape);
       await usePath("wasm+simd");
-      const got = await run();
-      close(got, want, `${JSON.stringify(cfg)} ${JSON.stringify(shape)}`);
+      const got = await threeSteps(cfg, shape);
+      const what = `${JSON.stringify(cfg)} ${JSON.stringify(shape)}`;
+      assert.equal(got.length, want.length, what);
+      got.forEach((g, i) => close(Array.from(g), Array.from(want[i]!), `${what} [${i}]`));
     }
   }
   await enableSimdKernels(undefined);

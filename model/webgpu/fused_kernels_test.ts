@@ -31,6 +31,7 @@ import { preset } from "../config.ts";
 import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../t5.ts";
 import { rowProgramSource } from "./fused_kernels.ts";
 import { createOptimizer, type OptimizerConfig } from "../../benchmarks/optim.ts";
+import { threeSteps } from "../../benchmarks/optim_testing.ts";
 import { uniformValues } from "../../benchmarks/rng.ts";
 import { gpuTest } from "./testing.ts";
 import {
@@ -176,25 +177,7 @@ fusedTest(
     ];
     for (const cfg of cfgs) {
       for (const shape of [[6, 8], [5, 70], [9]]) {
-        const n = shape.reduce((a, b) => a * b, 1);
-        const p0 = Array.from({ length: n }, (_, i) => Math.sin(i + 1) * 0.5);
-        const gs = [1, 2, 3].map((k) => Array.from({ length: n }, (_, i) => Math.cos(i * k) * 0.3));
-        const run = async () => {
-          const init = tf.tensor(p0, shape);
-          const w = tf.variable(init);
-          init.dispose();
-          const opt = createOptimizer(cfg);
-          for (const g of gs) {
-            const gt = tf.tensor(g, shape);
-            opt.apply(new Map([["w", w]]), new Map([["w", gt]]), 0.01);
-            gt.dispose();
-          }
-          const out = await w.data();
-          const slots = await Promise.all([...opt.slots().values()].map((t) => t.data()));
-          opt.dispose();
-          w.dispose();
-          return [out, ...slots];
-        };
+        const run = () => threeSteps(cfg, shape);
         const before = tf.memory().numTensors;
         const got = await run();
         assert.equal(tf.memory().numTensors, before, "tensors leaked");
