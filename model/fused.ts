@@ -55,6 +55,13 @@ export const ATTENTION_SOFTMAX = "HpAttentionSoftmax";
 /** Kernel name of the softmax gradient `p ⊙ (dy − Σ p ⊙ dy)` (inputs `p`, `dy`). */
 export const SOFTMAX_GRAD = "HpSoftmaxGrad";
 /**
+ * Kernel name of the per-token softmax cross-entropy (inputs `logits` `[n, V]`, `labels` int32
+ * `[n]` in [0, V); attr `eps` (label smoothing)); output `[n]`.
+ */
+export const SOFTMAX_XENT = "HpSoftmaxXent";
+/** Kernel name of its gradient (inputs `logits`, `labels`, `dy` `[n]`; output `[n, V]`). */
+export const SOFTMAX_XENT_GRAD = "HpSoftmaxXentGrad";
+/**
  * Kernel name of one factored Adafactor update of a matrix without first moment (inputs `p`
  * `[rows, cols]`, `g`, `vr` `[rows]`, `vc` `[cols]`; attrs {@link AdafactorAttrs}; outputs the
  * new `[p, vr, vc]`). Registered for webgpu; on wasm the update runs in place instead
@@ -416,6 +423,71 @@ export function attentionSoftmax(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Softmax cross-entropy
+
+/**
+ * Per-token softmax cross-entropy with label smoothing, `(1−ε)(lse − x[label]) + ε(lse − mean x)`
+ * per row, as one kernel forward and one backward where the backend has them (wasm: two SIMD
+ * passes per row instead of Max, Sub, Exp, Sum, Log, a gather and ≈ 8 kernels backward).
+ *
+ * @param logits `[n, V]` float32
+ * @param labels `[n]` int32 in [0, V) (map ignored positions to any valid label and weight them
+ *   out afterwards, as `crossEntropyLoss` does)
+ * @param eps label smoothing in [0, 1)
+ * @returns the `[n]` losses, or undefined where no kernel is registered (the caller then runs
+ *   its composite)
+ */
+export function softmaxCrossEntropy(
+  logits: tf.Tensor2D,
+  labels: tf.Tensor1D,
+  eps: number,
+): tf.Tensor1D | undefined {
+  if (
+    !hasKernel(SOFTMAX_XENT) || !hasKernel(SOFTMAX_XENT_GRAD) || logits.dtype !== "float32" ||
+    labels.dtype !== "int32" || labels.size !== logits.shape[0]
+  ) {
+    return undefined;
+  }
+  return tf.engine().runKernel(SOFTMAX_XENT, { logits, labels }, { eps }) as tf.Tensor1D;
+}
+
+/**
+ * Log-sum-exp and Σx of row `r` of the `[n, v]` logits `xv` for the wasm cross-entropy kernels:
+ * the SIMD `row_stats` pass when available (its three results land in `stats`), else a
+ * JavaScript loop in double precision.
+ */
+function xentRow(
+  simd: ReturnType<typeof activeSimdKernels>,
+  xv: Float32Array,
+  stats: Float32Array,
+  r: number,
+  v: number,
+): { lse: number; sum: number } {
+  if (simd !== undefined) {
+    simd.row_stats(xv.byteOffset + 4 * r * v, v, stats.byteOffset);
+    return { lse: stats[0]! + Math.log(stats[1]!), sum: stats[2]! };
+  }
+  let max = -Infinity;
+  let sum = 0;
+  for (let j = r * v; j < (r + 1) * v; j++) {
+    max = Math.max(max, xv[j]!);
+    sum += xv[j]!;
+  }
+  let se = 0;
+  for (let j = r * v; j < (r + 1) * v; j++) se += Math.exp(xv[j]! - max);
+  return { lse: max + Math.log(se), sum };
+}
+
+function checkLabel(label: number, v: number, r: number): number {
+  if (!(label >= 0 && label < v)) {
+    throw new Error(
+      `model/fused.ts softmaxCrossEntropy: label ${label} of row ${r} is not in [0, ${v})`,
+    );
+  }
+  return label;
+}
+
+// ---------------------------------------------------------------------------------------------
 // AdamW
 
 /** Constants of one AdamW update, as the kernels take them. */
@@ -534,6 +606,22 @@ export function registerFusedGradients(): void {
     },
   });
   tf.registerGradient({
+    kernelName: SOFTMAX_XENT,
+    inputsToSave: ["logits", "labels"],
+    gradFunc: (dy, saved, attrs) => {
+      const [logits, labels] = saved as [tf.Tensor, tf.Tensor];
+      return {
+        logits: () =>
+          tf.engine().runKernel(
+            SOFTMAX_XENT_GRAD,
+            { logits, labels, dy: dy as tf.Tensor },
+            attrs,
+          ) as tf.Tensor,
+        labels: () => tf.zerosLike(labels),
+      };
+    },
+  });
+  tf.registerGradient({
     kernelName: DROPOUT,
     gradFunc: (dy, _saved, attrs) => ({
       x: () => tf.engine().runKernel(DROPOUT, { x: dy as tf.Tensor }, attrs) as tf.Tensor,
@@ -618,6 +706,63 @@ const WASM_KERNELS: ReadonlyArray<[string, (args: WasmKernelArgs) => unknown]> =
     } else {
       fillDropoutMask(o, a);
       for (let i = 0; i < o.length; i++) o[i] = xv[i]! * o[i]!;
+    }
+    return out;
+  }],
+  [SOFTMAX_XENT, ({ inputs, backend, attrs }) => {
+    const simd = activeSimdKernels();
+    const logits = input(inputs, "logits");
+    const labels = inputs["labels"]!;
+    const eps = (attrs as { eps: number }).eps;
+    const [n, v] = logits.shape as [number, number];
+    const out = backend.makeOutput([n], "float32");
+    const stats = backend.makeOutput([3], "float32");
+    try {
+      const [ov, xv, sv] = heaps(backend, out, logits, stats);
+      const lv = backend.typedArrayFromHeap(labels) as Int32Array;
+      for (let r = 0; r < n; r++) {
+        const { lse, sum } = xentRow(simd, xv, sv, r, v);
+        const picked = xv[r * v + checkLabel(lv[r]!, v, r)]!;
+        ov[r] = eps > 0 ? (lse - picked) * (1 - eps) + (lse - sum / v) * eps : lse - picked;
+      }
+    } finally {
+      backend.disposeData(stats.dataId);
+    }
+    return out;
+  }],
+  [SOFTMAX_XENT_GRAD, ({ inputs, backend, attrs }) => {
+    const simd = activeSimdKernels();
+    const logits = input(inputs, "logits");
+    const labels = inputs["labels"]!;
+    const dy = input(inputs, "dy");
+    const eps = (attrs as { eps: number }).eps;
+    const [n, v] = logits.shape as [number, number];
+    const out = backend.makeOutput([n, v], "float32");
+    const stats = backend.makeOutput([3], "float32");
+    try {
+      const [ov, xv, dyv, sv] = heaps(backend, out, logits, dy, stats);
+      const lv = backend.typedArrayFromHeap(labels) as Int32Array;
+      for (let r = 0; r < n; r++) {
+        const { lse } = xentRow(simd, xv, sv, r, v);
+        const a = dyv[r]!;
+        if (simd === undefined) {
+          for (let j = r * v; j < (r + 1) * v; j++) {
+            ov[j] = a * Math.exp(xv[j]! - lse) - (a * eps) / v;
+          }
+        } else {
+          simd.exp_affine(
+            ov.byteOffset + 4 * r * v,
+            xv.byteOffset + 4 * r * v,
+            v,
+            lse,
+            a,
+            (a * eps) / v,
+          );
+        }
+        ov[r * v + checkLabel(lv[r]!, v, r)]! -= a * (1 - eps);
+      }
+    } finally {
+      backend.disposeData(stats.dataId);
     }
     return out;
   }],

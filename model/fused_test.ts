@@ -25,6 +25,7 @@ import {
   geluNew,
   registerFusedWasmKernels,
   rmsNorm,
+  SOFTMAX_XENT,
   unregisterFusedWasmKernels,
 } from "./fused.ts";
 import { activeSimdKernels, enableSimdKernels, simdModuleWat } from "./wasm_simd.ts";
@@ -36,6 +37,7 @@ import {
   unpatchWasmElementwise,
 } from "./wasm_kernels.ts";
 import { uniformValues } from "../benchmarks/rng.ts";
+import { crossEntropyLoss } from "./t5.ts";
 import {
   assertClose,
   assertGeluClose,
@@ -288,6 +290,55 @@ Deno.test("RMS norm: forward and gradients match float64 on every path", opts, a
     /must be \[4\]/,
   );
 });
+
+Deno.test(
+  "softmax cross-entropy: wasm kernels (SIMD and JS) equal the composite on cpu",
+  opts,
+  async () => {
+    // crossEntropyLoss through the fused kernels against tfjs's composite (logSumExp, gather) on
+    // cpu: loss and logits gradient, V = 37 (SIMD body + tail), an ignored label (−100), label
+    // smoothing 0 and 0.1. float32 sums over 37 logits: 1e-5 relative to the largest value.
+    const [b, l, v] = [2, 3, 37];
+    const logits = uniformValues(b * l * v, 71).map((x) => 6 * x);
+    const labels = [3, 36, -100, 0, 17, 5];
+    const run = async (eps: number) => {
+      const init = tf.tensor3d(logits, [b, l, v]);
+      const x = tf.variable(init);
+      init.dispose();
+      const y = tf.tensor2d(labels, [b, l], "int32");
+      const { value, grads } = tf.variableGrads(
+        () => crossEntropyLoss(x as tf.Tensor as tf.Tensor3D, y, { labelSmoothing: eps }),
+        [x],
+      );
+      const out = [
+        (await value.data()) as Float32Array,
+        (await grads[x.name]!.data()) as Float32Array,
+      ];
+      tf.dispose([x, y, value, ...Object.values(grads)]);
+      return out;
+    };
+    for (const eps of [0, 0.1]) {
+      const results: Float32Array[][] = [];
+      for (const path of ["cpu", "wasm-simd", "wasm-js"] as const) {
+        await use(path);
+        assert.equal(
+          tf.getKernel(SOFTMAX_XENT, tf.getBackend()) !== undefined,
+          path !== "cpu",
+          path,
+        );
+        const before = tf.memory().numTensors;
+        results.push(await run(eps));
+        assert.equal(tf.memory().numTensors, before, `${path}: tensors leaked`);
+      }
+      const [want, ...gots] = results;
+      for (const got of gots) {
+        assertClose(got[0]!, want![0]!, 1e-5, `loss eps=${eps}`);
+        assertClose(got[1]!, want![1]!, 0, `grad eps=${eps}`, 1e-5 * maxAbs(want![1]!));
+      }
+    }
+    await reset();
+  },
+);
 
 Deno.test("geluNew composite agrees with float64", () => {
   const y = tf.tidy(() => geluNew(tf.tensor1d([1, -2, 0])).dataSync());

@@ -19,7 +19,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { T5Config } from "./config.ts";
-import { dropout } from "./fused.ts";
+import { dropout, softmaxCrossEntropy } from "./fused.ts";
 import type { Stack, Sublayer, T5Hooks } from "./hooks.ts";
 import {
   attention,
@@ -676,16 +676,24 @@ export function crossEntropyLoss(
     const flat = logits.reshape([n, v]);
     const valid = tf.notEqual(labels.reshape([n]), -100);
     const safe = tf.where(valid, labels.reshape([n]), tf.zerosLike(labels.reshape([n])));
-    const lse = tf.logSumExp(flat, -1); // [n]
-    const rows = tf.range(0, n, 1, "int32");
-    const picked = gatherRows(
-      flat.reshape([n * v]),
-      tf.add(tf.mul(rows, tf.scalar(v, "int32")), safe),
+    // One fused kernel where the backend has it (wasm), else the composite below.
+    let perToken: tf.Tensor | undefined = softmaxCrossEntropy(
+      flat as tf.Tensor2D,
+      safe as tf.Tensor1D,
+      eps,
     );
-    let perToken = tf.sub(lse, picked);
-    if (eps > 0) {
-      const smooth = tf.sub(lse, tf.mean(flat, -1));
-      perToken = tf.add(tf.mul(perToken, 1 - eps), tf.mul(smooth, eps));
+    if (perToken === undefined) {
+      const lse = tf.logSumExp(flat, -1); // [n]
+      const rows = tf.range(0, n, 1, "int32");
+      const picked = gatherRows(
+        flat.reshape([n * v]),
+        tf.add(tf.mul(rows, tf.scalar(v, "int32")), safe),
+      );
+      perToken = tf.sub(lse, picked);
+      if (eps > 0) {
+        const smooth = tf.sub(lse, tf.mean(flat, -1));
+        perToken = tf.add(tf.mul(perToken, 1 - eps), tf.mul(smooth, eps));
+      }
     }
     const w = tf.cast(valid, "float32");
     const count = tf.maximum(tf.sum(w), 1);

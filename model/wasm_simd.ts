@@ -333,6 +333,16 @@ const KERNELS: readonly KernelSpec[] = [
     },
   },
   {
+    // Softmax cross-entropy gradient rows: out = a·exp(x − shift) − b.
+    name: "exp_affine",
+    ptrs: ["out", "x"],
+    floats: ["shift", "a", "b"],
+    body: (e) => {
+      const ex = expOf(e, e.sub(e.load("x"), e.pf("shift")), "e", EXP_IEEE);
+      return [...ex.code, e.store("out", e.sub(e.mul(e.pf("a"), ex.value), e.pf("b")))];
+    },
+  },
+  {
     // AdamW (PyTorch form), in place: m, v moments; p ← p·decay − step·m / (√v·invSqrtBc2 + eps).
     name: "adamw",
     ptrs: ["p", "m", "v", "g"],
@@ -416,6 +426,88 @@ function kernelWat(k: KernelSpec): string {
       ${rename(sbody, se.locals, "_s")}
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br $sloop))))`;
+}
+
+/**
+ * `row_stats(x, n, out)`: for one row of `n` floats writes `out[0] = max(x)` (NaN if any x is
+ * NaN), `out[1] = Σ exp(x − max)` and `out[2] = Σ x`, the statistics of a softmax
+ * cross-entropy (log-sum-exp = max + log out[1]; the caller takes the log).
+ */
+function rowStatsWat(): string {
+  const ve = new Emit(true);
+  const se = new Emit(false);
+  const vexp = expOf(ve, `(f32x4.sub (v128.load ${addr("x")}) (local.get $mvec))`, "v", EXP_IEEE);
+  const sexp = expOf(se, `(f32.sub (f32.load ${addr("x")}) (local.get $rmax))`, "s", EXP_IEEE);
+  const constLocals = [...ve.constants.values()].map((n) => `(local ${n} v128)`).join(" ");
+  const constSets = [...ve.constants].map(([splat, n]) => `(local.set ${n} ${splat})`).join(" ");
+  const loop = (label: string, step: number, end: string, body: string) => `
+    (local.set $i (i32.const 0))
+    ${label === "t" ? "(local.set $i (local.get $end4))" : ""}
+    (block $${label}done (loop $${label}loop
+      (br_if $${label}done (i32.ge_u (local.get $i) ${end}))
+      ${body}
+      (local.set $i (i32.add (local.get $i) (i32.const ${step})))
+      (br $${label}loop)))`;
+  const lane = (v: string, k: number) => `(f32x4.extract_lane ${k} ${v})`;
+  return `
+  (func (export "row_stats") (param $x i32) (param $n i32) (param $out i32)
+    (local $i i32) (local $end4 i32) (local $acc v128) (local $sum v128) (local $v v128)
+    (local $rmax f32) (local $sumx f32) (local $sume f32) (local $fv f32) (local $mvec v128)
+    ${constLocals} ${ve.declarations("")} ${se.declarations("")}
+    ${constSets}
+    (local.set $end4 (i32.and (local.get $n) (i32.const -4)))
+    (local.set $acc (f32x4.splat (f32.const -inf)))
+    (local.set $sum (v128.const f32x4 0 0 0 0))
+    (local.set $rmax (f32.const -inf))
+    ${
+    loop(
+      "a",
+      4,
+      "(local.get $end4)",
+      `(local.set $v (v128.load ${addr("x")}))
+      (local.set $acc (f32x4.max (local.get $acc) (local.get $v)))
+      (local.set $sum (f32x4.add (local.get $sum) (local.get $v)))`,
+    )
+  }
+    ${
+    loop(
+      "t",
+      1,
+      "(local.get $n)",
+      `(local.set $fv (f32.load ${addr("x")}))
+      (local.set $rmax (f32.max (local.get $rmax) (local.get $fv)))
+      (local.set $sumx (f32.add (local.get $sumx) (local.get $fv)))`,
+    )
+  }
+    (local.set $rmax (f32.max (local.get $rmax) (f32.max (f32.max ${lane("(local.get $acc)", 0)}
+      ${lane("(local.get $acc)", 1)}) (f32.max ${lane("(local.get $acc)", 2)} ${
+    lane("(local.get $acc)", 3)
+  }))))
+    (local.set $sumx (f32.add (local.get $sumx) ${hsum("(local.get $sum)")}))
+    (local.set $mvec (f32x4.splat (local.get $rmax)))
+    (local.set $sum (v128.const f32x4 0 0 0 0))
+    ${
+    loop(
+      "b",
+      4,
+      "(local.get $end4)",
+      `${vexp.code.join(" ")}
+      (local.set $sum (f32x4.add (local.get $sum) ${vexp.value}))`,
+    )
+  }
+    ${
+    loop(
+      "u",
+      1,
+      "(local.get $n)",
+      `${sexp.code.join(" ")}
+      (local.set $sume (f32.add (local.get $sume) ${sexp.value}))`,
+    ).replace("(local.set $i (i32.const 0))", "(local.set $i (local.get $end4))")
+  }
+    (local.set $sume (f32.add (local.get $sume) ${hsum("(local.get $sum)")}))
+    (f32.store (local.get $out) (local.get $rmax))
+    (f32.store (i32.add (local.get $out) (i32.const 4)) (local.get $sume))
+    (f32.store (i32.add (local.get $out) (i32.const 8)) (local.get $sumx)))`;
 }
 
 /** Sum of the four lanes of a v128 of f32. */
@@ -586,7 +678,7 @@ const ADAFACTOR_WAT = `
 export function simdModuleWat(): string {
   return `(module\n  (memory (import "env" "memory") 1)${
     KERNELS.map(kernelWat).join("\n")
-  }\n${RMS_NORM_WAT}\n${ADAFACTOR_WAT}\n)`;
+  }\n${RMS_NORM_WAT}\n${ADAFACTOR_WAT}\n${rowStatsWat()}\n)`;
 }
 
 /** The compiled kernels, bound to one tfjs wasm heap. Pointers are heap byte offsets. */
@@ -618,6 +710,10 @@ export interface SimdKernels {
   gated_gelu_grad(da: number, db: number, a: number, b: number, dy: number, n: number): void;
   /** `out = exp(x)` (Cephes expf; +∞ above 88.72, denormals then 0 below −87.3). */
   exp(out: number, x: number, n: number): void;
+  /** `out = a·exp(x − shift) − b`. */
+  exp_affine(out: number, x: number, n: number, shift: number, a: number, b: number): void;
+  /** One row's max, Σ exp(x − max) and Σ x into `out[0..2]`. */
+  row_stats(x: number, n: number, out: number): void;
   /** One AdamW update in place. */
   adamw(
     p: number,
