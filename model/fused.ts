@@ -56,10 +56,14 @@ export const ATTENTION_SOFTMAX = "HpAttentionSoftmax";
 export const SOFTMAX_GRAD = "HpSoftmaxGrad";
 /**
  * Kernel name of the per-token softmax cross-entropy (inputs `logits` `[n, V]`, `labels` int32
- * `[n]` in [0, V); attr `eps` (label smoothing)); output `[n]`.
+ * `[n]` in [0, V); attr `eps` (label smoothing)); output `[n, 2]`: each row's loss and its
+ * log-sum-exp (kept for the gradient, so the backward pass reads the logits once).
  */
 export const SOFTMAX_XENT = "HpSoftmaxXent";
-/** Kernel name of its gradient (inputs `logits`, `labels`, `dy` `[n]`; output `[n, V]`). */
+/**
+ * Kernel name of its gradient (inputs `logits`, `labels`, `dy` and `out` `[n, 2]`: the upstream
+ * gradient and the forward output; output `[n, V]`).
+ */
 export const SOFTMAX_XENT_GRAD = "HpSoftmaxXentGrad";
 /**
  * Kernel name of one factored Adafactor update of a matrix without first moment (inputs `p`
@@ -448,7 +452,10 @@ export function softmaxCrossEntropy(
   ) {
     return undefined;
   }
-  return tf.engine().runKernel(SOFTMAX_XENT, { logits, labels }, { eps }) as tf.Tensor1D;
+  return tf.tidy(() => {
+    const out = tf.engine().runKernel(SOFTMAX_XENT, { logits, labels }, { eps }) as tf.Tensor2D;
+    return tf.reshape(tf.slice(out, [0, 0], [-1, 1]), [-1]) as tf.Tensor1D;
+  });
 }
 
 /**
@@ -465,7 +472,9 @@ function xentRow(
 ): { lse: number; sum: number } {
   if (simd !== undefined) {
     simd.row_stats(xv.byteOffset + 4 * r * v, v, stats.byteOffset);
-    return { lse: stats[0]! + Math.log(stats[1]!), sum: stats[2]! };
+    const sum = stats[2]!;
+    // A NaN logit makes Σx NaN (the SIMD max skips NaNs): the loss is NaN, as the composite's.
+    return { lse: Number.isNaN(sum) ? NaN : stats[0]! + Math.log(stats[1]!), sum };
   }
   let max = -Infinity;
   let sum = 0;
@@ -608,13 +617,14 @@ export function registerFusedGradients(): void {
   tf.registerGradient({
     kernelName: SOFTMAX_XENT,
     inputsToSave: ["logits", "labels"],
+    outputsToSave: [true],
     gradFunc: (dy, saved, attrs) => {
-      const [logits, labels] = saved as [tf.Tensor, tf.Tensor];
+      const [logits, labels, out] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
       return {
         logits: () =>
           tf.engine().runKernel(
             SOFTMAX_XENT_GRAD,
-            { logits, labels, dy: dy as tf.Tensor },
+            { logits, labels, dy: dy as tf.Tensor, out },
             attrs,
           ) as tf.Tensor,
         labels: () => tf.zerosLike(labels),
@@ -715,7 +725,7 @@ const WASM_KERNELS: ReadonlyArray<[string, (args: WasmKernelArgs) => unknown]> =
     const labels = inputs["labels"]!;
     const eps = (attrs as { eps: number }).eps;
     const [n, v] = logits.shape as [number, number];
-    const out = backend.makeOutput([n], "float32");
+    const out = backend.makeOutput([n, 2], "float32");
     const stats = backend.makeOutput([3], "float32");
     try {
       const [ov, xv, sv] = heaps(backend, out, logits, stats);
@@ -723,7 +733,8 @@ const WASM_KERNELS: ReadonlyArray<[string, (args: WasmKernelArgs) => unknown]> =
       for (let r = 0; r < n; r++) {
         const { lse, sum } = xentRow(simd, xv, sv, r, v);
         const picked = xv[r * v + checkLabel(lv[r]!, v, r)]!;
-        ov[r] = eps > 0 ? (lse - picked) * (1 - eps) + (lse - sum / v) * eps : lse - picked;
+        ov[2 * r] = eps > 0 ? (lse - picked) * (1 - eps) + (lse - sum / v) * eps : lse - picked;
+        ov[2 * r + 1] = lse;
       }
     } finally {
       backend.disposeData(stats.dataId);
@@ -735,16 +746,16 @@ const WASM_KERNELS: ReadonlyArray<[string, (args: WasmKernelArgs) => unknown]> =
     const logits = input(inputs, "logits");
     const labels = inputs["labels"]!;
     const dy = input(inputs, "dy");
+    const fwd = input(inputs, "out");
     const eps = (attrs as { eps: number }).eps;
     const [n, v] = logits.shape as [number, number];
     const out = backend.makeOutput([n, v], "float32");
-    const stats = backend.makeOutput([3], "float32");
-    try {
-      const [ov, xv, dyv, sv] = heaps(backend, out, logits, dy, stats);
+    {
+      const [ov, xv, dyv, fv] = heaps(backend, out, logits, dy, fwd);
       const lv = backend.typedArrayFromHeap(labels) as Int32Array;
       for (let r = 0; r < n; r++) {
-        const { lse } = xentRow(simd, xv, sv, r, v);
-        const a = dyv[r]!;
+        const lse = fv[2 * r + 1]!; // dy[:, 1] is 0: nothing downstream uses the lse column
+        const a = dyv[2 * r]!;
         if (simd === undefined) {
           for (let j = r * v; j < (r + 1) * v; j++) {
             ov[j] = a * Math.exp(xv[j]! - lse) - (a * eps) / v;
@@ -761,8 +772,6 @@ const WASM_KERNELS: ReadonlyArray<[string, (args: WasmKernelArgs) => unknown]> =
         }
         ov[r * v + checkLabel(lv[r]!, v, r)]! -= a * (1 - eps);
       }
-    } finally {
-      backend.disposeData(stats.dataId);
     }
     return out;
   }],

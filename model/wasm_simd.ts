@@ -429,9 +429,10 @@ function kernelWat(k: KernelSpec): string {
 }
 
 /**
- * `row_stats(x, n, out)`: for one row of `n` floats writes `out[0] = max(x)` (NaN if any x is
- * NaN), `out[1] = Σ exp(x − max)` and `out[2] = Σ x`, the statistics of a softmax
- * cross-entropy (log-sum-exp = max + log out[1]; the caller takes the log).
+ * `row_stats(x, n, out)`: for one row of `n` floats writes `out[0] = max(x)`,
+ * `out[1] = Σ exp(x − max)` and `out[2] = Σ x`, the statistics of a softmax cross-entropy
+ * (log-sum-exp = max + log out[1]; the caller takes the log). The max skips NaNs (one `maxps`
+ * per vector instead of NaN-propagating code); a NaN in the row shows in `out[2]`.
  */
 function rowStatsWat(): string {
   const ve = new Emit(true);
@@ -465,7 +466,7 @@ function rowStatsWat(): string {
       4,
       "(local.get $end4)",
       `(local.set $v (v128.load ${addr("x")}))
-      (local.set $acc (f32x4.max (local.get $acc) (local.get $v)))
+      (local.set $acc (f32x4.pmax (local.get $acc) (local.get $v)))
       (local.set $sum (f32x4.add (local.get $sum) (local.get $v)))`,
     )
   }
