@@ -328,6 +328,28 @@ function drop<T extends tf.Tensor>(ctx: Ctx, x: T): T {
   return d ? dropout(x, d.rate, d.seed) : x;
 }
 
+/**
+ * Encoder and decoder token embeddings as one lookup when both stacks share one table (T5's
+ * `shared.weight`): the table's gradient is then one scatter instead of two dense `[vocab, d]`
+ * gradients and their sum. Undefined when the stacks have their own tables.
+ */
+function sharedLookup(
+  model: T5Model,
+  inputIds: tf.Tensor2D,
+  decoderInputIds: tf.Tensor2D,
+): { encoder: tf.Tensor3D; decoder: tf.Tensor3D } | undefined {
+  const table = embeddingOf(model, "encoder");
+  if (table !== embeddingOf(model, "decoder")) return undefined;
+  const ne = inputIds.size;
+  const ids = tf.concat([tf.reshape(inputIds, [-1]), tf.reshape(decoderInputIds, [-1])]);
+  const rows = gatherRows(table, ids) as tf.Tensor2D;
+  const d = table.shape[1];
+  return {
+    encoder: tf.reshape(tf.slice(rows, [0, 0], [ne, d]), [...inputIds.shape, d]),
+    decoder: tf.reshape(tf.slice(rows, [ne, 0], [-1, d]), [...decoderInputIds.shape, d]),
+  };
+}
+
 function embeddingOf(model: T5Model, stack: Stack): tf.Tensor2D {
   return (model.params.get(`${stack}.embed_tokens.weight`) as tf.Tensor2D | undefined) ??
     param(model, "shared.weight");
@@ -469,9 +491,14 @@ interface Encoded {
   mask: tf.Tensor2D;
 }
 
-function runEncoder(ctx: Ctx, inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D): Encoded {
+function runEncoder(
+  ctx: Ctx,
+  inputIds: tf.Tensor2D,
+  attentionMask: tf.Tensor2D,
+  embedded?: tf.Tensor3D,
+): Encoded {
   const cfg = ctx.model.config;
-  let x = gatherRows(embeddingOf(ctx.model, "encoder"), inputIds) as tf.Tensor3D;
+  let x = embedded ?? gatherRows(embeddingOf(ctx.model, "encoder"), inputIds) as tf.Tensor3D;
   let mask = attentionMask;
   if (ctx.hooks.encoderInput) {
     const r = ctx.hooks.encoderInput(x, mask);
@@ -533,9 +560,13 @@ function runDecoder(
   past: KV[] | undefined,
   cross: KV[],
   encMask: tf.Tensor2D,
+  embedded?: tf.Tensor3D,
 ): { logits: tf.Tensor3D; kvs: KV[] } {
   const cfg = ctx.model.config;
-  let x = drop(ctx, gatherRows(embeddingOf(ctx.model, "decoder"), ids) as tf.Tensor3D);
+  let x = drop(
+    ctx,
+    embedded ?? gatherRows(embeddingOf(ctx.model, "decoder"), ids) as tf.Tensor3D,
+  );
   const lq = ids.shape[1];
   const lk = queryStart + lq;
   const bias = positionBias(
@@ -633,7 +664,8 @@ export function forward(
   }
   return tf.tidy(() => {
     const ctx = makeCtx(model, opts);
-    const enc = runEncoder(ctx, batch.inputIds, batch.attentionMask);
+    const embedded = sharedLookup(model, batch.inputIds, batch.decoderInputIds);
+    const enc = runEncoder(ctx, batch.inputIds, batch.attentionMask, embedded?.encoder);
     const { logits } = runDecoder(
       ctx,
       batch.decoderInputIds,
@@ -641,6 +673,7 @@ export function forward(
       undefined,
       crossKVs(ctx, enc),
       enc.mask,
+      embedded?.decoder,
     );
     return { logits, encoderOutput: enc.hidden };
   });
