@@ -9,8 +9,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { adafactorInPlace, adamwInPlace, ownBuffer } from "../model/wasm_kernels.ts";
-import { adafactorUpdate, adamwUpdate } from "../model/fused.ts";
+import { type AdafactorAttrs, adamwAttrs, updateAdafactor, updateAdamW } from "../model/fused.ts";
 
 /** Adafactor options. Defaults are those of Mesh TensorFlow's `AdafactorOptimizer` (used by T5). */
 export interface AdafactorConfig {
@@ -167,7 +166,14 @@ class Adafactor extends SlotOptimizer implements Optimizer {
     const t = this.bumpStep();
     const beta2t = 1 - Math.pow(t, -c.decayRate);
     const baseLr = lr ?? Math.min(1e-2, 1 / Math.sqrt(t));
-    const fused = tf.getBackend() === "wasm";
+    const attrs: AdafactorAttrs = {
+      beta2t,
+      eps1: c.eps1,
+      clippingThreshold: c.clippingThreshold,
+      lr: baseLr,
+      weightDecay: c.weightDecay,
+      ...(c.multiplyByParameterScale ? { parameterScaleEps2: c.eps2 } : {}),
+    };
     for (const [name, p] of params) {
       const g0 = grads.get(name);
       if (g0 === undefined) continue;
@@ -180,44 +186,10 @@ class Adafactor extends SlotOptimizer implements Optimizer {
         : undefined;
       const v = factored ? undefined : this.slot(`${name}/v`, shape);
       const m = c.beta1 > 0 ? this.slot(`${name}/m`, shape) : undefined;
-      // On wasm: the factored update of a matrix in three SIMD passes, in place (same formula;
-      // float32 sums in another order). Each backend always takes the same path, so resumed runs
-      // stay bit-identical.
-      if (fused && vr !== undefined && vc !== undefined && m === undefined && p.rank === 2) {
-        for (const x of [p, vr, vc]) ownBuffer(x);
-        if (
-          adafactorInPlace(p, vr, vc, g0, {
-            beta2t,
-            eps1: c.eps1,
-            clippingThreshold: c.clippingThreshold,
-            lr: baseLr,
-            multiplyByParameterScale: c.multiplyByParameterScale,
-            eps2: c.eps2,
-            weightDecay: c.weightDecay,
-          })
-        ) {
-          continue;
-        }
-      }
-      // On webgpu: the factored update of a matrix as one fused kernel (five dispatches).
-      if (
-        vr !== undefined && vc !== undefined && m === undefined && p.rank === 2 &&
-        !c.multiplyByParameterScale
-      ) {
-        const next = adafactorUpdate(p, g0, vr, vc, {
-          beta2t,
-          eps1: c.eps1,
-          clippingThreshold: c.clippingThreshold,
-          lr: baseLr,
-          decay: c.weightDecay > 0 ? 1 - baseLr * c.weightDecay : 1,
-        });
-        if (next !== undefined) {
-          p.assign(next[0]);
-          vr.assign(next[1]);
-          vc.assign(next[2]);
-          tf.dispose(next);
-          continue;
-        }
+      // A matrix without first moment: one fused update where the backend has it (wasm SIMD
+      // in place, webgpu kernels), else op by op below.
+      if (vr !== undefined && vc !== undefined && m === undefined) {
+        if (updateAdafactor(p, vr, vc, g0, attrs)) continue;
       }
       tf.tidy(() => {
         const g = g0.toFloat();
@@ -281,47 +253,14 @@ class AdamW extends SlotOptimizer implements Optimizer {
     const t = this.bumpStep();
     const bc1 = 1 - Math.pow(c.beta1, t);
     const sqrtBc2 = Math.sqrt(1 - Math.pow(c.beta2, t));
-    // On wasm: one fused in-place pass per variable (model/wasm_kernels.ts adamwInPlace, SIMD
-    // when available) instead of ~12 kernels and as many temporaries. Same formula; float32
-    // rounding differs from the op-by-op path by ~1e-7 relative, and each backend always takes
-    // the same path, so resumed runs stay bit-identical.
-    const fused = tf.getBackend() === "wasm";
-    const hp = {
-      lr,
-      beta1: c.beta1,
-      beta2: c.beta2,
-      eps: c.eps,
-      weightDecay: c.weightDecay,
-      bc1,
-      sqrtBc2,
-    };
+    const attrs = adamwAttrs({ lr, ...c }, t);
     for (const [name, p] of params) {
       const g0 = grads.get(name);
       if (g0 === undefined) continue;
       const m = this.slot(`${name}/m`, p.shape);
       const v = this.slot(`${name}/v`, p.shape);
-      if (fused && p.dtype === "float32" && g0.dtype === "float32") {
-        for (const x of [p, m, v]) ownBuffer(x);
-        if (adamwInPlace(p, m, v, g0, hp)) continue;
-      }
-      // On webgpu: one fused kernel (three dispatches) per variable.
-      const next = adamwUpdate(p, m, v, g0, {
-        b1: c.beta1,
-        c1: 1 - c.beta1,
-        b2: c.beta2,
-        c2: 1 - c.beta2,
-        decay: 1 - lr * c.weightDecay,
-        step: lr / bc1,
-        invSqrtBc2: 1 / sqrtBc2,
-        eps: c.eps,
-      });
-      if (next !== undefined) {
-        p.assign(next[0]);
-        m.assign(next[1]);
-        v.assign(next[2]);
-        tf.dispose(next);
-        continue;
-      }
+      // One fused update where the backend has it (wasm SIMD in place, webgpu kernel).
+      if (updateAdamW(p, m, v, g0, attrs)) continue;
       tf.tidy(() => {
         const g = g0.toFloat();
         const newM = tf.add(tf.mul(m, c.beta1), tf.mul(g, 1 - c.beta1));

@@ -30,6 +30,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import { activeSimdKernels } from "./wasm_simd.ts";
+import { adafactorInPlace, adamwInPlace, ownBuffer } from "./wasm_kernels.ts";
 import { fmix32 } from "./hash.ts";
 
 /** Kernel name of the dropout mask (no inputs; attrs `shape` and {@link DropoutMaskParams}). */
@@ -499,7 +500,7 @@ function checkLabel(label: number, v: number, r: number): number {
 // ---------------------------------------------------------------------------------------------
 // AdamW
 
-/** Constants of one AdamW update, as the kernels take them. */
+/** Constants of one AdamW update, as the kernels take them ({@link adamwAttrs} derives them). */
 export interface AdamWAttrs {
   /** β1 and 1 − β1. */
   readonly b1: number;
@@ -517,28 +518,74 @@ export interface AdamWAttrs {
 }
 
 /**
- * One AdamW update as a single kernel where the backend has one (webgpu): `m ← β1·m + (1−β1)·g`,
- * `v ← β2·v + (1−β2)·g²`, `p ← p·decay − step·m / (√v·invSqrtBc2 + eps)`.
+ * The kernel constants of AdamW (PyTorch form) at step `t` (1-based).
  *
- * @returns the new `[p, m, v]` (new tensors), or undefined where no kernel is registered
+ * @param h learning rate, moment decays, epsilon and decoupled weight decay
+ * @param t the step
  */
-export function adamwUpdate(
-  p: tf.Tensor,
-  m: tf.Tensor,
-  v: tf.Tensor,
-  g: tf.Tensor,
-  attrs: AdamWAttrs,
-): [tf.Tensor, tf.Tensor, tf.Tensor] | undefined {
-  if (!hasKernel(ADAMW) || [p, m, v, g].some((t) => t.dtype !== "float32")) return undefined;
-  const out = tf.engine().runKernel(
-    ADAMW,
-    { p, m, v, g },
-    attrs as unknown as tf.NamedAttrMap,
-  ) as tf.Tensor[];
-  return [out[0]!, out[1]!, out[2]!];
+export function adamwAttrs(
+  h: {
+    readonly lr: number;
+    readonly beta1: number;
+    readonly beta2: number;
+    readonly eps: number;
+    readonly weightDecay: number;
+  },
+  t: number,
+): AdamWAttrs {
+  return {
+    b1: h.beta1,
+    c1: 1 - h.beta1,
+    b2: h.beta2,
+    c2: 1 - h.beta2,
+    decay: 1 - h.lr * h.weightDecay,
+    step: h.lr / (1 - Math.pow(h.beta1, t)),
+    invSqrtBc2: 1 / Math.sqrt(1 - Math.pow(h.beta2, t)),
+    eps: h.eps,
+  };
 }
 
-/** Constants of one factored Adafactor update, as the kernels take them. */
+/** Replaces three variables' values with kernel outputs (and releases those). */
+function assignAll(vars: readonly tf.Variable[], next: readonly tf.Tensor[]): void {
+  vars.forEach((v, i) => v.assign(next[i]!));
+  tf.dispose([...next]);
+}
+
+/**
+ * One AdamW update of `p` and its moments `m`, `v` as one fused step where the backend has one:
+ * on wasm in place in one pass (`wasm_kernels.ts` adamwInPlace, after making each variable the
+ * sole owner of its buffer), on webgpu as one kernel (three dispatches):
+ * `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`, `p ← p·decay − step·m / (√v·invSqrtBc2 + eps)`.
+ * Each backend always takes the same path, so resumed runs stay bit-identical.
+ *
+ * @returns whether the update was done; false leaves everything unchanged (the caller then runs
+ *   the op-by-op update)
+ */
+export function updateAdamW(
+  p: tf.Variable,
+  m: tf.Variable,
+  v: tf.Variable,
+  g: tf.Tensor,
+  attrs: AdamWAttrs,
+): boolean {
+  if ([p, m, v, g].some((t) => t.dtype !== "float32")) return false;
+  if (tf.getBackend() === "wasm") {
+    for (const x of [p, m, v]) ownBuffer(x);
+    return adamwInPlace(p, m, v, g, attrs);
+  }
+  if (!hasKernel(ADAMW)) return false;
+  assignAll(
+    [p, m, v],
+    tf.engine().runKernel(
+      ADAMW,
+      { p, m, v, g },
+      attrs as unknown as tf.NamedAttrMap,
+    ) as tf.Tensor[],
+  );
+  return true;
+}
+
+/** Constants of one factored Adafactor update (no first moment), as the kernels take them. */
 export interface AdafactorAttrs {
   /** Second-moment decay of this step, 1 − t^(−decayRate). */
   readonly beta2t: number;
@@ -548,38 +595,52 @@ export interface AdafactorAttrs {
   readonly clippingThreshold: number;
   /** Learning rate of this step. */
   readonly lr: number;
-  /** 1 − lr·weightDecay. */
-  readonly decay: number;
+  /** Decoupled weight decay: p ← p·(1 − lr·weightDecay) before the update. */
+  readonly weightDecay: number;
+  /**
+   * Set to scale the step by max(this, RMS(p)) (Mesh TF's `multiply_by_parameter_scale`, eps2);
+   * only the wasm path supports it.
+   */
+  readonly parameterScaleEps2?: number;
 }
 
 /**
- * One factored Adafactor update (Mesh TF / T5 form, no first moment, no parameter scaling) of
- * a matrix as one fused kernel where the backend has one (webgpu: five dispatches instead of
- * ≈ 25): `vr ← b·vr + (1−b)·mean_c(g² + ε1)`, `vc` likewise over rows,
- * `u = g·rsqrt(vr/mean(vr))·rsqrt(vc)`, `p ← p·decay − lr·u / max(1, RMS(u)/threshold)`.
+ * One factored Adafactor update (Mesh TF / T5 form, no first moment) of a matrix `p` and its
+ * moments `vr` `[rows]`, `vc` `[cols]` as one fused step where the backend has one: on wasm in
+ * place in three SIMD passes (`wasm_kernels.ts` adafactorInPlace), on webgpu as five dispatches
+ * instead of ≈ 25: `vr ← b·vr + (1−b)·mean_c(g² + ε1)`, `vc` likewise over rows,
+ * `u = g·rsqrt(vr/mean(vr))·rsqrt(vc)`, `p ← p·(1 − lr·wd) − lr·u / max(1, RMS(u)/threshold)`.
  *
- * @returns the new `[p, vr, vc]` (new tensors), or undefined where no kernel is registered or
- *   the shapes are not a matrix with its two factored moments
+ * @returns whether the update was done; false leaves everything unchanged (the caller then runs
+ *   the op-by-op update)
  */
-export function adafactorUpdate(
-  p: tf.Tensor,
+export function updateAdafactor(
+  p: tf.Variable,
+  vr: tf.Variable,
+  vc: tf.Variable,
   g: tf.Tensor,
-  vr: tf.Tensor,
-  vc: tf.Tensor,
   attrs: AdafactorAttrs,
-): [tf.Tensor, tf.Tensor, tf.Tensor] | undefined {
+): boolean {
   if (
-    !hasKernel(ADAFACTOR) || p.rank !== 2 || [p, g, vr, vc].some((t) => t.dtype !== "float32") ||
-    g.size !== p.size || vr.size !== p.shape[0] || vc.size !== p.shape[1]
+    p.rank !== 2 || [p, g, vr, vc].some((t) => t.dtype !== "float32") || g.size !== p.size ||
+    vr.size !== p.shape[0] || vc.size !== p.shape[1]
   ) {
-    return undefined;
+    return false;
   }
-  const out = tf.engine().runKernel(
-    ADAFACTOR,
-    { p, g, vr, vc },
-    attrs as unknown as tf.NamedAttrMap,
-  ) as tf.Tensor[];
-  return [out[0]!, out[1]!, out[2]!];
+  if (tf.getBackend() === "wasm") {
+    for (const x of [p, vr, vc]) ownBuffer(x);
+    return adafactorInPlace(p, vr, vc, g, attrs);
+  }
+  if (!hasKernel(ADAFACTOR) || attrs.parameterScaleEps2 !== undefined) return false;
+  assignAll(
+    [p, vr, vc],
+    tf.engine().runKernel(
+      ADAFACTOR,
+      { p, g, vr, vc },
+      attrs as unknown as tf.NamedAttrMap,
+    ) as tf.Tensor[],
+  );
+  return true;
 }
 
 let gradientRegistered = false;

@@ -25,6 +25,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import { activeSimdKernels } from "./wasm_simd.ts";
+import type { AdafactorAttrs, AdamWAttrs } from "./fused.ts";
 
 /** Which matmul kernels are installed on the wasm backend. */
 export type WasmMatMulMode = "stock" | "transpose-fix" | "blas";
@@ -881,23 +882,6 @@ export function addInPlace(dst: tf.Tensor, src: tf.Tensor): boolean {
   return true;
 }
 
-/** Hyper-parameters of one {@link adafactorInPlace} update (benchmarks/optim.ts semantics). */
-export interface AdafactorStep {
-  /** Second-moment decay of this step, 1 − t^(−decayRate). */
-  readonly beta2t: number;
-  /** Added to squared gradients. */
-  readonly eps1: number;
-  /** Update clipping threshold (0: none). */
-  readonly clippingThreshold: number;
-  /** Base learning rate of this step. */
-  readonly lr: number;
-  /** Scale the step by max(eps2, RMS(p)). */
-  readonly multiplyByParameterScale: boolean;
-  readonly eps2: number;
-  /** Decoupled weight decay. */
-  readonly weightDecay: number;
-}
-
 /**
  * One factored Adafactor update (no first moment) of a `[rows, cols]` parameter in place on the
  * wasm heap, with the SIMD passes of `wasm_simd.ts`: row and column sums of g² + eps1, the new
@@ -914,7 +898,7 @@ export function adafactorInPlace(
   vr: tf.Variable,
   vc: tf.Variable,
   g: tf.Tensor,
-  h: AdafactorStep,
+  h: AdafactorAttrs,
 ): boolean {
   const simd = activeSimdKernels();
   if (simd === undefined || tf.getBackend() !== "wasm" || p.rank !== 2) return false;
@@ -954,10 +938,10 @@ export function adafactorInPlace(
       cf[c] = 1 / Math.sqrt(vcv[c]!);
     }
     let stepLr = h.lr;
-    if (h.multiplyByParameterScale) {
+    if (h.parameterScaleEps2 !== undefined) {
       let sq = 0;
       for (let i = 0; i < pv.length; i++) sq += pv[i]! * pv[i]!;
-      stepLr *= Math.max(h.eps2, Math.sqrt(sq / pv.length));
+      stepLr *= Math.max(h.parameterScaleEps2, Math.sqrt(sq / pv.length));
     }
     let clip = 1;
     if (h.clippingThreshold > 0) {
@@ -997,24 +981,10 @@ export function ownBuffer(v: tf.Variable): void {
   v.assign(tf.tidy(() => tf.mul(v, tf.scalar(1, v.dtype)))); // x·1 = x exactly, −0 and NaN too
 }
 
-/** Hyper-parameters of one {@link adamwInPlace} update (benchmarks/optim.ts AdamW semantics). */
-export interface AdamWStep {
-  /** Learning rate. */
-  readonly lr: number;
-  readonly beta1: number;
-  readonly beta2: number;
-  readonly eps: number;
-  /** Decoupled weight decay: p -= lr · weightDecay · p before the Adam step. */
-  readonly weightDecay: number;
-  /** 1 − beta1^t (bias correction of the first moment at step t). */
-  readonly bc1: number;
-  /** sqrt(1 − beta2^t). */
-  readonly sqrtBc2: number;
-}
-
 /**
  * One AdamW update of `p` (and its slots `m`, `v`) in a single pass over the wasm heap, in
- * place: m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²; p ← p·(1 − lr·wd) − (lr/bc1)·m / (√v/√bc2 + ε).
+ * place: m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²; p ← p·decay − step·m / (√v·invSqrtBc2 + ε)
+ * (constants from `fused.ts` adamwAttrs).
  * tfjs's op-by-op version runs ~12 elementwise kernels and allocates as many temporaries per
  * variable. Values are computed in double and rounded once (agrees with the op-by-op float32
  * result to ~1e-7 relative).
@@ -1028,7 +998,7 @@ export function adamwInPlace(
   m: tf.Variable,
   v: tf.Variable,
   g: tf.Tensor,
-  h: AdamWStep,
+  h: AdamWAttrs,
 ): boolean {
   if (tf.getBackend() !== "wasm") return false;
   const n = p.size;
@@ -1049,14 +1019,7 @@ export function adamwInPlace(
   const mv = backend.typedArrayFromHeap(m) as Float32Array;
   const vv = backend.typedArrayFromHeap(v) as Float32Array;
   const gv = backend.typedArrayFromHeap(g) as Float32Array;
-  const b1 = h.beta1;
-  const b2 = h.beta2;
-  const c1 = 1 - b1;
-  const c2 = 1 - b2;
-  const decay = 1 - h.lr * h.weightDecay;
-  const step = h.lr / h.bc1;
-  const invSqrtBc2 = 1 / h.sqrtBc2;
-  const eps = h.eps;
+  const { b1, c1, b2, c2, decay, step, invSqrtBc2, eps } = h;
   const simd = activeSimdKernels();
   if (simd) {
     simd.adamw(

@@ -821,7 +821,7 @@ export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => 
         "adafactorUpdate",
         { P: p, G: g, NVR: nvr, NVC: nvc, F: factor },
         [rows, cols],
-        [i32(cols), f32(a.decay)],
+        [i32(cols), f32(1 - a.lr * a.weightDecay)],
       );
       // Views that outlive the temporaries (a reshape shares the buffer and counts a reference).
       return [np, reshape(backend, nvr, [...vr.shape]), reshape(backend, nvc, [...vc.shape])];
