@@ -550,8 +550,10 @@ function wasmHeapBytes(): number | undefined {
 
 /** How benchmarks/optim.ts runs an optimizer's update on a tfjs backend. */
 function optimizerPath(kind: "adamw" | "adafactor", tfBackend: string | undefined): string {
-  if (kind === "adamw" && tfBackend === "wasm") return "fused in place on the wasm heap";
-  if (kind === "adamw" && tfBackend === "webgpu") return "fused WGSL kernel";
+  // model/fused.ts updateAdamW / updateAdafactor (Adafactor: matrices; vectors stay op by op).
+  const what = kind === "adafactor" ? " (matrices)" : "";
+  if (tfBackend === "wasm") return `fused in place on the wasm heap${what}`;
+  if (tfBackend === "webgpu") return `fused WGSL kernels${what}`;
   return "op by op";
 }
 
