@@ -14,6 +14,9 @@
  * Results are written atomically to `results/perf/<date>-<backends>.json` with the machine (CPU
  * model, cores, OS), versions and git commit.
  *
+ * On wasm backends it also times the elementwise work behind the fused ops in ns per element: the
+ * JavaScript loops against the SIMD kernels.
+ *
  * Options: `--backends cpu,wasm,wasm+blas` `--sizes 256,512,1024,2048` `--workloads block,t5:tiny-v1_1,...`
  * `--quick` (CI: small shapes, seconds) `--include-fallback-webgpu` `--steps N` `--profile`
  * (per-kernel times of one step) `--out-dir DIR` `--no-save` `--max-seconds S` (skip a
@@ -45,7 +48,8 @@ import { createOptimizer } from "./optim.ts";
 import { lossAndGrads } from "./trainer.ts";
 import { DEFAULT_TRAIN } from "./spec.ts";
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
-import { wasmBackendMemory } from "../model/wasm_simd.ts";
+import { activeSimdKernels, wasmBackendMemory } from "../model/wasm_simd.ts";
+import { dropoutMaskParams, fillDropoutMask, gatedGeluRows } from "../model/fused.ts";
 import { writeFileAtomic } from "../model/fs.ts";
 import { uniformValues } from "./rng.ts";
 
@@ -116,6 +120,11 @@ export interface BackendResult {
   info?: BackendInfo;
   error?: string;
   matmul: MatMulResult[];
+  /**
+   * wasm backends: nanoseconds per element of elementwise work on the heap, the JavaScript
+   * reference loops of `model/fused.ts` against the SIMD kernels of `model/wasm_simd.ts`.
+   */
+  elementwise?: { name: string; nsPerElement: number }[];
   steps: StepResult[];
   skipped: Skipped[];
 }
@@ -548,6 +557,51 @@ function wasmHeapBytes(): number | undefined {
   }
 }
 
+/**
+ * Best of 5 timings, in ns per element over `n` elements, of the JavaScript loops and the SIMD
+ * kernels (when active) behind the fused wasm ops, on buffers of the wasm heap.
+ */
+function timeElementwise(n: number): { name: string; nsPerElement: number }[] {
+  const backend = tf.backend() as BackendWasm;
+  const [a, b, out] = [uniformValues(n, 1), uniformValues(n, 2), new Float32Array(n)].map((v) =>
+    tf.tensor(v)
+  ) as [tf.Tensor, tf.Tensor, tf.Tensor];
+  const [av, bv, ov] = [a, b, out].map((t) => backend.typedArrayFromHeap(t) as Float32Array) as [
+    Float32Array,
+    Float32Array,
+    Float32Array,
+  ];
+  const mask = dropoutMaskParams(0.1, 1);
+  const cases: [string, () => void][] = [
+    ["dropout mask (JavaScript)", () => fillDropoutMask(ov, mask)],
+    ["gated GELU (JavaScript)", () => gatedGeluRows(ov, av, bv)],
+  ];
+  const simd = activeSimdKernels();
+  if (simd !== undefined) {
+    const [o, x, y] = [ov.byteOffset, av.byteOffset, bv.byteOffset];
+    cases.push(
+      [
+        "dropout mask (SIMD)",
+        () => simd.dropout_mask(o, n, 0, mask.key0, mask.key1, mask.threshold, mask.scale),
+      ],
+      ["gated GELU (SIMD)", () => simd.gated_gelu(o, x, y, n)],
+      ["exp (SIMD)", () => simd.exp(o, x, n)],
+      ["add in place (SIMD)", () => simd.add_into(o, x, n)],
+    );
+  }
+  const result = cases.map(([name, f]) => {
+    let best = Infinity;
+    for (let i = 0; i < 5; i++) {
+      const t0 = performance.now();
+      f();
+      best = Math.min(best, performance.now() - t0);
+    }
+    return { name, nsPerElement: (best * 1e6) / n };
+  });
+  tf.dispose([a, b, out]);
+  return result;
+}
+
 /** How benchmarks/optim.ts runs an optimizer's update on a tfjs backend. */
 function optimizerPath(kind: "adamw" | "adafactor", tfBackend: string | undefined): string {
   // model/fused.ts updateAdamW / updateAdafactor (Adafactor: matrices; vectors stay op by op).
@@ -744,6 +798,12 @@ export async function main(args: string[]): Promise<PerfReport> {
             m.maxMs.toFixed(2)
           }, ${m.reps} reps)`,
       );
+    }
+    if (r.info?.tfBackend === "wasm") {
+      r.elementwise = timeElementwise(quick ? 1 << 16 : 1 << 21);
+      for (const e of r.elementwise) {
+        console.log(`  ${e.name.padEnd(30)} ${e.nsPerElement.toFixed(2).padStart(6)} ns/element`);
+      }
     }
     // Training steps.
     const rate = r.matmul.length ? median(r.matmul.map((m) => m.gflops)) : 1;

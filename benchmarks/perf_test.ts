@@ -42,6 +42,10 @@ Deno.test("perf: quick run measures matmul and a training step per backend", opt
       }
     }
     assert.equal(r.backends[1]!.info?.name, "wasm");
+    const ew = r.backends[1]!.elementwise ?? [];
+    assert.ok(ew.some((e) => e.name === "gated GELU (SIMD)"), JSON.stringify(ew));
+    assert.ok(ew.every((e) => e.nsPerElement > 0));
+    assert.equal(r.backends[0]!.elementwise, undefined, "cpu: no heap kernels");
     assert.ok(r.machine.hardwareConcurrency >= 1);
     const files = [...Deno.readDirSync(dir)].map((e) => e.name);
     assert.equal(files.length, 1);
