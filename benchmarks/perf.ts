@@ -88,6 +88,8 @@ export interface StepResult {
   effectiveGflops: number;
   /** Optimizer (benchmarks/optim.ts) and how it ran: "adamw" or "adafactor", plus the path. */
   optimizer: string;
+  /** Median milliseconds of the optimizer update within a timed step (host time of `apply`). */
+  optimizerMs: number;
   /**
    * With --profile: peak bytes of tfjs-tracked tensors during one step (`tf.profile().peakBytes`).
    * tfjs counts a buffer once per tensor that views it (reshapes, identities), so this is an upper
@@ -500,9 +502,12 @@ async function timeSteps(
   // tidy, ~12× the parameter bytes, which overflows the 4 GiB wasm heap at T5 1.1 Small size.)
   const opt = createOptimizer({ kind: optimizer });
   const params = new Map(w.vars.map((v) => [v.name, v]));
+  const optTimes: number[] = [];
   const step = async () => {
     const { value, grads } = w.grads ? await w.grads() : tf.variableGrads(w.loss, w.vars);
+    const t0 = performance.now();
     opt.apply(params, new Map(Object.entries(grads)), 1e-4);
+    optTimes.push(performance.now() - t0);
     await value.data();
     tf.dispose([value, ...Object.values(grads)]);
   };
@@ -517,6 +522,9 @@ async function timeSteps(
     if (i === 1) after2 = tf.memory().numTensors;
     if (i >= warm) times.push(dt);
   }
+  // The optimizer's share (host time of opt.apply; on webgpu the queued kernels are not waited
+  // for, so there it is the recording cost only).
+  const optimizerMs = median(optTimes.slice(warm));
   const cpuMsPerStep = ((cpuSeconds() - cpu0) * 1000) / reps;
   const numTensors: [number, number] = [after2, tf.memory().numTensors];
   // With --profile, one more step under tf.profile: per-kernel times and the peak of tfjs-tracked
@@ -544,7 +552,7 @@ async function timeSteps(
   }
   const tensorBytes = tf.memory().numBytes;
   opt.dispose();
-  return { times, cpuMsPerStep, numTensors, prof, peakBytes, tensorBytes };
+  return { times, cpuMsPerStep, numTensors, prof, peakBytes, tensorBytes, optimizerMs };
 }
 
 /** Bytes of the wasm backend's heap (its high-water mark: wasm memory never shrinks). */
@@ -841,13 +849,14 @@ export async function main(args: string[]): Promise<PerfReport> {
       }
       const w = makeWorkload(run);
       try {
-        const { times, cpuMsPerStep, numTensors, prof, peakBytes, tensorBytes } = await timeSteps(
-          w,
-          warm,
-          nrep,
-          values.profile,
-          optimizer,
-        );
+        const { times, cpuMsPerStep, numTensors, prof, peakBytes, tensorBytes, optimizerMs } =
+          await timeSteps(
+            w,
+            warm,
+            nrep,
+            values.profile,
+            optimizer,
+          );
         const heap = wasmHeapBytes();
         const med = median(times);
         const s: StepResult = {
@@ -862,6 +871,7 @@ export async function main(args: string[]): Promise<PerfReport> {
           flopsSource: w.flopsSource,
           effectiveGflops: w.trainFlops / (med * 1e6),
           optimizer: `${optimizer} (${optimizerPath(optimizer, r.info?.tfBackend)})`,
+          optimizerMs,
           ...(peakBytes === undefined ? {} : { peakTensorBytes: peakBytes }),
           tensorBytes,
           ...(heap === undefined ? {} : { wasmHeapBytes: heap }),
@@ -876,7 +886,9 @@ export async function main(args: string[]): Promise<PerfReport> {
             `(${s.minMs.toFixed(1)}–${s.maxMs.toFixed(1)}, ${nrep} reps)  ` +
             `${s.tokensPerSec.toFixed(0).padStart(7)} tok/s  ${
               s.effectiveGflops.toFixed(1).padStart(6)
-            } GFLOP/s eff  cpu ${cpuMsPerStep.toFixed(0)} ms  ${
+            } GFLOP/s eff  cpu ${cpuMsPerStep.toFixed(0)} ms  optimizer ${
+              optimizerMs.toFixed(0)
+            } ms  ${
               heap === undefined
                 ? `tensors ${(tensorBytes / 2 ** 30).toFixed(2)} GiB between steps`
                 : `wasm heap ${(heap / 2 ** 30).toFixed(2)} GiB`

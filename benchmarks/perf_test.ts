@@ -37,6 +37,7 @@ Deno.test("perf: quick run measures matmul and a training step per backend", opt
         assert.ok(s.medianMs > 0 && s.tokensPerSec > 0 && s.trainFlops > 0, JSON.stringify(s));
         assert.equal(s.numTensors[0], s.numTensors[1], `${b.backend} ${s.workload} leaked`);
         assert.ok(s.tensorBytes > 0 && s.rssBytes > 0, `${b.backend} ${s.workload} memory`);
+        assert.ok(s.optimizerMs > 0 && s.optimizerMs < s.medianMs, `${b.backend} optimizer share`);
         assert.equal(s.wasmHeapBytes !== undefined, b.backend === "wasm", "wasm heap reported");
         assert.match(s.optimizer, b.backend === "wasm" ? /^adamw \(fused in place/ : /op by op/);
       }
