@@ -30,7 +30,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import { activeSimdKernels } from "./wasm_simd.ts";
-import { adafactorInPlace, adamwInPlace, ownBuffer } from "./wasm_kernels.ts";
+import { adafactorInPlace, adamwInPlace } from "./wasm_kernels.ts";
 import { fmix32 } from "./hash.ts";
 
 /** Kernel name of the dropout mask (no inputs; attrs `shape` and {@link DropoutMaskParams}). */
@@ -552,11 +552,51 @@ function assignAll(vars: readonly tf.Variable[], next: readonly tf.Tensor[]): vo
 }
 
 /**
+ * Makes a variable the only owner of its buffer (an exact copy when the buffer is shared, e.g.
+ * after `assign` of a tensor that is still alive), so that an in-place update may write it.
+ *
+ * @param v the variable
+ */
+function ownBuffer(v: tf.Variable): void {
+  if (v.isDisposed) return;
+  const backend = tf.backend() as unknown as { refCount(dataId: tf.DataId): number };
+  if (backend.refCount(v.dataId) === 1) return;
+  const copy = tf.tidy(() => tf.mul(v, tf.scalar(1, v.dtype))); // x·1 = x exactly, −0 and NaN too
+  v.assign(copy);
+  copy.dispose(); // the variable keeps the data
+}
+
+/** An in-place AdamW of one backend: false when it cannot take this call (nothing changed). */
+export type AdamWInPlace = (
+  p: tf.Tensor,
+  m: tf.Tensor,
+  v: tf.Tensor,
+  g: tf.Tensor,
+  attrs: AdamWAttrs,
+) => boolean;
+
+/** In-place AdamW updates by backend name, registered by the backends' kernel modules. */
+const adamwInPlaceBy = new Map<string, AdamWInPlace>();
+
+/**
+ * Registers (or, with `undefined`, removes) the in-place AdamW update {@link updateAdamW} uses on
+ * a backend (`model/webgpu/mod.ts` registers one for webgpu with its fused kernels).
+ *
+ * @param backendName tfjs backend name
+ * @param fn the update
+ */
+export function registerAdamWInPlace(backendName: string, fn: AdamWInPlace | undefined): void {
+  if (fn === undefined) adamwInPlaceBy.delete(backendName);
+  else adamwInPlaceBy.set(backendName, fn);
+}
+
+/**
  * One AdamW update of `p` and its moments `m`, `v` as one fused step where the backend has one:
- * on wasm in place in one pass (`wasm_kernels.ts` adamwInPlace, after making each variable the
- * sole owner of its buffer), on webgpu as one kernel (three dispatches):
- * `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`, `p ← p·decay − step·m / (√v·invSqrtBc2 + eps)`.
- * Each backend always takes the same path, so resumed runs stay bit-identical.
+ * `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`, `p ← p·decay − step·m / (√v·invSqrtBc2 + eps)`,
+ * on wasm in place in one pass (`wasm_kernels.ts` adamwInPlace), on webgpu in place as one
+ * dispatch (`webgpu/in_place.ts`), each after making p, m and v the sole owners of their buffers;
+ * otherwise as the registered `HpAdamW` kernel (three outputs, assigned). Each backend always
+ * takes the same path, so resumed runs stay bit-identical.
  *
  * @returns whether the update was done; false leaves everything unchanged (the caller then runs
  *   the op-by-op update)
@@ -572,6 +612,11 @@ export function updateAdamW(
   if (tf.getBackend() === "wasm") {
     for (const x of [p, m, v]) ownBuffer(x);
     return adamwInPlace(p, m, v, g, attrs);
+  }
+  const inPlace = adamwInPlaceBy.get(tf.getBackend());
+  if (inPlace !== undefined) {
+    for (const x of [p, m, v]) ownBuffer(x);
+    if (inPlace(p, m, v, g, attrs)) return true;
   }
   if (!hasKernel(ADAMW)) return false;
   assignAll(

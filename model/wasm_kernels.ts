@@ -968,20 +968,6 @@ export function adafactorInPlace(
 }
 
 /**
- * Makes a variable the only owner of its buffer on the wasm backend (an exact copy when the
- * buffer is shared, e.g. after `assign` of a tensor that is still alive), so that
- * {@link adamwInPlace} can update it in place. No-op elsewhere or when already owned.
- *
- * @param v the variable
- */
-export function ownBuffer(v: tf.Variable): void {
-  if (tf.getBackend() !== "wasm" || v.isDisposed) return;
-  const backend = tf.backend() as unknown as BackendWasm;
-  if (backend.refCount(v.dataId) === 1) return;
-  v.assign(tf.tidy(() => tf.mul(v, tf.scalar(1, v.dtype)))); // x·1 = x exactly, −0 and NaN too
-}
-
-/**
  * One AdamW update of `p` (and its slots `m`, `v`) in a single pass over the wasm heap, in
  * place: m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²; p ← p·decay − step·m / (√v·invSqrtBc2 + ε)
  * (constants from `fused.ts` adamwAttrs).

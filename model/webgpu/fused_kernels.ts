@@ -8,7 +8,8 @@
  * the RMS norm as 6 and ≈ 12, AdamW as ≈ 12 per variable, and `tf.dropout` draws every mask in
  * JavaScript and uploads it. Each fused kernel here is one dispatch (two for the gated GELU's
  * gradient and the RMS norm's, three for AdamW: tfjs programs have one output each), reads its
- * inputs once and writes its output once.
+ * inputs once and writes its output once. AdamW normally runs in place instead, one dispatch per
+ * variable (`in_place.ts`); its three-output kernel is the fallback.
  *
  * The formulas are those of `model/wasm_simd.ts` (float32): GELU as `x·sigmoid(2u)` with the
  * exp argument clamped to [−87.3, 88.3], the dropout mask as the same integer hash (bit-identical
@@ -30,11 +31,13 @@ import {
   type DropoutMaskParams,
   GATED_GELU,
   GATED_GELU_GRAD,
+  registerAdamWInPlace,
   RMS_NORM,
   RMS_NORM_GRAD,
   SOFTMAX_GRAD,
 } from "../fused.ts";
 import type { WebGpuBackendLike, WebGpuProgramLike } from "./matmul_kernels.ts";
+import { adamwInPlaceWebgpu } from "./in_place.ts";
 
 /** Threads per workgroup of the elementwise programs. */
 const EW_THREADS = 256;
@@ -847,8 +850,13 @@ export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => 
   }],
 ];
 
-/** Registers the kernels of {@link WEBGPU_FUSED_KERNELS} for webgpu (replacing earlier ones). */
+/**
+ * Registers the kernels of {@link WEBGPU_FUSED_KERNELS} for webgpu (replacing earlier ones) and
+ * the in-place AdamW update of `in_place.ts` (one dispatch per variable; the `HpAdamW` kernel's
+ * three stay the fallback).
+ */
 export function registerWebgpuFusedKernels(): void {
+  registerAdamWInPlace("webgpu", adamwInPlaceWebgpu);
   for (const [kernelName, fn] of WEBGPU_FUSED_KERNELS) {
     if (tf.getKernel(kernelName, "webgpu") !== undefined) tf.unregisterKernel(kernelName, "webgpu");
     tf.registerKernel({
@@ -861,6 +869,7 @@ export function registerWebgpuFusedKernels(): void {
 
 /** Removes them (the ops of `model/fused.ts` then use their composite fallbacks). */
 export function unregisterWebgpuFusedKernels(): void {
+  registerAdamWInPlace("webgpu", undefined);
   for (const [kernelName] of WEBGPU_FUSED_KERNELS) {
     if (tf.getKernel(kernelName, "webgpu") !== undefined) tf.unregisterKernel(kernelName, "webgpu");
   }

@@ -1,0 +1,277 @@
+/**
+ * In-place compute dispatches on tfjs's webgpu backend: a WGSL shader whose storage bindings are
+ * existing tensors' buffers, some of them written (`read_write`), recorded into tfjs's own command
+ * stream. tfjs programs have exactly one output, which they allocate; an optimizer update written
+ * that way costs one dispatch and one new buffer per written tensor (AdamW: three per variable)
+ * plus the `assign`s. In place it is one dispatch per variable and no allocation.
+ *
+ * This uses internals of `@tensorflow/tfjs-backend-webgpu` 4.22.0 (pinned in deno.json): the
+ * backend's `tensorMap`, `uploadToGPU`, `makeUniforms`, command encoder, compute pass, submit
+ * batching and profiling timers, the same steps as its `recordAndSubmit`. {@link inPlaceSupport}
+ * says whether they are all present, so that another tfjs version falls back to the kernel path
+ * instead of failing.
+ *
+ * Writing a tensor's buffer in place is correct only when nothing else refers to that buffer: the
+ * caller makes each written tensor the sole owner of its data first (`model/fused.ts` ownBuffer).
+ * WebGPU orders the dispatches of a queue, so kernels recorded earlier (a forward pass that read
+ * the old weights) see the old values. A CPU copy that tfjs cached by an earlier read is dropped
+ * after the write.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import type { AdamWAttrs } from "../fused.ts";
+
+/** A uniform field in tfjs's `makeUniforms` format. */
+export interface UniformField {
+  /** "float32", "int32" or "uint32". */
+  readonly type: "float32" | "int32" | "uint32";
+  /** One to four values. */
+  readonly data: number[];
+}
+
+/** The parts of tfjs's WebGPUBackend that an in-place dispatch uses (internal API, 4.22.0). */
+interface BackendInternals {
+  device: GPUDevice;
+  tensorMap: {
+    get(dataId: tf.DataId): { resource?: unknown; values?: unknown; dtype: string } | undefined;
+  };
+  uploadToGPU(dataId: tf.DataId): void;
+  makeUniforms(fields: UniformField[]): GPUBufferBinding;
+  ensureCommandEncoderReady(): void;
+  endComputePassEncoder(): void;
+  submitQueue(): void;
+  getQueryTime(): Promise<number>;
+  commandEncoder: GPUCommandEncoder | null;
+  computePassEncoder: GPUComputePassEncoder | null;
+  dispatchCountInPass: number;
+  commandQueueOwnedIds: WeakSet<object>;
+  activeTimers: { name: string; query: Promise<number> }[] | null | undefined;
+  supportTimestampQuery: boolean;
+  querySet: GPUQuerySet | null | undefined;
+  querySetCount: number;
+}
+
+const METHODS = [
+  "uploadToGPU",
+  "makeUniforms",
+  "ensureCommandEncoderReady",
+  "endComputePassEncoder",
+  "submitQueue",
+  "getQueryTime",
+] as const;
+
+/**
+ * Whether the active backend is tfjs's webgpu backend with the internals an in-place dispatch
+ * needs.
+ *
+ * @returns undefined when it is, otherwise why not
+ */
+export function inPlaceSupport(): string | undefined {
+  if (tf.getBackend() !== "webgpu") return `the backend is ${tf.getBackend()}, not webgpu`;
+  const be = tf.backend() as unknown as Record<string, unknown>;
+  for (const m of METHODS) {
+    if (typeof be[m] !== "function") return `tfjs-backend-webgpu has no ${m}()`;
+  }
+  if (!(be["tensorMap"] && typeof (be["tensorMap"] as { get?: unknown }).get === "function")) {
+    return "tfjs-backend-webgpu has no tensorMap";
+  }
+  if (!(be["commandQueueOwnedIds"] instanceof WeakSet)) {
+    return "tfjs-backend-webgpu has no commandQueueOwnedIds";
+  }
+  if (typeof be["dispatchCountInPass"] !== "number") {
+    return "tfjs-backend-webgpu has no dispatchCountInPass";
+  }
+  return undefined;
+}
+
+/** Pipelines by device and program key. */
+const pipelines = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
+
+/** One binding of an in-place program: a tensor, read or written. */
+export interface InPlaceBinding {
+  /** The tensor whose buffer is bound. */
+  readonly tensor: tf.TensorInfo;
+  /** Whether the shader writes it (`read_write`); its CPU copy, if any, is then dropped. */
+  readonly write: boolean;
+}
+
+/** A WGSL program for {@link dispatchInPlace}. */
+export interface InPlaceProgram {
+  /** Cache key of the compiled pipeline (unique per source). */
+  readonly key: string;
+  /** Name shown by `tf.profile` for this dispatch. */
+  readonly name: string;
+  /**
+   * The whole WGSL source. Bindings in group 0: the tensors in order from 0, then the uniform
+   * buffer; entry point `main`.
+   */
+  readonly source: string;
+}
+
+/**
+ * Records one dispatch of `program` over `bindings` in tfjs's command stream (submitted with
+ * tfjs's batching; timed by `tf.profile` like tfjs's own programs).
+ *
+ * @param program the shader
+ * @param bindings the tensors bound at 0, 1, …
+ * @param uniforms the uniform buffer's fields (bound after the tensors)
+ * @param workgroups the dispatch grid
+ * @throws Error when the backend lacks the internals ({@link inPlaceSupport}) or a tensor is not float32
+ */
+export function dispatchInPlace(
+  program: InPlaceProgram,
+  bindings: readonly InPlaceBinding[],
+  uniforms: UniformField[],
+  workgroups: readonly [number, number, number],
+): void {
+  const why = inPlaceSupport();
+  if (why !== undefined) throw new Error(`model/webgpu/in_place.ts: ${why}`);
+  const be = tf.backend() as unknown as BackendInternals;
+  const device = be.device;
+  let cache = pipelines.get(device);
+  if (cache === undefined) pipelines.set(device, cache = new Map());
+  let pipeline = cache.get(program.key);
+  if (pipeline === undefined) {
+    pipeline = device.createComputePipeline({
+      label: program.name,
+      layout: "auto",
+      compute: {
+        module: device.createShaderModule({ code: program.source, label: program.name }),
+        entryPoint: "main",
+      },
+    });
+    cache.set(program.key, pipeline);
+  }
+  const entries: GPUBindGroupEntry[] = bindings.map((b, i) => {
+    if (b.tensor.dtype !== "float32") {
+      throw new Error(
+        `model/webgpu/in_place.ts: ${program.name} binding ${i} is ${b.tensor.dtype}, not float32`,
+      );
+    }
+    be.uploadToGPU(b.tensor.dataId);
+    const data = be.tensorMap.get(b.tensor.dataId)!;
+    return { binding: i, resource: { buffer: data.resource as GPUBuffer } };
+  });
+  entries.push({ binding: bindings.length, resource: be.makeUniforms(uniforms) });
+  const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+  for (const b of bindings) {
+    be.commandQueueOwnedIds.add(b.tensor.dataId as object);
+    if (b.write) be.tensorMap.get(b.tensor.dataId)!.values = null; // a cached read is now stale
+  }
+  // What tfjs's recordAndSubmit does after it has made the bind group.
+  const timed = be.activeTimers != null;
+  be.ensureCommandEncoderReady();
+  if (timed && be.supportTimestampQuery) {
+    be.endComputePassEncoder();
+    if (be.querySet == null) {
+      be.querySet = device.createQuerySet({ type: "timestamp", count: be.querySetCount });
+    }
+    be.computePassEncoder = be.commandEncoder!.beginComputePass({
+      timestampWrites: {
+        querySet: be.querySet,
+        beginningOfPassWriteIndex: 0,
+        endOfPassWriteIndex: 1,
+      },
+    });
+  } else if (!be.computePassEncoder) {
+    be.computePassEncoder = be.commandEncoder!.beginComputePass({});
+  }
+  be.computePassEncoder.setPipeline(pipeline);
+  be.computePassEncoder.setBindGroup(0, bindGroup);
+  be.computePassEncoder.dispatchWorkgroups(...workgroups);
+  be.dispatchCountInPass++;
+  const batch = tf.env().getNumber("WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE");
+  if (timed || batch <= be.dispatchCountInPass) {
+    be.endComputePassEncoder();
+    if (timed) be.activeTimers!.push({ name: program.name, query: be.getQueryTime() });
+    else be.submitQueue();
+  }
+}
+
+/** Threads per workgroup of the in-place elementwise programs. */
+const THREADS = 256;
+
+/** Grid of `groups` workgroups within the device's per-dimension limit. */
+function grid(groups: number): [number, number, number] {
+  const max = (tf.backend() as unknown as BackendInternals).device.limits
+    .maxComputeWorkgroupsPerDimension;
+  const x = Math.min(groups, max);
+  return [x, Math.ceil(groups / x), 1];
+}
+
+/**
+ * WGSL of the in-place AdamW update over `n` elements, as `vec4` (width 4, n divisible by 4) or
+ * scalars (width 1): the formulas of the three-dispatch kernel (`fused_kernels.ts` adamwP/M/V).
+ *
+ * @param width elements per thread
+ */
+export function adamwInPlaceSource(width: 1 | 4): string {
+  const t = width === 4 ? "vec4<f32>" : "f32";
+  return `
+struct U { b1 : f32, c1 : f32, b2 : f32, c2 : f32, decay : f32, step : f32, invSqrtBc2 : f32,
+  eps : f32, n : u32, pad0 : u32, pad1 : u32, pad2 : u32 };
+@group(0) @binding(0) var<storage, read_write> P : array<${t}>;
+@group(0) @binding(1) var<storage, read_write> M : array<${t}>;
+@group(0) @binding(2) var<storage, read_write> V : array<${t}>;
+@group(0) @binding(3) var<storage, read> G : array<${t}>;
+@group(0) @binding(4) var<uniform> u : U;
+@compute @workgroup_size(${THREADS})
+fn main(@builtin(global_invocation_id) gid : vec3<u32>, @builtin(num_workgroups) nwg : vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * ${THREADS}u;
+  if (i >= u.n) { return; }
+  let g = G[i];
+  let m = u.b1 * M[i] + u.c1 * g;
+  let v = u.b2 * V[i] + u.c2 * g * g;
+  M[i] = m;
+  V[i] = v;
+  P[i] = P[i] * u.decay - u.step * m / (sqrt(v) * u.invSqrtBc2 + u.eps);
+}`;
+}
+
+const ADAMW_PROGRAMS = {
+  1: { key: "hpInPlace_adamw1", name: "HpAdamWInPlace", source: adamwInPlaceSource(1) },
+  4: { key: "hpInPlace_adamw4", name: "HpAdamWInPlace", source: adamwInPlaceSource(4) },
+} as const;
+
+/**
+ * One AdamW update of `p` and its moments `m`, `v` in place, as one dispatch:
+ * `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`, `p ← p·decay − step·m / (√v·invSqrtBc2 + eps)`.
+ * The caller makes p, m and v the sole owners of their buffers first.
+ *
+ * @returns false (nothing done) when the backend lacks the internals or a tensor is not float32
+ *   of p's size
+ */
+export function adamwInPlaceWebgpu(
+  p: tf.Tensor,
+  m: tf.Tensor,
+  v: tf.Tensor,
+  g: tf.Tensor,
+  a: AdamWAttrs,
+): boolean {
+  const n = p.size;
+  if (inPlaceSupport() !== undefined) return false;
+  if ([p, m, v, g].some((x) => x.dtype !== "float32" || x.size !== n)) return false;
+  if (n === 0) return true;
+  const width = n % 4 === 0 ? 4 : 1;
+  const f = (x: number): UniformField => ({ type: "float32", data: [x] });
+  dispatchInPlace(
+    ADAMW_PROGRAMS[width],
+    [
+      { tensor: p, write: true },
+      { tensor: m, write: true },
+      { tensor: v, write: true },
+      { tensor: g, write: false },
+    ],
+    [
+      ...[a.b1, a.c1, a.b2, a.c2, a.decay, a.step, a.invSqrtBc2, a.eps].map(f),
+      { type: "uint32", data: [n / width] },
+      { type: "uint32", data: [0] },
+      { type: "uint32", data: [0] },
+      { type: "uint32", data: [0] },
+    ],
+    grid(Math.ceil(n / width / THREADS)),
+  );
+  return true;
+}

@@ -1,0 +1,143 @@
+/**
+ * Tests of the in-place webgpu dispatch (in_place.ts) through `model/fused.ts` updateAdamW and
+ * `benchmarks/optim.ts`, on whatever adapter Deno's WebGPU gives (here the llvmpipe software
+ * adapter); ignored, with the reason in their names, without one.
+ *
+ * Tolerance: the in-place shader computes the same float32 expressions as the three-dispatch
+ * `HpAdamW` kernel, so the two agree to within float32 rounding (a compiler may contract a
+ * multiply-add differently in the vec4 and scalar forms): 1e-6 relative to the parameter scale.
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import "@tensorflow/tfjs-backend-webgpu";
+import assert from "node:assert/strict";
+import { adamwAttrs, registerAdamWInPlace, updateAdamW } from "../fused.ts";
+import { registerWebgpuKernels } from "./mod.ts";
+import { adamwInPlaceSource, adamwInPlaceWebgpu, inPlaceSupport } from "./in_place.ts";
+import { uniformValues } from "../../benchmarks/rng.ts";
+import { gpuTest } from "./testing.ts";
+import { assertClose } from "../fused_testing.ts";
+
+const ATTRS = adamwAttrs({ lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 }, 2);
+
+Deno.test("in-place AdamW source: p, m, v written, g read-only, vec4 and scalar forms", () => {
+  for (const w of [1, 4] as const) {
+    const s = adamwInPlaceSource(w);
+    for (const b of ["P", "M", "V"]) {
+      assert.match(s, new RegExp(`var<storage, read_write> ${b} `));
+    }
+    assert.match(s, /var<storage, read> G /);
+    assert.match(s, w === 4 ? /array<vec4<f32>>/ : /array<f32>/);
+  }
+});
+
+Deno.test("in-place dispatch declines other backends with the reason", async () => {
+  await tf.setBackend("cpu");
+  assert.match(inPlaceSupport() ?? "", /backend is cpu/);
+  const t = tf.zeros([4]);
+  assert.equal(adamwInPlaceWebgpu(t, t, t, t, ATTRS), false);
+  t.dispose();
+});
+
+/** p, m, v variables and a gradient of `n` elements from seeds. */
+function state(n: number, seed: number) {
+  const make = (s: number, scale: number) => {
+    const init = tf.tensor(uniformValues(n, s).map((x) => x * scale));
+    const v = tf.variable(init);
+    init.dispose();
+    return v;
+  };
+  const p = make(seed, 1), m = make(seed + 1, 0.1), v = make(seed + 2, 0.01);
+  tf.tidy(() => v.assign(tf.abs(v))); // a second moment is non-negative
+  const g = tf.tensor(uniformValues(n, seed + 3));
+  return { p, m, v, g, dispose: () => tf.dispose([p, m, v, g]) };
+}
+
+gpuTest(
+  "in-place AdamW equals the three-dispatch kernel, with one dispatch and no new tensor",
+  async () => {
+    // 1031 (odd: the scalar form, more than one workgroup) and 4096 (the vec4 form).
+    for (const n of [1031, 4096]) {
+      const a = state(n, 10), b = state(n, 10);
+      // Reference: the HpAdamW kernel (three dispatches), with the in-place path unregistered.
+      registerAdamWInPlace("webgpu", undefined);
+      assert.ok(updateAdamW(a.p, a.m, a.v, a.g, ATTRS));
+      registerWebgpuKernels();
+      const be = tf.backend() as unknown as { runWebGPUProgram: (...x: unknown[]) => unknown };
+      const run = be.runWebGPUProgram;
+      const pass = GPUComputePassEncoder.prototype;
+      const dispatch = pass.dispatchWorkgroups;
+      let programs = 0, dispatches = 0;
+      be.runWebGPUProgram = function (this: unknown, ...x: unknown[]) {
+        programs++;
+        return run.apply(this, x);
+      };
+      pass.dispatchWorkgroups = function (this: GPUComputePassEncoder, ...x) {
+        dispatches++;
+        return dispatch.apply(this, x);
+      };
+      const before = tf.memory().numTensors;
+      try {
+        assert.ok(updateAdamW(b.p, b.m, b.v, b.g, ATTRS));
+      } finally {
+        be.runWebGPUProgram = run;
+        pass.dispatchWorkgroups = dispatch;
+      }
+      assert.equal(programs, 0, "no tfjs program: the update is our own dispatch");
+      assert.equal(dispatches, 1, "one dispatch for p, m and v");
+      assert.equal(tf.memory().numTensors, before, "no tensor allocated or leaked");
+      for (const k of ["p", "m", "v"] as const) {
+        const want = await a[k].data();
+        const scale = Math.max(...Array.from(want, Math.abs));
+        assertClose(await b[k].data(), Array.from(want), 1e-6, `${k} n=${n}`, 1e-6 * scale);
+      }
+      a.dispose();
+      b.dispose();
+    }
+  },
+  () => assert.ok(registerWebgpuKernels()),
+);
+
+gpuTest(
+  "in-place AdamW: a cached CPU copy is refreshed and a shared buffer is copied first",
+  async () => {
+    const n = 64;
+    const s = state(n, 20);
+    const before = await s.p.data(); // tfjs now caches these values on the CPU
+    const alias = tf.clone(s.m); // shares m's buffer: the update must not write through it
+    const aliasBefore = await alias.data();
+    const m0 = tf.memory().numTensors;
+    assert.ok(updateAdamW(s.p, s.m, s.v, s.g, ATTRS));
+    assert.equal(tf.memory().numTensors, m0, "ownBuffer's copy replaced m's data; nothing leaked");
+    const after = await s.p.data();
+    assert.notDeepEqual(Array.from(after), Array.from(before), "p changed, not a stale cache");
+    assert.deepEqual(await alias.data(), aliasBefore, "the tensor sharing m's old buffer kept it");
+    // The values read back are those of a fresh device read (a clone forces a GPU copy).
+    const fresh = tf.tidy(() => tf.add(s.p, 0));
+    assert.deepEqual(await fresh.data(), after);
+    tf.dispose([alias, fresh]);
+    s.dispose();
+  },
+  () => assert.ok(registerWebgpuKernels()),
+);
+
+gpuTest(
+  "in-place AdamW under tf.time: the same result, later work still recorded",
+  async () => {
+    const a = state(256, 30), b = state(256, 30);
+    assert.ok(updateAdamW(a.p, a.m, a.v, a.g, ATTRS));
+    const info = await tf.time(() => {
+      assert.ok(updateAdamW(b.p, b.m, b.v, b.g, ATTRS));
+    });
+    assert.ok(Number.isFinite(info.kernelMs as number), `kernelMs ${String(info.kernelMs)}`);
+    assert.deepEqual(await b.p.data(), await a.p.data(), "timed dispatch = untimed dispatch");
+    // Work recorded after a timed dispatch still runs.
+    const y = tf.tidy(() => tf.add(b.p, 1));
+    const want = Array.from(await b.p.data(), (x) => Math.fround(x + 1));
+    assert.deepEqual(Array.from(await y.data()), want);
+    tf.dispose(y);
+    a.dispose();
+    b.dispose();
+  },
+  () => assert.ok(registerWebgpuKernels()),
+);
