@@ -22,7 +22,8 @@
  * (per-kernel times of one step) `--out-dir DIR` `--no-save` `--max-seconds S` (skip a
  * measurement whose estimate exceeds S seconds) `--rounds N` (repeat the backend list N times so
  * that A/B variants alternate). A backend written `wasm+blas/stock` (or `wasm/stock`) keeps tfjs's
- * own wasm elementwise kernels, for before/after comparisons of model/wasm_kernels.ts.
+ * own wasm elementwise kernels, for before/after comparisons of model/wasm_kernels.ts;
+ * `webgpu/stock` runs tfjs's own webgpu kernels (no model/webgpu/ kernels, op-by-op optimizer).
  * `--optimizer adamw|adafactor` (default adamw; Adafactor's factored state is what lets T5 1.1 Base
  * fit the 4 GiB wasm heap). Each step also reports the tensor bytes between steps, the wasm heap
  * size (its high-water mark) and the process RSS; with `--profile`, the peak tensor bytes.
@@ -108,6 +109,12 @@ export interface StepResult {
   numTensors: [number, number];
   /** With --profile: the kernels with the largest total time in one step, ms. */
   profile?: { kernel: string; ms: number; count: number }[];
+  /**
+   * webgpu: compute dispatches recorded in the last timed step (tfjs programs and the in-place
+   * ones). Each costs host time (JavaScript, bind group, uniforms) whatever its size, so on a
+   * fast GPU their number bounds the step time from below; it does not depend on the adapter.
+   */
+  gpuDispatches?: number;
 }
 
 /** A skipped measurement and why. */
@@ -514,10 +521,17 @@ async function timeSteps(
   const times: number[] = [];
   let after2 = 0;
   let cpu0 = 0;
+  let gpuDispatches: number | undefined;
   for (let i = 0; i < warm + reps; i++) {
     if (i === warm) cpu0 = cpuSeconds();
+    const last = i === warm + reps - 1;
+    const stopCounting = last ? countDispatches() : undefined;
     const t0 = performance.now();
-    await step();
+    try {
+      await step();
+    } finally {
+      if (stopCounting) gpuDispatches = stopCounting();
+    }
     const dt = performance.now() - t0;
     if (i === 1) after2 = tf.memory().numTensors;
     if (i >= warm) times.push(dt);
@@ -552,7 +566,37 @@ async function timeSteps(
   }
   const tensorBytes = tf.memory().numBytes;
   opt.dispose();
-  return { times, cpuMsPerStep, numTensors, prof, peakBytes, tensorBytes, optimizerMs };
+  return {
+    times,
+    cpuMsPerStep,
+    numTensors,
+    prof,
+    peakBytes,
+    tensorBytes,
+    optimizerMs,
+    gpuDispatches,
+  };
+}
+
+/**
+ * On webgpu, counts `GPUComputePassEncoder.dispatchWorkgroups` calls until the returned function
+ * is called (which restores the method and gives the count); undefined on other backends.
+ */
+function countDispatches(): (() => number) | undefined {
+  if (tf.getBackend() !== "webgpu" || typeof GPUComputePassEncoder === "undefined") {
+    return undefined;
+  }
+  const proto = GPUComputePassEncoder.prototype;
+  const orig = proto.dispatchWorkgroups;
+  let n = 0;
+  proto.dispatchWorkgroups = function (this: GPUComputePassEncoder, ...a) {
+    n++;
+    return orig.apply(this, a);
+  };
+  return () => {
+    proto.dispatchWorkgroups = orig;
+    return n;
+  };
 }
 
 /** Bytes of the wasm backend's heap (its high-water mark: wasm memory never shrinks). */
@@ -611,11 +655,19 @@ function timeElementwise(n: number): { name: string; nsPerElement: number }[] {
 }
 
 /** How benchmarks/optim.ts runs an optimizer's update on a tfjs backend. */
-function optimizerPath(kind: "adamw" | "adafactor", tfBackend: string | undefined): string {
+function optimizerPath(
+  kind: "adamw" | "adafactor",
+  tfBackend: string | undefined,
+  stock: boolean,
+): string {
   // model/fused.ts updateAdamW / updateAdafactor (Adafactor: matrices; vectors stay op by op).
   const what = kind === "adafactor" ? " (matrices)" : "";
   if (tfBackend === "wasm") return `fused in place on the wasm heap${what}`;
-  if (tfBackend === "webgpu") return `fused WGSL kernels${what}`;
+  if (tfBackend === "webgpu" && !stock) {
+    return kind === "adamw"
+      ? "in place, one WGSL dispatch per variable"
+      : `fused WGSL kernels${what}`;
+  }
   return "op by op";
 }
 
@@ -730,10 +782,10 @@ export async function main(args: string[]): Promise<PerfReport> {
   const maxSeconds = Number(values["max-seconds"] ?? (quick ? 5 : 60));
   const backendList = list(values.backends, ["cpu", "wasm", "wasm+blas", "webgpu"]);
   for (const b of backendList) {
-    if (!/^(cpu|webgpu|wasm(\+blas)?(\/stock)?)$/.test(b)) {
+    if (!/^(cpu|(webgpu|wasm(\+blas)?)(\/stock)?)$/.test(b)) {
       throw new Error(
         `benchmarks/perf.ts: --backends: unknown "${b}" (cpu, wasm, wasm+blas, webgpu; ` +
-          `wasm and wasm+blas take "/stock" for tfjs's own elementwise kernels)`,
+          `wasm, wasm+blas and webgpu take "/stock" for tfjs's own kernels)`,
       );
     }
   }
@@ -755,7 +807,10 @@ export async function main(args: string[]): Promise<PerfReport> {
     const r: BackendResult = { backend: b, matmul: [], steps: [], skipped: [] };
     results.push(r);
     try {
-      if (b === "webgpu" && values.backends === undefined && !values["include-fallback-webgpu"]) {
+      if (
+        b.startsWith("webgpu") && values.backends === undefined &&
+        !values["include-fallback-webgpu"]
+      ) {
         // Only measure WebGPU by default when a real (non-fallback) adapter exists.
         const a = await navigator.gpu?.requestAdapter();
         const fb = (a?.info as (GPUAdapterInfo & { isFallbackAdapter?: boolean }) | undefined)
@@ -849,14 +904,22 @@ export async function main(args: string[]): Promise<PerfReport> {
       }
       const w = makeWorkload(run);
       try {
-        const { times, cpuMsPerStep, numTensors, prof, peakBytes, tensorBytes, optimizerMs } =
-          await timeSteps(
-            w,
-            warm,
-            nrep,
-            values.profile,
-            optimizer,
-          );
+        const {
+          times,
+          cpuMsPerStep,
+          numTensors,
+          prof,
+          peakBytes,
+          tensorBytes,
+          optimizerMs,
+          gpuDispatches,
+        } = await timeSteps(
+          w,
+          warm,
+          nrep,
+          values.profile,
+          optimizer,
+        );
         const heap = wasmHeapBytes();
         const med = median(times);
         const s: StepResult = {
@@ -870,7 +933,9 @@ export async function main(args: string[]): Promise<PerfReport> {
           trainFlops: w.trainFlops,
           flopsSource: w.flopsSource,
           effectiveGflops: w.trainFlops / (med * 1e6),
-          optimizer: `${optimizer} (${optimizerPath(optimizer, r.info?.tfBackend)})`,
+          optimizer: `${optimizer} (${
+            optimizerPath(optimizer, r.info?.tfBackend, b.endsWith("/stock"))
+          })`,
           optimizerMs,
           ...(peakBytes === undefined ? {} : { peakTensorBytes: peakBytes }),
           tensorBytes,
@@ -879,6 +944,7 @@ export async function main(args: string[]): Promise<PerfReport> {
           cpuMsPerStep,
           numTensors,
           ...(prof ? { profile: prof.slice(0, 25) } : {}),
+          ...(gpuDispatches === undefined ? {} : { gpuDispatches }),
         };
         r.steps.push(s);
         console.log(
@@ -893,6 +959,7 @@ export async function main(args: string[]): Promise<PerfReport> {
                 ? `tensors ${(tensorBytes / 2 ** 30).toFixed(2)} GiB between steps`
                 : `wasm heap ${(heap / 2 ** 30).toFixed(2)} GiB`
             }` +
+            (gpuDispatches === undefined ? "" : `  ${gpuDispatches} dispatches`) +
             (numTensors[0] !== numTensors[1] ? `  LEAK ${numTensors[0]}→${numTensors[1]}` : ""),
         );
         if (prof) {

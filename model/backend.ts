@@ -73,7 +73,9 @@ export interface SelectBackendOptions {
   allowFallbackAdapter?: boolean;
   /**
    * Install the faster wasm elementwise kernels and the fused kernels of `fused.ts` (default true unless
-   * `HYPERPROMPT_WASM_STOCK_ELEMENTWISE=1`; turning them off is for A/B benchmarks).
+   * `HYPERPROMPT_WASM_STOCK_ELEMENTWISE=1`), and on webgpu the custom WGSL kernels of
+   * `model/webgpu/` (unless `HYPERPROMPT_WEBGPU_KERNELS=0`). Turning them off (tfjs's own
+   * kernels) is for A/B benchmarks.
    */
   fastElementwise?: boolean;
 }
@@ -185,6 +187,7 @@ async function probeWebGpu(): Promise<AdapterProbe> {
 async function startWebGpu(
   explicit: boolean,
   allowFallback: boolean,
+  customKernels: boolean,
   notes: string[],
 ): Promise<string | undefined> {
   const probe = await probeWebGpu();
@@ -213,7 +216,11 @@ async function startWebGpu(
     notes.push(why);
     return undefined;
   }
-  await installWebgpuKernels(notes);
+  if (customKernels) await installWebgpuKernels(notes);
+  else {
+    (await import("./webgpu/mod.ts")).unregisterWebgpuKernels();
+    notes.push("webgpu: tfjs's own kernels only (custom kernels not installed)");
+  }
   return probe.description;
 }
 
@@ -378,7 +385,12 @@ export async function selectBackend(
   }
   if (info === undefined && (requested === "webgpu" || requested === "auto")) {
     const explicit = requested === "webgpu";
-    const adapter = await startWebGpu(explicit, explicit || !!opts.allowFallbackAdapter, notes);
+    const adapter = await startWebGpu(
+      explicit,
+      explicit || !!opts.allowFallbackAdapter,
+      opts.fastElementwise ?? true,
+      notes,
+    );
     if (adapter !== undefined) info = done("webgpu", 1, adapter);
   }
   if (
