@@ -252,6 +252,8 @@ async function matmulSection(quick: boolean): Promise<Record<string, unknown>> {
 }
 
 interface StepResult {
+  /** The first step: shader compilation included. */
+  warmupMs: number;
   stepMs: number[];
   forwardMs: number;
   gradsMs: number;
@@ -276,14 +278,16 @@ async function timeStep(
     await value.data();
     tf.dispose([value, ...Object.values(grads)]);
   };
+  let t0 = performance.now();
   await step(); // warm-up: shader compilation, AdamW slots
+  const warmupMs = performance.now() - t0;
   const stepMs: number[] = [];
   for (let i = 0; i < steps; i++) {
     const t0 = performance.now();
     await step();
     stepMs.push(performance.now() - t0);
   }
-  let t0 = performance.now();
+  t0 = performance.now();
   const f = loss();
   await f.data();
   const forwardMs = performance.now() - t0;
@@ -294,7 +298,11 @@ async function timeStep(
   await Promise.all(Object.values(g.grads).map((x) => sync(x)));
   const gradsMs = performance.now() - t0;
   tf.dispose([g.value, ...Object.values(g.grads)]);
-  const host = await hostBreakdown(loss, vars);
+  const host = await hostBreakdown(
+    loss,
+    vars,
+    (grads) => opt.apply(params, new Map(Object.entries(grads)), 1e-4),
+  );
   resetWebgpuKernelStats();
   t0 = performance.now();
   const info = await tf.profile(step);
@@ -313,6 +321,7 @@ async function timeStep(
     .map(([name, e]) => ({ name, ms: round(e.ms), count: e.n }));
   opt.dispose();
   return {
+    warmupMs: round(warmupMs, 1),
     stepMs: stepMs.map((x) => round(x, 1)),
     forwardMs: round(forwardMs, 1),
     gradsMs: round(gradsMs, 1),
@@ -328,18 +337,31 @@ async function timeStep(
   };
 }
 
+/** What {@link instrumentBackend} collected. */
+interface HostCounters {
+  /** Inclusive ms and calls per wrapped method. */
+  methods: Record<string, { ms: number; calls: number }>;
+  /** tfjs programs run, by program class (e.g. `TransposeProgram`). */
+  programs: Record<string, number>;
+}
+
 /**
- * Wraps host-side methods of the webgpu backend (and its buffer manager, queue and device) with
- * timers, to find where the time outside GPU kernels goes. Times are inclusive (runWebGPUProgram
- * contains recordAndSubmit, which contains makeUniforms, createBindGroup, ...).
+ * Wraps host-side methods of the webgpu backend (and its buffer manager, queue and device, and
+ * `GPUComputePassEncoder.dispatchWorkgroups`, which also counts the in-place dispatches of
+ * `model/webgpu/in_place.ts`) with timers, to find where the time outside GPU kernels goes.
+ * Times are inclusive (runWebGPUProgram contains recordAndSubmit, which contains makeUniforms,
+ * createBindGroup, ...). Shader compiles (`device.createShaderModule` / `createComputePipeline*`)
+ * and GPU→CPU reads (`backend.read*`, `getBufferData`) inside a warm step point at recompiled
+ * shaders and synchronisation points.
  */
-function instrumentBackend(): () => Record<string, { ms: number; calls: number }> {
+function instrumentBackend(): () => HostCounters {
   // deno-lint-ignore no-explicit-any
   const be = tf.backend() as any;
   const acc: Record<string, { ms: number; calls: number }> = {};
+  const programs: Record<string, number> = {};
   const restore: (() => void)[] = [];
   // deno-lint-ignore no-explicit-any
-  const wrap = (obj: any, owner: string, names: string[]) => {
+  const wrap = (obj: any, owner: string, names: string[], onCall?: (args: unknown[]) => void) => {
     if (obj == null) return;
     for (const name of names) {
       const orig = obj[name];
@@ -348,6 +370,7 @@ function instrumentBackend(): () => Record<string, { ms: number; calls: number }
       const hadOwn = Object.prototype.hasOwnProperty.call(obj, name);
       try {
         obj[name] = function (this: unknown, ...args: unknown[]) {
+          onCall?.(args);
           const t0 = performance.now();
           try {
             return orig.apply(this, args);
@@ -366,8 +389,11 @@ function instrumentBackend(): () => Record<string, { ms: number; calls: number }
       }
     }
   };
+  wrap(be, "backend", ["runWebGPUProgram"], (args) => {
+    const name = (args[0] as { constructor?: { name?: string } })?.constructor?.name ?? "?";
+    programs[name] = (programs[name] ?? 0) + 1;
+  });
   wrap(be, "backend", [
-    "runWebGPUProgram",
     "recordAndSubmit",
     "makeUniforms",
     "submitQueue",
@@ -377,37 +403,63 @@ function instrumentBackend(): () => Record<string, { ms: number; calls: number }
     "ensureCommandEncoderReady",
     "endComputePassEncoder",
     "tensorToBinding",
+    "read",
+    "readSync",
+    "getBufferData",
   ]);
   wrap(be.bufferManager, "bufferManager", ["acquireBuffer", "releaseBuffer"]);
-  wrap(be.queue, "queue", ["writeBuffer", "submit"]);
-  wrap(be.device, "device", ["createBindGroup", "createBuffer", "createCommandEncoder"]);
+  wrap(be.queue, "queue", ["writeBuffer", "submit", "onSubmittedWorkDone"]);
+  wrap(be.device, "device", [
+    "createBindGroup",
+    "createBuffer",
+    "createCommandEncoder",
+    "createShaderModule",
+    "createComputePipeline",
+    "createComputePipelineAsync",
+  ]);
+  if (typeof GPUComputePassEncoder !== "undefined") {
+    wrap(GPUComputePassEncoder.prototype, "pass", ["dispatchWorkgroups"]);
+  }
   return () => {
     for (const r of restore.reverse()) r();
-    const out: Record<string, { ms: number; calls: number }> = {};
-    for (const [k, v] of Object.entries(acc)) out[k] = { ms: round(v.ms, 1), calls: v.calls };
-    return out;
+    const methods: Record<string, { ms: number; calls: number }> = {};
+    for (const [k, v] of Object.entries(acc)) methods[k] = { ms: round(v.ms, 1), calls: v.calls };
+    return { methods, programs };
   };
 }
 
-/** One `tf.variableGrads` pass with the backend instrumented: wall time vs host-side method time. */
+/**
+ * One training step (`tf.variableGrads`, then `update` with the gradients) with the backend
+ * instrumented: wall time vs host-side method time. `recordMs` is the time until every kernel
+ * was recorded, `waitMs` the rest (the GPU finishing).
+ */
 async function hostBreakdown(
   loss: () => tf.Scalar,
   vars: tf.Variable[],
+  update: (grads: tf.NamedTensorMap) => void,
 ): Promise<Record<string, unknown>> {
   const stop = instrumentBackend();
   const t0 = performance.now();
   let recordedMs = 0;
   try {
     const g = tf.variableGrads(loss, vars);
+    update(g.grads);
     recordedMs = performance.now() - t0; // all kernels recorded, GPU may still be running
     await g.value.data();
     await Promise.all(Object.values(g.grads).map((x) => sync(x)));
     tf.dispose([g.value, ...Object.values(g.grads)]);
   } finally {
     const wallMs = performance.now() - t0;
-    const methods = stop();
+    const { methods, programs } = stop();
     // deno-lint-ignore no-unsafe-finally
-    return { wallMs: round(wallMs, 1), recordMs: round(recordedMs, 1), methods };
+    return {
+      wallMs: round(wallMs, 1),
+      recordMs: round(recordedMs, 1),
+      waitMs: round(wallMs - recordedMs, 1),
+      dispatches: methods["pass.dispatchWorkgroups"]?.calls ?? null,
+      methods,
+      programs,
+    };
   }
 }
 
