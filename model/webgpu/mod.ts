@@ -5,7 +5,8 @@
  * `model/backend.ts`). It replaces the backend's `BatchMatMul` kernel with one that sends float32
  * products with a transposed operand (by default) to the tiled kernel of `matmul_kernels.ts` and
  * everything else to the stock kernel, and registers the fused kernels of `fused_kernels.ts`
- * (dropout mask, gated GELU, RMS norm, AdamW; the ops of `model/fused.ts` use them). The kernel registry is global to the tfjs instance, so this
+ * (dropout mask, gated GELU, RMS norm, AdamW; the ops of `model/fused.ts` use them), and packs
+ * the uniforms of all dispatches of a submit into one buffer (`uniform_arena.ts`). The kernel registry is global to the tfjs instance, so this
  * affects every later `tf.matMul` on webgpu, forward and backward (tfjs's matMul gradient is
  * itself two matMuls with transpose flags). {@link unregisterWebgpuKernels} restores the stock
  * kernel.
@@ -27,6 +28,7 @@ import {
   type WebGpuBackendLike,
 } from "./matmul_kernels.ts";
 import { registerWebgpuFusedKernels, unregisterWebgpuFusedKernels } from "./fused_kernels.ts";
+import { installUniformArena, uninstallUniformArena } from "./uniform_arena.ts";
 import {
   dropoutMask,
   dropoutMaskParams,
@@ -63,6 +65,12 @@ export interface WebgpuKernelOptions {
    * @default true
    */
   readonly fused?: boolean;
+  /**
+   * Pack every dispatch's uniforms into one arena buffer written once per submit
+   * (`uniform_arena.ts`) instead of a pooled buffer and a `writeBuffer` per dispatch.
+   * @default true
+   */
+  readonly uniformArena?: boolean;
 }
 
 /** Counters of {@link registerWebgpuKernels}'s `BatchMatMul` since the last reset. */
@@ -109,12 +117,13 @@ function resolveOptions(opts: WebgpuKernelOptions): Required<WebgpuKernelOptions
   if (tile !== "auto") tileByName(tile);
   const minWorkgroups = opts.minWorkgroups ?? 256;
   const fused = opts.fused ?? true;
+  const uniformArena = opts.uniformArena ?? true;
   if (!Number.isInteger(minWorkgroups) || minWorkgroups < 1) {
     throw new Error(
       `model/webgpu/mod.ts registerWebgpuKernels: minWorkgroups must be a positive integer, got ${minWorkgroups}`,
     );
   }
-  return { cover, tile, minWorkgroups, fused };
+  return { cover, tile, minWorkgroups, fused, uniformArena };
 }
 
 /**
@@ -169,12 +178,15 @@ export function registerWebgpuKernels(opts: WebgpuKernelOptions = {}): boolean {
   tf.registerKernel({ kernelName: "BatchMatMul", backendName: "webgpu", kernelFunc });
   if (options.fused) registerWebgpuFusedKernels();
   else unregisterWebgpuFusedKernels();
+  if (options.uniformArena) installUniformArena();
+  else uninstallUniformArena();
   return true;
 }
 
 /** Restores the stock webgpu kernels replaced by {@link registerWebgpuKernels} (no-op if none). */
 export function unregisterWebgpuKernels(): void {
   unregisterWebgpuFusedKernels();
+  uninstallUniformArena();
   if (installed === undefined) return;
   tf.unregisterKernel("BatchMatMul", "webgpu");
   tf.registerKernel(installed.original);
