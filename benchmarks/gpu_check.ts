@@ -56,10 +56,13 @@ interface Variant {
 }
 
 const STOCK: Variant = { name: "stock" };
-/** The default: tiled matMul for transposed operands plus the fused kernels. */
+/** The default: tiled matMul for transposed operands, the fused kernels, the uniform arena. */
 const TILED: Variant = { name: "tiled", kernels: {} };
-/** The tiled matMul alone (no fused kernels): separates the two effects. */
-const MATMUL_ONLY: Variant = { name: "tiled-matmul-only", kernels: { fused: false } };
+/** The tiled matMul alone (no fused kernels, no uniform arena): separates the effects. */
+const MATMUL_ONLY: Variant = {
+  name: "tiled-matmul-only",
+  kernels: { fused: false, uniformArena: false },
+};
 const TILED_ALL: Variant = { name: "tiled-all", kernels: { cover: "all" } };
 
 function useVariant(v: Variant): void {

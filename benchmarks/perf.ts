@@ -904,22 +904,8 @@ export async function main(args: string[]): Promise<PerfReport> {
       }
       const w = makeWorkload(run);
       try {
-        const {
-          times,
-          cpuMsPerStep,
-          numTensors,
-          prof,
-          peakBytes,
-          tensorBytes,
-          optimizerMs,
-          gpuDispatches,
-        } = await timeSteps(
-          w,
-          warm,
-          nrep,
-          values.profile,
-          optimizer,
-        );
+        const m = await timeSteps(w, warm, nrep, values.profile, optimizer);
+        const { times, cpuMsPerStep, numTensors, prof, tensorBytes, optimizerMs } = m;
         const heap = wasmHeapBytes();
         const med = median(times);
         const s: StepResult = {
@@ -937,14 +923,14 @@ export async function main(args: string[]): Promise<PerfReport> {
             optimizerPath(optimizer, r.info?.tfBackend, b.endsWith("/stock"))
           })`,
           optimizerMs,
-          ...(peakBytes === undefined ? {} : { peakTensorBytes: peakBytes }),
+          ...(m.peakBytes === undefined ? {} : { peakTensorBytes: m.peakBytes }),
           tensorBytes,
           ...(heap === undefined ? {} : { wasmHeapBytes: heap }),
           rssBytes: Deno.memoryUsage().rss,
           cpuMsPerStep,
           numTensors,
           ...(prof ? { profile: prof.slice(0, 25) } : {}),
-          ...(gpuDispatches === undefined ? {} : { gpuDispatches }),
+          ...(m.gpuDispatches === undefined ? {} : { gpuDispatches: m.gpuDispatches }),
         };
         r.steps.push(s);
         console.log(
@@ -959,7 +945,7 @@ export async function main(args: string[]): Promise<PerfReport> {
                 ? `tensors ${(tensorBytes / 2 ** 30).toFixed(2)} GiB between steps`
                 : `wasm heap ${(heap / 2 ** 30).toFixed(2)} GiB`
             }` +
-            (gpuDispatches === undefined ? "" : `  ${gpuDispatches} dispatches`) +
+            (m.gpuDispatches === undefined ? "" : `  ${m.gpuDispatches} dispatches`) +
             (numTensors[0] !== numTensors[1] ? `  LEAK ${numTensors[0]}→${numTensors[1]}` : ""),
         );
         if (prof) {
