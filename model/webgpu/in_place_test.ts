@@ -15,6 +15,7 @@ import { adamwAttrs, registerAdamWInPlace, updateAdamW } from "../fused.ts";
 import { registerWebgpuKernels } from "./mod.ts";
 import { adamwInPlaceSource, adamwInPlaceWebgpu, inPlaceSupport } from "./in_place.ts";
 import { uniformValues } from "../../benchmarks/rng.ts";
+import { createOptimizer } from "../../benchmarks/optim.ts";
 import { gpuTest } from "./testing.ts";
 import { assertClose } from "../fused_testing.ts";
 
@@ -138,6 +139,53 @@ gpuTest(
     tf.dispose(y);
     a.dispose();
     b.dispose();
+  },
+  () => assert.ok(registerWebgpuKernels()),
+);
+
+gpuTest(
+  "AdamW resumed from saved slots on webgpu continues bit-identically (slots still shared)",
+  async () => {
+    const before = tf.memory().numTensors;
+    const n = 40;
+    const mk = (seed: number) => {
+      const t = tf.tensor(uniformValues(n, seed));
+      const v = tf.variable(t);
+      t.dispose();
+      return v;
+    };
+    const grads = [1, 2, 3, 4, 5, 6].map((k) => tf.tensor(uniformValues(n, 50 + k)));
+    const apply = (o: ReturnType<typeof createOptimizer>, w: tf.Variable, g: tf.Tensor) =>
+      o.apply(new Map([["w", w]]), new Map([["w", g]]), 0.01);
+    // A: six steps in one go.
+    const wA = mk(9);
+    const a = createOptimizer({ kind: "adamw", weightDecay: 0.01 });
+    for (const g of grads) apply(a, wA, g);
+    // B: three steps, save, restore into a new optimizer while the saved tensors stay alive
+    // (restored slots then share their buffers), three more steps.
+    const wB = mk(9);
+    const b1 = createOptimizer({ kind: "adamw", weightDecay: 0.01 });
+    for (const g of grads.slice(0, 3)) apply(b1, wB, g);
+    const saved = new Map(
+      await Promise.all(
+        [...b1.slots()].map(async ([k, v]) => [k, tf.tensor(await v.data(), v.shape)] as const),
+      ),
+    );
+    const savedCopies = new Map(
+      await Promise.all([...saved].map(async ([k, v]) => [k, Array.from(await v.data())] as const)),
+    );
+    b1.dispose();
+    const b2 = createOptimizer({ kind: "adamw", weightDecay: 0.01 });
+    b2.restore(3, saved);
+    for (const g of grads.slice(3)) apply(b2, wB, g);
+    assert.deepEqual(Array.from(await wB.data()), Array.from(await wA.data()));
+    for (const [k, v] of saved) {
+      assert.deepEqual(Array.from(await v.data()), savedCopies.get(k), `saved ${k} untouched`);
+    }
+    tf.dispose([...saved.values(), ...grads, wA, wB]);
+    a.dispose();
+    b2.dispose();
+    assert.equal(tf.memory().numTensors, before, "tensors leaked");
   },
   () => assert.ok(registerWebgpuKernels()),
 );
