@@ -27,9 +27,13 @@ import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-webgpu";
 import { parseArgs } from "node:util";
 import {
+  MATMUL_TILE_CANDIDATES,
+  MATMUL_TILES,
+  type MatMulTileName,
   registerWebgpuKernels,
   resetWebgpuKernelStats,
   selfCheckWebgpuKernels,
+  tileWorkgroupBytes,
   unregisterWebgpuKernels,
   type WebgpuKernelOptions,
   webgpuKernelStats,
@@ -117,11 +121,23 @@ async function adapterSection(): Promise<Record<string, unknown>> {
   };
 }
 
+/**
+ * The tiles to check and time: the defaults and the candidates (`MATMUL_TILE_CANDIDATES`) that
+ * fit this device's workgroup memory.
+ */
+function tileNames(): MatMulTileName[] {
+  const limit = (tf.backend() as unknown as { device: GPUDevice }).device.limits
+    .maxComputeWorkgroupStorageSize;
+  return [...MATMUL_TILES, ...MATMUL_TILE_CANDIDATES]
+    .filter((t) => tileWorkgroupBytes(t) <= limit)
+    .map((t) => t.name as MatMulTileName);
+}
+
 async function correctnessSection(quick: boolean): Promise<Record<string, unknown>> {
   const [m, k, n, batch] = quick ? [37, 29, 23, 2] : [257, 129, 193, 3];
   const rows: Record<string, unknown>[] = [];
   let worst = 0;
-  for (const tile of ["t128", "t64", "t32"] as const) {
+  for (const tile of tileNames()) {
     for (const tA of [false, true]) {
       for (const tB of [false, true]) {
         const a = fill([batch, ...(tA ? [k, m] : [m, k])], 1);
@@ -209,7 +225,7 @@ async function matmulSection(quick: boolean): Promise<Record<string, unknown>> {
   const variants: Variant[] = [
     STOCK,
     TILED_ALL,
-    ...(["t128", "t64", "t32"] as const).map((tile) => ({
+    ...tileNames().map((tile) => ({
       name: `tiled-${tile}`,
       kernels: { tile, cover: "all" as const },
     })),

@@ -50,8 +50,40 @@ export const MATMUL_TILES: readonly MatMulTile[] = [
   { name: "t32", tileM: 32, tileN: 32, tileK: 16, threadM: 4, threadN: 4 },
 ];
 
-/** Name of a tile in {@link MATMUL_TILES}, or "auto" to choose per call. */
-export type MatMulTileChoice = "auto" | "t128" | "t64" | "t32";
+/**
+ * Further tile geometries that `auto` never picks: `benchmarks/gpu_check.ts` times them next to
+ * {@link MATMUL_TILES} on the GPU machine, so that one session there can say whether a deeper K
+ * step or a rectangular tile beats the defaults (they are tested on the software adapter like
+ * the others). Each fits 16 KiB of workgroup memory, WebGPU's default limit.
+ */
+export const MATMUL_TILE_CANDIDATES: readonly MatMulTile[] = [
+  // 256 threads, 8×4 outputs each; 16·33·16 + 16·17·16 B = 12.8 KB.
+  { name: "t128x64", tileM: 128, tileN: 64, tileK: 16, threadM: 8, threadN: 4 },
+  // 256 threads, 4×8 outputs each; 12.8 KB.
+  { name: "t64x128", tileM: 64, tileN: 128, tileK: 16, threadM: 4, threadN: 8 },
+  // 256 threads, 4×4 outputs each, K step 24; 2·24·17·16 B = 13.1 KB.
+  { name: "t64k24", tileM: 64, tileN: 64, tileK: 24, threadM: 4, threadN: 4 },
+  // 128 threads, 8×8 outputs each over a 64×128 tile, K step 8; 8·17·16 + 8·33·16 B = 6.4 KB.
+  { name: "t64x128t8", tileM: 64, tileN: 128, tileK: 8, threadM: 8, threadN: 8 },
+];
+
+/** Name of a tile in {@link MATMUL_TILES} or {@link MATMUL_TILE_CANDIDATES}. */
+export type MatMulTileName =
+  | "t128"
+  | "t64"
+  | "t32"
+  | "t128x64"
+  | "t64x128"
+  | "t64k24"
+  | "t64x128t8";
+
+/** A tile name, or "auto" to choose per call among {@link MATMUL_TILES}. */
+export type MatMulTileChoice = "auto" | MatMulTileName;
+
+/** Bytes of workgroup memory a tile's shader declares (both padded operand tiles). */
+export function tileWorkgroupBytes(t: MatMulTile): number {
+  return 16 * t.tileK * (t.tileM / 4 + 1 + t.tileN / 4 + 1);
+}
 
 /**
  * Picks the tile for one product: the largest tile that still gives at least `minWorkgroups`
@@ -74,16 +106,17 @@ export function chooseTile(batch: number, m: number, n: number, minWorkgroups: n
 /**
  * Looks a tile up by name.
  *
- * @param name a name from {@link MATMUL_TILES}
+ * @param name a name from {@link MATMUL_TILES} or {@link MATMUL_TILE_CANDIDATES}
  * @returns the tile
  * @throws Error naming this file and the known names when `name` is unknown
  */
 export function tileByName(name: string): MatMulTile {
-  const t = MATMUL_TILES.find((x) => x.name === name);
+  const all = [...MATMUL_TILES, ...MATMUL_TILE_CANDIDATES];
+  const t = all.find((x) => x.name === name);
   if (t === undefined) {
     throw new Error(
       `model/webgpu/matmul_kernels.ts tileByName: unknown tile "${name}"; known: ${
-        MATMUL_TILES.map((x) => x.name).join(", ")
+        all.map((x) => x.name).join(", ")
       }`,
     );
   }

@@ -16,7 +16,15 @@
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-webgpu";
 import assert from "node:assert/strict";
-import { chooseTile, MATMUL_TILES, planMatMul, tiledMatMulSource } from "./matmul_kernels.ts";
+import {
+  chooseTile,
+  MATMUL_TILE_CANDIDATES,
+  MATMUL_TILES,
+  type MatMulTileName,
+  planMatMul,
+  tiledMatMulSource,
+  tileWorkgroupBytes,
+} from "./matmul_kernels.ts";
 import {
   registerWebgpuKernels,
   resetWebgpuKernelStats,
@@ -86,7 +94,7 @@ function size(shape: number[]): number {
  */
 async function checkCases(
   cases: Case[],
-  tile: "t32" | "t64" | "t128",
+  tile: MatMulTileName,
   seed: number,
   reference: "cpu" | "stock" = "cpu",
 ) {
@@ -193,6 +201,29 @@ gpuTest(
     );
     await checkCases([shapes([2], [2], 70, 45, 130, false, true)], "t64", 250, "stock");
     await checkCases([shapes([], [], 130, 37, 131, true, true)], "t128", 300);
+  },
+);
+
+Deno.test("tile geometries are valid and fit 16 KiB of workgroup memory; auto never picks a candidate", () => {
+  for (const t of [...MATMUL_TILES, ...MATMUL_TILE_CANDIDATES]) {
+    assert.ok(tiledMatMulSource(t, false, true).length > 0, t.name); // throws on an invalid tile
+    assert.ok(tileWorkgroupBytes(t) <= 16384, `${t.name}: ${tileWorkgroupBytes(t)} B`);
+  }
+  const names = new Set(MATMUL_TILE_CANDIDATES.map((t) => t.name));
+  for (const [b, m, n] of [[1, 4096, 3072], [1, 4096, 768], [384, 128, 64], [1, 64, 64]]) {
+    assert.ok(!names.has(chooseTile(b!, m!, n!, 256).name));
+  }
+});
+
+gpuTest(
+  "BatchMatMul with each candidate tile vs cpu (ragged, batched; the four transpose pairs spread)",
+  async () => {
+    // One transpose pair per candidate, in turn (each shader costs seconds to compile on the
+    // software adapter); gpu_check's correctness section runs every pair for every tile.
+    for (const [i, t] of MATMUL_TILE_CANDIDATES.entries()) {
+      const tA = (i & 1) === 1, tB = (i & 2) === 2;
+      await checkCases([shapes([2], [2], 70, 45, 130, tA, tB)], t.name as MatMulTileName, 400 + i);
+    }
   },
 );
 

@@ -41,10 +41,13 @@ import {
 
 export {
   chooseTile,
+  MATMUL_TILE_CANDIDATES,
   MATMUL_TILES,
   type MatMulTile,
   type MatMulTileChoice,
+  type MatMulTileName,
   tiledMatMulSource,
+  tileWorkgroupBytes,
 } from "./matmul_kernels.ts";
 
 /** Options of {@link registerWebgpuKernels}. */
