@@ -6,7 +6,8 @@
  * products with a transposed operand (by default) to the tiled kernel of `matmul_kernels.ts` and
  * everything else to the stock kernel, and registers the fused kernels of `fused_kernels.ts`
  * (dropout mask, gated GELU, RMS norm, AdamW; the ops of `model/fused.ts` use them), and packs
- * the uniforms of all dispatches of a submit into one buffer (`uniform_arena.ts`). The kernel registry is global to the tfjs instance, so this
+ * the uniforms of all dispatches of a submit into one buffer (`uniform_arena.ts`) and reuses
+ * repeated bind groups (`bind_group_cache.ts`). The kernel registry is global to the tfjs instance, so this
  * affects every later `tf.matMul` on webgpu, forward and backward (tfjs's matMul gradient is
  * itself two matMuls with transpose flags). {@link unregisterWebgpuKernels} restores the stock
  * kernel.
@@ -29,6 +30,7 @@ import {
 } from "./matmul_kernels.ts";
 import { registerWebgpuFusedKernels, unregisterWebgpuFusedKernels } from "./fused_kernels.ts";
 import { installUniformArena, uninstallUniformArena } from "./uniform_arena.ts";
+import { installBindGroupCache, uninstallBindGroupCache } from "./bind_group_cache.ts";
 import {
   dropoutMask,
   dropoutMaskParams,
@@ -49,6 +51,8 @@ export {
   tiledMatMulSource,
   tileWorkgroupBytes,
 } from "./matmul_kernels.ts";
+export { type BindGroupCacheStats, bindGroupCacheStats } from "./bind_group_cache.ts";
+export { uniformArenaInstalled } from "./uniform_arena.ts";
 
 /** Options of {@link registerWebgpuKernels}. */
 export interface WebgpuKernelOptions {
@@ -74,6 +78,12 @@ export interface WebgpuKernelOptions {
    * @default true
    */
   readonly uniformArena?: boolean;
+  /**
+   * Reuse bind groups whose layout and buffers repeat (`bind_group_cache.ts`) instead of
+   * creating one per dispatch.
+   * @default true
+   */
+  readonly bindGroupCache?: boolean;
 }
 
 /** Counters of {@link registerWebgpuKernels}'s `BatchMatMul` since the last reset. */
@@ -121,12 +131,13 @@ function resolveOptions(opts: WebgpuKernelOptions): Required<WebgpuKernelOptions
   const minWorkgroups = opts.minWorkgroups ?? 256;
   const fused = opts.fused ?? true;
   const uniformArena = opts.uniformArena ?? true;
+  const bindGroupCache = opts.bindGroupCache ?? true;
   if (!Number.isInteger(minWorkgroups) || minWorkgroups < 1) {
     throw new Error(
       `model/webgpu/mod.ts registerWebgpuKernels: minWorkgroups must be a positive integer, got ${minWorkgroups}`,
     );
   }
-  return { cover, tile, minWorkgroups, fused, uniformArena };
+  return { cover, tile, minWorkgroups, fused, uniformArena, bindGroupCache };
 }
 
 /**
@@ -183,12 +194,15 @@ export function registerWebgpuKernels(opts: WebgpuKernelOptions = {}): boolean {
   else unregisterWebgpuFusedKernels();
   if (options.uniformArena) installUniformArena();
   else uninstallUniformArena();
+  if (options.bindGroupCache) installBindGroupCache();
+  else uninstallBindGroupCache();
   return true;
 }
 
 /** Restores the stock webgpu kernels replaced by {@link registerWebgpuKernels} (no-op if none). */
 export function unregisterWebgpuKernels(): void {
   unregisterWebgpuFusedKernels();
+  uninstallBindGroupCache();
   uninstallUniformArena();
   if (installed === undefined) return;
   tf.unregisterKernel("BatchMatMul", "webgpu");
