@@ -60,12 +60,15 @@ interface Variant {
 }
 
 const STOCK: Variant = { name: "stock" };
-/** The default: tiled matMul for transposed operands, the fused kernels, the uniform arena. */
+/**
+ * The default: tiled matMul for transposed operands, the fused kernels, the uniform arena and the
+ * bind group cache.
+ */
 const TILED: Variant = { name: "tiled", kernels: {} };
-/** The tiled matMul alone (no fused kernels, no uniform arena): separates the effects. */
+/** The tiled matMul alone (no fused kernels, no uniform arena or bind group cache). */
 const MATMUL_ONLY: Variant = {
   name: "tiled-matmul-only",
-  kernels: { fused: false, uniformArena: false },
+  kernels: { fused: false, uniformArena: false, bindGroupCache: false },
 };
 const TILED_ALL: Variant = { name: "tiled-all", kernels: { cover: "all" } };
 
