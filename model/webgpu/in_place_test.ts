@@ -12,7 +12,7 @@ import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-webgpu";
 import assert from "node:assert/strict";
 import { adamwAttrs, registerAdamWInPlace, updateAdamW } from "../fused.ts";
-import { registerWebgpuKernels } from "./mod.ts";
+import { registerWebgpuKernels, selfCheckWebgpuKernels } from "./mod.ts";
 import { adamwInPlaceSource, adamwInPlaceWebgpu, inPlaceSupport } from "./in_place.ts";
 import { uniformValues } from "../../benchmarks/rng.ts";
 import { createOptimizer } from "../../benchmarks/optim.ts";
@@ -186,6 +186,18 @@ gpuTest(
     a.dispose();
     b2.dispose();
     assert.equal(tf.memory().numTensors, before, "tensors leaked");
+  },
+  () => assert.ok(registerWebgpuKernels()),
+);
+
+gpuTest(
+  "selfCheckWebgpuKernels() catches an in-place AdamW that does not update",
+  async () => {
+    assert.ok((await selfCheckWebgpuKernels()).ok, "the real one passes");
+    registerAdamWInPlace("webgpu", () => true); // claims success, changes nothing
+    const bad = await selfCheckWebgpuKernels();
+    assert.equal(bad.ok, false);
+    assert.ok(bad.maxRelErr > 1e-3, `${bad.maxRelErr}`);
   },
   () => assert.ok(registerWebgpuKernels()),
 );

@@ -32,6 +32,7 @@ import { registerWebgpuFusedKernels, unregisterWebgpuFusedKernels } from "./fuse
 import { installUniformArena, uninstallUniformArena } from "./uniform_arena.ts";
 import { installBindGroupCache, uninstallBindGroupCache } from "./bind_group_cache.ts";
 import {
+  adamwAttrs,
   dropoutMask,
   dropoutMaskParams,
   fillDropoutMask,
@@ -39,6 +40,7 @@ import {
   gatedGeluRows,
   rmsNorm,
   rmsNormRows,
+  updateAdamW,
 } from "../fused.ts";
 
 export {
@@ -286,8 +288,8 @@ export async function selfCheckWebgpuKernels(): Promise<WebgpuSelfCheck> {
 
 /**
  * The fused kernels on small inputs against their JavaScript references (`model/fused.ts`), inside
- * a WebGPU validation error scope: the dropout mask must match bit for bit, gated GELU and RMS
- * norm within 1e-5 relative L2 (float32 formulas; a wrong index or a shader that failed to build
+ * a WebGPU validation error scope: the dropout mask must match bit for bit, gated GELU, RMS norm
+ * and one AdamW update (in place where registered) within 1e-5 relative L2 (float32 formulas; a wrong index or a shader that failed to build
  * gives errors of order 1 or zeros).
  */
 async function selfCheckFused(): Promise<{ ok: boolean; maxRelErr: number; error?: string }> {
@@ -304,13 +306,31 @@ async function selfCheckFused(): Promise<{ ok: boolean; maxRelErr: number; error
   gatedGeluRows(wantGelu, a, b);
   const wantNorm = new Float32Array(x.length);
   rmsNormRows(wantNorm, x, w, 1e-6);
+  // The in-place AdamW (read-write bindings, our own dispatch) on a copy of a and b.
+  const h = adamwAttrs({ lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 }, 2);
+  const wantP = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const g = b[i]!;
+    const mm = h.b1 * 0.5 + h.c1 * g;
+    const vv = h.b2 * 0.25 + h.c2 * g * g;
+    wantP[i] = a[i]! * h.decay - h.step * mm / (Math.sqrt(vv) * h.invSqrtBc2 + h.eps);
+  }
+  const [p, pm, pv] = [tf.tensor(a), tf.fill([n], 0.5), tf.fill([n], 0.25)].map((t) => {
+    const v = tf.variable(t);
+    t.dispose();
+    return v;
+  }) as [tf.Variable, tf.Variable, tf.Variable];
+  const pg = tf.tensor(b);
+  updateAdamW(p, pm, pv, pg, h);
   const outs = tf.tidy(() => [
     dropoutMask([n], 0.3, 77),
     gatedGelu(tf.tensor(a), tf.tensor(b)),
     rmsNorm(tf.tensor(x, [5, 12]), tf.tensor1d(w), 1e-6),
   ]);
-  const [mask, gelu, norm] = await Promise.all(outs.map((t) => t.data() as Promise<Float32Array>));
-  tf.dispose(outs);
+  const [mask, gelu, norm, adam] = await Promise.all(
+    [...outs, p].map((t) => t.data() as Promise<Float32Array>),
+  );
+  tf.dispose([...outs, p, pm, pv, pg]);
   const error = await device?.popErrorScope();
   const rel = (got: Float32Array, want: Float32Array) => {
     let num = 0, den = 0;
@@ -320,7 +340,7 @@ async function selfCheckFused(): Promise<{ ok: boolean; maxRelErr: number; error
     }
     return Math.sqrt(num / Math.max(den, 1e-30));
   };
-  const maxRelErr = Math.max(rel(gelu!, wantGelu), rel(norm!, wantNorm));
+  const maxRelErr = Math.max(rel(gelu!, wantGelu), rel(norm!, wantNorm), rel(adam!, wantP));
   const maskOk = mask!.every((v, i) => v === wantMask[i]);
   return {
     ok: !error && maskOk && maxRelErr <= 1e-5,
