@@ -43,6 +43,22 @@ import {
   rmsNormReference,
 } from "../fused_testing.ts";
 
+/**
+ * Runs `f` on webgpu (asserting that it leaks no tensor), then on the cpu backend; gives both
+ * results and leaves webgpu selected.
+ */
+async function gpuThenCpu<T>(f: () => Promise<T>, what: string): Promise<[T, T]> {
+  const before = tf.memory().numTensors;
+  const gpu = await f();
+  assert.equal(tf.memory().numTensors, before, `${what}: tensors leaked on webgpu`);
+  await tf.setBackend("cpu");
+  try {
+    return [gpu, await f()];
+  } finally {
+    await tf.setBackend("webgpu");
+  }
+}
+
 /** gpuTest with the custom kernels registered. */
 function fusedTest(name: string, fn: () => Promise<void>): void {
   gpuTest(name, fn, () => assert.ok(registerWebgpuKernels()));
@@ -177,14 +193,8 @@ fusedTest(
     ];
     for (const cfg of cfgs) {
       for (const shape of [[6, 8], [5, 70], [9]]) {
-        const run = () => threeSteps(cfg, shape);
-        const before = tf.memory().numTensors;
-        const got = await run();
-        assert.equal(tf.memory().numTensors, before, "tensors leaked");
-        await tf.setBackend("cpu");
-        const want = await run();
-        await tf.setBackend("webgpu");
         const what = `${JSON.stringify(cfg)} ${JSON.stringify(shape)}`;
+        const [got, want] = await gpuThenCpu(() => threeSteps(cfg, shape), what);
         assert.equal(got.length, want.length, what);
         got.forEach((g, i) =>
           assertClose(g, want[i]!, 1e-5, `${what} [${i}]`, 1e-6 * maxAbs(want[i]!))
@@ -449,14 +459,9 @@ async function trainTiny(): Promise<{ losses: number[]; weights: Map<string, Flo
 }
 
 fusedTest(
-  "a tiny T5 trained 3 steps on webgpu (every custom kernel, in-place AdamW, uniform arena) matches cpu",
+  "a tiny T5 trained 3 steps on webgpu (custom kernels, in-place AdamW, uniform arena, bind group cache) matches cpu",
   async () => {
-    const before = tf.memory().numTensors;
-    const gpu = await trainTiny();
-    assert.equal(tf.memory().numTensors, before, "webgpu training leaked tensors");
-    await tf.setBackend("cpu");
-    const cpu = await trainTiny();
-    await tf.setBackend("webgpu");
+    const [gpu, cpu] = await gpuThenCpu(trainTiny, "tiny T5 training");
     // Same initial weights, dropout bits and formulas; the backends sum in different orders.
     // Measured on the software adapter: losses within 1e-7 relative, weights within 1.1e-6 of
     // their scale (Adam's update divides by √v, which magnifies the gradients' rounding
