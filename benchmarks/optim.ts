@@ -9,7 +9,13 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { type AdafactorAttrs, adamwAttrs, updateAdafactor, updateAdamW } from "../model/fused.ts";
+import {
+  type AdafactorAttrs,
+  adamwAttrs,
+  updateAdafactor,
+  updateAdafactorUnfactored,
+  updateAdamW,
+} from "../model/fused.ts";
 
 /** Adafactor options. Defaults are those of Mesh TensorFlow's `AdafactorOptimizer` (used by T5). */
 export interface AdafactorConfig {
@@ -190,6 +196,10 @@ class Adafactor extends SlotOptimizer implements Optimizer {
       // in place, webgpu kernels), else op by op below.
       if (vr !== undefined && vc !== undefined && m === undefined) {
         if (updateAdafactor(p, vr, vc, g0, attrs)) continue;
+      }
+      // A vector (or factoring off), no first moment: likewise (wasm in place, webgpu one dispatch).
+      if (v !== undefined && m === undefined) {
+        if (updateAdafactorUnfactored(p, v, g0, attrs)) continue;
       }
       tf.tidy(() => {
         const g = g0.toFloat();

@@ -142,6 +142,27 @@ Deno.test("Adafactor matches a float64 reference (factored, unscaled and scaled,
     0.1,
   );
   close(got1, refAdafactor1d([1, 2, 3], [[1, 0, -2], [5, 1, 0.5], [-3, 2, 1]], 0.1), "1d");
+  // The vector on wasm: the fused in-place update (model/fused.ts updateAdafactorUnfactored).
+  await usePath("wasm");
+  const got2 = await runOpt(
+    { kind: "adafactor" },
+    [1, 2, 3],
+    [[1, 0, -2], [5, 1, 0.5], [-3, 2, 1]],
+    0.1,
+  );
+  close(got2, refAdafactor1d([1, 2, 3], [[1, 0, -2], [5, 1, 0.5], [-3, 2, 1]], 0.1), "1d wasm");
+  // …which runs no tfjs kernel at all (op by op it is ≈ 15).
+  const init = tf.tensor([1, 2, 3]);
+  const w = tf.variable(init);
+  init.dispose();
+  const g = tf.tensor([1, 0, -2]);
+  const opt = createOptimizer({ kind: "adafactor" });
+  opt.apply(new Map([["w", w]]), new Map([["w", g]]), 0.1); // creates the slot
+  const prof = await tf.profile(() => opt.apply(new Map([["w", w]]), new Map([["w", g]]), 0.1));
+  assert.deepEqual(prof.kernels.map((k) => k.name), []);
+  tf.dispose([w, g]);
+  opt.dispose();
+  await tf.setBackend("cpu");
 });
 
 Deno.test("AdamW matches a float64 reference (op by op on cpu, fused on wasm)", async () => {

@@ -30,7 +30,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import { activeSimdKernels } from "./wasm_simd.ts";
-import { adafactorInPlace, adamwInPlace } from "./wasm_kernels.ts";
+import { adafactorInPlace, adafactorUnfactoredInPlace, adamwInPlace } from "./wasm_kernels.ts";
 import { fmix32 } from "./hash.ts";
 
 /** Kernel name of the dropout mask (no inputs; attrs `shape` and {@link DropoutMaskParams}). */
@@ -575,19 +575,39 @@ export type AdamWInPlace = (
   attrs: AdamWAttrs,
 ) => boolean;
 
-/** In-place AdamW updates by backend name, registered by the backends' kernel modules. */
-const adamwInPlaceBy = new Map<string, AdamWInPlace>();
+/**
+ * An in-place unfactored Adafactor update (no first moment) of one backend: false when it cannot
+ * take this call (nothing changed).
+ */
+export type AdafactorUnfactoredInPlace = (
+  p: tf.Tensor,
+  v: tf.Tensor,
+  g: tf.Tensor,
+  attrs: AdafactorAttrs,
+) => boolean;
+
+/** The in-place optimizer updates a backend's kernel module provides. */
+export interface InPlaceUpdates {
+  /** AdamW ({@link updateAdamW}). */
+  readonly adamw?: AdamWInPlace;
+  /** Unfactored Adafactor ({@link updateAdafactorUnfactored}). */
+  readonly adafactorUnfactored?: AdafactorUnfactoredInPlace;
+}
+
+/** In-place updates by backend name, registered by the backends' kernel modules. */
+const inPlaceBy = new Map<string, InPlaceUpdates>();
 
 /**
- * Registers (or, with `undefined`, removes) the in-place AdamW update {@link updateAdamW} uses on
- * a backend (`model/webgpu/mod.ts` registers one for webgpu with its fused kernels).
+ * Registers (or, with `undefined`, removes) the in-place optimizer updates that
+ * {@link updateAdamW} and {@link updateAdafactorUnfactored} use on a backend
+ * (`model/webgpu/fused_kernels.ts` registers webgpu's with its fused kernels).
  *
  * @param backendName tfjs backend name
- * @param fn the update
+ * @param fns the updates
  */
-export function registerAdamWInPlace(backendName: string, fn: AdamWInPlace | undefined): void {
-  if (fn === undefined) adamwInPlaceBy.delete(backendName);
-  else adamwInPlaceBy.set(backendName, fn);
+export function registerInPlaceUpdates(backendName: string, fns: InPlaceUpdates | undefined): void {
+  if (fns === undefined) inPlaceBy.delete(backendName);
+  else inPlaceBy.set(backendName, fns);
 }
 
 /**
@@ -613,7 +633,7 @@ export function updateAdamW(
     for (const x of [p, m, v]) ownBuffer(x);
     return adamwInPlace(p, m, v, g, attrs);
   }
-  const inPlace = adamwInPlaceBy.get(tf.getBackend());
+  const inPlace = inPlaceBy.get(tf.getBackend())?.adamw;
   if (inPlace !== undefined) {
     for (const x of [p, m, v]) ownBuffer(x);
     if (inPlace(p, m, v, g, attrs)) return true;
@@ -643,8 +663,8 @@ export interface AdafactorAttrs {
   /** Decoupled weight decay: p ← p·(1 − lr·weightDecay) before the update. */
   readonly weightDecay: number;
   /**
-   * Set to scale the step by max(this, RMS(p)) (Mesh TF's `multiply_by_parameter_scale`, eps2);
-   * only the wasm path supports it.
+   * Set to scale the step by max(this, RMS(p)) (Mesh TF's `multiply_by_parameter_scale`, eps2).
+   * The factored update supports it on wasm only, the unfactored one everywhere it is fused.
    */
   readonly parameterScaleEps2?: number;
 }
@@ -686,6 +706,37 @@ export function updateAdafactor(
     ) as tf.Tensor[],
   );
   return true;
+}
+
+/**
+ * One unfactored Adafactor update (a vector, or any parameter when factoring is off; no first
+ * moment) of `p` and its second moment `v` as one fused step where the backend has one:
+ * `v ← b·v + (1−b)·(g² + ε1)`, `u = g·rsqrt(v)`, `s = lr` (× max(eps2, RMS(p)) when
+ * `parameterScaleEps2` is set), `p ← p·(1 − s·wd) − s·u / max(1, RMS(u)/threshold)`. On wasm in
+ * place in one pass over the heap (`wasm_kernels.ts` adafactorUnfactoredInPlace), on webgpu in
+ * place as one single-workgroup dispatch (`webgpu/in_place.ts`). Op by op that is ≈ 15 kernels
+ * per parameter, and T5 has one such vector per layer norm.
+ *
+ * @returns whether the update was done; false leaves everything unchanged (the caller then runs
+ *   the op-by-op update)
+ */
+export function updateAdafactorUnfactored(
+  p: tf.Variable,
+  v: tf.Variable,
+  g: tf.Tensor,
+  attrs: AdafactorAttrs,
+): boolean {
+  if ([p, v, g].some((t) => t.dtype !== "float32") || g.size !== p.size || v.size !== p.size) {
+    return false;
+  }
+  if (tf.getBackend() === "wasm") {
+    for (const x of [p, v]) ownBuffer(x);
+    return adafactorUnfactoredInPlace(p, v, g, attrs);
+  }
+  const inPlace = inPlaceBy.get(tf.getBackend())?.adafactorUnfactored;
+  if (inPlace === undefined) return false;
+  for (const x of [p, v]) ownBuffer(x);
+  return inPlace(p, v, g, attrs);
 }
 
 let gradientRegistered = false;

@@ -883,6 +883,55 @@ export function addInPlace(dst: tf.Tensor, src: tf.Tensor): boolean {
 }
 
 /**
+ * One unfactored Adafactor update (no first moment) of `p` and its second moment `v` in place on
+ * the wasm heap, in double precision and rounded once per value (the parameters it serves, T5's
+ * layer-norm vectors, are small: a JavaScript loop is enough): `v ← b·v + (1−b)·(g² + ε1)`,
+ * `u = g/√v`, `s = lr` (× max(eps2, RMS(p)) with `parameterScaleEps2`),
+ * `p ← p·(1 − s·wd) − s·u / max(1, RMS(u)/threshold)`. The op-by-op version runs ≈ 15 kernels.
+ * Refuses (false) unless the wasm backend is active, the three are float32 of one size, and p and
+ * v own distinct buffers.
+ *
+ * @returns whether the update was done
+ */
+export function adafactorUnfactoredInPlace(
+  p: tf.Tensor,
+  v: tf.Tensor,
+  g: tf.Tensor,
+  h: AdafactorAttrs,
+): boolean {
+  if (tf.getBackend() !== "wasm") return false;
+  const n = p.size;
+  if ([p, v, g].some((t) => t.dtype !== "float32" || t.size !== n || t.isDisposed)) return false;
+  const backend = tf.backend() as unknown as BackendWasm;
+  if (backend.refCount(p.dataId) !== 1 || backend.refCount(v.dataId) !== 1) return false;
+  if (new Set([p.dataId, v.dataId, g.dataId]).size !== 3) return false; // aliased buffers
+  if (n === 0) return true;
+  const pv = backend.typedArrayFromHeap(p) as Float32Array;
+  const vv = backend.typedArrayFromHeap(v) as Float32Array;
+  const gv = backend.typedArrayFromHeap(g) as Float32Array;
+  const b = h.beta2t;
+  let sumU = 0;
+  let sumP = 0;
+  for (let i = 0; i < n; i++) {
+    const gi = gv[i]!;
+    const vi = b * vv[i]! + (1 - b) * (gi * gi + h.eps1);
+    vv[i] = vi;
+    const u = gi / Math.sqrt(Math.fround(vi));
+    sumU += u * u;
+    sumP += pv[i]! * pv[i]!;
+  }
+  const s = h.parameterScaleEps2 === undefined
+    ? h.lr
+    : h.lr * Math.max(h.parameterScaleEps2, Math.sqrt(sumP / n));
+  const clip = h.clippingThreshold > 0 ? Math.max(1, Math.sqrt(sumU / n) / h.clippingThreshold) : 1;
+  const decay = 1 - s * h.weightDecay;
+  for (let i = 0; i < n; i++) {
+    pv[i] = pv[i]! * decay - s * (gv[i]! / Math.sqrt(vv[i]!)) / clip;
+  }
+  return true;
+}
+
+/**
  * One factored Adafactor update (no first moment) of a `[rows, cols]` parameter in place on the
  * wasm heap, with the SIMD passes of `wasm_simd.ts`: row and column sums of g² + eps1, the new
  * factored second moments `vr`, `vc` (written in place), the RMS of the update for clipping,

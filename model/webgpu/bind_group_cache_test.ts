@@ -78,7 +78,9 @@ gpuTest(
   async () => {
     const stats0 = bindGroupCacheStats();
     assert.ok(stats0 !== undefined, "installed by registerWebgpuKernels");
-    const w = tf.variable(tf.randomNormal([64, 64], 0, 1, "float32", 1));
+    const init = tf.randomNormal([64, 64], 0, 1, "float32", 1);
+    const w = tf.variable(init);
+    init.dispose();
     const x = tf.randomNormal([32, 64], 0, 1, "float32", 2);
     const step = async () => {
       const { value, grads } = tf.variableGrads(

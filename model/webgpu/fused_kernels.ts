@@ -31,13 +31,13 @@ import {
   type DropoutMaskParams,
   GATED_GELU,
   GATED_GELU_GRAD,
-  registerAdamWInPlace,
+  registerInPlaceUpdates,
   RMS_NORM,
   RMS_NORM_GRAD,
   SOFTMAX_GRAD,
 } from "../fused.ts";
 import type { WebGpuBackendLike, WebGpuProgramLike } from "./matmul_kernels.ts";
-import { adamwInPlaceWebgpu } from "./in_place.ts";
+import { adafactorUnfactoredInPlaceWebgpu, adamwInPlaceWebgpu } from "./in_place.ts";
 
 /** Threads per workgroup of the elementwise programs. */
 const EW_THREADS = 256;
@@ -852,11 +852,14 @@ export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => 
 
 /**
  * Registers the kernels of {@link WEBGPU_FUSED_KERNELS} for webgpu (replacing earlier ones) and
- * the in-place AdamW update of `in_place.ts` (one dispatch per variable; the `HpAdamW` kernel's
- * three stay the fallback).
+ * the in-place updates of `in_place.ts`: AdamW (one dispatch per variable; the `HpAdamW` kernel's
+ * three stay the fallback) and unfactored Adafactor (one dispatch per vector).
  */
 export function registerWebgpuFusedKernels(): void {
-  registerAdamWInPlace("webgpu", adamwInPlaceWebgpu);
+  registerInPlaceUpdates("webgpu", {
+    adamw: adamwInPlaceWebgpu,
+    adafactorUnfactored: adafactorUnfactoredInPlaceWebgpu,
+  });
   for (const [kernelName, fn] of WEBGPU_FUSED_KERNELS) {
     if (tf.getKernel(kernelName, "webgpu") !== undefined) tf.unregisterKernel(kernelName, "webgpu");
     tf.registerKernel({
@@ -869,7 +872,7 @@ export function registerWebgpuFusedKernels(): void {
 
 /** Removes them (the ops of `model/fused.ts` then use their composite fallbacks). */
 export function unregisterWebgpuFusedKernels(): void {
-  registerAdamWInPlace("webgpu", undefined);
+  registerInPlaceUpdates("webgpu", undefined);
   for (const [kernelName] of WEBGPU_FUSED_KERNELS) {
     if (tf.getKernel(kernelName, "webgpu") !== undefined) tf.unregisterKernel(kernelName, "webgpu");
   }

@@ -21,7 +21,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import type { AdamWAttrs } from "../fused.ts";
+import type { AdafactorAttrs, AdamWAttrs } from "../fused.ts";
 
 /** A uniform field in tfjs's `makeUniforms` format. */
 export interface UniformField {
@@ -272,6 +272,104 @@ export function adamwInPlaceWebgpu(
       { type: "uint32", data: [0] },
     ],
     grid(Math.ceil(n / width / THREADS)),
+  );
+  return true;
+}
+
+/** Largest parameter the single-workgroup unfactored Adafactor takes (larger: op by op). */
+export const ADAFACTOR_UNFACTORED_MAX = 1 << 20;
+
+/**
+ * WGSL of the unfactored Adafactor update in place, as one workgroup of {@link THREADS} threads
+ * (the parameters it serves are layer-norm vectors): a first pass writes the new second moment
+ * and sums u² and p², a workgroup reduction gives the clipping factor and the step, a second
+ * pass writes p. Each thread revisits only the elements it wrote, so no barrier is needed
+ * between the passes beyond the reduction's.
+ */
+export function adafactorUnfactoredSource(): string {
+  return `
+struct U { b : f32, c : f32, eps1 : f32, thr : f32, lr : f32, wd : f32, eps2 : f32, scale : u32,
+  n : u32, pad0 : u32, pad1 : u32, pad2 : u32 };
+@group(0) @binding(0) var<storage, read_write> P : array<f32>;
+@group(0) @binding(1) var<storage, read_write> V : array<f32>;
+@group(0) @binding(2) var<storage, read> G : array<f32>;
+@group(0) @binding(3) var<uniform> u : U;
+var<workgroup> sumU : array<f32, ${THREADS}>;
+var<workgroup> sumP : array<f32, ${THREADS}>;
+@compute @workgroup_size(${THREADS})
+fn main(@builtin(local_invocation_index) t : u32) {
+  var su = 0.0;
+  var sp = 0.0;
+  for (var i = t; i < u.n; i = i + ${THREADS}u) {
+    let g = G[i];
+    let v = u.b * V[i] + u.c * (g * g + u.eps1);
+    V[i] = v;
+    let x = g * inverseSqrt(v);
+    su = su + x * x;
+    let p = P[i];
+    sp = sp + p * p;
+  }
+  sumU[t] = su;
+  sumP[t] = sp;
+  workgroupBarrier();
+  for (var s = ${THREADS / 2}u; s > 0u; s = s >> 1u) {
+    if (t < s) {
+      sumU[t] = sumU[t] + sumU[t + s];
+      sumP[t] = sumP[t] + sumP[t + s];
+    }
+    workgroupBarrier();
+  }
+  let n = f32(u.n);
+  var step = u.lr;
+  if (u.scale != 0u) { step = u.lr * max(u.eps2, sqrt(sumP[0] / n)); }
+  var clip = 1.0;
+  if (u.thr > 0.0) { clip = max(1.0, sqrt(sumU[0] / n) / u.thr); }
+  let decay = 1.0 - step * u.wd;
+  for (var i = t; i < u.n; i = i + ${THREADS}u) {
+    P[i] = P[i] * decay - step * (G[i] * inverseSqrt(V[i])) / clip;
+  }
+}`;
+}
+
+const ADAFACTOR_UNFACTORED_PROGRAM: InPlaceProgram = {
+  key: "hpInPlace_adafactorUnfactored",
+  name: "HpAdafactorUnfactoredInPlace",
+  source: adafactorUnfactoredSource(),
+};
+
+/**
+ * One unfactored Adafactor update of `p` and its second moment `v` in place, as one dispatch
+ * (formulas: `model/fused.ts` updateAdafactorUnfactored). The caller makes p and v the sole
+ * owners of their buffers first.
+ *
+ * @returns false (nothing done) when the backend lacks the internals, a tensor is not float32 of
+ *   p's size, or p has more than {@link ADAFACTOR_UNFACTORED_MAX} elements
+ */
+export function adafactorUnfactoredInPlaceWebgpu(
+  p: tf.Tensor,
+  v: tf.Tensor,
+  g: tf.Tensor,
+  a: AdafactorAttrs,
+): boolean {
+  const n = p.size;
+  if (inPlaceSupport() !== undefined || n > ADAFACTOR_UNFACTORED_MAX) return false;
+  if ([p, v, g].some((x) => x.dtype !== "float32" || x.size !== n)) return false;
+  if (n === 0) return true;
+  const f = (x: number): UniformField => ({ type: "float32", data: [x] });
+  const w = (x: number): UniformField => ({ type: "uint32", data: [x] });
+  dispatchInPlace(
+    ADAFACTOR_UNFACTORED_PROGRAM,
+    [{ tensor: p, write: true }, { tensor: v, write: true }, { tensor: g, write: false }],
+    [
+      ...[a.beta2t, 1 - a.beta2t, a.eps1, a.clippingThreshold, a.lr, a.weightDecay].map(f),
+      f(a.parameterScaleEps2 ?? 0),
+      w(a.parameterScaleEps2 === undefined ? 0 : 1),
+      w(n),
+      w(0),
+      w(0),
+      w(0),
+    ],
+    [1, 1, 1],
   );
   return true;
 }

@@ -11,7 +11,7 @@
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-webgpu";
 import assert from "node:assert/strict";
-import { adamwAttrs, registerAdamWInPlace, updateAdamW } from "../fused.ts";
+import { adamwAttrs, registerInPlaceUpdates, updateAdamW } from "../fused.ts";
 import { registerWebgpuKernels, selfCheckWebgpuKernels } from "./mod.ts";
 import { adamwInPlaceSource, adamwInPlaceWebgpu, inPlaceSupport } from "./in_place.ts";
 import { uniformValues } from "../../benchmarks/rng.ts";
@@ -61,7 +61,7 @@ gpuTest(
     for (const n of [1031, 4096]) {
       const a = state(n, 10), b = state(n, 10);
       // Reference: the HpAdamW kernel (three dispatches), with the in-place path unregistered.
-      registerAdamWInPlace("webgpu", undefined);
+      registerInPlaceUpdates("webgpu", undefined);
       assert.ok(updateAdamW(a.p, a.m, a.v, a.g, ATTRS));
       registerWebgpuKernels();
       const be = tf.backend() as unknown as { runWebGPUProgram: (...x: unknown[]) => unknown };
@@ -194,10 +194,66 @@ gpuTest(
   "selfCheckWebgpuKernels() catches an in-place AdamW that does not update",
   async () => {
     assert.ok((await selfCheckWebgpuKernels()).ok, "the real one passes");
-    registerAdamWInPlace("webgpu", () => true); // claims success, changes nothing
+    registerInPlaceUpdates("webgpu", { adamw: () => true }); // claims success, changes nothing
     const bad = await selfCheckWebgpuKernels();
     assert.equal(bad.ok, false);
     assert.ok(bad.maxRelErr > 1e-3, `${bad.maxRelErr}`);
+  },
+  () => assert.ok(registerWebgpuKernels()),
+);
+
+gpuTest(
+  "unfactored Adafactor on webgpu: one dispatch per vector, equal to the op-by-op update on cpu",
+  async () => {
+    // 2000 elements: eight per thread of the single workgroup; scaling, weight decay, clipping.
+    const cfg = {
+      kind: "adafactor" as const,
+      multiplyByParameterScale: true,
+      weightDecay: 0.1,
+      clippingThreshold: 0.5,
+    };
+    const run = async () => {
+      const init = tf.tensor(uniformValues(2000, 70));
+      const w = tf.variable(init);
+      init.dispose();
+      const opt = createOptimizer(cfg);
+      for (let k = 0; k < 3; k++) {
+        const g = tf.tensor(uniformValues(2000, 71 + k).map((x) => x * (k + 1)));
+        opt.apply(new Map([["w", w]]), new Map([["w", g]]), 0.05);
+        g.dispose();
+      }
+      const out = await w.data();
+      opt.dispose();
+      w.dispose();
+      return out;
+    };
+    const be = tf.backend() as unknown as { runWebGPUProgram: (...x: unknown[]) => unknown };
+    const runProgram = be.runWebGPUProgram;
+    const pass = GPUComputePassEncoder.prototype;
+    const dispatch = pass.dispatchWorkgroups;
+    let programs = 0, dispatches = 0;
+    be.runWebGPUProgram = function (this: unknown, ...x: unknown[]) {
+      programs++;
+      return runProgram.apply(this, x);
+    };
+    pass.dispatchWorkgroups = function (this: GPUComputePassEncoder, ...x) {
+      dispatches++;
+      return dispatch.apply(this, x);
+    };
+    let got: Float32Array;
+    try {
+      got = (await run()) as Float32Array;
+    } finally {
+      be.runWebGPUProgram = runProgram;
+      pass.dispatchWorkgroups = dispatch;
+    }
+    // Three updates: one dispatch each; tfjs programs only to upload/fill (zeros for the slot).
+    assert.equal(dispatches - programs, 3, `${dispatches} dispatches, ${programs} tfjs programs`);
+    await tf.setBackend("cpu");
+    const want = await run();
+    await tf.setBackend("webgpu");
+    // float32 sums over 2000 elements in another order: 1e-5 of the parameter scale.
+    assertClose(got, Array.from(want), 1e-5, "p", 1e-5 * Math.max(...Array.from(want, Math.abs)));
   },
   () => assert.ok(registerWebgpuKernels()),
 );
