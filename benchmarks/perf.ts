@@ -660,13 +660,12 @@ function optimizerPath(
   tfBackend: string | undefined,
   stock: boolean,
 ): string {
-  // model/fused.ts updateAdamW / updateAdafactor (Adafactor: matrices; vectors stay op by op).
-  const what = kind === "adafactor" ? " (matrices)" : "";
-  if (tfBackend === "wasm") return `fused in place on the wasm heap${what}`;
+  // model/fused.ts updateAdamW / updateAdafactor / updateAdafactorUnfactored.
+  if (tfBackend === "wasm") return "fused in place on the wasm heap";
   if (tfBackend === "webgpu" && !stock) {
     return kind === "adamw"
       ? "in place, one WGSL dispatch per variable"
-      : `fused WGSL kernels${what}`;
+      : "fused WGSL kernels per matrix, one in-place dispatch per vector";
   }
   return "op by op";
 }
