@@ -883,6 +883,26 @@ export function addInPlace(dst: tf.Tensor, src: tf.Tensor): boolean {
 }
 
 /**
+ * Heap views of tensors an in-place update writes (`written`) and reads (`read`), or undefined
+ * when it must not run: the backend is not wasm, a tensor is not float32 of the first one's size
+ * or is disposed, a written tensor shares its buffer with another tensor (refCount ≠ 1), or two
+ * of them are the same buffer.
+ */
+function inPlaceViews(
+  written: readonly tf.Tensor[],
+  read: readonly tf.Tensor[],
+): Float32Array[] | undefined {
+  if (tf.getBackend() !== "wasm") return undefined;
+  const all = [...written, ...read];
+  const n = all[0]!.size;
+  if (all.some((t) => t.dtype !== "float32" || t.size !== n || t.isDisposed)) return undefined;
+  const backend = tf.backend() as unknown as BackendWasm;
+  if (written.some((t) => backend.refCount(t.dataId) !== 1)) return undefined;
+  if (new Set(all.map((t) => t.dataId)).size !== all.length) return undefined; // aliased
+  return all.map((t) => backend.typedArrayFromHeap(t) as Float32Array);
+}
+
+/**
  * One unfactored Adafactor update (no first moment) of `p` and its second moment `v` in place on
  * the wasm heap, in double precision and rounded once per value (the parameters it serves, T5's
  * layer-norm vectors, are small: a JavaScript loop is enough): `v ← b·v + (1−b)·(g² + ε1)`,
@@ -899,16 +919,11 @@ export function adafactorUnfactoredInPlace(
   g: tf.Tensor,
   h: AdafactorAttrs,
 ): boolean {
-  if (tf.getBackend() !== "wasm") return false;
+  const views = inPlaceViews([p, v], [g]);
+  if (views === undefined) return false;
+  const [pv, vv, gv] = views as [Float32Array, Float32Array, Float32Array];
   const n = p.size;
-  if ([p, v, g].some((t) => t.dtype !== "float32" || t.size !== n || t.isDisposed)) return false;
-  const backend = tf.backend() as unknown as BackendWasm;
-  if (backend.refCount(p.dataId) !== 1 || backend.refCount(v.dataId) !== 1) return false;
-  if (new Set([p.dataId, v.dataId, g.dataId]).size !== 3) return false; // aliased buffers
   if (n === 0) return true;
-  const pv = backend.typedArrayFromHeap(p) as Float32Array;
-  const vv = backend.typedArrayFromHeap(v) as Float32Array;
-  const gv = backend.typedArrayFromHeap(g) as Float32Array;
   const b = h.beta2t;
   let sumU = 0;
   let sumP = 0;
@@ -1035,25 +1050,10 @@ export function adamwInPlace(
   g: tf.Tensor,
   h: AdamWAttrs,
 ): boolean {
-  if (tf.getBackend() !== "wasm") return false;
+  const views = inPlaceViews([p, m, v], [g]);
+  if (views === undefined) return false;
+  const [pv, mv, vv, gv] = views as [Float32Array, Float32Array, Float32Array, Float32Array];
   const n = p.size;
-  if (
-    p.dtype !== "float32" || m.dtype !== "float32" || v.dtype !== "float32" ||
-    g.dtype !== "float32" || m.size !== n || v.size !== n || g.size !== n
-  ) {
-    return false;
-  }
-  if (p.isDisposed || m.isDisposed || v.isDisposed || g.isDisposed) return false;
-  const backend = tf.backend() as unknown as BackendWasm;
-  for (const t of [p, m, v]) {
-    if (backend.refCount(t.dataId) !== 1) return false;
-  }
-  const ids = new Set([p.dataId, m.dataId, v.dataId, g.dataId]);
-  if (ids.size !== 4) return false; // aliased buffers
-  const pv = backend.typedArrayFromHeap(p) as Float32Array;
-  const mv = backend.typedArrayFromHeap(m) as Float32Array;
-  const vv = backend.typedArrayFromHeap(v) as Float32Array;
-  const gv = backend.typedArrayFromHeap(g) as Float32Array;
   const { b1, c1, b2, c2, decay, step, invSqrtBc2, eps } = h;
   const simd = activeSimdKernels();
   if (simd) {

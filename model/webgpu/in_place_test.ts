@@ -40,6 +40,35 @@ Deno.test("in-place dispatch declines other backends with the reason", async () 
   t.dispose();
 });
 
+/**
+ * Runs `f` counting tfjs programs (`runWebGPUProgram`) and compute dispatches
+ * (`GPUComputePassEncoder.dispatchWorkgroups`, which include the in-place ones).
+ */
+async function counting<T>(f: () => T | Promise<T>): Promise<
+  { result: T; programs: number; dispatches: number }
+> {
+  const be = tf.backend() as unknown as { runWebGPUProgram: (...x: unknown[]) => unknown };
+  const run = be.runWebGPUProgram;
+  const pass = GPUComputePassEncoder.prototype;
+  const dispatch = pass.dispatchWorkgroups;
+  let programs = 0, dispatches = 0;
+  be.runWebGPUProgram = function (this: unknown, ...x: unknown[]) {
+    programs++;
+    return run.apply(this, x);
+  };
+  pass.dispatchWorkgroups = function (this: GPUComputePassEncoder, ...x) {
+    dispatches++;
+    return dispatch.apply(this, x);
+  };
+  try {
+    const result = await f();
+    return { result, programs, dispatches };
+  } finally {
+    be.runWebGPUProgram = run;
+    pass.dispatchWorkgroups = dispatch;
+  }
+}
+
 /** p, m, v variables and a gradient of `n` elements from seeds. */
 function state(n: number, seed: number) {
   const make = (s: number, scale: number) => {
@@ -64,26 +93,11 @@ gpuTest(
       registerInPlaceUpdates("webgpu", undefined);
       assert.ok(updateAdamW(a.p, a.m, a.v, a.g, ATTRS));
       registerWebgpuKernels();
-      const be = tf.backend() as unknown as { runWebGPUProgram: (...x: unknown[]) => unknown };
-      const run = be.runWebGPUProgram;
-      const pass = GPUComputePassEncoder.prototype;
-      const dispatch = pass.dispatchWorkgroups;
-      let programs = 0, dispatches = 0;
-      be.runWebGPUProgram = function (this: unknown, ...x: unknown[]) {
-        programs++;
-        return run.apply(this, x);
-      };
-      pass.dispatchWorkgroups = function (this: GPUComputePassEncoder, ...x) {
-        dispatches++;
-        return dispatch.apply(this, x);
-      };
       const before = tf.memory().numTensors;
-      try {
-        assert.ok(updateAdamW(b.p, b.m, b.v, b.g, ATTRS));
-      } finally {
-        be.runWebGPUProgram = run;
-        pass.dispatchWorkgroups = dispatch;
-      }
+      const { result: done, programs, dispatches } = await counting(() =>
+        updateAdamW(b.p, b.m, b.v, b.g, ATTRS)
+      );
+      assert.ok(done);
       assert.equal(programs, 0, "no tfjs program: the update is our own dispatch");
       assert.equal(dispatches, 1, "one dispatch for p, m and v");
       assert.equal(tf.memory().numTensors, before, "no tensor allocated or leaked");
@@ -227,26 +241,7 @@ gpuTest(
       w.dispose();
       return out;
     };
-    const be = tf.backend() as unknown as { runWebGPUProgram: (...x: unknown[]) => unknown };
-    const runProgram = be.runWebGPUProgram;
-    const pass = GPUComputePassEncoder.prototype;
-    const dispatch = pass.dispatchWorkgroups;
-    let programs = 0, dispatches = 0;
-    be.runWebGPUProgram = function (this: unknown, ...x: unknown[]) {
-      programs++;
-      return runProgram.apply(this, x);
-    };
-    pass.dispatchWorkgroups = function (this: GPUComputePassEncoder, ...x) {
-      dispatches++;
-      return dispatch.apply(this, x);
-    };
-    let got: Float32Array;
-    try {
-      got = (await run()) as Float32Array;
-    } finally {
-      be.runWebGPUProgram = runProgram;
-      pass.dispatchWorkgroups = dispatch;
-    }
+    const { result: got, programs, dispatches } = await counting(run);
     // Three updates: one dispatch each; tfjs programs only to upload/fill (zeros for the slot).
     assert.equal(dispatches - programs, 3, `${dispatches} dispatches, ${programs} tfjs programs`);
     await tf.setBackend("cpu");
