@@ -629,9 +629,15 @@ async function t5Section(
 const SECTIONS = ["adapter", "correctness", "matmul", "encoder", "t5"] as const;
 type Section = typeof SECTIONS[number];
 
-async function main(): Promise<void> {
+/**
+ * Runs the sections named by `args` (see the module doc and `gpu_check.md`) and writes the report.
+ *
+ * @param args command-line arguments
+ * @returns the report (also written to `--out`, `$OUT/gpu_check.json` or `results/perf/`)
+ */
+export async function main(args: string[]): Promise<Record<string, unknown>> {
   const { values } = parseArgs({
-    args: Deno.args,
+    args,
     options: {
       quick: { type: "boolean", default: false },
       sections: { type: "string", default: SECTIONS.join(",") },
@@ -702,6 +708,7 @@ async function main(): Promise<void> {
     await writeFileAtomic(outPath, JSON.stringify(report, null, 2) + "\n");
   }
   console.log(`gpu_check: done in ${report.seconds} s; wrote ${outPath}`);
+  return report;
 }
 
-if (import.meta.main) await main();
+if (import.meta.main) await main(Deno.args);

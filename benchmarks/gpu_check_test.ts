@@ -1,0 +1,41 @@
+/**
+ * The prepared GPU measurement (gpu_check.ts) in its `--quick` mode on whatever adapter is here
+ * (the software one in CI), so that a GPU session, with minutes of device time, does not find a
+ * broken script: every section runs without error, the kernels check out, the report is written
+ * and leaks no tensor. The figures themselves mean nothing on a software adapter.
+ */
+
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { main } from "./gpu_check.ts";
+import { gpuTest } from "../model/webgpu/testing.ts";
+
+gpuTest("gpu_check --quick: every section runs and the report is written", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const out = `${dir}/gpu_check.json`;
+    const before = tf.memory().numTensors;
+    const report = await main(["--quick", `--out=${out}`]);
+    const sections = report.sections as Record<string, Record<string, unknown>>;
+    for (const s of ["adapter", "correctness", "matmul", "encoder", "t5"]) {
+      assert.ok(sections[s] !== undefined, `section ${s}`);
+      assert.equal(sections[s]!["error"], undefined, `${s}: ${String(sections[s]!["error"])}`);
+    }
+    const c = sections["correctness"]!;
+    assert.equal(c["pass"], true);
+    assert.equal(c["candidatesPass"], true);
+    const t5 = sections["t5"]!;
+    for (const v of ["tiled", "tiled-matmul-only", "stock"]) {
+      const r = t5[v] as { stepMs: number[]; host: { dispatches: number } };
+      assert.ok(r.stepMs.length > 0 && r.stepMs.every((x) => x > 0), v);
+      assert.ok(r.host.dispatches > 0, `${v} dispatches`);
+    }
+    const tiled = (t5["tiled"] as { host: { dispatches: number } }).host.dispatches;
+    const stock = (t5["stock"] as { host: { dispatches: number } }).host.dispatches;
+    assert.ok(tiled < stock, `custom kernels dispatch less: ${tiled} vs ${stock}`);
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(out)).sections.t5.preset, "tiny-v1_1");
+    assert.equal(tf.memory().numTensors, before, "gpu_check leaked tensors");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
