@@ -586,8 +586,22 @@ export type AdafactorUnfactoredInPlace = (
   attrs: AdafactorAttrs,
 ) => boolean;
 
+/**
+ * An in-place factored Adafactor update (no first moment) of one backend: false when it cannot
+ * take this call (nothing changed).
+ */
+export type AdafactorFactoredInPlace = (
+  p: tf.Tensor,
+  vr: tf.Tensor,
+  vc: tf.Tensor,
+  g: tf.Tensor,
+  attrs: AdafactorAttrs,
+) => boolean;
+
 /** The in-place optimizer updates a backend's kernel module provides. */
 export interface InPlaceUpdates {
+  /** Factored Adafactor ({@link updateAdafactor}). */
+  readonly adafactorFactored?: AdafactorFactoredInPlace;
   /** AdamW ({@link updateAdamW}). */
   readonly adamw?: AdamWInPlace;
   /** Unfactored Adafactor ({@link updateAdafactorUnfactored}). */
@@ -673,7 +687,8 @@ export interface AdafactorAttrs {
  * One factored Adafactor update (Mesh TF / T5 form, no first moment) of a matrix `p` and its
  * moments `vr` `[rows]`, `vc` `[cols]` as one fused step where the backend has one: on wasm in
  * place in three SIMD passes (`wasm_kernels.ts` adafactorInPlace), on webgpu as five dispatches
- * instead of ≈ 25: `vr ← b·vr + (1−b)·mean_c(g² + ε1)`, `vc` likewise over rows,
+ * instead of ≈ 25, in place where registered (`webgpu/in_place.ts`; else the `HpAdafactor`
+ * kernel, whose outputs are assigned): `vr ← b·vr + (1−b)·mean_c(g² + ε1)`, `vc` likewise over rows,
  * `u = g·rsqrt(vr/mean(vr))·rsqrt(vc)`, `p ← p·(1 − lr·wd) − lr·u / max(1, RMS(u)/threshold)`.
  *
  * @returns whether the update was done; false leaves everything unchanged (the caller then runs
@@ -696,7 +711,13 @@ export function updateAdafactor(
     for (const x of [p, vr, vc]) ownBuffer(x);
     return adafactorInPlace(p, vr, vc, g, attrs);
   }
-  if (!hasKernel(ADAFACTOR) || attrs.parameterScaleEps2 !== undefined) return false;
+  if (attrs.parameterScaleEps2 !== undefined) return false;
+  const inPlace = inPlaceBy.get(tf.getBackend())?.adafactorFactored;
+  if (inPlace !== undefined) {
+    for (const x of [p, vr, vc]) ownBuffer(x);
+    if (inPlace(p, vr, vc, g, attrs)) return true;
+  }
+  if (!hasKernel(ADAFACTOR)) return false;
   assignAll(
     [p, vr, vc],
     tf.engine().runKernel(

@@ -37,7 +37,11 @@ import {
   SOFTMAX_GRAD,
 } from "../fused.ts";
 import type { WebGpuBackendLike, WebGpuProgramLike } from "./matmul_kernels.ts";
-import { adafactorUnfactoredInPlaceWebgpu, adamwInPlaceWebgpu } from "./in_place.ts";
+import {
+  adafactorFactoredInPlaceWebgpu,
+  adafactorUnfactoredInPlaceWebgpu,
+  adamwInPlaceWebgpu,
+} from "./in_place.ts";
 
 /** Threads per workgroup of the elementwise programs. */
 const EW_THREADS = 256;
@@ -853,12 +857,14 @@ export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => 
 /**
  * Registers the kernels of {@link WEBGPU_FUSED_KERNELS} for webgpu (replacing earlier ones) and
  * the in-place updates of `in_place.ts`: AdamW (one dispatch per variable; the `HpAdamW` kernel's
- * three stay the fallback) and unfactored Adafactor (one dispatch per vector).
+ * three stay the fallback), unfactored Adafactor (one dispatch per vector) and factored Adafactor
+ * (the five dispatches of the `HpAdafactor` kernel, writing in place; the kernel is the fallback).
  */
 export function registerWebgpuFusedKernels(): void {
   registerInPlaceUpdates("webgpu", {
     adamw: adamwInPlaceWebgpu,
     adafactorUnfactored: adafactorUnfactoredInPlaceWebgpu,
+    adafactorFactored: adafactorFactoredInPlaceWebgpu,
   });
   for (const [kernelName, fn] of WEBGPU_FUSED_KERNELS) {
     if (tf.getKernel(kernelName, "webgpu") !== undefined) tf.unregisterKernel(kernelName, "webgpu");

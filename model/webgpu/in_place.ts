@@ -373,3 +373,207 @@ export function adafactorUnfactoredInPlaceWebgpu(
   );
   return true;
 }
+
+/** Threads per workgroup of the factored Adafactor's row programs (one workgroup per row). */
+const ROW = 64;
+
+/** Uniform block of the factored Adafactor programs (all five share it). */
+const FACTORED_UNIFORMS = `
+struct U { rows : u32, cols : u32, b : f32, eps1 : f32, lr : f32, thr : f32, decay : f32,
+  pad0 : u32 };`;
+
+/** The storage bindings (0, 1, …, written ones first) and then the uniform block `u`. */
+function bindings(written: string[], read: string[]): string {
+  const lines = [
+    ...written.map((n, i) =>
+      `@group(0) @binding(${i}) var<storage, read_write> ${n} : array<f32>;`
+    ),
+    ...read.map((n, i) =>
+      `@group(0) @binding(${written.length + i}) var<storage, read> ${n} : array<f32>;`
+    ),
+    `@group(0) @binding(${written.length + read.length}) var<uniform> u : U;`,
+  ];
+  return `${FACTORED_UNIFORMS}\n${lines.join("\n")}`;
+}
+
+/** The names a factored Adafactor dispatch binds: written ones, then read ones. */
+const FACTORED_BINDINGS = {
+  vr: [["VR"], ["G"]],
+  vc: [["VC"], ["G"]],
+  rows: [["ROWS"], ["G", "VR", "VC"]],
+  factor: [["F"], ["VR", "ROWS"]],
+  p: [["P"], ["G", "VR", "VC", "F"]],
+} as const;
+
+/** One of the five dispatches of the factored Adafactor update. */
+export type FactoredKind = keyof typeof FACTORED_BINDINGS;
+
+/**
+ * WGSL of the five dispatches of the factored Adafactor update in place (formulas of
+ * `fused_kernels.ts` adafactorRowSource / adafactorCol / adafactorFinalSource /
+ * adafactorUpdate): "vr" (a workgroup per row) and "vc" (a thread per column) update the moments
+ * in place, "rows" (a workgroup per row) writes Σ_c g²/vc/vr per row, "factor" (one workgroup)
+ * the step factor √mean(vr)·lr/clip, "p" (a thread per element) the parameter in place.
+ *
+ * @param kind which dispatch
+ */
+export function adafactorFactoredSource(kind: FactoredKind): string {
+  const [w, r] = FACTORED_BINDINGS[kind];
+  const head = bindings([...w], [...r]);
+  const rowMain = `@compute @workgroup_size(${ROW})
+fn main(@builtin(local_invocation_index) t : u32, @builtin(workgroup_id) wid : vec3<u32>,
+        @builtin(num_workgroups) nwg : vec3<u32>) {
+  let row = wid.x + wid.y * nwg.x;`;
+  const flatMain = `@compute @workgroup_size(${THREADS})
+fn main(@builtin(global_invocation_id) gid : vec3<u32>, @builtin(num_workgroups) nwg : vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * ${THREADS}u;`;
+  const sumRow = (term: string) => `
+  var s = 0.0;
+  if (row < u.rows) {
+    for (var j = t; j < u.cols; j = j + ${ROW}u) { let v = G[row * u.cols + j]; s = s + ${term}; }
+  }
+  red[t] = s;
+  workgroupBarrier();
+  for (var k = ${ROW / 2}u; k > 0u; k = k >> 1u) {
+    if (t < k) { red[t] = red[t] + red[t + k]; }
+    workgroupBarrier();
+  }`;
+  switch (kind) {
+    case "vr":
+      return `${head}
+var<workgroup> red : array<f32, ${ROW}>;
+${rowMain}${sumRow("v * v + u.eps1")}
+  if (row < u.rows && t == 0u) { VR[row] = VR[row] * u.b + red[0] / f32(u.cols) * (1.0 - u.b); }
+}`;
+    case "vc":
+      return `${head}
+${flatMain}
+  if (i >= u.cols) { return; }
+  var s = 0.0;
+  for (var r = 0u; r < u.rows; r = r + 1u) { let v = G[r * u.cols + i]; s = s + v * v + u.eps1; }
+  VC[i] = VC[i] * u.b + s / f32(u.rows) * (1.0 - u.b);
+}`;
+    case "rows":
+      return `${head}
+var<workgroup> red : array<f32, ${ROW}>;
+${rowMain}${sumRow("v * v / VC[j]")}
+  if (row < u.rows && t == 0u) { ROWS[row] = red[0] / VR[row]; }
+}`;
+    case "factor":
+      return `${head}
+var<workgroup> red : array<f32, ${ROW}>;
+var<workgroup> red2 : array<f32, ${ROW}>;
+@compute @workgroup_size(${ROW})
+fn main(@builtin(local_invocation_index) t : u32) {
+  var s1 = 0.0;
+  var s2 = 0.0;
+  for (var r = t; r < u.rows; r = r + ${ROW}u) { s1 = s1 + VR[r]; s2 = s2 + ROWS[r]; }
+  red[t] = s1;
+  red2[t] = s2;
+  workgroupBarrier();
+  for (var k = ${ROW / 2}u; k > 0u; k = k >> 1u) {
+    if (t < k) { red[t] = red[t] + red[t + k]; red2[t] = red2[t] + red2[t + k]; }
+    workgroupBarrier();
+  }
+  if (t == 0u) {
+    let meanR = red[0] / f32(u.rows);
+    let rms = sqrt(meanR * red2[0] / (f32(u.rows) * f32(u.cols)));
+    let clip = select(1.0, max(1.0, rms / u.thr), u.thr > 0.0);
+    F[0] = sqrt(meanR) * u.lr / clip;
+  }
+}`;
+    case "p":
+      return `${head}
+${flatMain}
+  if (i >= u.rows * u.cols) { return; }
+  let r = i / u.cols;
+  let c = i % u.cols;
+  P[i] = P[i] * u.decay - G[i] * inverseSqrt(VR[r]) * inverseSqrt(VC[c]) * F[0];
+}`;
+  }
+}
+
+const FACTORED_PROGRAMS = Object.fromEntries(
+  (Object.keys(FACTORED_BINDINGS) as FactoredKind[]).map((k) => [k, {
+    key: `hpInPlace_adafactor_${k}`,
+    name: `HpAdafactorInPlace_${k}`,
+    source: adafactorFactoredSource(k),
+  }]),
+) as Record<FactoredKind, InPlaceProgram>;
+
+/**
+ * One factored Adafactor update (no first moment) of a `[rows, cols]` parameter `p` and its
+ * moments `vr` `[rows]`, `vc` `[cols]` in place: five dispatches, as the `HpAdafactor` kernel,
+ * but writing p, vr and vc where they are instead of into new buffers that are then assigned
+ * (two small scratch buffers remain: the per-row sums and the step factor). The caller makes p,
+ * vr and vc the sole owners of their buffers first.
+ *
+ * @returns false (nothing done) when the backend lacks the internals, the shapes do not match,
+ *   a tensor is not float32, or `parameterScaleEps2` is set (not supported here)
+ */
+export function adafactorFactoredInPlaceWebgpu(
+  p: tf.Tensor,
+  vr: tf.Tensor,
+  vc: tf.Tensor,
+  g: tf.Tensor,
+  a: AdafactorAttrs,
+): boolean {
+  if (inPlaceSupport() !== undefined || a.parameterScaleEps2 !== undefined || p.rank !== 2) {
+    return false;
+  }
+  const [rows, cols] = p.shape as [number, number];
+  if (
+    [p, vr, vc, g].some((x) => x.dtype !== "float32") || g.size !== p.size ||
+    vr.size !== rows || vc.size !== cols || rows * cols >= 2 ** 31
+  ) {
+    return false;
+  }
+  if (p.size === 0) return true;
+  const be = tf.backend() as unknown as {
+    makeTensorInfo(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+    disposeData(dataId: tf.DataId): boolean;
+  };
+  // Scratch: written before read, so no contents needed.
+  const rowSums = be.makeTensorInfo([rows], "float32");
+  const factor = be.makeTensorInfo([1], "float32");
+  const uniforms: UniformField[] = [
+    { type: "uint32", data: [rows] },
+    { type: "uint32", data: [cols] },
+    ...[a.beta2t, a.eps1, a.lr, a.clippingThreshold, 1 - a.lr * a.weightDecay].map((x) => ({
+      type: "float32" as const,
+      data: [x],
+    })),
+    { type: "uint32", data: [0] },
+  ];
+  const t = (tensor: tf.TensorInfo, write = false) => ({ tensor, write });
+  try {
+    dispatchInPlace(FACTORED_PROGRAMS.vr, [t(vr, true), t(g)], uniforms, grid(rows));
+    dispatchInPlace(
+      FACTORED_PROGRAMS.vc,
+      [t(vc, true), t(g)],
+      uniforms,
+      grid(Math.ceil(cols / THREADS)),
+    );
+    dispatchInPlace(
+      FACTORED_PROGRAMS.rows,
+      [t(rowSums, true), t(g), t(vr), t(vc)],
+      uniforms,
+      grid(rows),
+    );
+    dispatchInPlace(FACTORED_PROGRAMS.factor, [t(factor, true), t(vr), t(rowSums)], uniforms, [
+      1,
+      1,
+      1,
+    ]);
+    dispatchInPlace(
+      FACTORED_PROGRAMS.p,
+      [t(p, true), t(g), t(vr), t(vc), t(factor)],
+      uniforms,
+      grid(Math.ceil((rows * cols) / THREADS)),
+    );
+  } finally {
+    be.disposeData(rowSums.dataId); // released once the queued dispatches are submitted
+    be.disposeData(factor.dataId);
+  }
+  return true;
+}

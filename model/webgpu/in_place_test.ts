@@ -11,7 +11,7 @@
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-webgpu";
 import assert from "node:assert/strict";
-import { adamwAttrs, registerInPlaceUpdates, updateAdamW } from "../fused.ts";
+import { adamwAttrs, registerInPlaceUpdates, updateAdafactor, updateAdamW } from "../fused.ts";
 import { registerWebgpuKernels, selfCheckWebgpuKernels } from "./mod.ts";
 import { adamwInPlaceSource, adamwInPlaceWebgpu, inPlaceSupport } from "./in_place.ts";
 import { uniformValues } from "../../benchmarks/rng.ts";
@@ -249,6 +249,53 @@ gpuTest(
     await tf.setBackend("webgpu");
     // float32 sums over 2000 elements in another order: 1e-5 of the parameter scale.
     assertClose(got, Array.from(want), 1e-5, "p", 1e-5 * Math.max(...Array.from(want, Math.abs)));
+  },
+  () => assert.ok(registerWebgpuKernels()),
+);
+
+gpuTest(
+  "factored Adafactor in place: five dispatches, no tfjs program or tensor, equal to the kernel",
+  async () => {
+    // [70, 130]: several row workgroups, columns over one 256-thread group; clipping active.
+    const [rows, cols] = [70, 130];
+    const attrs = {
+      beta2t: 0.3,
+      eps1: 1e-30,
+      clippingThreshold: 1,
+      lr: 0.01,
+      weightDecay: 0.1,
+    };
+    const make = () => {
+      const own = (t: tf.Tensor) => {
+        const v = tf.variable(t);
+        t.dispose();
+        return v;
+      };
+      const p = own(tf.tensor(uniformValues(rows * cols, 80), [rows, cols]));
+      const vr = own(tf.tensor(uniformValues(rows, 81).map((x) => Math.abs(x) + 0.1)));
+      const vc = own(tf.tensor(uniformValues(cols, 82).map((x) => Math.abs(x) + 0.1)));
+      const g = tf.tensor(uniformValues(rows * cols, 83).map((x) => 3 * x), [rows, cols]);
+      return { p, vr, vc, g, all: [p, vr, vc, g] };
+    };
+    const a = make(), b = make();
+    registerInPlaceUpdates("webgpu", undefined); // reference: the HpAdafactor kernel
+    assert.ok(updateAdafactor(a.p, a.vr, a.vc, a.g, attrs));
+    registerWebgpuKernels();
+    const before = tf.memory().numTensors;
+    const { result, programs, dispatches } = await counting(() =>
+      updateAdafactor(b.p, b.vr, b.vc, b.g, attrs)
+    );
+    assert.ok(result);
+    assert.equal(programs, 0, "no tfjs program");
+    assert.equal(dispatches, 5);
+    assert.equal(tf.memory().numTensors, before, "no tensor allocated or leaked");
+    for (const k of ["p", "vr", "vc"] as const) {
+      const want = Array.from(await a[k].data());
+      const scale = Math.max(...want.map(Math.abs));
+      // The same float32 formulas: equal up to a compiler's contraction of a multiply-add.
+      assertClose(await b[k].data(), want, 1e-6, k, 1e-6 * scale);
+    }
+    tf.dispose([...a.all, ...b.all]);
   },
   () => assert.ok(registerWebgpuKernels()),
 );
