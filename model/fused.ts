@@ -608,13 +608,20 @@ export interface InPlaceUpdates {
   readonly adafactorUnfactored?: AdafactorUnfactoredInPlace;
 }
 
-/** In-place updates by backend name, registered by the backends' kernel modules. */
-const inPlaceBy = new Map<string, InPlaceUpdates>();
+/**
+ * In-place updates by backend name, registered by the backends' kernel modules (wasm's, which
+ * need no registration step of their own, here).
+ */
+const inPlaceBy = new Map<string, InPlaceUpdates>([["wasm", {
+  adamw: adamwInPlace,
+  adafactorFactored: adafactorInPlace,
+  adafactorUnfactored: adafactorUnfactoredInPlace,
+}]]);
 
 /**
  * Registers (or, with `undefined`, removes) the in-place optimizer updates that
- * {@link updateAdamW} and {@link updateAdafactorUnfactored} use on a backend
- * (`model/webgpu/fused_kernels.ts` registers webgpu's with its fused kernels).
+ * {@link updateAdamW}, {@link updateAdafactor} and {@link updateAdafactorUnfactored} use on a
+ * backend (`model/webgpu/fused_kernels.ts` registers webgpu's with its fused kernels).
  *
  * @param backendName tfjs backend name
  * @param fns the updates
@@ -622,6 +629,37 @@ const inPlaceBy = new Map<string, InPlaceUpdates>();
 export function registerInPlaceUpdates(backendName: string, fns: InPlaceUpdates | undefined): void {
   if (fns === undefined) inPlaceBy.delete(backendName);
   else inPlaceBy.set(backendName, fns);
+}
+
+/**
+ * The active backend's in-place update of `kind`, after making each variable it writes the sole
+ * owner of its buffer; undefined when the backend has none.
+ */
+function inPlaceFor<K extends keyof InPlaceUpdates>(
+  kind: K,
+  written: readonly tf.Variable[],
+): InPlaceUpdates[K] | undefined {
+  const fn = inPlaceBy.get(tf.getBackend())?.[kind];
+  if (fn !== undefined) { for (const x of written) ownBuffer(x); }
+  return fn;
+}
+
+/**
+ * The fallback where no in-place update took the call: the backend's fused kernel `name`, whose
+ * outputs replace `vars`; false when the backend has no such kernel.
+ */
+function kernelUpdate(
+  name: string,
+  vars: readonly tf.Variable[],
+  inputs: tf.NamedTensorMap,
+  attrs: object,
+): boolean {
+  if (!hasKernel(name)) return false;
+  assignAll(
+    vars,
+    tf.engine().runKernel(name, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[],
+  );
+  return true;
 }
 
 /**
@@ -643,25 +681,8 @@ export function updateAdamW(
   attrs: AdamWAttrs,
 ): boolean {
   if ([p, m, v, g].some((t) => t.dtype !== "float32")) return false;
-  if (tf.getBackend() === "wasm") {
-    for (const x of [p, m, v]) ownBuffer(x);
-    return adamwInPlace(p, m, v, g, attrs);
-  }
-  const inPlace = inPlaceBy.get(tf.getBackend())?.adamw;
-  if (inPlace !== undefined) {
-    for (const x of [p, m, v]) ownBuffer(x);
-    if (inPlace(p, m, v, g, attrs)) return true;
-  }
-  if (!hasKernel(ADAMW)) return false;
-  assignAll(
-    [p, m, v],
-    tf.engine().runKernel(
-      ADAMW,
-      { p, m, v, g },
-      attrs as unknown as tf.NamedAttrMap,
-    ) as tf.Tensor[],
-  );
-  return true;
+  if (inPlaceFor("adamw", [p, m, v])?.(p, m, v, g, attrs)) return true;
+  return kernelUpdate(ADAMW, [p, m, v], { p, m, v, g }, attrs);
 }
 
 /** Constants of one factored Adafactor update (no first moment), as the kernels take them. */
@@ -707,26 +728,10 @@ export function updateAdafactor(
   ) {
     return false;
   }
-  if (tf.getBackend() === "wasm") {
-    for (const x of [p, vr, vc]) ownBuffer(x);
-    return adafactorInPlace(p, vr, vc, g, attrs);
-  }
-  if (attrs.parameterScaleEps2 !== undefined) return false;
-  const inPlace = inPlaceBy.get(tf.getBackend())?.adafactorFactored;
-  if (inPlace !== undefined) {
-    for (const x of [p, vr, vc]) ownBuffer(x);
-    if (inPlace(p, vr, vc, g, attrs)) return true;
-  }
-  if (!hasKernel(ADAFACTOR)) return false;
-  assignAll(
-    [p, vr, vc],
-    tf.engine().runKernel(
-      ADAFACTOR,
-      { p, g, vr, vc },
-      attrs as unknown as tf.NamedAttrMap,
-    ) as tf.Tensor[],
-  );
-  return true;
+  if (inPlaceFor("adafactorFactored", [p, vr, vc])?.(p, vr, vc, g, attrs)) return true;
+  // The kernel does not scale by the parameter's RMS: such a step runs op by op.
+  return attrs.parameterScaleEps2 === undefined &&
+    kernelUpdate(ADAFACTOR, [p, vr, vc], { p, g, vr, vc }, attrs);
 }
 
 /**
@@ -750,14 +755,7 @@ export function updateAdafactorUnfactored(
   if ([p, v, g].some((t) => t.dtype !== "float32") || g.size !== p.size || v.size !== p.size) {
     return false;
   }
-  if (tf.getBackend() === "wasm") {
-    for (const x of [p, v]) ownBuffer(x);
-    return adafactorUnfactoredInPlace(p, v, g, attrs);
-  }
-  const inPlace = inPlaceBy.get(tf.getBackend())?.adafactorUnfactored;
-  if (inPlace === undefined) return false;
-  for (const x of [p, v]) ownBuffer(x);
-  return inPlace(p, v, g, attrs);
+  return inPlaceFor("adafactorUnfactored", [p, v])?.(p, v, g, attrs) ?? false;
 }
 
 let gradientRegistered = false;

@@ -958,9 +958,9 @@ export function adafactorUnfactoredInPlace(
  * @returns whether the update was done
  */
 export function adafactorInPlace(
-  p: tf.Variable,
-  vr: tf.Variable,
-  vc: tf.Variable,
+  p: tf.Tensor,
+  vr: tf.Tensor,
+  vc: tf.Tensor,
   g: tf.Tensor,
   h: AdafactorAttrs,
 ): boolean {
@@ -1044,9 +1044,9 @@ export function adafactorInPlace(
  * with another tensor must not be written in place). The caller then uses the op-by-op update.
  */
 export function adamwInPlace(
-  p: tf.Variable,
-  m: tf.Variable,
-  v: tf.Variable,
+  p: tf.Tensor,
+  m: tf.Tensor,
+  v: tf.Tensor,
   g: tf.Tensor,
   h: AdamWAttrs,
 ): boolean {
