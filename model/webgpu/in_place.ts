@@ -71,6 +71,16 @@ const METHODS = [
 export function inPlaceSupport(): string | undefined {
   if (tf.getBackend() !== "webgpu") return `the backend is ${tf.getBackend()}, not webgpu`;
   const be = tf.backend() as unknown as Record<string, unknown>;
+  // The answer depends on the tfjs version only: checked once per backend instance (every update
+  // and every dispatch asks).
+  if (!supportOf.has(be)) supportOf.set(be, checkSupport(be));
+  return supportOf.get(be);
+}
+
+/** {@link inPlaceSupport}'s answer per webgpu backend instance. */
+const supportOf = new WeakMap<object, string | undefined>();
+
+function checkSupport(be: Record<string, unknown>): string | undefined {
   for (const m of METHODS) {
     if (typeof be[m] !== "function") return `tfjs-backend-webgpu has no ${m}()`;
   }
