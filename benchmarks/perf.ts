@@ -52,6 +52,7 @@ import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import { activeSimdKernels, wasmBackendMemory } from "../model/wasm_simd.ts";
 import { dropoutMaskParams, fillDropoutMask, gatedGeluRows } from "../model/fused.ts";
 import { writeFileAtomic } from "../model/fs.ts";
+import { countGpuWork } from "../model/webgpu/counters.ts";
 import { uniformValues } from "./rng.ts";
 
 /** One matmul measurement. */
@@ -525,12 +526,12 @@ async function timeSteps(
   for (let i = 0; i < warm + reps; i++) {
     if (i === warm) cpu0 = cpuSeconds();
     const last = i === warm + reps - 1;
-    const stopCounting = last ? countDispatches() : undefined;
+    const stopCounting = last ? countGpuWork() : undefined;
     const t0 = performance.now();
     try {
       await step();
     } finally {
-      if (stopCounting) gpuDispatches = stopCounting();
+      if (stopCounting) gpuDispatches = stopCounting().dispatches;
     }
     const dt = performance.now() - t0;
     if (i === 1) after2 = tf.memory().numTensors;
@@ -575,27 +576,6 @@ async function timeSteps(
     tensorBytes,
     optimizerMs,
     gpuDispatches,
-  };
-}
-
-/**
- * On webgpu, counts `GPUComputePassEncoder.dispatchWorkgroups` calls until the returned function
- * is called (which restores the method and gives the count); undefined on other backends.
- */
-function countDispatches(): (() => number) | undefined {
-  if (tf.getBackend() !== "webgpu" || typeof GPUComputePassEncoder === "undefined") {
-    return undefined;
-  }
-  const proto = GPUComputePassEncoder.prototype;
-  const orig = proto.dispatchWorkgroups;
-  let n = 0;
-  proto.dispatchWorkgroups = function (this: GPUComputePassEncoder, ...a) {
-    n++;
-    return orig.apply(this, a);
-  };
-  return () => {
-    proto.dispatchWorkgroups = orig;
-    return n;
   };
 }
 

@@ -34,6 +34,7 @@ import { createOptimizer, type OptimizerConfig } from "../../benchmarks/optim.ts
 import { threeSteps } from "../../benchmarks/optim_testing.ts";
 import { uniformValues } from "../../benchmarks/rng.ts";
 import { gpuTest } from "./testing.ts";
+import { countGpuWork } from "./counters.ts";
 import {
   assertClose,
   gatedGeluReference,
@@ -264,23 +265,17 @@ fusedTest(
 );
 
 /**
- * Counts, for one T5 training step on webgpu, the programs dispatched and the bytes uploaded from
- * JavaScript (dropout masks drawn by tf.dropout, constants), by wrapping two methods of tfjs's
- * WebGPUBackend (internal API: `runWebGPUProgram`, `uploadToGPU`, `tensorMap`).
+ * Counts, for one T5 training step on webgpu, the programs dispatched (counters.ts) and the bytes
+ * uploaded from JavaScript (dropout masks drawn by tf.dropout, constants), the latter by wrapping
+ * tfjs's WebGPUBackend `uploadToGPU` (internal API, with `tensorMap`).
  */
 async function countStep(custom: boolean): Promise<{ programs: number; uploadBytes: number }> {
   if (custom) assert.ok(registerWebgpuKernels());
   const be = tf.backend() as unknown as Record<string, unknown> & {
     tensorMap: Map<unknown, { resource?: unknown; values?: ArrayBufferView }>;
   };
-  const run = be["runWebGPUProgram"] as (...a: unknown[]) => unknown;
   const upload = be["uploadToGPU"] as (...a: unknown[]) => unknown;
-  let programs = 0;
   let uploadBytes = 0;
-  be["runWebGPUProgram"] = function (this: unknown, ...a: unknown[]) {
-    programs++;
-    return run.apply(this, a);
-  };
   be["uploadToGPU"] = function (this: unknown, ...a: unknown[]) {
     const d = be.tensorMap.get(a[0]);
     if (d !== undefined && d.resource == null) uploadBytes += d.values?.byteLength ?? 0;
@@ -316,14 +311,14 @@ async function countStep(custom: boolean): Promise<{ programs: number; uploadByt
       tf.dispose([r.value, ...Object.values(r.grads)]);
     };
     await step(); // warm-up: weights uploaded once
-    programs = 0;
     uploadBytes = 0;
+    const stop = countGpuWork()!;
     await step();
+    const { programs } = stop();
     tf.dispose([inputIds, attentionMask, labels, decoderInputIds]);
     disposeT5(model);
     return { programs, uploadBytes };
   } finally {
-    be["runWebGPUProgram"] = run;
     be["uploadToGPU"] = upload;
     unregisterWebgpuKernels();
   }

@@ -17,6 +17,7 @@ import { adamwInPlaceSource, adamwInPlaceWebgpu, inPlaceSupport } from "./in_pla
 import { uniformValues } from "../../benchmarks/rng.ts";
 import { createOptimizer } from "../../benchmarks/optim.ts";
 import { gpuTest } from "./testing.ts";
+import { countGpuWork } from "./counters.ts";
 import { assertClose } from "../fused_testing.ts";
 
 const ATTRS = adamwAttrs({ lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 }, 2);
@@ -40,33 +41,20 @@ Deno.test("in-place dispatch declines other backends with the reason", async () 
   t.dispose();
 });
 
-/**
- * Runs `f` counting tfjs programs (`runWebGPUProgram`) and compute dispatches
- * (`GPUComputePassEncoder.dispatchWorkgroups`, which include the in-place ones).
- */
+/** Runs `f` counting tfjs programs and compute dispatches (counters.ts). */
 async function counting<T>(f: () => T | Promise<T>): Promise<
   { result: T; programs: number; dispatches: number }
 > {
-  const be = tf.backend() as unknown as { runWebGPUProgram: (...x: unknown[]) => unknown };
-  const run = be.runWebGPUProgram;
-  const pass = GPUComputePassEncoder.prototype;
-  const dispatch = pass.dispatchWorkgroups;
-  let programs = 0, dispatches = 0;
-  be.runWebGPUProgram = function (this: unknown, ...x: unknown[]) {
-    programs++;
-    return run.apply(this, x);
-  };
-  pass.dispatchWorkgroups = function (this: GPUComputePassEncoder, ...x) {
-    dispatches++;
-    return dispatch.apply(this, x);
-  };
+  const stop = countGpuWork();
+  assert.ok(stop !== undefined, "webgpu is active");
+  let result: T;
   try {
-    const result = await f();
-    return { result, programs, dispatches };
-  } finally {
-    be.runWebGPUProgram = run;
-    pass.dispatchWorkgroups = dispatch;
+    result = await f();
+  } catch (e) {
+    stop(); // restore the wrapped methods
+    throw e;
   }
+  return { result, ...stop() };
 }
 
 /** p, m, v variables and a gradient of `n` elements from seeds. */
