@@ -38,14 +38,7 @@ import {
   type WebgpuKernelOptions,
   webgpuKernelStats,
 } from "../model/webgpu/mod.ts";
-import {
-  attention,
-  feedForward,
-  linear,
-  mergeHeads,
-  rmsNorm,
-  splitHeads,
-} from "../model/layers.ts";
+import { attention, feedForward, linear, rmsNorm } from "../model/layers.ts";
 import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../model/t5.ts";
 import { t5Flops } from "../model/accounting.ts";
 import { PRESETS } from "../model/config.ts";
@@ -547,14 +540,14 @@ async function encoderSection(quick: boolean): Promise<Record<string, unknown>> 
       let h: tf.Tensor = x;
       for (const l of w) {
         const n = rmsNorm(h, l.ln1 as tf.Tensor1D, 1e-6);
-        const sh = (t: tf.Tensor) => splitHeads(t as tf.Tensor3D, heads);
         const a = attention(
-          sh(linear(n, l.q as tf.Tensor2D)),
-          sh(linear(n, l.k as tf.Tensor2D)),
-          sh(linear(n, l.vv as tf.Tensor2D)),
+          linear(n, l.q as tf.Tensor2D) as tf.Tensor3D,
+          linear(n, l.k as tf.Tensor2D) as tf.Tensor3D,
+          linear(n, l.vv as tf.Tensor2D) as tf.Tensor3D,
+          heads,
           { bias },
         );
-        h = tf.add(h, linear(mergeHeads(a.out), l.o as tf.Tensor2D));
+        h = tf.add(h, linear(a.out, l.o as tf.Tensor2D));
         const n2 = rmsNorm(h, l.ln2 as tf.Tensor1D, 1e-6);
         h = tf.add(h, feedForward(n2, { wi: l.wi as tf.Tensor2D, wo: l.wo as tf.Tensor2D }));
       }

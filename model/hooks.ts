@@ -18,13 +18,16 @@ export type Sublayer = "self_attention" | "cross_attention" | "feed_forward";
 
 /**
  * Extra keys and values prepended to one self-attention layer (HyperPrompt, prefix-style methods).
- * Shapes: `[batch or 1, numHeads, l, dKv]`; a leading 1 broadcasts over the batch.
+ * Shapes: `[batch or 1, l, numHeads·dKv]`; a leading 1 broadcasts over the batch.
  */
 export interface AttentionPrefix {
-  /** Prefix keys, already in the projected (post-W_K) space. */
-  readonly key: tf.Tensor4D;
-  /** Prefix values, already in the projected (post-W_V) space. */
-  readonly value: tf.Tensor4D;
+  /**
+   * Prefix keys `[batch or 1, l, heads·dKv]`, already in the projected (post-W_K) space, heads
+   * side by side as in the projection's output (head h is columns `h·dKv … (h+1)·dKv − 1`).
+   */
+  readonly key: tf.Tensor3D;
+  /** Prefix values `[batch or 1, l, heads·dKv]`, already in the projected (post-W_V) space. */
+  readonly value: tf.Tensor3D;
   /**
    * Relative-position bias on the l prefix columns: `"zero"` adds none (a position-free memory,
    * the specification's default reading A4); `"relative"` places the prefix at positions

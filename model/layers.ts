@@ -13,6 +13,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { AttentionPrefix } from "./hooks.ts";
 import { attentionSoftmax, dropout, gatedGelu } from "./fused.ts";
+import { headContext, headScores } from "./heads.ts";
 
 /**
  * Additive value for masked attention scores. Large enough that `exp` underflows to exactly 0 in
@@ -215,23 +216,6 @@ export function causalMask(
   return tf.tensor4d(out, [1, 1, queryLength, keyLength]);
 }
 
-/** `[batch, length, heads·dKv]` → `[batch, heads, length, dKv]`. */
-export function splitHeads(x: tf.Tensor3D, numHeads: number): tf.Tensor4D {
-  const [b, l, inner] = x.shape;
-  if (inner % numHeads !== 0) {
-    throw new Error(
-      `model/layers.ts splitHeads: width ${inner} not divisible by ${numHeads} heads`,
-    );
-  }
-  return x.reshape([b, l, numHeads, inner / numHeads]).transpose([0, 2, 1, 3]);
-}
-
-/** `[batch, heads, length, dKv]` → `[batch, length, heads·dKv]`. */
-export function mergeHeads(x: tf.Tensor4D): tf.Tensor3D {
-  const [b, h, l, dk] = x.shape;
-  return x.transpose([0, 2, 1, 3]).reshape([b, l, h * dk]);
-}
-
 /** Inputs of {@link attention} besides queries, keys and values. */
 export interface AttentionOptions {
   /** Position bias on the key columns (no prefix), broadcastable to `[batch, h, q, k]`. */
@@ -251,66 +235,77 @@ export interface AttentionOptions {
 
 /** Output of {@link attention}. */
 export interface AttentionResult {
-  /** Attended values `[batch, h, q, dKv]`. */
-  readonly out: tf.Tensor4D;
+  /** Attended values `[batch, q, heads·dKv]` (heads side by side, ready for the output projection). */
+  readonly out: tf.Tensor3D;
   /** Softmax probabilities before dropout `[batch, h, q, prefixLength + k]`. */
   readonly probs: tf.Tensor4D;
   /** Number of prefix columns at the front of `probs`. */
   readonly prefixLength: number;
 }
 
-function batchPrefix(t: tf.Tensor4D, batch: number, what: string): tf.Tensor4D {
+function batchPrefix(t: tf.Tensor3D, batch: number, what: string): tf.Tensor3D {
   const b = t.shape[0];
   if (b === batch) return t;
-  if (b === 1) return tf.broadcastTo(t, [batch, t.shape[1], t.shape[2], t.shape[3]]);
+  if (b === 1) return tf.broadcastTo(t, [batch, t.shape[1], t.shape[2]]);
   throw new Error(
     `model/layers.ts attention: prefix ${what} batch ${b} is neither 1 nor the batch ${batch}`,
   );
 }
 
 /**
- * Scaled-free dot-product attention as in T5: `softmax(q·kᵀ + bias + mask) · v`, softmax in
- * float32, with optional prefix keys/values concatenated before `k`/`v` along the key axis.
+ * Scaled-free multi-head dot-product attention as in T5: per head, `softmax(q·kᵀ + bias + mask)·v`,
+ * softmax in float32, with optional prefix keys/values concatenated before `k`/`v` along the key
+ * axis. Queries, keys and values stay in the projected layout `[batch, length, heads·dKv]` (head
+ * h is columns `h·dKv … (h+1)·dKv − 1`, the layout of HF's `view(b, l, h, d)`); the products
+ * read the heads in place (`model/heads.ts`), so no tensor is transposed where the backend has
+ * the head kernels.
  *
- * @param q `[batch, h, q, dKv]`
- * @param k `[batch, h, k, dKv]`
- * @param v `[batch, h, k, dKv]`
+ * @param q `[batch, q, heads·dKv]`
+ * @param k `[batch, k, heads·dKv]`
+ * @param v `[batch, k, heads·dKv]`
+ * @param numHeads number of heads
  */
 export function attention(
-  q: tf.Tensor4D,
-  k: tf.Tensor4D,
-  v: tf.Tensor4D,
+  q: tf.Tensor3D,
+  k: tf.Tensor3D,
+  v: tf.Tensor3D,
+  numHeads: number,
   opts: AttentionOptions = {},
 ): AttentionResult {
-  const [batch, heads, lq, dk] = q.shape;
+  const [batch, lq, width] = q.shape;
+  if (k.shape[2] !== width || v.shape[2] !== width || k.shape[1] !== v.shape[1]) {
+    throw new Error(
+      `model/layers.ts attention: q ${JSON.stringify(q.shape)}, k ${JSON.stringify(k.shape)} ` +
+        `and v ${JSON.stringify(v.shape)} must share the width, and k and v the length`,
+    );
+  }
   let keys = k;
   let values = v;
   let bias: tf.Tensor | undefined = opts.bias;
   let mask: tf.Tensor | undefined = opts.mask;
   let prefixLength = 0;
+  const heads = numHeads;
   const p = opts.prefix;
   if (p) {
     const pk = batchPrefix(p.key, batch, "key");
     const pv = batchPrefix(p.value, batch, "value");
-    if (
-      pk.shape[1] !== heads || pk.shape[3] !== dk || pv.shape[1] !== heads || pv.shape[3] !== dk
-    ) {
+    if (pk.shape[2] !== width || pv.shape[2] !== width) {
       throw new Error(
         `model/layers.ts attention: prefix shapes ${JSON.stringify(pk.shape)} / ` +
-          `${JSON.stringify(pv.shape)} do not match heads ${heads} × dKv ${dk}`,
+          `${JSON.stringify(pv.shape)} do not match the width heads·dKv = ${width}`,
       );
     }
-    if (pk.shape[2] !== pv.shape[2]) {
+    if (pk.shape[1] !== pv.shape[1]) {
       throw new Error(
-        `model/layers.ts attention: prefix key length ${pk.shape[2]} != value length ${
-          pv.shape[2]
+        `model/layers.ts attention: prefix key length ${pk.shape[1]} != value length ${
+          pv.shape[1]
         }`,
       );
     }
-    prefixLength = pk.shape[2];
-    keys = tf.concat([pk, k], 2);
-    values = tf.concat([pv, v], 2);
-    const lk = k.shape[2];
+    prefixLength = pk.shape[1];
+    keys = tf.concat([pk, k], 1);
+    values = tf.concat([pv, v], 1);
+    const lk = k.shape[1];
     if (bias) {
       let pb: tf.Tensor;
       if (p.positionBias === "relative") {
@@ -337,13 +332,13 @@ export function attention(
       ], 3);
     }
   }
-  const scores = tf.matMul(q, keys, false, true) as tf.Tensor4D;
+  const scores = headScores(q, keys, heads);
   const probs = attentionSoftmax(scores, bias, mask);
   let attn: tf.Tensor4D = probs;
   if (opts.dropout && opts.dropout.rate > 0) {
     attn = dropout(probs, opts.dropout.rate, opts.dropout.seed);
   }
-  const out = tf.matMul(attn, values) as tf.Tensor4D;
+  const out = headContext(attn, values, heads);
   return { out, probs, prefixLength };
 }
 

@@ -143,57 +143,72 @@ Deno.test("gatherRows: value and gradient equal tf.gather's (duplicate indices s
 Deno.test("attention: prefix columns are prepended, never masked, broadcast from batch 1", () => {
   tf.tidy(() => {
     const [b, h, lq, lk, l, dk] = [2, 2, 3, 3, 2, 4];
-    const q = tf.randomNormal([b, h, lq, dk], 0, 1, "float32", 1) as tf.Tensor4D;
-    const k = tf.randomNormal([b, h, lk, dk], 0, 1, "float32", 2) as tf.Tensor4D;
-    const v = tf.randomNormal([b, h, lk, dk], 0, 1, "float32", 3) as tf.Tensor4D;
-    const pk = tf.randomNormal([1, h, l, dk], 0, 1, "float32", 4) as tf.Tensor4D;
-    const pv = tf.randomNormal([1, h, l, dk], 0, 1, "float32", 5) as tf.Tensor4D;
+    const w = h * dk;
+    const q = tf.randomNormal([b, lq, w], 0, 1, "float32", 1) as tf.Tensor3D;
+    const k = tf.randomNormal([b, lk, w], 0, 1, "float32", 2) as tf.Tensor3D;
+    const v = tf.randomNormal([b, lk, w], 0, 1, "float32", 3) as tf.Tensor3D;
+    const pk = tf.randomNormal([1, l, w], 0, 1, "float32", 4) as tf.Tensor3D;
+    const pv = tf.randomNormal([1, l, w], 0, 1, "float32", 5) as tf.Tensor3D;
     const bias = tf.randomNormal([1, h, lq, lk], 0, 1, "float32", 6);
     // row 2 pads every real key: all its mass must go to the prefix
     const mask = paddingMask(tf.tensor2d([[1, 1, 0], [0, 0, 0]]));
-    const res = attention(q, k, v, {
+    const res = attention(q, k, v, h, {
       bias,
       mask,
       prefix: { key: pk, value: pv, positionBias: "zero" },
     });
     assert.equal(res.prefixLength, l);
     assert.deepEqual(res.probs.shape, [b, h, lq, l + lk]);
-    // reference: explicit concatenation with zero bias / zero mask on the prefix columns
-    const kk = tf.concat([tf.tile(pk, [b, 1, 1, 1]), k], 2);
-    const vv = tf.concat([tf.tile(pv, [b, 1, 1, 1]), v], 2);
+    assert.deepEqual(res.out.shape, [b, lq, w]);
+    // reference: heads split explicitly (HF's view(b, l, h, d).transpose(1, 2)), explicit
+    // concatenation with zero bias / zero mask on the prefix columns
+    const split = (x: tf.Tensor) =>
+      x.reshape([x.shape[0]!, x.shape[1]!, h, dk]).transpose([0, 2, 1, 3]);
+    const kk = tf.concat([split(tf.tile(pk, [b, 1, 1])), split(k)], 2);
+    const vv = tf.concat([split(tf.tile(pv, [b, 1, 1])), split(v)], 2);
     const fullBias = tf.concat([tf.zeros([1, h, lq, l]), bias], 3);
     const fullMask = tf.concat([tf.zeros([b, 1, 1, l]), mask], 3);
-    const p = tf.softmax(tf.add(tf.add(tf.matMul(q, kk, false, true), fullBias), fullMask));
+    const p = tf.softmax(tf.add(tf.add(tf.matMul(split(q), kk, false, true), fullBias), fullMask));
     close(res.probs.dataSync(), p.dataSync(), 1e-6, "probs");
-    close(res.out.dataSync(), tf.matMul(p, vv).dataSync(), 1e-5, "out");
+    const merged = tf.matMul(p, vv).transpose([0, 2, 1, 3]).reshape([b, lq, w]);
+    close(res.out.dataSync(), merged.dataSync(), 1e-5, "out");
     const prefixMass = tf.sum(res.probs.slice([1, 0, 0, 0], [1, h, lq, l])).dataSync()[0]!;
     close([prefixMass], [h * lq], 1e-5, "prefix mass of fully padded row");
     // "relative" uses the supplied prefix bias; batch-B prefix equals broadcast batch-1 prefix
     const pb = tf.randomNormal([1, h, lq, l], 0, 1, "float32", 9);
-    const r2 = attention(q, k, v, {
+    const r2 = attention(q, k, v, h, {
       bias,
       mask,
       prefix: {
-        key: tf.tile(pk, [b, 1, 1, 1]) as tf.Tensor4D,
+        key: tf.tile(pk, [b, 1, 1]) as tf.Tensor3D,
         value: pv,
         positionBias: "relative",
       },
       prefixBias: pb,
     });
     const p2 = tf.softmax(
-      tf.add(tf.add(tf.matMul(q, kk, false, true), tf.concat([pb, bias], 3)), fullMask),
+      tf.add(tf.add(tf.matMul(split(q), kk, false, true), tf.concat([pb, bias], 3)), fullMask),
     );
     close(r2.probs.dataSync(), p2.dataSync(), 1e-6, "relative probs");
     assert.throws(
-      () => attention(q, k, v, { prefix: { key: pk, value: pv, positionBias: "relative" }, bias }),
+      () =>
+        attention(q, k, v, h, { prefix: { key: pk, value: pv, positionBias: "relative" }, bias }),
       /prefixBias/,
     );
     assert.throws(
       () =>
-        attention(q, k, v, {
-          prefix: { key: tf.zeros([3, h, l, dk]) as tf.Tensor4D, value: pv, positionBias: "zero" },
+        attention(q, k, v, h, {
+          prefix: { key: tf.zeros([3, l, w]) as tf.Tensor3D, value: pv, positionBias: "zero" },
         }),
       /batch 3/,
     );
+    assert.throws(
+      () =>
+        attention(q, k, v, h, {
+          prefix: { key: tf.zeros([1, l, w + 1]) as tf.Tensor3D, value: pv, positionBias: "zero" },
+        }),
+      /width/,
+    );
+    assert.throws(() => attention(q, k, v, 3), /not divisible by 3 heads/);
   });
 });

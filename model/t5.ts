@@ -28,11 +28,9 @@ import {
   type FeedForwardWeights,
   gatherRows,
   linear,
-  mergeHeads,
   paddingMask,
   positionBias,
   rmsNorm,
-  splitHeads,
 } from "./layers.ts";
 
 /** A T5 model: its configuration and its variables by Hugging Face name. */
@@ -383,17 +381,16 @@ function feedForwardSublayer(
   return residual(ctx, stack, layer, "feed_forward", x, f);
 }
 
-/** Keys and values of one attention layer `[batch, heads, length, dKv]`. */
+/** Keys and values of one attention layer `[batch, length, heads·dKv]`. */
 type KV = {
-  k: tf.Tensor4D;
-  v: tf.Tensor4D;
+  k: tf.Tensor3D;
+  v: tf.Tensor3D;
 };
 
 function projectKV(ctx: Ctx, prefix: string, x: tf.Tensor3D): KV {
-  const h = ctx.model.config.numHeads;
   return {
-    k: splitHeads(linear(x, param(ctx.model, `${prefix}.k.weight`)) as tf.Tensor3D, h),
-    v: splitHeads(linear(x, param(ctx.model, `${prefix}.v.weight`)) as tf.Tensor3D, h),
+    k: linear(x, param(ctx.model, `${prefix}.k.weight`)) as tf.Tensor3D,
+    v: linear(x, param(ctx.model, `${prefix}.v.weight`)) as tf.Tensor3D,
   };
 }
 
@@ -414,16 +411,13 @@ function selfAttention(
 ): { y: tf.Tensor3D; kv: KV } {
   const cfg = ctx.model.config;
   const prefix = `${stack}.block.${layer}.layer.0.SelfAttention`;
-  const q = splitHeads(
-    linear(x, param(ctx.model, `${prefix}.q.weight`)) as tf.Tensor3D,
-    cfg.numHeads,
-  );
+  const q = linear(x, param(ctx.model, `${prefix}.q.weight`)) as tf.Tensor3D;
   let kv = projectKV(ctx, prefix, x);
-  if (past) kv = { k: tf.concat([past.k, kv.k], 2), v: tf.concat([past.v, kv.v], 2) };
+  if (past) kv = { k: tf.concat([past.k, kv.k], 1), v: tf.concat([past.v, kv.v], 1) };
   const pre = ctx.hooks.selfAttentionPrefix?.(stack, layer);
   let prefixBias: tf.Tensor | undefined;
   if (pre && pre.positionBias === "relative") {
-    const l = pre.key.shape[2];
+    const l = pre.key.shape[1];
     prefixBias = positionBias(
       param(ctx.model, `${stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight`),
       queryStart,
@@ -434,7 +428,7 @@ function selfAttention(
       cfg.relativeAttentionMaxDistance,
     );
   }
-  const res = attention(q, kv.k, kv.v, {
+  const res = attention(q, kv.k, kv.v, cfg.numHeads, {
     bias,
     mask,
     prefix: pre,
@@ -442,7 +436,7 @@ function selfAttention(
     dropout: dropoutOf(ctx),
   });
   ctx.hooks.onAttention?.(stack, layer, "self_attention", res.probs, res.prefixLength);
-  const y = linear(mergeHeads(res.out), param(ctx.model, `${prefix}.o.weight`)) as tf.Tensor3D;
+  const y = linear(res.out, param(ctx.model, `${prefix}.o.weight`)) as tf.Tensor3D;
   return { y, kv };
 }
 
@@ -455,13 +449,10 @@ function crossAttention(
 ): tf.Tensor3D {
   const cfg = ctx.model.config;
   const prefix = `decoder.block.${layer}.layer.1.EncDecAttention`;
-  const q = splitHeads(
-    linear(x, param(ctx.model, `${prefix}.q.weight`)) as tf.Tensor3D,
-    cfg.numHeads,
-  );
-  const res = attention(q, kv.k, kv.v, { mask, dropout: dropoutOf(ctx) });
+  const q = linear(x, param(ctx.model, `${prefix}.q.weight`)) as tf.Tensor3D;
+  const res = attention(q, kv.k, kv.v, cfg.numHeads, { mask, dropout: dropoutOf(ctx) });
   ctx.hooks.onAttention?.("decoder", layer, "cross_attention", res.probs, 0);
-  return linear(mergeHeads(res.out), param(ctx.model, `${prefix}.o.weight`)) as tf.Tensor3D;
+  return linear(res.out, param(ctx.model, `${prefix}.o.weight`)) as tf.Tensor3D;
 }
 
 function ffWeights(model: T5Model, prefix: string): FeedForwardWeights {

@@ -264,10 +264,10 @@ function prefixHooks(
     selfAttentionPrefix(stack, layer) {
       if (!stacks.includes(stack)) return undefined;
       const seed = (stack === "encoder" ? 100 : 200) + layer;
-      const shape: [number, number, number, number] = [batch, cfg.numHeads, 3, cfg.dKv];
+      const shape: [number, number, number] = [batch, 3, cfg.numHeads * cfg.dKv];
       return {
-        key: tf.randomNormal(shape, 0, 2, "float32", seed) as tf.Tensor4D,
-        value: tf.randomNormal(shape, 0, 2, "float32", seed + 50) as tf.Tensor4D,
+        key: tf.randomNormal(shape, 0, 2, "float32", seed) as tf.Tensor3D,
+        value: tf.randomNormal(shape, 0, 2, "float32", seed + 50) as tf.Tensor3D,
         positionBias: bias,
       };
     },
@@ -288,7 +288,7 @@ Deno.test("prefix hooks: batch-1 prefixes equal tiled ones; zero/relative differ
   const tiled: T5Hooks = {
     selfAttentionPrefix(stack, layer) {
       const p = base.selfAttentionPrefix!(stack, layer)!;
-      return { ...p, key: tf.tile(p.key, [3, 1, 1, 1]), value: tf.tile(p.value, [3, 1, 1, 1]) };
+      return { ...p, key: tf.tile(p.key, [3, 1, 1]), value: tf.tile(p.value, [3, 1, 1]) };
     },
   };
   const pt = logitsOf(model, batch, { hooks: tiled });
@@ -299,15 +299,15 @@ Deno.test("prefix hooks: batch-1 prefixes equal tiled ones; zero/relative differ
   tf.dispose([plain, p1, pb, pr, pt]);
 
   // Gradient flows into prefix tensors (what HyperPrompt trains).
-  const pk = tf.variable(tf.randomNormal([1, cfg.numHeads, 2, cfg.dKv], 0, 1, "float32", 9));
-  const pv = tf.variable(tf.randomNormal([1, cfg.numHeads, 2, cfg.dKv], 0, 1, "float32", 10));
+  const pk = tf.variable(tf.randomNormal([1, 2, cfg.numHeads * cfg.dKv], 0, 1, "float32", 9));
+  const pv = tf.variable(tf.randomNormal([1, 2, cfg.numHeads * cfg.dKv], 0, 1, "float32", 10));
   const labels = tf.tensor2d([[4, 5, 6, 1], [7, 1, -100, -100], [9, 9, 9, 1]], undefined, "int32");
   const hooks: T5Hooks = {
     selfAttentionPrefix: (stack, layer) =>
       stack === "decoder" && layer === 1
         ? {
-          key: pk as tf.Tensor as tf.Tensor4D,
-          value: pv as tf.Tensor as tf.Tensor4D,
+          key: pk as tf.Tensor as tf.Tensor3D,
+          value: pv as tf.Tensor as tf.Tensor3D,
           positionBias: "zero",
         }
         : undefined,

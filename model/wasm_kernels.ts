@@ -26,6 +26,14 @@ import * as tf from "@tensorflow/tfjs";
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import { activeSimdKernels } from "./wasm_simd.ts";
 import type { AdafactorAttrs, AdamWAttrs } from "./fused.ts";
+import {
+  HEAD_CONTEXT,
+  HEAD_SCORES,
+  type HeadContextAttrs,
+  headContextShape,
+  type HeadScoresAttrs,
+  headScoresShape,
+} from "./heads.ts";
 
 /** Which matmul kernels are installed on the wasm backend. */
 export type WasmMatMulMode = "stock" | "transpose-fix" | "blas";
@@ -427,6 +435,114 @@ function blasFusedMatMul(blas: BlasLibrary, fallback: KernelFn): KernelFn {
   };
 }
 
+/**
+ * `HpHeadScores` in OpenBLAS: one sgemm per (batch, head) reading Q and K in place with row
+ * stride H·D (`lda`/`ldb`) from the head's column offset, so no head is transposed.
+ */
+function blasHeadScores(blas: BlasLibrary): KernelFn {
+  return ({ inputs, backend, attrs }) => {
+    const q = need(inputs.q, "q");
+    const k = need(inputs.k, "k");
+    const { heads } = attrs as unknown as HeadScoresAttrs;
+    const { batch, lq, lk, dk } = headScoresShape(q.shape, k.shape, heads);
+    const out = backend.makeOutput([batch, heads, lq, lk], "float32");
+    if (out.shape.some((d) => d === 0)) return out;
+    const qv = backend.typedArrayFromHeap(q) as Float32Array;
+    const kv = backend.typedArrayFromHeap(k) as Float32Array;
+    const ov = backend.typedArrayFromHeap(out) as Float32Array;
+    if (dk === 0) {
+      ov.fill(0);
+      return out;
+    }
+    const w = heads * dk;
+    const mn = lq * lk;
+    for (let b = 0; b < batch; b++) {
+      for (let h = 0; h < heads; h++) {
+        const z = b * heads + h;
+        blas.sgemm(
+          false,
+          true,
+          lq,
+          lk,
+          dk,
+          1,
+          qv.subarray(b * lq * w + h * dk),
+          w,
+          kv.subarray(b * lk * w + h * dk),
+          w,
+          0,
+          ov.subarray(z * mn, (z + 1) * mn),
+          lk,
+        );
+      }
+    }
+    return out;
+  };
+}
+
+/**
+ * `HpHeadContext` in OpenBLAS: one sgemm per (batch, head) writing the head's columns of the
+ * `[B, M, H·D]` output in place (`ldc` = H·D) from P (optionally transposed) and V (`ldb` = H·D).
+ */
+function blasHeadContext(blas: BlasLibrary): KernelFn {
+  return ({ inputs, backend, attrs }) => {
+    const p = need(inputs.p, "p");
+    const v = need(inputs.v, "v");
+    const { heads, transposeP } = attrs as unknown as HeadContextAttrs;
+    const { batch, m, n, dk } = headContextShape(p.shape, v.shape, heads, !!transposeP);
+    const w = heads * dk;
+    const out = backend.makeOutput([batch, m, w], "float32");
+    if (out.shape.some((d) => d === 0)) return out;
+    const pv = backend.typedArrayFromHeap(p) as Float32Array;
+    const vv = backend.typedArrayFromHeap(v) as Float32Array;
+    const ov = backend.typedArrayFromHeap(out) as Float32Array;
+    if (n === 0) {
+      ov.fill(0);
+      return out;
+    }
+    for (let b = 0; b < batch; b++) {
+      for (let h = 0; h < heads; h++) {
+        const z = b * heads + h;
+        blas.sgemm(
+          !!transposeP,
+          false,
+          m,
+          dk,
+          n,
+          1,
+          pv.subarray(z * m * n),
+          transposeP ? m : n,
+          vv.subarray(b * n * w + h * dk),
+          w,
+          0,
+          ov.subarray(b * m * w + h * dk),
+          w,
+        );
+      }
+    }
+    return out;
+  };
+}
+
+const HEAD_KERNELS = [HEAD_SCORES, HEAD_CONTEXT] as const;
+
+function registerHeadKernels(blas: BlasLibrary | undefined): void {
+  for (const name of HEAD_KERNELS) {
+    if (tf.getKernel(name, "wasm") !== undefined) tf.unregisterKernel(name, "wasm");
+  }
+  if (blas === undefined) return; // the ops run their reshape/transpose/matMul composite
+  tf.registerKernel({
+    kernelName: HEAD_SCORES,
+    backendName: "wasm",
+    kernelFunc: blasHeadScores(blas) as unknown as tf.KernelFunc,
+  });
+  tf.registerKernel({
+    kernelName: HEAD_CONTEXT,
+    backendName: "wasm",
+    kernelFunc: blasHeadContext(blas) as unknown as tf.KernelFunc,
+  });
+}
+
 function registerWasm(name: MatMulKernel, kernelFunc: KernelFn, setupFunc: tf.KernelSetupFunc) {
   if (tf.getKernel(name, "wasm") !== undefined) tf.unregisterKernel(name, "wasm");
   tf.registerKernel({
@@ -474,6 +590,7 @@ export function patchWasmMatMul(opts: { blas?: BlasLibrary } = {}): WasmMatMulMo
     }
     registerWasm(name, fn, orig.setupFunc as tf.KernelSetupFunc);
   }
+  registerHeadKernels(opts.blas);
   activeBlas = opts.blas;
   mode = opts.blas !== undefined ? "blas" : "transpose-fix";
   return mode;
@@ -849,6 +966,7 @@ export function unpatchWasmMatMul(): void {
       orig.setupFunc as tf.KernelSetupFunc,
     );
   }
+  registerHeadKernels(undefined);
   activeBlas = undefined;
   mode = "stock";
 }

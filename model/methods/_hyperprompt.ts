@@ -93,14 +93,15 @@ export interface LocalNet {
 }
 
 /**
- * Hyper-prompts of the present tasks: `U(ReLU(P·D))` reshaped to `[u, h, l, d_kv]`.
+ * Hyper-prompts of the present tasks: `U(ReLU(P·D))`, `[u, l, h·d_kv]` (heads side by side, the
+ * layout of the attention's projected keys and values).
  *
  * @param prompts present tasks' global prompts `[u, l, d]`
  * @param net shared (2-D weights) or per-task (3-D, batched over u) local network
  * @param config the backbone (heads, d_kv)
- * @returns `[u, h, l, d_kv]`
+ * @returns `[u, l, h·d_kv]`
  */
-export function hyperPrompt(prompts: tf.Tensor3D, net: LocalNet, config: T5Config): tf.Tensor4D {
+export function hyperPrompt(prompts: tf.Tensor3D, net: LocalNet, config: T5Config): tf.Tensor3D {
   const [u, l, d] = prompts.shape;
   let out: tf.Tensor;
   if (net.down.rank === 2) {
@@ -116,7 +117,7 @@ export function hyperPrompt(prompts: tf.Tensor3D, net: LocalNet, config: T5Confi
     if (net.upBias) h = h.add(net.upBias);
     out = h;
   }
-  return out.reshape([u, l, config.numHeads, config.dKv]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
+  return out.reshape([u, l, config.numHeads * config.dKv]) as tf.Tensor3D;
 }
 
 /**

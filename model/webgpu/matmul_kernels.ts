@@ -169,9 +169,12 @@ function loadSnippet(
   outerDim: string,
   base: string,
   outerStart: string,
+  rowStride?: string,
 ): string {
   const { o, k } = tileCoords(s, threads, tileOuter, tileK, contiguousIsOuter);
-  const addr = contiguousIsOuter ? `${base} + gk * ${outerDim} + go` : `${base} + go * dimK + gk`;
+  const addr = contiguousIsOuter
+    ? `${base} + gk * ${rowStride ?? outerDim} + go`
+    : `${base} + go * ${rowStride ?? "dimK"} + gk`;
   return `{
       let go = ${outerStart} + ${o};
       let gk = k0 + ${k};
@@ -200,15 +203,23 @@ function storeSnippet(
  * of transpose flags. Bindings come from the prelude: `result`, `A`, `B` (f32 arrays),
  * `uniforms.aShape`/`bShape` (rank-3 views) and the program uniforms `dimM`, `dimN`, `dimK`.
  *
+ * With `strided`, A, B and the result are not dense `[batch, rows, cols]` arrays but strided
+ * views (see {@link StridedLayout}): for batch entry z, operand X starts at
+ * `(z / XHeads)·XS0 + (z % XHeads)·XS1` and its rows are `XLd` elements apart, with the uniforms
+ * `aHeads, aS0, aS1, aLd`, `bHeads, …`, `oHeads, …`. This is how `HpHeadScores` and
+ * `HpHeadContext` read and write `[batch, length, heads·dKv]` tensors one head at a time.
+ *
  * @param tile tile geometry
  * @param transposeA A is stored `[batch, K, M]` instead of `[batch, M, K]`
  * @param transposeB B is stored `[batch, N, K]` instead of `[batch, K, N]`
+ * @param strided operands and result are strided views
  * @returns WGSL source defining `fn main()`
  */
 export function tiledMatMulSource(
   tile: MatMulTile,
   transposeA: boolean,
   transposeB: boolean,
+  strided = false,
 ): string {
   const { wx, wy, threads } = checkTile(tile);
   const { tileM, tileN, tileK, threadM, threadN } = tile;
@@ -227,12 +238,22 @@ export function tiledMatMulSource(
   lines.push(`  let lx = i32(localId.x); let ly = i32(localId.y);`);
   lines.push(`  let batch = i32(workgroupId.z);`);
   lines.push(`  let m0 = i32(workgroupId.y) * ${tileM}; let n0 = i32(workgroupId.x) * ${tileN};`);
-  lines.push(
-    `  let baseA = select(batch, 0, uniforms.aShape.x == 1) * uniforms.aShape.y * uniforms.aShape.z;`,
-  );
-  lines.push(
-    `  let baseB = select(batch, 0, uniforms.bShape.x == 1) * uniforms.bShape.y * uniforms.bShape.z;`,
-  );
+  if (strided) {
+    for (const x of ["a", "b", "o"]) {
+      const X = x === "o" ? "Out" : x.toUpperCase();
+      lines.push(
+        `  let base${X} = (batch / uniforms.${x}Heads) * uniforms.${x}S0 + ` +
+          `(batch % uniforms.${x}Heads) * uniforms.${x}S1;`,
+      );
+    }
+  } else {
+    lines.push(
+      `  let baseA = select(batch, 0, uniforms.aShape.x == 1) * uniforms.aShape.y * uniforms.aShape.z;`,
+    );
+    lines.push(
+      `  let baseB = select(batch, 0, uniforms.bShape.x == 1) * uniforms.bShape.y * uniforms.bShape.z;`,
+    );
+  }
   for (let i = 0; i < threadM; i++) {
     for (let j = 0; j < fn; j++) lines.push(`  var acc${i}_${j} = vec4<f32>(0.0);`);
   }
@@ -242,13 +263,37 @@ export function tiledMatMulSource(
     for (let s = 0; s < loadsA; s++) {
       lines.push(
         indent +
-          loadSnippet("A", `ra${s}`, s, threads, tileM, tileK, transposeA, "dimM", "baseA", "m0"),
+          loadSnippet(
+            "A",
+            `ra${s}`,
+            s,
+            threads,
+            tileM,
+            tileK,
+            transposeA,
+            "dimM",
+            "baseA",
+            "m0",
+            strided ? "uniforms.aLd" : undefined,
+          ),
       );
     }
     for (let s = 0; s < loadsB; s++) {
       lines.push(
         indent +
-          loadSnippet("B", `rb${s}`, s, threads, tileN, tileK, !transposeB, "dimN", "baseB", "n0"),
+          loadSnippet(
+            "B",
+            `rb${s}`,
+            s,
+            threads,
+            tileN,
+            tileK,
+            !transposeB,
+            "dimN",
+            "baseB",
+            "n0",
+            strided ? "uniforms.bLd" : undefined,
+          ),
       );
     }
   };
@@ -293,7 +338,7 @@ export function tiledMatMulSource(
   lines.push(`    workgroupBarrier();`);
   lines.push(`  }`);
   // Thread (lx, ly) owns rows (ly + i·wy)·4 + c and columns (lx + j·wx)·4 + d of the tile.
-  lines.push(`  let outBase = batch * dimM * dimN;`);
+  lines.push(strided ? `  let outBase = baseOut;` : `  let outBase = batch * dimM * dimN;`);
   for (let i = 0; i < fm; i++) {
     for (let c = 0; c < 4; c++) {
       const r = i * 4 + c;
@@ -303,7 +348,7 @@ export function tiledMatMulSource(
       for (let j = 0; j < fn; j++) {
         lines.push(`      {`);
         lines.push(`        let col = n0 + (lx + ${j * wx}) * 4;`);
-        lines.push(`        let o = outBase + row * dimN + col;`);
+        lines.push(`        let o = outBase + row * ${strided ? "uniforms.oLd" : "dimN"} + col;`);
         for (let d = 0; d < 4; d++) {
           lines.push(
             `        if (col + ${d} < dimN) { result[o + ${d}] = acc${r}_${j}.${comp[d]}; }`,
@@ -395,6 +440,197 @@ export class TiledMatMulProgram implements WebGpuProgramLike {
   getUserCode(): string {
     return tiledMatMulSource(this.tile, this.transposeA, this.transposeB);
   }
+}
+
+/**
+ * Where one operand (or the result) of a strided product lives: batch entry z starts at
+ * `(z / heads)·s0 + (z % heads)·s1` and consecutive rows of its stored matrix are `ld` elements
+ * apart (elements within a row are contiguous). A dense `[batch, rows, cols]` array is
+ * `{ heads: 1, s0: rows·cols, s1: 0, ld: cols }`; head h of a `[B, L, H·D]` tensor is
+ * `{ heads: H, s0: L·H·D, s1: D, ld: H·D }`.
+ */
+export interface StridedLayout {
+  readonly heads: number;
+  readonly s0: number;
+  readonly s1: number;
+  readonly ld: number;
+}
+
+/** One strided batched product `out[z] = op(A[z])·op(B[z])` for z < batch. */
+export interface StridedMatMul {
+  /** Number of products (dispatch z). */
+  readonly batch: number;
+  /** Output rows. */
+  readonly m: number;
+  /** Output columns. */
+  readonly n: number;
+  /** Shared dimension. */
+  readonly k: number;
+  /** A stored `[K, M]` per entry. */
+  readonly transposeA: boolean;
+  /** B stored `[N, K]` per entry. */
+  readonly transposeB: boolean;
+  readonly a: StridedLayout;
+  readonly b: StridedLayout;
+  readonly out: StridedLayout;
+  /** Shape of the result tensor (its size must cover every output element). */
+  readonly outShape: number[];
+}
+
+function dense(rows: number, cols: number): StridedLayout {
+  return { heads: 1, s0: rows * cols, s1: 0, ld: cols };
+}
+
+/**
+ * The strided product of `HpHeadScores`: for z = b·H + h, `Q[b, :, h·D…]·K[b, :, h·D…]ᵀ` into a
+ * dense `[B, H, Lq, Lk]` result.
+ */
+export function headScoresMatMul(
+  batch: number,
+  heads: number,
+  lq: number,
+  lk: number,
+  dk: number,
+): StridedMatMul {
+  const w = heads * dk;
+  return {
+    batch: batch * heads,
+    m: lq,
+    n: lk,
+    k: dk,
+    transposeA: false,
+    transposeB: true,
+    a: { heads, s0: lq * w, s1: dk, ld: w },
+    b: { heads, s0: lk * w, s1: dk, ld: w },
+    out: dense(lq, lk),
+    outShape: [batch, heads, lq, lk],
+  };
+}
+
+/**
+ * The strided product of `HpHeadContext`: for z = b·H + h, `P'[b, h]·V[b, :, h·D…]` into head h's
+ * columns of a `[B, M, H·D]` result, where `P'` is `P` or (`transposeP`) its transpose.
+ */
+export function headContextMatMul(
+  batch: number,
+  heads: number,
+  m: number,
+  n: number,
+  dk: number,
+  transposeP: boolean,
+): StridedMatMul {
+  const w = heads * dk;
+  return {
+    batch: batch * heads,
+    m,
+    n: dk,
+    k: n,
+    transposeA: transposeP,
+    transposeB: false,
+    a: { heads: 1, s0: m * n, s1: 0, ld: transposeP ? m : n },
+    b: { heads, s0: n * w, s1: dk, ld: w },
+    out: { heads, s0: m * w, s1: dk, ld: w },
+    outShape: [batch, m, w],
+  };
+}
+
+/** The tiled matmul over strided views ({@link StridedLayout}); `tf.profile` reports this name. */
+export class StridedMatMulProgram implements WebGpuProgramLike {
+  /** @inheritdoc */
+  outputShape: number[];
+  /** @inheritdoc */
+  shaderKey: string;
+  /** @inheritdoc */
+  dispatchLayout: { x: number[]; y: number[]; z: number[] };
+  /** @inheritdoc */
+  dispatch: [number, number, number];
+  /** @inheritdoc */
+  workgroupSize: [number, number, number];
+  /** @inheritdoc */
+  variableNames = ["A", "B"];
+  /** @inheritdoc */
+  uniforms = "dimM : i32, dimN : i32, dimK : i32, " +
+    ["a", "b", "o"].map((x) => `${x}Heads : i32, ${x}S0 : i32, ${x}S1 : i32, ${x}Ld : i32,`)
+      .join(" ");
+  private readonly tile: MatMulTile;
+  private readonly transposeA: boolean;
+  private readonly transposeB: boolean;
+
+  /**
+   * @param spec the product
+   * @param tile tile geometry
+   */
+  constructor(spec: StridedMatMul, tile: MatMulTile) {
+    const { wx, wy } = checkTile(tile);
+    this.tile = tile;
+    this.transposeA = spec.transposeA;
+    this.transposeB = spec.transposeB;
+    this.outputShape = [...spec.outShape];
+    const r = spec.outShape.length;
+    this.dispatchLayout = { x: [r - 1], y: [r - 2], z: [...Array(r - 2).keys()] };
+    this.workgroupSize = [wx, wy, 1];
+    this.dispatch = [Math.ceil(spec.n / tile.tileN), Math.ceil(spec.m / tile.tileM), spec.batch];
+    this.shaderKey =
+      `hpStridedMatMul_${tile.name}_${tile.tileM}_${tile.tileN}_${tile.tileK}_${tile.threadM}_${tile.threadN}_${spec.transposeA}_${spec.transposeB}`;
+  }
+
+  /** @inheritdoc */
+  getUserCode(): string {
+    return tiledMatMulSource(this.tile, this.transposeA, this.transposeB, true);
+  }
+}
+
+/**
+ * Says why a strided product cannot run as one dispatch (undefined when it can): empty, too
+ * many workgroups in a dimension, or an index past i32.
+ *
+ * @param spec the product
+ * @param maxDispatch the device's `maxComputeWorkgroupsPerDimension`
+ * @param sizes element counts of A, B and the result
+ */
+export function stridedDecline(
+  spec: StridedMatMul,
+  maxDispatch: number,
+  sizes: readonly number[],
+): MatMulDecline {
+  const minTile = MATMUL_TILES[MATMUL_TILES.length - 1]!.tileM;
+  if (spec.batch === 0 || spec.m === 0 || spec.n === 0 || spec.k === 0) return "empty operand";
+  if (
+    Math.ceil(spec.n / minTile) > maxDispatch || Math.ceil(spec.m / minTile) > maxDispatch ||
+    spec.batch > maxDispatch
+  ) {
+    return "dispatch too large";
+  }
+  if (sizes.some((x) => x >= 2 ** 31)) return "index over i32";
+  return undefined;
+}
+
+/**
+ * Runs a strided product on the webgpu backend; the caller owns the returned tensor info.
+ *
+ * @param backend the tfjs webgpu backend
+ * @param a A (float32, any shape holding the layout)
+ * @param b B (float32)
+ * @param spec the product and its layouts
+ * @param tile tile geometry
+ * @returns the result, shaped `spec.outShape`
+ */
+export function runStridedMatMul(
+  backend: WebGpuBackendLike,
+  a: tf.TensorInfo,
+  b: tf.TensorInfo,
+  spec: StridedMatMul,
+  tile: MatMulTile,
+): tf.TensorInfo {
+  const program = new StridedMatMulProgram(spec, tile);
+  const ints = [spec.m, spec.n, spec.k];
+  for (const l of [spec.a, spec.b, spec.out]) ints.push(l.heads, l.s0, l.s1, l.ld);
+  return backend.runWebGPUProgram(
+    program,
+    [a, b],
+    "float32",
+    ints.map((x) => ({ type: "int32", data: [x] })),
+  );
 }
 
 /** The parts of tfjs's `WebGPUBackend` this module uses. */

@@ -34,6 +34,7 @@ import {
   webgpuKernelStats,
 } from "./mod.ts";
 import { uniformValues } from "../../benchmarks/rng.ts";
+import { HEAD_CONTEXT } from "../heads.ts";
 import { gpuTest } from "./testing.ts";
 
 const REL_L2_TOL = 1e-5;
@@ -336,6 +337,22 @@ gpuTest("selfCheckWebgpuKernels() passes with the kernels and catches a wrong ke
     } finally {
       tf.unregisterKernel("BatchMatMul", "webgpu");
       tf.registerKernel(stock);
+    }
+    // So must a head product that ignores transposeP.
+    const context = tf.getKernel(HEAD_CONTEXT, "webgpu")!;
+    tf.unregisterKernel(HEAD_CONTEXT, "webgpu");
+    tf.registerKernel({
+      kernelName: HEAD_CONTEXT,
+      backendName: "webgpu",
+      kernelFunc: (args) =>
+        context.kernelFunc({ ...args, attrs: { ...args.attrs, transposeP: false } }),
+    });
+    try {
+      const bad = await selfCheckWebgpuKernels().catch(() => ({ ok: false, maxRelErr: Infinity }));
+      assert.equal(bad.ok, false, "a head product ignoring transposeP fails the self-check");
+    } finally {
+      tf.unregisterKernel(HEAD_CONTEXT, "webgpu");
+      tf.registerKernel(context);
     }
   } finally {
     unregisterWebgpuKernels();

@@ -21,13 +21,30 @@
 import * as tf from "@tensorflow/tfjs";
 import {
   chooseTile,
+  headContextMatMul,
+  headScoresMatMul,
   MATMUL_TILES,
   type MatMulTileChoice,
   planMatMul,
+  runStridedMatMul,
   runTiledMatMul,
+  stridedDecline,
+  type StridedMatMul,
   tileByName,
   type WebGpuBackendLike,
 } from "./matmul_kernels.ts";
+import {
+  HEAD_CONTEXT,
+  HEAD_SCORES,
+  headContext,
+  type HeadContextAttrs,
+  headContextReference,
+  headContextShape,
+  headScores,
+  type HeadScoresAttrs,
+  headScoresReference,
+  headScoresShape,
+} from "../heads.ts";
 import { registerWebgpuFusedKernels, unregisterWebgpuFusedKernels } from "./fused_kernels.ts";
 import { installUniformArena, uninstallUniformArena } from "./uniform_arena.ts";
 import { installBindGroupCache, uninstallBindGroupCache } from "./bind_group_cache.ts";
@@ -192,8 +209,13 @@ export function registerWebgpuKernels(opts: WebgpuKernelOptions = {}): boolean {
   };
   tf.unregisterKernel("BatchMatMul", "webgpu");
   tf.registerKernel({ kernelName: "BatchMatMul", backendName: "webgpu", kernelFunc });
-  if (options.fused) registerWebgpuFusedKernels();
-  else unregisterWebgpuFusedKernels();
+  if (options.fused) {
+    registerWebgpuFusedKernels();
+    registerHeadKernels(options);
+  } else {
+    unregisterWebgpuFusedKernels();
+    unregisterHeadKernels();
+  }
   if (options.uniformArena) installUniformArena();
   else uninstallUniformArena();
   if (options.bindGroupCache) installBindGroupCache();
@@ -204,12 +226,131 @@ export function registerWebgpuKernels(opts: WebgpuKernelOptions = {}): boolean {
 /** Restores the stock webgpu kernels replaced by {@link registerWebgpuKernels} (no-op if none). */
 export function unregisterWebgpuKernels(): void {
   unregisterWebgpuFusedKernels();
+  unregisterHeadKernels();
   uninstallBindGroupCache();
   uninstallUniformArena();
   if (installed === undefined) return;
   tf.unregisterKernel("BatchMatMul", "webgpu");
   tf.registerKernel(installed.original);
   installed = undefined;
+}
+
+type KernelArgs = Parameters<tf.KernelFunc>[0];
+
+function webgpuKernel(name: string): tf.KernelFunc {
+  const k = tf.getKernel(name, "webgpu");
+  if (k === undefined) {
+    throw new Error(`model/webgpu/mod.ts: no ${name} kernel registered for webgpu`);
+  }
+  return k.kernelFunc;
+}
+
+/**
+ * Runs a head product as the strided tiled matmul, or, where the device cannot take it in one
+ * dispatch, as tfjs's reshape + transpose + `BatchMatMul` (the op's composite).
+ */
+function runHeadProduct(
+  args: KernelArgs,
+  options: Required<WebgpuKernelOptions>,
+  a: tf.TensorInfo,
+  b: tf.TensorInfo,
+  spec: StridedMatMul,
+  composite: (
+    run: (name: string, inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap) => tf.TensorInfo,
+  ) => tf.TensorInfo,
+): tf.TensorInfo {
+  const gpu = args.backend as unknown as WebGpuBackendLike;
+  const why = stridedDecline(
+    spec,
+    gpu.device.limits.maxComputeWorkgroupsPerDimension,
+    [prodOf(a.shape), prodOf(b.shape), prodOf(spec.outShape)],
+  );
+  if (why !== undefined) {
+    bump(stats.stock, `heads: ${why}`);
+    const temps: tf.TensorInfo[] = [];
+    const run = (name: string, inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap) => {
+      const y = webgpuKernel(name)({ inputs, backend: args.backend, attrs }) as tf.TensorInfo;
+      temps.push(y);
+      return y;
+    };
+    try {
+      const out = composite(run);
+      temps.splice(temps.indexOf(out), 1);
+      return out;
+    } finally {
+      for (const t of temps) gpu.disposeData(t.dataId);
+    }
+  }
+  const tile = options.tile === "auto"
+    ? chooseTile(spec.batch, spec.m, spec.n, options.minWorkgroups)
+    : tileByName(options.tile);
+  bump(stats.tiled, `heads-${tile.name}`);
+  return runStridedMatMul(gpu, a, b, spec, tile);
+}
+
+function prodOf(shape: readonly number[]): number {
+  return shape.reduce((x, y) => x * y, 1);
+}
+
+function registerHeadKernels(options: Required<WebgpuKernelOptions>): void {
+  unregisterHeadKernels();
+  const split = (
+    run: (name: string, inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap) => tf.TensorInfo,
+    x: tf.TensorInfo,
+    heads: number,
+  ) => {
+    const [b, l, w] = x.shape as [number, number, number];
+    const r = run("Reshape", { x }, { shape: [b, l, heads, w / heads] });
+    return run("Transpose", { x: r }, { perm: [0, 2, 1, 3] });
+  };
+  tf.registerKernel({
+    kernelName: HEAD_SCORES,
+    backendName: "webgpu",
+    kernelFunc: (args) => {
+      const q = args.inputs["q"] as tf.TensorInfo;
+      const k = args.inputs["k"] as tf.TensorInfo;
+      const { heads } = args.attrs as unknown as HeadScoresAttrs;
+      const s = headScoresShape(q.shape, k.shape, heads);
+      const spec = headScoresMatMul(s.batch, heads, s.lq, s.lk, s.dk);
+      return runHeadProduct(
+        args,
+        options,
+        q,
+        k,
+        spec,
+        (run) =>
+          run("BatchMatMul", { a: split(run, q, heads), b: split(run, k, heads) }, {
+            transposeA: false,
+            transposeB: true,
+          }),
+      );
+    },
+  });
+  tf.registerKernel({
+    kernelName: HEAD_CONTEXT,
+    backendName: "webgpu",
+    kernelFunc: (args) => {
+      const p = args.inputs["p"] as tf.TensorInfo;
+      const v = args.inputs["v"] as tf.TensorInfo;
+      const { heads, transposeP } = args.attrs as unknown as HeadContextAttrs;
+      const s = headContextShape(p.shape, v.shape, heads, !!transposeP);
+      const spec = headContextMatMul(s.batch, heads, s.m, s.n, s.dk, !!transposeP);
+      return runHeadProduct(args, options, p, v, spec, (run) => {
+        const o = run("BatchMatMul", { a: p, b: split(run, v, heads) }, {
+          transposeA: !!transposeP,
+          transposeB: false,
+        });
+        const t = run("Transpose", { x: o }, { perm: [0, 2, 1, 3] });
+        return run("Reshape", { x: t }, { shape: spec.outShape });
+      });
+    },
+  });
+}
+
+function unregisterHeadKernels(): void {
+  for (const name of [HEAD_SCORES, HEAD_CONTEXT]) {
+    if (tf.getKernel(name, "webgpu") !== undefined) tf.unregisterKernel(name, "webgpu");
+  }
 }
 
 /** Whether {@link registerWebgpuKernels} is in effect, and with which options. */
@@ -240,7 +381,8 @@ export interface WebgpuSelfCheck {
 /**
  * Checks the installed kernels on the current device before a run trusts them: products with
  * every transpose combination (batched, sizes that are not tile multiples) against a float64
- * reference computed in JavaScript from the same inputs, then the fused kernels against their
+ * reference computed in JavaScript from the same inputs, the attention head products likewise,
+ * then the fused kernels against their
  * JavaScript references. Tolerance 1e-5 relative L2: float32
  * sums of 45 terms differ from float64 by ~1e-7, an indexing or driver fault by ~1.
  *
@@ -278,12 +420,62 @@ export async function selfCheckWebgpuKernels(): Promise<WebgpuSelfCheck> {
       maxRelErr = Math.max(maxRelErr, Math.sqrt(num / den));
     }
   }
+  maxRelErr = Math.max(maxRelErr, await selfCheckHeads());
   const fused = await selfCheckFused();
   return {
     ok: maxRelErr <= 1e-5 && fused.ok,
     maxRelErr: Math.max(maxRelErr, fused.maxRelErr),
     ...(fused.error === undefined ? {} : { error: fused.error }),
   };
+}
+
+/**
+ * The head products (`model/heads.ts`: scores, context and context with P transposed, the
+ * strided tiled matmul where registered) on small odd shapes against their float64 references.
+ *
+ * @returns the largest relative L2 error
+ */
+async function selfCheckHeads(): Promise<number> {
+  const [b, h, lq, lk, dk] = [2, 3, 5, 7, 4];
+  const w = h * dk;
+  const fill = (n: number, seed: number) =>
+    Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.61 + seed));
+  const qv = fill(b * lq * w, 1);
+  const kv = fill(b * lk * w, 2);
+  // P square for the transposed product, so a kernel ignoring transposeP gives wrong numbers
+  // rather than a shape error.
+  const pv = fill(b * h * lk * lk, 3);
+  const outs = tf.tidy(() => {
+    const q = tf.tensor3d(qv, [b, lq, w]);
+    const k = tf.tensor3d(kv, [b, lk, w]);
+    const pT = tf.tensor4d(pv, [b, h, lk, lk]);
+    const s = headScores(q, k, h);
+    return [s, headContext(s, k, h), headContext(pT, k, h, true)];
+  });
+  const [s, o, t] = await Promise.all(outs.map((x) => x.data() as Promise<Float32Array>));
+  tf.dispose(outs);
+  const ws = headScoresReference(qv, kv, headScoresShape([b, lq, w], [b, lk, w], h));
+  const wo = headContextReference(
+    s!,
+    kv,
+    headContextShape([b, h, lq, lk], [b, lk, w], h, false),
+    false,
+  );
+  const wt = headContextReference(
+    pv,
+    kv,
+    headContextShape([b, h, lk, lk], [b, lk, w], h, true),
+    true,
+  );
+  const rel = (got: Float32Array, want: Float64Array) => {
+    let num = 0, den = 0;
+    for (let i = 0; i < want.length; i++) {
+      num += (got[i]! - want[i]!) ** 2;
+      den += want[i]! ** 2;
+    }
+    return Math.sqrt(num / Math.max(den, 1e-30));
+  };
+  return Math.max(rel(s!, ws), rel(o!, wo), rel(t!, wt));
 }
 
 /**
