@@ -431,14 +431,41 @@ function parseWorkload(spec: string): WorkloadSpec {
 /** The tfjs wasm heap limit (4 GiB address space) less headroom for fragmentation. */
 const WASM_HEAP_BUDGET = 3.6 * 2 ** 30;
 /**
- * Heap floats per token × d_model × layer of one example beyond weights, gradients and optimizer
- * state: activations kept for the backward pass plus a share of the transient embedding
- * gradients and optimizer temporaries. Bracketed by what did and did not fit on this machine
- * (Adafactor or AdamW, 128/16 tokens): T5 1.1 Base at batch 4 in one pass aborted (≥ 4 GiB), at
- * 2 × 1 micro-batches it fit (3.6 GiB heap), T5 1.1 Small at 32 = 4 × 8 fit; 66 lies inside
- * every bracket (Base: ≈ 0.7 GiB per example).
+ * Heap bytes one example of a T5 training step adds beyond weights, gradients, accumulator and
+ * optimizer state: per token and layer it passes (input tokens × encoder layers + target tokens
+ * × decoder layers) `ACT_PER_D · d_model + ACT_PER_FF · d_ff` floats (the activations kept for
+ * the backward pass and the transient gradients), plus `ACT_ATTENTION` floats per attention
+ * probability (kept before and after dropout, and its gradient). Fitted to the wasm heap's
+ * high-water mark (`deno task perf`, 128 / 16 tokens, 2026-11-26): T5 1.1 Small grows by 0.156
+ * GiB per example (micro-batches 4 → 8 with AdamW, 8 → 16 with Adafactor: 2.16 → 2.79 and 2.20 →
+ * 3.44 GiB), T5 1.1 Base by 0.42 GiB (micro-batches 1 → 2: 3.28 → 3.70 GiB; 3 aborted). The fit
+ * gives 29.0 and 18.7 floats; 32 and 20 over-estimate both sizes by ≈ 8 %.
  */
-const ACTIVATION_FLOATS_PER_TOKEN_DIM_LAYER = 66;
+const ACT_PER_D = 32;
+const ACT_PER_FF = 20;
+const ACT_ATTENTION = 3;
+
+/** Estimated heap bytes of one example's activations (see {@link ACT_PER_D}). */
+export function activationBytesPerExample(
+  config: {
+    dModel: number;
+    dFf: number;
+    numHeads: number;
+    numLayers: number;
+    numDecoderLayers: number;
+  },
+  inputLength: number,
+  targetLength: number,
+): number {
+  const perTokenLayer = ACT_PER_D * config.dModel + ACT_PER_FF * config.dFf;
+  const dense = (inputLength * config.numLayers + targetLength * config.numDecoderLayers) *
+    perTokenLayer;
+  const probs = config.numHeads * (
+    config.numLayers * inputLength * inputLength +
+    config.numDecoderLayers * targetLength * (targetLength + inputLength)
+  );
+  return 4 * (dense + ACT_ATTENTION * probs);
+}
 
 /** How a T5 workload is run on the wasm heap, or why it cannot be. */
 export interface WasmPlan {
@@ -462,9 +489,7 @@ export function planWasmT5(w: WorkloadSpec, optimizer: "adamw" | "adafactor"): W
   const [batch, li, lt] = w.nums as [number, number, number];
   const paramBytes = 4 * countT5Params(config);
   const states = optimizer === "adamw" ? 2 : 0;
-  const act = (m: number) =>
-    4 * m * (li + lt) * config.dModel * (config.numLayers + config.numDecoderLayers) *
-    ACTIVATION_FLOATS_PER_TOKEN_DIM_LAYER;
+  const act = (m: number) => m * activationBytesPerExample(config, li, lt);
   for (let m = Math.min(w.micro ?? batch, batch); m >= 1; m--) {
     if (batch % m !== 0) continue;
     const fixed = paramBytes * (2 + states + (m < batch ? 1 : 0));
@@ -719,26 +744,55 @@ const DEFAULT_WORKLOADS = [
   "t5:t5-v1_1-base:32,128,16",
 ];
 
+/** `deno task perf --help`. */
+export const PERF_USAGE =
+  `deno task perf [options]   training-step and matMul speed per tfjs backend
+
+  --backends LIST       cpu,wasm,wasm+blas,webgpu (default: all; webgpu only on a real adapter);
+                        append /stock to wasm, wasm+blas or webgpu for tfjs's own kernels
+  --workloads LIST      ";"- or space-separated: block[:B,S,D,F,H] | t5:<preset>[:B,Li,Lt[/M]]
+                        (M: micro-batch upper bound; on wasm the heap plan may pick less)
+  --sizes LIST          matMul sizes n (n×n×n), default 256,512,1024,2048
+  --steps N             timed steps per workload after 2 warm-up steps (default 5)
+  --optimizer NAME      adamw (default) or adafactor
+  --rounds N            repeat the backend list N times (A/B variants alternate)
+  --max-seconds S       skip a measurement estimated over S seconds (default 60)
+  --profile             per-kernel times of one step (tf.profile)
+  --include-fallback-webgpu   also measure a software WebGPU adapter
+  --quick               CI mode: small shapes, seconds
+  --out-dir DIR         where the JSON goes (default results/perf)
+  --no-save             print only
+  --help                this text`;
+
 /** Run the benchmark with command-line `args`; returns the report (also printed and saved). */
 export async function main(args: string[]): Promise<PerfReport> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      backends: { type: "string" },
-      sizes: { type: "string" },
-      workloads: { type: "string" },
-      quick: { type: "boolean", default: false },
-      "include-fallback-webgpu": { type: "boolean", default: false },
-      steps: { type: "string" },
-      profile: { type: "boolean", default: false },
-      "out-dir": { type: "string", default: "results/perf" },
-      "no-save": { type: "boolean", default: false },
-      "max-seconds": { type: "string" },
-      rounds: { type: "string", default: "1" },
-      optimizer: { type: "string", default: "adamw" },
-    },
-    strict: true,
-  });
+  const parse = () =>
+    parseArgs({
+      args,
+      options: {
+        backends: { type: "string" },
+        sizes: { type: "string" },
+        workloads: { type: "string" },
+        quick: { type: "boolean", default: false },
+        "include-fallback-webgpu": { type: "boolean", default: false },
+        steps: { type: "string" },
+        profile: { type: "boolean", default: false },
+        "out-dir": { type: "string", default: "results/perf" },
+        "no-save": { type: "boolean", default: false },
+        "max-seconds": { type: "string" },
+        rounds: { type: "string", default: "1" },
+        optimizer: { type: "string", default: "adamw" },
+      },
+      strict: true,
+    });
+  let values: ReturnType<typeof parse>["values"];
+  try {
+    values = parse().values;
+  } catch (e) {
+    throw new Error(
+      `benchmarks/perf.ts: ${e instanceof Error ? e.message : String(e)} (deno task perf --help)`,
+    );
+  }
   const quick = values.quick;
   const list = (s: string | undefined, def: string[]) =>
     s === undefined ? def : s.split(",").map((x) => x.trim()).filter((x) => x !== "");
@@ -758,7 +812,17 @@ export async function main(args: string[]): Promise<PerfReport> {
     : DEFAULT_WORKLOADS;
   const workloads = workloadNames.map((spec) => ({ spec, parsed: parseWorkload(spec) }));
   const reps = Number(values.steps ?? (quick ? 2 : 5));
+  if (!Number.isInteger(reps) || reps < 1) {
+    throw new Error(
+      `benchmarks/perf.ts: --steps must be a positive integer, got "${values.steps}"`,
+    );
+  }
   const maxSeconds = Number(values["max-seconds"] ?? (quick ? 5 : 60));
+  if (!(maxSeconds > 0)) {
+    throw new Error(
+      `benchmarks/perf.ts: --max-seconds must be a positive number, got "${values["max-seconds"]}"`,
+    );
+  }
   const backendList = list(values.backends, ["cpu", "wasm", "wasm+blas", "webgpu"]);
   for (const b of backendList) {
     if (!/^(cpu|(webgpu|wasm(\+blas)?)(\/stock)?)$/.test(b)) {
@@ -976,5 +1040,6 @@ export async function main(args: string[]): Promise<PerfReport> {
 }
 
 if (import.meta.main) {
-  await main(Deno.args);
+  if (Deno.args.includes("--help") || Deno.args.includes("-h")) console.log(PERF_USAGE);
+  else await main(Deno.args);
 }
