@@ -24,6 +24,8 @@
  * that A/B variants alternate). A backend written `wasm+blas/stock` (or `wasm/stock`) keeps tfjs's
  * own wasm elementwise kernels, for before/after comparisons of model/wasm_kernels.ts;
  * `webgpu/stock` runs tfjs's own webgpu kernels (no model/webgpu/ kernels, op-by-op optimizer).
+ * `wasm+blas/no-heads` and `webgpu/no-heads` unregister the attention head products of
+ * model/heads.ts, so heads are split and merged by transposes (before/after of that change).
  * `--optimizer adamw|adafactor` (default adamw; Adafactor's factored state is what lets T5 1.1 Base
  * fit the 4 GiB wasm heap). Each step also reports the tensor bytes between steps, the wasm heap
  * size (its high-water mark) and the process RSS; with `--profile`, the peak tensor bytes.
@@ -53,6 +55,7 @@ import { activeSimdKernels, wasmBackendMemory } from "../model/wasm_simd.ts";
 import { dropoutMaskParams, fillDropoutMask, gatedGeluRows } from "../model/fused.ts";
 import { writeFileAtomic } from "../model/fs.ts";
 import { countGpuWork } from "../model/webgpu/counters.ts";
+import { HEAD_CONTEXT, HEAD_SCORES } from "../model/heads.ts";
 import { uniformValues } from "./rng.ts";
 
 /** One matmul measurement. */
@@ -749,7 +752,8 @@ export const PERF_USAGE =
   `deno task perf [options]   training-step and matMul speed per tfjs backend
 
   --backends LIST       cpu,wasm,wasm+blas,webgpu (default: all; webgpu only on a real adapter);
-                        append /stock to wasm, wasm+blas or webgpu for tfjs's own kernels
+                        append /stock to wasm, wasm+blas or webgpu for tfjs's own kernels,
+                        /no-heads to wasm+blas or webgpu for heads split by transposes
   --workloads LIST      ";"- or space-separated: block[:B,S,D,F,H] | t5:<preset>[:B,Li,Lt[/M]]
                         (M: micro-batch upper bound; on wasm the heap plan may pick less)
   --sizes LIST          matMul sizes n (n×n×n), default 256,512,1024,2048
@@ -825,10 +829,11 @@ export async function main(args: string[]): Promise<PerfReport> {
   }
   const backendList = list(values.backends, ["cpu", "wasm", "wasm+blas", "webgpu"]);
   for (const b of backendList) {
-    if (!/^(cpu|(webgpu|wasm(\+blas)?)(\/stock)?)$/.test(b)) {
+    if (!/^(cpu|(webgpu|wasm(\+blas)?)(\/stock)?|(webgpu|wasm\+blas)\/no-heads)$/.test(b)) {
       throw new Error(
         `benchmarks/perf.ts: --backends: unknown "${b}" (cpu, wasm, wasm+blas, webgpu; ` +
-          `wasm, wasm+blas and webgpu take "/stock" for tfjs's own kernels)`,
+          `wasm, wasm+blas and webgpu take "/stock" for tfjs's own kernels, wasm+blas and ` +
+          `webgpu "/no-heads" for attention heads split by transposes)`,
       );
     }
   }
@@ -875,6 +880,13 @@ export async function main(args: string[]): Promise<PerfReport> {
         fastElementwise: variant !== "stock",
         log: (l) => console.log(`\n== ${b}\n${l}`),
       });
+      if (variant === "no-heads") {
+        // The attention products fall back to reshape + transpose + matMul (model/heads.ts).
+        for (const k of [HEAD_SCORES, HEAD_CONTEXT]) {
+          if (tf.getKernel(k, tf.getBackend())) tf.unregisterKernel(k, tf.getBackend());
+        }
+        console.log(`  ${HEAD_SCORES} / ${HEAD_CONTEXT} unregistered: heads split by transposes`);
+      }
     } catch (e) {
       r.error = e instanceof Error ? e.message : String(e);
       console.log(`\n== ${b}: cannot start: ${r.error}`);

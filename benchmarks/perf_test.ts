@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { main, planWasmT5, type StepResult } from "./perf.ts";
+import { preset } from "../model/config.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
@@ -112,7 +113,7 @@ gpuTest(
     const r = await main([
       "--quick",
       "--backends",
-      "webgpu/stock,webgpu",
+      "webgpu/stock,webgpu,webgpu/no-heads",
       "--sizes",
       "32",
       "--workloads",
@@ -123,16 +124,23 @@ gpuTest(
       "120",
       "--no-save",
     ]);
-    const [stock, custom] = r.backends.map((b) => {
+    const [stock, custom, noHeads] = r.backends.map((b) => {
       assert.equal(b.error, undefined, b.error ?? "");
       const s = b.steps[0]!;
       assert.equal(s.numTensors[0], s.numTensors[1], `${b.backend} leaked`);
       return s;
-    }) as [StepResult, StepResult];
+    }) as [StepResult, StepResult, StepResult];
     assert.match(stock.optimizer, /op by op/);
     assert.match(custom.optimizer, /in place, one WGSL dispatch per variable/);
     // Measured on the software adapter: 1,433 (stock) and 465 (custom kernels, AdamW in place).
     assert.ok(stock.gpuDispatches! > 0 && custom.gpuDispatches! > 0, JSON.stringify(r.backends));
     assert.ok(custom.gpuDispatches! < 0.5 * stock.gpuDispatches!);
+    // Heads split by transposes: 4 transposes forward and 4 backward per attention layer
+    // (encoder self, decoder self and cross).
+    const c = preset("tiny-v1_1");
+    assert.equal(
+      noHeads.gpuDispatches! - custom.gpuDispatches!,
+      8 * (c.numLayers + 2 * c.numDecoderLayers),
+    );
   },
 );
