@@ -39,6 +39,7 @@ import {
   webgpuKernelStats,
 } from "../model/webgpu/mod.ts";
 import { attention, feedForward, linear, rmsNorm } from "../model/layers.ts";
+import { HEAD_CONTEXT, HEAD_SCORES, headContext, headScores } from "../model/heads.ts";
 import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../model/t5.ts";
 import { t5Flops } from "../model/accounting.ts";
 import { PRESETS } from "../model/config.ts";
@@ -291,8 +292,66 @@ async function matmulSection(quick: boolean): Promise<Record<string, unknown>> {
     rows.push(row);
     tf.dispose([a, b]);
   }
+  rows.push(...(await headRows(quick, reps)));
   useVariant(STOCK);
   return { reps, rows };
+}
+
+/**
+ * The attention head products of `model/heads.ts` at T5-Base shape (batch 32, 12 heads, 128
+ * tokens, d_kv 64; tiny in quick mode): `strided` is the strided tiled matmul that reads each
+ * head in place, `composite` the same op with its kernel unregistered (reshape + transpose +
+ * tiled matmul, what the model ran before the head products), both with the default kernels.
+ */
+async function headRows(quick: boolean, reps: number): Promise<Record<string, unknown>[]> {
+  const [B, H, L, dk] = quick ? [2, 3, 9, 8] : [32, 12, 128, 64];
+  const w = H * dk;
+  const q = fill([B, L, w], 5) as tf.Tensor3D;
+  const k = fill([B, L, w], 6) as tf.Tensor3D;
+  const p = fill([B, H, L, L], 7) as tf.Tensor4D;
+  const flop = 2 * B * H * L * L * dk;
+  const cases: [string, () => tf.Tensor][] = [
+    [`heads scores: q[${B},${L},${w}]·kᵀ per head`, () => headScores(q, k, H)],
+    [`heads context: p[${B},${H},${L},${L}]·v per head`, () => headContext(p, k, H)],
+    [`heads context pᵀ (dK, dV)`, () => headContext(p, k, H, true)],
+  ];
+  const rows: Record<string, unknown>[] = [];
+  for (const [name, op] of cases) {
+    const row: Record<string, unknown> = { name, flop };
+    for (const variant of ["composite", "strided"] as const) {
+      try {
+        useVariant(TILED);
+        if (variant === "composite") {
+          for (const kn of [HEAD_SCORES, HEAD_CONTEXT]) tf.unregisterKernel(kn, "webgpu");
+        }
+        for (let i = 0; i < 2; i++) {
+          const y = op();
+          await sync(y);
+          y.dispose();
+        }
+        const t0 = performance.now();
+        for (let i = 0; i < reps; i++) {
+          const y = op();
+          if (i === reps - 1) await sync(y);
+          y.dispose();
+        }
+        const ms = (performance.now() - t0) / reps;
+        const timed = await tf.time(() => op().dispose());
+        const kernelMs = typeof timed.kernelMs === "number" ? timed.kernelMs : null;
+        row[variant] = {
+          ms: round(ms),
+          tflops: round(flop / ms / 1e9, 4),
+          kernelMs: kernelMs === null ? null : round(kernelMs),
+          tiles: webgpuKernelStats().tiled,
+        };
+      } catch (e) {
+        row[variant] = { error: e instanceof Error ? e.message : String(e) };
+      }
+    }
+    rows.push(row);
+  }
+  tf.dispose([q, k, p]);
+  return rows;
 }
 
 interface StepResult {

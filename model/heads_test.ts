@@ -15,7 +15,7 @@ import {
 } from "./heads.ts";
 import { openBlas, patchWasmMatMul, unpatchWasmMatMul } from "./wasm_kernels.ts";
 import { gpuTest } from "./webgpu/testing.ts";
-import { registerWebgpuKernels, webgpuKernelStats } from "./webgpu/mod.ts";
+import { registerWebgpuKernels, resetWebgpuKernelStats, webgpuKernelStats } from "./webgpu/mod.ts";
 import { countGpuWork } from "./webgpu/counters.ts";
 
 // Tolerances. Forward results are compared with float64 references: a float32 dot product of K
@@ -253,3 +253,26 @@ gpuTest("head ops on webgpu dispatch no Transpose", async () => {
   assert.ok(names.includes("StridedMatMulProgram"), names.join(","));
   assert.ok(!names.some((n) => n.startsWith("Transpose")), names.join(","));
 });
+
+gpuTest(
+  "head ops on webgpu past the dispatch limit take tfjs's own path, and fail as it does",
+  async () => {
+    registerWebgpuKernels();
+    resetWebgpuKernelStats();
+    // batch × heads = 65,544 workgroups along z, over WebGPU's default limit of 65,535: the strided
+    // kernel declines and the op runs reshape + transpose + BatchMatMul, whose dispatch tfjs 4.22
+    // cannot split either, so the result is tfjs's own error, with no tensor left behind.
+    const c: Case = { b: 5462, h: 12, lq: 1, lk: 2, dk: 1 };
+    const before = tf.memory().numTensors;
+    await assert.rejects(run(c), /Dispatch size exceeds WebGPU limits/);
+    assert.equal(tf.memory().numTensors - before, 7, "only run()'s 7 inputs remain");
+    const stock = webgpuKernelStats().stock;
+    assert.equal(stock["heads: dispatch too large"], 1, JSON.stringify(stock));
+    for (const k of [HEAD_SCORES, HEAD_CONTEXT]) tf.unregisterKernel(k, "webgpu");
+    await assert.rejects(
+      run(c),
+      /Dispatch size exceeds WebGPU limits/,
+      "the composite fails alike",
+    );
+  },
+);
