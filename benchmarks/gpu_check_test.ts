@@ -24,6 +24,17 @@ gpuTest("gpu_check --quick: every section runs and the report is written", async
     const c = sections["correctness"]!;
     assert.equal(c["pass"], true);
     assert.equal(c["candidatesPass"], true);
+    const heads = (sections["matmul"]!["rows"] as Record<string, Record<string, unknown>>[])
+      .filter((r) => String(r["name"]).startsWith("heads"));
+    assert.equal(heads.length, 3, "three head-product rows");
+    for (const r of heads) {
+      for (const v of ["composite", "strided"]) {
+        assert.equal(r[v]!["error"], undefined, `${String(r["name"])} ${v}`);
+        assert.ok((r[v]!["ms"] as number) > 0, `${String(r["name"])} ${v} timed`);
+      }
+      const tiles = Object.keys(r["strided"]!["tiles"] as object);
+      assert.ok(tiles.some((t) => t.startsWith("heads-")), `strided kernel ran: ${tiles}`);
+    }
     const t5 = sections["t5"]!;
     for (const v of ["tiled", "tiled-matmul-only", "stock"]) {
       const r = t5[v] as { stepMs: number[]; host: { dispatches: number } };
