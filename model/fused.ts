@@ -705,11 +705,60 @@ export interface AdafactorAttrs {
 }
 
 /**
+ * Float64 reference of one factored Adafactor update ({@link updateAdafactor}'s formulas, without
+ * `parameterScaleEps2`), for device self-checks and tests.
+ *
+ * @param p `[rows·cols]` parameter (row-major)
+ * @param g its gradient
+ * @param vr `[rows]` row moment
+ * @param vc `[cols]` column moment
+ * @returns the new p, vr and vc
+ */
+export function adafactorFactoredReference(
+  p: ArrayLike<number>,
+  g: ArrayLike<number>,
+  vr: ArrayLike<number>,
+  vc: ArrayLike<number>,
+  a: AdafactorAttrs,
+): { p: Float64Array; vr: Float64Array; vc: Float64Array } {
+  const rows = vr.length, cols = vc.length;
+  const b = a.beta2t;
+  const nvr = new Float64Array(rows);
+  const nvc = new Float64Array(cols);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const q = g[r * cols + c]! ** 2 + a.eps1;
+      nvr[r]! += q / cols;
+      nvc[c]! += q / rows;
+    }
+  }
+  for (let r = 0; r < rows; r++) nvr[r] = b * vr[r]! + (1 - b) * nvr[r]!;
+  for (let c = 0; c < cols; c++) nvc[c] = b * vc[c]! + (1 - b) * nvc[c]!;
+  const meanR = nvr.reduce((x, y) => x + y, 0) / rows;
+  const u = new Float64Array(rows * cols);
+  let sq = 0;
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const x = g[r * cols + c]! / Math.sqrt(nvr[r]! / meanR) / Math.sqrt(nvc[c]!);
+      u[r * cols + c] = x;
+      sq += x * x;
+    }
+  }
+  const rms = Math.sqrt(sq / (rows * cols));
+  const clip = a.clippingThreshold > 0 ? Math.max(1, rms / a.clippingThreshold) : 1;
+  const np = Float64Array.from(
+    u,
+    (x, i) => p[i]! * (1 - a.lr * a.weightDecay) - a.lr * x / clip,
+  );
+  return { p: np, vr: nvr, vc: nvc };
+}
+
+/**
  * One factored Adafactor update (Mesh TF / T5 form, no first moment) of a matrix `p` and its
  * moments `vr` `[rows]`, `vc` `[cols]` as one fused step where the backend has one: on wasm in
- * place in three SIMD passes (`wasm_kernels.ts` adafactorInPlace), on webgpu as five dispatches
+ * place in three SIMD passes (`wasm_kernels.ts` adafactorInPlace), on webgpu as four dispatches
  * instead of ≈ 25, in place where registered (`webgpu/in_place.ts`; else the `HpAdafactor`
- * kernel, whose outputs are assigned): `vr ← b·vr + (1−b)·mean_c(g² + ε1)`, `vc` likewise over rows,
+ * kernel, five dispatches, whose outputs are assigned): `vr ← b·vr + (1−b)·mean_c(g² + ε1)`, `vc` likewise over rows,
  * `u = g·rsqrt(vr/mean(vr))·rsqrt(vc)`, `p ← p·(1 − lr·wd) − lr·u / max(1, RMS(u)/threshold)`.
  *
  * @returns whether the update was done; false leaves everything unchanged (the caller then runs

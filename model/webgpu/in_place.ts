@@ -387,7 +387,7 @@ export function adafactorUnfactoredInPlaceWebgpu(
 /** Threads per workgroup of the factored Adafactor's row programs (one workgroup per row). */
 const ROW = 64;
 
-/** Uniform block of the factored Adafactor programs (all five share it). */
+/** Uniform block of the factored Adafactor programs (all four share it). */
 const FACTORED_UNIFORMS = `
 struct U { rows : u32, cols : u32, b : f32, eps1 : f32, lr : f32, thr : f32, decay : f32,
   pad0 : u32 };`;
@@ -408,22 +408,23 @@ function bindings(written: string[], read: string[]): string {
 
 /** The names a factored Adafactor dispatch binds: written ones, then read ones. */
 const FACTORED_BINDINGS = {
-  vr: [["VR"], ["G"]],
-  vc: [["VC"], ["G"]],
+  moments: [["VR", "VC"], ["G"]],
   rows: [["ROWS"], ["G", "VR", "VC"]],
   factor: [["F"], ["VR", "ROWS"]],
   p: [["P"], ["G", "VR", "VC", "F"]],
 } as const;
 
-/** One of the five dispatches of the factored Adafactor update. */
+/** One of the four dispatches of the factored Adafactor update. */
 export type FactoredKind = keyof typeof FACTORED_BINDINGS;
 
 /**
- * WGSL of the five dispatches of the factored Adafactor update in place (formulas of
+ * WGSL of the four dispatches of the factored Adafactor update in place (formulas of
  * `fused_kernels.ts` adafactorRowSource / adafactorCol / adafactorFinalSource /
- * adafactorUpdate): "vr" (a workgroup per row) and "vc" (a thread per column) update the moments
- * in place, "rows" (a workgroup per row) writes Σ_c g²/vc/vr per row, "factor" (one workgroup)
- * the step factor √mean(vr)·lr/clip, "p" (a thread per element) the parameter in place.
+ * adafactorUpdate): "moments" updates both moments in place, its first `rows` workgroups one row
+ * of vr each and the rest one block of 64 columns of vc each (a thread per column; both only
+ * read g, so one dispatch holds them), "rows" (a workgroup per row) writes Σ_c g²/vc/vr per row,
+ * "factor" (one workgroup) the step factor √mean(vr)·lr/clip, "p" (a thread per element) the
+ * parameter in place.
  *
  * @param kind which dispatch
  */
@@ -449,19 +450,23 @@ fn main(@builtin(global_invocation_id) gid : vec3<u32>, @builtin(num_workgroups)
     workgroupBarrier();
   }`;
   switch (kind) {
-    case "vr":
+    case "moments":
+      // Workgroups past the rows take vc; the barriers stay outside the role branches.
       return `${head}
 var<workgroup> red : array<f32, ${ROW}>;
 ${rowMain}${sumRow("v * v + u.eps1")}
   if (row < u.rows && t == 0u) { VR[row] = VR[row] * u.b + red[0] / f32(u.cols) * (1.0 - u.b); }
-}`;
-    case "vc":
-      return `${head}
-${flatMain}
-  if (i >= u.cols) { return; }
-  var s = 0.0;
-  for (var r = 0u; r < u.rows; r = r + 1u) { let v = G[r * u.cols + i]; s = s + v * v + u.eps1; }
-  VC[i] = VC[i] * u.b + s / f32(u.rows) * (1.0 - u.b);
+  if (row >= u.rows) {
+    let i = (row - u.rows) * ${ROW}u + t;
+    if (i < u.cols) {
+      var c = 0.0;
+      for (var r = 0u; r < u.rows; r = r + 1u) {
+        let v = G[r * u.cols + i];
+        c = c + v * v + u.eps1;
+      }
+      VC[i] = VC[i] * u.b + c / f32(u.rows) * (1.0 - u.b);
+    }
+  }
 }`;
     case "rows":
       return `${head}
@@ -513,8 +518,8 @@ const FACTORED_PROGRAMS = Object.fromEntries(
 
 /**
  * One factored Adafactor update (no first moment) of a `[rows, cols]` parameter `p` and its
- * moments `vr` `[rows]`, `vc` `[cols]` in place: five dispatches, as the `HpAdafactor` kernel,
- * but writing p, vr and vc where they are instead of into new buffers that are then assigned
+ * moments `vr` `[rows]`, `vc` `[cols]` in place: four dispatches (the `HpAdafactor` kernel takes
+ * five: vr and vc apart), writing p, vr and vc where they are instead of into new buffers that are then assigned
  * (two small scratch buffers remain: the per-row sums and the step factor). The caller makes p,
  * vr and vc the sole owners of their buffers first.
  *
@@ -557,12 +562,11 @@ export function adafactorFactoredInPlaceWebgpu(
   ];
   const t = (tensor: tf.TensorInfo, write = false) => ({ tensor, write });
   try {
-    dispatchInPlace(FACTORED_PROGRAMS.vr, [t(vr, true), t(g)], uniforms, grid(rows));
     dispatchInPlace(
-      FACTORED_PROGRAMS.vc,
-      [t(vc, true), t(g)],
+      FACTORED_PROGRAMS.moments,
+      [t(vr, true), t(vc, true), t(g)],
       uniforms,
-      grid(Math.ceil(cols / THREADS)),
+      grid(rows + Math.ceil(cols / ROW)),
     );
     dispatchInPlace(
       FACTORED_PROGRAMS.rows,

@@ -35,6 +35,7 @@ import {
 } from "./mod.ts";
 import { uniformValues } from "../../benchmarks/rng.ts";
 import { HEAD_CONTEXT } from "../heads.ts";
+import { registerInPlaceUpdates } from "../fused.ts";
 import { gpuTest } from "./testing.ts";
 
 const REL_L2_TOL = 1e-5;
@@ -353,6 +354,14 @@ gpuTest("selfCheckWebgpuKernels() passes with the kernels and catches a wrong ke
     } finally {
       tf.unregisterKernel(HEAD_CONTEXT, "webgpu");
       tf.registerKernel(context);
+    }
+    // And an in-place Adafactor that reports success without updating anything.
+    registerInPlaceUpdates("webgpu", { adafactorFactored: () => true });
+    try {
+      const bad = await selfCheckWebgpuKernels();
+      assert.equal(bad.ok, false, "a no-op Adafactor fails the self-check");
+    } finally {
+      registerWebgpuKernels({ tile: "t32" }); // registers the real in-place updates again
     }
   } finally {
     unregisterWebgpuKernels();

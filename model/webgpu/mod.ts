@@ -49,6 +49,7 @@ import { registerWebgpuFusedKernels, unregisterWebgpuFusedKernels } from "./fuse
 import { installUniformArena, uninstallUniformArena } from "./uniform_arena.ts";
 import { installBindGroupCache, uninstallBindGroupCache } from "./bind_group_cache.ts";
 import {
+  adafactorFactoredReference,
   adamwAttrs,
   dropoutMask,
   dropoutMaskParams,
@@ -57,6 +58,7 @@ import {
   gatedGeluRows,
   rmsNorm,
   rmsNormRows,
+  updateAdafactor,
   updateAdamW,
 } from "../fused.ts";
 
@@ -372,7 +374,10 @@ export function resetWebgpuKernelStats(): void {
 export interface WebgpuSelfCheck {
   /** Whether every product and fused kernel was within tolerance. */
   readonly ok: boolean;
-  /** Largest relative L2 error (matmuls, gated GELU, RMS norm); Infinity for a wrong mask. */
+  /**
+   * Largest relative L2 error (matmuls, head products, gated GELU, RMS norm, AdamW, Adafactor);
+   * Infinity for a wrong mask.
+   */
   readonly maxRelErr: number;
   /** A WebGPU validation error raised while the fused kernels ran, if any. */
   readonly error?: string;
@@ -481,7 +486,7 @@ async function selfCheckHeads(): Promise<number> {
 /**
  * The fused kernels on small inputs against their JavaScript references (`model/fused.ts`), inside
  * a WebGPU validation error scope: the dropout mask must match bit for bit, gated GELU, RMS norm
- * and one AdamW update (in place where registered) within 1e-5 relative L2 (float32 formulas; a wrong index or a shader that failed to build
+ * and one AdamW and one factored Adafactor update (in place where registered) within 1e-5 relative L2 (float32 formulas; a wrong index or a shader that failed to build
  * gives errors of order 1 or zeros).
  */
 async function selfCheckFused(): Promise<{ ok: boolean; maxRelErr: number; error?: string }> {
@@ -514,17 +519,32 @@ async function selfCheckFused(): Promise<{ ok: boolean; maxRelErr: number; error
   }) as [tf.Variable, tf.Variable, tf.Variable];
   const pg = tf.tensor(b);
   updateAdamW(p, pm, pv, pg, h);
+  // One factored Adafactor update (in place where registered) of a [5, 12] matrix, clipping on.
+  const fa = { beta2t: 0.3, eps1: 1e-30, clippingThreshold: 1, lr: 0.01, weightDecay: 0.1 };
+  const [fr, fc] = [5, 12];
+  const f0 = { p: a.subarray(0, fr * fc), vr: b.subarray(0, fr), vc: b.subarray(fr, fr + fc) };
+  const fg = a.subarray(fr * fc, 2 * fr * fc);
+  const wantF = adafactorFactoredReference(f0.p, fg, f0.vr, f0.vc, fa);
+  const [fp, fvr, fvc] = [tf.tensor2d(f0.p, [fr, fc]), tf.tensor(f0.vr), tf.tensor(f0.vc)].map(
+    (t) => {
+      const v = tf.variable(t);
+      t.dispose();
+      return v;
+    },
+  ) as [tf.Variable, tf.Variable, tf.Variable];
+  const fgt = tf.tensor2d(fg, [fr, fc]);
+  const factoredDone = updateAdafactor(fp, fvr, fvc, fgt, fa);
   const outs = tf.tidy(() => [
     dropoutMask([n], 0.3, 77),
     gatedGelu(tf.tensor(a), tf.tensor(b)),
     rmsNorm(tf.tensor(x, [5, 12]), tf.tensor1d(w), 1e-6),
   ]);
-  const [mask, gelu, norm, adam] = await Promise.all(
-    [...outs, p].map((t) => t.data() as Promise<Float32Array>),
+  const [mask, gelu, norm, adam, fpNew, fvrNew, fvcNew] = await Promise.all(
+    [...outs, p, fp, fvr, fvc].map((t) => t.data() as Promise<Float32Array>),
   );
-  tf.dispose([...outs, p, pm, pv, pg]);
+  tf.dispose([...outs, p, pm, pv, pg, fp, fvr, fvc, fgt]);
   const error = await device?.popErrorScope();
-  const rel = (got: Float32Array, want: Float32Array) => {
+  const rel = (got: Float32Array, want: Float32Array | Float64Array) => {
     let num = 0, den = 0;
     for (let i = 0; i < want.length; i++) {
       num += (got[i]! - want[i]!) ** 2;
@@ -532,10 +552,17 @@ async function selfCheckFused(): Promise<{ ok: boolean; maxRelErr: number; error
     }
     return Math.sqrt(num / Math.max(den, 1e-30));
   };
-  const maxRelErr = Math.max(rel(gelu!, wantGelu), rel(norm!, wantNorm), rel(adam!, wantP));
+  const maxRelErr = Math.max(
+    rel(gelu!, wantGelu),
+    rel(norm!, wantNorm),
+    rel(adam!, wantP),
+    rel(fpNew!, wantF.p),
+    rel(fvrNew!, wantF.vr),
+    rel(fvcNew!, wantF.vc),
+  );
   const maskOk = mask!.every((v, i) => v === wantMask[i]);
   return {
-    ok: !error && maskOk && maxRelErr <= 1e-5,
+    ok: !error && maskOk && factoredDone && maxRelErr <= 1e-5,
     maxRelErr: maskOk ? maxRelErr : Infinity,
     ...(error ? { error: error.message } : {}),
   };
