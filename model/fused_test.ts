@@ -19,10 +19,12 @@ import {
   adamwAttrs,
   dropout,
   DROPOUT_MASK,
+  dropoutAdd,
   dropoutMask,
   dropoutMaskParams,
   fillDropoutMask,
   gatedGelu,
+  gatedGeluDropout,
   geluNew,
   registerFusedWasmKernels,
   rmsNorm,
@@ -143,6 +145,68 @@ Deno.test(
     assert.throws(() => dropoutMaskParams(1, 0), /rate must be in \[0, 1\)/);
     assert.throws(() => dropoutMaskParams(-0.1, 0), /rate/);
     assert.throws(() => dropoutMaskParams(0.1, 1.5), /seed must be an integer/);
+  },
+);
+
+Deno.test(
+  "dropoutAdd: x + dropout(h) on wasm and cpu, gradients dy and dy ⊙ mask",
+  opts,
+  async () => {
+    const shape = [3, 7, 11];
+    const mask = new Float32Array(231);
+    fillDropoutMask(mask, dropoutMaskParams(0.3, 7));
+    const xv = uniformValues(231, 3);
+    const hv = uniformValues(231, 4);
+    for (const path of ["wasm-simd", "cpu"] as const) {
+      await use(path);
+      const before = tf.memory().numTensors;
+      const x = tf.tensor(xv, shape);
+      const h = tf.tensor(hv, shape);
+      const y = dropoutAdd(x, h, 0.3, 7);
+      const [gx, gh] = tf.grads((a: tf.Tensor, b: tf.Tensor) => dropoutAdd(a, b, 0.3, 7))([x, h]);
+      const y0 = dropoutAdd(x, h, 0, 7);
+      const [yv, gxv, ghv, y0v] = await Promise.all([y, gx!, gh!, y0].map((t) => t.data()));
+      for (let i = 0; i < 231; i++) {
+        assert.equal(
+          yv![i],
+          Math.fround(xv[i]! + Math.fround(hv[i]! * mask[i]!)),
+          `${path} y[${i}]`,
+        );
+        assert.equal(gxv![i], 1, `${path} dx[${i}]`);
+        assert.equal(ghv![i], mask[i], `${path} dh[${i}]`);
+        assert.equal(y0v![i], Math.fround(xv[i]! + hv[i]!), `${path} rate 0`);
+      }
+      tf.dispose([x, h, y, gx!, gh!, y0]);
+      assert.equal(tf.memory().numTensors, before, `${path}: tensors leaked`);
+    }
+    await reset();
+  },
+);
+
+Deno.test(
+  "gatedGeluDropout without its kernel (wasm, cpu) is gatedGelu then dropout",
+  opts,
+  async () => {
+    const av = uniformValues(231, 5), bv = uniformValues(231, 6);
+    for (const path of ["wasm-simd", "cpu"] as const) {
+      await use(path);
+      const before = tf.memory().numTensors;
+      const [y, want, y0, want0] = tf.tidy(() => {
+        const a = tf.tensor(av, [21, 11]), b = tf.tensor(bv, [21, 11]);
+        return [
+          gatedGeluDropout(a, b, 0.3, 8),
+          dropout(gatedGelu(a, b), 0.3, 8),
+          gatedGeluDropout(a, b, 0, 8),
+          gatedGelu(a, b),
+        ];
+      });
+      const [yv, wv, y0v, w0v] = await Promise.all([y!, want!, y0!, want0!].map((t) => t.data()));
+      assert.deepEqual(yv, wv, path);
+      assert.deepEqual(y0v, w0v, `${path} rate 0`);
+      tf.dispose([y!, want!, y0!, want0!]);
+      assert.equal(tf.memory().numTensors, before, `${path}: tensors leaked`);
+    }
+    await reset();
   },
 );
 

@@ -12,7 +12,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { AttentionPrefix } from "./hooks.ts";
-import { attentionSoftmax, dropout, gatedGelu } from "./fused.ts";
+import { attentionSoftmax, dropout, gatedGelu, gatedGeluDropout } from "./fused.ts";
 import { headContext, headScores } from "./heads.ts";
 
 /**
@@ -366,13 +366,15 @@ export function feedForward(
   drop?: { readonly rate: number; readonly seed: number },
 ): tf.Tensor {
   let h: tf.Tensor;
+  const rate = drop?.rate ?? 0;
   if (w.wi) {
     h = tf.relu(linear(x, w.wi));
+    if (rate > 0) h = dropout(h, rate, drop!.seed);
   } else if (w.wi0 && w.wi1) {
-    h = gatedGelu(linear(x, w.wi0), linear(x, w.wi1));
+    const a = linear(x, w.wi0), b = linear(x, w.wi1);
+    h = rate > 0 ? gatedGeluDropout(a, b, rate, drop!.seed) : gatedGelu(a, b);
   } else {
     throw new Error("model/layers.ts feedForward: need wi (relu) or wi0 and wi1 (gated-gelu)");
   }
-  if (drop && drop.rate > 0) h = dropout(h, drop.rate, drop.seed);
   return linear(h, w.wo);
 }

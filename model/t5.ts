@@ -19,7 +19,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { T5Config } from "./config.ts";
-import { dropout, softmaxCrossEntropy } from "./fused.ts";
+import { dropout, dropoutAdd, softmaxCrossEntropy } from "./fused.ts";
 import type { Stack, Sublayer, T5Hooks } from "./hooks.ts";
 import {
   attention,
@@ -362,7 +362,8 @@ function residual(
   y: tf.Tensor3D,
 ): tf.Tensor3D {
   const h = ctx.hooks.afterSublayer ? ctx.hooks.afterSublayer(stack, layer, sublayer, y) : y;
-  return tf.add(x, drop(ctx, h));
+  const d = dropoutOf(ctx);
+  return d ? dropoutAdd(x, h, d.rate, d.seed) : tf.add(x, h);
 }
 
 /** The feed-forward sublayer `prefix` (e.g. `encoder.block.3.layer.1`) of a block, with its residual. */

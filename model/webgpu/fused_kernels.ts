@@ -27,9 +27,12 @@ import {
   type AdamWAttrs,
   ATTENTION_SOFTMAX,
   DROPOUT,
+  DROPOUT_ADD,
   DROPOUT_MASK,
   type DropoutMaskParams,
   GATED_GELU,
+  GATED_GELU_DROPOUT,
+  GATED_GELU_DROPOUT_GRAD,
   GATED_GELU_GRAD,
   registerInPlaceUpdates,
   RMS_NORM,
@@ -93,6 +96,13 @@ const ELEMENTWISE = {
     body: `let h = fmix32(fmix32(u32(index) ^ uniforms.key0) ^ uniforms.key1);
         result[index] = X[index] * select(0.0, uniforms.scale, h >= uniforms.threshold);`,
   },
+  dropoutAdd: {
+    inputs: ["X", "H"],
+    uniforms: "key0 : u32, key1 : u32, threshold : u32, scale : f32,",
+    prelude: FMIX_WGSL,
+    body: `let h = fmix32(fmix32(u32(index) ^ uniforms.key0) ^ uniforms.key1);
+        result[index] = X[index] + H[index] * select(0.0, uniforms.scale, h >= uniforms.threshold);`,
+  },
   gatedGelu: {
     inputs: ["A", "B"],
     uniforms: "",
@@ -116,6 +126,36 @@ const ELEMENTWISE = {
     prelude: GELU_WGSL,
     body: `let x = A[index];
         result[index] = DY[index] * x * geluParts(x).x;`,
+  },
+  gatedGeluDropout: {
+    inputs: ["A", "B"],
+    uniforms: "key0 : u32, key1 : u32, threshold : u32, scale : f32,",
+    prelude: FMIX_WGSL + GELU_WGSL,
+    body: `let x = A[index];
+        let p = geluParts(x);
+        let h = fmix32(fmix32(u32(index) ^ uniforms.key0) ^ uniforms.key1);
+        let y = x * p.x * B[index];
+        result[index] = y * select(0.0, uniforms.scale, h >= uniforms.threshold);`,
+  },
+  gatedGeluDropoutGradA: {
+    inputs: ["A", "B", "DY"],
+    uniforms: "key0 : u32, key1 : u32, threshold : u32, scale : f32,",
+    prelude: FMIX_WGSL + GELU_WGSL,
+    body: `let x = A[index];
+        let p = geluParts(x);
+        let h = fmix32(fmix32(u32(index) ^ uniforms.key0) ^ uniforms.key1);
+        let d = DY[index] * select(0.0, uniforms.scale, h >= uniforms.threshold);
+        let dg = p.x + x * (p.x * p.x * p.y) * 1.5957691216057308 * (1.0 + 0.134145 * x * x);
+        result[index] = d * B[index] * dg;`,
+  },
+  gatedGeluDropoutGradB: {
+    inputs: ["A", "DY"],
+    uniforms: "key0 : u32, key1 : u32, threshold : u32, scale : f32,",
+    prelude: FMIX_WGSL + GELU_WGSL,
+    body: `let x = A[index];
+        let h = fmix32(fmix32(u32(index) ^ uniforms.key0) ^ uniforms.key1);
+        let d = DY[index] * select(0.0, uniforms.scale, h >= uniforms.threshold);
+        result[index] = d * x * geluParts(x).x;`,
   },
   adamwM: {
     inputs: ["M", "G"],
@@ -671,6 +711,12 @@ function u32(v: number) {
   return { type: "uint32", data: [v >>> 0] };
 }
 
+/** The uniforms of a dropout mask (key0, key1, threshold, scale) from kernel attrs. */
+function maskUniforms(attrs: unknown) {
+  const a = attrs as DropoutMaskParams;
+  return [u32(a.key0), u32(a.key1), u32(a.threshold), f32(a.scale)];
+}
+
 /** The webgpu kernels, by kernel name. */
 export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => unknown]> = [
   [DROPOUT_MASK, ({ backend, attrs }) => {
@@ -686,14 +732,18 @@ export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => 
     ]);
   }],
   [DROPOUT, ({ inputs, backend, attrs }) => {
-    const a = attrs as unknown as DropoutMaskParams;
     const x = need(inputs, "x");
-    return runElementwise(backend, "dropoutApply", { X: x }, [...x.shape], [
-      u32(a.key0),
-      u32(a.key1),
-      u32(a.threshold),
-      f32(a.scale),
-    ]);
+    return runElementwise(backend, "dropoutApply", { X: x }, [...x.shape], maskUniforms(attrs));
+  }],
+  [DROPOUT_ADD, ({ inputs, backend, attrs }) => {
+    const x = need(inputs, "x");
+    return runElementwise(
+      backend,
+      "dropoutAdd",
+      { X: x, H: need(inputs, "h") },
+      [...x.shape],
+      maskUniforms(attrs),
+    );
   }],
   [GATED_GELU, ({ inputs, backend }) => {
     const a = need(inputs, "a");
@@ -705,6 +755,24 @@ export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => 
     return [
       runElementwise(backend, "gatedGeluGradA", ins, [...a.shape]),
       runElementwise(backend, "gatedGeluGradB", ins, [...a.shape]),
+    ];
+  }],
+  [GATED_GELU_DROPOUT, ({ inputs, backend, attrs }) => {
+    const a = need(inputs, "a");
+    return runElementwise(
+      backend,
+      "gatedGeluDropout",
+      { A: a, B: need(inputs, "b") },
+      [...a.shape],
+      maskUniforms(attrs),
+    );
+  }],
+  [GATED_GELU_DROPOUT_GRAD, ({ inputs, backend, attrs }) => {
+    const a = need(inputs, "a");
+    const ins = { A: a, B: need(inputs, "b"), DY: need(inputs, "dy") };
+    return [
+      runElementwise(backend, "gatedGeluDropoutGradA", ins, [...a.shape], maskUniforms(attrs)),
+      runElementwise(backend, "gatedGeluDropoutGradB", ins, [...a.shape], maskUniforms(attrs)),
     ];
   }],
   [RMS_NORM, ({ inputs, backend, attrs }) => {

@@ -19,11 +19,15 @@ import {
   ADAMW,
   attentionSoftmax,
   dropout,
+  DROPOUT_ADD,
+  dropoutAdd,
   dropoutMask,
   dropoutMaskParams,
   fillDropoutMask,
   GATED_GELU,
+  GATED_GELU_DROPOUT,
   gatedGelu,
+  gatedGeluDropout,
   rmsNorm,
 } from "../fused.ts";
 import { registerWebgpuKernels, selfCheckWebgpuKernels, unregisterWebgpuKernels } from "./mod.ts";
@@ -92,6 +96,67 @@ fusedTest("webgpu dropout mask equals the JavaScript mask bit for bit", async ()
   }
   tf.dispose([m, x, y, g]);
 });
+
+fusedTest(
+  "webgpu residual with dropout: x + h ⊙ mask in one dispatch, gradients dy and dy ⊙ mask",
+  async () => {
+    assert.ok(tf.getKernel(DROPOUT_ADD, "webgpu") !== undefined, "kernel registered");
+    const shape = [3, 7, 41];
+    const mask = new Float32Array(861);
+    fillDropoutMask(mask, dropoutMaskParams(0.1, 99));
+    const xv = uniformValues(861, 11);
+    const hv = uniformValues(861, 12);
+    const before = tf.memory().numTensors;
+    const x = tf.tensor(xv, shape);
+    const h = tf.tensor(hv, shape);
+    const stop = countGpuWork()!;
+    const y = dropoutAdd(x, h, 0.1, 99);
+    assert.equal(stop().dispatches, 1, "one dispatch");
+    const [gx, gh] = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+      tf.sum(tf.mul(dropoutAdd(a, b, 0.1, 99), 3))
+    )([x, h]);
+    const [yv, gxv, ghv] = await Promise.all([y.data(), gx!.data(), gh!.data()]);
+    for (let i = 0; i < 861; i++) {
+      // x + h·m: the same two float32 roundings as tf.add(x, dropout(h)), unless the shader
+      // compiler contracts them into one fma (then within one rounding of the product).
+      const want = Math.fround(xv[i]! + Math.fround(hv[i]! * mask[i]!));
+      assert.ok(Math.abs(yv[i]! - want) <= 2 ** -23 * Math.abs(want) + 1e-30, `y[${i}]`);
+      assert.equal(gxv[i], 3, `dx[${i}]`);
+      assert.equal(ghv[i], Math.fround(3 * mask[i]!), `dh[${i}]`);
+    }
+    tf.dispose([x, h, y, gx!, gh!]);
+    assert.equal(tf.memory().numTensors, before, "tensors leaked");
+  },
+);
+
+fusedTest(
+  "webgpu gated GELU with dropout: one dispatch, equal bit for bit to gated GELU then dropout",
+  async () => {
+    assert.ok(tf.getKernel(GATED_GELU_DROPOUT, "webgpu") !== undefined, "kernel registered");
+    const a = geluInputs(uniformValues(300, 17));
+    const b = Float32Array.from(uniformValues(a.length, 18), (v) => 2 * v + 0.1);
+    const dy = uniformValues(a.length, 19);
+    const before = tf.memory().numTensors;
+    const [at, bt, dyt] = [a, b, dy].map((v) => tf.tensor(v, [3, 100]));
+    const stop = countGpuWork()!;
+    const fused = gatedGeluDropout(at!, bt!, 0.2, 31);
+    assert.equal(stop().dispatches, 1, "one dispatch forward");
+    const composite = tf.tidy(() => dropout(gatedGelu(at!, bt!), 0.2, 31));
+    const f = (x: tf.Tensor, z: tf.Tensor) => gatedGeluDropout(x, z, 0.2, 31);
+    const c = (x: tf.Tensor, z: tf.Tensor) => dropout(gatedGelu(x, z), 0.2, 31);
+    const gf = tf.grads(f)([at!, bt!], dyt);
+    const gc = tf.grads(c)([at!, bt!], dyt);
+    const [yf, yc, daf, dac, dbf, dbc] = await Promise.all(
+      [fused, composite, gf[0]!, gc[0]!, gf[1]!, gc[1]!].map((t) => t.data()),
+    );
+    assert.deepEqual(yf, yc, "forward");
+    assert.deepEqual(daf, dac, "da");
+    assert.deepEqual(dbf, dbc, "db");
+    assert.ok(yf!.some((v) => v === 0) && yf!.some((v) => v !== 0), "some dropped, some kept");
+    tf.dispose([at!, bt!, dyt!, fused, composite, ...gf, ...gc]);
+    assert.equal(tf.memory().numTensors, before, "tensors leaked");
+  },
+);
 
 fusedTest("webgpu gated GELU: forward and both gradients match float64", async () => {
   const a = geluInputs(uniformValues(300, 7));
