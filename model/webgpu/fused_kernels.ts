@@ -926,7 +926,7 @@ export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => 
  * Registers the kernels of {@link WEBGPU_FUSED_KERNELS} for webgpu (replacing earlier ones) and
  * the in-place updates of `in_place.ts`: AdamW (one dispatch per variable; the `HpAdamW` kernel's
  * three stay the fallback), unfactored Adafactor (one dispatch per vector) and factored Adafactor
- * (the five dispatches of the `HpAdafactor` kernel, writing in place; the kernel is the fallback).
+ * (four dispatches writing in place; the `HpAdafactor` kernel's five are the fallback).
  */
 export function registerWebgpuFusedKernels(): void {
   registerInPlaceUpdates("webgpu", {
