@@ -1,7 +1,7 @@
 /**
  * Private pieces shared by HyperPrompt-Share, -Sep and -Global (spec §1.3–1.5, §5.4, §6):
  * the common configuration, global prompts, the local HyperNetwork P·D → ReLU → ·U, and the
- * reshape of generated hyper-prompts to the `[batch or 1, h, l, d_kv]` attention prefix.
+ * shape of generated hyper-prompts as the `[batch or 1, l, h·d_kv]` attention prefix.
  *
  * @module
  */
