@@ -33,6 +33,7 @@ import {
   registerWebgpuKernels,
   resetWebgpuKernelStats,
   selfCheckWebgpuKernels,
+  tileByName,
   tileWorkgroupBytes,
   unregisterWebgpuKernels,
   type WebgpuKernelOptions,
@@ -131,12 +132,16 @@ function tileNames(): MatMulTileName[] {
 }
 
 async function correctnessSection(quick: boolean): Promise<Record<string, unknown>> {
-  const [m, k, n, batch] = quick ? [37, 29, 23, 2] : [257, 129, 193, 3];
+  const odd = quick ? [37, 29, 23] : [257, 129, 193];
+  // vec4-load tiles need multiples of 4 (elsewhere they load scalars, which `odd` would test).
+  const aligned = quick ? [36, 28, 20] : [260, 132, 196];
+  const batch = quick ? 2 : 3;
   const rows: Record<string, unknown>[] = [];
   const defaults = new Set<string>(MATMUL_TILES.map((t) => t.name));
   let worst = 0; // over the tiles `auto` uses: decides `pass`
   let worstCandidate = 0; // over MATMUL_TILE_CANDIDATES: decides whether one may be promoted
   for (const tile of tileNames()) {
+    const [m, k, n] = (tileByName(tile).vec4 ? aligned : odd) as [number, number, number];
     for (const tA of [false, true]) {
       for (const tB of [false, true]) {
         const a = fill([batch, ...(tA ? [k, m] : [m, k])], 1);
@@ -159,7 +164,15 @@ async function correctnessSection(quick: boolean): Promise<Record<string, unknow
         const r = Number.isNaN(rel) ? Infinity : rel;
         if (defaults.has(tile)) worst = Math.max(worst, r);
         else worstCandidate = Math.max(worstCandidate, r);
-        rows.push({ tile, transposeA: tA, transposeB: tB, relL2: rel, tiledCalls: tiled, error });
+        rows.push({
+          tile,
+          transposeA: tA,
+          transposeB: tB,
+          mkn: [m, k, n],
+          relL2: rel,
+          tiledCalls: tiled,
+          error,
+        });
         tf.dispose([a, b]);
       }
     }
@@ -170,7 +183,7 @@ async function correctnessSection(quick: boolean): Promise<Record<string, unknow
   const fused = await selfCheckWebgpuKernels();
   useVariant(STOCK);
   return {
-    shape: { batch, m, k, n },
+    shape: { batch, odd, aligned },
     tolerance: 1e-5,
     pass: worst <= 1e-5 && fused.ok,
     worst,
@@ -301,7 +314,8 @@ async function matmulSection(quick: boolean): Promise<Record<string, unknown>> {
  * The attention head products of `model/heads.ts` at T5-Base shape (batch 32, 12 heads, 128
  * tokens, d_kv 64; tiny in quick mode): `strided` is the strided tiled matmul that reads each
  * head in place, `composite` the same op with its kernel unregistered (reshape + transpose +
- * tiled matmul, what the model ran before the head products), both with the default kernels.
+ * tiled matmul, what the model ran before the head products), both with the default kernels;
+ * `strided-t64v4` the strided kernel with the vec4-load t64 tile.
  */
 async function headRows(quick: boolean, reps: number): Promise<Record<string, unknown>[]> {
   const [B, H, L, dk] = quick ? [2, 3, 9, 8] : [32, 12, 128, 64];
@@ -318,9 +332,11 @@ async function headRows(quick: boolean, reps: number): Promise<Record<string, un
   const rows: Record<string, unknown>[] = [];
   for (const [name, op] of cases) {
     const row: Record<string, unknown> = { name, flop };
-    for (const variant of ["composite", "strided"] as const) {
+    for (const variant of ["composite", "strided", "strided-t64v4"] as const) {
       try {
-        useVariant(TILED);
+        useVariant(
+          variant === "strided-t64v4" ? { name: variant, kernels: { tile: "t64v4" } } : TILED,
+        );
         if (variant === "composite") {
           for (const kn of [HEAD_SCORES, HEAD_CONTEXT]) tf.unregisterKernel(kn, "webgpu");
         }

@@ -28,7 +28,7 @@ gpuTest("gpu_check --quick: every section runs and the report is written", async
       .filter((r) => String(r["name"]).startsWith("heads"));
     assert.equal(heads.length, 3, "three head-product rows");
     for (const r of heads) {
-      for (const v of ["composite", "strided"]) {
+      for (const v of ["composite", "strided", "strided-t64v4"]) {
         assert.equal(r[v]!["error"], undefined, `${String(r["name"])} ${v}`);
         assert.ok((r[v]!["ms"] as number) > 0, `${String(r["name"])} ${v} timed`);
       }

@@ -236,6 +236,23 @@ gpuTest(
   },
 );
 
+gpuTest("head ops on webgpu with the vec4-load tile (t64v4) equal the references", async () => {
+  // ALIGNED: every extent a multiple of 4, so all products load vec4s; WIDE: scores do, the
+  // context products (rows of 70) fall back to scalar loads.
+  const ALIGNED: Case = { b: 2, h: 2, lq: 12, lk: 20, dk: 8 };
+  const want = [];
+  for (const c of [ALIGNED, WIDE]) want.push((await onCpu(() => run(c))).grads);
+  await tf.setBackend("webgpu");
+  registerWebgpuKernels({ tile: "t64v4" });
+  for (const [i, c] of [ALIGNED, WIDE].entries()) {
+    const got = await run(c);
+    checkForward(c, got, `webgpu t64v4 ${JSON.stringify(c)}`);
+    checkGrads(got.grads, want[i]!, `webgpu t64v4 ${JSON.stringify(c)}`);
+  }
+  const keys = Object.keys((tf.backend() as unknown as { pipelineCache: object }).pipelineCache);
+  assert.ok(keys.some((k) => /^hpStridedMatMul_t64v4_.*_v4_/.test(k)), "vec4 strided shader built");
+});
+
 gpuTest("head ops on webgpu dispatch no Transpose", async () => {
   registerWebgpuKernels();
   const be = tf.backend() as unknown as { runWebGPUProgram: (...x: unknown[]) => unknown };

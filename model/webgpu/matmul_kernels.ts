@@ -38,6 +38,12 @@ export interface MatMulTile {
   readonly threadM: number;
   /** Output columns per thread (multiple of 4). */
   readonly threadN: number;
+  /**
+   * Read A and B from global memory as `vec4`s (four consecutive elements along each operand's
+   * contiguous dimension) instead of scalars. Used only where that dimension, the row strides and
+   * the batch offsets are multiples of 4 ({@link vec4Fits}); elsewhere the tile runs scalar loads.
+   */
+  readonly vec4?: boolean;
 }
 
 /** The tile configurations this module knows, largest first. */
@@ -65,6 +71,9 @@ export const MATMUL_TILE_CANDIDATES: readonly MatMulTile[] = [
   { name: "t64k24", tileM: 64, tileN: 64, tileK: 24, threadM: 4, threadN: 4 },
   // 128 threads, 8×8 outputs each over a 64×128 tile, K step 8; 8·17·16 + 8·33·16 B = 6.4 KB.
   { name: "t64x128t8", tileM: 64, tileN: 128, tileK: 8, threadM: 8, threadN: 8 },
+  // t128 and t64 with vec4 global loads (a quarter of the load instructions).
+  { name: "t128v4", tileM: 128, tileN: 128, tileK: 8, threadM: 8, threadN: 8, vec4: true },
+  { name: "t64v4", tileM: 64, tileN: 64, tileK: 16, threadM: 4, threadN: 4, vec4: true },
 ];
 
 /** Name of a tile in {@link MATMUL_TILES} or {@link MATMUL_TILE_CANDIDATES}. */
@@ -75,7 +84,9 @@ export type MatMulTileName =
   | "t128x64"
   | "t64x128"
   | "t64k24"
-  | "t64x128t8";
+  | "t64x128t8"
+  | "t128v4"
+  | "t64v4";
 
 /** A tile name, or "auto" to choose per call among {@link MATMUL_TILES}. */
 export type MatMulTileChoice = "auto" | MatMulTileName;
@@ -129,7 +140,9 @@ function checkTile(t: MatMulTile): { wx: number; wy: number; threads: number } {
   const threads = wx * wy;
   const ok = t.threadM % 4 === 0 && t.threadN % 4 === 0 && Number.isInteger(wx) &&
     Number.isInteger(wy) && threads <= 256 && (t.tileM * t.tileK) % threads === 0 &&
-    (t.tileN * t.tileK) % threads === 0 && t.tileK % 4 === 0;
+    (t.tileN * t.tileK) % threads === 0 && t.tileK % 4 === 0 &&
+    (!t.vec4 ||
+      ((t.tileM * t.tileK) / threads % 4 === 0 && (t.tileN * t.tileK) / threads % 4 === 0));
   if (!ok) {
     throw new Error(`model/webgpu/matmul_kernels.ts: invalid tile ${JSON.stringify(t)}`);
   }
@@ -199,6 +212,65 @@ function storeSnippet(
 }
 
 /**
+ * The vec4 form of {@link loadSnippet}: register `reg` (a `vec4`) gets four consecutive elements
+ * of the operand along its contiguous dimension, unit `e = localIndex + s·threads` of the tile in
+ * vec4s. The operand binding is `array<vec4<f32>>`, so the element address is divided by 4 (base,
+ * row stride and the contiguous extent are multiples of 4, so a vec4 is all in bounds or all out).
+ */
+function loadSnippet4(
+  buf: "A" | "B",
+  reg: string,
+  s: number,
+  threads: number,
+  tileOuter: number,
+  tileK: number,
+  contiguousIsOuter: boolean,
+  outerDim: string,
+  base: string,
+  outerStart: string,
+  rowStride?: string,
+): string {
+  const e = `(li + ${s * threads})`;
+  const units = (contiguousIsOuter ? tileOuter : tileK) / 4;
+  const go = contiguousIsOuter
+    ? `${outerStart} + (${e} % ${units}) * 4`
+    : `${outerStart} + ${e} / ${units}`;
+  const gk = contiguousIsOuter ? `k0 + ${e} / ${units}` : `k0 + (${e} % ${units}) * 4`;
+  const addr = contiguousIsOuter
+    ? `${base} + gk * ${rowStride ?? outerDim} + go`
+    : `${base} + go * ${rowStride ?? "dimK"} + gk`;
+  return `{
+      let go = ${go};
+      let gk = ${gk};
+      ${reg} = vec4<f32>(0.0);
+      if (go < ${outerDim} && gk < dimK) { ${reg} = ${buf}[(${addr}) / 4]; }
+    }`;
+}
+
+/** The vec4 form of {@link storeSnippet}: one vec4 store, or four scalar ones across k rows. */
+function storeSnippet4(
+  tile: string,
+  reg: string,
+  s: number,
+  threads: number,
+  tileOuter: number,
+  tileK: number,
+  contiguousIsOuter: boolean,
+  stride: number,
+): string {
+  const e = `(li + ${s * threads})`;
+  if (contiguousIsOuter) {
+    const units = tileOuter / 4;
+    return `${tile}[(${e} / ${units}) * ${stride} + ${e} % ${units}] = ${reg};`;
+  }
+  const units = tileK / 4;
+  const parts = ["x", "y", "z", "w"].map((c, i) =>
+    `${tile}[(((${e}) % ${units}) * 4 + ${i}) * ${stride} + o / 4][o % 4] = ${reg}.${c};`
+  );
+  return `{ let o = ${e} / ${units}; ${parts.join(" ")} }`;
+}
+
+/**
  * WGSL body (everything after tfjs's generated prelude) of the tiled matmul for one tile and pair
  * of transpose flags. Bindings come from the prelude: `result`, `A`, `B` (f32 arrays),
  * `uniforms.aShape`/`bShape` (rank-3 views) and the program uniforms `dimM`, `dimN`, `dimK`.
@@ -225,8 +297,11 @@ export function tiledMatMulSource(
   const { tileM, tileN, tileK, threadM, threadN } = tile;
   const strideA = tileM / 4 + 1; // vec4s per k-row of the A tile, padded
   const strideB = tileN / 4 + 1;
-  const loadsA = (tileM * tileK) / threads;
-  const loadsB = (tileN * tileK) / threads;
+  const w = tile.vec4 ? 4 : 1; // elements per global load
+  const loadsA = (tileM * tileK) / threads / w;
+  const loadsB = (tileN * tileK) / threads / w;
+  const load = tile.vec4 ? loadSnippet4 : loadSnippet;
+  const store = tile.vec4 ? storeSnippet4 : storeSnippet;
   const fm = threadM / 4; // vec4 fragments of A per thread
   const fn = threadN / 4;
   const lines: string[] = [];
@@ -257,13 +332,14 @@ export function tiledMatMulSource(
   for (let i = 0; i < threadM; i++) {
     for (let j = 0; j < fn; j++) lines.push(`  var acc${i}_${j} = vec4<f32>(0.0);`);
   }
-  for (let s = 0; s < loadsA; s++) lines.push(`  var ra${s} = 0.0;`);
-  for (let s = 0; s < loadsB; s++) lines.push(`  var rb${s} = 0.0;`);
+  const zero = tile.vec4 ? "vec4<f32>(0.0)" : "0.0";
+  for (let s = 0; s < loadsA; s++) lines.push(`  var ra${s} = ${zero};`);
+  for (let s = 0; s < loadsB; s++) lines.push(`  var rb${s} = ${zero};`);
   const loadAll = (indent: string) => {
     for (let s = 0; s < loadsA; s++) {
       lines.push(
         indent +
-          loadSnippet(
+          load(
             "A",
             `ra${s}`,
             s,
@@ -281,7 +357,7 @@ export function tiledMatMulSource(
     for (let s = 0; s < loadsB; s++) {
       lines.push(
         indent +
-          loadSnippet(
+          load(
             "B",
             `rb${s}`,
             s,
@@ -303,12 +379,12 @@ export function tiledMatMulSource(
   lines.push(`  for (var t = 0; t < numTiles; t++) {`);
   for (let s = 0; s < loadsA; s++) {
     lines.push(
-      "    " + storeSnippet("tileA", `ra${s}`, s, threads, tileM, tileK, transposeA, strideA),
+      "    " + store("tileA", `ra${s}`, s, threads, tileM, tileK, transposeA, strideA),
     );
   }
   for (let s = 0; s < loadsB; s++) {
     lines.push(
-      "    " + storeSnippet("tileB", `rb${s}`, s, threads, tileN, tileK, !transposeB, strideB),
+      "    " + store("tileB", `rb${s}`, s, threads, tileN, tileK, !transposeB, strideB),
     );
   }
   lines.push(`    workgroupBarrier();`);
@@ -405,6 +481,8 @@ export class TiledMatMulProgram implements WebGpuProgramLike {
   variableNames = ["A", "B"];
   /** @inheritdoc */
   uniforms = "dimM : i32, dimN : i32, dimK : i32,";
+  /** `[4, 4]` when the tile loads vec4s (tfjs then binds A and B as `array<vec4<f32>>`). */
+  variableComponents?: number[];
   private readonly tile: MatMulTile;
   private readonly transposeA: boolean;
   private readonly transposeB: boolean;
@@ -432,8 +510,11 @@ export class TiledMatMulProgram implements WebGpuProgramLike {
     this.outputShape = [batch, m, n];
     this.workgroupSize = [wx, wy, 1];
     this.dispatch = [Math.ceil(n / tile.tileN), Math.ceil(m / tile.tileM), batch];
+    if (tile.vec4) this.variableComponents = [4, 4];
     this.shaderKey =
-      `hpTiledMatMul_${tile.name}_${tile.tileM}_${tile.tileN}_${tile.tileK}_${tile.threadM}_${tile.threadN}_${transposeA}_${transposeB}`;
+      `hpTiledMatMul_${tile.name}_${tile.tileM}_${tile.tileN}_${tile.tileK}_${tile.threadM}_${tile.threadN}_${transposeA}_${transposeB}${
+        tile.vec4 ? "_v4" : ""
+      }`;
   }
 
   /** @inheritdoc */
@@ -552,6 +633,8 @@ export class StridedMatMulProgram implements WebGpuProgramLike {
   uniforms = "dimM : i32, dimN : i32, dimK : i32, " +
     ["a", "b", "o"].map((x) => `${x}Heads : i32, ${x}S0 : i32, ${x}S1 : i32, ${x}Ld : i32,`)
       .join(" ");
+  /** `[4, 4]` when the tile loads vec4s. */
+  variableComponents?: number[];
   private readonly tile: MatMulTile;
   private readonly transposeA: boolean;
   private readonly transposeB: boolean;
@@ -570,8 +653,11 @@ export class StridedMatMulProgram implements WebGpuProgramLike {
     this.dispatchLayout = { x: [r - 1], y: [r - 2], z: [...Array(r - 2).keys()] };
     this.workgroupSize = [wx, wy, 1];
     this.dispatch = [Math.ceil(spec.n / tile.tileN), Math.ceil(spec.m / tile.tileM), spec.batch];
+    if (tile.vec4) this.variableComponents = [4, 4];
     this.shaderKey =
-      `hpStridedMatMul_${tile.name}_${tile.tileM}_${tile.tileN}_${tile.tileK}_${tile.threadM}_${tile.threadN}_${spec.transposeA}_${spec.transposeB}`;
+      `hpStridedMatMul_${tile.name}_${tile.tileM}_${tile.tileN}_${tile.tileK}_${tile.threadM}_${tile.threadN}_${spec.transposeA}_${spec.transposeB}${
+        tile.vec4 ? "_v4" : ""
+      }`;
   }
 
   /** @inheritdoc */
@@ -622,7 +708,14 @@ export function runStridedMatMul(
   spec: StridedMatMul,
   tile: MatMulTile,
 ): tf.TensorInfo {
-  const program = new StridedMatMulProgram(spec, tile);
+  const contigA = spec.transposeA ? spec.m : spec.k;
+  const contigB = spec.transposeB ? spec.k : spec.n;
+  const fits = vec4Fits([
+    contigA,
+    contigB,
+    ...[spec.a, spec.b].flatMap((l) => [l.s0, l.s1, l.ld]),
+  ]);
+  const program = new StridedMatMulProgram(spec, tile.vec4 && !fits ? scalarTile(tile) : tile);
   const ints = [spec.m, spec.n, spec.k];
   for (const l of [spec.a, spec.b, spec.out]) ints.push(l.heads, l.s0, l.s1, l.ld);
   return backend.runWebGPUProgram(
@@ -631,6 +724,22 @@ export function runStridedMatMul(
     "float32",
     ints.map((x) => ({ type: "int32", data: [x] })),
   );
+}
+
+/**
+ * Whether vec4 global loads are exact for a product: every contiguous extent, row stride and
+ * batch offset given is a multiple of 4, so each vec4 is aligned and wholly in or out of bounds.
+ *
+ * @param extents the operands' contiguous dimensions, row strides and batch strides
+ */
+export function vec4Fits(extents: readonly number[]): boolean {
+  return extents.every((x) => x % 4 === 0);
+}
+
+/** The same tile with scalar loads (for products {@link vec4Fits} rejects). */
+export function scalarTile(tile: MatMulTile): MatMulTile {
+  const { vec4: _, ...rest } = tile;
+  return rest;
 }
 
 /** The parts of tfjs's `WebGPUBackend` this module uses. */
@@ -774,7 +883,15 @@ export function runTiledMatMul(
     }) as tf.TensorInfo;
   const a3 = rs(a, plan.a3);
   const b3 = rs(b, plan.b3);
-  const program = new TiledMatMulProgram(plan.batch, plan.m, plan.n, tile, transposeA, transposeB);
+  const fits = vec4Fits([plan.a3[2]!, plan.b3[2]!]);
+  const program = new TiledMatMulProgram(
+    plan.batch,
+    plan.m,
+    plan.n,
+    tile.vec4 && !fits ? scalarTile(tile) : tile,
+    transposeA,
+    transposeB,
+  );
   let out3: tf.TensorInfo | undefined;
   try {
     out3 = backend.runWebGPUProgram(program, [a3, b3], "float32", [

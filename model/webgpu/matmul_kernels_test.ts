@@ -22,8 +22,11 @@ import {
   MATMUL_TILES,
   type MatMulTileName,
   planMatMul,
+  scalarTile,
+  tileByName,
   tiledMatMulSource,
   tileWorkgroupBytes,
+  vec4Fits,
 } from "./matmul_kernels.ts";
 import {
   registerWebgpuKernels,
@@ -226,6 +229,28 @@ gpuTest(
       const tA = (i & 1) === 1, tB = (i & 2) === 2;
       await checkCases([shapes([2], [2], 70, 45, 130, tA, tB)], t.name as MatMulTileName, 400 + i);
     }
+  },
+);
+
+gpuTest(
+  "vec4-load tiles vs cpu on shapes that fit them (every transpose pair), and scalar loads where not",
+  async () => {
+    // m, k, n multiples of 4 but not of the tiles; batched and broadcast B.
+    for (
+      const [i, [tA, tB]] of ([[false, false], [false, true], [true, false], [true, true]] as const)
+        .entries()
+    ) {
+      await checkCases([shapes([2], [], 68, 44, 132, tA, tB)], i % 2 ? "t64v4" : "t128v4", 500 + i);
+    }
+    const keys = () =>
+      Object.keys((tf.backend() as unknown as { pipelineCache: object }).pipelineCache);
+    assert.ok(keys().some((k) => /^hpTiledMatMul_t128v4_.*_v4_/.test(k)), "vec4 shader built");
+    // k = 45: the vec4 tile falls back to scalar loads (another shader), still exact.
+    await checkCases([shapes([2], [2], 36, 45, 20, false, true)], "t64v4", 510);
+    assert.ok(keys().some((k) => /^hpTiledMatMul_t64v4_[^v]*_true_(?!v4)/.test(k)), keys().join());
+    assert.ok(vec4Fits([4, 8, 12]) && !vec4Fits([4, 6]));
+    assert.equal(scalarTile(tileByName("t64v4")).vec4, undefined);
+    assert.ok(tiledMatMulSource(tileByName("t64v4"), true, false).includes("vec4<f32>(0.0);"));
   },
 );
 

@@ -69,6 +69,7 @@ export {
   type MatMulTile,
   type MatMulTileChoice,
   type MatMulTileName,
+  tileByName,
   tiledMatMulSource,
   tileWorkgroupBytes,
 } from "./matmul_kernels.ts";
