@@ -46,6 +46,11 @@ export const DROPOUT = "HpDropout";
  * for `h`.
  */
 export const DROPOUT_ADD = "HpDropoutAdd";
+/**
+ * Kernel name of the sum over the leading axis, `[B, ...rest]` → `[1, ...rest]` (input `x`): the
+ * position bias's gradient. No gradient of its own (it is only used inside gradients).
+ */
+export const SUM_LEADING = "HpSumLeading";
 /** Kernel name of `gelu_new(a) ⊙ b` (inputs `a`, `b` of equal shape). */
 export const GATED_GELU = "HpGatedGelu";
 /**
@@ -442,7 +447,13 @@ export function rmsNorm(x: tf.Tensor, weight: tf.Tensor1D, eps: number): tf.Tens
 /** Sums `g` over the axes where `shape` is 1 and `g` is not, giving a tensor of `shape`. */
 function reduceTo(g: tf.Tensor, shape: readonly number[]): tf.Tensor {
   const axes = shape.flatMap((d, i) => (d === 1 && g.shape[i] !== 1 ? [i] : []));
-  return axes.length === 0 ? g : tf.sum(g, axes, true);
+  if (axes.length === 0) return g;
+  // Only the leading axis (a bias shared over the batch): one pass where the backend has the
+  // kernel (webgpu's Sum over axis 0 is a Transpose and a Reduce).
+  if (axes.length === 1 && axes[0] === 0 && g.dtype === "float32" && hasKernel(SUM_LEADING)) {
+    return tf.engine().runKernel(SUM_LEADING, { x: g }) as tf.Tensor;
+  }
+  return tf.sum(g, axes, true);
 }
 
 /**

@@ -38,6 +38,7 @@ import {
   RMS_NORM,
   RMS_NORM_GRAD,
   SOFTMAX_GRAD,
+  SUM_LEADING,
 } from "../fused.ts";
 import type { WebGpuBackendLike, WebGpuProgramLike } from "./matmul_kernels.ts";
 import {
@@ -95,6 +96,15 @@ const ELEMENTWISE = {
     prelude: FMIX_WGSL,
     body: `let h = fmix32(fmix32(u32(index) ^ uniforms.key0) ^ uniforms.key1);
         result[index] = X[index] * select(0.0, uniforms.scale, h >= uniforms.threshold);`,
+  },
+  sumLeading: {
+    // result[i] = Σ_r X[r·size + i] over the leading axis (rows).
+    inputs: ["X"],
+    uniforms: "rows : i32,",
+    prelude: "",
+    body: `var s = 0.0;
+        for (var r = 0; r < uniforms.rows; r = r + 1) { s = s + X[r * uniforms.size + index]; }
+        result[index] = s;`,
   },
   dropoutAdd: {
     inputs: ["X", "H"],
@@ -734,6 +744,11 @@ export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => 
   [DROPOUT, ({ inputs, backend, attrs }) => {
     const x = need(inputs, "x");
     return runElementwise(backend, "dropoutApply", { X: x }, [...x.shape], maskUniforms(attrs));
+  }],
+  [SUM_LEADING, ({ inputs, backend }) => {
+    const x = need(inputs, "x");
+    const [rows, ...rest] = x.shape;
+    return runElementwise(backend, "sumLeading", { X: x }, [1, ...rest], [i32(rows ?? 1)]);
   }],
   [DROPOUT_ADD, ({ inputs, backend, attrs }) => {
     const x = need(inputs, "x");
