@@ -512,7 +512,9 @@ export function attentionSoftmax(
 /**
  * Per-token softmax cross-entropy with label smoothing, `(1−ε)(lse − x[label]) + ε(lse − mean x)`
  * per row, as one kernel forward and one backward where the backend has them (wasm: two SIMD
- * passes per row instead of Max, Sub, Exp, Sum, Log, a gather and ≈ 8 kernels backward).
+ * passes per row instead of Max, Sub, Exp, Sum, Log, a gather and ≈ 8 kernels backward; webgpu:
+ * one row program and one elementwise dispatch, where labels out of range are clamped rather than
+ * reported, as a GPU kernel cannot throw).
  *
  * @param logits `[n, V]` float32
  * @param labels `[n]` int32 in [0, V) (map ignored positions to any valid label and weight them

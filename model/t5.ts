@@ -701,7 +701,7 @@ export function crossEntropyLoss(
     const flat = logits.reshape([n, v]);
     const valid = tf.notEqual(labels.reshape([n]), -100);
     const safe = tf.where(valid, labels.reshape([n]), tf.zerosLike(labels.reshape([n])));
-    // One fused kernel where the backend has it (wasm), else the composite below.
+    // One fused kernel where the backend has it (wasm, webgpu), else the composite below.
     let perToken: tf.Tensor | undefined = softmaxCrossEntropy(
       flat as tf.Tensor2D,
       safe as tf.Tensor1D,

@@ -38,6 +38,8 @@ import {
   RMS_NORM,
   RMS_NORM_GRAD,
   SOFTMAX_GRAD,
+  SOFTMAX_XENT,
+  SOFTMAX_XENT_GRAD,
   SUM_LEADING,
 } from "../fused.ts";
 import type { WebGpuBackendLike, WebGpuProgramLike } from "./matmul_kernels.ts";
@@ -96,6 +98,19 @@ const ELEMENTWISE = {
     prelude: FMIX_WGSL,
     body: `let h = fmix32(fmix32(u32(index) ^ uniforms.key0) ^ uniforms.key1);
         result[index] = X[index] * select(0.0, uniforms.scale, h >= uniforms.threshold);`,
+  },
+  xentGrad: {
+    // d logits = a·exp(x − lse) − a·ε/v − a·(1−ε)·[j = label], a = DY[2·row] (the lse column's
+    // gradient is 0: nothing downstream uses it).
+    inputs: ["LOGITS", "LABELS", "DY", "OUT"],
+    uniforms: "v : i32, eps : f32,",
+    prelude: "",
+    body: `let row = index / uniforms.v;
+        let col = index % uniforms.v;
+        let a = DY[2 * row];
+        var g = a * exp(LOGITS[index] - OUT[2 * row + 1]) - a * uniforms.eps / f32(uniforms.v);
+        if (col == clamp(LABELS[row], 0, uniforms.v - 1)) { g = g - a * (1.0 - uniforms.eps); }
+        result[index] = g;`,
   },
   sumLeading: {
     // result[i] = Σ_r X[r·size + i] over the leading axis (rows).
@@ -501,6 +516,87 @@ export class SoftmaxProgram extends RowProgramBase {
 }
 
 /**
+ * WGSL of the per-token softmax cross-entropy (one workgroup per row of `v` logits): the row's max,
+ * then Σ exp(x − max) and Σ x in one strided pass with workgroup reductions; thread 0 writes the
+ * loss `(1−ε)(lse − x[label]) + ε(lse − mean x)` and the log-sum-exp (kept for the gradient) to
+ * `result[2·row]`, `result[2·row + 1]`. A label outside [0, v) is clamped (the op's callers map
+ * ignored positions to a valid label; the wasm kernel, which can throw, checks them).
+ */
+export function xentProgramSource(): string {
+  const t = ROW_THREADS;
+  return [
+    `var<workgroup> wgRed : array<f32, ${t}>;`,
+    `var<workgroup> wgSum : array<f32, ${t}>;`,
+    `fn main() {`,
+    `  let row = i32(workgroupId.x) + i32(workgroupId.y) * i32(numWorkgroups.x);`,
+    `  let valid = row < uniforms.rows;`,
+    `  let v = uniforms.v;`,
+    `  let base = row * v;`,
+    `  let t = i32(localId.x);`,
+    `  var m = -3.4028234663852886e38;`,
+    `  if (valid) {`,
+    `    for (var j = t; j < v; j = j + ${t}) { m = max(m, LOGITS[base + j]); }`,
+    `  }`,
+    `  wgRed[t] = m;`,
+    ...reduceWgsl("wgRed", "max"),
+    `  let rowMax = wgRed[0];`,
+    `  workgroupBarrier();`,
+    `  var s = 0.0;`,
+    `  var sx = 0.0;`,
+    `  if (valid) {`,
+    `    for (var j = t; j < v; j = j + ${t}) {`,
+    `      let x = LOGITS[base + j];`,
+    `      s = s + exp(x - rowMax);`,
+    `      sx = sx + x;`,
+    `    }`,
+    `  }`,
+    `  wgRed[t] = s;`,
+    `  wgSum[t] = sx;`,
+    `  workgroupBarrier();`,
+    `  for (var stride = ${t / 2}; stride > 0; stride = stride >> 1u) {`,
+    `    if (t < stride) {`,
+    `      wgRed[t] = wgRed[t] + wgRed[t + stride];`,
+    `      wgSum[t] = wgSum[t] + wgSum[t + stride];`,
+    `    }`,
+    `    workgroupBarrier();`,
+    `  }`,
+    `  if (valid && t == 0) {`,
+    `    let lse = rowMax + log(wgRed[0]);`,
+    `    let picked = LOGITS[base + clamp(LABELS[row], 0, v - 1)];`,
+    `    var loss = lse - picked;`,
+    `    if (uniforms.eps > 0.0) {`,
+    `      loss = loss * (1.0 - uniforms.eps) + (lse - wgSum[0] / f32(v)) * uniforms.eps;`,
+    `    }`,
+    `    result[2 * row] = loss;`,
+    `    result[2 * row + 1] = lse;`,
+    `  }`,
+    `}`,
+  ].join("\n");
+}
+
+/** The cross-entropy forward over `rows` rows of `v` logits (see {@link xentProgramSource}). */
+export class XentProgram extends RowProgramBase {
+  /**
+   * @param rows rows
+   * @param maxDispatch the device's `maxComputeWorkgroupsPerDimension`
+   */
+  constructor(rows: number, maxDispatch: number) {
+    super(
+      [rows, 2],
+      maxDispatch,
+      ["LOGITS", "LABELS"],
+      "rows : i32, v : i32, eps : f32,",
+      "hpXent",
+    );
+  }
+
+  /** @inheritdoc */
+  getUserCode(): string {
+    return xentProgramSource();
+  }
+}
+
+/**
  * WGSL of the Adafactor row programs (one workgroup per row of a `[rows, cols]` gradient G):
  * "vr" writes the new row moment `VR[r]·b + mean_c(g² + eps1)·(1 − b)`; "s" writes
  * `Σ_c g² / NVC[c] / NVR[r]` (the row's share of Σ u² before the mean-of-rows factor).
@@ -744,6 +840,35 @@ export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => 
   [DROPOUT, ({ inputs, backend, attrs }) => {
     const x = need(inputs, "x");
     return runElementwise(backend, "dropoutApply", { X: x }, [...x.shape], maskUniforms(attrs));
+  }],
+  [SOFTMAX_XENT, ({ inputs, backend, attrs }) => {
+    const logits = need(inputs, "logits");
+    const labels = need(inputs, "labels");
+    const [n, v] = logits.shape as [number, number];
+    const max = backend.device.limits.maxComputeWorkgroupsPerDimension;
+    return runShaped(
+      backend,
+      new XentProgram(n, max),
+      [[logits, [n, v]], [labels, [n]]],
+      [n, 2],
+      [i32(n), i32(v), f32((attrs as { eps: number }).eps)],
+    );
+  }],
+  [SOFTMAX_XENT_GRAD, ({ inputs, backend, attrs }) => {
+    const logits = need(inputs, "logits");
+    const v = logits.shape[1]!;
+    return runElementwise(
+      backend,
+      "xentGrad",
+      {
+        LOGITS: logits,
+        LABELS: need(inputs, "labels"),
+        DY: need(inputs, "dy"),
+        OUT: need(inputs, "out"),
+      },
+      [...logits.shape],
+      [i32(v), f32((attrs as { eps: number }).eps)],
+    );
   }],
   [SUM_LEADING, ({ inputs, backend }) => {
     const x = need(inputs, "x");
