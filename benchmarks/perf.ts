@@ -57,6 +57,7 @@ import { writeFileAtomic } from "../model/fs.ts";
 import { countGpuWork } from "../model/webgpu/counters.ts";
 import { HEAD_CONTEXT, HEAD_SCORES } from "../model/heads.ts";
 import { uniformValues } from "./rng.ts";
+import { gitState } from "./provenance.ts";
 
 /** One matmul measurement. */
 export interface MatMulResult {
@@ -705,21 +706,6 @@ function cpuModel(): string {
   return `${m?.[1]?.trim() ?? "unknown"}${simd.length ? ` [${simd.join(",")}]` : ""}`;
 }
 
-async function gitSha(): Promise<string> {
-  try {
-    const out = await new Deno.Command("git", { args: ["rev-parse", "HEAD"], stderr: "null" })
-      .output();
-    const dirty = await new Deno.Command("git", {
-      args: ["status", "--porcelain", "--untracked-files=no"],
-      stderr: "null",
-    }).output();
-    const sha = new TextDecoder().decode(out.stdout).trim();
-    return sha + (new TextDecoder().decode(dirty.stdout).trim() ? "+dirty" : "");
-  } catch {
-    return "unknown";
-  }
-}
-
 function memoryGiB(): number {
   try {
     return Math.round(Deno.systemMemoryInfo().total / 2 ** 30 * 10) / 10;
@@ -770,6 +756,8 @@ export const PERF_USAGE =
 
 /** Run the benchmark with command-line `args`; returns the report (also printed and saved). */
 export async function main(args: string[]): Promise<PerfReport> {
+  // The commit of the code this process runs (read before measuring: the tree may change).
+  const git = gitState();
   const parse = () =>
     parseArgs({
       args,
@@ -1020,7 +1008,7 @@ export async function main(args: string[]): Promise<PerfReport> {
 
   const report: PerfReport = {
     date: new Date().toISOString(),
-    gitSha: await gitSha(),
+    gitSha: git.sha + (git.dirty ? "+dirty" : ""),
     machine: {
       cpuModel: cpuModel(),
       hardwareConcurrency: navigator.hardwareConcurrency,

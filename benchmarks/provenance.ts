@@ -95,14 +95,17 @@ export function tfBackendRecord(): BackendRecord {
  * @param startedAt when the run started
  * @param backend the backend used (`model/backend.ts` `currentBackendInfo()`); defaults to tfjs's
  * @param finishedAt when it finished (default now)
+ * @param git the repository state when the run started ({@link gitState}); read now if omitted,
+ *   which names the wrong commit when the tree changed while the run went on
  * @returns the provenance record
  */
 export function collectProvenance(
   startedAt: Date,
   backend: BackendRecord = tfBackendRecord(),
   finishedAt: Date = new Date(),
+  git: { sha: string; dirty: boolean } = gitState(),
 ): Provenance {
-  const { sha, dirty } = gitState();
+  const { sha, dirty } = git;
   return {
     gitSha: sha,
     gitDirty: dirty,

@@ -36,3 +36,12 @@ Deno.test("collectProvenance() records versions, backend, device and times", () 
     "NVIDIA H100 (webgpu)",
   );
 });
+
+Deno.test("collectProvenance() records the git state it is given (taken when the run started)", () => {
+  const p = collectProvenance(new Date(0), undefined, new Date(1000), {
+    sha: "abc123",
+    dirty: true,
+  });
+  assert.equal(p.gitSha, "abc123");
+  assert.equal(p.gitDirty, true);
+});

@@ -65,7 +65,7 @@ import {
   makeEvalSet,
   type Scorer,
 } from "./evaluator.ts";
-import { collectProvenance } from "./provenance.ts";
+import { collectProvenance, gitState } from "./provenance.ts";
 import {
   defaultCacheDir as pretrainCacheDir,
   ensurePretrainedBackbone,
@@ -269,6 +269,7 @@ export async function runOneWith(
   scorer: RunScorer,
 ): Promise<RunResult> {
   const startedAt = new Date();
+  const git = gitState(); // the code this run executes, even if the tree changes meanwhile
   const t0 = performance.now();
   // Pretraining (first use only) selects its own backend: do it before this run's backend.
   if (usesTinyPretrained(spec)) await pretrainedFolder(spec, opts.dataDir);
@@ -394,7 +395,7 @@ export async function runOneWith(
       : undefined;
     return {
       spec,
-      provenance: collectProvenance(startedAt, backend),
+      provenance: collectProvenance(startedAt, backend, new Date(), git),
       losses: outcome.losses,
       evals: outcome.evals,
       best,
