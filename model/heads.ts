@@ -16,7 +16,9 @@
  * How: each product is a named kernel (`HpHeadScores`, `HpHeadContext`) whose gradients are the
  * same two kernels with other operands (so autodiff adds no transposes either):
  * `dQ = context(dS, K)`, `dK = context(dS, Q, transposeP)`, `dV = context(P, dO, !transposeP)`,
- * `dP = scores(dO, V)` (or `scores(V, dO)` when `transposeP`). Kernels exist for `wasm` with
+ * `dP = scores(dO, V)` (or `scores(V, dO)` when `transposeP`). Each call is described once, as a
+ * strided batched product ({@link headProduct}: per (batch, head) entry, operand offsets and row
+ * strides), which every backend's kernel runs. Kernels exist for `wasm` with
  * matMul in OpenBLAS (`model/wasm_kernels.ts`) and for `webgpu` (`model/webgpu/mod.ts`); on any
  * other backend, or when a kernel is not registered, the ops run the reshape + transpose +
  * `tf.matMul` composite, so the `cpu` backend keeps its exact numbers.
@@ -121,6 +123,134 @@ export function headContextShape(
     );
   }
   return { batch: b, heads, m, n, dk: w / heads };
+}
+
+/**
+ * Where one operand (or the result) of a strided product lives: batch entry z starts at
+ * `(z / heads)·s0 + (z % heads)·s1` and consecutive rows of its stored matrix are `ld` elements
+ * apart (elements within a row are contiguous). A dense `[batch, rows, cols]` array is
+ * `{ heads: 1, s0: rows·cols, s1: 0, ld: cols }`; head h of a `[B, L, H·D]` tensor is
+ * `{ heads: H, s0: L·H·D, s1: D, ld: H·D }`.
+ */
+export interface StridedLayout {
+  readonly heads: number;
+  readonly s0: number;
+  readonly s1: number;
+  readonly ld: number;
+}
+
+/** One strided batched product `out[z] = op(A[z])·op(B[z])` for z < batch. */
+export interface StridedMatMul {
+  /** Number of products (dispatch z). */
+  readonly batch: number;
+  /** Output rows. */
+  readonly m: number;
+  /** Output columns. */
+  readonly n: number;
+  /** Shared dimension. */
+  readonly k: number;
+  /** A stored `[K, M]` per entry. */
+  readonly transposeA: boolean;
+  /** B stored `[N, K]` per entry. */
+  readonly transposeB: boolean;
+  readonly a: StridedLayout;
+  readonly b: StridedLayout;
+  readonly out: StridedLayout;
+  /** Shape of the result tensor (its size must cover every output element). */
+  readonly outShape: number[];
+}
+
+function dense(rows: number, cols: number): StridedLayout {
+  return { heads: 1, s0: rows * cols, s1: 0, ld: cols };
+}
+
+/**
+ * The strided product of `HpHeadScores`: for z = b·H + h, `Q[b, :, h·D…]·K[b, :, h·D…]ᵀ` into a
+ * dense `[B, H, Lq, Lk]` result.
+ */
+export function headScoresMatMul(
+  batch: number,
+  heads: number,
+  lq: number,
+  lk: number,
+  dk: number,
+): StridedMatMul {
+  const w = heads * dk;
+  return {
+    batch: batch * heads,
+    m: lq,
+    n: lk,
+    k: dk,
+    transposeA: false,
+    transposeB: true,
+    a: { heads, s0: lq * w, s1: dk, ld: w },
+    b: { heads, s0: lk * w, s1: dk, ld: w },
+    out: dense(lq, lk),
+    outShape: [batch, heads, lq, lk],
+  };
+}
+
+/**
+ * The strided product of `HpHeadContext`: for z = b·H + h, `P'[b, h]·V[b, :, h·D…]` into head h's
+ * columns of a `[B, M, H·D]` result, where `P'` is `P` or (`transposeP`) its transpose.
+ */
+export function headContextMatMul(
+  batch: number,
+  heads: number,
+  m: number,
+  n: number,
+  dk: number,
+  transposeP: boolean,
+): StridedMatMul {
+  const w = heads * dk;
+  return {
+    batch: batch * heads,
+    m,
+    n: dk,
+    k: n,
+    transposeA: transposeP,
+    transposeB: false,
+    a: { heads: 1, s0: m * n, s1: 0, ld: transposeP ? m : n },
+    b: { heads, s0: n * w, s1: dk, ld: w },
+    out: { heads, s0: m * w, s1: dk, ld: w },
+    outShape: [batch, m, w],
+  };
+}
+
+/** Element offset of batch entry `z` of a strided operand. */
+export function stridedOffset(l: StridedLayout, z: number): number {
+  return Math.floor(z / l.heads) * l.s0 + (z % l.heads) * l.s1;
+}
+
+/**
+ * The operands and strided product of one head kernel call: `HpHeadScores` (inputs `q`, `k`) or
+ * `HpHeadContext` (inputs `p`, `v`), shapes checked. What every backend's kernel starts from.
+ *
+ * @throws Error naming the operand whose shape is wrong, or an unknown kernel
+ */
+export function headProduct<T extends { readonly shape: readonly number[] }>(
+  kernelName: string,
+  inputs: Readonly<Record<string, T | undefined>>,
+  attrs: unknown,
+): { a: T; b: T; spec: StridedMatMul } {
+  const need = (name: string) => {
+    const x = inputs[name];
+    if (x === undefined) fail(kernelName, `input ${name} is missing`);
+    return x;
+  };
+  if (kernelName === HEAD_SCORES) {
+    const [q, k] = [need("q"), need("k")];
+    const { heads } = attrs as HeadScoresAttrs;
+    const s = headScoresShape(q.shape, k.shape, heads);
+    return { a: q, b: k, spec: headScoresMatMul(s.batch, heads, s.lq, s.lk, s.dk) };
+  }
+  if (kernelName === HEAD_CONTEXT) {
+    const [p, v] = [need("p"), need("v")];
+    const { heads, transposeP } = attrs as HeadContextAttrs;
+    const s = headContextShape(p.shape, v.shape, heads, !!transposeP);
+    return { a: p, b: v, spec: headContextMatMul(s.batch, heads, s.m, s.n, s.dk, !!transposeP) };
+  }
+  return fail("headProduct", `unknown kernel ${kernelName}`);
 }
 
 function hasKernel(name: string): boolean {

@@ -26,14 +26,7 @@ import * as tf from "@tensorflow/tfjs";
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import { activeSimdKernels } from "./wasm_simd.ts";
 import type { AdafactorAttrs, AdamWAttrs } from "./fused.ts";
-import {
-  HEAD_CONTEXT,
-  HEAD_SCORES,
-  type HeadContextAttrs,
-  headContextShape,
-  type HeadScoresAttrs,
-  headScoresShape,
-} from "./heads.ts";
+import { HEAD_CONTEXT, HEAD_SCORES, headProduct, stridedOffset } from "./heads.ts";
 
 /** Which matmul kernels are installed on the wasm backend. */
 export type WasmMatMulMode = "stock" | "transpose-fix" | "blas";
@@ -436,89 +429,40 @@ function blasFusedMatMul(blas: BlasLibrary, fallback: KernelFn): KernelFn {
 }
 
 /**
- * `HpHeadScores` in OpenBLAS: one sgemm per (batch, head) reading Q and K in place with row
- * stride H·D (`lda`/`ldb`) from the head's column offset, so no head is transposed.
+ * A head kernel (`HpHeadScores` / `HpHeadContext`, `model/heads.ts`) in OpenBLAS: one sgemm per
+ * (batch, head) entry of its strided product, reading and writing each head in place through the
+ * row strides (`lda`, `ldb`, `ldc` = heads·dKv where a head is a column block), so no head is
+ * transposed.
  */
-function blasHeadScores(blas: BlasLibrary): KernelFn {
+function blasHeadKernel(blas: BlasLibrary, kernelName: string): KernelFn {
   return ({ inputs, backend, attrs }) => {
-    const q = need(inputs.q, "q");
-    const k = need(inputs.k, "k");
-    const { heads } = attrs as unknown as HeadScoresAttrs;
-    const { batch, lq, lk, dk } = headScoresShape(q.shape, k.shape, heads);
-    const out = backend.makeOutput([batch, heads, lq, lk], "float32");
+    const { a, b, spec } = headProduct(kernelName, inputs, attrs);
+    const out = backend.makeOutput(spec.outShape, "float32");
     if (out.shape.some((d) => d === 0)) return out;
-    const qv = backend.typedArrayFromHeap(q) as Float32Array;
-    const kv = backend.typedArrayFromHeap(k) as Float32Array;
+    // Heap views only AFTER makeOutput: malloc may grow the heap and detach older views.
+    const av = backend.typedArrayFromHeap(a) as Float32Array;
+    const bv = backend.typedArrayFromHeap(b) as Float32Array;
     const ov = backend.typedArrayFromHeap(out) as Float32Array;
-    if (dk === 0) {
+    if (spec.k === 0) {
       ov.fill(0);
       return out;
     }
-    const w = heads * dk;
-    const mn = lq * lk;
-    for (let b = 0; b < batch; b++) {
-      for (let h = 0; h < heads; h++) {
-        const z = b * heads + h;
-        blas.sgemm(
-          false,
-          true,
-          lq,
-          lk,
-          dk,
-          1,
-          qv.subarray(b * lq * w + h * dk),
-          w,
-          kv.subarray(b * lk * w + h * dk),
-          w,
-          0,
-          ov.subarray(z * mn, (z + 1) * mn),
-          lk,
-        );
-      }
-    }
-    return out;
-  };
-}
-
-/**
- * `HpHeadContext` in OpenBLAS: one sgemm per (batch, head) writing the head's columns of the
- * `[B, M, H·D]` output in place (`ldc` = H·D) from P (optionally transposed) and V (`ldb` = H·D).
- */
-function blasHeadContext(blas: BlasLibrary): KernelFn {
-  return ({ inputs, backend, attrs }) => {
-    const p = need(inputs.p, "p");
-    const v = need(inputs.v, "v");
-    const { heads, transposeP } = attrs as unknown as HeadContextAttrs;
-    const { batch, m, n, dk } = headContextShape(p.shape, v.shape, heads, !!transposeP);
-    const w = heads * dk;
-    const out = backend.makeOutput([batch, m, w], "float32");
-    if (out.shape.some((d) => d === 0)) return out;
-    const pv = backend.typedArrayFromHeap(p) as Float32Array;
-    const vv = backend.typedArrayFromHeap(v) as Float32Array;
-    const ov = backend.typedArrayFromHeap(out) as Float32Array;
-    if (n === 0) {
-      ov.fill(0);
-      return out;
-    }
-    for (let b = 0; b < batch; b++) {
-      for (let h = 0; h < heads; h++) {
-        const z = b * heads + h;
-        blas.sgemm(
-          !!transposeP,
-          false,
-          m,
-          dk,
-          n,
-          1,
-          pv.subarray(z * m * n),
-          transposeP ? m : n,
-          vv.subarray(b * n * w + h * dk),
-          w,
-          0,
-          ov.subarray(b * m * w + h * dk),
-          w,
-        );
-      }
+    for (let z = 0; z < spec.batch; z++) {
+      blas.sgemm(
+        spec.transposeA,
+        spec.transposeB,
+        spec.m,
+        spec.n,
+        spec.k,
+        1,
+        av.subarray(stridedOffset(spec.a, z)),
+        spec.a.ld,
+        bv.subarray(stridedOffset(spec.b, z)),
+        spec.b.ld,
+        0,
+        ov.subarray(stridedOffset(spec.out, z)),
+        spec.out.ld,
+      );
     }
     return out;
   };
@@ -531,16 +475,13 @@ function registerHeadKernels(blas: BlasLibrary | undefined): void {
     if (tf.getKernel(name, "wasm") !== undefined) tf.unregisterKernel(name, "wasm");
   }
   if (blas === undefined) return; // the ops run their reshape/transpose/matMul composite
-  tf.registerKernel({
-    kernelName: HEAD_SCORES,
-    backendName: "wasm",
-    kernelFunc: blasHeadScores(blas) as unknown as tf.KernelFunc,
-  });
-  tf.registerKernel({
-    kernelName: HEAD_CONTEXT,
-    backendName: "wasm",
-    kernelFunc: blasHeadContext(blas) as unknown as tf.KernelFunc,
-  });
+  for (const kernelName of HEAD_KERNELS) {
+    tf.registerKernel({
+      kernelName,
+      backendName: "wasm",
+      kernelFunc: blasHeadKernel(blas, kernelName) as unknown as tf.KernelFunc,
+    });
+  }
 }
 
 function registerWasm(name: MatMulKernel, kernelFunc: KernelFn, setupFunc: tf.KernelSetupFunc) {

@@ -23,6 +23,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
+import type { StridedMatMul } from "../heads.ts";
 
 /** Tile geometry of the custom matmul. Threads per workgroup = (tileM/threadM)·(tileN/threadN). */
 export interface MatMulTile {
@@ -276,7 +277,7 @@ function storeSnippet4(
  * `uniforms.aShape`/`bShape` (rank-3 views) and the program uniforms `dimM`, `dimN`, `dimK`.
  *
  * With `strided`, A, B and the result are not dense `[batch, rows, cols]` arrays but strided
- * views (see {@link StridedLayout}): for batch entry z, operand X starts at
+ * views (see `StridedLayout` in `model/heads.ts`): for batch entry z, operand X starts at
  * `(z / XHeads)·XS0 + (z % XHeads)·XS1` and its rows are `XLd` elements apart, with the uniforms
  * `aHeads, aS0, aS1, aLd`, `bHeads, …`, `oHeads, …`. This is how `HpHeadScores` and
  * `HpHeadContext` read and write `[batch, length, heads·dKv]` tensors one head at a time.
@@ -523,99 +524,7 @@ export class TiledMatMulProgram implements WebGpuProgramLike {
   }
 }
 
-/**
- * Where one operand (or the result) of a strided product lives: batch entry z starts at
- * `(z / heads)·s0 + (z % heads)·s1` and consecutive rows of its stored matrix are `ld` elements
- * apart (elements within a row are contiguous). A dense `[batch, rows, cols]` array is
- * `{ heads: 1, s0: rows·cols, s1: 0, ld: cols }`; head h of a `[B, L, H·D]` tensor is
- * `{ heads: H, s0: L·H·D, s1: D, ld: H·D }`.
- */
-export interface StridedLayout {
-  readonly heads: number;
-  readonly s0: number;
-  readonly s1: number;
-  readonly ld: number;
-}
-
-/** One strided batched product `out[z] = op(A[z])·op(B[z])` for z < batch. */
-export interface StridedMatMul {
-  /** Number of products (dispatch z). */
-  readonly batch: number;
-  /** Output rows. */
-  readonly m: number;
-  /** Output columns. */
-  readonly n: number;
-  /** Shared dimension. */
-  readonly k: number;
-  /** A stored `[K, M]` per entry. */
-  readonly transposeA: boolean;
-  /** B stored `[N, K]` per entry. */
-  readonly transposeB: boolean;
-  readonly a: StridedLayout;
-  readonly b: StridedLayout;
-  readonly out: StridedLayout;
-  /** Shape of the result tensor (its size must cover every output element). */
-  readonly outShape: number[];
-}
-
-function dense(rows: number, cols: number): StridedLayout {
-  return { heads: 1, s0: rows * cols, s1: 0, ld: cols };
-}
-
-/**
- * The strided product of `HpHeadScores`: for z = b·H + h, `Q[b, :, h·D…]·K[b, :, h·D…]ᵀ` into a
- * dense `[B, H, Lq, Lk]` result.
- */
-export function headScoresMatMul(
-  batch: number,
-  heads: number,
-  lq: number,
-  lk: number,
-  dk: number,
-): StridedMatMul {
-  const w = heads * dk;
-  return {
-    batch: batch * heads,
-    m: lq,
-    n: lk,
-    k: dk,
-    transposeA: false,
-    transposeB: true,
-    a: { heads, s0: lq * w, s1: dk, ld: w },
-    b: { heads, s0: lk * w, s1: dk, ld: w },
-    out: dense(lq, lk),
-    outShape: [batch, heads, lq, lk],
-  };
-}
-
-/**
- * The strided product of `HpHeadContext`: for z = b·H + h, `P'[b, h]·V[b, :, h·D…]` into head h's
- * columns of a `[B, M, H·D]` result, where `P'` is `P` or (`transposeP`) its transpose.
- */
-export function headContextMatMul(
-  batch: number,
-  heads: number,
-  m: number,
-  n: number,
-  dk: number,
-  transposeP: boolean,
-): StridedMatMul {
-  const w = heads * dk;
-  return {
-    batch: batch * heads,
-    m,
-    n: dk,
-    k: n,
-    transposeA: transposeP,
-    transposeB: false,
-    a: { heads: 1, s0: m * n, s1: 0, ld: transposeP ? m : n },
-    b: { heads, s0: n * w, s1: dk, ld: w },
-    out: { heads, s0: m * w, s1: dk, ld: w },
-    outShape: [batch, m, w],
-  };
-}
-
-/** The tiled matmul over strided views ({@link StridedLayout}); `tf.profile` reports this name. */
+/** The tiled matmul over strided views (`StridedLayout`, `model/heads.ts`); `tf.profile` reports this name. */
 export class StridedMatMulProgram implements WebGpuProgramLike {
   /** @inheritdoc */
   outputShape: number[];

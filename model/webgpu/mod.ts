@@ -21,15 +21,12 @@
 import * as tf from "@tensorflow/tfjs";
 import {
   chooseTile,
-  headContextMatMul,
-  headScoresMatMul,
   MATMUL_TILES,
   type MatMulTileChoice,
   planMatMul,
   runStridedMatMul,
   runTiledMatMul,
   stridedDecline,
-  type StridedMatMul,
   tileByName,
   type WebGpuBackendLike,
 } from "./matmul_kernels.ts";
@@ -40,6 +37,7 @@ import {
   type HeadContextAttrs,
   headContextReference,
   headContextShape,
+  headProduct,
   headScores,
   type HeadScoresAttrs,
   headScoresReference,
@@ -248,21 +246,54 @@ function webgpuKernel(name: string): tf.KernelFunc {
   return k.kernelFunc;
 }
 
+/** Runs a webgpu kernel by name on kernel inputs (the tensor infos it returns are the caller's). */
+type RunKernel = (
+  name: string,
+  inputs: tf.NamedTensorInfoMap,
+  attrs: tf.NamedAttrMap,
+) => tf.TensorInfo;
+
 /**
- * Runs a head product as the strided tiled matmul, or, where the device cannot take it in one
- * dispatch, as tfjs's reshape + transpose + `BatchMatMul` (the op's composite).
+ * A head product's op composite (`model/heads.ts`: reshape + transpose + `BatchMatMul`) as
+ * kernels, for products the strided kernel declines.
+ */
+function headComposite(
+  run: RunKernel,
+  kernelName: string,
+  a: tf.TensorInfo,
+  b: tf.TensorInfo,
+  attrs: tf.NamedAttrMap,
+  outShape: number[],
+): tf.TensorInfo {
+  const heads = (attrs as unknown as HeadScoresAttrs).heads;
+  const split = (x: tf.TensorInfo) => {
+    const [n, l, w] = x.shape as [number, number, number];
+    const r = run("Reshape", { x }, { shape: [n, l, heads, w / heads] });
+    return run("Transpose", { x: r }, { perm: [0, 2, 1, 3] });
+  };
+  if (kernelName === HEAD_SCORES) {
+    return run("BatchMatMul", { a: split(a), b: split(b) }, {
+      transposeA: false,
+      transposeB: true,
+    });
+  }
+  const transposeP = !!(attrs as unknown as HeadContextAttrs).transposeP;
+  const o = run("BatchMatMul", { a, b: split(b) }, { transposeA: transposeP, transposeB: false });
+  const t = run("Transpose", { x: o }, { perm: [0, 2, 1, 3] });
+  return run("Reshape", { x: t }, { shape: outShape });
+}
+
+/**
+ * Runs a head kernel as the strided tiled matmul, or, where the device cannot take it in one
+ * dispatch, as the op's composite ({@link headComposite}).
  */
 function runHeadProduct(
   args: KernelArgs,
   options: Required<WebgpuKernelOptions>,
-  a: tf.TensorInfo,
-  b: tf.TensorInfo,
-  spec: StridedMatMul,
-  composite: (
-    run: (name: string, inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap) => tf.TensorInfo,
-  ) => tf.TensorInfo,
+  kernelName: string,
 ): tf.TensorInfo {
   const gpu = args.backend as unknown as WebGpuBackendLike;
+  const { a, b, spec } = headProduct(kernelName, args.inputs, args.attrs);
   const why = stridedDecline(
     spec,
     gpu.device.limits.maxComputeWorkgroupsPerDimension,
@@ -271,13 +302,13 @@ function runHeadProduct(
   if (why !== undefined) {
     bump(stats.stock, `heads: ${why}`);
     const temps: tf.TensorInfo[] = [];
-    const run = (name: string, inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap) => {
+    const run: RunKernel = (name, inputs, attrs) => {
       const y = webgpuKernel(name)({ inputs, backend: args.backend, attrs }) as tf.TensorInfo;
       temps.push(y);
       return y;
     };
     try {
-      const out = composite(run);
+      const out = headComposite(run, kernelName, a, b, args.attrs ?? {}, spec.outShape);
       temps.splice(temps.indexOf(out), 1);
       return out;
     } finally {
@@ -295,63 +326,21 @@ function prodOf(shape: readonly number[]): number {
   return shape.reduce((x, y) => x * y, 1);
 }
 
+const HEAD_KERNELS = [HEAD_SCORES, HEAD_CONTEXT] as const;
+
 function registerHeadKernels(options: Required<WebgpuKernelOptions>): void {
   unregisterHeadKernels();
-  const split = (
-    run: (name: string, inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap) => tf.TensorInfo,
-    x: tf.TensorInfo,
-    heads: number,
-  ) => {
-    const [b, l, w] = x.shape as [number, number, number];
-    const r = run("Reshape", { x }, { shape: [b, l, heads, w / heads] });
-    return run("Transpose", { x: r }, { perm: [0, 2, 1, 3] });
-  };
-  tf.registerKernel({
-    kernelName: HEAD_SCORES,
-    backendName: "webgpu",
-    kernelFunc: (args) => {
-      const q = args.inputs["q"] as tf.TensorInfo;
-      const k = args.inputs["k"] as tf.TensorInfo;
-      const { heads } = args.attrs as unknown as HeadScoresAttrs;
-      const s = headScoresShape(q.shape, k.shape, heads);
-      const spec = headScoresMatMul(s.batch, heads, s.lq, s.lk, s.dk);
-      return runHeadProduct(
-        args,
-        options,
-        q,
-        k,
-        spec,
-        (run) =>
-          run("BatchMatMul", { a: split(run, q, heads), b: split(run, k, heads) }, {
-            transposeA: false,
-            transposeB: true,
-          }),
-      );
-    },
-  });
-  tf.registerKernel({
-    kernelName: HEAD_CONTEXT,
-    backendName: "webgpu",
-    kernelFunc: (args) => {
-      const p = args.inputs["p"] as tf.TensorInfo;
-      const v = args.inputs["v"] as tf.TensorInfo;
-      const { heads, transposeP } = args.attrs as unknown as HeadContextAttrs;
-      const s = headContextShape(p.shape, v.shape, heads, !!transposeP);
-      const spec = headContextMatMul(s.batch, heads, s.m, s.n, s.dk, !!transposeP);
-      return runHeadProduct(args, options, p, v, spec, (run) => {
-        const o = run("BatchMatMul", { a: p, b: split(run, v, heads) }, {
-          transposeA: !!transposeP,
-          transposeB: false,
-        });
-        const t = run("Transpose", { x: o }, { perm: [0, 2, 1, 3] });
-        return run("Reshape", { x: t }, { shape: spec.outShape });
-      });
-    },
-  });
+  for (const kernelName of HEAD_KERNELS) {
+    tf.registerKernel({
+      kernelName,
+      backendName: "webgpu",
+      kernelFunc: (args) => runHeadProduct(args, options, kernelName),
+    });
+  }
 }
 
 function unregisterHeadKernels(): void {
-  for (const name of [HEAD_SCORES, HEAD_CONTEXT]) {
+  for (const name of HEAD_KERNELS) {
     if (tf.getKernel(name, "webgpu") !== undefined) tf.unregisterKernel(name, "webgpu");
   }
 }
