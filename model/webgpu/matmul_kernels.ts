@@ -150,125 +150,80 @@ function checkTile(t: MatMulTile): { wx: number; wy: number; threads: number } {
   return { wx, wy, threads };
 }
 
-/**
- * WGSL expressions for the (outer, k) position inside a tile of element `s` of this thread:
- * consecutive threads walk the dimension that is contiguous in memory, so loads coalesce.
- */
-function tileCoords(
-  s: number,
-  threads: number,
-  tileOuter: number,
-  tileK: number,
-  contiguousIsOuter: boolean,
-): { o: string; k: string } {
-  const e = `(li + ${s * threads})`;
-  return contiguousIsOuter
-    ? { o: `${e} % ${tileOuter}`, k: `${e} / ${tileOuter}` }
-    : { o: `${e} / ${tileK}`, k: `${e} % ${tileK}` };
+/** How one operand (A or B) of the tiled matmul is loaded from memory into its workgroup tile. */
+interface TileOperand {
+  /** Global binding. */
+  readonly buf: "A" | "B";
+  /** Workgroup tile (`[k][outer]` vec4s) and its vec4s per k-row, padded. */
+  readonly tile: "tileA" | "tileB";
+  readonly stride: number;
+  /** Tile extent along M (A) or N (B). */
+  readonly tileOuter: number;
+  /** Memory is contiguous along the outer dimension, i.e. the operand is stored `[k][outer]`. */
+  readonly contiguousIsOuter: boolean;
+  /** WGSL names of the outer extent, the operand's base offset and the tile's first outer index. */
+  readonly outerDim: string;
+  readonly base: string;
+  readonly outerStart: string;
+  /** WGSL row stride of a strided operand (else the dense one: the outer extent or `dimK`). */
+  readonly rowStride?: string;
+}
+
+/** Loading geometry shared by both operands. */
+interface TileLoads {
+  readonly threads: number;
+  readonly tileK: number;
+  /** Elements per global load: 1 (scalar) or 4 (`vec4`, the binding is `array<vec4<f32>>`). */
+  readonly width: 1 | 4;
 }
 
 /**
- * Emits the statements that load element `e = localIndex + s·threads` of one operand tile into
- * register `reg`. `contiguousIsOuter` says whether memory is contiguous along the outer (M or N)
- * dimension of the tile, i.e. the operand is stored `[k][outer]`.
+ * WGSL expressions for the (outer, k) position inside a tile of load `s` of this thread (its first
+ * element for vec4 loads): consecutive threads walk the dimension that is contiguous in memory, so
+ * loads coalesce.
  */
-function loadSnippet(
-  buf: "A" | "B",
-  reg: string,
-  s: number,
-  threads: number,
-  tileOuter: number,
-  tileK: number,
-  contiguousIsOuter: boolean,
-  outerDim: string,
-  base: string,
-  outerStart: string,
-  rowStride?: string,
-): string {
-  const { o, k } = tileCoords(s, threads, tileOuter, tileK, contiguousIsOuter);
-  const addr = contiguousIsOuter
-    ? `${base} + gk * ${rowStride ?? outerDim} + go`
-    : `${base} + go * ${rowStride ?? "dimK"} + gk`;
+function tileCoords(op: TileOperand, g: TileLoads, s: number): { o: string; k: string } {
+  const e = `(li + ${s * g.threads})`;
+  const units = (op.contiguousIsOuter ? op.tileOuter : g.tileK) / g.width;
+  const along = g.width === 1 ? `${e} % ${units}` : `(${e} % ${units}) * ${g.width}`;
+  const across = `${e} / ${units}`;
+  return op.contiguousIsOuter ? { o: along, k: across } : { o: across, k: along };
+}
+
+/**
+ * Emits the statements that load load `s` of this thread (one element, or four consecutive along
+ * the contiguous dimension) of one operand tile into register `reg`. With vec4 loads the base, row
+ * stride and contiguous extent are multiples of 4, so a vec4 is all in bounds or all out.
+ */
+function loadSnippet(op: TileOperand, g: TileLoads, reg: string, s: number): string {
+  const { o, k } = tileCoords(op, g, s);
+  const addr = op.contiguousIsOuter
+    ? `${op.base} + gk * ${op.rowStride ?? op.outerDim} + go`
+    : `${op.base} + go * ${op.rowStride ?? "dimK"} + gk`;
+  const [zero, read] = g.width === 1
+    ? ["0.0", `${op.buf}[${addr}]`]
+    : ["vec4<f32>(0.0)", `${op.buf}[(${addr}) / 4]`];
   return `{
-      let go = ${outerStart} + ${o};
+      let go = ${op.outerStart} + ${o};
       let gk = k0 + ${k};
-      ${reg} = 0.0;
-      if (go < ${outerDim} && gk < dimK) { ${reg} = ${buf}[${addr}]; }
+      ${reg} = ${zero};
+      if (go < ${op.outerDim} && gk < dimK) { ${reg} = ${read}; }
     }`;
-}
-
-/** Emits the statement that stores register `reg` (element s of this thread) into the k-major tile. */
-function storeSnippet(
-  tile: string,
-  reg: string,
-  s: number,
-  threads: number,
-  tileOuter: number,
-  tileK: number,
-  contiguousIsOuter: boolean,
-  stride: number,
-): string {
-  const { o, k } = tileCoords(s, threads, tileOuter, tileK, contiguousIsOuter);
-  return `{ let o = ${o}; ${tile}[(${k}) * ${stride} + o / 4][o % 4] = ${reg}; }`;
 }
 
 /**
- * The vec4 form of {@link loadSnippet}: register `reg` (a `vec4`) gets four consecutive elements
- * of the operand along its contiguous dimension, unit `e = localIndex + s·threads` of the tile in
- * vec4s. The operand binding is `array<vec4<f32>>`, so the element address is divided by 4 (base,
- * row stride and the contiguous extent are multiples of 4, so a vec4 is all in bounds or all out).
+ * Emits the statements that store register `reg` (load s of this thread) into the k-major tile:
+ * one scalar, one vec4 (contiguous along the outer dimension), or four scalars down the k rows.
  */
-function loadSnippet4(
-  buf: "A" | "B",
-  reg: string,
-  s: number,
-  threads: number,
-  tileOuter: number,
-  tileK: number,
-  contiguousIsOuter: boolean,
-  outerDim: string,
-  base: string,
-  outerStart: string,
-  rowStride?: string,
-): string {
-  const e = `(li + ${s * threads})`;
-  const units = (contiguousIsOuter ? tileOuter : tileK) / 4;
-  const go = contiguousIsOuter
-    ? `${outerStart} + (${e} % ${units}) * 4`
-    : `${outerStart} + ${e} / ${units}`;
-  const gk = contiguousIsOuter ? `k0 + ${e} / ${units}` : `k0 + (${e} % ${units}) * 4`;
-  const addr = contiguousIsOuter
-    ? `${base} + gk * ${rowStride ?? outerDim} + go`
-    : `${base} + go * ${rowStride ?? "dimK"} + gk`;
-  return `{
-      let go = ${go};
-      let gk = ${gk};
-      ${reg} = vec4<f32>(0.0);
-      if (go < ${outerDim} && gk < dimK) { ${reg} = ${buf}[(${addr}) / 4]; }
-    }`;
-}
-
-/** The vec4 form of {@link storeSnippet}: one vec4 store, or four scalar ones across k rows. */
-function storeSnippet4(
-  tile: string,
-  reg: string,
-  s: number,
-  threads: number,
-  tileOuter: number,
-  tileK: number,
-  contiguousIsOuter: boolean,
-  stride: number,
-): string {
-  const e = `(li + ${s * threads})`;
-  if (contiguousIsOuter) {
-    const units = tileOuter / 4;
-    return `${tile}[(${e} / ${units}) * ${stride} + ${e} % ${units}] = ${reg};`;
-  }
-  const units = tileK / 4;
+function storeSnippet(op: TileOperand, g: TileLoads, reg: string, s: number): string {
+  const { o, k } = tileCoords(op, g, s);
+  const t = op.tile, st = op.stride;
+  if (g.width === 1) return `{ let o = ${o}; ${t}[(${k}) * ${st} + o / 4][o % 4] = ${reg}; }`;
+  if (op.contiguousIsOuter) return `${t}[(${k}) * ${st} + (${o}) / 4] = ${reg};`;
   const parts = ["x", "y", "z", "w"].map((c, i) =>
-    `${tile}[(((${e}) % ${units}) * 4 + ${i}) * ${stride} + o / 4][o % 4] = ${reg}.${c};`
+    `${t}[(${k} + ${i}) * ${st} + o / 4][o % 4] = ${reg}.${c};`
   );
-  return `{ let o = ${e} / ${units}; ${parts.join(" ")} }`;
+  return `{ let o = ${o}; ${parts.join(" ")} }`;
 }
 
 /**
@@ -298,11 +253,31 @@ export function tiledMatMulSource(
   const { tileM, tileN, tileK, threadM, threadN } = tile;
   const strideA = tileM / 4 + 1; // vec4s per k-row of the A tile, padded
   const strideB = tileN / 4 + 1;
-  const w = tile.vec4 ? 4 : 1; // elements per global load
-  const loadsA = (tileM * tileK) / threads / w;
-  const loadsB = (tileN * tileK) / threads / w;
-  const load = tile.vec4 ? loadSnippet4 : loadSnippet;
-  const store = tile.vec4 ? storeSnippet4 : storeSnippet;
+  const g: TileLoads = { threads, tileK, width: tile.vec4 ? 4 : 1 };
+  const loadsA = (tileM * tileK) / threads / g.width;
+  const loadsB = (tileN * tileK) / threads / g.width;
+  const opA: TileOperand = {
+    buf: "A",
+    tile: "tileA",
+    stride: strideA,
+    tileOuter: tileM,
+    contiguousIsOuter: transposeA,
+    outerDim: "dimM",
+    base: "baseA",
+    outerStart: "m0",
+    ...(strided ? { rowStride: "uniforms.aLd" } : {}),
+  };
+  const opB: TileOperand = {
+    buf: "B",
+    tile: "tileB",
+    stride: strideB,
+    tileOuter: tileN,
+    contiguousIsOuter: !transposeB,
+    outerDim: "dimN",
+    base: "baseB",
+    outerStart: "n0",
+    ...(strided ? { rowStride: "uniforms.bLd" } : {}),
+  };
   const fm = threadM / 4; // vec4 fragments of A per thread
   const fn = threadN / 4;
   const lines: string[] = [];
@@ -337,57 +312,15 @@ export function tiledMatMulSource(
   for (let s = 0; s < loadsA; s++) lines.push(`  var ra${s} = ${zero};`);
   for (let s = 0; s < loadsB; s++) lines.push(`  var rb${s} = ${zero};`);
   const loadAll = (indent: string) => {
-    for (let s = 0; s < loadsA; s++) {
-      lines.push(
-        indent +
-          load(
-            "A",
-            `ra${s}`,
-            s,
-            threads,
-            tileM,
-            tileK,
-            transposeA,
-            "dimM",
-            "baseA",
-            "m0",
-            strided ? "uniforms.aLd" : undefined,
-          ),
-      );
-    }
-    for (let s = 0; s < loadsB; s++) {
-      lines.push(
-        indent +
-          load(
-            "B",
-            `rb${s}`,
-            s,
-            threads,
-            tileN,
-            tileK,
-            !transposeB,
-            "dimN",
-            "baseB",
-            "n0",
-            strided ? "uniforms.bLd" : undefined,
-          ),
-      );
-    }
+    for (let s = 0; s < loadsA; s++) lines.push(indent + loadSnippet(opA, g, `ra${s}`, s));
+    for (let s = 0; s < loadsB; s++) lines.push(indent + loadSnippet(opB, g, `rb${s}`, s));
   };
   lines.push(`  let numTiles = (dimK + ${tileK - 1}) / ${tileK};`);
   lines.push(`  var k0 = 0;`);
   loadAll("  ");
   lines.push(`  for (var t = 0; t < numTiles; t++) {`);
-  for (let s = 0; s < loadsA; s++) {
-    lines.push(
-      "    " + store("tileA", `ra${s}`, s, threads, tileM, tileK, transposeA, strideA),
-    );
-  }
-  for (let s = 0; s < loadsB; s++) {
-    lines.push(
-      "    " + store("tileB", `rb${s}`, s, threads, tileN, tileK, !transposeB, strideB),
-    );
-  }
+  for (let s = 0; s < loadsA; s++) lines.push("    " + storeSnippet(opA, g, `ra${s}`, s));
+  for (let s = 0; s < loadsB; s++) lines.push("    " + storeSnippet(opB, g, `rb${s}`, s));
   lines.push(`    workgroupBarrier();`);
   lines.push(`    k0 = k0 + ${tileK};`);
   lines.push(`    if (t + 1 < numTiles) {`);
