@@ -312,14 +312,7 @@ export function rowProgramSource(kind: "norm" | "dx" | "rinv"): string {
     `  }`,
     `  wgSq[t] = s;`,
     twoSums ? `  wgDot[t] = q;` : "",
-    `  workgroupBarrier();`,
-    `  for (var k = ${t / 2}; k > 0; k = k >> 1u) {`,
-    `    if (t < k) {`,
-    `      wgSq[t] = wgSq[t] + wgSq[t + k];`,
-    twoSums ? `      wgDot[t] = wgDot[t] + wgDot[t + k];` : "",
-    `    }`,
-    `    workgroupBarrier();`,
-    `  }`,
+    ...reduceWgsl(twoSums ? ["wgSq", "wgDot"] : "wgSq", "+"),
     `  let r = 1.0 / sqrt(wgSq[0] / f32(d) + uniforms.eps);`,
   ];
   if (kind === "rinv") {
@@ -409,15 +402,18 @@ export class FusedRowProgram extends RowProgramBase {
   }
 }
 
-/** Workgroup tree reduction of `arr` (ROW_THREADS entries) with `op` ("max" or "+"). */
-function reduceWgsl(arr: string, op: "max" | "+"): string[] {
-  const combine = op === "max"
-    ? `max(${arr}[t], ${arr}[t + stride])`
-    : `${arr}[t] + ${arr}[t + stride]`;
+/**
+ * Workgroup tree reduction of each of `arrs` (ROW_THREADS entries each, reduced side by side in
+ * one loop) with `op` ("max" or "+"); the results end in `arr[0]`.
+ */
+function reduceWgsl(arrs: string | readonly string[], op: "max" | "+"): string[] {
+  const combine = (arr: string) =>
+    op === "max" ? `max(${arr}[t], ${arr}[t + stride])` : `${arr}[t] + ${arr}[t + stride]`;
+  const steps = (typeof arrs === "string" ? [arrs] : arrs).map((a) => `${a}[t] = ${combine(a)};`);
   return [
     `  workgroupBarrier();`,
     `  for (var stride = ${ROW_THREADS / 2}; stride > 0; stride = stride >> 1u) {`,
-    `    if (t < stride) { ${arr}[t] = ${combine}; }`,
+    `    if (t < stride) { ${steps.join(" ")} }`,
     `    workgroupBarrier();`,
     `  }`,
   ];
@@ -552,14 +548,7 @@ export function xentProgramSource(): string {
     `  }`,
     `  wgRed[t] = s;`,
     `  wgSum[t] = sx;`,
-    `  workgroupBarrier();`,
-    `  for (var stride = ${t / 2}; stride > 0; stride = stride >> 1u) {`,
-    `    if (t < stride) {`,
-    `      wgRed[t] = wgRed[t] + wgRed[t + stride];`,
-    `      wgSum[t] = wgSum[t] + wgSum[t + stride];`,
-    `    }`,
-    `    workgroupBarrier();`,
-    `  }`,
+    ...reduceWgsl(["wgRed", "wgSum"], "+"),
     `  if (valid && t == 0) {`,
     `    let lse = rowMax + log(wgRed[0]);`,
     `    let picked = LOGITS[base + clamp(LABELS[row], 0, v - 1)];`,
@@ -642,14 +631,7 @@ export function adafactorFinalSource(): string {
     `  for (var r = t; r < uniforms.rows; r = r + ${t}) { s1 = s1 + NVR[r]; s2 = s2 + ROWS[r]; }`,
     `  wgRed[t] = s1;`,
     `  wgRed2[t] = s2;`,
-    `  workgroupBarrier();`,
-    `  for (var stride = ${t / 2}; stride > 0; stride = stride >> 1u) {`,
-    `    if (t < stride) {`,
-    `      wgRed[t] = wgRed[t] + wgRed[t + stride];`,
-    `      wgRed2[t] = wgRed2[t] + wgRed2[t + stride];`,
-    `    }`,
-    `    workgroupBarrier();`,
-    `  }`,
+    ...reduceWgsl(["wgRed", "wgRed2"], "+"),
     `  if (t == 0) {`,
     `    let meanR = wgRed[0] / f32(uniforms.rows);`,
     `    let rms = sqrt(meanR * wgRed2[0] / (f32(uniforms.rows) * f32(uniforms.cols)));`,
