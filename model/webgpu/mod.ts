@@ -424,6 +424,16 @@ export async function selfCheckWebgpuKernels(): Promise<WebgpuSelfCheck> {
   };
 }
 
+/** Relative L2 error of `got` against `want` (the self-checks' measure). */
+function relL2(got: Float32Array, want: Float32Array | Float64Array): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < want.length; i++) {
+    num += (got[i]! - want[i]!) ** 2;
+    den += want[i]! ** 2;
+  }
+  return Math.sqrt(num / Math.max(den, 1e-30));
+}
+
 /**
  * The head products (`model/heads.ts`: scores, context and context with P transposed, the
  * strided tiled matmul where registered) on small odd shapes against their float64 references.
@@ -462,15 +472,7 @@ async function selfCheckHeads(): Promise<number> {
     headContextShape([b, h, lk, lk], [b, lk, w], h, true),
     true,
   );
-  const rel = (got: Float32Array, want: Float64Array) => {
-    let num = 0, den = 0;
-    for (let i = 0; i < want.length; i++) {
-      num += (got[i]! - want[i]!) ** 2;
-      den += want[i]! ** 2;
-    }
-    return Math.sqrt(num / Math.max(den, 1e-30));
-  };
-  return Math.max(rel(s!, ws), rel(o!, wo), rel(t!, wt));
+  return Math.max(relL2(s!, ws), relL2(o!, wo), relL2(t!, wt));
 }
 
 /**
@@ -534,21 +536,13 @@ async function selfCheckFused(): Promise<{ ok: boolean; maxRelErr: number; error
   );
   tf.dispose([...outs, p, pm, pv, pg, fp, fvr, fvc, fgt]);
   const error = await device?.popErrorScope();
-  const rel = (got: Float32Array, want: Float32Array | Float64Array) => {
-    let num = 0, den = 0;
-    for (let i = 0; i < want.length; i++) {
-      num += (got[i]! - want[i]!) ** 2;
-      den += want[i]! ** 2;
-    }
-    return Math.sqrt(num / Math.max(den, 1e-30));
-  };
   const maxRelErr = Math.max(
-    rel(gelu!, wantGelu),
-    rel(norm!, wantNorm),
-    rel(adam!, wantP),
-    rel(fpNew!, wantF.p),
-    rel(fvrNew!, wantF.vr),
-    rel(fvcNew!, wantF.vc),
+    relL2(gelu!, wantGelu),
+    relL2(norm!, wantNorm),
+    relL2(adam!, wantP),
+    relL2(fpNew!, wantF.p),
+    relL2(fvrNew!, wantF.vr),
+    relL2(fvcNew!, wantF.vc),
   );
   const maskOk = mask!.every((v, i) => v === wantMask[i]);
   return {
