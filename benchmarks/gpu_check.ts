@@ -243,29 +243,25 @@ function matmulCases(quick: boolean): MatMulCase[] {
   ];
 }
 
-/** Times one matMul case under one kernel variant: wall ms over `reps`, and `tf.time` kernel ms. */
-async function timeMatMul(
-  v: Variant,
-  a: tf.Tensor,
-  b: tf.Tensor,
-  c: MatMulCase,
-  reps: number,
-  flop: number,
-): Promise<Record<string, unknown>> {
-  useVariant(v);
+/**
+ * Times `op` under the kernels installed now: wall ms per call over `reps` (after 2 warm-ups; the
+ * last call is read back, the queue runs in order), `tf.time` kernel ms of one more call, and the
+ * rates for `flop` per call.
+ */
+async function timeOp(op: () => tf.Tensor, reps: number, flop: number) {
   for (let i = 0; i < 2; i++) {
-    const y = tf.matMul(a, b, c.tA, c.tB);
+    const y = op();
     await sync(y);
     y.dispose();
   }
   const t0 = performance.now();
   for (let i = 0; i < reps; i++) {
-    const y = tf.matMul(a, b, c.tA, c.tB);
+    const y = op();
     if (i === reps - 1) await sync(y);
     y.dispose();
   }
   const ms = (performance.now() - t0) / reps;
-  const timed = await tf.time(() => tf.matMul(a, b, c.tA, c.tB).dispose());
+  const timed = await tf.time(() => op().dispose());
   const kernelMs = typeof timed.kernelMs === "number" ? timed.kernelMs : null;
   return {
     ms: round(ms),
@@ -274,6 +270,19 @@ async function timeMatMul(
     kernelTflops: kernelMs ? round(flop / kernelMs / 1e9, 4) : null,
     tiles: webgpuKernelStats().tiled,
   };
+}
+
+/** Times one matMul case under one kernel variant ({@link timeOp}). */
+function timeMatMul(
+  v: Variant,
+  a: tf.Tensor,
+  b: tf.Tensor,
+  c: MatMulCase,
+  reps: number,
+  flop: number,
+): Promise<Record<string, unknown>> {
+  useVariant(v);
+  return timeOp(() => tf.matMul(a, b, c.tA, c.tB), reps, flop);
 }
 
 async function matmulSection(quick: boolean): Promise<Record<string, unknown>> {
@@ -340,26 +349,7 @@ async function headRows(quick: boolean, reps: number): Promise<Record<string, un
         if (variant === "composite") {
           for (const kn of [HEAD_SCORES, HEAD_CONTEXT]) tf.unregisterKernel(kn, "webgpu");
         }
-        for (let i = 0; i < 2; i++) {
-          const y = op();
-          await sync(y);
-          y.dispose();
-        }
-        const t0 = performance.now();
-        for (let i = 0; i < reps; i++) {
-          const y = op();
-          if (i === reps - 1) await sync(y);
-          y.dispose();
-        }
-        const ms = (performance.now() - t0) / reps;
-        const timed = await tf.time(() => op().dispose());
-        const kernelMs = typeof timed.kernelMs === "number" ? timed.kernelMs : null;
-        row[variant] = {
-          ms: round(ms),
-          tflops: round(flop / ms / 1e9, 4),
-          kernelMs: kernelMs === null ? null : round(kernelMs),
-          tiles: webgpuKernelStats().tiled,
-        };
+        row[variant] = await timeOp(op, reps, flop);
       } catch (e) {
         row[variant] = { error: e instanceof Error ? e.message : String(e) };
       }
