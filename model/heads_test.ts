@@ -255,17 +255,12 @@ gpuTest("head ops on webgpu with the vec4-load tile (t64v4) equal the references
 
 gpuTest("head ops on webgpu dispatch no Transpose", async () => {
   registerWebgpuKernels();
-  const be = tf.backend() as unknown as { runWebGPUProgram: (...x: unknown[]) => unknown };
-  const orig = be.runWebGPUProgram;
-  const names: string[] = [];
-  be.runWebGPUProgram = function (this: unknown, ...x: unknown[]) {
-    names.push((x[0] as object).constructor.name);
-    return orig.apply(this, x);
-  };
+  const stop = countGpuWork()!;
+  let names: string[] = [];
   try {
     await run(SMALL);
   } finally {
-    be.runWebGPUProgram = orig;
+    names = Object.keys(stop().byProgram);
   }
   assert.ok(names.includes("StridedMatMulProgram"), names.join(","));
   assert.ok(!names.some((n) => n.startsWith("Transpose")), names.join(","));

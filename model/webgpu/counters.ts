@@ -13,6 +13,8 @@ import * as tf from "@tensorflow/tfjs";
 export interface GpuWorkCount {
   /** tfjs programs run. */
   programs: number;
+  /** tfjs programs run, by program class (e.g. `TransposeProgram`). */
+  byProgram: Record<string, number>;
   /** Compute dispatches recorded (tfjs programs and in-place dispatches). */
   dispatches: number;
 }
@@ -32,9 +34,11 @@ export function countGpuWork(): (() => GpuWorkCount) | undefined {
   const run = be.runWebGPUProgram;
   const pass = GPUComputePassEncoder.prototype;
   const dispatch = pass.dispatchWorkgroups;
-  const count: GpuWorkCount = { programs: 0, dispatches: 0 };
+  const count: GpuWorkCount = { programs: 0, byProgram: {}, dispatches: 0 };
   be.runWebGPUProgram = function (this: unknown, ...x: unknown[]) {
     count.programs++;
+    const name = (x[0] as object).constructor.name;
+    count.byProgram[name] = (count.byProgram[name] ?? 0) + 1;
     return run.apply(this, x);
   };
   pass.dispatchWorkgroups = function (this: GPUComputePassEncoder, ...x) {
@@ -45,6 +49,6 @@ export function countGpuWork(): (() => GpuWorkCount) | undefined {
     if (hadOwn) be.runWebGPUProgram = run;
     else delete (be as Partial<typeof be>).runWebGPUProgram;
     pass.dispatchWorkgroups = dispatch;
-    return { ...count };
+    return { ...count, byProgram: { ...count.byProgram } };
   };
 }

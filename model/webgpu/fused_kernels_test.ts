@@ -264,18 +264,13 @@ fusedTest("webgpu attention softmax with bias and mask: probabilities and gradie
     tf.dispose([s0, b0, m0, dy, p, ds!, db!]);
     return out;
   };
-  const be = tf.backend() as unknown as { runWebGPUProgram: (...x: unknown[]) => unknown };
-  const orig = be.runWebGPUProgram;
-  const programs: string[] = [];
-  be.runWebGPUProgram = function (this: unknown, ...x: unknown[]) {
-    programs.push((x[0] as object).constructor.name);
-    return orig.apply(this, x);
-  };
+  const stop = countGpuWork()!;
+  let programs: string[] = [];
   let got: Float32Array[];
   try {
     got = await run();
   } finally {
-    be.runWebGPUProgram = orig;
+    programs = Object.keys(stop().byProgram);
   }
   // The bias gradient (a sum over the batch) is one pass, not tfjs's Transpose + Reduce.
   assert.ok(
