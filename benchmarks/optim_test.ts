@@ -5,6 +5,7 @@ import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import { createOptimizer, type OptimizerConfig } from "./optim.ts";
 import { enableSimdKernels } from "../model/wasm_simd.ts";
 import { threeSteps } from "./optim_testing.ts";
+import { adafactorFactoredReference } from "../model/fused.ts";
 
 await tf.setBackend("cpu");
 
@@ -16,7 +17,11 @@ async function usePath(path: typeof ADAMW_PATHS[number]): Promise<void> {
   await enableSimdKernels(path === "wasm+simd" ? tf.backend() as BackendWasm : undefined);
 }
 
-/** Float64 reference of Adafactor (Mesh TF / HF formulation) for a 2-D parameter. */
+/**
+ * Float64 reference of Adafactor (Mesh TF / HF formulation) for a 2-D parameter: the one-step
+ * reference of `model/fused.ts` over the steps, with decay 1 − t^−0.8, ε1 1e-30, threshold 1 and
+ * (`scale`) the parameter-RMS step with eps2 1e-3.
+ */
 function refAdafactor2d(
   p: number[][],
   grads: number[][][],
@@ -24,27 +29,22 @@ function refAdafactor2d(
   opts: { scale: boolean; wd: number },
 ): number[][] {
   const R = p.length, C = p[0]!.length;
-  let vr = new Array(R).fill(0), vc = new Array(C).fill(0);
-  const w = p.map((r) => [...r]);
+  let state: ReturnType<typeof adafactorFactoredReference> = {
+    p: Float64Array.from(p.flat()),
+    vr: new Float64Array(R),
+    vc: new Float64Array(C),
+  };
   grads.forEach((g, i) => {
-    const t = i + 1;
-    const b = 1 - Math.pow(t, -0.8);
-    const g2 = g.map((r) => r.map((x) => x * x + 1e-30));
-    vr = vr.map((x, r) => b * x + (1 - b) * g2[r]!.reduce((a, y) => a + y, 0) / C);
-    vc = vc.map((x, c) => b * x + (1 - b) * g2.reduce((a, row) => a + row[c]!, 0) / R);
-    const meanR = vr.reduce((a, y) => a + y, 0) / R;
-    const u = g.map((row, r) => row.map((x, c) => x / Math.sqrt(vr[r] / meanR) / Math.sqrt(vc[c])));
-    const rmsU = Math.sqrt(u.flat().reduce((a, y) => a + y * y, 0) / (R * C));
-    const rmsP = Math.sqrt(w.flat().reduce((a, y) => a + y * y, 0) / (R * C));
-    const step = opts.scale ? lr * Math.max(1e-3, rmsP) : lr;
-    const clip = Math.max(1, rmsU / 1.0);
-    for (let r = 0; r < R; r++) {
-      for (let c = 0; c < C; c++) {
-        w[r]![c] = w[r]![c]! - opts.wd * step * w[r]![c]! - step * u[r]![c]! / clip;
-      }
-    }
+    state = adafactorFactoredReference(state.p, g.flat(), state.vr, state.vc, {
+      beta2t: 1 - Math.pow(i + 1, -0.8),
+      eps1: 1e-30,
+      clippingThreshold: 1,
+      lr,
+      weightDecay: opts.wd,
+      ...(opts.scale ? { parameterScaleEps2: 1e-3 } : {}),
+    });
   });
-  return w;
+  return Array.from({ length: R }, (_, r) => Array.from(state.p.subarray(r * C, (r + 1) * C)));
 }
 
 function refAdafactor1d(p: number[], grads: number[][], lr: number): number[] {

@@ -786,8 +786,9 @@ export interface AdafactorAttrs {
 }
 
 /**
- * Float64 reference of one factored Adafactor update ({@link updateAdafactor}'s formulas, without
- * `parameterScaleEps2`), for device self-checks and tests.
+ * Float64 reference of one factored Adafactor update ({@link updateAdafactor}'s formulas; with
+ * `parameterScaleEps2` the step is `lr · max(eps2, RMS(p))`, as the op-by-op update does), for
+ * device self-checks and tests.
  *
  * @param p `[rows·cols]` parameter (row-major)
  * @param g its gradient
@@ -827,10 +828,13 @@ export function adafactorFactoredReference(
   }
   const rms = Math.sqrt(sq / (rows * cols));
   const clip = a.clippingThreshold > 0 ? Math.max(1, rms / a.clippingThreshold) : 1;
-  const np = Float64Array.from(
-    u,
-    (x, i) => p[i]! * (1 - a.lr * a.weightDecay) - a.lr * x / clip,
-  );
+  let step = a.lr;
+  if (a.parameterScaleEps2 !== undefined) {
+    let pp = 0;
+    for (let i = 0; i < u.length; i++) pp += p[i]! ** 2;
+    step *= Math.max(a.parameterScaleEps2, Math.sqrt(pp / u.length));
+  }
+  const np = Float64Array.from(u, (x, i) => p[i]! * (1 - step * a.weightDecay) - step * x / clip);
   return { p: np, vr: nvr, vc: nvc };
 }
 
