@@ -6,6 +6,8 @@
  * @module
  */
 import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { crossEntropyLoss } from "./t5.ts";
 
 const C = Math.sqrt(2 / Math.PI);
 const K = 0.044715;
@@ -128,4 +130,36 @@ export function maxAbs(v: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < v.length; i++) m = Math.max(m, Math.abs(v[i]!));
   return m;
+}
+
+/**
+ * `crossEntropyLoss` and its gradient with respect to the logits on the active backend: the loss
+ * and the `[b·l·v]` gradient, read back; every tensor it creates is disposed.
+ *
+ * @param logits `[b, l, v]` values
+ * @param labels `[b, l]` token ids (−100 ignored)
+ * @param shape `[b, l, v]`
+ * @param eps label smoothing
+ */
+export async function crossEntropyAndGrad(
+  logits: Float32Array,
+  labels: number[],
+  shape: [number, number, number],
+  eps: number,
+): Promise<Float32Array[]> {
+  const [b, l] = shape;
+  const init = tf.tensor3d(logits, shape);
+  const x = tf.variable(init);
+  init.dispose();
+  const y = tf.tensor2d(labels, [b, l], "int32");
+  const { value, grads } = tf.variableGrads(
+    () => crossEntropyLoss(x as tf.Tensor as tf.Tensor3D, y, { labelSmoothing: eps }),
+    [x],
+  );
+  const out = [
+    (await value.data()) as Float32Array,
+    (await grads[x.name]!.data()) as Float32Array,
+  ];
+  tf.dispose([x, y, value, ...Object.values(grads)]);
+  return out;
 }
