@@ -66,6 +66,8 @@ const MATMUL_ONLY: Variant = {
   kernels: { fused: false, uniformArena: false, bindGroupCache: false },
 };
 const TILED_ALL: Variant = { name: "tiled-all", kernels: { cover: "all" } };
+/** The default without split-K (`chooseTile`'s smaller tiles for weight gradients instead). */
+const TILED_NOSPLIT: Variant = { name: "tiled-nosplit", kernels: { splitK: "off" } };
 
 function useVariant(v: Variant): void {
   unregisterWebgpuKernels();
@@ -140,7 +142,13 @@ async function correctnessSection(quick: boolean): Promise<Record<string, unknow
   const defaults = new Set<string>(MATMUL_TILES.map((t) => t.name));
   let worst = 0; // over the tiles `auto` uses: decides `pass`
   let worstCandidate = 0; // over MATMUL_TILE_CANDIDATES: decides whether one may be promoted
-  for (const tile of tileNames()) {
+  // Every tile unsplit, then the default tiles with K split into 3 slices (`splitK`, which
+  // `auto` uses for weight gradients): partial products and their sum.
+  const runs: [MatMulTileName, number][] = [
+    ...tileNames().map((t): [MatMulTileName, number] => [t, 1]),
+    ...MATMUL_TILES.map((t): [MatMulTileName, number] => [t.name as MatMulTileName, 3]),
+  ];
+  for (const [tile, splitK] of runs) {
     const [m, k, n] = (tileByName(tile).vec4 ? aligned : odd) as [number, number, number];
     for (const tA of [false, true]) {
       for (const tB of [false, true]) {
@@ -152,12 +160,12 @@ async function correctnessSection(quick: boolean): Promise<Record<string, unknow
         try {
           useVariant(STOCK);
           const ref = tf.matMul(a, b, tA, tB);
-          useVariant({ name: tile, kernels: { tile, cover: "all" } });
+          useVariant({ name: tile, kernels: { tile, cover: "all", splitK } });
           const got = tf.matMul(a, b, tA, tB);
           const relT = tf.tidy(() => tf.norm(tf.sub(got, ref)).div(tf.norm(ref).add(1e-30)));
           rel = (await relT.data())[0]!;
           tf.dispose([relT, ref, got]);
-          tiled = webgpuKernelStats().tiled[tile] ?? 0;
+          tiled = Object.values(webgpuKernelStats().tiled).reduce((x, y) => x + y, 0);
         } catch (e) {
           error = e instanceof Error ? e.message : String(e); // e.g. a shader this driver rejects
         }
@@ -166,6 +174,8 @@ async function correctnessSection(quick: boolean): Promise<Record<string, unknow
         else worstCandidate = Math.max(worstCandidate, r);
         rows.push({
           tile,
+          splitK,
+          kernel: Object.keys(webgpuKernelStats().tiled).join(),
           transposeA: tA,
           transposeB: tB,
           mkn: [m, k, n],
@@ -219,6 +229,14 @@ function matmulCases(quick: boolean): MatMulCase[] {
     { name: "ffn wo dW: dy[4096,768]ᵀ·h[4096,3072]", a: [T, d], b: [T, ff], tA: true, tB: false },
     { name: "attn q fwd: x[4096,768]·Wq[768,768]ᵀ", a: [T, d], b: [d, d], tA: false, tB: true },
     { name: "attn q dW: dy[4096,768]ᵀ·x[4096,768]", a: [T, d], b: [T, d], tA: true, tB: false },
+    // T5 1.1 Base's gated feed-forward (d_ff 2048): `auto` splits K in this weight gradient.
+    {
+      name: "ffn wi dW (T5 1.1): dy[4096,2048]ᵀ·x[4096,768]",
+      a: [T, 2048],
+      b: [T, d],
+      tA: true,
+      tB: false,
+    },
     {
       name: "scores: q[384,128,64]·k[384,128,64]ᵀ",
       a: [B, L, dk],
@@ -290,6 +308,7 @@ async function matmulSection(quick: boolean): Promise<Record<string, unknown>> {
   const variants: Variant[] = [
     STOCK,
     TILED_ALL,
+    { name: "tiled-all-nosplit", kernels: { cover: "all", splitK: "off" } },
     ...tileNames().map((tile) => ({
       name: `tiled-${tile}`,
       kernels: { tile, cover: "all" as const },
@@ -624,7 +643,7 @@ async function encoderSection(quick: boolean): Promise<Record<string, unknown>> 
     shape: { layers, batch, len, d, heads, ff },
     trainFlop: 3 * forwardFlop,
   };
-  for (const variant of [STOCK, MATMUL_ONLY, TILED, TILED_ALL]) {
+  for (const variant of [STOCK, MATMUL_ONLY, TILED, TILED_NOSPLIT, TILED_ALL]) {
     useVariant(variant);
     const r = await timeStep(loss, vars, steps);
     out[variant.name] = { ...r, tflops: round((3 * forwardFlop) / median(r.stepMs) / 1e9, 4) };
@@ -666,7 +685,7 @@ async function t5Section(
   };
   // The default kernels first and each variant saved as it ends: if the device call runs out
   // of time, the figure that matters (the tiled + fused step against the target) is kept.
-  for (const variant of [TILED, MATMUL_ONLY, STOCK]) {
+  for (const variant of [TILED, TILED_NOSPLIT, MATMUL_ONLY, STOCK]) {
     useVariant(variant);
     const r = await timeStep(loss, vars, steps);
     const ms = median(r.stepMs);

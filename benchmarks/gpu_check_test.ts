@@ -24,6 +24,10 @@ gpuTest("gpu_check --quick: every section runs and the report is written", async
     const c = sections["correctness"]!;
     assert.equal(c["pass"], true);
     assert.equal(c["candidatesPass"], true);
+    // The default tiles were also checked with K split (partial products, then their sum).
+    const split = (c["rows"] as Record<string, unknown>[]).filter((r) => r["splitK"] === 3);
+    assert.equal(split.length, 3 * 4, "t128, t64, t32 × four transpose pairs, split");
+    for (const r of split) assert.match(String(r["kernel"]), /^t(128|64|32)\/k\d$/);
     const heads = (sections["matmul"]!["rows"] as Record<string, Record<string, unknown>>[])
       .filter((r) => String(r["name"]).startsWith("heads"));
     assert.equal(heads.length, 3, "three head-product rows");
@@ -36,7 +40,7 @@ gpuTest("gpu_check --quick: every section runs and the report is written", async
       assert.ok(tiles.some((t) => t.startsWith("heads-")), `strided kernel ran: ${tiles}`);
     }
     const t5 = sections["t5"]!;
-    for (const v of ["tiled", "tiled-matmul-only", "stock"]) {
+    for (const v of ["tiled", "tiled-nosplit", "tiled-matmul-only", "stock"]) {
       const r = t5[v] as { stepMs: number[]; host: { dispatches: number } };
       assert.ok(r.stepMs.length > 0 && r.stepMs.every((x) => x > 0), v);
       assert.ok(r.host.dispatches > 0, `${v} dispatches`);

@@ -42,7 +42,7 @@ import {
   SOFTMAX_XENT_GRAD,
   SUM_LEADING,
 } from "../fused.ts";
-import type { WebGpuBackendLike, WebGpuProgramLike } from "./matmul_kernels.ts";
+import { grid, type WebGpuBackendLike, type WebGpuProgramLike } from "./matmul_kernels.ts";
 import {
   adafactorFactoredInPlaceWebgpu,
   adafactorUnfactoredInPlaceWebgpu,
@@ -53,12 +53,6 @@ import {
 const EW_THREADS = 256;
 /** Threads per workgroup (one workgroup per row) of the row programs. */
 const ROW_THREADS = 64;
-
-/** Workgroup grid covering `groups` workgroups within the per-dimension limit. */
-function grid(groups: number, max: number): [number, number, number] {
-  const x = Math.min(groups, max);
-  return [x, Math.ceil(groups / x), 1];
-}
 
 const GELU_WGSL = `
   fn geluParts(x : f32) -> vec2<f32> {

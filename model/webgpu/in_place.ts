@@ -22,6 +22,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import type { AdafactorAttrs, AdamWAttrs } from "../fused.ts";
+import { grid as gridWithin } from "./matmul_kernels.ts";
 
 /** A uniform field in tfjs's `makeUniforms` format. */
 export interface UniformField {
@@ -203,12 +204,12 @@ export function dispatchInPlace(
 /** Threads per workgroup of the in-place elementwise programs. */
 const THREADS = 256;
 
-/** Grid of `groups` workgroups within the device's per-dimension limit. */
+/** Grid of `groups` workgroups within the current device's per-dimension limit. */
 function grid(groups: number): [number, number, number] {
-  const max = (tf.backend() as unknown as BackendInternals).device.limits
-    .maxComputeWorkgroupsPerDimension;
-  const x = Math.min(groups, max);
-  return [x, Math.ceil(groups / x), 1];
+  return gridWithin(
+    groups,
+    (tf.backend() as unknown as BackendInternals).device.limits.maxComputeWorkgroupsPerDimension,
+  );
 }
 
 /**

@@ -16,6 +16,9 @@
  * current one is multiplied. Each thread accumulates a `threadM × threadN` block (outer products of
  * vec4 fragments) in named registers; the shader text is generated with the loops unrolled.
  *
+ * Products with a small output and a long K (weight gradients) can split K across workgroups
+ * ({@link chooseSplit}): partial products, then one summing dispatch ({@link SplitKSumProgram}).
+ *
  * The program plugs into tfjs's own pipeline (`backend.runWebGPUProgram`), so tensors, buffer reuse,
  * command batching and `tf.profile` timing work as for the built-in kernels.
  *
@@ -175,6 +178,8 @@ interface TileLoads {
   readonly tileK: number;
   /** Elements per global load: 1 (scalar) or 4 (`vec4`, the binding is `array<vec4<f32>>`). */
   readonly width: 1 | 4;
+  /** WGSL bound of the shared index: `dimK`, or `kEnd` (the end of this workgroup's K slice). */
+  readonly kEnd: string;
 }
 
 /**
@@ -207,7 +212,7 @@ function loadSnippet(op: TileOperand, g: TileLoads, reg: string, s: number): str
       let go = ${op.outerStart} + ${o};
       let gk = k0 + ${k};
       ${reg} = ${zero};
-      if (go < ${op.outerDim} && gk < dimK) { ${reg} = ${read}; }
+      if (go < ${op.outerDim} && gk < ${g.kEnd}) { ${reg} = ${read}; }
     }`;
 }
 
@@ -237,10 +242,17 @@ function storeSnippet(op: TileOperand, g: TileLoads, reg: string, s: number): st
  * `aHeads, aS0, aS1, aLd`, `bHeads, …`, `oHeads, …`. This is how `HpHeadScores` and
  * `HpHeadContext` read and write `[batch, length, heads·dKv]` tensors one head at a time.
  *
+ * With `splitK`, the shared dimension is cut into `uniforms.splits` slices of `uniforms.kChunk`
+ * (a multiple of `tileK`): workgroup z covers batch entry `z / splits` over slice `z % splits` and
+ * writes its partial product to entry z of a `[batch·splits, M, N]` result, which
+ * {@link SplitKSumProgram} then sums. Products whose output is small and K long (the weight
+ * gradients `dyᵀ·x`, K = tokens) otherwise run too few workgroups to fill a big GPU.
+ *
  * @param tile tile geometry
  * @param transposeA A is stored `[batch, K, M]` instead of `[batch, M, K]`
  * @param transposeB B is stored `[batch, N, K]` instead of `[batch, K, N]`
  * @param strided operands and result are strided views
+ * @param splitK each workgroup covers one slice of K and writes a partial product
  * @returns WGSL source defining `fn main()`
  */
 export function tiledMatMulSource(
@@ -248,12 +260,21 @@ export function tiledMatMulSource(
   transposeA: boolean,
   transposeB: boolean,
   strided = false,
+  splitK = false,
 ): string {
+  if (strided && splitK) {
+    throw new Error("model/webgpu/matmul_kernels.ts: split-K is not implemented for strided views");
+  }
   const { wx, wy, threads } = checkTile(tile);
   const { tileM, tileN, tileK, threadM, threadN } = tile;
   const strideA = tileM / 4 + 1; // vec4s per k-row of the A tile, padded
   const strideB = tileN / 4 + 1;
-  const g: TileLoads = { threads, tileK, width: tile.vec4 ? 4 : 1 };
+  const g: TileLoads = {
+    threads,
+    tileK,
+    width: tile.vec4 ? 4 : 1,
+    kEnd: splitK ? "kEnd" : "dimK",
+  };
   const loadsA = (tileM * tileK) / threads / g.width;
   const loadsB = (tileN * tileK) / threads / g.width;
   const opA: TileOperand = {
@@ -287,7 +308,13 @@ export function tiledMatMulSource(
   lines.push(`  let dimM = uniforms.dimM; let dimN = uniforms.dimN; let dimK = uniforms.dimK;`);
   lines.push(`  let li = i32(localIndex);`);
   lines.push(`  let lx = i32(localId.x); let ly = i32(localId.y);`);
-  lines.push(`  let batch = i32(workgroupId.z);`);
+  if (splitK) {
+    lines.push(`  let batch = i32(workgroupId.z) / uniforms.splits;`);
+    lines.push(`  let kBegin = (i32(workgroupId.z) % uniforms.splits) * uniforms.kChunk;`);
+    lines.push(`  let kEnd = min(dimK, kBegin + uniforms.kChunk);`);
+  } else {
+    lines.push(`  let batch = i32(workgroupId.z);`);
+  }
   lines.push(`  let m0 = i32(workgroupId.y) * ${tileM}; let n0 = i32(workgroupId.x) * ${tileN};`);
   if (strided) {
     for (const x of ["a", "b", "o"]) {
@@ -315,8 +342,13 @@ export function tiledMatMulSource(
     for (let s = 0; s < loadsA; s++) lines.push(indent + loadSnippet(opA, g, `ra${s}`, s));
     for (let s = 0; s < loadsB; s++) lines.push(indent + loadSnippet(opB, g, `rb${s}`, s));
   };
-  lines.push(`  let numTiles = (dimK + ${tileK - 1}) / ${tileK};`);
-  lines.push(`  var k0 = 0;`);
+  if (splitK) {
+    lines.push(`  let numTiles = (kEnd - kBegin + ${tileK - 1}) / ${tileK};`);
+    lines.push(`  var k0 = kBegin;`);
+  } else {
+    lines.push(`  let numTiles = (dimK + ${tileK - 1}) / ${tileK};`);
+    lines.push(`  var k0 = 0;`);
+  }
   loadAll("  ");
   lines.push(`  for (var t = 0; t < numTiles; t++) {`);
   for (let s = 0; s < loadsA; s++) lines.push("    " + storeSnippet(opA, g, `ra${s}`, s));
@@ -348,7 +380,11 @@ export function tiledMatMulSource(
   lines.push(`    workgroupBarrier();`);
   lines.push(`  }`);
   // Thread (lx, ly) owns rows (ly + i·wy)·4 + c and columns (lx + j·wx)·4 + d of the tile.
-  lines.push(strided ? `  let outBase = baseOut;` : `  let outBase = batch * dimM * dimN;`);
+  lines.push(
+    strided
+      ? `  let outBase = baseOut;`
+      : `  let outBase = ${splitK ? "i32(workgroupId.z)" : "batch"} * dimM * dimN;`,
+  );
   for (let i = 0; i < fm; i++) {
     for (let c = 0; c < 4; c++) {
       const r = i * 4 + c;
@@ -420,6 +456,7 @@ export class TiledMatMulProgram implements WebGpuProgramLike {
   private readonly tile: MatMulTile;
   private readonly transposeA: boolean;
   private readonly transposeB: boolean;
+  private readonly splitK: boolean;
 
   /**
    * @param batch output batch (max of the operands' batches; the other is the same or 1)
@@ -428,6 +465,8 @@ export class TiledMatMulProgram implements WebGpuProgramLike {
    * @param tile tile geometry
    * @param transposeA A is stored `[batch, K, M]`
    * @param transposeB B is stored `[batch, N, K]`
+   * @param splits K slices (1: the whole product; more: partial products `[batch·splits, M, N]`,
+   *   with the uniforms `kChunk` and `splits` appended)
    */
   constructor(
     batch: number,
@@ -436,25 +475,147 @@ export class TiledMatMulProgram implements WebGpuProgramLike {
     tile: MatMulTile,
     transposeA: boolean,
     transposeB: boolean,
+    splits = 1,
   ) {
     const { wx, wy } = checkTile(tile);
     this.tile = tile;
     this.transposeA = transposeA;
     this.transposeB = transposeB;
-    this.outputShape = [batch, m, n];
+    this.splitK = splits > 1;
+    this.outputShape = [batch * splits, m, n];
     this.workgroupSize = [wx, wy, 1];
-    this.dispatch = [Math.ceil(n / tile.tileN), Math.ceil(m / tile.tileM), batch];
+    this.dispatch = [Math.ceil(n / tile.tileN), Math.ceil(m / tile.tileM), batch * splits];
     if (tile.vec4) this.variableComponents = [4, 4];
+    if (this.splitK) this.uniforms += " kChunk : i32, splits : i32,";
     this.shaderKey =
       `hpTiledMatMul_${tile.name}_${tile.tileM}_${tile.tileN}_${tile.tileK}_${tile.threadM}_${tile.threadN}_${transposeA}_${transposeB}${
         tile.vec4 ? "_v4" : ""
-      }`;
+      }${this.splitK ? "_splitk" : ""}`;
   }
 
   /** @inheritdoc */
   getUserCode(): string {
-    return tiledMatMulSource(this.tile, this.transposeA, this.transposeB);
+    return tiledMatMulSource(this.tile, this.transposeA, this.transposeB, false, this.splitK);
   }
+}
+
+/** Threads per workgroup of {@link SplitKSumProgram}. */
+const SUM_THREADS = 256;
+
+/**
+ * Workgroup grid covering `groups` workgroups within the per-dimension limit (x first, then y).
+ *
+ * @param groups workgroups needed
+ * @param max the device's `maxComputeWorkgroupsPerDimension`
+ */
+export function grid(groups: number, max: number): [number, number, number] {
+  const x = Math.min(groups, max);
+  return [x, Math.ceil(groups / x), 1];
+}
+
+/**
+ * Sums the `splits` partial products of a split-K matmul: output element `[b, r]` (r over the
+ * `M·N` entries) is `Σ_s P[b·splits + s, r]`, added in slice order (deterministic).
+ */
+export class SplitKSumProgram implements WebGpuProgramLike {
+  /** @inheritdoc */
+  outputShape: number[];
+  /** @inheritdoc */
+  shaderKey = "hpSplitKSum";
+  /** @inheritdoc */
+  dispatchLayout = { x: [0] };
+  /** @inheritdoc */
+  dispatch: [number, number, number];
+  /** @inheritdoc */
+  workgroupSize: [number, number, number] = [SUM_THREADS, 1, 1];
+  /** @inheritdoc */
+  variableNames = ["P"];
+  /** @inheritdoc */
+  uniforms = "mn : i32, splits : i32,";
+  /** tfjs adds the `size` uniform (element count). */
+  size = true;
+
+  /**
+   * @param n output elements (`batch·M·N`)
+   * @param maxDispatch the device's `maxComputeWorkgroupsPerDimension`
+   */
+  constructor(n: number, maxDispatch: number) {
+    this.outputShape = [n];
+    this.dispatch = grid(Math.ceil(n / SUM_THREADS), maxDispatch);
+  }
+
+  /** @inheritdoc */
+  getUserCode(): string {
+    return `
+    fn main(index : i32) {
+      if (index < uniforms.size) {
+        let b = index / uniforms.mn;
+        let base = (b * uniforms.splits) * uniforms.mn + (index - b * uniforms.mn);
+        var s = 0.0;
+        for (var j = 0; j < uniforms.splits; j = j + 1) {
+          s = s + P[base + j * uniforms.mn];
+        }
+        result[index] = s;
+      }
+    }`;
+  }
+}
+
+/** Shortest K slice {@link chooseSplit} makes (it keeps each workgroup's loop long). */
+export const SPLIT_K_MIN_CHUNK = 256;
+/** Most K slices {@link chooseSplit} makes. */
+export const SPLIT_K_MAX = 16;
+
+/**
+ * The K slices a split-K product really runs: each slice `chunk` long (a multiple of `tileK`,
+ * the last one shorter), as many as needed to cover K with at most `splits`, so none is empty.
+ *
+ * @param k shared dimension
+ * @param splits slices asked for (≥ 1)
+ * @param tileK the tile's K step
+ * @returns the slice length and count (count 1: no split)
+ */
+export function splitPlan(k: number, splits: number, tileK: number): {
+  chunk: number;
+  splits: number;
+} {
+  const chunk = Math.ceil(Math.ceil(k / Math.max(1, splits)) / tileK) * tileK;
+  return { chunk, splits: Math.max(1, Math.ceil(k / chunk)) };
+}
+
+/**
+ * Picks the tile and the K split for one product. Products whose shared dimension is at least
+ * twice their larger output dimension (weight gradients, K = tokens) and that the largest tile
+ * would cover with fewer than `minWorkgroups` workgroups take the largest tile whose workgroups,
+ * times a split of K into slices of at least {@link SPLIT_K_MIN_CHUNK} (at most
+ * {@link SPLIT_K_MAX}), reach `minWorkgroups`, instead of smaller tiles; everything else is
+ * {@link chooseTile}'s choice, unsplit.
+ *
+ * @param batch number of independent products
+ * @param m output rows
+ * @param n output columns
+ * @param k shared dimension
+ * @param minWorkgroups workgroup count to reach
+ * @returns the tile and the number of K slices (1: no split)
+ */
+export function chooseSplit(
+  batch: number,
+  m: number,
+  n: number,
+  k: number,
+  minWorkgroups: number,
+): { tile: MatMulTile; splits: number } {
+  if (k >= 2 * Math.max(m, n)) {
+    const most = Math.min(SPLIT_K_MAX, Math.floor(k / SPLIT_K_MIN_CHUNK));
+    for (const t of MATMUL_TILES) {
+      const groups = batch * Math.ceil(m / t.tileM) * Math.ceil(n / t.tileN);
+      if (groups >= minWorkgroups) return { tile: t, splits: 1 };
+      const want = Math.min(most, Math.ceil(minWorkgroups / groups));
+      const { splits } = splitPlan(k, want, t.tileK);
+      if (splits > 1 && groups * splits >= minWorkgroups) return { tile: t, splits };
+    }
+  }
+  return { tile: chooseTile(batch, m, n, minWorkgroups), splits: 1 };
 }
 
 /** The tiled matmul over strided views (`StridedLayout`, `model/heads.ts`); `tf.profile` reports this name. */
@@ -702,6 +863,8 @@ export function planMatMul(
  * @param transposeA A stored `[.., K, M]`
  * @param transposeB B stored `[.., N, K]`
  * @param tile tile geometry
+ * @param splits K slices asked for (1: one dispatch; more: partial products, then
+ *   {@link SplitKSumProgram}; rounded by {@link splitPlan}; check {@link splitFits} first)
  * @returns the product, shaped `plan.outShape`
  */
 export function runTiledMatMul(
@@ -712,6 +875,7 @@ export function runTiledMatMul(
   transposeA: boolean,
   transposeB: boolean,
   tile: MatMulTile,
+  splits = 1,
 ): tf.TensorInfo {
   const reshape = tf.getKernel("Reshape", "webgpu");
   if (reshape === undefined) {
@@ -726,6 +890,7 @@ export function runTiledMatMul(
   const a3 = rs(a, plan.a3);
   const b3 = rs(b, plan.b3);
   const fits = vec4Fits([plan.a3[2]!, plan.b3[2]!]);
+  const { chunk, splits: s } = splitPlan(plan.k, splits, tile.tileK);
   const program = new TiledMatMulProgram(
     plan.batch,
     plan.m,
@@ -733,18 +898,47 @@ export function runTiledMatMul(
     tile.vec4 && !fits ? scalarTile(tile) : tile,
     transposeA,
     transposeB,
+    s,
   );
+  const ints = s > 1 ? [plan.m, plan.n, plan.k, chunk, s] : [plan.m, plan.n, plan.k];
   let out3: tf.TensorInfo | undefined;
+  let sum: tf.TensorInfo | undefined;
   try {
-    out3 = backend.runWebGPUProgram(program, [a3, b3], "float32", [
-      { type: "int32", data: [plan.m] },
-      { type: "int32", data: [plan.n] },
-      { type: "int32", data: [plan.k] },
-    ]);
-    return rs(out3, plan.outShape);
+    out3 = backend.runWebGPUProgram(
+      program,
+      [a3, b3],
+      "float32",
+      ints.map((x) => ({ type: "int32", data: [x] })),
+    );
+    if (s > 1) {
+      const mn = plan.m * plan.n;
+      sum = backend.runWebGPUProgram(
+        new SplitKSumProgram(
+          plan.batch * mn,
+          backend.device.limits.maxComputeWorkgroupsPerDimension,
+        ),
+        [out3],
+        "float32",
+        [{ type: "int32", data: [mn] }, { type: "int32", data: [s] }],
+      );
+    }
+    return rs(sum ?? out3, plan.outShape);
   } finally {
     backend.disposeData(a3.dataId);
     backend.disposeData(b3.dataId);
     if (out3 !== undefined) backend.disposeData(out3.dataId);
+    if (sum !== undefined) backend.disposeData(sum.dataId);
   }
+}
+
+/**
+ * Whether a product may run split into `splits` K slices on this device: the partial products'
+ * dispatch and size stay within the limits {@link planMatMul} checks for the whole product.
+ *
+ * @param plan the product
+ * @param splits K slices (after {@link splitPlan})
+ * @param maxDispatch the device's `maxComputeWorkgroupsPerDimension`
+ */
+export function splitFits(plan: MatMulPlan, splits: number, maxDispatch: number): boolean {
+  return plan.batch * splits <= maxDispatch && plan.batch * splits * plan.m * plan.n < 2 ** 31;
 }

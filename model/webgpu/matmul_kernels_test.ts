@@ -17,12 +17,14 @@ import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-webgpu";
 import assert from "node:assert/strict";
 import {
+  chooseSplit,
   chooseTile,
   MATMUL_TILE_CANDIDATES,
   MATMUL_TILES,
   type MatMulTileName,
   planMatMul,
   scalarTile,
+  splitPlan,
   tileByName,
   tiledMatMulSource,
   tileWorkgroupBytes,
@@ -99,9 +101,10 @@ function size(shape: number[]): number {
  */
 async function checkCases(
   cases: Case[],
-  tile: MatMulTileName,
+  tile: MatMulTileName | "auto",
   seed: number,
   reference: "cpu" | "stock" = "cpu",
+  opts: { splitK?: number | "auto"; minWorkgroups?: number; expect?: string } = {},
 ) {
   for (const [i, c] of cases.entries()) {
     const av = uniformValues(size(c.a), seed + 2 * i);
@@ -118,16 +121,28 @@ async function checkCases(
       tf.dispose([a, b, y]);
     }
     await tf.setBackend("webgpu");
-    registerWebgpuKernels({ tile, cover: "all" });
+    registerWebgpuKernels({
+      tile,
+      cover: "all",
+      ...(opts.splitK === undefined ? {} : { splitK: opts.splitK }),
+      ...(opts.minWorkgroups === undefined ? {} : { minWorkgroups: opts.minWorkgroups }),
+    });
     resetWebgpuKernelStats();
     const a = tf.tensor(av, c.a), b = tf.tensor(bv, c.b);
+    const dataIds = tf.engine().backend.numDataIds();
     const gotT = tf.matMul(a, b, c.tA, c.tB);
     const got = await gotT.data();
     const what = `${tile} A${JSON.stringify(c.a)}${c.tA ? "ᵀ" : ""}·B${JSON.stringify(c.b)}${
       c.tB ? "ᵀ" : ""
     } vs ${reference}`;
     assert.deepEqual(gotT.shape, refShape, `${what}: shape`);
-    assert.deepEqual(webgpuKernelStats().tiled, { [tile]: 1 }, `${what}: tiled kernel ran`);
+    // The product is the only backend data left (a split's partial products are released).
+    assert.equal(tf.engine().backend.numDataIds(), dataIds + 1, `${what}: backend data`);
+    assert.deepEqual(
+      webgpuKernelStats().tiled,
+      { [opts.expect ?? tile]: 1 },
+      `${what}: tiled kernel ran`,
+    );
     compare(got, ref, what);
     tf.dispose([a, b, gotT]);
   }
@@ -159,6 +174,37 @@ Deno.test("chooseTile: largest tile with enough workgroups, else the smallest", 
   assert.equal(chooseTile(1, 768, 768, 256).name, "t32");
   assert.equal(chooseTile(1, 100, 100, 256).name, "t32");
   assert.equal(chooseTile(384, 128, 128, 256).name, "t128");
+});
+
+Deno.test("splitPlan: slices a multiple of tileK, none empty", () => {
+  assert.deepEqual(splitPlan(45, 3, 16), { chunk: 16, splits: 3 });
+  assert.deepEqual(splitPlan(45, 3, 8), { chunk: 16, splits: 3 });
+  assert.deepEqual(splitPlan(1000, 8, 8), { chunk: 128, splits: 8 });
+  assert.deepEqual(splitPlan(20, 8, 16), { chunk: 16, splits: 2 }); // 8 asked, 2 non-empty
+  assert.deepEqual(splitPlan(4096, 1, 8), { chunk: 4096, splits: 1 });
+  assert.deepEqual(splitPlan(7, 0, 8), { chunk: 8, splits: 1 });
+});
+
+Deno.test("chooseSplit: K-dominant small outputs split K with the largest tile, the rest as chooseTile", () => {
+  // T5-Base weight gradients (K = 32 × 128 tokens): t128 gives 36 and 96 workgroups.
+  assert.deepEqual(split(1, 768, 768, 4096), ["t128", 8]);
+  assert.deepEqual(split(1, 768, 2048, 4096), ["t128", 3]);
+  // T5-Base's d_ff 3072: K < 2·3072, chooseTile's t64 (576 workgroups).
+  assert.deepEqual(split(1, 768, 3072, 4096), ["t64", 1]);
+  // Forward products and short K keep chooseTile's choice.
+  assert.deepEqual(split(1, 4096, 768, 768), [chooseTile(1, 4096, 768, 256).name, 1]);
+  assert.deepEqual(split(1, 768, 768, 512), ["t32", 1]); // K < 2·max(M, N)
+  assert.deepEqual(split(1, 4096, 4096, 8192), ["t128", 1]); // 1024 workgroups already
+  // K-dominant, but 16 slices of t128 give 144 workgroups: t64 reaches 256 with 8.
+  assert.deepEqual(split(1, 384, 384, 4096), ["t64", 8]);
+  // Slices of ≥ 256 (at most 4 here) take the smallest tile to reach 256 workgroups.
+  assert.deepEqual(split(1, 256, 256, 1024), ["t32", 4]);
+  // Nothing reaches the target: chooseTile's smallest tile, unsplit.
+  assert.deepEqual(split(1, 32, 32, 300), ["t32", 1]);
+  function split(b: number, m: number, n: number, k: number): [string, number] {
+    const c = chooseSplit(b, m, n, k, 256);
+    return [c.tile.name, c.splits];
+  }
 });
 
 Deno.test("tiledMatMulSource: one shader per tile and flag pair, loads follow memory order", () => {
@@ -255,6 +301,41 @@ gpuTest(
 );
 
 gpuTest(
+  "split-K products vs cpu: every transpose pair, ragged last slice, batched and broadcast, vec4",
+  async () => {
+    for (
+      const [i, [tA, tB]] of ([[false, false], [false, true], [true, false], [true, true]] as const)
+        .entries()
+    ) {
+      // K = 45 in slices of 16, 16 and 13 (t32's K step is 16).
+      await checkCases([shapes([3], [3], 37, 45, 29, tA, tB)], "t32", 600 + i, "cpu", {
+        splitK: 3,
+        expect: "t32/k3",
+      });
+    }
+    // B broadcast over a rank-4 A; 4 slices asked of K = 70 become 3 of 32, 32 and 6 (none empty).
+    await checkCases([shapes([2, 2], [], 17, 70, 9, true, false)], "t32", 610, "cpu", {
+      splitK: 4,
+      expect: "t32/k3",
+    });
+    await checkCases([shapes([], [], 36, 64, 20, true, false)], "t64v4", 611, "cpu", {
+      splitK: 4,
+      expect: "t64v4/k4",
+    });
+    // "auto" splits a K-dominant product when its workgroups are few (here the target is 8).
+    await checkCases([shapes([], [], 32, 2048, 32, true, false)], "auto", 612, "cpu", {
+      minWorkgroups: 8,
+      expect: "t128/k8",
+    });
+    await checkCases([shapes([], [], 32, 2048, 32, true, false)], "auto", 613, "cpu", {
+      minWorkgroups: 8,
+      splitK: "auto",
+      expect: "t128/k8",
+    });
+  },
+);
+
+gpuTest(
   "default cover: transposed calls go to the tiled kernel, untransposed to stock",
   async () => {
     assert.equal(registerWebgpuKernels({ tile: "t32" }), true);
@@ -308,6 +389,13 @@ gpuTest(
       assert.equal(webgpuKernelStats().tiled["t32"], 3, `tA=${tA} tB=${tB}: tiled calls`);
       compare(got[0]!, ref[0]!, `grad a tA=${tA} tB=${tB}`);
       compare(got[1]!, ref[1]!, `grad b tA=${tA} tB=${tB}`);
+      // With K split in two where it is longer than one K step (the forward's K = 21).
+      registerWebgpuKernels({ tile: "t32", cover: "all", splitK: 2 });
+      resetWebgpuKernelStats();
+      const split = await run();
+      assert.deepEqual(webgpuKernelStats().tiled, { "t32/k2": 1, t32: 2 }, `tA=${tA} tB=${tB}`);
+      compare(split[0]!, ref[0]!, `grad a, split, tA=${tA} tB=${tB}`);
+      compare(split[1]!, ref[1]!, `grad b, split, tA=${tA} tB=${tB}`);
       unregisterWebgpuKernels();
     }
   },
@@ -341,6 +429,12 @@ Deno.test("registerWebgpuKernels rejects bad options, naming the file and field"
     () => registerWebgpuKernels({ minWorkgroups: 0 }),
     /mod\.ts registerWebgpuKernels: minWorkgroups/,
   );
+  for (const splitK of [0, 2.5, "on"]) {
+    assert.throws(
+      () => registerWebgpuKernels({ splitK: splitK as number }),
+      /mod\.ts registerWebgpuKernels: splitK must be "auto", "off" or a positive integer/,
+    );
+  }
 });
 
 gpuTest("selfCheckWebgpuKernels() passes with the kernels and catches a wrong kernel", async () => {
@@ -348,6 +442,10 @@ gpuTest("selfCheckWebgpuKernels() passes with the kernels and catches a wrong ke
   try {
     const good = await selfCheckWebgpuKernels();
     assert.ok(good.ok, `self-check error ${good.maxRelErr}`);
+    // It ran the split-K path too (partial products of the largest tile, then their sum).
+    const keys = Object.keys((tf.backend() as unknown as { pipelineCache: object }).pipelineCache);
+    assert.ok(keys.some((k) => k.startsWith("hpSplitKSum")), keys.join());
+    assert.ok(keys.some((k) => /^hpTiledMatMul_t128_.*_splitk/.test(k)), keys.join());
     // A kernel that forgets transposeB must fail the check.
     const stock = tf.getKernel("BatchMatMul", "webgpu")!;
     tf.unregisterKernel("BatchMatMul", "webgpu");

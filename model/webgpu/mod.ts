@@ -20,12 +20,16 @@
 
 import * as tf from "@tensorflow/tfjs";
 import {
+  chooseSplit,
   chooseTile,
   MATMUL_TILES,
+  type MatMulTile,
   type MatMulTileChoice,
   planMatMul,
   runStridedMatMul,
   runTiledMatMul,
+  splitFits,
+  splitPlan,
   stridedDecline,
   tileByName,
   type WebGpuBackendLike,
@@ -61,6 +65,7 @@ import {
 } from "../fused.ts";
 
 export {
+  chooseSplit,
   chooseTile,
   MATMUL_TILE_CANDIDATES,
   MATMUL_TILES,
@@ -87,6 +92,15 @@ export interface WebgpuKernelOptions {
   /** For "auto": prefer the largest tile giving at least this many workgroups. @default 256 */
   readonly minWorkgroups?: number;
   /**
+   * Split the shared dimension of a product across workgroups, summing the partial products in
+   * one more dispatch (`SplitKSumProgram`): "auto" where {@link chooseSplit} says so (the tile is
+   * "auto" and K is long against a small output, as in weight gradients); "off" never; a number n
+   * ≥ 1 splits every tiled product into up to n slices (for tests and measurements). A split that
+   * would exceed the device's dispatch or index limits is not made.
+   * @default "auto"
+   */
+  readonly splitK?: "auto" | "off" | number;
+  /**
    * Also register the fused kernels of `fused_kernels.ts` (dropout, gated GELU, RMS norm,
    * attention softmax, AdamW); false installs the matMul alone, for A/B measurements.
    * @default true
@@ -108,7 +122,7 @@ export interface WebgpuKernelOptions {
 
 /** Counters of {@link registerWebgpuKernels}'s `BatchMatMul` since the last reset. */
 export interface WebgpuKernelStats {
-  /** Calls run by the tiled kernel, by tile name. */
+  /** Calls run by the tiled kernel, by tile name (`t128/k8`: split into 8 K slices). */
   readonly tiled: Record<string, number>;
   /** Calls passed to the stock kernel, by reason. */
   readonly stock: Record<string, number>;
@@ -157,7 +171,18 @@ function resolveOptions(opts: WebgpuKernelOptions): Required<WebgpuKernelOptions
       `model/webgpu/mod.ts registerWebgpuKernels: minWorkgroups must be a positive integer, got ${minWorkgroups}`,
     );
   }
-  return { cover, tile, minWorkgroups, fused, uniformArena, bindGroupCache };
+  const splitK = opts.splitK ?? "auto";
+  if (
+    splitK !== "auto" && splitK !== "off" &&
+    !(typeof splitK === "number" && Number.isInteger(splitK) && splitK >= 1)
+  ) {
+    throw new Error(
+      `model/webgpu/mod.ts registerWebgpuKernels: splitK must be "auto", "off" or a positive integer, got ${
+        String(splitK)
+      }`,
+    );
+  }
+  return { cover, tile, minWorkgroups, splitK, fused, uniformArena, bindGroupCache };
 }
 
 /**
@@ -202,11 +227,22 @@ export function registerWebgpuKernels(opts: WebgpuKernelOptions = {}): boolean {
       MATMUL_TILES[MATMUL_TILES.length - 1]!.tileM,
     );
     if (typeof plan === "string") return stock(plan);
-    const tile = options.tile === "auto"
-      ? chooseTile(plan.batch, plan.m, plan.n, options.minWorkgroups)
-      : tileByName(options.tile);
-    bump(stats.tiled, tile.name);
-    return runTiledMatMul(gpu, a, b, plan, transposeA, transposeB, tile);
+    const auto = options.tile === "auto" && options.splitK === "auto"
+      ? chooseSplit(plan.batch, plan.m, plan.n, plan.k, options.minWorkgroups)
+      : undefined;
+    const tile = auto?.tile ??
+      (options.tile === "auto"
+        ? chooseTile(plan.batch, plan.m, plan.n, options.minWorkgroups)
+        : tileByName(options.tile));
+    let splits = splitPlan(
+      plan.k,
+      typeof options.splitK === "number" ? options.splitK : auto?.splits ?? 1,
+      tile.tileK,
+    )
+      .splits;
+    if (!splitFits(plan, splits, gpu.device.limits.maxComputeWorkgroupsPerDimension)) splits = 1;
+    bump(stats.tiled, splits > 1 ? `${tile.name}/k${splits}` : tile.name);
+    return runTiledMatMul(gpu, a, b, plan, transposeA, transposeB, tile, splits);
   };
   tf.unregisterKernel("BatchMatMul", "webgpu");
   tf.registerKernel({ kernelName: "BatchMatMul", backendName: "webgpu", kernelFunc });
@@ -393,10 +429,19 @@ export async function selfCheckWebgpuKernels(): Promise<WebgpuSelfCheck> {
       const a = tf.randomUniform(aShape, -1, 1, "float32", 11) as tf.Tensor3D;
       const b = tf.randomUniform(bShape, -1, 1, "float32", 12) as tf.Tensor3D;
       const c = tf.matMul(a, b, transposeA, transposeB);
-      const [av, bv, cv] = await Promise.all([a.data(), b.data(), c.data()]);
-      tf.dispose([a, b, c]);
-      let num = 0;
-      let den = 0;
+      // The split-K path too (`chooseSplit` takes it for weight gradients on big GPUs): K = 45
+      // as 3 slices (16, 16, 13) of the largest tile, then the sum of the partial products.
+      const split = installed !== undefined && installed.options.splitK !== "off"
+        ? splitKProduct(a, b, transposeA, transposeB, MATMUL_TILES[0]!, 3)
+        : undefined;
+      const [av, bv, cv, sv] = await Promise.all([
+        a.data(),
+        b.data(),
+        c.data(),
+        split?.data(),
+      ]);
+      tf.dispose([a, b, c, ...(split === undefined ? [] : [split])]);
+      const want = new Float64Array(batch * m * n);
       for (let p = 0; p < batch; p++) {
         for (let i = 0; i < m; i++) {
           for (let j = 0; j < n; j++) {
@@ -406,13 +451,12 @@ export async function selfCheckWebgpuKernels(): Promise<WebgpuSelfCheck> {
               const y = transposeB ? bv[p * n * k + j * k + q]! : bv[p * k * n + q * n + j]!;
               s += x * y;
             }
-            const d = cv[p * m * n + i * n + j]! - s;
-            num += d * d;
-            den += s * s;
+            want[p * m * n + i * n + j] = s;
           }
         }
       }
-      maxRelErr = Math.max(maxRelErr, Math.sqrt(num / den));
+      maxRelErr = Math.max(maxRelErr, relL2(cv as Float32Array, want));
+      if (sv !== undefined) maxRelErr = Math.max(maxRelErr, relL2(sv as Float32Array, want));
     }
   }
   maxRelErr = Math.max(maxRelErr, await selfCheckHeads());
@@ -422,6 +466,51 @@ export async function selfCheckWebgpuKernels(): Promise<WebgpuSelfCheck> {
     maxRelErr: Math.max(maxRelErr, fused.maxRelErr),
     ...(fused.error === undefined ? {} : { error: fused.error }),
   };
+}
+
+/**
+ * `a·b` on the webgpu backend through the tiled kernel with K split into up to `splits` slices,
+ * whatever kernels are registered (the self-check's and the tests' way to reach that path).
+ *
+ * @param a A (float32, on webgpu)
+ * @param b B (float32, on webgpu)
+ * @param transposeA A stored `[.., K, M]`
+ * @param transposeB B stored `[.., N, K]`
+ * @param tile tile geometry
+ * @param splits K slices asked for (rounded by `splitPlan`)
+ * @returns the product (the caller disposes it)
+ * @throws Error when the backend is not webgpu or the product is one the tiled kernel declines
+ */
+export function splitKProduct(
+  a: tf.Tensor,
+  b: tf.Tensor,
+  transposeA: boolean,
+  transposeB: boolean,
+  tile: MatMulTile,
+  splits: number,
+): tf.Tensor {
+  if (tf.getBackend() !== "webgpu") {
+    throw new Error(`model/webgpu/mod.ts splitKProduct: backend is ${tf.getBackend()}, not webgpu`);
+  }
+  const gpu = tf.backend() as unknown as WebGpuBackendLike;
+  const max = gpu.device.limits.maxComputeWorkgroupsPerDimension;
+  const plan = planMatMul(
+    a.shape,
+    b.shape,
+    transposeA,
+    transposeB,
+    max,
+    MATMUL_TILES.at(-1)!.tileM,
+  );
+  if (typeof plan === "string") {
+    throw new Error(`model/webgpu/mod.ts splitKProduct: the tiled kernel declines: ${plan}`);
+  }
+  const s = splitPlan(plan.k, splits, tile.tileK).splits;
+  if (!splitFits(plan, s, max)) {
+    throw new Error(`model/webgpu/mod.ts splitKProduct: ${s} slices exceed the device's limits`);
+  }
+  const info = runTiledMatMul(gpu, a, b, plan, transposeA, transposeB, tile, s);
+  return tf.engine().makeTensorFromTensorInfo(info);
 }
 
 /** Relative L2 error of `got` against `want` (the self-checks' measure). */
