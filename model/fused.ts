@@ -513,8 +513,8 @@ export function attentionSoftmax(
  * Per-token softmax cross-entropy with label smoothing, `(1−ε)(lse − x[label]) + ε(lse − mean x)`
  * per row, as one kernel forward and one backward where the backend has them (wasm: two SIMD
  * passes per row instead of Max, Sub, Exp, Sum, Log, a gather and ≈ 8 kernels backward; webgpu:
- * one row program and one elementwise dispatch, where labels out of range are clamped rather than
- * reported, as a GPU kernel cannot throw).
+ * one row program and one elementwise dispatch, where a label out of range makes its row's loss
+ * and gradient NaN, as a GPU kernel cannot throw; wasm throws).
  *
  * @param logits `[n, V]` float32
  * @param labels `[n]` int32 in [0, V) (map ignored positions to any valid label and weight them
@@ -569,13 +569,17 @@ function xentRow(
   return { lse: max + Math.log(se), sum };
 }
 
-function checkLabel(label: number, v: number, r: number): number {
-  if (!(label >= 0 && label < v)) {
-    throw new Error(
-      `model/fused.ts softmaxCrossEntropy: label ${label} of row ${r} is not in [0, ${v})`,
-    );
+/** Checks every label before a kernel allocates anything, so that a throw leaves nothing behind. */
+function checkLabels(labels: Int32Array, v: number): Int32Array {
+  for (let r = 0; r < labels.length; r++) {
+    const label = labels[r]!;
+    if (!(label >= 0 && label < v)) {
+      throw new Error(
+        `model/fused.ts softmaxCrossEntropy: label ${label} of row ${r} is not in [0, ${v})`,
+      );
+    }
   }
-  return label;
+  return labels;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1055,14 +1059,15 @@ const WASM_KERNELS: ReadonlyArray<[string, (args: WasmKernelArgs) => unknown]> =
     const labels = inputs["labels"]!;
     const eps = (attrs as { eps: number }).eps;
     const [n, v] = logits.shape as [number, number];
+    checkLabels(backend.typedArrayFromHeap(labels) as Int32Array, v);
     const out = backend.makeOutput([n, 2], "float32");
     const stats = backend.makeOutput([3], "float32");
     try {
       const [ov, xv, sv] = heaps(backend, out, logits, stats);
-      const lv = backend.typedArrayFromHeap(labels) as Int32Array;
+      const lv = backend.typedArrayFromHeap(labels) as Int32Array; // (after the allocations)
       for (let r = 0; r < n; r++) {
         const { lse, sum } = xentRow(simd, xv, sv, r, v);
-        const picked = xv[r * v + checkLabel(lv[r]!, v, r)]!;
+        const picked = xv[r * v + lv[r]!]!;
         ov[2 * r] = eps > 0 ? (lse - picked) * (1 - eps) + (lse - sum / v) * eps : lse - picked;
         ov[2 * r + 1] = lse;
       }
@@ -1079,6 +1084,7 @@ const WASM_KERNELS: ReadonlyArray<[string, (args: WasmKernelArgs) => unknown]> =
     const fwd = input(inputs, "out");
     const eps = (attrs as { eps: number }).eps;
     const [n, v] = logits.shape as [number, number];
+    checkLabels(backend.typedArrayFromHeap(labels) as Int32Array, v);
     const out = backend.makeOutput([n, v], "float32");
     {
       const [ov, xv, dyv, fv] = heaps(backend, out, logits, dy, fwd);
@@ -1100,7 +1106,7 @@ const WASM_KERNELS: ReadonlyArray<[string, (args: WasmKernelArgs) => unknown]> =
             (a * eps) / v,
           );
         }
-        ov[r * v + checkLabel(lv[r]!, v, r)]! -= a * (1 - eps);
+        ov[r * v + lv[r]!]! -= a * (1 - eps);
       }
     }
     return out;

@@ -29,6 +29,7 @@ import {
   registerFusedWasmKernels,
   rmsNorm,
   SOFTMAX_XENT,
+  softmaxCrossEntropy,
   unregisterFusedWasmKernels,
 } from "./fused.ts";
 import { activeSimdKernels, enableSimdKernels, simdModuleWat } from "./wasm_simd.ts";
@@ -389,6 +390,25 @@ Deno.test(
     await reset();
   },
 );
+
+Deno.test("softmax cross-entropy: a label out of range is an error on wasm", opts, async () => {
+  await use("wasm-simd");
+  const before = tf.memory().numTensors;
+  const logits = tf.tensor2d(uniformValues(3 * 5, 73), [3, 5]);
+  const dataIds = tf.engine().backend.numDataIds();
+  for (const bad of [5, -1]) {
+    const labels = tf.tensor1d([1, bad, 0], "int32");
+    assert.throws(
+      () => softmaxCrossEntropy(logits, labels, 0),
+      new RegExp(`fused\\.ts softmaxCrossEntropy: label ${bad} of row 1 is not in \\[0, 5\\)`),
+    );
+    labels.dispose();
+  }
+  assert.equal(tf.engine().backend.numDataIds(), dataIds, "the kernel allocated nothing it kept");
+  logits.dispose();
+  assert.equal(tf.memory().numTensors, before, "tensors leaked");
+  await reset();
+});
 
 Deno.test("geluNew composite agrees with float64", () => {
   const y = tf.tidy(() => geluNew(tf.tensor1d([1, -2, 0])).dataSync());

@@ -103,7 +103,10 @@ const ELEMENTWISE = {
         let col = index % uniforms.v;
         let a = DY[2 * row];
         var g = a * exp(LOGITS[index] - OUT[2 * row + 1]) - a * uniforms.eps / f32(uniforms.v);
-        if (col == clamp(LABELS[row], 0, uniforms.v - 1)) { g = g - a * (1.0 - uniforms.eps); }
+        let label = LABELS[row];
+        if (col == label) { g = g - a * (1.0 - uniforms.eps); }
+        // A label outside [0, v) makes its row NaN, as in the forward pass.
+        if (label < 0 || label >= uniforms.v) { g = bitcast<f32>(0x7fc00000u); }
         result[index] = g;`,
   },
   sumLeading: {
@@ -509,8 +512,9 @@ export class SoftmaxProgram extends RowProgramBase {
  * WGSL of the per-token softmax cross-entropy (one workgroup per row of `v` logits): the row's max,
  * then Σ exp(x − max) and Σ x in one strided pass with workgroup reductions; thread 0 writes the
  * loss `(1−ε)(lse − x[label]) + ε(lse − mean x)` and the log-sum-exp (kept for the gradient) to
- * `result[2·row]`, `result[2·row + 1]`. A label outside [0, v) is clamped (the op's callers map
- * ignored positions to a valid label; the wasm kernel, which can throw, checks them).
+ * `result[2·row]`, `result[2·row + 1]`. A kernel cannot throw, so a label outside [0, v) makes
+ * its row's loss NaN (the wasm kernel throws; the op's callers map ignored positions to a valid
+ * label, and the trainer stops on a non-finite loss).
  */
 export function xentProgramSource(): string {
   const t = ROW_THREADS;
@@ -545,11 +549,13 @@ export function xentProgramSource(): string {
     ...reduceWgsl(["wgRed", "wgSum"], "+"),
     `  if (valid && t == 0) {`,
     `    let lse = rowMax + log(wgRed[0]);`,
-    `    let picked = LOGITS[base + clamp(LABELS[row], 0, v - 1)];`,
+    `    let label = LABELS[row];`,
+    `    let picked = LOGITS[base + clamp(label, 0, v - 1)];`,
     `    var loss = lse - picked;`,
     `    if (uniforms.eps > 0.0) {`,
     `      loss = loss * (1.0 - uniforms.eps) + (lse - wgSum[0] / f32(v)) * uniforms.eps;`,
     `    }`,
+    `    if (label < 0 || label >= v) { loss = bitcast<f32>(0x7fc00000u); }`,
     `    result[2 * row] = loss;`,
     `    result[2 * row + 1] = lse;`,
     `  }`,

@@ -30,6 +30,7 @@ import {
   gatedGeluDropout,
   rmsNorm,
   SOFTMAX_XENT,
+  softmaxCrossEntropy,
 } from "../fused.ts";
 import { registerWebgpuKernels, selfCheckWebgpuKernels, unregisterWebgpuKernels } from "./mod.ts";
 import { preset } from "../config.ts";
@@ -177,6 +178,30 @@ fusedTest("webgpu softmax cross-entropy: loss and gradient equal the cpu composi
     assertClose(got[1]!, want[1]!, 0, `grad eps=${eps}`, 1e-5 * maxAbs(want[1]!));
   }
 });
+
+fusedTest(
+  "webgpu softmax cross-entropy: a label out of range makes its row NaN (wasm throws)",
+  async () => {
+    const before = tf.memory().numTensors;
+    const logits = tf.tensor2d(uniformValues(4 * 5, 72), [4, 5]);
+    const labels = tf.tensor1d([1, 5, -1, 4], "int32"); // v = 5: rows 1 and 2 are out of range
+    const loss = softmaxCrossEntropy(logits, labels, 0)!;
+    const grad = tf.grad((x: tf.Tensor) =>
+      tf.sum(softmaxCrossEntropy(x as tf.Tensor2D, labels, 0)!)
+    )(
+      logits,
+    );
+    const [lv, gv] = [await loss.data(), await grad.data()];
+    assert.deepEqual(Array.from(lv, Number.isNaN), [false, true, true, false], `loss ${lv}`);
+    for (let r = 0; r < 4; r++) {
+      const row = Array.from(gv.subarray(5 * r, 5 * r + 5));
+      const bad = r === 1 || r === 2;
+      assert.ok(row.every((g) => Number.isNaN(g) === bad), `grad row ${r}: ${row}`);
+    }
+    tf.dispose([logits, labels, loss, grad]);
+    assert.equal(tf.memory().numTensors, before, "tensors leaked");
+  },
+);
 
 fusedTest("webgpu gated GELU: forward and both gradients match float64", async () => {
   const a = geluInputs(uniformValues(300, 7));
