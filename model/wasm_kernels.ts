@@ -55,8 +55,45 @@ export interface BlasLibrary {
     c: Float32Array,
     ldc: number,
   ): void;
-  /** Close the library (only after {@link unpatchWasmMatMul} or a switch to another mode). */
+  /**
+   * Close this handle (only after {@link unpatchWasmMatMul} or a switch to another mode). The
+   * library itself stays loaded: {@link openBlas} pins it for the life of the process.
+   */
   close(): void;
+  /** Whether the library is pinned in the process (see {@link openBlas}); false off Linux. */
+  readonly pinned: boolean;
+}
+
+const RTLD_NOW = 2;
+const RTLD_NODELETE = 0x1000; // glibc
+
+/**
+ * Keeps a shared library loaded until the process exits: one `dlopen(path, RTLD_NOW |
+ * RTLD_NODELETE)` through libc that is never closed. Deno closes a `Deno.dlopen` handle when the
+ * isolate that opened it ends (each `deno test` module runs in its own), and an unloaded OpenBLAS
+ * shuts its thread pool down and is initialised again by the next module that opens it: dozens of
+ * times in one test run, where `deno task bench` loads it once. Shutdown and re-initialisation
+ * is the path of several crash reports in OpenBLAS's tracker (OpenMathLib/OpenBLAS#1692, #1720);
+ * once per process is what NumPy and the benchmark itself do. Linux (glibc) only; elsewhere, or
+ * when libc cannot be opened, nothing is pinned and the handles behave as Deno's do.
+ *
+ * @returns whether the library is pinned
+ */
+function pinLibrary(path: string): boolean {
+  if (Deno.build.os !== "linux") return false;
+  try {
+    const libc = Deno.dlopen("libc.so.6", {
+      dlopen: { parameters: ["buffer", "i32"], result: "pointer" },
+    });
+    try {
+      const name = new TextEncoder().encode(path + "\0");
+      return libc.symbols.dlopen(name, RTLD_NOW | RTLD_NODELETE) !== null;
+    } finally {
+      libc.close(); // libc itself is never unloaded
+    }
+  } catch {
+    return false;
+  }
 }
 
 /** Result of {@link openBlas}: the library, or why it could not be opened and what to do. */
@@ -105,7 +142,8 @@ const OPTIONAL_DEFS = {
 
 /**
  * Open OpenBLAS through Deno FFI. Never throws: returns `{ok: false, reason}` naming the missing
- * permission or package when it cannot.
+ * permission or package when it cannot. On Linux the library is then pinned in the process (never
+ * unloaded when a handle closes; see `pinLibrary`).
  *
  * @param names Library names or paths to try, in order (default {@link BLAS_LIBRARY_NAMES}).
  */
@@ -133,6 +171,7 @@ export function openBlas(names: readonly string[] = BLAS_LIBRARY_NAMES): OpenBla
       continue;
     }
     const s = lib.symbols;
+    const pinned = pinLibrary(name);
     const threads = s.openblas_get_num_threads ? s.openblas_get_num_threads() : 1;
     let config = "";
     const cfgPtr = s.openblas_get_config ? s.openblas_get_config() : null;
@@ -141,6 +180,7 @@ export function openBlas(names: readonly string[] = BLAS_LIBRARY_NAMES): OpenBla
       path: name,
       threads,
       config,
+      pinned,
       sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
         s.cblas_sgemm(
           CBLAS_ROW_MAJOR,

@@ -321,6 +321,41 @@ Deno.test("wasmMatMulState reports the installed mode; unpatch restores stock", 
   assert.equal(wasmMatMulState().mode, blas !== undefined ? "blas" : "transpose-fix");
 });
 
+Deno.test({
+  name: "openBlas pins OpenBLAS in the process: closing its handle does not unload it (Linux)",
+  ignore: !blasOpen.ok || Deno.build.os !== "linux",
+  fn: async () => {
+    // In a fresh process (this one holds handles of its own): a plain Deno.dlopen + close
+    // unloads the library (the control), openBlas + close leaves it mapped.
+    const script = `
+      import { openBlas } from ${
+      JSON.stringify(new URL("./wasm_kernels.ts", import.meta.url).href)
+    };
+      const mapped = () => Deno.readTextFileSync("/proc/self/maps").includes("libopenblas");
+      const plain = Deno.dlopen(${JSON.stringify(blasOpen.ok ? blasOpen.blas.path : "")}, {
+        openblas_get_num_threads: { parameters: [], result: "i32" },
+      });
+      plain.close();
+      const control = mapped();
+      const r = openBlas();
+      if (!r.ok) throw new Error(r.reason);
+      r.blas.close();
+      console.log(JSON.stringify({ control, pinned: r.blas.pinned, after: mapped() }));`;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--quiet", script],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout).trim();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    assert.deepEqual(JSON.parse(text.split("\n").at(-1)!), {
+      control: false,
+      pinned: true,
+      after: true,
+    });
+  },
+});
+
 Deno.test("openBlas explains a missing library", () => {
   const r = openBlas(["libdoes-not-exist-hyperprompt.so"]);
   assert.equal(r.ok, false);
