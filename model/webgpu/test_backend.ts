@@ -1,0 +1,67 @@
+/**
+ * Preloaded into every test module by `deno task test` (`--preload`): picks wgpu's Vulkan backend
+ * for the tests (`DENO_WEBGPU_BACKEND=vulkan`) when it gives an adapter here and the variable is
+ * not set already. Not used by the library or the benchmarks.
+ *
+ * Why: with Mesa's software adapter through wgpu's GL backend (EGL, libglvnd), Deno 2.9.6 aborts
+ * at exit in about one `deno test` run in ten after every test passed ("double free or corruption
+ * (fasttop)", "corrupted size vs. prev_size in fastbins", "free(): invalid pointer"). A core dump
+ * shows a test module's worker thread exiting and freeing its per-thread EGL state while the main
+ * thread, in `exit()`, runs libEGL's destructor. A 15-line test file that only dispatches a WGSL
+ * kernel, without tfjs or this project's code, shows it (4 of 40 runs with one such module, 6 of
+ * 40 with two); the same code under `deno run` (the GPU on the main thread, as `deno task bench`
+ * uses it) did not in 40 runs, and with the Vulkan backend (Mesa's lavapipe, Debian
+ * `mesa-vulkan-drivers`, which `.ci/run` installs) two modules ran 60 times without one.
+ *
+ * The choice is probed once per process, in a subprocess (an adapter request fixes the backends of
+ * the isolate that makes it), and passed on to later modules through the environment.
+ *
+ * @module
+ */
+
+const PROBED = "HYPERPROMPT_TEST_WEBGPU_PROBED";
+
+function vulkanAdapterAvailable(): boolean {
+  try {
+    const out = new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        "--quiet",
+        "const a = await navigator.gpu?.requestAdapter(); console.log(a ? 'yes' : 'no');",
+      ],
+      env: { DENO_WEBGPU_BACKEND: "vulkan", NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "null",
+    }).outputSync();
+    return out.success && new TextDecoder().decode(out.stdout).trim().endsWith("yes");
+  } catch {
+    return false; // no --allow-run, or the probe failed: leave the default backends
+  }
+}
+
+/**
+ * Sets `DENO_WEBGPU_BACKEND=vulkan` for this process when it is unset and Vulkan gives an
+ * adapter (probed once per process).
+ *
+ * @returns the backend setting the tests will use (undefined: wgpu's default, all backends)
+ */
+export function chooseTestWebgpuBackend(): string | undefined {
+  try {
+    const set = Deno.env.get("DENO_WEBGPU_BACKEND");
+    if (set !== undefined || Deno.env.get(PROBED) !== undefined) return set;
+    Deno.env.set(PROBED, "1");
+    if (Deno.build.os === "linux" && vulkanAdapterAvailable()) {
+      Deno.env.set("DENO_WEBGPU_BACKEND", "vulkan");
+      // Unset, libwayland-client (loaded by Mesa's Vulkan WSI) prints an error for every
+      // instance; it only looks for a compositor's socket there and writes nothing.
+      if (Deno.env.get("XDG_RUNTIME_DIR") === undefined) {
+        Deno.env.set("XDG_RUNTIME_DIR", Deno.env.get("TMPDIR") ?? "/tmp");
+      }
+    }
+    return Deno.env.get("DENO_WEBGPU_BACKEND");
+  } catch {
+    return undefined; // no --allow-env
+  }
+}
+
+chooseTestWebgpuBackend();
