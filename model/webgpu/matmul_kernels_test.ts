@@ -65,6 +65,9 @@ function compare(got: ArrayLike<number>, ref: ArrayLike<number>, what: string): 
   );
 }
 
+/** The four (transposeA, transposeB) combinations. */
+const TRANSPOSE_PAIRS = [[false, false], [false, true], [true, false], [true, true]] as const;
+
 interface Case {
   a: number[];
   b: number[];
@@ -282,10 +285,7 @@ gpuTest(
   "vec4-load tiles vs cpu on shapes that fit them (every transpose pair), and scalar loads where not",
   async () => {
     // m, k, n multiples of 4 but not of the tiles; batched and broadcast B.
-    for (
-      const [i, [tA, tB]] of ([[false, false], [false, true], [true, false], [true, true]] as const)
-        .entries()
-    ) {
+    for (const [i, [tA, tB]] of TRANSPOSE_PAIRS.entries()) {
       await checkCases([shapes([2], [], 68, 44, 132, tA, tB)], i % 2 ? "t64v4" : "t128v4", 500 + i);
     }
     const keys = () =>
@@ -303,10 +303,7 @@ gpuTest(
 gpuTest(
   "split-K products vs cpu: every transpose pair, ragged last slice, batched and broadcast, vec4",
   async () => {
-    for (
-      const [i, [tA, tB]] of ([[false, false], [false, true], [true, false], [true, true]] as const)
-        .entries()
-    ) {
+    for (const [i, [tA, tB]] of TRANSPOSE_PAIRS.entries()) {
       // K = 45 in slices of 16, 16 and 13 (t32's K step is 16).
       await checkCases([shapes([3], [3], 37, 45, 29, tA, tB)], "t32", 600 + i, "cpu", {
         splitK: 3,
@@ -359,11 +356,7 @@ gpuTest(
 gpuTest(
   "tf.grads through matMul on webgpu with the tiled kernel equals the cpu backend",
   async () => {
-    const combos: [boolean, boolean][] = [[false, false], [false, true], [true, false], [
-      true,
-      true,
-    ]];
-    for (const [tA, tB] of combos) {
+    for (const [tA, tB] of TRANSPOSE_PAIRS) {
       const c = shapes([3], [3], 13, 21, 10, tA, tB);
       const inputs = {
         a: Array.from(tf.randomNormal(c.a, 0, 1, "float32", 7).dataSync()),
