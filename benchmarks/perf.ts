@@ -55,6 +55,12 @@ import { activeSimdKernels, wasmBackendMemory } from "../model/wasm_simd.ts";
 import { dropoutMaskParams, fillDropoutMask, gatedGeluRows } from "../model/fused.ts";
 import { writeFileAtomic } from "../model/fs.ts";
 import { countGpuWork } from "../model/webgpu/counters.ts";
+import {
+  resetWebgpuKernelStats,
+  webgpuKernelsInstalled,
+  type WebgpuKernelStats,
+  webgpuKernelStats,
+} from "../model/webgpu/mod.ts";
 import { HEAD_CONTEXT, HEAD_SCORES } from "../model/heads.ts";
 import { uniformValues } from "./rng.ts";
 import { gitState } from "./provenance.ts";
@@ -120,6 +126,12 @@ export interface StepResult {
    * fast GPU their number bounds the step time from below; it does not depend on the adapter.
    */
   gpuDispatches?: number;
+  /**
+   * webgpu with the custom kernels: the `BatchMatMul` calls of the last timed step by tiled
+   * kernel (tile, `/kN` for a K split into N slices) and by reason for the stock kernel
+   * (`webgpuKernelStats`).
+   */
+  gpuMatMuls?: WebgpuKernelStats;
 }
 
 /** A skipped measurement and why. */
@@ -552,15 +564,20 @@ async function timeSteps(
   let after2 = 0;
   let cpu0 = 0;
   let gpuDispatches: number | undefined;
+  let gpuMatMuls: WebgpuKernelStats | undefined;
   for (let i = 0; i < warm + reps; i++) {
     if (i === warm) cpu0 = cpuSeconds();
     const last = i === warm + reps - 1;
     const stopCounting = last ? countGpuWork() : undefined;
+    if (stopCounting !== undefined) resetWebgpuKernelStats();
     const t0 = performance.now();
     try {
       await step();
     } finally {
-      if (stopCounting) gpuDispatches = stopCounting().dispatches;
+      if (stopCounting) {
+        gpuDispatches = stopCounting().dispatches;
+        if (webgpuKernelsInstalled() !== undefined) gpuMatMuls = webgpuKernelStats();
+      }
     }
     const dt = performance.now() - t0;
     if (i === 1) after2 = tf.memory().numTensors;
@@ -605,6 +622,7 @@ async function timeSteps(
     tensorBytes,
     optimizerMs,
     gpuDispatches,
+    gpuMatMuls,
   };
 }
 
@@ -974,6 +992,7 @@ export async function main(args: string[]): Promise<PerfReport> {
           numTensors,
           ...(prof ? { profile: prof.slice(0, 25) } : {}),
           ...(m.gpuDispatches === undefined ? {} : { gpuDispatches: m.gpuDispatches }),
+          ...(m.gpuMatMuls === undefined ? {} : { gpuMatMuls: m.gpuMatMuls }),
         };
         r.steps.push(s);
         console.log(

@@ -135,6 +135,10 @@ gpuTest(
     // Measured on the software adapter: 1,433 (stock) and 465 (custom kernels, AdamW in place).
     assert.ok(stock.gpuDispatches! > 0 && custom.gpuDispatches! > 0, JSON.stringify(r.backends));
     assert.ok(custom.gpuDispatches! < 0.5 * stock.gpuDispatches!);
+    // The step's matmul routing is recorded where the custom kernels are installed.
+    assert.equal(stock.gpuMatMuls, undefined);
+    const tiled = Object.values(custom.gpuMatMuls?.tiled ?? {}).reduce((a, b) => a + b, 0);
+    assert.ok(tiled > 0, JSON.stringify(custom.gpuMatMuls));
     // Heads split by transposes: 4 transposes forward and 4 backward per attention layer
     // (encoder self, decoder self and cross).
     const c = preset("tiny-v1_1");
