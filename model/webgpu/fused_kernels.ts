@@ -42,7 +42,8 @@ import {
   SOFTMAX_XENT_GRAD,
   SUM_LEADING,
 } from "../fused.ts";
-import { grid, type WebGpuBackendLike, type WebGpuProgramLike } from "./matmul_kernels.ts";
+import type { WebGpuBackendLike, WebGpuProgramLike } from "./matmul_kernels.ts";
+import { f32, grid, i32, reduceWgsl, u32 } from "./wgsl.ts";
 import {
   adafactorFactoredInPlaceWebgpu,
   adafactorUnfactoredInPlaceWebgpu,
@@ -72,6 +73,19 @@ const FMIX_WGSL = `
     return h;
   }`;
 
+/** Uniforms of the programs that apply a dropout mask (`maskUniforms` fills them). */
+const MASK_UNIFORMS = "key0 : u32, key1 : u32, threshold : u32, scale : f32,";
+
+/**
+ * `dropoutKeep(index)`: the dropout mask at a flat index, 0 or the scale `1/(1−rate)`: the hash
+ * of `model/fused.ts` (`fillDropoutMask`), so every backend draws the same mask.
+ */
+const MASK_WGSL = FMIX_WGSL + `
+  fn dropoutKeep(index : i32) -> f32 {
+    let h = fmix32(fmix32(u32(index) ^ uniforms.key0) ^ uniforms.key1);
+    return select(0.0, uniforms.scale, h >= uniforms.threshold);
+  }`;
+
 /**
  * The elementwise programs: their inputs, uniforms and per-element WGSL. A program must read
  * every input it binds: tfjs builds pipelines with the "auto" layout, which drops unused
@@ -81,17 +95,15 @@ const FMIX_WGSL = `
 const ELEMENTWISE = {
   dropoutMask: {
     inputs: [],
-    uniforms: "key0 : u32, key1 : u32, threshold : u32, scale : f32,",
-    prelude: FMIX_WGSL,
-    body: `let h = fmix32(fmix32(u32(index) ^ uniforms.key0) ^ uniforms.key1);
-        result[index] = select(0.0, uniforms.scale, h >= uniforms.threshold);`,
+    uniforms: MASK_UNIFORMS,
+    prelude: MASK_WGSL,
+    body: `result[index] = dropoutKeep(index);`,
   },
   dropoutApply: {
     inputs: ["X"],
-    uniforms: "key0 : u32, key1 : u32, threshold : u32, scale : f32,",
-    prelude: FMIX_WGSL,
-    body: `let h = fmix32(fmix32(u32(index) ^ uniforms.key0) ^ uniforms.key1);
-        result[index] = X[index] * select(0.0, uniforms.scale, h >= uniforms.threshold);`,
+    uniforms: MASK_UNIFORMS,
+    prelude: MASK_WGSL,
+    body: `result[index] = X[index] * dropoutKeep(index);`,
   },
   xentGrad: {
     // d logits = a·exp(x − lse) − a·ε/v − a·(1−ε)·[j = label], a = DY[2·row] (the lse column's
@@ -120,10 +132,9 @@ const ELEMENTWISE = {
   },
   dropoutAdd: {
     inputs: ["X", "H"],
-    uniforms: "key0 : u32, key1 : u32, threshold : u32, scale : f32,",
-    prelude: FMIX_WGSL,
-    body: `let h = fmix32(fmix32(u32(index) ^ uniforms.key0) ^ uniforms.key1);
-        result[index] = X[index] + H[index] * select(0.0, uniforms.scale, h >= uniforms.threshold);`,
+    uniforms: MASK_UNIFORMS,
+    prelude: MASK_WGSL,
+    body: `result[index] = X[index] + H[index] * dropoutKeep(index);`,
   },
   gatedGelu: {
     inputs: ["A", "B"],
@@ -151,32 +162,29 @@ const ELEMENTWISE = {
   },
   gatedGeluDropout: {
     inputs: ["A", "B"],
-    uniforms: "key0 : u32, key1 : u32, threshold : u32, scale : f32,",
-    prelude: FMIX_WGSL + GELU_WGSL,
+    uniforms: MASK_UNIFORMS,
+    prelude: MASK_WGSL + GELU_WGSL,
     body: `let x = A[index];
         let p = geluParts(x);
-        let h = fmix32(fmix32(u32(index) ^ uniforms.key0) ^ uniforms.key1);
         let y = x * p.x * B[index];
-        result[index] = y * select(0.0, uniforms.scale, h >= uniforms.threshold);`,
+        result[index] = y * dropoutKeep(index);`,
   },
   gatedGeluDropoutGradA: {
     inputs: ["A", "B", "DY"],
-    uniforms: "key0 : u32, key1 : u32, threshold : u32, scale : f32,",
-    prelude: FMIX_WGSL + GELU_WGSL,
+    uniforms: MASK_UNIFORMS,
+    prelude: MASK_WGSL + GELU_WGSL,
     body: `let x = A[index];
         let p = geluParts(x);
-        let h = fmix32(fmix32(u32(index) ^ uniforms.key0) ^ uniforms.key1);
-        let d = DY[index] * select(0.0, uniforms.scale, h >= uniforms.threshold);
+        let d = DY[index] * dropoutKeep(index);
         let dg = p.x + x * (p.x * p.x * p.y) * 1.5957691216057308 * (1.0 + 0.134145 * x * x);
         result[index] = d * B[index] * dg;`,
   },
   gatedGeluDropoutGradB: {
     inputs: ["A", "DY"],
-    uniforms: "key0 : u32, key1 : u32, threshold : u32, scale : f32,",
-    prelude: FMIX_WGSL + GELU_WGSL,
+    uniforms: MASK_UNIFORMS,
+    prelude: MASK_WGSL + GELU_WGSL,
     body: `let x = A[index];
-        let h = fmix32(fmix32(u32(index) ^ uniforms.key0) ^ uniforms.key1);
-        let d = DY[index] * select(0.0, uniforms.scale, h >= uniforms.threshold);
+        let d = DY[index] * dropoutKeep(index);
         result[index] = d * x * geluParts(x).x;`,
   },
   adamwM: {
@@ -309,7 +317,7 @@ export function rowProgramSource(kind: "norm" | "dx" | "rinv"): string {
     `  }`,
     `  wgSq[t] = s;`,
     twoSums ? `  wgDot[t] = q;` : "",
-    ...reduceWgsl(twoSums ? ["wgSq", "wgDot"] : "wgSq", "+"),
+    ...reduceWgsl(twoSums ? ["wgSq", "wgDot"] : "wgSq", "+", ROW_THREADS),
     `  let r = 1.0 / sqrt(wgSq[0] / f32(d) + uniforms.eps);`,
   ];
   if (kind === "rinv") {
@@ -400,23 +408,6 @@ export class FusedRowProgram extends RowProgramBase {
 }
 
 /**
- * Workgroup tree reduction of each of `arrs` (ROW_THREADS entries each, reduced side by side in
- * one loop) with `op` ("max" or "+"); the results end in `arr[0]`.
- */
-function reduceWgsl(arrs: string | readonly string[], op: "max" | "+"): string[] {
-  const combine = (arr: string) =>
-    op === "max" ? `max(${arr}[t], ${arr}[t + stride])` : `${arr}[t] + ${arr}[t + stride]`;
-  const steps = (typeof arrs === "string" ? [arrs] : arrs).map((a) => `${a}[t] = ${combine(a)};`);
-  return [
-    `  workgroupBarrier();`,
-    `  for (var stride = ${ROW_THREADS / 2}; stride > 0; stride = stride >> 1u) {`,
-    `    if (t < stride) { ${steps.join(" ")} }`,
-    `    workgroupBarrier();`,
-    `  }`,
-  ];
-}
-
-/**
  * The WGSL of the attention softmax (one workgroup per row of `k` scores): the row's bias and mask
  * rows are found by broadcasting (a dimension of size 1 repeats), then max, sum of exp, and the
  * normalised exp are computed in three strided passes with workgroup reductions. "grad" writes
@@ -445,7 +436,7 @@ export function softmaxProgramSource(kind: "forward" | "grad"): string {
       `    for (var j = t; j < k; j = j + ${t}) { m = max(m, X[base + j] + BIAS[bRow + j] + MASK[mRow + j]); }`,
       `  }`,
       `  wgRed[t] = m;`,
-      ...reduceWgsl("wgRed", "max"),
+      ...reduceWgsl("wgRed", "max", ROW_THREADS),
       `  let rowMax = wgRed[0];`,
       `  workgroupBarrier();`,
       `  var s = 0.0;`,
@@ -453,7 +444,7 @@ export function softmaxProgramSource(kind: "forward" | "grad"): string {
       `    for (var j = t; j < k; j = j + ${t}) { s = s + exp(X[base + j] + BIAS[bRow + j] + MASK[mRow + j] - rowMax); }`,
       `  }`,
       `  wgRed[t] = s;`,
-      ...reduceWgsl("wgRed", "+"),
+      ...reduceWgsl("wgRed", "+", ROW_THREADS),
       `  let inv = 1.0 / wgRed[0];`,
       `  if (valid) {`,
       `    for (var j = t; j < k; j = j + ${t}) { result[base + j] = exp(X[base + j] + BIAS[bRow + j] + MASK[mRow + j] - rowMax) * inv; }`,
@@ -467,7 +458,7 @@ export function softmaxProgramSource(kind: "forward" | "grad"): string {
       `    for (var j = t; j < k; j = j + ${t}) { s = s + P[base + j] * DY[base + j]; }`,
       `  }`,
       `  wgRed[t] = s;`,
-      ...reduceWgsl("wgRed", "+"),
+      ...reduceWgsl("wgRed", "+", ROW_THREADS),
       `  let rowDot = wgRed[0];`,
       `  if (valid) {`,
       `    for (var j = t; j < k; j = j + ${t}) { result[base + j] = P[base + j] * (DY[base + j] - rowDot); }`,
@@ -532,7 +523,7 @@ export function xentProgramSource(): string {
     `    for (var j = t; j < v; j = j + ${t}) { m = max(m, LOGITS[base + j]); }`,
     `  }`,
     `  wgRed[t] = m;`,
-    ...reduceWgsl("wgRed", "max"),
+    ...reduceWgsl("wgRed", "max", ROW_THREADS),
     `  let rowMax = wgRed[0];`,
     `  workgroupBarrier();`,
     `  var s = 0.0;`,
@@ -546,7 +537,7 @@ export function xentProgramSource(): string {
     `  }`,
     `  wgRed[t] = s;`,
     `  wgSum[t] = sx;`,
-    ...reduceWgsl(["wgRed", "wgSum"], "+"),
+    ...reduceWgsl(["wgRed", "wgSum"], "+", ROW_THREADS),
     `  if (valid && t == 0) {`,
     `    let lse = rowMax + log(wgRed[0]);`,
     `    let label = LABELS[row];`,
@@ -608,7 +599,7 @@ export function adafactorRowSource(kind: "vr" | "s"): string {
     `    for (var j = t; j < cols; j = j + ${t}) { let v = G[row * cols + j]; s = s + ${term}; }`,
     `  }`,
     `  wgRed[t] = s;`,
-    ...reduceWgsl("wgRed", "+"),
+    ...reduceWgsl("wgRed", "+", ROW_THREADS),
     `  if (valid && t == 0) { result[row] = ${done}; }`,
     `}`,
   ].join("\n");
@@ -631,7 +622,7 @@ export function adafactorFinalSource(): string {
     `  for (var r = t; r < uniforms.rows; r = r + ${t}) { s1 = s1 + NVR[r]; s2 = s2 + ROWS[r]; }`,
     `  wgRed[t] = s1;`,
     `  wgRed2[t] = s2;`,
-    ...reduceWgsl(["wgRed", "wgRed2"], "+"),
+    ...reduceWgsl(["wgRed", "wgRed2"], "+", ROW_THREADS),
     `  if (t == 0) {`,
     `    let meanR = wgRed[0] / f32(uniforms.rows);`,
     `    let rms = sqrt(meanR * wgRed2[0] / (f32(uniforms.rows) * f32(uniforms.cols)));`,
@@ -768,10 +759,6 @@ function runShaped(
   }
 }
 
-function i32(v: number) {
-  return { type: "int32", data: [v] };
-}
-
 /** Runs an elementwise program on inputs by binding name and gives the result `shape`. */
 function runElementwise(
   backend: WebGpuBackendLike,
@@ -789,14 +776,6 @@ function runElementwise(
     return [t, [sizeOf(t.shape)]] as [tf.TensorInfo, number[]];
   });
   return runShaped(backend, new FusedElementwiseProgram(kind, n, max), flat, shape, uniforms);
-}
-
-function f32(v: number) {
-  return { type: "float32", data: [v] };
-}
-
-function u32(v: number) {
-  return { type: "uint32", data: [v >>> 0] };
 }
 
 /** The uniforms of a dropout mask (key0, key1, threshold, scale) from kernel attrs. */

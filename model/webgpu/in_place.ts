@@ -22,15 +22,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import type { AdafactorAttrs, AdamWAttrs } from "../fused.ts";
-import { grid as gridWithin } from "./matmul_kernels.ts";
-
-/** A uniform field in tfjs's `makeUniforms` format. */
-export interface UniformField {
-  /** "float32", "int32" or "uint32". */
-  readonly type: "float32" | "int32" | "uint32";
-  /** One to four values. */
-  readonly data: number[];
-}
+import { f32, grid as gridWithin, reduceWgsl, u32, type UniformField } from "./wgsl.ts";
 
 /** The parts of tfjs's WebGPUBackend that an in-place dispatch uses (internal API, 4.22.0). */
 interface BackendInternals {
@@ -266,7 +258,6 @@ export function adamwInPlaceWebgpu(
   if ([p, m, v, g].some((x) => x.dtype !== "float32" || x.size !== n)) return false;
   if (n === 0) return true;
   const width = n % 4 === 0 ? 4 : 1;
-  const f = (x: number): UniformField => ({ type: "float32", data: [x] });
   dispatchInPlace(
     ADAMW_PROGRAMS[width],
     [
@@ -276,11 +267,8 @@ export function adamwInPlaceWebgpu(
       { tensor: g, write: false },
     ],
     [
-      ...[a.b1, a.c1, a.b2, a.c2, a.decay, a.step, a.invSqrtBc2, a.eps].map(f),
-      { type: "uint32", data: [n / width] },
-      { type: "uint32", data: [0] },
-      { type: "uint32", data: [0] },
-      { type: "uint32", data: [0] },
+      ...[a.b1, a.c1, a.b2, a.c2, a.decay, a.step, a.invSqrtBc2, a.eps].map(f32),
+      ...[n / width, 0, 0, 0].map(u32),
     ],
     grid(Math.ceil(n / width / THREADS)),
   );
@@ -322,14 +310,7 @@ fn main(@builtin(local_invocation_index) t : u32) {
   }
   sumU[t] = su;
   sumP[t] = sp;
-  workgroupBarrier();
-  for (var s = ${THREADS / 2}u; s > 0u; s = s >> 1u) {
-    if (t < s) {
-      sumU[t] = sumU[t] + sumU[t + s];
-      sumP[t] = sumP[t] + sumP[t + s];
-    }
-    workgroupBarrier();
-  }
+${reduceWgsl(["sumU", "sumP"], "+", THREADS, "u32").join("\n")}
   let n = f32(u.n);
   var step = u.lr;
   if (u.scale != 0u) { step = u.lr * max(u.eps2, sqrt(sumP[0] / n)); }
@@ -366,19 +347,13 @@ export function adafactorUnfactoredInPlaceWebgpu(
   if (inPlaceSupport() !== undefined || n > ADAFACTOR_UNFACTORED_MAX) return false;
   if ([p, v, g].some((x) => x.dtype !== "float32" || x.size !== n)) return false;
   if (n === 0) return true;
-  const f = (x: number): UniformField => ({ type: "float32", data: [x] });
-  const w = (x: number): UniformField => ({ type: "uint32", data: [x] });
   dispatchInPlace(
     ADAFACTOR_UNFACTORED_PROGRAM,
     [{ tensor: p, write: true }, { tensor: v, write: true }, { tensor: g, write: false }],
     [
-      ...[a.beta2t, 1 - a.beta2t, a.eps1, a.clippingThreshold, a.lr, a.weightDecay].map(f),
-      f(a.parameterScaleEps2 ?? 0),
-      w(a.parameterScaleEps2 === undefined ? 0 : 1),
-      w(n),
-      w(0),
-      w(0),
-      w(0),
+      ...[a.beta2t, 1 - a.beta2t, a.eps1, a.clippingThreshold, a.lr, a.weightDecay].map(f32),
+      f32(a.parameterScaleEps2 ?? 0),
+      ...[a.parameterScaleEps2 === undefined ? 0 : 1, n, 0, 0, 0].map(u32),
     ],
     [1, 1, 1],
   );
@@ -445,11 +420,7 @@ fn main(@builtin(global_invocation_id) gid : vec3<u32>, @builtin(num_workgroups)
     for (var j = t; j < u.cols; j = j + ${ROW}u) { let v = G[row * u.cols + j]; s = s + ${term}; }
   }
   red[t] = s;
-  workgroupBarrier();
-  for (var k = ${ROW / 2}u; k > 0u; k = k >> 1u) {
-    if (t < k) { red[t] = red[t] + red[t + k]; }
-    workgroupBarrier();
-  }`;
+${reduceWgsl("red", "+", ROW, "u32").join("\n")}`;
   switch (kind) {
     case "moments":
       // Workgroups past the rows take vc; the barriers stay outside the role branches.
@@ -486,11 +457,7 @@ fn main(@builtin(local_invocation_index) t : u32) {
   for (var r = t; r < u.rows; r = r + ${ROW}u) { s1 = s1 + VR[r]; s2 = s2 + ROWS[r]; }
   red[t] = s1;
   red2[t] = s2;
-  workgroupBarrier();
-  for (var k = ${ROW / 2}u; k > 0u; k = k >> 1u) {
-    if (t < k) { red[t] = red[t] + red[t + k]; red2[t] = red2[t] + red2[t + k]; }
-    workgroupBarrier();
-  }
+${reduceWgsl(["red", "red2"], "+", ROW, "u32").join("\n")}
   if (t == 0u) {
     let meanR = red[0] / f32(u.rows);
     let rms = sqrt(meanR * red2[0] / (f32(u.rows) * f32(u.cols)));
@@ -520,8 +487,8 @@ const FACTORED_PROGRAMS = Object.fromEntries(
 /**
  * One factored Adafactor update (no first moment) of a `[rows, cols]` parameter `p` and its
  * moments `vr` `[rows]`, `vc` `[cols]` in place: four dispatches (the `HpAdafactor` kernel takes
- * five: vr and vc apart), writing p, vr and vc where they are instead of into new buffers that are then assigned
- * (two small scratch buffers remain: the per-row sums and the step factor). The caller makes p,
+ * five: vr and vc apart), writing p, vr and vc where they are instead of into new buffers that
+ * are then assigned (two small scratch buffers remain: the per-row sums and the step factor). The caller makes p,
  * vr and vc the sole owners of their buffers first.
  *
  * @returns false (nothing done) when the backend lacks the internals, the shapes do not match,
@@ -553,13 +520,10 @@ export function adafactorFactoredInPlaceWebgpu(
   const rowSums = be.makeTensorInfo([rows], "float32");
   const factor = be.makeTensorInfo([1], "float32");
   const uniforms: UniformField[] = [
-    { type: "uint32", data: [rows] },
-    { type: "uint32", data: [cols] },
-    ...[a.beta2t, a.eps1, a.lr, a.clippingThreshold, 1 - a.lr * a.weightDecay].map((x) => ({
-      type: "float32" as const,
-      data: [x],
-    })),
-    { type: "uint32", data: [0] },
+    u32(rows),
+    u32(cols),
+    ...[a.beta2t, a.eps1, a.lr, a.clippingThreshold, 1 - a.lr * a.weightDecay].map(f32),
+    u32(0),
   ];
   const t = (tensor: tf.TensorInfo, write = false) => ({ tensor, write });
   try {

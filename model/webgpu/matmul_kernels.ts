@@ -27,6 +27,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import type { StridedMatMul } from "../heads.ts";
+import { grid, i32 } from "./wgsl.ts";
 
 /** Tile geometry of the custom matmul. Threads per workgroup = (tileM/threadM)·(tileN/threadN). */
 export interface MatMulTile {
@@ -503,17 +504,6 @@ export class TiledMatMulProgram implements WebGpuProgramLike {
 const SUM_THREADS = 256;
 
 /**
- * Workgroup grid covering `groups` workgroups within the per-dimension limit (x first, then y).
- *
- * @param groups workgroups needed
- * @param max the device's `maxComputeWorkgroupsPerDimension`
- */
-export function grid(groups: number, max: number): [number, number, number] {
-  const x = Math.min(groups, max);
-  return [x, Math.ceil(groups / x), 1];
-}
-
-/**
  * Sums the `splits` partial products of a split-K matmul: output element `[b, r]` (r over the
  * `M·N` entries) is `Σ_s P[b·splits + s, r]`, added in slice order (deterministic).
  */
@@ -725,7 +715,7 @@ export function runStridedMatMul(
     program,
     [a, b],
     "float32",
-    ints.map((x) => ({ type: "int32", data: [x] })),
+    ints.map(i32),
   );
 }
 
@@ -908,7 +898,7 @@ export function runTiledMatMul(
       program,
       [a3, b3],
       "float32",
-      ints.map((x) => ({ type: "int32", data: [x] })),
+      ints.map(i32),
     );
     if (s > 1) {
       const mn = plan.m * plan.n;
@@ -919,7 +909,7 @@ export function runTiledMatMul(
         ),
         [out3],
         "float32",
-        [{ type: "int32", data: [mn] }, { type: "int32", data: [s] }],
+        [i32(mn), i32(s)],
       );
     }
     return rs(sum ?? out3, plan.outShape);
