@@ -156,6 +156,7 @@ async function correctnessSection(quick: boolean): Promise<Record<string, unknow
         const b = fill([tB ? [n, k] : [k, n]].flat(), 2); // broadcast B over A's batch
         let rel = Infinity;
         let tiled = 0;
+        let kernel = ""; // which tiled kernel ran (e.g. "t128/k3")
         let error: string | undefined;
         try {
           useVariant(STOCK);
@@ -165,7 +166,9 @@ async function correctnessSection(quick: boolean): Promise<Record<string, unknow
           const relT = tf.tidy(() => tf.norm(tf.sub(got, ref)).div(tf.norm(ref).add(1e-30)));
           rel = (await relT.data())[0]!;
           tf.dispose([relT, ref, got]);
-          tiled = Object.values(webgpuKernelStats().tiled).reduce((x, y) => x + y, 0);
+          const calls = webgpuKernelStats().tiled;
+          tiled = Object.values(calls).reduce((x, y) => x + y, 0);
+          kernel = Object.keys(calls).join();
         } catch (e) {
           error = e instanceof Error ? e.message : String(e); // e.g. a shader this driver rejects
         }
@@ -175,7 +178,7 @@ async function correctnessSection(quick: boolean): Promise<Record<string, unknow
         rows.push({
           tile,
           splitK,
-          kernel: Object.keys(webgpuKernelStats().tiled).join(),
+          kernel,
           transposeA: tA,
           transposeB: tB,
           mkn: [m, k, n],

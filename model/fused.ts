@@ -570,7 +570,7 @@ function xentRow(
 }
 
 /** Checks every label before a kernel allocates anything, so that a throw leaves nothing behind. */
-function checkLabels(labels: Int32Array, v: number): Int32Array {
+function checkLabels(labels: Int32Array, v: number): void {
   for (let r = 0; r < labels.length; r++) {
     const label = labels[r]!;
     if (!(label >= 0 && label < v)) {
@@ -579,7 +579,6 @@ function checkLabels(labels: Int32Array, v: number): Int32Array {
       );
     }
   }
-  return labels;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -847,8 +846,8 @@ export function adafactorFactoredReference(
  * moments `vr` `[rows]`, `vc` `[cols]` as one fused step where the backend has one: on wasm in
  * place in three SIMD passes (`wasm_kernels.ts` adafactorInPlace), on webgpu as four dispatches
  * instead of ≈ 25, in place where registered (`webgpu/in_place.ts`; else the `HpAdafactor`
- * kernel, five dispatches, whose outputs are assigned): `vr ← b·vr + (1−b)·mean_c(g² + ε1)`, `vc` likewise over rows,
- * `u = g·rsqrt(vr/mean(vr))·rsqrt(vc)`, `p ← p·(1 − lr·wd) − lr·u / max(1, RMS(u)/threshold)`.
+ * kernel, five dispatches, whose outputs are assigned): `vr ← b·vr + (1−b)·mean_c(g² + ε1)`,
+ * `vc` likewise over rows, `u = g·rsqrt(vr/mean(vr))·rsqrt(vc)`, `p ← p·(1 − lr·wd) − lr·u / max(1, RMS(u)/threshold)`.
  *
  * @returns whether the update was done; false leaves everything unchanged (the caller then runs
  *   the op-by-op update)

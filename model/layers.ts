@@ -263,13 +263,13 @@ function batchPrefix(t: tf.Tensor3D, batch: number, what: string): tf.Tensor3D {
  * @param q `[batch, q, heads·dKv]`
  * @param k `[batch, k, heads·dKv]`
  * @param v `[batch, k, heads·dKv]`
- * @param numHeads number of heads
+ * @param heads number of heads
  */
 export function attention(
   q: tf.Tensor3D,
   k: tf.Tensor3D,
   v: tf.Tensor3D,
-  numHeads: number,
+  heads: number,
   opts: AttentionOptions = {},
 ): AttentionResult {
   const [batch, lq, width] = q.shape;
@@ -284,7 +284,6 @@ export function attention(
   let bias: tf.Tensor | undefined = opts.bias;
   let mask: tf.Tensor | undefined = opts.mask;
   let prefixLength = 0;
-  const heads = numHeads;
   const p = opts.prefix;
   if (p) {
     const pk = batchPrefix(p.key, batch, "key");

@@ -413,8 +413,7 @@ export interface WebgpuSelfCheck {
  * Checks the installed kernels on the current device before a run trusts them: products with
  * every transpose combination (batched, sizes that are not tile multiples) against a float64
  * reference computed in JavaScript from the same inputs, the attention head products likewise,
- * then the fused kernels against their
- * JavaScript references. Tolerance 1e-5 relative L2: float32
+ * then the fused kernels against their JavaScript references. Tolerance 1e-5 relative L2: float32
  * sums of 45 terms differ from float64 by ~1e-7, an indexing or driver fault by ~1.
  *
  * @returns whether the kernels agree, and the worst error
@@ -567,8 +566,9 @@ async function selfCheckHeads(): Promise<number> {
 /**
  * The fused kernels on small inputs against their JavaScript references (`model/fused.ts`), inside
  * a WebGPU validation error scope: the dropout mask must match bit for bit, gated GELU, RMS norm
- * and one AdamW and one factored Adafactor update (in place where registered) within 1e-5 relative L2 (float32 formulas; a wrong index or a shader that failed to build
- * gives errors of order 1 or zeros).
+ * and one AdamW and one factored Adafactor update (in place where registered) within 1e-5
+ * relative L2 (float32 formulas; a wrong index or a shader that failed to build gives errors of
+ * order 1 or zeros).
  */
 async function selfCheckFused(): Promise<{ ok: boolean; maxRelErr: number; error?: string }> {
   const device = (tf.backend() as unknown as { device?: GPUDevice }).device;
@@ -593,11 +593,13 @@ async function selfCheckFused(): Promise<{ ok: boolean; maxRelErr: number; error
     const vv = h.b2 * 0.25 + h.c2 * g * g;
     wantP[i] = a[i]! * h.decay - h.step * mm / (Math.sqrt(vv) * h.invSqrtBc2 + h.eps);
   }
-  const [p, pm, pv] = [tf.tensor(a), tf.fill([n], 0.5), tf.fill([n], 0.25)].map((t) => {
-    const v = tf.variable(t);
-    t.dispose();
-    return v;
-  }) as [tf.Variable, tf.Variable, tf.Variable];
+  const variables = (ts: tf.Tensor[]) =>
+    ts.map((t) => {
+      const v = tf.variable(t);
+      t.dispose();
+      return v;
+    }) as [tf.Variable, tf.Variable, tf.Variable];
+  const [p, pm, pv] = variables([tf.tensor(a), tf.fill([n], 0.5), tf.fill([n], 0.25)]);
   const pg = tf.tensor(b);
   updateAdamW(p, pm, pv, pg, h);
   // One factored Adafactor update (in place where registered) of a [5, 12] matrix, clipping on.
@@ -606,13 +608,11 @@ async function selfCheckFused(): Promise<{ ok: boolean; maxRelErr: number; error
   const f0 = { p: a.subarray(0, fr * fc), vr: b.subarray(0, fr), vc: b.subarray(fr, fr + fc) };
   const fg = a.subarray(fr * fc, 2 * fr * fc);
   const wantF = adafactorFactoredReference(f0.p, fg, f0.vr, f0.vc, fa);
-  const [fp, fvr, fvc] = [tf.tensor2d(f0.p, [fr, fc]), tf.tensor(f0.vr), tf.tensor(f0.vc)].map(
-    (t) => {
-      const v = tf.variable(t);
-      t.dispose();
-      return v;
-    },
-  ) as [tf.Variable, tf.Variable, tf.Variable];
+  const [fp, fvr, fvc] = variables([
+    tf.tensor2d(f0.p, [fr, fc]),
+    tf.tensor(f0.vr),
+    tf.tensor(f0.vc),
+  ]);
   const fgt = tf.tensor2d(fg, [fr, fc]);
   const factoredDone = updateAdafactor(fp, fvr, fvc, fgt, fa);
   const outs = tf.tidy(() => [
