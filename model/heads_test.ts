@@ -14,7 +14,7 @@ import {
   headScoresShape,
 } from "./heads.ts";
 import { openBlas, patchWasmMatMul, unpatchWasmMatMul } from "./wasm_kernels.ts";
-import { gpuTest } from "./webgpu/testing.ts";
+import { gpuTest, pipelineKeys } from "./webgpu/testing.ts";
 import { registerWebgpuKernels, resetWebgpuKernelStats, webgpuKernelStats } from "./webgpu/mod.ts";
 import { countGpuWork } from "./webgpu/counters.ts";
 
@@ -249,7 +249,7 @@ gpuTest("head ops on webgpu with the vec4-load tile (t64v4) equal the references
     checkForward(c, got, `webgpu t64v4 ${JSON.stringify(c)}`);
     checkGrads(got.grads, want[i]!, `webgpu t64v4 ${JSON.stringify(c)}`);
   }
-  const keys = Object.keys((tf.backend() as unknown as { pipelineCache: object }).pipelineCache);
+  const keys = pipelineKeys();
   assert.ok(keys.some((k) => /^hpStridedMatMul_t64v4_.*_v4_/.test(k)), "vec4 strided shader built");
 });
 

@@ -39,7 +39,7 @@ import { rowProgramSource } from "./fused_kernels.ts";
 import { createOptimizer, type OptimizerConfig } from "../../benchmarks/optim.ts";
 import { threeSteps } from "../../benchmarks/optim_testing.ts";
 import { uniformValues } from "../../benchmarks/rng.ts";
-import { gpuTest } from "./testing.ts";
+import { gpuTest, withWebgpuKernel } from "./testing.ts";
 import { countGpuWork } from "./counters.ts";
 import {
   assertClose,
@@ -368,21 +368,12 @@ fusedTest(
     const good = await selfCheckWebgpuKernels();
     assert.ok(good.ok, `self-check error ${good.maxRelErr} ${good.error ?? ""}`);
     // A gated GELU kernel that forgets the gate must fail the check.
-    const real = tf.getKernel(GATED_GELU, "webgpu")!;
-    tf.unregisterKernel(GATED_GELU, "webgpu");
-    tf.registerKernel({
-      kernelName: GATED_GELU,
-      backendName: "webgpu",
-      kernelFunc: (args) =>
-        real.kernelFunc({ ...args, inputs: { a: args.inputs["b"]!, b: args.inputs["b"]! } }),
-    });
-    try {
+    const noGate = (real: tf.KernelFunc): tf.KernelFunc => (args) =>
+      real({ ...args, inputs: { a: args.inputs["b"]!, b: args.inputs["b"]! } });
+    await withWebgpuKernel(GATED_GELU, noGate, async () => {
       const bad = await selfCheckWebgpuKernels();
       assert.equal(bad.ok, false);
-    } finally {
-      tf.unregisterKernel(GATED_GELU, "webgpu");
-      tf.registerKernel(real);
-    }
+    });
   },
 );
 

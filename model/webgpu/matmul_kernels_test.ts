@@ -41,7 +41,7 @@ import {
 import { uniformValues } from "../../benchmarks/rng.ts";
 import { HEAD_CONTEXT } from "../heads.ts";
 import { registerInPlaceUpdates } from "../fused.ts";
-import { gpuTest } from "./testing.ts";
+import { gpuTest, pipelineKeys, withWebgpuKernel } from "./testing.ts";
 
 const REL_L2_TOL = 1e-5;
 const MAX_ABS_REL_TOL = 1e-4;
@@ -288,12 +288,16 @@ gpuTest(
     for (const [i, [tA, tB]] of TRANSPOSE_PAIRS.entries()) {
       await checkCases([shapes([2], [], 68, 44, 132, tA, tB)], i % 2 ? "t64v4" : "t128v4", 500 + i);
     }
-    const keys = () =>
-      Object.keys((tf.backend() as unknown as { pipelineCache: object }).pipelineCache);
-    assert.ok(keys().some((k) => /^hpTiledMatMul_t128v4_.*_v4_/.test(k)), "vec4 shader built");
+    assert.ok(
+      pipelineKeys().some((k) => /^hpTiledMatMul_t128v4_.*_v4_/.test(k)),
+      "vec4 shader built",
+    );
     // k = 45: the vec4 tile falls back to scalar loads (another shader), still exact.
     await checkCases([shapes([2], [2], 36, 45, 20, false, true)], "t64v4", 510);
-    assert.ok(keys().some((k) => /^hpTiledMatMul_t64v4_[^v]*_true_(?!v4)/.test(k)), keys().join());
+    assert.ok(
+      pipelineKeys().some((k) => /^hpTiledMatMul_t64v4_[^v]*_true_(?!v4)/.test(k)),
+      pipelineKeys().join(),
+    );
     assert.ok(vec4Fits([4, 8, 12]) && !vec4Fits([4, 6]));
     assert.equal(scalarTile(tileByName("t64v4")).vec4, undefined);
     assert.ok(tiledMatMulSource(tileByName("t64v4"), true, false).includes("vec4<f32>(0.0);"));
@@ -436,41 +440,23 @@ gpuTest("selfCheckWebgpuKernels() passes with the kernels and catches a wrong ke
     const good = await selfCheckWebgpuKernels();
     assert.ok(good.ok, `self-check error ${good.maxRelErr}`);
     // It ran the split-K path too (partial products of the largest tile, then their sum).
-    const keys = Object.keys((tf.backend() as unknown as { pipelineCache: object }).pipelineCache);
+    const keys = pipelineKeys();
     assert.ok(keys.some((k) => k.startsWith("hpSplitKSum")), keys.join());
     assert.ok(keys.some((k) => /^hpTiledMatMul_t128_.*_splitk/.test(k)), keys.join());
     // A kernel that forgets transposeB must fail the check.
-    const stock = tf.getKernel("BatchMatMul", "webgpu")!;
-    tf.unregisterKernel("BatchMatMul", "webgpu");
-    tf.registerKernel({
-      kernelName: "BatchMatMul",
-      backendName: "webgpu",
-      kernelFunc: (args) =>
-        stock.kernelFunc({ ...args, attrs: { ...args.attrs, transposeB: false } }),
-    });
-    try {
+    const noTransposeB = (real: tf.KernelFunc): tf.KernelFunc => (args) =>
+      real({ ...args, attrs: { ...args.attrs, transposeB: false } });
+    await withWebgpuKernel("BatchMatMul", noTransposeB, async () => {
       const bad = await selfCheckWebgpuKernels().catch(() => ({ ok: false, maxRelErr: Infinity }));
       assert.equal(bad.ok, false);
-    } finally {
-      tf.unregisterKernel("BatchMatMul", "webgpu");
-      tf.registerKernel(stock);
-    }
-    // So must a head product that ignores transposeP.
-    const context = tf.getKernel(HEAD_CONTEXT, "webgpu")!;
-    tf.unregisterKernel(HEAD_CONTEXT, "webgpu");
-    tf.registerKernel({
-      kernelName: HEAD_CONTEXT,
-      backendName: "webgpu",
-      kernelFunc: (args) =>
-        context.kernelFunc({ ...args, attrs: { ...args.attrs, transposeP: false } }),
     });
-    try {
+    // So must a head product that ignores transposeP.
+    const noTransposeP = (real: tf.KernelFunc): tf.KernelFunc => (args) =>
+      real({ ...args, attrs: { ...args.attrs, transposeP: false } });
+    await withWebgpuKernel(HEAD_CONTEXT, noTransposeP, async () => {
       const bad = await selfCheckWebgpuKernels().catch(() => ({ ok: false, maxRelErr: Infinity }));
       assert.equal(bad.ok, false, "a head product ignoring transposeP fails the self-check");
-    } finally {
-      tf.unregisterKernel(HEAD_CONTEXT, "webgpu");
-      tf.registerKernel(context);
-    }
+    });
     // And an in-place Adafactor that reports success without updating anything.
     registerInPlaceUpdates("webgpu", { adafactorFactored: () => true });
     try {

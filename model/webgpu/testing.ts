@@ -55,3 +55,33 @@ export function gpuTest(name: string, fn: () => Promise<void>, setup?: () => voi
     },
   });
 }
+
+/**
+ * Runs `fn` with webgpu kernel `kernelName` replaced by `wrap` of the registered one (e.g. one
+ * that drops an attribute, to check that a self-check catches it), and restores it afterwards.
+ *
+ * @param kernelName a kernel registered for webgpu
+ * @param wrap builds the replacement from the registered kernel function
+ * @param fn runs while the replacement is registered
+ */
+export async function withWebgpuKernel<T>(
+  kernelName: string,
+  wrap: (real: tf.KernelFunc) => tf.KernelFunc,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const real = tf.getKernel(kernelName, "webgpu");
+  if (real === undefined) throw new Error(`model/webgpu/testing.ts: no webgpu ${kernelName}`);
+  tf.unregisterKernel(kernelName, "webgpu");
+  tf.registerKernel({ kernelName, backendName: "webgpu", kernelFunc: wrap(real.kernelFunc) });
+  try {
+    return await fn();
+  } finally {
+    tf.unregisterKernel(kernelName, "webgpu");
+    tf.registerKernel(real);
+  }
+}
+
+/** Keys of the shaders tfjs's webgpu backend has compiled so far (internal `pipelineCache`). */
+export function pipelineKeys(): string[] {
+  return Object.keys((tf.backend() as unknown as { pipelineCache: object }).pipelineCache);
+}
