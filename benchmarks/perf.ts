@@ -35,7 +35,9 @@
  * `lossAndGrads`), so batches whose activations exceed tfjs's 4 GiB wasm heap can be measured;
  * tokens/s and effective GFLOP/s count the whole batch of B. On wasm the micro-batch is chosen
  * (at most M) so that the estimated heap fits, and a workload that cannot fit at all is skipped
- * with the reason ({@link planWasmT5}) instead of aborting the wasm module.
+ * with the reason ({@link planWasmT5}) instead of aborting the wasm module. `t5:<preset>@N:…`
+ * gives the model N encoder and N decoder layers instead of the preset's (a layer's shapes at a
+ * fraction of the time, e.g. to list which matmul kernels one layer of T5 1.1 Base runs).
  *
  * @module
  */
@@ -44,7 +46,7 @@ import * as tf from "@tensorflow/tfjs";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { type BackendInfo, selectBackend } from "../model/backend.ts";
-import { preset as getPreset } from "../model/config.ts";
+import { preset as getPreset, type T5Config } from "../model/config.ts";
 import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../model/t5.ts";
 import { countT5Params, t5Flops } from "../model/accounting.ts";
 import { createOptimizer } from "./optim.ts";
@@ -311,14 +313,22 @@ function blockWorkload(s: BlockShape): Workload {
   };
 }
 
-function t5Workload(
-  preset: string,
-  batch: number,
-  inputLength: number,
-  targetLength: number,
-  microBatch?: number,
-): Workload {
-  const config = getPreset(preset);
+/**
+ * The T5 configuration of a t5 workload: its preset, with `@N` (`t5:<preset>@N:…`) N encoder and
+ * N decoder layers instead of the preset's, e.g. to list what one layer of T5 1.1 Base runs.
+ */
+function workloadConfig(w: WorkloadSpec): T5Config {
+  const config = getPreset(w.preset);
+  return w.layers === undefined
+    ? config
+    : { ...config, numLayers: w.layers, numDecoderLayers: w.layers };
+}
+
+function t5Workload(w: WorkloadSpec): Workload {
+  const config = workloadConfig(w);
+  const [batch, inputLength, targetLength] = w.nums as [number, number, number];
+  const microBatch = w.micro;
+  const preset = w.layers === undefined ? w.preset : `${w.preset}@${w.layers}`;
   const model = initT5(config, { seed: 1 });
   const B = batch;
   const ids = new Int32Array(B * inputLength);
@@ -406,11 +416,14 @@ export interface WorkloadSpec {
   nums: number[];
   /** Micro-batch size (gradient accumulation), t5 workloads only. */
   micro?: number;
+  /** Encoder and decoder layers instead of the preset's (`t5:<preset>@N`), t5 workloads only. */
+  layers?: number;
 }
 
 /**
- * Parse and validate a workload spec "block[:B,S,D,F,H]" or "t5:<preset>[:B,Li,Lt[/M]]"; `/M`
- * runs the batch of B as B/M micro-batches of M with summed gradients (M must divide B).
+ * Parse and validate a workload spec "block[:B,S,D,F,H]" or "t5:<preset>[@N][:B,Li,Lt[/M]]";
+ * `/M` runs the batch of B as B/M micro-batches of M with summed gradients (M must divide B);
+ * `@N` gives the model N encoder and N decoder layers.
  */
 function parseWorkload(spec: string): WorkloadSpec {
   const parts = spec.split(":");
@@ -426,10 +439,19 @@ function parseWorkload(spec: string): WorkloadSpec {
     return { kind: "block", preset: "", nums: nums(parts[1], 5, [16, 64, 256, 1024, 4]) };
   }
   if (parts[0] === "t5" && parts[1] !== undefined && parts.length <= 3) {
-    getPreset(parts[1]); // throws listing the presets
+    const [preset, layerText, ...more] = parts[1].split("@") as [string, ...string[]];
+    getPreset(preset); // throws listing the presets
+    const layers = layerText === undefined ? undefined : Number(layerText);
+    if (more.length > 0 || (layers !== undefined && !(Number.isInteger(layers) && layers > 0))) {
+      throw new Error(
+        `benchmarks/perf.ts: --workloads "${spec}": the layer count after "@" must be a ` +
+          `positive integer`,
+      );
+    }
+    const base = { kind: "t5" as const, preset, ...(layers === undefined ? {} : { layers }) };
     const [shape, micro, ...rest] = (parts[2] ?? "").split("/");
     const v = nums(shape === "" ? undefined : shape, 3, [8, 64, 16]);
-    if (micro === undefined) return { kind: "t5", preset: parts[1], nums: v };
+    if (micro === undefined) return { ...base, nums: v };
     const m = Number(micro);
     if (rest.length > 0 || shape === "" || !Number.isInteger(m) || m <= 0 || v[0]! % m !== 0) {
       throw new Error(
@@ -437,10 +459,11 @@ function parseWorkload(spec: string): WorkloadSpec {
           `positive integer dividing the batch ${v[0]}`,
       );
     }
-    return { kind: "t5", preset: parts[1], nums: v, micro: m };
+    return { ...base, nums: v, micro: m };
   }
   throw new Error(
-    `benchmarks/perf.ts: unknown workload "${spec}" (block[:B,S,D,F,H] or t5:<preset>[:B,Li,Lt[/M]])`,
+    `benchmarks/perf.ts: unknown workload "${spec}" (block[:B,S,D,F,H] or ` +
+      `t5:<preset>[@N][:B,Li,Lt[/M]])`,
   );
 }
 
@@ -501,7 +524,7 @@ export interface WasmPlan {
  * @param optimizer which optimizer's state to count
  */
 export function planWasmT5(w: WorkloadSpec, optimizer: "adamw" | "adafactor"): WasmPlan | string {
-  const config = getPreset(w.preset);
+  const config = workloadConfig(w);
   const [batch, li, lt] = w.nums as [number, number, number];
   const paramBytes = 4 * countT5Params(config);
   const states = optimizer === "adamw" ? 2 : 0;
@@ -525,7 +548,7 @@ function makeWorkload(w: WorkloadSpec): Workload {
   if (w.kind === "block") {
     return blockWorkload({ batch: n[0], seq: n[1], dModel: n[2], dFf: n[3], heads: n[4] });
   }
-  return t5Workload(w.preset, n[0], n[1], n[2], w.micro);
+  return t5Workload(w);
 }
 
 /** trainFlops of a workload without allocating it (for the time estimate). */
@@ -535,7 +558,7 @@ function estimateFlops(w: WorkloadSpec): number {
     const [B, S, D, F] = n;
     return 3 * B * S * (8 * D * D + 4 * D * F + 4 * S * D);
   }
-  return n[0] * t5Flops(getPreset(w.preset), { inputLength: n[1], targetLength: n[2] }).train;
+  return n[0] * t5Flops(workloadConfig(w), { inputLength: n[1], targetLength: n[2] }).train;
 }
 
 async function timeSteps(
@@ -758,8 +781,9 @@ export const PERF_USAGE =
   --backends LIST       cpu,wasm,wasm+blas,webgpu (default: all; webgpu only on a real adapter);
                         append /stock to wasm, wasm+blas or webgpu for tfjs's own kernels,
                         /no-heads to wasm+blas or webgpu for heads split by transposes
-  --workloads LIST      ";"- or space-separated: block[:B,S,D,F,H] | t5:<preset>[:B,Li,Lt[/M]]
-                        (M: micro-batch upper bound; on wasm the heap plan may pick less)
+  --workloads LIST      ";"- or space-separated: block[:B,S,D,F,H] | t5:<preset>[@N][:B,Li,Lt[/M]]
+                        (M: micro-batch upper bound; on wasm the heap plan may pick less;
+                        @N: N encoder and N decoder layers instead of the preset's)
   --sizes LIST          matMul sizes n (n×n×n), default 256,512,1024,2048
   --steps N             timed steps per workload after 2 warm-up steps (default 5)
   --optimizer NAME      adamw (default) or adafactor

@@ -15,7 +15,7 @@ Deno.test("perf: quick run measures matmul and a training step per backend", opt
       "--sizes",
       "32",
       "--workloads",
-      "block:1,8,16,32,2 t5:tiny-v1_1:1,8,4 t5:tiny-v1_1:2,8,4/1",
+      "block:1,8,16,32,2 t5:tiny-v1_1:1,8,4 t5:tiny-v1_1:2,8,4/1 t5:tiny-v1_1@1:1,8,4",
       "--steps",
       "1",
       "--max-seconds",
@@ -28,9 +28,16 @@ Deno.test("perf: quick run measures matmul and a training step per backend", opt
       assert.equal(b.error, undefined, b.error ?? "");
       assert.equal(b.matmul.length, 1);
       assert.ok(b.matmul[0]!.gflops > 0);
-      assert.deepEqual(b.steps.map((s) => s.workload), ["block", "t5:tiny-v1_1", "t5:tiny-v1_1"]);
+      assert.deepEqual(
+        b.steps.map((s) => s.workload),
+        ["block", "t5:tiny-v1_1", "t5:tiny-v1_1", "t5:tiny-v1_1@1"],
+      );
       // "/1": the batch of 2 as 2 micro-batches of 1; FLOPs and tokens count the whole batch.
-      const [, one, micro] = b.steps;
+      const [, one, micro, oneLayer] = b.steps;
+      // "@1": one encoder and one decoder layer instead of tiny-v1_1's two.
+      assert.equal(one!.shape.layers, 2);
+      assert.equal(oneLayer!.shape.layers, 1);
+      assert.ok(oneLayer!.trainFlops < one!.trainFlops);
       assert.equal(micro!.shape.microBatch, 1);
       assert.equal(micro!.shape.microBatches, 2);
       assert.equal(one!.shape.microBatch, undefined);
@@ -73,6 +80,13 @@ Deno.test("perf: bad options are rejected with the option name", async () => {
     main(["--optimizer", "sgd", "--backends", "cpu", "--sizes", "8", "--no-save"]),
     /--optimizer must be adamw or adafactor/,
   );
+  for (const w of ["t5:tiny-v1_1@0:2,8,4", "t5:tiny-v1_1@x", "t5:tiny-v1_1@1@2"]) {
+    await assert.rejects(
+      main(["--workloads", w, "--backends", "cpu", "--sizes", "8", "--no-save"]),
+      /the layer count after "@" must be a positive integer/,
+      w,
+    );
+  }
   for (const w of ["t5:tiny-v1_1:4,8,4/3", "t5:tiny-v1_1:4,8,4/0", "t5:tiny-v1_1:4,8,4/2/1"]) {
     await assert.rejects(
       main(["--workloads", w, "--backends", "cpu", "--sizes", "8", "--no-save"]),
