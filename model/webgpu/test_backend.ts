@@ -7,11 +7,11 @@
  * at exit in about one `deno test` run in ten after every test passed ("double free or corruption
  * (fasttop)", "corrupted size vs. prev_size in fastbins", "free(): invalid pointer"). A core dump
  * shows a test module's worker thread exiting and freeing its per-thread EGL state while the main
- * thread, in `exit()`, runs libEGL's destructor. A 15-line test file that only dispatches a WGSL
- * kernel, without tfjs or this project's code, shows it (4 of 40 runs with one such module, 6 of
- * 40 with two); the same code under `deno run` (the GPU on the main thread, as `deno task bench`
- * uses it) did not in 40 runs, and with the Vulkan backend (Mesa's lavapipe, Debian
- * `mesa-vulkan-drivers`, which `.ci/run` installs) two modules ran 60 times without one.
+ * thread, in `exit()`, runs libEGL's destructor. Two test files that only dispatch a WGSL kernel
+ * and read back, without tfjs or this project's code, show it: `.ci/webgpu_exit_repro.sh 40 gl`
+ * aborted 4 and 1 of 40 runs in two tries here, `… 40 vulkan` (Mesa's lavapipe, Debian
+ * `mesa-vulkan-drivers`, which `.ci/run` installs) none in two. The same code under `deno run`
+ * (`… 40 gl run`: the GPU on the main thread, as `deno task bench` uses it) none.
  *
  * The choice is probed once per process, in a subprocess (an adapter request fixes the backends of
  * the isolate that makes it), and passed on to later modules through the environment.
