@@ -929,6 +929,10 @@ export function runTiledMatMul(
  * @param splits K slices (after {@link splitPlan})
  * @param maxDispatch the device's `maxComputeWorkgroupsPerDimension`
  */
-export function splitFits(plan: MatMulPlan, splits: number, maxDispatch: number): boolean {
+export function splitFits(
+  plan: Pick<MatMulPlan, "batch" | "m" | "n">,
+  splits: number,
+  maxDispatch: number,
+): boolean {
   return plan.batch * splits <= maxDispatch && plan.batch * splits * plan.m * plan.n < 2 ** 31;
 }

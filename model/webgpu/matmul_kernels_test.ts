@@ -350,6 +350,12 @@ gpuTest(
     assert.deepEqual(webgpuKernelStats(), {
       tiled: { t32: 1 },
       stock: { untransposed: 1, dtype: 1 },
+      // By shape (batch of A x batch of B, M, N, K, transposes) and what ran it.
+      shapes: {
+        "1x1 m5 n7 k6 NN": { stock: 1 },
+        "1x1 m5 n7 k6 NT": { t32: 1 },
+        "1x1 m6 n6 k5 TN": { stock: 1 },
+      },
     });
     unregisterWebgpuKernels();
     assert.equal(webgpuKernelsInstalled(), undefined);

@@ -23,8 +23,10 @@ import {
   chooseSplit,
   chooseTile,
   MATMUL_TILES,
+  type MatMulPlan,
   type MatMulTile,
   type MatMulTileChoice,
+  type MatMulTileName,
   planMatMul,
   runStridedMatMul,
   runTiledMatMul,
@@ -48,6 +50,15 @@ import {
   headScoresShape,
 } from "../heads.ts";
 import { registerWebgpuFusedKernels, unregisterWebgpuFusedKernels } from "./fused_kernels.ts";
+import {
+  type MatMulChoice,
+  type MatMulShape,
+  type MatMulTuningTable,
+  noteTunedRun,
+  setActiveTuning,
+  shapeKey,
+  tunedChoice,
+} from "./tuning.ts";
 import { installUniformArena, uninstallUniformArena } from "./uniform_arena.ts";
 import { installBindGroupCache, uninstallBindGroupCache } from "./bind_group_cache.ts";
 import {
@@ -78,6 +89,26 @@ export {
 } from "./matmul_kernels.ts";
 export { type BindGroupCacheStats, bindGroupCacheStats } from "./bind_group_cache.ts";
 export { uniformArenaInstalled } from "./uniform_arena.ts";
+export {
+  type AdapterId,
+  adapterId,
+  adapterSlug,
+  choiceName,
+  type MatMulChoice,
+  type MatMulShape,
+  type MatMulTuningTable,
+  mergeTuningTables,
+  parseShapeKey,
+  parseTuningTable,
+  sameAdapter,
+  serializeTuningTable,
+  shapeKey,
+  tuneShape,
+  TUNING_FORMAT,
+  TUNING_VERSION,
+  tuningCandidates,
+  type TuningEntry,
+} from "./tuning.ts";
 
 /** Options of {@link registerWebgpuKernels}. */
 export interface WebgpuKernelOptions {
@@ -118,6 +149,14 @@ export interface WebgpuKernelOptions {
    * @default true
    */
   readonly bindGroupCache?: boolean;
+  /**
+   * Measured kernel choices per product shape for this device (`tuning.ts`; made by
+   * `deno task tune`): a listed shape runs its table's choice (stock or a tile and K split),
+   * whatever `cover`, `tile` and `splitK` say; other shapes follow those options. The table must
+   * come from the adapter in use (`model/backend.ts` checks).
+   * @default null
+   */
+  readonly tuning?: MatMulTuningTable | null;
 }
 
 /** Counters of {@link registerWebgpuKernels}'s `BatchMatMul` since the last reset. */
@@ -126,6 +165,12 @@ export interface WebgpuKernelStats {
   readonly tiled: Record<string, number>;
   /** Calls passed to the stock kernel, by reason. */
   readonly stock: Record<string, number>;
+  /**
+   * Calls by product shape (`tuning.ts`'s `shapeKey`, e.g. `"1x1 m4096 n768 k768 TN"`) and by
+   * what ran them ("stock" or the tile name as in `tiled`); calls the kernel could not plan
+   * (non-rank-2+ shapes, empty operands) are not listed.
+   */
+  readonly shapes: Record<string, Record<string, number>>;
 }
 
 interface Installed {
@@ -134,13 +179,71 @@ interface Installed {
 }
 
 let installed: Installed | undefined;
-let stats: { tiled: Record<string, number>; stock: Record<string, number> } = {
-  tiled: {},
-  stock: {},
-};
+let stats: {
+  tiled: Record<string, number>;
+  stock: Record<string, number>;
+  shapes: Record<string, Record<string, number>>;
+} = { tiled: {}, stock: {}, shapes: {} };
 
 function bump(rec: Record<string, number>, key: string): void {
   rec[key] = (rec[key] ?? 0) + 1;
+}
+
+function bumpShape(key: string, kernel: string): void {
+  const rec = stats.shapes[key] ?? (stats.shapes[key] = {});
+  bump(rec, kernel);
+}
+
+/** The shape of a planned product, as tuning tables key it. */
+function planShape(plan: MatMulPlan, transposeA: boolean, transposeB: boolean): MatMulShape {
+  return {
+    batchA: plan.a3[0]!,
+    batchB: plan.b3[0]!,
+    m: plan.m,
+    n: plan.n,
+    k: plan.k,
+    transposeA,
+    transposeB,
+  };
+}
+
+/**
+ * What the BatchMatMul kernel runs for a float32 product without a tuning table: tfjs's stock
+ * kernel for untransposed products unless `cover` is "all"; otherwise the tiled kernel with
+ * {@link chooseSplit}'s tile and K slices (`tile` and `splitK` "auto"), {@link chooseTile}'s or
+ * the forced tile, and the forced or no split. Slices are rounded by `splitPlan` and dropped where
+ * they would exceed the device's dispatch limit.
+ *
+ * @param shape the product
+ * @param opts kernel options (default: those installed, else the defaults)
+ * @param maxDispatch the device's `maxComputeWorkgroupsPerDimension`
+ * @returns the choice
+ */
+export function ruleOfThumb(
+  shape: MatMulShape,
+  opts: WebgpuKernelOptions = installed?.options ?? {},
+  maxDispatch = 65535,
+): MatMulChoice {
+  const options = resolveOptions(opts);
+  if (options.cover === "transposed" && !shape.transposeA && !shape.transposeB) {
+    return { kernel: "stock" };
+  }
+  const batch = Math.max(shape.batchA, shape.batchB);
+  const { m, n, k } = shape;
+  const auto = options.tile === "auto" && options.splitK === "auto"
+    ? chooseSplit(batch, m, n, k, options.minWorkgroups)
+    : undefined;
+  const tile = auto?.tile ??
+    (options.tile === "auto"
+      ? chooseTile(batch, m, n, options.minWorkgroups)
+      : tileByName(options.tile));
+  let splits = splitPlan(
+    k,
+    typeof options.splitK === "number" ? options.splitK : auto?.splits ?? 1,
+    tile.tileK,
+  ).splits;
+  if (!splitFits({ batch, m, n }, splits, maxDispatch)) splits = 1;
+  return { kernel: "tiled", tile: tile.name as MatMulTileName, splits };
 }
 
 function envSetting(): string | undefined {
@@ -182,7 +285,8 @@ function resolveOptions(opts: WebgpuKernelOptions): Required<WebgpuKernelOptions
       }`,
     );
   }
-  return { cover, tile, minWorkgroups, splitK, fused, uniformArena, bindGroupCache };
+  const tuning = opts.tuning ?? null;
+  return { cover, tile, minWorkgroups, splitK, fused, uniformArena, bindGroupCache, tuning };
 }
 
 /**
@@ -211,39 +315,46 @@ export function registerWebgpuKernels(opts: WebgpuKernelOptions = {}): boolean {
     const b = inputs["b"] as tf.TensorInfo;
     const transposeA = attrs?.["transposeA"] === true;
     const transposeB = attrs?.["transposeB"] === true;
-    const stock = (why: string) => {
-      bump(stats.stock, why);
-      return original.kernelFunc(args);
-    };
-    if (options.cover === "transposed" && !transposeA && !transposeB) return stock("untransposed");
-    if (a.dtype !== "float32" || b.dtype !== "float32") return stock("dtype");
     const gpu = backend as unknown as WebGpuBackendLike;
+    const maxDispatch = gpu.device.limits.maxComputeWorkgroupsPerDimension;
     const plan = planMatMul(
       a.shape,
       b.shape,
       transposeA,
       transposeB,
-      gpu.device.limits.maxComputeWorkgroupsPerDimension,
+      maxDispatch,
       MATMUL_TILES[MATMUL_TILES.length - 1]!.tileM,
     );
+    const shape = typeof plan === "string" ? undefined : planShape(plan, transposeA, transposeB);
+    const key = shape === undefined ? undefined : shapeKey(shape);
+    const float = a.dtype === "float32" && b.dtype === "float32";
+    const tuned = key === undefined || !float ? undefined : tunedChoice(key);
+    const stock = (why: string) => {
+      bump(stats.stock, why);
+      if (key !== undefined) bumpShape(key, "stock");
+      if (tuned !== undefined) noteTunedRun("stock");
+      return original.kernelFunc(args);
+    };
+    if (tuned?.kernel === "stock") return stock("tuned");
+    if (tuned === undefined) {
+      if (options.cover === "transposed" && !transposeA && !transposeB) {
+        return stock("untransposed");
+      }
+      if (!float) return stock("dtype");
+    }
     if (typeof plan === "string") return stock(plan);
-    const auto = options.tile === "auto" && options.splitK === "auto"
-      ? chooseSplit(plan.batch, plan.m, plan.n, plan.k, options.minWorkgroups)
-      : undefined;
-    const tile = auto?.tile ??
-      (options.tile === "auto"
-        ? chooseTile(plan.batch, plan.m, plan.n, options.minWorkgroups)
-        : tileByName(options.tile));
-    let splits = splitPlan(
-      plan.k,
-      typeof options.splitK === "number" ? options.splitK : auto?.splits ?? 1,
-      tile.tileK,
-    )
-      .splits;
-    if (!splitFits(plan, splits, gpu.device.limits.maxComputeWorkgroupsPerDimension)) splits = 1;
-    bump(stats.tiled, splits > 1 ? `${tile.name}/k${splits}` : tile.name);
+    const choice = tuned ?? ruleOfThumb(shape!, options, maxDispatch);
+    if (choice.kernel === "stock") return stock("untransposed");
+    const tile = tileByName(choice.tile);
+    let splits = splitPlan(plan.k, choice.splits, tile.tileK).splits;
+    if (!splitFits(plan, splits, maxDispatch)) splits = 1;
+    const name = splits > 1 ? `${tile.name}/k${splits}` : tile.name;
+    bump(stats.tiled, name);
+    bumpShape(key!, name);
+    if (tuned !== undefined) noteTunedRun(name);
     return runTiledMatMul(gpu, a, b, plan, transposeA, transposeB, tile, splits);
   };
+  setActiveTuning(options.tuning ?? undefined);
   tf.unregisterKernel("BatchMatMul", "webgpu");
   tf.registerKernel({ kernelName: "BatchMatMul", backendName: "webgpu", kernelFunc });
   if (options.fused) {
@@ -266,6 +377,7 @@ export function unregisterWebgpuKernels(): void {
   unregisterHeadKernels();
   uninstallBindGroupCache();
   uninstallUniformArena();
+  setActiveTuning(undefined);
   if (installed === undefined) return;
   tf.unregisterKernel("BatchMatMul", "webgpu");
   tf.registerKernel(installed.original);
@@ -388,12 +500,16 @@ export function webgpuKernelsInstalled(): Required<WebgpuKernelOptions> | undefi
 
 /** Counters of tiled vs stock `BatchMatMul` calls since the last {@link resetWebgpuKernelStats}. */
 export function webgpuKernelStats(): WebgpuKernelStats {
-  return { tiled: { ...stats.tiled }, stock: { ...stats.stock } };
+  return {
+    tiled: { ...stats.tiled },
+    stock: { ...stats.stock },
+    shapes: Object.fromEntries(Object.entries(stats.shapes).map(([k, v]) => [k, { ...v }])),
+  };
 }
 
 /** Zeroes the counters of {@link webgpuKernelStats}. */
 export function resetWebgpuKernelStats(): void {
-  stats = { tiled: {}, stock: {} };
+  stats = { tiled: {}, stock: {}, shapes: {} };
 }
 
 /** Result of {@link selfCheckWebgpuKernels}. */

@@ -1,0 +1,487 @@
+/**
+ * Measured matmul kernel choices per product shape and device ("tuning tables").
+ *
+ * Which kernel runs a `BatchMatMul` is otherwise a rule of thumb (`chooseSplit` / `chooseTile`
+ * in `matmul_kernels.ts`, tfjs's stock kernel for untransposed products). A tuning table records,
+ * for one adapter, the fastest of tfjs's stock kernel and each tile and K split of the tiled
+ * kernel for each product shape a training step runs, timed on that device
+ * (`deno task tune`, or the `tune` section of `benchmarks/gpu_check.ts`). `registerWebgpuKernels`
+ * takes a table as its `tuning` option; `model/backend.ts` installs the committed table of the
+ * adapter it runs on (`results/tuning/<adapter>.json`). Shapes a table does not list keep the
+ * rule of thumb.
+ *
+ * The BatchMatMul kernel of `mod.ts` asks {@link tunedChoice} for each call's shape and reports
+ * what it ran with {@link noteTunedRun}; {@link tuneShape} relies on that to check that its forced
+ * choice really ran.
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import {
+  MATMUL_TILE_CANDIDATES,
+  MATMUL_TILES,
+  type MatMulTile,
+  type MatMulTileName,
+  SPLIT_K_MAX,
+  SPLIT_K_MIN_CHUNK,
+  splitPlan,
+  tileByName,
+  tileWorkgroupBytes,
+  vec4Fits,
+} from "./matmul_kernels.ts";
+
+/** The `format` field of a tuning table file. */
+export const TUNING_FORMAT = "hyperprompt-webgpu-matmul-tuning";
+/** The `version` field this code reads and writes. */
+export const TUNING_VERSION = 1;
+/**
+ * A tuned choice replaces the rule of thumb only when it is this much faster (median over
+ * rounds): wall-clock medians of the same kernel differ by a few percent run to run, and a choice
+ * made from noise would change kernels for nothing.
+ */
+export const TUNING_MARGIN = 0.03;
+
+/** One product shape as the BatchMatMul kernel sees it (after its rank-3 view). */
+export interface MatMulShape {
+  /** Batch of A (1 when broadcast). */
+  readonly batchA: number;
+  /** Batch of B (1 when broadcast). */
+  readonly batchB: number;
+  /** Output rows. */
+  readonly m: number;
+  /** Output columns. */
+  readonly n: number;
+  /** Shared dimension. */
+  readonly k: number;
+  /** A stored `[K, M]`. */
+  readonly transposeA: boolean;
+  /** B stored `[N, K]`. */
+  readonly transposeB: boolean;
+}
+
+/** The key of a shape in a table, e.g. `"1x1 m4096 n768 k3072 NT"` (batch of A x batch of B). */
+export function shapeKey(s: MatMulShape): string {
+  return `${s.batchA}x${s.batchB} m${s.m} n${s.n} k${s.k} ${s.transposeA ? "T" : "N"}${
+    s.transposeB ? "T" : "N"
+  }`;
+}
+
+const KEY_RE = /^(\d+)x(\d+) m(\d+) n(\d+) k(\d+) ([NT])([NT])$/;
+
+/**
+ * Reads a key written by {@link shapeKey}.
+ *
+ * @param key the key
+ * @param where what to name in the error (file and field)
+ * @throws Error naming `where` when the key is malformed or a dimension is 0
+ */
+export function parseShapeKey(key: string, where: string): MatMulShape {
+  const m = KEY_RE.exec(key);
+  const dims = m?.slice(1, 6).map(Number);
+  if (m === null || dims === undefined || dims.some((d) => !(d >= 1))) {
+    throw new Error(
+      `${where}: "${key}" is not a product shape like "1x1 m4096 n768 k3072 NT" ` +
+        "(batch of A x batch of B, output rows, output columns, shared dimension, N/T per operand)",
+    );
+  }
+  const [batchA, batchB, mm, n, k] = dims as [number, number, number, number, number];
+  if (batchA !== 1 && batchB !== 1 && batchA !== batchB) {
+    throw new Error(`${where}: "${key}": the batches must be equal or one of them 1`);
+  }
+  return { batchA, batchB, m: mm, n, k, transposeA: m[6] === "T", transposeB: m[7] === "T" };
+}
+
+/** What runs a product: tfjs's own kernel, or the tiled kernel with a tile and K slices. */
+export type MatMulChoice =
+  | { readonly kernel: "stock" }
+  | { readonly kernel: "tiled"; readonly tile: MatMulTileName; readonly splits: number };
+
+/** A choice's name: `"stock"`, a tile name (`"t128"`), or tile and slices (`"t128/k8"`). */
+export function choiceName(c: MatMulChoice): string {
+  if (c.kernel === "stock") return "stock";
+  return c.splits > 1 ? `${c.tile}/k${c.splits}` : c.tile;
+}
+
+/**
+ * Reads a name written by {@link choiceName}.
+ *
+ * @param name the name
+ * @param where what to name in the error
+ * @throws Error naming `where` for an unknown tile or a bad slice count
+ */
+export function parseChoice(name: string, where: string): MatMulChoice {
+  if (name === "stock") return { kernel: "stock" };
+  const m = /^([a-z0-9]+)(?:\/k(\d+))?$/.exec(name);
+  const splits = m?.[2] === undefined ? 1 : Number(m[2]);
+  if (m === null || !(splits >= 1 && splits <= SPLIT_K_MAX) || m[2]?.startsWith("0")) {
+    throw new Error(
+      `${where}: "${name}" is not a kernel choice ("stock", a tile such as "t128", or a tile ` +
+        `and K slices such as "t128/k8", 1 to ${SPLIT_K_MAX} slices)`,
+    );
+  }
+  try {
+    tileByName(m[1]!);
+  } catch (e) {
+    throw new Error(`${where}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  return { kernel: "tiled", tile: m[1] as MatMulTileName, splits };
+}
+
+/** Which adapter a table was measured on (`GPUAdapterInfo`'s fields). */
+export interface AdapterId {
+  readonly vendor: string;
+  readonly architecture: string;
+  readonly device: string;
+  readonly description: string;
+}
+
+/** The adapter's identity from `GPUAdapter.info`. */
+export function adapterId(info: GPUAdapterInfo): AdapterId {
+  return {
+    vendor: info.vendor ?? "",
+    architecture: info.architecture ?? "",
+    device: info.device ?? "",
+    description: info.description ?? "",
+  };
+}
+
+/** Whether two adapter identities are the same device and driver description. */
+export function sameAdapter(a: AdapterId, b: AdapterId): boolean {
+  return a.vendor === b.vendor && a.architecture === b.architecture && a.device === b.device &&
+    a.description === b.description;
+}
+
+/**
+ * A file name stem for an adapter: its description (and vendor and device id), lower case,
+ * runs of other characters as one `-`, at most 80 characters; e.g.
+ * `llvmpipe-llvm-15-0-6-256-bits-65541-0`.
+ */
+export function adapterSlug(id: AdapterId): string {
+  const s = `${id.description} ${id.vendor} ${id.device}`.toLowerCase().replace(/[^a-z0-9]+/g, "-")
+    .replace(/^-+|-+$/g, "").slice(0, 80).replace(/-+$/, "");
+  return s === "" ? "unknown-adapter" : s;
+}
+
+/** One tuned shape. */
+export interface TuningEntry {
+  /** The choice the kernel makes for this shape ({@link choiceName}). */
+  readonly choice: string;
+  /** What the rule of thumb would run (without a table). */
+  readonly heuristic: string;
+  /** Median ms per product of every choice timed, by name (the rule of thumb's included). */
+  readonly ms: Readonly<Record<string, number>>;
+  /** How many times one step of the tuned workload ran this shape (for weighting), if known. */
+  readonly calls?: number;
+}
+
+/** A tuning table: measured kernel choices for one adapter. */
+export interface MatMulTuningTable {
+  readonly format: typeof TUNING_FORMAT;
+  readonly version: typeof TUNING_VERSION;
+  /** The adapter the times were measured on. */
+  readonly adapter: AdapterId;
+  /** ISO time of the (last) tuning run. */
+  readonly created: string;
+  /** How it was measured: versions, repetitions, the workload. */
+  readonly provenance: Readonly<Record<string, string | number>>;
+  /** By {@link shapeKey}. */
+  readonly entries: Readonly<Record<string, TuningEntry>>;
+}
+
+function isRecord(x: unknown): x is Record<string, unknown> {
+  return typeof x === "object" && x !== null && !Array.isArray(x);
+}
+
+/**
+ * Parses and validates a tuning table file.
+ *
+ * @param text the file's text
+ * @param source the file's path (named in errors)
+ * @returns the table
+ * @throws Error naming `source` and the field (e.g. `entries["1x1 m8 n8 k8 NT"].choice`)
+ */
+export function parseTuningTable(text: string, source: string): MatMulTuningTable {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new Error(
+      `${source}: not JSON (${e instanceof Error ? e.message : String(e)})`,
+    );
+  }
+  const fail = (field: string, what: string): never => {
+    throw new Error(`${source}: ${field} ${what}`);
+  };
+  if (!isRecord(raw)) return fail("(top level)", "must be an object");
+  if (raw.format !== TUNING_FORMAT) {
+    fail("format", `must be "${TUNING_FORMAT}", got ${JSON.stringify(raw.format)}`);
+  }
+  if (raw.version !== TUNING_VERSION) {
+    fail("version", `must be ${TUNING_VERSION}, got ${JSON.stringify(raw.version)}`);
+  }
+  const ad = raw.adapter;
+  if (!isRecord(ad)) return fail("adapter", "must be an object");
+  for (const f of ["vendor", "architecture", "device", "description"]) {
+    if (typeof ad[f] !== "string") fail(`adapter.${f}`, "must be a string");
+  }
+  if (typeof raw.created !== "string" || Number.isNaN(Date.parse(raw.created))) {
+    fail("created", `must be an ISO date, got ${JSON.stringify(raw.created)}`);
+  }
+  const prov = raw.provenance;
+  if (!isRecord(prov)) return fail("provenance", "must be an object");
+  for (const [k, v] of Object.entries(prov)) {
+    if (typeof v !== "string" && typeof v !== "number") {
+      fail(`provenance.${k}`, "must be a string or a number");
+    }
+  }
+  if (!isRecord(raw.entries)) return fail("entries", "must be an object");
+  const entries: Record<string, TuningEntry> = {};
+  for (const [key, e] of Object.entries(raw.entries)) {
+    const at = `entries[${JSON.stringify(key)}]`;
+    parseShapeKey(key, `${source}: ${at}`);
+    if (!isRecord(e)) return fail(at, "must be an object");
+    for (const f of ["choice", "heuristic"] as const) {
+      if (typeof e[f] !== "string") fail(`${at}.${f}`, "must be a string");
+      parseChoice(e[f] as string, `${source}: ${at}.${f}`);
+    }
+    if (!isRecord(e.ms)) return fail(`${at}.ms`, "must be an object");
+    for (const [name, ms] of Object.entries(e.ms)) {
+      parseChoice(name, `${source}: ${at}.ms`);
+      if (typeof ms !== "number" || !Number.isFinite(ms) || ms < 0) {
+        fail(`${at}.ms[${JSON.stringify(name)}]`, `must be a finite ms ≥ 0, got ${String(ms)}`);
+      }
+    }
+    if (e.calls !== undefined && !(Number.isInteger(e.calls) && (e.calls as number) >= 1)) {
+      fail(`${at}.calls`, `must be a positive integer, got ${JSON.stringify(e.calls)}`);
+    }
+    entries[key] = {
+      choice: e.choice as string,
+      heuristic: e.heuristic as string,
+      ms: { ...(e.ms as Record<string, number>) },
+      ...(e.calls === undefined ? {} : { calls: e.calls as number }),
+    };
+  }
+  return {
+    format: TUNING_FORMAT,
+    version: TUNING_VERSION,
+    adapter: adapterId(ad as unknown as GPUAdapterInfo),
+    created: raw.created as string,
+    provenance: { ...(prov as Record<string, string | number>) },
+    entries,
+  };
+}
+
+/** The table as the file's text (entries sorted by key, so reruns diff cleanly). */
+export function serializeTuningTable(t: MatMulTuningTable): string {
+  const entries: Record<string, TuningEntry> = {};
+  for (const key of Object.keys(t.entries).sort()) entries[key] = t.entries[key]!;
+  return JSON.stringify({ ...t, entries }, null, 2) + "\n";
+}
+
+/**
+ * A table with `fresh`'s entries over `old`'s (other workloads' shapes kept).
+ *
+ * @throws Error when the two were measured on different adapters
+ */
+export function mergeTuningTables(
+  old: MatMulTuningTable,
+  fresh: MatMulTuningTable,
+): MatMulTuningTable {
+  if (!sameAdapter(old.adapter, fresh.adapter)) {
+    throw new Error(
+      `model/webgpu/tuning.ts: cannot merge tables of different adapters ` +
+        `(${old.adapter.description} / ${fresh.adapter.description})`,
+    );
+  }
+  return { ...fresh, entries: { ...old.entries, ...fresh.entries } };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The choices in effect (read by the BatchMatMul kernel of mod.ts)
+
+let active = new Map<string, MatMulChoice>();
+let lastRun: string | undefined;
+
+/** Makes `table`'s choices the ones {@link tunedChoice} gives (none when undefined). */
+export function setActiveTuning(table: MatMulTuningTable | undefined): void {
+  const m = new Map<string, MatMulChoice>();
+  for (const [key, e] of Object.entries(table?.entries ?? {})) {
+    m.set(key, parseChoice(e.choice, `tuning entry ${key}`));
+  }
+  active = m;
+}
+
+/** Number of shapes with a tuned choice in effect. */
+export function activeTuningSize(): number {
+  return active.size;
+}
+
+/** The tuned choice for a shape key, if a table in effect has one. */
+export function tunedChoice(key: string): MatMulChoice | undefined {
+  return active.size === 0 ? undefined : active.get(key);
+}
+
+/** Called by the BatchMatMul kernel with the name of the choice it ran for a tuned shape. */
+export function noteTunedRun(name: string): void {
+  lastRun = name;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measuring
+
+/** Device limits a candidate must fit. */
+export interface TuningLimits {
+  readonly maxComputeWorkgroupStorageSize: number;
+  readonly maxComputeInvocationsPerWorkgroup: number;
+}
+
+function fitsDevice(t: MatMulTile, limits: TuningLimits): boolean {
+  const threads = (t.tileM / t.threadM) * (t.tileN / t.threadN);
+  return tileWorkgroupBytes(t) <= limits.maxComputeWorkgroupStorageSize &&
+    threads <= limits.maxComputeInvocationsPerWorkgroup;
+}
+
+/**
+ * The choices {@link tuneShape} times for a shape: tfjs's stock kernel; every tile that fits the
+ * device, unsplit (the vec4-load tiles only where the shape allows vec4 loads, since elsewhere
+ * they run as their scalar twins); and where K is at least 2 × {@link SPLIT_K_MIN_CHUNK}, the
+ * 128- and 64-wide tiles with K in 2, 4, 8 and 16 slices of at least {@link SPLIT_K_MIN_CHUNK}.
+ *
+ * @param shape the product
+ * @param limits the device's limits
+ * @returns the choices, stock first
+ */
+export function tuningCandidates(shape: MatMulShape, limits: TuningLimits): MatMulChoice[] {
+  const out: MatMulChoice[] = [{ kernel: "stock" }];
+  const aCols = shape.transposeA ? shape.m : shape.k;
+  const bCols = shape.transposeB ? shape.k : shape.n;
+  const vec4 = vec4Fits([aCols, bCols]);
+  const tiles = [...MATMUL_TILES, ...MATMUL_TILE_CANDIDATES].filter((t) =>
+    fitsDevice(t, limits) && (!t.vec4 || vec4)
+  );
+  for (const t of tiles) out.push({ kernel: "tiled", tile: t.name as MatMulTileName, splits: 1 });
+  if (shape.k >= 2 * SPLIT_K_MIN_CHUNK) {
+    for (const t of tiles.filter((t) => t.tileM === t.tileN && t.tileM >= 64)) {
+      for (const s of [2, 4, 8, 16]) {
+        const plan = splitPlan(shape.k, s, t.tileK);
+        if (plan.splits === s && plan.chunk >= SPLIT_K_MIN_CHUNK) {
+          out.push({ kernel: "tiled", tile: t.name as MatMulTileName, splits: s });
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** How {@link tuneShape} times each choice. */
+export interface TuneOptions {
+  /** Products per timed round (after one warm-up product). @default 10 */
+  readonly reps?: number;
+  /** Timed rounds; the median round counts. @default 3 */
+  readonly rounds?: number;
+  /** What the rule of thumb runs for this shape (timed too, and kept unless beaten). */
+  readonly heuristic: MatMulChoice;
+  /** The choices to time (default {@link tuningCandidates}). */
+  readonly candidates?: readonly MatMulChoice[];
+  /** The device's limits (default: the current webgpu backend's device). */
+  readonly limits?: TuningLimits;
+}
+
+/** Waits for the queue by reading one element of `t` (the queue runs in order). */
+async function sync(t: tf.Tensor): Promise<void> {
+  const one = tf.tidy(() => t.reshape([-1]).slice(0, 1));
+  await one.data();
+  one.dispose();
+}
+
+/**
+ * Times every candidate kernel for one product shape on the current webgpu backend and picks the
+ * fastest. Each candidate is forced through the installed BatchMatMul kernel (so
+ * `registerWebgpuKernels` must be in effect; the previous tuned choices are restored after), run
+ * once to compile its shader, then `rounds` times `reps` products, each round ended by a read of
+ * one element; a candidate's figure is its median round divided by `reps`. The rule of thumb's
+ * choice stays unless another is faster by more than {@link TUNING_MARGIN}. A candidate the kernel
+ * cannot run as asked (a split over the device's dispatch limits runs unsplit) is recorded under
+ * the name of what ran.
+ *
+ * @param shape the product
+ * @param opts repetitions, the rule of thumb's choice, candidates
+ * @returns the entry (without `calls`)
+ * @throws Error when the custom BatchMatMul kernel is not installed (a forced choice did not run)
+ */
+export async function tuneShape(shape: MatMulShape, opts: TuneOptions): Promise<TuningEntry> {
+  const reps = opts.reps ?? 10;
+  const rounds = opts.rounds ?? 3;
+  if (!(Number.isInteger(reps) && reps >= 1) || !(Number.isInteger(rounds) && rounds >= 1)) {
+    throw new Error(
+      `model/webgpu/tuning.ts tuneShape: reps and rounds must be positive integers, got ${reps}, ${rounds}`,
+    );
+  }
+  const limits = opts.limits ??
+    (tf.backend() as unknown as { device: GPUDevice }).device.limits;
+  const candidates = [...(opts.candidates ?? tuningCandidates(shape, limits))];
+  const heuristic = choiceName(opts.heuristic);
+  if (!candidates.some((c) => choiceName(c) === heuristic)) candidates.push(opts.heuristic);
+  const key = shapeKey(shape);
+  const aShape = [
+    shape.batchA,
+    shape.transposeA ? shape.k : shape.m,
+    shape.transposeA ? shape.m : shape.k,
+  ];
+  const bShape = [
+    shape.batchB,
+    shape.transposeB ? shape.n : shape.k,
+    shape.transposeB ? shape.k : shape.n,
+  ];
+  const a = tf.randomUniform(aShape, -1, 1, "float32", 1);
+  const b = tf.randomUniform(bShape, -1, 1, "float32", 2);
+  const saved = active;
+  const ms: Record<string, number> = {};
+  const ranAs = new Map<string, string>();
+  try {
+    for (const c of candidates) {
+      active = new Map([[key, c]]);
+      lastRun = undefined;
+      const run = () => tf.matMul(a, b, shape.transposeA, shape.transposeB);
+      const warm = run();
+      await sync(warm);
+      warm.dispose();
+      const ran = lastRun as string | undefined;
+      if (ran === undefined) {
+        throw new Error(
+          `model/webgpu/tuning.ts tuneShape: the BatchMatMul kernel did not apply the choice ` +
+            `${choiceName(c)} for ${key}; call registerWebgpuKernels() first`,
+        );
+      }
+      ranAs.set(choiceName(c), ran);
+      if (ran in ms) continue; // e.g. a split that ran unsplit: already timed
+      const times: number[] = [];
+      for (let r = 0; r < rounds; r++) {
+        const t0 = performance.now();
+        let last: tf.Tensor | undefined;
+        for (let i = 0; i < reps; i++) {
+          last?.dispose();
+          last = run();
+        }
+        await sync(last!);
+        last!.dispose();
+        times.push((performance.now() - t0) / reps);
+      }
+      times.sort((x, y) => x - y);
+      ms[ran] = Math.round(times[Math.floor(times.length / 2)]! * 1e4) / 1e4;
+    }
+  } finally {
+    active = saved;
+    tf.dispose([a, b]);
+  }
+  const ruleRan = ranAs.get(heuristic) ?? heuristic;
+  const heuristicMs = ms[ruleRan];
+  let choice = ruleRan;
+  let best = heuristicMs ?? Infinity;
+  for (const [name, t] of Object.entries(ms)) {
+    if (t < best) [choice, best] = [name, t];
+  }
+  if (heuristicMs !== undefined && best > heuristicMs * (1 - TUNING_MARGIN)) choice = ruleRan;
+  return { choice, heuristic: ruleRan, ms };
+}

@@ -1,0 +1,294 @@
+/**
+ * Tests of the matmul tuning tables (`tuning.ts`) and of the BatchMatMul kernel following them.
+ *
+ * The GPU tests run on the software adapter here (shapes are small; times there say nothing about
+ * a GPU, so they check the mechanics: every candidate timed, the choice among them, the kernel
+ * running what a table says, results equal to the cpu backend within the tiled kernel's
+ * tolerance, relative L2 ≤ 1e-5, see `matmul_kernels_test.ts`).
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import "@tensorflow/tfjs-backend-webgpu";
+import assert from "node:assert/strict";
+import {
+  adapterSlug,
+  choiceName,
+  type MatMulTuningTable,
+  mergeTuningTables,
+  parseChoice,
+  parseShapeKey,
+  parseTuningTable,
+  sameAdapter,
+  serializeTuningTable,
+  shapeKey,
+  tuneShape,
+  TUNING_FORMAT,
+  TUNING_MARGIN,
+  TUNING_VERSION,
+  tuningCandidates,
+} from "./tuning.ts";
+import { chooseSplit } from "./matmul_kernels.ts";
+import {
+  registerWebgpuKernels,
+  resetWebgpuKernelStats,
+  ruleOfThumb,
+  unregisterWebgpuKernels,
+  webgpuKernelStats,
+} from "./mod.ts";
+import { uniformValues } from "../../benchmarks/rng.ts";
+import { gpuTest } from "./testing.ts";
+
+const ADAPTER = {
+  vendor: "65541",
+  architecture: "",
+  device: "0",
+  description: "llvmpipe (LLVM 15.0.6, 256 bits)",
+};
+
+function table(entries: MatMulTuningTable["entries"]): MatMulTuningTable {
+  return {
+    format: TUNING_FORMAT,
+    version: TUNING_VERSION,
+    adapter: ADAPTER,
+    created: "2026-11-26T15:00:00.000Z",
+    provenance: { tfjs: "4.22.0", reps: 10 },
+    entries,
+  };
+}
+
+Deno.test("shapeKey and parseShapeKey round-trip; a bad key names the field", () => {
+  const s = { batchA: 12, batchB: 1, m: 128, n: 64, k: 128, transposeA: false, transposeB: true };
+  assert.equal(shapeKey(s), "12x1 m128 n64 k128 NT");
+  assert.deepEqual(parseShapeKey(shapeKey(s), "x"), s);
+  assert.throws(() => parseShapeKey("1x1 m0 n8 k8 NN", "f.json: entries"), /f\.json: entries/);
+  assert.throws(() => parseShapeKey("m8 n8 k8", "f.json: entries"), /not a product shape/);
+  assert.throws(() => parseShapeKey("2x3 m8 n8 k8 NN", "w"), /equal or one of them 1/);
+});
+
+Deno.test("choiceName and parseChoice round-trip; unknown tiles and slice counts are rejected", () => {
+  for (const name of ["stock", "t128", "t64v4", "t128/k8", "t64/k16"]) {
+    assert.equal(choiceName(parseChoice(name, "w")), name);
+  }
+  assert.deepEqual(parseChoice("t128/k8", "w"), { kernel: "tiled", tile: "t128", splits: 8 });
+  assert.throws(() => parseChoice("t999", "f: e.choice"), /f: e\.choice: .*unknown tile "t999"/);
+  assert.throws(() => parseChoice("t128/k0", "w"), /not a kernel choice/);
+  assert.throws(() => parseChoice("t128/k17", "w"), /1 to 16 slices/);
+  assert.throws(() => parseChoice("t128/k08", "w"), /not a kernel choice/);
+});
+
+Deno.test("adapterSlug: a file name stem from description, vendor and device", () => {
+  assert.equal(adapterSlug(ADAPTER), "llvmpipe-llvm-15-0-6-256-bits-65541-0");
+  assert.equal(
+    adapterSlug({ vendor: "nvidia", architecture: "", device: "8989", description: "NVIDIA H200" }),
+    "nvidia-h200-nvidia-8989",
+  );
+  assert.equal(
+    adapterSlug({ vendor: "", architecture: "", device: "", description: "" }),
+    "unknown-adapter",
+  );
+  assert.ok(adapterSlug({ ...ADAPTER, description: "x".repeat(200) }).length <= 80);
+});
+
+Deno.test("parseTuningTable reads what serializeTuningTable writes, entries sorted", () => {
+  const t = table({
+    "1x1 m64 n64 k512 TN": { choice: "t32/k2", heuristic: "t32", ms: { t32: 1, "t32/k2": 0.5 } },
+    "1x1 m16 n16 k16 NN": { choice: "stock", heuristic: "stock", ms: { stock: 0.1 }, calls: 3 },
+  });
+  const text = serializeTuningTable(t);
+  assert.deepEqual(parseTuningTable(text, "t.json"), t);
+  const keys = Object.keys(JSON.parse(text).entries);
+  assert.deepEqual(keys, [...keys].sort());
+});
+
+Deno.test("parseTuningTable: errors name the file and the field", () => {
+  const good = JSON.parse(serializeTuningTable(table({
+    "1x1 m8 n8 k8 NT": { choice: "t32", heuristic: "t32", ms: { t32: 1 } },
+  })));
+  const bad = (mutate: (x: Record<string, unknown>) => void, re: RegExp) => {
+    const x = structuredClone(good);
+    mutate(x);
+    assert.throws(() => parseTuningTable(JSON.stringify(x), "results/tuning/a.json"), (e) => {
+      assert.ok(e instanceof Error);
+      assert.match(e.message, /^results\/tuning\/a\.json: /);
+      assert.match(e.message, re);
+      return true;
+    });
+  };
+  assert.throws(() => parseTuningTable("{", "a.json"), /a\.json: not JSON/);
+  bad((x) => (x.format = "other"), /format must be "hyperprompt-webgpu-matmul-tuning"/);
+  bad((x) => (x.version = 2), /version must be 1, got 2/);
+  bad((x) => delete (x.adapter as Record<string, unknown>).description, /adapter\.description/);
+  bad((x) => (x.created = "yesterday"), /created must be an ISO date/);
+  bad((x) => ((x.provenance as Record<string, unknown>).reps = [1]), /provenance\.reps/);
+  const entries = (x: Record<string, unknown>) => x.entries as Record<string, unknown>;
+  const entry = (x: Record<string, unknown>) =>
+    entries(x)["1x1 m8 n8 k8 NT"] as Record<string, unknown>;
+  bad((x) => (entries(x)["m8"] = entry(x)), /entries\["m8"\]: "m8" is not a product shape/);
+  bad((x) => (entry(x).choice = "t7"), /entries\["1x1 m8 n8 k8 NT"\]\.choice: .*unknown tile/);
+  bad((x) => delete entry(x).heuristic, /entries\["1x1 m8 n8 k8 NT"\]\.heuristic must be a string/);
+  bad(
+    (x) => ((entry(x).ms as Record<string, unknown>).t32 = -1),
+    /entries\["1x1 m8 n8 k8 NT"\]\.ms\["t32"\] must be a finite ms ≥ 0, got -1/,
+  );
+  bad((x) => (entry(x).calls = 0.5), /\.calls must be a positive integer/);
+});
+
+Deno.test("mergeTuningTables keeps other shapes, takes the fresh entry, refuses another adapter", () => {
+  const old = table({
+    "1x1 m8 n8 k8 NT": { choice: "t32", heuristic: "t32", ms: { t32: 1 } },
+    "1x1 m8 n8 k8 TN": { choice: "t64", heuristic: "t32", ms: { t32: 2, t64: 1 } },
+  });
+  const fresh = table({
+    "1x1 m8 n8 k8 TN": { choice: "stock", heuristic: "t32", ms: { t32: 2, stock: 1 } },
+  });
+  const m = mergeTuningTables(old, fresh);
+  assert.deepEqual(Object.keys(m.entries).sort(), ["1x1 m8 n8 k8 NT", "1x1 m8 n8 k8 TN"]);
+  assert.equal(m.entries["1x1 m8 n8 k8 TN"]!.choice, "stock");
+  assert.ok(sameAdapter(m.adapter, ADAPTER));
+  assert.throws(
+    () => mergeTuningTables(old, { ...fresh, adapter: { ...ADAPTER, device: "1" } }),
+    /different adapters/,
+  );
+});
+
+const LIMITS = { maxComputeWorkgroupStorageSize: 16384, maxComputeInvocationsPerWorkgroup: 256 };
+
+Deno.test("tuningCandidates: stock, every tile that fits, K splits only for long K", () => {
+  const dW = { batchA: 1, batchB: 1, m: 768, n: 768, k: 4096, transposeA: true, transposeB: false };
+  const names = tuningCandidates(dW, LIMITS).map(choiceName);
+  assert.equal(names[0], "stock");
+  for (const t of ["t128", "t64", "t32", "t128x64", "t64x128", "t64k24", "t128v4", "t64v4"]) {
+    assert.ok(names.includes(t), t);
+  }
+  for (const s of ["t128/k2", "t128/k16", "t64/k8", "t128v4/k4", "t64v4/k16"]) {
+    assert.ok(names.includes(s), s);
+  }
+  assert.ok(!names.includes("t32/k2"), "no splits of the 32-wide tile");
+  assert.equal(new Set(names).size, names.length, "no duplicates");
+  // Short K: no splits; odd contiguous dims: no vec4 tiles (they would run as their scalar twins).
+  const odd = { ...dW, m: 33, n: 65, k: 100 };
+  const oddNames = tuningCandidates(odd, LIMITS).map(choiceName);
+  assert.ok(oddNames.every((n) => !n.includes("/k")));
+  assert.ok(oddNames.every((n) => !n.includes("v4")));
+  // Slices shorter than 256 are not made: K = 1024 splits in 2 and 4 only.
+  const k1024 = tuningCandidates({ ...dW, k: 1024 }, LIMITS).map(choiceName);
+  assert.ok(k1024.includes("t128/k4") && !k1024.includes("t128/k8"));
+  // A device with less workgroup memory drops the tiles that do not fit.
+  const small = tuningCandidates(dW, { ...LIMITS, maxComputeWorkgroupStorageSize: 9000 })
+    .map(choiceName);
+  assert.ok(small.includes("t64") && !small.includes("t128x64") && !small.includes("t64k24"));
+});
+
+Deno.test("ruleOfThumb: stock for untransposed products by default, chooseSplit's choice otherwise", () => {
+  const dW = { batchA: 1, batchB: 1, m: 768, n: 768, k: 4096, transposeA: true, transposeB: false };
+  const want = chooseSplit(1, 768, 768, 4096, 256);
+  assert.equal(choiceName(ruleOfThumb(dW, {})), `${want.tile.name}/k${want.splits}`);
+  assert.equal(choiceName(ruleOfThumb({ ...dW, transposeA: false }, {})), "stock");
+  assert.equal(choiceName(ruleOfThumb({ ...dW, transposeA: false }, { cover: "all" })), "t128/k8");
+  assert.equal(choiceName(ruleOfThumb(dW, { splitK: "off" })), "t32");
+  assert.equal(choiceName(ruleOfThumb(dW, { tile: "t64" })), "t64");
+  // A split over the dispatch limit (8 batches × 4 slices > 16) is not made.
+  const batched = { ...dW, batchA: 8, batchB: 8 };
+  assert.equal(choiceName(ruleOfThumb(batched, { splitK: 4 }, 64)), "t128/k4");
+  assert.equal(choiceName(ruleOfThumb(batched, { splitK: 4 }, 16)), "t128");
+});
+
+/** A·B on the cpu backend and on webgpu under `tuning`; returns what the kernel ran. */
+async function runUnder(
+  tuning: MatMulTuningTable | null,
+  aShape: number[],
+  bShape: number[],
+  tA: boolean,
+  tB: boolean,
+  seed: number,
+): Promise<Record<string, Record<string, number>>> {
+  const av = uniformValues(aShape.reduce((x, y) => x * y, 1), seed);
+  const bv = uniformValues(bShape.reduce((x, y) => x * y, 1), seed + 1);
+  await tf.setBackend("cpu");
+  const refT = tf.matMul(tf.tensor(av, aShape), tf.tensor(bv, bShape), tA, tB);
+  const ref = await refT.data();
+  tf.dispose(refT);
+  await tf.setBackend("webgpu");
+  registerWebgpuKernels({ tuning });
+  resetWebgpuKernelStats();
+  const a = tf.tensor(av, aShape), b = tf.tensor(bv, bShape);
+  const y = tf.matMul(a, b, tA, tB);
+  const got = await y.data();
+  let num = 0, den = 0;
+  for (let i = 0; i < ref.length; i++) {
+    num += (got[i]! - ref[i]!) ** 2;
+    den += ref[i]! ** 2;
+  }
+  assert.ok(Math.sqrt(num / den) <= 1e-5, `relative L2 ${Math.sqrt(num / den)}`);
+  tf.dispose([a, b, y]);
+  return webgpuKernelStats().shapes;
+}
+
+gpuTest("the BatchMatMul kernel runs a table's choice for listed shapes only", async () => {
+  const t = table({
+    // a transposed product the rule would give to t32: forced to t64 with K in 2 slices
+    "1x1 m20 n24 k600 TN": { choice: "t64/k2", heuristic: "t32", ms: { t32: 2, "t64/k2": 1 } },
+    // an untransposed product the rule gives to stock: forced to the tiled kernel
+    "2x1 m9 n12 k16 NN": { choice: "t32", heuristic: "stock", ms: { stock: 2, t32: 1 } },
+    // a transposed product forced to stock
+    "1x1 m9 n12 k16 NT": { choice: "stock", heuristic: "t32", ms: { t32: 2, stock: 1 } },
+  });
+  assert.deepEqual(await runUnder(t, [600, 20], [600, 24], true, false, 1), {
+    "1x1 m20 n24 k600 TN": { "t64/k2": 1 },
+  });
+  assert.deepEqual(await runUnder(t, [2, 9, 16], [16, 12], false, false, 3), {
+    "2x1 m9 n12 k16 NN": { t32: 1 },
+  });
+  assert.deepEqual(await runUnder(t, [9, 16], [12, 16], false, true, 5), {
+    "1x1 m9 n12 k16 NT": { stock: 1 },
+  });
+  assert.equal(webgpuKernelStats().stock["tuned"], 1);
+  // Not listed: the rule of thumb (t32 for this small transposed product, stock untransposed).
+  assert.deepEqual(await runUnder(t, [16, 9], [16, 12], true, false, 7), {
+    "1x1 m9 n12 k16 TN": { t32: 1 },
+  });
+  assert.deepEqual(await runUnder(t, [9, 16], [16, 12], false, false, 9), {
+    "1x1 m9 n12 k16 NN": { stock: 1 },
+  });
+  // Without a table the forced shapes follow the rule again.
+  assert.deepEqual(await runUnder(null, [600, 20], [600, 24], true, false, 1), {
+    "1x1 m20 n24 k600 TN": { t32: 1 },
+  });
+});
+
+gpuTest("tuneShape times every candidate, picks among them and leaks nothing", async () => {
+  registerWebgpuKernels({});
+  const shape = { batchA: 1, batchB: 1, m: 24, n: 20, k: 520, transposeA: true, transposeB: false };
+  const heuristic = ruleOfThumb(shape, {});
+  const candidates = [parseChoice("stock", "t"), parseChoice("t64/k2", "t")];
+  const before = tf.memory().numTensors;
+  const e = await tuneShape(shape, { reps: 2, rounds: 1, heuristic, candidates });
+  assert.equal(tf.memory().numTensors, before, "no tensors left");
+  assert.equal(e.heuristic, choiceName(heuristic));
+  assert.deepEqual(Object.keys(e.ms).sort(), ["stock", "t32", "t64/k2"].sort());
+  for (const ms of Object.values(e.ms)) assert.ok(Number.isFinite(ms) && ms > 0);
+  assert.ok(e.choice in e.ms);
+  // The rule's choice stays unless another is more than TUNING_MARGIN faster.
+  const best = Math.min(...Object.values(e.ms));
+  if (e.choice !== e.heuristic) assert.ok(best < e.ms[e.heuristic]! * (1 - TUNING_MARGIN));
+  else assert.ok(best >= e.ms[e.heuristic]! * (1 - TUNING_MARGIN));
+  // The tuned choices in effect before tuning are in effect after it.
+  resetWebgpuKernelStats();
+  const y = tf.matMul(tf.ones([520, 24]), tf.ones([520, 20]), true, false);
+  await y.data();
+  tf.dispose(y);
+  assert.deepEqual(webgpuKernelStats().shapes, {
+    "1x1 m24 n20 k520 TN": { [choiceName(heuristic)]: 1 },
+  });
+});
+
+gpuTest("tuneShape refuses to time when the custom kernel is not installed", async () => {
+  unregisterWebgpuKernels();
+  const shape = { batchA: 1, batchB: 1, m: 8, n: 8, k: 8, transposeA: true, transposeB: false };
+  const before = tf.memory().numTensors;
+  await assert.rejects(
+    tuneShape(shape, { reps: 1, rounds: 1, heuristic: parseChoice("t32", "t") }),
+    /did not apply the choice stock .*call registerWebgpuKernels\(\) first/,
+  );
+  assert.equal(tf.memory().numTensors, before);
+});
