@@ -226,7 +226,8 @@ async function timeMatMul(n: number, warm: number, reps: number): Promise<MatMul
 // Workloads
 
 /** A training workload: trainable variables, a loss closure, and its cost. */
-interface Workload {
+/** A measured training step: its variables, loss, FLOPs and how to free it. */
+export interface Workload {
   name: string;
   shape: Record<string, number | string>;
   tokens: number;
@@ -425,7 +426,7 @@ export interface WorkloadSpec {
  * `/M` runs the batch of B as B/M micro-batches of M with summed gradients (M must divide B);
  * `@N` gives the model N encoder and N decoder layers.
  */
-function parseWorkload(spec: string): WorkloadSpec {
+export function parseWorkload(spec: string): WorkloadSpec {
   const parts = spec.split(":");
   const nums = (s: string | undefined, n: number, def: number[]) => {
     if (s === undefined) return def;
@@ -543,7 +544,8 @@ export function planWasmT5(w: WorkloadSpec, optimizer: "adamw" | "adafactor"): W
   } GiB usable of the 4 GiB wasm heap${states ? "; try --optimizer adafactor" : ""}`;
 }
 
-function makeWorkload(w: WorkloadSpec): Workload {
+/** Allocates a parsed workload (its model, inputs and loss); the caller calls `dispose`. */
+export function makeWorkload(w: WorkloadSpec): Workload {
   const n = w.nums as [number, number, number, number, number];
   if (w.kind === "block") {
     return blockWorkload({ batch: n[0], seq: n[1], dModel: n[2], dFf: n[3], heads: n[4] });

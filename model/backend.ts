@@ -9,6 +9,9 @@
  *    libtensorflow from Google's storage host); a deployment that can install them adds them to
  *    deno.json "imports".
  * 2. `webgpu`: when `navigator.gpu` gives an adapter that is not a fallback (software) adapter.
+ *    The custom kernels of `model/webgpu/` are installed after an on-device self-check, with the
+ *    matmul tuning table of this adapter (`results/tuning/<adapter>.json`, made by
+ *    `deno task tune`) when there is one.
  * 3. `wasm+blas`: the wasm backend with `BatchMatMul`/`_FusedMatMul` sent to OpenBLAS through
  *    Deno FFI (see model/wasm_kernels.ts).
  * 4. `wasm`: the wasm backend with the transpose fix.
@@ -16,7 +19,8 @@
  *
  * Environment: `HYPERPROMPT_BACKEND` replaces a request of `"auto"` (an explicit request wins);
  * `HYPERPROMPT_NO_BLAS=1` forces the pure-wasm path; `HYPERPROMPT_WASM_STOCK_ELEMENTWISE=1` keeps
- * tfjs's own (slower) wasm elementwise kernels.
+ * tfjs's own (slower) wasm elementwise kernels; `HYPERPROMPT_WEBGPU_TUNING` names a tuning table
+ * file to use instead of the adapter's committed one, or `off` for none.
  *
  * @module
  */
@@ -25,6 +29,7 @@ import * as tf from "@tensorflow/tfjs";
 import * as tfwasm from "@tensorflow/tfjs-backend-wasm";
 import { registerFusedWasmKernels, unregisterFusedWasmKernels } from "./fused.ts";
 import { enableSimdKernels } from "./wasm_simd.ts";
+import { type AdapterId, adapterId } from "./webgpu/tuning.ts";
 import {
   type BlasLibrary,
   openBlas,
@@ -149,6 +154,8 @@ interface AdapterProbe {
   fallback: boolean;
   description: string;
   why?: string;
+  /** The adapter's identity (for its tuning table), when there is one. */
+  id?: AdapterId;
 }
 
 async function probeWebGpu(): Promise<AdapterProbe> {
@@ -181,7 +188,7 @@ async function probeWebGpu(): Promise<AdapterProbe> {
   const description = `${info.description || "?"} (vendor ${info.vendor || "?"}, device ${
     info.device || "?"
   }${info.architecture ? `, ${info.architecture}` : ""}${fallback ? ", fallback adapter" : ""})`;
-  return { ok: true, fallback, description };
+  return { ok: true, fallback, description, id: adapterId(info) };
 }
 
 async function startWebGpu(
@@ -216,7 +223,7 @@ async function startWebGpu(
     notes.push(why);
     return undefined;
   }
-  if (customKernels) await installWebgpuKernels(notes);
+  if (customKernels) await installWebgpuKernels(notes, probe.id);
   else {
     (await import("./webgpu/mod.ts")).unregisterWebgpuKernels();
     notes.push("webgpu: tfjs's own kernels only (custom kernels not installed)");
@@ -228,7 +235,7 @@ async function startWebGpu(
  * Installs the custom WGSL kernels (`model/webgpu/`) and keeps them only when they pass a
  * correctness self-check on this device; otherwise tfjs's own kernels stay, with a note.
  */
-async function installWebgpuKernels(notes: string[]): Promise<void> {
+async function installWebgpuKernels(notes: string[], id?: AdapterId): Promise<void> {
   const kernels = await import("./webgpu/mod.ts");
   if (!kernels.registerWebgpuKernels()) {
     notes.push("webgpu: custom kernels disabled (HYPERPROMPT_WEBGPU_KERNELS=0)");
@@ -240,6 +247,18 @@ async function installWebgpuKernels(notes: string[]): Promise<void> {
     notes.push(
       `webgpu: custom transposed-matMul and fused kernels installed (self-check error ${err})`,
     );
+    if (id !== undefined) {
+      // A malformed table, or a missing or foreign one named by the variable, stops here.
+      let found;
+      try {
+        found = await kernels.findTuningTable(id, env("HYPERPROMPT_WEBGPU_TUNING"));
+      } catch (e) {
+        kernels.unregisterWebgpuKernels();
+        throw e;
+      }
+      if (found.table !== undefined) kernels.registerWebgpuKernels({ tuning: found.table });
+      notes.push(found.note);
+    }
   } else {
     kernels.unregisterWebgpuKernels();
     notes.push(

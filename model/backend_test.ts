@@ -132,3 +132,67 @@ Deno.test(
     assert.equal(currentBackendInfo(), undefined, "stale info after a manual setBackend");
   },
 );
+
+const adapter = typeof navigator !== "undefined" && navigator.gpu !== undefined
+  ? await navigator.gpu.requestAdapter().catch(() => null)
+  : null;
+
+Deno.test({
+  name: `webgpu: the adapter's matmul tuning table is installed with the custom kernels${
+    adapter ? "" : " [SKIPPED: no WebGPU adapter]"
+  }`,
+  ignore: adapter === null,
+  ...opts,
+  fn: async () => {
+    const { adapterId, serializeTuningTable, TUNING_FORMAT, TUNING_VERSION } = await import(
+      "./webgpu/tuning.ts"
+    );
+    const kernels = await import("./webgpu/mod.ts");
+    const dir = await Deno.makeTempDir();
+    const path = `${dir}/table.json`;
+    const key = "1x1 m9 n12 k16 NT"; // the rule of thumb gives it to t32
+    await Deno.writeTextFile(
+      path,
+      serializeTuningTable({
+        format: TUNING_FORMAT,
+        version: TUNING_VERSION,
+        adapter: adapterId(adapter!.info),
+        created: "2026-11-26T15:00:00.000Z",
+        provenance: {},
+        entries: { [key]: { choice: "t64", heuristic: "t32", ms: { t32: 2, t64: 1 } } },
+      }),
+    );
+    try {
+      const info = await withEnv(
+        { ...NO_ENV, HYPERPROMPT_WEBGPU_TUNING: path },
+        () => selectBackend("webgpu", quiet),
+      );
+      assert.ok(
+        info.notes.some((n) => n.includes(`tuned by ${path} (1 shapes`)),
+        info.notes.join("; "),
+      );
+      kernels.resetWebgpuKernelStats();
+      const y = tf.matMul(tf.ones([9, 16]), tf.ones([12, 16]), false, true);
+      assert.equal((await y.data())[0], 16);
+      tf.dispose(y);
+      assert.deepEqual(kernels.webgpuKernelStats().shapes, { [key]: { t64: 1 } });
+      // off: the rule of thumb; a named file that is missing: an error saying so.
+      const off = await withEnv(
+        { ...NO_ENV, HYPERPROMPT_WEBGPU_TUNING: "off" },
+        () => selectBackend("webgpu", quiet),
+      );
+      assert.ok(off.notes.some((n) => /tuning off/.test(n)), off.notes.join("; "));
+      await assert.rejects(
+        withEnv(
+          { ...NO_ENV, HYPERPROMPT_WEBGPU_TUNING: `${dir}/none.json` },
+          () => selectBackend("webgpu", quiet),
+        ),
+        /HYPERPROMPT_WEBGPU_TUNING=.*none\.json: no such file/,
+      );
+    } finally {
+      kernels.unregisterWebgpuKernels();
+      await tf.setBackend("cpu");
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

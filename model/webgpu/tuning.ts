@@ -485,3 +485,72 @@ export async function tuneShape(shape: MatMulShape, opts: TuneOptions): Promise<
   if (heuristicMs !== undefined && best > heuristicMs * (1 - TUNING_MARGIN)) choice = ruleRan;
   return { choice, heuristic: ruleRan, ms };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Finding the table of an adapter
+
+/** The folder of committed tables (`results/tuning/` of this repository). */
+export const DEFAULT_TUNING_DIR: URL = new URL("../../results/tuning/", import.meta.url);
+
+/** What {@link findTuningTable} found. */
+export interface FoundTuning {
+  /** The table to install, if one applies. */
+  readonly table?: MatMulTuningTable;
+  /** One line for the backend's notes: what was used, or why none was. */
+  readonly note: string;
+}
+
+/**
+ * Finds the tuning table for an adapter: the file named by `setting` (the
+ * `HYPERPROMPT_WEBGPU_TUNING` environment variable) when given, `off` or `0` for none, else
+ * `<dir>/<adapterSlug>.json` when it exists.
+ *
+ * @param id the adapter in use
+ * @param setting the environment variable's value, if set
+ * @param dir the folder of committed tables (default {@link DEFAULT_TUNING_DIR})
+ * @returns the table and a note; no table (with the reason) when none exists for the adapter or
+ *   the file found by name was measured on another adapter with the same name stem
+ * @throws Error naming the file and field when a table is malformed, or when the file named by
+ *   `setting` is missing or belongs to another adapter (an explicit choice that cannot be honoured)
+ */
+export async function findTuningTable(
+  id: AdapterId,
+  setting?: string,
+  dir: URL | string = DEFAULT_TUNING_DIR,
+): Promise<FoundTuning> {
+  if (setting === "off" || setting === "0") {
+    return { note: "webgpu: matmul tuning off (HYPERPROMPT_WEBGPU_TUNING)" };
+  }
+  const explicit = setting !== undefined && setting !== "";
+  const base = typeof dir === "string" ? dir.replace(/\/?$/, "/") : dir.href;
+  const path = explicit ? setting : decodeURIComponent(
+    base.startsWith("file:")
+      ? new URL(`${adapterSlug(id)}.json`, base).pathname
+      : `${base}${adapterSlug(id)}.json`,
+  );
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    if (explicit) {
+      throw new Error(`HYPERPROMPT_WEBGPU_TUNING=${setting}: no such file`);
+    }
+    return {
+      note: `webgpu: no matmul tuning table for this adapter (${path}; deno task tune makes one)`,
+    };
+  }
+  const table = parseTuningTable(text, path);
+  if (!sameAdapter(table.adapter, id)) {
+    const why =
+      `${path} was measured on ${table.adapter.description} (vendor ${table.adapter.vendor}, device ${table.adapter.device}), not on ${id.description} (vendor ${id.vendor}, device ${id.device})`;
+    if (explicit) throw new Error(`HYPERPROMPT_WEBGPU_TUNING: ${why}`);
+    return { note: `webgpu: matmul tuning table not used: ${why}` };
+  }
+  return {
+    table,
+    note: `webgpu: matmul kernels tuned by ${path} (${
+      Object.keys(table.entries).length
+    } shapes, measured ${table.created})`,
+  };
+}

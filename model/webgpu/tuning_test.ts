@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import {
   adapterSlug,
   choiceName,
+  findTuningTable,
   type MatMulTuningTable,
   mergeTuningTables,
   parseChoice,
@@ -291,4 +292,49 @@ gpuTest("tuneShape refuses to time when the custom kernel is not installed", asy
     /did not apply the choice stock .*call registerWebgpuKernels\(\) first/,
   );
   assert.equal(tf.memory().numTensors, before);
+});
+
+Deno.test("findTuningTable: the adapter's file, an explicit file, off; errors name the file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/${adapterSlug(ADAPTER)}.json`;
+    const t = table({
+      "1x1 m8 n8 k8 NT": { choice: "t64", heuristic: "t32", ms: { t32: 2, t64: 1 } },
+    });
+    // None yet: a note that says where it looked and how to make one.
+    const none = await findTuningTable(ADAPTER, undefined, dir);
+    assert.equal(none.table, undefined);
+    assert.match(none.note, /no matmul tuning table .*deno task tune/);
+    assert.ok(none.note.includes(path), none.note);
+    await Deno.writeTextFile(path, serializeTuningTable(t));
+    const found = await findTuningTable(ADAPTER, undefined, dir);
+    assert.deepEqual(found.table, t);
+    assert.match(found.note, /tuned by .* \(1 shapes, measured 2026-11-26T15:00:00\.000Z\)/);
+    // A file URL for the folder works the same (the default is one).
+    assert.deepEqual((await findTuningTable(ADAPTER, "", new URL(`file://${dir}/`))).table, t);
+    assert.match((await findTuningTable(ADAPTER, "off", dir)).note, /tuning off/);
+    assert.equal((await findTuningTable(ADAPTER, "0", dir)).table, undefined);
+    // Explicit file: used; missing: an error.
+    assert.deepEqual((await findTuningTable(ADAPTER, path, "/nonexistent")).table, t);
+    await assert.rejects(
+      findTuningTable(ADAPTER, `${dir}/nope.json`),
+      /HYPERPROMPT_WEBGPU_TUNING=.*nope\.json: no such file/,
+    );
+    // Another adapter's table: not used by default (a note), refused when named.
+    const other = { ...ADAPTER, architecture: "x" }; // same file name stem
+    assert.equal(adapterSlug(other), adapterSlug(ADAPTER));
+    const foreign = await findTuningTable(other, undefined, dir);
+    assert.equal(foreign.table, undefined);
+    assert.match(foreign.note, /not used: .* was measured on llvmpipe/);
+    await assert.rejects(findTuningTable(other, path), /HYPERPROMPT_WEBGPU_TUNING: .*measured on/);
+    // A malformed table is an error naming the file and the field.
+    await Deno.writeTextFile(path, serializeTuningTable(t).replace('"t64"', '"t65"'));
+    await assert.rejects(
+      findTuningTable(ADAPTER, undefined, dir),
+      (e) =>
+        e instanceof Error && e.message.startsWith(`${path}: entries["1x1 m8 n8 k8 NT"].choice`),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

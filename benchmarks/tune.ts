@@ -1,0 +1,293 @@
+/**
+ * `deno task tune`: measures which matmul kernel is fastest for each product shape of a training
+ * step on this machine's GPU and writes a tuning table (`model/webgpu/tuning.ts`).
+ *
+ * For each workload (default: one encoder and one decoder layer of T5 1.1 Base and of T5 1.1
+ * Small at batch 32, 128 input / 16 target tokens: every layer of a model runs the same shapes) it
+ * runs one gradient pass on webgpu with the custom kernels and lists the `BatchMatMul` shapes it
+ * ran, then times, per shape, tfjs's stock kernel and every tile and K split of the tiled kernel
+ * (`tuningCandidates`; `--candidates` narrows the list) and keeps the fastest, unless the rule of
+ * thumb's choice is within `TUNING_MARGIN` of it. The table goes to
+ * `results/tuning/<adapter>.json` (entries of other workloads already there are kept), where
+ * `model/backend.ts` finds it for this adapter on later runs.
+ *
+ * A software (fallback) adapter is refused unless `--include-fallback`: its times say nothing
+ * about a GPU (the tests use it to check the mechanics).
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import "@tensorflow/tfjs-backend-webgpu";
+import { dirname } from "node:path";
+import { parseArgs } from "node:util";
+import {
+  adapterId,
+  adapterSlug,
+  type MatMulChoice,
+  type MatMulTuningTable,
+  mergeTuningTables,
+  parseShapeKey,
+  parseTuningTable,
+  registerWebgpuKernels,
+  resetWebgpuKernelStats,
+  ruleOfThumb,
+  selfCheckWebgpuKernels,
+  serializeTuningTable,
+  tuneShape,
+  TUNING_FORMAT,
+  TUNING_VERSION,
+  tuningCandidates,
+  type TuningEntry,
+  webgpuKernelStats,
+} from "../model/webgpu/mod.ts";
+import { parseChoice } from "../model/webgpu/tuning.ts";
+import { makeWorkload, parseWorkload } from "./perf.ts";
+import { writeFileAtomic } from "../model/fs.ts";
+import { gitState } from "./provenance.ts";
+
+/** Workloads tuned by default (one layer each: every layer runs the same shapes). */
+export const DEFAULT_TUNE_WORKLOADS = [
+  "t5:t5-v1_1-base@1:32,128,16",
+  "t5:t5-v1_1-small@1:32,128,16",
+];
+/** `--quick`: a tiny model and three candidates, for CI on the software adapter. */
+const QUICK_WORKLOADS = ["t5:tiny-v1_1@1:2,16,4"];
+const QUICK_CANDIDATES = "stock,t32,t64";
+
+/** Where tables are kept, relative to the repository root. */
+export const TUNING_DIR = "results/tuning";
+
+export const TUNE_USAGE = `deno task tune [options]   per-shape matmul kernel choice for this GPU
+
+  --workloads LIST      ";"-separated t5:<preset>[@N][:B,Li,Lt] (default: ${
+  DEFAULT_TUNE_WORKLOADS.join(";")
+})
+  --reps N              products per timed round (default 20)
+  --rounds N            timed rounds per candidate, the median counts (default 3)
+  --candidates LIST     choice names to time (stock,t128,t64/k8,...; default: all that fit)
+  --out FILE            the table (default ${TUNING_DIR}/<adapter>.json; merged if it exists)
+  --include-fallback    run on a software adapter too (its times say nothing about a GPU)
+  --quick               CI: a tiny model, 1 rep, 1 round, candidates ${QUICK_CANDIDATES}
+  --help                this text`;
+
+/** What {@link main} returns. */
+export interface TuneResult {
+  /** Where the table was written. */
+  readonly path: string;
+  /** The table as written (merged with what was there). */
+  readonly table: MatMulTuningTable;
+  /** Per workload: shapes tuned and the summed ms per step, rule of thumb vs tuned. */
+  readonly workloads: {
+    spec: string;
+    shapes: number;
+    ruleMs: number;
+    tunedMs: number;
+  }[];
+}
+
+function positiveInt(text: string, flag: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new Error(`benchmarks/tune.ts: ${flag} must be a positive integer, got "${text}"`);
+  }
+  return n;
+}
+
+/**
+ * Runs the tuning with command-line `args`.
+ *
+ * @param args command-line arguments (see {@link TUNE_USAGE})
+ * @returns where the table went, the table, and per-workload totals
+ */
+export async function main(args: string[]): Promise<TuneResult | undefined> {
+  const git = gitState();
+  let values;
+  try {
+    values = parseArgs({
+      args,
+      options: {
+        workloads: { type: "string" },
+        reps: { type: "string" },
+        rounds: { type: "string" },
+        candidates: { type: "string" },
+        out: { type: "string" },
+        "include-fallback": { type: "boolean", default: false },
+        quick: { type: "boolean", default: false },
+        help: { type: "boolean", default: false },
+      },
+      strict: true,
+    }).values;
+  } catch (e) {
+    throw new Error(
+      `benchmarks/tune.ts: ${e instanceof Error ? e.message : String(e)} (deno task tune --help)`,
+    );
+  }
+  if (values.help) {
+    console.log(TUNE_USAGE);
+    return undefined;
+  }
+  const quick = values.quick;
+  const reps = positiveInt(values.reps ?? (quick ? "1" : "20"), "--reps");
+  const rounds = positiveInt(values.rounds ?? (quick ? "1" : "3"), "--rounds");
+  const specs = values.workloads !== undefined
+    ? values.workloads.split(";").map((s) => s.trim()).filter((s) => s !== "")
+    : quick
+    ? QUICK_WORKLOADS
+    : DEFAULT_TUNE_WORKLOADS;
+  const parsed = specs.map((spec) => {
+    const w = parseWorkload(spec);
+    if (w.kind !== "t5") {
+      throw new Error(`benchmarks/tune.ts: --workloads "${spec}": only t5 workloads are tuned`);
+    }
+    if (w.micro !== undefined) {
+      throw new Error(
+        `benchmarks/tune.ts: --workloads "${spec}": micro-batches ("/M") are a wasm matter; ` +
+          "give the batch the GPU runs",
+      );
+    }
+    return { spec, w };
+  });
+  const candidateText = values.candidates ?? (quick ? QUICK_CANDIDATES : undefined);
+  const only: MatMulChoice[] | undefined = candidateText?.split(",").map((s) => s.trim())
+    .filter((s) => s !== "").map((s) => parseChoice(s, "benchmarks/tune.ts: --candidates"));
+
+  const adapter = await navigator.gpu?.requestAdapter();
+  if (!adapter) {
+    throw new Error(
+      "benchmarks/tune.ts: no WebGPU adapter (navigator.gpu.requestAdapter() gave none); " +
+        "tuning needs the GPU it tunes for",
+    );
+  }
+  const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
+  const id = adapterId(info);
+  if (info.isFallbackAdapter === true && !values["include-fallback"]) {
+    throw new Error(
+      `benchmarks/tune.ts: ${id.description} is a software fallback adapter; its times say ` +
+        "nothing about a GPU (--include-fallback to run anyway)",
+    );
+  }
+  const path = values.out ?? `${TUNING_DIR}/${adapterSlug(id)}.json`;
+  // Read (and validate) an existing table before spending time: a bad or foreign one stops here.
+  let old: MatMulTuningTable | undefined;
+  try {
+    old = parseTuningTable(await Deno.readTextFile(path), path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  if (old !== undefined && adapterSlug(old.adapter) !== adapterSlug(id)) {
+    throw new Error(
+      `benchmarks/tune.ts: ${path} holds a table for ${old.adapter.description}, not for ` +
+        `${id.description}; choose another --out`,
+    );
+  }
+
+  await tf.setBackend("webgpu");
+  await tf.ready();
+  if (!registerWebgpuKernels({})) {
+    throw new Error(
+      "benchmarks/tune.ts: the custom webgpu kernels are disabled (HYPERPROMPT_WEBGPU_KERNELS=0)",
+    );
+  }
+  const check = await selfCheckWebgpuKernels();
+  if (!check.ok) {
+    throw new Error(
+      `benchmarks/tune.ts: the custom kernels fail their self-check on ${id.description} ` +
+        `(error ${check.maxRelErr}${check.error ? `; ${check.error}` : ""}); nothing to tune`,
+    );
+  }
+  const limits = (tf.backend() as unknown as { device: GPUDevice }).device.limits;
+  console.error(`tune: ${id.description}; ${reps} reps × ${rounds} rounds per candidate`);
+
+  const entries: Record<string, TuningEntry> = {};
+  const totals: TuneResult["workloads"] = [];
+  for (const { spec, w } of parsed) {
+    const work = makeWorkload(w);
+    const calls: Record<string, number> = {};
+    try {
+      resetWebgpuKernelStats();
+      const g = tf.variableGrads(work.loss, work.vars);
+      await g.value.data();
+      tf.dispose([g.value, ...Object.values(g.grads)]);
+      for (const [key, byKernel] of Object.entries(webgpuKernelStats().shapes)) {
+        calls[key] = Object.values(byKernel).reduce((x, y) => x + y, 0);
+      }
+    } finally {
+      work.dispose();
+    }
+    // Largest products first (they matter most if the run is cut short).
+    const keys = Object.keys(calls).sort((x, y) => {
+      const f = (k: string) => {
+        const s = parseShapeKey(k, "tune");
+        return Math.max(s.batchA, s.batchB) * s.m * s.n * s.k;
+      };
+      return f(y) - f(x);
+    });
+    let ruleMs = 0, tunedMs = 0;
+    for (const key of keys) {
+      const shape = parseShapeKey(key, "tune");
+      const heuristic = ruleOfThumb(shape, {}, limits.maxComputeWorkgroupsPerDimension);
+      const entry = entries[key] ?? await tuneShape(shape, {
+        reps,
+        rounds,
+        heuristic,
+        limits,
+        candidates: only ?? tuningCandidates(shape, limits),
+      });
+      entries[key] = { ...entry, calls: calls[key]! };
+      const n = calls[key]!;
+      ruleMs += n * entry.ms[entry.heuristic]!;
+      tunedMs += n * entry.ms[entry.choice]!;
+      console.error(
+        `tune: ${spec} ${key} ×${n}: ${entry.heuristic} ${entry.ms[entry.heuristic]} ms -> ` +
+          `${entry.choice} ${entry.ms[entry.choice]} ms`,
+      );
+    }
+    totals.push({
+      spec,
+      shapes: keys.length,
+      ruleMs: Math.round(ruleMs * 1e3) / 1e3,
+      tunedMs: Math.round(tunedMs * 1e3) / 1e3,
+    });
+  }
+  const fresh: MatMulTuningTable = {
+    format: TUNING_FORMAT,
+    version: TUNING_VERSION,
+    adapter: id,
+    created: new Date().toISOString(),
+    provenance: {
+      command: `deno task tune ${args.join(" ")}`.trim(),
+      workloads: specs.join(";"),
+      reps,
+      rounds,
+      candidates: candidateText ?? "all",
+      tfjs: tf.version.tfjs,
+      deno: Deno.version.deno,
+      git: `${git.sha}${git.dirty ? "+dirty" : ""}`,
+    },
+    entries,
+  };
+  const table = old === undefined ? fresh : mergeTuningTables(
+    { ...old, adapter: id },
+    fresh,
+  );
+  await Deno.mkdir(dirname(path), { recursive: true });
+  await writeFileAtomic(path, serializeTuningTable(table));
+  for (const t of totals) {
+    console.log(
+      `${t.spec}: ${t.shapes} shapes; matmuls of one step ${t.ruleMs} ms by the rule of thumb, ` +
+        `${t.tunedMs} ms tuned (timed one by one)`,
+    );
+  }
+  console.log(`tune: wrote ${path} (${Object.keys(table.entries).length} shapes)`);
+  return { path, table, workloads: totals };
+}
+
+if (import.meta.main) {
+  try {
+    await main(Deno.args);
+  } catch (e) {
+    console.error(e instanceof Error ? e.message : String(e));
+    Deno.exit(1);
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * `deno task tune` in quick mode on whatever adapter is here (the software adapter in CI: the
+ * mechanics, not the times): it lists a tiny T5 step's matmul shapes, times the candidates,
+ * writes a valid table, keeps other entries of an existing table, and refuses bad input before
+ * measuring.
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import assert from "node:assert/strict";
+import { main } from "./tune.ts";
+import {
+  parseTuningTable,
+  resetWebgpuKernelStats,
+  serializeTuningTable,
+  unregisterWebgpuKernels,
+  webgpuKernelStats,
+} from "../model/webgpu/mod.ts";
+import { noGpu } from "../model/webgpu/testing.ts";
+import { makeWorkload, parseWorkload } from "./perf.ts";
+
+const opts = { sanitizeResources: false, sanitizeOps: false };
+
+Deno.test({
+  name: `deno task tune --quick writes a table of every shape of the step${
+    noGpu ? ` [SKIPPED: ${noGpu}]` : ""
+  }`,
+  ignore: noGpu !== undefined,
+  ...opts,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const out = `${dir}/sub/table.json`;
+    try {
+      await tf.setBackend("webgpu");
+      const before = tf.memory().numTensors;
+      const r = await main(["--quick", "--include-fallback", `--out=${out}`]);
+      assert.ok(r !== undefined);
+      assert.equal(tf.memory().numTensors, before, "no tensors left");
+      const table = parseTuningTable(await Deno.readTextFile(out), out);
+      assert.deepEqual(table, r.table);
+      // Every shape the step ran is in the table, with its calls, and nothing else.
+      const w = makeWorkload(parseWorkload("t5:tiny-v1_1@1:2,16,4"));
+      resetWebgpuKernelStats();
+      const g = tf.variableGrads(w.loss, w.vars);
+      await g.value.data();
+      tf.dispose([g.value, ...Object.values(g.grads)]);
+      w.dispose();
+      const shapes = webgpuKernelStats().shapes;
+      assert.deepEqual(Object.keys(table.entries).sort(), Object.keys(shapes).sort());
+      for (const [key, e] of Object.entries(table.entries)) {
+        const calls = Object.values(shapes[key]!).reduce((x, y) => x + y, 0);
+        assert.equal(e.calls, calls, key);
+        // --quick times stock, t32 and t64 (and the rule's choice, one of them here).
+        assert.deepEqual(Object.keys(e.ms).sort(), ["stock", "t32", "t64"], key);
+        assert.ok(e.choice in e.ms && e.heuristic in e.ms, key);
+      }
+      assert.equal(r.workloads.length, 1);
+      assert.equal(r.workloads[0]!.shapes, Object.keys(shapes).length);
+      assert.equal(table.provenance.candidates, "stock,t32,t64");
+      assert.equal(table.provenance.reps, 1);
+
+      // A second run keeps entries of other workloads that are in the file.
+      const extraKey = "1x1 m4096 n768 k3072 NT";
+      const withExtra = {
+        ...table,
+        entries: {
+          ...table.entries,
+          [extraKey]: { choice: "t128", heuristic: "t64", ms: { t64: 2, t128: 1 } },
+        },
+      };
+      await Deno.writeTextFile(out, serializeTuningTable(withExtra));
+      const r2 = await main(["--quick", "--include-fallback", `--out=${out}`]);
+      assert.ok(r2?.table.entries[extraKey] !== undefined);
+      assert.equal(Object.keys(r2!.table.entries).length, Object.keys(shapes).length + 1);
+
+      // A table of another adapter at --out is refused before anything is measured.
+      const foreign = { ...withExtra, adapter: { ...withExtra.adapter, description: "Other GPU" } };
+      await Deno.writeTextFile(out, serializeTuningTable(foreign));
+      await assert.rejects(
+        main(["--quick", "--include-fallback", `--out=${out}`]),
+        /holds a table for Other GPU, not for .*choose another --out/,
+      );
+      assert.equal(await Deno.readTextFile(out), serializeTuningTable(foreign), "file untouched");
+    } finally {
+      unregisterWebgpuKernels();
+      await tf.setBackend("cpu");
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("deno task tune: bad arguments are refused with the flag named", async () => {
+  await assert.rejects(main(["--reps=0"]), /--reps must be a positive integer, got "0"/);
+  await assert.rejects(main(["--rounds=x"]), /--rounds must be a positive integer/);
+  await assert.rejects(main(["--frobnicate"]), /benchmarks\/tune\.ts: .*frobnicate.*--help/);
+  await assert.rejects(main(["--workloads=block"]), /only t5 workloads are tuned/);
+  await assert.rejects(
+    main(["--workloads=t5:tiny-v1_1:8,16,4/2"]),
+    /micro-batches .* give the batch the GPU runs/,
+  );
+  await assert.rejects(main(["--candidates=stock,t99"]), /--candidates: .*unknown tile "t99"/);
+});
