@@ -7,14 +7,19 @@
  * 2. `correctness`: the fused kernels' self-check, and the tiled matmul of `model/webgpu` against
  *    the stock tfjs webgpu kernel for
  *    every tile and transpose pair on ragged shapes (relative L2 error; pass if ≤ 1e-5).
- * 3. `matmul`: ms and TFLOP/s of 4096³ and the T5-Base backward shapes, stock vs tiled (auto and
+ * 3. `tune`: the matmul tuning of `deno task tune` for a T5 1.1 Base step (one layer each side:
+ *    every layer runs the same shapes): per shape, stock vs every tile and K split; the table is
+ *    written beside the report (`<report>-tuning.json`, e.g. `$OUT/gpu_check-tuning.json`), to be
+ *    committed as `results/tuning/<adapter>.json`.
+ * 4. `t5`: one T5 1.1 Base training step (batch 32, 128 input / 16 target tokens,
+ *    `model/t5.ts`): `tiled-tuned` (with the table of `tune`), `tiled`, `tiled-nosplit`,
+ *    `tiled-matmul-only`, `stock`, with the same profile as `encoder`.
+ * 5. `matmul`: ms and TFLOP/s of 4096³ and the T5-Base backward shapes, stock vs tiled (auto and
  *    each tile forced).
- * 4. `encoder`: training step (forward + gradients + AdamW) of 4 T5-Base-shaped encoder layers,
+ * 6. `encoder`: training step (forward + gradients + AdamW) of 4 T5-Base-shaped encoder layers,
  *    batch 32 × 128, built from `model/layers.ts`: wall time, forward-only and gradients-only time,
  *    and one `tf.profile`d step (kernel time vs wall time, top kernels), for stock, tiled
  *    (transposed only, the default) and tiled (all float32 matmuls).
- * 5. `t5`: one T5 1.1 Base training step (batch 32, 128 input / 16 target tokens,
- *    `model/t5.ts`), stock vs tiled, with the same profile.
  *
  * Usage: `deno run -A benchmarks/gpu_check.ts [--quick] [--sections=a,b] [--budget-s=N]
  * [--out=file.json]`. `--quick` uses tiny shapes (for checking the script on the software adapter).
@@ -45,6 +50,14 @@ import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../mod
 import { t5Flops } from "../model/accounting.ts";
 import { PRESETS } from "../model/config.ts";
 import { writeFileAtomic } from "../model/fs.ts";
+import { newTuningTable, recordShapes, tuneShapes } from "../model/webgpu/autotune.ts";
+import {
+  adapterId,
+  adapterSlug,
+  type MatMulTuningTable,
+  parseChoice,
+  serializeTuningTable,
+} from "../model/webgpu/tuning.ts";
 import { createOptimizer } from "./optim.ts";
 
 /** A kernel configuration compared by the check. */
@@ -656,13 +669,13 @@ async function encoderSection(quick: boolean): Promise<Record<string, unknown>> 
   return out;
 }
 
-async function t5Section(
-  quick: boolean,
-  partial: (out: Record<string, unknown>) => Promise<void>,
-): Promise<Record<string, unknown>> {
-  const config = quick ? PRESETS["tiny-v1_1"] : PRESETS["t5-v1_1-base"];
+/** The T5 step the `t5` and `tune` sections run: T5 1.1 Base (tiny in quick mode). */
+function t5Workload(quick: boolean, layers?: number) {
+  const preset = PRESETS[quick ? "tiny-v1_1" : "t5-v1_1-base"];
+  const config = layers === undefined
+    ? preset
+    : { ...preset, numLayers: layers, numDecoderLayers: layers };
   const [batch, inLen, outLen] = quick ? [2, 16, 4] : [32, 128, 16];
-  const steps = quick ? 1 : 2;
   const model = initT5(config, { seed: 0 });
   const vars = [...model.params.values()];
   const ids = (shape: [number, number], seed: number) =>
@@ -680,6 +693,84 @@ async function t5Section(
       });
       return crossEntropyLoss(logits, labels);
     });
+  const dispose = () => {
+    tf.dispose([inputIds, labels, attentionMask, decoderInputIds]);
+    disposeT5(model);
+  };
+  return { config, batch, inLen, outLen, vars, loss, dispose };
+}
+
+/**
+ * The matmul tuning table made by the `tune` section in this run, for the `t5` section's
+ * `tiled-tuned` variant.
+ */
+let tunedTable: MatMulTuningTable | undefined;
+
+/**
+ * Tunes the matmuls of a T5 1.1 Base step (one encoder and one decoder layer: every layer runs the
+ * same shapes) as `deno task tune` does, and writes the table to `tablePath` (copy it to
+ * `results/tuning/<adapter>.json` to make it the adapter's default).
+ */
+async function tuneSection(quick: boolean, tablePath: string): Promise<Record<string, unknown>> {
+  useVariant(TILED);
+  const w = t5Workload(quick, 1);
+  let calls: Record<string, number>;
+  try {
+    calls = await recordShapes(async () => {
+      const g = tf.variableGrads(w.loss, w.vars);
+      await g.value.data();
+      tf.dispose([g.value, ...Object.values(g.grads)]);
+    });
+  } finally {
+    w.dispose();
+  }
+  const [reps, rounds] = quick ? [1, 1] : [5, 3];
+  const candidates = quick
+    ? ["stock", "t32", "t64"].map((c) => parseChoice(c, "quick"))
+    : undefined;
+  const r = await tuneShapes(calls, { reps, rounds, ...(candidates ? { candidates } : {}) });
+  const adapter = await navigator.gpu.requestAdapter();
+  if (adapter === null) throw new Error("benchmarks/gpu_check.ts: requestAdapter() returned null");
+  const workload = quick ? "t5:tiny-v1_1@1:2,16,4" : "t5:t5-v1_1-base@1:32,128,16";
+  const table = newTuningTable(adapterId(adapter.info), r.entries, {
+    command: "benchmarks/gpu_check.ts --sections=tune",
+    workloads: workload,
+    reps,
+    rounds,
+    candidates: quick ? "stock,t32,t64" : "all",
+  });
+  await writeFileAtomic(tablePath, serializeTuningTable(table));
+  tunedTable = table;
+  useVariant(STOCK);
+  const changed: Record<string, unknown> = {};
+  for (const [key, e] of Object.entries(r.entries)) {
+    if (e.choice !== e.heuristic) {
+      changed[key] = {
+        calls: e.calls,
+        from: e.heuristic,
+        to: e.choice,
+        ms: [e.ms[e.heuristic], e.ms[e.choice]],
+      };
+    }
+  }
+  return {
+    workload,
+    tablePath,
+    slug: adapterSlug(table.adapter),
+    shapes: Object.keys(r.entries).length,
+    ruleMs: r.ruleMs,
+    tunedMs: r.tunedMs,
+    changed,
+    table,
+  };
+}
+
+async function t5Section(
+  quick: boolean,
+  partial: (out: Record<string, unknown>) => Promise<void>,
+): Promise<Record<string, unknown>> {
+  const { config, batch, inLen, outLen, vars, loss, dispose } = t5Workload(quick);
+  const steps = quick ? 1 : 2;
   const trainFlop = t5Flops(config, { inputLength: inLen, targetLength: outLen }).train * batch;
   const out: Record<string, unknown> = {
     preset: quick ? "tiny-v1_1" : "t5-v1_1-base",
@@ -688,7 +779,10 @@ async function t5Section(
   };
   // The default kernels first and each variant saved as it ends: if the device call runs out
   // of time, the figure that matters (the tiled + fused step against the target) is kept.
-  for (const variant of [TILED, TILED_NOSPLIT, MATMUL_ONLY, STOCK]) {
+  const tuned: Variant[] = tunedTable === undefined
+    ? []
+    : [{ name: "tiled-tuned", kernels: { tuning: tunedTable } }];
+  for (const variant of [...tuned, TILED, TILED_NOSPLIT, MATMUL_ONLY, STOCK]) {
     useVariant(variant);
     const r = await timeStep(loss, vars, steps);
     const ms = median(r.stepMs);
@@ -700,15 +794,14 @@ async function t5Section(
     await partial({ ...out, partial: true });
   }
   useVariant(STOCK);
-  tf.dispose([inputIds, labels, attentionMask, decoderInputIds]);
-  disposeT5(model);
+  dispose();
   return out;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Driver
 
-const SECTIONS = ["adapter", "correctness", "matmul", "encoder", "t5"] as const;
+const SECTIONS = ["adapter", "correctness", "tune", "t5", "matmul", "encoder"] as const;
 type Section = typeof SECTIONS[number];
 
 /**
@@ -746,6 +839,8 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
   const outPath = values.out ??
     (outDir ? `${outDir}/gpu_check.json` : `results/perf/gpu_check-${stamp}.json`);
+  // The tune section's table goes beside the report.
+  const tablePath = outPath.replace(/(\.json)?$/, "-tuning.json");
   const t0 = performance.now();
   const report: Record<string, unknown> = {
     started: new Date().toISOString(),
@@ -761,6 +856,7 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
   const run: Record<Section, () => Promise<Record<string, unknown>>> = {
     adapter: adapterSection,
     correctness: () => correctnessSection(quick),
+    tune: () => tuneSection(quick, tablePath),
     matmul: () => matmulSection(quick),
     encoder: () => encoderSection(quick),
     t5: () =>

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { main } from "./gpu_check.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
+import { parseTuningTable } from "../model/webgpu/tuning.ts";
 
 gpuTest("gpu_check --quick: every section runs and the report is written", async () => {
   const dir = await Deno.makeTempDir();
@@ -17,7 +18,7 @@ gpuTest("gpu_check --quick: every section runs and the report is written", async
     const before = tf.memory().numTensors;
     const report = await main(["--quick", `--out=${out}`]);
     const sections = report.sections as Record<string, Record<string, unknown>>;
-    for (const s of ["adapter", "correctness", "matmul", "encoder", "t5"]) {
+    for (const s of ["adapter", "correctness", "tune", "t5", "matmul", "encoder"]) {
       assert.ok(sections[s] !== undefined, `section ${s}`);
       assert.equal(sections[s]!["error"], undefined, `${s}: ${String(sections[s]!["error"])}`);
     }
@@ -39,8 +40,24 @@ gpuTest("gpu_check --quick: every section runs and the report is written", async
       const tiles = Object.keys(r["strided"]!["tiles"] as object);
       assert.ok(tiles.some((t) => t.startsWith("heads-")), `strided kernel ran: ${tiles}`);
     }
+    // The tune section wrote a valid table of every matmul shape of the (one-layer) step beside
+    // the report, and the t5 section ran it as `tiled-tuned`: each shape by the table's choice.
+    const tune = sections["tune"]!;
+    const table = parseTuningTable(
+      await Deno.readTextFile(`${dir}/gpu_check-tuning.json`),
+      "gpu_check-tuning.json",
+    );
+    assert.equal(tune["tablePath"], `${dir}/gpu_check-tuning.json`);
+    assert.equal(Object.keys(table.entries).length, tune["shapes"]);
+    assert.ok((tune["shapes"] as number) > 10, `shapes ${tune["shapes"]}`);
     const t5 = sections["t5"]!;
-    for (const v of ["tiled", "tiled-nosplit", "tiled-matmul-only", "stock"]) {
+    const ran = (t5["tiled-tuned"] as { matmuls: { shapes: Record<string, object> } }).matmuls
+      .shapes;
+    assert.deepEqual(Object.keys(ran).sort(), Object.keys(table.entries).sort());
+    for (const [key, byKernel] of Object.entries(ran)) {
+      assert.deepEqual(Object.keys(byKernel), [table.entries[key]!.choice], key);
+    }
+    for (const v of ["tiled-tuned", "tiled", "tiled-nosplit", "tiled-matmul-only", "stock"]) {
       const r = t5[v] as { stepMs: number[]; host: { dispatches: number } };
       assert.ok(r.stepMs.length > 0 && r.stepMs.every((x) => x > 0), v);
       assert.ok(r.host.dispatches > 0, `${v} dispatches`);

@@ -27,20 +27,13 @@ import {
   type MatMulChoice,
   type MatMulTuningTable,
   mergeTuningTables,
-  parseShapeKey,
   parseTuningTable,
   registerWebgpuKernels,
-  resetWebgpuKernelStats,
-  ruleOfThumb,
   selfCheckWebgpuKernels,
   serializeTuningTable,
-  tuneShape,
-  TUNING_FORMAT,
-  TUNING_VERSION,
-  tuningCandidates,
   type TuningEntry,
-  webgpuKernelStats,
 } from "../model/webgpu/mod.ts";
+import { newTuningTable, recordShapes, tuneShapes } from "../model/webgpu/autotune.ts";
 import { parseChoice } from "../model/webgpu/tuning.ts";
 import { makeWorkload, parseWorkload } from "./perf.ts";
 import { writeFileAtomic } from "../model/fs.ts";
@@ -196,77 +189,45 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
         `(error ${check.maxRelErr}${check.error ? `; ${check.error}` : ""}); nothing to tune`,
     );
   }
-  const limits = (tf.backend() as unknown as { device: GPUDevice }).device.limits;
   console.error(`tune: ${id.description}; ${reps} reps × ${rounds} rounds per candidate`);
 
   const entries: Record<string, TuningEntry> = {};
   const totals: TuneResult["workloads"] = [];
   for (const { spec, w } of parsed) {
     const work = makeWorkload(w);
-    const calls: Record<string, number> = {};
+    let calls: Record<string, number>;
     try {
-      resetWebgpuKernelStats();
-      const g = tf.variableGrads(work.loss, work.vars);
-      await g.value.data();
-      tf.dispose([g.value, ...Object.values(g.grads)]);
-      for (const [key, byKernel] of Object.entries(webgpuKernelStats().shapes)) {
-        calls[key] = Object.values(byKernel).reduce((x, y) => x + y, 0);
-      }
+      calls = await recordShapes(async () => {
+        const g = tf.variableGrads(work.loss, work.vars);
+        await g.value.data();
+        tf.dispose([g.value, ...Object.values(g.grads)]);
+      });
     } finally {
       work.dispose();
     }
-    // Largest products first (they matter most if the run is cut short).
-    const keys = Object.keys(calls).sort((x, y) => {
-      const f = (k: string) => {
-        const s = parseShapeKey(k, "tune");
-        return Math.max(s.batchA, s.batchB) * s.m * s.n * s.k;
-      };
-      return f(y) - f(x);
-    });
-    let ruleMs = 0, tunedMs = 0;
-    for (const key of keys) {
-      const shape = parseShapeKey(key, "tune");
-      const heuristic = ruleOfThumb(shape, {}, limits.maxComputeWorkgroupsPerDimension);
-      const entry = entries[key] ?? await tuneShape(shape, {
-        reps,
-        rounds,
-        heuristic,
-        limits,
-        candidates: only ?? tuningCandidates(shape, limits),
-      });
-      entries[key] = { ...entry, calls: calls[key]! };
-      const n = calls[key]!;
-      ruleMs += n * entry.ms[entry.heuristic]!;
-      tunedMs += n * entry.ms[entry.choice]!;
-      console.error(
-        `tune: ${spec} ${key} ×${n}: ${entry.heuristic} ${entry.ms[entry.heuristic]} ms -> ` +
-          `${entry.choice} ${entry.ms[entry.choice]} ms`,
-      );
-    }
-    totals.push({
-      spec,
-      shapes: keys.length,
-      ruleMs: Math.round(ruleMs * 1e3) / 1e3,
-      tunedMs: Math.round(tunedMs * 1e3) / 1e3,
-    });
-  }
-  const fresh: MatMulTuningTable = {
-    format: TUNING_FORMAT,
-    version: TUNING_VERSION,
-    adapter: id,
-    created: new Date().toISOString(),
-    provenance: {
-      command: `deno task tune ${args.join(" ")}`.trim(),
-      workloads: specs.join(";"),
+    const r = await tuneShapes(calls, {
       reps,
       rounds,
-      candidates: candidateText ?? "all",
-      tfjs: tf.version.tfjs,
-      deno: Deno.version.deno,
-      git: `${git.sha}${git.dirty ? "+dirty" : ""}`,
-    },
-    entries,
-  };
+      ...(only === undefined ? {} : { candidates: only }),
+      done: entries,
+      log: (line) => console.error(`tune: ${spec} ${line}`),
+    });
+    Object.assign(entries, r.entries);
+    totals.push({
+      spec,
+      shapes: Object.keys(calls).length,
+      ruleMs: r.ruleMs,
+      tunedMs: r.tunedMs,
+    });
+  }
+  const fresh = newTuningTable(id, entries, {
+    command: `deno task tune ${args.join(" ")}`.trim(),
+    workloads: specs.join(";"),
+    reps,
+    rounds,
+    candidates: candidateText ?? "all",
+    git: `${git.sha}${git.dirty ? "+dirty" : ""}`,
+  });
   const table = old === undefined ? fresh : mergeTuningTables(
     { ...old, adapter: id },
     fresh,

@@ -1,0 +1,129 @@
+/**
+ * Tuning a workload's matmuls on the current webgpu device: list the `BatchMatMul` shapes one
+ * step runs ({@link recordShapes}), time the candidates of each ({@link tuneShapes}), and make a
+ * table ({@link newTuningTable}). Used by `deno task tune` (`benchmarks/tune.ts`) and by the `tune`
+ * section of `benchmarks/gpu_check.ts`; separate from `tuning.ts` because it needs the installed
+ * kernel's rule of thumb (`mod.ts`).
+ *
+ * @module
+ */
+
+import * as tf from "@tensorflow/tfjs";
+import { resetWebgpuKernelStats, ruleOfThumb, webgpuKernelStats } from "./mod.ts";
+import {
+  type AdapterId,
+  type MatMulChoice,
+  type MatMulTuningTable,
+  parseShapeKey,
+  TUNING_FORMAT,
+  TUNING_VERSION,
+  tuneShape,
+  tuningCandidates,
+  type TuningEntry,
+} from "./tuning.ts";
+
+/**
+ * Runs `step` once with the kernel counters reset and returns how many times it ran each
+ * `BatchMatMul` shape (`shapeKey`). The custom kernels must be installed (`registerWebgpuKernels`).
+ *
+ * @param step one gradient pass (or anything that runs the products), awaited to completion
+ * @returns calls per shape key
+ */
+export async function recordShapes(step: () => Promise<void>): Promise<Record<string, number>> {
+  resetWebgpuKernelStats();
+  await step();
+  const calls: Record<string, number> = {};
+  for (const [key, byKernel] of Object.entries(webgpuKernelStats().shapes)) {
+    calls[key] = Object.values(byKernel).reduce((x, y) => x + y, 0);
+  }
+  return calls;
+}
+
+/** Options of {@link tuneShapes}. */
+export interface TuneShapesOptions {
+  /** Products per timed round. */
+  readonly reps: number;
+  /** Timed rounds per candidate (median). */
+  readonly rounds: number;
+  /** Only these choices (and the rule of thumb's); default `tuningCandidates` per shape. */
+  readonly candidates?: readonly MatMulChoice[];
+  /** Entries already measured in this run (not timed again). */
+  readonly done?: Readonly<Record<string, TuningEntry>>;
+  /** Progress lines. */
+  readonly log?: (line: string) => void;
+}
+
+/** What {@link tuneShapes} measured. */
+export interface TuneShapesResult {
+  /** Per shape key, with `calls`. */
+  readonly entries: Record<string, TuningEntry>;
+  /** Σ calls × ms of the rule of thumb's choice (each product timed alone). */
+  readonly ruleMs: number;
+  /** Σ calls × ms of the tuned choice. */
+  readonly tunedMs: number;
+}
+
+/**
+ * Times the candidates of each shape (largest products first) with `tuneShape` on the current
+ * webgpu backend, against the installed kernel's rule of thumb.
+ *
+ * @param calls calls per shape key ({@link recordShapes})
+ * @param opts repetitions, candidates, progress
+ * @returns the entries and the step's matmul ms by rule and tuned
+ */
+export async function tuneShapes(
+  calls: Readonly<Record<string, number>>,
+  opts: TuneShapesOptions,
+): Promise<TuneShapesResult> {
+  const limits = (tf.backend() as unknown as { device: GPUDevice }).device.limits;
+  const size = (key: string) => {
+    const s = parseShapeKey(key, "tuneShapes");
+    return Math.max(s.batchA, s.batchB) * s.m * s.n * s.k;
+  };
+  const keys = Object.keys(calls).sort((x, y) => size(y) - size(x));
+  const entries: Record<string, TuningEntry> = {};
+  let ruleMs = 0, tunedMs = 0;
+  for (const key of keys) {
+    const shape = parseShapeKey(key, "tuneShapes");
+    const n = calls[key]!;
+    const entry = opts.done?.[key] ?? await tuneShape(shape, {
+      reps: opts.reps,
+      rounds: opts.rounds,
+      heuristic: ruleOfThumb(shape, undefined, limits.maxComputeWorkgroupsPerDimension),
+      limits,
+      candidates: opts.candidates ?? tuningCandidates(shape, limits),
+    });
+    entries[key] = { ...entry, calls: n };
+    ruleMs += n * entry.ms[entry.heuristic]!;
+    tunedMs += n * entry.ms[entry.choice]!;
+    opts.log?.(
+      `${key} ×${n}: ${entry.heuristic} ${entry.ms[entry.heuristic]} ms -> ${entry.choice} ${
+        entry.ms[entry.choice]
+      } ms`,
+    );
+  }
+  const r3 = (x: number) => Math.round(x * 1e3) / 1e3;
+  return { entries, ruleMs: r3(ruleMs), tunedMs: r3(tunedMs) };
+}
+
+/**
+ * A new table for an adapter.
+ *
+ * @param adapter the adapter measured
+ * @param entries the entries
+ * @param provenance how they were measured (command, workloads, reps, versions, commit)
+ */
+export function newTuningTable(
+  adapter: AdapterId,
+  entries: Record<string, TuningEntry>,
+  provenance: Record<string, string | number>,
+): MatMulTuningTable {
+  return {
+    format: TUNING_FORMAT,
+    version: TUNING_VERSION,
+    adapter,
+    created: new Date().toISOString(),
+    provenance: { ...provenance, tfjs: tf.version.tfjs, deno: Deno.version.deno },
+    entries,
+  };
+}
