@@ -760,6 +760,10 @@ async function tuneSection(quick: boolean, tablePath: string): Promise<Record<st
     shapes: Object.keys(r.entries).length,
     ruleMs: r.ruleMs,
     tunedMs: r.tunedMs,
+    ruleRejected: r.ruleRejected,
+    rejected: Object.fromEntries(
+      Object.entries(r.entries).filter(([, e]) => e.rejected).map(([k, e]) => [k, e.rejected]),
+    ),
     changed,
     table,
   };

@@ -219,6 +219,13 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
       ruleMs: r.ruleMs,
       tunedMs: r.tunedMs,
     });
+    if (r.ruleRejected.length > 0) {
+      console.error(
+        `tune: WARNING: the rule of thumb's kernel gave a wrong product for ${
+          r.ruleRejected.join("; ")
+        } on ${id.description}: the table avoids it, but without the table this device runs it`,
+      );
+    }
   }
   const fresh = newTuningTable(id, entries, {
     command: `deno task tune ${args.join(" ")}`.trim(),

@@ -15,9 +15,9 @@ import {
   type MatMulChoice,
   type MatMulTuningTable,
   parseShapeKey,
+  tuneShape,
   TUNING_FORMAT,
   TUNING_VERSION,
-  tuneShape,
   tuningCandidates,
   type TuningEntry,
 } from "./tuning.ts";
@@ -61,6 +61,11 @@ export interface TuneShapesResult {
   readonly ruleMs: number;
   /** Σ calls × ms of the tuned choice. */
   readonly tunedMs: number;
+  /**
+   * Shapes where the rule of thumb's own choice gave a wrong product on this device (not in
+   * `ruleMs`): the kernel is broken there, whatever the table says for other devices.
+   */
+  readonly ruleRejected: string[];
 }
 
 /**
@@ -83,6 +88,7 @@ export async function tuneShapes(
   const keys = Object.keys(calls).sort((x, y) => size(y) - size(x));
   const entries: Record<string, TuningEntry> = {};
   let ruleMs = 0, tunedMs = 0;
+  const ruleRejected: string[] = [];
   for (const key of keys) {
     const shape = parseShapeKey(key, "tuneShapes");
     const n = calls[key]!;
@@ -94,16 +100,20 @@ export async function tuneShapes(
       candidates: opts.candidates ?? tuningCandidates(shape, limits),
     });
     entries[key] = { ...entry, calls: n };
-    ruleMs += n * entry.ms[entry.heuristic]!;
+    const rule = entry.ms[entry.heuristic];
+    if (rule === undefined) ruleRejected.push(key);
+    else ruleMs += n * rule;
     tunedMs += n * entry.ms[entry.choice]!;
     opts.log?.(
-      `${key} ×${n}: ${entry.heuristic} ${entry.ms[entry.heuristic]} ms -> ${entry.choice} ${
-        entry.ms[entry.choice]
-      } ms`,
+      `${key} ×${n}: ${entry.heuristic} ${
+        rule ?? "rejected (wrong product)"
+      } ms -> ${entry.choice} ${entry.ms[entry.choice]} ms${
+        entry.rejected ? `; rejected: ${Object.keys(entry.rejected).join(", ")}` : ""
+      }`,
     );
   }
   const r3 = (x: number) => Math.round(x * 1e3) / 1e3;
-  return { entries, ruleMs: r3(ruleMs), tunedMs: r3(tunedMs) };
+  return { entries, ruleMs: r3(ruleMs), tunedMs: r3(tunedMs), ruleRejected };
 }
 
 /**

@@ -41,6 +41,12 @@ export const TUNING_VERSION = 1;
  * made from noise would change kernels for nothing.
  */
 export const TUNING_MARGIN = 0.03;
+/**
+ * Largest relative L2 difference from tfjs's stock kernel a candidate's product may have to be
+ * timed at all. Both are float32 sums of K terms in different orders, which differ by about
+ * √K·2⁻²⁴ (≈ 8e-6 at K = 16,384); a miscompiled or mis-indexed kernel differs by order 1.
+ */
+export const TUNING_CHECK_TOLERANCE = 1e-4;
 
 /** One product shape as the BatchMatMul kernel sees it (after its rank-3 view). */
 export interface MatMulShape {
@@ -173,6 +179,11 @@ export interface TuningEntry {
   readonly ms: Readonly<Record<string, number>>;
   /** How many times one step of the tuned workload ran this shape (for weighting), if known. */
   readonly calls?: number;
+  /**
+   * Choices not timed because their product differed from the stock kernel's by more than
+   * {@link TUNING_CHECK_TOLERANCE}, by name, with the error.
+   */
+  readonly rejected?: Readonly<Record<string, string>>;
 }
 
 /** A tuning table: measured kernel choices for one adapter. */
@@ -255,11 +266,26 @@ export function parseTuningTable(text: string, source: string): MatMulTuningTabl
     if (e.calls !== undefined && !(Number.isInteger(e.calls) && (e.calls as number) >= 1)) {
       fail(`${at}.calls`, `must be a positive integer, got ${JSON.stringify(e.calls)}`);
     }
+    if (e.rejected !== undefined) {
+      if (!isRecord(e.rejected)) return fail(`${at}.rejected`, "must be an object");
+      for (const [name, why] of Object.entries(e.rejected)) {
+        parseChoice(name, `${source}: ${at}.rejected`);
+        if (typeof why !== "string") {
+          fail(`${at}.rejected[${JSON.stringify(name)}]`, "must be a string");
+        }
+      }
+      if (e.rejected[e.choice as string] !== undefined) {
+        fail(`${at}.choice`, `"${e.choice}" is also listed as rejected`);
+      }
+    }
     entries[key] = {
       choice: e.choice as string,
       heuristic: e.heuristic as string,
       ms: { ...(e.ms as Record<string, number>) },
       ...(e.calls === undefined ? {} : { calls: e.calls as number }),
+      ...(e.rejected === undefined
+        ? {}
+        : { rejected: { ...(e.rejected as Record<string, string>) } }),
     };
   }
   return {
@@ -399,8 +425,10 @@ async function sync(t: tf.Tensor): Promise<void> {
  * Times every candidate kernel for one product shape on the current webgpu backend and picks the
  * fastest. Each candidate is forced through the installed BatchMatMul kernel (so
  * `registerWebgpuKernels` must be in effect; the previous tuned choices are restored after), run
- * once to compile its shader, then `rounds` times `reps` products, each round ended by a read of
- * one element; a candidate's figure is its median round divided by `reps`. The rule of thumb's
+ * once to compile its shader and to check its product against tfjs's stock kernel (a candidate
+ * off by more than {@link TUNING_CHECK_TOLERANCE} is listed in `rejected`, never chosen), then
+ * `rounds` times `reps` products, each round ended by a read of one element; a candidate's figure
+ * is its median round divided by `reps`. The stock kernel is always timed. The rule of thumb's
  * choice stays unless another is faster by more than {@link TUNING_MARGIN}. A candidate the kernel
  * cannot run as asked (a split over the device's dispatch limits runs unsplit) is recorded under
  * the name of what ran.
@@ -423,6 +451,7 @@ export async function tuneShape(shape: MatMulShape, opts: TuneOptions): Promise<
   const candidates = [...(opts.candidates ?? tuningCandidates(shape, limits))];
   const heuristic = choiceName(opts.heuristic);
   if (!candidates.some((c) => choiceName(c) === heuristic)) candidates.push(opts.heuristic);
+  if (!candidates.some((c) => c.kernel === "stock")) candidates.unshift({ kernel: "stock" });
   const key = shapeKey(shape);
   const aShape = [
     shape.batchA,
@@ -438,24 +467,46 @@ export async function tuneShape(shape: MatMulShape, opts: TuneOptions): Promise<
   const b = tf.randomUniform(bShape, -1, 1, "float32", 2);
   const saved = active;
   const ms: Record<string, number> = {};
+  const rejected: Record<string, string> = {};
   const ranAs = new Map<string, string>();
+  const run = () => tf.matMul(a, b, shape.transposeA, shape.transposeB);
+  /** Runs `fn` with `c` forced for this shape; returns the product and the name of what ran. */
+  const forced = (c: MatMulChoice) => {
+    active = new Map([[key, c]]);
+    lastRun = undefined;
+    const y = run();
+    const ran = lastRun as string | undefined;
+    if (ran === undefined) {
+      y.dispose();
+      throw new Error(
+        `model/webgpu/tuning.ts tuneShape: the BatchMatMul kernel did not apply the choice ` +
+          `${choiceName(c)} for ${key}; call registerWebgpuKernels() first`,
+      );
+    }
+    return { y, ran };
+  };
+  let ref: tf.Tensor | undefined;
   try {
+    // tfjs's own kernel is the reference every candidate's product is checked against.
+    ref = forced({ kernel: "stock" }).y;
     for (const c of candidates) {
-      active = new Map([[key, c]]);
-      lastRun = undefined;
-      const run = () => tf.matMul(a, b, shape.transposeA, shape.transposeB);
-      const warm = run();
-      await sync(warm);
-      warm.dispose();
-      const ran = lastRun as string | undefined;
-      if (ran === undefined) {
-        throw new Error(
-          `model/webgpu/tuning.ts tuneShape: the BatchMatMul kernel did not apply the choice ` +
-            `${choiceName(c)} for ${key}; call registerWebgpuKernels() first`,
-        );
+      const name = choiceName(c);
+      const { y: warm, ran } = forced(c);
+      ranAs.set(name, ran);
+      if (ran in ms || ran in rejected) {
+        warm.dispose(); // e.g. a split that ran unsplit: already timed
+        continue;
       }
-      ranAs.set(choiceName(c), ran);
-      if (ran in ms) continue; // e.g. a split that ran unsplit: already timed
+      const errT = tf.tidy(() =>
+        tf.div(tf.norm(tf.sub(warm, ref!)), tf.maximum(tf.norm(ref!), 1e-30))
+      );
+      warm.dispose();
+      const err = (await errT.data())[0]!;
+      errT.dispose();
+      if (!(err <= TUNING_CHECK_TOLERANCE)) {
+        rejected[ran] = `relative L2 error ${err} against the stock kernel`;
+        continue;
+      }
       const times: number[] = [];
       for (let r = 0; r < rounds; r++) {
         const t0 = performance.now();
@@ -474,6 +525,7 @@ export async function tuneShape(shape: MatMulShape, opts: TuneOptions): Promise<
   } finally {
     active = saved;
     tf.dispose([a, b]);
+    ref?.dispose();
   }
   const ruleRan = ranAs.get(heuristic) ?? heuristic;
   const heuristicMs = ms[ruleRan];
@@ -483,7 +535,12 @@ export async function tuneShape(shape: MatMulShape, opts: TuneOptions): Promise<
     if (t < best) [choice, best] = [name, t];
   }
   if (heuristicMs !== undefined && best > heuristicMs * (1 - TUNING_MARGIN)) choice = ruleRan;
-  return { choice, heuristic: ruleRan, ms };
+  return {
+    choice,
+    heuristic: ruleRan,
+    ms,
+    ...(Object.keys(rejected).length > 0 ? { rejected } : {}),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import {
   sameAdapter,
   serializeTuningTable,
   shapeKey,
+  tunedChoice,
   tuneShape,
   TUNING_FORMAT,
   TUNING_MARGIN,
@@ -37,7 +38,7 @@ import {
   webgpuKernelStats,
 } from "./mod.ts";
 import { uniformValues } from "../../benchmarks/rng.ts";
-import { gpuTest } from "./testing.ts";
+import { gpuTest, withWebgpuKernel } from "./testing.ts";
 
 const ADAPTER = {
   vendor: "65541",
@@ -337,4 +338,52 @@ Deno.test("findTuningTable: the adapter's file, an explicit file, off; errors na
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+gpuTest("tuneShape never times or picks a candidate whose product is wrong", async () => {
+  registerWebgpuKernels({});
+  const shape = { batchA: 1, batchB: 1, m: 24, n: 20, k: 40, transposeA: true, transposeB: false };
+  const key = shapeKey(shape);
+  // A "miscompiled" t64: the product negated whenever t64 is forced for this shape.
+  const broken = (real: tf.KernelFunc): tf.KernelFunc => (args) => {
+    const forced = tunedChoice(key);
+    const y = real(args) as tf.TensorInfo;
+    if (forced?.kernel !== "tiled" || forced.tile !== "t64") return y;
+    const neg = tf.getKernel("Neg", "webgpu")!.kernelFunc({
+      inputs: { x: y },
+      backend: args.backend,
+      attrs: {},
+    }) as tf.TensorInfo;
+    (args.backend as unknown as { disposeData(id: unknown): void }).disposeData(y.dataId);
+    return neg;
+  };
+  const before = tf.memory().numTensors;
+  const e = await withWebgpuKernel("BatchMatMul", broken, () =>
+    tuneShape(shape, {
+      reps: 1,
+      rounds: 1,
+      heuristic: parseChoice("t32", "t"),
+      candidates: [parseChoice("t64", "t")],
+    }));
+  assert.equal(tf.memory().numTensors, before);
+  assert.deepEqual(Object.keys(e.ms).sort(), ["stock", "t32"], "stock always, t64 not timed");
+  assert.match(e.rejected?.["t64"] ?? "", /relative L2 error 2 against the stock kernel/);
+  assert.notEqual(e.choice, "t64");
+});
+
+Deno.test("parseTuningTable: rejected choices are read back and never the choice", () => {
+  const t = table({
+    "1x1 m8 n8 k8 NT": {
+      choice: "t32",
+      heuristic: "t32",
+      ms: { t32: 1, stock: 2 },
+      rejected: { t64: "relative L2 error 2 against the stock kernel" },
+    },
+  });
+  assert.deepEqual(parseTuningTable(serializeTuningTable(t), "t.json"), t);
+  const bad = serializeTuningTable(t).replace('"choice": "t32"', '"choice": "t64"');
+  assert.throws(
+    () => parseTuningTable(bad, "t.json"),
+    /t\.json: entries\["1x1 m8 n8 k8 NT"\]\.choice "t64" is also listed as rejected/,
+  );
 });
