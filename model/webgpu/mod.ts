@@ -331,7 +331,7 @@ export function registerWebgpuKernels(opts: WebgpuKernelOptions = {}): boolean {
     const shape = typeof plan === "string" ? undefined : planShape(plan, transposeA, transposeB);
     const key = shape === undefined ? undefined : shapeKey(shape);
     const float = a.dtype === "float32" && b.dtype === "float32";
-    const tuned = key === undefined || !float ? undefined : tunedChoice(key);
+    const tuned = key === undefined || !float ? undefined : tunedChoice(shape!, key);
     const stock = (why: string) => {
       bump(stats.stock, why);
       if (key !== undefined) bumpShape(key, "stock");

@@ -326,26 +326,91 @@ export function mergeTuningTables(
 // ---------------------------------------------------------------------------------------------
 // The choices in effect (read by the BatchMatMul kernel of mod.ts)
 
-let active = new Map<string, MatMulChoice>();
+/**
+ * Farthest a listed shape's token dimension may be from a call's (as a ratio) for the call to
+ * take that shape's choice when its own shape is not listed.
+ */
+export const TUNING_NEAR_RATIO = 2;
+
+interface ActiveTuning {
+  /** By {@link shapeKey}. */
+  readonly exact: Map<string, MatMulChoice>;
+  /**
+   * By the shape with one dimension left out (`m|…`, `n|…`, `k|…`): the listed values of that
+   * dimension and their choices.
+   */
+  readonly near: Map<string, { value: number; choice: MatMulChoice }[]>;
+}
+
+const DIMS = ["m", "n", "k"] as const;
+
+function nearKey(s: MatMulShape, free: typeof DIMS[number]): string {
+  const rest = DIMS.filter((d) => d !== free).map((d) => `${d}${s[d]}`).join(" ");
+  return `${free}|${s.batchA}x${s.batchB} ${rest} ${s.transposeA ? "T" : "N"}${
+    s.transposeB ? "T" : "N"
+  }`;
+}
+
+function compile(entries: Iterable<[string, MatMulChoice]>, near: boolean): ActiveTuning {
+  const t: ActiveTuning = { exact: new Map(), near: new Map() };
+  for (const [key, choice] of entries) {
+    t.exact.set(key, choice);
+    if (!near) continue;
+    const shape = parseShapeKey(key, "tuning entry");
+    for (const d of DIMS) {
+      const k = nearKey(shape, d);
+      const list = t.near.get(k) ?? [];
+      list.push({ value: shape[d], choice });
+      t.near.set(k, list);
+    }
+  }
+  return t;
+}
+
+let active: ActiveTuning = compile([], false);
 let lastRun: string | undefined;
 
 /** Makes `table`'s choices the ones {@link tunedChoice} gives (none when undefined). */
 export function setActiveTuning(table: MatMulTuningTable | undefined): void {
-  const m = new Map<string, MatMulChoice>();
-  for (const [key, e] of Object.entries(table?.entries ?? {})) {
-    m.set(key, parseChoice(e.choice, `tuning entry ${key}`));
-  }
-  active = m;
+  active = compile(
+    Object.entries(table?.entries ?? {}).map((
+      [key, e],
+    ): [string, MatMulChoice] => [key, parseChoice(e.choice, `tuning entry ${key}`)]),
+    true,
+  );
 }
 
 /** Number of shapes with a tuned choice in effect. */
 export function activeTuningSize(): number {
-  return active.size;
+  return active.exact.size;
 }
 
-/** The tuned choice for a shape key, if a table in effect has one. */
-export function tunedChoice(key: string): MatMulChoice | undefined {
-  return active.size === 0 ? undefined : active.get(key);
+/**
+ * The tuned choice for a product, if a table is in effect: its shape's own entry, else the entry
+ * of the listed shape that differs from it in one dimension only, by at most a factor
+ * {@link TUNING_NEAR_RATIO} (the nearest on a log scale). Batches are padded to their longest
+ * row, so the token count (M of the forward and input-gradient products, K of the weight
+ * gradients) changes from batch to batch while the model's dimensions stay.
+ *
+ * @param shape the product
+ * @param key its {@link shapeKey} (when the caller has it)
+ */
+export function tunedChoice(
+  shape: MatMulShape,
+  key: string = shapeKey(shape),
+): MatMulChoice | undefined {
+  if (active.exact.size === 0) return undefined;
+  const hit = active.exact.get(key);
+  if (hit !== undefined || active.near.size === 0) return hit;
+  let best: MatMulChoice | undefined;
+  let bestDist = Math.log(TUNING_NEAR_RATIO) + 1e-12;
+  for (const d of DIMS) {
+    for (const e of active.near.get(nearKey(shape, d)) ?? []) {
+      const dist = Math.abs(Math.log(e.value / shape[d]));
+      if (dist <= bestDist) [best, bestDist] = [e.choice, dist];
+    }
+  }
+  return best;
 }
 
 /** Called by the BatchMatMul kernel with the name of the choice it ran for a tuned shape. */
@@ -472,7 +537,7 @@ export async function tuneShape(shape: MatMulShape, opts: TuneOptions): Promise<
   const run = () => tf.matMul(a, b, shape.transposeA, shape.transposeB);
   /** Runs `fn` with `c` forced for this shape; returns the product and the name of what ran. */
   const forced = (c: MatMulChoice) => {
-    active = new Map([[key, c]]);
+    active = compile([[key, c]], false);
     lastRun = undefined;
     const y = run();
     const ran = lastRun as string | undefined;

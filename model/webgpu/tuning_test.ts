@@ -21,6 +21,7 @@ import {
   parseTuningTable,
   sameAdapter,
   serializeTuningTable,
+  setActiveTuning,
   shapeKey,
   tunedChoice,
   tuneShape,
@@ -346,7 +347,7 @@ gpuTest("tuneShape never times or picks a candidate whose product is wrong", asy
   const key = shapeKey(shape);
   // A "miscompiled" t64: the product negated whenever t64 is forced for this shape.
   const broken = (real: tf.KernelFunc): tf.KernelFunc => (args) => {
-    const forced = tunedChoice(key);
+    const forced = tunedChoice(shape, key);
     const y = real(args) as tf.TensorInfo;
     if (forced?.kernel !== "tiled" || forced.tile !== "t64") return y;
     const neg = tf.getKernel("Neg", "webgpu")!.kernelFunc({
@@ -386,4 +387,42 @@ Deno.test("parseTuningTable: rejected choices are read back and never the choice
     () => parseTuningTable(bad, "t.json"),
     /t\.json: entries\["1x1 m8 n8 k8 NT"\]\.choice "t64" is also listed as rejected/,
   );
+});
+
+Deno.test("tunedChoice: a listed shape, else the nearest one differing in one dimension by ≤ 2×", () => {
+  const shape = (m: number, n: number, k: number, t = "NT", batchA = 1) => ({
+    batchA,
+    batchB: 1,
+    m,
+    n,
+    k,
+    transposeA: t[0] === "T",
+    transposeB: t[1] === "T",
+  });
+  const name = (s: ReturnType<typeof shape>) => {
+    const c = tunedChoice(s);
+    return c === undefined ? undefined : choiceName(c);
+  };
+  setActiveTuning(table({
+    "1x1 m4096 n768 k768 NT": { choice: "t128", heuristic: "t64", ms: { t64: 2, t128: 1 } },
+    "1x1 m1024 n768 k768 NT": { choice: "t64v4", heuristic: "t64", ms: { t64: 2, t64v4: 1 } },
+    "1x1 m768 n768 k4096 TN": { choice: "t128/k8", heuristic: "t32", ms: { t32: 2, "t128/k8": 1 } },
+  }));
+  try {
+    assert.equal(name(shape(4096, 768, 768)), "t128", "listed");
+    assert.equal(name(shape(3000, 768, 768)), "t128", "M 3000: nearest is 4096");
+    assert.equal(name(shape(1800, 768, 768)), "t64v4", "M 1800: nearer 1024 than 4096");
+    assert.equal(name(shape(8192, 768, 768)), "t128", "exactly 2× still counts");
+    assert.equal(name(shape(8193, 768, 768)), undefined, "beyond 2×: the rule of thumb");
+    assert.equal(name(shape(400, 768, 768)), undefined, "beyond 2× below");
+    // Weight gradients: K is the token count.
+    assert.equal(name(shape(768, 768, 2600, "TN")), "t128/k8");
+    // Two dimensions differ, or the transposes or the batch: no match.
+    assert.equal(name(shape(3000, 512, 768)), undefined);
+    assert.equal(name(shape(4096, 768, 768, "NN")), undefined);
+    assert.equal(name(shape(4096, 768, 768, "NT", 2)), undefined);
+  } finally {
+    setActiveTuning(undefined);
+  }
+  assert.equal(tunedChoice(shape(4096, 768, 768)), undefined, "no table, no choice");
 });
