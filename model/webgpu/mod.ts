@@ -12,6 +12,10 @@
  * itself two matMuls with transpose flags). {@link unregisterWebgpuKernels} restores the stock
  * kernel.
  *
+ * Which kernel runs each product follows {@link ruleOfThumb} unless a tuning table (`tuning.ts`,
+ * measured per device by `deno task tune`) is given as the `tuning` option: then the table's
+ * choice for that shape, or for a listed shape that differs from it in one dimension by ≤ 2×.
+ *
  * Environment: `HYPERPROMPT_WEBGPU_KERNELS=0` makes {@link registerWebgpuKernels} a no-op (an
  * escape hatch if a driver miscompiles the shader); `=all` or `=transposed` overrides `cover`.
  *
