@@ -51,7 +51,7 @@ import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../mod
 import { t5Flops } from "../model/accounting.ts";
 import { PRESETS } from "../model/config.ts";
 import { writeFileAtomic } from "../model/fs.ts";
-import { newTuningTable, recordShapes, tuneShapes } from "../model/webgpu/autotune.ts";
+import { newTuningTable, recordGradientShapes, tuneShapes } from "../model/webgpu/autotune.ts";
 import {
   adapterId,
   adapterSlug,
@@ -729,11 +729,7 @@ async function tuneSection(quick: boolean, tablePath: string): Promise<Record<st
   const w = t5Workload(quick, 1);
   let calls: Record<string, number>;
   try {
-    calls = await recordShapes(async () => {
-      const g = tf.variableGrads(w.loss, w.vars);
-      await g.value.data();
-      tf.dispose([g.value, ...Object.values(g.grads)]);
-    });
+    calls = await recordGradientShapes(w.loss, w.vars);
   } finally {
     w.dispose();
   }

@@ -33,7 +33,7 @@ import {
   serializeTuningTable,
   type TuningEntry,
 } from "../model/webgpu/mod.ts";
-import { newTuningTable, recordShapes, tuneShapes } from "../model/webgpu/autotune.ts";
+import { newTuningTable, recordGradientShapes, tuneShapes } from "../model/webgpu/autotune.ts";
 import { parseChoice } from "../model/webgpu/tuning.ts";
 import { makeWorkload, parseWorkload } from "./perf.ts";
 import { writeFileAtomic } from "../model/fs.ts";
@@ -197,11 +197,7 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
     const work = makeWorkload(w);
     let calls: Record<string, number>;
     try {
-      calls = await recordShapes(async () => {
-        const g = tf.variableGrads(work.loss, work.vars);
-        await g.value.data();
-        tf.dispose([g.value, ...Object.values(g.grads)]);
-      });
+      calls = await recordGradientShapes(work.loss, work.vars);
     } finally {
       work.dispose();
     }

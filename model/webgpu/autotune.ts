@@ -39,6 +39,25 @@ export async function recordShapes(step: () => Promise<void>): Promise<Record<st
   return calls;
 }
 
+/**
+ * {@link recordShapes} of one gradient pass (`tf.variableGrads(loss, vars)`, awaited, its tensors
+ * freed): the products a training step's forward and backward run.
+ *
+ * @param loss the scalar loss
+ * @param vars the variables it is differentiated by
+ * @returns calls per shape key
+ */
+export function recordGradientShapes(
+  loss: () => tf.Scalar,
+  vars: tf.Variable[],
+): Promise<Record<string, number>> {
+  return recordShapes(async () => {
+    const g = tf.variableGrads(loss, vars);
+    await g.value.data();
+    tf.dispose([g.value, ...Object.values(g.grads)]);
+  });
+}
+
 /** Options of {@link tuneShapes}. */
 export interface TuneShapesOptions {
   /** Products per timed round. */
