@@ -476,13 +476,16 @@ const WASM_HEAP_BUDGET = 3.6 * 2 ** 30;
  * × decoder layers) `ACT_PER_D · d_model + ACT_PER_FF · d_ff` floats (the activations kept for
  * the backward pass and the transient gradients), plus `ACT_ATTENTION` floats per attention
  * probability (kept before and after dropout, and its gradient). Fitted to the wasm heap's
- * high-water mark (`deno task perf`, 128 / 16 tokens, 2026-11-26): T5 1.1 Small grows by 0.156
- * GiB per example (micro-batches 4 → 8 with AdamW, 8 → 16 with Adafactor: 2.16 → 2.79 and 2.20 →
- * 3.44 GiB), T5 1.1 Base by 0.42 GiB (micro-batches 1 → 2: 3.28 → 3.70 GiB; 3 aborted). The fit
- * gives 29.0 and 18.7 floats; 32 and 20 over-estimate both sizes by ≈ 8 %.
+ * high-water mark (`deno task perf`, 128 / 16 tokens, each micro-batch size in its own process),
+ * refitted on 2026-11-26 after the attention heads stopped being transposed (`model/heads.ts`):
+ * T5 1.1 Small grows by 0.132 GiB per example (micro-batches 4 → 8 with AdamW: 2.09 → 2.63 GiB;
+ * 8 → 16 with Adafactor: 2.11 → 3.14 GiB), T5 1.1 Base by 0.37 GiB (micro-batches 1 → 2 with
+ * Adafactor: 3.22 → 3.59 GiB). The fit gives 15.6 and 19.9 floats; 18 and 21 over-estimate both
+ * sizes by ≈ 7 %. (The first fit, before that change: 0.156 and 0.42 GiB per example, 32 and 20
+ * floats, which kept T5 1.1 Base at micro-batches of 1.)
  */
-const ACT_PER_D = 32;
-const ACT_PER_FF = 20;
+const ACT_PER_D = 18;
+const ACT_PER_FF = 21;
 const ACT_ATTENTION = 3;
 
 /** Estimated heap bytes of one example's activations (see {@link ACT_PER_D}). */

@@ -104,15 +104,18 @@ Deno.test("perf: wasm heap plan picks micro-batches that fit, skips what cannot"
     ...(micro === undefined ? {} : { micro }),
   });
   // Measured on this machine (wasm heap high-water marks): Small with AdamW in micro-batches of 8
-  // 2.79 GiB, with Adafactor of 16 3.44 GiB; Base with Adafactor of 1 3.28 GiB, of 3 aborted.
+  // 2.63 GiB, with Adafactor of 16 3.14 GiB; Base with Adafactor of 2 3.59 GiB (of 3, before the
+  // heads stopped being transposed, the wasm module aborted).
+  const gib = (p: unknown) => (p as { bytes: number }).bytes / 2 ** 30;
   const small = planWasmT5(t5("t5-v1_1-small", 32), "adamw");
   assert.ok(typeof small !== "string" && small.micro === 8, JSON.stringify(small));
-  assert.ok(typeof small !== "string" && Math.abs(small.bytes / 2 ** 30 - 2.79) < 0.3);
+  assert.ok(Math.abs(gib(small) - 2.63) < 0.2, JSON.stringify(small));
   const smallAf = planWasmT5(t5("t5-v1_1-small", 32), "adafactor");
   assert.ok(typeof smallAf !== "string" && smallAf.micro === 16, JSON.stringify(smallAf));
+  assert.ok(Math.abs(gib(smallAf) - 3.14) < 0.2, JSON.stringify(smallAf));
   const base = planWasmT5(t5("t5-v1_1-base", 32), "adafactor");
-  assert.ok(typeof base !== "string" && base.micro === 1, JSON.stringify(base));
-  assert.ok(typeof base !== "string" && base.bytes <= 3.6 * 2 ** 30);
+  assert.ok(typeof base !== "string" && base.micro === 2, JSON.stringify(base));
+  assert.ok(Math.abs(gib(base) - 3.59) < 0.2 && gib(base) <= 3.6, JSON.stringify(base));
   assert.match(String(planWasmT5(t5("t5-v1_1-base", 4), "adamw")), /try --optimizer adafactor/);
   // An explicit /M is an upper bound; a batch that fits whole is run whole.
   const capped = planWasmT5(t5("t5-v1_1-small", 32, 2), "adamw");
