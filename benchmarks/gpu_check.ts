@@ -415,8 +415,41 @@ interface StepResult {
   forwardMs: number;
   gradsMs: number;
   host: Record<string, unknown>;
+  /**
+   * ms of steps recorded with `GPUQueue.submit` made a no-op (see {@link hostOnlySteps}): the host
+   * cost of a step alone. A median `stepMs` close to it means the step is bound by the host.
+   */
+  hostOnlyMs: number[];
   profile: Record<string, unknown>;
   matmuls: unknown;
+}
+
+/**
+ * Runs `step` `reps` times with `GPUQueue.prototype.submit` replaced by a no-op, so nothing
+ * reaches the GPU: every dispatch is still recorded (tfjs's engine, autodiff, pipelines, bind
+ * groups, uniforms, command encoding and `finish`), which measures the host's share of a step on
+ * any adapter. The GPU computes nothing meanwhile: the weights are not updated and the values
+ * read are garbage, which a timing run can afford; `submit` is restored afterwards.
+ *
+ * @param step one training step, awaited
+ * @param reps how many
+ * @returns ms per step
+ */
+async function hostOnlySteps(step: () => Promise<void>, reps: number): Promise<number[]> {
+  const proto = GPUQueue.prototype;
+  const real = proto.submit;
+  const ms: number[] = [];
+  proto.submit = function () {};
+  try {
+    for (let i = 0; i < reps; i++) {
+      const t0 = performance.now();
+      await step();
+      ms.push(round(performance.now() - t0, 1));
+    }
+  } finally {
+    proto.submit = real;
+  }
+  return ms;
 }
 
 /** Times a training step: `loss` builds the scalar loss from the trainable `vars`. */
@@ -461,6 +494,7 @@ async function timeStep(
     vars,
     (grads) => opt.apply(params, new Map(Object.entries(grads)), 1e-4),
   );
+  const hostOnlyMs = await hostOnlySteps(step, Math.max(steps, 2));
   resetWebgpuKernelStats();
   t0 = performance.now();
   const info = await tf.profile(step);
@@ -484,6 +518,7 @@ async function timeStep(
     forwardMs: round(forwardMs, 1),
     gradsMs: round(gradsMs, 1),
     host,
+    hostOnlyMs,
     profile: {
       wallMs: round(wallMs, 1),
       kernelMs: round(kernelMs, 1),

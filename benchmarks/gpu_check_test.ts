@@ -16,7 +16,9 @@ gpuTest("gpu_check --quick: every section runs and the report is written", async
   try {
     const out = `${dir}/gpu_check.json`;
     const before = tf.memory().numTensors;
+    const submit = GPUQueue.prototype.submit;
     const report = await main(["--quick", `--out=${out}`]);
+    assert.equal(GPUQueue.prototype.submit, submit, "submit restored after the host-only steps");
     const sections = report.sections as Record<string, Record<string, unknown>>;
     for (const s of ["adapter", "correctness", "tune", "t5", "matmul", "encoder"]) {
       assert.ok(sections[s] !== undefined, `section ${s}`);
@@ -62,6 +64,10 @@ gpuTest("gpu_check --quick: every section runs and the report is written", async
       const r = t5[v] as { stepMs: number[]; host: { dispatches: number } };
       assert.ok(r.stepMs.length > 0 && r.stepMs.every((x) => x > 0), v);
       assert.ok(r.host.dispatches > 0, `${v} dispatches`);
+      // Host-only steps (nothing submitted) were timed, and the profiled step after them ran.
+      const x = t5[v] as { hostOnlyMs: number[]; profile: { kernels: number } };
+      assert.ok(x.hostOnlyMs.length >= 2 && x.hostOnlyMs.every((ms) => ms > 0), `${v} host-only`);
+      assert.ok(x.profile.kernels > 0, `${v} profiled step`);
     }
     const tiled = (t5["tiled"] as { host: { dispatches: number } }).host.dispatches;
     const stock = (t5["stock"] as { host: { dispatches: number } }).host.dispatches;
