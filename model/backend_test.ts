@@ -1,3 +1,4 @@
+import "./webgpu/test_backend.ts"; // the tests' WebGPU backend, before any adapter request
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import { type BackendName, currentBackendInfo, selectBackend } from "./backend.ts";

@@ -62,3 +62,26 @@ Deno.test("test preload: Vulkan when it gives an adapter, else wgpu's default; s
     probed: "1",
   });
 });
+
+Deno.test("a plain deno test (no preload) of a webgpu test module gets the same choice", async () => {
+  const vulkan = Deno.build.os === "linux" && await vulkanHere();
+  const testing = new URL("./testing.ts", import.meta.url).href;
+  const clean = { ...Deno.env.toObject() };
+  delete clean["DENO_WEBGPU_BACKEND"];
+  delete clean["HYPERPROMPT_TEST_WEBGPU_PROBED"];
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      "--quiet",
+      `await import(${JSON.stringify(testing)});
+       console.log(JSON.stringify(Deno.env.get("DENO_WEBGPU_BACKEND") ?? null));`,
+    ],
+    clearEnv: true,
+    env: clean,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const last = new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!;
+  assert.equal(JSON.parse(last), vulkan ? "vulkan" : null);
+});

@@ -5,6 +5,9 @@
  *
  * @module
  */
+// First: the tests' WebGPU backend choice (Vulkan where it works), also for a plain `deno test`
+// without `deno task test`'s preload; it must run before any adapter is requested.
+import "./test_backend.ts";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-webgpu";
 import { unregisterWebgpuKernels } from "./mod.ts";
