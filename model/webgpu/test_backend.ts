@@ -1,7 +1,9 @@
 /**
- * Preloaded into every test module by `deno task test` (`--preload`): picks wgpu's Vulkan backend
- * for the tests (`DENO_WEBGPU_BACKEND=vulkan`) when it gives an adapter here and the variable is
- * not set already. Not used by the library or the benchmarks.
+ * Preloaded into every test module by `deno task test` (`--preload`), and imported first by the
+ * test modules that use WebGPU (`testing.ts`, `model/backend_test.ts`) so that a plain `deno test`
+ * gets it too: picks wgpu's Vulkan backend for the tests (`DENO_WEBGPU_BACKEND=vulkan`) when it
+ * gives an adapter here and the variable is not set already. Not used by the library or the
+ * benchmarks.
  *
  * Why: with Mesa's software adapter through wgpu's GL backend (EGL, libglvnd), Deno 2.9.6 aborts
  * at exit in about one `deno test` run in ten after every test passed ("double free or corruption
