@@ -65,7 +65,10 @@ export const MATMUL_TILES: readonly MatMulTile[] = [
  * Further tile geometries that `auto` never picks: `benchmarks/gpu_check.ts` times them next to
  * {@link MATMUL_TILES} on the GPU machine, so that one session there can say whether a deeper K
  * step or a rectangular tile beats the defaults (they are tested on the software adapter like
- * the others). Each fits 16 KiB of workgroup memory, WebGPU's default limit.
+ * the others). Each fits 16 KiB of workgroup memory, WebGPU's default limit, except the
+ * deep-K ones at the end, which need up to 17.4 KB: tfjs asks for the adapter's own limit (48 KiB
+ * on NVIDIA GPUs, 32 KiB on Mesa's software adapters), and `gpu_check` and the tuner
+ * (`tuning.ts`) use a tile only where the device's limit allows it.
  */
 export const MATMUL_TILE_CANDIDATES: readonly MatMulTile[] = [
   // 256 threads, 8×4 outputs each; 16·33·16 + 16·17·16 B = 12.8 KB.
@@ -79,6 +82,11 @@ export const MATMUL_TILE_CANDIDATES: readonly MatMulTile[] = [
   // t128 and t64 with vec4 global loads (a quarter of the load instructions).
   { name: "t128v4", tileM: 128, tileN: 128, tileK: 8, threadM: 8, threadN: 8, vec4: true },
   { name: "t64v4", tileM: 64, tileN: 64, tileK: 16, threadM: 4, threadN: 4, vec4: true },
+  // Deep K steps (half or a quarter of the barriers per K): 16·16·66 B = 16.9 KB and
+  // 16·32·34 B = 17.4 KB, over WebGPU's default 16 KiB.
+  { name: "t128k16", tileM: 128, tileN: 128, tileK: 16, threadM: 8, threadN: 8 },
+  { name: "t128v4k16", tileM: 128, tileN: 128, tileK: 16, threadM: 8, threadN: 8, vec4: true },
+  { name: "t64v4k32", tileM: 64, tileN: 64, tileK: 32, threadM: 4, threadN: 4, vec4: true },
 ];
 
 /** Name of a tile in {@link MATMUL_TILES} or {@link MATMUL_TILE_CANDIDATES}. */
@@ -91,7 +99,10 @@ export type MatMulTileName =
   | "t64k24"
   | "t64x128t8"
   | "t128v4"
-  | "t64v4";
+  | "t64v4"
+  | "t128k16"
+  | "t128v4k16"
+  | "t64v4k32";
 
 /** A tile name, or "auto" to choose per call among {@link MATMUL_TILES}. */
 export type MatMulTileChoice = "auto" | MatMulTileName;

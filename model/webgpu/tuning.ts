@@ -421,6 +421,13 @@ export function noteTunedRun(name: string): void {
 // ---------------------------------------------------------------------------------------------
 // Measuring
 
+/**
+ * The tiles {@link tuningCandidates} also times with K split: the square 128- and 64-wide ones
+ * `chooseSplit` uses and their vec4-load twins (each split count of each tile is one more
+ * candidate to time per long-K shape, so the list is kept short).
+ */
+export const SPLIT_TILES: ReadonlySet<string> = new Set(["t128", "t64", "t128v4", "t64v4"]);
+
 /** Device limits a candidate must fit. */
 export interface TuningLimits {
   readonly maxComputeWorkgroupStorageSize: number;
@@ -437,7 +444,8 @@ function fitsDevice(t: MatMulTile, limits: TuningLimits): boolean {
  * The choices {@link tuneShape} times for a shape: tfjs's stock kernel; every tile that fits the
  * device, unsplit (the vec4-load tiles only where the shape allows vec4 loads, since elsewhere
  * they run as their scalar twins); and where K is at least 2 × {@link SPLIT_K_MIN_CHUNK}, the
- * 128- and 64-wide tiles with K in 2, 4, 8 and 16 slices of at least {@link SPLIT_K_MIN_CHUNK}.
+ * tiles of {@link SPLIT_TILES} with K in 2, 4, 8 and 16 slices of at least
+ * {@link SPLIT_K_MIN_CHUNK}.
  *
  * @param shape the product
  * @param limits the device's limits
@@ -453,7 +461,7 @@ export function tuningCandidates(shape: MatMulShape, limits: TuningLimits): MatM
   );
   for (const t of tiles) out.push({ kernel: "tiled", tile: t.name as MatMulTileName, splits: 1 });
   if (shape.k >= 2 * SPLIT_K_MIN_CHUNK) {
-    for (const t of tiles.filter((t) => t.tileM === t.tileN && t.tileM >= 64)) {
+    for (const t of tiles.filter((t) => SPLIT_TILES.has(t.name))) {
       for (const s of [2, 4, 8, 16]) {
         const plan = splitPlan(shape.k, s, t.tileK);
         if (plan.splits === s && plan.chunk >= SPLIT_K_MIN_CHUNK) {

@@ -426,3 +426,15 @@ Deno.test("tunedChoice: a listed shape, else the nearest one differing in one di
   }
   assert.equal(tunedChoice(shape(4096, 768, 768)), undefined, "no table, no choice");
 });
+
+Deno.test("tuningCandidates: the deep-K tiles where the device allows them, never split", () => {
+  const dW = { batchA: 1, batchB: 1, m: 768, n: 768, k: 4096, transposeA: true, transposeB: false };
+  const big = { ...LIMITS, maxComputeWorkgroupStorageSize: 49152 };
+  const names = tuningCandidates(dW, big).map(choiceName);
+  for (const t of ["t128k16", "t128v4k16", "t64v4k32"]) {
+    assert.ok(names.includes(t), t);
+    assert.ok(!names.some((n) => n.startsWith(`${t}/k`)), `${t} not split`);
+  }
+  assert.ok(!tuningCandidates(dW, LIMITS).map(choiceName).includes("t128k16"), "16 KiB device");
+  assert.equal(names.length, 1 + 12 + 4 * 4, "stock, 12 tiles, 4 split tiles × 4 slice counts");
+});
