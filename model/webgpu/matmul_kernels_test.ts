@@ -296,6 +296,14 @@ gpuTest(
       pipelineKeys().some((k) => /^hpTiledMatMul_t128v4_.*_v4_/.test(k)),
       "vec4 shader built",
     );
+    // The deep-K vec4 tiles over several full K steps (k = 100: 6 of 16 or 3 of 32, and a rest).
+    for (const [i, [tA, tB]] of TRANSPOSE_PAIRS.entries()) {
+      await checkCases(
+        [shapes([2], [], 36, 100, 20, tA, tB)],
+        i % 2 ? "t64v4k32" : "t128v4k16",
+        520 + i,
+      );
+    }
     // k = 45: the vec4 tile falls back to scalar loads (another shader), still exact.
     await checkCases([shapes([2], [2], 36, 45, 20, false, true)], "t64v4", 510);
     assert.ok(
