@@ -51,6 +51,7 @@ import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../mod
 import { t5Flops } from "../model/accounting.ts";
 import { PRESETS } from "../model/config.ts";
 import { writeFileAtomic } from "../model/fs.ts";
+import { quietWaylandProbe } from "../model/webgpu/wsi_env.ts";
 import { newTuningTable, recordGradientShapes, tuneShapes } from "../model/webgpu/autotune.ts";
 import {
   adapterId,
@@ -898,6 +899,7 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
     sections: {},
   };
   const sections = report.sections as Record<string, unknown>;
+  quietWaylandProbe();
   await tf.setBackend("webgpu");
   await tf.ready();
   console.log(`gpu_check: backend ${tf.getBackend()}, report -> ${outPath}`);

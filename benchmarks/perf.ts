@@ -66,6 +66,7 @@ import {
 import { HEAD_CONTEXT, HEAD_SCORES } from "../model/heads.ts";
 import { uniformValues } from "./rng.ts";
 import { gitState } from "./provenance.ts";
+import { quietWaylandProbe } from "../model/webgpu/wsi_env.ts";
 
 /** One matmul measurement. */
 export interface MatMulResult {
@@ -895,6 +896,7 @@ export async function main(args: string[]): Promise<PerfReport> {
         !values["include-fallback-webgpu"]
       ) {
         // Only measure WebGPU by default when a real (non-fallback) adapter exists.
+        quietWaylandProbe();
         const a = await navigator.gpu?.requestAdapter();
         const fb = (a?.info as (GPUAdapterInfo & { isFallbackAdapter?: boolean }) | undefined)
           ?.isFallbackAdapter;

@@ -38,6 +38,7 @@ import { parseChoice } from "../model/webgpu/tuning.ts";
 import { makeWorkload, parseWorkload } from "./perf.ts";
 import { writeFileAtomic } from "../model/fs.ts";
 import { gitState } from "./provenance.ts";
+import { quietWaylandProbe } from "../model/webgpu/wsi_env.ts";
 
 /** Workloads tuned by default (one layer each: every layer runs the same shapes). */
 export const DEFAULT_TUNE_WORKLOADS = [
@@ -145,6 +146,7 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
   const only: MatMulChoice[] | undefined = candidateText?.split(",").map((s) => s.trim())
     .filter((s) => s !== "").map((s) => parseChoice(s, "benchmarks/tune.ts: --candidates"));
 
+  quietWaylandProbe();
   const adapter = await navigator.gpu?.requestAdapter();
   if (!adapter) {
     throw new Error(

@@ -30,6 +30,7 @@ import * as tfwasm from "@tensorflow/tfjs-backend-wasm";
 import { registerFusedWasmKernels, unregisterFusedWasmKernels } from "./fused.ts";
 import { enableSimdKernels } from "./wasm_simd.ts";
 import { type AdapterId, adapterId } from "./webgpu/tuning.ts";
+import { quietWaylandProbe } from "./webgpu/wsi_env.ts";
 import {
   type BlasLibrary,
   openBlas,
@@ -159,6 +160,7 @@ interface AdapterProbe {
 }
 
 async function probeWebGpu(): Promise<AdapterProbe> {
+  quietWaylandProbe();
   const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
   if (gpu === undefined) {
     return { ok: false, fallback: false, description: "", why: "navigator.gpu is undefined" };

@@ -21,6 +21,8 @@
  * @module
  */
 
+import { quietWaylandProbe } from "./wsi_env.ts";
+
 const PROBED = "HYPERPROMPT_TEST_WEBGPU_PROBED";
 
 function vulkanAdapterAvailable(): boolean {
@@ -54,11 +56,7 @@ export function chooseTestWebgpuBackend(): string | undefined {
     Deno.env.set(PROBED, "1");
     if (Deno.build.os === "linux" && vulkanAdapterAvailable()) {
       Deno.env.set("DENO_WEBGPU_BACKEND", "vulkan");
-      // Unset, libwayland-client (loaded by Mesa's Vulkan WSI) prints an error for every
-      // instance; it only looks for a compositor's socket there and writes nothing.
-      if (Deno.env.get("XDG_RUNTIME_DIR") === undefined) {
-        Deno.env.set("XDG_RUNTIME_DIR", Deno.env.get("TMPDIR") ?? "/tmp");
-      }
+      quietWaylandProbe(); // see wsi_env.ts
     }
     return Deno.env.get("DENO_WEBGPU_BACKEND");
   } catch {
