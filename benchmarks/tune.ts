@@ -34,7 +34,7 @@ import {
   type TuningEntry,
 } from "../model/webgpu/mod.ts";
 import { newTuningTable, recordGradientShapes, tuneShapes } from "../model/webgpu/autotune.ts";
-import { parseChoice } from "../model/webgpu/tuning.ts";
+import { parseChoice, tuningPathFor } from "../model/webgpu/tuning.ts";
 import { makeWorkload, parseWorkload } from "./perf.ts";
 import { writeFileAtomic } from "../model/fs.ts";
 import { gitState } from "./provenance.ts";
@@ -49,9 +49,6 @@ export const DEFAULT_TUNE_WORKLOADS = [
 const QUICK_WORKLOADS = ["t5:tiny-v1_1@1:2,16,4"];
 const QUICK_CANDIDATES = "stock,t32,t64";
 
-/** Where tables are kept, relative to the repository root. */
-export const TUNING_DIR = "results/tuning";
-
 export const TUNE_USAGE = `deno task tune [options]   per-shape matmul kernel choice for this GPU
 
   --workloads LIST      ";"-separated t5:<preset>[@N][:B,Li,Lt] (default: ${
@@ -60,7 +57,8 @@ export const TUNE_USAGE = `deno task tune [options]   per-shape matmul kernel ch
   --reps N              products per timed round (default 20)
   --rounds N            timed rounds per candidate, the median counts (default 3)
   --candidates LIST     choice names to time (stock,t128,t64/k8,...; default: all that fit)
-  --out FILE            the table (default ${TUNING_DIR}/<adapter>.json; merged if it exists)
+  --out FILE            the table (default: results/tuning/<adapter>.json of this repository,
+                        wherever it runs from; merged if it exists)
   --include-fallback    run on a software adapter too (its times say nothing about a GPU)
   --quick               CI: a tiny model, 1 rep, 1 round, candidates ${QUICK_CANDIDATES}
   --help                this text`;
@@ -162,7 +160,7 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
         "nothing about a GPU (--include-fallback to run anyway)",
     );
   }
-  const path = values.out ?? `${TUNING_DIR}/${adapterSlug(id)}.json`;
+  const path = values.out ?? tuningPathFor(id);
   // Read (and validate) an existing table before spending time: a bad or foreign one stops here.
   let old: MatMulTuningTable | undefined;
   try {

@@ -622,6 +622,22 @@ export async function tuneShape(shape: MatMulShape, opts: TuneOptions): Promise<
 /** The folder of committed tables (`results/tuning/` of this repository). */
 export const DEFAULT_TUNING_DIR: URL = new URL("../../results/tuning/", import.meta.url);
 
+/**
+ * Where the table of an adapter is kept: `<dir>/<adapterSlug>.json`.
+ *
+ * @param id the adapter
+ * @param dir a folder path, or a `file:` URL of one (default {@link DEFAULT_TUNING_DIR}, this
+ *   repository's `results/tuning/`, wherever the process runs from)
+ * @returns a file path
+ */
+export function tuningPathFor(id: AdapterId, dir: URL | string = DEFAULT_TUNING_DIR): string {
+  const base = typeof dir === "string" ? dir.replace(/\/?$/, "/") : dir.href;
+  const name = `${adapterSlug(id)}.json`;
+  return base.startsWith("file:")
+    ? decodeURIComponent(new URL(name, base).pathname)
+    : `${base}${name}`;
+}
+
 /** What {@link findTuningTable} found. */
 export interface FoundTuning {
   /** The table to install, if one applies. */
@@ -652,12 +668,7 @@ export async function findTuningTable(
     return { note: "webgpu: matmul tuning off (HYPERPROMPT_WEBGPU_TUNING)" };
   }
   const explicit = setting !== undefined && setting !== "";
-  const base = typeof dir === "string" ? dir.replace(/\/?$/, "/") : dir.href;
-  const path = explicit ? setting : decodeURIComponent(
-    base.startsWith("file:")
-      ? new URL(`${adapterSlug(id)}.json`, base).pathname
-      : `${base}${adapterSlug(id)}.json`,
-  );
+  const path = explicit ? setting : tuningPathFor(id, dir);
   let text: string;
   try {
     text = await Deno.readTextFile(path);

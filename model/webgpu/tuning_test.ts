@@ -29,6 +29,7 @@ import {
   TUNING_MARGIN,
   TUNING_VERSION,
   tuningCandidates,
+  tuningPathFor,
 } from "./tuning.ts";
 import { chooseSplit } from "./matmul_kernels.ts";
 import {
@@ -437,4 +438,13 @@ Deno.test("tuningCandidates: the deep-K tiles where the device allows them, neve
   }
   assert.ok(!tuningCandidates(dW, LIMITS).map(choiceName).includes("t128k16"), "16 KiB device");
   assert.equal(names.length, 1 + 12 + 4 * 4, "stock, 12 tiles, 4 split tiles × 4 slice counts");
+});
+
+Deno.test("tuningPathFor: the adapter's file in a folder path or file URL, by default this repository's", () => {
+  const name = `${adapterSlug(ADAPTER)}.json`;
+  assert.equal(tuningPathFor(ADAPTER, "/x/tables"), `/x/tables/${name}`);
+  assert.equal(tuningPathFor(ADAPTER, "/x/tables/"), `/x/tables/${name}`);
+  assert.equal(tuningPathFor(ADAPTER, new URL("file:///x/my%20tables/")), `/x/my tables/${name}`);
+  const repo = new URL("../../", import.meta.url).pathname;
+  assert.equal(tuningPathFor(ADAPTER), decodeURIComponent(`${repo}results/tuning/${name}`));
 });
