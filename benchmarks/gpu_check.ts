@@ -52,6 +52,7 @@ import { t5Flops } from "../model/accounting.ts";
 import { PRESETS } from "../model/config.ts";
 import { writeFileAtomic } from "../model/fs.ts";
 import { quietWaylandProbe } from "../model/webgpu/wsi_env.ts";
+import { hostOnlySteps } from "../model/webgpu/counters.ts";
 import { newTuningTable, recordGradientShapes, tuneShapes } from "../model/webgpu/autotune.ts";
 import {
   adapterId,
@@ -423,34 +424,6 @@ interface StepResult {
   hostOnlyMs: number[];
   profile: Record<string, unknown>;
   matmuls: unknown;
-}
-
-/**
- * Runs `step` `reps` times with `GPUQueue.prototype.submit` replaced by a no-op, so nothing
- * reaches the GPU: every dispatch is still recorded (tfjs's engine, autodiff, pipelines, bind
- * groups, uniforms, command encoding and `finish`), which measures the host's share of a step on
- * any adapter. The GPU computes nothing meanwhile: the weights are not updated and the values
- * read are garbage, which a timing run can afford; `submit` is restored afterwards.
- *
- * @param step one training step, awaited
- * @param reps how many
- * @returns ms per step
- */
-async function hostOnlySteps(step: () => Promise<void>, reps: number): Promise<number[]> {
-  const proto = GPUQueue.prototype;
-  const real = proto.submit;
-  const ms: number[] = [];
-  proto.submit = function () {};
-  try {
-    for (let i = 0; i < reps; i++) {
-      const t0 = performance.now();
-      await step();
-      ms.push(round(performance.now() - t0, 1));
-    }
-  } finally {
-    proto.submit = real;
-  }
-  return ms;
 }
 
 /** Times a training step: `loss` builds the scalar loss from the trainable `vars`. */

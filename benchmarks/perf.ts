@@ -56,7 +56,7 @@ import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import { activeSimdKernels, wasmBackendMemory } from "../model/wasm_simd.ts";
 import { dropoutMaskParams, fillDropoutMask, gatedGeluRows } from "../model/fused.ts";
 import { writeFileAtomic } from "../model/fs.ts";
-import { countGpuWork } from "../model/webgpu/counters.ts";
+import { countGpuWork, hostOnlySteps } from "../model/webgpu/counters.ts";
 import {
   resetWebgpuKernelStats,
   webgpuKernelsInstalled,
@@ -129,6 +129,12 @@ export interface StepResult {
    * fast GPU their number bounds the step time from below; it does not depend on the adapter.
    */
   gpuDispatches?: number;
+  /**
+   * webgpu: ms of 2 steps run with `GPUQueue.submit` a no-op (`hostOnlySteps`,
+   * `model/webgpu/counters.ts`): everything recorded, nothing run on the device, i.e. the host's
+   * share of a step on this machine. A step time close to it is bound by the host.
+   */
+  hostOnlyMs?: number[];
   /**
    * webgpu with the custom kernels: the `BatchMatMul` calls of the last timed step by tiled
    * kernel (tile, `/kN` for a K split into N slices) and by reason for the stock kernel
@@ -617,6 +623,7 @@ async function timeSteps(
   const optimizerMs = median(optTimes.slice(warm));
   const cpuMsPerStep = ((cpuSeconds() - cpu0) * 1000) / reps;
   const numTensors: [number, number] = [after2, tf.memory().numTensors];
+  const hostOnlyMs = tf.getBackend() === "webgpu" ? await hostOnlySteps(step, 2) : undefined;
   // With --profile, one more step under tf.profile: per-kernel times and the peak of tfjs-tracked
   // tensor bytes. (Not by default: it costs a step, and tfjs's profiler overflows the call stack
   // computing the peak of a step with ~10⁵ kernels, e.g. T5 1.1 Base as 32 micro-batches.)
@@ -652,6 +659,7 @@ async function timeSteps(
     optimizerMs,
     gpuDispatches,
     gpuMatMuls,
+    hostOnlyMs,
   };
 }
 
@@ -1024,6 +1032,7 @@ export async function main(args: string[]): Promise<PerfReport> {
           ...(prof ? { profile: prof.slice(0, 25) } : {}),
           ...(m.gpuDispatches === undefined ? {} : { gpuDispatches: m.gpuDispatches }),
           ...(m.gpuMatMuls === undefined ? {} : { gpuMatMuls: m.gpuMatMuls }),
+          ...(m.hostOnlyMs === undefined ? {} : { hostOnlyMs: m.hostOnlyMs }),
         };
         r.steps.push(s);
         console.log(
@@ -1039,6 +1048,7 @@ export async function main(args: string[]): Promise<PerfReport> {
                 : `wasm heap ${(heap / 2 ** 30).toFixed(2)} GiB`
             }` +
             (m.gpuDispatches === undefined ? "" : `  ${m.gpuDispatches} dispatches`) +
+            (m.hostOnlyMs === undefined ? "" : `  host only ${m.hostOnlyMs.join(", ")} ms`) +
             (numTensors[0] !== numTensors[1] ? `  LEAK ${numTensors[0]}→${numTensors[1]}` : ""),
         );
         if (prof) {

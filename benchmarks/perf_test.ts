@@ -127,6 +127,7 @@ Deno.test("perf: wasm heap plan picks micro-batches that fit, skips what cannot"
 gpuTest(
   "perf: webgpu counts dispatches per step; tfjs's own kernels (webgpu/stock) need more",
   async () => {
+    const submit = GPUQueue.prototype.submit;
     const r = await main([
       "--quick",
       "--backends",
@@ -152,6 +153,11 @@ gpuTest(
     // Measured on the software adapter: 1,433 (stock) and 465 (custom kernels, AdamW in place).
     assert.ok(stock.gpuDispatches! > 0 && custom.gpuDispatches! > 0, JSON.stringify(r.backends));
     assert.ok(custom.gpuDispatches! < 0.5 * stock.gpuDispatches!);
+    // The host's share of a step (submit a no-op) is recorded for each webgpu backend.
+    for (const [i, x] of [stock, custom, noHeads].entries()) {
+      assert.ok(x.hostOnlyMs?.length === 2 && x.hostOnlyMs.every((ms) => ms > 0), `backend ${i}`);
+    }
+    assert.equal(GPUQueue.prototype.submit, submit, "submit restored");
     // The step's matmul routing is recorded where the custom kernels are installed.
     assert.equal(stock.gpuMatMuls, undefined);
     const tiled = Object.values(custom.gpuMatMuls?.tiled ?? {}).reduce((a, b) => a + b, 0);

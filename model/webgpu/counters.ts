@@ -1,8 +1,9 @@
 /**
  * Counts the GPU work the webgpu backend records: tfjs programs (`runWebGPUProgram`) and compute
  * dispatches (`GPUComputePassEncoder.dispatchWorkgroups`, which also counts the in-place
- * dispatches of `in_place.ts` that are not tfjs programs). Used by `deno task perf`
- * (`gpuDispatches`) and the kernel tests.
+ * dispatches of `in_place.ts` that are not tfjs programs), and the host's share of a step
+ * ({@link hostOnlySteps}). Used by `deno task perf` (`gpuDispatches`, `hostOnlyMs`),
+ * `benchmarks/gpu_check.ts` and the kernel tests.
  *
  * @module
  */
@@ -51,4 +52,32 @@ export function countGpuWork(): (() => GpuWorkCount) | undefined {
     pass.dispatchWorkgroups = dispatch;
     return { ...count, byProgram: { ...count.byProgram } };
   };
+}
+
+/**
+ * Runs `step` `reps` times with `GPUQueue.prototype.submit` replaced by a no-op, so nothing
+ * reaches the GPU: every dispatch is still recorded (tfjs's engine, autodiff, pipelines, bind
+ * groups, uniforms, command encoding and `finish`), which measures the host's share of a step on
+ * any adapter. The GPU computes nothing meanwhile: the weights are not updated and the values
+ * read are garbage, which a timing run can afford; `submit` is restored afterwards.
+ *
+ * @param step one training step, awaited
+ * @param reps how many
+ * @returns ms per step (0.1 ms resolution)
+ */
+export async function hostOnlySteps(step: () => Promise<void>, reps: number): Promise<number[]> {
+  const proto = GPUQueue.prototype;
+  const real = proto.submit;
+  const ms: number[] = [];
+  proto.submit = function () {};
+  try {
+    for (let i = 0; i < reps; i++) {
+      const t0 = performance.now();
+      await step();
+      ms.push(Math.round((performance.now() - t0) * 10) / 10);
+    }
+  } finally {
+    proto.submit = real;
+  }
+  return ms;
 }
