@@ -12,8 +12,8 @@
  *    written beside the report (`<report>-tuning.json`, e.g. `$OUT/gpu_check-tuning.json`), to be
  *    committed as `results/tuning/<adapter>.json`.
  * 4. `t5`: one T5 1.1 Base training step (batch 32, 128 input / 16 target tokens,
- *    `model/t5.ts`): `tiled-tuned` (with the table of `tune`), `tiled`, `tiled-submit64` (64
- *    dispatches per command buffer instead of 15), `tiled-nosplit`, `tiled-matmul-only`, `stock`,
+ *    `model/t5.ts`): `tiled-tuned` (with the table of `tune`), `tiled`, `tiled-submit15` (tfjs's
+ *    15 dispatches per command buffer instead of the kernels' 64), `tiled-nosplit`, `tiled-matmul-only`, `stock`,
  *    with the same profile as `encoder`.
  * 5. `matmul`: ms and TFLOP/s of 4096³ and the T5-Base backward shapes, stock vs tiled (auto and
  *    each tile forced).
@@ -68,11 +68,6 @@ interface Variant {
   readonly name: string;
   /** undefined = stock tfjs kernels */
   readonly kernels?: WebgpuKernelOptions;
-  /**
-   * Dispatches recorded before tfjs submits a command buffer
-   * (`WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE`; tfjs's default 15).
-   */
-  readonly submitBatch?: number;
 }
 
 const STOCK: Variant = { name: "stock" };
@@ -90,14 +85,13 @@ const TILED_ALL: Variant = { name: "tiled-all", kernels: { cover: "all" } };
 /** The default without split-K (`chooseTile`'s smaller tiles for weight gradients instead). */
 const TILED_NOSPLIT: Variant = { name: "tiled-nosplit", kernels: { splitK: "off" } };
 
-/** tfjs's default `WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE`. */
-const SUBMIT_BATCH = 15;
-
-/** The default kernels with 64 dispatches per command buffer instead of 15. */
-const TILED_SUBMIT64: Variant = { name: "tiled-submit64", kernels: {}, submitBatch: 64 };
+/**
+ * The default kernels with tfjs's 15 dispatches per command buffer instead of their 64
+ * (`submitBatch`).
+ */
+const TILED_SUBMIT15: Variant = { name: "tiled-submit15", kernels: { submitBatch: 15 } };
 
 function useVariant(v: Variant): void {
-  tf.env().set("WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE", v.submitBatch ?? SUBMIT_BATCH);
   unregisterWebgpuKernels();
   if (v.kernels !== undefined) registerWebgpuKernels(v.kernels);
   resetWebgpuKernelStats();
@@ -804,7 +798,7 @@ async function t5Section(
   const tuned: Variant[] = tunedTable === undefined
     ? []
     : [{ name: "tiled-tuned", kernels: { tuning: tunedTable } }];
-  for (const variant of [...tuned, TILED, TILED_SUBMIT64, TILED_NOSPLIT, MATMUL_ONLY, STOCK]) {
+  for (const variant of [...tuned, TILED, TILED_SUBMIT15, TILED_NOSPLIT, MATMUL_ONLY, STOCK]) {
     useVariant(variant);
     const r = await timeStep(loss, vars, steps);
     const ms = median(r.stepMs);

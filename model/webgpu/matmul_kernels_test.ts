@@ -487,3 +487,33 @@ gpuTest("selfCheckWebgpuKernels() passes with the kernels and catches a wrong ke
     unregisterWebgpuKernels();
   }
 });
+
+gpuTest(
+  "registerWebgpuKernels sets tfjs's submit batch (64 by default) and restores it",
+  async () => {
+    const flag = "WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE";
+    unregisterWebgpuKernels();
+    const before = tf.env().getNumber(flag);
+    registerWebgpuKernels({});
+    assert.equal(tf.env().getNumber(flag), 64);
+    registerWebgpuKernels({ submitBatch: 20 }); // a second call replaces the options
+    assert.equal(tf.env().getNumber(flag), 20);
+    unregisterWebgpuKernels();
+    assert.equal(tf.env().getNumber(flag), before, "tfjs's value back");
+    assert.throws(
+      () => registerWebgpuKernels({ submitBatch: 0 }),
+      /submitBatch must be a positive/,
+    );
+    Deno.env.set("HYPERPROMPT_WEBGPU_SUBMIT_BATCH", "32");
+    try {
+      registerWebgpuKernels({});
+      assert.equal(tf.env().getNumber(flag), 32, "the environment variable wins");
+      Deno.env.set("HYPERPROMPT_WEBGPU_SUBMIT_BATCH", "lots");
+      assert.throws(() => registerWebgpuKernels({}), /HYPERPROMPT_WEBGPU_SUBMIT_BATCH must be/);
+    } finally {
+      Deno.env.delete("HYPERPROMPT_WEBGPU_SUBMIT_BATCH");
+      unregisterWebgpuKernels();
+    }
+    assert.equal(tf.env().getNumber(flag), before);
+  },
+);

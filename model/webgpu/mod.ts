@@ -164,6 +164,15 @@ export interface WebgpuKernelOptions {
    * @default null
    */
   readonly tuning?: MatMulTuningTable | null;
+  /**
+   * Dispatches tfjs records before it submits a command buffer (its
+   * `WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE` flag, 15 by default; restored by
+   * {@link unregisterWebgpuKernels}). Fewer, larger command buffers cost less host time: a T5 1.1
+   * Base step recorded with submit a no-op took 92–110 ms at 64 against 108–128 ms at 15 here
+   * (README, "Performance"). `HYPERPROMPT_WEBGPU_SUBMIT_BATCH` overrides it.
+   * @default 64
+   */
+  readonly submitBatch?: number;
 }
 
 /** Counters of {@link registerWebgpuKernels}'s `BatchMatMul` since the last reset. */
@@ -253,13 +262,17 @@ export function ruleOfThumb(
   return { kernel: "tiled", tile: tile.name as MatMulTileName, splits };
 }
 
-function envSetting(): string | undefined {
+function envSetting(name = "HYPERPROMPT_WEBGPU_KERNELS"): string | undefined {
   try {
-    return Deno.env.get("HYPERPROMPT_WEBGPU_KERNELS");
+    return Deno.env.get(name);
   } catch {
     return undefined; // no --allow-env: use the options as given
   }
 }
+
+const SUBMIT_FLAG = "WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE";
+/** tfjs's own value of {@link SUBMIT_FLAG}, kept while the kernels are installed. */
+let submitFlagBefore: number | undefined;
 
 function resolveOptions(opts: WebgpuKernelOptions): Required<WebgpuKernelOptions> {
   const cover = opts.cover ?? "transposed";
@@ -293,7 +306,25 @@ function resolveOptions(opts: WebgpuKernelOptions): Required<WebgpuKernelOptions
     );
   }
   const tuning = opts.tuning ?? null;
-  return { cover, tile, minWorkgroups, splitK, fused, uniformArena, bindGroupCache, tuning };
+  const submitBatch = opts.submitBatch ?? 64;
+  if (!Number.isInteger(submitBatch) || submitBatch < 1) {
+    throw new Error(
+      `model/webgpu/mod.ts registerWebgpuKernels: submitBatch must be a positive integer, got ${
+        String(submitBatch)
+      }`,
+    );
+  }
+  return {
+    cover,
+    tile,
+    minWorkgroups,
+    splitK,
+    fused,
+    uniformArena,
+    bindGroupCache,
+    tuning,
+    submitBatch,
+  };
 }
 
 /**
@@ -310,9 +341,17 @@ export function registerWebgpuKernels(opts: WebgpuKernelOptions = {}): boolean {
     unregisterWebgpuKernels();
     return false;
   }
-  const options = resolveOptions(
-    env === "all" || env === "transposed" ? { ...opts, cover: env } : opts,
-  );
+  const batchEnv = envSetting("HYPERPROMPT_WEBGPU_SUBMIT_BATCH");
+  if (batchEnv !== undefined && batchEnv !== "" && !/^[1-9][0-9]*$/.test(batchEnv)) {
+    throw new Error(
+      `model/webgpu/mod.ts: HYPERPROMPT_WEBGPU_SUBMIT_BATCH must be a positive integer, got "${batchEnv}"`,
+    );
+  }
+  const options = resolveOptions({
+    ...opts,
+    ...(env === "all" || env === "transposed" ? { cover: env } : {}),
+    ...(batchEnv ? { submitBatch: Number(batchEnv) } : {}),
+  });
   const original = installed?.original ?? tf.getKernel("BatchMatMul", "webgpu");
   if (original === undefined) return false;
   installed = { original, options };
@@ -362,6 +401,8 @@ export function registerWebgpuKernels(opts: WebgpuKernelOptions = {}): boolean {
     return runTiledMatMul(gpu, a, b, plan, transposeA, transposeB, tile, splits);
   };
   setActiveTuning(options.tuning ?? undefined);
+  submitFlagBefore ??= tf.env().getNumber(SUBMIT_FLAG);
+  tf.env().set(SUBMIT_FLAG, options.submitBatch);
   tf.unregisterKernel("BatchMatMul", "webgpu");
   tf.registerKernel({ kernelName: "BatchMatMul", backendName: "webgpu", kernelFunc });
   if (options.fused) {
@@ -385,6 +426,10 @@ export function unregisterWebgpuKernels(): void {
   uninstallBindGroupCache();
   uninstallUniformArena();
   setActiveTuning(undefined);
+  if (submitFlagBefore !== undefined) {
+    tf.env().set(SUBMIT_FLAG, submitFlagBefore);
+    submitFlagBefore = undefined;
+  }
   if (installed === undefined) return;
   tf.unregisterKernel("BatchMatMul", "webgpu");
   tf.registerKernel(installed.original);
