@@ -135,6 +135,8 @@ export interface StepResult {
    * share of a step on this machine. A step time close to it is bound by the host.
    */
   hostOnlyMs?: number[];
+  /** webgpu: dispatches per command buffer (tfjs's `WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE`). */
+  gpuSubmitBatch?: number;
   /**
    * webgpu with the custom kernels: the `BatchMatMul` calls of the last timed step by tiled
    * kernel (tile, `/kN` for a K split into N slices) and by reason for the stock kernel
@@ -1032,7 +1034,10 @@ export async function main(args: string[]): Promise<PerfReport> {
           ...(prof ? { profile: prof.slice(0, 25) } : {}),
           ...(m.gpuDispatches === undefined ? {} : { gpuDispatches: m.gpuDispatches }),
           ...(m.gpuMatMuls === undefined ? {} : { gpuMatMuls: m.gpuMatMuls }),
-          ...(m.hostOnlyMs === undefined ? {} : { hostOnlyMs: m.hostOnlyMs }),
+          ...(m.hostOnlyMs === undefined ? {} : {
+            hostOnlyMs: m.hostOnlyMs,
+            gpuSubmitBatch: tf.env().getNumber("WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE"),
+          }),
         };
         r.steps.push(s);
         console.log(

@@ -156,6 +156,8 @@ gpuTest(
     // The host's share of a step (submit a no-op) is recorded for each webgpu backend.
     for (const [i, x] of [stock, custom, noHeads].entries()) {
       assert.ok(x.hostOnlyMs?.length === 2 && x.hostOnlyMs.every((ms) => ms > 0), `backend ${i}`);
+      // tfjs's 15 dispatches per command buffer with its own kernels, 64 with the custom ones.
+      assert.equal(x.gpuSubmitBatch, i === 0 ? 15 : 64, `backend ${i}`);
     }
     assert.equal(GPUQueue.prototype.submit, submit, "submit restored");
     // The step's matmul routing is recorded where the custom kernels are installed.

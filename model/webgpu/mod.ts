@@ -168,7 +168,7 @@ export interface WebgpuKernelOptions {
    * Dispatches tfjs records before it submits a command buffer (its
    * `WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE` flag, 15 by default; restored by
    * {@link unregisterWebgpuKernels}). Fewer, larger command buffers cost less host time: a T5 1.1
-   * Base step recorded with submit a no-op took 92–110 ms at 64 against 108–128 ms at 15 here
+   * Base step recorded with submit a no-op took 88–104 ms at 64 against 93–166 ms at 15 here
    * (README, "Performance"). `HYPERPROMPT_WEBGPU_SUBMIT_BATCH` overrides it.
    * @default 64
    */
