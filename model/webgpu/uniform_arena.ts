@@ -34,13 +34,14 @@ export interface UniformFieldLike {
  * Fields with no data become `[1]`, as tfjs does.
  *
  * @param fields the fields, in order
- * @returns the bytes tfjs would write
+ * @param offsets filled with each field's byte offset
+ * @returns the total size in bytes
  */
-export function packUniforms(fields: UniformFieldLike[]): Uint8Array {
+function uniformLayout(fields: UniformFieldLike[], offsets: number[]): number {
   let offset = 0;
   let preLength = 0;
   let maxAlign = 1;
-  const offsets: number[] = [];
+  offsets.length = 0;
   for (const d of fields) {
     if (d.data.length === 0) d.data = [1];
     const n = d.data.length;
@@ -55,15 +56,44 @@ export function packUniforms(fields: UniformFieldLike[]): Uint8Array {
     offsets.push(offset);
     offset += n * 4;
   }
-  const size = Math.ceil(offset / maxAlign) * maxAlign;
-  const buf = new ArrayBuffer(size);
-  fields.forEach((d, i) => {
-    const at = offsets[i]!;
-    if (d.type === "int32") new Int32Array(buf, at, d.data.length).set(d.data);
-    else if (d.type === "uint32") new Uint32Array(buf, at, d.data.length).set(d.data);
-    else new Float32Array(buf, at, d.data.length).set(d.data);
-  });
-  return new Uint8Array(buf);
+  return Math.ceil(offset / maxAlign) * maxAlign;
+}
+
+/**
+ * Writes the fields at `at` in `view` in tfjs's layout (little-endian, as WebGPU reads them);
+ * bytes of the padding are left as they are.
+ */
+function writeUniforms(
+  fields: UniformFieldLike[],
+  offsets: readonly number[],
+  view: DataView,
+  at: number,
+): void {
+  for (let i = 0; i < fields.length; i++) {
+    const d = fields[i]!;
+    const base = at + offsets[i]!;
+    const data = d.data;
+    if (d.type === "int32") {
+      for (let j = 0; j < data.length; j++) view.setInt32(base + 4 * j, data[j]!, true);
+    } else if (d.type === "uint32") {
+      for (let j = 0; j < data.length; j++) view.setUint32(base + 4 * j, data[j]!, true);
+    } else {
+      for (let j = 0; j < data.length; j++) view.setFloat32(base + 4 * j, data[j]!, true);
+    }
+  }
+}
+
+/**
+ * The bytes tfjs-webgpu writes for these uniform fields (see {@link uniformLayout}).
+ *
+ * @param fields the fields, in order
+ * @returns the bytes tfjs would write
+ */
+export function packUniforms(fields: UniformFieldLike[]): Uint8Array {
+  const offsets: number[] = [];
+  const out = new Uint8Array(uniformLayout(fields, offsets));
+  writeUniforms(fields, offsets, new DataView(out.buffer), 0);
+  return out;
 }
 
 /** The backend internals the arena uses. */
@@ -81,6 +111,9 @@ const ARENA_BYTES = 1 << 16;
 class Arena {
   private readonly buffers: GPUBuffer[] = [];
   private readonly mirror = new Uint8Array(ARENA_BYTES);
+  private readonly view = new DataView(this.mirror.buffer);
+  /** Scratch for the field offsets of one placement. */
+  private readonly offsets: number[] = [];
   private current = 0;
   private used = 0;
   private readonly align: number;
@@ -89,10 +122,11 @@ class Arena {
     this.align = Math.max(device.limits.minUniformBufferOffsetAlignment, 16);
   }
 
-  /** A binding of `bytes` in the arena (written at the next flush). */
-  place(bytes: Uint8Array): GPUBufferBinding {
+  /** A binding of the fields' bytes in the arena (written to the GPU at the next flush). */
+  place(fields: UniformFieldLike[]): GPUBufferBinding {
+    const size = uniformLayout(fields, this.offsets);
     let at = Math.ceil(this.used / this.align) * this.align;
-    if (at + bytes.byteLength > ARENA_BYTES) {
+    if (at + size > ARENA_BYTES) {
       this.flush(); // this buffer is complete: queue its bytes, go on in the next one
       this.current++;
       at = 0;
@@ -106,9 +140,10 @@ class Arena {
       });
       this.buffers.push(buffer);
     }
-    this.mirror.set(bytes, at);
-    this.used = at + bytes.byteLength;
-    return { buffer, offset: at, size: bytes.byteLength };
+    this.mirror.fill(0, at, at + size); // padding as tfjs leaves it: zero
+    writeUniforms(fields, this.offsets, this.view, at);
+    this.used = at + size;
+    return { buffer, offset: at, size };
   }
 
   /** Queues the current buffer's used bytes (before the submit that reads them). */
@@ -164,7 +199,7 @@ export function installUniformArena(): string | undefined {
   };
   const origMake = target.makeUniforms;
   const origSubmit = target.submitQueue;
-  target.makeUniforms = (fields) => arena.place(packUniforms(fields));
+  target.makeUniforms = (fields) => arena.place(fields);
   target.submitQueue = function (this: ArenaBackend) {
     arena.flush();
     try {
