@@ -491,6 +491,7 @@ gpuTest("selfCheckWebgpuKernels() passes with the kernels and catches a wrong ke
 gpuTest(
   "registerWebgpuKernels sets tfjs's submit batch (64 by default) and restores it",
   async () => {
+    await tf.ready();
     const flag = "WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE";
     unregisterWebgpuKernels();
     const before = tf.env().getNumber(flag);
