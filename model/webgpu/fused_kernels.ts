@@ -42,7 +42,7 @@ import {
   SOFTMAX_XENT_GRAD,
   SUM_LEADING,
 } from "../fused.ts";
-import type { WebGpuBackendLike, WebGpuProgramLike } from "./matmul_kernels.ts";
+import { view, type WebGpuBackendLike, type WebGpuProgramLike } from "./matmul_kernels.ts";
 import { f32, grid, i32, reduceWgsl, u32 } from "./wgsl.ts";
 import {
   adafactorFactoredInPlaceWebgpu,
@@ -723,15 +723,7 @@ function need(inputs: tf.NamedTensorInfoMap, name: string): tf.TensorInfo {
   return x;
 }
 
-function reshape(backend: WebGpuBackendLike, x: tf.TensorInfo, shape: number[]): tf.TensorInfo {
-  const k = tf.getKernel("Reshape", "webgpu");
-  if (k === undefined) throw new Error("model/webgpu/fused_kernels.ts: no webgpu Reshape kernel");
-  return k.kernelFunc({
-    inputs: { x },
-    backend: backend as unknown as tf.KernelBackend,
-    attrs: { shape },
-  }) as tf.TensorInfo;
-}
+const reshape = view;
 
 function sizeOf(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);

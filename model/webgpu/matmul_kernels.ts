@@ -759,6 +759,36 @@ export interface WebGpuBackendLike {
   ): tf.TensorInfo;
   /** Drops one reference to a tensor's data. */
   disposeData(dataId: tf.DataId): boolean;
+  /** Adds one reference to a tensor's data. */
+  incRef(dataId: tf.DataId): void;
+}
+
+/**
+ * `x` viewed with another shape of the same size, sharing its data (one more reference, released
+ * with `backend.disposeData` like any kernel output). What tfjs's webgpu `Reshape` kernel returns,
+ * without its registry lookup and implicit-shape inference, which cost host time on every
+ * dispatch of the custom kernels.
+ *
+ * @param backend the webgpu backend
+ * @param x the tensor
+ * @param shape the new shape (no -1)
+ * @throws Error when the sizes differ
+ */
+export function view(
+  backend: WebGpuBackendLike,
+  x: tf.TensorInfo,
+  shape: readonly number[],
+): tf.TensorInfo {
+  let a = 1, b = 1;
+  for (const d of x.shape) a *= d;
+  for (const d of shape) b *= d;
+  if (a !== b) {
+    throw new Error(
+      `model/webgpu/matmul_kernels.ts view: shape [${shape}] does not hold the ${a} elements of [${x.shape}]`,
+    );
+  }
+  backend.incRef(x.dataId);
+  return { dataId: x.dataId, shape: [...shape], dtype: x.dtype };
 }
 
 /** Why a call was not taken by the custom kernel (undefined when it was). */
@@ -878,16 +908,7 @@ export function runTiledMatMul(
   tile: MatMulTile,
   splits = 1,
 ): tf.TensorInfo {
-  const reshape = tf.getKernel("Reshape", "webgpu");
-  if (reshape === undefined) {
-    throw new Error("model/webgpu/matmul_kernels.ts: no Reshape kernel registered for webgpu");
-  }
-  const rs = (x: tf.TensorInfo, shape: number[]) =>
-    reshape.kernelFunc({
-      inputs: { x },
-      backend: backend as unknown as tf.KernelBackend,
-      attrs: { shape },
-    }) as tf.TensorInfo;
+  const rs = (x: tf.TensorInfo, shape: number[]) => view(backend, x, shape);
   const a3 = rs(a, plan.a3);
   const b3 = rs(b, plan.b3);
   const fits = vec4Fits([plan.a3[2]!, plan.b3[2]!]);
