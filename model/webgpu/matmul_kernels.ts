@@ -828,7 +828,8 @@ function prod(xs: readonly number[]): number {
  * @param transposeA A's last two dims are `[K, M]`
  * @param transposeB B's last two dims are `[N, K]`
  * @param maxDispatch the device's `maxComputeWorkgroupsPerDimension`
- * @param minTile the smallest tile's edge (bounds the dispatch size)
+ * @param minTile the smallest tile's edge (bounds the dispatch size; default: that of
+ *   {@link MATMUL_TILES}, the smallest tile any choice runs)
  * @returns the plan, or a string reason to decline
  */
 export function planMatMul(
@@ -837,7 +838,7 @@ export function planMatMul(
   transposeA: boolean,
   transposeB: boolean,
   maxDispatch: number,
-  minTile: number,
+  minTile: number = MATMUL_TILES[MATMUL_TILES.length - 1]!.tileM,
 ): MatMulPlan | string {
   const ra = aShape.length;
   const rb = bShape.length;

@@ -363,14 +363,7 @@ export function registerWebgpuKernels(opts: WebgpuKernelOptions = {}): boolean {
     const transposeB = attrs?.["transposeB"] === true;
     const gpu = backend as unknown as WebGpuBackendLike;
     const maxDispatch = gpu.device.limits.maxComputeWorkgroupsPerDimension;
-    const plan = planMatMul(
-      a.shape,
-      b.shape,
-      transposeA,
-      transposeB,
-      maxDispatch,
-      MATMUL_TILES[MATMUL_TILES.length - 1]!.tileM,
-    );
+    const plan = planMatMul(a.shape, b.shape, transposeA, transposeB, maxDispatch);
     const shape = typeof plan === "string" ? undefined : planShape(plan, transposeA, transposeB);
     const key = shape === undefined ? undefined : shapeKey(shape);
     const float = a.dtype === "float32" && b.dtype === "float32";
@@ -661,14 +654,7 @@ export function splitKProduct(
   }
   const gpu = tf.backend() as unknown as WebGpuBackendLike;
   const max = gpu.device.limits.maxComputeWorkgroupsPerDimension;
-  const plan = planMatMul(
-    a.shape,
-    b.shape,
-    transposeA,
-    transposeB,
-    max,
-    MATMUL_TILES.at(-1)!.tileM,
-  );
+  const plan = planMatMul(a.shape, b.shape, transposeA, transposeB, max);
   if (typeof plan === "string") {
     throw new Error(`model/webgpu/mod.ts splitKProduct: the tiled kernel declines: ${plan}`);
   }
