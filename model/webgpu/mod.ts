@@ -240,7 +240,18 @@ export function ruleOfThumb(
   opts: WebgpuKernelOptions = installed?.options ?? {},
   maxDispatch = 65535,
 ): MatMulChoice {
-  const options = resolveOptions(opts);
+  const c = ruleChoice(shape, resolveOptions(opts));
+  if (c.kernel === "stock") return c;
+  const tile = tileByName(c.tile);
+  return { ...c, splits: fittedSplits(shape, tile, c.splits, maxDispatch) };
+}
+
+/**
+ * {@link ruleOfThumb} for options already resolved, with the K slices as asked (not yet rounded
+ * or fitted to the device: {@link fittedSplits}). The BatchMatMul kernel calls this on every
+ * product, so it does not validate the options again.
+ */
+function ruleChoice(shape: MatMulShape, options: Required<WebgpuKernelOptions>): MatMulChoice {
   if (options.cover === "transposed" && !shape.transposeA && !shape.transposeB) {
     return { kernel: "stock" };
   }
@@ -253,13 +264,23 @@ export function ruleOfThumb(
     (options.tile === "auto"
       ? chooseTile(batch, m, n, options.minWorkgroups)
       : tileByName(options.tile));
-  let splits = splitPlan(
-    k,
-    typeof options.splitK === "number" ? options.splitK : auto?.splits ?? 1,
-    tile.tileK,
-  ).splits;
-  if (!splitFits({ batch, m, n }, splits, maxDispatch)) splits = 1;
+  const splits = typeof options.splitK === "number" ? options.splitK : auto?.splits ?? 1;
   return { kernel: "tiled", tile: tile.name as MatMulTileName, splits };
+}
+
+/**
+ * The K slices a product runs with when `asked` are asked for: rounded by `splitPlan` (none
+ * empty), and none (1) where they would exceed the device's dispatch or index limits.
+ */
+function fittedSplits(
+  shape: MatMulShape,
+  tile: MatMulTile,
+  asked: number,
+  maxDispatch: number,
+): number {
+  const splits = splitPlan(shape.k, asked, tile.tileK).splits;
+  const batch = Math.max(shape.batchA, shape.batchB);
+  return splitFits({ batch, m: shape.m, n: shape.n }, splits, maxDispatch) ? splits : 1;
 }
 
 function envSetting(name = "HYPERPROMPT_WEBGPU_KERNELS"): string | undefined {
@@ -382,11 +403,10 @@ export function registerWebgpuKernels(opts: WebgpuKernelOptions = {}): boolean {
       if (!float) return stock("dtype");
     }
     if (typeof plan === "string") return stock(plan);
-    const choice = tuned ?? ruleOfThumb(shape!, options, maxDispatch);
+    const choice = tuned ?? ruleChoice(shape!, options);
     if (choice.kernel === "stock") return stock("untransposed");
     const tile = tileByName(choice.tile);
-    let splits = splitPlan(plan.k, choice.splits, tile.tileK).splits;
-    if (!splitFits(plan, splits, maxDispatch)) splits = 1;
+    const splits = fittedSplits(shape!, tile, choice.splits, maxDispatch);
     const name = splits > 1 ? `${tile.name}/k${splits}` : tile.name;
     bump(stats.tiled, name);
     bumpShape(key!, name);
