@@ -52,7 +52,7 @@ import { t5Flops } from "../model/accounting.ts";
 import { PRESETS } from "../model/config.ts";
 import { writeFileAtomic } from "../model/fs.ts";
 import { quietWaylandProbe } from "../model/webgpu/wsi_env.ts";
-import { hostOnlySteps } from "../model/webgpu/counters.ts";
+import { hostOnlySteps, waitFor } from "../model/webgpu/counters.ts";
 import { newTuningTable, recordGradientShapes, tuneShapes } from "../model/webgpu/autotune.ts";
 import {
   adapterId,
@@ -95,13 +95,6 @@ function useVariant(v: Variant): void {
   unregisterWebgpuKernels();
   if (v.kernels !== undefined) registerWebgpuKernels(v.kernels);
   resetWebgpuKernelStats();
-}
-
-/** Waits for all queued GPU work: reads one element of `t` back (the queue runs in order). */
-async function sync(t: tf.Tensor): Promise<void> {
-  const one = tf.tidy(() => t.reshape([-1]).slice(0, 1));
-  await one.data();
-  one.dispose();
 }
 
 function median(xs: number[]): number {
@@ -294,13 +287,13 @@ function matmulCases(quick: boolean): MatMulCase[] {
 async function timeOp(op: () => tf.Tensor, reps: number, flop: number) {
   for (let i = 0; i < 2; i++) {
     const y = op();
-    await sync(y);
+    await waitFor(y);
     y.dispose();
   }
   const t0 = performance.now();
   for (let i = 0; i < reps; i++) {
     const y = op();
-    if (i === reps - 1) await sync(y);
+    if (i === reps - 1) await waitFor(y);
     y.dispose();
   }
   const ms = (performance.now() - t0) / reps;

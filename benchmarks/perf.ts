@@ -56,7 +56,7 @@ import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import { activeSimdKernels, wasmBackendMemory } from "../model/wasm_simd.ts";
 import { dropoutMaskParams, fillDropoutMask, gatedGeluRows } from "../model/fused.ts";
 import { writeFileAtomic } from "../model/fs.ts";
-import { countGpuWork, hostOnlySteps } from "../model/webgpu/counters.ts";
+import { countGpuWork, hostOnlySteps, waitFor } from "../model/webgpu/counters.ts";
 import {
   resetWebgpuKernelStats,
   webgpuKernelsInstalled,
@@ -200,12 +200,6 @@ function cpuSeconds(): number {
   }
 }
 
-async function sync(t: tf.Tensor): Promise<void> {
-  const one = tf.tidy(() => t.reshape([-1]).slice(0, 1));
-  await one.data();
-  one.dispose();
-}
-
 /** Time `reps` matmuls at n after `warm` untimed ones. */
 async function timeMatMul(n: number, warm: number, reps: number): Promise<MatMulResult> {
   const a = tf.tensor2d(uniformValues(n * n, n), [n, n]);
@@ -214,7 +208,7 @@ async function timeMatMul(n: number, warm: number, reps: number): Promise<MatMul
   for (let i = 0; i < warm + reps; i++) {
     const t0 = performance.now();
     const c = tf.matMul(a, b);
-    await sync(c);
+    await waitFor(c);
     const dt = performance.now() - t0;
     c.dispose();
     if (i >= warm) times.push(dt);

@@ -2,8 +2,9 @@
  * Counts the GPU work the webgpu backend records: tfjs programs (`runWebGPUProgram`) and compute
  * dispatches (`GPUComputePassEncoder.dispatchWorkgroups`, which also counts the in-place
  * dispatches of `in_place.ts` that are not tfjs programs), and the host's share of a step
- * ({@link hostOnlySteps}). Used by `deno task perf` (`gpuDispatches`, `hostOnlyMs`),
- * `benchmarks/gpu_check.ts` and the kernel tests.
+ * ({@link hostOnlySteps}), and {@link waitFor}, the end of a timed span. Used by `deno task perf`
+ * (`gpuDispatches`, `hostOnlyMs`), `benchmarks/gpu_check.ts`, the tuner (`tuning.ts`) and the
+ * kernel tests.
  *
  * @module
  */
@@ -80,4 +81,17 @@ export async function hostOnlySteps(step: () => Promise<void>, reps: number): Pr
     proto.submit = real;
   }
   return ms;
+}
+
+/**
+ * Waits until the work that produced `t` (and everything queued before it: backends run their
+ * queue in order) is done, by reading one element of it back: the end of a timed span that does
+ * not pay for copying the whole result.
+ *
+ * @param t a tensor (kept; the one-element read is freed)
+ */
+export async function waitFor(t: tf.Tensor): Promise<void> {
+  const one = tf.tidy(() => t.reshape([-1]).slice(0, 1));
+  await one.data();
+  one.dispose();
 }

@@ -723,8 +723,6 @@ function need(inputs: tf.NamedTensorInfoMap, name: string): tf.TensorInfo {
   return x;
 }
 
-const reshape = view;
-
 function sizeOf(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
@@ -740,10 +738,10 @@ function runShaped(
   outShape: number[],
   uniforms: { type: string; data: number[] }[] = [],
 ): tf.TensorInfo {
-  const views = inputs.map(([t, shape]) => reshape(backend, t, shape));
+  const views = inputs.map(([t, shape]) => view(backend, t, shape));
   try {
     const out = backend.runWebGPUProgram(program, views, "float32", uniforms);
-    const shaped = reshape(backend, out, outShape);
+    const shaped = view(backend, out, outShape);
     backend.disposeData(out.dataId);
     return shaped;
   } finally {
@@ -992,7 +990,7 @@ export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => 
         [i32(cols), f32(1 - a.lr * a.weightDecay)],
       );
       // Views that outlive the temporaries (a reshape shares the buffer and counts a reference).
-      return [np, reshape(backend, nvr, [...vr.shape]), reshape(backend, nvc, [...vc.shape])];
+      return [np, view(backend, nvr, [...vr.shape]), view(backend, nvc, [...vc.shape])];
     } finally {
       for (const t of temps) backend.disposeData(t.dataId);
     }

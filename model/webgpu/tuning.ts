@@ -18,6 +18,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
+import { waitFor } from "./counters.ts";
 import {
   MATMUL_TILE_CANDIDATES,
   MATMUL_TILES,
@@ -380,11 +381,6 @@ export function setActiveTuning(table: MatMulTuningTable | undefined): void {
   );
 }
 
-/** Number of shapes with a tuned choice in effect. */
-export function activeTuningSize(): number {
-  return active.exact.size;
-}
-
 /**
  * The tuned choice for a product, if a table is in effect: its shape's own entry, else the entry
  * of the listed shape that differs from it in one dimension only, by at most a factor
@@ -487,13 +483,6 @@ export interface TuneOptions {
   readonly limits?: TuningLimits;
 }
 
-/** Waits for the queue by reading one element of `t` (the queue runs in order). */
-async function sync(t: tf.Tensor): Promise<void> {
-  const one = tf.tidy(() => t.reshape([-1]).slice(0, 1));
-  await one.data();
-  one.dispose();
-}
-
 /**
  * Times every candidate kernel for one product shape on the current webgpu backend and picks the
  * fastest. Each candidate is forced through the installed BatchMatMul kernel (so
@@ -588,7 +577,7 @@ export async function tuneShape(shape: MatMulShape, opts: TuneOptions): Promise<
           last?.dispose();
           last = run();
         }
-        await sync(last!);
+        await waitFor(last!);
         last!.dispose();
         times.push((performance.now() - t0) / reps);
       }
