@@ -53,7 +53,12 @@ import { PRESETS } from "../model/config.ts";
 import { writeFileAtomic } from "../model/fs.ts";
 import { quietWaylandProbe } from "../model/webgpu/wsi_env.ts";
 import { hostOnlySteps, waitFor } from "../model/webgpu/counters.ts";
-import { newTuningTable, recordGradientShapes, tuneShapes } from "../model/webgpu/autotune.ts";
+import {
+  newTuningTable,
+  QUICK_TUNE_CANDIDATES,
+  recordGradientShapes,
+  tuneShapes,
+} from "../model/webgpu/autotune.ts";
 import {
   adapterId,
   adapterSlug,
@@ -730,9 +735,7 @@ async function tuneSection(quick: boolean, tablePath: string): Promise<Record<st
     w.dispose();
   }
   const [reps, rounds] = quick ? [1, 1] : [5, 3];
-  const candidates = quick
-    ? ["stock", "t32", "t64"].map((c) => parseChoice(c, "quick"))
-    : undefined;
+  const candidates = quick ? QUICK_TUNE_CANDIDATES.map((c) => parseChoice(c, "quick")) : undefined;
   const r = await tuneShapes(calls, { reps, rounds, ...(candidates ? { candidates } : {}) });
   const adapter = await navigator.gpu.requestAdapter();
   if (adapter === null) throw new Error("benchmarks/gpu_check.ts: requestAdapter() returned null");
@@ -742,7 +745,7 @@ async function tuneSection(quick: boolean, tablePath: string): Promise<Record<st
     workloads: workload,
     reps,
     rounds,
-    candidates: quick ? "stock,t32,t64" : "all",
+    candidates: quick ? QUICK_TUNE_CANDIDATES.join(",") : "all",
   });
   await writeFileAtomic(tablePath, serializeTuningTable(table));
   tunedTable = table;

@@ -33,7 +33,12 @@ import {
   serializeTuningTable,
   type TuningEntry,
 } from "../model/webgpu/mod.ts";
-import { newTuningTable, recordGradientShapes, tuneShapes } from "../model/webgpu/autotune.ts";
+import {
+  newTuningTable,
+  QUICK_TUNE_CANDIDATES,
+  recordGradientShapes,
+  tuneShapes,
+} from "../model/webgpu/autotune.ts";
 import { parseChoice, tuningPathFor } from "../model/webgpu/tuning.ts";
 import { makeWorkload, parseWorkload } from "./perf.ts";
 import { writeFileAtomic } from "../model/fs.ts";
@@ -47,7 +52,7 @@ export const DEFAULT_TUNE_WORKLOADS = [
 ];
 /** `--quick`: a tiny model and three candidates, for CI on the software adapter. */
 const QUICK_WORKLOADS = ["t5:tiny-v1_1@1:2,16,4"];
-const QUICK_CANDIDATES = "stock,t32,t64";
+const QUICK_CANDIDATES = QUICK_TUNE_CANDIDATES.join(",");
 
 export const TUNE_USAGE = `deno task tune [options]   per-shape matmul kernel choice for this GPU
 

@@ -23,6 +23,12 @@ import {
 } from "./tuning.ts";
 
 /**
+ * The candidates a quick tuning run times (`deno task tune --quick`, `gpu_check --quick`): CI on
+ * the software adapter checks the mechanics, not the speed, so three choices stand for all.
+ */
+export const QUICK_TUNE_CANDIDATES: readonly string[] = ["stock", "t32", "t64"];
+
+/**
  * Runs `step` once with the kernel counters reset and returns how many times it ran each
  * `BatchMatMul` shape (`shapeKey`). The custom kernels must be installed (`registerWebgpuKernels`).
  *
