@@ -10,9 +10,10 @@
  *   `accuracy_mismatched`, group = their mean).
  * - SuperGLUE: `boolq cb copa multirc record rte_sg wic wsc axb axg`. `rte_sg` is SuperGLUE RTE
  *   (GLUE RTE stays `rte`); `wsc` is T5's `wsc_simple` on TFDS `wsc.fixed`.
- * Aliases accepted by {@link getTask}: the data engineer's ids (`glue/cola`, `super_glue/rte`, …),
- * `super_glue_rte`, `wsc_simple`, `sst-2`, `sts-b`, `ax-b`, `ax-g`, `mnli_matched`,
- * `mnli_mismatched`.
+ * Aliases accepted by {@link getTask}: the data engineer's ids (`glue/cola`, `super_glue/rte`, …)
+ * and any benchmark prefix `findTaskSource` accepts (`super_glue_rte`, `sg/rte`), `wsc_simple`,
+ * `sst-2`, `sts-b`, `ax-b`, `ax-g`. MNLI's halves are splits, not tasks (`mnli` with split
+ * `validation_matched` / `validation_mismatched`).
  *
  * Not registered: DPR (`dpr_v001_simple`, part of T5's SuperGLUE mixture; not in the official
  * SuperGLUE downloads) and T5's `glue_wnli_v002_simple_eval` (WNLI recast as `wsc:`).
@@ -550,18 +551,21 @@ export const BENCHMARK_TASKS: Readonly<{ glue: string[]; super_glue: string[] }>
 });
 
 const ALIASES: Readonly<Record<string, string>> = Object.freeze({
-  super_glue_rte: "rte_sg",
-  "super_glue/rte": "rte_sg",
-  "glue/rte": "rte",
   wsc_simple: "wsc",
   "wsc.fixed": "wsc",
   "sst-2": "sst2",
   "sts-b": "stsb",
   "ax-b": "axb",
   "ax-g": "axg",
-  mnli_matched: "mnli",
-  mnli_mismatched: "mnli",
 });
+
+/** A benchmark prefix, the same grammar as `findTaskSource` in `sources.ts`. */
+const BENCHMARK_PREFIX = /^(glue|super_?glue|sg)[_/\-:](.+)$/;
+
+const BENCHMARK_LABEL: Readonly<Record<BenchmarkName, string>> = {
+  glue: "GLUE",
+  super_glue: "SuperGLUE",
+};
 
 /** Canonical task names, GLUE first. */
 export function taskNames(): string[] {
@@ -569,23 +573,39 @@ export function taskNames(): string[] {
 }
 
 /**
- * The registry entry of a task by canonical name or alias (`glue/cola`, `super_glue/rte`,
- * `super_glue_rte`, `wsc_simple`, …). Throws listing the known names.
+ * The registry entry of a task by canonical name or alias (`wsc_simple`, `sst-2`, …), optionally
+ * with a benchmark prefix as `findTaskSource` (`sources.ts`) accepts it: `glue`, `super_glue`,
+ * `superglue` or `sg`, then `/`, `_`, `-` or `:` (`glue/cola`, `super_glue/rte`, `sg_rte`,
+ * `superglue-axb`). The prefix selects the benchmark, so `superglue/rte` is SuperGLUE RTE
+ * (`rte_sg`) and `glue/rte` GLUE RTE; a task of the other benchmark (`glue/boolq`,
+ * `super_glue/ax`) is an error. Throws listing the known names.
  */
 export function getTask(name: string): TaskSpec {
-  const key = name.toLowerCase();
-  let canonical = ALIASES[key] ?? key;
-  if (!(canonical in TASKS) && canonical.includes("/")) {
-    canonical = canonical.slice(canonical.indexOf("/") + 1);
+  const key = name.trim().toLowerCase();
+  const canonical = ALIASES[key] ?? key;
+  const direct = TASKS[canonical];
+  if (direct !== undefined) return direct;
+  const m = BENCHMARK_PREFIX.exec(key);
+  if (m !== null) {
+    const bench: BenchmarkName = m[1] === "glue" ? "glue" : "super_glue";
+    const rest = m[2] as string;
+    const base = ALIASES[rest] ?? rest;
+    const candidates = [base, base.replace(/-/g, ""), `${base}_sg`];
+    const found = candidates.map((c) => TASKS[c]).filter((t) => t !== undefined);
+    const spec = found.find((t) => t.benchmark === bench);
+    if (spec !== undefined) return spec;
+    const other = found[0];
+    if (other !== undefined) {
+      throw new Error(
+        `task "${name}": ${other.name} is a ${BENCHMARK_LABEL[other.benchmark]} task, not ` +
+          `${BENCHMARK_LABEL[bench]}`,
+      );
+    }
   }
-  const spec = TASKS[canonical];
-  if (spec === undefined) {
-    throw new Error(
-      `unknown task "${name}"; known tasks: ${taskNames().join(", ")} ` +
-        `(aliases: ${Object.keys(ALIASES).join(", ")})`,
-    );
-  }
-  return spec;
+  throw new Error(
+    `unknown task "${name}"; known tasks: ${taskNames().join(", ")} ` +
+      `(aliases: ${Object.keys(ALIASES).join(", ")}; a glue/ or super_glue/ prefix is allowed)`,
+  );
 }
 
 /** The T5 label words (targets) of a task in class-index order; empty for STS-B, ReCoRD, WSC. */

@@ -9,6 +9,7 @@ import {
   TASKS,
 } from "./registry.ts";
 import { compareCodePoints } from "./text.ts";
+import { findTaskSource } from "./sources.ts";
 
 // T5 glue_utils.py GLUE_WEIGHT_MAPPING / SUPER_GLUE_WEIGHT_MAPPING (trained tasks).
 const T5_WEIGHTS: Record<string, number> = {
@@ -88,9 +89,45 @@ Deno.test("getTask aliases, evalSplits, sourceId", () => {
   assert.equal(getTask("SST-2").name, "sst2");
   assert.equal(getTask("wsc_simple").name, "wsc");
   assert.throws(() => getTask("dpr"), /unknown task "dpr"; known tasks: cola, sst2/);
+  // MNLI's halves are splits of one task, not tasks that would load (and score) both halves.
+  assert.throws(() => getTask("mnli_matched"), /unknown task "mnli_matched"/);
+  assert.throws(() => getTask("mnli_mismatched"), /unknown task "mnli_mismatched"/);
   assert.deepEqual(evalSplits("mnli"), ["validation_matched", "validation_mismatched"]);
   assert.deepEqual(evalSplits("cola"), ["validation"]);
   assert.deepEqual(evalSplits("axg"), ["test"]);
   assert.equal(sourceId("rte_sg"), "super_glue/rte");
   assert.equal(sourceId("ax"), "glue/ax");
+});
+
+Deno.test("getTask benchmark prefixes agree with findTaskSource", () => {
+  for (
+    const n of [
+      "superglue/rte",
+      "sg/rte",
+      "sg_rte",
+      "super_glue-rte",
+      "SuperGLUE:RTE",
+      "super_glue/rte",
+      "super_glue_rte",
+      "glue/rte",
+      "glue_cola",
+      "glue/sst-2",
+      "super_glue/ax-b",
+      "sg/axg",
+      "super_glue/wsc.fixed",
+    ]
+  ) {
+    assert.equal(getTask(n).name, findTaskSource(n).name, n);
+  }
+  assert.equal(getTask("superglue/rte").name, "rte_sg");
+  assert.equal(getTask("sg/rte").name, "rte_sg");
+  assert.throws(
+    () => getTask("glue/boolq"),
+    /task "glue\/boolq": boolq is a SuperGLUE task, not GLUE/,
+  );
+  assert.throws(
+    () => getTask("super_glue/ax"),
+    /task "super_glue\/ax": ax is a GLUE task, not SuperGLUE/,
+  );
+  assert.throws(() => findTaskSource("super_glue/ax"), /unknown task/);
 });
