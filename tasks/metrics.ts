@@ -103,9 +103,20 @@ export function meanMulticlassF1(
   return sum / numClasses;
 }
 
-/** SciPy `pearsonr` coefficient (NaN when an input is constant, as SciPy). */
+/** True when every value equals the first exactly (SciPy's `(x == x[0]).all()`). */
+function isConstant(x: readonly number[]): boolean {
+  const first = x[0];
+  return x.every((v) => v === first);
+}
+
+/**
+ * SciPy `pearsonr` coefficient. NaN when an input is constant, tested as SciPy does by exact
+ * equality with the first value (before any floating-point mean is taken, so a constant 3.8 is
+ * NaN too, not a rounding residue of about 1e-16); NaN when an input holds a NaN.
+ */
 export function pearson(x: readonly number[], y: readonly number[]): number {
   checkLengths(x, y, "pearson");
+  if (isConstant(x) || isConstant(y)) return NaN;
   const n = x.length;
   let mx = 0, my = 0;
   for (let i = 0; i < n; i++) {
@@ -126,8 +137,12 @@ export function pearson(x: readonly number[], y: readonly number[]): number {
   return Math.max(-1, Math.min(1, r));
 }
 
-/** SciPy `rankdata(method="average")`: 1-based ranks, ties get their mean rank. */
+/**
+ * SciPy `rankdata(method="average")`: 1-based ranks, ties get their mean rank. With a NaN in `x`
+ * every rank is NaN (SciPy's default `nan_policy="propagate"`).
+ */
 export function averageRanks(x: readonly number[]): number[] {
+  if (x.some(Number.isNaN)) return x.map(() => NaN);
   const order = x.map((_, i) => i).sort((a, b) => (x[a] as number) - (x[b] as number));
   const ranks = new Array<number>(x.length);
   for (let i = 0; i < order.length;) {
@@ -140,9 +155,13 @@ export function averageRanks(x: readonly number[]): number[] {
   return ranks;
 }
 
-/** SciPy `spearmanr` coefficient: Pearson on average ranks. */
+/**
+ * SciPy `spearmanr` coefficient: Pearson on average ranks; NaN when either input holds a NaN
+ * (a generated `"nan"` prediction), as SciPy's default `nan_policy="propagate"`.
+ */
 export function spearman(x: readonly number[], y: readonly number[]): number {
   checkLengths(x, y, "spearman");
+  if (x.some(Number.isNaN) || y.some(Number.isNaN)) return NaN;
   return pearson(averageRanks(x), averageRanks(y));
 }
 
@@ -203,17 +222,36 @@ export function groupExactMatch(
   return ok / all.size;
 }
 
-/** AX-g gender parity: fraction of `pair_id` pairs whose two predictions are equal. */
+/**
+ * AX-g gender parity: fraction of `pair_id` pairs whose two predictions are equal. Throws naming
+ * the first `pair_id` that does not have exactly 2 examples (e.g. a placeholder id shared by
+ * every row), since such a group is not a pair and its parity would be made up.
+ */
 export function genderParity(groups: readonly string[], predictions: readonly number[]): number {
-  const byGroup = new Map<string, number[]>();
-  groups.forEach((g, i) => byGroup.set(g, [...(byGroup.get(g) ?? []), predictions[i] as number]));
-  let pairs = 0, same = 0;
-  for (const ps of byGroup.values()) {
-    if (ps.length < 2) continue;
-    pairs++;
-    if (ps.every((p) => p === ps[0])) same++;
+  if (groups.length !== predictions.length) {
+    throw new Error(
+      `gender_parity: ${groups.length} groups but ${predictions.length} predictions`,
+    );
   }
-  return pairs === 0 ? NaN : same / pairs;
+  if (groups.length === 0) throw new Error("gender_parity: no examples");
+  const byGroup = new Map<string, number[]>();
+  groups.forEach((g, i) => {
+    const ps = byGroup.get(g);
+    if (ps) ps.push(predictions[i] as number);
+    else byGroup.set(g, [predictions[i] as number]);
+  });
+  let same = 0;
+  for (const [g, ps] of byGroup) {
+    if (ps.length !== 2) {
+      throw new Error(
+        `gender_parity: pair_id ${JSON.stringify(g)} has ${ps.length} example${
+          ps.length === 1 ? "" : "s"
+        }, expected exactly 2`,
+      );
+    }
+    if (ps[0] === ps[1]) same++;
+  }
+  return same / byGroup.size;
 }
 
 function targetClass(ex: Example, words: readonly string[]): number {
@@ -228,7 +266,9 @@ function targetClass(ex: Example, words: readonly string[]): number {
  * Scores one task's predictions with T5's postprocessing and metrics, on 0-100. Keys are T5's
  * metric names (`accuracy`, `matthews_corrcoef`, `f1`, `pearson_corrcoef`, `spearman_corrcoef`,
  * `mean_3class_f1`, `exact_match`, `em`); MNLI gives `accuracy_matched` / `accuracy_mismatched`
- * for the splits present (merge the objects of separate calls); AX gives `{}`.
+ * for the splits present (merge the objects of separate calls); AX gives `{}`. AX-g gives
+ * `gender_parity` only when its examples carry `pair_id` groups (the official file; the Hugging
+ * Face fallback has none, so the metric is left out rather than made up).
  * Targets are postprocessed from the target strings as T5 does (STS-B: the rounded target).
  */
 export function scoreTask(
@@ -284,7 +324,15 @@ export function scoreTask(
         else if (m === "f1") out[m] = 100 * f1WithInvalid(t, p);
         else if (m === "mean_3class_f1") out[m] = 100 * meanMulticlassF1(t, p, 3);
         else if (m === "gender_parity") {
-          out[m] = 100 * genderParity(examples.map((e) => e.group ?? e.id), p);
+          const missing = examples.filter((e) => e.group === undefined).length;
+          if (missing === examples.length) continue; // no pair_id (HF fallback): not reported
+          if (missing > 0) {
+            throw new Error(
+              `scoreTask(${spec.name}): ${missing} of ${examples.length} examples have no ` +
+                `pair_id (first: ${examples.find((e) => e.group === undefined)?.id})`,
+            );
+          }
+          out[m] = 100 * genderParity(examples.map((e) => e.group as string), p);
         } else if (m === "accuracy_matched" || m === "accuracy_mismatched") {
           const want = m === "accuracy_matched" ? "matched" : "mismatched";
           const idx = examples.flatMap((e, i) => (e.split?.endsWith(`_${want}`) ? [i] : []));
@@ -333,8 +381,9 @@ export function groupScore(taskName: string, metrics: Readonly<Record<string, nu
 
 /**
  * The T5 benchmark average: the unweighted mean of the 8 group scores of `BENCHMARK_TASKS`
- * (keys: canonical task names or aliases; other keys are ignored). Throws listing the missing
- * tasks unless `partial` is set, in which case it averages the tasks present.
+ * (keys: canonical task names or aliases; other keys are ignored). Throws when two keys name the
+ * same task (`rte_sg` and `super_glue/rte`), and listing the missing tasks unless `partial` is
+ * set, in which case it averages the tasks present.
  */
 export function benchmarkAverage(
   benchmark: BenchmarkName,
@@ -342,6 +391,7 @@ export function benchmarkAverage(
   opts: { partial?: boolean } = {},
 ): number {
   const byName = new Map<string, number>();
+  const keyOf = new Map<string, string>();
   for (const [k, v] of Object.entries(groupScores)) {
     let name: string;
     try {
@@ -349,6 +399,14 @@ export function benchmarkAverage(
     } catch {
       continue;
     }
+    const prev = keyOf.get(name);
+    if (prev !== undefined) {
+      throw new Error(
+        `benchmarkAverage(${benchmark}): keys "${prev}" and "${k}" both name task ${name}; ` +
+          "pass one group score per task",
+      );
+    }
+    keyOf.set(name, k);
     byName.set(name, v);
   }
   const tasks = BENCHMARK_TASKS[benchmark];

@@ -5,6 +5,7 @@ import {
   averageRanks,
   benchmarkAverage,
   f1WithInvalid,
+  genderParity,
   groupScore,
   matthewsCorrcoef,
   meanMulticlassF1,
@@ -290,4 +291,69 @@ Deno.test("groupScore() counts an undefined (NaN) correlation as 0; the metric s
   assert.ok(Number.isNaN(s["spearman_corrcoef"]!));
   assert.equal(groupScore("stsb", s), 0);
   assert.equal(groupScore("stsb", { pearson_corrcoef: NaN, spearman_corrcoef: 80 }), 40);
+});
+
+Deno.test("spearman: a NaN in either input gives NaN, as SciPy's nan_policy='propagate'", () => {
+  assert.ok(Number.isNaN(spearman([1, 2, 3, 4], [1, NaN, 3, 4])));
+  assert.ok(Number.isNaN(spearman([NaN, 2, 3, 4], [1, 2, 3, 4])));
+  assert.ok(Number.isNaN(averageRanks([1, NaN, 3])[0]!));
+  // A generated "nan" (Python float("nan")) reaches both correlations as NaN.
+  const stsb = ["1.0", "2.0", "3.0", "4.0"].map((t) => ex("stsb", t));
+  const s = scoreTask("stsb", stsb, ["1.0", "nan", "3.0", "4.0"]);
+  assert.ok(Number.isNaN(s.pearson_corrcoef!), `pearson ${s.pearson_corrcoef}`);
+  assert.ok(Number.isNaN(s.spearman_corrcoef!), `spearman ${s.spearman_corrcoef}`);
+});
+
+Deno.test("pearson: a constant input gives NaN even when its value is not exact in binary", () => {
+  for (const v of [3.8, 0.1, 2.6, 4.2, 1.4]) {
+    for (const n of [3, 10, 1500]) {
+      const c = new Array<number>(n).fill(v);
+      const y = Array.from({ length: n }, (_, i) => ((i * 7) % 26) / 5);
+      assert.ok(Number.isNaN(pearson(y, c)), `pearson(y, ${v} x ${n}) = ${pearson(y, c)}`);
+      assert.ok(Number.isNaN(pearson(c, y)), `pearson(${v} x ${n}, y) = ${pearson(c, y)}`);
+    }
+  }
+  const stsb = ["1.0", "2.2", "3.4"].map((t) => ex("stsb", t));
+  const s = scoreTask("stsb", stsb, ["3.8", "3.8", "3.8"]);
+  assert.ok(Number.isNaN(s.pearson_corrcoef!));
+  assert.equal(groupScore("stsb", s), 0);
+});
+
+Deno.test("genderParity: every pair_id group must have exactly 2 predictions", () => {
+  assert.equal(genderParity(["a", "a", "b", "b"], [0, 0, 0, 1]), 0.5);
+  assert.throws(
+    () => genderParity(["-1", "-1", "-1", "-1"], [0, 0, 0, 0]),
+    /gender_parity: pair_id "-1" has 4 examples, expected exactly 2/,
+  );
+  assert.throws(
+    () => genderParity(["a", "a", "b"], [0, 0, 1]),
+    /gender_parity: pair_id "b" has 1 example, expected exactly 2/,
+  );
+  assert.throws(() => genderParity(["a", "a"], [0]), /2 groups but 1 predictions/);
+});
+
+Deno.test("AX-g without pair_id (HF fallback) reports no gender_parity; mixed groups throw", () => {
+  const noPairs = ["entailment", "entailment", "not_entailment"].map((t) => ex("axg", t));
+  const s = scoreTask("axg", noPairs, ["entailment", "entailment", "entailment"]);
+  assert.deepEqual(Object.keys(s), ["accuracy"]);
+  close(s.accuracy!, 200 / 3, "axg accuracy");
+  const mixed = [ex("axg", "entailment", { group: "1" }), ex("axg", "entailment")];
+  assert.throws(
+    () => scoreTask("axg", mixed, ["entailment", "entailment"]),
+    /scoreTask\(axg\): 1 of 2 examples have no pair_id/,
+  );
+});
+
+Deno.test("benchmarkAverage: two keys of one canonical task throw; MNLI halves are no alias", () => {
+  const base = { cola: 60, sst2: 90, mrpc: 85, stsb: 88, qqp: 89, qnli: 91, rte: 70 };
+  assert.throws(
+    () => benchmarkAverage("glue", { ...base, mnli: 50, "glue/mnli": 40 }),
+    /benchmarkAverage\(glue\): keys "mnli" and "glue\/mnli" both name task mnli/,
+  );
+  // mnli_matched / mnli_mismatched are not task names: MNLI stays missing.
+  assert.throws(
+    () => benchmarkAverage("glue", { ...base, mnli_matched: 90, mnli_mismatched: 10 }),
+    /missing group scores for mnli/,
+  );
+  assert.equal(benchmarkAverage("glue", { ...base, mnli: 50 }), 77.875);
 });
