@@ -1,13 +1,172 @@
 /**
  * Provenance of a run: git commit and dirty flag, runtime and package versions, backend, device,
- * host and timestamps (recorded in every {@link RunResult}).
+ * host and timestamps (recorded in every {@link RunResult}), plus where the task data came from
+ * ({@link DataProvenance}) and, for a run resumed from a checkpoint, which step and code it
+ * resumed from ({@link ResumeRecord}).
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
 import { hostname } from "node:os";
-import { repoPath } from "../model/shared_dir.ts";
+import { join, resolve } from "node:path";
+import { repoPath, sharedPath } from "../model/shared_dir.ts";
+import { readManifest } from "../tasks/download.ts";
 import type { BackendRecord, Provenance } from "./spec.ts";
+
+/** One task file a run read, as found in its data folder. */
+export interface DataFileRecord {
+  /** Size in bytes when the run read it. */
+  readonly bytes: number;
+  /**
+   * The sha256 the folder's listing gives for it (the download cache's `manifest.json`, or the
+   * mirror's `SHA256SUMS`); not recomputed here. Absent when the folder lists none for it.
+   */
+  readonly sha256?: string;
+  /**
+   * How the download cache produced it: `official` (the official files) or `parquet` (Hugging
+   * Face parquet converted to the official format, `tasks/hf_convert.ts`). Absent outside a
+   * download cache or when the manifest does not list it.
+   */
+  readonly source?: "official" | "parquet";
+}
+
+/** Where a run's task data came from. */
+export interface DataProvenance {
+  /** The data folder (absolute path). */
+  readonly dir: string;
+  /**
+   * `mirror`: the offline mirror (`shared/data`, or a folder with its `SHA256SUMS` and no
+   * `manifest.json`); `cache`: a download cache (`deno task download`, with `manifest.json`);
+   * `folder`: anything else (files put there by hand).
+   */
+  readonly kind: "mirror" | "cache" | "folder";
+  /** Distinct {@link DataFileRecord.source}s of the files read (a download cache only). */
+  readonly sources: readonly ("official" | "parquet")[];
+  /** Each file read (path relative to `dir`, e.g. `glue/RTE/train.tsv`), sorted by path. */
+  readonly files: Readonly<Record<string, DataFileRecord>>;
+}
+
+/** The checkpoint a run resumed from (absent from a run trained from step 0). */
+export interface ResumeRecord {
+  /** Optimizer steps the checkpoint held. */
+  readonly step: number;
+  /**
+   * The git commit (`"unknown"` for a checkpoint written before checkpoints recorded it) and
+   * dirty flag of the code that wrote the checkpoint. Present unless that code is provably the
+   * run's own: the same commit with both trees clean.
+   */
+  readonly gitSha?: string;
+  readonly gitDirty?: boolean;
+}
+
+/** A run's {@link Provenance} with the data it read and the checkpoint it resumed from. */
+export interface RunProvenance extends Provenance {
+  /** Where the task files came from (absent in results written before it was recorded). */
+  readonly data?: DataProvenance;
+  /** The checkpoint the run resumed from; absent when it trained from step 0. */
+  readonly resumedFrom?: ResumeRecord;
+}
+
+/**
+ * The {@link ResumeRecord} of a run.
+ *
+ * @param step the step resumed from (0: a fresh start)
+ * @param checkpointCode the code that wrote the checkpoint
+ * @param current the code of this run
+ * @returns the record, or undefined for a fresh start
+ */
+export function resumeRecord(
+  step: number,
+  checkpointCode: { sha: string; dirty: boolean } | undefined,
+  current: { sha: string; dirty: boolean },
+): ResumeRecord | undefined {
+  if (step <= 0) return undefined;
+  const ck = checkpointCode ?? { sha: "unknown", dirty: false };
+  const same = ck.sha !== "unknown" && ck.sha === current.sha && !ck.dirty && !current.dirty;
+  return same ? { step } : { step, gitSha: ck.sha, gitDirty: ck.dirty };
+}
+
+function realPath(path: string): string {
+  try {
+    return Deno.realPathSync(path);
+  } catch {
+    return resolve(path);
+  }
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** `SHA256SUMS` (`<hex>  ./glue/CoLA/dev.tsv` lines) as path → digest. */
+async function readSums(path: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const line of (await Deno.readTextFile(path)).split("\n")) {
+    const m = /^([0-9a-f]{64})\s+\*?(?:\.\/)?(.+)$/.exec(line.trim());
+    if (m) out.set(m[2]!, m[1]!);
+  }
+  return out;
+}
+
+/**
+ * Where a run's task files came from: the folder, its kind (offline mirror, download cache or
+ * other), and per file its size and, when the folder lists them, its sha256 and (download cache)
+ * whether it is an official file or converted Hugging Face parquet.
+ *
+ * @param dataDir the data folder the run read
+ * @param files the files it read, relative to `dataDir` (`glue/RTE/train.tsv`, …)
+ * @returns the record
+ * @throws Error naming the file when a listed file is missing or a listing cannot be read
+ */
+export async function dataProvenance(
+  dataDir: string,
+  files: readonly string[],
+): Promise<DataProvenance> {
+  const dir = realPath(dataDir);
+  const manifestPath = join(dir, "manifest.json");
+  const sumsPath = join(dir, "SHA256SUMS");
+  const kind = exists(manifestPath)
+    ? "cache"
+    : dir === realPath(sharedPath("data")) || exists(sumsPath)
+    ? "mirror"
+    : "folder";
+  let listed = new Map<string, { sha256: string; source?: "official" | "parquet" }>();
+  if (kind === "cache") {
+    const manifest = await readManifest(dir);
+    listed = new Map(
+      Object.entries(manifest.files).map(([p, f]) => [p, { sha256: f.sha256, source: f.source }]),
+    );
+  } else if (exists(sumsPath)) {
+    try {
+      listed = new Map([...await readSums(sumsPath)].map(([p, sha256]) => [p, { sha256 }]));
+    } catch (e) {
+      throw new Error(`${sumsPath}: cannot read (${(e as Error).message})`);
+    }
+  }
+  const out: Record<string, DataFileRecord> = {};
+  const sources = new Set<"official" | "parquet">();
+  for (const f of [...new Set(files)].sort()) {
+    let bytes: number;
+    try {
+      bytes = Deno.statSync(join(dir, f)).size;
+    } catch (e) {
+      throw new Error(`${join(dir, f)}: cannot stat a task file (${(e as Error).message})`);
+    }
+    const l = listed.get(f);
+    if (l?.source !== undefined) sources.add(l.source);
+    out[f] = {
+      bytes,
+      ...(l === undefined ? {} : { sha256: l.sha256 }),
+      ...(l?.source === undefined ? {} : { source: l.source }),
+    };
+  }
+  return { dir, kind, sources: [...sources].sort(), files: out };
+}
 
 function git(args: string[]): string | undefined {
   try {
@@ -97,6 +256,8 @@ export function tfBackendRecord(): BackendRecord {
  * @param finishedAt when it finished (default now)
  * @param git the repository state when the run started ({@link gitState}); read now if omitted,
  *   which names the wrong commit when the tree changed while the run went on
+ * @param extra the data the run read ({@link dataProvenance}) and the checkpoint it resumed
+ *   from ({@link resumeRecord}), recorded when given
  * @returns the provenance record
  */
 export function collectProvenance(
@@ -104,7 +265,8 @@ export function collectProvenance(
   backend: BackendRecord = tfBackendRecord(),
   finishedAt: Date = new Date(),
   git: { sha: string; dirty: boolean } = gitState(),
-): Provenance {
+  extra: { data?: DataProvenance; resumedFrom?: ResumeRecord } = {},
+): RunProvenance {
   const { sha, dirty } = git;
   return {
     gitSha: sha,
@@ -127,5 +289,7 @@ export function collectProvenance(
     os: Deno.build.target,
     startedAt: startedAt.toISOString(),
     finishedAt: finishedAt.toISOString(),
+    ...(extra.data === undefined ? {} : { data: extra.data }),
+    ...(extra.resumedFrom === undefined ? {} : { resumedFrom: extra.resumedFrom }),
   };
 }

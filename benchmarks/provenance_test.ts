@@ -1,5 +1,14 @@
 import assert from "node:assert/strict";
-import { collectProvenance, deviceDescription, gitState, pinnedPackages } from "./provenance.ts";
+import { join } from "node:path";
+import { sharedPath } from "../model/shared_dir.ts";
+import {
+  collectProvenance,
+  dataProvenance,
+  deviceDescription,
+  gitState,
+  pinnedPackages,
+  resumeRecord,
+} from "./provenance.ts";
 
 Deno.test("gitState() reads the commit of this repository", () => {
   const g = gitState();
@@ -44,4 +53,114 @@ Deno.test("collectProvenance() records the git state it is given (taken when the
   });
   assert.equal(p.gitSha, "abc123");
   assert.equal(p.gitDirty, true);
+});
+
+Deno.test("resumeRecord(): none for a fresh start; the checkpoint's code unless provably the same", () => {
+  const clean = { sha: "a".repeat(40), dirty: false };
+  assert.equal(resumeRecord(0, undefined, clean), undefined);
+  assert.deepEqual(resumeRecord(4, clean, clean), { step: 4 });
+  const other = { sha: "b".repeat(40), dirty: false };
+  assert.deepEqual(resumeRecord(4, other, clean), { step: 4, gitSha: other.sha, gitDirty: false });
+  // Same commit but a dirty tree on either side: the code may differ, so it is recorded.
+  assert.deepEqual(resumeRecord(4, { ...clean, dirty: true }, clean), {
+    step: 4,
+    gitSha: clean.sha,
+    gitDirty: true,
+  });
+  assert.deepEqual(resumeRecord(4, clean, { ...clean, dirty: true }), {
+    step: 4,
+    gitSha: clean.sha,
+    gitDirty: false,
+  });
+  // A checkpoint from before checkpoints recorded their code.
+  assert.deepEqual(resumeRecord(2, undefined, clean), {
+    step: 2,
+    gitSha: "unknown",
+    gitDirty: false,
+  });
+  const p = collectProvenance(new Date(0), undefined, new Date(1), clean, {
+    resumedFrom: { step: 2, gitSha: "unknown", gitDirty: false },
+  });
+  assert.deepEqual(p.resumedFrom, { step: 2, gitSha: "unknown", gitDirty: false });
+  assert.equal(
+    collectProvenance(new Date(0), undefined, new Date(1), clean).resumedFrom,
+    undefined,
+  );
+});
+
+Deno.test("dataProvenance() tells a download cache (official/parquet) from a mirror and a plain folder", async () => {
+  const root = await Deno.makeTempDir();
+  const write = async (dir: string, path: string, text: string) => {
+    await Deno.mkdir(join(dir, path, ".."), { recursive: true });
+    await Deno.writeTextFile(join(dir, path), text);
+  };
+  // A download cache: manifest.json says which file came from where.
+  const cache = join(root, "cache");
+  await write(cache, "glue/RTE/train.tsv", "abc");
+  await write(cache, "glue/RTE/dev.tsv", "de");
+  const entry = (source: string, sha256: string) => ({
+    task: "glue/rte",
+    sha256,
+    bytes: 1,
+    rows: 1,
+    source,
+    verified: "rows",
+    from: [],
+    writtenAt: "2026-01-01T00:00:00Z",
+  });
+  await write(
+    cache,
+    "manifest.json",
+    JSON.stringify({
+      version: 1,
+      archives: {},
+      files: {
+        "glue/RTE/train.tsv": entry("parquet", "1".repeat(64)),
+        "glue/RTE/dev.tsv": entry("official", "2".repeat(64)),
+      },
+    }),
+  );
+  const c = await dataProvenance(cache, ["glue/RTE/train.tsv", "glue/RTE/dev.tsv"]);
+  assert.equal(c.kind, "cache");
+  assert.equal(c.dir, await Deno.realPath(cache));
+  assert.deepEqual(c.sources, ["official", "parquet"]);
+  assert.deepEqual(c.files, {
+    "glue/RTE/dev.tsv": { bytes: 2, sha256: "2".repeat(64), source: "official" },
+    "glue/RTE/train.tsv": { bytes: 3, sha256: "1".repeat(64), source: "parquet" },
+  });
+  // A mirror copy: SHA256SUMS, no manifest.
+  const mirror = join(root, "mirror");
+  await write(mirror, "super_glue/CB/train.jsonl", "{}");
+  await write(mirror, "SHA256SUMS", `${"3".repeat(64)}  ./super_glue/CB/train.jsonl\n`);
+  const m = await dataProvenance(mirror, ["super_glue/CB/train.jsonl"]);
+  assert.equal(m.kind, "mirror");
+  assert.deepEqual(m.sources, []);
+  assert.deepEqual(m.files, { "super_glue/CB/train.jsonl": { bytes: 2, sha256: "3".repeat(64) } });
+  // Files put there by hand.
+  const plain = join(root, "plain");
+  await write(plain, "super_glue/CB/train.jsonl", "{}");
+  const f = await dataProvenance(plain, ["super_glue/CB/train.jsonl"]);
+  assert.equal(f.kind, "folder");
+  assert.deepEqual(f.files, { "super_glue/CB/train.jsonl": { bytes: 2 } });
+  await assert.rejects(
+    () => dataProvenance(plain, ["glue/RTE/train.tsv"]),
+    /glue\/RTE\/train\.tsv/,
+  );
+  await Deno.remove(root, { recursive: true });
+});
+
+Deno.test({
+  name: "dataProvenance() of the offline mirror shared/data lists its SHA256SUMS digests",
+  ignore: !(() => {
+    try {
+      return Deno.statSync(sharedPath("data/super_glue/CB/train.jsonl")).isFile;
+    } catch {
+      return false;
+    }
+  })(),
+  fn: async () => {
+    const d = await dataProvenance(sharedPath("data"), ["super_glue/CB/train.jsonl"]);
+    assert.equal(d.kind, "mirror");
+    assert.match(d.files["super_glue/CB/train.jsonl"]?.sha256 ?? "", /^[0-9a-f]{64}$/);
+  },
 });

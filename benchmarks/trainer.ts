@@ -181,6 +181,11 @@ export interface TrainOptions {
   readonly checkpointDir?: string;
   /** Identifies the run; a checkpoint written for another key is refused on resume. */
   readonly runKey?: string;
+  /**
+   * The code this run executes (`provenance.ts` `gitState()`), stored in every checkpoint so a
+   * resume can report which code wrote it ({@link TrainOutcome.resumedCode}).
+   */
+  readonly code?: CodeVersion;
   /** Evaluate after `step` (called every `evalEvery` steps and at the last step). */
   readonly evaluate?: (step: number) => Promise<TaskEval[]>;
   /** Called after every step (progress; tests throw here to simulate a kill). */
@@ -191,6 +196,20 @@ export interface TrainOptions {
   readonly optimizerOptions?: { readonly multiplyByParameterScale?: boolean };
 }
 
+/** A git commit and whether the working tree had uncommitted changes. */
+export interface CodeVersion {
+  readonly sha: string;
+  readonly dirty: boolean;
+}
+
+/** The code version stored in a checkpoint's state (`unknown` when it has none or a bad one). */
+function checkpointCode(state: Record<string, unknown>): CodeVersion {
+  const c = state.code as { sha?: unknown; dirty?: unknown } | null | undefined;
+  return typeof c?.sha === "string" && typeof c.dirty === "boolean"
+    ? { sha: c.sha, dirty: c.dirty }
+    : { sha: "unknown", dirty: false };
+}
+
 /** What {@link train} returns. */
 export interface TrainOutcome {
   /** Loss of every step (1-based steps), including steps restored from a checkpoint. */
@@ -199,6 +218,11 @@ export interface TrainOutcome {
   readonly evals: TaskEval[];
   /** Step of the checkpoint the run resumed from (0 for a fresh start). */
   readonly resumedFrom: number;
+  /**
+   * The code that wrote the checkpoint resumed from (its `code` option; `{sha: "unknown",
+   * dirty: false}` for a checkpoint written without one); absent on a fresh start.
+   */
+  readonly resumedCode?: CodeVersion;
   /**
    * Non-padding tokens of every training step (steps before a resume counted from the checkpoint).
    */
@@ -372,6 +396,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
   let step = 0;
   let tokens = 0;
   let trainMs = 0;
+  let resumedCode: CodeVersion | undefined;
   try {
     if (ckptEnabled) {
       const ck = await loadLatestCheckpoint(o.checkpointDir!);
@@ -400,6 +425,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
           step = ck.step;
           tokens = typeof ck.state.tokens === "number" ? ck.state.tokens : 0;
           trainMs = typeof ck.state.trainMs === "number" ? ck.state.trainMs : 0;
+          resumedCode = checkpointCode(ck.state);
         } finally {
           disposeCheckpoint(ck);
         }
@@ -468,6 +494,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
           state: {
             step,
             runKey: o.runKey ?? null,
+            code: o.code ?? null,
             optimizerStep: optimizer.step,
             source: o.source.state(),
             losses,
@@ -478,7 +505,14 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
         });
       }
     }
-    return { losses, evals, resumedFrom, tokens, trainSeconds: trainMs / 1000 };
+    return {
+      losses,
+      evals,
+      resumedFrom,
+      ...(resumedCode === undefined ? {} : { resumedCode }),
+      tokens,
+      trainSeconds: trainMs / 1000,
+    };
   } finally {
     optimizer.dispose();
   }

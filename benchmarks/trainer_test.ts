@@ -167,6 +167,51 @@ Deno.test("train() resumed after a kill is bit-identical to an uninterrupted run
   await Deno.remove(dirA, { recursive: true });
 });
 
+Deno.test("train() stores the code version in checkpoints and reports it on resume", async () => {
+  const dir = await Deno.makeTempDir();
+  const spec = { ...SPEC, steps: 4, evalEvery: 4, checkpointEvery: 2 };
+  const oldCode = { sha: "a".repeat(40), dirty: true };
+  const m1 = initT5(CONFIG, { seed: 1 });
+  await assert.rejects(() =>
+    train(opts(m1, {
+      train: spec,
+      checkpointDir: dir,
+      runKey: "k",
+      code: oldCode,
+      onStep: (s) => {
+        if (s === 3) throw new Error("simulated kill");
+      },
+    })), /simulated kill/);
+  disposeT5(m1);
+  const state = JSON.parse(await Deno.readTextFile(`${dir}/step-00000002/state.json`));
+  assert.deepEqual(state.code, oldCode, "the checkpoint names the code that wrote it");
+  const m2 = initT5(CONFIG, { seed: 1 });
+  const before = tf.memory().numTensors;
+  const r = await train(opts(m2, {
+    train: spec,
+    checkpointDir: dir,
+    runKey: "k",
+    code: { sha: "b".repeat(40), dirty: false },
+  }));
+  assert.equal(r.resumedFrom, 2);
+  assert.deepEqual(r.resumedCode, oldCode);
+  assert.equal(tf.memory().numTensors, before);
+  disposeT5(m2);
+  // A fresh start reports no checkpoint code; a checkpoint without a code field reads "unknown".
+  const m3 = initT5(CONFIG, { seed: 1 });
+  const fresh = await train(opts(m3, { train: { ...spec, steps: 2, checkpointEvery: 0 } }));
+  assert.equal(fresh.resumedFrom, 0);
+  assert.equal(fresh.resumedCode, undefined);
+  const last = `${dir}/step-00000004/state.json`;
+  const { code: _drop, ...legacy } = JSON.parse(await Deno.readTextFile(last));
+  await Deno.writeTextFile(last, JSON.stringify(legacy));
+  const again = await train(opts(m3, { train: spec, checkpointDir: dir, runKey: "k" }));
+  assert.equal(again.resumedFrom, 4);
+  assert.deepEqual(again.resumedCode, { sha: "unknown", dirty: false });
+  disposeT5(m3);
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test("train() stops on a non-finite loss with a diagnostic", async () => {
   const model = initT5(CONFIG, { seed: 1 });
   const before = tf.memory().numTensors;
