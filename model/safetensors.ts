@@ -179,18 +179,40 @@ export function parseHeader(
       dataOffsets: [begin, end],
     });
   }
-  const sorted = [...tensors.entries()].filter(([, t]) => t.dataOffsets[1] > t.dataOffsets[0])
-    .sort((a, b) => a[1].dataOffsets[0] - b[1].dataOffsets[0]);
-  for (let i = 1; i < sorted.length; i++) {
-    const [pn, p] = sorted[i - 1]!;
-    const [cn, c] = sorted[i]!;
-    if (c.dataOffsets[0] < p.dataOffsets[1]) {
+  // Like the reference implementation (safetensors `validate`): sorted by offsets, the tensors
+  // must tile the data section from byte 0 to the end of the file, with no overlap, hole or
+  // trailing bytes ("MetadataIncompleteBuffer"). Empty tensors sit at the running offset.
+  const sorted = [...tensors.entries()].sort((a, b) =>
+    a[1].dataOffsets[0] - b[1].dataOffsets[0] || a[1].dataOffsets[1] - b[1].dataOffsets[1]
+  );
+  let cursor = 0;
+  let prev: [string, TensorInfo] | undefined;
+  for (const [name, t] of sorted) {
+    const [begin, end] = t.dataOffsets;
+    if (begin < cursor) {
+      const [pn, p] = prev!;
       throw new Error(
-        `${source}: tensors "${pn}" [${p.dataOffsets.join(", ")}] and "${cn}" [${
-          c.dataOffsets.join(", ")
-        }] overlap`,
+        `${source}: tensors "${pn}" [${
+          p.dataOffsets.join(", ")
+        }] and "${name}" [${begin}, ${end}] overlap`,
       );
     }
+    if (begin > cursor) {
+      throw new Error(
+        `${source}: data section not fully covered: tensor "${name}" starts at byte ${begin} but ${
+          prev === undefined ? "the data section starts at 0" : `"${prev[0]}" ends at ${cursor}`
+        } (a hole of ${begin - cursor} bytes)`,
+      );
+    }
+    cursor = end;
+    prev = [name, t];
+  }
+  if (cursor !== dataLen) {
+    throw new Error(
+      `${source}: data section not fully covered: ${dataLen - cursor} trailing bytes after ${
+        prev === undefined ? "the header (no tensors)" : `tensor "${prev[0]}" (ends at ${cursor})`
+      }; the last tensor must end at the end of the file`,
+    );
   }
   return { tensors, metadata, dataStart };
 }

@@ -172,6 +172,52 @@ Deno.test("malformed files give errors naming the file and tensor", () => {
   assert.throws(() => parseHeader(new TextEncoder().encode("[]"), 10, "t.st"), /JSON object/);
 });
 
+Deno.test("the data section must be tiled exactly: trailing bytes and holes are errors", async () => {
+  // The reference implementation rejects both ("MetadataIncompleteBuffer" / "InvalidOffset").
+  const two = (bBegin: number, bEnd: number) => ({
+    a: { dtype: "F32", shape: [2], data_offsets: [0, 8] },
+    b: { dtype: "F32", shape: [1], data_offsets: [bBegin, bEnd] },
+  });
+  const st = (h: unknown, n: number) => () => decodeSafetensors(fileWithHeader(h, n), "t.st");
+  // Exactly covered (and with an empty tensor at the end) is fine.
+  assert.equal(st(two(8, 12), 12)().tensors.size, 2);
+  const withEmpty = { ...two(8, 12), e: { dtype: "F32", shape: [0], data_offsets: [12, 12] } };
+  assert.equal(st(withEmpty, 12)().tensors.size, 3);
+  // Trailing garbage after the last tensor.
+  assert.throws(
+    st(two(8, 12), 25),
+    /t\.st: data section not fully covered: 13 trailing bytes after tensor "b" \(ends at 12\)/,
+  );
+  // A 4-byte hole before b.
+  assert.throws(
+    st(two(12, 16), 16),
+    /t\.st: data section not fully covered: tensor "b" starts at byte 12 but "a" ends at 8/,
+  );
+  // A hole at the start of the data section.
+  assert.throws(
+    st({ a: { dtype: "F32", shape: [1], data_offsets: [4, 8] } }, 8),
+    /t\.st: data section not fully covered: tensor "a" starts at byte 4 but the data section/,
+  );
+  // No tensors but data bytes.
+  assert.throws(
+    st({}, 4),
+    /t\.st: data section not fully covered: 4 trailing bytes after the header/,
+  );
+  // The header-only reader applies the same rule to a file on disk.
+  const bytes = fileWithHeader(two(8, 12), 20);
+  const dir = await Deno.makeTempDir();
+  const path = join(dir, "trailing.safetensors");
+  try {
+    await Deno.writeFile(path, bytes);
+    await assert.rejects(
+      readSafetensorsHeader(path),
+      (e: Error) => e.message.includes(path) && /8 trailing bytes/.test(e.message),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("header-only read reports a missing file by name", async () => {
   const p = join(await Deno.makeTempDir(), "nope.safetensors");
   await assert.rejects(readSafetensorsHeader(p), (e: Error) => e.message.includes(p));

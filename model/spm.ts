@@ -70,10 +70,21 @@ class ProtoReader {
   }
   skip(wire: number): void {
     if (wire === 0) this.varint();
-    else if (wire === 1) this.pos += 8;
+    else if (wire === 1) this.fixed(8);
     else if (wire === 2) this.bytes();
-    else if (wire === 5) this.pos += 4;
+    else if (wire === 5) this.fixed(4);
     else throw new Error(`${this.source}: unsupported protobuf wire type ${wire} at ${this.pos}`);
+  }
+  /** Skips a fixed-width field (fixed64/double: 8 bytes; fixed32/float: 4), bounds-checked. */
+  private fixed(n: number): void {
+    if (this.pos + n > this.buf.length) {
+      throw new Error(
+        `${this.source}: truncated protobuf fixed${
+          n * 8
+        } field at byte ${this.pos} (${n} bytes needed, ${this.buf.length - this.pos} left)`,
+      );
+    }
+    this.pos += n;
   }
 }
 

@@ -77,6 +77,29 @@ Deno.test("parseSentencePieceModel() names the file on truncated input", () => {
     /x\.model: truncated/,
   );
   throws(() => parseSentencePieceModel(new Uint8Array([]), "y.model"), /y\.model: no pieces/);
+  // One piece ("a", score 0), then an unknown field cut short inside its fixed-width value: a
+  // fixed32 (field 7, wire 5) with 2 of 4 bytes, a fixed64 (field 7, wire 1) with 5 of 8.
+  const piece = [0x0a, 0x01, 0x61, 0x15, 0, 0, 0, 0];
+  const model = (...tail: number[]) => new Uint8Array([0x0a, piece.length, ...piece, ...tail]);
+  equal(parseSentencePieceModel(model(0x3d, 1, 2, 3, 4), "ok.model").pieces.length, 1);
+  equal(parseSentencePieceModel(model(0x39, 1, 2, 3, 4, 5, 6, 7, 8), "ok.model").pieces.length, 1);
+  throws(
+    () => parseSentencePieceModel(model(0x3d, 1, 2), "f32.model"),
+    /f32\.model: truncated protobuf fixed32 field at byte 11 \(4 bytes needed, 2 left\)/,
+  );
+  throws(
+    () => parseSentencePieceModel(model(0x39, 1, 2, 3, 4, 5), "f64.model"),
+    /f64\.model: truncated protobuf fixed64 field at byte 11 \(8 bytes needed, 5 left\)/,
+  );
+  // Inside a piece message too.
+  throws(
+    () =>
+      parseSentencePieceModel(
+        new Uint8Array([0x0a, 0x05, 0x0a, 0x01, 0x61, 0x3d, 0x00]),
+        "p.model",
+      ),
+    /p\.model: truncated protobuf fixed32 field/,
+  );
 });
 
 Deno.test("sentencePieceToTokenizerJson() rejects a model without T5's special ids", () => {
