@@ -40,11 +40,34 @@ function roundHalfEvenF32(x: number): number {
   return f % 2 === 0 ? f : f + 1;
 }
 
-/** Counts of noise tokens and spans for a sequence length, exactly as T5 computes them. */
+/** Throws naming the option when `opts` is outside what T5's mask construction supports. */
+function checkOptions(opts: SpanCorruptionOptions): void {
+  const d = opts.noiseDensity;
+  if (!(Number.isFinite(d) && d >= 0 && d < 1)) {
+    throw new RangeError(`span corruption: noiseDensity must be in [0, 1), got ${d}`);
+  }
+  const m = opts.meanNoiseSpanLength;
+  if (!(Number.isFinite(m) && m >= 1)) {
+    throw new RangeError(
+      `span corruption: meanNoiseSpanLength must be a finite number >= 1, got ${m}`,
+    );
+  }
+}
+
+/**
+ * Counts of noise tokens and spans for a sequence length, exactly as T5 computes them; both 0 for
+ * noise density 0 (T5 then corrupts nothing).
+ *
+ * @throws RangeError when `noiseDensity` is outside [0, 1) or `meanNoiseSpanLength` below 1 (the
+ *   message names the option), or when there are more noise spans than non-noise tokens to
+ *   separate them (T5's mask construction fails there too)
+ */
 export function noiseCounts(
   length: number,
   opts: SpanCorruptionOptions = T5_SPAN_CORRUPTION,
 ): { noiseTokens: number; noiseSpans: number } {
+  checkOptions(opts);
+  if (opts.noiseDensity === 0) return { noiseTokens: 0, noiseSpans: 0 };
   const len = Math.max(length, 2);
   let noiseTokens = roundHalfEvenF32(Math.fround(len) * Math.fround(opts.noiseDensity));
   noiseTokens = Math.min(Math.max(noiseTokens, 1), len - 1);
@@ -52,6 +75,13 @@ export function noiseCounts(
     roundHalfEvenF32(Math.fround(noiseTokens) / Math.fround(opts.meanNoiseSpanLength)),
     1,
   );
+  if (noiseSpans > len - noiseTokens) {
+    throw new RangeError(
+      `span corruption: ${noiseSpans} noise spans need at least ${noiseSpans} non-noise tokens, ` +
+        `length ${len} leaves ${len - noiseTokens} (noiseDensity ${opts.noiseDensity}, ` +
+        `meanNoiseSpanLength ${opts.meanNoiseSpanLength})`,
+    );
+  }
   return { noiseTokens, noiseSpans };
 }
 
@@ -80,7 +110,9 @@ function randomSegmentation(items: number, segments: number, random: RandomSourc
  * @param length sequence length (tokens before EOS)
  * @param random seeded uniform source
  * @param opts noise density and mean span length
- * @returns `true` where a token is corrupted; the first token is never noise
+ * @returns `true` where a token is corrupted; the first token is never noise; all `false` for
+ *   noise density 0
+ * @throws RangeError for options out of range (see {@link noiseCounts})
  */
 export function randomSpansNoiseMask(
   length: number,
@@ -89,6 +121,7 @@ export function randomSpansNoiseMask(
 ): boolean[] {
   const len = Math.max(length, 2);
   const { noiseTokens, noiseSpans } = noiseCounts(length, opts);
+  if (noiseTokens === 0) return new Array<boolean>(Math.max(length, 0)).fill(false);
   const noise = randomSegmentation(noiseTokens, noiseSpans, random);
   const nonNoise = randomSegmentation(len - noiseTokens, noiseSpans, random);
   const mask: boolean[] = [];

@@ -1,4 +1,4 @@
-import { deepEqual, equal, ok } from "node:assert/strict";
+import { deepEqual, equal, ok, throws } from "node:assert/strict";
 import { Rng } from "../benchmarks/rng.ts";
 import {
   noiseCounts,
@@ -81,4 +81,39 @@ Deno.test("spanCorrupt() is reproducible for a seed", () => {
     spanCorrupt(ids, () => a.next(), (i) => 999 - i),
     spanCorrupt(ids, () => b.next(), (i) => 999 - i),
   );
+});
+
+Deno.test("span corruption options out of range throw naming the option", () => {
+  const rnd = () => 0.5;
+  throws(
+    () => noiseCounts(10, { noiseDensity: 1.2, meanNoiseSpanLength: 3 }),
+    /noiseDensity must be in \[0, 1\), got 1\.2/,
+  );
+  throws(
+    () => noiseCounts(10, { noiseDensity: -0.1, meanNoiseSpanLength: 3 }),
+    /noiseDensity must be in \[0, 1\), got -0\.1/,
+  );
+  throws(
+    () => noiseCounts(10, { noiseDensity: NaN, meanNoiseSpanLength: 3 }),
+    /noiseDensity must be in \[0, 1\), got NaN/,
+  );
+  throws(
+    () => noiseCounts(10, { noiseDensity: 0.15, meanNoiseSpanLength: 0.5 }),
+    /meanNoiseSpanLength must be a finite number >= 1, got 0\.5/,
+  );
+  // Density 0.6 with spans of 1 at length 10: 6 spans need 6 separating non-noise tokens, 4 exist.
+  throws(
+    () => randomSpansNoiseMask(10, rnd, { noiseDensity: 0.6, meanNoiseSpanLength: 1 }),
+    /6 noise spans need at least 6 non-noise tokens, length 10 leaves 4 \(noiseDensity 0\.6, meanNoiseSpanLength 1\)/,
+  );
+});
+
+Deno.test("noise density 0 corrupts nothing (T5 returns an all-false mask)", () => {
+  const opts = { noiseDensity: 0, meanNoiseSpanLength: 3 };
+  deepEqual(noiseCounts(20, opts), { noiseTokens: 0, noiseSpans: 0 });
+  deepEqual(randomSpansNoiseMask(20, () => 0.5, opts), new Array<boolean>(20).fill(false));
+  const ids = Array.from({ length: 8 }, (_, i) => i + 1);
+  // As T5's noise_span_to_unique_sentinel: the inputs are untouched and the targets, whose mask
+  // is all noise, collapse into one sentinel.
+  deepEqual(spanCorrupt(ids, () => 0.5, (i) => 100 + i, opts), { inputs: ids, targets: [100] });
 });
