@@ -48,10 +48,11 @@ export interface T5Hooks {
     mask: tf.Tensor2D,
   ): { embeds: tf.Tensor3D; mask: tf.Tensor2D };
   /**
-   * Keys and values to prepend to the self-attention of block `layer` (0-based) of `stack`.
+   * Keys and values to prepend to the self-attention of block `layer` (0-based) of `stack`, for a
+   * batch of `batch` examples (hooks check it against the task ids they were built for).
    * Every query, padded or causal, may attend to all prefix columns. Return `undefined` for none.
    */
-  selfAttentionPrefix?(stack: Stack, layer: number): AttentionPrefix | undefined;
+  selfAttentionPrefix?(stack: Stack, layer: number, batch: number): AttentionPrefix | undefined;
   /**
    * Transforms a sublayer's output `y` ([batch, length, dModel]) before dropout and the residual
    * addition: `out = x + dropout(afterSublayer(y))` (adapter placement of Houlsby/HyperFormer).

@@ -415,7 +415,7 @@ function selfAttention(
   const q = linear(x, param(ctx.model, `${prefix}.q.weight`)) as tf.Tensor3D;
   let kv = projectKV(ctx, prefix, x);
   if (past) kv = { k: tf.concat([past.k, kv.k], 1), v: tf.concat([past.v, kv.v], 1) };
-  const pre = ctx.hooks.selfAttentionPrefix?.(stack, layer);
+  const pre = ctx.hooks.selfAttentionPrefix?.(stack, layer, x.shape[0]);
   let prefixBias: tf.Tensor | undefined;
   if (pre && pre.positionBias === "relative") {
     const l = pre.key.shape[1];

@@ -34,6 +34,8 @@ export interface TaskGrouping {
   readonly slot: readonly number[];
   /** Batch size. */
   readonly size: number;
+  /** The method file, for error messages (e.g. `"adapter.ts"`). */
+  readonly where: string;
 }
 
 /**
@@ -58,7 +60,21 @@ export function groupTasks(
   const tasks = [...new Set(taskIds)].sort((a, b) => a - b);
   const members = tasks.map((t) => taskIds.flatMap((u, i) => (u === t ? [i] : [])));
   const slot = taskIds.map((t) => tasks.indexOf(t));
-  return { tasks, members, slot, size: taskIds.length };
+  return { tasks, members, slot, size: taskIds.length, where };
+}
+
+/**
+ * Checks that a hook is applied to a batch of as many examples as it has task ids: with one task
+ * present the per-task tensors broadcast, so a mismatch would otherwise pass silently.
+ *
+ * @param g the grouping the hooks were built for
+ * @param batch the batch size the hook sees
+ * @throws Error naming the method and both sizes
+ */
+export function checkBatch(g: TaskGrouping, batch: number): void {
+  if (batch !== g.size) {
+    throw new Error(`${g.where}: batch of ${batch} but hooks() got ${g.size} task ids`);
+  }
 }
 
 /**
@@ -70,12 +86,14 @@ export function groupTasks(
  * @param g the batch grouping
  * @param fn `(slot, rows) => out` for the task `g.tasks[slot]`
  * @returns `[batch, ...]` outputs in the original order
+ * @throws Error (see {@link checkBatch}) when `x` has not `g.size` rows
  */
 export function perTask<T extends tf.Tensor>(
   x: T,
   g: TaskGrouping,
   fn: (slot: number, rows: T) => T,
 ): T {
+  checkBatch(g, x.shape[0]!);
   if (g.tasks.length === 1) return fn(0, x);
   const parts: T[] = [];
   const order: number[] = [];

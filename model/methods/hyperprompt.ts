@@ -20,7 +20,7 @@ import {
   trainedBackboneParams,
 } from "./_config.ts";
 import { VarStore } from "./_init.ts";
-import { groupTasks, presentTasks, toBatch } from "./_tensor.ts";
+import { checkBatch, groupTasks, presentTasks, toBatch } from "./_tensor.ts";
 import {
   BASE_DEFAULTS,
   conditionedBlocks,
@@ -84,7 +84,8 @@ function makeLocal(kind: "share" | "sep"): Method<HyperPromptLocalConfig> {
         hooks(taskIds: readonly number[]): T5Hooks {
           const g = groupTasks(taskIds, numTasks, `${name}.ts`);
           return {
-            selfAttentionPrefix(stack: Stack, layer: number) {
+            selfAttentionPrefix(stack: Stack, layer: number, batch: number) {
+              checkBatch(g, batch);
               if (!cfg.stacks.includes(stack)) return undefined;
               const pick = (t: tf.Tensor | undefined) =>
                 t === undefined ? undefined : sep ? presentTasks(t, g) : t;

@@ -16,7 +16,7 @@ import type { Method, MethodContext, MethodInstance, SequenceShape } from "../me
 import { countT5Params } from "../accounting.ts";
 import { backboneTrainable, ConfigReader, innerDim, trainedBackboneParams } from "./_config.ts";
 import { VarStore } from "./_init.ts";
-import { groupTasks, layerNorm, presentTasks, rows, toBatch } from "./_tensor.ts";
+import { checkBatch, groupTasks, layerNorm, presentTasks, rows, toBatch } from "./_tensor.ts";
 import {
   BASE_DEFAULTS,
   blockIndex,
@@ -138,7 +138,8 @@ export const hyperpromptGlobal: Method<HyperPromptGlobalConfig> = {
       hooks(taskIds: readonly number[]): T5Hooks {
         const g = groupTasks(taskIds, numTasks, "hyperprompt_global.ts");
         return {
-          selfAttentionPrefix(stack: Stack, layer: number) {
+          selfAttentionPrefix(stack: Stack, layer: number, batch: number) {
+            checkBatch(g, batch);
             if (!cfg.stacks.includes(stack)) return undefined;
             const u = g.tasks.length;
             const o = owner(cfg, stack);

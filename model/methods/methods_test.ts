@@ -208,6 +208,33 @@ Deno.test("METHODS a mixed-task batch gives the logits of per-task batches", () 
   disposeT5(model);
 });
 
+Deno.test("METHODS hooks reject a batch whose size differs from the task ids, naming both", () => {
+  const model = tinyModel(TINY);
+  const { batch, labels } = makeBatch(TINY, 3, 6, 3);
+  const before = tf.memory().numTensors;
+  for (const name of NAMES) {
+    const { inst } = create(model, name, SMALL[name]);
+    // One task id (its per-task tensors would broadcast) and two task ids, for a batch of 3.
+    for (const ids of [[1], [0, 1]]) {
+      const run = () => tf.tidy(() => forward(model, batch, { hooks: inst.hooks(ids) }).logits);
+      if (name === "mtl") {
+        tf.dispose(run()); // MTL has no per-task state: the ids are not used.
+        continue;
+      }
+      assert.throws(
+        run,
+        new RegExp(`^Error: ${name}\\.ts: batch of 3 but hooks\\(\\) got ${ids.length} task ids$`),
+        `${name} ${JSON.stringify(ids)}`,
+      );
+    }
+    inst.dispose();
+  }
+  assert.equal(tf.memory().numTensors, before, "failed forwards leaked tensors");
+  disposeBatch(batch);
+  labels.dispose();
+  disposeT5(model);
+});
+
 Deno.test("METHODS 20 Adam steps on a fixed tiny batch lower the loss", () => {
   const model = tinyModel(TINY);
   const { batch, labels } = makeBatch(TINY, 4, 6, 3);

@@ -18,7 +18,7 @@ import {
   trainedBackboneParams,
 } from "./_config.ts";
 import { deriveSeed, VarStore } from "./_init.ts";
-import { groupTasks, rows } from "./_tensor.ts";
+import { checkBatch, groupTasks, rows } from "./_tensor.ts";
 
 /** Prompt-Tuning / MTL-Prompt configuration. */
 export interface PromptTuningConfig {
@@ -157,14 +157,12 @@ function makePromptMethod(
         keepTaskPrefix: cfg.keepTaskPrefix,
         isBackboneTrainable: (n) => backboneTrainable(cfg.freezeBackbone, n),
         hooks(taskIds: readonly number[]): T5Hooks {
-          groupTasks(taskIds, numTasks, `${name}.ts`);
+          const g = groupTasks(taskIds, numTasks, `${name}.ts`);
           const ids = [...taskIds];
           return {
             encoderInput(embeds, mask) {
               const b = embeds.shape[0];
-              if (b !== ids.length) {
-                throw new Error(`${name}.ts: batch of ${b} but hooks() got ${ids.length} task ids`);
-              }
+              checkBatch(g, b);
               const p = rows(prompt, ids) as tf.Tensor3D;
               return {
                 embeds: tf.concat([p, embeds], 1),
