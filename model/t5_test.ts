@@ -286,8 +286,8 @@ Deno.test("prefix hooks: batch-1 prefixes equal tiled ones; zero/relative differ
   // compare broadcasting against an explicit tile of the same batch-1 draw instead.
   const base = prefixHooks(cfg, "zero", 1);
   const tiled: T5Hooks = {
-    selfAttentionPrefix(stack, layer) {
-      const p = base.selfAttentionPrefix!(stack, layer)!;
+    selfAttentionPrefix(stack, layer, batch) {
+      const p = base.selfAttentionPrefix!(stack, layer, batch)!;
       return { ...p, key: tf.tile(p.key, [3, 1, 1]), value: tf.tile(p.value, [3, 1, 1]) };
     },
   };
