@@ -36,6 +36,20 @@ import type { Example, TaskFile, TaskSpec, TaskSplit } from "./types.ts";
 export interface LoadOptions {
   /** Check the official row counts (default true): a truncated or foreign file is an error. */
   checkRows?: boolean;
+  /**
+   * Called with a file (layout path) and the 1-based line numbers of the short rows dropped from
+   * it (QQP train, as TFDS does; see `TaskSpec.skipShortRows`). Default: one line on stderr.
+   */
+  onSkipped?: (file: string, lines: number[]) => void;
+}
+
+/** The default {@link LoadOptions.onSkipped}: names the file and (up to 20 of) the lines. */
+function logSkipped(file: string, lines: number[]): void {
+  const shown = lines.slice(0, 20).join(", ") +
+    (lines.length > 20 ? `, … (${lines.length - 20} more)` : "");
+  console.error(
+    `${file}: skipped ${lines.length} short row(s) with missing fields (as TFDS does) at line(s) ${shown}`,
+  );
 }
 
 const UNK = "<unk>";
@@ -45,7 +59,8 @@ const UNK = "<unk>";
  * `super_glue/BoolQ/val.jsonl`, …) as T5 text-to-text examples. MultiRC gives one example per
  * answer; ReCoRD one per (query, answer) on train and one per query (all answers in
  * `answers`) otherwise; WSC train keeps only label==True rows. MNLI `validation` / `test` are
- * the matched then the mismatched file. A split the task has no file for returns `[]`.
+ * the matched then the mismatched file. A split the task has no file for returns `[]`. Short
+ * rows dropped from QQP train are reported through `opts.onSkipped` (default: stderr).
  */
 export async function loadExamples(
   taskName: string,
@@ -70,7 +85,11 @@ export async function loadExamples(
       }
       throw e;
     }
-    const { examples } = examplesFromBytes(spec.name, split, bytes, f.path, { ...opts, file: f });
+    const { examples, skipped } = examplesFromBytes(spec.name, split, bytes, f.path, {
+      ...opts,
+      file: f,
+    });
+    if (skipped.length > 0) (opts.onSkipped ?? logSkipped)(f.path, skipped);
     for (const e of examples) out.push(e);
   }
   return out;
@@ -93,10 +112,25 @@ export interface BytesOptions extends LoadOptions {
   file?: TaskFile;
 }
 
+/** Result of {@link examplesFromBytes}. */
+export interface FileExamples {
+  /** The examples, in file order. */
+  examples: Example[];
+  /** Rows counted (the unit of the official count: rows, MultiRC answers, ReCoRD queries). */
+  rows: number;
+  /**
+   * 1-based line numbers of the short rows dropped (QQP train only; on any other split a short
+   * row is an error). Empty for every other task.
+   */
+  skipped: number[];
+}
+
 /**
  * Converts one file's bytes (named `file` in errors) into examples. With no `opts.file`, the
  * registry's first file of the split gives the header-less columns and the split tag, and the
- * row count is not checked.
+ * row count is not checked. Short rows are dropped (and returned in `skipped`) only from a train
+ * split of a task with `skipShortRows` (QQP); on validation and test they throw naming the lines,
+ * since an evaluation or test row must never disappear.
  */
 export function examplesFromBytes(
   taskName: string,
@@ -104,14 +138,14 @@ export function examplesFromBytes(
   bytes: Uint8Array,
   file: string,
   opts: BytesOptions = {},
-): { examples: Example[]; rows: number } {
+): FileExamples {
   const spec = getTask(taskName);
   const fspec = opts.file ?? splitFiles(spec, split)[0];
   const text = decodeUtf8(bytes, file);
   const tag = fspec?.split ?? split;
-  const res = spec.format === "tsv"
+  const res: FileExamples = spec.format === "tsv"
     ? tsvExamples(spec, tag, text, file, fspec?.columns)
-    : jsonlExamples(spec, tag, text, file);
+    : { ...jsonlExamples(spec, tag, text, file), skipped: [] };
   if (opts.file !== undefined && (opts.checkRows ?? true) && fspec?.rows !== undefined) {
     const ok = Array.isArray(fspec.rows) ? fspec.rows : [fspec.rows];
     if (!ok.includes(res.rows)) {
@@ -216,11 +250,22 @@ function tsvExamples(
   text: string,
   file: string,
   columns: string[] | undefined,
-): { examples: Example[]; rows: number } {
+): FileExamples {
   const required = Object.values(spec.fields);
   const labelled = isTrainOrDev(split);
   if (labelled && spec.labelField !== undefined) required.push(spec.labelField);
   const table = parseTsv(text, file, { columns, required, skipShortRows: spec.skipShortRows });
+  if (table.skipped.length > 0 && split !== "train") {
+    const n = table.skipped.length;
+    throw new DataError(
+      file,
+      table.skipped[0] as number,
+      `expected ${table.header.length} tab-separated columns: ${n} short row(s) (line${
+        n === 1 ? "" : "s"
+      } ${table.skipped.join(", ")}); short rows are dropped from train only, a ${split} row ` +
+        "must not disappear",
+    );
+  }
   const hasLabel = spec.labelField !== undefined && table.header.includes(spec.labelField);
   const hasId = spec.idField !== undefined && table.header.includes(spec.idField);
   const examples = table.rows.map((row, i) => {
@@ -233,7 +278,7 @@ function tsvExamples(
     const id = hasId ? (row.cells[spec.idField as string] as string) : String(i);
     return classifyExample(spec, split, id, values, label, at);
   });
-  return { examples, rows: table.rows.length };
+  return { examples, rows: table.rows.length, skipped: table.skipped };
 }
 
 function idOf(row: JsonRow, key: string, fallback: number, at: Where): string {
@@ -268,7 +313,10 @@ function jsonlExamples(
         const at = { file, line: row.line };
         const values: Record<string, string> = {};
         for (const [k, path] of Object.entries(spec.fields)) {
-          values[k] = k === "pair_id" ? idOf(row, path, i, at) : reqString(row.value, path, at);
+          if (k !== "pair_id") values[k] = reqString(row.value, path, at);
+          // AX-g: no pair_id (the Hugging Face fallback drops it) means no group, so gender
+          // parity is not scored; never a made-up id.
+          else if (getPath(row.value, path) !== undefined) values[k] = idOf(row, path, i, at);
         }
         const raw = spec.labelField === undefined ? undefined : getPath(row.value, spec.labelField);
         if (raw === undefined && labelled && spec.labelField !== undefined) {

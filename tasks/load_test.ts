@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
 import { sharedPath } from "../model/shared_dir.ts";
-import { examplesFromBytes, loadExamples } from "./load.ts";
+import { examplesFromBytes, loadExamples, type LoadOptions } from "./load.ts";
+import { scoreTask } from "./metrics.ts";
 import type { Example, TaskSplit } from "./types.ts";
 
 const DATA = sharedPath("data");
@@ -314,4 +316,215 @@ Deno.test("missing file names the path; unknown split is an error; absent split 
     /no split "validation_matched"/,
   );
   assert.deepEqual(await loadExamples("ax", "train", DATA), []);
+});
+
+/** Tiny synthetic files in the official layout (the mirror lacks these tasks). */
+const FIXTURES = fileURLToPath(new URL("./testdata/official/", import.meta.url));
+const loadFixture = (task: string, split: TaskSplit, opts: LoadOptions = {}) =>
+  loadExamples(task, split, FIXTURES, { checkRows: false, ...opts });
+const brief = (e: Example) => [e.id, e.input, e.target, e.label, e.split];
+
+Deno.test("MNLI: columns by header name (12/16/10), matched/mismatched tags, validation = both", async () => {
+  assert.deepEqual((await loadFixture("mnli", "train")).map(brief), [
+    [
+      "mnli/train/0",
+      "mnli hypothesis: Product and geography matter. premise: Cream skimming has two dimensions.",
+      "neutral",
+      1,
+      "train",
+    ],
+    [
+      "mnli/train/1",
+      'mnli hypothesis: You lose the things. premise: you know "during" the season',
+      "entailment",
+      0,
+      "train",
+    ],
+  ]);
+  // Dev: gold_label is column 16, not label1 (which says neutral on row 0).
+  const matched = await loadFixture("mnli", "validation_matched");
+  assert.deepEqual(matched.map(brief), [
+    [
+      "mnli/validation_matched/0",
+      "mnli hypothesis: Everyone really likes the newest benefits premise: The new rights are nice enough",
+      "contradiction",
+      2,
+      "validation_matched",
+    ],
+    [
+      "mnli/validation_matched/1",
+      "mnli hypothesis: The site lists nothing. premise: This site includes a list.",
+      "contradiction",
+      2,
+      "validation_matched",
+    ],
+  ]);
+  const mismatched = await loadFixture("mnli", "validation_mismatched");
+  assert.deepEqual(mismatched.map((e) => [e.id, e.target, e.split]), [
+    ["mnli/validation_mismatched/0", "neutral", "validation_mismatched"],
+  ]);
+  const both = await loadFixture("mnli", "validation");
+  assert.deepEqual(both.map((e) => e.id), [...matched, ...mismatched].map((e) => e.id));
+  const s = scoreTask("mnli", both, ["contradiction", "neutral", "neutral"]);
+  assert.deepEqual(s, { accuracy_matched: 50, accuracy_mismatched: 100 });
+  const test = await loadFixture("mnli", "test");
+  assert.deepEqual(test.map(brief), [
+    [
+      "mnli/test_matched/0",
+      "mnli hypothesis: Hierbas is a name worth looking out for. premise: Hierbas, ans seco, ans dulce.",
+      "<unk>",
+      undefined,
+      "test_matched",
+    ],
+    [
+      "mnli/test_mismatched/0",
+      "mnli hypothesis: I am sure. premise: What have you decided?",
+      "<unk>",
+      undefined,
+      "test_mismatched",
+    ],
+  ]);
+});
+
+Deno.test("QQP: a short train row is skipped and reported with file and line", async () => {
+  const reported: [string, number[]][] = [];
+  const train = await loadFixture("qqp", "train", {
+    onSkipped: (file, lines) => reported.push([file, lines]),
+  });
+  assert.deepEqual(reported, [["glue/QQP/train.tsv", [3]]]);
+  assert.deepEqual(train.map(brief), [
+    [
+      "qqp/train/0",
+      "qqp question1: How do I learn Deno? question2: What is the best way to learn Deno?",
+      "duplicate",
+      1,
+      "train",
+    ],
+    [
+      "qqp/train/2",
+      'qqp question1: What is "strict" mode? question2: Who wrote Hamlet?',
+      "not_duplicate",
+      0,
+      "train",
+    ],
+  ]);
+  const bytes = await Deno.readFile(`${FIXTURES}glue/QQP/train.tsv`);
+  assert.deepEqual(examplesFromBytes("qqp", "train", bytes, "train.tsv").skipped, [3]);
+  // A validation or test row must never disappear.
+  for (const split of ["validation", "test"] as const) {
+    assert.throws(
+      () => examplesFromBytes("qqp", split, bytes, "glue/QQP/x.tsv"),
+      /glue\/QQP\/x\.tsv:3: .*1 short row\(s\) \(line 3\); short rows are dropped from train only/,
+    );
+  }
+  assert.deepEqual((await loadFixture("qqp", "validation")).map((e) => [e.id, e.target]), [
+    ["qqp/validation/7", "not_duplicate"],
+  ]);
+  assert.deepEqual((await loadFixture("qqp", "test")).map(brief), [
+    [
+      "qqp/test/0",
+      "qqp question1: Can cats swim? question2: Do cats like water?",
+      "<unk>",
+      undefined,
+      "test",
+    ],
+  ]);
+});
+
+Deno.test("QNLI strings and WNLI's reversed 0/1 order load through the registry", async () => {
+  assert.deepEqual((await loadFixture("qnli", "train")).map(brief), [
+    [
+      "qnli/train/0",
+      "qnli question: When did the war end? sentence: The war ended in 1945.",
+      "entailment",
+      0,
+      "train",
+    ],
+    [
+      "qnli/train/1",
+      "qnli question: Who won? sentence: The weather was cold.",
+      "not_entailment",
+      1,
+      "train",
+    ],
+  ]);
+  assert.deepEqual((await loadFixture("qnli", "test")).map((e) => [e.id, e.target]), [
+    ["qnli/test/0", "<unk>"],
+  ]);
+  // WNLI: 1 = entailment, 0 = not_entailment; label words are in class order.
+  assert.deepEqual((await loadFixture("wnli", "train")).map((e) => [e.input, e.target, e.label]), [
+    [
+      "wnli sentence1: I stuck a pin through a carrot. When I pulled the pin out, it had a hole. " +
+      "sentence2: The carrot had a hole.",
+      "entailment",
+      1,
+    ],
+    [
+      "wnli sentence1: John couldn't see the stage with Billy in front of him because he is so short. " +
+      "sentence2: Billy is so short.",
+      "not_entailment",
+      0,
+    ],
+  ]);
+  assert.deepEqual((await loadFixture("wnli", "validation")).map((e) => e.target), [
+    "not_entailment",
+  ]);
+  assert.deepEqual((await loadFixture("wnli", "test")).map((e) => e.target), ["<unk>"]);
+});
+
+Deno.test("AX cast as MNLI; AX-b rekeyed with string idx and labels on test; AX-g pairs", async () => {
+  assert.deepEqual((await loadFixture("ax", "test")).map(brief), [
+    [
+      "ax/test/0",
+      "mnli hypothesis: The cat did not sit on the mat. premise: The cat sat on the mat.",
+      "<unk>",
+      undefined,
+      "test",
+    ],
+    [
+      "ax/test/1",
+      "mnli hypothesis: When you've got snow, it's really hard to learn a snow sport. premise: " +
+      "When you've got no snow, it's really hard to learn a snow sport.",
+      "<unk>",
+      undefined,
+      "test",
+    ],
+  ]);
+  const axb = await loadFixture("axb", "test");
+  assert.deepEqual(axb.map(brief), [
+    [
+      "axb/test/0",
+      "rte hypothesis: The cat did not sit on the mat. premise: The cat sat on the mat.",
+      "not_entailment",
+      1,
+      "test",
+    ],
+    [
+      "axb/test/1",
+      "rte hypothesis: Tulsi Gabbard and Bernie disagree. premise: Tulsi Gabbard disagrees with Bernie.",
+      "entailment",
+      0,
+      "test",
+    ],
+  ]);
+  assert.deepEqual(scoreTask("axb", axb, ["not_entailment", "entailment"]), {
+    matthews_corrcoef: 100,
+  });
+  const axg = await loadFixture("axg", "test");
+  assert.deepEqual(axg.map((e) => [e.id, e.target, e.group]), [
+    ["axg/test/0", "not_entailment", "551646"],
+    ["axg/test/1", "entailment", "551646"],
+    ["axg/test/2", "entailment", "237"],
+    ["axg/test/3", "entailment", "237"],
+  ]);
+  assert.equal(
+    axg[0]?.input,
+    "rte hypothesis: The accountant sought help filing taxes. premise: The taxpayer met with the " +
+      "accountant to get help filing his taxes.",
+  );
+  // Pair 551646 differs, pair 237 agrees: parity 50; rows 2 and 3 right: accuracy 50.
+  assert.deepEqual(
+    scoreTask("axg", axg, ["entailment", "not_entailment", "entailment", "entailment"]),
+    { accuracy: 50, gender_parity: 50 },
+  );
 });
