@@ -13,7 +13,8 @@
  * - MultiRC: `version` → 1.1. WiC: `version` → 1.1. ReCoRD: `source` → `hf`; answer spans →
  *   every entity span whose text equals an answer (HF keeps answer texts only); if the parquet has
  *   no `entity_spans`, spans are found by searching the entity strings in the passage.
- * - AX-g: `pair_id` → -1 (HF drops it, so gender parity cannot be scored from this source).
+ * - AX-g: `pair_id` is left out when the parquet lacks it (HF drops it): the loader then gives the
+ *   examples no group and `scoreTask` reports no gender parity for this source.
  * - AX-b: the optional phenomenon fields (`lexical-semantics`, …) are absent.
  * Test splits carry label -1 in parquet; the label field/column is omitted like in the official
  * test files. JSON lines are written like Python's `json.dumps` with the official key order, so
@@ -367,7 +368,10 @@ function superGlueText(task: TaskSource, file: FileSpec, rows: readonly Row[]): 
           hypothesis: s("hypothesis"),
           idx,
           label: labelName("axg", r.label, w("label")),
-          pair_id: -1,
+          // HF drops pair_id; leave it out rather than invent one (parity is then not scored).
+          pair_id: r.pair_id === undefined || r.pair_id === null
+            ? undefined
+            : num(r.pair_id, w("pair_id")),
           premise: s("premise"),
         };
         break;

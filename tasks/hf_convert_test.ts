@@ -3,6 +3,8 @@ import { join } from "node:path";
 import { sharedPath } from "../model/shared_dir.ts";
 import { countRows } from "./data.ts";
 import { convertRows, float32ToString, pyJson, type Row } from "./hf_convert.ts";
+import { examplesFromBytes } from "./load.ts";
+import { scoreTask } from "./metrics.ts";
 import { type FileSpec, findTaskSource } from "./sources.ts";
 
 const MIRROR = sharedPath("data");
@@ -229,4 +231,40 @@ Deno.test("pyJson matches Python json.dumps defaults", () => {
     pyJson({ a: 'x"y\\\n', b: [1, true, null], c: 1.1, d: undefined, e: "\u2019\x7f" }),
     '{"a": "x\\"y\\\\\\n", "b": [1, true, null], "c": 1.1, "e": "\\u2019\\u007f"}',
   );
+});
+
+Deno.test("AX-g from parquet: no made-up pair_id, so gender parity is not scored", () => {
+  const src = findTaskSource("axg");
+  const file = spec("axg", "super_glue/AX-g/AX-g.jsonl");
+  const rows = [0, 1, 2, 3].map((i) => ({
+    premise: `P${i}.`,
+    hypothesis: `H${i}.`,
+    idx: i,
+    label: BigInt(i % 2),
+  }));
+  const text = convertRows(src, file, rows);
+  assert.equal(
+    text.split("\n")[0],
+    '{"hypothesis": "H0.", "idx": 0, "label": "entailment", "premise": "P0."}',
+  );
+  const ex = examplesFromBytes("axg", "test", new TextEncoder().encode(text), file.path).examples;
+  assert.deepEqual(ex.map((e) => e.group), [undefined, undefined, undefined, undefined]);
+  // Labels alternate entailment / not_entailment, so half the predictions are right.
+  const preds = ["entailment", "entailment", "entailment", "entailment"];
+  assert.deepEqual(scoreTask("axg", ex, preds), { accuracy: 50 });
+  // A parquet that does carry pair_id keeps it.
+  const paired = convertRows(
+    src,
+    file,
+    rows.map((r) => ({ ...r, pair_id: 7n + BigInt(r.idx >> 1) })),
+  );
+  assert.equal(
+    paired.split("\n")[0],
+    '{"hypothesis": "H0.", "idx": 0, "label": "entailment", "pair_id": 7, "premise": "P0."}',
+  );
+  const pairedEx = examplesFromBytes("axg", "test", new TextEncoder().encode(paired), file.path);
+  assert.deepEqual(scoreTask("axg", pairedEx.examples, preds), {
+    accuracy: 50,
+    gender_parity: 100,
+  });
 });
