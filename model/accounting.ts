@@ -19,8 +19,10 @@ import type { T5Config } from "./config.ts";
  *   + L_dec·(8·d·i + g·d·f + 3·d) + b + d      (decoder: self + cross attention, FFN, 3 norms)
  * ```
  *
- * This is PyTorch's count with shared tensors once; it equals the sum over
- * `t5ParamShapes`. (A checkpoint with distinct per-stack `embed_tokens` adds V·d each.)
+ * plus V·d for each stack in `config.ownEmbeddings` (a checkpoint with distinct per-stack
+ * `embed_tokens`). This is PyTorch's count with shared tensors once (an unused `shared.weight`
+ * included, as PyTorch counts it); it equals the sum over `t5ParamShapes` and the variables of
+ * `initT5` / `t5FromTensors`.
  *
  * @param config the configuration
  * @returns number of parameters
@@ -31,10 +33,23 @@ export function countT5Params(config: T5Config): number {
   const g = config.feedForwardProj === "gated-gelu" ? 3 : 2;
   const ffn = g * d * config.dFf;
   const bias = config.relativeAttentionNumBuckets * config.numHeads;
-  const emb = config.vocabSize * d * (config.tieWordEmbeddings ? 1 : 2);
+  const emb = config.vocabSize * d *
+    ((config.tieWordEmbeddings ? 1 : 2) + (config.ownEmbeddings?.length ?? 0));
   const enc = config.numLayers * (4 * d * inner + ffn + 2 * d) + bias + d;
   const dec = config.numDecoderLayers * (8 * d * inner + ffn + 3 * d) + bias + d;
   return emb + enc + dec;
+}
+
+/**
+ * Whether `shared.weight` takes no part in the model: untied output and both stacks with their own
+ * embedding (`config.ownEmbeddings`). Such a table gets no gradient and is never trained (as in
+ * Hugging Face, where it is a parameter without a gradient); it is still held and counted.
+ *
+ * @param config the configuration
+ * @returns true when `shared.weight` is unused
+ */
+export function sharedEmbeddingUnused(config: T5Config): boolean {
+  return !config.tieWordEmbeddings && (config.ownEmbeddings?.length ?? 0) === 2;
 }
 
 /** Matmul FLOPs of one example (2 per multiply-add). */

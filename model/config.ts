@@ -47,6 +47,14 @@ export interface T5Config {
   readonly eosTokenId: number;
   /** First decoder input token (0 = pad in T5). */
   readonly decoderStartTokenId: number;
+  /**
+   * Stacks whose token embedding is a table of their own (`encoder.embed_tokens.weight`,
+   * `decoder.embed_tokens.weight`) rather than `shared.weight`. Not a `config.json` field (and
+   * never written to one): `t5FromTensors` (model/t5.ts) sets it when a checkpoint holds per-stack
+   * tables that differ from `shared.weight` (transformers 5 saves them for untied models). Absent
+   * (= none) for every published checkpoint and preset. Counted by `countT5Params`.
+   */
+  readonly ownEmbeddings?: readonly ("encoder" | "decoder")[];
 }
 
 /** Names of the built-in presets. */

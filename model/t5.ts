@@ -91,8 +91,9 @@ function ffNames(prefix: string, gated: boolean): string[] {
 
 /**
  * Every parameter of a model with this configuration and its shape, in HF names and orientation,
- * in the order HF's `named_parameters()` lists them. Per-stack `embed_tokens` are not included
- * (they are the shared matrix in every published checkpoint).
+ * in the order HF's `named_parameters()` lists them, then a per-stack `embed_tokens` table for
+ * each stack in `config.ownEmbeddings` (none in published checkpoints, whose per-stack tables are
+ * the shared matrix).
  *
  * @param config the model configuration
  * @returns name → shape
@@ -135,6 +136,9 @@ export function t5ParamShapes(config: T5Config): Map<string, number[]> {
   }
   shapes.set("decoder.final_layer_norm.weight", [d]);
   if (!config.tieWordEmbeddings) shapes.set("lm_head.weight", [v, d]);
+  for (const stack of ["encoder", "decoder"] as const) {
+    if (config.ownEmbeddings?.includes(stack)) shapes.set(`${stack}.embed_tokens.weight`, [v, d]);
+  }
   return shapes;
 }
 
@@ -214,8 +218,11 @@ function sameValues(a: tf.Tensor, b: tf.Tensor): boolean {
  * A model whose variables take the values of named tensors (e.g. a loaded HF checkpoint).
  * Validates that every expected name is present with the right shape and float32 dtype.
  * `encoder.embed_tokens.weight` / `decoder.embed_tokens.weight` become separate variables only
- * when they differ from `shared.weight` (transformers 5 saves untied copies); `lm_head.weight`
- * of a tied model and unused cross-attention bias tables are ignored. The input tensors are not
+ * when they differ from `shared.weight` (transformers 5 saves untied copies); the returned
+ * model's config then lists those stacks in `ownEmbeddings`, so that `countT5Params` counts them
+ * (`shared.weight` is kept even when both stacks have their own table and the output is untied:
+ * it is then unused, see `sharedEmbeddingUnused`). `lm_head.weight` of a tied model and unused
+ * cross-attention bias tables are ignored. The input tensors are not
  * disposed; the variables share no storage the caller must keep (disposing them is safe).
  *
  * @param config the configuration the tensors follow
@@ -228,7 +235,9 @@ export function t5FromTensors(
   tensors: Map<string, tf.Tensor>,
   source: string,
 ): T5Model {
-  const shapes = t5ParamShapes(config);
+  // The per-stack tables are decided by the tensors, not by a caller's `ownEmbeddings`.
+  const { ownEmbeddings: _ignored, ...plain } = config;
+  const shapes = t5ParamShapes(plain);
   const optional = ["encoder.embed_tokens.weight", "decoder.embed_tokens.weight"];
   for (const name of tensors.keys()) {
     if (shapes.has(name) || optional.includes(name) || IGNORED.test(name)) continue;
@@ -256,13 +265,19 @@ export function t5FromTensors(
   // afterwards leaves the variable intact.
   const copy = (t: tf.Tensor) => tf.variable(t, true);
   for (const name of shapes.keys()) params.set(name, copy(tensors.get(name)!));
-  for (const name of optional) {
+  const own: ("encoder" | "decoder")[] = [];
+  for (const stack of ["encoder", "decoder"] as const) {
+    const name = `${stack}.embed_tokens.weight`;
     const t = tensors.get(name);
     if (!t) continue;
     check(name, t, [config.vocabSize, config.dModel]);
-    if (!sameValues(t, shared)) params.set(name, copy(t));
+    if (!sameValues(t, shared)) {
+      params.set(name, copy(t));
+      own.push(stack);
+    }
   }
-  return { config, params };
+  if (own.length === 0 && config.ownEmbeddings === undefined) return { config, params };
+  return { config: own.length === 0 ? plain : { ...plain, ownEmbeddings: own }, params };
 }
 
 /**

@@ -5,6 +5,7 @@
  * @module
  */
 import type { T5Config } from "../config.ts";
+import { sharedEmbeddingUnused } from "../accounting.ts";
 
 /**
  * Which backbone weights stay fixed: `false` trains every T5 weight, `"all"` freezes the backbone,
@@ -129,13 +130,21 @@ export class ConfigReader {
 }
 
 /**
- * Whether a backbone weight (Hugging Face name) is trained under a freezing option.
+ * Whether a backbone weight (Hugging Face name) is trained under a freezing option. An unused
+ * `shared.weight` (both stacks with their own embedding, untied output: it gets no gradient) is
+ * never trained.
  *
  * @param freeze the option
  * @param name e.g. `encoder.block.0.layer.0.layer_norm.weight`
+ * @param config the backbone
  * @returns true when the weight is trained
  */
-export function backboneTrainable(freeze: FreezeBackbone, name: string): boolean {
+export function backboneTrainable(
+  freeze: FreezeBackbone,
+  name: string,
+  config: T5Config,
+): boolean {
+  if (name === "shared.weight" && sharedEmbeddingUnused(config)) return false;
   if (freeze === false) return true;
   if (freeze === "all") return false;
   return name.includes("layer_norm");
@@ -153,7 +162,8 @@ export function t5LayerNormParams(config: T5Config): number {
 }
 
 /**
- * Trained backbone parameters under a freezing option.
+ * Trained backbone parameters under a freezing option (all of `backboneTotal` but an unused
+ * `shared.weight`, only the norms, or none).
  *
  * @param config the backbone
  * @param freeze the option
@@ -165,7 +175,9 @@ export function trainedBackboneParams(
   freeze: FreezeBackbone,
   backboneTotal: number,
 ): number {
-  if (freeze === false) return backboneTotal;
+  if (freeze === false) {
+    return backboneTotal - (sharedEmbeddingUnused(config) ? config.vocabSize * config.dModel : 0);
+  }
   if (freeze === "all") return 0;
   return t5LayerNormParams(config);
 }

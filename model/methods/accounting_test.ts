@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
 import { PRESETS } from "../config.ts";
-import { countT5Params, t5Flops } from "../accounting.ts";
+import { countT5Params, sharedEmbeddingUnused, t5Flops } from "../accounting.ts";
+import { loadHfFolder } from "../checkpoint.ts";
+import { sharedPath } from "../shared_dir.ts";
+import { crossEntropyLoss, disposeT5, forward, shiftRight, t5FromTensors } from "../t5.ts";
 import { methodAccounting } from "./accounting.ts";
 import { METHODS } from "./mod.ts";
 
@@ -91,4 +95,78 @@ Deno.test("methodAccounting() rejects bad task counts and configs", () => {
     () => methodAccounting(PRESETS["t5-base"], "adapter", { reduction: "x" }, 8),
     /"reduction"/,
   );
+});
+
+Deno.test("untied per-stack embeddings (transformers 5 layout): counts equal the variables, an unused shared.weight is not trained", async () => {
+  // The fixture's encoder/decoder embed_tokens differ from shared.weight; HF's n_params (68,640)
+  // counts all three V×d tables, and HF gives shared.weight no gradient.
+  const dir = sharedPath("fixtures", "hf-t5", "t5-tiny-v1_1-untied");
+  const { config, tensors } = await loadHfFolder(dir);
+  const model = t5FromTensors(config, tensors, dir);
+  tf.dispose([...tensors.values()]);
+  const ref = JSON.parse(await Deno.readTextFile(`${dir}/reference.json`)) as {
+    n_params: number;
+    grad_l2_norms: Record<string, number>;
+  };
+  assert.deepEqual(model.config.ownEmbeddings, ["encoder", "decoder"]);
+  assert.ok(sharedEmbeddingUnused(model.config));
+  let held = 0;
+  for (const v of model.params.values()) held += v.size;
+  assert.equal(held, ref.n_params);
+  assert.equal(countT5Params(model.config), held);
+  // Which variables get a gradient: those HF gives one to, i.e. not shared.weight.
+  const batch = {
+    inputIds: tf.tensor2d([[5, 6, 7, 1]], undefined, "int32"),
+    attentionMask: tf.ones([1, 4]) as tf.Tensor2D,
+  };
+  const labels = tf.tensor2d([[8, 9, 1]], undefined, "int32");
+  const decoderInputIds = shiftRight(labels, model.config);
+  const names = new Map([...model.params].map(([n, v]) => [v.name, n]));
+  const { value, grads } = tf.variableGrads(
+    () =>
+      crossEntropyLoss(forward(model, { ...batch, decoderInputIds }).logits, labels) as tf.Scalar,
+    [...model.params.values()],
+  );
+  const withGrad = new Set(Object.keys(grads).map((k) => names.get(k)!));
+  tf.dispose([value, ...Object.values(grads), batch.inputIds, batch.attentionMask, labels]);
+  decoderInputIds.dispose();
+  assert.deepEqual([...withGrad].sort(), Object.keys(ref.grad_l2_norms).sort());
+  assert.ok(!withGrad.has("shared.weight"));
+  // Every method and freezing option: the closed-form trained count equals the variables it
+  // trains, and those are exactly variables with a gradient.
+  const cases: [string, Record<string, unknown>][] = [
+    ["mtl", {}],
+    ["mtl", { freezeBackbone: "except_layer_norms" }],
+    ["adapter", { reduction: 8 }],
+    ["prompt_tuning", { length: 3, init: "uniform" }],
+    ["mtl_prompt", { length: 3 }],
+    ["hyperprompt_global", { length: 2, bottleneck: 4, embeddingDim: 4, hiddenDim: 8 }],
+  ];
+  for (const [name, raw] of cases) {
+    const m = METHODS[name as keyof typeof METHODS];
+    const cfg = m.parseConfig(raw, "accounting_test.ts") as never;
+    const inst = m.create(
+      { config: model.config, tasks: ["rte", "cola"], seed: 1, backbone: model.params },
+      cfg,
+    );
+    let trained = 0;
+    for (const v of inst.variables.values()) trained += v.size;
+    for (const [n, v] of model.params) {
+      if (!inst.isBackboneTrainable(n)) continue;
+      assert.ok(
+        withGrad.has(n),
+        `${name} ${JSON.stringify(raw)}: trains ${n}, which has no gradient`,
+      );
+      trained += v.size;
+    }
+    const acc = methodAccounting(model.config, name, raw, 2);
+    assert.equal(acc.trained, trained, `${name} ${JSON.stringify(raw)}: trained`);
+    assert.equal(acc.total, held + acc.extra, `${name}: total`);
+    inst.dispose();
+  }
+  // Published layout (per-stack tables equal to shared.weight): unchanged, nothing extra.
+  const plain = PRESETS["t5-v1_1-base"];
+  assert.equal(sharedEmbeddingUnused(plain), false);
+  assert.equal(methodAccounting(plain, "mtl", {}, 8).trained, countT5Params(plain));
+  disposeT5(model);
 });

@@ -133,7 +133,7 @@ export const adapter: Method<AdapterConfig> = {
       name: "adapter",
       variables: store.vars,
       keepTaskPrefix: cfg.keepTaskPrefix,
-      isBackboneTrainable: (n) => backboneTrainable(cfg.freezeBackbone, n),
+      isBackboneTrainable: (n) => backboneTrainable(cfg.freezeBackbone, n, ctx.config),
       hooks(taskIds: readonly number[]): T5Hooks {
         const g = groupTasks(taskIds, numTasks, "adapter.ts");
         return {

@@ -177,7 +177,7 @@ export const hyperformerPP: Method<HyperFormerPPConfig> = {
       name: "hyperformer_pp",
       variables: store.vars,
       keepTaskPrefix: cfg.keepTaskPrefix,
-      isBackboneTrainable: (n) => backboneTrainable(cfg.freezeBackbone, n),
+      isBackboneTrainable: (n) => backboneTrainable(cfg.freezeBackbone, n, ctx.config),
       hooks(taskIds: readonly number[]): T5Hooks {
         const grp = groupTasks(taskIds, numTasks, "hyperformer_pp.ts");
         return {

@@ -80,7 +80,7 @@ function makeLocal(kind: "share" | "sep"): Method<HyperPromptLocalConfig> {
         name,
         variables: store.vars,
         keepTaskPrefix: cfg.keepTaskPrefix,
-        isBackboneTrainable: (n) => backboneTrainable(cfg.freezeBackbone, n),
+        isBackboneTrainable: (n) => backboneTrainable(cfg.freezeBackbone, n, ctx.config),
         hooks(taskIds: readonly number[]): T5Hooks {
           const g = groupTasks(taskIds, numTasks, `${name}.ts`);
           return {

@@ -134,7 +134,7 @@ export const hyperpromptGlobal: Method<HyperPromptGlobalConfig> = {
       name: "hyperprompt_global",
       variables: store.vars,
       keepTaskPrefix: cfg.keepTaskPrefix,
-      isBackboneTrainable: (n) => backboneTrainable(cfg.freezeBackbone, n),
+      isBackboneTrainable: (n) => backboneTrainable(cfg.freezeBackbone, n, ctx.config),
       hooks(taskIds: readonly number[]): T5Hooks {
         const g = groupTasks(taskIds, numTasks, "hyperprompt_global.ts");
         return {

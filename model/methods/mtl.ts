@@ -46,12 +46,12 @@ export const mtl: Method<MtlConfig> = {
     r.done();
     return cfg;
   },
-  create(_ctx: MethodContext, cfg: MtlConfig): MethodInstance {
+  create(ctx: MethodContext, cfg: MtlConfig): MethodInstance {
     return {
       name: "mtl",
       variables: new Map(),
       keepTaskPrefix: cfg.keepTaskPrefix,
-      isBackboneTrainable: (name) => backboneTrainable(cfg.freezeBackbone, name),
+      isBackboneTrainable: (name) => backboneTrainable(cfg.freezeBackbone, name, ctx.config),
       hooks: () => ({}),
       dispose: () => {},
     };

@@ -155,7 +155,7 @@ function makePromptMethod(
         name,
         variables: store.vars,
         keepTaskPrefix: cfg.keepTaskPrefix,
-        isBackboneTrainable: (n) => backboneTrainable(cfg.freezeBackbone, n),
+        isBackboneTrainable: (n) => backboneTrainable(cfg.freezeBackbone, n, ctx.config),
         hooks(taskIds: readonly number[]): T5Hooks {
           const g = groupTasks(taskIds, numTasks, `${name}.ts`);
           const ids = [...taskIds];
