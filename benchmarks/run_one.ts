@@ -14,7 +14,9 @@
  * 4. Creates the method, trains on the examples-proportional (or temperature) mixture of the
  *    run's tasks, evaluates every `evalEvery` steps, resumes from `<outDir>/checkpoints`.
  * 5. Returns losses, every evaluation, the per-task best, benchmark averages, parameter and FLOP
- *    accounting, throughput and provenance.
+ *    accounting, throughput and provenance (with the task files read, `provenance.data`, and the
+ *    checkpoint resumed from, `provenance.resumedFrom`). The run's clock (`startedAt`,
+ *    `wallSeconds`) starts after any offline backbone pretraining.
  *
  * Seeds (all from `spec.seed` via `seedFor`): `"backbone-init"`, `"method-init"`, `"data"`,
  * `"dropout:<step>"` (in the trainer).
@@ -65,7 +67,7 @@ import {
   makeEvalSet,
   type Scorer,
 } from "./evaluator.ts";
-import { collectProvenance, gitState } from "./provenance.ts";
+import { collectProvenance, dataProvenance, gitState, resumeRecord } from "./provenance.ts";
 import {
   defaultCacheDir as pretrainCacheDir,
   ensurePretrainedBackbone,
@@ -268,14 +270,46 @@ export async function runOneWith(
   opts: RunOneOptions,
   scorer: RunScorer,
 ): Promise<RunResult> {
-  const startedAt = new Date();
   const git = gitState(); // the code this run executes, even if the tree changes meanwhile
-  const t0 = performance.now();
-  // Pretraining (first use only) selects its own backend: do it before this run's backend.
+  // Pretraining (first use only) selects its own backend: do it before this run's backend, and
+  // before the run's clock starts (its time is the backbone's, in the cache's pretrain.json).
   if (usesTinyPretrained(spec)) await pretrainedFolder(spec, opts.dataDir);
+  const startedAt = new Date();
+  const t0 = performance.now();
   const backend = await selectBackend(spec.backend, { log: () => {} });
+  const backbone = await buildBackbone(spec, opts.dataDir);
+  // From here on every failure must release the backbone (the grid goes on in this process).
+  try {
+    return await runOnBackbone(spec, opts, scorer, backbone, { git, startedAt, t0, backend });
+  } finally {
+    disposeT5(backbone.model);
+  }
+}
+
+/** What {@link runOneWith} has measured and chosen before the backbone is built. */
+interface RunStart {
+  /** The code the run executes. */
+  readonly git: { sha: string; dirty: boolean };
+  /** When the run's clock started (after any offline pretraining). */
+  readonly startedAt: Date;
+  /** `performance.now()` at `startedAt`. */
+  readonly t0: number;
+  /** The backend record. */
+  readonly backend: Awaited<ReturnType<typeof selectBackend>>;
+}
+
+/**
+ * The part of {@link runOneWith} after the backbone is built: method, data, training,
+ * evaluation, result. Disposes the method instance; the caller disposes the backbone.
+ */
+async function runOnBackbone(
+  spec: RunSpec,
+  opts: RunOneOptions,
+  scorer: RunScorer,
+  { model, tokenizer, source, tokenizerSource }: Backbone,
+  { git, startedAt, t0, backend }: RunStart,
+): Promise<RunResult> {
   const t = spec.train;
-  const { model, tokenizer, source, tokenizerSource } = await buildBackbone(spec, opts.dataDir);
   const config = model.config;
   const method = getMethod(spec.method.name);
   const methodCfg = method.parseConfig(spec.method.config, `run ${spec.id}: method.config`);
@@ -336,6 +370,7 @@ export async function runOneWith(
         },
       }));
     }
+    const data = await dataProvenance(opts.dataDir, dataFiles(spec.tasks));
     const acc = methodAccounting(config, spec.method.name, methodCfg, spec.tasks.length, {
       inputLength: t.maxInputLength,
       targetLength: t.maxTargetLength,
@@ -359,6 +394,7 @@ export async function runOneWith(
       source: batches,
       checkpointDir: join(opts.outDir, "checkpoints"),
       runKey: spec.id,
+      code: git,
       evaluate: (step) =>
         evaluate(model, instance, evalSets, {
           step,
@@ -395,7 +431,10 @@ export async function runOneWith(
       : undefined;
     return {
       spec,
-      provenance: collectProvenance(startedAt, backend, new Date(), git),
+      provenance: collectProvenance(startedAt, backend, new Date(), git, {
+        data,
+        resumedFrom: resumeRecord(outcome.resumedFrom, outcome.resumedCode, git),
+      }),
       losses: outcome.losses,
       evals: outcome.evals,
       best,
@@ -416,8 +455,23 @@ export async function runOneWith(
     };
   } finally {
     instance.dispose();
-    disposeT5(model);
   }
+}
+
+/**
+ * The task files a run reads (relative to the data folder): each task's train files and the
+ * files of its evaluation splits.
+ *
+ * @param tasks the run's tasks
+ * @returns the paths, in task order
+ */
+export function dataFiles(tasks: readonly string[]): string[] {
+  return tasks.flatMap((task) => {
+    const files = getTask(task).files;
+    return (["train", ...evalSplits(task)] as TaskSplit[]).flatMap((split) =>
+      (files[split] ?? []).map((f) => f.path)
+    );
+  });
 }
 
 /**

@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { sharedPath } from "../model/shared_dir.ts";
 import { DEFAULT_TRAIN, runId, type RunSpec, validateRunResult } from "./spec.ts";
 import { listCheckpoints } from "./checkpointing.ts";
-import { runOne, runOneWith, type RunScorer } from "./run_one.ts";
+import { dataFiles, runOne, runOneWith, type RunScorer } from "./run_one.ts";
+import { gitState, type RunProvenance } from "./provenance.ts";
 
 /** Exact-match accuracy: independent of tasks/metrics.ts, for the resume test. */
 const EXACT: RunScorer = {
@@ -88,6 +90,18 @@ Deno.test({
     assert.match(r.tokenizer ?? "", /^(task-spm|fixture):.*tokenizer\.json$/);
     assert.equal(r.attentionMass, undefined, "mtl has no prompt slots");
     assert.equal(r.provenance.backend.tfBackend, "wasm");
+    // Where the data came from: the offline mirror, each file read with its listed digest.
+    const prov = r.provenance as RunProvenance;
+    assert.equal(prov.data?.kind, "mirror");
+    assert.equal(prov.data?.dir, await Deno.realPath(DATA));
+    assert.deepEqual(Object.keys(prov.data?.files ?? {}), [
+      "super_glue/CB/train.jsonl",
+      "super_glue/CB/val.jsonl",
+      "super_glue/RTE/train.jsonl",
+      "super_glue/RTE/val.jsonl",
+    ]);
+    for (const f of Object.values(prov.data!.files)) assert.match(f.sha256 ?? "", /^[0-9a-f]{64}$/);
+    assert.equal(prov.resumedFrom, undefined, "trained from step 0");
     assert.ok(phases.includes("eval") && phases.filter((p) => p === "train").length === 12);
     assert.equal(tf.memory().numTensors, 0, "runOne releases every tensor");
     await Deno.remove(out, { recursive: true });
@@ -123,6 +137,13 @@ Deno.test({
     );
     assert.equal(tf.memory().numTensors, 0, "a failed run releases every tensor");
     const b = await runOneWith(s, { outDir: outB, dataDir: DATA }, EXACT);
+    assert.equal((a.provenance as RunProvenance).resumedFrom, undefined);
+    // The resumed run says so, and names the code of the checkpoint unless provably its own.
+    const resumed = (b.provenance as RunProvenance).resumedFrom;
+    assert.equal(resumed?.step, 4);
+    const git = gitState();
+    if (!git.dirty) assert.deepEqual(resumed, { step: 4 });
+    else assert.deepEqual(resumed, { step: 4, gitSha: git.sha, gitDirty: true });
     assert.deepEqual(b.losses, a.losses);
     assert.deepEqual(b.evals, a.evals);
     assert.deepEqual(b.best, a.best);
@@ -173,5 +194,95 @@ Deno.test({
     assert.deepEqual(b.best, a.best);
     await Deno.remove(outA, { recursive: true });
     await Deno.remove(outB, { recursive: true });
+  },
+});
+
+Deno.test({
+  name: "runOne() failing after the backbone is built releases it (numTensors flat over 2 runs)",
+  ignore: !HAVE,
+  fn: async () => {
+    // A method configuration only runOne checks: it throws after buildBackbone.
+    const s = spec({ name: "prompt_tuning", label: "pt", config: { length: -3 } }, 2);
+    const out = await Deno.makeTempDir();
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 2; i++) {
+      await assert.rejects(
+        () => runOneWith(s, { outDir: out, dataDir: DATA }, EXACT),
+        /length/,
+      );
+      assert.equal(tf.memory().numTensors, before, `after failed run ${i + 1}`);
+    }
+    await Deno.remove(out, { recursive: true });
+  },
+});
+
+/** Runs `fn` with environment variables set, restoring them afterwards. */
+async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+  const old = Object.fromEntries(Object.keys(vars).map((k) => [k, Deno.env.get(k)]));
+  for (const [k, v] of Object.entries(vars)) Deno.env.set(k, v);
+  try {
+    return await fn();
+  } finally {
+    for (const [k, v] of Object.entries(old)) {
+      if (v === undefined) Deno.env.delete(k);
+      else Deno.env.set(k, v);
+    }
+  }
+}
+
+Deno.test({
+  name: "runOne(): startedAt and wallSeconds start after the offline backbone pretraining",
+  ignore: !HAVE,
+  fn: async () => {
+    const root = await Deno.makeTempDir();
+    // A data folder with RTE only (a small pretraining corpus) and a cold pretraining cache.
+    const data = join(root, "data");
+    await Deno.mkdir(join(data, "glue", "RTE"), { recursive: true });
+    for (const f of ["train.tsv", "dev.tsv"]) {
+      await Deno.copyFile(sharedPath(`data/glue/RTE/${f}`), join(data, "glue", "RTE", f));
+    }
+    const body: Omit<RunSpec, "id"> = {
+      ...spec({ name: "mtl", label: "mtl", config: {} }, 1),
+      backbone: "pretrained",
+      pretrain: { vocabSize: 500, steps: 3, batchSize: 4, chunkLength: 32 },
+      benchmark: "glue",
+      tasks: ["rte"],
+    };
+    const s = { ...body, id: runId(body) };
+    const begin = Date.now();
+    const r = await withEnv(
+      { HYPERPROMPT_CACHE: join(root, "cache") },
+      () => runOneWith(s, { outDir: join(root, "run"), dataDir: data }, EXACT),
+    );
+    const end = Date.now();
+    assert.notEqual(r.backboneSource, "random(seed=1)");
+    const pretrained = (await Deno.stat(join(r.backboneSource, "pretrain.json"))).mtime!.getTime();
+    assert.ok(pretrained > begin, "the backbone was pretrained by this run");
+    const started = Date.parse(r.provenance.startedAt);
+    assert.ok(
+      started + 1 >= pretrained,
+      `startedAt ${r.provenance.startedAt} precedes the end of pretraining ${
+        new Date(pretrained).toISOString()
+      }`,
+    );
+    assert.ok(r.wallSeconds * 1000 <= end - pretrained + 1, `wallSeconds ${r.wallSeconds}`);
+    // A data folder made by hand: recorded as such, with the files read.
+    const prov = r.provenance as RunProvenance;
+    assert.equal(prov.data?.kind, "folder");
+    assert.deepEqual(Object.keys(prov.data?.files ?? {}), [
+      "glue/RTE/dev.tsv",
+      "glue/RTE/train.tsv",
+    ]);
+    assert.deepEqual(dataFiles(["rte"]), ["glue/RTE/train.tsv", "glue/RTE/dev.tsv"]);
+    // The pretraining itself keeps one tensor (benchmarks/pretrain.ts: the lm_head rescale's
+    // `assign(tf.tidy(...))` result is never disposed); runOne on the cached backbone keeps none.
+    const held = tf.memory().numTensors;
+    const again = await withEnv(
+      { HYPERPROMPT_CACHE: join(root, "cache") },
+      () => runOneWith(s, { outDir: join(root, "run2"), dataDir: data }, EXACT),
+    );
+    assert.equal(again.backboneSource, r.backboneSource, "the cached backbone");
+    assert.equal(tf.memory().numTensors, held);
+    await Deno.remove(root, { recursive: true });
   },
 });
