@@ -1,6 +1,16 @@
 /**
- * Optimizers with inspectable, checkpointable state: Adafactor (Shazeer & Stern 2018, with the
- * Mesh TensorFlow / T5 defaults) and AdamW (Loshchilov & Hutter, PyTorch's formulation).
+ * Optimizers with inspectable, checkpointable state: Adafactor (Shazeer & Stern 2018) and AdamW
+ * (Loshchilov & Hutter, PyTorch's formulation).
+ *
+ * Adafactor's update follows Mesh TensorFlow's `AdafactorOptimizer` (decay 1 - t^-0.8 with t from
+ * 1, eps1 1e-30, update clipping at RMS 1, no first moment, relative step min(1e-2, 1/sqrt(t))
+ * when no learning rate is given). Its defaults are **not** Mesh TF's: they are Hugging Face's
+ * recommended Adafactor for T5 fine-tuning (`Adafactor(scale_parameter=False,
+ * relative_step=False, lr=1e-3)`), i.e. no parameter scale (the learning rate is an absolute
+ * step) and every variable of rank >= 2 factored over its last two axes. Mesh TF / T5 set
+ * `multiply_by_parameter_scale=True` and `min_dim_size_to_factor=128` (factor over the two
+ * largest dimensions, and only when the smaller of them is >= 128); both are options here
+ * ({@link AdafactorConfig}), and a profile sets them through `train.adafactor`.
  *
  * Both keep their slots as non-trainable `tf.Variable`s keyed `"<variable name>/<slot>"`, so a
  * checkpoint can save them bit-exactly and {@link Optimizer.restore} can put them back; a
@@ -17,7 +27,11 @@ import {
   updateAdamW,
 } from "../model/fused.ts";
 
-/** Adafactor options. Defaults are those of Mesh TensorFlow's `AdafactorOptimizer` (used by T5). */
+/**
+ * Adafactor options. Defaults: Hugging Face's T5 fine-tuning Adafactor (no parameter scale,
+ * every rank >= 2 variable factored over its last two axes); Mesh TF's `AdafactorOptimizer` is
+ * `{multiplyByParameterScale: true, minDimSizeToFactor: 128}` (see the module documentation).
+ */
 export interface AdafactorConfig {
   readonly kind: "adafactor";
   /** Second-moment decay exponent: beta2_t = 1 - t^-decayRate. @default 0.8 */
@@ -33,8 +47,15 @@ export interface AdafactorConfig {
    * recommended T5 fine-tuning setting (explicit LR 1e-3) is false. @default false
    */
   readonly multiplyByParameterScale?: boolean;
-  /** Factor second moments of rank >= 2 variables over their last two axes. @default true */
+  /** Factor second moments of rank >= 2 variables (see `minDimSizeToFactor`). @default true */
   readonly factored?: boolean;
+  /**
+   * Mesh TF's factoring rule: factor over a variable's two largest dimensions (the earlier axis
+   * on ties) only when the smaller of the two is at least this size; otherwise keep a full
+   * second moment. Absent (the default): Hugging Face's rule, every variable of rank >= 2 is
+   * factored over its last two axes. A positive integer.
+   */
+  readonly minDimSizeToFactor?: number;
   /** First-moment decay; 0 keeps no first moment (T5's setting). @default 0 */
   readonly beta1?: number;
   /** Decoupled weight decay: p -= weightDecay * lr * p. @default 0 */
@@ -93,6 +114,13 @@ function checkNumber(v: number, name: string, lo: number, hi: number): number {
   return v;
 }
 
+function checkBoolean(v: unknown, name: string): boolean {
+  if (typeof v !== "boolean") {
+    throw new Error(`benchmarks/optim.ts: field "${name}" must be true or false, got ${v}`);
+  }
+  return v;
+}
+
 abstract class SlotOptimizer {
   protected readonly slotVars = new Map<string, tf.Variable>();
   #step = 0;
@@ -141,22 +169,68 @@ abstract class SlotOptimizer {
   }
 }
 
+/**
+ * The axes over which Adafactor factors a variable's second moment, or `null` for a full
+ * (unfactored) second moment: `[a0, a1]` with `a1 < a0`; the row slot `vr` is the mean of the
+ * squared gradient over axis `a0`, the column slot `vc` the mean over axis `a1`.
+ *
+ * - `factored` false, or rank < 2: `null`.
+ * - `minDimSizeToFactor` undefined (Hugging Face's rule): the last two axes.
+ * - otherwise (Mesh TF's `_factored_dims`): the two largest dimensions (stable order on ties),
+ *   or `null` when the smaller of them is below `minDimSizeToFactor`.
+ *
+ * @param shape the variable's shape
+ * @param factored whether factoring is on
+ * @param minDimSizeToFactor Mesh TF's threshold, or undefined for Hugging Face's rule
+ * @returns the two axes, or null
+ * @example
+ * ```ts
+ * import { adafactorFactoredAxes } from "./optim.ts";
+ * console.assert(adafactorFactoredAxes([4, 16, 32], true, 128) === null); // a prompt [T, l, d]
+ * console.assert(adafactorFactoredAxes([4, 16, 32], true, undefined)?.join() === "2,1");
+ * console.assert(adafactorFactoredAxes([512, 8, 256], true, 128)?.join() === "2,0");
+ * ```
+ */
+export function adafactorFactoredAxes(
+  shape: readonly number[],
+  factored: boolean,
+  minDimSizeToFactor: number | undefined,
+): [number, number] | null {
+  if (!factored || shape.length < 2) return null;
+  if (minDimSizeToFactor === undefined) return [shape.length - 1, shape.length - 2];
+  const bySize = shape.map((_, i) => i).sort((a, b) => shape[b]! - shape[a]! || a - b);
+  const [x, y] = [bySize[0]!, bySize[1]!];
+  if (shape[y]! < minDimSizeToFactor) return null;
+  return [Math.max(x, y), Math.min(x, y)];
+}
+
 function rms(x: tf.Tensor): tf.Scalar {
   return tf.sqrt(tf.mean(tf.square(x)));
 }
 
 class Adafactor extends SlotOptimizer implements Optimizer {
   readonly kind = "adafactor" as const;
-  readonly #c: Required<Omit<AdafactorConfig, "kind">>;
+  readonly #c: Required<Omit<AdafactorConfig, "kind" | "minDimSizeToFactor">>;
+  readonly #minDim: number | undefined;
 
   constructor(cfg: AdafactorConfig) {
     super();
+    const minDim = cfg.minDimSizeToFactor;
+    if (minDim !== undefined && (!Number.isInteger(minDim) || minDim < 1)) {
+      throw new Error(
+        `benchmarks/optim.ts: field "minDimSizeToFactor" must be a positive integer, got ${minDim}`,
+      );
+    }
+    this.#minDim = minDim;
     this.#c = {
       decayRate: checkNumber(cfg.decayRate ?? 0.8, "decayRate", 0, 1),
       clippingThreshold: checkNumber(cfg.clippingThreshold ?? 1.0, "clippingThreshold", 0, 1e9),
       eps1: checkNumber(cfg.eps1 ?? 1e-30, "eps1", 0, 1),
       eps2: checkNumber(cfg.eps2 ?? 1e-3, "eps2", 0, 1),
-      multiplyByParameterScale: cfg.multiplyByParameterScale ?? false,
+      multiplyByParameterScale: checkBoolean(
+        cfg.multiplyByParameterScale ?? false,
+        "multiplyByParameterScale",
+      ),
       factored: cfg.factored ?? true,
       beta1: checkNumber(cfg.beta1 ?? 0, "beta1", 0, 0.999999),
       weightDecay: checkNumber(cfg.weightDecay ?? 0, "weightDecay", 0, 1e3),
@@ -183,21 +257,23 @@ class Adafactor extends SlotOptimizer implements Optimizer {
     for (const [name, p] of params) {
       const g0 = grads.get(name);
       if (g0 === undefined) continue;
-      const factored = c.factored && p.rank >= 2;
+      const axes = adafactorFactoredAxes(p.shape, c.factored, this.#minDim);
       const shape = p.shape;
+      const without = (axis: number) => shape.filter((_, i) => i !== axis);
       // Slots are created outside tidy so they survive it.
-      const vr = factored ? this.slot(`${name}/vr`, shape.slice(0, -1)) : undefined;
-      const vc = factored
-        ? this.slot(`${name}/vc`, [...shape.slice(0, -2), shape.at(-1)!])
-        : undefined;
-      const v = factored ? undefined : this.slot(`${name}/v`, shape);
+      const vr = axes ? this.slot(`${name}/vr`, without(axes[0])) : undefined;
+      const vc = axes ? this.slot(`${name}/vc`, without(axes[1])) : undefined;
+      const v = axes ? undefined : this.slot(`${name}/v`, shape);
       const m = c.beta1 > 0 ? this.slot(`${name}/m`, shape) : undefined;
-      // A matrix without first moment: one fused update where the backend has it (wasm SIMD
-      // in place, webgpu kernels), else op by op below.
-      if (vr !== undefined && vc !== undefined && m === undefined) {
+      const lastTwo = axes !== null && axes[0] === shape.length - 1 &&
+        axes[1] === shape.length - 2;
+      // A matrix factored over its two axes, no first moment: one fused update where the
+      // backend has it (wasm SIMD in place, webgpu kernels), else op by op below.
+      if (vr !== undefined && vc !== undefined && lastTwo && m === undefined) {
         if (updateAdafactor(p, vr, vc, g0, attrs)) continue;
       }
-      // A vector (or factoring off), no first moment: likewise (wasm in place, webgpu one dispatch).
+      // Unfactored (a vector, a small variable, or factoring off), no first moment: likewise
+      // (wasm in place, webgpu one dispatch).
       if (v !== undefined && m === undefined) {
         if (updateAdafactorUnfactored(p, v, g0, attrs)) continue;
       }
@@ -205,13 +281,14 @@ class Adafactor extends SlotOptimizer implements Optimizer {
         const g = g0.toFloat();
         const g2 = tf.add(tf.square(g), c.eps1);
         let u: tf.Tensor;
-        if (vr !== undefined && vc !== undefined) {
-          const newR = tf.add(tf.mul(vr, beta2t), tf.mul(tf.mean(g2, -1), 1 - beta2t));
-          const newC = tf.add(tf.mul(vc, beta2t), tf.mul(tf.mean(g2, -2), 1 - beta2t));
+        if (vr !== undefined && vc !== undefined && axes !== null) {
+          const [a0, a1] = axes; // a1 < a0, so a1 is also its axis in vr
+          const newR = tf.add(tf.mul(vr, beta2t), tf.mul(tf.mean(g2, a0), 1 - beta2t));
+          const newC = tf.add(tf.mul(vc, beta2t), tf.mul(tf.mean(g2, a1), 1 - beta2t));
           vr.assign(newR);
           vc.assign(newC);
-          const rFactor = tf.expandDims(tf.rsqrt(tf.div(newR, tf.mean(newR, -1, true))), -1);
-          const cFactor = tf.expandDims(tf.rsqrt(newC), -2);
+          const rFactor = tf.expandDims(tf.rsqrt(tf.div(newR, tf.mean(newR, a1, true))), a0);
+          const cFactor = tf.expandDims(tf.rsqrt(newC), a1);
           u = tf.mul(tf.mul(g, rFactor), cFactor);
         } else {
           const newV = tf.add(tf.mul(v!, beta2t), tf.mul(g2, 1 - beta2t));

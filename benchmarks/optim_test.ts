@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
-import { createOptimizer, type OptimizerConfig } from "./optim.ts";
+import { adafactorFactoredAxes, createOptimizer, type OptimizerConfig } from "./optim.ts";
 import { enableSimdKernels } from "../model/wasm_simd.ts";
 import { threeSteps } from "./optim_testing.ts";
 import { adafactorFactoredReference } from "../model/fused.ts";
@@ -278,4 +278,193 @@ Deno.test("Adafactor relative step and config validation", async () => {
     /learning rate/,
   );
   w.dispose();
+});
+
+/**
+ * Float64 Adafactor for any shape, written from Mesh TF's `AdafactorOptimizer` independently of
+ * `optim.ts` and `model/fused.ts`: `dims` are the two factored dimensions `[d0, d1]` (vr is the
+ * mean over d0, vc the mean over d1, r = vr / mean_d1(vr)) or null for a full second moment.
+ * Decay 1 - t^-0.8, eps1 1e-30, clipping threshold 1, no first moment; with `scale` the step is
+ * lr · max(1e-3, RMS(p)).
+ */
+function refAdafactorNd(
+  shape: number[],
+  p0: number[],
+  grads: number[][],
+  lr: number,
+  dims: [number, number] | null,
+  scale: boolean,
+): number[] {
+  const n = p0.length;
+  const strides = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
+  const coord = (flat: number, axis: number) => Math.floor(flat / strides[axis]!) % shape[axis]!;
+  /** Key of `flat` with the coordinate on `axis` dropped. */
+  const drop = (flat: number, axis: number) =>
+    shape.map((_, a) => (a === axis ? "*" : coord(flat, a))).join(",");
+  const p = [...p0];
+  const vr = new Map<string, number>(), vc = new Map<string, number>();
+  const v = new Array<number>(n).fill(0);
+  grads.forEach((g, step) => {
+    const b = 1 - Math.pow(step + 1, -0.8);
+    const g2 = g.map((x) => x * x + 1e-30);
+    const u = new Array<number>(n);
+    if (dims === null) {
+      for (let i = 0; i < n; i++) {
+        v[i] = b * v[i]! + (1 - b) * g2[i]!;
+        u[i] = g[i]! / Math.sqrt(v[i]!);
+      }
+    } else {
+      const [d0, d1] = dims;
+      const meanOver = (axis: number) => {
+        const acc = new Map<string, number>();
+        for (let i = 0; i < n; i++) {
+          const k = drop(i, axis);
+          acc.set(k, (acc.get(k) ?? 0) + g2[i]! / shape[axis]!);
+        }
+        return acc;
+      };
+      for (const [k, x] of meanOver(d0)) vr.set(k, b * (vr.get(k) ?? 0) + (1 - b) * x);
+      for (const [k, x] of meanOver(d1)) vc.set(k, b * (vc.get(k) ?? 0) + (1 - b) * x);
+      // long_term_mean = mean of vr over d1, per remaining coordinates
+      const ltm = new Map<string, number>();
+      for (const [k, x] of vr) {
+        const parts = k.split(",");
+        parts[d1] = "*";
+        const kk = parts.join(",");
+        ltm.set(kk, (ltm.get(kk) ?? 0) + x / shape[d1]!);
+      }
+      for (let i = 0; i < n; i++) {
+        const kr = drop(i, d0);
+        const parts = kr.split(",");
+        parts[d1] = "*";
+        const r = vr.get(kr)! / ltm.get(parts.join(","))!;
+        u[i] = g[i]! / Math.sqrt(r) / Math.sqrt(vc.get(drop(i, d1))!);
+      }
+    }
+    const rmsU = Math.sqrt(u.reduce((a, x) => a + x * x, 0) / n);
+    const rmsP = Math.sqrt(p.reduce((a, x) => a + x * x, 0) / n);
+    const s = scale ? lr * Math.max(1e-3, rmsP) : lr;
+    for (let i = 0; i < n; i++) p[i] = p[i]! - s * u[i]! / Math.max(1, rmsU);
+  });
+  return p;
+}
+
+/** Three steps of `cfg` on a parameter of `shape`: its values and its slot names and shapes. */
+async function stepsNd(cfg: OptimizerConfig, shape: number[], p0: number[], grads: number[][]) {
+  const init = tf.tensor(p0, shape);
+  const w = tf.variable(init);
+  init.dispose();
+  const opt = createOptimizer(cfg);
+  for (const g of grads) {
+    const gt = tf.tensor(g, shape);
+    opt.apply(new Map([["w", w]]), new Map([["w", gt]]), 0.01);
+    gt.dispose();
+  }
+  const slots = [...opt.slots()].map(([k, t]) => `${k}:${t.shape.join("x")}`);
+  const values = Array.from(await w.data());
+  opt.dispose();
+  w.dispose();
+  return { values, slots };
+}
+
+function wave(n: number, k: number, a: number): number[] {
+  return Array.from({ length: n }, (_, i) => a * Math.sin(0.7 * i * k + k));
+}
+
+Deno.test("adafactorFactoredAxes(): Hugging Face's last-two-axes rule, Mesh TF's two largest dims >= min", () => {
+  // Default (absent threshold): every rank >= 2 variable over its last two axes.
+  assert.deepEqual(adafactorFactoredAxes([3, 16, 32], true, undefined), [2, 1]);
+  assert.deepEqual(adafactorFactoredAxes([32, 4], true, undefined), [1, 0]);
+  assert.equal(adafactorFactoredAxes([64], true, undefined), null);
+  assert.equal(adafactorFactoredAxes([64, 64], false, undefined), null);
+  // Mesh TF (128): a prompt [T, l, d] with l < 128, a relative attention bias [32, heads], a
+  // small hypernetwork matrix: unfactored; a [d_model, d_ff] matrix: factored.
+  assert.equal(adafactorFactoredAxes([3, 16, 512], true, 128), null);
+  assert.equal(adafactorFactoredAxes([32, 12], true, 128), null);
+  assert.equal(adafactorFactoredAxes([64, 100], true, 128), null);
+  assert.deepEqual(adafactorFactoredAxes([768, 3072], true, 128), [1, 0]);
+  // The two largest dimensions, wherever they are; ties keep the earlier axis.
+  assert.deepEqual(adafactorFactoredAxes([512, 8, 256], true, 128), [2, 0]);
+  assert.deepEqual(adafactorFactoredAxes([128, 128, 128], true, 128), [1, 0]);
+});
+
+Deno.test("Adafactor minDimSizeToFactor: a [T, 16, d] prompt keeps a full second moment at 128; matches a float64 reference", async () => {
+  const shape = [3, 16, 8];
+  const n = 3 * 16 * 8;
+  const p0 = wave(n, 1, 0.5);
+  const grads = [1, 2, 3].map((k) => wave(n, k + 1, 0.3 * k));
+  for (const scale of [false, true]) {
+    const mesh = await stepsNd(
+      { kind: "adafactor", minDimSizeToFactor: 128, multiplyByParameterScale: scale },
+      shape,
+      p0,
+      grads,
+    );
+    assert.deepEqual(mesh.slots, ["w/v:3x16x8"]);
+    close(mesh.values, refAdafactorNd(shape, p0, grads, 0.01, null, scale), `mesh ${scale}`);
+    // The default factors it over its last two axes (Hugging Face's rule).
+    const hf = await stepsNd(
+      { kind: "adafactor", multiplyByParameterScale: scale },
+      shape,
+      p0,
+      grads,
+    );
+    assert.deepEqual(hf.slots, ["w/vr:3x16", "w/vc:3x8"]);
+    close(hf.values, refAdafactorNd(shape, p0, grads, 0.01, [2, 1], scale), `hf ${scale}`);
+    assert.notDeepEqual(hf.values, mesh.values);
+  }
+});
+
+Deno.test("Adafactor minDimSizeToFactor factors over the two largest dims, not the last two", async () => {
+  const shape = [10, 2, 9];
+  const n = 180;
+  const p0 = wave(n, 3, 0.4);
+  const grads = [1, 2, 3].map((k) => wave(n, k + 4, 0.2 * k));
+  for (const scale of [false, true]) {
+    const got = await stepsNd(
+      { kind: "adafactor", minDimSizeToFactor: 8, multiplyByParameterScale: scale },
+      shape,
+      p0,
+      grads,
+    );
+    assert.deepEqual(got.slots, ["w/vr:10x2", "w/vc:2x9"]);
+    close(got.values, refAdafactorNd(shape, p0, grads, 0.01, [2, 0], scale), `nd ${scale}`);
+    // Independent of which of the two dims is reduced for vr.
+    close(got.values, refAdafactorNd(shape, p0, grads, 0.01, [0, 2], scale), `swapped ${scale}`);
+  }
+  // At a threshold above the second-largest dim (9): unfactored.
+  const full = await stepsNd({ kind: "adafactor", minDimSizeToFactor: 10 }, shape, p0, grads);
+  assert.deepEqual(full.slots, ["w/v:10x2x9"]);
+  close(full.values, refAdafactorNd(shape, p0, grads, 0.01, null, false), "full");
+});
+
+Deno.test("Adafactor parameter scale multiplies the step by max(eps2, RMS(p)) (float64 reference)", async () => {
+  // Parameters with RMS well away from 1 and from eps2, so scaling changes the result.
+  const shape = [4, 6];
+  const p0 = wave(24, 2, 0.05);
+  const grads = [1, 2, 3].map((k) => wave(24, k + 2, 0.3));
+  const off = await stepsNd({ kind: "adafactor" }, shape, p0, grads);
+  const on = await stepsNd({ kind: "adafactor", multiplyByParameterScale: true }, shape, p0, grads);
+  close(off.values, refAdafactorNd(shape, p0, grads, 0.01, [1, 0], false), "unscaled");
+  close(on.values, refAdafactorNd(shape, p0, grads, 0.01, [1, 0], true), "scaled");
+  // The scaled step is about RMS(p) ≈ 0.035 times the unscaled one.
+  const moved = (v: number[]) => v.reduce((a, x, i) => a + Math.abs(x - p0[i]!), 0);
+  assert.ok(moved(on.values) < 0.1 * moved(off.values), `${moved(on.values)} ${moved(off.values)}`);
+});
+
+Deno.test("Adafactor option validation names the field", () => {
+  for (const bad of [0, -1, 1.5, NaN]) {
+    assert.throws(
+      () => createOptimizer({ kind: "adafactor", minDimSizeToFactor: bad }),
+      /field "minDimSizeToFactor" must be a positive integer/,
+    );
+  }
+  assert.throws(
+    () =>
+      createOptimizer({
+        kind: "adafactor",
+        multiplyByParameterScale: "yes" as unknown as boolean,
+      }),
+    /field "multiplyByParameterScale" must be true or false/,
+  );
 });

@@ -386,7 +386,13 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
       ? {
         kind: "adafactor",
         weightDecay: t.weightDecay,
-        multiplyByParameterScale: o.optimizerOptions?.multiplyByParameterScale ?? false,
+        // The run spec's `train.adafactor` (recorded in the run id) wins over the programmatic
+        // option; absent both, Hugging Face's T5 fine-tuning Adafactor (benchmarks/optim.ts).
+        multiplyByParameterScale: t.adafactor?.multiplyByParameterScale ??
+          o.optimizerOptions?.multiplyByParameterScale ?? false,
+        ...(t.adafactor?.minDimSizeToFactor === undefined
+          ? {}
+          : { minDimSizeToFactor: t.adafactor.minDimSizeToFactor }),
       }
       : { kind: "adamw", weightDecay: t.weightDecay },
   );
