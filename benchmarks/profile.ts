@@ -8,6 +8,7 @@ import { basename, join } from "node:path";
 import { repoPath } from "../model/shared_dir.ts";
 import { PRESETS } from "../model/config.ts";
 import { getMethod } from "../model/methods/mod.ts";
+import { BENCHMARK_TASKS, TASKS } from "../tasks/registry.ts";
 import {
   type Locator,
   type MethodName,
@@ -182,8 +183,9 @@ export async function loadProfile(
 }
 
 /**
- * The checks used when none are given: preset names from `model/config.ts` and method
- * configurations through each method's `parseConfig` (`model/methods/mod.ts`). The resolved
+ * The checks used when none are given: preset names from `model/config.ts`, method
+ * configurations through each method's `parseConfig` (`model/methods/mod.ts`), and listed task
+ * names and tolerance keys against the task registry (`tasks/registry.ts`). The resolved
  * configuration (defaults filled) is kept as JSON: it is hashed into the run id.
  *
  * @returns the checks
@@ -195,6 +197,8 @@ export function defaultChecks(): ProfileChecks {
       const cfg = getMethod(name).parseConfig(raw, source);
       return JSON.parse(JSON.stringify(cfg)) as Record<string, unknown>;
     },
+    benchmarkTasks: BENCHMARK_TASKS,
+    taskMetrics: Object.fromEntries(Object.entries(TASKS).map(([k, t]) => [k, t.metrics])),
   };
 }
 

@@ -130,10 +130,44 @@ export interface ScheduleSpec {
   readonly warmupSteps: number;
 }
 
+/**
+ * Adafactor settings a profile may set (`benchmarks/optim.ts` `AdafactorConfig`). Absent fields
+ * keep the defaults, which are Hugging Face's recommended Adafactor for T5 fine-tuning
+ * (`scale_parameter=False, relative_step=False` with an explicit learning rate, every variable of
+ * rank >= 2 factored over its last two axes), not Mesh TensorFlow's `AdafactorOptimizer`
+ * defaults (`multiply_by_parameter_scale=True`, `min_dim_size_to_factor=128`).
+ */
+export interface AdafactorSpec {
+  /**
+   * Multiply each step by max(1e-3, RMS(parameter)): T5 / Mesh TF's relative step. Default false
+   * (the learning rate is an absolute step).
+   */
+  readonly multiplyByParameterScale?: boolean;
+  /**
+   * Mesh TF's factoring rule: factor the second moment over a variable's two largest dimensions
+   * only when the smaller of them is at least this size (Mesh TF and T5 use 128), else keep it
+   * unfactored. Absent: every variable of rank >= 2 is factored over its last two axes (Hugging
+   * Face's rule).
+   */
+  readonly minDimSizeToFactor?: number;
+}
+
+/** Field names of {@link AdafactorSpec}. */
+export const ADAFACTOR_FIELDS: readonly (keyof AdafactorSpec)[] = [
+  "multiplyByParameterScale",
+  "minDimSizeToFactor",
+];
+
 /** Training and evaluation hyperparameters of one run. */
 export interface TrainSpec {
   /** Optimizer: Adafactor (T5 default) or AdamW. */
   readonly optimizer: "adafactor" | "adamw";
+  /**
+   * Adafactor settings (optimizer `adafactor` only; an override that switches to AdamW drops the
+   * inherited ones). Absent, or absent fields: the defaults of {@link AdafactorSpec}; only the
+   * fields set enter the canonical JSON, so the run ids of specs without them do not change.
+   */
+  readonly adafactor?: AdafactorSpec;
   /** Peak learning rate. */
   readonly learningRate: number;
   /** Learning-rate schedule. */
@@ -178,7 +212,11 @@ export interface TrainSpec {
 export interface Tolerances {
   /** Tolerance for any metric not listed below. */
   readonly default: number;
-  /** Per metric, keyed by `"metric"` (e.g. `"accuracy"`) or `"task/metric"` (e.g. `"cb/f1"`). */
+  /**
+   * Per metric, keyed by `"metric"` (e.g. `"accuracy"`), `"task/metric"` (e.g.
+   * `"cb/mean_3class_f1"`) or `"average/<benchmark>"` (e.g. `"average/glue"`); profile loading
+   * checks the names against the task registry (`tasks/registry.ts`).
+   */
   readonly metrics: Readonly<Record<string, number>>;
 }
 
@@ -446,6 +484,19 @@ export function runId(spec: Omit<RunSpec, "id"> | RunSpec): string {
   return createHash("sha256").update(canonicalJson(rest)).digest("hex").slice(0, 12);
 }
 
+/**
+ * The id of a run's configuration: like {@link runId} but without the seed, so the runs of one
+ * grid cell over its seeds share it and runs of different configurations (an edited profile,
+ * another backend or task set) do not. Tables average seeds only within one configuration id.
+ *
+ * @param spec the run spec (its `id` and `seed` are ignored)
+ * @returns 12 lowercase hex digits
+ */
+export function configId(spec: Omit<RunSpec, "id"> | RunSpec): string {
+  const { id: _id, seed: _seed, ...rest } = spec as RunSpec;
+  return createHash("sha256").update(canonicalJson(rest)).digest("hex").slice(0, 12);
+}
+
 /** Display name of a model reference: the preset name, or the last path segment of `hf`. */
 export function modelLabel(model: ModelRef): string {
   if (typeof model === "string") return model;
@@ -491,6 +542,8 @@ export class SpecError extends Error {
   readonly path: string;
   /** Source file. */
   readonly file: string;
+  /** What is wrong: the part of the message after the path. */
+  readonly reason: string;
   /** Create an error; `message` is the part after the path. */
   constructor(src: Source, path: string, message: string) {
     const line = src.locate?.(path);
@@ -498,6 +551,7 @@ export class SpecError extends Error {
     this.name = "SpecError";
     this.path = path;
     this.file = src.file;
+    this.reason = message;
   }
 }
 
@@ -630,7 +684,7 @@ export function validateTrain(
   base: TrainSpec = DEFAULT_TRAIN,
 ): TrainSpec {
   const o = obj(v, src, path);
-  noExtraKeys(o, [...Object.keys(DEFAULT_TRAIN), "microBatchSize"], src, path);
+  noExtraKeys(o, [...Object.keys(DEFAULT_TRAIN), "microBatchSize", "adafactor"], src, path);
   const p = (k: string) => `${path}.${k}`;
   const get = <K extends keyof TrainSpec>(k: K): unknown => o[k] === undefined ? base[k] : o[k];
   const sRaw = o.schedule === undefined ? base.schedule : obj(o.schedule, src, p("schedule"));
@@ -643,13 +697,34 @@ export function validateTrain(
       src,
       p("schedule.kind"),
     ),
-    warmupSteps: num(sched.warmupSteps ?? 0, src, p("schedule.warmupSteps"), { int: true, min: 0 }),
+    // A partial override (`{"kind": "warmup_rsqrt"}`) keeps the inherited warmup.
+    warmupSteps: num(
+      sched.warmupSteps ?? base.schedule.warmupSteps,
+      src,
+      p("schedule.warmupSteps"),
+      {
+        int: true,
+        min: 0,
+      },
+    ),
   };
+  const optimizer = oneOf(get("optimizer"), ["adafactor", "adamw"], src, p("optimizer"));
+  let adafactor = validateAdafactor(o.adafactor, base.adafactor, src, p("adafactor"));
+  if (adafactor !== undefined && optimizer !== "adafactor") {
+    if (o.adafactor !== undefined) {
+      throw new SpecError(
+        src,
+        p("adafactor"),
+        `applies to optimizer "adafactor" only; the optimizer is ${show(optimizer)}`,
+      );
+    }
+    adafactor = undefined; // inherited settings do not apply once an override picks AdamW
+  }
   const clip = get("clipNorm");
   const evalMax = get("evalMaxExamples");
   const micro = get("microBatchSize");
   const t: TrainSpec = {
-    optimizer: oneOf(get("optimizer"), ["adafactor", "adamw"], src, p("optimizer")),
+    optimizer,
     learningRate: num(get("learningRate"), src, p("learningRate"), { min: 0, minExclusive: true }),
     schedule,
     weightDecay: num(get("weightDecay"), src, p("weightDecay"), { min: 0 }),
@@ -671,6 +746,7 @@ export function validateTrain(
     ...(micro === undefined
       ? {}
       : { microBatchSize: num(micro, src, p("microBatchSize"), { int: true, min: 1 }) }),
+    ...(adafactor === undefined ? {} : { adafactor }),
   };
   if (t.microBatchSize !== undefined && t.batchSize % t.microBatchSize !== 0) {
     throw o.microBatchSize === undefined
@@ -695,7 +771,48 @@ export function validateTrain(
   return t;
 }
 
-function validateTolerances(v: unknown, src: Source, path: string): Tolerances {
+/**
+ * Validate `adafactor` settings and merge them field by field over the inherited ones.
+ * Returns undefined when neither sets a field (the spec then has no `adafactor` key).
+ */
+function validateAdafactor(
+  v: unknown,
+  base: AdafactorSpec | undefined,
+  src: Source,
+  path: string,
+): AdafactorSpec | undefined {
+  if (v === undefined) return base;
+  const o = obj(v, src, path);
+  noExtraKeys(o, ADAFACTOR_FIELDS, src, path);
+  const scale = o.multiplyByParameterScale ?? base?.multiplyByParameterScale;
+  if (scale !== undefined && typeof scale !== "boolean") {
+    throw new SpecError(
+      src,
+      `${path}.multiplyByParameterScale`,
+      `must be true or false, got ${show(scale)}`,
+    );
+  }
+  const minDim = o.minDimSizeToFactor ?? base?.minDimSizeToFactor;
+  const out: AdafactorSpec = {
+    ...(scale === undefined ? {} : { multiplyByParameterScale: scale }),
+    ...(minDim === undefined ? {} : {
+      minDimSizeToFactor: num(minDim, src, `${path}.minDimSizeToFactor`, { int: true, min: 1 }),
+    }),
+  };
+  return Object.keys(out).length === 0 ? undefined : out;
+}
+
+/**
+ * Validate regression-gate tolerances. With `taskMetrics`, every key of `metrics` must name a
+ * metric some task reports (`accuracy`), a task's own metric (`cb/mean_3class_f1`), or a
+ * benchmark average (`average/glue`): a key that matches nothing would be silently unused.
+ */
+function validateTolerances(
+  v: unknown,
+  src: Source,
+  path: string,
+  taskMetrics?: Readonly<Record<string, readonly string[]>>,
+): Tolerances {
   if (v === undefined) return { default: 0, metrics: {} };
   const o = obj(v, src, path);
   noExtraKeys(o, ["default", "metrics"], src, path);
@@ -703,10 +820,100 @@ function validateTolerances(v: unknown, src: Source, path: string): Tolerances {
   if (o.metrics !== undefined) {
     const m = obj(o.metrics, src, `${path}.metrics`);
     for (const [k, x] of Object.entries(m)) {
-      metrics[k] = num(x, src, `${path}.metrics.${k}`, { min: 0 });
+      const kp = `${path}.metrics.${k}`;
+      if (taskMetrics !== undefined) checkToleranceKey(k, taskMetrics, src, kp);
+      metrics[k] = num(x, src, kp, { min: 0 });
     }
   }
   return { default: num(o.default ?? 0, src, `${path}.default`, { min: 0 }), metrics };
+}
+
+function checkToleranceKey(
+  key: string,
+  taskMetrics: Readonly<Record<string, readonly string[]>>,
+  src: Source,
+  path: string,
+): void {
+  const slash = key.indexOf("/");
+  if (slash < 0) {
+    const all = [...new Set(Object.values(taskMetrics).flat())].sort();
+    if (all.includes(key)) return;
+    throw new SpecError(
+      src,
+      path,
+      `names no metric of any task; use a metric (${all.join(", ")}), "<task>/<metric>" or ` +
+        `"average/<benchmark>"`,
+    );
+  }
+  const task = key.slice(0, slash);
+  const metric = key.slice(slash + 1);
+  if (task === "average") {
+    if ((BENCHMARKS as readonly string[]).includes(metric)) return;
+    throw new SpecError(
+      src,
+      path,
+      `names no benchmark average; use ${BENCHMARKS.map((b) => `"average/${b}"`).join(" or ")}`,
+    );
+  }
+  const known = taskMetrics[task];
+  if (known === undefined) {
+    throw new SpecError(
+      src,
+      path,
+      `names unknown task "${task}"; known tasks: ${Object.keys(taskMetrics).join(", ")}`,
+    );
+  }
+  if (!known.includes(metric)) {
+    throw new SpecError(
+      src,
+      path,
+      `names no metric of task "${task}"; its metrics: ${known.join(", ") || "(none)"}`,
+    );
+  }
+}
+
+/**
+ * The same rule as `runner.ts` `bareTaskName` (which resolves listed tasks at expansion time):
+ * drops a benchmark prefix or suffix (`super_glue_rte`, `rte_sg` -> `rte`).
+ */
+function bareTask(name: string): string {
+  return name.toLowerCase()
+    .replace(/^(glue|super_?glue|sg)[_/:-]/, "")
+    .replace(/[_-](glue|super_?glue|sg)$/, "");
+}
+
+/**
+ * Resolve a profile's listed task names as the runner will (an exact name, else the first
+ * trained task with the same bare name) and reject unknown and repeated tasks.
+ */
+function checkListedTasks(
+  benchmark: BenchmarkName,
+  names: readonly string[],
+  known: readonly string[],
+  src: Source,
+  path: string,
+): void {
+  const seen = new Map<string, number>();
+  names.forEach((name, i) => {
+    const hit = known.find((k) => k === name) ??
+      known.find((k) => bareTask(k) === bareTask(name));
+    if (hit === undefined) {
+      throw new SpecError(
+        src,
+        `${path}[${i}]`,
+        `names unknown ${benchmark} task ${show(name)}; known: ${known.join(", ")}`,
+      );
+    }
+    const j = seen.get(hit);
+    if (j !== undefined) {
+      throw new SpecError(
+        src,
+        `${path}[${i}]`,
+        `repeats task "${hit}" (already ${path}[${j}] = ${show(names[j])})`,
+      );
+    }
+    seen.set(hit, i);
+  });
 }
 
 /** Smallest trainable vocabulary: 100 sentinels plus 16 pieces (`model/spm.ts`). */
@@ -762,6 +969,17 @@ export interface ProfileChecks {
     raw: unknown,
     source: string,
   ) => Readonly<Record<string, unknown>>;
+  /**
+   * The trained tasks of each benchmark (`tasks/registry.ts` `BENCHMARK_TASKS`). When given,
+   * the names under `tasks` (for every benchmark, in the grid or not) are resolved as the runner
+   * resolves them, and unknown or repeated tasks are errors.
+   */
+  readonly benchmarkTasks?: Readonly<Record<BenchmarkName, readonly string[]>>;
+  /**
+   * Metric names per canonical task name (`tasks/registry.ts` `TASKS[name].metrics`). When
+   * given, tolerance keys must name one of them (see {@link Tolerances}).
+   */
+  readonly taskMetrics?: Readonly<Record<string, readonly string[]>>;
 }
 
 /**
@@ -852,11 +1070,26 @@ export function validateProfile(
     for (const b of BENCHMARKS) {
       if (t[b] === undefined) continue;
       tasks[b] = arr(t[b], src, `$.tasks.${b}`).map((x, i) => str(x, src, `$.tasks.${b}[${i}]`));
+      if (checks.benchmarkTasks !== undefined) {
+        checkListedTasks(b, tasks[b], checks.benchmarkTasks[b], src, `$.tasks.${b}`);
+      }
     }
   }
   const skip = o.skipMissingTasks ?? false;
   if (typeof skip !== "boolean") {
     throw new SpecError(src, "$.skipMissingTasks", `must be true or false, got ${show(skip)}`);
+  }
+  const train = validateTrain(o.train ?? {}, src, "$.train");
+  const trainOverrides: Partial<Record<BenchmarkName, Partial<TrainSpec>>> = {};
+  if (o.trainOverrides !== undefined) {
+    const to = obj(o.trainOverrides, src, "$.trainOverrides");
+    noExtraKeys(to, BENCHMARKS, src, "$.trainOverrides");
+    for (const b of BENCHMARKS) {
+      if (to[b] === undefined) continue;
+      // Validate the merged result now so errors surface at load time.
+      validateTrain(to[b], src, `$.trainOverrides.${b}`, train);
+      trainOverrides[b] = to[b] as Partial<TrainSpec>;
+    }
   }
   const labels = new Set<string>();
   const methods = arr(o.methods, src, "$.methods").map((m, i): MethodEntry => {
@@ -881,23 +1114,25 @@ export function validateProfile(
       : rawCfg;
     let mtrain: Partial<TrainSpec> | undefined;
     if (mo.train !== undefined) {
-      validateTrain(mo.train, src, `${path}.train`);
+      // Validate the method's overrides merged over each benchmark's resolved settings (the
+      // spec its runs will train with), so errors that only appear after merging (a micro-batch
+      // that does not divide the profile's batch) surface here, with this file and path.
+      for (const b of benchmarks) {
+        const bo = trainOverrides[b];
+        const base = bo === undefined
+          ? train
+          : validateTrain(bo, src, `$.trainOverrides.${b}`, train);
+        try {
+          validateTrain(mo.train, src, `${path}.train`, base);
+        } catch (e) {
+          if (!(e instanceof SpecError) || bo === undefined) throw e;
+          throw new SpecError(src, e.path, `${e.reason} (merged over $.trainOverrides.${b})`);
+        }
+      }
       mtrain = mo.train as Partial<TrainSpec>;
     }
     return { name: mname, label, config, ...(mtrain === undefined ? {} : { train: mtrain }) };
   });
-  const train = validateTrain(o.train ?? {}, src, "$.train");
-  const trainOverrides: Partial<Record<BenchmarkName, Partial<TrainSpec>>> = {};
-  if (o.trainOverrides !== undefined) {
-    const to = obj(o.trainOverrides, src, "$.trainOverrides");
-    noExtraKeys(to, BENCHMARKS, src, "$.trainOverrides");
-    for (const b of BENCHMARKS) {
-      if (to[b] === undefined) continue;
-      // Validate the merged result now so errors surface at load time.
-      validateTrain(to[b], src, `$.trainOverrides.${b}`, train);
-      trainOverrides[b] = to[b] as Partial<TrainSpec>;
-    }
-  }
   const profile: Profile = {
     name,
     description: o.description === undefined ? "" : str(o.description, src, "$.description"),
@@ -912,7 +1147,7 @@ export function validateProfile(
     methods,
     train,
     trainOverrides,
-    tolerances: validateTolerances(o.tolerances, src, "$.tolerances"),
+    tolerances: validateTolerances(o.tolerances, src, "$.tolerances", checks.taskMetrics),
     ...(o.timeBudgetMinutes === undefined ? {} : {
       timeBudgetMinutes: num(o.timeBudgetMinutes, src, "$.timeBudgetMinutes", {
         min: 0,
@@ -943,7 +1178,8 @@ export function trainFor(
     ? profile.train
     : validateTrain(o, src, `$.trainOverrides.${benchmark}`, profile.train);
   if (method?.train === undefined) return t;
-  return validateTrain(method.train, src, `$.methods[${method.label}].train`, t);
+  const i = profile.methods.findIndex((m) => m.label === method.label);
+  return validateTrain(method.train, src, `$.methods[${i < 0 ? method.label : i}].train`, t);
 }
 
 /**

@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { BENCHMARK_TASKS, TASKS } from "../tasks/registry.ts";
+import { expandGrid } from "./runner.ts";
 import {
   backboneLabel,
   DEFAULT_TRAIN,
@@ -170,4 +172,232 @@ Deno.test("validateProfile() validates pretrain overrides with file, line and pa
     () => validateProfile(minimal({ pretrain: [1] }), SRC),
     /\$\.pretrain must be an object/,
   );
+});
+
+Deno.test("train.adafactor: validated with named errors, merged field by field, in the run id only when set", () => {
+  const p = validateProfile(
+    minimal({
+      benchmarks: ["glue", "super_glue"],
+      train: { adafactor: { minDimSizeToFactor: 128 } },
+      trainOverrides: { super_glue: { adafactor: { multiplyByParameterScale: true } } },
+      methods: [{ name: "mtl" }, { name: "adapter", train: { optimizer: "adamw" } }],
+    }),
+    SRC,
+  );
+  assert.deepEqual(p.train.adafactor, { minDimSizeToFactor: 128 });
+  assert.deepEqual(trainFor(p, "super_glue").adafactor, {
+    minDimSizeToFactor: 128,
+    multiplyByParameterScale: true,
+  });
+  // A method that switches to AdamW drops the inherited Adafactor settings.
+  const adamw = trainFor(p, "glue", p.methods[1]);
+  assert.equal(adamw.optimizer, "adamw");
+  assert.equal("adafactor" in adamw, false);
+  // Absent: no key, so run ids of existing profiles do not change; set: the id changes.
+  assert.equal("adafactor" in validateProfile(minimal(), SRC).train, false);
+  const spec = (train: typeof DEFAULT_TRAIN): Omit<RunSpec, "id"> => ({
+    profile: "x",
+    model: "tiny-v1_1",
+    backbone: "random",
+    benchmark: "glue",
+    tasks: ["rte"],
+    method: { name: "mtl", label: "mtl", config: {} },
+    seed: 0,
+    train,
+    backend: "auto",
+  });
+  const plain = validateProfile(minimal({ train: { adafactor: {} } }), SRC).train;
+  assert.equal(runId(spec(plain)), runId(spec(DEFAULT_TRAIN)));
+  assert.notEqual(runId(spec(p.train)), runId(spec(DEFAULT_TRAIN)));
+
+  const at = (path: string) => (path.startsWith("$.train.adafactor") ? 5 : undefined);
+  const cases: [Record<string, unknown>, string][] = [
+    [
+      { adafactor: { minDimSizeToFactor: 0 } },
+      "p.json:5: $.train.adafactor.minDimSizeToFactor must be >= 1, got 0",
+    ],
+    [
+      { adafactor: { minDimSizeToFactor: 1.5 } },
+      "p.json:5: $.train.adafactor.minDimSizeToFactor must be an integer, got 1.5",
+    ],
+    [
+      { adafactor: { multiplyByParameterScale: "yes" } },
+      `p.json:5: $.train.adafactor.multiplyByParameterScale must be true or false, got "yes"`,
+    ],
+    [
+      { adafactor: { decay: 0.8 } },
+      "p.json:5: $.train.adafactor.decay is not a known field; known fields: " +
+      "multiplyByParameterScale, minDimSizeToFactor",
+    ],
+    [
+      { optimizer: "adamw", adafactor: { multiplyByParameterScale: true } },
+      `p.json:5: $.train.adafactor applies to optimizer "adafactor" only; the optimizer is "adamw"`,
+    ],
+  ];
+  for (const [train, message] of cases) {
+    assert.throws(
+      () => validateProfile(minimal({ train }), { file: "p.json", locate: at }),
+      (e: unknown) => e instanceof SpecError && e.message === message,
+      message,
+    );
+  }
+});
+
+Deno.test("a partial schedule override keeps the inherited warmup", () => {
+  const p = validateProfile(
+    minimal({
+      train: { steps: 1000, schedule: { kind: "warmup_linear", warmupSteps: 500 } },
+      trainOverrides: { glue: { schedule: { kind: "warmup_rsqrt" } } },
+    }),
+    SRC,
+  );
+  assert.deepEqual(trainFor(p, "glue").schedule, { kind: "warmup_rsqrt", warmupSteps: 500 });
+  const q = validateProfile(
+    minimal({
+      train: { steps: 1000, schedule: { kind: "warmup_linear", warmupSteps: 500 } },
+      methods: [{ name: "mtl", train: { schedule: { warmupSteps: 100 } } }],
+    }),
+    SRC,
+  );
+  assert.deepEqual(trainFor(q, "glue", q.methods[0]).schedule, {
+    kind: "warmup_linear",
+    warmupSteps: 100,
+  });
+});
+
+Deno.test("method train overrides are validated merged over each benchmark's settings, with file, line and path", () => {
+  const at = (path: string) => (path.startsWith("$.methods[1].train") ? 12 : undefined);
+  const src = { file: "p.json", locate: at };
+  const methods = (train: Record<string, unknown>) => [{ name: "mtl" }, { name: "adapter", train }];
+  const cases: [Record<string, unknown>, string][] = [
+    [
+      { train: { batchSize: 8 }, methods: methods({ microBatchSize: 16 }) },
+      "p.json:12: $.methods[1].train.microBatchSize must divide batchSize (8), got 16",
+    ],
+    [
+      {
+        train: { steps: 10 },
+        methods: methods({ schedule: { kind: "warmup_linear", warmupSteps: 100 } }),
+      },
+      "p.json:12: $.methods[1].train.schedule.warmupSteps must be <= steps (10), got 100",
+    ],
+    [
+      {
+        benchmarks: ["glue", "super_glue"],
+        train: { batchSize: 16 },
+        trainOverrides: { super_glue: { batchSize: 12 } },
+        methods: methods({ microBatchSize: 8 }),
+      },
+      "p.json:12: $.methods[1].train.microBatchSize must divide batchSize (12), got 8 " +
+      "(merged over $.trainOverrides.super_glue)",
+    ],
+  ];
+  for (const [extra, message] of cases) {
+    assert.throws(
+      () => validateProfile(minimal(extra), src),
+      (e: unknown) => e instanceof SpecError && e.message === message,
+      message,
+    );
+  }
+});
+
+const REGISTRY = {
+  benchmarkTasks: BENCHMARK_TASKS,
+  taskMetrics: Object.fromEntries(Object.entries(TASKS).map(([k, t]) => [k, t.metrics])),
+};
+
+Deno.test("listed tasks: unknown and repeated tasks are errors, for benchmarks outside the grid too", () => {
+  const at = (path: string) => (path.startsWith("$.tasks") ? 3 : undefined);
+  const src = { file: "p.json", locate: at };
+  const ok = validateProfile(
+    minimal({ tasks: { glue: ["RTE", "glue_cola"], super_glue: ["super_glue_rte", "cb"] } }),
+    src,
+    REGISTRY,
+  );
+  assert.deepEqual(ok.tasks?.glue, ["RTE", "glue_cola"]);
+  const cases: [Record<string, unknown>, string][] = [
+    [
+      { glue: ["rte", "RTE", "glue_rte"] },
+      `p.json:3: $.tasks.glue[1] repeats task "rte" (already $.tasks.glue[0] = "rte")`,
+    ],
+    [
+      { super_glue: ["rte", "rte_sg"] },
+      `p.json:3: $.tasks.super_glue[1] repeats task "rte_sg" (already $.tasks.super_glue[0] = "rte")`,
+    ],
+    // super_glue is not in the grid (benchmarks: ["glue"]): still checked.
+    [
+      { super_glue: ["nonsense_task"] },
+      `p.json:3: $.tasks.super_glue[0] names unknown super_glue task "nonsense_task"; known: ` +
+      BENCHMARK_TASKS.super_glue.join(", "),
+    ],
+  ];
+  for (const [tasks, message] of cases) {
+    assert.throws(
+      () => validateProfile(minimal({ tasks }), src, REGISTRY),
+      (e: unknown) => e instanceof SpecError && e.message === message,
+      message,
+    );
+  }
+});
+
+Deno.test("listed tasks resolve in validateProfile as expandGrid resolves them", () => {
+  const names = ["RTE", "glue_cola", "sst-2", "SST2", "qqp_glue", "glue/mrpc"];
+  for (const name of names) {
+    const raw = minimal({ tasks: { glue: [name] } });
+    let mine: string | undefined;
+    try {
+      validateProfile(raw, SRC, REGISTRY);
+      mine = "ok";
+    } catch (e) {
+      mine = (e as Error).message;
+    }
+    let grid: string | undefined;
+    try {
+      expandGrid(validateProfile(raw, SRC), {
+        dataDir: "/nonexistent",
+        catalog: { benchmarkTasks: (b) => BENCHMARK_TASKS[b], isAvailable: () => true },
+      });
+      grid = "ok";
+    } catch (e) {
+      grid = (e as Error).message;
+    }
+    assert.equal(mine === "ok", grid === "ok", `${name}: ${mine} / ${grid}`);
+  }
+});
+
+Deno.test("tolerance keys must name a registry metric, a task's metric or a benchmark average", () => {
+  const at = (path: string) => (path.startsWith("$.tolerances.metrics") ? 30 : undefined);
+  const src = { file: "p.json", locate: at };
+  const good = {
+    default: 0.5,
+    metrics: { accuracy: 1, "cb/mean_3class_f1": 2, "stsb/pearson_corrcoef": 1, "average/glue": 1 },
+  };
+  assert.deepEqual(
+    validateProfile(minimal({ tolerances: good }), src, REGISTRY).tolerances,
+    good,
+  );
+  const cases: [string, RegExp][] = [
+    [
+      "cb/f1",
+      /: p\.json:30: \$\.tolerances\.metrics\.cb\/f1 names no metric of task "cb"; its metrics: mean_3class_f1, accuracy$/,
+    ],
+    [
+      "acuracy",
+      /: p\.json:30: \$\.tolerances\.metrics\.acuracy names no metric of any task; use a metric \(accuracy, .*\), "<task>\/<metric>" or "average\/<benchmark>"$/,
+    ],
+    [
+      "cbb/accuracy",
+      /: p\.json:30: \$\.tolerances\.metrics\.cbb\/accuracy names unknown task "cbb"; known tasks: cola, /,
+    ],
+    [
+      "average/glu",
+      /\$\.tolerances\.metrics\.average\/glu names no benchmark average; use "average\/glue" or "average\/super_glue"/,
+    ],
+  ];
+  for (const [key, re] of cases) {
+    assert.throws(
+      () => validateProfile(minimal({ tolerances: { metrics: { [key]: 1 } } }), src, REGISTRY),
+      re,
+    );
+  }
 });
