@@ -164,10 +164,19 @@ function parseContentRangeStart(v: string | null): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+/** The total of a 416 answer's `Content-Range: bytes *\/TOTAL` (RFC 9110 14.4). */
+function parseUnsatisfiedTotal(v: string | null): number | undefined {
+  const m = v ? /^bytes \*\/(\d+)$/.exec(v.trim()) : null;
+  return m ? Number(m[1]) : undefined;
+}
+
 /**
  * Fetches `url` into `<cache>/downloads/<name>`, resuming `<name>.part` with an HTTP Range
  * request, retrying broken transfers; checks size and sha256 prefix where known. Returns the
  * path of the complete, verified file. A failed check deletes the file and throws naming it.
+ * A 416 answer to the resume accepts the part when its size equals the expected size, or else
+ * the total of the answer's `Content-Range: bytes *\/TOTAL`; otherwise the part is deleted and
+ * the transfer restarts from byte 0 at once.
  */
 async function fetchRaw(
   ctx: Ctx,
@@ -192,16 +201,33 @@ async function fetchRaw(
       have = (await Deno.stat(part)).size;
     } catch { /* fresh */ }
     try {
-      const headers: HeadersInit = have > 0 ? { Range: `bytes=${have}-` } : {};
-      let res: Response;
-      try {
-        res = await ctx.fetch(url, { headers });
-      } catch (e) {
-        throw new Error(`GET ${url}: ${(e as Error).message}`);
-      }
-      if (res.status === 416 && have > 0 && want.bytes === have) {
+      const get = async (from: number): Promise<Response> => {
+        const headers: HeadersInit = from > 0 ? { Range: `bytes=${from}-` } : {};
+        try {
+          return await ctx.fetch(url, { headers });
+        } catch (e) {
+          throw new Error(`GET ${url}: ${(e as Error).message}`);
+        }
+      };
+      let res = await get(have);
+      let complete = false;
+      if (res.status === 416 && have > 0) {
+        // Nothing left to send from `have` on: complete if `have` is the file's size.
+        const total = want.bytes ?? parseUnsatisfiedTotal(res.headers.get("content-range"));
         await res.body?.cancel();
-      } else {
+        if (total === have) complete = true;
+        else {
+          ctx.log(
+            `${name}: server refused the resume at ${have} B (size ${
+              total ?? "unknown"
+            }); restarting`,
+          );
+          await Deno.remove(part).catch(() => {});
+          have = 0;
+          res = await get(0);
+        }
+      }
+      if (!complete) {
         if (!(res.ok || res.status === 206)) {
           await res.body?.cancel();
           throw new Error(`GET ${url}: HTTP ${res.status}`);
@@ -388,6 +414,12 @@ async function fromOfficial(
 }
 
 /** Produces the task's files from Hugging Face parquet files. */
+/**
+ * Produces the task's files from Hugging Face parquet files. These have no known size or digest,
+ * so a file that cannot be read or converted (an HTML page served with status 200, a truncated
+ * or foreign file) is deleted with its `archives` entry before the error is thrown: it is never
+ * reused by a later run.
+ */
 async function fromParquet(
   ctx: Ctx,
   task: TaskSource,
@@ -404,15 +436,27 @@ async function fromParquet(
       `${task.benchmark}-${task.hfConfig}-${f.hfSplit}.parquet`,
       {},
     );
+    const discard = async (what: string, e: unknown): Promise<never> => {
+      await Deno.remove(p).catch(() => {});
+      delete ctx.manifest.archives[url];
+      await saveManifest(ctx);
+      throw new VerifyError(`${url}: ${what} (${(e as Error).message}) (deleted)`);
+    };
     const buf = await Deno.readFile(p);
-    let rows: Row[];
+    let rows: Row[] = [];
     try {
       const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
       rows = await parquetReadObjects({ file: ab, compressors }) as Row[];
     } catch (e) {
-      throw new VerifyError(`${url}: cannot read parquet (${(e as Error).message})`);
+      await discard("cannot read parquet", e);
     }
-    out.set(f.path, enc.encode(convertRows(task, f, rows)));
+    let text = "";
+    try {
+      text = convertRows(task, f, rows);
+    } catch (e) {
+      await discard("cannot convert its rows", e);
+    }
+    out.set(f.path, enc.encode(text));
   }
   return { files: out, from };
 }
@@ -611,7 +655,9 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
   if (failures.length > 0) {
     throw new Error(
       `download failed for ${failures.length} task(s):\n  ${failures.join("\n  ")}\n` +
-        "Partial transfers are kept and resume on the next run. Without network access, copy an " +
+        "Interrupted transfers stay in downloads/*.part under the cache and resume on the next run " +
+        "(restarted when the server refuses the resume); raw files that fail their own check " +
+        "(size, sha256, unreadable parquet) are deleted. Without network access, copy an " +
         "offline mirror in the official layout (glue/<Task>/…, super_glue/<Task>/…) and pass --data-dir.",
     );
   }

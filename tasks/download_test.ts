@@ -455,3 +455,178 @@ Deno.test("MRPC official source: built from three raw files served locally", asy
     await Deno.remove(cacheDir, { recursive: true });
   }
 });
+
+Deno.test("an unreadable parquet (HTML with status 200) is deleted, never reused", async () => {
+  const hf = "/hf/datasets/nyu-mll/glue/resolve/main/rte";
+  const trainUrl = `${hf}/train-00000-of-00001.parquet`;
+  const good = rteParquet(["A b.", 'C "d".', "E f."], ["A.", "C.", "G."], [0n, 1n, 0n]);
+  const routes: Record<string, Served> = {
+    [trainUrl]: { body: enc.encode("<html>proxy login</html>") },
+    [`${hf}/validation-00000-of-00001.parquet`]: {
+      body: rteParquet(["X y.", "Z."], ["X.", "W."], [0n, 1n]),
+    },
+  };
+  const s = serve(routes);
+  const cacheDir = await Deno.makeTempDir();
+  try {
+    const opts = {
+      tasks: ["rte"],
+      cacheDir,
+      source: "parquet" as const,
+      endpoints: s.endpoints,
+      taskSources: [tinyRte()],
+      quiet: true,
+      retries: 0,
+    };
+    const err = await download(opts).then(() => undefined, (e: Error) => e);
+    assert.match(
+      err?.message ?? "",
+      /train-00000-of-00001\.parquet: cannot read parquet .*\(deleted\)/,
+    );
+    const left = await listFiles(cacheDir);
+    assert.ok(!left.includes("downloads/glue-rte-train.parquet"), `bad file kept: ${left}`);
+    const m = await readManifest(cacheDir);
+    assert.equal(
+      m.archives[
+        `${s.endpoints.hf}/datasets/nyu-mll/glue/resolve/main/rte/train-00000-of-00001.parquet`
+      ],
+      undefined,
+    );
+    assert.deepEqual(m.files, {});
+    // The server now serves the real file: the next run fetches it again and succeeds.
+    routes[trainUrl] = { body: good };
+    const res = await download(opts);
+    assert.equal(res[0]?.status, "parquet");
+    assert.equal(await readText(join(cacheDir, "glue/RTE/train.tsv")), TRAIN);
+  } finally {
+    await s.server.shutdown();
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+});
+
+Deno.test("a parquet whose rows do not convert is deleted with its archive entry", async () => {
+  const hf = "/hf/datasets/nyu-mll/glue/resolve/main/rte";
+  const s = serve({
+    // A readable parquet without the idx, sentence2 and label columns.
+    [`${hf}/train-00000-of-00001.parquet`]: {
+      body: new Uint8Array(
+        parquetWriteBuffer({ columnData: [{ name: "sentence1", data: ["A."], type: "STRING" }] }),
+      ),
+    },
+    [`${hf}/validation-00000-of-00001.parquet`]: {
+      body: rteParquet(["X y.", "Z."], ["X.", "W."], [0n, 1n]),
+    },
+  });
+  const cacheDir = await Deno.makeTempDir();
+  try {
+    await assert.rejects(
+      download({
+        tasks: ["rte"],
+        cacheDir,
+        source: "parquet",
+        endpoints: s.endpoints,
+        taskSources: [tinyRte()],
+        quiet: true,
+        retries: 0,
+      }),
+      /train-00000-of-00001\.parquet: cannot convert its rows \(.*field idx: expected a number.*\) \(deleted\)/,
+    );
+    const left = await listFiles(cacheDir);
+    assert.ok(!left.includes("downloads/glue-rte-train.parquet"), `bad file kept: ${left}`);
+    const urls = Object.keys((await readManifest(cacheDir)).archives);
+    assert.ok(urls.every((u) => !u.includes("/train-")), `archive entry kept: ${urls}`);
+  } finally {
+    await s.server.shutdown();
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+});
+
+/** A fetch that answers `Range` past the end with 416 (and `Content-Range: bytes *\/N` if asked). */
+function fetch416(body: Uint8Array, log: (string | null)[], contentRange = true): typeof fetch {
+  return ((_url: string | URL | Request, init?: RequestInit) => {
+    const range = new Headers(init?.headers).get("range");
+    log.push(range);
+    const m = range ? /^bytes=(\d+)-$/.exec(range) : null;
+    if (m) {
+      const start = Number(m[1]);
+      if (start >= body.length) {
+        const headers: HeadersInit = contentRange
+          ? { "content-range": `bytes */${body.length}` }
+          : {};
+        return Promise.resolve(new Response("", { status: 416, headers }));
+      }
+      return Promise.resolve(
+        new Response(body.slice(start), {
+          status: 206,
+          headers: { "content-range": `bytes ${start}-${body.length - 1}/${body.length}` },
+        }),
+      );
+    }
+    return Promise.resolve(new Response(body.slice()));
+  }) as typeof fetch;
+}
+
+Deno.test("HTTP 416 on resume: a complete .part is accepted, a longer one is restarted", async () => {
+  const axg: TaskSource = {
+    id: "super_glue/axg",
+    name: "axg",
+    benchmark: "super_glue",
+    folder: "AX-g",
+    hfConfig: "axg",
+    files: [
+      {
+        path: "super_glue/AX-g/AX-g.jsonl",
+        split: "test",
+        hfSplit: "test",
+        rows: 2,
+        header: false,
+      },
+    ],
+    official: { kind: "zip", url: "{superGlue}/AX-g.zip", innerDir: "AX-g" },
+  };
+  const body = new Uint8Array(parquetWriteBuffer({
+    columnData: [
+      { name: "premise", data: ["P0.", "P1."], type: "STRING" },
+      { name: "hypothesis", data: ["H0.", "H1."], type: "STRING" },
+      { name: "idx", data: [0, 1], type: "INT32" },
+      { name: "label", data: [0n, 1n], type: "INT64" },
+    ],
+  }));
+  const part = "downloads/super_glue-axg-test.parquet.part";
+  for (
+    const [what, partBytes, contentRange, requests] of [
+      // Killed after the last byte, before the rename: the server's total equals the part.
+      ["complete", body, true, [`bytes=${body.length}-`]],
+      // More bytes than the server has (the file changed): deleted, fetched again from 0.
+      ["too long", new Uint8Array([...body, 1, 2, 3]), true, [`bytes=${body.length + 3}-`, null]],
+      // No Content-Range: the size is unknown, so the part cannot be trusted either.
+      ["no Content-Range", body, false, [`bytes=${body.length}-`, null]],
+    ] as const
+  ) {
+    const cacheDir = await Deno.makeTempDir();
+    try {
+      await Deno.mkdir(join(cacheDir, "downloads"));
+      await Deno.writeFile(join(cacheDir, part), partBytes);
+      const log: (string | null)[] = [];
+      const res = await download({
+        tasks: ["axg"],
+        cacheDir,
+        source: "parquet",
+        quiet: true,
+        retries: 0,
+        fetch: fetch416(body, log, contentRange),
+        taskSources: [axg],
+      });
+      assert.equal(res[0]?.status, "parquet", what);
+      assert.deepEqual(log, requests, what);
+      const text = await readText(join(cacheDir, "super_glue/AX-g/AX-g.jsonl"));
+      assert.equal(
+        text.split("\n")[0],
+        '{"hypothesis": "H0.", "idx": 0, "label": "entailment", "premise": "P0."}',
+        what,
+      );
+    } finally {
+      await Deno.remove(cacheDir, { recursive: true });
+    }
+  }
+});
