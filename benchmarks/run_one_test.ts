@@ -204,6 +204,7 @@ Deno.test({
     // A method configuration only runOne checks: it throws after buildBackbone.
     const s = spec({ name: "prompt_tuning", label: "pt", config: { length: -3 } }, 2);
     const out = await Deno.makeTempDir();
+    await tf.ready();
     const before = tf.memory().numTensors;
     for (let i = 0; i < 2; i++) {
       await assert.rejects(

@@ -4,6 +4,12 @@
  * {@link runGrid} trains each run with an injectable `runOne`, writing one result JSON per run
  * atomically and skipping finished runs when resuming.
  *
+ * Each run has a work folder `<out>/<result file name without .json>/` that holds only its
+ * checkpoints. Without `resume` it is cleared before the run starts, so the run trains afresh
+ * with the current code; with `resume` an unfinished run continues from its newest checkpoint
+ * (and records that in `provenance.resumedFrom`). Once the result JSON is written the folder is
+ * removed: checkpoints only serve to resume an unfinished run.
+ *
  * @module
  */
 import { join } from "node:path";
@@ -327,13 +333,20 @@ export type GridEvent =
 
 /** Options of {@link runGrid}. */
 export interface RunGridOptions {
-  /** Results folder: `<outDir>/<runFileName>` per run, `<outDir>/<stem>/` as the run's workdir. */
+  /**
+   * Results folder: `<outDir>/<runFileName>` per run, `<outDir>/<stem>/` as the run's work
+   * folder (its checkpoints; cleared before a fresh run, removed once the result is written).
+   */
   readonly outDir: string;
   /** Data root passed to `runOne`. */
   readonly dataDir: string;
   /** Trains and evaluates one run. */
   readonly runOne: RunOneFn;
-  /** Skip runs whose result file already exists for the same spec id. */
+  /**
+   * Skip runs whose result file already exists for the same spec id, and let an unfinished run
+   * resume from its checkpoints. Without it every run trains from step 0 (its work folder is
+   * cleared first).
+   */
   readonly resume?: boolean;
   /** Event sink (progress bars, logs). */
   readonly onEvent?: (e: GridEvent) => void;
@@ -346,12 +359,32 @@ export interface GridSummary {
   readonly failed: readonly { readonly spec: RunSpec; readonly error: Error }[];
 }
 
+/** The work folder of a run's result file (`<out>/<stem>.json` → `<out>/<stem>`). */
+export function runWorkDir(file: string): string {
+  if (!file.endsWith(".json")) {
+    throw new Error(`benchmarks/runner.ts: result file ${file} does not end in .json`);
+  }
+  return file.slice(0, -".json".length);
+}
+
+async function removeTree(dir: string): Promise<void> {
+  try {
+    await Deno.remove(dir, { recursive: true });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}
+
 /**
  * Run a list of specs one after the other. A failing run is reported and the next one starts.
+ * Without `opts.resume` each run's work folder (its checkpoints) is cleared first, so it trains
+ * from step 0; with it, runs with a result are skipped and an unfinished one resumes from its
+ * checkpoints. After a result is written, the run's work folder is removed.
  *
  * @param specs the runs (one shard or the whole grid)
  * @param opts output folder, data root, `runOne`, resume flag, event sink
- * @returns counts and the failures
+ * @returns counts and the failures (a run whose result was written but whose checkpoints could
+ *   not be removed counts as failed, with a message saying so)
  */
 export async function runGrid(
   specs: readonly RunSpec[],
@@ -369,9 +402,11 @@ export async function runGrid(
       continue;
     }
     const file = join(opts.outDir, runFileName(spec));
-    const workDir = file.replace(/\.json$/, "");
     emit({ kind: "start", spec, index });
     try {
+      const workDir = runWorkDir(file);
+      // A fresh run must not pick up checkpoints of an earlier attempt (possibly other code).
+      if (!opts.resume) await removeTree(workDir);
       await Deno.mkdir(workDir, { recursive: true });
       const result = await opts.runOne(spec, {
         outDir: workDir,
@@ -382,8 +417,16 @@ export async function runGrid(
         throw new Error(`runOne returned the result of run ${result.spec.id} for run ${spec.id}`);
       }
       await writeFileAtomic(file, JSON.stringify(result, null, 2) + "\n");
-      // Drop the run's folder when it stayed empty (no checkpoints); keep it otherwise.
-      await Deno.remove(workDir).catch(() => {});
+      // The result is final: its checkpoints only served to resume an unfinished run.
+      try {
+        await removeTree(workDir);
+      } catch (e) {
+        throw new Error(
+          `${file} was written, but the run's checkpoints in ${workDir} could not be removed (${
+            (e as Error).message
+          }); delete that folder`,
+        );
+      }
       done++;
       emit({ kind: "done", spec, index, result, file });
     } catch (e) {

@@ -14,7 +14,21 @@ import {
   runGrid,
   shardGrid,
 } from "./runner.ts";
-import { DEFAULT_TRAIN, runFileName, runId, validateProfile } from "./spec.ts";
+import {
+  DEFAULT_TRAIN,
+  runFileName,
+  runId,
+  type RunOneFn,
+  type RunSpec,
+  validateProfile,
+} from "./spec.ts";
+import { preset } from "../model/config.ts";
+import { disposeT5, initT5 } from "../model/t5.ts";
+import { Rng } from "./rng.ts";
+import { collate } from "./batching.ts";
+import { train } from "./trainer.ts";
+import { resumeRecord, type RunProvenance } from "./provenance.ts";
+import { listCheckpoints } from "./checkpointing.ts";
 
 const DATA = sharedPath("data");
 
@@ -174,7 +188,7 @@ Deno.test("runGrid() writes one JSON per run, resumes, and survives a failing ru
   assert.equal(files.length, grid.length - 1);
   assert.ok(files.includes(runFileName(grid[0]!)));
   assert.equal([...Deno.readDirSync(out)].filter((e) => e.name.endsWith(".tmp")).length, 0);
-  // Empty run folders are removed after success; the failed run's folder stays.
+  // Run folders are removed after success; the failed run's folder stays.
   assert.deepEqual([...Deno.readDirSync(out)].filter((e) => e.isDirectory).map((e) => e.name), [
     runFileName(grid[3]!).replace(/\.json$/, ""),
   ]);
@@ -219,4 +233,133 @@ Deno.test("explainBackendFailure() turns a wasm trap into a fatal error that say
   assert.equal(explainBackendFailure(other, "run x"), other);
   await tf.setBackend("cpu");
   assert.equal(explainBackendFailure(trap, "run x"), trap, "only on the wasm backend");
+});
+
+/**
+ * A `runOne` that really trains (a tiny T5 on 8 toy pairs, checkpoints in the run's work
+ * folder, as `run_one.ts` does) and counts evaluations; `killAt` throws after that step.
+ */
+function toyRunOne(log: { evals: number; steps: number }, killAt?: number): RunOneFn {
+  const ids = { padTokenId: 0, eosTokenId: 1, decoderStartTokenId: 0 };
+  const code = { sha: "c".repeat(40), dirty: false };
+  return async (spec, opts) => {
+    const model = initT5({ ...preset("tiny-v1_1"), vocabSize: 64, dropoutRate: 0 }, { seed: 1 });
+    try {
+      const rng = new Rng(11);
+      const data = Array.from({ length: 8 }, (_, i) => ({
+        input: [2 + i, 1],
+        target: [40 + (i % 2), 1],
+        taskId: 0,
+      }));
+      const outcome = await train({
+        model,
+        instance: {
+          name: "toy",
+          variables: new Map(),
+          keepTaskPrefix: true,
+          isBackboneTrainable: () => true,
+          hooks: () => ({}),
+          dispose: () => {},
+        },
+        train: spec.train,
+        seed: spec.seed,
+        taskNames: ["cb"],
+        source: {
+          next: () => collate(Array.from({ length: 2 }, () => data[rng.nextInt(8)]!), ids),
+          state: () => rng.state(),
+          restore: (st) => rng.restore(st as ReturnType<Rng["state"]>),
+        },
+        checkpointDir: join(opts.outDir, "checkpoints"),
+        runKey: spec.id,
+        code,
+        evaluate: (step) => {
+          log.evals++;
+          return Promise.resolve([{ step, task: "cb", metrics: { accuracy: 50 }, groupScore: 50 }]);
+        },
+        onStep: (step) => {
+          log.steps++;
+          if (step === killAt) throw new Error("killed");
+        },
+      });
+      const fake = await fakeRunOne(spec, opts);
+      const resumedFrom = resumeRecord(outcome.resumedFrom, outcome.resumedCode, code);
+      const provenance: RunProvenance = {
+        ...fake.provenance,
+        ...(resumedFrom === undefined ? {} : { resumedFrom }),
+      };
+      return { ...fake, provenance, losses: outcome.losses, evals: outcome.evals };
+    } finally {
+      disposeT5(model);
+    }
+  };
+}
+
+Deno.test("runGrid(): a rerun without --resume retrains; --resume continues; checkpoints go after success", async () => {
+  await tf.ready();
+  const out = await Deno.makeTempDir();
+  const body: Omit<RunSpec, "id"> = {
+    profile: "t",
+    model: "tiny-v1_1",
+    backbone: "random",
+    benchmark: "super_glue",
+    tasks: ["cb"],
+    method: { name: "mtl", label: "mtl", config: {} },
+    seed: 0,
+    train: { ...DEFAULT_TRAIN, steps: 4, batchSize: 2, evalEvery: 4, checkpointEvery: 2 },
+    backend: "cpu",
+  };
+  const spec: RunSpec = { id: runId(body), ...body };
+  const file = join(out, runFileName(spec));
+  const work = file.replace(/\.json$/, "");
+  const before = tf.memory().numTensors;
+  const read = async () => JSON.parse(await Deno.readTextFile(file));
+
+  // 1. Killed after step 3: the step-2 checkpoint stays in the run's folder.
+  const log = { evals: 0, steps: 0 };
+  const s1 = await runGrid([spec], { outDir: out, dataDir: DATA, runOne: toyRunOne(log, 3) });
+  assert.equal(s1.failed.length, 1);
+  assert.deepEqual(await listCheckpoints(join(work, "checkpoints")), [2]);
+
+  // 2. --resume: continues from step 2 (steps 3 and 4 only), records it, then drops the folder.
+  Object.assign(log, { evals: 0, steps: 0 });
+  const s2 = await runGrid([spec], {
+    outDir: out,
+    dataDir: DATA,
+    runOne: toyRunOne(log),
+    resume: true,
+  });
+  assert.equal(s2.done, 1);
+  assert.deepEqual(log, { evals: 1, steps: 2 });
+  const r2 = await read();
+  assert.deepEqual(r2.provenance.resumedFrom, { step: 2 });
+  assert.deepEqual(r2.losses.map((l: { step: number }) => l.step), [1, 2, 3, 4]);
+  assert.equal(await Deno.stat(work).then(() => true, () => false), false, "checkpoints removed");
+
+  // 3. --resume again: the finished run is skipped.
+  const s3 = await runGrid([spec], {
+    outDir: out,
+    dataDir: DATA,
+    runOne: toyRunOne(log),
+    resume: true,
+  });
+  assert.equal(s3.skipped, 1);
+
+  // 4. Killed again, then rerun without --resume: the leftover checkpoint is ignored (the
+  //    folder is cleared), the run trains all 4 steps and evaluates anew.
+  await runGrid([spec], { outDir: out, dataDir: DATA, runOne: toyRunOne(log, 3) });
+  assert.deepEqual(await listCheckpoints(join(work, "checkpoints")), [2]);
+  Object.assign(log, { evals: 0, steps: 0 });
+  const s4 = await runGrid([spec], { outDir: out, dataDir: DATA, runOne: toyRunOne(log) });
+  assert.equal(s4.done, 1);
+  assert.deepEqual(log, { evals: 1, steps: 4 }, "trained from step 0 and evaluated");
+  const r4 = await read();
+  assert.equal(r4.provenance.resumedFrom, undefined);
+  assert.equal(await Deno.stat(work).then(() => true, () => false), false, "checkpoints removed");
+
+  // 5. A finished run rerun without --resume is trained again, not served from anything cached.
+  Object.assign(log, { evals: 0, steps: 0 });
+  await runGrid([spec], { outDir: out, dataDir: DATA, runOne: toyRunOne(log) });
+  assert.deepEqual(log, { evals: 1, steps: 4 });
+  assert.equal(tf.memory().numTensors, before);
+  await Deno.remove(out, { recursive: true });
 });
