@@ -316,7 +316,8 @@ async function runOnBackbone(
   const noEos = (ids: number[]) =>
     ids[ids.length - 1] === config.eosTokenId ? ids.slice(0, -1) : ids;
   const labelTokenIds = new Map(
-    spec.tasks.map((task) => [task, labelWords(task).flatMap((w) => noEos(tokenizer.encode(w)))]),
+    // One id list per label word: a class-label prompt row is the mean of a word's sub-words.
+    spec.tasks.map((task) => [task, labelWords(task).map((w) => noEos(tokenizer.encode(w)))]),
   );
   const instance = method.create({
     config,

@@ -20,10 +20,11 @@ export interface MethodContext {
   /** Backbone variables by Hugging Face name (e.g. for class-label prompt initialisation). */
   readonly backbone: ReadonlyMap<string, tf.Variable>;
   /**
-   * Token ids of each task's label words, by task name (for class-label prompt initialisation);
-   * absent when the method does not need them.
+   * Token ids of each task's label words, by task name: one id list per label word (its
+   * sub-words, without EOS), in label order. For class-label prompt initialisation (one prompt
+   * row per label word, the mean of its sub-word embeddings); absent when not needed.
    */
-  readonly labelTokenIds?: ReadonlyMap<string, readonly number[]>;
+  readonly labelTokenIds?: ReadonlyMap<string, readonly (readonly number[])[]>;
 }
 
 /** Parameter counts of a method on a given backbone and task count. */

@@ -23,7 +23,8 @@ export function context(model: T5Model, seed = 11): MethodContext {
     tasks: TASKS,
     seed,
     backbone: model.params,
-    labelTokenIds: new Map([["rte", [5, 6]], ["sst2", [7, 8, 9]], ["cola", [10]]]),
+    // One id list per label word; some labels span several sub-words.
+    labelTokenIds: new Map([["rte", [[5], [6, 7]]], ["sst2", [[7, 8], [9]]], ["cola", [[10]]]]),
   };
 }
 

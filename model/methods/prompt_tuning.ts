@@ -26,9 +26,12 @@ export interface PromptTuningConfig {
   readonly length: number;
   /**
    * `"uniform"`: U(−uniformScale, uniformScale) (the official default, `uniform(scale=0.5)`);
-   * `"class_label"`: rows 0.. are the embeddings of the task's label tokens
-   * (`MethodContext.labelTokenIds`, in order, duplicates dropped, at most `length`), the remaining
-   * rows are embeddings of distinct tokens drawn (seeded) from the first `vocabSampleSize` ids.
+   * `"class_label"`: row i < (number of labels) is the mean of the embeddings of label word i's
+   * sub-word tokens (`MethodContext.labelTokenIds`, in label order, at most `length` labels), as
+   * the official `prompts.from_embedded_list` / `from_class_labels.gin` and Lester et al. §2.2
+   * do; the remaining rows are embeddings of distinct tokens drawn (seeded) from the first
+   * `vocabSampleSize` ids, label sub-words excluded. Embeddings come from the table the encoder
+   * uses (`encoder.embed_tokens.weight` when the checkpoint has its own, else `shared.weight`).
    */
   readonly init: "uniform" | "class_label";
   /** Half-width of the uniform initialiser. */
@@ -54,39 +57,69 @@ function mulberry32(seed: number): () => number {
 }
 
 /**
- * Token ids used to initialise one task's prompt from class labels.
+ * Which token embeddings make up each row of one task's class-label prompt: row i < (number of
+ * labels) is label word i's sub-word ids (the row is their mean embedding); each remaining row is
+ * one token id drawn (seeded) from [0, pool), distinct and not a label sub-word while the pool
+ * lasts, then with replacement.
  *
- * @param labelIds the task's label token ids
- * @param length prompt length
+ * @param labels the task's label words, each as its sub-word token ids (non-empty)
+ * @param length prompt length (labels beyond it are dropped)
  * @param pool ids [0, pool) to sample the remaining rows from
  * @param seed sampling seed
- * @returns `length` token ids
+ * @returns `length` lists of token ids, one per prompt row
  */
 export function classLabelRows(
-  labelIds: readonly number[],
+  labels: readonly (readonly number[])[],
   length: number,
   pool: number,
   seed: number,
-): number[] {
-  const rows = [...new Set(labelIds)].slice(0, length);
+): number[][] {
+  const rows = labels.slice(0, length).map((ids) => [...ids]);
   const need = length - rows.length;
   if (need > 0) {
-    const taken = new Set(rows);
+    const taken = new Set(labels.flat());
     const candidates: number[] = [];
     for (let i = 0; i < pool; i++) if (!taken.has(i)) candidates.push(i);
+    if (candidates.length === 0) {
+      throw new Error(`prompt_tuning.ts: no token id in [0, ${pool}) left to sample prompt rows`);
+    }
     const rand = mulberry32(seed);
     // Partial Fisher-Yates: distinct draws while the pool lasts, then with replacement.
     for (let k = 0; k < need; k++) {
       if (k < candidates.length) {
         const j = k + Math.floor(rand() * (candidates.length - k));
         [candidates[k], candidates[j]] = [candidates[j]!, candidates[k]!];
-        rows.push(candidates[k]!);
+        rows.push([candidates[k]!]);
       } else {
-        rows.push(candidates[Math.floor(rand() * candidates.length)]!);
+        rows.push([candidates[Math.floor(rand() * candidates.length)]!]);
       }
     }
   }
   return rows;
+}
+
+/**
+ * Mean embedding of each row's token ids, `[rows.length, d]`: the rows are gathered once and
+ * averaged in float64, then rounded once to float32 (the official code's float32 `jnp.mean` may
+ * differ in the last bit or so).
+ */
+function meanEmbeddings(table: tf.Tensor2D, rowIds: readonly (readonly number[])[]): tf.Tensor2D {
+  const d = table.shape[1];
+  const flat = rowIds.flat();
+  const gathered = tf.tidy(() => tf.gather(table, tf.tensor1d(flat, "int32")));
+  const values = gathered.dataSync();
+  gathered.dispose();
+  const out = new Float32Array(rowIds.length * d);
+  let k = 0;
+  for (const [r, ids] of rowIds.entries()) {
+    for (let j = 0; j < d; j++) {
+      let sum = 0;
+      for (let t = 0; t < ids.length; t++) sum += values[(k + t) * d + j]!;
+      out[r * d + j] = sum / ids.length;
+    }
+    k += ids.length;
+  }
+  return tf.tensor2d(out, [rowIds.length, d]);
 }
 
 function makePromptMethod(
@@ -121,7 +154,9 @@ function makePromptMethod(
           scale: cfg.uniformScale,
         });
       } else {
-        const emb = ctx.backbone.get("shared.weight");
+        // The table the encoder embeds its input with (t5.ts: its own table when it has one).
+        const emb = (ctx.backbone.get("encoder.embed_tokens.weight") ??
+          ctx.backbone.get("shared.weight")) as tf.Tensor2D | undefined;
         if (emb === undefined) {
           throw new Error(`prompt_tuning.ts: init "class_label" needs backbone "shared.weight"`);
         }
@@ -131,23 +166,29 @@ function makePromptMethod(
           );
         }
         const pool = Math.min(cfg.vocabSampleSize, ctx.config.vocabSize);
-        const ids = ctx.tasks.flatMap((task) => {
+        const rowIds = ctx.tasks.flatMap((task) => {
           const labels = ctx.labelTokenIds?.get(task);
           if (labels === undefined) {
             throw new Error(`prompt_tuning.ts: labelTokenIds has no entry for task "${task}"`);
           }
-          for (const id of labels) {
-            if (!Number.isInteger(id) || id < 0 || id >= ctx.config.vocabSize) {
-              throw new Error(
-                `prompt_tuning.ts: label token id ${id} of task "${task}" out of range`,
-              );
+          for (const [i, ids] of labels.entries()) {
+            if (ids.length === 0) {
+              throw new Error(`prompt_tuning.ts: label ${i} of task "${task}" has no token ids`);
+            }
+            for (const id of ids) {
+              if (!Number.isInteger(id) || id < 0 || id >= ctx.config.vocabSize) {
+                throw new Error(
+                  `prompt_tuning.ts: token id ${id} of label ${i} of task "${task}" is not in [0, ${ctx.config.vocabSize})`,
+                );
+              }
             }
           }
           return classLabelRows(labels, cfg.length, pool, deriveSeed(ctx.seed, `${name}.${task}`));
         });
         store.add("prompt", [numTasks, cfg.length, d], {
           kind: "tensor",
-          value: () => tf.gather(emb, tf.tensor1d(ids, "int32")).reshape([numTasks, cfg.length, d]),
+          value: () =>
+            tf.tidy(() => meanEmbeddings(emb, rowIds).reshape([numTasks, cfg.length, d])),
         });
       }
       const prompt = store.vars.get(`${name}.prompt`)!;

@@ -1,0 +1,166 @@
+/**
+ * Prompt-Tuning's class-label initialisation (Lester et al. §2.2; official
+ * `prompts.from_embedded_list`): one prompt row per label word, the mean of that word's sub-word
+ * embeddings, read from the table the encoder uses; the remaining rows sampled token embeddings.
+ */
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { PRESETS, type T5Config } from "../config.ts";
+import type { MethodContext } from "../method.ts";
+import { disposeT5, initT5, t5FromTensors, type T5Model } from "../t5.ts";
+import { T5Tokenizer } from "../tokenizer.ts";
+import { sharedPath } from "../shared_dir.ts";
+import { classLabelRows, promptTuning } from "./prompt_tuning.ts";
+
+await tf.setBackend("cpu");
+
+const D = 8;
+
+/** A toy embedding table: row i, column j holds i + j/16 (distinct, exact in float32). */
+function toyTable(vocab: number, offset = 0): tf.Tensor2D {
+  const v = new Float32Array(vocab * D);
+  for (let i = 0; i < vocab; i++) for (let j = 0; j < D; j++) v[i * D + j] = offset + i + j / 16;
+  return tf.tensor2d(v, [vocab, D]);
+}
+
+function toyRow(i: number, offset = 0): number[] {
+  return Array.from({ length: D }, (_, j) => offset + i + j / 16);
+}
+
+/** A tiny model whose `shared.weight` is the toy table (and optionally a distinct encoder table). */
+function toyModel(vocab: number, encoderOffset?: number): T5Model {
+  const config: T5Config = { ...PRESETS["tiny-v1_1"], vocabSize: vocab, dModel: D };
+  const init = initT5(config, { seed: 1 });
+  const tensors = new Map<string, tf.Tensor>(init.params);
+  tensors.set("shared.weight", toyTable(vocab));
+  if (encoderOffset !== undefined) {
+    tensors.set("encoder.embed_tokens.weight", toyTable(vocab, encoderOffset));
+  }
+  const model = t5FromTensors(config, tensors, "toy");
+  tf.dispose([tensors.get("shared.weight")!, tensors.get("encoder.embed_tokens.weight")]);
+  disposeT5(init);
+  return model;
+}
+
+function promptRows(
+  model: T5Model,
+  labels: Map<string, number[][]>,
+  length: number,
+): { rows: number[][][]; ctx: MethodContext } {
+  const ctx: MethodContext = {
+    config: model.config,
+    tasks: [...labels.keys()],
+    seed: 5,
+    backbone: model.params,
+    labelTokenIds: labels,
+  };
+  const inst = promptTuning.create(
+    ctx,
+    promptTuning.parseConfig({ length, vocabSampleSize: model.config.vocabSize }, "test"),
+  );
+  const rows = inst.variables.get("prompt_tuning.prompt")!.arraySync() as number[][][];
+  inst.dispose();
+  return { rows, ctx };
+}
+
+function mean(ids: readonly number[], offset = 0): number[] {
+  const out = new Array<number>(D).fill(0);
+  for (const i of ids) toyRow(i, offset).forEach((v, j) => out[j]! += v / ids.length);
+  return out;
+}
+
+/**
+ * The float64 mean of a few float32 values rounded to float32 is within 1 ulp (2^-23 ≈ 1.2e-7
+ * relative) of the float64 mean computed here; allow 2e-7 relative.
+ */
+function assertClose(got: number[], want: number[], what: string): void {
+  for (const [j, w] of want.entries()) {
+    const g = got[j]!;
+    assert.ok(Math.abs(g - w) <= 2e-7 * Math.max(1, Math.abs(w)), `${what}[${j}]: ${g} vs ${w}`);
+  }
+}
+
+Deno.test("class-label init: one row per label word, the mean of its sub-word embeddings", () => {
+  const model = toyModel(40);
+  const before = tf.memory().numTensors;
+  // rte: a one-token and a three-token label; cola: a two-token label; length 5.
+  const labels = new Map([["rte", [[5], [6, 7, 9]]], ["cola", [[10, 11]]]]);
+  const { rows, ctx } = promptRows(model, labels, 5);
+  assert.equal(tf.memory().numTensors, before, "create + dispose left tensors");
+  for (const [t, task] of ctx.tasks.entries()) {
+    const words = labels.get(task)!;
+    for (const [i, ids] of words.entries()) {
+      assertClose(rows[t]![i]!, mean(ids), `${task} label row ${i}`);
+    }
+    // The other rows: single sampled tokens, distinct, none of them a label sub-word.
+    const sampled = rows[t]!.slice(words.length).map((r) => r[0]!);
+    assert.equal(sampled.length, 5 - words.length);
+    for (const [k, first] of sampled.entries()) {
+      const id = Math.round(first); // column 0 of row i is exactly i
+      assert.deepEqual(rows[t]![words.length + k], toyRow(id), `${task} sampled row ${k}`);
+      assert.ok(!words.flat().includes(id), `${task}: sampled a label sub-word ${id}`);
+    }
+    assert.equal(new Set(sampled).size, sampled.length, `${task}: repeated sampled rows`);
+  }
+  disposeT5(model);
+});
+
+Deno.test("classLabelRows: label lists first (truncated to the length), then distinct draws", () => {
+  assert.deepEqual(classLabelRows([[1, 2], [3]], 2, 10, 1), [[1, 2], [3]]);
+  assert.deepEqual(classLabelRows([[1], [2], [3]], 2, 10, 1), [[1], [2]]);
+  const r = classLabelRows([[1, 2]], 6, 6, 1);
+  assert.deepEqual(r[0], [1, 2]);
+  // Pool [0, 6) minus {1, 2}: four distinct ids, then one repeat.
+  const drawn = r.slice(1).map((x) => x[0]!);
+  assert.deepEqual([...new Set(drawn.slice(0, 4))].sort(), [0, 3, 4, 5]);
+  assert.ok([0, 3, 4, 5].includes(drawn[4]!));
+  assert.deepEqual(classLabelRows([[1, 2]], 6, 6, 1), r, "seeded");
+  assert.throws(() => classLabelRows([[0, 1]], 3, 2, 1), /no token id in \[0, 2\) left/);
+});
+
+Deno.test("class-label init reads the encoder's own embedding table when it has one", () => {
+  const model = toyModel(40, 1000);
+  assert.ok(model.params.has("encoder.embed_tokens.weight"));
+  const { rows } = promptRows(model, new Map([["rte", [[3], [4, 8]]]]), 3);
+  assertClose(rows[0]![0]!, mean([3], 1000), "row 0");
+  assertClose(rows[0]![1]!, mean([4, 8], 1000), "row 1");
+  assert.ok(rows[0]![2]![0]! >= 1000, "sampled row from the encoder table");
+  disposeT5(model);
+});
+
+Deno.test("class-label init with the fixture tokenizer: multi-piece label words give one row", async () => {
+  const tok = await T5Tokenizer.fromFile(
+    sharedPath("fixtures", "tokenizer", "unigram-glue-4k", "tokenizer.json"),
+  );
+  const words = ["entailment", "not_entailment"].map((w) => tok.encodeNoEos(w));
+  assert.ok(words[1]!.length > 1, `"not_entailment" is one piece here: ${words[1]}`);
+  const vocab = Math.max(...words.flat()) + 1;
+  const model = toyModel(vocab);
+  const { rows } = promptRows(model, new Map([["rte", words]]), 4);
+  for (const [i, ids] of words.entries()) assertClose(rows[0]![i]!, mean(ids), `label ${i}`);
+  disposeT5(model);
+});
+
+Deno.test("class-label init errors name the task and label", () => {
+  const model = toyModel(20);
+  assert.throws(
+    () => promptRows(model, new Map([["rte", [[3], []]]]), 4),
+    /prompt_tuning\.ts: label 1 of task "rte" has no token ids/,
+  );
+  assert.throws(
+    () => promptRows(model, new Map([["rte", [[3, 20]]]]), 4),
+    /prompt_tuning\.ts: token id 20 of label 0 of task "rte" is not in \[0, 20\)/,
+  );
+  const ctx: MethodContext = {
+    config: model.config,
+    tasks: ["rte", "cola"],
+    seed: 1,
+    backbone: model.params,
+    labelTokenIds: new Map([["rte", [[3]]]]),
+  };
+  assert.throws(
+    () => promptTuning.create(ctx, promptTuning.defaults),
+    /labelTokenIds has no entry for task "cola"/,
+  );
+  disposeT5(model);
+});
