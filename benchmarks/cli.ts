@@ -7,6 +7,9 @@
  *                 [--compare BASELINE] [--backend X] [--resume] [--help]
  * ```
  *
+ * Without `--resume` every run trains from step 0 (its checkpoint folder is cleared first); with
+ * it, runs with a result are skipped and unfinished ones resume from their checkpoints.
+ *
  * Exit codes: 0 success, 1 a run failed, 2 bad arguments or profile, 3 the regression gate failed.
  *
  * @module
@@ -53,7 +56,10 @@ Options:
   --compare BASELINE   after running, gate the results against a baseline folder or JSON;
                        exit 3 with a diff when a score moves beyond tolerance or a count changes
   --backend X          ${BACKEND_CHOICES.join("|")} (default: the profile's)
-  --resume             skip runs whose result JSON already exists
+  --resume             skip runs whose result JSON already exists; an unfinished run resumes
+                       from its checkpoints in OUT/<run file name without .json>/ (without
+                       --resume every run starts from step 0: that folder is cleared first).
+                       A run's checkpoints are deleted once its result JSON is written
   --tables DIR         where the CSV tables and plots go after the runs (default: OUT/tables);
                        shards write none: run deno task tables once all have finished
   --no-tables          do not write the tables
