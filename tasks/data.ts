@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { createHash } from "node:crypto";
+import { dirname, join, resolve } from "node:path";
 import {
   type FileSpec,
   findTaskSource,
@@ -53,9 +54,11 @@ export function resolveDataDir(opts: { dataDir?: string; cacheDir?: string } = {
 }
 
 /**
- * The data folder a run reads by default: `$HYPERPROMPT_DATA`, else the download cache
- * ({@link defaultCacheDir}) when it exists, else the offline mirror `shared/data` beside the
- * repository.
+ * The data folder a run reads by default: `$HYPERPROMPT_DATA` when set, else
+ * {@link chooseDataDir} of the download cache ({@link defaultCacheDir}) and the offline mirror
+ * `shared/data` beside the repository: each file from the cache when the cache's manifest lists it
+ * (a verified download), else from the mirror. A cache folder left by a failed download, or
+ * holding only some tasks, no longer hides the mirror's files.
  */
 export function defaultDataDir(): string {
   const env = Deno.env.get("HYPERPROMPT_DATA");
@@ -66,8 +69,115 @@ export function defaultDataDir(): string {
   } catch {
     cache = undefined;
   }
-  if (cache !== undefined && isDirectorySync(cache)) return cache;
-  return sharedPath("data");
+  return chooseDataDir({ cacheDir: cache, mirrorDir: sharedPath("data") });
+}
+
+/** Options of {@link chooseDataDir}. */
+export interface ChooseDataDirOptions {
+  /** The download cache (files count only where its `manifest.json` lists them). */
+  cacheDir?: string;
+  /** The offline mirror in the official layout. */
+  mirrorDir: string;
+  /** Where the choice is explained when both roots are used (default stderr). */
+  log?: (line: string) => void;
+}
+
+/**
+ * Picks the data folder from a download cache and an offline mirror, per file of
+ * {@link TASK_SOURCES}: the cache's copy when its manifest lists the file with the size on disk,
+ * else the mirror's. When every file comes from one root, that root is returned; when none does,
+ * the mirror if it exists, else the cache (so the missing-task message names it). When both
+ * supply files, the result is a folder of symbolic links, `<cacheDir>/merged/<digest of the
+ * mapping>`, built once per mapping (in a temporary folder renamed into place, so concurrent runs
+ * are safe) and reused while the mapping stays the same; where links cannot be made, the root with
+ * more files is used and the log says so.
+ */
+export function chooseDataDir(opts: ChooseDataDirOptions): string {
+  const mirror = resolve(opts.mirrorDir);
+  const cache = opts.cacheDir === undefined ? undefined : resolve(opts.cacheDir);
+  const listed = cache === undefined ? {} : cachedFiles(cache);
+  const links: [string, string][] = [];
+  let fromCache = 0, fromMirror = 0;
+  for (const t of TASK_SOURCES) {
+    for (const f of t.files) {
+      if (cache !== undefined && listed[f.path] !== undefined) {
+        links.push([f.path, join(cache, f.path)]);
+        fromCache++;
+      } else if (isFile(join(mirror, f.path))) {
+        links.push([f.path, join(mirror, f.path)]);
+        fromMirror++;
+      }
+    }
+  }
+  if (cache === undefined || fromCache === 0) {
+    return cache !== undefined && !isDirectorySync(mirror) ? cache : mirror;
+  }
+  if (fromMirror === 0) return cache;
+  const log = opts.log ?? ((l: string) => console.error(l));
+  const digest = createHash("sha256").update(links.map(([p, t]) => `${p}\t${t}\n`).join(""))
+    .digest("hex").slice(0, 16);
+  const view = join(cache, "merged", digest);
+  const why = `${fromCache} file(s) from the download cache ${cache}, ${fromMirror} from the ` +
+    `mirror ${mirror}`;
+  if (isFile(join(view, DONE))) return view;
+  try {
+    buildLinkFolder(view, links);
+  } catch (e) {
+    const pick = fromCache >= fromMirror ? cache : mirror;
+    log(`data: cannot link ${why} into ${view} (${(e as Error).message}); reading only ${pick}`);
+    return pick;
+  }
+  log(`data: ${view} links ${why}`);
+  return view;
+}
+
+/** Marker written last into a complete link folder. */
+const DONE = ".complete";
+
+/** Builds `view` (links `path` → `target`) in a temporary folder, then renames it into place. */
+function buildLinkFolder(view: string, links: readonly [string, string][]): void {
+  Deno.mkdirSync(dirname(view), { recursive: true });
+  const tmp = `${view}.tmp-${Deno.pid}-${crypto.randomUUID()}`;
+  try {
+    for (const [path, target] of links) {
+      const at = join(tmp, path);
+      Deno.mkdirSync(dirname(at), { recursive: true });
+      Deno.symlinkSync(target, at);
+    }
+    Deno.writeTextFileSync(join(tmp, DONE), "");
+    try {
+      Deno.renameSync(tmp, view);
+    } catch (e) {
+      // Another run built the same folder first: use theirs.
+      if (!isFile(join(view, DONE))) throw e;
+    }
+  } finally {
+    try {
+      Deno.removeSync(tmp, { recursive: true });
+    } catch { /* renamed into place */ }
+  }
+}
+
+/**
+ * The files `<cacheDir>/manifest.json` lists that are present with their recorded size (empty when
+ * there is no readable manifest).
+ */
+function cachedFiles(cacheDir: string): Record<string, true> {
+  let files: Record<string, { bytes?: unknown }>;
+  try {
+    const m = JSON.parse(Deno.readTextFileSync(join(cacheDir, "manifest.json")));
+    files = m?.files ?? {};
+  } catch {
+    return {};
+  }
+  const out: Record<string, true> = {};
+  for (const [path, entry] of Object.entries(files)) {
+    try {
+      const st = Deno.statSync(join(cacheDir, path));
+      if (st.isFile && st.size === entry?.bytes) out[path] = true;
+    } catch { /* listed but gone */ }
+  }
+  return out;
 }
 
 function isDirectorySync(path: string): boolean {

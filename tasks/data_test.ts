@@ -1,11 +1,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { sharedPath } from "../model/shared_dir.ts";
+import { isFileSync } from "../model/fs.ts";
 import {
   availableTasks,
+  chooseDataDir,
   countRows,
   countRowsBytes,
   defaultCacheDir,
+  defaultDataDir,
   missingTasksMessage,
   partitionTasks,
   resolveDataDir,
@@ -120,4 +123,96 @@ Deno.test("countRowsBytes agrees with countRows on the mirror and names the bad 
     () => countRowsBytes(enc.encode('{"qas": []}\n{"qas": [1]}\n{oops\n'), spec, "f.jsonl"),
     /f\.jsonl:3: invalid JSON/,
   );
+});
+
+/** Runs `f` with the given environment variables set (undefined: unset), then restores them. */
+function withEnv<T>(vars: Record<string, string | undefined>, f: () => T): T {
+  const old = Object.fromEntries(Object.keys(vars).map((k) => [k, Deno.env.get(k)]));
+  const set = (v: Record<string, string | undefined>) => {
+    for (const [k, x] of Object.entries(v)) {
+      x === undefined ? Deno.env.delete(k) : Deno.env.set(k, x);
+    }
+  };
+  set(vars);
+  try {
+    return f();
+  } finally {
+    set(old);
+  }
+}
+
+/** Writes `files` (layout path → text) under `root` and lists them in its manifest. */
+async function fakeCache(root: string, files: Record<string, string>, listed = true) {
+  const manifest = { version: 1, files: {} as Record<string, unknown>, archives: {} };
+  await Deno.mkdir(root, { recursive: true });
+  for (const [path, text] of Object.entries(files)) {
+    await Deno.mkdir(join(root, path, ".."), { recursive: true });
+    await Deno.writeTextFile(join(root, path), text);
+    if (listed) manifest.files[path] = { task: "t", sha256: "", bytes: text.length, rows: 1 };
+  }
+  await Deno.writeTextFile(join(root, "manifest.json"), JSON.stringify(manifest));
+}
+
+Deno.test("defaultDataDir: an empty or unlisted download cache does not hide the mirror", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    const env = { HYPERPROMPT_CACHE: root, HYPERPROMPT_DATA: undefined };
+    // A failed download leaves the cache folder (and an empty manifest) behind.
+    await fakeCache(join(root, "data"), {});
+    assert.equal(withEnv(env, defaultDataDir), MIRROR);
+    // Files the manifest does not list (or with another size) are not the cache's.
+    await fakeCache(join(root, "data"), { "glue/CoLA/train.tsv": "x\t1\t\ty\n" }, false);
+    assert.equal(withEnv(env, defaultDataDir), MIRROR);
+    assert.equal(withEnv({ ...env, HYPERPROMPT_DATA: "/some/dir" }, defaultDataDir), "/some/dir");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("chooseDataDir: cache files where the manifest lists them, the mirror for the rest", async () => {
+  const tmp = await Deno.makeTempDir();
+  try {
+    const cache = join(tmp, "cache", "data");
+    const mirror = join(tmp, "mirror");
+    const qqp = "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n";
+    await fakeCache(cache, { "glue/QQP/train.tsv": qqp + "0\t1\t2\ta\tb\t0\n" });
+    // A cache file whose size no longer matches the manifest is not used.
+    await Deno.writeTextFile(join(cache, "glue/QQP/dev.tsv"), qqp);
+    const mirrorFiles: [string, string][] = [
+      ["glue/CoLA/train.tsv", "mirror cola\n"],
+      ["glue/QQP/dev.tsv", "mirror dev\n"],
+    ];
+    for (const [p, text] of mirrorFiles) {
+      await Deno.mkdir(join(mirror, p, ".."), { recursive: true });
+      await Deno.writeTextFile(join(mirror, p), text);
+    }
+    const manifest = JSON.parse(await Deno.readTextFile(join(cache, "manifest.json")));
+    manifest.files["glue/QQP/dev.tsv"] = { task: "t", sha256: "", bytes: 1, rows: 0 };
+    await Deno.writeTextFile(join(cache, "manifest.json"), JSON.stringify(manifest));
+    const notes: string[] = [];
+    const dir = chooseDataDir({ cacheDir: cache, mirrorDir: mirror, log: (l) => notes.push(l) });
+    assert.notEqual(dir, cache);
+    assert.notEqual(dir, mirror);
+    assert.equal(
+      await Deno.readTextFile(join(dir, "glue/QQP/train.tsv")),
+      qqp + "0\t1\t2\ta\tb\t0\n",
+    );
+    assert.equal(await Deno.readTextFile(join(dir, "glue/CoLA/train.tsv")), "mirror cola\n");
+    assert.equal(await Deno.readTextFile(join(dir, "glue/QQP/dev.tsv")), "mirror dev\n");
+    assert.ok(!isFileSync(join(dir, "glue/SST-2/train.tsv")));
+    assert.match(notes.join("\n"), /1 file\(s\) from the download cache .*, 2 from the mirror/);
+    // The same choice again reuses the same folder.
+    assert.equal(chooseDataDir({ cacheDir: cache, mirrorDir: mirror, log: () => {} }), dir);
+    // Only one root has files: that root itself.
+    assert.equal(
+      chooseDataDir({ cacheDir: cache, mirrorDir: join(tmp, "none"), log: () => {} }),
+      cache,
+    );
+    assert.equal(
+      chooseDataDir({ cacheDir: join(tmp, "none"), mirrorDir: mirror, log: () => {} }),
+      mirror,
+    );
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
 });
