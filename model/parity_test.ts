@@ -3,9 +3,21 @@
  * on the two tiny checkpoints in `shared/fixtures/hf-t5/`: logits, encoder output, loss, every
  * gradient norm, greedy tokens and the parameter total, on the `cpu` and `wasm` backends.
  *
- * Tolerances: logits/encoder output 1e-4 absolute (values O(1–10), a dozen fp32 ops deep, expected
- * error ~1e-6); loss 1e-5 relative; gradient norms 1e-3 relative (a backward pass through a few
- * hundred fp32 ops in a different summation order); greedy tokens and totals exact.
+ * Tolerances: the worst error measured over the 8 cases (2 fixtures × 4 engines, this machine,
+ * printed by each case) times a margin of 2–4 for summation-order differences on other CPUs
+ * (OpenBLAS and XNNPACK pick kernels by instruction set). Logits and encoder output are compared
+ * relative to the reference tensor's largest magnitude (max |logit| 4.0 and 19.5, max |encoder
+ * output| 3.1 and 3.5), which is the scale fp32 rounding works at:
+ *
+ * | quantity | worst measured | enforced |
+ * |---|---|---|
+ * | logits, max abs diff / max abs logit | 5.9e-7 (1.14e-5 absolute, untied/cpu) | 2e-6 |
+ * | encoder output, same | 2.7e-7 (8.9e-7 absolute) | 1e-6 |
+ * | loss, relative | 8.6e-8 (1 ulp) | 3e-7 (about 3 ulps) |
+ * | each parameter's gradient L2 norm, relative | 1.47e-6 (relu/wasm) | 3e-6 |
+ *
+ * Greedy tokens and parameter totals are exact. The fixtures hold per-parameter gradient norms
+ * (`grad_l2_norms`), not gradient values, so every parameter's norm is compared, not a global one.
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
@@ -45,6 +57,15 @@ async function loadFixture(name: string) {
   return { model, ref };
 }
 
+/** Tolerances (see the module comment for the measurements they are set from). */
+const TOL = { logitsRel: 2e-6, encoderRel: 1e-6, lossRel: 3e-7, gradNormRel: 3e-6 } as const;
+
+function maxAbs(b: number[][][]): number {
+  let m = 0;
+  for (const r of b) for (const c of r) for (const v of c) m = Math.max(m, Math.abs(v));
+  return m;
+}
+
 function maxAbsDiff(a: tf.Tensor, b: number[][][]): number {
   const x = a.arraySync() as number[][][];
   let m = 0;
@@ -78,13 +99,21 @@ async function checkParity(fixture: string, backend: Engine): Promise<void> {
   const { logits, encoderOutput } = forward(model, { inputIds, attentionMask, decoderInputIds });
   const dl = maxAbsDiff(logits, ref.logits);
   const de = maxAbsDiff(encoderOutput, ref.encoder_last_hidden_state);
-  assert.ok(dl < 1e-4, `${fixture}/${backend}: logits max abs diff ${dl}`);
-  assert.ok(de < 1e-4, `${fixture}/${backend}: encoder output max abs diff ${de}`);
+  const sl = maxAbs(ref.logits);
+  const se = maxAbs(ref.encoder_last_hidden_state);
+  assert.ok(
+    dl <= TOL.logitsRel * sl,
+    `${fixture}/${backend}: logits max abs diff ${dl} > ${TOL.logitsRel} × max |logit| ${sl}`,
+  );
+  assert.ok(
+    de <= TOL.encoderRel * se,
+    `${fixture}/${backend}: encoder output max abs diff ${de} > ${TOL.encoderRel} × ${se}`,
+  );
   const loss = crossEntropyLoss(logits, labels);
   const lv = (await loss.data())[0]!;
   assert.ok(
-    Math.abs(lv - ref.loss) / ref.loss < 1e-5,
-    `${fixture}/${backend}: loss ${lv} vs ${ref.loss}`,
+    Math.abs(lv - ref.loss) / ref.loss <= TOL.lossRel,
+    `${fixture}/${backend}: loss ${lv} vs ${ref.loss} (relative tolerance ${TOL.lossRel})`,
   );
   tf.dispose([logits, encoderOutput, loss]);
 
@@ -113,8 +142,8 @@ async function checkParity(fixture: string, backend: Engine): Promise<void> {
     const rel = Math.abs(got - want) / Math.max(want, 1e-12);
     worst = Math.max(worst, rel);
     assert.ok(
-      rel < 1e-3,
-      `${fixture}/${backend}: grad norm ${name}: ${got} vs ${want} (rel ${rel})`,
+      rel <= TOL.gradNormRel,
+      `${fixture}/${backend}: grad norm ${name}: ${got} vs ${want} (rel ${rel} > ${TOL.gradNormRel})`,
     );
   }
 
@@ -132,7 +161,10 @@ async function checkParity(fixture: string, backend: Engine): Promise<void> {
   assert.equal(tf.memory().numTensors, before, "no tensors left behind");
   disposeT5(model);
   console.log(
-    `${fixture}/${backend}: logits ${dl.toExponential(2)}, enc ${de.toExponential(2)}, ` +
+    `${fixture}/${backend}: logits ${dl.toExponential(2)} (${
+      (dl / sl).toExponential(2)
+    } of max), ` +
+      `enc ${de.toExponential(2)} (${(de / se).toExponential(2)} of max), ` +
       `loss rel ${(Math.abs(lv - ref.loss) / ref.loss).toExponential(2)}, worst grad rel ${
         worst.toExponential(2)
       }`,
