@@ -52,9 +52,56 @@ export function runKey(r: RunResult): string {
   }/${s.benchmark}/${s.method.label}/s${s.seed}`;
 }
 
+/** The file each result of {@link loadResults} came from. */
+const SOURCES = new WeakMap<RunResult, string>();
+
+/**
+ * The file a result was read from by {@link loadResults} (`file.json`, or `file.json[i]` for an
+ * element of an array file).
+ *
+ * @param r a run result
+ * @returns the file, or undefined for a result not read by `loadResults`
+ */
+export function resultSource(r: RunResult): string | undefined {
+  return SOURCES.get(r);
+}
+
+/** A result named for error messages: its file, else its run id. */
+function describe(r: RunResult): string {
+  return resultSource(r) ?? `the result of run ${r.spec.id}`;
+}
+
+/**
+ * Throw when two results share a key.
+ *
+ * @param results the results
+ * @param keyOf the key of a result
+ * @param what what the key is, for the message (e.g. `run id`)
+ * @param advice what to do, appended to the message
+ * @throws Error naming both files (or run ids) and the key
+ */
+export function rejectDuplicates(
+  results: readonly RunResult[],
+  keyOf: (r: RunResult) => string,
+  what: string,
+  advice: string,
+): void {
+  const seen = new Map<string, RunResult>();
+  for (const r of results) {
+    const k = keyOf(r);
+    const first = seen.get(k);
+    if (first !== undefined) {
+      throw new Error(
+        `Two results for the same ${what} ${k}: ${describe(first)} and ${describe(r)}; ${advice}`,
+      );
+    }
+    seen.set(k, r);
+  }
+}
+
 /**
  * Read run results from a folder (every `*.json` directly inside, sorted by name) or from one
- * JSON file (a result or an array of results).
+ * JSON file (a result or an array of results). {@link resultSource} then names the file of each.
  *
  * @param path folder or file
  * @returns the validated results
@@ -82,9 +129,13 @@ export async function loadResults(path: string): Promise<RunResult[]> {
     } catch (e) {
       throw new Error(`${file}: invalid JSON: ${(e as Error).message}`);
     }
+    const add = (r: RunResult, source: string) => {
+      SOURCES.set(r, source);
+      out.push(r);
+    };
     if (Array.isArray(raw)) {
-      raw.forEach((r, i) => out.push(validateRunResult(r, { file: `${file}[${i}]` })));
-    } else out.push(validateRunResult(raw, { file }));
+      raw.forEach((r, i) => add(validateRunResult(r, { file: `${file}[${i}]` }), `${file}[${i}]`));
+    } else add(validateRunResult(raw, { file }), file);
   }
   return out;
 }
@@ -130,6 +181,9 @@ function beyond(a: number, b: number, t: number): boolean {
  * @param tol score tolerances (profile `tolerances`)
  * @param opts partial comparison for shards
  * @returns the comparison
+ * @throws Error naming both files when `baseline` (or `current`) holds two results for one run
+ *   key (e.g. a stale result of an older configuration beside the new one): which one is the
+ *   baseline would otherwise depend on the file order
  */
 export function compareResults(
   current: readonly RunResult[],
@@ -139,6 +193,14 @@ export function compareResults(
 ): Comparison {
   const failures: GateDiff[] = [];
   const notes: string[] = [];
+  for (const [rs, which] of [[baseline, "baseline"], [current, "current"]] as const) {
+    rejectDuplicates(
+      rs,
+      runKey,
+      `${which} run key`,
+      "remove the stale one (the run id changes with the configuration)",
+    );
+  }
   const cur = new Map(current.map((r) => [runKey(r), r]));
   const base = new Map(baseline.map((r) => [runKey(r), r]));
   let compared = 0;

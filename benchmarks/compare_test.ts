@@ -2,9 +2,22 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fakeRunOne } from "./_fake_run_one.ts";
 import { compareResults, formatComparison, loadResults, runKey, toleranceFor } from "./compare.ts";
-import { DEFAULT_TRAIN, runId, type RunResult, type RunSpec, type Tolerances } from "./spec.ts";
+import { TASKS } from "../tasks/registry.ts";
+import {
+  DEFAULT_TRAIN,
+  runId,
+  type RunResult,
+  type RunSpec,
+  type Tolerances,
+  validateProfile,
+} from "./spec.ts";
 
-function spec(label: string, seed = 0, backbone: RunSpec["backbone"] = "random"): RunSpec {
+function spec(
+  label: string,
+  seed = 0,
+  backbone: RunSpec["backbone"] = "random",
+  steps = 4,
+): RunSpec {
   const body: Omit<RunSpec, "id"> = {
     profile: "ci",
     model: "tiny-v1_1",
@@ -13,7 +26,7 @@ function spec(label: string, seed = 0, backbone: RunSpec["backbone"] = "random")
     tasks: ["cb", "rte_sg"],
     method: { name: label === "mtl" ? "mtl" : "hyperprompt_global", label, config: {} },
     seed,
-    train: { ...DEFAULT_TRAIN, steps: 4, evalEvery: 2 },
+    train: { ...DEFAULT_TRAIN, steps, evalEvery: 2 },
     backend: "cpu",
   };
   return { id: runId(body), ...body };
@@ -24,7 +37,7 @@ async function fixtures(): Promise<RunResult[]> {
   return [await fakeRunOne(spec("mtl"), opts), await fakeRunOne(spec("hp"), opts)];
 }
 
-const TOL: Tolerances = { default: 0.5, metrics: { "cb/f1": 2, accuracy: 1 } };
+const TOL: Tolerances = { default: 0.5, metrics: { "cb/mean_3class_f1": 2, accuracy: 1 } };
 
 /** A copy of `r` with one best metric moved by `delta` (and the group score left as is). */
 function moved(r: RunResult, task: string, metric: string, delta: number): RunResult {
@@ -38,10 +51,25 @@ function moved(r: RunResult, task: string, metric: string, delta: number): RunRe
   };
 }
 
-Deno.test("toleranceFor() prefers task/metric, then metric, then default", () => {
-  assert.equal(toleranceFor(TOL, "cb", "f1"), 2);
+Deno.test("toleranceFor() prefers task/metric, then metric, then default", async () => {
+  assert.equal(toleranceFor(TOL, "cb", "mean_3class_f1"), 2);
   assert.equal(toleranceFor(TOL, "cb", "accuracy"), 1);
-  assert.equal(toleranceFor(TOL, "rte_sg", "f1"), 0.5);
+  assert.equal(toleranceFor(TOL, "multirc", "f1"), 0.5);
+  // TOL's keys are real: a profile may use them, and the fake reports those metrics for CB.
+  const profile = validateProfile(
+    {
+      name: "t",
+      models: ["tiny-v1_1"],
+      benchmarks: ["super_glue"],
+      methods: [{ name: "mtl" }],
+      tolerances: TOL,
+    },
+    { file: "t.json" },
+    { taskMetrics: { cb: TASKS.cb!.metrics, rte_sg: TASKS.rte_sg!.metrics } },
+  );
+  assert.deepEqual(profile.tolerances, TOL);
+  const [r] = await fixtures();
+  assert.deepEqual(Object.keys(r!.best["cb"]!.metrics), ["mean_3class_f1", "accuracy"]);
 });
 
 Deno.test("compareResults() passes identical results and moves within tolerance", async () => {
@@ -49,9 +77,13 @@ Deno.test("compareResults() passes identical results and moves within tolerance"
   const same = compareResults(base, base, TOL);
   assert.equal(same.ok, true);
   assert.equal(same.compared, 2);
-  const within = compareResults([moved(base[0]!, "cb", "f1", 1.9), base[1]!], base, TOL);
+  const within = compareResults(
+    [moved(base[0]!, "cb", "mean_3class_f1", 1.9), base[1]!],
+    base,
+    TOL,
+  );
   assert.equal(within.ok, true, formatComparison(within));
-  assert.match(within.notes.join("\n"), /best\.cb\.f1 .* \(within 2\)/);
+  assert.match(within.notes.join("\n"), /best\.cb\.mean_3class_f1 .* \(within 2\)/);
 });
 
 Deno.test("compareResults() fails on a score beyond tolerance, count changes, missing runs", async () => {
@@ -108,16 +140,16 @@ Deno.test("loadResults() reads a folder or a JSON array and names bad files", as
 
 Deno.test("compareResults() treats NaN (null in JSON) as equal only to NaN", async () => {
   const base = await fixtures();
-  const nan = moved(base[0]!, "cb", "f1", NaN);
+  const nan = moved(base[0]!, "cb", "mean_3class_f1", NaN);
   const roundTrip = JSON.parse(JSON.stringify(nan));
-  assert.equal(roundTrip.best.cb.metrics.f1, null);
+  assert.equal(roundTrip.best.cb.metrics.mean_3class_f1, null);
   const dir = await Deno.makeTempDir();
   await Deno.writeTextFile(join(dir, "a.json"), JSON.stringify(nan));
   const [loaded] = await loadResults(dir);
-  assert.ok(Number.isNaN(loaded!.best["cb"]!.metrics["f1"]));
+  assert.ok(Number.isNaN(loaded!.best["cb"]!.metrics["mean_3class_f1"]));
   assert.equal(compareResults([loaded!], [loaded!], TOL).ok, true);
   const c = compareResults([base[0]!], [loaded!], TOL);
-  assert.deepEqual(c.failures.map((f) => f.field), ["best.cb.f1"]);
+  assert.deepEqual(c.failures.map((f) => f.field), ["best.cb.mean_3class_f1"]);
   await Deno.remove(dir, { recursive: true });
 });
 
@@ -134,4 +166,36 @@ Deno.test("compareResults() matches runs by backbone too", async () => {
   assert.equal(c.ok, false);
   assert.deepEqual(c.failures.map((f) => [f.run, f.field]), [[runKey(rand), "run"]]);
   assert.match(c.notes.join("\n"), /pretrained\/super_glue\/mtl\/s0: no baseline run/);
+});
+
+Deno.test("compareResults() rejects a baseline holding two results for one run key, in any file order", async () => {
+  const opts = { outDir: "/nonexistent", dataDir: "/nonexistent" };
+  const now = await fakeRunOne(spec("mtl", 0, "random", 4), opts);
+  const stale = await fakeRunOne(spec("mtl", 0, "random", 8), opts); // an older configuration
+  const dir = await Deno.makeTempDir();
+  const files = [join(dir, `x--${now.spec.id}.json`), join(dir, `x--${stale.spec.id}.json`)];
+  await Deno.writeTextFile(files[0]!, JSON.stringify(now));
+  await Deno.writeTextFile(files[1]!, JSON.stringify(stale));
+  const base = await loadResults(dir);
+  const key = runKey(now);
+  for (const order of [base, [...base].reverse()]) {
+    assert.throws(
+      () => compareResults([now], order, TOL),
+      (e: unknown) => {
+        const m = (e as Error).message;
+        return m.startsWith(`Two results for the same baseline run key ${key}: `) &&
+          files.every((f) => m.includes(f)) && /remove the stale one/.test(m);
+      },
+    );
+  }
+  // Without file names (results built in memory) the run ids are named instead.
+  assert.throws(
+    () => compareResults([now], [now, stale], TOL),
+    new RegExp(`the result of run ${now.spec.id} and the result of run ${stale.spec.id}`),
+  );
+  assert.throws(
+    () => compareResults([now, stale], [now], TOL),
+    /Two results for the same current run key/,
+  );
+  await Deno.remove(dir, { recursive: true });
 });

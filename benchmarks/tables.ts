@@ -4,12 +4,21 @@
  * grouped and sorted by content, never by file or arrival order.
  *
  * Tables:
- * Run rows are grouped by profile, model, method label and backbone (`random`, `pretrained`, or
- * an `hf` folder name); the `backbone` column puts a method's pretrained and random rows side by
+ * Runs are averaged over seeds only within one configuration: one profile, model, method label
+ * and backbone (`random`, `pretrained`, or an `hf` folder name), and one resolved run spec
+ * apart from the seed ({@link configId}; the `config` column). A row shows a method's GLUE and
+ * SuperGLUE configurations side by side; when a folder holds results of several configurations of
+ * one benchmark (e.g. stale results of an edited profile), each gets its own row instead of being
+ * pooled. Two results of one run (same run id, or same configuration and seed) are an error
+ * naming both files. The `backbone` column puts a method's pretrained and random rows side by
  * side.
  *
- * - `scores.csv`: best group score per task (mean over seeds), GLUE/SuperGLUE averages (mean,
- *   std), and the paper's averages from `results/paper/main_table.csv` with their source;
+ * - `scores.csv`: best group score per task (mean over seeds), the number of runs averaged,
+ *   GLUE/SuperGLUE averages (mean, std) with the number of tasks they average, and the paper's
+ *   averages from `results/paper/main_table.csv` with their source. `glue_avg` /
+ *   `super_glue_avg` are the paper's average over all 8 tasks and are filled only when every one
+ *   of them was run; a run on a task subset puts its plain mean in `glue_partial_avg` /
+ *   `super_glue_partial_avg` instead, and its paper columns stay blank;
  * - `params.csv`: total, extra, extra %, ratio, trained, trained per task % for every method at
  *   every published size (analytic, 8 tasks, default configs) and for every run group;
  * - `flops.csv`: FLOPs per example (train / inference) and measured tokens/s;
@@ -25,11 +34,14 @@ import { parse } from "csv-parse/sync";
 import { PRESETS, PUBLISHED_PRESETS, type T5Config } from "../model/config.ts";
 import { repoPath } from "../model/shared_dir.ts";
 import { methodAccounting } from "../model/methods/accounting.ts";
-import { loadResults } from "./compare.ts";
+import { loadResults, rejectDuplicates } from "./compare.ts";
+import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 import { attentionMassSvg, scoreVsParamsSvg } from "./plots.ts";
 import {
   backboneLabel,
   type BenchmarkName,
+  BENCHMARKS,
+  configId,
   METHOD_NAMES,
   modelLabel,
   type RunResult,
@@ -105,7 +117,18 @@ function std(xs: readonly number[]): number {
 }
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
-/** Runs grouped by profile, model, method label and backbone (seeds and benchmarks pooled). */
+/** The runs of one benchmark and configuration ({@link configId}), one per seed. */
+interface Cell {
+  readonly benchmark: BenchmarkName;
+  /** {@link configId} of the runs. */
+  readonly config: string;
+  readonly runs: RunResult[];
+}
+
+/**
+ * One row: a profile, model, method label and backbone, with at most one configuration per
+ * benchmark.
+ */
 interface Group {
   readonly profile: string;
   readonly model: string;
@@ -113,33 +136,81 @@ interface Group {
   readonly backbone: string;
   readonly label: string;
   readonly method: string;
-  readonly runs: RunResult[];
+  /** At most one cell per benchmark, in {@link BENCHMARKS} order. */
+  readonly cells: readonly Cell[];
+  /** Every run of the cells. */
+  readonly runs: readonly RunResult[];
 }
 
+/** The `config` cell of a row: `<benchmark>:<config id>` per cell. */
+function configCell(g: Group): string {
+  return g.cells.map((c) => `${c.benchmark}:${c.config}`).join(" ");
+}
+
+function cellOf(g: Group, b: string): Cell | undefined {
+  return g.cells.find((c) => c.benchmark === b);
+}
+
+/**
+ * Group runs into rows without pooling configurations.
+ *
+ * @throws Error naming both files when two results are of the same run (same run id, or same
+ *   configuration and seed)
+ */
 function groupRuns(results: readonly RunResult[]): Group[] {
-  const map = new Map<string, Group>();
+  const advice = "remove one (a copy, or a rerun into another folder)";
+  rejectDuplicates(results, (r) => r.spec.id, "run id", advice);
+  rejectDuplicates(
+    results,
+    (r) => `${configId(r.spec)} and seed ${r.spec.seed}`,
+    "configuration",
+    advice,
+  );
+  const rows = new Map<string, Map<string, Cell>>();
   for (const r of results) {
     const s = r.spec;
     const backbone = backboneLabel(s.backbone ?? "random");
-    const key = JSON.stringify([s.profile, modelLabel(s.model), s.method.label, backbone]);
-    let g = map.get(key);
-    if (g === undefined) {
-      g = {
-        profile: s.profile,
-        model: modelLabel(s.model),
-        backbone,
-        label: s.method.label,
-        method: s.method.name,
-        runs: [],
-      };
-      map.set(key, g);
+    const key = JSON.stringify([
+      s.profile,
+      modelLabel(s.model),
+      s.method.label,
+      backbone,
+      s.method.name,
+    ]);
+    let cells = rows.get(key);
+    if (cells === undefined) rows.set(key, cells = new Map());
+    const config = configId(s);
+    const ck = `${s.benchmark}/${config}`;
+    let c = cells.get(ck);
+    if (c === undefined) cells.set(ck, c = { benchmark: s.benchmark, config, runs: [] });
+    c.runs.push(r);
+  }
+  const groups: Group[] = [];
+  for (const [key, cellMap] of rows) {
+    const [profile, model, label, backbone, method] = JSON.parse(key) as string[];
+    const bIndex = (b: BenchmarkName) => BENCHMARKS.indexOf(b);
+    const cells = [...cellMap.values()].sort((a, b) =>
+      bIndex(a.benchmark) - bIndex(b.benchmark) || cmp(a.config, b.config)
+    );
+    for (const c of cells) c.runs.sort((a, b) => a.spec.seed - b.spec.seed);
+    const oneEach = new Set(cells.map((c) => c.benchmark)).size === cells.length;
+    // Several configurations of one benchmark: a row each, never combined or pooled.
+    for (const part of oneEach ? [cells] : cells.map((c) => [c])) {
+      groups.push({
+        profile: profile!,
+        model: model!,
+        backbone: backbone!,
+        label: label!,
+        method: method!,
+        cells: part,
+        runs: part.flatMap((c) => c.runs),
+      });
     }
-    g.runs.push(r);
   }
   const order = (m: string) => METHOD_NAMES.indexOf(m as never);
-  return [...map.values()].sort((a, b) =>
+  return groups.sort((a, b) =>
     cmp(a.profile, b.profile) || cmp(a.model, b.model) || order(a.method) - order(b.method) ||
-    cmp(a.label, b.label) || cmp(a.backbone, b.backbone)
+    cmp(a.label, b.label) || cmp(a.backbone, b.backbone) || cmp(configCell(a), configCell(b))
   );
 }
 
@@ -147,17 +218,39 @@ function paperFor(paper: readonly PaperRow[], model: string, label: string): Pap
   return paper.find((p) => p.model === model && (p.method === label || p.method_name === label));
 }
 
-function benchAverages(g: Group, b: BenchmarkName): number[] {
-  return g.runs.map((r) => r.averages[b]).filter((x): x is number => x !== undefined);
+/**
+ * A benchmark's averages in a row: the runs' averages, the number of tasks they average, and
+ * whether they are the full average over all 8 tasks of the benchmark (`BENCHMARK_TASKS`).
+ */
+function benchAverages(
+  g: Group,
+  b: BenchmarkName,
+): { xs: number[]; tasks: number; full: boolean } {
+  const runs = cellOf(g, b)?.runs ?? [];
+  const xs = runs.map((r) => r.averages[b]).filter((x): x is number => x !== undefined);
+  const tasks = Math.max(0, ...runs.map((r) => Object.keys(r.best).length));
+  const full = runs.length > 0 && runs.every((r) => BENCHMARK_TASKS[b].every((t) => t in r.best));
+  return { xs, tasks, full };
+}
+
+/** `seeds` of a row: the runs averaged per benchmark (one number when they agree). */
+function seedsCell(g: Group): string | number {
+  const counts = new Set(g.cells.map((c) => c.runs.length));
+  if (counts.size === 1) return g.cells[0]!.runs.length;
+  return g.cells.map((c) => `${c.benchmark}:${c.runs.length}`).join(" ");
 }
 
 /**
- * (a) Scores: per run group, the best group score of each task (mean over seeds), each
- * benchmark's average (mean and sample std over seeds), and the paper's values with source.
+ * (a) Scores: per row, the best group score of each task (mean over seeds), the number of runs
+ * averaged, and per benchmark the number of tasks averaged with the average (mean and sample std
+ * over seeds) in `<benchmark>_avg` when all 8 tasks ran, else in `<benchmark>_partial_avg`; the
+ * paper's averages (left blank next to a partial average) with their source; the configuration
+ * ids.
  *
  * @param results run results
  * @param paper the paper's reference rows
  * @returns the table
+ * @throws Error naming both files when two results are of the same run
  */
 export function scoresTable(results: readonly RunResult[], paper: readonly PaperRow[]): Table {
   const groups = groupRuns(results);
@@ -170,6 +263,13 @@ export function scoresTable(results: readonly RunResult[], paper: readonly Paper
     const [bb, tb] = b.split("/") as [string, string];
     return cmp(ba, bb) || cmp(ta, tb);
   });
+  const benchCols = (b: string) => [
+    `${b}_tasks`,
+    `${b}_avg`,
+    `${b}_std`,
+    `${b}_partial_avg`,
+    `${b}_partial_std`,
+  ];
   const head = [
     "profile",
     "model",
@@ -178,32 +278,44 @@ export function scoresTable(results: readonly RunResult[], paper: readonly Paper
     "method_name",
     "seeds",
     ...tasks,
-    "glue_avg",
-    "glue_std",
-    "super_glue_avg",
-    "super_glue_std",
+    ...benchCols("glue"),
+    ...benchCols("super_glue"),
     "paper_glue_avg",
     "paper_super_glue_avg",
     "paper_source",
+    "config",
   ];
   const rows: Table = [head];
   for (const g of groups) {
-    const seeds = new Set(g.runs.map((r) => r.spec.seed)).size;
-    const cells: (string | number)[] = [g.profile, g.model, g.backbone, g.label, g.method, seeds];
+    const cells: (string | number)[] = [
+      g.profile,
+      g.model,
+      g.backbone,
+      g.label,
+      g.method,
+      seedsCell(g),
+    ];
     for (const col of tasks) {
       const [bench, task] = col.split("/") as [string, string];
-      const xs = g.runs.filter((r) => r.spec.benchmark === bench).map((r) =>
-        r.best[task]?.groupScore
-      )
+      const xs = (cellOf(g, bench)?.runs ?? []).map((r) => r.best[task]?.groupScore)
         .filter((x): x is number => x !== undefined);
       cells.push(xs.length ? r2(mean(xs)) : "");
     }
-    for (const b of ["glue", "super_glue"] as const) {
-      const xs = benchAverages(g, b);
-      cells.push(xs.length ? r2(mean(xs)) : "", xs.length > 1 ? r2(std(xs)) : "");
+    const partial: Partial<Record<BenchmarkName, boolean>> = {};
+    for (const b of BENCHMARKS) {
+      const { xs, tasks: n, full } = benchAverages(g, b);
+      const avg = xs.length ? r2(mean(xs)) : "";
+      const sd = xs.length > 1 ? r2(std(xs)) : "";
+      partial[b] = xs.length > 0 && !full;
+      cells.push(xs.length ? n : "", ...(full ? [avg, sd, "", ""] : ["", "", avg, sd]));
     }
     const p = paperFor(paper, g.model, g.label);
-    cells.push(p?.glue_avg ?? "", p?.super_glue_avg ?? "", p?.source ?? "");
+    cells.push(
+      partial.glue ? "" : p?.glue_avg ?? "",
+      partial.super_glue ? "" : p?.super_glue_avg ?? "",
+      p?.source ?? "",
+      configCell(g),
+    );
     rows.push(cells);
   }
   return rows;
@@ -256,6 +368,7 @@ export function paramsTable(
     "paper_extra_pct",
     "paper_trained_per_task_pct",
     "paper_source",
+    "config",
   ]];
   const paperCells = (model: string, label: string, method: string) => {
     const cands = paper.filter((p) =>
@@ -282,17 +395,17 @@ export function paramsTable(
           a.trained,
           r4(a.trainedPerTaskPct),
           ...paperCells(model, label, m),
+          "",
         ]);
       }
     }
   }
   for (const g of groupRuns(results)) {
-    for (const b of ["glue", "super_glue"] as const) {
-      const r = g.runs.find((x) => x.spec.benchmark === b);
-      if (r === undefined) continue;
+    for (const c of g.cells) {
+      const r = c.runs[0]!;
       const p = r.params;
       rows.push([
-        ...runRowKey(g, b),
+        ...runRowKey(g, c.benchmark),
         r.spec.tasks.length,
         p.total,
         p.extra,
@@ -301,6 +414,7 @@ export function paramsTable(
         p.trained,
         r4(p.trainedPerTaskPct),
         ...paperCells(g.model, g.label, g.method),
+        c.config,
       ]);
     }
   }
@@ -330,6 +444,7 @@ export function flopsTable(results: readonly RunResult[], accounting?: Accountin
     "wall_seconds",
     "backend",
     "device",
+    "config",
   ]];
   if (accounting) {
     for (const model of PUBLISHED_PRESETS) {
@@ -349,19 +464,19 @@ export function flopsTable(results: readonly RunResult[], accounting?: Accountin
           "",
           "",
           "",
+          "",
         ]);
       }
     }
   }
   for (const g of groupRuns(results)) {
-    for (const b of ["glue", "super_glue"] as const) {
-      const rs = g.runs.filter((x) => x.spec.benchmark === b);
-      const r = rs[0];
-      if (r === undefined) continue;
+    for (const c of g.cells) {
+      const rs = c.runs;
+      const r = rs[0]!;
       const backends = [...new Set(rs.map((x) => x.provenance.backend.name))].sort();
       const devices = [...new Set(rs.map((x) => x.provenance.device))].sort();
       rows.push([
-        ...runRowKey(g, b),
+        ...runRowKey(g, c.benchmark),
         r.spec.train.maxInputLength,
         r.spec.train.maxTargetLength,
         r.flops.trainPerExample,
@@ -370,6 +485,7 @@ export function flopsTable(results: readonly RunResult[], accounting?: Accountin
         r2(mean(rs.map((x) => x.wallSeconds))),
         backends.join(" "),
         devices.join(" | "),
+        c.config,
       ]);
     }
   }
@@ -378,7 +494,8 @@ export function flopsTable(results: readonly RunResult[], accounting?: Accountin
 
 /**
  * (d) Ablation: rows of profiles whose name starts with `ablation`, parameters relative to the
- * MTL row of the same profile and model (the paper's "1.02x"), GLUE and SuperGLUE averages.
+ * MTL row of the same profile and model (the paper's "1.02x"), GLUE and SuperGLUE averages (as in
+ * {@link scoresTable}: the task count, the full average, or the partial mean of a task subset).
  *
  * @param results run results
  * @param paper the paper's reference rows (paper_params_ratio by model and label)
@@ -393,10 +510,15 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
     "method_name",
     "config",
     "params_x_mtl",
+    "glue_tasks",
     "glue_avg",
+    "glue_partial_avg",
+    "super_glue_tasks",
     "super_glue_avg",
+    "super_glue_partial_avg",
     "paper_params_x_mtl",
     "paper_source",
+    "config",
   ]];
   const groups = groupRuns(results.filter((r) => r.spec.profile.startsWith("ablation")));
   for (const g of groups) {
@@ -408,8 +530,9 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
     const base = mtl?.runs[0]?.params.total ?? total - g.runs[0]!.params.extra;
     const p = paper.find((x) => x.model === g.model && x.method === g.label);
     const avg = (b: BenchmarkName) => {
-      const xs = benchAverages(g, b);
-      return xs.length ? r2(mean(xs)) : "";
+      const { xs, tasks, full } = benchAverages(g, b);
+      if (xs.length === 0) return ["", "", ""];
+      return full ? [tasks, r2(mean(xs)), ""] : [tasks, "", r2(mean(xs))];
     };
     rows.push([
       g.profile,
@@ -419,10 +542,11 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
       g.method,
       JSON.stringify(g.runs[0]!.spec.method.config),
       `${(total / base).toFixed(3)}x`,
-      avg("glue"),
-      avg("super_glue"),
+      ...avg("glue"),
+      ...avg("super_glue"),
       p?.params_ratio ? `${p.params_ratio}x` : "",
       p?.source ?? "",
+      configCell(g),
     ]);
   }
   return rows;
@@ -446,6 +570,7 @@ export function attentionTable(results: readonly RunResult[]): Table {
     "layer",
     "mass",
     "seeds",
+    "config",
   ]];
   for (const g of groupRuns(results)) {
     const byKey = new Map<string, number[]>();
@@ -474,6 +599,7 @@ export function attentionTable(results: readonly RunResult[]): Table {
         k[3],
         r4(mean(xs)),
         xs.length,
+        cellOf(g, k[0])!.config,
       ]);
     }
   }

@@ -1,15 +1,21 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
+import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 import { fakeRunOne } from "./_fake_run_one.ts";
+import { loadResults } from "./compare.ts";
 import { attentionMassSvg, scoreVsParamsSvg } from "./plots.ts";
-import { DEFAULT_TRAIN, runId, type RunResult, type RunSpec } from "./spec.ts";
+import { configId, DEFAULT_TRAIN, runId, type RunResult, type RunSpec } from "./spec.ts";
 import {
   ablationTable,
   attentionTable,
+  flopsTable,
   loadAccounting,
+  type PaperRow,
   paramsTable,
   readPaperTable,
   scoresTable,
   toCsv,
+  writeTables,
 } from "./tables.ts";
 
 function spec(
@@ -20,6 +26,7 @@ function spec(
   seed: number,
   benchmark: "glue" | "super_glue",
   backbone: RunSpec["backbone"] = "random",
+  edit: Partial<Omit<RunSpec, "id">> = {},
 ): RunSpec {
   const body: Omit<RunSpec, "id"> = {
     profile,
@@ -31,6 +38,7 @@ function spec(
     seed,
     train: { ...DEFAULT_TRAIN, steps: 4, evalEvery: 2 },
     backend: "cpu",
+    ...edit,
   };
   return { id: runId(body), ...body };
 }
@@ -67,12 +75,19 @@ Deno.test("scoresTable() averages seeds per task and benchmark and joins the pap
   assert.equal(col("glue/rte"), Math.round(rte * 100) / 100);
   const g = [rs[0]!.averages.glue!, rs[2]!.averages.glue!];
   const sd = Math.abs(g[0]! - g[1]!) / Math.SQRT2;
-  assert.equal(col("glue_std"), Math.round(sd * 100) / 100);
+  // 2 of the 8 GLUE tasks: a partial mean, not in the column of the paper's 8-task average.
+  assert.equal(col("glue_tasks"), 2);
+  assert.equal(col("glue_avg"), "");
+  assert.equal(col("glue_std"), "");
+  assert.equal(col("glue_partial_avg"), Math.round(((g[0]! + g[1]!) / 2) * 100) / 100);
+  assert.equal(col("glue_partial_std"), Math.round(sd * 100) / 100);
+  assert.equal(col("super_glue_tasks"), 1);
   assert.equal(col("paper_glue_avg"), "");
   assert.match(String(col("paper_source")), /not retrieved/);
+  assert.match(String(col("config")), /^glue:[0-9a-f]{12} super_glue:[0-9a-f]{12}$/);
   assert.match(
     toCsv(t).split("\n")[0]!,
-    /^profile,model,backbone,method,method_name,seeds,glue\/cola,glue\/rte,super_glue\/cb,/,
+    /^profile,model,backbone,method,method_name,seeds,glue\/cola,glue\/rte,super_glue\/cb,glue_tasks,glue_avg,glue_std,glue_partial_avg,glue_partial_std,super_glue_tasks,/,
   );
 });
 
@@ -143,11 +158,138 @@ Deno.test("scoresTable() puts a method's pretrained and random rows side by side
   );
   const pre = rs.find((r) => r.spec.backbone === "pretrained" && r.spec.method.label === "mtl")!;
   const row = t.find((r) => r[at("backbone")] === "pretrained" && r[at("method")] === "mtl")!;
-  assert.equal(row[at("glue_avg")], Math.round(pre.averages.glue! * 100) / 100);
+  assert.equal(row[at("glue_partial_avg")], Math.round(pre.averages.glue! * 100) / 100);
   for (const table of [paramsTable(rs, []), attentionTable(rs)]) {
     const h = table[0] as string[];
     assert.equal(h[2], "backbone");
     const bbs = new Set(table.slice(1).map((r) => r[2]));
     assert.ok(bbs.has("pretrained") && bbs.has("random"), `${h.join(",")}: ${[...bbs]}`);
   }
+});
+
+Deno.test("scoresTable() never pools configurations: an edited profile's stale runs get their own row", async () => {
+  // The same cell (profile, model, method, backbone, benchmark) at steps 4 (2 seeds) and at
+  // steps 8 (1 seed, e.g. after a profile edit; the old files stay in the folder).
+  const mk = (seed: number, steps: number) =>
+    spec("ci", "tiny-v1_1", "mtl", "mtl", seed, "super_glue", "pretrained", {
+      train: { ...DEFAULT_TRAIN, steps, evalEvery: 2 },
+    });
+  const rs = await runs([mk(0, 4), mk(1, 4), mk(0, 8)]);
+  const t = scoresTable(rs, []);
+  const head = t[0] as string[];
+  const at = (n: string) => head.indexOf(n);
+  assert.equal(t.length, 3, "one row per configuration");
+  const byConfig = new Map(t.slice(1).map((r) => [r[at("config")], r]));
+  const old = byConfig.get(`super_glue:${configId(rs[0]!.spec)}`)!;
+  const now = byConfig.get(`super_glue:${configId(rs[2]!.spec)}`)!;
+  assert.equal(configId(rs[0]!.spec), configId(rs[1]!.spec), "seeds share a configuration");
+  assert.equal(old[at("seeds")], 2);
+  assert.equal(now[at("seeds")], 1, "seeds = the runs actually averaged");
+  assert.equal(now[at("super_glue_partial_std")], "", "no std over one run");
+  const r2 = (x: number) => Math.round(x * 100) / 100;
+  assert.equal(now[at("super_glue_partial_avg")], r2(rs[2]!.averages.super_glue!));
+  assert.equal(
+    old[at("super_glue_partial_avg")],
+    r2((rs[0]!.averages.super_glue! + rs[1]!.averages.super_glue!) / 2),
+  );
+  // Params and FLOPs rows are per configuration too.
+  const params = paramsTable(rs, []);
+  assert.equal(params.length, 3);
+  assert.deepEqual(
+    params.slice(1).map((r) => r.at(-1)).sort(),
+    [configId(rs[0]!.spec), configId(rs[2]!.spec)].sort(),
+  );
+  assert.equal(flopsTable(rs).length, 3);
+});
+
+Deno.test("tables reject two results of one run, naming both files", async () => {
+  const [a, b] = await runs([
+    spec("ci", "tiny-v1_1", "mtl", "mtl", 0, "glue"),
+    spec("ci", "tiny-v1_1", "mtl", "mtl", 1, "glue"),
+  ]);
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(join(dir, "a.json"), JSON.stringify(a));
+  await Deno.writeTextFile(join(dir, "b.json"), JSON.stringify(b));
+  await Deno.writeTextFile(join(dir, "copy-of-a.json"), JSON.stringify(a));
+  const loaded = await loadResults(dir);
+  assert.throws(
+    () => scoresTable(loaded, []),
+    (e: unknown) =>
+      e instanceof Error &&
+      e.message ===
+        `Two results for the same run id ${a!.spec.id}: ${join(dir, "a.json")} and ${
+          join(dir, "copy-of-a.json")
+        }; remove one (a copy, or a rerun into another folder)`,
+  );
+  await assert.rejects(
+    () => writeTables(dir, join(dir, "tables"), { accounting: null }),
+    /Two results for the same run id .*a\.json and .*copy-of-a\.json/,
+  );
+  // Same configuration and seed under another id (a hand-edited file): also rejected.
+  const relabelled = { ...a!, spec: { ...a!.spec, id: "000000000000" } };
+  assert.throws(
+    () => scoresTable([a!, relabelled], []),
+    /Two results for the same configuration [0-9a-f]{12} and seed 0: the result of run/,
+  );
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("scoresTable() fills the full average and the paper column only when all 8 tasks ran", async () => {
+  const full = spec(
+    "paper-base",
+    "t5-v1_1-base",
+    "hyperprompt_global",
+    "HyperPrompt",
+    0,
+    "glue",
+    "pretrained",
+    {
+      tasks: [...BENCHMARK_TASKS.glue],
+    },
+  );
+  const part = spec(
+    "paper-base",
+    "t5-v1_1-base",
+    "hyperprompt_global",
+    "HyperPrompt",
+    0,
+    "super_glue",
+    "pretrained",
+    {
+      tasks: ["cb", "rte_sg"],
+    },
+  );
+  const rs = await runs([full, part]);
+  const paper: PaperRow[] = [{
+    model: "t5-v1_1-base",
+    method: "HyperPrompt",
+    method_name: "hyperprompt_global",
+    glue_avg: "86.8",
+    super_glue_avg: "77.9",
+    params_ratio: "",
+    extra_pct: "",
+    trained_per_task_pct: "",
+    source: "a test row",
+  }];
+  const t = scoresTable(rs, paper);
+  assert.equal(t.length, 2);
+  const [head, row] = t as [string[], (string | number)[]];
+  const col = (n: string) => row[head.indexOf(n)];
+  assert.equal(col("glue_tasks"), 8);
+  assert.equal(col("glue_avg"), Math.round(rs[0]!.averages.glue! * 100) / 100);
+  assert.equal(col("glue_partial_avg"), "");
+  assert.equal(col("paper_glue_avg"), "86.8");
+  assert.equal(col("super_glue_tasks"), 2);
+  assert.equal(col("super_glue_avg"), "");
+  assert.equal(col("super_glue_partial_avg"), Math.round(rs[1]!.averages.super_glue! * 100) / 100);
+  assert.equal(col("paper_super_glue_avg"), "", "no paper value next to a partial average");
+  const ab = ablationTable(
+    rs.map((r) => ({ ...r, spec: { ...r.spec, profile: "ablation" } })),
+    paper,
+  );
+  const ah = ab[0] as string[];
+  const arow = ab[1]!;
+  assert.equal(arow[ah.indexOf("glue_tasks")], 8);
+  assert.equal(arow[ah.indexOf("super_glue_avg")], "");
+  assert.equal(arow[ah.indexOf("super_glue_partial_avg")], col("super_glue_partial_avg"));
 });
