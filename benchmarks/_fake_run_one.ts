@@ -6,6 +6,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
+import { TASKS } from "../tasks/registry.ts";
 import type { BestEval, RunOneOptions, RunResult, RunSpec, TaskEval } from "./spec.ts";
 
 function unit(key: string): number {
@@ -13,18 +14,15 @@ function unit(key: string): number {
   return h.readUInt32BE(0) / 2 ** 32;
 }
 
-const METRICS: Readonly<Record<string, readonly string[]>> = {
-  cola: ["mcc"],
-  mrpc: ["f1", "accuracy"],
-  qqp: ["f1", "accuracy"],
-  stsb: ["pearson", "spearman"],
-  cb: ["f1", "accuracy"],
-  multirc: ["f1a", "em"],
-  record: ["f1", "em"],
-};
+/** The metric names a real run reports for a task: the registry's, else `accuracy`. */
+function metricNames(task: string): readonly string[] {
+  const m = TASKS[task]?.metrics;
+  return m === undefined || m.length === 0 ? ["accuracy"] : m;
+}
 
 /**
- * Deterministic fake result: scores in [40, 90) from a hash of (id, task, step, metric),
+ * Deterministic fake result: scores in [40, 90) from a hash of (id, task, step, metric) for the
+ * metrics the task registry (`tasks/registry.ts`) names for each task,
  * parameter and FLOP counts from a hash of (model, method).
  *
  * @param spec the run
@@ -44,7 +42,7 @@ export function fakeRunOne(spec: RunSpec, opts: RunOneOptions): Promise<RunResul
   for (const task of spec.tasks) {
     for (const step of evalSteps) {
       const metrics: Record<string, number> = {};
-      for (const m of METRICS[task] ?? ["accuracy"]) {
+      for (const m of metricNames(task)) {
         metrics[m] = Math.round((40 + 50 * unit(`${spec.id}/${task}/${step}/${m}`)) * 100) / 100;
       }
       const vals = Object.values(metrics);
