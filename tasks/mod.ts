@@ -7,7 +7,13 @@
  */
 export * from "./types.ts";
 export * from "./registry.ts";
-export { type BytesOptions, examplesFromBytes, loadExamples, type LoadOptions } from "./load.ts";
+export {
+  type BytesOptions,
+  examplesFromBytes,
+  type FileExamples,
+  loadExamples,
+  type LoadOptions,
+} from "./load.ts";
 export {
   DataError,
   decodeUtf8,
