@@ -159,7 +159,9 @@ export const TASKS: Readonly<Record<string, TaskSpec>> = Object.freeze(
       inMixture: true,
       inAverage: true,
       skipShortRows: true,
-      notes: "Rows with missing fields are dropped as TFDS does (old QQP.zip); QQP-clean has none.",
+      notes:
+        "Train rows with missing fields are dropped as TFDS does (old QQP.zip) and reported; " +
+        "a short dev/test row is an error. QQP-clean has none.",
     },
     stsb: {
       ...glueBase,

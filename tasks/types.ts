@@ -144,7 +144,10 @@ export interface TaskSpec {
   inMixture: boolean;
   /** Whether the group score enters the benchmark average. */
   inAverage: boolean;
-  /** QQP only: drop rows with fewer columns than the header (TFDS does; the old QQP.zip). */
+  /**
+   * QQP only: drop train rows with fewer columns than the header (TFDS does; the old QQP.zip),
+   * reporting their lines; a short validation or test row is an error.
+   */
   skipShortRows?: boolean;
   /** Notes on deviations and choices. */
   notes?: string;
