@@ -264,7 +264,8 @@ export interface Profile {
  * Training defaults: the T5 library's fine-tuning defaults, the best-supported reading of the
  * paper's unknown settings (spec §3.3, A10): Adafactor, constant 1e-3, batch 128, inputs 512,
  * targets 84 (GLUE; SuperGLUE 62 via `trainOverrides`), dropout 0.1, a checkpoint and evaluation
- * every 2000 steps (spec §3.4).
+ * every 2000 steps (spec §3.4). Adafactor itself (no `adafactor` field) is Hugging Face's T5
+ * fine-tuning Adafactor, not Mesh TF's (see {@link AdafactorSpec}).
  */
 export const DEFAULT_TRAIN: TrainSpec = {
   optimizer: "adafactor",
