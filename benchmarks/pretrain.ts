@@ -399,7 +399,8 @@ export async function pretrainBackbone(
     // is ~5× ln(vocab). From scratch, scale it by d^-½ (the tied layout's output scaling) so
     // training starts near ln(vocab).
     const head = model.params.get("lm_head.weight");
-    if (head) head.assign(tf.tidy(() => tf.mul(head, config.dModel ** -0.5)));
+    // assign() shares the new value's data, so the value itself is disposed with the tidy.
+    if (head) tf.tidy(() => head.assign(tf.mul(head, config.dModel ** -0.5)));
     log(`pretrain: backend ${backend.name}${backend.adapter ? ` (${backend.adapter})` : ""}`);
     const optimizer = createOptimizer({ kind: "adamw", weightDecay: 0 });
     const rng = new Rng(seedFor(opts.seed, "pretrain/data"));

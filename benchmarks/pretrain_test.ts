@@ -1,5 +1,6 @@
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { join } from "node:path";
+import * as tf from "@tensorflow/tfjs";
 import { loadHfFolder } from "../model/checkpoint.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
 import { sharedPath } from "../model/shared_dir.ts";
@@ -89,8 +90,12 @@ Deno.test({
         cacheDir: join(dir, "cache"),
         log: () => {},
       };
+      await tf.ready();
+      const tensorsBefore = tf.memory().numTensors;
       const first = await pretrainBackbone(opts);
       equal(first.cached, false);
+      // Nothing of the pretraining stays behind (weights, optimizer slots, the scaled lm_head).
+      equal(tf.memory().numTensors, tensorsBefore);
       const losses = first.info.losses;
       equal(losses[0]!.step, 1);
       equal(losses.at(-1)!.step, 40);
