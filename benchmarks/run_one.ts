@@ -381,7 +381,7 @@ async function runOnBackbone(
       (a, v) => a + v.size,
       0,
     );
-    if (trainedNow !== acc.trained && !model.params.has("encoder.embed_tokens.weight")) {
+    if (trainedNow !== acc.trained) {
       throw new Error(
         `benchmarks/run_one.ts: ${spec.method.name} trains ${trainedNow} parameters but its accounting says ${acc.trained}`,
       );
