@@ -168,13 +168,52 @@ function beyond(a: number, b: number, t: number): boolean {
   return Math.abs(a - b) > t;
 }
 
+/** The last segment of a backbone path (the machine-independent part). */
+function backboneKey(source: string): string {
+  return source.split(/[\\/]/).filter((x) => x !== "").at(-1) ?? source;
+}
+
+/**
+ * The reproduction checks of {@link compareResults} under a loss tolerance: the same inputs
+ * (tokenizer, backbone), the same training steps, and each step's loss within `rel` relative.
+ * Only the first step beyond tolerance is reported (later steps follow from it).
+ */
+function gateLosses(
+  b: RunResult,
+  c: RunResult,
+  rel: number,
+  fail: (field: string, bv: number | string, cv: number | string, tolerance?: number) => void,
+): void {
+  if ((c.tokenizer ?? "") !== (b.tokenizer ?? "")) {
+    fail("tokenizer", b.tokenizer ?? "(none)", c.tokenizer ?? "(none)");
+  }
+  const bk = backboneKey(b.backboneSource);
+  const ck = backboneKey(c.backboneSource);
+  if (bk !== ck) fail("backbone", bk, ck);
+  const steps = (r: RunResult) => r.losses.map((l) => l.step).join(",");
+  if (steps(b) !== steps(c)) {
+    fail("losses.steps", `${b.losses.length} steps`, `${c.losses.length} steps`);
+    return;
+  }
+  for (const [i, bl] of b.losses.entries()) {
+    const cl = c.losses[i]!.loss;
+    if (beyond(cl, bl.loss, rel * Math.abs(bl.loss))) {
+      fail(`losses[step ${bl.step}]`, bl.loss, cl, rel * Math.abs(bl.loss));
+      return;
+    }
+  }
+}
+
 /**
  * Compare current results with a baseline.
  *
  * Fails on: a baseline run missing from `current` (unless `partial`); a different spec id (the
  * resolved configuration changed: update the baseline); a task or metric missing; a best
  * metric or benchmark average beyond tolerance; any change of `params.total`, `params.extra`,
- * `params.trained`, `flops.trainPerExample`, `flops.inferencePerExample`.
+ * `params.trained`, `flops.trainPerExample`, `flops.inferencePerExample`. With `tol.loss`, also
+ * on a different list of training steps, the first step whose loss moved by more than
+ * `tol.loss` relative, another tokenizer, or another backbone (the last path segment of
+ * `backboneSource`: the cache key of an offline backbone, or a hub snapshot).
  *
  * @param current results of this run
  * @param baseline the baseline results
@@ -244,6 +283,7 @@ export function compareResults(
       if (cv === undefined) fail(`averages.${bench}`, round(bv), "missing", t);
       else if (beyond(cv, bv, t)) fail(`averages.${bench}`, round(bv), round(cv), t);
     }
+    if (tol.loss !== undefined) gateLosses(b, c, tol.loss, fail);
     for (const k of ["total", "extra", "trained"] as const) {
       if (c.params[k] !== b.params[k]) fail(`params.${k}`, b.params[k], c.params[k]);
     }

@@ -199,3 +199,64 @@ Deno.test("compareResults() rejects a baseline holding two results for one run k
   );
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("compareResults() with a loss tolerance gates each step's loss, the tokenizer and the backbone", async () => {
+  const [a, b] = await fixtures();
+  const base = [a!, b!];
+  const tol: Tolerances = { ...TOL, loss: 1e-5 };
+  assert.ok(a!.losses.length >= 2, "the fake records losses");
+  // Identical results pass; without `loss` a moved loss is not looked at.
+  assert.equal(compareResults(base, base, tol).ok, true);
+  const scaled = (r: RunResult, step: number, factor: number): RunResult => ({
+    ...r,
+    losses: r.losses.map((l) => (l.step === step ? { ...l, loss: l.loss * factor } : l)),
+  });
+  const step2 = a!.losses[1]!.step;
+  assert.equal(compareResults([scaled(a!, step2, 1 + 1e-3), b!], base, TOL).ok, true);
+  // Within 1e-5 relative: passes; beyond: fails at that step (only the first one reported).
+  assert.equal(compareResults([scaled(a!, step2, 1 + 5e-6), b!], base, tol).ok, true);
+  const bad = compareResults(
+    [scaled(scaled(a!, step2, 1 + 1e-3), a!.losses[0]!.step, 2), b!],
+    base,
+    tol,
+  );
+  assert.equal(bad.ok, false);
+  assert.deepEqual(bad.failures.map((f) => f.field), [`losses[step ${a!.losses[0]!.step}]`]);
+  assert.match(formatComparison(bad), /losses\[step \d+\]: baseline [\d.]+, current [\d.]+/);
+  // Fewer steps, another tokenizer or another backbone fail; the backbone's folder may move.
+  const fewer = compareResults([{ ...a!, losses: a!.losses.slice(1) }, b!], base, tol);
+  assert.deepEqual(fewer.failures.map((f) => f.field), ["losses.steps"]);
+  const tok = compareResults([{ ...a!, tokenizer: "fixture:/x/tokenizer.json" }, b!], base, tol);
+  assert.deepEqual(tok.failures.map((f) => f.field), ["tokenizer"]);
+  const at = (dir: string, key: string) => ({ ...a!, backboneSource: `${dir}/backbones/${key}` });
+  const moved = compareResults(
+    [at("/ci/cache", "tiny-v1_1-0123456789abcdef"), b!],
+    [at("/home/me/.cache", "tiny-v1_1-0123456789abcdef"), b!],
+    tol,
+  );
+  assert.equal(moved.ok, true, formatComparison(moved));
+  const other = compareResults(
+    [at("/ci/cache", "tiny-v1_1-fedcba9876543210"), b!],
+    [at("/ci/cache", "tiny-v1_1-0123456789abcdef"), b!],
+    tol,
+  );
+  assert.deepEqual(other.failures.map((f) => f.field), ["backbone"]);
+});
+
+Deno.test("profile tolerances accept a non-negative loss tolerance and name a bad one", () => {
+  const base = {
+    name: "x",
+    models: ["tiny-v1_1"],
+    benchmarks: ["super_glue"],
+    methods: [{ name: "mtl" }],
+  };
+  const p = validateProfile({ ...base, tolerances: { default: 0.5, loss: 1e-5 } }, {
+    file: "x.json",
+  });
+  assert.equal(p.tolerances.loss, 1e-5);
+  assert.equal(validateProfile(base, { file: "x.json" }).tolerances.loss, undefined);
+  assert.throws(
+    () => validateProfile({ ...base, tolerances: { loss: -1 } }, { file: "x.json" }),
+    /\$\.tolerances\.loss/,
+  );
+});

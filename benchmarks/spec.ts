@@ -218,6 +218,12 @@ export interface Tolerances {
    * checks the names against the task registry (`tasks/registry.ts`).
    */
   readonly metrics: Readonly<Record<string, number>>;
+  /**
+   * Relative tolerance on every training step's loss (`|current - baseline| <= loss * |baseline|`),
+   * for baselines that are expected to reproduce (a deterministic backend, e.g. `cpu`); with it
+   * the gate also requires the same tokenizer and backbone. Absent: losses are not gated.
+   */
+  readonly loss?: number;
 }
 
 /** A benchmark profile: the grid models × methods × benchmarks × seeds and its hyperparameters. */
@@ -816,7 +822,7 @@ function validateTolerances(
 ): Tolerances {
   if (v === undefined) return { default: 0, metrics: {} };
   const o = obj(v, src, path);
-  noExtraKeys(o, ["default", "metrics"], src, path);
+  noExtraKeys(o, ["default", "metrics", "loss"], src, path);
   const metrics: Record<string, number> = {};
   if (o.metrics !== undefined) {
     const m = obj(o.metrics, src, `${path}.metrics`);
@@ -826,7 +832,11 @@ function validateTolerances(
       metrics[k] = num(x, src, kp, { min: 0 });
     }
   }
-  return { default: num(o.default ?? 0, src, `${path}.default`, { min: 0 }), metrics };
+  return {
+    default: num(o.default ?? 0, src, `${path}.default`, { min: 0 }),
+    metrics,
+    ...(o.loss === undefined ? {} : { loss: num(o.loss, src, `${path}.loss`, { min: 0 }) }),
+  };
 }
 
 function checkToleranceKey(
