@@ -24,7 +24,17 @@ Deno.test("ci baseline covers the ci grid run for run (same ids) and passes the 
   const c = compareResults(base, base, profile.tolerances);
   assert.equal(c.ok, true);
   assert.equal(c.compared, grid.length);
+  // The gate is tight (see benchmarks/README.md): every step's loss is compared.
+  assert.ok(profile.tolerances.loss !== undefined && profile.tolerances.loss <= 1e-5);
   for (const r of base) {
+    // Made from a committed tree, so the baseline names the code that produced it.
+    assert.equal(r.provenance.gitDirty, false, `${r.spec.id} was made from a dirty tree`);
+    assert.match(r.provenance.gitSha, /^[0-9a-f]{40}$/);
+    assert.equal(r.losses.length, r.spec.train.steps);
+    // Two evaluations per task, so the best-checkpoint choice is part of what is gated.
+    for (const t of r.spec.tasks) {
+      assert.ok(r.evals.filter((e) => e.task === t).length >= 2, `${r.spec.id}: ${t} evals`);
+    }
     assert.equal(r.provenance.backend.name, "cpu");
     // Fine-tuned from the offline span-corruption backbone, with its tokenizer.
     assert.equal(r.spec.backbone, "pretrained");

@@ -75,8 +75,9 @@ export interface PretrainSpec {
   readonly seed: number;
   /**
    * Backend of the pretraining (default `"auto"`: wasm+blas on a CPU host). wasm+blas rebuilds
-   * bit-identical weights on one host, but OpenBLAS picks CPU-specific kernels; `"cpu"` (pure
-   * JS, slower) gives the same weights on every host. When set it enters the backbone's cache key.
+   * bit-identical weights on one host, but OpenBLAS picks CPU-specific kernels; `"wasm"` (no
+   * BLAS, no threads: wasm SIMD has no host-dependent results) and `"cpu"` (pure JS, ~20× slower
+   * than wasm) give the same weights on every host. When set it enters the backbone's cache key.
    */
   readonly backend: BackendChoice;
 }
