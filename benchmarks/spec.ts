@@ -433,7 +433,8 @@ export interface RunResult {
 /** Options of `runOne` (implemented in `benchmarks/run_one.ts`). */
 export interface RunOneOptions {
   /**
-   * A folder for this run only (`<out>/<runFileName without .json>/`): checkpoints, logs.
+   * A folder for this run only (`<out>/<runFileName without .json>/`): its checkpoints; the
+   * runner empties it before a fresh run and removes it once the result is written.
    * The runner writes the result JSON itself, beside it.
    */
   readonly outDir: string;

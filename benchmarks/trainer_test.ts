@@ -123,6 +123,36 @@ Deno.test("train() updates only trained variables", async () => {
   disposeT5(model);
 });
 
+Deno.test("train() passes train.adafactor to the optimizer", async () => {
+  const after = async (adafactor?: TrainSpec["adafactor"]) => {
+    const model = initT5(CONFIG, { seed: 1 });
+    const t: TrainSpec = {
+      ...SPEC,
+      optimizer: "adafactor",
+      steps: 1, // one update: what differs is the update rule, not yet the gradients
+      checkpointEvery: 0,
+      ...(adafactor ? { adafactor } : {}),
+    };
+    await train(opts(model, { train: t }));
+    const s = await snapshot(model);
+    disposeT5(model);
+    return s;
+  };
+  const differs = (a: Map<string, Float32Array>, b: Map<string, Float32Array>) =>
+    [...a].filter(([n, x]) => x.some((v, i) => v !== b.get(n)![i])).map(([n]) => n);
+  const plain = await after();
+  assert.deepEqual(differs(plain, await after()), [], "the same settings train identically");
+  // Parameter scaling multiplies each update by the variable's RMS: every update changes but
+  // the layer norms' (initialised to 1, RMS 1); a factoring threshold above every dimension
+  // changes the factored (rank-2) ones only.
+  const scaled = differs(plain, await after({ multiplyByParameterScale: true }));
+  const notNorms = [...plain.keys()].filter((n) => !n.includes("layer_norm"));
+  assert.deepEqual(scaled, notNorms);
+  const unfactored = differs(plain, await after({ minDimSizeToFactor: 1 << 20 }));
+  assert.ok(unfactored.length > 0, "minDimSizeToFactor reached the optimizer");
+  assert.ok(unfactored.every((n) => !n.includes("layer_norm")), unfactored.join(", "));
+});
+
 Deno.test("train() resumed after a kill is bit-identical to an uninterrupted run", async () => {
   const evalFn = (model: T5Model) => async (step: number) => {
     const v = (await model.params.get("shared.weight")!.data())[0]!;
