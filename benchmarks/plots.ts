@@ -4,7 +4,15 @@
  *
  * @module
  */
-import { backboneLabel, METHOD_NAMES, modelLabel, type RunResult } from "./spec.ts";
+import { BENCHMARK_TASKS } from "../tasks/registry.ts";
+import {
+  backboneLabel,
+  type BenchmarkName,
+  configId,
+  METHOD_NAMES,
+  modelLabel,
+  type RunResult,
+} from "./spec.ts";
 
 const W = 640;
 const H = 400;
@@ -138,21 +146,40 @@ function plot(
 
 /**
  * Benchmark average (mean over seeds) against extra parameters (% of the backbone, log scale):
- * one series per method label, one point per model (and non-random backbone) and benchmark.
+ * one series per method label, one point per model (and non-random backbone), benchmark and
+ * configuration (as in the tables, seeds are averaged only within one {@link configId}; a point
+ * whose label shares its model and benchmark with another configuration's carries the id). A
+ * run on a task subset is labelled with its task count (`glue 2/8 tasks`), as the tables put it
+ * in `<benchmark>_partial_avg`.
  *
  * @param results run results
  * @returns SVG text
  */
 export function scoreVsParamsSvg(results: readonly RunResult[]): string {
+  const baseKey = (r: RunResult) => {
+    const bb = r.spec.backbone === undefined || r.spec.backbone === "random"
+      ? ""
+      : ` ${backboneLabel(r.spec.backbone)}`;
+    const b = r.spec.benchmark as BenchmarkName;
+    const all = BENCHMARK_TASKS[b] ?? [];
+    const n = all.filter((t) => t in r.best).length;
+    const part = n < all.length ? ` ${n}/${all.length} tasks` : "";
+    return `${modelLabel(r.spec.model)}${bb} ${b}${part}`;
+  };
+  const configs = new Map<string, Set<string>>();
+  for (const r of results) {
+    const k = `${r.spec.method.label}\u0000${baseKey(r)}`;
+    const set = configs.get(k) ?? new Set();
+    set.add(configId(r.spec));
+    configs.set(k, set);
+  }
   const acc = new Map<string, Map<string, { x: number; ys: number[] }>>();
   for (const r of results) {
     const y = r.averages[r.spec.benchmark];
     if (y === undefined) continue;
     const label = r.spec.method.label;
-    const bb = r.spec.backbone === undefined || r.spec.backbone === "random"
-      ? ""
-      : ` ${backboneLabel(r.spec.backbone)}`;
-    const key = `${modelLabel(r.spec.model)}${bb} ${r.spec.benchmark}`;
+    const several = configs.get(`${label}\u0000${baseKey(r)}`)!.size > 1;
+    const key = `${baseKey(r)}${several ? ` config ${configId(r.spec)}` : ""}`;
     const m = acc.get(label) ?? new Map();
     acc.set(label, m);
     const p = m.get(key) ?? { x: r.params.extraPct, ys: [] };

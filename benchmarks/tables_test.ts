@@ -293,3 +293,21 @@ Deno.test("scoresTable() fills the full average and the paper column only when a
   assert.equal(arow[ah.indexOf("super_glue_avg")], "");
   assert.equal(arow[ah.indexOf("super_glue_partial_avg")], col("super_glue_partial_avg"));
 });
+
+Deno.test("scoreVsParamsSvg() keeps configurations apart and labels partial averages", async () => {
+  const steps8 = { train: { ...DEFAULT_TRAIN, steps: 8, evalEvery: 4 } };
+  const rs = await runs([
+    spec("p", "tiny-v1_1", "mtl", "mtl", 0, "glue"),
+    spec("p", "tiny-v1_1", "mtl", "mtl", 1, "glue"),
+    spec("p", "tiny-v1_1", "mtl", "mtl", 0, "glue", "random", steps8),
+  ]);
+  const svg = scoreVsParamsSvg(rs);
+  // Two configurations: two points, not one mean over all three runs.
+  assert.equal(svg.match(/<circle /g)?.length, 2);
+  const ids = [configId(rs[0]!.spec), configId(rs[2]!.spec)];
+  for (const id of ids) assert.match(svg, new RegExp(`config ${id}`));
+  // RTE and CoLA of GLUE's 8 tasks: the point says it is a partial average.
+  assert.match(svg, /glue 2\/8 tasks/);
+  // One configuration: no id in the label.
+  assert.doesNotMatch(scoreVsParamsSvg(rs.slice(0, 2)), /config /);
+});
