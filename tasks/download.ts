@@ -456,7 +456,13 @@ async function fromParquet(
     } catch (e) {
       await discard("cannot convert its rows", e);
     }
-    out.set(f.path, enc.encode(text));
+    const bytes = enc.encode(text);
+    // A parquet of the wrong size (another revision, a truncated upload) is not kept for reuse.
+    const n = countRowsBytes(bytes, f, f.path);
+    if (n !== f.rows) {
+      await discard("wrong size", new Error(`${n} ${f.count ?? "rows"}, expected ${f.rows}`));
+    }
+    out.set(f.path, bytes);
   }
   return { files: out, from };
 }

@@ -333,7 +333,7 @@ Deno.test("failing primary falls back to Hugging Face parquet, converted to the 
   }
 });
 
-Deno.test("parquet row-count mismatch is an error naming the file", async () => {
+Deno.test("parquet row-count mismatch is an error naming the file; the parquet is not kept", async () => {
   const hf = "/hf/datasets/nyu-mll/glue/resolve/main/rte";
   const s = serve({
     [`${hf}/train-00000-of-00001.parquet`]: { body: rteParquet(["A."], ["B."], [0n]) },
@@ -352,9 +352,13 @@ Deno.test("parquet row-count mismatch is an error naming the file", async () => 
         taskSources: [tinyRte()],
         quiet: true,
       }),
-      /glue\/RTE\/train\.tsv \(parquet\): 1 rows, expected 3/,
+      /train-00000-of-00001\.parquet: wrong size \(1 rows, expected 3\) \(deleted\)/,
     );
-    assert.ok((await listFiles(cacheDir)).every((f) => !f.startsWith("glue/")));
+    const left = await listFiles(cacheDir);
+    assert.ok(left.every((f) => !f.startsWith("glue/")), `${left}`);
+    assert.ok(!left.includes("downloads/glue-rte-train.parquet"), `wrong-size file kept: ${left}`);
+    const urls = Object.keys((await readManifest(cacheDir)).archives);
+    assert.ok(urls.every((u) => !u.includes("/train-")), `archive entry kept: ${urls}`);
   } finally {
     await s.server.shutdown();
     await Deno.remove(cacheDir, { recursive: true });
