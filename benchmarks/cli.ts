@@ -3,9 +3,15 @@
  * optionally gate the results against a baseline.
  *
  * ```
- * deno task bench [--profile NAME|PATH] [--data-dir DIR] [--out DIR] [--shard i/n] [--dry-run]
- *                 [--compare BASELINE] [--backend X] [--resume] [--help]
+ * deno task bench [--profile NAME|PATH] [--data-dir DIR] [--no-download] [--out DIR]
+ *                 [--shard i/n] [--dry-run] [--compare BASELINE] [--backend X] [--resume]
+ *                 [--tables DIR] [--no-tables] [--help]
  * ```
+ *
+ * Without `--data-dir` (and `$HYPERPROMPT_DATA`), the tasks the profile asks for that neither the
+ * download cache nor the offline mirror has are downloaded into the cache first (official files,
+ * Hugging Face parquet as the second source); when that fails (offline), the runs go on with the
+ * tasks present, as the profile allows, and the reason is printed.
  *
  * Without `--resume` every run trains from step 0 (its checkpoint folder is cleared first); with
  * it, runs with a result are skipped and unfinished ones resume from their checkpoints.
@@ -19,12 +25,14 @@ import process from "node:process";
 import { existsSync } from "node:fs";
 import cliProgress from "cli-progress";
 import { preset, type T5Config, t5ConfigFromHf } from "../model/config.ts";
-import { defaultDataDir } from "../tasks/data.ts";
+import { defaultCacheDir, defaultDataDir } from "../tasks/data.ts";
+import { download, type DownloadOptions } from "../tasks/download.ts";
 import { listProfiles, loadProfile, profilePath } from "./profile.ts";
 import {
   defaultTaskCatalog,
   expandGrid,
   type GridEvent,
+  missingProfileTasks,
   parseShard,
   readFinished,
   runGrid,
@@ -48,8 +56,11 @@ const USAGE = `Usage: deno task bench [options]
 Options:
   --profile NAME|PATH  built-in profile name or a profile JSON file
                        (default: smoke without a GPU, paper-base with one)
-  --data-dir DIR       GLUE/SuperGLUE files in the official layout (default: the download
-                       cache if present, else the offline mirror ../shared/data)
+  --data-dir DIR       GLUE/SuperGLUE files in the official layout (default: $HYPERPROMPT_DATA,
+                       else per file the download cache where its manifest lists it, else the
+                       offline mirror ../shared/data; tasks the profile needs that neither
+                       has are downloaded into the cache first)
+  --no-download        do not download missing tasks (run with the tasks present)
   --out DIR            results folder, one JSON per run (default: results/runs)
   --shard i/n          run only shard i of n (0-based), a deterministic slice of the grid
   --dry-run            list the grid with estimated FLOPs and time; run nothing
@@ -305,6 +316,67 @@ export interface MainOptions {
   readonly error?: (s: string) => void;
   readonly runOne?: RunOneFn;
   readonly progress?: boolean;
+  /** The downloader (tests inject a fake; default `tasks/download.ts` `download`). */
+  readonly download?: (opts: DownloadOptions) => Promise<unknown>;
+}
+
+/** Aborts a request whose response headers take longer than this (a body may take longer). */
+const CONNECT_TIMEOUT_MS = 30_000;
+
+/** `fetch` that gives up when no response has started within {@link CONNECT_TIMEOUT_MS}. */
+const connectTimeoutFetch: typeof fetch = async (input, init) => {
+  const ctrl = new AbortController();
+  const timer = setTimeout(
+    () => ctrl.abort(new Error(`no response within ${CONNECT_TIMEOUT_MS / 1000} s`)),
+    CONNECT_TIMEOUT_MS,
+  );
+  const outer = init?.signal;
+  outer?.addEventListener("abort", () => ctrl.abort(outer.reason), { once: true });
+  try {
+    return await fetch(input, { ...init, signal: ctrl.signal });
+  } finally {
+    clearTimeout(timer);
+  }
+};
+
+/**
+ * Downloads the tasks in `ids` into the default cache, printing one line per task written and a
+ * short reason when some could not be fetched (offline: the runs go on with the tasks present).
+ *
+ * @returns whether anything was written
+ */
+async function downloadMissing(
+  ids: readonly string[],
+  dl: (opts: DownloadOptions) => Promise<unknown>,
+  error: (s: string) => void,
+): Promise<boolean> {
+  const cacheDir = defaultCacheDir();
+  error(`Downloading ${ids.length} task(s) the profile needs into ${cacheDir}: ${ids.join(", ")}`);
+  let wrote = false;
+  try {
+    await dl({
+      tasks: ids,
+      cacheDir,
+      retries: 1,
+      fetch: connectTimeoutFetch,
+      log: (l) => {
+        if (l.includes("written and verified")) {
+          wrote = true;
+          error(`  ${l}`);
+        }
+      },
+    });
+  } catch (e) {
+    const lines = (e as Error).message.split("\n").map((l) => l.trim()).filter((l) => l !== "");
+    const reasons = lines.slice(1).filter((l) => /^[a-z_]+\/[a-z0-9_]+:/.test(l));
+    error(
+      `warning: ${(lines[0] ?? "download failed").replace(/:$/, "")}${
+        reasons[0] === undefined ? "" : ` (first: ${reasons[0].slice(0, 300)})`
+      }; going on with the tasks present (--no-download skips this step; --data-dir names ` +
+        `an offline mirror)`,
+    );
+  }
+  return wrote;
 }
 
 /**
@@ -324,6 +396,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       options: {
         profile: { type: "string" },
         "data-dir": { type: "string" },
+        "no-download": { type: "boolean", default: false },
         out: { type: "string", default: "results/runs" },
         shard: { type: "string" },
         "dry-run": { type: "boolean", default: false },
@@ -373,8 +446,23 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       );
     }
     const profile = await loadProfile(profileName);
-    const dataDir = values["data-dir"] ?? defaultDataDir();
+    let dataDir = values["data-dir"] ?? defaultDataDir();
     if (!existsSync(dataDir)) throw new Error(`--data-dir ${dataDir}: no such folder`);
+    const chosenData = values["data-dir"] !== undefined ||
+      (Deno.env.get("HYPERPROMPT_DATA") ?? "") !== "";
+    if (!chosenData && !values["no-download"]) {
+      const missing = missingProfileTasks(profile, {
+        dataDir,
+        catalog: await defaultTaskCatalog(),
+      });
+      if (missing.length > 0 && values["dry-run"]) {
+        error(`A run would first download: ${missing.join(", ")}`);
+      } else if (missing.length > 0) {
+        if (await downloadMissing(missing, opts.download ?? download, error)) {
+          dataDir = defaultDataDir(); // the cache now lists the new files
+        }
+      }
+    }
     const backend = (backendArg as BackendChoice | undefined) ?? profile.backend;
     const grid = expandGrid(profile, {
       dataDir,

@@ -200,3 +200,82 @@ Deno.test("main() without --profile picks smoke when the backend is not a GPU", 
     Deno.env.delete("HYPERPROMPT_FAKE_RUN_ONE");
   }
 });
+
+Deno.test("main() downloads the tasks the profile needs and the data lacks; offline it goes on", async () => {
+  const dir = await Deno.makeTempDir();
+  const saved = {
+    data: Deno.env.get("HYPERPROMPT_DATA"),
+    cache: Deno.env.get("HYPERPROMPT_CACHE"),
+  };
+  Deno.env.delete("HYPERPROMPT_DATA");
+  Deno.env.set("HYPERPROMPT_CACHE", join(dir, "cache"));
+  try {
+    // Every GLUE task; the offline mirror has 5 of the 8.
+    const profile = await tmpProfile(dir, {
+      seeds: [0],
+      benchmarks: ["glue"],
+      tasks: undefined,
+      skipMissingTasks: true,
+      methods: [{ name: "mtl" }],
+    });
+    const asked: { tasks: readonly string[]; cacheDir?: string }[] = [];
+    const offline = (o: { tasks: readonly string[]; cacheDir?: string }) => {
+      asked.push(o);
+      return Promise.reject(
+        new Error(
+          "download failed for 3 task(s):\n  glue/mnli: official: error sending request: " +
+            "dns error\n  glue/qnli: official: dns error\n  glue/qqp: official: dns error\nhint",
+        ),
+      );
+    };
+    let c = capture();
+    const out = join(dir, "out");
+    const args = ["--profile", profile, "--out", out, "--no-tables"];
+    assert.equal(await main(args, { ...c.opts, runOne: fakeRunOne, download: offline }), 0);
+    // In the benchmark's task order.
+    assert.deepEqual(asked.map((a) => a.tasks), [["glue/qqp", "glue/mnli", "glue/qnli"]]);
+    assert.equal(asked[0]!.cacheDir, join(dir, "cache", "data"));
+    const err = c.err.join("\n");
+    assert.match(
+      err,
+      /Downloading 3 task\(s\) the profile needs into .*: glue\/qqp, glue\/mnli, glue\/qnli/,
+    );
+    assert.match(
+      err,
+      /warning: download failed for 3 task\(s\) \(first: glue\/mnli: official: error sending request: dns error\); going on with the tasks present/,
+    );
+    // The run went on with the mirror's five GLUE tasks.
+    const [result] = [...readAll(out).values()].map((t) => JSON.parse(t));
+    assert.deepEqual(result.spec.tasks.length, 5);
+    // --no-download, --data-dir and --dry-run download nothing (the dry run says what it would).
+    asked.length = 0;
+    for (
+      const extra of [["--no-download"], ["--data-dir", DATA], ["--dry-run", "--backend", "cpu"]]
+    ) {
+      c = capture();
+      const o = join(dir, `out-${extra[0]}`);
+      assert.equal(
+        await main(["--profile", profile, "--out", o, "--no-tables", ...extra], {
+          ...c.opts,
+          runOne: fakeRunOne,
+          download: offline,
+        }),
+        0,
+        c.err.join("\n"),
+      );
+      if (extra[0] === "--dry-run") {
+        assert.match(
+          c.err.join("\n"),
+          /A run would first download: glue\/qqp, glue\/mnli, glue\/qnli/,
+        );
+      }
+    }
+    assert.equal(asked.length, 0);
+  } finally {
+    for (const [k, v] of [["HYPERPROMPT_DATA", saved.data], ["HYPERPROMPT_CACHE", saved.cache]]) {
+      if (v === undefined) Deno.env.delete(k!);
+      else Deno.env.set(k!, v);
+    }
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -141,15 +141,11 @@ export interface ExpandOptions {
   readonly onMissing?: (message: string) => void;
 }
 
-function resolveTasks(
-  profile: Profile,
-  benchmark: BenchmarkName,
-  opts: ExpandOptions,
-): string[] {
-  const catalog = opts.catalog ?? tasksCatalog();
+/** The tasks a profile asks of one benchmark: those it lists, else all of the benchmark's. */
+function chosenTasks(profile: Profile, benchmark: BenchmarkName, catalog: TaskCatalog): string[] {
   const known = catalog.benchmarkTasks(benchmark);
   const listed = profile.tasks?.[benchmark];
-  const chosen = listed === undefined ? [...known] : listed.map((name) => {
+  return listed === undefined ? [...known] : listed.map((name) => {
     const hit = known.find((k) => k === name) ??
       known.find((k) => bareTaskName(k) === bareTaskName(name));
     if (hit === undefined) {
@@ -161,6 +157,36 @@ function resolveTasks(
     }
     return hit;
   });
+}
+
+/**
+ * The tasks a profile's grid asks for (listed, or every task of each of its benchmarks) whose
+ * train and validation files `dataDir` lacks, as download ids (`glue/mnli`, `super_glue/rte`):
+ * what `deno task bench` fetches before expanding the grid.
+ *
+ * @param profile a validated profile
+ * @param opts data dir and task catalog
+ * @returns download ids, in profile order
+ */
+export function missingProfileTasks(
+  profile: Profile,
+  opts: Pick<ExpandOptions, "dataDir" | "catalog">,
+): string[] {
+  const catalog = opts.catalog ?? tasksCatalog();
+  return profile.benchmarks.flatMap((b) =>
+    chosenTasks(profile, b, catalog).filter((t) => !catalog.isAvailable(b, t, opts.dataDir))
+      .map((t) => sourceId(t))
+  );
+}
+
+function resolveTasks(
+  profile: Profile,
+  benchmark: BenchmarkName,
+  opts: ExpandOptions,
+): string[] {
+  const catalog = opts.catalog ?? tasksCatalog();
+  const listed = profile.tasks?.[benchmark];
+  const chosen = chosenTasks(profile, benchmark, catalog);
   const missing = chosen.filter((t) => !catalog.isAvailable(benchmark, t, opts.dataDir));
   if (missing.length === 0) return chosen;
   if (listed === undefined && profile.skipMissingTasks) {
