@@ -243,7 +243,17 @@ async function installWebgpuKernels(notes: string[], id?: AdapterId): Promise<vo
     notes.push("webgpu: custom kernels disabled (HYPERPROMPT_WEBGPU_KERNELS=0)");
     return;
   }
-  const check = await kernels.selfCheckWebgpuKernels();
+  let check: Awaited<ReturnType<typeof kernels.selfCheckWebgpuKernels>>;
+  try {
+    check = await kernels.selfCheckWebgpuKernels();
+  } catch (e) {
+    // A kernel that throws (a shader the driver rejects, a lost device) is a failed check too.
+    kernels.unregisterWebgpuKernels();
+    notes.push(
+      `webgpu: custom kernels' self-check threw (${(e as Error).message}); using tfjs's kernels`,
+    );
+    return;
+  }
   const err = check.maxRelErr.toExponential(1);
   if (check.ok) {
     notes.push(

@@ -461,12 +461,19 @@ gpuTest("selfCheckWebgpuKernels() passes with the kernels and catches a wrong ke
     const keys = pipelineKeys();
     assert.ok(keys.some((k) => k.startsWith("hpSplitKSum")), keys.join());
     assert.ok(keys.some((k) => /^hpTiledMatMul_t128_.*_splitk/.test(k)), keys.join());
-    // A kernel that forgets transposeB must fail the check.
-    const noTransposeB = (real: tf.KernelFunc): tf.KernelFunc => (args) =>
-      real({ ...args, attrs: { ...args.attrs, transposeB: false } });
-    await withWebgpuKernel("BatchMatMul", noTransposeB, async () => {
-      const bad = await selfCheckWebgpuKernels().catch(() => ({ ok: false, maxRelErr: Infinity }));
+    // A product with wrong numbers (twice the right ones: no shape error, nothing throws) must
+    // fail the check on its numbers.
+    const doubled = (real: tf.KernelFunc): tf.KernelFunc => (args) => {
+      const r = real(args) as tf.TensorInfo;
+      const add = tf.getKernel("Add", "webgpu")!.kernelFunc;
+      const out = add({ inputs: { a: r, b: r }, backend: args.backend, attrs: {} });
+      (args.backend as tf.KernelBackend).disposeData(r.dataId);
+      return out;
+    };
+    await withWebgpuKernel("BatchMatMul", doubled, async () => {
+      const bad = await selfCheckWebgpuKernels();
       assert.equal(bad.ok, false);
+      assert.ok(bad.maxRelErr > 0.5, `error ${bad.maxRelErr}`);
     });
     // So must a head product that ignores transposeP.
     const noTransposeP = (real: tf.KernelFunc): tf.KernelFunc => (args) =>
