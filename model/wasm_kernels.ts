@@ -866,7 +866,14 @@ function gatherKernel(fallback: KernelFn): KernelFn {
     }
     const rows = x.shape[0]!;
     const row = sizeOf(x.shape.slice(1));
+    // Indices are checked before the output exists, so a bad one leaves nothing allocated.
+    for (const r of backend.typedArrayFromHeap(indices) as Int32Array) {
+      if (!(r >= 0 && r < rows)) {
+        throw new Error(`GatherV2: the index value ${r} is not in [0, ${rows - 1}]`);
+      }
+    }
     const out = backend.makeOutput([...indices.shape, ...x.shape.slice(1)], x.dtype);
+    // Views taken after makeOutput, which may grow (and so detach) the heap.
     const iv = backend.typedArrayFromHeap(indices) as Int32Array;
     if (iv.length === 0 || row === 0) return out;
     const xv = backend.typedArrayFromHeap(x);
@@ -877,9 +884,6 @@ function gatherKernel(fallback: KernelFn): KernelFn {
     const dst = ov.byteOffset / ov.BYTES_PER_ELEMENT;
     for (let i = 0; i < iv.length; i++) {
       const r = iv[i]!;
-      if (!(r >= 0 && r < rows)) {
-        throw new Error(`GatherV2: the index value ${r} is not in [0, ${rows - 1}]`);
-      }
       all.copyWithin(dst + i * row, src + r * row, src + (r + 1) * row);
     }
     return out;

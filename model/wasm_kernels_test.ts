@@ -464,10 +464,24 @@ Deno.test("elementwise: Pow, Tanh, Select, Tile, GatherV2 equal cpu", opts, asyn
     }
   }
   await tf.setBackend("wasm");
-  assert.throws(
-    () => tf.tidy(() => tf.gather(tf.tensor2d(x, [60, 10]), tf.tensor1d([60], "int32"))),
-    /GatherV2: the index value 60 is not in \[0, 59\]/,
+  // A bad index throws before the output is allocated: no tensor and no heap buffer is left.
+  const before = { tensors: tf.memory().numTensors, buffers: tf.memory().numDataBuffers };
+  for (let i = 0; i < 3; i++) {
+    assert.throws(
+      () => tf.tidy(() => tf.gather(tf.tensor2d(x, [60, 10]), tf.tensor1d([60], "int32"))),
+      /GatherV2: the index value 60 is not in \[0, 59\]/,
+    );
+  }
+  assert.deepEqual(
+    { tensors: tf.memory().numTensors, buffers: tf.memory().numDataBuffers },
+    before,
   );
+  const wasmBackend = tf.backend() as unknown as { numDataIds(): number };
+  const ids = wasmBackend.numDataIds();
+  assert.throws(() =>
+    tf.tidy(() => tf.gather(tf.tensor2d(x, [60, 10]), tf.tensor1d([0, -1], "int32")))
+  );
+  assert.equal(wasmBackend.numDataIds(), ids, "backend data ids after a failed gather");
 });
 
 Deno.test(
