@@ -30,6 +30,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
+import { requestTfjsAdapter } from "../model/webgpu/adapter.ts";
 import "@tensorflow/tfjs-backend-webgpu";
 import { parseArgs } from "node:util";
 import {
@@ -121,7 +122,7 @@ function fill(shape: number[], seed: number): tf.Tensor {
 // Sections
 
 async function adapterSection(): Promise<Record<string, unknown>> {
-  const adapter = await navigator.gpu?.requestAdapter();
+  const adapter = await requestTfjsAdapter();
   if (!adapter) throw new Error("benchmarks/gpu_check.ts: requestAdapter() returned null");
   const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
   return {
@@ -737,7 +738,7 @@ async function tuneSection(quick: boolean, tablePath: string): Promise<Record<st
   const [reps, rounds] = quick ? [1, 1] : [5, 3];
   const candidates = quick ? QUICK_TUNE_CANDIDATES.map((c) => parseChoice(c, "quick")) : undefined;
   const r = await tuneShapes(calls, { reps, rounds, ...(candidates ? { candidates } : {}) });
-  const adapter = await navigator.gpu.requestAdapter();
+  const adapter = await requestTfjsAdapter();
   if (adapter === null) throw new Error("benchmarks/gpu_check.ts: requestAdapter() returned null");
   const workload = quick ? "t5:tiny-v1_1@1:2,16,4" : "t5:t5-v1_1-base@1:32,128,16";
   const table = newTuningTable(adapterId(adapter.info), r.entries, {

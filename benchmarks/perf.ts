@@ -43,6 +43,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
+import { requestTfjsAdapter } from "../model/webgpu/adapter.ts";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { type BackendInfo, selectBackend } from "../model/backend.ts";
@@ -901,7 +902,7 @@ export async function main(args: string[]): Promise<PerfReport> {
       ) {
         // Only measure WebGPU by default when a real (non-fallback) adapter exists.
         quietWaylandProbe();
-        const a = await navigator.gpu?.requestAdapter();
+        const a = await requestTfjsAdapter();
         const fb = (a?.info as (GPUAdapterInfo & { isFallbackAdapter?: boolean }) | undefined)
           ?.isFallbackAdapter;
         if (!a || fb) {

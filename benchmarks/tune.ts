@@ -18,6 +18,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
+import { requestTfjsAdapter } from "../model/webgpu/adapter.ts";
 import "@tensorflow/tfjs-backend-webgpu";
 import { dirname } from "node:path";
 import { parseArgs } from "node:util";
@@ -150,7 +151,7 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
     .filter((s) => s !== "").map((s) => parseChoice(s, "benchmarks/tune.ts: --candidates"));
 
   quietWaylandProbe();
-  const adapter = await navigator.gpu?.requestAdapter();
+  const adapter = await requestTfjsAdapter();
   if (!adapter) {
     throw new Error(
       "benchmarks/tune.ts: no WebGPU adapter (navigator.gpu.requestAdapter() gave none); " +

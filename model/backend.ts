@@ -26,6 +26,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
+import { tfjsAdapterOptions } from "./webgpu/adapter.ts";
 import * as tfwasm from "@tensorflow/tfjs-backend-wasm";
 import { registerFusedWasmKernels, unregisterFusedWasmKernels } from "./fused.ts";
 import { enableSimdKernels } from "./wasm_simd.ts";
@@ -167,7 +168,7 @@ async function probeWebGpu(): Promise<AdapterProbe> {
   }
   let adapter: GPUAdapter | null;
   try {
-    adapter = await gpu.requestAdapter();
+    adapter = await gpu.requestAdapter(tfjsAdapterOptions());
   } catch (e) {
     return {
       ok: false,
