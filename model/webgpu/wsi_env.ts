@@ -8,23 +8,35 @@
  * stderr, once per instance, when that variable is unset, as it is on servers, in containers and
  * in CI. It only looks there for a compositor's socket (none exists on such machines, so nothing
  * changes) and writes nothing; the line reads like a failure of this program. Setting the variable
- * to the temporary directory before the first request keeps it out of the output.
+ * to an empty private directory before the first request keeps it out of the output. Not the
+ * shared temporary directory: a runtime directory is per user and mode 0700 (XDG Base Directory
+ * spec), and in a world-writable `/tmp` any user could plant a `wayland-0` socket there.
  *
  * @module
  */
 
 /**
- * Sets `XDG_RUNTIME_DIR` to `$TMPDIR` (or `/tmp`) on Linux when it is unset. A value already set
- * is kept; without `--allow-env` nothing happens.
+ * Sets `XDG_RUNTIME_DIR` on Linux, when it is unset, to a new empty directory of this process
+ * (mode 0700, under the temporary directory, removed when the process exits). A value already
+ * set is kept; without `--allow-env` or `--allow-write` nothing happens.
  *
  * @returns whether the variable was set by this call
  */
 export function quietWaylandProbe(): boolean {
   try {
     if (Deno.build.os !== "linux" || Deno.env.get("XDG_RUNTIME_DIR") !== undefined) return false;
-    Deno.env.set("XDG_RUNTIME_DIR", Deno.env.get("TMPDIR") ?? "/tmp");
+    const dir = Deno.makeTempDirSync({ prefix: "hyperprompt-xdg-" });
+    Deno.chmodSync(dir, 0o700);
+    Deno.env.set("XDG_RUNTIME_DIR", dir);
+    globalThis.addEventListener("unload", () => {
+      try {
+        Deno.removeSync(dir);
+      } catch {
+        // a child process may still be using it; an empty directory in $TMPDIR is harmless
+      }
+    });
     return true;
   } catch {
-    return false; // no --allow-env
+    return false; // no --allow-env or --allow-write
   }
 }
