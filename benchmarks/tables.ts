@@ -508,7 +508,7 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
     "backbone",
     "method",
     "method_name",
-    "config",
+    "method_config",
     "params_x_mtl",
     "glue_tasks",
     "glue_avg",

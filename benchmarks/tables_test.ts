@@ -114,6 +114,9 @@ Deno.test("ablationTable() reports parameters relative to MTL; attention rows pe
   ]);
   const t = ablationTable(rs, readPaperTable());
   assert.equal(t.length, 3);
+  // Column names are unique (a CSV reader keys columns by name).
+  assert.equal(new Set(t[0]!).size, t[0]!.length, t[0]!.join());
+  assert.ok(t[0]!.includes("method_config") && t[0]!.includes("config"));
   const hp = t.find((r) => r[3] === "HyperPrompt-Global")!;
   const ratio = rs[1]!.params.total / rs[0]!.params.total;
   assert.equal(hp[2], "random");
