@@ -304,6 +304,43 @@ fusedTest("webgpu attention softmax with bias and mask: probabilities and gradie
 });
 
 fusedTest(
+  "webgpu attention softmax over 150 keys with a causal mask and a batch-broadcast bias",
+  async () => {
+    // 150 keys: more than the 64 threads of a row (each thread folds several keys, then the
+    // workgroup reduces), not a multiple of 4; a per-query causal mask [1, 1, Q, K], as the
+    // decoder's self-attention uses, and a bias shared over the batch.
+    const [b, h, q, k] = [2, 2, 9, 150];
+    const shape: [number, number, number, number] = [b, h, q, k];
+    const sv = uniformValues(b * h * q * k, 61).map((v) => 6 * v);
+    const bv = uniformValues(h * q * k, 62);
+    const mv = Float32Array.from({ length: q * k }, (_, i) => (i % k > i / k + 140 ? -1e9 : 0));
+    const dyv = uniformValues(sv.length, 63);
+    const [got, want] = await gpuThenCpu(async () => {
+      const s0 = tf.tensor(sv, shape) as tf.Tensor4D;
+      const b0 = tf.tensor(bv, [1, h, q, k]);
+      const m0 = tf.tensor(mv, [1, 1, q, k]);
+      const dy = tf.tensor(dyv, shape);
+      const p = attentionSoftmax(s0, b0, m0);
+      const [ds, db] = tf.grads((x: tf.Tensor, y: tf.Tensor) =>
+        attentionSoftmax(x as tf.Tensor4D, y, m0)
+      )([s0, b0], dy);
+      const out = await Promise.all([p, ds!, db!].map((t) => t.data() as Promise<Float32Array>));
+      tf.dispose([s0, b0, m0, dy, p, ds!, db!]);
+      return out;
+    }, "softmax k=150");
+    // Float32 sums over 150 keys in another order (and 2 batch rows for the bias): 1e-5 relative.
+    for (const [i, name] of ["probs", "d scores", "d bias"].entries()) {
+      assertClose(got[i]!, want[i]!, 1e-5, name, 1e-6 * maxAbs(want[i]!));
+    }
+    // Query 0 sees keys 0..140 only; the masked ones get probability 0 and no gradient.
+    assert.equal(got[0]![141], 0);
+    assert.equal(Math.abs(got[1]![149]!), 0);
+    const row0 = got[0]!.slice(0, k).reduce((x, y) => x + y, 0);
+    assert.ok(Math.abs(row0 - 1) < 1e-5, `row sums to ${row0}`);
+  },
+);
+
+fusedTest(
   "webgpu Adafactor kernel: optim.ts Adafactor matches its op-by-op update on cpu",
   async () => {
     assert.ok(tf.getKernel(ADAFACTOR, "webgpu") !== undefined);
