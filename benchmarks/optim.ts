@@ -19,6 +19,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import { waitFor } from "../model/webgpu/counters.ts";
 import {
   type AdafactorAttrs,
   adamwAttrs,
@@ -105,6 +106,35 @@ export interface Optimizer {
   restore(step: number, slots: ReadonlyMap<string, tf.Tensor>): void;
   /** Dispose every slot. */
   dispose(): void;
+}
+
+/**
+ * Copies of variables and of an optimizer's state (step and slots), made by computation (so no
+ * later in-place update can reach them) and finished before this returns, and a function that
+ * puts them back and frees the copies. For measurements whose steps must not change what later
+ * ones train from: `hostOnlySteps` (`model/webgpu/counters.ts`) records steps whose work never
+ * reaches the GPU, which leaves never-computed values in every variable they update.
+ *
+ * @param params the trained variables by name
+ * @param opt their optimizer
+ * @returns restore: reassigns the variables and the optimizer's state, disposes the copies
+ */
+export async function snapshotTraining(
+  params: ReadonlyMap<string, tf.Variable>,
+  opt: Optimizer,
+): Promise<() => void> {
+  const copy = (t: tf.Tensor) => tf.tidy(() => tf.mul(t, 1));
+  const weights = new Map([...params].map(([k, v]) => [k, copy(v)]));
+  const step = opt.step;
+  const slots = new Map([...opt.slots()].map(([k, t]) => [k, copy(t)]));
+  // Backends run their queue in order: once the last copy is readable, all of them are done.
+  const last = [...weights.values(), ...slots.values()].at(-1);
+  if (last !== undefined) await waitFor(last);
+  return () => {
+    for (const [k, v] of params) v.assign(weights.get(k)!);
+    opt.restore(step, slots);
+    tf.dispose([...weights.values(), ...slots.values()]);
+  };
 }
 
 function checkNumber(v: number, name: string, lo: number, hi: number): number {

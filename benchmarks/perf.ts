@@ -50,7 +50,7 @@ import { type BackendInfo, selectBackend } from "../model/backend.ts";
 import { preset as getPreset, type T5Config } from "../model/config.ts";
 import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../model/t5.ts";
 import { countT5Params, t5Flops } from "../model/accounting.ts";
-import { createOptimizer } from "./optim.ts";
+import { createOptimizer, snapshotTraining } from "./optim.ts";
 import { lossAndGrads } from "./trainer.ts";
 import { DEFAULT_TRAIN } from "./spec.ts";
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
@@ -620,7 +620,14 @@ async function timeSteps(
   const optimizerMs = median(optTimes.slice(warm));
   const cpuMsPerStep = ((cpuSeconds() - cpu0) * 1000) / reps;
   const numTensors: [number, number] = [after2, tf.memory().numTensors];
-  const hostOnlyMs = tf.getBackend() === "webgpu" ? await hostOnlySteps(step, 2) : undefined;
+  let hostOnlyMs: number[] | undefined;
+  if (tf.getBackend() === "webgpu") {
+    // Host-only steps leave never-computed weights and moments behind: put the real ones back
+    // (the --profile step below trains from them).
+    const restore = await snapshotTraining(params, opt);
+    hostOnlyMs = await hostOnlySteps(step, 2);
+    restore();
+  }
   // With --profile, one more step under tf.profile: per-kernel times and the peak of tfjs-tracked
   // tensor bytes. (Not by default: it costs a step, and tfjs's profiler overflows the call stack
   // computing the peak of a step with ~10⁵ kernels, e.g. T5 1.1 Base as 32 micro-batches.)

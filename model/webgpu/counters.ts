@@ -59,8 +59,10 @@ export function countGpuWork(): (() => GpuWorkCount) | undefined {
  * Runs `step` `reps` times with `GPUQueue.prototype.submit` replaced by a no-op, so nothing
  * reaches the GPU: every dispatch is still recorded (tfjs's engine, autodiff, pipelines, bind
  * groups, uniforms, command encoding and `finish`), which measures the host's share of a step on
- * any adapter. The GPU computes nothing meanwhile: the weights are not updated and the values
- * read are garbage, which a timing run can afford; `submit` is restored afterwards.
+ * any adapter. The GPU computes nothing meanwhile: the values read are garbage, and every
+ * variable a step updates (weights, optimizer moments) is left holding never-computed values, so
+ * a caller that measures anything afterwards saves and restores them around this call
+ * (`snapshotTraining` in `benchmarks/optim.ts`); `submit` is restored afterwards.
  *
  * @param step one training step, awaited
  * @param reps how many
