@@ -55,7 +55,12 @@ import { lossAndGrads } from "./trainer.ts";
 import { DEFAULT_TRAIN } from "./spec.ts";
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import { activeSimdKernels, wasmBackendMemory } from "../model/wasm_simd.ts";
-import { dropoutMaskParams, fillDropoutMask, gatedGeluRows } from "../model/fused.ts";
+import {
+  dropoutMaskParams,
+  fillDropoutMask,
+  gatedGeluRows,
+  updatePathsTaken,
+} from "../model/fused.ts";
 import { writeFileAtomic } from "../model/fs.ts";
 import { countGpuWork, hostOnlySteps, waitFor } from "../model/webgpu/counters.ts";
 import {
@@ -584,6 +589,7 @@ async function timeSteps(
   const opt = createOptimizer({ kind: optimizer });
   const params = new Map(w.vars.map((v) => [v.name, v]));
   const optTimes: number[] = [];
+  updatePathsTaken(true); // record the optimizer paths of these steps only
   const step = async () => {
     const { value, grads } = w.grads ? await w.grads() : tf.variableGrads(w.loss, w.vars);
     const t0 = performance.now();
@@ -618,6 +624,7 @@ async function timeSteps(
   // The optimizer's share (host time of opt.apply; on webgpu the queued kernels are not waited
   // for, so there it is the recording cost only).
   const optimizerMs = median(optTimes.slice(warm));
+  const optimizerPaths = updatePathsTaken();
   const cpuMsPerStep = ((cpuSeconds() - cpu0) * 1000) / reps;
   const numTensors: [number, number] = [after2, tf.memory().numTensors];
   let hostOnlyMs: number[] | undefined;
@@ -661,6 +668,7 @@ async function timeSteps(
     peakBytes,
     tensorBytes,
     optimizerMs,
+    optimizerPaths,
     gpuDispatches,
     gpuMatMuls,
     hostOnlyMs,
@@ -722,20 +730,20 @@ function timeElementwise(n: number): { name: string; nsPerElement: number }[] {
   return result;
 }
 
-/** How benchmarks/optim.ts runs an optimizer's update on a tfjs backend. */
-function optimizerPath(
+/**
+ * How benchmarks/optim.ts ran the optimizer's updates in the timed steps, as recorded by
+ * model/fused.ts (`updatePathsTaken`): e.g. `in place`, or for Adafactor `matrices in place,
+ * vectors op by op`; `op by op` where no fused update ran.
+ */
+export function optimizerPath(
   kind: "adamw" | "adafactor",
-  tfBackend: string | undefined,
-  stock: boolean,
+  paths: ReturnType<typeof updatePathsTaken>,
 ): string {
-  // model/fused.ts updateAdamW / updateAdafactor / updateAdafactorUnfactored.
-  if (tfBackend === "wasm") return "fused in place on the wasm heap";
-  if (tfBackend === "webgpu" && !stock) {
-    return kind === "adamw"
-      ? "in place, one WGSL dispatch per variable"
-      : "fused WGSL kernels per matrix, one in-place dispatch per vector";
-  }
-  return "op by op";
+  const show = (p: readonly string[] | undefined) => (p === undefined ? "op by op" : p.join(" + "));
+  if (kind === "adamw") return show(paths.adamw);
+  const m = show(paths.adafactorFactored);
+  const v = show(paths.adafactorUnfactored);
+  return m === v ? m : `matrices ${m}, vectors ${v}`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1023,9 +1031,7 @@ export async function main(args: string[]): Promise<PerfReport> {
           trainFlops: w.trainFlops,
           flopsSource: w.flopsSource,
           effectiveGflops: w.trainFlops / (med * 1e6),
-          optimizer: `${optimizer} (${
-            optimizerPath(optimizer, r.info?.tfBackend, b.endsWith("/stock"))
-          })`,
+          optimizer: `${optimizer} (${optimizerPath(optimizer, m.optimizerPaths)})`,
           optimizerMs,
           ...(m.peakBytes === undefined ? {} : { peakTensorBytes: m.peakBytes }),
           tensorBytes,

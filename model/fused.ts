@@ -746,6 +746,36 @@ function kernelUpdate(
   return true;
 }
 
+/** How an optimizer update ran: in place, as a fused kernel, or not at all (op by op). */
+export type UpdatePath = "in place" | "kernel" | "op by op";
+
+const pathsTaken = new Map<keyof InPlaceUpdates, Set<UpdatePath>>();
+
+function taken(kind: keyof InPlaceUpdates, path: "in place" | "kernel" | false): boolean {
+  const set = pathsTaken.get(kind) ?? new Set();
+  set.add(path === false ? "op by op" : path);
+  pathsTaken.set(kind, set);
+  return path !== false;
+}
+
+/**
+ * The paths the fused optimizer updates ({@link updateAdamW}, {@link updateAdafactor},
+ * {@link updateAdafactorUnfactored}) took since the last reset, by update kind ("op by op": the
+ * update returned false and the caller ran the composite): what a benchmark reports as the
+ * optimizer's path, measured rather than assumed from the backend's name.
+ *
+ * @param reset clear the record after reading it
+ * @returns kind → the paths taken (sorted)
+ */
+export function updatePathsTaken(
+  reset = false,
+): Partial<Record<keyof InPlaceUpdates, UpdatePath[]>> {
+  const out: Partial<Record<keyof InPlaceUpdates, UpdatePath[]>> = {};
+  for (const [k, set] of pathsTaken) out[k] = [...set].sort();
+  if (reset) pathsTaken.clear();
+  return out;
+}
+
 /**
  * One AdamW update of `p` and its moments `m`, `v` as one fused step where the backend has one:
  * `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`, `p ← p·decay − step·m / (√v·invSqrtBc2 + eps)`,
@@ -764,9 +794,9 @@ export function updateAdamW(
   g: tf.Tensor,
   attrs: AdamWAttrs,
 ): boolean {
-  if ([p, m, v, g].some((t) => t.dtype !== "float32")) return false;
-  if (inPlaceFor("adamw", [p, m, v])?.(p, m, v, g, attrs)) return true;
-  return kernelUpdate(ADAMW, [p, m, v], { p, m, v, g }, attrs);
+  if ([p, m, v, g].some((t) => t.dtype !== "float32")) return taken("adamw", false);
+  if (inPlaceFor("adamw", [p, m, v])?.(p, m, v, g, attrs)) return taken("adamw", "in place");
+  return taken("adamw", kernelUpdate(ADAMW, [p, m, v], { p, m, v, g }, attrs) && "kernel");
 }
 
 /** Constants of one factored Adafactor update (no first moment), as the kernels take them. */
@@ -865,10 +895,15 @@ export function updateAdafactor(
   ) {
     return false;
   }
-  if (inPlaceFor("adafactorFactored", [p, vr, vc])?.(p, vr, vc, g, attrs)) return true;
+  if (inPlaceFor("adafactorFactored", [p, vr, vc])?.(p, vr, vc, g, attrs)) {
+    return taken("adafactorFactored", "in place");
+  }
   // The kernel does not scale by the parameter's RMS: such a step runs op by op.
-  return attrs.parameterScaleEps2 === undefined &&
-    kernelUpdate(ADAFACTOR, [p, vr, vc], { p, g, vr, vc }, attrs);
+  return taken(
+    "adafactorFactored",
+    attrs.parameterScaleEps2 === undefined &&
+      kernelUpdate(ADAFACTOR, [p, vr, vc], { p, g, vr, vc }, attrs) && "kernel",
+  );
 }
 
 /**
@@ -892,7 +927,10 @@ export function updateAdafactorUnfactored(
   if ([p, v, g].some((t) => t.dtype !== "float32") || g.size !== p.size || v.size !== p.size) {
     return false;
   }
-  return inPlaceFor("adafactorUnfactored", [p, v])?.(p, v, g, attrs) ?? false;
+  return taken(
+    "adafactorUnfactored",
+    (inPlaceFor("adafactorUnfactored", [p, v])?.(p, v, g, attrs) ?? false) && "in place",
+  );
 }
 
 let gradientRegistered = false;
