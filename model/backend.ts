@@ -257,8 +257,11 @@ async function installWebgpuKernels(notes: string[], id?: AdapterId): Promise<vo
   }
   const err = check.maxRelErr.toExponential(1);
   if (check.ok) {
+    const missing = kernels.webgpuKernelsNotInstalled();
     notes.push(
-      `webgpu: custom transposed-matMul and fused kernels installed (self-check error ${err})`,
+      `webgpu: custom transposed-matMul and fused kernels installed (self-check error ${err})${
+        missing.length > 0 ? `; not installed: ${missing.join("; ")}` : ""
+      }`,
     );
     if (id !== undefined) {
       // A malformed table, or a missing or foreign one named by the variable, stops here.

@@ -191,7 +191,10 @@ export interface WebgpuKernelStats {
 
 interface Installed {
   readonly original: tf.KernelConfig;
-  readonly options: Required<WebgpuKernelOptions>;
+  /** The options in effect (the uniform arena and bind-group cache false when not installed). */
+  options: Required<WebgpuKernelOptions>;
+  /** Why a requested part is not installed (e.g. `uniform arena: no webgpu backend instance`). */
+  notInstalled: string[];
 }
 
 let installed: Installed | undefined;
@@ -375,7 +378,7 @@ export function registerWebgpuKernels(opts: WebgpuKernelOptions = {}): boolean {
   });
   const original = installed?.original ?? tf.getKernel("BatchMatMul", "webgpu");
   if (original === undefined) return false;
-  installed = { original, options };
+  installed = { original, options, notInstalled: [] };
   const kernelFunc: tf.KernelFunc = (args) => {
     const { inputs, backend, attrs } = args;
     const a = inputs["a"] as tf.TensorInfo;
@@ -425,11 +428,27 @@ export function registerWebgpuKernels(opts: WebgpuKernelOptions = {}): boolean {
     unregisterWebgpuFusedKernels();
     unregisterHeadKernels();
   }
-  if (options.uniformArena) installUniformArena();
-  else uninstallUniformArena();
-  if (options.bindGroupCache) installBindGroupCache();
-  else uninstallBindGroupCache();
+  // The arena and the cache patch the backend instance; where they cannot, the kernels still
+  // work without them, and the options in effect and the reasons say so.
+  const arenaWhy = options.uniformArena ? installUniformArena() : uninstallUniformArena();
+  const cacheWhy = options.bindGroupCache ? installBindGroupCache() : uninstallBindGroupCache();
+  if (typeof arenaWhy === "string") {
+    installed.options = { ...installed.options, uniformArena: false };
+    installed.notInstalled.push(`uniform arena: ${arenaWhy}`);
+  }
+  if (typeof cacheWhy === "string") {
+    installed.options = { ...installed.options, bindGroupCache: false };
+    installed.notInstalled.push(`bind-group cache: ${cacheWhy}`);
+  }
   return true;
+}
+
+/**
+ * Why parts requested of {@link registerWebgpuKernels} are not installed (the uniform arena or
+ * the bind-group cache could not patch this tfjs version or backend instance); empty when all are.
+ */
+export function webgpuKernelsNotInstalled(): readonly string[] {
+  return installed?.notInstalled ?? [];
 }
 
 /** Restores the stock webgpu kernels replaced by {@link registerWebgpuKernels} (no-op if none). */

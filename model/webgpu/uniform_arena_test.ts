@@ -16,7 +16,12 @@ import {
   type UniformFieldLike,
   uninstallUniformArena,
 } from "./uniform_arena.ts";
-import { registerWebgpuKernels } from "./mod.ts";
+import {
+  registerWebgpuKernels,
+  unregisterWebgpuKernels,
+  webgpuKernelsInstalled,
+  webgpuKernelsNotInstalled,
+} from "./mod.ts";
 import { gpuTest } from "./testing.ts";
 import { uniformValues } from "../../benchmarks/rng.ts";
 
@@ -154,4 +159,29 @@ gpuTest(
     assert.equal(tf.memory().numTensors, before, "tensors leaked");
   },
   () => assert.ok(registerWebgpuKernels()),
+);
+
+gpuTest(
+  "registerWebgpuKernels() says when the arena cannot patch the backend, and runs without it",
+  async () => {
+    const be = tf.findBackend("webgpu") as unknown as Record<string, unknown>;
+    unregisterWebgpuKernels();
+    be["makeUniforms"] = undefined; // an instance without the method the arena replaces
+    try {
+      assert.equal(registerWebgpuKernels(), true);
+      assert.equal(webgpuKernelsInstalled()?.uniformArena, false);
+      assert.deepEqual(webgpuKernelsNotInstalled(), [
+        "uniform arena: tfjs-backend-webgpu lacks makeUniforms/submitQueue/device/queue",
+      ]);
+    } finally {
+      delete be["makeUniforms"];
+      unregisterWebgpuKernels();
+    }
+    assert.equal(registerWebgpuKernels(), true);
+    assert.equal(webgpuKernelsInstalled()?.uniformArena, true);
+    assert.deepEqual(webgpuKernelsNotInstalled(), []);
+    const y = tf.tidy(() => tf.matMul(tf.ones([3, 5]), tf.ones([4, 5]), false, true).sum());
+    assert.equal((await y.data())[0], 60);
+    y.dispose();
+  },
 );
