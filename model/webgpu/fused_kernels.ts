@@ -48,6 +48,7 @@ import {
   adafactorFactoredInPlaceWebgpu,
   adafactorUnfactoredInPlaceWebgpu,
   adamwInPlaceWebgpu,
+  guardInPlaceReads,
 } from "./in_place.ts";
 
 /** Threads per workgroup of the elementwise programs. */
@@ -1020,6 +1021,7 @@ export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => 
  * (four dispatches writing in place; the `HpAdafactor` kernel's five are the fallback).
  */
 export function registerWebgpuFusedKernels(): void {
+  guardInPlaceReads();
   registerInPlaceUpdates("webgpu", {
     adamw: adamwInPlaceWebgpu,
     adafactorUnfactored: adafactorUnfactoredInPlaceWebgpu,

@@ -46,6 +46,51 @@ interface BackendInternals {
   querySetCount: number;
 }
 
+/** In-place writes per data id, so that a read in flight across one does not cache old data. */
+const writes = new WeakMap<object, number>();
+/** Backend instances whose `read` is wrapped by {@link guardReads}. */
+const guarded = new WeakSet<object>();
+
+/**
+ * Wraps the backend's `read` (once per instance) so that a read which was in flight while an
+ * in-place dispatch wrote its tensor does not leave the values it read cached: tfjs's `read`
+ * stores what it fetched as the tensor's CPU copy when the fetch ends, after the write cleared
+ * it, and every later `data()` would return the old values. The read itself still returns what
+ * the tensor held when it was issued. Installed when the in-place updates are registered (a read
+ * issued before the wrapper existed is not covered), and it stays: without in-place writes it
+ * changes nothing.
+ */
+function guardReads(be: BackendInternals): void {
+  if (guarded.has(be) || typeof (be as unknown as { read?: unknown }).read !== "function") return;
+  guarded.add(be);
+  const target = be as unknown as { read(dataId: tf.DataId): Promise<unknown> };
+  const read = target.read;
+  target.read = async function (this: BackendInternals, dataId: tf.DataId) {
+    const before = writes.get(dataId as object) ?? 0;
+    const vals = await read.call(this, dataId);
+    if ((writes.get(dataId as object) ?? 0) !== before) {
+      const data = this.tensorMap.get(dataId);
+      if (data !== undefined) data.values = null;
+    }
+    return vals;
+  };
+}
+
+/**
+ * Installs the read guard of in-place writes ({@link guardReads}) on the webgpu backend instance,
+ * if there is one: called when the in-place updates are registered, before any read that could
+ * be in flight across one of them.
+ */
+export function guardInPlaceReads(): void {
+  let be: unknown;
+  try {
+    be = tf.findBackend("webgpu");
+  } catch {
+    be = undefined;
+  }
+  if (be != null) guardReads(be as BackendInternals);
+}
+
 const METHODS = [
   "uploadToGPU",
   "makeUniforms",
@@ -159,9 +204,14 @@ export function dispatchInPlace(
   });
   entries.push({ binding: bindings.length, resource: be.makeUniforms(uniforms) });
   const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+  guardReads(be);
   for (const b of bindings) {
     be.commandQueueOwnedIds.add(b.tensor.dataId as object);
-    if (b.write) be.tensorMap.get(b.tensor.dataId)!.values = null; // a cached read is now stale
+    if (b.write) {
+      be.tensorMap.get(b.tensor.dataId)!.values = null; // a cached read is now stale
+      const id = b.tensor.dataId as object;
+      writes.set(id, (writes.get(id) ?? 0) + 1); // and so is one still in flight
+    }
   }
   // What tfjs's recordAndSubmit does after it has made the bind group.
   const timed = be.activeTimers != null;

@@ -328,3 +328,43 @@ gpuTest(
     }
   },
 );
+
+gpuTest(
+  "a read in flight across an in-place AdamW returns the old values and caches nothing stale",
+  async () => {
+    assert.ok(registerWebgpuKernels());
+    // Small tensors otherwise run on the CPU and keep a CPU copy, which hides the race.
+    const cpuForward = tf.env().getBool("WEBGPU_CPU_FORWARD");
+    tf.env().set("WEBGPU_CPU_FORWARD", false);
+    try {
+      await readAcrossUpdate();
+    } finally {
+      tf.env().set("WEBGPU_CPU_FORWARD", cpuForward);
+    }
+  },
+);
+
+async function readAcrossUpdate(): Promise<void> {
+  {
+    const mk = (f: (i: number) => number) => {
+      const t = tf.tensor(Float32Array.from({ length: 64 }, (_, i) => f(i)));
+      const v = tf.variable(t);
+      t.dispose();
+      return v;
+    };
+    const [p, m, v] = [mk((i) => i), mk(() => 0), mk(() => 0)];
+    const g = tf.ones([64]);
+    const attrs = adamwAttrs({ lr: 0.5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }, 1);
+    tf.tidy(() => tf.add(p, 0)).dispose(); // p lives on the GPU, no CPU copy
+    const pending = p.data(); // e.g. an asynchronous log or checkpoint of the weights
+    assert.ok(updateAdamW(p, m, v, g, attrs), "the in-place path ran");
+    const old = await pending;
+    assert.equal(old[1], 1, "the read issued before the update sees the old value");
+    const fresh = tf.tidy(() => tf.add(p, 0));
+    const gpu = await fresh.data();
+    assert.ok(gpu[1]! < 1, `the update moved p[1] to ${gpu[1]}`);
+    // Without the guard, the late read cached the old values and data() kept returning them.
+    assert.deepEqual(Array.from(await p.data()), Array.from(gpu));
+    tf.dispose([p, m, v, g, fresh]);
+  }
+}
