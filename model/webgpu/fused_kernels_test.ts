@@ -17,6 +17,7 @@ import assert from "node:assert/strict";
 import {
   ADAFACTOR,
   ADAMW,
+  ATTENTION_SOFTMAX,
   attentionSoftmax,
   dropout,
   DROPOUT_ADD,
@@ -411,6 +412,31 @@ fusedTest(
       const bad = await selfCheckWebgpuKernels();
       assert.equal(bad.ok, false);
     });
+    // So must each of the other fused kernels of a training step when its numbers are wrong
+    // (no shape error, nothing throws): an input replaced by another of the same shape, or the
+    // softmax's probabilities doubled. The identity replacement is the control: it must pass.
+    const replace =
+      (replaced: string, by: string) => (real: tf.KernelFunc): tf.KernelFunc => (args) =>
+        real({ ...args, inputs: { ...args.inputs, [replaced]: args.inputs[by]! } });
+    const doubled = (real: tf.KernelFunc): tf.KernelFunc => (args) => {
+      const r = real(args) as tf.TensorInfo;
+      const add = tf.getKernel("Add", "webgpu")!.kernelFunc;
+      const out = add({ inputs: { a: r, b: r }, backend: args.backend, attrs: {} });
+      (args.backend as tf.KernelBackend).disposeData(r.dataId);
+      return out;
+    };
+    const cases: [string, (real: tf.KernelFunc) => tf.KernelFunc, boolean][] = [
+      [ATTENTION_SOFTMAX, doubled, false],
+      [DROPOUT_ADD, replace("h", "x"), false],
+      [GATED_GELU_DROPOUT, replace("a", "b"), false],
+      [SOFTMAX_XENT, replace("logits", "logits"), true],
+    ];
+    for (const [kernel, wrap, ok] of cases) {
+      await withWebgpuKernel(kernel, wrap, async () => {
+        const r = await selfCheckWebgpuKernels();
+        assert.equal(r.ok, ok, `${kernel}: error ${r.maxRelErr}`);
+      });
+    }
   },
 );
 
