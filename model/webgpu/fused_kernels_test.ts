@@ -29,6 +29,7 @@ import {
   GATED_GELU_DROPOUT,
   gatedGelu,
   gatedGeluDropout,
+  registerInPlaceUpdates,
   rmsNorm,
   SOFTMAX_XENT,
   softmaxCrossEntropy,
@@ -429,13 +430,21 @@ fusedTest(
       [ATTENTION_SOFTMAX, doubled, false],
       [DROPOUT_ADD, replace("h", "x"), false],
       [GATED_GELU_DROPOUT, replace("a", "b"), false],
-      [SOFTMAX_XENT, replace("logits", "logits"), true],
+      [SOFTMAX_XENT, doubled, false],
+      [DROPOUT_ADD, replace("x", "x"), true],
     ];
     for (const [kernel, wrap, ok] of cases) {
       await withWebgpuKernel(kernel, wrap, async () => {
         const r = await selfCheckWebgpuKernels();
         assert.equal(r.ok, ok, `${kernel}: error ${r.maxRelErr}`);
       });
+    }
+    // And an in-place unfactored Adafactor that reports success without updating anything.
+    registerInPlaceUpdates("webgpu", { adafactorUnfactored: () => true });
+    try {
+      assert.equal((await selfCheckWebgpuKernels()).ok, false, "a no-op unfactored Adafactor");
+    } finally {
+      assert.ok(registerWebgpuKernels()); // the real in-place updates again
     }
   },
 );
