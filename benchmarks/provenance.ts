@@ -28,6 +28,12 @@ export interface DataFileRecord {
    * download cache or when the manifest does not list it.
    */
   readonly source?: "official" | "parquet";
+  /**
+   * The folder the file really lives in, when the data folder only links to it (the merged
+   * folder of links `tasks/data.ts` `chooseDataDir` builds under `<cache>/merged/`): its
+   * `sha256` and `source` are then that folder's listing's.
+   */
+  readonly from?: { readonly dir: string; readonly kind: "mirror" | "cache" | "folder" };
 }
 
 /** Where a run's task data came from. */
@@ -128,6 +134,46 @@ export async function dataProvenance(
   files: readonly string[],
 ): Promise<DataProvenance> {
   const dir = realPath(dataDir);
+  const folders = new Map<string, Promise<FolderListing>>();
+  const folder = (root: string) => {
+    let f = folders.get(root);
+    if (f === undefined) folders.set(root, f = listFolder(root));
+    return f;
+  };
+  const { kind } = await folder(dir);
+  const out: Record<string, DataFileRecord> = {};
+  const sources = new Set<"official" | "parquet">();
+  for (const f of [...new Set(files)].sort()) {
+    let bytes: number;
+    try {
+      bytes = Deno.statSync(join(dir, f)).size;
+    } catch (e) {
+      throw new Error(`${join(dir, f)}: cannot stat a task file (${(e as Error).message})`);
+    }
+    // A link (or a file under a linked folder) into another data folder: read that one's listing.
+    const real = realPath(join(dir, f));
+    const tail = `/${f}`;
+    const root = real !== join(dir, f) && real.endsWith(tail) ? real.slice(0, -tail.length) : dir;
+    const at = await folder(root);
+    const l = at.listed.get(f);
+    if (l?.source !== undefined) sources.add(l.source);
+    out[f] = {
+      bytes,
+      ...(l === undefined ? {} : { sha256: l.sha256 }),
+      ...(l?.source === undefined ? {} : { source: l.source }),
+      ...(root === dir ? {} : { from: { dir: root, kind: at.kind } }),
+    };
+  }
+  return { dir, kind, sources: [...sources].sort(), files: out };
+}
+
+interface FolderListing {
+  kind: "mirror" | "cache" | "folder";
+  listed: Map<string, { sha256: string; source?: "official" | "parquet" }>;
+}
+
+/** A data folder's kind and the digests it lists (cache manifest or mirror `SHA256SUMS`). */
+async function listFolder(dir: string): Promise<FolderListing> {
   const manifestPath = join(dir, "manifest.json");
   const sumsPath = join(dir, "SHA256SUMS");
   const kind = exists(manifestPath)
@@ -148,24 +194,7 @@ export async function dataProvenance(
       throw new Error(`${sumsPath}: cannot read (${(e as Error).message})`);
     }
   }
-  const out: Record<string, DataFileRecord> = {};
-  const sources = new Set<"official" | "parquet">();
-  for (const f of [...new Set(files)].sort()) {
-    let bytes: number;
-    try {
-      bytes = Deno.statSync(join(dir, f)).size;
-    } catch (e) {
-      throw new Error(`${join(dir, f)}: cannot stat a task file (${(e as Error).message})`);
-    }
-    const l = listed.get(f);
-    if (l?.source !== undefined) sources.add(l.source);
-    out[f] = {
-      bytes,
-      ...(l === undefined ? {} : { sha256: l.sha256 }),
-      ...(l?.source === undefined ? {} : { source: l.source }),
-    };
-  }
-  return { dir, kind, sources: [...sources].sort(), files: out };
+  return { kind, listed };
 }
 
 function git(args: string[]): string | undefined {

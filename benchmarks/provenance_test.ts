@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { sharedPath } from "../model/shared_dir.ts";
+import { chooseDataDir } from "../tasks/data.ts";
 import {
   collectProvenance,
   dataProvenance,
@@ -163,4 +164,60 @@ Deno.test({
     assert.equal(d.kind, "mirror");
     assert.match(d.files["super_glue/CB/train.jsonl"]?.sha256 ?? "", /^[0-9a-f]{64}$/);
   },
+});
+
+Deno.test("dataProvenance() of the merged link folder reads each file's own folder's listing", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    const write = async (dir: string, path: string, text: string) => {
+      await Deno.mkdir(join(dir, path, ".."), { recursive: true });
+      await Deno.writeTextFile(join(dir, path), text);
+    };
+    // RTE from the download cache (converted parquet), CB from the mirror.
+    const cache = join(root, "cache");
+    await write(cache, "glue/RTE/train.tsv", "abc");
+    await write(
+      cache,
+      "manifest.json",
+      JSON.stringify({
+        version: 1,
+        archives: {},
+        files: {
+          "glue/RTE/train.tsv": {
+            task: "glue/rte",
+            sha256: "1".repeat(64),
+            bytes: 3,
+            rows: 1,
+            source: "parquet",
+            verified: "rows",
+            from: [],
+            writtenAt: "2026-01-01T00:00:00Z",
+          },
+        },
+      }),
+    );
+    const mirror = join(root, "mirror");
+    await write(mirror, "super_glue/CB/train.jsonl", "{}");
+    await write(mirror, "SHA256SUMS", `${"3".repeat(64)}  ./super_glue/CB/train.jsonl\n`);
+    const merged = chooseDataDir({ cacheDir: cache, mirrorDir: mirror, log: () => {} });
+    assert.match(merged, /merged/);
+    const p = await dataProvenance(merged, ["glue/RTE/train.tsv", "super_glue/CB/train.jsonl"]);
+    assert.equal(p.kind, "folder");
+    assert.deepEqual(p.sources, ["parquet"]);
+    assert.deepEqual(p.files, {
+      "glue/RTE/train.tsv": {
+        bytes: 3,
+        sha256: "1".repeat(64),
+        source: "parquet",
+        from: { dir: await Deno.realPath(cache), kind: "cache" },
+      },
+      "super_glue/CB/train.jsonl": {
+        bytes: 2,
+        sha256: "3".repeat(64),
+        from: { dir: await Deno.realPath(mirror), kind: "mirror" },
+      },
+    });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });
