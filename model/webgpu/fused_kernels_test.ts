@@ -404,8 +404,10 @@ fusedTest("webgpu AdamW kernel: optim.ts AdamW matches float64 over 3 steps", as
 fusedTest(
   "selfCheckWebgpuKernels() passes with the fused kernels and catches a wrong one",
   async () => {
+    const before = tf.memory().numTensors;
     const good = await selfCheckWebgpuKernels();
     assert.ok(good.ok, `self-check error ${good.maxRelErr} ${good.error ?? ""}`);
+    assert.equal(tf.memory().numTensors, before, "the self-check leaves no tensor behind");
     // A gated GELU kernel that forgets the gate must fail the check.
     const noGate = (real: tf.KernelFunc): tf.KernelFunc => (args) =>
       real({ ...args, inputs: { a: args.inputs["b"]!, b: args.inputs["b"]! } });

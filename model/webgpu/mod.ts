@@ -772,8 +772,14 @@ async function selfCheckStepKernels(): Promise<
     up,
     (p, i) => p * (1 - ua.lr * ua.weightDecay) - (ua.lr * u[i]!) / clip,
   );
-  const pVar = tf.variable(tf.tensor1d(up));
-  const vVar = tf.variable(tf.tensor1d(uv));
+  const variable = (x: Float32Array) => {
+    const t = tf.tensor1d(x);
+    const v = tf.variable(t); // shares t's data; t itself is not needed
+    t.dispose();
+    return v;
+  };
+  const pVar = variable(up);
+  const vVar = variable(uv);
   const gT = tf.tensor1d(ug);
   const unfactoredDone = updateAdafactorUnfactored(pVar, vVar, gT, ua);
   const fusedSm = softmaxOf(true);
