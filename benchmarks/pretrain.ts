@@ -521,7 +521,8 @@ const HELP = `deno task pretrain [options]
 Pretrains a tiny T5 on span corruption and caches it as a Hugging Face folder.
 
   --preset NAME        model preset (default ${PRETRAIN_DEFAULTS.preset})
-  --data-dir DIR       data folder in the official layout (default: cache, else ../shared/data)
+  --data-dir DIR       data folder in the official layout (default: $HYPERPROMPT_DATA, else per
+                       file the download cache where its manifest lists it, else ../shared/data)
   --corpus FILE        text file(s), one document per line (repeatable); replaces the task corpus
   --tokenizer FILE     existing tokenizer.json with sentinels (default: train one with spm_train)
   --vocab-size N       size of a trained vocabulary incl. 100 sentinels (default ${PRETRAIN_DEFAULTS.vocabSize})
