@@ -16,15 +16,18 @@
  */
 
 /**
- * Sets `XDG_RUNTIME_DIR` on Linux, when it is unset, to a new empty directory of this process
- * (mode 0700, under the temporary directory, removed when the process exits). A value already
- * set is kept; without `--allow-env` or `--allow-write` nothing happens.
+ * Sets `XDG_RUNTIME_DIR` on Linux, when it is unset or invalid (empty or not an absolute path,
+ * which libwayland-client rejects with the same line), to a new empty directory of this process
+ * (mode 0700, under the temporary directory, removed when the process exits). A valid value is
+ * kept; without `--allow-env` or `--allow-write` nothing happens.
  *
  * @returns whether the variable was set by this call
  */
 export function quietWaylandProbe(): boolean {
   try {
-    if (Deno.build.os !== "linux" || Deno.env.get("XDG_RUNTIME_DIR") !== undefined) return false;
+    if (Deno.build.os !== "linux" || Deno.env.get("XDG_RUNTIME_DIR")?.startsWith("/")) {
+      return false;
+    }
     const dir = Deno.makeTempDirSync({ prefix: "hyperprompt-xdg-" });
     Deno.chmodSync(dir, 0o700);
     Deno.env.set("XDG_RUNTIME_DIR", dir);

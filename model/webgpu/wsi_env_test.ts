@@ -25,7 +25,7 @@ async function run(
   return { out: new TextDecoder().decode(o.stdout).trim().split("\n").at(-1)!, err };
 }
 
-Deno.test("quietWaylandProbe sets XDG_RUNTIME_DIR to a private directory only when unset", async () => {
+Deno.test("quietWaylandProbe sets XDG_RUNTIME_DIR to a private directory only when unset or invalid", async () => {
   const script = `
     import { quietWaylandProbe } from ${JSON.stringify(MODULE)};
     const set = quietWaylandProbe();
@@ -34,18 +34,23 @@ Deno.test("quietWaylandProbe sets XDG_RUNTIME_DIR to a private directory only wh
     const empty = set ? [...Deno.readDirSync(dir)].length === 0 : null;
     console.log(JSON.stringify([set, dir, st && st.isDirectory, st && (st.mode & 0o777), empty]));`;
   const linux = Deno.build.os === "linux";
-  const tmp = await Deno.makeTempDir();
-  try {
-    const [set, dir, isDir, mode, empty] = JSON.parse((await run(script, { TMPDIR: tmp })).out);
-    assert.equal(set, linux);
-    if (linux) {
-      // A fresh directory of its own under $TMPDIR, 0700 and empty; gone when the process ended.
-      assert.match(dir, new RegExp(`^${tmp}/hyperprompt-xdg-`));
-      assert.deepEqual([isDir, mode, empty], [true, 0o700, true]);
-      assert.deepEqual([...Deno.readDirSync(tmp)], []);
-    } else assert.equal(dir, null);
-  } finally {
-    await Deno.remove(tmp, { recursive: true });
+  // Unset, empty, and relative (libwayland-client rejects the last two as it does the first).
+  for (const given of [undefined, "", "run/user/7"]) {
+    const tmp = await Deno.makeTempDir();
+    try {
+      const env: Record<string, string> = { TMPDIR: tmp };
+      if (given !== undefined) env["XDG_RUNTIME_DIR"] = given;
+      const [set, dir, isDir, mode, empty] = JSON.parse((await run(script, env)).out);
+      assert.equal(set, linux, `XDG_RUNTIME_DIR=${given}`);
+      if (linux) {
+        // A fresh directory of its own under $TMPDIR, 0700 and empty; gone when the process ended.
+        assert.match(dir, new RegExp(`^${tmp}/hyperprompt-xdg-`));
+        assert.deepEqual([isDir, mode, empty], [true, 0o700, true]);
+        assert.deepEqual([...Deno.readDirSync(tmp)], []);
+      } else assert.equal(dir, given ?? null);
+    } finally {
+      await Deno.remove(tmp, { recursive: true });
+    }
   }
   assert.deepEqual(JSON.parse((await run(script, { XDG_RUNTIME_DIR: "/run/user/7" })).out), [
     false,
