@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { sharedPath } from "../model/shared_dir.ts";
+import { withEnv } from "../model/env_testing.ts";
 import { main } from "./cli.ts";
 import { fakeRunOne } from "./_fake_run_one.ts";
 import { writeTables } from "./tables.ts";
@@ -203,13 +204,8 @@ Deno.test("main() without --profile picks smoke when the backend is not a GPU", 
 
 Deno.test("main() downloads the tasks the profile needs and the data lacks; offline it goes on", async () => {
   const dir = await Deno.makeTempDir();
-  const saved = {
-    data: Deno.env.get("HYPERPROMPT_DATA"),
-    cache: Deno.env.get("HYPERPROMPT_CACHE"),
-  };
-  Deno.env.delete("HYPERPROMPT_DATA");
-  Deno.env.set("HYPERPROMPT_CACHE", join(dir, "cache"));
-  try {
+  const env = { HYPERPROMPT_DATA: undefined, HYPERPROMPT_CACHE: join(dir, "cache") };
+  await withEnv(env, async () => {
     // Every GLUE task; the offline mirror has 5 of the 8.
     const profile = await tmpProfile(dir, {
       seeds: [0],
@@ -271,11 +267,5 @@ Deno.test("main() downloads the tasks the profile needs and the data lacks; offl
       }
     }
     assert.equal(asked.length, 0);
-  } finally {
-    for (const [k, v] of [["HYPERPROMPT_DATA", saved.data], ["HYPERPROMPT_CACHE", saved.cache]]) {
-      if (v === undefined) Deno.env.delete(k!);
-      else Deno.env.set(k!, v);
-    }
-    await Deno.remove(dir, { recursive: true });
-  }
+  }).finally(() => Deno.remove(dir, { recursive: true }));
 });

@@ -1,5 +1,6 @@
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { join } from "node:path";
+import { withEnv } from "../model/env_testing.ts";
 import * as tf from "@tensorflow/tfjs";
 import { loadHfFolder } from "../model/checkpoint.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
@@ -24,20 +25,6 @@ async function rteOnlyDataDir(root: string): Promise<string> {
     join(data, "glue", "RTE", "train.tsv"),
   );
   return data;
-}
-
-/** Runs `fn` with environment variables set, restoring them afterwards. */
-async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
-  const old = Object.fromEntries(Object.keys(vars).map((k) => [k, Deno.env.get(k)]));
-  for (const [k, v] of Object.entries(vars)) Deno.env.set(k, v);
-  try {
-    return await fn();
-  } finally {
-    for (const [k, v] of Object.entries(old)) {
-      if (v === undefined) Deno.env.delete(k);
-      else Deno.env.set(k, v);
-    }
-  }
 }
 
 const hasSpm = await new Deno.Command("spm_train", {

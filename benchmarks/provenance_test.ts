@@ -89,12 +89,14 @@ Deno.test("resumeRecord(): none for a fresh start; the checkpoint's code unless 
   );
 });
 
+/** Writes `text` to `dir/path`, creating the folders. */
+async function write(dir: string, path: string, text: string): Promise<void> {
+  await Deno.mkdir(join(dir, path, ".."), { recursive: true });
+  await Deno.writeTextFile(join(dir, path), text);
+}
+
 Deno.test("dataProvenance() tells a download cache (official/parquet) from a mirror and a plain folder", async () => {
   const root = await Deno.makeTempDir();
-  const write = async (dir: string, path: string, text: string) => {
-    await Deno.mkdir(join(dir, path, ".."), { recursive: true });
-    await Deno.writeTextFile(join(dir, path), text);
-  };
   // A download cache: manifest.json says which file came from where.
   const cache = join(root, "cache");
   await write(cache, "glue/RTE/train.tsv", "abc");
@@ -169,10 +171,6 @@ Deno.test({
 Deno.test("dataProvenance() of the merged link folder reads each file's own folder's listing", async () => {
   const root = await Deno.makeTempDir();
   try {
-    const write = async (dir: string, path: string, text: string) => {
-      await Deno.mkdir(join(dir, path, ".."), { recursive: true });
-      await Deno.writeTextFile(join(dir, path), text);
-    };
     // RTE from the download cache (converted parquet), CB from the mirror.
     const cache = join(root, "cache");
     await write(cache, "glue/RTE/train.tsv", "abc");

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { withEnv } from "../model/env_testing.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 import { DEFAULT_TRAIN, runId, type RunSpec, validateRunResult } from "./spec.ts";
 import { listCheckpoints } from "./checkpointing.ts";
@@ -216,20 +217,6 @@ Deno.test({
     await Deno.remove(out, { recursive: true });
   },
 });
-
-/** Runs `fn` with environment variables set, restoring them afterwards. */
-async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
-  const old = Object.fromEntries(Object.keys(vars).map((k) => [k, Deno.env.get(k)]));
-  for (const [k, v] of Object.entries(vars)) Deno.env.set(k, v);
-  try {
-    return await fn();
-  } finally {
-    for (const [k, v] of Object.entries(old)) {
-      if (v === undefined) Deno.env.delete(k);
-      else Deno.env.set(k, v);
-    }
-  }
-}
 
 Deno.test({
   name: "runOne(): startedAt and wallSeconds start after the offline backbone pretraining",
