@@ -33,7 +33,9 @@ import {
 import {
   registerWebgpuKernels,
   resetWebgpuKernelStats,
+  selfCheckTunedChoices,
   selfCheckWebgpuKernels,
+  splitKProduct,
   unregisterWebgpuKernels,
   webgpuKernelsInstalled,
   webgpuKernelStats,
@@ -42,6 +44,7 @@ import { uniformValues } from "../../benchmarks/rng.ts";
 import { HEAD_CONTEXT } from "../heads.ts";
 import { registerInPlaceUpdates } from "../fused.ts";
 import { gpuTest, pipelineKeys, withWebgpuKernel } from "./testing.ts";
+import { type MatMulTuningTable, TUNING_FORMAT, TUNING_VERSION } from "./tuning.ts";
 
 const REL_L2_TOL = 1e-5;
 const MAX_ABS_REL_TOL = 1e-4;
@@ -478,9 +481,12 @@ gpuTest("selfCheckWebgpuKernels() passes with the kernels and catches a wrong ke
     // So must a head product that ignores transposeP.
     const noTransposeP = (real: tf.KernelFunc): tf.KernelFunc => (args) =>
       real({ ...args, attrs: { ...args.attrs, transposeP: false } });
+    // The self-check's transposed P is square, so this gives wrong numbers, not a shape error:
+    // no catch here, a throw would fail the test.
     await withWebgpuKernel(HEAD_CONTEXT, noTransposeP, async () => {
-      const bad = await selfCheckWebgpuKernels().catch(() => ({ ok: false, maxRelErr: Infinity }));
+      const bad = await selfCheckWebgpuKernels();
       assert.equal(bad.ok, false, "a head product ignoring transposeP fails the self-check");
+      assert.ok(bad.maxRelErr > 0.1 && Number.isFinite(bad.maxRelErr), `error ${bad.maxRelErr}`);
     });
     // And an in-place Adafactor that reports success without updating anything.
     registerInPlaceUpdates("webgpu", { adafactorFactored: () => true });
@@ -494,6 +500,50 @@ gpuTest("selfCheckWebgpuKernels() passes with the kernels and catches a wrong ke
     unregisterWebgpuKernels();
   }
 });
+
+gpuTest(
+  "selfCheckTunedChoices checks each tiled choice of a table and catches a wrong one",
+  async () => {
+    const entry = (choice: string) => ({ choice, heuristic: "t32", ms: {} });
+    const table: MatMulTuningTable = {
+      format: TUNING_FORMAT,
+      version: TUNING_VERSION,
+      adapter: { vendor: "", architecture: "", device: "", description: "" },
+      created: "2026-11-26T15:00:00.000Z",
+      provenance: {},
+      entries: {
+        "1x1 m512 n512 k512 NN": entry("t64"),
+        "1x1 m256 n512 k512 NN": entry("t64"), // same choice, transposes and batches: one check
+        "4x1 m512 n512 k512 TN": entry("t64v4"), // vec4 loads, batch of B broadcast
+        "1x1 m64 n64 k4096 NT": entry("t128/k8"), // split K
+        "1x1 m8 n8 k8 NN": entry("stock"), // nothing to check
+      },
+    };
+    await tf.ready();
+    const before = tf.memory().numTensors;
+    const good = await selfCheckTunedChoices(table);
+    assert.ok(good.ok, `tuned self-check error ${good.maxRelErr} ${good.error ?? ""}`);
+    assert.deepEqual(good.checked, [
+      "t64 1x1 m37 n33 k45 NN",
+      "t64v4 2x1 m36 n44 k48 TN",
+      "t128/k8 1x1 m37 n33 k69 NT",
+    ]);
+    // The tiles and slices named ran (a vec4 pipeline for t64v4, eight K slices for t128/k8).
+    const keys = pipelineKeys();
+    assert.ok(keys.some((k) => /^hpTiledMatMul_t64v4_.*_v4_/.test(k)), keys.join());
+    assert.ok(keys.some((k) => k.startsWith("hpSplitKSum")), keys.join());
+    // A tiled product with wrong numbers (no exception) fails it on its numbers.
+    const off: typeof splitKProduct = (a, b, ta, tb, tile, splits) =>
+      tf.tidy(() => {
+        const c = splitKProduct(a, b, ta, tb, tile, splits);
+        return tile.name === "t64v4" ? tf.mul(c, 1.01) : c;
+      });
+    const bad = await selfCheckTunedChoices(table, off);
+    assert.equal(bad.ok, false);
+    assert.ok(bad.maxRelErr > 5e-3 && bad.maxRelErr < 2e-2, `error ${bad.maxRelErr}`);
+    assert.equal(tf.memory().numTensors, before, "tensors leaked");
+  },
+);
 
 gpuTest(
   "registerWebgpuKernels sets tfjs's submit batch (64 by default) and restores it",
