@@ -272,8 +272,34 @@ async function installWebgpuKernels(notes: string[], id?: AdapterId): Promise<vo
         kernels.unregisterWebgpuKernels();
         throw e;
       }
-      if (found.table !== undefined) kernels.registerWebgpuKernels({ tuning: found.table });
       notes.push(found.note);
+      if (found.table !== undefined) {
+        kernels.registerWebgpuKernels({ tuning: found.table });
+        // The check above ran the rule of thumb's tiles; the table's own choices are checked
+        // here (it is keyed by adapter, not driver version). A failure keeps the kernels, without
+        // the table.
+        let tuned: string;
+        try {
+          const r = await kernels.selfCheckTunedChoices(found.table);
+          tuned = r.ok
+            ? ""
+            : `error ${r.maxRelErr.toExponential(1)}${r.error ? `; ${r.error}` : ""}`;
+          if (r.ok) {
+            notes.push(
+              `webgpu: the tuning table's ${r.checked.length} tiled choices passed the self-check`,
+            );
+          }
+        } catch (e) {
+          tuned = `threw: ${errText(e)}`;
+        }
+        if (tuned !== "") {
+          kernels.registerWebgpuKernels();
+          notes.push(
+            `webgpu: tuning table not used: its choices failed the self-check (${tuned}); ` +
+              "the rule of thumb's tiles run",
+          );
+        }
+      }
     }
   } else {
     kernels.unregisterWebgpuKernels();

@@ -3,6 +3,7 @@ import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import { type BackendName, currentBackendInfo, selectBackend } from "./backend.ts";
 import { openBlas } from "./wasm_kernels.ts";
+import { requestTfjsAdapter } from "./webgpu/adapter.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 const quiet = { log: (_: string) => {} };
@@ -134,9 +135,8 @@ Deno.test(
   },
 );
 
-const adapter = typeof navigator !== "undefined" && navigator.gpu !== undefined
-  ? await navigator.gpu.requestAdapter().catch(() => null)
-  : null;
+// The adapter backend selection probes (tfjs's own request options), whose identity keys the table.
+const adapter = await requestTfjsAdapter().catch(() => null);
 
 Deno.test({
   name: `webgpu: the adapter's matmul tuning table is installed with the custom kernels${
@@ -170,6 +170,11 @@ Deno.test({
       );
       assert.ok(
         info.notes.some((n) => n.includes(`tuned by ${path} (1 shapes`)),
+        info.notes.join("; "),
+      );
+      // The table's own choice (t64, which the rule of thumb's check never runs) was checked.
+      assert.ok(
+        info.notes.some((n) => /tuning table's 1 tiled choices passed the self-check/.test(n)),
         info.notes.join("; "),
       );
       kernels.resetWebgpuKernelStats();

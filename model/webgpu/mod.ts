@@ -59,6 +59,8 @@ import {
   type MatMulShape,
   type MatMulTuningTable,
   noteTunedRun,
+  parseChoice,
+  parseShapeKey,
   setActiveTuning,
   shapeKey,
   tunedChoice,
@@ -645,20 +647,15 @@ export async function selfCheckWebgpuKernels(): Promise<WebgpuSelfCheck> {
         split?.data(),
       ]);
       tf.dispose([a, b, c, ...(split === undefined ? [] : [split])]);
-      const want = new Float64Array(batch * m * n);
-      for (let p = 0; p < batch; p++) {
-        for (let i = 0; i < m; i++) {
-          for (let j = 0; j < n; j++) {
-            let s = 0;
-            for (let q = 0; q < k; q++) {
-              const x = transposeA ? av[p * k * m + q * m + i]! : av[p * m * k + i * k + q]!;
-              const y = transposeB ? bv[p * n * k + j * k + q]! : bv[p * k * n + q * n + j]!;
-              s += x * y;
-            }
-            want[p * m * n + i * n + j] = s;
-          }
-        }
-      }
+      const want = productReference(av as Float32Array, bv as Float32Array, {
+        batchA: batch,
+        batchB: batch,
+        m,
+        n,
+        k,
+        transposeA,
+        transposeB,
+      });
       maxRelErr = Math.max(maxRelErr, relL2(cv as Float32Array, want));
       if (sv !== undefined) maxRelErr = Math.max(maxRelErr, relL2(sv as Float32Array, want));
     }
@@ -672,6 +669,106 @@ export async function selfCheckWebgpuKernels(): Promise<WebgpuSelfCheck> {
     maxRelErr: Math.max(maxRelErr, fused.maxRelErr, step.maxRelErr),
     ...(error === undefined ? {} : { error }),
   };
+}
+
+/** `a·b` in float64 for a rank-3 product of `shape` (a batch of 1 broadcasts). */
+function productReference(av: Float32Array, bv: Float32Array, shape: MatMulShape): Float64Array {
+  const { batchA, batchB, m, n, k, transposeA, transposeB } = shape;
+  const batch = Math.max(batchA, batchB);
+  const want = new Float64Array(batch * m * n);
+  for (let p = 0; p < batch; p++) {
+    const oa = batchA === 1 ? 0 : p * m * k;
+    const ob = batchB === 1 ? 0 : p * k * n;
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let q = 0; q < k; q++) {
+          const x = transposeA ? av[oa + q * m + i]! : av[oa + i * k + q]!;
+          const y = transposeB ? bv[ob + j * k + q]! : bv[ob + q * n + j]!;
+          s += x * y;
+        }
+        want[p * m * n + i * n + j] = s;
+      }
+    }
+  }
+  return want;
+}
+
+/** Result of {@link selfCheckTunedChoices}. */
+export interface TunedSelfCheck extends WebgpuSelfCheck {
+  /** What was checked, one line per tiled choice, transposes and batch pattern of the table. */
+  readonly checked: readonly string[];
+}
+
+/**
+ * The product part of {@link selfCheckWebgpuKernels} for the kernels a tuning table selects:
+ * that check runs the rule of thumb's tiles, but a table can route products to other tiles (t64,
+ * vec4 loads, deep K, split K) on a driver newer than the one it was measured with (tables are
+ * keyed by adapter, not driver version). One small product per distinct tiled choice, transpose
+ * pair and batch pattern of the table's entries, sizes not multiples of the tile (multiples of 4
+ * for vec4 tiles, so the vec4 loads run), K long enough for the choice's slices, against a float64
+ * reference; 1e-5 relative L2 as in {@link selfCheckWebgpuKernels}. Cost: one pipeline build and
+ * a product of ~2·37·33·K per line: three lines (t64, t64v4, t128/k8) took 0.14 s, pipelines
+ * cold, on the software adapter here.
+ *
+ * @param table the tuning table in effect (entries choosing `stock` need no check)
+ * @param product runs one tiled product ({@link splitKProduct}; tests pass a faulty one)
+ * @returns whether every tuned choice agrees, the worst error, and what was checked
+ */
+export async function selfCheckTunedChoices(
+  table: MatMulTuningTable,
+  product: typeof splitKProduct = splitKProduct,
+): Promise<TunedSelfCheck> {
+  const cases = new Map<string, { shape: MatMulShape; tile: MatMulTile; splits: number }>();
+  for (const [key, entry] of Object.entries(table.entries)) {
+    const choice = parseChoice(entry.choice, `tuning table entries["${key}"].choice`);
+    if (choice.kernel !== "tiled") continue;
+    const tuned = parseShapeKey(key, `tuning table entries["${key}"]`);
+    const tile = tileByName(choice.tile);
+    const v4 = tile.vec4 === true;
+    const k0 = Math.max(45, choice.splits * tile.tileK + 5);
+    const shape: MatMulShape = {
+      batchA: tuned.batchA === 1 ? 1 : 2,
+      batchB: tuned.batchB === 1 ? 1 : 2,
+      m: v4 ? 36 : 37,
+      n: v4 ? 44 : 33,
+      k: v4 ? Math.ceil(k0 / 4) * 4 : k0,
+      transposeA: tuned.transposeA,
+      transposeB: tuned.transposeB,
+    };
+    const line = `${entry.choice} ${shapeKey(shape)}`;
+    if (!cases.has(line)) cases.set(line, { shape, tile, splits: choice.splits });
+  }
+  const device = (tf.backend() as unknown as { device?: GPUDevice }).device;
+  device?.pushErrorScope("validation");
+  let maxRelErr = 0;
+  let seed = 21;
+  let thrown: { e: unknown } | undefined;
+  try {
+    for (const { shape, tile, splits } of cases.values()) {
+      const { batchA, batchB, m, n, k, transposeA, transposeB } = shape;
+      const aShape = transposeA ? [batchA, k, m] : [batchA, m, k];
+      const bShape = transposeB ? [batchB, n, k] : [batchB, k, n];
+      const a = tf.randomUniform(aShape, -1, 1, "float32", seed++);
+      const b = tf.randomUniform(bShape, -1, 1, "float32", seed++);
+      try {
+        const c = product(a, b, transposeA, transposeB, tile, splits);
+        const [av, bv, cv] = await Promise.all([a.data(), b.data(), c.data()]);
+        c.dispose();
+        const want = productReference(av as Float32Array, bv as Float32Array, shape);
+        maxRelErr = Math.max(maxRelErr, relL2(cv as Float32Array, want));
+      } finally {
+        tf.dispose([a, b]);
+      }
+    }
+  } catch (e) {
+    thrown = { e };
+  }
+  const error = await device?.popErrorScope();
+  if (thrown !== undefined) throw thrown.e; // the scope is popped first
+  const checked = [...cases.keys()];
+  if (error) return { ok: false, maxRelErr, error: error.message, checked };
+  return { ok: maxRelErr <= 1e-5, maxRelErr, checked };
 }
 
 /**
