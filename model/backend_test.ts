@@ -4,23 +4,11 @@ import assert from "node:assert/strict";
 import { type BackendName, currentBackendInfo, selectBackend } from "./backend.ts";
 import { openBlas } from "./wasm_kernels.ts";
 import { requestTfjsAdapter } from "./webgpu/adapter.ts";
+import { withEnv } from "./env_testing.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 const quiet = { log: (_: string) => {} };
 const blasOk = openBlas().ok;
-
-/** Run `f` with environment variables set (undefined deletes), restoring them afterwards. */
-async function withEnv<T>(vars: Record<string, string | undefined>, f: () => Promise<T>) {
-  const old = Object.fromEntries(Object.keys(vars).map((k) => [k, Deno.env.get(k)]));
-  const set = (k: string, v: string | undefined) =>
-    v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
-  for (const [k, v] of Object.entries(vars)) set(k, v);
-  try {
-    return await f();
-  } finally {
-    for (const [k, v] of Object.entries(old)) set(k, v);
-  }
-}
 
 const NO_ENV = { HYPERPROMPT_BACKEND: undefined, HYPERPROMPT_NO_BLAS: undefined };
 

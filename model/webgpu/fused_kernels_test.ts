@@ -41,7 +41,7 @@ import { rowProgramSource } from "./fused_kernels.ts";
 import { createOptimizer, type OptimizerConfig } from "../../benchmarks/optim.ts";
 import { threeSteps } from "../../benchmarks/optim_testing.ts";
 import { uniformValues } from "../../benchmarks/rng.ts";
-import { gpuTest, withWebgpuKernel } from "./testing.ts";
+import { doubledOutput, gpuTest, withWebgpuKernel } from "./testing.ts";
 import { countGpuWork } from "./counters.ts";
 import {
   assertClose,
@@ -258,25 +258,39 @@ fusedTest("webgpu RMS norm: forward and gradients match float64", async () => {
   }
 });
 
+/**
+ * `attentionSoftmax(scores, bias, mask)` on the current backend and its gradients with respect
+ * to the scores and the bias for the upstream gradient `dyv`, read back (nothing left behind).
+ */
+async function softmaxAndGrads(
+  sv: Float32Array,
+  shape: [number, number, number, number],
+  bv: Float32Array,
+  biasShape: number[],
+  mv: Float32Array,
+  maskShape: number[],
+  dyv: Float32Array,
+): Promise<Float32Array[]> {
+  const s0 = tf.tensor(sv, shape) as tf.Tensor4D;
+  const b0 = tf.tensor(bv, biasShape);
+  const m0 = tf.tensor(mv, maskShape);
+  const dy = tf.tensor(dyv, shape);
+  const p = attentionSoftmax(s0, b0, m0);
+  const [ds, db] = tf.grads((x: tf.Tensor, y: tf.Tensor) =>
+    attentionSoftmax(x as tf.Tensor4D, y, m0)
+  )([s0, b0], dy);
+  const out = await Promise.all([p, ds!, db!].map((t) => t.data() as Promise<Float32Array>));
+  tf.dispose([s0, b0, m0, dy, p, ds!, db!]);
+  return out;
+}
+
 fusedTest("webgpu attention softmax with bias and mask: probabilities and gradients", async () => {
   const shape: [number, number, number, number] = [2, 3, 5, 7]; // 7 keys: fewer than the 64 threads of a row, not a multiple of 4
   const sv = uniformValues(2 * 3 * 5 * 7, 51).map((v) => 4 * v);
   const bv = uniformValues(3 * 5 * 7, 52);
   const mv = Float32Array.from({ length: 2 * 7 }, (_, i) => (i === 3 || i === 12 ? -1e9 : 0));
   const dyv = uniformValues(sv.length, 53);
-  const run = async () => {
-    const s0 = tf.tensor(sv, shape) as tf.Tensor4D;
-    const b0 = tf.tensor(bv, [1, 3, 5, 7]);
-    const m0 = tf.tensor(mv, [2, 1, 1, 7]);
-    const dy = tf.tensor(dyv, shape);
-    const p = attentionSoftmax(s0, b0, m0);
-    const [ds, db] = tf.grads((x: tf.Tensor, y: tf.Tensor) =>
-      attentionSoftmax(x as tf.Tensor4D, y, m0)
-    )([s0, b0], dy);
-    const out = await Promise.all([p, ds!, db!].map((t) => t.data() as Promise<Float32Array>));
-    tf.dispose([s0, b0, m0, dy, p, ds!, db!]);
-    return out;
-  };
+  const run = () => softmaxAndGrads(sv, shape, bv, [1, 3, 5, 7], mv, [2, 1, 1, 7], dyv);
   const stop = countGpuWork()!;
   let programs: string[] = [];
   let got: Float32Array[];
@@ -317,19 +331,10 @@ fusedTest(
     const bv = uniformValues(h * q * k, 62);
     const mv = Float32Array.from({ length: q * k }, (_, i) => (i % k > i / k + 140 ? -1e9 : 0));
     const dyv = uniformValues(sv.length, 63);
-    const [got, want] = await gpuThenCpu(async () => {
-      const s0 = tf.tensor(sv, shape) as tf.Tensor4D;
-      const b0 = tf.tensor(bv, [1, h, q, k]);
-      const m0 = tf.tensor(mv, [1, 1, q, k]);
-      const dy = tf.tensor(dyv, shape);
-      const p = attentionSoftmax(s0, b0, m0);
-      const [ds, db] = tf.grads((x: tf.Tensor, y: tf.Tensor) =>
-        attentionSoftmax(x as tf.Tensor4D, y, m0)
-      )([s0, b0], dy);
-      const out = await Promise.all([p, ds!, db!].map((t) => t.data() as Promise<Float32Array>));
-      tf.dispose([s0, b0, m0, dy, p, ds!, db!]);
-      return out;
-    }, "softmax k=150");
+    const [got, want] = await gpuThenCpu(
+      () => softmaxAndGrads(sv, shape, bv, [1, h, q, k], mv, [1, 1, q, k], dyv),
+      "softmax k=150",
+    );
     // Float32 sums over 150 keys in another order (and 2 batch rows for the bias): 1e-5 relative.
     for (const [i, name] of ["probs", "d scores", "d bias"].entries()) {
       assertClose(got[i]!, want[i]!, 1e-5, name, 1e-6 * maxAbs(want[i]!));
@@ -421,18 +426,11 @@ fusedTest(
     const replace =
       (replaced: string, by: string) => (real: tf.KernelFunc): tf.KernelFunc => (args) =>
         real({ ...args, inputs: { ...args.inputs, [replaced]: args.inputs[by]! } });
-    const doubled = (real: tf.KernelFunc): tf.KernelFunc => (args) => {
-      const r = real(args) as tf.TensorInfo;
-      const add = tf.getKernel("Add", "webgpu")!.kernelFunc;
-      const out = add({ inputs: { a: r, b: r }, backend: args.backend, attrs: {} });
-      (args.backend as tf.KernelBackend).disposeData(r.dataId);
-      return out;
-    };
     const cases: [string, (real: tf.KernelFunc) => tf.KernelFunc, boolean][] = [
-      [ATTENTION_SOFTMAX, doubled, false],
+      [ATTENTION_SOFTMAX, doubledOutput, false],
       [DROPOUT_ADD, replace("h", "x"), false],
       [GATED_GELU_DROPOUT, replace("a", "b"), false],
-      [SOFTMAX_XENT, doubled, false],
+      [SOFTMAX_XENT, doubledOutput, false],
       [DROPOUT_ADD, replace("x", "x"), true],
     ];
     for (const [kernel, wrap, ok] of cases) {

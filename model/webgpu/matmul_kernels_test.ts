@@ -43,7 +43,7 @@ import {
 import { uniformValues } from "../../benchmarks/rng.ts";
 import { HEAD_CONTEXT } from "../heads.ts";
 import { registerInPlaceUpdates } from "../fused.ts";
-import { gpuTest, pipelineKeys, withWebgpuKernel } from "./testing.ts";
+import { doubledOutput, gpuTest, pipelineKeys, withWebgpuKernel } from "./testing.ts";
 import { type MatMulTuningTable, TUNING_FORMAT, TUNING_VERSION } from "./tuning.ts";
 
 const REL_L2_TOL = 1e-5;
@@ -466,14 +466,7 @@ gpuTest("selfCheckWebgpuKernels() passes with the kernels and catches a wrong ke
     assert.ok(keys.some((k) => /^hpTiledMatMul_t128_.*_splitk/.test(k)), keys.join());
     // A product with wrong numbers (twice the right ones: no shape error, nothing throws) must
     // fail the check on its numbers.
-    const doubled = (real: tf.KernelFunc): tf.KernelFunc => (args) => {
-      const r = real(args) as tf.TensorInfo;
-      const add = tf.getKernel("Add", "webgpu")!.kernelFunc;
-      const out = add({ inputs: { a: r, b: r }, backend: args.backend, attrs: {} });
-      (args.backend as tf.KernelBackend).disposeData(r.dataId);
-      return out;
-    };
-    await withWebgpuKernel("BatchMatMul", doubled, async () => {
+    await withWebgpuKernel("BatchMatMul", doubledOutput, async () => {
       const bad = await selfCheckWebgpuKernels();
       assert.equal(bad.ok, false);
       assert.ok(bad.maxRelErr > 0.5, `error ${bad.maxRelErr}`);

@@ -84,6 +84,23 @@ export async function withWebgpuKernel<T>(
   }
 }
 
+/**
+ * A {@link withWebgpuKernel} wrapper whose kernel returns twice the registered one's (single)
+ * output: wrong numbers with the right shape, which nothing downstream rejects by an exception.
+ *
+ * @param real the registered kernel function
+ * @returns the doubling kernel function
+ */
+export function doubledOutput(real: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const r = real(args) as tf.TensorInfo;
+    const add = tf.getKernel("Add", "webgpu")!.kernelFunc;
+    const out = add({ inputs: { a: r, b: r }, backend: args.backend, attrs: {} });
+    (args.backend as tf.KernelBackend).disposeData(r.dataId);
+    return out;
+  };
+}
+
 /** Keys of the shaders tfjs's webgpu backend has compiled so far (internal `pipelineCache`). */
 export function pipelineKeys(): string[] {
   return Object.keys((tf.backend() as unknown as { pipelineCache: object }).pipelineCache);
