@@ -333,10 +333,15 @@ Deno.test("failing primary falls back to Hugging Face parquet, converted to the 
   }
 });
 
-Deno.test("parquet row-count mismatch is an error naming the file; the parquet is not kept", async () => {
+/**
+ * Downloads the tiny RTE from Hugging Face parquet whose train file is `train` (validation good),
+ * expects `error`, and checks that nothing of it stays: no task file, no raw parquet, no archive
+ * entry (so the next run downloads it again instead of reusing it).
+ */
+async function expectParquetDiscarded(train: Uint8Array, error: RegExp): Promise<void> {
   const hf = "/hf/datasets/nyu-mll/glue/resolve/main/rte";
   const s = serve({
-    [`${hf}/train-00000-of-00001.parquet`]: { body: rteParquet(["A."], ["B."], [0n]) },
+    [`${hf}/train-00000-of-00001.parquet`]: { body: train },
     [`${hf}/validation-00000-of-00001.parquet`]: {
       body: rteParquet(["X y.", "Z."], ["X.", "W."], [0n, 1n]),
     },
@@ -351,18 +356,26 @@ Deno.test("parquet row-count mismatch is an error naming the file; the parquet i
         endpoints: s.endpoints,
         taskSources: [tinyRte()],
         quiet: true,
+        retries: 0,
       }),
-      /train-00000-of-00001\.parquet: wrong size \(1 rows, expected 3\) \(deleted\)/,
+      error,
     );
     const left = await listFiles(cacheDir);
     assert.ok(left.every((f) => !f.startsWith("glue/")), `${left}`);
-    assert.ok(!left.includes("downloads/glue-rte-train.parquet"), `wrong-size file kept: ${left}`);
+    assert.ok(!left.includes("downloads/glue-rte-train.parquet"), `bad file kept: ${left}`);
     const urls = Object.keys((await readManifest(cacheDir)).archives);
     assert.ok(urls.every((u) => !u.includes("/train-")), `archive entry kept: ${urls}`);
   } finally {
     await s.server.shutdown();
     await Deno.remove(cacheDir, { recursive: true });
   }
+}
+
+Deno.test("parquet row-count mismatch is an error naming the file; the parquet is not kept", async () => {
+  await expectParquetDiscarded(
+    rteParquet(["A."], ["B."], [0n]),
+    /train-00000-of-00001\.parquet: wrong size \(1 rows, expected 3\) \(deleted\)/,
+  );
 });
 
 Deno.test("buildMrpc reproduces the official MRPC files byte-exact (from the mirror)", async () => {
@@ -509,40 +522,13 @@ Deno.test("an unreadable parquet (HTML with status 200) is deleted, never reused
 });
 
 Deno.test("a parquet whose rows do not convert is deleted with its archive entry", async () => {
-  const hf = "/hf/datasets/nyu-mll/glue/resolve/main/rte";
-  const s = serve({
-    // A readable parquet without the idx, sentence2 and label columns.
-    [`${hf}/train-00000-of-00001.parquet`]: {
-      body: new Uint8Array(
-        parquetWriteBuffer({ columnData: [{ name: "sentence1", data: ["A."], type: "STRING" }] }),
-      ),
-    },
-    [`${hf}/validation-00000-of-00001.parquet`]: {
-      body: rteParquet(["X y.", "Z."], ["X.", "W."], [0n, 1n]),
-    },
-  });
-  const cacheDir = await Deno.makeTempDir();
-  try {
-    await assert.rejects(
-      download({
-        tasks: ["rte"],
-        cacheDir,
-        source: "parquet",
-        endpoints: s.endpoints,
-        taskSources: [tinyRte()],
-        quiet: true,
-        retries: 0,
-      }),
-      /train-00000-of-00001\.parquet: cannot convert its rows \(.*field idx: expected a number.*\) \(deleted\)/,
-    );
-    const left = await listFiles(cacheDir);
-    assert.ok(!left.includes("downloads/glue-rte-train.parquet"), `bad file kept: ${left}`);
-    const urls = Object.keys((await readManifest(cacheDir)).archives);
-    assert.ok(urls.every((u) => !u.includes("/train-")), `archive entry kept: ${urls}`);
-  } finally {
-    await s.server.shutdown();
-    await Deno.remove(cacheDir, { recursive: true });
-  }
+  // A readable parquet without the idx, sentence2 and label columns.
+  await expectParquetDiscarded(
+    new Uint8Array(
+      parquetWriteBuffer({ columnData: [{ name: "sentence1", data: ["A."], type: "STRING" }] }),
+    ),
+    /train-00000-of-00001\.parquet: cannot convert its rows \(.*field idx: expected a number.*\) \(deleted\)/,
+  );
 });
 
 /** A fetch that answers `Range` past the end with 416 (and `Content-Range: bytes *\/N` if asked). */
