@@ -95,16 +95,15 @@ async function write(dir: string, path: string, text: string): Promise<void> {
   await Deno.writeTextFile(join(dir, path), text);
 }
 
-Deno.test("dataProvenance() tells a download cache (official/parquet) from a mirror and a plain folder", async () => {
-  const root = await Deno.makeTempDir();
-  // A download cache: manifest.json says which file came from where.
-  const cache = join(root, "cache");
-  await write(cache, "glue/RTE/train.tsv", "abc");
-  await write(cache, "glue/RTE/dev.tsv", "de");
-  const entry = (source: string, sha256: string) => ({
+/** A download cache's `manifest.json` listing `files` as path → [source, sha256, bytes]. */
+async function writeManifest(
+  cache: string,
+  files: Record<string, [string, string, number]>,
+): Promise<void> {
+  const entry = ([source, sha256, bytes]: [string, string, number]) => ({
     task: "glue/rte",
     sha256,
-    bytes: 1,
+    bytes,
     rows: 1,
     source,
     verified: "rows",
@@ -117,12 +116,21 @@ Deno.test("dataProvenance() tells a download cache (official/parquet) from a mir
     JSON.stringify({
       version: 1,
       archives: {},
-      files: {
-        "glue/RTE/train.tsv": entry("parquet", "1".repeat(64)),
-        "glue/RTE/dev.tsv": entry("official", "2".repeat(64)),
-      },
+      files: Object.fromEntries(Object.entries(files).map(([p, f]) => [p, entry(f)])),
     }),
   );
+}
+
+Deno.test("dataProvenance() tells a download cache (official/parquet) from a mirror and a plain folder", async () => {
+  const root = await Deno.makeTempDir();
+  // A download cache: manifest.json says which file came from where.
+  const cache = join(root, "cache");
+  await write(cache, "glue/RTE/train.tsv", "abc");
+  await write(cache, "glue/RTE/dev.tsv", "de");
+  await writeManifest(cache, {
+    "glue/RTE/train.tsv": ["parquet", "1".repeat(64), 1],
+    "glue/RTE/dev.tsv": ["official", "2".repeat(64), 1],
+  });
   const c = await dataProvenance(cache, ["glue/RTE/train.tsv", "glue/RTE/dev.tsv"]);
   assert.equal(c.kind, "cache");
   assert.equal(c.dir, await Deno.realPath(cache));
@@ -174,26 +182,7 @@ Deno.test("dataProvenance() of the merged link folder reads each file's own fold
     // RTE from the download cache (converted parquet), CB from the mirror.
     const cache = join(root, "cache");
     await write(cache, "glue/RTE/train.tsv", "abc");
-    await write(
-      cache,
-      "manifest.json",
-      JSON.stringify({
-        version: 1,
-        archives: {},
-        files: {
-          "glue/RTE/train.tsv": {
-            task: "glue/rte",
-            sha256: "1".repeat(64),
-            bytes: 3,
-            rows: 1,
-            source: "parquet",
-            verified: "rows",
-            from: [],
-            writtenAt: "2026-01-01T00:00:00Z",
-          },
-        },
-      }),
-    );
+    await writeManifest(cache, { "glue/RTE/train.tsv": ["parquet", "1".repeat(64), 3] });
     const mirror = join(root, "mirror");
     await write(mirror, "super_glue/CB/train.jsonl", "{}");
     await write(mirror, "SHA256SUMS", `${"3".repeat(64)}  ./super_glue/CB/train.jsonl\n`);
