@@ -331,11 +331,14 @@ const connectTimeoutFetch: typeof fetch = async (input, init) => {
     CONNECT_TIMEOUT_MS,
   );
   const outer = init?.signal;
-  outer?.addEventListener("abort", () => ctrl.abort(outer.reason), { once: true });
+  const pass = () => ctrl.abort(outer?.reason);
+  if (outer?.aborted) pass();
+  else outer?.addEventListener("abort", pass, { once: true });
   try {
     return await fetch(input, { ...init, signal: ctrl.signal });
   } finally {
     clearTimeout(timer);
+    outer?.removeEventListener("abort", pass);
   }
 };
 
@@ -350,7 +353,20 @@ async function downloadMissing(
   dl: (opts: DownloadOptions) => Promise<unknown>,
   error: (s: string) => void,
 ): Promise<boolean> {
-  const cacheDir = defaultCacheDir();
+  let cacheDir: string;
+  try {
+    cacheDir = defaultCacheDir();
+  } catch (e) {
+    error(
+      `warning: cannot download ${ids.join(", ")}: ${
+        (e as Error).message.replace(
+          " or pass --cache-dir",
+          "",
+        )
+      }; going on with the tasks present`,
+    );
+    return false;
+  }
   error(`Downloading ${ids.length} task(s) the profile needs into ${cacheDir}: ${ids.join(", ")}`);
   let wrote = false;
   try {
@@ -447,9 +463,13 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     }
     const profile = await loadProfile(profileName);
     let dataDir = values["data-dir"] ?? defaultDataDir();
-    if (!existsSync(dataDir)) throw new Error(`--data-dir ${dataDir}: no such folder`);
     const chosenData = values["data-dir"] !== undefined ||
       (Deno.env.get("HYPERPROMPT_DATA") ?? "") !== "";
+    // A named folder must exist; the default one may not yet (no cache, no mirror): the
+    // download below creates it.
+    if (chosenData && !existsSync(dataDir)) {
+      throw new Error(`--data-dir ${dataDir}: no such folder`);
+    }
     if (!chosenData && !values["no-download"]) {
       const missing = missingProfileTasks(profile, {
         dataDir,
@@ -462,6 +482,12 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
           dataDir = defaultDataDir(); // the cache now lists the new files
         }
       }
+    }
+    if (!existsSync(dataDir)) {
+      throw new Error(
+        `no data folder: ${dataDir} does not exist (no download cache and no ../shared/data ` +
+          `mirror); run deno task download --tasks all, or pass --data-dir`,
+      );
     }
     const backend = (backendArg as BackendChoice | undefined) ?? profile.backend;
     const grid = expandGrid(profile, {

@@ -269,3 +269,59 @@ Deno.test("main() downloads the tasks the profile needs and the data lacks; offl
     assert.equal(asked.length, 0);
   }).finally(() => Deno.remove(dir, { recursive: true }));
 });
+
+Deno.test("main() with no cache and no mirror still downloads first, then names the missing folder", async () => {
+  const dir = await Deno.makeTempDir();
+  const env = {
+    HYPERPROMPT_DATA: undefined,
+    HYPERPROMPT_CACHE: join(dir, "cache"),
+    HYPERPROMPT_SHARED: join(dir, "no-shared"), // no ../shared/data mirror
+  };
+  const profile = await tmpProfile(dir, { seeds: [0], methods: [{ name: "mtl" }] });
+  await withEnv(env, async () => {
+    const asked: (readonly string[])[] = [];
+    const c = capture();
+    const rc = await main(["--profile", profile, "--out", join(dir, "out")], {
+      ...c.opts,
+      runOne: fakeRunOne,
+      download: (o) => {
+        asked.push(o.tasks);
+        return Promise.reject(new Error("download failed for 3 task(s):\n  glue/rte: offline"));
+      },
+    });
+    assert.equal(rc, 2);
+    assert.deepEqual(asked, [["glue/rte", "glue/cola", "super_glue/cb"]]);
+    assert.match(c.err.join("\n"), /no data folder: .* does not exist .*--data-dir/);
+  }).finally(() => Deno.remove(dir, { recursive: true }));
+});
+
+Deno.test("main() where no cache folder can be named warns and runs with the mirror's tasks", async () => {
+  const dir = await Deno.makeTempDir();
+  const profile = await tmpProfile(dir, {
+    seeds: [0],
+    benchmarks: ["glue"],
+    tasks: undefined,
+    skipMissingTasks: true,
+    methods: [{ name: "mtl" }],
+  });
+  const env = {
+    HYPERPROMPT_DATA: undefined,
+    HYPERPROMPT_CACHE: undefined,
+    XDG_CACHE_HOME: undefined,
+    HOME: undefined,
+    USERPROFILE: undefined,
+  };
+  await withEnv(env, async () => {
+    const c = capture();
+    const rc = await main(["--profile", profile, "--out", join(dir, "out"), "--no-tables"], {
+      ...c.opts,
+      runOne: fakeRunOne,
+      download: () => Promise.reject(new Error("must not be called without a cache folder")),
+    });
+    assert.equal(rc, 0, c.err.join("\n"));
+    assert.match(
+      c.err.join("\n"),
+      /warning: cannot download glue\/qqp, glue\/mnli, glue\/qnli: cannot find a cache folder: set HYPERPROMPT_CACHE; going on with the tasks present/,
+    );
+  }).finally(() => Deno.remove(dir, { recursive: true }));
+});
