@@ -8,7 +8,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { hostname } from "node:os";
-import { join, resolve } from "node:path";
+import { join, resolve, sep as SEP } from "node:path";
 import { repoPath, sharedPath } from "../model/shared_dir.ts";
 import { readManifest } from "../tasks/download.ts";
 import type { BackendRecord, Provenance } from "./spec.ts";
@@ -152,7 +152,7 @@ export async function dataProvenance(
     }
     // A link (or a file under a linked folder) into another data folder: read that one's listing.
     const real = realPath(join(dir, f));
-    const tail = `/${f}`;
+    const tail = `${SEP}${f.split("/").join(SEP)}`;
     const root = real !== join(dir, f) && real.endsWith(tail) ? real.slice(0, -tail.length) : dir;
     const at = await folder(root);
     const l = at.listed.get(f);

@@ -893,7 +893,7 @@ export function updateAdafactor(
     p.rank !== 2 || [p, g, vr, vc].some((t) => t.dtype !== "float32") || g.size !== p.size ||
     vr.size !== p.shape[0] || vc.size !== p.shape[1]
   ) {
-    return false;
+    return taken("adafactorFactored", false);
   }
   if (inPlaceFor("adafactorFactored", [p, vr, vc])?.(p, vr, vc, g, attrs)) {
     return taken("adafactorFactored", "in place");
@@ -925,7 +925,7 @@ export function updateAdafactorUnfactored(
   attrs: AdafactorAttrs,
 ): boolean {
   if ([p, v, g].some((t) => t.dtype !== "float32") || g.size !== p.size || v.size !== p.size) {
-    return false;
+    return taken("adafactorUnfactored", false);
   }
   return taken(
     "adafactorUnfactored",
