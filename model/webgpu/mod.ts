@@ -785,6 +785,12 @@ export async function selfCheckTunedChoices(
 async function selfCheckStepKernels(): Promise<
   { ok: boolean; maxRelErr: number; error?: string }
 > {
+  return await closingErrorScope(selfCheckStepKernelsScoped);
+}
+
+async function selfCheckStepKernelsScoped(): Promise<
+  { ok: boolean; maxRelErr: number; error?: string }
+> {
   const device = (tf.backend() as unknown as { device?: GPUDevice }).device;
   device?.pushErrorScope("validation");
   const fill = (n: number, seed: number, scale = 1) =>
@@ -1005,6 +1011,27 @@ async function selfCheckHeads(): Promise<number> {
  * order 1 or zeros).
  */
 async function selfCheckFused(): Promise<{ ok: boolean; maxRelErr: number; error?: string }> {
+  return await closingErrorScope(selfCheckFusedScoped);
+}
+
+/**
+ * Runs a self-check that pushes a validation error scope and pops it on its normal path; when it
+ * throws instead, pops that scope before rethrowing, so that the device (which `selectBackend`
+ * keeps using with tfjs's kernels) does not swallow every later validation error.
+ */
+async function closingErrorScope<T>(check: () => Promise<T>): Promise<T> {
+  try {
+    return await check();
+  } catch (e) {
+    const device = (tf.backend() as unknown as { device?: GPUDevice }).device;
+    await device?.popErrorScope().catch(() => {}); // none left open if it threw after its pop
+    throw e;
+  }
+}
+
+async function selfCheckFusedScoped(): Promise<
+  { ok: boolean; maxRelErr: number; error?: string }
+> {
   const device = (tf.backend() as unknown as { device?: GPUDevice }).device;
   device?.pushErrorScope("validation");
   const n = 4 * 37 + 1;
