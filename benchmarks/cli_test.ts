@@ -202,18 +202,20 @@ Deno.test("main() without --profile picks smoke when the backend is not a GPU", 
   }
 });
 
+/** TINY over every GLUE task, skipping those without files (the mirror has 5 of the 8). */
+const EVERY_GLUE_TASK = {
+  seeds: [0],
+  benchmarks: ["glue"],
+  tasks: undefined,
+  skipMissingTasks: true,
+  methods: [{ name: "mtl" }],
+};
+
 Deno.test("main() downloads the tasks the profile needs and the data lacks; offline it goes on", async () => {
   const dir = await Deno.makeTempDir();
   const env = { HYPERPROMPT_DATA: undefined, HYPERPROMPT_CACHE: join(dir, "cache") };
   await withEnv(env, async () => {
-    // Every GLUE task; the offline mirror has 5 of the 8.
-    const profile = await tmpProfile(dir, {
-      seeds: [0],
-      benchmarks: ["glue"],
-      tasks: undefined,
-      skipMissingTasks: true,
-      methods: [{ name: "mtl" }],
-    });
+    const profile = await tmpProfile(dir, EVERY_GLUE_TASK);
     const asked: { tasks: readonly string[]; cacheDir?: string }[] = [];
     const offline = (o: { tasks: readonly string[]; cacheDir?: string }) => {
       asked.push(o);
@@ -297,13 +299,7 @@ Deno.test("main() with no cache and no mirror still downloads first, then names 
 
 Deno.test("main() where no cache folder can be named warns and runs with the mirror's tasks", async () => {
   const dir = await Deno.makeTempDir();
-  const profile = await tmpProfile(dir, {
-    seeds: [0],
-    benchmarks: ["glue"],
-    tasks: undefined,
-    skipMissingTasks: true,
-    methods: [{ name: "mtl" }],
-  });
+  const profile = await tmpProfile(dir, EVERY_GLUE_TASK);
   const env = {
     HYPERPROMPT_DATA: undefined,
     HYPERPROMPT_CACHE: undefined,
