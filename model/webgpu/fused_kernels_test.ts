@@ -449,6 +449,34 @@ fusedTest(
   },
 );
 
+fusedTest(
+  "a self-check whose kernel throws leaves no tensor, variable or error scope behind",
+  async () => {
+    const device = (tf.backend() as unknown as { device: GPUDevice }).device;
+    const variables = () => Object.keys(tf.engine().registeredVariables).length;
+    const [tensors, vars] = [tf.memory().numTensors, variables()];
+    // The attention softmax runs after the Adafactor check made its variables and gradient, and
+    // inside a pushed validation error scope: the worst place to throw.
+    const throwing = (): tf.KernelFunc => () => {
+      throw new Error("driver rejected the shader");
+    };
+    await withWebgpuKernel(ATTENTION_SOFTMAX, throwing, async () => {
+      await assert.rejects(selfCheckWebgpuKernels(), /driver rejected the shader/);
+    });
+    assert.equal(tf.memory().numTensors, tensors, "tensors made before the throw are disposed");
+    assert.equal(variables(), vars, "variables made before the throw are disposed");
+    // No validation scope is left open: popping one now finds none (an open one would swallow
+    // every later validation error of this device).
+    await assert.rejects(device.popErrorScope(), "no error scope left open");
+    // A controlled validation error is still reported through a fresh scope.
+    device.pushErrorScope("validation");
+    device.createBuffer({ size: 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.STORAGE });
+    assert.ok(await device.popErrorScope(), "a validation error after the failed check is seen");
+    assert.ok((await selfCheckWebgpuKernels()).ok, "the restored kernel passes again");
+    assert.equal(tf.memory().numTensors, tensors);
+  },
+);
+
 /**
  * Counts, for one T5 training step on webgpu, the programs dispatched (counters.ts) and the bytes
  * uploaded from JavaScript (dropout masks drawn by tf.dropout, constants), the latter by wrapping

@@ -626,6 +626,10 @@ export interface WebgpuSelfCheck {
  * @returns whether the kernels agree, and the worst error
  */
 export async function selfCheckWebgpuKernels(): Promise<WebgpuSelfCheck> {
+  return await disposingScope(selfCheckWebgpuKernelsScoped);
+}
+
+async function selfCheckWebgpuKernelsScoped(): Promise<WebgpuSelfCheck> {
   const [batch, m, k, n] = [2, 37, 45, 33];
   let maxRelErr = 0;
   for (const transposeA of [false, true]) {
@@ -718,6 +722,13 @@ export interface TunedSelfCheck extends WebgpuSelfCheck {
 export async function selfCheckTunedChoices(
   table: MatMulTuningTable,
   product: typeof splitKProduct = splitKProduct,
+): Promise<TunedSelfCheck> {
+  return await disposingScope(() => selfCheckTunedChoicesScoped(table, product));
+}
+
+async function selfCheckTunedChoicesScoped(
+  table: MatMulTuningTable,
+  product: typeof splitKProduct,
 ): Promise<TunedSelfCheck> {
   const cases = new Map<string, { shape: MatMulShape; tile: MatMulTile; splits: number }>();
   for (const [key, entry] of Object.entries(table.entries)) {
@@ -1026,6 +1037,28 @@ async function closingErrorScope<T>(check: () => Promise<T>): Promise<T> {
     const device = (tf.backend() as unknown as { device?: GPUDevice }).device;
     await device?.popErrorScope().catch(() => {}); // none left open if it threw after its pop
     throw e;
+  }
+}
+
+/**
+ * Runs an asynchronous self-check inside a tfjs engine scope, then disposes every tensor and
+ * variable the check made and left alive, whether it returned or threw (the checks return plain
+ * numbers, never tensors): a kernel that throws halfway through a check would otherwise leave
+ * its inputs and the optimizer-state variables behind on the device that `selectBackend` keeps
+ * using. tfjs's scopes are synchronous bookkeeping, so nothing else may make tensors while the
+ * check awaits its reads: backend selection awaits it alone.
+ */
+async function disposingScope<T>(check: () => Promise<T>): Promise<T> {
+  const engine = tf.engine();
+  const variablesBefore = new Set(Object.keys(engine.registeredVariables));
+  engine.startScope("hyperprompt-self-check");
+  try {
+    return await check();
+  } finally {
+    engine.endScope(); // disposes the tensors made inside and still alive; variables are not tracked
+    for (const [name, v] of Object.entries(engine.registeredVariables)) {
+      if (!variablesBefore.has(name)) v.dispose();
+    }
   }
 }
 
