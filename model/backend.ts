@@ -30,7 +30,8 @@ import { tfjsAdapterOptions } from "./webgpu/adapter.ts";
 import * as tfwasm from "@tensorflow/tfjs-backend-wasm";
 import { registerFusedWasmKernels, unregisterFusedWasmKernels } from "./fused.ts";
 import { enableSimdKernels } from "./wasm_simd.ts";
-import { type AdapterId, adapterId } from "./webgpu/tuning.ts";
+import { type AdapterId, adapterId, type MatMulTuningTable } from "./webgpu/tuning.ts";
+import type { TunedSelfCheck } from "./webgpu/mod.ts";
 import { quietWaylandProbe } from "./webgpu/wsi_env.ts";
 import {
   type BlasLibrary,
@@ -273,33 +274,7 @@ async function installWebgpuKernels(notes: string[], id?: AdapterId): Promise<vo
         throw e;
       }
       notes.push(found.note);
-      if (found.table !== undefined) {
-        kernels.registerWebgpuKernels({ tuning: found.table });
-        // The check above ran the rule of thumb's tiles; the table's own choices are checked
-        // here (it is keyed by adapter, not driver version). A failure keeps the kernels, without
-        // the table.
-        let tuned: string;
-        try {
-          const r = await kernels.selfCheckTunedChoices(found.table);
-          tuned = r.ok
-            ? ""
-            : `error ${r.maxRelErr.toExponential(1)}${r.error ? `; ${r.error}` : ""}`;
-          if (r.ok) {
-            notes.push(
-              `webgpu: the tuning table's ${r.checked.length} tiled choices passed the self-check`,
-            );
-          }
-        } catch (e) {
-          tuned = `threw: ${errText(e)}`;
-        }
-        if (tuned !== "") {
-          kernels.registerWebgpuKernels();
-          notes.push(
-            `webgpu: tuning table not used: its choices failed the self-check (${tuned}); ` +
-              "the rule of thumb's tiles run",
-          );
-        }
-      }
+      if (found.table !== undefined) await installTuningTable(found.table, notes);
     }
   } else {
     kernels.unregisterWebgpuKernels();
@@ -307,6 +282,44 @@ async function installWebgpuKernels(notes: string[], id?: AdapterId): Promise<vo
       `webgpu: custom kernels failed their self-check (error ${err}${
         check.error ? `; ${check.error}` : ""
       }); using tfjs's kernels`,
+    );
+  }
+}
+
+/**
+ * Installs `table` with the custom kernels (already registered and self-checked) and checks the
+ * table's own tiled choices on the device: the kernels' self-check ran the rule of thumb's tiles,
+ * and a table is keyed by adapter, not driver version. A table whose choices fail or whose check
+ * throws is dropped with a note; the kernels stay, with the rule of thumb's tiles.
+ *
+ * @param table the tuning table found for this adapter
+ * @param notes where the outcome is noted
+ * @param check the table's check (tests pass a failing one)
+ */
+export async function installTuningTable(
+  table: MatMulTuningTable,
+  notes: string[],
+  check?: (table: MatMulTuningTable) => Promise<TunedSelfCheck>,
+): Promise<void> {
+  const kernels = await import("./webgpu/mod.ts");
+  kernels.registerWebgpuKernels({ tuning: table });
+  let failed: string;
+  try {
+    const r = await (check ?? kernels.selfCheckTunedChoices)(table);
+    failed = r.ok ? "" : `error ${r.maxRelErr.toExponential(1)}${r.error ? `; ${r.error}` : ""}`;
+    if (r.ok) {
+      notes.push(
+        `webgpu: the tuning table's ${r.checked.length} tiled choices passed the self-check`,
+      );
+    }
+  } catch (e) {
+    failed = `threw: ${errText(e)}`;
+  }
+  if (failed !== "") {
+    kernels.registerWebgpuKernels();
+    notes.push(
+      `webgpu: tuning table not used: its choices failed the self-check (${failed}); ` +
+        "the rule of thumb's tiles run",
     );
   }
 }

@@ -1,10 +1,16 @@
 import "./webgpu/test_backend.ts"; // the tests' WebGPU backend, before any adapter request
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
-import { type BackendName, currentBackendInfo, selectBackend } from "./backend.ts";
+import {
+  type BackendName,
+  currentBackendInfo,
+  installTuningTable,
+  selectBackend,
+} from "./backend.ts";
 import { openBlas } from "./wasm_kernels.ts";
 import { requestTfjsAdapter } from "./webgpu/adapter.ts";
 import { withEnv } from "./env_testing.ts";
+import type { TunedSelfCheck } from "./webgpu/mod.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 const quiet = { log: (_: string) => {} };
@@ -187,6 +193,69 @@ Deno.test({
       kernels.unregisterWebgpuKernels();
       await tf.setBackend("cpu");
       await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: `webgpu: a tuning table whose choices fail their check is dropped, the kernels stay${
+    adapter ? "" : " [SKIPPED: no WebGPU adapter]"
+  }`,
+  ignore: adapter === null,
+  ...opts,
+  fn: async () => {
+    const { adapterId, TUNING_FORMAT, TUNING_VERSION } = await import("./webgpu/tuning.ts");
+    const kernels = await import("./webgpu/mod.ts");
+    const key = "1x1 m9 n12 k16 NT"; // the rule of thumb gives it to t32, the table to t64
+    const table = {
+      format: TUNING_FORMAT,
+      version: TUNING_VERSION,
+      adapter: adapterId(adapter!.info),
+      created: "2026-11-26T15:00:00.000Z",
+      provenance: {},
+      entries: { [key]: { choice: "t64", heuristic: "t32", ms: { t32: 2, t64: 1 } } },
+    } as const;
+    /** The tile that ran the table's shape. */
+    const tileRun = async () => {
+      kernels.resetWebgpuKernelStats();
+      const y = tf.matMul(tf.ones([9, 16]), tf.ones([12, 16]), false, true);
+      assert.equal((await y.data())[0], 16);
+      tf.dispose(y);
+      return Object.keys(kernels.webgpuKernelStats().shapes[key] ?? {});
+    };
+    try {
+      await withEnv(
+        { ...NO_ENV, HYPERPROMPT_WEBGPU_TUNING: "off" },
+        () => selectBackend("webgpu", quiet),
+      );
+      const cases: [string, () => Promise<TunedSelfCheck>, RegExp][] = [
+        [
+          "wrong numbers",
+          () => Promise.resolve({ ok: false, maxRelErr: 0.5, checked: ["t64 x"] }),
+          /not used: its choices failed the self-check \(error 5\.0e-1\); the rule of thumb/,
+        ],
+        [
+          "a throw",
+          () => Promise.reject(new Error("device lost")),
+          /not used: its choices failed the self-check \(threw: device lost\)/,
+        ],
+      ];
+      for (const [what, check, note] of cases) {
+        const notes: string[] = [];
+        await installTuningTable(table, notes, check);
+        assert.equal(notes.length, 1, `${what}: ${notes.join("; ")}`);
+        assert.match(notes[0]!, note, what);
+        assert.ok(kernels.webgpuKernelsInstalled() !== undefined, `${what}: kernels stay`);
+        assert.deepEqual(await tileRun(), ["t32"], `${what}: the rule of thumb's tile runs`);
+      }
+      // The control: the real check passes and the table's own tile runs.
+      const notes: string[] = [];
+      await installTuningTable(table, notes);
+      assert.match(notes.join("; "), /tuning table's 1 tiled choices passed the self-check/);
+      assert.deepEqual(await tileRun(), ["t64"]);
+    } finally {
+      kernels.unregisterWebgpuKernels();
+      await tf.setBackend("cpu");
     }
   },
 });
