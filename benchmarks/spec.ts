@@ -1210,6 +1210,47 @@ function scores(v: unknown, src: Source, path: string): void {
   for (const [k, x] of Object.entries(o)) o[k] = score(x, src, `${path}.${k}`);
 }
 
+function bool(v: unknown, src: Source, path: string): boolean {
+  if (typeof v !== "boolean") {
+    throw new SpecError(src, path, `must be true or false, got ${show(v)}`);
+  }
+  return v;
+}
+
+/**
+ * Checks the provenance fields that readers use (the gate's clean-tree rule, the tables' backend
+ * and device columns) and, where present, the data and resume records (`provenance.ts`).
+ */
+function provenance(v: unknown, src: Source, path: string): void {
+  const p = obj(v, src, path);
+  str(p.gitSha, src, `${path}.gitSha`);
+  bool(p.gitDirty, src, `${path}.gitDirty`);
+  str(p.device, src, `${path}.device`);
+  str(obj(p.backend, src, `${path}.backend`).name, src, `${path}.backend.name`);
+  if (p.data !== undefined) {
+    const d = obj(p.data, src, `${path}.data`);
+    str(d.dir, src, `${path}.data.dir`);
+    oneOf(d.kind, ["mirror", "cache", "folder"], src, `${path}.data.kind`);
+    arr(d.sources, src, `${path}.data.sources`, false).forEach((x, i) =>
+      oneOf(x, ["official", "parquet"], src, `${path}.data.sources[${i}]`)
+    );
+    for (const [file, f] of Object.entries(obj(d.files, src, `${path}.data.files`))) {
+      const at = `${path}.data.files["${file}"]`;
+      const fo = obj(f, src, at);
+      num(fo.bytes, src, `${at}.bytes`, { int: true, min: 0 });
+      if (fo.sha256 !== undefined && !/^[0-9a-f]{64}$/.test(String(fo.sha256))) {
+        throw new SpecError(src, `${at}.sha256`, `must be 64 hex digits, got ${show(fo.sha256)}`);
+      }
+    }
+  }
+  if (p.resumedFrom !== undefined) {
+    const r = obj(p.resumedFrom, src, `${path}.resumedFrom`);
+    num(r.step, src, `${path}.resumedFrom.step`, { int: true, min: 1 });
+    if (r.gitSha !== undefined) str(r.gitSha, src, `${path}.resumedFrom.gitSha`);
+    if (r.gitDirty !== undefined) bool(r.gitDirty, src, `${path}.resumedFrom.gitDirty`);
+  }
+}
+
 /**
  * Check the shape of a parsed RunResult JSON (the fields the tables and the gate read).
  * Scores written as `null` (NaN in the run, e.g. an undefined correlation) become NaN again.
@@ -1230,8 +1271,13 @@ export function validateRunResult(raw: unknown, src: Source): RunResult {
   str(m.label, src, "$.spec.method.label");
   num(spec.seed, src, "$.spec.seed", { int: true, min: 0 });
   arr(spec.tasks, src, "$.spec.tasks").forEach((t, i) => str(t, src, `$.spec.tasks[${i}]`));
-  obj(o.provenance, src, "$.provenance");
-  arr(o.losses, src, "$.losses", false);
+  provenance(o.provenance, src, "$.provenance");
+  arr(o.losses, src, "$.losses", false).forEach((l, i) => {
+    const lo = obj(l, src, `$.losses[${i}]`);
+    num(lo.step, src, `$.losses[${i}].step`, { int: true, min: 0 });
+    lo.loss = score(lo.loss, src, `$.losses[${i}].loss`); // a diverged step's NaN is written null
+  });
+  if (o.tokenizer !== undefined) str(o.tokenizer, src, "$.tokenizer");
   const best = obj(o.best, src, "$.best");
   for (const [task, b] of Object.entries(best)) {
     const bo = obj(b, src, `$.best.${task}`);

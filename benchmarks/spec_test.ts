@@ -10,7 +10,9 @@ import {
   SpecError,
   trainFor,
   validateProfile,
+  validateRunResult,
 } from "./spec.ts";
+import { fakeRunOne } from "./_fake_run_one.ts";
 
 const SRC = { file: "profiles/x.json" };
 
@@ -400,4 +402,85 @@ Deno.test("tolerance keys must name a registry metric, a task's metric or a benc
       re,
     );
   }
+});
+
+Deno.test("validateRunResult() checks provenance, losses and tokenizer, naming the field", async () => {
+  const body: Omit<RunSpec, "id"> = {
+    profile: "ci",
+    model: "tiny-v1_1",
+    backbone: "random",
+    benchmark: "super_glue",
+    tasks: ["cb", "rte_sg"],
+    method: { name: "mtl", label: "mtl", config: {} },
+    seed: 0,
+    train: { ...DEFAULT_TRAIN, steps: 4, evalEvery: 2 },
+    backend: "cpu",
+  };
+  const dirs = { outDir: "/nonexistent", dataDir: "/nonexistent" };
+  const good = JSON.parse(JSON.stringify(await fakeRunOne({ id: runId(body), ...body }, dirs)));
+  good.tokenizer = "fixture:tokenizer.json";
+  good.provenance.data = {
+    dir: "/data",
+    kind: "cache",
+    sources: ["official"],
+    files: {
+      "super_glue/CB/train.jsonl": { bytes: 10, sha256: "a".repeat(64), source: "official" },
+    },
+  };
+  good.provenance.resumedFrom = { step: 2, gitSha: "abc", gitDirty: true };
+  validateRunResult(structuredClone(good), { file: "r.json" });
+  // A diverged step's loss is written null (JSON has no NaN) and read back as NaN.
+  const nan = structuredClone(good);
+  nan.losses[0].loss = null;
+  assert.ok(Number.isNaN(validateRunResult(nan, { file: "r.json" }).losses[0]!.loss));
+  // deno-lint-ignore no-explicit-any -- edits reach into parsed JSON of any shape
+  const bad = (edit: (r: Record<string, any>) => void, message: string) => {
+    const r = structuredClone(good);
+    edit(r);
+    assert.throws(
+      () => validateRunResult(r, { file: "r.json" }),
+      (e: unknown) => e instanceof SpecError && e.message === `r.json: ${message}`,
+      message,
+    );
+  };
+  bad(
+    (r) => delete r.provenance.gitDirty,
+    "$.provenance.gitDirty must be true or false, got undefined",
+  );
+  bad((r) => (r.provenance.gitSha = ""), `$.provenance.gitSha must be a non-empty string, got ""`);
+  bad(
+    (r) => (r.provenance.backend = {}),
+    "$.provenance.backend.name must be a non-empty string, got undefined",
+  );
+  bad(
+    (r) => delete r.provenance.device,
+    "$.provenance.device must be a non-empty string, got undefined",
+  );
+  bad(
+    (r) => (r.provenance.data.kind = "hub"),
+    `$.provenance.data.kind must be one of mirror, cache, folder; got "hub"`,
+  );
+  bad(
+    (r) => (r.provenance.data.sources = ["tfds"]),
+    `$.provenance.data.sources[0] must be one of official, parquet; got "tfds"`,
+  );
+  bad(
+    (r) => (r.provenance.data.files["super_glue/CB/train.jsonl"].bytes = -1),
+    `$.provenance.data.files["super_glue/CB/train.jsonl"].bytes must be >= 0, got -1`,
+  );
+  bad(
+    (r) => (r.provenance.data.files["super_glue/CB/train.jsonl"].sha256 = "xyz"),
+    `$.provenance.data.files["super_glue/CB/train.jsonl"].sha256 must be 64 hex digits, got "xyz"`,
+  );
+  bad(
+    (r) => (r.provenance.resumedFrom.step = 0),
+    "$.provenance.resumedFrom.step must be >= 1, got 0",
+  );
+  bad(
+    (r) => (r.provenance.resumedFrom.gitDirty = "yes"),
+    `$.provenance.resumedFrom.gitDirty must be true or false, got "yes"`,
+  );
+  bad((r) => (r.losses[1] = { step: 2 }), "$.losses[1].loss must be a number, got undefined");
+  bad((r) => (r.losses[0].step = 1.5), "$.losses[0].step must be an integer, got 1.5");
+  bad((r) => (r.tokenizer = 7), "$.tokenizer must be a non-empty string, got 7");
 });
