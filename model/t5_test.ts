@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { preset, type T5Config } from "./config.ts";
+import { DROPOUT, type DropoutMaskParams, dropoutMaskParams } from "./fused.ts";
 import type { AttentionPrefix, Stack, T5Hooks } from "./hooks.ts";
 import {
   crossEntropyLoss,
@@ -216,6 +217,80 @@ Deno.test("dropout: off in eval, seeded in training (same seed same output)", ()
   tf.dispose([ev, a, b, c, ev2]);
   disposeBatch(batch);
   disposeT5(model);
+});
+
+/**
+ * Where Hugging Face's T5 applies dropout (`modeling_t5.py`), in the order a forward pass reaches
+ * it: each stack's embeddings; in every attention (self and cross) the softmax weights and the
+ * sublayer output before the residual add; in the feed-forward the activation (gated GELU's
+ * product for v1.1) and the output; each stack's final layer norm. As `[site, shape]`.
+ */
+function hfDropoutSites(cfg: T5Config, b: number, li: number, lt: number): [string, number[]][] {
+  const { dModel: d, dFf: ff, numHeads: h } = cfg;
+  const sites: [string, number[]][] = [["encoder embeddings", [b, li, d]]];
+  for (let l = 0; l < cfg.numLayers; l++) {
+    sites.push(
+      [`encoder.${l} self-attention weights`, [b, h, li, li]],
+      [`encoder.${l} self-attention output`, [b, li, d]],
+      [`encoder.${l} feed-forward activation`, [b, li, ff]],
+      [`encoder.${l} feed-forward output`, [b, li, d]],
+    );
+  }
+  sites.push(["encoder final layer norm", [b, li, d]], ["decoder embeddings", [b, lt, d]]);
+  for (let l = 0; l < cfg.numDecoderLayers; l++) {
+    sites.push(
+      [`decoder.${l} self-attention weights`, [b, h, lt, lt]],
+      [`decoder.${l} self-attention output`, [b, lt, d]],
+      [`decoder.${l} cross-attention weights`, [b, h, lt, li]],
+      [`decoder.${l} cross-attention output`, [b, lt, d]],
+      [`decoder.${l} feed-forward activation`, [b, lt, ff]],
+      [`decoder.${l} feed-forward output`, [b, lt, d]],
+    );
+  }
+  sites.push(["decoder final layer norm", [b, lt, d]]);
+  return sites;
+}
+
+Deno.test("dropout sites: the places and shapes of Hugging Face's T5, in its order", async () => {
+  const saved = tf.getBackend();
+  await tf.setBackend("cpu"); // no fused dropout-add kernels: every site goes through HpDropout
+  assert.equal(tf.getKernel(DROPOUT, "cpu"), undefined, "no cpu dropout kernel to replace");
+  const seen: number[][] = [];
+  const scales = new Set<number>();
+  tf.registerKernel({
+    kernelName: DROPOUT,
+    backendName: "cpu",
+    kernelFunc: ({ inputs, attrs, backend }) => {
+      seen.push([...(inputs["x"] as tf.TensorInfo).shape]);
+      scales.add((attrs as unknown as DropoutMaskParams).scale);
+      return tf.getKernel("Identity", "cpu")!.kernelFunc({ inputs, backend, attrs: {} });
+    },
+  });
+  try {
+    for (const name of ["tiny-v1_1", "tiny-relu"] as const) {
+      const cfg = small(name, { dropoutRate: 0.1, numDecoderLayers: 3 }); // unequal stacks
+      const model = initT5(cfg, { seed: 2 });
+      const batch = makeBatch();
+      seen.length = 0;
+      scales.clear();
+      tf.dispose(logitsOf(model, batch, { training: true, dropoutSeed: 11 }));
+      const want = hfDropoutSites(cfg, 3, 5, 4);
+      assert.deepEqual(
+        seen.map((shape, i): [string, number[]] => [want[i]?.[0] ?? `extra dropout ${i}`, shape]),
+        want,
+        `${name}: dropout sites`,
+      );
+      assert.deepEqual([...scales], [dropoutMaskParams(0.1, 0).scale], `${name}: rate 0.1 each`);
+      seen.length = 0;
+      tf.dispose(logitsOf(model, batch));
+      assert.equal(seen.length, 0, `${name}: evaluation applies no dropout`);
+      disposeBatch(batch);
+      disposeT5(model);
+    }
+  } finally {
+    tf.unregisterKernel(DROPOUT, "cpu");
+    await tf.setBackend(saved);
+  }
 });
 
 Deno.test("crossEntropyLoss: ignores -100, mean over counted tokens, label smoothing", () => {
