@@ -246,6 +246,7 @@ async function installWebgpuKernels(notes: string[], id?: AdapterId): Promise<vo
     return;
   }
   let check: Awaited<ReturnType<typeof kernels.selfCheckWebgpuKernels>>;
+  const t0 = performance.now();
   try {
     check = await kernels.selfCheckWebgpuKernels();
   } catch (e) {
@@ -257,12 +258,13 @@ async function installWebgpuKernels(notes: string[], id?: AdapterId): Promise<vo
     return;
   }
   const err = check.maxRelErr.toExponential(1);
+  // Its cost, in every run's provenance: it runs at each backend selection.
+  const took = ((performance.now() - t0) / 1000).toFixed(2);
   if (check.ok) {
     const missing = kernels.webgpuKernelsNotInstalled();
     notes.push(
-      `webgpu: custom transposed-matMul and fused kernels installed (self-check error ${err})${
-        missing.length > 0 ? `; not installed: ${missing.join("; ")}` : ""
-      }`,
+      `webgpu: custom transposed-matMul and fused kernels installed (self-check error ${err}, ` +
+        `${took} s)${missing.length > 0 ? `; not installed: ${missing.join("; ")}` : ""}`,
     );
     if (id !== undefined) {
       // A malformed table, or a missing or foreign one named by the variable, stops here.

@@ -162,6 +162,13 @@ Deno.test({
         { ...NO_ENV, HYPERPROMPT_WEBGPU_TUNING: path },
         () => selectBackend("webgpu", quiet),
       );
+      // The kernels' self-check passed, with its error and its time in the note.
+      assert.ok(
+        info.notes.some((n) =>
+          /kernels installed \(self-check error [\d.e+-]+, \d+\.\d\d s\)/.test(n)
+        ),
+        info.notes.join("; "),
+      );
       assert.ok(
         info.notes.some((n) => n.includes(`tuned by ${path} (1 shapes`)),
         info.notes.join("; "),

@@ -790,8 +790,8 @@ async function selfCheckTunedChoicesScoped(
  * and its gradient, dropout fused into the residual add and into the gated GELU, and one
  * unfactored Adafactor update (in place where registered). 1e-5 relative L2 as above: float32
  * sums over 70 terms in another order differ by ~1e-7, a wrong index or mask by ~1. The whole
- * self-check, this part included, took 0.48 s cold and 0.12–0.15 s warm on the software adapter
- * here.
+ * self-check's time is in `selectBackend`'s note ("self-check error …, N s"), so in every run's
+ * provenance and in `deno task perf --backend webgpu`'s output.
  */
 async function selfCheckStepKernels(): Promise<
   { ok: boolean; maxRelErr: number; error?: string }
