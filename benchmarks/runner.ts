@@ -13,6 +13,7 @@
  * @module
  */
 import { join } from "node:path";
+import { writeFileAtomic } from "../model/fs.ts";
 import { availableTasks, BENCHMARK_TASKS, sourceId } from "../tasks/mod.ts";
 import {
   type BackendChoice,
@@ -294,21 +295,11 @@ export function shardGrid(specs: readonly RunSpec[], shard: Shard): RunSpec[] {
 }
 
 /**
- * Write a file atomically: a temporary file in the same folder, then rename.
- *
- * @param path destination
- * @param text contents
+ * Write a file atomically (the shared helper of `model/fs.ts`, re-exported here): a temporary
+ * file in the same folder, flushed, then renamed; on failure the temporary file is removed and
+ * the previous file is left intact.
  */
-export async function writeFileAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-  await Deno.writeTextFile(tmp, text);
-  try {
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
-}
+export { writeFileAtomic } from "../model/fs.ts";
 
 /**
  * Read a finished run's result if its file exists and belongs to `spec`.

@@ -13,7 +13,9 @@ import {
   parseShard,
   runGrid,
   shardGrid,
+  writeFileAtomic,
 } from "./runner.ts";
+import { writeFileAtomic as sharedWriteFileAtomic } from "../model/fs.ts";
 import {
   DEFAULT_TRAIN,
   runFileName,
@@ -187,7 +189,7 @@ Deno.test("runGrid() writes one JSON per run, resumes, and survives a failing ru
   );
   assert.equal(files.length, grid.length - 1);
   assert.ok(files.includes(runFileName(grid[0]!)));
-  assert.equal([...Deno.readDirSync(out)].filter((e) => e.name.endsWith(".tmp")).length, 0);
+  assert.equal([...Deno.readDirSync(out)].filter((e) => e.name.includes(".tmp")).length, 0);
   // Run folders are removed after success; the failed run's folder stays.
   assert.deepEqual([...Deno.readDirSync(out)].filter((e) => e.isDirectory).map((e) => e.name), [
     runFileName(grid[3]!).replace(/\.json$/, ""),
@@ -199,6 +201,38 @@ Deno.test("runGrid() writes one JSON per run, resumes, and survives a failing ru
   const r = JSON.parse(await Deno.readTextFile(join(out, runFileName(grid[0]!))));
   assert.equal(r.spec.id, grid[0]!.id);
   await Deno.remove(out, { recursive: true });
+});
+
+Deno.test("runGrid() writes results with the shared atomic helper; a failing write keeps the old result", async () => {
+  // One helper for every atomic write (model/fs.ts), not a copy that can leak its temporary file.
+  assert.equal(writeFileAtomic, sharedWriteFileAtomic);
+  const out = await Deno.makeTempDir();
+  try {
+    const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+    const spec = grid[0]!;
+    const file = join(out, runFileName(spec));
+    assert.equal(
+      (await runGrid([spec], { outDir: out, dataDir: DATA, runOne: fakeRunOne })).done,
+      1,
+    );
+    const before = await Deno.readTextFile(file);
+    // A rerun whose result cannot be serialised fails; the previous result stays whole.
+    const unserialisable: RunOneFn = async (s, o) => ({
+      ...(await fakeRunOne(s, o)),
+      toJSON: () => {
+        throw new Error("cannot serialise");
+      },
+    });
+    const s2 = await runGrid([spec], { outDir: out, dataDir: DATA, runOne: unserialisable });
+    assert.match(s2.failed[0]!.error.message, /cannot serialise/);
+    assert.equal(await Deno.readTextFile(file), before);
+    assert.deepEqual(
+      [...Deno.readDirSync(out)].filter((e) => e.isFile).map((e) => e.name),
+      [runFileName(spec)],
+    );
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
 });
 
 Deno.test("runGrid() stops at a fatal backend error and reports the rest as not run", async () => {

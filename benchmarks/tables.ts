@@ -46,7 +46,7 @@ import {
   modelLabel,
   type RunResult,
 } from "./spec.ts";
-import { writeFileAtomic } from "./runner.ts";
+import { writeFilesAtomic } from "../model/fs.ts";
 
 /** A table: header row then data rows. */
 export type Table = (string | number)[][];
@@ -621,7 +621,9 @@ export interface WriteTablesOptions {
 
 /**
  * Build every table and plot from the run JSONs in `runsDir` and write them atomically to
- * `outDir`.
+ * `outDir`: everything is built first, then every file goes to a temporary file beside its
+ * target and only then are they renamed into place, so an error (a bad result, a full disk)
+ * leaves the previous tables as they were, none half-written and none of a mixed generation.
  *
  * @param runsDir folder of run JSONs (all shards)
  * @param outDir output folder
@@ -648,13 +650,9 @@ export async function writeTables(
     "score_vs_params.svg": scoreVsParamsSvg(results),
     "attention_mass.svg": attentionMassSvg(results),
   };
-  const written: string[] = [];
-  for (const [name, text] of Object.entries(files)) {
-    const path = join(outDir, name);
-    await writeFileAtomic(path, text);
-    written.push(path);
-  }
-  return written;
+  const written = Object.entries(files).map(([name, text]) => [join(outDir, name), text] as const);
+  await writeFilesAtomic(written);
+  return written.map(([path]) => path);
 }
 
 if (import.meta.main) {

@@ -314,3 +314,43 @@ Deno.test("scoreVsParamsSvg() keeps configurations apart and labels partial aver
   // One configuration: no id in the label.
   assert.doesNotMatch(scoreVsParamsSvg(rs.slice(0, 2)), /config /);
 });
+
+Deno.test("writeTables() that fails leaves the previous tables whole and no temporary file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const [a] = await runs([spec("ci", "tiny-v1_1", "mtl", "mtl", 0, "glue")]);
+    await Deno.writeTextFile(join(dir, "a.json"), JSON.stringify(a));
+    const out = join(dir, "tables");
+    const written = await writeTables(dir, out, { accounting: null });
+    assert.equal(written.length, 7);
+    const snapshot = async () =>
+      Object.fromEntries(
+        await Promise.all(
+          [...Deno.readDirSync(out)].map(async (e) =>
+            [e.name, await Deno.readTextFile(join(out, e.name))] as const
+          ),
+        ),
+      );
+    const before = await snapshot();
+    assert.deepEqual(
+      Object.keys(before).sort(),
+      written.map((p) => p.slice(out.length + 1)).sort(),
+    );
+    // The parameter table's accounting throws after the scores table is built: nothing is replaced.
+    await Deno.writeTextFile(
+      join(dir, "b.json"),
+      JSON.stringify((await runs([spec("ci", "tiny-v1_1", "mtl", "mtl", 1, "glue")]))[0]),
+    );
+    await assert.rejects(
+      writeTables(dir, out, {
+        accounting: () => {
+          throw new Error("accounting failed");
+        },
+      }),
+      /accounting failed/,
+    );
+    assert.deepEqual(await snapshot(), before);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
