@@ -123,3 +123,44 @@ export async function writeFilesAtomic(
     throw e;
   }
 }
+
+/**
+ * Checks, before anything is computed, that an output folder named on the command line can be
+ * used: it is a folder, or it does not exist yet and its nearest existing ancestor is a folder
+ * (so `mkdir -p` will make it). Nothing is created. The error names the flag and the path, so a
+ * mistyped `--out` stops the command at once instead of after hours of work.
+ *
+ * @param flag the flag or variable that named the folder, e.g. `--out`
+ * @param path the folder
+ * @throws Error `<flag> <path>: ...` saying which path is a file
+ * @example
+ * ```ts
+ * import { checkOutputFolder } from "./fs.ts";
+ * checkOutputFolder("--out", Deno.makeTempDirSync()); // a folder: fine
+ * ```
+ */
+export function checkOutputFolder(flag: string, path: string): void {
+  let at = path;
+  for (;;) {
+    let info: Deno.FileInfo | undefined;
+    try {
+      info = Deno.statSync(at);
+    } catch (e) {
+      // Below a file, stat says "not a directory": go up to the file and name it.
+      if (!(e instanceof Deno.errors.NotFound) && !(e instanceof Deno.errors.NotADirectory)) {
+        throw new Error(`${flag} ${path}: cannot use ${at}: ${(e as Error).message}`);
+      }
+    }
+    if (info !== undefined) {
+      if (info.isDirectory) return;
+      throw new Error(
+        at === path
+          ? `${flag} ${path}: is a file, not a folder`
+          : `${flag} ${path}: ${at} is a file, not a folder`,
+      );
+    }
+    const up = dirname(at);
+    if (up === at) return;
+    at = up;
+  }
+}

@@ -1,6 +1,7 @@
-import { equal, rejects } from "node:assert/strict";
+import { equal, rejects, throws } from "node:assert/strict";
 import { join } from "node:path";
 import {
+  checkOutputFolder,
   isDirectory,
   isFileSync,
   pathExists,
@@ -109,4 +110,21 @@ Deno.test("writeFilesAtomic() replaces no file when one of them fails while bein
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("checkOutputFolder() accepts folders and creatable paths, names the flag and the file in the way", async () => {
+  const dir = await Deno.makeTempDir();
+  const file = join(dir, "results.json");
+  await Deno.writeTextFile(file, "{}");
+  checkOutputFolder("--out", dir);
+  checkOutputFolder("--out", join(dir, "new", "deeper"));
+  checkOutputFolder("--out", "relative/new-folder");
+  throws(() => checkOutputFolder("--out", file), {
+    message: `--out ${file}: is a file, not a folder`,
+  });
+  throws(() => checkOutputFolder("--tables", join(file, "tables")), {
+    message: `--tables ${join(file, "tables")}: ${file} is a file, not a folder`,
+  });
+  equal(names(dir).join(","), "results.json", "nothing was created");
+  await Deno.remove(dir, { recursive: true });
 });
