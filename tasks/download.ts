@@ -17,7 +17,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { unzipSync } from "fflate";
 import { parquetReadObjects } from "hyparquet";
 import { compressors } from "hyparquet-compressors";
@@ -34,7 +34,7 @@ import {
   TASK_SOURCES,
   type TaskSource,
 } from "./sources.ts";
-import { writeFileAtomic } from "../model/fs.ts";
+import { writeFileAtomic, writeFilesAtomic } from "../model/fs.ts";
 
 /** Which source to use. */
 export type SourceChoice = "auto" | "official" | "parquet";
@@ -119,11 +119,6 @@ export async function readManifest(cacheDir: string): Promise<Manifest> {
       `${path}: not a valid manifest (${(e as Error).message}); delete it to rebuild`,
     );
   }
-}
-
-let tmpCounter = 0;
-function tmpName(path: string): string {
-  return `${path}.tmp-${Deno.pid}-${++tmpCounter}`;
 }
 
 /** Writes `data` to `path` atomically (see `model/fs.ts`). */
@@ -513,7 +508,10 @@ async function isCached(ctx: Ctx, task: TaskSource, verify: boolean): Promise<bo
   return true;
 }
 
-/** Writes all files to temp names first, then renames them into place, then the manifest. */
+/**
+ * Writes all files to temp names first, then renames them into place (`writeFilesAtomic`), then
+ * the manifest: a failure while writing leaves every file of the task as it was.
+ */
 async function commitFiles(
   ctx: Ctx,
   task: TaskSource,
@@ -522,20 +520,7 @@ async function commitFiles(
   source: "official" | "parquet",
   from: string[],
 ): Promise<void> {
-  const temps: [string, string][] = [];
-  try {
-    for (const [path, data] of files) {
-      const final = join(ctx.cacheDir, path);
-      await Deno.mkdir(dirname(final), { recursive: true });
-      const tmp = tmpName(final);
-      temps.push([tmp, final]);
-      await Deno.writeFile(tmp, data);
-    }
-    for (const [tmp, final] of temps) await Deno.rename(tmp, final);
-  } catch (e) {
-    for (const [tmp] of temps) await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
+  await writeFilesAtomic([...files].map(([path, data]) => [join(ctx.cacheDir, path), data]));
   const now = new Date().toISOString();
   for (const [path, data] of files) {
     const c = checks.get(path)!;

@@ -219,6 +219,32 @@ Deno.test("extracted file sha256 or row count mismatch: error, nothing written",
   }
 });
 
+Deno.test("a task file that cannot be put in place: error, no temp file, no manifest entry", async () => {
+  const s = serve({ "/glue/RTE.zip": { body: makeZip() } });
+  const cacheDir = await Deno.makeTempDir();
+  try {
+    // A folder where dev.tsv goes: its rename fails after every file was written to a temp name.
+    await Deno.mkdir(join(cacheDir, "glue/RTE/dev.tsv"), { recursive: true });
+    await Deno.writeTextFile(join(cacheDir, "glue/RTE/dev.tsv/keep"), "x");
+    await assert.rejects(
+      download({
+        tasks: ["rte"],
+        cacheDir,
+        source: "official",
+        endpoints: s.endpoints,
+        taskSources: [tinyRte()],
+        quiet: true,
+      }),
+    );
+    const left = await listFiles(cacheDir);
+    assert.ok(left.every((f) => !f.includes(".tmp")), `no temp file left: ${left}`);
+    assert.deepEqual((await readManifest(cacheDir)).files, {});
+  } finally {
+    await s.server.shutdown();
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+});
+
 Deno.test("interrupted download resumes from .part with a Range request", async () => {
   const zip = makeZip(TRAIN + "3\tlong " + "x".repeat(5000) + ".\tY.\tentailment\n");
   const cutAt = Math.floor(zip.length / 2);
