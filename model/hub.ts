@@ -16,7 +16,7 @@
 import { join } from "node:path";
 import { parseIndex, WEIGHTS_INDEX_NAME, WEIGHTS_NAME } from "./checkpoint.ts";
 import { readSafetensorsHeader } from "./safetensors.ts";
-import { pathExists } from "./fs.ts";
+import { pathExists, writeFileAtomic } from "./fs.ts";
 
 /** Options of {@link fetchHubModel}. */
 export interface FetchHubOptions {
@@ -267,8 +267,10 @@ export async function fetchHubModel(repoId: string, opts: FetchHubOptions = {}):
         `${WEIGHTS_INDEX_NAME}; only safetensors checkpoints are supported`,
     );
   }
-  const marker = join(dir, `${COMPLETE_MARKER}.tmp`);
-  await Deno.writeTextFile(marker, JSON.stringify({ repoId, revision, endpoint, files }) + "\n");
-  await Deno.rename(marker, join(dir, COMPLETE_MARKER));
+  // A temporary name of its own: a concurrent fetch of the same repo cannot rename it away.
+  await writeFileAtomic(
+    join(dir, COMPLETE_MARKER),
+    JSON.stringify({ repoId, revision, endpoint, files }) + "\n",
+  );
   return dir;
 }

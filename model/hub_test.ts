@@ -195,6 +195,33 @@ Deno.test("fetchHubModel: a truncated download (injected fetch) is rejected and 
   }
 });
 
+Deno.test("fetchHubModel: two concurrent fetches into one cache both succeed, no temp file left", async () => {
+  const cache = await Deno.makeTempDir();
+  const hub = serveHub({ "org/tiny@main": RELU });
+  try {
+    // Each writes its own temporary completion marker: neither renames the other's away.
+    for (let round = 0; round < 10; round++) {
+      await Deno.remove(hubModelDir(cache, "org/tiny"), { recursive: true }).catch(() => {});
+      const opts = { cacheDir: cache, endpoint: hub.endpoint };
+      const [a, b] = await Promise.all([
+        fetchHubModel("org/tiny", opts),
+        fetchHubModel("org/tiny", opts),
+      ]);
+      assert.equal(a, b);
+      const names = [...Deno.readDirSync(a)].map((e) => e.name).sort();
+      assert.deepEqual(names, [
+        ".complete.json",
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+      ]);
+    }
+  } finally {
+    await hub.close();
+    await Deno.remove(cache, { recursive: true });
+  }
+});
+
 Deno.test("fetchHubModel: follows relative and cross-origin redirects; token stays on the hub", async () => {
   const cdn = serveHub({ "org/tiny@main": RELU });
   const seen: { path: string; auth: string | null }[] = [];
