@@ -393,10 +393,28 @@ async function removeTree(dir: string): Promise<void> {
 }
 
 /**
+ * Removes `dir` and the folders below it that hold no file (deepest first); a folder with a file
+ * anywhere below it is kept, as is everything that cannot be read.
+ *
+ * @param dir the folder
+ */
+export async function removeEmptyFolders(dir: string): Promise<void> {
+  try {
+    for await (const e of Deno.readDir(dir)) {
+      if (e.isDirectory) await removeEmptyFolders(join(dir, e.name));
+    }
+    await Deno.remove(dir);
+  } catch {
+    // Not empty, missing or unreadable: leave it.
+  }
+}
+
+/**
  * Run a list of specs one after the other. A failing run is reported and the next one starts.
  * Without `opts.resume` each run's work folder (its checkpoints) is cleared first, so it trains
  * from step 0; with it, runs with a result are skipped and an unfinished one resumes from its
- * checkpoints. After a result is written, the run's work folder is removed.
+ * checkpoints. After a result is written, the run's work folder is removed; after a failure it
+ * is removed only when it holds no file (no checkpoint to resume from).
  *
  * @param specs the runs (one shard or the whole grid)
  * @param opts output folder, data root, `runOne`, resume flag, event sink
@@ -419,9 +437,9 @@ export async function runGrid(
       continue;
     }
     const file = join(opts.outDir, runFileName(spec));
+    const workDir = runWorkDir(file);
     emit({ kind: "start", spec, index });
     try {
-      const workDir = runWorkDir(file);
       // A fresh run must not pick up checkpoints of an earlier attempt (possibly other code).
       if (!opts.resume) await removeTree(workDir);
       await Deno.mkdir(workDir, { recursive: true });
@@ -448,6 +466,8 @@ export async function runGrid(
       emit({ kind: "done", spec, index, result, file });
     } catch (e) {
       const error = e instanceof Error ? e : new Error(String(e));
+      // A run that failed before its first checkpoint leaves nothing to resume: no empty folder.
+      await removeEmptyFolders(workDir);
       failed.push({ spec, error });
       emit({ kind: "error", spec, index, error });
       if ((error as { fatal?: unknown }).fatal === true) {

@@ -168,9 +168,23 @@ Deno.test("runGrid() writes one JSON per run, resumes, and survives a failing ru
   const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
   let calls = 0;
   const failing = grid[3]!.id;
-  const runOne: typeof fakeRunOne = (spec, opts) => {
+  const failingEarly = grid[4]!.id;
+  const runOne: typeof fakeRunOne = async (spec, opts) => {
     calls++;
-    if (spec.id === failing) return Promise.reject(new Error("boom"));
+    if (spec.id === failing) {
+      // Fails after writing a checkpoint: its folder stays, for --resume.
+      await Deno.mkdir(join(opts.outDir, "checkpoints", "step-00000001"), { recursive: true });
+      await Deno.writeTextFile(
+        join(opts.outDir, "checkpoints", "step-00000001", "state.json"),
+        "{}",
+      );
+      throw new Error("boom");
+    }
+    if (spec.id === failingEarly) {
+      // Fails before its first checkpoint (a corrupt data file): no empty folder is left.
+      await Deno.mkdir(join(opts.outDir, "checkpoints"), { recursive: true });
+      throw new Error("bad data");
+    }
     return fakeRunOne(spec, opts);
   };
   const events: string[] = [];
@@ -180,24 +194,25 @@ Deno.test("runGrid() writes one JSON per run, resumes, and survives a failing ru
     runOne,
     onEvent: (e) => events.push(e.kind),
   });
-  assert.equal(s1.done, grid.length - 1);
-  assert.equal(s1.failed.length, 1);
+  assert.equal(s1.done, grid.length - 2);
+  assert.equal(s1.failed.length, 2);
   assert.match(s1.failed[0]!.error.message, /boom/);
+  assert.match(s1.failed[1]!.error.message, /bad data/);
   assert.ok(events.includes("progress"));
   const files = [...Deno.readDirSync(out)].filter((e) => e.name.endsWith(".json")).map((e) =>
     e.name
   );
-  assert.equal(files.length, grid.length - 1);
+  assert.equal(files.length, grid.length - 2);
   assert.ok(files.includes(runFileName(grid[0]!)));
   assert.equal([...Deno.readDirSync(out)].filter((e) => e.name.includes(".tmp")).length, 0);
-  // Run folders are removed after success; the failed run's folder stays.
+  // Run folders are removed after success; a failed run's folder stays only with a checkpoint.
   assert.deepEqual([...Deno.readDirSync(out)].filter((e) => e.isDirectory).map((e) => e.name), [
     runFileName(grid[3]!).replace(/\.json$/, ""),
   ]);
   calls = 0;
   const s2 = await runGrid(grid, { outDir: out, dataDir: DATA, runOne: fakeRunOne, resume: true });
-  assert.equal(s2.skipped, grid.length - 1);
-  assert.equal(s2.done, 1);
+  assert.equal(s2.skipped, grid.length - 2);
+  assert.equal(s2.done, 2);
   const r = JSON.parse(await Deno.readTextFile(join(out, runFileName(grid[0]!))));
   assert.equal(r.spec.id, grid[0]!.id);
   await Deno.remove(out, { recursive: true });
