@@ -14,6 +14,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
+import { writeFileAtomic } from "../model/fs.ts";
 import { decodeSafetensors, encodeSafetensors, type RawTensor } from "../model/safetensors.ts";
 
 /** What the trainer stores besides tensors (must be JSON-serialisable). */
@@ -133,15 +134,17 @@ export async function saveCheckpoint(
   await Deno.mkdir(tmp, { recursive: true });
   const final = join(root, checkpointDirName(step));
   try {
-    await Deno.writeFile(
+    // Flushed to disk before the folder is renamed into place, so that after a power loss a
+    // `step-…` folder does not hold empty files either.
+    await writeFileAtomic(
       join(tmp, "variables.safetensors"),
       encodeSafetensors(await toRaw(parts.variables)),
     );
-    await Deno.writeFile(
+    await writeFileAtomic(
       join(tmp, "optimizer.safetensors"),
       encodeSafetensors(await toRaw(parts.slots)),
     );
-    await Deno.writeTextFile(join(tmp, "state.json"), JSON.stringify(parts.state));
+    await writeFileAtomic(join(tmp, "state.json"), JSON.stringify(parts.state));
     // Replace an existing checkpoint of the same step (a rerun after a kill between saves).
     await Deno.remove(final, { recursive: true }).catch((e) => {
       if (!(e instanceof Deno.errors.NotFound)) throw e;

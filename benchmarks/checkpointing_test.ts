@@ -56,3 +56,38 @@ Deno.test("loadLatestCheckpoint() names the file of a corrupt state", async () =
   await assert.rejects(() => loadLatestCheckpoint(root), /step-00000005\/state\.json/);
   await Deno.remove(root, { recursive: true });
 });
+
+Deno.test("saveCheckpoint() that fails part-way keeps the earlier checkpoints and leaves no temp folder", async () => {
+  const root = await Deno.makeTempDir();
+  const w = tf.tensor([1, 2, 3]);
+  const bad = tf.tensor([true, false], [2], "bool");
+  try {
+    await saveCheckpoint(root, {
+      variables: new Map([["w", w]]),
+      slots: new Map(),
+      state: { step: 1 },
+    });
+    // The optimizer slots cannot be serialised after the variables were written.
+    await assert.rejects(
+      saveCheckpoint(root, {
+        variables: new Map([["w", w]]),
+        slots: new Map([["w/m", bad]]),
+        state: { step: 2 },
+      }),
+      /unsupported dtype bool/,
+    );
+    assert.deepEqual([...Deno.readDirSync(root)].map((e) => e.name), [checkpointDirName(1)]);
+    assert.deepEqual(
+      [...Deno.readDirSync(join(root, checkpointDirName(1)))].map((e) => e.name).sort(),
+      ["optimizer.safetensors", "state.json", "variables.safetensors"],
+    );
+    const ck = await loadLatestCheckpoint(root);
+    assert.equal(ck?.step, 1);
+    assert.deepEqual(await ck!.variables.get("w")!.data(), new Float32Array([1, 2, 3]));
+    disposeCheckpoint(ck!);
+  } finally {
+    w.dispose();
+    bad.dispose();
+    await Deno.remove(root, { recursive: true });
+  }
+});
