@@ -50,6 +50,7 @@ import { compareResults, formatComparison, loadResults } from "./compare.ts";
 import { fakeRunOne } from "./_fake_run_one.ts";
 import { type AccountingFn, loadAccounting, writeTables } from "./tables.ts";
 import { join } from "node:path";
+import { checkOutputFolder } from "../model/fs.ts";
 
 const USAGE = `Usage: deno task bench [options]
 
@@ -64,7 +65,8 @@ Options:
   --out DIR            results folder, one JSON per run (default: results/runs)
   --shard i/n          run only shard i of n (0-based), a deterministic slice of the grid
   --dry-run            list the grid with estimated FLOPs and time; run nothing
-  --compare BASELINE   after running, gate the results against a baseline folder or JSON;
+  --compare BASELINE   after running, gate the results against a baseline folder or JSON
+                       (read first: a missing, empty or malformed baseline is an error);
                        exit 3 with a diff when a score moves beyond tolerance or a count changes
   --backend X          ${BACKEND_CHOICES.join("|")} (default: the profile's)
   --resume             skip runs whose result JSON already exists; an unfinished run resumes
@@ -467,8 +469,33 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       (Deno.env.get("HYPERPROMPT_DATA") ?? "") !== "";
     // A named folder must exist; the default one may not yet (no cache, no mirror): the
     // download below creates it.
-    if (chosenData && !existsSync(dataDir)) {
-      throw new Error(`--data-dir ${dataDir}: no such folder`);
+    if (chosenData) {
+      const named = values["data-dir"] === undefined ? "HYPERPROMPT_DATA=" : "--data-dir ";
+      if (!existsSync(dataDir)) throw new Error(`${named}${dataDir}: no such folder`);
+      if (!Deno.statSync(dataDir).isDirectory) {
+        throw new Error(`${named}${dataDir}: is a file, not a folder`);
+      }
+    }
+    // Output folders and the baseline are checked before anything runs: a mistyped path must
+    // not surface only after the whole grid has trained.
+    checkOutputFolder("--out", values.out);
+    const tablesDir = values.shard !== undefined || values["no-tables"]
+      ? undefined
+      : values.tables ?? join(values.out, "tables");
+    if (tablesDir !== undefined) checkOutputFolder("--tables", tablesDir);
+    let baseline: RunResult[] | undefined;
+    if (values.compare !== undefined) {
+      try {
+        baseline = await loadResults(values.compare);
+      } catch (e) {
+        throw new Error(`--compare: ${(e as Error).message}`);
+      }
+      if (baseline.length === 0) {
+        throw new Error(
+          `--compare ${values.compare}: no run results (*.json) there; a gate with no baseline ` +
+            `would pass without comparing anything`,
+        );
+      }
     }
     if (!chosenData && !values["no-download"]) {
       const missing = missingProfileTasks(profile, {
@@ -524,18 +551,16 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     for (const f of summary.failed) error(`  FAILED ${f.spec.id}: ${f.error.message}`);
     if (shard !== undefined) {
       error(`Shard done; when every shard has finished: deno task tables --runs ${values.out}`);
-    } else if (!values["no-tables"]) {
-      const tablesDir = values.tables ?? join(values.out, "tables");
+    } else if (tablesDir !== undefined) {
       const written = await writeTables(values.out, tablesDir);
       error(`Tables: ${written.length} files in ${tablesDir}`);
     }
-    if (values.compare !== undefined) {
+    if (baseline !== undefined) {
       const current: RunResult[] = [];
       for (const s of specs) {
         const r = await readFinished(values.out, s);
         if (r) current.push(r);
       }
-      const baseline = await loadResults(values.compare);
       const cmp = compareResults(current, baseline, profile.tolerances, {
         partial: shard !== undefined,
       });

@@ -321,3 +321,67 @@ Deno.test("main() where no cache folder can be named warns and runs with the mir
     );
   }).finally(() => Deno.remove(dir, { recursive: true }));
 });
+
+Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables and --compare before any run", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const profile = await tmpProfile(dir);
+    const file = join(dir, "a-file");
+    await Deno.writeTextFile(file, "x");
+    const empty = join(dir, "empty");
+    await Deno.mkdir(empty);
+    const broken = join(dir, "broken");
+    await Deno.mkdir(broken);
+    await Deno.writeTextFile(join(broken, "r.json"), '{"spec": ');
+    let runs = 0;
+    const counting: typeof fakeRunOne = (spec, o) => {
+      runs++;
+      return fakeRunOne(spec, o);
+    };
+    const out = join(dir, "out");
+    const base = ["--profile", profile, "--data-dir", DATA, "--out", out];
+    const cases: [string[], Record<string, string>, RegExp][] = [
+      [
+        ["--profile", profile, "--data-dir", file],
+        {},
+        /^--data-dir .*a-file: is a file, not a folder$/,
+      ],
+      [
+        ["--profile", profile],
+        { HYPERPROMPT_DATA: join(dir, "nope") },
+        /^HYPERPROMPT_DATA=.*nope: no such folder$/,
+      ],
+      [
+        ["--profile", profile, "--data-dir", DATA, "--out", file],
+        {},
+        /^--out .*a-file: is a file, not a folder$/,
+      ],
+      [
+        [...base, "--tables", join(file, "t")],
+        {},
+        /^--tables .*a-file\/t: .*a-file is a file, not a folder$/,
+      ],
+      [
+        [...base, "--compare", join(dir, "nope")],
+        {},
+        /^--compare: Cannot read results ".*nope": no such file or folder$/,
+      ],
+      [[...base, "--compare", empty], {}, /^--compare .*empty: no run results \(\*\.json\) there/],
+      [[...base, "--compare", broken], {}, /^--compare: .*broken\/r\.json: invalid JSON/],
+    ];
+    for (const [args, env, want] of cases) {
+      const c = capture();
+      const code = await withEnv(env, () => main(args, { ...c.opts, runOne: counting }));
+      assert.equal(code, 2, args.join(" "));
+      assert.match(c.err.at(-1)!, want);
+    }
+    assert.equal(runs, 0, "no run started");
+    assert.ok(!(await Deno.stat(out).then(() => true, () => false)), "--out was not created");
+    // --tables is not checked when no tables are written.
+    const c = capture();
+    const args = [...base, "--no-tables", "--tables", join(file, "t")];
+    assert.equal(await main(args, { ...c.opts, runOne: counting }), 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
