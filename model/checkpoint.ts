@@ -21,7 +21,7 @@ import {
   type TensorInfo,
   toTypedArray,
 } from "./safetensors.ts";
-import { pathExists } from "./fs.ts";
+import { pathExists, writeFileAtomic } from "./fs.ts";
 
 export { fetchHubModel, type FetchHubOptions } from "./hub.ts";
 
@@ -328,15 +328,16 @@ export async function saveHfFolder(
   const tmp = join(parent, `.${basename(dir)}.tmp-${tag}`);
   await Deno.mkdir(tmp);
   try {
-    const enc = new TextEncoder();
     const hfConfig = { ...t5ConfigToHf(config), dtype: opts.dtype ?? "float32" };
-    await Deno.writeTextFile(join(tmp, "config.json"), JSON.stringify(hfConfig, null, 2) + "\n");
+    // Every file is flushed to disk (writeFileAtomic, writeShard) before the folder is renamed
+    // into place, so that after a power loss the folder does not hold empty files either.
+    await writeFileAtomic(join(tmp, "config.json"), JSON.stringify(hfConfig, null, 2) + "\n");
     const gen = {
       decoder_start_token_id: config.decoderStartTokenId,
       eos_token_id: config.eosTokenId,
       pad_token_id: config.padTokenId,
     };
-    await Deno.writeTextFile(
+    await writeFileAtomic(
       join(tmp, "generation_config.json"),
       JSON.stringify(gen, null, 2) + "\n",
     );
@@ -356,14 +357,13 @@ export async function saveHfFolder(
       const sortedMap = Object.fromEntries(
         Object.entries(weightMap).sort(([a], [b]) => (a < b ? -1 : 1)),
       );
-      await Deno.writeTextFile(
+      await writeFileAtomic(
         join(tmp, WEIGHTS_INDEX_NAME),
         JSON.stringify({ metadata: { total_size: total }, weight_map: sortedMap }, null, 2) + "\n",
       );
     }
     for (const [name, content] of Object.entries(opts.extraFiles ?? {})) {
-      const data = typeof content === "string" ? enc.encode(content) : content;
-      await Deno.writeFile(join(tmp, name), data);
+      await writeFileAtomic(join(tmp, name), content);
     }
     await swapInto(tmp, dir, tag);
   } catch (e) {
