@@ -46,7 +46,7 @@ import {
   modelLabel,
   type RunResult,
 } from "./spec.ts";
-import { writeFilesAtomic } from "../model/fs.ts";
+import { checkOutputFolder, isDirectory, pathExists, writeFilesAtomic } from "../model/fs.ts";
 
 /** A table: header row then data rows. */
 export type Table = (string | number)[][];
@@ -655,23 +655,82 @@ export async function writeTables(
   return written.map(([path]) => path);
 }
 
-if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      runs: { type: "string", default: "results/runs" },
-      out: { type: "string", default: "results/tables" },
-      help: { type: "boolean", default: false },
-    },
-  });
+/** `deno task tables --help`. */
+export const TABLES_USAGE = `Usage: deno task tables [options]
+
+Rebuilds the CSV tables and plots from the run JSONs of any number of shards.
+
+  --runs DIR   folder of run result JSONs, or one JSON file of results (default: results/runs)
+  --out DIR    where the tables and plots go (default: results/tables)
+  --help       this text
+
+Exit codes: 0 written, 1 an error reading the results or writing the tables, 2 bad arguments.`;
+
+/** Options of {@link main} (tests capture the output). */
+export interface TablesMainOptions {
+  readonly log?: (s: string) => void;
+  readonly error?: (s: string) => void;
+}
+
+/**
+ * `deno task tables`: parse the arguments, check the folders, write the tables. Errors are one
+ * line naming the flag or the file, never a stack trace.
+ *
+ * @param args command-line arguments
+ * @param opts output sinks
+ * @returns the exit code (0 written, 1 an error, 2 bad arguments)
+ */
+export async function main(args: string[], opts: TablesMainOptions = {}): Promise<number> {
+  const log = opts.log ?? ((s: string) => console.log(s));
+  const error = opts.error ?? ((s: string) => console.error(s));
+  let values;
+  try {
+    values = parseArgs({
+      args,
+      options: {
+        runs: { type: "string", default: "results/runs" },
+        out: { type: "string", default: "results/tables" },
+        help: { type: "boolean", default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (e) {
+    error(`${(e as Error).message}\n\n${TABLES_USAGE}`);
+    return 2;
+  }
   if (values.help) {
-    console.log("Usage: deno task tables [--runs DIR (results/runs)] [--out DIR (results/tables)]");
-    Deno.exit(0);
+    log(TABLES_USAGE);
+    return 0;
+  }
+  const bad = await argumentProblem(values.runs, values.out);
+  if (bad !== undefined) {
+    error(bad);
+    return 2;
   }
   try {
-    for (const f of await writeTables(values.runs, values.out)) console.log(f);
+    for (const f of await writeTables(values.runs, values.out)) log(f);
+    return 0;
   } catch (e) {
-    console.error((e as Error).message);
-    Deno.exit(1);
+    error((e as Error).message);
+    return 1;
   }
+}
+
+/** What is wrong with `--runs` and `--out` before anything is read, or undefined. */
+async function argumentProblem(runs: string, out: string): Promise<string | undefined> {
+  try {
+    checkOutputFolder("--out", out);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  if (!(await pathExists(runs))) return `--runs ${runs}: no such folder`;
+  if (!(await isDirectory(runs))) return undefined; // a JSON file of results, as loadResults reads
+  for await (const e of Deno.readDir(runs)) if (e.name.endsWith(".json")) return undefined;
+  return `--runs ${runs}: no run results (*.json) there; deno task bench writes them (its --out, ` +
+    `default results/runs)`;
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
 }

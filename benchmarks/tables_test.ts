@@ -10,6 +10,7 @@ import {
   attentionTable,
   flopsTable,
   loadAccounting,
+  main,
   type PaperRow,
   paramsTable,
   readPaperTable,
@@ -350,6 +351,49 @@ Deno.test("writeTables() that fails leaves the previous tables whole and no temp
       /accounting failed/,
     );
     assert.deepEqual(await snapshot(), before);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main() (deno task tables) names a bad flag, folder or result in one line, exit 2 or 1", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = join(dir, "a-file");
+    await Deno.writeTextFile(file, "x");
+    const empty = join(dir, "empty");
+    await Deno.mkdir(empty);
+    const broken = join(dir, "broken");
+    await Deno.mkdir(broken);
+    await Deno.writeTextFile(join(broken, "r.json"), '{"spec": ');
+    const out = join(dir, "tables");
+    const cases: [string[], number, RegExp][] = [
+      [["--rnus", empty], 2, /^Unknown option '--rnus'\n\nUsage: deno task tables/],
+      [["--runs"], 2, /^Option '--runs <value>' argument missing/],
+      [["stray"], 2, /^Unexpected argument 'stray'/],
+      [["--runs", join(dir, "nope"), "--out", out], 2, /^--runs .*nope: no such folder$/],
+      [["--runs", empty, "--out", out], 2, /^--runs .*empty: no run results \(\*\.json\) there/],
+      [["--runs", broken, "--out", file], 2, /^--out .*a-file: is a file, not a folder$/],
+      [["--runs", broken, "--out", out], 1, /^.*broken\/r\.json: invalid JSON/],
+    ];
+    for (const [args, code, want] of cases) {
+      const err: string[] = [];
+      assert.equal(
+        await main(args, { log: () => {}, error: (s) => err.push(s) }),
+        code,
+        args.join(" "),
+      );
+      assert.equal(err.length, 1, args.join(" "));
+      assert.match(err[0]!, want);
+    }
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), [
+      "a-file",
+      "broken",
+      "empty",
+    ], "no table folder was made");
+    const log: string[] = [];
+    assert.equal(await main(["--help"], { log: (s) => log.push(s) }), 0);
+    assert.match(log.join("\n"), /--runs DIR[\s\S]*--out DIR[\s\S]*--help/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
