@@ -61,7 +61,7 @@ import {
   gatedGeluRows,
   updatePathsTaken,
 } from "../model/fused.ts";
-import { writeFileAtomic } from "../model/fs.ts";
+import { checkOutputFolder, writeFileAtomic } from "../model/fs.ts";
 import { countGpuWork, hostOnlySteps, waitFor } from "../model/webgpu/counters.ts";
 import {
   resetWebgpuKernelStats,
@@ -870,7 +870,15 @@ export async function main(args: string[]): Promise<PerfReport> {
     : quick
     ? QUICK_WORKLOADS
     : DEFAULT_WORKLOADS;
-  const workloads = workloadNames.map((spec) => ({ spec, parsed: parseWorkload(spec) }));
+  const workloads = workloadNames.map((spec) => {
+    try {
+      return { spec, parsed: parseWorkload(spec) };
+    } catch (e) {
+      // parseWorkload's own messages name this file; an unknown preset's does not.
+      const m = (e as Error).message.replace(/^benchmarks\/perf\.ts: /, "");
+      throw new Error(`benchmarks/perf.ts: --workloads "${spec}": ${m}`);
+    }
+  });
   const reps = Number(values.steps ?? (quick ? 2 : 5));
   if (!Number.isInteger(reps) || reps < 1) {
     throw new Error(
@@ -901,8 +909,12 @@ export async function main(args: string[]): Promise<PerfReport> {
   }
   const rounds = Number(values.rounds);
   if (!Number.isInteger(rounds) || rounds < 1) {
-    throw new Error(`benchmarks/perf.ts: --rounds must be a positive integer`);
+    throw new Error(
+      `benchmarks/perf.ts: --rounds must be a positive integer, got "${values.rounds}"`,
+    );
   }
+  // A bad --out-dir must stop the command now, not after every measurement has run.
+  if (!values["no-save"]) checkOutputFolder("benchmarks/perf.ts: --out-dir", values["out-dir"]);
   // Rounds repeat the whole backend list, so A/B variants alternate on a noisy host.
   const backends = Array.from({ length: rounds }, () => backendList).flat();
 
@@ -1112,7 +1124,36 @@ export async function main(args: string[]): Promise<PerfReport> {
   return report;
 }
 
+/** Output sinks of {@link cli} (tests capture them). */
+export interface PerfCliOptions {
+  readonly log?: (s: string) => void;
+  readonly error?: (s: string) => void;
+}
+
+/**
+ * `deno task perf`: `--help` prints {@link PERF_USAGE}; otherwise {@link main}, whose errors (a bad
+ * option, an unusable `--out-dir`) are printed as one message, without a stack trace.
+ *
+ * @param args command-line arguments
+ * @param opts output sinks
+ * @returns the exit code: 0, or 1 with the error printed
+ */
+export async function cli(args: string[], opts: PerfCliOptions = {}): Promise<number> {
+  if (args.includes("--help") || args.includes("-h")) {
+    (opts.log ?? console.log)(PERF_USAGE);
+    return 0;
+  }
+  try {
+    await main(args);
+    return 0;
+  } catch (e) {
+    (opts.error ?? console.error)(e instanceof Error ? e.message : String(e));
+    return 1;
+  }
+}
+
 if (import.meta.main) {
-  if (Deno.args.includes("--help") || Deno.args.includes("-h")) console.log(PERF_USAGE);
-  else await main(Deno.args);
+  // Exit explicitly only on failure: a measured run ends as it always did.
+  const code = await cli(Deno.args);
+  if (code !== 0) Deno.exit(code);
 }

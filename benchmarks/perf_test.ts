@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { main, optimizerPath, planWasmT5, type StepResult } from "./perf.ts";
+import { cli, main, optimizerPath, planWasmT5, type StepResult } from "./perf.ts";
 import { preset } from "../model/config.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
 
@@ -94,6 +94,43 @@ Deno.test("perf: bad options are rejected with the option name", async () => {
       /micro-batch after "\/" must be a positive integer dividing the batch 4/,
       w,
     );
+  }
+});
+
+Deno.test("perf: cli() prints a bad option or --out-dir as one line, exit 1, before measuring", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/a-file`;
+    await Deno.writeTextFile(file, "x");
+    const cases: [string[], RegExp][] = [
+      [
+        ["--backend", "wasm"],
+        /^benchmarks\/perf\.ts: Unknown option '--backend' \(deno task perf --help\)$/,
+      ],
+      [["--backends", "gpu"], /^benchmarks\/perf\.ts: --backends: unknown "gpu"/],
+      [["--rounds", "x"], /^benchmarks\/perf\.ts: --rounds must be a positive integer, got "x"$/],
+      [
+        ["--workloads", "t5:nosuch"],
+        /^benchmarks\/perf\.ts: --workloads "t5:nosuch": Unknown T5 preset "nosuch"/,
+      ],
+      [
+        ["--backends", "cpu", "--sizes", "8", "--out-dir", file],
+        /^benchmarks\/perf\.ts: --out-dir .*a-file: is a file, not a folder$/,
+      ],
+    ];
+    for (const [args, want] of cases) {
+      const err: string[] = [];
+      const start = performance.now();
+      assert.equal(await cli(args, { error: (s) => err.push(s) }), 1, args.join(" "));
+      assert.equal(err.length, 1);
+      assert.match(err[0]!, want);
+      assert.ok(performance.now() - start < 5000, `${args.join(" ")}: stopped before measuring`);
+    }
+    const out: string[] = [];
+    assert.equal(await cli(["--help"], { log: (s) => out.push(s) }), 0);
+    assert.match(out.join("\n"), /--backends LIST[\s\S]*--out-dir DIR/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
