@@ -20,7 +20,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { requestTfjsAdapter } from "../model/webgpu/adapter.ts";
 import "@tensorflow/tfjs-backend-webgpu";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import {
   adapterId,
@@ -42,7 +42,7 @@ import {
 } from "../model/webgpu/autotune.ts";
 import { parseChoice, tuningPathFor } from "../model/webgpu/tuning.ts";
 import { makeWorkload, parseWorkload } from "./perf.ts";
-import { writeFileAtomic } from "../model/fs.ts";
+import { checkOutputFolder, writeFileAtomic } from "../model/fs.ts";
 import { gitState } from "./provenance.ts";
 import { quietWaylandProbe } from "../model/webgpu/wsi_env.ts";
 
@@ -93,6 +93,26 @@ function positiveInt(text: string, flag: string): number {
 }
 
 /**
+ * Checks `--out` before the adapter is opened: a folder, or a path below a file, is an error
+ * naming the flag (reading it later said only "Not a directory (os error 20)").
+ */
+function checkTableFile(out: string): void {
+  let isFolder = false;
+  try {
+    isFolder = Deno.statSync(out).isDirectory;
+  } catch {
+    // Absent (or below a file: the folder check names it).
+  }
+  if (isFolder) {
+    throw new Error(
+      `benchmarks/tune.ts: --out ${out}: is a folder; give the table's file name, e.g. ` +
+        `${join(out, "<adapter>.json")}`,
+    );
+  }
+  checkOutputFolder(`benchmarks/tune.ts: --out ${out}: the folder`, dirname(out));
+}
+
+/**
  * Runs the tuning with command-line `args`.
  *
  * @param args command-line arguments (see {@link TUNE_USAGE})
@@ -134,7 +154,13 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
     ? QUICK_WORKLOADS
     : DEFAULT_TUNE_WORKLOADS;
   const parsed = specs.map((spec) => {
-    const w = parseWorkload(spec);
+    let w;
+    try {
+      w = parseWorkload(spec);
+    } catch (e) {
+      const m = (e as Error).message.replace(/^benchmarks\/perf\.ts: /, "");
+      throw new Error(`benchmarks/tune.ts: --workloads "${spec}": ${m}`);
+    }
     if (w.kind !== "t5") {
       throw new Error(`benchmarks/tune.ts: --workloads "${spec}": only t5 workloads are tuned`);
     }
@@ -149,6 +175,8 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
   const candidateText = values.candidates ?? (quick ? QUICK_CANDIDATES : undefined);
   const only: MatMulChoice[] | undefined = candidateText?.split(",").map((s) => s.trim())
     .filter((s) => s !== "").map((s) => parseChoice(s, "benchmarks/tune.ts: --candidates"));
+
+  if (values.out !== undefined) checkTableFile(values.out);
 
   quietWaylandProbe();
   const adapter = await requestTfjsAdapter();
@@ -169,11 +197,15 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
   const path = values.out ?? tuningPathFor(id);
   // Read (and validate) an existing table before spending time: a bad or foreign one stops here.
   let old: MatMulTuningTable | undefined;
+  let text: string | undefined;
   try {
-    old = parseTuningTable(await Deno.readTextFile(path), path);
+    text = await Deno.readTextFile(path);
   } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    if (!(e instanceof Deno.errors.NotFound)) {
+      throw new Error(`benchmarks/tune.ts: cannot read the table ${path}: ${(e as Error).message}`);
+    }
   }
+  if (text !== undefined) old = parseTuningTable(text, path);
   if (old !== undefined && adapterSlug(old.adapter) !== adapterSlug(id)) {
     throw new Error(
       `benchmarks/tune.ts: ${path} holds a table for ${old.adapter.description}, not for ` +

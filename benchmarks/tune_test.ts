@@ -98,4 +98,24 @@ Deno.test("deno task tune: bad arguments are refused with the flag named", async
     /micro-batches .* give the batch the GPU runs/,
   );
   await assert.rejects(main(["--candidates=stock,t99"]), /--candidates: .*unknown tile "t99"/);
+  await assert.rejects(
+    main(["--workloads=t5:nosuch"]),
+    /^Error: benchmarks\/tune\.ts: --workloads "t5:nosuch": Unknown T5 preset "nosuch"/,
+  );
+  // An --out that cannot be a table file is refused before the adapter is opened.
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/a-file`;
+    await Deno.writeTextFile(file, "x");
+    await assert.rejects(
+      main([`--out=${dir}`]),
+      new RegExp(`--out ${dir}: is a folder; give the table's file name`),
+    );
+    await assert.rejects(
+      main([`--out=${file}/table.json`]),
+      new RegExp(`--out ${file}/table\\.json: the folder ${file}: is a file, not a folder`),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
