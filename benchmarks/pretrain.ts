@@ -27,8 +27,13 @@ import { saveHfFolder } from "../model/checkpoint.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
 import { trainSentencePiece, withSentinels } from "../model/spm.ts";
 import { sharedPath } from "../model/shared_dir.ts";
-import { isFileSync as isFile } from "../model/fs.ts";
-import { type BackendName, currentBackendInfo, selectBackend } from "../model/backend.ts";
+import { checkOutputFolder, isFileSync as isFile } from "../model/fs.ts";
+import {
+  BACKEND_NAMES,
+  type BackendName,
+  currentBackendInfo,
+  selectBackend,
+} from "../model/backend.ts";
 import { spanCorrupt, T5_SPAN_CORRUPTION } from "../tasks/span_corruption.ts";
 import {
   defaultCacheDir as defaultDataCacheDir,
@@ -324,10 +329,13 @@ export async function pretrainBackbone(
     }
   }
   // Span corruption needs T5's sentinels; a tokenizer without them gets them appended.
-  const tokenizerJson = withSentinels(
-    JSON.parse(await Deno.readTextFile(tokenizerFile)) as Record<string, unknown>,
-    tokenizerFile,
-  );
+  let tokenizerRaw: Record<string, unknown>;
+  try {
+    tokenizerRaw = JSON.parse(await Deno.readTextFile(tokenizerFile)) as Record<string, unknown>;
+  } catch (e) {
+    throw new Error(`${tokenizerFile}: not a tokenizer.json: ${(e as Error).message}`);
+  }
+  const tokenizerJson = withSentinels(tokenizerRaw, tokenizerFile);
   const tokenizerText = JSON.stringify(tokenizerJson);
   const key = (sha256(JSON.stringify({
     v: 3,
@@ -516,6 +524,9 @@ export async function ensurePretrainedBackbone(
   return dir;
 }
 
+/** The smallest `--vocab-size`: 100 sentinels and 16 pieces (`model/spm.ts`). */
+const MIN_VOCAB_SIZE = 116;
+
 const HELP = `deno task pretrain [options]
 
 Pretrains a tiny T5 on span corruption and caches it as a Hugging Face folder.
@@ -525,21 +536,27 @@ Pretrains a tiny T5 on span corruption and caches it as a Hugging Face folder.
                        file the download cache where its manifest lists it, else ../shared/data)
   --corpus FILE        text file(s), one document per line (repeatable); replaces the task corpus
   --tokenizer FILE     existing tokenizer.json with sentinels (default: train one with spm_train)
-  --vocab-size N       size of a trained vocabulary incl. 100 sentinels (default ${PRETRAIN_DEFAULTS.vocabSize})
+  --vocab-size N       size of a trained vocabulary incl. 100 sentinels
+                       (>= ${MIN_VOCAB_SIZE}; default ${PRETRAIN_DEFAULTS.vocabSize})
   --steps N            optimizer steps (default ${PRETRAIN_DEFAULTS.steps})
   --batch-size N       sequences per step (default ${PRETRAIN_DEFAULTS.batchSize})
   --chunk-length N     tokens per packed chunk (default ${PRETRAIN_DEFAULTS.chunkLength})
   --lr X               AdamW learning rate (default ${PRETRAIN_DEFAULTS.learningRate})
   --seed N             root seed (default 0)
-  --backend X          auto (default), wasm+blas, wasm or cpu (pure JS: the same weights on every host)
+  --backend X          ${BACKEND_NAMES.join(", ")}
+                       (default auto; cpu is pure JS: the same weights on every host)
   --cache-dir DIR      cache root (default $HYPERPROMPT_CACHE or ~/.cache/hyperprompt-bench)
   --help               this text`;
 
-function intArg(v: string | undefined, name: string, fallback: number): number {
+function intArg(v: string | undefined, name: string, fallback: number, min = 1): number {
   if (v === undefined) return fallback;
   const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) {
-    throw new Error(`--${name} must be a positive integer, got "${v}"`);
+  if (!Number.isInteger(n) || n < min) {
+    throw new Error(
+      min === 1
+        ? `--${name} must be a positive integer, got "${v}"`
+        : `--${name} must be an integer >= ${min}, got "${v}"`,
+    );
   }
   return n;
 }
@@ -552,10 +569,45 @@ function seedArg(v: string): number {
   return n;
 }
 
-if (import.meta.main) {
+/** Throws unless `path`, named by `flag`, is a readable file. */
+function fileArg(flag: string, path: string): void {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(path);
+  } catch (e) {
+    throw new Error(
+      e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory
+        ? `${flag} ${path}: no such file`
+        : `${flag} ${path}: ${(e as Error).message}`,
+    );
+  }
+  if (!info.isFile) throw new Error(`${flag} ${path}: is a folder, not a file`);
+}
+
+/** Options of {@link main} (tests capture the output and replace the pretraining). */
+export interface PretrainMainOptions {
+  readonly log?: (s: string) => void;
+  readonly error?: (s: string) => void;
+  /** The pretraining (default {@link pretrainBackbone}). */
+  readonly pretrain?: typeof pretrainBackbone;
+}
+
+/**
+ * `deno task pretrain`: every argument is checked (numbers, `--backend`, the files and
+ * folders named) before the corpus is read, and an error is one line naming the flag, never a
+ * stack trace.
+ *
+ * @param args command-line arguments (see the help text)
+ * @param opts output sinks and the pretraining
+ * @returns the exit code: 0 written (or cached), 1 an error
+ */
+export async function main(args: string[], opts: PretrainMainOptions = {}): Promise<number> {
+  const log = opts.log ?? ((s: string) => console.log(s));
+  const error = opts.error ?? ((s: string) => console.error(s));
+  let started = false;
   try {
     const { values } = parseArgs({
-      args: Deno.args,
+      args,
       options: {
         preset: { type: "string" },
         "data-dir": { type: "string" },
@@ -573,30 +625,58 @@ if (import.meta.main) {
       },
     });
     if (values.help) {
-      console.log(HELP);
-      Deno.exit(0);
+      log(HELP);
+      return 0;
     }
     const lr = values.lr === undefined ? PRETRAIN_DEFAULTS.learningRate : Number(values.lr);
-    if (!(lr > 0)) throw new Error(`--lr must be a positive number, got "${values.lr}"`);
-    const { dir, info } = await pretrainBackbone({
-      preset: values.preset ?? PRETRAIN_DEFAULTS.preset,
+    if (!(lr > 0) || !Number.isFinite(lr)) {
+      throw new Error(`--lr must be a positive number, got "${values.lr}"`);
+    }
+    const backend = values.backend;
+    if (backend !== undefined && !(BACKEND_NAMES as readonly string[]).includes(backend)) {
+      throw new Error(`--backend must be one of ${BACKEND_NAMES.join(", ")}, got "${backend}"`);
+    }
+    const presetName = values.preset ?? PRETRAIN_DEFAULTS.preset;
+    preset(presetName); // an unknown preset stops here, naming the known ones
+    for (const f of values.corpus ?? []) fileArg("--corpus", f);
+    if (values.tokenizer !== undefined) fileArg("--tokenizer", values.tokenizer);
+    const cacheDir = values["cache-dir"] ?? defaultCacheDir();
+    checkOutputFolder(
+      values["cache-dir"] === undefined ? "the cache folder" : "--cache-dir",
+      cacheDir,
+    );
+    const settings: PretrainOptions = {
+      preset: presetName,
       ...(values["data-dir"] ? { dataDir: values["data-dir"] } : {}),
       ...(values.corpus ? { corpusFiles: values.corpus } : {}),
       ...(values.tokenizer ? { tokenizer: values.tokenizer } : {}),
-      vocabSize: intArg(values["vocab-size"], "vocab-size", PRETRAIN_DEFAULTS.vocabSize),
+      vocabSize: intArg(
+        values["vocab-size"],
+        "vocab-size",
+        PRETRAIN_DEFAULTS.vocabSize,
+        MIN_VOCAB_SIZE,
+      ),
       steps: intArg(values.steps, "steps", PRETRAIN_DEFAULTS.steps),
       batchSize: intArg(values["batch-size"], "batch-size", PRETRAIN_DEFAULTS.batchSize),
       chunkLength: intArg(values["chunk-length"], "chunk-length", PRETRAIN_DEFAULTS.chunkLength),
       learningRate: lr,
       seed: values.seed === undefined ? 0 : seedArg(values.seed),
-      ...(values.backend === undefined ? {} : { backend: values.backend as BackendName }),
-      cacheDir: values["cache-dir"] ?? defaultCacheDir(),
-    });
+      ...(backend === undefined ? {} : { backend: backend as BackendName }),
+      cacheDir,
+    };
+    started = true;
+    const { dir, info } = await (opts.pretrain ?? pretrainBackbone)(settings);
     const first = info.losses[0]?.loss;
     const last = info.losses.at(-1)?.loss;
-    console.log(`${dir}\nloss ${first?.toFixed(4)} -> ${last?.toFixed(4)} in ${info.steps} steps`);
+    log(`${dir}\nloss ${first?.toFixed(4)} -> ${last?.toFixed(4)} in ${info.steps} steps`);
+    return 0;
   } catch (e) {
-    console.error(`error: ${e instanceof Error ? e.message : String(e)}`);
-    Deno.exit(1);
+    const hint = started ? "" : " (deno task pretrain --help)";
+    error(`error: ${e instanceof Error ? e.message : String(e)}${hint}`);
+    return 1;
   }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
 }

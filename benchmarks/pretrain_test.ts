@@ -8,6 +8,7 @@ import { sharedPath } from "../model/shared_dir.ts";
 import { loadExamples } from "../tasks/load.ts";
 import {
   ensureTaskTokenizer,
+  main,
   pretrainBackbone,
   REFERENCE_TOKENIZER,
   SpmUnavailableError,
@@ -256,6 +257,50 @@ Deno.test("pretrainBackbone() without spm_train uses the reference tokenizer wit
       const withSpm = await pretrainBackbone(rest);
       ok(withSpm.dir !== r.dir, "cache key covers the tokenizer");
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main() (deno task pretrain) checks every argument before the corpus is read", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = join(dir, "a-file");
+    await Deno.writeTextFile(file, "not json");
+    const cache = join(dir, "cache");
+    const base = ["--preset", "tiny-v1_1", "--cache-dir", cache];
+    const cases: [string[], RegExp][] = [
+      [["--stpes", "3"], /^error: Unknown option '--stpes' \(deno task pretrain --help\)$/],
+      [[...base, "--backend", "gpu"], /^error: --backend must be one of auto, .*cpu, got "gpu"/],
+      [[...base, "--vocab-size", "50"], /^error: --vocab-size must be an integer >= 116, got "50"/],
+      [[...base, "--lr", "Infinity"], /^error: --lr must be a positive number, got "Infinity"/],
+      [[...base, "--corpus", join(dir, "nope.txt")], /^error: --corpus .*nope\.txt: no such file/],
+      [[...base, "--tokenizer", dir], /^error: --tokenizer .*: is a folder, not a file/],
+      [["--preset", "tiny-v1_1", "--cache-dir", file], /^error: --cache-dir .*a-file: is a file/],
+      [["--preset", "nosuch"], /^error: Unknown T5 preset "nosuch"/],
+    ];
+    let pretrained = 0;
+    const pretrain: typeof pretrainBackbone = () => {
+      pretrained++;
+      return Promise.reject(new Error("not reached"));
+    };
+    for (const [args, want] of cases) {
+      const err: string[] = [];
+      equal(await main(args, { error: (s) => err.push(s), pretrain }), 1, args.join(" "));
+      equal(err.length, 1);
+      ok(want.test(err[0]!), `${args.join(" ")}: ${err[0]}`);
+    }
+    equal(pretrained, 0, "nothing was pretrained");
+    // A tokenizer file that is not JSON is named by pretrainBackbone.
+    const err: string[] = [];
+    const corpus = join(dir, "corpus.txt");
+    await Deno.writeTextFile(corpus, "a few words\nof text\n");
+    const args = [...base, "--corpus", corpus, "--tokenizer", file, "--steps", "1"];
+    equal(await main(args, { error: (s) => err.push(s), log: () => {} }), 1);
+    ok(/^error: .*a-file: not a tokenizer\.json: /.test(err[0]!), err[0]);
+    const out: string[] = [];
+    equal(await main(["--help"], { log: (s) => out.push(s) }), 0);
+    ok(/--backend X +auto, tensorflow, webgpu, wasm, wasm\+blas, cpu/.test(out[0]!), out[0]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
