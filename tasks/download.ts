@@ -34,7 +34,7 @@ import {
   TASK_SOURCES,
   type TaskSource,
 } from "./sources.ts";
-import { writeFileAtomic, writeFilesAtomic } from "../model/fs.ts";
+import { checkOutputFolder, writeFileAtomic, writeFilesAtomic } from "../model/fs.ts";
 
 /** Which source to use. */
 export type SourceChoice = "auto" | "official" | "parquet";
@@ -574,6 +574,8 @@ export function selectTasks(
  */
 export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
   const cacheDir = opts.cacheDir ?? defaultCacheDir();
+  // Unknown task names stop here, before the cache folder is made.
+  const tasks = selectTasks(opts.tasks, opts.taskSources ?? TASK_SOURCES);
   await Deno.mkdir(cacheDir, { recursive: true });
   const enc = new TextEncoder();
   const ctx: Ctx = {
@@ -589,7 +591,6 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
     raws: [],
   };
   const source = opts.source ?? "auto";
-  const tasks = selectTasks(opts.tasks, opts.taskSources ?? TASK_SOURCES);
   const results: TaskResult[] = [];
   const failures: string[] = [];
   for (const task of tasks) {
@@ -655,58 +656,124 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
   return results;
 }
 
-function parseArgs(args: string[]): DownloadOptions & { help?: boolean } {
+/**
+ * Parses `deno task download` arguments. A flag's value may follow it or be given as
+ * `--flag=value`; a value that is itself a flag (`--tasks --cache-dir DIR`) is an error, as is a
+ * value given to a switch (`--verify=no`).
+ *
+ * @param args command-line arguments
+ * @returns the download options, and whether `--help` was given
+ * @throws Error naming the flag for an unknown flag, a missing or bad value
+ */
+export function parseDownloadArgs(args: string[]): DownloadOptions & { help?: boolean } {
   const o: DownloadOptions & { help?: boolean } = { tasks: [] };
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
+    const eq = a.indexOf("=");
+    const key = eq >= 0 ? a.slice(0, eq) : a;
     const val = () => {
-      const eq = a.indexOf("=");
       if (eq >= 0) return a.slice(eq + 1);
       const v = args[++i];
       if (v === undefined) throw new Error(`${a} needs a value`);
+      if (v.startsWith("--")) throw new Error(`${a} needs a value, got the flag ${v}`);
       return v;
     };
-    const key = a.split("=")[0];
-    if (key === "--tasks") o.tasks = [...o.tasks, ...val().split(",")];
-    else if (key === "--cache-dir") o.cacheDir = val();
+    const flag = () => {
+      if (eq >= 0) throw new Error(`${key} takes no value, got "${a}"`);
+      return true;
+    };
+    if (key === "--tasks") {
+      const v = val();
+      const names = v.split(",").map((n) => n.trim()).filter((n) => n !== "");
+      if (names.length === 0) throw new Error(`--tasks "${v}" names no task`);
+      o.tasks = [...o.tasks, ...names];
+    } else if (key === "--cache-dir") o.cacheDir = val();
     else if (key === "--source") {
       const s = val();
       if (s !== "auto" && s !== "official" && s !== "parquet") {
-        throw new Error(`--source ${s}: auto|official|parquet`);
+        throw new Error(`--source must be auto, official or parquet, got "${s}"`);
       }
       o.source = s;
     } else if (key === "--retries") {
-      const n = Number(val());
-      if (!Number.isInteger(n) || n < 0) {
-        throw new Error(`--retries must be a non-negative integer`);
+      const v = val();
+      const n = Number(v);
+      if (v.trim() === "" || !Number.isInteger(n) || n < 0) {
+        throw new Error(`--retries must be a non-negative integer, got "${v}"`);
       }
       o.retries = n;
-    } else if (key === "--verify") o.verify = true;
-    else if (key === "--keep-downloads") o.keepDownloads = true;
-    else if (key === "--quiet") o.quiet = true;
-    else if (key === "--help" || key === "-h") o.help = true;
-    else throw new Error(`unknown argument ${a} (try --help)`);
+    } else if (key === "--verify") o.verify = flag();
+    else if (key === "--keep-downloads") o.keepDownloads = flag();
+    else if (key === "--quiet") o.quiet = flag();
+    else if (key === "--help" || key === "-h") o.help = flag();
+    else throw new Error(`unknown argument ${a}`);
   }
   return o;
 }
 
-if (import.meta.main) {
+/** `deno task download --help`, with the cache folder it would use. */
+function downloadUsage(): string {
+  let cache: string;
   try {
-    const o = parseArgs(Deno.args);
-    if (o.help || o.tasks.length === 0) {
-      console.log(
-        "usage: deno task download --tasks all|glue|super_glue|cola,rte,super_glue/rte,... " +
-          "[--cache-dir DIR] [--source auto|official|parquet] [--verify] [--keep-downloads] [--retries N] [--quiet]\n" +
-          `cache default: ${defaultCacheDir()} (HYPERPROMPT_CACHE=root overrides)\n` +
-          `tasks: ${TASK_SOURCES.map((t) => t.id).join(", ")}`,
-      );
-      Deno.exit(o.help ? 0 : 2);
-    }
-    const res = await download(o);
-    const dir = o.cacheDir ?? defaultCacheDir();
-    console.log(`done: ${res.map((r) => `${r.task}=${r.status}`).join(" ")}\ndata dir: ${dir}`);
+    cache = defaultCacheDir();
   } catch (e) {
-    console.error((e as Error).message);
-    Deno.exit(1);
+    cache = `none (${(e as Error).message})`;
   }
+  return "usage: deno task download --tasks all|glue|super_glue|cola,rte,super_glue/rte,... " +
+    "[--cache-dir DIR] [--source auto|official|parquet] [--verify] [--keep-downloads] " +
+    "[--retries N] [--quiet]\n" +
+    `cache default: ${cache} (HYPERPROMPT_CACHE=root overrides)\n` +
+    `tasks: ${TASK_SOURCES.map((t) => t.id).join(", ")}`;
+}
+
+/** Options of {@link main} (tests capture the output and replace the downloader). */
+export interface DownloadMainOptions {
+  readonly log?: (s: string) => void;
+  readonly error?: (s: string) => void;
+  /** The downloader (default {@link download}). */
+  readonly download?: (opts: DownloadOptions) => Promise<TaskResult[]>;
+}
+
+/**
+ * `deno task download`: the arguments, the task names and the cache folder are checked before
+ * anything is fetched or created; an error is one line naming the flag, never a stack trace.
+ *
+ * @param args command-line arguments
+ * @param opts output sinks and the downloader
+ * @returns the exit code: 0 done, 1 a download failed, 2 bad arguments
+ */
+export async function main(args: string[], opts: DownloadMainOptions = {}): Promise<number> {
+  const log = opts.log ?? ((s: string) => console.log(s));
+  const error = opts.error ?? ((s: string) => console.error(s));
+  let o: DownloadOptions & { help?: boolean };
+  let dir: string;
+  try {
+    o = parseDownloadArgs(args);
+    if (o.help) {
+      log(downloadUsage());
+      return 0;
+    }
+    if (o.tasks.length === 0) {
+      error(`--tasks is required: name the tasks to download\n${downloadUsage()}`);
+      return 2;
+    }
+    selectTasks(o.tasks); // an unknown task stops here, before the cache folder is made
+    dir = o.cacheDir ?? defaultCacheDir();
+    checkOutputFolder(o.cacheDir === undefined ? "the cache folder" : "--cache-dir", dir);
+  } catch (e) {
+    error(`${(e as Error).message} (deno task download --help)`);
+    return 2;
+  }
+  const { help: _, ...downloadOpts } = o;
+  try {
+    const res = await (opts.download ?? download)(downloadOpts);
+    log(`done: ${res.map((r) => `${r.task}=${r.status}`).join(" ")}\ndata dir: ${dir}`);
+    return 0;
+  } catch (e) {
+    error((e as Error).message);
+    return 1;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
 }

@@ -2,7 +2,14 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { zipSync } from "fflate";
 import { parquetWriteBuffer } from "hyparquet-writer";
-import { buildMrpc, download, readManifest, sha256Hex } from "./download.ts";
+import {
+  buildMrpc,
+  download,
+  main,
+  parseDownloadArgs,
+  readManifest,
+  sha256Hex,
+} from "./download.ts";
 import type { TaskSource } from "./sources.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 
@@ -644,5 +651,60 @@ Deno.test("HTTP 416 on resume: a complete .part is accepted, a longer one is res
     } finally {
       await Deno.remove(cacheDir, { recursive: true });
     }
+  }
+});
+
+Deno.test("main() (deno task download) refuses bad arguments in one line, exit 2, creating nothing", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = join(dir, "a-file");
+    await Deno.writeTextFile(file, "x");
+    const cache = join(dir, "cache");
+    const cases: [string[], RegExp][] = [
+      [[], /^--tasks is required: name the tasks to download\nusage: deno task download/],
+      [["--task", "cola"], /^unknown argument --task \(deno task download --help\)$/],
+      [["--tasks"], /^--tasks needs a value/],
+      [["--tasks", "--cache-dir", cache], /^--tasks needs a value, got the flag --cache-dir/],
+      [["--tasks", ","], /^--tasks "," names no task/],
+      [["--tasks="], /^--tasks "" names no task/],
+      [
+        ["--tasks", "cola", "--retries", "-1"],
+        /^--retries must be a non-negative integer, got "-1"/,
+      ],
+      [["--tasks", "cola", "--retries="], /^--retries must be a non-negative integer, got ""/],
+      [["--tasks", "cola", "--verify=no"], /^--verify takes no value, got "--verify=no"/],
+      [
+        ["--tasks", "cola", "--source", "hf"],
+        /^--source must be auto, official or parquet, got "hf"/,
+      ],
+      [["--tasks", "colaa", "--cache-dir", cache], /^unknown task "colaa"; known: glue\/cola/],
+      [["--tasks", "cola", "--cache-dir", file], /^--cache-dir .*a-file: is a file, not a folder/],
+    ];
+    let downloads = 0;
+    const fake = () => {
+      downloads++;
+      return Promise.resolve([]);
+    };
+    for (const [args, want] of cases) {
+      const err: string[] = [];
+      const code = await main(args, { error: (s) => err.push(s), log: () => {}, download: fake });
+      assert.equal(code, 2, args.join(" "));
+      assert.equal(err.length, 1, args.join(" "));
+      assert.match(err[0]!, want);
+    }
+    assert.equal(downloads, 0);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["a-file"], "no cache made");
+    assert.deepEqual(parseDownloadArgs(["--tasks=cola,rte", "--tasks", " cb ", "--verify"]), {
+      tasks: ["cola", "rte", "cb"],
+      verify: true,
+    });
+    // download() itself rejects an unknown task before making the cache folder.
+    await assert.rejects(download({ tasks: ["colaa"], cacheDir: cache }), /unknown task "colaa"/);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["a-file"], "no cache made");
+    const out: string[] = [];
+    assert.equal(await main(["--help"], { log: (s) => out.push(s) }), 0);
+    assert.match(out[0]!, /^usage: deno task download --tasks/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
