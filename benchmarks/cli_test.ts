@@ -367,7 +367,7 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables and --com
         /^--compare: Cannot read results ".*nope": no such file or folder$/,
       ],
       [[...base, "--compare", empty], {}, /^--compare .*empty: no run results \(\*\.json\) there/],
-      [[...base, "--compare", broken], {}, /^--compare: .*broken\/r\.json: invalid JSON/],
+      [[...base, "--compare", broken], {}, /^--compare: .*broken\/r\.json:1:10: invalid JSON/],
     ];
     for (const [args, env, want] of cases) {
       const c = capture();

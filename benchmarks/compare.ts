@@ -6,6 +6,7 @@
  * @module
  */
 import { join } from "node:path";
+import { parseJsonFile } from "../model/json.ts";
 import {
   backboneLabel,
   modelLabel,
@@ -123,12 +124,7 @@ export async function loadResults(path: string): Promise<RunResult[]> {
   } else files.push(path);
   const out: RunResult[] = [];
   for (const file of files) {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(await Deno.readTextFile(file));
-    } catch (e) {
-      throw new Error(`${file}: invalid JSON: ${(e as Error).message}`);
-    }
+    const raw = parseJsonFile(await Deno.readTextFile(file), file);
     const add = (r: RunResult, source: string) => {
       SOURCES.set(r, source);
       out.push(r);

@@ -28,6 +28,7 @@ import { T5Tokenizer } from "../model/tokenizer.ts";
 import { trainSentencePiece, withSentinels } from "../model/spm.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 import { checkOutputFolder, isFileSync as isFile } from "../model/fs.ts";
+import { parseJsonFile } from "../model/json.ts";
 import {
   BACKEND_NAMES,
   type BackendName,
@@ -329,13 +330,10 @@ export async function pretrainBackbone(
     }
   }
   // Span corruption needs T5's sentinels; a tokenizer without them gets them appended.
-  let tokenizerRaw: Record<string, unknown>;
-  try {
-    tokenizerRaw = JSON.parse(await Deno.readTextFile(tokenizerFile)) as Record<string, unknown>;
-  } catch (e) {
-    throw new Error(`${tokenizerFile}: not a tokenizer.json: ${(e as Error).message}`);
-  }
-  const tokenizerJson = withSentinels(tokenizerRaw, tokenizerFile);
+  const tokenizerJson = withSentinels(
+    parseJsonFile(await Deno.readTextFile(tokenizerFile), tokenizerFile) as Record<string, unknown>,
+    tokenizerFile,
+  );
   const tokenizerText = JSON.stringify(tokenizerJson);
   const key = (sha256(JSON.stringify({
     v: 3,

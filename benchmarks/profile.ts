@@ -6,6 +6,7 @@
  */
 import { basename, join } from "node:path";
 import { repoPath } from "../model/shared_dir.ts";
+import { parseJsonFile } from "../model/json.ts";
 import { PRESETS } from "../model/config.ts";
 import { getMethod } from "../model/methods/mod.ts";
 import { BENCHMARK_TASKS, TASKS } from "../tasks/registry.ts";
@@ -140,15 +141,10 @@ export function profilePath(nameOrPath: string): string {
  * @param file file named in errors
  * @param checks cross-module checks (defaults: {@link defaultChecks})
  * @returns the validated profile
- * @throws SpecError or Error naming the file and line
+ * @throws SpecError or Error naming the file and line (and column, for a JSON syntax error)
  */
 export function parseProfile(text: string, file: string, checks?: ProfileChecks): Profile {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${file}: invalid JSON: ${(e as Error).message}`);
-  }
+  const raw = parseJsonFile(text, file);
   return validateProfile(raw, { file, locate: jsonLocator(text) }, checks ?? defaultChecks());
 }
 

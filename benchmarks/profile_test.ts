@@ -69,7 +69,20 @@ Deno.test("parseProfile() errors name file, line and path; method configs are ch
       e instanceof Error && /t\.json:6: \$\.methods\[0\]\.config/.test(e.message) &&
       /lenght/.test(e.message),
   );
-  assert.throws(() => parseProfile("{ nope", "t.json", checks), /^Error: t\.json: invalid JSON/);
+  assert.throws(
+    () => parseProfile("{ nope", "t.json", checks),
+    /^Error: t\.json:1:3: invalid JSON: Expected property name or '}'$/,
+  );
+  // A trailing comma in an array: V8 names no position (and quotes the text); the line is found.
+  assert.throws(
+    () => parseProfile('{\n  "name": "t",\n  "seeds": [0, 1,]\n}\n', "t.json", checks),
+    { message: "t.json:3:18: invalid JSON: Unexpected token ']'" },
+  );
+  // A byte-order mark (some editors write one) is not an error.
+  assert.throws(
+    () => parseProfile("\ufeff" + base("[]"), "t.json", checks),
+    /t\.json:\d+: \$\.methods must not be empty/,
+  );
   const dir = await Deno.makeTempDir();
   const file = join(dir, "bad.json");
   await Deno.writeTextFile(file, base('[{ "name": "mtl" }]').replace('"tiny-v1_1"', '"t5-huge"'));

@@ -374,7 +374,11 @@ Deno.test("main() (deno task tables) names a bad flag, folder or result in one l
       [["--runs", join(dir, "nope"), "--out", out], 2, /^--runs .*nope: no such folder$/],
       [["--runs", empty, "--out", out], 2, /^--runs .*empty: no run results \(\*\.json\) there/],
       [["--runs", broken, "--out", file], 2, /^--out .*a-file: is a file, not a folder$/],
-      [["--runs", broken, "--out", out], 1, /^.*broken\/r\.json: invalid JSON/],
+      [
+        ["--runs", broken, "--out", out],
+        1,
+        /^.*broken\/r\.json:1:10: invalid JSON: Unexpected end of JSON input$/,
+      ],
     ];
     for (const [args, code, want] of cases) {
       const err: string[] = [];

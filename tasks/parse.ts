@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { jsonSyntaxLocation } from "../model/json.ts";
 
 /** A malformed data file: names the file, the 1-based line (0 = whole file) and the field. */
 export class DataError extends Error {
@@ -175,7 +176,13 @@ export function parseJsonl(text: string, file: string): JsonRow[] {
       value = JSON.parse(l.text);
     } catch (e) {
       const truncated = l === last && !text.endsWith("\n") ? " (truncated file?)" : "";
-      throw new DataError(file, l.line, `invalid JSON: ${(e as Error).message}${truncated}`);
+      // The column within the row; V8's own "(line 1 column …)" would count the row as line 1.
+      const at = jsonSyntaxLocation(l.text, e);
+      throw new DataError(
+        file,
+        l.line,
+        `invalid JSON: ${at.message} (column ${at.column})${truncated}`,
+      );
     }
     if (value === null || typeof value !== "object" || Array.isArray(value)) {
       throw new DataError(file, l.line, "expected a JSON object");

@@ -1,0 +1,103 @@
+/**
+ * Parsing JSON that a person wrote (profiles, result files, data rows) with errors that say
+ * where: `file:line:column: invalid JSON: <what>`. V8's `JSON.parse` gives a position for most
+ * mistakes but not all (a trailing comma in an array, `NaN`, a misspelled `true`: "Unexpected
+ * token ']', "<the first lines of the file>" is not valid JSON"); those are located here by
+ * finding the longest prefix of the text that is still the start of a valid document.
+ *
+ * @module
+ */
+
+/** Where a JSON syntax error is, and what it is without V8's position and excerpt. */
+export interface JsonSyntaxLocation {
+  /** 1-based line. */
+  readonly line: number;
+  /** 1-based column (UTF-16 code units, as editors count for most text). */
+  readonly column: number;
+  /** V8's message without "in JSON at position …" or its excerpt of the text. */
+  readonly message: string;
+}
+
+const AT_POSITION = / at position (\d+)(?: \(line \d+ column \d+\))?$/;
+const END = "Unexpected end of JSON input";
+
+/** Whether `prefix` could begin a valid JSON document (its only fault is that it ends early). */
+function viablePrefix(prefix: string): boolean {
+  try {
+    JSON.parse(prefix);
+    return true;
+  } catch (e) {
+    const m = (e as Error).message;
+    if (m === END) return true;
+    const at = AT_POSITION.exec(m);
+    return at !== null && Number(at[1]) >= prefix.length;
+  }
+}
+
+/**
+ * Locates the syntax error `JSON.parse(text)` threw.
+ *
+ * @param text the JSON text
+ * @param error what `JSON.parse` threw
+ * @returns the line, column and message
+ * @example
+ * ```ts
+ * import { jsonSyntaxLocation } from "./json.ts";
+ * let error: unknown;
+ * try {
+ *   JSON.parse('{\n  "seeds": [0, 1,]\n}');
+ * } catch (e) {
+ *   error = e;
+ * }
+ * const at = jsonSyntaxLocation('{\n  "seeds": [0, 1,]\n}', error);
+ * console.assert(at.line === 2 && at.column === 18);
+ * ```
+ */
+export function jsonSyntaxLocation(text: string, error: unknown): JsonSyntaxLocation {
+  const raw = error instanceof Error ? error.message : String(error);
+  let offset: number;
+  let message: string;
+  const at = AT_POSITION.exec(raw);
+  if (at !== null) {
+    offset = Number(at[1]);
+    message = raw.slice(0, at.index).replace(/ in JSON$/, "");
+  } else if (raw === END) {
+    offset = text.length;
+    message = raw;
+  } else {
+    // The first character after the longest viable prefix is the culprit (binary search: a
+    // prefix of a viable prefix is viable).
+    let good = 0;
+    let bad = text.length;
+    while (bad - good > 1) {
+      const mid = (good + bad) >> 1;
+      if (viablePrefix(text.slice(0, mid))) good = mid;
+      else bad = mid;
+    }
+    offset = good;
+    message = raw.replace(/, (?:\.\.\.)?".*is not valid JSON$/s, "");
+  }
+  const before = text.slice(0, offset);
+  const line = before.split("\n").length;
+  const column = offset - (before.lastIndexOf("\n") + 1) + 1;
+  return { line, column, message };
+}
+
+/**
+ * `JSON.parse` for a file's text: a leading byte-order mark is ignored, and a syntax error is
+ * thrown as `file:line:column: invalid JSON: <what>`.
+ *
+ * @param text the file's text
+ * @param file the file named in errors
+ * @returns the parsed value
+ * @throws Error naming the file, line and column of a syntax error
+ */
+export function parseJsonFile(text: string, file: string): unknown {
+  const body = text.startsWith("\ufeff") ? text.slice(1) : text;
+  try {
+    return JSON.parse(body);
+  } catch (e) {
+    const at = jsonSyntaxLocation(body, e);
+    throw new Error(`${file}:${at.line}:${at.column}: invalid JSON: ${at.message}`);
+  }
+}

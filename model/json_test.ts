@@ -1,0 +1,54 @@
+import assert from "node:assert/strict";
+import { jsonSyntaxLocation, parseJsonFile } from "./json.ts";
+
+function locate(text: string) {
+  try {
+    JSON.parse(text);
+  } catch (e) {
+    return jsonSyntaxLocation(text, e);
+  }
+  throw new Error("the text parsed");
+}
+
+Deno.test("jsonSyntaxLocation() gives the line and column of every kind of mistake", () => {
+  const profile = '{\n  "name": "ci",\n  "seeds": [0, 1,],\n  "steps": 10\n}\n';
+  // V8 gives no position for these; the excerpt of the text is dropped.
+  assert.deepEqual(locate(profile), { line: 3, column: 18, message: "Unexpected token ']'" });
+  assert.deepEqual(locate('{\n  "lr": NaN\n}'), {
+    line: 2,
+    column: 9,
+    message: "Unexpected token 'N'",
+  });
+  assert.deepEqual(locate('{\n  "ok": tru }'), {
+    line: 2,
+    column: 12,
+    message: "Unexpected token ' '",
+  });
+  // V8's own position is used, without its "(line 1 column …)" of the whole text.
+  assert.deepEqual(locate('{\n  "a": 1,\n}'), {
+    line: 3,
+    column: 1,
+    message: "Expected double-quoted property name",
+  });
+  assert.deepEqual(locate('{\n  "a": 1\n'), {
+    line: 3,
+    column: 1,
+    message: "Expected ',' or '}' after property value",
+  });
+  assert.deepEqual(locate("{}\nx"), {
+    line: 2,
+    column: 1,
+    message: "Unexpected non-whitespace character after JSON",
+  });
+});
+
+Deno.test("parseJsonFile() names file:line:column and ignores a byte-order mark", () => {
+  assert.deepEqual(parseJsonFile('\ufeff{"a": [1]}', "p.json"), { a: [1] });
+  assert.throws(
+    () => parseJsonFile('{\n  "seeds": [0,]\n}', "profiles/x.json"),
+    { message: "profiles/x.json:2:15: invalid JSON: Unexpected token ']'" },
+  );
+  assert.throws(() => parseJsonFile("", "empty.json"), {
+    message: "empty.json:1:1: invalid JSON: Unexpected end of JSON input",
+  });
+});
