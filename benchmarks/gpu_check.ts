@@ -827,15 +827,23 @@ type Section = typeof SECTIONS[number];
  * @returns the report (also written to `--out`, `$OUT/gpu_check.json` or `results/perf/`)
  */
 export async function main(args: string[]): Promise<Record<string, unknown>> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      quick: { type: "boolean", default: false },
-      sections: { type: "string", default: SECTIONS.join(",") },
-      "budget-s": { type: "string", default: "480" },
-      out: { type: "string" },
-    },
-  });
+  let values;
+  try {
+    values = parseArgs({
+      args,
+      options: {
+        quick: { type: "boolean", default: false },
+        sections: { type: "string", default: SECTIONS.join(",") },
+        "budget-s": { type: "string", default: "480" },
+        out: { type: "string" },
+      },
+    }).values;
+  } catch (e) {
+    throw new Error(
+      `benchmarks/gpu_check.ts: ${(e as Error).message} (options: --quick, --sections=a,b, ` +
+        `--budget-s=N, --out=file.json; see benchmarks/gpu_check.md)`,
+    );
+  }
   const quick = values.quick === true;
   const budgetS = Number(values["budget-s"]);
   if (!(budgetS > 0)) {
@@ -844,6 +852,13 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
     );
   }
   const wanted = String(values.sections).split(",").map((s) => s.trim()).filter((s) => s !== "");
+  if (wanted.length === 0) {
+    throw new Error(
+      `benchmarks/gpu_check.ts: --sections "${values.sections}" names no section; known: ${
+        SECTIONS.join(", ")
+      }`,
+    );
+  }
   for (const s of wanted) {
     if (!(SECTIONS as readonly string[]).includes(s)) {
       throw new Error(
@@ -906,4 +921,28 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
   return report;
 }
 
-if (import.meta.main) await main(Deno.args);
+/**
+ * The command line: {@link main}, with an error (a bad option) printed as one line, exit 1,
+ * instead of an uncaught stack trace.
+ *
+ * @param args command-line arguments
+ * @param error where the error line goes (default console.error)
+ * @returns the exit code
+ */
+export async function cli(
+  args: string[],
+  error: (s: string) => void = (s) => console.error(s),
+): Promise<number> {
+  try {
+    await main(args);
+    return 0;
+  } catch (e) {
+    error(e instanceof Error ? e.message : String(e));
+    return 1;
+  }
+}
+
+if (import.meta.main) {
+  const code = await cli(Deno.args);
+  if (code !== 0) Deno.exit(code);
+}

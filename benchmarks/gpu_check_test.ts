@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { main } from "./gpu_check.ts";
+import { cli, main } from "./gpu_check.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
 import { parseTuningTable } from "../model/webgpu/tuning.ts";
 
@@ -84,5 +84,20 @@ gpuTest("gpu_check --quick: every section runs and the report is written", async
     assert.equal(tf.memory().numTensors, before, "gpu_check leaked tensors");
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("gpu_check cli(): a bad option is one line naming it, exit 1, before any GPU work", async () => {
+  const cases: [string[], RegExp][] = [
+    [["--bogus"], /^benchmarks\/gpu_check\.ts: Unknown option '--bogus' \(options: --quick/],
+    [["--budget-s=0"], /^benchmarks\/gpu_check\.ts: --budget-s must be a positive number, got 0$/],
+    [["--sections=adaptr"], /^benchmarks\/gpu_check\.ts: unknown section "adaptr"; known: adapter/],
+    [["--sections=,"], /^benchmarks\/gpu_check\.ts: --sections "," names no section/],
+  ];
+  for (const [args, want] of cases) {
+    const err: string[] = [];
+    assert.equal(await cli(args, (s) => err.push(s)), 1, args.join(" "));
+    assert.equal(err.length, 1);
+    assert.match(err[0]!, want);
   }
 });
