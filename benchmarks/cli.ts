@@ -16,7 +16,8 @@
  * Without `--resume` every run trains from step 0 (its checkpoint folder is cleared first); with
  * it, runs with a result are skipped and unfinished ones resume from their checkpoints.
  *
- * Exit codes: 0 success, 1 a run failed, 2 bad arguments or profile, 3 the regression gate failed.
+ * Exit codes: 0 success, 1 a run failed or the tables could not be written, 2 bad arguments or
+ * profile, 3 the regression gate failed.
  *
  * @module
  */
@@ -539,6 +540,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     const runOne = opts.runOne ?? await loadRunOne();
     const tty = Deno.stderr.isTerminal();
     const reporter = opts.progress === false ? undefined : progressReporter(specs.length, tty);
+    let tablesFailed = false;
     const summary = await runGrid(specs, {
       outDir: values.out,
       dataDir,
@@ -552,8 +554,17 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     if (shard !== undefined) {
       error(`Shard done; when every shard has finished: deno task tables --runs ${values.out}`);
     } else if (tablesDir !== undefined) {
-      const written = await writeTables(values.out, tablesDir);
-      error(`Tables: ${written.length} files in ${tablesDir}`);
+      try {
+        const written = await writeTables(values.out, tablesDir);
+        error(`Tables: ${written.length} files in ${tablesDir}`);
+      } catch (e) {
+        // The runs are done and their results written: say so, rather than "bad arguments".
+        tablesFailed = true;
+        error(
+          `Tables not written: ${(e as Error).message}. The run results are in ${values.out}; ` +
+            `once that is fixed: deno task tables --runs ${values.out} --out ${tablesDir}`,
+        );
+      }
     }
     if (baseline !== undefined) {
       const current: RunResult[] = [];
@@ -567,7 +578,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       log(formatComparison(cmp));
       if (!cmp.ok) return 3;
     }
-    return summary.failed.length > 0 ? 1 : 0;
+    return summary.failed.length > 0 || tablesFailed ? 1 : 0;
   } catch (e) {
     error((e as Error).message);
     return 2;

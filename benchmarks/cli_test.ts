@@ -385,3 +385,24 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables and --com
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("main() whose tables fail after the runs says so and exits 1, keeping the results", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const profile = await tmpProfile(dir);
+    const out = join(dir, "out");
+    await Deno.mkdir(out);
+    await Deno.writeTextFile(join(out, "notes.json"), '{"a": 1}');
+    const c = capture();
+    const args = ["--profile", profile, "--data-dir", DATA, "--out", out];
+    assert.equal(await main(args, { ...c.opts, runOne: fakeRunOne }), 1);
+    assert.match(
+      c.err.join("\n"),
+      /Tables not written: .*notes\.json: \$\.spec must be an object.*The run results are in /,
+    );
+    const results = [...Deno.readDirSync(out)].filter((e) => e.name.endsWith(".json"));
+    assert.equal(results.length, 12 + 1, "every run's result and notes.json");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
