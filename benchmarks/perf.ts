@@ -446,11 +446,23 @@ export function parseWorkload(spec: string): WorkloadSpec {
     return v;
   };
   if (parts[0] === "block" && parts.length <= 2) {
-    return { kind: "block", preset: "", nums: nums(parts[1], 5, [16, 64, 256, 1024, 4]) };
+    const v = nums(parts[1], 5, [16, 64, 256, 1024, 4]);
+    if (v[2]! % v[4]! !== 0) {
+      throw new Error(
+        `benchmarks/perf.ts: --workloads "${spec}": the width D ${v[2]} must be a multiple of ` +
+          `the heads H ${v[4]}`,
+      );
+    }
+    return { kind: "block", preset: "", nums: v };
   }
   if (parts[0] === "t5" && parts[1] !== undefined && parts.length <= 3) {
     const [preset, layerText, ...more] = parts[1].split("@") as [string, ...string[]];
-    getPreset(preset); // throws listing the presets
+    try {
+      getPreset(preset);
+    } catch (e) {
+      // Its message lists the presets; say which workload named the unknown one.
+      throw new Error(`benchmarks/perf.ts: --workloads "${spec}": ${(e as Error).message}`);
+    }
     const layers = layerText === undefined ? undefined : Number(layerText);
     if (more.length > 0 || (layers !== undefined && !(Number.isInteger(layers) && layers > 0))) {
       throw new Error(
@@ -870,15 +882,7 @@ export async function main(args: string[]): Promise<PerfReport> {
     : quick
     ? QUICK_WORKLOADS
     : DEFAULT_WORKLOADS;
-  const workloads = workloadNames.map((spec) => {
-    try {
-      return { spec, parsed: parseWorkload(spec) };
-    } catch (e) {
-      // parseWorkload's own messages name this file; an unknown preset's does not.
-      const m = (e as Error).message.replace(/^benchmarks\/perf\.ts: /, "");
-      throw new Error(`benchmarks/perf.ts: --workloads "${spec}": ${m}`);
-    }
-  });
+  const workloads = workloadNames.map((spec) => ({ spec, parsed: parseWorkload(spec) }));
   const reps = Number(values.steps ?? (quick ? 2 : 5));
   if (!Number.isInteger(reps) || reps < 1) {
     throw new Error(

@@ -114,6 +114,15 @@ Deno.test("perf: cli() prints a bad option or --out-dir as one line, exit 1, bef
         /^benchmarks\/perf\.ts: --workloads "t5:nosuch": Unknown T5 preset "nosuch"/,
       ],
       [
+        ["--workloads", "t5:tiny-v1_1:0,8,4"],
+        /^benchmarks\/perf\.ts: --workloads "t5:tiny-v1_1:0,8,4": expected 3 positive integers$/,
+      ],
+      [
+        // Heads that do not divide the width failed inside tfjs, mid-run, with a shape error.
+        ["--backends", "cpu", "--sizes", "8", "--workloads", "block:1,8,16,32,3"],
+        /^benchmarks\/perf\.ts: --workloads "block:1,8,16,32,3": the width D 16 must be a multiple of the heads H 3$/,
+      ],
+      [
         ["--backends", "cpu", "--sizes", "8", "--out-dir", file],
         /^benchmarks\/perf\.ts: --out-dir .*a-file: is a file, not a folder$/,
       ],

@@ -154,13 +154,7 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
     ? QUICK_WORKLOADS
     : DEFAULT_TUNE_WORKLOADS;
   const parsed = specs.map((spec) => {
-    let w;
-    try {
-      w = parseWorkload(spec);
-    } catch (e) {
-      const m = (e as Error).message.replace(/^benchmarks\/perf\.ts: /, "");
-      throw new Error(`benchmarks/tune.ts: --workloads "${spec}": ${m}`);
-    }
+    const w = parseWorkload(spec);
     if (w.kind !== "t5") {
       throw new Error(`benchmarks/tune.ts: --workloads "${spec}": only t5 workloads are tuned`);
     }
