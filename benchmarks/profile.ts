@@ -37,7 +37,32 @@ export const PROFILES_DIR: string = repoPath("benchmarks", "profiles");
  * ```
  */
 export function jsonLocator(text: string): Locator {
+  const { lines } = scanJson(text);
+  return (path) => lines.get(path);
+}
+
+/** A key given twice in one JSON object: its path and the lines of both. */
+export interface DuplicateKey {
+  readonly path: string;
+  readonly firstLine: number;
+  readonly line: number;
+}
+
+/**
+ * The first key given twice in one object of JSON text (`JSON.parse` keeps the last value and
+ * says nothing, so a profile with two `"train"` blocks would silently lose the first).
+ *
+ * @param text JSON source (invalid JSON: what was scanned before the error)
+ * @returns the duplicate, or undefined
+ */
+export function jsonDuplicateKey(text: string): DuplicateKey | undefined {
+  return scanJson(text).duplicates[0];
+}
+
+/** One pass over JSON text: the line of every path, and keys repeated within an object. */
+function scanJson(text: string): { lines: Map<string, number>; duplicates: DuplicateKey[] } {
   const lines = new Map<string, number>();
+  const duplicates: DuplicateKey[] = [];
   let i = 0;
   let line = 1;
   const ws = () => {
@@ -64,9 +89,15 @@ export function jsonLocator(text: string): Locator {
         i++;
         return;
       }
+      const seen = new Map<string, number>();
       while (i < text.length) {
         ws();
+        const keyLine = line;
         const key = readString();
+        const first = seen.get(key);
+        if (first !== undefined) {
+          duplicates.push({ path: `${path}.${key}`, firstLine: first, line: keyLine });
+        } else seen.set(key, keyLine);
         ws();
         i++; // ':'
         value(`${path}.${key}`);
@@ -96,7 +127,7 @@ export function jsonLocator(text: string): Locator {
   } catch {
     // Leave whatever was located; the JSON parse error is reported by the caller.
   }
-  return (path) => lines.get(path);
+  return { lines, duplicates };
 }
 
 /**
@@ -145,6 +176,14 @@ export function profilePath(nameOrPath: string): string {
  */
 export function parseProfile(text: string, file: string, checks?: ProfileChecks): Profile {
   const raw = parseJsonFile(text, file);
+  const twice = jsonDuplicateKey(text);
+  if (twice !== undefined) {
+    throw new SpecError(
+      { file, locate: () => twice.line },
+      twice.path,
+      `is given twice (lines ${twice.firstLine} and ${twice.line}); JSON keeps only the last`,
+    );
+  }
   return validateProfile(raw, { file, locate: jsonLocator(text) }, checks ?? defaultChecks());
 }
 

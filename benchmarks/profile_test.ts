@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
   defaultChecksAsync,
+  jsonDuplicateKey,
   jsonLocator,
   listProfiles,
   loadProfile,
@@ -48,6 +49,32 @@ Deno.test("jsonLocator() finds the line of nested values", () => {
   assert.equal(at("$.m[1]"), 5);
   assert.equal(at("$.m[1].name"), 6);
   assert.equal(at("$.nope"), undefined);
+});
+
+Deno.test("a key given twice in a profile is an error naming both lines", async () => {
+  const checks = await defaultChecksAsync();
+  const text = '{\n  "name": "t",\n  "models": ["tiny-v1_1"],\n  "benchmarks": ["glue"],\n' +
+    '  "methods": [{ "name": "mtl", "label": "a", "label": "b" }],\n' +
+    '  "train": { "steps": 4 },\n  "train": { "steps": 8 }\n}';
+  assert.deepEqual(jsonDuplicateKey(text), { path: "$.methods[0].label", firstLine: 5, line: 5 });
+  assert.throws(
+    () => parseProfile(text, "t.json", checks),
+    (e: Error) =>
+      e.message ===
+        "t.json:5: $.methods[0].label is given twice (lines 5 and 5); JSON keeps only the last",
+  );
+  const once = text.replace(', "label": "b"', "");
+  assert.throws(
+    () => parseProfile(once, "t.json", checks),
+    (e: Error) =>
+      e.message === "t.json:7: $.train is given twice (lines 6 and 7); JSON keeps only the last",
+  );
+  // The same key in different objects is not a repeat.
+  assert.equal(
+    jsonDuplicateKey('{"a": {"x": 1}, "b": {"x": 2}, "c": [{"x": 1}, {"x": 2}]}'),
+    undefined,
+  );
+  parseProfile(once.replace(',\n  "train": { "steps": 8 }', ""), "t.json", checks);
 });
 
 Deno.test("parseProfile() errors name file, line and path; method configs are checked", async () => {
