@@ -520,6 +520,9 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     const backend = (backendArg as BackendChoice | undefined) ?? profile.backend;
     const grid = expandGrid(profile, {
       dataDir,
+      ...(chosenData
+        ? { dataDirNamedBy: values["data-dir"] === undefined ? "HYPERPROMPT_DATA" : "--data-dir" }
+        : {}),
       catalog: await defaultTaskCatalog(),
       ...(backendArg === undefined ? {} : { backend: backendArg as BackendChoice }),
       ...(values["dry-run"] ? { onMissing: (m: string) => error(`warning: ${m}`) } : {}),

@@ -125,6 +125,9 @@ Deno.test("main() reports bad arguments and profiles with exit code 2", async ()
   const missing = await tmpProfile(dir, { tasks: { glue: ["qqp"] } });
   assert.equal(await main(["--profile", missing, "--data-dir", DATA], c.opts), 2);
   assert.match(c.err.join("\n"), /missing glue task files for qqp/);
+  // The folder was named: the advice is to fill it or drop the flag, not to pass the flag.
+  assert.match(c.err.join("\n"), /that folder was named by --data-dir: put the files there/);
+  assert.doesNotMatch(c.err.join("\n"), /or pass --data-dir/);
   c = capture();
   assert.equal(await main(["--help"], c.opts), 0);
   assert.match(c.out.join("\n"), /--shard i\/n[\s\S]*smoke/);

@@ -140,6 +140,20 @@ export interface ExpandOptions {
    * Report missing task files here and keep the tasks (`--dry-run`), instead of throwing.
    */
   readonly onMissing?: (message: string) => void;
+  /**
+   * What named `dataDir` (`"--data-dir"`, `"HYPERPROMPT_DATA"`), absent for the default folder:
+   * a missing-task message then says to put the files there, not to pass `--data-dir`.
+   */
+  readonly dataDirNamedBy?: string;
+}
+
+/** What to do about missing task files, for {@link ExpandOptions.dataDirNamedBy}. */
+function missingAdvice(opts: ExpandOptions): string {
+  return opts.dataDirNamedBy === undefined
+    ? "download them (deno task download) or pass --data-dir"
+    : `that folder was named by ${opts.dataDirNamedBy}: put the files there in the official ` +
+      `layout (glue/<Task>/…, super_glue/<Task>/…), or leave ${opts.dataDirNamedBy} out to use ` +
+      "the download cache (deno task download)";
 }
 
 /** The tasks a profile asks of one benchmark: those it lists, else all of the benchmark's. */
@@ -194,14 +208,16 @@ function resolveTasks(
     const kept = chosen.filter((t) => !missing.includes(t));
     if (kept.length === 0) {
       throw new Error(
-        `Profile "${profile.name}": no ${benchmark} task has train and validation files under "${opts.dataDir}"; run the download task or pass --data-dir`,
+        `Profile "${profile.name}": no ${benchmark} task has train and validation files under "${opts.dataDir}"; ${
+          missingAdvice(opts)
+        }`,
       );
     }
     return kept;
   }
   const message = `Profile "${profile.name}": missing ${benchmark} task files for ${
     missing.join(", ")
-  } under "${opts.dataDir}"; download them (deno task download) or pass --data-dir`;
+  } under "${opts.dataDir}"; ${missingAdvice(opts)}`;
   if (opts.onMissing === undefined) throw new Error(message);
   opts.onMissing(message);
   return chosen;

@@ -120,7 +120,16 @@ Deno.test("expandGrid() errors on unknown or missing tasks, or skips missing one
   );
   assert.throws(
     () => expandGrid(profile({ tasks: { glue: ["mnli"] } }), { dataDir: DATA, catalog }),
-    /missing glue task files for mnli under/,
+    /missing glue task files for mnli under .*; download them \(deno task download\) or pass --data-dir$/,
+  );
+  assert.throws(
+    () =>
+      expandGrid(profile({ tasks: { glue: ["mnli"] } }), {
+        dataDir: DATA,
+        catalog,
+        dataDirNamedBy: "HYPERPROMPT_DATA",
+      }),
+    /for mnli under .*; that folder was named by HYPERPROMPT_DATA: .* leave HYPERPROMPT_DATA out/,
   );
   const noTasks = { tasks: undefined, benchmarks: ["glue"] };
   assert.throws(
