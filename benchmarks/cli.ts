@@ -266,6 +266,11 @@ function printDryRun(
   }
 }
 
+/** The line `--resume` prints for a result file it cannot use and will replace. */
+function replacing(reason: string): string {
+  return `its result file cannot be used (${reason}); it is replaced when the run finishes`;
+}
+
 function progressReporter(total: number, tty: boolean): {
   onEvent: (e: GridEvent) => void;
   stop: () => void;
@@ -290,6 +295,9 @@ function progressReporter(total: number, tty: boolean): {
         grid.update(++finished, { info: `skipped ${name.trim()} (done)` });
         break;
       case "start":
+        if (e.replaces !== undefined) {
+          multi.log(`rerunning ${e.spec.id}: ${replacing(e.replaces)}\n`);
+        }
         if (run) multi.remove(run);
         run = multi.create(e.spec.train.steps, 0, { name, unit: "steps", info: "" });
         break;
@@ -549,7 +557,11 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       dataDir,
       runOne,
       resume: values.resume,
-      ...(reporter === undefined ? {} : { onEvent: reporter.onEvent }),
+      onEvent: reporter?.onEvent ?? ((e) => {
+        if (e.kind === "start" && e.replaces !== undefined) {
+          error(`rerunning ${e.spec.id}: ${replacing(e.replaces)}`);
+        }
+      }),
     });
     reporter?.stop();
     error(`${summary.done} runs done, ${summary.skipped} skipped, ${summary.failed.length} failed`);

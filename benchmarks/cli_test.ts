@@ -185,6 +185,18 @@ Deno.test("main() --dry-run lists the grid with FLOPs and time; --compare gates 
     c.out.join("\n"),
     /FAIL tiny-grid\/tiny-v1_1\/random\/super_glue\/mtl\/s0: best\.cb\.accuracy: .*\(diff -5, tolerance 0\.5\)/,
   );
+  // --resume over a truncated result: the run is rerun, and the log says why.
+  const victim = [...Deno.readDirSync(out)].find((e) => e.name.endsWith(".json"))!.name;
+  await Deno.writeTextFile(join(out, victim), '{\n  "spec": {');
+  c = capture();
+  assert.equal(await main([...args, "--resume"], { ...c.opts, runOne: fakeRunOne }), 0);
+  assert.match(
+    c.err.join("\n"),
+    new RegExp(
+      `rerunning .*: its result file cannot be used \\(.*${victim}:\\d+:\\d+: invalid JSON`,
+    ),
+  );
+  assert.match(c.err.join("\n"), /1 runs done, 11 skipped, 0 failed/);
   await Deno.remove(dir, { recursive: true });
 });
 

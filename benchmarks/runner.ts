@@ -14,6 +14,7 @@
  */
 import { join } from "node:path";
 import { writeFileAtomic } from "../model/fs.ts";
+import { parseJsonFile } from "../model/json.ts";
 import { availableTasks, BENCHMARK_TASKS, sourceId } from "../tasks/mod.ts";
 import {
   type BackendChoice,
@@ -322,28 +323,58 @@ export { writeFileAtomic } from "../model/fs.ts";
  *
  * @param outDir results folder
  * @param spec the run
- * @returns the result, or undefined when absent or for another spec
+ * @returns the result, or undefined when absent, unreadable or for another spec
  */
 export async function readFinished(outDir: string, spec: RunSpec): Promise<RunResult | undefined> {
+  return (await inspectFinished(outDir, spec)).result;
+}
+
+/**
+ * A run's result file as `--resume` finds it: the result when it is valid and belongs to `spec`;
+ * otherwise, when the file exists, why it cannot be used (not JSON, not a run result, another
+ * run's), so that rerunning over it is said, not silent.
+ *
+ * @param outDir results folder
+ * @param spec the run
+ * @returns `{ result }`, `{ unusable }` naming the file and the reason, or `{}` when absent
+ */
+export async function inspectFinished(
+  outDir: string,
+  spec: RunSpec,
+): Promise<{ result?: RunResult; unusable?: string }> {
   const file = join(outDir, runFileName(spec));
   let text: string;
   try {
     text = await Deno.readTextFile(file);
-  } catch {
-    return undefined;
+  } catch (e) {
+    return e instanceof Deno.errors.NotFound
+      ? {}
+      : { unusable: `${file}: ${(e as Error).message}` };
   }
+  let r: RunResult;
   try {
-    const r = validateRunResult(JSON.parse(text), { file });
-    return r.spec.id === spec.id ? r : undefined;
-  } catch {
-    return undefined;
+    r = validateRunResult(parseJsonFile(text, file), { file });
+  } catch (e) {
+    return { unusable: (e as Error).message };
   }
+  return r.spec.id === spec.id
+    ? { result: r }
+    : { unusable: `${file}: holds run ${r.spec.id}, not ${spec.id}` };
 }
 
 /** Events reported by {@link runGrid}. */
 export type GridEvent =
   | { readonly kind: "skip"; readonly spec: RunSpec; readonly index: number }
-  | { readonly kind: "start"; readonly spec: RunSpec; readonly index: number }
+  | {
+    readonly kind: "start";
+    readonly spec: RunSpec;
+    readonly index: number;
+    /**
+     * With `resume`: why the result file already there cannot be used (it is replaced when the
+     * run finishes).
+     */
+    readonly replaces?: string;
+  }
   | {
     readonly kind: "progress";
     readonly spec: RunSpec;
@@ -447,14 +478,20 @@ export async function runGrid(
   let skipped = 0;
   const failed: { spec: RunSpec; error: Error }[] = [];
   for (const [index, spec] of specs.entries()) {
-    if (opts.resume && (await readFinished(opts.outDir, spec)) !== undefined) {
+    const found = opts.resume ? await inspectFinished(opts.outDir, spec) : {};
+    if (found.result !== undefined) {
       skipped++;
       emit({ kind: "skip", spec, index });
       continue;
     }
     const file = join(opts.outDir, runFileName(spec));
     const workDir = runWorkDir(file);
-    emit({ kind: "start", spec, index });
+    emit({
+      kind: "start",
+      spec,
+      index,
+      ...(found.unusable === undefined ? {} : { replaces: found.unusable }),
+    });
     try {
       // A fresh run must not pick up checkpoints of an earlier attempt (possibly other code).
       if (!opts.resume) await removeTree(workDir);

@@ -227,6 +227,40 @@ Deno.test("runGrid() writes one JSON per run, resumes, and survives a failing ru
   await Deno.remove(out, { recursive: true });
 });
 
+Deno.test("runGrid() with resume says why it reruns over a result file it cannot use", async () => {
+  const out = await Deno.makeTempDir();
+  try {
+    const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+    const [a, b, c] = [grid[0]!, grid[1]!, grid[2]!];
+    await runGrid([a], { outDir: out, dataDir: DATA, runOne: fakeRunOne });
+    const fileOf = (s: RunSpec) => join(out, runFileName(s));
+    // b: truncated JSON (a crash of an older version, or an editor); c: another run's result.
+    await Deno.writeTextFile(fileOf(b), (await Deno.readTextFile(fileOf(a))).slice(0, 200));
+    await Deno.copyFile(fileOf(a), fileOf(c));
+    const starts = new Map<string, string | undefined>();
+    const s = await runGrid([a, b, c], {
+      outDir: out,
+      dataDir: DATA,
+      runOne: fakeRunOne,
+      resume: true,
+      onEvent: (e) => e.kind === "start" && starts.set(e.spec.id, e.replaces),
+    });
+    assert.deepEqual([s.skipped, s.done], [1, 2]);
+    assert.equal(starts.has(a.id), false, "the valid result is kept");
+    assert.match(starts.get(b.id)!, new RegExp(`${runFileName(b)}:\\d+:\\d+: invalid JSON`));
+    assert.match(
+      starts.get(c.id)!,
+      new RegExp(`${runFileName(c)}: holds run ${a.id}, not ${c.id}`),
+    );
+    // Both were replaced by their own results.
+    for (const x of [b, c]) {
+      assert.equal(JSON.parse(await Deno.readTextFile(fileOf(x))).spec.id, x.id);
+    }
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
 Deno.test("runGrid() writes results with the shared atomic helper; a failing write keeps the old result", async () => {
   // One helper for every atomic write (model/fs.ts), not a copy that can leak its temporary file.
   assert.equal(writeFileAtomic, sharedWriteFileAtomic);
