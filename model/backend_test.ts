@@ -11,6 +11,7 @@ import { openBlas } from "./wasm_kernels.ts";
 import { requestTfjsAdapter } from "./webgpu/adapter.ts";
 import { withEnv } from "./env_testing.ts";
 import type { TunedSelfCheck } from "./webgpu/mod.ts";
+import type { MatMulTuningTable } from "./webgpu/tuning.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 const quiet = { log: (_: string) => {} };
@@ -132,6 +133,21 @@ Deno.test(
 // The adapter backend selection probes (tfjs's own request options), whose identity keys the table.
 const adapter = await requestTfjsAdapter().catch(() => null);
 
+/** The tests' tuning table: one shape the rule of thumb gives to t32, routed to t64. */
+const TUNED_KEY = "1x1 m9 n12 k16 NT";
+
+async function t64Table(): Promise<MatMulTuningTable> {
+  const { adapterId, TUNING_FORMAT, TUNING_VERSION } = await import("./webgpu/tuning.ts");
+  return {
+    format: TUNING_FORMAT,
+    version: TUNING_VERSION,
+    adapter: adapterId(adapter!.info),
+    created: "2026-11-26T15:00:00.000Z",
+    provenance: {},
+    entries: { [TUNED_KEY]: { choice: "t64", heuristic: "t32", ms: { t32: 2, t64: 1 } } },
+  };
+}
+
 Deno.test({
   name: `webgpu: the adapter's matmul tuning table is installed with the custom kernels${
     adapter ? "" : " [SKIPPED: no WebGPU adapter]"
@@ -139,24 +155,12 @@ Deno.test({
   ignore: adapter === null,
   ...opts,
   fn: async () => {
-    const { adapterId, serializeTuningTable, TUNING_FORMAT, TUNING_VERSION } = await import(
-      "./webgpu/tuning.ts"
-    );
+    const { serializeTuningTable } = await import("./webgpu/tuning.ts");
     const kernels = await import("./webgpu/mod.ts");
     const dir = await Deno.makeTempDir();
     const path = `${dir}/table.json`;
-    const key = "1x1 m9 n12 k16 NT"; // the rule of thumb gives it to t32
-    await Deno.writeTextFile(
-      path,
-      serializeTuningTable({
-        format: TUNING_FORMAT,
-        version: TUNING_VERSION,
-        adapter: adapterId(adapter!.info),
-        created: "2026-11-26T15:00:00.000Z",
-        provenance: {},
-        entries: { [key]: { choice: "t64", heuristic: "t32", ms: { t32: 2, t64: 1 } } },
-      }),
-    );
+    const key = TUNED_KEY;
+    await Deno.writeTextFile(path, serializeTuningTable(await t64Table()));
     try {
       const info = await withEnv(
         { ...NO_ENV, HYPERPROMPT_WEBGPU_TUNING: path },
@@ -211,17 +215,9 @@ Deno.test({
   ignore: adapter === null,
   ...opts,
   fn: async () => {
-    const { adapterId, TUNING_FORMAT, TUNING_VERSION } = await import("./webgpu/tuning.ts");
     const kernels = await import("./webgpu/mod.ts");
-    const key = "1x1 m9 n12 k16 NT"; // the rule of thumb gives it to t32, the table to t64
-    const table = {
-      format: TUNING_FORMAT,
-      version: TUNING_VERSION,
-      adapter: adapterId(adapter!.info),
-      created: "2026-11-26T15:00:00.000Z",
-      provenance: {},
-      entries: { [key]: { choice: "t64", heuristic: "t32", ms: { t32: 2, t64: 1 } } },
-    } as const;
+    const key = TUNED_KEY;
+    const table = await t64Table();
     /** The tile that ran the table's shape. */
     const tileRun = async () => {
       kernels.resetWebgpuKernelStats();
