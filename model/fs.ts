@@ -1,11 +1,21 @@
 /**
- * Small file-system helpers shared by the model, task and benchmark code: existence checks and
+ * Small file-system helpers shared by the model, task and benchmark code: existence checks,
  * atomic writes (a temporary file in the same folder, then a rename, so a reader never sees a
- * half-written file and a crash leaves the previous version in place).
+ * half-written file and a crash leaves the previous version in place), and the clean-up of the
+ * temporaries a hard kill (SIGKILL, power cut) leaves behind.
+ *
+ * Every writer of the suite names its temporaries `<stem>.tmp-<pid>-<12 hex>` ({@link tempTag})
+ * and holds an exclusive lock on the temporary (`flock`, {@link Deno.FsFile.lock}) from just after
+ * creating it until it is renamed into place or removed. The kernel drops the lock when the
+ * process ends, however it ends, so a temporary nobody holds locked is provably abandoned:
+ * {@link removeStaleTemps} removes exactly those. This works without reading `/proc` (which Deno
+ * refuses without `--allow-all`), across containers of one host, and across hosts where the
+ * file system carries locks (NFS with its lock manager; not NFS mounted `nolock`).
  *
  * @module
  */
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
+import { UsageError } from "./usage.ts";
 
 /** Whether `path` exists (any kind); other errors than "not found" are rethrown. */
 export async function pathExists(path: string): Promise<boolean> {
@@ -45,19 +55,170 @@ async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
 }
 
 /**
+ * Whether temporaries are locked. Windows locks are mandatory (a locked file cannot be renamed),
+ * so there none are taken and {@link removeStaleTemps} judges every temporary by age.
+ */
+const LOCKS = Deno.build.os !== "windows";
+
+/**
+ * The owner part of a temporary's name, `<pid>-<12 hex>`: this process's id and a random part.
+ * Writers name temporaries `<stem>.tmp-<tag>` and hold them locked ({@link HeldTemp}); the pid
+ * lets {@link removeStaleTemps} leave this process's own temporaries alone without asking the
+ * lock (on NFS, the locks of one process do not exclude each other).
+ */
+export function tempTag(): string {
+  return `${Deno.pid}-${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+}
+
+/** Regular-expression source matching a {@link tempTag}; the pid is captured as group `pid`. */
+export const TEMP_TAG_SOURCE = String.raw`(?<pid>\d+)-[0-9a-f]{12}`;
+
+/**
+ * A temporary file or folder this process created and holds locked, so that no
+ * {@link removeStaleTemps} of another process removes it while it is in use.
+ */
+export interface HeldTemp {
+  /** Its path. */
+  readonly path: string;
+  /**
+   * Drops the lock (closes the handle that holds it); safe to call twice. Call it once the
+   * temporary is renamed into place or removed: until then other processes' sweeps keep off.
+   */
+  release(): void;
+}
+
+function holdHandle(path: string, file: Deno.FsFile): HeldTemp {
+  let open = true;
+  return {
+    path,
+    release() {
+      if (open) file.close();
+      open = false;
+    },
+  };
+}
+
+/**
+ * Locks `file`, the handle of the temporary `path` just created. A sweep removes a temporary
+ * only while it holds the temporary's lock, so once this process holds it, a temporary still
+ * found at `path` is ours for good; one that is gone was swept in the instant between creating
+ * and locking it. Returns false then, having closed `file` (the caller retries under a new
+ * name); on an error `file` is closed, the temporary removed and the error rethrown.
+ */
+function lockNew(path: string, file: Deno.FsFile): boolean {
+  try {
+    if (!LOCKS) return true;
+    file.lockSync(true);
+    const mine = file.statSync();
+    let there: Deno.FileInfo | undefined;
+    try {
+      there = Deno.lstatSync(path);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    if (there !== undefined && there.ino === mine.ino && there.dev === mine.dev) return true;
+    file.close();
+    return false;
+  } catch (e) {
+    file.close();
+    removeQuietly(path);
+    throw e;
+  }
+}
+
+function removeQuietly(path: string): void {
+  try {
+    Deno.removeSync(path, { recursive: true });
+  } catch { /* already gone */ }
+}
+
+/** Opens the folder `path` just created and locks it (see {@link lockNew}). */
+function holdNewDir(path: string): HeldTemp | undefined {
+  if (!LOCKS) return { path, release() {} };
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(path, { read: true });
+  } catch (e) {
+    removeQuietly(path);
+    throw e;
+  }
+  return lockNew(path, file) ? holdHandle(path, file) : undefined;
+}
+
+/** Tries of {@link lockNew} before giving up (each lost one was swept in a microsecond window). */
+const CREATE_TRIES = 3;
+
+function lostError(path: string): Error {
+  return new Error(`${path}: temporary removed by another process before it could be locked`);
+}
+
+/**
+ * Creates the folder `<dir>/<stem>.tmp-<pid>-<12 hex>` ({@link tempTag}) and locks it. Build in
+ * it, rename it into place (or remove it), then {@link HeldTemp.release}. `dir` must exist.
+ *
+ * @param dir the folder to create it in
+ * @param stem the start of its name (may be empty)
+ * @returns the held folder
+ */
+export function makeHeldTempDirSync(dir: string, stem: string): HeldTemp {
+  for (let i = 1;; i++) {
+    const path = join(dir, `${stem}.tmp-${tempTag()}`);
+    Deno.mkdirSync(path);
+    const held = holdNewDir(path);
+    if (held !== undefined) return held;
+    if (i === CREATE_TRIES) throw lostError(path);
+  }
+}
+
+/**
+ * Asynchronous {@link makeHeldTempDirSync}.
+ *
+ * @param dir the folder to create it in
+ * @param stem the start of its name (may be empty)
+ * @returns the held folder
+ */
+export async function makeHeldTempDir(dir: string, stem: string): Promise<HeldTemp> {
+  for (let i = 1;; i++) {
+    const path = join(dir, `${stem}.tmp-${tempTag()}`);
+    await Deno.mkdir(path);
+    const held = holdNewDir(path);
+    if (held !== undefined) return held;
+    if (i === CREATE_TRIES) throw lostError(path);
+  }
+}
+
+/** Folders whose stale temporary files this process has swept already (once per folder). */
+const sweptFolders = new Set<string>();
+
+/**
  * Writes `data` to a new temporary file beside `path` (same folder, so that a rename onto `path`
- * is atomic), flushes it to disk and returns its name. The name is `<path>.tmp-<pid>-<random>`,
- * so it never ends in the target's extension and readers that list `*.json` or `*.csv` skip it.
- * On failure (a stream that errors, a full disk) the partial file is removed and the error is
- * rethrown; `path` itself is never touched.
+ * is atomic), flushes it to disk and returns it, still locked. The name is
+ * `<path>.tmp-<pid>-<12 hex>` ({@link tempTag}), so it never ends in the target's extension and
+ * readers that list `*.json` or `*.csv` skip it. On failure (a stream that errors, a full disk)
+ * the partial file is removed and the error is rethrown; `path` itself is never touched.
+ *
+ * The first time a process writes into a folder, the stale temporary files there (left by a
+ * process killed while writing, {@link FILE_TEMPS}) are removed first: one listing of the folder
+ * per process, not one per write.
  *
  * @param path the file the temporary file will replace (its folder must exist)
  * @param data text (UTF-8), bytes, or a stream of bytes
- * @returns the temporary file's path
+ * @returns the temporary file, locked until {@link HeldTemp.release} (after renaming it)
  */
-export async function writeTempBeside(path: string, data: AtomicData): Promise<string> {
-  const tmp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
-  const file = await Deno.open(tmp, { write: true, createNew: true });
+export async function writeTempBeside(path: string, data: AtomicData): Promise<HeldTemp> {
+  const folder = dirname(path);
+  if (!sweptFolders.has(folder)) {
+    sweptFolders.add(folder);
+    await removeStaleTemps(folder, FILE_TEMPS);
+  }
+  let tmp: string;
+  let file: Deno.FsFile;
+  for (let i = 1;; i++) {
+    tmp = `${path}.tmp-${tempTag()}`;
+    file = await Deno.open(tmp, { write: true, createNew: true });
+    if (lockNew(tmp, file)) break;
+    if (i === CREATE_TRIES) throw lostError(tmp);
+  }
   try {
     if (data instanceof ReadableStream) {
       for await (const chunk of data) await writeAll(file, chunk);
@@ -66,12 +227,11 @@ export async function writeTempBeside(path: string, data: AtomicData): Promise<s
     }
     await file.syncData();
   } catch (e) {
-    file.close();
     await Deno.remove(tmp).catch(() => {});
+    file.close();
     throw e;
   }
-  file.close();
-  return tmp;
+  return holdHandle(tmp, file);
 }
 
 /**
@@ -87,10 +247,12 @@ export async function writeFileAtomic(path: string, data: AtomicData): Promise<v
   await Deno.mkdir(dirname(path), { recursive: true });
   const tmp = await writeTempBeside(path, data);
   try {
-    await Deno.rename(tmp, path);
+    await Deno.rename(tmp.path, path);
   } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
+    await Deno.remove(tmp.path).catch(() => {});
     throw e;
+  } finally {
+    tmp.release();
   }
 }
 
@@ -107,20 +269,25 @@ export async function writeFileAtomic(path: string, data: AtomicData): Promise<v
 export async function writeFilesAtomic(
   files: Iterable<readonly [string, AtomicData]>,
 ): Promise<void> {
-  const temps: [string, string][] = [];
+  const temps: [HeldTemp, string][] = [];
+  const all: HeldTemp[] = [];
   try {
     for (const [path, data] of files) {
       await Deno.mkdir(dirname(path), { recursive: true });
-      temps.push([await writeTempBeside(path, data), path]);
+      const tmp = await writeTempBeside(path, data);
+      all.push(tmp);
+      temps.push([tmp, path]);
     }
     while (temps.length > 0) {
       const [tmp, path] = temps[0]!;
-      await Deno.rename(tmp, path);
+      await Deno.rename(tmp.path, path);
       temps.shift();
     }
   } catch (e) {
-    for (const [tmp] of temps) await Deno.remove(tmp).catch(() => {});
+    for (const [tmp] of temps) await Deno.remove(tmp.path).catch(() => {});
     throw e;
+  } finally {
+    for (const tmp of all) tmp.release();
   }
 }
 
@@ -128,11 +295,12 @@ export async function writeFilesAtomic(
  * Checks, before anything is computed, that an output folder named on the command line can be
  * used: it is a folder, or it does not exist yet and its nearest existing ancestor is a folder
  * (so `mkdir -p` will make it). Nothing is created. The error names the flag and the path, so a
- * mistyped `--out` stops the command at once instead of after hours of work.
+ * mistyped `--out` stops the command at once instead of after hours of work. The error is a
+ * {@link UsageError}: every caller checks a path named on the command line (exit code 2).
  *
  * @param flag the flag or variable that named the folder, e.g. `--out`
  * @param path the folder
- * @throws Error `<flag> <path>: ...` saying which path is a file
+ * @throws UsageError `<flag> <path>: ...` saying which path is a file
  * @example
  * ```ts
  * import { checkOutputFolder } from "./fs.ts";
@@ -148,12 +316,14 @@ export function checkOutputFolder(flag: string, path: string): void {
     } catch (e) {
       // Below a file, stat says "not a directory": go up to the file and name it.
       if (!(e instanceof Deno.errors.NotFound) && !(e instanceof Deno.errors.NotADirectory)) {
-        throw new Error(`${flag} ${path}: cannot use ${at}: ${(e as Error).message}`);
+        throw new UsageError(`${flag} ${path}: cannot use ${at}: ${(e as Error).message}`, {
+          cause: e,
+        });
       }
     }
     if (info !== undefined) {
       if (info.isDirectory) return;
-      throw new Error(
+      throw new UsageError(
         at === path
           ? `${flag} ${path}: is a file, not a folder`
           : `${flag} ${path}: ${at} is a file, not a folder`,
@@ -163,4 +333,190 @@ export function checkOutputFolder(flag: string, path: string): void {
     if (up === at) return;
     at = up;
   }
+}
+
+/** How one writer's temporaries are recognised, for {@link removeStaleTemps}. */
+export interface TempPattern {
+  /** What the writer creates: entries of the other kind, and symbolic links, are never touched. */
+  readonly kind: "file" | "directory";
+  /**
+   * The names the writer gives its temporaries now, `<stem>.tmp-<pid>-<12 hex>`
+   * ({@link TEMP_TAG_SOURCE}, group `pid`), each held locked while in use. Anchor it (`^…$`).
+   */
+  readonly held: RegExp;
+  /**
+   * The names earlier versions of the writer gave, which were not locked: these count as
+   * abandoned only once unchanged for {@link StaleTempOptions.legacyMaxAgeMs}. Anchor it.
+   */
+  readonly legacy?: RegExp;
+}
+
+/** Options of {@link removeStaleTemps}. */
+export interface StaleTempOptions {
+  /**
+   * A legacy-pattern temporary (never locked, so nothing proves its writer gone) is abandoned
+   * once unchanged this long: no writer of this suite keeps a temporary a day without changing
+   * it. Default {@link LEGACY_TEMP_MAX_AGE_MS} (24 hours; also the rule for all temporaries on
+   * Windows, where none is locked).
+   */
+  readonly legacyMaxAgeMs?: number;
+  /** The current time in ms since the epoch (tests); default `Date.now()`. */
+  readonly now?: number;
+}
+
+/** Default of {@link StaleTempOptions.legacyMaxAgeMs}: 24 hours. */
+export const LEGACY_TEMP_MAX_AGE_MS = 24 * 3600_000;
+
+/**
+ * The temporary files of {@link writeTempBeside}: `<target>.tmp-<pid>-<12 hex>`, and the earlier
+ * unlocked `<target>.tmp-<pid>-<8 hex>`.
+ */
+export const FILE_TEMPS: TempPattern = {
+  kind: "file",
+  held: new RegExp(String.raw`^.+\.tmp-${TEMP_TAG_SOURCE}$`),
+  legacy: /^.+\.tmp-\d+-[0-9a-f]{8}$/,
+};
+
+function granted(name: "read" | "write", path: string): boolean {
+  try {
+    return Deno.permissions.querySync({ name, path }).state === "granted";
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * How long ago `info`'s entry last changed: its content (mtime) or its name or links (ctime, set
+ * by a rename); undefined when the file system gives neither time.
+ *
+ * @param info the entry's `Deno.lstat`
+ * @param now the current time in ms since the epoch
+ */
+export function changedAgoMs(info: Deno.FileInfo, now: number = Date.now()): number | undefined {
+  const times = [info.mtime, info.ctime].filter((t) => t !== null).map((t) => t.getTime());
+  return times.length === 0 ? undefined : now - Math.max(...times);
+}
+
+/** Opens and locks `path` when nobody else holds it; undefined when it is held or unopenable. */
+function claim(path: string): Deno.FsFile | undefined {
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(path, { read: true });
+  } catch {
+    return undefined;
+  }
+  let ok = false;
+  try {
+    ok = file.tryLockSync(true);
+  } catch { /* not lockable: keep */ }
+  if (!ok) file.close();
+  return ok ? file : undefined;
+}
+
+/**
+ * Yields the abandoned temporaries of one writer in `dir`, each (where locks are used) locked by
+ * this process until the loop moves on, so that its removal cannot race its creator's lock.
+ */
+function* abandoned(
+  dir: string,
+  pattern: TempPattern,
+  opts: StaleTempOptions,
+): Generator<{ name: string; path: string }> {
+  // Asking first: a missing permission would otherwise prompt on a terminal.
+  if (!granted("read", dir) || !granted("write", dir)) return;
+  let names: string[];
+  try {
+    names = [...Deno.readDirSync(dir)].map((e) => e.name);
+  } catch {
+    return; // a folder that is missing or cannot be listed: nothing to clean
+  }
+  const now = opts.now ?? Date.now();
+  for (const name of names) {
+    const held = pattern.held.exec(name);
+    if (held === null && !(pattern.legacy?.test(name) ?? false)) continue;
+    const path = join(dir, name);
+    let info: Deno.FileInfo;
+    try {
+      info = Deno.lstatSync(path);
+    } catch {
+      continue;
+    }
+    if (pattern.kind === "file" ? !info.isFile : !info.isDirectory) continue;
+    if (held !== null && LOCKS) {
+      if (held.groups?.pid === String(Deno.pid)) continue; // this process's: in use
+      const file = claim(path);
+      if (file === undefined) continue; // locked: its process is alive
+      try {
+        yield { name, path };
+      } finally {
+        file.close();
+      }
+    } else {
+      const age = changedAgoMs(info, now);
+      if (age !== undefined && age > (opts.legacyMaxAgeMs ?? LEGACY_TEMP_MAX_AGE_MS)) {
+        yield { name, path };
+      }
+    }
+  }
+}
+
+/**
+ * Removes the temporaries a hard kill (SIGKILL, power cut) left in `dir` by one writer: entries
+ * of `pattern.kind` whose name matches the writer's pattern and which are provably abandoned.
+ * - Held pattern ({@link HeldTemp}): nobody holds it locked, so the process that created it has
+ *   ended, however it ended; never one named with this process's pid.
+ * - Legacy pattern (earlier, unlocked names): unchanged for `legacyMaxAgeMs` (default 24 h).
+ *
+ * A temporary of a live process (this one or a concurrent run), and anything whose name does not
+ * match, is kept. Call it where the writer opens or writes its folder. Housekeeping never fails
+ * the caller: a missing folder, one this process may not read and write, or an entry that cannot
+ * be removed is skipped.
+ *
+ * @param dir the folder
+ * @param pattern the writer's temporaries
+ * @param opts legacy age, clock
+ * @returns the names removed
+ * @example
+ * ```ts
+ * import { FILE_TEMPS, removeStaleTemps } from "./fs.ts";
+ * const removed = await removeStaleTemps(Deno.makeTempDirSync(), FILE_TEMPS);
+ * console.log(removed); // []
+ * ```
+ */
+export async function removeStaleTemps(
+  dir: string,
+  pattern: TempPattern,
+  opts: StaleTempOptions = {},
+): Promise<string[]> {
+  const removed: string[] = [];
+  for (const t of abandoned(dir, pattern, opts)) {
+    try {
+      await Deno.remove(t.path, { recursive: true });
+      removed.push(t.name);
+    } catch { /* another sweep got it first, or it cannot be removed */ }
+  }
+  return removed;
+}
+
+/**
+ * Synchronous {@link removeStaleTemps}.
+ *
+ * @param dir the folder
+ * @param pattern the writer's temporaries
+ * @param opts legacy age, clock
+ * @returns the names removed
+ */
+export function removeStaleTempsSync(
+  dir: string,
+  pattern: TempPattern,
+  opts: StaleTempOptions = {},
+): string[] {
+  const removed: string[] = [];
+  for (const t of abandoned(dir, pattern, opts)) {
+    try {
+      Deno.removeSync(t.path, { recursive: true });
+      removed.push(t.name);
+    } catch { /* another sweep got it first, or it cannot be removed */ }
+  }
+  return removed;
 }

@@ -1,14 +1,22 @@
-import { equal, rejects, throws } from "node:assert/strict";
-import { join } from "node:path";
+import { deepEqual, equal, rejects, throws } from "node:assert/strict";
+import { basename, join } from "node:path";
 import {
   checkOutputFolder,
+  FILE_TEMPS,
   isDirectory,
   isFileSync,
+  makeHeldTempDir,
+  makeHeldTempDirSync,
   pathExists,
+  removeStaleTemps,
+  removeStaleTempsSync,
+  TEMP_TAG_SOURCE,
+  type TempPattern,
   writeFileAtomic,
   writeFilesAtomic,
   writeTempBeside,
 } from "./fs.ts";
+import { UsageError } from "./usage.ts";
 
 /** A byte stream that yields `first`, then fails as a serializer or a full disk would. */
 function failingStream(first: string): ReadableStream<Uint8Array> {
@@ -70,17 +78,22 @@ Deno.test("writeTempBeside() writes beside the target under a name without its e
   const dir = await Deno.makeTempDir();
   try {
     const target = join(dir, "scores.csv");
-    const a = await writeTempBeside(target, "a");
-    const b = await writeTempBeside(target, new Uint8Array([98]));
+    const heldA = await writeTempBeside(target, "a");
+    const heldB = await writeTempBeside(target, new Uint8Array([98]));
+    const [a, b] = [heldA.path, heldB.path];
     equal(a === b, false);
     for (const t of [a, b]) {
-      equal(t.startsWith(`${target}.tmp-`), true);
+      equal(t.startsWith(`${target}.tmp-${Deno.pid}-`), true);
+      equal(FILE_TEMPS.held.test(basename(t)), true, t);
       equal(/\.(csv|json)$/.test(t), false);
     }
     equal(await Deno.readTextFile(a) + await Deno.readTextFile(b), "ab");
     equal(await pathExists(target), false);
     await rejects(writeTempBeside(join(dir, "x.json"), failingStream("x")), /mid-write/);
     equal(names(dir).length, 2);
+    heldA.release();
+    heldA.release(); // twice is fine
+    heldB.release();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -120,11 +133,128 @@ Deno.test("checkOutputFolder() accepts folders and creatable paths, names the fl
   checkOutputFolder("--out", join(dir, "new", "deeper"));
   checkOutputFolder("--out", "relative/new-folder");
   throws(() => checkOutputFolder("--out", file), {
+    name: "UsageError",
     message: `--out ${file}: is a file, not a folder`,
   });
+  throws(() => checkOutputFolder("--out", file), UsageError, "a bad argument: exit code 2");
   throws(() => checkOutputFolder("--tables", join(file, "tables")), {
     message: `--tables ${join(file, "tables")}: ${file} is a file, not a folder`,
   });
   equal(names(dir).join(","), "results.json", "nothing was created");
   await Deno.remove(dir, { recursive: true });
+});
+
+/**
+ * Starts a process that writes a temporary file for `<dir>/run.json` and creates a held
+ * temporary folder `<dir>/.view.tmp-…`, then waits; returns it and the two paths.
+ */
+async function childHoldingTemps(
+  dir: string,
+): Promise<{ child: Deno.ChildProcess; paths: string[] }> {
+  const fsUrl = new URL("./fs.ts", import.meta.url).href;
+  const code = `import { makeHeldTempDirSync, writeTempBeside } from ${JSON.stringify(fsUrl)};
+const file = await writeTempBeside(${JSON.stringify(join(dir, "run.json"))}, "half");
+const folder = makeHeldTempDirSync(${JSON.stringify(dir)}, ".view");
+console.log(JSON.stringify([file.path, folder.path]));
+setInterval(() => {}, 1000);`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`child ended early: ${text}`);
+    text += value;
+  }
+  await reader.cancel();
+  return { child, paths: JSON.parse(text) as string[] };
+}
+
+const VIEW_TEMPS: TempPattern = {
+  kind: "directory",
+  held: new RegExp(String.raw`^\.view\.tmp-${TEMP_TAG_SOURCE}$`),
+};
+
+Deno.test("removeStaleTemps() keeps the temporaries a live process holds and removes them once it is SIGKILLed", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { child, paths } = await childHoldingTemps(dir);
+    const [file, folder] = paths as [string, string];
+    try {
+      equal(basename(file).startsWith(`run.json.tmp-${child.pid}-`), true, file);
+      equal(basename(folder).startsWith(`.view.tmp-${child.pid}-`), true, folder);
+      // A concurrent run's temporaries: locked, so kept.
+      deepEqual(await removeStaleTemps(dir, FILE_TEMPS), []);
+      deepEqual(removeStaleTempsSync(dir, VIEW_TEMPS), []);
+      equal(isFileSync(file) && await isDirectory(folder), true);
+    } finally {
+      child.kill("SIGKILL");
+      await child.status;
+    }
+    // Killed: the kernel dropped its locks, so both are provably abandoned.
+    deepEqual(removeStaleTempsSync(dir, VIEW_TEMPS), [basename(folder)]);
+    equal(await isDirectory(folder), false);
+    // The first write of this process into the folder sweeps its stale temporary files.
+    await writeFileAtomic(join(dir, "run.json"), "whole");
+    deepEqual(names(dir), ["run.json"]);
+    equal(await Deno.readTextFile(join(dir, "run.json")), "whole");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("removeStaleTemps() removes an unlocked temporary of a dead pid, keeps this process's and every other name", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // This process's own temporary, even unlocked (written, then released without a rename).
+    const own = await writeTempBeside(join(dir, "a.json"), "mine");
+    own.release();
+    // (Written first: a process's first write into a folder sweeps it.)
+    const dead = "b.json.tmp-999999999-0123456789ab"; // above any pid_max: no such process
+    const legacy = "g.json.tmp-999999999-01234567"; // an earlier writer's name, never locked
+    const kept = [
+      "c.json",
+      "c.json.tmp-1",
+      "c.json.tmp-123-0123456789", // random part too short
+      "c.json.tmp-123-0123456789AB", // not lower-case hex
+      "c.json.tmp-abc-0123456789ab", // no pid
+      ".tmp-123-0123456789ab", // no target name
+      "d.json.tmp-123-0123456789ab.bak",
+      "notes.tmp",
+    ];
+    for (const n of [dead, legacy, ...kept]) await Deno.writeTextFile(join(dir, n), "x");
+    // Entries of another kind under a matching name: a folder and a symbolic link.
+    await Deno.mkdir(join(dir, "e.json.tmp-999999999-0123456789ab"));
+    await Deno.symlink(join(dir, "c.json"), join(dir, "f.json.tmp-999999999-0123456789ab"));
+    const ownDir = await makeHeldTempDir(dir, ".view");
+    ownDir.release();
+    equal(VIEW_TEMPS.held.test(basename(ownDir.path)), true, ownDir.path);
+
+    deepEqual(await removeStaleTemps(dir, FILE_TEMPS), [dead]);
+    deepEqual(removeStaleTempsSync(dir, VIEW_TEMPS), []);
+    // The legacy name is kept while young, removed once a day old.
+    const later = { now: Date.now() + 25 * 3600_000 };
+    deepEqual(removeStaleTempsSync(dir, FILE_TEMPS, later), [legacy]);
+    deepEqual(
+      names(dir),
+      [
+        ...kept,
+        "e.json.tmp-999999999-0123456789ab",
+        "f.json.tmp-999999999-0123456789ab",
+        basename(own.path),
+        basename(ownDir.path),
+      ].sort(),
+    );
+    // A missing folder is nothing to clean.
+    deepEqual(await removeStaleTemps(join(dir, "missing"), FILE_TEMPS), []);
+    const held = makeHeldTempDirSync(dir, "");
+    equal(/^\.tmp-\d+-[0-9a-f]{12}$/.test(basename(held.path)), true, held.path);
+    held.release();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
