@@ -20,3 +20,4 @@ export * from "./backend.ts";
 export { dropout, dropoutMask, gatedGelu, rmsNorm } from "./fused.ts";
 export * from "./pretrained.ts";
 export * from "./methods/mod.ts";
+export * from "./usage.ts";
