@@ -29,6 +29,7 @@ import { trainSentencePiece, withSentinels } from "../model/spm.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 import { checkOutputFolder, isFileSync as isFile } from "../model/fs.ts";
 import { parseJsonFile } from "../model/json.ts";
+import { exitCodeOf, usageChecked, UsageError } from "../model/usage.ts";
 import {
   BACKEND_NAMES,
   type BackendName,
@@ -550,7 +551,7 @@ function intArg(v: string | undefined, name: string, fallback: number, min = 1):
   if (v === undefined) return fallback;
   const n = Number(v);
   if (!Number.isInteger(n) || n < min) {
-    throw new Error(
+    throw new UsageError(
       min === 1
         ? `--${name} must be a positive integer, got "${v}"`
         : `--${name} must be an integer >= ${min}, got "${v}"`,
@@ -562,7 +563,7 @@ function intArg(v: string | undefined, name: string, fallback: number, min = 1):
 function seedArg(v: string): number {
   const n = Number(v);
   if (!Number.isSafeInteger(n) || n < 0) {
-    throw new Error(`--seed must be an integer >= 0, got "${v}"`);
+    throw new UsageError(`--seed must be an integer >= 0, got "${v}"`);
   }
   return n;
 }
@@ -573,13 +574,13 @@ function fileArg(flag: string, path: string): void {
   try {
     info = Deno.statSync(path);
   } catch (e) {
-    throw new Error(
+    throw new UsageError(
       e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory
         ? `${flag} ${path}: no such file`
         : `${flag} ${path}: ${(e as Error).message}`,
     );
   }
-  if (!info.isFile) throw new Error(`${flag} ${path}: is a folder, not a file`);
+  if (!info.isFile) throw new UsageError(`${flag} ${path}: is a folder, not a file`);
 }
 
 /** Options of {@link main} (tests capture the output and replace the pretraining). */
@@ -597,48 +598,54 @@ export interface PretrainMainOptions {
  *
  * @param args command-line arguments (see the help text)
  * @param opts output sinks and the pretraining
- * @returns the exit code: 0 written (or cached), 1 an error
+ * @returns the exit code: 0 written (or cached) or `--help`, 1 the pretraining failed, 2 bad
+ *   arguments
  */
 export async function main(args: string[], opts: PretrainMainOptions = {}): Promise<number> {
   const log = opts.log ?? ((s: string) => console.log(s));
   const error = opts.error ?? ((s: string) => console.error(s));
-  let started = false;
   try {
-    const { values } = parseArgs({
-      args,
-      options: {
-        preset: { type: "string" },
-        "data-dir": { type: "string" },
-        corpus: { type: "string", multiple: true },
-        tokenizer: { type: "string" },
-        "vocab-size": { type: "string" },
-        steps: { type: "string" },
-        "batch-size": { type: "string" },
-        "chunk-length": { type: "string" },
-        lr: { type: "string" },
-        seed: { type: "string" },
-        backend: { type: "string" },
-        "cache-dir": { type: "string" },
-        help: { type: "boolean" },
-      },
-    });
+    const { values } = usageChecked(() =>
+      parseArgs({
+        args,
+        options: {
+          preset: { type: "string" },
+          "data-dir": { type: "string" },
+          corpus: { type: "string", multiple: true },
+          tokenizer: { type: "string" },
+          "vocab-size": { type: "string" },
+          steps: { type: "string" },
+          "batch-size": { type: "string" },
+          "chunk-length": { type: "string" },
+          lr: { type: "string" },
+          seed: { type: "string" },
+          backend: { type: "string" },
+          "cache-dir": { type: "string" },
+          help: { type: "boolean" },
+        },
+      })
+    );
     if (values.help) {
       log(HELP);
       return 0;
     }
     const lr = values.lr === undefined ? PRETRAIN_DEFAULTS.learningRate : Number(values.lr);
     if (!(lr > 0) || !Number.isFinite(lr)) {
-      throw new Error(`--lr must be a positive number, got "${values.lr}"`);
+      throw new UsageError(`--lr must be a positive number, got "${values.lr}"`);
     }
     const backend = values.backend;
     if (backend !== undefined && !(BACKEND_NAMES as readonly string[]).includes(backend)) {
-      throw new Error(`--backend must be one of ${BACKEND_NAMES.join(", ")}, got "${backend}"`);
+      throw new UsageError(
+        `--backend must be one of ${BACKEND_NAMES.join(", ")}, got "${backend}"`,
+      );
     }
     const presetName = values.preset ?? PRETRAIN_DEFAULTS.preset;
-    preset(presetName); // an unknown preset stops here, naming the known ones
+    usageChecked(() => preset(presetName)); // an unknown preset stops here, naming the known ones
+    const dataDir = values["data-dir"];
+    if (dataDir) usageChecked(() => resolveDataDir({ dataDir })); // a named folder must exist
     for (const f of values.corpus ?? []) fileArg("--corpus", f);
     if (values.tokenizer !== undefined) fileArg("--tokenizer", values.tokenizer);
-    const cacheDir = values["cache-dir"] ?? defaultCacheDir();
+    const cacheDir = values["cache-dir"] ?? usageChecked(defaultCacheDir);
     checkOutputFolder(
       values["cache-dir"] === undefined ? "the cache folder" : "--cache-dir",
       cacheDir,
@@ -662,16 +669,16 @@ export async function main(args: string[], opts: PretrainMainOptions = {}): Prom
       ...(backend === undefined ? {} : { backend: backend as BackendName }),
       cacheDir,
     };
-    started = true;
     const { dir, info } = await (opts.pretrain ?? pretrainBackbone)(settings);
     const first = info.losses[0]?.loss;
     const last = info.losses.at(-1)?.loss;
     log(`${dir}\nloss ${first?.toFixed(4)} -> ${last?.toFixed(4)} in ${info.steps} steps`);
     return 0;
   } catch (e) {
-    const hint = started ? "" : " (deno task pretrain --help)";
+    const code = exitCodeOf(e);
+    const hint = code === 2 ? " (deno task pretrain --help)" : "";
     error(`error: ${e instanceof Error ? e.message : String(e)}${hint}`);
-    return 1;
+    return code;
   }
 }
 

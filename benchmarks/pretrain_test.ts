@@ -262,7 +262,7 @@ Deno.test("pretrainBackbone() without spm_train uses the reference tokenizer wit
   }
 });
 
-Deno.test("main() (deno task pretrain) checks every argument before the corpus is read", async () => {
+Deno.test("main() (deno task pretrain) checks every argument before the corpus is read (exit 2), then fails with 1", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const file = join(dir, "a-file");
@@ -271,6 +271,8 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
     const base = ["--preset", "tiny-v1_1", "--cache-dir", cache];
     const cases: [string[], RegExp][] = [
       [["--stpes", "3"], /^error: Unknown option '--stpes' \(deno task pretrain --help\)$/],
+      [["--steps"], /^error: Option '--steps <value>' argument missing \(deno task pretrain/],
+      [[...base, "--data-dir", join(dir, "nope")], /^error: --data-dir .*nope: no such folder/],
       [[...base, "--backend", "gpu"], /^error: --backend must be one of auto, .*cpu, got "gpu"/],
       [[...base, "--vocab-size", "50"], /^error: --vocab-size must be an integer >= 116, got "50"/],
       [[...base, "--lr", "Infinity"], /^error: --lr must be a positive number, got "Infinity"/],
@@ -286,7 +288,7 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
     };
     for (const [args, want] of cases) {
       const err: string[] = [];
-      equal(await main(args, { error: (s) => err.push(s), pretrain }), 1, args.join(" "));
+      equal(await main(args, { error: (s) => err.push(s), pretrain }), 2, args.join(" "));
       equal(err.length, 1);
       ok(want.test(err[0]!), `${args.join(" ")}: ${err[0]}`);
     }
@@ -296,7 +298,11 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
     const corpus = join(dir, "corpus.txt");
     await Deno.writeTextFile(corpus, "a few words\nof text\n");
     const args = [...base, "--corpus", corpus, "--tokenizer", file, "--steps", "1"];
-    equal(await main(args, { error: (s) => err.push(s), log: () => {} }), 1);
+    equal(
+      await main(args, { error: (s) => err.push(s), log: () => {} }),
+      1,
+      "a failure while working",
+    );
     ok(/^error: .*a-file:1:2: invalid JSON: Unexpected token 'o'$/.test(err[0]!), String(err[0]));
     const out: string[] = [];
     equal(await main(["--help"], { log: (s) => out.push(s) }), 0);
