@@ -62,6 +62,7 @@ import {
   updatePathsTaken,
 } from "../model/fused.ts";
 import { checkOutputFolder, writeFileAtomic } from "../model/fs.ts";
+import { exitCodeOf, UsageError } from "../model/usage.ts";
 import { countGpuWork, hostOnlySteps, waitFor } from "../model/webgpu/counters.ts";
 import {
   resetWebgpuKernelStats,
@@ -434,6 +435,8 @@ export interface WorkloadSpec {
  * Parse and validate a workload spec "block[:B,S,D,F,H]" or "t5:<preset>[@N][:B,Li,Lt[/M]]";
  * `/M` runs the batch of B as B/M micro-batches of M with summed gradients (M must divide B);
  * `@N` gives the model N encoder and N decoder layers.
+ *
+ * @throws UsageError naming the spec (it comes from `--workloads`) and what is wrong with it
  */
 export function parseWorkload(spec: string): WorkloadSpec {
   const parts = spec.split(":");
@@ -441,14 +444,16 @@ export function parseWorkload(spec: string): WorkloadSpec {
     if (s === undefined) return def;
     const v = s.split(",").map(Number);
     if (v.length !== n || v.some((x) => !Number.isInteger(x) || x <= 0)) {
-      throw new Error(`benchmarks/perf.ts: --workloads "${spec}": expected ${n} positive integers`);
+      throw new UsageError(
+        `benchmarks/perf.ts: --workloads "${spec}": expected ${n} positive integers`,
+      );
     }
     return v;
   };
   if (parts[0] === "block" && parts.length <= 2) {
     const v = nums(parts[1], 5, [16, 64, 256, 1024, 4]);
     if (v[2]! % v[4]! !== 0) {
-      throw new Error(
+      throw new UsageError(
         `benchmarks/perf.ts: --workloads "${spec}": the width D ${v[2]} must be a multiple of ` +
           `the heads H ${v[4]}`,
       );
@@ -461,11 +466,11 @@ export function parseWorkload(spec: string): WorkloadSpec {
       getPreset(preset);
     } catch (e) {
       // Its message lists the presets; say which workload named the unknown one.
-      throw new Error(`benchmarks/perf.ts: --workloads "${spec}": ${(e as Error).message}`);
+      throw new UsageError(`benchmarks/perf.ts: --workloads "${spec}": ${(e as Error).message}`);
     }
     const layers = layerText === undefined ? undefined : Number(layerText);
     if (more.length > 0 || (layers !== undefined && !(Number.isInteger(layers) && layers > 0))) {
-      throw new Error(
+      throw new UsageError(
         `benchmarks/perf.ts: --workloads "${spec}": the layer count after "@" must be a ` +
           `positive integer`,
       );
@@ -476,14 +481,14 @@ export function parseWorkload(spec: string): WorkloadSpec {
     if (micro === undefined) return { ...base, nums: v };
     const m = Number(micro);
     if (rest.length > 0 || shape === "" || !Number.isInteger(m) || m <= 0 || v[0]! % m !== 0) {
-      throw new Error(
+      throw new UsageError(
         `benchmarks/perf.ts: --workloads "${spec}": the micro-batch after "/" must be a ` +
           `positive integer dividing the batch ${v[0]}`,
       );
     }
     return { ...base, nums: v, micro: m };
   }
-  throw new Error(
+  throw new UsageError(
     `benchmarks/perf.ts: unknown workload "${spec}" (block[:B,S,D,F,H] or ` +
       `t5:<preset>[@N][:B,Li,Lt[/M]])`,
   );
@@ -834,7 +839,11 @@ export const PERF_USAGE =
   --no-save             print only
   --help                this text`;
 
-/** Run the benchmark with command-line `args`; returns the report (also printed and saved). */
+/**
+ * Run the benchmark with command-line `args`; returns the report (also printed and saved). Every
+ * argument (and `--out-dir`) is checked before anything is measured; a bad one is a
+ * {@link UsageError}.
+ */
 export async function main(args: string[]): Promise<PerfReport> {
   // The commit of the code this process runs (read before measuring: the tree may change).
   const git = gitState();
@@ -861,8 +870,9 @@ export async function main(args: string[]): Promise<PerfReport> {
   try {
     values = parse().values;
   } catch (e) {
-    throw new Error(
+    throw new UsageError(
       `benchmarks/perf.ts: ${e instanceof Error ? e.message : String(e)} (deno task perf --help)`,
+      { cause: e },
     );
   }
   const quick = values.quick;
@@ -872,7 +882,7 @@ export async function main(args: string[]): Promise<PerfReport> {
     (x) => {
       const n = Number(x);
       if (!Number.isInteger(n) || n <= 0) {
-        throw new Error(`benchmarks/perf.ts: --sizes: bad "${x}"`);
+        throw new UsageError(`benchmarks/perf.ts: --sizes: bad "${x}"`);
       }
       return n;
     },
@@ -885,20 +895,20 @@ export async function main(args: string[]): Promise<PerfReport> {
   const workloads = workloadNames.map((spec) => ({ spec, parsed: parseWorkload(spec) }));
   const reps = Number(values.steps ?? (quick ? 2 : 5));
   if (!Number.isInteger(reps) || reps < 1) {
-    throw new Error(
+    throw new UsageError(
       `benchmarks/perf.ts: --steps must be a positive integer, got "${values.steps}"`,
     );
   }
   const maxSeconds = Number(values["max-seconds"] ?? (quick ? 5 : 60));
   if (!(maxSeconds > 0)) {
-    throw new Error(
+    throw new UsageError(
       `benchmarks/perf.ts: --max-seconds must be a positive number, got "${values["max-seconds"]}"`,
     );
   }
   const backendList = list(values.backends, ["cpu", "wasm", "wasm+blas", "webgpu"]);
   for (const b of backendList) {
     if (!/^(cpu|(webgpu|wasm(\+blas)?)(\/stock)?|(webgpu|wasm\+blas)\/no-heads)$/.test(b)) {
-      throw new Error(
+      throw new UsageError(
         `benchmarks/perf.ts: --backends: unknown "${b}" (cpu, wasm, wasm+blas, webgpu; ` +
           `wasm, wasm+blas and webgpu take "/stock" for tfjs's own kernels, wasm+blas and ` +
           `webgpu "/no-heads" for attention heads split by transposes)`,
@@ -907,13 +917,13 @@ export async function main(args: string[]): Promise<PerfReport> {
   }
   const optimizer = values.optimizer;
   if (optimizer !== "adamw" && optimizer !== "adafactor") {
-    throw new Error(
+    throw new UsageError(
       `benchmarks/perf.ts: --optimizer must be adamw or adafactor, got "${optimizer}"`,
     );
   }
   const rounds = Number(values.rounds);
   if (!Number.isInteger(rounds) || rounds < 1) {
-    throw new Error(
+    throw new UsageError(
       `benchmarks/perf.ts: --rounds must be a positive integer, got "${values.rounds}"`,
     );
   }
@@ -1128,19 +1138,23 @@ export async function main(args: string[]): Promise<PerfReport> {
   return report;
 }
 
-/** Output sinks of {@link cli} (tests capture them). */
+/** Options of {@link cli} (tests capture the output and replace the benchmark). */
 export interface PerfCliOptions {
   readonly log?: (s: string) => void;
   readonly error?: (s: string) => void;
+  /** The benchmark (default {@link main}). */
+  readonly main?: (args: string[]) => Promise<unknown>;
 }
 
 /**
  * `deno task perf`: `--help` prints {@link PERF_USAGE}; otherwise {@link main}, whose errors (a bad
- * option, an unusable `--out-dir`) are printed as one message, without a stack trace.
+ * option, an unusable `--out-dir`, a failed measurement or save) are printed as one message,
+ * without a stack trace.
  *
  * @param args command-line arguments
- * @param opts output sinks
- * @returns the exit code: 0, or 1 with the error printed
+ * @param opts output sinks and the benchmark
+ * @returns the exit code: 0 measured (or `--help`), 1 the measurement or the save failed, 2 bad
+ *   arguments (nothing measured)
  */
 export async function cli(args: string[], opts: PerfCliOptions = {}): Promise<number> {
   if (args.includes("--help") || args.includes("-h")) {
@@ -1148,11 +1162,11 @@ export async function cli(args: string[], opts: PerfCliOptions = {}): Promise<nu
     return 0;
   }
   try {
-    await main(args);
+    await (opts.main ?? main)(args);
     return 0;
   } catch (e) {
     (opts.error ?? console.error)(e instanceof Error ? e.message : String(e));
-    return 1;
+    return exitCodeOf(e);
   }
 }
 

@@ -97,7 +97,7 @@ Deno.test("perf: bad options are rejected with the option name", async () => {
   }
 });
 
-Deno.test("perf: cli() prints a bad option or --out-dir as one line, exit 1, before measuring", async () => {
+Deno.test("perf: cli() prints a bad option or --out-dir as one line, exit 2, before measuring", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const file = `${dir}/a-file`;
@@ -106,6 +106,10 @@ Deno.test("perf: cli() prints a bad option or --out-dir as one line, exit 1, bef
       [
         ["--backend", "wasm"],
         /^benchmarks\/perf\.ts: Unknown option '--backend' \(deno task perf --help\)$/,
+      ],
+      [
+        ["--steps"],
+        /^benchmarks\/perf\.ts: Option '--steps <value>' argument missing \(deno task perf --help\)$/,
       ],
       [["--backends", "gpu"], /^benchmarks\/perf\.ts: --backends: unknown "gpu"/],
       [["--rounds", "x"], /^benchmarks\/perf\.ts: --rounds must be a positive integer, got "x"$/],
@@ -130,7 +134,7 @@ Deno.test("perf: cli() prints a bad option or --out-dir as one line, exit 1, bef
     for (const [args, want] of cases) {
       const err: string[] = [];
       const start = performance.now();
-      assert.equal(await cli(args, { error: (s) => err.push(s) }), 1, args.join(" "));
+      assert.equal(await cli(args, { error: (s) => err.push(s) }), 2, args.join(" "));
       assert.equal(err.length, 1);
       assert.match(err[0]!, want);
       assert.ok(performance.now() - start < 5000, `${args.join(" ")}: stopped before measuring`);
@@ -138,6 +142,12 @@ Deno.test("perf: cli() prints a bad option or --out-dir as one line, exit 1, bef
     const out: string[] = [];
     assert.equal(await cli(["--help"], { log: (s) => out.push(s) }), 0);
     assert.match(out.join("\n"), /--backends LIST[\s\S]*--out-dir DIR/);
+    // A failure while measuring or saving (here a stand-in for main) is exit 1, one line.
+    const err: string[] = [];
+    const failing = (a: string[]) =>
+      Promise.reject(new Error(`benchmarks/perf.ts: ${a.join(" ")}: the step failed`));
+    assert.equal(await cli(["--quick"], { error: (s) => err.push(s), main: failing }), 1);
+    assert.deepEqual(err, ["benchmarks/perf.ts: --quick: the step failed"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
