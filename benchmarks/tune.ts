@@ -14,6 +14,9 @@
  * A software (fallback) adapter is refused unless `--include-fallback`: its times say nothing
  * about a GPU (the tests use it to check the mechanics).
  *
+ * Exit codes ({@link cli}): 0 the table was written (or `--help`), 1 the tuning failed (no adapter,
+ * a bad table at `--out`, a kernel error), 2 bad arguments (nothing measured).
+ *
  * @module
  */
 
@@ -43,6 +46,7 @@ import {
 import { parseChoice, tuningPathFor } from "../model/webgpu/tuning.ts";
 import { makeWorkload, parseWorkload } from "./perf.ts";
 import { checkOutputFolder, writeFileAtomic } from "../model/fs.ts";
+import { exitCodeOf, usageChecked, UsageError } from "../model/usage.ts";
 import { gitState } from "./provenance.ts";
 import { quietWaylandProbe } from "../model/webgpu/wsi_env.ts";
 
@@ -87,7 +91,7 @@ export interface TuneResult {
 function positiveInt(text: string, flag: string): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < 1) {
-    throw new Error(`benchmarks/tune.ts: ${flag} must be a positive integer, got "${text}"`);
+    throw new UsageError(`benchmarks/tune.ts: ${flag} must be a positive integer, got "${text}"`);
   }
   return n;
 }
@@ -104,7 +108,7 @@ function checkTableFile(out: string): void {
     // Absent (or below a file: the folder check names it).
   }
   if (isFolder) {
-    throw new Error(
+    throw new UsageError(
       `benchmarks/tune.ts: --out ${out}: is a folder; give the table's file name, e.g. ` +
         `${join(out, "<adapter>.json")}`,
     );
@@ -113,7 +117,8 @@ function checkTableFile(out: string): void {
 }
 
 /**
- * Runs the tuning with command-line `args`.
+ * Runs the tuning with command-line `args`. Every argument (and `--out`) is checked before the
+ * adapter is opened; a bad one is a {@link UsageError}.
  *
  * @param args command-line arguments (see {@link TUNE_USAGE})
  * @returns where the table went, the table, and per-workload totals
@@ -137,8 +142,9 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
       strict: true,
     }).values;
   } catch (e) {
-    throw new Error(
+    throw new UsageError(
       `benchmarks/tune.ts: ${e instanceof Error ? e.message : String(e)} (deno task tune --help)`,
+      { cause: e },
     );
   }
   if (values.help) {
@@ -156,10 +162,12 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
   const parsed = specs.map((spec) => {
     const w = parseWorkload(spec);
     if (w.kind !== "t5") {
-      throw new Error(`benchmarks/tune.ts: --workloads "${spec}": only t5 workloads are tuned`);
+      throw new UsageError(
+        `benchmarks/tune.ts: --workloads "${spec}": only t5 workloads are tuned`,
+      );
     }
     if (w.micro !== undefined) {
-      throw new Error(
+      throw new UsageError(
         `benchmarks/tune.ts: --workloads "${spec}": micro-batches ("/M") are a wasm matter; ` +
           "give the batch the GPU runs",
       );
@@ -168,7 +176,8 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
   });
   const candidateText = values.candidates ?? (quick ? QUICK_CANDIDATES : undefined);
   const only: MatMulChoice[] | undefined = candidateText?.split(",").map((s) => s.trim())
-    .filter((s) => s !== "").map((s) => parseChoice(s, "benchmarks/tune.ts: --candidates"));
+    .filter((s) => s !== "")
+    .map((s) => usageChecked(() => parseChoice(s, "benchmarks/tune.ts: --candidates")));
 
   if (values.out !== undefined) checkTableFile(values.out);
 
@@ -279,11 +288,30 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
   return { path, table, workloads: totals };
 }
 
-if (import.meta.main) {
+/** Options of {@link cli} (tests capture the error line). */
+export interface TuneCliOptions {
+  readonly error?: (s: string) => void;
+}
+
+/**
+ * `deno task tune`: {@link main}, with an error printed as one line instead of a stack trace.
+ *
+ * @param args command-line arguments (see {@link TUNE_USAGE})
+ * @param opts where the error line goes (default console.error)
+ * @returns the exit code: 0 written (or `--help`), 1 the tuning failed, 2 bad arguments
+ */
+export async function cli(args: string[], opts: TuneCliOptions = {}): Promise<number> {
   try {
-    await main(Deno.args);
+    await main(args);
+    return 0;
   } catch (e) {
-    console.error(e instanceof Error ? e.message : String(e));
-    Deno.exit(1);
+    (opts.error ?? console.error)(e instanceof Error ? e.message : String(e));
+    return exitCodeOf(e);
   }
+}
+
+if (import.meta.main) {
+  // Exit explicitly only on failure: a tuning run ends as it always did.
+  const code = await cli(Deno.args);
+  if (code !== 0) Deno.exit(code);
 }

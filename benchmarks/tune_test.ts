@@ -2,12 +2,13 @@
  * `deno task tune` in quick mode on whatever adapter is here (the software adapter in CI: the
  * mechanics, not the times): it lists a tiny T5 step's matmul shapes, times the candidates,
  * writes a valid table, keeps other entries of an existing table, and refuses bad input before
- * measuring.
+ * measuring (exit 2; a failure while tuning is exit 1).
  */
 
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
-import { main } from "./tune.ts";
+import { cli, main } from "./tune.ts";
+import { UsageError } from "../model/usage.ts";
 import {
   parseTuningTable,
   resetWebgpuKernelStats,
@@ -89,6 +90,7 @@ Deno.test({
 });
 
 Deno.test("deno task tune: bad arguments are refused with the flag named", async () => {
+  await assert.rejects(main(["--reps=0"]), UsageError);
   await assert.rejects(main(["--reps=0"]), /--reps must be a positive integer, got "0"/);
   await assert.rejects(main(["--rounds=x"]), /--rounds must be a positive integer/);
   await assert.rejects(main(["--frobnicate"]), /benchmarks\/tune\.ts: .*frobnicate.*--help/);
@@ -115,7 +117,47 @@ Deno.test("deno task tune: bad arguments are refused with the flag named", async
       main([`--out=${file}/table.json`]),
       new RegExp(`--out ${file}/table\\.json: the folder ${file}: is a file, not a folder`),
     );
+    await assert.rejects(main([`--out=${dir}`]), UsageError);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test({
+  name: "deno task tune cli(): exit 2 for bad arguments, 1 for a failure while tuning",
+  // Opening the adapter leaves wgpu's resources to the process.
+  ...opts,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const cases: [string[], RegExp][] = [
+        [["--frobnicate"], /^benchmarks\/tune\.ts: Unknown option '--frobnicate' .*--help\)$/],
+        [["--reps"], /^benchmarks\/tune\.ts: Option '--reps <value>' argument missing/],
+        [["--rounds=1.5"], /^benchmarks\/tune\.ts: --rounds must be a positive integer/],
+        [["--workloads=t5:nosuch"], /--workloads "t5:nosuch": Unknown T5 preset "nosuch"/],
+        [["--candidates=t99"], /^benchmarks\/tune\.ts: --candidates: .*unknown tile "t99"/],
+        [[`--out=${dir}`], /--out .*: is a folder; give the table's file name/],
+      ];
+      for (const [args, want] of cases) {
+        const err: string[] = [];
+        assert.equal(await cli(args, { error: (s) => err.push(s) }), 2, args.join(" "));
+        assert.equal(err.length, 1);
+        assert.match(err[0]!, want);
+      }
+      // A table at --out that is not JSON stops the run before anything is measured, but after
+      // the adapter is opened: a failure while working (as are no adapter and a software one).
+      const out = `${dir}/table.json`;
+      await Deno.writeTextFile(out, "not json");
+      const err: string[] = [];
+      const code = await cli(["--quick", "--include-fallback", `--out=${out}`], {
+        error: (s) => err.push(s),
+      });
+      assert.equal(code, 1, err.join("\n"));
+      assert.equal(err.length, 1);
+      assert.match(err[0]!, /table\.json: not JSON|no WebGPU adapter/);
+      assert.equal(await Deno.readTextFile(out), "not json", "file untouched");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
