@@ -23,8 +23,11 @@
  *    (transposed only, the default) and tiled (all float32 matmuls).
  *
  * Usage: `deno run -A benchmarks/gpu_check.ts [--quick] [--sections=a,b] [--budget-s=N]
- * [--out=file.json]`. `--quick` uses tiny shapes (for checking the script on the software adapter).
- * The report goes to `$OUT/gpu_check.json` when `OUT` is set, else `results/perf/gpu_check-<time>.json`.
+ * [--out=file.json]` ({@link GPU_CHECK_USAGE}). `--quick` uses tiny shapes (for checking the script
+ * on the software adapter). The report goes to `$OUT/gpu_check.json` when `OUT` is set, else
+ * `results/perf/gpu_check-<time>.json`. Exit codes ({@link cli}): 0 the report was written (a
+ * section's error is recorded in it) or `--help`, 1 a failure outside the sections (the webgpu
+ * backend, writing the report), 2 bad arguments (nothing run).
  *
  * @module
  */
@@ -32,6 +35,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { requestTfjsAdapter } from "../model/webgpu/adapter.ts";
 import "@tensorflow/tfjs-backend-webgpu";
+import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import {
   MATMUL_TILE_CANDIDATES,
@@ -51,7 +55,8 @@ import { HEAD_CONTEXT, HEAD_SCORES, headContext, headScores } from "../model/hea
 import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../model/t5.ts";
 import { t5Flops } from "../model/accounting.ts";
 import { PRESETS } from "../model/config.ts";
-import { writeFileAtomic } from "../model/fs.ts";
+import { checkOutputFolder, writeFileAtomic } from "../model/fs.ts";
+import { exitCodeOf, UsageError } from "../model/usage.ts";
 import { quietWaylandProbe } from "../model/webgpu/wsi_env.ts";
 import { hostOnlySteps, waitFor } from "../model/webgpu/counters.ts";
 import {
@@ -820,8 +825,42 @@ async function t5Section(
 const SECTIONS = ["adapter", "correctness", "tune", "t5", "matmul", "encoder"] as const;
 type Section = typeof SECTIONS[number];
 
+/** `benchmarks/gpu_check.ts --help`. */
+export const GPU_CHECK_USAGE =
+  `deno run -A benchmarks/gpu_check.ts [options]   the prepared GPU check (benchmarks/gpu_check.md)
+
+  --quick            tiny shapes, to check the script on the software adapter
+  --sections=LIST    comma-separated, of ${SECTIONS.join(", ")} (default: all)
+  --budget-s=N       skip a section that would start after N seconds (default 480)
+  --out=FILE         the JSON report (default: $OUT/gpu_check.json when OUT is set, else
+                     results/perf/gpu_check-<time>.json); the tune section's table goes beside it
+  --help             this text
+
+Exit codes: 0 the report was written (a section's error is recorded in it), 1 a failure outside
+the sections, 2 bad arguments (nothing run).`;
+
+/**
+ * Checks the report path before any GPU work: a folder there, or a file in the way of its folder,
+ * is a {@link UsageError} naming where the path came from.
+ */
+function checkReportPath(outPath: string, namedBy: string): void {
+  let isFolder = false;
+  try {
+    isFolder = Deno.statSync(outPath).isDirectory;
+  } catch {
+    // Absent (or below a file: the folder check names it).
+  }
+  if (isFolder) {
+    throw new UsageError(
+      `benchmarks/gpu_check.ts: ${namedBy} ${outPath}: is a folder; give the report's file name`,
+    );
+  }
+  checkOutputFolder(`benchmarks/gpu_check.ts: ${namedBy} ${outPath}: the folder`, dirname(outPath));
+}
+
 /**
  * Runs the sections named by `args` (see the module doc and `gpu_check.md`) and writes the report.
+ * The arguments and the report path are checked first; a bad one is a {@link UsageError}.
  *
  * @param args command-line arguments
  * @returns the report (also written to `--out`, `$OUT/gpu_check.json` or `results/perf/`)
@@ -839,21 +878,22 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
       },
     }).values;
   } catch (e) {
-    throw new Error(
+    throw new UsageError(
       `benchmarks/gpu_check.ts: ${(e as Error).message} (options: --quick, --sections=a,b, ` +
-        `--budget-s=N, --out=file.json; see benchmarks/gpu_check.md)`,
+        `--budget-s=N, --out=file.json, --help; see benchmarks/gpu_check.md)`,
+      { cause: e },
     );
   }
   const quick = values.quick === true;
   const budgetS = Number(values["budget-s"]);
   if (!(budgetS > 0)) {
-    throw new Error(
+    throw new UsageError(
       `benchmarks/gpu_check.ts: --budget-s must be a positive number, got ${values["budget-s"]}`,
     );
   }
   const wanted = String(values.sections).split(",").map((s) => s.trim()).filter((s) => s !== "");
   if (wanted.length === 0) {
-    throw new Error(
+    throw new UsageError(
       `benchmarks/gpu_check.ts: --sections "${values.sections}" names no section; known: ${
         SECTIONS.join(", ")
       }`,
@@ -861,7 +901,7 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
   }
   for (const s of wanted) {
     if (!(SECTIONS as readonly string[]).includes(s)) {
-      throw new Error(
+      throw new UsageError(
         `benchmarks/gpu_check.ts: unknown section "${s}"; known: ${SECTIONS.join(", ")}`,
       );
     }
@@ -870,6 +910,7 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
   const outPath = values.out ??
     (outDir ? `${outDir}/gpu_check.json` : `results/perf/gpu_check-${stamp}.json`);
+  checkReportPath(outPath, values.out !== undefined ? "--out" : outDir ? "$OUT" : "the report");
   // The tune section's table goes beside the report.
   const tablePath = outPath.replace(/(\.json)?$/, "-tuning.json");
   const t0 = performance.now();
@@ -921,24 +962,34 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
   return report;
 }
 
+/** Options of {@link cli} (tests capture the output and replace the check). */
+export interface GpuCheckCliOptions {
+  readonly log?: (s: string) => void;
+  readonly error?: (s: string) => void;
+  /** The check (default {@link main}). */
+  readonly main?: (args: string[]) => Promise<unknown>;
+}
+
 /**
- * The command line: {@link main}, with an error (a bad option) printed as one line, exit 1,
- * instead of an uncaught stack trace.
+ * The command line: `--help` prints {@link GPU_CHECK_USAGE}; otherwise {@link main}, with an
+ * error printed as one line instead of an uncaught stack trace.
  *
  * @param args command-line arguments
- * @param error where the error line goes (default console.error)
- * @returns the exit code
+ * @param opts output sinks and the check
+ * @returns the exit code: 0 the report was written (or `--help`), 1 a failure outside the
+ *   sections, 2 bad arguments (nothing run)
  */
-export async function cli(
-  args: string[],
-  error: (s: string) => void = (s) => console.error(s),
-): Promise<number> {
+export async function cli(args: string[], opts: GpuCheckCliOptions = {}): Promise<number> {
+  if (args.includes("--help") || args.includes("-h")) {
+    (opts.log ?? ((s: string) => console.log(s)))(GPU_CHECK_USAGE);
+    return 0;
+  }
   try {
-    await main(args);
+    await (opts.main ?? main)(args);
     return 0;
   } catch (e) {
-    error(e instanceof Error ? e.message : String(e));
-    return 1;
+    (opts.error ?? ((s: string) => console.error(s)))(e instanceof Error ? e.message : String(e));
+    return exitCodeOf(e);
   }
 }
 

@@ -87,17 +87,55 @@ gpuTest("gpu_check --quick: every section runs and the report is written", async
   }
 });
 
-Deno.test("gpu_check cli(): a bad option is one line naming it, exit 1, before any GPU work", async () => {
-  const cases: [string[], RegExp][] = [
-    [["--bogus"], /^benchmarks\/gpu_check\.ts: Unknown option '--bogus' \(options: --quick/],
-    [["--budget-s=0"], /^benchmarks\/gpu_check\.ts: --budget-s must be a positive number, got 0$/],
-    [["--sections=adaptr"], /^benchmarks\/gpu_check\.ts: unknown section "adaptr"; known: adapter/],
-    [["--sections=,"], /^benchmarks\/gpu_check\.ts: --sections "," names no section/],
-  ];
-  for (const [args, want] of cases) {
-    const err: string[] = [];
-    assert.equal(await cli(args, (s) => err.push(s)), 1, args.join(" "));
-    assert.equal(err.length, 1);
-    assert.match(err[0]!, want);
+Deno.test("gpu_check cli(): a bad option is one line naming it, exit 2, before any GPU work", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/a-file`;
+    await Deno.writeTextFile(file, "x");
+    const cases: [string[], RegExp][] = [
+      [["--bogus"], /^benchmarks\/gpu_check\.ts: Unknown option '--bogus' \(options: --quick/],
+      [["--out"], /^benchmarks\/gpu_check\.ts: Option '--out <value>' argument missing/],
+      [
+        ["--budget-s=0"],
+        /^benchmarks\/gpu_check\.ts: --budget-s must be a positive number, got 0$/,
+      ],
+      [
+        ["--sections=adaptr"],
+        /^benchmarks\/gpu_check\.ts: unknown section "adaptr"; known: adapter/,
+      ],
+      [["--sections=,"], /^benchmarks\/gpu_check\.ts: --sections "," names no section/],
+      [
+        [`--out=${dir}`],
+        /^benchmarks\/gpu_check\.ts: --out .*: is a folder; give the report's file name$/,
+      ],
+      [
+        [`--out=${file}/report.json`],
+        /^benchmarks\/gpu_check\.ts: --out .*report\.json: the folder .*a-file: is a file, not a folder$/,
+      ],
+    ];
+    for (const [args, want] of cases) {
+      const err: string[] = [];
+      assert.equal(await cli(args, { error: (s) => err.push(s) }), 2, args.join(" "));
+      assert.equal(err.length, 1);
+      assert.match(err[0]!, want);
+    }
+    assert.deepEqual(
+      [...Deno.readDirSync(dir)].map((e) => e.name),
+      ["a-file"],
+      "no report was written",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("gpu_check cli(): --help exits 0; a failure outside the sections exits 1", async () => {
+  const out: string[] = [];
+  assert.equal(await cli(["--help"], { log: (s) => out.push(s) }), 0);
+  assert.match(out.join("\n"), /--sections=LIST[\s\S]*--out=FILE[\s\S]*Exit codes/);
+  // A stand-in for main: the webgpu backend or the report write failing while working.
+  const err: string[] = [];
+  const failing = () => Promise.reject(new Error("benchmarks/gpu_check.ts: no webgpu backend"));
+  assert.equal(await cli(["--quick"], { error: (s) => err.push(s), main: failing }), 1);
+  assert.deepEqual(err, ["benchmarks/gpu_check.ts: no webgpu backend"]);
 });
