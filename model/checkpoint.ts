@@ -21,7 +21,19 @@ import {
   type TensorInfo,
   toTypedArray,
 } from "./safetensors.ts";
-import { pathExists, writeFileAtomic } from "./fs.ts";
+import {
+  changedAgoMs,
+  type HeldTemp,
+  LEGACY_TEMP_MAX_AGE_MS,
+  makeHeldTempDir,
+  maySweep,
+  pathExists,
+  removeStaleTemps,
+  type StaleTempOptions,
+  TEMP_TAG_SOURCE,
+  type TempPattern,
+  writeFileAtomic,
+} from "./fs.ts";
 
 export { fetchHubModel, type FetchHubOptions } from "./hub.ts";
 
@@ -324,9 +336,10 @@ export async function saveHfFolder(
 
   const parent = dirname(dir);
   await Deno.mkdir(parent, { recursive: true });
-  const tag = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-  const tmp = join(parent, `.${basename(dir)}.tmp-${tag}`);
-  await Deno.mkdir(tmp);
+  await removeStaleSaveTemps(parent);
+  const held = await makeHeldTempDir(parent, `.${basename(dir)}`);
+  const tmp = held.path;
+  const tag = tmp.slice(tmp.lastIndexOf(".tmp-") + ".tmp-".length);
   try {
     const hfConfig = { ...t5ConfigToHf(config), dtype: opts.dtype ?? "float32" };
     // Every file is flushed to disk (writeFileAtomic, writeShard) before the folder is renamed
@@ -365,15 +378,20 @@ export async function saveHfFolder(
     for (const [name, content] of Object.entries(opts.extraFiles ?? {})) {
       await writeFileAtomic(join(tmp, name), content);
     }
-    await swapInto(tmp, dir, tag);
+    await swapInto(held, dir, tag);
   } catch (e) {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
     throw e;
+  } finally {
+    held.release();
   }
 }
 
-/** Rename `tmp` to `dir`, moving an existing `dir` aside first and removing it afterwards. */
-async function swapInto(tmp: string, dir: string, tag: string): Promise<void> {
+/**
+ * Rename the held `tmp` to `dir`, moving an existing `dir` aside first (`.<name>.old-<tag>`, the
+ * tag of `tmp`) and removing it afterwards.
+ */
+async function swapInto(tmp: HeldTemp, dir: string, tag: string): Promise<void> {
   let old: string | undefined;
   try {
     const st = await Deno.stat(dir);
@@ -384,10 +402,102 @@ async function swapInto(tmp: string, dir: string, tag: string): Promise<void> {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
   try {
-    await Deno.rename(tmp, dir);
+    await Deno.rename(tmp.path, dir);
   } catch (e) {
     if (old) await Deno.rename(old, dir).catch(() => {});
     throw e;
   }
-  if (old) await Deno.remove(old, { recursive: true });
+  // A sweep of another process may have removed it already (see removeStaleSaveTemps).
+  if (old) {
+    await Deno.remove(old, { recursive: true }).catch((e) => {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    });
+  }
+}
+
+/**
+ * The temporary folders {@link saveHfFolder} builds a checkpoint in, beside it:
+ * `.<name>.tmp-<pid>-<12 hex>` (held locked while the save runs), and the unlocked
+ * `.<name>.tmp-<base36 time>-<base36>` of earlier versions.
+ */
+export const SAVE_TEMPS: TempPattern = {
+  kind: "directory",
+  held: new RegExp(String.raw`^\..+\.tmp-${TEMP_TAG_SOURCE}$`),
+  legacy: /^\..+\.tmp-[0-9a-z]+-[0-9a-z]{1,6}$/,
+};
+
+/** A folder {@link swapInto} moved aside: `.<name>.old-<tag of its save's temporary>`. */
+const SAVE_OLD = new RegExp(
+  String.raw`^\.(?<name>.+)\.old-(?<tag>${TEMP_TAG_SOURCE}|[0-9a-z]+-[0-9a-z]{1,6})$`,
+);
+
+/** Default of `graceMs` of {@link removeStaleSaveTemps}: 10 minutes. */
+export const SAVE_OLD_GRACE_MS = 10 * 60_000;
+
+/**
+ * Cleans what saves killed part-way (SIGKILL, power cut) left in `parent`, the folder holding
+ * checkpoint folders (e.g. the pretrained-backbone cache), and nothing else:
+ * - temporary folders ({@link SAVE_TEMPS}) whose save has ended, removed by
+ *   {@link removeStaleTemps} (a running save holds its folder locked);
+ * - folders moved aside (`.<name>.old-<tag>`) whose save has ended: its temporary `.<name>.tmp-<tag>`
+ *   is gone (renamed into place, or swept as abandoned just before) and the folder was moved at
+ *   least `graceMs` ago (a save removes it milliseconds after the move; `legacyMaxAgeMs` for the
+ *   names of earlier versions). When `<name>` itself is missing (the save died between its two
+ *   renames) the folder is renamed back, restoring the previous checkpoint; else it is removed.
+ * Never one named with this process's pid. Housekeeping never fails the caller.
+ *
+ * @param parent the folder holding checkpoint folders
+ * @param opts grace period of moved-aside folders (default {@link SAVE_OLD_GRACE_MS}), legacy age,
+ *   clock
+ * @returns the names removed or renamed back
+ */
+export async function removeStaleSaveTemps(
+  parent: string,
+  opts: StaleTempOptions & { readonly graceMs?: number } = {},
+): Promise<string[]> {
+  const done = await removeStaleTemps(parent, SAVE_TEMPS, opts);
+  if (!maySweep(parent)) return done;
+  let names: string[];
+  try {
+    names = [...Deno.readDirSync(parent)].map((e) => e.name);
+  } catch {
+    return done;
+  }
+  for (const entry of names) {
+    const m = SAVE_OLD.exec(entry);
+    if (!m?.groups || m.groups.pid === String(Deno.pid)) continue;
+    const { name, tag, pid } = m.groups as { name: string; tag: string; pid?: string };
+    const path = join(parent, entry);
+    try {
+      const info = await Deno.lstat(path);
+      if (!info.isDirectory) continue;
+      if (await lexists(join(parent, `.${name}.tmp-${tag}`))) continue; // its save still runs
+      const age = changedAgoMs(info, opts.now);
+      const limit = pid === undefined
+        ? opts.legacyMaxAgeMs ?? LEGACY_TEMP_MAX_AGE_MS
+        : opts.graceMs ?? SAVE_OLD_GRACE_MS;
+      if (age === undefined || !(age > limit)) continue;
+      const target = join(parent, name);
+      if (!(await lexists(target))) {
+        try {
+          await Deno.rename(path, target);
+          done.push(entry);
+          continue;
+        } catch { /* another sweep or save got there first: remove it instead */ }
+      }
+      await Deno.remove(path, { recursive: true });
+      done.push(entry);
+    } catch { /* gone meanwhile, or cannot be removed */ }
+  }
+  return done;
+}
+
+async function lexists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
 }

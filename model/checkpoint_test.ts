@@ -1,10 +1,17 @@
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { sharedPath } from "./shared_dir.ts";
 import { preset } from "./config.ts";
 import { disposeT5, initT5, t5FromTensors } from "./t5.ts";
-import { inspectHfFolder, loadHfFolder, saveHfFolder } from "./checkpoint.ts";
+import {
+  inspectHfFolder,
+  loadHfFolder,
+  removeStaleSaveTemps,
+  SAVE_TEMPS,
+  saveHfFolder,
+} from "./checkpoint.ts";
+import { makeHeldTempDir } from "./fs.ts";
 import { decodeSafetensors, f16BitsToF32, f32BitsToBf16, f32BitsToF16 } from "./safetensors.ts";
 
 await tf.setBackend("cpu");
@@ -230,6 +237,79 @@ Deno.test("saving over an existing folder replaces it; a failed save leaves it i
   a.dispose();
   bad.dispose();
   await Deno.remove(tmp, { recursive: true });
+});
+
+Deno.test("a save sweeps what killed saves left beside the folder; live saves and other names are kept", async () => {
+  const parent = await Deno.makeTempDir();
+  const cfg = preset("tiny-relu");
+  const a = tf.tensor1d([1, 2]);
+  const b = tf.tensor1d([3, 4]);
+  const names = () => [...Deno.readDirSync(parent)].map((e) => e.name).sort();
+  try {
+    await saveHfFolder(join(parent, "kept"), cfg, new Map([["a", a]]));
+    await saveHfFolder(join(parent, "lost"), cfg, new Map([["a", b]]));
+    // A save of "lost" killed between its two renames: the previous folder moved aside, the new
+    // one still a temporary. Pid 999999999 is above any pid_max, and nobody holds the locks.
+    const deadTag = "999999999-0123456789ab";
+    await Deno.rename(join(parent, "lost"), join(parent, `.lost.old-${deadTag}`));
+    await Deno.mkdir(join(parent, `.lost.tmp-${deadTag}`));
+    // A save of "kept" killed after both renames: only the moved-aside folder is left.
+    await Deno.mkdir(join(parent, ".kept.old-999999998-0123456789ab"));
+    // A save of this process in progress (held), with its moved-aside folder.
+    const live = await makeHeldTempDir(parent, ".busy");
+    const liveTag = live.path.slice(live.path.lastIndexOf(".tmp-") + 5);
+    await Deno.mkdir(join(parent, `.busy.old-${liveTag}`));
+    // Names that are not a save's, and a file under a temporary's name.
+    const other = [".lost.bak", "lost2", ".tmp-999999999-0123456789ab", ".x.old-1"];
+    for (const n of other) await Deno.mkdir(join(parent, n));
+    await Deno.writeTextFile(join(parent, ".f.tmp-999999999-0123456789ab"), "");
+    assert.ok(SAVE_TEMPS.held.test(basename(live.path)), live.path);
+    // Another process's save in progress, between its renames: its temporary is locked.
+    const otherTag = "999999997-0123456789ab";
+    await Deno.mkdir(join(parent, `.z.tmp-${otherTag}`));
+    await Deno.mkdir(join(parent, `.z.old-${otherTag}`));
+    const lock = await Deno.open(join(parent, `.z.tmp-${otherTag}`), { read: true });
+    await lock.lock(true);
+
+    // The moved-aside folders are younger than the grace period: only the temporary goes.
+    assert.deepEqual(await removeStaleSaveTemps(parent), [`.lost.tmp-${deadTag}`]);
+    const swept = await removeStaleSaveTemps(parent, { graceMs: 0 });
+    assert.deepEqual(swept.sort(), [".kept.old-999999998-0123456789ab", `.lost.old-${deadTag}`]);
+    // "lost" is back (its previous version), "kept" untouched, the rest kept.
+    const back = await loadHfFolder(join(parent, "lost"));
+    assert.deepEqual(Array.from(back.tensors.get("a")!.dataSync()), [3, 4]);
+    disposeAll(back.tensors);
+    assert.deepEqual(
+      names(),
+      [
+        ...other,
+        ".f.tmp-999999999-0123456789ab",
+        `.busy.old-${liveTag}`,
+        basename(live.path),
+        `.z.old-${otherTag}`,
+        `.z.tmp-${otherTag}`,
+        "kept",
+        "lost",
+      ].sort(),
+    );
+    live.release();
+    // That process killed: its temporary goes, and the folder it moved aside is renamed back.
+    lock.close();
+    assert.deepEqual(await removeStaleSaveTemps(parent, { graceMs: 0 }), [
+      `.z.tmp-${otherTag}`,
+      `.z.old-${otherTag}`,
+    ]);
+    assert.ok(names().includes("z"));
+
+    // A save sweeps its parent first: a dead save's temporary of another folder goes.
+    await Deno.mkdir(join(parent, `.other.tmp-${deadTag}`));
+    await saveHfFolder(join(parent, "kept"), cfg, new Map([["a", b]]));
+    assert.ok(!names().includes(`.other.tmp-${deadTag}`));
+  } finally {
+    a.dispose();
+    b.dispose();
+    await Deno.remove(parent, { recursive: true });
+  }
 });
 
 Deno.test("T5 round trip: initT5 → saveHfFolder → loadHfFolder → t5FromTensors", async () => {
