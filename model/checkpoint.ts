@@ -29,7 +29,6 @@ import {
   maySweep,
   pathExists,
   removeStaleTemps,
-  type StaleTempOptions,
   TEMP_TAG_SOURCE,
   type TempPattern,
   writeFileAtomic,
@@ -420,7 +419,7 @@ async function swapInto(tmp: HeldTemp, dir: string, tag: string): Promise<void> 
  * `.<name>.tmp-<pid>-<12 hex>` (held locked while the save runs), and the unlocked
  * `.<name>.tmp-<base36 time>-<base36>` of earlier versions.
  */
-export const SAVE_TEMPS: TempPattern = {
+const SAVE_TEMPS: TempPattern = {
   kind: "directory",
   held: new RegExp(String.raw`^\..+\.tmp-${TEMP_TAG_SOURCE}$`),
   legacy: /^\..+\.tmp-[0-9a-z]+-[0-9a-z]{1,6}$/,
@@ -432,13 +431,14 @@ const SAVE_OLD = new RegExp(
 );
 
 /** Default of `graceMs` of {@link removeStaleSaveTemps}: 10 minutes. */
-export const SAVE_OLD_GRACE_MS = 10 * 60_000;
+const SAVE_OLD_GRACE_MS = 10 * 60_000;
 
 /**
  * Cleans what saves killed part-way (SIGKILL, power cut) left in `parent`, the folder holding
  * checkpoint folders (e.g. the pretrained-backbone cache), and nothing else:
- * - temporary folders ({@link SAVE_TEMPS}) whose save has ended, removed by
- *   {@link removeStaleTemps} (a running save holds its folder locked);
+ * - temporary folders (`.<name>.tmp-<pid>-<12 hex>`) whose save has ended: a running save holds
+ *   its folder locked (see `removeStaleTemps` in fs.ts; unlocked names of earlier versions go
+ *   once a day old);
  * - folders moved aside (`.<name>.old-<tag>`) whose save has ended: its temporary `.<name>.tmp-<tag>`
  *   is gone (renamed into place, or swept as abandoned just before) and the folder was moved at
  *   least `graceMs` ago (a save removes it milliseconds after the move; `legacyMaxAgeMs` for the
@@ -447,13 +447,18 @@ export const SAVE_OLD_GRACE_MS = 10 * 60_000;
  * Never one named with this process's pid. Housekeeping never fails the caller.
  *
  * @param parent the folder holding checkpoint folders
- * @param opts grace period of moved-aside folders (default {@link SAVE_OLD_GRACE_MS}), legacy age,
- *   clock
+ * @param opts `graceMs`: how long ago a moved-aside folder must have been moved (default 10
+ *   minutes); `legacyMaxAgeMs`: age of abandoned names of earlier versions (default 24 hours);
+ *   `now`: the clock (tests)
  * @returns the names removed or renamed back
  */
 export async function removeStaleSaveTemps(
   parent: string,
-  opts: StaleTempOptions & { readonly graceMs?: number } = {},
+  opts: {
+    readonly graceMs?: number;
+    readonly legacyMaxAgeMs?: number;
+    readonly now?: number;
+  } = {},
 ): Promise<string[]> {
   const done = await removeStaleTemps(parent, SAVE_TEMPS, opts);
   if (!maySweep(parent)) return done;

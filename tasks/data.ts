@@ -6,7 +6,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import {
   type FileSpec,
   findTaskSource,
@@ -14,7 +14,13 @@ import {
   TASK_SOURCES,
   type TaskSource,
 } from "./sources.ts";
-import { isFileSync as isFile } from "../model/fs.ts";
+import {
+  isFileSync as isFile,
+  makeHeldTempDirSync,
+  removeStaleTempsSync,
+  TEMP_TAG_SOURCE,
+  type TempPattern,
+} from "../model/fs.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 
 /**
@@ -90,7 +96,14 @@ export interface ChooseDataDirOptions {
  * supply files, the result is a folder of symbolic links, `<cacheDir>/merged/<digest of the
  * mapping>`, built once per mapping (in a temporary folder renamed into place, so concurrent runs
  * are safe) and reused while the mapping stays the same; where links cannot be made, the root with
- * more files is used and the log says so.
+ * more files is used and the log says so. The temporary folders of builds that were killed
+ * (`<digest>.tmp-…`, whose builder no longer holds them) are removed here.
+ *
+ * Link folders of earlier mappings are not pruned. Nothing records which process reads which
+ * folder: a run resolves its data folder once at start and reads task files from it for hours,
+ * so a folder that is not the current mapping's, or whose links dangle for the moment (a file
+ * being downloaded again), may still be read by a live run, and no age proves otherwise. Each is
+ * a few kilobytes of links, and a new one appears only when the set of downloaded files changes.
  */
 export function chooseDataDir(opts: ChooseDataDirOptions): string {
   const mirror = resolve(opts.mirrorDir);
@@ -119,6 +132,7 @@ export function chooseDataDir(opts: ChooseDataDirOptions): string {
   const view = join(cache, "merged", digest);
   const why = `${fromCache} file(s) from the download cache ${cache}, ${fromMirror} from the ` +
     `mirror ${mirror}`;
+  removeStaleTempsSync(dirname(view), LINK_TEMPS);
   if (isFile(join(view, DONE))) return view;
   try {
     buildLinkFolder(view, links);
@@ -134,10 +148,22 @@ export function chooseDataDir(opts: ChooseDataDirOptions): string {
 /** Marker written last into a complete link folder. */
 const DONE = ".complete";
 
+/**
+ * The temporary folders {@link chooseDataDir} builds a link folder in, under `<cacheDir>/merged/`:
+ * `<digest>.tmp-<pid>-<12 hex>` (held locked while it is built), and the unlocked
+ * `<digest>.tmp-<pid>-<uuid>` of earlier versions.
+ */
+const LINK_TEMPS: TempPattern = {
+  kind: "directory",
+  held: new RegExp(String.raw`^[0-9a-f]{16}\.tmp-${TEMP_TAG_SOURCE}$`),
+  legacy: /^[0-9a-f]{16}\.tmp-\d+-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/,
+};
+
 /** Builds `view` (links `path` → `target`) in a temporary folder, then renames it into place. */
 function buildLinkFolder(view: string, links: readonly [string, string][]): void {
   Deno.mkdirSync(dirname(view), { recursive: true });
-  const tmp = `${view}.tmp-${Deno.pid}-${crypto.randomUUID()}`;
+  const held = makeHeldTempDirSync(dirname(view), basename(view));
+  const tmp = held.path;
   try {
     for (const [path, target] of links) {
       const at = join(tmp, path);
@@ -155,6 +181,7 @@ function buildLinkFolder(view: string, links: readonly [string, string][]): void
     try {
       Deno.removeSync(tmp, { recursive: true });
     } catch { /* renamed into place */ }
+    held.release();
   }
 }
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { sharedPath } from "../model/shared_dir.ts";
-import { isFileSync } from "../model/fs.ts";
+import { isFileSync, makeHeldTempDirSync } from "../model/fs.ts";
 import {
   availableTasks,
   chooseDataDir,
@@ -201,8 +201,30 @@ Deno.test("chooseDataDir: cache files where the manifest lists them, the mirror 
     assert.equal(await Deno.readTextFile(join(dir, "glue/QQP/dev.tsv")), "mirror dev\n");
     assert.ok(!isFileSync(join(dir, "glue/SST-2/train.tsv")));
     assert.match(notes.join("\n"), /1 file\(s\) from the download cache .*, 2 from the mirror/);
-    // The same choice again reuses the same folder.
-    assert.equal(chooseDataDir({ cacheDir: cache, mirrorDir: mirror, log: () => {} }), dir);
+    // The same choice again reuses the same folder, and sweeps the temporary link folders of
+    // killed builds (nobody holds them: pid 999999999 is above any pid_max); a build this
+    // process holds, legacy names still young, and other names stay.
+    const merged = join(cache, "merged");
+    const digest = dir.slice(merged.length + 1);
+    const dead = `${digest}.tmp-999999999-0123456789ab`;
+    const legacy = `${digest}.tmp-999999999-01234567-89ab-cdef-0123-456789abcdef`;
+    const kept = [
+      legacy,
+      `${digest}.tmp-1`,
+      "0123456789abcdef.bak",
+      `x${digest}.tmp-2-0123456789ab`,
+    ];
+    for (const n of [dead, ...kept]) await Deno.mkdir(join(merged, n));
+    const live = makeHeldTempDirSync(merged, digest);
+    try {
+      assert.equal(chooseDataDir({ cacheDir: cache, mirrorDir: mirror, log: () => {} }), dir);
+      assert.deepEqual(
+        [...Deno.readDirSync(merged)].map((e) => e.name).sort(),
+        [digest, basename(live.path), ...kept].sort(),
+      );
+    } finally {
+      live.release();
+    }
     // Only one root has files: that root itself.
     assert.equal(
       chooseDataDir({ cacheDir: cache, mirrorDir: join(tmp, "none"), log: () => {} }),
