@@ -386,6 +386,16 @@ function granted(name: "read" | "write", path: string): boolean {
 }
 
 /**
+ * Whether this process may list and change `dir` without asking: sweeps check it first, since a
+ * missing permission would otherwise prompt on a terminal.
+ *
+ * @param dir the folder
+ */
+export function maySweep(dir: string): boolean {
+  return granted("read", dir) && granted("write", dir);
+}
+
+/**
  * How long ago `info`'s entry last changed: its content (mtime) or its name or links (ctime, set
  * by a rename); undefined when the file system gives neither time.
  *
@@ -422,8 +432,7 @@ function* abandoned(
   pattern: TempPattern,
   opts: StaleTempOptions,
 ): Generator<{ name: string; path: string }> {
-  // Asking first: a missing permission would otherwise prompt on a terminal.
-  if (!granted("read", dir) || !granted("write", dir)) return;
+  if (!maySweep(dir)) return;
   let names: string[];
   try {
     names = [...Deno.readDirSync(dir)].map((e) => e.name);
