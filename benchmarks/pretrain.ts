@@ -23,11 +23,18 @@ import { dirname, join } from "node:path";
 import { createHash } from "node:crypto";
 import { preset, type T5Config } from "../model/config.ts";
 import { crossEntropyLoss, forward, initT5, type T5Model, t5StateDict } from "../model/t5.ts";
-import { saveHfFolder } from "../model/checkpoint.ts";
+import { removeStaleSaveTemps, saveHfFolder } from "../model/checkpoint.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
 import { trainSentencePiece, withSentinels } from "../model/spm.ts";
 import { sharedPath } from "../model/shared_dir.ts";
-import { checkOutputFolder, isFileSync as isFile } from "../model/fs.ts";
+import {
+  checkOutputFolder,
+  isFileSync as isFile,
+  makeHeldTempDir,
+  removeStaleTemps,
+  TEMP_TAG_SOURCE,
+  type TempPattern,
+} from "../model/fs.ts";
 import { parseJsonFile } from "../model/json.ts";
 import { exitCodeOf, usageChecked, UsageError } from "../model/usage.ts";
 import {
@@ -208,7 +215,21 @@ export async function hasSpmTrain(exe = "spm_train"): Promise<boolean> {
   }
 }
 
-/** Trains (or reuses) the SentencePiece tokenizer of a corpus, keyed by its hash and size. */
+/**
+ * The temporary folders {@link corpusTokenizer} trains in, under `<cacheDir>/tokenizers/`:
+ * `.tmp-<pid>-<12 hex>` (held locked while it trains), and the unlocked `.tmp-<random>` of
+ * earlier versions (from `Deno.makeTempDir`).
+ */
+const TOKENIZER_TEMPS: TempPattern = {
+  kind: "directory",
+  held: new RegExp(String.raw`^\.tmp-${TEMP_TAG_SOURCE}$`),
+  legacy: /^\.tmp-[0-9A-Za-z]+$/,
+};
+
+/**
+ * Trains (or reuses) the SentencePiece tokenizer of a corpus, keyed by its hash and size. Opening
+ * the cache removes the temporary folders of trainings that were killed.
+ */
 async function corpusTokenizer(
   corpusText: string,
   corpusHash: string,
@@ -217,7 +238,9 @@ async function corpusTokenizer(
   const log = opts.log ?? ((l: string) => console.error(l));
   const key = sha256(JSON.stringify({ v: 1, corpusHash, vocabSize: opts.vocabSize }))
     .slice(0, 16);
-  const dir = join(opts.cacheDir, "tokenizers", `spm${opts.vocabSize}-${key}`);
+  const tokenizers = join(opts.cacheDir, "tokenizers");
+  await removeStaleTemps(tokenizers, TOKENIZER_TEMPS);
+  const dir = join(tokenizers, `spm${opts.vocabSize}-${key}`);
   const path = join(dir, "tokenizer.json");
   if (isFile(path)) return { path, key, cached: true };
   if (!(await hasSpmTrain(opts.spmTrain))) {
@@ -226,8 +249,9 @@ async function corpusTokenizer(
         "Debian's sentencepiece package: apt-get install -y sentencepiece)",
     );
   }
-  await Deno.mkdir(join(opts.cacheDir, "tokenizers"), { recursive: true });
-  const work = await Deno.makeTempDir({ dir: join(opts.cacheDir, "tokenizers"), prefix: ".tmp-" });
+  await Deno.mkdir(tokenizers, { recursive: true });
+  const held = await makeHeldTempDir(tokenizers, "");
+  const work = held.path;
   try {
     const corpusPath = join(work, "corpus.txt");
     await Deno.writeTextFile(corpusPath, corpusText);
@@ -253,6 +277,7 @@ async function corpusTokenizer(
     return { path, key, cached: false };
   } finally {
     await Deno.remove(work, { recursive: true }).catch(() => {});
+    held.release();
   }
 }
 
@@ -349,7 +374,10 @@ export async function pretrainBackbone(
     objective: T5_SPAN_CORRUPTION,
     ...(opts.backend === undefined || opts.backend === "auto" ? {} : { backend: opts.backend }),
   }))).slice(0, 16);
-  const dir = join(opts.cacheDir, "backbones", `${opts.preset}-${key}`);
+  const backbones = join(opts.cacheDir, "backbones");
+  // Saves killed part-way leave temporaries (or the previous folder moved aside) here.
+  await removeStaleSaveTemps(backbones);
+  const dir = join(backbones, `${opts.preset}-${key}`);
   try {
     const info = JSON.parse(await Deno.readTextFile(join(dir, "pretrain.json"))) as PretrainInfo;
     log(`pretrain: using cached backbone ${dir}`);

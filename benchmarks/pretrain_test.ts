@@ -1,8 +1,9 @@
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { withEnv } from "../model/env_testing.ts";
 import * as tf from "@tensorflow/tfjs";
 import { loadHfFolder } from "../model/checkpoint.ts";
+import { isDirectory, makeHeldTempDir } from "../model/fs.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 import { loadExamples } from "../tasks/load.ts";
@@ -114,8 +115,13 @@ Deno.test({
         await Deno.readTextFile(task.path),
       );
 
+      // A save killed part-way left a temporary beside the cached folders: opening the cache
+      // removes it (nobody holds it; pid 999999999 is above any pid_max).
+      const killed = join(dir, "cache", "backbones", ".tiny-v1_1-x.tmp-999999999-0123456789ab");
+      await Deno.mkdir(killed);
       const again = await pretrainBackbone(opts);
       equal(again.cached, true);
+      equal(await isDirectory(killed), false);
       equal(again.dir, first.dir);
       deepEqual(again.info.losses, first.info.losses);
     } finally {
@@ -164,6 +170,36 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("ensureTaskTokenizer() removes the temporaries of killed trainings when it opens the cache", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const dataDir = await rteOnlyDataDir(dir);
+    const cacheDir = join(dir, "cache");
+    const tokenizers = join(cacheDir, "tokenizers");
+    await Deno.mkdir(tokenizers, { recursive: true });
+    const dead = ".tmp-999999999-0123456789ab"; // nobody holds it: its training was killed
+    // An earlier version's unlocked name (kept until a day old), other names, and a training
+    // of this process in progress are kept.
+    const kept = [".tmp-0123456789abcdef", "spm500-0123456789abcdef", ".tmp-1-2", "tmp-3"];
+    for (const n of [dead, ...kept]) await Deno.mkdir(join(tokenizers, n));
+    const live = await makeHeldTempDir(tokenizers, "");
+    try {
+      await rejects(
+        () => ensureTaskTokenizer(dataDir, { vocabSize: 500, cacheDir, spmTrain: "/nonexistent" }),
+        SpmUnavailableError,
+      );
+      deepEqual(
+        [...Deno.readDirSync(tokenizers)].map((e) => e.name).sort(),
+        [...kept, basename(live.path)].sort(),
+      );
+    } finally {
+      live.release();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 function tinyRandomSpec(model: string): RunSpec {
