@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { badFolders } from "./cli_testing.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { sharedPath } from "../model/shared_dir.ts";
@@ -341,13 +342,7 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables and --com
   const dir = await Deno.makeTempDir();
   try {
     const profile = await tmpProfile(dir);
-    const file = join(dir, "a-file");
-    await Deno.writeTextFile(file, "x");
-    const empty = join(dir, "empty");
-    await Deno.mkdir(empty);
-    const broken = join(dir, "broken");
-    await Deno.mkdir(broken);
-    await Deno.writeTextFile(join(broken, "r.json"), '{"spec": ');
+    const { file, empty, broken } = await badFolders(dir);
     let runs = 0;
     const counting: typeof fakeRunOne = (spec, o) => {
       runs++;

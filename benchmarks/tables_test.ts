@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { badFolders } from "./cli_testing.ts";
 import { join } from "node:path";
 import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 import { fakeRunOne } from "./_fake_run_one.ts";
@@ -359,13 +360,7 @@ Deno.test("writeTables() that fails leaves the previous tables whole and no temp
 Deno.test("main() (deno task tables) names a bad flag, folder or result in one line, exit 2 or 1", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const file = join(dir, "a-file");
-    await Deno.writeTextFile(file, "x");
-    const empty = join(dir, "empty");
-    await Deno.mkdir(empty);
-    const broken = join(dir, "broken");
-    await Deno.mkdir(broken);
-    await Deno.writeTextFile(join(broken, "r.json"), '{"spec": ');
+    const { file, empty, broken } = await badFolders(dir);
     const out = join(dir, "tables");
     const cases: [string[], number, RegExp][] = [
       [["--rnus", empty], 2, /^Unknown option '--rnus'\n\nUsage: deno task tables/],
