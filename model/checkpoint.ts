@@ -34,6 +34,8 @@ import {
   writeFileAtomic,
 } from "./fs.ts";
 
+import { parseJsonFile } from "./json.ts";
+
 export { fetchHubModel, type FetchHubOptions } from "./hub.ts";
 
 /** Weights file of an unsharded checkpoint. */
@@ -64,12 +66,7 @@ async function readText(path: string, what: string): Promise<string> {
  * @throws Error naming the file when it is missing or not valid JSON
  */
 export async function readJsonFile(path: string, what = "JSON file"): Promise<unknown> {
-  const text = await readText(path, what);
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${path}: invalid JSON: ${(e as Error).message}`);
-  }
+  return parseJsonFile(await readText(path, what), path);
 }
 
 /**

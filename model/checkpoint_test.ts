@@ -58,7 +58,7 @@ Deno.test("loadHfFolder errors name the file and field", async () => {
   await Deno.remove(join(dir, "config.json"));
   await assert.rejects(loadHfFolder(dir), /config\.json: missing config\.json/);
   await Deno.writeTextFile(join(dir, "config.json"), "{ not json");
-  await assert.rejects(loadHfFolder(dir), /config\.json: invalid JSON/);
+  await assert.rejects(loadHfFolder(dir), /config\.json:1:3: invalid JSON/);
   await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify({ d_model: 32 }));
   await assert.rejects(loadHfFolder(dir), /config\.json: missing field "num_layers"/);
   await Deno.copyFile(

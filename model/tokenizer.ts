@@ -7,6 +7,7 @@
  * @module
  */
 import { Tokenizer } from "@huggingface/tokenizers";
+import { parseJsonFile } from "./json.ts";
 
 /** Options of {@link T5Tokenizer.decode}. */
 export interface DecodeOptions {
@@ -129,13 +130,7 @@ export class T5Tokenizer {
       if (e instanceof Deno.errors.NotFound) throw new Error(`${file}: tokenizer file not found`);
       throw new Error(`${file}: cannot read tokenizer: ${(e as Error).message}`);
     }
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch (e) {
-      throw new Error(`${file}: invalid JSON: ${(e as Error).message}`);
-    }
-    return T5Tokenizer.fromJson(json, file);
+    return T5Tokenizer.fromJson(parseJsonFile(text, file), file);
   }
 
   /** Encode text to ids ending with `</s>`. */

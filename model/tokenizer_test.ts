@@ -66,7 +66,7 @@ Deno.test("malformed tokenizer files give errors naming the file", async () => {
     await assert.rejects(T5Tokenizer.fromFile(p), /tokenizer\.json: tokenizer file not found/);
     await Deno.writeTextFile(p, "{ nope");
     await assert.rejects(T5Tokenizer.fromFile(p), (e: Error) => {
-      assert.ok(e.message.startsWith(`${p}: invalid JSON`), e.message);
+      assert.ok(e.message.startsWith(`${p}:1:3: invalid JSON`), e.message);
       return true;
     });
     await Deno.writeTextFile(p, JSON.stringify({ version: "1.0" }));
