@@ -535,6 +535,16 @@ gpuTest(
     assert.equal(bad.ok, false);
     assert.ok(bad.maxRelErr > 5e-3 && bad.maxRelErr < 2e-2, `error ${bad.maxRelErr}`);
     assert.equal(tf.memory().numTensors, before, "tensors leaked");
+    // A product that throws after its inputs exist: rejected, its inputs disposed, and its
+    // validation error scope closed (popping one now finds none).
+    const throwing: typeof splitKProduct = (a, b, ta, tb, tile, splits) => {
+      if (tile.name === "t64v4") throw new Error("pipeline rejected");
+      return splitKProduct(a, b, ta, tb, tile, splits);
+    };
+    await assert.rejects(selfCheckTunedChoices(table, throwing), /pipeline rejected/);
+    assert.equal(tf.memory().numTensors, before, "tensors left by the throw");
+    const device = (tf.backend() as unknown as { device: GPUDevice }).device;
+    await assert.rejects(device.popErrorScope(), "no error scope left open");
   },
 );
 

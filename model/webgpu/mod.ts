@@ -723,7 +723,9 @@ export async function selfCheckTunedChoices(
   table: MatMulTuningTable,
   product: typeof splitKProduct = splitKProduct,
 ): Promise<TunedSelfCheck> {
-  return await disposingScope(() => selfCheckTunedChoicesScoped(table, product));
+  return await disposingScope(() =>
+    closingErrorScope(() => selfCheckTunedChoicesScoped(table, product))
+  );
 }
 
 async function selfCheckTunedChoicesScoped(
@@ -754,29 +756,20 @@ async function selfCheckTunedChoicesScoped(
   device?.pushErrorScope("validation");
   let maxRelErr = 0;
   let seed = 21;
-  let thrown: { e: unknown } | undefined;
-  try {
-    for (const { shape, tile, splits } of cases.values()) {
-      const { batchA, batchB, m, n, k, transposeA, transposeB } = shape;
-      const aShape = transposeA ? [batchA, k, m] : [batchA, m, k];
-      const bShape = transposeB ? [batchB, n, k] : [batchB, k, n];
-      const a = tf.randomUniform(aShape, -1, 1, "float32", seed++);
-      const b = tf.randomUniform(bShape, -1, 1, "float32", seed++);
-      try {
-        const c = product(a, b, transposeA, transposeB, tile, splits);
-        const [av, bv, cv] = await Promise.all([a.data(), b.data(), c.data()]);
-        c.dispose();
-        const want = productReference(av as Float32Array, bv as Float32Array, shape);
-        maxRelErr = Math.max(maxRelErr, relL2(cv as Float32Array, want));
-      } finally {
-        tf.dispose([a, b]);
-      }
-    }
-  } catch (e) {
-    thrown = { e };
+  // A throw leaves its tensors to disposingScope and the error scope to closingErrorScope.
+  for (const { shape, tile, splits } of cases.values()) {
+    const { batchA, batchB, m, n, k, transposeA, transposeB } = shape;
+    const aShape = transposeA ? [batchA, k, m] : [batchA, m, k];
+    const bShape = transposeB ? [batchB, n, k] : [batchB, k, n];
+    const a = tf.randomUniform(aShape, -1, 1, "float32", seed++);
+    const b = tf.randomUniform(bShape, -1, 1, "float32", seed++);
+    const c = product(a, b, transposeA, transposeB, tile, splits);
+    const [av, bv, cv] = await Promise.all([a.data(), b.data(), c.data()]);
+    tf.dispose([a, b, c]);
+    const want = productReference(av as Float32Array, bv as Float32Array, shape);
+    maxRelErr = Math.max(maxRelErr, relL2(cv as Float32Array, want));
   }
   const error = await device?.popErrorScope();
-  if (thrown !== undefined) throw thrown.e; // the scope is popped first
   const checked = [...cases.keys()];
   if (error) return { ok: false, maxRelErr, error: error.message, checked };
   return { ok: maxRelErr <= 1e-5, maxRelErr, checked };
