@@ -253,7 +253,7 @@ async function installWebgpuKernels(notes: string[], id?: AdapterId): Promise<vo
     // A kernel that throws (a shader the driver rejects, a lost device) is a failed check too.
     kernels.unregisterWebgpuKernels();
     notes.push(
-      `webgpu: custom kernels' self-check threw (${(e as Error).message}); using tfjs's kernels`,
+      `webgpu: custom kernels' self-check threw (${errText(e)}); using tfjs's kernels`,
     );
     return;
   }
