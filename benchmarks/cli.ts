@@ -474,12 +474,17 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     }
     const profile = await loadProfile(profileName);
     let dataDir = values["data-dir"] ?? defaultDataDir();
-    const chosenData = values["data-dir"] !== undefined ||
-      (Deno.env.get("HYPERPROMPT_DATA") ?? "") !== "";
+    // What named the data folder, if anything did (else the default: cache and mirror).
+    const dataDirNamedBy = values["data-dir"] !== undefined
+      ? "--data-dir"
+      : (Deno.env.get("HYPERPROMPT_DATA") ?? "") !== ""
+      ? "HYPERPROMPT_DATA"
+      : undefined;
+    const chosenData = dataDirNamedBy !== undefined;
     // A named folder must exist; the default one may not yet (no cache, no mirror): the
     // download below creates it.
     if (chosenData) {
-      const named = values["data-dir"] === undefined ? "HYPERPROMPT_DATA=" : "--data-dir ";
+      const named = dataDirNamedBy === "--data-dir" ? "--data-dir " : "HYPERPROMPT_DATA=";
       if (!existsSync(dataDir)) throw new Error(`${named}${dataDir}: no such folder`);
       if (!Deno.statSync(dataDir).isDirectory) {
         throw new Error(`${named}${dataDir}: is a file, not a folder`);
@@ -528,9 +533,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     const backend = (backendArg as BackendChoice | undefined) ?? profile.backend;
     const grid = expandGrid(profile, {
       dataDir,
-      ...(chosenData
-        ? { dataDirNamedBy: values["data-dir"] === undefined ? "HYPERPROMPT_DATA" : "--data-dir" }
-        : {}),
+      ...(dataDirNamedBy === undefined ? {} : { dataDirNamedBy }),
       catalog: await defaultTaskCatalog(),
       ...(backendArg === undefined ? {} : { backend: backendArg as BackendChoice }),
       ...(values["dry-run"] ? { onMissing: (m: string) => error(`warning: ${m}`) } : {}),

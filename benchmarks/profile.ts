@@ -176,7 +176,7 @@ export function profilePath(nameOrPath: string): string {
  */
 export function parseProfile(text: string, file: string, checks?: ProfileChecks): Profile {
   const raw = parseJsonFile(text, file);
-  const twice = jsonDuplicateKey(text);
+  const { lines, duplicates: [twice] } = scanJson(text);
   if (twice !== undefined) {
     throw new SpecError(
       { file, locate: () => twice.line },
@@ -184,7 +184,7 @@ export function parseProfile(text: string, file: string, checks?: ProfileChecks)
       `is given twice (lines ${twice.firstLine} and ${twice.line}); JSON keeps only the last`,
     );
   }
-  return validateProfile(raw, { file, locate: jsonLocator(text) }, checks ?? defaultChecks());
+  return validateProfile(raw, { file, locate: (p) => lines.get(p) }, checks ?? defaultChecks());
 }
 
 /**
