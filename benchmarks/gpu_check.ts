@@ -72,7 +72,7 @@ import {
   parseChoice,
   serializeTuningTable,
 } from "../model/webgpu/tuning.ts";
-import { createOptimizer, snapshotTraining } from "./optim.ts";
+import { createOptimizer, withTrainingRestored } from "./optim.ts";
 
 /** A kernel configuration compared by the check. */
 interface Variant {
@@ -467,9 +467,11 @@ async function timeStep(
     (grads) => opt.apply(params, new Map(Object.entries(grads)), 1e-4),
   );
   // Host-only steps leave never-computed weights and moments behind: put the real ones back.
-  const restore = await snapshotTraining(params, opt);
-  const hostOnlyMs = await hostOnlySteps(step, Math.max(steps, 2));
-  restore();
+  const hostOnlyMs = await withTrainingRestored(
+    params,
+    opt,
+    () => hostOnlySteps(step, Math.max(steps, 2)),
+  );
   resetWebgpuKernelStats();
   t0 = performance.now();
   const info = await tf.profile(step);

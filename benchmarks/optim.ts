@@ -137,6 +137,27 @@ export async function snapshotTraining(
   };
 }
 
+/**
+ * Runs `fn` between a {@link snapshotTraining} and its restore, which runs also when `fn` throws.
+ *
+ * @param params the trained variables by name
+ * @param opt their optimizer
+ * @param fn the measurement that leaves garbage in them (e.g. `hostOnlySteps`)
+ * @returns what `fn` returned
+ */
+export async function withTrainingRestored<T>(
+  params: ReadonlyMap<string, tf.Variable>,
+  opt: Optimizer,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const restore = await snapshotTraining(params, opt);
+  try {
+    return await fn();
+  } finally {
+    restore();
+  }
+}
+
 function checkNumber(v: number, name: string, lo: number, hi: number): number {
   if (!Number.isFinite(v) || v < lo || v > hi) {
     throw new Error(`benchmarks/optim.ts: field "${name}" must be in [${lo}, ${hi}], got ${v}`);

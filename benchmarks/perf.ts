@@ -50,7 +50,7 @@ import { type BackendInfo, selectBackend } from "../model/backend.ts";
 import { preset as getPreset, type T5Config } from "../model/config.ts";
 import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../model/t5.ts";
 import { countT5Params, t5Flops } from "../model/accounting.ts";
-import { createOptimizer, snapshotTraining } from "./optim.ts";
+import { createOptimizer, withTrainingRestored } from "./optim.ts";
 import { lossAndGrads } from "./trainer.ts";
 import { DEFAULT_TRAIN } from "./spec.ts";
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
@@ -648,9 +648,7 @@ async function timeSteps(
   if (tf.getBackend() === "webgpu") {
     // Host-only steps leave never-computed weights and moments behind: put the real ones back
     // (the --profile step below trains from them).
-    const restore = await snapshotTraining(params, opt);
-    hostOnlyMs = await hostOnlySteps(step, 2);
-    restore();
+    hostOnlyMs = await withTrainingRestored(params, opt, () => hostOnlySteps(step, 2));
   }
   // With --profile, one more step under tf.profile: per-kernel times and the peak of tfjs-tracked
   // tensor bytes. (Not by default: it costs a step, and tfjs's profiler overflows the call stack

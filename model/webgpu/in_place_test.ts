@@ -15,7 +15,7 @@ import { adamwAttrs, registerInPlaceUpdates, updateAdafactor, updateAdamW } from
 import { registerWebgpuKernels, selfCheckWebgpuKernels } from "./mod.ts";
 import { adamwInPlaceSource, adamwInPlaceWebgpu, inPlaceSupport } from "./in_place.ts";
 import { uniformValues } from "../../benchmarks/rng.ts";
-import { createOptimizer, snapshotTraining } from "../../benchmarks/optim.ts";
+import { createOptimizer, snapshotTraining, withTrainingRestored } from "../../benchmarks/optim.ts";
 import { gpuTest } from "./testing.ts";
 import { countGpuWork, hostOnlySteps } from "./counters.ts";
 import { assertClose } from "../fused_testing.ts";
@@ -320,6 +320,16 @@ gpuTest(
       restore();
       assert.deepEqual(await read(), before, kind);
       assert.equal(tf.memory().numTensors, tensors, `${kind}: copies freed`);
+      // withTrainingRestored restores also when the measurement throws part-way.
+      await assert.rejects(
+        withTrainingRestored(params, opt, async () => {
+          await hostOnlySteps(step, 1);
+          throw new Error("measurement failed");
+        }),
+        /measurement failed/,
+      );
+      assert.deepEqual(await read(), before, `${kind}: restored after a throw`);
+      assert.equal(tf.memory().numTensors, tensors, `${kind}: copies freed after a throw`);
       // And training goes on from them as if nothing had happened.
       await step();
       assert.equal(opt.step, before.step + 1);
