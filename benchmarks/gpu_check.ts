@@ -35,7 +35,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { requestTfjsAdapter } from "../model/webgpu/adapter.ts";
 import "@tensorflow/tfjs-backend-webgpu";
-import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import {
   MATMUL_TILE_CANDIDATES,
@@ -55,7 +54,7 @@ import { HEAD_CONTEXT, HEAD_SCORES, headContext, headScores } from "../model/hea
 import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../model/t5.ts";
 import { t5Flops } from "../model/accounting.ts";
 import { PRESETS } from "../model/config.ts";
-import { checkOutputFolder, writeFileAtomic } from "../model/fs.ts";
+import { checkOutputFile, writeFileAtomic } from "../model/fs.ts";
 import { exitCodeOf, UsageError } from "../model/usage.ts";
 import { quietWaylandProbe } from "../model/webgpu/wsi_env.ts";
 import { hostOnlySteps, waitFor } from "../model/webgpu/counters.ts";
@@ -846,18 +845,7 @@ the sections, 2 bad arguments (nothing run).`;
  * is a {@link UsageError} naming where the path came from.
  */
 function checkReportPath(outPath: string, namedBy: string): void {
-  let isFolder = false;
-  try {
-    isFolder = Deno.statSync(outPath).isDirectory;
-  } catch {
-    // Absent (or below a file: the folder check names it).
-  }
-  if (isFolder) {
-    throw new UsageError(
-      `benchmarks/gpu_check.ts: ${namedBy} ${outPath}: is a folder; give the report's file name`,
-    );
-  }
-  checkOutputFolder(`benchmarks/gpu_check.ts: ${namedBy} ${outPath}: the folder`, dirname(outPath));
+  checkOutputFile(`benchmarks/gpu_check.ts: ${namedBy}`, outPath, "give the report's file name");
 }
 
 /**

@@ -45,7 +45,7 @@ import {
 } from "../model/webgpu/autotune.ts";
 import { parseChoice, tuningPathFor } from "../model/webgpu/tuning.ts";
 import { makeWorkload, parseWorkload } from "./perf.ts";
-import { checkOutputFolder, writeFileAtomic } from "../model/fs.ts";
+import { checkOutputFile, writeFileAtomic } from "../model/fs.ts";
 import { exitCodeOf, usageChecked, UsageError } from "../model/usage.ts";
 import { gitState } from "./provenance.ts";
 import { quietWaylandProbe } from "../model/webgpu/wsi_env.ts";
@@ -101,19 +101,11 @@ function positiveInt(text: string, flag: string): number {
  * naming the flag (reading it later said only "Not a directory (os error 20)").
  */
 function checkTableFile(out: string): void {
-  let isFolder = false;
-  try {
-    isFolder = Deno.statSync(out).isDirectory;
-  } catch {
-    // Absent (or below a file: the folder check names it).
-  }
-  if (isFolder) {
-    throw new UsageError(
-      `benchmarks/tune.ts: --out ${out}: is a folder; give the table's file name, e.g. ` +
-        `${join(out, "<adapter>.json")}`,
-    );
-  }
-  checkOutputFolder(`benchmarks/tune.ts: --out ${out}: the folder`, dirname(out));
+  checkOutputFile(
+    "benchmarks/tune.ts: --out",
+    out,
+    `give the table's file name, e.g. ${join(out, "<adapter>.json")}`,
+  );
 }
 
 /**

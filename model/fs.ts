@@ -335,6 +335,27 @@ export function checkOutputFolder(flag: string, path: string): void {
   }
 }
 
+/**
+ * {@link checkOutputFolder} for an output file named on the command line: `path` is not a folder,
+ * and its folder can be used (exists as a folder, or `mkdir -p` will make it). Nothing is
+ * created.
+ *
+ * @param named what named the file, e.g. `--out` (messages read `<named> <path>: …`)
+ * @param path the file
+ * @param hint what to give instead of a folder, e.g. `give the report's file name`
+ * @throws UsageError naming the flag when `path` is a folder or its folder cannot be made
+ */
+export function checkOutputFile(named: string, path: string, hint: string): void {
+  let isFolder = false;
+  try {
+    isFolder = Deno.statSync(path).isDirectory;
+  } catch {
+    // Absent (or below a file: the folder check names it).
+  }
+  if (isFolder) throw new UsageError(`${named} ${path}: is a folder; ${hint}`);
+  checkOutputFolder(`${named} ${path}: the folder`, dirname(path));
+}
+
 /** How one writer's temporaries are recognised, for {@link removeStaleTemps}. */
 export interface TempPattern {
   /** What the writer creates: entries of the other kind, and symbolic links, are never touched. */
