@@ -55,7 +55,7 @@ import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../mod
 import { t5Flops } from "../model/accounting.ts";
 import { PRESETS } from "../model/config.ts";
 import { checkOutputFile, writeFileAtomic } from "../model/fs.ts";
-import { exitCodeOf, UsageError } from "../model/usage.ts";
+import { type CliOptions, runCli, UsageError } from "../model/usage.ts";
 import { quietWaylandProbe } from "../model/webgpu/wsi_env.ts";
 import { hostOnlySteps, waitFor } from "../model/webgpu/counters.ts";
 import {
@@ -953,12 +953,7 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
 }
 
 /** Options of {@link cli} (tests capture the output and replace the check). */
-export interface GpuCheckCliOptions {
-  readonly log?: (s: string) => void;
-  readonly error?: (s: string) => void;
-  /** The check (default {@link main}). */
-  readonly main?: (args: string[]) => Promise<unknown>;
-}
+export type GpuCheckCliOptions = CliOptions;
 
 /**
  * The command line: `--help` prints {@link GPU_CHECK_USAGE}; otherwise {@link main}, with an
@@ -969,18 +964,8 @@ export interface GpuCheckCliOptions {
  * @returns the exit code: 0 the report was written (or `--help`), 1 a failure outside the
  *   sections, 2 bad arguments (nothing run)
  */
-export async function cli(args: string[], opts: GpuCheckCliOptions = {}): Promise<number> {
-  if (args.includes("--help") || args.includes("-h")) {
-    (opts.log ?? ((s: string) => console.log(s)))(GPU_CHECK_USAGE);
-    return 0;
-  }
-  try {
-    await (opts.main ?? main)(args);
-    return 0;
-  } catch (e) {
-    (opts.error ?? ((s: string) => console.error(s)))(e instanceof Error ? e.message : String(e));
-    return exitCodeOf(e);
-  }
+export function cli(args: string[], opts: GpuCheckCliOptions = {}): Promise<number> {
+  return runCli(main, args, GPU_CHECK_USAGE, opts);
 }
 
 if (import.meta.main) {

@@ -62,7 +62,7 @@ import {
   updatePathsTaken,
 } from "../model/fused.ts";
 import { checkOutputFolder, writeFileAtomic } from "../model/fs.ts";
-import { exitCodeOf, UsageError } from "../model/usage.ts";
+import { type CliOptions, runCli, UsageError } from "../model/usage.ts";
 import { countGpuWork, hostOnlySteps, waitFor } from "../model/webgpu/counters.ts";
 import {
   resetWebgpuKernelStats,
@@ -1137,12 +1137,7 @@ export async function main(args: string[]): Promise<PerfReport> {
 }
 
 /** Options of {@link cli} (tests capture the output and replace the benchmark). */
-export interface PerfCliOptions {
-  readonly log?: (s: string) => void;
-  readonly error?: (s: string) => void;
-  /** The benchmark (default {@link main}). */
-  readonly main?: (args: string[]) => Promise<unknown>;
-}
+export type PerfCliOptions = CliOptions;
 
 /**
  * `deno task perf`: `--help` prints {@link PERF_USAGE}; otherwise {@link main}, whose errors (a bad
@@ -1154,18 +1149,8 @@ export interface PerfCliOptions {
  * @returns the exit code: 0 measured (or `--help`), 1 the measurement or the save failed, 2 bad
  *   arguments (nothing measured)
  */
-export async function cli(args: string[], opts: PerfCliOptions = {}): Promise<number> {
-  if (args.includes("--help") || args.includes("-h")) {
-    (opts.log ?? console.log)(PERF_USAGE);
-    return 0;
-  }
-  try {
-    await (opts.main ?? main)(args);
-    return 0;
-  } catch (e) {
-    (opts.error ?? console.error)(e instanceof Error ? e.message : String(e));
-    return exitCodeOf(e);
-  }
+export function cli(args: string[], opts: PerfCliOptions = {}): Promise<number> {
+  return runCli(main, args, PERF_USAGE, opts);
 }
 
 if (import.meta.main) {

@@ -46,7 +46,7 @@ import {
 import { parseChoice, tuningPathFor } from "../model/webgpu/tuning.ts";
 import { makeWorkload, parseWorkload } from "./perf.ts";
 import { checkOutputFile, writeFileAtomic } from "../model/fs.ts";
-import { exitCodeOf, usageChecked, UsageError } from "../model/usage.ts";
+import { type CliOptions, runCli, usageChecked, UsageError } from "../model/usage.ts";
 import { gitState } from "./provenance.ts";
 import { quietWaylandProbe } from "../model/webgpu/wsi_env.ts";
 
@@ -281,9 +281,7 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
 }
 
 /** Options of {@link cli} (tests capture the error line). */
-export interface TuneCliOptions {
-  readonly error?: (s: string) => void;
-}
+export type TuneCliOptions = Pick<CliOptions, "error">;
 
 /**
  * `deno task tune`: {@link main}, with an error printed as one line instead of a stack trace.
@@ -292,14 +290,8 @@ export interface TuneCliOptions {
  * @param opts where the error line goes (default console.error)
  * @returns the exit code: 0 written (or `--help`), 1 the tuning failed, 2 bad arguments
  */
-export async function cli(args: string[], opts: TuneCliOptions = {}): Promise<number> {
-  try {
-    await main(args);
-    return 0;
-  } catch (e) {
-    (opts.error ?? console.error)(e instanceof Error ? e.message : String(e));
-    return exitCodeOf(e);
-  }
+export function cli(args: string[], opts: TuneCliOptions = {}): Promise<number> {
+  return runCli(main, args, undefined, opts);
 }
 
 if (import.meta.main) {

@@ -85,3 +85,43 @@ export function usageChecked<T>(check: () => T): T {
 export function exitCodeOf(e: unknown): 1 | 2 {
   return e instanceof UsageError ? EXIT_USAGE : EXIT_FAILURE;
 }
+
+/** Options of {@link runCli}: output sinks, and the command (tests pass a stand-in). */
+export interface CliOptions {
+  /** Where `--help` goes (default `console.log`). */
+  readonly log?: (s: string) => void;
+  /** Where the error line goes (default `console.error`). */
+  readonly error?: (s: string) => void;
+  /** The command, in place of the tool's own `main` (tests). */
+  readonly main?: (args: string[]) => Promise<unknown>;
+}
+
+/**
+ * A tool's command line: `--help` or `-h` prints `usage` (when given) and gives 0; otherwise runs
+ * `main`, and an error it throws is printed as one line, without a stack trace, and gives
+ * {@link exitCodeOf} (2 for a {@link UsageError}, else 1).
+ *
+ * @param main the tool's command (`opts.main` replaces it)
+ * @param args command-line arguments
+ * @param usage the tool's usage text, printed for `--help` (omit when `main` handles `--help`)
+ * @param opts output sinks and a stand-in command
+ * @returns the exit code
+ */
+export async function runCli(
+  main: (args: string[]) => Promise<unknown>,
+  args: string[],
+  usage: string | undefined,
+  opts: CliOptions = {},
+): Promise<number> {
+  if (usage !== undefined && (args.includes("--help") || args.includes("-h"))) {
+    (opts.log ?? ((s: string) => console.log(s)))(usage);
+    return 0;
+  }
+  try {
+    await (opts.main ?? main)(args);
+    return 0;
+  } catch (e) {
+    (opts.error ?? ((s: string) => console.error(s)))(e instanceof Error ? e.message : String(e));
+    return exitCodeOf(e);
+  }
+}

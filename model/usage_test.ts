@@ -1,5 +1,5 @@
-import { equal, ok, throws } from "node:assert/strict";
-import { EXIT_FAILURE, EXIT_USAGE, exitCodeOf, usageChecked, UsageError } from "./usage.ts";
+import { deepEqual, equal, ok, throws } from "node:assert/strict";
+import { EXIT_FAILURE, EXIT_USAGE, exitCodeOf, runCli, usageChecked, UsageError } from "./usage.ts";
 
 Deno.test("exitCodeOf(): 2 for a UsageError, 1 for any other error or value", () => {
   equal(EXIT_USAGE, 2);
@@ -35,4 +35,28 @@ Deno.test("usageChecked() passes the result through and turns a thrown error int
     usageChecked(() => {
       throw "text";
     }), (e: unknown) => e instanceof UsageError && e.message === "text");
+});
+
+Deno.test("runCli: --help prints the usage (0); a thrown error is one line, 2 or 1", async () => {
+  const out: string[] = [];
+  const err: string[] = [];
+  const opts = { log: (s: string) => out.push(s), error: (s: string) => err.push(s) };
+  let ran = 0;
+  const main = (args: string[]) => {
+    ran++;
+    if (args[0] === "bad") return Promise.reject(new UsageError("--x: must be a number"));
+    if (args[0] === "fail") return Promise.reject(new Error("disk full"));
+    return Promise.resolve();
+  };
+  equal(await runCli(main, ["--help"], "Usage: t", opts), 0);
+  equal(await runCli(main, ["-h"], "Usage: t", opts), 0);
+  deepEqual([out, ran], [["Usage: t", "Usage: t"], 0]);
+  equal(await runCli(main, ["--help"], undefined, opts), 0); // main handles its own --help
+  equal(ran, 1);
+  equal(await runCli(main, ["bad"], "Usage: t", opts), 2);
+  equal(await runCli(main, ["fail"], "Usage: t", opts), 1);
+  deepEqual(err, ["--x: must be a number", "disk full"]);
+  // A stand-in command replaces the tool's own.
+  equal(await runCli(main, [], undefined, { ...opts, main: () => Promise.reject("x") }), 1);
+  deepEqual(err.at(-1), "x");
 });
