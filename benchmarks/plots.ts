@@ -178,8 +178,9 @@ export function scoreVsParamsSvg(results: readonly RunResult[]): string {
     const y = r.averages[r.spec.benchmark];
     if (y === undefined) continue;
     const label = r.spec.method.label;
-    const several = configs.get(`${label}\u0000${baseKey(r)}`)!.size > 1;
-    const key = `${baseKey(r)}${several ? ` config ${configId(r.spec)}` : ""}`;
+    const base = baseKey(r);
+    const several = configs.get(`${label}\u0000${base}`)!.size > 1;
+    const key = `${base}${several ? ` config ${configId(r.spec)}` : ""}`;
     const m = acc.get(label) ?? new Map();
     acc.set(label, m);
     const p = m.get(key) ?? { x: r.params.extraPct, ys: [] };
