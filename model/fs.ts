@@ -1,7 +1,8 @@
 /**
  * Small file-system helpers shared by the model, task and benchmark code: existence checks,
  * atomic writes (a temporary file in the same folder, then a rename, so a reader never sees a
- * half-written file and a crash leaves the previous version in place), and the clean-up of the
+ * half-written file and a crash leaves the previous version in place; then a flush of the folder,
+ * {@link syncDir}, so the rename survives a power cut), and the clean-up of the
  * temporaries a hard kill (SIGKILL, power cut) leaves behind.
  *
  * Every writer of the suite names its temporaries `<stem>.tmp-<pid>-<12 hex>` ({@link tempTag})
@@ -234,11 +235,64 @@ export async function writeTempBeside(path: string, data: AtomicData): Promise<H
   return holdHandle(tmp, file);
 }
 
+/** Error codes with which a platform or file system refuses to open or flush a folder. */
+const SYNC_DIR_REFUSALS = new Set(["EINVAL", "EISDIR", "ENOTSUP", "EOPNOTSUPP"]);
+
 /**
- * Writes `data` to `path` atomically, creating the folder: the data goes to a temporary file
- * beside the target ({@link writeTempBeside}), which is then renamed over it. A reader sees the
- * old file or the new one, never a part; on failure the temporary file is removed and the old
- * file is left as it was.
+ * Flushes the folder `dir` itself (its list of names) to disk, so that a rename or a new file in
+ * it survives a power cut: on Linux, `rename()` is atomic but becomes durable only once the
+ * folder holding the new name is flushed (`fsync` of the directory). Call it after renaming into
+ * `dir`.
+ *
+ * Best effort, for what the platform does not allow, and only that:
+ * - on Windows nothing is done (a folder cannot be opened as a file there; NTFS journals names);
+ * - without Deno's read permission for `dir` nothing is done (opening it would prompt);
+ * - a file system that refuses to open or flush a folder (`EINVAL`, `EISDIR`, `ENOTSUP`,
+ *   `EOPNOTSUPP`: e.g. some FUSE and network file systems, procfs) is tolerated, as is a folder
+ *   this process may not open for reading (`EACCES`, or Deno's `NotCapable`, which it gives for
+ *   `/proc` and `/dev` without `--allow-all`).
+ * Any other error (an I/O error while flushing, a missing folder) is rethrown.
+ *
+ * @param dir the folder a name was just renamed or created in
+ * @example
+ * ```ts
+ * import { syncDir } from "./fs.ts";
+ * await syncDir(Deno.makeTempDirSync()); // the folder's entries are on disk
+ * ```
+ */
+export async function syncDir(dir: string): Promise<void> {
+  if (Deno.build.os === "windows" || !granted("read", dir)) return;
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(dir, { read: true });
+  } catch (e) {
+    if (
+      isRefusal(e) || e instanceof Deno.errors.PermissionDenied ||
+      e instanceof Deno.errors.NotCapable
+    ) return;
+    throw e;
+  }
+  try {
+    await file.sync();
+  } catch (e) {
+    if (!isRefusal(e)) throw e;
+  } finally {
+    file.close();
+  }
+}
+
+function isRefusal(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return e instanceof Deno.errors.IsADirectory ||
+    (typeof code === "string" && SYNC_DIR_REFUSALS.has(code));
+}
+
+/**
+ * Writes `data` to `path` atomically and durably, creating the folder: the data goes to a
+ * temporary file beside the target ({@link writeTempBeside}, flushed), which is then renamed over
+ * it, and the folder is flushed ({@link syncDir}) so the rename survives a power cut. A reader
+ * sees the old file or the new one, never a part; on failure the temporary file is removed and
+ * the old file is left as it was.
  *
  * @param path target file
  * @param data text, bytes or a stream of bytes
@@ -254,6 +308,7 @@ export async function writeFileAtomic(path: string, data: AtomicData): Promise<v
   } finally {
     tmp.release();
   }
+  await syncDir(dirname(path));
 }
 
 /**
@@ -262,7 +317,7 @@ export async function writeFileAtomic(path: string, data: AtomicData): Promise<v
  * are they renamed into place, in order. A failure while writing (a stream that errors, a full
  * disk) removes every temporary file and leaves all targets as they were; only a failing rename
  * (a target that is a folder) can leave the earlier targets replaced and the later ones old.
- * Folders are created as needed.
+ * Folders are created as needed, and flushed once all renames are done ({@link syncDir}).
  *
  * @param files target path → contents
  */
@@ -289,6 +344,7 @@ export async function writeFilesAtomic(
   } finally {
     for (const tmp of all) tmp.release();
   }
+  for (const folder of new Set(all.map((t) => dirname(t.path)))) await syncDir(folder);
 }
 
 /**

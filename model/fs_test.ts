@@ -10,6 +10,7 @@ import {
   pathExists,
   removeStaleTemps,
   removeStaleTempsSync,
+  syncDir,
   TEMP_TAG_SOURCE,
   type TempPattern,
   writeFileAtomic,
@@ -52,6 +53,95 @@ Deno.test("writeFileAtomic() creates folders, replaces files and leaves no tempo
     // A target that is a folder cannot be replaced: the error surfaces and no temp file is left.
     await rejects(writeFileAtomic(join(dir, "a"), "x"));
     equal([...Deno.readDirSync(dir)].map((e) => e.name).join(","), "a");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/**
+ * Runs `fn` with `Deno.open` spied on; returns the paths opened for reading, in order, that are
+ * folders (the flushes of {@link syncDir}).
+ */
+async function foldersOpened(fn: () => Promise<void>): Promise<string[]> {
+  const open = Deno.open;
+  const seen: string[] = [];
+  Deno.open = (path, options) => {
+    if (options?.read === true && !options.write && isDirectorySync(String(path))) {
+      seen.push(String(path));
+    }
+    return open(path, options);
+  };
+  try {
+    await fn();
+  } finally {
+    Deno.open = open;
+  }
+  return seen;
+}
+
+function isDirectorySync(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("writeFileAtomic() and writeFilesAtomic() flush the folders they renamed into", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const a = join(dir, "a");
+    const b = join(dir, "b");
+    if (Deno.build.os === "windows") return; // syncDir does nothing there
+    deepEqual(await foldersOpened(() => writeFileAtomic(join(a, "x.json"), "1")), [a]);
+    deepEqual(
+      await foldersOpened(() =>
+        writeFilesAtomic([[join(a, "y.csv"), "2"], [join(b, "z.csv"), "3"], [join(a, "w"), "4"]])
+      ),
+      [a, b],
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** An error as Deno gives it for an errno it has no class for (e.g. `EINVAL` from `fsync`). */
+function osError(code: string): Error {
+  return Object.assign(new TypeError(`${code} (os error)`), { code });
+}
+
+/** Runs `fn` with every `FsFile.sync()` of a handle `Deno.open` gives throwing `err`. */
+async function withFailingSync(err: Error, fn: () => Promise<void>): Promise<void> {
+  const open = Deno.open;
+  Deno.open = async (path, options) => {
+    const file = await open(path, options);
+    file.sync = () => Promise.reject(err);
+    return file;
+  };
+  try {
+    await fn();
+  } finally {
+    Deno.open = open;
+  }
+}
+
+Deno.test("syncDir() flushes a real folder, tolerates a refusal (EINVAL) and rethrows other errors", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await syncDir(dir);
+    if (Deno.build.os === "windows") return; // syncDir does nothing there
+    // A file system that refuses to flush a folder (some FUSE and network ones, procfs).
+    for (const code of ["EINVAL", "ENOTSUP", "EOPNOTSUPP", "EISDIR"]) {
+      await withFailingSync(osError(code), () => syncDir(dir));
+    }
+    // Deno refuses to open /proc without --allow-all.
+    if (Deno.build.os === "linux") await syncDir("/proc/self");
+    // An I/O error while flushing is a real failure, and so is a missing folder.
+    await rejects(withFailingSync(osError("EIO"), () => syncDir(dir)), /EIO/);
+    await rejects(syncDir(join(dir, "missing")), Deno.errors.NotFound);
+    // writeFileAtomic: the file is in place, the refusal does not fail the write.
+    await withFailingSync(osError("EINVAL"), () => writeFileAtomic(join(dir, "f.json"), "x"));
+    equal(await Deno.readTextFile(join(dir, "f.json")), "x");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
