@@ -445,13 +445,14 @@ export interface StaleTempOptions {
 export const LEGACY_TEMP_MAX_AGE_MS = 24 * 3600_000;
 
 /**
- * The temporary files of {@link writeTempBeside}: `<target>.tmp-<pid>-<12 hex>`, and the earlier
- * unlocked `<target>.tmp-<pid>-<8 hex>`.
+ * The temporary files of {@link writeTempBeside}: `<target>.tmp-<pid>-<12 hex>`, held locked.
+ * No legacy pattern: the unlocked names of earlier versions (`.tmp-<pid>-<counter>`,
+ * `.<pid>.<8 hex>.tmp`, `.tmp-<pid>-<8 hex>`) were never written outside development clones,
+ * and the counter form cannot be told from other files' names.
  */
 export const FILE_TEMPS: TempPattern = {
   kind: "file",
   held: new RegExp(String.raw`^.+\.tmp-${TEMP_TAG_SOURCE}$`),
-  legacy: /^.+\.tmp-\d+-[0-9a-f]{8}$/,
 };
 
 function granted(name: "read" | "write", path: string): boolean {

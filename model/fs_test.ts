@@ -305,18 +305,20 @@ Deno.test("removeStaleTemps() removes an unlocked temporary of a dead pid, keeps
     own.release();
     // (Written first: a process's first write into a folder sweeps it.)
     const dead = "b.json.tmp-999999999-0123456789ab"; // above any pid_max: no such process
-    const legacy = "g.json.tmp-999999999-01234567"; // an earlier writer's name, never locked
     const kept = [
       "c.json",
       "c.json.tmp-1",
       "c.json.tmp-123-0123456789", // random part too short
+      // Names of unreleased earlier versions (no legacy pattern): never matched, even a day old.
+      "g.json.tmp-999999999-01234567",
+      "g.json.999999999.0123abcd.tmp",
       "c.json.tmp-123-0123456789AB", // not lower-case hex
       "c.json.tmp-abc-0123456789ab", // no pid
       ".tmp-123-0123456789ab", // no target name
       "d.json.tmp-123-0123456789ab.bak",
       "notes.tmp",
     ];
-    for (const n of [dead, legacy, ...kept]) await Deno.writeTextFile(join(dir, n), "x");
+    for (const n of [dead, ...kept]) await Deno.writeTextFile(join(dir, n), "x");
     // Entries of another kind under a matching name: a folder and a symbolic link.
     await Deno.mkdir(join(dir, "e.json.tmp-999999999-0123456789ab"));
     await Deno.symlink(join(dir, "c.json"), join(dir, "f.json.tmp-999999999-0123456789ab"));
@@ -326,9 +328,9 @@ Deno.test("removeStaleTemps() removes an unlocked temporary of a dead pid, keeps
 
     deepEqual(await removeStaleTemps(dir, FILE_TEMPS), [dead]);
     deepEqual(removeStaleTempsSync(dir, VIEW_TEMPS), []);
-    // The legacy name is kept while young, removed once a day old.
+    // A day later, nothing else is taken either (file temporaries have no legacy pattern).
     const later = { now: Date.now() + 25 * 3600_000 };
-    deepEqual(removeStaleTempsSync(dir, FILE_TEMPS, later), [legacy]);
+    deepEqual(removeStaleTempsSync(dir, FILE_TEMPS, later), []);
     deepEqual(
       names(dir),
       [
@@ -339,6 +341,11 @@ Deno.test("removeStaleTemps() removes an unlocked temporary of a dead pid, keeps
         basename(ownDir.path),
       ].sort(),
     );
+    // A writer's legacy (unlocked) name is kept while young, removed once a day old.
+    const withLegacy: TempPattern = { ...VIEW_TEMPS, legacy: /^\.view\.tmp-\d+$/ };
+    await Deno.mkdir(join(dir, ".view.tmp-7"));
+    deepEqual(removeStaleTempsSync(dir, withLegacy), []);
+    deepEqual(removeStaleTempsSync(dir, withLegacy, later), [".view.tmp-7"]);
     // A missing folder is nothing to clean.
     deepEqual(await removeStaleTemps(join(dir, "missing"), FILE_TEMPS), []);
     const held = makeHeldTempDirSync(dir, "");
