@@ -23,9 +23,10 @@ import { waitFor } from "../model/webgpu/counters.ts";
 import {
   type AdafactorAttrs,
   adamwAttrs,
+  type AdamWUpdateItem,
   updateAdafactor,
   updateAdafactorUnfactored,
-  updateAdamW,
+  updateAdamWMany,
 } from "../model/fused.ts";
 
 /**
@@ -392,13 +393,17 @@ class AdamW extends SlotOptimizer implements Optimizer {
     const bc1 = 1 - Math.pow(c.beta1, t);
     const sqrtBc2 = Math.sqrt(1 - Math.pow(c.beta2, t));
     const attrs = adamwAttrs({ lr, ...c }, t);
+    const items: AdamWUpdateItem[] = [];
     for (const [name, p] of params) {
-      const g0 = grads.get(name);
-      if (g0 === undefined) continue;
-      const m = this.slot(`${name}/m`, p.shape);
-      const v = this.slot(`${name}/v`, p.shape);
-      // One fused update where the backend has it (wasm SIMD in place, webgpu kernel).
-      if (updateAdamW(p, m, v, g0, attrs)) continue;
+      const g = grads.get(name);
+      if (g === undefined) continue;
+      items.push({ p, m: this.slot(`${name}/m`, p.shape), v: this.slot(`${name}/v`, p.shape), g });
+    }
+    // Fused updates where the backend has them (wasm SIMD in place; webgpu in place, several
+    // variables per dispatch), op by op for the rest.
+    const fused = updateAdamWMany(items, attrs);
+    items.forEach(({ p, m, v, g: g0 }, i) => {
+      if (fused[i]) return;
       tf.tidy(() => {
         const g = g0.toFloat();
         const newM = tf.add(tf.mul(m, c.beta1), tf.mul(g, 1 - c.beta1));
@@ -410,7 +415,7 @@ class AdamW extends SlotOptimizer implements Optimizer {
         const denom = tf.add(tf.div(tf.sqrt(newV), sqrtBc2), c.eps);
         p.assign(tf.sub(next, tf.mul(tf.div(newM, denom), lr / bc1)));
       });
-    }
+    });
   }
 }
 

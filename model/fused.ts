@@ -650,6 +650,23 @@ function ownBuffer(v: tf.Variable): void {
   copy.dispose(); // the variable keeps the data
 }
 
+/** One variable of {@link updateAdamWMany}: the parameter, its moments and its gradient. */
+export interface AdamWUpdateItem {
+  readonly p: tf.Variable;
+  readonly m: tf.Variable;
+  readonly v: tf.Variable;
+  readonly g: tf.Tensor;
+}
+
+/**
+ * An in-place AdamW of many variables at once (webgpu: several per dispatch): per item, false
+ * when it cannot take that item (nothing changed for it).
+ */
+export type AdamWManyInPlace = (
+  items: readonly { p: tf.Tensor; m: tf.Tensor; v: tf.Tensor; g: tf.Tensor }[],
+  attrs: AdamWAttrs,
+) => boolean[];
+
 /** An in-place AdamW of one backend: false when it cannot take this call (nothing changed). */
 export type AdamWInPlace = (
   p: tf.Tensor,
@@ -688,6 +705,8 @@ export interface InPlaceUpdates {
   readonly adafactorFactored?: AdafactorFactoredInPlace;
   /** AdamW ({@link updateAdamW}). */
   readonly adamw?: AdamWInPlace;
+  /** AdamW of many variables at once ({@link updateAdamWMany}; without it, one by one). */
+  readonly adamwMany?: AdamWManyInPlace;
   /** Unfactored Adafactor ({@link updateAdafactorUnfactored}). */
   readonly adafactorUnfactored?: AdafactorUnfactoredInPlace;
 }
@@ -797,6 +816,36 @@ export function updateAdamW(
   if ([p, m, v, g].some((t) => t.dtype !== "float32")) return taken("adamw", false);
   if (inPlaceFor("adamw", [p, m, v])?.(p, m, v, g, attrs)) return taken("adamw", "in place");
   return taken("adamw", kernelUpdate(ADAMW, [p, m, v], { p, m, v, g }, attrs) && "kernel");
+}
+
+/**
+ * {@link updateAdamW} of many variables with the same constants: where the backend updates
+ * several variables in one step (webgpu: one dispatch per group of variables,
+ * `webgpu/in_place.ts` adamwManyInPlaceWebgpu), fewer dispatches for the same numbers; the
+ * variables it does not take go through {@link updateAdamW} one by one.
+ *
+ * @param items the variables, their moments and gradients
+ * @param attrs the step's constants
+ * @returns per item, whether it was updated (false: unchanged, the caller runs the op-by-op update)
+ */
+export function updateAdamWMany(
+  items: readonly AdamWUpdateItem[],
+  attrs: AdamWAttrs,
+): boolean[] {
+  const done = items.map(() => false);
+  const fn = inPlaceBy.get(tf.getBackend())?.adamwMany;
+  if (fn !== undefined) {
+    const at: number[] = [];
+    items.forEach((it, i) => {
+      if ([it.p, it.m, it.v, it.g].every((t) => t.dtype === "float32")) at.push(i);
+    });
+    for (const i of at) for (const x of [items[i]!.p, items[i]!.m, items[i]!.v]) ownBuffer(x);
+    const r = fn(at.map((i) => items[i]!), attrs);
+    at.forEach((i, j) => {
+      if (r[j] === true) done[i] = taken("adamw", "in place");
+    });
+  }
+  return items.map((it, i) => done[i] || updateAdamW(it.p, it.m, it.v, it.g, attrs));
 }
 
 /** Constants of one factored Adafactor update (no first moment), as the kernels take them. */

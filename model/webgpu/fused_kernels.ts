@@ -48,6 +48,7 @@ import {
   adafactorFactoredInPlaceWebgpu,
   adafactorUnfactoredInPlaceWebgpu,
   adamwInPlaceWebgpu,
+  adamwManyInPlaceWebgpu,
   guardInPlaceReads,
 } from "./in_place.ts";
 
@@ -1024,6 +1025,7 @@ export function registerWebgpuFusedKernels(): void {
   guardInPlaceReads();
   registerInPlaceUpdates("webgpu", {
     adamw: adamwInPlaceWebgpu,
+    adamwMany: adamwManyInPlaceWebgpu,
     adafactorUnfactored: adafactorUnfactoredInPlaceWebgpu,
     adafactorFactored: adafactorFactoredInPlaceWebgpu,
   });

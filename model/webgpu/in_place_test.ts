@@ -11,9 +11,23 @@
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-webgpu";
 import assert from "node:assert/strict";
-import { adamwAttrs, registerInPlaceUpdates, updateAdafactor, updateAdamW } from "../fused.ts";
+import {
+  adamwAttrs,
+  registerInPlaceUpdates,
+  updateAdafactor,
+  updateAdamW,
+  updateAdamWMany,
+} from "../fused.ts";
 import { registerWebgpuKernels, selfCheckWebgpuKernels } from "./mod.ts";
-import { adamwInPlaceSource, adamwInPlaceWebgpu, inPlaceSupport } from "./in_place.ts";
+import {
+  ADAMW_GROUP_MAX,
+  adamwGroupSize,
+  adamwInPlaceSource,
+  adamwInPlaceWebgpu,
+  adamwManyInPlaceSource,
+  adamwManyInPlaceWebgpu,
+  inPlaceSupport,
+} from "./in_place.ts";
 import { uniformValues } from "../../benchmarks/rng.ts";
 import { createOptimizer, snapshotTraining, withTrainingRestored } from "../../benchmarks/optim.ts";
 import { gpuTest } from "./testing.ts";
@@ -33,11 +47,43 @@ Deno.test("in-place AdamW source: p, m, v written, g read-only, vec4 and scalar 
   }
 });
 
+Deno.test("grouped AdamW source: four bindings per variable, then the uniforms", () => {
+  for (const w of [1, 4] as const) {
+    const s = adamwManyInPlaceSource(w, 3);
+    for (let j = 0; j < 3; j++) {
+      for (const [i, b] of ["P", "M", "V"].entries()) {
+        assert.match(
+          s,
+          new RegExp(`@binding\\(${4 * j + i}\\) var<storage, read_write> ${b}${j} `),
+        );
+      }
+      assert.match(s, new RegExp(`@binding\\(${4 * j + 3}\\) var<storage, read> G${j} `));
+    }
+    assert.match(s, /@binding\(12\) var<uniform> u : U;/);
+    assert.match(s, /v : array<vec4<u32>, 3>/);
+    assert.match(s, w === 4 ? /array<vec4<f32>>/ : /array<f32>/);
+  }
+  assert.throws(() => adamwManyInPlaceSource(4, 0), /k must be 1…16, got 0/);
+  assert.throws(() => adamwManyInPlaceSource(4, ADAMW_GROUP_MAX + 1), /got 17/);
+});
+
+Deno.test("grouped AdamW: variables per dispatch from the device's binding limits", () => {
+  const g = (storage: number, bindings = 1000) =>
+    adamwGroupSize({ maxStorageBuffersPerShaderStage: storage, maxBindingsPerBindGroup: bindings });
+  assert.equal(g(8), 2, "WebGPU's default limits");
+  assert.equal(g(32), 8);
+  assert.equal(g(64), 16);
+  assert.equal(g(1 << 20), ADAMW_GROUP_MAX, "capped");
+  assert.equal(g(64, 13), 3, "the uniform buffer takes one binding");
+  assert.equal(g(3), 1, "never below one");
+});
+
 Deno.test("in-place dispatch declines other backends with the reason", async () => {
   await tf.setBackend("cpu");
   assert.match(inPlaceSupport() ?? "", /backend is cpu/);
   const t = tf.zeros([4]);
   assert.equal(adamwInPlaceWebgpu(t, t, t, t, ATTRS), false);
+  assert.deepEqual(adamwManyInPlaceWebgpu([{ p: t, m: t, v: t, g: t }], ATTRS), [false]);
   t.dispose();
 });
 
@@ -97,6 +143,62 @@ gpuTest(
       a.dispose();
       b.dispose();
     }
+  },
+  () => assert.ok(registerWebgpuKernels()),
+);
+
+gpuTest(
+  "grouped AdamW equals one dispatch per variable, in ceil(n/k) dispatches per form",
+  async () => {
+    const k = adamwGroupSize((tf.backend() as unknown as { device: GPUDevice }).device.limits);
+    // Sizes of both forms (vec4: divisible by 4; scalar: not), several workgroups (1031, 4096)
+    // and one element; more variables of the vec4 form than one group holds.
+    const vec4 = [4096, 8, 12, 260, 4, 16, 1024, 32, 64, 128, 20, 44, 4, 8, 36, 40, 1028, 52];
+    const scalar = [1031, 3, 1, 255, 7];
+    const sizes = [...vec4.slice(0, 3), ...scalar, ...vec4.slice(3)];
+    const a = sizes.map((n, i) => state(n, 100 + 10 * i));
+    const b = sizes.map((n, i) => state(n, 100 + 10 * i));
+    for (const s of a) assert.ok(adamwInPlaceWebgpu(s.p, s.m, s.v, s.g, ATTRS));
+    const before = tf.memory().numTensors;
+    const { result, programs, dispatches } = await counting(() => updateAdamWMany(b, ATTRS));
+    assert.deepEqual(result, sizes.map(() => true));
+    assert.equal(programs, 0, "no tfjs program");
+    assert.equal(
+      dispatches,
+      Math.ceil(vec4.length / k) + Math.ceil(scalar.length / k),
+      `${dispatches} dispatches for ${vec4.length} + ${scalar.length} variables, ${k} per group`,
+    );
+    assert.ok(k >= 2, `${k} variables per dispatch`);
+    assert.equal(tf.memory().numTensors, before, "no tensor allocated or leaked");
+    for (const [i, n] of sizes.entries()) {
+      for (const key of ["p", "m", "v"] as const) {
+        // The same WGSL expressions per element as the one-variable shader: bit for bit here.
+        assert.deepEqual(await b[i]![key].data(), await a[i]![key].data(), `${key} of ${n}`);
+      }
+    }
+    for (const s of [...a, ...b]) s.dispose();
+  },
+  () => assert.ok(registerWebgpuKernels()),
+);
+
+gpuTest(
+  "grouped AdamW takes what it can: other dtypes are left to the caller, empty ones are done",
+  async () => {
+    const s = state(64, 7);
+    const e = state(0, 8);
+    const intP = tf.variable(tf.zeros([4], "int32"));
+    const p0 = Array.from(await s.p.data());
+    const out = updateAdamWMany([
+      { p: intP, m: s.m, v: s.v, g: s.g },
+      { p: s.p, m: s.m, v: s.v, g: s.g },
+      { p: e.p, m: e.m, v: e.v, g: e.g },
+    ], ATTRS);
+    assert.deepEqual(out, [false, true, true]);
+    assert.notDeepEqual(Array.from(await s.p.data()), p0, "the float32 variable was updated");
+    assert.deepEqual(Array.from(await intP.data()), [0, 0, 0, 0], "the int32 one was not");
+    tf.dispose(intP);
+    s.dispose();
+    e.dispose();
   },
   () => assert.ok(registerWebgpuKernels()),
 );
@@ -193,13 +295,22 @@ gpuTest(
 );
 
 gpuTest(
-  "selfCheckWebgpuKernels() catches an in-place AdamW that does not update",
+  "selfCheckWebgpuKernels() catches an in-place AdamW, one by one or grouped, that does not update",
   async () => {
     assert.ok((await selfCheckWebgpuKernels()).ok, "the real one passes");
     registerInPlaceUpdates("webgpu", { adamw: () => true }); // claims success, changes nothing
     const bad = await selfCheckWebgpuKernels();
     assert.equal(bad.ok, false);
     assert.ok(bad.maxRelErr > 1e-3, `${bad.maxRelErr}`);
+    // A grouped update that updates only the first variable of each call.
+    registerWebgpuKernels();
+    registerInPlaceUpdates("webgpu", {
+      adamw: adamwInPlaceWebgpu,
+      adamwMany: (items, attrs) =>
+        items.map((it, i) => i > 0 || adamwInPlaceWebgpu(it.p, it.m, it.v, it.g, attrs)),
+    });
+    const partial = await selfCheckWebgpuKernels();
+    assert.equal(partial.ok, false, "the check's grouped update covers several variables");
   },
   () => assert.ok(registerWebgpuKernels()),
 );

@@ -83,7 +83,7 @@ import {
   softmaxCrossEntropy,
   updateAdafactor,
   updateAdafactorUnfactored,
-  updateAdamW,
+  updateAdamWMany,
 } from "../fused.ts";
 
 export {
@@ -100,6 +100,7 @@ export {
 } from "./matmul_kernels.ts";
 export { type BindGroupCacheStats, bindGroupCacheStats } from "./bind_group_cache.ts";
 export { uniformArenaInstalled } from "./uniform_arena.ts";
+export { adamwGroupSize } from "./in_place.ts";
 export {
   type AdapterId,
   adapterId,
@@ -1086,9 +1087,19 @@ async function selfCheckFusedScoped(): Promise<
       t.dispose();
       return v;
     }) as [tf.Variable, tf.Variable, tf.Variable];
-  const [p, pm, pv] = variables([tf.tensor(a), tf.fill([n], 0.5), tf.fill([n], 0.25)]);
-  const pg = tf.tensor(b);
-  updateAdamW(p, pm, pv, pg, h);
+  // As three variables (77 scalar-form elements, then 40 and 32 in vec4 form, which one grouped
+  // dispatch updates together), so that the grouped update runs on the device too.
+  const parts = [[0, 77], [77, 117], [117, n]] as const;
+  const adamItems = parts.map(([s, e]) => {
+    const [p, m, v] = variables([
+      tf.tensor(a.subarray(s, e)),
+      tf.fill([e - s], 0.5),
+      tf.fill([e - s], 0.25),
+    ]);
+    return { p, m, v, g: tf.tensor(b.subarray(s, e)) };
+  });
+  updateAdamWMany(adamItems, h);
+  const p = tf.concat(adamItems.map((it) => it.p));
   // One factored Adafactor update (in place where registered) of a [5, 12] matrix, clipping on.
   const fa = { beta2t: 0.3, eps1: 1e-30, clippingThreshold: 1, lr: 0.01, weightDecay: 0.1 };
   const [fr, fc] = [5, 12];
@@ -1110,7 +1121,8 @@ async function selfCheckFusedScoped(): Promise<
   const [mask, gelu, norm, adam, fpNew, fvrNew, fvcNew] = await Promise.all(
     [...outs, p, fp, fvr, fvc].map((t) => t.data() as Promise<Float32Array>),
   );
-  tf.dispose([...outs, p, pm, pv, pg, fp, fvr, fvc, fgt]);
+  tf.dispose([...outs, p, ...adamItems.flatMap((it) => [it.p, it.m, it.v, it.g])]);
+  tf.dispose([fp, fvr, fvc, fgt]);
   const error = await device?.popErrorScope();
   const maxRelErr = Math.max(
     relL2(gelu!, wantGelu),
