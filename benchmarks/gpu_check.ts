@@ -35,6 +35,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { requestTfjsAdapter } from "../model/webgpu/adapter.ts";
 import "@tensorflow/tfjs-backend-webgpu";
+import { raiseWebgpuLimits } from "../model/webgpu/device_limits.ts";
 import { parseArgs } from "node:util";
 import {
   MATMUL_TILE_CANDIDATES,
@@ -913,6 +914,7 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
   };
   const sections = report.sections as Record<string, unknown>;
   quietWaylandProbe();
+  raiseWebgpuLimits(); // before the backend starts: more variables per AdamW dispatch
   await tf.setBackend("webgpu");
   await tf.ready();
   console.log(`gpu_check: backend ${tf.getBackend()}, report -> ${outPath}`);

@@ -23,6 +23,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { requestTfjsAdapter } from "../model/webgpu/adapter.ts";
 import "@tensorflow/tfjs-backend-webgpu";
+import { raiseWebgpuLimits } from "../model/webgpu/device_limits.ts";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import {
@@ -208,6 +209,7 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
     );
   }
 
+  raiseWebgpuLimits(); // before the backend starts: more variables per AdamW dispatch
   await tf.setBackend("webgpu");
   await tf.ready();
   if (!registerWebgpuKernels({})) {

@@ -220,6 +220,8 @@ async function startWebGpu(
   }
   try {
     await import("@tensorflow/tfjs-backend-webgpu");
+    const notRaised = (await import("./webgpu/device_limits.ts")).raiseWebgpuLimits();
+    if (notRaised !== undefined) notes.push(`webgpu: default device limits (${notRaised})`);
     await trySetBackend("webgpu");
   } catch (e) {
     const why = `webgpu backend failed to start on ${probe.description}: ${errText(e)}`;
@@ -262,9 +264,13 @@ async function installWebgpuKernels(notes: string[], id?: AdapterId): Promise<vo
   const took = ((performance.now() - t0) / 1000).toFixed(2);
   if (check.ok) {
     const missing = kernels.webgpuKernelsNotInstalled();
+    const device = (tf.backend() as unknown as { device?: GPUDevice }).device;
+    const group = device === undefined
+      ? ""
+      : `, AdamW ${kernels.adamwGroupSize(device.limits)} variables per dispatch`;
     notes.push(
       `webgpu: custom transposed-matMul and fused kernels installed (self-check error ${err}, ` +
-        `${took} s)${missing.length > 0 ? `; not installed: ${missing.join("; ")}` : ""}`,
+        `${took} s${group})${missing.length > 0 ? `; not installed: ${missing.join("; ")}` : ""}`,
     );
     if (id !== undefined) {
       // A malformed table, or a missing or foreign one named by the variable, stops here.

@@ -169,7 +169,8 @@ Deno.test({
       // The kernels' self-check passed, with its error and its time in the note.
       assert.ok(
         info.notes.some((n) =>
-          /kernels installed \(self-check error [\d.e+-]+, \d+\.\d\d s\)/.test(n)
+          /kernels installed \(self-check error [\d.e+-]+, \d+\.\d\d s, AdamW \d+ variables per dispatch\)/
+            .test(n)
         ),
         info.notes.join("; "),
       );

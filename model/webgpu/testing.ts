@@ -11,6 +11,7 @@ import "./test_backend.ts";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-webgpu";
 import { unregisterWebgpuKernels } from "./mod.ts";
+import { raiseWebgpuLimits } from "./device_limits.ts";
 
 /** Why no WebGPU adapter can be had here, or undefined when one can. */
 export async function probeAdapter(): Promise<string | undefined> {
@@ -27,6 +28,9 @@ export async function probeAdapter(): Promise<string | undefined> {
   }
   return undefined;
 }
+
+// The device the tests get has the limits the library's backend selection asks for.
+raiseWebgpuLimits();
 
 /** The reason GPU tests are skipped in this process, if they are. */
 export const noGpu: string | undefined = await probeAdapter();
