@@ -6,15 +6,23 @@
  * - `optimizer.safetensors`: the optimizer slots (`"<variable>/<slot>"`);
  * - `state.json`: the step, optimizer step, sampler and RNG state, loss and eval history, and any
  *   other JSON the trainer adds.
- * The folder is assembled under a temporary name and renamed into place, so a folder named
- * `step-…` is always complete; a kill at any point leaves at worst a `.tmp-…` folder, which the
- * next save or load removes. Only the newest `keep` checkpoints are kept.
+ * The folder is assembled under a temporary name, `.step-<8 digits>.tmp-<pid>-<12 hex>`, held
+ * locked while the save runs (`makeHeldTempDir` in model/fs.ts), and renamed into place, so a
+ * folder named `step-…` is always complete. A kill at any point leaves at worst such a temporary,
+ * which the next save or load removes once nobody holds it (`removeStaleTemps`); other names in
+ * the folder are never touched. Only the newest `keep` checkpoints are kept.
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
-import { writeFileAtomic } from "../model/fs.ts";
+import {
+  makeHeldTempDir,
+  removeStaleTemps,
+  TEMP_TAG_SOURCE,
+  type TempPattern,
+  writeFileAtomic,
+} from "../model/fs.ts";
 import { decodeSafetensors, encodeSafetensors, type RawTensor } from "../model/safetensors.ts";
 
 /** What the trainer stores besides tensors (must be JSON-serialisable). */
@@ -95,14 +103,20 @@ export async function listCheckpoints(root: string): Promise<number[]> {
   return steps.sort((a, b) => a - b);
 }
 
-async function removeStaleTemps(root: string): Promise<void> {
-  try {
-    for await (const e of Deno.readDir(root)) {
-      if (e.name.startsWith(".tmp-")) await Deno.remove(join(root, e.name), { recursive: true });
-    }
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
+/**
+ * The temporary folders {@link saveCheckpoint} builds a checkpoint in:
+ * `.step-<8 digits>.tmp-<pid>-<12 hex>`, held locked while the save runs. No legacy pattern: the
+ * unlocked `.tmp-step-<8 digits>-<pid>` of earlier versions was written only in development
+ * clones (never released), where a leftover is ignored by {@link listCheckpoints}.
+ */
+const CHECKPOINT_TEMPS: TempPattern = {
+  kind: "directory",
+  held: new RegExp(String.raw`^\.step-\d{8}\.tmp-${TEMP_TAG_SOURCE}$`),
+};
+
+/** Removes the temporaries of saves that were killed (see {@link CHECKPOINT_TEMPS}). */
+async function removeStaleCheckpointTemps(root: string): Promise<void> {
+  await removeStaleTemps(root, CHECKPOINT_TEMPS);
 }
 
 /**
@@ -129,9 +143,9 @@ export async function saveCheckpoint(
     );
   }
   await Deno.mkdir(root, { recursive: true });
-  await removeStaleTemps(root);
-  const tmp = join(root, `.tmp-${checkpointDirName(step)}-${Deno.pid}`);
-  await Deno.mkdir(tmp, { recursive: true });
+  await removeStaleCheckpointTemps(root);
+  const held = await makeHeldTempDir(root, `.${checkpointDirName(step)}`);
+  const tmp = held.path;
   const final = join(root, checkpointDirName(step));
   try {
     // Flushed to disk before the folder is renamed into place, so that after a power loss a
@@ -153,6 +167,8 @@ export async function saveCheckpoint(
   } catch (e) {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
     throw e;
+  } finally {
+    held.release();
   }
   const keep = Math.max(1, opts.keep ?? 2);
   const steps = await listCheckpoints(root);
@@ -201,7 +217,7 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
  * @param root the checkpoint folder
  */
 export async function loadLatestCheckpoint(root: string): Promise<LoadedCheckpoint | undefined> {
-  await removeStaleTemps(root);
+  await removeStaleCheckpointTemps(root);
   const steps = await listCheckpoints(root);
   const last = steps[steps.length - 1];
   return last === undefined ? undefined : await loadCheckpoint(join(root, checkpointDirName(last)));

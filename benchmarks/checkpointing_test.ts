@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
+import { makeHeldTempDir } from "../model/fs.ts";
 import {
   checkpointDirName,
   disposeCheckpoint,
@@ -11,7 +12,7 @@ import {
 
 await tf.setBackend("cpu");
 
-Deno.test("saveCheckpoint()/loadLatestCheckpoint() round-trip bit-exactly, prune, skip temps", async () => {
+Deno.test("saveCheckpoint()/loadLatestCheckpoint() round-trip bit-exactly, prune, remove only killed saves' temporaries", async () => {
   const root = await Deno.makeTempDir();
   const before = tf.memory().numTensors;
   const w = tf.tensor([[0.1, -2.5e-30, 3.4e38], [Number.MIN_VALUE, -0, 1 / 3]]);
@@ -24,9 +25,19 @@ Deno.test("saveCheckpoint()/loadLatestCheckpoint() round-trip bit-exactly, prune
     });
   }
   assert.deepEqual(await listCheckpoints(root), [20, 30], "keeps the newest 2");
-  // A half-written checkpoint (killed before rename) is ignored and cleaned.
-  await Deno.mkdir(join(root, ".tmp-step-00000040-1"));
-  await Deno.writeTextFile(join(root, ".tmp-step-00000040-1", "state.json"), "{");
+  // A half-written checkpoint of a killed save (its temporary, nobody holds it) is ignored and
+  // removed; a save still running (its temporary held) and every other name are left alone.
+  const dead = ".step-00000040.tmp-999999999-0123456789ab";
+  await Deno.mkdir(join(root, dead));
+  await Deno.writeTextFile(join(root, dead, "state.json"), "{");
+  const others = [
+    ".tmp-step-00000040-1", // an earlier version's name: never released, not ours now
+    ".tmp-123-0123456789ab", // another writer's temporary
+    ".tmp-notes",
+    "step-00000050.tmp-999999999-0123456789ab", // no leading dot: not a save's temporary
+  ];
+  for (const n of others) await Deno.mkdir(join(root, n));
+  const live = await makeHeldTempDir(root, ".step-00000060");
   const ck = await loadLatestCheckpoint(root);
   assert.ok(ck);
   assert.equal(ck.step, 30);
@@ -44,7 +55,11 @@ Deno.test("saveCheckpoint()/loadLatestCheckpoint() round-trip bit-exactly, prune
   s.dispose();
   assert.equal(tf.memory().numTensors, before);
   const names = [...Deno.readDirSync(root)].map((e) => e.name).sort();
-  assert.deepEqual(names, [checkpointDirName(20), checkpointDirName(30)]);
+  assert.deepEqual(
+    names,
+    [checkpointDirName(20), checkpointDirName(30), ...others, basename(live.path)].sort(),
+  );
+  live.release();
   assert.equal(await loadLatestCheckpoint(join(root, "absent")), undefined);
   await Deno.remove(root, { recursive: true });
 });
