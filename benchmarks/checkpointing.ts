@@ -12,15 +12,28 @@
  * which the next save or load removes once nobody holds it (`removeStaleTemps`); other names in
  * the folder are never touched. Only the newest `keep` checkpoints are kept.
  *
+ * A save of a step that already has a checkpoint (a rerun after a kill between saves) never
+ * leaves the step without a complete folder: the old one is renamed aside
+ * (`.step-….old-<tag of the save's temporary>`), the new one renamed in, and only then the old
+ * one removed. A kill between the two renames leaves the old one aside, and the next save or
+ * load renames it back. Folders are removed (the old one, pruned ones) by renaming them to
+ * `.step-….del-<tag>` first, so a kill while removing never leaves part of a folder under a name
+ * that is loaded or restored; the next save or load finishes the removal. The checkpoint folder
+ * is flushed after the rename ({@link syncDir}), so the new name survives a power cut.
+ *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import {
+  isTempInUse,
   makeHeldTempDir,
+  maySweep,
   removeStaleTemps,
+  syncDir,
   TEMP_TAG_SOURCE,
   type TempPattern,
+  tempTag,
   writeFileAtomic,
 } from "../model/fs.ts";
 import { decodeSafetensors, encodeSafetensors, type RawTensor } from "../model/safetensors.ts";
@@ -114,17 +127,107 @@ const CHECKPOINT_TEMPS: TempPattern = {
   held: new RegExp(String.raw`^\.step-\d{8}\.tmp-${TEMP_TAG_SOURCE}$`),
 };
 
-/** Removes the temporaries of saves that were killed (see {@link CHECKPOINT_TEMPS}). */
-async function removeStaleCheckpointTemps(root: string): Promise<void> {
-  await removeStaleTemps(root, CHECKPOINT_TEMPS);
+/** A checkpoint a save moved aside: `.step-<8 digits>.old-<tag of the save's temporary>`. */
+const CHECKPOINT_ASIDE = new RegExp(
+  String.raw`^\.(?<name>step-\d{8})\.old-(?<tag>${TEMP_TAG_SOURCE})$`,
+);
+
+/** A checkpoint folder being removed: `.step-<8 digits>.del-<tag>` (garbage, whoever made it). */
+const CHECKPOINT_DISCARDED = new RegExp(String.raw`^\.step-\d{8}\.del-${TEMP_TAG_SOURCE}$`);
+
+/**
+ * Removes `dir` (a checkpoint folder, or one moved aside): renamed to `.step-….del-<tag>` first,
+ * so a kill part-way leaves no partial folder under a name that is loaded or restored.
+ */
+async function discard(dir: string): Promise<void> {
+  const m = /^\.?(step-\d{8})/.exec(basename(dir));
+  if (m === null) throw new Error(`benchmarks/checkpointing.ts: ${dir} is not a checkpoint folder`);
+  const trash = join(dirname(dir), `.${m[1]}.del-${tempTag()}`);
+  try {
+    await Deno.rename(dir, trash);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return; // a sweep finished it already
+    throw e;
+  }
+  await Deno.remove(trash, { recursive: true }).catch((e) => {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  });
 }
 
 /**
- * Write a checkpoint atomically (temporary folder, then rename) and prune old ones.
+ * Cleans what killed saves left in `root`, and restores what they had moved aside:
+ * - their temporaries, once nobody holds them ({@link CHECKPOINT_TEMPS}; `removeStaleTemps`);
+ * - a checkpoint moved aside ({@link CHECKPOINT_ASIDE}) whose save is not running (its
+ *   temporary is gone or nobody holds it; the lock decides, not the pid in the name, so a run
+ *   restarted under the same pid recovers too): renamed back when its step has no folder (the
+ *   save was killed between its two renames), else discarded (killed before removing it); the
+ *   killed save's temporary goes with it;
+ * - folders being removed ({@link CHECKPOINT_DISCARDED}).
+ * Housekeeping: errors are ignored (a folder it cannot fix stays as it is).
+ */
+async function recoverCheckpoints(root: string): Promise<void> {
+  await removeStaleTemps(root, CHECKPOINT_TEMPS);
+  if (!maySweep(root)) return;
+  let names: string[];
+  try {
+    names = [...Deno.readDirSync(root)].map((e) => e.name);
+  } catch {
+    return; // missing or unreadable: nothing to recover
+  }
+  for (const entry of names) {
+    const path = join(root, entry);
+    try {
+      if (!(await Deno.lstat(path)).isDirectory) continue;
+      if (CHECKPOINT_DISCARDED.test(entry)) {
+        await Deno.remove(path, { recursive: true });
+        continue;
+      }
+      const m = CHECKPOINT_ASIDE.exec(entry);
+      if (!m?.groups) continue;
+      const { name, tag } = m.groups as { name: string; tag: string };
+      const tmp = join(root, `.${name}.tmp-${tag}`);
+      if (isTempInUse(tmp)) continue; // its save is running
+      if (await pathMissing(join(root, name))) await Deno.rename(path, join(root, name));
+      else await discard(path);
+      await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    } catch { /* gone meanwhile, or cannot be fixed */ }
+  }
+}
+
+async function pathMissing(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return false;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return true;
+    throw e;
+  }
+}
+
+/** Where {@link SaveCheckpointOptions.onSwap} is called. */
+export type SwapPoint = "written" | "aside" | "swapped";
+
+/** Options of {@link saveCheckpoint}. */
+export interface SaveCheckpointOptions {
+  /** How many newest checkpoints to keep (default 2, at least 1). */
+  readonly keep?: number;
+  /**
+   * Called (and awaited) at each point of the swap, for tests of a kill there: `written` (the
+   * new folder is complete under its temporary name), `aside` (an existing folder of the step
+   * was renamed aside), `swapped` (the new folder is in place; the old one not yet removed).
+   */
+  readonly onSwap?: (point: SwapPoint) => void | Promise<void>;
+}
+
+/**
+ * Write a checkpoint atomically (temporary folder, then rename; an existing folder of the step
+ * is moved aside first and removed after) and prune old ones. A kill at any point leaves a
+ * complete folder for the step (the old one or the new one) once the next save or load has
+ * swept `root`.
  *
  * @param root the checkpoint folder (created if missing)
  * @param parts trained variables, optimizer slots and JSON state (`state.step` names the folder)
- * @param opts `keep`: how many newest checkpoints to keep (default 2, at least 1)
+ * @param opts `keep`: how many newest checkpoints to keep; `onSwap`: a hook for tests
  * @returns the path of the new checkpoint folder
  */
 export async function saveCheckpoint(
@@ -134,7 +237,7 @@ export async function saveCheckpoint(
     slots: ReadonlyMap<string, tf.Tensor>;
     state: CheckpointState;
   },
-  opts: { keep?: number } = {},
+  opts: SaveCheckpointOptions = {},
 ): Promise<string> {
   const step = parts.state.step;
   if (!Number.isInteger(step) || step < 0) {
@@ -143,10 +246,12 @@ export async function saveCheckpoint(
     );
   }
   await Deno.mkdir(root, { recursive: true });
-  await removeStaleCheckpointTemps(root);
-  const held = await makeHeldTempDir(root, `.${checkpointDirName(step)}`);
+  await recoverCheckpoints(root);
+  const name = checkpointDirName(step);
+  const held = await makeHeldTempDir(root, `.${name}`);
   const tmp = held.path;
-  const final = join(root, checkpointDirName(step));
+  const tag = tmp.slice(tmp.lastIndexOf(".tmp-") + ".tmp-".length);
+  const final = join(root, name);
   try {
     // Flushed to disk before the folder is renamed into place, so that after a power loss a
     // `step-…` folder does not hold empty files either.
@@ -159,11 +264,26 @@ export async function saveCheckpoint(
       encodeSafetensors(await toRaw(parts.slots)),
     );
     await writeFileAtomic(join(tmp, "state.json"), JSON.stringify(parts.state));
-    // Replace an existing checkpoint of the same step (a rerun after a kill between saves).
-    await Deno.remove(final, { recursive: true }).catch((e) => {
+    await opts.onSwap?.("written");
+    // Replace an existing checkpoint of the same step (a rerun after a kill between saves): moved
+    // aside, not removed, so that the step keeps a complete folder at every instant.
+    let aside: string | undefined = join(root, `.${name}.old-${tag}`);
+    try {
+      await Deno.rename(final, aside);
+    } catch (e) {
       if (!(e instanceof Deno.errors.NotFound)) throw e;
-    });
-    await Deno.rename(tmp, final);
+      aside = undefined;
+    }
+    try {
+      if (aside !== undefined) await opts.onSwap?.("aside");
+      await Deno.rename(tmp, final);
+    } catch (e) {
+      if (aside !== undefined) await Deno.rename(aside, final).catch(() => {});
+      throw e;
+    }
+    await syncDir(root);
+    await opts.onSwap?.("swapped");
+    if (aside !== undefined) await discard(aside);
   } catch (e) {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
     throw e;
@@ -173,7 +293,7 @@ export async function saveCheckpoint(
   const keep = Math.max(1, opts.keep ?? 2);
   const steps = await listCheckpoints(root);
   for (const s of steps.slice(0, Math.max(0, steps.length - keep))) {
-    await Deno.remove(join(root, checkpointDirName(s)), { recursive: true });
+    await discard(join(root, checkpointDirName(s)));
   }
   return final;
 }
@@ -217,7 +337,7 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
  * @param root the checkpoint folder
  */
 export async function loadLatestCheckpoint(root: string): Promise<LoadedCheckpoint | undefined> {
-  await removeStaleCheckpointTemps(root);
+  await recoverCheckpoints(root);
   const steps = await listCheckpoints(root);
   const last = steps[steps.length - 1];
   return last === undefined ? undefined : await loadCheckpoint(join(root, checkpointDirName(last)));

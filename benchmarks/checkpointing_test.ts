@@ -8,6 +8,8 @@ import {
   listCheckpoints,
   loadLatestCheckpoint,
   saveCheckpoint,
+  type SaveCheckpointOptions,
+  type SwapPoint,
 } from "./checkpointing.ts";
 
 await tf.setBackend("cpu");
@@ -103,6 +105,176 @@ Deno.test("saveCheckpoint() that fails part-way keeps the earlier checkpoints an
   } finally {
     w.dispose();
     bad.dispose();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+/** Copies the folder tree `src` into `dst`, each name passed through `rename`. */
+function copyTree(src: string, dst: string, rename: (name: string) => string): void {
+  Deno.mkdirSync(dst, { recursive: true });
+  for (const e of Deno.readDirSync(src)) {
+    const to = join(dst, rename(e.name));
+    if (e.isDirectory) copyTree(join(src, e.name), to, rename);
+    else Deno.copyFileSync(join(src, e.name), to);
+  }
+}
+
+function entries(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+}
+
+/** Saves step `step` whose one variable holds `value`. */
+async function saveValue(
+  root: string,
+  step: number,
+  value: number,
+  opts: SaveCheckpointOptions = {},
+): Promise<void> {
+  const w = tf.tensor([value]);
+  try {
+    await saveCheckpoint(root, {
+      variables: new Map([["w", w]]),
+      slots: new Map(),
+      state: { step },
+    }, {
+      keep: 3,
+      ...opts,
+    });
+  } finally {
+    w.dispose();
+  }
+}
+
+/** The step and variable value of the checkpoint loadLatestCheckpoint finds. */
+async function latest(root: string): Promise<[number, number] | undefined> {
+  const ck = await loadLatestCheckpoint(root);
+  if (ck === undefined) return undefined;
+  const value = (await ck.variables.get("w")!.data())[0]!;
+  disposeCheckpoint(ck);
+  return [ck.step, value];
+}
+
+Deno.test("saveCheckpoint() replacing a step: a kill at any point of the swap leaves a complete checkpoint of the step, old or new", async () => {
+  const cases: [SwapPoint, number][] = [["written", 1], ["aside", 1], ["swapped", 2]];
+  // The killed save's names carry its pid: a dead process's, or this one's (a run restarted in a
+  // container gets the same pid; its temporaries are not locked any more either way).
+  for (const pid of ["999999999", String(Deno.pid)]) {
+    for (const [point, want] of cases) {
+      const what = `killed at "${point}", pid ${pid === "999999999" ? "dead" : "reused"}`;
+      const root = await Deno.makeTempDir();
+      const disk = await Deno.makeTempDir(); // what a kill at `point` leaves on disk
+      try {
+        await saveValue(root, 4, 0);
+        await saveValue(root, 5, 1);
+        const seen: SwapPoint[] = [];
+        await saveValue(root, 5, 2, {
+          onSwap: (p) => {
+            seen.push(p);
+            // A copy has no lock: as after the saving process died.
+            if (p === point) {
+              copyTree(
+                root,
+                disk,
+                (n) => n.replace(new RegExp(`\\.(tmp|old)-${Deno.pid}-`), `.$1-${pid}-`),
+              );
+            }
+          },
+        });
+        assert.deepEqual(seen, ["written", "aside", "swapped"]);
+        // The save that ran through: the new checkpoint, nothing else left.
+        assert.deepEqual(await latest(root), [5, 2]);
+        assert.deepEqual(entries(root), [checkpointDirName(4), checkpointDirName(5)]);
+        // After the kill: the next load finds step 5 complete, old or new.
+        assert.deepEqual(await latest(disk), [5, want], what);
+        assert.deepEqual(await latest(disk), [5, want], `${what}, loaded again`);
+        // What is left: the two checkpoints, and (only under this process's pid, which
+        // removeStaleTemps never takes) a temporary of the killed save that nothing loads.
+        const left = entries(disk).filter((n) =>
+          !(pid === String(Deno.pid) && n.includes(".tmp-"))
+        );
+        assert.deepEqual(left, [checkpointDirName(4), checkpointDirName(5)], what);
+        // And the run goes on: the step is saved again.
+        await saveValue(disk, 5, 3);
+        assert.deepEqual(await latest(disk), [5, 3], what);
+      } finally {
+        await Deno.remove(root, { recursive: true });
+        await Deno.remove(disk, { recursive: true });
+      }
+    }
+  }
+});
+
+Deno.test("loadLatestCheckpoint() during a save leaves its moved-aside checkpoint and temporary alone", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    await saveValue(root, 5, 1);
+    let during: string[] = [];
+    await saveValue(root, 5, 2, {
+      onSwap: async (p) => {
+        if (p !== "aside") return;
+        // The save holds its temporary locked: a sweep must not restore the old folder now.
+        assert.equal(await latest(root), undefined);
+        during = entries(root);
+      },
+    });
+    assert.equal(during.length, 2);
+    assert.match(during[0]!, /^\.step-00000005\.old-\d+-[0-9a-f]{12}$/);
+    assert.match(during[1]!, /^\.step-00000005\.tmp-\d+-[0-9a-f]{12}$/);
+    assert.deepEqual(await latest(root), [5, 2]);
+    assert.deepEqual(entries(root), [checkpointDirName(5)]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("loadLatestCheckpoint() finishes the removal of folders a kill interrupted", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    await saveValue(root, 5, 1);
+    // A pruned or replaced folder renamed for removal, part-removed when the process died.
+    const trash = ".step-00000003.del-999999999-0123456789ab";
+    await Deno.mkdir(join(root, trash));
+    await Deno.writeTextFile(join(root, trash, "state.json"), '{"step": 3}');
+    // An old folder moved aside by a save that finished its swap but not the removal.
+    const old = ".step-00000005.old-999999999-0123456789ab";
+    await Deno.mkdir(join(root, old));
+    await Deno.writeTextFile(join(root, old, "state.json"), '{"step": 5}');
+    assert.deepEqual(await latest(root), [5, 1]);
+    assert.deepEqual(entries(root), [checkpointDirName(5)]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("saveCheckpoint() flushes the checkpoint folder after renaming the new one in", async () => {
+  if (Deno.build.os === "windows") return; // syncDir does nothing there
+  const root = await Deno.makeTempDir();
+  const open = Deno.open;
+  const flushed: string[] = [];
+  // syncDir opens the folder for reading, then flushes it.
+  Deno.open = async (path, options) => {
+    const file = await open(path, options);
+    if (String(path) === root) {
+      const sync = file.sync.bind(file);
+      file.sync = () => {
+        flushed.push(entries(root).join(","));
+        return sync();
+      };
+    }
+    return file;
+  };
+  try {
+    await saveValue(root, 5, 1);
+    await saveValue(root, 5, 2);
+  } finally {
+    Deno.open = open;
+  }
+  try {
+    // Each flush comes once the step's new folder is in place (the replaced one still aside).
+    assert.equal(flushed.length, 2);
+    assert.equal(flushed[0], checkpointDirName(5));
+    assert.match(flushed[1]!, /^\.step-00000005\.old-\d+-[0-9a-f]{12},step-00000005$/);
+  } finally {
     await Deno.remove(root, { recursive: true });
   }
 });

@@ -502,6 +502,36 @@ function claim(path: string): Deno.FsFile | undefined {
 }
 
 /**
+ * Whether the temporary `path` (a {@link HeldTemp}'s name) is in use: it exists and an open
+ * handle holds its lock, so its writer is alive. This process's own held temporaries count as in
+ * use too (on local file systems the locks of two handles exclude each other even in one process;
+ * not on NFS). Unlike {@link removeStaleTemps} it does not trust the pid in the name, so a
+ * temporary left by an earlier process that had this process's pid (a container restarted) is
+ * found abandoned. Where no locks are taken (Windows) a temporary is in use until unchanged for
+ * `legacyMaxAgeMs`. A temporary that cannot be opened or examined counts as in use.
+ *
+ * @param path the temporary
+ * @param opts age limit and clock where no locks are taken
+ * @returns false when `path` is missing or nobody holds it
+ */
+export function isTempInUse(path: string, opts: StaleTempOptions = {}): boolean {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.lstatSync(path);
+  } catch (e) {
+    return !(e instanceof Deno.errors.NotFound);
+  }
+  if (info.isSymlink) return true; // not a temporary: never judged through its target
+  if (!LOCKS) {
+    const age = changedAgoMs(info, opts.now ?? Date.now());
+    return age === undefined || !(age > (opts.legacyMaxAgeMs ?? LEGACY_TEMP_MAX_AGE_MS));
+  }
+  const file = claim(path);
+  file?.close();
+  return file === undefined;
+}
+
+/**
  * Yields the abandoned temporaries of one writer in `dir`, each (where locks are used) locked by
  * this process until the loop moves on, so that its removal cannot race its creator's lock.
  */

@@ -5,6 +5,7 @@ import {
   FILE_TEMPS,
   isDirectory,
   isFileSync,
+  isTempInUse,
   makeHeldTempDir,
   makeHeldTempDirSync,
   pathExists,
@@ -351,6 +352,29 @@ Deno.test("removeStaleTemps() removes an unlocked temporary of a dead pid, keeps
     const held = makeHeldTempDirSync(dir, "");
     equal(/^\.tmp-\d+-[0-9a-f]{12}$/.test(basename(held.path)), true, held.path);
     held.release();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("isTempInUse() is true while a handle holds the temporary, whatever the pid in its name", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const held = await makeHeldTempDir(dir, ".x");
+    const file = await writeTempBeside(join(dir, "f.json"), "x");
+    equal(isTempInUse(join(dir, "missing")), false);
+    if (Deno.build.os === "windows") return; // no locks there: judged by age
+    equal(isTempInUse(held.path), true);
+    equal(isTempInUse(file.path), true);
+    held.release();
+    file.release();
+    // Released (as when its process died): abandoned, although it carries this process's pid.
+    equal(isTempInUse(held.path), false);
+    equal(isTempInUse(file.path), false);
+    // A symbolic link under such a name is never judged through its target.
+    const link = join(dir, `.y.tmp-${Deno.pid}-0123456789ab`);
+    await Deno.symlink(held.path, link);
+    equal(isTempInUse(link), true);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
