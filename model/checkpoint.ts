@@ -29,6 +29,7 @@ import {
   maySweep,
   pathExists,
   removeStaleTemps,
+  syncDir,
   TEMP_TAG_SOURCE,
   type TempPattern,
   writeFileAtomic,
@@ -385,7 +386,7 @@ export async function saveHfFolder(
 
 /**
  * Rename the held `tmp` to `dir`, moving an existing `dir` aside first (`.<name>.old-<tag>`, the
- * tag of `tmp`) and removing it afterwards.
+ * tag of `tmp`), flush the parent folder, and remove the old one.
  */
 async function swapInto(tmp: HeldTemp, dir: string, tag: string): Promise<void> {
   let old: string | undefined;
@@ -403,6 +404,7 @@ async function swapInto(tmp: HeldTemp, dir: string, tag: string): Promise<void> 
     if (old) await Deno.rename(old, dir).catch(() => {});
     throw e;
   }
+  await syncDir(dirname(dir)); // the new name survives a power cut
   // A sweep of another process may have removed it already (see removeStaleSaveTemps).
   if (old) {
     await Deno.remove(old, { recursive: true }).catch((e) => {

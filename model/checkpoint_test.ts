@@ -233,6 +233,36 @@ Deno.test("saving over an existing folder replaces it; a failed save leaves it i
   await Deno.remove(tmp, { recursive: true });
 });
 
+Deno.test("saveHfFolder() flushes the parent folder once the new folder is in place", async () => {
+  if (Deno.build.os === "windows") return; // syncDir does nothing there
+  const parent = await Deno.makeTempDir();
+  const a = tf.tensor1d([1, 2]);
+  const open = Deno.open;
+  const flushed: string[][] = [];
+  Deno.open = async (path, options) => {
+    const file = await open(path, options);
+    if (String(path) === parent) {
+      const sync = file.sync.bind(file);
+      file.sync = () => {
+        flushed.push([...Deno.readDirSync(parent)].map((e) => e.name));
+        return sync();
+      };
+    }
+    return file;
+  };
+  try {
+    await saveHfFolder(join(parent, "m"), preset("tiny-relu"), new Map([["a", a]]));
+  } finally {
+    Deno.open = open;
+    a.dispose();
+  }
+  try {
+    assert.deepEqual(flushed, [["m"]]);
+  } finally {
+    await Deno.remove(parent, { recursive: true });
+  }
+});
+
 Deno.test("a save sweeps what killed saves left beside the folder; live saves and other names are kept", async () => {
   const parent = await Deno.makeTempDir();
   const cfg = preset("tiny-relu");
