@@ -15,7 +15,9 @@
  * about a GPU (the tests use it to check the mechanics).
  *
  * Exit codes ({@link cli}): 0 the table was written (or `--help`), 1 the tuning failed (no adapter,
- * a bad table at `--out`, a kernel error), 2 bad arguments (nothing measured).
+ * a bad table at the default path, a table of another adapter, a kernel error), 2 bad arguments
+ * (nothing measured; an `--out` that is a folder, or that holds a file that is not a readable
+ * tuning table).
  *
  * @module
  */
@@ -110,6 +112,28 @@ function checkTableFile(out: string): void {
 }
 
 /**
+ * Reads and validates the table at `path`; undefined when there is none. A table named by `--out`
+ * (`named`) that cannot be read or is not a tuning table is a {@link UsageError}, found before the
+ * adapter is opened; at the default path (which needs the adapter) it is a failure while working.
+ */
+async function readTable(path: string, named: boolean): Promise<MatMulTuningTable | undefined> {
+  const source = named ? `benchmarks/tune.ts: --out ${path}` : path;
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    const message = named
+      ? `${source}: cannot read it: ${(e as Error).message}`
+      : `benchmarks/tune.ts: cannot read the table ${path}: ${(e as Error).message}`;
+    throw named ? new UsageError(message, { cause: e }) : new Error(message, { cause: e });
+  }
+  return named
+    ? usageChecked(() => parseTuningTable(text, source))
+    : parseTuningTable(text, source);
+}
+
+/**
  * Runs the tuning with command-line `args`. Every argument (and `--out`) is checked before the
  * adapter is opened; a bad one is a {@link UsageError}.
  *
@@ -172,7 +196,12 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
     .filter((s) => s !== "")
     .map((s) => usageChecked(() => parseChoice(s, "benchmarks/tune.ts: --candidates")));
 
-  if (values.out !== undefined) checkTableFile(values.out);
+  // A table already at --out is read now: one that is no tuning table stops the run here.
+  let old: MatMulTuningTable | undefined;
+  if (values.out !== undefined) {
+    checkTableFile(values.out);
+    old = await readTable(values.out, true);
+  }
 
   quietWaylandProbe();
   const adapter = await requestTfjsAdapter();
@@ -191,21 +220,14 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
     );
   }
   const path = values.out ?? tuningPathFor(id);
-  // Read (and validate) an existing table before spending time: a bad or foreign one stops here.
-  let old: MatMulTuningTable | undefined;
-  let text: string | undefined;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) {
-      throw new Error(`benchmarks/tune.ts: cannot read the table ${path}: ${(e as Error).message}`);
-    }
-  }
-  if (text !== undefined) old = parseTuningTable(text, path);
+  // The default path needs the adapter: its table is read (and validated) now, before any time
+  // is spent. Whose table it is can only be checked now: a foreign one stops here (exit 1).
+  if (values.out === undefined) old = await readTable(path, false);
   if (old !== undefined && adapterSlug(old.adapter) !== adapterSlug(id)) {
+    const name = (a: typeof id) => `"${a.description}" (${adapterSlug(a)})`;
     throw new Error(
-      `benchmarks/tune.ts: ${path} holds a table for ${old.adapter.description}, not for ` +
-        `${id.description}; choose another --out`,
+      `benchmarks/tune.ts: ${path} holds the table of adapter ${name(old.adapter)}, not of ` +
+        `${name(id)}, the adapter found; choose another --out`,
     );
   }
 

@@ -78,7 +78,7 @@ Deno.test({
       await Deno.writeTextFile(out, serializeTuningTable(foreign));
       await assert.rejects(
         main(["--quick", "--include-fallback", `--out=${out}`]),
-        /holds a table for Other GPU, not for .*choose another --out/,
+        /holds the table of adapter "Other GPU" \(other-gpu[^)]*\), not of ".*" \([^)]+\), the adapter found; choose another --out/,
       );
       assert.equal(await Deno.readTextFile(out), serializeTuningTable(foreign), "file untouched");
     } finally {
@@ -118,17 +118,36 @@ Deno.test("deno task tune: bad arguments are refused with the flag named", async
       new RegExp(`--out ${file}/table\\.json: the folder ${file}: is a file, not a folder`),
     );
     await assert.rejects(main([`--out=${dir}`]), UsageError);
+    // A file at --out that is not a tuning table is refused before the adapter is opened, and
+    // left as it was.
+    const notJson = `${dir}/not-json.json`;
+    await Deno.writeTextFile(notJson, "not json");
+    await assert.rejects(main([`--out=${notJson}`]), UsageError);
+    await assert.rejects(
+      main([`--out=${notJson}`]),
+      new RegExp(`benchmarks/tune\\.ts: --out ${notJson}: not JSON`),
+    );
+    assert.equal(await Deno.readTextFile(notJson), "not json");
+    const other = `${dir}/other.json`;
+    await Deno.writeTextFile(other, '{"rows": []}');
+    await assert.rejects(
+      main([`--out=${other}`]),
+      new RegExp(`--out ${other}: format must be "[^"]+", got undefined`),
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
 
 Deno.test({
-  name: "deno task tune cli(): exit 2 for bad arguments, 1 for a failure while tuning",
+  name: "deno task tune cli(): exit 2 for bad arguments (an --out file that is no table too)",
   // Opening the adapter leaves wgpu's resources to the process.
   ...opts,
   fn: async () => {
     const dir = await Deno.makeTempDir();
+    // A table at --out that is not JSON: refused before the adapter is opened.
+    const notTable = `${dir}/table.json`;
+    await Deno.writeTextFile(notTable, "not json");
     try {
       const cases: [string[], RegExp][] = [
         [["--frobnicate"], /^benchmarks\/tune\.ts: Unknown option '--frobnicate' .*--help\)$/],
@@ -137,6 +156,7 @@ Deno.test({
         [["--workloads=t5:nosuch"], /--workloads "t5:nosuch": Unknown T5 preset "nosuch"/],
         [["--candidates=t99"], /^benchmarks\/tune\.ts: --candidates: .*unknown tile "t99"/],
         [[`--out=${dir}`], /--out .*: is a folder; give the table's file name/],
+        [[`--out=${notTable}`], /^benchmarks\/tune\.ts: --out .*table\.json: not JSON/],
       ];
       for (const [args, want] of cases) {
         const err: string[] = [];
@@ -144,18 +164,7 @@ Deno.test({
         assert.equal(err.length, 1);
         assert.match(err[0]!, want);
       }
-      // A table at --out that is not JSON stops the run before anything is measured, but after
-      // the adapter is opened: a failure while working (as are no adapter and a software one).
-      const out = `${dir}/table.json`;
-      await Deno.writeTextFile(out, "not json");
-      const err: string[] = [];
-      const code = await cli(["--quick", "--include-fallback", `--out=${out}`], {
-        error: (s) => err.push(s),
-      });
-      assert.equal(code, 1, err.join("\n"));
-      assert.equal(err.length, 1);
-      assert.match(err[0]!, /table\.json: not JSON|no WebGPU adapter/);
-      assert.equal(await Deno.readTextFile(out), "not json", "file untouched");
+      assert.equal(await Deno.readTextFile(notTable), "not json", "file untouched");
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
