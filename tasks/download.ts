@@ -63,6 +63,8 @@ export interface DownloadOptions {
   taskSources?: readonly TaskSource[];
   /** fetch implementation (default global fetch). */
   fetch?: typeof fetch;
+  /** Row counter of produced files (default `countRowsBytes` of `data.ts`; tests count calls). */
+  countRows?: typeof countRowsBytes;
 }
 
 /** One file recorded in the manifest. */
@@ -150,6 +152,7 @@ interface Ctx {
   quiet: boolean;
   log: (line: string) => void;
   fetch: typeof fetch;
+  countRows: typeof countRowsBytes;
   /** Raw downloads made for the current task (deleted after unless kept). */
   raws: string[];
 }
@@ -408,18 +411,19 @@ async function fromOfficial(
   return { files: out, from: [urls.train, urls.test, urls.devIds] };
 }
 
-/** Produces the task's files from Hugging Face parquet files. */
 /**
- * Produces the task's files from Hugging Face parquet files. These have no known size or digest,
- * so a file that cannot be read or converted (an HTML page served with status 200, a truncated
- * or foreign file) is deleted with its `archives` entry before the error is thrown: it is never
- * reused by a later run.
+ * Produces the task's files from Hugging Face parquet files, with each file's row count (`rows`,
+ * for {@link verifyFiles}). These have no known size or digest, so a file that cannot be read or
+ * converted, or whose converted rows are not the expected count (an HTML page served with status
+ * 200, a truncated or foreign file, another revision) is deleted with its `archives` entry before
+ * the error is thrown: it is never reused by a later run.
  */
 async function fromParquet(
   ctx: Ctx,
   task: TaskSource,
-): Promise<{ files: Map<string, Uint8Array>; from: string[] }> {
+): Promise<{ files: Map<string, Uint8Array>; from: string[]; rows: Map<string, number> }> {
   const out = new Map<string, Uint8Array>();
+  const counted = new Map<string, number>();
   const from: string[] = [];
   const enc = new TextEncoder();
   for (const f of task.files) {
@@ -453,21 +457,28 @@ async function fromParquet(
     }
     const bytes = enc.encode(text);
     // A parquet of the wrong size (another revision, a truncated upload) is not kept for reuse.
-    const n = countRowsBytes(bytes, f, f.path);
+    const n = ctx.countRows(bytes, f, f.path);
     if (n !== f.rows) {
       await discard("wrong size", new Error(`${n} ${f.count ?? "rows"}, expected ${f.rows}`));
     }
     out.set(f.path, bytes);
+    counted.set(f.path, n);
   }
-  return { files: out, from };
+  return { files: out, from, rows: counted };
 }
 
-/** Checks produced files: row counts always, full sha256 where known and `checkSha`. */
+/**
+ * Checks produced files: row counts always, full sha256 where known and `checkSha`. A file's rows
+ * are counted here unless `counted` has its count, made of the same bytes (a converted parquet
+ * file is counted once, as it is converted); either count must equal the expected one.
+ */
 function verifyFiles(
+  ctx: Ctx,
   task: TaskSource,
   files: Map<string, Uint8Array>,
   checkSha: boolean,
   label: string,
+  counted: ReadonlyMap<string, number> = new Map(),
 ): Map<string, { sha256: string; rows: number; verified: "sha256" | "rows" }> {
   const res = new Map<string, { sha256: string; rows: number; verified: "sha256" | "rows" }>();
   for (const f of task.files) {
@@ -477,7 +488,7 @@ function verifyFiles(
     if (checkSha && f.sha256 && digest !== f.sha256) {
       throw new VerifyError(`${f.path} (${label}): sha256 ${digest}, expected ${f.sha256}`);
     }
-    const rows = countRowsBytes(data, f, f.path);
+    const rows = counted.get(f.path) ?? ctx.countRows(data, f, f.path);
     if (rows !== f.rows) {
       throw new VerifyError(
         `${f.path} (${label}): ${rows} ${f.count ?? "rows"}, expected ${f.rows}`,
@@ -588,6 +599,7 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
       if (!opts.quiet) Deno.stderr.writeSync(enc.encode(l + "\n"));
     }),
     fetch: opts.fetch ?? fetch,
+    countRows: opts.countRows ?? countRowsBytes,
     raws: [],
   };
   const source = opts.source ?? "auto";
@@ -605,7 +617,7 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
     if (source !== "parquet") {
       try {
         const { files, from } = await fromOfficial(ctx, task);
-        const checks = verifyFiles(task, files, true, "official");
+        const checks = verifyFiles(ctx, task, files, true, "official");
         await commitFiles(ctx, task, files, checks, "official", from);
         results.push({ task: task.id, status: "official", files: [...files.keys()] });
         done = true;
@@ -619,8 +631,8 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
     }
     if (!done && source !== "official") {
       try {
-        const { files, from } = await fromParquet(ctx, task);
-        const checks = verifyFiles(task, files, false, "parquet");
+        const { files, from, rows } = await fromParquet(ctx, task);
+        const checks = verifyFiles(ctx, task, files, false, "parquet", rows);
         await commitFiles(ctx, task, files, checks, "parquet", from);
         results.push({
           task: task.id,

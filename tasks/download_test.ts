@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { zipSync } from "fflate";
 import { parquetWriteBuffer } from "hyparquet-writer";
+import { countRowsBytes } from "./data.ts";
 import {
   buildMrpc,
   download,
@@ -138,14 +139,17 @@ Deno.test("official zip: files extracted byte-exact, verified, manifest, then ca
   const cacheDir = await Deno.makeTempDir();
   try {
     const sources = [tinyRte({ zipPrefix: sha256Hex(zip).slice(0, 8) })];
+    const counted: string[] = [];
     const res = await download({
       tasks: ["rte"],
       cacheDir,
       endpoints: s.endpoints,
       taskSources: sources,
       quiet: true,
+      countRows: (data, spec, where) => (counted.push(where), countRowsBytes(data, spec, where)),
     });
     assert.equal(res[0]?.status, "official");
+    assert.deepEqual(counted, ["glue/RTE/train.tsv", "glue/RTE/dev.tsv"], "each file counted once");
     assert.equal(await readText(join(cacheDir, "glue/RTE/train.tsv")), TRAIN);
     assert.equal(await readText(join(cacheDir, "glue/RTE/dev.tsv")), DEV);
     const m = await readManifest(cacheDir);
@@ -342,6 +346,7 @@ Deno.test("failing primary falls back to Hugging Face parquet, converted to the 
   });
   const cacheDir = await Deno.makeTempDir();
   try {
+    const counted: string[] = [];
     const res = await download({
       tasks: ["rte"],
       cacheDir,
@@ -349,8 +354,11 @@ Deno.test("failing primary falls back to Hugging Face parquet, converted to the 
       taskSources: [tinyRte()],
       quiet: true,
       retries: 0,
+      countRows: (data, spec, where) => (counted.push(where), countRowsBytes(data, spec, where)),
     });
     assert.equal(res[0]?.status, "parquet");
+    // Each converted file's rows are counted once, as it is converted, not again to verify it.
+    assert.deepEqual(counted, ["glue/RTE/train.tsv", "glue/RTE/dev.tsv"]);
     assert.match(res[0]?.fallbackReason ?? "", /HTTP 500/);
     // Same text as the official files (RTE has no column the parquet lacks).
     assert.equal(await readText(join(cacheDir, "glue/RTE/train.tsv")), TRAIN);
