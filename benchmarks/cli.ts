@@ -27,7 +27,12 @@ import { existsSync } from "node:fs";
 import cliProgress from "cli-progress";
 import { preset, type T5Config, t5ConfigFromHf } from "../model/config.ts";
 import { defaultCacheDir, defaultDataDir } from "../tasks/data.ts";
-import { download, type DownloadOptions } from "../tasks/download.ts";
+import {
+  download,
+  DownloadError,
+  type DownloadOptions,
+  type TaskResult,
+} from "../tasks/download.ts";
 import { listProfiles, loadProfile, profilePath } from "./profile.ts";
 import {
   defaultTaskCatalog,
@@ -327,8 +332,11 @@ export interface MainOptions {
   readonly error?: (s: string) => void;
   readonly runOne?: RunOneFn;
   readonly progress?: boolean;
-  /** The downloader (tests inject a fake; default `tasks/download.ts` `download`). */
-  readonly download?: (opts: DownloadOptions) => Promise<unknown>;
+  /**
+   * The downloader (tests inject a fake; default `tasks/download.ts` `download`): its results,
+   * or a `DownloadError` carrying the failures and the other tasks' results.
+   */
+  readonly download?: (opts: DownloadOptions) => Promise<readonly TaskResult[]>;
 }
 
 /** Aborts a request whose response headers take longer than this (a body may take longer). */
@@ -357,11 +365,14 @@ const connectTimeoutFetch: typeof fetch = async (input, init) => {
  * Downloads the tasks in `ids` into the default cache, printing one line per task written and a
  * short reason when some could not be fetched (offline: the runs go on with the tasks present).
  *
- * @returns whether anything was written
+ * @param ids download ids of the missing tasks
+ * @param dl the downloader
+ * @param error where the lines go
+ * @returns whether anything was written (a task whose status is not `cached`)
  */
 async function downloadMissing(
   ids: readonly string[],
-  dl: (opts: DownloadOptions) => Promise<unknown>,
+  dl: (opts: DownloadOptions) => Promise<readonly TaskResult[]>,
   error: (s: string) => void,
 ): Promise<boolean> {
   let cacheDir: string;
@@ -379,31 +390,41 @@ async function downloadMissing(
     return false;
   }
   error(`Downloading ${ids.length} task(s) the profile needs into ${cacheDir}: ${ids.join(", ")}`);
-  let wrote = false;
+  let results: readonly TaskResult[] = [];
+  let failed: string | undefined;
   try {
-    await dl({
+    results = await dl({
       tasks: ids,
       cacheDir,
       retries: 1,
       fetch: connectTimeoutFetch,
-      log: (l) => {
-        if (l.includes("written and verified")) {
-          wrote = true;
-          error(`  ${l}`);
-        }
-      },
+      log: () => {},
     });
   } catch (e) {
-    const lines = (e as Error).message.split("\n").map((l) => l.trim()).filter((l) => l !== "");
-    const reasons = lines.slice(1).filter((l) => /^[a-z_]+\/[a-z0-9_]+:/.test(l));
+    if (e instanceof DownloadError) {
+      results = e.results;
+      const first = e.failures[0];
+      failed = `download failed for ${e.failures.length} task(s)${
+        first === undefined
+          ? ""
+          : ` (first: ${`${first.task}: ${first.reason.split("\n")[0]}`.slice(0, 300)})`
+      }`;
+    } else {
+      // Not a per-task failure (an unreadable manifest, say): its first line.
+      failed = (e instanceof Error ? e.message : String(e)).split("\n")[0]!.trim();
+    }
+  }
+  const written = results.filter((r) => r.status !== "cached");
+  for (const r of written) {
+    error(`  ${r.task}: ${r.files.length} file(s) written and verified (${r.status})`);
+  }
+  if (failed !== undefined) {
     error(
-      `warning: ${(lines[0] ?? "download failed").replace(/:$/, "")}${
-        reasons[0] === undefined ? "" : ` (first: ${reasons[0].slice(0, 300)})`
-      }; going on with the tasks present (--no-download skips this step; --data-dir names ` +
-        `an offline mirror)`,
+      `warning: ${failed}; going on with the tasks present (--no-download skips this step; ` +
+        `--data-dir names an offline mirror)`,
     );
   }
-  return wrote;
+  return written.length > 0;
 }
 
 /**

@@ -7,6 +7,7 @@ import { withEnv } from "../model/env_testing.ts";
 import { main } from "./cli.ts";
 import { fakeRunOne } from "./_fake_run_one.ts";
 import { writeTables } from "./tables.ts";
+import { DownloadError, type DownloadOptions, type TaskResult } from "../tasks/download.ts";
 
 const DATA = sharedPath("data");
 const CLI = fileURLToPath(new URL("./cli.ts", import.meta.url));
@@ -232,14 +233,15 @@ Deno.test("main() downloads the tasks the profile needs and the data lacks; offl
   const env = { HYPERPROMPT_DATA: undefined, HYPERPROMPT_CACHE: join(dir, "cache") };
   await withEnv(env, async () => {
     const profile = await tmpProfile(dir, EVERY_GLUE_TASK);
-    const asked: { tasks: readonly string[]; cacheDir?: string }[] = [];
-    const offline = (o: { tasks: readonly string[]; cacheDir?: string }) => {
+    const asked: DownloadOptions[] = [];
+    const offline = (o: DownloadOptions): Promise<TaskResult[]> => {
       asked.push(o);
       return Promise.reject(
-        new Error(
-          "download failed for 3 task(s):\n  glue/mnli: official: error sending request: " +
-            "dns error\n  glue/qnli: official: dns error\n  glue/qqp: official: dns error\nhint",
-        ),
+        new DownloadError([
+          { task: "glue/mnli", reason: "official: error sending request: dns error" },
+          { task: "glue/qnli", reason: "official: dns error" },
+          { task: "glue/qqp", reason: "official: dns error" },
+        ], []),
       );
     };
     let c = capture();
@@ -288,6 +290,51 @@ Deno.test("main() downloads the tasks the profile needs and the data lacks; offl
   }).finally(() => Deno.remove(dir, { recursive: true }));
 });
 
+Deno.test("main() reads the tasks a partly failed download wrote, from the cache beside the mirror", async () => {
+  const dir = await Deno.makeTempDir();
+  const env = { HYPERPROMPT_DATA: undefined, HYPERPROMPT_CACHE: join(dir, "cache") };
+  await withEnv(env, async () => {
+    const profile = await tmpProfile(dir, EVERY_GLUE_TASK);
+    // Writes QQP's train and dev files (and their manifest entries), fails MNLI and QNLI.
+    const partly = async (o: DownloadOptions): Promise<TaskResult[]> => {
+      const cache = o.cacheDir!;
+      const files = ["glue/QQP/train.tsv", "glue/QQP/dev.tsv"];
+      const manifest: Record<string, unknown> = {};
+      for (const f of files) {
+        await Deno.mkdir(join(cache, "glue/QQP"), { recursive: true });
+        await Deno.writeTextFile(join(cache, f), "x");
+        manifest[f] = { task: "glue/qqp", bytes: 1 };
+      }
+      await Deno.writeTextFile(
+        join(cache, "manifest.json"),
+        JSON.stringify({ version: 1, files: manifest, archives: {} }),
+      );
+      throw new DownloadError(
+        [{ task: "glue/mnli", reason: "official: dns error" }, {
+          task: "glue/qnli",
+          reason: "official: dns error",
+        }],
+        [{ task: "glue/qqp", status: "official", files }],
+      );
+    };
+    const c = capture();
+    const out = join(dir, "out");
+    const args = ["--profile", profile, "--out", out, "--no-tables"];
+    assert.equal(await main(args, { ...c.opts, runOne: fakeRunOne, download: partly }), 0);
+    const err = c.err.join("\n");
+    assert.match(err, /^ {2}glue\/qqp: 2 file\(s\) written and verified \(official\)$/m);
+    assert.match(
+      err,
+      /warning: download failed for 2 task\(s\) \(first: glue\/mnli: official: dns error\); going on/,
+    );
+    // The data folder was worked out again: links to the cache's QQP and the mirror's others.
+    assert.match(err, /; data .*cache\/data\/merged\/[0-9a-f]{16}; out /);
+    const [result] = [...readAll(out).values()].map((t) => JSON.parse(t));
+    assert.deepEqual(result.spec.tasks.length, 6);
+    assert.ok(result.spec.tasks.includes("qqp"), result.spec.tasks.join(" "));
+  }).finally(() => Deno.remove(dir, { recursive: true }));
+});
+
 Deno.test("main() with no cache and no mirror still downloads first, then names the missing folder", async () => {
   const dir = await Deno.makeTempDir();
   const env = {
@@ -304,7 +351,9 @@ Deno.test("main() with no cache and no mirror still downloads first, then names 
       runOne: fakeRunOne,
       download: (o) => {
         asked.push(o.tasks);
-        return Promise.reject(new Error("download failed for 3 task(s):\n  glue/rte: offline"));
+        return Promise.reject(
+          new DownloadError(o.tasks.map((task) => ({ task, reason: "offline" })), []),
+        );
       },
     });
     assert.equal(rc, 2);

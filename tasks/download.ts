@@ -99,6 +99,51 @@ export interface TaskResult {
   fallbackReason?: string;
 }
 
+/** A task {@link download} could not fetch, and why. */
+export interface TaskFailure {
+  /** The task id, e.g. `glue/mnli`. */
+  readonly task: string;
+  /**
+   * Why: the official source's error (`--source official`), the parquet fallback's
+   * (`--source parquet`), or both (`official: …; parquet: …`).
+   */
+  readonly reason: string;
+}
+
+/**
+ * Thrown by {@link download} when some tasks failed, once every task was tried: `failures` names
+ * each failed task and why, `results` holds what the tasks that did not fail gave (written or
+ * already cached), as {@link download} returns them. The message lists the failures, one a line,
+ * then where interrupted transfers are kept and how to go on offline.
+ */
+export class DownloadError extends Error {
+  override name = "DownloadError";
+  /** The tasks that failed, in the order they were tried. */
+  readonly failures: readonly TaskFailure[];
+  /** The tasks that did not fail, in the order they were tried. */
+  readonly results: readonly TaskResult[];
+
+  /**
+   * Builds the error and its message from the failures.
+   *
+   * @param failures the tasks that failed (at least one)
+   * @param results what the other tasks gave
+   */
+  constructor(failures: readonly TaskFailure[], results: readonly TaskResult[]) {
+    super(
+      `download failed for ${failures.length} task(s):\n  ${
+        failures.map((f) => `${f.task}: ${f.reason}`).join("\n  ")
+      }\n` +
+        "Interrupted transfers stay in downloads/*.part under the cache and resume on the next run " +
+        "(restarted when the server refuses the resume); raw files that fail their own check " +
+        "(size, sha256, unreadable parquet) are deleted. Without network access, copy an " +
+        "offline mirror in the official layout (glue/<Task>/…, super_glue/<Task>/…) and pass --data-dir.",
+    );
+    this.failures = failures;
+    this.results = results;
+  }
+}
+
 const MANIFEST = "manifest.json";
 
 /** Reads `<cacheDir>/manifest.json` (an empty one when absent). */
@@ -581,7 +626,13 @@ export function selectTasks(
 /**
  * Downloads the given tasks into the cache (official layout), verifying and recording each file.
  * Tasks whose files are already recorded (and present with the recorded size) are skipped.
- * Throws after trying every task if any failed, naming each failure.
+ *
+ * @param opts the tasks, the cache folder, the sources and the transfer settings
+ * @returns per task: `cached`, or the source its files were written from
+ * @throws DownloadError after trying every task, if any failed: each failure, and the results of
+ *   the other tasks
+ * @throws Error for an unknown task name (before the cache folder is made) or an unreadable
+ *   manifest
  */
 export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
   const cacheDir = opts.cacheDir ?? defaultCacheDir();
@@ -604,7 +655,7 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
   };
   const source = opts.source ?? "auto";
   const results: TaskResult[] = [];
-  const failures: string[] = [];
+  const failures: TaskFailure[] = [];
   for (const task of tasks) {
     ctx.raws = [];
     if (await isCached(ctx, task, opts.verify ?? false)) {
@@ -623,7 +674,7 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
         done = true;
       } catch (e) {
         fallbackReason = (e as Error).message;
-        if (source === "official") failures.push(`${task.id}: ${fallbackReason}`);
+        if (source === "official") failures.push({ task: task.id, reason: fallbackReason });
         else {ctx.log(
             `${task.id}: official source failed (${fallbackReason}); trying Hugging Face parquet`,
           );}
@@ -642,11 +693,12 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
         });
         done = true;
       } catch (e) {
-        failures.push(
-          `${task.id}: ${fallbackReason ? `official: ${fallbackReason}; ` : ""}parquet: ${
+        failures.push({
+          task: task.id,
+          reason: `${fallbackReason ? `official: ${fallbackReason}; ` : ""}parquet: ${
             (e as Error).message
           }`,
-        );
+        });
       }
     }
     if (done) ctx.log(`${task.id}: ${task.files.length} file(s) written and verified`);
@@ -656,15 +708,7 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
     }
     await saveManifest(ctx);
   }
-  if (failures.length > 0) {
-    throw new Error(
-      `download failed for ${failures.length} task(s):\n  ${failures.join("\n  ")}\n` +
-        "Interrupted transfers stay in downloads/*.part under the cache and resume on the next run " +
-        "(restarted when the server refuses the resume); raw files that fail their own check " +
-        "(size, sha256, unreadable parquet) are deleted. Without network access, copy an " +
-        "offline mirror in the official layout (glue/<Task>/…, super_glue/<Task>/…) and pass --data-dir.",
-    );
-  }
+  if (failures.length > 0) throw new DownloadError(failures, results);
   return results;
 }
 

@@ -6,6 +6,7 @@ import { countRowsBytes } from "./data.ts";
 import {
   buildMrpc,
   download,
+  DownloadError,
   main,
   parseDownloadArgs,
   readManifest,
@@ -173,6 +174,54 @@ Deno.test("official zip: files extracted byte-exact, verified, manifest, then ca
     });
     assert.equal(again[0]?.status, "cached");
     assert.equal(s.log.length, before, "a cached task makes no request");
+  } finally {
+    await s.server.shutdown();
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+});
+
+Deno.test("download() failing for some tasks throws a DownloadError with each failure and the other results", async () => {
+  const zip = makeZip();
+  const s = serve({ "/glue/RTE.zip": { body: zip } });
+  const cacheDir = await Deno.makeTempDir();
+  // A second tiny task whose official zip the server does not have (HTTP 404).
+  const wnli: TaskSource = {
+    ...tinyRte(),
+    id: "glue/wnli",
+    name: "wnli",
+    folder: "WNLI",
+    hfConfig: "wnli",
+    files: tinyRte().files.map((f) => ({ ...f, path: f.path.replace("RTE", "WNLI") })),
+    official: { kind: "zip", url: "{glue}/WNLI.zip", innerDir: "WNLI" },
+  };
+  try {
+    const err = await download({
+      tasks: ["wnli", "rte"],
+      cacheDir,
+      source: "official",
+      endpoints: s.endpoints,
+      taskSources: [tinyRte(), wnli],
+      quiet: true,
+      retries: 0,
+    }).then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof DownloadError, String(err));
+    assert.equal(err.name, "DownloadError");
+    const reason = `GET ${s.endpoints.glue}/WNLI.zip: HTTP 404`;
+    assert.deepEqual(err.failures, [{ task: "glue/wnli", reason }]);
+    assert.deepEqual(err.results, [{
+      task: "glue/rte",
+      status: "official",
+      files: ["glue/RTE/train.tsv", "glue/RTE/dev.tsv"],
+    }]);
+    // The message the CLI prints: the count, each failure on its own line, then the advice.
+    const lines = err.message.split("\n");
+    assert.deepEqual(lines.slice(0, 2), [
+      "download failed for 1 task(s):",
+      `  glue/wnli: ${reason}`,
+    ]);
+    assert.match(lines[2]!, /^Interrupted transfers stay in downloads\/\*\.part .*--data-dir\.$/);
+    // The task that did not fail was written.
+    assert.equal(await readText(join(cacheDir, "glue/RTE/train.tsv")), TRAIN);
   } finally {
     await s.server.shutdown();
     await Deno.remove(cacheDir, { recursive: true });
