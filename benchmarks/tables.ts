@@ -47,6 +47,7 @@ import {
   type RunResult,
 } from "./spec.ts";
 import { checkOutputFolder, isDirectory, pathExists, writeFilesAtomic } from "../model/fs.ts";
+import { runCli, UsageError } from "../model/usage.ts";
 
 /** A table: header row then data rows. */
 export type Table = (string | number)[][];
@@ -668,21 +669,30 @@ Exit codes: 0 written, 1 an error reading the results or writing the tables, 2 b
 
 /** Options of {@link main} (tests capture the output). */
 export interface TablesMainOptions {
+  /** Where `--help` and the written files' paths go (default `console.log`). */
   readonly log?: (s: string) => void;
+  /** Where the error line goes (default `console.error`). */
   readonly error?: (s: string) => void;
 }
 
 /**
- * `deno task tables`: parse the arguments, check the folders, write the tables. Errors are one
- * line naming the flag or the file, never a stack trace.
+ * `deno task tables` (through `runCli` of `model/usage.ts`): `--help` prints
+ * {@link TABLES_USAGE}; otherwise the arguments and folders are checked, then the tables
+ * written. Errors are one message naming the flag or the file, never a stack trace.
  *
  * @param args command-line arguments
  * @param opts output sinks
- * @returns the exit code (0 written, 1 an error, 2 bad arguments)
+ * @returns the exit code (0 written or `--help`, 1 an error reading the results or writing the
+ *   tables, 2 bad arguments)
  */
-export async function main(args: string[], opts: TablesMainOptions = {}): Promise<number> {
+export function main(args: string[], opts: TablesMainOptions = {}): Promise<number> {
   const log = opts.log ?? ((s: string) => console.log(s));
-  const error = opts.error ?? ((s: string) => console.error(s));
+  const sinks = { log, ...(opts.error === undefined ? {} : { error: opts.error }) };
+  return runCli((a) => tablesCommand(a, log), args, TABLES_USAGE, sinks);
+}
+
+/** The work of {@link main}: a bad argument throws a `UsageError`, a failure its error. */
+async function tablesCommand(args: string[], log: (s: string) => void): Promise<void> {
   let values;
   try {
     values = parseArgs({
@@ -696,25 +706,11 @@ export async function main(args: string[], opts: TablesMainOptions = {}): Promis
       allowPositionals: false,
     }).values;
   } catch (e) {
-    error(`${(e as Error).message}\n\n${TABLES_USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    log(TABLES_USAGE);
-    return 0;
+    throw new UsageError(`${(e as Error).message}\n\n${TABLES_USAGE}`, { cause: e });
   }
   const bad = await argumentProblem(values.runs, values.out);
-  if (bad !== undefined) {
-    error(bad);
-    return 2;
-  }
-  try {
-    for (const f of await writeTables(values.runs, values.out)) log(f);
-    return 0;
-  } catch (e) {
-    error((e as Error).message);
-    return 1;
-  }
+  if (bad !== undefined) throw new UsageError(bad);
+  for (const f of await writeTables(values.runs, values.out)) log(f);
 }
 
 /** What is wrong with `--runs` and `--out` before anything is read, or undefined. */

@@ -393,6 +393,14 @@ Deno.test("main() (deno task tables) names a bad flag, folder or result in one l
     const log: string[] = [];
     assert.equal(await main(["--help"], { log: (s) => log.push(s) }), 0);
     assert.match(log.join("\n"), /--runs DIR[\s\S]*--out DIR[\s\S]*--help/);
+    // -h too, as in every tool (runCli), even after other flags; nothing is read or written.
+    log.length = 0;
+    assert.equal(
+      await main(["--runs", broken, "--out", out, "-h"], { log: (s) => log.push(s) }),
+      0,
+    );
+    assert.equal(log.length, 1);
+    assert.match(log[0]!, /^Usage: deno task tables/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -35,6 +35,7 @@ import {
   type TaskSource,
 } from "./sources.ts";
 import { checkOutputFolder, writeFileAtomic, writeFilesAtomic } from "../model/fs.ts";
+import { runCli, UsageError } from "../model/usage.ts";
 
 /** Which source to use. */
 export type SourceChoice = "auto" | "official" | "parquet";
@@ -783,51 +784,60 @@ function downloadUsage(): string {
 
 /** Options of {@link main} (tests capture the output and replace the downloader). */
 export interface DownloadMainOptions {
+  /** Where `--help` and the summary go (default `console.log`). */
   readonly log?: (s: string) => void;
+  /** Where the error line goes (default `console.error`). */
   readonly error?: (s: string) => void;
   /** The downloader (default {@link download}). */
   readonly download?: (opts: DownloadOptions) => Promise<TaskResult[]>;
 }
 
 /**
- * `deno task download`: the arguments, the task names and the cache folder are checked before
- * anything is fetched or created; an error is one line naming the flag, never a stack trace.
+ * `deno task download` (through `runCli` of `model/usage.ts`): `--help` prints the usage; the
+ * arguments, the task names and the cache folder are checked before anything is fetched or
+ * created; an error is one message naming the flag, never a stack trace.
  *
  * @param args command-line arguments
  * @param opts output sinks and the downloader
- * @returns the exit code: 0 done, 1 a download failed, 2 bad arguments
+ * @returns the exit code: 0 done (or `--help`), 1 a download failed, 2 bad arguments
  */
-export async function main(args: string[], opts: DownloadMainOptions = {}): Promise<number> {
+export function main(args: string[], opts: DownloadMainOptions = {}): Promise<number> {
   const log = opts.log ?? ((s: string) => console.log(s));
-  const error = opts.error ?? ((s: string) => console.error(s));
+  const sinks = { log, ...(opts.error === undefined ? {} : { error: opts.error }) };
+  return runCli(
+    (a) => downloadCommand(a, log, opts.download ?? download),
+    args,
+    downloadUsage(),
+    sinks,
+  );
+}
+
+/** The work of {@link main}: a bad argument throws a `UsageError`, a failed download its error. */
+async function downloadCommand(
+  args: string[],
+  log: (s: string) => void,
+  dl: (opts: DownloadOptions) => Promise<TaskResult[]>,
+): Promise<void> {
   let o: DownloadOptions & { help?: boolean };
   let dir: string;
   try {
     o = parseDownloadArgs(args);
-    if (o.help) {
-      log(downloadUsage());
-      return 0;
-    }
-    if (o.tasks.length === 0) {
-      error(`--tasks is required: name the tasks to download\n${downloadUsage()}`);
-      return 2;
-    }
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message} (deno task download --help)`, { cause: e });
+  }
+  if (o.tasks.length === 0) {
+    throw new UsageError(`--tasks is required: name the tasks to download\n${downloadUsage()}`);
+  }
+  try {
     selectTasks(o.tasks); // an unknown task stops here, before the cache folder is made
     dir = o.cacheDir ?? defaultCacheDir();
     checkOutputFolder(o.cacheDir === undefined ? "the cache folder" : "--cache-dir", dir);
   } catch (e) {
-    error(`${(e as Error).message} (deno task download --help)`);
-    return 2;
+    throw new UsageError(`${(e as Error).message} (deno task download --help)`, { cause: e });
   }
   const { help: _, ...downloadOpts } = o;
-  try {
-    const res = await (opts.download ?? download)(downloadOpts);
-    log(`done: ${res.map((r) => `${r.task}=${r.status}`).join(" ")}\ndata dir: ${dir}`);
-    return 0;
-  } catch (e) {
-    error((e as Error).message);
-    return 1;
-  }
+  const res = await dl(downloadOpts);
+  log(`done: ${res.map((r) => `${r.task}=${r.status}`).join(" ")}\ndata dir: ${dir}`);
 }
 
 if (import.meta.main) {

@@ -760,7 +760,48 @@ Deno.test("main() (deno task download) refuses bad arguments in one line, exit 2
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["a-file"], "no cache made");
     const out: string[] = [];
     assert.equal(await main(["--help"], { log: (s) => out.push(s) }), 0);
-    assert.match(out[0]!, /^usage: deno task download --tasks/);
+    assert.equal(
+      await main(["--tasks", "cola", "-h"], { log: (s) => out.push(s), download: fake }),
+      0,
+    );
+    assert.equal(out.length, 2);
+    for (const o of out) assert.match(o, /^usage: deno task download --tasks/);
+    assert.equal(downloads, 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main() (deno task download) exits 1 when a download fails, 0 when all are done", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const cache = join(dir, "cache");
+    const args = ["--tasks", "cola,rte", "--cache-dir", cache];
+    const out: string[] = [];
+    const err: string[] = [];
+    const sinks = { log: (s: string) => out.push(s), error: (s: string) => err.push(s) };
+    const failing = (o: { tasks: readonly string[] }) =>
+      Promise.reject(
+        new DownloadError([{ task: "glue/cola", reason: "official: dns error" }], [
+          { task: "glue/rte", status: "cached", files: [] },
+        ]),
+      ).finally(() => assert.deepEqual(o.tasks, ["cola", "rte"]));
+    assert.equal(await main(args, { ...sinks, download: failing }), 1);
+    assert.equal(err.length, 1);
+    assert.match(
+      err[0]!,
+      /^download failed for 1 task\(s\):\n {2}glue\/cola: official: dns error\n/,
+    );
+    assert.deepEqual(out, []);
+    err.length = 0;
+    const done = () =>
+      Promise.resolve([
+        { task: "glue/cola", status: "official" as const, files: [] },
+        { task: "glue/rte", status: "cached" as const, files: [] },
+      ]);
+    assert.equal(await main(args, { ...sinks, download: done }), 0);
+    assert.deepEqual(err, []);
+    assert.deepEqual(out, [`done: glue/cola=official glue/rte=cached\ndata dir: ${cache}`]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
