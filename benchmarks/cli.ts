@@ -26,7 +26,7 @@ import process from "node:process";
 import { existsSync } from "node:fs";
 import cliProgress from "cli-progress";
 import { preset, type T5Config, t5ConfigFromHf } from "../model/config.ts";
-import { defaultCacheDir, defaultDataDir } from "../tasks/data.ts";
+import { checkDataDir, defaultCacheDir, defaultDataDir } from "../tasks/data.ts";
 import {
   download,
   DownloadError,
@@ -504,13 +504,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     const chosenData = dataDirNamedBy !== undefined;
     // A named folder must exist; the default one may not yet (no cache, no mirror): the
     // download below creates it.
-    if (chosenData) {
-      const named = dataDirNamedBy === "--data-dir" ? "--data-dir " : "HYPERPROMPT_DATA=";
-      if (!existsSync(dataDir)) throw new Error(`${named}${dataDir}: no such folder`);
-      if (!Deno.statSync(dataDir).isDirectory) {
-        throw new Error(`${named}${dataDir}: is a file, not a folder`);
-      }
-    }
+    if (chosenData) checkDataDir(dataDir, dataDirNamedBy);
     // Output folders and the baseline are checked before anything runs: a mistyped path must
     // not surface only after the whole grid has trained.
     checkOutputFolder("--out", values.out);

@@ -42,21 +42,39 @@ export function defaultCacheDir(): string {
 
 /**
  * The data root to read from: `dataDir` (an offline mirror, `--data-dir`) when given, which must
- * exist; else `cacheDir` (`--cache-dir`), else {@link defaultCacheDir}. Both are in the official
- * layout, so the same parsers read either.
+ * be a folder ({@link checkDataDir}); else `cacheDir` (`--cache-dir`), else
+ * {@link defaultCacheDir}. Both are in the official layout, so the same parsers read either.
  */
 export function resolveDataDir(opts: { dataDir?: string; cacheDir?: string } = {}): string {
   if (opts.dataDir !== undefined) {
-    let info: Deno.FileInfo;
-    try {
-      info = Deno.statSync(opts.dataDir);
-    } catch {
-      throw new Error(`--data-dir ${opts.dataDir}: no such folder`);
-    }
-    if (!info.isDirectory) throw new Error(`--data-dir ${opts.dataDir}: not a folder`);
+    checkDataDir(opts.dataDir);
     return opts.dataDir;
   }
   return opts.cacheDir ?? defaultCacheDir();
+}
+
+/**
+ * Checks a data folder the user named (by a flag, or an environment variable standing in for
+ * one): it must exist and be a folder. The message names what named it: `--data-dir DIR: no such
+ * folder`, `HYPERPROMPT_DATA=DIR: is a file, not a folder`.
+ *
+ * @param dir the folder
+ * @param namedBy the flag (`--data-dir`, the default) or variable (`HYPERPROMPT_DATA`) that named it
+ * @throws Error when it is missing, not a folder, or cannot be read
+ */
+export function checkDataDir(dir: string, namedBy = "--data-dir"): void {
+  const named = namedBy.startsWith("-") ? `${namedBy} ${dir}` : `${namedBy}=${dir}`;
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(dir);
+  } catch (e) {
+    throw new Error(
+      e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory
+        ? `${named}: no such folder`
+        : `${named}: ${(e as Error).message}`,
+    );
+  }
+  if (!info.isDirectory) throw new Error(`${named}: is a file, not a folder`);
 }
 
 /**

@@ -4,6 +4,7 @@ import { sharedPath } from "../model/shared_dir.ts";
 import { isFileSync, makeHeldTempDirSync } from "../model/fs.ts";
 import {
   availableTasks,
+  checkDataDir,
   chooseDataDir,
   countRows,
   countRowsBytes,
@@ -65,7 +66,12 @@ Deno.test("resolveDataDir: --data-dir wins and must exist; else cache dir; env o
   assert.equal(resolveDataDir({ dataDir: MIRROR, cacheDir: "/x" }), MIRROR);
   assert.throws(
     () => resolveDataDir({ dataDir: "/no/such/dir/xyz" }),
-    /--data-dir \/no\/such\/dir\/xyz: no such folder/,
+    /^Error: --data-dir \/no\/such\/dir\/xyz: no such folder$/,
+  );
+  const file = join(MIRROR, "glue/CoLA/train.tsv");
+  assert.throws(
+    () => resolveDataDir({ dataDir: file }),
+    new RegExp(`^Error: --data-dir ${file}: is a file, not a folder$`),
   );
   assert.equal(resolveDataDir({ cacheDir: "/tmp/c" }), "/tmp/c");
   const old = Deno.env.get("HYPERPROMPT_CACHE");
@@ -76,6 +82,22 @@ Deno.test("resolveDataDir: --data-dir wins and must exist; else cache dir; env o
   } finally {
     if (old === undefined) Deno.env.delete("HYPERPROMPT_CACHE");
     else Deno.env.set("HYPERPROMPT_CACHE", old);
+  }
+});
+
+Deno.test("checkDataDir: one message for a missing folder or a file, naming the flag or variable", () => {
+  checkDataDir(MIRROR);
+  checkDataDir(MIRROR, "HYPERPROMPT_DATA");
+  const file = join(MIRROR, "glue/CoLA/train.tsv");
+  const cases: [string, string | undefined, string][] = [
+    ["/no/such/dir/xyz", undefined, "--data-dir /no/such/dir/xyz: no such folder"],
+    ["/no/such/dir/xyz", "HYPERPROMPT_DATA", "HYPERPROMPT_DATA=/no/such/dir/xyz: no such folder"],
+    [join(file, "x"), "--data-dir", `--data-dir ${join(file, "x")}: no such folder`],
+    [file, undefined, `--data-dir ${file}: is a file, not a folder`],
+    [file, "HYPERPROMPT_DATA", `HYPERPROMPT_DATA=${file}: is a file, not a folder`],
+  ];
+  for (const [dir, namedBy, message] of cases) {
+    assert.throws(() => checkDataDir(dir, namedBy), { message });
   }
 });
 
