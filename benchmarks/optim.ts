@@ -22,10 +22,12 @@ import * as tf from "@tensorflow/tfjs";
 import { waitFor } from "../model/webgpu/counters.ts";
 import {
   type AdafactorAttrs,
+  type AdafactorUnfactoredUpdateItem,
+  type AdafactorUpdateItem,
   adamwAttrs,
   type AdamWUpdateItem,
-  updateAdafactor,
-  updateAdafactorUnfactored,
+  updateAdafactorMany,
+  updateAdafactorUnfactoredMany,
   updateAdamWMany,
 } from "../model/fused.ts";
 
@@ -306,29 +308,57 @@ class Adafactor extends SlotOptimizer implements Optimizer {
       weightDecay: c.weightDecay,
       ...(c.multiplyByParameterScale ? { parameterScaleEps2: c.eps2 } : {}),
     };
+    /** A variable's slots, and its gradient. */
+    interface Entry {
+      p: tf.Variable;
+      g0: tf.Tensor;
+      axes: [number, number] | null;
+      vr?: tf.Variable;
+      vc?: tf.Variable;
+      v?: tf.Variable;
+      m?: tf.Variable;
+    }
+    const factored: (AdafactorUpdateItem & { entry: Entry })[] = [];
+    const unfactored: (AdafactorUnfactoredUpdateItem & { entry: Entry })[] = [];
+    const opByOp: Entry[] = [];
     for (const [name, p] of params) {
       const g0 = grads.get(name);
       if (g0 === undefined) continue;
       const axes = adafactorFactoredAxes(p.shape, c.factored, this.#minDim);
       const shape = p.shape;
       const without = (axis: number) => shape.filter((_, i) => i !== axis);
-      // Slots are created outside tidy so they survive it.
-      const vr = axes ? this.slot(`${name}/vr`, without(axes[0])) : undefined;
-      const vc = axes ? this.slot(`${name}/vc`, without(axes[1])) : undefined;
-      const v = axes ? undefined : this.slot(`${name}/v`, shape);
-      const m = c.beta1 > 0 ? this.slot(`${name}/m`, shape) : undefined;
+      // Slots are created here, outside any tidy, so they survive it.
+      const entry: Entry = {
+        p,
+        g0,
+        axes,
+        ...(axes
+          ? {
+            vr: this.slot(`${name}/vr`, without(axes[0])),
+            vc: this.slot(`${name}/vc`, without(axes[1])),
+          }
+          : { v: this.slot(`${name}/v`, shape) }),
+        ...(c.beta1 > 0 ? { m: this.slot(`${name}/m`, shape) } : {}),
+      };
+      const { vr, vc, v, m } = entry;
       const lastTwo = axes !== null && axes[0] === shape.length - 1 &&
         axes[1] === shape.length - 2;
-      // A matrix factored over its two axes, no first moment: one fused update where the
-      // backend has it (wasm SIMD in place, webgpu kernels), else op by op below.
+      // A matrix factored over its two axes, no first moment: fused where the backend has it
+      // (wasm SIMD in place, webgpu in place, several matrices per dispatch), else op by op.
       if (vr !== undefined && vc !== undefined && lastTwo && m === undefined) {
-        if (updateAdafactor(p, vr, vc, g0, attrs)) continue;
-      }
-      // Unfactored (a vector, a small variable, or factoring off), no first moment: likewise
-      // (wasm in place, webgpu one dispatch).
-      if (v !== undefined && m === undefined) {
-        if (updateAdafactorUnfactored(p, v, g0, attrs)) continue;
-      }
+        factored.push({ entry, p, vr, vc, g: g0 });
+      } else if (v !== undefined && m === undefined) {
+        // Unfactored (a vector, a small variable, or factoring off), no first moment: likewise.
+        unfactored.push({ entry, p, v, g: g0 });
+      } else opByOp.push(entry);
+    }
+    const fusedF = updateAdafactorMany(factored, attrs);
+    const fusedU = updateAdafactorUnfactoredMany(unfactored, attrs);
+    opByOp.push(
+      ...factored.filter((_, i) => !fusedF[i]).map((it) => it.entry),
+      ...unfactored.filter((_, i) => !fusedU[i]).map((it) => it.entry),
+    );
+    for (const { p, g0, axes, vr, vc, v, m } of opByOp) {
       tf.tidy(() => {
         const g = g0.toFloat();
         const g2 = tf.add(tf.square(g), c.eps1);

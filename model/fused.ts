@@ -707,6 +707,16 @@ export interface InPlaceUpdates {
   readonly adamw?: AdamWInPlace;
   /** AdamW of many variables at once ({@link updateAdamWMany}; without it, one by one). */
   readonly adamwMany?: AdamWManyInPlace;
+  /** Factored Adafactor of many matrices at once ({@link updateAdafactorMany}). */
+  readonly adafactorFactoredMany?: (
+    items: readonly { p: tf.Tensor; vr: tf.Tensor; vc: tf.Tensor; g: tf.Tensor }[],
+    attrs: AdafactorAttrs,
+  ) => boolean[];
+  /** Unfactored Adafactor of many parameters at once ({@link updateAdafactorUnfactoredMany}). */
+  readonly adafactorUnfactoredMany?: (
+    items: readonly { p: tf.Tensor; v: tf.Tensor; g: tf.Tensor }[],
+    attrs: AdafactorAttrs,
+  ) => boolean[];
   /** Unfactored Adafactor ({@link updateAdafactorUnfactored}). */
   readonly adafactorUnfactored?: AdafactorUnfactoredInPlace;
 }
@@ -832,20 +842,43 @@ export function updateAdamWMany(
   items: readonly AdamWUpdateItem[],
   attrs: AdamWAttrs,
 ): boolean[] {
+  const many = inPlaceBy.get(tf.getBackend())?.adamwMany;
+  return updateGrouped(
+    "adamw",
+    many && ((its) => many(its, attrs)),
+    items,
+    (it) => [it.p, it.m, it.v, it.g],
+    (it) => [it.p, it.m, it.v],
+    (it) => updateAdamW(it.p, it.m, it.v, it.g, attrs),
+  );
+}
+
+/**
+ * The grouped form of an update of `kind`: the float32 items go to the backend's grouped in-place
+ * update `many` (after each variable they write is made the sole owner of its buffer), and the
+ * items it does not take, or all where there is none, to the one-variable update `one`.
+ */
+function updateGrouped<I>(
+  kind: keyof InPlaceUpdates,
+  many: ((items: readonly I[]) => boolean[]) | undefined,
+  items: readonly I[],
+  tensorsOf: (it: I) => tf.Tensor[],
+  writtenOf: (it: I) => tf.Variable[],
+  one: (it: I) => boolean,
+): boolean[] {
   const done = items.map(() => false);
-  const fn = inPlaceBy.get(tf.getBackend())?.adamwMany;
-  if (fn !== undefined) {
+  if (many !== undefined) {
     const at: number[] = [];
     items.forEach((it, i) => {
-      if ([it.p, it.m, it.v, it.g].every((t) => t.dtype === "float32")) at.push(i);
+      if (tensorsOf(it).every((t) => t.dtype === "float32")) at.push(i);
     });
-    for (const i of at) for (const x of [items[i]!.p, items[i]!.m, items[i]!.v]) ownBuffer(x);
-    const r = fn(at.map((i) => items[i]!), attrs);
+    for (const i of at) for (const x of writtenOf(items[i]!)) ownBuffer(x);
+    const r = many(at.map((i) => items[i]!));
     at.forEach((i, j) => {
-      if (r[j] === true) done[i] = taken("adamw", "in place");
+      if (r[j] === true) done[i] = taken(kind, "in place");
     });
   }
-  return items.map((it, i) => done[i] || updateAdamW(it.p, it.m, it.v, it.g, attrs));
+  return items.map((it, i) => done[i] || one(it));
 }
 
 /** Constants of one factored Adafactor update (no first moment), as the kernels take them. */
@@ -979,6 +1012,71 @@ export function updateAdafactorUnfactored(
   return taken(
     "adafactorUnfactored",
     (inPlaceFor("adafactorUnfactored", [p, v])?.(p, v, g, attrs) ?? false) && "in place",
+  );
+}
+
+/** One matrix of {@link updateAdafactorMany}: the parameter, its moments and its gradient. */
+export interface AdafactorUpdateItem {
+  readonly p: tf.Variable;
+  readonly vr: tf.Variable;
+  readonly vc: tf.Variable;
+  readonly g: tf.Tensor;
+}
+
+/**
+ * {@link updateAdafactor} of many matrices with the same constants: where the backend updates
+ * several in one step (webgpu: four dispatches per group of matrices instead of four per
+ * matrix, `webgpu/in_place.ts` adafactorFactoredManyInPlaceWebgpu), the same numbers in fewer
+ * dispatches; the rest go through {@link updateAdafactor} one by one.
+ *
+ * @param items the parameters, their moments and gradients
+ * @param attrs the step's constants
+ * @returns per item, whether it was updated (false: unchanged, the caller runs the op-by-op update)
+ */
+export function updateAdafactorMany(
+  items: readonly AdafactorUpdateItem[],
+  attrs: AdafactorAttrs,
+): boolean[] {
+  const many = inPlaceBy.get(tf.getBackend())?.adafactorFactoredMany;
+  return updateGrouped(
+    "adafactorFactored",
+    many && ((its) => many(its, attrs)),
+    items,
+    (it) => [it.p, it.vr, it.vc, it.g],
+    (it) => [it.p, it.vr, it.vc],
+    (it) => updateAdafactor(it.p, it.vr, it.vc, it.g, attrs),
+  );
+}
+
+/** One parameter of {@link updateAdafactorUnfactoredMany}: it, its second moment, its gradient. */
+export interface AdafactorUnfactoredUpdateItem {
+  readonly p: tf.Variable;
+  readonly v: tf.Variable;
+  readonly g: tf.Tensor;
+}
+
+/**
+ * {@link updateAdafactorUnfactored} of many parameters with the same constants: where the
+ * backend updates several in one step (webgpu: one dispatch per group of vectors,
+ * `webgpu/in_place.ts` adafactorUnfactoredManyInPlaceWebgpu), the same numbers in fewer
+ * dispatches; the rest go through {@link updateAdafactorUnfactored} one by one.
+ *
+ * @param items the parameters, their second moments and gradients
+ * @param attrs the step's constants
+ * @returns per item, whether it was updated (false: unchanged, the caller runs the op-by-op update)
+ */
+export function updateAdafactorUnfactoredMany(
+  items: readonly AdafactorUnfactoredUpdateItem[],
+  attrs: AdafactorAttrs,
+): boolean[] {
+  const many = inPlaceBy.get(tf.getBackend())?.adafactorUnfactoredMany;
+  return updateGrouped(
+    "adafactorUnfactored",
+    many && ((its) => many(its, attrs)),
+    items,
+    (it) => [it.p, it.v, it.g],
+    (it) => [it.p, it.v],
+    (it) => updateAdafactorUnfactored(it.p, it.v, it.g, attrs),
   );
 }
 

@@ -46,7 +46,9 @@ import { view, type WebGpuBackendLike, type WebGpuProgramLike } from "./matmul_k
 import { f32, grid, i32, reduceWgsl, u32 } from "./wgsl.ts";
 import {
   adafactorFactoredInPlaceWebgpu,
+  adafactorFactoredManyInPlaceWebgpu,
   adafactorUnfactoredInPlaceWebgpu,
+  adafactorUnfactoredManyInPlaceWebgpu,
   adamwInPlaceWebgpu,
   adamwManyInPlaceWebgpu,
   guardInPlaceReads,
@@ -1017,9 +1019,11 @@ export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => 
 
 /**
  * Registers the kernels of {@link WEBGPU_FUSED_KERNELS} for webgpu (replacing earlier ones) and
- * the in-place updates of `in_place.ts`: AdamW (one dispatch per variable; the `HpAdamW` kernel's
- * three stay the fallback), unfactored Adafactor (one dispatch per vector) and factored Adafactor
- * (four dispatches writing in place; the `HpAdafactor` kernel's five are the fallback).
+ * the in-place updates of `in_place.ts`, each for one variable and for a group of them (as many
+ * per dispatch as the device's binding limits allow): AdamW (one dispatch per group; the
+ * `HpAdamW` kernel's three per variable stay the fallback), unfactored Adafactor (one dispatch per
+ * group of vectors) and factored Adafactor (four dispatches per group of matrices, writing in
+ * place; the `HpAdafactor` kernel's five per matrix are the fallback).
  */
 export function registerWebgpuFusedKernels(): void {
   guardInPlaceReads();
@@ -1027,7 +1031,9 @@ export function registerWebgpuFusedKernels(): void {
     adamw: adamwInPlaceWebgpu,
     adamwMany: adamwManyInPlaceWebgpu,
     adafactorUnfactored: adafactorUnfactoredInPlaceWebgpu,
+    adafactorUnfactoredMany: adafactorUnfactoredManyInPlaceWebgpu,
     adafactorFactored: adafactorFactoredInPlaceWebgpu,
+    adafactorFactoredMany: adafactorFactoredManyInPlaceWebgpu,
   });
   for (const [kernelName, fn] of WEBGPU_FUSED_KERNELS) {
     if (tf.getKernel(kernelName, "webgpu") !== undefined) tf.unregisterKernel(kernelName, "webgpu");

@@ -246,83 +246,17 @@ export function dispatchInPlace(
 /** Threads per workgroup of the in-place elementwise programs. */
 const THREADS = 256;
 
+/** The active webgpu backend's device limits. */
+function deviceLimits(): GPUSupportedLimits {
+  return (tf.backend() as unknown as BackendInternals).device.limits;
+}
+
 /** Grid of `groups` workgroups within the current device's per-dimension limit. */
 function grid(groups: number): [number, number, number] {
   return gridWithin(
     groups,
-    (tf.backend() as unknown as BackendInternals).device.limits.maxComputeWorkgroupsPerDimension,
+    deviceLimits().maxComputeWorkgroupsPerDimension,
   );
-}
-
-/**
- * WGSL of the in-place AdamW update over `n` elements, as `vec4` (width 4, n divisible by 4) or
- * scalars (width 1): the formulas of the three-dispatch kernel (`fused_kernels.ts` adamwP/M/V).
- *
- * @param width elements per thread
- */
-export function adamwInPlaceSource(width: 1 | 4): string {
-  const t = width === 4 ? "vec4<f32>" : "f32";
-  return `
-struct U { b1 : f32, c1 : f32, b2 : f32, c2 : f32, decay : f32, step : f32, invSqrtBc2 : f32,
-  eps : f32, n : u32, pad0 : u32, pad1 : u32, pad2 : u32 };
-@group(0) @binding(0) var<storage, read_write> P : array<${t}>;
-@group(0) @binding(1) var<storage, read_write> M : array<${t}>;
-@group(0) @binding(2) var<storage, read_write> V : array<${t}>;
-@group(0) @binding(3) var<storage, read> G : array<${t}>;
-@group(0) @binding(4) var<uniform> u : U;
-@compute @workgroup_size(${THREADS})
-fn main(@builtin(global_invocation_id) gid : vec3<u32>, @builtin(num_workgroups) nwg : vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * ${THREADS}u;
-  if (i >= u.n) { return; }
-  let g = G[i];
-  let m = u.b1 * M[i] + u.c1 * g;
-  let v = u.b2 * V[i] + u.c2 * g * g;
-  M[i] = m;
-  V[i] = v;
-  P[i] = P[i] * u.decay - u.step * m / (sqrt(v) * u.invSqrtBc2 + u.eps);
-}`;
-}
-
-const ADAMW_PROGRAMS = {
-  1: { key: "hpInPlace_adamw1", name: "HpAdamWInPlace", source: adamwInPlaceSource(1) },
-  4: { key: "hpInPlace_adamw4", name: "HpAdamWInPlace", source: adamwInPlaceSource(4) },
-} as const;
-
-/**
- * One AdamW update of `p` and its moments `m`, `v` in place, as one dispatch:
- * `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`, `p ← p·decay − step·m / (√v·invSqrtBc2 + eps)`.
- * The caller makes p, m and v the sole owners of their buffers first.
- *
- * @returns false (nothing done) when the backend lacks the internals or a tensor is not float32
- *   of p's size
- */
-export function adamwInPlaceWebgpu(
-  p: tf.Tensor,
-  m: tf.Tensor,
-  v: tf.Tensor,
-  g: tf.Tensor,
-  a: AdamWAttrs,
-): boolean {
-  const n = p.size;
-  if (inPlaceSupport() !== undefined) return false;
-  if ([p, m, v, g].some((x) => x.dtype !== "float32" || x.size !== n)) return false;
-  if (n === 0) return true;
-  const width = n % 4 === 0 ? 4 : 1;
-  dispatchInPlace(
-    ADAMW_PROGRAMS[width],
-    [
-      { tensor: p, write: true },
-      { tensor: m, write: true },
-      { tensor: v, write: true },
-      { tensor: g, write: false },
-    ],
-    [
-      ...[a.b1, a.c1, a.b2, a.c2, a.decay, a.step, a.invSqrtBc2, a.eps].map(f32),
-      ...[n / width, 0, 0, 0].map(u32),
-    ],
-    grid(Math.ceil(n / width / THREADS)),
-  );
-  return true;
 }
 
 /** Most variables one grouped AdamW dispatch updates ({@link adamwManyInPlaceWebgpu}). */
@@ -339,29 +273,26 @@ export const ADAMW_GROUP_MAX = 16;
 export function adamwGroupSize(
   limits: Pick<GPUSupportedLimits, "maxStorageBuffersPerShaderStage" | "maxBindingsPerBindGroup">,
 ): number {
-  const byStorage = Math.floor(limits.maxStorageBuffersPerShaderStage / 4);
-  const byBindings = Math.floor((limits.maxBindingsPerBindGroup - 1) / 4);
-  return Math.max(1, Math.min(ADAMW_GROUP_MAX, byStorage, byBindings));
+  return groupSize(limits, 4, 0, ADAMW_GROUP_MAX);
 }
 
 /**
  * WGSL of the in-place AdamW update of `k` variables in one dispatch, as `vec4` (width 4, every
  * size divisible by 4) or scalars (width 1). Variable j has bindings 4j…4j+3 (P, M, V read-write,
  * G read) and owns the workgroups from `u.v[j].y` on, `u.v[j].x` elements (of `width`) in all;
- * the binding after the last G is the uniform block. Each element is updated by the formulas of
- * {@link adamwInPlaceSource}, written the same way, so a grouped update equals one dispatch per
- * variable.
+ * the binding after the last G is the uniform block. Each element is updated by
+ * `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`, `p ← p·decay − step·m / (√v·invSqrtBc2 + eps)`
+ * (the three-dispatch kernel's, `fused_kernels.ts` adamwP/M/V), so a variable's numbers do not
+ * depend on `k` or its place in the group.
  *
  * @param width elements per thread
  * @param k variables (1 … {@link ADAMW_GROUP_MAX})
  */
 export function adamwManyInPlaceSource(width: 1 | 4, k: number): string {
-  if (!(Number.isInteger(k) && k >= 1 && k <= ADAMW_GROUP_MAX)) {
-    throw new Error(`adamwManyInPlaceSource: k must be 1…${ADAMW_GROUP_MAX}, got ${k}`);
-  }
+  checkGroup("adamwManyInPlaceSource", k, ADAMW_GROUP_MAX);
   const t = width === 4 ? "vec4<f32>" : "f32";
   const decls: string[] = [];
-  const branches: string[] = [];
+  const blocks: string[] = [];
   for (let j = 0; j < k; j++) {
     const b = 4 * j;
     decls.push(
@@ -370,8 +301,7 @@ export function adamwManyInPlaceSource(width: 1 | 4, k: number): string {
       `@group(0) @binding(${b + 2}) var<storage, read_write> V${j} : array<${t}>;`,
       `@group(0) @binding(${b + 3}) var<storage, read> G${j} : array<${t}>;`,
     );
-    const cond = j + 1 < k ? `if (w < u.v[${j + 1}].y) ` : "";
-    branches.push(`${j === 0 ? "" : " else "}${cond}{
+    blocks.push(`
     let i = (w - u.v[${j}].y) * ${THREADS}u + t;
     if (i < u.v[${j}].x) {
       let g = G${j}[i];
@@ -381,7 +311,7 @@ export function adamwManyInPlaceSource(width: 1 | 4, k: number): string {
       V${j}[i] = v;
       P${j}[i] = P${j}[i] * u.decay - u.step * m / (sqrt(v) * u.invSqrtBc2 + u.eps);
     }
-  }`);
+  `);
   }
   return `
 struct U { b1 : f32, c1 : f32, b2 : f32, c2 : f32, decay : f32, step : f32, invSqrtBc2 : f32,
@@ -392,7 +322,7 @@ ${decls.join("\n")}
 fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) t : u32,
         @builtin(num_workgroups) nwg : vec3<u32>) {
   let w = wid.x + wid.y * nwg.x;
-  ${branches.join("")}
+  ${branchChain(blocks, (j) => `u.v[${j}].y`)}
 }`;
 }
 
@@ -408,9 +338,8 @@ export interface AdamWItem {
  * AdamW updates of many variables in place, grouped into as few dispatches as the device's
  * binding limits allow ({@link adamwGroupSize}; variables of one group share the vec4 or the
  * scalar form): T5 1.1 Base's 282 variables take 141 dispatches under WebGPU's default limits
- * instead of 282, fewer where the device allows more bindings. Each element gets exactly the
- * arithmetic of {@link adamwInPlaceWebgpu}. The caller makes every p, m and v the sole owner of
- * its buffer first.
+ * instead of 282, fewer where the device allows more bindings. The caller makes every p, m and v the
+ * sole owner of its buffer first.
  *
  * @returns per item, whether it was updated (false: nothing done for it, as
  *   {@link adamwInPlaceWebgpu} declines: no internals, not float32, sizes differ)
@@ -423,8 +352,7 @@ export function adamwManyInPlaceWebgpu(
   const done = items.map(({ p, m, v, g }) =>
     [p, m, v, g].every((x) => x.dtype === "float32" && x.size === p.size)
   );
-  const limits = (tf.backend() as unknown as BackendInternals).device.limits;
-  const k = adamwGroupSize(limits);
+  const k = adamwGroupSize(deviceLimits());
   for (const width of [4, 1] as const) {
     const todo = items.filter((it, i) =>
       done[i] && it.p.size > 0 && (it.p.size % 4 === 0) === (width === 4)
@@ -454,76 +382,224 @@ export function adamwManyInPlaceWebgpu(
   return done;
 }
 
-/** The grouped AdamW programs by width and group size (sources made once). */
-const adamwManyPrograms = new Map<string, InPlaceProgram>();
-
 function adamwManyProgram(width: 1 | 4, k: number): InPlaceProgram {
-  const key = `hpInPlace_adamwMany${width}_${k}`;
-  let prog = adamwManyPrograms.get(key);
-  if (prog === undefined) {
-    prog = { key, name: "HpAdamWInPlace", source: adamwManyInPlaceSource(width, k) };
-    adamwManyPrograms.set(key, prog);
-  }
-  return prog;
+  return programFor(
+    `hpInPlace_adamwMany${width}_${k}`,
+    "HpAdamWInPlace",
+    () => adamwManyInPlaceSource(width, k),
+  );
+}
+
+/**
+ * One AdamW update of `p` and its moments `m`, `v` in place, as one dispatch
+ * ({@link adamwManyInPlaceWebgpu} of one variable):
+ * `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`, `p ← p·decay − step·m / (√v·invSqrtBc2 + eps)`.
+ * The caller makes p, m and v the sole owners of their buffers first.
+ *
+ * @returns false (nothing done) when the backend lacks the internals or a tensor is not float32
+ *   of p's size
+ */
+export function adamwInPlaceWebgpu(
+  p: tf.Tensor,
+  m: tf.Tensor,
+  v: tf.Tensor,
+  g: tf.Tensor,
+  a: AdamWAttrs,
+): boolean {
+  return adamwManyInPlaceWebgpu([{ p, m, v, g }], a)[0]!;
 }
 
 /** Largest parameter the single-workgroup unfactored Adafactor takes (larger: op by op). */
 export const ADAFACTOR_UNFACTORED_MAX = 1 << 20;
 
+/** Most variables one grouped Adafactor dispatch updates (factored or unfactored). */
+export const ADAFACTOR_GROUP_MAX = 16;
+
 /**
- * WGSL of the unfactored Adafactor update in place, as one workgroup of {@link THREADS} threads
- * (the parameters it serves are layer-norm vectors): a first pass writes the new second moment
- * and sums u² and p², a workgroup reduction gives the clipping factor and the step, a second
- * pass writes p. Each thread revisits only the elements it wrote, so no barrier is needed
- * between the passes beyond the reduction's.
+ * Variables per grouped dispatch on a device: each takes `perVariable` storage bindings, the
+ * dispatch `shared` more and one uniform buffer; at least 1, at most `max`.
  */
-export function adafactorUnfactoredSource(): string {
+function groupSize(
+  limits: Pick<GPUSupportedLimits, "maxStorageBuffersPerShaderStage" | "maxBindingsPerBindGroup">,
+  perVariable: number,
+  shared: number,
+  max: number,
+): number {
+  const byStorage = Math.floor((limits.maxStorageBuffersPerShaderStage - shared) / perVariable);
+  const byBindings = Math.floor((limits.maxBindingsPerBindGroup - 1 - shared) / perVariable);
+  return Math.max(1, Math.min(max, byStorage, byBindings));
+}
+
+/**
+ * Vectors per grouped unfactored Adafactor dispatch (three bindings each: p, v, g): 2 under
+ * WebGPU's default limits, up to {@link ADAFACTOR_GROUP_MAX}.
+ *
+ * @param limits the device's limits
+ */
+export function adafactorUnfactoredGroupSize(
+  limits: Pick<GPUSupportedLimits, "maxStorageBuffersPerShaderStage" | "maxBindingsPerBindGroup">,
+): number {
+  return groupSize(limits, 3, 0, ADAFACTOR_GROUP_MAX);
+}
+
+/**
+ * Matrices per grouped factored Adafactor update (its widest dispatch binds p, g, vr and vc of
+ * each and one shared buffer): 1 under WebGPU's default limits, up to {@link ADAFACTOR_GROUP_MAX}.
+ *
+ * @param limits the device's limits
+ */
+export function adafactorFactoredGroupSize(
+  limits: Pick<GPUSupportedLimits, "maxStorageBuffersPerShaderStage" | "maxBindingsPerBindGroup">,
+): number {
+  return groupSize(limits, 4, 1, ADAFACTOR_GROUP_MAX);
+}
+
+/** `if (w < bound1) {…} else if (w < bound2) {…} … else {…}` over the variables' blocks. */
+function branchChain(blocks: readonly string[], bound: (j: number) => string): string {
+  return blocks.map((b, j) =>
+    `${j === 0 ? "" : " else "}${j + 1 < blocks.length ? `if (w < ${bound(j + 1)}) ` : ""}{${b}}`
+  ).join("");
+}
+
+/**
+ * WGSL of the unfactored Adafactor update in place of `k` vectors, one workgroup of
+ * {@link THREADS} threads each (workgroup j: vector j, bindings 3j…3j+2 = P, V read-write and G
+ * read, `u.v[j].x` elements): a first pass writes the new second moment and sums u² and p², a
+ * workgroup reduction gives the clipping factor and the step, a second pass writes p. Each
+ * thread revisits only the elements it wrote, so no barrier is needed between the passes beyond
+ * the reduction's. A vector's numbers do not depend on `k` or its place in the group.
+ *
+ * @param k vectors (1 … {@link ADAFACTOR_GROUP_MAX})
+ */
+export function adafactorUnfactoredSource(k: number): string {
+  checkGroup("adafactorUnfactoredSource", k, ADAFACTOR_GROUP_MAX);
+  const decls: string[] = [];
+  const first: string[] = [];
+  const second: string[] = [];
+  for (let j = 0; j < k; j++) {
+    decls.push(
+      `@group(0) @binding(${3 * j}) var<storage, read_write> P${j} : array<f32>;`,
+      `@group(0) @binding(${3 * j + 1}) var<storage, read_write> V${j} : array<f32>;`,
+      `@group(0) @binding(${3 * j + 2}) var<storage, read> G${j} : array<f32>;`,
+    );
+    first.push(`
+    for (var i = t; i < u.v[${j}].x; i = i + ${THREADS}u) {
+      let g = G${j}[i];
+      let v = u.b * V${j}[i] + u.c * (g * g + u.eps1);
+      V${j}[i] = v;
+      let x = g * inverseSqrt(v);
+      su = su + x * x;
+      let p = P${j}[i];
+      sp = sp + p * p;
+    }
+  `);
+    second.push(`
+    for (var i = t; i < u.v[${j}].x; i = i + ${THREADS}u) {
+      P${j}[i] = P${j}[i] * decay - step * (G${j}[i] * inverseSqrt(V${j}[i])) / clip;
+    }
+  `);
+  }
+  const bound = (j: number) => `${j}u`;
   return `
 struct U { b : f32, c : f32, eps1 : f32, thr : f32, lr : f32, wd : f32, eps2 : f32, scale : u32,
-  n : u32, pad0 : u32, pad1 : u32, pad2 : u32 };
-@group(0) @binding(0) var<storage, read_write> P : array<f32>;
-@group(0) @binding(1) var<storage, read_write> V : array<f32>;
-@group(0) @binding(2) var<storage, read> G : array<f32>;
-@group(0) @binding(3) var<uniform> u : U;
+  v : array<vec4<u32>, ${k}> };
+${decls.join("\n")}
+@group(0) @binding(${3 * k}) var<uniform> u : U;
 var<workgroup> sumU : array<f32, ${THREADS}>;
 var<workgroup> sumP : array<f32, ${THREADS}>;
 @compute @workgroup_size(${THREADS})
-fn main(@builtin(local_invocation_index) t : u32) {
+fn main(@builtin(local_invocation_index) t : u32, @builtin(workgroup_id) wid : vec3<u32>) {
+  let w = wid.x;
   var su = 0.0;
   var sp = 0.0;
-  for (var i = t; i < u.n; i = i + ${THREADS}u) {
-    let g = G[i];
-    let v = u.b * V[i] + u.c * (g * g + u.eps1);
-    V[i] = v;
-    let x = g * inverseSqrt(v);
-    su = su + x * x;
-    let p = P[i];
-    sp = sp + p * p;
-  }
+  ${branchChain(first, bound)}
   sumU[t] = su;
   sumP[t] = sp;
 ${reduceWgsl(["sumU", "sumP"], "+", THREADS, "u32").join("\n")}
-  let n = f32(u.n);
+  let n = f32(u.v[w].x);
   var step = u.lr;
   if (u.scale != 0u) { step = u.lr * max(u.eps2, sqrt(sumP[0] / n)); }
   var clip = 1.0;
   if (u.thr > 0.0) { clip = max(1.0, sqrt(sumU[0] / n) / u.thr); }
   let decay = 1.0 - step * u.wd;
-  for (var i = t; i < u.n; i = i + ${THREADS}u) {
-    P[i] = P[i] * decay - step * (G[i] * inverseSqrt(V[i])) / clip;
-  }
+  ${branchChain(second, bound)}
 }`;
 }
 
-const ADAFACTOR_UNFACTORED_PROGRAM: InPlaceProgram = {
-  key: "hpInPlace_adafactorUnfactored",
-  name: "HpAdafactorUnfactoredInPlace",
-  source: adafactorUnfactoredSource(),
-};
+/** Throws unless `k` is a group size of 1 … `max`. */
+function checkGroup(what: string, k: number, max: number): void {
+  if (!(Number.isInteger(k) && k >= 1 && k <= max)) {
+    throw new Error(`${what}: k must be 1…${max}, got ${k}`);
+  }
+}
+
+/** Compiled-once program descriptions by key. */
+const programs = new Map<string, InPlaceProgram>();
+
+/** The program `key` (named `name`), its source made by `source` the first time. */
+function programFor(key: string, name: string, source: () => string): InPlaceProgram {
+  let prog = programs.get(key);
+  if (prog === undefined) programs.set(key, prog = { key, name, source: source() });
+  return prog;
+}
+
+/** One variable of a grouped unfactored Adafactor update. */
+export interface AdafactorUnfactoredItem {
+  readonly p: tf.Tensor;
+  readonly v: tf.Tensor;
+  readonly g: tf.Tensor;
+}
+
+/**
+ * Unfactored Adafactor updates (formulas: `model/fused.ts` updateAdafactorUnfactored) of many
+ * parameters in place, {@link adafactorUnfactoredGroupSize} per dispatch, one workgroup each. The
+ * caller makes every p and v the sole owner of its buffer first.
+ *
+ * @returns per item, whether it was updated (false: nothing done for it: no internals, a tensor
+ *   not float32 of p's size, or p larger than {@link ADAFACTOR_UNFACTORED_MAX})
+ */
+export function adafactorUnfactoredManyInPlaceWebgpu(
+  items: readonly AdafactorUnfactoredItem[],
+  a: AdafactorAttrs,
+): boolean[] {
+  if (inPlaceSupport() !== undefined) return items.map(() => false);
+  const done = items.map(({ p, v, g }) =>
+    p.size <= ADAFACTOR_UNFACTORED_MAX &&
+    [p, v, g].every((x) => x.dtype === "float32" && x.size === p.size)
+  );
+  const todo = items.filter((it, i) => done[i] && it.p.size > 0);
+  const k = adafactorUnfactoredGroupSize(deviceLimits());
+  const shared = [
+    ...[a.beta2t, 1 - a.beta2t, a.eps1, a.clippingThreshold, a.lr, a.weightDecay].map(f32),
+    f32(a.parameterScaleEps2 ?? 0),
+    u32(a.parameterScaleEps2 === undefined ? 0 : 1),
+  ];
+  for (let s = 0; s < todo.length; s += k) {
+    const group = todo.slice(s, s + k);
+    dispatchInPlace(
+      programFor(
+        `hpInPlace_adafactorUnfactored_${group.length}`,
+        "HpAdafactorUnfactoredInPlace",
+        () => adafactorUnfactoredSource(group.length),
+      ),
+      group.flatMap((it) => [
+        { tensor: it.p, write: true },
+        { tensor: it.v, write: true },
+        { tensor: it.g, write: false },
+      ]),
+      [
+        ...shared,
+        ...group.map((it): UniformField => ({ type: "uint32", data: [it.p.size, 0, 0, 0] })),
+      ],
+      [group.length, 1, 1],
+    );
+  }
+  return done;
+}
 
 /**
  * One unfactored Adafactor update of `p` and its second moment `v` in place, as one dispatch
- * (formulas: `model/fused.ts` updateAdafactorUnfactored). The caller makes p and v the sole
+ * ({@link adafactorUnfactoredManyInPlaceWebgpu} of one vector). The caller makes p and v the sole
  * owners of their buffers first.
  *
  * @returns false (nothing done) when the backend lacks the internals, a tensor is not float32 of
@@ -535,153 +611,255 @@ export function adafactorUnfactoredInPlaceWebgpu(
   g: tf.Tensor,
   a: AdafactorAttrs,
 ): boolean {
-  const n = p.size;
-  if (inPlaceSupport() !== undefined || n > ADAFACTOR_UNFACTORED_MAX) return false;
-  if ([p, v, g].some((x) => x.dtype !== "float32" || x.size !== n)) return false;
-  if (n === 0) return true;
-  dispatchInPlace(
-    ADAFACTOR_UNFACTORED_PROGRAM,
-    [{ tensor: p, write: true }, { tensor: v, write: true }, { tensor: g, write: false }],
-    [
-      ...[a.beta2t, 1 - a.beta2t, a.eps1, a.clippingThreshold, a.lr, a.weightDecay].map(f32),
-      f32(a.parameterScaleEps2 ?? 0),
-      ...[a.parameterScaleEps2 === undefined ? 0 : 1, n, 0, 0, 0].map(u32),
-    ],
-    [1, 1, 1],
-  );
-  return true;
+  return adafactorUnfactoredManyInPlaceWebgpu([{ p, v, g }], a)[0]!;
 }
 
 /** Threads per workgroup of the factored Adafactor's row programs (one workgroup per row). */
 const ROW = 64;
 
-/** Uniform block of the factored Adafactor programs (all four share it). */
-const FACTORED_UNIFORMS = `
-struct U { rows : u32, cols : u32, b : f32, eps1 : f32, lr : f32, thr : f32, decay : f32,
-  pad0 : u32 };`;
-
-/** The storage bindings (0, 1, …, written ones first) and then the uniform block `u`. */
-function bindings(written: string[], read: string[]): string {
-  const lines = [
-    ...written.map((n, i) =>
-      `@group(0) @binding(${i}) var<storage, read_write> ${n} : array<f32>;`
-    ),
-    ...read.map((n, i) =>
-      `@group(0) @binding(${written.length + i}) var<storage, read> ${n} : array<f32>;`
-    ),
-    `@group(0) @binding(${written.length + read.length}) var<uniform> u : U;`,
-  ];
-  return `${FACTORED_UNIFORMS}\n${lines.join("\n")}`;
-}
-
-/** The names a factored Adafactor dispatch binds: written ones, then read ones. */
+/**
+ * The storage bindings of a factored Adafactor dispatch: the buffers shared by the group (the
+ * per-row sums `ROWS` and the step factors `F`, one per matrix), then each matrix's own.
+ */
 const FACTORED_BINDINGS = {
-  moments: [["VR", "VC"], ["G"]],
-  rows: [["ROWS"], ["G", "VR", "VC"]],
-  factor: [["F"], ["VR", "ROWS"]],
-  p: [["P"], ["G", "VR", "VC", "F"]],
+  moments: { sharedW: [], sharedR: [], ownW: ["VR", "VC"], ownR: ["G"] },
+  rows: { sharedW: ["ROWS"], sharedR: [], ownW: [], ownR: ["G", "VR", "VC"] },
+  factor: { sharedW: ["F"], sharedR: ["ROWS"], ownW: [], ownR: ["VR"] },
+  p: { sharedW: [], sharedR: ["F"], ownW: ["P"], ownR: ["G", "VR", "VC"] },
 } as const;
 
 /** One of the four dispatches of the factored Adafactor update. */
 export type FactoredKind = keyof typeof FACTORED_BINDINGS;
 
 /**
- * WGSL of the four dispatches of the factored Adafactor update in place (formulas of
- * `fused_kernels.ts` adafactorRowSource / adafactorCol / adafactorFinalSource /
- * adafactorUpdate): "moments" updates both moments in place, its first `rows` workgroups one row
- * of vr each and the rest one block of 64 columns of vc each (a thread per column; both only
- * read g, so one dispatch holds them), "rows" (a workgroup per row) writes Σ_c g²/vc/vr per row,
- * "factor" (one workgroup) the step factor √mean(vr)·lr/clip, "p" (a thread per element) the
- * parameter in place.
- *
- * @param kind which dispatch
+ * Workgroups a matrix of `rows` × `cols` takes in dispatch `kind` (moments: one per row, then
+ * one per 64 columns; rows: one per row; factor: one; p: one per {@link THREADS} elements).
  */
-export function adafactorFactoredSource(kind: FactoredKind): string {
-  const [w, r] = FACTORED_BINDINGS[kind];
-  const head = bindings([...w], [...r]);
-  const rowMain = `@compute @workgroup_size(${ROW})
-fn main(@builtin(local_invocation_index) t : u32, @builtin(workgroup_id) wid : vec3<u32>,
-        @builtin(num_workgroups) nwg : vec3<u32>) {
-  let row = wid.x + wid.y * nwg.x;`;
-  const flatMain = `@compute @workgroup_size(${THREADS})
-fn main(@builtin(global_invocation_id) gid : vec3<u32>, @builtin(num_workgroups) nwg : vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * ${THREADS}u;`;
-  const sumRow = (term: string) => `
-  var s = 0.0;
-  if (row < u.rows) {
-    for (var j = t; j < u.cols; j = j + ${ROW}u) { let v = G[row * u.cols + j]; s = s + ${term}; }
-  }
-  red[t] = s;
-${reduceWgsl("red", "+", ROW, "u32").join("\n")}`;
+function factoredWorkgroups(kind: FactoredKind, rows: number, cols: number): number {
   switch (kind) {
     case "moments":
-      // Workgroups past the rows take vc; the barriers stay outside the role branches.
-      return `${head}
-var<workgroup> red : array<f32, ${ROW}>;
-${rowMain}${sumRow("v * v + u.eps1")}
-  if (row < u.rows && t == 0u) { VR[row] = VR[row] * u.b + red[0] / f32(u.cols) * (1.0 - u.b); }
-  if (row >= u.rows) {
-    let i = (row - u.rows) * ${ROW}u + t;
-    if (i < u.cols) {
-      var c = 0.0;
-      for (var r = 0u; r < u.rows; r = r + 1u) {
-        let v = G[r * u.cols + i];
-        c = c + v * v + u.eps1;
-      }
-      VC[i] = VC[i] * u.b + c / f32(u.rows) * (1.0 - u.b);
-    }
-  }
-}`;
+      return rows + Math.ceil(cols / ROW);
     case "rows":
-      return `${head}
-var<workgroup> red : array<f32, ${ROW}>;
-${rowMain}${sumRow("v * v / VC[j]")}
-  if (row < u.rows && t == 0u) { ROWS[row] = red[0] / VR[row]; }
-}`;
+      return rows;
     case "factor":
-      return `${head}
-var<workgroup> red : array<f32, ${ROW}>;
-var<workgroup> red2 : array<f32, ${ROW}>;
-@compute @workgroup_size(${ROW})
-fn main(@builtin(local_invocation_index) t : u32) {
-  var s1 = 0.0;
-  var s2 = 0.0;
-  for (var r = t; r < u.rows; r = r + ${ROW}u) { s1 = s1 + VR[r]; s2 = s2 + ROWS[r]; }
-  red[t] = s1;
-  red2[t] = s2;
-${reduceWgsl(["red", "red2"], "+", ROW, "u32").join("\n")}
-  if (t == 0u) {
-    let meanR = red[0] / f32(u.rows);
-    let rms = sqrt(meanR * red2[0] / (f32(u.rows) * f32(u.cols)));
-    let clip = select(1.0, max(1.0, rms / u.thr), u.thr > 0.0);
-    F[0] = sqrt(meanR) * u.lr / clip;
-  }
-}`;
+      return 1;
     case "p":
-      return `${head}
-${flatMain}
-  if (i >= u.rows * u.cols) { return; }
-  let r = i / u.cols;
-  let c = i % u.cols;
-  P[i] = P[i] * u.decay - G[i] * inverseSqrt(VR[r]) * inverseSqrt(VC[c]) * F[0];
-}`;
+      return Math.ceil((rows * cols) / THREADS);
   }
 }
 
-const FACTORED_PROGRAMS = Object.fromEntries(
-  (Object.keys(FACTORED_BINDINGS) as FactoredKind[]).map((k) => [k, {
-    key: `hpInPlace_adafactor_${k}`,
-    name: `HpAdafactorInPlace_${k}`,
-    source: adafactorFactoredSource(k),
-  }]),
-) as Record<FactoredKind, InPlaceProgram>;
+/**
+ * WGSL of one of the four dispatches of the factored Adafactor update in place, for a group of
+ * `k` matrices (formulas of `fused_kernels.ts` adafactorRowSource / adafactorCol /
+ * adafactorFinalSource / adafactorUpdate). Matrix j has `u.v[j]` = (rows, cols, its first
+ * workgroup, its first row in `ROWS`) and `F[j]`. "moments" updates both moments in place, a
+ * matrix's first `rows` workgroups one row of vr each and the rest one block of 64 columns of vc
+ * each (a thread per column; both only read g, so one dispatch holds them); "rows" (a workgroup
+ * per row) writes Σ_c g²/vc/vr per row; "factor" (one workgroup per matrix) the step factor
+ * √mean(vr)·lr/clip; "p" (a thread per element) the parameter in place. A matrix's numbers do
+ * not depend on `k` or its place in the group.
+ *
+ * @param kind which dispatch
+ * @param k matrices (1 … {@link ADAFACTOR_GROUP_MAX})
+ */
+export function adafactorFactoredSource(kind: FactoredKind, k: number): string {
+  checkGroup("adafactorFactoredSource", k, ADAFACTOR_GROUP_MAX);
+  const b = FACTORED_BINDINGS[kind];
+  const lines: string[] = [];
+  let at = 0;
+  const decl = (name: string, write: boolean) =>
+    lines.push(
+      `@group(0) @binding(${at++}) var<storage, ${write ? "read_write" : "read"}> ${name} : ` +
+        `array<f32>;`,
+    );
+  for (const n of b.sharedW) decl(n, true);
+  for (const n of b.sharedR) decl(n, false);
+  for (let j = 0; j < k; j++) {
+    for (const n of b.ownW) decl(`${n}${j}`, true);
+    for (const n of b.ownR) decl(`${n}${j}`, false);
+  }
+  lines.push(`@group(0) @binding(${at}) var<uniform> u : U;`);
+  const head = `
+struct U { b : f32, eps1 : f32, lr : f32, thr : f32, decay : f32, pad0 : u32, pad1 : u32,
+  pad2 : u32, v : array<vec4<u32>, ${k}> };
+${lines.join("\n")}`;
+  const blocks = Array.from({ length: k }, (_, j) => factoredBlock(kind, j));
+  const chain = branchChain(blocks, (j) => `u.v[${j}].z`);
+  const wg = kind === "p" ? THREADS : ROW;
+  const shared = kind === "p"
+    ? ""
+    : kind === "factor"
+    ? `var<workgroup> red : array<f32, ${ROW}>;\nvar<workgroup> red2 : array<f32, ${ROW}>;`
+    : `var<workgroup> red : array<f32, ${ROW}>;`;
+  return `${head}
+${shared}
+@compute @workgroup_size(${wg})
+fn main(@builtin(local_invocation_index) t : u32, @builtin(workgroup_id) wid : vec3<u32>,
+        @builtin(num_workgroups) nwg : vec3<u32>) {
+  let w = wid.x + wid.y * nwg.x;
+  ${chain}
+}`;
+}
+
+/** The statements of matrix `j` in dispatch `kind` (see {@link adafactorFactoredSource}). */
+function factoredBlock(kind: FactoredKind, j: number): string {
+  const [R, C, S, O] = ["x", "y", "z", "w"].map((c) => `u.v[${j}].${c}`);
+  const [G, VR, VC, P] = ["G", "VR", "VC", "P"].map((n) => `${n}${j}`);
+  const sumRow = (term: string) => `
+    var s = 0.0;
+    if (row < ${R}) {
+      for (var c = t; c < ${C}; c = c + ${ROW}u) { let v = ${G}[row * ${C} + c]; s = s + ${term}; }
+    }
+    red[t] = s;
+${reduceWgsl("red", "+", ROW, "u32").map((l) => `  ${l}`).join("\n")}`;
+  switch (kind) {
+    case "moments":
+      // Workgroups past the rows take vc; the barriers stay outside the role branches.
+      return `
+    let row = w - ${S};${sumRow("v * v + u.eps1")}
+    if (row < ${R} && t == 0u) {
+      ${VR}[row] = ${VR}[row] * u.b + red[0] / f32(${C}) * (1.0 - u.b);
+    }
+    if (row >= ${R}) {
+      let i = (row - ${R}) * ${ROW}u + t;
+      if (i < ${C}) {
+        var c = 0.0;
+        for (var r = 0u; r < ${R}; r = r + 1u) {
+          let v = ${G}[r * ${C} + i];
+          c = c + v * v + u.eps1;
+        }
+        ${VC}[i] = ${VC}[i] * u.b + c / f32(${R}) * (1.0 - u.b);
+      }
+    }
+  `;
+    case "rows":
+      return `
+    let row = w - ${S};${sumRow(`v * v / ${VC}[c]`)}
+    if (row < ${R} && t == 0u) { ROWS[${O} + row] = red[0] / ${VR}[row]; }
+  `;
+    case "factor":
+      return `
+    var s1 = 0.0;
+    var s2 = 0.0;
+    for (var r = t; r < ${R}; r = r + ${ROW}u) { s1 = s1 + ${VR}[r]; s2 = s2 + ROWS[${O} + r]; }
+    red[t] = s1;
+    red2[t] = s2;
+${reduceWgsl(["red", "red2"], "+", ROW, "u32").map((l) => `  ${l}`).join("\n")}
+    if (t == 0u) {
+      let meanR = red[0] / f32(${R});
+      let rms = sqrt(meanR * red2[0] / (f32(${R}) * f32(${C})));
+      let clip = select(1.0, max(1.0, rms / u.thr), u.thr > 0.0);
+      F[${j}] = sqrt(meanR) * u.lr / clip;
+    }
+  `;
+    case "p":
+      return `
+    let i = (w - ${S}) * ${THREADS}u + t;
+    if (i < ${R} * ${C}) {
+      let r = i / ${C};
+      let c = i % ${C};
+      ${P}[i] = ${P}[i] * u.decay - ${G}[i] * inverseSqrt(${VR}[r]) * inverseSqrt(${VC}[c]) * F[${j}];
+    }
+  `;
+  }
+}
+
+/** One matrix of a grouped factored Adafactor update: `[rows, cols]`, its moments, its gradient. */
+export interface AdafactorFactoredItem {
+  readonly p: tf.Tensor;
+  readonly vr: tf.Tensor;
+  readonly vc: tf.Tensor;
+  readonly g: tf.Tensor;
+}
+
+/**
+ * Factored Adafactor updates (no first moment) of many `[rows, cols]` parameters and their
+ * moments `vr` `[rows]`, `vc` `[cols]` in place: four dispatches per group of
+ * {@link adafactorFactoredGroupSize} matrices (the `HpAdafactor` kernel takes five per matrix:
+ * vr and vc apart), writing p, vr and vc where they are instead of into new buffers that are then
+ * assigned (two small scratch buffers per group remain: the per-row sums and the step factors).
+ * The caller makes every p, vr and vc the sole owner of its buffer first.
+ *
+ * @returns per item, whether it was updated (false: nothing done for it: no internals, shapes
+ *   that do not match, a tensor not float32, or `parameterScaleEps2` set, which is not supported
+ *   here)
+ */
+export function adafactorFactoredManyInPlaceWebgpu(
+  items: readonly AdafactorFactoredItem[],
+  a: AdafactorAttrs,
+): boolean[] {
+  if (inPlaceSupport() !== undefined || a.parameterScaleEps2 !== undefined) {
+    return items.map(() => false);
+  }
+  const done = items.map(({ p, vr, vc, g }) => {
+    if (p.rank !== 2) return false;
+    const [rows, cols] = p.shape as [number, number];
+    return [p, vr, vc, g].every((x) => x.dtype === "float32") && g.size === p.size &&
+      vr.size === rows && vc.size === cols && rows * cols < 2 ** 31;
+  });
+  const todo = items.filter((it, i) => done[i] && it.p.size > 0);
+  const k = adafactorFactoredGroupSize(deviceLimits());
+  for (let s = 0; s < todo.length; s += k) factoredGroup(todo.slice(s, s + k), a);
+  return done;
+}
+
+/** The four dispatches of one group of {@link adafactorFactoredManyInPlaceWebgpu}. */
+function factoredGroup(group: readonly AdafactorFactoredItem[], a: AdafactorAttrs): void {
+  const be = tf.backend() as unknown as {
+    makeTensorInfo(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+    disposeData(dataId: tf.DataId): boolean;
+  };
+  const dims = group.map((it) => it.p.shape as [number, number]);
+  const totalRows = dims.reduce((s, [r]) => s + r, 0);
+  // Scratch: written before read, so no contents needed.
+  const rowSums = be.makeTensorInfo([totalRows], "float32");
+  const factors = be.makeTensorInfo([group.length], "float32");
+  const scratch = { ROWS: rowSums, F: factors };
+  const own = (it: AdafactorFactoredItem) => ({ G: it.g, VR: it.vr, VC: it.vc, P: it.p });
+  const shared = [
+    ...[a.beta2t, a.eps1, a.lr, a.clippingThreshold, 1 - a.lr * a.weightDecay].map(f32),
+    ...[0, 0, 0].map(u32),
+  ];
+  try {
+    for (const kind of ["moments", "rows", "factor", "p"] as const) {
+      const b = FACTORED_BINDINGS[kind];
+      const bindings: InPlaceBinding[] = [
+        ...b.sharedW.map((n) => ({ tensor: scratch[n], write: true })),
+        ...b.sharedR.map((n) => ({ tensor: scratch[n], write: false })),
+        ...group.flatMap((it) => [
+          ...b.ownW.map((n) => ({ tensor: own(it)[n], write: true })),
+          ...b.ownR.map((n) => ({ tensor: own(it)[n], write: false })),
+        ]),
+      ];
+      let start = 0, rowOffset = 0;
+      const ranges = dims.map(([rows, cols]): UniformField => {
+        const f: UniformField = { type: "uint32", data: [rows, cols, start, rowOffset] };
+        start += factoredWorkgroups(kind, rows, cols);
+        rowOffset += rows;
+        return f;
+      });
+      dispatchInPlace(
+        programFor(
+          `hpInPlace_adafactor_${kind}_${group.length}`,
+          `HpAdafactorInPlace_${kind}`,
+          () => adafactorFactoredSource(kind, group.length),
+        ),
+        bindings,
+        [...shared, ...ranges],
+        grid(start),
+      );
+    }
+  } finally {
+    be.disposeData(rowSums.dataId); // released once the queued dispatches are submitted
+    be.disposeData(factors.dataId);
+  }
+}
 
 /**
  * One factored Adafactor update (no first moment) of a `[rows, cols]` parameter `p` and its
- * moments `vr` `[rows]`, `vc` `[cols]` in place: four dispatches (the `HpAdafactor` kernel takes
- * five: vr and vc apart), writing p, vr and vc where they are instead of into new buffers that
- * are then assigned (two small scratch buffers remain: the per-row sums and the step factor). The caller makes p,
- * vr and vc the sole owners of their buffers first.
+ * moments `vr` `[rows]`, `vc` `[cols]` in place: {@link adafactorFactoredManyInPlaceWebgpu} of
+ * one matrix, four dispatches. The caller makes p, vr and vc the sole owners of their buffers
+ * first.
  *
  * @returns false (nothing done) when the backend lacks the internals, the shapes do not match,
  *   a tensor is not float32, or `parameterScaleEps2` is set (not supported here)
@@ -693,58 +871,5 @@ export function adafactorFactoredInPlaceWebgpu(
   g: tf.Tensor,
   a: AdafactorAttrs,
 ): boolean {
-  if (inPlaceSupport() !== undefined || a.parameterScaleEps2 !== undefined || p.rank !== 2) {
-    return false;
-  }
-  const [rows, cols] = p.shape as [number, number];
-  if (
-    [p, vr, vc, g].some((x) => x.dtype !== "float32") || g.size !== p.size ||
-    vr.size !== rows || vc.size !== cols || rows * cols >= 2 ** 31
-  ) {
-    return false;
-  }
-  if (p.size === 0) return true;
-  const be = tf.backend() as unknown as {
-    makeTensorInfo(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-    disposeData(dataId: tf.DataId): boolean;
-  };
-  // Scratch: written before read, so no contents needed.
-  const rowSums = be.makeTensorInfo([rows], "float32");
-  const factor = be.makeTensorInfo([1], "float32");
-  const uniforms: UniformField[] = [
-    u32(rows),
-    u32(cols),
-    ...[a.beta2t, a.eps1, a.lr, a.clippingThreshold, 1 - a.lr * a.weightDecay].map(f32),
-    u32(0),
-  ];
-  const t = (tensor: tf.TensorInfo, write = false) => ({ tensor, write });
-  try {
-    dispatchInPlace(
-      FACTORED_PROGRAMS.moments,
-      [t(vr, true), t(vc, true), t(g)],
-      uniforms,
-      grid(rows + Math.ceil(cols / ROW)),
-    );
-    dispatchInPlace(
-      FACTORED_PROGRAMS.rows,
-      [t(rowSums, true), t(g), t(vr), t(vc)],
-      uniforms,
-      grid(rows),
-    );
-    dispatchInPlace(FACTORED_PROGRAMS.factor, [t(factor, true), t(vr), t(rowSums)], uniforms, [
-      1,
-      1,
-      1,
-    ]);
-    dispatchInPlace(
-      FACTORED_PROGRAMS.p,
-      [t(p, true), t(g), t(vr), t(vc), t(factor)],
-      uniforms,
-      grid(Math.ceil((rows * cols) / THREADS)),
-    );
-  } finally {
-    be.disposeData(rowSums.dataId); // released once the queued dispatches are submitted
-    be.disposeData(factor.dataId);
-  }
-  return true;
+  return adafactorFactoredManyInPlaceWebgpu([{ p, vr, vc, g }], a)[0]!;
 }

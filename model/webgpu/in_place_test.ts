@@ -20,9 +20,16 @@ import {
 } from "../fused.ts";
 import { registerWebgpuKernels, selfCheckWebgpuKernels } from "./mod.ts";
 import {
+  adafactorFactoredGroupSize,
+  adafactorFactoredInPlaceWebgpu,
+  adafactorFactoredManyInPlaceWebgpu,
+  adafactorFactoredSource,
+  adafactorUnfactoredGroupSize,
+  adafactorUnfactoredInPlaceWebgpu,
+  adafactorUnfactoredManyInPlaceWebgpu,
+  adafactorUnfactoredSource,
   ADAMW_GROUP_MAX,
   adamwGroupSize,
-  adamwInPlaceSource,
   adamwInPlaceWebgpu,
   adamwManyInPlaceSource,
   adamwManyInPlaceWebgpu,
@@ -35,17 +42,6 @@ import { countGpuWork, hostOnlySteps } from "./counters.ts";
 import { assertClose } from "../fused_testing.ts";
 
 const ATTRS = adamwAttrs({ lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 }, 2);
-
-Deno.test("in-place AdamW source: p, m, v written, g read-only, vec4 and scalar forms", () => {
-  for (const w of [1, 4] as const) {
-    const s = adamwInPlaceSource(w);
-    for (const b of ["P", "M", "V"]) {
-      assert.match(s, new RegExp(`var<storage, read_write> ${b} `));
-    }
-    assert.match(s, /var<storage, read> G /);
-    assert.match(s, w === 4 ? /array<vec4<f32>>/ : /array<f32>/);
-  }
-});
 
 Deno.test("grouped AdamW source: four bindings per variable, then the uniforms", () => {
   for (const w of [1, 4] as const) {
@@ -65,6 +61,41 @@ Deno.test("grouped AdamW source: four bindings per variable, then the uniforms",
   }
   assert.throws(() => adamwManyInPlaceSource(4, 0), /k must be 1…16, got 0/);
   assert.throws(() => adamwManyInPlaceSource(4, ADAMW_GROUP_MAX + 1), /got 17/);
+});
+
+Deno.test("grouped Adafactor sources: each matrix's own bindings after the shared ones", () => {
+  const u = adafactorUnfactoredSource(2);
+  for (
+    const [i, d] of ["read_write> P0", "read_write> V0", "read> G0", "read_write> P1"].entries()
+  ) {
+    assert.ok(u.includes(`@binding(${i}) var<storage, ${d} `), `${d} at ${i}`);
+  }
+  assert.match(u, /@binding\(6\) var<uniform> u : U;/);
+  const want = {
+    moments: ["read_write> VR0", "read_write> VC0", "read> G0", "read_write> VR1"],
+    rows: ["read_write> ROWS", "read> G0", "read> VR0", "read> VC0", "read> G1"],
+    factor: ["read_write> F", "read> ROWS", "read> VR0", "read> VR1"],
+    p: ["read> F", "read_write> P0", "read> G0", "read> VR0", "read> VC0", "read_write> P1"],
+  };
+  for (const [kind, decls] of Object.entries(want)) {
+    const src = adafactorFactoredSource(kind as keyof typeof want, 2);
+    for (const [i, d] of decls.entries()) {
+      assert.ok(src.includes(`@binding(${i}) var<storage, ${d} `), `${kind}: ${d} at ${i}`);
+    }
+    assert.match(src, /v : array<vec4<u32>, 2>/);
+  }
+  assert.throws(() => adafactorFactoredSource("p", 17), /k must be 1…16, got 17/);
+  assert.throws(() => adafactorUnfactoredSource(0), /k must be 1…16, got 0/);
+});
+
+Deno.test("grouped Adafactor: parameters per dispatch from the device's binding limits", () => {
+  const lim = (storage: number) => ({
+    maxStorageBuffersPerShaderStage: storage,
+    maxBindingsPerBindGroup: 1000,
+  });
+  // Unfactored: p, v, g per vector. Factored: p, g, vr, vc per matrix plus the shared factors.
+  assert.deepEqual([8, 32, 64].map((n) => adafactorUnfactoredGroupSize(lim(n))), [2, 10, 16]);
+  assert.deepEqual([8, 32, 64].map((n) => adafactorFactoredGroupSize(lim(n))), [1, 7, 15]);
 });
 
 Deno.test("grouped AdamW: variables per dispatch from the device's binding limits", () => {
@@ -311,6 +342,28 @@ gpuTest(
     });
     const partial = await selfCheckWebgpuKernels();
     assert.equal(partial.ok, false, "the check's grouped update covers several variables");
+    // Likewise grouped Adafactor updates that skip all but the first parameter of a group.
+    for (const kind of ["adafactorFactoredMany", "adafactorUnfactoredMany"] as const) {
+      registerWebgpuKernels();
+      assert.ok((await selfCheckWebgpuKernels()).ok, `the real ${kind} passes`);
+      // Updates the first parameter only and says it did them all.
+      const factoredFirst = ((items, attrs) => {
+        adafactorFactoredManyInPlaceWebgpu(items.slice(0, 1), attrs);
+        return items.map(() => true);
+      }) satisfies typeof adafactorFactoredManyInPlaceWebgpu;
+      const unfactoredFirst = ((items, attrs) => {
+        adafactorUnfactoredManyInPlaceWebgpu(items.slice(0, 1), attrs);
+        return items.map(() => true);
+      }) satisfies typeof adafactorUnfactoredManyInPlaceWebgpu;
+      registerInPlaceUpdates("webgpu", {
+        adafactorFactored: adafactorFactoredInPlaceWebgpu,
+        adafactorUnfactored: adafactorUnfactoredInPlaceWebgpu,
+        ...(kind === "adafactorFactoredMany"
+          ? { adafactorFactoredMany: factoredFirst }
+          : { adafactorUnfactoredMany: unfactoredFirst }),
+      });
+      assert.equal((await selfCheckWebgpuKernels()).ok, false, `a partial ${kind} is caught`);
+    }
   },
   () => assert.ok(registerWebgpuKernels()),
 );
@@ -396,6 +449,128 @@ gpuTest(
       assertClose(await b[k].data(), want, 1e-6, k, 1e-6 * scale);
     }
     tf.dispose([...a.all, ...b.all]);
+  },
+  () => assert.ok(registerWebgpuKernels()),
+);
+
+/** Variables from seeded values (`abs`: a second moment, kept positive). */
+function own(shape: number[], seed: number, abs = false): tf.Variable {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const t = tf.tensor(uniformValues(n, seed).map((x) => abs ? Math.abs(x) + 0.1 : x), shape);
+  const v = tf.variable(t);
+  t.dispose();
+  return v;
+}
+
+const ADAFACTOR = { beta2t: 0.3, eps1: 1e-30, clippingThreshold: 1, lr: 0.01, weightDecay: 0.1 };
+
+gpuTest(
+  "grouped factored Adafactor equals one matrix at a time, four dispatches per group",
+  async () => {
+    const k = adafactorFactoredGroupSize(
+      (tf.backend() as unknown as { device: GPUDevice }).device.limits,
+    );
+    assert.ok(k >= 2, `${k} matrices per group`);
+    // Shapes with partial column blocks, one row, one column, a multi-workgroup p; more matrices
+    // than one group holds.
+    const shapes = "70x130 1x5 9x1 33x64 2x300 5x7 64x65 3x3 17x200".split(" ")
+      .map((d) => d.split("x").map(Number));
+    const make = (i: number, [r, c]: number[]) => ({
+      p: own([r!, c!], 300 + 10 * i),
+      vr: own([r!], 301 + 10 * i, true),
+      vc: own([c!], 302 + 10 * i, true),
+      g: own([r!, c!], 303 + 10 * i),
+    });
+    const a = shapes.map((sh, i) => make(i, sh));
+    const b = shapes.map((sh, i) => make(i, sh));
+    for (const x of a) assert.ok(adafactorFactoredManyInPlaceWebgpu([x], ADAFACTOR)[0]);
+    const before = tf.memory().numTensors;
+    const { result, programs, dispatches } = await counting(() =>
+      adafactorFactoredManyInPlaceWebgpu(b, ADAFACTOR)
+    );
+    assert.deepEqual(result, shapes.map(() => true));
+    assert.equal(programs, 0, "no tfjs program");
+    assert.equal(dispatches, 4 * Math.ceil(shapes.length / k));
+    assert.equal(tf.memory().numTensors, before, "the scratch buffers are released");
+    for (const [i, sh] of shapes.entries()) {
+      for (const key of ["p", "vr", "vc"] as const) {
+        // The same WGSL per matrix, the same reduction order: bit for bit here.
+        assert.deepEqual(await b[i]![key].data(), await a[i]![key].data(), `${key} of ${sh}`);
+      }
+    }
+    tf.dispose([...a, ...b].flatMap((x) => [x.p, x.vr, x.vc, x.g]));
+  },
+  () => assert.ok(registerWebgpuKernels()),
+);
+
+gpuTest(
+  "grouped unfactored Adafactor equals one vector at a time, one dispatch per group",
+  async () => {
+    const k = adafactorUnfactoredGroupSize(
+      (tf.backend() as unknown as { device: GPUDevice }).device.limits,
+    );
+    assert.ok(k >= 2, `${k} vectors per group`);
+    const sizes = [768, 1, 2000, 255, 256, 257, 3, 64, 512, 100, 7, 1024, 9];
+    // Parameter scale on: the step depends on each vector's own RMS.
+    const attrs = { ...ADAFACTOR, parameterScaleEps2: 1e-3 };
+    const make = (i: number, n: number) => ({
+      p: own([n], 400 + 10 * i),
+      v: own([n], 401 + 10 * i, true),
+      g: own([n], 402 + 10 * i),
+    });
+    const a = sizes.map((n, i) => make(i, n));
+    const b = sizes.map((n, i) => make(i, n));
+    for (const x of a) assert.ok(adafactorUnfactoredManyInPlaceWebgpu([x], attrs)[0]);
+    const before = tf.memory().numTensors;
+    const { result, programs, dispatches } = await counting(() =>
+      adafactorUnfactoredManyInPlaceWebgpu(b, attrs)
+    );
+    assert.deepEqual(result, sizes.map(() => true));
+    assert.equal(programs, 0, "no tfjs program");
+    assert.equal(dispatches, Math.ceil(sizes.length / k));
+    assert.equal(tf.memory().numTensors, before);
+    for (const [i, n] of sizes.entries()) {
+      for (const key of ["p", "v"] as const) {
+        assert.deepEqual(await b[i]![key].data(), await a[i]![key].data(), `${key} of ${n}`);
+      }
+    }
+    tf.dispose([...a, ...b].flatMap((x) => [x.p, x.v, x.g]));
+  },
+  () => assert.ok(registerWebgpuKernels()),
+);
+
+gpuTest(
+  "Adafactor.apply on webgpu: grouped updates, equal to the op-by-op update on cpu",
+  async () => {
+    // Matrices and vectors of a small model, three steps, clipping and weight decay on.
+    const shapes = [[40, 24], [24, 40], [24], [24], [7, 24], [24, 24], [24]];
+    const run = async () => {
+      const ws = shapes.map((sh, i) => own(sh, 500 + i));
+      const params = new Map(ws.map((w, i) => [`w${i}`, w]));
+      const opt = createOptimizer({ kind: "adafactor", weightDecay: 0.1 });
+      for (let s = 0; s < 3; s++) {
+        const grads = new Map(
+          shapes.map((sh, i) => [`w${i}`, own(sh, 600 + 10 * s + i)] as const),
+        );
+        opt.apply(params, grads, 0.01);
+        tf.dispose([...grads.values()]);
+      }
+      const out = await Promise.all(ws.map((w) => w.data()));
+      opt.dispose();
+      tf.dispose(ws);
+      return out;
+    };
+    const { result: got, dispatches, programs } = await counting(run);
+    // 4 matrices (one group), 3 vectors (one group): 5 in-place dispatches per step.
+    assert.equal(dispatches - programs, 3 * 5, `${dispatches} dispatches, ${programs} programs`);
+    await tf.setBackend("cpu");
+    const want = await run();
+    await tf.setBackend("webgpu");
+    for (const [i, w] of want.entries()) {
+      // float32 sums in another order: 1e-5 of the parameter scale.
+      const scale = Math.max(...Array.from(w, Math.abs));
+      assertClose(got[i]!, Array.from(w), 1e-5, `w${i}`, 1e-5 * scale);
+    }
   },
   () => assert.ok(registerWebgpuKernels()),
 );

@@ -81,8 +81,8 @@ import {
   rmsNorm,
   rmsNormRows,
   softmaxCrossEntropy,
-  updateAdafactor,
-  updateAdafactorUnfactored,
+  updateAdafactorMany,
+  updateAdafactorUnfactoredMany,
   updateAdamWMany,
 } from "../fused.ts";
 
@@ -864,32 +864,39 @@ async function selfCheckStepKernelsScoped(): Promise<
     const h = tf.tensor1d(hv);
     return [dropoutAdd(a, h, 0.3, 77), gatedGeluDropout(a, h, 0.3, 77)];
   });
-  // One unfactored Adafactor update of a 70-vector (`updateAdafactorUnfactored`'s formula).
+  // Unfactored Adafactor updates (`updateAdafactorUnfactored`'s formula) of a 70-vector and a
+  // 33-vector, grouped into one dispatch where the device allows.
   const ua = { beta2t: 0.3, eps1: 1e-30, clippingThreshold: 1, lr: 0.01, weightDecay: 0.1 };
-  const up = fill(v, 7);
-  const uv = Float32Array.from(fill(v, 8), (x) => x * x + 0.1);
-  const ug = fill(v, 9, 2);
-  const wantV = Float64Array.from(
-    uv,
-    (x, i) => ua.beta2t * x + (1 - ua.beta2t) * (ug[i]! ** 2 + ua.eps1),
-  );
-  const u = Float64Array.from(ug, (g, i) => g / Math.sqrt(wantV[i]!));
-  const rmsU = Math.sqrt(u.reduce((acc, x) => acc + x * x, 0) / v);
-  const clip = Math.max(1, rmsU / ua.clippingThreshold);
-  const wantUp = Float64Array.from(
-    up,
-    (p, i) => p * (1 - ua.lr * ua.weightDecay) - (ua.lr * u[i]!) / clip,
-  );
+  const unfactoredWant = (up: Float32Array, uv: Float32Array, ug: Float32Array) => {
+    const wantV = Float64Array.from(
+      uv,
+      (x, i) => ua.beta2t * x + (1 - ua.beta2t) * (ug[i]! ** 2 + ua.eps1),
+    );
+    const u = Float64Array.from(ug, (g, i) => g / Math.sqrt(wantV[i]!));
+    const rmsU = Math.sqrt(u.reduce((acc, x) => acc + x * x, 0) / up.length);
+    const clip = Math.max(1, rmsU / ua.clippingThreshold);
+    const wantP = Float64Array.from(
+      up,
+      (p, i) => p * (1 - ua.lr * ua.weightDecay) - (ua.lr * u[i]!) / clip,
+    );
+    return { wantP, wantV };
+  };
   const variable = (x: Float32Array) => {
     const t = tf.tensor1d(x);
     const v = tf.variable(t); // shares t's data; t itself is not needed
     t.dispose();
     return v;
   };
-  const pVar = variable(up);
-  const vVar = variable(uv);
-  const gT = tf.tensor1d(ug);
-  const unfactoredDone = updateAdafactorUnfactored(pVar, vVar, gT, ua);
+  const unfactored = [[v, 7], [33, 10]].map(([len, seed]) => {
+    const up = fill(len!, seed!);
+    const uv = Float32Array.from(fill(len!, seed! + 1), (x) => x * x + 0.1);
+    const ug = fill(len!, seed! + 2, 2);
+    return {
+      ...unfactoredWant(up, uv, ug),
+      item: { p: variable(up), v: variable(uv), g: tf.tensor1d(ug) },
+    };
+  });
+  const unfactoredDone = updateAdafactorUnfactoredMany(unfactored.map((x) => x.item), ua);
   const fusedSm = softmaxOf(true);
   const stockSm = softmaxOf(false);
   // Each result with what it must equal: another tensor of this device, or a reference.
@@ -902,12 +909,15 @@ async function selfCheckStepKernelsScoped(): Promise<
       : []),
     [drops[0]!, wantAdd],
     [drops[1]!, wantGeluDrop],
-    ...(unfactoredDone ? [[pVar, wantUp], [vVar, wantV]] as [tf.Tensor, Float64Array][] : []),
+    ...unfactored.flatMap((x, i): [tf.Tensor, Float64Array][] =>
+      unfactoredDone[i] ? [[x.item.p, x.wantP], [x.item.v, x.wantV]] : []
+    ),
   ];
   const read = (t: tf.Tensor | Float64Array) =>
     t instanceof Float64Array ? Promise.resolve(t) : (t.data() as Promise<Float32Array>);
   const values = await Promise.all(pairs.map(([a, b]) => Promise.all([read(a), read(b)])));
-  tf.dispose([...fusedSm, ...stockSm, ...xent, ...drops, pVar, vVar, gT]);
+  tf.dispose([...fusedSm, ...stockSm, ...xent, ...drops]);
+  tf.dispose(unfactored.flatMap((x) => [x.item.p, x.item.v, x.item.g]));
   const error = await device?.popErrorScope();
   const maxRelErr = Math.max(
     ...values.map(([a, b]) => relL2(a as Float32Array, b as Float32Array | Float64Array)),
@@ -1100,37 +1110,51 @@ async function selfCheckFusedScoped(): Promise<
   });
   updateAdamWMany(adamItems, h);
   const p = tf.concat(adamItems.map((it) => it.p));
-  // One factored Adafactor update (in place where registered) of a [5, 12] matrix, clipping on.
+  // Factored Adafactor updates (in place where registered, grouped where the device allows) of
+  // a [5, 12] and a [3, 7] matrix, clipping on.
   const fa = { beta2t: 0.3, eps1: 1e-30, clippingThreshold: 1, lr: 0.01, weightDecay: 0.1 };
-  const [fr, fc] = [5, 12];
-  const f0 = { p: a.subarray(0, fr * fc), vr: b.subarray(0, fr), vc: b.subarray(fr, fr + fc) };
-  const fg = a.subarray(fr * fc, 2 * fr * fc);
-  const wantF = adafactorFactoredReference(f0.p, fg, f0.vr, f0.vc, fa);
-  const [fp, fvr, fvc] = variables([
-    tf.tensor2d(f0.p, [fr, fc]),
-    tf.tensor(f0.vr),
-    tf.tensor(f0.vc),
-  ]);
-  const fgt = tf.tensor2d(fg, [fr, fc]);
-  const factoredDone = updateAdafactor(fp, fvr, fvc, fgt, fa);
+  const positive = (x: Float32Array) => Float32Array.from(x, (y) => Math.abs(y) + 0.1);
+  const factored = [
+    { r: 5, c: 12, p: a.subarray(0, 60), g: a.subarray(60, 120), vr: b.subarray(0, 5) },
+    {
+      r: 3,
+      c: 7,
+      p: a.subarray(120, 141),
+      g: b.subarray(20, 41),
+      vr: positive(b.subarray(50, 53)),
+    },
+  ].map(({ r, c, p, g, vr }, i) => {
+    const vc = i === 0 ? b.subarray(5, 17) : positive(b.subarray(60, 67));
+    const [fp, fvr, fvc] = variables([tf.tensor2d(p, [r, c]), tf.tensor(vr), tf.tensor(vc)]);
+    return {
+      want: adafactorFactoredReference(p, g, vr, vc, fa),
+      item: { p: fp, vr: fvr, vc: fvc, g: tf.tensor2d(g, [r, c]) },
+    };
+  });
+  const factoredDone = updateAdafactorMany(factored.map((f) => f.item), fa).every((d) => d);
   const outs = tf.tidy(() => [
     dropoutMask([n], 0.3, 77),
     gatedGelu(tf.tensor(a), tf.tensor(b)),
     rmsNorm(tf.tensor(x, [5, 12]), tf.tensor1d(w), 1e-6),
   ]);
-  const [mask, gelu, norm, adam, fpNew, fvrNew, fvcNew] = await Promise.all(
-    [...outs, p, fp, fvr, fvc].map((t) => t.data() as Promise<Float32Array>),
+  const [mask, gelu, norm, adam] = await Promise.all(
+    [...outs, p].map((t) => t.data() as Promise<Float32Array>),
+  );
+  const factoredErr = await Promise.all(
+    factored.flatMap(({ want, item }) =>
+      (["p", "vr", "vc"] as const).map(async (k) =>
+        relL2(await item[k].data() as Float32Array, want[k])
+      )
+    ),
   );
   tf.dispose([...outs, p, ...adamItems.flatMap((it) => [it.p, it.m, it.v, it.g])]);
-  tf.dispose([fp, fvr, fvc, fgt]);
+  tf.dispose(factored.flatMap(({ item }) => [item.p, item.vr, item.vc, item.g]));
   const error = await device?.popErrorScope();
   const maxRelErr = Math.max(
     relL2(gelu!, wantGelu),
     relL2(norm!, wantNorm),
     relL2(adam!, wantP),
-    relL2(fpNew!, wantF.p),
-    relL2(fvrNew!, wantF.vr),
-    relL2(fvcNew!, wantF.vc),
+    ...factoredErr,
   );
   const maskOk = mask!.every((v, i) => v === wantMask[i]);
   return {
