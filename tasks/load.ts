@@ -38,12 +38,13 @@ export interface LoadOptions {
   checkRows?: boolean;
   /**
    * Called with a file (layout path) and the 1-based line numbers of the short rows dropped from
-   * it (QQP train, as TFDS does; see `TaskSpec.skipShortRows`). Default: one line on stderr.
+   * it (QQP train, as TFDS does; see `TaskSpec.skipShortRows`). Default: one line on stderr,
+   * naming the file by its full path.
    */
   onSkipped?: (file: string, lines: number[]) => void;
 }
 
-/** The default {@link LoadOptions.onSkipped}: names the file and (up to 20 of) the lines. */
+/** The default {@link LoadOptions.onSkipped}: names the file (as given) and up to 20 lines. */
 function logSkipped(file: string, lines: number[]): void {
   const shown = lines.slice(0, 20).join(", ") +
     (lines.length > 20 ? `, … (${lines.length - 20} more)` : "");
@@ -60,7 +61,10 @@ const UNK = "<unk>";
  * answer; ReCoRD one per (query, answer) on train and one per query (all answers in
  * `answers`) otherwise; WSC train keeps only label==True rows. MNLI `validation` / `test` are
  * the matched then the mismatched file. A split the task has no file for returns `[]`. Short
- * rows dropped from QQP train are reported through `opts.onSkipped` (default: stderr).
+ * rows dropped from QQP train are reported through `opts.onSkipped` (default: stderr). A
+ * malformed file throws a {@link DataError} naming it by its path under `dataDir`
+ * (`<dataDir>/glue/CoLA/train.tsv:12: …`), so the message alone finds it; the examples' `file`
+ * stays the layout path.
  */
 export async function loadExamples(
   taskName: string,
@@ -85,11 +89,20 @@ export async function loadExamples(
       }
       throw e;
     }
-    const { examples, skipped } = examplesFromBytes(spec.name, split, bytes, f.path, {
-      ...opts,
-      file: f,
-    });
-    if (skipped.length > 0) (opts.onSkipped ?? logSkipped)(f.path, skipped);
+    let res: FileExamples;
+    try {
+      res = examplesFromBytes(spec.name, split, bytes, f.path, { ...opts, file: f });
+    } catch (e) {
+      if (e instanceof DataError && e.file === f.path) {
+        throw new DataError(abs, e.line, e.detail, e.field);
+      }
+      throw e;
+    }
+    const { examples, skipped } = res;
+    if (skipped.length > 0) {
+      if (opts.onSkipped !== undefined) opts.onSkipped(f.path, skipped);
+      else logSkipped(abs, skipped);
+    }
     for (const e of examples) out.push(e);
   }
   return out;

@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { sharedPath } from "../model/shared_dir.ts";
 import { examplesFromBytes, loadExamples, type LoadOptions } from "./load.ts";
 import { scoreTask } from "./metrics.ts";
+import { DataError } from "./parse.ts";
 import type { Example, TaskSplit } from "./types.ts";
 
 const DATA = sharedPath("data");
@@ -318,6 +320,37 @@ Deno.test("missing file names the path; unknown split is an error; absent split 
   assert.deepEqual(await loadExamples("ax", "train", DATA), []);
 });
 
+Deno.test("loadExamples(): a malformed file's error names it by its full path, line and field", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(join(dir, "glue/RTE"), { recursive: true });
+    const file = join(dir, "glue/RTE/dev.tsv");
+    await Deno.writeTextFile(
+      file,
+      "index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\tentailment\n1\tC.\tD.\tmaybe\n",
+    );
+    const err = await loadExamples("rte", "validation", dir, { checkRows: false }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof DataError, String(err));
+    assert.equal(err.file, file);
+    assert.deepEqual([err.line, err.field], [3, "label"]);
+    assert.equal(
+      err.message,
+      `${file}:3: field "label": unknown label "maybe" (expected entailment, not_entailment)`,
+    );
+    // The official row count is checked too, and named the same way.
+    await Deno.writeTextFile(file, "index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\tentailment\n");
+    await assert.rejects(
+      loadExamples("rte", "validation", dir),
+      (e: unknown) => e instanceof DataError && e.message.startsWith(`${file}: expected 277 rows`),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 /** Tiny synthetic files in the official layout (the mirror lacks these tasks). */
 const FIXTURES = fileURLToPath(new URL("./testdata/official/", import.meta.url));
 const loadFixture = (task: string, split: TaskSplit, opts: LoadOptions = {}) =>
@@ -407,6 +440,19 @@ Deno.test("QQP: a short train row is skipped and reported with file and line", a
       0,
       "train",
     ],
+  ]);
+  // Without onSkipped, one line on stderr names the file by its full path.
+  const logged: string[] = [];
+  const stderr = console.error;
+  console.error = (s: string) => logged.push(s);
+  try {
+    await loadFixture("qqp", "train");
+  } finally {
+    console.error = stderr;
+  }
+  assert.deepEqual(logged, [
+    `${join(FIXTURES, "glue/QQP/train.tsv")}: skipped 1 short row(s) with missing fields ` +
+    "(as TFDS does) at line(s) 3",
   ]);
   const bytes = await Deno.readFile(`${FIXTURES}glue/QQP/train.tsv`);
   assert.deepEqual(examplesFromBytes("qqp", "train", bytes, "train.tsv").skipped, [3]);

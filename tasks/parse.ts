@@ -11,12 +11,14 @@ import { jsonSyntaxLocation } from "../model/json.ts";
 
 /** A malformed data file: names the file, the 1-based line (0 = whole file) and the field. */
 export class DataError extends Error {
-  /** The file (as given by the caller, usually relative to the data directory). */
+  /** The file as the caller named it (`loadExamples`: its path under the data folder). */
   readonly file: string;
   /** 1-based line number; 0 when the problem concerns the whole file. */
   readonly line: number;
   /** The column / JSON path concerned, when there is one. */
   readonly field?: string;
+  /** What is wrong, without the file, line and field. */
+  readonly detail: string;
 
   /** Builds the message `file:line: field "x": detail`. */
   constructor(file: string, line: number, detail: string, field?: string) {
@@ -26,6 +28,7 @@ export class DataError extends Error {
     this.file = file;
     this.line = line;
     this.field = field;
+    this.detail = detail;
   }
 }
 
