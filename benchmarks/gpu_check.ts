@@ -12,9 +12,10 @@
  *    written beside the report (`<report>-tuning.json`, e.g. `$OUT/gpu_check-tuning.json`), to be
  *    committed as `results/tuning/<adapter>.json`.
  * 4. `t5`: one T5 1.1 Base training step (batch 32, 128 input / 16 target tokens,
- *    `model/t5.ts`): `tiled-tuned` (with the table of `tune`), `tiled`, `tiled-submit15` (tfjs's
- *    15 dispatches per command buffer instead of the kernels' 64), `tiled-nosplit`, `tiled-matmul-only`, `stock`,
- *    with the same profile as `encoder`.
+ *    `model/t5.ts`): `tiled-tuned` (with the table of `tune`), `tiled`, `tiled-ungrouped` (one
+ *    AdamW dispatch per parameter instead of a group per dispatch), `tiled-submit15` (tfjs's 15
+ *    dispatches per command buffer instead of the kernels' 64), `tiled-nosplit`,
+ *    `tiled-matmul-only`, `stock`, with the same profile as `encoder`.
  * 5. `matmul`: ms and TFLOP/s of 4096³ and the T5-Base backward shapes, stock vs tiled (auto and
  *    each tile forced).
  * 6. `encoder`: training step (forward + gradients + AdamW) of 4 T5-Base-shaped encoder layers,
@@ -101,6 +102,11 @@ const TILED_NOSPLIT: Variant = { name: "tiled-nosplit", kernels: { splitK: "off"
  * (`submitBatch`).
  */
 const TILED_SUBMIT15: Variant = { name: "tiled-submit15", kernels: { submitBatch: 15 } };
+/**
+ * The default kernels with one optimizer dispatch per parameter instead of a group of
+ * parameters per dispatch (`groupUpdates`).
+ */
+const TILED_UNGROUPED: Variant = { name: "tiled-ungrouped", kernels: { groupUpdates: false } };
 
 function useVariant(v: Variant): void {
   unregisterWebgpuKernels();
@@ -805,7 +811,8 @@ async function t5Section(
   const tuned: Variant[] = tunedTable === undefined
     ? []
     : [{ name: "tiled-tuned", kernels: { tuning: tunedTable } }];
-  for (const variant of [...tuned, TILED, TILED_SUBMIT15, TILED_NOSPLIT, MATMUL_ONLY, STOCK]) {
+  const variants = [TILED, TILED_UNGROUPED, TILED_SUBMIT15, TILED_NOSPLIT, MATMUL_ONLY, STOCK];
+  for (const variant of [...tuned, ...variants]) {
     useVariant(variant);
     const r = await timeStep(loss, vars, steps);
     const ms = median(r.stepMs);

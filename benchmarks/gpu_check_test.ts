@@ -59,7 +59,7 @@ gpuTest("gpu_check --quick: every section runs and the report is written", async
     for (const [key, byKernel] of Object.entries(ran)) {
       assert.deepEqual(Object.keys(byKernel), [table.entries[key]!.choice], key);
     }
-    const variants = ["tiled-tuned", "tiled", "tiled-submit15", "tiled-nosplit"];
+    const variants = ["tiled-tuned", "tiled", "tiled-ungrouped", "tiled-submit15", "tiled-nosplit"];
     for (const v of [...variants, "tiled-matmul-only", "stock"]) {
       const r = t5[v] as { stepMs: number[]; host: { dispatches: number } };
       assert.ok(r.stepMs.length > 0 && r.stepMs.every((x) => x > 0), v);
@@ -79,6 +79,9 @@ gpuTest("gpu_check --quick: every section runs and the report is written", async
         .methods["queue.submit"]!.calls;
     assert.equal((t5["tiled-submit15"] as { host: { dispatches: number } }).host.dispatches, tiled);
     assert.ok(submits("tiled") < submits("tiled-submit15"), "fewer submits");
+    // One AdamW dispatch per parameter instead of a group per dispatch: more dispatches.
+    const ungrouped = (t5["tiled-ungrouped"] as { host: { dispatches: number } }).host.dispatches;
+    assert.ok(ungrouped > tiled, `ungrouped ${ungrouped} vs grouped ${tiled} dispatches`);
     assert.equal(tf.env().getNumber("WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE"), 15, "default restored");
     assert.deepEqual(JSON.parse(await Deno.readTextFile(out)).sections.t5.preset, "tiny-v1_1");
     assert.equal(tf.memory().numTensors, before, "gpu_check leaked tensors");

@@ -1024,16 +1024,23 @@ export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => 
  * `HpAdamW` kernel's three per variable stay the fallback), unfactored Adafactor (one dispatch per
  * group of vectors) and factored Adafactor (four dispatches per group of matrices, writing in
  * place; the `HpAdafactor` kernel's five per matrix are the fallback).
+ *
+ * @param groupUpdates register the grouped updates (false: one parameter per update, for A/B
+ *   measurements)
  */
-export function registerWebgpuFusedKernels(): void {
+export function registerWebgpuFusedKernels(groupUpdates = true): void {
   guardInPlaceReads();
   registerInPlaceUpdates("webgpu", {
     adamw: adamwInPlaceWebgpu,
-    adamwMany: adamwManyInPlaceWebgpu,
     adafactorUnfactored: adafactorUnfactoredInPlaceWebgpu,
-    adafactorUnfactoredMany: adafactorUnfactoredManyInPlaceWebgpu,
     adafactorFactored: adafactorFactoredInPlaceWebgpu,
-    adafactorFactoredMany: adafactorFactoredManyInPlaceWebgpu,
+    ...(groupUpdates
+      ? {
+        adamwMany: adamwManyInPlaceWebgpu,
+        adafactorUnfactoredMany: adafactorUnfactoredManyInPlaceWebgpu,
+        adafactorFactoredMany: adafactorFactoredManyInPlaceWebgpu,
+      }
+      : {}),
   });
   for (const [kernelName, fn] of WEBGPU_FUSED_KERNELS) {
     if (tf.getKernel(kernelName, "webgpu") !== undefined) tf.unregisterKernel(kernelName, "webgpu");

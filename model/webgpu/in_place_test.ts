@@ -213,6 +213,25 @@ gpuTest(
 );
 
 gpuTest(
+  "registerWebgpuKernels({groupUpdates: false}): one dispatch per variable, the same numbers",
+  async () => {
+    const run = async (groupUpdates: boolean) => {
+      assert.ok(registerWebgpuKernels({ groupUpdates }));
+      const xs = [64, 128, 256].map((n, i) => state(n, 900 + 10 * i));
+      const { dispatches } = await counting(() => updateAdamWMany(xs, ATTRS));
+      const ps = await Promise.all(xs.map((x) => x.p.data()));
+      for (const x of xs) x.dispose();
+      return { dispatches, ps };
+    };
+    const grouped = await run(true);
+    const ungrouped = await run(false);
+    assert.equal(grouped.dispatches, 1);
+    assert.equal(ungrouped.dispatches, 3);
+    assert.deepEqual(ungrouped.ps, grouped.ps);
+  },
+);
+
+gpuTest(
   "grouped AdamW takes what it can: other dtypes are left to the caller, empty ones are done",
   async () => {
     const s = state(64, 7);

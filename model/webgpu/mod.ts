@@ -153,6 +153,16 @@ export interface WebgpuKernelOptions {
    */
   readonly fused?: boolean;
   /**
+   * With the fused kernels: update the optimizer's parameters in groups, as many per dispatch as
+   * the device's binding limits allow (`in_place.ts`: AdamW, Adafactor), instead of one (or four,
+   * factored Adafactor) dispatches per parameter. The numbers are the same either way (tested
+   * bit for bit); on the software adapter the grouped elementwise programs run slower (llvmpipe
+   * seems to run every variable's branch of the shader, masked), so `benchmarks/gpu_check.ts`
+   * times both on the GPU (`tiled-ungrouped`).
+   * @default true
+   */
+  readonly groupUpdates?: boolean;
+  /**
    * Pack every dispatch's uniforms into one arena buffer written once per submit
    * (`uniform_arena.ts`) instead of a pooled buffer and a `writeBuffer` per dispatch.
    * @default true
@@ -319,6 +329,7 @@ function resolveOptions(opts: WebgpuKernelOptions): Required<WebgpuKernelOptions
   if (tile !== "auto") tileByName(tile);
   const minWorkgroups = opts.minWorkgroups ?? 256;
   const fused = opts.fused ?? true;
+  const groupUpdates = opts.groupUpdates ?? true;
   const uniformArena = opts.uniformArena ?? true;
   const bindGroupCache = opts.bindGroupCache ?? true;
   if (!Number.isInteger(minWorkgroups) || minWorkgroups < 1) {
@@ -352,6 +363,7 @@ function resolveOptions(opts: WebgpuKernelOptions): Required<WebgpuKernelOptions
     minWorkgroups,
     splitK,
     fused,
+    groupUpdates,
     uniformArena,
     bindGroupCache,
     tuning,
@@ -430,7 +442,7 @@ export function registerWebgpuKernels(opts: WebgpuKernelOptions = {}): boolean {
   tf.unregisterKernel("BatchMatMul", "webgpu");
   tf.registerKernel({ kernelName: "BatchMatMul", backendName: "webgpu", kernelFunc });
   if (options.fused) {
-    registerWebgpuFusedKernels();
+    registerWebgpuFusedKernels(options.groupUpdates);
     registerHeadKernels(options);
   } else {
     unregisterWebgpuFusedKernels();
