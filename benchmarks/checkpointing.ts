@@ -26,6 +26,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { basename, dirname, join } from "node:path";
 import {
+  entryExists,
   isTempInUse,
   makeHeldTempDir,
   maySweep,
@@ -187,20 +188,10 @@ async function recoverCheckpoints(root: string): Promise<void> {
       const { name, tag } = m.groups as { name: string; tag: string };
       const tmp = join(root, `.${name}.tmp-${tag}`);
       if (isTempInUse(tmp)) continue; // its save is running
-      if (await pathMissing(join(root, name))) await Deno.rename(path, join(root, name));
+      if (!(await entryExists(join(root, name)))) await Deno.rename(path, join(root, name));
       else await discard(path);
       await Deno.remove(tmp, { recursive: true }).catch(() => {});
     } catch { /* gone meanwhile, or cannot be fixed */ }
-  }
-}
-
-async function pathMissing(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return false;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return true;
-    throw e;
   }
 }
 

@@ -23,6 +23,7 @@ import {
 } from "./safetensors.ts";
 import {
   changedAgoMs,
+  entryExists,
   type HeldTemp,
   LEGACY_TEMP_MAX_AGE_MS,
   makeHeldTempDir,
@@ -475,14 +476,14 @@ export async function removeStaleSaveTemps(
     try {
       const info = await Deno.lstat(path);
       if (!info.isDirectory) continue;
-      if (await lexists(join(parent, `.${name}.tmp-${tag}`))) continue; // its save still runs
+      if (await entryExists(join(parent, `.${name}.tmp-${tag}`))) continue; // its save still runs
       const age = changedAgoMs(info, opts.now);
       const limit = pid === undefined
         ? opts.legacyMaxAgeMs ?? LEGACY_TEMP_MAX_AGE_MS
         : opts.graceMs ?? SAVE_OLD_GRACE_MS;
       if (age === undefined || !(age > limit)) continue;
       const target = join(parent, name);
-      if (!(await lexists(target))) {
+      if (!(await entryExists(target))) {
         try {
           await Deno.rename(path, target);
           done.push(entry);
@@ -494,14 +495,4 @@ export async function removeStaleSaveTemps(
     } catch { /* gone meanwhile, or cannot be removed */ }
   }
   return done;
-}
-
-async function lexists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
 }

@@ -18,6 +18,20 @@
 import { dirname, join } from "node:path";
 import { UsageError } from "./usage.ts";
 
+/**
+ * Whether a folder entry named `path` exists, a dangling link included (`lstat`); other errors
+ * than "not found" are rethrown.
+ */
+export async function entryExists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
 /** Whether `path` exists (any kind); other errors than "not found" are rethrown. */
 export async function pathExists(path: string): Promise<boolean> {
   try {

@@ -2,6 +2,7 @@ import { deepEqual, equal, rejects, throws } from "node:assert/strict";
 import { basename, join } from "node:path";
 import {
   checkOutputFolder,
+  entryExists,
   FILE_TEMPS,
   isDirectory,
   isFileSync,
@@ -50,6 +51,12 @@ Deno.test("writeFileAtomic() creates folders, replaces files and leaves no tempo
     equal(await isDirectory(join(dir, "a")), true);
     equal(await isDirectory(target), false);
     equal(await pathExists(join(dir, "missing")), false);
+    // A dangling link: an entry (lstat), but nothing at its end (stat).
+    await Deno.symlink(join(dir, "missing"), join(dir, "dangling"));
+    equal(await entryExists(join(dir, "dangling")), true);
+    equal(await pathExists(join(dir, "dangling")), false);
+    equal(await entryExists(join(dir, "missing")), false);
+    await Deno.remove(join(dir, "dangling"));
     equal(isFileSync(join(dir, "missing")), false);
     // A target that is a folder cannot be replaced: the error surfaces and no temp file is left.
     await rejects(writeFileAtomic(join(dir, "a"), "x"));
