@@ -58,13 +58,16 @@ export function withRaisedLimits(
 export function raiseWebgpuLimits(backendName = "webgpu"): string | undefined {
   const engine = tf.engine() as unknown as {
     registry: Record<string, unknown>;
+    backendName: string | null;
+    pendingBackendInit: Promise<boolean> | null;
     registryFactory: Record<string, { factory: () => Promise<tf.KernelBackend>; priority: number }>;
   };
   const entry = engine.registryFactory[backendName];
   if (entry === undefined) return `no ${backendName} backend is registered`;
   if (wrapped.has(entry.factory)) return undefined;
-  if (engine.registry[backendName] !== undefined) {
-    return `the ${backendName} backend had started before its device limits could be raised`;
+  const starting = engine.backendName === backendName && engine.pendingBackendInit != null;
+  if (engine.registry[backendName] !== undefined || starting) {
+    return `the ${backendName} backend had started (or was starting) before its device limits could be raised`;
   }
   const factory = entry.factory;
   const raising = async (): Promise<tf.KernelBackend> => {

@@ -57,9 +57,24 @@ Deno.test("raiseWebgpuLimits wraps a backend's factory only before it starts", a
     assert.deepEqual(seen, [hasGpu ? "wrapped" : "plain"], "the original factory ran once");
     if (hasGpu) assert.equal(GPUAdapter.prototype.requestDevice, requestDevice, "restored");
     tf.removeBackend(name);
-    tf.registerBackend(name, factory, 0);
-    await tf.setBackend(name);
-    assert.match(raiseWebgpuLimits(name) ?? "", /had started before its device limits/);
+    // While it starts (its factory still running), then once it has started: too late.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => release = r);
+    tf.registerBackend(name, async () => {
+      await gate;
+      return factory();
+    }, 0);
+    const starting = tf.setBackend(name);
+    assert.match(
+      raiseWebgpuLimits(name) ?? "",
+      /had started \(or was starting\) before its device limits/,
+    );
+    release();
+    assert.ok(await starting);
+    assert.match(
+      raiseWebgpuLimits(name) ?? "",
+      /had started \(or was starting\) before its device limits/,
+    );
   } finally {
     await tf.setBackend(previous);
     tf.removeBackend(name);
