@@ -3,7 +3,9 @@
  * existing tensors' buffers, some of them written (`read_write`), recorded into tfjs's own command
  * stream. tfjs programs have exactly one output, which they allocate; an optimizer update written
  * that way costs one dispatch and one new buffer per written tensor (AdamW: three per variable)
- * plus the `assign`s. In place it is one dispatch per variable and no allocation.
+ * plus the `assign`s. In place it is one dispatch per variable and no allocation, or fewer:
+ * the grouped updates bind several variables in one dispatch, as many as the device's
+ * storage-binding limit allows, one branch of the shader per variable.
  *
  * This uses internals of `@tensorflow/tfjs-backend-webgpu` 4.22.0 (pinned in deno.json): the
  * backend's `tensorMap`, `uploadToGPU`, `makeUniforms`, command encoder, compute pass, submit
