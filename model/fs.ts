@@ -280,10 +280,7 @@ export async function syncDir(dir: string): Promise<void> {
   try {
     file = await Deno.open(dir, { read: true });
   } catch (e) {
-    if (
-      isRefusal(e) || e instanceof Deno.errors.PermissionDenied ||
-      e instanceof Deno.errors.NotCapable
-    ) return;
+    if (isOpenRefusal(e)) return;
     throw e;
   }
   try {
@@ -293,6 +290,36 @@ export async function syncDir(dir: string): Promise<void> {
   } finally {
     file.close();
   }
+}
+
+/**
+ * Synchronous {@link syncDir}, for code that renames with `Deno.renameSync`: the same flush, and
+ * the same refusals tolerated.
+ *
+ * @param dir the folder a name was just renamed or created in
+ */
+export function syncDirSync(dir: string): void {
+  if (Deno.build.os === "windows" || !granted("read", dir)) return;
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(dir, { read: true });
+  } catch (e) {
+    if (isOpenRefusal(e)) return;
+    throw e;
+  }
+  try {
+    file.syncSync();
+  } catch (e) {
+    if (!isRefusal(e)) throw e;
+  } finally {
+    file.close();
+  }
+}
+
+/** Whether opening a folder for {@link syncDir} failed for a reason it tolerates. */
+function isOpenRefusal(e: unknown): boolean {
+  return isRefusal(e) || e instanceof Deno.errors.PermissionDenied ||
+    e instanceof Deno.errors.NotCapable;
 }
 
 function isRefusal(e: unknown): boolean {

@@ -13,12 +13,14 @@ import {
   removeStaleTemps,
   removeStaleTempsSync,
   syncDir,
+  syncDirSync,
   TEMP_TAG_SOURCE,
   type TempPattern,
   writeFileAtomic,
   writeFilesAtomic,
   writeTempBeside,
 } from "./fs.ts";
+import { recordFlushes } from "./fs_testing.ts";
 import { UsageError } from "./usage.ts";
 
 /** A byte stream that yields `first`, then fails as a serializer or a full disk would. */
@@ -150,6 +152,41 @@ Deno.test("syncDir() flushes a real folder, tolerates a refusal (EINVAL) and ret
     // writeFileAtomic: the file is in place, the refusal does not fail the write.
     await withFailingSync(osError("EINVAL"), () => writeFileAtomic(join(dir, "f.json"), "x"));
     equal(await Deno.readTextFile(join(dir, "f.json")), "x");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Runs `fn` with every `FsFile.syncSync()` of a handle `Deno.openSync` gives throwing `err`. */
+function withFailingSyncSync(err: Error, fn: () => void): void {
+  const openSync = Deno.openSync;
+  Deno.openSync = (path, options) => {
+    const file = openSync(path, options);
+    file.syncSync = () => {
+      throw err;
+    };
+    return file;
+  };
+  try {
+    fn();
+  } finally {
+    Deno.openSync = openSync;
+  }
+}
+
+Deno.test("syncDirSync() flushes a real folder, tolerates the refusals syncDir does and rethrows other errors", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    syncDirSync(dir);
+    if (Deno.build.os === "windows") return; // syncDirSync does nothing there
+    const flushes = await recordFlushes(() => syncDirSync(dir));
+    deepEqual(flushes, [{ dir, entries: [] }]);
+    for (const code of ["EINVAL", "ENOTSUP", "EOPNOTSUPP", "EISDIR"]) {
+      withFailingSyncSync(osError(code), () => syncDirSync(dir));
+    }
+    if (Deno.build.os === "linux") syncDirSync("/proc/self");
+    throws(() => withFailingSyncSync(osError("EIO"), () => syncDirSync(dir)), /EIO/);
+    throws(() => syncDirSync(join(dir, "missing")), Deno.errors.NotFound);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -1,0 +1,92 @@
+/**
+ * Test helpers for the folder flushes of `syncDir` and `syncDirSync` (model/fs.ts): which folder
+ * was flushed, and what it held at that moment, so a test can check that a rename was followed
+ * by a flush of the folder it renamed into.
+ *
+ * @module
+ */
+
+/** One flush of a folder: its path as opened, and its entries (sorted) when it was flushed. */
+export interface Flush {
+  /** The folder, as `Deno.open` or `Deno.openSync` was given it. */
+  readonly dir: string;
+  /** Its entries at the moment of the flush, sorted. */
+  readonly entries: readonly string[];
+}
+
+function isFolder(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+function listing(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+}
+
+/** Makes `file`, a handle of the folder `dir`, report each flush to `flushes`. */
+function watch(file: Deno.FsFile, dir: string, flushes: Flush[]): Deno.FsFile {
+  const sync = file.sync.bind(file);
+  const syncSync = file.syncSync.bind(file);
+  file.sync = () => {
+    flushes.push({ dir, entries: listing(dir) });
+    return sync();
+  };
+  file.syncSync = () => {
+    flushes.push({ dir, entries: listing(dir) });
+    syncSync();
+  };
+  return file;
+}
+
+/**
+ * Runs `fn` with `Deno.open` and `Deno.openSync` spied on, and returns the flushes (`sync()`,
+ * `syncSync()`) of every folder handle they gave, in order. Restores both afterwards, also when
+ * `fn` throws (the error is rethrown).
+ *
+ * @param fn the code under test
+ * @returns the flushes of folders while `fn` ran
+ * @example
+ * ```ts
+ * import { recordFlushes } from "./fs_testing.ts";
+ * import { syncDir } from "./fs.ts";
+ * const dir = Deno.makeTempDirSync();
+ * const flushes = await recordFlushes(() => syncDir(dir));
+ * console.assert(Deno.build.os === "windows" || flushes[0]?.dir === dir);
+ * ```
+ */
+export async function recordFlushes(fn: () => Promise<unknown> | unknown): Promise<Flush[]> {
+  const open = Deno.open;
+  const openSync = Deno.openSync;
+  const flushes: Flush[] = [];
+  Deno.open = async (path, options) => {
+    const file = await open(path, options);
+    const dir = String(path);
+    return isFolder(dir) ? watch(file, dir, flushes) : file;
+  };
+  Deno.openSync = (path, options) => {
+    const file = openSync(path, options);
+    const dir = String(path);
+    return isFolder(dir) ? watch(file, dir, flushes) : file;
+  };
+  try {
+    await fn();
+  } finally {
+    Deno.open = open;
+    Deno.openSync = openSync;
+  }
+  return flushes;
+}
+
+/**
+ * The entries `dir` held at each of its flushes in `flushes` (one list per flush, in order).
+ *
+ * @param flushes what {@link recordFlushes} returned
+ * @param dir the folder
+ * @returns its entries at each flush
+ */
+export function flushesOf(flushes: readonly Flush[], dir: string): (readonly string[])[] {
+  return flushes.filter((f) => f.dir === dir).map((f) => f.entries);
+}
