@@ -13,10 +13,10 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { parseIndex, WEIGHTS_INDEX_NAME, WEIGHTS_NAME } from "./checkpoint.ts";
 import { readSafetensorsHeader } from "./safetensors.ts";
-import { pathExists, writeFileAtomic } from "./fs.ts";
+import { pathExists, syncDir, writeFileAtomic } from "./fs.ts";
 
 /** Options of {@link fetchHubModel}. */
 export interface FetchHubOptions {
@@ -190,6 +190,8 @@ async function download(ctx: Ctx, file: string, optional: boolean): Promise<bool
       }
     }
     await Deno.rename(part, dest);
+    // The new name survives a power cut before the completion marker names the file.
+    await syncDir(dirname(dest));
     ctx.log?.(`fetched ${ctx.repoId}/${file} (${bytes} bytes)`);
     return true;
   } catch (e) {

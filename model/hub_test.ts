@@ -4,6 +4,7 @@ import * as tf from "@tensorflow/tfjs";
 import { sharedPath } from "./shared_dir.ts";
 import { loadHfFolder, saveHfFolder } from "./checkpoint.ts";
 import { fetchHubModel, hubModelDir } from "./hub.ts";
+import { flushesOf, recordFlushes } from "./fs_testing.ts";
 
 await tf.setBackend("cpu");
 
@@ -191,6 +192,27 @@ Deno.test("fetchHubModel: a truncated download (injected fetch) is rejected and 
     );
     assert.deepEqual([...Deno.readDirSync(hubModelDir(cache, "org/t"))], [], "nothing cached");
   } finally {
+    await Deno.remove(cache, { recursive: true });
+  }
+});
+
+Deno.test("fetchHubModel: each downloaded file's folder is flushed once it is in place, before the marker", async () => {
+  if (Deno.build.os === "windows") return; // syncDir does nothing there
+  const cache = await Deno.makeTempDir();
+  const hub = serveHub({ "org/tiny@main": RELU });
+  try {
+    const dir = hubModelDir(cache, "org/tiny");
+    const flushes = await recordFlushes(() =>
+      fetchHubModel("org/tiny", { cacheDir: cache, endpoint: hub.endpoint })
+    );
+    assert.deepEqual(flushesOf(flushes, dir), [
+      ["config.json"],
+      ["config.json", "generation_config.json"],
+      ["config.json", "generation_config.json", "model.safetensors"],
+      [".complete.json", "config.json", "generation_config.json", "model.safetensors"],
+    ]);
+  } finally {
+    await hub.close();
     await Deno.remove(cache, { recursive: true });
   }
 });
