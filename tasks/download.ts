@@ -34,7 +34,7 @@ import {
   TASK_SOURCES,
   type TaskSource,
 } from "./sources.ts";
-import { checkOutputFolder, writeFileAtomic, writeFilesAtomic } from "../model/fs.ts";
+import { checkOutputFolder, syncDir, writeFileAtomic, writeFilesAtomic } from "../model/fs.ts";
 import { runCli, UsageError } from "../model/usage.ts";
 
 /** Which source to use. */
@@ -315,6 +315,7 @@ async function fetchRaw(
         );
       }
       await Deno.rename(part, dest);
+      await syncDir(dir); // the new name survives a power cut
       ctx.manifest.archives[url] = { sha256: digest, bytes: size };
       return dest;
     } catch (e) {

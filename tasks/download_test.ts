@@ -14,6 +14,7 @@ import {
 } from "./download.ts";
 import type { TaskSource } from "./sources.ts";
 import { sharedPath } from "../model/shared_dir.ts";
+import { flushesOf, recordFlushes } from "../model/fs_testing.ts";
 
 const enc = new TextEncoder();
 /** Reads UTF-8 keeping a BOM (Deno.readTextFile drops it). */
@@ -342,6 +343,30 @@ Deno.test("interrupted download resumes from .part with a Range request", async 
       (await readManifest(cacheDir)).archives[`${s.endpoints.glue}/RTE.zip`]?.sha256,
       sha256Hex(zip),
     );
+  } finally {
+    await s.server.shutdown();
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+});
+
+Deno.test("a finished download's rename into downloads/ is followed by a flush of that folder", async () => {
+  if (Deno.build.os === "windows") return; // syncDir does nothing there
+  const zip = makeZip();
+  const s = serve({ "/glue/RTE.zip": { body: zip } });
+  const cacheDir = await Deno.makeTempDir();
+  try {
+    const flushes = await recordFlushes(() =>
+      download({
+        tasks: ["rte"],
+        cacheDir,
+        source: "official",
+        endpoints: s.endpoints,
+        taskSources: [tinyRte()],
+        quiet: true,
+        keepDownloads: true,
+      })
+    );
+    assert.deepEqual(flushesOf(flushes, join(cacheDir, "downloads")), [["RTE.zip"]]);
   } finally {
     await s.server.shutdown();
     await Deno.remove(cacheDir, { recursive: true });
