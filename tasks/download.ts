@@ -299,6 +299,9 @@ async function fetchRaw(
             bar.update(done, total);
           }
         }
+        // On disk before the rename below publishes it (a power cut must not leave an empty
+        // file under the final name).
+        await f.syncData();
         bar.finish(have > 0 ? `(resumed at ${have} B)` : undefined);
       }
       const size = (await Deno.stat(part)).size;

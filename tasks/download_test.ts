@@ -373,6 +373,45 @@ Deno.test("a finished download's rename into downloads/ is followed by a flush o
   }
 });
 
+Deno.test("a raw download's data is flushed to disk before it is renamed into place", async () => {
+  const zip = makeZip();
+  const s = serve({ "/glue/RTE.zip": { body: zip } });
+  const cacheDir = await Deno.makeTempDir();
+  const open = Deno.open;
+  const rename = Deno.rename;
+  const events: string[] = [];
+  Deno.open = async (path, options) => {
+    const file = await open(path, options);
+    if (String(path).endsWith("RTE.zip.part") && options?.write) {
+      const syncData = file.syncData.bind(file);
+      const sync = file.sync.bind(file);
+      file.syncData = () => (events.push("flushed"), syncData());
+      file.sync = () => (events.push("flushed"), sync());
+    }
+    return file;
+  };
+  Deno.rename = (from, to) => {
+    if (String(from).endsWith("RTE.zip.part")) events.push("renamed");
+    return rename(from, to);
+  };
+  try {
+    await download({
+      tasks: ["rte"],
+      cacheDir,
+      source: "official",
+      endpoints: s.endpoints,
+      taskSources: [tinyRte()],
+      quiet: true,
+    });
+    assert.deepEqual(events, ["flushed", "renamed"]);
+  } finally {
+    Deno.open = open;
+    Deno.rename = rename;
+    await s.server.shutdown();
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+});
+
 Deno.test("built-in retry resumes a cut transfer within one call", async () => {
   const zip = makeZip();
   const s = serve({ "/glue/RTE.zip": { body: zip, cutAt: 100 } });
