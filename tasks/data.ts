@@ -18,6 +18,7 @@ import {
   isFileSync as isFile,
   makeHeldTempDirSync,
   removeStaleTempsSync,
+  syncDirSync,
   TEMP_TAG_SOURCE,
   type TempPattern,
 } from "../model/fs.ts";
@@ -191,6 +192,7 @@ function buildLinkFolder(view: string, links: readonly [string, string][]): void
     Deno.writeTextFileSync(join(tmp, DONE), "");
     try {
       Deno.renameSync(tmp, view);
+      syncDirSync(dirname(view)); // the new name survives a power cut
     } catch (e) {
       // Another run built the same folder first: use theirs.
       if (!isFile(join(view, DONE))) throw e;

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { basename, join } from "node:path";
 import { sharedPath } from "../model/shared_dir.ts";
 import { isFileSync, makeHeldTempDirSync } from "../model/fs.ts";
+import { flushesOf, recordFlushes } from "../model/fs_testing.ts";
 import {
   availableTasks,
   checkDataDir,
@@ -212,7 +213,14 @@ Deno.test("chooseDataDir: cache files where the manifest lists them, the mirror 
     manifest.files["glue/QQP/dev.tsv"] = { task: "t", sha256: "", bytes: 1, rows: 0 };
     await Deno.writeTextFile(join(cache, "manifest.json"), JSON.stringify(manifest));
     const notes: string[] = [];
-    const dir = chooseDataDir({ cacheDir: cache, mirrorDir: mirror, log: (l) => notes.push(l) });
+    let dir = "";
+    const flushes = await recordFlushes(() => {
+      dir = chooseDataDir({ cacheDir: cache, mirrorDir: mirror, log: (l) => notes.push(l) });
+    });
+    // The link folder's rename into merged/ is followed by a flush of merged/.
+    if (Deno.build.os !== "windows") {
+      assert.deepEqual(flushesOf(flushes, join(cache, "merged")), [[basename(dir)]]);
+    }
     assert.notEqual(dir, cache);
     assert.notEqual(dir, mirror);
     assert.equal(
