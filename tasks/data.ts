@@ -184,12 +184,19 @@ function buildLinkFolder(view: string, links: readonly [string, string][]): void
   const held = makeHeldTempDirSync(dirname(view), basename(view));
   const tmp = held.path;
   try {
+    const folders = new Set<string>();
     for (const [path, target] of links) {
       const at = join(tmp, path);
       Deno.mkdirSync(dirname(at), { recursive: true });
       Deno.symlinkSync(target, at);
+      for (let d = dirname(at); d.length > tmp.length; d = dirname(d)) folders.add(d);
     }
     Deno.writeTextFileSync(join(tmp, DONE), "");
+    // Every link and the marker on disk before the rename publishes the folder: after a power
+    // cut a folder named `view` without its marker would never be rebuilt (the rename onto it
+    // fails), and without some links it would hide task files.
+    for (const d of [...folders].sort((a, b) => b.length - a.length)) syncDirSync(d);
+    syncDirSync(tmp);
     try {
       Deno.renameSync(tmp, view);
       syncDirSync(dirname(view)); // the new name survives a power cut

@@ -217,9 +217,18 @@ Deno.test("chooseDataDir: cache files where the manifest lists them, the mirror 
     const flushes = await recordFlushes(() => {
       dir = chooseDataDir({ cacheDir: cache, mirrorDir: mirror, log: (l) => notes.push(l) });
     });
-    // The link folder's rename into merged/ is followed by a flush of merged/.
+    // The link folder's rename into merged/ is followed by a flush of merged/, and preceded by
+    // the flush of each of its folders (under the temporary name, deepest first).
     if (Deno.build.os !== "windows") {
-      assert.deepEqual(flushesOf(flushes, join(cache, "merged")), [[basename(dir)]]);
+      const merged = join(cache, "merged");
+      assert.deepEqual(flushesOf(flushes, merged), [[basename(dir)]]);
+      const before = flushes.slice(0, flushes.findIndex((f) => f.dir === merged));
+      const tmp = before.at(-1)!.dir;
+      assert.match(basename(tmp), new RegExp(`^${basename(dir)}\\.tmp-${Deno.pid}-`));
+      const order = before.map((f) => f.dir.slice(tmp.length));
+      assert.deepEqual([...order].sort(), ["", "/glue", "/glue/CoLA", "/glue/QQP"]);
+      assert.deepEqual(order.slice(2), ["/glue", ""]);
+      assert.deepEqual(before.at(-1)!.entries, [".complete", "glue"]);
     }
     assert.notEqual(dir, cache);
     assert.notEqual(dir, mirror);
