@@ -32,6 +32,7 @@ import {
   isFileSync as isFile,
   makeHeldTempDir,
   removeStaleTemps,
+  syncDir,
   TEMP_TAG_SOURCE,
   type TempPattern,
 } from "../model/fs.ts";
@@ -267,9 +268,13 @@ async function corpusTokenizer(
     await Deno.rename(trained, join(final, "tokenizer.json"));
     await Deno.rename(join(work, "tok", "spiece.model"), join(final, "spiece.model"))
       .catch(() => {});
+    // Its entries on disk before the rename below publishes it (tokenizer.json's data is,
+    // written by writeFileAtomic).
+    await syncDir(final);
     try {
       // Atomic publish: a concurrent builder that won the race leaves its folder in place.
       await Deno.rename(final, dir);
+      await syncDir(tokenizers); // the new name survives a power cut
     } catch (e) {
       if (!isFile(path)) throw e;
     }

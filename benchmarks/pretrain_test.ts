@@ -4,6 +4,7 @@ import { withEnv } from "../model/env_testing.ts";
 import * as tf from "@tensorflow/tfjs";
 import { loadHfFolder } from "../model/checkpoint.ts";
 import { isDirectory, makeHeldTempDir } from "../model/fs.ts";
+import { flushesOf, recordFlushes } from "../model/fs_testing.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 import { loadExamples } from "../tasks/load.ts";
@@ -166,6 +167,37 @@ Deno.test({
       ok(c.key !== a.key);
       const entries = [...Deno.readDirSync(join(cacheDir, "tokenizers"))].map((e) => e.name);
       equal(entries.length, 2, `only the two published folders remain: ${entries}`);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "ensureTaskTokenizer() flushes the trained folder, then the tokenizer cache once it is published",
+  ignore: !hasSpm || Deno.build.os === "windows", // syncDir does nothing on Windows
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const dataDir = await rteOnlyDataDir(dir);
+      const cacheDir = join(dir, "cache");
+      const tokenizers = join(cacheDir, "tokenizers");
+      let path = "";
+      const flushes = await recordFlushes(async () => {
+        path = (await ensureTaskTokenizer(dataDir, { vocabSize: 500, cacheDir, log: () => {} }))
+          .path;
+      });
+      const published = basename(join(path, ".."));
+      // (The training's temporary folder is still there: it is removed after.)
+      deepEqual(
+        flushesOf(flushes, tokenizers).map((names) => names.filter((n) => !n.startsWith(".tmp-"))),
+        [[published]],
+      );
+      // Before that, the folder it renamed into place, under its temporary name.
+      const at = flushes.findIndex((f) => f.dir === tokenizers);
+      const final = flushes.slice(0, at).filter((f) => basename(f.dir) === "final");
+      deepEqual(final.map((f) => f.entries), [["spiece.model", "tokenizer.json"]]);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
