@@ -25,6 +25,7 @@ import {
   changedAgoMs,
   entryExists,
   type HeldTemp,
+  isTempInUse,
   LEGACY_TEMP_MAX_AGE_MS,
   makeHeldTempDir,
   maySweep,
@@ -236,7 +237,16 @@ export interface SaveOptions {
   maxShardBytes?: number;
   /** More files to write into the folder (e.g. `tokenizer.json`), name → contents. */
   extraFiles?: Record<string, string | Uint8Array>;
+  /**
+   * Called (and awaited) at each point of the swap, for tests of a kill there: `written` (the
+   * new folder is complete under its temporary name), `aside` (an existing folder was renamed
+   * aside), `swapped` (the new folder is in place; the old one not yet removed).
+   */
+  onSwap?: (point: SaveSwapPoint) => void | Promise<void>;
 }
+
+/** Where {@link SaveOptions.onSwap} is called. */
+export type SaveSwapPoint = "written" | "aside" | "swapped";
 
 const DTYPE_OF: Record<NonNullable<SaveOptions["dtype"]>, SafetensorsDtype> = {
   float32: "F32",
@@ -338,6 +348,7 @@ export async function saveHfFolder(
   const held = await makeHeldTempDir(parent, `.${basename(dir)}`);
   const tmp = held.path;
   const tag = tmp.slice(tmp.lastIndexOf(".tmp-") + ".tmp-".length);
+  liveSaves.add(tag);
   try {
     const hfConfig = { ...t5ConfigToHf(config), dtype: opts.dtype ?? "float32" };
     // Every file is flushed to disk (writeFileAtomic, writeShard) before the folder is renamed
@@ -376,20 +387,34 @@ export async function saveHfFolder(
     for (const [name, content] of Object.entries(opts.extraFiles ?? {})) {
       await writeFileAtomic(join(tmp, name), content);
     }
-    await swapInto(held, dir, tag);
+    await opts.onSwap?.("written");
+    await swapInto(held, dir, tag, opts.onSwap);
   } catch (e) {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
     throw e;
   } finally {
     held.release();
+    liveSaves.delete(tag);
   }
 }
+
+/**
+ * The tags of this process's saves in progress (their temporary is held): a sweep of this process
+ * leaves their moved-aside folders alone without asking the lock, which on NFS does not exclude
+ * another handle of the same process.
+ */
+const liveSaves = new Set<string>();
 
 /**
  * Rename the held `tmp` to `dir`, moving an existing `dir` aside first (`.<name>.old-<tag>`, the
  * tag of `tmp`), flush the parent folder, and remove the old one.
  */
-async function swapInto(tmp: HeldTemp, dir: string, tag: string): Promise<void> {
+async function swapInto(
+  tmp: HeldTemp,
+  dir: string,
+  tag: string,
+  onSwap: SaveOptions["onSwap"],
+): Promise<void> {
   let old: string | undefined;
   try {
     const st = await Deno.stat(dir);
@@ -400,12 +425,14 @@ async function swapInto(tmp: HeldTemp, dir: string, tag: string): Promise<void> 
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
   try {
+    if (old) await onSwap?.("aside");
     await Deno.rename(tmp.path, dir);
   } catch (e) {
     if (old) await Deno.rename(old, dir).catch(() => {});
     throw e;
   }
   await syncDir(dirname(dir)); // the new name survives a power cut
+  await onSwap?.("swapped");
   // A sweep of another process may have removed it already (see removeStaleSaveTemps).
   if (old) {
     await Deno.remove(old, { recursive: true }).catch((e) => {
@@ -430,32 +457,30 @@ const SAVE_OLD = new RegExp(
   String.raw`^\.(?<name>.+)\.old-(?<tag>${TEMP_TAG_SOURCE}|[0-9a-z]+-[0-9a-z]{1,6})$`,
 );
 
-/** Default of `graceMs` of {@link removeStaleSaveTemps}: 10 minutes. */
-const SAVE_OLD_GRACE_MS = 10 * 60_000;
-
 /**
  * Cleans what saves killed part-way (SIGKILL, power cut) left in `parent`, the folder holding
  * checkpoint folders (e.g. the pretrained-backbone cache), and nothing else:
  * - temporary folders (`.<name>.tmp-<pid>-<12 hex>`) whose save has ended: a running save holds
  *   its folder locked (see `removeStaleTemps` in fs.ts; unlocked names of earlier versions go
  *   once a day old);
- * - folders moved aside (`.<name>.old-<tag>`) whose save has ended: its temporary `.<name>.tmp-<tag>`
- *   is gone (renamed into place, or swept as abandoned just before) and the folder was moved at
- *   least `graceMs` ago (a save removes it milliseconds after the move; `legacyMaxAgeMs` for the
- *   names of earlier versions). When `<name>` itself is missing (the save died between its two
- *   renames) the folder is renamed back, restoring the previous checkpoint; else it is removed.
- * Never one named with this process's pid. Housekeeping never fails the caller.
+ * - folders moved aside (`.<name>.old-<tag>`) whose save has ended: its temporary
+ *   `.<name>.tmp-<tag>` is gone (renamed into place, or swept as abandoned just before) or
+ *   nobody holds it locked. The lock decides, not the pid in the name, so a process restarted
+ *   under the same pid (a container) restores its backbone cache too; this process's own saves
+ *   in progress are known by their tags. Names of earlier versions (unlocked) count once
+ *   unchanged for `legacyMaxAgeMs`. When `<name>` itself is missing (the save died between its
+ *   two renames) the folder is renamed back, restoring the previous checkpoint, and the dead
+ *   save's temporary is removed; else the folder is removed.
+ * Housekeeping never fails the caller.
  *
  * @param parent the folder holding checkpoint folders
- * @param opts `graceMs`: how long ago a moved-aside folder must have been moved (default 10
- *   minutes); `legacyMaxAgeMs`: age of abandoned names of earlier versions (default 24 hours);
+ * @param opts `legacyMaxAgeMs`: age of abandoned names of earlier versions (default 24 hours);
  *   `now`: the clock (tests)
  * @returns the names removed or renamed back
  */
 export async function removeStaleSaveTemps(
   parent: string,
   opts: {
-    readonly graceMs?: number;
     readonly legacyMaxAgeMs?: number;
     readonly now?: number;
   } = {},
@@ -470,28 +495,35 @@ export async function removeStaleSaveTemps(
   }
   for (const entry of names) {
     const m = SAVE_OLD.exec(entry);
-    if (!m?.groups || m.groups.pid === String(Deno.pid)) continue;
+    if (!m?.groups || liveSaves.has(m.groups.tag!)) continue;
     const { name, tag, pid } = m.groups as { name: string; tag: string; pid?: string };
     const path = join(parent, entry);
+    const tmp = join(parent, `.${name}.tmp-${tag}`);
     try {
       const info = await Deno.lstat(path);
       if (!info.isDirectory) continue;
-      if (await entryExists(join(parent, `.${name}.tmp-${tag}`))) continue; // its save still runs
-      const age = changedAgoMs(info, opts.now);
-      const limit = pid === undefined
-        ? opts.legacyMaxAgeMs ?? LEGACY_TEMP_MAX_AGE_MS
-        : opts.graceMs ?? SAVE_OLD_GRACE_MS;
-      if (age === undefined || !(age > limit)) continue;
+      if (pid === undefined) {
+        // An earlier version's save, whose temporary was not locked: by age.
+        if (await entryExists(tmp)) continue;
+        const age = changedAgoMs(info, opts.now);
+        const limit = opts.legacyMaxAgeMs ?? LEGACY_TEMP_MAX_AGE_MS;
+        if (age === undefined || !(age > limit)) continue;
+      } else if (isTempInUse(tmp)) continue; // its save is running
       const target = join(parent, name);
+      let restored = false;
       if (!(await entryExists(target))) {
         try {
           await Deno.rename(path, target);
-          done.push(entry);
-          continue;
+          restored = true;
         } catch { /* another sweep or save got there first: remove it instead */ }
       }
-      await Deno.remove(path, { recursive: true });
+      if (!restored) await Deno.remove(path, { recursive: true });
       done.push(entry);
+      if (restored) await syncDir(parent); // the restored name survives a power cut
+      if (pid !== undefined && await entryExists(tmp)) {
+        await Deno.remove(tmp, { recursive: true });
+        done.push(basename(tmp));
+      }
     } catch { /* gone meanwhile, or cannot be removed */ }
   }
   return done;

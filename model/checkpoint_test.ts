@@ -4,8 +4,15 @@ import * as tf from "@tensorflow/tfjs";
 import { sharedPath } from "./shared_dir.ts";
 import { preset } from "./config.ts";
 import { disposeT5, initT5, t5FromTensors } from "./t5.ts";
-import { inspectHfFolder, loadHfFolder, removeStaleSaveTemps, saveHfFolder } from "./checkpoint.ts";
+import {
+  inspectHfFolder,
+  loadHfFolder,
+  removeStaleSaveTemps,
+  saveHfFolder,
+  type SaveSwapPoint,
+} from "./checkpoint.ts";
 import { makeHeldTempDir } from "./fs.ts";
+import { flushesOf, recordFlushes } from "./fs_testing.ts";
 import { decodeSafetensors, f16BitsToF32, f32BitsToBf16, f32BitsToF16 } from "./safetensors.ts";
 
 await tf.setBackend("cpu");
@@ -295,10 +302,14 @@ Deno.test("a save sweeps what killed saves left beside the folder; live saves an
     const lock = await Deno.open(join(parent, `.z.tmp-${otherTag}`), { read: true });
     await lock.lock(true);
 
-    // The moved-aside folders are younger than the grace period: only the temporary goes.
-    assert.deepEqual(await removeStaleSaveTemps(parent), [`.lost.tmp-${deadTag}`]);
-    const swept = await removeStaleSaveTemps(parent, { graceMs: 0 });
-    assert.deepEqual(swept.sort(), [".kept.old-999999998-0123456789ab", `.lost.old-${deadTag}`]);
+    // The dead saves' temporary and moved-aside folders go (nobody holds their temporaries),
+    // however recently they were moved.
+    const swept = await removeStaleSaveTemps(parent);
+    assert.deepEqual(swept.sort(), [
+      ".kept.old-999999998-0123456789ab",
+      `.lost.old-${deadTag}`,
+      `.lost.tmp-${deadTag}`,
+    ]);
     // "lost" is back (its previous version), "kept" untouched, the rest kept.
     const back = await loadHfFolder(join(parent, "lost"));
     assert.deepEqual(Array.from(back.tensors.get("a")!.dataSync()), [3, 4]);
@@ -316,14 +327,19 @@ Deno.test("a save sweeps what killed saves left beside the folder; live saves an
         "lost",
       ].sort(),
     );
-    live.release();
     // That process killed: its temporary goes, and the folder it moved aside is renamed back.
+    // So for the held one of this process once released (the lock decides, not the pid: as
+    // for a process restarted under this pid).
+    live.release();
     lock.close();
-    assert.deepEqual(await removeStaleSaveTemps(parent, { graceMs: 0 }), [
-      `.z.tmp-${otherTag}`,
+    assert.deepEqual((await removeStaleSaveTemps(parent)).sort(), [
+      `.busy.old-${liveTag}`,
+      basename(live.path),
       `.z.old-${otherTag}`,
+      `.z.tmp-${otherTag}`,
     ]);
     assert.ok(names().includes("z"));
+    assert.ok(names().includes("busy"));
 
     // A save sweeps its parent first: a dead save's temporary of another folder goes.
     await Deno.mkdir(join(parent, `.other.tmp-${deadTag}`));
@@ -332,6 +348,103 @@ Deno.test("a save sweeps what killed saves left beside the folder; live saves an
   } finally {
     a.dispose();
     b.dispose();
+    await Deno.remove(parent, { recursive: true });
+  }
+});
+
+/** Copies the folder tree `src` into `dst`, each name passed through `rename`. */
+function copyTree(src: string, dst: string, rename: (name: string) => string): void {
+  Deno.mkdirSync(dst, { recursive: true });
+  for (const e of Deno.readDirSync(src)) {
+    const to = join(dst, rename(e.name));
+    if (e.isDirectory) copyTree(join(src, e.name), to, rename);
+    else Deno.copyFileSync(join(src, e.name), to);
+  }
+}
+
+/** The values of tensor "a" of the folder `dir`. */
+async function savedValues(dir: string): Promise<number[]> {
+  const back = await loadHfFolder(dir);
+  const values = Array.from(back.tensors.get("a")!.dataSync());
+  disposeAll(back.tensors);
+  return values;
+}
+
+Deno.test("saveHfFolder() replacing a folder: a kill at any point of the swap, then a sweep, leaves it complete, old or new, also under a reused pid", async () => {
+  const cfg = preset("tiny-relu");
+  const cases: [SaveSwapPoint, number[]][] = [
+    ["written", [1, 2]],
+    ["aside", [1, 2]],
+    ["swapped", [3, 4]],
+  ];
+  const names = (dir: string) => [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+  // The killed save's names carry its pid: a dead process's, or this one's (a process restarted
+  // in a container gets the same pid; a copy holds no lock either way, as after the kill).
+  for (const pid of ["999999999", String(Deno.pid)]) {
+    for (const [point, want] of cases) {
+      const what = `killed at "${point}", pid ${pid === "999999999" ? "dead" : "reused"}`;
+      const parent = await Deno.makeTempDir();
+      const disk = await Deno.makeTempDir(); // what a kill at `point` leaves on disk
+      const a = tf.tensor1d([1, 2]);
+      const b = tf.tensor1d([3, 4]);
+      try {
+        await saveHfFolder(join(parent, "m"), cfg, new Map([["a", a]]));
+        const seen: SaveSwapPoint[] = [];
+        await saveHfFolder(join(parent, "m"), cfg, new Map([["a", b]]), {
+          onSwap: (p) => {
+            seen.push(p);
+            if (p === point) {
+              const mine = new RegExp(`\\.(tmp|old)-${Deno.pid}-`);
+              copyTree(parent, disk, (n) => n.replace(mine, `.$1-${pid}-`));
+            }
+          },
+        });
+        assert.deepEqual(seen, ["written", "aside", "swapped"]);
+        assert.deepEqual(names(parent), ["m"]);
+        const flushes = await recordFlushes(() => removeStaleSaveTemps(disk));
+        assert.deepEqual(await savedValues(join(disk, "m")), want, what);
+        // What is left: the folder, and (only under this process's pid, which removeStaleTemps
+        // never takes) the killed save's temporary when nothing was moved aside.
+        const left = names(disk).filter((n) => !(pid === String(Deno.pid) && n.includes(".tmp-")));
+        assert.deepEqual(left, ["m"], what);
+        if (point !== "written") assert.deepEqual(names(disk), ["m"], what);
+        // A folder renamed back is flushed in place.
+        if (point === "aside" && Deno.build.os !== "windows") {
+          assert.ok(flushesOf(flushes, disk).some((n) => n.includes("m")), what);
+        }
+        // And the cache goes on: the folder is saved again.
+        await saveHfFolder(join(disk, "m"), cfg, new Map([["a", b]]));
+        assert.deepEqual(await savedValues(join(disk, "m")), [3, 4], what);
+      } finally {
+        a.dispose();
+        b.dispose();
+        await Deno.remove(parent, { recursive: true });
+        await Deno.remove(disk, { recursive: true });
+      }
+    }
+  }
+});
+
+Deno.test("a sweep during a save of this process leaves its moved-aside folder and temporary alone", async () => {
+  const parent = await Deno.makeTempDir();
+  const cfg = preset("tiny-relu");
+  const a = tf.tensor1d([1, 2]);
+  try {
+    await saveHfFolder(join(parent, "m"), cfg, new Map([["a", a]]));
+    let during: string[] = [];
+    await saveHfFolder(join(parent, "m"), cfg, new Map([["a", a]]), {
+      onSwap: async (p) => {
+        if (p !== "aside") return;
+        assert.deepEqual(await removeStaleSaveTemps(parent), []);
+        during = [...Deno.readDirSync(parent)].map((e) => e.name).sort();
+      },
+    });
+    assert.equal(during.length, 2);
+    assert.match(during[0]!, /^\.m\.old-\d+-[0-9a-f]{12}$/);
+    assert.match(during[1]!, /^\.m\.tmp-\d+-[0-9a-f]{12}$/);
+    assert.deepEqual([...Deno.readDirSync(parent)].map((e) => e.name), ["m"]);
+  } finally {
+    a.dispose();
     await Deno.remove(parent, { recursive: true });
   }
 });
