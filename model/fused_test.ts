@@ -27,7 +27,9 @@ import {
   gatedGeluDropout,
   geluNew,
   registerFusedWasmKernels,
+  RMS_NORM_GRAD,
   rmsNorm,
+  rmsNormKeep,
   SOFTMAX_XENT,
   softmaxCrossEntropy,
   unregisterFusedWasmKernels,
@@ -41,6 +43,8 @@ import {
   unpatchWasmElementwise,
 } from "./wasm_kernels.ts";
 import { uniformValues } from "../benchmarks/rng.ts";
+import { PRESETS } from "./config.ts";
+import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "./t5.ts";
 import {
   assertClose,
   assertGeluClose,
@@ -356,6 +360,100 @@ Deno.test("RMS norm: forward and gradients match float64 on every path", opts, a
     /must be \[4\]/,
   );
 });
+
+Deno.test(
+  "RMS norm keep: the norm and x itself; x's gradient is the norm's plus the residual's",
+  opts,
+  async () => {
+    // d = 12 (SIMD) and d = 6 (JavaScript rows); 7 rows.
+    for (const d of [12, 6]) {
+      const rows = 7;
+      const x = uniformValues(rows * d, 31).map((v) => 3 * v);
+      const w = uniformValues(d, 32).map((v) => v + 1.5);
+      const dy = uniformValues(rows * d, 33);
+      const dr = uniformValues(rows * d, 34);
+      const eps = 1e-6;
+      const want = rmsNormReference(x, w, dy, eps);
+      const wantDx = want.dx.map((v, i) => v + dr[i]!);
+      for (const path of ["wasm-simd", "wasm-js", "cpu"] as const) {
+        await use(path);
+        const before = tf.memory().numTensors;
+        const [xt, wt, dyt, drt] = [
+          tf.tensor(x, [rows, d]),
+          tf.tensor1d(w),
+          tf.tensor(dy, [rows, d]),
+          tf.tensor(dr, [rows, d]),
+        ];
+        const [y, r] = rmsNormKeep(xt, wt, eps);
+        const plain = rmsNorm(xt, wt, eps);
+        assert.deepEqual(await y.data(), await plain.data(), `${path}: the same norm`);
+        assert.deepEqual(await r.data(), await xt.data(), `${path}: x passed through`);
+        // Both outputs used, the norm's alone, the residual's alone.
+        const loss = (a: tf.Tensor, b: tf.Tensor, useY: boolean, useR: boolean) => {
+          const [n, k] = rmsNormKeep(a, b as tf.Tensor1D, eps);
+          const terms = [
+            ...(useY ? [tf.sum(tf.mul(n, dyt))] : []),
+            ...(useR ? [tf.sum(tf.mul(k, drt))] : []),
+          ];
+          return terms.length === 1 ? terms[0]! : tf.add(terms[0]!, terms[1]!);
+        };
+        const cases: [boolean, boolean, number[], number[] | undefined][] = [
+          [true, true, wantDx, want.dw],
+          [true, false, want.dx, want.dw],
+          // The residual alone: w does not reach the loss (tfjs refuses its gradient when the
+          // composite runs), so x's alone.
+          [false, true, Array.from(dr), undefined],
+        ];
+        for (const [useY, useR, wx, ww] of cases) {
+          const [gx, gw] = ww === undefined
+            ? [tf.grad((a: tf.Tensor) => loss(a, wt, useY, useR))(xt), undefined]
+            : tf.grads((a: tf.Tensor, b: tf.Tensor) => loss(a, b, useY, useR))([xt, wt]);
+          // As the RMS norm test: float32 sums of d ≤ 12 terms, 1e-5 of the terms' size.
+          const tag = `${path} d=${d} y:${useY} r:${useR}`;
+          assertClose(await gx!.data(), wx, 1e-5, `${tag} dx`, 1e-5 * maxAbs(wx));
+          if (ww !== undefined) {
+            assertClose(await gw!.data(), ww, 1e-5, `${tag} dw`, 1e-6 * maxAbs(ww));
+          }
+          tf.dispose([gx!, ...(gw === undefined ? [] : [gw])]);
+        }
+        tf.dispose([xt, wt, dyt, drt, y, r, plain]);
+        assert.equal(tf.memory().numTensors, before, `${path}: tensors leaked`);
+      }
+    }
+    await reset();
+  },
+);
+
+Deno.test(
+  "T5 on wasm: each residual block's norm gradient carries the residual's (no Add)",
+  opts,
+  async () => {
+    await use("wasm-simd");
+    const config = { ...PRESETS["tiny-v1_1"], numLayers: 2, numDecoderLayers: 3 };
+    const model = initT5(config, { seed: 1 });
+    const ids = tf.tensor2d([[5, 6, 7, 1], [8, 9, 1, 0]], [2, 4], "int32");
+    const labels = tf.tensor2d([[4, 1], [3, 1]], [2, 2], "int32");
+    const mask = tf.tensor2d([[1, 1, 1, 1], [1, 1, 1, 0]], [2, 4], "float32");
+    const dec = shiftRight(labels, config);
+    const vars = [...model.params.values()];
+    const prof = await tf.profile(() => {
+      const g = tf.variableGrads(() =>
+        crossEntropyLoss(
+          forward(model, { inputIds: ids, attentionMask: mask, decoderInputIds: dec }).logits,
+          labels,
+        ), vars);
+      tf.dispose([g.value, ...Object.values(g.grads)]);
+    });
+    const grads = prof.kernels.filter((k) => k.name === RMS_NORM_GRAD);
+    // Two residual blocks per encoder layer and three per decoder layer take the residual's
+    // gradient (four inputs); the two final norms have none (three inputs).
+    assert.equal(grads.filter((k) => k.inputShapes.length === 4).length, 2 * 2 + 3 * 3);
+    assert.equal(grads.filter((k) => k.inputShapes.length === 3).length, 2);
+    tf.dispose([ids, labels, mask, dec]);
+    disposeT5(model);
+    await reset();
+  },
+);
 
 Deno.test(
   "softmax cross-entropy: wasm kernels (SIMD and JS) equal the composite on cpu",

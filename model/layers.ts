@@ -74,7 +74,7 @@ export function gatherRows(table: tf.Tensor, indices: tf.Tensor): tf.Tensor {
   return f(table).reshape([...indices.shape, ...rowShape]);
 }
 
-export { rmsNorm } from "./fused.ts";
+export { rmsNorm, rmsNormKeep } from "./fused.ts";
 
 /**
  * T5's relative-position bucket of one relative position `key − query`, as in HF

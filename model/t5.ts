@@ -31,6 +31,7 @@ import {
   paddingMask,
   positionBias,
   rmsNorm,
+  rmsNormKeep,
 } from "./layers.ts";
 
 /** A T5 model: its configuration and its variables by Hugging Face name. */
@@ -389,12 +390,13 @@ function feedForwardSublayer(
   prefix: string,
   x: tf.Tensor3D,
 ): tf.Tensor3D {
+  const [normed, kept] = normKeep(ctx, `${prefix}.layer_norm.weight`, x);
   const f = feedForward(
-    norm(ctx, `${prefix}.layer_norm.weight`, x),
+    normed,
     ffWeights(ctx.model, `${prefix}.DenseReluDense`),
     dropoutOf(ctx),
   ) as tf.Tensor3D;
-  return residual(ctx, stack, layer, "feed_forward", x, f);
+  return residual(ctx, stack, layer, "feed_forward", kept, f);
 }
 
 /** Keys and values of one attention layer `[batch, length, heads·dKv]`. */
@@ -493,6 +495,18 @@ function norm(ctx: Ctx, name: string, x: tf.Tensor3D): tf.Tensor3D {
   ) as tf.Tensor3D;
 }
 
+/**
+ * The layer norm `name` of `x` and `x` itself, for a pre-norm residual block that adds the second
+ * (`model/fused.ts` rmsNormKeep: x's gradient then comes out of one kernel).
+ */
+function normKeep(ctx: Ctx, name: string, x: tf.Tensor3D): [tf.Tensor3D, tf.Tensor3D] {
+  return rmsNormKeep(
+    x,
+    param(ctx.model, name) as tf.Tensor as tf.Tensor1D,
+    ctx.model.config.layerNormEpsilon,
+  ) as [tf.Tensor3D, tf.Tensor3D];
+}
+
 interface Encoded {
   hidden: tf.Tensor3D;
   mask: tf.Tensor2D;
@@ -531,17 +545,9 @@ function runEncoder(
   const pad = paddingMask(mask);
   for (let i = 0; i < cfg.numLayers; i++) {
     const b = `encoder.block.${i}`;
-    const { y } = selfAttention(
-      ctx,
-      "encoder",
-      i,
-      norm(ctx, `${b}.layer.0.layer_norm.weight`, x),
-      bias,
-      pad,
-      0,
-      undefined,
-    );
-    x = residual(ctx, "encoder", i, "self_attention", x, y);
+    const [normed, kept] = normKeep(ctx, `${b}.layer.0.layer_norm.weight`, x);
+    const { y } = selfAttention(ctx, "encoder", i, normed, bias, pad, 0, undefined);
+    x = residual(ctx, "encoder", i, "self_attention", kept, y);
     x = feedForwardSublayer(ctx, "encoder", i, `${b}.layer.1`, x);
   }
   const hidden = drop(ctx, norm(ctx, "encoder.final_layer_norm.weight", x));
@@ -590,26 +596,13 @@ function runDecoder(
   const kvs: KV[] = [];
   for (let i = 0; i < cfg.numDecoderLayers; i++) {
     const b = `decoder.block.${i}`;
-    const { y, kv } = selfAttention(
-      ctx,
-      "decoder",
-      i,
-      norm(ctx, `${b}.layer.0.layer_norm.weight`, x),
-      bias,
-      causal,
-      queryStart,
-      past?.[i],
-    );
+    const [normed, kept] = normKeep(ctx, `${b}.layer.0.layer_norm.weight`, x);
+    const { y, kv } = selfAttention(ctx, "decoder", i, normed, bias, causal, queryStart, past?.[i]);
     kvs.push(kv);
-    x = residual(ctx, "decoder", i, "self_attention", x, y);
-    const c = crossAttention(
-      ctx,
-      i,
-      norm(ctx, `${b}.layer.1.layer_norm.weight`, x),
-      cross[i]!,
-      crossMask,
-    );
-    x = residual(ctx, "decoder", i, "cross_attention", x, c);
+    x = residual(ctx, "decoder", i, "self_attention", kept, y);
+    const [normedX, keptX] = normKeep(ctx, `${b}.layer.1.layer_norm.weight`, x);
+    const c = crossAttention(ctx, i, normedX, cross[i]!, crossMask);
+    x = residual(ctx, "decoder", i, "cross_attention", keptX, c);
     x = feedForwardSublayer(ctx, "decoder", i, `${b}.layer.2`, x);
   }
   let h: tf.Tensor3D = drop(ctx, norm(ctx, "decoder.final_layer_norm.weight", x));

@@ -37,6 +37,7 @@ import {
   registerInPlaceUpdates,
   RMS_NORM,
   RMS_NORM_GRAD,
+  RMS_NORM_KEEP,
   SOFTMAX_GRAD,
   SOFTMAX_XENT,
   SOFTMAX_XENT_GRAD,
@@ -296,11 +297,12 @@ export class FusedElementwiseProgram implements WebGpuProgramLike {
 /**
  * The WGSL of a row program (one workgroup of {@link ROW_THREADS} per row of `d`; the workgroup
  * arrays are prefixed so that they shadow no WGSL builtin used by tfjs's prelude): "norm" writes
- * `x·r·w`; "dx" writes `r·w·dy − x·r³·Σ(dy·w·x)/d`; "rinv" writes `r` (one value per row).
+ * `x·r·w`; "dx" writes `r·w·dy − x·r³·Σ(dy·w·x)/d`; "dxr" the same plus `dr` (the gradient of
+ * the residual that `HpRmsNormKeep` passes through); "rinv" writes `r` (one value per row).
  */
-export function rowProgramSource(kind: "norm" | "dx" | "rinv"): string {
+export function rowProgramSource(kind: RowKind): string {
   const t = ROW_THREADS;
-  const twoSums = kind === "dx";
+  const twoSums = kind === "dx" || kind === "dxr";
   const lines = [
     `var<workgroup> wgSq : array<f32, ${t}>;`,
     twoSums ? `var<workgroup> wgDot : array<f32, ${t}>;` : "",
@@ -333,7 +335,10 @@ export function rowProgramSource(kind: "norm" | "dx" | "rinv"): string {
       `    for (var j = t; j < d; j = j + ${t}) {`,
       kind === "norm"
         ? `      result[base + j] = X[base + j] * r * W[j];`
-        : `      result[base + j] = r * W[j] * DY[base + j] - X[base + j] * c;`,
+        : kind === "dx"
+        ? `      result[base + j] = r * W[j] * DY[base + j] - X[base + j] * c;`
+        : `      let g = r * W[j] * DY[base + j] - X[base + j] * c;\n` +
+          `      result[base + j] = g + DR[base + j];`,
       `    }`,
       `  }`,
     );
@@ -384,9 +389,20 @@ abstract class RowProgramBase implements WebGpuProgramLike {
   abstract getUserCode(): string;
 }
 
+/** The row programs of {@link rowProgramSource}. */
+export type RowKind = "norm" | "dx" | "dxr" | "rinv";
+
+/** Inputs of each row program. */
+const ROW_INPUTS: Record<RowKind, string[]> = {
+  norm: ["X", "W"],
+  dx: ["X", "W", "DY"],
+  dxr: ["X", "W", "DY", "DR"],
+  rinv: ["X"],
+};
+
 /** A row program over `rows` rows of `d` (see {@link rowProgramSource}). */
 export class FusedRowProgram extends RowProgramBase {
-  private readonly kind: "norm" | "dx" | "rinv";
+  private readonly kind: RowKind;
 
   /**
    * @param kind which program
@@ -394,11 +410,11 @@ export class FusedRowProgram extends RowProgramBase {
    * @param d row length
    * @param maxDispatch the device's `maxComputeWorkgroupsPerDimension`
    */
-  constructor(kind: "norm" | "dx" | "rinv", rows: number, d: number, maxDispatch: number) {
+  constructor(kind: RowKind, rows: number, d: number, maxDispatch: number) {
     super(
       kind === "rinv" ? [rows, 1] : [rows, d],
       maxDispatch,
-      kind === "dx" ? ["X", "W", "DY"] : kind === "norm" ? ["X", "W"] : ["X"],
+      ROW_INPUTS[kind],
       "rows : i32, d : i32, eps : f32,",
       `hpFusedRow_${kind}`,
     );
@@ -778,6 +794,22 @@ function maskUniforms(attrs: unknown) {
   return [u32(a.key0), u32(a.key1), u32(a.threshold), f32(a.scale)];
 }
 
+/** The webgpu RMS norm: one row program. */
+function rmsNormKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
+  const x = need(inputs, "x");
+  const w = need(inputs, "w");
+  const d = w.shape[0]!;
+  const rows = sizeOf(x.shape) / d;
+  const max = backend.device.limits.maxComputeWorkgroupsPerDimension;
+  return runShaped(
+    backend,
+    new FusedRowProgram("norm", rows, d, max),
+    [[x, [rows, d]], [w, [d]]],
+    [...x.shape],
+    [i32(rows), i32(d), f32((attrs as { eps: number }).eps)],
+  );
+}
+
 /** The webgpu kernels, by kernel name. */
 export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => unknown]> = [
   [DROPOUT_MASK, ({ backend, attrs }) => {
@@ -870,32 +902,31 @@ export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => 
       runElementwise(backend, "gatedGeluDropoutGradB", ins, [...a.shape], maskUniforms(attrs)),
     ];
   }],
-  [RMS_NORM, ({ inputs, backend, attrs }) => {
-    const x = need(inputs, "x");
-    const w = need(inputs, "w");
-    const d = w.shape[0]!;
-    const rows = sizeOf(x.shape) / d;
-    const max = backend.device.limits.maxComputeWorkgroupsPerDimension;
-    return runShaped(
-      backend,
-      new FusedRowProgram("norm", rows, d, max),
-      [[x, [rows, d]], [w, [d]]],
-      [...x.shape],
-      [i32(rows), i32(d), f32((attrs as { eps: number }).eps)],
-    );
+  [RMS_NORM, rmsNormKernel],
+  [RMS_NORM_KEEP, (args) => {
+    const x = need(args.inputs, "x");
+    const y = rmsNormKernel(args);
+    args.backend.incRef(x.dataId); // the second output is x itself
+    return [y, { dataId: x.dataId, shape: [...x.shape], dtype: x.dtype }];
   }],
   [RMS_NORM_GRAD, ({ inputs, backend, attrs }) => {
     const x = need(inputs, "x");
     const w = need(inputs, "w");
     const dy = need(inputs, "dy");
+    const dr = inputs["dr"];
     const d = w.shape[0]!;
     const rows = sizeOf(x.shape) / d;
     const max = backend.device.limits.maxComputeWorkgroupsPerDimension;
     const u = [i32(rows), i32(d), f32((attrs as { eps: number }).eps)];
     const dx = runShaped(
       backend,
-      new FusedRowProgram("dx", rows, d, max),
-      [[x, [rows, d]], [w, [d]], [dy, [rows, d]]],
+      new FusedRowProgram(dr === undefined ? "dx" : "dxr", rows, d, max),
+      [
+        [x, [rows, d]],
+        [w, [d]],
+        [dy, [rows, d]],
+        ...(dr === undefined ? [] : [[dr, [rows, d]] as [tf.TensorInfo, number[]]]),
+      ],
       [...x.shape],
       u,
     );

@@ -30,7 +30,9 @@ import {
   gatedGelu,
   gatedGeluDropout,
   registerInPlaceUpdates,
+  RMS_NORM_GRAD,
   rmsNorm,
+  rmsNormKeep,
   SOFTMAX_XENT,
   softmaxCrossEntropy,
 } from "../fused.ts";
@@ -79,6 +81,9 @@ Deno.test("row program source: one barrier loop, two sums only for dx", () => {
   assert.doesNotMatch(rowProgramSource("norm"), /wgDot/);
   assert.match(rowProgramSource("dx"), /var<workgroup> wgDot/);
   assert.match(rowProgramSource("rinv"), /result\[row\] = r/);
+  assert.match(rowProgramSource("dxr"), /var<workgroup> wgDot/);
+  assert.match(rowProgramSource("dxr"), /result\[base \+ j\] = g \+ DR\[base \+ j\]/);
+  assert.doesNotMatch(rowProgramSource("dx"), /DR/);
 });
 
 fusedTest("webgpu dropout mask equals the JavaScript mask bit for bit", async () => {
@@ -258,7 +263,43 @@ fusedTest("webgpu RMS norm: forward and gradients match float64", async () => {
   }
 });
 
+fusedTest(
+  "webgpu RMS norm keep: the norm, x itself, and x's gradient with the residual's",
+  async () => {
+    for (const [rows, d] of [[5, 12], [3, 200]]) {
+      const x = uniformValues(rows! * d!, 41).map((v) => 3 * v);
+      const w = uniformValues(d!, 42).map((v) => v + 1.5);
+      const dy = uniformValues(rows! * d!, 43);
+      const dr = uniformValues(rows! * d!, 44);
+      const want = rmsNormReference(x, w, dy, 1e-6);
+      const wantDx = want.dx.map((v, i) => v + dr[i]!);
+      const before = tf.memory().numTensors;
+      const [xt, wt, dyt, drt] = [
+        tf.tensor(x, [1, rows!, d!]),
+        tf.tensor1d(w),
+        tf.tensor(dy, [1, rows!, d!]),
+        tf.tensor(dr, [1, rows!, d!]),
+      ];
+      const [y, r] = rmsNormKeep(xt, wt, 1e-6);
+      const plain = rmsNorm(xt, wt, 1e-6);
+      assert.deepEqual(await y.data(), await plain.data(), "the same norm");
+      assert.deepEqual(await r.data(), await xt.data(), "x passed through");
+      const [dx, dw] = tf.grads((p: tf.Tensor, q: tf.Tensor) => {
+        const [n, k] = rmsNormKeep(p, q as tf.Tensor1D, 1e-6);
+        return tf.add(tf.sum(tf.mul(n, dyt)), tf.sum(tf.mul(k, drt)));
+      })([xt, wt]);
+      // Float32 sums of d ≤ 200 terms in a different order than float64: 1e-5 relative to the
+      // largest term.
+      assertClose(await dx!.data(), wantDx, 1e-5, `dx ${rows}x${d}`, 1e-5 * maxAbs(wantDx));
+      assertClose(await dw!.data(), want.dw, 1e-5, `dw ${rows}x${d}`, 1e-5 * maxAbs(want.dw));
+      tf.dispose([xt, wt, dyt, drt, y, r, plain, dx!, dw!]);
+      assert.equal(tf.memory().numTensors, before, "tensors leaked");
+    }
+  },
+);
+
 /**
+ * `attentionSoftmax(scores, bias, mask)` on the current backend/**
  * `attentionSoftmax(scores, bias, mask)` on the current backend and its gradients with respect
  * to the scores and the bias for the upstream gradient `dyv`, read back (nothing left behind).
  */
@@ -431,6 +472,7 @@ fusedTest(
       [DROPOUT_ADD, replace("h", "x"), false],
       [GATED_GELU_DROPOUT, replace("a", "b"), false],
       [SOFTMAX_XENT, doubledOutput, false],
+      [RMS_NORM_GRAD, replace("dr", "dy"), false], // the residual's gradient: the "dxr" program
       [DROPOUT_ADD, replace("x", "x"), true],
     ];
     for (const [kernel, wrap, ok] of cases) {

@@ -79,6 +79,8 @@ import {
   gatedGeluDropout,
   gatedGeluRows,
   rmsNorm,
+  rmsNormGradRows,
+  rmsNormKeep,
   rmsNormRows,
   softmaxCrossEntropy,
   updateAdafactorMany,
@@ -1144,12 +1146,24 @@ async function selfCheckFusedScoped(): Promise<
     };
   });
   const factoredDone = updateAdafactorMany(factored.map((f) => f.item), fa).every((d) => d);
+  // The norm's gradient with a residual's added (`rmsNormKeep`: the "dxr" row program).
+  const [ndy, ndr] = [b.subarray(0, 60), a.subarray(60, 120)];
+  const wantNormDx = new Float32Array(60);
+  rmsNormGradRows(wantNormDx, new Float32Array(12), x, w, ndy, 1e-6);
+  for (let i = 0; i < 60; i++) wantNormDx[i]! += ndr[i]!;
   const outs = tf.tidy(() => [
     dropoutMask([n], 0.3, 77),
     gatedGelu(tf.tensor(a), tf.tensor(b)),
     rmsNorm(tf.tensor(x, [5, 12]), tf.tensor1d(w), 1e-6),
+    tf.grad((xt: tf.Tensor) => {
+      const [y, r] = rmsNormKeep(xt, tf.tensor1d(w), 1e-6);
+      return tf.add(
+        tf.sum(tf.mul(y, tf.tensor(ndy, [5, 12]))),
+        tf.sum(tf.mul(r, tf.tensor(ndr, [5, 12]))),
+      );
+    })(tf.tensor(x, [5, 12])),
   ]);
-  const [mask, gelu, norm, adam] = await Promise.all(
+  const [mask, gelu, norm, normDx, adam] = await Promise.all(
     [...outs, p].map((t) => t.data() as Promise<Float32Array>),
   );
   const factoredErr = await Promise.all(
@@ -1165,6 +1179,7 @@ async function selfCheckFusedScoped(): Promise<
   const maxRelErr = Math.max(
     relL2(gelu!, wantGelu),
     relL2(norm!, wantNorm),
+    relL2(normDx!, wantNormDx),
     relL2(adam!, wantP),
     ...factoredErr,
   );
