@@ -16,8 +16,9 @@
  * Without `--resume` every run trains from step 0 (its checkpoint folder is cleared first); with
  * it, runs with a result are skipped and unfinished ones resume from their checkpoints.
  *
- * Exit codes: 0 success, 1 a run failed or the tables could not be written, 2 bad arguments or
- * profile, 3 the regression gate failed.
+ * Exit codes (model/usage.ts): 0 success, 1 a failure while working (a run failed, the tables
+ * could not be written, no data folder after the download), 2 bad arguments or profile (a
+ * `UsageError`, refused before any work starts), 3 the regression gate failed.
  *
  * @module
  */
@@ -57,6 +58,7 @@ import { fakeRunOne } from "./_fake_run_one.ts";
 import { type AccountingFn, loadAccounting, writeTables } from "./tables.ts";
 import { join } from "node:path";
 import { checkOutputFolder } from "../model/fs.ts";
+import { exitCodeOf, usageChecked, UsageError } from "../model/usage.ts";
 
 const USAGE = `Usage: deno task bench [options]
 
@@ -478,10 +480,12 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
   try {
     const backendArg = values.backend;
     if (backendArg !== undefined && !(BACKEND_CHOICES as readonly string[]).includes(backendArg)) {
-      throw new Error(
+      throw new UsageError(
         `Unknown --backend "${backendArg}"; expected one of ${BACKEND_CHOICES.join(", ")}`,
       );
     }
+    const shardArg = values.shard;
+    const shard = shardArg === undefined ? undefined : usageChecked(() => parseShard(shardArg));
     let probe: BackendProbe | undefined;
     let profileName = values.profile;
     if (profileName === undefined) {
@@ -493,7 +497,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         })`,
       );
     }
-    const profile = await loadProfile(profileName);
+    const profile = await loadProfile(profileName).catch(asUsageError);
     let dataDir = values["data-dir"] ?? defaultDataDir();
     // What named the data folder, if anything did (else the default: cache and mirror).
     const dataDirNamedBy = values["data-dir"] !== undefined
@@ -504,7 +508,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     const chosenData = dataDirNamedBy !== undefined;
     // A named folder must exist; the default one may not yet (no cache, no mirror): the
     // download below creates it.
-    if (chosenData) checkDataDir(dataDir, dataDirNamedBy);
+    if (chosenData) usageChecked(() => checkDataDir(dataDir, dataDirNamedBy));
     // Output folders and the baseline are checked before anything runs: a mistyped path must
     // not surface only after the whole grid has trained.
     checkOutputFolder("--out", values.out);
@@ -517,15 +521,24 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       try {
         baseline = await loadResults(values.compare);
       } catch (e) {
-        throw new Error(`--compare: ${(e as Error).message}`);
+        throw new UsageError(`--compare: ${(e as Error).message}`, { cause: e });
       }
       if (baseline.length === 0) {
-        throw new Error(
+        throw new UsageError(
           `--compare ${values.compare}: no run results (*.json) there; a gate with no baseline ` +
             `would pass without comparing anything`,
         );
       }
     }
+    // The profile's own errors (an unknown task, two identical grid cells) stop it here, before a
+    // download: the grid as if every task's files were present.
+    const catalog = await defaultTaskCatalog();
+    usageChecked(() =>
+      expandGrid(profile, {
+        dataDir,
+        catalog: { benchmarkTasks: (b) => catalog.benchmarkTasks(b), isAvailable: () => true },
+      })
+    );
     if (!chosenData && !values["no-download"]) {
       const missing = missingProfileTasks(profile, {
         dataDir,
@@ -546,14 +559,17 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       );
     }
     const backend = (backendArg as BackendChoice | undefined) ?? profile.backend;
-    const grid = expandGrid(profile, {
-      dataDir,
-      ...(dataDirNamedBy === undefined ? {} : { dataDirNamedBy }),
-      catalog: await defaultTaskCatalog(),
-      ...(backendArg === undefined ? {} : { backend: backendArg as BackendChoice }),
-      ...(values["dry-run"] ? { onMissing: (m: string) => error(`warning: ${m}`) } : {}),
-    });
-    const shard = values.shard === undefined ? undefined : parseShard(values.shard);
+    const expand = async () =>
+      expandGrid(profile, {
+        dataDir,
+        ...(dataDirNamedBy === undefined ? {} : { dataDirNamedBy }),
+        catalog: await defaultTaskCatalog(),
+        ...(backendArg === undefined ? {} : { backend: backendArg as BackendChoice }),
+        ...(values["dry-run"] ? { onMissing: (m: string) => error(`warning: ${m}`) } : {}),
+      });
+    // Task files missing from a folder named by --data-dir or HYPERPROMPT_DATA: that folder
+    // cannot be used (2); from the default one, the download did not bring them (1).
+    const grid = chosenData ? await expand().catch(asUsageError) : await expand();
     const specs = shard === undefined ? grid : shardGrid(grid, shard);
     const scope = shard === undefined
       ? `${grid.length} runs`
@@ -614,8 +630,15 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     return summary.failed.length > 0 || tablesFailed ? 1 : 0;
   } catch (e) {
     error((e as Error).message);
-    return 2;
+    return exitCodeOf(e);
   }
+}
+
+/** Rethrows `e`, an argument or profile check's error, as a {@link UsageError} (exit code 2). */
+function asUsageError(e: unknown): never {
+  return usageChecked(() => {
+    throw e;
+  });
 }
 
 if (import.meta.main) {

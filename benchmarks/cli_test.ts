@@ -356,9 +356,49 @@ Deno.test("main() with no cache and no mirror still downloads first, then names 
         );
       },
     });
-    assert.equal(rc, 2);
+    // A failure while working (the download brought nothing), not a bad argument.
+    assert.equal(rc, 1);
     assert.deepEqual(asked, [["glue/rte", "glue/cola", "super_glue/cb"]]);
     assert.match(c.err.join("\n"), /no data folder: .* does not exist .*--data-dir/);
+    // Bad arguments and profiles are still refused (2), and before any download.
+    asked.length = 0;
+    const unknownTask = await tmpProfile(dir, { tasks: { glue: ["nope"] } });
+    const refused: [string[], RegExp][] = [
+      [["--profile", profile, "--bogus"], /Unknown option '--bogus'/],
+      [["--profile", profile, "--shard", "3/3"], /^Cannot parse --shard "3\/3"/],
+      [["--profile", profile, "--backend", "tpu"], /^Unknown --backend "tpu"/],
+      [["--profile", join(dir, "none.json")], /^Cannot read profile ".*none\.json"/],
+      [["--profile", unknownTask], /unknown glue task "nope"/],
+    ];
+    for (const [args, want] of refused) {
+      const r = capture();
+      const code = await main([...args, "--out", join(dir, "out")], {
+        ...r.opts,
+        runOne: fakeRunOne,
+        download: () => Promise.reject(new Error("must not be called")),
+      });
+      assert.equal(code, 2, args.join(" "));
+      assert.match(r.err.join("\n"), want);
+    }
+  }).finally(() => Deno.remove(dir, { recursive: true }));
+});
+
+Deno.test("main() whose download leaves a listed task missing from the default data folder exits 1", async () => {
+  const dir = await Deno.makeTempDir();
+  const env = { HYPERPROMPT_DATA: undefined, HYPERPROMPT_CACHE: join(dir, "cache") };
+  const profile = await tmpProfile(dir, { seeds: [0], tasks: { glue: ["rte", "qqp"] } });
+  await withEnv(env, async () => {
+    const c = capture();
+    const rc = await main(["--profile", profile, "--out", join(dir, "out")], {
+      ...c.opts,
+      runOne: fakeRunOne,
+      download: (o) =>
+        Promise.reject(
+          new DownloadError(o.tasks.map((task) => ({ task, reason: "offline" })), []),
+        ),
+    });
+    assert.equal(rc, 1, c.err.join("\n"));
+    assert.match(c.err.at(-1)!, /missing glue task files for qqp/);
   }).finally(() => Deno.remove(dir, { recursive: true }));
 });
 
