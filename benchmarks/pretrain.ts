@@ -46,6 +46,7 @@ import {
 } from "../model/backend.ts";
 import { spanCorrupt, T5_SPAN_CORRUPTION } from "../tasks/span_corruption.ts";
 import {
+  checkDataDir,
   defaultCacheDir as defaultDataCacheDir,
   defaultDataDir,
   resolveDataDir,
@@ -313,9 +314,20 @@ export async function ensureTaskTokenizer(
   return await corpusTokenizer(text, sha256(text), opts);
 }
 
-/** The data folder of the task corpus: the one given (which must exist), else the default. */
+/**
+ * The data folder of the task corpus: the one given (which must exist), else the default, which
+ * must exist too when `HYPERPROMPT_DATA` names it.
+ */
 function corpusDataDir(dataDir: string | undefined): string {
-  return dataDir === undefined ? defaultDataDir() : resolveDataDir({ dataDir });
+  if (dataDir !== undefined) return resolveDataDir({ dataDir });
+  const dir = defaultDataDir();
+  if (dataDirFromEnv()) checkDataDir(dir, "HYPERPROMPT_DATA");
+  return dir;
+}
+
+/** Whether `HYPERPROMPT_DATA` names the default data folder (set and not empty). */
+function dataDirFromEnv(): boolean {
+  return (Deno.env.get("HYPERPROMPT_DATA") ?? "") !== "";
 }
 
 /**
@@ -676,6 +688,10 @@ export async function main(args: string[], opts: PretrainMainOptions = {}): Prom
     usageChecked(() => preset(presetName)); // an unknown preset stops here, naming the known ones
     const dataDir = values["data-dir"];
     if (dataDir) usageChecked(() => resolveDataDir({ dataDir })); // a named folder must exist
+    else if (values.corpus === undefined && dataDirFromEnv()) {
+      // The task corpus is read from the folder HYPERPROMPT_DATA names: it must exist too.
+      usageChecked(() => checkDataDir(defaultDataDir(), "HYPERPROMPT_DATA"));
+    }
     for (const f of values.corpus ?? []) fileArg("--corpus", f);
     if (values.tokenizer !== undefined) fileArg("--tokenizer", values.tokenizer);
     const cacheDir = values["cache-dir"] ?? usageChecked(defaultCacheDir);

@@ -330,6 +330,29 @@ Deno.test("pretrainBackbone() without spm_train uses the reference tokenizer wit
   }
 });
 
+Deno.test("pretrainBackbone() without dataDir checks the folder HYPERPROMPT_DATA names", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await withEnv({ HYPERPROMPT_DATA: join(dir, "nope") }, () =>
+      rejects(
+        pretrainBackbone({
+          preset: "tiny-v1_1",
+          vocabSize: 500,
+          steps: 1,
+          batchSize: 1,
+          chunkLength: 8,
+          learningRate: 1e-3,
+          seed: 0,
+          cacheDir: join(dir, "cache"),
+          log: () => {},
+        }),
+        { message: `HYPERPROMPT_DATA=${join(dir, "nope")}: no such folder` },
+      ));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("main() (deno task pretrain) checks every argument before the corpus is read (exit 2), then fails with 1", async () => {
   const dir = await Deno.makeTempDir();
   try {
@@ -361,6 +384,30 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
       ok(want.test(err[0]!), `${args.join(" ")}: ${err[0]}`);
     }
     equal(pretrained, 0, "nothing was pretrained");
+    // HYPERPROMPT_DATA, standing in for --data-dir, is checked as well when the task corpus is
+    // read from it; not with --corpus (then no data folder is read).
+    const named: [string, RegExp][] = [
+      [join(dir, "nope"), /^error: HYPERPROMPT_DATA=.*nope: no such folder \(deno task pretrain/],
+      [file, /^error: HYPERPROMPT_DATA=.*a-file: is a file, not a folder \(deno task pretrain/],
+    ];
+    for (const [data, want] of named) {
+      const err: string[] = [];
+      const code = await withEnv(
+        { HYPERPROMPT_DATA: data },
+        () => main(base, { error: (s) => err.push(s), pretrain }),
+      );
+      equal(code, 2, data);
+      deepEqual(err.length, 1);
+      ok(want.test(err[0]!), err[0]);
+    }
+    equal(pretrained, 0, "nothing was pretrained");
+    const corpusFile = join(dir, "c.txt");
+    await Deno.writeTextFile(corpusFile, "text\n");
+    await withEnv(
+      { HYPERPROMPT_DATA: join(dir, "nope") },
+      () => main([...base, "--corpus", corpusFile], { error: () => {}, pretrain }),
+    );
+    equal(pretrained, 1, "with --corpus the data folder is not read");
     // A tokenizer file that is not JSON is named by pretrainBackbone.
     const err: string[] = [];
     const corpus = join(dir, "corpus.txt");
