@@ -398,7 +398,7 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
       );
       equal(code, 2, data);
       deepEqual(err.length, 1);
-      ok(want.test(err[0]!), err[0]);
+      ok(want.test(err[0]!), String(err[0]));
     }
     equal(pretrained, 0, "nothing was pretrained");
     const corpusFile = join(dir, "c.txt");
