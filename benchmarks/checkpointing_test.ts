@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { basename, join } from "node:path";
 import { makeHeldTempDir } from "../model/fs.ts";
+import { copyTree } from "../model/fs_testing.ts";
 import {
   checkpointDirName,
   disposeCheckpoint,
@@ -108,16 +109,6 @@ Deno.test("saveCheckpoint() that fails part-way keeps the earlier checkpoints an
     await Deno.remove(root, { recursive: true });
   }
 });
-
-/** Copies the folder tree `src` into `dst`, each name passed through `rename`. */
-function copyTree(src: string, dst: string, rename: (name: string) => string): void {
-  Deno.mkdirSync(dst, { recursive: true });
-  for (const e of Deno.readDirSync(src)) {
-    const to = join(dst, rename(e.name));
-    if (e.isDirectory) copyTree(join(src, e.name), to, rename);
-    else Deno.copyFileSync(join(src, e.name), to);
-  }
-}
 
 function entries(dir: string): string[] {
   return [...Deno.readDirSync(dir)].map((e) => e.name).sort();

@@ -12,7 +12,7 @@ import {
   type SaveSwapPoint,
 } from "./checkpoint.ts";
 import { makeHeldTempDir } from "./fs.ts";
-import { flushesOf, recordFlushes } from "./fs_testing.ts";
+import { copyTree, flushesOf, recordFlushes } from "./fs_testing.ts";
 import { decodeSafetensors, f16BitsToF32, f32BitsToBf16, f32BitsToF16 } from "./safetensors.ts";
 
 await tf.setBackend("cpu");
@@ -351,16 +351,6 @@ Deno.test("a save sweeps what killed saves left beside the folder; live saves an
     await Deno.remove(parent, { recursive: true });
   }
 });
-
-/** Copies the folder tree `src` into `dst`, each name passed through `rename`. */
-function copyTree(src: string, dst: string, rename: (name: string) => string): void {
-  Deno.mkdirSync(dst, { recursive: true });
-  for (const e of Deno.readDirSync(src)) {
-    const to = join(dst, rename(e.name));
-    if (e.isDirectory) copyTree(join(src, e.name), to, rename);
-    else Deno.copyFileSync(join(src, e.name), to);
-  }
-}
 
 /** The values of tensor "a" of the folder `dir`. */
 async function savedValues(dir: string): Promise<number[]> {

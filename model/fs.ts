@@ -18,13 +18,10 @@
 import { dirname, join } from "node:path";
 import { UsageError } from "./usage.ts";
 
-/**
- * Whether a folder entry named `path` exists, a dangling link included (`lstat`); other errors
- * than "not found" are rethrown.
- */
-export async function entryExists(path: string): Promise<boolean> {
+/** Whether `stat(path)` finds something; other errors than "not found" are rethrown. */
+async function found(path: string, stat: (p: string) => Promise<unknown>): Promise<boolean> {
   try {
-    await Deno.lstat(path);
+    await stat(path);
     return true;
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return false;
@@ -32,15 +29,17 @@ export async function entryExists(path: string): Promise<boolean> {
   }
 }
 
-/** Whether `path` exists (any kind); other errors than "not found" are rethrown. */
-export async function pathExists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
+/**
+ * Whether a folder entry named `path` exists, a dangling link included (`lstat`); other errors
+ * than "not found" are rethrown.
+ */
+export function entryExists(path: string): Promise<boolean> {
+  return found(path, Deno.lstat);
+}
+
+/** Whether `path` exists (any kind, links followed); other errors than "not found" are rethrown. */
+export function pathExists(path: string): Promise<boolean> {
+  return found(path, Deno.stat);
 }
 
 /** Whether `path` is a regular file (false when it is missing or unreadable). */

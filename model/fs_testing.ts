@@ -1,10 +1,30 @@
 /**
  * Test helpers for the folder flushes of `syncDir` and `syncDirSync` (model/fs.ts): which folder
  * was flushed, and what it held at that moment, so a test can check that a rename was followed
- * by a flush of the folder it renamed into.
+ * by a flush of the folder it renamed into; and {@link copyTree}, a copy of a folder as a killed
+ * process left it.
  *
  * @module
  */
+
+import { join } from "node:path";
+
+/**
+ * Copies the folder tree `src` into `dst`, each name passed through `rename` (tests take such a
+ * copy at a crash point: it holds what a killed process left, without its locks).
+ *
+ * @param src the folder to copy
+ * @param dst where the copy goes (created)
+ * @param rename maps each entry's name to the copy's
+ */
+export function copyTree(src: string, dst: string, rename: (name: string) => string): void {
+  Deno.mkdirSync(dst, { recursive: true });
+  for (const e of Deno.readDirSync(src)) {
+    const to = join(dst, rename(e.name));
+    if (e.isDirectory) copyTree(join(src, e.name), to, rename);
+    else Deno.copyFileSync(join(src, e.name), to);
+  }
+}
 
 /** One flush of a folder: its path as opened, and its entries (sorted) when it was flushed. */
 export interface Flush {
