@@ -52,7 +52,9 @@ import {
   adafactorUnfactoredManyInPlaceWebgpu,
   adamwInPlaceWebgpu,
   adamwManyInPlaceWebgpu,
+  dispatchInPlace,
   guardInPlaceReads,
+  inPlaceSupport,
 } from "./in_place.ts";
 
 /** Threads per workgroup of the elementwise programs. */
@@ -346,6 +348,68 @@ export function rowProgramSource(kind: RowKind): string {
   lines.push(`}`);
   return lines.filter((l) => l !== "").join("\n");
 }
+
+/**
+ * WGSL of the RMS norm's gradient rows as one in-place dispatch (`in_place.ts`) that writes two
+ * tensors, which a tfjs program cannot: `DX` (the "dx" row program's, plus `DR` with `residual`:
+ * "dxr") and `RINV`, each row's `r` (the "rinv" row program's), which the weight gradient
+ * (`RmsNormDwProgram`) reads. The same sums in the same order as those programs, in one pass over
+ * x instead of two and one dispatch instead of two.
+ *
+ * @param residual add the residual's gradient `DR` (`HpRmsNormKeep`)
+ */
+export function normGradSource(residual: boolean): string {
+  const t = ROW_THREADS;
+  return `
+struct U { rows : u32, d : u32, eps : f32, pad : u32 };
+@group(0) @binding(0) var<storage, read_write> DX : array<f32>;
+@group(0) @binding(1) var<storage, read_write> RINV : array<f32>;
+@group(0) @binding(2) var<storage, read> X : array<f32>;
+@group(0) @binding(3) var<storage, read> W : array<f32>;
+@group(0) @binding(4) var<storage, read> DY : array<f32>;
+${residual ? "@group(0) @binding(5) var<storage, read> DR : array<f32>;" : ""}
+@group(0) @binding(${residual ? 6 : 5}) var<uniform> u : U;
+var<workgroup> wgSq : array<f32, ${t}>;
+var<workgroup> wgDot : array<f32, ${t}>;
+@compute @workgroup_size(${t})
+fn main(@builtin(local_invocation_index) t : u32, @builtin(workgroup_id) wid : vec3<u32>,
+        @builtin(num_workgroups) nwg : vec3<u32>) {
+  let row = wid.x + wid.y * nwg.x;
+  let valid = row < u.rows;
+  let d = u.d;
+  let base = row * d;
+  var s = 0.0;
+  var q = 0.0;
+  if (valid) {
+    for (var j = t; j < d; j = j + ${t}u) {
+      let v = X[base + j];
+      s = s + v * v;
+      q = q + DY[base + j] * W[j] * v;
+    }
+  }
+  wgSq[t] = s;
+  wgDot[t] = q;
+${reduceWgsl(["wgSq", "wgDot"], "+", t, "u32").join("\n")}
+  let r = 1.0 / sqrt(wgSq[0] / f32(d) + u.eps);
+  let c = r * r * r * wgDot[0] / f32(d);
+  if (valid) {
+    if (t == 0u) { RINV[row] = r; }
+    for (var j = t; j < d; j = j + ${t}u) {
+      let g = r * W[j] * DY[base + j] - X[base + j] * c;
+      DX[base + j] = ${residual ? "g + DR[base + j]" : "g"};
+    }
+  }
+}`;
+}
+
+const NORM_GRAD_PROGRAMS = {
+  plain: { key: "hpInPlace_normGrad", name: "HpRmsNormGrad_dx", source: normGradSource(false) },
+  residual: {
+    key: "hpInPlace_normGradResidual",
+    name: "HpRmsNormGrad_dxr",
+    source: normGradSource(true),
+  },
+} as const;
 
 /** Common shape of the programs that give each row of the output one workgroup. */
 abstract class RowProgramBase implements WebGpuProgramLike {
@@ -794,6 +858,43 @@ function maskUniforms(attrs: unknown) {
   return [u32(a.key0), u32(a.key1), u32(a.threshold), f32(a.scale)];
 }
 
+/**
+ * The RMS norm's dx (plus `dr` where given) and each row's r as two tfjs row programs: the path
+ * where the in-place dispatch is not available (another tfjs version's internals).
+ */
+function rowProgramsNormGrad(
+  backend: WebGpuBackendLike,
+  x: tf.TensorInfo,
+  w: tf.TensorInfo,
+  dy: tf.TensorInfo,
+  dr: tf.TensorInfo | undefined,
+  u: { type: string; data: number[] }[],
+): { dx: tf.TensorInfo; rinv: tf.TensorInfo } {
+  const d = w.shape[0]!;
+  const rows = sizeOf(x.shape) / d;
+  const max = backend.device.limits.maxComputeWorkgroupsPerDimension;
+  const dx = runShaped(
+    backend,
+    new FusedRowProgram(dr === undefined ? "dx" : "dxr", rows, d, max),
+    [
+      [x, [rows, d]],
+      [w, [d]],
+      [dy, [rows, d]],
+      ...(dr === undefined ? [] : [[dr, [rows, d]] as [tf.TensorInfo, number[]]]),
+    ],
+    [...x.shape],
+    u,
+  );
+  const rinv = runShaped(
+    backend,
+    new FusedRowProgram("rinv", rows, d, max),
+    [[x, [rows, d]]],
+    [rows, 1],
+    u,
+  );
+  return { dx, rinv };
+}
+
 /** The webgpu RMS norm: one row program. */
 function rmsNormKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
   const x = need(inputs, "x");
@@ -917,26 +1018,33 @@ export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => 
     const d = w.shape[0]!;
     const rows = sizeOf(x.shape) / d;
     const max = backend.device.limits.maxComputeWorkgroupsPerDimension;
-    const u = [i32(rows), i32(d), f32((attrs as { eps: number }).eps)];
-    const dx = runShaped(
-      backend,
-      new FusedRowProgram(dr === undefined ? "dx" : "dxr", rows, d, max),
-      [
-        [x, [rows, d]],
-        [w, [d]],
-        [dy, [rows, d]],
-        ...(dr === undefined ? [] : [[dr, [rows, d]] as [tf.TensorInfo, number[]]]),
-      ],
-      [...x.shape],
-      u,
-    );
-    const rinv = runShaped(
-      backend,
-      new FusedRowProgram("rinv", rows, d, max),
-      [[x, [rows, d]]],
-      [rows, 1],
-      u,
-    );
+    const eps = (attrs as { eps: number }).eps;
+    const u = [i32(rows), i32(d), f32(eps)];
+    let dx: tf.TensorInfo, rinv: tf.TensorInfo;
+    if (inPlaceSupport() === undefined) {
+      // dx and r in one dispatch.
+      const be = backend as unknown as {
+        makeTensorInfo(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+      };
+      dx = be.makeTensorInfo([...x.shape], "float32");
+      rinv = be.makeTensorInfo([rows, 1], "float32");
+      const read = (tensor: tf.TensorInfo) => ({ tensor, write: false });
+      dispatchInPlace(
+        NORM_GRAD_PROGRAMS[dr === undefined ? "plain" : "residual"],
+        [
+          { tensor: dx, write: true },
+          { tensor: rinv, write: true },
+          read(x),
+          read(w),
+          read(dy),
+          ...(dr === undefined ? [] : [read(dr)]),
+        ],
+        [u32(rows), u32(d), f32(eps), u32(0)],
+        grid(rows, max),
+      );
+    } else {
+      ({ dx, rinv } = rowProgramsNormGrad(backend, x, w, dy, dr, u));
+    }
     try {
       const dw = runShaped(
         backend,

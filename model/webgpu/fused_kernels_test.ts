@@ -39,7 +39,7 @@ import {
 import { registerWebgpuKernels, selfCheckWebgpuKernels, unregisterWebgpuKernels } from "./mod.ts";
 import { preset } from "../config.ts";
 import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../t5.ts";
-import { rowProgramSource } from "./fused_kernels.ts";
+import { normGradSource, rowProgramSource } from "./fused_kernels.ts";
 import { createOptimizer, type OptimizerConfig } from "../../benchmarks/optim.ts";
 import { threeSteps } from "../../benchmarks/optim_testing.ts";
 import { uniformValues } from "../../benchmarks/rng.ts";
@@ -84,6 +84,48 @@ Deno.test("row program source: one barrier loop, two sums only for dx", () => {
   assert.match(rowProgramSource("dxr"), /var<workgroup> wgDot/);
   assert.match(rowProgramSource("dxr"), /result\[base \+ j\] = g \+ DR\[base \+ j\]/);
   assert.doesNotMatch(rowProgramSource("dx"), /DR/);
+  // The in-place gradient rows: dx and r written in one dispatch, the residual's added with it.
+  for (const residual of [false, true]) {
+    const src = normGradSource(residual);
+    assert.match(src, /var<storage, read_write> DX /);
+    assert.match(src, /var<storage, read_write> RINV /);
+    assert.equal(/var<storage, read> DR /.test(src), residual);
+    assert.match(src, residual ? /DX\[base \+ j\] = g \+ DR\[base \+ j\]/ : /DX\[base \+ j\] = g;/);
+  }
+});
+
+fusedTest("webgpu RMS norm gradient: dx and r in one dispatch, dw in one more", async () => {
+  const [rows, d] = [9, 200];
+  const x = uniformValues(rows * d, 51).map((v) => 3 * v);
+  const w = uniformValues(d, 52).map((v) => v + 1.5);
+  const dy = uniformValues(rows * d, 53);
+  const dr = uniformValues(rows * d, 54);
+  const want = rmsNormReference(x, w, dy, 1e-6);
+  const [xt, wt, dyt, drt] = [
+    tf.tensor(x, [rows, d]),
+    tf.tensor1d(w),
+    tf.tensor(dy, [rows, d]),
+    tf.tensor(dr, [rows, d]),
+  ];
+  for (const withResidual of [false, true]) {
+    const before = tf.memory().numTensors;
+    const stop = countGpuWork()!;
+    const [dx, dw] = tf.engine().runKernel(
+      RMS_NORM_GRAD,
+      withResidual ? { x: xt, w: wt, dy: dyt, dr: drt } : { x: xt, w: wt, dy: dyt },
+      { eps: 1e-6 },
+    ) as tf.Tensor[];
+    const { dispatches, programs } = stop();
+    assert.equal(dispatches, 2, "dx and r together, then dw");
+    assert.equal(programs, 1, "dw is the one tfjs program");
+    const wantDx = withResidual ? want.dx.map((v, i) => v + dr[i]!) : want.dx;
+    // As the RMS norm test: float32 sums of 200 terms, 1e-5 of the largest term.
+    assertClose(await dx!.data(), wantDx, 1e-5, `dx r:${withResidual}`, 1e-5 * maxAbs(wantDx));
+    assertClose(await dw!.data(), want.dw, 1e-5, `dw r:${withResidual}`, 1e-5 * maxAbs(want.dw));
+    tf.dispose([dx!, dw!]);
+    assert.equal(tf.memory().numTensors, before, "the scratch r is released");
+  }
+  tf.dispose([xt, wt, dyt, drt]);
 });
 
 fusedTest("webgpu dropout mask equals the JavaScript mask bit for bit", async () => {
@@ -472,7 +514,8 @@ fusedTest(
       [DROPOUT_ADD, replace("h", "x"), false],
       [GATED_GELU_DROPOUT, replace("a", "b"), false],
       [SOFTMAX_XENT, doubledOutput, false],
-      [RMS_NORM_GRAD, replace("dr", "dy"), false], // the residual's gradient: the "dxr" program
+      [RMS_NORM_GRAD, replace("dr", "dy"), false], // the residual's gradient
+      [RMS_NORM_GRAD, replace("dy", "x"), false], // the norm's gradient, alone or with dr
       [DROPOUT_ADD, replace("x", "x"), true],
     ];
     for (const [kernel, wrap, ok] of cases) {

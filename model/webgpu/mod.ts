@@ -1146,15 +1146,19 @@ async function selfCheckFusedScoped(): Promise<
     };
   });
   const factoredDone = updateAdafactorMany(factored.map((f) => f.item), fa).every((d) => d);
-  // The norm's gradient with a residual's added (`rmsNormKeep`: the "dxr" row program).
+  // The norm's gradient (`fused_kernels.ts` normGradSource), alone and with a residual's added
+  // (`rmsNormKeep`).
   const [ndy, ndr] = [b.subarray(0, 60), a.subarray(60, 120)];
-  const wantNormDx = new Float32Array(60);
-  rmsNormGradRows(wantNormDx, new Float32Array(12), x, w, ndy, 1e-6);
-  for (let i = 0; i < 60; i++) wantNormDx[i]! += ndr[i]!;
+  const wantPlainDx = new Float32Array(60);
+  rmsNormGradRows(wantPlainDx, new Float32Array(12), x, w, ndy, 1e-6);
+  const wantNormDx = Float32Array.from(wantPlainDx, (v, i) => v + ndr[i]!);
   const outs = tf.tidy(() => [
     dropoutMask([n], 0.3, 77),
     gatedGelu(tf.tensor(a), tf.tensor(b)),
     rmsNorm(tf.tensor(x, [5, 12]), tf.tensor1d(w), 1e-6),
+    tf.grad((xt: tf.Tensor) =>
+      tf.sum(tf.mul(rmsNorm(xt, tf.tensor1d(w), 1e-6), tf.tensor(ndy, [5, 12])))
+    )(tf.tensor(x, [5, 12])),
     tf.grad((xt: tf.Tensor) => {
       const [y, r] = rmsNormKeep(xt, tf.tensor1d(w), 1e-6);
       return tf.add(
@@ -1163,7 +1167,7 @@ async function selfCheckFusedScoped(): Promise<
       );
     })(tf.tensor(x, [5, 12])),
   ]);
-  const [mask, gelu, norm, normDx, adam] = await Promise.all(
+  const [mask, gelu, norm, plainDx, normDx, adam] = await Promise.all(
     [...outs, p].map((t) => t.data() as Promise<Float32Array>),
   );
   const factoredErr = await Promise.all(
@@ -1179,6 +1183,7 @@ async function selfCheckFusedScoped(): Promise<
   const maxRelErr = Math.max(
     relL2(gelu!, wantGelu),
     relL2(norm!, wantNorm),
+    relL2(plainDx!, wantPlainDx),
     relL2(normDx!, wantNormDx),
     relL2(adam!, wantP),
     ...factoredErr,
