@@ -95,7 +95,14 @@ Deno.test("row program source: one barrier loop, two sums only for dx", () => {
 });
 
 fusedTest("webgpu RMS norm gradient: dx and r in one dispatch, dw in one more", async () => {
-  const [rows, d] = [9, 200];
+  // [70, 37]: more rows than dw's 16 lanes, a partial block of 16 columns; [9, 200]: fewer rows.
+  for (const [rows, d] of [[9, 200], [70, 37]] as const) {
+    await normGradCase(rows, d);
+  }
+});
+
+/** The RMS norm's gradient kernel on `[rows, d]`, with and without dr: dispatches and values. */
+async function normGradCase(rows: number, d: number): Promise<void> {
   const x = uniformValues(rows * d, 51).map((v) => 3 * v);
   const w = uniformValues(d, 52).map((v) => v + 1.5);
   const dy = uniformValues(rows * d, 53);
@@ -126,7 +133,7 @@ fusedTest("webgpu RMS norm gradient: dx and r in one dispatch, dw in one more", 
     assert.equal(tf.memory().numTensors, before, "the scratch r is released");
   }
   tf.dispose([xt, wt, dyt, drt]);
-});
+}
 
 fusedTest("webgpu dropout mask equals the JavaScript mask bit for bit", async () => {
   assert.ok(tf.getKernel(GATED_GELU, "webgpu") !== undefined, "fused kernels registered");
