@@ -16,7 +16,7 @@
 import { dirname, join } from "node:path";
 import { parseIndex, WEIGHTS_INDEX_NAME, WEIGHTS_NAME } from "./checkpoint.ts";
 import { readSafetensorsHeader } from "./safetensors.ts";
-import { pathExists, syncDir, writeFileAtomic } from "./fs.ts";
+import { pathExists, syncDir, writeFileAtomic, writeTempBeside } from "./fs.ts";
 
 /** Options of {@link fetchHubModel}. */
 export interface FetchHubOptions {
@@ -145,25 +145,35 @@ async function download(ctx: Ctx, file: string, optional: boolean): Promise<bool
       `Model "${ctx.repoId}" could not be fetched: ${url} answered HTTP ${res.status}${hint}`,
     );
   }
-  const tag = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-  const part = `${dest}.part-${tag}`;
-  try {
-    const f = await Deno.open(part, { write: true, createNew: true });
-    let bytes = 0;
-    try {
-      if (res.body) {
-        for await (const chunk of res.body) {
-          let off = 0;
-          while (off < chunk.byteLength) off += await f.write(chunk.subarray(off));
-          bytes += chunk.byteLength;
-        }
+  // The body goes to a locked temporary beside the file (`<file>.tmp-<pid>-<hex>`): a download
+  // killed part-way leaves one that the next writer into this folder sweeps, once no process
+  // holds it (`writeTempBeside`, `FILE_TEMPS`).
+  let bytes = 0;
+  let bodyFailed = false;
+  const reader = res.body?.getReader();
+  const counted = new ReadableStream<Uint8Array>({
+    async pull(c) {
+      if (reader === undefined) return c.close();
+      try {
+        const { done, value } = await reader.read();
+        if (done) return c.close();
+        bytes += value.byteLength;
+        c.enqueue(value);
+      } catch (e) {
+        bodyFailed = true;
+        c.error(e);
       }
-      await f.sync();
-    } catch (e) {
-      throw offlineError(ctx, url, e);
-    } finally {
-      f.close();
-    }
+    },
+    cancel: (why) => reader?.cancel(why),
+  });
+  let held;
+  try {
+    held = await writeTempBeside(dest, counted);
+  } catch (e) {
+    throw bodyFailed ? offlineError(ctx, url, e) : e;
+  }
+  const part = held.path;
+  try {
     const expected = res.headers.get("content-length");
     if (expected !== null && res.headers.get("content-encoding") === null) {
       if (Number(expected) !== bytes) {
@@ -197,6 +207,8 @@ async function download(ctx: Ctx, file: string, optional: boolean): Promise<bool
   } catch (e) {
     await Deno.remove(part).catch(() => {});
     throw e;
+  } finally {
+    held.release();
   }
 }
 

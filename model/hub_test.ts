@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { sharedPath } from "./shared_dir.ts";
 import { loadHfFolder, saveHfFolder } from "./checkpoint.ts";
 import { fetchHubModel, hubModelDir } from "./hub.ts";
 import { flushesOf, recordFlushes } from "./fs_testing.ts";
+import { FILE_TEMPS, isTempInUse } from "./fs.ts";
 
 await tf.setBackend("cpu");
 
@@ -112,7 +113,7 @@ Deno.test("fetchHubModel: sharded repo with tokenizer, HF_ENDPOINT and HF_TOKEN 
     const shards = names.filter((n) => /^model-\d+-of-\d+\.safetensors$/.test(n));
     assert.ok(shards.length >= 2, `shards: ${shards}`);
     assert.ok(names.includes("tokenizer.json") && names.includes("model.safetensors.index.json"));
-    assert.ok(!names.some((n) => n.includes(".part-")), "no partial files left");
+    assert.ok(!names.some((n) => n.includes(".tmp-")), "no partial files left");
     assert.equal(await Deno.readTextFile(join(dir, "tokenizer.json")), tok);
     assert.ok(hub.requests.every((r) => r.auth === "Bearer envtok"));
     await assertSameTensors(dir, src);
@@ -240,6 +241,70 @@ Deno.test("fetchHubModel: two concurrent fetches into one cache both succeed, no
     }
   } finally {
     await hub.close();
+    await Deno.remove(cache, { recursive: true });
+  }
+});
+
+Deno.test("fetchHubModel: a killed download's temporary is swept, a live one's is kept", async () => {
+  const cache = await Deno.makeTempDir();
+  const hub = serveHub({ "org/tiny@main": RELU });
+  const dir = hubModelDir(cache, "org/tiny");
+  await Deno.mkdir(dir, { recursive: true });
+  // Left by a process killed while downloading: not locked, another pid.
+  const dead = join(dir, "model.safetensors.tmp-999999-0123456789ab");
+  await Deno.writeTextFile(dead, "partial");
+  // One being written right now by another process's download: it holds the lock.
+  const live = join(dir, "other.bin.tmp-999998-abcdefabcdef");
+  const holder = await Deno.open(live, { write: true, createNew: true });
+  holder.lockSync(true);
+  try {
+    await fetchHubModel("org/tiny", { cacheDir: cache, endpoint: hub.endpoint });
+    const names = [...Deno.readDirSync(dir)].map((e) => e.name);
+    assert.ok(!names.includes(basename(dead)), `swept: ${names}`);
+    assert.ok(names.includes(basename(live)), "a held temporary is left alone");
+    assert.equal(names.filter((n) => n.includes(".tmp-")).length, 1, `${names}`);
+  } finally {
+    holder.close();
+    await hub.close();
+    await Deno.remove(cache, { recursive: true });
+  }
+});
+
+Deno.test("fetchHubModel: a download in progress writes a held temporary that sweeps know", async () => {
+  const cache = await Deno.makeTempDir();
+  const dir = hubModelDir(cache, "org/t");
+  let seen: { names: string[]; inUse: boolean[] } | undefined;
+  // The body comes in chunks ("{", spaces, "}"); before each, the folder is looked at, and the
+  // first look that finds a temporary is kept.
+  const fakeFetch = ((_url: string | URL | Request) => {
+    const chunks = ["{", " ", " ", " ", " ", "}"];
+    const body = new ReadableStream<Uint8Array>({
+      pull(c) {
+        const names = [...Deno.readDirSync(dir)].map((e) => e.name)
+          .filter((n) => !n.startsWith(".") && n.includes(".tmp-"));
+        if (names.length > 0) {
+          seen ??= { names, inUse: names.map((n) => isTempInUse(join(dir, n))) };
+        }
+        const next = chunks.shift();
+        if (next === undefined) c.close();
+        else c.enqueue(new TextEncoder().encode(next));
+      },
+    });
+    return Promise.resolve(new Response(body));
+  }) as typeof fetch;
+  try {
+    // Every file is "{}"; model.safetensors is then not a valid file, which ends the fetch. The
+    // first file's download, seen mid-way: one temporary, named and locked as sweeps expect.
+    await assert.rejects(
+      fetchHubModel("org/t", { cacheDir: cache, endpoint: "http://hub.invalid", fetch: fakeFetch }),
+    );
+    assert.ok(seen !== undefined);
+    assert.equal(seen.names.length, 1, `${seen.names}`);
+    assert.match(seen.names[0]!, FILE_TEMPS.held, "FILE_TEMPS' pattern");
+    if (Deno.build.os !== "windows") assert.deepEqual(seen.inUse, [true], "locked while written");
+    const left = [...Deno.readDirSync(dir)].map((e) => e.name);
+    assert.ok(!left.some((n) => n.includes(".tmp-")), `no temporary left: ${left}`);
+  } finally {
     await Deno.remove(cache, { recursive: true });
   }
 });
