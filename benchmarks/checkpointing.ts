@@ -24,8 +24,9 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { basename, dirname, join } from "node:path";
+import { basename, join } from "node:path";
 import {
+  discardFolder,
   entryExists,
   isTempInUse,
   makeHeldTempDir,
@@ -34,7 +35,6 @@ import {
   syncDir,
   TEMP_TAG_SOURCE,
   type TempPattern,
-  tempTag,
   writeFileAtomic,
 } from "../model/fs.ts";
 import { decodeSafetensors, encodeSafetensors, type RawTensor } from "../model/safetensors.ts";
@@ -137,22 +137,14 @@ const CHECKPOINT_ASIDE = new RegExp(
 const CHECKPOINT_DISCARDED = new RegExp(String.raw`^\.step-\d{8}\.del-${TEMP_TAG_SOURCE}$`);
 
 /**
- * Removes `dir` (a checkpoint folder, or one moved aside): renamed to `.step-….del-<tag>` first,
- * so a kill part-way leaves no partial folder under a name that is loaded or restored.
+ * Removes `dir` (a checkpoint folder, or one moved aside): renamed to `.step-….del-<tag>` first
+ * (`discardFolder`), so a kill part-way leaves no partial folder under a name that is loaded or
+ * restored.
  */
 async function discard(dir: string): Promise<void> {
   const m = /^\.?(step-\d{8})/.exec(basename(dir));
   if (m === null) throw new Error(`benchmarks/checkpointing.ts: ${dir} is not a checkpoint folder`);
-  const trash = join(dirname(dir), `.${m[1]}.del-${tempTag()}`);
-  try {
-    await Deno.rename(dir, trash);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return; // a sweep finished it already
-    throw e;
-  }
-  await Deno.remove(trash, { recursive: true }).catch((e) => {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  });
+  await discardFolder(dir, m[1]);
 }
 
 /**

@@ -23,6 +23,8 @@ import {
 } from "./safetensors.ts";
 import {
   changedAgoMs,
+  DISCARDED_FOLDER,
+  discardFolder,
   entryExists,
   type HeldTemp,
   isTempInUse,
@@ -434,11 +436,7 @@ async function swapInto(
   await syncDir(dirname(dir)); // the new name survives a power cut
   await onSwap?.("swapped");
   // A sweep of another process may have removed it already (see removeStaleSaveTemps).
-  if (old) {
-    await Deno.remove(old, { recursive: true }).catch((e) => {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    });
-  }
+  if (old) await discardFolder(old, basename(dir));
 }
 
 /**
@@ -470,7 +468,9 @@ const SAVE_OLD = new RegExp(
  *   in progress are known by their tags. Names of earlier versions (unlocked) count once
  *   unchanged for `legacyMaxAgeMs`. When `<name>` itself is missing (the save died between its
  *   two renames) the folder is renamed back, restoring the previous checkpoint, and the dead
- *   save's temporary is removed; else the folder is removed.
+ *   save's temporary is removed; else the folder is removed;
+ * - folders whose removal was killed part-way (`.<name>.del-<tag>`, fs.ts `discardFolder`, which
+ *   removes old folders here so that a partial one never keeps a name that is restored).
  * Housekeeping never fails the caller.
  *
  * @param parent the folder holding checkpoint folders
@@ -494,6 +494,16 @@ export async function removeStaleSaveTemps(
     return done;
   }
   for (const entry of names) {
+    if (DISCARDED_FOLDER.test(entry)) {
+      // A removal killed part-way (`discardFolder`): finish it.
+      try {
+        if ((await Deno.lstat(join(parent, entry))).isDirectory) {
+          await Deno.remove(join(parent, entry), { recursive: true });
+          done.push(entry);
+        }
+      } catch { /* gone meanwhile */ }
+      continue;
+    }
     const m = SAVE_OLD.exec(entry);
     if (!m?.groups || liveSaves.has(m.groups.tag!)) continue;
     const { name, tag, pid } = m.groups as { name: string; tag: string; pid?: string };
@@ -517,7 +527,7 @@ export async function removeStaleSaveTemps(
           restored = true;
         } catch { /* another sweep or save got there first: remove it instead */ }
       }
-      if (!restored) await Deno.remove(path, { recursive: true });
+      if (!restored) await discardFolder(path, name);
       done.push(entry);
       if (restored) await syncDir(parent); // the restored name survives a power cut
       if (pid !== undefined && await entryExists(tmp)) {

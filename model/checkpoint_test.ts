@@ -270,6 +270,35 @@ Deno.test("saveHfFolder() flushes the parent folder once the new folder is in pl
   }
 });
 
+Deno.test("saving over a folder removes the old one through a .del- name (never partial under .old-)", async () => {
+  const parent = await Deno.makeTempDir();
+  const cfg = preset("tiny-relu");
+  const a = tf.tensor1d([1, 2]);
+  const rename = Deno.rename;
+  const targets: string[] = [];
+  try {
+    await saveHfFolder(join(parent, "m"), cfg, new Map([["a", a]]));
+    Deno.rename = async (from, to) => {
+      await rename(from, to);
+      targets.push(basename(String(to)));
+    };
+    await saveHfFolder(join(parent, "m"), cfg, new Map([["a", a]]));
+    Deno.rename = rename;
+    // (The files' own renames inside the temporary first.) Aside, the new one in, then the old
+    // one renamed for deletion.
+    const folders = targets.filter((t) => t === "m" || t.startsWith(".m."));
+    assert.equal(folders.length, 3, `${targets}`);
+    assert.match(folders[0]!, /^\.m\.old-/);
+    assert.equal(folders[1], "m");
+    assert.match(folders[2]!, /^\.m\.del-\d+-[0-9a-f]{12}$/);
+    assert.deepEqual([...Deno.readDirSync(parent)].map((e) => e.name), ["m"]);
+  } finally {
+    Deno.rename = rename;
+    a.dispose();
+    await Deno.remove(parent, { recursive: true });
+  }
+});
+
 Deno.test("a save sweeps what killed saves left beside the folder; live saves and other names are kept", async () => {
   const parent = await Deno.makeTempDir();
   const cfg = preset("tiny-relu");
@@ -301,11 +330,15 @@ Deno.test("a save sweeps what killed saves left beside the folder; live saves an
     await Deno.mkdir(join(parent, `.z.old-${otherTag}`));
     const lock = await Deno.open(join(parent, `.z.tmp-${otherTag}`), { read: true });
     await lock.lock(true);
+    // A removal killed part-way (discardFolder renames before deleting): garbage, whoever made it.
+    await Deno.mkdir(join(parent, ".half.del-999999996-0123456789ab"));
+    await Deno.writeTextFile(join(parent, ".half.del-999999996-0123456789ab", "x"), "");
 
     // The dead saves' temporary and moved-aside folders go (nobody holds their temporaries),
     // however recently they were moved.
     const swept = await removeStaleSaveTemps(parent);
     assert.deepEqual(swept.sort(), [
+      ".half.del-999999996-0123456789ab",
       ".kept.old-999999998-0123456789ab",
       `.lost.old-${deadTag}`,
       `.lost.tmp-${deadTag}`,

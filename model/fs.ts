@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { UsageError } from "./usage.ts";
 
 /** Whether `stat(path)` finds something; other errors than "not found" are rethrown. */
@@ -86,6 +86,31 @@ export function tempTag(): string {
 
 /** Regular-expression source matching a {@link tempTag}; the pid is captured as group `pid`. */
 export const TEMP_TAG_SOURCE = String.raw`(?<pid>\d+)-[0-9a-f]{12}`;
+
+/** A folder {@link discardFolder} is removing: `.<name>.del-<tag>` (garbage, whoever made it). */
+export const DISCARDED_FOLDER = new RegExp(String.raw`^\..+\.del-${TEMP_TAG_SOURCE}$`);
+
+/**
+ * Removes the folder `dir` by renaming it to `.<name>.del-<tag>` beside it first
+ * ({@link DISCARDED_FOLDER}), then deleting that: a kill part-way through the delete leaves a
+ * partial folder only under a name that no reader loads and no sweep restores, and the owner's
+ * next sweep finishes the removal. A `dir` that is already gone is not an error.
+ *
+ * @param dir the folder to remove
+ * @param name the name part of the discarded name (default: `dir`'s own name)
+ */
+export async function discardFolder(dir: string, name = basename(dir)): Promise<void> {
+  const trash = join(dirname(dir), `.${name}.del-${tempTag()}`);
+  try {
+    await Deno.rename(dir, trash);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return; // a sweep finished it already
+    throw e;
+  }
+  await Deno.remove(trash, { recursive: true }).catch((e) => {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  });
+}
 
 /**
  * A temporary file or folder this process created and holds locked, so that no

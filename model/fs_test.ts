@@ -1,7 +1,9 @@
-import { deepEqual, equal, rejects, throws } from "node:assert/strict";
+import { deepEqual, equal, match, rejects, throws } from "node:assert/strict";
 import { basename, join } from "node:path";
 import {
   checkOutputFolder,
+  DISCARDED_FOLDER,
+  discardFolder,
   entryExists,
   FILE_TEMPS,
   isDirectory,
@@ -39,6 +41,32 @@ function failingStream(first: string): ReadableStream<Uint8Array> {
 function names(dir: string): string[] {
   return [...Deno.readDirSync(dir)].map((e) => e.name).sort();
 }
+
+Deno.test("discardFolder() renames a folder to .<name>.del-<tag> before deleting it", async () => {
+  const dir = await Deno.makeTempDir();
+  const rename = Deno.rename;
+  const renamed: string[] = [];
+  Deno.rename = async (from, to) => {
+    await rename(from, to);
+    renamed.push(basename(String(to)));
+  };
+  try {
+    await Deno.mkdir(join(dir, "model", "sub"), { recursive: true });
+    await Deno.writeTextFile(join(dir, "model", "sub", "w.bin"), "x");
+    await discardFolder(join(dir, "model"));
+    await Deno.mkdir(join(dir, ".step-1.old-1-0123456789ab"));
+    await discardFolder(join(dir, ".step-1.old-1-0123456789ab"), "step-1");
+    await discardFolder(join(dir, "missing")); // already gone: not an error
+    equal(renamed.length, 2);
+    match(renamed[0]!, DISCARDED_FOLDER);
+    match(renamed[0]!, /^\.model\.del-/);
+    match(renamed[1]!, /^\.step-1\.del-/);
+    equal([...Deno.readDirSync(dir)].length, 0, "both removed");
+  } finally {
+    Deno.rename = rename;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
 
 Deno.test("writeFileAtomic() creates folders, replaces files and leaves no temporary file", async () => {
   const dir = await Deno.makeTempDir();
