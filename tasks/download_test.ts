@@ -119,6 +119,24 @@ function serve(routes: Record<string, Served>) {
   };
 }
 
+/**
+ * Runs `fn` with a server of `routes` ({@link serve}) and a new cache folder, and shuts the one
+ * down and removes the other afterwards, whatever `fn` does.
+ */
+async function withServer(
+  routes: Record<string, Served>,
+  fn: (s: ReturnType<typeof serve>, cacheDir: string) => Promise<void>,
+): Promise<void> {
+  const s = serve(routes);
+  const cacheDir = await Deno.makeTempDir();
+  try {
+    await fn(s, cacheDir);
+  } finally {
+    await s.server.shutdown();
+    await Deno.remove(cacheDir, { recursive: true });
+  }
+}
+
 async function listFiles(dir: string): Promise<string[]> {
   const out: string[] = [];
   async function walk(d: string, rel: string) {
@@ -137,9 +155,7 @@ async function listFiles(dir: string): Promise<string[]> {
 
 Deno.test("official zip: files extracted byte-exact, verified, manifest, then cached", async () => {
   const zip = makeZip();
-  const s = serve({ "/glue/RTE.zip": { body: zip } });
-  const cacheDir = await Deno.makeTempDir();
-  try {
+  await withServer({ "/glue/RTE.zip": { body: zip } }, async (s, cacheDir) => {
     const sources = [tinyRte({ zipPrefix: sha256Hex(zip).slice(0, 8) })];
     const counted: string[] = [];
     const res = await download({
@@ -175,10 +191,7 @@ Deno.test("official zip: files extracted byte-exact, verified, manifest, then ca
     });
     assert.equal(again[0]?.status, "cached");
     assert.equal(s.log.length, before, "a cached task makes no request");
-  } finally {
-    await s.server.shutdown();
-    await Deno.remove(cacheDir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("download() failing for some tasks throws a DownloadError with each failure and the other results", async () => {
@@ -230,9 +243,7 @@ Deno.test("download() failing for some tasks throws a DownloadError with each fa
 });
 
 Deno.test("archive sha256 prefix mismatch: error names the file, no cache entry", async () => {
-  const s = serve({ "/glue/RTE.zip": { body: makeZip() } });
-  const cacheDir = await Deno.makeTempDir();
-  try {
+  await withServer({ "/glue/RTE.zip": { body: makeZip() } }, async (s, cacheDir) => {
     await assert.rejects(
       download({
         tasks: ["rte"],
@@ -246,16 +257,11 @@ Deno.test("archive sha256 prefix mismatch: error names the file, no cache entry"
     );
     assert.deepEqual(await listFiles(cacheDir), ["manifest.json"]);
     assert.deepEqual((await readManifest(cacheDir)).files, {});
-  } finally {
-    await s.server.shutdown();
-    await Deno.remove(cacheDir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("extracted file sha256 or row count mismatch: error, nothing written", async () => {
-  const s = serve({ "/glue/RTE.zip": { body: makeZip() } });
-  const cacheDir = await Deno.makeTempDir();
-  try {
+  await withServer({ "/glue/RTE.zip": { body: makeZip() } }, async (s, cacheDir) => {
     const base = {
       tasks: ["rte"],
       cacheDir,
@@ -274,16 +280,11 @@ Deno.test("extracted file sha256 or row count mismatch: error, nothing written",
     const left = await listFiles(cacheDir);
     assert.ok(left.every((f) => !f.startsWith("glue/")), `no layout file written: ${left}`);
     assert.deepEqual((await readManifest(cacheDir)).files, {});
-  } finally {
-    await s.server.shutdown();
-    await Deno.remove(cacheDir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a task file that cannot be put in place: error, no temp file, no manifest entry", async () => {
-  const s = serve({ "/glue/RTE.zip": { body: makeZip() } });
-  const cacheDir = await Deno.makeTempDir();
-  try {
+  await withServer({ "/glue/RTE.zip": { body: makeZip() } }, async (s, cacheDir) => {
     // A folder where dev.tsv goes: its rename fails after every file was written to a temp name.
     await Deno.mkdir(join(cacheDir, "glue/RTE/dev.tsv"), { recursive: true });
     await Deno.writeTextFile(join(cacheDir, "glue/RTE/dev.tsv/keep"), "x");
@@ -300,18 +301,13 @@ Deno.test("a task file that cannot be put in place: error, no temp file, no mani
     const left = await listFiles(cacheDir);
     assert.ok(left.every((f) => !f.includes(".tmp")), `no temp file left: ${left}`);
     assert.deepEqual((await readManifest(cacheDir)).files, {});
-  } finally {
-    await s.server.shutdown();
-    await Deno.remove(cacheDir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("interrupted download resumes from .part with a Range request", async () => {
   const zip = makeZip(TRAIN + "3\tlong " + "x".repeat(5000) + ".\tY.\tentailment\n");
   const cutAt = Math.floor(zip.length / 2);
-  const s = serve({ "/glue/RTE.zip": { body: zip, cutAt } });
-  const cacheDir = await Deno.makeTempDir();
-  try {
+  await withServer({ "/glue/RTE.zip": { body: zip, cutAt } }, async (s, cacheDir) => {
     const train = TRAIN + "3\tlong " + "x".repeat(5000) + ".\tY.\tentailment\n";
     const sources = [
       tinyRte({
@@ -343,18 +339,13 @@ Deno.test("interrupted download resumes from .part with a Range request", async 
       (await readManifest(cacheDir)).archives[`${s.endpoints.glue}/RTE.zip`]?.sha256,
       sha256Hex(zip),
     );
-  } finally {
-    await s.server.shutdown();
-    await Deno.remove(cacheDir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a finished download's rename into downloads/ is followed by a flush of that folder", async () => {
   if (Deno.build.os === "windows") return; // syncDir does nothing there
   const zip = makeZip();
-  const s = serve({ "/glue/RTE.zip": { body: zip } });
-  const cacheDir = await Deno.makeTempDir();
-  try {
+  await withServer({ "/glue/RTE.zip": { body: zip } }, async (s, cacheDir) => {
     const flushes = await recordFlushes(() =>
       download({
         tasks: ["rte"],
@@ -367,10 +358,7 @@ Deno.test("a finished download's rename into downloads/ is followed by a flush o
       })
     );
     assert.deepEqual(flushesOf(flushes, join(cacheDir, "downloads")), [["RTE.zip"]]);
-  } finally {
-    await s.server.shutdown();
-    await Deno.remove(cacheDir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a raw download's data is flushed to disk before it is renamed into place", async () => {
@@ -414,9 +402,7 @@ Deno.test("a raw download's data is flushed to disk before it is renamed into pl
 
 Deno.test("built-in retry resumes a cut transfer within one call", async () => {
   const zip = makeZip();
-  const s = serve({ "/glue/RTE.zip": { body: zip, cutAt: 100 } });
-  const cacheDir = await Deno.makeTempDir();
-  try {
+  await withServer({ "/glue/RTE.zip": { body: zip, cutAt: 100 } }, async (s, cacheDir) => {
     const res = await download({
       tasks: ["rte"],
       cacheDir,
@@ -428,10 +414,7 @@ Deno.test("built-in retry resumes a cut transfer within one call", async () => {
     });
     assert.equal(res[0]?.status, "official");
     assert.deepEqual(s.log.map((l) => l.range), [null, "bytes=100-"]);
-  } finally {
-    await s.server.shutdown();
-    await Deno.remove(cacheDir, { recursive: true });
-  }
+  });
 });
 
 function rteParquet(s1: string[], s2: string[], labels: bigint[]): Uint8Array {
@@ -448,7 +431,7 @@ function rteParquet(s1: string[], s2: string[], labels: bigint[]): Uint8Array {
 
 Deno.test("failing primary falls back to Hugging Face parquet, converted to the official TSV", async () => {
   const hf = "/hf/datasets/nyu-mll/glue/resolve/main/rte";
-  const s = serve({
+  await withServer({
     "/glue/RTE.zip": { status: 500, body: new Uint8Array() },
     [`${hf}/train-00000-of-00001.parquet`]: {
       body: rteParquet(["A b.", 'C "d".', "E f."], ["A.", "C.", "G."], [0n, 1n, 0n]),
@@ -456,9 +439,7 @@ Deno.test("failing primary falls back to Hugging Face parquet, converted to the 
     [`${hf}/validation-00000-of-00001.parquet`]: {
       body: rteParquet(["X y.", "Z."], ["X.", "W."], [0n, 1n]),
     },
-  });
-  const cacheDir = await Deno.makeTempDir();
-  try {
+  }, async (s, cacheDir) => {
     const counted: string[] = [];
     const res = await download({
       tasks: ["rte"],
@@ -481,10 +462,7 @@ Deno.test("failing primary falls back to Hugging Face parquet, converted to the 
     // Byte-identical to the official file, so its known sha256 matched; dev has none known.
     assert.equal(m.files["glue/RTE/train.tsv"]?.verified, "sha256");
     assert.equal(m.files["glue/RTE/dev.tsv"]?.verified, "rows");
-  } finally {
-    await s.server.shutdown();
-    await Deno.remove(cacheDir, { recursive: true });
-  }
+  });
 });
 
 /**
@@ -494,14 +472,12 @@ Deno.test("failing primary falls back to Hugging Face parquet, converted to the 
  */
 async function expectParquetDiscarded(train: Uint8Array, error: RegExp): Promise<void> {
   const hf = "/hf/datasets/nyu-mll/glue/resolve/main/rte";
-  const s = serve({
+  await withServer({
     [`${hf}/train-00000-of-00001.parquet`]: { body: train },
     [`${hf}/validation-00000-of-00001.parquet`]: {
       body: rteParquet(["X y.", "Z."], ["X.", "W."], [0n, 1n]),
     },
-  });
-  const cacheDir = await Deno.makeTempDir();
-  try {
+  }, async (s, cacheDir) => {
     await assert.rejects(
       download({
         tasks: ["rte"],
@@ -519,10 +495,7 @@ async function expectParquetDiscarded(train: Uint8Array, error: RegExp): Promise
     assert.ok(!left.includes("downloads/glue-rte-train.parquet"), `bad file kept: ${left}`);
     const urls = Object.keys((await readManifest(cacheDir)).archives);
     assert.ok(urls.every((u) => !u.includes("/train-")), `archive entry kept: ${urls}`);
-  } finally {
-    await s.server.shutdown();
-    await Deno.remove(cacheDir, { recursive: true });
-  }
+  });
 }
 
 Deno.test("parquet row-count mismatch is an error naming the file; the parquet is not kept", async () => {
@@ -573,13 +546,11 @@ Deno.test("MRPC official source: built from three raw files served locally", asy
   );
   const te = enc.encode("\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\r\n1\t5\t6\tE.\tF.\r\n");
   const ids = enc.encode("3\t4\n");
-  const s = serve({
+  await withServer({
     "/se/msr_paraphrase_train.txt": { body: tr },
     "/se/msr_paraphrase_test.txt": { body: te },
     "/glue/mrpc_dev_ids.tsv": { body: ids },
-  });
-  const cacheDir = await Deno.makeTempDir();
-  try {
+  }, async (s, cacheDir) => {
     const src: TaskSource = {
       id: "glue/mrpc",
       name: "mrpc",
@@ -621,10 +592,7 @@ Deno.test("MRPC official source: built from three raw files served locally", asy
       await readText(join(cacheDir, "glue/MRPC/test.tsv")),
       "index\t#1 ID\t#2 ID\t#1 String\t#2 String\n0\t5\t6\tE.\tF.\n",
     );
-  } finally {
-    await s.server.shutdown();
-    await Deno.remove(cacheDir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("an unreadable parquet (HTML with status 200) is deleted, never reused", async () => {
@@ -637,9 +605,7 @@ Deno.test("an unreadable parquet (HTML with status 200) is deleted, never reused
       body: rteParquet(["X y.", "Z."], ["X.", "W."], [0n, 1n]),
     },
   };
-  const s = serve(routes);
-  const cacheDir = await Deno.makeTempDir();
-  try {
+  await withServer(routes, async (s, cacheDir) => {
     const opts = {
       tasks: ["rte"],
       cacheDir,
@@ -669,10 +635,7 @@ Deno.test("an unreadable parquet (HTML with status 200) is deleted, never reused
     const res = await download(opts);
     assert.equal(res[0]?.status, "parquet");
     assert.equal(await readText(join(cacheDir, "glue/RTE/train.tsv")), TRAIN);
-  } finally {
-    await s.server.shutdown();
-    await Deno.remove(cacheDir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a parquet whose rows do not convert is deleted with its archive entry", async () => {
