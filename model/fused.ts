@@ -424,6 +424,14 @@ export function rmsNormGradRows(
   dw.set(acc);
 }
 
+/** Throws unless `weight` is `[d]` for `x`'s last axis d, naming `fn`. */
+function checkNormWeight(fn: string, x: tf.Tensor, weight: tf.Tensor): void {
+  const d = x.shape[x.shape.length - 1];
+  if (weight.rank !== 1 || weight.shape[0] !== d) {
+    throw new Error(`model/fused.ts ${fn}: weight ${JSON.stringify(weight.shape)} must be [${d}]`);
+  }
+}
+
 /**
  * T5 layer norm (RMS norm): `weight · x / √(mean(x²) + eps)` over the last axis, as one kernel
  * (forward and backward) where the backend has it, else as stock ops.
@@ -433,12 +441,7 @@ export function rmsNormGradRows(
  * @param eps epsilon added to the mean square
  */
 export function rmsNorm(x: tf.Tensor, weight: tf.Tensor1D, eps: number): tf.Tensor {
-  const d = x.shape[x.shape.length - 1];
-  if (weight.rank !== 1 || weight.shape[0] !== d) {
-    throw new Error(
-      `model/fused.ts rmsNorm: weight ${JSON.stringify(weight.shape)} must be [${d}]`,
-    );
-  }
+  checkNormWeight("rmsNorm", x, weight);
   if (
     x.dtype === "float32" && weight.dtype === "float32" && hasKernel(RMS_NORM) &&
     hasKernel(RMS_NORM_GRAD)
@@ -472,12 +475,7 @@ export function rmsNormKeep(
     x.dtype === "float32" && weight.dtype === "float32" && hasKernel(RMS_NORM_KEEP) &&
     hasKernel(RMS_NORM_GRAD)
   ) {
-    const d = x.shape[x.shape.length - 1];
-    if (weight.rank !== 1 || weight.shape[0] !== d) {
-      throw new Error(
-        `model/fused.ts rmsNormKeep: weight ${JSON.stringify(weight.shape)} must be [${d}]`,
-      );
-    }
+    checkNormWeight("rmsNormKeep", x, weight);
     const [y, r] = tf.engine().runKernel(RMS_NORM_KEEP, { x, w: weight }, { eps }) as tf.Tensor[];
     return [y!, r!];
   }

@@ -16,7 +16,7 @@
 import { dirname, join } from "node:path";
 import { parseIndex, WEIGHTS_INDEX_NAME, WEIGHTS_NAME } from "./checkpoint.ts";
 import { readSafetensorsHeader } from "./safetensors.ts";
-import { pathExists, syncDir, writeFileAtomic, writeTempBeside } from "./fs.ts";
+import { type HeldTemp, pathExists, syncDir, writeFileAtomic, writeTempBeside } from "./fs.ts";
 
 /** Options of {@link fetchHubModel}. */
 export interface FetchHubOptions {
@@ -166,7 +166,7 @@ async function download(ctx: Ctx, file: string, optional: boolean): Promise<bool
     },
     cancel: (why) => reader?.cancel(why),
   });
-  let held;
+  let held: HeldTemp;
   try {
     held = await writeTempBeside(dest, counted);
   } catch (e) {

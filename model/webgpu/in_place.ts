@@ -261,6 +261,12 @@ function grid(groups: number): [number, number, number] {
   );
 }
 
+/** The device limits that bound how many variables one grouped dispatch may bind. */
+export type BindingLimits = Pick<
+  GPUSupportedLimits,
+  "maxStorageBuffersPerShaderStage" | "maxBindingsPerBindGroup"
+>;
+
 /** Most variables one grouped AdamW dispatch updates ({@link adamwManyInPlaceWebgpu}). */
 export const ADAMW_GROUP_MAX = 16;
 
@@ -273,7 +279,7 @@ export const ADAMW_GROUP_MAX = 16;
  * @param limits the device's limits
  */
 export function adamwGroupSize(
-  limits: Pick<GPUSupportedLimits, "maxStorageBuffersPerShaderStage" | "maxBindingsPerBindGroup">,
+  limits: BindingLimits,
 ): number {
   return groupSize(limits, 4, 0, ADAMW_GROUP_MAX);
 }
@@ -422,7 +428,7 @@ export const ADAFACTOR_GROUP_MAX = 16;
  * dispatch `shared` more and one uniform buffer; at least 1, at most `max`.
  */
 function groupSize(
-  limits: Pick<GPUSupportedLimits, "maxStorageBuffersPerShaderStage" | "maxBindingsPerBindGroup">,
+  limits: BindingLimits,
   perVariable: number,
   shared: number,
   max: number,
@@ -439,7 +445,7 @@ function groupSize(
  * @param limits the device's limits
  */
 export function adafactorUnfactoredGroupSize(
-  limits: Pick<GPUSupportedLimits, "maxStorageBuffersPerShaderStage" | "maxBindingsPerBindGroup">,
+  limits: BindingLimits,
 ): number {
   return groupSize(limits, 3, 0, ADAFACTOR_GROUP_MAX);
 }
@@ -451,7 +457,7 @@ export function adafactorUnfactoredGroupSize(
  * @param limits the device's limits
  */
 export function adafactorFactoredGroupSize(
-  limits: Pick<GPUSupportedLimits, "maxStorageBuffersPerShaderStage" | "maxBindingsPerBindGroup">,
+  limits: BindingLimits,
 ): number {
   return groupSize(limits, 4, 1, ADAFACTOR_GROUP_MAX);
 }
