@@ -27,10 +27,8 @@ import * as tf from "@tensorflow/tfjs";
 import { basename, join } from "node:path";
 import {
   discardFolder,
-  entryExists,
-  isTempInUse,
   makeHeldTempDir,
-  maySweep,
+  recoverAsideFolders,
   removeStaleTemps,
   syncDir,
   TEMP_TAG_SOURCE,
@@ -133,9 +131,6 @@ const CHECKPOINT_ASIDE = new RegExp(
   String.raw`^\.(?<name>step-\d{8})\.old-(?<tag>${TEMP_TAG_SOURCE})$`,
 );
 
-/** A checkpoint folder being removed: `.step-<8 digits>.del-<tag>` (garbage, whoever made it). */
-const CHECKPOINT_DISCARDED = new RegExp(String.raw`^\.step-\d{8}\.del-${TEMP_TAG_SOURCE}$`);
-
 /**
  * Removes `dir` (a checkpoint folder, or one moved aside): renamed to `.step-….del-<tag>` first
  * (`discardFolder`), so a kill part-way leaves no partial folder under a name that is loaded or
@@ -155,36 +150,13 @@ async function discard(dir: string): Promise<void> {
  *   restarted under the same pid recovers too): renamed back when its step has no folder (the
  *   save was killed between its two renames), else discarded (killed before removing it); the
  *   killed save's temporary goes with it;
- * - folders being removed ({@link CHECKPOINT_DISCARDED}).
+ * - folders being removed (`.step-….del-<tag>`).
+ * The last two are `recoverAsideFolders` (model/fs.ts), which `saveHfFolder`'s sweep shares.
  * Housekeeping: errors are ignored (a folder it cannot fix stays as it is).
  */
 async function recoverCheckpoints(root: string): Promise<void> {
   await removeStaleTemps(root, CHECKPOINT_TEMPS);
-  if (!maySweep(root)) return;
-  let names: string[];
-  try {
-    names = [...Deno.readDirSync(root)].map((e) => e.name);
-  } catch {
-    return; // missing or unreadable: nothing to recover
-  }
-  for (const entry of names) {
-    const path = join(root, entry);
-    try {
-      if (!(await Deno.lstat(path)).isDirectory) continue;
-      if (CHECKPOINT_DISCARDED.test(entry)) {
-        await Deno.remove(path, { recursive: true });
-        continue;
-      }
-      const m = CHECKPOINT_ASIDE.exec(entry);
-      if (!m?.groups) continue;
-      const { name, tag } = m.groups as { name: string; tag: string };
-      const tmp = join(root, `.${name}.tmp-${tag}`);
-      if (isTempInUse(tmp)) continue; // its save is running
-      if (!(await entryExists(join(root, name)))) await Deno.rename(path, join(root, name));
-      else await discard(path);
-      await Deno.remove(tmp, { recursive: true }).catch(() => {});
-    } catch { /* gone meanwhile, or cannot be fixed */ }
-  }
+  await recoverAsideFolders(root, CHECKPOINT_ASIDE);
 }
 
 /** Where {@link SaveCheckpointOptions.onSwap} is called. */

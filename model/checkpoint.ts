@@ -22,16 +22,11 @@ import {
   toTypedArray,
 } from "./safetensors.ts";
 import {
-  changedAgoMs,
-  DISCARDED_FOLDER,
   discardFolder,
-  entryExists,
   type HeldTemp,
-  isTempInUse,
-  LEGACY_TEMP_MAX_AGE_MS,
   makeHeldTempDir,
-  maySweep,
   pathExists,
+  recoverAsideFolders,
   removeStaleTemps,
   syncDir,
   TEMP_TAG_SOURCE,
@@ -485,56 +480,8 @@ export async function removeStaleSaveTemps(
     readonly now?: number;
   } = {},
 ): Promise<string[]> {
-  const done = await removeStaleTemps(parent, SAVE_TEMPS, opts);
-  if (!maySweep(parent)) return done;
-  let names: string[];
-  try {
-    names = [...Deno.readDirSync(parent)].map((e) => e.name);
-  } catch {
-    return done;
-  }
-  for (const entry of names) {
-    if (DISCARDED_FOLDER.test(entry)) {
-      // A removal killed part-way (`discardFolder`): finish it.
-      try {
-        if ((await Deno.lstat(join(parent, entry))).isDirectory) {
-          await Deno.remove(join(parent, entry), { recursive: true });
-          done.push(entry);
-        }
-      } catch { /* gone meanwhile */ }
-      continue;
-    }
-    const m = SAVE_OLD.exec(entry);
-    if (!m?.groups || liveSaves.has(m.groups.tag!)) continue;
-    const { name, tag, pid } = m.groups as { name: string; tag: string; pid?: string };
-    const path = join(parent, entry);
-    const tmp = join(parent, `.${name}.tmp-${tag}`);
-    try {
-      const info = await Deno.lstat(path);
-      if (!info.isDirectory) continue;
-      if (pid === undefined) {
-        // An earlier version's save, whose temporary was not locked: by age.
-        if (await entryExists(tmp)) continue;
-        const age = changedAgoMs(info, opts.now);
-        const limit = opts.legacyMaxAgeMs ?? LEGACY_TEMP_MAX_AGE_MS;
-        if (age === undefined || !(age > limit)) continue;
-      } else if (isTempInUse(tmp)) continue; // its save is running
-      const target = join(parent, name);
-      let restored = false;
-      if (!(await entryExists(target))) {
-        try {
-          await Deno.rename(path, target);
-          restored = true;
-        } catch { /* another sweep or save got there first: remove it instead */ }
-      }
-      if (!restored) await discardFolder(path, name);
-      done.push(entry);
-      if (restored) await syncDir(parent); // the restored name survives a power cut
-      if (pid !== undefined && await entryExists(tmp)) {
-        await Deno.remove(tmp, { recursive: true });
-        done.push(basename(tmp));
-      }
-    } catch { /* gone meanwhile, or cannot be removed */ }
-  }
-  return done;
+  return [
+    ...await removeStaleTemps(parent, SAVE_TEMPS, opts),
+    ...await recoverAsideFolders(parent, SAVE_OLD, { ...opts, liveTags: liveSaves }),
+  ];
 }

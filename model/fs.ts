@@ -112,6 +112,91 @@ export async function discardFolder(dir: string, name = basename(dir)): Promise<
   });
 }
 
+/** Options of {@link recoverAsideFolders}. */
+export interface RecoverAsideOptions {
+  /**
+   * Tags of this process's own saves in progress: their moved-aside folders are left alone
+   * without asking the lock (which on NFS does not exclude another handle of this process).
+   */
+  readonly liveTags?: ReadonlySet<string>;
+  /** Age after which an aside folder of an earlier version (a tag without pid) counts. */
+  readonly legacyMaxAgeMs?: number;
+  /** The clock (tests). */
+  readonly now?: number;
+}
+
+/**
+ * The second half of a sweep of a folder whose writers replace a folder `<name>` by renaming it
+ * aside to `.<name>.old-<tag>` (the tag of the writer's held temporary `.<name>.tmp-<tag>`),
+ * renaming the new one in and then removing the old one with {@link discardFolder}. For each
+ * entry of `parent`:
+ * - a folder whose removal was killed part-way ({@link DISCARDED_FOLDER}) is removed;
+ * - an aside folder (`aside` matches, groups `name` and `tag`; `pid` when the tag is a
+ *   {@link tempTag}) whose writer is not running (its temporary is gone or nobody holds it
+ *   locked: the lock decides, not the pid, so a process restarted under the same pid recovers
+ *   too; a tag without pid, of an earlier version that did not lock, counts once its folder is
+ *   unchanged for `legacyMaxAgeMs` and its temporary is gone) is renamed back when `<name>` is
+ *   missing (the writer died between its two renames; the folder is then flushed), else
+ *   discarded; the dead writer's temporary goes with it.
+ * Housekeeping: an entry it cannot fix stays as it is.
+ *
+ * @param parent the folder swept
+ * @param aside the writer's aside names, anchored
+ * @param opts own saves in progress, the legacy age, the clock
+ * @returns the names removed or renamed back
+ */
+export async function recoverAsideFolders(
+  parent: string,
+  aside: RegExp,
+  opts: RecoverAsideOptions = {},
+): Promise<string[]> {
+  const done: string[] = [];
+  if (!maySweep(parent)) return done;
+  let names: string[];
+  try {
+    names = [...Deno.readDirSync(parent)].map((e) => e.name);
+  } catch {
+    return done; // missing or unreadable: nothing to recover
+  }
+  for (const entry of names) {
+    const path = join(parent, entry);
+    try {
+      const info = await Deno.lstat(path);
+      if (!info.isDirectory) continue;
+      if (DISCARDED_FOLDER.test(entry)) {
+        await Deno.remove(path, { recursive: true });
+        done.push(entry);
+        continue;
+      }
+      const m = aside.exec(entry);
+      if (!m?.groups || opts.liveTags?.has(m.groups.tag!)) continue;
+      const { name, tag, pid } = m.groups as { name: string; tag: string; pid?: string };
+      const tmp = join(parent, `.${name}.tmp-${tag}`);
+      if (pid === undefined) {
+        if (await entryExists(tmp)) continue;
+        const age = changedAgoMs(info, opts.now);
+        if (age === undefined || !(age > (opts.legacyMaxAgeMs ?? LEGACY_TEMP_MAX_AGE_MS))) continue;
+      } else if (isTempInUse(tmp)) continue; // its writer is running
+      const target = join(parent, name);
+      let restored = false;
+      if (!(await entryExists(target))) {
+        try {
+          await Deno.rename(path, target);
+          restored = true;
+        } catch { /* another sweep or writer got there first: discard it instead */ }
+      }
+      if (!restored) await discardFolder(path, name);
+      done.push(entry);
+      if (restored) await syncDir(parent); // the restored name survives a power cut
+      if (await entryExists(tmp)) {
+        await Deno.remove(tmp, { recursive: true });
+        done.push(basename(tmp));
+      }
+    } catch { /* gone meanwhile, or cannot be fixed */ }
+  }
+  return done;
+}
+
 /**
  * A temporary file or folder this process created and holds locked, so that no
  * {@link removeStaleTemps} of another process removes it while it is in use.
