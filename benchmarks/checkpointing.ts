@@ -19,7 +19,7 @@
  * load renames it back. Folders are removed (the old one, pruned ones) by renaming them to
  * `.step-….del-<tag>` first, so a kill while removing never leaves part of a folder under a name
  * that is loaded or restored; the next save or load finishes the removal. The checkpoint folder
- * is flushed after the rename ({@link syncDir}), so the new name survives a power cut.
+ * is flushed after the rename (`swapFolderInto` and `syncDir` in model/fs.ts), so the new name survives a power cut.
  *
  * @module
  */
@@ -30,7 +30,7 @@ import {
   makeHeldTempDir,
   recoverAsideFolders,
   removeStaleTemps,
-  syncDir,
+  swapFolderInto,
   TEMP_TAG_SOURCE,
   type TempPattern,
   writeFileAtomic,
@@ -205,7 +205,6 @@ export async function saveCheckpoint(
   const name = checkpointDirName(step);
   const held = await makeHeldTempDir(root, `.${name}`);
   const tmp = held.path;
-  const tag = tmp.slice(tmp.lastIndexOf(".tmp-") + ".tmp-".length);
   const final = join(root, name);
   try {
     // Flushed to disk before the folder is renamed into place, so that after a power loss a
@@ -222,23 +221,7 @@ export async function saveCheckpoint(
     await opts.onSwap?.("written");
     // Replace an existing checkpoint of the same step (a rerun after a kill between saves): moved
     // aside, not removed, so that the step keeps a complete folder at every instant.
-    let aside: string | undefined = join(root, `.${name}.old-${tag}`);
-    try {
-      await Deno.rename(final, aside);
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-      aside = undefined;
-    }
-    try {
-      if (aside !== undefined) await opts.onSwap?.("aside");
-      await Deno.rename(tmp, final);
-    } catch (e) {
-      if (aside !== undefined) await Deno.rename(aside, final).catch(() => {});
-      throw e;
-    }
-    await syncDir(root);
-    await opts.onSwap?.("swapped");
-    if (aside !== undefined) await discard(aside);
+    await swapFolderInto(tmp, final, opts.onSwap);
   } catch (e) {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
     throw e;

@@ -22,15 +22,14 @@ import {
   toTypedArray,
 } from "./safetensors.ts";
 import {
-  discardFolder,
-  type HeldTemp,
   makeHeldTempDir,
   pathExists,
   recoverAsideFolders,
   removeStaleTemps,
-  syncDir,
+  swapFolderInto,
   TEMP_TAG_SOURCE,
   type TempPattern,
+  tempTagOf,
   writeFileAtomic,
 } from "./fs.ts";
 
@@ -344,7 +343,7 @@ export async function saveHfFolder(
   await removeStaleSaveTemps(parent);
   const held = await makeHeldTempDir(parent, `.${basename(dir)}`);
   const tmp = held.path;
-  const tag = tmp.slice(tmp.lastIndexOf(".tmp-") + ".tmp-".length);
+  const tag = tempTagOf(tmp);
   liveSaves.add(tag);
   try {
     const hfConfig = { ...t5ConfigToHf(config), dtype: opts.dtype ?? "float32" };
@@ -385,7 +384,7 @@ export async function saveHfFolder(
       await writeFileAtomic(join(tmp, name), content);
     }
     await opts.onSwap?.("written");
-    await swapInto(held, dir, tag, opts.onSwap);
+    await swapFolderInto(tmp, dir, opts.onSwap);
   } catch (e) {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
     throw e;
@@ -401,38 +400,6 @@ export async function saveHfFolder(
  * another handle of the same process.
  */
 const liveSaves = new Set<string>();
-
-/**
- * Rename the held `tmp` to `dir`, moving an existing `dir` aside first (`.<name>.old-<tag>`, the
- * tag of `tmp`), flush the parent folder, and remove the old one.
- */
-async function swapInto(
-  tmp: HeldTemp,
-  dir: string,
-  tag: string,
-  onSwap: SaveOptions["onSwap"],
-): Promise<void> {
-  let old: string | undefined;
-  try {
-    const st = await Deno.stat(dir);
-    if (!st.isDirectory) throw new Error(`${dir}: exists and is not a directory`);
-    old = join(dirname(dir), `.${basename(dir)}.old-${tag}`);
-    await Deno.rename(dir, old);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
-  try {
-    if (old) await onSwap?.("aside");
-    await Deno.rename(tmp.path, dir);
-  } catch (e) {
-    if (old) await Deno.rename(old, dir).catch(() => {});
-    throw e;
-  }
-  await syncDir(dirname(dir)); // the new name survives a power cut
-  await onSwap?.("swapped");
-  // A sweep of another process may have removed it already (see removeStaleSaveTemps).
-  if (old) await discardFolder(old, basename(dir));
-}
 
 /**
  * The temporary folders {@link saveHfFolder} builds a checkpoint in, beside it:

@@ -112,6 +112,55 @@ export async function discardFolder(dir: string, name = basename(dir)): Promise<
   });
 }
 
+/** The tag of a temporary named `….tmp-<tag>` ({@link tempTag}). */
+export function tempTagOf(path: string): string {
+  return path.slice(path.lastIndexOf(".tmp-") + ".tmp-".length);
+}
+
+/** Where {@link swapFolderInto} calls its hook (tests of a kill there). */
+export type FolderSwapPoint = "aside" | "swapped";
+
+/**
+ * Puts the folder built in the temporary `tmp` (`<parent>/.<name>.tmp-<tag>`) in place as `dir`
+ * so that `dir`'s name holds a complete folder at every instant: an existing `dir` is renamed
+ * aside to `.<name>.old-<tag>` first (a kill there leaves it for {@link recoverAsideFolders} to
+ * rename back), `tmp` renamed in, the parent flushed so that the new name survives a power cut,
+ * and the old folder removed with {@link discardFolder}. If renaming `tmp` in fails, the old one
+ * is put back and the error rethrown.
+ *
+ * @param tmp the built folder (a held temporary beside `dir`)
+ * @param dir where it goes
+ * @param onSwap called after the old folder is moved aside ("aside", only when there was one)
+ *   and after the new one is in place ("swapped")
+ * @throws Error when `dir` exists and is not a folder
+ */
+export async function swapFolderInto(
+  tmp: string,
+  dir: string,
+  onSwap?: (point: FolderSwapPoint) => void | Promise<void>,
+): Promise<void> {
+  let old: string | undefined;
+  try {
+    const st = await Deno.stat(dir);
+    if (!st.isDirectory) throw new Error(`${dir}: exists and is not a directory`);
+    old = join(dirname(dir), `.${basename(dir)}.old-${tempTagOf(tmp)}`);
+    await Deno.rename(dir, old);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  try {
+    if (old) await onSwap?.("aside");
+    await Deno.rename(tmp, dir);
+  } catch (e) {
+    if (old) await Deno.rename(old, dir).catch(() => {});
+    throw e;
+  }
+  await syncDir(dirname(dir));
+  await onSwap?.("swapped");
+  // A sweep of another process may have removed it already (recoverAsideFolders).
+  if (old) await discardFolder(old, basename(dir));
+}
+
 /** Options of {@link recoverAsideFolders}. */
 export interface RecoverAsideOptions {
   /**
