@@ -19,7 +19,8 @@
  * load renames it back. Folders are removed (the old one, pruned ones) by renaming them to
  * `.step-….del-<tag>` first, so a kill while removing never leaves part of a folder under a name
  * that is loaded or restored; the next save or load finishes the removal. The checkpoint folder
- * is flushed after the rename (`swapFolderInto` and `syncDir` in model/fs.ts), so the new name survives a power cut.
+ * is flushed after the rename (`swapFolderInto` and `syncDir` in model/fs.ts), so the new name
+ * survives a power cut.
  *
  * @module
  */
