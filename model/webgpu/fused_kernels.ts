@@ -876,9 +876,18 @@ function maskUniforms(attrs: unknown) {
 
 /**
  * The RMS norm's dx (plus `dr` where given) and each row's r as two tfjs row programs: the path
- * where the in-place dispatch is not available (another tfjs version's internals).
+ * where the in-place dispatch is not available (another tfjs version's internals). Exported for
+ * its test, which runs it beside the in-place path.
+ *
+ * @param backend the webgpu backend
+ * @param x `[..., d]`
+ * @param w `[d]`
+ * @param dy the norm's upstream gradient
+ * @param dr the residual's gradient, added to dx (or undefined)
+ * @param u the uniforms `rows`, `d`, `eps`
+ * @returns dx and r `[rows, 1]` (the caller disposes both)
  */
-function rowProgramsNormGrad(
+export function rowProgramsNormGrad(
   backend: WebGpuBackendLike,
   x: tf.TensorInfo,
   w: tf.TensorInfo,

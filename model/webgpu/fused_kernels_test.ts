@@ -39,7 +39,8 @@ import {
 import { registerWebgpuKernels, selfCheckWebgpuKernels, unregisterWebgpuKernels } from "./mod.ts";
 import { preset } from "../config.ts";
 import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../t5.ts";
-import { normGradSource, rowProgramSource } from "./fused_kernels.ts";
+import { normGradSource, rowProgramsNormGrad, rowProgramSource } from "./fused_kernels.ts";
+import { f32, i32 } from "./wgsl.ts";
 import { createOptimizer, type OptimizerConfig } from "../../benchmarks/optim.ts";
 import { threeSteps } from "../../benchmarks/optim_testing.ts";
 import { uniformValues } from "../../benchmarks/rng.ts";
@@ -100,6 +101,50 @@ fusedTest("webgpu RMS norm gradient: dx and r in one dispatch, dw in one more", 
     await normGradCase(rows, d);
   }
 });
+
+fusedTest(
+  "webgpu RMS norm gradient without the in-place dispatch: the row programs agree",
+  async () => {
+    const [rows, d] = [70, 37];
+    const x = tf.tensor(uniformValues(rows * d, 61).map((v) => 3 * v), [rows, d]);
+    const w = tf.tensor1d(uniformValues(d, 62).map((v) => v + 1.5));
+    const dy = tf.tensor(uniformValues(rows * d, 63), [rows, d]);
+    const dr = tf.tensor(uniformValues(rows * d, 64), [rows, d]);
+    const backend = tf.backend() as unknown as Parameters<typeof rowProgramsNormGrad>[0];
+    const xs = Array.from(await x.data());
+    for (const withResidual of [false, true]) {
+      const before = tf.memory().numTensors;
+      // The in-place path (the kernel as registered).
+      const [wantDx, wantDw] = tf.engine().runKernel(
+        RMS_NORM_GRAD,
+        withResidual ? { x, w, dy, dr } : { x, w, dy },
+        { eps: 1e-6 },
+      ) as tf.Tensor[];
+      const got = rowProgramsNormGrad(
+        backend,
+        x,
+        w,
+        dy,
+        withResidual ? dr : undefined,
+        [i32(rows), i32(d), f32(1e-6)],
+      );
+      const dx = tf.engine().makeTensorFromTensorInfo(got.dx);
+      const r = tf.engine().makeTensorFromTensorInfo(got.rinv);
+      // The same WGSL sums in the same order as the in-place dispatch: equal bit for bit here.
+      assert.deepEqual(await dx.data(), await wantDx!.data(), `dx r:${withResidual}`);
+      const rv = await r.data();
+      for (let row = 0; row < rows; row++) {
+        const ms = xs.slice(row * d, (row + 1) * d).reduce((a, v) => a + v * v, 0) / d;
+        const want = 1 / Math.sqrt(ms + 1e-6);
+        // A float32 sum of 37 squares against float64: 1e-5 relative.
+        assert.ok(Math.abs(rv[row]! - want) <= 1e-5 * want, `r of row ${row}: ${rv[row]} ${want}`);
+      }
+      tf.dispose([dx, r, wantDx!, wantDw!]);
+      assert.equal(tf.memory().numTensors, before, "tensors leaked");
+    }
+    tf.dispose([x, w, dy, dr]);
+  },
+);
 
 /** The RMS norm's gradient kernel on `[rows, d]`, with and without dr: dispatches and values. */
 async function normGradCase(rows: number, d: number): Promise<void> {
