@@ -25,7 +25,9 @@
  * own wasm elementwise kernels, for before/after comparisons of model/wasm_kernels.ts;
  * `webgpu/stock` runs tfjs's own webgpu kernels (no model/webgpu/ kernels, op-by-op optimizer).
  * `wasm+blas/no-heads` and `webgpu/no-heads` unregister the attention head products of
- * model/heads.ts, so heads are split and merged by transposes (before/after of that change).
+ * model/heads.ts, so heads are split and merged by transposes (before/after of that change);
+ * `webgpu/ungrouped` updates the optimizer's parameters one per dispatch instead of in groups
+ * (`groupUpdates` of model/webgpu/mod.ts).
  * `--optimizer adamw|adafactor` (default adamw; Adafactor's factored state is what lets T5 1.1 Base
  * fit the 4 GiB wasm heap). Each step also reports the tensor bytes between steps, the wasm heap
  * size (its high-water mark) and the process RSS; with `--profile`, the peak tensor bytes.
@@ -821,7 +823,8 @@ export const PERF_USAGE =
 
   --backends LIST       cpu,wasm,wasm+blas,webgpu (default: all; webgpu only on a real adapter);
                         append /stock to wasm, wasm+blas or webgpu for tfjs's own kernels,
-                        /no-heads to wasm+blas or webgpu for heads split by transposes
+                        /no-heads to wasm+blas or webgpu for heads split by transposes,
+                        /ungrouped to webgpu for one optimizer dispatch per parameter
   --workloads LIST      ";"- or space-separated: block[:B,S,D,F,H] | t5:<preset>[@N][:B,Li,Lt[/M]]
                         (M: micro-batch upper bound; on wasm the heap plan may pick less;
                         @N: N encoder and N decoder layers instead of the preset's)
@@ -905,11 +908,15 @@ export async function main(args: string[]): Promise<PerfReport> {
   }
   const backendList = list(values.backends, ["cpu", "wasm", "wasm+blas", "webgpu"]);
   for (const b of backendList) {
-    if (!/^(cpu|(webgpu|wasm(\+blas)?)(\/stock)?|(webgpu|wasm\+blas)\/no-heads)$/.test(b)) {
+    if (
+      !/^(cpu|(webgpu|wasm(\+blas)?)(\/stock)?|(webgpu|wasm\+blas)\/no-heads|webgpu\/ungrouped)$/
+        .test(b)
+    ) {
       throw new UsageError(
         `benchmarks/perf.ts: --backends: unknown "${b}" (cpu, wasm, wasm+blas, webgpu; ` +
           `wasm, wasm+blas and webgpu take "/stock" for tfjs's own kernels, wasm+blas and ` +
-          `webgpu "/no-heads" for attention heads split by transposes)`,
+          `webgpu "/no-heads" for attention heads split by transposes, webgpu "/ungrouped" ` +
+          `for one optimizer dispatch per parameter)`,
       );
     }
   }
@@ -967,6 +974,11 @@ export async function main(args: string[]): Promise<PerfReport> {
           if (tf.getKernel(k, tf.getBackend())) tf.unregisterKernel(k, tf.getBackend());
         }
         console.log(`  ${HEAD_SCORES} / ${HEAD_CONTEXT} unregistered: heads split by transposes`);
+      }
+      if (variant === "ungrouped") {
+        // The in-place optimizer updates one parameter per dispatch (groupUpdates: false).
+        (await import("../model/webgpu/fused_kernels.ts")).registerWebgpuFusedKernels(false);
+        console.log("  optimizer updates ungrouped: one in-place dispatch per parameter");
       }
     } catch (e) {
       r.error = e instanceof Error ? e.message : String(e);

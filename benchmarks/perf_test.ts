@@ -188,7 +188,7 @@ gpuTest(
     const r = await main([
       "--quick",
       "--backends",
-      "webgpu/stock,webgpu,webgpu/no-heads",
+      "webgpu/stock,webgpu,webgpu/no-heads,webgpu/ungrouped",
       "--sizes",
       "32",
       "--workloads",
@@ -199,12 +199,12 @@ gpuTest(
       "120",
       "--no-save",
     ]);
-    const [stock, custom, noHeads] = r.backends.map((b) => {
+    const [stock, custom, noHeads, ungrouped] = r.backends.map((b) => {
       assert.equal(b.error, undefined, b.error ?? "");
       const s = b.steps[0]!;
       assert.equal(s.numTensors[0], s.numTensors[1], `${b.backend} leaked`);
       return s;
-    }) as [StepResult, StepResult, StepResult];
+    }) as [StepResult, StepResult, StepResult, StepResult];
     assert.equal(stock.optimizer, "adamw (op by op)");
     assert.equal(custom.optimizer, "adamw (in place)"); // WGSL dispatches, a group of variables each
     // Measured on the software adapter: 1,433 (stock) and 465 (custom kernels, AdamW in place).
@@ -228,6 +228,9 @@ gpuTest(
       noHeads.gpuDispatches! - custom.gpuDispatches!,
       8 * (c.numLayers + 2 * c.numDecoderLayers),
     );
+    // One AdamW dispatch per parameter instead of groups: more dispatches, the same path.
+    assert.equal(ungrouped.optimizer, "adamw (in place)");
+    assert.ok(ungrouped.gpuDispatches! > custom.gpuDispatches!, JSON.stringify(r.backends));
   },
 );
 
