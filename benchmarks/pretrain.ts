@@ -33,6 +33,7 @@ import {
   makeHeldTempDir,
   removeStaleTemps,
   syncDir,
+  syncFile,
   TEMP_TAG_SOURCE,
   type TempPattern,
 } from "../model/fs.ts";
@@ -267,10 +268,11 @@ async function corpusTokenizer(
     const final = join(work, "final");
     await Deno.mkdir(final);
     await Deno.rename(trained, join(final, "tokenizer.json"));
-    await Deno.rename(join(work, "tok", "spiece.model"), join(final, "spiece.model"))
-      .catch(() => {});
-    // Its entries on disk before the rename below publishes it (tokenizer.json's data is,
-    // written by writeFileAtomic).
+    // spm_train wrote the model without a flush (tokenizer.json's data is on disk: written by
+    // writeFileAtomic); both, and then the folder's entries, before the rename below publishes it.
+    const model = join(work, "tok", "spiece.model");
+    await syncFile(model);
+    await Deno.rename(model, join(final, "spiece.model"));
     await syncDir(final);
     try {
       // Atomic publish: a concurrent builder that won the race leaves its folder in place.

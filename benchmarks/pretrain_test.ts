@@ -4,7 +4,7 @@ import { withEnv } from "../model/env_testing.ts";
 import * as tf from "@tensorflow/tfjs";
 import { loadHfFolder } from "../model/checkpoint.ts";
 import { isDirectory, makeHeldTempDir } from "../model/fs.ts";
-import { flushesOf, recordFlushes } from "../model/fs_testing.ts";
+import { fileFlushes, flushesOf, recordFlushes } from "../model/fs_testing.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 import { loadExamples } from "../tasks/load.ts";
@@ -175,7 +175,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "ensureTaskTokenizer() flushes the trained folder, then the tokenizer cache once it is published",
+    "ensureTaskTokenizer() flushes spm_train's model and the trained folder, then the tokenizer cache once it is published",
   ignore: !hasSpm || Deno.build.os === "windows", // syncDir does nothing on Windows
   async fn() {
     const dir = await Deno.makeTempDir();
@@ -184,10 +184,15 @@ Deno.test({
       const cacheDir = join(dir, "cache");
       const tokenizers = join(cacheDir, "tokenizers");
       let path = "";
+      let files: string[] = [];
       const flushes = await recordFlushes(async () => {
-        path = (await ensureTaskTokenizer(dataDir, { vocabSize: 500, cacheDir, log: () => {} }))
-          .path;
+        files = await fileFlushes(async () => {
+          path = (await ensureTaskTokenizer(dataDir, { vocabSize: 500, cacheDir, log: () => {} }))
+            .path;
+        });
       });
+      // spm_train's model (written without a flush) is flushed before it is moved into place.
+      ok(files.some((f) => f.endsWith(join("tok", "spiece.model"))), files.join(", "));
       const published = basename(join(path, ".."));
       // (The training's temporary folder is still there: it is removed after.)
       deepEqual(

@@ -433,18 +433,12 @@ const SYNC_DIR_REFUSALS = new Set(["EINVAL", "EISDIR", "ENOTSUP", "EOPNOTSUPP"])
  * ```
  */
 export async function syncDir(dir: string): Promise<void> {
-  if (Deno.build.os === "windows" || !granted("read", dir)) return;
-  let file: Deno.FsFile;
-  try {
-    file = await Deno.open(dir, { read: true });
-  } catch (e) {
-    if (isOpenRefusal(e)) return;
-    throw e;
-  }
+  const file = openFolderToFlush(dir);
+  if (file === undefined) return;
   try {
     await file.sync();
   } catch (e) {
-    if (!isRefusal(e)) throw e;
+    rethrowUnlessRefusal(e);
   } finally {
     file.close();
   }
@@ -457,21 +451,58 @@ export async function syncDir(dir: string): Promise<void> {
  * @param dir the folder a name was just renamed or created in
  */
 export function syncDirSync(dir: string): void {
-  if (Deno.build.os === "windows" || !granted("read", dir)) return;
-  let file: Deno.FsFile;
-  try {
-    file = Deno.openSync(dir, { read: true });
-  } catch (e) {
-    if (isOpenRefusal(e)) return;
-    throw e;
-  }
+  const file = openFolderToFlush(dir);
+  if (file === undefined) return;
   try {
     file.syncSync();
   } catch (e) {
-    if (!isRefusal(e)) throw e;
+    rethrowUnlessRefusal(e);
   } finally {
     file.close();
   }
+}
+
+/**
+ * Flushes the data of the file at `path` to disk (`fdatasync`), for a file another program wrote
+ * (e.g. `spm_train`'s model) before it is renamed into a published folder: the rename is durable
+ * once the folder is flushed ({@link syncDir}), and the file's bytes must be on disk first, or a
+ * power cut could leave the new name on an empty file. A file system that refuses the flush
+ * (`EINVAL`, `ENOTSUP`, `EOPNOTSUPP`) is tolerated; any other error (a missing file) is rethrown.
+ *
+ * @param path the file
+ * @example
+ * ```ts
+ * import { syncFile } from "./fs.ts";
+ * const path = Deno.makeTempFileSync();
+ * Deno.writeTextFileSync(path, "x");
+ * await syncFile(path); // its bytes are on disk
+ * ```
+ */
+export async function syncFile(path: string): Promise<void> {
+  using file = await Deno.open(path, { read: true });
+  try {
+    await file.syncData();
+  } catch (e) {
+    rethrowUnlessRefusal(e);
+  }
+}
+
+/**
+ * Opens the folder `dir` for {@link syncDir} or {@link syncDirSync}; `undefined` where nothing is
+ * to be done (Windows, no read permission) or the opening was refused in a tolerated way.
+ */
+function openFolderToFlush(dir: string): Deno.FsFile | undefined {
+  if (Deno.build.os === "windows" || !granted("read", dir)) return undefined;
+  try {
+    return Deno.openSync(dir, { read: true });
+  } catch (e) {
+    if (isOpenRefusal(e)) return undefined;
+    throw e;
+  }
+}
+
+function rethrowUnlessRefusal(e: unknown): void {
+  if (!isRefusal(e)) throw e;
 }
 
 /** Whether opening a folder for {@link syncDir} failed for a reason it tolerates. */

@@ -16,13 +16,14 @@ import {
   removeStaleTempsSync,
   syncDir,
   syncDirSync,
+  syncFile,
   TEMP_TAG_SOURCE,
   type TempPattern,
   writeFileAtomic,
   writeFilesAtomic,
   writeTempBeside,
 } from "./fs.ts";
-import { recordFlushes } from "./fs_testing.ts";
+import { fileFlushes, recordFlushes } from "./fs_testing.ts";
 import { UsageError } from "./usage.ts";
 
 /** A byte stream that yields `first`, then fails as a serializer or a full disk would. */
@@ -102,17 +103,26 @@ Deno.test("writeFileAtomic() creates folders, replaces files and leaves no tempo
  */
 async function foldersOpened(fn: () => Promise<void>): Promise<string[]> {
   const open = Deno.open;
+  const openSync = Deno.openSync;
   const seen: string[] = [];
-  Deno.open = (path, options) => {
+  const note = (path: string | URL, options?: Deno.OpenOptions) => {
     if (options?.read === true && !options.write && isDirectorySync(String(path))) {
       seen.push(String(path));
     }
+  };
+  Deno.open = (path, options) => {
+    note(path, options);
     return open(path, options);
+  };
+  Deno.openSync = (path, options) => {
+    note(path, options);
+    return openSync(path, options);
   };
   try {
     await fn();
   } finally {
     Deno.open = open;
+    Deno.openSync = openSync;
   }
   return seen;
 }
@@ -148,18 +158,28 @@ function osError(code: string): Error {
   return Object.assign(new TypeError(`${code} (os error)`), { code });
 }
 
-/** Runs `fn` with every `FsFile.sync()` of a handle `Deno.open` gives throwing `err`. */
-async function withFailingSync(err: Error, fn: () => Promise<void>): Promise<void> {
+/**
+ * Runs `fn` with every `FsFile.sync()` (or `syncData()`) of a handle `Deno.open` or
+ * `Deno.openSync` gives throwing `err`.
+ */
+async function withFailingSync(
+  err: Error,
+  fn: () => Promise<void>,
+  method: "sync" | "syncData" = "sync",
+): Promise<void> {
   const open = Deno.open;
-  Deno.open = async (path, options) => {
-    const file = await open(path, options);
-    file.sync = () => Promise.reject(err);
+  const openSync = Deno.openSync;
+  const failing = (file: Deno.FsFile) => {
+    file[method] = () => Promise.reject(err);
     return file;
   };
+  Deno.open = async (path, options) => failing(await open(path, options));
+  Deno.openSync = (path, options) => failing(openSync(path, options));
   try {
     await fn();
   } finally {
     Deno.open = open;
+    Deno.openSync = openSync;
   }
 }
 
@@ -180,6 +200,23 @@ Deno.test("syncDir() flushes a real folder, tolerates a refusal (EINVAL) and ret
     // writeFileAtomic: the file is in place, the refusal does not fail the write.
     await withFailingSync(osError("EINVAL"), () => writeFileAtomic(join(dir, "f.json"), "x"));
     equal(await Deno.readTextFile(join(dir, "f.json")), "x");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("syncFile() flushes a file's data, tolerates a refusal and rethrows other errors", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "spiece.model");
+    await Deno.writeTextFile(path, "model");
+    deepEqual(await fileFlushes(() => syncFile(path)), [path]);
+    for (const code of ["EINVAL", "ENOTSUP", "EOPNOTSUPP"]) {
+      await withFailingSync(osError(code), () => syncFile(path), "syncData");
+    }
+    await rejects(withFailingSync(osError("EIO"), () => syncFile(path), "syncData"), /EIO/);
+    await rejects(syncFile(join(dir, "missing")), Deno.errors.NotFound);
+    equal(await Deno.readTextFile(path), "model");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -1,8 +1,8 @@
 /**
  * Test helpers for the folder flushes of `syncDir` and `syncDirSync` (model/fs.ts): which folder
  * was flushed, and what it held at that moment, so a test can check that a rename was followed
- * by a flush of the folder it renamed into; and {@link copyTree}, a copy of a folder as a killed
- * process left it.
+ * by a flush of the folder it renamed into; {@link fileFlushes}, which files' data was flushed;
+ * and {@link copyTree}, a copy of a folder as a killed process left it.
  *
  * @module
  */
@@ -109,4 +109,52 @@ export async function recordFlushes(fn: () => Promise<unknown> | unknown): Promi
  */
 export function flushesOf(flushes: readonly Flush[], dir: string): (readonly string[])[] {
   return flushes.filter((f) => f.dir === dir).map((f) => f.entries);
+}
+
+/**
+ * Runs `fn` with `Deno.open` and `Deno.openSync` spied on, and returns the paths of the files (not
+ * folders) whose data a handle they gave flushed (`syncData()`, `sync()` or their `Sync` forms),
+ * in order. Restores both afterwards, also when `fn` throws.
+ *
+ * @param fn the code under test
+ * @returns the files flushed while `fn` ran
+ * @example
+ * ```ts
+ * import { fileFlushes } from "./fs_testing.ts";
+ * import { syncFile } from "./fs.ts";
+ * const path = Deno.makeTempFileSync();
+ * console.assert((await fileFlushes(() => syncFile(path)))[0] === path);
+ * ```
+ */
+export async function fileFlushes(fn: () => Promise<unknown> | unknown): Promise<string[]> {
+  const open = Deno.open;
+  const openSync = Deno.openSync;
+  const flushed: string[] = [];
+  const spy = (file: Deno.FsFile, path: string): Deno.FsFile => {
+    if (isFolder(path)) return file;
+    for (const m of ["sync", "syncData"] as const) {
+      const f = file[m].bind(file);
+      file[m] = () => {
+        flushed.push(path);
+        return f();
+      };
+    }
+    for (const m of ["syncSync", "syncDataSync"] as const) {
+      const f = file[m].bind(file);
+      file[m] = () => {
+        flushed.push(path);
+        f();
+      };
+    }
+    return file;
+  };
+  Deno.open = async (path, options) => spy(await open(path, options), String(path));
+  Deno.openSync = (path, options) => spy(openSync(path, options), String(path));
+  try {
+    await fn();
+  } finally {
+    Deno.open = open;
+    Deno.openSync = openSync;
+  }
+  return flushed;
 }
