@@ -120,6 +120,30 @@ Deno.test("parseProfile() errors name file, line and path; method configs are ch
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("an error about a value the profile does not write names its nearest line", async () => {
+  const checks = await defaultChecksAsync();
+  // The second entry's label defaults to its name, which repeats the first's: no
+  // `$.methods[1].label` in the text, so the line is that of `$.methods[1]`.
+  const text = '{\n  "name": "t",\n  "models": ["tiny-v1_1"],\n  "benchmarks": ["glue"],\n' +
+    '  "methods": [\n    { "name": "mtl" },\n    { "name": "mtl" }\n  ]\n}';
+  assert.throws(
+    () => parseProfile(text, "t.json", checks),
+    {
+      message:
+        't.json:7: $.methods[1].label repeats label "mtl"; give each method entry a unique label',
+    },
+  );
+  // A written value keeps its own line.
+  const labelled = text.replace(
+    '{ "name": "mtl" }\n  ]',
+    '{ "name": "adapter",\n      "label": "mtl" }\n  ]',
+  );
+  assert.throws(
+    () => parseProfile(labelled, "t.json", checks),
+    /^SpecError: t\.json:8: \$\.methods\[1\]\.label repeats label "mtl"/,
+  );
+});
+
 Deno.test("smoke compares pretrained with random backbones for every method; ci is pretrained", async () => {
   const smoke = await loadProfile("smoke");
   assert.deepEqual(smoke.backbones, ["pretrained", "random"]);

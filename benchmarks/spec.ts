@@ -545,7 +545,27 @@ export interface Source {
   readonly locate?: Locator;
 }
 
-/** A validation error naming file, line and JSON path. */
+/**
+ * The line of `path`, else of its nearest ancestor the source gives (`$.methods[1].label` when
+ * the label is a default, not written: the line of `$.methods[1]`).
+ *
+ * @param locate the line lookup
+ * @param path a JSON path
+ * @returns the line, or undefined when neither the path nor any ancestor is located
+ */
+export function locateNearest(locate: Locator, path: string): number | undefined {
+  for (let p: string | undefined = path; p !== undefined;) {
+    const line = locate(p);
+    if (line !== undefined) return line;
+    p = /^(.+?)(?:\.[^.[\]]*|\[\d+\])$/.exec(p)?.[1];
+  }
+  return undefined;
+}
+
+/**
+ * A validation error naming file, line and JSON path. The line is the path's, or its nearest
+ * located ancestor's when the offending value is a default or a merged one not written there.
+ */
 export class SpecError extends Error {
   /** JSON path of the offending field. */
   readonly path: string;
@@ -555,7 +575,7 @@ export class SpecError extends Error {
   readonly reason: string;
   /** Create an error; `message` is the part after the path. */
   constructor(src: Source, path: string, message: string) {
-    const line = src.locate?.(path);
+    const line = src.locate === undefined ? undefined : locateNearest(src.locate, path);
     super(`${src.file}${line === undefined ? "" : `:${line}`}: ${path} ${message}`);
     this.name = "SpecError";
     this.path = path;
