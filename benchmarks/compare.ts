@@ -203,7 +203,8 @@ function gateLosses(
 /**
  * Compare current results with a baseline.
  *
- * Fails on: a baseline run missing from `current` (unless `partial`); a different spec id (the
+ * Fails on: a baseline run missing from `current` (unless `partial`); with `partial`, current
+ * runs none of which has a baseline run (nothing would be compared); a different spec id (the
  * resolved configuration changed: update the baseline); a task or metric missing; a best
  * metric or benchmark average beyond tolerance; any change of `params.total`, `params.extra`,
  * `params.trained`, `flops.trainPerExample`, `flops.inferencePerExample`. With `tol.loss`, also
@@ -289,6 +290,17 @@ export function compareResults(
   }
   for (const key of cur.keys()) {
     if (!base.has(key)) notes.push(`${key}: no baseline run (not gated)`);
+  }
+  if (opts.partial && compared === 0 && cur.size > 0) {
+    // A shard's runs absent from the baseline are only notes; when none of them has a baseline
+    // run (another profile's baseline, say), the gate would pass without comparing anything.
+    // (Without `partial`, every baseline run is already missing.)
+    failures.push({
+      run: "(all runs)",
+      field: "runs compared",
+      baseline: `${base.size} runs`,
+      current: `none of ${cur.size} runs has a baseline run (is it this profile's baseline?)`,
+    });
   }
   return { ok: failures.length === 0, failures, notes, compared };
 }

@@ -112,6 +112,17 @@ Deno.test("compareResults() fails on a score beyond tolerance, count changes, mi
     "ci/tiny-v1_1/random/super_glue/hp/s0 run",
   ]);
   assert.equal(compareResults([base[0]!], base, TOL, { partial: true }).ok, true);
+  // A shard none of whose runs has a baseline run (another profile's baseline) compares
+  // nothing: that fails rather than passing; a shard with no runs at all has nothing to gate.
+  const other = await fakeRunOne(spec("adapter"), { outDir: "/nonexistent", dataDir: "/x" });
+  const unmatched = compareResults([other], base, TOL, { partial: true });
+  assert.equal(unmatched.ok, false);
+  assert.equal(unmatched.compared, 0);
+  assert.match(
+    formatComparison(unmatched),
+    /FAIL \(all runs\): runs compared: baseline 2 runs, current none of 1 runs has a baseline run/,
+  );
+  assert.equal(compareResults([], base, TOL, { partial: true }).ok, true);
 
   const respec = { ...base[0]!, spec: { ...base[0]!.spec, id: "000000000000" } };
   assert.deepEqual(compareResults([respec, base[1]!], base, TOL).failures.map((f) => f.field), [
