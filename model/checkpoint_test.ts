@@ -244,28 +244,14 @@ Deno.test("saveHfFolder() flushes the parent folder once the new folder is in pl
   if (Deno.build.os === "windows") return; // syncDir does nothing there
   const parent = await Deno.makeTempDir();
   const a = tf.tensor1d([1, 2]);
-  const open = Deno.open;
-  const flushed: string[][] = [];
-  Deno.open = async (path, options) => {
-    const file = await open(path, options);
-    if (String(path) === parent) {
-      const sync = file.sync.bind(file);
-      file.sync = () => {
-        flushed.push([...Deno.readDirSync(parent)].map((e) => e.name));
-        return sync();
-      };
-    }
-    return file;
-  };
   try {
-    await saveHfFolder(join(parent, "m"), preset("tiny-relu"), new Map([["a", a]]));
+    // Both Deno.open and Deno.openSync are spied on (syncDir opens the folder synchronously).
+    const flushes = await recordFlushes(() =>
+      saveHfFolder(join(parent, "m"), preset("tiny-relu"), new Map([["a", a]]))
+    );
+    assert.deepEqual(flushesOf(flushes, parent), [["m"]]);
   } finally {
-    Deno.open = open;
     a.dispose();
-  }
-  try {
-    assert.deepEqual(flushed, [["m"]]);
-  } finally {
     await Deno.remove(parent, { recursive: true });
   }
 });
