@@ -484,6 +484,15 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         `Unknown --backend "${backendArg}"; expected one of ${BACKEND_CHOICES.join(", ")}`,
       );
     }
+    // The variable stands in for --backend wherever a backend is "auto" (the default profile's
+    // choice, a profile's backend, the pretraining's): a bad value must stop here, not fail
+    // every run of the grid one after the other.
+    const backendEnv = Deno.env.get("HYPERPROMPT_BACKEND") ?? "";
+    if (backendEnv !== "" && !(BACKEND_CHOICES as readonly string[]).includes(backendEnv)) {
+      throw new UsageError(
+        `HYPERPROMPT_BACKEND="${backendEnv}" is not one of ${BACKEND_CHOICES.join(", ")}`,
+      );
+    }
     const shardArg = values.shard;
     const shard = shardArg === undefined ? undefined : usageChecked(() => parseShard(shardArg));
     let probe: BackendProbe | undefined;
@@ -616,8 +625,12 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       }
     }
     if (baseline !== undefined) {
+      // A run that failed this time is missing, even when an earlier attempt's result file is
+      // still in OUT: gating that stale result would pass code that no longer runs.
+      const failedIds = new Set(summary.failed.map((f) => f.spec.id));
       const current: RunResult[] = [];
       for (const s of specs) {
+        if (failedIds.has(s.id)) continue;
         const r = await readFinished(values.out, s);
         if (r) current.push(r);
       }

@@ -427,7 +427,7 @@ Deno.test("main() where no cache folder can be named warns and runs with the mir
   }).finally(() => Deno.remove(dir, { recursive: true }));
 });
 
-Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables and --compare before any run", async () => {
+Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compare and HYPERPROMPT_BACKEND before any run", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const profile = await tmpProfile(dir);
@@ -467,6 +467,11 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables and --com
       ],
       [[...base, "--compare", empty], {}, /^--compare .*empty: no run results \(\*\.json\) there/],
       [[...base, "--compare", broken], {}, /^--compare: .*broken\/r\.json:1:10: invalid JSON/],
+      [
+        base,
+        { HYPERPROMPT_BACKEND: "gpu" },
+        /^HYPERPROMPT_BACKEND="gpu" is not one of auto, tensorflow, webgpu, wasm, wasm\+blas, cpu$/,
+      ],
     ];
     for (const [args, env, want] of cases) {
       const c = capture();
@@ -501,6 +506,32 @@ Deno.test("main() whose tables fail after the runs says so and exits 1, keeping 
     );
     const results = [...Deno.readDirSync(out)].filter((e) => e.name.endsWith(".json"));
     assert.equal(results.length, 12 + 1, "every run's result and notes.json");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main() --compare counts a run that failed as missing, not its stale result file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const profile = await tmpProfile(dir);
+    const out = join(dir, "out");
+    const args = ["--profile", profile, "--data-dir", DATA, "--out", out, "--no-tables"];
+    assert.equal(await main(args, { ...capture().opts, runOne: fakeRunOne }), 0);
+    // The same grid again, gated against the first results, with one run now failing: its
+    // result file of the first attempt is still in --out.
+    const broken: typeof fakeRunOne = (spec, o) =>
+      spec.method.label === "mtl" && spec.benchmark === "super_glue" && spec.seed === 0
+        ? Promise.reject(new Error("this run broke"))
+        : fakeRunOne(spec, o);
+    const c = capture();
+    assert.equal(await main([...args, "--compare", out], { ...c.opts, runOne: broken }), 3);
+    assert.match(c.err.join("\n"), /11 runs done, 0 skipped, 1 failed/);
+    assert.match(c.out.join("\n"), /^Regression gate: FAIL \(11 runs compared, 1 failures\)/);
+    assert.match(
+      c.out.join("\n"),
+      /FAIL tiny-grid\/tiny-v1_1\/random\/super_glue\/mtl\/s0: run: baseline present, current missing/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
