@@ -46,6 +46,7 @@ import {
   shardGrid,
 } from "./runner.ts";
 import {
+  backboneLabel,
   BACKEND_CHOICES,
   type BackendChoice,
   modelLabel,
@@ -227,6 +228,7 @@ function printDryRun(
       String(i),
       s.id,
       modelLabel(s.model),
+      backboneLabel(s.backbone ?? "random"),
       s.benchmark,
       s.method.label,
       `s${s.seed}`,
@@ -241,6 +243,7 @@ function printDryRun(
     "#",
     "id",
     "model",
+    "backbone",
     "benchmark",
     "method",
     "seed",

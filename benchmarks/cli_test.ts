@@ -145,7 +145,8 @@ Deno.test("main() --dry-run lists the grid with FLOPs and time; --compare gates 
     0,
   );
   assert.equal(c.out.length, 1 + 12 + 1);
-  assert.match(c.out[1]!, /tiny-v1_1\s+glue\s+mtl\s+s0\s+2\s+4x2\s+\d/);
+  assert.match(c.out[0]!, /^#\s+id\s+model\s+backbone\s+benchmark\s+method\s+seed\s+tasks/);
+  assert.match(c.out[1]!, /tiny-v1_1\s+random\s+glue\s+mtl\s+s0\s+2\s+4x2\s+\d/);
   assert.match(c.out.at(-1)!, /^12 runs; .* FLOPs; about .* \(cpu\)$/);
 
   const base = join(dir, "base");
@@ -209,6 +210,9 @@ Deno.test("main() without --profile picks smoke when the backend is not a GPU", 
     assert.equal(await main(["--dry-run", "--data-dir", DATA], c.opts), 0);
     assert.match(c.err.join("\n"), /No --profile: using "smoke" \(backend cpu, no GPU\)/);
     assert.ok(c.out.some((l) => /^32 runs; .*\(cpu\)$/.test(l)), c.out.join("\n"));
+    // Its two backbones give each cell two rows, told apart by the backbone column.
+    assert.equal(c.out.filter((l) => /\smini-v1_1\s+pretrained\s+glue\s+mtl\s/.test(l)).length, 1);
+    assert.equal(c.out.filter((l) => /\smini-v1_1\s+random\s+glue\s+mtl\s/.test(l)).length, 1);
     // The pure-JS cpu backend is far too slow for the smoke profile's 10-minute budget.
     assert.match(
       c.out.at(-1)!,
