@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { basename, join } from "node:path";
 import { makeHeldTempDir } from "../model/fs.ts";
-import { copyTree } from "../model/fs_testing.ts";
+import { copyTree, flushesOf, recordFlushes } from "../model/fs_testing.ts";
 import {
   checkpointDirName,
   disposeCheckpoint,
@@ -240,29 +240,15 @@ Deno.test("loadLatestCheckpoint() finishes the removal of folders a kill interru
 Deno.test("saveCheckpoint() flushes the checkpoint folder after renaming the new one in", async () => {
   if (Deno.build.os === "windows") return; // syncDir does nothing there
   const root = await Deno.makeTempDir();
-  const open = Deno.open;
-  const flushed: string[] = [];
-  // syncDir opens the folder for reading, then flushes it.
-  Deno.open = async (path, options) => {
-    const file = await open(path, options);
-    if (String(path) === root) {
-      const sync = file.sync.bind(file);
-      file.sync = () => {
-        flushed.push(entries(root).join(","));
-        return sync();
-      };
-    }
-    return file;
-  };
   try {
-    await saveValue(root, 5, 1);
-    await saveValue(root, 5, 2);
-  } finally {
-    Deno.open = open;
-  }
-  try {
+    // recordFlushes spies on Deno.open and Deno.openSync (syncDir opens the folder with either).
+    const flushes = await recordFlushes(async () => {
+      await saveValue(root, 5, 1);
+      await saveValue(root, 5, 2);
+    });
+    const flushed = flushesOf(flushes, root).map((e) => e.join(","));
     // Each flush comes once the step's new folder is in place (the replaced one still aside).
-    assert.equal(flushed.length, 2);
+    assert.equal(flushed.length, 2, JSON.stringify(flushed));
     assert.equal(flushed[0], checkpointDirName(5));
     assert.match(flushed[1]!, /^\.step-00000005\.old-\d+-[0-9a-f]{12},step-00000005$/);
   } finally {
