@@ -8,6 +8,7 @@ import { basename, join } from "node:path";
 import { repoPath } from "../model/shared_dir.ts";
 import { parseJsonFile } from "../model/json.ts";
 import { PRESETS } from "../model/config.ts";
+import { hubModelDir } from "../model/hub.ts";
 import { getMethod } from "../model/methods/mod.ts";
 import { BENCHMARK_TASKS, TASKS } from "../tasks/registry.ts";
 import {
@@ -220,8 +221,10 @@ export async function loadProfile(
 /**
  * The checks used when none are given: preset names from `model/config.ts`, method
  * configurations through each method's `parseConfig` (`model/methods/mod.ts`), and listed task
- * names and tolerance keys against the task registry (`tasks/registry.ts`). The resolved
- * configuration (defaults filled) is kept as JSON: it is hashed into the run id.
+ * names and tolerance keys against the task registry (`tasks/registry.ts`), and an
+ * `{"hf": ...}` model or backbone must be a folder or have the form of a hub id (`name` or
+ * `org/name`), as `loadT5` reads it. The resolved configuration (defaults filled) is kept as
+ * JSON: it is hashed into the run id.
  *
  * @returns the checks
  */
@@ -234,7 +237,31 @@ export function defaultChecks(): ProfileChecks {
     },
     benchmarkTasks: BENCHMARK_TASKS,
     taskMetrics: Object.fromEntries(Object.entries(TASKS).map(([k, t]) => [k, t.metrics])),
+    hfProblem: hfSourceProblem,
   };
+}
+
+/**
+ * What is wrong with an `{"hf": ...}` value of a profile: `loadT5` reads a folder, else fetches a
+ * hub id, so a value that is neither (a mistyped path: no such folder, and not `name` or
+ * `org/name`) would fail every run that uses it.
+ *
+ * @param hf the value
+ * @returns the problem, or undefined
+ */
+export function hfSourceProblem(hf: string): string | undefined {
+  try {
+    if (Deno.statSync(hf).isDirectory) return undefined;
+  } catch {
+    // No such folder: perhaps a hub id.
+  }
+  try {
+    hubModelDir(".", hf);
+    return undefined;
+  } catch {
+    return `names neither a folder (there is none at "${hf}") nor a hub id ("name" or ` +
+      `"org/name")`;
+  }
 }
 
 /**

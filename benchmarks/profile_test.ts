@@ -144,6 +144,39 @@ Deno.test("an error about a value the profile does not write names its nearest l
   );
 });
 
+Deno.test("an {hf} model or backbone that is neither a folder nor a hub id is a profile error", async () => {
+  const checks = await defaultChecksAsync();
+  const dir = await Deno.makeTempDir();
+  try {
+    const text = (model: string, backbone: string) =>
+      `{\n  "name": "t",\n  "models": [${model}],\n  "backbone": ${backbone},\n` +
+      `  "benchmarks": ["glue"],\n  "methods": [{ "name": "mtl" }]\n}`;
+    const missing = join(dir, "no-such-t5");
+    assert.throws(
+      () => parseProfile(text(`{ "hf": "${missing}" }`, '"random"'), "t.json", checks),
+      {
+        message:
+          `t.json:3: $.models[0].hf names neither a folder (there is none at "${missing}") ` +
+          `nor a hub id ("name" or "org/name")`,
+      },
+    );
+    assert.throws(
+      () => parseProfile(text('"tiny-v1_1"', '["random", { "hf": "a/b/c" }]'), "t.json", checks),
+      /^SpecError: t\.json:4: \$\.backbone\[1\]\.hf names neither a folder .*"a\/b\/c"/,
+    );
+    // A folder, or a hub id (fetched when a run needs it), is fine.
+    const ok = parseProfile(
+      text(`{ "hf": "${dir}" }`, '{ "hf": "google/t5-v1_1-small" }'),
+      "t.json",
+      checks,
+    );
+    assert.deepEqual(ok.models, [{ hf: dir }]);
+    assert.deepEqual(ok.backbones, [{ hf: "google/t5-v1_1-small" }]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("smoke compares pretrained with random backbones for every method; ci is pretrained", async () => {
   const smoke = await loadProfile("smoke");
   assert.deepEqual(smoke.backbones, ["pretrained", "random"]);

@@ -661,10 +661,18 @@ function arr(v: unknown, src: Source, path: string, nonEmpty = true): unknown[] 
   return v;
 }
 
-function hfRef(v: unknown, src: Source, path: string): { hf: string } {
+function hfRef(
+  v: unknown,
+  src: Source,
+  path: string,
+  hfProblem?: (hf: string) => string | undefined,
+): { hf: string } {
   const o = obj(v, src, path);
   noExtraKeys(o, ["hf"], src, path);
-  return { hf: str(o.hf, src, `${path}.hf`) };
+  const hf = str(o.hf, src, `${path}.hf`);
+  const problem = hfProblem?.(hf);
+  if (problem !== undefined) throw new SpecError(src, `${path}.hf`, problem);
+  return { hf };
 }
 
 /**
@@ -674,6 +682,8 @@ function hfRef(v: unknown, src: Source, path: string): { hf: string } {
  * @param src source named in errors
  * @param path JSON path of the value
  * @param presetNames known preset names (omit to accept any string)
+ * @param hfProblem what is wrong with an `{"hf": ...}` reference, if anything
+ *   ({@link ProfileChecks.hfProblem}; omit to accept any string)
  * @returns the model reference
  */
 export function validateModelRef(
@@ -681,6 +691,7 @@ export function validateModelRef(
   src: Source,
   path: string,
   presetNames?: readonly string[],
+  hfProblem?: (hf: string) => string | undefined,
 ): ModelRef {
   if (typeof v === "string") {
     if (presetNames && !presetNames.includes(v)) {
@@ -694,7 +705,7 @@ export function validateModelRef(
     }
     return v;
   }
-  return hfRef(v, src, path);
+  return hfRef(v, src, path, hfProblem);
 }
 
 /**
@@ -1013,6 +1024,12 @@ export interface ProfileChecks {
    * given, tolerance keys must name one of them (see {@link Tolerances}).
    */
   readonly taskMetrics?: Readonly<Record<string, readonly string[]>>;
+  /**
+   * What is wrong with the value of an `{"hf": ...}` model or backbone (undefined: nothing), e.g.
+   * that it is neither a folder nor a hub id; checked when the profile loads rather than when
+   * each of its runs fails to load the model.
+   */
+  readonly hfProblem?: (hf: string) => string | undefined;
 }
 
 /**
@@ -1068,13 +1085,13 @@ export function validateProfile(
     throw new SpecError(src, "$.seeds", "must not repeat a seed");
   }
   const models = arr(o.models, src, "$.models").map((m, i) =>
-    validateModelRef(m, src, `$.models[${i}]`, checks.presetNames)
+    validateModelRef(m, src, `$.models[${i}]`, checks.presetNames, checks.hfProblem)
   );
   const bbRaw = o.backbone ?? "random";
   const one = (v: unknown, path: string): BackboneRef =>
     typeof v === "string"
       ? oneOf<"random" | "pretrained">(v, ["random", "pretrained"], src, path)
-      : hfRef(v, src, path);
+      : hfRef(v, src, path, checks.hfProblem);
   const backbones: BackboneRef[] = Array.isArray(bbRaw)
     ? arr(bbRaw, src, "$.backbone").map((v, i) => one(v, `$.backbone[${i}]`))
     : [one(bbRaw, "$.backbone")];
