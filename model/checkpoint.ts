@@ -42,6 +42,33 @@ export const WEIGHTS_NAME = "model.safetensors";
 /** Index file of a sharded checkpoint. */
 export const WEIGHTS_INDEX_NAME = "model.safetensors.index.json";
 
+/**
+ * Weight files (or their shard indexes) of the other formats `save_pretrained` writes, which
+ * {@link loadHfFolder} does not read.
+ */
+export const OTHER_WEIGHTS: readonly string[] = [
+  "pytorch_model.bin",
+  "pytorch_model.bin.index.json",
+  "tf_model.h5",
+  "tf_model.h5.index.json",
+  "flax_model.msgpack",
+  "flax_model.msgpack.index.json",
+];
+
+/**
+ * How to convert PyTorch (or TensorFlow, Flax) weights into the safetensors this loader reads,
+ * with transformers on a machine that has it.
+ *
+ * @param from the folder (or hub id) holding them, named in the command
+ * @param to the folder to write (default `from`)
+ */
+export function convertHint(from: string, to = from): string {
+  const [f, t] = [JSON.stringify(from), JSON.stringify(to)];
+  return `Convert it once with transformers (it saves safetensors by default): python -c ` +
+    `'from transformers import AutoModelForSeq2SeqLM as M; M.from_pretrained(${f}).save_pretrained(${t})'` +
+    ` (add from_tf=True or from_flax=True to from_pretrained for TensorFlow or Flax weights).`;
+}
+
 /** A loaded checkpoint. */
 export interface HfCheckpoint {
   /** The validated configuration from `config.json`. */
@@ -187,10 +214,14 @@ async function readFolderLayout(
   const indexPath = join(dir, WEIGHTS_INDEX_NAME);
   if (await pathExists(single)) return { config, files: [{ path: single }] };
   if (!(await pathExists(indexPath))) {
-    const hasBin = await pathExists(join(dir, "pytorch_model.bin"));
+    const other: string[] = [];
+    for (const name of OTHER_WEIGHTS) if (await pathExists(join(dir, name))) other.push(name);
     throw new Error(
       `${dir}: no ${WEIGHTS_NAME} or ${WEIGHTS_INDEX_NAME}` +
-        (hasBin ? " (pytorch_model.bin is not supported; convert it to safetensors)" : ""),
+        (other.length > 0
+          ? `; it holds ${other.join(", ")}, which this loader does not read (safetensors only). ` +
+            convertHint(dir)
+          : ""),
     );
   }
   const shards = parseIndex(await readJsonFile(indexPath, "index"), indexPath);

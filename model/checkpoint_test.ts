@@ -101,6 +101,38 @@ Deno.test("loadHfFolder errors name the file and field", async () => {
   await Deno.remove(tmp, { recursive: true });
 });
 
+Deno.test("a folder of PyTorch (or TF, Flax) weights only: the error names them and how to convert", async () => {
+  const tmp = await Deno.makeTempDir();
+  try {
+    const dir = join(tmp, "ck");
+    await Deno.mkdir(dir);
+    await Deno.copyFile(
+      sharedPath("fixtures", "hf-t5", "t5-tiny-relu", "config.json"),
+      join(dir, "config.json"),
+    );
+    // A sharded PyTorch checkpoint (no pytorch_model.bin itself), as large hub models have.
+    await Deno.writeTextFile(join(dir, "pytorch_model.bin.index.json"), "{}");
+    await Deno.writeFile(join(dir, "pytorch_model-00001-of-00001.bin"), new Uint8Array(8));
+    for (const f of [loadHfFolder, inspectHfFolder]) {
+      await assert.rejects(f(dir), (e: Error) => {
+        assert.match(e.message, /ck: no model\.safetensors or model\.safetensors\.index\.json/);
+        assert.match(e.message, /holds pytorch_model\.bin\.index\.json, which this loader/);
+        assert.ok(e.message.includes(`from_pretrained(${JSON.stringify(dir)})`), e.message);
+        assert.ok(e.message.includes(`save_pretrained(${JSON.stringify(dir)})`), e.message);
+        return true;
+      });
+    }
+    await Deno.writeFile(join(dir, "pytorch_model.bin"), new Uint8Array(8));
+    await Deno.writeFile(join(dir, "tf_model.h5"), new Uint8Array(8));
+    await assert.rejects(
+      loadHfFolder(dir),
+      /holds pytorch_model\.bin, pytorch_model\.bin\.index\.json, tf_model\.h5, which .*from_tf=True/,
+    );
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
 Deno.test("save then load round-trips float32 bit-exactly, sharded and unsharded", async () => {
   const src = await loadHfFolder(sharedPath("fixtures", "hf-t5", "t5-tiny-v1_1-untied"));
   const tmp = await Deno.makeTempDir();

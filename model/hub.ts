@@ -14,7 +14,7 @@
  * @module
  */
 import { dirname, join } from "node:path";
-import { parseIndex, WEIGHTS_INDEX_NAME, WEIGHTS_NAME } from "./checkpoint.ts";
+import { convertHint, parseIndex, WEIGHTS_INDEX_NAME, WEIGHTS_NAME } from "./checkpoint.ts";
 import { readSafetensorsHeader } from "./safetensors.ts";
 import { type HeldTemp, pathExists, syncDir, writeFileAtomic, writeTempBeside } from "./fs.ts";
 
@@ -278,7 +278,11 @@ export async function fetchHubModel(repoId: string, opts: FetchHubOptions = {}):
   } else {
     throw new Error(
       `Model "${repoId}" (revision "${revision}") on ${endpoint} has neither ${WEIGHTS_NAME} nor ` +
-        `${WEIGHTS_INDEX_NAME}; only safetensors checkpoints are supported`,
+        `${WEIGHTS_INDEX_NAME}; only safetensors checkpoints are supported. If it has PyTorch ` +
+        `weights only (pytorch_model.bin), use a revision that holds a safetensors conversion ` +
+        `(the hub's conversion bot opens one as a pull request: revision "refs/pr/<n>"), or ` +
+        convertHint(repoId, "<local folder>").replace(/^Convert/, "convert") +
+        ` Then pass that folder in place of the hub id.`,
     );
   }
   // A temporary name of its own: a concurrent fetch of the same repo cannot rename it away.

@@ -142,6 +142,28 @@ Deno.test("fetchHubModel: unknown repo, invalid download, and bad ids give clear
       fetchHubModel("org/bogus", { cacheDir: cache, endpoint: hub.endpoint }),
       /downloaded model\.safetensors is not a valid safetensors file/,
     );
+    // A repo of PyTorch weights only: the error says so and what to do.
+    const bin = join(tmp, "bin");
+    await Deno.mkdir(bin);
+    await Deno.copyFile(join(RELU, "config.json"), join(bin, "config.json"));
+    await Deno.writeFile(join(bin, "pytorch_model.bin"), new Uint8Array(8));
+    const binHub = serveHub({ "org/bin@main": bin });
+    try {
+      await assert.rejects(
+        fetchHubModel("org/bin", { cacheDir: cache, endpoint: binHub.endpoint }),
+        (e: Error) => {
+          assert.match(e.message, /"org\/bin" .* has neither model\.safetensors nor .*index\.json/);
+          assert.match(e.message, /revision "refs\/pr\/<n>"/);
+          assert.match(
+            e.message,
+            /from_pretrained\("org\/bin"\)\.save_pretrained\("<local folder>"\)/,
+          );
+          return true;
+        },
+      );
+    } finally {
+      await binHub.close();
+    }
     const dir = hubModelDir(cache, "org/bogus");
     const left = [...Deno.readDirSync(dir)].map((e) => e.name);
     assert.ok(left.includes("config.json"), "valid files are kept");
