@@ -2,7 +2,10 @@
  * T5 tokenizer: a Hugging Face `tokenizer.json` (SentencePiece Unigram with the NFKC normalizer,
  * Metaspace pre-tokenizer and a TemplateProcessing post-processor that appends `</s>`) run by
  * the pure-JS `@huggingface/tokenizers`, which reproduces the Rust `tokenizers` library's ids,
- * tokens and decoded text (checked against its output in `tokenizer_test.ts`).
+ * tokens and decoded text (checked against its output in `tokenizer_test.ts`). That library's
+ * Unigram model ignores `byte_fallback`; {@link T5Tokenizer} applies it as the Rust library
+ * does (a piece the vocabulary lacks becomes its UTF-8 bytes `<0xNN>`, or `<unk>` when one of
+ * those byte pieces is missing).
  *
  * @module
  */
@@ -55,10 +58,19 @@ function validate(json: unknown, source: string): Record<string, unknown> {
   return j;
 }
 
+/** The piece of a byte in a byte-fallback vocabulary: `<0x0A>`, `<0xE6>`. */
+function byteToken(b: number): string {
+  return `<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`;
+}
+
 /** A T5 tokenizer over a Hugging Face `tokenizer.json`. */
 export class T5Tokenizer {
   readonly #tok: Tokenizer;
   readonly #appendEos: boolean;
+  /** Byte value → id of its `<0xNN>` piece, for a Unigram model with `byte_fallback`. */
+  readonly #byteIds: ReadonlyMap<number, number> | undefined;
+  /** The unknown piece's id, which the library gives a piece the vocabulary lacks. */
+  readonly #unkId: number | undefined;
   /** Vocabulary size including added tokens (32,100 for the published T5 tokenizer). */
   readonly vocabSize: number;
   /** Id of `</s>`. */
@@ -68,9 +80,23 @@ export class T5Tokenizer {
   /** Where the tokenizer came from (for messages). */
   readonly source: string;
 
-  private constructor(tok: Tokenizer, source: string) {
+  private constructor(
+    tok: Tokenizer,
+    source: string,
+    byteFallback: boolean,
+    unkId: number | undefined,
+  ) {
     this.#tok = tok;
     this.source = source;
+    this.#unkId = unkId;
+    if (byteFallback) {
+      const ids = new Map<number, number>();
+      for (let b = 0; b < 256; b++) {
+        const id = tok.token_to_id(byteToken(b));
+        if (id !== undefined) ids.set(b, id);
+      }
+      this.#byteIds = ids;
+    }
     this.vocabSize = tok.get_vocab(true).size;
     const eos = tok.token_to_id("</s>");
     const pad = tok.token_to_id("<pad>");
@@ -79,7 +105,7 @@ export class T5Tokenizer {
     this.eosTokenId = eos;
     this.padTokenId = pad;
     // T5 tokenizers append </s> through their post-processor; append it ourselves when absent.
-    const probe = tok.encode("a").ids;
+    const probe = this.#encode("a", true).ids;
     this.#appendEos = probe[probe.length - 1] !== eos;
   }
 
@@ -107,7 +133,13 @@ export class T5Tokenizer {
     } catch (e) {
       fail(source, (e as Error).message);
     }
-    return new T5Tokenizer(tok, source);
+    const model = j.model as Record<string, unknown>;
+    return new T5Tokenizer(
+      tok,
+      source,
+      model.type === "Unigram" && model.byte_fallback === true,
+      typeof model.unk_id === "number" ? model.unk_id : undefined,
+    );
   }
 
   /**
@@ -133,18 +165,44 @@ export class T5Tokenizer {
     return T5Tokenizer.fromJson(parseJsonFile(text, file), file);
   }
 
+  /**
+   * The library's encoding, with Unigram byte fallback applied: a token the vocabulary lacks
+   * (the library gives it the unknown id and keeps its text) becomes the `<0xNN>` pieces of its
+   * UTF-8 bytes when the vocabulary has them all, as the Rust library's `Unigram::tokenize` does.
+   */
+  #encode(text: string, addSpecialTokens: boolean): { ids: number[]; tokens: string[] } {
+    const e = this.#tok.encode(text, { add_special_tokens: addSpecialTokens });
+    const bytes = this.#byteIds;
+    if (bytes === undefined) return { ids: [...e.ids], tokens: [...e.tokens] };
+    const ids: number[] = [];
+    const tokens: string[] = [];
+    const utf8 = new TextEncoder();
+    e.ids.forEach((id, i) => {
+      const token = e.tokens[i]!;
+      if (id === this.#unkId && this.#tok.token_to_id(token) === undefined) {
+        const pieces = [...utf8.encode(token)].map((b) => bytes.get(b));
+        if (pieces.every((p) => p !== undefined)) {
+          ids.push(...pieces);
+          tokens.push(...[...utf8.encode(token)].map(byteToken));
+          return;
+        }
+      }
+      ids.push(id);
+      tokens.push(token);
+    });
+    return { ids, tokens };
+  }
+
   /** Encode text to ids ending with `</s>`. */
   encode(text: string): number[] {
-    const ids = this.#tok.encode(text).ids;
+    const ids = this.#encode(text, true).ids;
     if (this.#appendEos) ids.push(this.eosTokenId);
     return ids;
   }
 
   /** Encode text to ids and token strings (both ending with `</s>`). */
   encodeWithTokens(text: string): { ids: number[]; tokens: string[] } {
-    const e = this.#tok.encode(text);
-    const ids = [...e.ids];
-    const tokens = [...e.tokens];
+    const { ids, tokens } = this.#encode(text, true);
     if (this.#appendEos) {
       ids.push(this.eosTokenId);
       tokens.push("</s>");
@@ -154,7 +212,7 @@ export class T5Tokenizer {
 
   /** Encode text to ids without the trailing `</s>`. */
   encodeNoEos(text: string): number[] {
-    return this.#tok.encode(text, { add_special_tokens: false }).ids;
+    return this.#encode(text, false).ids;
   }
 
   /**

@@ -92,3 +92,36 @@ Deno.test("T5Tokenizer.decode() of no ids is the empty string (an empty greedy d
   assert.equal(tok.decode([]), "");
   assert.equal(tok.decode([1]), "");
 });
+
+Deno.test("Unigram byte_fallback: a piece the vocabulary lacks becomes its UTF-8 byte pieces", async () => {
+  const json = JSON.parse(await Deno.readTextFile(join(DIR, "tokenizer.json")));
+  const hex = (b: number) => `<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`;
+  // Byte pieces after the vocabulary, all but <0xF0> (the first byte of every 4-byte character).
+  const byteId = new Map<number, number>();
+  for (let b = 0; b < 256; b++) {
+    if (b === 0xf0) continue;
+    byteId.set(b, json.model.vocab.length);
+    json.model.vocab.push([hex(b), 0]);
+  }
+  const plain = T5Tokenizer.fromJson(structuredClone(json), "plain.json");
+  json.model.byte_fallback = true;
+  json.decoder = { type: "Sequence", decoders: [{ type: "ByteFallback" }, json.decoder] };
+  const tok = T5Tokenizer.fromJson(json, "byte-fallback.json");
+  const space = tok.tokenToId("▁")!;
+  const bytesOf = (s: string) => [...new TextEncoder().encode(s)];
+  // What the Rust library's Unigram::tokenize gives: the unknown run "日本" (one fused unknown
+  // piece) becomes the ids of <0xE6> <0x97> <0xA5> <0xE6> <0x9C> <0xAC>.
+  assert.deepEqual(plain.encode("日本"), [space, 2, 1], "without byte_fallback: <unk>");
+  const e = tok.encodeWithTokens("日本");
+  assert.deepEqual(e.ids, [space, ...bytesOf("日本").map((b) => byteId.get(b)!), 1]);
+  assert.deepEqual(e.tokens, ["▁", ...bytesOf("日本").map(hex), "</s>"]);
+  assert.deepEqual(tok.encodeNoEos("日本"), e.ids.slice(0, -1));
+  assert.equal(tok.decode(e.ids), "日本");
+  // A byte piece missing (<0xF0> of 😀): the piece stays <unk>, as in Rust.
+  assert.deepEqual(tok.encode("😀"), [space, 2, 1]);
+  // Known text and special tokens are untouched.
+  for (const c of REF.cases.filter((c) => !c.ids.includes(2))) {
+    assert.deepEqual(tok.encode(c.text), c.ids, JSON.stringify(c.text));
+  }
+  assert.deepEqual(tok.encode("a <unk>"), plain.encode("a <unk>"));
+});
