@@ -625,6 +625,7 @@ export interface WriteTablesOptions {
  * `outDir`: everything is built first, then every file goes to a temporary file beside its
  * target and only then are they renamed into place, so an error (a bad result, a full disk)
  * leaves the previous tables as they were, none half-written and none of a mixed generation.
+ * A folder without results is an error (headers alone would replace the previous tables).
  *
  * @param runsDir folder of run JSONs (all shards)
  * @param outDir output folder
@@ -637,6 +638,8 @@ export async function writeTables(
   opts: WriteTablesOptions = {},
 ): Promise<string[]> {
   const results = await loadResults(runsDir);
+  // Tables of nothing would replace earlier tables in `outDir` with headers alone.
+  if (results.length === 0) throw new Error(noResultsMessage(runsDir));
   const paper = readPaperTable(opts.paperTable);
   const accounting = opts.accounting === null
     ? undefined
@@ -723,7 +726,12 @@ async function argumentProblem(runs: string, out: string): Promise<string | unde
   if (!(await pathExists(runs))) return `--runs ${runs}: no such folder`;
   if (!(await isDirectory(runs))) return undefined; // a JSON file of results, as loadResults reads
   for await (const e of Deno.readDir(runs)) if (e.name.endsWith(".json")) return undefined;
-  return `--runs ${runs}: no run results (*.json) there; deno task bench writes them (its --out, ` +
+  return `--runs ${noResultsMessage(runs)}`;
+}
+
+/** The error for a folder of run results without any. */
+function noResultsMessage(runs: string): string {
+  return `${runs}: no run results (*.json) there; deno task bench writes them (its --out, ` +
     `default results/runs)`;
 }
 

@@ -352,6 +352,14 @@ Deno.test("writeTables() that fails leaves the previous tables whole and no temp
       /accounting failed/,
     );
     assert.deepEqual(await snapshot(), before);
+    // A folder without results (every run of a bench failed): an error, the tables untouched.
+    const none = join(dir, "none");
+    await Deno.mkdir(none);
+    await assert.rejects(
+      writeTables(none, out, { accounting: null }),
+      /none: no run results \(\*\.json\) there/,
+    );
+    assert.deepEqual(await snapshot(), before);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
