@@ -61,12 +61,20 @@ export function defaultHubCacheDir(): string {
 }
 
 /**
+ * Whether `id` has the form of a hub repo id, `name` or `org/name` (letters, digits, `_`, `.`,
+ * `-`; no part made of dots only), as opposed to a path such as `./model` or `/data/t5`.
+ */
+export function isHubRepoId(id: string): boolean {
+  return /^[\w.-]+(\/[\w.-]+)?$/.test(id) && !id.split("/").some((p) => /^\.+$/.test(p));
+}
+
+/**
  * The local folder a repo revision is cached in: `<cacheDir>/models--<org>--<name>/<revision>`.
  *
  * @throws Error when the repo id is not of the form `name` or `org/name`
  */
 export function hubModelDir(cacheDir: string, repoId: string, revision = "main"): string {
-  if (!/^[\w.-]+(\/[\w.-]+)?$/.test(repoId) || repoId.split("/").some((p) => /^\.+$/.test(p))) {
+  if (!isHubRepoId(repoId)) {
     throw new Error(`invalid hub repo id "${repoId}" (expected "name" or "org/name")`);
   }
   if (revision === "" || revision.includes("..")) {

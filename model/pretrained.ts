@@ -14,8 +14,9 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
-import { loadHfFolder } from "./checkpoint.ts";
-import { fetchHubModel } from "./hub.ts";
+import { loadHfFolder, readJsonFile } from "./checkpoint.ts";
+import { fetchHubModel, isHubRepoId } from "./hub.ts";
+import { type T5Config, t5ConfigFromHf } from "./config.ts";
 import { crossEntropyLoss, disposeT5, forward, greedyDecode, t5FromTensors } from "./t5.ts";
 import type { T5Model } from "./t5.ts";
 import type { T5Hooks } from "./hooks.ts";
@@ -32,7 +33,7 @@ export interface LoadedT5 {
 
 /** Options of {@link loadT5}. */
 export interface LoadT5Options {
-  /** A `tokenizer.json` to use when the folder has none. */
+  /** A `tokenizer.json` to use instead of the folder's own (needed when the folder has none). */
   readonly tokenizer?: string;
   /** Hub revision (branch, tag or commit) for hub ids. */
   readonly revision?: string;
@@ -51,10 +52,7 @@ export interface LoadT5Options {
  *   that the hub is unreachable and how to use a local folder instead
  */
 export async function loadT5(source: string, opts: LoadT5Options = {}): Promise<LoadedT5> {
-  const dir = (await isDirectory(source)) ? source : await fetchHubModel(source, {
-    ...(opts.revision ? { revision: opts.revision } : {}),
-    ...(opts.cacheDir ? { cacheDir: opts.cacheDir } : {}),
-  });
+  const dir = (await isDirectory(source)) ? source : await fromHub(source, opts);
   const tokPath = opts.tokenizer ?? join(dir, "tokenizer.json");
   let tokenizer: T5Tokenizer;
   try {
@@ -68,11 +66,79 @@ export async function loadT5(source: string, opts: LoadT5Options = {}): Promise<
     }
     throw e;
   }
+  // The config alone first: a mismatched tokenizer is refused before the weights are read.
+  const configPath = join(dir, "config.json");
+  checkTokenizerFits(
+    tokenizer,
+    t5ConfigFromHf(await readJsonFile(configPath, "config.json"), configPath),
+    configPath,
+  );
   const ck = await loadHfFolder(dir);
   try {
     return { model: t5FromTensors(ck.config, ck.tensors, dir), tokenizer, dir };
   } finally {
     for (const t of ck.tensors.values()) t.dispose();
+  }
+}
+
+/**
+ * Fetches `source`, which is not a local folder, from the hub; a source that is a file, or a
+ * path rather than a hub id, is an error saying so, and a hub error says that the source was
+ * taken as a hub id (a mistyped folder path that looks like `org/name` reaches the hub).
+ */
+async function fromHub(source: string, opts: LoadT5Options): Promise<string> {
+  let isFile = false;
+  try {
+    isFile = (await Deno.stat(source)).isFile;
+  } catch {
+    // Absent: a hub id, or a folder path with a mistake.
+  }
+  if (isFile) {
+    throw new Error(
+      `${source}: is a file; loadT5 takes a Hugging Face folder (config.json, ` +
+        `model.safetensors, tokenizer.json) or a hub id such as "google/t5-v1_1-small"`,
+    );
+  }
+  if (!isHubRepoId(source)) {
+    throw new Error(
+      `${source}: folder not found (and not a hub id such as "google/t5-v1_1-small")`,
+    );
+  }
+  try {
+    return await fetchHubModel(source, {
+      ...(opts.revision ? { revision: opts.revision } : {}),
+      ...(opts.cacheDir ? { cacheDir: opts.cacheDir } : {}),
+    });
+  } catch (e) {
+    throw new Error(
+      `"${source}" is not a local folder, so it was taken as a hub id: ${(e as Error).message}`,
+      { cause: e },
+    );
+  }
+}
+
+/**
+ * Refuses a tokenizer whose ids the model cannot embed (more ids than `vocab_size`, which gathers
+ * out of range at the first batch, and silently on some backends) or whose `</s>` and `<pad>`
+ * ids differ from the config's (targets would end, and batches be padded, with other tokens).
+ */
+function checkTokenizerFits(tok: T5Tokenizer, config: T5Config, configPath: string): void {
+  const where = `tokenizer ${tok.source} and ${configPath}`;
+  if (tok.vocabSize > config.vocabSize) {
+    throw new Error(
+      `${where} do not match: the tokenizer has ${tok.vocabSize} ids but the model's ` +
+        `"vocab_size" is ${config.vocabSize} (is it the model's own tokenizer?)`,
+    );
+  }
+  for (
+    const [name, field, t, c] of [
+      ["</s>", "eos_token_id", tok.eosTokenId, config.eosTokenId],
+      ["<pad>", "pad_token_id", tok.padTokenId, config.padTokenId],
+    ] as const
+  ) {
+    if (t !== c) {
+      throw new Error(`${where} do not match: "${name}" is id ${t} but "${field}" is ${c}`);
+    }
   }
 }
 

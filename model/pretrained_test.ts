@@ -83,3 +83,69 @@ Deno.test("loadT5() explains a folder without tokenizer.json and an offline hub 
     Deno.env.delete("HF_HUB_OFFLINE");
   }
 });
+
+Deno.test("loadT5() says when the source is a file or a missing folder, and when it went to the hub", async () => {
+  const tmp = await Deno.makeTempDir();
+  Deno.env.set("HF_HUB_OFFLINE", "1");
+  try {
+    const missing = join(tmp, "no-such-folder");
+    await rejects(loadT5(missing), (e: Error) => {
+      equal(
+        e.message,
+        `${missing}: folder not found (and not a hub id such as "google/t5-v1_1-small")`,
+      );
+      return true;
+    });
+    await rejects(loadT5("./t5-folder-typo"), /^Error: \.\/t5-folder-typo: folder not found/);
+    await rejects(loadT5(TOKENIZER), (e: Error) => {
+      ok(e.message.startsWith(`${TOKENIZER}: is a file; loadT5 takes a Hugging Face folder`));
+      return true;
+    });
+    // A relative path without "./" has the form of a hub id: the error says it went there.
+    await rejects(loadT5("models/t5-typo", { cacheDir: tmp }), (e: Error) => {
+      ok(
+        e.message.startsWith(`"models/t5-typo" is not a local folder, so it was taken as a hub id`),
+      );
+      ok(/HF_HUB_OFFLINE=1/.test(e.message), e.message);
+      return true;
+    });
+  } finally {
+    Deno.env.delete("HF_HUB_OFFLINE");
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("loadT5() refuses a tokenizer the model cannot embed, or with other </s>/<pad> ids, before reading weights", async () => {
+  await tf.setBackend("cpu");
+  const relu = sharedPath("fixtures/hf-t5/t5-tiny-relu");
+  const before = tf.memory().numTensors;
+  // The reference tokenizer has 4,000 ids; the fixture model embeds 96.
+  await rejects(loadT5(relu, { tokenizer: TOKENIZER }), (e: Error) => {
+    equal(
+      e.message,
+      `tokenizer ${TOKENIZER} and ${join(relu, "config.json")} do not match: the tokenizer has ` +
+        `4000 ids but the model's "vocab_size" is 96 (is it the model's own tokenizer?)`,
+    );
+    return true;
+  });
+  const tmp = await Deno.makeTempDir();
+  try {
+    const config = JSON.parse(await Deno.readTextFile(join(relu, "config.json")));
+    for (
+      const [field, message] of [
+        ["eos_token_id", /"<\/s>" is id 1 but "eos_token_id" is 3/],
+        ["pad_token_id", /"<pad>" is id 0 but "pad_token_id" is 3/],
+      ] as const
+    ) {
+      // No weights at all: the mismatch is found from config.json alone.
+      await Deno.writeTextFile(
+        join(tmp, "config.json"),
+        JSON.stringify({ ...config, vocab_size: 4096, [field]: 3 }),
+      );
+      await rejects(loadT5(tmp, { tokenizer: TOKENIZER }), message);
+    }
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+  equal(tf.memory().numTensors, before);
+});
