@@ -221,7 +221,8 @@ function positiveInt(n: number, key: string, source: string): number {
  * @param json the parsed JSON
  * @param source where it came from, used in error messages (a file path)
  * @returns the validated configuration
- * @throws Error naming the source and the offending field
+ * @throws Error naming the source and the offending field (also for a `model_type` other than
+ *   `t5` or `mt5`: other architectures share field names but not weights)
  * @example
  * ```ts
  * const cfg = t5ConfigFromHf({ d_model: 32, d_kv: 8, d_ff: 64, num_heads: 4, num_layers: 2,
@@ -234,6 +235,13 @@ export function t5ConfigFromHf(json: unknown, source: string): T5Config {
     throw new Error(`${source}: a T5 config must be a JSON object`);
   }
   const j = json as HfJson;
+  const modelType = j.model_type;
+  if (modelType !== undefined && modelType !== "t5" && modelType !== "mt5") {
+    throw new Error(
+      `${source}: field "model_type" is ${JSON.stringify(modelType)}; only T5 and mT5 ` +
+        `checkpoints ("t5", "mt5") are supported`,
+    );
+  }
   const numLayers = positiveInt(field(j, "num_layers", "number", source), "num_layers", source);
   const ffRaw = field<string>(j, "feed_forward_proj", "string", source, "relu");
   let feedForwardProj: FeedForwardProj;
@@ -276,6 +284,20 @@ export function t5ConfigFromHf(json: unknown, source: string): T5Config {
     eosTokenId: field(j, "eos_token_id", "number", source, 1),
     decoderStartTokenId: field(j, "decoder_start_token_id", "number", source, 0),
   };
+  for (
+    const [key, id] of [
+      ["pad_token_id", cfg.padTokenId],
+      ["eos_token_id", cfg.eosTokenId],
+      ["decoder_start_token_id", cfg.decoderStartTokenId],
+    ] as const
+  ) {
+    if (!Number.isInteger(id) || id < 0 || id >= cfg.vocabSize) {
+      throw new Error(
+        `${source}: field "${key}" must be a token id in [0, ${cfg.vocabSize}) ("vocab_size"), ` +
+          `got ${id}`,
+      );
+    }
+  }
   if (cfg.dropoutRate < 0 || cfg.dropoutRate >= 1) {
     throw new Error(`${source}: field "dropout_rate" must be in [0, 1), got ${cfg.dropoutRate}`);
   }

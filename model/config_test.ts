@@ -1,0 +1,143 @@
+import assert from "node:assert/strict";
+import { sharedPath } from "./shared_dir.ts";
+import { preset, PRESETS, t5ConfigFromHf, t5ConfigToHf } from "./config.ts";
+
+// The config.json of published checkpoints, as on the hub (task_specific_params and other fields
+// transformers ignores for the architecture left out).
+const T5_SMALL = {
+  architectures: ["T5ForConditionalGeneration"],
+  d_ff: 2048,
+  d_kv: 64,
+  d_model: 512,
+  decoder_start_token_id: 0,
+  dropout_rate: 0.1,
+  eos_token_id: 1,
+  initializer_factor: 1.0,
+  is_encoder_decoder: true,
+  layer_norm_epsilon: 1e-06,
+  model_type: "t5",
+  n_positions: 512,
+  num_heads: 8,
+  num_layers: 6,
+  output_past: true,
+  pad_token_id: 0,
+  relative_attention_num_buckets: 32,
+  vocab_size: 32128,
+};
+const T5_V1_1_SMALL = {
+  architectures: ["T5ForConditionalGeneration"],
+  d_ff: 1024,
+  d_kv: 64,
+  d_model: 512,
+  decoder_start_token_id: 0,
+  dropout_rate: 0.1,
+  eos_token_id: 1,
+  feed_forward_proj: "gated-gelu",
+  initializer_factor: 1.0,
+  is_encoder_decoder: true,
+  layer_norm_epsilon: 1e-06,
+  model_type: "t5",
+  num_decoder_layers: 8,
+  num_heads: 6,
+  num_layers: 8,
+  output_past: true,
+  pad_token_id: 0,
+  relative_attention_num_buckets: 32,
+  tie_word_embeddings: false,
+  vocab_size: 32128,
+};
+const FLAN_T5_SMALL = {
+  ...T5_V1_1_SMALL,
+  dense_act_fn: "gelu_new",
+  is_gated_act: true,
+  n_positions: 512,
+  relative_attention_max_distance: 128,
+  torch_dtype: "float32",
+  transformers_version: "4.23.1",
+  use_cache: true,
+};
+const MT5_SMALL = {
+  ...T5_V1_1_SMALL,
+  architectures: ["MT5ForConditionalGeneration"],
+  model_type: "mt5",
+  tokenizer_class: "T5Tokenizer",
+  vocab_size: 250112,
+};
+
+Deno.test("t5ConfigFromHf: published T5 1.0, T5 1.1, Flan-T5 and mT5 configs give the presets", () => {
+  // T5 1.0 configs have no feed_forward_proj, tie_word_embeddings or num_decoder_layers: ReLU,
+  // tied and scaled, as many decoder blocks as encoder blocks (transformers' defaults).
+  assert.deepEqual(t5ConfigFromHf(T5_SMALL, "t5-small"), preset("t5-small"));
+  assert.deepEqual(t5ConfigFromHf(T5_V1_1_SMALL, "v1_1"), preset("t5-v1_1-small"));
+  assert.deepEqual(t5ConfigFromHf(FLAN_T5_SMALL, "flan"), preset("t5-v1_1-small"));
+  assert.deepEqual(t5ConfigFromHf(MT5_SMALL, "mt5"), {
+    ...preset("t5-v1_1-small"),
+    vocabSize: 250112,
+  });
+  // "gated-gelu_new" is the same activation as "gated-gelu" (transformers maps that to gelu_new).
+  assert.equal(
+    t5ConfigFromHf({ ...T5_V1_1_SMALL, feed_forward_proj: "gated-gelu_new" }, "x").feedForwardProj,
+    "gated-gelu",
+  );
+  // scale_decoder_outputs (transformers 5) defaults to tie_word_embeddings, and is read when set.
+  const untiedScaled = t5ConfigFromHf({ ...T5_SMALL, tie_word_embeddings: false }, "x");
+  assert.equal(untiedScaled.scaleDecoderOutputs, false);
+  assert.equal(
+    t5ConfigFromHf({ ...T5_SMALL, scale_decoder_outputs: false }, "x").scaleDecoderOutputs,
+    false,
+  );
+  assert.equal(t5ConfigFromHf({ ...T5_SMALL, num_decoder_layers: null }, "x").numDecoderLayers, 6);
+});
+
+Deno.test("t5ConfigToHf writes what transformers wrote for the fixtures, and reads back the same", async () => {
+  for (const name of ["t5-tiny-relu", "t5-tiny-v1_1-untied"]) {
+    const path = sharedPath("fixtures", "hf-t5", name, "config.json");
+    const hf = JSON.parse(await Deno.readTextFile(path));
+    const written = t5ConfigToHf(t5ConfigFromHf(hf, path));
+    // Every field transformers 5.17 wrote, except those that describe the writer or the stored
+    // dtype (saveHfFolder adds "dtype"), has the same value in ours.
+    for (const [k, v] of Object.entries(hf)) {
+      if (["transformers_version", "dtype", "classifier_dropout", "is_decoder"].includes(k)) {
+        continue;
+      }
+      assert.deepEqual(written[k], v, `${name}: field "${k}"`);
+    }
+  }
+  for (const [name, cfg] of Object.entries(PRESETS)) {
+    assert.deepEqual(t5ConfigFromHf(t5ConfigToHf(cfg), name), cfg, name);
+  }
+});
+
+Deno.test("t5ConfigFromHf: other architectures and bad token ids are errors naming the field", () => {
+  const file = "some/config.json";
+  for (const modelType of ["umt5", "bart", "longt5"]) {
+    assert.throws(
+      () => t5ConfigFromHf({ ...T5_V1_1_SMALL, model_type: modelType }, file),
+      new RegExp(
+        `^Error: some/config\\.json: field "model_type" is "${modelType}"; only T5 and mT5`,
+      ),
+    );
+  }
+  assert.throws(
+    () => t5ConfigFromHf({ ...T5_SMALL, feed_forward_proj: "gated-silu" }, file),
+    /some\/config\.json: field "feed_forward_proj" must be "relu" or "gated-gelu", got "gated-silu"/,
+  );
+  for (
+    const [key, value] of [
+      ["pad_token_id", -1],
+      ["eos_token_id", 32128],
+      ["decoder_start_token_id", 0.5],
+    ] as const
+  ) {
+    assert.throws(
+      () => t5ConfigFromHf({ ...T5_SMALL, [key]: value }, file),
+      new RegExp(
+        `field "${key}" must be a token id in \\[0, 32128\\) \\("vocab_size"\\), got ${value}`,
+      ),
+    );
+  }
+  assert.throws(
+    () => t5ConfigFromHf({ ...T5_SMALL, eos_token_id: [1] }, file),
+    /field "eos_token_id" must be a number, got \[1\]/,
+  );
+});
