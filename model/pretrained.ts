@@ -14,10 +14,17 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
-import { loadHfFolder, readJsonFile } from "./checkpoint.ts";
+import { inspectHfFolder, loadHfFolder, readJsonFile } from "./checkpoint.ts";
 import { fetchHubModel, isHubRepoId } from "./hub.ts";
 import { type T5Config, t5ConfigFromHf } from "./config.ts";
-import { crossEntropyLoss, disposeT5, forward, greedyDecode, t5FromTensors } from "./t5.ts";
+import {
+  crossEntropyLoss,
+  disposeT5,
+  forward,
+  greedyDecode,
+  t5FromTensors,
+  t5ParamShapes,
+} from "./t5.ts";
 import type { T5Model } from "./t5.ts";
 import type { T5Hooks } from "./hooks.ts";
 import { T5Tokenizer } from "./tokenizer.ts";
@@ -66,15 +73,20 @@ export async function loadT5(source: string, opts: LoadT5Options = {}): Promise<
     }
     throw e;
   }
-  // The config alone first: a mismatched tokenizer is refused before the weights are read.
+  // The config and the safetensors headers first: a mismatched tokenizer, or a weight of the
+  // wrong dtype or shape, is refused before the weights are read.
   const configPath = join(dir, "config.json");
-  checkTokenizerFits(
-    tokenizer,
-    t5ConfigFromHf(await readJsonFile(configPath, "config.json"), configPath),
-    configPath,
-  );
+  const config = t5ConfigFromHf(await readJsonFile(configPath, "config.json"), configPath);
+  checkTokenizerFits(tokenizer, config, configPath);
+  await checkWeightHeaders(dir, config, configPath);
   const ck = await loadHfFolder(dir);
   try {
+    // Some checkpoints (e.g. google/madlad400-*) store the token table only under the stacks'
+    // names: the encoder's is the shared one (the decoder's, if different, stays its own).
+    const encoderTable = ck.tensors.get("encoder.embed_tokens.weight");
+    if (!ck.tensors.has("shared.weight") && encoderTable) {
+      ck.tensors.set("shared.weight", encoderTable);
+    }
     return { model: t5FromTensors(ck.config, ck.tensors, dir), tokenizer, dir };
   } finally {
     for (const t of ck.tensors.values()) t.dispose();
@@ -114,6 +126,34 @@ async function fromHub(source: string, opts: LoadT5Options): Promise<string> {
       `"${source}" is not a local folder, so it was taken as a hub id: ${(e as Error).message}`,
       { cause: e },
     );
+  }
+}
+
+/**
+ * Checks the dtype and shape of every weight the model uses from the safetensors headers alone
+ * (no tensor data is read), naming the file that holds a wrong one; missing and unexpected
+ * names are left to `t5FromTensors`.
+ */
+async function checkWeightHeaders(dir: string, config: T5Config, configPath: string) {
+  const expected = t5ParamShapes(config);
+  for (const stack of ["encoder", "decoder"]) {
+    expected.set(`${stack}.embed_tokens.weight`, [config.vocabSize, config.dModel]);
+  }
+  for (const [name, info] of (await inspectHfFolder(dir)).tensors) {
+    const shape = expected.get(name);
+    if (shape === undefined) continue;
+    if (info.dtype !== "F32" && info.dtype !== "F16" && info.dtype !== "BF16") {
+      throw new Error(
+        `${info.file}: tensor "${name}" has dtype ${info.dtype}, expected F32, F16 or BF16`,
+      );
+    }
+    if (info.shape.join(",") !== shape.join(",")) {
+      throw new Error(
+        `${info.file}: tensor "${name}" has shape [${info.shape.join(", ")}], expected [${
+          shape.join(", ")
+        }] for ${configPath}`,
+      );
+    }
   }
 }
 

@@ -149,3 +149,75 @@ Deno.test("loadT5() refuses a tokenizer the model cannot embed, or with other </
   }
   equal(tf.memory().numTensors, before);
 });
+
+/** A tiny T5 1.1 saved with its tensors changed by `edit`, with the reference tokenizer. */
+async function editedFolder(
+  edit: (tensors: Map<string, tf.Tensor>) => void,
+  maxShardBytes?: number,
+): Promise<string> {
+  const dir = await Deno.makeTempDir();
+  const model = initT5({ ...preset("tiny-v1_1"), dropoutRate: 0 }, { seed: 3 });
+  const tensors = t5StateDict(model);
+  const made = new Map(tensors);
+  edit(tensors);
+  await saveHfFolder(join(dir, "t5"), model.config, tensors, {
+    ...(maxShardBytes ? { maxShardBytes } : {}),
+    extraFiles: { "tokenizer.json": await Deno.readTextFile(TOKENIZER) },
+  });
+  for (const [name, t] of tensors) if (made.get(name) !== t) t.dispose();
+  for (const v of model.params.values()) v.dispose();
+  return join(dir, "t5");
+}
+
+Deno.test("loadT5() names the shard file of a weight with the wrong shape or dtype, before reading weights", async () => {
+  await tf.setBackend("cpu");
+  const name = "decoder.block.1.layer.2.DenseReluDense.wo.weight";
+  const folders = [
+    await editedFolder((t) => t.set(name, tf.zeros([64, 64])), 100_000),
+    await editedFolder((t) => t.set(name, tf.zeros([64, 128], "int32")), 100_000),
+  ];
+  const before = tf.memory().numTensors;
+  try {
+    for (const [i, dir] of folders.entries()) {
+      const index = JSON.parse(await Deno.readTextFile(join(dir, "model.safetensors.index.json")));
+      const shard = join(dir, index.weight_map[name]);
+      ok(/model-0000[2-9]-of-/.test(shard), `${shard}: not in the first shard`);
+      await rejects(loadT5(dir), (e: Error) => {
+        equal(
+          e.message,
+          i === 0
+            ? `${shard}: tensor "${name}" has shape [64, 64], expected [64, 128] for ${
+              join(dir, "config.json")
+            }`
+            : `${shard}: tensor "${name}" has dtype I32, expected F32, F16 or BF16`,
+        );
+        return true;
+      });
+    }
+    equal(tf.memory().numTensors, before, "no tensor was loaded");
+  } finally {
+    for (const dir of folders) await Deno.remove(join(dir, ".."), { recursive: true });
+  }
+});
+
+Deno.test("loadT5() of a checkpoint without shared.weight (only the stacks' tables) uses the encoder's", async () => {
+  await tf.setBackend("cpu");
+  const full = await editedFolder(() => {});
+  const stacksOnly = await editedFolder((t) => t.delete("shared.weight"));
+  const a = await loadT5(full);
+  const b = await loadT5(stacksOnly);
+  try {
+    equal(b.model.config.ownEmbeddings, undefined, "one table, as in the full checkpoint");
+    const x = teacherForced(a, ["cola sentence: Hi there"], ["acceptable"]);
+    const y = teacherForced(b, ["cola sentence: Hi there"], ["acceptable"]);
+    const [u, v] = [x.logits.dataSync(), y.logits.dataSync()];
+    x.logits.dispose();
+    y.logits.dispose();
+    equal(u.length, v.length);
+    ok(u.every((z, i) => Object.is(z, v[i])), "same logits, bit for bit");
+  } finally {
+    disposeLoadedT5(a);
+    disposeLoadedT5(b);
+    for (const dir of [full, stacksOnly]) await Deno.remove(join(dir, ".."), { recursive: true });
+  }
+});
