@@ -468,3 +468,52 @@ Deno.test("Adafactor option validation names the field", () => {
     /field "multiplyByParameterScale" must be true or false/,
   );
 });
+
+Deno.test("Adafactor, hand-computed steps (HF formulas: decay 1 - t^-0.8, eps 1e-30, clip 1, scale, wd)", async () => {
+  // float32 results of a few operations on values <= 4: 2e-6 relative (about 4 ulps).
+  const near = (got: number[], want: number[], what: string) =>
+    want.forEach((w, i) =>
+      assert.ok(
+        Math.abs(got[i]! - w) <= 2e-6 * Math.max(1, Math.abs(w)),
+        `${what}[${i}]: ${got[i]} vs ${w}`,
+      )
+    );
+  for (const path of ADAMW_PATHS) {
+    await usePath(path);
+    // Factored 2x2, step 1: beta2_1 = 1 - 1^-0.8 = 0, so the moments are the squared gradient's
+    // means. g = [[1, 2], [3, 4]]: rows vr = [2.5, 12.5], columns vc = [5, 10];
+    // r = vr / mean(vr) = [1/3, 5/3]; u_ij = g_ij / sqrt(r_i vc_j)
+    //   = [[sqrt(3/5), 2 sqrt(0.3)], [3 sqrt(3) / 5, 4 sqrt(0.06)]], RMS(u) = sqrt(0.96) < 1: no clip.
+    const u = [Math.sqrt(0.6), 2 * Math.sqrt(0.3), 3 * Math.sqrt(3) / 5, 4 * Math.sqrt(0.06)];
+    const p = [[3, 4], [0, 0]];
+    const g = [[[1, 2], [3, 4]]];
+    near(
+      await runOpt({ kind: "adafactor" }, p, g, 0.1),
+      [3, 4, 0, 0].map((x, i) => x - 0.1 * u[i]!),
+      `${path} plain`,
+    );
+    // Parameter scale: the rate is lr · max(1e-3, RMS(p)) = 0.1 · 2.5 = 0.25, and the decoupled
+    // weight decay uses that rate too: p ← p − 0.1 · 0.25 · p − 0.25 · u.
+    near(
+      await runOpt(
+        { kind: "adafactor", multiplyByParameterScale: true, weightDecay: 0.1 },
+        p,
+        g,
+        0.1,
+      ),
+      [3, 4, 0, 0].map((x, i) => x * (1 - 0.025) - 0.25 * u[i]!),
+      `${path} scaled`,
+    );
+    // Unfactored, two steps at lr 1. Step 1: v = g^2, u = sign(g) = [1, 1], p = [-1, -1].
+    // Step 2: beta2_2 = 1 - 2^-0.8 = 0.4256508225; v = [0.0042565 + 0.5743492 · 100, 0.01]
+    // = [57.43917426, 0.01]; u = [10 / sqrt(57.43917426), 1] = [1.319459019, 1];
+    // RMS(u) = 1.170677604 > 1: clipped to u / 1.170677604 = [1.127089999, 0.854206143].
+    near(
+      await runOpt({ kind: "adafactor" }, [0, 0], [[0.1, 0.1], [10, 0.1]], 1),
+      [-2.127089999, -1.854206143],
+      `${path} unfactored, clipped`,
+    );
+  }
+  await enableSimdKernels(undefined);
+  await tf.setBackend("cpu");
+});

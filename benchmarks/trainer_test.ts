@@ -153,6 +153,48 @@ Deno.test("train() passes train.adafactor to the optimizer", async () => {
   assert.ok(unfactored.every((n) => !n.includes("layer_norm")), unfactored.join(", "));
 });
 
+Deno.test("train() gives each update the schedule's rate at its 0-based step, as Adafactor's absolute step", async () => {
+  const base: TrainSpec = {
+    ...SPEC,
+    optimizer: "adafactor",
+    clipNorm: null,
+    labelSmoothing: 0,
+    checkpointEvery: 0,
+  };
+  /** Snapshots after each step of a run of `t`. */
+  const run = async (t: TrainSpec) => {
+    const model = initT5(NO_DROPOUT, { seed: 1 });
+    const snaps = [await snapshot(model)];
+    await train(
+      opts(model, { train: t, onStep: async () => void snaps.push(await snapshot(model)) }),
+    );
+    disposeT5(model);
+    return snaps;
+  };
+  const moved = (a: Map<string, Float32Array>, b: Map<string, Float32Array>) => {
+    let sum = 0;
+    for (const [n, x] of a) x.forEach((v, i) => (sum += Math.abs(b.get(n)![i]! - v)));
+    return sum;
+  };
+  // warmup_linear over 2 warmup steps: the first update (step 0) has rate 0 and changes nothing,
+  // the second has rate lr / 2.
+  const warm = await run({
+    ...base,
+    steps: 2,
+    schedule: { kind: "warmup_linear", warmupSteps: 2 },
+  });
+  assert.equal(moved(warm[0]!, warm[1]!), 0, "first update at rate 0");
+  assert.ok(moved(warm[1]!, warm[2]!) > 0, "second update at rate lr / 2");
+  // Constant rate: Adafactor's first update (no parameter scale) is the rate times a function
+  // of the gradient, so doubling the rate doubles every change (a relative step, which ignores
+  // the rate, would not). The ratio of the summed changes: float32 rounding of p − lr·u, with
+  // |lr·u| ~ 1e-3 against |p| ~ 1, is ~1e-4 of each change; 1e-3 allows it.
+  const one = await run({ ...base, steps: 1, learningRate: 1e-3 });
+  const two = await run({ ...base, steps: 1, learningRate: 2e-3 });
+  const ratio = moved(two[0]!, two[1]!) / moved(one[0]!, one[1]!);
+  assert.ok(Math.abs(ratio - 2) < 1e-3, `ratio ${ratio}`);
+});
+
 Deno.test("train() resumed after a kill is bit-identical to an uninterrupted run", async () => {
   const evalFn = (model: T5Model) => async (step: number) => {
     const v = (await model.params.get("shared.weight")!.data())[0]!;
