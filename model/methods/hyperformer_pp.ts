@@ -65,6 +65,14 @@ const DEFAULTS: HyperFormerPPConfig = {
 };
 
 const STACKS: readonly Stack[] = ["encoder", "decoder"];
+/**
+ * Epsilon of the LayerNorm after the task projector: S6 builds it as
+ * `nn.LayerNorm(t, eps=self.layer_norm_epsilon)` with `layer_norm_epsilon = 1e-6`
+ * (`AdapterLayersOneHyperNetController`). It matters: at initialisation the projector's outputs
+ * have a variance of about 1e-4. The conditional post-adapter LayerNorm is `F.layer_norm` with
+ * PyTorch's default 1e-5.
+ */
+const PROJECTOR_LAYER_NORM_EPS = 1e-6;
 /** Position embedding rows: 0 feed-forward, 1 self-attention (S6 order). */
 const POSITION_ROW: Record<"feed_forward" | "self_attention", number> = {
   feed_forward: 0,
@@ -164,7 +172,12 @@ export const hyperformerPP: Method<HyperFormerPPConfig> = {
         .matMul(v(`${p}.fc1.weight`)).add(v(`${p}.fc1.bias`)).relu()
         .matMul(v(`${p}.fc2.weight`)).add(v(`${p}.fc2.bias`)) as tf.Tensor2D;
       if (cfg.projectorLayerNorm) {
-        z = layerNorm(z, v(`${p}.layer_norm.weight`), v(`${p}.layer_norm.bias`));
+        z = layerNorm(
+          z,
+          v(`${p}.layer_norm.weight`),
+          v(`${p}.layer_norm.bias`),
+          PROJECTOR_LAYER_NORM_EPS,
+        );
       }
       const out = new Map<string, tf.Tensor2D>();
       for (const [g] of generators(d, a, cfg)) {
