@@ -41,6 +41,18 @@ export interface EvalSet {
   readonly inputs: readonly (readonly number[])[];
   /** Greedy decoding length limit for this task. */
   readonly maxNewTokens: number;
+  /**
+   * Set when `maxNewTokens` was tightened below the run's target length for a classification
+   * task: a row that has not ended (no EOS) within `maxNewTokens` and whose text so far is a
+   * label word or the beginning of one is decoded again up to `maxNewTokens` here, so the
+   * tightening never changes a prediction's score (see {@link makeEvalSet}).
+   */
+  readonly untightened?: {
+    /** The task's label words. */
+    readonly labelWords: readonly string[];
+    /** The run's decoding limit. */
+    readonly maxNewTokens: number;
+  };
 }
 
 /**
@@ -88,20 +100,41 @@ export function makeEvalSet(
     encodeInput: (ex: Example) => number[];
     /** Decoding limit (the run's maximum target length). */
     maxTargetLength: number;
-    /** Token ids of each label word, for classification tasks (tightens the limit). */
-    labelTokenIds?: readonly (readonly number[])[];
+    /**
+     * Classification tasks: the label words and the token ids of each (in the same order), to
+     * tighten the decoding limit.
+     */
+    labels?: {
+      readonly words: readonly string[];
+      readonly tokenIds: readonly (readonly number[])[];
+    };
   },
 ): EvalSet {
   const per = opts.cap === null ? null : Math.max(1, Math.ceil(opts.cap / bySplit.length));
   const examples = bySplit.flatMap(([split, exs]) => evalSubset(exs, per, `${task}/${split}`));
-  let maxNewTokens = opts.maxTargetLength;
-  if (opts.labelTokenIds && opts.labelTokenIds.length > 0) {
-    // A prediction one token longer than every label (EOS included) can match none of them, so
-    // decoding further cannot change a classification score.
-    const longest = Math.max(...opts.labelTokenIds.map((l) => l.length));
-    maxNewTokens = Math.min(maxNewTokens, longest + 1);
+  const inputs = examples.map(opts.encodeInput);
+  const base = { task, taskId, examples, inputs, maxNewTokens: opts.maxTargetLength };
+  const labels = opts.labels;
+  if (labels === undefined || labels.tokenIds.length === 0) return base;
+  if (labels.words.length !== labels.tokenIds.length) {
+    throw new Error(
+      `benchmarks/evaluator.ts makeEvalSet: task ${task} has ${labels.words.length} label words but ${labels.tokenIds.length} token id lists`,
+    );
   }
-  return { task, taskId, examples, inputs: examples.map(opts.encodeInput), maxNewTokens };
+  // A row whose label tokens (EOS included) were decoded ends within the longest label's length;
+  // one more token leaves room for a leading token that decodes to nothing. A row still running
+  // then can match a label only through tokens that decode to nothing (special tokens, which
+  // decoding skips) or another split of the word into tokens: evaluate() decodes such rows
+  // again to the run's limit (`untightened`), so the score is that of untightened decoding
+  // (a row's text only grows as tokens are added, so one whose text is no label word's
+  // beginning stays invalid).
+  const longest = Math.max(...labels.tokenIds.map((l) => l.length));
+  if (longest + 1 >= opts.maxTargetLength) return base;
+  return {
+    ...base,
+    maxNewTokens: longest + 1,
+    untightened: { labelWords: labels.words, maxNewTokens: opts.maxTargetLength },
+  };
 }
 
 /** Options of {@link evaluate}. */
@@ -136,39 +169,55 @@ export async function evaluate(
   const out: TaskEval[] = [];
   for (const set of sets) {
     const n = set.inputs.length;
-    // Decode in order of length (less padding); predictions are put back in example order.
-    const order = [...Array(n).keys()].sort((a, b) =>
-      set.inputs[a]!.length - set.inputs[b]!.length || a - b
-    );
     const predictions = new Array<string>(n);
-    for (let s = 0; s < n; s += opts.batchSize) {
-      const rows = order.slice(s, s + opts.batchSize);
-      const len = Math.max(...rows.map((i) => set.inputs[i]!.length));
-      const ids = new Int32Array(rows.length * len).fill(opts.ids.padTokenId);
-      const mask = new Float32Array(rows.length * len);
-      rows.forEach((i, r) => {
-        ids.set(set.inputs[i]!, r * len);
-        mask.fill(1, r * len, r * len + set.inputs[i]!.length);
-      });
-      const inputIds = tf.tensor2d(ids, [rows.length, len], "int32");
-      const attentionMask = tf.tensor2d(mask, [rows.length, len], "float32");
-      let generated: number[][];
-      try {
-        generated = await greedyDecode(model, { inputIds, attentionMask }, {
-          maxNewTokens: set.maxNewTokens,
-          hooks: instance.hooks(rows.map(() => set.taskId)),
+    /** Decodes `which` (example indices) up to `maxNewTokens`; returns those that did not end. */
+    const decodeRows = async (which: readonly number[], maxNewTokens: number) => {
+      const running: number[] = [];
+      // Decode in order of length (less padding); predictions are put back in example order.
+      const order = [...which].sort((a, b) =>
+        set.inputs[a]!.length - set.inputs[b]!.length || a - b
+      );
+      for (let s = 0; s < order.length; s += opts.batchSize) {
+        const rows = order.slice(s, s + opts.batchSize);
+        const len = Math.max(...rows.map((i) => set.inputs[i]!.length));
+        const ids = new Int32Array(rows.length * len).fill(opts.ids.padTokenId);
+        const mask = new Float32Array(rows.length * len);
+        rows.forEach((i, r) => {
+          ids.set(set.inputs[i]!, r * len);
+          mask.fill(1, r * len, r * len + set.inputs[i]!.length);
         });
-      } finally {
-        inputIds.dispose();
-        attentionMask.dispose();
+        const inputIds = tf.tensor2d(ids, [rows.length, len], "int32");
+        const attentionMask = tf.tensor2d(mask, [rows.length, len], "float32");
+        let generated: number[][];
+        try {
+          generated = await greedyDecode(model, { inputIds, attentionMask }, {
+            maxNewTokens,
+            hooks: instance.hooks(rows.map(() => set.taskId)),
+          });
+        } finally {
+          inputIds.dispose();
+          attentionMask.dispose();
+        }
+        rows.forEach((i, r) => {
+          const g = generated[r]!;
+          const end = g.indexOf(opts.ids.eosTokenId);
+          if (end < 0) running.push(i);
+          predictions[i] = opts.tokenizer.decode(end < 0 ? g : g.slice(0, end), {
+            skipSpecialTokens: true,
+          });
+        });
       }
-      rows.forEach((i, r) => {
-        const g = generated[r]!;
-        const end = g.indexOf(opts.ids.eosTokenId);
-        predictions[i] = opts.tokenizer.decode(end < 0 ? g : g.slice(0, end), {
-          skipSpecialTokens: true,
-        });
-      });
+      return running;
+    };
+    const running = await decodeRows([...Array(n).keys()], set.maxNewTokens);
+    const full = set.untightened;
+    if (full !== undefined) {
+      // Rows cut off by the tightened limit whose text could still become (or stop being) a
+      // label word: decoded again to the run's limit.
+      const open = running.filter((i) =>
+        full.labelWords.some((w) => w.startsWith(predictions[i]!))
+      );
+      if (open.length > 0) await decodeRows(open, full.maxNewTokens);
     }
     const metrics = opts.scorer.scoreTask(set.task, set.examples, predictions);
     out.push({

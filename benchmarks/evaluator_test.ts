@@ -58,12 +58,76 @@ Deno.test("makeEvalSet() splits the cap over splits and tightens decoding for la
     cap: 6,
     encodeInput: (e) => [Number(e.input.slice(1)) + 2, 1],
     maxTargetLength: 10,
-    labelTokenIds: [[5, 1], [6, 7, 1]],
+    labels: { words: ["a", "b"], tokenIds: [[5, 1], [6, 7, 1]] },
   });
   assert.equal(s.examples.length, 6);
   assert.equal(s.maxNewTokens, 4);
+  assert.deepEqual(s.untightened, { labelWords: ["a", "b"], maxNewTokens: 10 });
   assert.equal(s.taskId, 2);
   assert.deepEqual(s.inputs[0], [Number(s.examples[0]!.input.slice(1)) + 2, 1]);
+  const common = { cap: null, encodeInput: () => [1], maxTargetLength: 4 };
+  // No labels (STS-B, ReCoRD, WSC), or labels too long to tighten: the run's limit, as it is.
+  const free = makeEvalSet("stsb", 0, [["validation", xs]], common);
+  assert.equal(free.maxNewTokens, 4);
+  assert.equal(free.untightened, undefined);
+  const long = makeEvalSet("rte", 0, [["validation", xs]], {
+    ...common,
+    labels: { words: ["a", "b"], tokenIds: [[5, 1], [6, 7, 1]] },
+  });
+  assert.equal(long.maxNewTokens, 4);
+  assert.equal(long.untightened, undefined);
+  assert.throws(
+    () =>
+      makeEvalSet("rte", 0, [["validation", xs]], {
+        ...common,
+        labels: { words: ["a"], tokenIds: [[5, 1], [6, 1]] },
+      }),
+    /task rte has 1 label words but 2 token id lists/,
+  );
+});
+
+Deno.test("evaluate() with a tightened limit scores as decoding to the run's limit", async () => {
+  // The same random model and inputs as below; greedy outputs over 10 tokens (measured):
+  //   [3,4,5,6,1] → 18 ×10   [7,1] → 18,12,18,12,…   [8,9,10,1] → EOS
+  //   [11,12,1] → 3,10,25,15,13,2,16,25,15,13   [13,1] → 3,11,6,21,5,26,11,25,19,25
+  // A tokenizer that skips every id as special except 2 ("yes") and 18 ("q"): the fourth row's
+  // first 3 tokens decode to "" but its first 10 to "yes", a label word. Labels of 1 token + EOS
+  // tighten the limit to 3.
+  const model = initT5(CONFIG, { seed: 5 });
+  const inputs = [[3, 4, 5, 6, 1], [7, 1], [8, 9, 10, 1], [11, 12, 1], [13, 1]];
+  const examples = inputs.map((_, i) => ex(i));
+  const xs = inputs.map((r) => [...r]);
+  const set = makeEvalSet("t", 0, [["validation", examples]], {
+    cap: null,
+    encodeInput: (e) => xs[Number(e.input.slice(1))]!,
+    maxTargetLength: 10,
+    labels: { words: ["yes", "no"], tokenIds: [[5, 1], [6, 1]] },
+  });
+  assert.equal(set.maxNewTokens, 3);
+  const decode = (ids: number[]) =>
+    ids.map((i) => (i === 2 ? "yes" : i === 18 ? "q" : "")).join("");
+  let seen: string[] = [];
+  const scorer: Scorer = {
+    scoreTask: (_t, _exs, preds) => {
+      seen = preds;
+      return { accuracy: 100 * preds.filter((p) => p === "yes").length / preds.length };
+    },
+    groupScore: (_t, m) => m.accuracy!,
+  };
+  const before = tf.memory().numTensors;
+  const [r] = await evaluate(model, NO_METHOD, [set], {
+    step: 1,
+    batchSize: 2,
+    ids: IDS,
+    tokenizer: { decode },
+    scorer,
+  });
+  assert.equal(tf.memory().numTensors, before);
+  // Rows 0 and 1 ("qqq", "qq") can become no label word: kept as cut (as invalid as their full
+  // text). Row 3 is decoded again to 10 tokens: "yes", as untightened decoding scores it.
+  assert.deepEqual(seen, ["qqq", "qq", "", "yes", ""]);
+  assert.equal(r!.groupScore, 20);
+  disposeT5(model);
 });
 
 Deno.test("evaluate() batches by length, matches one-by-one decoding, leaks nothing", async () => {

@@ -362,7 +362,10 @@ async function runOnBackbone(
       evalSets.push(makeEvalSet(task, taskId, bySplit, {
         cap: t.evalMaxExamples,
         maxTargetLength: t.maxTargetLength,
-        labelTokenIds: labelWords(task).map((w) => tokenizer.encode(w)),
+        labels: {
+          words: labelWords(task),
+          tokenIds: labelWords(task).map((w) => tokenizer.encode(w)),
+        },
         encodeInput: (ex) => {
           const text = instance.keepTaskPrefix
             ? ex.input
