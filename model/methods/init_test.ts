@@ -1,0 +1,107 @@
+/**
+ * Initialisation of every method variable (spec §1.8, A13; S6 for the adapters): prompts
+ * U(−0.5, 0.5), hypernetwork and adapter weights N(0, 0.01²), task / layer / position embeddings
+ * N(0, 1), biases and LayerNorm β zero, LayerNorm γ one; the scales follow their options; no two
+ * random variables share a draw.
+ *
+ * Statistics: for n samples the sample mean of N(0, σ²) or U(−a, a) has standard error σ/√n and
+ * the sample standard deviation about σ/√(2n) (normal; less for the uniform); the bounds below are
+ * 6 standard errors, so a correct initialiser fails with probability < 1e-8 while a wrong scale
+ * (e.g. 0.02 for 0.01, or N(0, 1) for U(−0.5, 0.5)) fails for the smallest tensors tested (n ≥ 96).
+ */
+import * as tf from "@tensorflow/tfjs";
+import assert from "node:assert/strict";
+import { PRESETS } from "../config.ts";
+import { disposeT5 } from "../t5.ts";
+import { getMethod, type MethodName } from "./mod.ts";
+import { context, tinyModel } from "./_test_util.ts";
+
+await tf.setBackend("cpu");
+
+type Expect =
+  | { kind: "normal"; std: number }
+  | { kind: "uniform"; scale: number }
+  | { kind: "const"; value: number };
+
+function check(name: string, v: tf.Variable, e: Expect): void {
+  const x = Array.from(v.dataSync());
+  const n = x.length;
+  if (e.kind === "const") {
+    assert.ok(x.every((y) => y === e.value), `${name}: expected all ${e.value}`);
+    return;
+  }
+  assert.ok(n >= 96, `${name}: only ${n} values, too few to test`);
+  const mean = x.reduce((s, y) => s + y, 0) / n;
+  const std = Math.sqrt(x.reduce((s, y) => s + (y - mean) ** 2, 0) / n);
+  const sigma = e.kind === "normal" ? e.std : e.scale / Math.sqrt(3);
+  assert.ok(Math.abs(mean) <= 6 * sigma / Math.sqrt(n), `${name}: mean ${mean} (σ ${sigma})`);
+  assert.ok(
+    Math.abs(std - sigma) <= 6 * sigma / Math.sqrt(2 * n),
+    `${name}: std ${std}, expected ${sigma}`,
+  );
+  if (e.kind === "uniform") {
+    assert.ok(x.every((y) => Math.abs(y) <= e.scale), `${name}: a value outside ±${e.scale}`);
+  }
+}
+
+/** The expected initialiser of each variable by its name, for the options `raw`. */
+function expected(method: MethodName, name: string, raw: Record<string, number>): Expect {
+  const w = (key: string, dflt: number): Expect => ({ kind: "normal", std: raw[key] ?? dflt });
+  if (/(^|\.)(bias|down_bias|up_bias)$/.test(name) || name.endsWith("layer_norm.bias")) {
+    return { kind: "const", value: 0 };
+  }
+  if (name.endsWith("layer_norm.weight")) return { kind: "const", value: 1 };
+  if (name === "prompts" || name === "prompt") {
+    const key = method.startsWith("hyperprompt") ? "promptInitScale" : "uniformScale";
+    return { kind: "uniform", scale: raw[key] ?? 0.5 };
+  }
+  if (name.endsWith("_embedding")) return w("embeddingStd", 1);
+  if (method.startsWith("hyperprompt")) {
+    return w("hypernetInitStd", 0.01);
+  }
+  return w("initStd", 0.01);
+}
+
+const CASES: [MethodName, Record<string, number>][] = [
+  ["prompt_tuning", { length: 8 }],
+  ["mtl_prompt", { length: 8, uniformScale: 0.2 }],
+  ["adapter", { reduction: 16 }],
+  ["adapter", { reduction: 16, initStd: 0.05 }],
+  ["hyperformer_pp", { reduction: 16 }],
+  ["hyperformer_pp", { reduction: 16, initStd: 0.03, embeddingStd: 0.5 }],
+  ["hyperprompt_share", { length: 4, bottleneck: 4 }],
+  ["hyperprompt_sep", { length: 4, bottleneck: 4, promptInitScale: 0.1, hypernetInitStd: 0.1 }],
+  ["hyperprompt_global", { embeddingDim: 32 }],
+  ["hyperprompt_global", { embeddingDim: 32, embeddingStd: 0.3, hypernetInitStd: 0.02 }],
+];
+
+Deno.test("method variables start from the specified initialisers (spec §1.8)", () => {
+  const model = tinyModel({ ...PRESETS["tiny-v1_1"], vocabSize: 128 });
+  for (const [method, raw] of CASES) {
+    const m = getMethod(method);
+    const cfg = m.parseConfig(
+      method === "prompt_tuning"
+        ? { ...raw, init: "uniform" }
+        : method === "hyperprompt_global"
+        ? { ...raw, biases: true, layerNorm: true }
+        : method.startsWith("hyperprompt")
+        ? { ...raw, biases: true }
+        : raw,
+      "init_test.ts",
+    );
+    const inst = m.create(context(model), cfg);
+    const draws = new Set<string>();
+    for (const [name, v] of inst.variables) {
+      const short = name.slice(method.length + 1);
+      const e = expected(method, short, raw);
+      check(`${method} ${JSON.stringify(raw)} ${short}`, v, e);
+      if (e.kind !== "const") {
+        const key = Array.from(v.dataSync().slice(0, 4)).join();
+        assert.ok(!draws.has(key), `${method} ${short} repeats another variable's draw`);
+        draws.add(key);
+      }
+    }
+    inst.dispose();
+  }
+  disposeT5(model);
+});
