@@ -173,7 +173,10 @@ export interface TrainSpec {
   readonly learningRate: number;
   /** Learning-rate schedule. */
   readonly schedule: ScheduleSpec;
-  /** Decoupled weight decay, p ← p·(1 − lr·weightDecay), for AdamW and Adafactor alike (0 disables). */
+  /**
+   * Decoupled weight decay, p ← p·(1 − lr·weightDecay), for AdamW and Adafactor alike
+   * (0 disables).
+   */
   readonly weightDecay: number;
   /** Optimizer steps. */
   readonly steps: number;
