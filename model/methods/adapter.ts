@@ -3,7 +3,10 @@
  * on the self-attention and feed-forward sublayer outputs of every encoder and decoder block
  * (`afterSublayer` hook, before dropout and the residual):
  * `adapter(y) = LN(up(gelu_new(down(y)))) + y`, with down d → d/r and up d/r → d (both with bias)
- * and an optional post-adapter LayerNorm (γ, β). Backbone trained by default.
+ * and an optional post-adapter LayerNorm (γ, β). As in S6's `AdapterController`, the adapters are
+ * per task and the LayerNorm of each adapter position is shared by the tasks (`layerNorm:
+ * "shared"`, default); `"per_task"` gives each task its own γ, β (the only reading before
+ * 2026-11-27, when it was called `"post"`, still accepted). Backbone trained by default.
  *
  * @module
  */
@@ -29,8 +32,12 @@ export type AdapterPosition = "self_attention" | "feed_forward";
 export interface AdapterConfig {
   /** Reduction factor r; bottleneck a = floor(d / r) (32 as in HyperFormer's default config). */
   readonly reduction: number;
-  /** Post-adapter LayerNorm with learned γ, β ("post", default) or none. */
-  readonly layerNorm: "post" | "none";
+  /**
+   * Post-adapter LayerNorm with learned γ, β: one per adapter position shared by the tasks
+   * ("shared", default, S6's `AdapterController`), one per task and position ("per_task"), or
+   * none.
+   */
+  readonly layerNorm: AdapterLayerNorm;
   /** Sublayers with adapters (default both). */
   readonly positions: readonly AdapterPosition[];
   /** Stacks with adapters (default both). */
@@ -45,13 +52,23 @@ export interface AdapterConfig {
 
 const DEFAULTS: AdapterConfig = {
   reduction: 32,
-  layerNorm: "post",
+  layerNorm: "shared",
   positions: ["self_attention", "feed_forward"],
   stacks: ["encoder", "decoder"],
   initStd: 0.01,
   freezeBackbone: false,
   keepTaskPrefix: true,
 };
+
+/** Where the post-adapter LayerNorm's γ, β live (see {@link AdapterConfig.layerNorm}). */
+export type AdapterLayerNorm = "shared" | "per_task" | "none";
+
+/** Accepted values of `layerNorm`: {@link AdapterLayerNorm}, and "post", the old "per_task". */
+const LAYER_NORMS = ["shared", "per_task", "none", "post"] as const;
+
+function parseLayerNorm(v: (typeof LAYER_NORMS)[number]): AdapterLayerNorm {
+  return v === "post" ? "per_task" : v;
+}
 
 function parsePositions(raw: unknown, source: string): AdapterPosition[] {
   const ok = Array.isArray(raw) && raw.length > 0 &&
@@ -97,7 +114,7 @@ export const adapter: Method<AdapterConfig> = {
     const r = new ConfigReader(raw, source, "adapter");
     const cfg: AdapterConfig = {
       reduction: r.int("reduction", DEFAULTS.reduction),
-      layerNorm: r.oneOf("layerNorm", ["post", "none"] as const, DEFAULTS.layerNorm),
+      layerNorm: parseLayerNorm(r.oneOf("layerNorm", LAYER_NORMS, DEFAULTS.layerNorm)),
       positions: parsePositions(r.raw("positions") ?? DEFAULTS.positions, source),
       stacks: r.stacks("stacks", DEFAULTS.stacks),
       initStd: r.num("initStd", DEFAULTS.initStd),
@@ -121,9 +138,10 @@ export const adapter: Method<AdapterConfig> = {
           store.add(`${p}.down.bias`, [numTasks, a], { kind: "zeros" });
           store.add(`${p}.up.weight`, [numTasks, a, d], w);
           store.add(`${p}.up.bias`, [numTasks, d], { kind: "zeros" });
-          if (cfg.layerNorm === "post") {
-            store.add(`${p}.layer_norm.weight`, [numTasks, d], { kind: "ones" });
-            store.add(`${p}.layer_norm.bias`, [numTasks, d], { kind: "zeros" });
+          if (cfg.layerNorm !== "none") {
+            const shape = cfg.layerNorm === "shared" ? [d] : [numTasks, d];
+            store.add(`${p}.layer_norm.weight`, shape, { kind: "ones" });
+            store.add(`${p}.layer_norm.bias`, shape, { kind: "zeros" });
           }
         }
       }
@@ -152,12 +170,10 @@ export const adapter: Method<AdapterConfig> = {
               h = h.matMul(rows(get(`${p}.up.weight`), t)).add(
                 rows(get(`${p}.up.bias`), t),
               );
-              if (cfg.layerNorm === "post") {
-                h = layerNorm(
-                  h,
-                  rows(get(`${p}.layer_norm.weight`), t),
-                  rows(get(`${p}.layer_norm.bias`), t),
-                );
+              if (cfg.layerNorm !== "none") {
+                const ln = (n: string) =>
+                  cfg.layerNorm === "shared" ? get(`${p}.${n}`) : rows(get(`${p}.${n}`), t);
+                h = layerNorm(h, ln("layer_norm.weight"), ln("layer_norm.bias"));
               }
               return h.reshape([b, n, d]).add(ys) as tf.Tensor3D;
             });
@@ -170,10 +186,13 @@ export const adapter: Method<AdapterConfig> = {
   countParams(config: T5Config, cfg: AdapterConfig, numTasks: number) {
     const d = config.dModel;
     const a = bottleneck(config, cfg.reduction);
-    const perAdapter = d * a + a + a * d + d + (cfg.layerNorm === "post" ? 2 * d : 0);
+    // Per task and position: the adapter, and its LayerNorm where each task has its own; a
+    // shared LayerNorm counts once per position.
+    const perTask = d * a + a + a * d + d + (cfg.layerNorm === "per_task" ? 2 * d : 0);
+    const shared = cfg.layerNorm === "shared" ? 2 * d : 0;
     const blocks = cfg.stacks.reduce((s, st) => s + stackLayers(config, st), 0);
     return {
-      extra: numTasks * blocks * cfg.positions.length * perAdapter,
+      extra: blocks * cfg.positions.length * (numTasks * perTask + shared),
       trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone, countT5Params(config)),
     };
   },

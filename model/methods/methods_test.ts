@@ -40,6 +40,7 @@ const VARIANTS: [MethodName, Record<string, unknown>][] = [
   ["prompt_tuning", { length: 3, init: "uniform" }],
   ["adapter", { reduction: 16, layerNorm: "none", positions: ["feed_forward"] }],
   ["adapter", { reduction: 8, stacks: ["decoder"] }],
+  ["adapter", { reduction: 8, layerNorm: "per_task" }],
   ["hyperformer_pp", {
     ...SMALL.hyperformer_pp,
     projectorLayerNorm: false,
@@ -276,6 +277,13 @@ Deno.test("parseConfig() rejects unknown and malformed fields, naming them", () 
   assert.throws(
     () => METHODS.adapter.parseConfig({ reduction: 0 }, "y.json"),
     /y\.json: adapter config field "reduction" must be an integer >= 1/,
+  );
+  // The adapter's LayerNorm: shared by default (S6), "post" is the old name of "per_task".
+  assert.equal(METHODS.adapter.parseConfig({}, "a").layerNorm, "shared");
+  assert.equal(METHODS.adapter.parseConfig({ layerNorm: "post" }, "a").layerNorm, "per_task");
+  assert.throws(
+    () => METHODS.adapter.parseConfig({ layerNorm: "pre" }, "a.json"),
+    /a\.json: adapter config field "layerNorm" must be one of .*shared/,
   );
   assert.throws(
     () => METHODS.hyperprompt_share.parseConfig({ stacks: [] }, "z.json"),

@@ -288,11 +288,14 @@ Deno.test("hyperformer_pp: adapter(y) = LN_cond(up(gelu_new(down(y)))) + y from 
   }
 });
 
-Deno.test("adapter: per-task LN(up(gelu_new(down(y)))) + y on the chosen sublayers and stacks", () => {
+Deno.test("adapter: per-task up(gelu_new(down(y))), LN shared (default) or per task, + y on the chosen sublayers and stacks", () => {
   const r = 16, a = Math.floor(D / r);
-  for (
-    const extra of [{}, { layerNorm: "none", positions: ["feed_forward"], stacks: ["decoder"] }]
-  ) {
+  const extras: { layerNorm?: string; positions?: string[]; stacks?: string[] }[] = [
+    {},
+    { layerNorm: "per_task" },
+    { layerNorm: "none", positions: ["feed_forward"], stacks: ["decoder"] },
+  ];
+  for (const extra of extras) {
     const { model, inst } = create("adapter", { reduction: r, ...extra });
     const positions = (extra.positions as string[] | undefined) ??
       ["self_attention", "feed_forward"];
@@ -324,17 +327,24 @@ Deno.test("adapter: per-task LN(up(gelu_new(down(y)))) + y on the chosen sublaye
                   v + ub[j]!
                 );
                 if (extra.layerNorm !== "none") {
-                  out = layerNorm(
-                    out,
-                    pick(`${p}.layer_norm.weight`) as number[],
-                    pick(`${p}.layer_norm.bias`) as number[],
-                    1e-5,
-                  );
+                  // S6's AdapterController: one LayerNorm per position, shared by the tasks.
+                  const ln = (n: string) =>
+                    extra.layerNorm === "per_task"
+                      ? pick(`${p}.${n}`) as number[]
+                      : inst.variables.get(`${p}.${n}`)!.arraySync() as number[];
+                  out = layerNorm(out, ln("layer_norm.weight"), ln("layer_norm.bias"), 1e-5);
                 }
                 return out.map((v, j) => v + row[j]!);
               });
             });
             assert.equal(a, inst.variables.get(`${p}.down.weight`)!.shape[2]);
+            if (extra.layerNorm !== "none") {
+              const tasks = inst.variables.get(`${p}.down.weight`)!.shape[0]!;
+              assert.deepEqual(
+                inst.variables.get(`${p}.layer_norm.weight`)!.shape,
+                extra.layerNorm === "per_task" ? [tasks, D] : [D],
+              );
+            }
             assertClose(got, want, `adapter ${stack}.${layer}.${pos}`);
           });
         }
