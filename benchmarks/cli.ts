@@ -102,6 +102,11 @@ export const ASSUMED_FLOPS_PER_SECOND: Readonly<Record<string, number>> = {
   tensorflow: 2e13,
 };
 
+/** The rate {@link estimateRun} assumes for `backend` (wasm+blas's for one it does not list). */
+function assumedRate(backend: string): number {
+  return ASSUMED_FLOPS_PER_SECOND[backend] ?? ASSUMED_FLOPS_PER_SECOND["wasm+blas"]!;
+}
+
 /** Per-example FLOPs of one run, when accounting is available. */
 export interface RunEstimate {
   readonly trainFlopsPerExample: number | null;
@@ -163,7 +168,7 @@ export function estimateRun(
   const evals = Math.ceil(t.steps / t.evalEvery);
   const evalExamples = (t.evalMaxExamples ?? 1000) * spec.tasks.length * evals;
   const total = a.trainFlops * t.batchSize * t.steps + a.forwardFlops * evalExamples;
-  const rate = ASSUMED_FLOPS_PER_SECOND[backend] ?? ASSUMED_FLOPS_PER_SECOND["wasm+blas"]!;
+  const rate = assumedRate(backend);
   return {
     trainFlopsPerExample: a.trainFlops,
     inferenceFlopsPerExample: a.forwardFlops,
@@ -260,9 +265,17 @@ function printDryRun(
   const known = estimates.filter((e) => e.seconds !== null);
   const secs = known.reduce((a, e) => a + e.seconds!, 0);
   const flops = known.reduce((a, e) => a + e.totalFlops!, 0);
+  if (known.length === 0) {
+    // Nothing to add up: "0 FLOPs, about 0 s" would read as an estimate.
+    log(
+      `${specs.length} runs; no FLOP or time estimate (a model's size is known from a preset ` +
+        `or a local folder's config.json, not from a hub id)`,
+    );
+    return;
+  }
   log(
     `${specs.length} runs; ${fmtSi(flops)} FLOPs; about ${fmtDuration(secs)} at an assumed ${
-      fmtSi(ASSUMED_FLOPS_PER_SECOND[backend] ?? null)
+      fmtSi(assumedRate(backend))
     }FLOP/s (${backend})${
       known.length < estimates.length ? `; ${estimates.length - known.length} without estimate` : ""
     }`,

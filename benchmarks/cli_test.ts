@@ -148,6 +148,25 @@ Deno.test("main() --dry-run lists the grid with FLOPs and time; --compare gates 
   assert.match(c.out[0]!, /^#\s+id\s+model\s+backbone\s+benchmark\s+method\s+seed\s+tasks/);
   assert.match(c.out[1]!, /tiny-v1_1\s+random\s+glue\s+mtl\s+s0\s+2\s+4x2\s+\d/);
   assert.match(c.out.at(-1)!, /^12 runs; .* FLOPs; about .* \(cpu\)$/);
+  // A backend without an assumed rate is estimated at wasm+blas's, and says so.
+  c = capture();
+  assert.equal(
+    await main(
+      ["--profile", profile, "--data-dir", DATA, "--dry-run", "--backend", "wasm"],
+      c.opts,
+    ),
+    0,
+  );
+  assert.match(c.out.at(-1)!, /^12 runs; .* FLOPs; about .* at an assumed 4\.00GFLOP\/s \(wasm\)$/);
+  // Models known only by a hub id have no size yet: no "0 FLOPs, about 0 s" line.
+  c = capture();
+  await Deno.mkdir(join(dir, "hub"));
+  const hub = await tmpProfile(join(dir, "hub"), { models: [{ hf: "google/t5-v1_1-small" }] });
+  assert.equal(
+    await main(["--profile", hub, "--data-dir", DATA, "--dry-run", "--backend", "cpu"], c.opts),
+    0,
+  );
+  assert.match(c.out.at(-1)!, /^12 runs; no FLOP or time estimate \(.*not from a hub id\)$/);
 
   const base = join(dir, "base");
   c = capture();
