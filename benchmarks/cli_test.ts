@@ -148,7 +148,7 @@ Deno.test("main() --dry-run lists the grid with FLOPs and time; --compare gates 
   assert.match(c.out[0]!, /^#\s+id\s+model\s+backbone\s+benchmark\s+method\s+seed\s+tasks/);
   assert.match(c.out[1]!, /tiny-v1_1\s+random\s+glue\s+mtl\s+s0\s+2\s+4x2\s+\d/);
   assert.match(c.out.at(-1)!, /^12 runs; .* FLOPs; about .* \(cpu\)$/);
-  // A backend without an assumed rate is estimated at wasm+blas's, and says so.
+  // The summary names the rate assumed for the chosen backend.
   c = capture();
   assert.equal(
     await main(
