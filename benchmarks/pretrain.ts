@@ -45,7 +45,7 @@ import {
   currentBackendInfo,
   selectBackend,
 } from "../model/backend.ts";
-import { spanCorrupt, T5_SPAN_CORRUPTION } from "../tasks/span_corruption.ts";
+import { noiseCounts, spanCorrupt, T5_SPAN_CORRUPTION } from "../tasks/span_corruption.ts";
 import {
   checkDataDir,
   defaultCacheDir as defaultDataCacheDir,
@@ -54,7 +54,7 @@ import {
 } from "../tasks/data.ts";
 import { loadExamples } from "../tasks/load.ts";
 import { getTask, TASKS } from "../tasks/registry.ts";
-import { createOptimizer } from "./optim.ts";
+import { createOptimizer, type Optimizer } from "./optim.ts";
 import { Rng, seedFor } from "./rng.ts";
 
 /**
@@ -406,6 +406,11 @@ export async function pretrainBackbone(
   }
 
   const work = await Deno.makeTempDir({ prefix: "pretrain-" });
+  // Released in the `finally` below, also when the pretraining fails (a bench grid goes on in
+  // this process): the weights, the optimizer's slots, and the backend the caller had selected.
+  let heldModel: T5Model | undefined;
+  let heldOptimizer: Optimizer | undefined;
+  let restoreBackend: BackendName | undefined;
   try {
     const tokenizerPath = tokenizerFile;
     const tokenizer = T5Tokenizer.fromJson(tokenizerJson, tokenizerFile);
@@ -418,6 +423,20 @@ export async function pretrainBackbone(
       if (id === undefined) throw new Error(`${tokenizerPath}: missing sentinel <extra_id_${i}>`);
       return id;
     };
+    // Each noise span takes one sentinel, and a full chunk has the most spans: refuse a chunk
+    // length that would run out of them before the corpus is tokenized.
+    let sentinels = 0;
+    while (tokenizer.tokenToId(`<extra_id_${sentinels}>`) !== undefined) sentinels++;
+    const spans = (n: number) => noiseCounts(n, T5_SPAN_CORRUPTION).noiseSpans;
+    if (spans(opts.chunkLength) > sentinels) {
+      let fits = opts.chunkLength - 1;
+      while (fits > 1 && spans(fits) > sentinels) fits--;
+      throw new Error(
+        `pretrain: a chunk of ${opts.chunkLength} tokens has ${spans(opts.chunkLength)} noise ` +
+          `spans but ${tokenizerPath} has ${sentinels} sentinels (<extra_id_0> … ` +
+          `<extra_id_${sentinels - 1}>); lower --chunk-length to ${fits} or less`,
+      );
+    }
     const config: T5Config = {
       ...base,
       vocabSize: roundUp(tokenizer.vocabSize, 128),
@@ -448,7 +467,10 @@ export async function pretrainBackbone(
 
     const previous = currentBackendInfo()?.requested as BackendName | undefined;
     const backend = await selectBackend(opts.backend ?? "auto", { log: () => {} });
+    // Give the caller (a fine-tuning run) back the backend it had selected.
+    if (previous !== undefined && previous !== backend.requested) restoreBackend = previous;
     const model: T5Model = initT5(config, { seed: seedFor(opts.seed, "pretrain/init") });
+    heldModel = model;
     // HF's init gives an untied lm_head std 1, so logits start with std ≈ √d and the first loss
     // is ~5× ln(vocab). From scratch, scale it by d^-½ (the tied layout's output scaling) so
     // training starts near ln(vocab).
@@ -457,6 +479,7 @@ export async function pretrainBackbone(
     if (head) tf.tidy(() => head.assign(tf.mul(head, config.dModel ** -0.5)));
     log(`pretrain: backend ${backend.name}${backend.adapter ? ` (${backend.adapter})` : ""}`);
     const optimizer = createOptimizer({ kind: "adamw", weightDecay: 0 });
+    heldOptimizer = optimizer;
     const rng = new Rng(seedFor(opts.seed, "pretrain/data"));
     const losses: { step: number; loss: number }[] = [];
     const inLen = opts.chunkLength + 2;
@@ -534,15 +557,12 @@ export async function pretrainBackbone(
         "pretrain.json": JSON.stringify(info, null, 2),
       },
     });
-    optimizer.dispose();
-    for (const v of model.params.values()) v.dispose();
-    // Give the caller (a fine-tuning run) back the backend it had selected.
-    if (previous !== undefined && previous !== backend.requested) {
-      await selectBackend(previous, { log: () => {} });
-    }
     log(`pretrain: wrote ${dir}`);
     return { dir, cached: false, info };
   } finally {
+    heldOptimizer?.dispose();
+    for (const v of heldModel?.params.values() ?? []) v.dispose();
+    if (restoreBackend !== undefined) await selectBackend(restoreBackend, { log: () => {} });
     await Deno.remove(work, { recursive: true }).catch(() => {});
   }
 }

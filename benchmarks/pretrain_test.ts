@@ -2,6 +2,7 @@ import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { basename, join } from "node:path";
 import { withEnv } from "../model/env_testing.ts";
 import * as tf from "@tensorflow/tfjs";
+import { currentBackendInfo, selectBackend } from "../model/backend.ts";
 import { loadHfFolder } from "../model/checkpoint.ts";
 import { isDirectory, makeHeldTempDir } from "../model/fs.ts";
 import { fileFlushes, flushesOf, recordFlushes } from "../model/fs_testing.ts";
@@ -429,6 +430,83 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
     ok(
       /--backend X +auto, tensorflow, webgpu, wasm, wasm\+blas, cpu/.test(out[0]!),
       String(out[0]),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** A corpus file of RTE train sentences (a few hundred lines). */
+async function rteCorpusFile(dir: string, lines = 400): Promise<string> {
+  const rte = await Deno.readTextFile(sharedPath("data/glue/RTE/train.tsv"));
+  const corpus = join(dir, "corpus.txt");
+  await Deno.writeTextFile(
+    corpus,
+    rte.split("\n").slice(1, lines).flatMap((l) => l.split("\t").slice(1, 3)).join("\n"),
+  );
+  return corpus;
+}
+
+Deno.test("pretrainBackbone() that fails while training releases the model and optimizer and gives the backend back", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // The caller (a bench run) had selected wasm; the pretraining runs on cpu.
+    await selectBackend("wasm", { log: () => {} });
+    const before = tf.memory().numTensors;
+    // AdamW's first step moves every weight by about lr: 1e30 overflows float32 at step 2.
+    await rejects(
+      pretrainBackbone({
+        preset: "tiny-v1_1",
+        corpusFiles: [await rteCorpusFile(dir)],
+        tokenizer: REFERENCE_TOKENIZER,
+        vocabSize: 600,
+        steps: 3,
+        batchSize: 2,
+        chunkLength: 16,
+        learningRate: 1e30,
+        seed: 0,
+        backend: "cpu",
+        cacheDir: join(dir, "cache"),
+        log: () => {},
+      }),
+      /pretrain: non-finite loss NaN at step 2; lower --lr/,
+    );
+    equal(tf.memory().numTensors, before, "weights and optimizer slots were disposed");
+    equal(currentBackendInfo()?.requested, "wasm", "the caller's backend is selected again");
+    equal(tf.getBackend(), "wasm");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("pretrainBackbone() refuses a chunk length whose noise spans outnumber the sentinels, before tokenizing", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const opts = {
+      preset: "tiny-v1_1",
+      corpusFiles: [await rteCorpusFile(dir, 40)],
+      tokenizer: REFERENCE_TOKENIZER,
+      vocabSize: 600,
+      steps: 1,
+      batchSize: 4,
+      learningRate: 1e-3,
+      seed: 0,
+      backend: "cpu" as const,
+      cacheDir: join(dir, "cache"),
+      log: () => {},
+    };
+    // 2010 tokens: round(301.5) = 302 noise tokens in round(100.67) = 101 spans; 100 sentinels.
+    await rejects(
+      pretrainBackbone({ ...opts, chunkLength: 2010 }),
+      new RegExp(
+        "pretrain: a chunk of 2010 tokens has 101 noise spans but .*tokenizer\\.json has " +
+          "100 sentinels \\(<extra_id_0> … <extra_id_99>\\); lower --chunk-length to 2009 or less",
+      ),
+    );
+    // 2009 tokens: 301 noise tokens, 100 spans; it goes on (and this small corpus is too short).
+    await rejects(
+      pretrainBackbone({ ...opts, chunkLength: 2009 }),
+      /the corpus gives \d+ chunks of 2009 tokens, fewer than one batch/,
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
