@@ -245,7 +245,11 @@ export function withSentinels(
 
 /** Options of {@link trainSentencePiece}. */
 export interface TrainSentencePieceOptions {
-  /** Vocabulary size including the 100 sentinels (spm_train is asked for vocabSize − 100). */
+  /**
+   * Vocabulary size including the 100 sentinels (spm_train is asked for vocabSize − 100). A
+   * corpus too small to give that many pieces gives fewer (`--hard_vocab_limit=false`), the
+   * sentinels right after them; one with more distinct characters than pieces is an error.
+   */
   readonly vocabSize: number;
   /** Folder receiving `spiece.model` and `tokenizer.json`. */
   readonly outDir: string;
@@ -305,7 +309,18 @@ export async function trainSentencePiece(
     throw e;
   }
   if (!out.success) {
-    const err = new TextDecoder().decode(out.stderr).split("\n").slice(-8).join("\n");
+    const stderr = new TextDecoder().decode(out.stderr);
+    // spm_train counts pieces without the sentinels: say it in the caller's vocabSize terms.
+    const chars = stderr.match(/Vocabulary size is smaller than required_chars\. \d+ vs (\d+)/);
+    if (chars) {
+      const need = Number(chars[1]);
+      throw new Error(
+        `trainSentencePiece: vocabSize ${opts.vocabSize} leaves ${pieces} pieces beside the ` +
+          `${NUM_SENTINELS} sentinels, but spm_train needs ${need} for this corpus (every ` +
+          `character, <pad>, </s> and <unk>); use a vocabSize of at least ${need + NUM_SENTINELS}`,
+      );
+    }
+    const err = stderr.split("\n").slice(-8).join("\n");
     throw new Error(`spm_train failed (exit ${out.code}):\n${err}`);
   }
   const modelPath = `${prefix}.model`;

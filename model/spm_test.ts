@@ -1,4 +1,4 @@
-import { deepEqual, equal, match, rejects, throws } from "node:assert/strict";
+import { deepEqual, equal, match, ok, rejects, throws } from "node:assert/strict";
 import { Tokenizer } from "@huggingface/tokenizers";
 import {
   NUM_SENTINELS,
@@ -138,4 +138,73 @@ Deno.test("withSentinels() appends T5 sentinels to a tokenizer without them; ids
   deepEqual(tok.encode("a <extra_id_1> b").ids.filter((i: number) => i >= 4000), [4098]);
   equal(withSentinels(out, path), out, "already has sentinels: unchanged");
   throws(() => withSentinels({ model: { type: "BPE" } }, "x.json"), /x\.json: field "model"/);
+});
+
+Deno.test({
+  name:
+    "trainSentencePiece() on a corpus too small for the size gives fewer pieces, sentinels still on top",
+  ignore: !hasSpm,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const text = `${dir}/tiny.txt`;
+      await Deno.writeTextFile(text, "a few words\nof text\nthe cat sat on the mat\n");
+      // spm_train reaches only a few dozen pieces here; --hard_vocab_limit=false takes them.
+      const path = await trainSentencePiece([text], { vocabSize: 4096, outDir: `${dir}/tok` });
+      const json = JSON.parse(await Deno.readTextFile(path));
+      const vocab = (json.model.vocab as [string, number][]).map((v) => v[0]);
+      const pieces = vocab.length - NUM_SENTINELS;
+      ok(pieces > 3 && pieces < 100, `${pieces} pieces`);
+      deepEqual(vocab.slice(0, 3), ["<pad>", "</s>", "<unk>"]);
+      // T5's layout on the vocabulary there is: <extra_id_i> = size - 1 - i, right after the pieces.
+      for (let i = 0; i < NUM_SENTINELS; i++) equal(vocab[vocab.length - 1 - i], `<extra_id_${i}>`);
+      ok(vocab.slice(0, pieces).every((p) => !p.startsWith("<extra_id_")));
+      const added = (json.added_tokens as { id: number; content: string }[])
+        .filter((t) => t.content.startsWith("<extra_id_"));
+      deepEqual(
+        added.map((t) => [t.content, t.id]).sort((a, b) => Number(a[1]) - Number(b[1])),
+        Array.from(
+          { length: NUM_SENTINELS },
+          (_, k) => [`<extra_id_${NUM_SENTINELS - 1 - k}>`, pieces + k],
+        ),
+      );
+      const tok = new Tokenizer(json, {});
+      deepEqual(tok.encode("the cat <extra_id_0>").ids.slice(-2), [vocab.length - 1, 1]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "trainSentencePiece() says in vocabSize terms when the corpus has more characters than pieces",
+  ignore: !hasSpm,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const text = `${dir}/chars.txt`;
+      // 40 distinct letters and digits, plus the space: spm_train needs a piece for each, and
+      // <pad>, </s>, <unk>.
+      await Deno.writeTextFile(text, "abcdefghijklmnopqrstuvwxyz 0123456789 ABCD\n".repeat(3));
+      let suggested = 0;
+      await rejects(
+        trainSentencePiece([text], { vocabSize: 120, outDir: `${dir}/tok` }),
+        (e: Error) => {
+          match(
+            e.message,
+            /^trainSentencePiece: vocabSize 120 leaves 20 pieces beside the 100 sentinels, but spm_train needs (\d+) for this corpus \(every character, <pad>, <\/s> and <unk>\); use a vocabSize of at least (\d+)/,
+          );
+          const [, need, size] = e.message.match(/needs (\d+) .* at least (\d+)/)!;
+          equal(Number(size), Number(need) + NUM_SENTINELS);
+          suggested = Number(size);
+          return true;
+        },
+      );
+      // The size it suggests trains.
+      await trainSentencePiece([text], { vocabSize: suggested, outDir: `${dir}/tok2` });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
