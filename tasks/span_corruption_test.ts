@@ -5,11 +5,13 @@ import {
   randomSpansNoiseMask,
   reassemble,
   spanCorrupt,
+  spansToSentinels,
   T5_SPAN_CORRUPTION,
 } from "./span_corruption.ts";
 
 Deno.test("noiseCounts() rounds in float32 half to even as T5 does", () => {
-  // 10 · 0.15 = 1.5 in float32 (1.50000002…) rounds up to 2; 30 · 0.15 = 4.5 (4.4999998…) to 4.
+  // 10 · 0.15 and 30 · 0.15 round to exactly 1.5 and 4.5 in float32: half to even gives 2 and 4
+  // (half up would give 5).
   deepEqual(noiseCounts(10), { noiseTokens: 2, noiseSpans: 1 });
   deepEqual(noiseCounts(30), { noiseTokens: 4, noiseSpans: 1 });
   deepEqual(noiseCounts(100), { noiseTokens: 15, noiseSpans: 5 });
@@ -116,4 +118,36 @@ Deno.test("noise density 0 corrupts nothing (T5 returns an all-false mask)", () 
   // As T5's noise_span_to_unique_sentinel: the inputs are untouched and the targets, whose mask
   // is all noise, collapse into one sentinel.
   deepEqual(spanCorrupt(ids, () => 0.5, (i) => 100 + i, opts), { inputs: ids, targets: [100] });
+});
+
+Deno.test("spanCorrupt(): sentinels count up in order in both halves, inputs alternate kept/sentinel as T5", () => {
+  // T5's noise_span_to_unique_sentinel on a known mask: inputs keep the non-noise spans and put
+  // <extra_id_0>, <extra_id_1>, … for the noise spans in order; the targets do the reverse.
+  const ids = [11, 12, 13, 14, 15, 16, 17, 18, 19];
+  const mask = [false, false, true, true, false, true, false, false, true];
+  const sentinel = (i: number) => 999 - i;
+  deepEqual(spansToSentinels(ids, mask, sentinel), [11, 12, 999, 15, 998, 17, 18, 997]);
+  deepEqual(
+    spansToSentinels(ids, mask.map((m) => !m), sentinel),
+    [999, 13, 14, 998, 16, 997, 19],
+  );
+  // On random draws: inputs and targets hold sentinel(0), sentinel(1), … each once, in order,
+  // the same number in both (the sequence ends with noise), and no two sentinels are adjacent.
+  const rng = new Rng(9);
+  for (let n = 2; n < 300; n += 11) {
+    const seq = Array.from({ length: n }, (_, i) => 3 + i);
+    const { inputs, targets } = spanCorrupt(seq, () => rng.next(), sentinel);
+    const spans = noiseCounts(n).noiseSpans;
+    const order = Array.from({ length: spans }, (_, i) => sentinel(i));
+    deepEqual(inputs.filter((t) => t > 900), order, `inputs at length ${n}`);
+    deepEqual(targets.filter((t) => t > 900), order, `targets at length ${n}`);
+    equal(targets[0], sentinel(0));
+    ok(inputs[0]! < 900, "inputs start with a kept token");
+    ok(targets.at(-1)! < 900, "targets end with the last noise token");
+    for (const half of [inputs, targets]) {
+      ok(half.every((t, i) => i === 0 || !(t > 900 && half[i - 1]! > 900)), "adjacent sentinels");
+    }
+    equal(inputs.length, n - noiseCounts(n).noiseTokens + spans);
+    equal(targets.length, noiseCounts(n).noiseTokens + spans);
+  }
 });
