@@ -2,7 +2,7 @@ import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { basename, join } from "node:path";
 import { withEnv } from "../model/env_testing.ts";
 import * as tf from "@tensorflow/tfjs";
-import { currentBackendInfo, selectBackend } from "../model/backend.ts";
+import { type BackendName, currentBackendInfo, selectBackend } from "../model/backend.ts";
 import { loadHfFolder } from "../model/checkpoint.ts";
 import { isDirectory, makeHeldTempDir } from "../model/fs.ts";
 import { fileFlushes, flushesOf, recordFlushes } from "../model/fs_testing.ts";
@@ -508,6 +508,61 @@ Deno.test("pretrainBackbone() refuses a chunk length whose noise spans outnumber
       pretrainBackbone({ ...opts, chunkLength: 2009 }),
       /the corpus gives \d+ chunks of 2009 tokens, fewer than one batch/,
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("pretrainBackbone(): every setting that changes the weights is in the cache key, and only those reuse it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const corpus = await rteCorpusFile(dir, 60);
+    const tokenizer = join(dir, "tokenizer.json");
+    const ref = JSON.parse(await Deno.readTextFile(REFERENCE_TOKENIZER));
+    await Deno.writeTextFile(tokenizer, JSON.stringify(ref));
+    const base = {
+      preset: "tiny-v1_1",
+      corpusFiles: [corpus],
+      tokenizer,
+      vocabSize: 600,
+      steps: 1,
+      batchSize: 2,
+      chunkLength: 16,
+      learningRate: 1e-3,
+      seed: 0,
+      backend: "cpu" as BackendName,
+      cacheDir: join(dir, "cache"),
+      log: () => {},
+    };
+    const first = await pretrainBackbone(base);
+    equal(first.cached, false);
+    // The same settings (a vocabSize that a given tokenizer ignores, another log) reuse it.
+    const same = await pretrainBackbone({ ...base, vocabSize: 700, log: () => {} });
+    deepEqual([same.cached, same.dir], [true, first.dir]);
+    // Another corpus, tokenizer, preset or training setting is another backbone.
+    const otherCorpus = join(dir, "corpus2.txt");
+    await Deno.writeTextFile(otherCorpus, (await Deno.readTextFile(corpus)) + "\none more line");
+    const otherTokenizer = join(dir, "tokenizer2.json");
+    ref.model.vocab[10][1] -= 1; // one piece's score: another segmentation
+    await Deno.writeTextFile(otherTokenizer, JSON.stringify(ref));
+    const variants: [string, Partial<typeof base>][] = [
+      ["corpus", { corpusFiles: [otherCorpus] }],
+      ["tokenizer", { tokenizer: otherTokenizer }],
+      ["preset", { preset: "tiny-relu" }],
+      ["steps", { steps: 2 }],
+      ["batchSize", { batchSize: 3 }],
+      ["chunkLength", { chunkLength: 17 }],
+      ["learningRate", { learningRate: 2e-3 }],
+      ["seed", { seed: 1 }],
+      ["backend", { backend: "wasm" }],
+    ];
+    const dirs = new Set([first.dir]);
+    for (const [what, change] of variants) {
+      const r = await pretrainBackbone({ ...base, ...change });
+      equal(r.cached, false, what);
+      ok(!dirs.has(r.dir), `${what}: a new folder`);
+      dirs.add(r.dir);
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
