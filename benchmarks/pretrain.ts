@@ -53,7 +53,7 @@ import {
   resolveDataDir,
 } from "../tasks/data.ts";
 import { loadExamples } from "../tasks/load.ts";
-import { getTask, TASKS } from "../tasks/registry.ts";
+import { evalSplits, getTask, TASKS } from "../tasks/registry.ts";
 import { createOptimizer, type Optimizer } from "./optim.ts";
 import { Rng, seedFor } from "./rng.ts";
 
@@ -138,7 +138,9 @@ export function defaultCacheDir(): string {
 }
 
 /**
- * The default corpus: input text (T5 format, no targets) of every train and test split present.
+ * The default corpus: input text (T5 format, no targets) of every train and test split present,
+ * except a split the benchmark scores (the diagnostics `ax`, `axb` and `axg` are scored on their
+ * test split, see `evalSplits`), in task-name order, duplicates dropped.
  *
  * @param dataDir folder in the official layout
  * @returns one line per example
@@ -146,7 +148,9 @@ export function defaultCacheDir(): string {
 export async function taskCorpus(dataDir: string): Promise<string[]> {
   const lines: string[] = [];
   for (const name of Object.keys(TASKS).sort()) {
+    const scored = new Set<string>(evalSplits(name));
     for (const split of ["train", "test"] as const) {
+      if (scored.has(split)) continue;
       const files = getTask(name).files[split] ?? [];
       if (files.length === 0 || !files.every((f) => isFile(join(dataDir, f.path)))) continue;
       for (const ex of await loadExamples(name, split, dataDir)) {
@@ -155,6 +159,33 @@ export async function taskCorpus(dataDir: string): Promise<string[]> {
     }
   }
   return [...new Set(lines)];
+}
+
+/**
+ * The token stream a pretraining packs into chunks: the corpus lines in a seeded random order,
+ * each tokenized without its EOS, until `wanted` tokens (tokenizing is the slow part of start-up,
+ * so it stops at 8× the tokens a run draws). The order is a sample of the whole corpus: in the
+ * corpus's own order (by task name) a run would see only the first tasks' text.
+ *
+ * @param lines the corpus, one example per line
+ * @param encode the tokenizer (its last id, EOS, is dropped)
+ * @param wanted tokens after which to stop (at the end of a line)
+ * @param seed the order's seed
+ * @returns the token ids
+ */
+export function corpusStream(
+  lines: readonly string[],
+  encode: (line: string) => readonly number[],
+  wanted: number,
+  seed: number,
+): number[] {
+  const stream: number[] = [];
+  for (const line of new Rng(seed).shuffle([...lines])) {
+    const ids = encode(line);
+    for (let i = 0; i < ids.length - 1; i++) stream.push(ids[i]!);
+    if (stream.length >= wanted) break;
+  }
+  return stream;
 }
 
 function sha256(data: string): string {
@@ -381,7 +412,7 @@ export async function pretrainBackbone(
   );
   const tokenizerText = JSON.stringify(tokenizerJson);
   const key = (sha256(JSON.stringify({
-    v: 3,
+    v: 4, // 4: the corpus's lines in a seeded order (corpusStream)
     base,
     corpusHash,
     tokenizer: sha256(tokenizerText),
@@ -444,15 +475,12 @@ export async function pretrainBackbone(
     };
 
     // Pack the tokenized corpus into fixed-length chunks (without EOS), as T5 does.
-    // Tokenizing is the slow part of start-up, so stop once there are 8× the tokens the run
-    // draws (lines in a fixed order, so the chunks are a deterministic function of the key).
-    const stream: number[] = [];
-    const wanted = 8 * opts.steps * opts.batchSize * opts.chunkLength;
-    for (const line of corpusLines) {
-      const ids = tokenizer.encode(line);
-      for (let i = 0; i < ids.length - 1; i++) stream.push(ids[i]!);
-      if (stream.length >= wanted) break;
-    }
+    const stream = corpusStream(
+      corpusLines,
+      (line) => tokenizer.encode(line),
+      8 * opts.steps * opts.batchSize * opts.chunkLength,
+      seedFor(opts.seed, "pretrain/corpus-order"),
+    );
     const chunks: number[][] = [];
     for (let i = 0; i + opts.chunkLength <= stream.length; i += opts.chunkLength) {
       chunks.push(stream.slice(i, i + opts.chunkLength));

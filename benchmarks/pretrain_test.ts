@@ -9,7 +9,9 @@ import { fileFlushes, flushesOf, recordFlushes } from "../model/fs_testing.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 import { loadExamples } from "../tasks/load.ts";
+import { evalSplits } from "../tasks/registry.ts";
 import {
+  corpusStream,
   ensureTaskTokenizer,
   main,
   pretrainBackbone,
@@ -59,6 +61,46 @@ Deno.test("taskCorpus() holds train and test inputs and never dev/val text", asy
   for (const e of await loadExamples("boolq", "validation", dataDir)) {
     ok(!corpus.has(e.input.replace(/\s+/g, " ").trim()), "BoolQ val (no train file here) leaked");
   }
+});
+
+Deno.test("taskCorpus() leaves out a test split the benchmark scores (the diagnostics')", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const dataDir = await rteOnlyDataDir(dir);
+    // AX is scored on its test split (evalSplits): its text must not be pretrained on.
+    await Deno.mkdir(join(dataDir, "glue", "diagnostic"), { recursive: true });
+    await Deno.writeTextFile(
+      join(dataDir, "glue", "diagnostic", "diagnostic.tsv"),
+      "index\tsentence1\tsentence2\n0\tA diagnostic premise.\tA diagnostic hypothesis.\n",
+    );
+    deepEqual(evalSplits("ax"), ["test"]);
+    const corpus = await taskCorpus(dataDir);
+    ok(corpus.length > 100, `RTE's train inputs are there: ${corpus.length}`);
+    deepEqual(corpus.filter((l) => l.includes("diagnostic")), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("corpusStream() samples the whole corpus in a seeded order, not its first lines", () => {
+  // Two tasks' lines in corpus order; a token per line (its first letter) plus EOS.
+  const lines = [
+    ...Array.from({ length: 100 }, (_, i) => `a${i}`),
+    ...Array.from({ length: 100 }, (_, i) => `b${i}`),
+  ];
+  const ids = (l: string) => [l.charCodeAt(0), 1];
+  const head = corpusStream(lines, ids, 20, 7);
+  equal(head.length, 20);
+  ok(head.includes(97) && head.includes(98), `both tasks in the first 20 tokens: ${head}`);
+  deepEqual(corpusStream(lines, ids, 20, 7), head, "the same seed gives the same stream");
+  // Asked for more than there is: every line once (EOS dropped), in another order per seed.
+  const all = (seed: number) =>
+    corpusStream(lines, (l) => [Number(l.slice(1)) + 1000 * l.charCodeAt(0), 1], 1e9, seed);
+  deepEqual(
+    [...all(7)].sort((x, y) => x - y),
+    lines.map((l) => Number(l.slice(1)) + 1000 * l.charCodeAt(0)).sort((x, y) => x - y),
+  );
+  ok(all(7).join() !== all(8).join(), "another seed, another order");
 });
 
 Deno.test({
