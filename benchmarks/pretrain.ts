@@ -188,6 +188,23 @@ export function corpusStream(
   return stream;
 }
 
+/**
+ * The `spm_train` character coverage for a corpus: 1.0 (every character a piece, as the small
+ * mirror needs nothing else) while its distinct characters take at most a quarter of the pieces;
+ * beyond that (a full download: QQP and ReCoRD bring thousands of rare characters) SentencePiece's
+ * default 0.9995, which leaves the rarest to `<unk>` — with 1.0, `spm_train` would refuse a
+ * vocabulary smaller than the character count, or fill it with characters alone. A function of
+ * the corpus and the size, both in the tokenizer's cache key.
+ *
+ * @param corpusText the corpus
+ * @param vocabSize the vocabulary size, sentinels included
+ * @returns 1 or 0.9995
+ */
+export function characterCoverage(corpusText: string, vocabSize: number): number {
+  const chars = new Set(corpusText.normalize("NFKC").replace(/\s/g, ""));
+  return chars.size <= (vocabSize - 100) / 4 ? 1 : 0.9995;
+}
+
 function sha256(data: string): string {
   return createHash("sha256").update(data).digest("hex");
 }
@@ -290,9 +307,14 @@ async function corpusTokenizer(
     const corpusPath = join(work, "corpus.txt");
     await Deno.writeTextFile(corpusPath, corpusText);
     const lines = corpusText.split("\n").length;
-    log(`tokenizer: training a ${opts.vocabSize}-piece vocabulary on ${lines} lines`);
+    const coverage = characterCoverage(corpusText, opts.vocabSize);
+    log(
+      `tokenizer: training a ${opts.vocabSize}-piece vocabulary on ${lines} lines ` +
+        `(character coverage ${coverage})`,
+    );
     const trained = await trainSentencePiece([corpusPath], {
       vocabSize: opts.vocabSize,
+      characterCoverage: coverage,
       outDir: join(work, "tok"),
       ...(opts.spmTrain === undefined ? {} : { spmTrain: opts.spmTrain }),
     });

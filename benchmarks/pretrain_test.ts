@@ -10,7 +10,9 @@ import { T5Tokenizer } from "../model/tokenizer.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 import { loadExamples } from "../tasks/load.ts";
 import { evalSplits } from "../tasks/registry.ts";
+import { trainSentencePiece } from "../model/spm.ts";
 import {
+  characterCoverage,
   corpusStream,
   ensureTaskTokenizer,
   main,
@@ -608,4 +610,42 @@ Deno.test("pretrainBackbone(): every setting that changes the weights is in the 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test({
+  name:
+    "characterCoverage(): 1 for the mirror's few characters, 0.9995 where thousands of rare ones would leave spm_train no room",
+  ignore: !hasSpm,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const rte = (await loadExamples("rte", "train", sharedPath("data"))).map((e) => e.input);
+      equal(characterCoverage(rte.join("\n"), 4096), 1);
+      // 400 rare characters, each once (as QQP and ReCoRD bring in a full download).
+      const rare = Array.from({ length: 400 }, (_, i) => `q ${String.fromCodePoint(0x4e00 + i)}`);
+      const text = [...rte, ...rare].join("\n");
+      equal(characterCoverage(text, 500), 0.9995);
+      const corpus = join(dir, "corpus.txt");
+      await Deno.writeTextFile(corpus, text);
+      // With every character kept, 400 pieces cannot hold them; with the coverage chosen, they do.
+      await rejects(
+        trainSentencePiece([corpus], {
+          vocabSize: 500,
+          outDir: join(dir, "a"),
+          characterCoverage: 1,
+        }),
+        /use a vocabSize of at least/,
+      );
+      const tok = await T5Tokenizer.fromFile(
+        await trainSentencePiece([corpus], {
+          vocabSize: 500,
+          outDir: join(dir, "b"),
+          characterCoverage: characterCoverage(text, 500),
+        }),
+      );
+      ok(tok.vocabSize <= 500, `vocab ${tok.vocabSize}`);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
