@@ -23,7 +23,7 @@ import {
   writeFilesAtomic,
   writeTempBeside,
 } from "./fs.ts";
-import { fileFlushes, recordFlushes } from "./fs_testing.ts";
+import { fileFlushes, recordFlushes, withOpenedFiles } from "./fs_testing.ts";
 import { UsageError } from "./usage.ts";
 
 /** A byte stream that yields `first`, then fails as a serializer or a full disk would. */
@@ -102,28 +102,12 @@ Deno.test("writeFileAtomic() creates folders, replaces files and leaves no tempo
  * folders (the flushes of {@link syncDir}).
  */
 async function foldersOpened(fn: () => Promise<void>): Promise<string[]> {
-  const open = Deno.open;
-  const openSync = Deno.openSync;
   const seen: string[] = [];
-  const note = (path: string | URL, options?: Deno.OpenOptions) => {
-    if (options?.read === true && !options.write && isDirectorySync(String(path))) {
-      seen.push(String(path));
-    }
-  };
-  Deno.open = (path, options) => {
-    note(path, options);
-    return open(path, options);
-  };
-  Deno.openSync = (path, options) => {
-    note(path, options);
-    return openSync(path, options);
-  };
-  try {
-    await fn();
-  } finally {
-    Deno.open = open;
-    Deno.openSync = openSync;
-  }
+  await withOpenedFiles((file, path) => {
+    // A folder is opened read-only (for its flush); write handles are files.
+    if (isDirectorySync(path)) seen.push(path);
+    return file;
+  }, fn);
   return seen;
 }
 
@@ -167,20 +151,10 @@ async function withFailingSync(
   fn: () => Promise<void>,
   method: "sync" | "syncData" = "sync",
 ): Promise<void> {
-  const open = Deno.open;
-  const openSync = Deno.openSync;
-  const failing = (file: Deno.FsFile) => {
+  await withOpenedFiles((file) => {
     file[method] = () => Promise.reject(err);
     return file;
-  };
-  Deno.open = async (path, options) => failing(await open(path, options));
-  Deno.openSync = (path, options) => failing(openSync(path, options));
-  try {
-    await fn();
-  } finally {
-    Deno.open = open;
-    Deno.openSync = openSync;
-  }
+  }, fn);
 }
 
 Deno.test("syncDir() flushes a real folder, tolerates a refusal (EINVAL) and rethrows other errors", async () => {

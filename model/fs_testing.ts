@@ -78,26 +78,32 @@ function watch(file: Deno.FsFile, dir: string, flushes: Flush[]): Deno.FsFile {
  * ```
  */
 export async function recordFlushes(fn: () => Promise<unknown> | unknown): Promise<Flush[]> {
+  const flushes: Flush[] = [];
+  await withOpenedFiles((file, path) => isFolder(path) ? watch(file, path, flushes) : file, fn);
+  return flushes;
+}
+
+/**
+ * Runs `fn` with every handle `Deno.open` and `Deno.openSync` give passed through `wrap` (with
+ * the path as given), and restores both afterwards, also when `fn` throws.
+ *
+ * @param wrap what a test does to each handle (spy on its methods), returning it
+ * @param fn the code under test
+ */
+export async function withOpenedFiles(
+  wrap: (file: Deno.FsFile, path: string) => Deno.FsFile,
+  fn: () => Promise<unknown> | unknown,
+): Promise<void> {
   const open = Deno.open;
   const openSync = Deno.openSync;
-  const flushes: Flush[] = [];
-  Deno.open = async (path, options) => {
-    const file = await open(path, options);
-    const dir = String(path);
-    return isFolder(dir) ? watch(file, dir, flushes) : file;
-  };
-  Deno.openSync = (path, options) => {
-    const file = openSync(path, options);
-    const dir = String(path);
-    return isFolder(dir) ? watch(file, dir, flushes) : file;
-  };
+  Deno.open = async (path, options) => wrap(await open(path, options), String(path));
+  Deno.openSync = (path, options) => wrap(openSync(path, options), String(path));
   try {
     await fn();
   } finally {
     Deno.open = open;
     Deno.openSync = openSync;
   }
-  return flushes;
 }
 
 /**
@@ -127,8 +133,6 @@ export function flushesOf(flushes: readonly Flush[], dir: string): (readonly str
  * ```
  */
 export async function fileFlushes(fn: () => Promise<unknown> | unknown): Promise<string[]> {
-  const open = Deno.open;
-  const openSync = Deno.openSync;
   const flushed: string[] = [];
   const spy = (file: Deno.FsFile, path: string): Deno.FsFile => {
     if (isFolder(path)) return file;
@@ -148,13 +152,6 @@ export async function fileFlushes(fn: () => Promise<unknown> | unknown): Promise
     }
     return file;
   };
-  Deno.open = async (path, options) => spy(await open(path, options), String(path));
-  Deno.openSync = (path, options) => spy(openSync(path, options), String(path));
-  try {
-    await fn();
-  } finally {
-    Deno.open = open;
-    Deno.openSync = openSync;
-  }
+  await withOpenedFiles(spy, fn);
   return flushed;
 }
