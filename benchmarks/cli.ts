@@ -54,7 +54,13 @@ import {
   type RunResult,
   type RunSpec,
 } from "./spec.ts";
-import { compareResults, formatComparison, loadResults } from "./compare.ts";
+import {
+  compareResults,
+  formatComparison,
+  loadResults,
+  rejectDuplicates,
+  runKey,
+} from "./compare.ts";
 import { fakeRunOne } from "./_fake_run_one.ts";
 import { type AccountingFn, loadAccounting, writeTables } from "./tables.ts";
 import { join } from "node:path";
@@ -545,6 +551,14 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     if (values.compare !== undefined) {
       try {
         baseline = await loadResults(values.compare);
+        // One run twice (a stale result beside the new one): the gate would depend on which
+        // file sorts last. Refused here, not after the whole grid has trained.
+        rejectDuplicates(
+          baseline,
+          runKey,
+          "baseline run key",
+          "remove the stale one (the run id changes with the configuration)",
+        );
       } catch (e) {
         throw new UsageError(`--compare: ${(e as Error).message}`, { cause: e });
       }

@@ -455,6 +455,15 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
   try {
     const profile = await tmpProfile(dir);
     const { file, empty, broken } = await badFolders(dir);
+    // A baseline holding one run twice (a stale copy beside it): which one gates would depend on
+    // the file order, so it is refused up front like a malformed one, not after the whole grid.
+    const twice = join(dir, "twice");
+    await Deno.mkdir(twice);
+    const baselineDir = fileURLToPath(new URL("../results/baselines/ci", import.meta.url));
+    const first = [...Deno.readDirSync(baselineDir)].map((e) => e.name)
+      .filter((n) => n.endsWith(".json")).sort()[0]!;
+    const one = await Deno.readTextFile(join(baselineDir, first));
+    for (const name of ["a.json", "b.json"]) await Deno.writeTextFile(join(twice, name), one);
     let runs = 0;
     const counting: typeof fakeRunOne = (spec, o) => {
       runs++;
@@ -490,6 +499,11 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
       ],
       [[...base, "--compare", empty], {}, /^--compare .*empty: no run results \(\*\.json\) there/],
       [[...base, "--compare", broken], {}, /^--compare: .*broken\/r\.json:1:10: invalid JSON/],
+      [
+        [...base, "--compare", twice],
+        {},
+        /^--compare: Two results for the same baseline run key .*: .*a\.json and .*b\.json; /,
+      ],
       [
         base,
         { HYPERPROMPT_BACKEND: "gpu" },
