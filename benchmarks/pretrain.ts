@@ -92,7 +92,8 @@ export interface PretrainOptions {
   /**
    * Backend of the pretraining (default `"auto"`, wasm+blas on a CPU host). Part of the cache key
    * when given. wasm+blas rebuilds bit-identical weights on one host, but OpenBLAS picks
-   * CPU-specific kernels; `"cpu"` (pure JS, slower) builds the same weights on every host.
+   * CPU-specific kernels; `"wasm"` (pure wasm here, never OpenBLAS) and `"cpu"` (pure JS,
+   * slower) build the same weights on every host.
    */
   readonly backend?: BackendName;
   /** Progress lines (default: console.error). */
@@ -445,6 +446,8 @@ export async function pretrainBackbone(
     seed: opts.seed,
     objective: T5_SPAN_CORRUPTION,
     ...(opts.backend === undefined || opts.backend === "auto" ? {} : { backend: opts.backend }),
+    // "wasm" is pure wasm (see below); a folder built before that used OpenBLAS where installed.
+    ...(opts.backend === "wasm" ? { blas: false } : {}),
   }))).slice(0, 16);
   const backbones = join(opts.cacheDir, "backbones");
   // Saves killed part-way leave temporaries (or the previous folder moved aside) here.
@@ -516,9 +519,18 @@ export async function pretrainBackbone(
     log(`pretrain: ${stream.length} tokens in ${chunks.length} chunks; ${opts.steps} steps`);
 
     const previous = currentBackendInfo()?.requested as BackendName | undefined;
-    const backend = await selectBackend(opts.backend ?? "auto", { log: () => {} });
-    // Give the caller (a fine-tuning run) back the backend it had selected.
-    if (previous !== undefined && previous !== backend.requested) restoreBackend = previous;
+    // "wasm" is the pure wasm engine here, never OpenBLAS (which selectBackend's "wasm" takes when
+    // installed): its kernels have no CPU-specific paths, so the weights are the same on every
+    // host (the ci profile's backbone); OpenBLAS picks its kernels by CPU family.
+    const pureWasm = opts.backend === "wasm";
+    const backend = await selectBackend(opts.backend ?? "auto", {
+      log: () => {},
+      ...(pureWasm ? { blas: false } : {}),
+    });
+    // Give the caller (a fine-tuning run) back the backend it had selected (its BLAS too).
+    if (previous !== undefined && (previous !== backend.requested || pureWasm)) {
+      restoreBackend = previous;
+    }
     const model: T5Model = initT5(config, { seed: seedFor(opts.seed, "pretrain/init") });
     heldModel = model;
     // HF's init gives an untied lm_head std 1, so logits start with std ≈ √d and the first loss
@@ -660,7 +672,8 @@ Pretrains a tiny T5 on span corruption and caches it as a Hugging Face folder.
   --lr X               AdamW learning rate (default ${PRETRAIN_DEFAULTS.learningRate})
   --seed N             root seed (default 0)
   --backend X          ${BACKEND_NAMES.join(", ")}
-                       (default auto; cpu is pure JS: the same weights on every host)
+                       (default auto; cpu is pure JS and wasm is pure wasm, never OpenBLAS:
+                       the same weights on every host)
   --cache-dir DIR      cache root (default $HYPERPROMPT_CACHE or ~/.cache/hyperprompt-bench)
   --help               this text`;
 

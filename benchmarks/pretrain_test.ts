@@ -612,6 +612,35 @@ Deno.test("pretrainBackbone(): every setting that changes the weights is in the 
   }
 });
 
+Deno.test("pretrainBackbone() on wasm is pure wasm, never OpenBLAS, and gives the caller its BLAS back", async () => {
+  // The ci profile's backbone ("backend": "wasm") must be the same on every host: OpenBLAS picks
+  // its kernels by CPU family (and may be missing), tfjs's wasm kernels do not. Where OpenBLAS is
+  // not installed this holds trivially; here it is (.ci/run installs it).
+  const dir = await Deno.makeTempDir();
+  try {
+    const corpus = await rteCorpusFile(dir, 60);
+    const caller = await selectBackend("wasm", { log: () => {} });
+    const r = await pretrainBackbone({
+      preset: "tiny-v1_1",
+      corpusFiles: [corpus],
+      tokenizer: REFERENCE_TOKENIZER,
+      vocabSize: 600,
+      steps: 1,
+      batchSize: 2,
+      chunkLength: 16,
+      learningRate: 1e-3,
+      seed: 0,
+      backend: "wasm",
+      cacheDir: join(dir, "cache"),
+      log: () => {},
+    });
+    equal(r.info.backend, "wasm");
+    equal(currentBackendInfo()?.name, caller.name, "the caller's backend, with its BLAS");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test({
   name:
     "characterCoverage(): 1 for the mirror's few characters, 0.9995 where thousands of rare ones would leave spm_train no room",
