@@ -260,6 +260,11 @@ export function t5FromTensors(
     if (!t) throw new Error(`${source}: missing tensor "${name}"`);
     check(name, t, shape);
   }
+  // Checked before any variable is made: a refused tensor leaves nothing allocated.
+  for (const name of optional) {
+    const t = tensors.get(name);
+    if (t) check(name, t, [config.vocabSize, config.dModel]);
+  }
   const shared = tensors.get("shared.weight")!;
   const params = new Map<string, tf.Variable>();
   // A variable made from a tensor shares its storage by reference count: disposing the input
@@ -271,7 +276,6 @@ export function t5FromTensors(
     const name = `${stack}.embed_tokens.weight`;
     const t = tensors.get(name);
     if (!t) continue;
-    check(name, t, [config.vocabSize, config.dModel]);
     if (!sameValues(t, shared)) {
       params.set(name, copy(t));
       own.push(stack);
@@ -377,7 +381,17 @@ function residual(
   x: tf.Tensor3D,
   y: tf.Tensor3D,
 ): tf.Tensor3D {
-  const h = ctx.hooks.afterSublayer ? ctx.hooks.afterSublayer(stack, layer, sublayer, y) : y;
+  let h = y;
+  if (ctx.hooks.afterSublayer) {
+    h = ctx.hooks.afterSublayer(stack, layer, sublayer, y);
+    // A smaller result (one row, one position) would broadcast into the residual unnoticed.
+    if (h.shape.join() !== y.shape.join()) {
+      throw new Error(
+        `model/t5.ts: afterSublayer hook (${stack} block ${layer} ${sublayer}) returned ` +
+          `[${h.shape}] for an input of shape [${y.shape}]`,
+      );
+    }
+  }
   const d = dropoutOf(ctx);
   return d ? dropoutAdd(x, h, d.rate, d.seed) : tf.add(x, h);
 }
@@ -522,12 +536,17 @@ function runEncoder(
   let x = embedded ?? gatherRows(embeddingOf(ctx.model, "encoder"), inputIds) as tf.Tensor3D;
   let mask = attentionMask;
   if (ctx.hooks.encoderInput) {
+    const [b, , d] = x.shape;
     const r = ctx.hooks.encoderInput(x, mask);
     x = r.embeds;
     mask = r.mask;
-    if (mask.shape[0] !== x.shape[0] || mask.shape[1] !== x.shape[1]) {
+    if (
+      x.rank !== 3 || x.shape[0] !== b || x.shape[2] !== d || mask.rank !== 2 ||
+      mask.shape[0] !== x.shape[0] || mask.shape[1] !== x.shape[1]
+    ) {
       throw new Error(
-        `model/t5.ts: encoderInput hook returned embeds [${x.shape}] with mask [${mask.shape}]`,
+        `model/t5.ts: encoderInput hook returned embeds [${x.shape}] with mask [${mask.shape}]; ` +
+          `expected [${b}, length, ${d}] and [${b}, length]`,
       );
     }
   }
@@ -613,12 +632,49 @@ function runDecoder(
   return { logits: linear(h, out as tf.Tensor2D) as tf.Tensor3D, kvs };
 }
 
-function checkIds(t: tf.Tensor, field: string, dtype: tf.DataType): void {
+/**
+ * Checks one batch field: rank 2 `[batch, length]`, the dtype, and at least one row and one
+ * position (an empty batch or sequence has nothing to attend to: wasm fails on it with "divide by
+ * zero", cpu returns empty or made-up results).
+ */
+function checkIds(fn: string, t: tf.Tensor, field: string, dtype: tf.DataType): void {
   if (t.rank !== 2) {
-    throw new Error(`model/t5.ts forward: ${field} must be rank 2, got [${t.shape}]`);
+    throw new Error(`model/t5.ts ${fn}: ${field} must be rank 2 [batch, length], got [${t.shape}]`);
   }
   if (t.dtype !== dtype) {
-    throw new Error(`model/t5.ts forward: ${field} must be ${dtype}, got ${t.dtype}`);
+    throw new Error(`model/t5.ts ${fn}: ${field} must be ${dtype}, got ${t.dtype}`);
+  }
+  if (t.shape[0] === 0 || t.shape[1] === 0) {
+    throw new Error(
+      `model/t5.ts ${fn}: ${field} [${t.shape}] is empty (need at least one row and one position)`,
+    );
+  }
+}
+
+/** Checks that `attentionMask` has the shape of `inputIds` (a smaller one would broadcast). */
+function checkMask(fn: string, inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D): void {
+  if (attentionMask.shape.join() !== inputIds.shape.join()) {
+    throw new Error(
+      `model/t5.ts ${fn}: attentionMask [${attentionMask.shape}] != inputIds [${inputIds.shape}]`,
+    );
+  }
+}
+
+/**
+ * Checks that every id is a row of the embedding table, `[0, vocabSize)`: out of range, the
+ * gather fails on cpu and wasm with a message that names no argument, and on other backends
+ * silently reads zeros or another row.
+ */
+function checkVocab(fn: string, field: string, ids: ArrayLike<number>, t: tf.Tensor, v: number) {
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]!;
+    if (id < 0 || id >= v) {
+      const w = t.shape[1]!;
+      throw new Error(
+        `model/t5.ts ${fn}: ${field}[${Math.floor(i / w)}][${i % w}] is ${id}, ` +
+          `outside the vocabulary [0, ${v})`,
+      );
+    }
   }
 }
 
@@ -640,21 +696,17 @@ function makeCtx(model: T5Model, opts: ForwardOptions): Ctx {
  * @param batch encoder ids and mask, decoder input ids
  * @param opts hooks, training (dropout) and the dropout seed
  * @returns logits and the encoder output
- * @throws Error naming the batch field with a wrong rank, dtype or batch size
+ * @throws Error naming the batch field with a wrong rank, dtype or batch size, or an empty one
  */
 export function forward(
   model: T5Model,
   batch: Seq2SeqBatch,
   opts: ForwardOptions = {},
 ): ForwardResult {
-  checkIds(batch.inputIds, "inputIds", "int32");
-  checkIds(batch.attentionMask, "attentionMask", "float32");
-  checkIds(batch.decoderInputIds, "decoderInputIds", "int32");
-  if (batch.attentionMask.shape.join() !== batch.inputIds.shape.join()) {
-    throw new Error(
-      `model/t5.ts forward: attentionMask [${batch.attentionMask.shape}] != inputIds [${batch.inputIds.shape}]`,
-    );
-  }
+  checkIds("forward", batch.inputIds, "inputIds", "int32");
+  checkIds("forward", batch.attentionMask, "attentionMask", "float32");
+  checkIds("forward", batch.decoderInputIds, "decoderInputIds", "int32");
+  checkMask("forward", batch.inputIds, batch.attentionMask);
   if (batch.decoderInputIds.shape[0] !== batch.inputIds.shape[0]) {
     throw new Error(
       `model/t5.ts forward: decoderInputIds batch ${
@@ -698,8 +750,16 @@ export function crossEntropyLoss(
   if (!(eps >= 0 && eps < 1)) {
     throw new Error(`model/t5.ts crossEntropyLoss: labelSmoothing must be in [0, 1), got ${eps}`);
   }
+  if (logits.rank !== 3) {
+    throw new Error(
+      `model/t5.ts crossEntropyLoss: logits must be rank 3 [batch, length, vocab], got [${logits.shape}]`,
+    );
+  }
   const [b, l, v] = logits.shape;
-  if (labels.shape[0] !== b || labels.shape[1] !== l || labels.dtype !== "int32") {
+  if (
+    labels.rank !== 2 || labels.shape[0] !== b || labels.shape[1] !== l ||
+    labels.dtype !== "int32"
+  ) {
     throw new Error(
       `model/t5.ts crossEntropyLoss: labels must be int32 [${b}, ${l}], got ${labels.dtype} [${labels.shape}]`,
     );
@@ -761,7 +821,7 @@ export function shiftRight(labels: tf.Tensor2D, config: T5Config): tf.Tensor2D {
 
 /** Options of {@link greedyDecode}. */
 export interface GreedyOptions {
-  /** Tokens to generate at most (after the decoder start token). */
+  /** Tokens to generate at most (after the decoder start token), at least 1. */
   maxNewTokens: number;
   /** Method hooks (called for the encoder once and for the decoder at every step). */
   hooks?: T5Hooks;
@@ -778,20 +838,31 @@ export interface GreedyOptions {
  *
  * @returns per row the generated tokens without the start token; with `stopAtEos` a row ends
  *   with its first EOS (kept), otherwise every row has `maxNewTokens` tokens
+ * @throws Error naming the input with a wrong rank, dtype or shape, an empty batch, an id outside
+ *   the vocabulary, or a `maxNewTokens` that is not a positive integer
  */
 export async function greedyDecode(
   model: T5Model,
   input: { inputIds: tf.Tensor2D; attentionMask: tf.Tensor2D },
   opts: GreedyOptions,
 ): Promise<number[][]> {
-  checkIds(input.inputIds, "inputIds", "int32");
-  checkIds(input.attentionMask, "attentionMask", "float32");
-  if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 0) {
+  checkIds("greedyDecode", input.inputIds, "inputIds", "int32");
+  checkIds("greedyDecode", input.attentionMask, "attentionMask", "float32");
+  checkMask("greedyDecode", input.inputIds, input.attentionMask);
+  if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 1) {
     throw new Error(
-      `model/t5.ts greedyDecode: maxNewTokens must be a non-negative integer, got ${opts.maxNewTokens}`,
+      `model/t5.ts greedyDecode: maxNewTokens must be a positive integer, got ${opts.maxNewTokens}`,
     );
   }
   const cfg = model.config;
+  // Decoding reads every step's tokens back anyway; one more read checks the ids.
+  checkVocab(
+    "greedyDecode",
+    "inputIds",
+    await input.inputIds.data(),
+    input.inputIds,
+    cfg.vocabSize,
+  );
   const useCache = opts.useCache ?? true;
   const stopAtEos = opts.stopAtEos ?? true;
   const ctx = makeCtx(model, { hooks: opts.hooks });

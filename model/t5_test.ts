@@ -5,9 +5,13 @@
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
+import { loadHfFolder } from "./checkpoint.ts";
 import { preset, type T5Config } from "./config.ts";
 import { DROPOUT, type DropoutMaskParams, dropoutMaskParams } from "./fused.ts";
 import type { AttentionPrefix, Stack, T5Hooks } from "./hooks.ts";
+import { METHODS } from "./methods/mod.ts";
+import type { Method } from "./method.ts";
+import { sharedPath } from "./shared_dir.ts";
 import {
   crossEntropyLoss,
   disposeT5,
@@ -531,4 +535,231 @@ Deno.test("greedyDecode: cached equals uncached, with and without prefixes; EOS 
     disposeBatch(batch);
     disposeT5(model);
   }
+});
+
+/** Both HF fixtures (T5 1.0 ReLU tied; T5 1.1 gated-GELU untied), read from the shared folder. */
+async function fixtureModel(name: string): Promise<T5Model> {
+  const { config, tensors } = await loadHfFolder(sharedPath("fixtures", "hf-t5", name));
+  try {
+    return t5FromTensors(config, tensors, name);
+  } finally {
+    for (const t of tensors.values()) t.dispose();
+  }
+}
+
+Deno.test("greedyDecode on the HF fixtures: cached = uncached and = each row alone, for every method's hooks, mixed tasks, padding, rows ending early", async () => {
+  const tasks = ["rte", "sst2", "cola"];
+  // Rows of 7, 4, 2 and 5 tokens (padded to 7), from tasks 0, 2, 1, 0.
+  const rows = [[5, 17, 42, 9, 63, 88, 1], [7, 22, 3, 1], [11, 1], [30, 31, 32, 33, 1]];
+  const taskIds = [0, 2, 1, 0];
+  const padded = (ids: number[][]) => {
+    const len = Math.max(...ids.map((r) => r.length));
+    return {
+      inputIds: tf.tensor2d(
+        ids.map((r) => [...r, ...Array(len - r.length).fill(0)]),
+        undefined,
+        "int32",
+      ),
+      attentionMask: tf.tensor2d(
+        ids.map((r) => r.map(() => 1).concat(Array(len - r.length).fill(0))),
+      ),
+    };
+  };
+  for (const fixture of ["t5-tiny-relu", "t5-tiny-v1_1-untied"]) {
+    const model = await fixtureModel(fixture);
+    // At the fixtures' init scale every row repeats one token; larger weights vary the output.
+    scramble(model);
+    const input = padded(rows);
+    let plain: number[][] | undefined;
+    for (const [name, method] of Object.entries(METHODS) as [string, Method<unknown>][]) {
+      const what = `${fixture}/${name}`;
+      const inst = method.create({
+        config: model.config,
+        tasks,
+        seed: 5,
+        backbone: model.params,
+        labelTokenIds: new Map([["rte", [[5], [6, 7]]], ["sst2", [[7, 8], [9]]], ["cola", [[10]]]]),
+      }, method.defaults);
+      // Method variables of std 0.5: at their initial scale (e.g. Global's ~1e-5 prompts) the
+      // hooks would barely change the tokens, and a cache that dropped them could pass.
+      let j = 0;
+      for (const v of inst.variables.values()) {
+        tf.tidy(() => v.assign(tf.randomNormal(v.shape, 0, 0.5, "float32", 7 + j++)));
+      }
+      const before = tf.memory().numTensors;
+      const hooks = inst.hooks(taskIds);
+      const opts = { maxNewTokens: 10, hooks, stopAtEos: false };
+      const full = await greedyDecode(model, input, opts);
+      assert.deepEqual(await greedyDecode(model, input, { ...opts, useCache: false }), full, what);
+      // Not trivially constant: at least two rows change token along the way (checked for
+      // these seeds).
+      assert.ok(full.every((r) => r.length === 10), what);
+      assert.ok(full.filter((r) => new Set(r).size >= 2).length >= 2, `${what}: ${full}`);
+      // Padding and the other rows' tasks change nothing: each row decoded alone, unpadded.
+      for (let i = 0; i < rows.length; i++) {
+        const one = padded([rows[i]!]);
+        const alone = await greedyDecode(model, one, { ...opts, hooks: inst.hooks([taskIds[i]!]) });
+        assert.deepEqual(alone[0], full[i], `${what}: row ${i} alone`);
+        tf.dispose([one.inputIds, one.attentionMask]);
+      }
+      if (name === "mtl") plain = full;
+      else assert.notDeepEqual(full, plain, `${what}: the hooks change the tokens`);
+      // EOS: a token that ends some row early (at step ≥ 1) while another row never emits it;
+      // finished rows are fed padding, and the others go on to the limit.
+      const eos = full.flat().find((t) =>
+        full.some((r) => r.indexOf(t) >= 1) && full.some((r) => !r.includes(t))
+      );
+      assert.ok(eos !== undefined, `${what}: no token ends a row early: ${JSON.stringify(full)}`);
+      const eosModel: T5Model = {
+        config: { ...model.config, eosTokenId: eos },
+        params: model.params,
+      };
+      const stopped = await greedyDecode(eosModel, input, { maxNewTokens: 10, hooks });
+      const stoppedUncached = await greedyDecode(eosModel, input, {
+        maxNewTokens: 10,
+        hooks,
+        useCache: false,
+      });
+      assert.deepEqual(stoppedUncached, stopped, `${what}: EOS`);
+      assert.deepEqual(
+        stopped,
+        full.map((r) => (r.includes(eos) ? r.slice(0, r.indexOf(eos) + 1) : r)),
+        `${what}: rows end at their first EOS`,
+      );
+      assert.ok(stopped.some((r) => r.length < 10) && stopped.some((r) => r.length === 10));
+      assert.equal(tf.memory().numTensors, before, `${what}: no tensors left`);
+      inst.dispose();
+    }
+    tf.dispose([input.inputIds, input.attentionMask]);
+    disposeT5(model);
+  }
+});
+
+/** Runs `f`, which must throw an error whose message matches `re`, and leave no tensor behind. */
+async function refuses(what: string, re: RegExp, f: () => unknown): Promise<void> {
+  const before = tf.memory().numTensors;
+  await assert.rejects(
+    async () => {
+      await f();
+    },
+    re,
+    what,
+  );
+  assert.equal(tf.memory().numTensors, before, `${what}: tensors left`);
+}
+
+Deno.test("bad inputs: forward, greedyDecode, crossEntropyLoss and hooks' results are refused by name, leaving nothing", async () => {
+  const cfg = small("tiny-relu");
+  const model = initT5(cfg, { seed: 1 });
+  const batch = makeBatch(); // [3, 5] inputs, [3, 4] decoder inputs
+  const input = { inputIds: batch.inputIds, attentionMask: batch.attentionMask };
+  const keep = (ts: tf.Tensor[]) => ts; // created outside `refuses`, disposed at the end
+  const [wideMask, rowMask, empty, emptyMask, short, shortMask, oov, neg] = keep([
+    tf.ones([3, 6]),
+    tf.ones([1, 5]), // would broadcast over the batch
+    tf.zeros([0, 5], "int32"),
+    tf.zeros([0, 5]),
+    tf.zeros([3, 0], "int32"),
+    tf.zeros([3, 0]),
+    tf.tensor2d([[5, 9, 64, 2, 1], [7, 8, 1, 0, 0], [3, 4, 6, 10, 1]], undefined, "int32"),
+    tf.tensor2d([[5, 9, 13, 2, 1], [7, 8, 1, 0, 0], [3, -4, 6, 10, 1]], undefined, "int32"),
+  ]) as tf.Tensor2D[];
+  const g = (inp: typeof input, maxNewTokens = 3) => greedyDecode(model, inp, { maxNewTokens });
+  await refuses(
+    "greedy mask [3,6]",
+    /greedyDecode: attentionMask \[3,6\] != inputIds \[3,5\]/,
+    () => g({ ...input, attentionMask: wideMask! }),
+  );
+  await refuses(
+    "greedy mask [1,5]",
+    /greedyDecode: attentionMask \[1,5\] != inputIds \[3,5\]/,
+    () => g({ ...input, attentionMask: rowMask! }),
+  );
+  await refuses(
+    "greedy empty batch",
+    /greedyDecode: inputIds \[0,5\] is empty/,
+    () => g({ inputIds: empty!, attentionMask: emptyMask! }),
+  );
+  await refuses(
+    "greedy empty rows",
+    /greedyDecode: inputIds \[3,0\] is empty/,
+    () => g({ inputIds: short!, attentionMask: shortMask! }),
+  );
+  await refuses(
+    "greedy id = vocab",
+    /greedyDecode: inputIds\[0\]\[2\] is 64, outside the vocabulary \[0, 64\)/,
+    () => g({ ...input, inputIds: oov! }),
+  );
+  await refuses(
+    "greedy id < 0",
+    /greedyDecode: inputIds\[2\]\[1\] is -4, outside/,
+    () => g({ ...input, inputIds: neg! }),
+  );
+  for (const n of [0, -1, 1.5, NaN]) {
+    await refuses(
+      `maxNewTokens ${n}`,
+      /greedyDecode: maxNewTokens must be a positive integer/,
+      () => g(input, n),
+    );
+  }
+  const f = (b: Partial<Seq2SeqBatch>, hooks?: T5Hooks) => {
+    const r = forward(model, { ...batch, ...b }, hooks ? { hooks } : {});
+    tf.dispose([r.logits, r.encoderOutput]);
+  };
+  await refuses(
+    "forward mask [1,5]",
+    /forward: attentionMask \[1,5\] != inputIds \[3,5\]/,
+    () => f({ attentionMask: rowMask! }),
+  );
+  await refuses(
+    "forward empty batch",
+    /forward: inputIds \[0,5\] is empty/,
+    () => f({ inputIds: empty!, attentionMask: emptyMask! }),
+  );
+  await refuses(
+    "forward empty decoder",
+    /forward: decoderInputIds \[3,0\] is empty/,
+    () => f({ decoderInputIds: short! }),
+  );
+  await refuses(
+    "afterSublayer of one row",
+    /afterSublayer hook \(encoder block 0 self_attention\) returned \[1,5,64\] for an input of shape \[3,5,64\]/,
+    () => f({}, { afterSublayer: (_s, _l, _u, y) => y.slice([0, 0, 0], [1, -1, -1]) }),
+  );
+  await refuses(
+    "encoderInput of another batch",
+    /encoderInput hook returned embeds \[6,5,64\] with mask \[6,5\]; expected \[3, length, 64\]/,
+    () =>
+      f({}, {
+        encoderInput: (e, m) => ({ embeds: tf.concat([e, e]), mask: tf.concat([m, m]) }),
+      }),
+  );
+  // cpu gives a result for all of these without the checks (broadcast or empty tensors).
+  const logits2d = tf.zeros([3, 4]);
+  const labels = tf.zeros([3, 4], "int32");
+  await refuses(
+    "loss of rank-2 logits",
+    /crossEntropyLoss: logits must be rank 3/,
+    () => crossEntropyLoss(logits2d as unknown as tf.Tensor3D, labels as tf.Tensor2D),
+  );
+  tf.dispose([logits2d, labels, wideMask!, rowMask!, empty!, emptyMask!, short!, shortMask!]);
+  tf.dispose([oov!, neg!]);
+  disposeBatch(batch);
+  disposeT5(model);
+});
+
+Deno.test("t5FromTensors: a refused per-stack embedding table leaves no variable behind", () => {
+  const cfg = small("tiny-v1_1");
+  const model = initT5(cfg, { seed: 2 });
+  const tensors = new Map<string, tf.Tensor>(model.params);
+  const bad = tf.zeros([cfg.vocabSize, cfg.dModel + 1]);
+  tensors.set("decoder.embed_tokens.weight", bad);
+  const before = tf.memory().numTensors;
+  assert.throws(
+    () => t5FromTensors(cfg, tensors, "ck"),
+    /ck: tensor "decoder.embed_tokens.weight" has shape \[64,65\], expected \[64,64\]/,
+  );
+  assert.equal(tf.memory().numTensors, before, "variables made before the check were left");
+  bad.dispose();
+  disposeT5(model);
 });
