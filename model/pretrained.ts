@@ -195,61 +195,135 @@ function padIds(rows: readonly (readonly number[])[], pad: number): tf.Tensor2D 
 }
 
 /**
+ * The encoder mask of rows padded by {@link padIds}: 1 on each row's own tokens, by length (as
+ * training's batches, `benchmarks/batching.ts` `collate`), so a `<pad>` id written in the text
+ * is attended to, not taken for padding.
+ */
+function lengthMask(rows: readonly (readonly number[])[]): tf.Tensor2D {
+  const len = Math.max(1, ...rows.map((r) => r.length));
+  const data = new Float32Array(rows.length * len);
+  rows.forEach((r, i) => data.fill(1, i * len, i * len + r.length));
+  return tf.tensor2d(data, [rows.length, len], "float32");
+}
+
+/**
+ * Token ids of `text` cut to `maxLength` as training cuts them (T5's `append_eos_after_trim`,
+ * `benchmarks/batching.ts` `truncateWithEos`): the ids without their `</s>` are cut to
+ * `maxLength - 1` and `</s>` is appended, so a cut sequence still ends with it. Without
+ * `maxLength`, all of them.
+ */
+function encodeCut(t5: LoadedT5, text: string, maxLength: number | undefined): number[] {
+  const ids = t5.tokenizer.encode(text);
+  if (maxLength === undefined) return ids;
+  const eos = t5.model.config.eosTokenId;
+  const body = ids.length > 0 && ids[ids.length - 1] === eos ? ids.slice(0, -1) : ids;
+  return [...body.slice(0, maxLength - 1), eos];
+}
+
+function checkLength(fn: string, name: string, value: number | undefined): void {
+  if (value !== undefined && !(Number.isInteger(value) && value >= 1)) {
+    throw new Error(`${fn}: ${name} must be a positive integer, got ${value}`);
+  }
+}
+
+/** Options of {@link teacherForced}. */
+export interface TeacherForcedOptions {
+  /** Method hooks, if any. */
+  readonly hooks?: T5Hooks;
+  /**
+   * Encoder tokens per input at most, `</s>` included, cut as in training (the profile's
+   * `maxInputLength`); default: the whole text.
+   */
+  readonly maxInputLength?: number;
+  /**
+   * Target tokens per target at most, `</s>` included, cut as in training (the profile's
+   * `maxTargetLength`); default: the whole text.
+   */
+  readonly maxTargetLength?: number;
+}
+
+/**
  * Teacher-forced forward pass on text pairs: logits for every target position and the mean
- * token cross-entropy (targets end with `</s>`; padding positions are ignored).
+ * token cross-entropy (targets end with `</s>`; padding positions are ignored). With
+ * `maxInputLength` / `maxTargetLength` the texts are cut as training cuts them.
  *
  * @param t5 a loaded model
  * @param inputs encoder texts
  * @param targets decoder target texts, one per input
- * @param opts method hooks, if any
+ * @param opts method hooks, and the lengths to cut to
  * @returns logits `[batch, targetLength, vocab]` (caller disposes) and the loss as a number
+ * @throws Error for no inputs, a number of targets other than of inputs, or a length that is
+ *   not a positive integer
  */
 export function teacherForced(
   t5: LoadedT5,
   inputs: readonly string[],
   targets: readonly string[],
-  opts: { hooks?: T5Hooks } = {},
+  opts: TeacherForcedOptions = {},
 ): { logits: tf.Tensor3D; loss: number } {
   if (inputs.length !== targets.length || inputs.length === 0) {
     throw new Error(
       `teacherForced: need the same non-zero number of inputs and targets, got ${inputs.length} and ${targets.length}`,
     );
   }
+  checkLength("teacherForced", "maxInputLength", opts.maxInputLength);
+  checkLength("teacherForced", "maxTargetLength", opts.maxTargetLength);
   const cfg = t5.model.config;
-  const inIds = inputs.map((s) => t5.tokenizer.encode(s));
-  const tgtIds = targets.map((s) => t5.tokenizer.encode(s));
+  const inIds = inputs.map((s) => encodeCut(t5, s, opts.maxInputLength));
+  const tgtIds = targets.map((s) => encodeCut(t5, s, opts.maxTargetLength));
   return tf.tidy(() => {
     const inputIds = padIds(inIds, cfg.padTokenId);
-    const attentionMask = tf.cast(tf.notEqual(inputIds, cfg.padTokenId), "float32") as tf.Tensor2D;
+    const attentionMask = lengthMask(inIds);
     const labels = padIds(tgtIds, -100);
     const decoderInputIds = padIds(
       tgtIds.map((r) => [cfg.decoderStartTokenId, ...r.slice(0, -1)]),
       cfg.padTokenId,
     );
-    const { logits } = forward(t5.model, { inputIds, attentionMask, decoderInputIds }, opts);
+    const { logits } = forward(
+      t5.model,
+      { inputIds, attentionMask, decoderInputIds },
+      opts.hooks ? { hooks: opts.hooks } : {},
+    );
     const loss = crossEntropyLoss(logits, labels);
     return { logits: tf.keep(logits), loss: loss.dataSync()[0]! };
   });
+}
+
+/** Options of {@link generate}. */
+export interface GenerateOptions {
+  /** Tokens to generate at most, `</s>` included (default 32). */
+  readonly maxNewTokens?: number;
+  /** Method hooks, if any. */
+  readonly hooks?: T5Hooks;
+  /**
+   * Encoder tokens per input at most, `</s>` included, cut as in training and evaluation (the
+   * profile's `maxInputLength`); default: the whole text.
+   */
+  readonly maxInputLength?: number;
 }
 
 /**
  * Greedy decoding of texts (with the key/value cache), stopping at `</s>`.
  *
  * @param t5 a loaded model
- * @param inputs encoder texts
- * @param opts maximum new tokens (default 32) and method hooks
+ * @param inputs encoder texts (at least one)
+ * @param opts maximum new tokens (default 32), method hooks, and the input length to cut to
  * @returns the decoded strings, special tokens removed
+ * @throws Error for no inputs, or a `maxNewTokens` or `maxInputLength` that is not a positive
+ *   integer
  */
 export async function generate(
   t5: LoadedT5,
   inputs: readonly string[],
-  opts: { maxNewTokens?: number; hooks?: T5Hooks } = {},
+  opts: GenerateOptions = {},
 ): Promise<string[]> {
+  if (inputs.length === 0) throw new Error(`generate: inputs is empty (need at least one text)`);
+  checkLength("generate", "maxNewTokens", opts.maxNewTokens);
+  checkLength("generate", "maxInputLength", opts.maxInputLength);
   const cfg = t5.model.config;
-  const inputIds = padIds(inputs.map((s) => t5.tokenizer.encode(s)), cfg.padTokenId);
-  const attentionMask = tf.tidy(() =>
-    tf.cast(tf.notEqual(inputIds, cfg.padTokenId), "float32") as tf.Tensor2D
-  );
+  const ids = inputs.map((s) => encodeCut(t5, s, opts.maxInputLength));
+  const inputIds = padIds(ids, cfg.padTokenId);
+  const attentionMask = lengthMask(ids);
   try {
     const rows = await greedyDecode(t5.model, { inputIds, attentionMask }, {
       maxNewTokens: opts.maxNewTokens ?? 32,

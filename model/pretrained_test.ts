@@ -1,11 +1,13 @@
 import * as tf from "@tensorflow/tfjs";
-import { equal, ok, rejects } from "node:assert/strict";
+import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { join } from "node:path";
 import { saveHfFolder } from "./checkpoint.ts";
 import { preset } from "./config.ts";
 import { crossEntropyLoss, forward, initT5, t5StateDict } from "./t5.ts";
 import { sharedPath } from "./shared_dir.ts";
 import { disposeLoadedT5, generate, loadT5, teacherForced } from "./pretrained.ts";
+import { greedyDecode } from "./t5.ts";
+import { collate, disposeBatch, encodeExample } from "../benchmarks/batching.ts";
 
 const TOKENIZER = sharedPath("fixtures/tokenizer/unigram-glue-4k/tokenizer.json");
 
@@ -219,5 +221,93 @@ Deno.test("loadT5() of a checkpoint without shared.weight (only the stacks' tabl
     disposeLoadedT5(a);
     disposeLoadedT5(b);
     for (const dir of [full, stacksOnly]) await Deno.remove(join(dir, ".."), { recursive: true });
+  }
+});
+
+Deno.test("teacherForced() and generate() cut and mask texts as training does (batching.ts), and refuse bad arguments by name", async () => {
+  await tf.setBackend("cpu");
+  const dir = await folder();
+  const t5 = await loadT5(join(dir, "t5"));
+  try {
+    const cfg = t5.model.config;
+    // Longer than the limits below; the first input holds a "<pad>" (id 0) the text asks for,
+    // which training attends to (its mask is by length).
+    const inputs = [
+      "rte <pad> sentence1: A dog runs in the park with a ball. sentence2: An animal moves.",
+      "cola sentence: Hi",
+    ];
+    const targets = ["not_entailment and more words here", "acceptable"];
+    ok(t5.tokenizer.encode(inputs[0]!).length > 9 && t5.tokenizer.encode(targets[0]!).length > 4);
+    const lengths = { maxInputLength: 9, maxTargetLength: 4 };
+    const rows = inputs.map((input, i) =>
+      encodeExample({ input, target: targets[i]! }, 0, t5.tokenizer, {
+        ...lengths,
+        eosTokenId: cfg.eosTokenId,
+      })
+    );
+    ok(rows[0]!.input.includes(cfg.padTokenId), "the cut text holds a <pad>");
+    const batch = collate(rows, cfg);
+    const before = tf.memory().numTensors;
+    try {
+      const want = tf.tidy(() => {
+        const { logits } = forward(t5.model, batch);
+        return { logits, loss: crossEntropyLoss(logits, batch.labels).dataSync()[0]! };
+      });
+      const got = teacherForced(t5, inputs, targets, lengths);
+      equal(got.logits.shape.join(), want.logits.shape.join());
+      // The same ids and masks through the same ops: identical numbers at every target position
+      // (collate feeds a shorter row's EOS, not <pad>, after it, where the label is -100).
+      const counted = tf.tidy(() => tf.notEqual(batch.labels, -100).expandDims(2));
+      const diff = tf.tidy(() =>
+        tf.max(tf.abs(tf.mul(tf.sub(got.logits, want.logits), counted))).dataSync()[0]
+      );
+      counted.dispose();
+      equal(diff, 0);
+      equal(got.loss, want.loss);
+      tf.dispose([got.logits, want.logits]);
+      const decoded = await greedyDecode(t5.model, batch, { maxNewTokens: 5 });
+      const text = await generate(t5, inputs, { maxNewTokens: 5, maxInputLength: 9 });
+      deepEqual(text, decoded.map((r) => t5.tokenizer.decode(r)));
+      equal(tf.memory().numTensors, before, "no tensors left");
+
+      const refused = async (what: string, re: RegExp, f: () => unknown) => {
+        await rejects(
+          async () => {
+            await f();
+          },
+          re,
+          what,
+        );
+        equal(tf.memory().numTensors, before, `${what}: tensors left`);
+      };
+      await refused("no inputs", /generate: inputs is empty/, () => generate(t5, []));
+      for (const n of [0, -2, 2.5]) {
+        await refused(
+          `maxNewTokens ${n}`,
+          /generate: maxNewTokens must be a positive integer/,
+          () => generate(t5, inputs, { maxNewTokens: n }),
+        );
+        await refused(
+          `maxInputLength ${n}`,
+          /generate: maxInputLength must be a positive/,
+          () => generate(t5, inputs, { maxInputLength: n }),
+        );
+        await refused(
+          `maxTargetLength ${n}`,
+          /teacherForced: maxTargetLength must be a positive integer/,
+          () => teacherForced(t5, inputs, targets, { maxTargetLength: n }),
+        );
+      }
+      await refused(
+        "1 target for 2 inputs",
+        /teacherForced: need the same non-zero number/,
+        () => teacherForced(t5, inputs, targets.slice(1)),
+      );
+    } finally {
+      disposeBatch(batch);
+    }
+  } finally {
+    disposeLoadedT5(t5);
+    await Deno.remove(dir, { recursive: true });
   }
 });
