@@ -24,7 +24,9 @@
  *    (transposed only, the default) and tiled (all float32 matmuls).
  *
  * Usage: `deno run -A benchmarks/gpu_check.ts [--quick] [--sections=a,b] [--budget-s=N]
- * [--out=file.json]` ({@link GPU_CHECK_USAGE}). `--quick` uses tiny shapes (for checking the script
+ * [--out=file.json]` ({@link GPU_CHECK_USAGE}). `--budget-s` is checked before each section and
+ * before each variant (`t5`, `encoder`) or row (`matmul`) of one, whose partial results are saved
+ * as they come (`partial: true`) and kept if the section throws. `--quick` uses tiny shapes (for checking the script
  * on the software adapter). The report goes to `$OUT/gpu_check.json` when `OUT` is set, else
  * `results/perf/gpu_check-<time>.json`. Exit codes ({@link cli}): 0 the report was written (a
  * section's error is recorded in it) or `--help`, 1 a failure outside the sections (the webgpu
@@ -39,6 +41,7 @@ import "@tensorflow/tfjs-backend-webgpu";
 import { raiseWebgpuLimits } from "../model/webgpu/device_limits.ts";
 import { parseArgs } from "node:util";
 import {
+  adamwGroupSize,
   MATMUL_TILE_CANDIDATES,
   MATMUL_TILES,
   type MatMulTileName,
@@ -74,6 +77,7 @@ import {
   serializeTuningTable,
 } from "../model/webgpu/tuning.ts";
 import { createOptimizer, withTrainingRestored } from "./optim.ts";
+import { gitState } from "./provenance.ts";
 
 /** A kernel configuration compared by the check. */
 interface Variant {
@@ -114,6 +118,17 @@ function useVariant(v: Variant): void {
   resetWebgpuKernelStats();
 }
 
+/**
+ * What a section gets besides `quick`: `partial` saves what it measured so far (a section that
+ * throws, or a run the device tool stops, keeps it), and `overBudget` says, before each variant
+ * or row, whether the run is past `--budget-s` (the reason, then the rest of the section is
+ * written as skipped).
+ */
+interface SectionContext {
+  readonly partial: (out: Record<string, unknown>) => Promise<void>;
+  readonly overBudget: () => string | undefined;
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -146,6 +161,11 @@ async function adapterSection(): Promise<Record<string, unknown>> {
     maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
     maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize,
     maxComputeInvocationsPerWorkgroup: adapter.limits.maxComputeInvocationsPerWorkgroup,
+    // The grouped AdamW update (`groupUpdates`) of the device the backend opened, whose limits
+    // raiseWebgpuLimits raised: what `tiled-ungrouped` is compared against.
+    adamwVariablesPerDispatch: adamwGroupSize(
+      (tf.backend() as unknown as { device: GPUDevice }).device.limits,
+    ),
     env: {
       DENO_WEBGPU_BACKEND: Deno.env.get("DENO_WEBGPU_BACKEND") ?? null,
       HYPERPROMPT_WEBGPU_KERNELS: Deno.env.get("HYPERPROMPT_WEBGPU_KERNELS") ?? null,
@@ -253,6 +273,8 @@ function matmulCases(quick: boolean): MatMulCase[] {
       { name: "64^3", a: [64, 64], b: [64, 64], tA: false, tB: false },
       { name: "x·Wᵀ", a: [96, 32], b: [64, 32], tA: false, tB: true },
       { name: "dyᵀ·x", a: [96, 64], b: [96, 32], tA: true, tB: false },
+      // Batched, as the full run's attention-score rows.
+      { name: "scores", a: [6, 16, 8], b: [6, 16, 8], tA: false, tB: true },
     ];
   }
   const T = 4096, d = 768, ff = 3072, B = 32 * 12, L = 128, dk = 64;
@@ -338,7 +360,10 @@ function timeMatMul(
   return timeOp(() => tf.matMul(a, b, c.tA, c.tB), reps, flop);
 }
 
-async function matmulSection(quick: boolean): Promise<Record<string, unknown>> {
+async function matmulSection(
+  quick: boolean,
+  ctx: SectionContext,
+): Promise<Record<string, unknown>> {
   const reps = quick ? 2 : 10;
   const variants: Variant[] = [
     STOCK,
@@ -351,6 +376,11 @@ async function matmulSection(quick: boolean): Promise<Record<string, unknown>> {
   ];
   const rows: Record<string, unknown>[] = [];
   for (const c of matmulCases(quick)) {
+    const over = ctx.overBudget();
+    if (over !== undefined) {
+      rows.push({ name: c.name, skipped: over });
+      continue;
+    }
     const a = fill(c.a, 3), b = fill(c.b, 4);
     const m = c.tA ? c.a[c.a.length - 1]! : c.a[c.a.length - 2]!;
     const k = c.tA ? c.a[c.a.length - 2]! : c.a[c.a.length - 1]!;
@@ -367,8 +397,11 @@ async function matmulSection(quick: boolean): Promise<Record<string, unknown>> {
     }
     rows.push(row);
     tf.dispose([a, b]);
+    await ctx.partial({ reps, rows, partial: true });
   }
-  rows.push(...(await headRows(quick, reps)));
+  const over = ctx.overBudget();
+  if (over === undefined) rows.push(...(await headRows(quick, reps)));
+  else rows.push({ name: "heads", skipped: over });
   useVariant(STOCK);
   return { reps, rows };
 }
@@ -430,7 +463,10 @@ interface StepResult {
   matmuls: unknown;
 }
 
-/** Times a training step: `loss` builds the scalar loss from the trainable `vars`. */
+/**
+ * Times a training step: `loss` builds the scalar loss from the trainable `vars`. The optimizer's
+ * state is freed even when a step throws.
+ */
 async function timeStep(
   loss: () => tf.Scalar,
   vars: tf.Variable[],
@@ -439,6 +475,19 @@ async function timeStep(
   // The project's AdamW (benchmarks/optim.ts): the fused WGSL update where the fused kernels are
   // registered, op by op otherwise (the reference PyTorch figure is an AdamW step too).
   const opt = createOptimizer({ kind: "adamw" });
+  try {
+    return await measureSteps(opt, loss, vars, steps);
+  } finally {
+    opt.dispose();
+  }
+}
+
+async function measureSteps(
+  opt: ReturnType<typeof createOptimizer>,
+  loss: () => tf.Scalar,
+  vars: tf.Variable[],
+  steps: number,
+): Promise<StepResult> {
   const params = new Map(vars.map((v) => [v.name, v]));
   const step = async () => {
     const { value, grads } = tf.variableGrads(loss, vars);
@@ -494,7 +543,6 @@ async function timeStep(
   }
   const top = [...byKernel.entries()].sort((x, y) => y[1].ms - x[1].ms).slice(0, 12)
     .map(([name, e]) => ({ name, ms: round(e.ms), count: e.n }));
-  opt.dispose();
   return {
     warmupMs: round(warmupMs, 1),
     stepMs: stepMs.map((x) => round(x, 1)),
@@ -640,7 +688,10 @@ async function hostBreakdown(
   }
 }
 
-async function encoderSection(quick: boolean): Promise<Record<string, unknown>> {
+async function encoderSection(
+  quick: boolean,
+  ctx: SectionContext,
+): Promise<Record<string, unknown>> {
   const [layers, batch, len, d, heads, ff] = quick
     ? [1, 2, 16, 64, 4, 128]
     : [4, 32, 128, 768, 12, 3072];
@@ -690,13 +741,22 @@ async function encoderSection(quick: boolean): Promise<Record<string, unknown>> 
     shape: { layers, batch, len, d, heads, ff },
     trainFlop: 3 * forwardFlop,
   };
-  for (const variant of [STOCK, MATMUL_ONLY, TILED, TILED_NOSPLIT, TILED_ALL]) {
-    useVariant(variant);
-    const r = await timeStep(loss, vars, steps);
-    out[variant.name] = { ...r, tflops: round((3 * forwardFlop) / median(r.stepMs) / 1e9, 4) };
+  try {
+    for (const variant of [STOCK, MATMUL_ONLY, TILED, TILED_NOSPLIT, TILED_ALL]) {
+      const over = ctx.overBudget();
+      if (over !== undefined) {
+        out[variant.name] = { skipped: over };
+        continue;
+      }
+      useVariant(variant);
+      const r = await timeStep(loss, vars, steps);
+      out[variant.name] = { ...r, tflops: round((3 * forwardFlop) / median(r.stepMs) / 1e9, 4) };
+      await ctx.partial({ ...out, partial: true });
+    }
+  } finally {
+    useVariant(STOCK);
+    tf.dispose([x, bias, ...vars]);
   }
-  useVariant(STOCK);
-  tf.dispose([x, bias, ...vars]);
   return out;
 }
 
@@ -742,7 +802,11 @@ let tunedTable: MatMulTuningTable | undefined;
  * same shapes) as `deno task tune` does, and writes the table to `tablePath` (copy it to
  * `results/tuning/<adapter>.json` to make it the adapter's default).
  */
-async function tuneSection(quick: boolean, tablePath: string): Promise<Record<string, unknown>> {
+async function tuneSection(
+  quick: boolean,
+  tablePath: string,
+  git: { sha: string; dirty: boolean },
+): Promise<Record<string, unknown>> {
   useVariant(TILED);
   const w = t5Workload(quick, 1);
   let calls: Record<string, number>;
@@ -763,6 +827,7 @@ async function tuneSection(quick: boolean, tablePath: string): Promise<Record<st
     reps,
     rounds,
     candidates: quick ? QUICK_TUNE_CANDIDATES.join(",") : "all",
+    git: `${git.sha}${git.dirty ? "+dirty" : ""}`,
   });
   await writeFileAtomic(tablePath, serializeTuningTable(table));
   tunedTable = table;
@@ -796,7 +861,7 @@ async function tuneSection(quick: boolean, tablePath: string): Promise<Record<st
 
 async function t5Section(
   quick: boolean,
-  partial: (out: Record<string, unknown>) => Promise<void>,
+  ctx: SectionContext,
 ): Promise<Record<string, unknown>> {
   const { config, batch, inLen, outLen, vars, loss, dispose } = t5Workload(quick);
   const steps = quick ? 1 : 2;
@@ -812,19 +877,27 @@ async function t5Section(
     ? []
     : [{ name: "tiled-tuned", kernels: { tuning: tunedTable } }];
   const variants = [TILED, TILED_UNGROUPED, TILED_SUBMIT15, TILED_NOSPLIT, MATMUL_ONLY, STOCK];
-  for (const variant of [...tuned, ...variants]) {
-    useVariant(variant);
-    const r = await timeStep(loss, vars, steps);
-    const ms = median(r.stepMs);
-    out[variant.name] = {
-      ...r,
-      tflops: round(trainFlop / ms / 1e9, 4),
-      tokensPerS: Math.round((batch * (inLen + outLen)) / (ms / 1000)),
-    };
-    await partial({ ...out, partial: true });
+  try {
+    for (const variant of [...tuned, ...variants]) {
+      const over = ctx.overBudget();
+      if (over !== undefined) {
+        out[variant.name] = { skipped: over };
+        continue;
+      }
+      useVariant(variant);
+      const r = await timeStep(loss, vars, steps);
+      const ms = median(r.stepMs);
+      out[variant.name] = {
+        ...r,
+        tflops: round(trainFlop / ms / 1e9, 4),
+        tokensPerS: Math.round((batch * (inLen + outLen)) / (ms / 1000)),
+      };
+      await ctx.partial({ ...out, partial: true });
+    }
+  } finally {
+    useVariant(STOCK);
+    dispose();
   }
-  useVariant(STOCK);
-  dispose();
   return out;
 }
 
@@ -840,7 +913,8 @@ export const GPU_CHECK_USAGE =
 
   --quick            tiny shapes, to check the script on the software adapter
   --sections=LIST    comma-separated, of ${SECTIONS.join(", ")} (default: all)
-  --budget-s=N       skip a section that would start after N seconds (default 480)
+  --budget-s=N       skip a section, or a variant or matmul row of one, that would start after
+                     N seconds; it is written as skipped (default 480)
   --out=FILE         the JSON report (default: $OUT/gpu_check.json when OUT is set, else
                      results/perf/gpu_check-<time>.json); the tune section's table goes beside it
   --help             this text
@@ -863,7 +937,10 @@ function checkReportPath(outPath: string, namedBy: string): void {
  * @param args command-line arguments
  * @returns the report (also written to `--out`, `$OUT/gpu_check.json` or `results/perf/`)
  */
-export async function main(args: string[]): Promise<Record<string, unknown>> {
+export async function main(
+  args: string[],
+  opts: GpuCheckOptions = {},
+): Promise<Record<string, unknown>> {
   let values;
   try {
     values = parseArgs({
@@ -912,36 +989,50 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
   // The tune section's table goes beside the report.
   const tablePath = outPath.replace(/(\.json)?$/, "-tuning.json");
   const t0 = performance.now();
+  const elapsedS = opts.elapsedS ?? (() => (performance.now() - t0) / 1000);
+  const overBudget = (): string | undefined => {
+    const elapsed = elapsedS();
+    return elapsed > budgetS ? `budget: ${round(elapsed, 0)} s > ${budgetS} s` : undefined;
+  };
+  // Outside a git checkout (the GPU machine gets a copy of the tree) the commit is "unknown".
+  const git = gitState();
   const report: Record<string, unknown> = {
     started: new Date().toISOString(),
+    args,
+    git: `${git.sha}${git.dirty ? "+dirty" : ""}`,
     quick,
     deno: Deno.version.deno,
     tfjs: tf.version.tfjs,
     sections: {},
   };
+  tunedTable = undefined; // a table of an earlier call in this process is not this run's
   const sections = report.sections as Record<string, unknown>;
   quietWaylandProbe();
   raiseWebgpuLimits(); // before the backend starts: more variables per AdamW dispatch
   await tf.setBackend("webgpu");
   await tf.ready();
   console.log(`gpu_check: backend ${tf.getBackend()}, report -> ${outPath}`);
+  const save = () => writeFileAtomic(outPath, JSON.stringify(report, null, 2) + "\n");
+  const ctx = (s: Section): SectionContext => ({
+    partial: async (out) => {
+      sections[s] = out;
+      await save();
+    },
+    overBudget,
+  });
   const run: Record<Section, () => Promise<Record<string, unknown>>> = {
     adapter: adapterSection,
     correctness: () => correctnessSection(quick),
-    tune: () => tuneSection(quick, tablePath),
-    matmul: () => matmulSection(quick),
-    encoder: () => encoderSection(quick),
-    t5: () =>
-      t5Section(quick, async (out) => {
-        sections.t5 = out;
-        await writeFileAtomic(outPath, JSON.stringify(report, null, 2) + "\n");
-      }),
+    tune: () => tuneSection(quick, tablePath, git),
+    matmul: () => matmulSection(quick, ctx("matmul")),
+    encoder: () => encoderSection(quick, ctx("encoder")),
+    t5: () => t5Section(quick, ctx("t5")),
   };
   for (const s of SECTIONS) {
     if (!wanted.includes(s)) continue;
-    const elapsed = (performance.now() - t0) / 1000;
-    if (elapsed > budgetS) {
-      sections[s] = { skipped: `budget: ${round(elapsed, 0)} s > ${budgetS} s` };
+    const over = overBudget();
+    if (over !== undefined) {
+      sections[s] = { skipped: over };
       console.log(`gpu_check: ${s} skipped (budget)`);
       continue;
     }
@@ -949,7 +1040,12 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
     try {
       sections[s] = { ...(await run[s]()), seconds: round((performance.now() - s0) / 1000, 1) };
     } catch (e) {
-      sections[s] = { error: e instanceof Error ? `${e.message}\n${e.stack}` : String(e) };
+      // What the section saved before it threw (e.g. the t5 variants measured) stays.
+      const saved = sections[s] as Record<string, unknown> | undefined;
+      sections[s] = {
+        ...saved,
+        error: e instanceof Error ? `${e.message}\n${e.stack}` : String(e),
+      };
       useVariant(STOCK);
     }
     console.log(`gpu_check: ${s} ${JSON.stringify(sections[s])}`);
@@ -959,6 +1055,15 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
   }
   console.log(`gpu_check: done in ${report.seconds} s; wrote ${outPath}`);
   return report;
+}
+
+/** Options of {@link main} (tests). */
+export interface GpuCheckOptions {
+  /**
+   * Seconds since the start, read before each section, variant and row for `--budget-s`
+   * (default: the wall clock).
+   */
+  readonly elapsedS?: () => number;
 }
 
 /** Options of {@link cli} (tests capture the output and replace the check). */

@@ -24,6 +24,11 @@ gpuTest("gpu_check --quick: every section runs and the report is written", async
       assert.ok(sections[s] !== undefined, `section ${s}`);
       assert.equal(sections[s]!["error"], undefined, `${s}: ${String(sections[s]!["error"])}`);
     }
+    // Provenance: the command line and the commit (the GPU machine's copy has no git: "unknown").
+    assert.deepEqual(report["args"], ["--quick", `--out=${out}`]);
+    assert.match(String(report["git"]), /^([0-9a-f]{40}(\+dirty)?|unknown)$/);
+    const perDispatch = sections["adapter"]!["adamwVariablesPerDispatch"] as number;
+    assert.ok(Number.isInteger(perDispatch) && perDispatch >= 2, `${perDispatch} per dispatch`);
     const c = sections["correctness"]!;
     assert.equal(c["pass"], true);
     assert.equal(c["candidatesPass"], true);
@@ -31,6 +36,12 @@ gpuTest("gpu_check --quick: every section runs and the report is written", async
     const split = (c["rows"] as Record<string, unknown>[]).filter((r) => r["splitK"] === 3);
     assert.equal(split.length, 3 * 4, "t128, t64, t32 × four transpose pairs, split");
     for (const r of split) assert.match(String(r["kernel"]), /^t(128|64|32)\/k\d$/);
+    // The batched row (the full run's attention scores are rank 3): FLOPs count every batch.
+    const scores = (sections["matmul"]!["rows"] as Record<string, unknown>[])
+      .find((r) => r["name"] === "scores")!;
+    assert.equal(scores["flop"], 2 * 6 * 16 * 16 * 8);
+    assert.ok((scores["tiled-all"] as { ms: number }).ms > 0);
+    assert.equal(sections["matmul"]!["partial"], undefined, "the finished section is not partial");
     const heads = (sections["matmul"]!["rows"] as Record<string, Record<string, unknown>>[])
       .filter((r) => String(r["name"]).startsWith("heads"));
     assert.equal(heads.length, 3, "three head-product rows");
@@ -85,6 +96,65 @@ gpuTest("gpu_check --quick: every section runs and the report is written", async
     assert.equal(tf.env().getNumber("WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE"), 15, "default restored");
     assert.deepEqual(JSON.parse(await Deno.readTextFile(out)).sections.t5.preset, "tiny-v1_1");
     assert.equal(tf.memory().numTensors, before, "gpu_check leaked tensors");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+gpuTest(
+  "gpu_check: --budget-s stops a section between variants; what was measured is kept",
+  async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const out = `${dir}/gpu_check.json`;
+      const before = tf.memory().numTensors;
+      // The budget is read before the section and before each variant: the first variant runs,
+      // then the run is out of time.
+      let reads = 0;
+      const report = await main(["--quick", "--sections=t5", `--out=${out}`], {
+        elapsedS: () => (reads++ < 2 ? 0 : 1000),
+      });
+      const t5 = (report.sections as Record<string, Record<string, Record<string, unknown>>>).t5!;
+      assert.ok((t5["tiled"]!["stepMs"] as number[]).length > 0, "the first variant ran");
+      for (const v of ["tiled-ungrouped", "tiled-submit15", "tiled-nosplit", "stock"]) {
+        assert.match(String(t5[v]?.["skipped"]), /^budget: 1000 s > 480 s$/, v);
+      }
+      assert.equal(t5["tiled-tuned"], undefined, "no tune section ran: no tuned variant");
+      assert.deepEqual(JSON.parse(await Deno.readTextFile(out)).sections.t5.stock, {
+        skipped: "budget: 1000 s > 480 s",
+      });
+      assert.equal(tf.memory().numTensors, before, "the section freed its model");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+gpuTest("gpu_check: a section that throws keeps the variants it had saved", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const out = `${dir}/gpu_check.json`;
+    const before = tf.memory().numTensors;
+    // Thrown where the second variant would start (a stand-in for a kernel error or lost device).
+    let reads = 0;
+    const report = await main(["--quick", "--sections=t5", `--out=${out}`], {
+      elapsedS: () => {
+        if (++reads === 3) throw new Error("device lost");
+        return 0;
+      },
+    });
+    for (
+      const t5 of [
+        (report.sections as Record<string, Record<string, unknown>>).t5!,
+        JSON.parse(await Deno.readTextFile(out)).sections.t5,
+      ]
+    ) {
+      assert.match(String(t5["error"]), /^device lost\n/);
+      assert.equal(t5["partial"], true);
+      assert.ok((t5["tiled"] as { stepMs: number[] }).stepMs.length > 0, "tiled kept");
+      assert.equal(t5["tiled-ungrouped"], undefined);
+    }
+    assert.equal(tf.memory().numTensors, before, "the model was freed after the error");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
