@@ -173,6 +173,11 @@ export interface BackendResult {
   elementwise?: { name: string; nsPerElement: number }[];
   steps: StepResult[];
   skipped: Skipped[];
+  /**
+   * Measurements that threw (e.g. out of memory), with the error: the others are still saved,
+   * and the command then exits 1.
+   */
+  failed?: { what: string; error: string }[];
 }
 
 /** The JSON written by `deno task perf`. */
@@ -843,7 +848,8 @@ export const PERF_USAGE =
 /**
  * Run the benchmark with command-line `args`; returns the report (also printed and saved). Every
  * argument (and `--out-dir`) is checked before anything is measured; a bad one is a
- * {@link UsageError}.
+ * {@link UsageError}. A measurement that throws is recorded in its backend's `failed` and the
+ * others go on; the report is saved, then an Error names the failures (exit 1).
  */
 export async function main(args: string[]): Promise<PerfReport> {
   // The commit of the code this process runs (read before measuring: the tree may change).
@@ -1000,7 +1006,13 @@ export async function main(args: string[]): Promise<PerfReport> {
         console.log(`  matmul n=${n}: skipped (estimated ${est.toFixed(1)} s each)`);
         continue;
       }
-      const m = await timeMatMul(n, warm, nrep);
+      let m: MatMulResult;
+      try {
+        m = await timeMatMul(n, warm, nrep);
+      } catch (e) {
+        failed(r, `matmul ${n}`, e);
+        continue;
+      }
       lastRate = m.gflops;
       r.matmul.push(m);
       console.log(
@@ -1109,6 +1121,8 @@ export async function main(args: string[]): Promise<PerfReport> {
             );
           }
         }
+      } catch (e) {
+        failed(r, spec, e);
       } finally {
         w.dispose();
       }
@@ -1135,6 +1149,7 @@ export async function main(args: string[]): Promise<PerfReport> {
     args,
     backends: results,
   };
+  let savedTo: string | undefined;
   if (!values["no-save"]) {
     const dir = values["out-dir"];
     await Deno.mkdir(dir, { recursive: true });
@@ -1144,8 +1159,26 @@ export async function main(args: string[]): Promise<PerfReport> {
     }.json`;
     await writeFileAtomic(path, JSON.stringify(report, null, 2) + "\n");
     console.log(`\nwrote ${path}`);
+    savedTo = path;
+  }
+  const failures = results.flatMap((b) =>
+    (b.failed ?? []).map((f) => `${b.backend} ${f.what}: ${f.error}`)
+  );
+  if (failures.length > 0) {
+    throw new Error(
+      `benchmarks/perf.ts: ${failures.length} measurement(s) failed (${failures.join("; ")})${
+        savedTo === undefined ? "" : `; the others are saved in ${savedTo}`
+      }`,
+    );
   }
   return report;
+}
+
+/** Records a measurement that threw in `r.failed` (the run goes on; {@link main} ends in error). */
+function failed(r: BackendResult, what: string, e: unknown): void {
+  const error = e instanceof Error ? e.message : String(e);
+  (r.failed ??= []).push({ what, error });
+  console.log(`  ${what}: FAILED: ${error}`);
 }
 
 /** Options of {@link cli} (tests capture the output and replace the benchmark). */

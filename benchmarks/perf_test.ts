@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { cli, main, optimizerPath, planWasmT5, type StepResult } from "./perf.ts";
+import * as tf from "@tensorflow/tfjs";
+import { cli, main, optimizerPath, type PerfReport, planWasmT5, type StepResult } from "./perf.ts";
 import { preset } from "../model/config.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
 
@@ -249,3 +250,55 @@ Deno.test("optimizerPath() reports the recorded update paths, op by op where non
     "kernel",
   );
 });
+
+Deno.test(
+  "perf: a measurement that throws is recorded, the others are saved, then exit 1",
+  opts,
+  async () => {
+    const dir = await Deno.makeTempDir();
+    // Relu runs only in the block workload (T5 1.1 is gated GELU): make it throw on cpu.
+    const relu = tf.getKernel("Relu", "cpu")!;
+    tf.unregisterKernel("Relu", "cpu");
+    tf.registerKernel({
+      kernelName: "Relu",
+      backendName: "cpu",
+      kernelFunc: () => {
+        throw new Error("stand-in for an out-of-memory abort");
+      },
+    });
+    try {
+      const err: string[] = [];
+      const args = [
+        "--backends",
+        "cpu",
+        "--sizes",
+        "16",
+        "--workloads",
+        "block:1,8,16,32,2 t5:tiny-v1_1:1,8,4",
+        "--steps",
+        "1",
+        "--out-dir",
+        dir,
+      ];
+      assert.equal(await cli(args, { error: (s) => err.push(s) }), 1);
+      const files = [...Deno.readDirSync(dir)].map((e) => e.name);
+      assert.equal(files.length, 1, "the report was saved");
+      assert.equal(err.length, 1);
+      assert.match(
+        err[0]!,
+        /^benchmarks\/perf\.ts: 1 measurement\(s\) failed \(cpu block:1,8,16,32,2: stand-in for an out-of-memory abort\); the others are saved in .*\.json$/,
+      );
+      const saved = JSON.parse(Deno.readTextFileSync(`${dir}/${files[0]}`)) as PerfReport;
+      const cpu = saved.backends[0]!;
+      assert.deepEqual(cpu.failed, [
+        { what: "block:1,8,16,32,2", error: "stand-in for an out-of-memory abort" },
+      ]);
+      assert.deepEqual(cpu.steps.map((s) => s.workload), ["t5:tiny-v1_1"], "the next one ran");
+      assert.equal(cpu.matmul.length, 1);
+    } finally {
+      tf.unregisterKernel("Relu", "cpu");
+      tf.registerKernel(relu);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
