@@ -8,6 +8,7 @@
  */
 import { BENCHMARK_TASKS, getTask } from "./registry.ts";
 import { classLabel, normalizeSquad, pyWords, stringToFloat, wscSimple } from "./postprocess.ts";
+import { pyFloat } from "./parse.ts";
 import type { BenchmarkName, Example } from "./types.ts";
 
 function checkLengths(a: readonly unknown[], b: readonly unknown[], what: string): void {
@@ -282,7 +283,17 @@ export function scoreTask(
   const words = spec.labelWords;
   switch (spec.converter) {
     case "stsb": {
-      const t = examples.map((e) => stringToFloat(e.target));
+      // A target that is no number ("<unk>": an unlabelled test row) has no gold score; T5's
+      // string_to_float would make it -1.0 and score it, so refuse it as the other tasks do.
+      const t = examples.map((e) => {
+        const v = pyFloat(e.target);
+        if (v === undefined) {
+          throw new Error(
+            `example ${e.id} has no gold score (target ${JSON.stringify(e.target)})`,
+          );
+        }
+        return v;
+      });
       const p = predictions.map(stringToFloat);
       return { pearson_corrcoef: 100 * pearson(t, p), spearman_corrcoef: 100 * spearman(t, p) };
     }
@@ -300,7 +311,10 @@ export function scoreTask(
         const g = e.group ?? e.id;
         if (seen.has(g)) return;
         seen.add(g);
-        golds.push(e.answers ?? []);
+        if (e.answers === undefined || e.answers.length === 0) {
+          throw new Error(`example ${e.id} has no gold answers (an unlabelled test query?)`);
+        }
+        golds.push(e.answers);
         preds.push(predictions[i] as string);
       });
       const s = squad(golds, preds);

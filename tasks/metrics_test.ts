@@ -357,3 +357,47 @@ Deno.test("benchmarkAverage: two keys of one canonical task throw; MNLI halves a
   );
   assert.equal(benchmarkAverage("glue", { ...base, mnli: 50 }), 77.875);
 });
+
+Deno.test("scoreTask: unlabelled STS-B and ReCoRD examples are refused, naming the example", () => {
+  // Test rows have target "<unk>" (STS-B) or no answers (ReCoRD). Without the check STS-B scored
+  // "<unk>" as -1.0 (string_to_float) and ReCoRD named only its index among deduplicated queries.
+  const stsb = [ex("stsb", "1.0", { id: "stsb/v/0" }), ex("stsb", "<unk>", { id: "stsb/test/7" })];
+  assert.throws(
+    () => scoreTask("stsb", stsb, ["1.0", "2.0"]),
+    /^Error: example stsb\/test\/7 has no gold score \(target "<unk>"\)$/,
+  );
+  const rec = [
+    ex("record", "a", { id: "record/v/0/1/0", group: "0/1", answers: ["a", "b"] }),
+    ex("record", "b", { id: "record/v/0/1/1", group: "0/1", answers: ["a", "b"] }),
+    ex("record", "<unk>", { id: "record/test/3/4", group: "3/4", answers: [] }),
+  ];
+  assert.throws(
+    () => scoreTask("record", rec, ["a", "a", "x"]),
+    /^Error: example record\/test\/3\/4 has no gold answers/,
+  );
+  const noField = [ex("record", "<unk>", { id: "record/test/5/6", group: "5/6" })];
+  assert.throws(
+    () => scoreTask("record", noField, ["x"]),
+    /example record\/test\/5\/6 has no gold/,
+  );
+});
+
+Deno.test("metric edge cases follow scikit-learn: no positives, absent class, empty input", () => {
+  // f1_score with no positive target or prediction: zero_division ("warn") gives 0.
+  assert.equal(f1WithInvalid([0, 0, 0], [0, 0, 0]), 0);
+  // An invalid prediction on a negative target becomes a false positive (1 - target).
+  assert.equal(f1WithInvalid([0, 0], [0, -1]), 0);
+  // mean_3class_f1 passes labels=range(3): a class absent from targets and predictions scores
+  // 0 and still counts in the mean (CB on a small evaluation subset without "neutral").
+  close(meanMulticlassF1([0, 1, 0], [0, 1, 0], 3), 2 / 3, "absent class");
+  const cb = ["entailment", "contradiction", "entailment"].map((t) => ex("cb", t));
+  const s = scoreTask("cb", cb, ["entailment", "contradiction", "entailment"]);
+  close(s.mean_3class_f1 as number, 200 / 3, "cb absent class");
+  assert.equal(s.accuracy, 100);
+  // All predictions invalid: one predicted class, so MCC's covariance is 0 and sklearn gives 0.
+  assert.equal(matthewsCorrcoef([0, 1, 0, 1], [-1, -1, -1, -1]), 0);
+  for (const f of [accuracy, matthewsCorrcoef, f1WithInvalid, pearson, spearman]) {
+    assert.throws(() => f([], []), /no examples/, f.name);
+  }
+  assert.throws(() => scoreTask("cola", [], []), /scoreTask\(cola\): no examples/);
+});
