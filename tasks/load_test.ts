@@ -574,3 +574,113 @@ Deno.test("AX cast as MNLI; AX-b rekeyed with string idx and labels on test; AX-
     { accuracy: 50, gender_parity: 50 },
   );
 });
+
+Deno.test("stringified boolean labels (OpenCompass mirrors) read as JSON booleans do", () => {
+  const enc = (rows: unknown[]) =>
+    new TextEncoder().encode(rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
+  const boolq = (label: unknown, idx: number) => ({ question: "q", passage: "p", idx, label });
+  const asBool = examplesFromBytes(
+    "boolq",
+    "validation",
+    enc([boolq(false, 0), boolq(true, 1)]),
+    "a",
+  );
+  const asText = examplesFromBytes(
+    "boolq",
+    "validation",
+    enc([boolq("false", 0), boolq("True", 1)]),
+    "b",
+  );
+  assert.deepEqual(asText.examples.map((e) => [e.target, e.label]), [["False", 0], ["True", 1]]);
+  assert.deepEqual(
+    asText.examples.map((e) => [e.input, e.target, e.label]),
+    asBool.examples.map((e) => [e.input, e.target, e.label]),
+  );
+  const wic = {
+    word: "w",
+    sentence1: "a w",
+    sentence2: "b w",
+    idx: 0,
+    label: "true",
+    start1: 2,
+    start2: 2,
+    end1: 3,
+    end2: 3,
+    version: 1.1,
+  };
+  assert.equal(examplesFromBytes("wic", "validation", enc([wic]), "w").examples[0]?.label, 1);
+  const wsc = {
+    text: "Tom told Bob that he was late .",
+    target: { span2_index: 4, span1_index: 0, span1_text: "Tom", span2_text: "he" },
+    idx: 0,
+    label: "false",
+  };
+  // Train keeps label==True rows only: a stringified "false" must be dropped, not kept.
+  assert.equal(examplesFromBytes("wsc", "train", enc([wsc]), "t").examples.length, 0);
+  assert.equal(examplesFromBytes("wsc", "validation", enc([wsc]), "v").examples[0]?.label, 0);
+  assert.throws(
+    () => examplesFromBytes("boolq", "validation", enc([boolq("no", 0)]), "c.jsonl"),
+    /^DataError: c\.jsonl:1: field "label": unknown label "no" \(expected true\/false\)$/,
+  );
+});
+
+Deno.test("unlabelled test files: MultiRC answers without label, ReCoRD queries without answers", () => {
+  // gluon's MultiRC copy adds per-question fields; they are ignored like any unknown key.
+  const multirc = {
+    idx: 0,
+    version: 1.1,
+    passage: {
+      text: "<b>Sent 1: </b>Bob ran.<br>",
+      questions: [{
+        question: "Who ran?",
+        idx: 5,
+        sentences_used: [0],
+        multisent: false,
+        answers: [{ text: "Bob", idx: 8 }, { text: "Tom", idx: 9 }],
+      }],
+    },
+  };
+  const bytes = new TextEncoder().encode(JSON.stringify(multirc) + "\n");
+  const test = examplesFromBytes("multirc", "test", bytes, "test.jsonl");
+  assert.equal(test.rows, 2);
+  assert.deepEqual(test.examples.map((e) => [e.id, e.input, e.target, e.label, e.group]), [
+    [
+      "multirc/test/0-5-8",
+      "multirc question: Who ran? answer: Bob paragraph: Sent 1: Bob ran. ",
+      "<unk>",
+      undefined,
+      "5",
+    ],
+    [
+      "multirc/test/0-5-9",
+      "multirc question: Who ran? answer: Tom paragraph: Sent 1: Bob ran. ",
+      "<unk>",
+      undefined,
+      "5",
+    ],
+  ]);
+  // The same answers without labels in a labelled split are an error naming the answer.
+  assert.throws(
+    () => examplesFromBytes("multirc", "validation", bytes, "val.jsonl"),
+    /^DataError: val\.jsonl:1: field "passage\.questions\.0\.answers\.0\.label": missing$/,
+  );
+  const record = {
+    idx: 3,
+    source: "CNN",
+    passage: { text: "Ann met Bob.\n@highlight\nBob wins", entities: [{ start: 0, end: 2 }] },
+    qas: [{ query: "@placeholder met Bob", idx: 4 }],
+  };
+  const rb = new TextEncoder().encode(JSON.stringify(record) + "\n");
+  const rt = examplesFromBytes("record", "test", rb, "test.jsonl");
+  assert.deepEqual(rt.examples.map((e) => [e.id, e.input, e.target, e.answers, e.group]), [[
+    "record/test/3/4",
+    "record query: @placeholder met Bob entities: Ann passage: Ann met Bob. Bob wins",
+    "<unk>",
+    [],
+    "3/4",
+  ]]);
+  assert.throws(
+    () => examplesFromBytes("record", "validation", rb, "val.jsonl"),
+    /^DataError: val\.jsonl:1: field "qas\.0\.answers": missing$/,
+  );
+});
