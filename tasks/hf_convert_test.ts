@@ -268,3 +268,79 @@ Deno.test("AX-g from parquet: no made-up pair_id, so gender parity is not scored
     gender_parity: 100,
   });
 });
+
+Deno.test("Hugging Face ClassLabel ints load as the right label word for every task", () => {
+  // Reference §6 "Label integers" (ClassLabel order = TFDS label_classes = T5 label words). Watch
+  // WNLI (0 = not_entailment, reversed from RTE/QNLI) and CB (contradiction before neutral).
+  const classes: Record<string, string[]> = {
+    cola: ["unacceptable", "acceptable"],
+    sst2: ["negative", "positive"],
+    mrpc: ["not_equivalent", "equivalent"],
+    qqp: ["not_duplicate", "duplicate"],
+    mnli: ["entailment", "neutral", "contradiction"],
+    qnli: ["entailment", "not_entailment"],
+    rte: ["entailment", "not_entailment"],
+    wnli: ["not_entailment", "entailment"],
+    boolq: ["False", "True"],
+    cb: ["entailment", "contradiction", "neutral"],
+    copa: ["choice1", "choice2"],
+    multirc: ["False", "True"],
+    rte_sg: ["entailment", "not_entailment"],
+    wic: ["False", "True"],
+    wsc: ["False", "True"],
+    axb: ["entailment", "not_entailment"],
+    axg: ["entailment", "not_entailment"],
+  };
+  const fields: Record<string, Row> = {
+    cola: { sentence: "S." },
+    sst2: { sentence: "s " },
+    mrpc: { sentence1: "A.", sentence2: "B." },
+    qqp: { question1: "A?", question2: "B?" },
+    mnli: { premise: "P.", hypothesis: "H." },
+    qnli: { question: "Q?", sentence: "S." },
+    rte: { sentence1: "A.", sentence2: "B." },
+    wnli: { sentence1: "A.", sentence2: "B." },
+    boolq: { question: "q", passage: "p" },
+    cb: { premise: "P.", hypothesis: "H." },
+    copa: { premise: "P.", choice1: "a", choice2: "b", question: "cause" },
+    rte_sg: { premise: "P.", hypothesis: "H." },
+    wic: { word: "w", sentence1: "a w", sentence2: "b w", start1: 2, start2: 2, end1: 3, end2: 3 },
+    wsc: {
+      text: "Tom told Bob that he was late .",
+      span1_index: 0,
+      span2_index: 4,
+      span1_text: "Tom",
+      span2_text: "he",
+    },
+    axb: { sentence1: "A.", sentence2: "B." },
+    axg: { premise: "P.", hypothesis: "H." },
+  };
+  for (const [task, words] of Object.entries(classes)) {
+    const src = findTaskSource(task);
+    // Labelled files: train, or MNLI's dev (16 columns) and the diagnostics' only (test) file.
+    const file = src.files.find((f) => f.split === "train" && task !== "mnli") ??
+      src.files.find((f) => f.hfSplit === "validation_matched") ?? src.files[0]!;
+    const rows: Row[] = words.map((_, k) =>
+      task === "multirc"
+        ? {
+          paragraph: "p",
+          question: "q",
+          answer: `a${k}`,
+          idx: { paragraph: 0, question: 0, answer: k },
+          label: BigInt(k),
+        }
+        : { ...fields[task], idx: k, label: BigInt(k) }
+    );
+    const text = convertRows(src, file, rows);
+    const split = file.split === "test"
+      ? "test"
+      : file.hfSplit === "validation_matched"
+      ? "validation_matched"
+      : file.split === "train" && task === "wsc"
+      ? "validation" // WSC train keeps label==True rows only
+      : file.split;
+    const ex = examplesFromBytes(task, split, new TextEncoder().encode(text), file.path).examples;
+    const got = task === "wsc" ? ex.map((e) => words[e.label as number]) : ex.map((e) => e.target);
+    assert.deepEqual(got, words, task);
+  }
+});
