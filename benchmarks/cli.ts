@@ -223,7 +223,20 @@ async function probeBackend(choice: BackendChoice): Promise<BackendProbe> {
   if (Deno.env.get("HYPERPROMPT_FAKE_RUN_ONE") === "1") return { name: "cpu", gpu: false };
   const { selectBackend } = await import("../model/backend.ts");
   const info = await selectBackend(choice, { log: () => {} });
-  return { name: info.name, gpu: info.name === "webgpu" || info.name === "tensorflow" };
+  return { name: info.name, gpu: isGpuBackend(info) };
+}
+
+/**
+ * Whether a selected backend is a GPU, for the default profile: WebGPU on a hardware adapter
+ * (`selectBackend("auto")` takes no software one), or tfjs-node-gpu; `@tensorflow/tfjs-node`,
+ * also named "tensorflow", runs on the CPU.
+ *
+ * @param info what `selectBackend` returned (its name, and for tensorflow the package in `adapter`)
+ * @returns true for a GPU backend
+ */
+export function isGpuBackend(info: { readonly name: string; readonly adapter?: string }): boolean {
+  if (info.name === "webgpu") return true;
+  return info.name === "tensorflow" && info.adapter === "@tensorflow/tfjs-node-gpu";
 }
 
 function printDryRun(

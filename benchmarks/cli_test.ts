@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { sharedPath } from "../model/shared_dir.ts";
 import { withEnv } from "../model/env_testing.ts";
-import { main } from "./cli.ts";
+import { isGpuBackend, main } from "./cli.ts";
 import { fakeRunOne } from "./_fake_run_one.ts";
 import { writeTables } from "./tables.ts";
 import { DownloadError, type DownloadOptions, type TaskResult } from "../tasks/download.ts";
@@ -572,4 +572,12 @@ Deno.test("main() --compare counts a run that failed as missing, not its stale r
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("isGpuBackend(): webgpu and tfjs-node-gpu pick paper-base, tfjs-node (CPU) and wasm do not", () => {
+  assert.equal(isGpuBackend({ name: "webgpu", adapter: "NVIDIA H200" }), true);
+  assert.equal(isGpuBackend({ name: "tensorflow", adapter: "@tensorflow/tfjs-node-gpu" }), true);
+  assert.equal(isGpuBackend({ name: "tensorflow", adapter: "@tensorflow/tfjs-node" }), false);
+  assert.equal(isGpuBackend({ name: "wasm+blas", adapter: "libopenblas.so.0" }), false);
+  assert.equal(isGpuBackend({ name: "cpu" }), false);
 });

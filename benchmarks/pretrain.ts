@@ -674,7 +674,8 @@ Pretrains a tiny T5 on span corruption and caches it as a Hugging Face folder.
   --backend X          ${BACKEND_NAMES.join(", ")}
                        (default auto; cpu is pure JS and wasm is pure wasm, never OpenBLAS:
                        the same weights on every host)
-  --cache-dir DIR      cache root (default $HYPERPROMPT_CACHE or ~/.cache/hyperprompt-bench)
+  --cache-dir DIR      cache root (default $HYPERPROMPT_CACHE, else
+                       $XDG_CACHE_HOME/hyperprompt-bench, else ~/.cache/hyperprompt-bench)
   --help               this text`;
 
 function intArg(v: string | undefined, name: string, fallback: number, min = 1): number {
