@@ -114,7 +114,9 @@ const TILED_UNGROUPED: Variant = { name: "tiled-ungrouped", kernels: { groupUpda
 
 function useVariant(v: Variant): void {
   unregisterWebgpuKernels();
-  if (v.kernels !== undefined) registerWebgpuKernels(v.kernels);
+  if (v.kernels !== undefined && !registerWebgpuKernels(v.kernels)) {
+    throw new Error(`benchmarks/gpu_check.ts: the custom kernels of variant ${v.name} are off`);
+  }
   resetWebgpuKernelStats();
 }
 
@@ -168,7 +170,6 @@ async function adapterSection(): Promise<Record<string, unknown>> {
     ),
     env: {
       DENO_WEBGPU_BACKEND: Deno.env.get("DENO_WEBGPU_BACKEND") ?? null,
-      HYPERPROMPT_WEBGPU_KERNELS: Deno.env.get("HYPERPROMPT_WEBGPU_KERNELS") ?? null,
     },
   };
 }
@@ -210,21 +211,30 @@ async function correctnessSection(quick: boolean): Promise<Record<string, unknow
         let tiled = 0;
         let kernel = ""; // which tiled kernel ran (e.g. "t128/k3")
         let error: string | undefined;
+        let ref: tf.Tensor | undefined, got: tf.Tensor | undefined;
         try {
           useVariant(STOCK);
-          const ref = tf.matMul(a, b, tA, tB);
+          ref = tf.matMul(a, b, tA, tB);
           useVariant({ name: tile, kernels: { tile, cover: "all", splitK } });
-          const got = tf.matMul(a, b, tA, tB);
-          const relT = tf.tidy(() => tf.norm(tf.sub(got, ref)).div(tf.norm(ref).add(1e-30)));
+          got = tf.matMul(a, b, tA, tB);
+          const [x, y] = [got, ref];
+          const relT = tf.tidy(() => tf.norm(tf.sub(x, y)).div(tf.norm(y).add(1e-30)));
           rel = (await relT.data())[0]!;
-          tf.dispose([relT, ref, got]);
+          relT.dispose();
           const calls = webgpuKernelStats().tiled;
           tiled = Object.values(calls).reduce((x, y) => x + y, 0);
           kernel = Object.keys(calls).join();
+          if (tiled === 0) {
+            // tfjs's kernel ran both products: agreeing with itself says nothing.
+            throw new Error(`the tiled kernel did not run (relative L2 ${rel} stock vs stock)`);
+          }
         } catch (e) {
           error = e instanceof Error ? e.message : String(e); // e.g. a shader this driver rejects
+        } finally {
+          tf.dispose([a, b, ...(ref ? [ref] : []), ...(got ? [got] : [])]);
         }
-        const r = Number.isNaN(rel) ? Infinity : rel;
+        // A row with an error fails the check whatever its error figure.
+        const r = error !== undefined || Number.isNaN(rel) ? Infinity : rel;
         if (defaults.has(tile)) worst = Math.max(worst, r);
         else worstCandidate = Math.max(worstCandidate, r);
         rows.push({
@@ -238,7 +248,6 @@ async function correctnessSection(quick: boolean): Promise<Record<string, unknow
           tiledCalls: tiled,
           error,
         });
-        tf.dispose([a, b]);
       }
     }
   }
@@ -655,16 +664,23 @@ function instrumentBackend(): () => HostCounters {
 /**
  * One training step (`tf.variableGrads`, then `update` with the gradients) with the backend
  * instrumented: wall time vs host-side method time. `recordMs` is the time until every kernel
- * was recorded, `waitMs` the rest (the GPU finishing).
+ * was recorded, `waitMs` the rest (the GPU finishing). A step that throws is an error (the
+ * instrumentation removed), not a measurement.
+ *
+ * @param loss the scalar loss
+ * @param vars the variables it is differentiated by
+ * @param update applies the gradients (the optimizer)
+ * @returns the breakdown
  */
-async function hostBreakdown(
+export async function hostBreakdown(
   loss: () => tf.Scalar,
   vars: tf.Variable[],
   update: (grads: tf.NamedTensorMap) => void,
 ): Promise<Record<string, unknown>> {
   const stop = instrumentBackend();
   const t0 = performance.now();
-  let recordedMs = 0;
+  let recordedMs: number, wallMs: number;
+  let counters: HostCounters;
   try {
     const g = tf.variableGrads(loss, vars);
     update(g.grads);
@@ -673,19 +689,19 @@ async function hostBreakdown(
     // the record's reads and dispatches are the step's own plus this one.
     await g.value.data();
     tf.dispose([g.value, ...Object.values(g.grads)]);
+    wallMs = performance.now() - t0;
   } finally {
-    const wallMs = performance.now() - t0;
-    const { methods, programs } = stop();
-    // deno-lint-ignore no-unsafe-finally
-    return {
-      wallMs: round(wallMs, 1),
-      recordMs: round(recordedMs, 1),
-      waitMs: round(wallMs - recordedMs, 1),
-      dispatches: methods["pass.dispatchWorkgroups"]?.calls ?? null,
-      methods,
-      programs,
-    };
+    counters = stop();
   }
+  const { methods, programs } = counters;
+  return {
+    wallMs: round(wallMs, 1),
+    recordMs: round(recordedMs, 1),
+    waitMs: round(wallMs - recordedMs, 1),
+    dispatches: methods["pass.dispatchWorkgroups"]?.calls ?? null,
+    methods,
+    programs,
+  };
 }
 
 async function encoderSection(
@@ -1007,55 +1023,79 @@ export async function main(
   };
   tunedTable = undefined; // a table of an earlier call in this process is not this run's
   const sections = report.sections as Record<string, unknown>;
-  quietWaylandProbe();
-  raiseWebgpuLimits(); // before the backend starts: more variables per AdamW dispatch
-  await tf.setBackend("webgpu");
-  await tf.ready();
-  console.log(`gpu_check: backend ${tf.getBackend()}, report -> ${outPath}`);
-  const save = () => writeFileAtomic(outPath, JSON.stringify(report, null, 2) + "\n");
-  const ctx = (s: Section): SectionContext => ({
-    partial: async (out) => {
-      sections[s] = out;
-      await save();
-    },
-    overBudget,
-  });
-  const run: Record<Section, () => Promise<Record<string, unknown>>> = {
-    adapter: adapterSection,
-    correctness: () => correctnessSection(quick),
-    tune: () => tuneSection(quick, tablePath, git),
-    matmul: () => matmulSection(quick, ctx("matmul")),
-    encoder: () => encoderSection(quick, ctx("encoder")),
-    t5: () => t5Section(quick, ctx("t5")),
-  };
-  for (const s of SECTIONS) {
-    if (!wanted.includes(s)) continue;
-    const over = overBudget();
-    if (over !== undefined) {
-      sections[s] = { skipped: over };
-      console.log(`gpu_check: ${s} skipped (budget)`);
-      continue;
-    }
-    const s0 = performance.now();
-    try {
-      sections[s] = { ...(await run[s]()), seconds: round((performance.now() - s0) / 1000, 1) };
-    } catch (e) {
-      // What the section saved before it threw (e.g. the t5 variants measured) stays.
-      const saved = sections[s] as Record<string, unknown> | undefined;
-      sections[s] = {
-        ...saved,
-        error: e instanceof Error ? `${e.message}\n${e.stack}` : String(e),
-      };
-      useVariant(STOCK);
-    }
-    console.log(`gpu_check: ${s} ${JSON.stringify(sections[s])}`);
-    report.seconds = round((performance.now() - t0) / 1000, 1);
-    report.numTensors = tf.memory().numTensors;
-    await writeFileAtomic(outPath, JSON.stringify(report, null, 2) + "\n");
+  // The variants set the kernels' options themselves; these variables would override them
+  // (HYPERPROMPT_WEBGPU_KERNELS=0 made every variant tfjs's stock kernels, so `correctness`
+  // compared stock with stock and passed). They are set aside for the run, and recorded.
+  const ignored: Record<string, string> = {};
+  for (const name of KERNEL_ENV) {
+    const value = Deno.env.get(name);
+    if (value !== undefined && value !== "") ignored[name] = value;
   }
-  console.log(`gpu_check: done in ${report.seconds} s; wrote ${outPath}`);
-  return report;
+  if (Object.keys(ignored).length > 0) {
+    report.envIgnored = ignored;
+    console.log(`gpu_check: ignoring ${JSON.stringify(ignored)} (the variants set the kernels)`);
+  }
+  for (const name of Object.keys(ignored)) Deno.env.delete(name);
+  try {
+    return await runSections();
+  } finally {
+    for (const [name, value] of Object.entries(ignored)) Deno.env.set(name, value);
+  }
+
+  async function runSections(): Promise<Record<string, unknown>> {
+    quietWaylandProbe();
+    raiseWebgpuLimits(); // before the backend starts: more variables per AdamW dispatch
+    await tf.setBackend("webgpu");
+    await tf.ready();
+    console.log(`gpu_check: backend ${tf.getBackend()}, report -> ${outPath}`);
+    const save = () => writeFileAtomic(outPath, JSON.stringify(report, null, 2) + "\n");
+    const ctx = (s: Section): SectionContext => ({
+      partial: async (out) => {
+        sections[s] = out;
+        await save();
+      },
+      overBudget,
+    });
+    const run: Record<Section, () => Promise<Record<string, unknown>>> = {
+      adapter: adapterSection,
+      correctness: () => correctnessSection(quick),
+      tune: () => tuneSection(quick, tablePath, git),
+      matmul: () => matmulSection(quick, ctx("matmul")),
+      encoder: () => encoderSection(quick, ctx("encoder")),
+      t5: () => t5Section(quick, ctx("t5")),
+    };
+    for (const s of SECTIONS) {
+      if (!wanted.includes(s)) continue;
+      const over = overBudget();
+      if (over !== undefined) {
+        sections[s] = { skipped: over };
+        console.log(`gpu_check: ${s} skipped (budget)`);
+        continue;
+      }
+      const s0 = performance.now();
+      try {
+        sections[s] = { ...(await run[s]()), seconds: round((performance.now() - s0) / 1000, 1) };
+      } catch (e) {
+        // What the section saved before it threw (e.g. the t5 variants measured) stays.
+        const saved = sections[s] as Record<string, unknown> | undefined;
+        sections[s] = {
+          ...saved,
+          error: e instanceof Error ? `${e.message}\n${e.stack}` : String(e),
+        };
+        useVariant(STOCK);
+      }
+      console.log(`gpu_check: ${s} ${JSON.stringify(sections[s])}`);
+      report.seconds = round((performance.now() - t0) / 1000, 1);
+      report.numTensors = tf.memory().numTensors;
+      await writeFileAtomic(outPath, JSON.stringify(report, null, 2) + "\n");
+    }
+    console.log(`gpu_check: done in ${report.seconds} s; wrote ${outPath}`);
+    return report;
+  }
 }
+
+/** Environment variables that override the custom kernels' options (`model/webgpu/mod.ts`). */
+const KERNEL_ENV = ["HYPERPROMPT_WEBGPU_KERNELS", "HYPERPROMPT_WEBGPU_SUBMIT_BATCH"] as const;
 
 /** Options of {@link main} (tests). */
 export interface GpuCheckOptions {

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { cli, main } from "./gpu_check.ts";
+import { cli, hostBreakdown, main } from "./gpu_check.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
 import { parseTuningTable } from "../model/webgpu/tuning.ts";
 
@@ -212,3 +212,51 @@ Deno.test("gpu_check cli(): --help exits 0; a failure outside the sections exits
   assert.equal(await cli(["--quick"], { error: (s) => err.push(s), main: failing }), 1);
   assert.deepEqual(err, ["benchmarks/gpu_check.ts: no webgpu backend"]);
 });
+
+gpuTest(
+  "gpu_check: kernel environment overrides are set aside; a check of stock vs stock fails",
+  async () => {
+    const dir = await Deno.makeTempDir();
+    const env = { HYPERPROMPT_WEBGPU_KERNELS: "0", HYPERPROMPT_WEBGPU_SUBMIT_BATCH: "7" };
+    try {
+      for (const [k, v] of Object.entries(env)) Deno.env.set(k, v);
+      // With HYPERPROMPT_WEBGPU_KERNELS=0 every "tiled" product was tfjs's own, and passed.
+      const report = await main(["--quick", "--sections=correctness", `--out=${dir}/r.json`]);
+      assert.deepEqual(report["envIgnored"], env);
+      const c = (report.sections as Record<string, Record<string, unknown>>).correctness!;
+      assert.equal(c["pass"], true);
+      for (const r of c["rows"] as { tiledCalls: number; error?: string; tile: string }[]) {
+        assert.ok(r.tiledCalls >= 1 && r.error === undefined, JSON.stringify(r));
+      }
+      for (const [k, v] of Object.entries(env)) assert.equal(Deno.env.get(k), v, `${k} restored`);
+    } finally {
+      for (const k of Object.keys(env)) Deno.env.delete(k);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+gpuTest(
+  "gpu_check hostBreakdown(): a step that throws is an error, not a measurement",
+  async () => {
+    const be = tf.backend() as unknown as Record<string, unknown>;
+    const own = Object.keys(be).filter((k) => typeof be[k] === "function").sort();
+    const w = tf.variable(tf.ones([4]));
+    try {
+      const loss = () => tf.tidy(() => tf.sum(tf.mul(w, w)) as tf.Scalar);
+      const ok = await hostBreakdown(loss, [w], () => {});
+      assert.ok((ok["dispatches"] as number) > 0 && (ok["wallMs"] as number) >= 0);
+      await assert.rejects(
+        hostBreakdown(loss, [w], () => {
+          throw new Error("the update failed");
+        }),
+        /^Error: the update failed$/,
+      );
+      // The instrumentation was removed either way.
+      const after = Object.keys(be).filter((k) => typeof be[k] === "function").sort();
+      assert.deepEqual(after, own);
+    } finally {
+      w.dispose();
+    }
+  },
+);
