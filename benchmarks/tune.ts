@@ -176,6 +176,12 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
     : quick
     ? QUICK_WORKLOADS
     : DEFAULT_TUNE_WORKLOADS;
+  if (specs.length === 0) {
+    // Nothing would be measured, and the (merged) table rewritten as if tuned.
+    throw new UsageError(
+      `benchmarks/tune.ts: --workloads "${values.workloads}" names no workload`,
+    );
+  }
   const parsed = specs.map((spec) => {
     const w = parseWorkload(spec);
     if (w.kind !== "t5") {
@@ -195,6 +201,9 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
   const only: MatMulChoice[] | undefined = candidateText?.split(",").map((s) => s.trim())
     .filter((s) => s !== "")
     .map((s) => usageChecked(() => parseChoice(s, "benchmarks/tune.ts: --candidates")));
+  if (only !== undefined && only.length === 0) {
+    throw new UsageError(`benchmarks/tune.ts: --candidates "${candidateText}" names no choice`);
+  }
 
   // A table already at --out is read now: one that is no tuning table stops the run here.
   let old: MatMulTuningTable | undefined;

@@ -95,6 +95,10 @@ Deno.test("deno task tune: bad arguments are refused with the flag named", async
   await assert.rejects(main(["--rounds=x"]), /--rounds must be a positive integer/);
   await assert.rejects(main(["--frobnicate"]), /benchmarks\/tune\.ts: .*frobnicate.*--help/);
   await assert.rejects(main(["--workloads=block"]), /only t5 workloads are tuned/);
+  // An empty list tuned nothing and rewrote the table as if tuned.
+  await assert.rejects(main(["--workloads= ; "]), /--workloads " ; " names no workload/);
+  await assert.rejects(main(["--candidates=,"]), /--candidates "," names no choice/);
+  await assert.rejects(main(["--workloads="]), UsageError);
   await assert.rejects(
     main(["--workloads=t5:tiny-v1_1:8,16,4/2"]),
     /micro-batches .* give the batch the GPU runs/,
