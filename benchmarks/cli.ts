@@ -490,7 +490,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         resume: { type: "boolean", default: false },
         tables: { type: "string" },
         "no-tables": { type: "boolean", default: false },
-        help: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
       allowPositionals: false,

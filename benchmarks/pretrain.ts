@@ -752,7 +752,7 @@ export async function main(args: string[], opts: PretrainMainOptions = {}): Prom
           seed: { type: "string" },
           backend: { type: "string" },
           "cache-dir": { type: "string" },
-          help: { type: "boolean" },
+          help: { type: "boolean", short: "h" },
         },
       })
     );

@@ -471,6 +471,7 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
     ok(/^error: .*a-file:1:2: invalid JSON: Unexpected token 'o'$/.test(err[0]!), String(err[0]));
     const out: string[] = [];
     equal(await main(["--help"], { log: (s) => out.push(s) }), 0);
+    equal(await main(["-h"], { log: () => {} }), 0, "-h is --help");
     ok(
       /--backend X +auto, tensorflow, webgpu, wasm, wasm\+blas, cpu/.test(out[0]!),
       String(out[0]),

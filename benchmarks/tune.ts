@@ -154,7 +154,7 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
         out: { type: "string" },
         "include-fallback": { type: "boolean", default: false },
         quick: { type: "boolean", default: false },
-        help: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
     }).values;

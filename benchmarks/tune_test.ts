@@ -169,6 +169,8 @@ Deno.test({
         assert.match(err[0]!, want);
       }
       assert.equal(await Deno.readTextFile(notTable), "not json", "file untouched");
+      // -h is --help, as for the other tools (the usage goes to stdout): exit 0.
+      assert.equal(await cli(["-h"]), 0);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
