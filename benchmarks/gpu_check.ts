@@ -73,6 +73,7 @@ import {
   adapterId,
   adapterSlug,
   type MatMulTuningTable,
+  median,
   parseChoice,
   serializeTuningTable,
 } from "../model/webgpu/tuning.ts";
@@ -129,12 +130,6 @@ function useVariant(v: Variant): void {
 interface SectionContext {
   readonly partial: (out: Record<string, unknown>) => Promise<void>;
   readonly overBudget: () => string | undefined;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 function round(x: number, digits = 3): number {

@@ -581,8 +581,7 @@ export async function tuneShape(shape: MatMulShape, opts: TuneOptions): Promise<
         last!.dispose();
         times.push((performance.now() - t0) / reps);
       }
-      times.sort((x, y) => x - y);
-      ms[ran] = Math.round(times[Math.floor(times.length / 2)]! * 1e4) / 1e4;
+      ms[ran] = Math.round(median(times) * 1e4) / 1e4;
     }
   } finally {
     active = saved;
@@ -683,4 +682,19 @@ export async function findTuningTable(
       Object.keys(table.entries).length
     } shapes, measured ${table.created})`,
   };
+}
+
+/**
+ * The median of timings: the middle one, or the mean of the two middle ones for an even count
+ * (an even `--rounds` used to keep the slower of the two).
+ *
+ * @param xs the values (not changed)
+ * @returns their median
+ * @throws Error for no values
+ */
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) throw new Error("model/webgpu/tuning.ts median: no values");
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }

@@ -15,6 +15,7 @@ import {
   choiceName,
   findTuningTable,
   type MatMulTuningTable,
+  median,
   mergeTuningTables,
   parseChoice,
   parseShapeKey,
@@ -447,4 +448,14 @@ Deno.test("tuningPathFor: the adapter's file in a folder path or file URL, by de
   assert.equal(tuningPathFor(ADAPTER, new URL("file:///x/my%20tables/")), `/x/my tables/${name}`);
   const repo = new URL("../../", import.meta.url).pathname;
   assert.equal(tuningPathFor(ADAPTER), decodeURIComponent(`${repo}results/tuning/${name}`));
+});
+
+Deno.test("median(): the middle value, the mean of the two middle ones for an even count", () => {
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([4, 1, 3, 2]), 2.5); // was 3: the slower of the two middle rounds
+  assert.equal(median([7]), 7);
+  const xs = [2, 1];
+  assert.equal(median(xs), 1.5);
+  assert.deepEqual(xs, [2, 1], "the input is not sorted in place");
+  assert.throws(() => median([]), /no values/);
 });
