@@ -103,9 +103,8 @@ Deno.test("writeFileAtomic() creates folders, replaces files and leaves no tempo
  */
 async function foldersOpened(fn: () => Promise<void>): Promise<string[]> {
   const seen: string[] = [];
-  await withOpenedFiles((file, path) => {
-    // A folder is opened read-only (for its flush); write handles are files.
-    if (isDirectorySync(path)) seen.push(path);
+  await withOpenedFiles((file, path, options) => {
+    if (options?.read === true && !options.write && isDirectorySync(path)) seen.push(path);
     return file;
   }, fn);
   return seen;

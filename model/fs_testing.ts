@@ -85,19 +85,19 @@ export async function recordFlushes(fn: () => Promise<unknown> | unknown): Promi
 
 /**
  * Runs `fn` with every handle `Deno.open` and `Deno.openSync` give passed through `wrap` (with
- * the path as given), and restores both afterwards, also when `fn` throws.
+ * the path and options as given), and restores both afterwards, also when `fn` throws.
  *
  * @param wrap what a test does to each handle (spy on its methods), returning it
  * @param fn the code under test
  */
 export async function withOpenedFiles(
-  wrap: (file: Deno.FsFile, path: string) => Deno.FsFile,
+  wrap: (file: Deno.FsFile, path: string, options: Deno.OpenOptions | undefined) => Deno.FsFile,
   fn: () => Promise<unknown> | unknown,
 ): Promise<void> {
   const open = Deno.open;
   const openSync = Deno.openSync;
-  Deno.open = async (path, options) => wrap(await open(path, options), String(path));
-  Deno.openSync = (path, options) => wrap(openSync(path, options), String(path));
+  Deno.open = async (path, options) => wrap(await open(path, options), String(path), options);
+  Deno.openSync = (path, options) => wrap(openSync(path, options), String(path), options);
   try {
     await fn();
   } finally {

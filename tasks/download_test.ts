@@ -7,6 +7,7 @@ import {
   buildMrpc,
   download,
   DownloadError,
+  type DownloadOptions,
   main,
   parseDownloadArgs,
   readManifest,
@@ -14,7 +15,7 @@ import {
 } from "./download.ts";
 import type { TaskSource } from "./sources.ts";
 import { sharedPath } from "../model/shared_dir.ts";
-import { flushesOf, recordFlushes } from "../model/fs_testing.ts";
+import { flushesOf, recordFlushes, withOpenedFiles } from "../model/fs_testing.ts";
 
 const enc = new TextEncoder();
 /** Reads UTF-8 keeping a BOM (Deno.readTextFile drops it). */
@@ -135,6 +136,26 @@ async function withServer(
     await s.server.shutdown();
     await Deno.remove(cacheDir, { recursive: true });
   }
+}
+
+/**
+ * `download` of the tiny RTE source from `s` into `cacheDir`, quietly, from the official files
+ * unless `extra` says otherwise; `extra` adds or overrides options.
+ */
+function downloadRte(
+  s: ReturnType<typeof serve>,
+  cacheDir: string,
+  extra: Partial<DownloadOptions> = {},
+): ReturnType<typeof download> {
+  return download({
+    tasks: ["rte"],
+    cacheDir,
+    source: "official",
+    endpoints: s.endpoints,
+    taskSources: [tinyRte()],
+    quiet: true,
+    ...extra,
+  });
 }
 
 async function listFiles(dir: string): Promise<string[]> {
@@ -289,14 +310,7 @@ Deno.test("a task file that cannot be put in place: error, no temp file, no mani
     await Deno.mkdir(join(cacheDir, "glue/RTE/dev.tsv"), { recursive: true });
     await Deno.writeTextFile(join(cacheDir, "glue/RTE/dev.tsv/keep"), "x");
     await assert.rejects(
-      download({
-        tasks: ["rte"],
-        cacheDir,
-        source: "official",
-        endpoints: s.endpoints,
-        taskSources: [tinyRte()],
-        quiet: true,
-      }),
+      downloadRte(s, cacheDir),
     );
     const left = await listFiles(cacheDir);
     assert.ok(left.every((f) => !f.includes(".tmp")), `no temp file left: ${left}`);
@@ -346,17 +360,7 @@ Deno.test("a finished download's rename into downloads/ is followed by a flush o
   if (Deno.build.os === "windows") return; // syncDir does nothing there
   const zip = makeZip();
   await withServer({ "/glue/RTE.zip": { body: zip } }, async (s, cacheDir) => {
-    const flushes = await recordFlushes(() =>
-      download({
-        tasks: ["rte"],
-        cacheDir,
-        source: "official",
-        endpoints: s.endpoints,
-        taskSources: [tinyRte()],
-        quiet: true,
-        keepDownloads: true,
-      })
-    );
+    const flushes = await recordFlushes(() => downloadRte(s, cacheDir, { keepDownloads: true }));
     assert.deepEqual(flushesOf(flushes, join(cacheDir, "downloads")), [["RTE.zip"]]);
   });
 });
@@ -365,35 +369,24 @@ Deno.test("a raw download's data is flushed to disk before it is renamed into pl
   const zip = makeZip();
   const s = serve({ "/glue/RTE.zip": { body: zip } });
   const cacheDir = await Deno.makeTempDir();
-  const open = Deno.open;
   const rename = Deno.rename;
   const events: string[] = [];
-  Deno.open = async (path, options) => {
-    const file = await open(path, options);
-    if (String(path).endsWith("RTE.zip.part") && options?.write) {
-      const syncData = file.syncData.bind(file);
-      const sync = file.sync.bind(file);
-      file.syncData = () => (events.push("flushed"), syncData());
-      file.sync = () => (events.push("flushed"), sync());
-    }
-    return file;
-  };
   Deno.rename = (from, to) => {
     if (String(from).endsWith("RTE.zip.part")) events.push("renamed");
     return rename(from, to);
   };
   try {
-    await download({
-      tasks: ["rte"],
-      cacheDir,
-      source: "official",
-      endpoints: s.endpoints,
-      taskSources: [tinyRte()],
-      quiet: true,
-    });
+    await withOpenedFiles((file, path, options) => {
+      if (path.endsWith("RTE.zip.part") && options?.write) {
+        const syncData = file.syncData.bind(file);
+        const sync = file.sync.bind(file);
+        file.syncData = () => (events.push("flushed"), syncData());
+        file.sync = () => (events.push("flushed"), sync());
+      }
+      return file;
+    }, () => downloadRte(s, cacheDir));
     assert.deepEqual(events, ["flushed", "renamed"]);
   } finally {
-    Deno.open = open;
     Deno.rename = rename;
     await s.server.shutdown();
     await Deno.remove(cacheDir, { recursive: true });
@@ -403,15 +396,7 @@ Deno.test("a raw download's data is flushed to disk before it is renamed into pl
 Deno.test("built-in retry resumes a cut transfer within one call", async () => {
   const zip = makeZip();
   await withServer({ "/glue/RTE.zip": { body: zip, cutAt: 100 } }, async (s, cacheDir) => {
-    const res = await download({
-      tasks: ["rte"],
-      cacheDir,
-      source: "official",
-      endpoints: s.endpoints,
-      taskSources: [tinyRte()],
-      quiet: true,
-      retries: 2,
-    });
+    const res = await downloadRte(s, cacheDir, { retries: 2 });
     assert.equal(res[0]?.status, "official");
     assert.deepEqual(s.log.map((l) => l.range), [null, "bytes=100-"]);
   });
@@ -441,12 +426,8 @@ Deno.test("failing primary falls back to Hugging Face parquet, converted to the 
     },
   }, async (s, cacheDir) => {
     const counted: string[] = [];
-    const res = await download({
-      tasks: ["rte"],
-      cacheDir,
-      endpoints: s.endpoints,
-      taskSources: [tinyRte()],
-      quiet: true,
+    const res = await downloadRte(s, cacheDir, {
+      source: "auto",
       retries: 0,
       countRows: (data, spec, where) => (counted.push(where), countRowsBytes(data, spec, where)),
     });
@@ -479,15 +460,7 @@ async function expectParquetDiscarded(train: Uint8Array, error: RegExp): Promise
     },
   }, async (s, cacheDir) => {
     await assert.rejects(
-      download({
-        tasks: ["rte"],
-        cacheDir,
-        source: "parquet",
-        endpoints: s.endpoints,
-        taskSources: [tinyRte()],
-        quiet: true,
-        retries: 0,
-      }),
+      downloadRte(s, cacheDir, { source: "parquet", retries: 0 }),
       error,
     );
     const left = await listFiles(cacheDir);
@@ -606,16 +579,8 @@ Deno.test("an unreadable parquet (HTML with status 200) is deleted, never reused
     },
   };
   await withServer(routes, async (s, cacheDir) => {
-    const opts = {
-      tasks: ["rte"],
-      cacheDir,
-      source: "parquet" as const,
-      endpoints: s.endpoints,
-      taskSources: [tinyRte()],
-      quiet: true,
-      retries: 0,
-    };
-    const err = await download(opts).then(() => undefined, (e: Error) => e);
+    const opts = { source: "parquet", retries: 0 } as const;
+    const err = await downloadRte(s, cacheDir, opts).then(() => undefined, (e: Error) => e);
     assert.match(
       err?.message ?? "",
       /train-00000-of-00001\.parquet: cannot read parquet .*\(deleted\)/,
@@ -632,7 +597,7 @@ Deno.test("an unreadable parquet (HTML with status 200) is deleted, never reused
     assert.deepEqual(m.files, {});
     // The server now serves the real file: the next run fetches it again and succeeds.
     routes[trainUrl] = { body: good };
-    const res = await download(opts);
+    const res = await downloadRte(s, cacheDir, opts);
     assert.equal(res[0]?.status, "parquet");
     assert.equal(await readText(join(cacheDir, "glue/RTE/train.tsv")), TRAIN);
   });
