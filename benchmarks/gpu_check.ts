@@ -753,22 +753,46 @@ async function encoderSection(
     trainFlop: 3 * forwardFlop,
   };
   try {
-    for (const variant of [STOCK, MATMUL_ONLY, TILED, TILED_NOSPLIT, TILED_ALL]) {
+    await timeVariants(
+      [STOCK, MATMUL_ONLY, TILED, TILED_NOSPLIT, TILED_ALL],
+      ctx,
+      out,
+      async () => {
+        const r = await timeStep(loss, vars, steps);
+        return { ...r, tflops: round((3 * forwardFlop) / median(r.stepMs) / 1e9, 4) };
+      },
+    );
+  } finally {
+    tf.dispose([x, bias, ...vars]);
+  }
+  return out;
+}
+
+/**
+ * Runs `measure` under each variant in turn and writes its record to `out[variant.name]`,
+ * saving the section after each (`ctx.partial`); the budget is read before each variant, and
+ * one that would start after it is written as skipped. The stock kernels are back afterwards.
+ */
+async function timeVariants(
+  variants: readonly Variant[],
+  ctx: SectionContext,
+  out: Record<string, unknown>,
+  measure: () => Promise<Record<string, unknown>>,
+): Promise<void> {
+  try {
+    for (const variant of variants) {
       const over = ctx.overBudget();
       if (over !== undefined) {
         out[variant.name] = { skipped: over };
         continue;
       }
       useVariant(variant);
-      const r = await timeStep(loss, vars, steps);
-      out[variant.name] = { ...r, tflops: round((3 * forwardFlop) / median(r.stepMs) / 1e9, 4) };
+      out[variant.name] = await measure();
       await ctx.partial({ ...out, partial: true });
     }
   } finally {
     useVariant(STOCK);
-    tf.dispose([x, bias, ...vars]);
   }
-  return out;
 }
 
 /** The T5 step the `t5` and `tune` sections run: T5 1.1 Base (tiny in quick mode). */
@@ -889,24 +913,16 @@ async function t5Section(
     : [{ name: "tiled-tuned", kernels: { tuning: tunedTable } }];
   const variants = [TILED, TILED_UNGROUPED, TILED_SUBMIT15, TILED_NOSPLIT, MATMUL_ONLY, STOCK];
   try {
-    for (const variant of [...tuned, ...variants]) {
-      const over = ctx.overBudget();
-      if (over !== undefined) {
-        out[variant.name] = { skipped: over };
-        continue;
-      }
-      useVariant(variant);
+    await timeVariants([...tuned, ...variants], ctx, out, async () => {
       const r = await timeStep(loss, vars, steps);
       const ms = median(r.stepMs);
-      out[variant.name] = {
+      return {
         ...r,
         tflops: round(trainFlop / ms / 1e9, 4),
         tokensPerS: Math.round((batch * (inLen + outLen)) / (ms / 1000)),
       };
-      await ctx.partial({ ...out, partial: true });
-    }
+    });
   } finally {
-    useVariant(STOCK);
     dispose();
   }
   return out;
