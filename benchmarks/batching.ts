@@ -12,6 +12,9 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Example } from "../tasks/types.ts";
+import { truncateWithEos } from "../model/tokenizer.ts";
+
+export { truncateWithEos };
 
 /** The part of a tokenizer batching needs (`model/tokenizer.ts` `T5Tokenizer` satisfies it). */
 export interface TokenEncoder {
@@ -50,30 +53,6 @@ export interface TrainBatch {
   readonly taskIds: readonly number[];
   /** Non-padding input + target tokens (for tokens/s). */
   readonly numTokens: number;
-}
-
-/**
- * Truncate ids to `maxLength - 1`, then append EOS (T5's `append_eos_after_trim`). A trailing
- * EOS already present in `ids` (tokenizers append one) is removed first.
- *
- * @param ids token ids
- * @param maxLength the maximum length including EOS (>= 1)
- * @param eosId the EOS id
- * @returns a new array ending with `eosId`
- * @throws Error if maxLength < 1
- */
-export function truncateWithEos(
-  ids: readonly number[],
-  maxLength: number,
-  eosId: number,
-): number[] {
-  if (!Number.isInteger(maxLength) || maxLength < 1) {
-    throw new Error(
-      `benchmarks/batching.ts: maxLength must be a positive integer, got ${maxLength}`,
-    );
-  }
-  const body = ids.length > 0 && ids[ids.length - 1] === eosId ? ids.slice(0, -1) : ids.slice();
-  return [...body.slice(0, maxLength - 1), eosId];
 }
 
 /**

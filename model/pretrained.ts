@@ -27,7 +27,7 @@ import {
 } from "./t5.ts";
 import type { T5Model } from "./t5.ts";
 import type { T5Hooks } from "./hooks.ts";
-import { T5Tokenizer } from "./tokenizer.ts";
+import { T5Tokenizer, truncateWithEos } from "./tokenizer.ts";
 import { isDirectory } from "./fs.ts";
 
 /** A loaded model with its tokenizer. */
@@ -207,17 +207,14 @@ function lengthMask(rows: readonly (readonly number[])[]): tf.Tensor2D {
 }
 
 /**
- * Token ids of `text` cut to `maxLength` as training cuts them (T5's `append_eos_after_trim`,
- * `benchmarks/batching.ts` `truncateWithEos`): the ids without their `</s>` are cut to
- * `maxLength - 1` and `</s>` is appended, so a cut sequence still ends with it. Without
- * `maxLength`, all of them.
+ * Token ids of `text`, cut to `maxLength` as training cuts them ({@link truncateWithEos}: a cut
+ * sequence still ends with `</s>`); without `maxLength`, all of them.
  */
 function encodeCut(t5: LoadedT5, text: string, maxLength: number | undefined): number[] {
   const ids = t5.tokenizer.encode(text);
-  if (maxLength === undefined) return ids;
-  const eos = t5.model.config.eosTokenId;
-  const body = ids.length > 0 && ids[ids.length - 1] === eos ? ids.slice(0, -1) : ids;
-  return [...body.slice(0, maxLength - 1), eos];
+  return maxLength === undefined
+    ? ids
+    : truncateWithEos(ids, maxLength, t5.model.config.eosTokenId);
 }
 
 function checkLength(fn: string, name: string, value: number | undefined): void {

@@ -63,6 +63,31 @@ function byteToken(b: number): string {
   return `<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`;
 }
 
+/**
+ * Truncate ids to `maxLength - 1`, then append EOS (T5's `append_eos_after_trim`). A trailing
+ * EOS already present in `ids` (tokenizers append one) is removed first. Training
+ * (`benchmarks/batching.ts`) and `loadT5`'s `teacherForced` / `generate` cut texts with it.
+ *
+ * @param ids token ids
+ * @param maxLength the maximum length including EOS (>= 1)
+ * @param eosId the EOS id
+ * @returns a new array ending with `eosId`
+ * @throws Error if maxLength < 1
+ */
+export function truncateWithEos(
+  ids: readonly number[],
+  maxLength: number,
+  eosId: number,
+): number[] {
+  if (!Number.isInteger(maxLength) || maxLength < 1) {
+    throw new Error(
+      `model/tokenizer.ts truncateWithEos: maxLength must be a positive integer, got ${maxLength}`,
+    );
+  }
+  const body = ids.length > 0 && ids[ids.length - 1] === eosId ? ids.slice(0, -1) : ids.slice();
+  return [...body.slice(0, maxLength - 1), eosId];
+}
+
 /** A T5 tokenizer over a Hugging Face `tokenizer.json`. */
 export class T5Tokenizer {
   readonly #tok: Tokenizer;
