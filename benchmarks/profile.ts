@@ -8,7 +8,7 @@ import { basename, join } from "node:path";
 import { repoPath } from "../model/shared_dir.ts";
 import { parseJsonFile } from "../model/json.ts";
 import { PRESETS } from "../model/config.ts";
-import { hubModelDir } from "../model/hub.ts";
+import { isHubRepoId } from "../model/hub.ts";
 import { getMethod } from "../model/methods/mod.ts";
 import { BENCHMARK_TASKS, TASKS } from "../tasks/registry.ts";
 import {
@@ -255,13 +255,9 @@ export function hfSourceProblem(hf: string): string | undefined {
   } catch {
     // No such folder: perhaps a hub id.
   }
-  try {
-    hubModelDir(".", hf);
-    return undefined;
-  } catch {
-    return `names neither a folder (there is none at "${hf}") nor a hub id ("name" or ` +
-      `"org/name")`;
-  }
+  if (isHubRepoId(hf)) return undefined;
+  return `names neither a folder (there is none at "${hf}") nor a hub id ("name" or ` +
+    `"org/name")`;
 }
 
 /**
