@@ -27,6 +27,7 @@ import process from "node:process";
 import { existsSync } from "node:fs";
 import cliProgress from "cli-progress";
 import { preset, type T5Config, t5ConfigFromHf } from "../model/config.ts";
+import { isBackendName } from "../model/backend.ts";
 import { checkDataDir, defaultCacheDir, defaultDataDir } from "../tasks/data.ts";
 import {
   download,
@@ -514,7 +515,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
   }
   try {
     const backendArg = values.backend;
-    if (backendArg !== undefined && !(BACKEND_CHOICES as readonly string[]).includes(backendArg)) {
+    if (backendArg !== undefined && !isBackendName(backendArg)) {
       throw new UsageError(
         `Unknown --backend "${backendArg}"; expected one of ${BACKEND_CHOICES.join(", ")}`,
       );
@@ -523,7 +524,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     // choice, a profile's backend, the pretraining's): a bad value must stop here, not fail
     // every run of the grid one after the other.
     const backendEnv = Deno.env.get("HYPERPROMPT_BACKEND") ?? "";
-    if (backendEnv !== "" && !(BACKEND_CHOICES as readonly string[]).includes(backendEnv)) {
+    if (backendEnv !== "" && !isBackendName(backendEnv)) {
       throw new UsageError(
         `HYPERPROMPT_BACKEND="${backendEnv}" is not one of ${BACKEND_CHOICES.join(", ")}`,
       );
