@@ -22,7 +22,14 @@ import { parseArgs } from "node:util";
 import { dirname, join } from "node:path";
 import { createHash } from "node:crypto";
 import { preset, type T5Config } from "../model/config.ts";
-import { crossEntropyLoss, forward, initT5, type T5Model, t5StateDict } from "../model/t5.ts";
+import {
+  crossEntropyLoss,
+  disposeT5,
+  forward,
+  initT5,
+  type T5Model,
+  t5StateDict,
+} from "../model/t5.ts";
 import { removeStaleSaveTemps, saveHfFolder } from "../model/checkpoint.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
 import { trainSentencePiece, withSentinels } from "../model/spm.ts";
@@ -470,19 +477,24 @@ export async function pretrainBackbone(
   try {
     const tokenizerPath = tokenizerFile;
     const tokenizer = T5Tokenizer.fromJson(tokenizerJson, tokenizerFile);
-    const sentinel0 = tokenizer.tokenToId("<extra_id_0>");
-    if (sentinel0 === undefined) {
+    // The sentinels' ids, <extra_id_0> first, looked up once.
+    const sentinelIds: number[] = [];
+    for (;;) {
+      const id = tokenizer.tokenToId(`<extra_id_${sentinelIds.length}>`);
+      if (id === undefined) break;
+      sentinelIds.push(id);
+    }
+    if (sentinelIds.length === 0) {
       throw new Error(`${tokenizerPath}: no <extra_id_0> sentinel; span corruption needs them`);
     }
     const sentinel = (i: number): number => {
-      const id = tokenizer.tokenToId(`<extra_id_${i}>`);
+      const id = sentinelIds[i];
       if (id === undefined) throw new Error(`${tokenizerPath}: missing sentinel <extra_id_${i}>`);
       return id;
     };
     // Each noise span takes one sentinel, and a full chunk has the most spans: refuse a chunk
     // length that would run out of them before the corpus is tokenized.
-    let sentinels = 0;
-    while (tokenizer.tokenToId(`<extra_id_${sentinels}>`) !== undefined) sentinels++;
+    const sentinels = sentinelIds.length;
     const spans = (n: number) => noiseCounts(n, T5_SPAN_CORRUPTION).noiseSpans;
     if (spans(opts.chunkLength) > sentinels) {
       let fits = opts.chunkLength - 1;
@@ -623,7 +635,7 @@ export async function pretrainBackbone(
     return { dir, cached: false, info };
   } finally {
     heldOptimizer?.dispose();
-    for (const v of heldModel?.params.values() ?? []) v.dispose();
+    if (heldModel !== undefined) disposeT5(heldModel);
     if (restoreBackend !== undefined) await selectBackend(restoreBackend, { log: () => {} });
     await Deno.remove(work, { recursive: true }).catch(() => {});
   }
