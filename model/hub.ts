@@ -50,14 +50,15 @@ function env(name: string): string | undefined {
 }
 
 /**
- * Default cache root: `$HYPERPROMPT_CACHE/hub`, else `$XDG_CACHE_HOME/hyperprompt/hub`, else
- * `~/.cache/hyperprompt/hub`.
+ * Default cache root: `$HYPERPROMPT_CACHE/hub`, else `$XDG_CACHE_HOME/hyperprompt-bench/hub`, else
+ * `~/.cache/hyperprompt-bench/hub`: beside the data cache (`tasks/data.ts`) and the pretrained
+ * backbones (`benchmarks/pretrain.ts`), so one folder holds everything the suite downloads.
  */
 export function defaultHubCacheDir(): string {
   const own = env("HYPERPROMPT_CACHE");
   if (own) return join(own, "hub");
   const xdg = env("XDG_CACHE_HOME") ?? join(env("HOME") ?? ".", ".cache");
-  return join(xdg, "hyperprompt", "hub");
+  return join(xdg, "hyperprompt-bench", "hub");
 }
 
 /**

@@ -3,7 +3,8 @@ import { basename, join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { sharedPath } from "./shared_dir.ts";
 import { loadHfFolder, saveHfFolder } from "./checkpoint.ts";
-import { fetchHubModel, hubModelDir } from "./hub.ts";
+import { defaultHubCacheDir, fetchHubModel, hubModelDir } from "./hub.ts";
+import { withEnv } from "./env_testing.ts";
 import { flushesOf, recordFlushes } from "./fs_testing.ts";
 import { FILE_TEMPS, isTempInUse } from "./fs.ts";
 
@@ -51,6 +52,23 @@ async function assertSameTensors(a: string, b: string): Promise<void> {
   }
   for (const t of [...x.tensors.values(), ...y.tensors.values()]) t.dispose();
 }
+
+Deno.test("defaultHubCacheDir: beside the data cache, under hyperprompt-bench, for each env", async () => {
+  const cases: [Record<string, string | undefined>, string][] = [
+    [{ HYPERPROMPT_CACHE: "/c", XDG_CACHE_HOME: "/x", HOME: "/h" }, "/c/hub"],
+    [
+      { HYPERPROMPT_CACHE: undefined, XDG_CACHE_HOME: "/x", HOME: "/h" },
+      "/x/hyperprompt-bench/hub",
+    ],
+    [
+      { HYPERPROMPT_CACHE: undefined, XDG_CACHE_HOME: undefined, HOME: "/h" },
+      "/h/.cache/hyperprompt-bench/hub",
+    ],
+  ];
+  for (const [vars, want] of cases) {
+    assert.equal(await withEnv(vars, () => Promise.resolve(defaultHubCacheDir())), want);
+  }
+});
 
 Deno.test("fetchHubModel: unsharded repo, optional 404s, cache reuse without network", async () => {
   const cache = await Deno.makeTempDir();
