@@ -63,7 +63,7 @@ import {
   gatedGeluRows,
   updatePathsTaken,
 } from "../model/fused.ts";
-import { checkOutputFolder, writeFileAtomic } from "../model/fs.ts";
+import { checkOutputFolder, entryExists, writeFileAtomic } from "../model/fs.ts";
 import { type CliOptions, runCli, UsageError } from "../model/usage.ts";
 import { countGpuWork, hostOnlySteps, waitFor } from "../model/webgpu/counters.ts";
 import {
@@ -1153,10 +1153,11 @@ export async function main(args: string[]): Promise<PerfReport> {
   if (!values["no-save"]) {
     const dir = values["out-dir"];
     await Deno.mkdir(dir, { recursive: true });
-    const stamp = report.date.replace(/[:]/g, "").replace(/\.\d+Z$/, "Z");
-    const path = `${dir}/${stamp}-${backendList.join("_").replace(/[+/]/g, "-")}${
-      quick ? "-quick" : ""
-    }.json`;
+    const path = await freshReportPath(
+      dir,
+      report.date,
+      `${backendList.join("_").replace(/[+/]/g, "-")}${quick ? "-quick" : ""}`,
+    );
     await writeFileAtomic(path, JSON.stringify(report, null, 2) + "\n");
     console.log(`\nwrote ${path}`);
     savedTo = path;
@@ -1172,6 +1173,23 @@ export async function main(args: string[]): Promise<PerfReport> {
     );
   }
   return report;
+}
+
+/**
+ * A report path in `dir` that no file has: `<date, to the second>-<name>.json`, else the first of
+ * `…-<name>-2.json`, `-3`, … that is free, so two runs in the same second keep both reports.
+ *
+ * @param dir the folder
+ * @param date an ISO date (`Date.prototype.toISOString`)
+ * @param name what the report covers (backends, `-quick`)
+ * @returns the path to write
+ */
+export async function freshReportPath(dir: string, date: string, name: string): Promise<string> {
+  const stamp = date.replace(/[:]/g, "").replace(/\.\d+Z$/, "Z");
+  for (let n = 1;; n++) {
+    const path = `${dir}/${stamp}-${name}${n === 1 ? "" : `-${n}`}.json`;
+    if (!(await entryExists(path))) return path;
+  }
 }
 
 /** Records a measurement that threw in `r.failed` (the run goes on; {@link main} ends in error). */

@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { cli, main, optimizerPath, type PerfReport, planWasmT5, type StepResult } from "./perf.ts";
+import {
+  cli,
+  freshReportPath,
+  main,
+  optimizerPath,
+  type PerfReport,
+  planWasmT5,
+  type StepResult,
+} from "./perf.ts";
 import { preset } from "../model/config.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
 
@@ -95,6 +103,30 @@ Deno.test("perf: bad options are rejected with the option name", async () => {
       /micro-batch after "\/" must be a positive integer dividing the batch 4/,
       w,
     );
+  }
+});
+
+Deno.test("perf: freshReportPath keeps an earlier report of the same second", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const date = "2026-11-27T03:04:05.678Z";
+    const first = await freshReportPath(dir, date, "cpu_wasm-quick");
+    assert.equal(first, `${dir}/2026-11-27T030405Z-cpu_wasm-quick.json`);
+    await Deno.writeTextFile(first, "{}");
+    const second = await freshReportPath(dir, date, "cpu_wasm-quick");
+    assert.equal(second, `${dir}/2026-11-27T030405Z-cpu_wasm-quick-2.json`);
+    await Deno.writeTextFile(second, "{}");
+    assert.equal(
+      await freshReportPath(dir, date, "cpu_wasm-quick"),
+      `${dir}/2026-11-27T030405Z-cpu_wasm-quick-3.json`,
+    );
+    assert.equal(
+      await freshReportPath(dir, date, "cpu"),
+      `${dir}/2026-11-27T030405Z-cpu.json`,
+      "another name is not affected",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
