@@ -113,12 +113,18 @@ function isConstant(x: readonly number[]): boolean {
 /**
  * SciPy `pearsonr` coefficient. NaN when an input is constant, tested as SciPy does by exact
  * equality with the first value (before any floating-point mean is taken, so a constant 3.8 is
- * NaN too, not a rounding residue of about 1e-16); NaN when an input holds a NaN.
+ * NaN too, not a rounding residue of about 1e-16); NaN when an input holds a NaN; exactly ±1 for
+ * two points, as SciPy.
  */
 export function pearson(x: readonly number[], y: readonly number[]): number {
   checkLengths(x, y, "pearson");
   if (isConstant(x) || isConstant(y)) return NaN;
   const n = x.length;
+  // Two points lie on a line: exactly ±1, as SciPy answers (the sums below can give 0.9999999999999998).
+  if (n === 2) {
+    return Math.sign((x[1] as number) - (x[0] as number)) *
+      Math.sign((y[1] as number) - (y[0] as number));
+  }
   let mx = 0, my = 0;
   for (let i = 0; i < n; i++) {
     mx += x[i] as number;

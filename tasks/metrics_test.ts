@@ -401,3 +401,12 @@ Deno.test("metric edge cases follow scikit-learn: no positives, absent class, em
   }
   assert.throws(() => scoreTask("cola", [], []), /scoreTask\(cola\): no examples/);
 });
+
+Deno.test("pearson: two points give exactly ±1, as SciPy's pearsonr (not 0.9999999999999998)", () => {
+  // SciPy 1.x: pearsonr([1, 2], [2, 4]) is 1.0 and pearsonr([0.1, 0.7], [3.3, 1.2]) is -1.0.
+  assert.equal(pearson([1, 2], [2, 4]), 1);
+  assert.equal(pearson([0.1, 0.7], [3.3, 1.2]), -1);
+  assert.equal(pearson([0.7, 0.1], [3.3, 1.2]), 1);
+  assert.ok(Number.isNaN(pearson([1, NaN], [2, 4])));
+  assert.ok(Number.isNaN(pearson([1, 1], [2, 4])), "constant");
+});
