@@ -137,7 +137,7 @@ export class DownloadError extends Error {
       }\n` +
         "Interrupted transfers stay in downloads/*.part under the cache and resume on the next run " +
         "(restarted when the server refuses the resume); raw files that fail their own check " +
-        "(size, sha256, unreadable parquet) are deleted. Without network access, copy an " +
+        "(size, sha256, unreadable zip or parquet) are deleted. Without network access, copy an " +
         "offline mirror in the official layout (glue/<Task>/…, super_glue/<Task>/…) and pass --data-dir.",
     );
     this.failures = failures;
@@ -402,6 +402,24 @@ export function buildMrpc(
   return { train, dev, test };
 }
 
+/**
+ * Deletes a raw download that passed its transfer checks but cannot be used (not a readable zip or
+ * parquet, an entry or rows missing), with its `archives` entry, so that no later run reuses it,
+ * then throws a {@link VerifyError}: `<what> (<cause>) (deleted)`.
+ */
+async function discardRaw(
+  ctx: Ctx,
+  path: string,
+  url: string,
+  what: string,
+  cause: unknown,
+): Promise<never> {
+  await Deno.remove(path).catch(() => {});
+  delete ctx.manifest.archives[url];
+  await saveManifest(ctx);
+  throw new VerifyError(`${what} (${(cause as Error).message}) (deleted)`);
+}
+
 /** Produces the task's files from the official hosts. */
 async function fromOfficial(
   ctx: Ctx,
@@ -414,17 +432,28 @@ async function fromOfficial(
     const url = expandUrl(src.url, ctx.endpoints);
     const zipPath = await fetchRaw(ctx, url, baseName(url), src);
     const wanted = new Set(task.files.map((f) => `${src.innerDir}/${baseName(f.path)}`));
-    const entries = unzipSync(await Deno.readFile(zipPath), {
-      filter: (e) =>
-        !e.name.includes("__MACOSX") &&
-        [...wanted].some((w) => e.name === w || e.name.endsWith(`/${w}`)),
-    });
+    let entries: Record<string, Uint8Array> = {};
+    try {
+      entries = unzipSync(await Deno.readFile(zipPath), {
+        filter: (e) =>
+          !e.name.includes("__MACOSX") &&
+          [...wanted].some((w) => e.name === w || e.name.endsWith(`/${w}`)),
+      });
+    } catch (e) {
+      await discardRaw(ctx, zipPath, url, `${zipPath} from ${url}: not a readable zip`, e);
+    }
     for (const f of task.files) {
       const data = zipEntry(entries, src.innerDir, baseName(f.path));
       if (!data) {
-        throw new VerifyError(`${url}: zip has no entry ${src.innerDir}/${baseName(f.path)}`);
+        await discardRaw(
+          ctx,
+          zipPath,
+          url,
+          `${zipPath} from ${url}: no entry ${src.innerDir}/${baseName(f.path)}`,
+          new Error(`entries: ${Object.keys(entries).join(", ") || "none wanted"}`),
+        );
       }
-      out.set(f.path, data);
+      out.set(f.path, data!);
     }
     return { files: out, from: [url] };
   }
@@ -485,12 +514,8 @@ async function fromParquet(
       `${task.benchmark}-${task.hfConfig}-${f.hfSplit}.parquet`,
       {},
     );
-    const discard = async (what: string, e: unknown): Promise<never> => {
-      await Deno.remove(p).catch(() => {});
-      delete ctx.manifest.archives[url];
-      await saveManifest(ctx);
-      throw new VerifyError(`${url}: ${what} (${(e as Error).message}) (deleted)`);
-    };
+    const discard = (what: string, e: unknown): Promise<never> =>
+      discardRaw(ctx, p, url, `${url}: ${what}`, e);
     const buf = await Deno.readFile(p);
     let rows: Row[] = [];
     try {

@@ -402,6 +402,51 @@ Deno.test("built-in retry resumes a cut transfer within one call", async () => {
   });
 });
 
+Deno.test("a corrupt or truncated zip is an error naming it and its URL; it is deleted, never reused", async () => {
+  const zip = makeZip();
+  const routes: Record<string, Served> = {
+    // A proxy's page served with status 200, then a zip cut short (no size is known to catch it).
+    "/glue/RTE.zip": { body: enc.encode("<html>proxy login</html>") },
+  };
+  await withServer(routes, async (s, cacheDir) => {
+    const url = `${s.endpoints.glue}/RTE.zip`;
+    const saved = join(cacheDir, "downloads", "RTE.zip");
+    for (const bad of [routes["/glue/RTE.zip"]!.body, zip.subarray(0, zip.length - 30)]) {
+      routes["/glue/RTE.zip"] = { body: bad };
+      const err = await downloadRte(s, cacheDir, { retries: 0 }).then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      assert.ok(err instanceof DownloadError, `rejected: ${err}`);
+      assert.equal(err.failures[0]?.task, "glue/rte");
+      assert.ok(
+        err.failures[0]?.reason.includes(`${saved} from ${url}: not a readable zip (`),
+        err.failures[0]?.reason,
+      );
+      assert.match(err.failures[0]?.reason ?? "", /\(deleted\)$/);
+      const left = await listFiles(cacheDir);
+      assert.ok(!left.includes("downloads/RTE.zip"), `bad zip kept: ${left}`);
+      assert.equal((await readManifest(cacheDir)).archives[url], undefined);
+    }
+    // The server now serves the real zip: the next run fetches it again (no stale reuse).
+    routes["/glue/RTE.zip"] = { body: zip };
+    const res = await downloadRte(s, cacheDir);
+    assert.equal(res[0]?.status, "official");
+    assert.equal(await readText(join(cacheDir, "glue/RTE/train.tsv")), TRAIN);
+  });
+});
+
+Deno.test("a zip without a wanted entry is an error naming the entry; it is deleted", async () => {
+  const foreign = zipSync({ "CoLA/train.tsv": enc.encode("x\n") });
+  await withServer({ "/glue/RTE.zip": { body: foreign } }, async (s, cacheDir) => {
+    await assert.rejects(
+      downloadRte(s, cacheDir, { retries: 0 }),
+      /downloads\/RTE\.zip from http:\/\/127\.0\.0\.1:\d+\/glue\/RTE\.zip: no entry RTE\/train\.tsv .*\(deleted\)/,
+    );
+    assert.ok(!(await listFiles(cacheDir)).includes("downloads/RTE.zip"));
+  });
+});
+
 function rteParquet(s1: string[], s2: string[], labels: bigint[]): Uint8Array {
   const buf = parquetWriteBuffer({
     columnData: [
