@@ -10,6 +10,8 @@
  * - Resumable: verified files are skipped; partial downloads continue with HTTP Range from
  *   `<cache>/downloads/<name>.part`. Writes are atomic (temp file + rename); a task's files are
  *   all verified before any is renamed into place; a failed check deletes the temp files.
+ * - Timeouts: a request whose response has not started, or whose body has sent nothing, for 30 s
+ *   ({@link IDLE_TIMEOUT_MS}) is aborted and retried (resuming).
  *
  * CLI: `deno task download --tasks cola,rte,super_glue/rte [--cache-dir DIR] [--source auto|official|parquet]
  * [--verify] [--keep-downloads] [--retries N] [--quiet]` (`--tasks all`, `--tasks glue`, `--tasks super_glue`).
@@ -56,6 +58,11 @@ export interface DownloadOptions {
   keepDownloads?: boolean;
   /** Extra attempts (with Range resume) when a transfer breaks; default 3. */
   retries?: number;
+  /**
+   * A request is given up (and retried, resuming) when its response has not started, or its body
+   * has sent nothing, for this long; default {@link IDLE_TIMEOUT_MS}.
+   */
+  idleTimeoutMs?: number;
   /** Silence progress and log lines. */
   quiet?: boolean;
   /** Log sink (default stderr). */
@@ -189,12 +196,43 @@ async function sha256File(path: string): Promise<string> {
   return h.digest("hex");
 }
 
+/**
+ * Default {@link DownloadOptions.idleTimeoutMs}: 30 s without a response or without a byte of the
+ * body, the README's "a request with no response in 30 s is given up".
+ */
+export const IDLE_TIMEOUT_MS = 30_000;
+
+/**
+ * `p`, or a rejection with `message` once `ms` pass first (then `onTimeout` runs, to abort the
+ * request). The timer is cleared either way.
+ */
+async function within<T>(
+  p: Promise<T>,
+  ms: number,
+  onTimeout: () => void,
+  message: () => string,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(new Error(message())); // first: the abort below rejects `p` too
+      onTimeout();
+    }, ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Context shared by one {@link download} call. */
 interface Ctx {
   cacheDir: string;
   endpoints: Endpoints;
   manifest: Manifest;
   retries: number;
+  idleTimeoutMs: number;
   quiet: boolean;
   log: (line: string) => void;
   fetch: typeof fetch;
@@ -244,11 +282,21 @@ async function fetchRaw(
     try {
       have = (await Deno.stat(part)).size;
     } catch { /* fresh */ }
+    const idle = ctx.idleTimeoutMs;
+    // Aborts the request in flight (the response wait, then its body) when it goes idle.
+    let ctrl = new AbortController();
     try {
       const get = async (from: number): Promise<Response> => {
         const headers: HeadersInit = from > 0 ? { Range: `bytes=${from}-` } : {};
+        ctrl = new AbortController();
+        const abort = ctrl.abort.bind(ctrl);
         try {
-          return await ctx.fetch(url, { headers });
+          return await within(
+            ctx.fetch(url, { headers, signal: ctrl.signal }),
+            idle,
+            () => abort(),
+            () => `no response within ${idle / 1000} s`,
+          );
         } catch (e) {
           throw new Error(`GET ${url}: ${(e as Error).message}`);
         }
@@ -292,7 +340,15 @@ async function fetchRaw(
         using f = await Deno.open(part, { write: true, create: true, append, truncate: !append });
         let done = have;
         if (res.body) {
-          for await (const chunk of res.body) {
+          const reader = res.body.getReader();
+          const abort = ctrl.abort.bind(ctrl);
+          for (;;) {
+            const next = await within(reader.read(), idle, () => {
+              abort();
+              reader.cancel().catch(() => {});
+            }, () => `GET ${url}: no data for ${idle / 1000} s (at ${done} B)`);
+            if (next.done) break;
+            const chunk = next.value;
             let off = 0;
             while (off < chunk.length) off += await f.write(chunk.subarray(off));
             done += chunk.length;
@@ -675,6 +731,7 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
     endpoints: { ...DEFAULT_ENDPOINTS, ...opts.endpoints },
     manifest: await readManifest(cacheDir),
     retries: opts.retries ?? 3,
+    idleTimeoutMs: opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS,
     quiet: opts.quiet ?? false,
     log: opts.log ?? ((l) => {
       if (!opts.quiet) Deno.stderr.writeSync(enc.encode(l + "\n"));

@@ -71,6 +71,11 @@ interface Served {
   body: Uint8Array;
   /** Cut the connection after this many bytes on the first (non-Range) request. */
   cutAt?: number;
+  /**
+   * Send this many bytes on the first (non-Range) request, then nothing until the client goes
+   * away (or, should it never, cut the connection after 5 s).
+   */
+  stallAt?: number;
 }
 
 /** Local HTTP server on 127.0.0.1:0 with Range support and request log. */
@@ -91,6 +96,28 @@ function serve(routes: Record<string, Served>) {
         status: 206,
         headers: { "content-range": `bytes ${start}-${r.body.length - 1}/${r.body.length}` },
       });
+    }
+    if (r.stallAt !== undefined && !cutDone.has(path)) {
+      cutDone.add(path);
+      const head = r.body.subarray(0, r.stallAt);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const stream = new ReadableStream<Uint8Array>({
+        start(c) {
+          c.enqueue(head);
+        },
+        pull(c) {
+          return new Promise<void>((resolve) => {
+            timer = setTimeout(() => {
+              c.error(new Error("stalled 5 s"));
+              resolve();
+            }, 5000);
+          });
+        },
+        cancel() {
+          clearTimeout(timer);
+        },
+      });
+      return new Response(stream, { headers: { "content-length": String(r.body.length) } });
     }
     if (r.cutAt !== undefined && !cutDone.has(path)) {
       cutDone.add(path);
@@ -444,6 +471,65 @@ Deno.test("a zip without a wanted entry is an error naming the entry; it is dele
       /downloads\/RTE\.zip from http:\/\/127\.0\.0\.1:\d+\/glue\/RTE\.zip: no entry RTE\/train\.tsv .*\(deleted\)/,
     );
     assert.ok(!(await listFiles(cacheDir)).includes("downloads/RTE.zip"));
+  });
+});
+
+Deno.test("a body that stalls is given up after the idle timeout and resumed, within one call", async () => {
+  const zip = makeZip();
+  await withServer({ "/glue/RTE.zip": { body: zip, stallAt: 100 } }, async (s, cacheDir) => {
+    const lines: string[] = [];
+    const res = await downloadRte(s, cacheDir, {
+      retries: 1,
+      idleTimeoutMs: 200,
+      log: (l) => lines.push(l),
+    });
+    assert.equal(res[0]?.status, "official");
+    assert.deepEqual(s.log.map((l) => l.range), [null, "bytes=100-"]);
+    assert.ok(
+      lines.some((l) =>
+        l === `RTE.zip: GET ${s.endpoints.glue}/RTE.zip: no data for 0.2 s (at 100 B); retrying`
+      ),
+      lines.join("\n"),
+    );
+  });
+});
+
+Deno.test("a request with no response is given up after the idle timeout, then retried", async () => {
+  const zip = makeZip();
+  await withServer({ "/glue/RTE.zip": { body: zip } }, async (s, cacheDir) => {
+    const signals: (AbortSignal | null | undefined)[] = [];
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    // The first request never answers (it fails by itself after 5 s, should nothing abort it).
+    const hanging: typeof fetch = (input, init) => {
+      signals.push(init?.signal);
+      if (signals.length > 1) return fetch(input, init);
+      return new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error("late")), 5000);
+        init?.signal?.addEventListener("abort", () => {
+          clearTimeout(timer);
+          reject(init.signal!.reason);
+        });
+      });
+    };
+    const lines: string[] = [];
+    try {
+      const res = await downloadRte(s, cacheDir, {
+        retries: 1,
+        idleTimeoutMs: 200,
+        fetch: hanging,
+        log: (l) => lines.push(l),
+      });
+      assert.equal(res[0]?.status, "official");
+    } finally {
+      clearTimeout(timer);
+    }
+    assert.equal(signals[0]?.aborted, true, "the hanging request was aborted");
+    assert.ok(
+      lines.includes(
+        `RTE.zip: GET ${s.endpoints.glue}/RTE.zip: no response within 0.2 s; retrying`,
+      ),
+      lines.join("\n"),
+    );
   });
 });
 
