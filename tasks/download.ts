@@ -410,6 +410,14 @@ function baseName(path: string): string {
   return path.slice(path.lastIndexOf("/") + 1);
 }
 
+/**
+ * The name under `downloads/` of an official raw file: `<benchmark>-<file name>`, since both
+ * benchmarks have an `RTE.zip` (a part of GLUE's must never be resumed with SuperGLUE's bytes).
+ */
+function rawName(task: TaskSource, url: string): string {
+  return `${task.benchmark}-${baseName(url)}`;
+}
+
 /** Splits text into lines like Python's universal newlines (`\r\n`, `\r`, `\n`), keeping no ends. */
 function pyLines(text: string): string[] {
   const lines = text.split(/\r\n|\r|\n/);
@@ -486,7 +494,7 @@ async function fromOfficial(
   const enc = new TextEncoder();
   if (src.kind === "zip") {
     const url = expandUrl(src.url, ctx.endpoints);
-    const zipPath = await fetchRaw(ctx, url, baseName(url), src);
+    const zipPath = await fetchRaw(ctx, url, rawName(task, url), src);
     const wanted = new Set(task.files.map((f) => `${src.innerDir}/${baseName(f.path)}`));
     let entries: Record<string, Uint8Array> = {};
     try {
@@ -515,7 +523,7 @@ async function fromOfficial(
   }
   if (src.kind === "file") {
     const url = expandUrl(src.url, ctx.endpoints);
-    const p = await fetchRaw(ctx, url, baseName(url), src);
+    const p = await fetchRaw(ctx, url, rawName(task, url), src);
     const only = task.files[0];
     if (!only || task.files.length !== 1) {
       throw new Error(`${task.id}: a single-file source needs one file`);
@@ -529,9 +537,9 @@ async function fromOfficial(
     devIds: expandUrl(src.parts.devIds.url, ctx.endpoints),
   };
   const [tr, te, ids] = [
-    await fetchRaw(ctx, urls.train, baseName(urls.train), src.parts.train),
-    await fetchRaw(ctx, urls.test, baseName(urls.test), src.parts.test),
-    await fetchRaw(ctx, urls.devIds, baseName(urls.devIds), src.parts.devIds),
+    await fetchRaw(ctx, urls.train, rawName(task, urls.train), src.parts.train),
+    await fetchRaw(ctx, urls.test, rawName(task, urls.test), src.parts.test),
+    await fetchRaw(ctx, urls.devIds, rawName(task, urls.devIds), src.parts.devIds),
   ];
   const built = buildMrpc(
     await Deno.readFile(tr),

@@ -367,7 +367,7 @@ Deno.test("interrupted download resumes from .part with a Range request", async 
     };
     // First run: no retries, the cut leaves a partial file behind and fails.
     await assert.rejects(download({ ...opts, retries: 0 }));
-    const part = join(cacheDir, "downloads", "RTE.zip.part");
+    const part = join(cacheDir, "downloads", "glue-RTE.zip.part");
     const partSize = (await Deno.stat(part)).size;
     assert.ok(partSize > 0 && partSize < zip.length, `partial ${partSize} of ${zip.length}`);
     // Second run resumes with Range from the partial size.
@@ -388,7 +388,7 @@ Deno.test("a finished download's rename into downloads/ is followed by a flush o
   const zip = makeZip();
   await withServer({ "/glue/RTE.zip": { body: zip } }, async (s, cacheDir) => {
     const flushes = await recordFlushes(() => downloadRte(s, cacheDir, { keepDownloads: true }));
-    assert.deepEqual(flushesOf(flushes, join(cacheDir, "downloads")), [["RTE.zip"]]);
+    assert.deepEqual(flushesOf(flushes, join(cacheDir, "downloads")), [["glue-RTE.zip"]]);
   });
 });
 
@@ -399,12 +399,12 @@ Deno.test("a raw download's data is flushed to disk before it is renamed into pl
   const rename = Deno.rename;
   const events: string[] = [];
   Deno.rename = (from, to) => {
-    if (String(from).endsWith("RTE.zip.part")) events.push("renamed");
+    if (String(from).endsWith("glue-RTE.zip.part")) events.push("renamed");
     return rename(from, to);
   };
   try {
     await withOpenedFiles((file, path, options) => {
-      if (path.endsWith("RTE.zip.part") && options?.write) {
+      if (path.endsWith("glue-RTE.zip.part") && options?.write) {
         const syncData = file.syncData.bind(file);
         const sync = file.sync.bind(file);
         file.syncData = () => (events.push("flushed"), syncData());
@@ -437,7 +437,7 @@ Deno.test("a corrupt or truncated zip is an error naming it and its URL; it is d
   };
   await withServer(routes, async (s, cacheDir) => {
     const url = `${s.endpoints.glue}/RTE.zip`;
-    const saved = join(cacheDir, "downloads", "RTE.zip");
+    const saved = join(cacheDir, "downloads", "glue-RTE.zip");
     for (const bad of [routes["/glue/RTE.zip"]!.body, zip.subarray(0, zip.length - 30)]) {
       routes["/glue/RTE.zip"] = { body: bad };
       const err = await downloadRte(s, cacheDir, { retries: 0 }).then(
@@ -452,7 +452,7 @@ Deno.test("a corrupt or truncated zip is an error naming it and its URL; it is d
       );
       assert.match(err.failures[0]?.reason ?? "", /\(deleted\)$/);
       const left = await listFiles(cacheDir);
-      assert.ok(!left.includes("downloads/RTE.zip"), `bad zip kept: ${left}`);
+      assert.ok(!left.includes("downloads/glue-RTE.zip"), `bad zip kept: ${left}`);
       assert.equal((await readManifest(cacheDir)).archives[url], undefined);
     }
     // The server now serves the real zip: the next run fetches it again (no stale reuse).
@@ -468,9 +468,9 @@ Deno.test("a zip without a wanted entry is an error naming the entry; it is dele
   await withServer({ "/glue/RTE.zip": { body: foreign } }, async (s, cacheDir) => {
     await assert.rejects(
       downloadRte(s, cacheDir, { retries: 0 }),
-      /downloads\/RTE\.zip from http:\/\/127\.0\.0\.1:\d+\/glue\/RTE\.zip: no entry RTE\/train\.tsv .*\(deleted\)/,
+      /downloads\/glue-RTE\.zip from http:\/\/127\.0\.0\.1:\d+\/glue\/RTE\.zip: no entry RTE\/train\.tsv .*\(deleted\)/,
     );
-    assert.ok(!(await listFiles(cacheDir)).includes("downloads/RTE.zip"));
+    assert.ok(!(await listFiles(cacheDir)).includes("downloads/glue-RTE.zip"));
   });
 });
 
@@ -487,7 +487,8 @@ Deno.test("a body that stalls is given up after the idle timeout and resumed, wi
     assert.deepEqual(s.log.map((l) => l.range), [null, "bytes=100-"]);
     assert.ok(
       lines.some((l) =>
-        l === `RTE.zip: GET ${s.endpoints.glue}/RTE.zip: no data for 0.2 s (at 100 B); retrying`
+        l ===
+          `glue-RTE.zip: GET ${s.endpoints.glue}/RTE.zip: no data for 0.2 s (at 100 B); retrying`
       ),
       lines.join("\n"),
     );
@@ -526,10 +527,69 @@ Deno.test("a request with no response is given up after the idle timeout, then r
     assert.equal(signals[0]?.aborted, true, "the hanging request was aborted");
     assert.ok(
       lines.includes(
-        `RTE.zip: GET ${s.endpoints.glue}/RTE.zip: no response within 0.2 s; retrying`,
+        `glue-RTE.zip: GET ${s.endpoints.glue}/RTE.zip: no response within 0.2 s; retrying`,
       ),
       lines.join("\n"),
     );
+  });
+});
+
+Deno.test("GLUE's and SuperGLUE's RTE.zip do not share a download: a cut GLUE part is not resumed with SuperGLUE's bytes", async () => {
+  const glueTrain = TRAIN + "3\tlong " + "x".repeat(5000) + ".\tY.\tentailment\n";
+  const glueZip = makeZip(glueTrain);
+  const cutAt = Math.floor(glueZip.length / 2);
+  const train = '{"premise": "A.", "hypothesis": "B.", "label": "entailment", "idx": 0}\n';
+  const val = '{"premise": "C.", "hypothesis": "D.", "label": "not_entailment", "idx": 0}\n';
+  const sgZip = zipSync({ "RTE/train.jsonl": enc.encode(train), "RTE/val.jsonl": enc.encode(val) });
+  const sgRte: TaskSource = {
+    id: "super_glue/rte",
+    name: "rte_sg",
+    benchmark: "super_glue",
+    folder: "RTE",
+    hfConfig: "rte",
+    files: ["train", "val"].map((n) => ({
+      path: `super_glue/RTE/${n}.jsonl`,
+      split: n === "train" ? "train" : "validation",
+      hfSplit: n === "train" ? "train" : "validation",
+      rows: 1,
+      header: false,
+    })),
+    official: {
+      kind: "zip",
+      url: "{superGlue}/RTE.zip",
+      sha256Prefix: sha256Hex(sgZip).slice(0, 8),
+      innerDir: "RTE",
+    },
+  };
+  const routes: Record<string, Served> = {
+    "/glue/RTE.zip": { body: glueZip, cutAt },
+    "/sg/RTE.zip": { body: sgZip },
+  };
+  await withServer(routes, async (s, cacheDir) => {
+    const opts = {
+      tasks: ["rte", "super_glue/rte"],
+      taskSources: [tinyRte({ trainRows: 4, trainSha: sha256Hex(enc.encode(glueTrain)) }), sgRte],
+    };
+    const err = await downloadRte(s, cacheDir, { ...opts, retries: 0 }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    assert.ok(err instanceof DownloadError, `rejected: ${err}`);
+    assert.deepEqual(err.failures.map((f) => f.task), ["glue/rte"]);
+    assert.deepEqual(err.results.map((r) => [r.task, r.status]), [["super_glue/rte", "official"]]);
+    assert.equal(await readText(join(cacheDir, "super_glue/RTE/train.jsonl")), train);
+    // GLUE's part is still there, whole, and the next run resumes it.
+    assert.equal((await Deno.stat(join(cacheDir, "downloads/glue-RTE.zip.part"))).size, cutAt);
+    const res = await downloadRte(s, cacheDir, opts);
+    assert.deepEqual(res.map((r) => [r.task, r.status]), [
+      ["glue/rte", "official"],
+      ["super_glue/rte", "cached"],
+    ]);
+    assert.deepEqual(s.log.filter((l) => l.path === "/glue/RTE.zip").map((l) => l.range), [
+      null,
+      `bytes=${cutAt}-`,
+    ]);
+    assert.equal(await readText(join(cacheDir, "glue/RTE/train.tsv")), glueTrain);
   });
 });
 
