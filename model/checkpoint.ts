@@ -27,6 +27,7 @@ import {
   recoverAsideFolders,
   removeStaleTemps,
   swapFolderInto,
+  syncDir,
   TEMP_TAG_SOURCE,
   type TempPattern,
   tempTagOf,
@@ -414,6 +415,9 @@ export async function saveHfFolder(
     for (const [name, content] of Object.entries(opts.extraFiles ?? {})) {
       await writeFileAtomic(join(tmp, name), content);
     }
+    // The weights files were created in place (writeShard), not renamed in: flush the folder's
+    // names too, or a power cut after the rename below could leave it without them.
+    await syncDir(tmp);
     await opts.onSwap?.("written");
     await swapFolderInto(tmp, dir, opts.onSwap);
   } catch (e) {

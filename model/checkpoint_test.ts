@@ -288,6 +288,33 @@ Deno.test("saveHfFolder() flushes the parent folder once the new folder is in pl
   }
 });
 
+Deno.test("saveHfFolder() flushes its temporary folder after the weights, before renaming it in", async () => {
+  if (Deno.build.os === "windows") return; // syncDir does nothing there
+  const parent = await Deno.makeTempDir();
+  const a = tf.tensor1d([1, 2]);
+  const b = tf.tensor1d([3, 4]);
+  try {
+    // No extra files (whose atomic writes would flush the folder after the weights), unsharded
+    // and sharded: the last flush of the temporary folder must list every weights file, or a
+    // power cut after the rename could leave the folder without them.
+    for (const [name, maxShardBytes] of [["one", undefined], ["two", 8]] as const) {
+      const flushes = await recordFlushes(() =>
+        saveHfFolder(join(parent, name), preset("tiny-relu"), new Map([["a", a], ["b", b]]), {
+          ...(maxShardBytes === undefined ? {} : { maxShardBytes }),
+        })
+      );
+      const ofTemp = flushes.filter((f) => basename(f.dir).startsWith(`.${name}.tmp-`));
+      const last = ofTemp[ofTemp.length - 1]?.entries ?? [];
+      const written = [...Deno.readDirSync(join(parent, name))].map((e) => e.name).sort();
+      assert.deepEqual(last, written, `${name}: the temporary folder's last flush`);
+    }
+  } finally {
+    a.dispose();
+    b.dispose();
+    await Deno.remove(parent, { recursive: true });
+  }
+});
+
 Deno.test("saving over a folder removes the old one through a .del- name (never partial under .old-)", async () => {
   const parent = await Deno.makeTempDir();
   const cfg = preset("tiny-relu");
