@@ -10,6 +10,9 @@
  * - Resumable: verified files are skipped; partial downloads continue with HTTP Range from
  *   `<cache>/downloads/<name>.part`. Writes are atomic (temp file + rename); a task's files are
  *   all verified before any is renamed into place; a failed check deletes the temp files.
+ * - Concurrent runs sharing a cache: each task is checked, fetched and written under its lock
+ *   (`<cache>/locks/<benchmark>-<config>.lock`), so it is fetched once and no `.part` is shared;
+ *   the manifest is re-read and merged under `<cache>/locks/manifest.lock` before each save.
  * - Timeouts: a request whose response has not started, or whose body has sent nothing, for 30 s
  *   ({@link IDLE_TIMEOUT_MS}) is aborted and retried (resuming).
  *
@@ -19,7 +22,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { unzipSync } from "fflate";
 import { parquetReadObjects } from "hyparquet";
 import { compressors } from "hyparquet-compressors";
@@ -153,6 +156,12 @@ export class DownloadError extends Error {
 }
 
 const MANIFEST = "manifest.json";
+/**
+ * Folder of the lock files under the cache: `manifest.lock` (held while the manifest is re-read,
+ * merged and saved) and `<benchmark>-<config>.lock` (held while a task is checked, fetched and
+ * written, so that concurrent runs fetch a task once and never share a `.part`).
+ */
+const LOCKS = "locks";
 
 /** Reads `<cacheDir>/manifest.json` (an empty one when absent). */
 export async function readManifest(cacheDir: string): Promise<Manifest> {
@@ -239,6 +248,32 @@ interface Ctx {
   countRows: typeof countRowsBytes;
   /** Raw downloads made for the current task (deleted after unless kept). */
   raws: string[];
+  /** This call's changes to the manifest not yet saved ({@link saveManifest} merges them). */
+  pending: PendingChanges;
+}
+
+/** Manifest entries set (or, for an undefined archive, deleted) by this call since its last save. */
+interface PendingChanges {
+  files: Map<string, ManifestFile>;
+  archives: Map<string, Manifest["archives"][string] | undefined>;
+}
+
+/**
+ * Holds an exclusive lock (`flock`) on the file `path`, made empty when absent, while `fn` runs;
+ * the kernel drops it when the process ends, however it ends. Lock files stay (they are empty).
+ */
+async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  await Deno.mkdir(dirname(path), { recursive: true });
+  using f = await Deno.open(path, { read: true, write: true, create: true });
+  await f.lock(true);
+  return await fn();
+}
+
+/** Sets (or deletes) the manifest's record of a raw download, to be saved. */
+function setArchive(ctx: Ctx, url: string, entry: Manifest["archives"][string] | undefined): void {
+  if (entry) ctx.manifest.archives[url] = entry;
+  else delete ctx.manifest.archives[url];
+  ctx.pending.archives.set(url, entry);
 }
 
 function parseContentRangeStart(v: string | null): number | undefined {
@@ -375,7 +410,7 @@ async function fetchRaw(
       }
       await Deno.rename(part, dest);
       await syncDir(dir); // the new name survives a power cut
-      ctx.manifest.archives[url] = { sha256: digest, bytes: size };
+      setArchive(ctx, url, { sha256: digest, bytes: size });
       return dest;
     } catch (e) {
       lastErr = e;
@@ -479,7 +514,7 @@ async function discardRaw(
   cause: unknown,
 ): Promise<never> {
   await Deno.remove(path).catch(() => {});
-  delete ctx.manifest.archives[url];
+  setArchive(ctx, url, undefined);
   await saveManifest(ctx);
   throw new VerifyError(`${what} (${(cause as Error).message}) (deleted)`);
 }
@@ -674,7 +709,7 @@ async function commitFiles(
   const now = new Date().toISOString();
   for (const [path, data] of files) {
     const c = checks.get(path)!;
-    ctx.manifest.files[path] = {
+    const entry: ManifestFile = {
       task: task.id,
       sha256: c.sha256,
       bytes: data.length,
@@ -684,12 +719,34 @@ async function commitFiles(
       from,
       writtenAt: now,
     };
+    ctx.manifest.files[path] = entry;
+    ctx.pending.files.set(path, entry);
   }
   await saveManifest(ctx);
 }
 
-async function saveManifest(ctx: Ctx): Promise<void> {
-  await writeAtomic(join(ctx.cacheDir, MANIFEST), JSON.stringify(ctx.manifest, null, 2) + "\n");
+/**
+ * Re-reads the manifest from disk and applies this call's pending changes to it (`ctx.manifest`
+ * becomes the result), under the manifest's lock, so that runs sharing a cache keep each other's
+ * entries; with `write`, saves the result and clears the pending changes.
+ */
+async function refreshManifest(ctx: Ctx, write: boolean): Promise<void> {
+  await withLock(join(ctx.cacheDir, LOCKS, "manifest.lock"), async () => {
+    const m = await readManifest(ctx.cacheDir);
+    for (const [path, entry] of ctx.pending.files) m.files[path] = entry;
+    for (const [url, entry] of ctx.pending.archives) {
+      if (entry) m.archives[url] = entry;
+      else delete m.archives[url];
+    }
+    ctx.manifest = m;
+    if (!write) return;
+    await writeAtomic(join(ctx.cacheDir, MANIFEST), JSON.stringify(m, null, 2) + "\n");
+    ctx.pending = { files: new Map(), archives: new Map() };
+  });
+}
+
+function saveManifest(ctx: Ctx): Promise<void> {
+  return refreshManifest(ctx, true);
 }
 
 /** Expands `all`, `glue`, `super_glue` and names into task sources (deduplicated, in order). */
@@ -747,16 +804,19 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
     fetch: opts.fetch ?? fetch,
     countRows: opts.countRows ?? countRowsBytes,
     raws: [],
+    pending: { files: new Map(), archives: new Map() },
   };
   const source = opts.source ?? "auto";
   const results: TaskResult[] = [];
   const failures: TaskFailure[] = [];
-  for (const task of tasks) {
+  // One task at a time under its lock, against the manifest as it is on disk then.
+  const fetchTask = async (task: TaskSource): Promise<void> => {
     ctx.raws = [];
+    await refreshManifest(ctx, false);
     if (await isCached(ctx, task, opts.verify ?? false)) {
       ctx.log(`${task.id}: up to date`);
       results.push({ task: task.id, status: "cached", files: task.files.map((f) => f.path) });
-      continue;
+      return;
     }
     let fallbackReason: string | undefined;
     let done = false;
@@ -802,6 +862,12 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
       for (const p of ctx.raws) await Deno.remove(p).catch(() => {});
     }
     await saveManifest(ctx);
+  };
+  for (const task of tasks) {
+    await withLock(
+      join(cacheDir, LOCKS, `${task.benchmark}-${task.hfConfig}.lock`),
+      () => fetchTask(task),
+    );
   }
   if (failures.length > 0) throw new DownloadError(failures, results);
   return results;

@@ -223,10 +223,12 @@ Deno.test("official zip: files extracted byte-exact, verified, manifest, then ca
     assert.equal(m.files["glue/RTE/dev.tsv"]?.verified, "rows");
     assert.equal(m.files["glue/RTE/dev.tsv"]?.sha256, sha256Hex(enc.encode(DEV)));
     assert.equal(m.archives[`${s.endpoints.glue}/RTE.zip`]?.sha256, sha256Hex(zip));
-    // Raw zip removed, only the layout and the manifest remain.
+    // Raw zip removed, only the layout, the manifest and the (empty) lock files remain.
     assert.deepEqual(await listFiles(cacheDir), [
       "glue/RTE/dev.tsv",
       "glue/RTE/train.tsv",
+      "locks/glue-rte.lock",
+      "locks/manifest.lock",
       "manifest.json",
     ]);
     const before = s.log.length;
@@ -303,7 +305,11 @@ Deno.test("archive sha256 prefix mismatch: error names the file, no cache entry"
       }),
       /RTE\.zip.*sha256 [0-9a-f]{64} does not start with the expected 00000000/,
     );
-    assert.deepEqual(await listFiles(cacheDir), ["manifest.json"]);
+    assert.deepEqual(await listFiles(cacheDir), [
+      "locks/glue-rte.lock",
+      "locks/manifest.lock",
+      "manifest.json",
+    ]);
     assert.deepEqual((await readManifest(cacheDir)).files, {});
   });
 });
@@ -590,6 +596,52 @@ Deno.test("GLUE's and SuperGLUE's RTE.zip do not share a download: a cut GLUE pa
       `bytes=${cutAt}-`,
     ]);
     assert.equal(await readText(join(cacheDir, "glue/RTE/train.tsv")), glueTrain);
+  });
+});
+
+/** {@link tinyRte} moved to another GLUE folder and config (`WNLI`, `wnli`): a second task. */
+function tinyOther(folder: string, config: string): TaskSource {
+  const rte = tinyRte();
+  return {
+    ...rte,
+    id: `glue/${config}`,
+    name: config,
+    folder,
+    hfConfig: config,
+    files: rte.files.map((f) => ({ ...f, path: f.path.replace("/RTE/", `/${folder}/`) })),
+    official: { kind: "zip", url: `{glue}/${folder}.zip`, innerDir: folder },
+  };
+}
+
+Deno.test("concurrent runs sharing a cache keep each other's manifest entries and fetch a task once", async () => {
+  const wnliZip = zipSync({
+    "WNLI/train.tsv": enc.encode(TRAIN),
+    "WNLI/dev.tsv": enc.encode(DEV),
+  });
+  const routes = { "/glue/RTE.zip": { body: makeZip() }, "/glue/WNLI.zip": { body: wnliZip } };
+  await withServer(routes, async (s, cacheDir) => {
+    const taskSources = [tinyRte(), tinyOther("WNLI", "wnli")];
+    // Two runs on different tasks, one on the same task as the first: all at once.
+    const [a, b, c] = await Promise.all([
+      downloadRte(s, cacheDir, { taskSources, tasks: ["rte"] }),
+      downloadRte(s, cacheDir, { taskSources, tasks: ["wnli"] }),
+      downloadRte(s, cacheDir, { taskSources, tasks: ["rte"] }),
+    ]);
+    assert.deepEqual(b.map((r) => r.status), ["official"]);
+    assert.deepEqual([a[0]?.status, c[0]?.status].sort(), ["cached", "official"]);
+    assert.equal(s.log.filter((l) => l.path === "/glue/RTE.zip").length, 1, "RTE fetched once");
+    const m = await readManifest(cacheDir);
+    assert.deepEqual(Object.keys(m.files).sort(), [
+      "glue/RTE/dev.tsv",
+      "glue/RTE/train.tsv",
+      "glue/WNLI/dev.tsv",
+      "glue/WNLI/train.tsv",
+    ]);
+    assert.deepEqual(Object.keys(m.archives).sort(), [
+      `${s.endpoints.glue}/RTE.zip`,
+      `${s.endpoints.glue}/WNLI.zip`,
+    ]);
+    assert.equal(await readText(join(cacheDir, "glue/WNLI/train.tsv")), TRAIN);
   });
 });
 
