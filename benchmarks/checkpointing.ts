@@ -257,6 +257,16 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
       `${statePath}: field "step" must be an integer, got ${JSON.stringify(state?.step)}`,
     );
   }
+  // A folder's name is its step (saveCheckpoint): a state of another step (a folder copied or
+  // renamed by hand) would resume a step the folder's name does not say.
+  const named = STEP_DIR.exec(basename(dir));
+  if (named !== null && Number(named[1]) !== state.step) {
+    throw new Error(
+      `${statePath}: field "step" is ${state.step}, but the folder is the checkpoint of step ${
+        Number(named[1])
+      }`,
+    );
+  }
   const vPath = join(dir, "variables.safetensors");
   const sPath = join(dir, "optimizer.safetensors");
   const variables = fromRaw(await Deno.readFile(vPath), vPath);

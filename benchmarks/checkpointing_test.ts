@@ -75,6 +75,31 @@ Deno.test("loadLatestCheckpoint() names the file of a corrupt state", async () =
   await Deno.remove(root, { recursive: true });
 });
 
+Deno.test("loadLatestCheckpoint() refuses a state.json whose step is not its folder's", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    const w = tf.tensor([1, 2]);
+    await saveCheckpoint(root, {
+      variables: new Map([["w", w]]),
+      slots: new Map(),
+      state: { step: 3 },
+    });
+    w.dispose();
+    const before = tf.memory().numTensors;
+    const state = join(root, checkpointDirName(3), "state.json");
+    await Deno.writeTextFile(state, JSON.stringify({ step: 7 }));
+    await assert.rejects(
+      () => loadLatestCheckpoint(root),
+      new RegExp(
+        `^Error: ${state}: field "step" is 7, but the folder is the checkpoint of step 3$`,
+      ),
+    );
+    assert.equal(tf.memory().numTensors, before, "nothing loaded");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("saveCheckpoint() that fails part-way keeps the earlier checkpoints and leaves no temp folder", async () => {
   const root = await Deno.makeTempDir();
   const w = tf.tensor([1, 2, 3]);
