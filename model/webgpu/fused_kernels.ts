@@ -1045,12 +1045,21 @@ export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => 
     const max = backend.device.limits.maxComputeWorkgroupsPerDimension;
     const eps = (attrs as { eps: number }).eps;
     const u = [i32(rows), i32(d), f32(eps)];
+    const be = backend as unknown as {
+      makeTensorInfo(shape: number[], dtype: tf.DataType, values?: Float32Array): tf.TensorInfo;
+    };
+    if (rows === 0 || d === 0) {
+      // No rows: dx is empty and dw is zeros. No dispatch: its grid would be empty (the in-place
+      // one was [0, NaN, 1], which dispatchWorkgroups rejects) and binding the empty x fails
+      // WebGPU validation, which takes the rest of the submitted batch down with it.
+      return [
+        be.makeTensorInfo([...x.shape], "float32"),
+        be.makeTensorInfo([d], "float32", new Float32Array(d)),
+      ];
+    }
     let dx: tf.TensorInfo, rinv: tf.TensorInfo;
     if (inPlaceSupport() === undefined) {
       // dx and r in one dispatch.
-      const be = backend as unknown as {
-        makeTensorInfo(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-      };
       dx = be.makeTensorInfo([...x.shape], "float32");
       rinv = be.makeTensorInfo([rows, 1], "float32");
       const read = (tensor: tf.TensorInfo) => ({ tensor, write: false });

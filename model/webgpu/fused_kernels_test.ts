@@ -40,7 +40,7 @@ import { registerWebgpuKernels, selfCheckWebgpuKernels, unregisterWebgpuKernels 
 import { preset } from "../config.ts";
 import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../t5.ts";
 import { normGradSource, rowProgramsNormGrad, rowProgramSource } from "./fused_kernels.ts";
-import { f32, i32 } from "./wgsl.ts";
+import { f32, grid, i32 } from "./wgsl.ts";
 import { createOptimizer, type OptimizerConfig } from "../../benchmarks/optim.ts";
 import { threeSteps } from "../../benchmarks/optim_testing.ts";
 import { uniformValues } from "../../benchmarks/rng.ts";
@@ -101,6 +101,55 @@ fusedTest("webgpu RMS norm gradient: dx and r in one dispatch, dw in one more", 
     await normGradCase(rows, d);
   }
 });
+
+fusedTest(
+  "webgpu RMS norm gradient of no rows: empty dx and zero dw as on cpu, no dispatch, no error",
+  async () => {
+    // x [0, 5] (an empty batch): the in-place dispatch got the grid [0, NaN, 1] and threw, and
+    // the row programs bound the empty x, a WebGPU validation error.
+    const d = 5;
+    const [x, dy, dr] = [0, 1, 2].map(() => tf.zeros([0, d]));
+    const w = tf.tensor1d([1, 2, 3, 4, 5]);
+    const device = (tf.backend() as unknown as { device: GPUDevice }).device;
+    for (const withResidual of [false, true]) {
+      const before = tf.memory().numTensors;
+      device.pushErrorScope("validation");
+      const stop = countGpuWork()!;
+      let outs: tf.Tensor[];
+      let error: GPUError | null;
+      try {
+        outs = tf.engine().runKernel(
+          RMS_NORM_GRAD,
+          withResidual ? { x: x!, w, dy: dy!, dr: dr! } : { x: x!, w, dy: dy! },
+          { eps: 1e-6 },
+        ) as tf.Tensor[];
+      } finally {
+        assert.equal(stop().dispatches, 0, "nothing to dispatch");
+        error = await device.popErrorScope(); // closed whatever happened
+      }
+      const [gx, gw] = outs;
+      assert.deepEqual(gx!.shape, [0, d]);
+      assert.deepEqual(Array.from(await gw!.data()), [0, 0, 0, 0, 0]);
+      assert.equal(error, null, "no validation error");
+      tf.dispose(outs);
+      assert.equal(tf.memory().numTensors, before, "tensors leaked");
+    }
+    // The stock ops' gradient (the composite, on cpu) of the same empty batch: the same.
+    const [gx, gw] = await gpuThenCpu(async () => {
+      const g = tf.grads((a: tf.Tensor, b: tf.Tensor) => rmsNorm(a, b as tf.Tensor1D, 1e-6))(
+        [x!, w],
+        dy!,
+      );
+      const v = [g[0]!.shape, Array.from(await g[1]!.data())] as const;
+      tf.dispose(g);
+      return v;
+    }, "empty rms norm gradient");
+    assert.deepEqual(gx, gw);
+    tf.dispose([x!, dy!, dr!, w]);
+    assert.deepEqual(grid(0, 65535), [0, 1, 1], "an empty grid has no NaN");
+    assert.deepEqual(grid(70000, 65535), [65535, 2, 1]);
+  },
+);
 
 fusedTest(
   "webgpu RMS norm gradient without the in-place dispatch: the row programs agree",

@@ -12,6 +12,7 @@
  * @param max the device's `maxComputeWorkgroupsPerDimension`
  */
 export function grid(groups: number, max: number): [number, number, number] {
+  if (groups === 0) return [0, 1, 1]; // ceil(0 / 0) would make y NaN, which WebGPU rejects
   const x = Math.min(groups, max);
   return [x, Math.ceil(groups / x), 1];
 }
