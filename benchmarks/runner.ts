@@ -8,12 +8,14 @@
  * checkpoints. Without `resume` it is cleared before the run starts, so the run trains afresh
  * with the current code; with `resume` an unfinished run continues from its newest checkpoint
  * (and records that in `provenance.resumedFrom`). Once the result JSON is written the folder is
- * removed: checkpoints only serve to resume an unfinished run.
+ * removed (or, after a kill between the two, when `resume` skips the finished run): checkpoints
+ * only serve to resume an unfinished run. Folders are removed through a `.<stem>.del-<tag>` name,
+ * so a kill while removing leaves no partial checkpoint where a resume would look.
  *
  * @module
  */
 import { join } from "node:path";
-import { writeFileAtomic } from "../model/fs.ts";
+import { DISCARDED_FOLDER, discardFolder, writeFileAtomic } from "../model/fs.ts";
 import { parseJsonFile } from "../model/json.ts";
 import { availableTasks, BENCHMARK_TASKS, sourceId } from "../tasks/mod.ts";
 import {
@@ -431,11 +433,28 @@ export function runWorkDir(file: string): string {
   return file.slice(0, -".json".length);
 }
 
+/**
+ * Removes a run's work folder through a `.<stem>.del-<tag>` name (`discardFolder`), so that a
+ * kill part-way through the delete never leaves part of a checkpoint under the run's folder,
+ * where `--resume` would find it (and fail on its missing files); {@link sweepDiscarded}
+ * finishes such a removal.
+ */
 async function removeTree(dir: string): Promise<void> {
+  await discardFolder(dir);
+}
+
+/**
+ * Finishes the removals of work folders that a kill interrupted: the `.<stem>.del-<tag>`
+ * folders ({@link removeTree}) in `outDir`. Housekeeping: what cannot be removed stays.
+ */
+async function sweepDiscarded(outDir: string): Promise<void> {
   try {
-    await Deno.remove(dir, { recursive: true });
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    for await (const e of Deno.readDir(outDir)) {
+      if (!e.isDirectory || !DISCARDED_FOLDER.test(e.name)) continue;
+      await Deno.remove(join(outDir, e.name), { recursive: true }).catch(() => {});
+    }
+  } catch {
+    // Unreadable: nothing to finish.
   }
 }
 
@@ -473,19 +492,22 @@ export async function runGrid(
   opts: RunGridOptions,
 ): Promise<GridSummary> {
   await Deno.mkdir(opts.outDir, { recursive: true });
+  await sweepDiscarded(opts.outDir);
   const emit = opts.onEvent ?? (() => {});
   let done = 0;
   let skipped = 0;
   const failed: { spec: RunSpec; error: Error }[] = [];
   for (const [index, spec] of specs.entries()) {
     const found = opts.resume ? await inspectFinished(opts.outDir, spec) : {};
+    const file = join(opts.outDir, runFileName(spec));
+    const workDir = runWorkDir(file);
     if (found.result !== undefined) {
+      // Checkpoints left by a kill between writing the result and removing them: no longer needed.
+      await removeTree(workDir).catch(() => {});
       skipped++;
       emit({ kind: "skip", spec, index });
       continue;
     }
-    const file = join(opts.outDir, runFileName(spec));
-    const workDir = runWorkDir(file);
     emit({
       kind: "start",
       spec,

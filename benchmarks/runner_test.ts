@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { sharedPath } from "../model/shared_dir.ts";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
@@ -454,4 +454,62 @@ Deno.test("runGrid(): a rerun without --resume retrains; --resume continues; che
   assert.deepEqual(log, { evals: 1, steps: 4 });
   assert.equal(tf.memory().numTensors, before);
   await Deno.remove(out, { recursive: true });
+});
+
+Deno.test("runGrid(): work folders go through a .del- name; a removal or cleanup a kill cut short is finished", async () => {
+  const out = await Deno.makeTempDir();
+  try {
+    const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+    const spec = grid[0]!;
+    const work = join(out, runFileName(spec)).replace(/\.json$/, "");
+    const leaveCheckpoint = async () => {
+      await Deno.mkdir(join(work, "checkpoints", "step-00000002"), { recursive: true });
+      await Deno.writeTextFile(join(work, "checkpoints", "step-00000002", "state.json"), "{}");
+    };
+    // A fresh run clears its folder, and removes it after success, never deleting it in place
+    // (a delete killed part-way would leave a partial step folder that --resume then loads).
+    await leaveCheckpoint();
+    const removed: string[] = [];
+    const remove = Deno.remove;
+    Deno.remove = (path, options) => {
+      removed.push(String(path));
+      return remove(path, options);
+    };
+    try {
+      assert.equal(
+        (await runGrid([spec], { outDir: out, dataDir: DATA, runOne: fakeRunOne })).done,
+        1,
+      );
+    } finally {
+      Deno.remove = remove;
+    }
+    assert.ok(removed.length >= 2, `removals: ${removed}`);
+    for (const p of removed) {
+      assert.notEqual(p, work, "the work folder is renamed before it is deleted");
+      assert.match(
+        p,
+        new RegExp(`/\\.${runFileName(spec).replace(/\.json$/, "")}\\.del-\\d+-[0-9a-f]{12}$`),
+      );
+    }
+    // A kill between writing the result and removing the checkpoints: --resume skips the run
+    // and removes them; a removal cut short (its .del- folder, partial) is finished.
+    await leaveCheckpoint();
+    const cut = join(out, `.${basename(work)}.del-999999999-0123456789ab`);
+    await Deno.mkdir(join(cut, "checkpoints", "step-00000004"), { recursive: true });
+    const other = join(out, ".notes"); // not a removal: kept
+    await Deno.mkdir(other);
+    const s = await runGrid([spec], {
+      outDir: out,
+      dataDir: DATA,
+      runOne: fakeRunOne,
+      resume: true,
+    });
+    assert.equal(s.skipped, 1);
+    assert.deepEqual(
+      [...Deno.readDirSync(out)].map((e) => e.name).sort(),
+      [".notes", runFileName(spec)],
+    );
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
 });
