@@ -59,8 +59,13 @@ export interface DownloadOptions {
   verify?: boolean;
   /** Keep the raw downloads (zips, parquet) after their files are written. */
   keepDownloads?: boolean;
-  /** Extra attempts (with Range resume) when a transfer breaks; default 3. */
+  /**
+   * Extra attempts (with Range resume) when a transfer breaks or the server answers 408, 429 or
+   * 5xx; default 3. The waits between attempts are {@link retryDelayMs}.
+   */
   retries?: number;
+  /** Waits between attempts (default a timer; tests record the waits instead). */
+  sleep?: (ms: number) => Promise<void>;
   /**
    * A request is given up (and retried, resuming) when its response has not started, or its body
    * has sent nothing, for this long; default {@link IDLE_TIMEOUT_MS}.
@@ -241,6 +246,7 @@ interface Ctx {
   endpoints: Endpoints;
   manifest: Manifest;
   retries: number;
+  sleep: (ms: number) => Promise<void>;
   idleTimeoutMs: number;
   quiet: boolean;
   log: (line: string) => void;
@@ -357,7 +363,7 @@ async function fetchRaw(
       if (!complete) {
         if (!(res.ok || res.status === 206)) {
           await res.body?.cancel();
-          throw new Error(`GET ${url}: HTTP ${res.status}`);
+          throw new HttpStatusError(url, res.status, res.headers.get("retry-after"));
         }
         let append = false;
         if (res.status === 206) {
@@ -414,14 +420,68 @@ async function fetchRaw(
       return dest;
     } catch (e) {
       lastErr = e;
-      if (e instanceof VerifyError || /HTTP 4\d\d/.test((e as Error).message)) break;
+      if (e instanceof VerifyError) break;
+      if (e instanceof HttpStatusError && !e.retryable) break;
       if (attempt < ctx.retries) {
-        ctx.log(`${name}: ${(e as Error).message}; retrying`);
-        await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
+        const wait = retryDelayMs(attempt, e instanceof HttpStatusError ? e.retryAfter : null);
+        ctx.log(`${name}: ${(e as Error).message}; retrying in ${wait / 1000} s`);
+        await ctx.sleep(wait);
       }
     }
   }
   throw lastErr;
+}
+
+/**
+ * A response with an error status. 408 (timeout), 429 (rate limited) and 5xx are retried; other
+ * statuses (404, 403, ...) will not change on a retry.
+ */
+export class HttpStatusError extends Error {
+  override name = "HttpStatusError";
+  /**
+   * @param url the URL requested
+   * @param status the HTTP status
+   * @param retryAfter the `Retry-After` header, if any
+   */
+  constructor(url: string, readonly status: number, readonly retryAfter: string | null) {
+    super(`GET ${url}: HTTP ${status}`);
+  }
+
+  /** Whether another attempt may succeed. */
+  get retryable(): boolean {
+    return this.status === 408 || this.status === 429 || this.status >= 500;
+  }
+}
+
+/** Longest `Retry-After` honoured (a longer one is cut to this; the run does not hang). */
+export const MAX_RETRY_AFTER_MS = 120_000;
+
+/**
+ * The wait before attempt `attempt + 1`: the server's `Retry-After` (seconds or an HTTP date, at
+ * most {@link MAX_RETRY_AFTER_MS}) when it sent a valid one, else 1 s, 2 s, 4 s, ... (at most 30 s).
+ *
+ * @param attempt the attempt that failed (0 for the first)
+ * @param retryAfter the `Retry-After` header, or null
+ * @param now the current time (ms since the epoch), for an HTTP date
+ * @returns milliseconds to wait
+ */
+export function retryDelayMs(
+  attempt: number,
+  retryAfter: string | null,
+  now: number = Date.now(),
+): number {
+  const backoff = Math.min(30_000, 1000 * 2 ** attempt);
+  if (retryAfter === null) return backoff;
+  const v = retryAfter.trim();
+  // delta-seconds, or an IMF-fixdate such as "Fri, 27 Nov 2026 03:00:05 GMT" (V8's Date.parse
+  // alone would take "-5" for a date in the year -5).
+  const ms = /^\d+$/.test(v)
+    ? Number(v) * 1000
+    : /^[A-Za-z]{3}, .* GMT$/.test(v)
+    ? Date.parse(v) - now
+    : NaN;
+  if (!Number.isFinite(ms)) return backoff;
+  return Math.min(MAX_RETRY_AFTER_MS, Math.max(0, ms));
 }
 
 /** A content check failed (not worth retrying the transfer). */
@@ -796,6 +856,7 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
     endpoints: { ...DEFAULT_ENDPOINTS, ...opts.endpoints },
     manifest: await readManifest(cacheDir),
     retries: opts.retries ?? 3,
+    sleep: opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))),
     idleTimeoutMs: opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS,
     quiet: opts.quiet ?? false,
     log: opts.log ?? ((l) => {

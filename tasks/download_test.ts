@@ -8,9 +8,12 @@ import {
   download,
   DownloadError,
   type DownloadOptions,
+  HttpStatusError,
   main,
+  MAX_RETRY_AFTER_MS,
   parseDownloadArgs,
   readManifest,
+  retryDelayMs,
   sha256Hex,
 } from "./download.ts";
 import type { TaskSource } from "./sources.ts";
@@ -181,6 +184,7 @@ function downloadRte(
     endpoints: s.endpoints,
     taskSources: [tinyRte()],
     quiet: true,
+    sleep: () => Promise.resolve(), // the waits between attempts are tested on their own
     ...extra,
   });
 }
@@ -494,7 +498,7 @@ Deno.test("a body that stalls is given up after the idle timeout and resumed, wi
     assert.ok(
       lines.some((l) =>
         l ===
-          `glue-RTE.zip: GET ${s.endpoints.glue}/RTE.zip: no data for 0.2 s (at 100 B); retrying`
+          `glue-RTE.zip: GET ${s.endpoints.glue}/RTE.zip: no data for 0.2 s (at 100 B); retrying in 1 s`
       ),
       lines.join("\n"),
     );
@@ -533,7 +537,7 @@ Deno.test("a request with no response is given up after the idle timeout, then r
     assert.equal(signals[0]?.aborted, true, "the hanging request was aborted");
     assert.ok(
       lines.includes(
-        `glue-RTE.zip: GET ${s.endpoints.glue}/RTE.zip: no response within 0.2 s; retrying`,
+        `glue-RTE.zip: GET ${s.endpoints.glue}/RTE.zip: no response within 0.2 s; retrying in 1 s`,
       ),
       lines.join("\n"),
     );
@@ -1039,5 +1043,79 @@ Deno.test("main() (deno task download) exits 1 when a download fails, 0 when all
     assert.deepEqual(out, [`done: glue/cola=official glue/rte=cached\ndata dir: ${cache}`]);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("429, 408 and 5xx are retried after Retry-After or a doubling backoff; 404 is not", async () => {
+  const zip = makeZip();
+  await withServer({ "/glue/RTE.zip": { body: zip } }, async (s, cacheDir) => {
+    // The server answers 429 (Retry-After: 7), then 503 (no header), then 408, then the zip.
+    const statuses: [number, Record<string, string>][] = [
+      [429, { "retry-after": "7" }],
+      [503, {}],
+      [408, {}],
+    ];
+    const limited: typeof fetch = (input, init) => {
+      const next = statuses.shift();
+      if (next) return Promise.resolve(new Response("busy", { status: next[0], headers: next[1] }));
+      return fetch(input, init);
+    };
+    const waits: number[] = [];
+    const lines: string[] = [];
+    const res = await downloadRte(s, cacheDir, {
+      retries: 3,
+      fetch: limited,
+      sleep: (ms) => (waits.push(ms), Promise.resolve()),
+      log: (l) => lines.push(l),
+    });
+    assert.equal(res[0]?.status, "official");
+    assert.deepEqual(waits, [7000, 2000, 4000]);
+    assert.equal(
+      lines[0],
+      `glue-RTE.zip: GET ${s.endpoints.glue}/RTE.zip: HTTP 429; retrying in 7 s`,
+    );
+  });
+  await withServer({}, async (s, cacheDir) => {
+    const waits: number[] = [];
+    const err = await downloadRte(s, cacheDir, {
+      retries: 3,
+      sleep: (ms) => (waits.push(ms), Promise.resolve()),
+    }).then(() => undefined, (e: Error) => e);
+    assert.ok(err instanceof DownloadError);
+    assert.match(err.failures[0]?.reason ?? "", /HTTP 404/);
+    assert.deepEqual(waits, [], "a 404 is not retried");
+    assert.equal(s.log.length, 1);
+  });
+});
+
+Deno.test("retryDelayMs: Retry-After in seconds or as a date, capped; else 1, 2, 4 ... 30 s", () => {
+  const now = Date.parse("2026-11-27T03:00:00Z");
+  assert.deepEqual([0, 1, 2, 3, 4, 5, 9].map((a) => retryDelayMs(a, null, now)), [
+    1000,
+    2000,
+    4000,
+    8000,
+    16000,
+    30000,
+    30000,
+  ]);
+  assert.equal(retryDelayMs(0, "0", now), 0);
+  assert.equal(retryDelayMs(2, " 12 ", now), 12000);
+  assert.equal(retryDelayMs(0, "Fri, 27 Nov 2026 03:00:05 GMT", now), 5000);
+  assert.equal(retryDelayMs(0, "Fri, 27 Nov 2026 02:59:00 GMT", now), 0, "a past date");
+  assert.equal(retryDelayMs(0, "86400", now), MAX_RETRY_AFTER_MS, "a day is cut");
+  assert.equal(retryDelayMs(1, "soon", now), 2000, "an unreadable header: the backoff");
+  assert.equal(retryDelayMs(1, "-5", now), 2000, "a negative number is not delta-seconds");
+  for (
+    const [status, retryable] of [
+      [404, false],
+      [403, false],
+      [408, true],
+      [429, true],
+      [500, true],
+      [502, true],
+    ] as const
+  ) {
+    assert.equal(new HttpStatusError("u", status, null).retryable, retryable, String(status));
   }
 });
