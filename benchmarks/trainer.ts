@@ -369,6 +369,37 @@ export async function lossAndGrads(
 }
 
 /**
+ * Checks the fields of a checkpoint's state that a resume restores (a state that is JSON but not
+ * a trainer's, e.g. edited by hand), so that the error names the file and the field rather than
+ * failing later, or continuing with histories that miss steps.
+ *
+ * @param dir the checkpoint folder
+ * @param step its step
+ * @param state its `state.json`
+ * @throws Error naming `state.json` and the field
+ */
+function checkResumeState(dir: string, step: number, state: Record<string, unknown>): void {
+  const bad = (field: string, want: string, got: unknown) =>
+    new Error(
+      `${dir}/state.json: field "${field}" must be ${want}, got ${
+        Array.isArray(got) ? `${got.length} entries` : JSON.stringify(got)
+      }`,
+    );
+  const os = state.optimizerStep;
+  if (typeof os !== "number" || !Number.isInteger(os) || os < 0) {
+    throw bad("optimizerStep", "a non-negative integer", os);
+  }
+  const losses = state.losses;
+  if (
+    !Array.isArray(losses) || losses.length !== step ||
+    !losses.every((l, i) => l?.step === i + 1 && typeof l?.loss === "number")
+  ) {
+    throw bad("losses", `the {step, loss} of each of its ${step} steps`, losses);
+  }
+  if (!Array.isArray(state.evals)) throw bad("evals", "an array", state.evals);
+}
+
+/**
  * Train a method on a backbone. Resumes from the newest checkpoint under `checkpointDir`.
  *
  * @param o model, method, hyperparameters, batches and callbacks
@@ -423,9 +454,14 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
               `${ck.dir}: trained variables differ from this run's (method or config changed?)`,
             );
           }
+          checkResumeState(ck.dir, ck.step, ck.state);
+          try {
+            o.source.restore(ck.state.source);
+          } catch (e) {
+            throw new Error(`${ck.dir}/state.json: field "source": ${(e as Error).message}`);
+          }
           for (const [n, v] of params) v.assign(ck.variables.get(n)!);
           optimizer.restore(ck.state.optimizerStep as number, ck.slots);
-          o.source.restore(ck.state.source);
           losses = ck.state.losses as { step: number; loss: number }[];
           evals = ck.state.evals as TaskEval[];
           step = ck.step;

@@ -505,3 +505,51 @@ Deno.test("validateTrain: microBatchSize must be a positive integer dividing bat
         "p.json:4: $.trainOverrides.glue.batchSize must be a multiple of microBatchSize (8), got 12",
   );
 });
+
+Deno.test("train() refuses a checkpoint state without the fields a resume restores, naming file and field", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const spec = { ...SPEC, steps: 4, evalEvery: 4, checkpointEvery: 2 };
+    const m1 = initT5(CONFIG, { seed: 1 });
+    await assert.rejects(() =>
+      train(opts(m1, {
+        train: spec,
+        checkpointDir: dir,
+        runKey: "k",
+        onStep: (s) => {
+          if (s === 3) throw new Error("simulated kill");
+        },
+      })), /simulated kill/);
+    disposeT5(m1);
+    const file = `${dir}/step-00000002/state.json`;
+    const good = JSON.parse(await Deno.readTextFile(file));
+    const m2 = initT5(CONFIG, { seed: 1 });
+    const before = tf.memory().numTensors;
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ ...good, optimizerStep: undefined }, /field "optimizerStep" must be a non-negative/],
+      [{ ...good, losses: undefined }, /field "losses" must be .* 2 steps, got undefined/],
+      [{ ...good, losses: good.losses.slice(1) }, /field "losses" .*, got 1 entries/],
+      [{ ...good, evals: {} }, /field "evals" must be an array, got \{\}/],
+      [{ ...good, source: null }, /field "source": /],
+    ];
+    for (const [state, want] of cases) {
+      await Deno.writeTextFile(file, JSON.stringify(state));
+      await assert.rejects(
+        () => train(opts(m2, { train: spec, checkpointDir: dir, runKey: "k" })),
+        (e: Error) => {
+          assert.ok(e.message.startsWith(`${file}: field "`), e.message);
+          assert.match(e.message, want);
+          return true;
+        },
+      );
+      assert.equal(tf.memory().numTensors, before, "nothing kept of the refused checkpoint");
+    }
+    // The checkpoint as written resumes.
+    await Deno.writeTextFile(file, JSON.stringify(good));
+    const r = await train(opts(m2, { train: spec, checkpointDir: dir, runKey: "k" }));
+    assert.equal(r.resumedFrom, 2);
+    disposeT5(m2);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
