@@ -419,6 +419,53 @@ gpuTest(
   },
 );
 
+gpuTest(
+  "a product with K = 0 is zeros as on cpu, and the other products of its batch stay right",
+  async () => {
+    // tfjs's stock kernel binds the empty operands, a WebGPU validation error that voided the
+    // whole submitted batch: the products recorded with it read as zeros.
+    const device = (tf.backend() as unknown as { device: GPUDevice }).device;
+    const av = uniformValues(6, 31), bv = uniformValues(12, 32);
+    const run = async () => {
+      const before = tf.memory().numTensors;
+      const a = tf.tensor(av, [2, 3]), b = tf.tensor(bv, [4, 3]);
+      const outs = tf.tidy(() => [
+        tf.matMul(a, b, false, true), // the tiled kernel
+        tf.matMul(tf.ones([2, 3, 0]), tf.ones([4, 0]), false, true), // K = 0, B broadcast
+        tf.matMul(tf.ones([0, 5]), tf.ones([0, 2]), true, false), // K = 0, untransposed cover
+        tf.matMul(tf.ones([2, 0]), tf.ones([0, 3])), // K = 0, stock cover
+        tf.add(a, 1),
+      ]);
+      const values = await Promise.all(
+        outs.map(async (t) => [t.shape, Array.from(await t.data())]),
+      );
+      tf.dispose([a, b, ...outs]);
+      return { values, leaked: tf.memory().numTensors - before };
+    };
+    for (const cover of ["transposed", "all"] as const) {
+      registerWebgpuKernels({ cover });
+      device.pushErrorScope("validation");
+      let got: Awaited<ReturnType<typeof run>>;
+      try {
+        got = await run();
+      } finally {
+        const error = await device.popErrorScope();
+        assert.equal(error, null, `cover ${cover}: no validation error`);
+      }
+      await tf.setBackend("cpu");
+      const want = await run();
+      await tf.setBackend("webgpu");
+      assert.equal(got.leaked, 0, "tensors leaked");
+      assert.deepEqual(got.values[1], [[2, 3, 4], new Array(24).fill(0)]);
+      for (const [i, w] of want.values.entries()) {
+        const [shape, v] = got.values[i]!;
+        assert.deepEqual(shape, w[0], `product ${i}: shape`);
+        compare(v as number[], w[1] as number[], `cover ${cover}, product ${i}`);
+      }
+    }
+  },
+);
+
 gpuTest("tiled matmul leaks no tensors and no backend data", async () => {
   registerWebgpuKernels({ tile: "t32", cover: "all" });
   const a = tf.tensor(uniformValues(2 * 3 * 9 * 11, 11), [2, 3, 9, 11]);

@@ -410,6 +410,13 @@ export function registerWebgpuKernels(opts: WebgpuKernelOptions = {}): boolean {
     const gpu = backend as unknown as WebGpuBackendLike;
     const maxDispatch = gpu.device.limits.maxComputeWorkgroupsPerDimension;
     const plan = planMatMul(a.shape, b.shape, transposeA, transposeB, maxDispatch);
+    if (plan === "empty operand") {
+      // K = 0 (an empty sum): zeros, whatever the cover, not the stock kernel, whose zero-sized
+      // bindings fail WebGPU validation and so void every other dispatch of the submitted batch
+      // (they read as zeros).
+      const zeros = emptySumProduct(gpu, a, b, transposeA, transposeB);
+      if (zeros !== undefined) return zeros;
+    }
     const shape = typeof plan === "string" ? undefined : planShape(plan, transposeA, transposeB);
     const key = shape === undefined ? undefined : shapeKey(shape);
     const float = a.dtype === "float32" && b.dtype === "float32";
@@ -597,6 +604,42 @@ function unregisterHeadKernels(): void {
   for (const name of HEAD_KERNELS) {
     if (tf.getKernel(name, "webgpu") !== undefined) tf.unregisterKernel(name, "webgpu");
   }
+}
+
+/**
+ * The product of a float32 `BatchMatMul` whose shared dimension K is 0 and whose output is not
+ * empty: zeros of the output shape, made without a dispatch (undefined for any other call).
+ */
+function emptySumProduct(
+  backend: WebGpuBackendLike,
+  a: tf.TensorInfo,
+  b: tf.TensorInfo,
+  transposeA: boolean,
+  transposeB: boolean,
+): tf.TensorInfo | undefined {
+  const ra = a.shape.length, rb = b.shape.length;
+  if (a.dtype !== "float32" || b.dtype !== "float32" || ra < 2 || rb < 2) return undefined;
+  const k = transposeA ? a.shape[ra - 2]! : a.shape[ra - 1]!;
+  const kb = transposeB ? b.shape[rb - 1]! : b.shape[rb - 2]!;
+  if (k !== 0 || kb !== 0) return undefined;
+  let outer: number[];
+  try {
+    outer = tf.broadcast_util.assertAndGetBroadcastShape(
+      a.shape.slice(0, -2),
+      b.shape.slice(0, -2),
+    );
+  } catch {
+    return undefined; // the stock kernel reports the error
+  }
+  const m = transposeA ? a.shape[ra - 1]! : a.shape[ra - 2]!;
+  const n = transposeB ? b.shape[rb - 2]! : b.shape[rb - 1]!;
+  const shape = [...outer, m, n];
+  const size = prodOf(shape);
+  if (size === 0) return undefined; // an empty output: the stock kernel dispatches nothing
+  const be = backend as unknown as {
+    makeTensorInfo(shape: number[], dtype: tf.DataType, values: Float32Array): tf.TensorInfo;
+  };
+  return be.makeTensorInfo(shape, "float32", new Float32Array(size));
 }
 
 /** Whether {@link registerWebgpuKernels} is in effect, and with which options. */
