@@ -237,6 +237,8 @@ Deno.test({
       tasks: ["rte"],
     };
     const s = { ...body, id: runId(body) };
+    await tf.ready();
+    const before = tf.memory().numTensors;
     const begin = Date.now();
     const r = await withEnv(
       { HYPERPROMPT_CACHE: join(root, "cache") },
@@ -262,15 +264,14 @@ Deno.test({
       "glue/RTE/train.tsv",
     ]);
     assert.deepEqual(dataFiles(["rte"]), ["glue/RTE/train.tsv", "glue/RTE/dev.tsv"]);
-    // The pretraining itself keeps one tensor (benchmarks/pretrain.ts: the lm_head rescale's
-    // `assign(tf.tidy(...))` result is never disposed); runOne on the cached backbone keeps none.
-    const held = tf.memory().numTensors;
+    // Neither the run that pretrained the backbone nor one on the cached backbone keeps a tensor.
+    assert.equal(tf.memory().numTensors, before, "pretraining and run release every tensor");
     const again = await withEnv(
       { HYPERPROMPT_CACHE: join(root, "cache") },
       () => runOneWith(s, { outDir: join(root, "run2"), dataDir: data }, EXACT),
     );
     assert.equal(again.backboneSource, r.backboneSource, "the cached backbone");
-    assert.equal(tf.memory().numTensors, held);
+    assert.equal(tf.memory().numTensors, before);
     await Deno.remove(root, { recursive: true });
   },
 });
