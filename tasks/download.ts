@@ -34,6 +34,8 @@ import {
   type Endpoints,
   expandUrl,
   findTaskSource,
+  parquetShards,
+  parquetTreeUrl,
   parquetUrl,
   type RawFile,
   TASK_SOURCES,
@@ -650,6 +652,46 @@ async function fromOfficial(
 }
 
 /**
+ * The name a parquet file of `task` is saved under in `downloads/`: benchmark, config and file
+ * name, a split's only shard as `<split>.parquet` (`super_glue-axg-test.parquet`), the shards of a
+ * sharded one in full (`super_glue-record-train-00000-of-00002.parquet`).
+ */
+function parquetRawName(task: TaskSource, url: string): string {
+  const file = url.slice(url.lastIndexOf("/") + 1).replace(/-00000-of-00001\.parquet$/, ".parquet");
+  return `${task.benchmark}-${task.hfConfig}-${file}`;
+}
+
+/**
+ * The shard names of a split stored as several parquet files, from the hub's folder listing
+ * ({@link parquetTreeUrl}); errors name the listing's URL.
+ */
+async function listParquetShards(ctx: Ctx, task: TaskSource, hfSplit: string): Promise<string[]> {
+  const url = parquetTreeUrl(task, ctx.endpoints);
+  const ctrl = new AbortController();
+  const idle = ctx.idleTimeoutMs;
+  const text = await within(
+    (async () => {
+      const res = await ctx.fetch(url, { signal: ctrl.signal });
+      if (!res.ok) {
+        await res.body?.cancel();
+        throw new HttpStatusError(url, res.status, res.headers.get("retry-after"));
+      }
+      return await res.text();
+    })(),
+    idle,
+    () => ctrl.abort(),
+    () => `GET ${url}: no answer within ${idle / 1000} s`,
+  );
+  let listing: unknown;
+  try {
+    listing = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${url}: not JSON (${(e as Error).message})`);
+  }
+  return parquetShards(listing, hfSplit, url);
+}
+
+/**
  * Produces the task's files from Hugging Face parquet files, with each file's row count (`rows`,
  * for {@link verifyFiles}). These have no known size or digest, so a file that cannot be read or
  * converted, or whose converted rows are not the expected count (an HTML page served with status
@@ -665,24 +707,47 @@ async function fromParquet(
   const from: string[] = [];
   const enc = new TextEncoder();
   for (const f of task.files) {
-    const url = parquetUrl(task, f.hfSplit, ctx.endpoints);
-    from.push(url);
-    const p = await fetchRaw(
-      ctx,
-      url,
-      `${task.benchmark}-${task.hfConfig}-${f.hfSplit}.parquet`,
-      {},
-    );
-    const discard = (what: string, e: unknown): Promise<never> =>
-      discardRaw(ctx, p, url, `${url}: ${what}`, e);
-    const buf = await Deno.readFile(p);
+    const urls = [parquetUrl(task, f.hfSplit, ctx.endpoints)];
     let rows: Row[] = [];
-    try {
-      const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
-      rows = await parquetReadObjects({ file: ab, compressors }) as Row[];
-    } catch (e) {
-      await discard("cannot read parquet", e);
+    let listed = false;
+    for (let i = 0; i < urls.length; i++) {
+      const url = urls[i]!;
+      let p: string;
+      try {
+        p = await fetchRaw(ctx, url, parquetRawName(task, url), {});
+      } catch (e) {
+        // Not stored as one file: the split is sharded (large configs); list and fetch its shards.
+        if (listed || !(e instanceof HttpStatusError) || e.status !== 404) throw e;
+        listed = true;
+        const shards = await listParquetShards(ctx, task, f.hfSplit);
+        urls.splice(0, 1, ...shards.map((n) => parquetUrl(task, f.hfSplit, ctx.endpoints, n)));
+        i--;
+        continue;
+      }
+      const buf = await Deno.readFile(p);
+      try {
+        const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
+        rows = rows.concat(await parquetReadObjects({ file: ab, compressors }) as Row[]);
+      } catch (e) {
+        await discardRaw(ctx, p, url, `${url}: cannot read parquet`, e);
+      }
     }
+    from.push(...urls);
+    // A bad conversion or row count discards every shard of the split.
+    const discard = async (what: string, e: unknown): Promise<never> => {
+      for (const u of urls.slice(1)) {
+        await Deno.remove(join(ctx.cacheDir, "downloads", parquetRawName(task, u))).catch(() => {});
+        setArchive(ctx, u, undefined);
+      }
+      const u = urls[0]!;
+      return discardRaw(
+        ctx,
+        join(ctx.cacheDir, "downloads", parquetRawName(task, u)),
+        u,
+        `${urls.join(", ")}: ${what}`,
+        e,
+      );
+    };
     let text = "";
     try {
       text = convertRows(task, f, rows);

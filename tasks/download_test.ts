@@ -16,7 +16,7 @@ import {
   retryDelayMs,
   sha256Hex,
 } from "./download.ts";
-import type { TaskSource } from "./sources.ts";
+import { parquetShards, type TaskSource } from "./sources.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 import { flushesOf, recordFlushes, withOpenedFiles } from "../model/fs_testing.ts";
 
@@ -649,13 +649,13 @@ Deno.test("concurrent runs sharing a cache keep each other's manifest entries an
   });
 });
 
-function rteParquet(s1: string[], s2: string[], labels: bigint[]): Uint8Array {
+function rteParquet(s1: string[], s2: string[], labels: bigint[], firstIdx = 0): Uint8Array {
   const buf = parquetWriteBuffer({
     columnData: [
       { name: "sentence1", data: s1, type: "STRING" },
       { name: "sentence2", data: s2, type: "STRING" },
       { name: "label", data: labels, type: "INT64" },
-      { name: "idx", data: s1.map((_, i) => i), type: "INT32" },
+      { name: "idx", data: s1.map((_, i) => firstIdx + i), type: "INT32" },
     ],
   });
   return new Uint8Array(buf);
@@ -722,6 +722,104 @@ Deno.test("parquet row-count mismatch is an error naming the file; the parquet i
   await expectParquetDiscarded(
     rteParquet(["A."], ["B."], [0n]),
     /train-00000-of-00001\.parquet: wrong size \(1 rows, expected 3\) \(deleted\)/,
+  );
+});
+
+Deno.test("a split stored as several parquet shards is found in the hub's listing and joined in shard order", async () => {
+  const hf = "/hf/datasets/nyu-mll/glue/resolve/main/rte";
+  const listing = "/hf/api/datasets/nyu-mll/glue/tree/main/rte";
+  const routes: Record<string, Served> = {
+    // Listed out of order, beside another split's file: shard order is restored, others ignored.
+    [listing]: {
+      body: enc.encode(JSON.stringify([
+        { type: "file", path: "rte/train-00001-of-00002.parquet" },
+        { type: "file", path: "rte/validation-00000-of-00001.parquet" },
+        { type: "file", path: "rte/train-00000-of-00002.parquet" },
+      ])),
+    },
+    [`${hf}/train-00000-of-00002.parquet`]: {
+      body: rteParquet(["A b.", 'C "d".'], ["A.", "C."], [0n, 1n]),
+    },
+    [`${hf}/train-00001-of-00002.parquet`]: { body: rteParquet(["E f."], ["G."], [0n], 2) },
+    [`${hf}/validation-00000-of-00001.parquet`]: {
+      body: rteParquet(["X y.", "Z."], ["X.", "W."], [0n, 1n]),
+    },
+  };
+  await withServer(routes, async (s, cacheDir) => {
+    const res = await downloadRte(s, cacheDir, { source: "parquet", retries: 0 });
+    assert.equal(res[0]?.status, "parquet");
+    assert.equal(await readText(join(cacheDir, "glue/RTE/train.tsv")), TRAIN);
+    assert.equal(await readText(join(cacheDir, "glue/RTE/dev.tsv")), DEV);
+    assert.deepEqual(s.log.map((l) => l.path), [
+      `${hf}/train-00000-of-00001.parquet`, // 404: not one file
+      listing,
+      `${hf}/train-00000-of-00002.parquet`,
+      `${hf}/train-00001-of-00002.parquet`,
+      `${hf}/validation-00000-of-00001.parquet`,
+    ]);
+    const m = await readManifest(cacheDir);
+    assert.deepEqual(m.files["glue/RTE/train.tsv"]?.from, [
+      `${s.endpoints.hf}/datasets/nyu-mll/glue/resolve/main/rte/train-00000-of-00002.parquet`,
+      `${s.endpoints.hf}/datasets/nyu-mll/glue/resolve/main/rte/train-00001-of-00002.parquet`,
+      `${s.endpoints.hf}/datasets/nyu-mll/glue/resolve/main/rte/validation-00000-of-00001.parquet`,
+    ], "the task's sources, each shard named");
+  });
+  // A shard of the wrong revision (one row short): every shard of the split is discarded.
+  routes[`${hf}/train-00001-of-00002.parquet`] = { body: rteParquet([], [], []) };
+  await withServer(routes, async (s, cacheDir) => {
+    await assert.rejects(
+      downloadRte(s, cacheDir, { source: "parquet", retries: 0 }),
+      /train-00000-of-00002\.parquet, .*train-00001-of-00002\.parquet: wrong size \(2 rows, expected 3\) \(deleted\)/,
+    );
+    const left = await listFiles(cacheDir);
+    assert.ok(left.every((f) => !/train-0000\d-of-00002/.test(f)), `shard kept: ${left}`);
+    const urls = Object.keys((await readManifest(cacheDir)).archives);
+    assert.ok(urls.every((u) => !u.includes("/train-")), `archive entry kept: ${urls}`);
+  });
+  // No listing either (an old mirror of the hub): the error names the listing's URL.
+  delete routes[listing];
+  await withServer(routes, async (s, cacheDir) => {
+    await assert.rejects(
+      downloadRte(s, cacheDir, { source: "parquet", retries: 0 }),
+      /api\/datasets\/nyu-mll\/glue\/tree\/main\/rte: HTTP 404/,
+    );
+  });
+});
+
+Deno.test("parquetShards: shard order, other splits ignored, incomplete sets and bad listings refused", () => {
+  const at = (...paths: string[]) => paths.map((path) => ({ type: "file", path }));
+  assert.deepEqual(
+    parquetShards(
+      at(
+        "mnli/validation_matched-00000-of-00001.parquet",
+        "mnli/train-00001-of-00002.parquet",
+        "mnli/train-00000-of-00002.parquet",
+      ),
+      "train",
+      "L",
+    ),
+    ["train-00000-of-00002.parquet", "train-00001-of-00002.parquet"],
+  );
+  assert.deepEqual(
+    parquetShards(at("mnli/validation_matched-00000-of-00001.parquet"), "validation_matched", "L"),
+    ["validation_matched-00000-of-00001.parquet"],
+  );
+  assert.throws(
+    () => parquetShards(at("mnli/validation_matched-00000-of-00001.parquet"), "validation", "L"),
+    /^Error: L: no validation-NNNNN-of-NNNNN\.parquet listed$/,
+  );
+  assert.throws(
+    () =>
+      parquetShards(
+        at("r/train-00000-of-00003.parquet", "r/train-00002-of-00003.parquet"),
+        "train",
+        "L",
+      ),
+    /^Error: L: train's shards are not a full set: train-00000-of-00003\.parquet, train-00002-of-00003\.parquet$/,
+  );
+  assert.throws(
+    () => parquetShards({ error: "x" }, "train", "L"),
+    /^Error: L: expected a JSON array/,
   );
 });
 

@@ -533,8 +533,63 @@ export function expandUrl(url: string, endpoints: Endpoints): string {
     .replace("{senteval}", endpoints.senteval.replace(/\/$/, ""));
 }
 
-/** URL of a Hugging Face parquet file of one split of one task (main branch layout). */
-export function parquetUrl(task: TaskSource, hfSplit: string, endpoints: Endpoints): string {
+/**
+ * URL of a Hugging Face parquet file of one split of one task (main branch layout), by default
+ * its only shard `<split>-00000-of-00001.parquet`.
+ *
+ * @param task the task
+ * @param hfSplit the Hugging Face split
+ * @param endpoints base URLs
+ * @param file the file name in the config's folder, when the split is sharded (see
+ *   {@link parquetTreeUrl})
+ */
+export function parquetUrl(
+  task: TaskSource,
+  hfSplit: string,
+  endpoints: Endpoints,
+  file = `${hfSplit}-00000-of-00001.parquet`,
+): string {
   return `${endpoints.hf.replace(/\/$/, "")}/datasets/${HF_REPOS[task.benchmark]}/resolve/main/` +
-    `${task.hfConfig}/${hfSplit}-00000-of-00001.parquet`;
+    `${task.hfConfig}/${file}`;
+}
+
+/**
+ * URL of the hub's listing of a task's config folder on the main branch (JSON entries with
+ * `path`), from which the shards of a split stored as several files are found.
+ */
+export function parquetTreeUrl(task: TaskSource, endpoints: Endpoints): string {
+  return `${endpoints.hf.replace(/\/$/, "")}/api/datasets/${HF_REPOS[task.benchmark]}/tree/main/` +
+    `${task.hfConfig}`;
+}
+
+/**
+ * The shard file names of `hfSplit` in a hub folder listing (`<split>-NNNNN-of-MMMMM.parquet`),
+ * in shard order.
+ *
+ * @param listing the parsed JSON of {@link parquetTreeUrl}
+ * @param hfSplit the split
+ * @param where the listing's URL, for errors
+ * @returns the names, at least one
+ * @throws Error when the listing is not an array of entries, has no shard of the split, or its
+ *   shards are not the full numbered set
+ */
+export function parquetShards(listing: unknown, hfSplit: string, where: string): string[] {
+  if (!Array.isArray(listing)) throw new Error(`${where}: expected a JSON array of files`);
+  const esc = hfSplit.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const re = new RegExp(`(?:^|/)(${esc}-(\\d{5})-of-(\\d{5})\\.parquet)$`);
+  const found: { name: string; i: number; n: number }[] = [];
+  for (const e of listing) {
+    const path = (e as { path?: unknown } | null)?.path;
+    const m = typeof path === "string" ? re.exec(path) : null;
+    if (m) found.push({ name: m[1]!, i: Number(m[2]), n: Number(m[3]) });
+  }
+  if (found.length === 0) throw new Error(`${where}: no ${hfSplit}-NNNNN-of-NNNNN.parquet listed`);
+  found.sort((a, b) => a.i - b.i);
+  const n = found[0]!.n;
+  if (found.some((f, i) => f.i !== i || f.n !== n) || found.length !== n) {
+    throw new Error(
+      `${where}: ${hfSplit}'s shards are not a full set: ${found.map((f) => f.name).join(", ")}`,
+    );
+  }
+  return found.map((f) => f.name);
 }
