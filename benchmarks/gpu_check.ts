@@ -24,7 +24,8 @@
  *    (transposed only, the default) and tiled (all float32 matmuls).
  *
  * Usage: `deno run -A benchmarks/gpu_check.ts [--quick] [--sections=a,b] [--budget-s=N]
- * [--out=file.json]` ({@link GPU_CHECK_USAGE}). `--budget-s` is checked before each section and
+ * [--out=file.json] [--git=SHA]` ({@link GPU_CHECK_USAGE}; `--git` names the commit where the
+ * folder has no `.git`, as on the GPU machine). `--budget-s` is checked before each section and
  * before each variant (`t5`, `encoder`) or row (`matmul`) of one, whose partial results are saved
  * as they come (`partial: true`) and kept if the section throws. `--quick` uses tiny shapes (for checking the script
  * on the software adapter). The report goes to `$OUT/gpu_check.json` when `OUT` is set, else
@@ -944,10 +945,35 @@ export const GPU_CHECK_USAGE =
                      N seconds; it is written as skipped (default 480)
   --out=FILE         the JSON report (default: $OUT/gpu_check.json when OUT is set, else
                      results/perf/gpu_check-<time>.json); the tune section's table goes beside it
+  --git=SHA          the commit the code is from, recorded when the folder is no git checkout
+                     (the GPU machine gets a copy of the tree without .git)
   --help             this text
 
 Exit codes: 0 the report was written (a section's error is recorded in it), 1 a failure outside
 the sections, 2 bad arguments (nothing run).`;
+
+/**
+ * The commit a report records: the checkout's, else (outside a git checkout, as on the GPU machine,
+ * which gets a copy of the tree) the `--git` one, else "unknown".
+ *
+ * @param found {@link gitState} here
+ * @param given `--git`, if given
+ * @returns the sha and whether the tree had changes
+ * @throws UsageError when `--git` names another commit than the checkout's (the report would lie)
+ */
+export function reportGit(
+  found: { sha: string; dirty: boolean },
+  given: string | undefined,
+): { sha: string; dirty: boolean } {
+  if (given === undefined) return found;
+  if (found.sha === "unknown") return { sha: given, dirty: false };
+  if (!found.sha.startsWith(given)) {
+    throw new UsageError(
+      `benchmarks/gpu_check.ts: --git=${given} but this checkout is at ${found.sha}`,
+    );
+  }
+  return found;
+}
 
 /**
  * Checks the report path before any GPU work: a folder there, or a file in the way of its folder,
@@ -977,12 +1003,13 @@ export async function main(
         sections: { type: "string", default: SECTIONS.join(",") },
         "budget-s": { type: "string", default: "480" },
         out: { type: "string" },
+        git: { type: "string" },
       },
     }).values;
   } catch (e) {
     throw new UsageError(
       `benchmarks/gpu_check.ts: ${(e as Error).message} (options: --quick, --sections=a,b, ` +
-        `--budget-s=N, --out=file.json, --help; see benchmarks/gpu_check.md)`,
+        `--budget-s=N, --out=file.json, --git=SHA, --help; see benchmarks/gpu_check.md)`,
       { cause: e },
     );
   }
@@ -991,6 +1018,12 @@ export async function main(
   if (!(budgetS > 0)) {
     throw new UsageError(
       `benchmarks/gpu_check.ts: --budget-s must be a positive number, got ${values["budget-s"]}`,
+    );
+  }
+  const givenGit = values.git;
+  if (givenGit !== undefined && !/^[0-9a-f]{7,40}$/.test(givenGit)) {
+    throw new UsageError(
+      `benchmarks/gpu_check.ts: --git must be a commit sha (7 to 40 hex digits), got "${givenGit}"`,
     );
   }
   const wanted = String(values.sections).split(",").map((s) => s.trim()).filter((s) => s !== "");
@@ -1021,8 +1054,7 @@ export async function main(
     const elapsed = elapsedS();
     return elapsed > budgetS ? `budget: ${round(elapsed, 0)} s > ${budgetS} s` : undefined;
   };
-  // Outside a git checkout (the GPU machine gets a copy of the tree) the commit is "unknown".
-  const git = gitState();
+  const git = reportGit(gitState(), givenGit);
   const report: Record<string, unknown> = {
     started: new Date().toISOString(),
     args,

@@ -7,9 +7,10 @@
 
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { cli, hostBreakdown, main } from "./gpu_check.ts";
+import { cli, hostBreakdown, main, reportGit } from "./gpu_check.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
 import { parseTuningTable } from "../model/webgpu/tuning.ts";
+import { gitState } from "./provenance.ts";
 
 gpuTest("gpu_check --quick: every section runs and the report is written", async () => {
   const dir = await Deno.makeTempDir();
@@ -160,6 +161,19 @@ gpuTest("gpu_check: a section that throws keeps the variants it had saved", asyn
   }
 });
 
+Deno.test("gpu_check reportGit: --git names the commit where there is no checkout, and must agree with one", () => {
+  const sha = "ec35e63" + "0".repeat(33);
+  const unknown = { sha: "unknown", dirty: false };
+  assert.deepEqual(reportGit(unknown, undefined), unknown);
+  assert.deepEqual(reportGit(unknown, "ec35e63"), { sha: "ec35e63", dirty: false });
+  assert.deepEqual(reportGit({ sha, dirty: true }, undefined), { sha, dirty: true });
+  assert.deepEqual(reportGit({ sha, dirty: true }, "ec35e63"), { sha, dirty: true }, "agrees");
+  assert.throws(
+    () => reportGit({ sha, dirty: false }, "5d41b58"),
+    /--git=5d41b58 but this checkout is at ec35e630{33}$/,
+  );
+});
+
 Deno.test("gpu_check cli(): a bad option is one line naming it, exit 2, before any GPU work", async () => {
   const dir = await Deno.makeTempDir();
   try {
@@ -177,6 +191,15 @@ Deno.test("gpu_check cli(): a bad option is one line naming it, exit 2, before a
         /^benchmarks\/gpu_check\.ts: unknown section "adaptr"; known: adapter/,
       ],
       [["--sections=,"], /^benchmarks\/gpu_check\.ts: --sections "," names no section/],
+      [
+        ["--git=HEAD"],
+        /^benchmarks\/gpu_check\.ts: --git must be a commit sha \(7 to 40 hex digits\), got "HEAD"$/,
+      ],
+      // In a git checkout (CI's clean clone), a --git naming another commit.
+      ...(gitState().sha === "unknown" ? [] : [[
+        ["--git=0000000"],
+        /^benchmarks\/gpu_check\.ts: --git=0000000 but this checkout is at [0-9a-f]{40}$/,
+      ] as [string[], RegExp]]),
       [
         [`--out=${dir}`],
         /^benchmarks\/gpu_check\.ts: --out .*: is a folder; give the report's file name$/,
