@@ -657,7 +657,10 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       error(`Shard done; when every shard has finished: deno task tables --runs ${values.out}`);
     } else if (tablesDir !== undefined) {
       try {
-        const written = await writeTables(values.out, tablesDir);
+        // A run that failed this time is left out, even when an earlier attempt's result file is
+        // still in OUT: its numbers are not this code's.
+        const exclude = new Set(summary.failed.map((f) => f.spec.id));
+        const written = await writeTables(values.out, tablesDir, { exclude });
         error(`Tables: ${written.length} files in ${tablesDir}`);
       } catch (e) {
         // The runs are done and their results written: say so, rather than "bad arguments".
@@ -669,8 +672,8 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       }
     }
     if (baseline !== undefined) {
-      // A run that failed this time is missing, even when an earlier attempt's result file is
-      // still in OUT: gating that stale result would pass code that no longer runs.
+      // A run that failed this time is missing here too: gating an earlier attempt's result would
+      // pass code that no longer runs.
       const failedIds = new Set(summary.failed.map((f) => f.spec.id));
       const current: RunResult[] = [];
       for (const s of specs) {

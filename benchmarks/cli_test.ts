@@ -574,6 +574,44 @@ Deno.test("main() --compare counts a run that failed as missing, not its stale r
   }
 });
 
+Deno.test("main() leaves a run that failed out of the tables, not its earlier attempt's result file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const profile = await tmpProfile(dir);
+    const out = join(dir, "out");
+    const args = ["--profile", profile, "--data-dir", DATA, "--out", out];
+    assert.equal(await main(args, { ...capture().opts, runOne: fakeRunOne }), 0);
+    const before = Deno.readTextFileSync(join(out, "tables", "scores.csv"));
+    // The same grid again with one run now failing: its first attempt's result stays in --out.
+    type Spec = Parameters<typeof fakeRunOne>[0];
+    const failing = (spec: Spec) =>
+      spec.method.label === "mtl" && spec.benchmark === "super_glue" && spec.seed === 0;
+    const broken: typeof fakeRunOne = (spec, o) =>
+      failing(spec) ? Promise.reject(new Error("this run broke")) : fakeRunOne(spec, o);
+    const c = capture();
+    assert.equal(await main(args, { ...c.opts, runOne: broken }), 1);
+    assert.match(c.err.join("\n"), /11 runs done, 0 skipped, 1 failed/);
+    const stale = [...Deno.readDirSync(out)].filter((e) =>
+      e.isFile && failing(JSON.parse(Deno.readTextFileSync(join(out, e.name))).spec)
+    );
+    assert.equal(stale.length, 1, "the earlier result file is kept, not deleted");
+    // The tables equal those of the folder without that file.
+    const without = join(dir, "without");
+    await Deno.mkdir(without);
+    for (const e of Deno.readDirSync(out)) {
+      if (e.isFile && e.name !== stale[0]!.name) {
+        await Deno.copyFile(join(out, e.name), join(without, e.name));
+      }
+    }
+    await writeTables(without, join(without, "tables"));
+    const after = Deno.readTextFileSync(join(out, "tables", "scores.csv"));
+    assert.equal(after, Deno.readTextFileSync(join(without, "tables", "scores.csv")));
+    assert.notEqual(after, before, "the failed run's cell changed (fewer seeds)");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("isGpuBackend(): webgpu and tfjs-node-gpu pick paper-base, tfjs-node (CPU) and wasm do not", () => {
   assert.equal(isGpuBackend({ name: "webgpu", adapter: "NVIDIA H200" }), true);
   assert.equal(isGpuBackend({ name: "tensorflow", adapter: "@tensorflow/tfjs-node-gpu" }), true);

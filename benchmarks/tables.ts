@@ -618,6 +618,11 @@ export interface WriteTablesOptions {
   readonly paperTable?: string;
   /** Accounting (default: loaded from the methods module; `null` skips analytic rows). */
   readonly accounting?: AccountingFn | null;
+  /**
+   * Run ids left out: `bench` passes the runs that failed in this invocation, whose result files
+   * of an earlier attempt are still in the folder (their numbers are not this code's).
+   */
+  readonly exclude?: ReadonlySet<string>;
 }
 
 /**
@@ -637,7 +642,7 @@ export async function writeTables(
   outDir: string,
   opts: WriteTablesOptions = {},
 ): Promise<string[]> {
-  const results = await loadResults(runsDir);
+  const results = (await loadResults(runsDir)).filter((r) => !opts.exclude?.has(r.spec.id));
   // Tables of nothing would replace earlier tables in `outDir` with headers alone.
   if (results.length === 0) throw new Error(noResultsMessage(runsDir));
   const paper = readPaperTable(opts.paperTable);
