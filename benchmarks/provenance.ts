@@ -63,6 +63,11 @@ export interface ResumeRecord {
    */
   readonly gitSha?: string;
   readonly gitDirty?: boolean;
+  /**
+   * The backend the checkpoint's steps ran on (`BackendRecord.name`), present when it is not the
+   * run's own (a run started on `webgpu` and resumed on `wasm+blas` under `backend: "auto"`).
+   */
+  readonly backend?: string;
 }
 
 /** A run's {@link Provenance} with the data it read and the checkpoint it resumed from. */
@@ -77,19 +82,22 @@ export interface RunProvenance extends Provenance {
  * The {@link ResumeRecord} of a run.
  *
  * @param step the step resumed from (0: a fresh start)
- * @param checkpointCode the code that wrote the checkpoint
+ * @param checkpointCode the code (and backend) that wrote the checkpoint
  * @param current the code of this run
+ * @param backend the backend of this run (`BackendRecord.name`)
  * @returns the record, or undefined for a fresh start
  */
 export function resumeRecord(
   step: number,
-  checkpointCode: { sha: string; dirty: boolean } | undefined,
+  checkpointCode: { sha: string; dirty: boolean; backend?: string } | undefined,
   current: { sha: string; dirty: boolean },
+  backend?: string,
 ): ResumeRecord | undefined {
   if (step <= 0) return undefined;
   const ck = checkpointCode ?? { sha: "unknown", dirty: false };
   const same = ck.sha !== "unknown" && ck.sha === current.sha && !ck.dirty && !current.dirty;
-  return same ? { step } : { step, gitSha: ck.sha, gitDirty: ck.dirty };
+  const other = ck.backend !== undefined && ck.backend !== backend ? { backend: ck.backend } : {};
+  return same ? { step, ...other } : { step, gitSha: ck.sha, gitDirty: ck.dirty, ...other };
 }
 
 function realPath(path: string): string {

@@ -79,6 +79,18 @@ Deno.test("resumeRecord(): none for a fresh start; the checkpoint's code unless 
     gitSha: "unknown",
     gitDirty: false,
   });
+  // Steps trained on another backend (a run resumed elsewhere under backend "auto") are named;
+  // the same backend, or a checkpoint that does not say, adds nothing.
+  const gpu = { ...clean, backend: "webgpu" };
+  assert.deepEqual(resumeRecord(4, gpu, clean, "wasm+blas"), { step: 4, backend: "webgpu" });
+  assert.deepEqual(resumeRecord(4, gpu, clean, "webgpu"), { step: 4 });
+  assert.deepEqual(resumeRecord(4, { ...other, backend: "cpu" }, clean, "wasm"), {
+    step: 4,
+    gitSha: other.sha,
+    gitDirty: false,
+    backend: "cpu",
+  });
+  assert.deepEqual(resumeRecord(4, clean, clean, "wasm"), { step: 4 });
   const p = collectProvenance(new Date(0), undefined, new Date(1), clean, {
     resumedFrom: { step: 2, gitSha: "unknown", gitDirty: false },
   });

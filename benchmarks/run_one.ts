@@ -398,7 +398,7 @@ async function runOnBackbone(
       source: batches,
       checkpointDir: join(opts.outDir, "checkpoints"),
       runKey: spec.id,
-      code: git,
+      code: { ...git, backend: backend.name },
       evaluate: (step) =>
         evaluate(model, instance, evalSets, {
           step,
@@ -437,7 +437,7 @@ async function runOnBackbone(
       spec,
       provenance: collectProvenance(startedAt, backend, new Date(), git, {
         data,
-        resumedFrom: resumeRecord(outcome.resumedFrom, outcome.resumedCode, git),
+        resumedFrom: resumeRecord(outcome.resumedFrom, outcome.resumedCode, git, backend.name),
       }),
       losses: outcome.losses,
       evals: outcome.evals,

@@ -1288,6 +1288,7 @@ function provenance(v: unknown, src: Source, path: string): void {
     num(r.step, src, `${path}.resumedFrom.step`, { int: true, min: 1 });
     if (r.gitSha !== undefined) str(r.gitSha, src, `${path}.resumedFrom.gitSha`);
     if (r.gitDirty !== undefined) bool(r.gitDirty, src, `${path}.resumedFrom.gitDirty`);
+    if (r.backend !== undefined) str(r.backend, src, `${path}.resumedFrom.backend`);
   }
 }
 

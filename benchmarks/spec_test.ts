@@ -427,7 +427,7 @@ Deno.test("validateRunResult() checks provenance, losses and tokenizer, naming t
       "super_glue/CB/train.jsonl": { bytes: 10, sha256: "a".repeat(64), source: "official" },
     },
   };
-  good.provenance.resumedFrom = { step: 2, gitSha: "abc", gitDirty: true };
+  good.provenance.resumedFrom = { step: 2, gitSha: "abc", gitDirty: true, backend: "webgpu" };
   validateRunResult(structuredClone(good), { file: "r.json" });
   // A diverged step's loss is written null (JSON has no NaN) and read back as NaN.
   const nan = structuredClone(good);
@@ -479,6 +479,10 @@ Deno.test("validateRunResult() checks provenance, losses and tokenizer, naming t
   bad(
     (r) => (r.provenance.resumedFrom.gitDirty = "yes"),
     `$.provenance.resumedFrom.gitDirty must be true or false, got "yes"`,
+  );
+  bad(
+    (r) => (r.provenance.resumedFrom.backend = 3),
+    "$.provenance.resumedFrom.backend must be a non-empty string, got 3",
   );
   bad((r) => (r.losses[1] = { step: 2 }), "$.losses[1].loss must be a number, got undefined");
   bad((r) => (r.losses[0].step = 1.5), "$.losses[0].step must be an integer, got 1.5");

@@ -196,18 +196,23 @@ export interface TrainOptions {
   readonly optimizerOptions?: { readonly multiplyByParameterScale?: boolean };
 }
 
-/** A git commit and whether the working tree had uncommitted changes. */
+/**
+ * A git commit and whether the working tree had uncommitted changes, and the backend that ran
+ * the steps (`BackendRecord.name`, e.g. `wasm+blas`), when known.
+ */
 export interface CodeVersion {
   readonly sha: string;
   readonly dirty: boolean;
+  readonly backend?: string;
 }
 
 /** The code version stored in a checkpoint's state (`unknown` when it has none or a bad one). */
 function checkpointCode(state: Record<string, unknown>): CodeVersion {
-  const c = state.code as { sha?: unknown; dirty?: unknown } | null | undefined;
+  const c = state.code as { sha?: unknown; dirty?: unknown; backend?: unknown } | null | undefined;
+  const backend = typeof c?.backend === "string" ? { backend: c.backend } : {};
   return typeof c?.sha === "string" && typeof c.dirty === "boolean"
-    ? { sha: c.sha, dirty: c.dirty }
-    : { sha: "unknown", dirty: false };
+    ? { sha: c.sha, dirty: c.dirty, ...backend }
+    : { sha: "unknown", dirty: false, ...backend };
 }
 
 /** What {@link train} returns. */

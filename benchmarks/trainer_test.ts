@@ -242,7 +242,7 @@ Deno.test("train() resumed after a kill is bit-identical to an uninterrupted run
 Deno.test("train() stores the code version in checkpoints and reports it on resume", async () => {
   const dir = await Deno.makeTempDir();
   const spec = { ...SPEC, steps: 4, evalEvery: 4, checkpointEvery: 2 };
-  const oldCode = { sha: "a".repeat(40), dirty: true };
+  const oldCode = { sha: "a".repeat(40), dirty: true, backend: "webgpu" };
   const m1 = initT5(CONFIG, { seed: 1 });
   await assert.rejects(() =>
     train(opts(m1, {
@@ -256,7 +256,7 @@ Deno.test("train() stores the code version in checkpoints and reports it on resu
     })), /simulated kill/);
   disposeT5(m1);
   const state = JSON.parse(await Deno.readTextFile(`${dir}/step-00000002/state.json`));
-  assert.deepEqual(state.code, oldCode, "the checkpoint names the code that wrote it");
+  assert.deepEqual(state.code, oldCode, "the checkpoint names the code and backend that wrote it");
   const m2 = initT5(CONFIG, { seed: 1 });
   const before = tf.memory().numTensors;
   const r = await train(opts(m2, {
