@@ -607,9 +607,13 @@ export function attentionTable(results: readonly RunResult[]): Table {
   return rows;
 }
 
-/** Serialise a table as CSV (RFC 4180 quoting, `\n` line ends). */
+/**
+ * Serialise a table as CSV (RFC 4180 quoting, `\n` line ends). A field holding a bare CR is
+ * quoted too: csv-stringify quotes only the record delimiter (`\n`), and an unquoted CR ends the
+ * record for readers that accept CR line ends and is an error for Python's `csv`.
+ */
 export function toCsv(t: Table): string {
-  return stringify(t, { record_delimiter: "unix" });
+  return stringify(t, { record_delimiter: "unix", quoted_match: /\r/ });
 }
 
 /** Options of {@link writeTables}. */

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { badFolders } from "./cli_testing.ts";
 import { join } from "node:path";
+import { parse } from "csv-parse/sync";
 import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 import { fakeRunOne } from "./_fake_run_one.ts";
 import { loadResults } from "./compare.ts";
@@ -91,6 +92,18 @@ Deno.test("scoresTable() averages seeds per task and benchmark and joins the pap
     toCsv(t).split("\n")[0]!,
     /^profile,model,backbone,method,method_name,seeds,glue\/cola,glue\/rte,super_glue\/cb,glue_tasks,glue_avg,glue_std,glue_partial_avg,glue_partial_std,super_glue_tasks,/,
   );
+});
+
+Deno.test("toCsv() quotes every field a CSV reader would split: comma, quote, LF and a bare CR", () => {
+  const row = ["a,b", 'q"x', "l\nm", "cr\rx", "crlf\r\ny", "plain", 1.5, ""];
+  const csv = toCsv([["h1", "h2", "h3", "h4", "h5", "h6", "h7", "h8"], row]);
+  // A bare CR unquoted ends the record for readers that accept CR line ends (csv-parse's
+  // auto-detection, Excel) and is an error for Python's csv module ("new-line character seen in
+  // unquoted field"): a label holding one must be quoted like one holding LF.
+  assert.ok(csv.includes('"cr\rx"'), JSON.stringify(csv));
+  const back = parse(csv) as string[][];
+  assert.equal(back.length, 2, JSON.stringify(back));
+  assert.deepEqual(back[1], row.map(String));
 });
 
 Deno.test("paramsTable() has analytic rows for every published size reproducing HyperFormer++ 0.29%", async () => {
