@@ -68,15 +68,104 @@ export interface PaperRow {
 /** Default location of the paper's reference values. */
 export const PAPER_TABLE: string = repoPath("results", "paper", "main_table.csv");
 
+/** The columns of the paper table, in file order. */
+export const PAPER_COLUMNS: readonly (keyof PaperRow)[] = [
+  "model",
+  "method",
+  "method_name",
+  "glue_avg",
+  "super_glue_avg",
+  "params_ratio",
+  "extra_pct",
+  "trained_per_task_pct",
+  "source",
+];
+
+/** Numeric columns of the paper table: blank (unknown) or a number in the given range. */
+const PAPER_NUMBERS: Readonly<Partial<Record<keyof PaperRow, readonly [number, number]>>> = {
+  glue_avg: [-100, 100], // CoLA's MCC may be negative; averages are on the 0-100 scale
+  super_glue_avg: [-100, 100],
+  params_ratio: [1, Infinity], // total over the backbone's
+  extra_pct: [0, 100],
+  trained_per_task_pct: [0, 100],
+};
+
 /**
  * Read the paper's reference values (every value carries its source; blanks are unknown).
+ * Every row is checked: exactly the columns of {@link PAPER_COLUMNS}, a known method
+ * (`method_name`), a known preset or blank `model`, a label, a source, numbers (or blanks) in
+ * range, and no (model, method) pair twice (the tables would use whichever comes first).
  *
  * @param path CSV file (default {@link PAPER_TABLE})
  * @returns the rows
+ * @throws Error naming the file, line and column of the first bad value
  */
 export function readPaperTable(path: string = PAPER_TABLE): PaperRow[] {
-  const rows = parse(Deno.readTextFileSync(path), { columns: true, skip_empty_lines: true });
-  return rows as PaperRow[];
+  const text = Deno.readTextFileSync(path);
+  let records: { record: string[]; info: { lines: number } }[];
+  try {
+    records = parse(text, { info: true, skip_empty_lines: true, bom: true }) as unknown as {
+      record: string[];
+      info: { lines: number };
+    }[];
+  } catch (e) {
+    throw new Error(`${path}: ${(e as Error).message}`, { cause: e });
+  }
+  const [head, ...body] = records;
+  const lineOf = (r: { record: string[]; info: { lines: number } }) =>
+    r.info.lines - r.record.reduce((n, f) => n + f.split("\n").length - 1, 0);
+  const cols = head?.record ?? [];
+  const missing = PAPER_COLUMNS.filter((c) => !cols.includes(c));
+  const unknown = cols.filter((c) => !(PAPER_COLUMNS as readonly string[]).includes(c));
+  const twice = cols.filter((c, i) => cols.indexOf(c) !== i);
+  if (missing.length > 0 || unknown.length > 0 || twice.length > 0) {
+    const what = [
+      missing.length ? `missing ${missing.join(", ")}` : "",
+      unknown.length ? `unknown ${unknown.join(", ")}` : "",
+      twice.length ? `repeated ${twice.join(", ")}` : "",
+    ].filter((x) => x).join("; ");
+    throw new Error(
+      `${path}:1: header columns: ${what}; expected ${PAPER_COLUMNS.join(",")}`,
+    );
+  }
+  const out: PaperRow[] = [];
+  const seen = new Map<string, number>();
+  for (const r of body) {
+    const line = lineOf(r);
+    const at = (col: string, msg: string) => new Error(`${path}:${line}: column ${col}: ${msg}`);
+    const row = Object.fromEntries(
+      cols.map((c, i) => [c, r.record[i] ?? ""]),
+    ) as unknown as PaperRow;
+    if (!(METHOD_NAMES as readonly string[]).includes(row.method_name)) {
+      throw at(
+        "method_name",
+        `"${row.method_name}" is not a method; known: ${METHOD_NAMES.join(", ")}`,
+      );
+    }
+    if (row.model !== "" && !Object.hasOwn(PRESETS, row.model)) {
+      throw at("model", `"${row.model}" is not a preset of model/config.ts (or blank: unknown)`);
+    }
+    if (row.method.trim() === "") throw at("method", "is blank; give the paper's row label");
+    if (row.source.trim() === "") {
+      throw at("source", "is blank; every reference value needs its provenance");
+    }
+    for (const [col, [lo, hi]] of Object.entries(PAPER_NUMBERS) as [string, [number, number]][]) {
+      const v = row[col as keyof PaperRow];
+      if (v === "") continue;
+      const x = /^\s*$/.test(v) ? NaN : Number(v);
+      if (!Number.isFinite(x) || x < lo || x > hi) {
+        throw at(col, `must be blank or a number in [${lo}, ${hi}], got "${v}"`);
+      }
+    }
+    const key = JSON.stringify([row.model, row.method]);
+    const first = seen.get(key);
+    if (first !== undefined) {
+      throw at("method", `model "${row.model}", method "${row.method}" is also on line ${first}`);
+    }
+    seen.set(key, line);
+    out.push(row);
+  }
+  return out;
 }
 
 /** Analytic accounting (`model/methods/accounting.ts` `methodAccounting`). */

@@ -64,6 +64,84 @@ Deno.test("readPaperTable() gives every row a source and blank unknown scores", 
   );
 });
 
+Deno.test("readPaperTable() refuses a bad paper table naming file, line and column", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const head = "model,method,method_name,glue_avg,super_glue_avg,params_ratio,extra_pct," +
+      "trained_per_task_pct,source";
+    const good = 't5-v1_1-base,MTL,mtl,85.1,,,,,"PDF p. 6, Table 1"';
+    const file = join(dir, "main_table.csv");
+    const read = async (text: string) => {
+      await Deno.writeTextFile(file, text);
+      return readPaperTable(file);
+    };
+    // The good row reads, a quoted multi-line source included.
+    const ok = await read(
+      `${head}\n${good}\n,HyperPrompt,hyperprompt_global,,,,0.14,,"abstract\nS1"\n`,
+    );
+    assert.equal(ok.length, 2);
+    assert.equal(ok[0]!.glue_avg, "85.1");
+    assert.equal(ok[1]!.source, "abstract\nS1");
+    const cases: [string, RegExp][] = [
+      // A misspelt column would leave every value of it blank in the tables without a word.
+      [
+        `${head.replace("glue_avg", "glue_average")}\n${good}\n`,
+        /:1: header columns: missing glue_avg; unknown glue_average/,
+      ],
+      [
+        `${head}\n${good}\nt5-v1_1-base,Adapter,adapter,"86,5",,,,,src\n`,
+        /:3: column glue_avg: must be blank or a number .*"86,5"/,
+      ],
+      [
+        `${head}\n${good}\nt5-v1_1-base,Adapter,adapter,86.5%,,,,,src\n`,
+        /:3: column glue_avg: .*"86\.5%"/,
+      ],
+      [
+        `${head}\n${good}\nt5-v1_1-base,Adapter,adapter,0.865,,0.98,,,src\n`,
+        /:3: column params_ratio: .*\[1, Infinity\].*"0\.98"/,
+      ],
+      [
+        `${head}\n${good}\nt5-v1_1-base,Adapter,adapterr,,,,,,src\n`,
+        /:3: column method_name: "adapterr" is not a method/,
+      ],
+      [
+        `${head}\n${good}\nt5-v11-base,Adapter,adapter,,,,,,src\n`,
+        /:3: column model: "t5-v11-base" is not a preset/,
+      ],
+      [
+        `${head}\n${good}\nt5-v1_1-base,Adapter,adapter,86.5,,,,, \n`,
+        /:3: column source: is blank/,
+      ],
+      [
+        `${head}\n"a\nb",X,mtl,,,,,,s\nt5-v1_1-base,Adapter,adapter,x,,,,,src\n`,
+        /:2: column model: "a\nb" is not a preset/,
+      ],
+      [
+        `${head}\n${good}\n${good.replace("85.1", "85.2")}\n`,
+        /:3: column method: .*also on line 2/,
+      ],
+      [
+        `${head}\n${good}\nt5-v1_1-base,Adapter,adapter\n`,
+        /main_table\.csv: Invalid Record Length/,
+      ],
+    ];
+    for (const [text, re] of cases) {
+      await assert.rejects(() => read(text), (e: Error) => {
+        assert.match(e.message, re);
+        assert.ok(e.message.startsWith(`${file}:`), e.message);
+        return true;
+      });
+    }
+    // A record spanning lines is named by its first line.
+    await assert.rejects(
+      () => read(`${head}\n${good}\nt5-v1_1-base,Adapter,adapter,x,,,,,"two\nlines"\n`),
+      /:3: column glue_avg/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("scoresTable() averages seeds per task and benchmark and joins the paper rows", async () => {
   const rs = await runs([0, 1].flatMap((seed) => [
     spec("paper-base", "t5-v1_1-base", "hyperprompt_global", "HyperPrompt", seed, "glue"),
