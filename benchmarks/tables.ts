@@ -34,6 +34,7 @@ import { parse } from "csv-parse/sync";
 import { PRESETS, PUBLISHED_PRESETS, type T5Config } from "../model/config.ts";
 import { repoPath } from "../model/shared_dir.ts";
 import { methodAccounting } from "../model/methods/accounting.ts";
+import { getMethod } from "../model/methods/mod.ts";
 import { loadResults, rejectDuplicates } from "./compare.ts";
 import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 import { attentionMassSvg, scoreVsParamsSvg } from "./plots.ts";
@@ -62,6 +63,13 @@ export interface PaperRow {
   readonly params_ratio: string;
   readonly extra_pct: string;
   readonly trained_per_task_pct: string;
+  /**
+   * What the paper's setting trained of the backbone, which `trained_per_task_pct` depends on:
+   * `false` (all of it), `all` (frozen), `except_layer_norms`, or blank (not stated; required
+   * when `trained_per_task_pct` is given). The tables show that value only beside a row of the
+   * same setting.
+   */
+  readonly freeze_backbone: string;
   readonly source: string;
 }
 
@@ -78,8 +86,12 @@ export const PAPER_COLUMNS: readonly (keyof PaperRow)[] = [
   "params_ratio",
   "extra_pct",
   "trained_per_task_pct",
+  "freeze_backbone",
   "source",
 ];
+
+/** Values of the paper table's `freeze_backbone` column (blank: not stated). */
+const PAPER_FREEZE = ["", "false", "all", "except_layer_norms"];
 
 /** Numeric columns of the paper table: blank (unknown) or a number in the given range. */
 const PAPER_NUMBERS: Readonly<Partial<Record<keyof PaperRow, readonly [number, number]>>> = {
@@ -156,6 +168,18 @@ export function readPaperTable(path: string = PAPER_TABLE): PaperRow[] {
       if (!Number.isFinite(x) || x < lo || x > hi) {
         throw at(col, `must be blank or a number in [${lo}, ${hi}], got "${v}"`);
       }
+    }
+    if (!PAPER_FREEZE.includes(row.freeze_backbone)) {
+      throw at(
+        "freeze_backbone",
+        `must be blank, false, all or except_layer_norms, got "${row.freeze_backbone}"`,
+      );
+    }
+    if (row.trained_per_task_pct !== "" && row.freeze_backbone === "") {
+      throw at(
+        "freeze_backbone",
+        "is blank beside a trained_per_task_pct; say what that setting trained of the backbone",
+      );
     }
     const key = JSON.stringify([row.model, row.method]);
     const first = seen.get(key);
@@ -422,6 +446,20 @@ export const ANALYTIC_VARIANTS: readonly (readonly [string, string, Record<strin
     .map((m) => [`${m} (frozen)`, m, { freezeBackbone: "except_layer_norms" }] as const)),
 ];
 
+/**
+ * A method configuration's `freezeBackbone` as the paper table writes it (`false`, `all`,
+ * `except_layer_norms`), defaults filled by the method's `parseConfig`; undefined when the
+ * configuration does not parse.
+ */
+function freezeSetting(method: string, cfg: unknown): string | undefined {
+  try {
+    const c = getMethod(method).parseConfig(cfg ?? {}, "tables") as { freezeBackbone?: unknown };
+    return c.freezeBackbone === undefined ? undefined : String(c.freezeBackbone);
+  } catch {
+    return undefined;
+  }
+}
+
 /** The leading cells of a per-run-group row of the params and FLOPs tables. */
 function runRowKey(g: Group, benchmark: string): (string | number)[] {
   return [`run:${g.profile}/${benchmark}`, g.model, g.backbone, g.label, g.method];
@@ -460,12 +498,16 @@ export function paramsTable(
     "paper_source",
     "config",
   ]];
-  const paperCells = (model: string, label: string, method: string) => {
+  // The ratio and extra % do not depend on what is trained; the trained-per-task % does, so the
+  // paper's is shown only beside a row that trains the same part of the backbone.
+  const paperCells = (model: string, label: string, method: string, cfg: unknown) => {
     const cands = paper.filter((p) =>
       p.model === model && (p.method === label || p.method_name === method)
     );
     const p = cands.find((c) => c.params_ratio || c.extra_pct || c.trained_per_task_pct);
-    return p ? [p.params_ratio, p.extra_pct, p.trained_per_task_pct, p.source] : ["", "", "", ""];
+    if (p === undefined) return ["", "", "", ""];
+    const trained = p.freeze_backbone === freezeSetting(method, cfg) ? p.trained_per_task_pct : "";
+    return [p.params_ratio, p.extra_pct, trained, p.source];
   };
   if (accounting) {
     for (const model of PUBLISHED_PRESETS) {
@@ -484,7 +526,7 @@ export function paramsTable(
           r4(a.ratio),
           a.trained,
           r4(a.trainedPerTaskPct),
-          ...paperCells(model, label, m),
+          ...paperCells(model, label, m, cfg),
           "",
         ]);
       }
@@ -503,7 +545,7 @@ export function paramsTable(
         r4(p.total / (p.total - p.extra)),
         p.trained,
         r4(p.trainedPerTaskPct),
-        ...paperCells(g.model, g.label, g.method),
+        ...paperCells(g.model, g.label, g.method, r.spec.method.config),
         c.config,
       ]);
     }

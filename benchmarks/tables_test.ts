@@ -68,8 +68,8 @@ Deno.test("readPaperTable() refuses a bad paper table naming file, line and colu
   const dir = await Deno.makeTempDir();
   try {
     const head = "model,method,method_name,glue_avg,super_glue_avg,params_ratio,extra_pct," +
-      "trained_per_task_pct,source";
-    const good = 't5-v1_1-base,MTL,mtl,85.1,,,,,"PDF p. 6, Table 1"';
+      "trained_per_task_pct,freeze_backbone,source";
+    const good = 't5-v1_1-base,MTL,mtl,85.1,,,,,,"PDF p. 6, Table 1"';
     const file = join(dir, "main_table.csv");
     const read = async (text: string) => {
       await Deno.writeTextFile(file, text);
@@ -77,7 +77,7 @@ Deno.test("readPaperTable() refuses a bad paper table naming file, line and colu
     };
     // The good row reads, a quoted multi-line source included.
     const ok = await read(
-      `${head}\n${good}\n,HyperPrompt,hyperprompt_global,,,,0.14,,"abstract\nS1"\n`,
+      `${head}\n${good}\n,HyperPrompt,hyperprompt_global,,,,0.14,,,"abstract\nS1"\n`,
     );
     assert.equal(ok.length, 2);
     assert.equal(ok[0]!.glue_avg, "85.1");
@@ -89,36 +89,45 @@ Deno.test("readPaperTable() refuses a bad paper table naming file, line and colu
         /:1: header columns: missing glue_avg; unknown glue_average/,
       ],
       [
-        `${head}\n${good}\nt5-v1_1-base,Adapter,adapter,"86,5",,,,,src\n`,
+        `${head}\n${good}\nt5-v1_1-base,Adapter,adapter,"86,5",,,,,,src\n`,
         /:3: column glue_avg: must be blank or a number .*"86,5"/,
       ],
       [
-        `${head}\n${good}\nt5-v1_1-base,Adapter,adapter,86.5%,,,,,src\n`,
+        `${head}\n${good}\nt5-v1_1-base,Adapter,adapter,86.5%,,,,,,src\n`,
         /:3: column glue_avg: .*"86\.5%"/,
       ],
       [
-        `${head}\n${good}\nt5-v1_1-base,Adapter,adapter,0.865,,0.98,,,src\n`,
+        `${head}\n${good}\nt5-v1_1-base,Adapter,adapter,0.865,,0.98,,,,src\n`,
         /:3: column params_ratio: .*\[1, Infinity\].*"0\.98"/,
       ],
       [
-        `${head}\n${good}\nt5-v1_1-base,Adapter,adapterr,,,,,,src\n`,
+        `${head}\n${good}\nt5-v1_1-base,Adapter,adapterr,,,,,,,src\n`,
         /:3: column method_name: "adapterr" is not a method/,
       ],
       [
-        `${head}\n${good}\nt5-v11-base,Adapter,adapter,,,,,,src\n`,
+        `${head}\n${good}\nt5-v11-base,Adapter,adapter,,,,,,,src\n`,
         /:3: column model: "t5-v11-base" is not a preset/,
       ],
       [
-        `${head}\n${good}\nt5-v1_1-base,Adapter,adapter,86.5,,,,, \n`,
+        `${head}\n${good}\nt5-v1_1-base,Adapter,adapter,86.5,,,,,, \n`,
         /:3: column source: is blank/,
       ],
       [
-        `${head}\n"a\nb",X,mtl,,,,,,s\nt5-v1_1-base,Adapter,adapter,x,,,,,src\n`,
+        `${head}\n"a\nb",X,mtl,,,,,,,s\nt5-v1_1-base,Adapter,adapter,x,,,,,,src\n`,
         /:2: column model: "a\nb" is not a preset/,
       ],
       [
         `${head}\n${good}\n${good.replace("85.1", "85.2")}\n`,
         /:3: column method: .*also on line 2/,
+      ],
+      [
+        `${head}\n${good}\nt5-base,HyperFormer++,hyperformer_pp,,,1.02,,0.29,frozen,src\n`,
+        /:3: column freeze_backbone: must be blank, false, all or except_layer_norms, got "frozen"/,
+      ],
+      // What a trained-per-task % counts depends on what the setting trained of the backbone.
+      [
+        `${head}\n${good}\nt5-base,HyperFormer++,hyperformer_pp,,,1.02,,0.29,,src\n`,
+        /:3: column freeze_backbone: is blank beside a trained_per_task_pct/,
       ],
       [
         `${head}\n${good}\nt5-v1_1-base,Adapter,adapter\n`,
@@ -134,7 +143,7 @@ Deno.test("readPaperTable() refuses a bad paper table naming file, line and colu
     }
     // A record spanning lines is named by its first line.
     await assert.rejects(
-      () => read(`${head}\n${good}\nt5-v1_1-base,Adapter,adapter,x,,,,,"two\nlines"\n`),
+      () => read(`${head}\n${good}\nt5-v1_1-base,Adapter,adapter,x,,,,,,"two\nlines"\n`),
       /:3: column glue_avg/,
     );
   } finally {
@@ -196,7 +205,45 @@ Deno.test("paramsTable() has analytic rows for every published size reproducing 
   assert.equal(row[head.indexOf("trained")], 5_211_056);
   assert.equal(row[head.indexOf("trained_per_task_pct")], 0.2922);
   assert.equal(row[head.indexOf("paper_trained_per_task_pct")], "0.29");
+  // The paper's 0.29 % trains the backbone's layer norms only: beside the default HyperFormer++
+  // row, which trains the whole backbone (12.79 % per task), it would compare unlike settings.
+  // The ratio of totals does not depend on what is trained and stays.
+  const full = t.find((r) => r[1] === "t5-base" && r[3] === "hyperformer_pp")!;
+  assert.equal(full[head.indexOf("trained_per_task_pct")], 12.7896);
+  assert.equal(full[head.indexOf("paper_trained_per_task_pct")], "");
+  assert.equal(full[head.indexOf("paper_ratio")], "1.02");
+  assert.equal(row[head.indexOf("paper_ratio")], "1.02");
   assert.equal(t.filter((r) => r[0] === "analytic" && r[1] === "t5-v1_1-xxl").length, 13);
+});
+
+Deno.test("paramsTable() shows a paper trained-per-task % only beside a run of its freezeBackbone", async () => {
+  const frozen = { freezeBackbone: "except_layer_norms" };
+  const rs = await runs([
+    spec("p", "tiny-v1_1", "hyperformer_pp", "HF++", 0, "glue"),
+    spec("p", "tiny-v1_1", "hyperformer_pp", "HF++ frozen", 0, "glue", "random", {
+      method: { name: "hyperformer_pp", label: "HF++ frozen", config: frozen },
+    }),
+  ]);
+  const paper: PaperRow[] = [{
+    model: "tiny-v1_1",
+    method: "HyperFormer++",
+    method_name: "hyperformer_pp",
+    glue_avg: "",
+    super_glue_avg: "",
+    params_ratio: "1.5",
+    extra_pct: "",
+    trained_per_task_pct: "0.5",
+    freeze_backbone: "except_layer_norms",
+    source: "a test row",
+  }];
+  const t = paramsTable(rs, paper);
+  const head = t[0] as string[];
+  const cell = (label: string, col: string) => t.find((r) => r[3] === label)![head.indexOf(col)];
+  assert.equal(t.length, 3);
+  assert.equal(cell("HF++", "paper_ratio"), "1.5");
+  assert.equal(cell("HF++", "paper_trained_per_task_pct"), "");
+  assert.equal(cell("HF++ frozen", "paper_ratio"), "1.5");
+  assert.equal(cell("HF++ frozen", "paper_trained_per_task_pct"), "0.5");
 });
 
 Deno.test("ablationTable() reports parameters relative to MTL; attention rows per layer", async () => {
@@ -365,6 +412,7 @@ Deno.test("scoresTable() fills the full average and the paper column only when a
     params_ratio: "",
     extra_pct: "",
     trained_per_task_pct: "",
+    freeze_backbone: "",
     source: "a test row",
   }];
   const t = scoresTable(rs, paper);
