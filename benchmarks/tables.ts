@@ -626,8 +626,9 @@ export function flopsTable(results: readonly RunResult[], accounting?: Accountin
 
 /**
  * (d) Ablation: rows of profiles whose name starts with `ablation`, parameters relative to the
- * MTL row of the same profile and model (the paper's "1.02x"), GLUE and SuperGLUE averages (as in
- * {@link scoresTable}: the task count, the full average, or the partial mean of a task subset).
+ * MTL row of the same profile and model (the paper's "1.02x"), the runs averaged (`seeds`), GLUE
+ * and SuperGLUE averages (as in {@link scoresTable}: the task count, the full average or the
+ * partial mean of a task subset, each with its sample std over seeds).
  *
  * @param results run results
  * @param paper the paper's reference rows (paper_params_ratio by model and label)
@@ -642,12 +643,17 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
     "method_name",
     "method_config",
     "params_x_mtl",
+    "seeds",
     "glue_tasks",
     "glue_avg",
+    "glue_std",
     "glue_partial_avg",
+    "glue_partial_std",
     "super_glue_tasks",
     "super_glue_avg",
+    "super_glue_std",
     "super_glue_partial_avg",
+    "super_glue_partial_std",
     "paper_params_x_mtl",
     "paper_source",
     "config",
@@ -663,8 +669,9 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
     const p = paper.find((x) => x.model === g.model && x.method === g.label);
     const avg = (b: BenchmarkName) => {
       const { xs, tasks, full } = benchAverages(g, b);
-      if (xs.length === 0) return ["", "", ""];
-      return full ? [tasks, r2(mean(xs)), ""] : [tasks, "", r2(mean(xs))];
+      if (xs.length === 0) return ["", "", "", "", ""];
+      const sd = xs.length > 1 ? r2(std(xs)) : "";
+      return full ? [tasks, r2(mean(xs)), sd, "", ""] : [tasks, "", "", r2(mean(xs)), sd];
     };
     rows.push([
       g.profile,
@@ -674,6 +681,7 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
       g.method,
       JSON.stringify(g.runs[0]!.spec.method.config),
       `${(total / base).toFixed(3)}x`,
+      seedsCell(g),
       ...avg("glue"),
       ...avg("super_glue"),
       p?.params_ratio ? `${p.params_ratio}x` : "",

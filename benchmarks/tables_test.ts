@@ -216,6 +216,28 @@ Deno.test("paramsTable() has analytic rows for every published size reproducing 
   assert.equal(t.filter((r) => r[0] === "analytic" && r[1] === "t5-v1_1-xxl").length, 13);
 });
 
+Deno.test("ablationTable() states the seeds averaged and their std, as scores.csv does", async () => {
+  const rs = await runs(
+    [0, 1, 2].map((seed) =>
+      spec("ablation", "tiny-v1_1", "hyperprompt_global", "HyperPrompt-Global", seed, "glue")
+    ),
+  );
+  const t = ablationTable(rs, []);
+  const [head, row] = t as [string[], (string | number)[]];
+  const col = (n: string) => row[head.indexOf(n)];
+  const s = scoresTable(rs, []);
+  const scol = (n: string) => s[1]![(s[0] as string[]).indexOf(n)];
+  const xs = rs.map((r) => r.averages.glue!);
+  const m = xs.reduce((a, b) => a + b, 0) / 3;
+  const sd = Math.sqrt(xs.reduce((a, x) => a + (x - m) ** 2, 0) / 2);
+  assert.equal(col("seeds"), 3);
+  assert.equal(col("glue_partial_avg"), Math.round(m * 100) / 100);
+  assert.equal(col("glue_partial_std"), Math.round(sd * 100) / 100);
+  assert.equal(col("glue_partial_std"), scol("glue_partial_std"));
+  assert.equal(col("glue_std"), "");
+  assert.equal(col("super_glue_partial_std"), "");
+});
+
 Deno.test("paramsTable() shows a paper trained-per-task % only beside a run of its freezeBackbone", async () => {
   const frozen = { freezeBackbone: "except_layer_norms" };
   const rs = await runs([
@@ -436,6 +458,8 @@ Deno.test("scoresTable() fills the full average and the paper column only when a
   assert.equal(arow[ah.indexOf("glue_tasks")], 8);
   assert.equal(arow[ah.indexOf("super_glue_avg")], "");
   assert.equal(arow[ah.indexOf("super_glue_partial_avg")], col("super_glue_partial_avg"));
+  assert.equal(arow[ah.indexOf("seeds")], 1);
+  assert.equal(arow[ah.indexOf("glue_std")], "", "one seed: no std");
 });
 
 Deno.test("scoreVsParamsSvg() keeps configurations apart and labels partial averages", async () => {
