@@ -76,6 +76,20 @@ export class ConfigReader {
     return v;
   }
 
+  /**
+   * A finite number field `> 0`: for initialiser scales where 0 would leave weights that can
+   * never leave zero (every gradient through them is exactly 0, so the method silently never
+   * trains).
+   */
+  positive(key: string, fallback: number): number {
+    const v = this.#get(key);
+    if (v === undefined) return fallback;
+    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
+      this.#fail(key, "a finite number > 0", v);
+    }
+    return v;
+  }
+
   /** A boolean field. */
   bool(key: string, fallback: boolean): boolean {
     const v = this.#get(key);

@@ -60,8 +60,8 @@ export function readBaseConfig(
     stacks: r.stacks("stacks", defaults.stacks),
     positionBias: r.oneOf("positionBias", ["zero", "relative"] as const, defaults.positionBias),
     biases: r.bool("biases", defaults.biases),
-    promptInitScale: r.num("promptInitScale", defaults.promptInitScale),
-    hypernetInitStd: r.num("hypernetInitStd", defaults.hypernetInitStd),
+    promptInitScale: r.positive("promptInitScale", defaults.promptInitScale),
+    hypernetInitStd: r.positive("hypernetInitStd", defaults.hypernetInitStd),
     freezeBackbone: r.freeze("freezeBackbone", defaults.freezeBackbone),
     keepTaskPrefix: r.bool("keepTaskPrefix", defaults.keepTaskPrefix),
   };

@@ -117,7 +117,7 @@ export const adapter: Method<AdapterConfig> = {
       layerNorm: parseLayerNorm(r.oneOf("layerNorm", LAYER_NORMS, DEFAULTS.layerNorm)),
       positions: parsePositions(r.raw("positions") ?? DEFAULTS.positions, source),
       stacks: r.stacks("stacks", DEFAULTS.stacks),
-      initStd: r.num("initStd", DEFAULTS.initStd),
+      initStd: r.positive("initStd", DEFAULTS.initStd),
       freezeBackbone: r.freeze("freezeBackbone", DEFAULTS.freezeBackbone),
       keepTaskPrefix: r.bool("keepTaskPrefix", DEFAULTS.keepTaskPrefix),
     };

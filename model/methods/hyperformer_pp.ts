@@ -120,8 +120,8 @@ export const hyperformerPP: Method<HyperFormerPPConfig> = {
       projectedDim: r.int("projectedDim", DEFAULTS.projectedDim),
       projectorLayerNorm: r.bool("projectorLayerNorm", DEFAULTS.projectorLayerNorm),
       conditionalLayerNorm: r.bool("conditionalLayerNorm", DEFAULTS.conditionalLayerNorm),
-      initStd: r.num("initStd", DEFAULTS.initStd),
-      embeddingStd: r.num("embeddingStd", DEFAULTS.embeddingStd),
+      initStd: r.positive("initStd", DEFAULTS.initStd),
+      embeddingStd: r.positive("embeddingStd", DEFAULTS.embeddingStd),
       freezeBackbone: r.freeze("freezeBackbone", DEFAULTS.freezeBackbone),
       keepTaskPrefix: r.bool("keepTaskPrefix", DEFAULTS.keepTaskPrefix),
     };

@@ -81,7 +81,7 @@ export const hyperpromptGlobal: Method<HyperPromptGlobalConfig> = {
       hiddenDim: r.int("hiddenDim", DEFAULTS.hiddenDim),
       projectedDim: r.int("projectedDim", DEFAULTS.projectedDim),
       layerNorm: r.bool("layerNorm", DEFAULTS.layerNorm),
-      embeddingStd: r.num("embeddingStd", DEFAULTS.embeddingStd),
+      embeddingStd: r.positive("embeddingStd", DEFAULTS.embeddingStd),
       perStackHypernets: r.bool("perStackHypernets", DEFAULTS.perStackHypernets),
     };
     r.done();

@@ -294,3 +294,59 @@ Deno.test("parseConfig() rejects unknown and malformed fields, naming them", () 
     "all",
   );
 });
+
+Deno.test("parseConfig() rejects a zero initialiser scale, which would leave the method untrainable", () => {
+  const fields: [MethodName, string][] = [
+    ["adapter", "initStd"],
+    ["hyperformer_pp", "initStd"],
+    ["hyperformer_pp", "embeddingStd"],
+    ["hyperprompt_share", "promptInitScale"],
+    ["hyperprompt_share", "hypernetInitStd"],
+    ["hyperprompt_sep", "promptInitScale"],
+    ["hyperprompt_sep", "hypernetInitStd"],
+    ["hyperprompt_global", "promptInitScale"],
+    ["hyperprompt_global", "hypernetInitStd"],
+    ["hyperprompt_global", "embeddingStd"],
+  ];
+  for (const [name, field] of fields) {
+    for (const bad of [0, -0.1]) {
+      assert.throws(
+        () => METHODS[name].parseConfig({ [field]: bad }, "m.json"),
+        new RegExp(
+          `^Error: m\\.json: ${name} config field "${field}" must be a finite number > 0, got ${
+            String(bad).replace(".", "\\.")
+          }$`,
+        ),
+      );
+    }
+    const ok = METHODS[name].parseConfig({ [field]: 0.02 }, "m.json") as unknown;
+    assert.equal((ok as Record<string, unknown>)[field], 0.02);
+  }
+  // Why: with a zero scale (built here without parseConfig) every HyperPrompt variable's gradient
+  // is exactly 0 (zero prompts, D/U or embeddings make every path through the ReLU and the
+  // products zero), so training would never move them and the run would silently be MTL with l
+  // inert key/value slots.
+  const model = tinyModel(TINY);
+  const { batch, labels } = makeBatch(TINY, 3, 6, 3);
+  const before = tf.memory().numTensors;
+  for (const [name, field] of fields.filter(([n]) => n.startsWith("hyperprompt"))) {
+    const m = getMethod(name);
+    const cfg = { ...(m.parseConfig(SMALL[name], "methods_test.ts") as object), [field]: 0 };
+    const inst = m.create(context(model), cfg);
+    const { value, grads } = tf.variableGrads(
+      lossOf(model, inst, batch, labels, [0, 1, 2]) as () => tf.Scalar,
+      [...inst.variables.values()],
+    );
+    for (const [n, v] of inst.variables) {
+      const g = grads[v.name];
+      const max = g === undefined ? 0 : tf.tidy(() => g.abs().max().dataSync()[0]!);
+      assert.equal(max, 0, `${name} ${field} = 0: ${n} has a gradient`);
+    }
+    tf.dispose([value, ...Object.values(grads)]);
+    inst.dispose();
+  }
+  assert.equal(tf.memory().numTensors, before, "tensors leaked");
+  disposeBatch(batch);
+  labels.dispose();
+  disposeT5(model);
+});
