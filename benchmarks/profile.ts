@@ -221,7 +221,8 @@ export async function loadProfile(
 /**
  * The checks used when none are given: preset names from `model/config.ts`, method
  * configurations through each method's `parseConfig` (`model/methods/mod.ts`), and listed task
- * names and tolerance keys against the task registry (`tasks/registry.ts`), and an
+ * names and tolerance keys against the benchmark tasks of the task registry
+ * (`tasks/registry.ts` `BENCHMARK_TASKS`: the diagnostics and WNLI are never run), and an
  * `{"hf": ...}` model or backbone must be a folder or have the form of a hub id (`name` or
  * `org/name`), as `loadT5` reads it. The resolved configuration (defaults filled) is kept as
  * JSON: it is hashed into the run id.
@@ -236,7 +237,11 @@ export function defaultChecks(): ProfileChecks {
       return JSON.parse(JSON.stringify(cfg)) as Record<string, unknown>;
     },
     benchmarkTasks: BENCHMARK_TASKS,
-    taskMetrics: Object.fromEntries(Object.entries(TASKS).map(([k, t]) => [k, t.metrics])),
+    // Only the tasks a profile can list: a key of WNLI, AX, AX-b or AX-g (or a metric only they
+    // report, gender_parity) would match nothing any run evaluates.
+    taskMetrics: Object.fromEntries(
+      [...BENCHMARK_TASKS.glue, ...BENCHMARK_TASKS.super_glue].map((k) => [k, TASKS[k]!.metrics]),
+    ),
     hfProblem: hfSourceProblem,
   };
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
+  defaultChecks,
   defaultChecksAsync,
   jsonDuplicateKey,
   jsonLocator,
@@ -118,6 +119,28 @@ Deno.test("parseProfile() errors name file, line and path; method configs are ch
     /bad\.json:3: \$\.models\[0\] names unknown preset "t5-huge"/,
   );
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a tolerance key of a task no run evaluates (WNLI, AX, AX-b, AX-g) is a profile error", () => {
+  const checks = defaultChecks();
+  const text = (key: string) =>
+    `{\n  "name": "t",\n  "models": ["tiny-v1_1"],\n  "benchmarks": ["glue", "super_glue"],\n` +
+    `  "methods": [{ "name": "mtl" }],\n  "tolerances": {\n    "default": 0.5,\n` +
+    `    "metrics": { "${key}": 1 }\n  }\n}\n`;
+  // A profile can list only the 8 tasks of each benchmark, so these keys would be silently unused.
+  for (const key of ["wnli/accuracy", "axb/matthews_corrcoef", "axg/accuracy", "gender_parity"]) {
+    assert.throws(
+      () => parseProfile(text(key), "t.json", checks),
+      (e: unknown) =>
+        e instanceof Error &&
+        e.message.startsWith(`t.json:8: $.tolerances.metrics.${key} names `),
+      key,
+    );
+  }
+  // The metrics of the benchmark tasks, with or without a task, still load.
+  for (const key of ["matthews_corrcoef", "rte_sg/accuracy", "cola/matthews_corrcoef", "em"]) {
+    assert.equal(parseProfile(text(key), "t.json", checks).tolerances.metrics[key], 1, key);
+  }
 });
 
 Deno.test("an error about a value the profile does not write names its nearest line", async () => {
