@@ -70,7 +70,9 @@ function parseLayerNorm(v: (typeof LAYER_NORMS)[number]): AdapterLayerNorm {
   return v === "post" ? "per_task" : v;
 }
 
+/** The `positions` field (absent: both; `null` or anything else but a valid list is an error). */
 function parsePositions(raw: unknown, source: string): AdapterPosition[] {
+  if (raw === undefined) return [...DEFAULTS.positions];
   const ok = Array.isArray(raw) && raw.length > 0 &&
     raw.every((p) => p === "self_attention" || p === "feed_forward") &&
     new Set(raw).size === raw.length;
@@ -115,7 +117,7 @@ export const adapter: Method<AdapterConfig> = {
     const cfg: AdapterConfig = {
       reduction: r.int("reduction", DEFAULTS.reduction),
       layerNorm: parseLayerNorm(r.oneOf("layerNorm", LAYER_NORMS, DEFAULTS.layerNorm)),
-      positions: parsePositions(r.raw("positions") ?? DEFAULTS.positions, source),
+      positions: parsePositions(r.raw("positions"), source),
       stacks: r.stacks("stacks", DEFAULTS.stacks),
       initStd: r.positive("initStd", DEFAULTS.initStd),
       freezeBackbone: r.freeze("freezeBackbone", DEFAULTS.freezeBackbone),

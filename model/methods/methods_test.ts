@@ -285,6 +285,15 @@ Deno.test("parseConfig() rejects unknown and malformed fields, naming them", () 
     () => METHODS.adapter.parseConfig({ layerNorm: "pre" }, "a.json"),
     /a\.json: adapter config field "layerNorm" must be one of .*shared/,
   );
+  // null is not "absent": it was read as the default list.
+  assert.throws(
+    () => METHODS.adapter.parseConfig({ positions: null }, "p.json"),
+    /p\.json: adapter config field "positions" must be a non-empty list .*, got null$/,
+  );
+  assert.deepEqual(METHODS.adapter.parseConfig({}, "p").positions, [
+    "self_attention",
+    "feed_forward",
+  ]);
   assert.throws(
     () => METHODS.hyperprompt_share.parseConfig({ stacks: [] }, "z.json"),
     /"stacks"/,
