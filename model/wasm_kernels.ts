@@ -8,7 +8,11 @@
  *    run a generic loop 10–50× slower (every backward matmul has a transpose flag). Worse, stock
  *    `_FusedMatMul` with `transposeB` plus a bias or an activation returns WRONG values once sizes
  *    reach 256. The fix materialises each transposed operand with the wasm `Transpose` kernel
- *    and then calls the stock kernel with both flags false, which is both fast and correct.
+ *    and then calls the stock kernel with both flags false, which is both fast and correct. The
+ *    stock kernels' other faults are kept away from them too: an empty sum (K = 0) left unwritten,
+ *    batches broadcasting on both sides given too small an output, and `_FusedMatMul`'s bias
+ *    added wrongly whenever the product has a batch (so the bias and activation are applied by
+ *    the wasm Add and activation kernels instead).
  * 2. **OpenBLAS through Deno FFI** ({@link patchWasmMatMul} with a {@link BlasLibrary}). The wasm
  *    backend keeps tensors in its linear memory, so `cblas_sgemm` can read and write the heap
  *    directly (no copies); transposes map to `CblasTrans`, batch dimensions broadcast like numpy
@@ -254,12 +258,31 @@ function swapLastTwo(rank: number): number[] {
   return perm;
 }
 
-/** Stock kernel with transposed operands materialised first (fast and correct). */
-function transposeFixed(orig: KernelFn): KernelFn {
+/**
+ * Stock kernel with transposed operands materialised first (fast and correct), and the cases the
+ * stock kernels get wrong handled around it:
+ *
+ * - an empty sum (K = 0) or an empty output: XNNPACK refuses the product and leaves the output
+ *   unwritten (heap garbage instead of zeros); answered without the kernel;
+ * - batch dims that broadcast on both sides (e.g. `[2, 1, …]` by `[1, 3, …]`): the stock
+ *   `BatchMatMul` allocates the larger operand's batch only but labels it with the broadcast
+ *   shape; such operands are tiled to the output's batch first;
+ * - `_FusedMatMul` with a bias: the stock kernel adds it wrongly whenever the product has a batch
+ *   (rank > 2 inputs, even untransposed) and refuses a rank-2 bias, so float32 products run
+ *   without bias and activation and get them from the wasm Add and activation kernels.
+ */
+function transposeFixed(orig: KernelFn, fused: boolean): KernelFn {
   const transpose = wasmKernel("Transpose");
   return ({ inputs, backend, attrs }) => {
     const { transposeA, transposeB } = attrs;
-    if (!transposeA && !transposeB) return orig({ inputs, backend, attrs });
+    const a = need(inputs.a, "a");
+    const b = need(inputs.b, "b");
+    const float = a.dtype === "float32" && b.dtype === "float32";
+    if (!float) return orig({ inputs, backend, attrs }); // the stock kernel explains
+    const epilogue = (y: tf.TensorInfo) =>
+      fused ? biasAndActivation(backend, y, inputs.bias, attrs, inputs) : y;
+    const zero = trivialProduct(backend, a, b, !!transposeA, !!transposeB);
+    if (zero !== undefined) return epilogue(zero);
     const tmp: tf.TensorInfo[] = [];
     const tr = (x: tf.TensorInfo): tf.TensorInfo => {
       const y = transpose({
@@ -270,18 +293,74 @@ function transposeFixed(orig: KernelFn): KernelFn {
       tmp.push(y);
       return y;
     };
+    const outBatch = tf.broadcast_util.assertAndGetBroadcastShape(
+      a.shape.slice(0, -2),
+      b.shape.slice(0, -2),
+    );
+    const expand = (x: tf.TensorInfo): tf.TensorInfo => {
+      const nx = sizeOf(x.shape.slice(0, -2));
+      if (nx === 1 || nx === sizeOf(outBatch)) return x;
+      const y = tileToBatch(backend, x, outBatch);
+      tmp.push(y);
+      return y;
+    };
+    let y: tf.TensorInfo;
     try {
-      const a = need(inputs.a, "a");
-      const b = need(inputs.b, "b");
-      return orig({
-        inputs: { ...inputs, a: transposeA ? tr(a) : a, b: transposeB ? tr(b) : b },
+      y = orig({
+        inputs: { a: expand(transposeA ? tr(a) : a), b: expand(transposeB ? tr(b) : b) },
         backend,
-        attrs: { ...attrs, transposeA: false, transposeB: false },
+        attrs: fused
+          ? { ...attrs, transposeA: false, transposeB: false, activation: "linear" }
+          : { ...attrs, transposeA: false, transposeB: false },
       });
     } finally {
       for (const t of tmp) backend.disposeData(t.dataId);
     }
+    return epilogue(y);
   };
+}
+
+/**
+ * The result of `op(a)·op(b)` when nothing is to be computed: zeros for an empty sum (K = 0), or
+ * an empty output (XNNPACK refuses both); undefined otherwise (the kernel computes it).
+ */
+function trivialProduct(
+  backend: BackendWasm,
+  a: tf.TensorInfo,
+  b: tf.TensorInfo,
+  transposeA: boolean,
+  transposeB: boolean,
+): tf.TensorInfo | undefined {
+  const ra = a.shape.length;
+  const rb = b.shape.length;
+  const k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
+  const kB = transposeB ? b.shape[rb - 1] : b.shape[rb - 2];
+  if (k !== kB) return undefined; // the stock kernel reports the mismatch
+  const outShape = [
+    ...tf.broadcast_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2)),
+    transposeA ? a.shape[ra - 1]! : a.shape[ra - 2]!,
+    transposeB ? b.shape[rb - 2]! : b.shape[rb - 1]!,
+  ];
+  if (k !== 0 && sizeOf(outShape) !== 0) return undefined;
+  const out = backend.makeOutput(outShape, "float32");
+  backend.typedArrayFromHeap(out).fill(0);
+  return out;
+}
+
+/** `x` (`[...batch, r, c]`) tiled to `[...outBatch, r, c]` (its batch dims broadcast to outBatch). */
+function tileToBatch(
+  backend: BackendWasm,
+  x: tf.TensorInfo,
+  outBatch: readonly number[],
+): tf.TensorInfo {
+  const lead = outBatch.length + 2 - x.shape.length;
+  const shape = [...new Array<number>(lead).fill(1), ...x.shape];
+  const reps = shape.map((d, i) => (i < outBatch.length && d === 1 ? outBatch[i]! : 1));
+  return wasmKernel("Tile")({
+    inputs: { x: { dataId: x.dataId, shape, dtype: x.dtype } },
+    backend,
+    attrs: { reps },
+  });
 }
 
 function sizeOf(shape: readonly number[]): number {
@@ -430,7 +509,7 @@ function blasFusedMatMul(blas: BlasLibrary, fallback: KernelFn): KernelFn {
   return ({ inputs, backend, attrs }) => {
     const a = need(inputs.a, "a");
     const b = need(inputs.b, "b");
-    const { bias, preluActivationWeights } = inputs;
+    const { bias } = inputs;
     const activation: string = attrs.activation ?? "linear";
     const actKernel = ACTIVATION_KERNELS[activation];
     if (
@@ -447,25 +526,48 @@ function blasFusedMatMul(blas: BlasLibrary, fallback: KernelFn): KernelFn {
     // (e.g. [M, N] or [M, 1]) is added with the wasm Add kernel, which broadcasts.
     const rowBias = bias !== undefined && sizeOf(bias.shape) === N &&
       bias.shape[bias.shape.length - 1] === N;
-    let y = blasMatMul(blas, backend, a, b, transposeA, transposeB, rowBias ? bias : undefined);
-    if (bias !== undefined && !rowBias) {
-      const z = wasmKernel("Add")({ inputs: { a: y, b: bias }, backend, attrs: {} });
-      backend.disposeData(y.dataId);
-      y = z;
-    }
-    if (actKernel !== undefined) {
-      const actInputs: Record<string, tf.TensorInfo | undefined> = { x: y };
-      if (activation === "prelu") actInputs.alpha = need(preluActivationWeights, "prelu weights");
-      const z = wasmKernel(actKernel)({
-        inputs: actInputs,
-        backend,
-        attrs: activation === "leakyrelu" ? { alpha: attrs.leakyreluAlpha ?? 0.2 } : {},
-      });
-      backend.disposeData(y.dataId);
-      y = z;
-    }
-    return y;
+    const y = blasMatMul(blas, backend, a, b, transposeA, transposeB, rowBias ? bias : undefined);
+    return biasAndActivation(backend, y, rowBias ? undefined : bias, attrs, inputs);
   };
+}
+
+/**
+ * The epilogue of a `_FusedMatMul` on its product `y` (released here): `bias` added with the wasm
+ * Add kernel (which broadcasts), then the activation of `attrs`.
+ */
+function biasAndActivation(
+  backend: BackendWasm,
+  y: tf.TensorInfo,
+  bias: tf.TensorInfo | undefined,
+  attrs: AnyAttrs,
+  inputs: Record<string, tf.TensorInfo | undefined>,
+): tf.TensorInfo {
+  const activation: string = attrs.activation ?? "linear";
+  const actKernel = ACTIVATION_KERNELS[activation];
+  const alpha = inputs.preluActivationWeights;
+  if ((activation !== "linear" && actKernel === undefined) || (activation === "prelu" && !alpha)) {
+    backend.disposeData(y.dataId);
+    throw new Error(
+      `model/wasm_kernels.ts: _FusedMatMul activation ${activation} is unknown or lacks weights`,
+    );
+  }
+  if (bias !== undefined) {
+    const z = wasmKernel("Add")({ inputs: { a: y, b: bias }, backend, attrs: {} });
+    backend.disposeData(y.dataId);
+    y = z;
+  }
+  if (actKernel !== undefined) {
+    const actInputs: Record<string, tf.TensorInfo | undefined> = { x: y };
+    if (activation === "prelu") actInputs.alpha = alpha;
+    const z = wasmKernel(actKernel)({
+      inputs: actInputs,
+      backend,
+      attrs: activation === "leakyrelu" ? { alpha: attrs.leakyreluAlpha ?? 0.2 } : {},
+    });
+    backend.disposeData(y.dataId);
+    y = z;
+  }
+  return y;
 }
 
 /**
@@ -562,7 +664,7 @@ export function patchWasmMatMul(opts: { blas?: BlasLibrary } = {}): WasmMatMulMo
   stock ??= stockKernels(MATMUL_KERNELS);
   for (const name of MATMUL_KERNELS) {
     const orig = stock.get(name)!;
-    const fixed = transposeFixed(orig.kernelFunc as unknown as KernelFn);
+    const fixed = transposeFixed(orig.kernelFunc as unknown as KernelFn, name === "_FusedMatMul");
     let fn = fixed;
     if (opts.blas !== undefined) {
       fn = name === "BatchMatMul"

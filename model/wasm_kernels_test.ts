@@ -116,6 +116,10 @@ const MM_CASES: MmCase[] = [
   { a: [2, 3, 5, 7], b: [2, 3, 7, 4] }, // rank 4 attention-like
   { a: [2, 3, 5, 7], b: [3, 7, 4] }, // rank 4 × rank 3 broadcast
   { a: [2, 1, 5, 7], b: [1, 3, 7, 4] }, // both sides broadcast
+  { a: [3, 1, 5, 7], b: [3, 7, 4] }, // both sides broadcast, ranks differ
+  { a: [4, 0], b: [0, 3] }, // K = 0: an empty sum, zeros
+  { a: [2, 4, 0], b: [0, 3] }, // K = 0 with a batch
+  { a: [0, 5], b: [5, 3] }, // empty output
 ];
 
 function swapLast(shape: number[]): number[] {
@@ -125,58 +129,90 @@ function swapLast(shape: number[]): number[] {
   return s;
 }
 
-Deno.test({
-  name: "BLAS BatchMatMul: all transpose combos, rank 2/3/4 broadcasting equal cpu",
-  ignore: blas === undefined,
-  ...opts,
-  async fn() {
-    await tf.setBackend("wasm");
-    assert.equal(patchWasmMatMul({ blas: blas! }), "blas");
-    let seed = 100;
-    for (const c of MM_CASES) {
-      for (const tA of [false, true]) {
-        for (const tB of [false, true]) {
-          const aShape = tA ? swapLast(c.a) : c.a;
-          const bShape = tB ? swapLast(c.b) : c.b;
-          const av = uniformValues(aShape.reduce((x, y) => x * y, 1), seed++);
-          const bv = uniformValues(bShape.reduce((x, y) => x * y, 1), seed++);
-          const f = () =>
-            tf.tidy(() => tf.matMul(tf.tensor(av, aShape), tf.tensor(bv, bShape), tA, tB));
-          const got = await on("wasm", f);
-          // Reference: cpu on inputs broadcast to the full batch shape first (tfjs's own
-          // kernels only broadcast when one side's batch is 1 or both are equal).
-          const batch = tf.broadcast_util.assertAndGetBroadcastShape(
-            c.a.slice(0, -2),
-            c.b.slice(0, -2),
-          );
-          const full = (v: Float32Array, s: number[]) =>
-            tf.broadcastTo(tf.tensor(v, s), [...batch, ...s.slice(-2)]);
-          const want = await on(
-            "cpu",
-            () => tf.tidy(() => tf.matMul(full(av, aShape), full(bv, bShape), tA, tB)),
-          );
-          const err = relL2(got, want);
-          assert.ok(err < TOL_MATMUL, `a=[${aShape}] b=[${bShape}] tA=${tA} tB=${tB}: ${err}`);
-          // Shape check too (the broadcast output shape).
-          await tf.setBackend("wasm");
-          const shape = tf.tidy(() =>
-            tf.matMul(tf.tensor(av, aShape), tf.tensor(bv, bShape), tA, tB).shape
-          );
-          assert.deepEqual(shape, [...batch, c.a.at(-2)!, c.b.at(-1)!]);
-        }
+// Both modes: the transpose fix runs tfjs's stock kernel, which sized the output of a product
+// broadcasting on both sides by the larger operand's batch only (a tensor of 4·5·4 values labelled
+// [2, 3, 5, 4]), and left an empty sum (K = 0) unwritten (heap garbage instead of zeros).
+for (const useBlas of [true, false]) {
+  Deno.test({
+    name: `BatchMatMul (${
+      useBlas ? "BLAS" : "transpose fix"
+    }): all transpose combos, rank 2/3/4 broadcasting, K = 0 equal cpu`,
+    ignore: useBlas && blas === undefined,
+    ...opts,
+    fn: () => batchMatMulEqualsCpu(useBlas),
+  });
+}
+
+async function batchMatMulEqualsCpu(useBlas: boolean): Promise<void> {
+  await tf.setBackend("wasm");
+  assert.equal(
+    patchWasmMatMul(useBlas ? { blas: blas! } : {}),
+    useBlas ? "blas" : "transpose-fix",
+  );
+  const before = tf.memory().numTensors;
+  const ids = (tf.backend() as unknown as { numDataIds(): number }).numDataIds();
+  let seed = 100;
+  for (const c of MM_CASES) {
+    for (const tA of [false, true]) {
+      for (const tB of [false, true]) {
+        const aShape = tA ? swapLast(c.a) : c.a;
+        const bShape = tB ? swapLast(c.b) : c.b;
+        const av = uniformValues(aShape.reduce((x, y) => x * y, 1), seed++);
+        const bv = uniformValues(bShape.reduce((x, y) => x * y, 1), seed++);
+        const f = () =>
+          tf.tidy(() => tf.matMul(tf.tensor(av, aShape), tf.tensor(bv, bShape), tA, tB));
+        const batch = tf.broadcast_util.assertAndGetBroadcastShape(
+          c.a.slice(0, -2),
+          c.b.slice(0, -2),
+        );
+        // A freed NaN buffer of the output's size, which malloc hands out again: an output the
+        // kernel leaves unwritten then holds stale values rather than the fresh heap's zeros.
+        await tf.setBackend("wasm");
+        tf.fill([...batch, c.a.at(-2)!, c.b.at(-1)!], NaN).dispose();
+        const got = await on("wasm", f);
+        // Reference: cpu on inputs broadcast to the full batch shape first (tfjs's own
+        // kernels only broadcast when one side's batch is 1 or both are equal).
+        const full = (v: Float32Array, s: number[]) =>
+          tf.broadcastTo(tf.tensor(v, s), [...batch, ...s.slice(-2)]);
+        const want = await on(
+          "cpu",
+          () => tf.tidy(() => tf.matMul(full(av, aShape), full(bv, bShape), tA, tB)),
+        );
+        const err = relL2(got, want);
+        assert.ok(err < TOL_MATMUL, `a=[${aShape}] b=[${bShape}] tA=${tA} tB=${tB}: ${err}`);
+        // Shape check too (the broadcast output shape).
+        await tf.setBackend("wasm");
+        const shape = tf.tidy(() =>
+          tf.matMul(tf.tensor(av, aShape), tf.tensor(bv, bShape), tA, tB).shape
+        );
+        assert.deepEqual(shape, [...batch, c.a.at(-2)!, c.b.at(-1)!]);
       }
     }
-  },
-});
+  }
+  await tf.setBackend("wasm");
+  assert.equal(tf.memory().numTensors, before, "tensors leaked");
+  const backend = tf.backend() as unknown as { numDataIds(): number };
+  assert.equal(backend.numDataIds(), ids, "backend buffers leaked");
+}
 
-Deno.test({
-  name: "BLAS fused matMul: bias shapes and activations equal cpu",
-  ignore: blas === undefined,
-  ...opts,
-  async fn() {
-    await tf.setBackend("wasm");
-    patchWasmMatMul({ blas: blas! });
-    const M = 6, K = 9, N = 5;
+// Both modes: on the transpose fix, tfjs's stock fused kernel added the bias wrongly whenever the
+// product had a batch (this [3, M, K] input, untransposed too: errors of O(1)), refused a rank-2
+// bias, and left an empty sum (K = 0) unwritten instead of act(bias).
+for (const useBlas of [true, false]) {
+  Deno.test({
+    name: `fused matMul (${useBlas ? "BLAS" : "transpose fix"}): bias shapes, activations and ` +
+      "K = 0 on a batch equal cpu",
+    ignore: useBlas && blas === undefined,
+    ...opts,
+    fn: () => fusedMatMulEqualsCpu(useBlas),
+  });
+}
+
+async function fusedMatMulEqualsCpu(useBlas: boolean): Promise<void> {
+  await tf.setBackend("wasm");
+  patchWasmMatMul(useBlas ? { blas: blas! } : {});
+  for (const K of [9, 0]) {
+    const M = 6, N = 5;
     const av = uniformValues(3 * M * K, 1);
     const bv = uniformValues(K * N, 2);
     const biases: [string, number[]][] = [["none", []], ["[N]", [N]], ["[1,N]", [1, N]], [
@@ -201,13 +237,15 @@ Deno.test({
                 leakyreluAlpha: 0.1,
               })
             );
+          // As in the BatchMatMul test: an unwritten output holds stale values.
+          tf.fill([3, M, N], NaN).dispose();
           const err = await wasmVsCpu(f);
-          assert.ok(err < TOL_CHAINED, `bias ${label} ${act} tB=${tB}: ${err}`);
+          assert.ok(err < TOL_CHAINED, `K=${K} bias ${label} ${act} tB=${tB}: ${err}`);
         }
       }
     }
-  },
-});
+  }
+}
 
 /** A small attention + FFN block whose backward pass hits every matmul transpose variant. */
 function blockLoss(
