@@ -5,8 +5,8 @@
  * the layer's own relative-attention table. "zero" gives every prefix column bias 0; "relative"
  * places the prefix at positions −l … −1 before the first token (bidirectional buckets in the
  * encoder, causal ones in the decoder, queries at their absolute positions in cached decoding).
- * Every query sees every prefix column (padding and the causal mask never hide them), and
- * cross-attention gets no prefix.
+ * Every query sees every prefix column (padding and the causal mask never hide them), the causal
+ * mask still hides later decoder keys, and cross-attention gets no prefix.
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
@@ -74,8 +74,9 @@ function checkPrefix(
   seen: Seen[],
   positionBias: AttentionPrefix["positionBias"],
   queryStart: number,
-): number {
+): { checked: number; causal: number } {
   let checked = 0;
+  let causal = 0;
   for (const s of seen) {
     if (s.sublayer === "cross_attention") {
       assert.equal(s.prefixLength, 0, "cross-attention has no prefix");
@@ -87,6 +88,13 @@ function checkPrefix(
       for (const [h, queries] of heads.entries()) {
         for (const [qi, row] of queries.entries()) {
           const q = start + qi;
+          // The causal mask still hides every later decoder key behind the prefix columns.
+          if (s.stack === "decoder") {
+            for (let key = q + 1; key < row.length - L; key++) {
+              assert.equal(row[L + key], 0, `${s.stack}.${s.layer} b${bi} h${h} q${q}: key ${key}`);
+              causal++;
+            }
+          }
           for (let j = 0; j < L; j++) {
             assert.ok(row[j]! > 0, `${s.stack}.${s.layer} b${bi} h${h} q${q}: prefix ${j} hidden`);
             const got = Math.log(row[j]! / row[0]!);
@@ -103,7 +111,7 @@ function checkPrefix(
       }
     }
   }
-  return checked;
+  return { checked, causal };
 }
 
 function scrambleBias(model: T5Model): void {
@@ -131,9 +139,11 @@ for (const positionBias of ["zero", "relative"] as const) {
     const out = forward(model, batch, { hooks: hooksFor(positionBias, seen) });
     tf.dispose([out.logits, out.encoderOutput]);
     assert.equal(seen.length, CFG.numLayers + 2 * CFG.numDecoderLayers);
-    const n = checkPrefix(model, seen, positionBias, 0);
+    const { checked: n, causal } = checkPrefix(model, seen, positionBias, 0);
     // 2 rows × heads × (5 encoder + 4 decoder queries) × L columns, every layer
     assert.equal(n, 2 * CFG.numHeads * (5 * CFG.numLayers + 4 * CFG.numDecoderLayers) * L);
+    // 4 decoder queries have 3 + 2 + 1 + 0 later keys: 2 rows × heads × 6, every decoder layer
+    assert.equal(causal, 2 * CFG.numHeads * 6 * CFG.numDecoderLayers);
     if (positionBias === "relative") {
       // the bias is not trivially constant over the prefix columns
       const d = seen.find((s) => s.stack === "decoder" && s.sublayer === "self_attention")!;
@@ -160,7 +170,7 @@ for (const positionBias of ["zero", "relative"] as const) {
         if (stack === "decoder" && layer === 0 && sublayer === "self_attention") step++;
         base(stack, layer, sublayer, probs, l);
         const s = seen.pop()!;
-        checked += checkPrefix(model, [s], positionBias, Math.max(step, 0));
+        checked += checkPrefix(model, [s], positionBias, Math.max(step, 0)).checked;
       },
     };
     await greedyDecode(model, batch, { maxNewTokens: 4, hooks: wrapped, stopAtEos: false });
