@@ -784,8 +784,10 @@ function powScalar(out: Float32Array, x: Float32Array, e: number): boolean {
   if (e === 2) { for (let i = 0; i < n; i++) out[i] = x[i]! * x[i]!; }
   else if (e === 3) { for (let i = 0; i < n; i++) out[i] = x[i]! * x[i]! * x[i]!; }
   else if (e === 1) out.set(x);
-  else if (e === 0.5) { for (let i = 0; i < n; i++) out[i] = Math.sqrt(x[i]!); }
-  else return false;
+  else if (e === 0.5) {
+    // pow, not sqrt, at the two points where they differ: pow(−∞, 0.5) = +∞, pow(−0, 0.5) = +0.
+    for (let i = 0; i < n; i++) out[i] = x[i] === -Infinity ? Infinity : Math.sqrt(x[i]!) + 0;
+  } else return false;
   return true;
 }
 

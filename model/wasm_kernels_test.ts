@@ -457,6 +457,8 @@ Deno.test("elementwise: Pow, Tanh, Select, Tile, GatherV2 equal cpu", opts, asyn
     ["pow 2", () => tf.pow(tf.tensor2d(x, [20, 30]), 2), 2e-7],
     ["pow 3", () => tf.pow(tf.tensor2d(x, [20, 30]), 3), 2e-7],
     ["pow 0.5", () => tf.pow(tf.tensor2d(pos, [20, 30]), 0.5), 2e-7],
+    // Where sqrt and pow differ (sqrt gave NaN and −0); Object.is below tells −0 from +0.
+    ["pow 0.5 of -inf, -0", () => tf.pow(tf.tensor1d([-Infinity, -0, 0, Infinity, 4]), 0.5), 0],
     ["pow 1.7", () => tf.pow(tf.tensor2d(pos, [20, 30]), 1.7), 2e-7],
     ["pow bcast", () => tf.pow(tf.tensor2d(pos, [20, 30]), tf.linspace(0.5, 2, 30)), 2e-7],
     ["select", () => tf.where(tf.greater(tf.tensor1d(x), 0), tf.tensor1d(x), tf.tensor1d(pos)), 0],
@@ -494,6 +496,11 @@ Deno.test("elementwise: Pow, Tanh, Select, Tile, GatherV2 equal cpu", opts, asyn
     const want = await on("cpu", () => tf.tidy(f));
     assert.equal(got.length, want.length, name);
     for (let i = 0; i < got.length; i++) {
+      if (Object.is(got[i], want[i])) continue; // also equal infinities
+      assert.ok(
+        got[i] !== 0 || want[i] !== 0,
+        `${name}[${i}]: ${got[i]} vs ${want[i]} (signed zero)`,
+      );
       const d = Math.abs(got[i]! - want[i]!);
       assert.ok(
         d <= tol * Math.max(1, Math.abs(want[i]!)),
