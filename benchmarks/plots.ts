@@ -41,6 +41,18 @@ const fmt = (
   x: number,
 ) => (Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 1 ? x.toFixed(1) : x.toPrecision(2));
 
+/** Words of `s` packed greedily into lines of at most `n` characters (a longer word is cut). */
+function wrap(s: string, n: number): string[] {
+  const lines: string[] = [];
+  for (const word of s.split(" ").flatMap((w) => w.match(new RegExp(`.{1,${n}}`, "g")) ?? [""])) {
+    const last = lines.at(-1);
+    if (last !== undefined && last.length + 1 + word.length <= n) {
+      lines[lines.length - 1] += ` ${word}`;
+    } else lines.push(word);
+  }
+  return lines;
+}
+
 /** A named series of points. */
 interface Series {
   readonly name: string;
@@ -118,6 +130,7 @@ function plot(
     );
   }
   const legend: string[] = [];
+  let legendY = M.top + 6;
   series.forEach((s, i) => {
     const c = COLORS[i % COLORS.length]!;
     const pts = s.points.map((p) => `${px(p.x).toFixed(1)},${py(p.y).toFixed(1)}`);
@@ -133,11 +146,17 @@ function plot(
         }</title></circle>`,
       );
     }
-    const ly = M.top + 6 + i * 15;
+    // A long name wraps onto lines of 28 characters (the right margin) instead of being cut: the
+    // part that tells two series apart (benchmark, configuration id) is at its end.
+    const ly = legendY;
+    const parts = wrap(s.name, 28);
+    legendY += 15 + (parts.length - 1) * 12;
     legend.push(
       `<rect x="${W - M.right + 10}" y="${ly - 5}" width="10" height="10" fill="${c}"/>`,
       `<text x="${W - M.right + 24}" y="${ly}" dominant-baseline="middle">${
-        esc(s.name.slice(0, 28))
+        parts.map((p, k) =>
+          `<tspan x="${W - M.right + 24}" dy="${k === 0 ? 0 : 12}">${esc(p)}</tspan>`
+        ).join("")
       }</text>`,
     );
   });
@@ -213,19 +232,32 @@ export function scoreVsParamsSvg(results: readonly RunResult[]): string {
 
 /**
  * Attention mass on hyper-prompts per layer (encoder layers, then decoder layers offset by the
- * encoder depth), mean over tasks and seeds: one line per method label and model.
+ * encoder depth), mean over tasks and seeds: one line per method label, model, backbone and
+ * benchmark; as in the tables, seeds are averaged only within one configuration ({@link configId};
+ * a line that shares its name with another configuration's carries the id).
  *
  * @param results run results
  * @returns SVG text
  */
 export function attentionMassSvg(results: readonly RunResult[]): string {
-  const acc = new Map<string, number[][]>();
-  for (const r of results) {
-    if (r.attentionMass === undefined) continue;
+  const baseName = (r: RunResult) => {
     const bb = r.spec.backbone === undefined || r.spec.backbone === "random"
       ? ""
       : ` ${backboneLabel(r.spec.backbone)}`;
-    const name = `${r.spec.method.label} ${modelLabel(r.spec.model)}${bb}`;
+    return `${r.spec.method.label} ${modelLabel(r.spec.model)}${bb} ${r.spec.benchmark}`;
+  };
+  const configs = new Map<string, Set<string>>();
+  for (const r of results) {
+    if (r.attentionMass === undefined) continue;
+    const set = configs.get(baseName(r)) ?? new Set();
+    set.add(configId(r.spec));
+    configs.set(baseName(r), set);
+  }
+  const acc = new Map<string, number[][]>();
+  for (const r of results) {
+    if (r.attentionMass === undefined) continue;
+    const base = baseName(r);
+    const name = configs.get(base)!.size > 1 ? `${base} config ${configId(r.spec)}` : base;
     const layers = acc.get(name) ?? [];
     acc.set(name, layers);
     for (const am of Object.values(r.attentionMass)) {

@@ -480,6 +480,25 @@ Deno.test("scoreVsParamsSvg() keeps configurations apart and labels partial aver
   assert.doesNotMatch(scoreVsParamsSvg(rs.slice(0, 2)), /config /);
 });
 
+Deno.test("attentionMassSvg() keeps configurations and benchmarks apart", async () => {
+  const steps8 = { train: { ...DEFAULT_TRAIN, steps: 8, evalEvery: 4 } };
+  const hp = (seed: number, b: "glue" | "super_glue", edit = {}) =>
+    spec("p", "tiny-v1_1", "hyperprompt_global", "HP", seed, b, "random", edit);
+  const rs = await runs([hp(0, "glue"), hp(1, "glue"), hp(0, "glue", steps8), hp(0, "super_glue")]);
+  const svg = attentionMassSvg(rs);
+  // Two GLUE configurations and SuperGLUE: three lines, not one mean over all four runs.
+  assert.equal(svg.match(/<polyline /g)?.length, 3);
+  for (const r of rs.slice(1, 3)) assert.match(svg, new RegExp(`config ${configId(r.spec)}`));
+  assert.match(svg, /HP tiny-v1_1 super_glue</);
+  // The legend shows each name whole (wrapped), so the ids that tell the lines apart are there.
+  const legend = [...svg.matchAll(/<text [^>]*>((?:<tspan[^>]*>[^<]*<\/tspan>)+)<\/text>/g)]
+    .map((m) => m[1]!.replace(/<\/tspan><tspan[^>]*>/g, " ").replace(/<[^>]+>/g, ""));
+  assert.equal(new Set(legend).size, 3);
+  for (const r of rs.slice(1, 3)) assert.ok(legend.some((l) => l.endsWith(configId(r.spec))));
+  // One configuration per benchmark: no id in the names.
+  assert.doesNotMatch(attentionMassSvg([rs[0]!, rs[1]!, rs[3]!]), /config /);
+});
+
 Deno.test("writeTables() that fails leaves the previous tables whole and no temporary file", async () => {
   const dir = await Deno.makeTempDir();
   try {
