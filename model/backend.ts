@@ -512,7 +512,6 @@ export async function selectBackend(
   return info;
 }
 
-/** The last {@link BackendInfo} from {@link selectBackend}, if tfjs still runs that backend. */
 /**
  * An error after which the backend cannot be used again in this process (e.g. the tfjs wasm
  * module aborted). `fatal` tells a caller running several jobs to stop instead of failing each.
@@ -543,6 +542,7 @@ export function explainBackendFailure(e: unknown, context: string): unknown {
   );
 }
 
+/** The last {@link BackendInfo} from {@link selectBackend}, if tfjs still runs that backend. */
 export function currentBackendInfo(): BackendInfo | undefined {
   if (current === undefined || tf.getBackend() !== current.tfBackend) return undefined;
   return current;
