@@ -81,8 +81,16 @@ function trainedVars(model: T5Model, inst: MethodInstance): Map<string, tf.Varia
 }
 
 Deno.test("METHODS countParams() equals the instantiated variables on tiny presets", () => {
-  for (const preset of ["tiny-v1_1", "tiny-relu"] as const) {
-    const model = tinyModel(PRESETS[preset]);
+  // Both tiny presets have h·d_kv = d and as many decoder as encoder blocks; the third config
+  // (h·d_kv = 32 ≠ d = 64, 2 encoder and 3 decoder blocks, like T5 1.0 3B/11B's h·d_kv ≠ d)
+  // makes a count that used d for h·d_kv, or one stack's depth for both, fail.
+  const configs: Record<string, T5Config> = {
+    "tiny-v1_1": PRESETS["tiny-v1_1"],
+    "tiny-relu": PRESETS["tiny-relu"],
+    "inner-32-dec-3": { ...PRESETS["tiny-v1_1"], vocabSize: 128, dKv: 8, numDecoderLayers: 3 },
+  };
+  for (const [preset, config] of Object.entries(configs)) {
+    const model = tinyModel(config);
     for (const [name, raw] of VARIANTS) {
       const { m, cfg, inst } = create(model, name, raw);
       let size = 0;
