@@ -5,7 +5,8 @@
  * 2. Builds the backbone: a seeded random init of a preset, the tiny span-corruption backbone
  *    (`backbone: "pretrained"` on a non-published preset), a published checkpoint from the hub,
  *    or a Hugging Face folder.
- * 3. Tokenizer: the backbone folder's `tokenizer.json`. A random init of a tiny preset uses the
+ * 3. Tokenizer: the backbone folder's `tokenizer.json` (a folder of weights without one is an
+ *    error: its embedding rows follow its own vocabulary). A random init of a tiny preset uses the
  *    task-corpus SentencePiece tokenizer that its pretrained twin uses (`ensureTaskTokenizer`,
  *    cached; needs `spm_train` once), falling back to the offline GLUE tokenizer
  *    (`shared/fixtures/tokenizer/unigram-glue-4k`) without `spm_train`; the result records which
@@ -202,6 +203,15 @@ export async function buildBackbone(spec: RunSpec, dataDir: string): Promise<Bac
     } else folder = await pretrainedFolder(spec, dataDir);
   }
   if (folder !== undefined) {
+    // Trained weights index their embedding rows by their own vocabulary: another tokenizer (the
+    // fixture's) would give every id the wrong row and train on noise.
+    if (!existsSync(join(folder, "tokenizer.json"))) {
+      throw new Error(
+        `${folder}: no tokenizer.json beside the weights; a checkpoint needs its own tokenizer ` +
+          `(convert spiece.model with transformers: AutoTokenizer.from_pretrained(...)` +
+          `.save_pretrained(folder))`,
+      );
+    }
     const { tokenizer, source: tokenizerSource } = await folderTokenizer(folder);
     const ck = await loadHfFolder(folder);
     try {

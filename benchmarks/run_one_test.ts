@@ -6,7 +6,19 @@ import { withEnv } from "../model/env_testing.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 import { DEFAULT_TRAIN, runId, type RunSpec, validateRunResult } from "./spec.ts";
 import { listCheckpoints } from "./checkpointing.ts";
-import { dataFiles, runOne, runOneWith, type RunScorer } from "./run_one.ts";
+import {
+  buildBackbone,
+  dataFiles,
+  DEFAULT_TOKENIZER,
+  runOne,
+  runOneWith,
+  type RunScorer,
+} from "./run_one.ts";
+import { T5Tokenizer } from "../model/tokenizer.ts";
+import { preset } from "../model/config.ts";
+import { disposeT5, initT5, t5StateDict } from "../model/t5.ts";
+import { saveHfFolder } from "../model/checkpoint.ts";
+import { selectBackend } from "../model/backend.ts";
 import { gitState, type RunProvenance } from "./provenance.ts";
 
 /** Exact-match accuracy: independent of tasks/metrics.ts, for the resume test. */
@@ -274,4 +286,37 @@ Deno.test({
     assert.equal(tf.memory().numTensors, before);
     await Deno.remove(root, { recursive: true });
   },
+});
+
+Deno.test("buildBackbone(): a folder of weights without tokenizer.json is refused, not given the fixture's", async () => {
+  // A checkpoint whose vocabulary is as large as the fixture tokenizer's, so only the missing
+  // tokenizer.json can stop it: the fixture's ids would index the wrong embedding rows.
+  await selectBackend("wasm", { log: () => {} }); // the backend of spec()'s runs
+  const dir = await Deno.makeTempDir();
+  const before = tf.memory().numTensors;
+  try {
+    const fixture = await T5Tokenizer.fromFile(DEFAULT_TOKENIZER);
+    const vocabSize = Math.ceil(fixture.vocabSize / 128) * 128;
+    const config = { ...preset("tiny-v1_1"), vocabSize };
+    const model = initT5(config, { seed: 0 });
+    try {
+      await saveHfFolder(dir, config, t5StateDict(model));
+    } finally {
+      disposeT5(model);
+    }
+    const s = { ...spec({ name: "mtl", label: "mtl", config: {} }, 1), backbone: { hf: dir } };
+    await assert.rejects(
+      () => buildBackbone(s, DATA),
+      (e: Error) => e.message.startsWith(`${dir}: no tokenizer.json`),
+    );
+    // With the checkpoint's own tokenizer beside it, the same folder loads.
+    await Deno.copyFile(DEFAULT_TOKENIZER, join(dir, "tokenizer.json"));
+    const b = await buildBackbone(s, DATA);
+    assert.equal(b.tokenizerSource, "backbone");
+    assert.equal(b.model.config.vocabSize, vocabSize);
+    disposeT5(b.model);
+    assert.equal(tf.memory().numTensors, before);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
