@@ -220,8 +220,20 @@ export function loadAccounting(): Promise<AccountingFn> {
   return Promise.resolve(methodAccounting);
 }
 
-const r4 = (x: number) => Math.round(x * 1e4) / 1e4;
-const r2 = (x: number) => Math.round(x * 100) / 100;
+/**
+ * `x` rounded to `digits` decimals, halves away from zero for both signs (Math.round alone takes
+ * -0.125 to -0.12 but 0.125 to 0.13, so a negative MCC would round unlike its positive twin).
+ *
+ * @param x the value (NaN stays NaN)
+ * @param digits decimals
+ * @returns the rounded value
+ */
+export function roundHalfAway(x: number, digits: number): number {
+  const f = 10 ** digits;
+  return (Math.sign(x) * Math.round(Math.abs(x) * f)) / f;
+}
+const r4 = (x: number) => roundHalfAway(x, 4);
+const r2 = (x: number) => roundHalfAway(x, 2);
 const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 /** Sample standard deviation (n - 1); 0 for one value (tables leave it blank). */
 function std(xs: readonly number[]): number {

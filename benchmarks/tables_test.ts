@@ -16,6 +16,7 @@ import {
   type PaperRow,
   paramsTable,
   readPaperTable,
+  roundHalfAway,
   scoresTable,
   toCsv,
   writeTables,
@@ -351,7 +352,7 @@ Deno.test("scoresTable() never pools configurations: an edited profile's stale r
   assert.equal(old[at("seeds")], 2);
   assert.equal(now[at("seeds")], 1, "seeds = the runs actually averaged");
   assert.equal(now[at("super_glue_partial_std")], "", "no std over one run");
-  const r2 = (x: number) => Math.round(x * 100) / 100;
+  const r2 = (x: number) => roundHalfAway(x, 2);
   assert.equal(now[at("super_glue_partial_avg")], r2(rs[2]!.averages.super_glue!));
   assert.equal(
     old[at("super_glue_partial_avg")],
@@ -594,4 +595,13 @@ Deno.test("main() (deno task tables) names a bad flag, folder or result in one l
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("roundHalfAway: halves go away from zero for both signs, as the positive twin", () => {
+  assert.equal(roundHalfAway(0.125, 2), 0.13);
+  assert.equal(roundHalfAway(-0.125, 2), -0.13);
+  assert.equal(roundHalfAway(-12.344, 2), -12.34);
+  assert.equal(roundHalfAway(86.55, 1), 86.6);
+  assert.equal(roundHalfAway(-0.00001, 2), -0);
+  assert.ok(Number.isNaN(roundHalfAway(NaN, 2)));
 });
