@@ -233,6 +233,30 @@ export function gitState(): { sha: string; dirty: boolean } {
 }
 
 /**
+ * A reader of the repository state that reads once, at its first call, and returns that state
+ * ever after.
+ *
+ * @param read the reader ({@link gitState})
+ * @returns the memoised reader
+ */
+export function gitStateOnce(
+  read: () => { sha: string; dirty: boolean },
+): () => { sha: string; dirty: boolean } {
+  let state: { sha: string; dirty: boolean } | undefined;
+  return () => (state ??= read());
+}
+
+/**
+ * The repository state of the code this process runs: {@link gitState} at the first call, the
+ * same after. A process loads its modules once, so a commit or an edit while a grid runs does not
+ * change the code that trains the later runs; read per run, their provenance named commits whose
+ * code never ran (and a dirty flag that came and went with others' edits). `runOneWith` reads it
+ * at the first run of a process (`deno task bench` starts it right after loading the runner's
+ * code) and takes the same for every later run.
+ */
+export const codeGitState: () => { sha: string; dirty: boolean } = gitStateOnce(gitState);
+
+/**
  * Pinned npm packages from `deno.json` "imports" (`npm:name@version` -> name: version).
  *
  * @returns package name -> version, sorted by name

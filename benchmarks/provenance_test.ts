@@ -3,10 +3,12 @@ import { join } from "node:path";
 import { sharedPath } from "../model/shared_dir.ts";
 import { chooseDataDir } from "../tasks/data.ts";
 import {
+  codeGitState,
   collectProvenance,
   dataProvenance,
   deviceDescription,
   gitState,
+  gitStateOnce,
   pinnedPackages,
   resumeRecord,
 } from "./provenance.ts";
@@ -15,6 +17,25 @@ Deno.test("gitState() reads the commit of this repository", () => {
   const g = gitState();
   assert.match(g.sha, /^[0-9a-f]{40}$/);
   assert.equal(typeof g.dirty, "boolean");
+});
+
+Deno.test("gitStateOnce() reads the state once: a commit or edit later does not change it", () => {
+  const states = [
+    { sha: "a".repeat(40), dirty: false },
+    { sha: "b".repeat(40), dirty: true },
+  ];
+  let reads = 0;
+  const once = gitStateOnce(() => states[reads++]!);
+  assert.equal(reads, 0, "nothing read before the first call");
+  assert.deepEqual(once(), states[0]);
+  assert.deepEqual(once(), states[0], "the tree changed: still the state first read");
+  assert.equal(reads, 1);
+});
+
+Deno.test("codeGitState() is this process's repository state, read once", () => {
+  const first = codeGitState();
+  assert.match(first.sha, /^[0-9a-f]{40}$/);
+  assert.equal(codeGitState(), first, "the same record on every call, not read again");
 });
 
 Deno.test("pinnedPackages() lists the npm pins of deno.json", () => {

@@ -68,7 +68,7 @@ import {
   makeEvalSet,
   type Scorer,
 } from "./evaluator.ts";
-import { collectProvenance, dataProvenance, gitState, resumeRecord } from "./provenance.ts";
+import { codeGitState, collectProvenance, dataProvenance, resumeRecord } from "./provenance.ts";
 import {
   defaultCacheDir as pretrainCacheDir,
   ensurePretrainedBackbone,
@@ -280,7 +280,8 @@ export async function runOneWith(
   opts: RunOneOptions,
   scorer: RunScorer,
 ): Promise<RunResult> {
-  const git = gitState(); // the code this run executes, even if the tree changes meanwhile
+  // The code this run executes: the state when this process loaded it, whatever changed since.
+  const git = codeGitState();
   // Pretraining (first use only) selects its own backend: do it before this run's backend, and
   // before the run's clock starts (its time is the backbone's, in the cache's pretrain.json).
   if (usesTinyPretrained(spec)) await pretrainedFolder(spec, opts.dataDir);

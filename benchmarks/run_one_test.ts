@@ -19,7 +19,7 @@ import { preset } from "../model/config.ts";
 import { disposeT5, initT5, t5StateDict } from "../model/t5.ts";
 import { saveHfFolder } from "../model/checkpoint.ts";
 import { selectBackend } from "../model/backend.ts";
-import { gitState, type RunProvenance } from "./provenance.ts";
+import { codeGitState, gitState, type RunProvenance } from "./provenance.ts";
 
 /** Exact-match accuracy: independent of tasks/metrics.ts, for the resume test. */
 const EXACT: RunScorer = {
@@ -103,6 +103,11 @@ Deno.test({
     assert.match(r.tokenizer ?? "", /^(task-spm|fixture):.*tokenizer\.json$/);
     assert.equal(r.attentionMass, undefined, "mtl has no prompt slots");
     assert.equal(r.provenance.backend.tfBackend, "wasm");
+    // The code this process loaded, not the tree's state at the run (which others may change).
+    assert.deepEqual(
+      { sha: r.provenance.gitSha, dirty: r.provenance.gitDirty },
+      codeGitState(),
+    );
     // Where the data came from: the offline mirror, each file read with its listed digest.
     const prov = r.provenance as RunProvenance;
     assert.equal(prov.data?.kind, "mirror");
