@@ -99,8 +99,9 @@ function offlineError(ctx: Ctx, url: string, cause: unknown): Error {
   return new Error(
     `Model "${ctx.repoId}" could not be fetched from ${ctx.endpoint} (${url}: ${why}). ` +
       `The hub is unreachable: you appear to be offline, or the endpoint is wrong. ` +
-      `To use a local folder instead, pass the path of a folder that holds config.json and ` +
-      `model.safetensors (as save_pretrained writes it, e.g. downloaded on another machine) ` +
+      `To use a local folder instead, pass the path of a folder that holds config.json, ` +
+      `model.safetensors (as save_pretrained writes it, e.g. downloaded on another machine) and ` +
+      `tokenizer.json ` +
       `in place of the hub id, or set HF_ENDPOINT to a reachable mirror.`,
     { cause },
   );
@@ -255,7 +256,7 @@ export async function fetchHubModel(repoId: string, opts: FetchHubOptions = {}):
     throw new Error(
       `Model "${repoId}" (revision "${revision}") could not be fetched: HF_HUB_OFFLINE=1 (offline ` +
         `mode) and it is not in the cache at ${dir}. Unset HF_HUB_OFFLINE, or use a local folder ` +
-        `instead: pass the path of a folder holding config.json and model.safetensors.`,
+        `instead: pass the path of a folder holding config.json, model.safetensors and tokenizer.json.`,
     );
   }
   if (opts.force) await Deno.remove(dir, { recursive: true }).catch(() => {});

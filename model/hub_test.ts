@@ -210,7 +210,7 @@ Deno.test("fetchHubModel: unreachable endpoint says offline and how to use a loc
           assert.match(e.message, /Model "google-t5\/t5-small" could not be fetched/);
           assert.match(e.message, /offline/);
           assert.match(e.message, /local folder/);
-          assert.match(e.message, /config\.json/);
+          assert.match(e.message, /config\.json, model\.safetensors .*and tokenizer\.json/);
           return true;
         },
       );
@@ -394,7 +394,7 @@ Deno.test("fetchHubModel: HF_HUB_OFFLINE=1 uses the cache or explains how to go 
     assert.equal(await fetchHubModel("org/tiny", { cacheDir: cache, endpoint: hub.endpoint }), dir);
     await assert.rejects(
       fetchHubModel("org/other", { cacheDir: cache, endpoint: hub.endpoint }),
-      /could not be fetched: HF_HUB_OFFLINE=1 .*local folder/,
+      /could not be fetched: HF_HUB_OFFLINE=1 .*local folder .*model\.safetensors and tokenizer\.json/,
     );
     assert.equal(hub.requests.length, n, "no requests in offline mode");
   } finally {

@@ -7,9 +7,12 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-/** Absolute path of a file or folder under `shared/` (defaults to `../shared` beside the repo). */
+/**
+ * Absolute path of a file or folder under `shared/` (defaults to `../shared` beside the repo; an
+ * empty `HYPERPROMPT_SHARED` counts as unset, as an empty `HYPERPROMPT_DATA` does).
+ */
 export function sharedPath(...parts: string[]): string {
-  const root = Deno.env.get("HYPERPROMPT_SHARED") ??
+  const root = Deno.env.get("HYPERPROMPT_SHARED") ||
     fileURLToPath(new URL("../../shared", import.meta.url));
   return join(root, ...parts);
 }
