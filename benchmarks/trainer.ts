@@ -112,15 +112,20 @@ export class MixtureBatches implements BatchSource {
   }
 }
 
-/** Thrown when the loss or the gradient norm is NaN or infinite; no result should be written. */
+/**
+ * Thrown when the loss or the gradient norm is NaN or infinite; no result should be written. The
+ * message names which of the two was not finite (a finite loss with NaN gradients is reported as
+ * such, with the loss's value).
+ */
 export class NonFiniteLossError extends Error {
   /**
-   * @param step the 1-based step whose loss was not finite
-   * @param loss the loss value
+   * @param step the 1-based step whose loss or gradient norm was not finite
+   * @param loss the step's loss value (finite when only the gradients were not)
    * @param taskNames task of each example of the batch
    * @param lastFiniteLoss the previous step's loss (undefined at the first step)
    * @param badVariables trained variables holding NaN/Inf before the update
    * @param badGradients gradients holding NaN/Inf
+   * @param gradNorm the global gradient norm of the step
    */
   constructor(
     readonly step: number,
@@ -129,13 +134,17 @@ export class NonFiniteLossError extends Error {
     readonly lastFiniteLoss: number | undefined,
     readonly badVariables: readonly string[],
     readonly badGradients: readonly string[],
+    readonly gradNorm: number,
   ) {
     const list = (xs: readonly string[]) =>
       xs.length === 0
         ? "none"
         : xs.slice(0, 8).join(", ") + (xs.length > 8 ? `, … (${xs.length})` : "");
+    const what = Number.isFinite(loss)
+      ? `non-finite gradient norm ${gradNorm} at step ${step} (training loss ${loss} is finite)`
+      : `non-finite training loss ${loss} at step ${step}`;
     super(
-      `benchmarks/trainer.ts: non-finite training loss ${loss} at step ${step}; batch tasks: ${
+      `benchmarks/trainer.ts: ${what}; batch tasks: ${
         [...new Set(taskNames)].join(", ")
       }; last finite loss: ${lastFiniteLoss ?? "none"}; non-finite variables: ${
         list(badVariables)
@@ -503,11 +512,12 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
           tf.dispose([...grads.values()]);
           throw new NonFiniteLossError(
             step + 1,
-            Number.isFinite(lossValue) ? NaN : lossValue,
+            lossValue,
             batch.taskIds.map((i) => o.taskNames[i] ?? String(i)),
             lastFinite,
             badVariables,
             badGradients,
+            gradNorm,
           );
         }
         if (t.clipNorm !== null) {

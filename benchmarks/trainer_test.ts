@@ -305,8 +305,49 @@ Deno.test("train() stops on a non-finite loss with a diagnostic", async () => {
   assert.equal(err.lastFiniteLoss, losses[1]);
   assert.ok(err.badVariables.includes(bad), err.message);
   assert.equal(err.taskNames.length, 4);
-  assert.match(err.message, /step 3/);
+  assert.match(err.message, /non-finite training loss NaN at step 3;/);
   assert.equal(tf.memory().numTensors, before);
+  disposeT5(model);
+});
+
+Deno.test("train() names a non-finite gradient norm as such when the loss is finite", async () => {
+  // A method variable at 0 entering the forward pass as sqrt(w)·0: the loss is finite, but
+  // d/dw = 0 / (2·sqrt(0)) = NaN. The error must say the gradient norm was not finite and give
+  // the step's real (finite) loss, not call the loss NaN.
+  const model = initT5(NO_DROPOUT, { seed: 1 });
+  const zero = tf.zeros([1]);
+  const probe = tf.variable(zero, true);
+  zero.dispose();
+  const instance: MethodInstance = {
+    ...fullFinetune(),
+    variables: new Map([["probe", probe]]),
+    hooks: () => ({
+      encoderInput: (embeds, mask) => ({
+        embeds: tf.add(embeds, tf.mul(tf.sqrt(probe), 0)) as tf.Tensor3D,
+        mask,
+      }),
+    }),
+  };
+  const start = await snapshot(model);
+  const before = tf.memory().numTensors;
+  const err = await train(opts(model, { instance, train: { ...SPEC, checkpointEvery: 0 } }))
+    .then(() => undefined, (e) => e);
+  assert.ok(err instanceof NonFiniteLossError, String(err));
+  assert.equal(err.step, 1);
+  assert.ok(Number.isFinite(err.loss) && err.loss > 0, `loss ${err.loss}`);
+  assert.ok(Number.isNaN(err.gradNorm), `gradNorm ${err.gradNorm}`);
+  assert.deepEqual(err.badGradients, ["probe"]);
+  assert.match(
+    err.message,
+    new RegExp(`non-finite gradient norm NaN at step 1 \\(training loss ${err.loss} is finite\\)`),
+  );
+  assert.doesNotMatch(err.message, /training loss NaN/);
+  assert.equal(tf.memory().numTensors, before);
+  // Nothing was updated at that step.
+  const end = await snapshot(model);
+  for (const [n, x] of start) assert.deepEqual(end.get(n), x, n);
+  assert.deepEqual(Array.from(await probe.data()), [0]);
+  probe.dispose();
   disposeT5(model);
 });
 
