@@ -134,7 +134,10 @@ export class Rng {
    */
   restore(state: RngState): void {
     const s = state?.s;
-    if (!Array.isArray(s) || s.length !== 4 || !s.every((x) => Number.isInteger(x) && x >= 0)) {
+    if (
+      !Array.isArray(s) || s.length !== 4 ||
+      !s.every((x) => Number.isInteger(x) && x >= 0 && x <= 0xffffffff)
+    ) {
       throw new Error(
         `benchmarks/rng.ts Rng.restore: field "s" must be 4 unsigned 32-bit integers, got ${
           JSON.stringify(s)

@@ -53,6 +53,17 @@ Deno.test("Rng is deterministic, uniform-ish, and restores exactly", () => {
   for (const c of counts) assert.ok(Math.abs(c - 20000 / 7) < 300, `bucket ${c}`);
   assert.throws(() => r.nextInt(0), /positive integer/);
   assert.throws(() => r.restore({ s: [1, 2, 3] as unknown as [number, number, number, number] }));
+  // A word outside [0, 2^32) is refused (it used to be wrapped modulo 2^32 silently, so an edited
+  // or corrupted state resumed another stream); the largest word is accepted.
+  for (const bad of [2 ** 32, 2 ** 32 + 5, -1, 1.5]) {
+    assert.throws(
+      () => r.restore({ s: [1, 2, 3, bad] }),
+      /field "s" must be 4 unsigned 32-bit integers/,
+      String(bad),
+    );
+  }
+  r.restore({ s: [0xffffffff, 0, 1, 2] });
+  assert.deepEqual(r.state(), { s: [0xffffffff, 0, 1, 2] });
 });
 
 Deno.test("Rng.shuffle is a seeded permutation", () => {
