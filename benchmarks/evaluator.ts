@@ -159,6 +159,7 @@ export interface EvaluateOptions {
  * @param sets evaluation sets
  * @param opts step, batch size, tokenizer and scorer
  * @returns one {@link TaskEval} per set
+ * @throws Error for a batch size that is not a positive integer
  */
 export async function evaluate(
   model: T5Model,
@@ -166,6 +167,11 @@ export async function evaluate(
   sets: readonly EvalSet[],
   opts: EvaluateOptions,
 ): Promise<TaskEval[]> {
+  if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) {
+    throw new Error(
+      `benchmarks/evaluator.ts evaluate: batchSize must be a positive integer, got ${opts.batchSize}`,
+    );
+  }
   const out: TaskEval[] = [];
   for (const set of sets) {
     const n = set.inputs.length;

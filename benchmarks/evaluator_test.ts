@@ -169,6 +169,45 @@ Deno.test("evaluate() batches by length, matches one-by-one decoding, leaks noth
   disposeT5(model);
 });
 
+Deno.test("evaluate() refuses a batch size that is not a positive integer", async () => {
+  // 0 and NaN failed inside tfjs with a shape error naming no option; 1.5 decoded a row twice
+  // (rows [0, 1.5) then [1.5, 3) = rows 1 and 2).
+  const model = initT5(CONFIG, { seed: 5 });
+  const inputs = [[3, 4, 1], [7, 1], [8, 9, 1]];
+  const set = {
+    task: "t",
+    taskId: 0,
+    examples: inputs.map((_, i) => ex(i)),
+    inputs,
+    maxNewTokens: 2,
+  };
+  let scored = 0;
+  const scorer: Scorer = {
+    scoreTask: () => (scored++, { accuracy: 1 }),
+    groupScore: () => 1,
+  };
+  const before = tf.memory().numTensors;
+  for (const batchSize of [0, -2, 1.5, NaN]) {
+    await assert.rejects(
+      () =>
+        evaluate(model, NO_METHOD, [set], {
+          step: 1,
+          batchSize,
+          ids: IDS,
+          tokenizer: { decode: (ids) => ids.join(" ") },
+          scorer,
+        }),
+      new RegExp(
+        `^Error: benchmarks/evaluator\\.ts evaluate: batchSize must be a positive integer, got ${batchSize}$`,
+      ),
+      String(batchSize),
+    );
+  }
+  assert.equal(scored, 0, "nothing scored");
+  assert.equal(tf.memory().numTensors, before);
+  disposeT5(model);
+});
+
 Deno.test("bestPerTask() takes each task's best step (earliest on ties); averages", () => {
   const evals: TaskEval[] = [
     { step: 2, task: "rte", metrics: { accuracy: 50 }, groupScore: 50 },
