@@ -195,6 +195,65 @@ Deno.test("train() gives each update the schedule's rate at its 0-based step, as
   assert.ok(Math.abs(ratio - 2) < 1e-3, `ratio ${ratio}`);
 });
 
+Deno.test("train() clips the global gradient norm before the update (PyTorch clip_grad_norm_)", async () => {
+  // One AdamW step (no weight decay) from the same weights and batch: m̂ = g', sqrt(v̂) = |g'|, so
+  // each weight moves by lr · g' / (|g'| + 1e-8), g' the gradient as given to the optimizer. With
+  // a clip of 1e-6, g' = g · 1e-6 / (‖g‖ + 1e-6) is so small that eps 1e-8 dominates many entries
+  // and the move depends on the clip; with a clip above the norm, g' = g (≈ lr · sign(g)).
+  const base: TrainSpec = {
+    ...SPEC,
+    optimizer: "adamw",
+    learningRate: 0.1,
+    labelSmoothing: 0,
+    steps: 1,
+    checkpointEvery: 0,
+  };
+  const model0 = initT5(NO_DROPOUT, { seed: 1 });
+  const p0 = await snapshot(model0);
+  const batch = new ToySource().next();
+  const { value, grads } = await lossAndGrads(
+    opts(model0, { train: base }),
+    batch,
+    [...model0.params.values()],
+    0,
+  );
+  const byName = new Map<string, Float32Array>();
+  for (const [n, v] of model0.params) {
+    byName.set(n, (await grads[v.name]!.data()) as Float32Array);
+  }
+  tf.dispose([value, ...Object.values(grads)]);
+  disposeBatch(batch);
+  disposeT5(model0);
+  let sq = 0;
+  for (const g of byName.values()) for (const x of g) sq += x * x;
+  const norm = Math.sqrt(sq);
+  assert.ok(norm > 1e-3, `gradient norm ${norm}`);
+  for (const clipNorm of [1e-6, 1e9]) {
+    const model = initT5(NO_DROPOUT, { seed: 1 });
+    await train(opts(model, { train: { ...base, clipNorm } }));
+    const p1 = await snapshot(model);
+    disposeT5(model);
+    const coef = Math.min(1, clipNorm / (norm + 1e-6));
+    let worst = 0;
+    let epsBound = 0; // entries whose move the clip shrank below half of lr
+    for (const [n, g] of byName) {
+      const a = p0.get(n)!, b = p1.get(n)!;
+      g.forEach((gi, i) => {
+        const gc = gi * coef;
+        const want = -0.1 * gc / (Math.abs(gc) + 1e-8);
+        if (Math.abs(want) < 0.05) epsBound++;
+        // float32: rounding p − Δ costs half an ulp of p (<= 4.8e-7 for |p| < 8, checked below)
+        // and Δ's own ops ~1e-6 of |Δ| <= 0.1; 2e-6 covers both and is far below the clip's
+        // effect (moved entries: < 0.05 with the clip, ≈ 0.1 without).
+        assert.ok(Math.abs(a[i]!) < 8, `${n}[${i}] = ${a[i]}`);
+        worst = Math.max(worst, Math.abs((b[i]! - a[i]!) - want));
+      });
+    }
+    assert.ok(worst <= 2e-6, `clip ${clipNorm}: largest deviation ${worst}`);
+    if (clipNorm < 1) assert.ok(epsBound > 100, `the clip shrank only ${epsBound} moves`);
+  }
+});
+
 Deno.test("train() resumed after a kill is bit-identical to an uninterrupted run", async () => {
   const evalFn = (model: T5Model) => async (step: number) => {
     const v = (await model.params.get("shared.weight")!.data())[0]!;
