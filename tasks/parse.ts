@@ -301,13 +301,31 @@ export function pyStrip(s: string): string {
   return s.replace(PY_STRIP, "");
 }
 
+/** The ASCII whitespace CPython's float() strips (`Py_ISSPACE`; not `\x1c`-`\x1f`). */
+const FLOAT_STRIP = /^[\t\n\v\f\r ]+|[\t\n\v\f\r ]+$/g;
+/** `str.isspace()` characters outside ASCII, which float() turns into spaces first. */
+const NON_ASCII_SPACE = /[\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/g;
+const NON_ASCII_DIGIT = /(?![0-9])\p{Nd}/gu;
+const DECIMAL_DIGIT = /^\p{Nd}$/u;
+
+/** The value of a Unicode decimal digit: Unicode assigns them in runs 0-9 (a run may be 10·k). */
+function digitValue(c: string): string {
+  const cp = c.codePointAt(0) as number;
+  let start = cp;
+  while (DECIMAL_DIGIT.test(String.fromCodePoint(start - 1))) start--;
+  return String((cp - start) % 10);
+}
+
 /**
  * Python `float(str)`: optional surrounding whitespace, sign, digits with single underscores,
- * optional fraction and exponent, or inf/infinity/nan. Returns `undefined` when Python would
- * raise ValueError.
+ * optional fraction and exponent, or inf/infinity/nan. As CPython, any Unicode decimal digit
+ * counts as its ASCII digit (`"３.５"` is 3.5) and non-ASCII whitespace as a space, and only
+ * whitespace is stripped (`"\x1c1"` is an error, although `str.strip()` removes `\x1c`).
+ * Returns `undefined` when Python would raise ValueError.
  */
 export function pyFloat(s: string): number | undefined {
-  const t = pyStrip(s);
+  const t = s.replace(NON_ASCII_DIGIT, digitValue).replace(NON_ASCII_SPACE, " ")
+    .replace(FLOAT_STRIP, "");
   const special = /^([+-]?)(inf|infinity|nan)$/i.exec(t);
   if (special) {
     if ((special[2] as string).toLowerCase() === "nan") return NaN;

@@ -154,3 +154,21 @@ Deno.test("pyFloat follows Python float()", () => {
     assert.equal(pyFloat(bad), undefined, JSON.stringify(bad));
   }
 });
+
+Deno.test("pyFloat: Unicode digits and spaces as CPython's float(), not str.strip()", () => {
+  // Each value printed by CPython 3.11 float(): non-ASCII decimal digits count as digits,
+  // non-ASCII whitespace is stripped, but \x1c-\x1f (whitespace to str.strip()) are not.
+  const ok: Array<[string, number]> = [
+    ["\uff13.\uff15", 3.5], // fullwidth
+    ["\u0661\u0662", 12], // Arabic-Indic
+    ["\u{1D7D7}", 9], // mathematical bold nine
+    ["\u{1D7D9}.5", 1.5], // mathematical double-struck one (second run of the block)
+    ["\u0663_\u0664", 34],
+    ["\u3000 2.5\u00a0", 2.5],
+    ["\x85-1e1_0", -1e10],
+  ];
+  for (const [s, v] of ok) assert.equal(pyFloat(s), v, JSON.stringify(s));
+  for (const bad of ["\x1c1", "1\x1f", "1\u200b"]) {
+    assert.equal(pyFloat(bad), undefined, JSON.stringify(bad));
+  }
+});
