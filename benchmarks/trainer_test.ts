@@ -254,6 +254,45 @@ Deno.test("train() clips the global gradient norm before the update (PyTorch cli
   }
 });
 
+Deno.test("train() passes train.weightDecay to either optimizer (decoupled: p · lr · wd)", async () => {
+  // One step from the same weights and batch with and without weight decay: the gradient step is
+  // the same, so the two results differ by exactly lr · wd · p0 for both AdamW and Adafactor
+  // (no parameter scale: its step is lr). float32: half an ulp of each result (<= 4.8e-7 for
+  // |p| < 8); 1e-6 allows it, against differences up to lr · wd · |p| ~ 1e-2.
+  const lr = 0.01, wd = 0.5;
+  for (const optimizer of ["adamw", "adafactor"] as const) {
+    const after = async (weightDecay: number) => {
+      const model = initT5(NO_DROPOUT, { seed: 1 });
+      const p0 = await snapshot(model);
+      const t: TrainSpec = {
+        ...SPEC,
+        optimizer,
+        learningRate: lr,
+        weightDecay,
+        steps: 1,
+        checkpointEvery: 0,
+      };
+      await train(opts(model, { train: t }));
+      const p1 = await snapshot(model);
+      disposeT5(model);
+      return { p0, p1 };
+    };
+    const plain = await after(0);
+    const decayed = await after(wd);
+    let worst = 0, largest = 0;
+    for (const [n, p0] of plain.p0) {
+      const a = plain.p1.get(n)!, b = decayed.p1.get(n)!;
+      p0.forEach((x, i) => {
+        assert.ok(Math.abs(x) < 8, `${n}[${i}] = ${x}`);
+        worst = Math.max(worst, Math.abs((a[i]! - b[i]!) - lr * wd * x));
+        largest = Math.max(largest, Math.abs(a[i]! - b[i]!));
+      });
+    }
+    assert.ok(worst <= 1e-6, `${optimizer}: largest deviation ${worst}`);
+    assert.ok(largest > 1e-3, `${optimizer}: weight decay changed nothing (${largest})`);
+  }
+});
+
 Deno.test("train() resumed after a kill is bit-identical to an uninterrupted run", async () => {
   const evalFn = (model: T5Model) => async (step: number) => {
     const v = (await model.params.get("shared.weight")!.data())[0]!;
