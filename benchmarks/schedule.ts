@@ -1,7 +1,9 @@
 /**
  * Learning-rate schedules of {@link ScheduleSpec}: constant, linear warmup then linear decay to 0
  * at the last step (Hugging Face `get_linear_schedule_with_warmup`), and linear warmup then
- * inverse-square-root decay (T5 pre-training's `rsqrt_decay`, scaled to the peak rate).
+ * inverse-square-root decay (fairseq's `inverse_sqrt`). The last is not T5 pre-training's
+ * `rsqrt_decay`, 1/sqrt(max(step, warmup)), which holds the peak rate through the warmup instead
+ * of ramping up to it; after the warmup the two agree (scaled to the peak rate).
  *
  * @module
  */
