@@ -569,6 +569,11 @@ const BENCHMARK_LABEL: Readonly<Record<BenchmarkName, string>> = {
   super_glue: "SuperGLUE",
 };
 
+/** `o[k]` for an own key only (a name like `constructor` must not find Object's members). */
+function own<T>(o: Readonly<Record<string, T>>, k: string): T | undefined {
+  return Object.hasOwn(o, k) ? o[k] : undefined;
+}
+
 /** Canonical task names, GLUE first. */
 export function taskNames(): string[] {
   return Object.keys(TASKS);
@@ -584,16 +589,16 @@ export function taskNames(): string[] {
  */
 export function getTask(name: string): TaskSpec {
   const key = name.trim().toLowerCase();
-  const canonical = ALIASES[key] ?? key;
-  const direct = TASKS[canonical];
+  const canonical = own(ALIASES, key) ?? key;
+  const direct = own(TASKS, canonical);
   if (direct !== undefined) return direct;
   const m = BENCHMARK_PREFIX.exec(key);
   if (m !== null) {
     const bench: BenchmarkName = m[1] === "glue" ? "glue" : "super_glue";
     const rest = m[2] as string;
-    const base = ALIASES[rest] ?? rest;
+    const base = own(ALIASES, rest) ?? rest;
     const candidates = [base, base.replace(/-/g, ""), `${base}_sg`];
-    const found = candidates.map((c) => TASKS[c]).filter((t) => t !== undefined);
+    const found = candidates.map((c) => own(TASKS, c)).filter((t) => t !== undefined);
     const spec = found.find((t) => t.benchmark === bench);
     if (spec !== undefined) return spec;
     const other = found[0];

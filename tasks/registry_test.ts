@@ -131,3 +131,17 @@ Deno.test("getTask benchmark prefixes agree with findTaskSource", () => {
   );
   assert.throws(() => findTaskSource("super_glue/ax"), /unknown task/);
 });
+
+Deno.test("getTask: names of Object's members are unknown tasks, with or without a prefix", () => {
+  // "glue/constructor" found Object (an inherited member of the alias table) and failed with
+  // a TypeError (base.replace is not a function) instead of naming the known tasks.
+  for (
+    const n of ["constructor", "__proto__", "glue/constructor", "sg/__proto__", "glue_valueof"]
+  ) {
+    assert.throws(() => getTask(n), (e: unknown) => {
+      assert.ok(e instanceof Error && !(e instanceof TypeError), `${n}: ${e}`);
+      assert.match(e.message, new RegExp(`^unknown task "${n}"; known tasks: cola`), n);
+      return true;
+    });
+  }
+});
