@@ -57,7 +57,9 @@ export interface EvalSet {
 
 /**
  * A deterministic subset of at most `cap` examples, taken as whole groups (`group ?? id`), in
- * their original order. Independent of the run seed, so every run scores the same examples.
+ * their original order; a group is never split, so when the first group drawn is alone larger
+ * than `cap` (a MultiRC question with many answers, say) it is kept whole, past the cap, rather
+ * than scoring nothing. Independent of the run seed, so every run scores the same examples.
  *
  * @param examples the split's examples
  * @param cap maximum examples (null: all)
@@ -89,7 +91,9 @@ export function evalSubset(examples: Example[], cap: number | null, key: string)
  * @param task task name
  * @param taskId task id
  * @param bySplit the examples of each evaluation split
- * @param opts cap, encoder and decoding length
+ * @param opts cap, encoder and decoding length; the cap is shared by the splits, each getting
+ *   ceil(cap / splits) ({@link evalSubset}), so MNLI's two splits under an odd cap score one more
+ *   example than the cap in all
  */
 export function makeEvalSet(
   task: string,
