@@ -273,8 +273,27 @@ export class MixtureSampler {
         `MixtureSampler.restore: state has ${st.epochs.length} tasks, sampler has ${this.sizes.length}`,
       );
     }
+    const uint32 = (x: unknown) =>
+      Number.isInteger(x) && (x as number) >= 0 && (x as number) <= 0xffffffff;
+    if (!st.rng.every(uint32) || st.rng.every((x) => x === 0)) {
+      // Words past 32 bits would wrap into another stream; all zero is xoshiro's fixed point (every
+      // draw 0, so every batch from the first task).
+      throw new Error(
+        `MixtureSampler.restore: field "rng" must be 4 unsigned 32-bit integers, not all 0, got ${
+          JSON.stringify(st.rng)
+        }`,
+      );
+    }
+    st.epochs.forEach((e, i) => {
+      if (!(Number.isInteger(e) && e >= 0)) {
+        throw new Error(`MixtureSampler.restore: epoch ${e} of task ${i} is not a count`);
+      }
+    });
+    if (!(Number.isInteger(st.batches) && st.batches >= 0)) {
+      throw new Error(`MixtureSampler.restore: batches ${st.batches} is not a count`);
+    }
     st.positions.forEach((p, i) => {
-      if (!(p >= 0 && (p < this.sizes[i]! || p === 0))) {
+      if (!(Number.isInteger(p) && p >= 0 && (p < this.sizes[i]! || p === 0))) {
         throw new Error(
           `MixtureSampler.restore: position ${p} out of range for task ${i} (size ${
             this.sizes[i]

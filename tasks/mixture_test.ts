@@ -133,6 +133,36 @@ for (const kind of ["proportional", "temperature"] as const) {
   });
 }
 
+Deno.test("MixtureSampler.restore refuses a corrupted state: generator words, epochs, positions, batches", () => {
+  const ds = [{ task: "a", size: 5 }, { task: "b", size: 13 }];
+  const opts = { kind: "proportional" as const, seed: 42, batchSize: 6 };
+  const a = new MixtureSampler(ds, opts);
+  for (let i = 0; i < 3; i++) a.nextBatch();
+  const good = JSON.parse(JSON.stringify(a.state())) as MixtureState;
+  const cases: [Partial<MixtureState>, RegExp][] = [
+    [
+      { rng: [0, 0, 0, 0] },
+      /field "rng" must be 4 unsigned 32-bit integers, not all 0, got \[0,0,0,0\]/,
+    ],
+    [{ rng: [2 ** 32, 1, 2, 3] }, /field "rng" must be 4 unsigned 32-bit integers/],
+    [{ rng: [1.5, 1, 2, 3] }, /field "rng"/],
+    [{ rng: [-1, 1, 2, 3] }, /field "rng"/],
+    [{ epochs: [0, -1] }, /epoch -1 of task 1 is not a count/],
+    [{ epochs: [0.5, 0] }, /epoch 0.5 of task 0 is not a count/],
+    [{ positions: [1.5, 0] }, /position 1.5 out of range for task 0/],
+    [{ batches: -2 }, /batches -2 is not a count/],
+  ];
+  for (const [change, want] of cases) {
+    const b = new MixtureSampler(ds, opts);
+    const before = JSON.stringify(b.state());
+    assert.throws(() => b.restore({ ...good, ...change }), want, JSON.stringify(change));
+    assert.equal(JSON.stringify(b.state()), before, "nothing restored");
+  }
+  const b = new MixtureSampler(ds, opts);
+  b.restore(good);
+  assert.deepEqual(b.nextBatch(), a.nextBatch(), "the intact state still restores");
+});
+
 Deno.test("Xoshiro128: floats in [0,1) with mean 1/2, nextInt unbiased over 3 buckets", () => {
   const r = new Xoshiro128(7);
   let sum = 0;
