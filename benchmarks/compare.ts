@@ -21,7 +21,12 @@ export interface GateDiff {
   readonly run: string;
   /** What differs, e.g. `best.cb.f1`, `params.extra`, `spec.id`. */
   readonly field: string;
+  /**
+   * The baseline's value (metric scores and averages rounded to 4 decimals), or a short
+   * description such as `present`, `12 steps` or `(none)`.
+   */
   readonly baseline: number | string;
+  /** This run's value, given as for `baseline`; `missing` when the run lacks the field. */
   readonly current: number | string;
   /** Allowed absolute difference (scores only). */
   readonly tolerance?: number;

@@ -44,8 +44,11 @@ export function jsonLocator(text: string): Locator {
 
 /** A key given twice in one JSON object: its path and the lines of both. */
 export interface DuplicateKey {
+  /** JSON path of the repeated key, e.g. `$.train` or `$.methods[0].config.l`. */
   readonly path: string;
+  /** 1-based line of the key's first occurrence in the object. */
   readonly firstLine: number;
+  /** 1-based line of its repetition (the value `JSON.parse` keeps). */
   readonly line: number;
 }
 

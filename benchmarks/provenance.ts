@@ -62,6 +62,7 @@ export interface ResumeRecord {
    * run's own: the same commit with both trees clean.
    */
   readonly gitSha?: string;
+  /** Whether that code's tree had uncommitted changes (present exactly when `gitSha` is). */
   readonly gitDirty?: boolean;
   /**
    * The backend the checkpoint's steps ran on (`BackendRecord.name`), present when it is not the

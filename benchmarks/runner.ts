@@ -274,7 +274,9 @@ export function expandGrid(profile: Profile, opts: ExpandOptions): RunSpec[] {
 
 /** A shard `i` of `n` (0-based). */
 export interface Shard {
+  /** This shard's number, `0 <= index < count`. */
   readonly index: number;
+  /** How many shards the grid is split into (at least 1). */
   readonly count: number;
 }
 
@@ -420,8 +422,14 @@ export interface RunGridOptions {
 
 /** Summary of {@link runGrid}. */
 export interface GridSummary {
+  /** Runs trained in this call whose result file was written (and work folder removed). */
   readonly done: number;
+  /** Runs skipped because `resume` found their result file already written. */
   readonly skipped: number;
+  /**
+   * Runs that failed, in grid order, with their error; after a fatal backend error the runs
+   * left are listed too, each with a "not run" error.
+   */
   readonly failed: readonly { readonly spec: RunSpec; readonly error: Error }[];
 }
 

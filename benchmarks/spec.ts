@@ -327,11 +327,24 @@ export interface RunSpec {
 
 /** Backend description recorded in provenance (mirrors `model/backend.ts` `BackendInfo`). */
 export interface BackendRecord {
+  /**
+   * The backend asked for (`auto`, `tensorflow`, `webgpu`, `wasm+blas`, `wasm` or `cpu`, after
+   * the `HYPERPROMPT_BACKEND` override of `auto`); the tfjs backend's name when the record was
+   * made without `model/backend.ts` (`provenance.ts` `tfBackendRecord`).
+   */
   readonly requested: string;
+  /**
+   * The engine that ran: `tensorflow`, `webgpu`, `wasm+blas`, `wasm` or `cpu` (the tfjs
+   * backend's name, or `unknown`, in a record made without `model/backend.ts`).
+   */
   readonly name: string;
+  /** `tf.getBackend()` after selection (e.g. `wasm` for `wasm+blas`). */
   readonly tfBackend: string;
+  /** WebGPU adapter description or the BLAS library in use; absent when there is none. */
   readonly adapter?: string;
+  /** CPU threads the heavy kernels used (`wasm+blas`: the more of OpenBLAS's and wasm's). */
   readonly threads: number;
+  /** Why each preferred engine was skipped, and anything else the selection recorded. */
   readonly notes: readonly string[];
 }
 
@@ -341,9 +354,11 @@ export interface Provenance {
   readonly gitSha: string;
   /** Whether the working tree had uncommitted changes. */
   readonly gitDirty: boolean;
-  /** Deno, V8 and TypeScript versions. */
+  /** Deno version (`Deno.version.deno`). */
   readonly deno: string;
+  /** V8 version (`Deno.version.v8`). */
   readonly v8: string;
+  /** TypeScript version bundled with Deno (`Deno.version.typescript`). */
   readonly typescript: string;
   /** `@tensorflow/tfjs` version. */
   readonly tfjs: string;
@@ -353,27 +368,45 @@ export interface Provenance {
   readonly backend: BackendRecord;
   /** Human-readable device (GPU adapter or CPU model and core count). */
   readonly device: string;
+  /** Host name of the machine (`node:os` `hostname()`). */
   readonly hostname: string;
   /** `Deno.build.target`. */
   readonly os: string;
-  /** ISO timestamps. */
+  /**
+   * When the run's clock started (after any offline backbone pretraining), as an ISO 8601 UTC
+   * timestamp (`Date.toISOString()`).
+   */
   readonly startedAt: string;
+  /** When the result was collected, as an ISO 8601 UTC timestamp. */
   readonly finishedAt: string;
 }
 
 /** Metrics of one task at one evaluation, 0-100. */
 export interface TaskEval {
+  /** Optimizer steps done when the evaluation ran (every `evalEvery` steps and the last). */
   readonly step: number;
+  /** Task name, as in {@link RunSpec.tasks}. */
   readonly task: string;
+  /**
+   * Metric name (e.g. `accuracy`, `f1`, `matthews_corrcoef`) → value on the 0-100 scale (a
+   * correlation may be negative); NaN where the metric is undefined (Pearson/Spearman of a
+   * constant prediction).
+   */
   readonly metrics: Readonly<Record<string, number>>;
-  /** Mean of `metrics` (T5 `metric_group_max` group). */
+  /**
+   * Mean of the task's group metrics (T5 `metric_group_max` group; a NaN metric counts as 0),
+   * same scale; NaN for tasks outside the benchmark averages (WNLI and the AX diagnostics).
+   */
   readonly groupScore: number;
 }
 
 /** Best evaluation of a task over all checkpoints (chosen by group score, spec §3.4). */
 export interface BestEval {
+  /** Step of the chosen evaluation (the earliest among equal group scores). */
   readonly step: number;
+  /** That evaluation's metrics (see {@link TaskEval.metrics}). */
   readonly metrics: Readonly<Record<string, number>>;
+  /** That evaluation's group score (see {@link TaskEval.groupScore}). */
   readonly groupScore: number;
 }
 
@@ -393,19 +426,25 @@ export interface ParamCounts {
 
 /** Matmul FLOPs (2 per multiply-add) per example at the run's maximum lengths. */
 export interface FlopCounts {
+  /** Forward + backward matmul FLOPs of one training example (0 when not computed). */
   readonly trainPerExample: number;
+  /** Forward matmul FLOPs of one example (0 when not computed). */
   readonly inferencePerExample: number;
 }
 
 /** Attention probability mass on prompt slots per layer (spec §3.4), 0-1. */
 export interface AttentionMass {
+  /** One value per encoder self-attention layer, in block order; 0 where a layer has no prompt. */
   readonly encoder: readonly number[];
+  /** One value per decoder self-attention layer, in block order; 0 where a layer has no prompt. */
   readonly decoder: readonly number[];
 }
 
 /** What `runOne` returns and the runner writes as `<out>/<runFileName(spec)>`. */
 export interface RunResult {
+  /** The run that produced this result. */
   readonly spec: RunSpec;
+  /** Code, runtime, backend, device and time of the run (`runOne` adds data and resume records). */
   readonly provenance: Provenance;
   /** Training loss, at least at every logged step. */
   readonly losses: readonly { readonly step: number; readonly loss: number }[];
@@ -415,7 +454,9 @@ export interface RunResult {
   readonly best: Readonly<Record<string, BestEval>>;
   /** Benchmark average of the per-task best group scores (present for the run's benchmark). */
   readonly averages: { readonly glue?: number; readonly super_glue?: number };
+  /** Parameter accounting of the backbone and method. */
   readonly params: ParamCounts;
+  /** Matmul FLOPs per example at `train.maxInputLength` / `train.maxTargetLength`. */
   readonly flops: FlopCounts;
   /** Training throughput: (input + target tokens) per second, non-padding. */
   readonly tokensPerSecond: number;
@@ -449,9 +490,13 @@ export interface RunOneOptions {
 
 /** A progress report from `runOne`. */
 export interface RunProgress {
+  /** `train`: an optimizer step finished; `eval`: an evaluation is starting. */
   readonly phase: "train" | "eval";
+  /** Optimizer steps done so far (the step just finished, or the step being evaluated). */
   readonly step: number;
+  /** The run's total optimizer steps (`train.steps`). */
   readonly totalSteps: number;
+  /** Training loss of the step just done (`train` reports only). */
   readonly loss?: number;
 }
 

@@ -55,13 +55,21 @@ export type Table = (string | number)[][];
 
 /** One row of `results/paper/main_table.csv`. */
 export interface PaperRow {
+  /** A `model/config.ts` preset (e.g. `t5-v1_1-base`), or blank when the paper does not say. */
   readonly model: string;
+  /** The paper's row label (e.g. `HyperFormer++`); never blank. */
   readonly method: string;
+  /** The project's method (one of `METHOD_NAMES`, e.g. `hyperformer_pp`) the row stands for. */
   readonly method_name: string;
+  /** The paper's GLUE average over all 8 tasks, 0-100 scale (may be negative); blank: unknown. */
   readonly glue_avg: string;
+  /** The paper's SuperGLUE average over all 8 tasks, 0-100 scale; blank: unknown. */
   readonly super_glue_avg: string;
+  /** Total parameters over the backbone's (at least 1); blank: unknown. */
   readonly params_ratio: string;
+  /** 100 · extra parameters / backbone parameters, 0-100; blank: unknown. */
   readonly extra_pct: string;
+  /** 100 · trained parameters / tasks / backbone parameters, 0-100; blank: unknown. */
   readonly trained_per_task_pct: string;
   /**
    * What the paper's setting trained of the backbone, which `trained_per_task_pct` depends on:
@@ -70,6 +78,7 @@ export interface PaperRow {
    * same setting.
    */
   readonly freeze_backbone: string;
+  /** Where the row's values come from (paper, page, table), or why they are missing. */
   readonly source: string;
 }
 

@@ -519,6 +519,7 @@ export async function selectBackend(
 export class BackendFatalError extends Error {
   /** Always true: later work on this backend would fail too. */
   readonly fatal = true;
+  /** The error class's name, `"BackendFatalError"` (shown in stack traces and messages). */
   override readonly name = "BackendFatalError";
 }
 

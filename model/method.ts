@@ -45,7 +45,9 @@ export interface MethodFlops {
 
 /** Sequence shape for FLOP accounting. */
 export interface SequenceShape {
+  /** Encoder input length in tokens, a positive integer (a run uses `train.maxInputLength`). */
   readonly inputLength: number;
+  /** Decoder target length in tokens, a positive integer (a run uses `train.maxTargetLength`). */
   readonly targetLength: number;
 }
 

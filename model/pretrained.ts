@@ -32,7 +32,9 @@ import { isDirectory } from "./fs.ts";
 
 /** A loaded model with its tokenizer. */
 export interface LoadedT5 {
+  /** The backbone, built from the folder's `config.json` and safetensors weights. */
   readonly model: T5Model;
+  /** The folder's `tokenizer.json`, or the one named by {@link LoadT5Options.tokenizer}. */
   readonly tokenizer: T5Tokenizer;
   /** The local folder the weights came from. */
   readonly dir: string;

@@ -15,7 +15,9 @@ import { writeFileAtomic } from "./fs.ts";
 
 /** One piece of a SentencePiece model. */
 export interface SentencePiece {
+  /** The piece's text, with `▁` (U+2581) marking a word start. */
   readonly piece: string;
+  /** Its Unigram log-probability (0 when the model stores none). */
   readonly score: number;
   /** 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte. */
   readonly type: number;
@@ -23,6 +25,7 @@ export interface SentencePiece {
 
 /** The parts of a SentencePiece `ModelProto` the converter needs. */
 export interface SentencePieceModel {
+  /** The pieces in id order (a piece's id is its index). */
   readonly pieces: readonly SentencePiece[];
   /** `normalizer_spec.precompiled_charsmap`; empty when the model has no normaliser. */
   readonly precompiledCharsmap: Uint8Array;
