@@ -87,9 +87,13 @@ export interface DownloadOptions {
 
 /** One file recorded in the manifest. */
 export interface ManifestFile {
+  /** Id of the task the file belongs to, e.g. `glue/cola`. */
   task: string;
+  /** Full sha256 (hex) of the file as written. */
   sha256: string;
+  /** Size in bytes of the file as written (a cached file of another size is fetched again). */
   bytes: number;
+  /** Rows counted in the file, in the unit of its `FileSpec.count` (equal to `FileSpec.rows`). */
   rows: number;
   /** `official` or `parquet`. */
   source: "official" | "parquet";
@@ -97,12 +101,15 @@ export interface ManifestFile {
   verified: "sha256" | "rows";
   /** URLs the file came from. */
   from: string[];
+  /** When the file was written, as an ISO 8601 UTC timestamp. */
   writtenAt: string;
 }
 
 /** `<cache>/manifest.json`. */
 export interface Manifest {
+  /** Manifest format version; only 1 is read. */
   version: 1;
+  /** The files written, by path relative to the cache folder (e.g. `glue/CoLA/train.tsv`). */
   files: Record<string, ManifestFile>;
   /** Raw downloads by URL: full sha256 and size computed on download. */
   archives: Record<string, { sha256: string; bytes: number }>;
@@ -110,8 +117,14 @@ export interface Manifest {
 
 /** What {@link download} did per task. */
 export interface TaskResult {
+  /** The task id, e.g. `glue/mnli`. */
   task: string;
+  /**
+   * `cached`: its files were already in the manifest with their recorded size (and sha256 with
+   * `verify`), nothing written; `official` or `parquet`: the source its files were written from.
+   */
   status: "cached" | "official" | "parquet";
+  /** The task's file paths, relative to the cache folder. */
   files: string[];
   /** Why the official source was not used, when the fallback ran. */
   fallbackReason?: string;
@@ -135,6 +148,7 @@ export interface TaskFailure {
  * then where interrupted transfers are kept and how to go on offline.
  */
 export class DownloadError extends Error {
+  /** The error class's name, `"DownloadError"`. */
   override name = "DownloadError";
   /** The tasks that failed, in the order they were tried. */
   readonly failures: readonly TaskFailure[];
@@ -439,8 +453,11 @@ async function fetchRaw(
  * statuses (404, 403, ...) will not change on a retry.
  */
 export class HttpStatusError extends Error {
+  /** The error class's name, `"HttpStatusError"`. */
   override name = "HttpStatusError";
   /**
+   * Builds the error for an answer to `GET url`; the message is `GET <url>: HTTP <status>`.
+   *
    * @param url the URL requested
    * @param status the HTTP status
    * @param retryAfter the `Retry-After` header, if any
@@ -488,6 +505,7 @@ export function retryDelayMs(
 
 /** A content check failed (not worth retrying the transfer). */
 export class VerifyError extends Error {
+  /** The error class's name, `"VerifyError"`. */
   override name = "VerifyError";
 }
 

@@ -71,8 +71,17 @@ export type OfficialSource =
 
 /** A raw input file of a built source. */
 export interface RawFile {
+  /** Where the file is downloaded from. */
   readonly url: string;
+  /**
+   * Expected size in bytes, where known: a shorter transfer is resumed, a longer one deleted as
+   * bad.
+   */
   readonly bytes?: number;
+  /**
+   * Leading hex digits of the file's sha256 (from the research notes), where known; a download
+   * whose digest does not start with them is deleted as bad.
+   */
   readonly sha256Prefix?: string;
 }
 
@@ -85,12 +94,15 @@ export interface TaskSource {
   readonly id: string;
   /** Task name in the tasks registry (`tasks/mod.ts` TASKS): `cola`, …, `rte_sg`, `axb`. */
   readonly name: string;
+  /** Benchmark the task belongs to, also the top folder of its files. */
   readonly benchmark: Benchmark;
   /** Folder under `<root>/<benchmark>/`. */
   readonly folder: string;
   /** Hugging Face dataset config (`cola`, `wsc`, `axb`, …). */
   readonly hfConfig: string;
+  /** Every file the task's folder must hold once written. */
   readonly files: readonly FileSpec[];
+  /** How the files are obtained from the official host. */
   readonly official: OfficialSource;
 }
 
