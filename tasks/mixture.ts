@@ -116,12 +116,20 @@ export interface MixtureOptions {
 
 /** A resumable sampler position (JSON-able). */
 export interface MixtureState {
+  /** The sampler's {@link MixtureOptions.kind}; restore refuses a state of another kind. */
   kind: "proportional" | "temperature";
+  /** The sampler's {@link MixtureOptions.seed}; restore refuses a state of another seed. */
   seed: number;
+  /** The xoshiro128** generator's four words, unsigned 32-bit integers, not all 0. */
   rng: [number, number, number, number];
   /** Per task: completed epochs and position within the current epoch (proportional only). */
   epochs: number[];
+  /**
+   * Per task: examples already taken from the current epoch's shuffled order, in
+   * `[0, size)` (0 for an empty task); stays 0 under `temperature`.
+   */
   positions: number[];
+  /** Batches drawn so far ({@link MixtureSampler.batchCount}). */
   batches: number;
 }
 
@@ -181,6 +189,7 @@ export class MixtureSampler {
     this.perms = this.sizes.map(() => undefined);
   }
 
+  /** Draws a task index from {@link MixtureSampler.probs} with one generator draw (inverse CDF). */
   private pickTask(): number {
     const u = this.rng.nextFloat();
     let lo = 0;
@@ -195,6 +204,7 @@ export class MixtureSampler {
     return lo;
   }
 
+  /** The task's shuffled order for this epoch, made from (seed, task, epoch) at first use. */
   private perm(task: number): Uint32Array {
     let p = this.perms[task];
     if (!p) {
@@ -213,6 +223,7 @@ export class MixtureSampler {
     return p;
   }
 
+  /** The task's next example in its epoch order; past the last, a new epoch and order begin. */
   private nextIndexShuffled(task: number): number {
     const idx = this.perm(task)[this.positions[task]!]!;
     this.positions[task]!++;
