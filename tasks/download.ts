@@ -207,7 +207,7 @@ export async function readManifest(cacheDir: string): Promise<Manifest> {
 }
 
 /** Writes `data` to `path` atomically (see `model/fs.ts`). */
-export const writeAtomic = writeFileAtomic;
+export const writeAtomic: typeof writeFileAtomic = writeFileAtomic;
 
 /** Hex sha256 of bytes. */
 export function sha256Hex(data: Uint8Array): string {
