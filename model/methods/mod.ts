@@ -13,7 +13,8 @@ import { mtl } from "./mtl.ts";
 import { mtlPrompt, promptTuning } from "./prompt_tuning.ts";
 
 export type { FreezeBackbone } from "./_config.ts";
-export type { AdapterConfig } from "./adapter.ts";
+export type { HyperPromptBaseConfig } from "./_hyperprompt.ts";
+export type { AdapterConfig, AdapterLayerNorm, AdapterPosition } from "./adapter.ts";
 export type { HyperFormerPPConfig } from "./hyperformer_pp.ts";
 export type { HyperPromptLocalConfig } from "./hyperprompt.ts";
 export type { HyperPromptGlobalConfig } from "./hyperprompt_global.ts";
