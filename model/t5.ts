@@ -731,6 +731,21 @@ export function forward(
   });
 }
 
+/** Checks that every label is -100 (ignored) or a vocabulary id in `[0, v)`. */
+function checkLabels(labels: tf.Tensor2D, v: number): void {
+  const ids = labels.dataSync();
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]!;
+    if (id !== -100 && !(id >= 0 && id < v)) {
+      const w = labels.shape[1];
+      throw new Error(
+        `model/t5.ts crossEntropyLoss: labels[${Math.floor(i / w)}][${i % w}] is ${id}, ` +
+          `neither -100 (ignored) nor in the vocabulary [0, ${v})`,
+      );
+    }
+  }
+}
+
 /**
  * Mean token cross-entropy of `logits` against `labels`, ignoring positions labelled -100 (the
  * mean is over counted tokens, as PyTorch's `CrossEntropyLoss(ignore_index=-100)`). With label
@@ -740,6 +755,8 @@ export function forward(
  * @param logits `[batch, length, vocab]`
  * @param labels int32 `[batch, length]`
  * @param opts.labelSmoothing ε in [0, 1) (default 0)
+ * @throws Error naming a label that is neither -100 nor in `[0, vocab)` (cpu and wasm; the webgpu
+ *   kernel, which cannot throw, makes that token's loss NaN)
  */
 export function crossEntropyLoss(
   logits: tf.Tensor3D,
@@ -776,6 +793,9 @@ export function crossEntropyLoss(
       eps,
     );
     if (perToken === undefined) {
+      // The composite reads label j of row r at flat index r·v + j: a label outside [0, v) would
+      // silently score a logit of a neighbouring row (the wasm kernel throws, as PyTorch does).
+      checkLabels(labels, v);
       const lse = tf.logSumExp(flat, -1); // [n]
       const rows = tf.range(0, n, 1, "int32");
       const picked = gatherRows(

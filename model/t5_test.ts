@@ -324,6 +324,32 @@ Deno.test("crossEntropyLoss: ignores -100, mean over counted tokens, label smoot
   });
 });
 
+Deno.test("crossEntropyLoss: a label outside the vocabulary (not -100) is refused by position on cpu", async () => {
+  // The cpu composite reads row r's label j at flat index r·V + j, so without the check label V
+  // scored the next row's first logit and -1 the previous row's last (a finite, wrong loss).
+  const logits = tf.tensor3d([[[1, 2, 3], [0, 5, 0]], [[2, -1, 0.5], [3, 3, 1]]]);
+  for (
+    const [rows, where] of [
+      [[[2, 3], [0, 1]], "labels\\[0\\]\\[1\\] is 3"],
+      [[[2, -100], [-1, 1]], "labels\\[1\\]\\[0\\] is -1"],
+      [[[2, 1], [0, -101]], "labels\\[1\\]\\[1\\] is -101"],
+    ] as const
+  ) {
+    const labels = tf.tensor2d(rows.map((r) => [...r]), undefined, "int32");
+    await refuses(
+      where,
+      new RegExp(`crossEntropyLoss: ${where}, neither -100 \\(ignored\\) nor in the vocabulary`),
+      () => crossEntropyLoss(logits, labels),
+    );
+    labels.dispose();
+  }
+  // Every valid label, -100 included, still gives a loss.
+  const ok = tf.tensor2d([[2, -100], [0, 2]], undefined, "int32");
+  const loss = crossEntropyLoss(logits, ok);
+  assert.ok(Number.isFinite(loss.dataSync()[0]!));
+  tf.dispose([logits, ok, loss]);
+});
+
 Deno.test("shiftRight: start token, drop last, -100 → pad", () => {
   const cfg = { ...preset("tiny-relu"), decoderStartTokenId: 7, padTokenId: 3 };
   const out = tf.tidy(() =>
