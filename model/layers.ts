@@ -286,6 +286,9 @@ export function attention(
   let prefixLength = 0;
   const p = opts.prefix;
   if (p) {
+    if (p.positionBias === "relative" && !opts.prefixBias) {
+      throw new Error(`model/layers.ts attention: "relative" prefix bias needs prefixBias`);
+    }
     const pk = batchPrefix(p.key, batch, "key");
     const pv = batchPrefix(p.value, batch, "value");
     if (pk.shape[2] !== width || pv.shape[2] !== width) {
@@ -308,17 +311,14 @@ export function attention(
     if (bias) {
       let pb: tf.Tensor;
       if (p.positionBias === "relative") {
-        if (!opts.prefixBias) {
-          throw new Error(`model/layers.ts attention: "relative" prefix bias needs prefixBias`);
-        }
-        pb = tf.broadcastTo(opts.prefixBias, [bias.shape[0] ?? 1, heads, lq, prefixLength]);
+        pb = tf.broadcastTo(opts.prefixBias!, [bias.shape[0] ?? 1, heads, lq, prefixLength]);
       } else {
         pb = tf.zeros([bias.shape[0] ?? 1, heads, lq, prefixLength]);
       }
       bias = tf.concat([pb, tf.broadcastTo(bias, [bias.shape[0] ?? 1, heads, lq, lk])], 3);
-    } else if (p.positionBias === "relative" && opts.prefixBias) {
+    } else if (p.positionBias === "relative") {
       bias = tf.concat([
-        tf.broadcastTo(opts.prefixBias, [1, heads, lq, prefixLength]),
+        tf.broadcastTo(opts.prefixBias!, [1, heads, lq, prefixLength]),
         tf.zeros([1, heads, lq, lk]),
       ], 3);
     }

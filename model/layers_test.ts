@@ -195,6 +195,24 @@ Deno.test("attention: prefix columns are prepended, never masked, broadcast from
         attention(q, k, v, h, { prefix: { key: pk, value: pv, positionBias: "relative" }, bias }),
       /prefixBias/,
     );
+    // Without a key bias too: "relative" without prefixBias was silently taken as zero bias.
+    assert.throws(
+      () => attention(q, k, v, h, { prefix: { key: pk, value: pv, positionBias: "relative" } }),
+      /"relative" prefix bias needs prefixBias/,
+    );
+    // ... and with it, the prefix columns get prefixBias and the key columns none.
+    const r3 = attention(q, k, v, h, {
+      mask,
+      prefix: { key: pk, value: pv, positionBias: "relative" },
+      prefixBias: pb,
+    });
+    const p3 = tf.softmax(
+      tf.add(
+        tf.add(tf.matMul(split(q), kk, false, true), tf.concat([pb, tf.zeros([1, h, lq, lk])], 3)),
+        fullMask,
+      ),
+    );
+    close(r3.probs.dataSync(), p3.dataSync(), 1e-6, "relative probs without key bias");
     assert.throws(
       () =>
         attention(q, k, v, h, {
