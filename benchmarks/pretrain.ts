@@ -19,7 +19,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { parseArgs } from "node:util";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { createHash } from "node:crypto";
 import { preset, type T5Config } from "../model/config.ts";
 import {
@@ -36,6 +36,7 @@ import { trainSentencePiece, withSentinels } from "../model/spm.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 import {
   checkOutputFolder,
+  isDirectory,
   isFileSync as isFile,
   makeHeldTempDir,
   removeStaleTemps,
@@ -394,6 +395,64 @@ function dataDirFromEnv(): boolean {
 }
 
 /**
+ * The record of a finished backbone folder, or undefined when it has none (no folder there).
+ *
+ * @throws Error naming the file when `pretrain.json` is not valid JSON
+ */
+async function cachedInfo(dir: string): Promise<PretrainInfo | undefined> {
+  const file = join(dir, "pretrain.json");
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) {
+      return undefined;
+    }
+    throw e;
+  }
+  return parseJsonFile(text, file) as PretrainInfo;
+}
+
+/**
+ * Puts the backbone folder that `save` writes in place as `dir` unless a finished one is there
+ * already. Two processes that missed the cache for the same key (two bench runs on a cold cache)
+ * both pretrain; the first to finish publishes and goes on to load the folder. The second must
+ * not swap its own in (the same settings, so the same weights): a swap moves the first one's
+ * folder aside and deletes it under its reader. So the folder is built in a held temporary beside
+ * `dir` (`.<name>.tmp-<tag>`, which `removeStaleSaveTemps` sweeps once its builder has ended)
+ * and renamed in, which fails where `dir` exists. A `dir` without `pretrain.json` (not a
+ * finished backbone) is replaced by `save(dir)`, as before.
+ *
+ * @returns undefined when this folder was published, else the record of the one found in place
+ */
+async function publishIfAbsent(
+  dir: string,
+  save: (folder: string) => Promise<void>,
+): Promise<PretrainInfo | undefined> {
+  const parent = dirname(dir);
+  await Deno.mkdir(parent, { recursive: true });
+  const held = await makeHeldTempDir(parent, `.${basename(dir)}`);
+  try {
+    const built = join(held.path, "backbone");
+    await save(built);
+    try {
+      await Deno.rename(built, dir);
+    } catch (e) {
+      const found = await cachedInfo(dir);
+      if (found !== undefined) return found;
+      if (!(await isDirectory(dir))) throw e;
+      await save(dir);
+      return undefined;
+    }
+    await syncDir(parent); // the new name survives a power cut
+    return undefined;
+  } finally {
+    await Deno.remove(held.path, { recursive: true }).catch(() => {});
+    held.release();
+  }
+}
+
+/**
  * Builds (or reuses from the cache) a span-corruption-pretrained backbone.
  *
  * @param opts settings (see {@link PretrainOptions})
@@ -460,12 +519,10 @@ export async function pretrainBackbone(
   // Saves killed part-way leave temporaries (or the previous folder moved aside) here.
   await removeStaleSaveTemps(backbones);
   const dir = join(backbones, `${opts.preset}-${key}`);
-  try {
-    const info = JSON.parse(await Deno.readTextFile(join(dir, "pretrain.json"))) as PretrainInfo;
+  const found = await cachedInfo(dir);
+  if (found !== undefined) {
     log(`pretrain: using cached backbone ${dir}`);
-    return { dir, cached: true, info };
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    return { dir, cached: true, info: found };
   }
 
   const work = await Deno.makeTempDir({ prefix: "pretrain-" });
@@ -625,12 +682,18 @@ export async function pretrainBackbone(
       wallSeconds: (performance.now() - t0) / 1000,
       backend: backend.name,
     };
-    await saveHfFolder(dir, config, t5StateDict(model), {
-      extraFiles: {
-        "tokenizer.json": tokenizerText,
-        "pretrain.json": JSON.stringify(info, null, 2),
-      },
-    });
+    const tensors = t5StateDict(model);
+    const published = await publishIfAbsent(dir, (folder) =>
+      saveHfFolder(folder, config, tensors, {
+        extraFiles: {
+          "tokenizer.json": tokenizerText,
+          "pretrain.json": JSON.stringify(info, null, 2),
+        },
+      }));
+    if (published !== undefined) {
+      log(`pretrain: ${dir} was published meanwhile by another run of the same settings; using it`);
+      return { dir, cached: true, info: published };
+    }
     log(`pretrain: wrote ${dir}`);
     return { dir, cached: false, info };
   } finally {

@@ -1,4 +1,4 @@
-import { deepEqual, equal, ok, rejects } from "node:assert/strict";
+import { deepEqual, equal, fail, ok, rejects } from "node:assert/strict";
 import { basename, join } from "node:path";
 import { withEnv } from "../model/env_testing.ts";
 import * as tf from "@tensorflow/tfjs";
@@ -678,4 +678,99 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("pretrainBackbone() keeps the folder that a concurrent pretraining of the same key published first", async () => {
+  // Two bench processes on a cold cache both miss it and both pretrain. The first to finish
+  // publishes the folder and goes on to load it; the second must not swap its own (identical)
+  // folder in, which moves the first one's files away (and deletes them) under its reader.
+  const dir = await Deno.makeTempDir();
+  try {
+    const base = {
+      preset: "tiny-v1_1",
+      corpusFiles: [await rteCorpusFile(dir, 60)],
+      tokenizer: REFERENCE_TOKENIZER,
+      vocabSize: 600,
+      steps: 2,
+      batchSize: 2,
+      chunkLength: 16,
+      learningRate: 1e-3,
+      seed: 0,
+      backend: "cpu" as BackendName,
+      log: () => {},
+    };
+    // The other process's folder: the key does not depend on the cache root.
+    const theirs = await pretrainBackbone({ ...base, cacheDir: join(dir, "other") });
+    const backbones = join(dir, "cache", "backbones");
+    const target = join(backbones, basename(theirs.dir));
+    // It is published while this process trains (its cache lookup has missed), with a marker
+    // standing for the other process's use of it.
+    const log = (line: string) => {
+      if (!line.startsWith("pretrain: step 1/")) return;
+      Deno.mkdirSync(target, { recursive: true });
+      for (const e of Deno.readDirSync(theirs.dir)) {
+        Deno.copyFileSync(join(theirs.dir, e.name), join(target, e.name));
+      }
+      Deno.writeTextFileSync(join(target, "in-use"), "the other process's folder");
+    };
+    const tensors = tf.memory().numTensors;
+    const mine = await pretrainBackbone({ ...base, cacheDir: join(dir, "cache"), log });
+    equal(mine.dir, target);
+    equal(
+      await Deno.readTextFile(join(target, "in-use")),
+      "the other process's folder",
+      "the published folder was replaced",
+    );
+    equal(mine.cached, true, "the folder returned is the one found in place");
+    deepEqual(mine.info, theirs.info);
+    deepEqual(
+      [...Deno.readDirSync(backbones)].map((e) => e.name),
+      [basename(target)],
+      "nothing of this process's save is left beside it",
+    );
+    equal(tf.memory().numTensors, tensors);
+
+    // A folder of that name that is no finished backbone (no pretrain.json) is replaced.
+    const stray = join(dir, "cache3", "backbones", basename(theirs.dir));
+    await Deno.mkdir(stray, { recursive: true });
+    await Deno.writeTextFile(join(stray, "stray.txt"), "not a backbone");
+    const rebuilt = await pretrainBackbone({ ...base, cacheDir: join(dir, "cache3") });
+    deepEqual([rebuilt.dir, rebuilt.cached], [stray, false]);
+    deepEqual(
+      [...Deno.readDirSync(stray)].map((e) => e.name).sort(),
+      [...Deno.readDirSync(theirs.dir)].map((e) => e.name).sort(),
+    );
+    deepEqual(rebuilt.info.losses, theirs.info.losses);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("pretrainBackbone() names the file when a cached pretrain.json is not valid JSON", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const opts = {
+      preset: "tiny-v1_1",
+      corpusFiles: [await rteCorpusFile(dir, 60)],
+      tokenizer: REFERENCE_TOKENIZER,
+      vocabSize: 600,
+      steps: 1,
+      batchSize: 2,
+      chunkLength: 16,
+      learningRate: 1e-3,
+      seed: 0,
+      backend: "cpu" as BackendName,
+      cacheDir: join(dir, "cache"),
+      log: () => {},
+    };
+    const first = await pretrainBackbone(opts);
+    const file = join(first.dir, "pretrain.json");
+    await Deno.writeTextFile(file, '{"key": "x",\n  "steps": }');
+    await rejects(
+      pretrainBackbone(opts),
+      (e: Error) => e.message.startsWith(`${file}:2:12: invalid JSON`) || fail(e.message),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
