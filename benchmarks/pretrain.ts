@@ -104,9 +104,9 @@ export interface PretrainOptions {
    * slower) build the same weights on every host.
    */
   readonly backend?: BackendName;
-  /** Progress lines (default: console.error). */
   /** The `spm_train` executable (default: from PATH); without one the reference tokenizer is used. */
   readonly spmTrain?: string;
+  /** Progress lines (default: console.error). */
   readonly log?: (line: string) => void;
 }
 

@@ -256,7 +256,7 @@ export interface TrainSentencePieceOptions {
   readonly vocabSize: number;
   /** Folder receiving `spiece.model` and `tokenizer.json`. */
   readonly outDir: string;
-  /** Seed-independent; spm_train is deterministic for a given corpus and options. */
+  /** spm_train's `--character_coverage` (default 1.0: every character of the corpus a piece). */
   readonly characterCoverage?: number;
   /** Path of the spm_train binary (default: `spm_train` on PATH). */
   readonly spmTrain?: string;
@@ -264,7 +264,10 @@ export interface TrainSentencePieceOptions {
 
 /**
  * Trains a T5-layout Unigram vocabulary with `spm_train` (Debian package `sentencepiece`) on
- * text files and writes `spiece.model` and `tokenizer.json` into `outDir`.
+ * text files and writes `spiece.model` and `tokenizer.json` into `outDir`. The result depends on
+ * the corpus and the options only (there is no seed): spm_train reads the lines in order, without
+ * sampling, on a fixed 2 threads (its pieces depend on the thread count: 1 and 2 threads give
+ * different vocabularies of the same corpus, so changing it changes every trained tokenizer).
  *
  * @param corpusFiles plain-text files, one sentence or document per line
  * @param opts vocabulary size and output folder
