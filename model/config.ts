@@ -45,7 +45,7 @@ export interface T5Config {
   readonly padTokenId: number;
   /** End-of-sequence token id (1 in T5). */
   readonly eosTokenId: number;
-  /** First decoder input token (0 = pad in T5). */
+  /** First decoder input token (0 = pad in T5; read as `pad_token_id` when a config omits it). */
   readonly decoderStartTokenId: number;
   /**
    * Stacks whose token embedding is a table of their own (`encoder.embed_tokens.weight`,
@@ -253,6 +253,7 @@ export function t5ConfigFromHf(json: unknown, source: string): T5Config {
     );
   }
   const tie = field<boolean>(j, "tie_word_embeddings", "boolean", source, true);
+  const padTokenId = field<number>(j, "pad_token_id", "number", source, 0);
   const cfg: T5Config = {
     vocabSize: positiveInt(field(j, "vocab_size", "number", source), "vocab_size", source),
     dModel: positiveInt(field(j, "d_model", "number", source), "d_model", source),
@@ -280,9 +281,10 @@ export function t5ConfigFromHf(json: unknown, source: string): T5Config {
     scaleDecoderOutputs: field<boolean>(j, "scale_decoder_outputs", "boolean", source, tie),
     layerNormEpsilon: field(j, "layer_norm_epsilon", "number", source, 1e-6),
     dropoutRate: field(j, "dropout_rate", "number", source, 0.1),
-    padTokenId: field(j, "pad_token_id", "number", source, 0),
+    padTokenId,
     eosTokenId: field(j, "eos_token_id", "number", source, 1),
-    decoderStartTokenId: field(j, "decoder_start_token_id", "number", source, 0),
+    // T5 starts decoding from the pad token; without the field, from the config's pad id.
+    decoderStartTokenId: field(j, "decoder_start_token_id", "number", source, padTokenId),
   };
   for (
     const [key, id] of [

@@ -89,6 +89,18 @@ Deno.test("t5ConfigFromHf: published T5 1.0, T5 1.1, Flan-T5 and mT5 configs giv
   assert.equal(t5ConfigFromHf({ ...T5_SMALL, num_decoder_layers: null }, "x").numDecoderLayers, 6);
 });
 
+Deno.test("t5ConfigFromHf: without decoder_start_token_id, decoding starts from the pad token", () => {
+  // T5 starts the decoder from pad; a config with another pad id and no start id used to start
+  // from token 0 (a real token there) instead.
+  const { decoder_start_token_id: _, ...noStart } = T5_SMALL;
+  assert.equal(t5ConfigFromHf(noStart, "x").decoderStartTokenId, 0);
+  const padded = t5ConfigFromHf({ ...noStart, pad_token_id: 3 }, "x");
+  assert.deepEqual([padded.padTokenId, padded.decoderStartTokenId], [3, 3]);
+  // An explicit start id still wins.
+  const explicit = t5ConfigFromHf({ ...T5_SMALL, pad_token_id: 3 }, "x");
+  assert.deepEqual([explicit.padTokenId, explicit.decoderStartTokenId], [3, 0]);
+});
+
 Deno.test("t5ConfigToHf writes what transformers wrote for the fixtures, and reads back the same", async () => {
   for (const name of ["t5-tiny-relu", "t5-tiny-v1_1-untied"]) {
     const path = sharedPath("fixtures", "hf-t5", name, "config.json");
