@@ -405,10 +405,8 @@ async function cachedInfo(dir: string): Promise<PretrainInfo | undefined> {
   try {
     text = await Deno.readTextFile(file);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) {
-      return undefined;
-    }
-    throw e;
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e; // e.g. a file where the folder should be: before any training, as ever
   }
   return parseJsonFile(text, file) as PretrainInfo;
 }

@@ -746,7 +746,7 @@ Deno.test("pretrainBackbone() keeps the folder that a concurrent pretraining of 
   }
 });
 
-Deno.test("pretrainBackbone() names the file when a cached pretrain.json is not valid JSON", async () => {
+Deno.test("pretrainBackbone() names the file when a cached pretrain.json is not valid JSON, and stops at a file in the folder's place", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const opts = {
@@ -770,6 +770,15 @@ Deno.test("pretrainBackbone() names the file when a cached pretrain.json is not 
       pretrainBackbone(opts),
       (e: Error) => e.message.startsWith(`${file}:2:12: invalid JSON`) || fail(e.message),
     );
+    // A file where the folder should be fails at the lookup too, before any training.
+    await Deno.remove(first.dir, { recursive: true });
+    await Deno.writeTextFile(first.dir, "");
+    const lines: string[] = [];
+    await rejects(
+      pretrainBackbone({ ...opts, log: (l) => lines.push(l) }),
+      Deno.errors.NotADirectory,
+    );
+    deepEqual(lines.filter((l) => l.includes(" step ")), [], "no training started");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
