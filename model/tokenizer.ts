@@ -5,12 +5,38 @@
  * tokens and decoded text (checked against its output in `tokenizer_test.ts`). That library's
  * Unigram model ignores `byte_fallback`; {@link T5Tokenizer} applies it as the Rust library
  * does (a piece the vocabulary lacks becomes its UTF-8 bytes `<0xNN>`, or `<unk>` when one of
- * those byte pieces is missing).
+ * those byte pieces is missing). Its `Precompiled` normalizer ignores the charsmap; here it
+ * applies it as the Rust library does (`precompiled.ts`).
  *
  * @module
  */
-import { Tokenizer } from "@huggingface/tokenizers";
+import { PrecompiledNormalizer, Tokenizer } from "@huggingface/tokenizers";
 import { parseJsonFile } from "./json.ts";
+import { PrecompiledCharsmap } from "./precompiled.ts";
+
+/**
+ * Parsed charsmaps of the `Precompiled` normalizer configs that {@link T5Tokenizer.fromJson}
+ * validated, keyed by the config object the library keeps as the normalizer's `config`.
+ */
+const charsmaps = new WeakMap<object, PrecompiledCharsmap>();
+
+// The library's Precompiled normalizer ignores the charsmap and approximates it with NFKC and a
+// fixed list of characters mapped to a space (U+200D ZERO WIDTH JOINER among them, which the
+// charsmap keeps). Every Precompiled normalizer it builds applies the charsmap instead, as the
+// Rust library does (see precompiled.ts); added tokens it normalizes while building go through
+// this too.
+PrecompiledNormalizer.prototype.normalize = function (this: PrecompiledNormalizer, text: string) {
+  const config = this.config as { precompiled_charsmap?: unknown };
+  let map = charsmaps.get(config);
+  if (map === undefined) {
+    map = PrecompiledCharsmap.fromBase64(
+      String(config.precompiled_charsmap ?? ""),
+      "Precompiled normalizer",
+    );
+    charsmaps.set(config, map);
+  }
+  return map.normalize(text);
+};
 
 /** Options of {@link T5Tokenizer.decode}. */
 export interface DecodeOptions {
@@ -25,6 +51,22 @@ export interface DecodeOptions {
 
 function fail(source: string, message: string): never {
   throw new Error(`${source}: invalid tokenizer: ${message}`);
+}
+
+/** Parse every `Precompiled` charsmap of a normalizer config (nested in `Sequence`s). */
+function validateNormalizer(n: unknown, field: string, source: string): void {
+  if (typeof n !== "object" || n === null) return;
+  const o = n as Record<string, unknown>;
+  if (o.type === "Sequence" && Array.isArray(o.normalizers)) {
+    o.normalizers.forEach((c, i) => validateNormalizer(c, `${field}.normalizers[${i}]`, source));
+  } else if (o.type === "Precompiled") {
+    const f = `field "${field}.precompiled_charsmap"`;
+    if (typeof o.precompiled_charsmap !== "string") fail(source, `${f} must be a base64 string`);
+    charsmaps.set(
+      o,
+      PrecompiledCharsmap.fromBase64(o.precompiled_charsmap, `${source}: invalid tokenizer: ${f}`),
+    );
+  }
 }
 
 function validate(json: unknown, source: string): Record<string, unknown> {
@@ -55,6 +97,7 @@ function validate(json: unknown, source: string): Record<string, unknown> {
   if (j.added_tokens !== undefined && !Array.isArray(j.added_tokens)) {
     fail(source, `field "added_tokens" must be an array`);
   }
+  validateNormalizer(j.normalizer, "normalizer", source);
   return j;
 }
 

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import { sharedPath } from "./shared_dir.ts";
 import { T5Tokenizer } from "./tokenizer.ts";
+import { buildCharsmap, SMALL_MAP } from "./precompiled_testing.ts";
 
 const DIR = sharedPath("fixtures", "tokenizer", "unigram-glue-4k");
 
@@ -124,4 +126,65 @@ Deno.test("Unigram byte_fallback: a piece the vocabulary lacks becomes its UTF-8
     assert.deepEqual(tok.encode(c.text), c.ids, JSON.stringify(c.text));
   }
   assert.deepEqual(tok.encode("a <unk>"), plain.encode("a <unk>"));
+});
+
+Deno.test("a Precompiled normalizer applies its charsmap, as the Rust library does", async () => {
+  // The library behind T5Tokenizer ignored the charsmap (NFKC plus a fixed list of spaces):
+  // "q" stayed "q" under a map sending it to "k", and U+200D became a space, splitting the
+  // emoji sequence. Expected ids and tokens: Rust tokenizers 0.23.2 on this same JSON.
+  const json = JSON.parse(await Deno.readTextFile(join(DIR, "tokenizer.json")));
+  const charsmap = Buffer.from(buildCharsmap(SMALL_MAP)).toString("base64");
+  json.normalizer = {
+    type: "Sequence",
+    normalizers: [
+      { type: "Precompiled", precompiled_charsmap: charsmap },
+      { type: "Replace", pattern: { Regex: " {2,}" }, content: " " },
+    ],
+  };
+  const tok = T5Tokenizer.fromJson(json, "precompiled.json");
+  const rust: [string, number[], string[]][] = [
+    [
+      "quite a queen\u00a0\u00a0is \ufb01ne",
+      [3, 67, 52, 85, 13, 8, 3, 67, 52, 13, 63, 19, 859, 1],
+      [
+        "▁",
+        "k",
+        "u",
+        "it",
+        "e",
+        "▁a",
+        "▁",
+        "k",
+        "u",
+        "e",
+        "en",
+        "▁is",
+        "▁fine",
+        "</s>",
+      ],
+    ],
+    ["cafe\u0301 \u2126", [241, 44, 1461, 3, 2, 1], ["▁ca", "f", "é", "▁", "Ω", "</s>"]],
+    ["emoji 👨\u200d👩\u200d👧 test", [3, 13, 318, 428, 28, 3, 2, 855, 1], [
+      "▁",
+      "e",
+      "mo",
+      "j",
+      "i",
+      "▁",
+      "👨\u200d👩\u200d👧",
+      "▁test",
+      "</s>",
+    ]],
+    ["the\u3000end", [5, 283, 1], ["▁the", "▁end", "</s>"]],
+  ];
+  for (const [text, ids, tokens] of rust) {
+    const e = tok.encodeWithTokens(text);
+    assert.deepEqual(e.ids, ids, JSON.stringify(text));
+    assert.deepEqual(e.tokens, tokens, JSON.stringify(text));
+  }
+  json.normalizer.normalizers[0].precompiled_charsmap = "AAAAAA==";
+  assert.throws(
+    () => T5Tokenizer.fromJson(json, "bad.json"),
+    /^Error: bad\.json: invalid tokenizer: field "normalizer\.normalizers\[0\]\.precompiled_charsmap": precompiled_charsmap declares a trie of 0 bytes/,
+  );
 });
