@@ -10,6 +10,7 @@ import * as tf from "@tensorflow/tfjs";
 import { basename, dirname, join } from "node:path";
 import { type T5Config, t5ConfigFromHf, t5ConfigToHf } from "./config.ts";
 import {
+  dtypeBytes,
   encodeHeader,
   encodeTypedArray,
   numElements,
@@ -290,7 +291,12 @@ interface Entry {
   bytes: number;
 }
 
-async function writeShard(path: string, entries: Entry[]): Promise<void> {
+async function writeShard(path: string, shard: Entry[]): Promise<void> {
+  // Wider dtypes first, as the reference writer orders them (stable: insertion order within a
+  // width): each tensor's data starts at a multiple of its element size (the header is padded
+  // to 8), which insertion order does not give when an I32 tensor follows an odd number of
+  // F16/BF16 elements.
+  const entries = shard.slice().sort((a, b) => dtypeBytes(b.dtype) - dtypeBytes(a.dtype));
   const { prefix } = encodeHeader(entries, { format: "pt" });
   const file = await Deno.open(path, { write: true, createNew: true });
   try {

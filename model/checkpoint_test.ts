@@ -233,6 +233,11 @@ Deno.test("float16/bfloat16 saves round-trip to the rounded values", async () =>
     assert.equal(raw.tensors.get("x")!.dtype, tag);
     assert.equal(raw.tensors.get("ids")!.dtype, "I32");
     assert.deepEqual(raw.metadata, { format: "pt" });
+    // As the reference writer: the I32 tensor first, so each tensor starts at a multiple of its
+    // element size (inserted first, the 13 half-precision values put "ids" at byte 26).
+    const header = (await inspectHfFolder(dir)).tensors;
+    assert.deepEqual(header.get("ids")!.dataOffsets, [0, 8]);
+    assert.deepEqual(header.get("x")!.dataOffsets, [8, 34]);
     const cfgJson = JSON.parse(await Deno.readTextFile(join(dir, "config.json")));
     assert.equal(cfgJson.dtype, dtype);
     const back = await loadHfFolder(dir);
