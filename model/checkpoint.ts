@@ -120,7 +120,11 @@ export async function loadSafetensorsFile(
   }
   const added: string[] = [];
   try {
-    const size = (await file.stat()).size;
+    const stat = await file.stat();
+    if (!stat.isFile) {
+      throw new Error(`${path}: not a safetensors file (a folder or other non-file)`);
+    }
+    const size = stat.size;
     const len = parseHeaderLength(await readExactly(file, 0, Math.min(8, size)), size, path);
     const header = parseHeader(await readExactly(file, 8, len), size, path);
     if (only) {
@@ -168,7 +172,9 @@ export function parseIndex(json: unknown, source: string): Map<string, string[]>
   }
   const shards = new Map<string, string[]>();
   for (const [name, file] of Object.entries(wm)) {
-    if (typeof file !== "string" || file === "" || file.includes("/") || file.includes("\\")) {
+    if (
+      typeof file !== "string" || /^\.*$/.test(file) || file.includes("/") || file.includes("\\")
+    ) {
       throw new Error(
         `${source}: field "weight_map"."${name}" must be a shard file name, got ${
           JSON.stringify(file)

@@ -98,6 +98,27 @@ Deno.test("loadHfFolder errors name the file and field", async () => {
     loadHfFolder(dir),
     /model-00001-of-00002\.safetensors: missing safetensors file/,
   );
+  // A shard name that is a folder: "Is a directory (os error 21)" named nothing before.
+  for (const shard of ["..", "."]) {
+    await Deno.writeTextFile(
+      join(dir, "model.safetensors.index.json"),
+      JSON.stringify({ weight_map: { "shared.weight": shard } }),
+    );
+    await assert.rejects(
+      loadHfFolder(dir),
+      /index\.json: field "weight_map"\."shared\.weight" must be a shard file name, got "\.{1,2}"/,
+    );
+  }
+  await Deno.mkdir(join(dir, "sub.safetensors"));
+  await Deno.writeTextFile(
+    join(dir, "model.safetensors.index.json"),
+    JSON.stringify({ weight_map: { "shared.weight": "sub.safetensors" } }),
+  );
+  await assert.rejects(loadHfFolder(dir), /sub\.safetensors: not a safetensors file \(a folder/);
+  await assert.rejects(
+    inspectHfFolder(dir),
+    /sub\.safetensors: not a safetensors file \(a folder/,
+  );
   await Deno.remove(tmp, { recursive: true });
 });
 

@@ -232,7 +232,11 @@ export async function readSafetensorsHeader(path: string): Promise<SafetensorsHe
     throw new Error(`${path}: cannot open safetensors file: ${(e as Error).message}`);
   }
   try {
-    const size = (await file.stat()).size;
+    const stat = await file.stat();
+    if (!stat.isFile) {
+      throw new Error(`${path}: not a safetensors file (a folder or other non-file)`);
+    }
+    const size = stat.size;
     const len = parseHeaderLength(await readExactly(file, 0, Math.min(8, size)), size, path);
     return parseHeader(await readExactly(file, 8, len), size, path);
   } finally {
