@@ -755,8 +755,9 @@ function checkLabels(labels: tf.Tensor2D, v: number): void {
  * @param logits `[batch, length, vocab]`
  * @param labels int32 `[batch, length]`
  * @param opts.labelSmoothing ε in [0, 1) (default 0)
- * @throws Error naming a label that is neither -100 nor in `[0, vocab)` (cpu and wasm; the webgpu
- *   kernel, which cannot throw, makes that token's loss NaN)
+ * @throws Error naming a label that is neither -100 nor in `[0, vocab)` (cpu and wasm; on webgpu
+ *   and tfjs-node, whose labels would have to be read back from the device, that token's loss,
+ *   and so the mean, is NaN instead)
  */
 export function crossEntropyLoss(
   logits: tf.Tensor3D,
@@ -795,7 +796,10 @@ export function crossEntropyLoss(
     if (perToken === undefined) {
       // The composite reads label j of row r at flat index r·v + j: a label outside [0, v) would
       // silently score a logit of a neighbouring row (the wasm kernel throws, as PyTorch does).
-      checkLabels(labels, v);
+      // On cpu the labels are host memory: such a label is an error naming it. Elsewhere (stock
+      // webgpu, tfjs-node) reading them back would stall every step, so that token's loss is
+      // NaN instead, as the webgpu kernel makes it, and training stops on the non-finite loss.
+      if (tf.getBackend() === "cpu") checkLabels(labels, v);
       const lse = tf.logSumExp(flat, -1); // [n]
       const rows = tf.range(0, n, 1, "int32");
       const picked = gatherRows(
@@ -806,6 +810,14 @@ export function crossEntropyLoss(
       if (eps > 0) {
         const smooth = tf.sub(lse, tf.mean(flat, -1));
         perToken = tf.add(tf.mul(perToken, 1 - eps), tf.mul(smooth, eps));
+      }
+      if (tf.getBackend() !== "cpu") {
+        const ids = labels.reshape([n]);
+        const outside = tf.logicalAnd(
+          valid,
+          tf.logicalOr(tf.less(ids, 0), tf.greaterEqual(ids, v)),
+        );
+        perToken = tf.where(outside, tf.fill([n], NaN), perToken);
       }
     }
     const w = tf.cast(valid, "float32");

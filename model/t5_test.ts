@@ -12,6 +12,7 @@ import type { AttentionPrefix, Stack, T5Hooks } from "./hooks.ts";
 import { METHODS } from "./methods/mod.ts";
 import type { Method } from "./method.ts";
 import { sharedPath } from "./shared_dir.ts";
+import { gpuTest } from "./webgpu/testing.ts";
 import {
   crossEntropyLoss,
   disposeT5,
@@ -789,3 +790,33 @@ Deno.test("t5FromTensors: a refused per-stack embedding table leaves no variable
   bad.dispose();
   disposeT5(model);
 });
+
+gpuTest(
+  "crossEntropyLoss on stock webgpu: a label outside the vocabulary makes the loss NaN, no readback",
+  async () => {
+    // No fused kernel here (the custom kernels are not registered), so the composite runs; the
+    // labels stay on the device, so a bad one is marked NaN rather than read back and named.
+    const logits = tf.tensor3d([[[1, 2, 3], [0, 5, 0]], [[2, -1, 0.5], [3, 3, 1]]]);
+    try {
+      const before = tf.memory().numTensors;
+      for (const rows of [[[2, 3], [0, 1]], [[2, -100], [-1, 1]], [[2, 1], [0, -101]]]) {
+        const labels = tf.tensor2d(rows, undefined, "int32");
+        const loss = crossEntropyLoss(logits, labels);
+        assert.ok(Number.isNaN((await loss.data())[0]!), JSON.stringify(rows));
+        tf.dispose([labels, loss]);
+      }
+      // Valid labels (-100 included) give the cpu's loss: fp32 log-sum-exp of 3 logits, 1e-6.
+      const ok = tf.tensor2d([[2, -100], [0, 2]], undefined, "int32");
+      const loss = crossEntropyLoss(logits, ok);
+      const got = (await loss.data())[0]!;
+      const lse = (xs: number[]) => Math.log(xs.reduce((a, x) => a + Math.exp(x), 0));
+      const want = ((lse([1, 2, 3]) - 3) + (lse([2, -1, 0.5]) - 2) + (lse([3, 3, 1]) - 1)) / 3;
+      assert.ok(Math.abs(got - want) < 1e-6, `${got} vs ${want}`);
+      tf.dispose([ok, loss]);
+      assert.equal(tf.memory().numTensors, before);
+    } finally {
+      logits.dispose();
+      await tf.setBackend("cpu"); // this file's other tests run on cpu
+    }
+  },
+);
