@@ -229,14 +229,18 @@ async function probeBackend(choice: BackendChoice): Promise<BackendProbe> {
 
 /**
  * Whether a selected backend is a GPU, for the default profile: WebGPU on a hardware adapter
- * (`selectBackend("auto")` takes no software one), or tfjs-node-gpu; `@tensorflow/tfjs-node`,
- * also named "tensorflow", runs on the CPU.
+ * (`selectBackend("auto")` takes no software one; `--backend webgpu` or
+ * `HYPERPROMPT_BACKEND=webgpu` does, marked `fallbackAdapter`, and is no GPU here), or
+ * tfjs-node-gpu; `@tensorflow/tfjs-node`, also named "tensorflow", runs on the CPU.
  *
- * @param info what `selectBackend` returned (its name, and for tensorflow the package in `adapter`)
+ * @param info what `selectBackend` returned (its name, for tensorflow the package in `adapter`,
+ *   for webgpu whether the adapter is a software fallback one)
  * @returns true for a GPU backend
  */
-export function isGpuBackend(info: { readonly name: string; readonly adapter?: string }): boolean {
-  if (info.name === "webgpu") return true;
+export function isGpuBackend(
+  info: { readonly name: string; readonly adapter?: string; readonly fallbackAdapter?: boolean },
+): boolean {
+  if (info.name === "webgpu") return info.fallbackAdapter !== true;
   return info.name === "tensorflow" && info.adapter === "@tensorflow/tfjs-node-gpu";
 }
 

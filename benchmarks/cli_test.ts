@@ -612,8 +612,11 @@ Deno.test("main() leaves a run that failed out of the tables, not its earlier at
   }
 });
 
-Deno.test("isGpuBackend(): webgpu and tfjs-node-gpu pick paper-base, tfjs-node (CPU) and wasm do not", () => {
+Deno.test("isGpuBackend(): webgpu on hardware and tfjs-node-gpu pick paper-base; a software adapter, tfjs-node (CPU) and wasm do not", () => {
   assert.equal(isGpuBackend({ name: "webgpu", adapter: "NVIDIA H200" }), true);
+  // A software adapter, which an explicit --backend webgpu (or HYPERPROMPT_BACKEND) accepts.
+  const llvmpipe = "llvmpipe (LLVM 15.0.6, 256 bits) (vendor 65541, device 0, fallback adapter)";
+  assert.equal(isGpuBackend({ name: "webgpu", adapter: llvmpipe, fallbackAdapter: true }), false);
   assert.equal(isGpuBackend({ name: "tensorflow", adapter: "@tensorflow/tfjs-node-gpu" }), true);
   assert.equal(isGpuBackend({ name: "tensorflow", adapter: "@tensorflow/tfjs-node" }), false);
   assert.equal(isGpuBackend({ name: "wasm+blas", adapter: "libopenblas.so.0" }), false);

@@ -65,6 +65,13 @@ export interface BackendInfo {
   readonly tfBackend: string;
   /** WebGPU adapter description (vendor, device, fallback flag) or the BLAS library in use. */
   readonly adapter?: string;
+  /**
+   * True when webgpu runs on a software fallback adapter (only when asked for explicitly, or with
+   * {@link SelectBackendOptions.allowFallbackAdapter}): it is not a GPU for speed, so callers
+   * choosing work by speed (the default profile of `deno task bench`) must not count it as one.
+   * Absent otherwise.
+   */
+  readonly fallbackAdapter?: true;
   /** CPU threads the heavy kernels use (OpenBLAS threads for wasm+blas). */
   readonly threads: number;
   /** Why each preferred engine was skipped, and anything else worth recording. */
@@ -200,7 +207,7 @@ async function startWebGpu(
   allowFallback: boolean,
   customKernels: boolean,
   notes: string[],
-): Promise<string | undefined> {
+): Promise<{ description: string; fallback: boolean } | undefined> {
   const probe = await probeWebGpu();
   if (!probe.ok) {
     const why = `webgpu unavailable: ${probe.why}`;
@@ -234,7 +241,7 @@ async function startWebGpu(
     (await import("./webgpu/mod.ts")).unregisterWebgpuKernels();
     notes.push("webgpu: tfjs's own kernels only (custom kernels not installed)");
   }
-  return probe.description;
+  return { description: probe.description, fallback: probe.fallback };
 }
 
 /**
@@ -448,11 +455,17 @@ export async function selectBackend(
   }
 
   let info: BackendInfo | undefined;
-  const done = (n: string, threads: number, adapter?: string): BackendInfo => ({
+  const done = (
+    n: string,
+    threads: number,
+    adapter?: string,
+    fallbackAdapter = false,
+  ): BackendInfo => ({
     requested,
     name: n,
     tfBackend: tf.getBackend(),
     ...(adapter !== undefined ? { adapter } : {}),
+    ...(fallbackAdapter ? { fallbackAdapter: true as const } : {}),
     threads,
     notes,
   });
@@ -467,13 +480,15 @@ export async function selectBackend(
   }
   if (info === undefined && (requested === "webgpu" || requested === "auto")) {
     const explicit = requested === "webgpu";
-    const adapter = await startWebGpu(
+    const started = await startWebGpu(
       explicit,
       explicit || !!opts.allowFallbackAdapter,
       opts.fastElementwise ?? true,
       notes,
     );
-    if (adapter !== undefined) info = done("webgpu", 1, adapter);
+    if (started !== undefined) {
+      info = done("webgpu", 1, started.description, started.fallback);
+    }
   }
   if (
     info === undefined &&

@@ -133,6 +133,41 @@ Deno.test(
 // The adapter backend selection probes (tfjs's own request options), whose identity keys the table.
 const adapter = await requestTfjsAdapter().catch(() => null);
 
+Deno.test({
+  name: `webgpu: a software adapter, taken only when asked for, is marked fallbackAdapter${
+    adapter ? "" : " [SKIPPED: no WebGPU adapter]"
+  }`,
+  ignore: adapter === null,
+  ...opts,
+  fn: async () => {
+    const info = adapter!.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
+    const software = info.isFallbackAdapter === true;
+    const noKernels = { ...quiet, fastElementwise: false }; // the flag, not the kernels, is tested
+    try {
+      const explicit = await withEnv(NO_ENV, () => selectBackend("webgpu", noKernels));
+      assert.equal(explicit.name, "webgpu");
+      assert.equal(explicit.fallbackAdapter, software ? true : undefined, explicit.adapter ?? "");
+      const viaEnv = await withEnv(
+        { ...NO_ENV, HYPERPROMPT_BACKEND: "webgpu" },
+        () => selectBackend("auto", noKernels),
+      );
+      assert.equal(viaEnv.fallbackAdapter, software ? true : undefined, viaEnv.adapter ?? "");
+      const allowed = await withEnv(
+        NO_ENV,
+        () => selectBackend("auto", { ...noKernels, allowFallbackAdapter: true }),
+      );
+      if (allowed.name === "webgpu") {
+        assert.equal(allowed.fallbackAdapter, software ? true : undefined, allowed.adapter ?? "");
+      }
+      // What the default profile of `deno task bench` goes by: no GPU on a software adapter.
+      const { isGpuBackend } = await import("../benchmarks/cli.ts");
+      assert.equal(isGpuBackend(explicit), !software);
+    } finally {
+      await tf.setBackend("cpu");
+    }
+  },
+});
+
 /** The tests' tuning table: one shape the rule of thumb gives to t32, routed to t64. */
 const TUNED_KEY = "1x1 m9 n12 k16 NT";
 
