@@ -10,7 +10,9 @@ import {
   parseProfile,
   profilePath,
 } from "./profile.ts";
-import { METHOD_NAMES } from "./spec.ts";
+import { expandGrid } from "./runner.ts";
+import { METHOD_NAMES, type RunSpec } from "./spec.ts";
+import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 
 Deno.test("listProfiles() lists the built-in profiles", () => {
   const names = listProfiles();
@@ -211,4 +213,59 @@ Deno.test("smoke compares pretrained with random backbones for every method; ci 
   assert.equal(ci.backend, "cpu");
   assert.ok(ci.pretrain?.steps !== undefined, "ci pretrains briefly (pretrain.steps)");
   assert.deepEqual(ci.methods.map((m) => m.name).sort(), [...METHOD_NAMES].sort());
+});
+
+/** The grid of a built-in profile as if every task's files were present. */
+async function fullGrid(name: string): Promise<RunSpec[]> {
+  return expandGrid(await loadProfile(name), {
+    dataDir: "unused",
+    catalog: { benchmarkTasks: (b) => BENCHMARK_TASKS[b], isAvailable: () => true },
+  });
+}
+
+/** The profiles that regenerate the paper's tables (main table and ablations). */
+const PAPER_PROFILES = () =>
+  listProfiles().filter((n) => n.startsWith("paper-") || n.startsWith("ablation"));
+
+Deno.test("every run of the paper profiles trains with the spec's settings (§3.3, §3.4, A7, A9, A10, A15)", async () => {
+  const names = PAPER_PROFILES();
+  assert.ok(names.length >= 4, names.join(", "));
+  for (const name of names) {
+    for (const s of await fullGrid(name)) {
+      const at = `${name} ${s.benchmark} ${s.method.label}`;
+      const t = s.train;
+      // A7: the T5 1.1 checkpoints, the backbone of the model's own size (a folder's config
+      // replaces the preset's, so another size would train silently under this label).
+      assert.ok(typeof s.model === "string" && s.model.startsWith("t5-v1_1-"), at);
+      assert.deepEqual(s.backbone, { hf: `google/${s.model}` }, at);
+      assert.deepEqual(s.tasks, BENCHMARK_TASKS[s.benchmark], at);
+      // A10 / §3.3: T5 fine-tuning defaults, Mesh TF's Adafactor (the paper used Mesh TF, S3).
+      assert.equal(t.optimizer, "adafactor", at);
+      assert.deepEqual(t.schedule, { kind: "constant", warmupSteps: 0 }, at);
+      assert.equal(t.batchSize, 128, at);
+      assert.equal(t.maxInputLength, 512, at);
+      assert.equal(t.maxTargetLength, s.benchmark === "glue" ? 84 : 62, at);
+      assert.equal(t.dropout, 0.1, at);
+      assert.equal(t.labelSmoothing, 0, at);
+      assert.equal(t.clipNorm, null, at);
+      assert.equal(t.weightDecay, 0, at);
+      assert.equal(t.mixture, "proportional", at); // A9
+      // §3.4: a checkpoint and an evaluation every 2000 steps, on the whole validation split.
+      assert.equal(t.evalEvery, 2000, at);
+      assert.equal(t.checkpointEvery, 2000, at);
+      assert.equal(t.evalMaxExamples, null, at);
+      if (s.method.name === "prompt_tuning") {
+        // A15 / §2.4 (S7): constant 0.3, Adafactor without the parameter scale; length 100,
+        // class-label init, frozen backbone.
+        assert.equal(t.learningRate, 0.3, at);
+        assert.deepEqual(t.adafactor, { multiplyByParameterScale: false, minDimSizeToFactor: 128 });
+        assert.equal(s.method.config.length, 100, at);
+        assert.equal(s.method.config.init, "class_label", at);
+        assert.equal(s.method.config.freezeBackbone, "all", at);
+      } else {
+        assert.equal(t.learningRate, 1e-3, at);
+        assert.deepEqual(t.adafactor, { multiplyByParameterScale: true, minDimSizeToFactor: 128 });
+      }
+    }
+  }
 });
