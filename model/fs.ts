@@ -367,8 +367,11 @@ const sweptFolders = new Set<string>();
  * Writes `data` to a new temporary file beside `path` (same folder, so that a rename onto `path`
  * is atomic), flushes it to disk and returns it, still locked. The name is
  * `<path>.tmp-<pid>-<12 hex>` ({@link tempTag}), so it never ends in the target's extension and
- * readers that list `*.json` or `*.csv` skip it. On failure (a stream that errors, a full disk)
- * the partial file is removed and the error is rethrown; `path` itself is never touched.
+ * readers that list `*.json` or `*.csv` skip it. On failure (a stream that errors, a full disk, an
+ * I/O error while flushing) the partial file is removed and the error is rethrown; `path` itself
+ * is never touched. A file system that refuses the flush itself (`EINVAL`, `ENOTSUP`,
+ * `EOPNOTSUPP`, as {@link syncFile} tolerates: on macOS every flush is `F_FULLFSYNC`, which SMB
+ * and FUSE volumes refuse) does not fail the write.
  *
  * The first time a process writes into a folder, the stale temporary files there (left by a
  * process killed while writing, {@link FILE_TEMPS}) are removed first: one listing of the folder
@@ -398,7 +401,12 @@ export async function writeTempBeside(path: string, data: AtomicData): Promise<H
     } else {
       await writeAll(file, typeof data === "string" ? new TextEncoder().encode(data) : data);
     }
-    await file.syncData();
+    try {
+      await file.syncData();
+    } catch (e) {
+      // A file system that cannot flush (macOS: F_FULLFSYNC on SMB or FUSE volumes), as syncFile.
+      rethrowUnlessRefusal(e);
+    }
   } catch (e) {
     await Deno.remove(tmp).catch(() => {});
     file.close();

@@ -195,6 +195,34 @@ Deno.test("syncFile() flushes a file's data, tolerates a refusal and rethrows ot
   }
 });
 
+Deno.test("writeFileAtomic() tolerates a file system that refuses to flush a file, as syncFile() does", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "manifest.json");
+    await writeFileAtomic(path, "old");
+    // macOS flushes with F_FULLFSYNC, which SMB volumes refuse (ENOTSUP) and FUSE ones (EINVAL).
+    for (const code of ["EINVAL", "ENOTSUP", "EOPNOTSUPP"]) {
+      await withFailingSync(osError(code), () => writeFileAtomic(path, code), "syncData");
+      equal(await Deno.readTextFile(path), code);
+      await withFailingSync(
+        osError(code),
+        () => writeFilesAtomic([[path, `${code} 2`], [join(dir, "b.csv"), "b"]]),
+        "syncData",
+      );
+      equal(await Deno.readTextFile(path), `${code} 2`);
+    }
+    // An I/O error while flushing is a failure: the old file stays, no temporary is left.
+    await rejects(
+      withFailingSync(osError("EIO"), () => writeFileAtomic(path, "new"), "syncData"),
+      /EIO/,
+    );
+    equal(await Deno.readTextFile(path), "EOPNOTSUPP 2");
+    equal(names(dir).join(","), "b.csv,manifest.json");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 /** Runs `fn` with every `FsFile.syncSync()` of a handle `Deno.openSync` gives throwing `err`. */
 function withFailingSyncSync(err: Error, fn: () => void): void {
   const openSync = Deno.openSync;
