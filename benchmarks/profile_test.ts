@@ -11,12 +11,24 @@ import {
   profilePath,
 } from "./profile.ts";
 import { expandGrid } from "./runner.ts";
-import { METHOD_NAMES, type RunSpec } from "./spec.ts";
+import { BENCHMARKS, METHOD_NAMES, type MethodName, type RunSpec } from "./spec.ts";
+import { readPaperTable } from "./tables.ts";
 import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 
 Deno.test("listProfiles() lists the built-in profiles", () => {
   const names = listProfiles();
-  for (const n of ["smoke", "ci", "paper-base", "paper-large", "paper-xl", "ablation"]) {
+  for (
+    const n of [
+      "smoke",
+      "ci",
+      "paper-base",
+      "paper-large",
+      "paper-xl",
+      "paper-xxl",
+      "ablation",
+      "ablation-large",
+    ]
+  ) {
     assert.ok(names.includes(n), `missing profile ${n}`);
   }
 });
@@ -266,6 +278,67 @@ Deno.test("every run of the paper profiles trains with the spec's settings (§3.
         assert.equal(t.learningRate, 1e-3, at);
         assert.deepEqual(t.adafactor, { multiplyByParameterScale: true, minDimSizeToFactor: 128 });
       }
+    }
+  }
+});
+
+/** `model|label|method|benchmark` of each run of the named profiles, with its seed count. */
+async function cells(names: readonly string[]): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const name of names) {
+    for (const s of await fullGrid(name)) {
+      const k = `${s.model}|${s.method.label}|${s.method.name}|${s.benchmark}`;
+      out.set(k, (out.get(k) ?? 0) + 1);
+    }
+  }
+  return out;
+}
+
+Deno.test("the paper-* profiles run exactly the main table's cells (§4.1: Base, Large, XL, XXL)", async () => {
+  // The rows of the main table, as the paper reference table lists them (spec §4.1: every method
+  // at T5 Base, Large, XL and XXL), each on GLUE and SuperGLUE.
+  const rows = readPaperTable().filter((r) => r.source.includes("§4.1"));
+  assert.equal(rows.length, 4 * 5);
+  const want = rows.flatMap((r) =>
+    BENCHMARKS.map((b) => `${r.model}|${r.method}|${r.method_name}|${b}`)
+  ).sort();
+  const got = await cells(listProfiles().filter((n) => n.startsWith("paper-")));
+  assert.deepEqual([...got.keys()].sort(), want);
+  // The same seeds for every cell (3: mean ± std, spec §3.4).
+  assert.deepEqual([...new Set(got.values())], [3]);
+});
+
+Deno.test("the ablation* profiles run §4.5's rows at Base and Large and §4.3's frozen rows", async () => {
+  const got = await cells(listProfiles().filter((n) => n.startsWith("ablation")));
+  const rows: [string, MethodName][] = [
+    ["MTL", "mtl"],
+    ["MTL-Prompt", "mtl_prompt"],
+    ["HyperFormer++", "hyperformer_pp"],
+    ["HyperPrompt-Share", "hyperprompt_share"],
+    ["HyperPrompt-Sep", "hyperprompt_sep"],
+    ["HyperPrompt-Global", "hyperprompt_global"],
+  ];
+  const frozen: [string, MethodName][] = [
+    ["HyperFormer++ (frozen)", "hyperformer_pp"],
+    ["HyperPrompt-Global (frozen)", "hyperprompt_global"],
+  ];
+  for (const b of BENCHMARKS) {
+    // §4.5: two tables, T5 Base and T5 Large.
+    for (const model of ["t5-v1_1-base", "t5-v1_1-large"]) {
+      for (const [label, name] of rows) {
+        assert.ok(got.has(`${model}|${label}|${name}|${b}`), `${model} ${label} ${b}`);
+      }
+    }
+    // §4.3: task-conditioned parameters only (size [R] Base and/or Large: Base here).
+    for (const [label, name] of frozen) {
+      assert.ok(got.has(`t5-v1_1-base|${label}|${name}|${b}`), `${label} ${b}`);
+    }
+  }
+  // The frozen rows train no backbone weight; the §4.5 rows train all of them (spec §1.7, A16).
+  for (const name of listProfiles().filter((n) => n.startsWith("ablation"))) {
+    for (const m of (await loadProfile(name)).methods) {
+      const isFrozen = frozen.some(([label]) => label === m.label);
+      assert.equal(m.config.freezeBackbone, isFrozen ? "all" : false, `${name} ${m.label}`);
     }
   }
 });
