@@ -52,7 +52,7 @@ import { type BackendInfo, selectBackend } from "../model/backend.ts";
 import { preset as getPreset, type T5Config } from "../model/config.ts";
 import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../model/t5.ts";
 import { countT5Params, t5Flops } from "../model/accounting.ts";
-import { createOptimizer, withTrainingRestored } from "./optim.ts";
+import { createOptimizer, type Optimizer, withTrainingRestored } from "./optim.ts";
 import { lossAndGrads } from "./trainer.ts";
 import { DEFAULT_TRAIN } from "./spec.ts";
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
@@ -219,15 +219,21 @@ async function timeMatMul(n: number, warm: number, reps: number): Promise<MatMul
   const a = tf.tensor2d(uniformValues(n * n, n), [n, n]);
   const b = tf.tensor2d(uniformValues(n * n, n + 1), [n, n]);
   const times: number[] = [];
-  for (let i = 0; i < warm + reps; i++) {
-    const t0 = performance.now();
-    const c = tf.matMul(a, b);
-    await waitFor(c);
-    const dt = performance.now() - t0;
-    c.dispose();
-    if (i >= warm) times.push(dt);
+  try {
+    for (let i = 0; i < warm + reps; i++) {
+      const t0 = performance.now();
+      const c = tf.matMul(a, b);
+      try {
+        await waitFor(c);
+      } finally {
+        c.dispose();
+      }
+      const dt = performance.now() - t0;
+      if (i >= warm) times.push(dt);
+    }
+  } finally {
+    tf.dispose([a, b]); // also when a product throws (the run goes on)
   }
-  tf.dispose([a, b]);
   const med = median(times);
   return {
     n,
@@ -616,12 +622,36 @@ async function timeSteps(
   updatePathsTaken(true); // record the optimizer paths of these steps only
   const step = async () => {
     const { value, grads } = w.grads ? await w.grads() : tf.variableGrads(w.loss, w.vars);
-    const t0 = performance.now();
-    opt.apply(params, new Map(Object.entries(grads)), 1e-4);
-    optTimes.push(performance.now() - t0);
-    await value.data();
-    tf.dispose([value, ...Object.values(grads)]);
+    try {
+      const t0 = performance.now();
+      opt.apply(params, new Map(Object.entries(grads)), 1e-4);
+      optTimes.push(performance.now() - t0);
+      await value.data();
+    } finally {
+      tf.dispose([value, ...Object.values(grads)]);
+    }
   };
+  // A step that throws (e.g. the wasm heap ran out) frees the optimizer's state too: the run goes
+  // on with the next workload.
+  try {
+    return await measureSteps({ step, opt, params, optTimes }, warm, reps, profile);
+  } finally {
+    opt.dispose();
+  }
+}
+
+/** The steps of {@link timeSteps}: `step` trains `params` with `opt`, timing it in `optTimes`. */
+async function measureSteps(
+  { step, opt, params, optTimes }: {
+    step: () => Promise<void>;
+    opt: Optimizer;
+    params: Map<string, tf.Variable>;
+    optTimes: number[];
+  },
+  warm: number,
+  reps: number,
+  profile: boolean,
+) {
   const times: number[] = [];
   let after2 = 0;
   let cpu0 = 0;
@@ -681,7 +711,6 @@ async function timeSteps(
     }
   }
   const tensorBytes = tf.memory().numBytes;
-  opt.dispose();
   return {
     times,
     cpuMsPerStep,

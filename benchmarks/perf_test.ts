@@ -334,3 +334,70 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "perf: a step or matmul that throws after the optimizer state exists frees its tensors",
+  opts,
+  async () => {
+    await tf.setBackend("cpu");
+    // On cpu AdamW runs op by op, one Sqrt per variable (the block's loss has none): let the
+    // first warm-up step pass (the AdamW moments then exist) and fail the second one's update
+    // after its gradients were computed, as an out-of-memory abort mid-run would.
+    const sqrt = tf.getKernel("Sqrt", "cpu")!;
+    const matMul = tf.getKernel("BatchMatMul", "cpu")!;
+    const vars = 8; // ln1, q, k, v, o, ln2, wi, wo
+    let sqrtCalls = 0;
+    tf.unregisterKernel("Sqrt", "cpu");
+    tf.registerKernel({
+      ...sqrt,
+      kernelFunc: (args) => {
+        if (++sqrtCalls === vars + 1) throw new Error("stand-in for an abort in the second step");
+        return sqrt.kernelFunc(args);
+      },
+    });
+    try {
+      const before = tf.memory().numTensors;
+      const r = await main([
+        "--backends",
+        "cpu",
+        "--sizes",
+        "",
+        "--workloads",
+        "block:1,8,16,32,2",
+        "--steps",
+        "1",
+        "--no-save",
+      ]).catch((e) => e as Error);
+      assert.ok(r instanceof Error, "the failure ends the run in error");
+      assert.match(r.message, /cpu block:1,8,16,32,2: stand-in for an abort in the second step/);
+      assert.equal(sqrtCalls, vars + 1, "it failed in the second step's update");
+      // Without the fix: the 16 AdamW moments, the loss and the 8 gradients stayed allocated.
+      assert.equal(tf.memory().numTensors, before, "the failed step's tensors are freed");
+
+      // A matmul that throws: its two operands are freed too. (Only the 16×16 product of the
+      // benchmark: the backend's start-up check runs a small matmul.)
+      tf.unregisterKernel("BatchMatMul", "cpu");
+      tf.registerKernel({
+        ...matMul,
+        kernelFunc: (args) => {
+          if ((args.inputs.a as tf.TensorInfo).shape.join() === "16,16") {
+            throw new Error("stand-in for a matmul abort");
+          }
+          return matMul.kernelFunc(args);
+        },
+      });
+      const m = await main(["--backends", "cpu", "--sizes", "16", "--workloads", "", "--no-save"])
+        .catch((e) => e as Error);
+      assert.ok(m instanceof Error);
+      assert.match(m.message, /cpu matmul 16: stand-in for a matmul abort/);
+      assert.equal(tf.memory().numTensors, before, "the failed matmul's operands are freed");
+    } finally {
+      tf.unregisterKernel("Sqrt", "cpu");
+      tf.registerKernel(sqrt);
+      if (tf.getKernel("BatchMatMul", "cpu") !== matMul) {
+        tf.unregisterKernel("BatchMatMul", "cpu");
+        tf.registerKernel(matMul);
+      }
+    }
+  },
+);
