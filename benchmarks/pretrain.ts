@@ -49,6 +49,7 @@ import { parseJsonFile } from "../model/json.ts";
 import { exitCodeOf, usageChecked, UsageError } from "../model/usage.ts";
 import {
   BACKEND_NAMES,
+  backendFromEnv,
   type BackendName,
   currentBackendInfo,
   selectBackend,
@@ -843,6 +844,7 @@ export async function main(args: string[], opts: PretrainMainOptions = {}): Prom
         `--backend must be one of ${BACKEND_NAMES.join(", ")}, got "${backend}"`,
       );
     }
+    backendFromEnv(); // the variable stands in for --backend auto: a bad value stops here too
     const presetName = values.preset ?? PRETRAIN_DEFAULTS.preset;
     usageChecked(() => preset(presetName)); // an unknown preset stops here, naming the known ones
     const dataDir = values["data-dir"];

@@ -451,6 +451,18 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
       ok(want.test(err[0]!), String(err[0]));
     }
     equal(pretrained, 0, "nothing was pretrained");
+    // HYPERPROMPT_BACKEND, standing in for --backend auto, is refused before any work as well.
+    const backendErr: string[] = [];
+    const backendCode = await withEnv(
+      { HYPERPROMPT_BACKEND: "gpu9" },
+      () => main(base, { error: (s) => backendErr.push(s), pretrain }),
+    );
+    equal(backendCode, 2, "HYPERPROMPT_BACKEND=gpu9");
+    deepEqual(backendErr, [
+      'error: HYPERPROMPT_BACKEND="gpu9" is not one of auto, tensorflow, webgpu, wasm, ' +
+      "wasm+blas, cpu (deno task pretrain --help)",
+    ]);
+    equal(pretrained, 0, "nothing was pretrained");
     const corpusFile = join(dir, "c.txt");
     await Deno.writeTextFile(corpusFile, "text\n");
     await withEnv(

@@ -33,6 +33,7 @@ import { enableSimdKernels } from "./wasm_simd.ts";
 import { type AdapterId, adapterId, type MatMulTuningTable } from "./webgpu/tuning.ts";
 import type { TunedSelfCheck } from "./webgpu/mod.ts";
 import { quietWaylandProbe } from "./webgpu/wsi_env.ts";
+import { UsageError } from "./usage.ts";
 import {
   type BlasLibrary,
   openBlas,
@@ -115,6 +116,25 @@ function errText(e: unknown): string {
 /** True when `name` is a {@link BackendName}. */
 export function isBackendName(name: string): name is BackendName {
   return (BACKEND_NAMES as readonly string[]).includes(name);
+}
+
+/**
+ * The backend `HYPERPROMPT_BACKEND` names, checked: a command-line tool calls it with its other
+ * argument checks, so that a bad value stops the command before any work (exit code 2) instead
+ * of failing in {@link selectBackend} once the work has started.
+ *
+ * @returns the name, or undefined when the variable is unset or empty
+ * @throws UsageError naming the variable, its value and the choices
+ */
+export function backendFromEnv(): BackendName | undefined {
+  const value = env("HYPERPROMPT_BACKEND");
+  if (value === undefined || value === "") return undefined;
+  if (!isBackendName(value)) {
+    throw new UsageError(
+      `HYPERPROMPT_BACKEND="${value}" is not one of ${BACKEND_NAMES.join(", ")}`,
+    );
+  }
+  return value;
 }
 
 async function tinyOpWorks(): Promise<void> {

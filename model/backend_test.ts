@@ -2,6 +2,7 @@ import "./webgpu/test_backend.ts"; // the tests' WebGPU backend, before any adap
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import {
+  backendFromEnv,
   type BackendName,
   currentBackendInfo,
   installTuningTable,
@@ -10,6 +11,7 @@ import {
 import { openBlas } from "./wasm_kernels.ts";
 import { requestTfjsAdapter } from "./webgpu/adapter.ts";
 import { withEnv } from "./env_testing.ts";
+import { UsageError } from "./usage.ts";
 import type { TunedSelfCheck } from "./webgpu/mod.ts";
 import type { MatMulTuningTable } from "./webgpu/tuning.ts";
 
@@ -106,6 +108,30 @@ Deno.test("HYPERPROMPT_BACKEND replaces auto; explicit requests win", opts, asyn
     withEnv({ HYPERPROMPT_BACKEND: "gpu9" }, () => selectBackend("auto", quiet)),
     /HYPERPROMPT_BACKEND="gpu9"/,
   );
+});
+
+Deno.test("backendFromEnv(): a bad HYPERPROMPT_BACKEND is an argument error naming the choices", async () => {
+  assert.equal(
+    await withEnv({ HYPERPROMPT_BACKEND: undefined }, () => Promise.resolve(backendFromEnv())),
+    undefined,
+  );
+  assert.equal(
+    await withEnv({ HYPERPROMPT_BACKEND: "" }, () => Promise.resolve(backendFromEnv())),
+    undefined,
+  );
+  assert.equal(
+    await withEnv({ HYPERPROMPT_BACKEND: "wasm+blas" }, () => Promise.resolve(backendFromEnv())),
+    "wasm+blas",
+  );
+  for (const bad of ["gpu9", "WASM", " cpu"]) {
+    await assert.rejects(
+      withEnv({ HYPERPROMPT_BACKEND: bad }, () => Promise.resolve().then(backendFromEnv)),
+      (e: Error) =>
+        e instanceof UsageError &&
+        e.message ===
+          `HYPERPROMPT_BACKEND="${bad}" is not one of auto, tensorflow, webgpu, wasm, wasm+blas, cpu`,
+    );
+  }
 });
 
 Deno.test(
