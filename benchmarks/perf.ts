@@ -30,7 +30,8 @@
  * (`groupUpdates` of model/webgpu/mod.ts).
  * `--optimizer adamw|adafactor` (default adamw; Adafactor's factored state is what lets T5 1.1 Base
  * fit the 4 GiB wasm heap). Each step also reports the tensor bytes between steps, the wasm heap
- * size (its high-water mark) and the process RSS; with `--profile`, the peak tensor bytes.
+ * size before and after it (the process's high-water mark: a workload that does not grow it
+ * reports an earlier one's) and the process RSS; with `--profile`, the peak tensor bytes.
  *
  * A T5 workload written `t5:<preset>:B,Li,Lt/M` runs each step as B/M micro-batches of M with
  * summed gradients and one update (the trainer's `microBatchSize`, benchmarks/trainer.ts
@@ -122,8 +123,18 @@ export interface StepResult {
   peakTensorBytes?: number;
   /** Bytes of tfjs-tracked tensors between steps (weights and optimizer state). */
   tensorBytes: number;
-  /** wasm backends: size of the wasm heap after the steps (its high-water mark). */
+  /**
+   * wasm backends: size of the wasm heap after the steps: the high-water mark of the whole process
+   * so far (wasm memory never shrinks, and the wasm backends share it), not of this workload alone.
+   */
   wasmHeapBytes?: number;
+  /**
+   * wasm backends: size of the wasm heap before this workload was allocated. Equal to
+   * `wasmHeapBytes` when the workload did not grow the heap: it then used at most that much, a
+   * figure set by earlier work in the process (the matMuls, earlier workloads or backends; run the
+   * workload alone in its process for its own peak).
+   */
+  wasmHeapBytesBefore?: number;
   /** Resident set size of the process after the steps. */
   rssBytes: number;
   /** Process CPU milliseconds per timed step (all threads; less sensitive to a busy host). */
@@ -1091,6 +1102,7 @@ export async function main(args: string[]): Promise<PerfReport> {
           );
         }
       }
+      const heapBefore = wasmHeapBytes();
       const w = makeWorkload(run);
       try {
         const m = await timeSteps(w, warm, nrep, values.profile, optimizer);
@@ -1113,6 +1125,9 @@ export async function main(args: string[]): Promise<PerfReport> {
           ...(m.peakBytes === undefined ? {} : { peakTensorBytes: m.peakBytes }),
           tensorBytes,
           ...(heap === undefined ? {} : { wasmHeapBytes: heap }),
+          ...(heap === undefined || heapBefore === undefined
+            ? {}
+            : { wasmHeapBytesBefore: heapBefore }),
           rssBytes: Deno.memoryUsage().rss,
           cpuMsPerStep,
           numTensors,
@@ -1135,7 +1150,9 @@ export async function main(args: string[]): Promise<PerfReport> {
             } ms  ${
               heap === undefined
                 ? `tensors ${(tensorBytes / 2 ** 30).toFixed(2)} GiB between steps`
-                : `wasm heap ${(heap / 2 ** 30).toFixed(2)} GiB`
+                : `wasm heap ${(heap / 2 ** 30).toFixed(2)} GiB${
+                  heap === heapBefore ? " (not grown by this workload: an upper bound)" : ""
+                }`
             }` +
             (m.gpuDispatches === undefined ? "" : `  ${m.gpuDispatches} dispatches`) +
             (m.hostOnlyMs === undefined ? "" : `  host only ${m.hostOnlyMs.join(", ")} ms`) +

@@ -57,9 +57,17 @@ Deno.test("perf: quick run measures matmul and a training step per backend", opt
         assert.ok(s.tensorBytes > 0 && s.rssBytes > 0, `${b.backend} ${s.workload} memory`);
         assert.ok(s.optimizerMs > 0 && s.optimizerMs < s.medianMs, `${b.backend} optimizer share`);
         assert.equal(s.wasmHeapBytes !== undefined, b.backend === "wasm", "wasm heap reported");
+        assert.equal(s.wasmHeapBytesBefore !== undefined, b.backend === "wasm");
+        assert.ok(!(s.wasmHeapBytesBefore! > s.wasmHeapBytes!), "the heap never shrinks");
         // The path measured in the steps: wasm's SIMD AdamW writes in place; cpu has none.
         assert.equal(s.optimizer, b.backend === "wasm" ? "adamw (in place)" : "adamw (op by op)");
       }
+    }
+    // The heap is the process's high-water mark: each workload starts from the size the one
+    // before it left, so a workload that did not grow it reports an earlier one's peak.
+    const wasmSteps = r.backends[1]!.steps;
+    for (let i = 1; i < wasmSteps.length; i++) {
+      assert.equal(wasmSteps[i]!.wasmHeapBytesBefore, wasmSteps[i - 1]!.wasmHeapBytes, `step ${i}`);
     }
     assert.equal(r.backends[1]!.info?.name, "wasm");
     const ew = r.backends[1]!.elementwise ?? [];
