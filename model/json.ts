@@ -80,7 +80,25 @@ export function jsonSyntaxLocation(text: string, error: unknown): JsonSyntaxLoca
   const before = text.slice(0, offset);
   const line = before.split("\n").length;
   const column = offset - (before.lastIndexOf("\n") + 1) + 1;
-  return { line, column, message };
+  return { line, column, message: printable(message) };
+}
+
+const ESCAPES: Readonly<Record<string, string>> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+
+/**
+ * `message` with its control characters escaped (`\r`, `\n`, `\t`, `\u001b`, …): V8 quotes the
+ * offending character raw ("Unexpected token '\r'" for `tru` at the end of a CRLF line), which
+ * would break the one-line error in two, or send the terminal's cursor back over the file name.
+ */
+function printable(message: string): string {
+  let out = "";
+  for (const c of message) {
+    const code = c.charCodeAt(0);
+    const control = code < 0x20 || (code >= 0x7f && code <= 0x9f) || code === 0x2028 ||
+      code === 0x2029;
+    out += !control ? c : ESCAPES[c] ?? `\\u${code.toString(16).padStart(4, "0")}`;
+  }
+  return out;
 }
 
 /**

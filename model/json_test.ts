@@ -48,6 +48,21 @@ Deno.test("parseJsonFile() names file:line:column and ignores a byte-order mark"
     () => parseJsonFile('{\n  "seeds": [0,]\n}', "profiles/x.json"),
     { message: "profiles/x.json:2:15: invalid JSON: Unexpected token ']'" },
   );
+  // A control character V8 quotes raw is escaped: the error stays one line, and a CR (a CRLF
+  // file) does not send the terminal's cursor back over the file name.
+  const crlf = '{\r\n  "seed": tru\r\n}\r\n';
+  assert.throws(() => parseJsonFile(crlf, "p.json"), {
+    message: "p.json:2:14: invalid JSON: Unexpected token '\\r'",
+  });
+  assert.throws(() => parseJsonFile('{\n  "seed": tru\n}', "p.json"), {
+    message: "p.json:2:14: invalid JSON: Unexpected token '\\n'",
+  });
+  assert.throws(() => parseJsonFile("[fals\t]", "p.json"), {
+    message: "p.json:1:6: invalid JSON: Unexpected token '\\t'",
+  });
+  assert.throws(() => parseJsonFile("[nul\u001b]", "p.json"), {
+    message: "p.json:1:5: invalid JSON: Unexpected token '\\u001b'",
+  });
   assert.throws(() => parseJsonFile("", "empty.json"), {
     message: "empty.json:1:1: invalid JSON: Unexpected end of JSON input",
   });
