@@ -185,6 +185,40 @@ export async function pretrainedFolder(spec: RunSpec, dataDir: string): Promise<
   });
 }
 
+/** The shape fields a backbone's config.json must share with the model preset a run names. */
+const SHAPE_FIELDS = [
+  "dModel",
+  "dKv",
+  "dFf",
+  "numHeads",
+  "numLayers",
+  "numDecoderLayers",
+  "feedForwardProj",
+] as const;
+
+/**
+ * Refuses a backbone folder whose architecture is not the named model's: its weights would train
+ * under the preset's label (and the dry run's estimate would be the preset's), as when a profile
+ * naming `t5-v1_1-large` is given a Base folder.
+ *
+ * @param folder the backbone folder
+ * @param config its config.json
+ * @param model the run's model preset
+ * @throws Error naming the folder, the preset and each field that differs
+ */
+export function checkBackboneShape(folder: string, config: T5Config, model: string): void {
+  const want = preset(model);
+  const diff = SHAPE_FIELDS.filter((f) => config[f] !== want[f]).map((f) =>
+    `${f} ${config[f]} (${model}: ${want[f]})`
+  );
+  if (diff.length > 0) {
+    throw new Error(
+      `${folder}/config.json is not a ${model}: ${diff.join(", ")}; name the model that matches ` +
+        `the backbone, or give the backbone of ${model}`,
+    );
+  }
+}
+
 /**
  * Build the backbone of a run (see the module doc for the cases).
  *
@@ -215,6 +249,7 @@ export async function buildBackbone(spec: RunSpec, dataDir: string): Promise<Bac
     const { tokenizer, source: tokenizerSource } = await folderTokenizer(folder);
     const ck = await loadHfFolder(folder);
     try {
+      if (typeof spec.model === "string") checkBackboneShape(folder, ck.config, spec.model);
       const model = t5FromTensors({ ...ck.config, dropoutRate }, ck.tensors, folder);
       if (tokenizer.vocabSize > model.config.vocabSize) {
         disposeT5(model);

@@ -293,6 +293,39 @@ Deno.test({
   },
 });
 
+Deno.test("buildBackbone(): a backbone folder of another architecture than the named model is refused", async () => {
+  await selectBackend("wasm", { log: () => {} }); // the backend of spec()'s runs
+  const dir = await Deno.makeTempDir();
+  const before = tf.memory().numTensors;
+  try {
+    const fixture = await T5Tokenizer.fromFile(DEFAULT_TOKENIZER);
+    const vocabSize = Math.ceil(fixture.vocabSize / 128) * 128;
+    // Twice tiny-v1_1's feed-forward width and one more encoder layer: another model's weights.
+    const tiny = preset("tiny-v1_1");
+    const config = { ...tiny, vocabSize, dFf: 2 * tiny.dFf, numLayers: tiny.numLayers + 1 };
+    const model = initT5(config, { seed: 0 });
+    try {
+      await saveHfFolder(dir, config, t5StateDict(model));
+    } finally {
+      disposeT5(model);
+    }
+    await Deno.copyFile(DEFAULT_TOKENIZER, join(dir, "tokenizer.json"));
+    const s = { ...spec({ name: "mtl", label: "mtl", config: {} }, 1), backbone: { hf: dir } };
+    assert.equal(s.model, "tiny-v1_1");
+    await assert.rejects(
+      () => buildBackbone(s, DATA),
+      (e: Error) =>
+        e.message ===
+          `${dir}/config.json is not a tiny-v1_1: dFf ${2 * tiny.dFf} (tiny-v1_1: ${tiny.dFf}), ` +
+            `numLayers ${tiny.numLayers + 1} (tiny-v1_1: ${tiny.numLayers}); name the model ` +
+            `that matches the backbone, or give the backbone of tiny-v1_1`,
+    );
+    assert.equal(tf.memory().numTensors, before, "the loaded weights are released");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("buildBackbone(): a folder of weights without tokenizer.json is refused, not given the fixture's", async () => {
   // A checkpoint whose vocabulary is as large as the fixture tokenizer's, so only the missing
   // tokenizer.json can stop it: the fixture's ids would index the wrong embedding rows.
