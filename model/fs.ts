@@ -369,7 +369,8 @@ const sweptFolders = new Set<string>();
  * `<path>.tmp-<pid>-<12 hex>` ({@link tempTag}), so it never ends in the target's extension and
  * readers that list `*.json` or `*.csv` skip it. On failure (a stream that errors, a full disk, an
  * I/O error while flushing) the partial file is removed and the error is rethrown; `path` itself
- * is never touched. A file system that refuses the flush itself (`EINVAL`, `ENOTSUP`,
+ * is never touched. When `path` exists, the temporary gets its permission bits (so a renamed-in
+ * replacement keeps them). A file system that refuses the flush itself (`EINVAL`, `ENOTSUP`,
  * `EOPNOTSUPP`, as {@link syncFile} tolerates: on macOS every flush is `F_FULLFSYNC`, which SMB
  * and FUSE volumes refuse) does not fail the write.
  *
@@ -396,6 +397,7 @@ export async function writeTempBeside(path: string, data: AtomicData): Promise<H
     if (i === CREATE_TRIES) throw lostError(tmp);
   }
   try {
+    await keepMode(path, tmp);
     if (data instanceof ReadableStream) {
       for await (const chunk of data) await writeAll(file, chunk);
     } else {
@@ -413,6 +415,24 @@ export async function writeTempBeside(path: string, data: AtomicData): Promise<H
     throw e;
   }
   return holdHandle(tmp, file);
+}
+
+/**
+ * Gives the new temporary `tmp` the permission bits of the file `path` it will replace, so that
+ * replacing a file keeps who may read it (a file made private, 0600, stays private; one made
+ * read-only stays so). Nothing where `path` does not exist yet (the new file gets the usual
+ * 0666 less the umask) or on Windows; set-id and sticky bits are never copied.
+ */
+async function keepMode(path: string, tmp: string): Promise<void> {
+  if (Deno.build.os === "windows") return;
+  let mode: number | null;
+  try {
+    mode = (await Deno.stat(path)).mode;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return;
+    throw e;
+  }
+  if (mode !== null) await Deno.chmod(tmp, mode & 0o777);
 }
 
 /** Error codes with which a platform or file system refuses to open or flush a folder. */

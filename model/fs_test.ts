@@ -223,6 +223,35 @@ Deno.test("writeFileAtomic() tolerates a file system that refuses to flush a fil
   }
 });
 
+Deno.test("writeFileAtomic() and writeFilesAtomic() keep the permission bits of the file they replace", async () => {
+  if (Deno.build.os === "windows") return; // no POSIX modes
+  const dir = await Deno.makeTempDir();
+  const mode = (p: string) => (Deno.statSync(p).mode ?? 0) & 0o7777;
+  try {
+    const path = join(dir, "manifest.json");
+    await writeFileAtomic(path, "1");
+    const fresh = mode(path); // a new file: 0666 less the umask
+    equal(fresh & ~0o666, 0, fresh.toString(8));
+    for (const m of [0o600, 0o640, 0o755, 0o444]) {
+      Deno.chmodSync(path, m);
+      await writeFileAtomic(path, `mode ${m}`);
+      equal(mode(path).toString(8), m.toString(8));
+      equal(await Deno.readTextFile(path), `mode ${m}`);
+    }
+    Deno.chmodSync(path, 0o600);
+    await writeFilesAtomic([[path, "2"], [join(dir, "new.csv"), "n"]]);
+    equal(mode(path).toString(8), "600");
+    equal(mode(join(dir, "new.csv")), fresh);
+    // Set-id bits are not carried over to the new file.
+    Deno.chmodSync(path, 0o2750);
+    await writeFileAtomic(path, "3");
+    equal(mode(path).toString(8), "750");
+    equal(names(dir).join(","), "manifest.json,new.csv");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 /** Runs `fn` with every `FsFile.syncSync()` of a handle `Deno.openSync` gives throwing `err`. */
 function withFailingSyncSync(err: Error, fn: () => void): void {
   const openSync = Deno.openSync;
