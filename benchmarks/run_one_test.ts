@@ -19,7 +19,7 @@ import { preset } from "../model/config.ts";
 import { disposeT5, initT5, t5StateDict } from "../model/t5.ts";
 import { saveHfFolder } from "../model/checkpoint.ts";
 import { selectBackend } from "../model/backend.ts";
-import { codeGitState, gitState, type RunProvenance } from "./provenance.ts";
+import { codeGitState, type RunProvenance } from "./provenance.ts";
 
 /** Exact-match accuracy: independent of tasks/metrics.ts, for the resume test. */
 const EXACT: RunScorer = {
@@ -159,7 +159,7 @@ Deno.test({
     // The resumed run says so, and names the code of the checkpoint unless provably its own.
     const resumed = (b.provenance as RunProvenance).resumedFrom;
     assert.equal(resumed?.step, 4);
-    const git = gitState();
+    const git = codeGitState(); // what the runs recorded (read once per process)
     if (!git.dirty) assert.deepEqual(resumed, { step: 4 });
     else assert.deepEqual(resumed, { step: 4, gitSha: git.sha, gitDirty: true });
     assert.deepEqual(b.losses, a.losses);
