@@ -175,6 +175,7 @@ export interface Skipped {
 export interface BackendResult {
   backend: string;
   info?: BackendInfo;
+  /** Why the backend could not start (nothing of it measured; exit 1 when `--backends` named it). */
   error?: string;
   matmul: MatMulResult[];
   /**
@@ -888,8 +889,10 @@ export const PERF_USAGE =
 /**
  * Run the benchmark with command-line `args`; returns the report (also printed and saved). Every
  * argument (and `--out-dir`) is checked before anything is measured; a bad one is a
- * {@link UsageError}. A measurement that throws is recorded in its backend's `failed` and the
- * others go on; the report is saved, then an Error names the failures (exit 1).
+ * {@link UsageError}. A measurement that throws is recorded in its backend's `failed` (a backend
+ * that cannot start, in its `error`) and the others go on; the report is saved, then an Error
+ * names the failures (exit 1), a backend that could not start among them when `--backends` named
+ * it.
  */
 export async function main(args: string[]): Promise<PerfReport> {
   // The commit of the code this process runs (read before measuring: the tree may change).
@@ -1208,9 +1211,14 @@ export async function main(args: string[]): Promise<PerfReport> {
     console.log(`\nwrote ${path}`);
     savedTo = path;
   }
-  const failures = results.flatMap((b) =>
-    (b.failed ?? []).map((f) => `${b.backend} ${f.what}: ${f.error}`)
-  );
+  // A backend named by --backends that cannot start is a failure too (nothing of it measured);
+  // one of the default list is recorded only (e.g. wasm+blas on a machine without OpenBLAS).
+  const failures = results.flatMap((b) => [
+    ...(b.error !== undefined && values.backends !== undefined
+      ? [`${b.backend}: cannot start: ${b.error}`]
+      : []),
+    ...(b.failed ?? []).map((f) => `${b.backend} ${f.what}: ${f.error}`),
+  ]);
   if (failures.length > 0) {
     throw new Error(
       `benchmarks/perf.ts: ${failures.length} measurement(s) failed (${failures.join("; ")})${

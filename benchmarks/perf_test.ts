@@ -409,3 +409,32 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "perf: a backend named by --backends that cannot start is a failure (exit 1), the rest saved",
+  opts,
+  async () => {
+    const dir = await Deno.makeTempDir();
+    const had = Deno.env.get("HYPERPROMPT_NO_BLAS");
+    Deno.env.set("HYPERPROMPT_NO_BLAS", "1"); // wasm+blas then refuses to start
+    try {
+      const err: string[] = [];
+      const args = ["--backends", "cpu,wasm+blas", "--sizes", "16", "--workloads", ""];
+      assert.equal(await cli([...args, "--out-dir", dir], { error: (s) => err.push(s) }), 1);
+      assert.equal(err.length, 1);
+      assert.match(
+        err[0]!,
+        /^benchmarks\/perf\.ts: 1 measurement\(s\) failed \(wasm\+blas: cannot start: model\/backend\.ts: wasm\+blas requested but BLAS is disabled .*\); the others are saved in .*\.json$/,
+      );
+      const files = [...Deno.readDirSync(dir)].map((e) => e.name);
+      assert.equal(files.length, 1, "the report was saved");
+      const saved = JSON.parse(Deno.readTextFileSync(`${dir}/${files[0]}`)) as PerfReport;
+      assert.equal(saved.backends[0]!.matmul.length, 1, "cpu was measured");
+      assert.match(saved.backends[1]!.error ?? "", /BLAS is disabled/);
+    } finally {
+      if (had === undefined) Deno.env.delete("HYPERPROMPT_NO_BLAS");
+      else Deno.env.set("HYPERPROMPT_NO_BLAS", had);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
