@@ -176,3 +176,35 @@ Deno.test({
     }
   },
 });
+
+Deno.test("a tuning table whose choice or rule of thumb was never timed is refused, naming the field", () => {
+  const text = (entry: Record<string, unknown>) =>
+    JSON.stringify({
+      format: "hyperprompt-webgpu-matmul-tuning",
+      version: 1,
+      adapter: { vendor: "v", architecture: "a", device: "d", description: "GPU" },
+      created: "2026-11-27T00:00:00.000Z",
+      provenance: {},
+      entries: { "1x1 m8 n8 k8 NT": entry },
+    });
+  const at = 'entries["1x1 m8 n8 k8 NT"]';
+  const esc = (s: string) => s.replace(/[[\]".]/g, "\\$&");
+  // As tune writes them: the choice timed; the rule's choice timed, or rejected on this device.
+  parseTuningTable(text({ choice: "t64", heuristic: "t32", ms: { t32: 2, t64: 1 } }), "t.json");
+  parseTuningTable(
+    text({ choice: "t64", heuristic: "t32", ms: { t64: 1 }, rejected: { t32: "relative L2 1" } }),
+    "t.json",
+  );
+  assert.throws(
+    () => parseTuningTable(text({ choice: "t128", heuristic: "t32", ms: { t32: 1 } }), "t.json"),
+    new RegExp(`^Error: t\\.json: ${esc(at)}\\.choice "t128" has no time in ${esc(at)}\\.ms$`),
+  );
+  assert.throws(
+    () => parseTuningTable(text({ choice: "t64", heuristic: "t32", ms: { t64: 1 } }), "t.json"),
+    new RegExp(
+      `^Error: t\\.json: ${esc(at)}\\.heuristic "t32" has no time in ${
+        esc(at)
+      }\\.ms and is not rejected$`,
+    ),
+  );
+});

@@ -279,6 +279,18 @@ export function parseTuningTable(text: string, source: string): MatMulTuningTabl
         fail(`${at}.choice`, `"${e.choice}" is also listed as rejected`);
       }
     }
+    // The choice is the fastest one timed, and the rule of thumb's was timed or rejected: a name
+    // that is neither was never measured on this adapter.
+    const timed = e.ms as Record<string, number>;
+    if (!Object.hasOwn(timed, e.choice as string)) {
+      fail(`${at}.choice`, `"${e.choice}" has no time in ${at}.ms`);
+    }
+    if (
+      !Object.hasOwn(timed, e.heuristic as string) &&
+      !(isRecord(e.rejected) && Object.hasOwn(e.rejected, e.heuristic as string))
+    ) {
+      fail(`${at}.heuristic`, `"${e.heuristic}" has no time in ${at}.ms and is not rejected`);
+    }
     entries[key] = {
       choice: e.choice as string,
       heuristic: e.heuristic as string,
