@@ -64,7 +64,11 @@ export interface BackendInfo {
   readonly name: string;
   /** `tf.getBackend()` after selection. */
   readonly tfBackend: string;
-  /** WebGPU adapter description (vendor, device, fallback flag) or the BLAS library in use. */
+  /**
+   * WebGPU adapter description (vendor, device, fallback flag), the BLAS library in use, or for
+   * tensorflow the package (`@tensorflow/tfjs-node-gpu` or `@tensorflow/tfjs-node`; the former
+   * followed by {@link TFJS_NODE_GPU_ON_CPU} when TensorFlow found no GPU and runs on the CPU).
+   */
   readonly adapter?: string;
   /**
    * True when webgpu runs on a software fallback adapter (only when asked for explicitly, or with
@@ -94,6 +98,12 @@ export interface SelectBackendOptions {
    * kernels) is for A/B benchmarks.
    */
   fastElementwise?: boolean;
+  /**
+   * Imports `@tensorflow/tfjs-node-gpu` or `@tensorflow/tfjs-node` (default: a dynamic `import()`
+   * of the specifier; tests pass a stand-in that registers a "tensorflow" backend, or throws as a
+   * missing package does).
+   */
+  importTensorflow?: (specifier: string) => Promise<unknown>;
 }
 
 let current: BackendInfo | undefined;
@@ -139,8 +149,12 @@ export function backendFromEnv(): BackendName | undefined {
 
 async function tinyOpWorks(): Promise<void> {
   const r = tf.tidy(() => tf.matMul(tf.tensor2d([1, 2, 3, 4], [2, 2]), tf.eye(2)).sum());
-  const v = (await r.data())[0];
-  r.dispose();
+  let v: number | undefined;
+  try {
+    v = (await r.data())[0];
+  } finally {
+    r.dispose();
+  }
   if (v !== 10) throw new Error(`tiny op returned ${v}, expected 10`);
 }
 
@@ -158,14 +172,30 @@ async function trySetBackend(name: string): Promise<void> {
   await tinyOpWorks();
 }
 
-async function startTensorflow(notes: string[]): Promise<string | undefined> {
+/** What {@link BackendInfo.adapter} says after the package name when tfjs-node-gpu has no GPU. */
+export const TFJS_NODE_GPU_ON_CPU = " on the CPU (no GPU device)";
+
+async function startTensorflow(
+  notes: string[],
+  importPackage: (specifier: string) => Promise<unknown>,
+): Promise<string | undefined> {
   const tried: string[] = [];
   for (const pkg of ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"]) {
     try {
-      // A computed specifier keeps deno from resolving (and downloading) it ahead of time.
-      const spec: string = pkg;
-      await import(spec);
+      await importPackage(pkg);
       await trySetBackend("tensorflow");
+      // The GPU package that failed before this one: why, in the record of every run.
+      if (tried.length > 0) notes.push(`tensorflow: ${tried.join(" | ")}; using ${pkg}`);
+      // tfjs-node-gpu runs on the CPU where TensorFlow finds no usable GPU (no CUDA or cuDNN
+      // libraries, no device): its backend says so (NodeJSKernelBackend.isUsingGpuDevice).
+      const onGpu = (tf.backend() as { isUsingGpuDevice?: unknown }).isUsingGpuDevice;
+      if (pkg === "@tensorflow/tfjs-node-gpu" && onGpu === false) {
+        notes.push(
+          `tensorflow: ${pkg} found no GPU device (TensorFlow could not load CUDA/cuDNN or ` +
+            "sees no GPU): it runs on the CPU",
+        );
+        return `${pkg}${TFJS_NODE_GPU_ON_CPU}`;
+      }
       return pkg;
     } catch (e) {
       tried.push(`${pkg}: ${errText(e)}`);
@@ -492,7 +522,8 @@ export async function selectBackend(
   const cores = typeof navigator !== "undefined" ? navigator.hardwareConcurrency ?? 1 : 1;
 
   if (requested === "tensorflow" || requested === "auto") {
-    const pkg = await startTensorflow(notes);
+    // A computed specifier keeps deno from resolving (and downloading) it ahead of time.
+    const pkg = await startTensorflow(notes, opts.importTensorflow ?? ((spec) => import(spec)));
     if (pkg !== undefined) info = done("tensorflow", cores, pkg);
     else if (requested === "tensorflow") {
       throw new Error(`model/backend.ts: ${notes[notes.length - 1]}`);

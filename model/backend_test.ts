@@ -39,6 +39,136 @@ Deno.test("tensorflow: explicit request throws and says how to install it", opts
   );
 });
 
+/**
+ * A stand-in for the tfjs-node packages (which cannot be installed here): `present` maps a
+ * package to what its import registers, a "tensorflow" backend made of tfjs's cpu backend (its
+ * kernels too, unless `kernels` is false: then the tiny op fails) with tfjs-node's
+ * `isUsingGpuDevice` flag; any other package fails to import as a missing one does.
+ */
+function fakeTfjsNode(present: Record<string, { gpu: boolean; kernels?: boolean }>) {
+  const imported: string[] = [];
+  const kernels = tf.getKernelsForBackend("cpu");
+  let registered = false;
+  let withKernels = false;
+  const importTensorflow = (spec: string): Promise<unknown> => {
+    imported.push(spec);
+    const pkg = present[spec];
+    if (pkg === undefined) {
+      return Promise.reject(new Error(`Import "${spec}" not a dependency and not in import map`));
+    }
+    // As with the real packages, the first import's registration wins (tfjs keeps one factory).
+    if (!registered) {
+      const cpu = tf.findBackendFactory("cpu")!;
+      tf.registerBackend(
+        "tensorflow",
+        () => Object.assign(cpu() as tf.KernelBackend, { isUsingGpuDevice: pkg.gpu }),
+      );
+      registered = true;
+      if (pkg.kernels ?? true) {
+        for (const k of kernels) tf.registerKernel({ ...k, backendName: "tensorflow" });
+        withKernels = true;
+      }
+    }
+    return Promise.resolve({});
+  };
+  const remove = async () => {
+    await tf.setBackend("cpu");
+    if (withKernels) { for (const k of kernels) tf.unregisterKernel(k.kernelName, "tensorflow"); }
+    if (registered) tf.removeBackend("tensorflow");
+  };
+  return { importTensorflow, imported, remove };
+}
+
+Deno.test(
+  "tensorflow (stand-in packages): preferred when present, GPU package first, each skip noted in one line",
+  opts,
+  async () => {
+    const { isGpuBackend } = await import("../benchmarks/cli.ts");
+    const GPU = "@tensorflow/tfjs-node-gpu";
+    const CPU = "@tensorflow/tfjs-node";
+    const cases: {
+      what: string;
+      present: Record<string, { gpu: boolean; kernels?: boolean }>;
+      adapter: string;
+      gpu: boolean;
+      note?: RegExp;
+    }[] = [
+      {
+        what: "tfjs-node-gpu on a GPU",
+        present: { [GPU]: { gpu: true } },
+        adapter: GPU,
+        gpu: true,
+      },
+      {
+        what: "tfjs-node-gpu without a GPU device",
+        present: { [GPU]: { gpu: false } },
+        adapter: `${GPU} on the CPU (no GPU device)`,
+        gpu: false,
+        note: /^tensorflow: @tensorflow\/tfjs-node-gpu found no GPU device .*it runs on the CPU$/,
+      },
+      {
+        what: "tfjs-node only",
+        present: { [CPU]: { gpu: false } },
+        adapter: CPU,
+        gpu: false,
+        note:
+          /^tensorflow: @tensorflow\/tfjs-node-gpu: Import "@tensorflow\/tfjs-node-gpu" not a dependency .*; using @tensorflow\/tfjs-node$/,
+      },
+    ];
+    for (const c of cases) {
+      const fake = fakeTfjsNode(c.present);
+      try {
+        for (const name of ["auto", "tensorflow"] as const) {
+          const info = await withEnv(
+            NO_ENV,
+            () => selectBackend(name, { ...quiet, importTensorflow: fake.importTensorflow }),
+          );
+          const where = `${c.what}, ${name}: ${info.notes.join("; ")}`;
+          assert.equal(info.name, "tensorflow", where);
+          assert.equal(info.tfBackend, "tensorflow", where);
+          assert.equal(info.adapter, c.adapter, where);
+          assert.equal(isGpuBackend(info), c.gpu, where);
+          if (c.note) assert.ok(info.notes.some((n) => c.note!.test(n)), where);
+          assert.ok(info.notes.every((n) => !n.includes("\n")), where);
+          assert.ok(!info.notes.some((n) => /tensorflow skipped/.test(n)), where);
+        }
+        // The GPU package is asked for first; tfjs-node only when it failed.
+        assert.equal(fake.imported[0], GPU, c.what);
+        assert.equal(fake.imported.includes(CPU), !(GPU in c.present), c.what);
+      } finally {
+        await fake.remove();
+      }
+    }
+    // A package that imports but cannot run the tiny op: auto goes on with the reason noted,
+    // an explicit request fails with it.
+    const broken = fakeTfjsNode({ [GPU]: { gpu: true, kernels: false } });
+    try {
+      const info = await withEnv(
+        { ...NO_ENV, HYPERPROMPT_NO_BLAS: "1" },
+        () => selectBackend("auto", { ...quiet, importTensorflow: broken.importTensorflow }),
+      );
+      assert.notEqual(info.name, "tensorflow");
+      assert.ok(
+        info.notes.some((n) =>
+          /^tensorflow skipped: @tensorflow\/tfjs-node-gpu: .*not registered/.test(n) &&
+          !n.includes("\n")
+        ),
+        info.notes.join("; "),
+      );
+      await assert.rejects(
+        withEnv(
+          NO_ENV,
+          () =>
+            selectBackend("tensorflow", { ...quiet, importTensorflow: broken.importTensorflow }),
+        ),
+        /^Error: model\/backend\.ts: tensorflow skipped: @tensorflow\/tfjs-node-gpu: .*not registered/,
+      );
+    } finally {
+      await broken.remove();
+    }
+  },
+);
+
 Deno.test("unknown backend name throws listing the choices", opts, async () => {
   await assert.rejects(
     selectBackend("tpu" as BackendName, quiet),
