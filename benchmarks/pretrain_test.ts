@@ -17,6 +17,7 @@ import {
   ensureTaskTokenizer,
   main,
   pretrainBackbone,
+  type PretrainOptions,
   REFERENCE_TOKENIZER,
   SpmUnavailableError,
   taskCorpus,
@@ -494,6 +495,28 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
 });
 
 /** A corpus file of RTE train sentences (a few hundred lines). */
+/**
+ * Options of a one-step pretraining on the reference tokenizer (no spm_train): tiny-v1_1, 600
+ * ids, batch 2 of 16 tokens, lr 1e-3, seed 0, cpu, the cache under `dir`; `extra` overrides.
+ */
+function quickOptions(dir: string, corpus: string, extra: Partial<PretrainOptions> = {}) {
+  return {
+    preset: "tiny-v1_1",
+    corpusFiles: [corpus],
+    tokenizer: REFERENCE_TOKENIZER,
+    vocabSize: 600,
+    steps: 1,
+    batchSize: 2,
+    chunkLength: 16,
+    learningRate: 1e-3,
+    seed: 0,
+    backend: "cpu" as BackendName,
+    cacheDir: join(dir, "cache"),
+    log: () => {},
+    ...extra,
+  };
+}
+
 async function rteCorpusFile(dir: string, lines = 400): Promise<string> {
   const rte = await Deno.readTextFile(sharedPath("data/glue/RTE/train.tsv"));
   const corpus = join(dir, "corpus.txt");
@@ -512,20 +535,9 @@ Deno.test("pretrainBackbone() that fails while training releases the model and o
     const before = tf.memory().numTensors;
     // AdamW's first step moves every weight by about lr: 1e30 overflows float32 at step 2.
     await rejects(
-      pretrainBackbone({
-        preset: "tiny-v1_1",
-        corpusFiles: [await rteCorpusFile(dir)],
-        tokenizer: REFERENCE_TOKENIZER,
-        vocabSize: 600,
-        steps: 3,
-        batchSize: 2,
-        chunkLength: 16,
-        learningRate: 1e30,
-        seed: 0,
-        backend: "cpu",
-        cacheDir: join(dir, "cache"),
-        log: () => {},
-      }),
+      pretrainBackbone(
+        quickOptions(dir, await rteCorpusFile(dir), { steps: 3, learningRate: 1e30 }),
+      ),
       /pretrain: non-finite loss NaN at step 2; lower --lr/,
     );
     equal(tf.memory().numTensors, before, "weights and optimizer slots were disposed");
@@ -539,19 +551,7 @@ Deno.test("pretrainBackbone() that fails while training releases the model and o
 Deno.test("pretrainBackbone() refuses a chunk length whose noise spans outnumber the sentinels, before tokenizing", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const opts = {
-      preset: "tiny-v1_1",
-      corpusFiles: [await rteCorpusFile(dir, 40)],
-      tokenizer: REFERENCE_TOKENIZER,
-      vocabSize: 600,
-      steps: 1,
-      batchSize: 4,
-      learningRate: 1e-3,
-      seed: 0,
-      backend: "cpu" as const,
-      cacheDir: join(dir, "cache"),
-      log: () => {},
-    };
+    const opts = quickOptions(dir, await rteCorpusFile(dir, 40), { batchSize: 4 });
     // 2010 tokens: round(301.5) = 302 noise tokens in round(100.67) = 101 spans; 100 sentinels.
     await rejects(
       pretrainBackbone({ ...opts, chunkLength: 2010 }),
@@ -577,20 +577,7 @@ Deno.test("pretrainBackbone(): every setting that changes the weights is in the 
     const tokenizer = join(dir, "tokenizer.json");
     const ref = JSON.parse(await Deno.readTextFile(REFERENCE_TOKENIZER));
     await Deno.writeTextFile(tokenizer, JSON.stringify(ref));
-    const base = {
-      preset: "tiny-v1_1",
-      corpusFiles: [corpus],
-      tokenizer,
-      vocabSize: 600,
-      steps: 1,
-      batchSize: 2,
-      chunkLength: 16,
-      learningRate: 1e-3,
-      seed: 0,
-      backend: "cpu" as BackendName,
-      cacheDir: join(dir, "cache"),
-      log: () => {},
-    };
+    const base = quickOptions(dir, corpus, { tokenizer });
     const first = await pretrainBackbone(base);
     equal(first.cached, false);
     // The same settings (a vocabSize that a given tokenizer ignores, another log) reuse it.
@@ -633,20 +620,7 @@ Deno.test("pretrainBackbone() on wasm is pure wasm, never OpenBLAS, and gives th
   try {
     const corpus = await rteCorpusFile(dir, 60);
     const caller = await selectBackend("wasm", { log: () => {} });
-    const r = await pretrainBackbone({
-      preset: "tiny-v1_1",
-      corpusFiles: [corpus],
-      tokenizer: REFERENCE_TOKENIZER,
-      vocabSize: 600,
-      steps: 1,
-      batchSize: 2,
-      chunkLength: 16,
-      learningRate: 1e-3,
-      seed: 0,
-      backend: "wasm",
-      cacheDir: join(dir, "cache"),
-      log: () => {},
-    });
+    const r = await pretrainBackbone(quickOptions(dir, corpus, { backend: "wasm" }));
     equal(r.info.backend, "wasm");
     equal(currentBackendInfo()?.name, caller.name, "the caller's backend, with its BLAS");
   } finally {
@@ -761,20 +735,7 @@ Deno.test("pretrainBackbone() keeps the folder that a concurrent pretraining of 
 Deno.test("pretrainBackbone() names the file when a cached pretrain.json is not valid JSON, and stops at a file in the folder's place", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const opts = {
-      preset: "tiny-v1_1",
-      corpusFiles: [await rteCorpusFile(dir, 60)],
-      tokenizer: REFERENCE_TOKENIZER,
-      vocabSize: 600,
-      steps: 1,
-      batchSize: 2,
-      chunkLength: 16,
-      learningRate: 1e-3,
-      seed: 0,
-      backend: "cpu" as BackendName,
-      cacheDir: join(dir, "cache"),
-      log: () => {},
-    };
+    const opts = quickOptions(dir, await rteCorpusFile(dir, 60));
     const first = await pretrainBackbone(opts);
     const file = join(first.dir, "pretrain.json");
     await Deno.writeTextFile(file, '{"key": "x",\n  "steps": }');

@@ -15,7 +15,7 @@ import {
   type RunScorer,
 } from "./run_one.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
-import { preset } from "../model/config.ts";
+import { preset, type T5Config } from "../model/config.ts";
 import { disposeT5, initT5, t5StateDict } from "../model/t5.ts";
 import { saveHfFolder } from "../model/checkpoint.ts";
 import { selectBackend } from "../model/backend.ts";
@@ -293,22 +293,35 @@ Deno.test({
   },
 });
 
+/**
+ * Saves a randomly initialised checkpoint of `config` with the vocabulary size of the fixture
+ * tokenizer (rounded up to 128, as random-init runs do) into `dir`; returns that size.
+ */
+async function saveFixtureSizedCheckpoint(dir: string, config: T5Config): Promise<number> {
+  const fixture = await T5Tokenizer.fromFile(DEFAULT_TOKENIZER);
+  const vocabSize = Math.ceil(fixture.vocabSize / 128) * 128;
+  const sized = { ...config, vocabSize };
+  const model = initT5(sized, { seed: 0 });
+  try {
+    await saveHfFolder(dir, sized, t5StateDict(model));
+  } finally {
+    disposeT5(model);
+  }
+  return vocabSize;
+}
+
 Deno.test("buildBackbone(): a backbone folder of another architecture than the named model is refused", async () => {
   await selectBackend("wasm", { log: () => {} }); // the backend of spec()'s runs
   const dir = await Deno.makeTempDir();
   const before = tf.memory().numTensors;
   try {
-    const fixture = await T5Tokenizer.fromFile(DEFAULT_TOKENIZER);
-    const vocabSize = Math.ceil(fixture.vocabSize / 128) * 128;
     // Twice tiny-v1_1's feed-forward width and one more encoder layer: another model's weights.
     const tiny = preset("tiny-v1_1");
-    const config = { ...tiny, vocabSize, dFf: 2 * tiny.dFf, numLayers: tiny.numLayers + 1 };
-    const model = initT5(config, { seed: 0 });
-    try {
-      await saveHfFolder(dir, config, t5StateDict(model));
-    } finally {
-      disposeT5(model);
-    }
+    await saveFixtureSizedCheckpoint(dir, {
+      ...tiny,
+      dFf: 2 * tiny.dFf,
+      numLayers: tiny.numLayers + 1,
+    });
     await Deno.copyFile(DEFAULT_TOKENIZER, join(dir, "tokenizer.json"));
     const s = { ...spec({ name: "mtl", label: "mtl", config: {} }, 1), backbone: { hf: dir } };
     assert.equal(s.model, "tiny-v1_1");
@@ -333,15 +346,7 @@ Deno.test("buildBackbone(): a folder of weights without tokenizer.json is refuse
   const dir = await Deno.makeTempDir();
   const before = tf.memory().numTensors;
   try {
-    const fixture = await T5Tokenizer.fromFile(DEFAULT_TOKENIZER);
-    const vocabSize = Math.ceil(fixture.vocabSize / 128) * 128;
-    const config = { ...preset("tiny-v1_1"), vocabSize };
-    const model = initT5(config, { seed: 0 });
-    try {
-      await saveHfFolder(dir, config, t5StateDict(model));
-    } finally {
-      disposeT5(model);
-    }
+    const vocabSize = await saveFixtureSizedCheckpoint(dir, preset("tiny-v1_1"));
     const s = { ...spec({ name: "mtl", label: "mtl", config: {} }, 1), backbone: { hf: dir } };
     await assert.rejects(
       () => buildBackbone(s, DATA),

@@ -82,6 +82,31 @@ function opts(model: T5Model, extra: Partial<TrainOptions> = {}): TrainOptions {
   };
 }
 
+/**
+ * A run killed after step `killAt` (its `onStep` throws there): a fresh model (seed 1) trained
+ * with `extra(model)`, the rejection checked, the model released. What it leaves is on disk.
+ */
+async function killedRun(
+  killAt: number,
+  extra: (model: T5Model) => Partial<TrainOptions>,
+): Promise<void> {
+  const model = initT5(CONFIG, { seed: 1 });
+  try {
+    await assert.rejects(
+      () =>
+        train(opts(model, {
+          ...extra(model),
+          onStep: (s) => {
+            if (s === killAt) throw new Error("simulated kill");
+          },
+        })),
+      /simulated kill/,
+    );
+  } finally {
+    disposeT5(model);
+  }
+}
+
 async function snapshot(model: T5Model): Promise<Map<string, Float32Array>> {
   const out = new Map<string, Float32Array>();
   for (const [n, v] of model.params) out.set(n, (await v.data()) as Float32Array);
@@ -306,17 +331,7 @@ Deno.test("train() resumed after a kill is bit-identical to an uninterrupted run
 
   for (const killAfter of [3, 5]) {
     const dirB = await Deno.makeTempDir();
-    const b1 = initT5(CONFIG, { seed: 1 });
-    await assert.rejects(() =>
-      train(opts(b1, {
-        checkpointDir: dirB,
-        runKey: "k",
-        evaluate: evalFn(b1),
-        onStep: (s) => {
-          if (s === killAfter) throw new Error("simulated kill");
-        },
-      })), /simulated kill/);
-    disposeT5(b1);
+    await killedRun(killAfter, (m) => ({ checkpointDir: dirB, runKey: "k", evaluate: evalFn(m) }));
     // A fresh process: new model (same init), new source (fresh RNG), resume from disk.
     const b2 = initT5(CONFIG, { seed: 1 });
     const rb = await train(opts(b2, { checkpointDir: dirB, runKey: "k", evaluate: evalFn(b2) }));
@@ -341,18 +356,7 @@ Deno.test("train() stores the code version in checkpoints and reports it on resu
   const dir = await Deno.makeTempDir();
   const spec = { ...SPEC, steps: 4, evalEvery: 4, checkpointEvery: 2 };
   const oldCode = { sha: "a".repeat(40), dirty: true, backend: "webgpu" };
-  const m1 = initT5(CONFIG, { seed: 1 });
-  await assert.rejects(() =>
-    train(opts(m1, {
-      train: spec,
-      checkpointDir: dir,
-      runKey: "k",
-      code: oldCode,
-      onStep: (s) => {
-        if (s === 3) throw new Error("simulated kill");
-      },
-    })), /simulated kill/);
-  disposeT5(m1);
+  await killedRun(3, () => ({ train: spec, checkpointDir: dir, runKey: "k", code: oldCode }));
   const state = JSON.parse(await Deno.readTextFile(`${dir}/step-00000002/state.json`));
   assert.deepEqual(state.code, oldCode, "the checkpoint names the code and backend that wrote it");
   const m2 = initT5(CONFIG, { seed: 1 });
@@ -588,17 +592,7 @@ Deno.test("train() with microBatchSize and dropout: resumed run is bit-identical
   assert.notEqual(rc.losses[0]!.loss, ra.losses[0]!.loss);
 
   const dirB = await Deno.makeTempDir();
-  const b1 = initT5(CONFIG, { seed: 1 });
-  await assert.rejects(() =>
-    train(opts(b1, {
-      train: spec,
-      checkpointDir: dirB,
-      runKey: "k",
-      onStep: (s) => {
-        if (s === 5) throw new Error("simulated kill");
-      },
-    })), /simulated kill/);
-  disposeT5(b1);
+  await killedRun(5, () => ({ train: spec, checkpointDir: dirB, runKey: "k" }));
   const b2 = initT5(CONFIG, { seed: 1 });
   const rb = await train(opts(b2, { train: spec, checkpointDir: dirB, runKey: "k" }));
   assert.equal(rb.resumedFrom, 4);
@@ -649,17 +643,7 @@ Deno.test("train() refuses a checkpoint state without the fields a resume restor
   const dir = await Deno.makeTempDir();
   try {
     const spec = { ...SPEC, steps: 4, evalEvery: 4, checkpointEvery: 2 };
-    const m1 = initT5(CONFIG, { seed: 1 });
-    await assert.rejects(() =>
-      train(opts(m1, {
-        train: spec,
-        checkpointDir: dir,
-        runKey: "k",
-        onStep: (s) => {
-          if (s === 3) throw new Error("simulated kill");
-        },
-      })), /simulated kill/);
-    disposeT5(m1);
+    await killedRun(3, () => ({ train: spec, checkpointDir: dir, runKey: "k" }));
     const file = `${dir}/step-00000002/state.json`;
     const good = JSON.parse(await Deno.readTextFile(file));
     const m2 = initT5(CONFIG, { seed: 1 });
