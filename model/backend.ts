@@ -500,7 +500,8 @@ export async function selectBackend(
   const wantBlas = (opts.blas ?? true) && !noBlasEnv;
   if (requested === "wasm+blas" && !wantBlas) {
     throw new Error(
-      "model/backend.ts: wasm+blas requested but BLAS is disabled (unset HYPERPROMPT_NO_BLAS)",
+      "model/backend.ts: wasm+blas requested but BLAS is disabled " +
+        (noBlasEnv ? "(unset HYPERPROMPT_NO_BLAS)" : "(by the caller's blas: false)"),
     );
   }
 

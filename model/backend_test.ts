@@ -217,7 +217,12 @@ Deno.test(
 Deno.test("wasm+blas with HYPERPROMPT_NO_BLAS=1 is a contradiction and throws", opts, async () => {
   await assert.rejects(
     withEnv({ HYPERPROMPT_NO_BLAS: "1" }, () => selectBackend("wasm+blas", quiet)),
-    /HYPERPROMPT_NO_BLAS/,
+    /BLAS is disabled \(unset HYPERPROMPT_NO_BLAS\)$/,
+  );
+  // A caller's blas: false is named as the cause, not an environment variable that is unset.
+  await assert.rejects(
+    withEnv(NO_ENV, () => selectBackend("wasm+blas", { ...quiet, blas: false })),
+    /BLAS is disabled \(by the caller's blas: false\)$/,
   );
 });
 
