@@ -6,8 +6,11 @@
  * Fields the parquet files lack are filled with placeholders (parsers do not read them):
  * - CoLA train/dev: source code column → `hf`; author mark → `*` for label 0, empty for label 1
  *   (the real marks are `*`, `?*`, `??`, `*?`).
- * - MRPC: `#1 ID` / `#2 ID` → `hf<idx>a` / `hf<idx>b`. QQP: `qid1`/`qid2` → `hf<idx>a`/`hf<idx>b`.
- * - STS-B: genre, filename, year, source1, source2 → `unknown`; old_index → idx.
+ * - MRPC: `#1 ID` / `#2 ID` → `hf<idx>a` / `hf<idx>b`. QQP: `qid1`/`qid2` → `hf<idx>a`/`hf<idx>b`;
+ *   train/dev `id` (the official pair id) → idx (HF's row number).
+ * - STS-B: genre, filename, year, source1, source2 → `unknown`; old_index → idx. HF keeps the score
+ *   as float32, so it is written as the shortest decimal of that float32 (`5.000` → `5`,
+ *   `3.800` → `3.8`, `2.33333333333333` → `2.3333333`): it reads back to the same float32.
  * - MNLI: promptID, pairID → idx; genre → `unknown`; the four parse columns → empty;
  *   dev label1…label5 → the gold label.
  * - MultiRC: `version` → 1.1. WiC: `version` → 1.1. ReCoRD: `source` → `hf`; answer spans →
@@ -17,9 +20,12 @@
  *   examples no group and `scoreTask` reports no gender parity for this source.
  * - AX-b: the optional phenomenon fields (`lexical-semantics`, …) are absent.
  * Test splits carry label -1 in parquet; the label field/column is omitted like in the official
- * test files. JSON lines are written like Python's `json.dumps` with the official key order, so
- * BoolQ, CB, COPA, RTE, WiC and WSC come out byte-identical to the official files (tested on the
- * mirror); MultiRC and ReCoRD keep the official structure, not necessarily its bytes.
+ * test files. Every other byte is the official one: CoLA test, SST-2 and GLUE RTE come out
+ * byte-identical, and CoLA train/dev, MRPC and STS-B differ only by the placeholders above (tested
+ * on every GLUE file of the mirror; CoLA dev keeps its missing final newline). JSON lines are
+ * written like Python's `json.dumps` with the official key order, so BoolQ, CB, COPA, RTE, WiC and
+ * WSC come out byte-identical to the official files (tested on the mirror); MultiRC and ReCoRD
+ * keep the official structure, not necessarily its bytes.
  *
  * @module
  */
@@ -214,8 +220,11 @@ function glueText(task: TaskSource, file: FileSpec, rows: readonly Row[]): strin
         throw new Error(`no parquet converter for glue config ${c}`);
     }
   });
-  return out.length === 0 ? "" : out.join("\n") + "\n";
+  return out.length === 0 ? "" : out.join("\n") + (NO_FINAL_NEWLINE.has(file.path) ? "" : "\n");
 }
+
+/** Official GLUE files that end without a final newline (measured on the mirror): CoLA dev. */
+const NO_FINAL_NEWLINE: ReadonlySet<string> = new Set(["glue/CoLA/dev.tsv"]);
 
 /**
  * JSON text as Python's `json.dumps` writes it by default (the official SuperGLUE files):

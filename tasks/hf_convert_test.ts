@@ -344,3 +344,115 @@ Deno.test("Hugging Face ClassLabel ints load as the right label word for every t
     assert.deepEqual(got, words, task);
   }
 });
+
+/** Python's csv.reader(delimiter="\t", quoting=QUOTE_NONE) over a text file: lines split on tab. */
+function tsvCells(text: string): string[][] {
+  const lines = text.split("\n");
+  if (lines.at(-1) === "") lines.pop();
+  return lines.map((l) => l.split("\t"));
+}
+
+/**
+ * The rows Hugging Face's GLUE script (`nyu-mll/glue`) makes of an official file: `idx` = the row
+ * number (int32), the label as its ClassLabel int64 (-1 on test; STS-B's score as float32), text
+ * columns as read with no quote handling. CoLA train/dev are read by position (no header), MRPC
+ * past its byte-order mark.
+ */
+function hfGlueRows(config: string, text: string, test: boolean): Row[] {
+  const cells = tsvCells(text.replace(/^\ufeff/, ""));
+  if (config === "cola" && !test) {
+    return cells.map((c, n) => ({ sentence: c[3], label: BigInt(c[1]!), idx: n }));
+  }
+  const head = cells[0]!;
+  return cells.slice(1).map((c, n) => {
+    const r = Object.fromEntries(head.map((h, j) => [h, c[j]!]));
+    const cls = (col: string, names?: string[]) =>
+      test ? -1n : BigInt(names ? names.indexOf(r[col]!) : Number(r[col]));
+    switch (config) {
+      case "cola":
+      case "sst2":
+        return { sentence: r.sentence, label: cls("label"), idx: n };
+      case "mrpc":
+        return {
+          sentence1: r["#1 String"],
+          sentence2: r["#2 String"],
+          label: cls("Quality"),
+          idx: n,
+        };
+      case "stsb":
+        return {
+          sentence1: r.sentence1,
+          sentence2: r.sentence2,
+          label: test ? -1 : Math.fround(Number(r.score)),
+          idx: n,
+        };
+      case "rte":
+        return {
+          sentence1: r.sentence1,
+          sentence2: r.sentence2,
+          label: cls("label", ["entailment", "not_entailment"]),
+          idx: n,
+        };
+    }
+    throw new Error(`no HF row builder for ${config}`);
+  });
+}
+
+Deno.test("every GLUE file of the mirror: HF rows convert back to its bytes, less only the documented placeholders", async () => {
+  const tasks: [string, string][] = [
+    ["cola", "CoLA"],
+    ["sst2", "SST-2"],
+    ["mrpc", "MRPC"],
+    ["stsb", "STS-B"],
+    ["rte", "RTE"],
+  ];
+  let files = 0;
+  let scoresReformatted = 0;
+  for (const [task, folder] of tasks) {
+    const src = findTaskSource(task);
+    for (const f of src.files) {
+      assert.ok(f.path.startsWith(`glue/${folder}/`));
+      const official = await read(f.path);
+      const test = f.split === "test";
+      const got = convertRows(src, f, hfGlueRows(task, official, test));
+      // The official text with the columns HF lacks replaced by the documented placeholders.
+      const endsWithNewline = official.endsWith("\n");
+      const expected = tsvCells(official).map((c, line) => {
+        const header = f.header && line === 0;
+        const n = line - (f.header ? 1 : 0); // HF's idx: the row number
+        if (header) return c;
+        if (task === "cola" && !test) return ["hf", c[1]!, c[1] === "0" ? "*" : "", c[3]!];
+        if (task === "mrpc") return [c[0]!, `hf${n}a`, `hf${n}b`, c[3]!, c[4]!];
+        if (task === "stsb") {
+          const u = "unknown";
+          const cells = [c[0]!, u, u, u, String(n), u, u, c[7]!, c[8]!];
+          if (!test) {
+            // HF keeps the score as float32: the shortest decimal of that float32 is written
+            // ("5.000" → "5", "3.800" → "3.8"); it reads back to the same float32.
+            const score = float32ToString(Math.fround(Number(c[9])));
+            assert.equal(
+              Math.fround(Number(score)),
+              Math.fround(Number(c[9])),
+              `${f.path}:${line}`,
+            );
+            if (score !== c[9]) scoresReformatted++;
+            cells.push(score);
+          }
+          return cells;
+        }
+        return c;
+      }).map((c) => c.join("\t")).join("\n") + (endsWithNewline ? "\n" : "");
+      assert.equal(got, expected, f.path);
+      const identical = ["cola", "sst2", "rte"].includes(task) && (task !== "cola" || test);
+      assert.equal(
+        got === official,
+        identical,
+        `${f.path}: byte-identical iff no column is missing`,
+      );
+      files++;
+    }
+  }
+  assert.equal(files, 15);
+  // Measured: 2,958 train and 1,162 dev scores are written in another form than the official one.
+  assert.equal(scoresReformatted, 2958 + 1162);
+});
