@@ -80,31 +80,30 @@ function glueText(task: TaskSource, file: FileSpec, rows: readonly Row[]): strin
   const c = task.hfConfig;
   const test = file.split === "test";
   const out: string[] = [];
-  const put = (cells: (string | number)[], i: number) => {
-    const strs = cells.map((x) => String(x));
-    strs.forEach((s, j) => {
-      if (/[\t\n\r]/.test(s)) {
-        throw new Error(`${file.path} (parquet row ${i}): field ${j} contains a tab or newline`);
-      }
-    });
-    out.push(strs.join("\t"));
-  };
+  // Text cells all come from s(), which refuses what a TSV line cannot hold.
+  const put = (cells: (string | number)[]) => out.push(cells.join("\t"));
   const header = (h: string) => out.push(h);
   rows.forEach((r, i) => {
     const w = (f: string) => `${file.path} (parquet row ${i}) field ${f}`;
-    const s = (f: string) => str(r[f], w(f));
+    const s = (f: string) => {
+      const v = str(r[f], w(f));
+      if (/[\t\n\r]/.test(v)) {
+        throw new Error(`${w(f)}: contains a tab or line break, which a TSV cell cannot hold`);
+      }
+      return v;
+    };
     const idx = num(r.idx, w("idx"));
     const lab = () => num(r.label, w("label"));
     switch (c) {
       case "cola":
         if (test) {
           if (i === 0) header("index\tsentence");
-          put([idx, s("sentence")], i);
-        } else put(["hf", lab(), lab() === 0 ? "*" : "", s("sentence")], i);
+          put([idx, s("sentence")]);
+        } else put(["hf", lab(), lab() === 0 ? "*" : "", s("sentence")]);
         break;
       case "sst2":
         if (i === 0) header(test ? "index\tsentence" : "sentence\tlabel");
-        put(test ? [idx, s("sentence")] : [s("sentence"), lab()], i);
+        put(test ? [idx, s("sentence")] : [s("sentence"), lab()]);
         break;
       case "mrpc":
         if (i === 0) {
@@ -114,7 +113,7 @@ function glueText(task: TaskSource, file: FileSpec, rows: readonly Row[]): strin
               : "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String",
           );
         }
-        put([test ? idx : lab(), `hf${idx}a`, `hf${idx}b`, s("sentence1"), s("sentence2")], i);
+        put([test ? idx : lab(), `hf${idx}a`, `hf${idx}b`, s("sentence1"), s("sentence2")]);
         break;
       case "qqp":
         if (i === 0) {
@@ -128,7 +127,6 @@ function glueText(task: TaskSource, file: FileSpec, rows: readonly Row[]): strin
           test
             ? [idx, s("question1"), s("question2")]
             : [idx, `hf${idx}a`, `hf${idx}b`, s("question1"), s("question2"), lab()],
-          i,
         );
         break;
       case "stsb": {
@@ -150,7 +148,7 @@ function glueText(task: TaskSource, file: FileSpec, rows: readonly Row[]): strin
           s("sentence2"),
         ];
         if (!test) cells.push(float32ToString(num(r.label, w("label"))));
-        put(cells, i);
+        put(cells);
         break;
       }
       case "mnli": {
@@ -183,7 +181,7 @@ function glueText(task: TaskSource, file: FileSpec, rows: readonly Row[]): strin
           const g = labelName("mnli", r.label, w("label"));
           cells.push(...(dev ? [g, g, g, g, g, g] : [g, g]));
         }
-        put(cells, i);
+        put(cells);
         break;
       }
       case "qnli":
@@ -194,7 +192,6 @@ function glueText(task: TaskSource, file: FileSpec, rows: readonly Row[]): strin
           test
             ? [idx, s("question"), s("sentence")]
             : [idx, s("question"), s("sentence"), labelName("qnli", r.label, w("label"))],
-          i,
         );
         break;
       case "rte":
@@ -209,12 +206,11 @@ function glueText(task: TaskSource, file: FileSpec, rows: readonly Row[]): strin
             s("sentence2"),
             c === "rte" ? labelName("rte", r.label, w("label")) : lab(),
           ],
-          i,
         );
         break;
       case "ax":
         if (i === 0) header("index\tsentence1\tsentence2");
-        put([idx, s("premise"), s("hypothesis")], i);
+        put([idx, s("premise"), s("hypothesis")]);
         break;
       default:
         throw new Error(`no parquet converter for glue config ${c}`);

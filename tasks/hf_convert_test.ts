@@ -145,8 +145,19 @@ Deno.test("CoLA, MNLI dev, AX: official column layout with placeholders", () => 
       convertRows(findTaskSource("rte"), spec("rte", "glue/RTE/train.tsv"), [
         { sentence1: "a\tb", sentence2: "c", label: 0n, idx: 0 },
       ]),
-    /glue\/RTE\/train\.tsv \(parquet row 0\): field 1 contains a tab/,
+    /glue\/RTE\/train\.tsv \(parquet row 0\) field sentence1: contains a tab/,
   );
+  // The parquet column is named, wherever it lands in the TSV line (MNLI: premise is column 9).
+  for (const [bad, what] of [["a\nb", "line break"], ["a\rb", "line break"], ["a\tb", "tab"]]) {
+    assert.throws(
+      () =>
+        convertRows(findTaskSource("mnli"), spec("mnli", "glue/MNLI/train.tsv"), [
+          { premise: "P.", hypothesis: "H.", label: 0n, idx: 0 },
+          { premise: bad, hypothesis: "H.", label: 0n, idx: 1 },
+        ]),
+      new RegExp(`glue/MNLI/train\\.tsv \\(parquet row 1\\) field premise: contains a .*${what}`),
+    );
+  }
 });
 
 Deno.test("MultiRC rows regroup into passages/questions/answers; test has no labels", () => {
