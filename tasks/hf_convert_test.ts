@@ -467,3 +467,127 @@ Deno.test("every GLUE file of the mirror: HF rows convert back to its bytes, les
   // Measured: 2,958 train and 1,162 dev scores are written in another form than the official one.
   assert.equal(scoresReformatted, 2958 + 1162);
 });
+
+Deno.test("ReCoRD and MultiRC from HF's flattened rows load as the same examples as the official nesting", () => {
+  const enc = new TextEncoder();
+  const strip = (e: object) => ({ ...e, file: undefined, line: undefined });
+  const load = (task: string, split: "train" | "validation" | "test", text: string) =>
+    examplesFromBytes(task, split, enc.encode(text), "x").examples.map(strip);
+  const paths = { train: "train.jsonl", validation: "val.jsonl", test: "test.jsonl" } as const;
+  // ReCoRD: entities out of passage order with a duplicate span, offsets in code points after an
+  // astral character, answers listing every mention. HF sorts the spans by start, keeps the
+  // entity texts as a set and the answers as sorted unique texts (reference §6).
+  const text = "\u{1F600} Bob met Ann in Paris.\n@highlight\nAnn and Bob won; Paris cheered";
+  const at = (t: string, k = 0) => {
+    let i = -1;
+    for (let n = 0; n <= k; n++) i = text.indexOf(t, i + 1);
+    const start = Array.from(text.slice(0, i)).length;
+    return { start, end: start + Array.from(t).length - 1 };
+  };
+  const record = [{
+    idx: 7,
+    source: "Daily mail",
+    passage: {
+      text,
+      entities: [at("Paris"), at("Bob"), at("Ann"), at("Ann", 1), at("Bob", 1), at("Bob")],
+    },
+    qas: [
+      { query: "@placeholder met Ann", idx: 70, answers: [at("Bob"), at("Bob", 1)] },
+      { query: "They cheered in @placeholder", idx: 71, answers: [at("Paris")] },
+    ],
+  }, {
+    idx: 8,
+    source: "x",
+    passage: { text: "Z met Y.", entities: [{ start: 6, end: 6 }, { start: 0, end: 0 }] },
+    qas: [{ query: "@placeholder met Y", idx: 80, answers: [{ start: 0, end: 0 }] }],
+  }];
+  const cut = (t: string, e: { start: number; end: number }) =>
+    Array.from(t).slice(e.start, e.end + 1).join("");
+  for (const split of ["train", "validation", "test"] as const) {
+    const test = split === "test";
+    const official = record.map((o) =>
+      JSON.stringify({
+        ...o,
+        qas: o.qas.map(({ answers, ...q }) =>
+          test ? q : { ...q, answers: answers.map((a) => ({ ...a, text: cut(o.passage.text, a) })) }
+        ),
+      })
+    ).join("\n") + "\n";
+    const rows: Row[] = record.flatMap((o) => {
+      const spans = o.passage.entities.map((e) => ({ ...e, text: cut(o.passage.text, e) }))
+        .sort((a, b) => a.start - b.start);
+      return o.qas.map((qa) => ({
+        passage: o.passage.text,
+        query: qa.query,
+        entities: [...new Set(spans.map((e) => e.text))],
+        entity_spans: {
+          text: spans.map((e) => e.text),
+          start: spans.map((e) => e.start),
+          end: spans.map((e) => e.end),
+        },
+        answers: test ? [] : [...new Set(qa.answers.map((a) => cut(o.passage.text, a)))].sort(),
+        idx: { passage: o.idx, query: qa.idx },
+      }));
+    });
+    const f = spec("record", `super_glue/ReCoRD/${paths[split]}`);
+    const want = load("record", split, official);
+    assert.ok(want.length >= 3);
+    assert.deepEqual(load("record", split, convertRows(findTaskSource("record"), f, rows)), want);
+    // An older parquet without entity_spans: spans found by searching the entity texts.
+    const old = rows.map(({ entity_spans: _, ...r }) => r);
+    assert.deepEqual(load("record", split, convertRows(findTaskSource("record"), f, old)), want);
+  }
+  // MultiRC: one HF row per answer, regrouped into passages, questions, answers in file order.
+  const multirc = [{
+    idx: 3,
+    version: 1.1,
+    passage: {
+      text: "P one \u00e9 \u{1F600}.",
+      questions: [
+        {
+          question: "Q a?",
+          answers: [{ text: "x", idx: 10, label: 1 }, { text: "y", idx: 11, label: 0 }],
+          idx: 5,
+        },
+        { question: "Q b?", answers: [{ text: "z", idx: 12, label: 0 }], idx: 6 },
+      ],
+    },
+  }, {
+    idx: 4,
+    version: 1.1,
+    passage: {
+      text: "P two",
+      questions: [{ question: "Q c?", answers: [{ text: "w", idx: 13, label: 1 }], idx: 7 }],
+    },
+  }];
+  for (const split of ["train", "validation", "test"] as const) {
+    const test = split === "test";
+    const official = multirc.map((o) =>
+      JSON.stringify({
+        ...o,
+        passage: {
+          ...o.passage,
+          questions: o.passage.questions.map((q) => ({
+            ...q,
+            answers: q.answers.map(({ label, ...a }) => test ? a : { ...a, label }),
+          })),
+        },
+      })
+    ).join("\n") + "\n";
+    const rows: Row[] = multirc.flatMap((o) =>
+      o.passage.questions.flatMap((q) =>
+        q.answers.map((a) => ({
+          paragraph: o.passage.text,
+          question: q.question,
+          answer: a.text,
+          label: test ? -1n : BigInt(a.label),
+          idx: { paragraph: o.idx, question: q.idx, answer: a.idx },
+        }))
+      )
+    );
+    const f = spec("multirc", `super_glue/MultiRC/${paths[split]}`);
+    const want = load("multirc", split, official);
+    assert.equal(want.length, 4);
+    assert.deepEqual(load("multirc", split, convertRows(findTaskSource("multirc"), f, rows)), want);
+  }
+});
