@@ -24,6 +24,7 @@
  */
 import { parseArgs } from "node:util";
 import process from "node:process";
+import type { Writable } from "node:stream";
 import { existsSync } from "node:fs";
 import cliProgress from "cli-progress";
 import { preset, type T5Config, t5ConfigFromHf } from "../model/config.ts";
@@ -40,6 +41,7 @@ import {
   defaultTaskCatalog,
   expandGrid,
   type GridEvent,
+  type GridSummary,
   missingProfileTasks,
   parseShard,
   readFinished,
@@ -198,11 +200,16 @@ function fmtSi(n: number | null): string {
 /** Seconds as `1h02m`, `3m05s` or `12s`. */
 export function fmtDuration(s: number | null): string {
   if (s === null) return "n/a";
-  if (s < 60) return `${Math.round(s)}s`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return `${m}m${String(Math.round(s - 60 * m)).padStart(2, "0")}s`;
-  const h = Math.floor(m / 60);
-  return `${h}h${String(m - 60 * h).padStart(2, "0")}m`;
+  // Rounded once, to the unit shown, before splitting: 179.6 s is 3m00s, not 2m60s.
+  const secs = Math.round(s);
+  if (secs < 60) return `${secs}s`;
+  if (secs < 3600) {
+    const m = Math.floor(secs / 60);
+    return `${m}m${String(secs - 60 * m).padStart(2, "0")}s`;
+  }
+  const mins = Math.round(s / 60);
+  const h = Math.floor(mins / 60);
+  return `${h}h${String(mins - 60 * h).padStart(2, "0")}m`;
 }
 
 async function loadRunOne(): Promise<RunOneFn> {
@@ -318,18 +325,32 @@ function replacing(reason: string): string {
   return `its result file cannot be used (${reason}); it is replaced when the run finishes`;
 }
 
-function progressReporter(total: number, tty: boolean): {
+/**
+ * The progress bars of `deno task bench` (grid and current run), on stderr. On a terminal they
+ * change no terminal mode: the cursor stays visible and each line is cut to the terminal's width
+ * by the writer rather than by turning line wrapping off, so a run stopped by Ctrl-C (SIGINT's
+ * default action, exit 130, which can restore nothing) leaves the terminal as it was. Without a
+ * terminal they print a line every 10 s (and one per run), with no cursor movement.
+ *
+ * @param total number of runs of the grid
+ * @param tty whether the stream is a terminal
+ * @param stream where the bars go (default stderr; tests pass their own)
+ * @returns the grid event handler, and `stop`, to call once the grid has finished or failed
+ */
+export function progressReporter(total: number, tty: boolean, stream?: Writable): {
   onEvent: (e: GridEvent) => void;
   stop: () => void;
 } {
   const multi = new cliProgress.MultiBar({
     clearOnComplete: false,
-    hideCursor: tty,
+    // Neither the hidden cursor nor wrapping turned off would be given back on Ctrl-C.
+    hideCursor: false,
+    linewrap: true,
     noTTYOutput: !tty,
     notTTYSchedule: 10000,
     format: "{name} |{bar}| {value}/{total} {unit} | ETA {eta_formatted} | {info}",
     etaBuffer: 20,
-    stream: process.stderr,
+    stream: stream ?? process.stderr,
   }, cliProgress.Presets.shades_classic);
   const grid = multi.create(total, 0, { name: "grid".padEnd(28), unit: "runs", info: "" });
   let run: ReturnType<typeof multi.create> | undefined;
@@ -643,18 +664,23 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     const tty = Deno.stderr.isTerminal();
     const reporter = opts.progress === false ? undefined : progressReporter(specs.length, tty);
     let tablesFailed = false;
-    const summary = await runGrid(specs, {
-      outDir: values.out,
-      dataDir,
-      runOne,
-      resume: values.resume,
-      onEvent: reporter?.onEvent ?? ((e) => {
-        if (e.kind === "start" && e.replaces !== undefined) {
-          error(`rerunning ${e.spec.id}: ${replacing(e.replaces)}`);
-        }
-      }),
-    });
-    reporter?.stop();
+    let summary: GridSummary;
+    try {
+      summary = await runGrid(specs, {
+        outDir: values.out,
+        dataDir,
+        runOne,
+        resume: values.resume,
+        onEvent: reporter?.onEvent ?? ((e) => {
+          if (e.kind === "start" && e.replaces !== undefined) {
+            error(`rerunning ${e.spec.id}: ${replacing(e.replaces)}`);
+          }
+        }),
+      });
+    } finally {
+      // Also when the grid stops early (the backend failed): the bars' timer must not outlive it.
+      reporter?.stop();
+    }
     error(`${summary.done} runs done, ${summary.skipped} skipped, ${summary.failed.length} failed`);
     for (const f of summary.failed) error(`  FAILED ${f.spec.id}: ${f.error.message}`);
     if (shard !== undefined) {

@@ -4,7 +4,10 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { sharedPath } from "../model/shared_dir.ts";
 import { withEnv } from "../model/env_testing.ts";
-import { isGpuBackend, main } from "./cli.ts";
+import { fmtDuration, isGpuBackend, main, progressReporter } from "./cli.ts";
+import { expandGrid } from "./runner.ts";
+import { loadProfile } from "./profile.ts";
+import { Writable } from "node:stream";
 import { fakeRunOne } from "./_fake_run_one.ts";
 import { writeTables } from "./tables.ts";
 import { DownloadError, type DownloadOptions, type TaskResult } from "../tasks/download.ts";
@@ -621,4 +624,57 @@ Deno.test("isGpuBackend(): webgpu on hardware and tfjs-node-gpu pick paper-base;
   assert.equal(isGpuBackend({ name: "tensorflow", adapter: "@tensorflow/tfjs-node" }), false);
   assert.equal(isGpuBackend({ name: "wasm+blas", adapter: "libopenblas.so.0" }), false);
   assert.equal(isGpuBackend({ name: "cpu" }), false);
+});
+
+Deno.test("fmtDuration() rounds before splitting into units: no 2m60s or 1h60m", () => {
+  const cases: [number | null, string][] = [
+    [null, "n/a"],
+    [0, "0s"],
+    [59.4, "59s"],
+    [59.6, "1m00s"],
+    [60, "1m00s"],
+    [179.6, "3m00s"],
+    [185, "3m05s"],
+    [3599.4, "59m59s"],
+    [3599.6, "1h00m"],
+    [3600 + 59 * 60 + 45, "2h00m"],
+    [3600 + 2 * 60 + 10, "1h02m"],
+  ];
+  for (const [s, want] of cases) assert.equal(fmtDuration(s), want, String(s));
+});
+
+Deno.test("progressReporter() on a terminal hides no cursor, keeps wrapping and cuts lines to its width", async () => {
+  // Ctrl-C ends the process by SIGINT's default action (exit 130), which restores nothing: a
+  // hidden cursor (ESC[?25l) or wrapping turned off (ESC[?7l) would stay so in the user's shell.
+  const chunks: string[] = [];
+  const stream = new Writable({
+    write(chunk, _enc, done) {
+      chunks.push(String(chunk));
+      done();
+    },
+  });
+  Object.assign(stream, { isTTY: true, columns: 100 });
+  const dir = await Deno.makeTempDir();
+  const [spec] = expandGrid(await loadProfile(await tmpProfile(dir)), { dataDir: DATA });
+  await Deno.remove(dir, { recursive: true });
+  const reporter = progressReporter(1, true, stream);
+  reporter.onEvent({ kind: "start", spec: spec!, index: 0 });
+  for (let step = 1; step <= spec!.train.steps; step++) {
+    reporter.onEvent({
+      kind: "progress",
+      spec: spec!,
+      index: 0,
+      progress: { phase: "train", step, totalSteps: spec!.train.steps, loss: 1 / step },
+    });
+  }
+  const result = await fakeRunOne(spec!, { outDir: dir, dataDir: DATA });
+  reporter.onEvent({ kind: "done", spec: spec!, index: 0, result, file: `out/${spec!.id}.json` });
+  reporter.stop();
+  const text = chunks.join("");
+  assert.match(text, /grid .*\| 1\/1 runs/, "the bars were drawn");
+  assert.ok(!text.includes("\x1b[?25l"), "the cursor was hidden");
+  assert.ok(!text.includes("\x1b[?7l"), "line wrapping was turned off");
+  // deno-lint-ignore no-control-regex
+  const lines = text.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "").split(/[\r\n]/);
+  assert.ok(lines.every((l) => l.length <= 100), `a line is wider than the terminal: ${lines}`);
 });
