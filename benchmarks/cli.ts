@@ -84,7 +84,8 @@ Options:
   --shard i/n          run only shard i of n (0-based), a deterministic slice of the grid
   --dry-run            list the grid with estimated FLOPs and time; run nothing
   --compare BASELINE   after running, gate the results against a baseline folder or JSON
-                       (read first: a missing, empty or malformed baseline is an error);
+                       (read first: a missing, empty or malformed baseline, or one with no
+                       run of this grid, is an error);
                        exit 3 with a diff when a score moves beyond tolerance or a count changes
   --backend X          ${BACKEND_CHOICES.join("|")} (default: the profile's)
   --resume             skip runs whose result JSON already exists; an unfinished run resumes
@@ -92,7 +93,8 @@ Options:
                        --resume every run starts from step 0: that folder is cleared first).
                        A run's checkpoints are deleted once its result JSON is written
   --tables DIR         where the CSV tables and plots go after the runs (default: OUT/tables);
-                       shards write none: run deno task tables once all have finished
+                       shards write none (--tables with --shard is refused): run
+                       deno task tables once all have finished
   --no-tables          do not write the tables
   --help               this text`;
 
@@ -556,6 +558,14 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     }
     const shardArg = values.shard;
     const shard = shardArg === undefined ? undefined : usageChecked(() => parseShard(shardArg));
+    if (shard !== undefined && values.tables !== undefined && !values["no-tables"]) {
+      // Ignoring it would leave the user waiting for tables that never come.
+      throw new UsageError(
+        `--tables ${values.tables} with --shard ${shardArg}: a shard writes no tables (they need ` +
+          `every shard's runs); once all have finished: deno task tables --runs ${values.out} ` +
+          `--out ${values.tables}`,
+      );
+    }
     let probe: BackendProbe | undefined;
     let profileName = values.profile;
     if (profileName === undefined) {
@@ -649,6 +659,20 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     // cannot be used (2); from the default one, the download did not bring them (1).
     const grid = chosenData ? await expand().catch(asUsageError) : await expand();
     const specs = shard === undefined ? grid : shardGrid(grid, shard);
+    if (baseline !== undefined && specs.length > 0) {
+      // A baseline of another profile (or of other models or methods) matches no run: the gate
+      // would fail every run as missing, or compare nothing in a shard, once the grid has trained.
+      const keys = new Set(baseline.map(runKey));
+      if (!specs.some((spec) => keys.has(runKey({ spec })))) {
+        const profiles = [...new Set(baseline.map((r) => r.spec.profile))].sort();
+        throw new UsageError(
+          `--compare ${values.compare}: none of its ${baseline.length} runs (profile ` +
+            `${profiles.map((p) => `"${p}"`).join(", ")}) is a run of this ${
+              shard === undefined ? "grid" : "shard"
+            } (profile "${profile.name}", ${specs.length} runs); the gate would compare nothing`,
+        );
+      }
+    }
     const scope = shard === undefined
       ? `${grid.length} runs`
       : `shard ${shard.index}/${shard.count}: ${specs.length} of ${grid.length} runs`;

@@ -507,6 +507,24 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
         {},
         /^--compare: Two results for the same baseline run key .*: .*a\.json and .*b\.json; /,
       ],
+      // The ci baseline shares no run with this grid (another profile): the gate could only fail
+      // every run as missing, or, in a shard, compare nothing, after all of them trained.
+      [
+        [...base, "--compare", baselineDir],
+        {},
+        /^--compare .*baselines\/ci: none of its 16 runs \(profile "ci"\) is a run of this grid \(profile "tiny-grid", 12 runs\); the gate would compare nothing$/,
+      ],
+      [
+        [...base, "--shard", "1/3", "--compare", baselineDir],
+        {},
+        /^--compare .*: none of its 16 runs \(profile "ci"\) is a run of this shard \(profile "tiny-grid", 4 runs\)/,
+      ],
+      // A shard writes no tables: an explicit --tables would be ignored.
+      [
+        [...base, "--shard", "0/2", "--tables", join(dir, "t")],
+        {},
+        /^--tables .*t with --shard 0\/2: a shard writes no tables .*; once all have finished: deno task tables --runs .*out --out .*t$/,
+      ],
       [
         base,
         { HYPERPROMPT_BACKEND: "gpu" },

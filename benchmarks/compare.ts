@@ -51,7 +51,7 @@ export interface Comparison {
  * @param r a run result
  * @returns e.g. `ci/tiny-v1_1/pretrained/glue/mtl/s0`
  */
-export function runKey(r: RunResult): string {
+export function runKey(r: Pick<RunResult, "spec">): string {
   const s = r.spec;
   return `${s.profile}/${modelLabel(s.model)}/${
     backboneLabel(s.backbone ?? "random")
