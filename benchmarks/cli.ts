@@ -591,6 +591,13 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     if (chosenData) usageChecked(() => checkDataDir(dataDir, dataDirNamedBy));
     // Output folders and the baseline are checked before anything runs: a mistyped path must
     // not surface only after the whole grid has trained.
+    for (const flag of ["out", "tables"] as const) {
+      // `--out "$DIR"` with DIR unset: the results (and checkpoint folders) would be written
+      // into the current folder.
+      if (values[flag] === "") {
+        throw new UsageError(`--${flag}: an empty path (an unset variable?); name a folder`);
+      }
+    }
     checkOutputFolder("--out", values.out);
     const tablesDir = values.shard !== undefined || values["no-tables"]
       ? undefined

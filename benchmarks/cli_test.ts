@@ -519,6 +519,9 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
         {},
         /^--compare .*: none of its 16 runs \(profile "ci"\) is a run of this shard \(profile "tiny-grid", 4 runs\)/,
       ],
+      // An unset variable (--out "$DIR"): the runs would be written into the current folder.
+      [[...base, "--out", ""], {}, /^--out: an empty path \(an unset variable\?\); name a folder$/],
+      [[...base, "--tables", ""], {}, /^--tables: an empty path \(an unset variable\?\)/],
       // A shard writes no tables: an explicit --tables would be ignored.
       [
         [...base, "--shard", "0/2", "--tables", join(dir, "t")],
