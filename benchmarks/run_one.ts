@@ -465,7 +465,7 @@ async function runOnBackbone(
       (b, scores) => scorer.benchmarkAverage(b, scores),
     );
     const attention = spec.method.name.startsWith("hyperprompt")
-      ? promptAttentionMass(
+      ? await promptAttentionMass(
         model,
         instance,
         evalSets.map((set) =>
@@ -534,15 +534,15 @@ export function dataFiles(tasks: readonly string[]): string[] {
  * @param taskNames task names by id
  * @returns task name → per-layer mass
  */
-export function promptAttentionMass(
+export async function promptAttentionMass(
   model: T5Model,
   instance: MethodInstance,
   perTask: readonly (readonly EncodedExample[])[],
   taskNames: readonly string[],
-): Record<string, AttentionMass> {
+): Promise<Record<string, AttentionMass>> {
   const out: Record<string, AttentionMass> = {};
-  perTask.forEach((rows, taskId) => {
-    if (rows.length === 0) return;
+  for (const [taskId, rows] of perTask.entries()) {
+    if (rows.length === 0) continue;
     let enc: number[] = [];
     let dec: number[] = [];
     for (let s = 0; s < rows.length; s += 25) {
@@ -550,7 +550,7 @@ export function promptAttentionMass(
       const b = collate(chunk, model.config);
       const mask = tf.tidy(() => tf.cast(tf.notEqual(b.labels, -100), "float32") as tf.Tensor2D);
       try {
-        const m = attentionMass(model, instance, b, b.taskIds, { decoderMask: mask });
+        const m = await attentionMass(model, instance, b, b.taskIds, { decoderMask: mask });
         const w = chunk.length / rows.length;
         enc = m.encoder.map((x, i) => (enc[i] ?? 0) + w * x);
         dec = m.decoder.map((x, i) => (dec[i] ?? 0) + w * x);
@@ -560,6 +560,6 @@ export function promptAttentionMass(
       }
     }
     out[taskNames[taskId] ?? String(taskId)] = { encoder: enc, decoder: dec };
-  });
+  }
   return out;
 }

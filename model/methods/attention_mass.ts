@@ -40,17 +40,17 @@ export interface AttentionMassOptions {
  * @returns per-layer mass for the encoder and decoder self-attention
  * @example
  * ```ts ignore
- * const mass = attentionMass(model, instance, batch, taskIds);
+ * const mass = await attentionMass(model, instance, batch, taskIds);
  * console.log(mass.encoder); // e.g. [0.21, 0.34]
  * ```
  */
-export function attentionMass(
+export async function attentionMass(
   model: T5Model,
   instance: MethodInstance,
   batch: Seq2SeqBatch,
   taskIds: readonly number[],
   opts: AttentionMassOptions = {},
-): AttentionMass {
+): Promise<AttentionMass> {
   const kept: Record<Stack, (tf.Tensor1D | undefined)[]> = { encoder: [], decoder: [] };
   const hooks = instance.hooks(taskIds);
   const queryMask = (stack: Stack, b: number, q: number): tf.Tensor2D => {
@@ -89,13 +89,15 @@ export function attentionMass(
       out.logits.dispose();
       out.encoderOutput.dispose();
     });
+    // Asynchronous reads: webgpu in Deno has no synchronous one (tfjs reads GPU data back
+    // synchronously through a canvas, which Deno lacks).
     const read = (s: Stack) =>
-      Array.from(kept[s], (t) => {
+      Promise.all(Array.from(kept[s], async (t) => {
         if (t === undefined) return 0;
-        const v = Array.from(t.dataSync());
+        const v = Array.from(await t.data());
         return v.reduce((a, x) => a + x, 0) / v.length;
-      });
-    return { encoder: read("encoder"), decoder: read("decoder") };
+      }));
+    return { encoder: await read("encoder"), decoder: await read("decoder") };
   } finally {
     for (const s of ["encoder", "decoder"] as const) for (const t of kept[s]) t?.dispose();
   }

@@ -5,11 +5,17 @@ import { disposeT5, forward } from "../t5.ts";
 import { attentionMass } from "./attention_mass.ts";
 import { METHODS } from "./mod.ts";
 import { context, disposeBatch, makeBatch, tinyModel } from "./_test_util.ts";
+import { gpuTest } from "../webgpu/testing.ts";
+import { registerWebgpuKernels } from "../webgpu/mod.ts";
+
+// The cpu tests run on cpu (importing the webgpu test helpers registers webgpu, which tfjs would
+// otherwise pick first).
+await tf.setBackend("cpu");
 
 const TINY: T5Config = { ...PRESETS["tiny-v1_1"], vocabSize: 256 };
 const GLOBAL = { length: 4, bottleneck: 4, embeddingDim: 8, hiddenDim: 16, projectedDim: 8 };
 
-Deno.test("attentionMass() matches a direct average over non-padded queries, heads, examples", () => {
+Deno.test("attentionMass() matches a direct average over non-padded queries, heads, examples", async () => {
   const model = tinyModel(TINY);
   const inst = METHODS.hyperprompt_global.create(
     context(model),
@@ -18,7 +24,7 @@ Deno.test("attentionMass() matches a direct average over non-padded queries, hea
   const { batch, labels } = makeBatch(TINY, 3, 6, 3);
   const taskIds = [0, 2, 1];
   const before = tf.memory().numTensors;
-  const mass = attentionMass(model, inst, batch, taskIds);
+  const mass = await attentionMass(model, inst, batch, taskIds);
   assert.equal(tf.memory().numTensors, before, "attentionMass leaked tensors");
   assert.equal(mass.encoder.length, TINY.numLayers);
   assert.equal(mass.decoder.length, TINY.numDecoderLayers);
@@ -61,7 +67,7 @@ Deno.test("attentionMass() matches a direct average over non-padded queries, hea
     attentionMask: tf.concat([batch.attentionMask, tf.zeros([3, 4])], 1) as tf.Tensor2D,
     decoderInputIds: batch.decoderInputIds.clone(),
   }));
-  const mass2 = attentionMass(model, inst, padded, taskIds);
+  const mass2 = await attentionMass(model, inst, padded, taskIds);
   for (const s of ["encoder", "decoder"] as const) {
     for (const [i, m] of mass[s].entries()) {
       assert.ok(Math.abs(m - mass2[s][i]!) < 1e-5, `${s} ${i}: ${m} vs ${mass2[s][i]}`);
@@ -74,16 +80,19 @@ Deno.test("attentionMass() matches a direct average over non-padded queries, hea
   disposeT5(model);
 });
 
-Deno.test("attentionMass() is zero without prompt columns (mtl, unconditioned stacks)", () => {
+Deno.test("attentionMass() is zero without prompt columns (mtl, unconditioned stacks)", async () => {
   const model = tinyModel(TINY);
   const { batch, labels } = makeBatch(TINY, 2, 5, 2);
   const mtl = METHODS.mtl.create(context(model), METHODS.mtl.defaults);
-  assert.deepEqual(attentionMass(model, mtl, batch, [0, 1]), { encoder: [0, 0], decoder: [0, 0] });
+  assert.deepEqual(await attentionMass(model, mtl, batch, [0, 1]), {
+    encoder: [0, 0],
+    decoder: [0, 0],
+  });
   const share = METHODS.hyperprompt_share.create(
     context(model),
     METHODS.hyperprompt_share.parseConfig({ length: 3, bottleneck: 4, stacks: ["encoder"] }, "t"),
   );
-  const m = attentionMass(model, share, batch, [1, 1]);
+  const m = await attentionMass(model, share, batch, [1, 1]);
   assert.deepEqual(m.decoder, [0, 0]);
   assert.ok(m.encoder.every((x) => x > 0));
   share.dispose();
@@ -91,3 +100,49 @@ Deno.test("attentionMass() is zero without prompt columns (mtl, unconditioned st
   labels.dispose();
   disposeT5(model);
 });
+
+/** HyperPrompt-Global's attention mass on a 3-example batch, on the current backend. */
+async function globalMass() {
+  const model = tinyModel(TINY);
+  const inst = METHODS.hyperprompt_global.create(
+    context(model),
+    METHODS.hyperprompt_global.parseConfig(GLOBAL, "test"),
+  );
+  const { batch, labels } = makeBatch(TINY, 3, 6, 3);
+  const before = tf.memory().numTensors;
+  try {
+    return await attentionMass(model, inst, batch, [0, 2, 1]);
+  } finally {
+    assert.equal(tf.memory().numTensors, before, `${tf.getBackend()}: attentionMass leaked`);
+    disposeBatch(batch);
+    labels.dispose();
+    inst.dispose();
+    disposeT5(model);
+  }
+}
+
+gpuTest(
+  "attentionMass() on webgpu (custom kernels) equals cpu's",
+  async () => {
+    // The GPU benchmark measures it after every HyperPrompt run; a synchronous read of the
+    // per-layer masses threw there (tfjs reads GPU data back synchronously through a canvas).
+    const gpu = await globalMass();
+    await tf.setBackend("cpu");
+    let cpu;
+    try {
+      cpu = await globalMass();
+    } finally {
+      await tf.setBackend("webgpu");
+    }
+    // Means of a few dozen probabilities summed in other orders: ~1e-7 apart; 1e-6 allowed (as
+    // the direct computation above).
+    for (const s of ["encoder", "decoder"] as const) {
+      assert.equal(gpu[s].length, cpu[s].length);
+      for (const [i, m] of cpu[s].entries()) {
+        assert.ok(m > 0 && m < 1, `${s} ${i}: ${m}`);
+        assert.ok(Math.abs(gpu[s][i]! - m) < 1e-6, `${s} ${i}: webgpu ${gpu[s][i]} vs cpu ${m}`);
+      }
+    }
+  },
+  () => assert.ok(registerWebgpuKernels()),
+);
