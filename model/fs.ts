@@ -614,7 +614,8 @@ export async function writeFilesAtomic(
  *
  * @param flag the flag or variable that named the folder, e.g. `--out`
  * @param path the folder
- * @throws UsageError `<flag> <path>: ...` saying which path is a file
+ * @throws UsageError `<flag> <path>: ...` saying which path is a file, or `<flag>: an empty
+ *   path ...` for `""` (which would mean the current folder)
  * @example
  * ```ts
  * import { checkOutputFolder } from "./fs.ts";
@@ -622,6 +623,10 @@ export async function writeFilesAtomic(
  * ```
  */
 export function checkOutputFolder(flag: string, path: string): void {
+  // `--out "$DIR"` with DIR unset: every output would land in the current folder.
+  if (path === "") {
+    throw new UsageError(`${flag}: an empty path (an unset variable?); name a folder`);
+  }
   let at = path;
   for (;;) {
     let info: Deno.FileInfo | undefined;

@@ -370,6 +370,11 @@ Deno.test("checkOutputFolder() accepts folders and creatable paths, names the fl
   throws(() => checkOutputFolder("--tables", join(file, "tables")), {
     message: `--tables ${join(file, "tables")}: ${file} is a file, not a folder`,
   });
+  // An empty path (`--out "$DIR"` with DIR unset) would write into the current folder.
+  throws(() => checkOutputFolder("--runs-out", ""), {
+    name: "UsageError",
+    message: "--runs-out: an empty path (an unset variable?); name a folder",
+  });
   equal(names(dir).join(","), "results.json", "nothing was created");
   await Deno.remove(dir, { recursive: true });
 });
