@@ -104,6 +104,7 @@ export function classLabelRows(
  * differ in the last bit or so).
  */
 function meanEmbeddings(table: tf.Tensor2D, rowIds: readonly (readonly number[])[]): tf.Tensor2D {
+  if (tf.getBackend() === "webgpu") return meanEmbeddingsOnDevice(table, rowIds);
   const d = table.shape[1];
   const flat = rowIds.flat();
   const gathered = tf.tidy(() => tf.gather(table, tf.tensor1d(flat, "int32")));
@@ -120,6 +121,31 @@ function meanEmbeddings(table: tf.Tensor2D, rowIds: readonly (readonly number[])
     k += ids.length;
   }
   return tf.tensor2d(out, [rowIds.length, d]);
+}
+
+/**
+ * {@link meanEmbeddings} where data cannot be read back synchronously (webgpu in Deno: tfjs reads
+ * GPU data synchronously through a canvas, which Deno lacks), on the device: the gathered rows
+ * times a matrix of weights 1/n, in float32 (equal to the float64 mean rounded once for words of
+ * one or two sub-words; within an ulp or two of it for longer ones).
+ */
+function meanEmbeddingsOnDevice(
+  table: tf.Tensor2D,
+  rowIds: readonly (readonly number[])[],
+): tf.Tensor2D {
+  const flat = rowIds.flat();
+  const weights = new Float32Array(rowIds.length * flat.length);
+  let k = 0;
+  for (const [r, ids] of rowIds.entries()) {
+    for (let t = 0; t < ids.length; t++) weights[r * flat.length + k + t] = 1 / ids.length;
+    k += ids.length;
+  }
+  return tf.tidy(() =>
+    tf.matMul(
+      tf.tensor2d(weights, [rowIds.length, flat.length]),
+      tf.gather(table, tf.tensor1d(flat, "int32")),
+    )
+  );
 }
 
 function makePromptMethod(

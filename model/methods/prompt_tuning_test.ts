@@ -11,6 +11,8 @@ import { disposeT5, initT5, t5FromTensors, type T5Model } from "../t5.ts";
 import { T5Tokenizer } from "../tokenizer.ts";
 import { sharedPath } from "../shared_dir.ts";
 import { classLabelRows, promptTuning } from "./prompt_tuning.ts";
+import { gpuTest } from "../webgpu/testing.ts";
+import { registerWebgpuKernels } from "../webgpu/mod.ts";
 
 await tf.setBackend("cpu");
 
@@ -164,3 +166,38 @@ Deno.test("class-label init errors name the task and label", () => {
   );
   disposeT5(model);
 });
+
+gpuTest(
+  "class-label init on webgpu (custom kernels): the sub-word means and sampled rows, no synchronous read",
+  async () => {
+    // The GPU benchmark creates the method on webgpu, where tfjs's synchronous read (through a
+    // canvas, which Deno lacks) threw: every Prompt-Tuning run (class-label init by default)
+    // failed before its first step.
+    // 200 × 8 values: tfjs runs ops on inputs under 1,000 values held on the CPU there
+    // (WEBGPU_CPU_HANDOFF_SIZE_THRESHOLD), a real embedding table on the GPU.
+    const model = toyModel(200);
+    const before = tf.memory().numTensors;
+    // One-, three- and two-piece label words; length 5.
+    const labels = new Map([["rte", [[5], [6, 7, 9]]], ["cola", [[10, 11]]]]);
+    const inst = promptTuning.create(
+      {
+        config: model.config,
+        tasks: [...labels.keys()],
+        seed: 5,
+        backbone: model.params,
+        labelTokenIds: labels,
+      },
+      promptTuning.parseConfig({ length: 5, vocabSampleSize: 200 }, "test"),
+    );
+    const rows = (await inst.variables.get("prompt_tuning.prompt")!.array()) as number[][][];
+    inst.dispose();
+    assert.equal(tf.memory().numTensors, before, "create + dispose left tensors");
+    for (const [t, words] of [...labels.values()].entries()) {
+      for (const [i, ids] of words.entries()) assertClose(rows[t]![i]!, mean(ids), `row ${t}/${i}`);
+      // The sampled rows are the table's rows, exactly (column 0 of row i is i).
+      for (const r of rows[t]!.slice(words.length)) assert.deepEqual(r, toyRow(Math.round(r[0]!)));
+    }
+    disposeT5(model);
+  },
+  () => assert.ok(registerWebgpuKernels()),
+);
