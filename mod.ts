@@ -11,7 +11,11 @@
  * import { generate, loadT5, selectBackend, teacherForced } from "./mod.ts";
  * await selectBackend("auto");
  * const t5 = await loadT5("path/to/hf-folder"); // or a hub id such as "google/t5-v1_1-small"
- * const { logits, loss } = teacherForced(t5, ["rte sentence1: A. sentence2: B."], ["entailment"]);
+ * const { logits, loss } = await teacherForced(
+ *   t5,
+ *   ["rte sentence1: A. sentence2: B."],
+ *   ["entailment"],
+ * );
  * logits.dispose();
  * console.log(loss, await generate(t5, ["sst2 sentence: a gripping film ."]));
  * ```

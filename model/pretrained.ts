@@ -6,7 +6,7 @@
  * ```ts ignore
  * import { generate, loadT5, teacherForced } from "./mod.ts";
  * const t5 = await loadT5("path/to/t5-folder"); // or "google/t5-v1_1-small" when online
- * const { loss } = teacherForced(t5, ["rte sentence1: A. sentence2: B."], ["entailment"]);
+ * const { loss } = await teacherForced(t5, ["rte sentence1: A. sentence2: B."], ["entailment"]);
  * console.log(loss, await generate(t5, ["cola sentence: The book was read."]));
  * ```
  *
@@ -254,12 +254,12 @@ export interface TeacherForcedOptions {
  * @throws Error for no inputs, a number of targets other than of inputs, or a length that is
  *   not a positive integer
  */
-export function teacherForced(
+export async function teacherForced(
   t5: LoadedT5,
   inputs: readonly string[],
   targets: readonly string[],
   opts: TeacherForcedOptions = {},
-): { logits: tf.Tensor3D; loss: number } {
+): Promise<{ logits: tf.Tensor3D; loss: number }> {
   if (inputs.length !== targets.length || inputs.length === 0) {
     throw new Error(
       `teacherForced: need the same non-zero number of inputs and targets, got ${inputs.length} and ${targets.length}`,
@@ -270,7 +270,7 @@ export function teacherForced(
   const cfg = t5.model.config;
   const inIds = inputs.map((s) => encodeCut(t5, s, opts.maxInputLength));
   const tgtIds = targets.map((s) => encodeCut(t5, s, opts.maxTargetLength));
-  return tf.tidy(() => {
+  const out = tf.tidy(() => {
     const inputIds = padIds(inIds, cfg.padTokenId);
     const attentionMask = lengthMask(inIds);
     const labels = padIds(tgtIds, -100);
@@ -283,9 +283,18 @@ export function teacherForced(
       { inputIds, attentionMask, decoderInputIds },
       opts.hooks ? { hooks: opts.hooks } : {},
     );
-    const loss = crossEntropyLoss(logits, labels);
-    return { logits: tf.keep(logits), loss: loss.dataSync()[0]! };
+    return { logits, loss: crossEntropyLoss(logits, labels) };
   });
+  // Read asynchronously: webgpu in Deno has no synchronous read (tfjs reads GPU data back
+  // synchronously through a canvas, which Deno lacks).
+  try {
+    return { logits: out.logits, loss: (await out.loss.data())[0]! };
+  } catch (e) {
+    out.logits.dispose();
+    throw e;
+  } finally {
+    out.loss.dispose();
+  }
 }
 
 /** Options of {@link generate}. */

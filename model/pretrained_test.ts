@@ -8,6 +8,8 @@ import { sharedPath } from "./shared_dir.ts";
 import { disposeLoadedT5, generate, loadT5, teacherForced } from "./pretrained.ts";
 import { greedyDecode } from "./t5.ts";
 import { collate, disposeBatch, encodeExample } from "../benchmarks/batching.ts";
+import { gpuTest } from "./webgpu/testing.ts";
+import { registerWebgpuKernels } from "./webgpu/mod.ts";
 
 const TOKENIZER = sharedPath("fixtures/tokenizer/unigram-glue-4k/tokenizer.json");
 
@@ -28,7 +30,7 @@ Deno.test("loadT5() + teacherForced() + generate() on a saved folder", async () 
   const t5 = await loadT5(join(dir, "t5"));
   try {
     const loaded = tf.memory().numTensors;
-    const { logits, loss } = teacherForced(t5, [
+    const { logits, loss } = await teacherForced(t5, [
       "rte sentence1: A dog. sentence2: An animal.",
       "cola sentence: Hi",
     ], [
@@ -51,7 +53,7 @@ Deno.test("loadT5() + teacherForced() + generate() on a saved folder", async () 
       });
       return crossEntropyLoss(logits, tf.tensor2d([lab], [1, lab.length], "int32")).dataSync()[0]!;
     });
-    const single = teacherForced(t5, ["cola sentence: Hi"], ["acceptable"]);
+    const single = await teacherForced(t5, ["cola sentence: Hi"], ["acceptable"]);
     single.logits.dispose();
     // fp32, a few dozen ops: 1e-5 relative.
     ok(Math.abs(single.loss - manual) <= 1e-5 * Math.abs(manual), `${single.loss} vs ${manual}`);
@@ -210,8 +212,8 @@ Deno.test("loadT5() of a checkpoint without shared.weight (only the stacks' tabl
   const b = await loadT5(stacksOnly);
   try {
     equal(b.model.config.ownEmbeddings, undefined, "one table, as in the full checkpoint");
-    const x = teacherForced(a, ["cola sentence: Hi there"], ["acceptable"]);
-    const y = teacherForced(b, ["cola sentence: Hi there"], ["acceptable"]);
+    const x = await teacherForced(a, ["cola sentence: Hi there"], ["acceptable"]);
+    const y = await teacherForced(b, ["cola sentence: Hi there"], ["acceptable"]);
     const [u, v] = [x.logits.dataSync(), y.logits.dataSync()];
     x.logits.dispose();
     y.logits.dispose();
@@ -253,7 +255,7 @@ Deno.test("teacherForced() and generate() cut and mask texts as training does (b
         const { logits } = forward(t5.model, batch);
         return { logits, loss: crossEntropyLoss(logits, batch.labels).dataSync()[0]! };
       });
-      const got = teacherForced(t5, inputs, targets, lengths);
+      const got = await teacherForced(t5, inputs, targets, lengths);
       equal(got.logits.shape.join(), want.logits.shape.join());
       // The same ids and masks through the same ops: identical numbers at every target position
       // (collate feeds a shorter row's EOS, not <pad>, after it, where the label is -100).
@@ -311,3 +313,47 @@ Deno.test("teacherForced() and generate() cut and mask texts as training does (b
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+gpuTest(
+  "teacherForced() on webgpu (custom kernels) gives cpu's loss and logits",
+  async () => {
+    // The README's example on a GPU (selectBackend("auto") takes WebGPU there): the loss was read
+    // with dataSync, which throws on webgpu in Deno (tfjs reads GPU data back synchronously
+    // through a canvas).
+    const inputs = ["rte sentence1: A dog. sentence2: An animal.", "cola sentence: Hi"];
+    const targets = ["entailment", "acceptable"];
+    await tf.setBackend("cpu");
+    const dir = await folder();
+    const run = async () => {
+      const t5 = await loadT5(join(dir, "t5"));
+      try {
+        const before = tf.memory().numTensors;
+        const { logits, loss } = await teacherForced(t5, inputs, targets);
+        const values = await logits.data();
+        logits.dispose();
+        equal(tf.memory().numTensors, before, `${tf.getBackend()}: tensors left`);
+        return { loss, values };
+      } finally {
+        disposeLoadedT5(t5);
+      }
+    };
+    try {
+      const cpu = await run();
+      await tf.setBackend("webgpu");
+      const gpu = await run();
+      // float32 on both, summed in other orders: 1e-5 relative (as the parity tests' webgpu bound).
+      ok(Math.abs(gpu.loss - cpu.loss) <= 1e-5 * cpu.loss, `loss ${gpu.loss} vs ${cpu.loss}`);
+      let scale = 0;
+      let err = 0;
+      cpu.values.forEach((v, i) => {
+        scale = Math.max(scale, Math.abs(v));
+        err = Math.max(err, Math.abs(v - gpu.values[i]!));
+      });
+      equal(gpu.values.length, cpu.values.length);
+      ok(err <= 1e-5 * scale, `logits: max abs diff ${err} > 1e-5 × ${scale}`);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+  () => ok(registerWebgpuKernels()),
+);
