@@ -248,11 +248,19 @@ export interface TrainOutcome {
   readonly trainSeconds: number;
 }
 
-function nonFiniteNames(tensors: Iterable<[string, tf.Tensor]>): string[] {
+/**
+ * The names of the tensors holding a NaN or an infinity. Read asynchronously: webgpu in Deno
+ * cannot read GPU data back synchronously (`dataSync` throws there).
+ */
+async function nonFiniteNames(tensors: Iterable<[string, tf.Tensor]>): Promise<string[]> {
   const bad: string[] = [];
   for (const [name, t] of tensors) {
-    const ok = tf.tidy(() => tf.all(tf.isFinite(t)).dataSync()[0]);
-    if (!ok) bad.push(name);
+    const finite = tf.tidy(() => tf.all(tf.isFinite(t)));
+    try {
+      if (!(await finite.data())[0]) bad.push(name);
+    } finally {
+      finite.dispose();
+    }
   }
   return bad;
 }
@@ -507,9 +515,13 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
         gradNorm = (await norm.data())[0]!;
         norm.dispose();
         if (!Number.isFinite(lossValue) || !Number.isFinite(gradNorm)) {
-          const badGradients = nonFiniteNames(grads);
-          const badVariables = nonFiniteNames(params);
-          tf.dispose([...grads.values()]);
+          let badGradients: string[], badVariables: string[];
+          try {
+            badGradients = await nonFiniteNames(grads);
+            badVariables = await nonFiniteNames(params);
+          } finally {
+            tf.dispose([...grads.values()]);
+          }
           throw new NonFiniteLossError(
             step + 1,
             lossValue,

@@ -6,6 +6,7 @@ import type { MethodInstance } from "../model/method.ts";
 import { getMethod } from "../model/methods/mod.ts";
 import { DEFAULT_TRAIN, SpecError, type TrainSpec, validateTrain } from "./spec.ts";
 import { Rng } from "./rng.ts";
+import { gpuTest } from "../model/webgpu/testing.ts";
 import { collate, disposeBatch } from "./batching.ts";
 import {
   type BatchSource,
@@ -19,6 +20,9 @@ import { selectBackend } from "../model/backend.ts";
 
 // wasm with the project's kernel patches: ~5x faster than cpu for these tiny models.
 await selectBackend("wasm", { log: () => {} });
+
+// cpu, as tfjs picks without the webgpu package (imported here for one test, it would outrank cpu).
+await tf.setBackend("cpu");
 
 const CONFIG: T5Config = { ...preset("tiny-v1_1"), vocabSize: 64, dropoutRate: 0.1 };
 const IDS = { padTokenId: 0, eosTokenId: 1, decoderStartTokenId: 0 };
@@ -676,3 +680,34 @@ Deno.test("train() refuses a checkpoint state without the fields a resume restor
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+gpuTest(
+  "train() on webgpu: a non-finite loss is diagnosed (the variables read asynchronously)",
+  async () => {
+    // On webgpu the weights live in GPU buffers, which Deno's tfjs cannot read synchronously:
+    // the diagnostic must read them with data(), or the step fails with a canvas TypeError.
+    const model = initT5(CONFIG, { seed: 1 });
+    try {
+      const bad = "decoder.final_layer_norm.weight";
+      const before = tf.memory().numTensors;
+      const err = await train(opts(model, {
+        train: { ...SPEC, steps: 3 },
+        onStep: (s) => {
+          if (s === 1) {
+            const v = model.params.get(bad)!;
+            const nan = tf.tidy(() => tf.mul(v, NaN)); // computed on the device
+            v.assign(nan);
+            nan.dispose();
+          }
+        },
+      })).then(() => undefined, (e) => e);
+      assert.ok(err instanceof NonFiniteLossError, String(err));
+      assert.equal(err.step, 2);
+      assert.deepEqual(err.badVariables, [bad]);
+      assert.equal(tf.memory().numTensors, before);
+    } finally {
+      disposeT5(model);
+      await tf.setBackend("cpu"); // the other tests' backend
+    }
+  },
+);

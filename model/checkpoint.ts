@@ -308,7 +308,8 @@ async function writeShard(path: string, shard: Entry[]): Promise<void> {
   try {
     await writeAll(file, prefix);
     for (const e of entries) {
-      const values = e.tensor.dataSync() as Float32Array | Int32Array;
+      // Read asynchronously: webgpu in Deno cannot read GPU data back synchronously.
+      const values = (await e.tensor.data()) as Float32Array | Int32Array;
       await writeAll(file, encodeTypedArray(values, e.dtype));
     }
     await file.sync();

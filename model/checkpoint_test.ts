@@ -3,7 +3,8 @@ import { basename, join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { sharedPath } from "./shared_dir.ts";
 import { preset } from "./config.ts";
-import { disposeT5, initT5, t5FromTensors } from "./t5.ts";
+import { disposeT5, initT5, t5FromTensors, t5StateDict } from "./t5.ts";
+import { gpuTest } from "./webgpu/testing.ts";
 import {
   inspectHfFolder,
   loadHfFolder,
@@ -566,3 +567,40 @@ Deno.test("T5 round trip: initT5 → saveHfFolder → loadHfFolder → t5FromTen
   assert.equal(tf.memory().numTensors, before, "no leaked tensors");
   await Deno.remove(tmp, { recursive: true });
 });
+
+gpuTest(
+  "saveHfFolder writes tensors whose values live on the GPU (webgpu reads asynchronously)",
+  async () => {
+    // A trained model's weights are GPU buffers: tfjs's synchronous read (dataSync) throws in Deno
+    // there (it reads through a canvas), so the save must read them with data().
+    const dir = await Deno.makeTempDir();
+    try {
+      const config = preset("tiny-v1_1");
+      const model = initT5(config, { seed: 3 });
+      const want = new Map<string, Float32Array>();
+      try {
+        // One op on the device per weight: every value is now only in a GPU buffer.
+        for (const v of model.params.values()) v.assign(tf.tidy(() => tf.mul(v, 2)));
+        await saveHfFolder(dir, config, t5StateDict(model));
+        // Read only now: a read leaves a copy on the host, which dataSync would then find.
+        for (const [n, v] of model.params) want.set(n, (await v.data()) as Float32Array);
+      } finally {
+        disposeT5(model);
+      }
+      await tf.setBackend("cpu");
+      const ck = await loadHfFolder(dir);
+      try {
+        for (const [n, values] of want) {
+          const t = ck.tensors.get(n);
+          assert.ok(t !== undefined, n);
+          assert.deepEqual(t.dataSync(), values, n);
+        }
+      } finally {
+        for (const t of ck.tensors.values()) t.dispose();
+      }
+    } finally {
+      await tf.setBackend("cpu"); // this file's other tests run on cpu
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
