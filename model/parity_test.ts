@@ -455,3 +455,168 @@ for (const fixture of ["t5-tiny-relu", "t5-tiny-v1_1-untied"]) {
     });
   }
 }
+
+/** What {@link adafactorTwoSteps} read back: every trained variable before and after. */
+interface AdafactorSteps {
+  before: Map<string, Float32Array>;
+  /** After each of the two steps. */
+  after: [Map<string, Float32Array>, Map<string, Float32Array>];
+  /** The update paths the two steps took (`updatePathsTaken`). */
+  paths: ReturnType<typeof updatePathsTaken>;
+  /** How many variables have a factored, how many a full second moment. */
+  factored: number;
+  unfactored: number;
+}
+
+/**
+ * Mesh TF's Adafactor (the paper profiles' `train.adafactor`) with a threshold the tiny T5's
+ * 32-wide matrices reach, so that both the factored (matrices, embedding) and the full second
+ * moment (norm weights, the [8, 4] relative-position tables) run.
+ */
+const ADAFACTOR_MIN_DIM = 32;
+
+/**
+ * Two Adafactor steps of all MTL-trained variables of a fixture (the whole T5) with the optimizer
+ * built as `benchmarks/trainer.ts` builds it (`kind`, `weightDecay`, `multiplyByParameterScale`,
+ * `minDimSizeToFactor`; lr 1e-3 as the paper profiles' constant schedule), on the current
+ * backend, leaving no tensor behind. The gradients are seeded (uniform, per-variable scales from
+ * 1e-4 to 1, a different draw each step), the same bits on every backend, so that the comparison
+ * is the optimizer's alone (the gradients' own parity is the AdamW test's above).
+ */
+async function adafactorTwoSteps(
+  fixture: string,
+  multiplyByParameterScale: boolean,
+): Promise<AdafactorSteps> {
+  const before = tf.memory().numTensors;
+  const { model } = await loadFixture(fixture);
+  const m = METHODS.mtl as Method<unknown>;
+  const inst = m.create(
+    { config: model.config, tasks: ["rte", "sst2"], seed: 5, backbone: model.params },
+    m.defaults,
+  );
+  const trained = trainedVariables(model, inst);
+  const read = async () => {
+    const out = new Map<string, Float32Array>();
+    for (const [n, v] of trained) out.set(n, (await v.data()) as Float32Array);
+    return out;
+  };
+  const opt = createOptimizer({
+    kind: "adafactor",
+    weightDecay: 0,
+    multiplyByParameterScale,
+    minDimSizeToFactor: ADAFACTOR_MIN_DIM,
+  });
+  const start = await read();
+  const after: Map<string, Float32Array>[] = [];
+  updatePathsTaken(true);
+  for (let step = 0; step < 2; step++) {
+    let k = 0;
+    const grads = new Map(
+      [...trained].map(([n, v]) => {
+        const scale = 10 ** -((k * 7) % 5); // 1 ... 1e-4: the relative step must not care
+        const g = uniformValues(v.size, 1000 * step + k++).map((x) => scale * x);
+        return [n, tf.tensor(g, v.shape)] as const;
+      }),
+    );
+    opt.apply(trained, grads, 1e-3);
+    tf.dispose([...grads.values()]);
+    after.push(await read());
+  }
+  const paths = updatePathsTaken(true);
+  let factored = 0;
+  for (const [n] of opt.slots()) if (n.endsWith("/vr")) factored++;
+  const unfactored = [...opt.slots().keys()].filter((n) => n.endsWith("/v")).length;
+  opt.dispose();
+  inst.dispose();
+  disposeT5(model);
+  assert.equal(tf.memory().numTensors, before, `${fixture}: no tensors left behind`);
+  return { before: start, after: [after[0]!, after[1]!], paths, factored, unfactored };
+}
+
+/**
+ * Tolerance of Adafactor's updated weights, webgpu (in-place WGSL kernels) against cpu (op by
+ * op), per weight: 4 ulps of the weight (the final subtraction, rounded on each backend) plus
+ * this fraction of the largest total move of the weight's variable. The move is lr·scale·û with
+ * û the update normalized by the second moment (factored: row and column means) and clipped by
+ * its RMS, all float32 reductions that the backends sum in different orders; their relative
+ * error grows with log2 of the summed count (≤ 64 here) by about 2^-24 per level, ~1e-6.
+ * Measured on the software adapter: at most 0.24 of this bound (the ulps of the weights dominate:
+ * the moves are ~1e-3 of weights of ~1), with and without the parameter scale.
+ */
+const ADAFACTOR_STEP_REL = 1e-5;
+
+function compareAdafactor(gpu: AdafactorSteps, cpu: AdafactorSteps, what: string): string {
+  assert.deepEqual([...gpu.before.keys()], [...cpu.before.keys()], `${what}: trained variables`);
+  let worst = 0;
+  let worstAbs = 0;
+  let moved = 0;
+  let total = 0;
+  for (const s of [0, 1] as const) {
+    for (const [name, want] of cpu.after[s]) {
+      const w0 = cpu.before.get(name)!;
+      assert.deepEqual(gpu.before.get(name), w0, `${what}: ${name} before`);
+      const got = gpu.after[s].get(name)!;
+      let maxMove = 0;
+      for (let i = 0; i < want.length; i++) {
+        maxMove = Math.max(maxMove, Math.abs(want[i]! - w0[i]!));
+      }
+      assert.ok(maxMove > 0, `${what}: ${name} did not move in step ${s + 1}`);
+      for (let i = 0; i < want.length; i++) {
+        const diff = Math.abs(got[i]! - want[i]!);
+        const allowed = 4 * 2 ** -23 * Math.abs(want[i]!) + ADAFACTOR_STEP_REL * maxMove;
+        assert.ok(
+          diff <= allowed,
+          `${what}: step ${s + 1}: ${name}[${i}]: ${got[i]} vs ${want[i]} (from ${w0[i]})`,
+        );
+        worst = Math.max(worst, diff / allowed);
+        worstAbs = Math.max(worstAbs, diff / maxMove);
+        if (s === 1) {
+          if (want[i] !== cpu.after[0].get(name)![i]) moved++;
+          total++;
+        }
+      }
+    }
+  }
+  // The second step moved the weights again (a different gradient, β2 = 1 − 2^−0.8).
+  assert.ok(moved > 0.9 * total, `${what}: step 2 moved only ${moved} of ${total} weights`);
+  return `worst diff ${worstAbs.toExponential(2)} of its variable's move, ${
+    worst.toFixed(3)
+  } of its bound, ${moved}/${total} moved in step 2`;
+}
+
+// Two Adafactor steps (Mesh TF form, as the paper profiles train) of the whole tiny T5 on webgpu,
+// where the custom in-place WGSL kernels update the matrices (factored, grouped) and the vectors
+// and small tables (full second moment), against cpu's op-by-op update.
+for (const multiplyByParameterScale of [true, false]) {
+  const fixture = "t5-tiny-relu";
+  gpuTest(
+    `two Adafactor steps (multiplyByParameterScale ${multiplyByParameterScale}, ` +
+      `minDimSizeToFactor ${ADAFACTOR_MIN_DIM}) on ${fixture}: webgpu = cpu`,
+    async () => {
+      await selectWebgpuAsTheBenchmarkDoes();
+      const gpu = await adafactorTwoSteps(fixture, multiplyByParameterScale);
+      // Both kinds of variables were updated in place by the WGSL kernels, none op by op.
+      assert.deepEqual(
+        gpu.paths,
+        { adafactorFactored: ["in place"], adafactorUnfactored: ["in place"] },
+        "webgpu Adafactor paths",
+      );
+      await tf.setBackend("cpu");
+      let cpu: AdafactorSteps;
+      try {
+        cpu = await adafactorTwoSteps(fixture, multiplyByParameterScale);
+      } finally {
+        await tf.setBackend("webgpu");
+      }
+      assert.ok(cpu.factored > 0 && cpu.unfactored > 0, `${fixture}: both kinds of variables`);
+      assert.deepEqual([gpu.factored, gpu.unfactored], [cpu.factored, cpu.unfactored]);
+      const what = `${fixture}/adafactor scale=${multiplyByParameterScale}`;
+      console.log(
+        `${what} webgpu vs cpu (cpu paths ${
+          JSON.stringify(cpu.paths)
+        }, ${cpu.factored} factored, ` +
+          `${cpu.unfactored} full): ${compareAdafactor(gpu, cpu, what)}`,
+      );
+    },
+  );
+}

@@ -631,7 +631,7 @@ const ROW = 64;
  */
 const FACTORED_BINDINGS = {
   moments: { sharedW: [], sharedR: [], ownW: ["VR", "VC"], ownR: ["G"] },
-  rows: { sharedW: ["ROWS"], sharedR: [], ownW: [], ownR: ["G", "VR", "VC"] },
+  rows: { sharedW: ["ROWS"], sharedR: [], ownW: [], ownR: ["G", "VR", "VC", "P"] },
   factor: { sharedW: ["F"], sharedR: ["ROWS"], ownW: [], ownR: ["VR"] },
   p: { sharedW: [], sharedR: ["F"], ownW: ["P"], ownR: ["G", "VR", "VC"] },
 } as const;
@@ -663,8 +663,10 @@ function factoredWorkgroups(kind: FactoredKind, rows: number, cols: number): num
  * workgroup, its first row in `ROWS`) and `F[j]`. "moments" updates both moments in place, a
  * matrix's first `rows` workgroups one row of vr each and the rest one block of 64 columns of vc
  * each (a thread per column; both only read g, so one dispatch holds them); "rows" (a workgroup
- * per row) writes Σ_c g²/vc/vr per row; "factor" (one workgroup per matrix) the step factor
- * √mean(vr)·lr/clip; "p" (a thread per element) the parameter in place. A matrix's numbers do
+ * per row) writes Σ_c g²/vc/vr per row and (at `u.total` + its row) Σ_c p²; "factor" (one
+ * workgroup per matrix) the step factor √mean(vr)·step/clip, step = lr (× max(eps2, RMS(p)) with
+ * the parameter scale), and at `F[k + j]` the decay 1 − step·wd; "p" (a thread per element) the
+ * parameter in place. A matrix's numbers do
  * not depend on `k` or its place in the group.
  *
  * @param kind which dispatch
@@ -688,16 +690,16 @@ export function adafactorFactoredSource(kind: FactoredKind, k: number): string {
   }
   lines.push(`@group(0) @binding(${at}) var<uniform> u : U;`);
   const head = `
-struct U { b : f32, eps1 : f32, lr : f32, thr : f32, decay : f32, pad0 : u32, pad1 : u32,
-  pad2 : u32, v : array<vec4<u32>, ${k}> };
+struct U { b : f32, eps1 : f32, lr : f32, thr : f32, wd : f32, eps2 : f32, total : u32,
+  scale : u32, v : array<vec4<u32>, ${k}> };
 ${lines.join("\n")}`;
-  const blocks = Array.from({ length: k }, (_, j) => factoredBlock(kind, j));
+  const blocks = Array.from({ length: k }, (_, j) => factoredBlock(kind, j, k));
   const chain = branchChain(blocks, (j) => `u.v[${j}].z`);
   const wg = kind === "p" ? THREADS : ROW;
   const shared = kind === "p"
     ? ""
-    : kind === "factor"
-    ? `var<workgroup> red : array<f32, ${ROW}>;\nvar<workgroup> red2 : array<f32, ${ROW}>;`
+    : kind === "factor" || kind === "rows"
+    ? ["red", "red2", "red3"].map((r) => `var<workgroup> ${r} : array<f32, ${ROW}>;`).join("\n")
     : `var<workgroup> red : array<f32, ${ROW}>;`;
   return `${head}
 ${shared}
@@ -710,7 +712,7 @@ fn main(@builtin(local_invocation_index) t : u32, @builtin(workgroup_id) wid : v
 }
 
 /** The statements of matrix `j` in dispatch `kind` (see {@link adafactorFactoredSource}). */
-function factoredBlock(kind: FactoredKind, j: number): string {
+function factoredBlock(kind: FactoredKind, j: number, k: number): string {
   const [R, C, S, O] = ["x", "y", "z", "w"].map((c) => `u.v[${j}].${c}`);
   const [G, VR, VC, P] = ["G", "VR", "VC", "P"].map((n) => `${n}${j}`);
   const sumRow = (term: string) => `
@@ -741,23 +743,50 @@ ${reduceWgsl("red", "+", ROW, "u32").map((l) => `  ${l}`).join("\n")}`;
     }
   `;
     case "rows":
+      // Also Σ p² of the row (for the parameter scale), reduced alongside.
       return `
-    let row = w - ${S};${sumRow(`v * v / ${VC}[c]`)}
-    if (row < ${R} && t == 0u) { ROWS[${O} + row] = red[0] / ${VR}[row]; }
+    let row = w - ${S};
+    var s = 0.0;
+    var sp = 0.0;
+    if (row < ${R}) {
+      for (var c = t; c < ${C}; c = c + ${ROW}u) {
+        let v = ${G}[row * ${C} + c];
+        s = s + v * v / ${VC}[c];
+        let q = ${P}[row * ${C} + c];
+        sp = sp + q * q;
+      }
+    }
+    red[t] = s;
+    red2[t] = sp;
+${reduceWgsl(["red", "red2"], "+", ROW, "u32").map((l) => `  ${l}`).join("\n")}
+    if (row < ${R} && t == 0u) {
+      ROWS[${O} + row] = red[0] / ${VR}[row];
+      ROWS[u.total + ${O} + row] = red2[0];
+    }
   `;
     case "factor":
       return `
     var s1 = 0.0;
     var s2 = 0.0;
-    for (var r = t; r < ${R}; r = r + ${ROW}u) { s1 = s1 + ${VR}[r]; s2 = s2 + ROWS[${O} + r]; }
+    var s3 = 0.0;
+    for (var r = t; r < ${R}; r = r + ${ROW}u) {
+      s1 = s1 + ${VR}[r];
+      s2 = s2 + ROWS[${O} + r];
+      s3 = s3 + ROWS[u.total + ${O} + r];
+    }
     red[t] = s1;
     red2[t] = s2;
-${reduceWgsl(["red", "red2"], "+", ROW, "u32").map((l) => `  ${l}`).join("\n")}
+    red3[t] = s3;
+${reduceWgsl(["red", "red2", "red3"], "+", ROW, "u32").map((l) => `  ${l}`).join("\n")}
     if (t == 0u) {
+      let n = f32(${R}) * f32(${C});
       let meanR = red[0] / f32(${R});
-      let rms = sqrt(meanR * red2[0] / (f32(${R}) * f32(${C})));
+      let rms = sqrt(meanR * red2[0] / n);
       let clip = select(1.0, max(1.0, rms / u.thr), u.thr > 0.0);
-      F[${j}] = sqrt(meanR) * u.lr / clip;
+      var step = u.lr;
+      if (u.scale != 0u) { step = u.lr * max(u.eps2, sqrt(red3[0] / n)); }
+      F[${j}] = sqrt(meanR) * step / clip;
+      F[${k}u + ${j}u] = 1.0 - step * u.wd;
     }
   `;
     case "p":
@@ -766,7 +795,7 @@ ${reduceWgsl(["red", "red2"], "+", ROW, "u32").map((l) => `  ${l}`).join("\n")}
     if (i < ${R} * ${C}) {
       let r = i / ${C};
       let c = i % ${C};
-      ${P}[i] = ${P}[i] * u.decay - ${G}[i] * inverseSqrt(${VR}[r]) * inverseSqrt(${VC}[c]) * F[${j}];
+      ${P}[i] = ${P}[i] * F[${k}u + ${j}u] - ${G}[i] * inverseSqrt(${VR}[r]) * inverseSqrt(${VC}[c]) * F[${j}];
     }
   `;
   }
@@ -788,17 +817,17 @@ export interface AdafactorFactoredItem {
  * assigned (two small scratch buffers per group remain: the per-row sums and the step factors).
  * The caller makes every p, vr and vc the sole owner of its buffer first.
  *
+ * With `parameterScaleEps2` set (Mesh TF's `multiplyByParameterScale`), each matrix's step is
+ * lr·max(eps2, RMS(p)), RMS(p) from the per-row sums of p² of the "rows" dispatch.
+ *
  * @returns per item, whether it was updated (false: nothing done for it: no internals, shapes
- *   that do not match, a tensor not float32, or `parameterScaleEps2` set, which is not supported
- *   here)
+ *   that do not match, a tensor not float32)
  */
 export function adafactorFactoredManyInPlaceWebgpu(
   items: readonly AdafactorFactoredItem[],
   a: AdafactorAttrs,
 ): boolean[] {
-  if (inPlaceSupport() !== undefined || a.parameterScaleEps2 !== undefined) {
-    return items.map(() => false);
-  }
+  if (inPlaceSupport() !== undefined) return items.map(() => false);
   const done = items.map(({ p, vr, vc, g }) => {
     if (p.rank !== 2) return false;
     const [rows, cols] = p.shape as [number, number];
@@ -819,14 +848,16 @@ function factoredGroup(group: readonly AdafactorFactoredItem[], a: AdafactorAttr
   };
   const dims = group.map((it) => it.p.shape as [number, number]);
   const totalRows = dims.reduce((s, [r]) => s + r, 0);
-  // Scratch: written before read, so no contents needed.
-  const rowSums = be.makeTensorInfo([totalRows], "float32");
-  const factors = be.makeTensorInfo([group.length], "float32");
+  // Scratch: written before read, so no contents needed. ROWS: per row Σ g²/vc/vr, then (at
+  // totalRows + row) Σ p²; F: per matrix the step factor, then (at k + j) the decay.
+  const rowSums = be.makeTensorInfo([2 * totalRows], "float32");
+  const factors = be.makeTensorInfo([2 * group.length], "float32");
   const scratch = { ROWS: rowSums, F: factors };
   const own = (it: AdafactorFactoredItem) => ({ G: it.g, VR: it.vr, VC: it.vc, P: it.p });
   const shared = [
-    ...[a.beta2t, a.eps1, a.lr, a.clippingThreshold, 1 - a.lr * a.weightDecay].map(f32),
-    ...[0, 0, 0].map(u32),
+    ...[a.beta2t, a.eps1, a.lr, a.clippingThreshold, a.weightDecay, a.parameterScaleEps2 ?? 0]
+      .map(f32),
+    ...[totalRows, a.parameterScaleEps2 === undefined ? 0 : 1].map(u32),
   ];
   try {
     for (const kind of ["moments", "rows", "factor", "p"] as const) {

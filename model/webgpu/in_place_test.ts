@@ -73,7 +73,7 @@ Deno.test("grouped Adafactor sources: each matrix's own bindings after the share
   assert.match(u, /@binding\(6\) var<uniform> u : U;/);
   const want = {
     moments: ["read_write> VR0", "read_write> VC0", "read> G0", "read_write> VR1"],
-    rows: ["read_write> ROWS", "read> G0", "read> VR0", "read> VC0", "read> G1"],
+    rows: ["read_write> ROWS", "read> G0", "read> VR0", "read> VC0", "read> P0", "read> G1"],
     factor: ["read_write> F", "read> ROWS", "read> VR0", "read> VR1"],
     p: ["read> F", "read_write> P0", "read> G0", "read> VR0", "read> VC0", "read_write> P1"],
   };
@@ -561,34 +561,47 @@ gpuTest(
 gpuTest(
   "Adafactor.apply on webgpu: grouped updates, equal to the op-by-op update on cpu",
   async () => {
-    // Matrices and vectors of a small model, three steps, clipping and weight decay on.
+    // Matrices and vectors of a small model, three steps, clipping and weight decay on, without
+    // and with Mesh TF's parameter scale (the paper profiles'; the weight decay then scales too).
     const shapes = [[40, 24], [24, 40], [24], [24], [7, 24], [24, 24], [24]];
-    const run = async () => {
-      const ws = shapes.map((sh, i) => own(sh, 500 + i));
-      const params = new Map(ws.map((w, i) => [`w${i}`, w]));
-      const opt = createOptimizer({ kind: "adafactor", weightDecay: 0.1 });
-      for (let s = 0; s < 3; s++) {
-        const grads = new Map(
-          shapes.map((sh, i) => [`w${i}`, own(sh, 600 + 10 * s + i)] as const),
+    for (const multiplyByParameterScale of [false, true]) {
+      const run = async () => {
+        const ws = shapes.map((sh, i) => own(sh, 500 + i));
+        const params = new Map(ws.map((w, i) => [`w${i}`, w]));
+        const opt = createOptimizer({
+          kind: "adafactor",
+          weightDecay: 0.1,
+          multiplyByParameterScale,
+        });
+        for (let s = 0; s < 3; s++) {
+          const grads = new Map(
+            shapes.map((sh, i) => [`w${i}`, own(sh, 600 + 10 * s + i)] as const),
+          );
+          opt.apply(params, grads, 0.01);
+          tf.dispose([...grads.values()]);
+        }
+        const out = await Promise.all(ws.map((w) => w.data()));
+        opt.dispose();
+        tf.dispose(ws);
+        return out;
+      };
+      const { result: got, dispatches, programs } = await counting(run);
+      // 4 matrices (one group), 3 vectors (one group): 5 in-place dispatches per step.
+      assert.equal(dispatches - programs, 3 * 5, `${dispatches} dispatches, ${programs} programs`);
+      await tf.setBackend("cpu");
+      const want = await run();
+      await tf.setBackend("webgpu");
+      for (const [i, w] of want.entries()) {
+        // float32 sums in another order: 1e-5 of the parameter scale.
+        const scale = Math.max(...Array.from(w, Math.abs));
+        assertClose(
+          got[i]!,
+          Array.from(w),
+          1e-5,
+          `w${i} (scale ${multiplyByParameterScale})`,
+          1e-5 * scale,
         );
-        opt.apply(params, grads, 0.01);
-        tf.dispose([...grads.values()]);
       }
-      const out = await Promise.all(ws.map((w) => w.data()));
-      opt.dispose();
-      tf.dispose(ws);
-      return out;
-    };
-    const { result: got, dispatches, programs } = await counting(run);
-    // 4 matrices (one group), 3 vectors (one group): 5 in-place dispatches per step.
-    assert.equal(dispatches - programs, 3 * 5, `${dispatches} dispatches, ${programs} programs`);
-    await tf.setBackend("cpu");
-    const want = await run();
-    await tf.setBackend("webgpu");
-    for (const [i, w] of want.entries()) {
-      // float32 sums in another order: 1e-5 of the parameter scale.
-      const scale = Math.max(...Array.from(w, Math.abs));
-      assertClose(got[i]!, Array.from(w), 1e-5, `w${i}`, 1e-5 * scale);
     }
   },
   () => assert.ok(registerWebgpuKernels()),
