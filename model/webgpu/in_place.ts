@@ -743,7 +743,7 @@ ${reduceWgsl("red", "+", ROW, "u32").map((l) => `  ${l}`).join("\n")}`;
     }
   `;
     case "rows":
-      // Also Σ p² of the row (for the parameter scale), reduced alongside.
+      // Also Σ p² of the row (read only with the parameter scale on), reduced alongside.
       return `
     let row = w - ${S};
     var s = 0.0;
@@ -752,8 +752,7 @@ ${reduceWgsl("red", "+", ROW, "u32").map((l) => `  ${l}`).join("\n")}`;
       for (var c = t; c < ${C}; c = c + ${ROW}u) {
         let v = ${G}[row * ${C} + c];
         s = s + v * v / ${VC}[c];
-        let q = ${P}[row * ${C} + c];
-        sp = sp + q * q;
+        if (u.scale != 0u) { let q = ${P}[row * ${C} + c]; sp = sp + q * q; }
       }
     }
     red[t] = s;
