@@ -663,16 +663,25 @@ function checkMask(fn: string, inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D
 /**
  * Checks that every id is a row of the embedding table, `[0, vocabSize)`: out of range, the
  * gather fails on cpu and wasm with a message that names no argument, and on other backends
- * silently reads zeros or another row.
+ * silently reads zeros or another row. With `ignored` (labels' -100), that id passes too.
  */
-function checkVocab(fn: string, field: string, ids: ArrayLike<number>, t: tf.Tensor, v: number) {
+function checkVocab(
+  fn: string,
+  field: string,
+  ids: ArrayLike<number>,
+  t: tf.Tensor,
+  v: number,
+  ignored?: number,
+) {
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i]!;
-    if (id < 0 || id >= v) {
+    if (id !== ignored && (id < 0 || id >= v)) {
       const w = t.shape[1]!;
       throw new Error(
         `model/t5.ts ${fn}: ${field}[${Math.floor(i / w)}][${i % w}] is ${id}, ` +
-          `outside the vocabulary [0, ${v})`,
+          (ignored === undefined
+            ? `outside the vocabulary [0, ${v})`
+            : `neither ${ignored} (ignored) nor in the vocabulary [0, ${v})`),
       );
     }
   }
@@ -731,21 +740,6 @@ export function forward(
   });
 }
 
-/** Checks that every label is -100 (ignored) or a vocabulary id in `[0, v)`. */
-function checkLabels(labels: tf.Tensor2D, v: number): void {
-  const ids = labels.dataSync();
-  for (let i = 0; i < ids.length; i++) {
-    const id = ids[i]!;
-    if (id !== -100 && !(id >= 0 && id < v)) {
-      const w = labels.shape[1];
-      throw new Error(
-        `model/t5.ts crossEntropyLoss: labels[${Math.floor(i / w)}][${i % w}] is ${id}, ` +
-          `neither -100 (ignored) nor in the vocabulary [0, ${v})`,
-      );
-    }
-  }
-}
-
 /**
  * Mean token cross-entropy of `logits` against `labels`, ignoring positions labelled -100 (the
  * mean is over counted tokens, as PyTorch's `CrossEntropyLoss(ignore_index=-100)`). With label
@@ -799,7 +793,8 @@ export function crossEntropyLoss(
       // On cpu the labels are host memory: such a label is an error naming it. Elsewhere (stock
       // webgpu, tfjs-node) reading them back would stall every step, so that token's loss is
       // NaN instead, as the webgpu kernel makes it, and training stops on the non-finite loss.
-      if (tf.getBackend() === "cpu") checkLabels(labels, v);
+      const onHost = tf.getBackend() === "cpu";
+      if (onHost) checkVocab("crossEntropyLoss", "labels", labels.dataSync(), labels, v, -100);
       const lse = tf.logSumExp(flat, -1); // [n]
       const rows = tf.range(0, n, 1, "int32");
       const picked = gatherRows(
@@ -811,7 +806,7 @@ export function crossEntropyLoss(
         const smooth = tf.sub(lse, tf.mean(flat, -1));
         perToken = tf.add(tf.mul(perToken, 1 - eps), tf.mul(smooth, eps));
       }
-      if (tf.getBackend() !== "cpu") {
+      if (!onHost) {
         const ids = labels.reshape([n]);
         const outside = tf.logicalAnd(
           valid,
