@@ -28,7 +28,7 @@ import type { Writable } from "node:stream";
 import { existsSync } from "node:fs";
 import cliProgress from "cli-progress";
 import { preset, type T5Config, t5ConfigFromHf } from "../model/config.ts";
-import { isBackendName } from "../model/backend.ts";
+import { backendFromEnv, isBackendName } from "../model/backend.ts";
 import { checkDataDir, defaultCacheDir, defaultDataDir } from "../tasks/data.ts";
 import {
   download,
@@ -550,12 +550,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     // The variable stands in for --backend wherever a backend is "auto" (the default profile's
     // choice, a profile's backend, the pretraining's): a bad value must stop here, not fail
     // every run of the grid one after the other.
-    const backendEnv = Deno.env.get("HYPERPROMPT_BACKEND") ?? "";
-    if (backendEnv !== "" && !isBackendName(backendEnv)) {
-      throw new UsageError(
-        `HYPERPROMPT_BACKEND="${backendEnv}" is not one of ${BACKEND_CHOICES.join(", ")}`,
-      );
-    }
+    backendFromEnv();
     const shardArg = values.shard;
     const shard = shardArg === undefined ? undefined : usageChecked(() => parseShard(shardArg));
     if (shard !== undefined && values.tables !== undefined && !values["no-tables"]) {
@@ -591,13 +586,6 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     if (chosenData) usageChecked(() => checkDataDir(dataDir, dataDirNamedBy));
     // Output folders and the baseline are checked before anything runs: a mistyped path must
     // not surface only after the whole grid has trained.
-    for (const flag of ["out", "tables"] as const) {
-      // `--out "$DIR"` with DIR unset: the results (and checkpoint folders) would be written
-      // into the current folder.
-      if (values[flag] === "") {
-        throw new UsageError(`--${flag}: an empty path (an unset variable?); name a folder`);
-      }
-    }
     checkOutputFolder("--out", values.out);
     const tablesDir = values.shard !== undefined || values["no-tables"]
       ? undefined
@@ -712,16 +700,17 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       // Also when the grid stops early (the backend failed): the bars' timer must not outlive it.
       reporter?.stop();
     }
+    // A run that failed this time is left out of the tables and the gate, even when an earlier
+    // attempt's result file is still in OUT: its numbers are not this code's, and gating them
+    // would pass code that no longer runs.
+    const failedIds = new Set(summary.failed.map((f) => f.spec.id));
     error(`${summary.done} runs done, ${summary.skipped} skipped, ${summary.failed.length} failed`);
     for (const f of summary.failed) error(`  FAILED ${f.spec.id}: ${f.error.message}`);
     if (shard !== undefined) {
       error(`Shard done; when every shard has finished: deno task tables --runs ${values.out}`);
     } else if (tablesDir !== undefined) {
       try {
-        // A run that failed this time is left out, even when an earlier attempt's result file is
-        // still in OUT: its numbers are not this code's.
-        const exclude = new Set(summary.failed.map((f) => f.spec.id));
-        const written = await writeTables(values.out, tablesDir, { exclude });
+        const written = await writeTables(values.out, tablesDir, { exclude: failedIds });
         error(`Tables: ${written.length} files in ${tablesDir}`);
       } catch (e) {
         // The runs are done and their results written: say so, rather than "bad arguments".
@@ -733,9 +722,6 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       }
     }
     if (baseline !== undefined) {
-      // A run that failed this time is missing here too: gating an earlier attempt's result would
-      // pass code that no longer runs.
-      const failedIds = new Set(summary.failed.map((f) => f.spec.id));
       const current: RunResult[] = [];
       for (const s of specs) {
         if (failedIds.has(s.id)) continue;
