@@ -256,6 +256,29 @@ async function within<T>(
   }
 }
 
+/**
+ * `GET url` with `headers`, given up (through `ctrl`) when no response has started within the
+ * idle timeout; any failure is an error starting `GET <url>: `. The status is not checked.
+ */
+async function getWithin(
+  ctx: Ctx,
+  url: string,
+  headers: HeadersInit,
+  ctrl: AbortController,
+): Promise<Response> {
+  const idle = ctx.idleTimeoutMs;
+  try {
+    return await within(
+      ctx.fetch(url, { headers, signal: ctrl.signal }),
+      idle,
+      () => ctrl.abort(),
+      () => `no response within ${idle / 1000} s`,
+    );
+  } catch (e) {
+    throw new Error(`GET ${url}: ${(e as Error).message}`);
+  }
+}
+
 /** Context shared by one {@link download} call. */
 interface Ctx {
   cacheDir: string;
@@ -343,20 +366,9 @@ async function fetchRaw(
     // Aborts the request in flight (the response wait, then its body) when it goes idle.
     let ctrl = new AbortController();
     try {
-      const get = async (from: number): Promise<Response> => {
-        const headers: HeadersInit = from > 0 ? { Range: `bytes=${from}-` } : {};
+      const get = (from: number): Promise<Response> => {
         ctrl = new AbortController();
-        const abort = ctrl.abort.bind(ctrl);
-        try {
-          return await within(
-            ctx.fetch(url, { headers, signal: ctrl.signal }),
-            idle,
-            () => abort(),
-            () => `no response within ${idle / 1000} s`,
-          );
-        } catch (e) {
-          throw new Error(`GET ${url}: ${(e as Error).message}`);
-        }
+        return getWithin(ctx, url, from > 0 ? { Range: `bytes=${from}-` } : {}, ctrl);
       };
       let res = await get(have);
       let complete = false;
@@ -687,18 +699,16 @@ async function listParquetShards(ctx: Ctx, task: TaskSource, hfSplit: string): P
   const url = parquetTreeUrl(task, ctx.endpoints);
   const ctrl = new AbortController();
   const idle = ctx.idleTimeoutMs;
+  const res = await getWithin(ctx, url, {}, ctrl);
+  if (!res.ok) {
+    await res.body?.cancel();
+    throw new HttpStatusError(url, res.status, res.headers.get("retry-after"));
+  }
   const text = await within(
-    (async () => {
-      const res = await ctx.fetch(url, { signal: ctrl.signal });
-      if (!res.ok) {
-        await res.body?.cancel();
-        throw new HttpStatusError(url, res.status, res.headers.get("retry-after"));
-      }
-      return await res.text();
-    })(),
+    res.text(),
     idle,
     () => ctrl.abort(),
-    () => `GET ${url}: no answer within ${idle / 1000} s`,
+    () => `GET ${url}: no data for ${idle / 1000} s`,
   );
   let listing: unknown;
   try {
@@ -725,46 +735,37 @@ async function fromParquet(
   const from: string[] = [];
   const enc = new TextEncoder();
   for (const f of task.files) {
-    const urls = [parquetUrl(task, f.hfSplit, ctx.endpoints)];
+    const fetchOne = (u: string) => fetchRaw(ctx, u, parquetRawName(task, u), {});
+    let urls = [parquetUrl(task, f.hfSplit, ctx.endpoints)];
+    const paths: string[] = [];
+    try {
+      paths.push(await fetchOne(urls[0]!));
+    } catch (e) {
+      // Not stored as one file: the split is sharded (large configs); list and fetch its shards.
+      if (!(e instanceof HttpStatusError) || e.status !== 404) throw e;
+      urls = (await listParquetShards(ctx, task, f.hfSplit))
+        .map((n) => parquetUrl(task, f.hfSplit, ctx.endpoints, n));
+      for (const u of urls) paths.push(await fetchOne(u));
+    }
     let rows: Row[] = [];
-    let listed = false;
-    for (let i = 0; i < urls.length; i++) {
-      const url = urls[i]!;
-      let p: string;
-      try {
-        p = await fetchRaw(ctx, url, parquetRawName(task, url), {});
-      } catch (e) {
-        // Not stored as one file: the split is sharded (large configs); list and fetch its shards.
-        if (listed || !(e instanceof HttpStatusError) || e.status !== 404) throw e;
-        listed = true;
-        const shards = await listParquetShards(ctx, task, f.hfSplit);
-        urls.splice(0, 1, ...shards.map((n) => parquetUrl(task, f.hfSplit, ctx.endpoints, n)));
-        i--;
-        continue;
-      }
+    for (const [i, p] of paths.entries()) {
       const buf = await Deno.readFile(p);
       try {
         const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
         rows = rows.concat(await parquetReadObjects({ file: ab, compressors }) as Row[]);
       } catch (e) {
-        await discardRaw(ctx, p, url, `${url}: cannot read parquet`, e);
+        await discardRaw(ctx, p, urls[i]!, `${urls[i]}: cannot read parquet`, e);
       }
     }
     from.push(...urls);
     // A bad conversion or row count discards every shard of the split.
     const discard = async (what: string, e: unknown): Promise<never> => {
-      for (const u of urls.slice(1)) {
-        await Deno.remove(join(ctx.cacheDir, "downloads", parquetRawName(task, u))).catch(() => {});
+      for (const [i, u] of urls.entries()) {
+        if (i === 0) continue;
+        await Deno.remove(paths[i]!).catch(() => {});
         setArchive(ctx, u, undefined);
       }
-      const u = urls[0]!;
-      return discardRaw(
-        ctx,
-        join(ctx.cacheDir, "downloads", parquetRawName(task, u)),
-        u,
-        `${urls.join(", ")}: ${what}`,
-        e,
-      );
+      return discardRaw(ctx, paths[0]!, urls[0]!, `${urls.join(", ")}: ${what}`, e);
     };
     let text = "";
     try {
