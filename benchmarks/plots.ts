@@ -249,9 +249,10 @@ export function attentionMassSvg(results: readonly RunResult[]): string {
   const configs = new Map<string, Set<string>>();
   for (const r of results) {
     if (r.attentionMass === undefined) continue;
-    const set = configs.get(baseName(r)) ?? new Set();
+    const base = baseName(r);
+    const set = configs.get(base) ?? new Set();
     set.add(configId(r.spec));
-    configs.set(baseName(r), set);
+    configs.set(base, set);
   }
   const acc = new Map<string, number[][]>();
   for (const r of results) {

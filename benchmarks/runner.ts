@@ -442,18 +442,11 @@ export function runWorkDir(file: string): string {
 }
 
 /**
- * Removes a run's work folder through a `.<stem>.del-<tag>` name (`discardFolder`), so that a
- * kill part-way through the delete never leaves part of a checkpoint under the run's folder,
- * where `--resume` would find it (and fail on its missing files); {@link sweepDiscarded}
- * finishes such a removal.
- */
-async function removeTree(dir: string): Promise<void> {
-  await discardFolder(dir);
-}
-
-/**
- * Finishes the removals of work folders that a kill interrupted: the `.<stem>.del-<tag>`
- * folders ({@link removeTree}) in `outDir`. Housekeeping: what cannot be removed stays.
+ * Finishes the removals of work folders that a kill interrupted. Work folders are removed with
+ * `discardFolder`, through a `.<stem>.del-<tag>` name, so that a kill part-way through the delete
+ * never leaves part of a checkpoint under the run's folder, where `--resume` would find it (and
+ * fail on its missing files); this removes such folders in `outDir`. Housekeeping: what cannot be
+ * removed stays.
  */
 async function sweepDiscarded(outDir: string): Promise<void> {
   try {
@@ -511,7 +504,7 @@ export async function runGrid(
     const workDir = runWorkDir(file);
     if (found.result !== undefined) {
       // Checkpoints left by a kill between writing the result and removing them: no longer needed.
-      await removeTree(workDir).catch(() => {});
+      await discardFolder(workDir).catch(() => {});
       skipped++;
       emit({ kind: "skip", spec, index });
       continue;
@@ -524,7 +517,7 @@ export async function runGrid(
     });
     try {
       // A fresh run must not pick up checkpoints of an earlier attempt (possibly other code).
-      if (!opts.resume) await removeTree(workDir);
+      if (!opts.resume) await discardFolder(workDir);
       await Deno.mkdir(workDir, { recursive: true });
       const result = await opts.runOne(spec, {
         outDir: workDir,
@@ -537,7 +530,7 @@ export async function runGrid(
       await writeFileAtomic(file, JSON.stringify(result, null, 2) + "\n");
       // The result is final: its checkpoints only served to resume an unfinished run.
       try {
-        await removeTree(workDir);
+        await discardFolder(workDir);
       } catch (e) {
         throw new Error(
           `${file} was written, but the run's checkpoints in ${workDir} could not be removed (${

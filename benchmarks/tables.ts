@@ -250,6 +250,11 @@ function std(xs: readonly number[]): number {
   const m = mean(xs);
   return Math.sqrt(xs.reduce((a, x) => a + (x - m) ** 2, 0) / (xs.length - 1));
 }
+/** The cells of a mean over seeds and its sample std: blank without values, std blank for one. */
+const meanStdCells = (xs: readonly number[]): [number | "", number | ""] => [
+  xs.length ? r2(mean(xs)) : "",
+  xs.length > 1 ? r2(std(xs)) : "",
+];
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /** The runs of one benchmark and configuration ({@link configId}), one per seed. */
@@ -439,8 +444,7 @@ export function scoresTable(results: readonly RunResult[], paper: readonly Paper
     const partial: Partial<Record<BenchmarkName, boolean>> = {};
     for (const b of BENCHMARKS) {
       const { xs, tasks: n, full } = benchAverages(g, b);
-      const avg = xs.length ? r2(mean(xs)) : "";
-      const sd = xs.length > 1 ? r2(std(xs)) : "";
+      const [avg, sd] = meanStdCells(xs);
       partial[b] = xs.length > 0 && !full;
       cells.push(xs.length ? n : "", ...(full ? [avg, sd, "", ""] : ["", "", avg, sd]));
     }
@@ -691,8 +695,8 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
     const avg = (b: BenchmarkName) => {
       const { xs, tasks, full } = benchAverages(g, b);
       if (xs.length === 0) return ["", "", "", "", ""];
-      const sd = xs.length > 1 ? r2(std(xs)) : "";
-      return full ? [tasks, r2(mean(xs)), sd, "", ""] : [tasks, "", "", r2(mean(xs)), sd];
+      const [avg, sd] = meanStdCells(xs);
+      return full ? [tasks, avg, sd, "", ""] : [tasks, "", "", avg, sd];
     };
     rows.push([
       g.profile,
