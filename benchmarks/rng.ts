@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { fmix32 } from "../model/hash.ts";
+import { fmix32, isUint32 } from "../model/hash.ts";
 
 /** 32-bit FNV-1a over the UTF-16 code units of a string. */
 function fnv1a(s: string): number {
@@ -136,7 +136,7 @@ export class Rng {
     const s = state?.s;
     if (
       !Array.isArray(s) || s.length !== 4 ||
-      !s.every((x) => Number.isInteger(x) && x >= 0 && x <= 0xffffffff)
+      !s.every(isUint32)
     ) {
       throw new Error(
         `benchmarks/rng.ts Rng.restore: field "s" must be 4 unsigned 32-bit integers, got ${

@@ -21,3 +21,14 @@ export function fmix32(x: number): number {
   h ^= h >>> 16;
   return h >>> 0;
 }
+
+/**
+ * Whether `x` is an unsigned 32-bit integer, as a generator's saved state word must be (a larger
+ * one would be wrapped modulo 2³² into another stream).
+ *
+ * @param x any value
+ * @returns true for an integer in [0, 2³² − 1]
+ */
+export function isUint32(x: unknown): x is number {
+  return Number.isInteger(x) && (x as number) >= 0 && (x as number) <= 0xffffffff;
+}

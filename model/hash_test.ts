@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { fmix32 } from "./hash.ts";
+import { fmix32, isUint32 } from "./hash.ts";
 
 Deno.test("fmix32() is murmur3's finaliser: reference values, u32 wrap-around, a bijection on a sample", () => {
   // fmix32(1) of the reference implementation (MurmurHash3.cpp); 0 is its fixed point.
@@ -33,4 +33,11 @@ Deno.test("fmix32() is murmur3's finaliser: reference values, u32 wrap-around, a
   // 9 of them (measured: within 0.02).
   const mean = flipped / pairs;
   assert.ok(Math.abs(mean - 16) < 0.1, `mean flipped bits ${mean}`);
+});
+
+Deno.test("isUint32(): integers in [0, 2^32 - 1] only", () => {
+  for (const x of [0, 1, 0xffffffff]) assert.equal(isUint32(x), true, String(x));
+  for (const x of [-1, 2 ** 32, 1.5, NaN, Infinity, "1", null, undefined]) {
+    assert.equal(isUint32(x), false, String(x));
+  }
 });

@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { isUint32 } from "../model/hash.ts";
 
 /** splitmix32 step: returns [next state, output]. */
 function splitmix32(s: number): [number, number] {
@@ -284,9 +285,7 @@ export class MixtureSampler {
         `MixtureSampler.restore: state has ${st.epochs.length} tasks, sampler has ${this.sizes.length}`,
       );
     }
-    const uint32 = (x: unknown) =>
-      Number.isInteger(x) && (x as number) >= 0 && (x as number) <= 0xffffffff;
-    if (!st.rng.every(uint32) || st.rng.every((x) => x === 0)) {
+    if (!st.rng.every(isUint32) || st.rng.every((x) => x === 0)) {
       // Words past 32 bits would wrap into another stream; all zero is xoshiro's fixed point (every
       // draw 0, so every batch from the first task).
       throw new Error(
