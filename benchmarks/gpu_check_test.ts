@@ -102,52 +102,58 @@ gpuTest("gpu_check --quick: every section runs and the report is written", async
   }
 });
 
+/**
+ * Runs `gpu_check --quick --sections=t5` with `elapsedS` as its clock, hands `check` the report and
+ * the saved one, and requires the section to free its model, whatever happened in it.
+ */
+async function t5SectionWith(
+  elapsedS: () => number,
+  check: (report: Record<string, unknown>, saved: Record<string, unknown>) => void,
+): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    const out = `${dir}/gpu_check.json`;
+    const before = tf.memory().numTensors;
+    const report = await main(["--quick", "--sections=t5", `--out=${out}`], { elapsedS });
+    check(report, JSON.parse(await Deno.readTextFile(out)));
+    assert.equal(tf.memory().numTensors, before, "the section freed its model");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 gpuTest(
   "gpu_check: --budget-s stops a section between variants; what was measured is kept",
   async () => {
-    const dir = await Deno.makeTempDir();
-    try {
-      const out = `${dir}/gpu_check.json`;
-      const before = tf.memory().numTensors;
-      // The budget is read before the section and before each variant: the first variant runs,
-      // then the run is out of time.
-      let reads = 0;
-      const report = await main(["--quick", "--sections=t5", `--out=${out}`], {
-        elapsedS: () => (reads++ < 2 ? 0 : 1000),
-      });
+    // The budget is read before the section and before each variant: the first variant runs,
+    // then the run is out of time.
+    let reads = 0;
+    await t5SectionWith(() => (reads++ < 2 ? 0 : 1000), (report, saved) => {
       const t5 = (report.sections as Record<string, Record<string, Record<string, unknown>>>).t5!;
       assert.ok((t5["tiled"]!["stepMs"] as number[]).length > 0, "the first variant ran");
       for (const v of ["tiled-ungrouped", "tiled-submit15", "tiled-nosplit", "stock"]) {
         assert.match(String(t5[v]?.["skipped"]), /^budget: 1000 s > 480 s$/, v);
       }
       assert.equal(t5["tiled-tuned"], undefined, "no tune section ran: no tuned variant");
-      assert.deepEqual(JSON.parse(await Deno.readTextFile(out)).sections.t5.stock, {
+      assert.deepEqual((saved.sections as Record<string, Record<string, unknown>>).t5!.stock, {
         skipped: "budget: 1000 s > 480 s",
       });
-      assert.equal(tf.memory().numTensors, before, "the section freed its model");
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    });
   },
 );
 
 gpuTest("gpu_check: a section that throws keeps the variants it had saved", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const out = `${dir}/gpu_check.json`;
-    const before = tf.memory().numTensors;
-    // Thrown where the second variant would start (a stand-in for a kernel error or lost device).
-    let reads = 0;
-    const report = await main(["--quick", "--sections=t5", `--out=${out}`], {
-      elapsedS: () => {
-        if (++reads === 3) throw new Error("device lost");
-        return 0;
-      },
-    });
+  // Thrown where the second variant would start (a stand-in for a kernel error or lost device).
+  let reads = 0;
+  const clock = () => {
+    if (++reads === 3) throw new Error("device lost");
+    return 0;
+  };
+  await t5SectionWith(clock, (report, saved) => {
     for (
       const t5 of [
         (report.sections as Record<string, Record<string, unknown>>).t5!,
-        JSON.parse(await Deno.readTextFile(out)).sections.t5,
+        (saved.sections as Record<string, Record<string, unknown>>).t5!,
       ]
     ) {
       assert.match(String(t5["error"]), /^device lost\n/);
@@ -155,10 +161,7 @@ gpuTest("gpu_check: a section that throws keeps the variants it had saved", asyn
       assert.ok((t5["tiled"] as { stepMs: number[] }).stepMs.length > 0, "tiled kept");
       assert.equal(t5["tiled-ungrouped"], undefined);
     }
-    assert.equal(tf.memory().numTensors, before, "the model was freed after the error");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("gpu_check reportGit: --git names the commit where there is no checkout, and must agree with one", () => {
