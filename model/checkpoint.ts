@@ -98,13 +98,57 @@ export async function readJsonFile(path: string, what = "JSON file"): Promise<un
 }
 
 /**
+ * The names under which a T5 checkpoint may store its token embedding table: HF ties them, and
+ * transformers 5 saves each as an equal copy.
+ */
+const EMBEDDING_TABLES: readonly string[] = [
+  "shared.weight",
+  "encoder.embed_tokens.weight",
+  "decoder.embed_tokens.weight",
+];
+
+/**
+ * For an embedding table `name` (see {@link EMBEDDING_TABLES}), the already loaded table under
+ * another of those names whose values are bit-identical to `values`, if any: the checkpoint then
+ * gets one tensor under both names, which `t5FromTensors` (model/t5.ts) takes as a tied table
+ * without reading values back (webgpu in Deno cannot read synchronously), and which is stored
+ * once. The bytes are compared here, where they are host memory; the earlier table is read with
+ * `data()`, asynchronous and immediate for a tensor not yet used on a device.
+ */
+async function equalTable(
+  into: Map<string, tf.Tensor>,
+  name: string,
+  values: Float32Array | Int32Array,
+  shape: readonly number[],
+  dtype: tf.DataType,
+): Promise<tf.Tensor | undefined> {
+  if (!EMBEDDING_TABLES.includes(name)) return undefined;
+  for (const other of EMBEDDING_TABLES) {
+    const t = into.get(other);
+    if (other === name || t === undefined || t.dtype !== dtype) continue;
+    if (t.shape.join(",") !== shape.join(",")) continue;
+    const prev = (await t.data()) as Float32Array | Int32Array;
+    // Bit patterns, not numbers: -0 and 0 differ, a NaN equals the same NaN.
+    const a = new Uint32Array(prev.buffer, prev.byteOffset, prev.length);
+    const b = new Uint32Array(values.buffer, values.byteOffset, values.length);
+    let i = 0;
+    while (i < a.length && a[i] === b[i]) i++;
+    if (i === a.length) return t;
+  }
+  return undefined;
+}
+
+/**
  * Load tensors from one safetensors file, reading one tensor at a time (peak memory is one
  * tensor's bytes, not the whole file).
  *
  * @param path the file
  * @param only load only these names (all when omitted)
  * @param into map to add the tensors to; on error, tensors added by this call are disposed
- * @returns `into`
+ * @returns `into`; a token embedding table bit-identical to one loaded before under another of
+ *   its names (`shared.weight`, `encoder.embed_tokens.weight`, `decoder.embed_tokens.weight`) is
+ *   the same tensor under both names (disposing each entry of the map stays safe: a second
+ *   dispose does nothing)
  */
 export async function loadSafetensorsFile(
   path: string,
@@ -119,6 +163,7 @@ export async function loadSafetensorsFile(
     throw new Error(`${path}: cannot open: ${(e as Error).message}`);
   }
   const added: string[] = [];
+  const created = new Set<tf.Tensor>();
   try {
     const stat = await file.stat();
     if (!stat.isFile) {
@@ -138,17 +183,20 @@ export async function loadSafetensorsFile(
       const [b, e] = info.dataOffsets;
       const bytes = await readExactly(file, header.dataStart + b, e - b);
       const values = toTypedArray(info.dtype, bytes, `${path}: tensor "${name}"`);
-      into.set(
-        name,
-        tf.tensor(values, [...info.shape], values instanceof Int32Array ? "int32" : "float32"),
-      );
+      const dtype = values instanceof Int32Array ? "int32" : "float32";
+      const same = await equalTable(into, name, values, info.shape, dtype);
+      const tensor = same ?? tf.tensor(values, [...info.shape], dtype);
+      if (same === undefined) created.add(tensor);
+      into.set(name, tensor);
       added.push(name);
     }
     return into;
   } catch (e) {
     for (const n of added) {
-      into.get(n)?.dispose();
+      const t = into.get(n);
       into.delete(n);
+      // An alias of a table an earlier call loaded stays with that table's name.
+      if (t !== undefined && created.has(t)) t.dispose();
     }
     throw e;
   } finally {

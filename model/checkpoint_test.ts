@@ -8,6 +8,7 @@ import { gpuTest } from "./webgpu/testing.ts";
 import {
   inspectHfFolder,
   loadHfFolder,
+  loadSafetensorsFile,
   removeStaleSaveTemps,
   saveHfFolder,
   type SaveSwapPoint,
@@ -566,6 +567,94 @@ Deno.test("T5 round trip: initT5 → saveHfFolder → loadHfFolder → t5FromTen
   }
   assert.equal(tf.memory().numTensors, before, "no leaked tensors");
   await Deno.remove(tmp, { recursive: true });
+});
+
+Deno.test("loadHfFolder: equal copies of the embedding table are one tensor, and t5FromTensors ties them", async () => {
+  // transformers 5 saves shared.weight and both stacks' embed_tokens as equal copies; the loader
+  // compares their bytes and gives one tensor, so t5FromTensors ties them without reading values
+  // back (webgpu cannot synchronously). Unsharded, and sharded with one table per shard.
+  const tmp = await Deno.makeTempDir();
+  const before = tf.memory().numTensors;
+  try {
+    const config = preset("tiny-v1_1");
+    const model = initT5(config, { seed: 5 });
+    const shared = model.params.get("shared.weight")!;
+    // The decoder's copy differs in one bit of one element: its own table.
+    const bits = new Uint32Array((shared.dataSync() as Float32Array).slice().buffer);
+    bits[bits.length - 1]! ^= 1;
+    const nudged = tf.tensor(new Float32Array(bits.buffer), shared.shape);
+    const copies = new Map<string, tf.Tensor>(model.params)
+      .set("encoder.embed_tokens.weight", shared.clone())
+      .set("decoder.embed_tokens.weight", nudged);
+    for (const maxShardBytes of [undefined, 300_000]) {
+      const dir = join(tmp, `m${maxShardBytes ?? ""}`);
+      await saveHfFolder(dir, config, copies, { maxShardBytes });
+      const ck = await loadHfFolder(dir);
+      const files = new Set([...(await inspectHfFolder(dir)).tensors.values()].map((t) => t.file));
+      assert.equal(files.size > 1, maxShardBytes !== undefined, `${dir}: shards`);
+      assert.equal(ck.tensors.get("encoder.embed_tokens.weight"), ck.tensors.get("shared.weight"));
+      assert.notEqual(
+        ck.tensors.get("decoder.embed_tokens.weight"),
+        ck.tensors.get("shared.weight"),
+      );
+      assert.deepEqual(
+        ck.tensors.get("decoder.embed_tokens.weight")!.dataSync(),
+        nudged.dataSync(),
+      );
+      const again = t5FromTensors(ck.config, ck.tensors, dir);
+      disposeAll(ck.tensors); // the shared entry twice: a second dispose does nothing
+      assert.deepEqual(again.config.ownEmbeddings, ["decoder"]);
+      assert.ok(!again.params.has("encoder.embed_tokens.weight"));
+      disposeT5(again);
+    }
+    tf.dispose([copies.get("encoder.embed_tokens.weight")!, nudged]);
+    disposeT5(model);
+    assert.equal(tf.memory().numTensors, before, "no leaked tensors");
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("loadSafetensorsFile: a failed file disposes what it made, not a table it aliased from an earlier file", async () => {
+  const tmp = await Deno.makeTempDir();
+  const before = tf.memory().numTensors;
+  const table = tf.tensor2d([[1, 2], [3, 4]]);
+  const x = tf.tensor1d([5]);
+  try {
+    const cfg = preset("tiny-v1_1");
+    await saveHfFolder(
+      join(tmp, "a"),
+      cfg,
+      new Map<string, tf.Tensor>([["shared.weight", table], ["x", x]]),
+    );
+    // "b" holds an equal copy of the table (aliased to a's on load), then "x" again.
+    await saveHfFolder(
+      join(tmp, "b"),
+      cfg,
+      new Map<string, tf.Tensor>([["encoder.embed_tokens.weight", table], ["x", x]]),
+    );
+    const into = await loadSafetensorsFile(join(tmp, "a", "model.safetensors"));
+    const first = into.get("shared.weight")!;
+    const made = tf.memory().numTensors;
+    await assert.rejects(
+      loadSafetensorsFile(join(tmp, "b", "model.safetensors"), undefined, into),
+      /tensor "x" appears in two files/,
+    );
+    assert.ok(!into.has("encoder.embed_tokens.weight"), "the failed file's alias was kept");
+    assert.ok(!first.isDisposed, "the earlier file's table was disposed by a failed load");
+    assert.deepEqual([...first.dataSync()], [1, 2, 3, 4]);
+    assert.equal(tf.memory().numTensors, made, "the failed load made no tensor, or left one");
+    // Without the clash the copy is the earlier file's tensor.
+    into.get("x")!.dispose();
+    into.delete("x");
+    const b = await loadSafetensorsFile(join(tmp, "b", "model.safetensors"), undefined, into);
+    assert.equal(b.get("encoder.embed_tokens.weight"), first);
+    disposeAll(into);
+  } finally {
+    tf.dispose([table, x]);
+    await Deno.remove(tmp, { recursive: true });
+  }
+  assert.equal(tf.memory().numTensors, before, "no leaked tensors");
 });
 
 gpuTest(

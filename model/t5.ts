@@ -207,19 +207,26 @@ export function initT5(config: T5Config, opts: { seed: number }): T5Model {
 /** Names a checkpoint may hold that HF ignores on load (unused cross-attention bias tables). */
 const IGNORED = /^decoder\.block\.\d+\.layer\.1\.EncDecAttention\.relative_attention_bias\.weight$/;
 
-function sameValues(a: tf.Tensor, b: tf.Tensor): boolean {
-  if (a.shape.join(",") !== b.shape.join(",")) return false;
-  const x = a.dataSync();
-  const y = b.dataSync();
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
-  return true;
+/**
+ * Whether two tensors hold one storage (the same tensor, a clone of it, or a variable made from
+ * it): tfjs keys a tensor's data by its `dataId`, which these share. Decided without reading the
+ * data, so on every backend (webgpu in Deno cannot read back synchronously).
+ */
+function sameStorage(a: tf.Tensor, b: tf.Tensor): boolean {
+  return a.dataId === b.dataId;
 }
 
 /**
  * A model whose variables take the values of named tensors (e.g. a loaded HF checkpoint).
  * Validates that every expected name is present with the right shape and float32 dtype.
  * `encoder.embed_tokens.weight` / `decoder.embed_tokens.weight` become separate variables only
- * when they differ from `shared.weight` (transformers 5 saves untied copies); the returned
+ * when they are not the storage of `shared.weight` (the same tensor, a clone of it or a variable
+ * made from it, as {@link t5StateDict} gives): whether they are is decided without reading any
+ * values, so this works on every backend. A checkpoint that stores equal copies under the three
+ * names (transformers 5 saves them untied) gets one tensor for them from `loadHfFolder`, which
+ * compares the bytes as it reads them; a caller building `tensors` itself passes `shared.weight`
+ * under the stack's name for a tied table (a distinct tensor of equal values is taken as the
+ * stack's own table, trained apart from `shared.weight`). The returned
  * model's config then lists those stacks in `ownEmbeddings`, so that `countT5Params` counts them
  * (`shared.weight` is kept even when both stacks have their own table and the output is untied:
  * it is then unused, see `sharedEmbeddingUnused`). `lm_head.weight` of a tied model and unused
@@ -276,7 +283,7 @@ export function t5FromTensors(
     const name = `${stack}.embed_tokens.weight`;
     const t = tensors.get(name);
     if (!t) continue;
-    if (!sameValues(t, shared)) {
+    if (!sameStorage(t, shared)) {
       params.set(name, copy(t));
       own.push(stack);
     }

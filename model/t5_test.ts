@@ -117,11 +117,24 @@ Deno.test("t5FromTensors: validates names, shapes, dtypes; per-stack embeddings 
   const tensors = new Map<string, tf.Tensor>(src.params);
   const m1 = t5FromTensors(cfg, tensors, "mem");
   assert.equal(m1.params.size, src.params.size);
-  // published T5 1.1 layout: embed_tokens equal to shared → not a separate variable
+  // published T5 1.1 layout: embed_tokens is shared.weight (the tensor or a clone, which shares
+  // its storage) → not a separate variable
   const shared = src.params.get("shared.weight")!;
   const withSame = new Map(tensors).set("encoder.embed_tokens.weight", shared);
   const m2 = t5FromTensors(cfg, withSame, "mem");
   assert.ok(!m2.params.has("encoder.embed_tokens.weight"));
+  assert.equal(m2.config.ownEmbeddings, undefined);
+  const clone = shared.clone();
+  const m2c = t5FromTensors(cfg, new Map(tensors).set("decoder.embed_tokens.weight", clone), "c");
+  assert.ok(!m2c.params.has("decoder.embed_tokens.weight"));
+  // A distinct tensor of equal values is the stack's own table (decided without a readback;
+  // loadHfFolder gives equal copies in a checkpoint as one tensor).
+  const copy = tf.tensor(shared.dataSync(), shared.shape);
+  const m2d = t5FromTensors(cfg, new Map(tensors).set("encoder.embed_tokens.weight", copy), "d");
+  assert.deepEqual(m2d.config.ownEmbeddings, ["encoder"]);
+  assert.ok(m2d.params.has("encoder.embed_tokens.weight"));
+  tf.dispose([clone, copy]);
+  [m2c, m2d].forEach(disposeT5);
   const other = tf.randomNormal(shared.shape, 0, 1, "float32", 5);
   const m3 = t5FromTensors(cfg, new Map(tensors).set("decoder.embed_tokens.weight", other), "mem");
   assert.ok(m3.params.has("decoder.embed_tokens.weight"));
@@ -790,6 +803,39 @@ Deno.test("t5FromTensors: a refused per-stack embedding table leaves no variable
   bad.dispose();
   disposeT5(model);
 });
+
+gpuTest(
+  "t5FromTensors on webgpu: tied and own embedding tables of GPU-resident tensors, no readback",
+  async () => {
+    // The weights of a model trained on webgpu live in GPU buffers, where a synchronous read
+    // (dataSync) throws in Deno: deciding whether a stack's table is shared.weight must not read.
+    const cfg = small("tiny-v1_1");
+    const before = tf.memory().numTensors;
+    const src = initT5(cfg, { seed: 6 });
+    try {
+      // One op on the device per weight: every value is now only in a GPU buffer.
+      // (assign shares the value's storage: the value itself is disposed with the tidy)
+      for (const v of src.params.values()) tf.tidy(() => v.assign(tf.mul(v, 2)));
+      const own = tf.tidy(() => tf.add(src.params.get("shared.weight")!, 1));
+      const tied = t5FromTensors(cfg, t5StateDict(src), "gpu");
+      const sd = t5StateDict(src).set("decoder.embed_tokens.weight", own);
+      const untied = t5FromTensors(cfg, sd, "gpu");
+      own.dispose(); // the variable keeps the storage
+      assert.equal(tied.config.ownEmbeddings, undefined);
+      assert.deepEqual([...tied.params.keys()], [...src.params.keys()]);
+      assert.deepEqual(untied.config.ownEmbeddings, ["decoder"]);
+      const got = await untied.params.get("decoder.embed_tokens.weight")!.data();
+      const want = await src.params.get("shared.weight")!.data();
+      assert.ok(got.every((x, i) => x === Math.fround(want[i]! + 1)));
+      [tied, untied].forEach(disposeT5);
+      disposeT5(src);
+      assert.equal(tf.memory().numTensors, before);
+    } finally {
+      disposeT5(src);
+      await tf.setBackend("cpu"); // this file's other tests run on cpu
+    }
+  },
+);
 
 gpuTest(
   "crossEntropyLoss on stock webgpu: a label outside the vocabulary makes the loss NaN, no readback",
