@@ -694,6 +694,24 @@ function checkVocab(
   }
 }
 
+/** Backends whose tensors are host memory: reading ids there is a synchronous, copy-free view. */
+const HOST_BACKENDS: readonly string[] = ["cpu", "wasm"];
+
+/**
+ * Checks a batch's token ids against the vocabulary where that costs no device round trip: on
+ * the cpu and wasm backends the ids are host memory (`dataSync` is a view, the scan a few µs per
+ * batch). On webgpu they would have to be read back from the GPU, stalling every training step,
+ * so they are not checked there: an id outside `[0, vocabSize)` reads a zero row of the embedding
+ * table (tfjs's gather on webgpu returns 0 out of range), and training goes on on it.
+ */
+function checkBatchVocab(model: T5Model, batch: Seq2SeqBatch): void {
+  if (!HOST_BACKENDS.includes(tf.getBackend())) return;
+  const v = model.config.vocabSize;
+  for (const field of ["inputIds", "decoderInputIds"] as const) {
+    checkVocab("forward", field, batch[field].dataSync(), batch[field], v);
+  }
+}
+
 function makeCtx(model: T5Model, opts: ForwardOptions): Ctx {
   return {
     model,
@@ -712,7 +730,10 @@ function makeCtx(model: T5Model, opts: ForwardOptions): Ctx {
  * @param batch encoder ids and mask, decoder input ids
  * @param opts hooks, training (dropout) and the dropout seed
  * @returns logits and the encoder output
- * @throws Error naming the batch field with a wrong rank, dtype or batch size, or an empty one
+ * @throws Error naming the batch field with a wrong rank, dtype or batch size, or an empty one;
+ *   on the cpu and wasm backends, also a token id outside `[0, vocabSize)` (its field, row,
+ *   position and the vocabulary size). On webgpu the ids stay on the device unchecked (a read
+ *   would stall every step): such an id embeds as a row of zeros.
  */
 export function forward(
   model: T5Model,
@@ -730,6 +751,7 @@ export function forward(
       } != inputIds batch ${batch.inputIds.shape[0]}`,
     );
   }
+  checkBatchVocab(model, batch);
   return tf.tidy(() => {
     const ctx = makeCtx(model, opts);
     const embedded = sharedLookup(model, batch.inputIds, batch.decoderInputIds);

@@ -735,6 +735,25 @@ Deno.test("bad inputs: forward, greedyDecode, crossEntropyLoss and hooks' result
     /greedyDecode: inputIds\[2\]\[1\] is -4, outside/,
     () => g({ ...input, inputIds: neg! }),
   );
+  // forward on cpu (host memory): the ids are checked, each field named with the position.
+  const fwd = (b: Partial<Seq2SeqBatch>) => forward(model, { ...batch, ...b });
+  await refuses(
+    "forward inputIds id = vocab",
+    /forward: inputIds\[0\]\[2\] is 64, outside the vocabulary \[0, 64\)/,
+    () => fwd({ inputIds: oov! }),
+  );
+  await refuses(
+    "forward inputIds id < 0",
+    /forward: inputIds\[2\]\[1\] is -4, outside the vocabulary \[0, 64\)/,
+    () => fwd({ inputIds: neg! }),
+  );
+  const badDecoder = tf.tensor2d([[0, 4, 5, 6], [0, 7, 1, 0], [0, 9, 9, 100]], undefined, "int32");
+  await refuses(
+    "forward decoderInputIds id > vocab",
+    /forward: decoderInputIds\[2\]\[3\] is 100, outside the vocabulary \[0, 64\)/,
+    () => fwd({ decoderInputIds: badDecoder as tf.Tensor2D }),
+  );
+  badDecoder.dispose();
   for (const n of [0, -1, 1.5, NaN]) {
     await refuses(
       `maxNewTokens ${n}`,
