@@ -122,6 +122,20 @@ export const PRETRAIN_DEFAULTS = {
   seed: 0,
 } as const;
 
+/**
+ * Version of the pretraining code in the backbone cache key: bump it whenever a change makes
+ * {@link pretrainBackbone} build other weights from the same settings (`initT5`, the optimizer,
+ * the span-corruption objective, the loss, the batching or corpus order, the backend setup), so
+ * that no cached backbone of the old code is reused. The test "pretraining fingerprint" in
+ * pretrain_test.ts runs a 3-step pretraining on the cpu backend and compares its losses and a
+ * hash of its weights with values committed for this version: a change it sees fails there,
+ * asking for this bump (a change only another backend sees, it cannot). A fingerprint computed
+ * at run time instead would cost a pretraining per lookup and differ between backends.
+ *
+ * 4: the corpus's lines in a seeded order (`corpusStream`).
+ */
+export const PRETRAIN_CODE_VERSION = 4;
+
 /** What a pretraining run records beside the weights (`pretrain.json`). */
 export interface PretrainInfo {
   readonly key: string;
@@ -500,7 +514,7 @@ export async function pretrainBackbone(
   );
   const tokenizerText = JSON.stringify(tokenizerJson);
   const key = (sha256(JSON.stringify({
-    v: 4, // 4: the corpus's lines in a seeded order (corpusStream)
+    v: PRETRAIN_CODE_VERSION,
     base,
     corpusHash,
     tokenizer: sha256(tokenizerText),

@@ -1,5 +1,6 @@
 import { deepEqual, equal, fail, ok, rejects } from "node:assert/strict";
 import { basename, join } from "node:path";
+import { createHash } from "node:crypto";
 import { withEnv } from "../model/env_testing.ts";
 import * as tf from "@tensorflow/tfjs";
 import { type BackendName, currentBackendInfo, selectBackend } from "../model/backend.ts";
@@ -15,7 +16,9 @@ import {
   characterCoverage,
   corpusStream,
   ensureTaskTokenizer,
+  hasSpmTrain,
   main,
+  PRETRAIN_CODE_VERSION,
   pretrainBackbone,
   type PretrainOptions,
   REFERENCE_TOKENIZER,
@@ -36,12 +39,9 @@ async function rteOnlyDataDir(root: string): Promise<string> {
   return data;
 }
 
-const hasSpm = await new Deno.Command("spm_train", {
-  args: ["--help"],
-  stdout: "null",
-  stderr: "null",
-})
-  .output().then(() => true, () => false);
+// Without spm_train (Deno's output() throws for a missing executable rather than rejecting, so a
+// `.then(…, () => false)` here failed the whole module), the tests that need it are ignored.
+const hasSpm = await hasSpmTrain();
 
 Deno.test("taskCorpus() holds train and test inputs and never dev/val text", async () => {
   const dataDir = sharedPath("data");
@@ -526,6 +526,57 @@ async function rteCorpusFile(dir: string, lines = 400): Promise<string> {
   );
   return corpus;
 }
+
+/**
+ * What 3 steps of `pretrainBackbone` on the cpu backend give (quickOptions, 60 RTE lines) under
+ * {@link PRETRAIN_CODE_VERSION} `codeVersion`: the logged losses (steps 1 and 3) and the first 16
+ * hex digits of a SHA-256 of every saved tensor's name and float32 bytes, in name order. The cpu
+ * backend is plain JavaScript (IEEE float32 arithmetic, V8's portable Math functions), so these
+ * are exact on every host: any change to the init, optimizer, objective, loss, batching or corpus
+ * order changes them.
+ */
+const PRETRAIN_FINGERPRINT = {
+  codeVersion: 4,
+  losses: [9.09110164642334, 7.986204147338867],
+  weights: "fbdbe352554ad459",
+};
+
+Deno.test("pretraining fingerprint: 3 cpu steps give the weights committed for PRETRAIN_CODE_VERSION", async () => {
+  // The backbone cache is keyed by the settings and PRETRAIN_CODE_VERSION, not by the code: a
+  // change to what pretraining computes must bump the version, or stale backbones are reused.
+  const dir = await Deno.makeTempDir();
+  try {
+    const r = await pretrainBackbone(
+      quickOptions(dir, await rteCorpusFile(dir, 60), { steps: 3 }),
+    );
+    const ck = await loadHfFolder(r.dir);
+    const hash = createHash("sha256");
+    try {
+      for (const name of [...ck.tensors.keys()].sort()) {
+        const t = ck.tensors.get(name)!;
+        const values = (await t.data()) as Float32Array;
+        hash.update(`${name} ${t.dtype} [${t.shape}]\n`);
+        hash.update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+      }
+    } finally {
+      for (const t of ck.tensors.values()) t.dispose();
+    }
+    const got = {
+      codeVersion: PRETRAIN_CODE_VERSION,
+      losses: r.info.losses.map((l) => l.loss),
+      weights: hash.digest("hex").slice(0, 16),
+    };
+    deepEqual(
+      got,
+      PRETRAIN_FINGERPRINT,
+      "pretraining behaviour changed: bump PRETRAIN_CODE_VERSION in benchmarks/pretrain.ts and " +
+        `update this fingerprint (PRETRAIN_FINGERPRINT in benchmarks/pretrain_test.ts) to ` +
+        JSON.stringify({ ...got, codeVersion: "the new PRETRAIN_CODE_VERSION" }),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
 
 Deno.test("pretrainBackbone() that fails while training releases the model and optimizer and gives the backend back", async () => {
   const dir = await Deno.makeTempDir();
