@@ -947,8 +947,12 @@ export async function greedyDecode(
       });
       if (cache) { for (const kv of cache) tf.dispose([kv.k, kv.v]); }
       cache = useCache ? out.kvs : undefined;
-      const next = await out.next.data();
-      out.next.dispose();
+      let next: tf.TypedArray;
+      try {
+        next = (await out.next.data()) as tf.TypedArray;
+      } finally {
+        out.next.dispose(); // also when the read fails (a lost device)
+      }
       for (let i = 0; i < batch; i++) {
         const tok = stopAtEos && done[i] ? cfg.padTokenId : next[i]!;
         rows[i]!.push(tok);
