@@ -51,7 +51,8 @@ export interface T5Config {
    * Stacks whose token embedding is a table of their own (`encoder.embed_tokens.weight`,
    * `decoder.embed_tokens.weight`) rather than `shared.weight`. Not a `config.json` field (and
    * never written to one): `t5FromTensors` (model/t5.ts) sets it when a checkpoint holds per-stack
-   * tables that differ from `shared.weight` (transformers 5 saves them for untied models). Absent
+   * tables that are not `shared.weight`'s storage (transformers 5 saves them for untied models;
+   * `loadHfFolder` merges copies equal to `shared.weight` into it). Absent
    * (= none) for every published checkpoint and preset. Counted by `countT5Params`.
    */
   readonly ownEmbeddings?: readonly ("encoder" | "decoder")[];
