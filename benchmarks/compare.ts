@@ -14,6 +14,7 @@ import {
   type Tolerances,
   validateRunResult,
 } from "./spec.ts";
+import { isPerTaskRun, mergePerTaskRuns, missingTaskRuns, perTaskParts } from "./per_task.ts";
 
 /** One difference found by {@link compareResults}. */
 export interface GateDiff {
@@ -45,17 +46,18 @@ export interface Comparison {
 }
 
 /**
- * Key matching a run with its baseline: profile, model, backbone, benchmark, method label and
- * seed.
+ * Key matching a run with its baseline: profile, model, backbone, benchmark, method label (with
+ * the task in brackets for one task's run of a per-task method) and seed.
  *
  * @param r a run result
- * @returns e.g. `ci/tiny-v1_1/pretrained/glue/mtl/s0`
+ * @returns e.g. `ci/tiny-v1_1/pretrained/glue/mtl/s0`, `paper-base/t5-v1_1-base/t5-v1_1-base/glue/Prompt-Tuning[cola]/s0`
  */
 export function runKey(r: Pick<RunResult, "spec">): string {
   const s = r.spec;
+  const task = isPerTaskRun(r) ? `[${s.tasks[0]}]` : "";
   return `${s.profile}/${modelLabel(s.model)}/${
     backboneLabel(s.backbone ?? "random")
-  }/${s.benchmark}/${s.method.label}/s${s.seed}`;
+  }/${s.benchmark}/${s.method.label}${task}/s${s.seed}`;
 }
 
 /** The file each result of {@link loadResults} came from. */
@@ -72,8 +74,16 @@ export function resultSource(r: RunResult): string | undefined {
   return SOURCES.get(r);
 }
 
-/** A result named for error messages: its file, else its run id. */
-function describe(r: RunResult): string {
+/**
+ * A result named for error messages: its file, else its run id; a merged per-task result
+ * (`per_task.ts`) by the results it was made of.
+ *
+ * @param r a run result
+ * @returns the description
+ */
+export function describeResult(r: RunResult): string {
+  const parts = perTaskParts(r);
+  if (parts !== undefined) return `the task runs ${parts.map(describeResult).join(", ")}`;
   return resultSource(r) ?? `the result of run ${r.spec.id}`;
 }
 
@@ -98,7 +108,9 @@ export function rejectDuplicates(
     const first = seen.get(k);
     if (first !== undefined) {
       throw new Error(
-        `Two results for the same ${what} ${k}: ${describe(first)} and ${describe(r)}; ${advice}`,
+        `Two results for the same ${what} ${k}: ${describeResult(first)} and ${
+          describeResult(r)
+        }; ${advice}`,
       );
     }
     seen.set(k, r);
@@ -277,7 +289,9 @@ export function compareResults(
         }
       }
     }
-    for (const bench of ["glue", "super_glue"] as const) {
+    // One task's run of a per-task method: its "average" is that task's score, already gated;
+    // the benchmark average is gated once its task runs are merged, below.
+    for (const bench of isPerTaskRun(b) ? [] : ["glue", "super_glue"] as const) {
       const bv = b.averages[bench];
       if (bv === undefined) continue;
       const cv = c.averages[bench];
@@ -293,6 +307,7 @@ export function compareResults(
       if (c.flops[k] !== b.flops[k]) fail(`flops.${k}`, b.flops[k], c.flops[k]);
     }
   }
+  compareMergedAverages(current, baseline, tol, opts, failures, notes);
   for (const key of cur.keys()) {
     if (!base.has(key)) notes.push(`${key}: no baseline run (not gated)`);
   }
@@ -308,6 +323,45 @@ export function compareResults(
     });
   }
   return { ok: failures.length === 0, failures, notes, compared };
+}
+
+/**
+ * The benchmark averages of per-task methods: each baseline seed's task runs merged
+ * (`per_task.ts`) against the current ones. A current seed with a task run missing has no
+ * average: a failure naming the missing tasks (each missing run has failed as `run` already),
+ * or with `partial` (a shard) a note.
+ */
+function compareMergedAverages(
+  current: readonly RunResult[],
+  baseline: readonly RunResult[],
+  tol: Tolerances,
+  opts: CompareOptions,
+  failures: GateDiff[],
+  notes: string[],
+): void {
+  const merged = (rs: readonly RunResult[]) =>
+    new Map(
+      mergePerTaskRuns(rs.filter(isPerTaskRun), describeResult).map((r) => [runKey(r), r]),
+    );
+  const cur = merged(current);
+  for (const [key, b] of [...merged(baseline)].sort(([x], [y]) => (x < y ? -1 : 1))) {
+    const bench = b.spec.benchmark;
+    const bv = b.averages[bench];
+    if (bv === undefined) continue; // the baseline itself lacks a task run
+    const c = cur.get(key);
+    if (c === undefined) continue; // every task run is missing: failed (or a shard's note) above
+    const t = toleranceFor(tol, "average", bench);
+    const field = `averages.${bench} (per-task runs merged)`;
+    const missing = missingTaskRuns(c);
+    const cv = c.averages[bench];
+    if (missing.length > 0 || cv === undefined) {
+      const why = `missing (no run of ${missing.join(", ")})`;
+      if (opts.partial) notes.push(`${key}: ${field} not compared: ${why}`);
+      else failures.push({ run: key, field, baseline: round(bv), current: why, tolerance: t });
+    } else if (beyond(cv, bv, t)) {
+      failures.push({ run: key, field, baseline: round(bv), current: round(cv), tolerance: t });
+    }
+  }
 }
 
 /**

@@ -229,7 +229,9 @@ function resolveTasks(
 /**
  * Expand a profile into its grid, in profile order (models, backbones, benchmarks, methods,
  * seeds). Every spec carries one backbone, and the profile's `pretrain` overrides when it has
- * them (absent otherwise, so single-backbone profiles keep their run ids).
+ * them (absent otherwise, so single-backbone profiles keep their run ids). A method entry with
+ * `perTask` gives one run per task and seed (tasks in mixture order, then seeds), each with that
+ * one task in `tasks` and the benchmark's tasks in `perTaskOf`.
  *
  * @param profile a validated profile
  * @param opts data dir, task catalog, backend override
@@ -246,20 +248,26 @@ export function expandGrid(profile: Profile, opts: ExpandOptions): RunSpec[] {
         const tasks = tasksOf.get(benchmark)!;
         for (const m of profile.methods) {
           const method = { name: m.name, label: m.label, config: m.config };
-          for (const seed of profile.seeds) {
-            const body: Omit<RunSpec, "id"> = {
-              profile: profile.name,
-              model,
-              backbone,
-              ...(profile.pretrain === undefined ? {} : { pretrain: profile.pretrain }),
-              benchmark,
-              tasks,
-              method,
-              seed,
-              train: trainFor(profile, benchmark, m),
-              backend: opts.backend ?? profile.backend,
-            };
-            specs.push({ id: runId(body), ...body });
+          // A per-task method: one single-task run per task (and seed), each naming them all.
+          const parts: { tasks: string[]; perTaskOf?: string[] }[] = m.perTask === true
+            ? tasks.map((t) => ({ tasks: [t], perTaskOf: tasks }))
+            : [{ tasks }];
+          for (const part of parts) {
+            for (const seed of profile.seeds) {
+              const body: Omit<RunSpec, "id"> = {
+                profile: profile.name,
+                model,
+                backbone,
+                ...(profile.pretrain === undefined ? {} : { pretrain: profile.pretrain }),
+                benchmark,
+                ...part,
+                method,
+                seed,
+                train: trainFor(profile, benchmark, m),
+                backend: opts.backend ?? profile.backend,
+              };
+              specs.push({ id: runId(body), ...body });
+            }
           }
         }
       }

@@ -513,3 +513,44 @@ Deno.test("runGrid(): work folders go through a .del- name; a removal or cleanup
     await Deno.remove(out, { recursive: true });
   }
 });
+
+Deno.test("expandGrid(): a perTask method gives one single-task run per task and seed, with its own train overrides", async () => {
+  const catalog = await defaultTaskCatalog();
+  const methods = [
+    { name: "mtl" },
+    { name: "hyperprompt_global", config: { length: 4 } },
+    { name: "prompt_tuning", label: "PT", perTask: true, train: { steps: 6, batchSize: 4 } },
+  ];
+  const base = expandGrid(profile(), { dataDir: DATA, catalog });
+  const grid = expandGrid(profile({ methods }), { dataDir: DATA, catalog });
+  // The other methods' runs (and ids) are unchanged.
+  assert.deepEqual(
+    grid.filter((s) => s.method.label !== "PT").map((s) => s.id),
+    base.map((s) => s.id),
+  );
+  const pt = grid.filter((s) => s.method.label === "PT");
+  // glue: rte, cola; super_glue: cb; 2 seeds each. Tasks in mixture order, then seeds.
+  assert.deepEqual(pt.map((s) => `${s.benchmark}/${s.tasks.join("+")}/s${s.seed}`), [
+    "glue/rte/s0",
+    "glue/rte/s1",
+    "glue/cola/s0",
+    "glue/cola/s1",
+    "super_glue/cb/s0",
+    "super_glue/cb/s1",
+  ]);
+  assert.deepEqual(pt.map((s) => s.perTaskOf), [
+    ...Array(4).fill(["rte", "cola"]),
+    ...Array(2).fill(["cb"]),
+  ]);
+  for (const s of pt) {
+    assert.equal(s.train.steps, 6);
+    assert.equal(s.train.batchSize, 4);
+    assert.equal("perTask" in s.method, false);
+    assert.equal(s.id, runId(s));
+  }
+  assert.equal(new Set(grid.map((s) => s.id)).size, grid.length);
+  assert.equal(new Set(grid.map(runFileName)).size, grid.length);
+  // Shards still cover every task run exactly once.
+  const shards = [0, 1, 2].map((index) => shardGrid(grid, { index, count: 3 }));
+  assert.deepEqual(shards.flat().map((s) => s.id).sort(), grid.map((s) => s.id).sort());
+});

@@ -121,6 +121,14 @@ export interface MethodEntry {
    * Profiles only: in a {@link RunSpec} they are already merged into `train` and absent here.
    */
   readonly train?: Readonly<Partial<TrainSpec>>;
+  /**
+   * Train this method as one run per task of each benchmark (a single-task mixture with the
+   * method's own `train` overrides), each evaluated on its task, instead of one multi-task run
+   * (e.g. Prompt-Tuning as Lester et al. train it, spec A15). The tables and the gate merge a
+   * seed's task runs into one row (`benchmarks/per_task.ts`). Profiles only: in a
+   * {@link RunSpec} it is absent and {@link RunSpec.perTaskOf} says the same.
+   */
+  readonly perTask?: boolean;
 }
 
 /** Learning-rate schedule. */
@@ -315,6 +323,12 @@ export interface RunSpec {
   readonly benchmark: BenchmarkName;
   /** Task names (keys of `tasks/mod.ts` `TASKS`), in mixture order; task id = index. */
   readonly tasks: readonly string[];
+  /**
+   * Only for a run of a method entry with `perTask`: the benchmark's tasks whose single-task runs
+   * together make the method's row, in mixture order; this run trains and evaluates `tasks[0]`,
+   * one of them. Absent for multi-task runs, so their run ids do not change.
+   */
+  readonly perTaskOf?: readonly string[];
   /** The method with its configuration. */
   readonly method: MethodEntry;
   /** Root seed (derive per-purpose seeds with `benchmarks/rng.ts` `seedFor`). */
@@ -551,7 +565,10 @@ export function runId(spec: Omit<RunSpec, "id"> | RunSpec): string {
  */
 export function configId(spec: Omit<RunSpec, "id"> | RunSpec): string {
   const { id: _id, seed: _seed, ...rest } = spec as RunSpec;
-  return createHash("sha256").update(canonicalJson(rest)).digest("hex").slice(0, 12);
+  // The task runs of a per-task method differ only in their task: one configuration, whose
+  // `perTaskOf` (kept) names every task, so it differs from a multi-task run's.
+  const body = rest.perTaskOf === undefined ? rest : { ...rest, tasks: undefined };
+  return createHash("sha256").update(canonicalJson(body)).digest("hex").slice(0, 12);
 }
 
 /** Display name of a model reference: the preset name, or the last path segment of `hf`. */
@@ -564,7 +581,8 @@ export function modelLabel(model: ModelRef): string {
 /**
  * File name of a run's result JSON: readable fields then the id,
  * `<profile>--<model>--<backbone>--<benchmark>--<label>--s<seed>--<id>.json` (unsafe characters
- * -> `_`).
+ * -> `_`); a per-task run ({@link RunSpec.perTaskOf}) has its task after the label,
+ * `…--<label>--<task>--s<seed>--<id>.json`.
  */
 export function runFileName(spec: RunSpec): string {
   const safe = (s: string) => s.replace(/[^A-Za-z0-9._-]+/g, "_");
@@ -574,6 +592,7 @@ export function runFileName(spec: RunSpec): string {
     safe(backboneLabel(spec.backbone)),
     spec.benchmark,
     safe(spec.method.label),
+    ...(spec.perTaskOf === undefined ? [] : [safe(spec.tasks.join("+"))]),
     `s${spec.seed}`,
     spec.id,
   ].join("--") + ".json";
@@ -1193,7 +1212,8 @@ export function validateProfile(
   const methods = arr(o.methods, src, "$.methods").map((m, i): MethodEntry => {
     const path = `$.methods[${i}]`;
     const mo = obj(m, src, path);
-    noExtraKeys(mo, ["name", "label", "config", "train"], src, path);
+    noExtraKeys(mo, ["name", "label", "config", "train", "perTask"], src, path);
+    const perTask = mo.perTask === undefined ? false : bool(mo.perTask, src, `${path}.perTask`);
     const mname = oneOf(mo.name, METHOD_NAMES, src, `${path}.name`);
     const label = mo.label === undefined ? mname : str(mo.label, src, `${path}.label`);
     if (labels.has(label)) {
@@ -1229,7 +1249,13 @@ export function validateProfile(
       }
       mtrain = mo.train as Partial<TrainSpec>;
     }
-    return { name: mname, label, config, ...(mtrain === undefined ? {} : { train: mtrain }) };
+    return {
+      name: mname,
+      label,
+      config,
+      ...(mtrain === undefined ? {} : { train: mtrain }),
+      ...(perTask ? { perTask } : {}),
+    };
   });
   const profile: Profile = {
     name,
@@ -1357,6 +1383,21 @@ export function validateRunResult(raw: unknown, src: Source): RunResult {
   str(m.label, src, "$.spec.method.label");
   num(spec.seed, src, "$.spec.seed", { int: true, min: 0 });
   arr(spec.tasks, src, "$.spec.tasks").forEach((t, i) => str(t, src, `$.spec.tasks[${i}]`));
+  if (spec.perTaskOf !== undefined) {
+    const all = arr(spec.perTaskOf, src, "$.spec.perTaskOf").map((t, i) =>
+      str(t, src, `$.spec.perTaskOf[${i}]`)
+    );
+    const tasks = spec.tasks as string[];
+    if (tasks.length !== 1 || !all.includes(tasks[0]!)) {
+      throw new SpecError(
+        src,
+        "$.spec.tasks",
+        `must be one task of $.spec.perTaskOf (${all.join(", ")}) in a per-task run, got ${
+          show(tasks)
+        }`,
+      );
+    }
+  }
   provenance(o.provenance, src, "$.provenance");
   arr(o.losses, src, "$.losses", false).forEach((l, i) => {
     const lo = obj(l, src, `$.losses[${i}]`);

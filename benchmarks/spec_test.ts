@@ -3,6 +3,7 @@ import { BENCHMARK_TASKS, TASKS } from "../tasks/registry.ts";
 import { expandGrid } from "./runner.ts";
 import {
   backboneLabel,
+  configId,
   DEFAULT_TRAIN,
   runFileName,
   runId,
@@ -487,4 +488,38 @@ Deno.test("validateRunResult() checks provenance, losses and tokenizer, naming t
   bad((r) => (r.losses[1] = { step: 2 }), "$.losses[1].loss must be a number, got undefined");
   bad((r) => (r.losses[0].step = 1.5), "$.losses[0].step must be an integer, got 1.5");
   bad((r) => (r.tokenizer = 7), "$.tokenizer must be a non-empty string, got 7");
+});
+
+Deno.test("per-task runs: the task in the file name, one configId over the tasks, perTaskOf checked when read", async () => {
+  const body: Omit<RunSpec, "id"> = {
+    profile: "x",
+    model: "tiny-v1_1",
+    backbone: "random",
+    benchmark: "glue",
+    tasks: ["cola"],
+    perTaskOf: ["cola", "rte"],
+    method: { name: "prompt_tuning", label: "Prompt-Tuning", config: {} },
+    seed: 0,
+    train: DEFAULT_TRAIN,
+    backend: "cpu",
+  };
+  const cola: RunSpec = { id: runId(body), ...body };
+  const rte: RunSpec = { id: runId({ ...body, tasks: ["rte"] }), ...body, tasks: ["rte"] };
+  assert.equal(
+    runFileName(cola),
+    `x--tiny-v1_1--random--glue--Prompt-Tuning--cola--s0--${cola.id}.json`,
+  );
+  assert.notEqual(cola.id, rte.id);
+  assert.equal(configId(cola), configId(rte));
+  // A multi-task run of the same settings is another configuration.
+  const { perTaskOf: _p, ...multi } = { ...body, tasks: ["cola", "rte"] };
+  assert.notEqual(configId(multi), configId(cola));
+  const good = await fakeRunOne(cola, { outDir: "", dataDir: "" });
+  validateRunResult(structuredClone(good), { file: "r.json" });
+  const bad = structuredClone(good) as unknown as { spec: { tasks: string[] } };
+  bad.spec.tasks = ["cola", "rte"];
+  assert.throws(() => validateRunResult(bad, { file: "r.json" }), {
+    message:
+      'r.json: $.spec.tasks must be one task of $.spec.perTaskOf (cola, rte) in a per-task run, got ["cola","rte"]',
+  });
 });

@@ -18,7 +18,9 @@
  *   averages from `results/paper/main_table.csv` with their source. `glue_avg` /
  *   `super_glue_avg` are the paper's average over all 8 tasks and are filled only when every one
  *   of them was run; a run on a task subset puts its plain mean in `glue_partial_avg` /
- *   `super_glue_partial_avg` instead, and its paper columns stay blank;
+ *   `super_glue_partial_avg` instead, and its paper columns stay blank; `missing_runs` names the
+ *   absent task runs of a per-task method (`per_task.ts`: its task runs are merged into one row
+ *   first), whose averages then stay blank;
  * - `params.csv`: total, extra, extra %, ratio, trained, trained per task % for every method at
  *   every published size (analytic, 8 tasks, default configs) and for every run group;
  * - `flops.csv`: FLOPs per example (train / inference) and measured tokens/s;
@@ -35,7 +37,8 @@ import { PRESETS, PUBLISHED_PRESETS, type T5Config } from "../model/config.ts";
 import { repoPath } from "../model/shared_dir.ts";
 import { methodAccounting } from "../model/methods/accounting.ts";
 import { getMethod } from "../model/methods/mod.ts";
-import { loadResults, rejectDuplicates } from "./compare.ts";
+import { describeResult, loadResults, rejectDuplicates } from "./compare.ts";
+import { mergePerTaskRuns, missingTaskRuns, perTaskParts } from "./per_task.ts";
 import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 import { attentionMassSvg, scoreVsParamsSvg } from "./plots.ts";
 import {
@@ -297,9 +300,11 @@ function cellOf(g: Group, b: string): Cell | undefined {
  * @throws Error naming both files when two results are of the same run (same run id, or same
  *   configuration and seed)
  */
-function groupRuns(results: readonly RunResult[]): Group[] {
+function groupRuns(raw: readonly RunResult[]): Group[] {
   const advice = "remove one (a copy, or a rerun into another folder)";
-  rejectDuplicates(results, (r) => r.spec.id, "run id", advice);
+  rejectDuplicates(raw, (r) => r.spec.id, "run id", advice);
+  // A per-task method's task runs of one configuration and seed become one result.
+  const results = mergePerTaskRuns(raw, describeResult);
   rejectDuplicates(
     results,
     (r) => `${configId(r.spec)} and seed ${r.spec.seed}`,
@@ -360,17 +365,32 @@ function paperFor(paper: readonly PaperRow[], model: string, label: string): Pap
 
 /**
  * A benchmark's averages in a row: the runs' averages, the number of tasks they average, and
- * whether they are the full average over all 8 tasks of the benchmark (`BENCHMARK_TASKS`).
+ * whether they are the full average over all 8 tasks of the benchmark (`BENCHMARK_TASKS`); none
+ * when a per-task method's row lacks a task run.
  */
 function benchAverages(
   g: Group,
   b: BenchmarkName,
 ): { xs: number[]; tasks: number; full: boolean } {
   const runs = cellOf(g, b)?.runs ?? [];
+  // A per-task method with a task run missing has no average (`missing_runs` says which).
+  if (runs.some((r) => missingTaskRuns(r).length > 0)) return { xs: [], tasks: 0, full: false };
   const xs = runs.map((r) => r.averages[b]).filter((x): x is number => x !== undefined);
   const tasks = Math.max(0, ...runs.map((r) => Object.keys(r.best).length));
   const full = runs.length > 0 && runs.every((r) => BENCHMARK_TASKS[b].every((t) => t in r.best));
   return { xs, tasks, full };
+}
+
+/**
+ * `missing_runs` of a row: the task runs a per-task method lacks (failed, or not yet run), as
+ * `<benchmark>/s<seed>:<task>,<task>` per incomplete seed; blank when none is missing. The
+ * benchmark's average cells are then blank ({@link benchAverages}), never a mean of the tasks
+ * or seeds that finished.
+ */
+function missingRunsCell(g: Group): string {
+  return g.runs.filter((r) => missingTaskRuns(r).length > 0)
+    .map((r) => `${r.spec.benchmark}/s${r.spec.seed}:${missingTaskRuns(r).join(",")}`)
+    .join(" ");
 }
 
 /** `seeds` of a row: the runs averaged per benchmark (one number when they agree). */
@@ -424,6 +444,7 @@ export function scoresTable(results: readonly RunResult[], paper: readonly Paper
     "paper_super_glue_avg",
     "paper_source",
     "config",
+    "missing_runs",
   ];
   const rows: Table = [head];
   for (const g of groups) {
@@ -454,6 +475,7 @@ export function scoresTable(results: readonly RunResult[], paper: readonly Paper
       partial.super_glue ? "" : p?.super_glue_avg ?? "",
       p?.source ?? "",
       configCell(g),
+      missingRunsCell(g),
     );
     rows.push(cells);
   }
@@ -630,8 +652,9 @@ export function flopsTable(results: readonly RunResult[], accounting?: Accountin
     for (const c of g.cells) {
       const rs = c.runs;
       const r = rs[0]!;
-      const backends = [...new Set(rs.map((x) => x.provenance.backend.name))].sort();
-      const devices = [...new Set(rs.map((x) => x.provenance.device))].sort();
+      const each = rs.flatMap((x) => perTaskParts(x) ?? [x]);
+      const backends = [...new Set(each.map((x) => x.provenance.backend.name))].sort();
+      const devices = [...new Set(each.map((x) => x.provenance.device))].sort();
       rows.push([
         ...runRowKey(g, c.benchmark),
         r.spec.train.maxInputLength,
@@ -824,8 +847,8 @@ export async function writeTables(
     "flops.csv": toCsv(flopsTable(results, accounting)),
     "ablation.csv": toCsv(ablationTable(results, paper)),
     "attention_mass.csv": toCsv(attentionTable(results)),
-    "score_vs_params.svg": scoreVsParamsSvg(results),
-    "attention_mass.svg": attentionMassSvg(results),
+    "score_vs_params.svg": scoreVsParamsSvg(mergePerTaskRuns(results, describeResult)),
+    "attention_mass.svg": attentionMassSvg(mergePerTaskRuns(results, describeResult)),
   };
   const written = Object.entries(files).map(([name, text]) => [join(outDir, name), text] as const);
   await writeFilesAtomic(written);

@@ -1,0 +1,251 @@
+import assert from "node:assert/strict";
+import { fakeRunOne } from "./_fake_run_one.ts";
+import { expandGrid, runGrid } from "./runner.ts";
+import { configId, type RunResult, type RunSpec, validateProfile } from "./spec.ts";
+import { isPerTaskRun, mergePerTaskRuns, missingTaskRuns, perTaskParts } from "./per_task.ts";
+import { scoresTable } from "./tables.ts";
+import { compareResults, loadResults, runKey } from "./compare.ts";
+import { BENCHMARK_TASKS } from "../tasks/mod.ts";
+
+const ALL = BENCHMARK_TASKS;
+
+/** A profile with MTL (multi-task) and Prompt-Tuning per task on every GLUE task. */
+function profile(perTask: unknown = true) {
+  return validateProfile({
+    name: "pt",
+    seeds: [0, 1],
+    models: ["tiny-v1_1"],
+    benchmarks: ["glue"],
+    methods: [
+      { name: "mtl" },
+      {
+        name: "prompt_tuning",
+        label: "Prompt-Tuning",
+        perTask,
+        train: { steps: 6, batchSize: 4, learningRate: 0.3 },
+      },
+    ],
+    train: { steps: 4, evalEvery: 2, batchSize: 8 },
+  }, { file: "pt.json" });
+}
+
+function grid(p = profile()): RunSpec[] {
+  return expandGrid(p, {
+    dataDir: "/nonexistent",
+    catalog: { benchmarkTasks: (b) => BENCHMARK_TASKS[b], isAvailable: () => true },
+  });
+}
+
+async function results(specs: readonly RunSpec[]): Promise<RunResult[]> {
+  return await Promise.all(specs.map((s) => fakeRunOne(s, { outDir: "", dataDir: "" })));
+}
+
+function column(t: (string | number)[][], row: (string | number)[], name: string) {
+  return row[t[0]!.indexOf(name)];
+}
+
+Deno.test("mergePerTaskRuns() makes one result per seed: every task's best, the benchmark average as a multi-task run's, summed prompts", async () => {
+  const specs = grid();
+  const pt = specs.filter((s) => s.perTaskOf !== undefined);
+  const rs = await results(specs);
+  const merged = mergePerTaskRuns(rs);
+  // 2 MTL runs untouched + one merged Prompt-Tuning result per seed.
+  assert.equal(merged.length, 2 + 2);
+  const m0 = merged.find((r) => perTaskParts(r) !== undefined && r.spec.seed === 0)!;
+  assert.equal(isPerTaskRun(m0), false);
+  assert.deepEqual(m0.spec.tasks, ALL.glue);
+  assert.deepEqual(m0.spec.perTaskOf, ALL.glue);
+  assert.deepEqual(missingTaskRuns(m0), []);
+  const parts = rs.filter((r) => r.spec.perTaskOf !== undefined && r.spec.seed === 0);
+  assert.equal(parts.length, 8);
+  assert.deepEqual(perTaskParts(m0), parts); // in task order
+  // Hand computation: the GLUE average is the unweighted mean of the 8 tasks' best group scores
+  // (T5's benchmark average, the same function a multi-task run's result uses); each task's
+  // best comes from its own run.
+  const byHand = parts.reduce((a, r) => a + r.best[r.spec.tasks[0]!]!.groupScore, 0) / 8;
+  assert.ok(Math.abs(m0.averages.glue! - byHand) <= 1e-12, `${m0.averages.glue} vs ${byHand}`);
+  for (const r of parts) assert.deepEqual(m0.best[r.spec.tasks[0]!], r.best[r.spec.tasks[0]!]);
+  // Frozen part shared, trained part per task: the fake trains `extra` for prompt_tuning.
+  const p = parts[0]!.params;
+  const extra = parts.reduce((a, r) => a + r.params.extra, 0);
+  assert.equal(m0.params.extra, extra);
+  assert.equal(m0.params.total, p.total - p.extra + extra);
+  assert.equal(m0.params.trained, extra);
+  assert.ok(Math.abs(m0.params.trainedPerTaskPct - 100 * extra / 8 / (p.total - p.extra)) < 1e-12);
+  assert.equal(m0.wallSeconds, 8);
+  assert.equal(pt.length, 16);
+});
+
+Deno.test("mergePerTaskRuns(): a missing task run leaves no average and is named; a duplicate is refused", async () => {
+  const rs = await results(grid());
+  const without = rs.filter((r) =>
+    !(r.spec.seed === 1 && r.spec.tasks[0] === "rte" && r.spec.perTaskOf)
+  );
+  const m1 = mergePerTaskRuns(without).find((r) => r.spec.perTaskOf && r.spec.seed === 1)!;
+  assert.deepEqual(missingTaskRuns(m1), ["rte"]);
+  assert.deepEqual(m1.averages, {});
+  assert.equal("rte" in m1.best, false);
+  const dup = rs.find((r) => r.spec.perTaskOf && r.spec.tasks[0] === "cola")!;
+  const copy = structuredClone(dup);
+  assert.throws(
+    () => mergePerTaskRuns([...rs, copy], (r) => (r === copy ? "copy.json" : "orig.json")),
+    /Two results for the cola run of configuration .* and seed 0: orig\.json and copy\.json/,
+  );
+});
+
+Deno.test("scoresTable() shows one Prompt-Tuning row from its task runs; a failed task run blanks the average and is named", async () => {
+  const rs = await results(grid());
+  const t = scoresTable(rs, []);
+  const rows = t.slice(1).filter((r) => column(t, r, "method") === "Prompt-Tuning");
+  assert.equal(rows.length, 1);
+  const row = rows[0]!;
+  assert.equal(column(t, row, "seeds"), 2);
+  assert.equal(column(t, row, "glue_tasks"), 8);
+  const parts = rs.filter((r) => r.spec.perTaskOf !== undefined);
+  const r2 = (x: number) => Math.round(x * 100) / 100;
+  for (const task of ALL.glue) {
+    const xs = parts.filter((r) => r.spec.tasks[0] === task).map((r) => r.best[task]!.groupScore);
+    assert.equal(column(t, row, `glue/${task}`), r2((xs[0]! + xs[1]!) / 2), task);
+  }
+  const avg = (seed: number) =>
+    parts.filter((r) => r.spec.seed === seed).reduce(
+      (a, r) => a + r.best[r.spec.tasks[0]!]!.groupScore,
+      0,
+    ) / 8;
+  assert.equal(column(t, row, "glue_avg"), r2((avg(0) + avg(1)) / 2));
+  assert.equal(column(t, row, "missing_runs"), "");
+  assert.equal(column(t, row, "config"), `glue:${configId(parts[0]!.spec)}`);
+  // The MTL row is as before: one multi-task run per seed.
+  const mtl = t.slice(1).find((r) => column(t, r, "method") === "mtl")!;
+  assert.equal(column(t, mtl, "glue_avg"), r2((rs[0]!.averages.glue! + rs[1]!.averages.glue!) / 2));
+
+  const failed = rs.filter((r) =>
+    !(r.spec.perTaskOf && r.spec.seed === 1 && r.spec.tasks[0] === "qqp")
+  );
+  const t2 = scoresTable(failed, []);
+  const row2 = t2.slice(1).find((r) => column(t2, r, "method") === "Prompt-Tuning")!;
+  assert.equal(column(t2, row2, "missing_runs"), "glue/s1:qqp");
+  for (const c of ["glue_avg", "glue_std", "glue_partial_avg", "glue_partial_std", "glue_tasks"]) {
+    assert.equal(column(t2, row2, c), "", c);
+  }
+  // The task's other seed still shows in its column, as a per-task mean over the runs there.
+  const qqp0 = parts.find((r) => r.spec.seed === 0 && r.spec.tasks[0] === "qqp")!;
+  assert.equal(column(t2, row2, "glue/qqp"), r2(qqp0.best.qqp!.groupScore));
+});
+
+Deno.test("compareResults() gates each task run under its own key and the merged average; a missing task run fails", async () => {
+  const rs = await results(grid());
+  const tol = { default: 0.5, metrics: {} };
+  const keys = rs.map(runKey);
+  assert.equal(new Set(keys).size, keys.length);
+  assert.ok(keys.includes("pt/tiny-v1_1/random/glue/Prompt-Tuning[cola]/s0"));
+  assert.ok(keys.includes("pt/tiny-v1_1/random/glue/mtl/s0"));
+  assert.equal(compareResults(rs, rs, tol).ok, true);
+
+  const lost = rs.filter((r) =>
+    !(r.spec.perTaskOf && r.spec.seed === 0 && r.spec.tasks[0] === "rte")
+  );
+  const c = compareResults(lost, rs, tol);
+  assert.equal(c.ok, false);
+  assert.deepEqual(c.failures.map((f) => [f.run, f.field, f.current]), [
+    ["pt/tiny-v1_1/random/glue/Prompt-Tuning[rte]/s0", "run", "missing"],
+    [
+      "pt/tiny-v1_1/random/glue/Prompt-Tuning/s0",
+      "averages.glue (per-task runs merged)",
+      "missing (no run of rte)",
+    ],
+  ]);
+  // A shard: the missing run and the incomplete average are not failures, the average a note.
+  const shard = compareResults(lost, rs, tol, { partial: true });
+  assert.equal(shard.ok, true);
+  assert.ok(
+    shard.notes.some((n) =>
+      /Prompt-Tuning\/s0: averages\.glue .* not compared: missing \(no run of rte\)/.test(n)
+    ),
+  );
+
+  // One task's score moved beyond tolerance in seed 1: that task run fails, and so does the
+  // merged average when it moved by more than its tolerance (1/8 of a 10-point move).
+  const moved = rs.map((r) => {
+    if (!(r.spec.perTaskOf && r.spec.seed === 1 && r.spec.tasks[0] === "cola")) return r;
+    const x = structuredClone(r);
+    const b = x.best.cola! as { groupScore: number; metrics: Record<string, number> };
+    b.groupScore += 10;
+    for (const k of Object.keys(b.metrics)) b.metrics[k]! += 10;
+    return x;
+  });
+  const m = compareResults(moved, rs, tol);
+  assert.deepEqual(m.failures.map((f) => [f.run, f.field.split(".")[0]]), [
+    ["pt/tiny-v1_1/random/glue/Prompt-Tuning[cola]/s1", "best"],
+    ["pt/tiny-v1_1/random/glue/Prompt-Tuning/s1", "averages"],
+  ]);
+  const avg = m.failures[1]!;
+  assert.ok(Math.abs((avg.current as number) - (avg.baseline as number) - 10 / 8) < 1e-3);
+});
+
+Deno.test("runGrid() with a failing task run: the others are written, resume reruns only it, the tables name it until then", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "per_task_" });
+  try {
+    const specs = grid();
+    const bad = specs.find((s) => s.perTaskOf && s.seed === 0 && s.tasks[0] === "mnli")!;
+    const failing = (s: RunSpec, o: Parameters<typeof fakeRunOne>[1]) =>
+      s.id === bad.id ? Promise.reject(new Error("diverged")) : fakeRunOne(s, o);
+    const first = await runGrid(specs, { outDir: dir, dataDir: "", runOne: failing });
+    assert.equal(first.done, specs.length - 1);
+    assert.deepEqual(first.failed.map((f) => f.spec.id), [bad.id]);
+    const files = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.endsWith(".json"));
+    assert.equal(files.length, specs.length - 1);
+    assert.ok(
+      files.some((f) => f.startsWith("pt--tiny-v1_1--random--glue--Prompt-Tuning--cola--s0--")),
+    );
+    const t = scoresTable(await loadResults(dir), []);
+    const row = t.slice(1).find((r) => column(t, r, "method") === "Prompt-Tuning")!;
+    assert.equal(column(t, row, "missing_runs"), "glue/s0:mnli");
+    assert.equal(column(t, row, "glue_avg"), "");
+
+    const calls: string[] = [];
+    const again = await runGrid(specs, {
+      outDir: dir,
+      dataDir: "",
+      resume: true,
+      runOne: (s, o) => {
+        calls.push(s.id);
+        return fakeRunOne(s, o);
+      },
+    });
+    assert.deepEqual(calls, [bad.id]);
+    assert.equal(again.skipped, specs.length - 1);
+    const t2 = scoresTable(await loadResults(dir), []);
+    const row2 = t2.slice(1).find((r) => column(t2, r, "method") === "Prompt-Tuning")!;
+    assert.equal(column(t2, row2, "missing_runs"), "");
+    assert.equal(typeof column(t2, row2, "glue_avg"), "number");
+    assert.deepEqual(
+      scoresTable(await loadResults(dir), []),
+      scoresTable(await results(specs), []),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a profile's perTask must be true or false, named by its path", () => {
+  assert.throws(() => profile("yes"), {
+    message: 'pt.json: $.methods[1].perTask must be true or false, got "yes"',
+  });
+  // false is the default: the same grid as without the field.
+  const noField = validateProfile({
+    ...JSON.parse(JSON.stringify({
+      name: "pt",
+      seeds: [0, 1],
+      models: ["tiny-v1_1"],
+      benchmarks: ["glue"],
+      methods: [{ name: "mtl" }, {
+        name: "prompt_tuning",
+        label: "Prompt-Tuning",
+        train: { steps: 6, batchSize: 4, learningRate: 0.3 },
+      }],
+      train: { steps: 4, evalEvery: 2, batchSize: 8 },
+    })),
+  }, { file: "pt.json" });
+  assert.deepEqual(grid(profile(false)).map((s) => s.id), grid(noField).map((s) => s.id));
+});
