@@ -20,5 +20,6 @@ export * from "./profile.ts";
 export * from "./runner.ts";
 export * from "./compare.ts";
 export * from "./tables.ts";
+export * from "./per_task.ts";
 export * from "./plots.ts";
 export * from "./provenance.ts";
