@@ -337,7 +337,8 @@ function replacing(reason: string): string {
  * @param total number of runs of the grid
  * @param tty whether the stream is a terminal
  * @param stream where the bars go (default stderr; tests pass their own)
- * @returns the grid event handler, and `stop`, to call once the grid has finished or failed
+ * @returns the grid event handler, and `stop`, to call once the grid has finished or failed (it
+ *   writes the messages still queued, e.g. the last run's FAILED line, then the final bars)
  */
 export function progressReporter(total: number, tty: boolean, stream?: Writable): {
   onEvent: (e: GridEvent) => void;
@@ -388,7 +389,15 @@ export function progressReporter(total: number, tty: boolean, stream?: Writable)
         break;
     }
   };
-  return { onEvent, stop: () => multi.stop() };
+  const stop = () => {
+    // multi.log() only queues a message; the next redraw (up to 10 s away without a terminal)
+    // writes it. A message still queued when the grid ends (e.g. the FAILED line of the last run)
+    // is written by one more redraw before the bars stop, not dropped.
+    const queued = (multi as unknown as { loggingBuffer?: unknown[] }).loggingBuffer;
+    if (queued === undefined || queued.length > 0) multi.update();
+    multi.stop();
+  };
+  return { onEvent, stop };
 }
 
 /** Options of {@link main} (tests inject output sinks and a fake `runOne`). */

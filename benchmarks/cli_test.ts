@@ -699,3 +699,31 @@ Deno.test("progressReporter() on a terminal hides no cursor, keeps wrapping and 
   const lines = text.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "").split(/[\r\n]/);
   assert.ok(lines.every((l) => l.length <= 100), `a line is wider than the terminal: ${lines}`);
 });
+
+Deno.test("progressReporter().stop() writes a message still queued (the last run's FAILED line)", async () => {
+  // Without a terminal the bars redraw (and write queued messages) every 10 s: a run that fails
+  // just before the grid ends had its FAILED line dropped by stop().
+  const dir = await Deno.makeTempDir();
+  const [spec] = expandGrid(await loadProfile(await tmpProfile(dir)), { dataDir: DATA });
+  await Deno.remove(dir, { recursive: true });
+  for (const tty of [false, true]) {
+    const chunks: string[] = [];
+    const stream = new Writable({
+      write(chunk, _enc, done) {
+        chunks.push(String(chunk));
+        done();
+      },
+    });
+    Object.assign(stream, { isTTY: tty, columns: 200 });
+    const reporter = progressReporter(1, tty, stream);
+    reporter.onEvent({ kind: "start", spec: spec!, index: 0 });
+    reporter.onEvent({ kind: "error", spec: spec!, index: 0, error: new Error("out of memory") });
+    reporter.stop();
+    const text = chunks.join("");
+    assert.match(text, new RegExp(`FAILED ${spec!.id} \\(.*\\): out of memory`), `tty ${tty}`);
+    assert.match(text, /grid .*\| 1\/1 runs/, `tty ${tty}: the final bars were drawn`);
+    // The message is written once, before the final bars.
+    assert.equal(text.split("out of memory").length, 2, `tty ${tty}`);
+    assert.ok(text.indexOf("out of memory") < text.lastIndexOf("1/1 runs"), `tty ${tty}`);
+  }
+});
