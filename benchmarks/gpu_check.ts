@@ -63,7 +63,7 @@ import { PRESETS } from "../model/config.ts";
 import { checkOutputFile, writeFileAtomic } from "../model/fs.ts";
 import { type CliOptions, runCli, UsageError } from "../model/usage.ts";
 import { quietWaylandProbe } from "../model/webgpu/wsi_env.ts";
-import { hostOnlySteps, waitFor } from "../model/webgpu/counters.ts";
+import { hostOnlySteps } from "../model/webgpu/counters.ts";
 import {
   newTuningTable,
   QUICK_TUNE_CANDIDATES,
@@ -80,6 +80,7 @@ import {
 } from "../model/webgpu/tuning.ts";
 import { createOptimizer, withTrainingRestored } from "./optim.ts";
 import { gitState } from "./provenance.ts";
+import { timeQueued } from "./queued_timing.ts";
 
 /** A kernel configuration compared by the check. */
 interface Variant {
@@ -324,23 +325,12 @@ function matmulCases(quick: boolean): MatMulCase[] {
 }
 
 /**
- * Times `op` under the kernels installed now: wall ms per call over `reps` (after 2 warm-ups; the
- * last call is read back, the queue runs in order), `tf.time` kernel ms of one more call, and the
- * rates for `flop` per call.
+ * Times `op` under the kernels installed now: wall ms per call over `reps` queued calls (after 2
+ * warm-ups; only the last call is read back, the queue runs in order: `timeQueued`), `tf.time`
+ * kernel ms of one more call, and the rates for `flop` per call.
  */
 async function timeOp(op: () => tf.Tensor, reps: number, flop: number) {
-  for (let i = 0; i < 2; i++) {
-    const y = op();
-    await waitFor(y);
-    y.dispose();
-  }
-  const t0 = performance.now();
-  for (let i = 0; i < reps; i++) {
-    const y = op();
-    if (i === reps - 1) await waitFor(y);
-    y.dispose();
-  }
-  const ms = (performance.now() - t0) / reps;
+  const ms = (await timeQueued(op, { reps, warm: 2 })).batchMs[0]!;
   const timed = await tf.time(() => op().dispose());
   const kernelMs = typeof timed.kernelMs === "number" ? timed.kernelMs : null;
   return {

@@ -4,8 +4,8 @@
  * For each backend (cpu, wasm, wasm+blas; webgpu when a non-fallback adapter exists, or with
  * `--include-fallback-webgpu`) it measures:
  *
- * - float32 `matMul` GFLOP/s at n×n×n (median of repeats after warm-up; each repeat reads back one
- *   element, which forces completion);
+ * - float32 `matMul` GFLOP/s at n×n×n (median of 3 batches after warm-up; a batch queues its
+ *   products and reads back one element of the last one, which waits for all of them);
  * - one training step (forward + backward + AdamW from benchmarks/optim.ts) of T5-shaped workloads: a self-contained
  *   T5-style encoder block ("block", the reference workload of shared/reference/engine-notes.md)
  *   and the real T5 from model/t5.ts (forward + crossEntropyLoss) at tiny and T5 1.1 Small shape;
@@ -66,7 +66,8 @@ import {
 } from "../model/fused.ts";
 import { checkOutputFolder, entryExists, writeFileAtomic } from "../model/fs.ts";
 import { type CliOptions, runCli, UsageError } from "../model/usage.ts";
-import { countGpuWork, hostOnlySteps, waitFor } from "../model/webgpu/counters.ts";
+import { countGpuWork, hostOnlySteps } from "../model/webgpu/counters.ts";
+import { timeQueued } from "./queued_timing.ts";
 import {
   resetWebgpuKernelStats,
   webgpuKernelsInstalled,
@@ -82,14 +83,19 @@ import { quietWaylandProbe } from "../model/webgpu/wsi_env.ts";
 export interface MatMulResult {
   /** Matrix size n (n×n times n×n). */
   n: number;
-  /** Median GFLOP/s (2n³ FLOPs per product). */
+  /** GFLOP/s of the median batch (2n³ FLOPs per product). */
   gflops: number;
-  /** Median, fastest and slowest milliseconds per product. */
+  /**
+   * Milliseconds per product of the median, fastest and slowest batch (a batch's time / its
+   * products: the products of a batch are queued and only its last one is waited for).
+   */
   medianMs: number;
   minMs: number;
   maxMs: number;
-  /** Timed repeats (after warm-up). */
+  /** Products per timed batch (after warm-up). */
   reps: number;
+  /** Timed batches. Absent in reports from before batching: each product was waited for alone. */
+  batches?: number;
 }
 
 /** One training-step measurement. */
@@ -226,23 +232,28 @@ function cpuSeconds(): number {
   }
 }
 
-/** Time `reps` matmuls at n after `warm` untimed ones. */
-async function timeMatMul(n: number, warm: number, reps: number): Promise<MatMulResult> {
+/** Batches of queued products {@link timeMatMul} times (median, fastest and slowest of these). */
+export const MATMUL_BATCHES = 3;
+
+/**
+ * Times matmuls at n: `warm` untimed products, then {@link MATMUL_BATCHES} batches of `reps`
+ * products, queued, each batch ended by one read of one element of its last product
+ * (`timeQueued`, benchmarks/queued_timing.ts): the time covers every product's work but one
+ * round trip to the device per batch, not per product (on webgpu a round trip per product
+ * understated GFLOP/s, the more so the smaller n).
+ *
+ * @param n matrix size (n×n times n×n)
+ * @param warm untimed products first
+ * @param reps products per timed batch
+ * @returns the rates of the batches (ms per product = batch time / reps)
+ */
+export async function timeMatMul(n: number, warm: number, reps: number): Promise<MatMulResult> {
   const a = tf.tensor2d(uniformValues(n * n, n), [n, n]);
   const b = tf.tensor2d(uniformValues(n * n, n + 1), [n, n]);
-  const times: number[] = [];
+  let times: number[];
   try {
-    for (let i = 0; i < warm + reps; i++) {
-      const t0 = performance.now();
-      const c = tf.matMul(a, b);
-      try {
-        await waitFor(c);
-      } finally {
-        c.dispose();
-      }
-      const dt = performance.now() - t0;
-      if (i >= warm) times.push(dt);
-    }
+    times = (await timeQueued(() => tf.matMul(a, b), { reps, batches: MATMUL_BATCHES, warm }))
+      .batchMs;
   } finally {
     tf.dispose([a, b]); // also when a product throws (the run goes on)
   }
@@ -254,6 +265,7 @@ async function timeMatMul(n: number, warm: number, reps: number): Promise<MatMul
     minMs: Math.min(...times),
     maxMs: Math.max(...times),
     reps,
+    batches: MATMUL_BATCHES,
   };
 }
 
@@ -1039,12 +1051,16 @@ export async function main(args: string[]): Promise<PerfReport> {
     for (const n of [...sizes].sort((x, y) => x - y)) {
       const est = lastRate > 0 ? (2 * n ** 3) / (lastRate * 1e9) : 0;
       const warm = 2;
-      let nrep = quick ? 3 : Math.max(3, Math.min(15, Math.floor(2 / Math.max(est, 1e-3))));
-      if (est * (warm + nrep) > maxSeconds) nrep = 3;
-      if (est * (warm + nrep) > maxSeconds) {
+      // Products per batch: about 2 s in all, over MATMUL_BATCHES batches.
+      const products = (reps: number) => warm + MATMUL_BATCHES * reps;
+      let nrep = quick
+        ? 2
+        : Math.max(2, Math.min(10, Math.floor(2 / MATMUL_BATCHES / Math.max(est, 1e-3))));
+      if (est * products(nrep) > maxSeconds) nrep = 1;
+      if (est * products(nrep) > maxSeconds) {
         r.skipped.push({
           what: `matmul ${n}`,
-          why: `estimated ${(est * 5).toFixed(0)} s > --max-seconds ${maxSeconds}`,
+          why: `estimated ${(est * products(nrep)).toFixed(0)} s > --max-seconds ${maxSeconds}`,
         });
         console.log(`  matmul n=${n}: skipped (estimated ${est.toFixed(1)} s each)`);
         continue;
@@ -1062,7 +1078,7 @@ export async function main(args: string[]): Promise<PerfReport> {
         `  matmul n=${String(n).padStart(4)}: ${m.gflops.toFixed(1).padStart(7)} GFLOP/s  ` +
           `(median ${m.medianMs.toFixed(2)} ms, ${m.minMs.toFixed(2)}–${
             m.maxMs.toFixed(2)
-          }, ${m.reps} reps)`,
+          }, ${m.batches} batches of ${m.reps})`,
       );
     }
     if (r.info?.tfBackend === "wasm") {

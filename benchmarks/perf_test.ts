@@ -4,10 +4,12 @@ import {
   cli,
   freshReportPath,
   main,
+  MATMUL_BATCHES,
   optimizerPath,
   type PerfReport,
   planWasmT5,
   type StepResult,
+  timeMatMul,
 } from "./perf.ts";
 import { preset } from "../model/config.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
@@ -272,6 +274,33 @@ gpuTest(
     // One AdamW dispatch per parameter instead of groups: more dispatches, the same path.
     assert.equal(ungrouped.optimizer, "adamw (in place)");
     assert.ok(ungrouped.gpuDispatches! > custom.gpuDispatches!, JSON.stringify(r.backends));
+  },
+);
+
+gpuTest(
+  "perf: matMul timing queues each batch's products and reads back once per batch",
+  async () => {
+    // Waiting for each product paid a full GPU round trip per product (GFLOP/s understated).
+    const be = tf.backend() as unknown as { read: (...x: unknown[]) => Promise<unknown> };
+    const read = be.read;
+    let reads = 0;
+    be.read = function (this: unknown, ...x: unknown[]) {
+      reads++;
+      return read.apply(this, x);
+    };
+    const before = tf.memory().numTensors;
+    let m;
+    try {
+      m = await timeMatMul(32, 2, 4);
+    } finally {
+      be.read = read;
+    }
+    assert.equal(reads, 1 + MATMUL_BATCHES, "one read after the warm-up and one per batch");
+    assert.equal(m.reps, 4);
+    assert.equal(m.batches, MATMUL_BATCHES);
+    assert.ok(m.minMs > 0 && m.minMs <= m.medianMs && m.medianMs <= m.maxMs, JSON.stringify(m));
+    assert.ok(Math.abs(m.gflops - 2 * 32 ** 3 / (m.medianMs * 1e6)) < 1e-9 * m.gflops);
+    assert.equal(tf.memory().numTensors, before, "operands and products freed");
   },
 );
 

@@ -1,0 +1,65 @@
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { runQueued, timeQueued } from "./queued_timing.ts";
+
+/** Counts the active backend's reads (`data()` of any tensor) while `fn` runs. */
+async function countReads<T>(fn: () => Promise<T>): Promise<{ value: T; reads: number }> {
+  const be = tf.backend() as unknown as { read: (...x: unknown[]) => Promise<unknown> };
+  const read = be.read;
+  let reads = 0;
+  be.read = function (this: unknown, ...x: unknown[]) {
+    reads++;
+    return read.apply(this, x);
+  };
+  try {
+    return { value: await fn(), reads };
+  } finally {
+    be.read = read;
+  }
+}
+
+Deno.test("timeQueued: one read per batch (and one after the warm-up), every result freed", async () => {
+  await tf.setBackend("cpu");
+  const a = tf.ones([8, 8]);
+  let calls = 0;
+  const before = tf.memory().numTensors;
+  const { value, reads } = await countReads(() =>
+    timeQueued(() => {
+      calls++;
+      // Busy for ≥ 2 ms per call: the batch time must cover every call's work.
+      const t0 = performance.now();
+      while (performance.now() - t0 < 2);
+      return tf.matMul(a, a);
+    }, { reps: 4, batches: 3, warm: 2 })
+  );
+  assert.equal(calls, 2 + 3 * 4);
+  // Waiting for each call would read 14 times.
+  assert.equal(reads, 1 + 3);
+  assert.equal(value.reps, 4);
+  assert.equal(value.batchMs.length, 3);
+  assert.ok(value.batchMs.every((ms) => ms >= 2), JSON.stringify(value));
+  assert.equal(tf.memory().numTensors, before, "results freed");
+  a.dispose();
+});
+
+Deno.test("runQueued: a call that throws frees the earlier results; bad counts are refused", async () => {
+  await tf.setBackend("cpu");
+  const before = tf.memory().numTensors;
+  let calls = 0;
+  await assert.rejects(
+    runQueued(() => {
+      if (++calls === 3) throw new Error("stand-in for an abort");
+      return tf.zeros([4]);
+    }, 5),
+    /stand-in for an abort/,
+  );
+  assert.equal(tf.memory().numTensors, before);
+  await assert.rejects(
+    runQueued(() => tf.zeros([1]), 0),
+    /count must be a positive integer, got 0/,
+  );
+  await assert.rejects(
+    timeQueued(() => tf.zeros([1]), { reps: 1, batches: 0 }),
+    /batches must be a positive/,
+  );
+});
