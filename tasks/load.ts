@@ -5,7 +5,7 @@
  * @module
  */
 import { join } from "node:path";
-import { getTask } from "./registry.ts";
+import { getTask, sourceId } from "./registry.ts";
 import {
   boolLabel,
   DataError,
@@ -83,8 +83,10 @@ export async function loadExamples(
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) {
         throw new Error(
-          `missing data file ${abs} (task ${spec.name}, split ${split}); download the ` +
-            `${spec.benchmark === "glue" ? "GLUE" : "SuperGLUE"} data into ${dataDir}`,
+          `missing data file ${abs} (task ${spec.name}, split ${split}); get it with ` +
+            `\`deno task download --tasks ${sourceId(spec.name)}\` (into the cache, which ` +
+            "`deno task bench` reads), or pass --data-dir DIR (or HYPERPROMPT_DATA=DIR) naming " +
+            "a folder in the official layout that holds it",
         );
       }
       throw e;

@@ -308,11 +308,21 @@ Deno.test("official row count check catches a short file", () => {
   assert.equal(ok.examples.length, 1);
 });
 
-Deno.test("missing file names the path; unknown split is an error; absent split is empty", async () => {
+Deno.test("missing file names the path and what to run; unknown split is an error; absent split is empty", async () => {
   await assert.rejects(
     () => loadExamples("qnli", "train", "/nonexistent-dir"),
     /missing data file .*glue\/QNLI\/train\.tsv/,
   );
+  // The message says how to get the file: the download command for this task (by an id the
+  // downloader accepts: SuperGLUE RTE is super_glue/rte, not rte) or a mirror folder.
+  for (const [task, id] of [["qnli", "glue/qnli"], ["rte_sg", "super_glue/rte"]] as const) {
+    const err = await loadExamples(task, "train", "/nonexistent-dir").then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    assert.ok(err?.message.includes(`deno task download --tasks ${id}`), err?.message);
+    assert.ok(err?.message.includes("--data-dir"), err?.message);
+  }
   await assert.rejects(
     () => loadExamples("cola", "validation_matched", DATA),
     /no split "validation_matched"/,
