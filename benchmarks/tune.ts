@@ -36,6 +36,7 @@ import {
   mergeTuningTables,
   parseTuningTable,
   registerWebgpuKernels,
+  sameAdapter,
   selfCheckWebgpuKernels,
   serializeTuningTable,
   type TuningEntry,
@@ -46,7 +47,7 @@ import {
   recordGradientShapes,
   tuneShapes,
 } from "../model/webgpu/autotune.ts";
-import { parseChoice, tuningPathFor } from "../model/webgpu/tuning.ts";
+import { describeAdapter, parseChoice, tuningPathFor } from "../model/webgpu/tuning.ts";
 import { makeWorkload, parseWorkload } from "./perf.ts";
 import { checkOutputFile, writeFileAtomic } from "../model/fs.ts";
 import { type CliOptions, runCli, usageChecked, UsageError } from "../model/usage.ts";
@@ -232,11 +233,17 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
   // The default path needs the adapter: its table is read (and validated) now, before any time
   // is spent. Whose table it is can only be checked now: a foreign one stops here (exit 1).
   if (values.out === undefined) old = await readTable(path, false);
-  if (old !== undefined && adapterSlug(old.adapter) !== adapterSlug(id)) {
-    const name = (a: typeof id) => `"${a.description}" (${adapterSlug(a)})`;
+  // Any difference counts, not only one of the file name stem: merging used to relabel the old
+  // entries as measured on this adapter (e.g. another architecture, or a description that
+  // differs in case, punctuation or past the stem's 80 characters), and model/backend.ts then
+  // applied them here as this adapter's.
+  if (old !== undefined && !sameAdapter(old.adapter, id)) {
+    const sameStem = adapterSlug(old.adapter) === adapterSlug(id);
+    const name = (a: typeof id) =>
+      sameStem ? describeAdapter(a) : `"${a.description}" (${adapterSlug(a)})`;
     throw new Error(
       `benchmarks/tune.ts: ${path} holds the table of adapter ${name(old.adapter)}, not of ` +
-        `${name(id)}, the adapter found; choose another --out`,
+        `${name(id)}, the adapter found; choose another --out (or remove ${path} to replace it)`,
     );
   }
 
@@ -297,10 +304,7 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
     candidates: candidateText ?? "all",
     git: `${git.sha}${git.dirty ? "+dirty" : ""}`,
   });
-  const table = old === undefined ? fresh : mergeTuningTables(
-    { ...old, adapter: id },
-    fresh,
-  );
+  const table = old === undefined ? fresh : mergeTuningTables(old, fresh);
   await Deno.mkdir(dirname(path), { recursive: true });
   await writeFileAtomic(path, serializeTuningTable(table));
   for (const t of totals) {

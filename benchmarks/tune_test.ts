@@ -81,6 +81,20 @@ Deno.test({
         /holds the table of adapter "Other GPU" \(other-gpu[^)]*\), not of ".*" \([^)]+\), the adapter found; choose another --out/,
       );
       assert.equal(await Deno.readTextFile(out), serializeTuningTable(foreign), "file untouched");
+
+      // One whose file name stem is this adapter's (the stem leaves the architecture out) is
+      // refused too: merging relabelled its entries as this adapter's, and the backend then
+      // applied them here.
+      const sameStem = {
+        ...withExtra,
+        adapter: { ...withExtra.adapter, architecture: "other-arch" },
+      };
+      await Deno.writeTextFile(out, serializeTuningTable(sameStem));
+      await assert.rejects(
+        main(["--quick", "--include-fallback", `--out=${out}`]),
+        /holds the table of adapter ".*" \(vendor ".*", architecture "other-arch", device ".*"\), not of ".*" \(vendor ".*", architecture "[^"]*", device ".*"\), the adapter found; choose another --out/,
+      );
+      assert.equal(await Deno.readTextFile(out), serializeTuningTable(sameStem), "file untouched");
     } finally {
       unregisterWebgpuKernels();
       await tf.setBackend("cpu");

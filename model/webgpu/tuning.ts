@@ -160,6 +160,16 @@ export function sameAdapter(a: AdapterId, b: AdapterId): boolean {
 }
 
 /**
+ * An adapter's identity in words, every field {@link sameAdapter} compares, e.g.
+ * `"llvmpipe (LLVM 15.0.6, 256 bits)" (vendor "65541", architecture "", device "0")`: two
+ * adapters that differ in one field only are told apart.
+ */
+export function describeAdapter(id: AdapterId): string {
+  return `"${id.description}" (vendor "${id.vendor}", architecture "${id.architecture}", ` +
+    `device "${id.device}")`;
+}
+
+/**
  * A file name stem for an adapter: its description (and vendor and device id), lower case,
  * runs of other characters as one `-`, at most 80 characters; e.g.
  * `llvmpipe-llvm-15-0-6-256-bits-65541-0`.
@@ -330,7 +340,7 @@ export function mergeTuningTables(
   if (!sameAdapter(old.adapter, fresh.adapter)) {
     throw new Error(
       `model/webgpu/tuning.ts: cannot merge tables of different adapters ` +
-        `(${old.adapter.description} / ${fresh.adapter.description})`,
+        `(${describeAdapter(old.adapter)} / ${describeAdapter(fresh.adapter)})`,
     );
   }
   return { ...fresh, entries: { ...old.entries, ...fresh.entries } };
@@ -683,8 +693,9 @@ export async function findTuningTable(
   }
   const table = parseTuningTable(text, path);
   if (!sameAdapter(table.adapter, id)) {
-    const why =
-      `${path} was measured on ${table.adapter.description} (vendor ${table.adapter.vendor}, device ${table.adapter.device}), not on ${id.description} (vendor ${id.vendor}, device ${id.device})`;
+    const why = `${path} was measured on ${describeAdapter(table.adapter)}, not on ${
+      describeAdapter(id)
+    }`;
     if (explicit) throw new Error(`HYPERPROMPT_WEBGPU_TUNING: ${why}`);
     return { note: `webgpu: matmul tuning table not used: ${why}` };
   }

@@ -152,7 +152,7 @@ Deno.test("mergeTuningTables keeps other shapes, takes the fresh entry, refuses 
   assert.ok(sameAdapter(m.adapter, ADAPTER));
   assert.throws(
     () => mergeTuningTables(old, { ...fresh, adapter: { ...ADAPTER, device: "1" } }),
-    /different adapters/,
+    /different adapters \(".*" \(vendor ".*", architecture ".*", device "0"\) \/ ".*" \(vendor ".*", architecture ".*", device "1"\)\)/,
   );
 });
 
@@ -329,7 +329,11 @@ Deno.test("findTuningTable: the adapter's file, an explicit file, off; errors na
     assert.equal(adapterSlug(other), adapterSlug(ADAPTER));
     const foreign = await findTuningTable(other, undefined, dir);
     assert.equal(foreign.table, undefined);
-    assert.match(foreign.note, /not used: .* was measured on llvmpipe/);
+    // The note names the field that differs (the descriptions are the same).
+    assert.match(
+      foreign.note,
+      /not used: .* was measured on "llvmpipe[^"]*" \(vendor "[^"]*", architecture "", device "[^"]*"\), not on "llvmpipe[^"]*" \(vendor "[^"]*", architecture "x", /,
+    );
     await assert.rejects(findTuningTable(other, path), /HYPERPROMPT_WEBGPU_TUNING: .*measured on/);
     // A malformed table is an error naming the file and the field.
     await Deno.writeTextFile(path, serializeTuningTable(t).replace('"t64"', '"t65"'));
