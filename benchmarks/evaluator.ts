@@ -263,7 +263,10 @@ export function bestPerTask(evals: readonly TaskEval[]): Record<string, BestEval
 /**
  * Benchmark average of per-task best group scores (spec A11). Uses `average` (tasks/mod.ts
  * `benchmarkAverage`) when every task of the benchmark was evaluated; on a task subset it is the
- * plain mean of the evaluated tasks' group scores (the run is then partial; tables say so).
+ * plain mean of the group scores of the evaluated tasks among `benchmarkTasks` (the run is then
+ * partial; tables say so). Tasks outside `benchmarkTasks` (WNLI, the AX diagnostics, whose group
+ * score is NaN) never enter either average; with none of `benchmarkTasks` evaluated the result
+ * is `{}`.
  *
  * @param benchmark the run's benchmark
  * @param best per-task best evaluations
@@ -278,9 +281,9 @@ export function benchmarkAverages(
 ): { glue?: number; super_glue?: number } {
   const scores: Record<string, number> = {};
   for (const [t, b] of Object.entries(best)) scores[t] = b.groupScore;
-  const names = Object.keys(scores);
+  const names = benchmarkTasks.filter((t) => Object.hasOwn(scores, t));
   if (names.length === 0) return {};
-  const complete = benchmarkTasks.every((t) => t in scores);
+  const complete = names.length === benchmarkTasks.length;
   const value = complete
     ? average(benchmark, scores)
     : names.reduce((a, t) => a + scores[t]!, 0) / names.length;

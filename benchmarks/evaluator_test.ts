@@ -228,4 +228,14 @@ Deno.test("bestPerTask() takes each task's best step (earliest on ties); average
     super_glue: 42,
   });
   assert.deepEqual(benchmarkAverages("glue", {}, ["rte"], () => 1), {});
+  // A task outside the benchmark's average (WNLI, the AX diagnostics: NaN group score) is left
+  // out of the partial mean as the official average leaves it out; it was averaged in (NaN).
+  const withAx = {
+    ...best,
+    axb: { step: 2, metrics: { matthews_corrcoef: 10 }, groupScore: NaN },
+  };
+  assert.deepEqual(benchmarkAverages("super_glue", withAx, ["rte", "cb", "wic"], () => -1), {
+    super_glue: 55,
+  });
+  assert.deepEqual(benchmarkAverages("super_glue", { axb: withAx.axb }, ["rte"], () => -1), {});
 });
