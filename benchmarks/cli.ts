@@ -253,6 +253,11 @@ export function isGpuBackend(
   return info.name === "tensorflow" && info.adapter === "@tensorflow/tfjs-node-gpu";
 }
 
+/** A run's method label, with its task in brackets for one task's run of a `perTask` method. */
+function runMethodLabel(s: RunSpec): string {
+  return s.perTaskOf === undefined ? s.method.label : `${s.method.label}[${s.tasks.join("+")}]`;
+}
+
 function printDryRun(
   specs: readonly RunSpec[],
   estimates: readonly RunEstimate[],
@@ -268,7 +273,7 @@ function printDryRun(
       modelLabel(s.model),
       backboneLabel(s.backbone ?? "random"),
       s.benchmark,
-      s.method.label,
+      runMethodLabel(s),
       `s${s.seed}`,
       String(s.tasks.length),
       `${s.train.steps}x${s.train.batchSize}`,
@@ -359,7 +364,7 @@ export function progressReporter(total: number, tty: boolean, stream?: Writable)
   let run: ReturnType<typeof multi.create> | undefined;
   let finished = 0;
   const onEvent = (e: GridEvent) => {
-    const name = `${e.spec.benchmark}/${e.spec.method.label}/s${e.spec.seed}`.slice(0, 28)
+    const name = `${e.spec.benchmark}/${runMethodLabel(e.spec)}/s${e.spec.seed}`.slice(0, 28)
       .padEnd(28);
     switch (e.kind) {
       case "skip":

@@ -170,6 +170,21 @@ Deno.test("main() --dry-run lists the grid with FLOPs and time; --compare gates 
     0,
   );
   assert.match(c.out.at(-1)!, /^12 runs; no FLOP or time estimate \(.*not from a hub id\)$/);
+  // A per-task method's runs name their task (they differ only by id otherwise).
+  c = capture();
+  await Deno.mkdir(join(dir, "pt"));
+  const pt = await tmpProfile(join(dir, "pt"), {
+    seeds: [0],
+    methods: [{ name: "prompt_tuning", config: { length: 4 }, perTask: true }],
+  });
+  assert.equal(
+    await main(["--profile", pt, "--data-dir", DATA, "--dry-run", "--backend", "cpu"], c.opts),
+    0,
+  );
+  assert.equal(c.out.length, 1 + 3 + 1);
+  assert.match(c.out[1]!, /glue\s+prompt_tuning\[rte\]\s+s0\s+1\s/);
+  assert.match(c.out[2]!, /glue\s+prompt_tuning\[cola\]\s+s0\s+1\s/);
+  assert.match(c.out[3]!, /super_glue\s+prompt_tuning\[cb\]\s+s0\s+1\s/);
 
   const base = join(dir, "base");
   c = capture();
