@@ -9,7 +9,7 @@ import {
   TASKS,
 } from "./registry.ts";
 import { compareCodePoints } from "./text.ts";
-import { findTaskSource } from "./sources.ts";
+import { findTaskSource, TASK_SOURCES } from "./sources.ts";
 
 // T5 glue_utils.py GLUE_WEIGHT_MAPPING / SUPER_GLUE_WEIGHT_MAPPING (trained tasks).
 const T5_WEIGHTS: Record<string, number> = {
@@ -144,4 +144,28 @@ Deno.test("getTask: names of Object's members are unknown tasks, with or without
       return true;
     });
   }
+});
+
+Deno.test("registry files and official counts agree with the downloader's (sources.ts)", () => {
+  // The loader checks the registry's counts, the downloader verifies sources.ts's: a file the
+  // downloader accepts must load. Each task's files are the same paths in both, every count the
+  // downloader expects is one the loader accepts (QQP: the registry also takes the old 363,849).
+  for (const t of Object.values(TASKS)) {
+    const src = findTaskSource(sourceId(t.name));
+    const reg = new Map<string, number[]>();
+    for (const files of Object.values(t.files)) {
+      for (const f of files ?? []) {
+        reg.set(f.path, f.rows === undefined ? [] : ([] as number[]).concat(f.rows));
+      }
+    }
+    assert.deepEqual(
+      [...reg.keys()].sort(),
+      src.files.map((f) => f.path).sort(),
+      `${t.name}: registry and sources.ts name the same files`,
+    );
+    for (const f of src.files) {
+      assert.ok(reg.get(f.path)?.includes(f.rows), `${f.path}: ${f.rows} vs ${reg.get(f.path)}`);
+    }
+  }
+  assert.equal(TASK_SOURCES.length, taskNames().length, "one source per registered task");
 });
