@@ -1,0 +1,776 @@
+/**
+ * Closed-form training-memory estimate of one optimizer step: weights, gradients (and the
+ * gradient accumulator of micro-batches), optimizer state, and what one micro-batch's forward and
+ * backward pass keep alive, so that a run that cannot fit the device is refused before minutes of
+ * setup, and {@link largestFittingMicroBatch} can pick `train.microBatchSize`.
+ *
+ * How the activations are counted: the T5 forward pass of `model/t5.ts` is replayed on shapes only
+ * (no tensor is made), op by op, with what tfjs's autodiff does with each op
+ * (`tfjs-core` `engine.gradients` / `tape.backpropagateGradients`, 4.22):
+ *
+ * - The whole forward pass runs in one `tf.tidy` (`forward`), so every intermediate is alive
+ *   until it returns: the forward peak is the sum of all of them.
+ * - Every op on the tape keeps the tensors its gradient declares (`inputsToSave`,
+ *   `outputsToSave`; e.g. MatMul both operands, Add both inputs, Softmax its output,
+ *   `HpAttentionSoftmax` its output, bias and mask) until the backward pass ends.
+ * - The backward pass keeps the gradient of **every** intermediate tensor in its accumulation map
+ *   until it returns (nothing is released per node), so its peak is the saved tensors plus one
+ *   gradient per intermediate on the path from the trained variables to the loss.
+ * - Bytes are counted per data buffer (a reshape, a clone, or a gradient that is `dy` reshaped,
+ *   shares its input's buffer), which is what a GPU allocates; tfjs's `tf.memory().numBytes` and
+ *   `tf.profile().peakBytes` count each tensor handle instead, and overstate that.
+ *
+ * Two kernel sets are modelled: `"composite"` (stock tfjs ops: the cpu backend and tfjs-node /
+ * tfjs-node-gpu, which register none of the project's kernels) and `"fused"` (the kernels of
+ * `model/fused.ts` and `model/heads.ts`: webgpu). The composite set is validated against measured
+ * peaks on the cpu backend (benchmarks/memory_test.ts); the fused one follows the same rules with
+ * the fused kernels' saved tensors, and is not measured here (no GPU in CI).
+ *
+ * Not counted: the webgpu buffer pool keeps released buffers for reuse by exact size, so a device
+ * holds at least the peak (about the peak for the fixed shapes of a run); framework/driver
+ * overhead and the tokenizer/data on the host. Keep a margin (see {@link fitsDevice}).
+ *
+ * @module
+ */
+import type { T5Config } from "../model/config.ts";
+import { t5ParamShapes } from "../model/t5.ts";
+import { getMethod } from "../model/methods/mod.ts";
+import { backboneTrainable, type FreezeBackbone } from "../model/methods/_config.ts";
+import { adafactorFactoredAxes } from "./optim.ts";
+
+/** Which kernels run the step: stock tfjs ops (cpu, tfjs-node-gpu) or the fused ones (webgpu). */
+export type KernelSet = "composite" | "fused";
+
+/** Optimizer state rules (benchmarks/optim.ts). */
+export type OptimizerMemory =
+  | {
+    readonly kind: "adafactor";
+    /** Factor second moments of rank ≥ 2 variables (default true). */
+    readonly factored?: boolean;
+    /** Mesh TF's rule (`train.adafactor.minDimSizeToFactor`); absent: Hugging Face's rule. */
+    readonly minDimSizeToFactor?: number;
+    /** First-moment decay; > 0 adds a full-size first moment (default 0). */
+    readonly beta1?: number;
+  }
+  | { readonly kind: "adamw" };
+
+/** What {@link estimateTrainingMemory} needs. */
+export interface MemoryInput {
+  /** The backbone. */
+  readonly config: T5Config;
+  /** Method registry key (model/methods/mod.ts). */
+  readonly method: string;
+  /** The method's configuration, raw (partial JSON) or parsed; defaults fill the rest. */
+  readonly methodConfig?: unknown;
+  /** Number of co-trained tasks (method parameter counts depend on it; default 1). */
+  readonly numTasks?: number;
+  /** The optimizer. */
+  readonly optimizer: OptimizerMemory;
+  /** Rows of an optimizer step (`train.batchSize`). */
+  readonly batchSize: number;
+  /** Rows of one forward/backward pass (`train.microBatchSize`; default the batch). */
+  readonly microBatchSize?: number;
+  /** Encoder length (`train.maxInputLength`). */
+  readonly inputLength: number;
+  /** Decoder length (`train.maxTargetLength`). */
+  readonly targetLength: number;
+  /** Dropout on (a rate > 0) or off. */
+  readonly dropout: boolean;
+  /** Kernel set (default `"fused"`, the webgpu path). */
+  readonly kernels?: KernelSet;
+  /** Bytes per element of weights, gradients, activations and state (default 4, fp32). */
+  readonly bytesPerElement?: number;
+}
+
+/** Bytes of one training step (see the module documentation for what each term holds). */
+export interface MemoryEstimate {
+  /** Backbone + method variables. */
+  readonly weights: number;
+  /** Gradients of the trained variables (one set). */
+  readonly gradients: number;
+  /** The running gradient sums kept across micro-batches (0 without micro-batches). */
+  readonly accumulator: number;
+  /** Optimizer slots. */
+  readonly optimizerState: number;
+  /** All intermediates of one micro-batch's forward pass (alive until it returns). */
+  readonly forwardActivations: number;
+  /** Tensors one micro-batch's tape keeps for its backward pass. */
+  readonly savedActivations: number;
+  /** Gradients of the intermediates, alive until the backward pass returns. */
+  readonly activationGradients: number;
+  /** The largest phase of the step (forward, backward, gradient norm, update). */
+  readonly peak: number;
+  /** Which phase gives the peak. */
+  readonly peakPhase: "forward" | "backward" | "gradient norm" | "update";
+  /** Parameters: total and trained. */
+  readonly params: { readonly total: number; readonly trained: number };
+}
+
+// ---------------------------------------------------------------------------------------------
+// A shape-only tape
+
+interface Buf {
+  readonly n: number;
+  refs: number;
+}
+interface T {
+  readonly n: number;
+  readonly buf: Buf;
+  readonly path: boolean;
+}
+type GradRule = "new" | "alias" | "none";
+interface Node {
+  readonly inputs: readonly (readonly [T, GradRule])[];
+  readonly outputs: readonly T[];
+  /** Elements a gradient function allocates and frees within the node (beyond its outputs). */
+  readonly transient: number;
+}
+
+/**
+ * Replays ops on sizes: `fwd` counts every buffer made in the forward tidy, `saved` the buffers a
+ * tape node keeps, and {@link Tape.backward} walks the nodes in reverse as tfjs does.
+ */
+class Tape {
+  fwd = 0;
+  readonly saved = new Set<Buf>();
+  readonly nodes: Node[] = [];
+
+  leaf(n: number, path: boolean): T {
+    return { n, buf: { n, refs: 1 }, path };
+  }
+  /** A new forward buffer. */
+  fresh(n: number, path: boolean): T {
+    this.fwd += n;
+    return { n, buf: { n, refs: 1 }, path };
+  }
+  alias(x: T): T {
+    return { n: x.n, buf: x.buf, path: x.path };
+  }
+  /**
+   * One op: `outs` its outputs (already made), `ins` its inputs with the gradient rule of each,
+   * `save` what its gradient keeps.
+   */
+  op(ins: readonly (readonly [T, GradRule])[], outs: readonly T[], save: readonly T[], tr = 0) {
+    for (const s of save) this.saved.add(s.buf);
+    if (outs.some((o) => o.path)) this.nodes.push({ inputs: ins, outputs: outs, transient: tr });
+  }
+  /** Elements of the saved buffers. */
+  savedElems(): number {
+    let s = 0;
+    for (const b of this.saved) s += b.n;
+    return s;
+  }
+  /**
+   * The backward walk: returns the peak of live gradient elements (including `transient`s) and
+   * the elements of the trained variables' gradients (`params`).
+   */
+  backward(loss: T, params: ReadonlySet<T>): { peak: number; params: number } {
+    const grad = new Map<T, Buf>();
+    let live = loss.n;
+    const g0: Buf = { n: loss.n, refs: 1 };
+    grad.set(loss, g0);
+    let peak = live;
+    const release = (b: Buf) => {
+      if (--b.refs === 0) live -= b.n;
+    };
+    for (let i = this.nodes.length - 1; i >= 0; i--) {
+      const node = this.nodes[i]!;
+      const dy = node.outputs.map((o) => grad.get(o)).find((b) => b !== undefined);
+      if (dy === undefined) continue;
+      peak = Math.max(peak, live + node.transient);
+      for (const [x, rule] of node.inputs) {
+        if (!x.path || rule === "none") continue;
+        let dx: Buf;
+        if (rule === "alias" && dy.n === x.n) {
+          dx = dy;
+          dy.refs++;
+        } else {
+          dx = { n: x.n, refs: 1 };
+          live += x.n;
+        }
+        const prev = grad.get(x);
+        if (prev !== undefined) {
+          // add(prev, dx): a new buffer; both operands released (tfjs disposes prev; dx is a
+          // handle of the backward tidy, alive until it ends: counted until then).
+          const sum: Buf = { n: x.n, refs: 1 };
+          live += x.n;
+          peak = Math.max(peak, live);
+          release(prev);
+          grad.set(x, sum);
+        } else grad.set(x, dx);
+        peak = Math.max(peak, live);
+      }
+    }
+    let p = 0;
+    for (const x of params) p += grad.get(x)?.n ?? 0;
+    return { peak, params: p };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The T5 forward pass on shapes (model/t5.ts, model/layers.ts, model/fused.ts, model/heads.ts)
+
+interface Shapes {
+  readonly b: number;
+  readonly li: number;
+  readonly lt: number;
+}
+
+interface MethodActs {
+  /** Rows prepended to the encoder input (Prompt-Tuning). */
+  readonly promptLength: number;
+  /** Prefix key/value slots per self-attention layer, and the stacks that get them. */
+  readonly prefixLength: number;
+  readonly prefixStacks: readonly ("encoder" | "decoder")[];
+  /** Adapter bottleneck width after each sublayer (0: none), and the stacks. */
+  readonly adapterWidth: number;
+  readonly adapterStacks: readonly ("encoder" | "decoder")[];
+  /**
+   * Parameters of a hypernetwork used by every conditioned layer (HyperPrompt-Global): each use
+   * leaves a full-size gradient of them in the backward map.
+   */
+  readonly sharedHypernet: number;
+  /** Tasks present in a batch (the generated weights are per task). */
+  readonly tasks: number;
+  /** HyperPrompt's local bottleneck b (the generated D and U are d·b and b·h·d_kv). */
+  readonly bottleneck: number;
+}
+
+class T5Replay {
+  readonly t = new Tape();
+  readonly params = new Set<T>();
+  readonly #w = new Map<string, T>();
+  constructor(
+    readonly cfg: T5Config,
+    readonly trained: (name: string) => boolean,
+    readonly fused: boolean,
+    readonly dropout: boolean,
+    readonly m: MethodActs,
+  ) {}
+
+  w(name: string, n: number): T {
+    let x = this.#w.get(name);
+    if (!x) {
+      x = this.t.leaf(n, this.trained(name));
+      if (x.path) this.params.add(x);
+      this.#w.set(name, x);
+    }
+    return x;
+  }
+  /** A trained method variable (per batch, small): counted as a path leaf. */
+  methodLeaf(n: number): T {
+    const x = this.t.leaf(n, true);
+    this.params.add(x);
+    return x;
+  }
+
+  /** Binary elementwise op (Add, Sub, Mul) of equal-or-broadcast inputs. */
+  bin(kind: "add" | "mul", a: T, b: T, n = Math.max(a.n, b.n)): T {
+    const out = this.t.fresh(n, a.path || b.path);
+    const rule = (x: T): GradRule => (kind === "add" && x.n === n ? "alias" : "new");
+    // Add and Mul both save their two inputs (tfjs addGradConfig / mulGradConfig).
+    const tr = kind === "mul" ? [a, b].filter((x) => x.n !== n).length * n : 0;
+    this.t.op([[a, rule(a)], [b, rule(b)]], [out], [a, b], tr);
+    return out;
+  }
+  /** Unary op saving its input (Square, Rsqrt, Relu) or its output (Tanh, Softmax, Exp). */
+  un(x: T, saves: "in" | "out" | "none", n = x.n, tr = 0): T {
+    const out = this.t.fresh(n, x.path);
+    this.t.op([[x, "new"]], [out], saves === "in" ? [x] : saves === "out" ? [out] : [], tr);
+    return out;
+  }
+  matmul(a: T, b: T, n: number): T {
+    const out = this.t.fresh(n, a.path || b.path);
+    this.t.op([[a, "new"], [b, "new"]], [out], [a, b]);
+    return out;
+  }
+  reshape(x: T): T {
+    const out = this.t.alias(x);
+    this.t.op([[x, "alias"]], [out], []);
+    return out;
+  }
+
+  drop(x: T): T {
+    if (!this.dropout) return x;
+    if (this.fused) return this.un(x, "none"); // HpDropout: mask recomputed, nothing saved
+    const mask = this.t.fresh(x.n, false);
+    return this.bin("mul", x, mask);
+  }
+  dropAdd(x: T, h: T): T {
+    if (!this.dropout) return this.bin("add", x, h);
+    if (this.fused) {
+      const out = this.t.fresh(x.n, true);
+      this.t.op([[x, "alias"], [h, "new"]], [out], []);
+      return out;
+    }
+    return this.bin("add", x, this.drop(h));
+  }
+  /** rmsNorm (final norms) and rmsNormKeep (blocks): returns the normed tensor. */
+  norm(name: string, x: T, rows: number): T {
+    const w = this.w(name, this.cfg.dModel);
+    if (this.fused) {
+      const y = this.t.fresh(x.n, true);
+      // HpRmsNormKeep saves x and w; its second output is x itself.
+      this.t.op([[x, "new"], [w, "new"]], [y], [x, w]);
+      return y;
+    }
+    const sq = this.un(x, "in");
+    const mean = this.un(sq, "in", rows, x.n); // Mean saves x; its gradient fills x's shape
+    const eps = this.bin("add", mean, this.t.leaf(1, false), rows);
+    const r = this.un(eps, "in");
+    const xr = this.bin("mul", x, r, x.n);
+    return this.bin("mul", xr, w, x.n);
+  }
+  linear(x: T, name: string, out: number, inn: number): T {
+    const flat = this.reshape(x);
+    const y = this.matmul(flat, this.w(name, out * inn), (x.n / inn) * out);
+    return this.reshape(y);
+  }
+  /** Heads split (composite): reshape + transpose. */
+  split(x: T): T {
+    return this.un(this.reshape(x), "none");
+  }
+  attention(q: T, k: T, v: T, lq: number, lk: number, bias: T, mask: T | null): T {
+    const { b } = this.sh;
+    const h = this.cfg.numHeads;
+    const s = b * h * lq * lk;
+    let scores: T;
+    if (this.fused) scores = this.matmul(q, k, s); // HpHeadScores saves q, k
+    else scores = this.matmul(this.split(q), this.split(k), s);
+    let probs: T;
+    if (this.fused) {
+      probs = this.t.fresh(s, true);
+      const zero = this.t.fresh(lk, false);
+      this.t.op([[scores, "new"], [bias, "new"]], [probs], [bias, mask ?? zero, probs]);
+      // HpAttentionSoftmax's bias gradient is dx summed over the batch: dx is a node output.
+    } else {
+      let x = this.bin("add", scores, bias, s);
+      if (mask) x = this.bin("add", x, mask, s);
+      probs = this.un(x, "out", s, s); // Softmax saves its output; grad makes dy·y
+    }
+    const attn = this.drop(probs);
+    const inner = this.cfg.numHeads * this.cfg.dKv;
+    if (this.fused) return this.matmul(attn, v, b * lq * inner); // HpHeadContext saves p, v
+    const ctx = this.matmul(attn, this.split(v), b * lq * inner);
+    return this.reshape(this.un(ctx, "none")); // merge: transpose + reshape
+  }
+  get sh(): Shapes {
+    return this.#sh!;
+  }
+  #sh?: Shapes;
+  #hyper?: T;
+
+  positionBias(name: string, lq: number, lk: number): T {
+    const h = this.cfg.numHeads;
+    const table = this.w(name, this.cfg.relativeAttentionNumBuckets * h);
+    const rows = this.t.fresh(lq * lk * h, true); // gatherRows: customGrad saves the indices
+    this.t.op([[table, "new"]], [rows], []);
+    const tr = this.un(this.reshape(rows), "none"); // transpose [h, q, k]
+    return this.reshape(tr);
+  }
+
+  selfAttn(stack: "encoder" | "decoder", i: number, x: T, len: number, bias: T, mask: T | null) {
+    const { b } = this.sh;
+    const d = this.cfg.dModel, inner = this.cfg.numHeads * this.cfg.dKv;
+    const p = `${stack}.block.${i}.layer.0.SelfAttention`;
+    const q = this.linear(x, `${p}.q.weight`, inner, d);
+    let k = this.linear(x, `${p}.k.weight`, inner, d);
+    let v = this.linear(x, `${p}.v.weight`, inner, d);
+    let lk = len;
+    let bb = bias;
+    let mm = mask;
+    const l = this.m.prefixLength;
+    if (l > 0 && this.m.prefixStacks.includes(stack)) {
+      // Hyper-prompts: per-example prefix keys/values [b, l, inner] joined before k and v;
+      // the bias and mask get l more columns (zeros).
+      let src: T | undefined;
+      if (this.m.sharedHypernet > 0) {
+        // generated per task from the shared hypernetwork: a gradient of all of it per use
+        this.#hyper ??= this.methodLeaf(this.m.sharedHypernet);
+        src = this.t.fresh(this.m.tasks * (d + inner) * this.m.bottleneck * 2, true);
+        this.t.op([[this.#hyper, "new"]], [src], [this.#hyper]);
+      }
+      const kvLeaf = () => {
+        if (!src) return this.methodLeaf(b * l * inner);
+        const out = this.t.fresh(b * l * inner, true);
+        this.t.op([[src, "new"]], [out], [src]);
+        return out;
+      };
+      const pk = kvLeaf(), pv = kvLeaf();
+      const cat = (a: T, c: T, n: number) => {
+        const out = this.t.fresh(n, a.path || c.path);
+        this.t.op([[a, "new"], [c, "new"]], [out], [a, c]); // Concat saves all inputs
+        return out;
+      };
+      k = cat(pk, k, b * (l + len) * inner);
+      v = cat(pv, v, b * (l + len) * inner);
+      lk = l + len;
+      bb = cat(this.t.fresh(this.cfg.numHeads * len * l, false), bias, bias.n / len * lk);
+      if (mm) mm = cat(this.t.fresh(mm.n / len * l, false), mm, (mm.n / len) * lk);
+    }
+    const a = this.attention(q, k, v, len, lk, bb, mm);
+    return this.linear(a, `${p}.o.weight`, d, inner);
+  }
+  ff(prefix: string, x: T): T {
+    const d = this.cfg.dModel, f = this.cfg.dFf;
+    const w = `${prefix}.DenseReluDense`;
+    let hdn: T;
+    if (this.cfg.feedForwardProj === "relu") {
+      hdn = this.drop(this.un(this.linear(x, `${w}.wi.weight`, f, d), "in"));
+    } else {
+      const a = this.linear(x, `${w}.wi_0.weight`, f, d);
+      const bb = this.linear(x, `${w}.wi_1.weight`, f, d);
+      if (this.fused) {
+        hdn = this.t.fresh(a.n, true); // HpGatedGelu(Dropout) saves a and b
+        this.t.op([[a, "new"], [bb, "new"]], [hdn], [a, bb]);
+      } else {
+        // geluNew: x·x, ·x, ·k, +x, ·c, x·0.5, tanh, +1, product; then · b
+        const c = this.t.leaf(1, false);
+        const x2 = this.bin("mul", a, a);
+        const x3 = this.bin("mul", x2, a);
+        const inner = this.bin("mul", this.bin("add", a, this.bin("mul", x3, c, a.n), a.n), c, a.n);
+        const half = this.bin("mul", a, c, a.n);
+        const th = this.un(inner, "out");
+        const g = this.bin("mul", half, this.bin("add", th, c, a.n));
+        hdn = this.drop(this.bin("mul", g, bb));
+      }
+    }
+    return this.linear(hdn, `${w}.wo.weight`, d, f);
+  }
+  adapter(stack: "encoder" | "decoder", y: T, rows: number): T {
+    const r = this.m.adapterWidth;
+    if (r === 0 || !this.m.adapterStacks.includes(stack)) return y;
+    const d = this.cfg.dModel;
+    const down = this.methodLeaf(r * d), up = this.methodLeaf(r * d);
+    const hd = this.un(this.matmul(y, down, rows * r), "in");
+    return this.bin("add", y, this.matmul(hd, up, rows * d));
+  }
+  block(stack: "encoder" | "decoder", i: number, x: T, len: number, bias: T, mask: T | null) {
+    const { b } = this.sh;
+    const rows = b * len;
+    const bp = `${stack}.block.${i}`;
+    const y = this.selfAttn(
+      stack,
+      i,
+      this.norm(`${bp}.layer.0.layer_norm.weight`, x, rows),
+      len,
+      bias,
+      mask,
+    );
+    return this.dropAdd(x, this.adapter(stack, y, rows));
+  }
+
+  run(sh: Shapes): { loss: T } {
+    this.#sh = sh;
+    const cfg = this.cfg;
+    const { b, lt } = sh;
+    const d = cfg.dModel, v = cfg.vocabSize, inner = cfg.numHeads * cfg.dKv;
+    const li = sh.li;
+    // Embeddings: one gather of both stacks' ids (shared table), two slices.
+    const table = this.w("shared.weight", v * d);
+    const rows = this.t.fresh(b * (li + lt) * d, table.path);
+    this.t.op([[table, "new"]], [rows], []);
+    const slice = (n: number) => {
+      const out = this.t.fresh(n, rows.path);
+      this.t.op([[rows, "new"]], [out], [rows]); // Slice saves x; its gradient pads to x
+      return out;
+    };
+    let x = this.reshape(slice(b * li * d));
+    let dec = this.reshape(slice(b * lt * d));
+    let le = li;
+    if (this.m.promptLength > 0) {
+      const p = this.methodLeaf(b * this.m.promptLength * d);
+      le = li + this.m.promptLength;
+      const out = this.t.fresh(b * le * d, true);
+      this.t.op([[p, "new"], [x, "new"]], [out], [p, x]);
+      x = out;
+      this.t.fresh(b * le, false); // the longer mask
+    }
+    x = this.drop(x);
+    const encBias = this.positionBias(
+      "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+      le,
+      le,
+    );
+    const pad = this.t.fresh(b * le * 2, false); // paddingMask: sub, mul (reshape shares)
+    for (let i = 0; i < cfg.numLayers; i++) {
+      const bp = `encoder.block.${i}`;
+      x = this.block("encoder", i, x, le, encBias, pad);
+      const y = this.ff(`${bp}.layer.1`, this.norm(`${bp}.layer.1.layer_norm.weight`, x, b * le));
+      x = this.dropAdd(x, this.adapter("encoder", y, b * le));
+    }
+    const enc = this.drop(this.norm("encoder.final_layer_norm.weight", x, b * le));
+    // Decoder
+    dec = this.drop(dec);
+    const decBias = this.positionBias(
+      "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+      lt,
+      lt,
+    );
+    const causal = this.t.fresh(lt * lt, false);
+    const cross = this.t.fresh(b * le * 2, false);
+    const zeroBias = this.t.leaf(1, false);
+    for (let i = 0; i < cfg.numDecoderLayers; i++) {
+      const bp = `decoder.block.${i}`;
+      dec = this.block("decoder", i, dec, lt, decBias, causal);
+      const n1 = this.norm(`${bp}.layer.1.layer_norm.weight`, dec, b * lt);
+      const p = `${bp}.layer.1.EncDecAttention`;
+      const q = this.linear(n1, `${p}.q.weight`, inner, d);
+      const k = this.linear(enc, `${p}.k.weight`, inner, d);
+      const vv = this.linear(enc, `${p}.v.weight`, inner, d);
+      // cross-attention: no bias; the composite adds only the mask, the fused kernel a zero bias.
+      const a = this.crossAttention(q, k, vv, lt, le, cross, zeroBias);
+      const c = this.linear(a, `${p}.o.weight`, d, inner);
+      dec = this.dropAdd(dec, this.adapter("decoder", c, b * lt));
+      const y = this.ff(`${bp}.layer.2`, this.norm(`${bp}.layer.2.layer_norm.weight`, dec, b * lt));
+      dec = this.dropAdd(dec, this.adapter("decoder", y, b * lt));
+    }
+    let hdn = this.drop(this.norm("decoder.final_layer_norm.weight", dec, b * lt));
+    if (cfg.scaleDecoderOutputs) hdn = this.bin("mul", hdn, this.t.leaf(1, false), hdn.n);
+    const out = cfg.tieWordEmbeddings ? table : this.w("lm_head.weight", v * d);
+    const logits = this.reshape(this.matmul(this.reshape(hdn), out, b * lt * v));
+    return { loss: this.xent(logits, b * lt, v) };
+  }
+  crossAttention(q: T, k: T, v: T, lq: number, lk: number, mask: T, zero: T): T {
+    const { b } = this.sh;
+    const h = this.cfg.numHeads;
+    const s = b * h * lq * lk;
+    if (this.fused) {
+      const scores = this.matmul(q, k, s);
+      const probs = this.t.fresh(s, true);
+      this.t.op([[scores, "new"]], [probs], [zero, mask, probs]);
+      return this.matmul(this.drop(probs), v, b * lq * this.cfg.numHeads * this.cfg.dKv);
+    }
+    const scores = this.matmul(this.split(q), this.split(k), s);
+    const probs = this.un(this.bin("add", scores, mask, s), "out", s, s);
+    const ctx = this.matmul(this.drop(probs), this.split(v), b * lq * h * this.cfg.dKv);
+    return this.reshape(this.un(ctx, "none"));
+  }
+  /** crossEntropyLoss (label smoothing 0): per-token loss, weighted mean. */
+  xent(logits: T, n: number, v: number): T {
+    const flat = this.reshape(logits);
+    let per: T;
+    if (this.fused) {
+      per = this.t.fresh(n * 2, true); // HpSoftmaxXent saves logits, labels, out
+      this.t.op([[flat, "new"]], [per], [flat, per]);
+    } else {
+      // logSumExp: max (saves x and out), sub (saves both), exp (saves out), sum, log, add
+      const mx = this.un(flat, "none", n, 2 * n * v);
+      this.t.saved.add(flat.buf);
+      const a = this.bin("add", flat, mx, n * v);
+      const e = this.un(a, "out");
+      const s = this.un(e, "none", n, n * v); // Sum: gradient tiles dy to e's shape
+      const lse = this.bin("add", mx, this.un(s, "in"), n);
+      // the picked logit: gatherRows over the flat logits (gradient: a scatter of n·v)
+      const picked = this.t.fresh(n, true);
+      this.t.op([[flat, "new"]], [picked], []);
+      per = this.bin("add", lse, picked, n);
+    }
+    const w = this.bin("mul", per, this.t.leaf(n, false), n);
+    return this.un(w, "none", 1, n);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weights, gradients, optimizer state
+
+function methodActs(
+  method: string,
+  parsed: Record<string, unknown>,
+  d: number,
+  extra: number,
+  tasks: number,
+): MethodActs {
+  const none: MethodActs = {
+    sharedHypernet: 0,
+    tasks,
+    bottleneck: 0,
+    promptLength: 0,
+    prefixLength: 0,
+    prefixStacks: [],
+    adapterWidth: 0,
+    adapterStacks: [],
+  };
+  if (method === "prompt_tuning" || method === "mtl_prompt") {
+    return { ...none, promptLength: parsed.length as number };
+  }
+  if (method.startsWith("hyperprompt")) {
+    return {
+      ...none,
+      prefixLength: parsed.length as number,
+      prefixStacks: parsed.stacks as ("encoder" | "decoder")[],
+      bottleneck: parsed.bottleneck as number,
+      // Global: everything but the per-task prompts is the hypernetwork every layer uses.
+      sharedHypernet: method === "hyperprompt_global"
+        ? Math.max(0, extra - tasks * (parsed.length as number) * d)
+        : 0,
+    };
+  }
+  if (method === "adapter" || method === "hyperformer_pp") {
+    return {
+      ...none,
+      adapterWidth: Math.max(1, Math.floor(d / (parsed.reduction as number))),
+      adapterStacks: (parsed.stacks as ("encoder" | "decoder")[] | undefined) ??
+        ["encoder", "decoder"],
+    };
+  }
+  return none;
+}
+
+/** Elements of optimizer state for one variable shape. */
+function stateElems(shape: readonly number[], opt: OptimizerMemory): number {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (opt.kind === "adamw") return 2 * n;
+  let s: number;
+  const axes = adafactorFactoredAxes(shape, opt.factored ?? true, opt.minDimSizeToFactor);
+  if (axes === null) s = n;
+  else s = n / shape[axes[0]]! + n / shape[axes[1]]!;
+  if ((opt.beta1 ?? 0) > 0) s += n;
+  return s;
+}
+
+function positiveInt(x: number, field: string): number {
+  if (!Number.isInteger(x) || x < 1) {
+    throw new Error(`benchmarks/memory.ts: field "${field}" must be a positive integer, got ${x}`);
+  }
+  return x;
+}
+
+/**
+ * Estimates the device memory of one training step.
+ *
+ * Method variables' optimizer state is counted unfactored (their shapes are not known in closed
+ * form here; an over-estimate of at most their Adafactor state, small next to the backbone).
+ *
+ * @param input model, method, optimizer and shapes
+ * @returns bytes per term and the peak
+ * @throws Error naming a bad field (batch sizes, lengths, a micro-batch that does not divide the
+ *   batch, an unknown method)
+ * @example
+ * ```ts
+ * import { estimateTrainingMemory } from "./memory.ts";
+ * import { PRESETS } from "../model/config.ts";
+ * const e = estimateTrainingMemory({
+ *   config: PRESETS["t5-v1_1-base"], method: "mtl", optimizer: { kind: "adafactor" },
+ *   batchSize: 128, microBatchSize: 16, inputLength: 512, targetLength: 84, dropout: true,
+ * });
+ * console.assert(e.peak > e.weights);
+ * ```
+ */
+export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
+  const cfg = input.config;
+  const batch = positiveInt(input.batchSize, "batchSize");
+  const micro = positiveInt(input.microBatchSize ?? batch, "microBatchSize");
+  const li = positiveInt(input.inputLength, "inputLength");
+  const lt = positiveInt(input.targetLength, "targetLength");
+  if (micro < batch && batch % micro !== 0) {
+    throw new Error(
+      `benchmarks/memory.ts: field "microBatchSize" ${micro} does not divide "batchSize" ${batch}`,
+    );
+  }
+  const m = Math.min(micro, batch);
+  const bpe = input.bytesPerElement ?? 4;
+  const method = getMethod(input.method);
+  const parsed = method.parseConfig(input.methodConfig ?? {}, `memory estimate (${input.method})`);
+  const freeze = (parsed as { freezeBackbone: FreezeBackbone }).freezeBackbone;
+  const { extra } = method.countParams(cfg, parsed, input.numTasks ?? 1);
+
+  const shapes = t5ParamShapes(cfg);
+  let backbone = 0, trainedBackbone = 0, state = 0, largest = 0;
+  for (const [name, shape] of shapes) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    backbone += n;
+    if (!backboneTrainable(freeze, name, cfg)) continue;
+    trainedBackbone += n;
+    state += stateElems(shape, input.optimizer);
+    largest = Math.max(largest, n);
+  }
+  state += input.optimizer.kind === "adamw" ? 2 * extra : extra;
+  const trained = trainedBackbone + extra;
+  const weights = (backbone + extra) * bpe;
+  const gradients = trained * bpe;
+  const optimizerState = state * bpe;
+  const accumulator = m < batch ? gradients : 0;
+
+  const replay = new T5Replay(
+    cfg,
+    (n) => backboneTrainable(freeze, n, cfg),
+    (input.kernels ?? "fused") === "fused",
+    input.dropout,
+    methodActs(
+      input.method,
+      parsed as unknown as Record<string, unknown>,
+      cfg.dModel,
+      extra,
+      input.numTasks ?? 1,
+    ),
+  );
+  const { loss } = replay.run({ b: m, li, lt });
+  const saved = replay.t.savedElems();
+  const back = replay.t.backward(loss, replay.params);
+  const fixed = weights + optimizerState + accumulator;
+  // Update phase: the op-by-op update's temporaries of the largest variable (≈ 6 of its size on
+  // the composite path; the fused kernels update in place).
+  const updateTmp = (input.kernels ?? "fused") === "fused" ? 0 : 6 * largest * bpe;
+  const phases = {
+    forward: fixed + replay.t.fwd * bpe,
+    backward: fixed + (saved + back.peak) * bpe,
+    "gradient norm": weights + optimizerState + 2 * gradients,
+    update: weights + optimizerState + gradients + updateTmp,
+  } as const;
+  let peakPhase: MemoryEstimate["peakPhase"] = "forward";
+  for (const k of Object.keys(phases) as (keyof typeof phases)[]) {
+    if (phases[k] > phases[peakPhase]) peakPhase = k;
+  }
+  return {
+    weights,
+    gradients,
+    accumulator,
+    optimizerState,
+    forwardActivations: replay.t.fwd * bpe,
+    savedActivations: saved * bpe,
+    activationGradients: (back.peak - back.params) * bpe,
+    peak: phases[peakPhase],
+    peakPhase,
+    params: { total: backbone + extra, trained },
+  };
+}
+
+/**
+ * Whether an estimate fits a device with a safety margin.
+ *
+ * @param e the estimate
+ * @param deviceBytes the device's memory
+ * @param margin fraction kept free (default 0.1)
+ */
+export function fitsDevice(e: MemoryEstimate, deviceBytes: number, margin = 0.1): boolean {
+  return e.peak <= deviceBytes * (1 - margin);
+}
+
+/**
+ * The largest micro-batch size that divides the batch and whose estimated peak fits the device
+ * with the margin, or `undefined` when not even one row fits. The batch itself (no
+ * accumulation) is tried first.
+ *
+ * @param input the run (its `microBatchSize` is ignored)
+ * @param deviceBytes the device's memory in bytes
+ * @param margin fraction kept free (default 0.1)
+ * @returns the micro-batch size, or undefined
+ */
+export function largestFittingMicroBatch(
+  input: Omit<MemoryInput, "microBatchSize">,
+  deviceBytes: number,
+  margin = 0.1,
+): number | undefined {
+  if (!(deviceBytes > 0)) {
+    throw new Error(`benchmarks/memory.ts: deviceBytes must be positive, got ${deviceBytes}`);
+  }
+  const b = positiveInt(input.batchSize, "batchSize");
+  for (let m = b; m >= 1; m--) {
+    if (b % m !== 0) continue;
+    if (fitsDevice(estimateTrainingMemory({ ...input, microBatchSize: m }), deviceBytes, margin)) {
+      return m;
+    }
+  }
+  return undefined;
+}

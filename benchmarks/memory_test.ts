@@ -1,0 +1,233 @@
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { preset, PRESETS } from "../model/config.ts";
+import { disposeT5, initT5 } from "../model/t5.ts";
+import { getMethod } from "../model/methods/mod.ts";
+import { DEFAULT_TRAIN, type TrainSpec } from "./spec.ts";
+import { lossAndGrads, trainedVariables, type TrainOptions } from "./trainer.ts";
+import { createOptimizer } from "./optim.ts";
+import { collate } from "./batching.ts";
+import {
+  estimateTrainingMemory,
+  largestFittingMicroBatch,
+  type MemoryInput,
+  type OptimizerMemory,
+} from "./memory.ts";
+
+await tf.setBackend("cpu");
+
+/**
+ * Bytes per data buffer, as a GPU allocates them: tfjs's own counters (`tf.memory().numBytes`,
+ * `tf.profile().peakBytes`) count every tensor handle, so a reshape or a clone counts twice.
+ * Tracks buffers made (`trackTensor` of a new data id) and freed (`removeDataId`).
+ */
+function bufferMeter() {
+  const eng = tf.engine() as unknown as {
+    state: { tensorInfo: Map<unknown, { bytes: number }> };
+    trackTensor(a: tf.Tensor, b: unknown): void;
+    removeDataId(d: unknown, b: unknown): void;
+  };
+  const m = { now: 0, peak: 0, restore: () => {} };
+  const track = eng.trackTensor, remove = eng.removeDataId;
+  eng.trackTensor = function (a, b) {
+    const had = eng.state.tensorInfo.has(a.dataId);
+    track.call(eng, a, b);
+    if (!had && eng.state.tensorInfo.has(a.dataId)) {
+      m.now += eng.state.tensorInfo.get(a.dataId)!.bytes;
+      m.peak = Math.max(m.peak, m.now);
+    }
+  };
+  eng.removeDataId = function (d, b) {
+    const info = eng.state.tensorInfo.get(d);
+    remove.call(eng, d, b);
+    if (info && !eng.state.tensorInfo.has(d)) m.now -= info.bytes;
+  };
+  m.restore = () => {
+    eng.trackTensor = track;
+    eng.removeDataId = remove;
+  };
+  return m;
+}
+
+const OPT: OptimizerMemory = { kind: "adafactor", minDimSizeToFactor: 128 };
+
+/**
+ * The measured peak of one training step (loss and gradients as the trainer computes them,
+ * gradient norm, Adafactor update) after a first step made the optimizer slots, counted from the
+ * first byte the step's model allocated (weights and slots included), and the estimate.
+ */
+async function measure(
+  name: string,
+  method: string,
+  b: number,
+  li: number,
+  lt: number,
+  micro: number,
+  methodConfig: unknown = {},
+) {
+  const meter = bufferMeter();
+  const config = { ...preset(name), vocabSize: 256, dropoutRate: 0.1 };
+  const model = initT5(config, { seed: 1 });
+  const m = getMethod(method);
+  const parsed = m.parseConfig(methodConfig, "memory_test");
+  const inst = m.create({ config, tasks: ["a", "b"], seed: 3, backbone: model.params }, parsed);
+  const rows = Array.from({ length: b }, (_, i) => ({
+    input: Array.from({ length: li }, (_, j) => 2 + ((i * 7 + j) % 200)),
+    target: Array.from({ length: lt }, (_, j) => 2 + ((i * 3 + j) % 200)),
+    taskId: i % 2,
+  }));
+  const train: TrainSpec = {
+    ...DEFAULT_TRAIN,
+    batchSize: b,
+    labelSmoothing: 0,
+    clipNorm: null,
+    ...(micro < b ? { microBatchSize: micro } : {}),
+  };
+  const params = trainedVariables(model, inst);
+  const varList = [...params.values()];
+  const byVar = new Map([...params].map(([n, v]) => [v.name, n]));
+  const opt = createOptimizer({ kind: "adafactor", minDimSizeToFactor: 128 });
+  const o = {
+    model,
+    instance: inst,
+    train,
+    seed: 0,
+    taskNames: ["a", "b"],
+  } as unknown as TrainOptions;
+  const step = async () => {
+    const batch = collate(rows, { padTokenId: 0, eosTokenId: 1, decoderStartTokenId: 0 });
+    const { value, grads: g } = await lossAndGrads(o, batch, varList, 5);
+    const grads = new Map(Object.entries(g).map(([k, v]) => [byVar.get(k) ?? k, v]));
+    value.dispose();
+    const norm = tf.tidy(() =>
+      tf.sqrt(tf.addN([...grads.values()].map((x) => tf.sum(tf.square(x)))))
+    );
+    await norm.data();
+    norm.dispose();
+    opt.apply(params, grads, 1e-3);
+    tf.dispose([...grads.values(), batch.inputIds, batch.attentionMask, batch.decoderInputIds]);
+    batch.labels.dispose();
+  };
+  let peak: number;
+  const tensors = tf.memory().numTensors;
+  try {
+    await step();
+    meter.peak = meter.now;
+    await step();
+    peak = meter.peak;
+  } finally {
+    meter.restore();
+    opt.dispose();
+    inst.dispose();
+    disposeT5(model);
+  }
+  const input: MemoryInput = {
+    config,
+    method,
+    methodConfig,
+    numTasks: 2,
+    optimizer: OPT,
+    batchSize: b,
+    microBatchSize: micro,
+    inputLength: li,
+    targetLength: lt,
+    dropout: true,
+    kernels: "composite",
+  };
+  return { peak, estimate: estimateTrainingMemory(input), tensorsBefore: tensors };
+}
+
+// Tolerance 15 %: the estimate replays the ops of model/t5.ts on shapes; it does not replay the
+// methods' hooks op by op (hypernetwork and prompt plumbing are counted by their main tensors)
+// nor scalars and index tensors. Measured: MTL within 3 %, HyperPrompt-Global +6 % / +11 %,
+// Prompt-Tuning -4 % (adapters, not tested here, -16 %: their layer norms are not modelled).
+const TOL = 0.15;
+
+for (
+  const [label, args] of [
+    ["mtl tiny-v1_1 b4 32/8", ["tiny-v1_1", "mtl", 4, 32, 8, 4]],
+    ["mtl tiny-v1_1 b8 64/16 micro 4", ["tiny-v1_1", "mtl", 8, 64, 16, 4]],
+    ["mtl tiny-relu b4 48/12", ["tiny-relu", "mtl", 4, 48, 12, 4]],
+    ["hyperprompt_global tiny-v1_1 b8 32/8 micro 2", [
+      "tiny-v1_1",
+      "hyperprompt_global",
+      8,
+      32,
+      8,
+      2,
+    ]],
+  ] as const
+) {
+  Deno.test(`memory: estimate within ${TOL * 100}% of the measured peak (${label})`, async () => {
+    const [n, m, b, li, lt, micro] = args;
+    const { peak, estimate } = await measure(n, m, b, li, lt, micro);
+    const ratio = estimate.peak / peak;
+    assert.ok(
+      Math.abs(ratio - 1) <= TOL,
+      `estimate ${estimate.peak} vs measured ${peak} (ratio ${ratio.toFixed(3)})`,
+    );
+  });
+}
+
+Deno.test("memory: prompt_tuning estimate within tolerance, no tensors leaked", async () => {
+  const before = tf.memory().numTensors;
+  const { peak, estimate } = await measure("tiny-v1_1", "prompt_tuning", 4, 32, 8, 4, {
+    init: "uniform",
+    length: 16,
+  });
+  assert.ok(Math.abs(estimate.peak / peak - 1) <= TOL, `${estimate.peak} vs ${peak}`);
+  assert.equal(tf.memory().numTensors, before);
+});
+
+Deno.test("memory: micro-batches shrink activations, add an accumulator; state rules", () => {
+  const base: MemoryInput = {
+    config: PRESETS["t5-v1_1-base"],
+    method: "mtl",
+    optimizer: OPT,
+    batchSize: 128,
+    inputLength: 512,
+    targetLength: 84,
+    dropout: true,
+  };
+  const full = estimateTrainingMemory(base);
+  const half = estimateTrainingMemory({ ...base, microBatchSize: 64 });
+  assert.equal(full.accumulator, 0);
+  assert.equal(half.accumulator, half.gradients);
+  // activations are linear in the rows of a pass
+  const ratio = half.savedActivations / full.savedActivations;
+  assert.ok(Math.abs(ratio - 0.5) < 0.01, `saved activations ratio ${ratio}`);
+  // T5 1.1 Base: 247,577,856 parameters (published), fp32
+  assert.equal(full.weights, 247_577_856 * 4);
+  assert.equal(full.params.trained, 247_577_856);
+  // AdamW: two moments of every trained parameter
+  const adam = estimateTrainingMemory({ ...base, optimizer: { kind: "adamw" } });
+  assert.equal(adam.optimizerState, 2 * 247_577_856 * 4);
+  // Adafactor (Mesh TF rule): the embedding [32128, 768] keeps 32128 + 768 values
+  assert.ok(full.optimizerState < 0.01 * full.weights);
+  // a frozen backbone (Prompt-Tuning) has no backbone gradients
+  const pt = estimateTrainingMemory({ ...base, method: "prompt_tuning", numTasks: 8 });
+  assert.ok(pt.gradients < 0.01 * pt.weights);
+  assert.throws(
+    () => estimateTrainingMemory({ ...base, microBatchSize: 48 }),
+    /microBatchSize" 48 does not divide "batchSize" 128/,
+  );
+});
+
+Deno.test("memory: largestFittingMicroBatch picks the largest divisor that fits", () => {
+  const run = {
+    config: PRESETS["t5-v1_1-base"],
+    method: "mtl",
+    optimizer: OPT,
+    batchSize: 128,
+    inputLength: 512,
+    targetLength: 84,
+    dropout: true,
+  };
+  const dev = 80e9;
+  const m = largestFittingMicroBatch(run, dev);
+  assert.ok(m !== undefined && 128 % m === 0);
+  assert.ok(estimateTrainingMemory({ ...run, microBatchSize: m }).peak <= 0.9 * dev);
+  const next = [...Array(128).keys()].map((i) => i + 1).find((k) => k > m && 128 % k === 0)!;
+  assert.ok(estimateTrainingMemory({ ...run, microBatchSize: next }).peak > 0.9 * dev);
+  assert.equal(largestFittingMicroBatch(run, 1e9), undefined);
+});
