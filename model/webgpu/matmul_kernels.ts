@@ -740,10 +740,25 @@ export function vec4Fits(extents: readonly number[]): boolean {
   return extents.every((x) => x % 4 === 0);
 }
 
-/** The same tile with scalar loads (for products {@link vec4Fits} rejects). */
+/**
+ * The same tile with scalar loads (for products {@link vec4Fits} rejects), named
+ * `<name>-scalar` so that stats and tuning reports say which kernel ran.
+ */
 export function scalarTile(tile: MatMulTile): MatMulTile {
   const { vec4: _, ...rest } = tile;
-  return rest;
+  return tile.vec4 ? { ...rest, name: `${tile.name}-scalar` } : rest;
+}
+
+/**
+ * The tile a product runs with: `tile`, or its scalar-load twin ({@link scalarTile}) when it
+ * has vec4 loads and the operands' row lengths are not multiples of 4 ({@link vec4Fits}).
+ *
+ * @param plan the product
+ * @param tile the chosen tile
+ * @returns the tile {@link runTiledMatMul} runs
+ */
+export function tileFor(plan: MatMulPlan, tile: MatMulTile): MatMulTile {
+  return tile.vec4 && !vec4Fits([plan.a3[2]!, plan.b3[2]!]) ? scalarTile(tile) : tile;
 }
 
 /** The parts of tfjs's `WebGPUBackend` this module uses. */
@@ -912,13 +927,12 @@ export function runTiledMatMul(
   const rs = (x: tf.TensorInfo, shape: number[]) => view(backend, x, shape);
   const a3 = rs(a, plan.a3);
   const b3 = rs(b, plan.b3);
-  const fits = vec4Fits([plan.a3[2]!, plan.b3[2]!]);
   const { chunk, splits: s } = splitPlan(plan.k, splits, tile.tileK);
   const program = new TiledMatMulProgram(
     plan.batch,
     plan.m,
     plan.n,
-    tile.vec4 && !fits ? scalarTile(tile) : tile,
+    tileFor(plan, tile),
     transposeA,
     transposeB,
     s,

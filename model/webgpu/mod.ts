@@ -38,6 +38,7 @@ import {
   splitPlan,
   stridedDecline,
   tileByName,
+  tileFor,
   type WebGpuBackendLike,
 } from "./matmul_kernels.ts";
 import {
@@ -437,7 +438,9 @@ export function registerWebgpuKernels(opts: WebgpuKernelOptions = {}): boolean {
     if (typeof plan === "string") return stock(plan);
     const choice = tuned ?? ruleChoice(shape!, options);
     if (choice.kernel === "stock") return stock("untransposed");
-    const tile = tileByName(choice.tile);
+    // The tile that runs: a vec4 choice (a near shape's tuned entry, the rule of thumb) runs
+    // with scalar loads where the operands' rows are not multiples of 4, and is recorded so.
+    const tile = tileFor(plan, tileByName(choice.tile));
     const splits = fittedSplits(shape!, tile, choice.splits, maxDispatch);
     const name = splits > 1 ? `${tile.name}/k${splits}` : tile.name;
     bump(stats.tiled, name);
