@@ -62,8 +62,18 @@ export interface AdafactorConfig {
   readonly minDimSizeToFactor?: number;
   /** First-moment decay; 0 keeps no first moment (T5's setting). @default 0 */
   readonly beta1?: number;
-  /** Decoupled weight decay: p -= weightDecay * lr * p. @default 0 */
+  /**
+   * Decoupled weight decay: p -= weightDecay * lr * p (lr times the parameter scale when
+   * `multiplyByParameterScale` is on). @default 0
+   */
   readonly weightDecay?: number;
+  /**
+   * T5X's `weight_decay_rate`, in [0, 0.5]: p ← (1 − weightDecayRate)·p − update, not multiplied
+   * by the learning rate (T5X's form without `weight_decay_rate_lr_exponent`). Added to
+   * `weightDecay`'s term when both are set: p ← p·(1 − lr·weightDecay − weightDecayRate) −
+   * update. @default 0
+   */
+  readonly weightDecayRate?: number;
 }
 
 /** AdamW options (PyTorch / Hugging Face `AdamW`). */
@@ -288,6 +298,7 @@ class Adafactor extends SlotOptimizer implements Optimizer {
       factored: cfg.factored ?? true,
       beta1: checkNumber(cfg.beta1 ?? 0, "beta1", 0, 0.999999),
       weightDecay: checkNumber(cfg.weightDecay ?? 0, "weightDecay", 0, 1e3),
+      weightDecayRate: checkNumber(cfg.weightDecayRate ?? 0, "weightDecayRate", 0, 0.5),
     };
   }
 
@@ -300,12 +311,20 @@ class Adafactor extends SlotOptimizer implements Optimizer {
     const t = this.bumpStep();
     const beta2t = 1 - Math.pow(t, -c.decayRate);
     const baseLr = lr ?? Math.min(1e-2, 1 / Math.sqrt(t));
+    // T5X's weight decay rate r (p ← (1 − r)·p − update). Without the parameter scale every
+    // variable's step is baseLr, so it is the decoupled factor 1 − baseLr·wd with wd raised by
+    // r / baseLr: one per-step number, the same on every path (op by op, wasm, webgpu grouped).
+    // With the parameter scale (the step differs per variable) or a zero learning rate it cannot
+    // be folded in: those steps run op by op with the term r·p itself (`rateApart`).
+    const rate = c.weightDecayRate;
+    const rateApart = rate > 0 && (c.multiplyByParameterScale || !(baseLr > 0));
+    const weightDecay = rate > 0 && !rateApart ? c.weightDecay + rate / baseLr : c.weightDecay;
     const attrs: AdafactorAttrs = {
       beta2t,
       eps1: c.eps1,
       clippingThreshold: c.clippingThreshold,
       lr: baseLr,
-      weightDecay: c.weightDecay,
+      weightDecay,
       ...(c.multiplyByParameterScale ? { parameterScaleEps2: c.eps2 } : {}),
     };
     /** A variable's slots, and its gradient. */
@@ -352,8 +371,10 @@ class Adafactor extends SlotOptimizer implements Optimizer {
         unfactored.push({ entry, p, v, g: g0 });
       } else opByOp.push(entry);
     }
-    const fusedF = updateAdafactorMany(factored, attrs);
-    const fusedU = updateAdafactorUnfactoredMany(unfactored, attrs);
+    const fusedF = rateApart ? factored.map(() => false) : updateAdafactorMany(factored, attrs);
+    const fusedU = rateApart
+      ? unfactored.map(() => false)
+      : updateAdafactorUnfactoredMany(unfactored, attrs);
     opByOp.push(
       ...factored.filter((_, i) => !fusedF[i]).map((it) => it.entry),
       ...unfactored.filter((_, i) => !fusedU[i]).map((it) => it.entry),
@@ -389,7 +410,8 @@ class Adafactor extends SlotOptimizer implements Optimizer {
           u = newM;
         }
         let next = p as tf.Tensor;
-        if (c.weightDecay > 0) next = tf.sub(next, tf.mul(next, tf.mul(stepLr, c.weightDecay)));
+        if (weightDecay > 0) next = tf.sub(next, tf.mul(next, tf.mul(stepLr, weightDecay)));
+        if (rateApart) next = tf.sub(next, tf.mul(p, rate));
         p.assign(tf.sub(next, u));
       });
     }

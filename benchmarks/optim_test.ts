@@ -177,6 +177,8 @@ Deno.test("fused Adafactor on wasm matches the op-by-op update on cpu", async ()
     { kind: "adafactor" },
     { kind: "adafactor", multiplyByParameterScale: true, weightDecay: 0.1 },
     { kind: "adafactor", clippingThreshold: 0 },
+    { kind: "adafactor", weightDecayRate: 0.05 },
+    { kind: "adafactor", multiplyByParameterScale: true, weightDecayRate: 0.05 },
   ];
   for (const cfg of cfgs) {
     for (const shape of shapes) {
@@ -467,6 +469,78 @@ Deno.test("Adafactor option validation names the field", () => {
       }),
     /field "multiplyByParameterScale" must be true or false/,
   );
+  for (const bad of [-1e-5, 0.6, NaN]) {
+    assert.throws(
+      () => createOptimizer({ kind: "adafactor", weightDecayRate: bad }),
+      /field "weightDecayRate" must be in \[0, 0.5\]/,
+    );
+  }
+});
+
+Deno.test("Adafactor weightDecayRate, T5X's p ← (1 − rate)·p − update: hand-computed one and two steps", async () => {
+  // The same hand values as the test below (its comments derive u); float32 results of a few
+  // operations on values <= 4: 2e-6 relative (about 4 ulps). Rate 0.05 at lr 0.1: T5X's decay
+  // takes 5 % of p per step, the decoupled weightDecay 0.05 would take 0.5 %.
+  const near = (got: number[], want: number[], what: string) =>
+    want.forEach((w, i) =>
+      assert.ok(
+        Math.abs(got[i]! - w) <= 2e-6 * Math.max(1, Math.abs(w)),
+        `${what}[${i}]: ${got[i]} vs ${w}`,
+      )
+    );
+  const u = [Math.sqrt(0.6), 2 * Math.sqrt(0.3), 3 * Math.sqrt(3) / 5, 4 * Math.sqrt(0.06)];
+  const p = [[3, 4], [1, -2]];
+  const g = [[[1, 2], [3, 4]]];
+  const p0 = [3, 4, 1, -2];
+  // On cpu op by op; on wasm the fused in-place updates (the rate folded into their decay) and,
+  // with the parameter scale, op by op with the rate term itself.
+  for (const path of ADAMW_PATHS) {
+    await usePath(path);
+    near(
+      await runOpt({ kind: "adafactor", weightDecayRate: 0.05 }, p, g, 0.1),
+      p0.map((x, i) => 0.95 * x - 0.1 * u[i]!),
+      `${path} factored, rate`,
+    );
+    // With the decoupled weightDecay 0.1 too: p·(1 − 0.1·0.1 − 0.05) − 0.1·u.
+    near(
+      await runOpt({ kind: "adafactor", weightDecay: 0.1, weightDecayRate: 0.05 }, p, g, 0.1),
+      p0.map((x, i) => 0.94 * x - 0.1 * u[i]!),
+      `${path} factored, rate + weightDecay`,
+    );
+    // Parameter scale: the step is 0.1·RMS(p) = 0.1·sqrt(30/4); the rate is not scaled.
+    const step = 0.1 * Math.sqrt(30 / 4);
+    near(
+      await runOpt(
+        { kind: "adafactor", multiplyByParameterScale: true, weightDecayRate: 0.05 },
+        p,
+        g,
+        0.1,
+      ),
+      p0.map((x, i) => 0.95 * x - step * u[i]!),
+      `${path} factored, scaled, rate`,
+    );
+    // Unfactored, two steps at lr 1 from p = [1, 2], rate 0.1: u1 = [1, 1],
+    // p1 = 0.9·[1, 2] − u1 = [−0.1, 0.8]; u2 (clipped) = [1.127089999, 0.854206143],
+    // p2 = 0.9·p1 − u2 = [−1.217089999, −0.134206143].
+    near(
+      await runOpt({ kind: "adafactor", weightDecayRate: 0.1 }, [1, 2], [[0.1, 0.1]], 1),
+      [-0.1, 0.8],
+      `${path} unfactored, one step`,
+    );
+    near(
+      await runOpt({ kind: "adafactor", weightDecayRate: 0.1 }, [1, 2], [[0.1, 0.1], [10, 0.1]], 1),
+      [-1.217089999, -0.134206143],
+      `${path} unfactored, two steps`,
+    );
+    // Learning rate 0 (e.g. the first step of a linear warmup): the decay alone, p ← 0.9·p.
+    near(
+      await runOpt({ kind: "adafactor", weightDecayRate: 0.1 }, p, g, 0),
+      p0.map((x) => 0.9 * x),
+      `${path} lr 0`,
+    );
+  }
+  await enableSimdKernels(undefined);
+  await tf.setBackend("cpu");
 });
 
 Deno.test("Adafactor, hand-computed steps (HF formulas: decay 1 - t^-0.8, eps 1e-30, clip 1, scale, wd)", async () => {

@@ -159,12 +159,22 @@ export interface AdafactorSpec {
    * Face's rule).
    */
   readonly minDimSizeToFactor?: number;
+  /**
+   * T5X's Adafactor `weight_decay_rate`, in [0, 0.5]: `p ← (1 − weightDecayRate)·p − update` at
+   * every step, not multiplied by the learning rate (T5X scales it by `lr^exponent` only when
+   * `weight_decay_rate_lr_exponent` is set, which Lester et al.'s Prompt-Tuning configs do not;
+   * spec §2.4: 1e-5). Unlike {@link TrainSpec.weightDecay}, p·(1 − lr·weightDecay), which it adds
+   * to when both are set. Absent or 0: none (0 is left out of the canonical JSON, so the run id
+   * is that of a spec without it).
+   */
+  readonly weightDecayRate?: number;
 }
 
 /** Field names of {@link AdafactorSpec}. */
 export const ADAFACTOR_FIELDS: readonly (keyof AdafactorSpec)[] = [
   "multiplyByParameterScale",
   "minDimSizeToFactor",
+  "weightDecayRate",
 ];
 
 /** Training and evaluation hyperparameters of one run. */
@@ -183,7 +193,8 @@ export interface TrainSpec {
   readonly schedule: ScheduleSpec;
   /**
    * Decoupled weight decay, p ← p·(1 − lr·weightDecay), for AdamW and Adafactor alike
-   * (0 disables).
+   * (0 disables). T5X's Adafactor form, not multiplied by the learning rate, is
+   * `adafactor.weightDecayRate` ({@link AdafactorSpec}).
    */
   readonly weightDecay: number;
   /** Optimizer steps. */
@@ -206,6 +217,14 @@ export interface TrainSpec {
   readonly dropout: number;
   /** Label smoothing of the cross-entropy (0 disables). */
   readonly labelSmoothing: number;
+  /**
+   * T5X's z-loss: `zLoss · log_z²` added to each counted target token's loss (log_z = logsumexp
+   * of the token's logits), averaged as the cross-entropy is (same tokens, same denominator); its
+   * gradient flows through log_z (Lester et al.'s Prompt-Tuning: 1e-4, spec §2.4). The recorded
+   * training loss includes it, as T5X's `loss` does. Absent or 0: none (0 is left out of the
+   * canonical JSON, so the run ids of specs without it do not change).
+   */
+  readonly zLoss?: number;
   /** Global gradient-norm clip; `null` disables. */
   readonly clipNorm: number | null;
   /** Examples-proportional mixed-task batches, or temperature-sampled single-task batches. */
@@ -791,7 +810,12 @@ export function validateTrain(
   base: TrainSpec = DEFAULT_TRAIN,
 ): TrainSpec {
   const o = obj(v, src, path);
-  noExtraKeys(o, [...Object.keys(DEFAULT_TRAIN), "microBatchSize", "adafactor"], src, path);
+  noExtraKeys(
+    o,
+    [...Object.keys(DEFAULT_TRAIN), "microBatchSize", "adafactor", "zLoss"],
+    src,
+    path,
+  );
   const p = (k: string) => `${path}.${k}`;
   const get = <K extends keyof TrainSpec>(k: K): unknown => o[k] === undefined ? base[k] : o[k];
   const sRaw = o.schedule === undefined ? base.schedule : obj(o.schedule, src, p("schedule"));
@@ -830,6 +854,8 @@ export function validateTrain(
   const clip = get("clipNorm");
   const evalMax = get("evalMaxExamples");
   const micro = get("microBatchSize");
+  const zRaw = get("zLoss");
+  const zLoss = zRaw === undefined ? 0 : num(zRaw, src, p("zLoss"), { min: 0 });
   const t: TrainSpec = {
     optimizer,
     learningRate: num(get("learningRate"), src, p("learningRate"), { min: 0, minExclusive: true }),
@@ -854,6 +880,7 @@ export function validateTrain(
       ? {}
       : { microBatchSize: num(micro, src, p("microBatchSize"), { int: true, min: 1 }) }),
     ...(adafactor === undefined ? {} : { adafactor }),
+    ...(zLoss === 0 ? {} : { zLoss }),
   };
   if (t.microBatchSize !== undefined && t.batchSize % t.microBatchSize !== 0) {
     throw o.microBatchSize === undefined
@@ -900,11 +927,17 @@ function validateAdafactor(
     );
   }
   const minDim = o.minDimSizeToFactor ?? base?.minDimSizeToFactor;
+  const rateRaw = o.weightDecayRate === undefined ? base?.weightDecayRate : o.weightDecayRate;
+  const rate = rateRaw === undefined
+    ? 0
+    : num(rateRaw, src, `${path}.weightDecayRate`, { min: 0, max: 0.5 });
   const out: AdafactorSpec = {
     ...(scale === undefined ? {} : { multiplyByParameterScale: scale }),
     ...(minDim === undefined ? {} : {
       minDimSizeToFactor: num(minDim, src, `${path}.minDimSizeToFactor`, { int: true, min: 1 }),
     }),
+    // 0 is the same training as absent: left out, so it does not change the run id.
+    ...(rate === 0 ? {} : { weightDecayRate: rate }),
   };
   return Object.keys(out).length === 0 ? undefined : out;
 }

@@ -230,10 +230,84 @@ Deno.test("train.adafactor: validated with named errors, merged field by field, 
     [
       { adafactor: { decay: 0.8 } },
       "p.json:5: $.train.adafactor.decay is not a known field; known fields: " +
-      "multiplyByParameterScale, minDimSizeToFactor",
+      "multiplyByParameterScale, minDimSizeToFactor, weightDecayRate",
     ],
     [
       { optimizer: "adamw", adafactor: { multiplyByParameterScale: true } },
+      `p.json:5: $.train.adafactor applies to optimizer "adafactor" only; the optimizer is "adamw"`,
+    ],
+  ];
+  for (const [train, message] of cases) {
+    assert.throws(
+      () => validateProfile(minimal({ train }), { file: "p.json", locate: at }),
+      (e: unknown) => e instanceof SpecError && e.message === message,
+      message,
+    );
+  }
+});
+
+Deno.test("train.zLoss and train.adafactor.weightDecayRate: validated, merged, in the run id only when non-zero", () => {
+  const p = validateProfile(
+    minimal({
+      benchmarks: ["glue", "super_glue"],
+      train: { zLoss: 1e-4, adafactor: { weightDecayRate: 1e-5 } },
+      trainOverrides: { super_glue: { zLoss: 0, adafactor: { weightDecayRate: 0 } } },
+      methods: [
+        { name: "mtl" },
+        { name: "prompt_tuning", train: { adafactor: { multiplyByParameterScale: false } } },
+      ],
+    }),
+    SRC,
+  );
+  assert.equal(p.train.zLoss, 1e-4);
+  assert.deepEqual(p.train.adafactor, { weightDecayRate: 1e-5 });
+  // Merged field by field under a method's own adafactor override.
+  assert.deepEqual(trainFor(p, "glue", p.methods[1]).adafactor, {
+    multiplyByParameterScale: false,
+    weightDecayRate: 1e-5,
+  });
+  // An override of 0 removes them: the spec is then the one without them.
+  const sg = trainFor(p, "super_glue");
+  assert.equal("zLoss" in sg, false);
+  assert.equal("adafactor" in sg, false);
+  const spec = (train: typeof DEFAULT_TRAIN): Omit<RunSpec, "id"> => ({
+    profile: "x",
+    model: "tiny-v1_1",
+    backbone: "random",
+    benchmark: "glue",
+    tasks: ["rte"],
+    method: { name: "mtl", label: "mtl", config: {} },
+    seed: 0,
+    train,
+    backend: "auto",
+  });
+  const zeros = validateProfile(
+    minimal({ train: { zLoss: 0, adafactor: { weightDecayRate: 0 } } }),
+    SRC,
+  ).train;
+  assert.deepEqual(zeros, DEFAULT_TRAIN);
+  assert.equal(runId(spec(zeros)), runId(spec(DEFAULT_TRAIN)));
+  const z = validateProfile(minimal({ train: { zLoss: 1e-4 } }), SRC).train;
+  const r = validateProfile(minimal({ train: { adafactor: { weightDecayRate: 1e-5 } } }), SRC)
+    .train;
+  const ids = new Set([spec(DEFAULT_TRAIN), spec(z), spec(r), spec(p.train)].map(runId));
+  assert.equal(ids.size, 4, "each setting changes the run id");
+
+  const at = (path: string) => (path.startsWith("$.train.") ? 5 : undefined);
+  const cases: [Record<string, unknown>, string][] = [
+    [{ zLoss: -1e-4 }, "p.json:5: $.train.zLoss must be >= 0, got -0.0001"],
+    [{ zLoss: "1e-4" }, `p.json:5: $.train.zLoss must be a number, got "1e-4"`],
+    [{ zLoss: null }, "p.json:5: $.train.zLoss must be a number, got null"],
+    [
+      { adafactor: { weightDecayRate: -1 } },
+      "p.json:5: $.train.adafactor.weightDecayRate must be >= 0, got -1",
+    ],
+    [
+      { adafactor: { weightDecayRate: 0.9 } },
+      "p.json:5: $.train.adafactor.weightDecayRate must be <= 0.5, got 0.9",
+    ],
+    [
+      { optimizer: "adamw", adafactor: { weightDecayRate: 1e-5 } },
       `p.json:5: $.train.adafactor applies to optimizer "adafactor" only; the optimizer is "adamw"`,
     ],
   ];

@@ -304,8 +304,8 @@ function microSize(t: TrainSpec, rows: number): number {
  * to fp32 rounding. Only the running sums outlive a micro-batch (each pass runs in `tf.tidy`);
  * a variable absent from a micro-batch's gradients (e.g. a task not in it) keeps its sum.
  *
- * @param o the training options (model, method instance, `train` for label smoothing and
- *   `microBatchSize`)
+ * @param o the training options (model, method instance, `train` for label smoothing, z-loss
+ *   and `microBatchSize`)
  * @param batch the step's batch (not disposed here)
  * @param varList the trained variables
  * @param dropoutSeed the step's dropout seed
@@ -326,7 +326,11 @@ export async function lossAndGrads(
       dropoutSeed: seed,
     });
     encoderOutput.dispose();
-    return crossEntropyLoss(logits, b.labels, { labelSmoothing: t.labelSmoothing });
+    // z-loss 0 (absent): the plain cross-entropy, the very same code path as before it existed.
+    return crossEntropyLoss(logits, b.labels, {
+      labelSmoothing: t.labelSmoothing,
+      ...(t.zLoss ? { zLoss: t.zLoss } : {}),
+    });
   };
   const rows = batch.labels.shape[0];
   const m = microSize(t, rows);
@@ -446,6 +450,9 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
         ...(t.adafactor?.minDimSizeToFactor === undefined
           ? {}
           : { minDimSizeToFactor: t.adafactor.minDimSizeToFactor }),
+        ...(t.adafactor?.weightDecayRate === undefined
+          ? {}
+          : { weightDecayRate: t.adafactor.weightDecayRate }),
       }
       : { kind: "adamw", weightDecay: t.weightDecay },
   );

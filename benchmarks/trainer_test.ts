@@ -180,6 +180,47 @@ Deno.test("train() passes train.adafactor to the optimizer", async () => {
   const unfactored = differs(plain, await after({ minDimSizeToFactor: 1 << 20 }));
   assert.ok(unfactored.length > 0, "minDimSizeToFactor reached the optimizer");
   assert.ok(unfactored.every((n) => !n.includes("layer_norm")), unfactored.join(", "));
+  // T5X's weight decay rate: one step takes rate·p0 more off every variable than the plain
+  // step (p1 = (1 − rate)·p0 − update). float32: each side is rounded at ≈ 6e-8 of |p|, so
+  // 1e-6 of the largest |p0| bounds the difference's error.
+  const init = initT5(CONFIG, { seed: 1 });
+  const p0 = await snapshot(init);
+  disposeT5(init);
+  const rate = 0.01;
+  const decayed = await after({ weightDecayRate: rate });
+  for (const [n, x0] of p0) {
+    const tol = 1e-6 * Math.max(1, ...Array.from(x0, Math.abs));
+    x0.forEach((v, i) => {
+      const d = plain.get(n)![i]! - decayed.get(n)![i]!;
+      assert.ok(Math.abs(d - rate * v) <= tol, `${n}[${i}]: ${d} vs ${rate * v}`);
+    });
+  }
+});
+
+Deno.test("train() adds train.zLoss to the loss (z·mean log_z²), and zLoss 0 trains as before", async () => {
+  const run = async (zLoss?: number) => {
+    const model = initT5(CONFIG, { seed: 1 });
+    const t: TrainSpec = {
+      ...SPEC,
+      steps: 2,
+      checkpointEvery: 0,
+      ...(zLoss === undefined ? {} : { zLoss }),
+    };
+    const r = await train(opts(model, { train: t }));
+    const s = await snapshot(model);
+    disposeT5(model);
+    return { losses: r.losses.map((l) => l.loss), s };
+  };
+  const plain = await run();
+  const zero = await run(0);
+  assert.deepEqual(zero.losses, plain.losses, "zLoss 0: the same losses");
+  for (const [n, x] of plain.s) assert.deepEqual(zero.s.get(n), x, `zLoss 0: ${n}`);
+  const z = await run(0.01);
+  // Step 1 sees the same logits (same weights, same dropout): the loss is larger by
+  // z·mean(log_z²) > 0, and the gradients, so the weights after it, differ.
+  assert.ok(z.losses[0]! > plain.losses[0]! + 1e-4, `${z.losses[0]} vs ${plain.losses[0]}`);
+  const moved = [...plain.s].filter(([n, x]) => x.some((v, i) => v !== z.s.get(n)![i]));
+  assert.ok(moved.length > 0, "the z-loss gradient reached the update");
 });
 
 Deno.test("train() gives each update the schedule's rate at its 0-based step, as Adafactor's absolute step", async () => {

@@ -582,6 +582,42 @@ export function softmaxCrossEntropy(
 }
 
 /**
+ * {@link softmaxCrossEntropy} that also gives each row's log-sum-exp `log_z` (the kernel's second
+ * output column) as a differentiable result, for T5X's z-loss `z·log_z²`: the gradient with
+ * respect to the logits then has the extra term `dlog_z · softmax(x)`, added to the kernel's
+ * (the attribute `lseGrad` tells the registered gradient to add it; {@link softmaxCrossEntropy}
+ * does not set it, so its gradient is unchanged).
+ *
+ * @param logits `[n, V]` float32
+ * @param labels `[n]` int32 in [0, V)
+ * @param eps label smoothing in [0, 1)
+ * @returns the `[n]` losses and `[n]` log-sum-exps, or undefined where no kernel is registered
+ */
+export function softmaxCrossEntropyWithLse(
+  logits: tf.Tensor2D,
+  labels: tf.Tensor1D,
+  eps: number,
+): { loss: tf.Tensor1D; lse: tf.Tensor1D } | undefined {
+  if (
+    !hasKernel(SOFTMAX_XENT) || !hasKernel(SOFTMAX_XENT_GRAD) || logits.dtype !== "float32" ||
+    labels.dtype !== "int32" || labels.size !== logits.shape[0]
+  ) {
+    return undefined;
+  }
+  return tf.tidy(() => {
+    const out = tf.engine().runKernel(
+      SOFTMAX_XENT,
+      { logits, labels },
+      { eps, lseGrad: true },
+    ) as tf.Tensor2D;
+    return {
+      loss: tf.reshape(tf.slice(out, [0, 0], [-1, 1]), [-1]) as tf.Tensor1D,
+      lse: tf.reshape(tf.slice(out, [0, 1], [-1, 1]), [-1]) as tf.Tensor1D,
+    };
+  });
+}
+
+/**
  * Log-sum-exp and Σx of row `r` of the `[n, v]` logits `xv` for the wasm cross-entropy kernels:
  * the SIMD `row_stats` pass when available (its three results land in `stats`), else a
  * JavaScript loop in double precision.
@@ -1173,12 +1209,20 @@ export function registerFusedGradients(): void {
     gradFunc: (dy, saved, attrs) => {
       const [logits, labels, out] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
       return {
-        logits: () =>
-          tf.engine().runKernel(
+        logits: () => {
+          const dx = tf.engine().runKernel(
             SOFTMAX_XENT_GRAD,
             { logits, labels, dy: dy as tf.Tensor, out },
             attrs,
-          ) as tf.Tensor,
+          ) as tf.Tensor;
+          // The kernel ignores dy's lse column; softmaxCrossEntropyWithLse (z-loss) uses it:
+          // d lse / dx = softmax(x) = exp(x − lse).
+          if (!(attrs as { lseGrad?: boolean }).lseGrad) return dx;
+          const n = logits.shape[0]!;
+          const lse = tf.slice(out, [0, 1], [n, 1]);
+          const dLse = tf.slice(dy as tf.Tensor, [0, 1], [n, 1]);
+          return tf.add(dx, tf.mul(tf.exp(tf.sub(logits, lse)), dLse));
+        },
         labels: () => tf.zerosLike(labels),
       };
     },

@@ -461,12 +461,13 @@ Deno.test(
   async () => {
     // crossEntropyLoss through the fused kernels against tfjs's composite (logSumExp, gather) on
     // cpu: loss and logits gradient, V = 37 (SIMD body + tail), an ignored label (−100), label
-    // smoothing 0 and 0.1. float32 sums over 37 logits: 1e-5 relative to the largest value.
+    // smoothing 0 and 0.1, without and with T5X's z-loss (0.05: the kernel's log-sum-exp column
+    // and its gradient term). float32 sums over 37 logits: 1e-5 relative to the largest value.
     const [b, l, v] = [2, 3, 37];
     const logits = uniformValues(b * l * v, 71).map((x) => 6 * x);
     const labels = [3, 36, -100, 0, 17, 5];
-    const run = (eps: number) => crossEntropyAndGrad(logits, labels, [b, l, v], eps);
-    for (const eps of [0, 0.1]) {
+    for (const [eps, z] of [[0, 0], [0.1, 0], [0, 0.05], [0.1, 0.05]] as const) {
+      const run = (eps: number) => crossEntropyAndGrad(logits, labels, [b, l, v], eps, z);
       const results: Float32Array[][] = [];
       for (const path of ["cpu", "wasm-simd", "wasm-js"] as const) {
         await use(path);
@@ -481,8 +482,8 @@ Deno.test(
       }
       const [want, ...gots] = results;
       for (const got of gots) {
-        assertClose(got[0]!, want![0]!, 1e-5, `loss eps=${eps}`);
-        assertClose(got[1]!, want![1]!, 0, `grad eps=${eps}`, 1e-5 * maxAbs(want![1]!));
+        assertClose(got[0]!, want![0]!, 1e-5, `loss eps=${eps} z=${z}`);
+        assertClose(got[1]!, want![1]!, 0, `grad eps=${eps} z=${z}`, 1e-5 * maxAbs(want![1]!));
       }
     }
     await reset();

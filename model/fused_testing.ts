@@ -140,12 +140,14 @@ export function maxAbs(v: ArrayLike<number>): number {
  * @param labels `[b, l]` token ids (−100 ignored)
  * @param shape `[b, l, v]`
  * @param eps label smoothing
+ * @param zLoss T5X's z-loss coefficient (0, the default, leaves the option out)
  */
 export async function crossEntropyAndGrad(
   logits: Float32Array,
   labels: number[],
   shape: [number, number, number],
   eps: number,
+  zLoss = 0,
 ): Promise<Float32Array[]> {
   const [b, l] = shape;
   const init = tf.tensor3d(logits, shape);
@@ -153,7 +155,11 @@ export async function crossEntropyAndGrad(
   init.dispose();
   const y = tf.tensor2d(labels, [b, l], "int32");
   const { value, grads } = tf.variableGrads(
-    () => crossEntropyLoss(x as tf.Tensor as tf.Tensor3D, y, { labelSmoothing: eps }),
+    () =>
+      crossEntropyLoss(x as tf.Tensor as tf.Tensor3D, y, {
+        labelSmoothing: eps,
+        ...(zLoss > 0 ? { zLoss } : {}),
+      }),
     [x],
   );
   const out = [

@@ -19,7 +19,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { T5Config } from "./config.ts";
-import { dropout, dropoutAdd, softmaxCrossEntropy } from "./fused.ts";
+import { dropout, dropoutAdd, softmaxCrossEntropy, softmaxCrossEntropyWithLse } from "./fused.ts";
 import type { Stack, Sublayer, T5Hooks } from "./hooks.ts";
 import {
   attention,
@@ -776,9 +776,15 @@ export function forward(
  * smoothing ε the per-token loss is `(1−ε)·nll + ε·mean_v(−log p_v)` (PyTorch's definition).
  * If every label is ignored the loss is 0 (PyTorch gives NaN).
  *
+ * With `zLoss` z > 0, T5X's z-loss (`cross_entropy_with_logits`) is added to each counted
+ * token's loss: `z · log_z²` with `log_z` the logsumexp of the token's logits, so it is averaged
+ * over the same tokens with the same denominator, and its gradient, `2z·log_z·softmax`, flows
+ * through `log_z`. z = 0 (the default) runs exactly the code without it.
+ *
  * @param logits `[batch, length, vocab]`
  * @param labels int32 `[batch, length]`
  * @param opts.labelSmoothing ε in [0, 1) (default 0)
+ * @param opts.zLoss z ≥ 0 (default 0)
  * @throws Error naming a label that is neither -100 nor in `[0, vocab)` (cpu and wasm; on webgpu
  *   and tfjs-node, whose labels would have to be read back from the device, that token's loss,
  *   and so the mean, is NaN instead)
@@ -786,11 +792,15 @@ export function forward(
 export function crossEntropyLoss(
   logits: tf.Tensor3D,
   labels: tf.Tensor2D,
-  opts: { labelSmoothing?: number } = {},
+  opts: { labelSmoothing?: number; zLoss?: number } = {},
 ): tf.Scalar {
   const eps = opts.labelSmoothing ?? 0;
   if (!(eps >= 0 && eps < 1)) {
     throw new Error(`model/t5.ts crossEntropyLoss: labelSmoothing must be in [0, 1), got ${eps}`);
+  }
+  const z = opts.zLoss ?? 0;
+  if (!(z >= 0 && Number.isFinite(z))) {
+    throw new Error(`model/t5.ts crossEntropyLoss: zLoss must be a finite number >= 0, got ${z}`);
   }
   if (logits.rank !== 3) {
     throw new Error(
@@ -811,12 +821,15 @@ export function crossEntropyLoss(
     const flat = logits.reshape([n, v]);
     const valid = tf.notEqual(labels.reshape([n]), -100);
     const safe = tf.where(valid, labels.reshape([n]), tf.zerosLike(labels.reshape([n])));
-    // One fused kernel where the backend has it (wasm, webgpu), else the composite below.
-    let perToken: tf.Tensor | undefined = softmaxCrossEntropy(
-      flat as tf.Tensor2D,
-      safe as tf.Tensor1D,
-      eps,
-    );
+    // One fused kernel where the backend has it (wasm, webgpu), else the composite below. With
+    // a z-loss the kernel's log-sum-exp column is used too (its gradient then includes it).
+    let perToken: tf.Tensor | undefined;
+    if (z > 0) {
+      const fused = softmaxCrossEntropyWithLse(flat as tf.Tensor2D, safe as tf.Tensor1D, eps);
+      if (fused !== undefined) perToken = tf.add(fused.loss, tf.mul(tf.square(fused.lse), z));
+    } else {
+      perToken = softmaxCrossEntropy(flat as tf.Tensor2D, safe as tf.Tensor1D, eps);
+    }
     if (perToken === undefined) {
       // The composite reads label j of row r at flat index r·v + j: a label outside [0, v) would
       // silently score a logit of a neighbouring row (the wasm kernel throws, as PyTorch does).
@@ -836,6 +849,7 @@ export function crossEntropyLoss(
         const smooth = tf.sub(lse, tf.mean(flat, -1));
         perToken = tf.add(tf.mul(perToken, 1 - eps), tf.mul(smooth, eps));
       }
+      if (z > 0) perToken = tf.add(perToken, tf.mul(tf.square(lse), z));
       if (!onHost) {
         const ids = labels.reshape([n]);
         const outside = tf.logicalAnd(

@@ -317,15 +317,17 @@ fusedTest("webgpu softmax cross-entropy: loss and gradient equal the cpu composi
   const [b, l, v] = [2, 3, 300];
   const logits = uniformValues(b * l * v, 71).map((x) => 6 * x);
   const labels = [3, 299, -100, 0, 170, 64];
-  for (const eps of [0, 0.1]) {
+  // Without and with T5X's z-loss (0.05: the kernel's log-sum-exp column and the gradient term
+  // fused.ts adds for it).
+  for (const [eps, z] of [[0, 0], [0.1, 0], [0, 0.05], [0.1, 0.05]] as const) {
     // gpuThenCpu checks that nothing is left behind on webgpu.
     const [got, want] = await gpuThenCpu(
-      () => crossEntropyAndGrad(logits, labels, [b, l, v], eps),
-      `xent eps=${eps}`,
+      () => crossEntropyAndGrad(logits, labels, [b, l, v], eps, z),
+      `xent eps=${eps} z=${z}`,
     );
     // float32 sums over 300 logits in another order: 1e-5 relative.
-    assertClose(got[0]!, want[0]!, 1e-5, `loss eps=${eps}`);
-    assertClose(got[1]!, want[1]!, 0, `grad eps=${eps}`, 1e-5 * maxAbs(want[1]!));
+    assertClose(got[0]!, want[0]!, 1e-5, `loss eps=${eps} z=${z}`);
+    assertClose(got[1]!, want[1]!, 0, `grad eps=${eps} z=${z}`, 1e-5 * maxAbs(want[1]!));
   }
 });
 

@@ -562,17 +562,23 @@ gpuTest(
   "Adafactor.apply on webgpu: grouped updates, equal to the op-by-op update on cpu",
   async () => {
     // Matrices and vectors of a small model, three steps, clipping and weight decay on, without
-    // and with Mesh TF's parameter scale (the paper profiles'; the weight decay then scales too).
+    // and with Mesh TF's parameter scale (the paper profiles'; the weight decay then scales too),
+    // and with T5X's weightDecayRate (lr-independent): folded into the grouped kernels' decay
+    // without the scale, op by op (no in-place dispatch) with it.
     const shapes = [[40, 24], [24, 40], [24], [24], [7, 24], [24, 24], [24]];
-    for (const multiplyByParameterScale of [false, true]) {
+    const cases = [
+      { multiplyByParameterScale: false, weightDecay: 0.1 },
+      { multiplyByParameterScale: true, weightDecay: 0.1 },
+      { multiplyByParameterScale: false, weightDecay: 0, weightDecayRate: 0.05 },
+      { multiplyByParameterScale: true, weightDecay: 0.1, weightDecayRate: 0.05 },
+    ];
+    for (const c of cases) {
+      const { multiplyByParameterScale } = c;
+      const grouped = !(c.weightDecayRate !== undefined && multiplyByParameterScale);
       const run = async () => {
         const ws = shapes.map((sh, i) => own(sh, 500 + i));
         const params = new Map(ws.map((w, i) => [`w${i}`, w]));
-        const opt = createOptimizer({
-          kind: "adafactor",
-          weightDecay: 0.1,
-          multiplyByParameterScale,
-        });
+        const opt = createOptimizer({ kind: "adafactor", ...c });
         for (let s = 0; s < 3; s++) {
           const grads = new Map(
             shapes.map((sh, i) => [`w${i}`, own(sh, 600 + 10 * s + i)] as const),
@@ -587,7 +593,11 @@ gpuTest(
       };
       const { result: got, dispatches, programs } = await counting(run);
       // 4 matrices (one group), 3 vectors (one group): 5 in-place dispatches per step.
-      assert.equal(dispatches - programs, 3 * 5, `${dispatches} dispatches, ${programs} programs`);
+      assert.equal(
+        dispatches - programs,
+        grouped ? 3 * 5 : 0,
+        `${JSON.stringify(c)}: ${dispatches} dispatches, ${programs} programs`,
+      );
       await tf.setBackend("cpu");
       const want = await run();
       await tf.setBackend("webgpu");
@@ -598,7 +608,7 @@ gpuTest(
           got[i]!,
           Array.from(w),
           1e-5,
-          `w${i} (scale ${multiplyByParameterScale})`,
+          `w${i} ${JSON.stringify(c)}`,
           1e-5 * scale,
         );
       }
