@@ -278,16 +278,24 @@ Deno.test("every run of the paper profiles trains with the spec's settings (§3.
       assert.equal(t.checkpointEvery, 2000, at);
       assert.equal(t.evalMaxExamples, null, at);
       if (s.method.name === "prompt_tuning") {
-        // A15 / §2.4 (S7): constant 0.3, Adafactor without the parameter scale; length 100,
-        // class-label init, frozen backbone.
+        // A15 / §2.4 (S7): constant 0.3, Adafactor without the parameter scale and with T5X's
+        // weight decay rate 1e-5 (not multiplied by the lr), z-loss 1e-4, no label smoothing;
+        // length 100, class-label init, frozen backbone.
         assert.equal(t.learningRate, 0.3, at);
-        assert.deepEqual(t.adafactor, { multiplyByParameterScale: false, minDimSizeToFactor: 128 });
+        assert.deepEqual(t.adafactor, {
+          multiplyByParameterScale: false,
+          minDimSizeToFactor: 128,
+          weightDecayRate: 1e-5,
+        });
+        assert.equal(t.zLoss, 1e-4, at);
         assert.equal(s.method.config.length, 100, at);
         assert.equal(s.method.config.init, "class_label", at);
         assert.equal(s.method.config.freezeBackbone, "all", at);
       } else {
         assert.equal(t.learningRate, 1e-3, at);
         assert.deepEqual(t.adafactor, { multiplyByParameterScale: true, minDimSizeToFactor: 128 });
+        // T5's fine-tuning defaults have neither (spec §3.3); only Prompt-Tuning's configs do.
+        assert.equal(t.zLoss, undefined, at);
       }
     }
   }
