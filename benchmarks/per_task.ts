@@ -69,15 +69,19 @@ export function missingTaskRuns(r: RunResult): readonly string[] {
 /**
  * Parameters of the method's row from its task runs. What a run leaves untrained is shared by
  * every task (the frozen backbone); what it trains is each task's own. So the row serves
- * `frozen + Σ trained_i` parameters: with a frozen backbone the backbone plus every task's
- * prompt (what a multi-task run with one prompt per task counts), with a trained one a backbone
- * per task.
+ * `frozen + Σ trained_i` parameters over all `numTasks` tasks: with a frozen backbone the
+ * backbone plus every task's prompt (what a multi-task run with one prompt per task counts),
+ * with a trained one a backbone per task. A task whose run is absent counts the mean of the
+ * present runs' trained parameters (a task run's count does not depend on its task: every
+ * method's `countParams` takes only the number of tasks), so the row's parameters do not shrink
+ * with a failed or unfinished task run, and its trained-per-task % stays one task's.
  */
 function mergedParams(parts: readonly RunResult[], numTasks: number): RunResult["params"] {
   const first = parts[0]!.params;
   const backbone = first.total - first.extra;
   const frozen = first.total - first.trained;
-  const trained = parts.reduce((a, r) => a + r.params.trained, 0);
+  const present = parts.reduce((a, r) => a + r.params.trained, 0);
+  const trained = present + (numTasks - parts.length) * (present / parts.length);
   const total = frozen + trained;
   const extra = total - backbone;
   return {

@@ -85,6 +85,20 @@ Deno.test("mergePerTaskRuns(): a missing task run leaves no average and is named
   assert.deepEqual(missingTaskRuns(m1), ["rte"]);
   assert.deepEqual(m1.averages, {});
   assert.equal("rte" in m1.best, false);
+  // The row still serves 8 tasks: the absent run's prompt is counted (every task run of the
+  // configuration trains the same number of parameters), so params.csv and the plot's x do not
+  // shrink to 7 prompts while trained_per_task_pct stays one task's share.
+  const whole = mergePerTaskRuns(rs).find((r) => r.spec.perTaskOf && r.spec.seed === 1)!;
+  assert.deepEqual(m1.params, whole.params);
+  const one = mergePerTaskRuns(rs.filter((r) => !r.spec.perTaskOf || r.spec.tasks[0] === "cola"));
+  const part = rs.find((r) => r.spec.perTaskOf && r.spec.seed === 0 && r.spec.tasks[0] === "cola")!;
+  const backbone = part.params.total - part.params.extra;
+  const m0 = one.find((r) => r.spec.perTaskOf && r.spec.seed === 0)!;
+  assert.equal(m0.params.extra, 8 * part.params.extra);
+  assert.ok(
+    Math.abs(m0.params.trainedPerTaskPct - 100 * part.params.trained / backbone) < 1e-12,
+    `${m0.params.trainedPerTaskPct}`,
+  );
   const dup = rs.find((r) => r.spec.perTaskOf && r.spec.tasks[0] === "cola")!;
   const copy = structuredClone(dup);
   assert.throws(
