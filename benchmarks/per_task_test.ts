@@ -4,6 +4,7 @@ import { expandGrid, runGrid } from "./runner.ts";
 import { configId, type RunResult, type RunSpec, validateProfile } from "./spec.ts";
 import { isPerTaskRun, mergePerTaskRuns, missingTaskRuns, perTaskParts } from "./per_task.ts";
 import { scoresTable } from "./tables.ts";
+import { scoreVsParamsSvg } from "./plots.ts";
 import { compareResults, loadResults, runKey } from "./compare.ts";
 import { BENCHMARK_TASKS } from "../tasks/mod.ts";
 
@@ -262,4 +263,19 @@ Deno.test("a profile's perTask must be true or false, named by its path", () => 
     })),
   }, { file: "pt.json" });
   assert.deepEqual(grid(profile(false)).map((s) => s.id), grid(noField).map((s) => s.id));
+});
+
+Deno.test("scoreVsParamsSvg() of merged runs: a Prompt-Tuning seed without a task run leaves no point, as the table's average is blank", async () => {
+  const rs = await results(grid());
+  const circles = (svg: string) => svg.match(/<circle /g)?.length ?? 0;
+  const titles = (svg: string) => [...svg.matchAll(/<title>([^<]*)<\/title>/g)].map((m) => m[1]!);
+  const all = scoreVsParamsSvg(mergePerTaskRuns(rs));
+  assert.equal(circles(all), 2); // MTL and Prompt-Tuning, each a mean over both seeds
+  const failed = rs.filter((r) =>
+    !(r.spec.perTaskOf && r.spec.seed === 1 && r.spec.tasks[0] === "qqp")
+  );
+  const svg = scoreVsParamsSvg(mergePerTaskRuns(failed));
+  // Only MTL: seed 0's complete Prompt-Tuning average alone is not the row's mean over seeds.
+  assert.equal(circles(svg), 1, titles(svg).join("; "));
+  assert.ok(titles(svg).every((t) => t.startsWith("mtl ")), titles(svg).join("; "));
 });

@@ -13,6 +13,7 @@ import {
   modelLabel,
   type RunResult,
 } from "./spec.ts";
+import { missingTaskRuns } from "./per_task.ts";
 
 const W = 640;
 const H = 400;
@@ -169,9 +170,11 @@ function plot(
  * configuration (as in the tables, seeds are averaged only within one {@link configId}; a point
  * whose label shares its model and benchmark with another configuration's carries the id). A
  * run on a task subset is labelled with its task count (`glue 2/8 tasks`), as the tables put it
- * in `<benchmark>_partial_avg`.
+ * in `<benchmark>_partial_avg`. A per-task method's configuration with a task run missing in any
+ * seed (`per_task.ts` `missingTaskRuns` of a merged result) has no point, as its table row has no
+ * average.
  *
- * @param results run results
+ * @param results run results (per-task runs merged by `mergePerTaskRuns`)
  * @returns SVG text
  */
 export function scoreVsParamsSvg(results: readonly RunResult[]): string {
@@ -192,10 +195,15 @@ export function scoreVsParamsSvg(results: readonly RunResult[]): string {
     set.add(configId(r.spec));
     configs.set(k, set);
   }
+  // As in the tables: a configuration whose per-task method lacks a task run in any seed
+  // (`per_task.ts`) has no average, never the mean of the seeds whose task runs all finished.
+  const incomplete = new Set(
+    results.filter((r) => missingTaskRuns(r).length > 0).map((r) => configId(r.spec)),
+  );
   const acc = new Map<string, Map<string, { x: number; ys: number[] }>>();
   for (const r of results) {
     const y = r.averages[r.spec.benchmark];
-    if (y === undefined) continue;
+    if (y === undefined || incomplete.has(configId(r.spec))) continue;
     const label = r.spec.method.label;
     const base = baseKey(r);
     const several = configs.get(`${label}\u0000${base}`)!.size > 1;
