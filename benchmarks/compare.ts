@@ -347,11 +347,18 @@ function compareMergedAverages(
   for (const [key, b] of [...merged(baseline)].sort(([x], [y]) => (x < y ? -1 : 1))) {
     const bench = b.spec.benchmark;
     const bv = b.averages[bench];
-    if (bv === undefined) continue; // the baseline itself lacks a task run
     const c = cur.get(key);
     if (c === undefined) continue; // every task run is missing: failed (or a shard's note) above
     const t = toleranceFor(tol, "average", bench);
     const field = `averages.${bench} (per-task runs merged)`;
+    if (bv === undefined) {
+      // The baseline itself lacks a task run: its task runs are gated one by one, the average
+      // cannot be; say so rather than pass it silently.
+      notes.push(
+        `${key}: ${field} not gated: the baseline has no run of ${missingTaskRuns(b).join(", ")}`,
+      );
+      continue;
+    }
     const missing = missingTaskRuns(c);
     const cv = c.averages[bench];
     if (missing.length > 0 || cv === undefined) {

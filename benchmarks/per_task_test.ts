@@ -179,6 +179,18 @@ Deno.test("compareResults() gates each task run under its own key and the merged
     ),
   );
 
+  // A baseline that lacks a task run cannot gate the merged average: a note says so (it was
+  // passed over silently), while the current run's extra task run is noted as ungated too.
+  const noBase = compareResults(rs, lost, tol);
+  assert.equal(noBase.ok, true);
+  assert.ok(
+    noBase.notes.includes(
+      "pt/tiny-v1_1/random/glue/Prompt-Tuning/s0: averages.glue (per-task runs merged) not " +
+        "gated: the baseline has no run of rte",
+    ),
+    noBase.notes.join("\n"),
+  );
+
   // One task's score moved beyond tolerance in seed 1: that task run fails, and so does the
   // merged average when it moved by more than its tolerance (1/8 of a 10-point move).
   const moved = rs.map((r) => {
