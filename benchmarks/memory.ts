@@ -16,6 +16,8 @@
  * - The backward pass keeps the gradient of **every** intermediate tensor in its accumulation map
  *   until it returns (nothing is released per node), so its peak is the saved tensors plus one
  *   gradient per intermediate on the path from the trained variables to the loss.
+ * - The global gradient norm (`benchmarks/trainer.ts` `globalGradNorm`) squares one gradient at a
+ *   time: the gradients plus the largest trained variable's square.
  * - Bytes are counted per data buffer (a reshape, a clone, or a gradient that is `dy` reshaped,
  *   shares its input's buffer), which is what a GPU allocates; tfjs's `tf.memory().numBytes` and
  *   `tf.profile().peakBytes` count each tensor handle instead, and overstate that.
@@ -82,6 +84,9 @@ export interface MemoryInput {
   readonly bytesPerElement?: number;
 }
 
+/** The phases of one training step. */
+export type MemoryPhase = "forward" | "backward" | "gradient norm" | "update";
+
 /** Bytes of one training step (see the module documentation for what each term holds). */
 export interface MemoryEstimate {
   /** Backbone + method variables. */
@@ -101,7 +106,9 @@ export interface MemoryEstimate {
   /** The largest phase of the step (forward, backward, gradient norm, update). */
   readonly peak: number;
   /** Which phase gives the peak. */
-  readonly peakPhase: "forward" | "backward" | "gradient norm" | "update";
+  readonly peakPhase: MemoryPhase;
+  /** Bytes alive at the peak of each phase. */
+  readonly phases: Readonly<Record<MemoryPhase, number>>;
   /** Parameters: total and trained. */
   readonly params: { readonly total: number; readonly trained: number };
 }
@@ -715,10 +722,12 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
   const phases = {
     forward: fixed + replay.t.fwd * bpe,
     backward: fixed + (saved + back.peak) * bpe,
-    "gradient norm": weights + optimizerState + 2 * gradients,
+    // benchmarks/trainer.ts globalGradNorm: one gradient's square at a time (its own tidy),
+    // then the per-gradient scalars; measured in benchmarks/memory_test.ts.
+    "gradient norm": weights + optimizerState + gradients + largest * bpe,
     update: weights + optimizerState + gradients + updateTmp,
   } as const;
-  let peakPhase: MemoryEstimate["peakPhase"] = "forward";
+  let peakPhase: MemoryPhase = "forward";
   for (const k of Object.keys(phases) as (keyof typeof phases)[]) {
     if (phases[k] > phases[peakPhase]) peakPhase = k;
   }
@@ -732,6 +741,7 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     activationGradients: (back.peak - back.params) * bpe,
     peak: phases[peakPhase],
     peakPhase,
+    phases,
     params: { total: backbone + extra, trained },
   };
 }

@@ -395,6 +395,24 @@ export async function lossAndGrads(
 }
 
 /**
+ * The global L2 norm of a set of gradients, sqrt(sum over tensors of sum(x²)), as one scalar.
+ * Each gradient's sum of squares is made in its own `tf.tidy`, so only one gradient's square is
+ * alive at a time (the largest variable's size, not all gradients' again); the per-gradient sums
+ * are then added in the given order, as `tf.addN` of them all did before: the same value.
+ *
+ * @param grads the gradients (not disposed)
+ * @returns the norm; the caller disposes it
+ */
+export function globalGradNorm(grads: Iterable<tf.Tensor>): tf.Scalar {
+  const sums = [...grads].map((x) => tf.tidy(() => tf.sum(tf.square(x))));
+  try {
+    return tf.tidy(() => tf.sqrt(tf.addN(sums)) as tf.Scalar);
+  } finally {
+    tf.dispose(sums);
+  }
+}
+
+/**
  * Checks the fields of a checkpoint's state that a resume restores (a state that is JSON but not
  * a trainer's, e.g. edited by hand), so that the error names the file and the field rather than
  * failing later, or continuing with histories that miss steps.
@@ -516,9 +534,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
         grads = new Map(Object.entries(g).map(([k, v]) => [nameOf.get(k) ?? k, v]));
         lossValue = (await value.data())[0]!;
         value.dispose();
-        const norm = tf.tidy(() =>
-          tf.sqrt(tf.addN([...grads.values()].map((x) => tf.sum(tf.square(x)))))
-        );
+        const norm = globalGradNorm(grads.values());
         gradNorm = (await norm.data())[0]!;
         norm.dispose();
         if (!Number.isFinite(lossValue) || !Number.isFinite(gradNorm)) {
