@@ -5,7 +5,7 @@
  * ```
  * deno task bench [--profile NAME|PATH] [--data-dir DIR] [--no-download] [--out DIR]
  *                 [--shard i/n] [--dry-run] [--compare BASELINE] [--backend X] [--resume]
- *                 [--tables DIR] [--no-tables] [--help]
+ *                 [--tables DIR] [--no-tables] [--device-memory GB] [--help]
  * ```
  *
  * Without `--data-dir` (and `$HYPERPROMPT_DATA`), the tasks the profile asks for that neither the
@@ -15,6 +15,12 @@
  *
  * Without `--resume` every run trains from step 0 (its checkpoint folder is cleared first); with
  * it, runs with a result are skipped and unfinished ones resume from their checkpoints.
+ *
+ * Before any training, each run on a GPU backend gets a memory estimate
+ * (`benchmarks/device_memory.ts`): where the GPU's memory is known (`--device-memory`,
+ * `HYPERPROMPT_DEVICE_MEMORY_GB`, `nvidia-smi`), a run whose batch does not fit trains with the
+ * largest micro-batch that does (recorded in its result as `effectiveMicroBatchSize`), and a run
+ * that cannot fit at all is refused (exit 2).
  *
  * Exit codes (model/usage.ts): 0 success, 1 a failure while working (a run failed, the tables
  * could not be written, no data folder after the download), 2 bad arguments or profile (a
@@ -69,6 +75,16 @@ import { type AccountingFn, loadAccounting, writeTables } from "./tables.ts";
 import { join } from "node:path";
 import { checkOutputFolder } from "../model/fs.ts";
 import { exitCodeOf, usageChecked, UsageError } from "../model/usage.ts";
+import {
+  type CommandRunner,
+  DEVICE_MEMORY_ENV,
+  deviceMemory,
+  deviceMemoryOverride,
+  type DeviceMemoryPlan,
+  fmtGb,
+  planDeviceMemory,
+  type RunBackend,
+} from "./device_memory.ts";
 
 const USAGE = `Usage: deno task bench [options]
 
@@ -96,6 +112,10 @@ Options:
                        shards write none (--tables with --shard is refused): run
                        deno task tables once all have finished
   --no-tables          do not write the tables
+  --device-memory GB   the GPU's memory (default: $HYPERPROMPT_DEVICE_MEMORY_GB, else nvidia-smi's;
+                       WebGPU reports none). Before training, a GPU run whose estimated peak
+                       exceeds 90% of it trains with the largest micro-batch that fits, or is
+                       refused (exit 2) when none does
   --help               this text`;
 
 /**
@@ -224,9 +244,10 @@ async function loadRunOne(): Promise<RunOneFn> {
   return mod.runOne;
 }
 
-interface BackendProbe {
-  name: string;
-  gpu: boolean;
+/** The backend a choice resolves to on this machine, and whether it is a GPU. */
+export interface BackendProbe {
+  readonly name: string;
+  readonly gpu: boolean;
 }
 
 async function probeBackend(choice: BackendChoice): Promise<BackendProbe> {
@@ -258,9 +279,19 @@ function runMethodLabel(s: RunSpec): string {
   return s.perTaskOf === undefined ? s.method.label : `${s.method.label}[${s.tasks.join("+")}]`;
 }
 
+/** The dry-run's "est. peak" cell: GB at the micro-batch the run would train with. */
+function peakCell(spec: RunSpec, memory: DeviceMemoryPlan): string {
+  const p = memory.runs.get(spec.id);
+  if (p === undefined) return "n/a";
+  const gb = (p.estimate.peak / 1e9).toFixed(1);
+  if (p.fits === false) return `${gb} (does not fit)`;
+  return p.chosen ? `${gb} (micro ${p.microBatchSize})` : gb;
+}
+
 function printDryRun(
   specs: readonly RunSpec[],
   estimates: readonly RunEstimate[],
+  memory: DeviceMemoryPlan,
   backend: string,
   log: (s: string) => void,
   budgetMinutes?: number,
@@ -280,6 +311,7 @@ function printDryRun(
       fmtSi(e.trainFlopsPerExample),
       fmtSi(e.totalFlops),
       fmtDuration(e.seconds),
+      peakCell(s, memory),
     ];
   });
   const head = [
@@ -295,6 +327,7 @@ function printDryRun(
     "train FLOPs/ex",
     "total FLOPs",
     "est. time",
+    "est. peak GB",
   ];
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
   const line = (r: string[]) => r.map((x, c) => x.padEnd(widths[c]!)).join("  ");
@@ -416,6 +449,13 @@ export interface MainOptions {
    * or a `DownloadError` carrying the failures and the other tasks' results.
    */
   readonly download?: (opts: DownloadOptions) => Promise<readonly TaskResult[]>;
+  /**
+   * Resolves a backend choice to the backend it would run and whether that is a GPU (default:
+   * `selectBackend` and {@link isGpuBackend}; tests inject a fake GPU).
+   */
+  readonly probe?: (choice: BackendChoice) => Promise<BackendProbe>;
+  /** Runs `nvidia-smi` for the GPU's memory (default `Deno.Command`; tests inject a fake). */
+  readonly runCommand?: CommandRunner;
 }
 
 /** Aborts a request whose response headers take longer than this (a body may take longer). */
@@ -532,6 +572,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         resume: { type: "boolean", default: false },
         tables: { type: "string" },
         "no-tables": { type: "boolean", default: false },
+        "device-memory": { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
@@ -565,6 +606,8 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     // choice, a profile's backend, the pretraining's): a bad value must stop here, not fail
     // every run of the grid one after the other.
     backendFromEnv();
+    const memoryOverride = deviceMemoryOverride(values["device-memory"]);
+    const probeWith = opts.probe ?? probeBackend;
     const shardArg = values.shard;
     const shard = shardArg === undefined ? undefined : usageChecked(() => parseShard(shardArg));
     if (shard !== undefined && values.tables !== undefined && !values["no-tables"]) {
@@ -578,7 +621,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     let probe: BackendProbe | undefined;
     let profileName = values.profile;
     if (profileName === undefined) {
-      probe = await probeBackend((backendArg as BackendChoice | undefined) ?? "auto");
+      probe = await probeWith((backendArg as BackendChoice | undefined) ?? "auto");
       profileName = probe.gpu ? "paper-base" : "smoke";
       error(
         `No --profile: using "${profileName}" (backend ${probe.name}${
@@ -686,13 +729,67 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       ? `${grid.length} runs`
       : `shard ${shard.index}/${shard.count}: ${specs.length} of ${grid.length} runs`;
     error(`Profile "${profile.name}" (${scope}); data ${dataDir}; out ${values.out}`);
+    // The backend each run would use: one probe per distinct choice (the default profile's probe
+    // above is that of its choice).
+    const probes = new Map<string, BackendProbe>();
+    if (probe !== undefined) probes.set((backendArg as BackendChoice | undefined) ?? "auto", probe);
+    for (const s of specs) {
+      if (!probes.has(s.backend)) probes.set(s.backend, await resolveBackend(s.backend, probeWith));
+    }
+    const backendOf = (s: RunSpec): RunBackend => probes.get(s.backend)!;
+    const anyGpu = [...probes.values()].some((p) => p.gpu);
+    let memory: DeviceMemoryPlan = {
+      runs: new Map(),
+      microBatchSizes: new Map(),
+      refusals: [],
+      notes: [],
+    };
+    // The preflight: estimates for the dry-run table, and on a GPU the micro-batches or a refusal.
+    if (anyGpu || values["dry-run"]) {
+      const device = anyGpu ? await deviceMemory(memoryOverride, opts.runCommand) : memoryOverride;
+      if (anyGpu && device === undefined) {
+        const webgpu = [...probes.values()].some((p) => p.gpu && p.name === "webgpu");
+        error(
+          `note: the GPU's memory is unknown (${
+            webgpu ? "WebGPU reports no total memory and " : ""
+          }nvidia-smi gave none): runs are not checked against it, and a batch too large for it ` +
+            `fails out of memory; --device-memory GB or ${DEVICE_MEMORY_ENV} states it` +
+            `${values["dry-run"] ? "" : " (--dry-run prints the estimated peaks)"}`,
+        );
+      } else if (anyGpu && device !== undefined) {
+        error(`GPU memory: ${fmtGb(device.bytes)} (${device.source})`);
+      }
+      memory = planDeviceMemory(specs, {
+        backendOf,
+        device,
+        configOf: (s) => {
+          try {
+            return modelConfig(s.model);
+          } catch {
+            return undefined; // an unreadable config.json: the run itself says why
+          }
+        },
+        modelName: (s) => modelLabel(s.model),
+      });
+      for (const n of memory.notes) error(n);
+    }
+    const refused = memory.refusals.length === 0 ? undefined : `${memory.refusals.length} run(s) ` +
+      `cannot fit the GPU's memory:\n  ${memory.refusals.slice(0, 10).join("\n  ")}${
+        memory.refusals.length > 10 ? `\n  (and ${memory.refusals.length - 10} more)` : ""
+      }`;
     if (values["dry-run"]) {
       const accounting = await loadAccounting();
-      const rateName = backend === "auto" ? (probe ?? await probeBackend("auto")).name : backend;
+      const rateName = specs.length > 0
+        ? backendOf(specs[0]!).name
+        : backend === "auto"
+        ? (probe ?? await probeWith("auto")).name
+        : backend;
       const estimates = specs.map((s) => estimateRun(s, accounting, rateName));
-      printDryRun(specs, estimates, rateName, log, profile.timeBudgetMinutes);
+      printDryRun(specs, estimates, memory, rateName, log, profile.timeBudgetMinutes);
+      if (refused !== undefined) error(`warning: without --dry-run this is refused: ${refused}`);
       return 0;
     }
+    if (refused !== undefined) throw new UsageError(`Refused before training: ${refused}`);
     const runOne = opts.runOne ?? await loadRunOne();
     const tty = Deno.stderr.isTerminal();
     const reporter = opts.progress === false ? undefined : progressReporter(specs.length, tty);
@@ -704,6 +801,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         dataDir,
         runOne,
         resume: values.resume,
+        microBatchSizes: memory.microBatchSizes,
         onEvent: reporter?.onEvent ?? ((e) => {
           if (e.kind === "start" && e.replaces !== undefined) {
             error(`rerunning ${e.spec.id}: ${replacing(e.replaces)}`);
@@ -752,6 +850,27 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
   } catch (e) {
     error((e as Error).message);
     return exitCodeOf(e);
+  }
+}
+
+/**
+ * The backend a run's choice resolves to: cpu, wasm and wasm+blas (also through
+ * `HYPERPROMPT_BACKEND` replacing "auto") are no GPU and need no probe; "auto", webgpu and
+ * tensorflow are probed. A probe that fails (the package or adapter missing) counts as no GPU:
+ * the run itself reports why it cannot start.
+ */
+async function resolveBackend(
+  choice: BackendChoice,
+  probe: (c: BackendChoice) => Promise<BackendProbe>,
+): Promise<BackendProbe> {
+  const effective = choice === "auto" ? backendFromEnv() ?? "auto" : choice;
+  if (effective === "cpu" || effective === "wasm" || effective === "wasm+blas") {
+    return { name: effective, gpu: false };
+  }
+  try {
+    return await probe(choice);
+  } catch {
+    return { name: effective === "auto" ? "cpu" : effective, gpu: false };
   }
 }
 

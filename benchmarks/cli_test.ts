@@ -5,7 +5,11 @@ import { fileURLToPath } from "node:url";
 import { sharedPath } from "../model/shared_dir.ts";
 import { withEnv } from "../model/env_testing.ts";
 import { fmtDuration, isGpuBackend, main, progressReporter } from "./cli.ts";
-import { expandGrid } from "./runner.ts";
+import { defaultTaskCatalog, expandGrid } from "./runner.ts";
+import { runFileName } from "./spec.ts";
+import { preset } from "../model/config.ts";
+import { estimateTrainingMemory } from "./memory.ts";
+import { memoryInputFor } from "./device_memory.ts";
 import { loadProfile } from "./profile.ts";
 import { Writable } from "node:stream";
 import { fakeRunOne } from "./_fake_run_one.ts";
@@ -740,5 +744,140 @@ Deno.test("progressReporter().stop() writes a message still queued (the last run
     // The message is written once, before the final bars.
     assert.equal(text.split("out of memory").length, 2, `tty ${tty}`);
     assert.ok(text.indexOf("out of memory") < text.lastIndexOf("1/1 runs"), `tty ${tty}`);
+  }
+});
+
+Deno.test("main() on a GPU: the largest fitting micro-batch, recorded; a run that cannot fit is refused; unknown memory changes nothing", async () => {
+  const dir = await Deno.makeTempDir();
+  const profile = await tmpProfile(dir, {
+    benchmarks: ["glue"],
+    methods: [{ name: "mtl" }],
+    train: { steps: 2, evalEvery: 2, batchSize: 8, maxInputLength: 32, maxTargetLength: 4 },
+  });
+  const grid = expandGrid(await loadProfile(profile), {
+    dataDir: DATA,
+    catalog: await defaultTaskCatalog(),
+  });
+  assert.equal(grid.length, 2); // two seeds, one configuration
+  const peak = (m: number) =>
+    estimateTrainingMemory(memoryInputFor(grid[0]!, preset("tiny-v1_1"), "fused", m)).peak;
+  // A device on which micro-batch 2 fits with the 10% margin and 4 does not.
+  const gb = String((peak(2) / 0.9) * 1.001 / 1e9);
+  assert.ok(peak(4) > 0.9 * Number(gb) * 1e9);
+  const gpu = {
+    probe: () => Promise.resolve({ name: "webgpu", gpu: true }),
+    runCommand: () => Promise.reject(new Error("nvidia-smi must not run with an override")),
+  };
+  const micro: (number | undefined)[] = [];
+  const runOne: typeof fakeRunOne = (spec, opts) => {
+    micro.push(opts.microBatchSize);
+    return fakeRunOne(spec, opts);
+  };
+  const args = (
+    out: string,
+  ) => ["--profile", profile, "--data-dir", DATA, "--out", out, "--no-tables"];
+  try {
+    const c = capture();
+    const out = join(dir, "out");
+    assert.equal(
+      await main([...args(out), "--device-memory", gb], { ...c.opts, ...gpu, runOne }),
+      0,
+      c.err.join("\n"),
+    );
+    assert.deepEqual(micro, [2, 2]);
+    assert.equal(c.err.filter((l) => l.includes("training with micro-batches of 2")).length, 1);
+    for (const s of grid) {
+      const r = JSON.parse(Deno.readTextFileSync(join(out, runFileName(s))));
+      assert.equal(r.effectiveMicroBatchSize, 2);
+      assert.equal(r.spec.id, s.id);
+    }
+
+    // Not even one row fits: exit 2 before any run, naming the runs, estimate and device.
+    micro.length = 0;
+    const c2 = capture();
+    const tiny = String(peak(1) * 0.5 / 1e9);
+    assert.equal(
+      await main([...args(join(dir, "out2")), "--device-memory", tiny], {
+        ...c2.opts,
+        ...gpu,
+        runOne,
+      }),
+      2,
+    );
+    assert.equal(micro.length, 0);
+    const msg = c2.err.join("\n");
+    assert.match(msg, /Refused before training: 2 run\(s\) cannot fit the GPU's memory/);
+    assert.match(msg, new RegExp(`run ${grid[0]!.id} \\(tiny-v1_1, mtl, glue, s0\\)`));
+    assert.match(msg, /even at micro-batch 1 .*--device-memory/);
+
+    // Memory unknown (WebGPU, no nvidia-smi): runs as specified, said once.
+    const c3 = capture();
+    assert.equal(
+      await main(args(join(dir, "out3")), {
+        ...c3.opts,
+        probe: gpu.probe,
+        runCommand: () => Promise.resolve(undefined),
+        runOne,
+      }),
+      0,
+    );
+    assert.deepEqual(micro, [undefined, undefined]);
+    const unknown = c3.err.filter((l) => l.includes("memory is unknown"));
+    assert.equal(unknown.length, 1);
+    assert.match(unknown[0]!, /WebGPU reports no total memory/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main() --dry-run: an est. peak column for the run's backend; --device-memory and HYPERPROMPT_DEVICE_MEMORY_GB are checked", async () => {
+  const dir = await Deno.makeTempDir();
+  const profile = await tmpProfile(dir, {
+    benchmarks: ["glue"],
+    methods: [{ name: "mtl" }],
+    train: { steps: 2, evalEvery: 2, batchSize: 8, maxInputLength: 32, maxTargetLength: 4 },
+  });
+  const [spec] = expandGrid(await loadProfile(profile), {
+    dataDir: DATA,
+    catalog: await defaultTaskCatalog(),
+  });
+  const bytes = (m: number, k: "fused" | "composite") =>
+    estimateTrainingMemory(memoryInputFor(spec!, preset("tiny-v1_1"), k, m)).peak;
+  const peak = (m: number, k: "fused" | "composite") => (bytes(m, k) / 1e9).toFixed(1);
+  const args = ["--profile", profile, "--data-dir", DATA, "--dry-run"];
+  try {
+    // cpu: no GPU, composite kernels, the batch as specified.
+    const c = capture();
+    assert.equal(await main([...args, "--backend", "cpu"], c.opts), 0);
+    const head = c.out[0]!;
+    assert.ok(head.trimEnd().endsWith("est. peak GB"), head);
+    const col = head.indexOf("est. peak GB");
+    assert.equal(c.out[1]!.slice(col).trim(), peak(8, "composite"));
+    // A GPU whose memory nvidia-smi reports: the micro-batch it would train with, fused kernels.
+    const mib = Math.round((bytes(2, "fused") / 0.9) * 1.05 / 2 ** 20);
+    const c2 = capture();
+    assert.equal(
+      await main(args, {
+        ...c2.opts,
+        probe: () => Promise.resolve({ name: "webgpu", gpu: true }),
+        runCommand: () => Promise.resolve({ success: true, stdout: `${mib}\n` }),
+      }),
+      0,
+    );
+    assert.ok(c2.err.some((l) => /^GPU memory: .* \(nvidia-smi\)$/.test(l)), c2.err.join("\n"));
+    const col2 = c2.out[0]!.indexOf("est. peak GB");
+    const cell = c2.out[1]!.slice(col2).trim();
+    assert.match(cell, /^\d+\.\d \(micro [1-4]\)$/);
+    // Bad values: exit 2 naming the flag or the variable, before anything else.
+    const c3 = capture();
+    assert.equal(await main([...args, "--device-memory", "eighty"], c3.opts), 2);
+    assert.match(c3.err.join("\n"), /--device-memory must be .*"eighty"/);
+    const c4 = capture();
+    await withEnv({ HYPERPROMPT_DEVICE_MEMORY_GB: "-1" }, async () => {
+      assert.equal(await main(args, c4.opts), 2);
+    });
+    assert.match(c4.err.join("\n"), /HYPERPROMPT_DEVICE_MEMORY_GB must be .*"-1"/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

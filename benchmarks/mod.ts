@@ -21,5 +21,9 @@ export * from "./runner.ts";
 export * from "./compare.ts";
 export * from "./tables.ts";
 export * from "./per_task.ts";
+export * from "./memory.ts";
+export * from "./device_memory.ts";
+/** The model configuration the memory estimate and the accounting take (`model/config.ts`). */
+export type { FeedForwardProj, T5Config } from "../model/config.ts";
 export * from "./plots.ts";
 export * from "./provenance.ts";

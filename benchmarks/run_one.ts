@@ -355,7 +355,10 @@ async function runOnBackbone(
   { model, tokenizer, source, tokenizerSource }: Backbone,
   { git, startedAt, t0, backend }: RunStart,
 ): Promise<RunResult> {
-  const t = spec.train;
+  // The bench preflight's micro-batch for this device (not in the spec: the run id stays).
+  const t = opts.microBatchSize === undefined
+    ? spec.train
+    : { ...spec.train, microBatchSize: opts.microBatchSize };
   const config = model.config;
   const method = getMethod(spec.method.name);
   const methodCfg = method.parseConfig(spec.method.config, `run ${spec.id}: method.config`);
@@ -448,7 +451,9 @@ async function runOnBackbone(
       evaluate: (step) =>
         evaluate(model, instance, evalSets, {
           step,
-          batchSize: t.batchSize,
+          // With the preflight's micro-batch, evaluation too runs that many rows at a time (its
+          // scores are per example; a batch of the full size may not fit where training did not).
+          batchSize: opts.microBatchSize ?? t.batchSize,
           ids: config,
           tokenizer,
           scorer,
@@ -502,6 +507,9 @@ async function runOnBackbone(
       backboneSource: source,
       tokenizer: tokenizerSource,
       ...(attention === undefined ? {} : { attentionMass: attention }),
+      ...(opts.microBatchSize === undefined
+        ? {}
+        : { effectiveMicroBatchSize: opts.microBatchSize }),
     };
   } finally {
     instance.dispose();

@@ -426,6 +426,12 @@ export interface RunGridOptions {
   readonly resume?: boolean;
   /** Event sink (progress bars, logs). */
   readonly onEvent?: (e: GridEvent) => void;
+  /**
+   * Micro-batch sizes the bench preflight chose for this device, by run id
+   * (`benchmarks/device_memory.ts` `planDeviceMemory`): passed to `runOne` and recorded in the
+   * result JSON as `effectiveMicroBatchSize`. The spec and its id are unchanged.
+   */
+  readonly microBatchSizes?: ReadonlyMap<string, number>;
 }
 
 /** Summary of {@link runGrid}. */
@@ -527,14 +533,19 @@ export async function runGrid(
       // A fresh run must not pick up checkpoints of an earlier attempt (possibly other code).
       if (!opts.resume) await discardFolder(workDir);
       await Deno.mkdir(workDir, { recursive: true });
-      const result = await opts.runOne(spec, {
+      const micro = opts.microBatchSizes?.get(spec.id);
+      const returned = await opts.runOne(spec, {
         outDir: workDir,
         dataDir: opts.dataDir,
         onProgress: (progress) => emit({ kind: "progress", spec, index, progress }),
+        ...(micro === undefined ? {} : { microBatchSize: micro }),
       });
-      if (result.spec.id !== spec.id) {
-        throw new Error(`runOne returned the result of run ${result.spec.id} for run ${spec.id}`);
+      if (returned.spec.id !== spec.id) {
+        throw new Error(`runOne returned the result of run ${returned.spec.id} for run ${spec.id}`);
       }
+      const result = micro === undefined
+        ? returned
+        : { ...returned, effectiveMicroBatchSize: micro };
       await writeFileAtomic(file, JSON.stringify(result, null, 2) + "\n");
       // The result is final: its checkpoints only served to resume an unfinished run.
       try {

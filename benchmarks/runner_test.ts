@@ -10,7 +10,9 @@ import {
   defaultTaskCatalog,
   expandGrid,
   FILE_CATALOG,
+  inspectFinished,
   parseShard,
+  readFinished,
   runGrid,
   shardGrid,
   writeFileAtomic,
@@ -553,4 +555,44 @@ Deno.test("expandGrid(): a perTask method gives one single-task run per task and
   // Shards still cover every task run exactly once.
   const shards = [0, 1, 2].map((index) => shardGrid(grid, { index, count: 3 }));
   assert.deepEqual(shards.flat().map((s) => s.id).sort(), grid.map((s) => s.id).sort());
+});
+
+Deno.test("runGrid(): the preflight's micro-batch reaches runOne and the result JSON, not the id; a bad one is not a result", async () => {
+  const out = await Deno.makeTempDir();
+  const grid = expandGrid(profile({ train: { steps: 2, evalEvery: 2, batchSize: 4 } }), {
+    dataDir: DATA,
+    catalog: await defaultTaskCatalog(),
+  }).slice(0, 2);
+  const seen = new Map<string, number | undefined>();
+  const runOne: RunOneFn = (spec, opts) => {
+    seen.set(spec.id, opts.microBatchSize);
+    return fakeRunOne(spec, opts);
+  };
+  const s = await runGrid(grid, {
+    outDir: out,
+    dataDir: DATA,
+    runOne,
+    microBatchSizes: new Map([[grid[0]!.id, 2]]),
+  });
+  assert.equal(s.done, 2);
+  assert.deepEqual([...seen], [[grid[0]!.id, 2], [grid[1]!.id, undefined]]);
+  const r0 = JSON.parse(await Deno.readTextFile(join(out, runFileName(grid[0]!))));
+  const r1 = JSON.parse(await Deno.readTextFile(join(out, runFileName(grid[1]!))));
+  assert.equal(r0.effectiveMicroBatchSize, 2);
+  assert.equal(r0.spec.id, grid[0]!.id);
+  assert.equal(r0.spec.train.microBatchSize, undefined);
+  assert.equal("effectiveMicroBatchSize" in r1, false);
+  // --resume finds the run by its unchanged id; a value that does not divide the batch is refused.
+  assert.ok(await readFinished(out, grid[0]!));
+  await Deno.writeTextFile(
+    join(out, runFileName(grid[0]!)),
+    JSON.stringify({ ...r0, effectiveMicroBatchSize: 3 }),
+  );
+  const bad = await inspectFinished(out, grid[0]!);
+  assert.equal(bad.result, undefined);
+  assert.match(
+    bad.unusable ?? "",
+    /effectiveMicroBatchSize.*must divide \$\.spec\.train\.batchSize \(4\), got 3/,
+  );
+  await Deno.remove(out, { recursive: true });
 });

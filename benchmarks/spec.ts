@@ -505,6 +505,13 @@ export interface RunResult {
   readonly tokenizer?: string;
   /** Attention mass per task on the hyper-prompt slots (prompt methods only). */
   readonly attentionMass?: Readonly<Record<string, AttentionMass>>;
+  /**
+   * The micro-batch the bench preflight chose for the device (rows per forward/backward pass,
+   * a divisor of `spec.train.batchSize`; {@link RunOneOptions.microBatchSize}); absent when the
+   * run trained as its spec says. A run resumed on another device may have used another one
+   * before the resume: this is the last session's.
+   */
+  readonly effectiveMicroBatchSize?: number;
 }
 
 /** Options of `runOne` (implemented in `benchmarks/run_one.ts`). */
@@ -519,6 +526,13 @@ export interface RunOneOptions {
   readonly dataDir: string;
   /** Progress callback (step counts are optimizer steps; evaluation reports `phase: "eval"`). */
   readonly onProgress?: (p: RunProgress) => void;
+  /**
+   * Rows per forward/backward pass chosen for this device by the bench preflight
+   * (`benchmarks/device_memory.ts`) for a run whose spec sets no `train.microBatchSize`: it
+   * trains (and evaluates) with that micro-batch, and its result records it as
+   * {@link RunResult.effectiveMicroBatchSize}. Not part of the spec, so the run id is unchanged.
+   */
+  readonly microBatchSize?: number;
 }
 
 /** A progress report from `runOne`. */
@@ -1462,5 +1476,19 @@ export function validateRunResult(raw: unknown, src: Source): RunResult {
   num(o.tokensPerSecond, src, "$.tokensPerSecond", { min: 0 });
   num(o.wallSeconds, src, "$.wallSeconds", { min: 0 });
   str(o.backboneSource, src, "$.backboneSource");
+  if (o.effectiveMicroBatchSize !== undefined) {
+    const m = num(o.effectiveMicroBatchSize, src, "$.effectiveMicroBatchSize", {
+      int: true,
+      min: 1,
+    });
+    const batch = (spec.train as { batchSize?: unknown } | undefined)?.batchSize;
+    if (typeof batch === "number" && batch % m !== 0) {
+      throw new SpecError(
+        src,
+        "$.effectiveMicroBatchSize",
+        `must divide $.spec.train.batchSize (${batch}), got ${m}`,
+      );
+    }
+  }
   return o as unknown as RunResult;
 }

@@ -1,0 +1,347 @@
+/**
+ * The GPU's memory and the bench preflight: before any training, `deno task bench` estimates
+ * each GPU run's peak memory (benchmarks/memory.ts) and, where the device's memory is known,
+ * picks a micro-batch that fits (gradient accumulation) or refuses the run.
+ *
+ * The device's memory comes from, in this order: `--device-memory GB`, the environment variable
+ * `HYPERPROMPT_DEVICE_MEMORY_GB`, `nvidia-smi --query-gpu=memory.total` (the smallest GPU it
+ * lists). WebGPU exposes no total memory, so without those it is unknown.
+ *
+ * @module
+ */
+import type { T5Config } from "../model/config.ts";
+import { UsageError } from "../model/usage.ts";
+import {
+  estimateTrainingMemory,
+  fitsDevice,
+  type KernelSet,
+  largestFittingMicroBatch,
+  type MemoryEstimate,
+  type MemoryInput,
+} from "./memory.ts";
+import type { RunSpec } from "./spec.ts";
+
+/** The environment variable that states the device's memory in GB (10^9 bytes). */
+export const DEVICE_MEMORY_ENV = "HYPERPROMPT_DEVICE_MEMORY_GB";
+
+/** Fraction of the device's memory the preflight keeps free (memory.ts `fitsDevice`). */
+export const DEVICE_MARGIN = 0.1;
+
+/**
+ * Runs a command and returns its exit status and standard output, or `undefined` when the
+ * program does not exist (tests inject a fake).
+ */
+export type CommandRunner = (
+  cmd: string,
+  args: readonly string[],
+) => Promise<{ readonly success: boolean; readonly stdout: string } | undefined>;
+
+/** {@link CommandRunner} through `Deno.Command`; a missing program (or no permission) gives undefined. */
+export async function denoCommandRunner(
+  cmd: string,
+  args: readonly string[],
+): Promise<{ readonly success: boolean; readonly stdout: string } | undefined> {
+  try {
+    const out = await new Deno.Command(cmd, {
+      args: [...args],
+      stdout: "piped",
+      stderr: "null",
+      stdin: "null",
+    }).output();
+    return { success: out.success, stdout: new TextDecoder().decode(out.stdout) };
+  } catch {
+    // Deno.errors.NotFound (no nvidia-smi), NotCapable/PermissionDenied: unknown, not a crash.
+    return undefined;
+  }
+}
+
+/**
+ * Parses `nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits` (MiB per GPU, one
+ * line each) into bytes: the smallest GPU listed (a run uses one GPU; on a mixed machine the
+ * smallest is the safe figure).
+ *
+ * @param stdout the command's output
+ * @returns bytes, or undefined when no line is a positive number (e.g. "[N/A]")
+ */
+export function parseNvidiaSmiMemory(stdout: string): number | undefined {
+  const mib = stdout.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== "").map(Number)
+    .filter((n) => Number.isFinite(n) && n > 0);
+  return mib.length === 0 ? undefined : Math.min(...mib) * 2 ** 20;
+}
+
+/**
+ * Parses a memory size in GB (10^9 bytes) given by `name` (a flag or environment variable).
+ *
+ * @param text the value
+ * @param name what gave it, for the error
+ * @returns bytes
+ * @throws UsageError naming `name` when it is not a positive finite number
+ */
+export function parseDeviceMemoryGb(text: string, name: string): number {
+  const gb = text.trim() === "" ? NaN : Number(text);
+  if (!Number.isFinite(gb) || gb <= 0) {
+    throw new UsageError(
+      `${name} must be the GPU's memory in GB (a positive number, e.g. 80), got "${text}"`,
+    );
+  }
+  return gb * 1e9;
+}
+
+/** The device's memory and where it came from. */
+export interface DeviceMemory {
+  /** Bytes. */
+  readonly bytes: number;
+  /** `--device-memory`, the environment variable, or `nvidia-smi`. */
+  readonly source: string;
+}
+
+/**
+ * The override of the device's memory (`--device-memory`, else `HYPERPROMPT_DEVICE_MEMORY_GB`),
+ * validated; checked before any work so a bad value is refused at once.
+ *
+ * @param flag the `--device-memory` value, if given
+ * @param env the environment variable's value, if set
+ * @returns the override, or undefined
+ * @throws UsageError naming the flag or the variable
+ */
+export function deviceMemoryOverride(
+  flag: string | undefined,
+  env: string | undefined = Deno.env.get(DEVICE_MEMORY_ENV),
+): DeviceMemory | undefined {
+  if (flag !== undefined) {
+    return { bytes: parseDeviceMemoryGb(flag, "--device-memory"), source: "--device-memory" };
+  }
+  if (env !== undefined && env !== "") {
+    return { bytes: parseDeviceMemoryGb(env, DEVICE_MEMORY_ENV), source: DEVICE_MEMORY_ENV };
+  }
+  return undefined;
+}
+
+/**
+ * The GPU's total memory: the override when given, else `nvidia-smi`'s, else undefined (no
+ * nvidia-smi, it failed, or it printed no number).
+ *
+ * @param override {@link deviceMemoryOverride}'s result
+ * @param run the command runner (default `Deno.Command`)
+ * @returns the memory, or undefined when unknown
+ */
+export async function deviceMemory(
+  override: DeviceMemory | undefined,
+  run: CommandRunner = denoCommandRunner,
+): Promise<DeviceMemory | undefined> {
+  if (override !== undefined) return override;
+  const r = await run("nvidia-smi", [
+    "--query-gpu=memory.total",
+    "--format=csv,noheader,nounits",
+  ]);
+  if (r === undefined || !r.success) return undefined;
+  const bytes = parseNvidiaSmiMemory(r.stdout);
+  return bytes === undefined ? undefined : { bytes, source: "nvidia-smi" };
+}
+
+/**
+ * The kernel set a backend trains with: the fused kernels of `model/fused.ts` / `model/heads.ts`
+ * on webgpu and wasm, stock tfjs ops on cpu and tensorflow (tfjs-node, tfjs-node-gpu).
+ *
+ * @param backend the backend's name (`selectBackend`'s `name`)
+ */
+export function kernelSetFor(backend: string): KernelSet {
+  return backend === "webgpu" || backend.startsWith("wasm") ? "fused" : "composite";
+}
+
+/**
+ * The memory estimate's input for a run.
+ *
+ * @param spec the run
+ * @param config its model's configuration
+ * @param kernels the kernel set of the backend it runs on
+ * @param microBatchSize rows per pass (default the spec's `train.microBatchSize`, else the batch)
+ */
+export function memoryInputFor(
+  spec: RunSpec,
+  config: T5Config,
+  kernels: KernelSet,
+  microBatchSize?: number,
+): MemoryInput {
+  const t = spec.train;
+  const micro = microBatchSize ?? t.microBatchSize;
+  return {
+    config,
+    method: spec.method.name,
+    methodConfig: spec.method.config ?? {},
+    numTasks: spec.tasks.length,
+    optimizer: t.optimizer === "adamw" ? { kind: "adamw" } : {
+      kind: "adafactor",
+      ...(t.adafactor?.minDimSizeToFactor === undefined
+        ? {}
+        : { minDimSizeToFactor: t.adafactor.minDimSizeToFactor }),
+    },
+    batchSize: t.batchSize,
+    ...(micro === undefined ? {} : { microBatchSize: micro }),
+    inputLength: t.maxInputLength,
+    targetLength: t.maxTargetLength,
+    dropout: t.dropout > 0,
+    kernels,
+  };
+}
+
+/** The backend a run would use, as the preflight sees it. */
+export interface RunBackend {
+  /** `selectBackend`'s name (webgpu, tensorflow, wasm+blas, wasm, cpu). */
+  readonly name: string;
+  /** Whether it is a GPU (`cli.ts` `isGpuBackend`). */
+  readonly gpu: boolean;
+}
+
+/** The preflight's view of one run. */
+export interface RunMemoryPlan {
+  /** The kernel set of its backend. */
+  readonly kernels: KernelSet;
+  /** Rows per pass it would train with (the spec's micro-batch, the chosen one, or the batch). */
+  readonly microBatchSize: number;
+  /** True when the preflight chose `microBatchSize` (the spec sets none; the batch does not fit). */
+  readonly chosen: boolean;
+  /** The estimate at `microBatchSize`. */
+  readonly estimate: MemoryEstimate;
+  /** Whether it fits the device (undefined: memory unknown or not a GPU run). */
+  readonly fits?: boolean;
+}
+
+/** What {@link planDeviceMemory} decided. */
+export interface DeviceMemoryPlan {
+  /** Per run id; absent for a run whose model size is unknown (a hub id not downloaded). */
+  readonly runs: ReadonlyMap<string, RunMemoryPlan>;
+  /** The micro-batch sizes the preflight chose, by run id (for `runGrid`). */
+  readonly microBatchSizes: ReadonlyMap<string, number>;
+  /** One message per GPU run that cannot fit (before training: refuse). */
+  readonly refusals: readonly string[];
+  /** Lines to log (one per distinct configuration the preflight changed). */
+  readonly notes: readonly string[];
+}
+
+/** Bytes as GB with one decimal (MB or bytes below 0.1 GB, so that a small size is not 0.0). */
+export function fmtGb(bytes: number): string {
+  if (bytes >= 1e8) return `${(bytes / 1e9).toFixed(1)} GB`;
+  return bytes >= 1e5 ? `${(bytes / 1e6).toFixed(1)} MB` : `${Math.round(bytes)} B`;
+}
+
+/** A short name of a run for messages. */
+function runName(spec: RunSpec, model: string): string {
+  const task = spec.perTaskOf === undefined ? "" : `[${spec.tasks.join("+")}]`;
+  return `run ${spec.id} (${model}, ${spec.method.label}${task}, ${spec.benchmark}, s${spec.seed})`;
+}
+
+/**
+ * The preflight: for each run, the estimate with its backend's kernel set; for a GPU run with
+ * the device's memory known, the largest micro-batch that divides the batch and fits (when the
+ * spec sets no `train.microBatchSize` and the batch does not fit), or a refusal (not even one
+ * row fits, or the spec's micro-batch does not). Runs not on a GPU, or with the memory unknown,
+ * are left as they are (their estimate is still returned, for `--dry-run`).
+ *
+ * @param specs the runs
+ * @param o the backend of each run, the device's memory, the model configuration of a run
+ *   (undefined: unknown, no estimate) and its display name
+ * @returns the plan
+ */
+export function planDeviceMemory(
+  specs: readonly RunSpec[],
+  o: {
+    readonly backendOf: (spec: RunSpec) => RunBackend;
+    readonly device: DeviceMemory | undefined;
+    readonly configOf: (spec: RunSpec) => T5Config | undefined;
+    readonly modelName: (spec: RunSpec) => string;
+  },
+): DeviceMemoryPlan {
+  const runs = new Map<string, RunMemoryPlan>();
+  const micro = new Map<string, number>();
+  const refusals: string[] = [];
+  const notes: string[] = [];
+  // Estimates depend on the configuration, not the seed or id: one per distinct input.
+  const cache = new Map<string, RunMemoryPlan & { note?: string; refusal?: string }>();
+  for (const spec of specs) {
+    const config = o.configOf(spec);
+    if (config === undefined) continue;
+    const backend = o.backendOf(spec);
+    const kernels = kernelSetFor(backend.name);
+    const input = memoryInputFor(spec, config, kernels);
+    const check = backend.gpu && o.device !== undefined;
+    const key = JSON.stringify([input, check]);
+    let plan = cache.get(key);
+    if (plan === undefined) {
+      plan = decide(spec, input, check ? o.device : undefined, o.modelName(spec), backend.name);
+      cache.set(key, plan);
+      if (plan.note !== undefined) notes.push(plan.note);
+    }
+    const { note: _n, refusal, ...p } = plan;
+    runs.set(spec.id, p);
+    if (p.chosen) micro.set(spec.id, p.microBatchSize);
+    if (refusal !== undefined) {
+      refusals.push(`${runName(spec, o.modelName(spec))}: ${refusal}`);
+    }
+  }
+  return { runs, microBatchSizes: micro, refusals, notes };
+}
+
+function decide(
+  spec: RunSpec,
+  input: MemoryInput,
+  device: DeviceMemory | undefined,
+  model: string,
+  backend: string,
+): RunMemoryPlan & { note?: string; refusal?: string } {
+  const t = spec.train;
+  const explicit = t.microBatchSize !== undefined && t.microBatchSize < t.batchSize;
+  const own = explicit ? t.microBatchSize! : t.batchSize;
+  const estimate = estimateTrainingMemory(input);
+  const base = { kernels: input.kernels!, microBatchSize: own, chosen: false, estimate };
+  if (device === undefined) return base;
+  const usable = device.bytes * (1 - DEVICE_MARGIN);
+  const where = `${fmtGb(usable)} usable (${Math.round(100 * (1 - DEVICE_MARGIN))}%) of the GPU's ${
+    fmtGb(device.bytes)
+  } (${device.source}); ${backend}, ${input.kernels} kernels`;
+  if (fitsDevice(estimate, device.bytes, DEVICE_MARGIN)) return { ...base, fits: true };
+  const best = largestFittingMicroBatch(input, device.bytes, DEVICE_MARGIN);
+  if (explicit) {
+    return {
+      ...base,
+      fits: false,
+      refusal: `estimated peak ${
+        fmtGb(estimate.peak)
+      } at train.microBatchSize ${own} exceeds ${where}; ${
+        best === undefined
+          ? `no micro-batch fits (micro-batch 1: ${
+            fmtGb(estimateTrainingMemory({ ...input, microBatchSize: 1 }).peak)
+          }): use a GPU with more memory or a smaller model`
+          : `set train.microBatchSize to ${best} or less (a divisor of ${t.batchSize}), or remove it to let bench choose`
+      }`,
+    };
+  }
+  if (best === undefined) {
+    const one = estimateTrainingMemory({ ...input, microBatchSize: 1 });
+    return {
+      ...base,
+      fits: false,
+      refusal:
+        `estimated peak ${fmtGb(estimate.peak)} at batch ${t.batchSize}, ${
+          fmtGb(one.peak)
+        } even at micro-batch 1 (weights, gradients, accumulator and optimizer state alone: ${
+          fmtGb(one.weights + one.gradients + one.accumulator + one.optimizerState)
+        }), exceeds ${where}: use a GPU with more memory or a smaller model (this trainer keeps ` +
+        `fp32 weights and gradients on one device); --device-memory GB overrides the size ` +
+        `if it is wrong`,
+    };
+  }
+  const chosen = estimateTrainingMemory({ ...input, microBatchSize: best });
+  return {
+    kernels: input.kernels!,
+    microBatchSize: best,
+    chosen: true,
+    estimate: chosen,
+    fits: true,
+    note: `Memory: ${model} ${spec.method.label}, batch ${t.batchSize}: estimated peak ${
+      fmtGb(estimate.peak)
+    } exceeds ${where}; training with micro-batches of ${best} (${
+      fmtGb(chosen.peak)
+    }; gradient accumulation, same optimizer steps; set train.microBatchSize to choose)`,
+  };
+}

@@ -1,0 +1,156 @@
+import assert from "node:assert/strict";
+import { preset } from "../model/config.ts";
+import { UsageError } from "../model/usage.ts";
+import {
+  type CommandRunner,
+  DEVICE_MEMORY_ENV,
+  deviceMemory,
+  deviceMemoryOverride,
+  kernelSetFor,
+  memoryInputFor,
+  parseNvidiaSmiMemory,
+  planDeviceMemory,
+  type RunBackend,
+} from "./device_memory.ts";
+import { estimateTrainingMemory } from "./memory.ts";
+import { DEFAULT_TRAIN, runId, type RunSpec } from "./spec.ts";
+
+Deno.test("parseNvidiaSmiMemory: MiB per GPU line, the smallest; no number is unknown", () => {
+  assert.equal(parseNvidiaSmiMemory("81559\n"), 81559 * 2 ** 20);
+  assert.equal(parseNvidiaSmiMemory("143771\r\n81559\n"), 81559 * 2 ** 20);
+  assert.equal(parseNvidiaSmiMemory("[N/A]\n"), undefined);
+  assert.equal(parseNvidiaSmiMemory(""), undefined);
+});
+
+Deno.test("deviceMemory: override first, else nvidia-smi; a missing or failing binary is unknown", async () => {
+  const calls: string[][] = [];
+  const smi = (stdout: string, success = true): CommandRunner => (cmd, args) => {
+    calls.push([cmd, ...args]);
+    return Promise.resolve({ success, stdout });
+  };
+  assert.deepEqual(await deviceMemory(undefined, smi("81559\n")), {
+    bytes: 81559 * 2 ** 20,
+    source: "nvidia-smi",
+  });
+  assert.deepEqual(calls[0], [
+    "nvidia-smi",
+    "--query-gpu=memory.total",
+    "--format=csv,noheader,nounits",
+  ]);
+  assert.equal(await deviceMemory(undefined, () => Promise.resolve(undefined)), undefined);
+  assert.equal(await deviceMemory(undefined, smi("NVIDIA-SMI has failed", false)), undefined);
+  // The real runner with a program that does not exist: undefined, no exception.
+  const { denoCommandRunner } = await import("./device_memory.ts");
+  assert.equal(await denoCommandRunner("hyperprompt-no-such-program-x9", []), undefined);
+  // An override wins; nvidia-smi is not run.
+  calls.length = 0;
+  const o = deviceMemoryOverride("40", undefined)!;
+  assert.deepEqual(await deviceMemory(o, smi("81559")), { bytes: 40e9, source: "--device-memory" });
+  assert.equal(calls.length, 0);
+});
+
+Deno.test("deviceMemoryOverride: the flag beats the variable; bad values name their source", () => {
+  assert.deepEqual(deviceMemoryOverride(undefined, "141"), {
+    bytes: 141e9,
+    source: DEVICE_MEMORY_ENV,
+  });
+  assert.equal(deviceMemoryOverride("80", "141")!.bytes, 80e9);
+  assert.equal(deviceMemoryOverride(undefined, ""), undefined);
+  assert.equal(deviceMemoryOverride(undefined, undefined), undefined);
+  for (const bad of ["0", "-3", "lots", "", "Infinity"]) {
+    assert.throws(
+      () => deviceMemoryOverride(bad, undefined),
+      (e: Error) =>
+        e instanceof UsageError && e.message.includes("--device-memory") &&
+        e.message.includes(`"${bad}"`),
+    );
+  }
+  assert.throws(
+    () => deviceMemoryOverride(undefined, "80GB"),
+    (e: Error) => e instanceof UsageError && e.message.includes(DEVICE_MEMORY_ENV),
+  );
+});
+
+function spec(train: Partial<RunSpec["train"]> = {}, seed = 0): RunSpec {
+  const s: Omit<RunSpec, "id"> = {
+    profile: "t",
+    model: "tiny-v1_1",
+    backbone: "random",
+    benchmark: "glue",
+    tasks: ["rte", "cola"],
+    method: { name: "mtl", label: "MTL", config: {} },
+    seed,
+    train: { ...DEFAULT_TRAIN, batchSize: 8, maxInputLength: 32, maxTargetLength: 4, ...train },
+    backend: "auto",
+  };
+  return { ...s, id: runId(s) };
+}
+
+const GPU: RunBackend = { name: "webgpu", gpu: true };
+const CONFIG = preset("tiny-v1_1");
+
+/** The estimate of `s` at micro-batch `m` on the fused (webgpu) kernels. */
+function peakAt(s: RunSpec, m: number): number {
+  return estimateTrainingMemory(memoryInputFor(s, CONFIG, "fused", m)).peak;
+}
+
+Deno.test("planDeviceMemory: the largest fitting micro-batch, once per configuration; refusals; unknown memory changes nothing", () => {
+  const runs = [spec({}, 0), spec({}, 1)];
+  const opts = {
+    backendOf: () => GPU,
+    configOf: () => CONFIG,
+    modelName: () => "tiny-v1_1",
+  };
+  // A device where micro-batch 2 fits with the 10% margin and 4 does not.
+  const bytes = (peakAt(runs[0]!, 2) / 0.9) * 1.001;
+  assert.ok(peakAt(runs[0]!, 4) > 0.9 * bytes);
+  const plan = planDeviceMemory(runs, { ...opts, device: { bytes, source: "test" } });
+  assert.deepEqual([...plan.microBatchSizes], [[runs[0]!.id, 2], [runs[1]!.id, 2]]);
+  assert.equal(plan.notes.length, 1, plan.notes.join("\n")); // two seeds, one configuration
+  assert.match(plan.notes[0]!, /micro-batches of 2/);
+  assert.equal(plan.refusals.length, 0);
+  assert.equal(plan.runs.get(runs[0]!.id)!.estimate.peak, peakAt(runs[0]!, 2));
+
+  // Not even one row fits: refused, naming the run, the estimate and the device.
+  const tiny = planDeviceMemory(runs.slice(0, 1), {
+    ...opts,
+    device: { bytes: peakAt(runs[0]!, 1) * 0.5, source: "test" },
+  });
+  assert.equal(tiny.refusals.length, 1);
+  assert.match(tiny.refusals[0]!, new RegExp(`run ${runs[0]!.id} .*even at micro-batch 1`));
+  assert.equal(tiny.microBatchSizes.size, 0);
+
+  // An explicit micro-batch that does not fit: refused with the one that would.
+  const explicit = spec({ microBatchSize: 4 });
+  const ex = planDeviceMemory([explicit], { ...opts, device: { bytes, source: "test" } });
+  assert.equal(ex.refusals.length, 1);
+  assert.match(ex.refusals[0]!, /train\.microBatchSize 4 .*set train\.microBatchSize to 2/);
+  // ... and one that fits is left alone.
+  const fine = planDeviceMemory([spec({ microBatchSize: 2 })], {
+    ...opts,
+    device: { bytes, source: "test" },
+  });
+  assert.equal(fine.refusals.length + fine.microBatchSizes.size, 0);
+
+  // Memory unknown, or not a GPU: nothing chosen or refused, the estimate still given.
+  for (
+    const p of [
+      planDeviceMemory(runs, { ...opts, device: undefined }),
+      planDeviceMemory(runs, {
+        ...opts,
+        backendOf: () => ({ name: "wasm+blas", gpu: false }),
+        device: { bytes: 1, source: "test" },
+      }),
+    ]
+  ) {
+    assert.equal(p.microBatchSizes.size + p.refusals.length + p.notes.length, 0);
+    assert.equal(p.runs.get(runs[0]!.id)!.estimate.peak, peakAt(runs[0]!, 8));
+  }
+});
+
+Deno.test("kernelSetFor: fused on webgpu and wasm, composite on cpu and tensorflow", () => {
+  assert.equal(kernelSetFor("webgpu"), "fused");
+  assert.equal(kernelSetFor("wasm+blas"), "fused");
+  assert.equal(kernelSetFor("tensorflow"), "composite");
+  assert.equal(kernelSetFor("cpu"), "composite");
+});
