@@ -288,6 +288,19 @@ function peakCell(spec: RunSpec, memory: DeviceMemoryPlan): string {
   return p.chosen ? `${gb} (micro ${p.microBatchSize})` : gb;
 }
 
+/**
+ * A run's progress-bar name, 28 characters: `<benchmark>/<method>/s<seed>`, the method label
+ * shortened (with "…") so that the seed, and a per-task run's task, stay visible.
+ */
+export function barName(s: RunSpec, width = 28): string {
+  const full = `${s.benchmark}/${runMethodLabel(s)}/s${s.seed}`;
+  if (full.length <= width) return full.padEnd(width);
+  const tail = `${s.perTaskOf === undefined ? "" : `[${s.tasks.join("+")}]`}/s${s.seed}`;
+  const room = width - s.benchmark.length - 1 - tail.length - 1;
+  if (room < 1) return `…${full.slice(full.length - width + 1)}`;
+  return `${s.benchmark}/${s.method.label.slice(0, room)}…${tail}`;
+}
+
 function printDryRun(
   specs: readonly RunSpec[],
   estimates: readonly RunEstimate[],
@@ -397,8 +410,7 @@ export function progressReporter(total: number, tty: boolean, stream?: Writable)
   let run: ReturnType<typeof multi.create> | undefined;
   let finished = 0;
   const onEvent = (e: GridEvent) => {
-    const name = `${e.spec.benchmark}/${runMethodLabel(e.spec)}/s${e.spec.seed}`.slice(0, 28)
-      .padEnd(28);
+    const name = barName(e.spec);
     switch (e.kind) {
       case "skip":
         grid.update(++finished, { info: `skipped ${name.trim()} (done)` });

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { sharedPath } from "../model/shared_dir.ts";
 import { withEnv } from "../model/env_testing.ts";
-import { fmtDuration, isGpuBackend, main, progressReporter } from "./cli.ts";
+import { barName, fmtDuration, isGpuBackend, main, progressReporter } from "./cli.ts";
 import { defaultTaskCatalog, expandGrid } from "./runner.ts";
 import { runFileName } from "./spec.ts";
 import { preset } from "../model/config.ts";
@@ -880,4 +880,22 @@ Deno.test("main() --dry-run: an est. peak column for the run's backend; --device
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("barName keeps the seed and a per-task run's task visible in 28 characters", () => {
+  const spec = (label: string, tasks: string[], perTaskOf?: string[]) =>
+    ({
+      benchmark: "super_glue",
+      method: { name: "prompt_tuning", label, config: {} },
+      seed: 1,
+      tasks,
+      ...(perTaskOf === undefined ? {} : { perTaskOf }),
+    }) as unknown as Parameters<typeof barName>[0];
+  assert.equal(barName(spec("mtl", ["cb"])), "super_glue/mtl/s1".padEnd(28));
+  const pt = barName(spec("Prompt-Tuning", ["multirc"], ["cb", "multirc"]));
+  assert.equal(pt, "super_glue/Prom…[multirc]/s1");
+  assert.equal(pt.length, 28);
+  const long = barName(spec("HyperPrompt-Global (long label)", ["cb"]));
+  assert.equal(long.length, 28);
+  assert.equal(long, "super_glue/HyperPrompt-G…/s1");
 });
