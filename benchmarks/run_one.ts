@@ -451,9 +451,10 @@ async function runOnBackbone(
       evaluate: (step) =>
         evaluate(model, instance, evalSets, {
           step,
-          // With the preflight's micro-batch, evaluation too runs that many rows at a time (its
-          // scores are per example; a batch of the full size may not fit where training did not).
-          batchSize: opts.microBatchSize ?? t.batchSize,
+          // With a micro-batch (the profile's or the preflight's), evaluation too runs that many
+          // rows at a time (its scores are per example; a batch of the full size may not fit
+          // where training did not).
+          batchSize: t.microBatchSize ?? t.batchSize,
           ids: config,
           tokenizer,
           scorer,
