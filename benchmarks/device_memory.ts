@@ -12,6 +12,8 @@
 import type { T5Config } from "../model/config.ts";
 import { UsageError } from "../model/usage.ts";
 import {
+  type BackpropMode,
+  DEFAULT_BACKPROP,
   estimateTrainingMemory,
   fitsDevice,
   type KernelSet,
@@ -67,6 +69,41 @@ export function parseNvidiaSmiMemory(stdout: string): number | undefined {
   const mib = stdout.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== "").map(Number)
     .filter((n) => Number.isFinite(n) && n > 0);
   return mib.length === 0 ? undefined : Math.min(...mib) * 2 ** 20;
+}
+
+/** A sample of the GPU's memory in use: bytes, or `null` with the reason it is unknown. */
+export type DeviceMemoryUsed =
+  | { readonly bytes: number; readonly reason?: undefined }
+  | { readonly bytes: null; readonly reason: string };
+
+/**
+ * The GPU memory in use now, by every process, from `nvidia-smi --query-gpu=memory.used
+ * --format=csv,noheader,nounits` (MiB per GPU, one line each; summed, so that a delta between two
+ * samples is this process's change whichever GPU it runs on). Never throws: without nvidia-smi
+ * (a software adapter, CI), or when it fails or prints no number, the bytes are `null` and the
+ * reason says which.
+ *
+ * @param run the command runner (default `Deno.Command`)
+ * @returns the sample
+ */
+export async function deviceMemoryUsed(
+  run: CommandRunner = denoCommandRunner,
+): Promise<DeviceMemoryUsed> {
+  let r;
+  try {
+    r = await run("nvidia-smi", ["--query-gpu=memory.used", "--format=csv,noheader,nounits"]);
+  } catch (e) {
+    return { bytes: null, reason: `nvidia-smi could not be run: ${(e as Error).message}` };
+  }
+  if (r === undefined) return { bytes: null, reason: "nvidia-smi not found (no NVIDIA driver)" };
+  const out = r.stdout.trim().slice(0, 200);
+  if (!r.success) return { bytes: null, reason: `nvidia-smi failed: "${out}"` };
+  const lines = r.stdout.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== "");
+  const mib = lines.map(Number);
+  if (lines.length === 0 || mib.some((n) => !Number.isFinite(n) || n < 0)) {
+    return { bytes: null, reason: `nvidia-smi printed no memory.used number: "${out}"` };
+  }
+  return { bytes: mib.reduce((a, b) => a + b, 0) * 2 ** 20 };
 }
 
 /**
@@ -156,12 +193,15 @@ export function kernelSetFor(backend: string): KernelSet {
  * @param config its model's configuration
  * @param kernels the kernel set of the backend it runs on
  * @param microBatchSize rows per pass (default the spec's `train.microBatchSize`, else the batch)
+ * @param backprop the backward pass the run will use (`model/backend.ts` `backpropFromEnv()`;
+ *   default the low-memory one `selectBackend` installs)
  */
 export function memoryInputFor(
   spec: RunSpec,
   config: T5Config,
   kernels: KernelSet,
   microBatchSize?: number,
+  backprop: BackpropMode = DEFAULT_BACKPROP,
 ): MemoryInput {
   const t = spec.train;
   const micro = microBatchSize ?? t.microBatchSize;
@@ -182,6 +222,7 @@ export function memoryInputFor(
     targetLength: t.maxTargetLength,
     dropout: t.dropout > 0,
     kernels,
+    backprop,
   };
 }
 
@@ -240,7 +281,8 @@ function runName(spec: RunSpec, model: string): string {
  *
  * @param specs the runs
  * @param o the backend of each run, the device's memory, the model configuration of a run
- *   (undefined: unknown, no estimate) and its display name
+ *   (undefined: unknown, no estimate), its display name, and the backward pass the runs will use
+ *   (`model/backend.ts` `backpropFromEnv()`; default the low-memory one)
  * @returns the plan
  */
 export function planDeviceMemory(
@@ -250,6 +292,7 @@ export function planDeviceMemory(
     readonly device: DeviceMemory | undefined;
     readonly configOf: (spec: RunSpec) => T5Config | undefined;
     readonly modelName: (spec: RunSpec) => string;
+    readonly backprop?: BackpropMode;
   },
 ): DeviceMemoryPlan {
   const runs = new Map<string, RunMemoryPlan>();
@@ -263,7 +306,7 @@ export function planDeviceMemory(
     if (config === undefined) continue;
     const backend = o.backendOf(spec);
     const kernels = kernelSetFor(backend.name);
-    const input = memoryInputFor(spec, config, kernels);
+    const input = memoryInputFor(spec, config, kernels, undefined, o.backprop);
     const check = backend.gpu && o.device !== undefined;
     const key = JSON.stringify([input, check]);
     let plan = cache.get(key);
@@ -298,7 +341,7 @@ function decide(
   const usable = device.bytes * (1 - DEVICE_MARGIN);
   const where = `${fmtGb(usable)} usable (${Math.round(100 * (1 - DEVICE_MARGIN))}%) of the GPU's ${
     fmtGb(device.bytes)
-  } (${device.source}); ${backend}, ${input.kernels} kernels`;
+  } (${device.source}); ${backend}, ${input.kernels} kernels, ${input.backprop} backward pass`;
   if (fitsDevice(estimate, device.bytes, DEVICE_MARGIN)) return { ...base, fits: true };
   const best = largestFittingMicroBatch(input, device.bytes, DEVICE_MARGIN);
   if (explicit) {

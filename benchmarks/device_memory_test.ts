@@ -6,13 +6,15 @@ import {
   DEVICE_MEMORY_ENV,
   deviceMemory,
   deviceMemoryOverride,
+  deviceMemoryUsed,
   kernelSetFor,
   memoryInputFor,
   parseNvidiaSmiMemory,
   planDeviceMemory,
   type RunBackend,
 } from "./device_memory.ts";
-import { estimateTrainingMemory } from "./memory.ts";
+import { DEVICE_MARGIN } from "./device_memory.ts";
+import { estimateTrainingMemory, largestFittingMicroBatch } from "./memory.ts";
 import { DEFAULT_TRAIN, runId, type RunSpec } from "./spec.ts";
 
 Deno.test("parseNvidiaSmiMemory: MiB per GPU line, the smallest; no number is unknown", () => {
@@ -49,6 +51,39 @@ Deno.test("deviceMemory: override first, else nvidia-smi; a missing or failing b
   assert.equal(calls.length, 0);
 });
 
+Deno.test("deviceMemoryUsed: MiB summed over GPUs; absent, failing or unparsable nvidia-smi is null with the reason", async () => {
+  const calls: string[][] = [];
+  const smi = (stdout: string, success = true): CommandRunner => (cmd, args) => {
+    calls.push([cmd, ...args]);
+    return Promise.resolve({ success, stdout });
+  };
+  assert.deepEqual(await deviceMemoryUsed(smi("1234\n")), { bytes: 1234 * 2 ** 20 });
+  assert.deepEqual(calls[0], [
+    "nvidia-smi",
+    "--query-gpu=memory.used",
+    "--format=csv,noheader,nounits",
+  ]);
+  assert.deepEqual(await deviceMemoryUsed(smi("0\r\n1000\n")), { bytes: 1000 * 2 ** 20 });
+  assert.deepEqual(await deviceMemoryUsed(() => Promise.resolve(undefined)), {
+    bytes: null,
+    reason: "nvidia-smi not found (no NVIDIA driver)",
+  });
+  assert.deepEqual(await deviceMemoryUsed(smi("NVIDIA-SMI has failed", false)), {
+    bytes: null,
+    reason: 'nvidia-smi failed: "NVIDIA-SMI has failed"',
+  });
+  for (const bad of ["[N/A]\n", "", "12\n[N/A]\n"]) {
+    const r = await deviceMemoryUsed(smi(bad));
+    assert.equal(r.bytes, null, bad);
+    assert.match(r.reason!, /^nvidia-smi printed no memory\.used number/);
+  }
+  const r = await deviceMemoryUsed(() => Promise.reject(new Error("NotCapable: --allow-run")));
+  assert.deepEqual(r, {
+    bytes: null,
+    reason: "nvidia-smi could not be run: NotCapable: --allow-run",
+  });
+});
+
 Deno.test("deviceMemoryOverride: the flag beats the variable; bad values name their source", () => {
   assert.deepEqual(deviceMemoryOverride(undefined, "141"), {
     bytes: 141e9,
@@ -80,7 +115,8 @@ function spec(train: Partial<RunSpec["train"]> = {}, seed = 0): RunSpec {
     tasks: ["rte", "cola"],
     method: { name: "mtl", label: "MTL", config: {} },
     seed,
-    train: { ...DEFAULT_TRAIN, batchSize: 8, maxInputLength: 32, maxTargetLength: 4, ...train },
+    // Input 64: long enough that activations, not weights, set the peak (batch 8 > micro 4 > 2).
+    train: { ...DEFAULT_TRAIN, batchSize: 8, maxInputLength: 64, maxTargetLength: 4, ...train },
     backend: "auto",
   };
   return { ...s, id: runId(s) };
@@ -108,8 +144,38 @@ Deno.test("planDeviceMemory: the largest fitting micro-batch, once per configura
   assert.deepEqual([...plan.microBatchSizes], [[runs[0]!.id, 2], [runs[1]!.id, 2]]);
   assert.equal(plan.notes.length, 1, plan.notes.join("\n")); // two seeds, one configuration
   assert.match(plan.notes[0]!, /micro-batches of 2/);
+  assert.match(plan.notes[0]!, /fused kernels, low-memory backward pass/);
   assert.equal(plan.refusals.length, 0);
   assert.equal(plan.runs.get(runs[0]!.id)!.estimate.peak, peakAt(runs[0]!, 2));
+  // tfjs's own backward pass (HYPERPROMPT_STOCK_BACKPROP=1, passed by cli.ts) keeps every
+  // intermediate's gradient: a larger estimate. On this device not even one row fits; on one
+  // where its micro-batch 2 fits, the low-memory pass gets a larger micro-batch.
+  const stockAt = (m: number) =>
+    estimateTrainingMemory(memoryInputFor(runs[0]!, CONFIG, "fused", m, "stock")).peak;
+  assert.ok(stockAt(1) > 0.9 * bytes);
+  const stock = planDeviceMemory(runs, {
+    ...opts,
+    device: { bytes, source: "test" },
+    backprop: "stock",
+  });
+  assert.equal(stock.refusals.length, 2);
+  assert.match(stock.refusals[0]!, /even at micro-batch 1 .*fused kernels, stock backward pass/);
+  const bigger = (stockAt(2) / 0.9) * 1.001;
+  assert.ok(stockAt(4) > 0.9 * bigger);
+  const s2 = planDeviceMemory(runs, {
+    ...opts,
+    device: { bytes: bigger, source: "test" },
+    backprop: "stock",
+  });
+  assert.equal(s2.microBatchSizes.get(runs[0]!.id), 2);
+  assert.equal(s2.runs.get(runs[0]!.id)!.estimate.peak, stockAt(2));
+  const low2 = planDeviceMemory(runs, { ...opts, device: { bytes: bigger, source: "test" } });
+  const lowMicro = low2.microBatchSizes.get(runs[0]!.id) ?? 8;
+  assert.ok(lowMicro >= 4, `low-memory micro-batch ${lowMicro}`);
+  assert.equal(
+    lowMicro,
+    largestFittingMicroBatch(memoryInputFor(runs[0]!, CONFIG, "fused"), bigger, DEVICE_MARGIN),
+  );
 
   // Not even one row fits: refused, naming the run, the estimate and the device.
   const tiny = planDeviceMemory(runs.slice(0, 1), {

@@ -7,18 +7,24 @@
  * 2. `correctness`: the fused kernels' self-check, and the tiled matmul of `model/webgpu` against
  *    the stock tfjs webgpu kernel for
  *    every tile and transpose pair on ragged shapes (relative L2 error; pass if ≤ 1e-5).
- * 3. `tune`: the matmul tuning of `deno task tune` for a T5 1.1 Base step (one layer each side:
+ * 3. `memory`: GPU memory (`nvidia-smi`'s `memory.used`, and tfjs-webgpu's count of its buffers)
+ *    of T5 1.1 Base training steps against `benchmarks/memory.ts`'s estimate, which drives the
+ *    bench's memory preflight: the `t5` step with tfjs's and with model/backprop.ts's backward
+ *    pass, and Base at 512 / 84 tokens at the micro-batch the preflight would choose for
+ *    paper-base on this GPU (at most 32). Without nvidia-smi its figures are `null` with the
+ *    reason.
+ * 4. `tune`: the matmul tuning of `deno task tune` for a T5 1.1 Base step (one layer each side:
  *    every layer runs the same shapes): per shape, stock vs every tile and K split; the table is
  *    written beside the report (`<report>-tuning.json`, e.g. `$OUT/gpu_check-tuning.json`), to be
  *    committed as `results/tuning/<adapter>.json`.
- * 4. `t5`: one T5 1.1 Base training step (batch 32, 128 input / 16 target tokens,
+ * 5. `t5`: one T5 1.1 Base training step (batch 32, 128 input / 16 target tokens,
  *    `model/t5.ts`): `tiled-tuned` (with the table of `tune`), `tiled`, `tiled-ungrouped` (one
  *    AdamW dispatch per parameter instead of a group per dispatch), `tiled-submit15` (tfjs's 15
  *    dispatches per command buffer instead of the kernels' 64), `tiled-nosplit`,
  *    `tiled-matmul-only`, `stock`, with the same profile as `encoder`.
- * 5. `matmul`: ms and TFLOP/s of 4096³ and the T5-Base backward shapes, stock vs tiled (auto and
+ * 6. `matmul`: ms and TFLOP/s of 4096³ and the T5-Base backward shapes, stock vs tiled (auto and
  *    each tile forced).
- * 6. `encoder`: training step (forward + gradients + AdamW) of 4 T5-Base-shaped encoder layers,
+ * 7. `encoder`: training step (forward + gradients + AdamW) of 4 T5-Base-shaped encoder layers,
  *    batch 32 × 128, built from `model/layers.ts`: wall time, forward-only and gradients-only time,
  *    and one `tf.profile`d step (kernel time vs wall time, top kernels), for stock, tiled
  *    (transposed only, the default) and tiled (all float32 matmuls).
@@ -79,6 +85,21 @@ import {
   serializeTuningTable,
 } from "../model/webgpu/tuning.ts";
 import { createOptimizer, withTrainingRestored } from "./optim.ts";
+import {
+  type CommandRunner,
+  denoCommandRunner,
+  DEVICE_MARGIN,
+  deviceMemory,
+  type DeviceMemoryUsed,
+  deviceMemoryUsed,
+  fmtGb,
+} from "./device_memory.ts";
+import { estimateTrainingMemory, largestFittingMicroBatch, type MemoryInput } from "./memory.ts";
+import {
+  installLowMemoryBackprop,
+  lowMemoryBackpropInstalled,
+  uninstallLowMemoryBackprop,
+} from "../model/backprop.ts";
 import { gitState } from "./provenance.ts";
 import { timeQueued } from "./queued_timing.ts";
 
@@ -786,13 +807,25 @@ async function timeVariants(
   }
 }
 
+/** Rows and token lengths of a T5 training step. */
+interface StepShape {
+  readonly batch: number;
+  readonly inLen: number;
+  readonly outLen: number;
+}
+
+/** The step of the `t5`, `tune` and `memory` sections: batch 32 × 128 / 16 (2 × 16 / 4 quick). */
+function t5StepShape(quick: boolean): StepShape {
+  return quick ? { batch: 2, inLen: 16, outLen: 4 } : { batch: 32, inLen: 128, outLen: 16 };
+}
+
 /** The T5 step the `t5` and `tune` sections run: T5 1.1 Base (tiny in quick mode). */
-function t5Workload(quick: boolean, layers?: number) {
+function t5Workload(quick: boolean, layers?: number, shape?: StepShape) {
   const preset = PRESETS[quick ? "tiny-v1_1" : "t5-v1_1-base"];
   const config = layers === undefined
     ? preset
     : { ...preset, numLayers: layers, numDecoderLayers: layers };
-  const [batch, inLen, outLen] = quick ? [2, 16, 4] : [32, 128, 16];
+  const { batch, inLen, outLen } = shape ?? t5StepShape(quick);
   const model = initT5(config, { seed: 0 });
   const vars = [...model.params.values()];
   const ids = (shape: [number, number], seed: number) =>
@@ -896,6 +929,8 @@ async function t5Section(
     preset: quick ? "tiny-v1_1" : "t5-v1_1-base",
     shape: { batch, inLen, outLen },
     trainFlop,
+    // tfjs's own unless something installed model/backprop.ts's (the memory section restores it).
+    backprop: lowMemoryBackpropInstalled() ? "low-memory" : "stock",
   };
   // The default kernels first and each variant saved as it ends: if the device call runs out
   // of time, the figure that matters (the tiled + fused step against the target) is kept.
@@ -920,9 +955,333 @@ async function t5Section(
 }
 
 // ---------------------------------------------------------------------------------------------
+// GPU memory, measured against the estimate of benchmarks/memory.ts
+
+/** The backward pass of a memory row (`benchmarks/memory.ts` `BackpropMode`). */
+type Backprop = "low-memory" | "stock";
+
+/** The fields of tfjs-webgpu's buffer pool (`BufferManager`, 4.22) the memory section reads. */
+interface BufferPool {
+  numBytesUsed: number;
+  numBytesAllocated: number;
+  numFreeBuffers: number;
+  freeBuffers: Map<string, GPUBuffer[]>;
+  acquireBuffer: (...args: unknown[]) => GPUBuffer;
+}
+
+function webgpuInternals() {
+  return tf.backend() as unknown as {
+    bufferManager: BufferPool;
+    device: GPUDevice;
+    uploadToGPU?: (dataId: object) => void;
+  };
+}
+
+/**
+ * Destroys the buffers the pool keeps for reuse (what earlier rows and sections released), so
+ * that a row neither reuses them (its allocations would not show in `memory.used`) nor leaves
+ * gigabytes of them to the sections after it.
+ *
+ * @returns the bytes destroyed
+ */
+function emptyFreePool(pool: BufferPool): number {
+  let bytes = 0;
+  for (const list of pool.freeBuffers.values()) {
+    for (const b of list) {
+      bytes += b.size;
+      b.destroy();
+    }
+    list.length = 0; // the keys stay: releaseBuffer stops pooling when the map is empty
+  }
+  pool.numBytesAllocated -= bytes;
+  pool.numFreeBuffers = 0;
+  return bytes;
+}
+
+/**
+ * Records the largest `numBytesUsed` (bytes of live tfjs buffers) from now until `restore`, by
+ * wrapping the pool's `acquireBuffer` (over the bind group cache's wrapper, if any).
+ */
+function trackPoolPeak(pool: BufferPool): { peak: () => number; restore: () => void } {
+  const own = Object.prototype.hasOwnProperty.call(pool, "acquireBuffer");
+  const orig = pool.acquireBuffer;
+  let peak = pool.numBytesUsed;
+  const wrapped = function (this: BufferPool, ...args: unknown[]): GPUBuffer {
+    const buffer = orig.apply(this, args);
+    if (this.numBytesUsed > peak) peak = this.numBytesUsed;
+    return buffer;
+  };
+  pool.acquireBuffer = wrapped;
+  return {
+    peak: () => peak,
+    restore: () => {
+      if (pool.acquireBuffer !== wrapped) return;
+      if (own) pool.acquireBuffer = orig;
+      else delete (pool as Partial<BufferPool>).acquireBuffer;
+    },
+  };
+}
+
+/** Installs the backward pass `mode` names; false when model/backprop.ts refuses this tfjs. */
+function setBackprop(mode: Backprop): boolean {
+  if (mode === "stock") {
+    uninstallLowMemoryBackprop();
+    return true;
+  }
+  return installLowMemoryBackprop(() => {});
+}
+
+/**
+ * The estimate's input for the step the memory section trains: T5 1.1 Base (tiny in quick mode),
+ * every weight trained (method `mtl`), AdamW, dropout on, the fused kernels of webgpu.
+ */
+function memoryInputOf(quick: boolean, shape: StepShape, backprop: Backprop): MemoryInput {
+  // A variable, not a literal: `backprop` is also accepted by a memory.ts without that field.
+  const input: MemoryInput & { backprop: Backprop } = {
+    config: PRESETS[quick ? "tiny-v1_1" : "t5-v1_1-base"],
+    method: "mtl",
+    optimizer: { kind: "adamw" },
+    batchSize: shape.batch,
+    inputLength: shape.inLen,
+    targetLength: shape.outLen,
+    dropout: true,
+    kernels: "fused",
+    backprop,
+  };
+  return input;
+}
+
+/** What one memory row plans to train. */
+interface MemoryRowPlan {
+  readonly shape: StepShape;
+  readonly backprop: Backprop;
+}
+
+/** nvidia-smi's `memory.used` samples of a row, and their deltas from the first. */
+function smiRecord(
+  before: DeviceMemoryUsed,
+  afterWeights: DeviceMemoryUsed,
+  afterSteps: DeviceMemoryUsed[],
+): Record<string, unknown> {
+  const all = [before, afterWeights, ...afterSteps];
+  const missing = all.find((s) => s.bytes === null);
+  if (missing !== undefined || before.bytes === null) {
+    return { bytes: null, reason: missing?.reason ?? "no sample" };
+  }
+  const b = before.bytes;
+  const steps = afterSteps.map((s) => s.bytes! - b);
+  return {
+    before: b,
+    afterWeights: afterWeights.bytes,
+    afterSteps: afterSteps.map((s) => s.bytes),
+    weights: afterWeights.bytes! - b,
+    step: Math.max(...steps),
+  };
+}
+
+/**
+ * Trains `steps` steps of one shape with one backward pass and measures the GPU memory: the
+ * pool's free buffers destroyed first, then `nvidia-smi`'s `memory.used` before the model exists,
+ * after its weights are on the GPU, and after each step (tfjs-webgpu's pool keeps released
+ * buffers, so it approximates the step's peak plus the pool's slack); and tfjs's own count of live
+ * buffer bytes (its peak over the steps, `tfjs.peak`) and of buffers allocated (`tfjs.allocated`,
+ * live + pooled). Each is compared with `estimateTrainingMemory`'s peak (`ratio` = nvidia-smi's
+ * delta / estimate, `tfjsPeakRatio` = tfjs's peak / estimate).
+ */
+async function memoryRow(
+  quick: boolean,
+  plan: MemoryRowPlan,
+  steps: number,
+  run: CommandRunner,
+): Promise<Record<string, unknown>> {
+  const { shape, backprop } = plan;
+  const e = estimateTrainingMemory(memoryInputOf(quick, shape, backprop));
+  if (!setBackprop(backprop)) {
+    return { skipped: `model/backprop.ts does not support tfjs-core ${tf.version_core}` };
+  }
+  useVariant(TILED);
+  const be = webgpuInternals();
+  const pool = be.bufferManager;
+  const emptied = emptyFreePool(pool);
+  await be.device.queue.onSubmittedWorkDone();
+  const smiBefore = await deviceMemoryUsed(run);
+  const used0 = pool.numBytesUsed;
+  const alloc0 = pool.numBytesAllocated;
+  const w = t5Workload(quick, undefined, shape);
+  const opt = createOptimizer({ kind: "adamw" });
+  const smiSteps: DeviceMemoryUsed[] = [];
+  const stepMs: number[] = [];
+  let weights: number, peak: number, allocated: number, smiWeights: DeviceMemoryUsed;
+  try {
+    // initT5's weights are made on the host (tf.randomNormal): upload them and wait, so that the
+    // sample after the weights sees them.
+    for (const v of w.vars) be.uploadToGPU?.(v.dataId);
+    const probe = tf.tidy(() => tf.sum(w.vars[0]!));
+    await probe.data();
+    probe.dispose();
+    await be.device.queue.onSubmittedWorkDone();
+    weights = pool.numBytesUsed - used0;
+    smiWeights = await deviceMemoryUsed(run);
+    const tracker = trackPoolPeak(pool);
+    try {
+      const params = new Map(w.vars.map((v) => [v.name, v]));
+      for (let i = 0; i < steps; i++) {
+        const t0 = performance.now();
+        const { value, grads } = tf.variableGrads(w.loss, w.vars);
+        opt.apply(params, new Map(Object.entries(grads)), 1e-4);
+        await value.data();
+        tf.dispose([value, ...Object.values(grads)]);
+        stepMs.push(round(performance.now() - t0, 1));
+        await be.device.queue.onSubmittedWorkDone();
+        smiSteps.push(await deviceMemoryUsed(run));
+      }
+      peak = tracker.peak() - used0;
+    } finally {
+      tracker.restore();
+    }
+    allocated = pool.numBytesAllocated - alloc0;
+  } finally {
+    opt.dispose();
+    w.dispose();
+  }
+  const nvidiaSmi = smiRecord(smiBefore, smiWeights, smiSteps);
+  const smiStep = nvidiaSmi["step"] as number | undefined;
+  return {
+    preset: quick ? "tiny-v1_1" : "t5-v1_1-base",
+    shape,
+    backprop,
+    steps,
+    stepMs,
+    estimate: {
+      peak: e.peak,
+      peakPhase: e.peakPhase,
+      phases: e.phases,
+      weights: e.weights,
+      gradients: e.gradients,
+      optimizerState: e.optimizerState,
+      forwardActivations: e.forwardActivations,
+      savedActivations: e.savedActivations,
+      activationGradients: e.activationGradients,
+    },
+    nvidiaSmi,
+    tfjs: { weights, peak, allocated, poolEmptiedBefore: emptied },
+    ratio: smiStep === undefined ? null : round(smiStep / e.peak, 3),
+    tfjsPeakRatio: round(peak / e.peak, 3),
+    weightsRatio: smiStep === undefined
+      ? null
+      : round((nvidiaSmi["weights"] as number) / e.weights, 3),
+  };
+}
+
+/** Paper-base's batch (`benchmarks/profile.ts`), from which the `micro` row's micro-batch is chosen. */
+const PAPER_BATCH = 128;
+
+/**
+ * GPU memory against `benchmarks/memory.ts` (see {@link memoryRow}): the step of the `t5` section
+ * with tfjs's backward pass (`step-stock`, what the `t5` section runs) and with model/backprop.ts's
+ * (`step-low-memory`, what `deno task bench` runs), then `micro-low-memory`: Base at the paper's
+ * 512 / 84 tokens (tiny at 64 / 16 in quick mode) with the micro-batch the bench preflight would
+ * train paper-base's batch of 128 with on this GPU (`largestFittingMicroBatch` with the device's
+ * memory divided by the `step-low-memory` ratio when that is above 1, so that an estimate found
+ * too low does not run the GPU out of memory), at most 32 (4 quick) to bound its time; skipped when
+ * the GPU's memory is unknown (no nvidia-smi) outside quick mode. The pool is emptied after the
+ * section, for the sections after it.
+ */
+async function memorySection(
+  quick: boolean,
+  ctx: SectionContext,
+  run: CommandRunner,
+): Promise<Record<string, unknown>> {
+  const total = await deviceMemory(undefined, run);
+  const out: Record<string, unknown> = {
+    deviceTotal: total?.bytes ?? null,
+    margin: DEVICE_MARGIN,
+  };
+  const step = t5StepShape(quick);
+  const steps = 2;
+  const restore: Backprop = lowMemoryBackpropInstalled() ? "low-memory" : "stock";
+  const summary: string[] = [];
+  const record = async (name: string, r: Record<string, unknown>) => {
+    out[name] = r;
+    if (r["skipped"] === undefined) {
+      const est = r["estimate"] as { peak: number; peakPhase: string };
+      const smi = r["nvidiaSmi"] as { step?: number; reason?: string };
+      const tfjs = r["tfjs"] as { peak: number };
+      const shape = r["shape"] as StepShape;
+      summary.push(
+        `${name} ${shape.batch}x${shape.inLen}/${shape.outLen}: estimate ${
+          fmtGb(est.peak)
+        } (${est.peakPhase}), nvidia-smi ${
+          smi.step === undefined
+            ? `null (${smi.reason})`
+            : `+${fmtGb(smi.step)} ratio ${r["ratio"]}`
+        }, tfjs peak ${fmtGb(tfjs.peak)} ratio ${r["tfjsPeakRatio"]}`,
+      );
+    } else summary.push(`${name} skipped (${r["skipped"]})`);
+    await ctx.partial({ ...out, partial: true });
+  };
+  try {
+    for (const backprop of ["stock", "low-memory"] as const) {
+      const name = `step-${backprop}`;
+      const over = ctx.overBudget();
+      await record(
+        name,
+        over ? { skipped: over } : await memoryRow(quick, { shape: step, backprop }, steps, run),
+      );
+    }
+    const name = "micro-low-memory";
+    const over = ctx.overBudget();
+    const [inLen, outLen, cap] = quick ? [64, 16, 4] : [512, 84, 32];
+    const measured =
+      (out["step-low-memory"] as { ratio?: number | null; tfjsPeakRatio?: number }) ??
+        {};
+    const ratio = Math.max(1, measured.ratio ?? measured.tfjsPeakRatio ?? 1);
+    let micro: number | undefined = cap;
+    let why = quick ? "quick: the GPU's memory does not matter" : "";
+    if (total !== undefined) {
+      const paper = memoryInputOf(quick, { batch: PAPER_BATCH, inLen, outLen }, "low-memory");
+      const fits = largestFittingMicroBatch(paper, total.bytes / ratio, DEVICE_MARGIN);
+      micro = fits === undefined ? undefined : Math.min(cap, fits);
+      why = `largestFittingMicroBatch(batch ${PAPER_BATCH}, ${inLen}/${outLen}) on ${
+        fmtGb(total.bytes)
+      } / ${round(ratio, 3)} (step-low-memory's ratio, at least 1): ${
+        fits ?? "none"
+      }, at most ${cap}`;
+    }
+    if (over !== undefined) await record(name, { skipped: over });
+    else if (total === undefined && !quick) {
+      await record(name, { skipped: "the GPU's memory is unknown (no nvidia-smi)" });
+    } else if (micro === undefined) await record(name, { skipped: `no micro-batch fits: ${why}` });
+    else {
+      const r = await memoryRow(
+        quick,
+        { shape: { batch: micro, inLen, outLen }, backprop: "low-memory" },
+        steps,
+        run,
+      );
+      await record(name, { ...r, microBatchChosenBy: why });
+    }
+  } finally {
+    setBackprop(restore);
+    useVariant(STOCK);
+    emptyFreePool(webgpuInternals().bufferManager);
+  }
+  console.log(`gpu_check: memory ${summary.join("; ")}`);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Driver
 
-const SECTIONS = ["adapter", "correctness", "tune", "t5", "matmul", "encoder"] as const;
+const SECTIONS = [
+  "adapter",
+  "correctness",
+  "memory",
+  "tune",
+  "t5",
+  "matmul",
+  "encoder",
+] as const;
 type Section = typeof SECTIONS[number];
 
 /** `benchmarks/gpu_check.ts --help`. */
@@ -1096,6 +1455,7 @@ export async function main(
       matmul: () => matmulSection(quick, ctx("matmul")),
       encoder: () => encoderSection(quick, ctx("encoder")),
       t5: () => t5Section(quick, ctx("t5")),
+      memory: () => memorySection(quick, ctx("memory"), opts.runCommand ?? denoCommandRunner),
     };
     for (const s of SECTIONS) {
       if (!wanted.includes(s)) continue;
@@ -1137,6 +1497,8 @@ export interface GpuCheckOptions {
    * (default: the wall clock).
    */
   readonly elapsedS?: () => number;
+  /** Runs `nvidia-smi` for the `memory` section (default `Deno.Command`; tests inject a fake). */
+  readonly runCommand?: CommandRunner;
 }
 
 /** Options of {@link cli} (tests capture the output and replace the check). */
