@@ -34,7 +34,7 @@ import type { Writable } from "node:stream";
 import { existsSync } from "node:fs";
 import cliProgress from "cli-progress";
 import { preset, type T5Config, t5ConfigFromHf } from "../model/config.ts";
-import { backendFromEnv, isBackendName } from "../model/backend.ts";
+import { backendFromEnv, backpropFromEnv, isBackendName } from "../model/backend.ts";
 import { checkDataDir, defaultCacheDir, defaultDataDir } from "../tasks/data.ts";
 import {
   download,
@@ -618,6 +618,8 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     // choice, a profile's backend, the pretraining's): a bad value must stop here, not fail
     // every run of the grid one after the other.
     backendFromEnv();
+    // Every run's selectBackend reads it too: a bad value stops here, before any run.
+    const backprop = backpropFromEnv();
     const memoryOverride = deviceMemoryOverride(values["device-memory"]);
     const probeWith = opts.probe ?? probeBackend;
     const shardArg = values.shard;
@@ -782,6 +784,9 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
           }
         },
         modelName: (s) => modelLabel(s.model),
+        // The backward pass each run's selectBackend installs (low-memory unless
+        // HYPERPROMPT_STOCK_BACKPROP=1): the stock one's backward peak is about twice as high.
+        backprop,
       });
       for (const n of memory.notes) error(n);
     }

@@ -472,7 +472,7 @@ Deno.test("main() where no cache folder can be named warns and runs with the mir
   }).finally(() => Deno.remove(dir, { recursive: true }));
 });
 
-Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compare and HYPERPROMPT_BACKEND before any run", async () => {
+Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compare, HYPERPROMPT_BACKEND and HYPERPROMPT_STOCK_BACKPROP before any run", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const profile = await tmpProfile(dir);
@@ -551,6 +551,11 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
         base,
         { HYPERPROMPT_BACKEND: "gpu" },
         /^HYPERPROMPT_BACKEND="gpu" is not one of auto, tensorflow, webgpu, wasm, wasm\+blas, cpu$/,
+      ],
+      [
+        base,
+        { HYPERPROMPT_STOCK_BACKPROP: "yes" },
+        /^HYPERPROMPT_STOCK_BACKPROP="yes" must be 1 \(tfjs's own backward pass\) or 0 \/ unset/,
       ],
     ];
     for (const [args, env, want] of cases) {
@@ -752,7 +757,8 @@ Deno.test("main() on a GPU: the largest fitting micro-batch, recorded; a run tha
   const profile = await tmpProfile(dir, {
     benchmarks: ["glue"],
     methods: [{ name: "mtl" }],
-    train: { steps: 2, evalEvery: 2, batchSize: 8, maxInputLength: 32, maxTargetLength: 4 },
+    // Input 64: long enough that activations, not weights, set the peak (batch 8 > micro 4 > 2).
+    train: { steps: 2, evalEvery: 2, batchSize: 8, maxInputLength: 64, maxTargetLength: 4 },
   });
   const grid = expandGrid(await loadProfile(profile), {
     dataDir: DATA,
@@ -835,7 +841,8 @@ Deno.test("main() --dry-run: an est. peak column for the run's backend; --device
   const profile = await tmpProfile(dir, {
     benchmarks: ["glue"],
     methods: [{ name: "mtl" }],
-    train: { steps: 2, evalEvery: 2, batchSize: 8, maxInputLength: 32, maxTargetLength: 4 },
+    // Input 64: long enough that activations, not weights, set the peak (batch 8 > micro 4 > 2).
+    train: { steps: 2, evalEvery: 2, batchSize: 8, maxInputLength: 64, maxTargetLength: 4 },
   });
   const [spec] = expandGrid(await loadProfile(profile), {
     dataDir: DATA,

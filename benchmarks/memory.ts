@@ -13,9 +13,17 @@
  * - Every op on the tape keeps the tensors its gradient declares (`inputsToSave`,
  *   `outputsToSave`; e.g. MatMul both operands, Add both inputs, Softmax its output,
  *   `HpAttentionSoftmax` its output, bias and mask) until the backward pass ends.
- * - The backward pass keeps the gradient of **every** intermediate tensor in its accumulation map
- *   until it returns (nothing is released per node), so its peak is the saved tensors plus one
- *   gradient per intermediate on the path from the trained variables to the loss.
+ * - The backward pass, two models ({@link MemoryInput.backprop}):
+ *   - `"low-memory"` (`model/backprop.ts`, installed by `model/backend.ts` `selectBackend` unless
+ *     `HYPERPROMPT_STOCK_BACKPROP=1`): after each tape node, the gradients of its outputs (never
+ *     a trained variable's) and the scratch gradients it made (a `dx` summed into an existing
+ *     gradient) are freed, so the peak is the saved tensors plus the gradients live at one node:
+ *     those of the trained variables reached so far and of the tensors still waiting for their
+ *     producer (the residual stream, the encoder output the decoder layers share, ...).
+ *   - `"stock"` (tfjs's own `engine.gradients`): the gradient of **every** intermediate tensor
+ *     stays in its accumulation map until the pass returns (nothing is released per node), so
+ *     its peak is the saved tensors plus one gradient per intermediate on the path from the
+ *     trained variables to the loss; about twice the low-memory one for T5.
  * - The global gradient norm (`benchmarks/trainer.ts` `globalGradNorm`) squares one gradient at a
  *   time: the gradients plus the largest trained variable's square.
  * - Bytes are counted per data buffer (a reshape, a clone, or a gradient that is `dy` reshaped,
@@ -25,7 +33,7 @@
  * Two kernel sets are modelled: `"composite"` (stock tfjs ops: the cpu backend and tfjs-node /
  * tfjs-node-gpu, which register none of the project's kernels) and `"fused"` (the kernels of
  * `model/fused.ts` and `model/heads.ts`: webgpu). The composite set is validated against measured
- * peaks on the cpu backend (benchmarks/memory_test.ts); the fused one follows the same rules with
+ * peaks on the cpu backend with both backward passes (benchmarks/memory_test.ts); the fused one follows the same rules with
  * the fused kernels' saved tensors, and is not measured here (no GPU in CI).
  *
  * Not counted: the webgpu buffer pool keeps released buffers for reuse by exact size, so a device
@@ -42,6 +50,16 @@ import { adafactorFactoredAxes } from "./optim.ts";
 
 /** Which kernels run the step: stock tfjs ops (cpu, tfjs-node-gpu) or the fused ones (webgpu). */
 export type KernelSet = "composite" | "fused";
+
+/**
+ * Which backward pass runs: `model/backprop.ts`'s, which frees each intermediate's gradient after
+ * its last use (what `selectBackend` installs; `model/backend.ts` `backpropFromEnv` says which is
+ * in effect), or tfjs's own, which keeps them all until the pass returns.
+ */
+export type BackpropMode = "low-memory" | "stock";
+
+/** The backward pass {@link estimateTrainingMemory} models when the input names none. */
+export const DEFAULT_BACKPROP: BackpropMode = "low-memory";
 
 /** Optimizer state rules (benchmarks/optim.ts). */
 export type OptimizerMemory =
@@ -80,6 +98,11 @@ export interface MemoryInput {
   readonly dropout: boolean;
   /** Kernel set (default `"fused"`, the webgpu path). */
   readonly kernels?: KernelSet;
+  /**
+   * Backward pass (default {@link DEFAULT_BACKPROP}, what `selectBackend` installs unless
+   * `HYPERPROMPT_STOCK_BACKPROP=1`).
+   */
+  readonly backprop?: BackpropMode;
   /** Bytes per element of weights, gradients, activations and state (default 4, fp32). */
   readonly bytesPerElement?: number;
 }
@@ -101,7 +124,10 @@ export interface MemoryEstimate {
   readonly forwardActivations: number;
   /** Tensors one micro-batch's tape keeps for its backward pass. */
   readonly savedActivations: number;
-  /** Gradients of the intermediates, alive until the backward pass returns. */
+  /**
+   * Gradients of the intermediates at the backward peak (stock tfjs: all of them, alive until
+   * the pass returns; low-memory: those live at the peak node).
+   */
   readonly activationGradients: number;
   /** The largest phase of the step (forward, backward, gradient norm, update). */
   readonly peak: number;
@@ -169,14 +195,27 @@ class Tape {
   }
   /**
    * The backward walk: returns the peak of live gradient elements (including `transient`s) and
-   * the elements of the trained variables' gradients (`params`).
+   * the elements of the trained variables' gradients alive then (`params`). `low`: the gradients a node
+   * leaves behind are freed after it (`model/backprop.ts`); else all live until the end.
    */
-  backward(loss: T, params: ReadonlySet<T>): { peak: number; params: number } {
+  backward(
+    loss: T,
+    params: ReadonlySet<T>,
+    low: boolean,
+  ): { peak: number; params: number } {
     const grad = new Map<T, Buf>();
     let live = loss.n;
     const g0: Buf = { n: loss.n, refs: 1 };
     grad.set(loss, g0);
     let peak = live;
+    // Elements of the trained variables' gradients: now, and when the peak was reached.
+    let paramNow = 0, paramAtPeak = 0;
+    const bump = (n: number) => {
+      if (n > peak) {
+        peak = n;
+        paramAtPeak = paramNow;
+      }
+    };
     const release = (b: Buf) => {
       if (--b.refs === 0) live -= b.n;
     };
@@ -184,7 +223,9 @@ class Tape {
       const node = this.nodes[i]!;
       const dy = node.outputs.map((o) => grad.get(o)).find((b) => b !== undefined);
       if (dy === undefined) continue;
-      peak = Math.max(peak, live + node.transient);
+      bump(live + node.transient);
+      // Gradients summed into an existing one: freed after the node by the low-memory pass.
+      const scratch: Buf[] = [];
       for (const [x, rule] of node.inputs) {
         if (!x.path || rule === "none") continue;
         let dx: Buf;
@@ -197,20 +238,35 @@ class Tape {
         }
         const prev = grad.get(x);
         if (prev !== undefined) {
-          // add(prev, dx): a new buffer; both operands released (tfjs disposes prev; dx is a
-          // handle of the backward tidy, alive until it ends: counted until then).
+          // add(prev, dx): a new buffer; prev released (tfjs disposes it). dx is a handle of the
+          // backward tidy: stock tfjs keeps it until the pass ends, the low-memory pass frees it
+          // after this node.
           const sum: Buf = { n: x.n, refs: 1 };
           live += x.n;
-          peak = Math.max(peak, live);
+          bump(live);
           release(prev);
           grad.set(x, sum);
-        } else grad.set(x, dx);
-        peak = Math.max(peak, live);
+          if (low) scratch.push(dx);
+        } else {
+          grad.set(x, dx);
+          if (params.has(x)) paramNow += x.n;
+        }
+        bump(live);
+      }
+      if (low) {
+        // The node's outputs are read by no earlier node: their gradients go (a buffer shared
+        // with an input's gradient, an alias, stays while that holds it).
+        for (const o of node.outputs) {
+          const b = grad.get(o);
+          if (b !== undefined && !params.has(o)) {
+            grad.delete(o);
+            release(b);
+          }
+        }
+        for (const b of scratch) release(b);
       }
     }
-    let p = 0;
-    for (const x of params) p += grad.get(x)?.n ?? 0;
-    return { peak, params: p };
+    return { peak, params: paramAtPeak };
   }
 }
 
@@ -714,7 +770,15 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
   );
   const { loss } = replay.run({ b: m, li, lt });
   const saved = replay.t.savedElems();
-  const back = replay.t.backward(loss, replay.params);
+  const backprop = input.backprop ?? DEFAULT_BACKPROP;
+  if (backprop !== "low-memory" && backprop !== "stock") {
+    throw new Error(
+      `benchmarks/memory.ts: field "backprop" must be "low-memory" or "stock", got ${
+        JSON.stringify(backprop)
+      }`,
+    );
+  }
+  const back = replay.t.backward(loss, replay.params, backprop === "low-memory");
   const fixed = weights + optimizerState + accumulator;
   // Update phase: the op-by-op update's temporaries of the largest variable (≈ 6 of its size on
   // the composite path; the fused kernels update in place).

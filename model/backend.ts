@@ -20,7 +20,14 @@
  * Environment: `HYPERPROMPT_BACKEND` replaces a request of `"auto"` (an explicit request wins);
  * `HYPERPROMPT_NO_BLAS=1` forces the pure-wasm path; `HYPERPROMPT_WASM_STOCK_ELEMENTWISE=1` keeps
  * tfjs's own (slower) wasm elementwise kernels; `HYPERPROMPT_WEBGPU_TUNING` names a tuning table
- * file to use instead of the adapter's committed one, or `off` for none.
+ * file to use instead of the adapter's committed one, or `off` for none;
+ * `HYPERPROMPT_STOCK_BACKPROP=1` keeps tfjs's own backward pass (see below).
+ *
+ * Backward pass: every selection installs the low-memory backward pass of `model/backprop.ts`
+ * (bit-identical gradients; each intermediate's gradient is freed once no later node reads it,
+ * which about halves the backward peak), unless `HYPERPROMPT_STOCK_BACKPROP=1`, which restores
+ * tfjs's own. Which one runs is one of {@link BackendInfo.notes}, so it is in every run's
+ * provenance.
  *
  * @module
  */
@@ -34,6 +41,11 @@ import { type AdapterId, adapterId, type MatMulTuningTable } from "./webgpu/tuni
 import type { TunedSelfCheck } from "./webgpu/mod.ts";
 import { quietWaylandProbe } from "./webgpu/wsi_env.ts";
 import { UsageError } from "./usage.ts";
+import {
+  BACKPROP_TFJS_VERSION,
+  installLowMemoryBackprop,
+  uninstallLowMemoryBackprop,
+} from "./backprop.ts";
 import {
   type BlasLibrary,
   openBlas,
@@ -145,6 +157,50 @@ export function backendFromEnv(): BackendName | undefined {
     );
   }
   return value;
+}
+
+/** Which backward pass training uses: `model/backprop.ts`'s or tfjs's own. */
+export type BackpropMode = "low-memory" | "stock";
+
+/** The environment variable that keeps tfjs's own backward pass (`1`; `0` or unset: not). */
+export const STOCK_BACKPROP_ENV = "HYPERPROMPT_STOCK_BACKPROP";
+
+/**
+ * The backward pass {@link selectBackend} installs: `"stock"` when `HYPERPROMPT_STOCK_BACKPROP=1`
+ * or the loaded tfjs-core is not the version `model/backprop.ts` mirrors (it then refuses to
+ * install), else `"low-memory"`. A command-line tool calls it with its other argument checks, and
+ * the memory preflight uses it to model the backward pass that will run.
+ *
+ * @returns the mode
+ * @throws UsageError naming the variable when it is set to anything but `0`, `1` or empty
+ */
+export function backpropFromEnv(): BackpropMode {
+  const value = env(STOCK_BACKPROP_ENV);
+  if (value !== undefined && value !== "" && value !== "0" && value !== "1") {
+    throw new UsageError(
+      `${STOCK_BACKPROP_ENV}="${value}" must be 1 (tfjs's own backward pass) or 0 / unset ` +
+        "(the low-memory backward pass of model/backprop.ts)",
+    );
+  }
+  if (value === "1" || tf.version_core !== BACKPROP_TFJS_VERSION) return "stock";
+  return "low-memory";
+}
+
+/**
+ * Installs the backward pass {@link backpropFromEnv} names (idempotent: the engine is the same
+ * for every backend) and returns the note that records it.
+ */
+function installBackprop(mode: BackpropMode): string {
+  if (mode === "low-memory" && installLowMemoryBackprop(() => {})) {
+    return `backprop: low-memory backward pass (model/backprop.ts: each intermediate's gradient ` +
+      `freed after its last use; bit-identical gradients; ${STOCK_BACKPROP_ENV}=1 for tfjs's own)`;
+  }
+  uninstallLowMemoryBackprop();
+  return env(STOCK_BACKPROP_ENV) === "1"
+    ? `backprop: tfjs's own backward pass (${STOCK_BACKPROP_ENV}=1; every intermediate's ` +
+      "gradient kept until the backward pass ends)"
+    : `backprop: tfjs's own backward pass (tfjs-core ${tf.version_core} is not ` +
+      `${BACKPROP_TFJS_VERSION}, which model/backprop.ts mirrors)`;
 }
 
 async function tinyOpWorks(): Promise<void> {
@@ -496,6 +552,8 @@ export async function selectBackend(
     notes.push(`HYPERPROMPT_BACKEND=${envName} replaced "auto"`);
     requested = envName;
   }
+  // Checked before any backend starts: a bad value stops here, not after minutes of setup.
+  const backprop = backpropFromEnv();
   const noBlasEnv = env("HYPERPROMPT_NO_BLAS") === "1";
   const wantBlas = (opts.blas ?? true) && !noBlasEnv;
   if (requested === "wasm+blas" && !wantBlas) {
@@ -568,6 +626,7 @@ export async function selectBackend(
   if (info === undefined) {
     throw new Error(`model/backend.ts: no backend started for "${requested}": ${notes.join("; ")}`);
   }
+  notes.push(installBackprop(backprop));
   current = info;
   log(
     `backend: ${info.name} (tfjs "${info.tfBackend}", ${info.threads} thread${

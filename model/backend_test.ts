@@ -4,11 +4,13 @@ import assert from "node:assert/strict";
 import {
   backendFromEnv,
   type BackendName,
+  backpropFromEnv,
   currentBackendInfo,
   installTuningTable,
   selectBackend,
 } from "./backend.ts";
 import { openBlas } from "./wasm_kernels.ts";
+import { lowMemoryBackpropInstalled, uninstallLowMemoryBackprop } from "./backprop.ts";
 import { requestTfjsAdapter } from "./webgpu/adapter.ts";
 import { withEnv } from "./env_testing.ts";
 import { UsageError } from "./usage.ts";
@@ -268,6 +270,102 @@ Deno.test("backendFromEnv(): a bad HYPERPROMPT_BACKEND is an argument error nami
     );
   }
 });
+
+/** The backprop note of a selection (exactly one). */
+function backpropNote(notes: readonly string[]): string {
+  const found = notes.filter((n) => n.startsWith("backprop: "));
+  assert.equal(found.length, 1, notes.join("; "));
+  return found[0]!;
+}
+
+/** d/dv of sum(tanh(v·v)) through tf.variableGrads (the path training takes), read back. */
+async function gradOfTanhSquare(): Promise<number[]> {
+  const v = tf.variable(tf.tensor1d([0.5, -1.25, 2]));
+  const before = tf.memory().numTensors;
+  const { value, grads } = tf.variableGrads(() => tf.sum(tf.tanh(tf.mul(v, v))), [v]);
+  const out = Array.from(await grads[v.name]!.data());
+  tf.dispose([value, ...Object.values(grads)]);
+  assert.equal(tf.memory().numTensors, before, "variableGrads leaked");
+  v.dispose();
+  return out;
+}
+
+Deno.test(
+  "selectBackend installs the low-memory backward pass, records it, idempotent across backends; HYPERPROMPT_STOCK_BACKPROP=1 restores tfjs's",
+  opts,
+  async () => {
+    const env = { ...NO_ENV, HYPERPROMPT_STOCK_BACKPROP: undefined };
+    const stockGradients = Object.getPrototypeOf(tf.engine()).gradients;
+    try {
+      uninstallLowMemoryBackprop();
+      const stock = await gradOfTanhSquare();
+      const a = await withEnv(env, () => selectBackend("cpu", quiet));
+      assert.ok(lowMemoryBackpropInstalled());
+      assert.match(backpropNote(a.notes), /^backprop: low-memory backward pass \(model\/backprop/);
+      // Again, then another backend, then back: still installed once (the engine is one object).
+      const b = await withEnv(env, () => selectBackend("cpu", quiet));
+      assert.match(backpropNote(b.notes), /low-memory/);
+      const w = await withEnv(
+        { ...env, HYPERPROMPT_NO_BLAS: "1" },
+        () => selectBackend("wasm", quiet),
+      );
+      assert.match(backpropNote(w.notes), /low-memory/);
+      await withEnv(env, () => selectBackend("cpu", quiet));
+      assert.ok(lowMemoryBackpropInstalled());
+      assert.notEqual(tf.engine().gradients, stockGradients);
+      // Same gradients as tfjs's own (bit-identical: model/backprop_test.ts covers the cases).
+      assert.deepEqual(await gradOfTanhSquare(), stock);
+      assert.equal(await withEnv(env, () => Promise.resolve(backpropFromEnv())), "low-memory");
+
+      // HYPERPROMPT_STOCK_BACKPROP=1: tfjs's own, whatever was installed before.
+      const s = await withEnv(
+        { ...env, HYPERPROMPT_STOCK_BACKPROP: "1" },
+        () => selectBackend("cpu", quiet),
+      );
+      assert.ok(!lowMemoryBackpropInstalled());
+      assert.equal(tf.engine().gradients, stockGradients);
+      assert.match(backpropNote(s.notes), /^backprop: tfjs's own .*HYPERPROMPT_STOCK_BACKPROP=1/);
+      assert.equal(
+        await withEnv(
+          { HYPERPROMPT_STOCK_BACKPROP: "1" },
+          () => Promise.resolve(backpropFromEnv()),
+        ),
+        "stock",
+      );
+      assert.deepEqual(await gradOfTanhSquare(), stock);
+      const z = await withEnv(
+        { ...env, HYPERPROMPT_STOCK_BACKPROP: "0" },
+        () => selectBackend("cpu", quiet),
+      );
+      assert.ok(lowMemoryBackpropInstalled());
+      assert.match(backpropNote(z.notes), /low-memory/);
+
+      // A bad value: an argument error naming the variable, before any backend starts.
+      const before = currentBackendInfo();
+      for (const bad of ["yes", "true", " 1", "2"]) {
+        const msg = (e: Error) =>
+          e instanceof UsageError &&
+          e.message.startsWith(`HYPERPROMPT_STOCK_BACKPROP="${bad}" must be 1`);
+        await assert.rejects(
+          withEnv({ ...env, HYPERPROMPT_STOCK_BACKPROP: bad }, () => selectBackend("wasm", quiet)),
+          msg,
+        );
+        await assert.rejects(
+          withEnv(
+            { HYPERPROMPT_STOCK_BACKPROP: bad },
+            () => Promise.resolve().then(backpropFromEnv),
+          ),
+          msg,
+        );
+      }
+      assert.equal(tf.getBackend(), "cpu");
+      assert.equal(currentBackendInfo(), before);
+      assert.ok(lowMemoryBackpropInstalled());
+    } finally {
+      uninstallLowMemoryBackprop();
+    }
+  },
+);
 
 Deno.test(
   "auto: skips tensorflow with a note and picks the best available engine",
