@@ -8,8 +8,14 @@
  * (no tensor is made), op by op, with what tfjs's autodiff does with each op
  * (`tfjs-core` `engine.gradients` / `tape.backpropagateGradients`, 4.22):
  *
- * - The whole forward pass runs in one `tf.tidy` (`forward`), so every intermediate is alive
- *   until it returns: the forward peak is the sum of all of them.
+ * - The forward pass runs in one `tf.tidy` (`forward`), and each sublayer of a block (self-
+ *   attention, cross-attention, feed-forward, each with its residual) in a nested one
+ *   (`model/t5.ts` `sublayerScopes`): what a sublayer made and no tape node saved is freed when
+ *   it ends; the rest (saved tensors, what the outer tidy made: embeddings, position biases,
+ *   masks, the cross-attention keys/values, the logits) is alive until the pass returns. The
+ *   forward peak is the most alive at one time (the saved tensors so far plus one sublayer's).
+ * - A tape node that saves a variable keeps a clone sharing the variable's buffer: counted with
+ *   the weights only.
  * - Every op on the tape keeps the tensors its gradient declares (`inputsToSave`,
  *   `outputsToSave`; e.g. MatMul both operands, Add both inputs, Softmax its output,
  *   `HpAttentionSoftmax` its output, bias and mask) until the backward pass ends.
@@ -120,7 +126,7 @@ export interface MemoryEstimate {
   readonly accumulator: number;
   /** Optimizer slots. */
   readonly optimizerState: number;
-  /** All intermediates of one micro-batch's forward pass (alive until it returns). */
+  /** The forward buffers of one micro-batch alive at the forward pass's peak. */
   readonly forwardActivations: number;
   /** Tensors one micro-batch's tape keeps for its backward pass. */
   readonly savedActivations: number;
@@ -160,21 +166,54 @@ interface Node {
 }
 
 /**
- * Replays ops on sizes: `fwd` counts every buffer made in the forward tidy, `saved` the buffers a
- * tape node keeps, and {@link Tape.backward} walks the nodes in reverse as tfjs does.
+ * Replays ops on sizes: `fwd` is the peak of the forward buffers alive at one time (the forward
+ * tidy's and its nested sublayer tidies'), `saved` the buffers a tape node keeps, and
+ * {@link Tape.backward} walks the nodes in reverse as tfjs does.
  */
 class Tape {
+  /** Peak elements of forward buffers alive at one time. */
   fwd = 0;
+  /** Elements of forward buffers alive now. */
+  live = 0;
   readonly saved = new Set<Buf>();
   readonly nodes: Node[] = [];
+  /** The buffers of variables: a tape node saving one keeps a clone sharing its buffer. */
+  readonly #weights = new Set<Buf>();
+  /** The buffers made in each open tidy, innermost last. */
+  readonly #scopes: Buf[][] = [[]];
 
   leaf(n: number, path: boolean): T {
     return { n, buf: { n, refs: 1 }, path };
   }
+  /** A variable: counted with the weights, never again when a node saves it. */
+  weight(n: number, path: boolean): T {
+    const x = this.leaf(n, path);
+    this.#weights.add(x.buf);
+    return x;
+  }
   /** A new forward buffer. */
   fresh(n: number, path: boolean): T {
-    this.fwd += n;
-    return { n, buf: { n, refs: 1 }, path };
+    this.live += n;
+    this.fwd = Math.max(this.fwd, this.live);
+    const buf = { n, refs: 1 };
+    this.#scopes[this.#scopes.length - 1]!.push(buf);
+    return { n, buf, path };
+  }
+  /**
+   * `fn` in a nested `tf.tidy` (`model/t5.ts` `scoped`): when it returns, the buffers it made
+   * that no tape node saved and that are not in its result are freed.
+   */
+  scope<R extends T | readonly T[]>(fn: () => R): R {
+    this.#scopes.push([]);
+    const r = fn();
+    const made = this.#scopes.pop()!;
+    const out = new Set((Array.isArray(r) ? r as readonly T[] : [r as T]).map((t) => t.buf));
+    const parent = this.#scopes[this.#scopes.length - 1]!;
+    for (const b of made) {
+      if (out.has(b) || this.saved.has(b)) parent.push(b);
+      else this.live -= b.n;
+    }
+    return r;
   }
   alias(x: T): T {
     return { n: x.n, buf: x.buf, path: x.path };
@@ -184,7 +223,7 @@ class Tape {
    * `save` what its gradient keeps.
    */
   op(ins: readonly (readonly [T, GradRule])[], outs: readonly T[], save: readonly T[], tr = 0) {
-    for (const s of save) this.saved.add(s.buf);
+    for (const s of save) if (!this.#weights.has(s.buf)) this.saved.add(s.buf);
     if (outs.some((o) => o.path)) this.nodes.push({ inputs: ins, outputs: outs, transient: tr });
   }
   /** Elements of the saved buffers. */
@@ -314,15 +353,18 @@ class T5Replay {
   w(name: string, n: number): T {
     let x = this.#w.get(name);
     if (!x) {
-      x = this.t.leaf(n, this.trained(name));
+      x = this.t.weight(n, this.trained(name));
       if (x.path) this.params.add(x);
       this.#w.set(name, x);
     }
     return x;
   }
-  /** A trained method variable (per batch, small): counted as a path leaf. */
-  methodLeaf(n: number): T {
-    const x = this.t.leaf(n, true);
+  /**
+   * A trained method tensor (per batch, small): counted as a path leaf; a `weight` (a method
+   * variable, counted with the weights) is not counted again when a node saves it.
+   */
+  methodLeaf(n: number, weight = false): T {
+    const x = weight ? this.t.weight(n, true) : this.t.leaf(n, true);
     this.params.add(x);
     return x;
   }
@@ -449,7 +491,7 @@ class T5Replay {
       let src: T | undefined;
       if (this.m.sharedHypernet > 0) {
         // generated per task from the shared hypernetwork: a gradient of all of it per use
-        this.#hyper ??= this.methodLeaf(this.m.sharedHypernet);
+        this.#hyper ??= this.methodLeaf(this.m.sharedHypernet, true);
         src = this.t.fresh(this.m.tasks * (d + inner) * this.m.bottleneck * 2, true);
         this.t.op([[this.#hyper, "new"]], [src], [this.#hyper]);
       }
@@ -508,19 +550,29 @@ class T5Replay {
     const hd = this.un(this.matmul(y, down, rows * r), "in");
     return this.bin("add", y, this.matmul(hd, up, rows * d));
   }
+  /** A block's self-attention sublayer with its residual, in its own tidy. */
   block(stack: "encoder" | "decoder", i: number, x: T, len: number, bias: T, mask: T | null) {
     const { b } = this.sh;
     const rows = b * len;
     const bp = `${stack}.block.${i}`;
-    const y = this.selfAttn(
-      stack,
-      i,
-      this.norm(`${bp}.layer.0.layer_norm.weight`, x, rows),
-      len,
-      bias,
-      mask,
-    );
-    return this.dropAdd(x, this.adapter(stack, y, rows));
+    return this.t.scope(() => {
+      const y = this.selfAttn(
+        stack,
+        i,
+        this.norm(`${bp}.layer.0.layer_norm.weight`, x, rows),
+        len,
+        bias,
+        mask,
+      );
+      return this.dropAdd(x, this.adapter(stack, y, rows));
+    });
+  }
+  /** A feed-forward sublayer with its residual, in its own tidy. */
+  ffSublayer(stack: "encoder" | "decoder", prefix: string, x: T, rows: number): T {
+    return this.t.scope(() => {
+      const y = this.ff(prefix, this.norm(`${prefix}.layer_norm.weight`, x, rows));
+      return this.dropAdd(x, this.adapter(stack, y, rows));
+    });
   }
 
   run(sh: Shapes): { loss: T } {
@@ -559,10 +611,19 @@ class T5Replay {
     for (let i = 0; i < cfg.numLayers; i++) {
       const bp = `encoder.block.${i}`;
       x = this.block("encoder", i, x, le, encBias, pad);
-      const y = this.ff(`${bp}.layer.1`, this.norm(`${bp}.layer.1.layer_norm.weight`, x, b * le));
-      x = this.dropAdd(x, this.adapter("encoder", y, b * le));
+      x = this.ffSublayer("encoder", `${bp}.layer.1`, x, b * le);
     }
     const enc = this.drop(this.norm("encoder.final_layer_norm.weight", x, b * le));
+    // Every decoder layer's cross-attention keys and values, made before the decoder runs (in the
+    // forward tidy, not a sublayer's: alive until the pass returns).
+    const crossKV: [T, T][] = [];
+    for (let i = 0; i < cfg.numDecoderLayers; i++) {
+      const p = `decoder.block.${i}.layer.1.EncDecAttention`;
+      crossKV.push([
+        this.linear(enc, `${p}.k.weight`, inner, d),
+        this.linear(enc, `${p}.v.weight`, inner, d),
+      ]);
+    }
     // Decoder
     dec = this.drop(dec);
     const decBias = this.positionBias(
@@ -576,17 +637,18 @@ class T5Replay {
     for (let i = 0; i < cfg.numDecoderLayers; i++) {
       const bp = `decoder.block.${i}`;
       dec = this.block("decoder", i, dec, lt, decBias, causal);
-      const n1 = this.norm(`${bp}.layer.1.layer_norm.weight`, dec, b * lt);
-      const p = `${bp}.layer.1.EncDecAttention`;
-      const q = this.linear(n1, `${p}.q.weight`, inner, d);
-      const k = this.linear(enc, `${p}.k.weight`, inner, d);
-      const vv = this.linear(enc, `${p}.v.weight`, inner, d);
-      // cross-attention: no bias; the composite adds only the mask, the fused kernel a zero bias.
-      const a = this.crossAttention(q, k, vv, lt, le, cross, zeroBias);
-      const c = this.linear(a, `${p}.o.weight`, d, inner);
-      dec = this.dropAdd(dec, this.adapter("decoder", c, b * lt));
-      const y = this.ff(`${bp}.layer.2`, this.norm(`${bp}.layer.2.layer_norm.weight`, dec, b * lt));
-      dec = this.dropAdd(dec, this.adapter("decoder", y, b * lt));
+      const attended = dec;
+      dec = this.t.scope(() => {
+        const n1 = this.norm(`${bp}.layer.1.layer_norm.weight`, attended, b * lt);
+        const p = `${bp}.layer.1.EncDecAttention`;
+        const q = this.linear(n1, `${p}.q.weight`, inner, d);
+        const [k, vv] = crossKV[i]!;
+        // cross-attention: no bias; the composite adds only the mask, the fused kernel a zero bias.
+        const a = this.crossAttention(q, k, vv, lt, le, cross, zeroBias);
+        const c = this.linear(a, `${p}.o.weight`, d, inner);
+        return this.dropAdd(attended, this.adapter("decoder", c, b * lt));
+      });
+      dec = this.ffSublayer("decoder", `${bp}.layer.2`, dec, b * lt);
     }
     let hdn = this.drop(this.norm("decoder.final_layer_norm.weight", dec, b * lt));
     if (cfg.scaleDecoderOutputs) hdn = this.bin("mul", hdn, this.t.leaf(1, false), hdn.n);

@@ -150,14 +150,11 @@ async function measure(
 
 // Tolerance: the estimate replays the ops of model/t5.ts on shapes; it does not replay the
 // methods' hooks op by op (hypernetwork and prompt plumbing are counted by their main tensors)
-// nor scalars and index tensors, and it counts the variables a tape node saves as new buffers
-// (tfjs saves clones that share them): an over-count of the trained weights that matters at
-// these tiny sizes (HyperPrompt-Global's hypernetwork is 1.2 MB of a 12 MB peak), not at paper
-// sizes. Measured, stock / low-memory backward pass: MTL -3 %..+1 % / -3 %..+5 %,
-// Prompt-Tuning 0 % / +2 %, HyperPrompt-Global +11 % / +27 % (adapters, not tested here, -16 %
-// with stock: their layer norms are not modelled). Below the measured peak (unsafe: the preflight
-// would let a run run out of memory): at most 15 %; above (a smaller micro-batch than needed):
-// at most 30 %.
+// nor scalars and index tensors. Measured, stock / low-memory backward pass: MTL -7 %..-4 % /
+// -10 %..-5 %, Prompt-Tuning -5 % / -6 %, HyperPrompt-Global +1 % / +11 % (adapters, not tested
+// here, about -16 % with stock: their layer norms are not modelled). Below the measured peak
+// (unsafe: the preflight would let a run run out of memory): at most 15 %; above (a smaller
+// micro-batch than needed): at most 30 %.
 const UNDER = 0.15, OVER = 0.3;
 function assertClose(what: string, estimate: number, measured: number) {
   const ratio = estimate / measured;

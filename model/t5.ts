@@ -333,6 +333,24 @@ interface Ctx {
   counter: number;
 }
 
+/**
+ * Whether {@link forward} and {@link greedyDecode} run each sublayer of a block (self-attention,
+ * cross-attention, feed-forward, each with its residual) in its own `tf.tidy`. On by default: the
+ * intermediates a sublayer makes and the tape does not save (tfjs keeps its own clones of the
+ * tensors a gradient needs, sharing their buffers) are released when the sublayer ends instead of
+ * when the whole forward pass returns, which lowers the forward-pass peak; the same ops run in the
+ * same order, so results are bit-identical either way. Hook tensors made inside a sublayer are
+ * released with it (see {@link T5Hooks}); tensors made before it (the position bias, the masks,
+ * the cross-attention keys/values) are not. Switch it off only to compare (tests, memory
+ * measurements); it is read at every sublayer.
+ */
+export const sublayerScopes: { enabled: boolean } = { enabled: true };
+
+/** `fn` in its own `tf.tidy` when {@link sublayerScopes} is on, else in the caller's scope. */
+function scoped<R extends tf.TensorContainer>(fn: () => R): R {
+  return sublayerScopes.enabled ? tf.tidy(fn) : fn();
+}
+
 function param(model: T5Model, name: string): tf.Tensor2D {
   const p = model.params.get(name);
   if (!p) throw new Error(`model/t5.ts: model has no parameter "${name}"`);
@@ -571,10 +589,14 @@ function runEncoder(
   const pad = paddingMask(mask);
   for (let i = 0; i < cfg.numLayers; i++) {
     const b = `encoder.block.${i}`;
-    const [normed, kept] = normKeep(ctx, `${b}.layer.0.layer_norm.weight`, x);
-    const { y } = selfAttention(ctx, "encoder", i, normed, bias, pad, 0, undefined);
-    x = residual(ctx, "encoder", i, "self_attention", kept, y);
-    x = feedForwardSublayer(ctx, "encoder", i, `${b}.layer.1`, x);
+    const input = x;
+    x = scoped(() => {
+      const [normed, kept] = normKeep(ctx, `${b}.layer.0.layer_norm.weight`, input);
+      const { y } = selfAttention(ctx, "encoder", i, normed, bias, pad, 0, undefined);
+      return residual(ctx, "encoder", i, "self_attention", kept, y);
+    });
+    const attended = x;
+    x = scoped(() => feedForwardSublayer(ctx, "encoder", i, `${b}.layer.1`, attended));
   }
   const hidden = drop(ctx, norm(ctx, "encoder.final_layer_norm.weight", x));
   return { hidden, mask };
@@ -590,7 +612,8 @@ function crossKVs(ctx: Ctx, enc: Encoded): KV[] {
 
 /**
  * Decoder over `ids` whose first position is `queryStart`, with optional cached self-attention
- * keys/values of the earlier positions. Returns logits and the full self-attention keys/values.
+ * keys/values of the earlier positions. Returns logits and, with `keepKVs`, the full
+ * self-attention keys/values (else none).
  */
 function runDecoder(
   ctx: Ctx,
@@ -599,6 +622,7 @@ function runDecoder(
   past: KV[] | undefined,
   cross: KV[],
   encMask: tf.Tensor2D,
+  keepKVs: boolean,
   embedded?: tf.Tensor3D,
 ): { logits: tf.Tensor3D; kvs: KV[] } {
   const cfg = ctx.model.config;
@@ -622,14 +646,32 @@ function runDecoder(
   const kvs: KV[] = [];
   for (let i = 0; i < cfg.numDecoderLayers; i++) {
     const b = `decoder.block.${i}`;
-    const [normed, kept] = normKeep(ctx, `${b}.layer.0.layer_norm.weight`, x);
-    const { y, kv } = selfAttention(ctx, "decoder", i, normed, bias, causal, queryStart, past?.[i]);
-    kvs.push(kv);
-    x = residual(ctx, "decoder", i, "self_attention", kept, y);
-    const [normedX, keptX] = normKeep(ctx, `${b}.layer.1.layer_norm.weight`, x);
-    const c = crossAttention(ctx, i, normedX, cross[i]!, crossMask);
-    x = residual(ctx, "decoder", i, "cross_attention", keptX, c);
-    x = feedForwardSublayer(ctx, "decoder", i, `${b}.layer.2`, x);
+    const input = x;
+    const self = scoped(() => {
+      const [normed, kept] = normKeep(ctx, `${b}.layer.0.layer_norm.weight`, input);
+      const { y, kv } = selfAttention(
+        ctx,
+        "decoder",
+        i,
+        normed,
+        bias,
+        causal,
+        queryStart,
+        past?.[i],
+      );
+      const out = residual(ctx, "decoder", i, "self_attention", kept, y);
+      // The keys/values leave the sublayer only for a cache (else they would outlive it).
+      return keepKVs ? { x: out, k: kv.k, v: kv.v } : { x: out };
+    });
+    if (self.k && self.v) kvs.push({ k: self.k, v: self.v });
+    const attended = self.x;
+    x = scoped(() => {
+      const [normedX, keptX] = normKeep(ctx, `${b}.layer.1.layer_norm.weight`, attended);
+      const c = crossAttention(ctx, i, normedX, cross[i]!, crossMask);
+      return residual(ctx, "decoder", i, "cross_attention", keptX, c);
+    });
+    const crossed = x;
+    x = scoped(() => feedForwardSublayer(ctx, "decoder", i, `${b}.layer.2`, crossed));
   }
   let h: tf.Tensor3D = drop(ctx, norm(ctx, "decoder.final_layer_norm.weight", x));
   if (cfg.scaleDecoderOutputs) h = tf.mul(h, cfg.dModel ** -0.5);
@@ -725,7 +767,9 @@ function makeCtx(model: T5Model, opts: ForwardOptions): Ctx {
 
 /**
  * Teacher-forced forward pass. Runs inside its own `tf.tidy` (hooks too), so only the two
- * returned tensors stay allocated; differentiable with `tf.variableGrads`.
+ * returned tensors stay allocated; differentiable with `tf.variableGrads`. Each sublayer runs in a
+ * nested `tf.tidy` ({@link sublayerScopes}): what it made and the tape did not save is released
+ * when it ends, so under a gradient tape the pass holds the saved tensors plus one sublayer's.
  *
  * @param model the model
  * @param batch encoder ids and mask, decoder input ids
@@ -764,6 +808,7 @@ export function forward(
       undefined,
       crossKVs(ctx, enc),
       enc.mask,
+      false,
       embedded?.decoder,
     );
     return { logits, encoderOutput: enc.hidden };
@@ -952,7 +997,7 @@ export async function greedyDecode(
         const ids = useCache
           ? tf.tensor2d(rows.map((r) => [r[r.length - 1]!]), [batch, 1], "int32")
           : tf.tensor2d(rows, [batch, step + 1], "int32");
-        const r = runDecoder(ctx, ids, useCache ? step : 0, cache, enc.cross, enc.mask);
+        const r = runDecoder(ctx, ids, useCache ? step : 0, cache, enc.cross, enc.mask, useCache);
         const last = r.logits.slice([0, r.logits.shape[1] - 1, 0], [batch, 1, cfg.vocabSize]);
         return {
           next: tf.argMax(last.reshape([batch, cfg.vocabSize]), -1),
