@@ -6,6 +6,7 @@
  * @module
  */
 import type { T5Config } from "./config.ts";
+import type { Stack } from "./hooks.ts";
 
 /**
  * Parameter total of a T5 model in the standard layout: the shared embedding, an `lm_head` when
@@ -56,9 +57,46 @@ export function sharedEmbeddingUnused(config: T5Config): boolean {
 export interface T5Flops {
   /** One forward pass. */
   readonly forward: number;
-  /** Forward plus backward (a training step without the optimizer update). */
+  /**
+   * Forward plus backward (a training step without the optimizer update): the forward pass and
+   * the gradient matmuls the backward pass runs for the trained parameters.
+   */
   readonly train: number;
 }
+
+/**
+ * What is trained, and where a method's trained tensors enter T5 (through the hooks of
+ * `model/hooks.ts`): this decides which gradient matmuls a training step runs. Without a method
+ * part it describes the backbone alone.
+ */
+export interface FlopPlan {
+  /**
+   * Which backbone weights are trained (a method's `freezeBackbone`): `false` all of them
+   * (embeddings, projections, norms, position biases, `lm_head`), `"all"` none,
+   * `"except_layer_norms"` only the LayerNorm scales.
+   */
+  readonly freezeBackbone: false | "all" | "except_layer_norms";
+  /** `encoderInput`: trained rows prepended to the embedded encoder input (Prompt-Tuning's l). */
+  readonly encoderPrompt?: number;
+  /**
+   * `selfAttentionPrefix`: `length` keys and values, made from trained parameters, prepended to
+   * the self-attention of every block of `stacks` (HyperPrompt).
+   */
+  readonly selfAttentionPrefix?: { readonly length: number; readonly stacks: readonly Stack[] };
+  /**
+   * `afterSublayer`: a bottleneck adapter (down d→a, up a→d, weights trained or generated from
+   * trained parameters) after each of `positions` in every block of `stacks` (adapters,
+   * HyperFormer++).
+   */
+  readonly adapters?: {
+    readonly bottleneck: number;
+    readonly stacks: readonly Stack[];
+    readonly positions: readonly ("self_attention" | "feed_forward")[];
+  };
+}
+
+/** The backbone trained whole, no method: every matmul needs both operands' gradients. */
+const BACKBONE_TRAINED: FlopPlan = { freezeBackbone: false };
 
 /**
  * Matmul FLOPs (2 per multiply-add) of T5 for one example of `inputLength` S encoder tokens and
@@ -78,34 +116,133 @@ export interface T5Flops {
  * output:         T·d·V              lm_head or tied projection
  * ```
  *
- * forward = 2 · (L_enc·enc + L_dec·dec + out). Backward: every matmul `y = x·W` costs two more
- * matmuls of the same size (dx = dy·Wᵀ and dW = xᵀ·dy; for attention both operands' gradients),
- * including the first projections, whose input gradient flows into the trainable embedding; the
- * embedding's own gradient is a scatter-add, not a matmul, and is not counted. So
- * train = 3 · forward. This reproduces `t5_sizes.json` exactly for all ten published sizes.
+ * forward = 2 · (L_enc·enc + L_dec·dec + out). A method's `plan` adds its own matmuls: an
+ * encoder prompt of l rows makes the encoder input S + l long (encoder blocks and cross-attention
+ * keys/values grow), a self-attention prefix of l keys/values adds l key columns to q·kᵀ and
+ * probs·v of each conditioned block (4·l·i FLOPs per query), an adapter 4·d·a FLOPs per token.
+ *
+ * Backward, per matmul Y = A·B of m·k·n multiply-adds: dA = dY·Bᵀ (2·m·k·n FLOPs) only when A
+ * depends on a trained parameter, dB = Aᵀ·dY (the same) only when B does, as tfjs runs it
+ * (`getFilteredNodesXToY` in tfjs-core's `tape.js`, and `model/backprop.ts`, prune the inputs that
+ * do not come from the trained variables, and the matmul gradients are lazy per input). A weight
+ * depends on a trained parameter when it is trained itself (or generated from trained ones, as
+ * HyperFormer++'s adapters); an activation when any trained tensor lies upstream of it, which is
+ * followed through the network at tensor granularity: a block input depends once a trained tensor
+ * has entered (the embedding when the backbone is trained; the LayerNorm scales with
+ * `"except_layer_norms"`; a prompt from the encoder input on; a prefix from the first block that
+ * has one; an adapter from the first adapter on; the encoder output into every cross-attention's
+ * k, v), and q·kᵀ, probs·v differentiate only the operands that depend on one. The embedding's
+ * own gradient is a scatter-add, not a matmul, and is not counted.
+ *
+ * With every weight trained (the default plan) every operand depends on a trained parameter, so
+ * train = 3 · forward; this reproduces `t5_sizes.json` exactly for all ten published sizes. With
+ * a frozen backbone most matmuls cost one forward and one input gradient, and those before the
+ * first trained tensor (e.g. a Prompt-Tuning decoder's first self-attention, which sees only the
+ * frozen decoder embedding) cost no backward at all.
  *
  * @param config the configuration
  * @param shape input (S) and target (T) lengths in tokens
+ * @param plan what is trained and the method's additions (default: backbone trained, no method)
  * @returns forward and forward+backward FLOPs per example
  */
 export function t5Flops(
   config: T5Config,
   shape: { inputLength: number; targetLength: number },
+  plan: FlopPlan = BACKBONE_TRAINED,
 ): T5Flops {
-  const { inputLength: s, targetLength: t } = shape;
-  if (!(Number.isInteger(s) && s > 0 && Number.isInteger(t) && t > 0)) {
+  const { inputLength: s0, targetLength: t } = shape;
+  if (!(Number.isInteger(s0) && s0 > 0 && Number.isInteger(t) && t > 0)) {
     throw new Error(
-      `model/accounting.ts t5Flops: inputLength and targetLength must be positive integers, got ${s}, ${t}`,
+      `model/accounting.ts t5Flops: inputLength and targetLength must be positive integers, got ${s0}, ${t}`,
+    );
+  }
+  const l = plan.encoderPrompt ?? 0;
+  const prefix = plan.selfAttentionPrefix;
+  const adapters = plan.adapters;
+  const counts = [l, prefix?.length ?? 1, adapters?.bottleneck ?? 1];
+  if (!counts.every((n) => Number.isInteger(n) && n >= 0) || counts[1] === 0 || counts[2] === 0) {
+    throw new Error(
+      `model/accounting.ts t5Flops: plan lengths must be integers (encoderPrompt >= 0, prefix ` +
+        `length and adapter bottleneck >= 1), got ${JSON.stringify(plan)}`,
     );
   }
   const d = config.dModel;
   const i = config.numHeads * config.dKv;
-  const g = config.feedForwardProj === "gated-gelu" ? 3 : 2;
+  const gated = config.feedForwardProj === "gated-gelu";
   const f = config.dFf;
-  const enc = 4 * s * d * i + 2 * s * s * i + g * s * d * f;
-  const dec = 4 * t * d * i + 2 * t * t * i + 2 * t * d * i + 2 * s * d * i + 2 * t * s * i +
-    g * t * d * f;
-  const out = t * d * config.vocabSize;
-  const forward = 2 * (config.numLayers * enc + config.numDecoderLayers * dec + out);
-  return { forward, train: 3 * forward };
+  const weights = plan.freezeBackbone === false;
+  const norms = plan.freezeBackbone !== "all";
+  let forward = 0;
+  let backward = 0;
+  /** Y = A·B with m·k·n multiply-adds; returns whether Y depends on a trained parameter. */
+  const mm = (m: number, k: number, n: number, a: boolean, b: boolean): boolean => {
+    const c = 2 * m * k * n;
+    forward += c;
+    backward += (a ? c : 0) + (b ? c : 0);
+    return a || b;
+  };
+  const linear = (rows: number, din: number, dout: number, x: boolean) =>
+    mm(rows, din, dout, x, weights);
+  /** Self- or cross-attention of `q` queries over `keys` keys (prefix included). */
+  const attend = (
+    q: number,
+    keys: number,
+    deps: { q: boolean; k: boolean; v: boolean; bias: boolean },
+  ) => {
+    const scores = mm(q, i, keys, deps.q, deps.k);
+    return mm(q, keys, i, scores || deps.bias, deps.v);
+  };
+  const adapter = (
+    stack: Stack,
+    pos: "self_attention" | "feed_forward",
+    rows: number,
+    y: boolean,
+  ) => {
+    if (!adapters || !adapters.stacks.includes(stack) || !adapters.positions.includes(pos)) {
+      return y;
+    }
+    const a = adapters.bottleneck;
+    mm(rows, d, a, y, true);
+    return mm(rows, a, d, true, true);
+  };
+  const feedForward = (stack: Stack, rows: number, x: boolean) => {
+    const normed = x || norms;
+    const h = gated
+      ? [linear(rows, d, f, normed), linear(rows, d, f, normed)].some(Boolean)
+      : linear(rows, d, f, normed);
+    const y = adapter(stack, "feed_forward", rows, linear(rows, f, d, h));
+    return x || y;
+  };
+  const selfAttention = (stack: Stack, rows: number, x: boolean) => {
+    const normed = x || norms;
+    const q = linear(rows, d, i, normed);
+    const k = linear(rows, d, i, normed);
+    const v = linear(rows, d, i, normed);
+    const p = prefix && prefix.stacks.includes(stack) ? prefix.length : 0;
+    // The relative-position bias is a backbone weight: trained with the backbone.
+    const out = attend(rows, rows + p, { q, k: k || p > 0, v: v || p > 0, bias: weights });
+    const y = adapter(stack, "self_attention", rows, linear(rows, i, d, out));
+    return x || y;
+  };
+  // Encoder over S = inputLength + prompt rows.
+  const s = s0 + l;
+  let h = weights || l > 0;
+  for (let b = 0; b < config.numLayers; b++) {
+    h = selfAttention("encoder", s, h);
+    h = feedForward("encoder", s, h);
+  }
+  const encoded = h || norms;
+  // Decoder over T target tokens.
+  h = weights;
+  for (let b = 0; b < config.numDecoderLayers; b++) {
+    h = selfAttention("decoder", t, h);
+    const q = linear(t, d, i, h || norms);
+    const k = linear(s, d, i, encoded);
+    const v = linear(s, d, i, encoded);
+    const y = linear(t, i, d, attend(t, s, { q, k, v, bias: false }));
+    h = h || y;
+    h = feedForward("decoder", t, h);
+  }
+  linear(t, d, config.vocabSize, h || norms);
+  return { forward, train: forward + backward };
 }

@@ -6,6 +6,7 @@
  * @module
  */
 import type * as tf from "@tensorflow/tfjs";
+import type { FlopPlan } from "./accounting.ts";
 import type { T5Config } from "./config.ts";
 import type { T5Hooks } from "./hooks.ts";
 
@@ -33,14 +34,6 @@ export interface MethodParamCounts {
   readonly extra: number;
   /** Backbone parameters that are trained (all of them unless the backbone is frozen). */
   readonly trainedBackbone: number;
-}
-
-/** Extra matmul FLOPs (2 per multiply-add) a method adds per example. */
-export interface MethodFlops {
-  /** Added to one forward pass of one example. */
-  readonly forward: number;
-  /** Added to forward + backward of one example. */
-  readonly train: number;
 }
 
 /** Sequence shape for FLOP accounting. */
@@ -84,6 +77,10 @@ export interface Method<C> {
   create(ctx: MethodContext, cfg: C): MethodInstance;
   /** Closed-form parameter counts; must equal the instantiated variables. */
   countParams(config: T5Config, cfg: C, numTasks: number): MethodParamCounts;
-  /** Closed-form extra FLOPs per example. */
-  extraFlops(config: T5Config, cfg: C, shape: SequenceShape): MethodFlops;
+  /**
+   * What the method trains and where its trained tensors enter T5, for the closed-form matmul
+   * FLOPs per example (`t5Flops(config, shape, plan)` in `model/accounting.ts`: the backbone, the
+   * method's own per-token matmuls, and the gradient matmuls the backward pass runs for them).
+   */
+  flopPlan(config: T5Config, cfg: C): FlopPlan;
 }

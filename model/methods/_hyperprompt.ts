@@ -8,8 +8,8 @@
 import * as tf from "@tensorflow/tfjs";
 import type { T5Config } from "../config.ts";
 import type { Stack } from "../hooks.ts";
-import type { SequenceShape } from "../method.ts";
-import { type ConfigReader, type FreezeBackbone, innerDim, stackLayers } from "./_config.ts";
+import type { FlopPlan } from "../accounting.ts";
+import { type ConfigReader, type FreezeBackbone, stackLayers } from "./_config.ts";
 
 /** Options shared by every HyperPrompt variant. */
 export interface HyperPromptBaseConfig {
@@ -121,25 +121,20 @@ export function hyperPrompt(prompts: tf.Tensor3D, net: LocalNet, config: T5Confi
 }
 
 /**
- * Extra attention FLOPs of HyperPrompt per example: each query of a conditioned self-attention
- * layer scores l more keys (l·h·d_kv multiply-adds) and mixes l more values (same), i.e.
- * 4·l·h·d_kv FLOPs; encoder layers have `inputLength` queries, decoder layers `targetLength`.
- * Train = 3 × forward. Generating the hyper-prompts (per task and block, once per step, never
- * per token) is not included.
+ * Where HyperPrompt's trained tensors enter T5: l keys and values prepended to the
+ * self-attention of every block of the conditioned stacks. Each query of a conditioned layer
+ * scores l more keys (l·h·d_kv multiply-adds) and mixes l more values (same), i.e. 4·l·h·d_kv
+ * FLOPs; encoder layers have `inputLength` queries, decoder layers `targetLength`. With a frozen
+ * backbone the first conditioned block's q, k, v projections need no gradient (the prefix enters
+ * after them). Generating the hyper-prompts (per task and block, once per step, never per token)
+ * is not included.
  *
- * @param config the backbone
  * @param cfg the variant's shared options
- * @param shape sequence lengths
- * @returns forward and train FLOPs
+ * @returns the FLOP plan
  */
-export function hyperPromptFlops(
-  config: T5Config,
-  cfg: HyperPromptBaseConfig,
-  shape: SequenceShape,
-): { forward: number; train: number } {
-  const perQuery = 4 * cfg.length * innerDim(config);
-  const enc = cfg.stacks.includes("encoder") ? config.numLayers * shape.inputLength : 0;
-  const dec = cfg.stacks.includes("decoder") ? config.numDecoderLayers * shape.targetLength : 0;
-  const forward = perQuery * (enc + dec);
-  return { forward, train: 3 * forward };
+export function hyperPromptFlopPlan(cfg: HyperPromptBaseConfig): FlopPlan {
+  return {
+    freezeBackbone: cfg.freezeBackbone,
+    selfAttentionPrefix: { length: cfg.length, stacks: cfg.stacks },
+  };
 }

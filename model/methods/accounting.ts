@@ -1,7 +1,9 @@
 /**
  * Closed-form parameter and FLOP accounting of a method on a backbone: total, extra and trained
- * parameters, and per-example matmul FLOPs = backbone (`t5Flops`) + method extra
- * (`Method.extraFlops`). The counts equal the instantiated variables (tested per method).
+ * parameters, and per-example matmul FLOPs of the backbone with the method (`t5Flops` with the
+ * method's `Method.flopPlan`: its own matmuls, and a backward pass that runs only the gradients
+ * the trained parameters need, so a frozen backbone costs less than 3 × forward). The counts
+ * equal the instantiated variables (tested per method).
  *
  * @module
  */
@@ -28,7 +30,12 @@ export interface MethodAccounting {
   readonly trainedPerTaskPct: number;
   /** Forward matmul FLOPs per example (null without a sequence shape). */
   readonly forwardFlops: number | null;
-  /** Forward + backward matmul FLOPs per example (null without a sequence shape). */
+  /**
+   * Forward + backward matmul FLOPs per example (null without a sequence shape): 3 × forward when
+   * every weight is trained; with a frozen backbone (`freezeBackbone` "all" or
+   * "except_layer_norms") the frozen weights' gradients are not computed, so most matmuls cost
+   * forward + input gradient and those before the first trained tensor no backward at all.
+   */
   readonly trainFlops: number | null;
 }
 
@@ -67,10 +74,9 @@ export function methodAccounting(
   let forwardFlops: number | null = null;
   let trainFlops: number | null = null;
   if (shape !== undefined) {
-    const base = t5Flops(config, shape);
-    const add = method.extraFlops(config, parsed, shape);
-    forwardFlops = base.forward + add.forward;
-    trainFlops = base.train + add.train;
+    const flops = t5Flops(config, shape, method.flopPlan(config, parsed));
+    forwardFlops = flops.forward;
+    trainFlops = flops.train;
   }
   return {
     backbone,

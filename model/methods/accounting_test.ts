@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { PRESETS } from "../config.ts";
+import { PRESETS, type T5Config } from "../config.ts";
 import { countT5Params, sharedEmbeddingUnused, t5Flops } from "../accounting.ts";
 import { loadHfFolder } from "../checkpoint.ts";
 import { sharedPath } from "../shared_dir.ts";
-import { crossEntropyLoss, disposeT5, forward, shiftRight, t5FromTensors } from "../t5.ts";
+import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight, t5FromTensors } from "../t5.ts";
+import { installLowMemoryBackprop, uninstallLowMemoryBackprop } from "../backprop.ts";
+import { disposeBatch, makeBatch } from "./_test_util.ts";
 import { methodAccounting } from "./accounting.ts";
 import { METHODS } from "./mod.ts";
 
@@ -83,10 +85,213 @@ Deno.test("methodAccounting() FLOPs: backbone plus the method's per-token terms 
   // HyperFormer++ (r = 32): d²/8 MACs per token per block (Base: 73,728).
   const hf = methodAccounting(cfg, "hyperformer_pp", {}, 8, shape);
   assert.equal(hf.forwardFlops! - base.forward, 2 * 73_728 * 12 * (128 + 8));
-  // Prompt-Tuning: the backbone at input length n + l.
-  const pt = METHODS.prompt_tuning.extraFlops(cfg, METHODS.prompt_tuning.defaults, shape);
-  assert.equal(pt.forward, t5Flops(cfg, { ...shape, inputLength: 228 }).forward - base.forward);
+  // Prompt-Tuning: the backbone at input length n + l; MTL-Prompt trains it all (3 × forward).
+  const pt = methodAccounting(cfg, "prompt_tuning", {}, 8, shape);
+  assert.equal(pt.forwardFlops, t5Flops(cfg, { ...shape, inputLength: 228 }).forward);
+  const mp = methodAccounting(cfg, "mtl_prompt", { length: 100 }, 8, shape);
+  assert.equal(mp.forwardFlops, pt.forwardFlops);
+  assert.equal(mp.trainFlops, 3 * mp.forwardFlops!);
+  // Frozen, it needs no weight gradients: between 1 and 2 forwards more, not 2.
+  assert.ok(pt.trainFlops! > 2 * pt.forwardFlops! && pt.trainFlops! < 3 * pt.forwardFlops!);
   assert.equal(methodAccounting(cfg, "adapter", {}, 8).forwardFlops, null);
+});
+
+/**
+ * A hand-sized T5 1.0 (ReLU, tied): d = 8, i = h·d_kv = 8, f = 16, V = 32, 2 + 2 blocks, with
+ * S = 5 input and T = 3 target tokens. Per matmul of m·k·n multiply-adds the forward is 2·m·k·n;
+ * written below as p(m, k, n).
+ */
+const HAND: T5Config = {
+  ...PRESETS["tiny-relu"],
+  dModel: 8,
+  numHeads: 2,
+  dKv: 4,
+  dFf: 16,
+  vocabSize: 32,
+  numLayers: 2,
+  numDecoderLayers: 2,
+};
+const HAND_SHAPE = { inputLength: 5, targetLength: 3 };
+
+Deno.test("methodAccounting() training FLOPs by hand on a tiny config, frozen and not", () => {
+  const p = (m: number, k: number, n: number) => 2 * m * k * n;
+  const [S, T, d, i, f, V] = [5, 3, 8, 8, 16, 32];
+  const acc = (name: string, cfg: Record<string, unknown>) =>
+    methodAccounting(HAND, name, cfg, 2, HAND_SHAPE);
+  // MTL: q, k, v, o, two products, wi, wo per encoder block; the decoder adds cross-attention.
+  const encF = 4 * p(S, d, i) + 2 * p(S, S, i) + 2 * p(S, d, f);
+  const decF = 4 * p(T, d, i) + 2 * p(T, T, i) + 2 * p(T, d, i) + 2 * p(S, d, i) +
+    2 * p(T, S, i) + 2 * p(T, d, f);
+  const fwd = 2 * encF + 2 * decF + p(T, d, V);
+  assert.equal(fwd, 25_152);
+  const mtl = acc("mtl", {});
+  assert.deepEqual([mtl.forwardFlops, mtl.trainFlops], [25_152, 3 * 25_152]);
+  // Only the norms trained: every input needs its gradient, no weight does; q·kᵀ and probs·v
+  // still differentiate both operands.
+  const ln = acc("mtl", { freezeBackbone: "except_layer_norms" });
+  const products = 2 * 2 * p(S, S, i) + 2 * (2 * p(T, T, i) + 2 * p(T, S, i));
+  assert.deepEqual([ln.forwardFlops, ln.trainFlops], [fwd, 2 * fwd + products]);
+  assert.equal(ln.trainFlops, 53_440);
+
+  // Prompt-Tuning, frozen, l = 2: S' = 7 encoder rows. Every encoder matmul input depends on the
+  // prompt (×2: forward + dX; products ×3). Decoder block 0: its self-attention sees only the
+  // frozen embedding (×1); cross q ×1, k, v ×2, q·kᵀ needs dK only (×2), probs·v ×3, o ×2;
+  // block 1 and the output as everywhere (×2, products ×3).
+  const s2 = S + 2;
+  const ptEnc = 2 * 4 * p(s2, d, i) + 3 * 2 * p(s2, s2, i) + 2 * 2 * p(s2, d, f);
+  const ptDec0 = 4 * p(T, d, i) + 2 * p(T, T, i) + p(T, d, i) + 2 * 2 * p(s2, d, i) +
+    2 * p(T, i, s2) + 3 * p(T, s2, i) + 2 * p(T, i, d) + 2 * 2 * p(T, d, f);
+  const ptDec1 = 2 * 4 * p(T, d, i) + 3 * 2 * p(T, T, i) + 2 * 2 * p(T, d, i) +
+    2 * 2 * p(s2, d, i) + 3 * 2 * p(T, s2, i) + 2 * 2 * p(T, d, f);
+  const pt = acc("prompt_tuning", { length: 2, init: "uniform" });
+  assert.equal(pt.forwardFlops, 32_192);
+  assert.equal(pt.trainFlops, 2 * ptEnc + ptDec0 + ptDec1 + 2 * p(T, d, V));
+  assert.equal(pt.trainFlops, 66_608);
+  assert.equal(acc("mtl_prompt", { length: 2 }).trainFlops, 3 * 32_192);
+
+  // HyperPrompt-Global, l = 2 prefix keys/values in every block: frozen, the first block of each
+  // stack runs q, k, v without gradients (×1), q·kᵀ over the S + l keys with dK only (×2),
+  // probs·v ×3, o ×2; later blocks, the decoder's cross-attention and the output as above.
+  const hp = { length: 2, bottleneck: 4, embeddingDim: 4, hiddenDim: 8 };
+  const self = (r: number, first: boolean) =>
+    (first ? 3 * p(r, d, i) + 2 * p(r, i, r + 2) : 2 * 3 * p(r, d, i) + 3 * p(r, i, r + 2)) +
+    3 * p(r, r + 2, i) + 2 * p(r, i, d) + 2 * 2 * p(r, d, f);
+  const cross = 2 * 2 * p(T, d, i) + 2 * 2 * p(S, d, i) + 3 * 2 * p(T, S, i);
+  const hpFwd = fwd + 2 * (2 * p(S, 2, i)) + 2 * (2 * p(T, 2, i));
+  const hpFrozen = acc("hyperprompt_global", { ...hp, freezeBackbone: "all" });
+  assert.equal(hpFrozen.forwardFlops, hpFwd);
+  assert.equal(hpFwd, 26_176);
+  assert.equal(
+    hpFrozen.trainFlops,
+    self(S, true) + self(S, false) + self(T, true) + self(T, false) + 2 * cross + 2 * p(T, d, V),
+  );
+  assert.equal(hpFrozen.trainFlops, 52_640);
+  const hpTrained = acc("hyperprompt_global", hp);
+  assert.deepEqual([hpTrained.forwardFlops, hpTrained.trainFlops], [26_176, 3 * 26_176]);
+
+  // Adapter (r = 4: a = 2) after self-attention and feed-forward of every block, frozen: the
+  // first adapter of each stack gets no input gradient (down ×2, up ×3), the others ×3; the
+  // matmuls before it (the stack's first self-attention) no backward at all.
+  const ad = (r: number, first: boolean) => (first ? 2 : 3) * p(r, d, 2) + 3 * p(r, 2, d);
+  const enc0 = 4 * p(S, d, i) + 2 * p(S, S, i) + ad(S, true) + 2 * 2 * p(S, d, f) + ad(S, false);
+  const enc1 = 2 * 4 * p(S, d, i) + 3 * 2 * p(S, S, i) + ad(S, false) + 2 * 2 * p(S, d, f) +
+    ad(S, false);
+  const dec0 = 4 * p(T, d, i) + 2 * p(T, T, i) + ad(T, true) + cross + 2 * 2 * p(T, d, f) +
+    ad(T, false);
+  const dec1 = 2 * 4 * p(T, d, i) + 3 * 2 * p(T, T, i) + ad(T, false) + cross +
+    2 * 2 * p(T, d, f) + ad(T, false);
+  const adapter = acc("adapter", { reduction: 4, freezeBackbone: "all" });
+  assert.equal(
+    adapter.forwardFlops,
+    fwd + 2 * 2 * (p(S, d, 2) + p(S, 2, d) + p(T, d, 2) + p(T, 2, d)),
+  );
+  assert.equal(adapter.forwardFlops, 27_200);
+  assert.equal(adapter.trainFlops, enc0 + enc1 + dec0 + dec1 + 2 * p(T, d, V));
+  assert.equal(adapter.trainFlops, 53_056);
+  const adapterTrained = acc("adapter", { reduction: 4 });
+  assert.equal(adapterTrained.trainFlops, 3 * 27_200);
+});
+
+/** FLOPs of the matmul kernels tfjs ran: 2·|out|·k, k = (a's last two dims) / out's rows. */
+function matmulFlops(
+  kernels: readonly { name: string; inputShapes: (number[] | null)[]; outputShapes: number[][] }[],
+): number {
+  let total = 0;
+  for (const k of kernels) {
+    if (/conv|einsum/i.test(k.name)) throw new Error(`unexpected kernel ${k.name}`);
+    if (k.name !== "BatchMatMul" && k.name !== "_FusedMatMul" && k.name !== "MatMul") continue;
+    const a = k.inputShapes[0]!;
+    const out = k.outputShapes[0]!;
+    const inner = (a[a.length - 2]! * a[a.length - 1]!) / out[out.length - 2]!;
+    total += 2 * out.reduce((x, y) => x * y, 1) * inner;
+  }
+  return total;
+}
+
+Deno.test("methodAccounting() FLOPs equal the matmul kernels tfjs runs for one training step (cpu)", async () => {
+  await tf.setBackend("cpu");
+  // T5 1.1 layout (gated GELU, untied lm_head), small enough for a quick step.
+  const config: T5Config = {
+    ...PRESETS["tiny-v1_1"],
+    dModel: 16,
+    numHeads: 2,
+    dKv: 8,
+    dFf: 24,
+    vocabSize: 64,
+  };
+  const [S, T] = [6, 3];
+  const before = tf.memory().numTensors;
+  const model = initT5(config, { seed: 5 });
+  const hp = { length: 2, bottleneck: 4, embeddingDim: 4, hiddenDim: 8 };
+  const cases: [string, Record<string, unknown>][] = [
+    ["mtl", {}],
+    ["mtl", { freezeBackbone: "except_layer_norms" }],
+    ["prompt_tuning", { length: 3, init: "uniform" }],
+    ["mtl_prompt", { length: 3 }],
+    ["adapter", { reduction: 4, freezeBackbone: "all" }],
+    ["adapter", {
+      reduction: 4,
+      freezeBackbone: "all",
+      stacks: ["decoder"],
+      positions: ["feed_forward"],
+    }],
+    ["hyperformer_pp", { reduction: 4, freezeBackbone: "except_layer_norms" }],
+    ["hyperprompt_global", { ...hp, freezeBackbone: "all" }],
+    ["hyperprompt_global", { ...hp, freezeBackbone: "all", stacks: ["decoder"] }],
+    ["hyperprompt_global", hp],
+    ["hyperprompt_share", { length: 2, bottleneck: 4, freezeBackbone: "all" }],
+  ];
+  for (const [name, raw] of cases) {
+    const m = METHODS[name as keyof typeof METHODS];
+    const inst = m.create(
+      { config, tasks: ["rte", "cola"], seed: 3, backbone: model.params },
+      m.parseConfig(raw, "accounting_test.ts") as never,
+    );
+    const vars = [
+      ...[...model.params].filter(([n]) => inst.isBackboneTrainable(n)).map(([, v]) => v),
+      ...inst.variables.values(),
+    ];
+    // Per-step work that does not grow with the batch (generating hyper-prompts or adapter
+    // weights per task) cancels in the difference of two batch sizes of one task.
+    const measure = async (rows: number) => {
+      const { batch, labels } = makeBatch(config, rows, S, T);
+      const hooks = inst.hooks(new Array(rows).fill(1));
+      const loss = () =>
+        crossEntropyLoss(forward(model, batch, { hooks }).logits, labels) as tf.Scalar;
+      // tfjs hands back one profile object per engine, so each is read before the next.
+      const forwardFlops = matmulFlops(
+        (await tf.profile(() => {
+          tf.tidy(loss).dispose();
+          return [];
+        })).kernels,
+      );
+      const step = async () =>
+        matmulFlops(
+          (await tf.profile(() => {
+            const { value, grads } = tf.variableGrads(loss, vars);
+            tf.dispose([value, ...Object.values(grads)]);
+            return [];
+          })).kernels,
+        );
+      const trainFlops = await step();
+      // model/backprop.ts's backward pass (what bench installs) prunes like tfjs's.
+      assert.ok(installLowMemoryBackprop(() => {}));
+      const lowMemory = await step();
+      uninstallLowMemoryBackprop();
+      disposeBatch(batch);
+      labels.dispose();
+      return { forward: forwardFlops, train: trainFlops, lowMemory };
+    };
+    const [one, three] = [await measure(1), await measure(3)];
+    const acc = methodAccounting(config, name, raw, 2, { inputLength: S, targetLength: T });
+    const where = `${name} ${JSON.stringify(raw)}`;
+    assert.equal((three.forward - one.forward) / 2, acc.forwardFlops, `${where}: forward`);
+    assert.equal((three.train - one.train) / 2, acc.trainFlops, `${where}: train`);
+    assert.equal((three.lowMemory - one.lowMemory) / 2, acc.trainFlops, `${where}: low-memory`);
+    inst.dispose();
+  }
+  disposeT5(model);
+  assert.equal(tf.memory().numTensors, before);
 });
 
 Deno.test("methodAccounting() rejects bad task counts and configs", () => {

@@ -13,7 +13,7 @@
 import type * as tf from "@tensorflow/tfjs";
 import type { T5Config } from "../config.ts";
 import type { Stack, Sublayer, T5Hooks } from "../hooks.ts";
-import type { Method, MethodContext, MethodInstance, SequenceShape } from "../method.ts";
+import type { Method, MethodContext, MethodInstance } from "../method.ts";
 import { countT5Params } from "../accounting.ts";
 import {
   backboneTrainable,
@@ -199,16 +199,19 @@ export const adapter: Method<AdapterConfig> = {
     };
   },
   /**
-   * Per token per adapter: down d·a and up a·d multiply-adds = 4·d·a FLOPs. Encoder tokens pass
-   * `positions` adapters in each of L encoder blocks, decoder tokens in each decoder block.
-   * Train = 3 × forward (forward + input and weight gradients).
+   * An adapter after each of `positions` in every block of `stacks`: per token down d·a and up
+   * a·d multiply-adds = 4·d·a FLOPs. Its weights are trained, so the backward pass runs their
+   * gradients; its input's gradient only where the sublayer output depends on a trained tensor
+   * (with a frozen backbone, not at the first adapter).
    */
-  extraFlops(config: T5Config, cfg: AdapterConfig, shape: SequenceShape) {
-    const a = bottleneck(config, cfg.reduction);
-    const perToken = 4 * config.dModel * a * cfg.positions.length;
-    const enc = cfg.stacks.includes("encoder") ? config.numLayers * shape.inputLength : 0;
-    const dec = cfg.stacks.includes("decoder") ? config.numDecoderLayers * shape.targetLength : 0;
-    const forward = perToken * (enc + dec);
-    return { forward, train: 3 * forward };
+  flopPlan(config: T5Config, cfg: AdapterConfig) {
+    return {
+      freezeBackbone: cfg.freezeBackbone,
+      adapters: {
+        bottleneck: bottleneck(config, cfg.reduction),
+        stacks: cfg.stacks,
+        positions: cfg.positions,
+      },
+    };
   },
 };

@@ -11,7 +11,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { T5Config } from "../config.ts";
 import type { Stack, Sublayer, T5Hooks } from "../hooks.ts";
-import type { Method, MethodContext, MethodInstance, SequenceShape } from "../method.ts";
+import type { Method, MethodContext, MethodInstance } from "../method.ts";
 import { countT5Params } from "../accounting.ts";
 import {
   backboneTrainable,
@@ -237,15 +237,19 @@ export const hyperformerPP: Method<HyperFormerPPConfig> = {
     };
   },
   /**
-   * Per token per adapter: down d·a + up a·d multiply-adds = 4·d·a FLOPs; two adapters in every
-   * block of both stacks. Train = 3 × forward. The hypernetwork generation runs once per
-   * (task, layer, position) per step, not per example, and is not included.
+   * Two adapters in every block of both stacks (after self-attention and feed-forward): per token
+   * down d·a + up a·d multiply-adds = 4·d·a FLOPs each. Their weights are generated from trained
+   * parameters, so the backward pass runs their gradients. The hypernetwork generation runs once
+   * per (task, layer, position) per step, not per example, and is not included.
    */
-  extraFlops(config: T5Config, cfg: HyperFormerPPConfig, shape: SequenceShape) {
-    const a = bottleneck(config, cfg.reduction);
-    const tokens = config.numLayers * shape.inputLength +
-      config.numDecoderLayers * shape.targetLength;
-    const forward = 2 * 4 * config.dModel * a * tokens;
-    return { forward, train: 3 * forward };
+  flopPlan(config: T5Config, cfg: HyperFormerPPConfig) {
+    return {
+      freezeBackbone: cfg.freezeBackbone,
+      adapters: {
+        bottleneck: bottleneck(config, cfg.reduction),
+        stacks: ["encoder", "decoder"] as const,
+        positions: ["self_attention", "feed_forward"] as const,
+      },
+    };
   },
 };

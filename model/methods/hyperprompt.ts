@@ -10,7 +10,7 @@
 import type * as tf from "@tensorflow/tfjs";
 import type { T5Config } from "../config.ts";
 import type { Stack, T5Hooks } from "../hooks.ts";
-import type { Method, MethodContext, MethodInstance, SequenceShape } from "../method.ts";
+import type { Method, MethodContext, MethodInstance } from "../method.ts";
 import { countT5Params } from "../accounting.ts";
 import {
   backboneTrainable,
@@ -26,7 +26,7 @@ import {
   conditionedBlocks,
   hyperPrompt,
   type HyperPromptBaseConfig,
-  hyperPromptFlops,
+  hyperPromptFlopPlan,
   type LocalNet,
   readBaseConfig,
 } from "./_hyperprompt.ts";
@@ -126,8 +126,8 @@ function makeLocal(kind: "share" | "sep"): Method<HyperPromptLocalConfig> {
         trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone, countT5Params(config)),
       };
     },
-    extraFlops(config: T5Config, cfg: HyperPromptLocalConfig, shape: SequenceShape) {
-      return hyperPromptFlops(config, cfg, shape);
+    flopPlan(_config: T5Config, cfg: HyperPromptLocalConfig) {
+      return hyperPromptFlopPlan(cfg);
     },
   };
 }

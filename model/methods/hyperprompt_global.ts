@@ -12,7 +12,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { T5Config } from "../config.ts";
 import type { Stack, T5Hooks } from "../hooks.ts";
-import type { Method, MethodContext, MethodInstance, SequenceShape } from "../method.ts";
+import type { Method, MethodContext, MethodInstance } from "../method.ts";
 import { countT5Params } from "../accounting.ts";
 import { backboneTrainable, ConfigReader, innerDim, trainedBackboneParams } from "./_config.ts";
 import { VarStore } from "./_init.ts";
@@ -23,7 +23,7 @@ import {
   conditionedBlocks,
   hyperPrompt,
   type HyperPromptBaseConfig,
-  hyperPromptFlops,
+  hyperPromptFlopPlan,
   readBaseConfig,
 } from "./_hyperprompt.ts";
 
@@ -193,7 +193,7 @@ export const hyperpromptGlobal: Method<HyperPromptGlobalConfig> = {
       trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone, countT5Params(config)),
     };
   },
-  extraFlops(config: T5Config, cfg: HyperPromptGlobalConfig, shape: SequenceShape) {
-    return hyperPromptFlops(config, cfg, shape);
+  flopPlan(_config: T5Config, cfg: HyperPromptGlobalConfig) {
+    return hyperPromptFlopPlan(cfg);
   },
 };

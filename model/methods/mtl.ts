@@ -62,7 +62,7 @@ export const mtl: Method<MtlConfig> = {
       trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone, countT5Params(config)),
     };
   },
-  extraFlops() {
-    return { forward: 0, train: 0 };
+  flopPlan(_config: T5Config, cfg: MtlConfig) {
+    return { freezeBackbone: cfg.freezeBackbone };
   },
 };

@@ -9,8 +9,8 @@
 import * as tf from "@tensorflow/tfjs";
 import type { T5Config } from "../config.ts";
 import type { T5Hooks } from "../hooks.ts";
-import type { Method, MethodContext, MethodInstance, SequenceShape } from "../method.ts";
-import { countT5Params, t5Flops } from "../accounting.ts";
+import type { Method, MethodContext, MethodInstance } from "../method.ts";
+import { countT5Params } from "../accounting.ts";
 import {
   backboneTrainable,
   ConfigReader,
@@ -248,15 +248,12 @@ function makePromptMethod(
       };
     },
     /**
-     * The prompt lengthens the encoder input by l, so the extra cost is the backbone's cost at
-     * input length n + l minus its cost at n (encoder layers and decoder cross-attention grow).
-     * The train figure uses the backbone's train FLOPs as well (weight gradients included even
-     * when frozen, i.e. an upper bound for a frozen backbone).
+     * The prompt lengthens the encoder input by l (encoder blocks and the decoder's
+     * cross-attention keys/values grow); being trained, it makes every encoder matmul's input
+     * need its gradient even with the backbone frozen.
      */
-    extraFlops(config: T5Config, cfg: PromptTuningConfig, shape: SequenceShape) {
-      const base = t5Flops(config, shape);
-      const longer = t5Flops(config, { ...shape, inputLength: shape.inputLength + cfg.length });
-      return { forward: longer.forward - base.forward, train: longer.train - base.train };
+    flopPlan(_config: T5Config, cfg: PromptTuningConfig) {
+      return { freezeBackbone: cfg.freezeBackbone, encoderPrompt: cfg.length };
     },
   };
 }
