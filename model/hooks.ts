@@ -3,8 +3,12 @@
  *
  * The T5 code imports this file and never imports a method. A method builds a {@link T5Hooks}
  * object for one batch (it knows each example's task id) and passes it to the forward pass; the
- * model calls whichever hooks are present at fixed points. Every hook is called inside the
- * caller's `tf.tidy`, so tensors it creates are released with the forward pass.
+ * model calls whichever hooks are present at fixed points. Every hook is called inside a
+ * `tf.tidy` of the forward pass: `encoderInput` in the forward pass's own, the others in the
+ * `tf.tidy` of the sublayer that calls them (`model/t5.ts` runs each self-attention,
+ * cross-attention and feed-forward sublayer in its own). Tensors a hook creates are released when
+ * that scope ends, so a hook must not cache a tensor it made for reuse by a later call (variables
+ * and tensors made outside the forward pass are not affected; tfjs keeps what backprop needs).
  *
  * @module
  */
