@@ -162,7 +162,9 @@ export function modelConfig(model: RunSpec["model"]): T5Config | undefined {
 /**
  * Estimate a run's FLOPs and wall time: training `trainFlops · batch · steps` plus evaluation
  * `forwardFlops · examples · tasks · evaluations` (examples default to 1,000 when the whole
- * split is scored), at {@link ASSUMED_FLOPS_PER_SECOND} of the backend.
+ * split is scored), at {@link ASSUMED_FLOPS_PER_SECOND} of the backend. `trainFlops` is the
+ * method's own (its `freezeBackbone` included: a frozen backbone's weight gradients are not
+ * counted, as tfjs does not compute them).
  *
  * @param spec the run
  * @param accounting `methodAccounting` (undefined: no estimate)
