@@ -15,41 +15,9 @@ import {
   type MemoryInput,
   type OptimizerMemory,
 } from "./memory.ts";
+import { bufferMeter } from "../model/buffer_meter_testing.ts";
 
 await tf.setBackend("cpu");
-
-/**
- * Bytes per data buffer, as a GPU allocates them: tfjs's own counters (`tf.memory().numBytes`,
- * `tf.profile().peakBytes`) count every tensor handle, so a reshape or a clone counts twice.
- * Tracks buffers made (`trackTensor` of a new data id) and freed (`removeDataId`).
- */
-function bufferMeter() {
-  const eng = tf.engine() as unknown as {
-    state: { tensorInfo: Map<unknown, { bytes: number }> };
-    trackTensor(a: tf.Tensor, b: unknown): void;
-    removeDataId(d: unknown, b: unknown): void;
-  };
-  const m = { now: 0, peak: 0, restore: () => {} };
-  const track = eng.trackTensor, remove = eng.removeDataId;
-  eng.trackTensor = function (a, b) {
-    const had = eng.state.tensorInfo.has(a.dataId);
-    track.call(eng, a, b);
-    if (!had && eng.state.tensorInfo.has(a.dataId)) {
-      m.now += eng.state.tensorInfo.get(a.dataId)!.bytes;
-      m.peak = Math.max(m.peak, m.now);
-    }
-  };
-  eng.removeDataId = function (d, b) {
-    const info = eng.state.tensorInfo.get(d);
-    remove.call(eng, d, b);
-    if (info && !eng.state.tensorInfo.has(d)) m.now -= info.bytes;
-  };
-  m.restore = () => {
-    eng.trackTensor = track;
-    eng.removeDataId = remove;
-  };
-  return m;
-}
 
 const OPT: OptimizerMemory = { kind: "adafactor", minDimSizeToFactor: 128 };
 

@@ -14,6 +14,7 @@ import {
   lowMemoryBackpropInstalled,
   uninstallLowMemoryBackprop,
 } from "./backprop.ts";
+import { bufferMeter } from "./buffer_meter_testing.ts";
 
 // cpu first (the webgpu package imported for one test would outrank it).
 await tf.setBackend("cpu");
@@ -287,38 +288,6 @@ Deno.test("backprop: errors as stock tfjs, nothing leaked, engine restored", () 
 
 // ---------------------------------------------------------------------------------------------
 // A tiny T5 training step through the trainer's own lossAndGrads
-
-/**
- * Bytes per data buffer made and freed (as benchmarks/memory_test.ts counts them: a GPU
- * allocates per buffer, and tfjs's own counters count every handle of a shared buffer).
- */
-function bufferMeter() {
-  const eng = tf.engine() as unknown as {
-    state: { tensorInfo: Map<unknown, { bytes: number }> };
-    trackTensor(a: tf.Tensor, b: unknown): void;
-    removeDataId(d: unknown, b: unknown): void;
-  };
-  const m = { now: 0, peak: 0, restore: () => {} };
-  const track = eng.trackTensor, remove = eng.removeDataId;
-  eng.trackTensor = function (a, b) {
-    const had = eng.state.tensorInfo.has(a.dataId);
-    track.call(eng, a, b);
-    if (!had && eng.state.tensorInfo.has(a.dataId)) {
-      m.now += eng.state.tensorInfo.get(a.dataId)!.bytes;
-      m.peak = Math.max(m.peak, m.now);
-    }
-  };
-  eng.removeDataId = function (d, b) {
-    const info = eng.state.tensorInfo.get(d);
-    remove.call(eng, d, b);
-    if (info && !eng.state.tensorInfo.has(d)) m.now -= info.bytes;
-  };
-  m.restore = () => {
-    eng.trackTensor = track;
-    eng.removeDataId = remove;
-  };
-  return m;
-}
 
 /**
  * A tiny T5 with a method, and one training step's loss and gradients (lossAndGrads, dropout

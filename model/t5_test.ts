@@ -29,6 +29,7 @@ import {
   t5ParamShapes,
   t5StateDict,
 } from "./t5.ts";
+import { bufferMeter } from "./buffer_meter_testing.ts";
 
 await tf.setBackend("cpu");
 
@@ -950,39 +951,6 @@ gpuTest(
     }
   },
 );
-
-/**
- * Live data-buffer bytes and their peak, as a GPU allocates them (as benchmarks/memory_test.ts
- * counts: a reshape or a kept clone shares its input's buffer). Counts buffers made
- * (`trackTensor` of a new data id) and freed (`removeDataId`).
- */
-function bufferMeter() {
-  const eng = tf.engine() as unknown as {
-    state: { tensorInfo: Map<unknown, { bytes: number }> };
-    trackTensor(a: tf.Tensor, b: unknown): void;
-    removeDataId(d: unknown, b: unknown): void;
-  };
-  const m = { now: 0, peak: 0, restore: () => {} };
-  const track = eng.trackTensor, remove = eng.removeDataId;
-  eng.trackTensor = function (a, b) {
-    const had = eng.state.tensorInfo.has(a.dataId);
-    track.call(eng, a, b);
-    if (!had && eng.state.tensorInfo.has(a.dataId)) {
-      m.now += eng.state.tensorInfo.get(a.dataId)!.bytes;
-      m.peak = Math.max(m.peak, m.now);
-    }
-  };
-  eng.removeDataId = function (d, b) {
-    const info = eng.state.tensorInfo.get(d);
-    remove.call(eng, d, b);
-    if (info && !eng.state.tensorInfo.has(d)) m.now -= info.bytes;
-  };
-  m.restore = () => {
-    eng.trackTensor = track;
-    eng.removeDataId = remove;
-  };
-  return m;
-}
 
 Deno.test("sublayerScopes: per-sublayer tidies lower the forward peak, same loss and gradients bit for bit (MTL, HyperPrompt-Global; cpu, wasm)", async () => {
   const b = 4, li = 32, lt = 8;
