@@ -13,6 +13,7 @@ import {
 } from "./perf.ts";
 import { preset } from "../model/config.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
+import { countReads } from "./queued_timing_testing.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 
@@ -281,20 +282,8 @@ gpuTest(
   "perf: matMul timing queues each batch's products and reads back once per batch",
   async () => {
     // Waiting for each product paid a full GPU round trip per product (GFLOP/s understated).
-    const be = tf.backend() as unknown as { read: (...x: unknown[]) => Promise<unknown> };
-    const read = be.read;
-    let reads = 0;
-    be.read = function (this: unknown, ...x: unknown[]) {
-      reads++;
-      return read.apply(this, x);
-    };
     const before = tf.memory().numTensors;
-    let m;
-    try {
-      m = await timeMatMul(32, 2, 4);
-    } finally {
-      be.read = read;
-    }
+    const { value: m, reads } = await countReads(() => timeMatMul(32, 2, 4));
     assert.equal(reads, 1 + MATMUL_BATCHES, "one read after the warm-up and one per batch");
     assert.equal(m.reps, 4);
     assert.equal(m.batches, MATMUL_BATCHES);

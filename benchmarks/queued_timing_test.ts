@@ -1,22 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { runQueued, timeQueued } from "./queued_timing.ts";
-
-/** Counts the active backend's reads (`data()` of any tensor) while `fn` runs. */
-async function countReads<T>(fn: () => Promise<T>): Promise<{ value: T; reads: number }> {
-  const be = tf.backend() as unknown as { read: (...x: unknown[]) => Promise<unknown> };
-  const read = be.read;
-  let reads = 0;
-  be.read = function (this: unknown, ...x: unknown[]) {
-    reads++;
-    return read.apply(this, x);
-  };
-  try {
-    return { value: await fn(), reads };
-  } finally {
-    be.read = read;
-  }
-}
+import { countReads } from "./queued_timing_testing.ts";
 
 Deno.test("timeQueued: one read per batch (and one after the warm-up), every result freed", async () => {
   await tf.setBackend("cpu");

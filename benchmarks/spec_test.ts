@@ -27,6 +27,21 @@ function minimal(extra: Record<string, unknown> = {}): Record<string, unknown> {
   };
 }
 
+/** A glue/rte MTL run spec with the given train settings (for run-id comparisons). */
+function rteSpec(train: typeof DEFAULT_TRAIN): Omit<RunSpec, "id"> {
+  return {
+    profile: "x",
+    model: "tiny-v1_1",
+    backbone: "random",
+    benchmark: "glue",
+    tasks: ["rte"],
+    method: { name: "mtl", label: "mtl", config: {} },
+    seed: 0,
+    train,
+    backend: "auto",
+  };
+}
+
 Deno.test("validateProfile() fills defaults", () => {
   const p = validateProfile(minimal(), SRC);
   assert.deepEqual(p.seeds, [0]);
@@ -198,20 +213,9 @@ Deno.test("train.adafactor: validated with named errors, merged field by field, 
   assert.equal("adafactor" in adamw, false);
   // Absent: no key, so run ids of existing profiles do not change; set: the id changes.
   assert.equal("adafactor" in validateProfile(minimal(), SRC).train, false);
-  const spec = (train: typeof DEFAULT_TRAIN): Omit<RunSpec, "id"> => ({
-    profile: "x",
-    model: "tiny-v1_1",
-    backbone: "random",
-    benchmark: "glue",
-    tasks: ["rte"],
-    method: { name: "mtl", label: "mtl", config: {} },
-    seed: 0,
-    train,
-    backend: "auto",
-  });
   const plain = validateProfile(minimal({ train: { adafactor: {} } }), SRC).train;
-  assert.equal(runId(spec(plain)), runId(spec(DEFAULT_TRAIN)));
-  assert.notEqual(runId(spec(p.train)), runId(spec(DEFAULT_TRAIN)));
+  assert.equal(runId(rteSpec(plain)), runId(rteSpec(DEFAULT_TRAIN)));
+  assert.notEqual(runId(rteSpec(p.train)), runId(rteSpec(DEFAULT_TRAIN)));
 
   const at = (path: string) => (path.startsWith("$.train.adafactor") ? 5 : undefined);
   const cases: [Record<string, unknown>, string][] = [
@@ -270,27 +274,18 @@ Deno.test("train.zLoss and train.adafactor.weightDecayRate: validated, merged, i
   const sg = trainFor(p, "super_glue");
   assert.equal("zLoss" in sg, false);
   assert.equal("adafactor" in sg, false);
-  const spec = (train: typeof DEFAULT_TRAIN): Omit<RunSpec, "id"> => ({
-    profile: "x",
-    model: "tiny-v1_1",
-    backbone: "random",
-    benchmark: "glue",
-    tasks: ["rte"],
-    method: { name: "mtl", label: "mtl", config: {} },
-    seed: 0,
-    train,
-    backend: "auto",
-  });
   const zeros = validateProfile(
     minimal({ train: { zLoss: 0, adafactor: { weightDecayRate: 0 } } }),
     SRC,
   ).train;
   assert.deepEqual(zeros, DEFAULT_TRAIN);
-  assert.equal(runId(spec(zeros)), runId(spec(DEFAULT_TRAIN)));
+  assert.equal(runId(rteSpec(zeros)), runId(rteSpec(DEFAULT_TRAIN)));
   const z = validateProfile(minimal({ train: { zLoss: 1e-4 } }), SRC).train;
   const r = validateProfile(minimal({ train: { adafactor: { weightDecayRate: 1e-5 } } }), SRC)
     .train;
-  const ids = new Set([spec(DEFAULT_TRAIN), spec(z), spec(r), spec(p.train)].map(runId));
+  const ids = new Set(
+    [rteSpec(DEFAULT_TRAIN), rteSpec(z), rteSpec(r), rteSpec(p.train)].map(runId),
+  );
   assert.equal(ids.size, 4, "each setting changes the run id");
 
   const at = (path: string) => (path.startsWith("$.train.") ? 5 : undefined);
