@@ -12,6 +12,9 @@ import {
 } from "./wasm_kernels.ts";
 import { adamwAttrs } from "./fused.ts";
 import { uniformValues } from "../benchmarks/rng.ts";
+import { bufferMeter } from "./buffer_meter_testing.ts";
+import { preset } from "./config.ts";
+import { crossEntropyLoss, disposeT5, forward, initT5 } from "./t5.ts";
 
 // Tolerances: every result is compared against the pure-JS cpu backend. fp32 dot products of
 // length K differ by summation order (XNNPACK/OpenBLAS block and vectorise; cpu sums in order);
@@ -555,6 +558,84 @@ Deno.test(
     const g = tf.variableGrads(() => tf.sum(tf.mul(tf.clone(v), tf.cast(v, "float32"))), [v]);
     assert.deepEqual(Array.from(await g.grads[v.name]!.data()), [2, 4, 6]);
     tf.dispose([g.value, ...Object.values(g.grads), v]);
+  },
+);
+
+Deno.test(
+  "elementwise: the installed sharing Identity stores saved activations once: a tiny T5 step peaks about 32 % lower; loss and gradients bit for bit",
+  opts,
+  async () => {
+    // tfjs saves tensors for the backward pass as keep(clone(t)); stock wasm's Identity copies, so
+    // every saved activation is stored twice. Only Identity differs between the two runs (the
+    // installed sharing kernel over otherwise stock kernels), so results must match exactly.
+    await tf.setBackend("wasm");
+    patchWasmElementwise();
+    const shared = tf.getKernel("Identity", "wasm")!;
+    unpatchWasmElementwise();
+    const stockIdentity = tf.getKernel("Identity", "wasm")!;
+    assert.notEqual(shared.kernelFunc, stockIdentity.kernelFunc, "patched kernel captured");
+    const useIdentity = (k: tf.KernelConfig) => {
+      tf.unregisterKernel("Identity", "wasm");
+      tf.registerKernel(k);
+    };
+    const config = { ...preset("tiny-v1_1"), vocabSize: 64, dropoutRate: 0.1 };
+    const model = initT5(config, { seed: 1 });
+    const ids = (len: number, k: number) =>
+      tf.tensor2d(
+        Array.from({ length: 2 }, (_, i) =>
+          Array.from({ length: len }, (_, j) => 2 + (i * k + j) % 60)),
+        [2, len],
+        "int32",
+      );
+    const batch = {
+      inputIds: ids(16, 7),
+      attentionMask: tf.ones([2, 16]) as tf.Tensor2D,
+      decoderInputIds: ids(6, 3),
+    };
+    const labels = ids(6, 5);
+    const vars = [...model.params.values()].filter((v) => v.trainable);
+    const step = async () => {
+      const before = tf.memory().numTensors;
+      const meter = bufferMeter();
+      let out: { peak: number; loss: Float32Array; grads: Float32Array[] };
+      try {
+        const { value, grads } = tf.variableGrads(() => {
+          const { logits, encoderOutput } = forward(model, batch, {
+            training: true,
+            dropoutSeed: 11,
+          });
+          encoderOutput.dispose();
+          return crossEntropyLoss(logits, labels);
+        }, vars);
+        out = {
+          peak: meter.peak,
+          loss: (await value.data()) as Float32Array,
+          grads: await Promise.all(vars.map((v) => grads[v.name]!.data() as Promise<Float32Array>)),
+        };
+        tf.dispose([value, ...Object.values(grads)]);
+      } finally {
+        meter.restore();
+      }
+      assert.equal(tf.memory().numTensors, before, "tensors leaked");
+      return out;
+    };
+    try {
+      const stock = await step();
+      useIdentity(shared);
+      const sharing = await step();
+      assert.deepEqual(sharing.loss, stock.loss, "loss");
+      for (let i = 0; i < vars.length; i++) {
+        assert.deepEqual(sharing.grads[i], stock.grads[i], `gradient of ${vars[i]!.name}`);
+      }
+      // Measured (bufferMeter, bytes of buffers made during the step, weights excluded): stock
+      // Identity 5,722,572, sharing 3,889,660 (-32 %). Asserted: at least 20 % lower.
+      assert.ok(sharing.peak <= 0.8 * stock.peak, `peak ${sharing.peak} vs stock ${stock.peak}`);
+    } finally {
+      useIdentity(stockIdentity);
+      patchWasmElementwise();
+      tf.dispose([batch.inputIds, batch.attentionMask, batch.decoderInputIds, labels]);
+      disposeT5(model);
+    }
   },
 );
 
