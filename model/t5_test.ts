@@ -1038,8 +1038,10 @@ Deno.test("sublayerScopes: per-sublayer tidies lower the forward peak, same loss
   // Peaks (bytes of data buffers made during the step, weights excluded), measured without / with
   // the scopes: cpu MTL forward 5,623,968 / 5,623,968, HyperPrompt-Global 6,958,960 / 6,958,960
   // (the composite ops save nearly every intermediate and a cpu clone shares its input's buffer:
-  // nothing to free); wasm, whose Identity kernel copies, so a saved clone does not hold the
-  // original: MTL forward 12,480,384 / 10,751,872 (-13.9 %), step 12,480,384 / 11,534,816
+  // nothing to free); stock wasm (tf.setBackend("wasm") here, without selectBackend's
+  // patchWasmElementwise, whose Identity shares the buffer as cpu's does; so these wasm figures
+  // do not describe production wasm/wasm+blas), whose Identity kernel copies, so a saved clone
+  // does not hold the original: MTL forward 12,480,384 / 10,751,872 (-13.9 %), step 12,480,384 / 11,534,816
   // (-7.6 %); HyperPrompt-Global forward 19,901,424 / 17,096,480 (-14.1 %), step 19,901,424 /
   // 19,389,820 (-2.6 %). Asserted: never higher; on wasm a forward peak at least 8 % lower.
   for (const [what, p] of Object.entries(peaks)) {
