@@ -148,14 +148,17 @@ Deno.test("planDeviceMemory: the largest fitting micro-batch, once per configura
   assert.equal(plan.refusals.length, 0);
   assert.equal(plan.runs.get(runs[0]!.id)!.estimate.peak, peakAt(runs[0]!, 2));
   // tfjs's own backward pass (HYPERPROMPT_STOCK_BACKPROP=1, passed by cli.ts) keeps every
-  // intermediate's gradient: a larger estimate. On this device not even one row fits; on one
-  // where its micro-batch 2 fits, the low-memory pass gets a larger micro-batch.
+  // intermediate's gradient: a larger estimate (at this tiny size only slightly: webgpu frees a
+  // buffer only when its command batch is submitted, which memory.ts models as 64 nodes late).
+  // On a device where its one row does not fit it refuses; on one where its micro-batch 2 fits,
+  // the low-memory pass gets at least as large a micro-batch.
   const stockAt = (m: number) =>
     estimateTrainingMemory(memoryInputFor(runs[0]!, CONFIG, "fused", m, "stock")).peak;
-  assert.ok(stockAt(1) > 0.9 * bytes);
+  for (const m of [1, 2, 4, 8]) assert.ok(stockAt(m) >= peakAt(runs[0]!, m), `micro ${m}`);
+  const stockBytes = stockAt(1); // 0.9 · stockBytes < stockAt(1): not even one row fits
   const stock = planDeviceMemory(runs, {
     ...opts,
-    device: { bytes, source: "test" },
+    device: { bytes: stockBytes, source: "test" },
     backprop: "stock",
   });
   assert.equal(stock.refusals.length, 2);
@@ -171,7 +174,7 @@ Deno.test("planDeviceMemory: the largest fitting micro-batch, once per configura
   assert.equal(s2.runs.get(runs[0]!.id)!.estimate.peak, stockAt(2));
   const low2 = planDeviceMemory(runs, { ...opts, device: { bytes: bigger, source: "test" } });
   const lowMicro = low2.microBatchSizes.get(runs[0]!.id) ?? 8;
-  assert.ok(lowMicro >= 4, `low-memory micro-batch ${lowMicro}`);
+  assert.ok(lowMicro >= 2, `low-memory micro-batch ${lowMicro}`);
   assert.equal(
     lowMicro,
     largestFittingMicroBatch(memoryInputFor(runs[0]!, CONFIG, "fused"), bigger, DEVICE_MARGIN),

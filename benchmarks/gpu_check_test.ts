@@ -183,11 +183,12 @@ gpuTest(
         assert.equal(r.weightsRatio, Math.round((10 * MIB / r.estimate.weights) * 1000) / 1000);
         assert.equal(r.estimate.peak, Math.max(...Object.values(r.estimate.phases)), name);
         // tfjs's own count: the weights' buffers are the estimate's weights (+ the step's ids
-        // and mask, under 0.1%); the peak of live buffers within 20% of the estimated peak
-        // (measured here 0.88 to 1.10: the fused kernels' model is checked on this adapter only
-        // coarsely; a factor off in either fails).
+        // and mask, under 0.1%); the pool's peak of live buffers at most 5% above the estimated
+        // peak (an underestimate risks running out of memory) and at most 20% below (measured on
+        // the software adapter 1.00, 0.99, 0.94: tfjs-webgpu frees a buffer only when the commands
+        // reading it are submitted, which memory.ts bounds by 64 backward nodes).
         assert.ok(Math.abs(r.tfjs.weights / r.estimate.weights - 1) < 1e-3, `${name} weights`);
-        assert.ok(r.tfjsPeakRatio > 0.8 && r.tfjsPeakRatio < 1.25, `${name} ${r.tfjsPeakRatio}`);
+        assert.ok(r.tfjsPeakRatio > 0.8 && r.tfjsPeakRatio <= 1.05, `${name} ${r.tfjsPeakRatio}`);
         assert.ok(r.tfjs.allocated >= r.tfjs.peak, `${name}: the pool holds the peak`);
       }
       assert.equal((mem["step-stock"] as MemoryRow).backprop, "stock");
