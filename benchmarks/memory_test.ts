@@ -1,12 +1,8 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { preset, PRESETS } from "../model/config.ts";
-import { disposeT5, initT5 } from "../model/t5.ts";
-import { getMethod } from "../model/methods/mod.ts";
-import { DEFAULT_TRAIN, type TrainSpec } from "./spec.ts";
-import { globalGradNorm, lossAndGrads, trainedVariables, type TrainOptions } from "./trainer.ts";
+import { PRESETS } from "../model/config.ts";
+import { globalGradNorm, lossAndGrads } from "./trainer.ts";
 import { createOptimizer } from "./optim.ts";
-import { collate } from "./batching.ts";
 import { installLowMemoryBackprop, uninstallLowMemoryBackprop } from "../model/backprop.ts";
 import {
   type BackpropMode,
@@ -15,11 +11,23 @@ import {
   type MemoryInput,
   type OptimizerMemory,
 } from "./memory.ts";
+import { tinyTrainingStep } from "./trainer_testing.ts";
 import { bufferMeter } from "../model/buffer_meter_testing.ts";
 
 await tf.setBackend("cpu");
 
 const OPT: OptimizerMemory = { kind: "adafactor", minDimSizeToFactor: 128 };
+
+/** T5 1.1 Base MTL at the paper profiles' batch 128, 512 / 84 tokens, Mesh TF Adafactor. */
+const BASE_MTL: MemoryInput = {
+  config: PRESETS["t5-v1_1-base"],
+  method: "mtl",
+  optimizer: OPT,
+  batchSize: 128,
+  inputLength: 512,
+  targetLength: 84,
+  dropout: true,
+};
 
 /**
  * The measured peak of one training step (loss and gradients as the trainer computes them,
@@ -38,37 +46,23 @@ async function measure(
   methodConfig: unknown = {},
 ) {
   const meter = bufferMeter();
-  const config = { ...preset(name), vocabSize: 256, dropoutRate: 0.1 };
-  const model = initT5(config, { seed: 1 });
-  const m = getMethod(method);
-  const parsed = m.parseConfig(methodConfig, "memory_test");
-  const inst = m.create({ config, tasks: ["a", "b"], seed: 3, backbone: model.params }, parsed);
-  const rows = Array.from({ length: b }, (_, i) => ({
-    input: Array.from({ length: li }, (_, j) => 2 + ((i * 7 + j) % 200)),
-    target: Array.from({ length: lt }, (_, j) => 2 + ((i * 3 + j) % 200)),
-    taskId: i % 2,
-  }));
-  const train: TrainSpec = {
-    ...DEFAULT_TRAIN,
-    batchSize: b,
-    labelSmoothing: 0,
-    clipNorm: null,
-    ...(micro < b ? { microBatchSize: micro } : {}),
-  };
-  const params = trainedVariables(model, inst);
-  const varList = [...params.values()];
+  const t = tinyTrainingStep({
+    presetName: name,
+    method,
+    methodConfig,
+    b,
+    li,
+    lt,
+    train: { labelSmoothing: 0, clipNorm: null, ...(micro < b ? { microBatchSize: micro } : {}) },
+    where: "memory_test",
+  });
+  const { params, varList, options: o } = t;
+  const config = t.model.config;
   const byVar = new Map([...params].map(([n, v]) => [v.name, n]));
   const opt = createOptimizer({ kind: "adafactor", minDimSizeToFactor: 128 });
-  const o = {
-    model,
-    instance: inst,
-    train,
-    seed: 0,
-    taskNames: ["a", "b"],
-  } as unknown as TrainOptions;
   let normPeak = 0;
   const step = async () => {
-    const batch = collate(rows, { padTokenId: 0, eosTokenId: 1, decoderStartTokenId: 0 });
+    const batch = t.batch();
     const { value, grads: g } = await lossAndGrads(o, batch, varList, 5);
     const grads = new Map(Object.entries(g).map(([k, v]) => [byVar.get(k) ?? k, v]));
     value.dispose();
@@ -96,8 +90,7 @@ async function measure(
     uninstallLowMemoryBackprop();
     meter.restore();
     opt.dispose();
-    inst.dispose();
-    disposeT5(model);
+    t.dispose();
   }
   const input: MemoryInput = {
     config,
@@ -177,15 +170,7 @@ Deno.test("memory: prompt_tuning estimate within tolerance, both backward passes
 });
 
 Deno.test("memory: micro-batches shrink activations, add an accumulator; state rules", () => {
-  const base: MemoryInput = {
-    config: PRESETS["t5-v1_1-base"],
-    method: "mtl",
-    optimizer: OPT,
-    batchSize: 128,
-    inputLength: 512,
-    targetLength: 84,
-    dropout: true,
-  };
+  const base = BASE_MTL;
   const full = estimateTrainingMemory(base);
   const half = estimateTrainingMemory({ ...base, microBatchSize: 64 });
   assert.equal(full.accumulator, 0);
@@ -222,15 +207,7 @@ Deno.test("memory: micro-batches shrink activations, add an accumulator; state r
 });
 
 Deno.test("memory: largestFittingMicroBatch picks the largest divisor that fits", () => {
-  const run = {
-    config: PRESETS["t5-v1_1-base"],
-    method: "mtl",
-    optimizer: OPT,
-    batchSize: 128,
-    inputLength: 512,
-    targetLength: 84,
-    dropout: true,
-  };
+  const run = BASE_MTL;
   const dev = 80e9;
   const m = largestFittingMicroBatch(run, dev);
   assert.ok(m !== undefined && 128 % m === 0);

@@ -2,18 +2,14 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import { gpuTest } from "./webgpu/testing.ts";
-import { preset } from "./config.ts";
-import { disposeT5, initT5 } from "./t5.ts";
-import { getMethod } from "./methods/mod.ts";
-import { collate } from "../benchmarks/batching.ts";
-import { DEFAULT_TRAIN, type TrainSpec } from "../benchmarks/spec.ts";
-import { lossAndGrads, trainedVariables, type TrainOptions } from "../benchmarks/trainer.ts";
+import { lossAndGrads } from "../benchmarks/trainer.ts";
 import {
   BACKPROP_TFJS_VERSION,
   installLowMemoryBackprop,
   lowMemoryBackpropInstalled,
   uninstallLowMemoryBackprop,
 } from "./backprop.ts";
+import { tinyTrainingStep } from "../benchmarks/trainer_testing.ts";
 import { bufferMeter } from "./buffer_meter_testing.ts";
 
 // cpu first (the webgpu package imported for one test would outrank it).
@@ -294,29 +290,18 @@ Deno.test("backprop: errors as stock tfjs, nothing leaked, engine restored", () 
  * on), reading them out; `peak` is the step's peak of buffer bytes above what was alive before.
  */
 function t5Step(method: string, methodConfig: unknown, b: number, li: number, lt: number) {
-  const config = { ...preset("tiny-v1_1"), vocabSize: 256, dropoutRate: 0.1 };
-  const model = initT5(config, { seed: 1 });
-  const m = getMethod(method);
-  const inst = m.create(
-    { config, tasks: ["a", "b"], seed: 3, backbone: model.params },
-    m.parseConfig(methodConfig, "backprop_test"),
-  );
-  const rows = Array.from({ length: b }, (_, i) => ({
-    input: Array.from({ length: li - (i % 3) }, (_, j) => 2 + ((i * 7 + j) % 200)),
-    target: Array.from({ length: lt - (i % 2) }, (_, j) => 2 + ((i * 3 + j) % 200)),
-    taskId: i % 2,
-  }));
-  const train: TrainSpec = { ...DEFAULT_TRAIN, batchSize: b, labelSmoothing: 0.1, clipNorm: null };
-  const params = trainedVariables(model, inst);
-  const varList = [...params.values()];
-  const o = {
-    model,
-    instance: inst,
-    train,
-    seed: 0,
-    taskNames: ["a", "b"],
-  } as unknown as TrainOptions;
-  const batch = collate(rows, { padTokenId: 0, eosTokenId: 1, decoderStartTokenId: 0 });
+  const t = tinyTrainingStep({
+    method,
+    methodConfig,
+    b,
+    li,
+    lt,
+    ragged: true,
+    train: { labelSmoothing: 0.1, clipNorm: null },
+    where: "backprop_test",
+  });
+  const { varList, options: o } = t;
+  const batch = t.batch();
   const stats = { peak: 0, steps: 0 };
   const step = async (): Promise<Out> => {
     const meter = bufferMeter();
@@ -339,8 +324,7 @@ function t5Step(method: string, methodConfig: unknown, b: number, li: number, lt
   };
   const dispose = () => {
     tf.dispose([batch.inputIds, batch.attentionMask, batch.decoderInputIds, batch.labels]);
-    inst.dispose();
-    disposeT5(model);
+    t.dispose();
   };
   return { step, stats, dispose, numVars: varList.length };
 }
