@@ -42,6 +42,11 @@ function rteSpec(train: typeof DEFAULT_TRAIN): Omit<RunSpec, "id"> {
   };
 }
 
+/** `fn` throws a {@link SpecError} whose message is exactly `message`. */
+function assertSpecError(fn: () => unknown, message: string): void {
+  assert.throws(fn, (e: unknown) => e instanceof SpecError && e.message === message, message);
+}
+
 Deno.test("validateProfile() fills defaults", () => {
   const p = validateProfile(minimal(), SRC);
   assert.deepEqual(p.seeds, [0]);
@@ -242,9 +247,8 @@ Deno.test("train.adafactor: validated with named errors, merged field by field, 
     ],
   ];
   for (const [train, message] of cases) {
-    assert.throws(
+    assertSpecError(
       () => validateProfile(minimal({ train }), { file: "p.json", locate: at }),
-      (e: unknown) => e instanceof SpecError && e.message === message,
       message,
     );
   }
@@ -307,9 +311,8 @@ Deno.test("train.zLoss and train.adafactor.weightDecayRate: validated, merged, i
     ],
   ];
   for (const [train, message] of cases) {
-    assert.throws(
+    assertSpecError(
       () => validateProfile(minimal({ train }), { file: "p.json", locate: at }),
-      (e: unknown) => e instanceof SpecError && e.message === message,
       message,
     );
   }
@@ -365,11 +368,7 @@ Deno.test("method train overrides are validated merged over each benchmark's set
     ],
   ];
   for (const [extra, message] of cases) {
-    assert.throws(
-      () => validateProfile(minimal(extra), src),
-      (e: unknown) => e instanceof SpecError && e.message === message,
-      message,
-    );
+    assertSpecError(() => validateProfile(minimal(extra), src), message);
   }
 });
 
@@ -404,11 +403,7 @@ Deno.test("listed tasks: unknown and repeated tasks are errors, for benchmarks o
     ],
   ];
   for (const [tasks, message] of cases) {
-    assert.throws(
-      () => validateProfile(minimal({ tasks }), src, REGISTRY),
-      (e: unknown) => e instanceof SpecError && e.message === message,
-      message,
-    );
+    assertSpecError(() => validateProfile(minimal({ tasks }), src, REGISTRY), message);
   }
 });
 
