@@ -59,6 +59,7 @@ import {
   BACKEND_CHOICES,
   type BackendChoice,
   modelLabel,
+  perTaskTag,
   type RunOneFn,
   type RunResult,
   type RunSpec,
@@ -278,7 +279,7 @@ export function isGpuBackend(
 
 /** A run's method label, with its task in brackets for one task's run of a `perTask` method. */
 function runMethodLabel(s: RunSpec): string {
-  return s.perTaskOf === undefined ? s.method.label : `${s.method.label}[${s.tasks.join("+")}]`;
+  return `${s.method.label}${perTaskTag(s)}`;
 }
 
 /** The dry-run's "est. peak" cell: GB at the micro-batch the run would train with. */
@@ -297,7 +298,7 @@ function peakCell(spec: RunSpec, memory: DeviceMemoryPlan): string {
 export function barName(s: RunSpec, width = 28): string {
   const full = `${s.benchmark}/${runMethodLabel(s)}/s${s.seed}`;
   if (full.length <= width) return full.padEnd(width);
-  const tail = `${s.perTaskOf === undefined ? "" : `[${s.tasks.join("+")}]`}/s${s.seed}`;
+  const tail = `${perTaskTag(s)}/s${s.seed}`;
   const room = width - s.benchmark.length - 1 - tail.length - 1;
   if (room < 1) return `…${full.slice(full.length - width + 1)}`;
   return `${s.benchmark}/${s.method.label.slice(0, room)}…${tail}`;

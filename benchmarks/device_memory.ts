@@ -21,7 +21,7 @@ import {
   type MemoryEstimate,
   type MemoryInput,
 } from "./memory.ts";
-import type { RunSpec } from "./spec.ts";
+import { perTaskTag, type RunSpec } from "./spec.ts";
 
 /** The environment variable that states the device's memory in GB (10^9 bytes). */
 export const DEVICE_MEMORY_ENV = "HYPERPROMPT_DEVICE_MEMORY_GB";
@@ -268,8 +268,9 @@ export function fmtGb(bytes: number): string {
 
 /** A short name of a run for messages. */
 function runName(spec: RunSpec, model: string): string {
-  const task = spec.perTaskOf === undefined ? "" : `[${spec.tasks.join("+")}]`;
-  return `run ${spec.id} (${model}, ${spec.method.label}${task}, ${spec.benchmark}, s${spec.seed})`;
+  return `run ${spec.id} (${model}, ${spec.method.label}${
+    perTaskTag(spec)
+  }, ${spec.benchmark}, s${spec.seed})`;
 }
 
 /**

@@ -612,6 +612,17 @@ export function modelLabel(model: ModelRef): string {
 }
 
 /**
+ * The task of one task's run of a per-task method ({@link RunSpec.perTaskOf}) in brackets, as run
+ * labels show it after the method label (`Prompt-Tuning[cola]`); "" for a multi-task run.
+ *
+ * @param spec the run
+ * @returns `[<task>]`, or ""
+ */
+export function perTaskTag(spec: Pick<RunSpec, "perTaskOf" | "tasks">): string {
+  return spec.perTaskOf === undefined ? "" : `[${spec.tasks.join("+")}]`;
+}
+
+/**
  * File name of a run's result JSON: readable fields then the id,
  * `<profile>--<model>--<backbone>--<benchmark>--<label>--s<seed>--<id>.json` (unsafe characters
  * -> `_`); a per-task run ({@link RunSpec.perTaskOf}) has its task after the label,
