@@ -127,12 +127,6 @@ function filteredNodesXToY(tape: TapeNode[], xs: tf.Tensor[], y: tf.Tensor): Tap
   return filtered;
 }
 
-function shapesEqual(a: readonly number[], b: readonly number[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 /**
  * The gradient map of the walk with a count of the entries holding each tensor object (a
  * gradient function may hand back `dy` itself, or one tensor for two inputs).
@@ -262,7 +256,7 @@ export function lowMemoryGradients<T extends tf.Tensor>(
           );
         }
         const x = node.inputs[inputName]!;
-        if (!shapesEqual(dx.shape, x.shape)) {
+        if (!tf.util.arraysEqual(dx.shape, x.shape)) {
           throw new Error(
             `Error in gradient for op ${node.kernelName}. The gradient of input ` +
               `'${inputName}' has shape '${dx.shape}', which does not match ` +
