@@ -283,12 +283,12 @@ export function lowMemoryGradients<T extends tf.Tensor>(
       }
     }
     const grads = xs.map((x) => map.get(x.id)!);
-    if (eng.state.gradientDepth === 0) {
-      eng.state.activeTape!.forEach((node) => {
-        for (const tensor of node.saved!) tensor.dispose();
-      });
-      eng.state.activeTape = null;
-    }
+    // Stock tfjs does this only at gradientDepth 0, which is always the case here (nested calls
+    // ran stock tfjs above).
+    eng.state.activeTape!.forEach((node) => {
+      for (const tensor of node.saved!) tensor.dispose();
+    });
+    eng.state.activeTape = null;
     return { value: y, grads };
   });
 }
