@@ -508,9 +508,6 @@ async function runOnBackbone(
       backboneSource: source,
       tokenizer: tokenizerSource,
       ...(attention === undefined ? {} : { attentionMass: attention }),
-      ...(opts.microBatchSize === undefined
-        ? {}
-        : { effectiveMicroBatchSize: opts.microBatchSize }),
     };
   } finally {
     instance.dispose();

@@ -529,8 +529,9 @@ export interface RunOneOptions {
   /**
    * Rows per forward/backward pass chosen for this device by the bench preflight
    * (`benchmarks/device_memory.ts`) for a run whose spec sets no `train.microBatchSize`: it
-   * trains (and evaluates) with that micro-batch, and its result records it as
-   * {@link RunResult.effectiveMicroBatchSize}. Not part of the spec, so the run id is unchanged.
+   * trains (and evaluates) with that micro-batch; the runner (`runGrid`) records it in the result
+   * as {@link RunResult.effectiveMicroBatchSize}. Not part of the spec, so the run id is
+   * unchanged.
    */
   readonly microBatchSize?: number;
 }
