@@ -94,7 +94,12 @@ import {
   deviceMemoryUsed,
   fmtGb,
 } from "./device_memory.ts";
-import { estimateTrainingMemory, largestFittingMicroBatch, type MemoryInput } from "./memory.ts";
+import {
+  type BackpropMode,
+  estimateTrainingMemory,
+  largestFittingMicroBatch,
+  type MemoryInput,
+} from "./memory.ts";
 import {
   installLowMemoryBackprop,
   lowMemoryBackpropInstalled,
@@ -957,9 +962,6 @@ async function t5Section(
 // ---------------------------------------------------------------------------------------------
 // GPU memory, measured against the estimate of benchmarks/memory.ts
 
-/** The backward pass of a memory row (`benchmarks/memory.ts` `BackpropMode`). */
-type Backprop = "low-memory" | "stock";
-
 /** The fields of tfjs-webgpu's buffer pool (`BufferManager`, 4.22) the memory section reads. */
 interface BufferPool {
   numBytesUsed: number;
@@ -1023,7 +1025,7 @@ function trackPoolPeak(pool: BufferPool): { peak: () => number; restore: () => v
 }
 
 /** Installs the backward pass `mode` names; false when model/backprop.ts refuses this tfjs. */
-function setBackprop(mode: Backprop): boolean {
+function setBackprop(mode: BackpropMode): boolean {
   if (mode === "stock") {
     uninstallLowMemoryBackprop();
     return true;
@@ -1035,9 +1037,8 @@ function setBackprop(mode: Backprop): boolean {
  * The estimate's input for the step the memory section trains: T5 1.1 Base (tiny in quick mode),
  * every weight trained (method `mtl`), AdamW, dropout on, the fused kernels of webgpu.
  */
-function memoryInputOf(quick: boolean, shape: StepShape, backprop: Backprop): MemoryInput {
-  // A variable, not a literal: `backprop` is also accepted by a memory.ts without that field.
-  const input: MemoryInput & { backprop: Backprop } = {
+function memoryInputOf(quick: boolean, shape: StepShape, backprop: BackpropMode): MemoryInput {
+  return {
     config: PRESETS[quick ? "tiny-v1_1" : "t5-v1_1-base"],
     method: "mtl",
     optimizer: { kind: "adamw" },
@@ -1048,13 +1049,12 @@ function memoryInputOf(quick: boolean, shape: StepShape, backprop: Backprop): Me
     kernels: "fused",
     backprop,
   };
-  return input;
 }
 
 /** What one memory row plans to train. */
 interface MemoryRowPlan {
   readonly shape: StepShape;
-  readonly backprop: Backprop;
+  readonly backprop: BackpropMode;
 }
 
 /** nvidia-smi's `memory.used` samples of a row, and their deltas from the first. */
@@ -1199,7 +1199,7 @@ async function memorySection(
   };
   const step = t5StepShape(quick);
   const steps = 2;
-  const restore: Backprop = lowMemoryBackpropInstalled() ? "low-memory" : "stock";
+  const restore: BackpropMode = lowMemoryBackpropInstalled() ? "low-memory" : "stock";
   const summary: string[] = [];
   const record = async (name: string, r: Record<string, unknown>) => {
     out[name] = r;
