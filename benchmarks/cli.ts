@@ -116,7 +116,8 @@ Options:
   --device-memory GB   the GPU's memory (default: $HYPERPROMPT_DEVICE_MEMORY_GB, else nvidia-smi's;
                        WebGPU reports none). Before training, a GPU run whose estimated peak
                        exceeds 90% of it trains with the largest micro-batch that fits, or is
-                       refused (exit 2) when none does
+                       refused (exit 2) when none does; with --dry-run, the table shows
+                       what every run would do on a GPU of that size
   --help               this text`;
 
 /**
@@ -777,7 +778,11 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         error(`GPU memory: ${fmtGb(device.bytes)} (${device.source})`);
       }
       memory = planDeviceMemory(specs, {
-        backendOf,
+        // A dry run with a stated memory size plans every run as on a GPU of that size (what
+        // `--device-memory` asks), so the table shows the micro-batches off the GPU machine too.
+        backendOf: !anyGpu && device !== undefined
+          ? (s) => ({ ...backendOf(s), gpu: true })
+          : backendOf,
         device,
         configOf: (s) => {
           try {

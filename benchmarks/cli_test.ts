@@ -875,6 +875,18 @@ Deno.test("main() --dry-run: an est. peak column for the run's backend; --device
     const col2 = c2.out[0]!.indexOf("est. peak GB");
     const cell = c2.out[1]!.slice(col2).trim();
     assert.match(cell, /^\d+\.\d \(micro [1-4]\)$/);
+    // A dry run with a stated size plans as on a GPU of that size, also off the GPU machine
+    // (here cpu: composite kernels).
+    const gb = (bytes(2, "composite") / 0.9) * 1.05 / 1e9;
+    const c5 = capture();
+    assert.equal(
+      await main([...args, "--backend", "cpu", "--device-memory", String(gb)], c5.opts),
+      0,
+    );
+    assert.match(
+      c5.out[1]!.slice(c5.out[0]!.indexOf("est. peak GB")).trim(),
+      /^\d+\.\d \(micro 2\)$/,
+    );
     // Bad values: exit 2 naming the flag or the variable, before anything else.
     const c3 = capture();
     assert.equal(await main([...args, "--device-memory", "eighty"], c3.opts), 2);
