@@ -3,7 +3,7 @@ import { fakeRunOne } from "./_fake_run_one.ts";
 import { expandGrid, runGrid } from "./runner.ts";
 import { configId, type RunResult, type RunSpec, validateProfile } from "./spec.ts";
 import { isPerTaskRun, mergePerTaskRuns, missingTaskRuns, perTaskParts } from "./per_task.ts";
-import { scoresTable } from "./tables.ts";
+import { flopsTable, scoresTable } from "./tables.ts";
 import { scoreVsParamsSvg } from "./plots.ts";
 import { compareResults, loadResults, runKey } from "./compare.ts";
 import { BENCHMARK_TASKS } from "../tasks/mod.ts";
@@ -146,6 +146,17 @@ Deno.test("scoresTable() shows one Prompt-Tuning row from its task runs; a faile
   // The task's other seed still shows in its column, as a per-task mean over the runs there.
   const qqp0 = parts.find((r) => r.spec.seed === 0 && r.spec.tasks[0] === "qqp")!;
   assert.equal(column(t2, row2, "glue/qqp"), r2(qqp0.best.qqp!.groupScore));
+  // flops.csv: the whole row's wall time is the sum of its task runs (mean over seeds), blank
+  // while one is missing (the sum of the runs present would pass for it).
+  const f = flopsTable(rs);
+  const frow = f.slice(1).find((r) => column(f, r, "method") === "Prompt-Tuning")!;
+  const wall = (seed: number) =>
+    parts.filter((r) => r.spec.seed === seed).reduce((a, r) => a + r.wallSeconds, 0);
+  assert.equal(column(f, frow, "wall_seconds"), r2((wall(0) + wall(1)) / 2));
+  const f2 = flopsTable(failed);
+  const frow2 = f2.slice(1).find((r) => column(f2, r, "method") === "Prompt-Tuning")!;
+  assert.equal(column(f2, frow2, "wall_seconds"), "");
+  assert.equal(typeof column(f2, frow2, "tokens_per_second"), "number");
 });
 
 Deno.test("compareResults() gates each task run under its own key and the merged average; a missing task run fails", async () => {

@@ -608,7 +608,8 @@ export function paramsTable(
  * forward; with a frozen backbone (`freezeBackbone` "all", Prompt-Tuning's default, or
  * "except_layer_norms") the frozen weights' gradients are not computed, nor input gradients
  * upstream of the first trained tensor, so train is between 1 and 3 × forward (Prompt-Tuning on
- * T5 1.1 Base at 512/84: about 2.1).
+ * T5 1.1 Base at 512/84: about 2.1). `wall_seconds` of a per-task method is the sum of its task
+ * runs' times, blank while a task run is missing (scores.csv `missing_runs` names it).
  *
  * @param results run results
  * @param accounting `methodAccounting`
@@ -668,7 +669,9 @@ export function flopsTable(results: readonly RunResult[], accounting?: Accountin
         r.flops.trainPerExample,
         r.flops.inferencePerExample,
         r2(mean(rs.map((x) => x.tokensPerSecond))),
-        r2(mean(rs.map((x) => x.wallSeconds))),
+        // A per-task row with a task run missing has no whole wall time: the sum of the runs
+        // present would pass for it (scores.csv's missing_runs names what is missing).
+        rs.some((x) => missingTaskRuns(x).length > 0) ? "" : r2(mean(rs.map((x) => x.wallSeconds))),
         backends.join(" "),
         devices.join(" | "),
         c.config,
