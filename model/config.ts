@@ -244,7 +244,16 @@ export function t5ConfigFromHf(json: unknown, source: string): T5Config {
     );
   }
   const numLayers = positiveInt(field(j, "num_layers", "number", source), "num_layers", source);
-  const ffRaw = field<string>(j, "feed_forward_proj", "string", source, "relu");
+  // A field the file leaves out takes transformers' default for its model_type: MT5Config's
+  // are gated-GELU and untied, T5Config's ReLU and tied.
+  const mt5 = modelType === "mt5";
+  const ffRaw = field<string>(
+    j,
+    "feed_forward_proj",
+    "string",
+    source,
+    mt5 ? "gated-gelu" : "relu",
+  );
   let feedForwardProj: FeedForwardProj;
   if (ffRaw === "relu") feedForwardProj = "relu";
   else if (ffRaw === "gated-gelu" || ffRaw === "gated-gelu_new") feedForwardProj = "gated-gelu";
@@ -253,7 +262,7 @@ export function t5ConfigFromHf(json: unknown, source: string): T5Config {
       `${source}: field "feed_forward_proj" must be "relu" or "gated-gelu", got "${ffRaw}"`,
     );
   }
-  const tie = field<boolean>(j, "tie_word_embeddings", "boolean", source, true);
+  const tie = field<boolean>(j, "tie_word_embeddings", "boolean", source, !mt5);
   const padTokenId = field<number>(j, "pad_token_id", "number", source, 0);
   const cfg: T5Config = {
     vocabSize: positiveInt(field(j, "vocab_size", "number", source), "vocab_size", source),

@@ -74,6 +74,16 @@ Deno.test("t5ConfigFromHf: published T5 1.0, T5 1.1, Flan-T5 and mT5 configs giv
     ...preset("t5-v1_1-small"),
     vocabSize: 250112,
   });
+  // Fields left out take transformers' defaults for the model_type: MT5Config's are gated-GELU
+  // and untied (T5Config's, ReLU and tied, were applied to mT5 too).
+  const { feed_forward_proj: _ff, tie_word_embeddings: _tie, ...bareMt5 } = MT5_SMALL;
+  const mt5Defaults = t5ConfigFromHf(bareMt5, "mt5");
+  assert.deepEqual(
+    [mt5Defaults.feedForwardProj, mt5Defaults.tieWordEmbeddings, mt5Defaults.scaleDecoderOutputs],
+    ["gated-gelu", false, false],
+  );
+  const bareT5 = t5ConfigFromHf({ ...bareMt5, model_type: "t5" }, "t5");
+  assert.deepEqual([bareT5.feedForwardProj, bareT5.tieWordEmbeddings], ["relu", true]);
   // "gated-gelu_new" is the same activation as "gated-gelu" (transformers maps that to gelu_new).
   assert.equal(
     t5ConfigFromHf({ ...T5_V1_1_SMALL, feed_forward_proj: "gated-gelu_new" }, "x").feedForwardProj,
