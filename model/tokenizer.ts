@@ -89,9 +89,19 @@ function validate(json: unknown, source: string): Record<string, unknown> {
         fail(source, `field "model.vocab[${i}]" must be a [piece, score] pair`);
       }
     });
+    // Rust's Unigram reads it as an optional usize: a negative, fractional or string id (which
+    // the JS library would hand out as a token id) is refused there too.
     const unk = m.unk_id;
-    if (unk !== undefined && unk !== null && (typeof unk !== "number" || !(unk < m.vocab.length))) {
-      fail(source, `field "model.unk_id" ${String(unk)} is not an index into "model.vocab"`);
+    if (
+      unk !== undefined && unk !== null &&
+      !(typeof unk === "number" && Number.isInteger(unk) && unk >= 0 && unk < m.vocab.length)
+    ) {
+      fail(
+        source,
+        `field "model.unk_id" must be an index into "model.vocab" (an integer in 0..${
+          m.vocab.length - 1
+        }) or null, got ${JSON.stringify(unk)}`,
+      );
     }
   }
   if (j.added_tokens !== undefined && !Array.isArray(j.added_tokens)) {
@@ -237,23 +247,41 @@ export class T5Tokenizer {
    * The library's encoding, with Unigram byte fallback applied: a token the vocabulary lacks
    * (the library gives it the unknown id and keeps its text) becomes the `<0xNN>` pieces of its
    * UTF-8 bytes when the vocabulary has them all, as the Rust library's `Unigram::tokenize` does.
+   * Without an unknown id (`"model.unk_id"` null or absent) the library gives such a token the id
+   * `null`; that is refused here, as Rust refuses it (`MissingUnkId`), instead of being returned
+   * as a token id.
+   *
+   * @throws Error naming the tokenizer and the piece, for a piece it has no id for
    */
   #encode(text: string, addSpecialTokens: boolean): { ids: number[]; tokens: string[] } {
     const e = this.#tok.encode(text, { add_special_tokens: addSpecialTokens });
     const bytes = this.#byteIds;
-    if (bytes === undefined) return { ids: [...e.ids], tokens: [...e.tokens] };
+    if (bytes === undefined && this.#unkId !== undefined) {
+      return { ids: [...e.ids], tokens: [...e.tokens] };
+    }
     const ids: number[] = [];
     const tokens: string[] = [];
     const utf8 = new TextEncoder();
     e.ids.forEach((id, i) => {
       const token = e.tokens[i]!;
-      if (id === this.#unkId && this.#tok.token_to_id(token) === undefined) {
+      const noId = !Number.isInteger(id);
+      if (
+        bytes !== undefined && (noId || id === this.#unkId) &&
+        this.#tok.token_to_id(token) === undefined
+      ) {
         const pieces = [...utf8.encode(token)].map((b) => bytes.get(b));
         if (pieces.every((p) => p !== undefined)) {
           ids.push(...pieces);
           tokens.push(...[...utf8.encode(token)].map(byteToken));
           return;
         }
+      }
+      if (noId) {
+        throw new Error(
+          `${this.source}: cannot encode the piece ${JSON.stringify(token)}: it is not in the ` +
+            `vocabulary and "model.unk_id" is null or absent, so it has no id (the Rust ` +
+            "tokenizers library refuses it too)",
+        );
       }
       ids.push(id);
       tokens.push(token);

@@ -87,6 +87,41 @@ Deno.test("malformed tokenizer files give errors naming the file", async () => {
   }
 });
 
+Deno.test("model.unk_id: an id that is no index is refused; without one, an unknown piece is an error, never a null id", async () => {
+  const json = JSON.parse(await Deno.readTextFile(join(DIR, "tokenizer.json")));
+  // The JS library took -1, 1.5 and "2" and handed them out as the id of every unknown piece.
+  for (const bad of [-1, 1.5, "2", 4000]) {
+    assert.throws(
+      () => T5Tokenizer.fromJson({ ...json, model: { ...json.model, unk_id: bad } }, "bad.json"),
+      new RegExp(
+        `^Error: bad\\.json: invalid tokenizer: field "model\\.unk_id" must be an index into ` +
+          `"model\\.vocab" \\(an integer in 0\\.\\.3999\\) or null, got ${
+            JSON.stringify(bad).replace(".", "\\.")
+          }$`,
+      ),
+      String(bad),
+    );
+  }
+  for (const variant of ["null", "absent"]) {
+    const model = { ...json.model, unk_id: null };
+    if (variant === "absent") delete model.unk_id;
+    const tok = T5Tokenizer.fromJson({ ...json, model }, "no-unk.json");
+    // Known text is unchanged; the library gave "日本" the id null (absent: "日" and "本" each
+    // undefined), which Rust refuses.
+    for (const c of REF.cases.filter((c) => !c.ids.includes(2))) {
+      assert.deepEqual(tok.encode(c.text), c.ids, `${variant}: ${JSON.stringify(c.text)}`);
+    }
+    const calls = [tok.encode, tok.encodeNoEos, tok.encodeWithTokens].map((f) => f.bind(tok));
+    for (const encode of calls) {
+      assert.throws(
+        () => encode("a 日本"),
+        /^Error: no-unk\.json: cannot encode the piece "日本?": it is not in the vocabulary and "model\.unk_id" is null or absent/,
+        variant,
+      );
+    }
+  }
+});
+
 Deno.test("T5Tokenizer.decode() of no ids is the empty string (an empty greedy decode)", async () => {
   const tok = await T5Tokenizer.fromFile(
     sharedPath("fixtures/tokenizer/unigram-glue-4k/tokenizer.json"),
@@ -126,6 +161,10 @@ Deno.test("Unigram byte_fallback: a piece the vocabulary lacks becomes its UTF-8
     assert.deepEqual(tok.encode(c.text), c.ids, JSON.stringify(c.text));
   }
   assert.deepEqual(tok.encode("a <unk>"), plain.encode("a <unk>"));
+  // Without an unknown id, byte fallback still applies, and a piece it cannot spell is an error.
+  const noUnk = T5Tokenizer.fromJson({ ...json, model: { ...json.model, unk_id: null } }, "nu");
+  assert.deepEqual(noUnk.encode("日本"), e.ids);
+  assert.throws(() => noUnk.encode("😀"), /^Error: nu: cannot encode the piece "😀"/);
 });
 
 Deno.test("a Precompiled normalizer applies its charsmap, as the Rust library does", async () => {
