@@ -76,6 +76,20 @@ export function splitLines(text: string): Line[] {
   return parts.map((t, i) => ({ line: i + 1, text: t.endsWith("\r") ? t.slice(0, -1) : t }));
 }
 
+/**
+ * Appended to the error of a line that holds a bare `\r` (not the `\r` of a CRLF ending): a file
+ * saved with classic Mac OS line endings (CR only) reads as one long line, since the official
+ * readers split on `\n` only.
+ */
+const BARE_CR_HINT =
+  "; the line holds a bare carriage return (\\r): if the file's line endings are " +
+  "classic Mac OS CR, convert them to \\n (e.g. tr '\\r' '\\n')";
+
+/** `text`, cut to `max` characters with an ellipsis, for a message that quotes a line. */
+function clip(text: string, max = 200): string {
+  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length} characters)`;
+}
+
 /** A parsed TSV row: cells by column name. */
 export interface TsvRow {
   /** 1-based line number in the file. */
@@ -121,13 +135,23 @@ export function parseTsv(text: string, file: string, opts: TsvOptions = {}): Tsv
     if (first === undefined) throw new DataError(file, 0, "empty file (no header line)");
     header = first.text.replace(/^\ufeff/, "").split("\t");
     body = lines.slice(1);
+    if (first.text.includes("\r")) {
+      throw new DataError(
+        file,
+        1,
+        `the header line holds a bare carriage return (\\r): ${
+          JSON.stringify(clip(first.text, 80))
+        }; if the file's line endings are classic Mac OS CR (the whole file reads as one line, ` +
+          "since GLUE readers split on \\n only), convert them to \\n (e.g. tr '\\r' '\\n')",
+      );
+    }
   }
   for (const r of opts.required ?? []) {
     if (!header.includes(r)) {
       throw new DataError(
         file,
         opts.columns === undefined ? 1 : 0,
-        `missing column (header: ${header.join(" | ")})`,
+        `missing column (header: ${clip(header.join(" | "))})`,
         r,
       );
     }
@@ -148,7 +172,8 @@ export function parseTsv(text: string, file: string, opts: TsvOptions = {}): Tsv
         file,
         l.line,
         `expected ${header.length} tab-separated columns, found ${parts.length}` +
-          (isLast && parts.length < header.length ? " (truncated file?)" : ""),
+          (isLast && parts.length < header.length ? " (truncated file?)" : "") +
+          (l.text.includes("\r") ? BARE_CR_HINT : ""),
         field,
       );
     }
@@ -184,7 +209,8 @@ export function parseJsonl(text: string, file: string): JsonRow[] {
       throw new DataError(
         file,
         l.line,
-        `invalid JSON: ${at.message} (column ${at.column})${truncated}`,
+        `invalid JSON: ${at.message} (column ${at.column})${truncated}` +
+          (l.text.includes("\r") ? BARE_CR_HINT : ""),
       );
     }
     if (value === null || typeof value !== "object" || Array.isArray(value)) {

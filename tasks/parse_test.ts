@@ -127,6 +127,42 @@ Deno.test("TSV: no quote handling, BOM stripped, CRLF tolerated, header columns 
   );
 });
 
+Deno.test("classic Mac CR line endings: the error says so, and quotes at most a clipped line", () => {
+  const long = "x".repeat(5000);
+  const rows = ["index\tsentence\tlabel", `0\t${long}\t1`, `1\t${long}\t0`];
+  // With a header: the whole file was the header line, quoted in full (over 10,000 characters).
+  assert.throws(() => parseTsv(rows.join("\r") + "\r", "cr.tsv", { required: ["label"] }), (e) => {
+    assert.ok(e instanceof DataError);
+    assert.equal(e.line, 1);
+    assert.match(e.message, /^cr\.tsv:1: the header line holds a bare carriage return \(\\r\)/);
+    assert.match(e.message, /classic Mac OS CR/);
+    assert.ok(e.message.length < 400, `message of ${e.message.length} characters`);
+    return true;
+  });
+  // Header-less (CoLA): the column-count error gets the hint.
+  assert.throws(
+    () => parseTsv("a\t1\t\tx\rb\t0\t*\ty\r", "cola.tsv", { columns: ["s", "l", "o", "t"] }),
+    /^DataError: cola\.tsv:1: field "t": expected 4 tab-separated columns, found 7; the line holds a bare carriage return/,
+  );
+  // JSONL: the syntax error gets the hint.
+  assert.throws(
+    () => parseJsonl('{"a":1}\r{"a":2}\r', "cr.jsonl"),
+    /^DataError: cr\.jsonl:1: invalid JSON: .*; the line holds a bare carriage return \(\\r\)/,
+  );
+  // A missing column still names the header, clipped.
+  const wide = ["a", ...Array.from({ length: 500 }, (_, i) => `column${i}`)].join("\t") + "\n";
+  assert.throws(() => parseTsv(wide, "w.tsv", { required: ["label"] }), (e) => {
+    assert.match(
+      String(e),
+      /^DataError: w\.tsv:1: field "label": missing column \(header: a \| column0 \| /,
+    );
+    assert.ok((e as Error).message.length < 400, `message of ${(e as Error).message.length}`);
+    return true;
+  });
+  // CRLF is still fine.
+  assert.equal(parseTsv(rows.join("\r\n") + "\r\n", "crlf.tsv").rows.length, 2);
+});
+
 Deno.test("JSONL: blank lines skipped, non-objects rejected", () => {
   assert.deepEqual(parseJsonl('{"a":1}\n\n{"a":2}', "f.jsonl").map((r) => r.line), [1, 3]);
   assert.throws(() => parseJsonl("[1]\n", "f.jsonl"), /f\.jsonl:1: expected a JSON object/);
