@@ -18,16 +18,22 @@
  *    written beside the report (`<report>-tuning.json`, e.g. `$OUT/gpu_check-tuning.json`), to be
  *    committed as `results/tuning/<adapter>.json`.
  * 5. `t5`: one T5 1.1 Base training step (batch 32, 128 input / 16 target tokens,
- *    `model/t5.ts`): `tiled-tuned` (with the table of `tune`), `tiled`, `tiled-ungrouped` (one
- *    AdamW dispatch per parameter instead of a group per dispatch), `tiled-submit15` (tfjs's 15
- *    dispatches per command buffer instead of the kernels' 64), `tiled-nosplit`,
- *    `tiled-matmul-only`, `stock`, with the same profile as `encoder`.
+ *    `model/t5.ts`) with the backward pass `deno task bench` runs (model/backprop.ts's, or tfjs's
+ *    own with `HYPERPROMPT_STOCK_BACKPROP=1`, as `selectBackend` chooses; recorded as `backprop`):
+ *    `tiled-tuned` (with the table of `tune`), `tiled`, `tiled-stock-backprop` (the default kernels
+ *    with the other backward pass; `tiled-low-memory-backprop` when bench's is tfjs's own),
+ *    `tiled-ungrouped` (one AdamW dispatch per parameter instead of a group per dispatch),
+ *    `tiled-submit15` (tfjs's 15 dispatches per command buffer instead of the kernels' 64),
+ *    `tiled-nosplit`, `tiled-matmul-only`, `stock`, with the same profile as `encoder`.
  * 6. `matmul`: ms and TFLOP/s of 4096³ and the T5-Base backward shapes, stock vs tiled (auto and
  *    each tile forced).
  * 7. `encoder`: training step (forward + gradients + AdamW) of 4 T5-Base-shaped encoder layers,
  *    batch 32 × 128, built from `model/layers.ts`: wall time, forward-only and gradients-only time,
  *    and one `tf.profile`d step (kernel time vs wall time, top kernels), for stock, tiled
  *    (transposed only, the default) and tiled (all float32 matmuls).
+ *
+ * Every section trains with the backward pass `deno task bench` runs (the report's `backprop`:
+ * `mode` and `chosenBy`), except the memory rows and the `t5` variant that name another.
  *
  * Usage: `deno run -A benchmarks/gpu_check.ts [--quick] [--sections=a,b] [--budget-s=N]
  * [--out=file.json] [--git=SHA]` ({@link GPU_CHECK_USAGE}; `--git` names the commit where the
@@ -101,10 +107,12 @@ import {
   type MemoryInput,
 } from "./memory.ts";
 import {
+  BACKPROP_TFJS_VERSION,
   installLowMemoryBackprop,
   lowMemoryBackpropInstalled,
   uninstallLowMemoryBackprop,
 } from "../model/backprop.ts";
+import { backpropFromEnv, STOCK_BACKPROP_ENV } from "../model/backend.ts";
 import { gitState } from "./provenance.ts";
 import { timeQueued } from "./queued_timing.ts";
 
@@ -113,6 +121,8 @@ interface Variant {
   readonly name: string;
   /** undefined = stock tfjs kernels */
   readonly kernels?: WebgpuKernelOptions;
+  /** The backward pass; undefined = the run's ({@link runBackprop}, what `deno task bench` runs). */
+  readonly backprop?: BackpropMode;
 }
 
 const STOCK: Variant = { name: "stock" };
@@ -786,9 +796,11 @@ async function encoderSection(
 }
 
 /**
- * Runs `measure` under each variant in turn and writes its record to `out[variant.name]`,
- * saving the section after each (`ctx.partial`); the budget is read before each variant, and
- * one that would start after it is written as skipped. The stock kernels are back afterwards.
+ * Runs `measure` under each variant in turn (its kernels, and its backward pass or else the one
+ * installed now) and writes its record, with `backprop` (which backward pass ran), to
+ * `out[variant.name]`, saving the section after each (`ctx.partial`); the budget is read before
+ * each variant, and one that would start after it is written as skipped. The stock kernels and the
+ * backward pass installed before are back afterwards.
  */
 async function timeVariants(
   variants: readonly Variant[],
@@ -796,6 +808,7 @@ async function timeVariants(
   out: Record<string, unknown>,
   measure: () => Promise<Record<string, unknown>>,
 ): Promise<void> {
+  const base = installedBackprop();
   try {
     for (const variant of variants) {
       const over = ctx.overBudget();
@@ -804,10 +817,14 @@ async function timeVariants(
         continue;
       }
       useVariant(variant);
-      out[variant.name] = await measure();
+      const backprop = variant.backprop ?? base;
+      out[variant.name] = setBackprop(backprop)
+        ? { backprop, ...(await measure()) }
+        : { skipped: `model/backprop.ts does not support tfjs-core ${tf.version_core}` };
       await ctx.partial({ ...out, partial: true });
     }
   } finally {
+    setBackprop(base);
     useVariant(STOCK);
   }
 }
@@ -930,19 +947,31 @@ async function t5Section(
   const { config, batch, inLen, outLen, vars, loss, dispose } = t5Workload(quick);
   const steps = quick ? 1 : 2;
   const trainFlop = t5Flops(config, { inputLength: inLen, targetLength: outLen }).train * batch;
+  // The run's backward pass (runSections installed it): the one `deno task bench` runs.
+  const backprop = installedBackprop();
+  const other: BackpropMode = backprop === "stock" ? "low-memory" : "stock";
   const out: Record<string, unknown> = {
     preset: quick ? "tiny-v1_1" : "t5-v1_1-base",
     shape: { batch, inLen, outLen },
     trainFlop,
-    // tfjs's own unless something installed model/backprop.ts's (the memory section restores it).
-    backprop: lowMemoryBackpropInstalled() ? "low-memory" : "stock",
+    backprop,
+    // The default kernels with the other backward pass: what it costs or saves in time.
+    otherBackprop: `tiled-${other}-backprop`,
   };
   // The default kernels first and each variant saved as it ends: if the device call runs out
   // of time, the figure that matters (the tiled + fused step against the target) is kept.
   const tuned: Variant[] = tunedTable === undefined
     ? []
     : [{ name: "tiled-tuned", kernels: { tuning: tunedTable } }];
-  const variants = [TILED, TILED_UNGROUPED, TILED_SUBMIT15, TILED_NOSPLIT, MATMUL_ONLY, STOCK];
+  const variants = [
+    TILED,
+    { name: `tiled-${other}-backprop`, kernels: {}, backprop: other },
+    TILED_UNGROUPED,
+    TILED_SUBMIT15,
+    TILED_NOSPLIT,
+    MATMUL_ONLY,
+    STOCK,
+  ];
   try {
     await timeVariants([...tuned, ...variants], ctx, out, async () => {
       const r = await timeStep(loss, vars, steps);
@@ -1033,6 +1062,36 @@ function setBackprop(mode: BackpropMode): boolean {
   return installLowMemoryBackprop(() => {});
 }
 
+/** The backward pass installed now. */
+function installedBackprop(): BackpropMode {
+  return lowMemoryBackpropInstalled() ? "low-memory" : "stock";
+}
+
+/**
+ * Installs the backward pass `deno task bench` runs, as `selectBackend` does (model/backend.ts):
+ * `mode` is {@link backpropFromEnv}'s (`HYPERPROMPT_STOCK_BACKPROP`), and a low-memory pass that
+ * model/backprop.ts refuses for this tfjs-core is tfjs's own.
+ *
+ * @param mode what {@link backpropFromEnv} says
+ * @returns the backward pass installed and why
+ */
+export function installBenchBackprop(mode: BackpropMode): { mode: BackpropMode; chosenBy: string } {
+  if (mode === "low-memory" && setBackprop("low-memory")) {
+    return {
+      mode,
+      chosenBy: `${STOCK_BACKPROP_ENV} unset or 0: model/backprop.ts's, as deno task bench runs`,
+    };
+  }
+  setBackprop("stock");
+  return {
+    mode: "stock",
+    chosenBy: tf.version_core === BACKPROP_TFJS_VERSION
+      ? `${STOCK_BACKPROP_ENV}=1: tfjs's own, as deno task bench runs`
+      : `tfjs-core ${tf.version_core} is not ${BACKPROP_TFJS_VERSION}, which model/backprop.ts ` +
+        "mirrors: tfjs's own, as deno task bench runs",
+  };
+}
+
 /**
  * The estimate's input for the step the memory section trains: T5 1.1 Base (tiny in quick mode),
  * every weight trained (method `mtl`), AdamW, dropout on, the fused kernels of webgpu.
@@ -1100,6 +1159,10 @@ async function memoryRow(
     return { skipped: `model/backprop.ts does not support tfjs-core ${tf.version_core}` };
   }
   useVariant(TILED);
+  // Dispatches per command buffer while the row trains: tfjs-webgpu frees a disposed buffer only
+  // when the batch reading it is submitted, which the estimate bounds by 64 backward nodes
+  // (benchmarks/memory.ts, kernel set "fused"); the environment's override is set aside (main).
+  const submitBatch = tf.env().getNumber("WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE");
   const be = webgpuInternals();
   const pool = be.bufferManager;
   const emptied = emptyFreePool(pool);
@@ -1150,6 +1213,7 @@ async function memoryRow(
     preset: quick ? "tiny-v1_1" : "t5-v1_1-base",
     shape,
     backprop,
+    submitBatch,
     steps,
     stepMs,
     estimate: {
@@ -1178,8 +1242,8 @@ const PAPER_BATCH = 128;
 
 /**
  * GPU memory against `benchmarks/memory.ts` (see {@link memoryRow}): the step of the `t5` section
- * with tfjs's backward pass (`step-stock`, what the `t5` section runs) and with model/backprop.ts's
- * (`step-low-memory`, what `deno task bench` runs), then `micro-low-memory`: Base at the paper's
+ * with tfjs's backward pass (`step-stock`, what bench runs with `HYPERPROMPT_STOCK_BACKPROP=1`)
+ * and with model/backprop.ts's (`step-low-memory`, what `deno task bench` runs by default), then `micro-low-memory`: Base at the paper's
  * 512 / 84 tokens (tiny at 64 / 16 in quick mode) with the micro-batch the bench preflight would
  * train paper-base's batch of 128 with on this GPU (`largestFittingMicroBatch` with the device's
  * memory divided by the `step-low-memory` ratio when that is above 1, so that an estimate found
@@ -1298,6 +1362,10 @@ export const GPU_CHECK_USAGE =
                      (the GPU machine gets a copy of the tree without .git)
   --help             this text
 
+Environment: HYPERPROMPT_STOCK_BACKPROP=1 trains with tfjs's own backward pass, as in deno task
+bench (default: model/backprop.ts's); HYPERPROMPT_WEBGPU_KERNELS and
+HYPERPROMPT_WEBGPU_SUBMIT_BATCH are set aside (the variants set the kernels; report: envIgnored).
+
 Exit codes: 0 the report was written (a section's error is recorded in it), 1 a failure outside
 the sections, 2 bad arguments (nothing run).`;
 
@@ -1369,6 +1437,9 @@ export async function main(
       `benchmarks/gpu_check.ts: --budget-s must be a positive number, got ${values["budget-s"]}`,
     );
   }
+  // The backward pass bench would run (a bad HYPERPROMPT_STOCK_BACKPROP is a usage error here,
+  // before any GPU work, as in bench).
+  const benchBackprop = backpropFromEnv();
   const givenGit = values.git;
   if (givenGit !== undefined && !/^[0-9a-f]{7,40}$/.test(givenGit)) {
     throw new UsageError(
@@ -1428,9 +1499,11 @@ export async function main(
     console.log(`gpu_check: ignoring ${JSON.stringify(ignored)} (the variants set the kernels)`);
   }
   for (const name of Object.keys(ignored)) Deno.env.delete(name);
+  const backpropBefore = installedBackprop();
   try {
     return await runSections();
   } finally {
+    setBackprop(backpropBefore);
     for (const [name, value] of Object.entries(ignored)) Deno.env.set(name, value);
   }
 
@@ -1439,6 +1512,9 @@ export async function main(
     raiseWebgpuLimits(); // before the backend starts: more variables per AdamW dispatch
     await tf.setBackend("webgpu");
     await tf.ready();
+    // Every section trains with the backward pass bench runs, unless it says otherwise (the
+    // memory rows and the t5 section's other-backprop variant name theirs).
+    report.backprop = installBenchBackprop(benchBackprop);
     console.log(`gpu_check: backend ${tf.getBackend()}, report -> ${outPath}`);
     const save = () => writeFileAtomic(outPath, JSON.stringify(report, null, 2) + "\n");
     const ctx = (s: Section): SectionContext => ({

@@ -13,12 +13,14 @@ import { parseTuningTable } from "../model/webgpu/tuning.ts";
 import { gitState } from "./provenance.ts";
 import type { CommandRunner } from "./device_memory.ts";
 import { lowMemoryBackpropInstalled } from "../model/backprop.ts";
+import { backpropFromEnv } from "../model/backend.ts";
 
 gpuTest("gpu_check --quick: every section runs and the report is written", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const out = `${dir}/gpu_check.json`;
     const before = tf.memory().numTensors;
+    const lowMemoryBefore = lowMemoryBackpropInstalled();
     const submit = GPUQueue.prototype.submit;
     // No nvidia-smi (as on CI): the memory section records null with the reason, and runs.
     const report = await main(["--quick", `--out=${out}`], { runCommand: noNvidiaSmi });
@@ -85,8 +87,17 @@ gpuTest("gpu_check --quick: every section runs and the report is written", async
     for (const [key, byKernel] of Object.entries(ran)) {
       assert.deepEqual(Object.keys(byKernel), [table.entries[key]!.choice], key);
     }
+    // The step bench runs: its backward pass (model/backend.ts selectBackend's choice; the test
+    // environment leaves HYPERPROMPT_STOCK_BACKPROP unset), and the other one as a variant.
+    const bench = backpropFromEnv();
+    const other = bench === "stock" ? "low-memory" : "stock";
+    assert.equal((report["backprop"] as { mode: string }).mode, bench);
+    assert.equal(t5["backprop"], bench);
+    assert.equal(t5["otherBackprop"], `tiled-${other}-backprop`);
     const variants = ["tiled-tuned", "tiled", "tiled-ungrouped", "tiled-submit15", "tiled-nosplit"];
-    for (const v of [...variants, "tiled-matmul-only", "stock"]) {
+    for (const v of [...variants, "tiled-matmul-only", "stock", `tiled-${other}-backprop`]) {
+      const ran = (t5[v] as { backprop: string }).backprop;
+      assert.equal(ran, v === `tiled-${other}-backprop` ? other : bench, `${v} backward pass`);
       const r = t5[v] as { stepMs: number[]; host: { dispatches: number } };
       assert.ok(r.stepMs.length > 0 && r.stepMs.every((x) => x > 0), v);
       assert.ok(r.host.dispatches > 0, `${v} dispatches`);
@@ -109,6 +120,7 @@ gpuTest("gpu_check --quick: every section runs and the report is written", async
     const ungrouped = (t5["tiled-ungrouped"] as { host: { dispatches: number } }).host.dispatches;
     assert.ok(ungrouped > tiled, `ungrouped ${ungrouped} vs grouped ${tiled} dispatches`);
     assert.equal(tf.env().getNumber("WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE"), 15, "default restored");
+    assert.equal(lowMemoryBackpropInstalled(), lowMemoryBefore, "backward pass restored");
     assert.deepEqual(JSON.parse(await Deno.readTextFile(out)).sections.t5.preset, "tiny-v1_1");
     assert.equal(tf.memory().numTensors, before, "gpu_check leaked tensors");
   } finally {
@@ -263,6 +275,34 @@ gpuTest(
   },
 );
 
+gpuTest(
+  "gpu_check: HYPERPROMPT_STOCK_BACKPROP=1 times the t5 step with tfjs's backward pass, as bench",
+  async () => {
+    const before = lowMemoryBackpropInstalled();
+    Deno.env.set("HYPERPROMPT_STOCK_BACKPROP", "1");
+    try {
+      // The section, `tiled` and the other backward pass's variant; the rest past the budget.
+      let reads = 0;
+      await t5SectionWith(() => (reads++ < 3 ? 0 : 1000), (report) => {
+        assert.deepEqual(report["backprop"], {
+          mode: "stock",
+          chosenBy: "HYPERPROMPT_STOCK_BACKPROP=1: tfjs's own, as deno task bench runs",
+        });
+        const t5 = (report.sections as Record<string, Record<string, Record<string, unknown>>>)
+          .t5!;
+        assert.equal(t5["backprop"], "stock" as unknown);
+        assert.equal(t5["tiled"]!["backprop"], "stock");
+        assert.equal(t5["tiled-low-memory-backprop"]!["backprop"], "low-memory");
+        assert.ok((t5["tiled-low-memory-backprop"]!["stepMs"] as number[]).length > 0);
+        assert.match(String(t5["tiled-ungrouped"]!["skipped"]), /^budget/);
+      });
+    } finally {
+      Deno.env.delete("HYPERPROMPT_STOCK_BACKPROP");
+    }
+    assert.equal(lowMemoryBackpropInstalled(), before, "backward pass restored");
+  },
+);
+
 gpuTest("gpu_check: a section that throws keeps the variants it had saved", async () => {
   // Thrown where the second variant would start (a stand-in for a kernel error or lost device).
   let reads = 0;
@@ -339,6 +379,18 @@ Deno.test("gpu_check cli(): a bad option is one line naming it, exit 2, before a
       assert.equal(err.length, 1);
       assert.match(err[0]!, want);
     }
+    // A bad HYPERPROMPT_STOCK_BACKPROP is refused as bench refuses it, before any GPU work.
+    Deno.env.set("HYPERPROMPT_STOCK_BACKPROP", "yes");
+    try {
+      const err: string[] = [];
+      assert.equal(await cli(["--quick", `--out=${dir}/r.json`], { error: (s) => err.push(s) }), 2);
+      assert.deepEqual(err, [
+        'HYPERPROMPT_STOCK_BACKPROP="yes" must be 1 (tfjs\'s own backward pass) or 0 / unset ' +
+        "(the low-memory backward pass of model/backprop.ts)",
+      ]);
+    } finally {
+      Deno.env.delete("HYPERPROMPT_STOCK_BACKPROP");
+    }
     assert.deepEqual(
       [...Deno.readDirSync(dir)].map((e) => e.name),
       ["a-file"],
@@ -368,12 +420,24 @@ gpuTest(
     try {
       for (const [k, v] of Object.entries(env)) Deno.env.set(k, v);
       // With HYPERPROMPT_WEBGPU_KERNELS=0 every "tiled" product was tfjs's own, and passed.
-      const report = await main(["--quick", "--sections=correctness", `--out=${dir}/r.json`]);
+      const report = await main(
+        ["--quick", "--sections=correctness,memory", `--out=${dir}/r.json`],
+        { runCommand: noNvidiaSmi },
+      );
       assert.deepEqual(report["envIgnored"], env);
-      const c = (report.sections as Record<string, Record<string, unknown>>).correctness!;
+      const sections = report.sections as Record<string, Record<string, unknown>>;
+      const c = sections.correctness!;
       assert.equal(c["pass"], true);
       for (const r of c["rows"] as { tiledCalls: number; error?: string; tile: string }[]) {
         assert.ok(r.tiledCalls >= 1 && r.error === undefined, JSON.stringify(r));
+      }
+      // The memory rows trained with the kernels' 64 dispatches per command buffer, not the
+      // environment's 7: the submit batch benchmarks/memory.ts's fused estimate assumes (a freed
+      // buffer held for 64 backward nodes, WEBGPU_DEFER_NODES).
+      const mem = sections.memory!;
+      assert.equal(mem["error"], undefined, String(mem["error"]));
+      for (const row of ["step-stock", "step-low-memory", "micro-low-memory"]) {
+        assert.equal((mem[row] as { submitBatch: number }).submitBatch, 64, row);
       }
       for (const [k, v] of Object.entries(env)) assert.equal(Deno.env.get(k), v, `${k} restored`);
     } finally {
