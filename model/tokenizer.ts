@@ -69,6 +69,9 @@ function validateNormalizer(n: unknown, field: string, source: string): void {
   }
 }
 
+/** The `model.type`s `@huggingface/tokenizers` implements (Rust's WordLevel it does not). */
+const MODEL_TYPES: readonly string[] = ["Unigram", "BPE", "WordPiece"];
+
 function validate(json: unknown, source: string): Record<string, unknown> {
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
     fail(source, "tokenizer.json must be a JSON object");
@@ -80,6 +83,17 @@ function validate(json: unknown, source: string): Record<string, unknown> {
   }
   const m = model as Record<string, unknown>;
   if (typeof m.type !== "string") fail(source, `missing field "model.type"`);
+  // The library builds any other type that has an array "vocab" as a Unigram model (and others as
+  // a legacy word model), so a misspelled "Unigramm" or an unsupported "WordLevel" loaded
+  // silently, without the Unigram checks below.
+  if (!MODEL_TYPES.includes(m.type)) {
+    fail(
+      source,
+      `field "model.type" must be one of ${MODEL_TYPES.join(", ")} (T5's is Unigram), got ${
+        JSON.stringify(m.type)
+      }`,
+    );
+  }
   if (m.type === "Unigram") {
     if (!Array.isArray(m.vocab) || m.vocab.length === 0) {
       fail(source, `field "model.vocab" must be a non-empty array of [piece, score] pairs`);

@@ -82,6 +82,18 @@ Deno.test("malformed tokenizer files give errors naming the file", async () => {
     json.normalizer = { type: "Weird" };
     await Deno.writeTextFile(p, JSON.stringify(json));
     await assert.rejects(T5Tokenizer.fromFile(p), /tokenizer\.json: invalid tokenizer: .*Weird/);
+    // A model type the library does not implement was built as a Unigram model, unchecked.
+    for (const type of ["Unigramm", "unigram", "WordLevel"]) {
+      const j = JSON.parse(await Deno.readTextFile(join(DIR, "tokenizer.json")));
+      j.model.type = type;
+      assert.throws(
+        () => T5Tokenizer.fromJson(j, "t.json"),
+        new RegExp(
+          `^Error: t\\.json: invalid tokenizer: field "model\\.type" must be one of Unigram, BPE, ` +
+            `WordPiece \\(T5's is Unigram\\), got "${type}"$`,
+        ),
+      );
+    }
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
