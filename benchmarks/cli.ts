@@ -4,9 +4,14 @@
  *
  * ```
  * deno task bench [--profile NAME|PATH] [--data-dir DIR] [--no-download] [--out DIR]
- *                 [--shard i/n] [--dry-run] [--compare BASELINE] [--backend X] [--resume]
- *                 [--tables DIR] [--no-tables] [--device-memory GB] [--help]
+ *                 [--methods LABEL[,LABEL...]] [--shard i/n] [--dry-run] [--compare BASELINE]
+ *                 [--backend X] [--resume] [--tables DIR] [--no-tables] [--device-memory GB]
+ *                 [--help]
  * ```
+ *
+ * `--methods` keeps the profile's runs of the methods with those labels (the names the tables
+ * and `--dry-run` show); with `--shard`, the shard is taken from the whole grid first, so a run's
+ * shard does not depend on `--methods`.
  *
  * Without `--data-dir` (and `$HYPERPROMPT_DATA`), the tasks the profile asks for that neither the
  * download cache nor the offline mirror has are downloaded into the cache first (official files,
@@ -20,7 +25,8 @@
  * (`benchmarks/device_memory.ts`): where the GPU's memory is known (`--device-memory`,
  * `HYPERPROMPT_DEVICE_MEMORY_GB`, `nvidia-smi`), a run whose batch does not fit trains with the
  * largest micro-batch that does (recorded in its result as `effectiveMicroBatchSize`), and a run
- * that cannot fit at all is refused (exit 2).
+ * that cannot fit at all is refused (exit 2); when the runs of some methods fit, the message
+ * gives the `--methods` that trains only those.
  *
  * Exit codes (model/usage.ts): 0 success, 1 a failure while working (a run failed, the tables
  * could not be written, no data folder after the download), 2 bad arguments or profile (a
@@ -82,6 +88,7 @@ import {
   deviceMemory,
   deviceMemoryOverride,
   type DeviceMemoryPlan,
+  fittingMethodsAdvice,
   fmtGb,
   planDeviceMemory,
   type RunBackend,
@@ -98,7 +105,12 @@ Options:
                        has are downloaded into the cache first)
   --no-download        do not download missing tasks (run with the tasks present)
   --out DIR            results folder, one JSON per run (default: results/runs)
+  --methods L1,L2,...  run only the profile's runs of these methods, by label (the method
+                       column of --dry-run and the tables, without a per-task run's [task]);
+                       repeatable. With --compare, only the baseline's runs of these methods
+                       are gated; the tables are built from every result in OUT
   --shard i/n          run only shard i of n (0-based), a deterministic slice of the grid
+                       (of the whole grid: with --methods, that shard's runs of those methods)
   --dry-run            list the grid with estimated FLOPs and time; run nothing
   --compare BASELINE   after running, gate the results against a baseline folder or JSON
                        (read first: a missing, empty or malformed baseline, or one with no
@@ -581,6 +593,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         "data-dir": { type: "string" },
         "no-download": { type: "boolean", default: false },
         out: { type: "string", default: "results/runs" },
+        methods: { type: "string", multiple: true },
         shard: { type: "string" },
         "dry-run": { type: "boolean", default: false },
         compare: { type: "string" },
@@ -648,6 +661,9 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       );
     }
     const profile = await loadProfile(profileName).catch(asUsageError);
+    const methods = values.methods === undefined
+      ? undefined
+      : selectMethods(values.methods, profile.methods.map((m) => m.label), profile.name);
     let dataDir = values["data-dir"] ?? defaultDataDir();
     // What named the data folder, if anything did (else the default: cache and mirror).
     const dataDirNamedBy = values["data-dir"] !== undefined
@@ -728,24 +744,39 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     // Task files missing from a folder named by --data-dir or HYPERPROMPT_DATA: that folder
     // cannot be used (2); from the default one, the download did not bring them (1).
     const grid = chosenData ? await expand().catch(asUsageError) : await expand();
-    const specs = shard === undefined ? grid : shardGrid(grid, shard);
-    if (baseline !== undefined && specs.length > 0) {
+    // The shard is cut from the whole grid, then --methods keeps its runs of those methods: a
+    // run's shard is the same with any --methods, so shards run with different selections never
+    // overlap (sharding the selection instead would move runs between shards).
+    const sharded = shard === undefined ? grid : shardGrid(grid, shard);
+    const specs = methods === undefined
+      ? sharded
+      : sharded.filter((s) => methods.has(s.method.label));
+    // The gate's baseline: with --methods, its runs of those methods only (the others were not
+    // asked for; a selected method's run missing still fails the gate, as in a whole grid).
+    const gateBaseline = baseline === undefined || methods === undefined
+      ? baseline
+      : baseline.filter((r) => methods.has(r.spec.method.label));
+    const what = [
+      ...(shard === undefined ? [] : [`shard ${shard.index}/${shard.count}`]),
+      ...(methods === undefined ? [] : [`methods ${[...methods].join(", ")}`]),
+    ].join(", ");
+    if (baseline !== undefined && gateBaseline !== undefined && specs.length > 0) {
       // A baseline of another profile (or of other models or methods) matches no run: the gate
       // would fail every run as missing, or compare nothing in a shard, once the grid has trained.
-      const keys = new Set(baseline.map(runKey));
+      const keys = new Set(gateBaseline.map(runKey));
       if (!specs.some((spec) => keys.has(runKey({ spec })))) {
         const profiles = [...new Set(baseline.map((r) => r.spec.profile))].sort();
         throw new UsageError(
           `--compare ${values.compare}: none of its ${baseline.length} runs (profile ` +
             `${profiles.map((p) => `"${p}"`).join(", ")}) is a run of this ${
-              shard === undefined ? "grid" : "shard"
+              what === "" ? "grid" : methods === undefined ? "shard" : `selection (${what})`
             } (profile "${profile.name}", ${specs.length} runs); the gate would compare nothing`,
         );
       }
     }
-    const scope = shard === undefined
+    const scope = what === ""
       ? `${grid.length} runs`
-      : `shard ${shard.index}/${shard.count}: ${specs.length} of ${grid.length} runs`;
+      : `${what}: ${specs.length} of ${grid.length} runs`;
     error(`Profile "${profile.name}" (${scope}); data ${dataDir}; out ${values.out}`);
     // The backend each run would use: one probe per distinct choice (the default profile's probe
     // above is that of its choice).
@@ -798,10 +829,11 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       });
       for (const n of memory.notes) error(n);
     }
+    const advice = fittingMethodsAdvice(specs, memory);
     const refused = memory.refusals.length === 0 ? undefined : `${memory.refusals.length} run(s) ` +
       `cannot fit the GPU's memory:\n  ${memory.refusals.slice(0, 10).join("\n  ")}${
         memory.refusals.length > 10 ? `\n  (and ${memory.refusals.length - 10} more)` : ""
-      }`;
+      }${advice === undefined ? "" : `\n${advice}`}`;
     if (values["dry-run"]) {
       const accounting = await loadAccounting();
       const rateName = specs.length > 0
@@ -858,14 +890,14 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         );
       }
     }
-    if (baseline !== undefined) {
+    if (gateBaseline !== undefined) {
       const current: RunResult[] = [];
       for (const s of specs) {
         if (failedIds.has(s.id)) continue;
         const r = await readFinished(values.out, s);
         if (r) current.push(r);
       }
-      const cmp = compareResults(current, baseline, profile.tolerances, {
+      const cmp = compareResults(current, gateBaseline, profile.tolerances, {
         partial: shard !== undefined,
       });
       log(formatComparison(cmp));
@@ -897,6 +929,44 @@ async function resolveBackend(
   } catch {
     return { name: effective === "auto" ? "cpu" : effective, gpu: false };
   }
+}
+
+/**
+ * The labels `--methods` selects: each value split at commas (a value that is a label as a whole
+ * is kept whole, so a label with a comma can be named too), trimmed.
+ *
+ * @param values the `--methods` values (the flag may be repeated)
+ * @param labels the profile's method labels
+ * @param profile the profile's name, for the error
+ * @returns the selected labels, in the order given
+ * @throws UsageError naming an empty or unknown label and listing the profile's labels
+ */
+export function selectMethods(
+  values: readonly string[],
+  labels: readonly string[],
+  profile: string,
+): Set<string> {
+  const known = () =>
+    `profile "${profile}" has the methods ${labels.map((l) => `"${l}"`).join(", ")}`;
+  const selected = new Set<string>();
+  for (const value of values) {
+    const parts = labels.includes(value) ? [value] : value.split(",").map((p) => p.trim());
+    for (const part of parts) {
+      if (part === "") {
+        throw new UsageError(`--methods "${value}": an empty label; ${known()}`);
+      }
+      if (!labels.includes(part)) {
+        // The dry-run's per-task run label, `Prompt-Tuning[cola]`: the method is its label.
+        const base = /^(.*)\[[^\]]*\]$/.exec(part)?.[1];
+        const hint = base !== undefined && labels.includes(base)
+          ? ` (a per-task method is selected whole, by "${base}")`
+          : "";
+        throw new UsageError(`--methods: unknown method label "${part}"${hint}; ${known()}`);
+      }
+      selected.add(part);
+    }
+  }
+  return selected;
 }
 
 /** Rethrows `e`, an argument or profile check's error, as a {@link UsageError} (exit code 2). */

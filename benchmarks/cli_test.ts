@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { badFolders } from "./cli_testing.ts";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { sharedPath } from "../model/shared_dir.ts";
@@ -917,4 +918,194 @@ Deno.test("barName keeps the seed and a per-task run's task visible in 28 charac
   const long = barName(spec("HyperPrompt-Global (long label)", ["cb"]));
   assert.equal(long.length, 28);
   assert.equal(long, "super_glue/HyperPrompt-G…/s1");
+});
+
+/** The run ids of a dry run's table (its second column), in its order. */
+function dryRunIds(out: readonly string[]): string[] {
+  return out.slice(1, -1).map((l) => l.trim().split(/\s+/)[1]!);
+}
+
+Deno.test("main() --methods keeps the profile's runs of those labels: dry run, shard, gate, resume; an unknown label is refused", async () => {
+  const dir = await Deno.makeTempDir();
+  const profile = await tmpProfile(dir);
+  const base = ["--profile", profile, "--data-dir", DATA];
+  const dry = async (...extra: string[]) => {
+    const c = capture();
+    assert.equal(await main([...base, "--dry-run", "--backend", "cpu", ...extra], c.opts), 0);
+    return c;
+  };
+  try {
+    // Two of the three methods: their 8 runs of the 12, and nothing else.
+    const c = await dry("--methods", "prompt_tuning,mtl");
+    assert.match(c.out.at(-1)!, /^8 runs; /);
+    const methodCol = c.out[0]!.indexOf("method");
+    const methods = c.out.slice(1, -1).map((l) => l.slice(methodCol).split(/\s+/)[0]);
+    assert.deepEqual([...new Set(methods)].sort(), ["mtl", "prompt_tuning"]);
+    assert.match(c.err.join("\n"), /\(methods prompt_tuning, mtl: 8 of 12 runs\)/);
+    // The flag repeated (and spaces after commas) selects the same runs.
+    const again = await dry("--methods", "mtl", "--methods", " prompt_tuning");
+    assert.deepEqual(dryRunIds(again.out).sort(), dryRunIds(c.out).sort());
+
+    // With --shard: the shard of the whole grid, then its runs of the method. A run's shard does
+    // not depend on --methods; the shards stay disjoint and together are the selection.
+    const all = dryRunIds((await dry("--methods", "hyperprompt_global")).out);
+    assert.equal(all.length, 4);
+    const seen: string[] = [];
+    for (const i of [0, 1, 2]) {
+      const whole = new Set(dryRunIds((await dry("--shard", `${i}/3`)).out));
+      const mine = dryRunIds(
+        (await dry("--shard", `${i}/3`, "--methods", "hyperprompt_global")).out,
+      );
+      for (const id of mine) assert.ok(whole.has(id), `${id} of shard ${i}/3`);
+      seen.push(...mine);
+    }
+    assert.deepEqual(seen.sort(), [...all].sort());
+
+    // Unknown labels: exit 2 before anything runs, naming the label and the profile's labels.
+    for (
+      const [arg, want] of [
+        [
+          "mtl,lora",
+          /--methods: unknown method label "lora"; profile "tiny-grid" has the methods "mtl", "prompt_tuning", "hyperprompt_global"/,
+        ],
+        [
+          "prompt_tuning[rte]",
+          /unknown method label "prompt_tuning\[rte\]" \(a per-task method is selected whole, by "prompt_tuning"\)/,
+        ],
+        ["mtl,", /--methods "mtl,": an empty label/],
+      ] as const
+    ) {
+      const bad = capture();
+      assert.equal(await main([...base, "--methods", arg, "--out", join(dir, "x")], bad.opts), 2);
+      assert.match(bad.err.join("\n"), want);
+    }
+    assert.equal(existsSync(join(dir, "x")), false);
+
+    // The gate compares the selected method's runs with the baseline's runs of that method only:
+    // the whole-grid baseline's other 8 runs are not missing.
+    const baseline = join(dir, "baseline");
+    assert.equal(
+      await main([...base, "--out", baseline, "--no-tables"], {
+        ...capture().opts,
+        runOne: fakeRunOne,
+      }),
+      0,
+    );
+    const out = join(dir, "out");
+    const gated = [...base, "--out", out, "--no-tables", "--methods", "mtl", "--compare", baseline];
+    const g = capture();
+    const ran: string[] = [];
+    const runOne: typeof fakeRunOne = (spec, o) => {
+      ran.push(spec.method.label);
+      return fakeRunOne(spec, o);
+    };
+    assert.equal(await main(gated, { ...g.opts, runOne }), 0, g.out.join("\n"));
+    assert.deepEqual(ran, ["mtl", "mtl", "mtl", "mtl"]);
+    assert.match(g.out.join("\n"), /Regression gate: PASS \(4 runs compared/);
+    // A selected method's regression still fails it.
+    const worse: typeof fakeRunOne = async (spec, o) => {
+      const r = await fakeRunOne(spec, o);
+      return { ...r, params: { ...r.params, total: r.params.total + 1 } };
+    };
+    const w = capture();
+    assert.equal(
+      await main([...gated.map((a) => (a === out ? join(dir, "out2") : a))], {
+        ...w.opts,
+        runOne: worse,
+      }),
+      3,
+    );
+    assert.match(
+      w.out.join("\n"),
+      /FAIL tiny-grid\/tiny-v1_1\/random\/glue\/mtl\/s0: params\.total/,
+    );
+    // --resume skips the selection's finished runs and runs no other method's.
+    const r = capture();
+    assert.equal(await main([...gated, "--resume"], { ...r.opts, runOne }), 0);
+    assert.match(r.err.join("\n"), /0 runs done, 4 skipped, 0 failed/);
+    // A baseline with no run of the selection is refused before any run, naming the selection.
+    const other = capture();
+    const ci = fileURLToPath(new URL("../results/baselines/ci", import.meta.url));
+    assert.equal(
+      await main([...gated.map((a) => (a === baseline ? ci : a)), "--shard", "0/2"], {
+        ...other.opts,
+        runOne,
+      }),
+      2,
+    );
+    assert.match(
+      other.err.join("\n"),
+      /none of its \d+ runs \(profile "ci"\) is a run of this selection \(shard 0\/2, methods mtl\)/,
+    );
+    assert.equal(ran.length, 4);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main() on a GPU that fits only some methods: the refusal names them and the --methods that trains them", async () => {
+  const dir = await Deno.makeTempDir();
+  const profile = await tmpProfile(dir, {
+    seeds: [0],
+    benchmarks: ["glue"],
+    methods: [{ name: "mtl" }, { name: "prompt_tuning", config: { length: 4 } }],
+    train: { steps: 2, evalEvery: 2, batchSize: 8, maxInputLength: 64, maxTargetLength: 4 },
+  });
+  const grid = expandGrid(await loadProfile(profile), {
+    dataDir: DATA,
+    catalog: await defaultTaskCatalog(),
+  });
+  const one = (label: string) =>
+    estimateTrainingMemory(
+      memoryInputFor(grid.find((s) => s.method.label === label)!, preset("tiny-v1_1"), "fused", 1),
+    ).peak;
+  // A device on which Prompt-Tuning's frozen backbone fits at one row and MTL does not.
+  const bytes = (one("prompt_tuning") + one("mtl")) / 2 / 0.9;
+  assert.ok(one("prompt_tuning") < 0.9 * bytes && 0.9 * bytes < one("mtl"));
+  const gpu = {
+    probe: () => Promise.resolve({ name: "webgpu", gpu: true }),
+    runCommand: () => Promise.reject(new Error("nvidia-smi must not run with an override")),
+  };
+  const ran: string[] = [];
+  const runOne: typeof fakeRunOne = (spec, o) => {
+    ran.push(spec.method.label);
+    return fakeRunOne(spec, o);
+  };
+  const args = [
+    "--profile",
+    profile,
+    "--data-dir",
+    DATA,
+    "--out",
+    join(dir, "out"),
+    "--no-tables",
+    "--device-memory",
+    String(bytes / 1e9),
+  ];
+  try {
+    const c = capture();
+    assert.equal(await main(args, { ...c.opts, ...gpu, runOne }), 2);
+    assert.equal(ran.length, 0);
+    assert.match(
+      c.err.join("\n"),
+      /Refused before training: 1 run\(s\) cannot fit[^]*\nEvery run of "prompt_tuning" fits; "mtl" has runs that do not\. To train only the methods that fit, add --methods prompt_tuning$/,
+    );
+    // The same advice under --dry-run's warning.
+    const d = capture();
+    assert.equal(await main([...args, "--dry-run"], { ...d.opts, ...gpu }), 0);
+    assert.match(
+      d.err.join("\n"),
+      /without --dry-run this is refused[^]*add --methods prompt_tuning/,
+    );
+    // Following it trains the methods that fit.
+    const f = capture();
+    assert.equal(
+      await main([...args, "--methods", "prompt_tuning"], { ...f.opts, ...gpu, runOne }),
+      0,
+      f.err.join("\n"),
+    );
+    assert.deepEqual(ran, ["prompt_tuning"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

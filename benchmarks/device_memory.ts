@@ -389,3 +389,44 @@ function decide(
     }; gradient accumulation, same optimizer steps; set train.microBatchSize to choose)`,
   };
 }
+
+/**
+ * A word as a POSIX shell reads it back unchanged: as it is when it holds only characters no
+ * shell treats specially, else in single quotes (`'Vanilla Adapter'`).
+ */
+function shellWord(s: string): string {
+  return /^[\w.,:=@%/+-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`;
+}
+
+/**
+ * For a preflight that refuses some runs: when the runs of some methods all pass it, the line
+ * that names them, names the methods with a run that does not fit, and gives the `--methods`
+ * argument that runs only the former (`deno task bench --methods`, which keeps a profile's runs
+ * of the labels it lists). A method counts as fitting when none of its runs is refused (a run not
+ * checked, its model's size unknown, is not refused).
+ *
+ * @param specs the runs the preflight planned
+ * @param plan {@link planDeviceMemory}'s result for them
+ * @returns the line, or undefined when nothing is refused or every method has a refused run
+ */
+export function fittingMethodsAdvice(
+  specs: readonly RunSpec[],
+  plan: DeviceMemoryPlan,
+): string | undefined {
+  if (plan.refusals.length === 0) return undefined;
+  const labels: string[] = [];
+  const refused = new Set<string>();
+  for (const s of specs) {
+    const label = s.method.label;
+    if (!labels.includes(label)) labels.push(label);
+    if (plan.runs.get(s.id)?.fits === false) refused.add(label);
+  }
+  const fit = labels.filter((l) => !refused.has(l));
+  if (fit.length === 0 || refused.size === 0) return undefined;
+  const names = (ls: readonly string[]) => ls.map((l) => `"${l}"`).join(", ");
+  return `Every run of ${names(fit)} fits; ${names([...refused])} ${
+    refused.size === 1 ? "has" : "have"
+  } runs that do not. To train only the methods that fit, add --methods ${
+    shellWord(fit.join(","))
+  }`;
+}

@@ -7,6 +7,7 @@ import {
   deviceMemory,
   deviceMemoryOverride,
   deviceMemoryUsed,
+  fittingMethodsAdvice,
   kernelSetFor,
   memoryInputFor,
   parseNvidiaSmiMemory,
@@ -222,4 +223,56 @@ Deno.test("kernelSetFor: fused on webgpu and wasm, composite on cpu and tensorfl
   assert.equal(kernelSetFor("wasm+blas"), "fused");
   assert.equal(kernelSetFor("tensorflow"), "composite");
   assert.equal(kernelSetFor("cpu"), "composite");
+});
+
+Deno.test("fittingMethodsAdvice: names the methods whose runs all fit and the --methods that runs them, shell-quoted", () => {
+  const run = (label: string, seed: number): RunSpec => {
+    const s = spec({}, seed);
+    const method = { ...s.method, label };
+    return { ...s, method, id: runId({ ...s, method }) };
+  };
+  const estimate = estimateTrainingMemory(memoryInputFor(spec(), CONFIG, "fused", 1));
+  const planOf = (specs: RunSpec[], refused: ReadonlySet<string>) => ({
+    runs: new Map(specs.map((s) => [s.id, {
+      kernels: "fused" as const,
+      microBatchSize: 1,
+      chosen: false,
+      estimate,
+      fits: !refused.has(s.id),
+    }])),
+    microBatchSizes: new Map(),
+    refusals: [...refused].map((id) => `run ${id}: does not fit`),
+    notes: [],
+  });
+  const mtl = [run("MTL", 0), run("MTL", 1)];
+  const adapter = [run("Vanilla Adapter", 0), run("Vanilla Adapter", 1)];
+  const frozen = [run("HyperFormer++ (frozen)", 0)];
+  const specs = [...mtl, ...adapter, ...frozen];
+  // Nothing refused: no advice.
+  assert.equal(fittingMethodsAdvice(specs, planOf(specs, new Set())), undefined);
+  // One refused run makes its method one that does not fit; the others are named, in grid
+  // order, quoted for the shell as one --methods argument.
+  assert.equal(
+    fittingMethodsAdvice(specs, planOf(specs, new Set([mtl[1]!.id]))),
+    `Every run of "Vanilla Adapter", "HyperFormer++ (frozen)" fits; "MTL" has runs that do ` +
+      `not. To train only the methods that fit, add --methods 'Vanilla Adapter,HyperFormer++ ` +
+      `(frozen)'`,
+  );
+  assert.match(
+    fittingMethodsAdvice(specs, planOf(specs, new Set([adapter[0]!.id, frozen[0]!.id])))!,
+    /^Every run of "MTL" fits; "Vanilla Adapter", "HyperFormer\+\+ \(frozen\)" have runs that do not\. .* add --methods MTL$/,
+  );
+  const quote = [run("It's", 0), ...mtl];
+  assert.match(
+    fittingMethodsAdvice(quote, planOf(quote, new Set([mtl[0]!.id])))!,
+    /--methods 'It'\\''s'$/,
+  );
+  // Every method has a refused run: nothing to suggest.
+  assert.equal(
+    fittingMethodsAdvice(
+      specs,
+      planOf(specs, new Set([mtl[0]!.id, adapter[1]!.id, frozen[0]!.id])),
+    ),
+    undefined,
+  );
 });
