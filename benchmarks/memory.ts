@@ -42,6 +42,23 @@
  * peaks on the cpu backend with both backward passes (benchmarks/memory_test.ts); the fused one follows the same rules with
  * the fused kernels' saved tensors, and is not measured here (no GPU in CI).
  *
+ * Evaluation (the `"evaluation"` phase): `benchmarks/run_one.ts` greedy-decodes between training
+ * steps at the micro-batch (`train.microBatchSize ?? train.batchSize`), with the weights and the
+ * optimizer state alive. The same replay runs without a tape (nothing saved, each tidy frees what
+ * it made but its result): the encoder, the cross-attention keys and values, and the last
+ * decoding step with the self-attention cache of every earlier position (the step's new cache and
+ * the old one both alive) and the logits over the vocabulary. {@link MemoryEstimate.peak} is the
+ * larger of the training step's and evaluation's peaks, so the preflight
+ * (`benchmarks/device_memory.ts`) checks both; {@link MemoryEstimate.trainingPeak} is the step's
+ * alone. Validated on the cpu backend in benchmarks/memory_test.ts (0.99 to 1.00 of the measured
+ * peak). On webgpu a freed buffer returns to the pool up to one command batch late; not counted
+ * for evaluation.
+ *
+ * The adapter methods' hooks (Vanilla Adapter, HyperFormer++) are replayed op by op: per task
+ * present, the rows' gather, down projection and bias, gelu_new, up projection and bias, the
+ * post-adapter LayerNorm (tf.moments, sub, div, mul, add), and the concat and gather back; with
+ * HyperFormer++ also the generated weights of each (layer, position).
+ *
  * Not counted: the webgpu buffer pool keeps released buffers for reuse by exact size, so a device
  * holds at least the peak (about the peak for the fixed shapes of a run); framework/driver
  * overhead and the tokenizer/data on the host. Keep a margin (see {@link fitsDevice}).
@@ -111,10 +128,19 @@ export interface MemoryInput {
   readonly backprop?: BackpropMode;
   /** Bytes per element of weights, gradients, activations and state (default 4, fp32). */
   readonly bytesPerElement?: number;
+  /**
+   * Rows greedy-decoded together in evaluation (default the micro-batch: `benchmarks/run_one.ts`
+   * evaluates `train.microBatchSize ?? train.batchSize` rows at a time, the preflight's choice
+   * included).
+   */
+  readonly evalBatchSize?: number;
 }
 
-/** The phases of one training step. */
-export type MemoryPhase = "forward" | "backward" | "gradient norm" | "update";
+/**
+ * The phases of one training step, and the evaluation between steps (greedy decoding with the
+ * weights and optimizer state alive).
+ */
+export type MemoryPhase = "forward" | "backward" | "gradient norm" | "update" | "evaluation";
 
 /** Bytes of one training step (see the module documentation for what each term holds). */
 export interface MemoryEstimate {
@@ -135,7 +161,19 @@ export interface MemoryEstimate {
    * the pass returns; low-memory: those live at the peak node).
    */
   readonly activationGradients: number;
-  /** The largest phase of the step (forward, backward, gradient norm, update). */
+  /**
+   * Greedy decoding's buffers at its peak (encoder outputs, cross-attention and self-attention
+   * caches, one step's activations and logits) at {@link MemoryEstimate.evalBatchSize} rows.
+   */
+  readonly evaluationActivations: number;
+  /** Rows decoded together in evaluation. */
+  readonly evalBatchSize: number;
+  /** The largest phase of the training step (forward, backward, gradient norm, update). */
+  readonly trainingPeak: number;
+  /**
+   * The largest phase of the run: the training step's and evaluation's (what the preflight
+   * compares with the device).
+   */
   readonly peak: number;
   /** Which phase gives the peak. */
   readonly peakPhase: MemoryPhase;
@@ -187,8 +225,10 @@ class Tape {
    *   at once). The fused set (webgpu) is modelled without: tfjs-webgpu returns a disposed
    *   buffer to its pool only when the batch of commands reading it is submitted (every
    *   `submitBatch` = 64 dispatches, model/webgpu/mod.ts), about one sublayer's worth.
+   * @param recording whether ops are recorded for a backward pass (false: inference, where no
+   *   tensor is saved, so a tidy frees everything it made but its result)
    */
-  constructor(readonly scopesFree = true) {}
+  constructor(readonly scopesFree = true, readonly recording = true) {}
 
   leaf(n: number, path: boolean): T {
     return { n, buf: { n, refs: 1 }, path };
@@ -231,6 +271,7 @@ class Tape {
    * `save` what its gradient keeps.
    */
   op(ins: readonly (readonly [T, GradRule])[], outs: readonly T[], save: readonly T[], tr = 0) {
+    if (!this.recording) return; // no tape (inference): nothing is kept for a backward pass
     for (const s of save) if (!this.#weights.has(s.buf)) this.saved.add(s.buf);
     if (outs.some((o) => o.path)) this.nodes.push({ inputs: ins, outputs: outs, transient: tr });
   }
@@ -342,6 +383,20 @@ interface MethodActs {
   /** Adapter bottleneck width after each sublayer (0: none), and the stacks. */
   readonly adapterWidth: number;
   readonly adapterStacks: readonly ("encoder" | "decoder")[];
+  /** The sublayers with an adapter (never cross-attention: both adapter methods skip it). */
+  readonly adapterPositions: readonly ("self_attention" | "feed_forward")[];
+  /**
+   * The post-adapter LayerNorm's γ, β: one variable pair per position ("shared"), a row of a
+   * per-task one ("per_task"), generated per task (HyperFormer++'s conditional LayerNorm), or
+   * none.
+   */
+  readonly adapterNorm: "shared" | "per_task" | "generated" | "none";
+  /**
+   * HyperFormer++: the adapter weights are generated per (layer, position) from a per-stack
+   * projector (`projector` parameters, output width `projected`) through per-stack generators;
+   * undefined for the Vanilla Adapter (per-task variables).
+   */
+  readonly adapterHyper?: { readonly projector: number; readonly projected: number };
   /**
    * Parameters of a hypernetwork used by every conditioned layer (HyperPrompt-Global): each use
    * leaves a full-size gradient of them in the backward map.
@@ -363,8 +418,10 @@ class T5Replay {
     readonly fused: boolean,
     readonly dropout: boolean,
     readonly m: MethodActs,
+    recording = true,
   ) {
-    this.t = new Tape(!fused);
+    // Inference (no tape) is modelled with a tidy's frees on both kernel sets (see evaluate).
+    this.t = new Tape(!fused || !recording, recording);
   }
 
   w(name: string, n: number): T {
@@ -436,12 +493,14 @@ class T5Replay {
       this.t.op([[x, "new"], [w, "new"]], [y], [x, w]);
       return y;
     }
-    const sq = this.un(x, "in");
-    const mean = this.un(sq, "in", rows, x.n); // Mean saves x; its gradient fills x's shape
-    const eps = this.bin("add", mean, this.t.leaf(1, false), rows);
-    const r = this.un(eps, "in");
-    const xr = this.bin("mul", x, r, x.n);
-    return this.bin("mul", xr, w, x.n);
+    return this.t.scope(() => { // rmsNorm's tf.tidy
+      const sq = this.un(x, "in");
+      const mean = this.un(sq, "in", rows, x.n); // Mean saves x; its gradient fills x's shape
+      const eps = this.bin("add", mean, this.t.leaf(1, false), rows);
+      const r = this.un(eps, "in");
+      const xr = this.bin("mul", x, r, x.n);
+      return this.bin("mul", xr, w, x.n);
+    });
   }
   linear(x: T, name: string, out: number, inn: number): T {
     const flat = this.reshape(x);
@@ -458,7 +517,7 @@ class T5Replay {
     const s = b * h * lq * lk;
     let scores: T;
     if (this.fused) scores = this.matmul(q, k, s); // HpHeadScores saves q, k
-    else scores = this.matmul(this.split(q), this.split(k), s);
+    else scores = this.t.scope(() => this.matmul(this.split(q), this.split(k), s)); // its tidy
     let probs: T;
     if (this.fused) {
       probs = this.t.fresh(s, true);
@@ -466,19 +525,25 @@ class T5Replay {
       this.t.op([[scores, "new"], [bias, "new"]], [probs], [bias, mask ?? zero, probs]);
       // HpAttentionSoftmax's bias gradient is dx summed over the batch: dx is a node output.
     } else {
-      let x = this.bin("add", scores, bias, s);
-      if (mask) x = this.bin("add", x, mask, s);
-      probs = this.un(x, "out", s, s); // Softmax saves its output; grad makes dy·y
+      probs = this.t.scope(() => { // attentionSoftmax's tidy
+        let x = this.bin("add", scores, bias, s);
+        if (mask) x = this.bin("add", x, mask, s);
+        return this.un(x, "out", s, s); // Softmax saves its output; grad makes dy·y
+      });
     }
     const attn = this.drop(probs);
     const inner = this.cfg.numHeads * this.cfg.dKv;
     if (this.fused) return this.matmul(attn, v, b * lq * inner); // HpHeadContext saves p, v
-    const ctx = this.matmul(attn, this.split(v), b * lq * inner);
-    return this.reshape(this.un(ctx, "none")); // merge: transpose + reshape
+    return this.t.scope(() => { // headContext's tidy
+      const ctx = this.matmul(attn, this.split(v), b * lq * inner);
+      return this.reshape(this.un(ctx, "none")); // merge: transpose + reshape
+    });
   }
   get sh(): Shapes {
     return this.#sh!;
   }
+  /** The keys and values of the last {@link T5Replay.selfAttn}. */
+  lastKV?: readonly [T, T];
   #sh?: Shapes;
   #hyper?: T;
 
@@ -491,14 +556,33 @@ class T5Replay {
     return this.reshape(tr);
   }
 
-  selfAttn(stack: "encoder" | "decoder", i: number, x: T, len: number, bias: T, mask: T | null) {
+  /**
+   * Self-attention of `len` queries; with `past` (greedy decoding's cache of the earlier
+   * positions' keys and values), the new keys and values are joined after them. The full keys
+   * and values (without a prefix) are left in {@link T5Replay.lastKV}.
+   */
+  selfAttn(
+    stack: "encoder" | "decoder",
+    i: number,
+    x: T,
+    len: number,
+    bias: T,
+    mask: T | null,
+    past?: readonly [T, T],
+  ) {
     const { b } = this.sh;
     const d = this.cfg.dModel, inner = this.cfg.numHeads * this.cfg.dKv;
     const p = `${stack}.block.${i}.layer.0.SelfAttention`;
     const q = this.linear(x, `${p}.q.weight`, inner, d);
     let k = this.linear(x, `${p}.k.weight`, inner, d);
     let v = this.linear(x, `${p}.v.weight`, inner, d);
-    let lk = len;
+    if (past) {
+      k = this.bin("add", past[0], k, past[0].n + k.n); // concat: a new buffer of both
+      v = this.bin("add", past[1], v, past[1].n + v.n);
+    }
+    this.lastKV = [k, v];
+    let lk = k.n / (b * inner);
+    const lkOwn = lk;
     let bb = bias;
     let mm = mask;
     const l = this.m.prefixLength;
@@ -524,11 +608,11 @@ class T5Replay {
         this.t.op([[a, "new"], [c, "new"]], [out], [a, c]); // Concat saves all inputs
         return out;
       };
-      k = cat(pk, k, b * (l + len) * inner);
-      v = cat(pv, v, b * (l + len) * inner);
-      lk = l + len;
-      bb = cat(this.t.fresh(this.cfg.numHeads * len * l, false), bias, bias.n / len * lk);
-      if (mm) mm = cat(this.t.fresh(mm.n / len * l, false), mm, (mm.n / len) * lk);
+      lk = l + lkOwn;
+      k = cat(pk, k, b * lk * inner);
+      v = cat(pv, v, b * lk * inner);
+      bb = cat(this.t.fresh(bias.n / lkOwn * l, false), bias, bias.n / lkOwn * lk);
+      if (mm) mm = cat(this.t.fresh(mm.n / lkOwn * l, false), mm, (mm.n / lkOwn) * lk);
     }
     const a = this.attention(q, k, v, len, lk, bb, mm);
     return this.linear(a, `${p}.o.weight`, d, inner);
@@ -546,29 +630,159 @@ class T5Replay {
         hdn = this.t.fresh(a.n, true); // HpGatedGelu(Dropout) saves a and b
         this.t.op([[a, "new"], [bb, "new"]], [hdn], [a, bb]);
       } else {
-        // geluNew: x·x, ·x, ·k, +x, ·c, x·0.5, tanh, +1, product; then · b
-        const c = this.t.leaf(1, false);
-        const x2 = this.bin("mul", a, a);
-        const x3 = this.bin("mul", x2, a);
-        const inner = this.bin("mul", this.bin("add", a, this.bin("mul", x3, c, a.n), a.n), c, a.n);
-        const half = this.bin("mul", a, c, a.n);
-        const th = this.un(inner, "out");
-        const g = this.bin("mul", half, this.bin("add", th, c, a.n));
-        hdn = this.drop(this.bin("mul", g, bb));
+        // gatedGelu's tidy: geluNew (x·x, ·x, ·k, +x, ·c, x·0.5, tanh, +1, product), then · b
+        hdn = this.drop(this.t.scope(() => this.bin("mul", this.gelu(a), bb)));
       }
     }
     return this.linear(hdn, `${w}.wo.weight`, d, f);
   }
-  adapter(stack: "encoder" | "decoder", y: T, rows: number): T {
-    const r = this.m.adapterWidth;
-    if (r === 0 || !this.m.adapterStacks.includes(stack)) return y;
+  /** A method parameter (a variable, counted with the weights) by name, made on first use. */
+  mw(name: string, n: number): T {
+    let x = this.#w.get(name);
+    if (!x) {
+      x = this.methodLeaf(n, true);
+      this.#w.set(name, x);
+    }
+    return x;
+  }
+  /** `rows(table, i)` of model/methods/_tensor.ts: a Slice (saves the table) of `n` elements. */
+  slice(table: T, n: number): T {
+    const out = this.t.fresh(n, table.path);
+    this.t.op([[table, "new"]], [out], [table]); // its gradient pads dy to the table's shape
+    return out;
+  }
+  /** `gatherRows` of `n` elements of `x` (saves only the indices; gradient: a scatter to x). */
+  gather(x: T, n: number): T {
+    const out = this.t.fresh(n, x.path);
+    this.t.op([[x, "new"]], [out], []);
+    return out;
+  }
+  /** geluNew (model/fused.ts, composite on every backend), in its own tidy. */
+  gelu(a: T): T {
+    return this.t.scope(() => {
+      const c = this.t.leaf(1, false);
+      const x3 = this.bin("mul", this.bin("mul", a, a), a);
+      const inner = this.bin("mul", this.bin("add", a, this.bin("mul", x3, c, a.n), a.n), c, a.n);
+      const th = this.un(inner, "out");
+      return this.bin("mul", this.bin("mul", a, c, a.n), this.bin("add", th, c, a.n));
+    });
+  }
+  /**
+   * layerNorm of model/methods/_tensor.ts over rows of `x` (in its own tidy): tf.moments (Mean
+   * saves x, Sub saves both, Square its input, Mean again), then sub, div (by the square root of
+   * the variance plus eps), mul γ, add β, each saving its inputs.
+   */
+  layerNorm(x: T, rows: number, gamma: T, beta: T): T {
+    return this.t.scope(() => {
+      const mean = this.un(x, "in", rows, x.n);
+      const variance = this.un(this.un(this.bin("add", x, mean, x.n), "in"), "in", rows, x.n);
+      const centred = this.bin("add", x, mean, x.n);
+      const sd = this.un(this.bin("add", variance, this.t.leaf(1, false), rows), "in");
+      // RealDiv's gradient: dy / b for x, and −dy·a / b² summed over the row for b (3 temporaries)
+      const q = this.bin("mul", centred, sd, x.n);
+      this.t.nodes[this.t.nodes.length - 1] = { ...this.t.nodes.at(-1)!, transient: 3 * x.n };
+      return this.bin("add", this.bin("mul", q, gamma, x.n), beta, x.n);
+    });
+  }
+  /**
+   * HyperFormer++'s generation for one (stack, layer, position): the task projector (counted as
+   * one op of its parameters) and each generator's `z·W + b` for the tasks present; returns the
+   * generated rows by name (`[tasks, width]`).
+   */
+  generate(stack: string, widths: readonly (readonly [string, number])[]): Map<string, T> {
+    const hyper = this.m.adapterHyper!;
+    const u = this.presentTasks();
+    const proj = this.mw(`hyperformer.${stack}.projector`, hyper.projector);
+    const z = this.t.fresh(u * hyper.projected, true);
+    this.t.op([[proj, "new"]], [z], [proj]);
+    const out = new Map<string, T>();
+    for (const [g, width] of widths) {
+      const w = this.mw(`hyperformer.${stack}.${g}.weight`, hyper.projected * width);
+      const bias = this.mw(`hyperformer.${stack}.${g}.bias`, width);
+      out.set(g, this.bin("add", this.matmul(z, w, u * width), bias));
+    }
+    return out;
+  }
+  /** Tasks present in a micro-batch: the method's tasks, at most one per row. */
+  presentTasks(): number {
+    return Math.max(1, Math.min(this.m.tasks, this.sh.b));
+  }
+  /**
+   * The adapter hook after a sublayer (model/methods/adapter.ts, hyperformer_pp.ts):
+   * `LN(up(gelu_new(down(y)))) + y` per task present (`perTask`: with more than one, each task's
+   * rows are gathered, and the results concatenated and gathered back into batch order).
+   */
+  adapter(
+    stack: "encoder" | "decoder",
+    layer: number,
+    pos: "self_attention" | "feed_forward",
+    y: T,
+  ): T {
+    const a = this.m.adapterWidth;
+    if (a === 0 || !this.m.adapterStacks.includes(stack)) return y;
+    if (!this.m.adapterPositions.includes(pos)) return y;
     const d = this.cfg.dModel;
-    const down = this.methodLeaf(r * d), up = this.methodLeaf(r * d);
-    const hd = this.un(this.matmul(y, down, rows * r), "in");
-    return this.bin("add", y, this.matmul(hd, up, rows * d));
+    const u = this.presentTasks();
+    const norm = this.m.adapterNorm;
+    const p = `adapter.${stack}.${layer}.${pos}`;
+    // One task's adapter parameter (a row of a per-task variable, of a generated tensor, or a
+    // shared variable), sliced anew for each task present as the hooks do.
+    let param: (name: string, width: number) => T;
+    if (this.m.adapterHyper) {
+      const widths: [string, number][] = [["up_weight", d * a], ["up_bias", d], [
+        "down_weight",
+        a * d,
+      ], ["down_bias", a]];
+      if (norm === "generated") widths.push(["ln_gamma", d], ["ln_beta", d]);
+      const gen = this.generate(stack, widths);
+      param = (name, width) => this.reshape(this.slice(gen.get(name)!, width));
+    } else {
+      const tasks = this.m.tasks;
+      param = (name, width) => {
+        if (name.startsWith("ln_") && norm === "shared") return this.mw(`${p}.${name}`, width);
+        return this.reshape(this.slice(this.mw(`${p}.${name}`, tasks * width), width));
+      };
+    }
+    const one = (ys: T): T => {
+      const r = ys.n / d;
+      const x = this.reshape(ys);
+      const down = this.bin(
+        "add",
+        this.matmul(x, param("down_weight", d * a), r * a),
+        param("down_bias", a),
+      );
+      let h = this.bin(
+        "add",
+        this.matmul(this.gelu(down), param("up_weight", a * d), r * d),
+        param("up_bias", d),
+      );
+      if (norm !== "none") h = this.layerNorm(h, r, param("ln_gamma", d), param("ln_beta", d));
+      return this.bin("add", this.reshape(h), ys);
+    };
+    if (u === 1) return one(y);
+    const parts: T[] = [];
+    for (let s = 0; s < u; s++) parts.push(one(this.gather(y, y.n / u)));
+    const cat = this.t.fresh(y.n, true);
+    this.t.op(parts.map((x) => [x, "new"] as const), [cat], parts); // Concat saves its inputs
+    return this.gather(cat, y.n);
   }
   /** A block's self-attention sublayer with its residual, in its own tidy. */
   block(stack: "encoder" | "decoder", i: number, x: T, len: number, bias: T, mask: T | null) {
+    return this.cachedBlock(stack, i, x, len, bias, mask)[0]!;
+  }
+  /**
+   * {@link T5Replay.block}; with `past` (greedy decoding), the sublayer's full keys and values
+   * leave its tidy too, for the next step's cache: returns `[out, k, v]`.
+   */
+  cachedBlock(
+    stack: "encoder" | "decoder",
+    i: number,
+    x: T,
+    len: number,
+    bias: T,
+    mask: T | null,
+    past?: readonly [T, T],
+  ): readonly T[] {
     const { b } = this.sh;
     const rows = b * len;
     const bp = `${stack}.block.${i}`;
@@ -580,40 +794,32 @@ class T5Replay {
         len,
         bias,
         mask,
+        past,
       );
-      return this.dropAdd(x, this.adapter(stack, y, rows));
+      const out = this.dropAdd(x, this.adapter(stack, i, "self_attention", y));
+      return past ? [out, ...this.lastKV!] : [out];
     });
   }
   /** A feed-forward sublayer with its residual, in its own tidy. */
-  ffSublayer(stack: "encoder" | "decoder", prefix: string, x: T, rows: number): T {
+  ffSublayer(stack: "encoder" | "decoder", i: number, prefix: string, x: T, rows: number): T {
     return this.t.scope(() => {
       const y = this.ff(prefix, this.norm(`${prefix}.layer_norm.weight`, x, rows));
-      return this.dropAdd(x, this.adapter(stack, y, rows));
+      return this.dropAdd(x, this.adapter(stack, i, "feed_forward", y));
     });
   }
 
-  run(sh: Shapes): { loss: T } {
-    this.#sh = sh;
-    const cfg = this.cfg;
-    const { b, lt } = sh;
-    const d = cfg.dModel, v = cfg.vocabSize, inner = cfg.numHeads * cfg.dKv;
-    const li = sh.li;
-    // Embeddings: one gather of both stacks' ids (shared table), two slices.
-    const table = this.w("shared.weight", v * d);
-    const rows = this.t.fresh(b * (li + lt) * d, table.path);
-    this.t.op([[table, "new"]], [rows], []);
-    const slice = (n: number) => {
-      const out = this.t.fresh(n, rows.path);
-      this.t.op([[rows, "new"]], [out], [rows]); // Slice saves x; its gradient pads to x
-      return out;
-    };
-    let x = this.reshape(slice(b * li * d));
-    let dec = this.reshape(slice(b * lt * d));
+  /**
+   * The encoder over the embedded input `x` (`[b, li, d]`): Prompt-Tuning's prompt joined,
+   * dropout, position bias, padding mask, the blocks and the final norm. Returns the hidden
+   * states and their length.
+   */
+  encoder(x: T): { enc: T; le: number } {
+    const { b, li } = this.sh;
     let le = li;
     if (this.m.promptLength > 0) {
-      const p = this.methodLeaf(b * this.m.promptLength * d);
+      const p = this.methodLeaf(b * this.m.promptLength * this.cfg.dModel);
       le = li + this.m.promptLength;
-      const out = this.t.fresh(b * le * d, true);
+      const out = this.t.fresh(b * le * this.cfg.dModel, true);
       this.t.op([[p, "new"], [x, "new"]], [out], [p, x]);
       x = out;
       this.t.fresh(b * le, false); // the longer mask
@@ -625,24 +831,119 @@ class T5Replay {
       le,
     );
     const pad = this.t.fresh(b * le * 2, false); // paddingMask: sub, mul (reshape shares)
-    for (let i = 0; i < cfg.numLayers; i++) {
-      const bp = `encoder.block.${i}`;
+    for (let i = 0; i < this.cfg.numLayers; i++) {
       x = this.block("encoder", i, x, le, encBias, pad);
-      x = this.ffSublayer("encoder", `${bp}.layer.1`, x, b * le);
+      x = this.ffSublayer("encoder", i, `encoder.block.${i}.layer.1`, x, b * le);
     }
-    const enc = this.drop(this.norm("encoder.final_layer_norm.weight", x, b * le));
-    // Every decoder layer's cross-attention keys and values, made before the decoder runs (in the
-    // forward tidy, not a sublayer's: alive until the pass returns).
-    const crossKV: [T, T][] = [];
-    for (let i = 0; i < cfg.numDecoderLayers; i++) {
+    return { enc: this.drop(this.norm("encoder.final_layer_norm.weight", x, b * le)), le };
+  }
+  /**
+   * Every decoder layer's cross-attention keys and values, made before the decoder runs (in the
+   * forward tidy, not a sublayer's: alive until the pass returns).
+   */
+  crossKVs(enc: T): [T, T][] {
+    const d = this.cfg.dModel, inner = this.cfg.numHeads * this.cfg.dKv;
+    const out: [T, T][] = [];
+    for (let i = 0; i < this.cfg.numDecoderLayers; i++) {
       const p = `decoder.block.${i}.layer.1.EncDecAttention`;
-      crossKV.push([
+      out.push([
         this.linear(enc, `${p}.k.weight`, inner, d),
         this.linear(enc, `${p}.v.weight`, inner, d),
       ]);
     }
+    return out;
+  }
+  /** Decoder layer `i`'s cross-attention sublayer (`lq` queries) with its residual, in its tidy. */
+  crossSublayer(i: number, x: T, lq: number, le: number, kv: readonly [T, T], mask: T): T {
+    const { b } = this.sh;
+    const d = this.cfg.dModel, inner = this.cfg.numHeads * this.cfg.dKv;
+    const bp = `decoder.block.${i}`;
+    return this.t.scope(() => {
+      const n1 = this.norm(`${bp}.layer.1.layer_norm.weight`, x, b * lq);
+      const p = `${bp}.layer.1.EncDecAttention`;
+      const q = this.linear(n1, `${p}.q.weight`, inner, d);
+      // cross-attention: no bias; the composite adds only the mask, the fused kernel a zero bias.
+      const a = this.crossAttention(q, kv[0], kv[1], lq, le, mask, this.t.leaf(1, false));
+      const c = this.linear(a, `${p}.o.weight`, d, inner);
+      return this.dropAdd(x, c); // the adapter methods skip cross-attention
+    });
+  }
+
+  /**
+   * Greedy decoding at its peak (model/t5.ts `greedyDecode`, no tape): the encoder in its own
+   * tidy, which keeps only the hidden states and the cross-attention keys and values; then the
+   * last decoding step (`lt` keys): one query per row, with the cache of the `lt − 1` earlier
+   * positions' self-attention keys and values, which the step joins with its own into the next
+   * cache (the old one is freed only after the step), and the logits over the vocabulary. The
+   * peak is {@link Tape.fwd}.
+   */
+  evaluate(sh: Shapes): void {
+    this.#sh = sh;
+    const cfg = this.cfg;
+    const { b, li, lt } = sh;
+    const d = cfg.dModel, v = cfg.vocabSize, inner = cfg.numHeads * cfg.dKv;
+    const table = this.w("shared.weight", v * d);
+    const [enc, ...flat] = this.t.scope(() => {
+      const { enc } = this.encoder(this.reshape(this.t.fresh(b * li * d, false)));
+      return [enc, ...this.crossKVs(enc).flat()];
+    });
+    const le = enc!.n / (b * d);
+    const crossKV = Array.from(
+      { length: cfg.numDecoderLayers },
+      (_, i) => [flat[2 * i]!, flat[2 * i + 1]!] as const,
+    );
+    const past = Array.from(
+      { length: cfg.numDecoderLayers },
+      () =>
+        [
+          this.t.fresh(b * (lt - 1) * inner, false),
+          this.t.fresh(b * (lt - 1) * inner, false),
+        ] as const,
+    );
+    this.t.scope(() => {
+      let x = this.reshape(this.t.fresh(b * d, false)); // the last tokens' embeddings
+      const bias = this.positionBias(
+        "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+        1,
+        lt,
+      );
+      const causal = this.t.fresh(lt, false);
+      const cross = this.t.fresh(b * le * 2, false);
+      const cache: T[] = [];
+      for (let i = 0; i < cfg.numDecoderLayers; i++) {
+        const [out, ...kv] = this.cachedBlock("decoder", i, x, 1, bias, causal, past[i]);
+        cache.push(...kv);
+        x = this.crossSublayer(i, out!, 1, le, crossKV[i]!, cross);
+        x = this.ffSublayer("decoder", i, `decoder.block.${i}.layer.2`, x, b);
+      }
+      let h = this.norm("decoder.final_layer_norm.weight", x, b);
+      if (cfg.scaleDecoderOutputs) h = this.bin("mul", h, this.t.leaf(1, false), h.n);
+      const out = cfg.tieWordEmbeddings ? table : this.w("lm_head.weight", v * d);
+      const logits = this.matmul(this.reshape(h), out, b * v);
+      const last = this.un(logits, "none"); // slice of the last position
+      return [this.un(last, "none", b), ...cache]; // argMax
+    });
+  }
+
+  run(sh: Shapes): { loss: T } {
+    this.#sh = sh;
+    const cfg = this.cfg;
+    const { b, lt } = sh;
+    const d = cfg.dModel, v = cfg.vocabSize;
+    const li = sh.li;
+    // Embeddings: one gather of both stacks' ids (shared table), two slices.
+    const table = this.w("shared.weight", v * d);
+    const rows = this.t.fresh(b * (li + lt) * d, table.path);
+    this.t.op([[table, "new"]], [rows], []);
+    const slice = (n: number) => {
+      const out = this.t.fresh(n, rows.path);
+      this.t.op([[rows, "new"]], [out], [rows]); // Slice saves x; its gradient pads to x
+      return out;
+    };
+    const { enc, le } = this.encoder(this.reshape(slice(b * li * d)));
+    const crossKV = this.crossKVs(enc);
     // Decoder
-    dec = this.drop(dec);
+    let dec = this.drop(this.reshape(slice(b * lt * d)));
     const decBias = this.positionBias(
       "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
       lt,
@@ -650,22 +951,11 @@ class T5Replay {
     );
     const causal = this.t.fresh(lt * lt, false);
     const cross = this.t.fresh(b * le * 2, false);
-    const zeroBias = this.t.leaf(1, false);
     for (let i = 0; i < cfg.numDecoderLayers; i++) {
       const bp = `decoder.block.${i}`;
       dec = this.block("decoder", i, dec, lt, decBias, causal);
-      const attended = dec;
-      dec = this.t.scope(() => {
-        const n1 = this.norm(`${bp}.layer.1.layer_norm.weight`, attended, b * lt);
-        const p = `${bp}.layer.1.EncDecAttention`;
-        const q = this.linear(n1, `${p}.q.weight`, inner, d);
-        const [k, vv] = crossKV[i]!;
-        // cross-attention: no bias; the composite adds only the mask, the fused kernel a zero bias.
-        const a = this.crossAttention(q, k, vv, lt, le, cross, zeroBias);
-        const c = this.linear(a, `${p}.o.weight`, d, inner);
-        return this.dropAdd(attended, this.adapter("decoder", c, b * lt));
-      });
-      dec = this.ffSublayer("decoder", `${bp}.layer.2`, dec, b * lt);
+      dec = this.crossSublayer(i, dec, lt, le, crossKV[i]!, cross);
+      dec = this.ffSublayer("decoder", i, `${bp}.layer.2`, dec, b * lt);
     }
     let hdn = this.drop(this.norm("decoder.final_layer_norm.weight", dec, b * lt));
     if (cfg.scaleDecoderOutputs) hdn = this.bin("mul", hdn, this.t.leaf(1, false), hdn.n);
@@ -683,10 +973,13 @@ class T5Replay {
       this.t.op([[scores, "new"]], [probs], [zero, mask, probs]);
       return this.matmul(this.drop(probs), v, b * lq * this.cfg.numHeads * this.cfg.dKv);
     }
-    const scores = this.matmul(this.split(q), this.split(k), s);
-    const probs = this.un(this.bin("add", scores, mask, s), "out", s, s);
-    const ctx = this.matmul(this.drop(probs), this.split(v), b * lq * h * this.cfg.dKv);
-    return this.reshape(this.un(ctx, "none"));
+    const scores = this.t.scope(() => this.matmul(this.split(q), this.split(k), s));
+    const probs = this.t.scope(() => this.un(this.bin("add", scores, mask, s), "out", s, s));
+    const attn = this.drop(probs);
+    return this.t.scope(() => {
+      const ctx = this.matmul(attn, this.split(v), b * lq * h * this.cfg.dKv);
+      return this.reshape(this.un(ctx, "none"));
+    });
   }
   /** crossEntropyLoss (label smoothing 0): per-token loss, weighted mean. */
   xent(logits: T, n: number, v: number): T {
@@ -719,10 +1012,11 @@ class T5Replay {
 function methodActs(
   method: string,
   parsed: Record<string, unknown>,
-  d: number,
+  cfg: T5Config,
   extra: number,
   tasks: number,
 ): MethodActs {
+  const d = cfg.dModel;
   const none: MethodActs = {
     sharedHypernet: 0,
     tasks,
@@ -732,6 +1026,8 @@ function methodActs(
     prefixStacks: [],
     adapterWidth: 0,
     adapterStacks: [],
+    adapterPositions: [],
+    adapterNorm: "none",
   };
   if (method === "prompt_tuning" || method === "mtl_prompt") {
     return { ...none, promptLength: parsed.length as number };
@@ -754,9 +1050,33 @@ function methodActs(
       adapterWidth: Math.max(1, Math.floor(d / (parsed.reduction as number))),
       adapterStacks: (parsed.stacks as ("encoder" | "decoder")[] | undefined) ??
         ["encoder", "decoder"],
+      adapterPositions: (parsed.positions as ("self_attention" | "feed_forward")[] | undefined) ??
+        ["self_attention", "feed_forward"],
+      adapterNorm: method === "hyperformer_pp"
+        ? (parsed.conditionalLayerNorm ? "generated" : "none")
+        : parsed.layerNorm as "shared" | "per_task" | "none",
+      ...(method === "hyperformer_pp"
+        ? {
+          adapterHyper: {
+            // per stack: task, layer and position embeddings, fc1, fc2, the projector's
+            // LayerNorm (small: counted as one tensor each use reads)
+            projector: hyperProjectorParams(cfg, parsed, tasks),
+            projected: parsed.projectedDim as number,
+          },
+        }
+        : {}),
     };
   }
   return none;
+}
+
+/** HyperFormer++'s projector parameters of one stack (hyperformer_pp.ts countParams's terms). */
+function hyperProjectorParams(cfg: T5Config, p: Record<string, unknown>, tasks: number): number {
+  const te = p.taskEmbeddingDim as number, e = p.hiddenDim as number;
+  const t = p.projectedDim as number;
+  const layers = Math.max(cfg.numLayers, cfg.numDecoderLayers);
+  return tasks * te + (layers + 2) * te + 3 * te * e + e + e * t + t +
+    (p.projectorLayerNorm ? 2 * t : 0);
 }
 
 /**
@@ -850,7 +1170,7 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     methodActs(
       input.method,
       parsed as unknown as Record<string, unknown>,
-      cfg.dModel,
+      cfg,
       extra,
       input.numTasks ?? 1,
     ),
@@ -872,6 +1192,22 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     (input.kernels ?? "fused") === "fused" ? WEBGPU_DEFER_NODES : 0,
   );
   const fixed = weights + optimizerState + accumulator;
+  // Evaluation: greedy decoding (no tape, no dropout) of rows of one task (benchmarks/evaluator.ts
+  // decodes each task's set on its own), up to the longest input and target.
+  const evalBatch = positiveInt(input.evalBatchSize ?? m, "evalBatchSize");
+  const evalReplay = new T5Replay(
+    cfg,
+    (n) => backboneTrainable(freeze, n, cfg),
+    (input.kernels ?? "fused") === "fused",
+    false,
+    {
+      ...methodActs(input.method, parsed as unknown as Record<string, unknown>, cfg, extra, 1),
+      // HyperPrompt-Global's shared hypernetwork is sized by the run's tasks (its parameters)
+      sharedHypernet: replay.m.sharedHypernet,
+    },
+    false,
+  );
+  evalReplay.evaluate({ b: evalBatch, li, lt });
   // Update phase: the op-by-op update's temporaries of the largest variable (≈ 6 of its size on
   // the composite path; the fused kernels update in place).
   const updateTmp = (input.kernels ?? "fused") === "fused" ? 0 : 6 * largest * bpe;
@@ -882,10 +1218,14 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     // then the per-gradient scalars; measured in benchmarks/memory_test.ts.
     "gradient norm": weights + optimizerState + gradients + largest * bpe,
     update: weights + optimizerState + gradients + updateTmp,
+    // Between steps (benchmarks/trainer.ts): gradients and accumulator freed, slots kept.
+    evaluation: weights + optimizerState + evalReplay.t.fwd * bpe,
   } as const;
   let peakPhase: MemoryPhase = "forward";
+  let trainingPeak = 0;
   for (const k of Object.keys(phases) as (keyof typeof phases)[]) {
     if (phases[k] > phases[peakPhase]) peakPhase = k;
+    if (k !== "evaluation") trainingPeak = Math.max(trainingPeak, phases[k]);
   }
   return {
     weights,
@@ -895,6 +1235,9 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     forwardActivations: replay.t.fwd * bpe,
     savedActivations: saved * bpe,
     activationGradients: (back.peak - back.params) * bpe,
+    evaluationActivations: evalReplay.t.fwd * bpe,
+    evalBatchSize: evalBatch,
+    trainingPeak,
     peak: phases[peakPhase],
     peakPhase,
     phases,
