@@ -1144,8 +1144,9 @@ function smiRecord(
  * after its weights are on the GPU, and after each step (tfjs-webgpu's pool keeps released
  * buffers, so it approximates the step's peak plus the pool's slack); and tfjs's own count of live
  * buffer bytes (its peak over the steps, `tfjs.peak`) and of buffers allocated (`tfjs.allocated`,
- * live + pooled). Each is compared with `estimateTrainingMemory`'s peak (`ratio` = nvidia-smi's
- * delta / estimate, `tfjsPeakRatio` = tfjs's peak / estimate).
+ * live + pooled). Each is compared with `estimateTrainingMemory`'s training-step peak
+ * (`trainingPeak`, not the run's `peak`, which may be evaluation's; `ratio` = nvidia-smi's delta /
+ * estimate, `tfjsPeakRatio` = tfjs's peak / estimate).
  */
 async function memoryRow(
   quick: boolean,
@@ -1155,6 +1156,9 @@ async function memoryRow(
 ): Promise<Record<string, unknown>> {
   const { shape, backprop } = plan;
   const e = estimateTrainingMemory(memoryInputOf(quick, shape, backprop));
+  const { evaluation: _, ...trainingPhases } = e.phases;
+  const trainingPhase = (Object.keys(trainingPhases) as (keyof typeof trainingPhases)[])
+    .reduce((a, k) => (trainingPhases[k] > trainingPhases[a] ? k : a));
   if (!setBackprop(backprop)) {
     return { skipped: `model/backprop.ts does not support tfjs-core ${tf.version_core}` };
   }
@@ -1216,10 +1220,13 @@ async function memoryRow(
     submitBatch,
     steps,
     stepMs,
+    // The training step's estimate (what the row measures); evaluation, which the preflight
+    // also checks, is not run here and is recorded apart.
     estimate: {
-      peak: e.peak,
-      peakPhase: e.peakPhase,
-      phases: e.phases,
+      peak: e.trainingPeak,
+      peakPhase: trainingPhase,
+      phases: trainingPhases,
+      evaluation: e.phases.evaluation,
       weights: e.weights,
       gradients: e.gradients,
       optimizerState: e.optimizerState,
@@ -1229,8 +1236,8 @@ async function memoryRow(
     },
     nvidiaSmi,
     tfjs: { weights, peak, allocated, poolEmptiedBefore: emptied },
-    ratio: smiStep === undefined ? null : round(smiStep / e.peak, 3),
-    tfjsPeakRatio: round(peak / e.peak, 3),
+    ratio: smiStep === undefined ? null : round(smiStep / e.trainingPeak, 3),
+    tfjsPeakRatio: round(peak / e.trainingPeak, 3),
     weightsRatio: smiStep === undefined
       ? null
       : round((nvidiaSmi["weights"] as number) / e.weights, 3),

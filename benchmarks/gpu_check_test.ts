@@ -132,7 +132,12 @@ gpuTest("gpu_check --quick: every section runs and the report is written", async
 interface MemoryRow {
   shape: { batch: number; inLen: number; outLen: number };
   backprop: string;
-  estimate: { peak: number; weights: number; phases: Record<string, number> };
+  estimate: {
+    peak: number;
+    weights: number;
+    phases: Record<string, number>;
+    evaluation: number;
+  };
   nvidiaSmi: Record<string, unknown>;
   tfjs: { weights: number; peak: number; allocated: number };
   ratio: number | null;
@@ -193,7 +198,10 @@ gpuTest(
         }, name);
         assert.equal(r.ratio, Math.round((60 * MIB / r.estimate.peak) * 1000) / 1000, name);
         assert.equal(r.weightsRatio, Math.round((10 * MIB / r.estimate.weights) * 1000) / 1000);
+        // The training step's peak: evaluation (not run by the row) is recorded apart.
         assert.equal(r.estimate.peak, Math.max(...Object.values(r.estimate.phases)), name);
+        assert.equal(r.estimate.phases["evaluation"], undefined, name);
+        assert.ok(r.estimate.evaluation > 0, name);
         // tfjs's own count: the weights' buffers are the estimate's weights (+ the step's ids
         // and mask, under 0.1%); the pool's peak of live buffers at most 5% above the estimated
         // peak (an underestimate risks running out of memory) and at most 20% below (measured on
