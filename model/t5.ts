@@ -207,6 +207,126 @@ export function initT5(config: T5Config, opts: { seed: number }): T5Model {
 /** Names a checkpoint may hold that HF ignores on load (unused cross-attention bias tables). */
 const IGNORED = /^decoder\.block\.\d+\.layer\.1\.EncDecAttention\.relative_attention_bias\.weight$/;
 
+/** Names listed in full by {@link checkT5Checkpoint}'s error, per kind; the rest are counted. */
+const LISTED_NAMES = 8;
+
+/** A checkpoint tensor's dtype and shape (a loaded tensor, or a safetensors header entry). */
+export interface CheckpointTensor {
+  /** Element type: a tfjs dtype (`float32`), or a safetensors one (`F32`, `BF16`). */
+  readonly dtype: string;
+  /** Shape. */
+  readonly shape: readonly number[];
+  /** The file holding it, named by errors about it (default: the checkpoint's `source`). */
+  readonly file?: string;
+}
+
+/** Options of {@link checkT5Checkpoint}. */
+export interface CheckT5CheckpointOptions {
+  /** The dtypes a weight may have. */
+  readonly dtypes: readonly string[];
+  /** The configuration's file, named by the errors (e.g. the folder's `config.json`). */
+  readonly configSource?: string;
+}
+
+function quoteNames(names: readonly string[], label: (name: string) => string): string {
+  const shown = names.slice(0, LISTED_NAMES).map(label).join(", ");
+  return names.length > LISTED_NAMES ? `${shown}, and ${names.length - LISTED_NAMES} more` : shown;
+}
+
+/** Blocks a stack's names index (highest block index + 1), 0 when none. */
+function blocksNamed(names: Iterable<string>, stack: "encoder" | "decoder"): number {
+  const re = new RegExp(`^${stack}\\.block\\.(\\d+)\\.`);
+  let n = 0;
+  for (const name of names) {
+    const m = re.exec(name);
+    if (m) n = Math.max(n, Number(m[1]) + 1);
+  }
+  return n;
+}
+
+/**
+ * Checks a checkpoint's tensor names, dtypes and shapes against a T5 configuration, from their
+ * descriptions alone (no values are read: a loader checks the safetensors headers before reading
+ * any tensor data). The names are checked first, in one error that lists both the missing and the
+ * unexpected ones (a renamed tensor is both), with the blocks each stack's names index when that
+ * differs from the configuration's `num_layers` / `num_decoder_layers`. Accepted besides the
+ * configuration's weights: `encoder.embed_tokens.weight` and `decoder.embed_tokens.weight`,
+ * `lm_head.weight` of a tied model and the unused cross-attention bias tables (HF ignores both on
+ * load). A `ownEmbeddings` in `config` is ignored (the tensors decide it, see
+ * {@link t5FromTensors}).
+ *
+ * @param config the configuration the tensors must follow
+ * @param tensors name → dtype, shape and file
+ * @param source the checkpoint (a folder, weights file or shard index), named by the names error
+ * @param opts the dtypes accepted, and the configuration's file for the messages
+ * @throws Error naming `source` with the missing and unexpected names, or the file holding a tensor
+ *   whose dtype or shape is wrong
+ */
+export function checkT5Checkpoint(
+  config: T5Config,
+  tensors: ReadonlyMap<string, CheckpointTensor>,
+  source: string,
+  opts: CheckT5CheckpointOptions,
+): void {
+  const { ownEmbeddings: _ignored, ...plain } = config;
+  const shapes = t5ParamShapes(plain);
+  const optional = ["encoder.embed_tokens.weight", "decoder.embed_tokens.weight"];
+  const forConfig = opts.configSource === undefined ? "" : ` for ${opts.configSource}`;
+  const unexpected = [...tensors.keys()].filter((name) =>
+    !(shapes.has(name) || optional.includes(name) || IGNORED.test(name) ||
+      (name === "lm_head.weight" && config.tieWordEmbeddings))
+  );
+  const missing = [...shapes.keys()].filter((name) => !tensors.has(name));
+  if (missing.length > 0 || unexpected.length > 0) {
+    const parts = [
+      missing.length === 0
+        ? "none missing"
+        : `${missing.length} missing (${quoteNames(missing, (n) => `"${n}"`)})`,
+      unexpected.length === 0
+        ? "none unexpected"
+        : `${unexpected.length} unexpected (${
+          quoteNames(unexpected, (n) => {
+            const file = tensors.get(n)!.file;
+            return file === undefined || file === source ? `"${n}"` : `"${n}" in ${file}`;
+          })
+        })`,
+    ];
+    const layers: string[] = [];
+    for (
+      const [stack, field, want] of [
+        ["encoder", "num_layers", config.numLayers],
+        ["decoder", "num_decoder_layers", config.numDecoderLayers],
+      ] as const
+    ) {
+      const got = blocksNamed(tensors.keys(), stack);
+      if (got !== want) layers.push(`${got} ${stack} blocks where "${field}" is ${want}`);
+    }
+    throw new Error(
+      `${source}: the tensor names do not match the T5 configuration${forConfig}: ` +
+        parts.join(" and ") +
+        (layers.length > 0 ? `; the checkpoint has ${layers.join(", ")}` : ""),
+    );
+  }
+  const dtypes = opts.dtypes.length === 1
+    ? opts.dtypes[0]
+    : `${opts.dtypes.slice(0, -1).join(", ")} or ${opts.dtypes[opts.dtypes.length - 1]}`;
+  const check = (name: string, shape: readonly number[]) => {
+    const t = tensors.get(name);
+    if (t === undefined) return;
+    const where = `${t.file ?? source}: tensor "${name}"`;
+    if (!opts.dtypes.includes(t.dtype)) {
+      throw new Error(`${where} has dtype ${t.dtype}, expected ${dtypes}`);
+    }
+    if (t.shape.join(",") !== shape.join(",")) {
+      throw new Error(
+        `${where} has shape [${t.shape.join(", ")}], expected [${shape.join(", ")}]${forConfig}`,
+      );
+    }
+  };
+  for (const [name, shape] of shapes) check(name, shape);
+  for (const name of optional) check(name, [config.vocabSize, config.dModel]);
+}
+
 /**
  * Whether two tensors hold one storage (the same tensor, a clone of it, or a variable made from
  * it): tfjs keys a tensor's data by its `dataId`, which these share. Decided without reading the
@@ -218,7 +338,8 @@ function sameStorage(a: tf.Tensor, b: tf.Tensor): boolean {
 
 /**
  * A model whose variables take the values of named tensors (e.g. a loaded HF checkpoint).
- * Validates that every expected name is present with the right shape and float32 dtype.
+ * Validates the names, shapes and float32 dtype first ({@link checkT5Checkpoint}: one error
+ * listing every missing and unexpected name).
  * `encoder.embed_tokens.weight` / `decoder.embed_tokens.weight` become separate variables only
  * when they are not the storage of `shared.weight` (the same tensor, a clone of it or a variable
  * made from it, as {@link t5StateDict} gives): whether they are is decided without reading any
@@ -236,7 +357,8 @@ function sameStorage(a: tf.Tensor, b: tf.Tensor): boolean {
  * @param config the configuration the tensors follow
  * @param tensors name → tensor
  * @param source where the tensors came from, for error messages
- * @throws Error naming `source` and the tensor that is missing, extra, misshapen or not float32
+ * @throws Error naming `source` and the missing and unexpected tensors, or the tensor that is
+ *   misshapen or not float32
  */
 export function t5FromTensors(
   config: T5Config,
@@ -246,32 +368,8 @@ export function t5FromTensors(
   // The per-stack tables are decided by the tensors, not by a caller's `ownEmbeddings`.
   const { ownEmbeddings: _ignored, ...plain } = config;
   const shapes = t5ParamShapes(plain);
-  const optional = ["encoder.embed_tokens.weight", "decoder.embed_tokens.weight"];
-  for (const name of tensors.keys()) {
-    if (shapes.has(name) || optional.includes(name) || IGNORED.test(name)) continue;
-    if (name === "lm_head.weight" && config.tieWordEmbeddings) continue;
-    throw new Error(`${source}: unexpected tensor "${name}" for this T5 configuration`);
-  }
-  const check = (name: string, t: tf.Tensor, shape: number[]) => {
-    if (t.dtype !== "float32") {
-      throw new Error(`${source}: tensor "${name}" has dtype ${t.dtype}, expected float32`);
-    }
-    if (t.shape.join(",") !== shape.join(",")) {
-      throw new Error(
-        `${source}: tensor "${name}" has shape [${t.shape}], expected [${shape}]`,
-      );
-    }
-  };
-  for (const [name, shape] of shapes) {
-    const t = tensors.get(name);
-    if (!t) throw new Error(`${source}: missing tensor "${name}"`);
-    check(name, t, shape);
-  }
   // Checked before any variable is made: a refused tensor leaves nothing allocated.
-  for (const name of optional) {
-    const t = tensors.get(name);
-    if (t) check(name, t, [config.vocabSize, config.dModel]);
-  }
+  checkT5Checkpoint(config, tensors, source, { dtypes: ["float32"] });
   const shared = tensors.get("shared.weight")!;
   const params = new Map<string, tf.Variable>();
   // A variable made from a tensor shares its storage by reference count: disposing the input

@@ -16,6 +16,8 @@ import type { Method } from "./method.ts";
 import { sharedPath } from "./shared_dir.ts";
 import { gpuTest } from "./webgpu/testing.ts";
 import {
+  type CheckpointTensor,
+  checkT5Checkpoint,
   crossEntropyLoss,
   disposeT5,
   forward,
@@ -153,12 +155,12 @@ Deno.test("t5FromTensors: validates names, shapes, dtypes; per-stack embeddings 
   missing.delete("decoder.block.1.layer.1.EncDecAttention.k.weight");
   assert.throws(
     () => t5FromTensors(cfg, missing, "ckpt.safetensors"),
-    /ckpt\.safetensors: missing tensor "decoder\.block\.1\.layer\.1\.EncDecAttention\.k\.weight"/,
+    /ckpt\.safetensors: the tensor names do not match the T5 configuration: 1 missing \("decoder\.block\.1\.layer\.1\.EncDecAttention\.k\.weight"\) and none unexpected$/,
   );
   const bad = tf.zeros([3, 3]);
   assert.throws(
     () => t5FromTensors(cfg, new Map(tensors).set("lm_head.weight", bad), "x"),
-    /x: tensor "lm_head\.weight" has shape \[3,3\], expected \[64,64\]/,
+    /x: tensor "lm_head\.weight" has shape \[3, 3\], expected \[64, 64\]/,
   );
   const int = tf.zeros([64], "int32");
   assert.throws(
@@ -167,7 +169,7 @@ Deno.test("t5FromTensors: validates names, shapes, dtypes; per-stack embeddings 
   );
   assert.throws(
     () => t5FromTensors(cfg, new Map(tensors).set("encoder.block.9.foo", bad), "x"),
-    /unexpected tensor "encoder\.block\.9\.foo"/,
+    /none missing and 1 unexpected \("encoder\.block\.9\.foo"\); the checkpoint has 10 encoder blocks where "num_layers" is 2$/,
   );
   [m1, m2, m3].forEach(disposeT5);
   // the new model's variables survive disposing the source tensors
@@ -873,6 +875,80 @@ Deno.test("bad inputs: forward, greedyDecode, crossEntropyLoss and hooks' result
   disposeT5(model);
 });
 
+Deno.test("t5FromTensors / checkT5Checkpoint: one error lists the missing and the unexpected names, with the layer counts", () => {
+  const cfg = small("tiny-v1_1");
+  const model = initT5(cfg, { seed: 2 });
+  const before = tf.memory().numTensors;
+  try {
+    // A renamed tensor is both missing (its own name) and unexpected (the new one): before, only
+    // the unexpected name was reported.
+    const old = "decoder.block.1.layer.0.SelfAttention.o.weight";
+    const renamed = new Map<string, tf.Tensor>(model.params);
+    renamed.delete(old);
+    renamed.set("decoder.block.1.layer.0.SelfAttention.out.weight", model.params.get(old)!);
+    assert.throws(
+      () => t5FromTensors(cfg, renamed, "ck"),
+      (e: Error) => {
+        assert.equal(
+          e.message,
+          `ck: the tensor names do not match the T5 configuration: 1 missing ("${old}") and ` +
+            `1 unexpected ("decoder.block.1.layer.0.SelfAttention.out.weight")`,
+        );
+        return true;
+      },
+    );
+    // A checkpoint of more layers than the configuration (num_layers mismatch): the names are
+    // counted beyond the first few, and the blocks of each stack are compared with the config.
+    const deeper = initT5({ ...cfg, numLayers: 4, numDecoderLayers: 3 }, { seed: 2 });
+    try {
+      assert.throws(
+        () => t5FromTensors(cfg, deeper.params, "deep"),
+        (e: Error) => {
+          assert.match(e.message, /^deep: the tensor names do not match the T5 configuration: /);
+          assert.match(e.message, / none missing and 32 unexpected \("encoder\.block\.2\./);
+          assert.match(
+            e.message,
+            /, and 24 more\); the checkpoint has 4 encoder blocks where "num_layers" is 2, 3 decoder blocks where "num_decoder_layers" is 2$/,
+          );
+          return true;
+        },
+      );
+      // And fewer layers than the configuration: the missing names, and headers only (a
+      // safetensors entry's dtype and shape, named by its file).
+      const headers = new Map<string, CheckpointTensor>();
+      for (const [name, shape] of t5ParamShapes(cfg)) {
+        if (!name.startsWith("decoder.block.1.")) {
+          headers.set(name, { dtype: "BF16", shape, file: "f" });
+        }
+      }
+      assert.throws(
+        () =>
+          checkT5Checkpoint(cfg, headers, "idx", { dtypes: ["F32", "BF16"], configSource: "c" }),
+        /^Error: idx: the tensor names do not match the T5 configuration for c: 14 missing \("decoder\.block\.1\.layer\.0\.SelfAttention\.q\.weight", .*, and 6 more\) and none unexpected; the checkpoint has 1 decoder blocks where "num_decoder_layers" is 2$/,
+      );
+      const complete = new Map<string, CheckpointTensor>();
+      for (const [name, shape] of t5ParamShapes(cfg)) {
+        complete.set(name, { dtype: "BF16", shape, file: "f" });
+      }
+      checkT5Checkpoint(cfg, complete, "idx", { dtypes: ["F32", "BF16"] });
+      complete.set("lm_head.weight", {
+        dtype: "I64",
+        shape: [cfg.vocabSize, cfg.dModel],
+        file: "g",
+      });
+      assert.throws(
+        () => checkT5Checkpoint(cfg, complete, "idx", { dtypes: ["F32", "F16", "BF16"] }),
+        /^Error: g: tensor "lm_head\.weight" has dtype I64, expected F32, F16 or BF16$/,
+      );
+    } finally {
+      disposeT5(deeper);
+    }
+    assert.equal(tf.memory().numTensors, before, "a refused checkpoint made no variable");
+  } finally {
+    disposeT5(model);
+  }
+});
+
 Deno.test("t5FromTensors: a refused per-stack embedding table leaves no variable behind", () => {
   const cfg = small("tiny-v1_1");
   const model = initT5(cfg, { seed: 2 });
@@ -882,7 +958,7 @@ Deno.test("t5FromTensors: a refused per-stack embedding table leaves no variable
   const before = tf.memory().numTensors;
   assert.throws(
     () => t5FromTensors(cfg, tensors, "ck"),
-    /ck: tensor "decoder.embed_tokens.weight" has shape \[64,65\], expected \[64,64\]/,
+    /ck: tensor "decoder.embed_tokens.weight" has shape \[64, 65\], expected \[64, 64\]/,
   );
   assert.equal(tf.memory().numTensors, before, "variables made before the check were left");
   bad.dispose();
