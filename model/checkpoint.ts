@@ -239,7 +239,12 @@ export function parseIndex(json: unknown, source: string): Map<string, string[]>
 
 /**
  * Load a Hugging Face checkpoint folder: `config.json` plus `model.safetensors` or the sharded
- * index and its shards. Float tensors (F32/F16/BF16) become float32 tensors.
+ * index and its shards. Float tensors (F32/F16/BF16) become float32 tensors. Every header is read
+ * and checked (see {@link inspectHfFolder}) before any tensor data: a shard without a tensor its
+ * index names, or a tensor in two files, is refused before anything is read. Every tensor of each
+ * shard the index names is loaded, also one the index's `weight_map` omits (as transformers loads
+ * each shard whole), so that a caller's name check sees it rather than a silently shorter
+ * checkpoint.
  *
  * @param dir the folder
  * @returns config and tensors (the caller owns and disposes the tensors)
@@ -247,11 +252,10 @@ export function parseIndex(json: unknown, source: string): Map<string, string[]>
  */
 export async function loadHfFolder(dir: string): Promise<HfCheckpoint> {
   const { config, files } = await readFolderLayout(dir);
+  await readHeaders(files);
   const tensors = new Map<string, tf.Tensor>();
   try {
-    for (const { path, names } of files) {
-      await loadSafetensorsFile(path, names && new Set(names), tensors);
-    }
+    for (const { path } of files) await loadSafetensorsFile(path, undefined, tensors);
   } catch (e) {
     for (const t of tensors.values()) t.dispose();
     throw e;
@@ -259,16 +263,24 @@ export async function loadHfFolder(dir: string): Promise<HfCheckpoint> {
   return { config, tensors };
 }
 
+/** Where a checkpoint folder's weights are (see {@link readFolderLayout}). */
+interface FolderLayout {
+  /** The validated `config.json`. */
+  config: T5Config;
+  /** The weight files, each with the names the sharded index maps to it. */
+  files: { path: string; names?: string[] }[];
+  /** `model.safetensors`, or the sharded index. */
+  source: string;
+}
+
 /** The config and weight files of a checkpoint folder (names per shard when sharded). */
-async function readFolderLayout(
-  dir: string,
-): Promise<{ config: T5Config; files: { path: string; names?: string[] }[] }> {
+async function readFolderLayout(dir: string): Promise<FolderLayout> {
   const configPath = join(dir, "config.json");
   if (!(await pathExists(dir))) throw new Error(`${dir}: checkpoint folder does not exist`);
   const config = t5ConfigFromHf(await readJsonFile(configPath, "config.json"), configPath);
   const single = join(dir, WEIGHTS_NAME);
   const indexPath = join(dir, WEIGHTS_INDEX_NAME);
-  if (await pathExists(single)) return { config, files: [{ path: single }] };
+  if (await pathExists(single)) return { config, files: [{ path: single }], source: single };
   if (!(await pathExists(indexPath))) {
     const other: string[] = [];
     for (const name of OTHER_WEIGHTS) if (await pathExists(join(dir, name))) other.push(name);
@@ -284,32 +296,55 @@ async function readFolderLayout(
   return {
     config,
     files: [...shards].map(([file, names]) => ({ path: join(dir, file), names })),
+    source: indexPath,
   };
 }
 
 /**
+ * Every tensor of the weight files from their headers: each shard must hold the names its index
+ * maps to it, and no name may be in two files. A shard's tensor the index omits is included.
+ */
+async function readHeaders(
+  files: FolderLayout["files"],
+): Promise<Map<string, TensorInfo & { file: string }>> {
+  const tensors = new Map<string, TensorInfo & { file: string }>();
+  for (const { path, names } of files) {
+    const header = await readSafetensorsHeader(path);
+    for (const name of names ?? []) {
+      if (!header.tensors.has(name)) {
+        throw new Error(`${path}: tensor "${name}" not found (the index maps it to this shard)`);
+      }
+    }
+    for (const [name, info] of header.tensors) {
+      const other = tensors.get(name);
+      if (other !== undefined) {
+        throw new Error(
+          `${path}: tensor "${name}" appears in two files (also in ${other.file})`,
+        );
+      }
+      tensors.set(name, { ...info, file: path });
+    }
+  }
+  return tensors;
+}
+
+/**
  * Read a checkpoint folder's config and tensor dtypes/shapes from the safetensors headers only
- * (no tensor data is read): cheap inspection of large checkpoints.
+ * (no tensor data is read): cheap inspection of large checkpoints. The tensors are those
+ * {@link loadHfFolder} loads: every tensor of each weight file, also one a sharded index omits.
  *
  * @param dir the folder
- * @returns config and name → header entry plus the file holding it
+ * @returns config, name → header entry plus the file holding it, and `source`: the file that
+ *   lists the weights (`model.safetensors`, or the sharded index)
  * @throws Error naming the file and tensor, as {@link loadHfFolder} does
  */
 export async function inspectHfFolder(
   dir: string,
-): Promise<{ config: T5Config; tensors: Map<string, TensorInfo & { file: string }> }> {
-  const { config, files } = await readFolderLayout(dir);
-  const tensors = new Map<string, TensorInfo & { file: string }>();
-  for (const { path, names } of files) {
-    const header = await readSafetensorsHeader(path);
-    for (const name of names ?? header.tensors.keys()) {
-      const info = header.tensors.get(name);
-      if (!info) throw new Error(`${path}: tensor "${name}" not found`);
-      if (tensors.has(name)) throw new Error(`${path}: tensor "${name}" appears in two files`);
-      tensors.set(name, { ...info, file: path });
-    }
-  }
-  return { config, tensors };
+): Promise<
+  { config: T5Config; tensors: Map<string, TensorInfo & { file: string }>; source: string }
+> {
+  const { config, files, source } = await readFolderLayout(dir);
+  return { config, tensors: await readHeaders(files), source };
 }
 
 /** Options of {@link saveHfFolder}. */

@@ -545,6 +545,68 @@ Deno.test("a sweep during a save of this process leaves its moved-aside folder a
   }
 });
 
+Deno.test("a sharded folder: every tensor of each indexed shard is loaded, also one the index omits; a bad index is refused from the headers", async () => {
+  const before = tf.memory().numTensors;
+  const src = await loadHfFolder(sharedPath("fixtures", "hf-t5", "t5-tiny-v1_1-untied"));
+  const tmp = await Deno.makeTempDir();
+  const dir = join(tmp, "model");
+  try {
+    await saveHfFolder(dir, src.config, src.tensors, { maxShardBytes: 40_000 });
+    const indexPath = join(dir, "model.safetensors.index.json");
+    const text = await Deno.readTextFile(indexPath);
+    const writeIndex = (edit: (wm: Record<string, string>) => void) => {
+      const index = JSON.parse(text);
+      edit(index.weight_map);
+      return Deno.writeTextFile(indexPath, JSON.stringify(index));
+    };
+    const name = "encoder.final_layer_norm.weight";
+    const shard = JSON.parse(text).weight_map[name];
+    // Before, a tensor the weight_map omits was skipped silently (here a weight the model needs,
+    // then reported missing although its shard holds it).
+    await writeIndex((wm) => delete wm[name]);
+    const info = await inspectHfFolder(dir);
+    assert.equal(info.source, indexPath);
+    assert.equal(info.tensors.get(name)?.file, join(dir, shard));
+    const back = await loadHfFolder(dir);
+    assert.deepEqual([...back.tensors.keys()].sort(), [...src.tensors.keys()].sort());
+    assert.deepEqual(back.tensors.get(name)!.dataSync(), src.tensors.get(name)!.dataSync());
+    disposeAll(back.tensors);
+    // A name mapped to a shard without it, or a tensor in two files: refused before any tensor
+    // data is read (no tensor is made), naming both files.
+    const other = JSON.parse(text).weight_map["shared.weight"];
+    assert.notEqual(other, shard);
+    const made = tf.memory().numTensors;
+    await writeIndex((wm) => (wm[name] = other));
+    for (const f of [loadHfFolder, inspectHfFolder]) {
+      await assert.rejects(
+        f(dir),
+        new RegExp(
+          `${other}: tensor "${name}" not found \\(the index maps it to this shard\\)$`,
+        ),
+      );
+    }
+    // A copy of the shard, indexed for that name: the original shard, still indexed for its
+    // other tensors, holds it too.
+    await Deno.copyFile(join(dir, shard), join(dir, "copy.safetensors"));
+    await writeIndex((wm) => (wm[name] = "copy.safetensors"));
+    for (const f of [loadHfFolder, inspectHfFolder]) {
+      await assert.rejects(f(dir), (e: Error) => {
+        const [a, b] = [join(dir, shard), join(dir, "copy.safetensors")];
+        const m = /^(.*): tensor "(.*)" appears in two files \(also in (.*)\)$/.exec(e.message);
+        assert.ok(m, e.message);
+        assert.deepEqual([m[1], m[3]].sort(), [a, b].sort());
+        assert.ok(src.tensors.has(m[2]!), e.message);
+        return true;
+      });
+    }
+    assert.equal(tf.memory().numTensors, made, "a refused folder made no tensor");
+  } finally {
+    disposeAll(src.tensors);
+    await Deno.remove(tmp, { recursive: true });
+  }
+  assert.equal(tf.memory().numTensors, before, "no leaked tensors");
+});
+
 Deno.test("T5 round trip: initT5 → saveHfFolder → loadHfFolder → t5FromTensors", async () => {
   const tmp = await Deno.makeTempDir();
   const before = tf.memory().numTensors;

@@ -229,6 +229,7 @@ export async function readSafetensorsHeader(path: string): Promise<SafetensorsHe
   try {
     file = await Deno.open(path, { read: true });
   } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new Error(`${path}: missing safetensors file`);
     throw new Error(`${path}: cannot open safetensors file: ${(e as Error).message}`);
   }
   try {
