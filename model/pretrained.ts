@@ -18,12 +18,12 @@ import { inspectHfFolder, loadHfFolder, readJsonFile } from "./checkpoint.ts";
 import { fetchHubModel, isHubRepoId } from "./hub.ts";
 import { type T5Config, t5ConfigFromHf } from "./config.ts";
 import {
+  checkT5Checkpoint,
   crossEntropyLoss,
   disposeT5,
   forward,
   greedyDecode,
   t5FromTensors,
-  t5ParamShapes,
 } from "./t5.ts";
 import type { T5Model } from "./t5.ts";
 import type { T5Hooks } from "./hooks.ts";
@@ -75,8 +75,8 @@ export async function loadT5(source: string, opts: LoadT5Options = {}): Promise<
     }
     throw e;
   }
-  // The config and the safetensors headers first: a mismatched tokenizer, or a weight of the
-  // wrong dtype or shape, is refused before the weights are read.
+  // The config and the safetensors headers first: a mismatched tokenizer, or a weight missing,
+  // unexpected, or of the wrong dtype or shape, is refused before the weights are read.
   const configPath = join(dir, "config.json");
   const config = t5ConfigFromHf(await readJsonFile(configPath, "config.json"), configPath);
   checkTokenizerFits(tokenizer, config, configPath);
@@ -132,31 +132,21 @@ async function fromHub(source: string, opts: LoadT5Options): Promise<string> {
 }
 
 /**
- * Checks the dtype and shape of every weight the model uses from the safetensors headers alone
- * (no tensor data is read), naming the file that holds a wrong one; missing and unexpected
- * names are left to `t5FromTensors`.
+ * Checks the names, dtypes and shapes of the folder's weights against `config` from the
+ * safetensors headers alone (no tensor data is read, so a `num_layers` mismatch or a renamed
+ * tensor of a 44 GB checkpoint fails at once): one error names the weights file (or the sharded
+ * index) with every missing and unexpected name, another the file holding a weight of the wrong
+ * dtype or shape. A checkpoint without `shared.weight` takes the encoder's table for it, as
+ * {@link loadT5} does.
  */
 async function checkWeightHeaders(dir: string, config: T5Config, configPath: string) {
-  const expected = t5ParamShapes(config);
-  for (const stack of ["encoder", "decoder"]) {
-    expected.set(`${stack}.embed_tokens.weight`, [config.vocabSize, config.dModel]);
-  }
-  for (const [name, info] of (await inspectHfFolder(dir)).tensors) {
-    const shape = expected.get(name);
-    if (shape === undefined) continue;
-    if (info.dtype !== "F32" && info.dtype !== "F16" && info.dtype !== "BF16") {
-      throw new Error(
-        `${info.file}: tensor "${name}" has dtype ${info.dtype}, expected F32, F16 or BF16`,
-      );
-    }
-    if (info.shape.join(",") !== shape.join(",")) {
-      throw new Error(
-        `${info.file}: tensor "${name}" has shape [${info.shape.join(", ")}], expected [${
-          shape.join(", ")
-        }] for ${configPath}`,
-      );
-    }
-  }
+  const { tensors, source } = await inspectHfFolder(dir);
+  const encoderTable = tensors.get("encoder.embed_tokens.weight");
+  if (!tensors.has("shared.weight") && encoderTable) tensors.set("shared.weight", encoderTable);
+  checkT5Checkpoint(config, tensors, source, {
+    dtypes: ["F32", "F16", "BF16"],
+    configSource: configPath,
+  });
 }
 
 /**

@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { saveHfFolder } from "./checkpoint.ts";
 import { preset } from "./config.ts";
 import { crossEntropyLoss, forward, initT5, t5StateDict } from "./t5.ts";
@@ -201,6 +201,151 @@ Deno.test("loadT5() names the shard file of a weight with the wrong shape or dty
     equal(tf.memory().numTensors, before, "no tensor was loaded");
   } finally {
     for (const dir of folders) await Deno.remove(join(dir, ".."), { recursive: true });
+  }
+});
+
+/**
+ * The bytes `fn` reads through `Deno.FsFile` reads (safetensors headers and tensor data; the
+ * JSON files are read whole by `Deno.readTextFile`, not counted).
+ */
+async function bytesRead(fn: () => Promise<unknown>): Promise<number> {
+  const proto = Deno.FsFile.prototype;
+  const read = proto.read;
+  let n = 0;
+  proto.read = async function (this: Deno.FsFile, p: Uint8Array) {
+    const got = await read.call(this, p);
+    n += got ?? 0;
+    return got;
+  };
+  try {
+    await fn();
+  } finally {
+    proto.read = read;
+  }
+  return n;
+}
+
+/** The bytes of the safetensors headers of a folder (8-byte length + JSON), from the files. */
+async function headerBytes(dir: string): Promise<number> {
+  let n = 0;
+  for await (const e of Deno.readDir(dir)) {
+    if (!e.name.endsWith(".safetensors")) continue;
+    const head = (await Deno.readFile(join(dir, e.name))).subarray(0, 8);
+    n += 8 + Number(new DataView(head.buffer, head.byteOffset, 8).getBigUint64(0, true));
+  }
+  return n;
+}
+
+async function editIndex(dir: string, edit: (weightMap: Record<string, string>) => void) {
+  const path = join(dir, "model.safetensors.index.json");
+  const index = JSON.parse(await Deno.readTextFile(path));
+  edit(index.weight_map);
+  await Deno.writeTextFile(path, JSON.stringify(index));
+}
+
+Deno.test("loadT5() refuses missing and unexpected tensor names in one error, from the headers, before reading any weight", async () => {
+  await tf.setBackend("cpu");
+  const old = "decoder.block.1.layer.0.SelfAttention.o.weight";
+  const renamed = "decoder.block.1.layer.0.SelfAttention.out.weight";
+  const extra = "encoder.block.0.layer.0.SelfAttention.extra.weight";
+  const folders = {
+    // A renamed tensor: before, only the unexpected name was reported, after every weight was read.
+    renamed: await editedFolder((t) => {
+      t.set(renamed, t.get(old)!);
+      t.delete(old);
+    }, 100_000),
+    // A config.json whose num_layers does not match the checkpoint's encoder blocks.
+    layers: await editedFolder(() => {}),
+    // A tensor that a shard holds but the index omits: before, it was skipped silently.
+    // (Inserted among the encoder's weights, so that its shard holds others the index names.)
+    unindexed: await editedFolder((t) => {
+      const all = [...t];
+      t.clear();
+      for (const [n, v] of all) {
+        t.set(n, v);
+        if (n === "encoder.final_layer_norm.weight") t.set(extra, tf.zeros([4]));
+      }
+    }, 100_000),
+  };
+  try {
+    const configOf = (dir: string) => join(dir, "config.json");
+    const cfg = JSON.parse(await Deno.readTextFile(configOf(folders.layers)));
+    equal(cfg.num_layers, 2, "the tiny T5 1.1 has two encoder blocks");
+    await Deno.writeTextFile(configOf(folders.layers), JSON.stringify({ ...cfg, num_layers: 1 }));
+    let extraShard = "";
+    await editIndex(folders.unindexed, (wm) => {
+      extraShard = join(folders.unindexed, wm[extra]!);
+      delete wm[extra];
+      ok(Object.values(wm).includes(basename(extraShard)), "its shard is indexed");
+    });
+    const index = (dir: string) => join(dir, "model.safetensors.index.json");
+    const renamedShard = join(
+      folders.renamed,
+      JSON.parse(await Deno.readTextFile(index(folders.renamed))).weight_map[renamed],
+    );
+    const cases: [string, string][] = [
+      [
+        folders.renamed,
+        `${index(folders.renamed)}: the tensor names do not match the T5 configuration for ${
+          configOf(folders.renamed)
+        }: 1 missing ("${old}") and 1 unexpected ("${renamed}" in ${renamedShard})`,
+      ],
+      [
+        folders.layers,
+        `${join(folders.layers, "model.safetensors")}: the tensor names do not match the T5 ` +
+        `configuration for ${configOf(folders.layers)}: none missing and 9 unexpected ` +
+        `("encoder.block.1.layer.0.SelfAttention.q.weight", ` +
+        `"encoder.block.1.layer.0.SelfAttention.k.weight", ` +
+        `"encoder.block.1.layer.0.SelfAttention.v.weight", ` +
+        `"encoder.block.1.layer.0.SelfAttention.o.weight", ` +
+        `"encoder.block.1.layer.0.layer_norm.weight", ` +
+        `"encoder.block.1.layer.1.DenseReluDense.wi_0.weight", ` +
+        `"encoder.block.1.layer.1.DenseReluDense.wi_1.weight", ` +
+        `"encoder.block.1.layer.1.DenseReluDense.wo.weight", and 1 more); ` +
+        `the checkpoint has 2 encoder blocks where "num_layers" is 1`,
+      ],
+      [
+        folders.unindexed,
+        `${index(folders.unindexed)}: the tensor names do not match the T5 configuration for ${
+          configOf(folders.unindexed)
+        }: none missing and 1 unexpected ("${extra}" in ${extraShard})`,
+      ],
+    ];
+    const before = tf.memory().numTensors;
+    for (const [dir, message] of cases) {
+      const read = await bytesRead(() =>
+        rejects(loadT5(dir), (e: Error) => {
+          equal(e.message, message);
+          return true;
+        })
+      );
+      ok(read <= await headerBytes(dir), `${dir}: ${read} bytes read, more than the headers`);
+    }
+    equal(tf.memory().numTensors, before, "no tensor was made or left");
+  } finally {
+    for (const dir of Object.values(folders)) {
+      await Deno.remove(join(dir, ".."), { recursive: true });
+    }
+  }
+});
+
+Deno.test("loadT5() loads a weight that its shard holds but the index omits", async () => {
+  await tf.setBackend("cpu");
+  const name = "encoder.final_layer_norm.weight";
+  const dir = await editedFolder((t) => t.set(name, tf.fill([64], 0.5)), 100_000);
+  try {
+    await editIndex(dir, (wm) => {
+      ok(wm[name] !== undefined);
+      delete wm[name];
+    });
+    const t5 = await loadT5(dir);
+    try {
+      deepEqual([...await t5.model.params.get(name)!.data()], new Array(64).fill(0.5));
+    } finally {
+      disposeLoadedT5(t5);
+    }
+  } finally {
+    await Deno.remove(join(dir, ".."), { recursive: true });
   }
 });
 
