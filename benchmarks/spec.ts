@@ -744,27 +744,50 @@ function oneOf<T extends string>(
   return v as T;
 }
 
+/**
+ * The bound of every integer field without a tighter one: 2^53 − 1, the largest integer a JSON
+ * number (a double) holds exactly; `1e20` is an integer to JavaScript, but not the one written.
+ */
+const MAX_INT = Number.MAX_SAFE_INTEGER;
+const MAX_INT_WHY = "2^53 - 1, the largest integer a JSON number holds exactly";
+
+/** The bound of an integer that becomes a tensor dimension (a batch, a length, a vocabulary). */
+const MAX_DIM = 2 ** 31 - 1;
+const MAX_DIM_WHY = "2^31 - 1, the largest tensor dimension: WebGPU kernels take them as i32";
+
 function num(
   v: unknown,
   src: Source,
   path: string,
-  opts: { int?: boolean; min?: number; max?: number; minExclusive?: boolean } = {},
+  opts: { int?: boolean; min?: number; max?: number; maxWhy?: string; minExclusive?: boolean } = {},
 ): number {
   const what = opts.int ? "an integer" : "a number";
-  if (typeof v !== "number" || !Number.isFinite(v) || (opts.int && !Number.isInteger(v))) {
-    throw new SpecError(src, path, `must be ${what}, got ${show(v)}`);
-  }
-  if (opts.min !== undefined && (opts.minExclusive ? v <= opts.min : v < opts.min)) {
+  if (typeof v === "number" && !Number.isFinite(v)) {
+    // JSON has no Infinity or NaN: only a literal beyond the double range (1e400) parses so.
     throw new SpecError(
       src,
       path,
-      `must be ${opts.minExclusive ? ">" : ">="} ${opts.min}, got ${v}`,
+      `must be ${what}, got a number beyond the range of a double (it parses as ${v})`,
     );
   }
-  if (opts.max !== undefined && v > opts.max) {
-    throw new SpecError(src, path, `must be <= ${opts.max}, got ${v}`);
+  if (typeof v !== "number" || (opts.int && !Number.isInteger(v))) {
+    throw new SpecError(src, path, `must be ${what}, got ${show(v)}`);
+  }
+  const min = opts.min ?? (opts.int ? -MAX_INT : undefined);
+  if (min !== undefined && (opts.minExclusive ? v <= min : v < min)) {
+    throw new SpecError(src, path, `must be ${opts.minExclusive ? ">" : ">="} ${min}, got ${v}`);
+  }
+  const max = opts.max ?? (opts.int ? MAX_INT : undefined);
+  const why = opts.max === undefined ? (opts.int ? MAX_INT_WHY : undefined) : opts.maxWhy;
+  if (max !== undefined && v > max) {
+    throw new SpecError(src, path, `must be <= ${max}${why ? ` (${why})` : ""}, got ${v}`);
   }
   return v;
+}
+
+/** {@link num} for an integer that becomes a tensor dimension: at most {@link MAX_DIM}. */
+function dim(v: unknown, src: Source, path: string, min: number): number {
+  return num(v, src, path, { int: true, min, max: MAX_DIM, maxWhy: MAX_DIM_WHY });
 }
 
 function arr(v: unknown, src: Source, path: string, nonEmpty = true): unknown[] {
@@ -888,9 +911,9 @@ export function validateTrain(
     schedule,
     weightDecay: num(get("weightDecay"), src, p("weightDecay"), { min: 0 }),
     steps: num(get("steps"), src, p("steps"), { int: true, min: 1 }),
-    batchSize: num(get("batchSize"), src, p("batchSize"), { int: true, min: 1 }),
-    maxInputLength: num(get("maxInputLength"), src, p("maxInputLength"), { int: true, min: 2 }),
-    maxTargetLength: num(get("maxTargetLength"), src, p("maxTargetLength"), { int: true, min: 1 }),
+    batchSize: dim(get("batchSize"), src, p("batchSize"), 1),
+    maxInputLength: dim(get("maxInputLength"), src, p("maxInputLength"), 2),
+    maxTargetLength: dim(get("maxTargetLength"), src, p("maxTargetLength"), 1),
     dropout: num(get("dropout"), src, p("dropout"), { min: 0, max: 0.99 }),
     labelSmoothing: num(get("labelSmoothing"), src, p("labelSmoothing"), { min: 0, max: 0.99 }),
     clipNorm: clip === null ? null : num(clip, src, p("clipNorm"), { min: 0, minExclusive: true }),
@@ -902,9 +925,7 @@ export function validateTrain(
       ? null
       : num(evalMax, src, p("evalMaxExamples"), { int: true, min: 1 }),
     // Only present when set, so that specs without it keep their canonical JSON and run id.
-    ...(micro === undefined
-      ? {}
-      : { microBatchSize: num(micro, src, p("microBatchSize"), { int: true, min: 1 }) }),
+    ...(micro === undefined ? {} : { microBatchSize: dim(micro, src, p("microBatchSize"), 1) }),
     ...(adafactor === undefined ? {} : { adafactor }),
     ...(zLoss === 0 ? {} : { zLoss }),
   };
@@ -1106,19 +1127,21 @@ export function validatePretrain(
   const o = obj(v, src, path);
   noExtraKeys(o, PRETRAIN_FIELDS, src, path);
   const out: { -readonly [K in Exclude<keyof PretrainSpec, "backend">]?: number } = {};
-  const int = (k: Exclude<keyof PretrainSpec, "backend">, min: number) => {
-    if (o[k] !== undefined) out[k] = num(o[k], src, `${path}.${k}`, { int: true, min });
+  const int = (k: Exclude<keyof PretrainSpec, "backend">, min: number, isDim = false) => {
+    if (o[k] === undefined) return;
+    const at = `${path}.${k}`;
+    out[k] = isDim ? dim(o[k], src, at, min) : num(o[k], src, at, { int: true, min });
   };
   int("steps", 1);
-  int("batchSize", 1);
-  int("chunkLength", 4);
+  int("batchSize", 1, true);
+  int("chunkLength", 4, true);
   if (o.learningRate !== undefined) {
     out.learningRate = num(o.learningRate, src, `${path}.learningRate`, {
       min: 0,
       minExclusive: true,
     });
   }
-  int("vocabSize", MIN_VOCAB);
+  int("vocabSize", MIN_VOCAB, true);
   int("seed", 0);
   const backend = o.backend === undefined
     ? undefined

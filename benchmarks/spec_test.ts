@@ -14,6 +14,7 @@ import {
   validateRunResult,
 } from "./spec.ts";
 import { fakeRunOne } from "./_fake_run_one.ts";
+import { parseProfile } from "./profile.ts";
 
 const SRC = { file: "profiles/x.json" };
 
@@ -85,6 +86,75 @@ Deno.test("validateProfile() errors name the file, line and JSON path", () => {
     () => validateProfile(minimal({ methods: [{ name: "mtl" }, { name: "mtl" }] }), SRC),
     /\$\.methods\[1\]\.label repeats label "mtl"/,
   );
+});
+
+Deno.test("integers in a profile: finite, exact (at most 2^53 - 1), tensor dimensions at most 2^31 - 1, named by file, line and path", () => {
+  // Written as JSON text: 1e400 parses to Infinity (reported before as "got null"), and 1e20 and
+  // 2^40 are integers to JavaScript (accepted before).
+  const text = (train: string, extra = "") =>
+    `{\n  "name": "t",\n  "models": ["tiny-v1_1"],\n  "benchmarks": ["glue"],\n` +
+    `  "methods": [{ "name": "mtl" }],${extra}\n  "train": {\n    ${train}\n  }\n}\n`;
+  const exact = "2^53 - 1, the largest integer a JSON number holds exactly";
+  const dimWhy = "2^31 - 1, the largest tensor dimension: WebGPU kernels take them as i32";
+  const cases: [string, string, string][] = [
+    [
+      text(`"steps": 1e400`),
+      "t.json:7: $.train.steps",
+      "must be an integer, got a number beyond the range of a double (it parses as Infinity)",
+    ],
+    [
+      text(`"learningRate": -1e400`),
+      "t.json:7: $.train.learningRate",
+      "must be a number, got a number beyond the range of a double (it parses as -Infinity)",
+    ],
+    [
+      text(`"steps": 1e20`),
+      "t.json:7: $.train.steps",
+      `must be <= 9007199254740991 (${exact}), got 100000000000000000000`,
+    ],
+    [
+      text(`"steps": 9007199254740992`),
+      "t.json:7: $.train.steps",
+      `must be <= 9007199254740991 (${exact}), got 9007199254740992`,
+    ],
+    [
+      text(`"batchSize": 1099511627776`),
+      "t.json:7: $.train.batchSize",
+      `must be <= 2147483647 (${dimWhy}), got 1099511627776`,
+    ],
+    [
+      text(`"maxInputLength": 2147483648`),
+      "t.json:7: $.train.maxInputLength",
+      `must be <= 2147483647 (${dimWhy}), got 2147483648`,
+    ],
+    [
+      text(`"steps": 10`, `\n  "seeds": [0, 1e300],`),
+      "t.json:6: $.seeds[1]",
+      `must be <= 9007199254740991 (${exact}), got 1e+300`,
+    ],
+    [
+      text(`"steps": 10`, `\n  "pretrain": { "vocabSize": 4294967296 },`),
+      "t.json:6: $.pretrain.vocabSize",
+      `must be <= 2147483647 (${dimWhy}), got 4294967296`,
+    ],
+  ];
+  for (const [json, where, reason] of cases) {
+    assert.throws(
+      () => parseProfile(json, "t.json"),
+      (e: unknown) => {
+        assert.ok(e instanceof SpecError, String(e));
+        assert.equal(e.message, `${where} ${reason}`);
+        return true;
+      },
+    );
+  }
+  // The bounds themselves are accepted.
+  const p = parseProfile(
+    text(`"steps": 9007199254740991, "batchSize": 2147483647, "evalEvery": 1`),
+    "t.json",
+  );
+  assert.equal(p.train.steps, Number.MAX_SAFE_INTEGER);
+  assert.equal(p.train.batchSize, 2 ** 31 - 1);
 });
 
 Deno.test("validateProfile() passes method configs to the injected parser", () => {
