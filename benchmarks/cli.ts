@@ -41,6 +41,7 @@ import { existsSync } from "node:fs";
 import cliProgress from "cli-progress";
 import { preset, type T5Config, t5ConfigFromHf } from "../model/config.ts";
 import { backendFromEnv, backpropFromEnv, isBackendName } from "../model/backend.ts";
+import { submitBatchFromEnv } from "../model/webgpu/submit_batch.ts";
 import { checkDataDir, defaultCacheDir, defaultDataDir } from "../tasks/data.ts";
 import {
   download,
@@ -637,6 +638,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     backendFromEnv();
     // Every run's selectBackend reads it too: a bad value stops here, before any run.
     const backprop = backpropFromEnv();
+    const submitBatch = submitBatchFromEnv();
     const memoryOverride = deviceMemoryOverride(values["device-memory"]);
     const probeWith = opts.probe ?? probeBackend;
     const shardArg = values.shard;
@@ -826,6 +828,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         // The backward pass each run's selectBackend installs (low-memory unless
         // HYPERPROMPT_STOCK_BACKPROP=1): the stock one's backward peak is about twice as high.
         backprop,
+        ...(submitBatch === undefined ? {} : { submitBatch }),
       });
       for (const n of memory.notes) error(n);
     }

@@ -558,6 +558,11 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
         { HYPERPROMPT_STOCK_BACKPROP: "yes" },
         /^HYPERPROMPT_STOCK_BACKPROP="yes" must be 1 \(tfjs's own backward pass\) or 0 \/ unset/,
       ],
+      [
+        base,
+        { HYPERPROMPT_WEBGPU_SUBMIT_BATCH: "lots" },
+        /^HYPERPROMPT_WEBGPU_SUBMIT_BATCH must be a positive integer, got "lots"$/,
+      ],
     ];
     for (const [args, env, want] of cases) {
       const c = capture();
@@ -887,6 +892,30 @@ Deno.test("main() --dry-run: an est. peak column for the run's backend; --device
     assert.match(
       c5.out[1]!.slice(c5.out[0]!.indexOf("est. peak GB")).trim(),
       /^\d+\.\d \(micro 2\)$/,
+    );
+    // HYPERPROMPT_WEBGPU_SUBMIT_BATCH changes how long webgpu's pool holds freed buffers: the
+    // preflight's estimate follows it. On a GPU where the whole batch just fits at the kernels'
+    // 64 dispatches per command buffer, 4096 makes it train in micro-batches.
+    const fused = (submitBatch?: number) =>
+      estimateTrainingMemory(
+        memoryInputFor(spec!, preset("tiny-v1_1"), "fused", 8, "low-memory", submitBatch),
+      ).peak;
+    assert.ok(fused(4096) > 1.05 * fused(), `${fused(4096)} vs ${fused()}`);
+    const fits = String((fused() / 0.9) * 1.02 / 1e9);
+    const at = async (env: Record<string, string>) => {
+      const c6 = capture();
+      await withEnv(env, async () => {
+        assert.equal(
+          await main([...args, "--backend", "webgpu", "--device-memory", fits], c6.opts),
+          0,
+        );
+      });
+      return c6.out[1]!.slice(c6.out[0]!.indexOf("est. peak GB")).trim();
+    };
+    assert.match(await at({}), /^\d+\.\d$/);
+    assert.match(
+      await at({ HYPERPROMPT_WEBGPU_SUBMIT_BATCH: "4096" }),
+      /^\d+\.\d \(micro [1-4]\)$/,
     );
     // Bad values: exit 2 naming the flag or the variable, before anything else.
     const c3 = capture();

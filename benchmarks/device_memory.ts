@@ -195,6 +195,8 @@ export function kernelSetFor(backend: string): KernelSet {
  * @param microBatchSize rows per pass (default the spec's `train.microBatchSize`, else the batch)
  * @param backprop the backward pass the run will use (`model/backend.ts` `backpropFromEnv()`;
  *   default the low-memory one `selectBackend` installs)
+ * @param submitBatch webgpu's dispatches per command buffer
+ *   (`model/webgpu/submit_batch.ts` `submitBatchFromEnv()`; default the kernels' own)
  */
 export function memoryInputFor(
   spec: RunSpec,
@@ -202,6 +204,7 @@ export function memoryInputFor(
   kernels: KernelSet,
   microBatchSize?: number,
   backprop: BackpropMode = DEFAULT_BACKPROP,
+  submitBatch?: number,
 ): MemoryInput {
   const t = spec.train;
   const micro = microBatchSize ?? t.microBatchSize;
@@ -223,6 +226,7 @@ export function memoryInputFor(
     dropout: t.dropout > 0,
     kernels,
     backprop,
+    ...(submitBatch === undefined ? {} : { submitBatch }),
   };
 }
 
@@ -282,8 +286,9 @@ function runName(spec: RunSpec, model: string): string {
  *
  * @param specs the runs
  * @param o the backend of each run, the device's memory, the model configuration of a run
- *   (undefined: unknown, no estimate), its display name, and the backward pass the runs will use
- *   (`model/backend.ts` `backpropFromEnv()`; default the low-memory one)
+ *   (undefined: unknown, no estimate), its display name, the backward pass the runs will use
+ *   (`model/backend.ts` `backpropFromEnv()`; default the low-memory one), and webgpu's dispatches
+ *   per command buffer (`submitBatchFromEnv()`; default the kernels' own)
  * @returns the plan
  */
 export function planDeviceMemory(
@@ -294,6 +299,7 @@ export function planDeviceMemory(
     readonly configOf: (spec: RunSpec) => T5Config | undefined;
     readonly modelName: (spec: RunSpec) => string;
     readonly backprop?: BackpropMode;
+    readonly submitBatch?: number;
   },
 ): DeviceMemoryPlan {
   const runs = new Map<string, RunMemoryPlan>();
@@ -307,7 +313,7 @@ export function planDeviceMemory(
     if (config === undefined) continue;
     const backend = o.backendOf(spec);
     const kernels = kernelSetFor(backend.name);
-    const input = memoryInputFor(spec, config, kernels, undefined, o.backprop);
+    const input = memoryInputFor(spec, config, kernels, undefined, o.backprop, o.submitBatch);
     const check = backend.gpu && o.device !== undefined;
     const key = JSON.stringify([input, check]);
     let plan = cache.get(key);

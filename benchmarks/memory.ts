@@ -70,6 +70,7 @@ import { t5ParamShapes } from "../model/t5.ts";
 import { getMethod } from "../model/methods/mod.ts";
 import { backboneTrainable, type FreezeBackbone } from "../model/methods/_config.ts";
 import { adafactorFactoredAxes } from "./optim.ts";
+import { DEFAULT_SUBMIT_BATCH } from "../model/webgpu/submit_batch.ts";
 
 /** Which kernels run the step: stock tfjs ops (cpu, tfjs-node-gpu) or the fused ones (webgpu). */
 export type KernelSet = "composite" | "fused";
@@ -126,6 +127,13 @@ export interface MemoryInput {
    * `HYPERPROMPT_STOCK_BACKPROP=1`).
    */
   readonly backprop?: BackpropMode;
+  /**
+   * Dispatches per command buffer on webgpu (the fused set only): a buffer freed in the backward
+   * pass stays in tfjs-webgpu's pool until its command buffer is submitted. Default
+   * `DEFAULT_SUBMIT_BATCH` (model/webgpu/submit_batch.ts), which `HYPERPROMPT_WEBGPU_SUBMIT_BATCH`
+   * overrides for the kernels (`model/webgpu/mod.ts`); pass that value here.
+   */
+  readonly submitBatch?: number;
   /** Bytes per element of weights, gradients, activations and state (default 4, fp32). */
   readonly bytesPerElement?: number;
   /**
@@ -1081,11 +1089,18 @@ function hyperProjectorParams(cfg: T5Config, p: Record<string, unknown>, tasks: 
 
 /**
  * Backward nodes a freed gradient buffer stays in the fused (webgpu) set's pool: tfjs-webgpu keeps
- * a disposed buffer until the batch of commands that reads it is submitted (64 dispatches,
- * model/webgpu/mod.ts `submitBatch`; a node dispatches at least one kernel, so 64 nodes bound it). On the
- * software adapter gpu_check --quick --sections=memory measures peak / estimate 1.00, 0.99, 0.94.
+ * a disposed buffer until the batch of commands that reads it is submitted (`submitBatch`
+ * dispatches, {@link MemoryInput.submitBatch}; a node dispatches at least one kernel, so that many
+ * nodes bound it). On the software adapter, at the default 64, gpu_check --quick
+ * --sections=memory measures peak / estimate 1.00, 0.99, 0.94.
  */
-const WEBGPU_DEFER_NODES = 64;
+function webgpuDeferNodes(input: MemoryInput): number {
+  const n = input.submitBatch ?? DEFAULT_SUBMIT_BATCH;
+  if (!Number.isInteger(n) || n < 1) {
+    throw new Error(`benchmarks/memory.ts: submitBatch must be a positive integer, got ${n}`);
+  }
+  return n;
+}
 
 /** Elements of optimizer state for one variable shape. */
 function stateElems(shape: readonly number[], opt: OptimizerMemory): number {
@@ -1189,7 +1204,7 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     loss,
     replay.params,
     backprop === "low-memory",
-    (input.kernels ?? "fused") === "fused" ? WEBGPU_DEFER_NODES : 0,
+    (input.kernels ?? "fused") === "fused" ? webgpuDeferNodes(input) : 0,
   );
   const fixed = weights + optimizerState + accumulator;
   // Evaluation: greedy decoding (no tape, no dropout) of rows of one task (benchmarks/evaluator.ts

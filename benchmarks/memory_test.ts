@@ -1,3 +1,4 @@
+import { DEFAULT_SUBMIT_BATCH } from "../model/webgpu/submit_batch.ts";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { PRESETS } from "../model/config.ts";
@@ -207,6 +208,24 @@ Deno.test("memory: micro-batches shrink activations, add an accumulator; state r
   assert.throws(
     () => estimateTrainingMemory({ ...base, backprop: "fast" as "stock" }),
     /field "backprop" must be "low-memory" or "stock", got "fast"/,
+  );
+  // webgpu's submit batch: a freed buffer waits for its command buffer, so more dispatches per
+  // command buffer hold more of the backward pass's gradients (the default is the kernels' own).
+  assert.deepEqual(estimateTrainingMemory({ ...base, submitBatch: DEFAULT_SUBMIT_BATCH }), full);
+  const few = estimateTrainingMemory({ ...base, submitBatch: 15 });
+  const many = estimateTrainingMemory({ ...base, submitBatch: 256 });
+  assert.ok(few.phases.backward < full.phases.backward, "15 < 64");
+  assert.ok(many.phases.backward > full.phases.backward, "256 > 64");
+  assert.equal(many.phases.forward, full.phases.forward);
+  // The composite set (cpu, tfjs-node) frees at once: no submit batch.
+  const cpu = { ...base, kernels: "composite" as const };
+  assert.deepEqual(
+    estimateTrainingMemory({ ...cpu, submitBatch: 256 }),
+    estimateTrainingMemory(cpu),
+  );
+  assert.throws(
+    () => estimateTrainingMemory({ ...base, submitBatch: 0 }),
+    /submitBatch must be a positive integer, got 0/,
   );
 });
 

@@ -67,6 +67,7 @@ import {
   tunedChoice,
 } from "./tuning.ts";
 import { installUniformArena, uninstallUniformArena } from "./uniform_arena.ts";
+import { DEFAULT_SUBMIT_BATCH, submitBatchFromEnv } from "./submit_batch.ts";
 import { installBindGroupCache, uninstallBindGroupCache } from "./bind_group_cache.ts";
 import {
   adafactorFactoredReference,
@@ -104,6 +105,7 @@ export {
 export { type BindGroupCacheStats, bindGroupCacheStats } from "./bind_group_cache.ts";
 export { uniformArenaInstalled } from "./uniform_arena.ts";
 export { adamwGroupSize } from "./in_place.ts";
+export { DEFAULT_SUBMIT_BATCH, SUBMIT_BATCH_ENV, submitBatchFromEnv } from "./submit_batch.ts";
 export {
   type AdapterId,
   adapterId,
@@ -352,7 +354,7 @@ function resolveOptions(opts: WebgpuKernelOptions): Required<WebgpuKernelOptions
     );
   }
   const tuning = opts.tuning ?? null;
-  const submitBatch = opts.submitBatch ?? 64;
+  const submitBatch = opts.submitBatch ?? DEFAULT_SUBMIT_BATCH;
   if (!Number.isInteger(submitBatch) || submitBatch < 1) {
     throw new Error(
       `model/webgpu/mod.ts registerWebgpuKernels: submitBatch must be a positive integer, got ${
@@ -388,16 +390,11 @@ export function registerWebgpuKernels(opts: WebgpuKernelOptions = {}): boolean {
     unregisterWebgpuKernels();
     return false;
   }
-  const batchEnv = envSetting("HYPERPROMPT_WEBGPU_SUBMIT_BATCH");
-  if (batchEnv !== undefined && batchEnv !== "" && !/^[1-9][0-9]*$/.test(batchEnv)) {
-    throw new Error(
-      `model/webgpu/mod.ts: HYPERPROMPT_WEBGPU_SUBMIT_BATCH must be a positive integer, got "${batchEnv}"`,
-    );
-  }
+  const batchEnv = submitBatchFromEnv();
   const options = resolveOptions({
     ...opts,
     ...(env === "all" || env === "transposed" ? { cover: env } : {}),
-    ...(batchEnv ? { submitBatch: Number(batchEnv) } : {}),
+    ...(batchEnv === undefined ? {} : { submitBatch: batchEnv }),
   });
   const original = installed?.original ?? tf.getKernel("BatchMatMul", "webgpu");
   if (original === undefined) return false;
