@@ -80,6 +80,29 @@ export async function loadT5(source: string, opts: LoadT5Options = {}): Promise<
   const configPath = join(dir, "config.json");
   const config = t5ConfigFromHf(await readJsonFile(configPath, "config.json"), configPath);
   checkTokenizerFits(tokenizer, config, configPath);
+  return { model: await loadT5Weights(dir, config, configPath), tokenizer, dir };
+}
+
+/**
+ * Builds the model of a Hugging Face folder whose `config.json` the caller has read (and may have
+ * given other training-only fields, such as `dropoutRate`): the names, dtypes and shapes of the
+ * weights are checked from the safetensors headers first (no tensor data is read before they
+ * pass), then the weights are read. A checkpoint without `shared.weight` takes the encoder's
+ * table for it (as google/madlad400-* store it). {@link loadT5} uses it after its tokenizer
+ * checks.
+ *
+ * @param dir the folder
+ * @param config its `config.json` (see {@link t5ConfigFromHf}), the model's configuration
+ * @param configPath the `config.json` named by the errors
+ * @returns the model (release with `disposeT5`); no tensor is left on an error
+ * @throws Error naming the weights file (or sharded index) and `config.json` for a missing,
+ *   unexpected, misshapen or wrongly typed weight, or the file that cannot be read
+ */
+export async function loadT5Weights(
+  dir: string,
+  config: T5Config,
+  configPath: string,
+): Promise<T5Model> {
   await checkWeightHeaders(dir, config, configPath);
   const ck = await loadHfFolder(dir);
   try {
@@ -89,7 +112,7 @@ export async function loadT5(source: string, opts: LoadT5Options = {}): Promise<
     if (!ck.tensors.has("shared.weight") && encoderTable) {
       ck.tensors.set("shared.weight", encoderTable);
     }
-    return { model: t5FromTensors(ck.config, ck.tensors, dir), tokenizer, dir };
+    return t5FromTensors(config, ck.tensors, dir);
   } finally {
     for (const t of ck.tensors.values()) t.dispose();
   }
