@@ -4,7 +4,10 @@
  * 1. Starts the requested backend and records it.
  * 2. Builds the backbone: a seeded random init of a preset, the tiny span-corruption backbone
  *    (`backbone: "pretrained"` on a non-published preset), a published checkpoint from the hub,
- *    or a Hugging Face folder.
+ *    or a Hugging Face folder. A folder is refused before any weight is read when its
+ *    config.json is not the named model's, its tokenizer has more ids than the config's
+ *    `vocab_size`, or its weights' names, dtypes or shapes (from the safetensors headers) do not
+ *    match the config. A random init from a folder reads only its config.json.
  * 3. Tokenizer: the backbone folder's `tokenizer.json` (a folder of weights without one is an
  *    error: its embedding rows follow its own vocabulary). A random init of a tiny preset uses the
  *    task-corpus SentencePiece tokenizer that its pretrained twin uses (`ensureTaskTokenizer`,
@@ -26,10 +29,11 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { preset, PUBLISHED_PRESETS, type T5Config } from "../model/config.ts";
-import { disposeT5, initT5, t5FromTensors, type T5Model } from "../model/t5.ts";
+import { preset, PUBLISHED_PRESETS, type T5Config, t5ConfigFromHf } from "../model/config.ts";
+import { disposeT5, initT5, type T5Model } from "../model/t5.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
-import { fetchHubModel, loadHfFolder } from "../model/checkpoint.ts";
+import { fetchHubModel, readJsonFile } from "../model/checkpoint.ts";
+import { loadT5Weights } from "../model/pretrained.ts";
 import { explainBackendFailure, selectBackend } from "../model/backend.ts";
 import { getMethod } from "../model/methods/mod.ts";
 import { methodAccounting } from "../model/methods/accounting.ts";
@@ -219,6 +223,12 @@ export function checkBackboneShape(folder: string, config: T5Config, model: stri
   }
 }
 
+/** A checkpoint folder's `config.json`, validated (errors name the file and field). */
+async function readFolderConfig(folder: string): Promise<{ config: T5Config; path: string }> {
+  const path = join(folder, "config.json");
+  return { config: t5ConfigFromHf(await readJsonFile(path, "config.json"), path), path };
+}
+
 /**
  * Build the backbone of a run (see the module doc for the cases).
  *
@@ -247,29 +257,25 @@ export async function buildBackbone(spec: RunSpec, dataDir: string): Promise<Bac
       );
     }
     const { tokenizer, source: tokenizerSource } = await folderTokenizer(folder);
-    const ck = await loadHfFolder(folder);
-    try {
-      if (typeof spec.model === "string") checkBackboneShape(folder, ck.config, spec.model);
-      const model = t5FromTensors({ ...ck.config, dropoutRate }, ck.tensors, folder);
-      if (tokenizer.vocabSize > model.config.vocabSize) {
-        disposeT5(model);
-        throw new Error(
-          `${folder}: tokenizer has ${tokenizer.vocabSize} tokens but the model only ${model.config.vocabSize}`,
-        );
-      }
-      return { model, tokenizer, source: folder, tokenizerSource };
-    } finally {
-      for (const t of ck.tensors.values()) t.dispose();
+    // Everything that can refuse the folder is checked before any weight is read (a T5-XXL's
+    // are 44 GB): its config against the named model and the tokenizer, then the weights' names,
+    // dtypes and shapes from the safetensors headers (loadT5Weights).
+    const { config, path: configPath } = await readFolderConfig(folder);
+    if (typeof spec.model === "string") checkBackboneShape(folder, config, spec.model);
+    if (tokenizer.vocabSize > config.vocabSize) {
+      throw new Error(
+        `${folder}: tokenizer has ${tokenizer.vocabSize} tokens but the model only ${config.vocabSize}`,
+      );
     }
+    const model = await loadT5Weights(folder, { ...config, dropoutRate }, configPath);
+    return { model, tokenizer, source: folder, tokenizerSource };
   }
-  // Random init: a preset, or the configuration of an HF folder.
+  // Random init: a preset, or the configuration of an HF folder (its weights are not read).
   let base: T5Config;
   let tokFolder: string | undefined;
   if (typeof spec.model === "object") {
     tokFolder = await resolveFolder(spec.model.hf);
-    const ck = await loadHfFolder(tokFolder);
-    for (const t of ck.tensors.values()) t.dispose();
-    base = ck.config;
+    base = (await readFolderConfig(tokFolder)).config;
   } else base = preset(spec.model);
   const { tokenizer, source: tokenizerSource } = await randomInitTokenizer(
     spec,

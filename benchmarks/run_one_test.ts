@@ -298,17 +298,55 @@ Deno.test({
  * Saves a randomly initialised checkpoint of `config` with the vocabulary size of the fixture
  * tokenizer (rounded up to 128, as random-init runs do) into `dir`; returns that size.
  */
-async function saveFixtureSizedCheckpoint(dir: string, config: T5Config): Promise<number> {
+async function saveFixtureSizedCheckpoint(
+  dir: string,
+  config: T5Config,
+  edit: (tensors: Map<string, tf.Tensor>) => void = () => {},
+): Promise<number> {
   const fixture = await T5Tokenizer.fromFile(DEFAULT_TOKENIZER);
   const vocabSize = Math.ceil(fixture.vocabSize / 128) * 128;
   const sized = { ...config, vocabSize };
   const model = initT5(sized, { seed: 0 });
   try {
-    await saveHfFolder(dir, sized, t5StateDict(model));
+    const tensors = t5StateDict(model);
+    edit(tensors);
+    await saveHfFolder(dir, sized, tensors);
   } finally {
     disposeT5(model);
   }
   return vocabSize;
+}
+
+/**
+ * The bytes `fn` reads through `Deno.FsFile` reads: the safetensors headers and tensor data (the
+ * JSON files and tokenizer.json are read whole by `Deno.readTextFile`, not counted).
+ */
+async function bytesRead(fn: () => Promise<unknown>): Promise<number> {
+  const proto = Deno.FsFile.prototype;
+  const read = proto.read;
+  let n = 0;
+  proto.read = async function (this: Deno.FsFile, p: Uint8Array) {
+    const got = await read.call(this, p);
+    n += got ?? 0;
+    return got;
+  };
+  try {
+    await fn();
+  } finally {
+    proto.read = read;
+  }
+  return n;
+}
+
+/** The bytes of a folder's safetensors headers (8-byte length + JSON), from the files. */
+async function headerBytes(dir: string): Promise<number> {
+  let n = 0;
+  for await (const e of Deno.readDir(dir)) {
+    if (!e.name.endsWith(".safetensors")) continue;
+    const head = (await Deno.readFile(join(dir, e.name))).subarray(0, 8);
+    n += 8 + Number(new DataView(head.buffer, head.byteOffset, 8).getBigUint64(0, true));
+  }
+  return n;
 }
 
 Deno.test("buildBackbone(): a backbone folder of another architecture than the named model is refused", async () => {
@@ -326,15 +364,20 @@ Deno.test("buildBackbone(): a backbone folder of another architecture than the n
     await Deno.copyFile(DEFAULT_TOKENIZER, join(dir, "tokenizer.json"));
     const s = { ...spec({ name: "mtl", label: "mtl", config: {} }, 1), backbone: { hf: dir } };
     assert.equal(s.model, "tiny-v1_1");
-    await assert.rejects(
-      () => buildBackbone(s, DATA),
-      (e: Error) =>
-        e.message ===
-          `${dir}/config.json is not a tiny-v1_1: dFf ${2 * tiny.dFf} (tiny-v1_1: ${tiny.dFf}), ` +
-            `numLayers ${tiny.numLayers + 1} (tiny-v1_1: ${tiny.numLayers}); name the model ` +
-            `that matches the backbone, or give the backbone of tiny-v1_1`,
+    const read = await bytesRead(() =>
+      assert.rejects(
+        () => buildBackbone(s, DATA),
+        (e: Error) =>
+          e.message ===
+            `${dir}/config.json is not a tiny-v1_1: dFf ${
+                2 * tiny.dFf
+              } (tiny-v1_1: ${tiny.dFf}), ` +
+              `numLayers ${tiny.numLayers + 1} (tiny-v1_1: ${tiny.numLayers}); name the model ` +
+              `that matches the backbone, or give the backbone of tiny-v1_1`,
+      )
     );
-    assert.equal(tf.memory().numTensors, before, "the loaded weights are released");
+    assert.equal(read, 0, "refused from config.json, before any weight file is opened");
+    assert.equal(tf.memory().numTensors, before, "no tensor is made or left");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -353,12 +396,158 @@ Deno.test("buildBackbone(): a folder of weights without tokenizer.json is refuse
       () => buildBackbone(s, DATA),
       (e: Error) => e.message.startsWith(`${dir}: no tokenizer.json`),
     );
-    // With the checkpoint's own tokenizer beside it, the same folder loads.
+    // With the checkpoint's own tokenizer beside it, the same folder loads, with the run's
+    // dropout rate (the folder's config.json says 0.1).
     await Deno.copyFile(DEFAULT_TOKENIZER, join(dir, "tokenizer.json"));
-    const b = await buildBackbone(s, DATA);
+    const b = await buildBackbone({ ...s, train: { ...s.train, dropout: 0.25 } }, DATA);
     assert.equal(b.tokenizerSource, "backbone");
     assert.equal(b.model.config.vocabSize, vocabSize);
+    assert.equal(b.model.config.dropoutRate, 0.25);
     disposeT5(b.model);
+    assert.equal(tf.memory().numTensors, before);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("buildBackbone(): a checkpoint that does not match its config or tokenizer is refused before any weight is read", async () => {
+  await selectBackend("wasm", { log: () => {} }); // the backend of spec()'s runs
+  const root = await Deno.makeTempDir();
+  const tiny = preset("tiny-v1_1");
+  const old = "decoder.block.1.layer.0.SelfAttention.o.weight";
+  const renamed = "decoder.block.1.layer.0.SelfAttention.out.weight";
+  const folders = {
+    renamed: join(root, "renamed"),
+    layers: join(root, "layers"),
+    vocab: join(root, "vocab"),
+  };
+  try {
+    await saveFixtureSizedCheckpoint(folders.renamed, tiny, (t) => {
+      t.set(renamed, t.get(old)!);
+      t.delete(old);
+    });
+    // config.json says one encoder block; the weights hold two.
+    await saveFixtureSizedCheckpoint(folders.layers, tiny);
+    const configPath = join(folders.layers, "config.json");
+    const cfg = JSON.parse(await Deno.readTextFile(configPath));
+    assert.equal(cfg.num_layers, 2);
+    await Deno.writeTextFile(configPath, JSON.stringify({ ...cfg, num_layers: 1 }));
+    // A model of 128 ids for a tokenizer of thousands.
+    const small = initT5({ ...tiny, vocabSize: 128 }, { seed: 0 });
+    try {
+      await saveHfFolder(folders.vocab, small.config, t5StateDict(small));
+    } finally {
+      disposeT5(small);
+    }
+    for (const dir of Object.values(folders)) {
+      await Deno.copyFile(DEFAULT_TOKENIZER, join(dir, "tokenizer.json"));
+    }
+    const fixture = await T5Tokenizer.fromFile(DEFAULT_TOKENIZER);
+    const weights = (dir: string) => join(dir, "model.safetensors");
+    const cases: [string, RunSpec, string][] = [
+      [
+        folders.renamed,
+        {
+          ...spec({ name: "mtl", label: "mtl", config: {} }, 1),
+          backbone: { hf: folders.renamed },
+        },
+        `${weights(folders.renamed)}: the tensor names do not match the T5 configuration for ` +
+        `${join(folders.renamed, "config.json")}: 1 missing ("${old}") and 1 unexpected ` +
+        `("${renamed}")`,
+      ],
+      [
+        folders.layers,
+        // The model named by the folder itself: checkBackboneShape does not apply.
+        {
+          ...spec({ name: "mtl", label: "mtl", config: {} }, 1),
+          model: { hf: folders.layers },
+          backbone: "pretrained",
+        },
+        `${weights(folders.layers)}: the tensor names do not match the T5 configuration for ` +
+        `${configPath}: none missing and 9 unexpected (` +
+        [
+          "layer.0.SelfAttention.q",
+          "layer.0.SelfAttention.k",
+          "layer.0.SelfAttention.v",
+          "layer.0.SelfAttention.o",
+          "layer.0.layer_norm",
+          "layer.1.DenseReluDense.wi_0",
+          "layer.1.DenseReluDense.wi_1",
+          "layer.1.DenseReluDense.wo",
+        ].map((n) => `"encoder.block.1.${n}.weight"`).join(", ") +
+        `, and 1 more); the checkpoint has 2 encoder blocks where "num_layers" is 1`,
+      ],
+      [
+        folders.vocab,
+        { ...spec({ name: "mtl", label: "mtl", config: {} }, 1), backbone: { hf: folders.vocab } },
+        `${folders.vocab}: tokenizer has ${fixture.vocabSize} tokens but the model only 128`,
+      ],
+    ];
+    const before = tf.memory().numTensors;
+    for (const [dir, s, message] of cases) {
+      const read = await bytesRead(() =>
+        assert.rejects(() => buildBackbone(s, DATA), (e: Error) => {
+          assert.equal(e.message, message);
+          return true;
+        })
+      );
+      // Before, every weight was read first (over 100 times the headers' bytes here).
+      const headers = await headerBytes(dir);
+      assert.ok(read <= headers, `${dir}: ${read} bytes read, more than the ${headers} of headers`);
+      assert.equal(tf.memory().numTensors, before, `${dir}: no tensor is made or left`);
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("buildBackbone(): a checkpoint without shared.weight (only the stacks' tables) uses the encoder's", async () => {
+  // As google/madlad400-* store it; before, run_one refused it (loadT5 took it).
+  await selectBackend("wasm", { log: () => {} }); // the backend of spec()'s runs
+  const dir = await Deno.makeTempDir();
+  const before = tf.memory().numTensors;
+  try {
+    await saveFixtureSizedCheckpoint(dir, preset("tiny-v1_1"), (t) => t.delete("shared.weight"));
+    await Deno.copyFile(DEFAULT_TOKENIZER, join(dir, "tokenizer.json"));
+    const s = { ...spec({ name: "mtl", label: "mtl", config: {} }, 1), backbone: { hf: dir } };
+    const b = await buildBackbone(s, DATA);
+    try {
+      assert.ok(b.model.params.has("shared.weight"));
+      assert.equal(b.model.config.ownEmbeddings, undefined, "one table, tied to both stacks");
+    } finally {
+      disposeT5(b.model);
+    }
+    assert.equal(tf.memory().numTensors, before);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("buildBackbone(): random init from a Hugging Face folder reads its config.json, not its weights", async () => {
+  await selectBackend("wasm", { log: () => {} }); // the backend of spec()'s runs
+  const dir = await Deno.makeTempDir();
+  try {
+    // A T5 1.1 shape other than any preset's defaults: 3 encoder, 1 decoder blocks.
+    const config = { ...preset("tiny-v1_1"), numLayers: 3, numDecoderLayers: 1 };
+    const vocabSize = await saveFixtureSizedCheckpoint(dir, config);
+    await Deno.copyFile(DEFAULT_TOKENIZER, join(dir, "tokenizer.json"));
+    const s = { ...spec({ name: "mtl", label: "mtl", config: {} }, 1), model: { hf: dir } };
+    assert.equal(s.backbone, "random");
+    const before = tf.memory().numTensors;
+    let built: Awaited<ReturnType<typeof buildBackbone>> | undefined;
+    const read = await bytesRead(async () => built = await buildBackbone(s, DATA));
+    assert.equal(read, 0, "no safetensors file is read");
+    const b = built!;
+    try {
+      assert.equal(b.source, "random(seed=1)");
+      assert.equal(b.tokenizerSource, "backbone");
+      assert.deepEqual(
+        [b.model.config.numLayers, b.model.config.numDecoderLayers, b.model.config.vocabSize],
+        [3, 1, vocabSize],
+      );
+    } finally {
+      disposeT5(b.model);
+    }
     assert.equal(tf.memory().numTensors, before);
   } finally {
     await Deno.remove(dir, { recursive: true });
