@@ -21,6 +21,7 @@ import { saveHfFolder } from "../model/checkpoint.ts";
 import { selectBackend } from "../model/backend.ts";
 import { codeGitState, type RunProvenance } from "./provenance.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
+import { bytesRead, headerBytes } from "../model/read_meter_testing.ts";
 
 /** Exact-match accuracy: independent of tasks/metrics.ts, for the resume test. */
 const EXACT: RunScorer = {
@@ -315,38 +316,6 @@ async function saveFixtureSizedCheckpoint(
     disposeT5(model);
   }
   return vocabSize;
-}
-
-/**
- * The bytes `fn` reads through `Deno.FsFile` reads: the safetensors headers and tensor data (the
- * JSON files and tokenizer.json are read whole by `Deno.readTextFile`, not counted).
- */
-async function bytesRead(fn: () => Promise<unknown>): Promise<number> {
-  const proto = Deno.FsFile.prototype;
-  const read = proto.read;
-  let n = 0;
-  proto.read = async function (this: Deno.FsFile, p: Uint8Array) {
-    const got = await read.call(this, p);
-    n += got ?? 0;
-    return got;
-  };
-  try {
-    await fn();
-  } finally {
-    proto.read = read;
-  }
-  return n;
-}
-
-/** The bytes of a folder's safetensors headers (8-byte length + JSON), from the files. */
-async function headerBytes(dir: string): Promise<number> {
-  let n = 0;
-  for await (const e of Deno.readDir(dir)) {
-    if (!e.name.endsWith(".safetensors")) continue;
-    const head = (await Deno.readFile(join(dir, e.name))).subarray(0, 8);
-    n += 8 + Number(new DataView(head.buffer, head.byteOffset, 8).getBigUint64(0, true));
-  }
-  return n;
 }
 
 Deno.test("buildBackbone(): a backbone folder of another architecture than the named model is refused", async () => {

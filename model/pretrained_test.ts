@@ -5,6 +5,7 @@ import { saveHfFolder } from "./checkpoint.ts";
 import { preset } from "./config.ts";
 import { crossEntropyLoss, forward, initT5, t5StateDict } from "./t5.ts";
 import { sharedPath } from "./shared_dir.ts";
+import { bytesRead, headerBytes } from "./read_meter_testing.ts";
 import { disposeLoadedT5, generate, loadT5, teacherForced } from "./pretrained.ts";
 import { greedyDecode } from "./t5.ts";
 import { collate, disposeBatch, encodeExample } from "../benchmarks/batching.ts";
@@ -203,38 +204,6 @@ Deno.test("loadT5() names the shard file of a weight with the wrong shape or dty
     for (const dir of folders) await Deno.remove(join(dir, ".."), { recursive: true });
   }
 });
-
-/**
- * The bytes `fn` reads through `Deno.FsFile` reads (safetensors headers and tensor data; the
- * JSON files are read whole by `Deno.readTextFile`, not counted).
- */
-async function bytesRead(fn: () => Promise<unknown>): Promise<number> {
-  const proto = Deno.FsFile.prototype;
-  const read = proto.read;
-  let n = 0;
-  proto.read = async function (this: Deno.FsFile, p: Uint8Array) {
-    const got = await read.call(this, p);
-    n += got ?? 0;
-    return got;
-  };
-  try {
-    await fn();
-  } finally {
-    proto.read = read;
-  }
-  return n;
-}
-
-/** The bytes of the safetensors headers of a folder (8-byte length + JSON), from the files. */
-async function headerBytes(dir: string): Promise<number> {
-  let n = 0;
-  for await (const e of Deno.readDir(dir)) {
-    if (!e.name.endsWith(".safetensors")) continue;
-    const head = (await Deno.readFile(join(dir, e.name))).subarray(0, 8);
-    n += 8 + Number(new DataView(head.buffer, head.byteOffset, 8).getBigUint64(0, true));
-  }
-  return n;
-}
 
 async function editIndex(dir: string, edit: (weightMap: Record<string, string>) => void) {
   const path = join(dir, "model.safetensors.index.json");

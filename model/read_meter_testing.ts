@@ -1,0 +1,51 @@
+/**
+ * Test helpers that count the bytes a checkpoint load reads from disk, so a test can check that a
+ * refusal came from the safetensors headers, before any tensor data was read: {@link bytesRead}
+ * (bytes read through `Deno.FsFile`) and {@link headerBytes} (the size of a folder's headers).
+ * Used by model/pretrained_test.ts and benchmarks/run_one_test.ts.
+ *
+ * @module
+ */
+import { join } from "node:path";
+
+/**
+ * The bytes `fn` reads through `Deno.FsFile` reads: the safetensors headers and tensor data (the
+ * JSON files and tokenizer.json are read whole by `Deno.readTextFile`, not counted). Reads by
+ * other code running meanwhile count too: do not run tests in parallel with it.
+ *
+ * @param fn the work to measure
+ * @returns the bytes read while `fn` ran
+ */
+export async function bytesRead(fn: () => Promise<unknown>): Promise<number> {
+  const proto = Deno.FsFile.prototype;
+  const read = proto.read;
+  let n = 0;
+  proto.read = async function (this: Deno.FsFile, p: Uint8Array) {
+    const got = await read.call(this, p);
+    n += got ?? 0;
+    return got;
+  };
+  try {
+    await fn();
+  } finally {
+    proto.read = read;
+  }
+  return n;
+}
+
+/**
+ * The bytes of a folder's safetensors headers (each file's 8-byte length and its JSON), from the
+ * files themselves.
+ *
+ * @param dir the checkpoint folder
+ * @returns the sum over its `*.safetensors` files
+ */
+export async function headerBytes(dir: string): Promise<number> {
+  let n = 0;
+  for await (const e of Deno.readDir(dir)) {
+    if (!e.name.endsWith(".safetensors")) continue;
+    const head = (await Deno.readFile(join(dir, e.name))).subarray(0, 8);
+    n += 8 + Number(new DataView(head.buffer, head.byteOffset, 8).getBigUint64(0, true));
+  }
+  return n;
+}
