@@ -6,8 +6,10 @@
  *    (`backbone: "pretrained"` on a non-published preset), a published checkpoint from the hub,
  *    or a Hugging Face folder. A folder is refused before any weight is read when its
  *    config.json is not the named model's, its tokenizer has more ids than the config's
- *    `vocab_size`, or its weights' names, dtypes or shapes (from the safetensors headers) do not
- *    match the config. A random init from a folder reads only its config.json.
+ *    `vocab_size` or other `</s>` and `<pad>` ids than its `eos_token_id` and `pad_token_id`
+ *    (`checkTokenizerFits`), or its weights' names, dtypes or shapes (from the safetensors
+ *    headers) do not match the config. A random init from a folder reads only its config.json;
+ *    its tokenizer's `</s>` and `<pad>` ids must be the config's too.
  * 3. Tokenizer: the backbone folder's `tokenizer.json` (a folder of weights without one is an
  *    error: its embedding rows follow its own vocabulary). A random init of a tiny preset uses the
  *    task-corpus SentencePiece tokenizer that its pretrained twin uses (`ensureTaskTokenizer`,
@@ -33,7 +35,7 @@ import { preset, PUBLISHED_PRESETS, type T5Config, t5ConfigFromHf } from "../mod
 import { disposeT5, initT5, type T5Model } from "../model/t5.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
 import { fetchHubModel, readJsonFile } from "../model/checkpoint.ts";
-import { loadT5Weights } from "../model/pretrained.ts";
+import { checkTokenizerFits, loadT5Weights } from "../model/pretrained.ts";
 import { explainBackendFailure, selectBackend } from "../model/backend.ts";
 import { getMethod } from "../model/methods/mod.ts";
 import { methodAccounting } from "../model/methods/accounting.ts";
@@ -262,29 +264,32 @@ export async function buildBackbone(spec: RunSpec, dataDir: string): Promise<Bac
     // dtypes and shapes from the safetensors headers (loadT5Weights).
     const { config, path: configPath } = await readFolderConfig(folder);
     if (typeof spec.model === "string") checkBackboneShape(folder, config, spec.model);
-    if (tokenizer.vocabSize > config.vocabSize) {
-      throw new Error(
-        `${folder}: tokenizer has ${tokenizer.vocabSize} tokens but the model only ${config.vocabSize}`,
-      );
-    }
+    checkTokenizerFits(tokenizer, config, configPath);
     const model = await loadT5Weights(folder, { ...config, dropoutRate }, configPath);
     return { model, tokenizer, source: folder, tokenizerSource };
   }
   // Random init: a preset, or the configuration of an HF folder (its weights are not read).
   let base: T5Config;
+  let baseSource: string;
   let tokFolder: string | undefined;
   if (typeof spec.model === "object") {
     tokFolder = await resolveFolder(spec.model.hf);
-    base = (await readFolderConfig(tokFolder)).config;
-  } else base = preset(spec.model);
+    ({ config: base, path: baseSource } = await readFolderConfig(tokFolder));
+  } else {
+    base = preset(spec.model);
+    baseSource = `the preset ${spec.model}`;
+  }
   const { tokenizer, source: tokenizerSource } = await randomInitTokenizer(
     spec,
     dataDir,
     tokFolder,
   );
   const vocabSize = Math.ceil(tokenizer.vocabSize / 128) * 128;
+  const config = { ...base, vocabSize, dropoutRate };
+  // The tokenizer ends texts with its own </s>; training and evaluation use the config's ids.
+  checkTokenizerFits(tokenizer, config, baseSource);
   const seed = seedFor(spec.seed, "backbone-init");
-  const model = initT5({ ...base, vocabSize, dropoutRate }, { seed });
+  const model = initT5(config, { seed });
   return { model, tokenizer, source: `random(seed=${spec.seed})`, tokenizerSource };
 }
 

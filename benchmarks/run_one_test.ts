@@ -449,7 +449,10 @@ Deno.test("buildBackbone(): a checkpoint that does not match its config or token
       [
         folders.vocab,
         { ...spec({ name: "mtl", label: "mtl", config: {} }, 1), backbone: { hf: folders.vocab } },
-        `${folders.vocab}: tokenizer has ${fixture.vocabSize} tokens but the model only 128`,
+        `tokenizer ${join(folders.vocab, "tokenizer.json")} and ${
+          join(folders.vocab, "config.json")
+        } do not match: the tokenizer has ${fixture.vocabSize} ids but the model's "vocab_size" ` +
+        `is 128 (is it the model's own tokenizer?)`,
       ],
     ];
     const before = tf.memory().numTensors;
@@ -464,6 +467,62 @@ Deno.test("buildBackbone(): a checkpoint that does not match its config or token
       const headers = await headerBytes(dir);
       assert.ok(read <= headers, `${dir}: ${read} bytes read, more than the ${headers} of headers`);
       assert.equal(tf.memory().numTensors, before, `${dir}: no tensor is made or left`);
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("buildBackbone(): a folder whose tokenizer's </s> or <pad> id is not its config's is refused, trained or random", async () => {
+  // The tokenizer ends every text with its own </s> (id 1 here) while the trainer, the evaluator
+  // and decoding use config.json's ids: before, such a folder trained with the wrong end and pad
+  // tokens (only the tokenizer's size was compared).
+  await selectBackend("wasm", { log: () => {} }); // the backend of spec()'s runs
+  const root = await Deno.makeTempDir();
+  const before = tf.memory().numTensors;
+  try {
+    const fixture = await T5Tokenizer.fromFile(DEFAULT_TOKENIZER);
+    assert.deepEqual([fixture.eosTokenId, fixture.padTokenId], [1, 0]);
+    const mtl = spec({ name: "mtl", label: "mtl", config: {} }, 1);
+    const cases: [string, Record<string, number>, RunSpec, string][] = [
+      [
+        "eos",
+        { eos_token_id: 2 },
+        { ...mtl, backbone: { hf: join(root, "eos") } },
+        `"</s>" is id 1 but "eos_token_id" is 2`,
+      ],
+      [
+        "pad",
+        { pad_token_id: 2, decoder_start_token_id: 2 },
+        { ...mtl, model: { hf: join(root, "pad") }, backbone: "pretrained" },
+        `"<pad>" is id 0 but "pad_token_id" is 2`,
+      ],
+      // Random init takes the ids from config.json too (the weights are not read).
+      [
+        "random",
+        { pad_token_id: 2 },
+        { ...mtl, model: { hf: join(root, "random") } },
+        `"<pad>" is id 0 but "pad_token_id" is 2`,
+      ],
+    ];
+    for (const [name, fields, s, why] of cases) {
+      const dir = join(root, name);
+      await saveFixtureSizedCheckpoint(dir, preset("tiny-v1_1"));
+      await Deno.copyFile(DEFAULT_TOKENIZER, join(dir, "tokenizer.json"));
+      const configPath = join(dir, "config.json");
+      const cfg = JSON.parse(await Deno.readTextFile(configPath));
+      await Deno.writeTextFile(configPath, JSON.stringify({ ...cfg, ...fields }));
+      const read = await bytesRead(() =>
+        assert.rejects(() => buildBackbone(s, DATA), (e: Error) => {
+          assert.equal(
+            e.message,
+            `tokenizer ${join(dir, "tokenizer.json")} and ${configPath} do not match: ${why}`,
+          );
+          return true;
+        })
+      );
+      assert.equal(read, 0, `${name}: refused before any weight file is opened`);
+      assert.equal(tf.memory().numTensors, before, `${name}: no tensor is made or left`);
     }
   } finally {
     await Deno.remove(root, { recursive: true });

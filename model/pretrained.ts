@@ -175,9 +175,18 @@ async function checkWeightHeaders(dir: string, config: T5Config, configPath: str
 /**
  * Refuses a tokenizer whose ids the model cannot embed (more ids than `vocab_size`, which gathers
  * out of range at the first batch, and silently on some backends) or whose `</s>` and `<pad>`
- * ids differ from the config's (targets would end, and batches be padded, with other tokens).
+ * ids differ from the config's `eos_token_id` and `pad_token_id` (the tokenizer ends each text
+ * with its own `</s>` while training and decoding stop, pad and mask by the config's ids, so
+ * targets would end, and batches be padded, with other tokens). The decoder's start id is the
+ * config's alone (the tokenizer has no such token); `t5ConfigFromHf` checks that it is an id.
+ * {@link loadT5} and `benchmarks/run_one.ts` use it before any weight is read.
+ *
+ * @param tok the tokenizer
+ * @param config the model's configuration
+ * @param configPath where `config` came from (a `config.json`, or a preset's name), for errors
+ * @throws Error naming the tokenizer file and `configPath`, with the sizes or the ids that differ
  */
-function checkTokenizerFits(tok: T5Tokenizer, config: T5Config, configPath: string): void {
+export function checkTokenizerFits(tok: T5Tokenizer, config: T5Config, configPath: string): void {
   const where = `tokenizer ${tok.source} and ${configPath}`;
   if (tok.vocabSize > config.vocabSize) {
     throw new Error(
