@@ -40,6 +40,7 @@ import type { Writable } from "node:stream";
 import { existsSync } from "node:fs";
 import cliProgress from "cli-progress";
 import { preset, type T5Config, t5ConfigFromHf } from "../model/config.ts";
+import { parseJsonFile } from "../model/json.ts";
 import { backendFromEnv, backpropFromEnv, isBackendName } from "../model/backend.ts";
 import { submitBatchFromEnv } from "../model/webgpu/submit_batch.ts";
 import { checkDataDir, defaultCacheDir, defaultDataDir } from "../tasks/data.ts";
@@ -166,12 +167,14 @@ export interface RunEstimate {
  *
  * @param model the model reference
  * @returns the configuration, or undefined for a hub id not downloaded yet
+ * @throws Error naming the file, line and column of invalid JSON, or the file and field of a
+ *   bad value (`t5ConfigFromHf`)
  */
 export function modelConfig(model: RunSpec["model"]): T5Config | undefined {
   if (typeof model === "string") return preset(model);
   const file = `${model.hf}/config.json`;
   if (!existsSync(file)) return undefined;
-  return t5ConfigFromHf(JSON.parse(Deno.readTextFileSync(file)), file);
+  return t5ConfigFromHf(parseJsonFile(Deno.readTextFileSync(file), file), file);
 }
 
 /**

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { sharedPath } from "../model/shared_dir.ts";
 import { withEnv } from "../model/env_testing.ts";
-import { barName, fmtDuration, isGpuBackend, main, progressReporter } from "./cli.ts";
+import { barName, fmtDuration, isGpuBackend, main, modelConfig, progressReporter } from "./cli.ts";
 import { defaultTaskCatalog, expandGrid } from "./runner.ts";
 import { runFileName } from "./spec.ts";
 import { preset } from "../model/config.ts";
@@ -1134,6 +1134,28 @@ Deno.test("main() on a GPU that fits only some methods: the refusal names them a
       f.err.join("\n"),
     );
     assert.deepEqual(ran, ["prompt_tuning"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("modelConfig(): a preset, a folder's config.json, undefined for a hub id not downloaded; bad JSON names file:line:column", async () => {
+  assert.deepEqual(modelConfig("tiny-v1_1"), preset("tiny-v1_1"));
+  assert.equal(modelConfig({ hf: "org/not-downloaded-here" }), undefined);
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/config.json`;
+    const relu = sharedPath("fixtures", "hf-t5", "t5-tiny-relu", "config.json");
+    const good = JSON.parse(await Deno.readTextFile(relu));
+    // With a byte-order mark, as some editors save it: read as JSON all the same.
+    await Deno.writeTextFile(file, "\ufeff" + JSON.stringify(good, null, 2));
+    assert.equal(modelConfig({ hf: dir })?.dModel, good.d_model);
+    // A trailing comma: before, JSON.parse's message named neither the file nor the line.
+    await Deno.writeTextFile(file, `{\n  "d_model": 64,\n  "num_layers": 2,\n}\n`);
+    assert.throws(() => modelConfig({ hf: dir }), (e: Error) => {
+      assert.ok(e.message.startsWith(`${file}:4:1: invalid JSON: `), e.message);
+      return true;
+    });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
