@@ -8,8 +8,9 @@
  *    config.json is not the named model's, its tokenizer has more ids than the config's
  *    `vocab_size` or other `</s>` and `<pad>` ids than its `eos_token_id` and `pad_token_id`
  *    (`checkTokenizerFits`), or its weights' names, dtypes or shapes (from the safetensors
- *    headers) do not match the config. A random init from a folder reads only its config.json;
- *    its tokenizer's `</s>` and `<pad>` ids must be the config's too.
+ *    headers) do not match the config. A random init from a folder reads only its config.json
+ *    (from a hub id, downloads only that and tokenizer.json); its tokenizer's `</s>` and `<pad>`
+ *    ids must be the config's too.
  * 3. Tokenizer: the backbone folder's `tokenizer.json` (a folder of weights without one is an
  *    error: its embedding rows follow its own vocabulary). A random init of a tiny preset uses the
  *    task-corpus SentencePiece tokenizer that its pretrained twin uses (`ensureTaskTokenizer`,
@@ -35,6 +36,7 @@ import { preset, PUBLISHED_PRESETS, type T5Config, t5ConfigFromHf } from "../mod
 import { disposeT5, initT5, type T5Model } from "../model/t5.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
 import { fetchHubModel, readJsonFile } from "../model/checkpoint.ts";
+import { fetchHubFiles } from "../model/hub.ts";
 import { checkTokenizerFits, loadT5Weights } from "../model/pretrained.ts";
 import { explainBackendFailure, selectBackend } from "../model/backend.ts";
 import { getMethod } from "../model/methods/mod.ts";
@@ -102,8 +104,16 @@ interface Backbone {
   tokenizerSource: string;
 }
 
-async function resolveFolder(ref: string): Promise<string> {
-  return existsSync(ref) ? ref : await fetchHubModel(ref);
+/**
+ * The local folder of an `{hf}` reference: the path itself, else the hub id's cached download.
+ * `configOnly` (a random init): only config.json and, when the repo has one, tokenizer.json are
+ * downloaded, into the cache folder a later whole download of the same id completes.
+ */
+async function resolveFolder(ref: string, configOnly = false): Promise<string> {
+  if (existsSync(ref)) return ref;
+  return configOnly
+    ? await fetchHubFiles(ref, { required: ["config.json"], optional: ["tokenizer.json"] })
+    : await fetchHubModel(ref);
 }
 
 /** A tokenizer and how it was chosen (recorded as `RunResult.tokenizer`). */
@@ -273,7 +283,7 @@ export async function buildBackbone(spec: RunSpec, dataDir: string): Promise<Bac
   let baseSource: string;
   let tokFolder: string | undefined;
   if (typeof spec.model === "object") {
-    tokFolder = await resolveFolder(spec.model.hf);
+    tokFolder = await resolveFolder(spec.model.hf, true);
     ({ config: base, path: baseSource } = await readFolderConfig(tokFolder));
   } else {
     base = preset(spec.model);

@@ -22,6 +22,7 @@ import { selectBackend } from "../model/backend.ts";
 import { codeGitState, type RunProvenance } from "./provenance.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
 import { bytesRead, headerBytes } from "../model/read_meter_testing.ts";
+import { serveHub } from "../model/hub_testing.ts";
 
 /** Exact-match accuracy: independent of tasks/metrics.ts, for the resume test. */
 const EXACT: RunScorer = {
@@ -579,6 +580,53 @@ Deno.test("buildBackbone(): random init from a Hugging Face folder reads its con
     assert.equal(tf.memory().numTensors, before);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("buildBackbone(): random init from a hub id downloads config.json and tokenizer.json, not the weights", async () => {
+  // Before, the whole checkpoint was downloaded (a T5-XXL's 44 GB) for its config.json. A local
+  // stand-in for the hub (127.0.0.1) serves the repo; the cache is a temporary folder.
+  await selectBackend("wasm", { log: () => {} }); // the backend of spec()'s runs
+  const root = await Deno.makeTempDir();
+  const src = join(root, "src");
+  const config = { ...preset("tiny-v1_1"), numLayers: 3, numDecoderLayers: 1 };
+  const vocabSize = await saveFixtureSizedCheckpoint(src, config);
+  await Deno.copyFile(DEFAULT_TOKENIZER, join(src, "tokenizer.json"));
+  const hub = serveHub({ "org/tiny-random@main": src });
+  const before = tf.memory().numTensors;
+  try {
+    const s = {
+      ...spec({ name: "mtl", label: "mtl", config: {} }, 1),
+      model: { hf: "org/tiny-random" },
+    };
+    assert.equal(s.backbone, "random");
+    const b = await withEnv(
+      {
+        HF_ENDPOINT: hub.endpoint,
+        HYPERPROMPT_CACHE: join(root, "cache"),
+        HF_HUB_OFFLINE: undefined,
+        HF_TOKEN: undefined,
+        HUGGING_FACE_HUB_TOKEN: undefined,
+      },
+      () => buildBackbone(s, DATA),
+    );
+    try {
+      assert.deepEqual(
+        hub.requests.map((r) => r.path),
+        ["config.json", "tokenizer.json"].map((f) => `/org/tiny-random/resolve/main/${f}`),
+      );
+      assert.equal(b.tokenizerSource, "backbone");
+      assert.deepEqual(
+        [b.model.config.numLayers, b.model.config.numDecoderLayers, b.model.config.vocabSize],
+        [3, 1, vocabSize],
+      );
+    } finally {
+      disposeT5(b.model);
+    }
+    assert.equal(tf.memory().numTensors, before);
+  } finally {
+    await hub.close();
+    await Deno.remove(root, { recursive: true });
   }
 });
 

@@ -222,6 +222,36 @@ async function download(ctx: Ctx, file: string, optional: boolean): Promise<bool
   }
 }
 
+/** The download context of a repo revision: endpoint, cache folder, token, fetch. */
+function hubContext(repoId: string, opts: FetchHubOptions): Ctx {
+  const revision = opts.revision ?? "main";
+  const endpoint = (opts.endpoint ?? env("HF_ENDPOINT") ?? "https://huggingface.co").replace(
+    /\/+$/,
+    "",
+  );
+  const dir = hubModelDir(opts.cacheDir ?? defaultHubCacheDir(), repoId, revision);
+  const token = opts.token ?? env("HF_TOKEN") ?? env("HUGGING_FACE_HUB_TOKEN");
+  return {
+    repoId,
+    revision,
+    endpoint,
+    dir,
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+    fetchFn: opts.fetch ?? fetch,
+    log: opts.log,
+  };
+}
+
+/** HF_HUB_OFFLINE=1 and `what` ("it is", or the files that are) not in the cache. */
+function offlineModeError(ctx: Ctx, what: string): Error {
+  return new Error(
+    `Model "${ctx.repoId}" (revision "${ctx.revision}") could not be fetched: HF_HUB_OFFLINE=1 ` +
+      `(offline mode) and ${what} not in the cache at ${ctx.dir}. Unset HF_HUB_OFFLINE, or use a ` +
+      `local folder instead: pass the path of a folder holding config.json, model.safetensors and ` +
+      `tokenizer.json.`,
+  );
+}
+
 async function readComplete(dir: string): Promise<boolean> {
   try {
     const m = JSON.parse(await Deno.readTextFile(join(dir, COMPLETE_MARKER)));
@@ -245,32 +275,12 @@ async function readComplete(dir: string): Promise<boolean> {
  *   how to use a local folder instead when the hub is unreachable
  */
 export async function fetchHubModel(repoId: string, opts: FetchHubOptions = {}): Promise<string> {
-  const revision = opts.revision ?? "main";
-  const endpoint = (opts.endpoint ?? env("HF_ENDPOINT") ?? "https://huggingface.co").replace(
-    /\/+$/,
-    "",
-  );
-  const dir = hubModelDir(opts.cacheDir ?? defaultHubCacheDir(), repoId, revision);
+  const ctx = hubContext(repoId, opts);
+  const { revision, endpoint, dir } = ctx;
   if (!opts.force && await readComplete(dir)) return dir;
-  if (env("HF_HUB_OFFLINE") === "1") {
-    throw new Error(
-      `Model "${repoId}" (revision "${revision}") could not be fetched: HF_HUB_OFFLINE=1 (offline ` +
-        `mode) and it is not in the cache at ${dir}. Unset HF_HUB_OFFLINE, or use a local folder ` +
-        `instead: pass the path of a folder holding config.json, model.safetensors and tokenizer.json.`,
-    );
-  }
+  if (env("HF_HUB_OFFLINE") === "1") throw offlineModeError(ctx, "it is");
   if (opts.force) await Deno.remove(dir, { recursive: true }).catch(() => {});
   await Deno.mkdir(dir, { recursive: true });
-  const token = opts.token ?? env("HF_TOKEN") ?? env("HUGGING_FACE_HUB_TOKEN");
-  const ctx: Ctx = {
-    repoId,
-    revision,
-    endpoint,
-    dir,
-    headers: token ? { authorization: `Bearer ${token}` } : {},
-    fetchFn: opts.fetch ?? fetch,
-    log: opts.log,
-  };
   const files = ["config.json"];
   await download(ctx, "config.json", false);
   for (const f of OPTIONAL_FILES) if (await download(ctx, f, true)) files.push(f);
@@ -300,5 +310,67 @@ export async function fetchHubModel(repoId: string, opts: FetchHubOptions = {}):
     join(dir, COMPLETE_MARKER),
     JSON.stringify({ repoId, revision, endpoint, files }) + "\n",
   );
+  return dir;
+}
+
+/** The files {@link fetchHubFiles} fetches: those it needs, and those it takes when present. */
+export interface HubFiles {
+  /** Files the repo must have (an HTTP 404 is an error), e.g. `["config.json"]`. */
+  readonly required: readonly string[];
+  /** Files fetched when the repo has them, e.g. `["tokenizer.json"]`. */
+  readonly optional?: readonly string[];
+}
+
+/**
+ * Fetches only some files of a hub repo (a random initialisation needs `config.json` and
+ * `tokenizer.json`, not gigabytes of weights) into the folder {@link fetchHubModel} caches the
+ * repo in, with the same atomic writes and checks. No completion marker is written, so a later
+ * {@link fetchHubModel} of the same repo and revision reuses these files and downloads the rest.
+ * When the cache already holds the repo complete, or every named file, nothing is requested.
+ *
+ * @param repoId `org/name` (or a legacy `name`) on the hub
+ * @param files the required and the optional files (plain names in the repo's top folder)
+ * @param opts revision, cache folder, endpoint, token, fetch implementation (`force` ignored)
+ * @returns the local folder, holding the required files and the optional ones the repo has
+ * @throws Error for a file name that is not a plain name, or saying a file could not be fetched
+ *   (offline, HTTP status, invalid file), and how to use a local folder instead
+ * @example
+ * ```ts ignore
+ * import { join } from "node:path";
+ * import { fetchHubFiles } from "./hub.ts";
+ * const dir = await fetchHubFiles("google/t5-v1_1-small", {
+ *   required: ["config.json"],
+ *   optional: ["tokenizer.json"],
+ * });
+ * console.log(await Deno.readTextFile(join(dir, "config.json")));
+ * ```
+ */
+export async function fetchHubFiles(
+  repoId: string,
+  files: HubFiles,
+  opts: Omit<FetchHubOptions, "force"> = {},
+): Promise<string> {
+  const optional = files.optional ?? [];
+  for (const f of [...files.required, ...optional]) {
+    if (!/^[\w.-]+$/.test(f) || /^\.+$/.test(f)) {
+      throw new Error(`fetchHubFiles: "${f}" is not a plain file name of the repo's top folder`);
+    }
+  }
+  const ctx = hubContext(repoId, opts);
+  const { dir } = ctx;
+  if (await readComplete(dir)) return dir;
+  const missing = [];
+  for (const f of [...files.required, ...optional]) {
+    if (!(await pathExists(join(dir, f)))) missing.push(f);
+  }
+  if (missing.length === 0) return dir;
+  if (env("HF_HUB_OFFLINE") === "1") {
+    // Offline: what the cache holds of the optional files is what there is.
+    const needed = missing.filter((f) => files.required.includes(f));
+    if (needed.length === 0) return dir;
+    throw offlineModeError(ctx, `${needed.join(", ")} ${needed.length === 1 ? "is" : "are"}`);
+  }
+  await Deno.mkdir(dir, { recursive: true });
+  for (const f of missing) await download(ctx, f, !files.required.includes(f));
   return dir;
 }

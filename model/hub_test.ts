@@ -3,8 +3,9 @@ import { basename, join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { sharedPath } from "./shared_dir.ts";
 import { loadHfFolder, saveHfFolder } from "./checkpoint.ts";
-import { defaultHubCacheDir, fetchHubModel, hubModelDir } from "./hub.ts";
+import { defaultHubCacheDir, fetchHubFiles, fetchHubModel, hubModelDir } from "./hub.ts";
 import { withEnv } from "./env_testing.ts";
+import { serveHub } from "./hub_testing.ts";
 import { flushesOf, recordFlushes } from "./fs_testing.ts";
 import { FILE_TEMPS, isTempInUse } from "./fs.ts";
 
@@ -12,34 +13,6 @@ await tf.setBackend("cpu");
 
 const RELU = sharedPath("fixtures", "hf-t5", "t5-tiny-relu");
 const UNTIED = sharedPath("fixtures", "hf-t5", "t5-tiny-v1_1-untied");
-
-interface Hub {
-  endpoint: string;
-  requests: { path: string; auth: string | null }[];
-  close(): Promise<void>;
-}
-
-/** A local server in the hub URL layout: /<repo>/resolve/<revision>/<file>. */
-function serveHub(repos: Record<string, string>): Hub {
-  const requests: Hub["requests"] = [];
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
-    const path = decodeURIComponent(new URL(req.url).pathname);
-    requests.push({ path, auth: req.headers.get("authorization") });
-    const m = path.match(/^\/(.+)\/resolve\/([^/]+)\/([^/]+)$/);
-    const folder = m ? repos[`${m[1]}@${m[2]}`] : undefined;
-    if (!m || !folder) return new Response("Repository not found", { status: 404 });
-    try {
-      return new Response(await Deno.readFile(join(folder, m[3]!)));
-    } catch {
-      return new Response("Entry not found", { status: 404 });
-    }
-  });
-  return {
-    endpoint: `http://127.0.0.1:${server.addr.port}`,
-    requests,
-    close: () => server.shutdown(),
-  };
-}
 
 async function assertSameTensors(a: string, b: string): Promise<void> {
   const x = await loadHfFolder(a);
@@ -401,5 +374,79 @@ Deno.test("fetchHubModel: HF_HUB_OFFLINE=1 uses the cache or explains how to go 
     Deno.env.delete("HF_HUB_OFFLINE");
     await hub.close();
     await Deno.remove(cache, { recursive: true });
+  }
+});
+
+Deno.test("fetchHubFiles: only the named files, into the folder fetchHubModel then completes", async () => {
+  const tmp = await Deno.makeTempDir();
+  const src = join(tmp, "src");
+  const cache = join(tmp, "cache");
+  await Deno.mkdir(src);
+  for (const f of Deno.readDirSync(RELU)) {
+    await Deno.copyFile(join(RELU, f.name), join(src, f.name));
+  }
+  const tokPath = sharedPath("fixtures", "tokenizer", "unigram-glue-4k", "tokenizer.json");
+  await Deno.copyFile(tokPath, join(src, "tokenizer.json"));
+  const hub = serveHub({ "org/tiny@main": src, "org/notok@main": RELU });
+  const opts = { cacheDir: cache, endpoint: hub.endpoint };
+  const files = { required: ["config.json"], optional: ["tokenizer.json"] };
+  const asked = (from: number) => hub.requests.slice(from).map((r) => r.path.split("/").pop());
+  try {
+    const dir = await fetchHubFiles("org/tiny", files, opts);
+    assert.equal(dir, hubModelDir(cache, "org/tiny", "main"), "fetchHubModel's folder");
+    assert.deepEqual(asked(0), ["config.json", "tokenizer.json"], "no weights requested");
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), [
+      "config.json",
+      "tokenizer.json",
+    ], "no completion marker: the weights are not there");
+    assert.equal(
+      await Deno.readTextFile(join(dir, "tokenizer.json")),
+      await Deno.readTextFile(tokPath),
+    );
+    // Cached: no request; a complete cache answers too.
+    let n = hub.requests.length;
+    assert.equal(await fetchHubFiles("org/tiny", files, opts), dir);
+    assert.equal(hub.requests.length, n, "the named files are cached: no request");
+    // fetchHubModel completes the cache: the rest is downloaded, the two files are reused.
+    assert.equal(await fetchHubModel("org/tiny", opts), dir);
+    const rest = asked(n);
+    assert.ok(
+      rest.includes("model.safetensors") && rest.includes("generation_config.json"),
+      `${rest}`,
+    );
+    assert.ok(!rest.includes("config.json") && !rest.includes("tokenizer.json"), `${rest}`);
+    const marker = JSON.parse(await Deno.readTextFile(join(dir, ".complete.json")));
+    assert.ok(
+      marker.files.includes("tokenizer.json") && marker.files.includes("model.safetensors"),
+    );
+    await assertSameTensors(dir, src);
+    n = hub.requests.length;
+    assert.equal(await fetchHubFiles("org/tiny", files, opts), dir);
+    assert.equal(hub.requests.length, n, "complete cache: no request");
+    // An optional file the repo lacks (404) is no error; a required one is.
+    const notok = await fetchHubFiles("org/notok", files, opts);
+    assert.deepEqual([...Deno.readDirSync(notok)].map((e) => e.name), ["config.json"]);
+    await assert.rejects(
+      fetchHubFiles("org/notok", { required: ["spiece.json"] }, opts),
+      /Model "org\/notok" could not be fetched: .*\/spiece\.json answered HTTP 404; check the repo id/,
+    );
+    await assert.rejects(
+      fetchHubFiles("org/tiny", { required: ["../config.json"] }, opts),
+      /fetchHubFiles: "\.\.\/config\.json" is not a plain file name/,
+    );
+    // Offline mode: the cached config.json suffices (the optional tokenizer.json is not asked
+    // for); an uncached repo is refused, naming the file.
+    n = hub.requests.length;
+    await withEnv({ HF_HUB_OFFLINE: "1" }, async () => {
+      assert.equal(await fetchHubFiles("org/notok", files, opts), notok);
+      await assert.rejects(
+        fetchHubFiles("org/other", files, opts),
+        /could not be fetched: HF_HUB_OFFLINE=1 \(offline mode\) and config\.json is not in the cache/,
+      );
+    });
+    assert.equal(hub.requests.length, n, "no requests in offline mode");
+  } finally {
+    await hub.close();
+    await Deno.remove(tmp, { recursive: true });
   }
 });
