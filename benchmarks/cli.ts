@@ -166,7 +166,8 @@ export interface RunEstimate {
  * The T5 configuration of a spec's model: a preset, or the `config.json` of a local folder.
  *
  * @param model the model reference
- * @returns the configuration, or undefined for a hub id not downloaded yet
+ * @returns the configuration, or undefined for an `hf` that is not a local folder holding a
+ *   `config.json` (a hub id: its download in the hub cache is not looked at)
  * @throws Error naming the file, line and column of invalid JSON, or the file and field of a
  *   bad value (`t5ConfigFromHf`)
  */
