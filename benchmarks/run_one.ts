@@ -8,9 +8,10 @@
  *    config.json is not the named model's, its tokenizer has more ids than the config's
  *    `vocab_size` or other `</s>` and `<pad>` ids than its `eos_token_id` and `pad_token_id`
  *    (`checkTokenizerFits`), or its weights' names, dtypes or shapes (from the safetensors
- *    headers) do not match the config. A random init from a folder reads only its config.json
- *    (from a hub id, downloads only that and tokenizer.json); its tokenizer's `</s>` and `<pad>`
- *    ids must be the config's too.
+ *    headers) do not match the config; from the hub, only config.json and tokenizer.json are
+ *    downloaded before those checks (the weights after). A random init from a folder reads only
+ *    its config.json (from a hub id, downloads only that and tokenizer.json); its tokenizer's
+ *    `</s>` and `<pad>` ids must be the config's too.
  * 3. Tokenizer: the backbone folder's `tokenizer.json` (a folder of weights without one is an
  *    error: its embedding rows follow its own vocabulary). A random init of a tiny preset uses the
  *    task-corpus SentencePiece tokenizer that its pretrained twin uses (`ensureTaskTokenizer`,
@@ -104,16 +105,17 @@ interface Backbone {
   tokenizerSource: string;
 }
 
+/** The files a checkpoint is checked by, and a random init reads: no weights. */
+const CONFIG_FILES = { required: ["config.json"], optional: ["tokenizer.json"] } as const;
+
 /**
- * The local folder of an `{hf}` reference: the path itself, else the hub id's cached download.
- * `configOnly` (a random init): only config.json and, when the repo has one, tokenizer.json are
- * downloaded, into the cache folder a later whole download of the same id completes.
+ * The local folder of an `{hf}` reference: the path itself, else the hub id's cache folder with
+ * only config.json and, when the repo has one, tokenizer.json downloaded so far (`hubId` is then
+ * set: `fetchHubModel(hubId)` downloads the weights into the same folder).
  */
-async function resolveFolder(ref: string, configOnly = false): Promise<string> {
-  if (existsSync(ref)) return ref;
-  return configOnly
-    ? await fetchHubFiles(ref, { required: ["config.json"], optional: ["tokenizer.json"] })
-    : await fetchHubModel(ref);
+async function locateFolder(ref: string): Promise<{ folder: string; hubId?: string }> {
+  if (existsSync(ref)) return { folder: ref };
+  return { folder: await fetchHubFiles(ref, CONFIG_FILES), hubId: ref };
 }
 
 /** A tokenizer and how it was chosen (recorded as `RunResult.tokenizer`). */
@@ -250,15 +252,19 @@ async function readFolderConfig(folder: string): Promise<{ config: T5Config; pat
  */
 export async function buildBackbone(spec: RunSpec, dataDir: string): Promise<Backbone> {
   const dropoutRate = spec.train.dropout;
-  let folder: string | undefined;
-  if (typeof spec.backbone === "object") folder = await resolveFolder(spec.backbone.hf);
+  // A checkpoint's folder; one from the hub holds only its config.json and tokenizer.json until
+  // they pass the checks below (a T5-XXL's weights are 44 GB to download).
+  let found: { folder: string; hubId?: string } | undefined;
+  if (typeof spec.backbone === "object") found = await locateFolder(spec.backbone.hf);
   else if (spec.backbone === "pretrained") {
-    if (typeof spec.model === "object") folder = await resolveFolder(spec.model.hf);
+    if (typeof spec.model === "object") found = await locateFolder(spec.model.hf);
     else if (PUBLISHED_PRESETS.includes(spec.model as never)) {
-      folder = await fetchHubModel(hubIdOfPreset(spec.model));
-    } else folder = await pretrainedFolder(spec, dataDir);
+      const hubId = hubIdOfPreset(spec.model);
+      found = { folder: await fetchHubFiles(hubId, CONFIG_FILES), hubId };
+    } else found = { folder: await pretrainedFolder(spec, dataDir) };
   }
-  if (folder !== undefined) {
+  if (found !== undefined) {
+    let { folder } = found;
     // Trained weights index their embedding rows by their own vocabulary: another tokenizer (the
     // fixture's) would give every id the wrong row and train on noise.
     if (!existsSync(join(folder, "tokenizer.json"))) {
@@ -275,6 +281,7 @@ export async function buildBackbone(spec: RunSpec, dataDir: string): Promise<Bac
     const { config, path: configPath } = await readFolderConfig(folder);
     if (typeof spec.model === "string") checkBackboneShape(folder, config, spec.model);
     checkTokenizerFits(tokenizer, config, configPath);
+    if (found.hubId !== undefined) folder = await fetchHubModel(found.hubId); // the same folder
     const model = await loadT5Weights(folder, { ...config, dropoutRate }, configPath);
     return { model, tokenizer, source: folder, tokenizerSource };
   }
@@ -283,7 +290,7 @@ export async function buildBackbone(spec: RunSpec, dataDir: string): Promise<Bac
   let baseSource: string;
   let tokFolder: string | undefined;
   if (typeof spec.model === "object") {
-    tokFolder = await resolveFolder(spec.model.hf, true);
+    tokFolder = (await locateFolder(spec.model.hf)).folder;
     ({ config: base, path: baseSource } = await readFolderConfig(tokFolder));
   } else {
     base = preset(spec.model);

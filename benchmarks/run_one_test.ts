@@ -583,38 +583,44 @@ Deno.test("buildBackbone(): random init from a Hugging Face folder reads its con
   }
 });
 
-Deno.test("buildBackbone(): random init from a hub id downloads config.json and tokenizer.json, not the weights", async () => {
-  // Before, the whole checkpoint was downloaded (a T5-XXL's 44 GB) for its config.json. A local
-  // stand-in for the hub (127.0.0.1) serves the repo; the cache is a temporary folder.
+Deno.test("buildBackbone(): from a hub id, config.json and tokenizer.json come first: random init downloads only them, a mismatch is refused before the weights", async () => {
+  // Before, the whole checkpoint was downloaded (a T5-XXL's 44 GB) for a random init's config.json,
+  // and before a checkpoint's config and tokenizer were checked. A local stand-in for the hub
+  // (127.0.0.1) serves the repos; the cache is a temporary folder.
   await selectBackend("wasm", { log: () => {} }); // the backend of spec()'s runs
   const root = await Deno.makeTempDir();
   const src = join(root, "src");
+  const badEos = join(root, "bad-eos");
   const config = { ...preset("tiny-v1_1"), numLayers: 3, numDecoderLayers: 1 };
   const vocabSize = await saveFixtureSizedCheckpoint(src, config);
-  await Deno.copyFile(DEFAULT_TOKENIZER, join(src, "tokenizer.json"));
-  const hub = serveHub({ "org/tiny-random@main": src });
+  await saveFixtureSizedCheckpoint(badEos, config);
+  for (const dir of [src, badEos]) {
+    await Deno.copyFile(DEFAULT_TOKENIZER, join(dir, "tokenizer.json"));
+  }
+  const cfg = JSON.parse(await Deno.readTextFile(join(badEos, "config.json")));
+  await Deno.writeTextFile(
+    join(badEos, "config.json"),
+    JSON.stringify({ ...cfg, eos_token_id: 2 }),
+  );
+  const hub = serveHub({ "org/tiny@main": src, "org/bad-eos@main": badEos });
+  const cache = join(root, "cache");
+  const env = {
+    HF_ENDPOINT: hub.endpoint,
+    HYPERPROMPT_CACHE: cache,
+    HF_HUB_OFFLINE: undefined,
+    HF_TOKEN: undefined,
+    HUGGING_FACE_HUB_TOKEN: undefined,
+  };
+  const asked = (from: number) => hub.requests.slice(from).map((r) => r.path);
+  const url = (repo: string, f: string) => `/${repo}/resolve/main/${f}`;
   const before = tf.memory().numTensors;
   try {
-    const s = {
-      ...spec({ name: "mtl", label: "mtl", config: {} }, 1),
-      model: { hf: "org/tiny-random" },
-    };
-    assert.equal(s.backbone, "random");
-    const b = await withEnv(
-      {
-        HF_ENDPOINT: hub.endpoint,
-        HYPERPROMPT_CACHE: join(root, "cache"),
-        HF_HUB_OFFLINE: undefined,
-        HF_TOKEN: undefined,
-        HUGGING_FACE_HUB_TOKEN: undefined,
-      },
-      () => buildBackbone(s, DATA),
-    );
+    const mtl = spec({ name: "mtl", label: "mtl", config: {} }, 1);
+    const random = { ...mtl, model: { hf: "org/tiny" } };
+    assert.equal(random.backbone, "random");
+    const b = await withEnv(env, () => buildBackbone(random, DATA));
     try {
-      assert.deepEqual(
-        hub.requests.map((r) => r.path),
-        ["config.json", "tokenizer.json"].map((f) => `/org/tiny-random/resolve/main/${f}`),
-      );
+      assert.deepEqual(asked(0), ["config.json", "tokenizer.json"].map((f) => url("org/tiny", f)));
       assert.equal(b.tokenizerSource, "backbone");
       assert.deepEqual(
         [b.model.config.numLayers, b.model.config.numDecoderLayers, b.model.config.vocabSize],
@@ -622,6 +628,31 @@ Deno.test("buildBackbone(): random init from a hub id downloads config.json and 
       );
     } finally {
       disposeT5(b.model);
+    }
+    // A checkpoint whose tokenizer does not fit its config: refused from those two files.
+    let n = hub.requests.length;
+    await assert.rejects(
+      withEnv(
+        env,
+        () => buildBackbone({ ...mtl, model: { hf: "org/bad-eos" }, backbone: "pretrained" }, DATA),
+      ),
+      /do not match: "<\/s>" is id 1 but "eos_token_id" is 2/,
+    );
+    assert.deepEqual(asked(n), ["config.json", "tokenizer.json"].map((f) => url("org/bad-eos", f)));
+    // The same repo as a trained backbone: the weights are downloaded into the same cache folder
+    // (config.json and tokenizer.json are not asked for again) and loaded.
+    n = hub.requests.length;
+    const pretrained = { ...random, backbone: "pretrained" as const };
+    const p = await withEnv(env, () => buildBackbone(pretrained, DATA));
+    try {
+      const again = asked(n);
+      assert.ok(again.includes(url("org/tiny", "model.safetensors")), `${again}`);
+      assert.ok(!again.includes(url("org/tiny", "config.json")), `${again}`);
+      assert.ok(!again.includes(url("org/tiny", "tokenizer.json")), `${again}`);
+      assert.equal(p.source, join(cache, "hub", "models--org--tiny", "main"));
+      assert.equal(p.model.config.numLayers, 3);
+    } finally {
+      disposeT5(p.model);
     }
     assert.equal(tf.memory().numTensors, before);
   } finally {
