@@ -6,6 +6,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { gatherRows } from "../layers.ts";
+import { geluNew as geluNewComposite } from "../fused.ts";
 
 /**
  * Rows of `table` on axis 0, differentiable on every backend (tfjs's own `gather` gradient needs
@@ -124,16 +125,65 @@ export function presentTasks<T extends tf.Tensor>(stack: T, g: TaskGrouping): T 
   return rows(stack, g.tasks);
 }
 
-/** GELU, tanh approximation (Hugging Face `gelu_new`); the same function as T5's FFN uses. */
-export { geluNew } from "../fused.ts";
+/** `√(2/π)` and `0.044715` of `gelu_new` (as model/fused.ts). */
+const GELU_C = Math.sqrt(2 / Math.PI);
+const GELU_K = 0.044715;
+
+/**
+ * Sums `t` over the axes it was broadcast along and reshapes it to `shape` (the gradient of a
+ * broadcast input), as tfjs's own binary-op gradients do.
+ */
+function reduceTo(t: tf.Tensor, shape: readonly number[]): tf.Tensor {
+  const axes = tf.backend_util.getReductionAxes([...shape], t.shape);
+  return (axes.length > 0 ? t.sum(axes) : t).reshape([...shape]);
+}
+
+/**
+ * GELU, tanh approximation (Hugging Face `gelu_new`), the adapters' activation: the value is
+ * model/fused.ts's `geluNew` (the same ops in the same order, so the same bits), with a custom
+ * gradient that keeps only the input for the backward pass (the composite op's tape kept about
+ * eight intermediates of its size) and computes
+ * `gelu_new′(x) = ½(1 + tanh u) + ½x(1 − tanh²u)·√(2/π)(1 + 3·0.044715x²)`,
+ * `u = √(2/π)(x + 0.044715x³)`.
+ *
+ * @param x input
+ * @returns `gelu_new(x)`, same shape
+ */
+export function geluNew<T extends tf.Tensor>(x: T): T {
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const input = args[0] as tf.Tensor;
+    (args[1] as tf.GradSaveFunc)([input]);
+    const value = geluNewComposite(input);
+    const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) =>
+      tf.tidy(() => {
+        const v = saved[0]!;
+        const v2 = v.mul(v);
+        const th = v.add(v2.mul(v).mul(GELU_K)).mul(GELU_C).tanh();
+        const du = v2.mul(3 * GELU_K).add(1).mul(GELU_C);
+        const d = th.add(1).mul(0.5).add(v.mul(0.5).mul(tf.sub(1, th.mul(th))).mul(du));
+        return dy.mul(d);
+      });
+    return { value, gradFunc };
+  });
+  return f(x) as T;
+}
 
 /**
  * LayerNorm over the last axis (PyTorch `F.layer_norm`): (x − mean)/√(var + eps)·γ + β.
+ *
+ * The value is computed by the same ops in the same order as the plain composite
+ * (`tf.moments`, sub, div by `√(var + eps)`, mul γ, add β: the same bits). The gradient is a
+ * custom one that keeps only x̂ = (x − mean)/σ (x's size), σ = √(var + eps) (one per row) and γ
+ * for the backward pass, where the composite's tape kept about six tensors of x's size, and
+ * computes the exact gradients: with g = dy·γ,
+ * dx = (g − mean(g) − x̂·mean(g·x̂))/σ (rows of the last axis), dγ = Σ dy·x̂ and dβ = Σ dy over
+ * the axes γ and β are broadcast along.
  *
  * @param x input
  * @param gamma scale, broadcastable to x
  * @param beta shift, broadcastable to x
  * @param eps variance epsilon (PyTorch default 1e-5)
+ * @returns the normalized, scaled and shifted x (x's shape broadcast with γ's and β's)
  */
 export function layerNorm<T extends tf.Tensor>(
   x: T,
@@ -141,8 +191,39 @@ export function layerNorm<T extends tf.Tensor>(
   beta: tf.Tensor,
   eps = 1e-5,
 ): T {
-  return tf.tidy(() => {
-    const { mean, variance } = tf.moments(x, -1, true);
-    return x.sub(mean).div(variance.add(eps).sqrt()).mul(gamma).add(beta) as T;
+  const xShape = x.shape, gammaShape = gamma.shape, betaShape = beta.shape;
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [xi, g, b] = args as tf.Tensor[];
+    const save = args[3] as tf.GradSaveFunc;
+    const { mean, variance } = tf.moments(xi!, -1, true);
+    const sd = variance.add(eps).sqrt();
+    const xhat = xi!.sub(mean).div(sd);
+    save([xhat, sd, g!]);
+    const value = xhat.mul(g!).add(b!);
+    const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) =>
+      tf.tidy(() => {
+        const [xh, s, gm] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
+        const dBeta = reduceTo(dy, betaShape);
+        // Each temporary of x's size is freed once read: at most three are alive at a time.
+        const dyx = dy.mul(xh);
+        const dGamma = reduceTo(dyx, gammaShape);
+        dyx.dispose();
+        const gy = dy.mul(gm);
+        const m1 = gy.mean(-1, true);
+        const gx = gy.mul(xh);
+        const m2 = gx.mean(-1, true);
+        gx.dispose();
+        const c = xh.mul(m2);
+        const e = gy.sub(c);
+        tf.dispose([gy, c]);
+        const e2 = e.sub(m1);
+        e.dispose();
+        const dxFull = e2.div(s);
+        e2.dispose();
+        // x itself broadcast (a row shared by several γ rows): sum those rows' gradients.
+        return [reduceTo(dxFull, xShape), dGamma, dBeta];
+      });
+    return { value, gradFunc };
   });
+  return f(x, gamma, beta) as T;
 }
