@@ -56,8 +56,9 @@
  *
  * The adapter methods' hooks (Vanilla Adapter, HyperFormer++) are replayed op by op: per task
  * present, the rows' gather, down projection and bias, gelu_new, up projection and bias, the
- * post-adapter LayerNorm (tf.moments, sub, div, mul, add), and the concat and gather back; with
- * HyperFormer++ also the generated weights of each (layer, position).
+ * post-adapter LayerNorm, and the concat and gather back; with HyperFormer++ also the generated
+ * weights of each (layer, position). Their gelu_new and LayerNorm are `tf.customGrad`s
+ * (model/methods/_tensor.ts) saving only the input, resp. x̂ and the per-row σ.
  *
  * Not counted: the webgpu buffer pool keeps released buffers for reuse by exact size, so a device
  * holds at least the peak (about the peak for the fixed shapes of a run); framework/driver
@@ -676,20 +677,42 @@ class T5Replay {
     });
   }
   /**
-   * layerNorm of model/methods/_tensor.ts over rows of `x` (in its own tidy): tf.moments (Mean
-   * saves x, Sub saves both, Square its input, Mean again), then sub, div (by the square root of
-   * the variance plus eps), mul γ, add β, each saving its inputs.
+   * `geluNew` of model/methods/_tensor.ts (the adapters'): a `tf.customGrad` whose forward runs
+   * model/fused.ts's composite in the engine's tidy, untaped (x·x, ·x, ·k, +x, ·c, x·0.5, tanh,
+   * +1: eight temporaries, then the product); its one tape node saves the input only. Its
+   * gradient's tidy makes 17 temporaries of the input's size before `dx`.
    */
-  layerNorm(x: T, rows: number, gamma: T, beta: T): T {
+  adapterGelu(a: T): T {
     return this.t.scope(() => {
-      const mean = this.un(x, "in", rows, x.n);
-      const variance = this.un(this.un(this.bin("add", x, mean, x.n), "in"), "in", rows, x.n);
-      const centred = this.bin("add", x, mean, x.n);
-      const sd = this.un(this.bin("add", variance, this.t.leaf(1, false), rows), "in");
-      // RealDiv's gradient: dy / b for x, and −dy·a / b² summed over the row for b (3 temporaries)
-      const q = this.bin("mul", centred, sd, x.n);
-      this.t.nodes[this.t.nodes.length - 1] = { ...this.t.nodes.at(-1)!, transient: 3 * x.n };
-      return this.bin("add", this.bin("mul", q, gamma, x.n), beta, x.n);
+      for (let i = 0; i < 8; i++) this.t.fresh(a.n, false);
+      const out = this.t.fresh(a.n, a.path);
+      this.t.op([[a, "new"]], [out], [a], 17 * a.n);
+      return out;
+    });
+  }
+  /**
+   * `layerNorm` of model/methods/_tensor.ts over rows of `x` (the adapters'): a `tf.customGrad`
+   * whose forward runs untaped in the engine's tidy (tf.moments in its own op scope: mean, x −
+   * mean, its square, the variance; then + eps, √ (σ), x − mean, ÷ σ (x̂), ·γ, + β); its one tape
+   * node saves x̂ and σ (and γ, a clone sharing γ's buffer). Its gradient frees each temporary
+   * once read: at most three of x's size alive at a time before `dx`.
+   */
+  adapterLayerNorm(x: T, rows: number, gamma: T, beta: T): T {
+    return this.t.scope(() => {
+      this.t.scope(() => {
+        const mean = this.t.fresh(rows, false);
+        this.t.fresh(x.n, false);
+        this.t.fresh(x.n, false);
+        return [mean, this.t.fresh(rows, false)];
+      });
+      this.t.fresh(rows, false); // variance + eps
+      const sd = this.t.fresh(rows, false);
+      this.t.fresh(x.n, false); // x − mean
+      const xhat = this.t.fresh(x.n, false);
+      this.t.fresh(x.n, false); // x̂·γ
+      const out = this.t.fresh(x.n, x.path || gamma.path || beta.path);
+      this.t.op([[x, "new"], [gamma, "new"], [beta, "new"]], [out], [xhat, sd, gamma], 3 * x.n);
+      return out;
     });
   }
   /**
@@ -761,10 +784,12 @@ class T5Replay {
       );
       let h = this.bin(
         "add",
-        this.matmul(this.gelu(down), param("up_weight", a * d), r * d),
+        this.matmul(this.adapterGelu(down), param("up_weight", a * d), r * d),
         param("up_bias", d),
       );
-      if (norm !== "none") h = this.layerNorm(h, r, param("ln_gamma", d), param("ln_beta", d));
+      if (norm !== "none") {
+        h = this.adapterLayerNorm(h, r, param("ln_gamma", d), param("ln_beta", d));
+      }
       return this.bin("add", this.reshape(h), ys);
     };
     if (u === 1) return one(y);

@@ -115,8 +115,10 @@ async function measure(
 // it does not replay HyperPrompt's and Prompt-Tuning's hooks op by op (counted by their main
 // tensors) nor scalars and index tensors. Measured, stock / low-memory backward pass: MTL
 // -7 %..-4 % / -10 %..-5 %, Prompt-Tuning -5 % / -6 %, HyperPrompt-Global +1 % / +11 %, Vanilla
-// Adapter -4 % / -5 %, HyperFormer++ -3 % / -1 % (before the adapters' layer norms, biases,
-// gelu_new and per-task gathers were modelled: -21 % / -18 % and -27 % / -20 %). Below the
+// Adapter -5 % / -6 %, HyperFormer++ -2 % / -1 % (before the adapters' layer norms, biases,
+// gelu_new and per-task gathers were modelled: -21 % / -18 % and -27 % / -20 %; with their
+// LayerNorm and gelu_new as custom gradients (model/methods/_tensor.ts), the measured peaks fell
+// 9 % / 8 % and 6 % / 5 %). Below the
 // measured peak (unsafe: the preflight would let a run run out of memory): at most 12 %; above
 // (a smaller micro-batch than needed): at most 30 %.
 const UNDER = 0.12, OVER = 0.3;
