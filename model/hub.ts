@@ -36,8 +36,17 @@ export interface FetchHubOptions {
   log?: (message: string) => void;
 }
 
-/** Optional files fetched when present. */
-export const OPTIONAL_FILES = ["generation_config.json", "tokenizer.json", "tokenizer_config.json"];
+/**
+ * Optional files fetched when present. `spiece.model` (with `tokenizer_config.json`) is the
+ * tokenizer of checkpoints published without `tokenizer.json` (google/t5-v1_1-*), converted on
+ * load (`model/pretrained.ts` `loadFolderTokenizer`).
+ */
+export const OPTIONAL_FILES = [
+  "generation_config.json",
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "spiece.model",
+];
 
 const COMPLETE_MARKER = ".complete.json";
 
