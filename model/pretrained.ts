@@ -28,22 +28,36 @@ import {
 import type { T5Model } from "./t5.ts";
 import type { T5Hooks } from "./hooks.ts";
 import { T5Tokenizer, truncateWithEos } from "./tokenizer.ts";
-import { isDirectory } from "./fs.ts";
+import { isDirectory, pathExists } from "./fs.ts";
+import { convertSpieceFolder } from "./spm.ts";
 
 /** A loaded model with its tokenizer. */
 export interface LoadedT5 {
   /** The backbone, built from the folder's `config.json` and safetensors weights. */
   readonly model: T5Model;
-  /** The folder's `tokenizer.json`, or the one named by {@link LoadT5Options.tokenizer}. */
+  /**
+   * The folder's `tokenizer.json` (else its `spiece.model`, converted in memory:
+   * {@link loadFolderTokenizer}), or the one named by {@link LoadT5Options.tokenizer}.
+   */
   readonly tokenizer: T5Tokenizer;
+  /** Where the tokenizer came from ({@link FolderTokenizer.source}, or the file given). */
+  readonly tokenizerSource: string;
   /** The local folder the weights came from. */
   readonly dir: string;
 }
 
 /** Options of {@link loadT5}. */
 export interface LoadT5Options {
-  /** A `tokenizer.json` to use instead of the folder's own (needed when the folder has none). */
+  /**
+   * A `tokenizer.json` to use instead of the folder's own (needed when the folder has neither
+   * `tokenizer.json` nor `spiece.model`).
+   */
   readonly tokenizer?: string;
+  /**
+   * Where the line saying that `spiece.model` was converted goes (default `console.warn`);
+   * nothing else is logged.
+   */
+  readonly log?: (line: string) => void;
   /** Hub revision (branch, tag or commit) for hub ids. */
   readonly revision?: string;
   /** Hub cache folder. */
@@ -52,7 +66,8 @@ export interface LoadT5Options {
 
 /**
  * Loads a T5 from a local Hugging Face folder (`config.json`, `model.safetensors` or a sharded
- * index, `tokenizer.json`) or, when `source` is not a folder, from the Hugging Face hub.
+ * index, `tokenizer.json` or `spiece.model`: see {@link loadFolderTokenizer}) or, when `source`
+ * is not a folder, from the Hugging Face hub.
  *
  * @param source a folder path or a hub id such as `google/t5-v1_1-small`
  * @param opts tokenizer fallback and hub options
@@ -62,25 +77,79 @@ export interface LoadT5Options {
  */
 export async function loadT5(source: string, opts: LoadT5Options = {}): Promise<LoadedT5> {
   const dir = (await isDirectory(source)) ? source : await fromHub(source, opts);
-  const tokPath = opts.tokenizer ?? join(dir, "tokenizer.json");
   let tokenizer: T5Tokenizer;
-  try {
-    tokenizer = await T5Tokenizer.fromFile(tokPath);
-  } catch (e) {
-    if (!opts.tokenizer && e instanceof Error && /tokenizer file not found/.test(e.message)) {
+  let tokenizerSource: string;
+  if (opts.tokenizer !== undefined) {
+    tokenizer = await T5Tokenizer.fromFile(opts.tokenizer);
+    tokenizerSource = opts.tokenizer;
+  } else {
+    const own = await loadFolderTokenizer(dir);
+    if (own === undefined) {
       throw new Error(
-        `${dir}: no tokenizer.json (convert spiece.model with transformers, or pass ` +
-          `{ tokenizer: "path/to/tokenizer.json" })`,
+        `${dir}: no tokenizer.json and no spiece.model (a checkpoint needs its own tokenizer: ` +
+          `add one of them, or pass { tokenizer: "path/to/tokenizer.json" })`,
       );
     }
-    throw e;
+    ({ tokenizer, source: tokenizerSource } = own);
+    if (own.convertedFrom !== undefined) (opts.log ?? console.warn)(own.note);
   }
   // The config and the safetensors headers first: a mismatched tokenizer, or a weight missing,
   // unexpected, or of the wrong dtype or shape, is refused before the weights are read.
   const configPath = join(dir, "config.json");
   const config = t5ConfigFromHf(await readJsonFile(configPath, "config.json"), configPath);
   checkTokenizerFits(tokenizer, config, configPath);
-  return { model: await loadT5Weights(dir, config, configPath), tokenizer, dir };
+  return { model: await loadT5Weights(dir, config, configPath), tokenizer, tokenizerSource, dir };
+}
+
+/** A folder's own tokenizer ({@link loadFolderTokenizer}). */
+export interface FolderTokenizer {
+  /** The tokenizer. */
+  readonly tokenizer: T5Tokenizer;
+  /**
+   * Where it came from: the folder's `tokenizer.json`, or `<folder>/spiece.model (converted to
+   * tokenizer.json in memory)`.
+   */
+  readonly source: string;
+  /** The `spiece.model` it was converted from, when the folder has no `tokenizer.json`. */
+  readonly convertedFrom?: string;
+  /** One line for the log saying what was used (and, for a conversion, with which settings). */
+  readonly note: string;
+}
+
+/**
+ * The tokenizer of a Hugging Face T5 folder: its `tokenizer.json`, else its `spiece.model`
+ * converted in memory as transformers' `T5Converter` converts it on load (`model/spm.ts`
+ * `convertSpieceFolder`: `extra_ids` sentinels, default 100, `<extra_id_0>` the highest id, and
+ * the folder's `tokenizer_config.json` settings), so a checkpoint published without
+ * `tokenizer.json` (google/t5-v1_1-*) loads. The folder is never written to; the conversion is
+ * repeated on each load (a 32,000-piece model takes well under a second).
+ *
+ * @param dir the folder
+ * @returns the tokenizer and where it came from, or undefined when the folder has neither file
+ * @throws Error naming the file that is malformed
+ */
+export async function loadFolderTokenizer(dir: string): Promise<FolderTokenizer | undefined> {
+  const file = join(dir, "tokenizer.json");
+  if (await pathExists(file)) {
+    return { tokenizer: await T5Tokenizer.fromFile(file), source: file, note: `tokenizer ${file}` };
+  }
+  const converted = await convertSpieceFolder(dir);
+  if (converted === undefined) return undefined;
+  const source = `${converted.spiece} (converted to tokenizer.json in memory)`;
+  const tokenizer = T5Tokenizer.fromJson(converted.json, source);
+  const { settings } = converted;
+  const extra =
+    settings.additionalSpecialTokens?.filter((t) => tokenizer.tokenToId(t) !== undefined)
+      .length ?? 0;
+  const note = `${dir}: no tokenizer.json; converted ${converted.spiece} in memory as ` +
+    `transformers' T5Converter does (${converted.pieces} pieces, ${settings.extraIds} sentinels` +
+    (settings.additionalSpecialTokens ? `, ${extra} additional special tokens` : "") +
+    `, Metaspace prepend_scheme "${settings.prependScheme ?? "always"}"; ` +
+    (converted.tokenizerConfig
+      ? `settings of ${converted.tokenizerConfig}`
+      : "no tokenizer_config.json: T5's defaults") +
+    `; ${tokenizer.vocabSize} ids)`;
+  return { tokenizer, source, convertedFrom: converted.spiece, note };
 }
 
 /**

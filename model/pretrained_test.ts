@@ -11,6 +11,11 @@ import { greedyDecode } from "./t5.ts";
 import { collate, disposeBatch, encodeExample } from "../benchmarks/batching.ts";
 import { gpuTest } from "./webgpu/testing.ts";
 import { registerWebgpuKernels } from "./webgpu/mod.ts";
+import { HAS_SPM, spmEncode, trainTinySpiece } from "./spm_testing.ts";
+import { parseSentencePieceModel, sentencePieceToTokenizerJson } from "./spm.ts";
+import { T5Tokenizer } from "./tokenizer.ts";
+import { serveHub } from "./hub_testing.ts";
+import { withEnv } from "./env_testing.ts";
 
 const TOKENIZER = sharedPath("fixtures/tokenizer/unigram-glue-4k/tokenizer.json");
 
@@ -471,3 +476,148 @@ gpuTest(
   },
   () => ok(registerWebgpuKernels()),
 );
+
+/**
+ * A copy of the t5-tiny-relu fixture (vocab_size 96) with a T5-layout spiece.model of the tiny
+ * corpus and a tokenizer_config.json of 10 sentinels (100 would not fit 96 ids), but no
+ * tokenizer.json, as the 2020 T5 checkpoints ship; returns the folder and the reference tokenizer
+ * (the converter's output for those settings, written by no one into the folder).
+ */
+async function spieceFolder(root: string): Promise<{ dir: string; ref: T5Tokenizer; n: number }> {
+  const tiny = await trainTinySpiece(join(root, "tok"));
+  const dir = join(root, "t5");
+  await Deno.mkdir(dir);
+  const relu = sharedPath("fixtures/hf-t5/t5-tiny-relu");
+  for (const f of ["config.json", "model.safetensors"]) {
+    await Deno.copyFile(join(relu, f), join(dir, f));
+  }
+  await Deno.copyFile(tiny.spiece, join(dir, "spiece.model"));
+  await Deno.writeTextFile(
+    join(dir, "tokenizer_config.json"),
+    JSON.stringify({
+      extra_ids: 10,
+      additional_special_tokens: Array.from({ length: 10 }, (_, i) => `<extra_id_${i}>`),
+      eos_token: "</s>",
+      pad_token: "<pad>",
+      unk_token: "<unk>",
+    }),
+  );
+  const model = parseSentencePieceModel(await Deno.readFile(tiny.spiece), tiny.spiece);
+  const ref = T5Tokenizer.fromJson(sentencePieceToTokenizerJson(model, tiny.spiece, 10), "ref");
+  return { dir, ref, n: tiny.pieces };
+}
+
+Deno.test({
+  name:
+    "loadT5() of a folder with spiece.model but no tokenizer.json converts it in memory, says so, writes nothing",
+  ignore: !HAS_SPM,
+  async fn() {
+    await tf.setBackend("cpu");
+    const root = await Deno.makeTempDir();
+    const before = tf.memory().numTensors;
+    try {
+      const { dir, ref, n } = await spieceFolder(root);
+      ok(n + 10 <= 96, `${n} pieces and 10 sentinels fit the fixture's 96 ids`);
+      const files = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+      const lines: string[] = [];
+      const t5 = await loadT5(dir, { log: (l) => lines.push(l) });
+      try {
+        deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), files, "folder untouched");
+        equal(
+          t5.tokenizerSource,
+          `${join(dir, "spiece.model")} (converted to tokenizer.json in memory)`,
+        );
+        equal(lines.length, 1);
+        equal(
+          lines[0],
+          `${dir}: no tokenizer.json; converted ${join(dir, "spiece.model")} in memory as ` +
+            `transformers' T5Converter does (${n} pieces, 10 sentinels, 10 additional special ` +
+            `tokens, Metaspace prepend_scheme "always"; settings of ${
+              join(dir, "tokenizer_config.json")
+            }; ${n + 10} ids)`,
+        );
+        equal(t5.tokenizer.vocabSize, n + 10);
+        deepEqual(
+          [t5.tokenizer.tokenToId("<extra_id_0>"), t5.tokenizer.tokenToId("<extra_id_9>")],
+          [n + 9, n],
+        );
+        for (const text of ["the cat sat on the mat", "a good  dog", "the <extra_id_3> park"]) {
+          deepEqual(t5.tokenizer.encode(text), ref.encode(text), text);
+        }
+        deepEqual(
+          t5.tokenizer.encode("the dog ran"),
+          [...await spmEncode(join(dir, "spiece.model"), "the dog ran"), 1],
+        );
+        const { logits, loss } = await teacherForced(t5, ["the cat sat"], ["on the mat"]);
+        logits.dispose();
+        ok(Number.isFinite(loss), `${loss}`);
+      } finally {
+        disposeLoadedT5(t5);
+      }
+      equal(tf.memory().numTensors, before);
+      // 100 sentinels (no tokenizer_config.json) do not fit 96 ids: refused by name.
+      await Deno.remove(join(dir, "tokenizer_config.json"));
+      await rejects(
+        loadT5(dir, { log: () => {} }),
+        (e: Error) => {
+          equal(
+            e.message,
+            `tokenizer ${join(dir, "spiece.model")} (converted to tokenizer.json in memory) and ` +
+              `${join(dir, "config.json")} do not match: the tokenizer has ${n + 100} ids but ` +
+              `the model's "vocab_size" is 96 (is it the model's own tokenizer?)`,
+          );
+          return true;
+        },
+      );
+      // Neither file: the error names both.
+      await Deno.remove(join(dir, "spiece.model"));
+      await rejects(loadT5(dir), /no tokenizer\.json and no spiece\.model/);
+      equal(tf.memory().numTensors, before);
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "loadT5() of a hub repo without tokenizer.json downloads spiece.model and tokenizer_config.json and converts them",
+  ignore: !HAS_SPM,
+  async fn() {
+    await tf.setBackend("cpu");
+    const root = await Deno.makeTempDir();
+    const before = tf.memory().numTensors;
+    try {
+      const { dir, ref } = await spieceFolder(root);
+      const repo = serveHub({ "google/t5-spiece@main": dir });
+      try {
+        const cacheDir = join(root, "cache");
+        const t5 = await withEnv(
+          { HF_ENDPOINT: repo.endpoint, HF_HUB_OFFLINE: undefined, HF_TOKEN: undefined },
+          () => loadT5("google/t5-spiece", { cacheDir, log: () => {} }),
+        );
+        try {
+          const asked = repo.requests.map((r) => r.path.split("/").pop());
+          ok(asked.includes("tokenizer.json"), `${asked}`);
+          ok(asked.includes("spiece.model") && asked.includes("tokenizer_config.json"), `${asked}`);
+          equal(t5.dir, join(cacheDir, "models--google--t5-spiece", "main"));
+          ok(!(await Deno.stat(join(t5.dir, "tokenizer.json")).then(() => true, () => false)));
+          equal(
+            t5.tokenizerSource,
+            `${join(t5.dir, "spiece.model")} (converted to tokenizer.json in memory)`,
+          );
+          equal(t5.tokenizer.vocabSize, ref.vocabSize);
+          const text = "the cat <extra_id_0> on the mat";
+          deepEqual(t5.tokenizer.encode(text), ref.encode(text));
+        } finally {
+          disposeLoadedT5(t5);
+        }
+      } finally {
+        await repo.close();
+      }
+      equal(tf.memory().numTensors, before);
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});

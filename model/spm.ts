@@ -11,7 +11,9 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import { join } from "node:path";
 import { writeFileAtomic } from "./fs.ts";
+import { parseJsonFile } from "./json.ts";
 
 /** One piece of a SentencePiece model. */
 export interface SentencePiece {
@@ -151,20 +153,45 @@ function addedToken(id: number, content: string) {
   };
 }
 
+/** How the converted tokenizer is shaped beyond the pieces (transformers' `T5Tokenizer` arguments). */
+export interface T5TokenizerExtras {
+  /**
+   * `additional_special_tokens`: each becomes a special added token, at its id when the
+   * vocabulary (pieces and sentinels) has it, else appended after the sentinels in list order,
+   * as transformers' fast tokenizer adds them. Default none.
+   */
+  readonly additionalSpecialTokens?: readonly string[];
+  /**
+   * The Metaspace `prepend_scheme`: `"always"` (T5's default, `legacy` unset or true), `"first"`
+   * (`legacy: false`) or `"never"` (`add_prefix_space: false`).
+   */
+  readonly prependScheme?: "always" | "first" | "never";
+}
+
 /**
  * Converts a parsed SentencePiece model to a T5 `tokenizer.json` object, appending
- * {@link NUM_SENTINELS} sentinels as T5 does (`<extra_id_0>` gets the highest id).
+ * {@link NUM_SENTINELS} sentinels as T5 does (`<extra_id_0>` gets the highest id), as
+ * transformers' `T5Converter` does. Control and unknown pieces become special added tokens,
+ * user-defined pieces (type 4) non-special ones (matched whole before segmentation, as
+ * SentencePiece matches them).
  *
  * @param model the parsed model; ids 0, 1, 2 must be `<pad>`, `</s>`, `<unk>`
  * @param source file name for error messages
  * @param numSentinels sentinels to append (100 as T5)
+ * @param extras additional special tokens and the Metaspace prepend scheme
  * @returns a JSON-serialisable tokenizer description
  */
 export function sentencePieceToTokenizerJson(
   model: SentencePieceModel,
   source: string,
   numSentinels = NUM_SENTINELS,
+  extras: T5TokenizerExtras = {},
 ): Record<string, unknown> {
+  if (!Number.isInteger(numSentinels) || numSentinels < 0) {
+    throw new Error(
+      `${source}: the number of sentinels must be an integer >= 0, got ${numSentinels}`,
+    );
+  }
   const expect = ["<pad>", "</s>", "<unk>"];
   expect.forEach((p, i) => {
     if (model.pieces[i]?.piece !== p) {
@@ -176,12 +203,39 @@ export function sentencePieceToTokenizerJson(
   });
   const vocab: [string, number][] = model.pieces.map((p) => [p.piece, p.type === 1 ? p.score : 0]);
   const added = [addedToken(0, "<pad>"), addedToken(1, "</s>"), addedToken(2, "<unk>")];
+  // Other control (3) and unknown (2) pieces are special added tokens; user-defined ones (4) are
+  // added tokens that are not special, as transformers' SpmConverter adds them.
+  model.pieces.forEach((p, id) => {
+    if (id > 2 && (p.type === 2 || p.type === 3 || p.type === 4)) {
+      added.push({ ...addedToken(id, p.piece), special: p.type !== 4 });
+    }
+  });
   const n = vocab.length;
   for (let i = numSentinels - 1; i >= 0; i--) {
     const id = n + (numSentinels - 1 - i);
     vocab.push([`<extra_id_${i}>`, 0]);
     added.push(addedToken(id, `<extra_id_${i}>`));
   }
+  const ids = new Map<string, number>();
+  vocab.forEach(([p], id) => {
+    if (!ids.has(p)) ids.set(p, id);
+  });
+  for (const token of extras.additionalSpecialTokens ?? []) {
+    const id = ids.get(token);
+    const entry = added.findIndex((t) => t.content === token);
+    if (id === undefined) {
+      // Not a piece: a new id after everything, as the fast tokenizer's add_special_tokens.
+      const next = vocab.length;
+      vocab.push([token, 0]);
+      ids.set(token, next);
+      added.push(addedToken(next, token));
+    } else if (entry < 0) {
+      added.push(addedToken(id, token));
+    } else {
+      added[entry] = addedToken(id, token);
+    }
+  }
+  added.sort((a, b) => a.id - b.id);
   const normalizers: unknown[] = [];
   if (model.precompiledCharsmap.length > 0) {
     normalizers.push({
@@ -190,7 +244,12 @@ export function sentencePieceToTokenizerJson(
     });
   }
   normalizers.push({ type: "Replace", pattern: { Regex: " {2,}" }, content: " " });
-  const metaspace = { type: "Metaspace", replacement: "▁", prepend_scheme: "always", split: true };
+  const metaspace = {
+    type: "Metaspace",
+    replacement: "▁",
+    prepend_scheme: extras.prependScheme ?? "always",
+    split: true,
+  };
   return {
     version: "1.0",
     truncation: null,
@@ -338,4 +397,144 @@ export async function trainSentencePiece(
   await writeFileAtomic(target, JSON.stringify(json));
   await Deno.remove(`${prefix}.vocab`).catch(() => {});
   return target;
+}
+
+/** What a `tokenizer_config.json` says about the tokenizer converted from `spiece.model`. */
+export interface T5TokenizerConfig extends T5TokenizerExtras {
+  /** `extra_ids`: sentinels appended after the pieces (default {@link NUM_SENTINELS}). */
+  readonly extraIds: number;
+}
+
+/**
+ * Reads the fields of a `tokenizer_config.json` (transformers' `T5Tokenizer` arguments) that
+ * shape a tokenizer converted from `spiece.model`: `extra_ids` (default 100),
+ * `additional_special_tokens` (strings, or `{"content": …}` objects as transformers saves
+ * `AddedToken`s), `legacy` (false: Metaspace prepends `▁` to the first section only) and
+ * `add_prefix_space` (false: never). As transformers, a list holding `<extra_id_…>` tokens must
+ * hold `extra_ids` of them when `extra_ids` > 0; a list without any gets the sentinels.
+ *
+ * @param config the parsed file (`undefined`: none, T5's defaults)
+ * @param source the file, for error messages
+ * @returns the settings
+ * @throws Error naming the file and the field for a value of the wrong type, or sentinel counts
+ *   that disagree
+ */
+export function t5TokenizerConfig(config: unknown, source: string): T5TokenizerConfig {
+  if (config === undefined) return { extraIds: NUM_SENTINELS };
+  if (typeof config !== "object" || config === null || Array.isArray(config)) {
+    throw new Error(`${source}: must be a JSON object`);
+  }
+  const c = config as Record<string, unknown>;
+  const extraIds = c["extra_ids"] ?? NUM_SENTINELS;
+  if (typeof extraIds !== "number" || !Number.isInteger(extraIds) || extraIds < 0) {
+    throw new Error(
+      `${source}: field "extra_ids" must be an integer >= 0, got ${JSON.stringify(c["extra_ids"])}`,
+    );
+  }
+  let additional: string[] | undefined;
+  const list = c["additional_special_tokens"];
+  if (list !== undefined && list !== null) {
+    if (!Array.isArray(list)) {
+      throw new Error(
+        `${source}: field "additional_special_tokens" must be a list of tokens, got ${
+          JSON.stringify(list)
+        }`,
+      );
+    }
+    additional = list.map((t, i) => {
+      const content = typeof t === "object" && t !== null
+        ? (t as { content?: unknown }).content
+        : t;
+      if (typeof content !== "string" || content === "") {
+        throw new Error(
+          `${source}: field "additional_special_tokens[${i}]" must be a non-empty string or an ` +
+            `object with a "content" string, got ${JSON.stringify(t)}`,
+        );
+      }
+      return content;
+    });
+    const sentinels = new Set(additional.filter((t) => t.includes("<extra_id_"))).size;
+    if (sentinels > 0 && extraIds > 0 && sentinels !== extraIds) {
+      throw new Error(
+        `${source}: field "extra_ids" is ${extraIds} but "additional_special_tokens" holds ` +
+          `${sentinels} <extra_id_…> tokens; transformers refuses this too (they must agree)`,
+      );
+    }
+  }
+  for (const field of ["legacy", "add_prefix_space"]) {
+    const v = c[field];
+    if (v !== undefined && v !== null && typeof v !== "boolean") {
+      throw new Error(
+        `${source}: field "${field}" must be true or false, got ${JSON.stringify(v)}`,
+      );
+    }
+  }
+  const prependScheme = c["add_prefix_space"] === false
+    ? "never"
+    : c["legacy"] === false
+    ? "first"
+    : "always";
+  return {
+    extraIds,
+    prependScheme,
+    ...(additional === undefined ? {} : { additionalSpecialTokens: additional }),
+  };
+}
+
+/** A `tokenizer.json` converted from a folder's `spiece.model` ({@link convertSpieceFolder}). */
+export interface ConvertedSpiece {
+  /** The `tokenizer.json` object. */
+  readonly json: Record<string, unknown>;
+  /** The `spiece.model` it was converted from. */
+  readonly spiece: string;
+  /** The `tokenizer_config.json` whose settings it follows, when the folder has one. */
+  readonly tokenizerConfig?: string;
+  /** The settings used. */
+  readonly settings: T5TokenizerConfig;
+  /** SentencePiece pieces (without the sentinels and additional tokens). */
+  readonly pieces: number;
+}
+
+/**
+ * Converts the `spiece.model` of a Hugging Face T5 folder that has no `tokenizer.json` (as the
+ * 2020 checkpoints such as google/t5-v1_1-base ship) to a `tokenizer.json` object, as
+ * transformers' `T5Converter` does on load, following the folder's `tokenizer_config.json`
+ * (see {@link t5TokenizerConfig}) when it has one. Nothing is written.
+ *
+ * @param dir the folder
+ * @returns the converted tokenizer, or undefined when the folder has no `spiece.model`
+ * @throws Error naming the file: a malformed `spiece.model` or `tokenizer_config.json` (with
+ *   line and column for invalid JSON, the field for a bad value), or pieces 0–2 not T5's
+ */
+export async function convertSpieceFolder(dir: string): Promise<ConvertedSpiece | undefined> {
+  const spiece = join(dir, "spiece.model");
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(spiece);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw new Error(`${spiece}: cannot read: ${(e as Error).message}`);
+  }
+  const configPath = join(dir, "tokenizer_config.json");
+  let configText: string | undefined;
+  try {
+    configText = await Deno.readTextFile(configPath);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) {
+      throw new Error(`${configPath}: cannot read: ${(e as Error).message}`);
+    }
+  }
+  const settings = t5TokenizerConfig(
+    configText === undefined ? undefined : parseJsonFile(configText, configPath),
+    configPath,
+  );
+  const model = parseSentencePieceModel(bytes, spiece);
+  const json = sentencePieceToTokenizerJson(model, spiece, settings.extraIds, settings);
+  return {
+    json,
+    spiece,
+    settings,
+    pieces: model.pieces.length,
+    ...(configText === undefined ? {} : { tokenizerConfig: configPath }),
+  };
 }

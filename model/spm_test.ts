@@ -1,13 +1,18 @@
 import { deepEqual, equal, match, ok, rejects, throws } from "node:assert/strict";
 import { Tokenizer } from "@huggingface/tokenizers";
+import { join } from "node:path";
 import {
+  convertSpieceFolder,
   NUM_SENTINELS,
   parseSentencePieceModel,
   sentencePieceToTokenizerJson,
+  t5TokenizerConfig,
   trainSentencePiece,
   withSentinels,
 } from "./spm.ts";
 import { sharedPath } from "./shared_dir.ts";
+import { HAS_SPM, spmEncode, trainTinySpiece } from "./spm_testing.ts";
+import { T5Tokenizer } from "./tokenizer.ts";
 
 const hasSpm = await new Deno.Command("spm_encode", {
   args: ["--help"],
@@ -207,4 +212,125 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test({
+  name:
+    "convertSpieceFolder() converts a folder's spiece.model as T5Converter: the converter's own tokenizer.json, spm_encode's ids",
+  ignore: !HAS_SPM,
+  async fn() {
+    const root = await Deno.makeTempDir();
+    try {
+      const tiny = await trainTinySpiece(join(root, "tok"));
+      const dir = join(root, "ckpt");
+      await Deno.mkdir(dir);
+      await Deno.copyFile(tiny.spiece, join(dir, "spiece.model"));
+      equal(await convertSpieceFolder(root), undefined, "no spiece.model: nothing to convert");
+      // No tokenizer_config.json: T5's defaults, the very tokenizer.json trainSentencePiece writes.
+      const plain = await convertSpieceFolder(dir);
+      ok(plain !== undefined);
+      deepEqual(plain.json, JSON.parse(await Deno.readTextFile(tiny.tokenizerJson)));
+      deepEqual([plain.spiece, plain.pieces, plain.tokenizerConfig], [
+        join(dir, "spiece.model"),
+        tiny.pieces,
+        undefined,
+      ]);
+      const tok = T5Tokenizer.fromJson(plain.json, "converted");
+      const n = tiny.pieces;
+      equal(tok.vocabSize, n + 100);
+      // T5's layout (32,099 = <extra_id_0> in the published 32,100-id vocabulary).
+      deepEqual(
+        [tok.tokenToId("<extra_id_0>"), tok.tokenToId("<extra_id_99>"), tok.eosTokenId],
+        [n + 99, n, 1],
+      );
+      for (const text of ["the cat sat on the mat", "a  dog ran   home", "café ☃", ""]) {
+        deepEqual(tok.encode(text), [...await spmEncode(tiny.spiece, text), 1], text);
+      }
+      deepEqual(tok.encode("the <extra_id_0> mat").filter((i) => i >= n), [n + 99]);
+      // tokenizer_config.json: 10 sentinels, listed as transformers saves them, one more token.
+      const sentinels = Array.from({ length: 10 }, (_, i) => `<extra_id_${i}>`);
+      await Deno.writeTextFile(
+        join(dir, "tokenizer_config.json"),
+        JSON.stringify({
+          extra_ids: 10,
+          additional_special_tokens: [...sentinels, { content: "<sep>", special: true }],
+          legacy: false,
+        }),
+      );
+      const cfg = await convertSpieceFolder(dir);
+      ok(cfg !== undefined);
+      equal(cfg.tokenizerConfig, join(dir, "tokenizer_config.json"));
+      const small = T5Tokenizer.fromJson(cfg.json, "converted");
+      equal(small.vocabSize, n + 11);
+      deepEqual(
+        [small.tokenToId("<extra_id_0>"), small.tokenToId("<extra_id_9>")],
+        [n + 9, n],
+      );
+      equal(small.tokenToId("<extra_id_10>"), undefined);
+      equal(small.tokenToId("<sep>"), n + 10, "an additional token after the sentinels");
+      deepEqual(small.encode("the cat <sep> the mat").filter((i) => i >= n), [n + 10]);
+      equal((cfg.json.pre_tokenizer as { prepend_scheme: string }).prepend_scheme, "first");
+      // Text without special tokens: the same ids as spm_encode.
+      deepEqual(small.encode("the dog sat"), [...await spmEncode(tiny.spiece, "the dog sat"), 1]);
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
+Deno.test("t5TokenizerConfig() reads transformers' T5Tokenizer settings and names the file and field", async () => {
+  deepEqual(t5TokenizerConfig(undefined, "c.json"), { extraIds: 100 });
+  deepEqual(t5TokenizerConfig({ model_max_length: 512 }, "c.json"), {
+    extraIds: 100,
+    prependScheme: "always",
+  });
+  deepEqual(t5TokenizerConfig({ add_prefix_space: false, legacy: false }, "c.json"), {
+    extraIds: 100,
+    prependScheme: "never",
+  });
+  // A list without sentinels gets them from extra_ids (transformers appends them).
+  deepEqual(t5TokenizerConfig({ extra_ids: 3, additional_special_tokens: ["<x>"] }, "c.json"), {
+    extraIds: 3,
+    prependScheme: "always",
+    additionalSpecialTokens: ["<x>"],
+  });
+  const bad: [unknown, RegExp][] = [
+    [[], /^Error: c\.json: must be a JSON object$/],
+    [{ extra_ids: -1 }, /^Error: c\.json: field "extra_ids" must be an integer >= 0, got -1$/],
+    [
+      { extra_ids: "100" },
+      /^Error: c\.json: field "extra_ids" must be an integer >= 0, got "100"$/,
+    ],
+    [
+      { additional_special_tokens: "<x>" },
+      /^Error: c\.json: field "additional_special_tokens" must be a list of tokens, got "<x>"$/,
+    ],
+    [
+      { additional_special_tokens: ["<x>", { special: true }] },
+      /^Error: c\.json: field "additional_special_tokens\[1\]" must be a non-empty string or an object/,
+    ],
+    [
+      { extra_ids: 100, additional_special_tokens: ["<extra_id_0>", "<extra_id_1>"] },
+      /^Error: c\.json: field "extra_ids" is 100 but "additional_special_tokens" holds 2 <extra_id_…> tokens/,
+    ],
+    [{ legacy: "no" }, /^Error: c\.json: field "legacy" must be true or false, got "no"$/],
+  ];
+  for (const [config, message] of bad) throws(() => t5TokenizerConfig(config, "c.json"), message);
+  // In a folder: invalid JSON is located; a spiece.model that is not one is named.
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(join(dir, "spiece.model"), new Uint8Array([0x0a, 0x20]));
+    await Deno.writeTextFile(join(dir, "tokenizer_config.json"), '{\n  "extra_ids": 100,\n}');
+    await rejects(
+      convertSpieceFolder(dir),
+      new RegExp(`^Error: ${join(dir, "tokenizer_config.json")}:3:1: invalid JSON`),
+    );
+    await Deno.remove(join(dir, "tokenizer_config.json"));
+    await rejects(
+      convertSpieceFolder(dir),
+      new RegExp(`^Error: ${join(dir, "spiece.model")}: truncated protobuf field`),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
