@@ -8,12 +8,15 @@
  *    config.json is not the named model's, its tokenizer has more ids than the config's
  *    `vocab_size` or other `</s>` and `<pad>` ids than its `eos_token_id` and `pad_token_id`
  *    (`checkTokenizerFits`), or its weights' names, dtypes or shapes (from the safetensors
- *    headers) do not match the config; from the hub, only config.json and tokenizer.json are
- *    downloaded before those checks (the weights after). A random init from a folder reads only
- *    its config.json (from a hub id, downloads only that and tokenizer.json); its tokenizer's
- *    `</s>` and `<pad>` ids must be the config's too.
- * 3. Tokenizer: the backbone folder's `tokenizer.json` (a folder of weights without one is an
- *    error: its embedding rows follow its own vocabulary). A random init of a tiny preset uses the
+ *    headers) do not match the config; from the hub, only config.json and tokenizer.json (or,
+ *    without it, spiece.model and tokenizer_config.json) are downloaded before those checks (the
+ *    weights after). A random init from a folder reads only its config.json and tokenizer (from
+ *    a hub id, downloads only those); its tokenizer's `</s>` and `<pad>` ids must be the
+ *    config's too.
+ * 3. Tokenizer: the backbone folder's `tokenizer.json`, else its `spiece.model` converted in
+ *    memory as transformers does (`loadFolderTokenizer`; the folder is not written to, the log
+ *    says so and the result records `backbone:spiece.model`); a folder of weights with neither
+ *    is an error: its embedding rows follow its own vocabulary. A random init of a tiny preset uses the
  *    task-corpus SentencePiece tokenizer that its pretrained twin uses (`ensureTaskTokenizer`,
  *    cached; needs `spm_train` once), falling back to the offline GLUE tokenizer
  *    (`shared/fixtures/tokenizer/unigram-glue-4k`) without `spm_train`; the result records which
@@ -38,7 +41,7 @@ import { disposeT5, initT5, type T5Model } from "../model/t5.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
 import { fetchHubModel, readJsonFile } from "../model/checkpoint.ts";
 import { fetchHubFiles } from "../model/hub.ts";
-import { checkTokenizerFits, loadT5Weights } from "../model/pretrained.ts";
+import { checkTokenizerFits, loadFolderTokenizer, loadT5Weights } from "../model/pretrained.ts";
 import { explainBackendFailure, selectBackend } from "../model/backend.ts";
 import { getMethod } from "../model/methods/mod.ts";
 import { methodAccounting } from "../model/methods/accounting.ts";
@@ -109,13 +112,31 @@ interface Backbone {
 const CONFIG_FILES = { required: ["config.json"], optional: ["tokenizer.json"] } as const;
 
 /**
+ * The tokenizer files of a repo without `tokenizer.json` (the 2020 T5 checkpoints, such as
+ * google/t5-v1_1-base): `spiece.model`, converted in memory, and the settings of the conversion.
+ */
+const SPIECE_FILES = { required: [], optional: ["spiece.model", "tokenizer_config.json"] } as const;
+
+/**
+ * Downloads (into the hub cache) what the checks of a checkpoint and a random init read:
+ * config.json and tokenizer.json, or, when the repo has no tokenizer.json, spiece.model and
+ * tokenizer_config.json (asked for only then, so a repo with tokenizer.json costs no more
+ * requests).
+ */
+async function fetchConfigFiles(hubId: string): Promise<string> {
+  const folder = await fetchHubFiles(hubId, CONFIG_FILES);
+  if (existsSync(join(folder, "tokenizer.json"))) return folder;
+  return await fetchHubFiles(hubId, SPIECE_FILES);
+}
+
+/**
  * The local folder of an `{hf}` reference: the path itself, else the hub id's cache folder with
- * only config.json and, when the repo has one, tokenizer.json downloaded so far (`hubId` is then
- * set: `fetchHubModel(hubId)` downloads the weights into the same folder).
+ * only config.json and its tokenizer files ({@link fetchConfigFiles}) downloaded so far (`hubId`
+ * is then set: `fetchHubModel(hubId)` downloads the weights into the same folder).
  */
 async function locateFolder(ref: string): Promise<{ folder: string; hubId?: string }> {
   if (existsSync(ref)) return { folder: ref };
-  return { folder: await fetchHubFiles(ref, CONFIG_FILES), hubId: ref };
+  return { folder: await fetchConfigFiles(ref), hubId: ref };
 }
 
 /** A tokenizer and how it was chosen (recorded as `RunResult.tokenizer`). */
@@ -136,12 +157,27 @@ async function fixtureTokenizer(why: string): Promise<ChosenTokenizer> {
   };
 }
 
+/** What `RunResult.tokenizer` says of a backbone folder's tokenizer converted from spiece.model. */
+export const CONVERTED_TOKENIZER = "backbone:spiece.model";
+
+/**
+ * A backbone folder's own tokenizer (`backbone`), or its spiece.model converted in memory
+ * (`backbone:spiece.model`, with one line on stderr saying so); undefined when it has neither.
+ */
+async function ownTokenizer(folder: string): Promise<ChosenTokenizer | undefined> {
+  const own = await loadFolderTokenizer(folder);
+  if (own === undefined) return undefined;
+  if (own.convertedFrom === undefined) return { tokenizer: own.tokenizer, source: "backbone" };
+  console.error(own.note);
+  return { tokenizer: own.tokenizer, source: CONVERTED_TOKENIZER };
+}
+
 async function folderTokenizer(folder: string | undefined): Promise<ChosenTokenizer> {
-  const own = folder === undefined ? undefined : join(folder, "tokenizer.json");
-  if (own !== undefined && existsSync(own)) {
-    return { tokenizer: await T5Tokenizer.fromFile(own), source: "backbone" };
-  }
-  return await fixtureTokenizer(`${own ?? "the backbone folder"} has none`);
+  const own = folder === undefined ? undefined : await ownTokenizer(folder);
+  if (own !== undefined) return own;
+  return await fixtureTokenizer(
+    `${folder ?? "the backbone folder"} has neither tokenizer.json nor spiece.model`,
+  );
 }
 
 /** Whether a run's backbone is the offline span-corruption one (a tiny preset, pretrained). */
@@ -260,21 +296,22 @@ export async function buildBackbone(spec: RunSpec, dataDir: string): Promise<Bac
     if (typeof spec.model === "object") found = await locateFolder(spec.model.hf);
     else if (PUBLISHED_PRESETS.includes(spec.model as never)) {
       const hubId = hubIdOfPreset(spec.model);
-      found = { folder: await fetchHubFiles(hubId, CONFIG_FILES), hubId };
+      found = { folder: await fetchConfigFiles(hubId), hubId };
     } else found = { folder: await pretrainedFolder(spec, dataDir) };
   }
   if (found !== undefined) {
     let { folder } = found;
     // Trained weights index their embedding rows by their own vocabulary: another tokenizer (the
     // fixture's) would give every id the wrong row and train on noise.
-    if (!existsSync(join(folder, "tokenizer.json"))) {
+    const own = await ownTokenizer(folder);
+    if (own === undefined) {
       throw new Error(
-        `${folder}: no tokenizer.json beside the weights; a checkpoint needs its own tokenizer ` +
-          `(convert spiece.model with transformers: AutoTokenizer.from_pretrained(...)` +
-          `.save_pretrained(folder))`,
+        `${folder}: no tokenizer.json and no spiece.model beside the weights; a checkpoint needs ` +
+          `its own tokenizer (copy the model's tokenizer.json, or its spiece.model and ` +
+          `tokenizer_config.json, into the folder)`,
       );
     }
-    const { tokenizer, source: tokenizerSource } = await folderTokenizer(folder);
+    const { tokenizer, source: tokenizerSource } = own;
     // Everything that can refuse the folder is checked before any weight is read (a T5-XXL's
     // are 44 GB): its config against the named model and the tokenizer, then the weights' names,
     // dtypes and shapes from the safetensors headers (loadT5Weights).

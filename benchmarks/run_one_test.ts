@@ -8,6 +8,7 @@ import { DEFAULT_TRAIN, runId, type RunSpec, validateRunResult } from "./spec.ts
 import { listCheckpoints } from "./checkpointing.ts";
 import {
   buildBackbone,
+  CONVERTED_TOKENIZER,
   dataFiles,
   DEFAULT_TOKENIZER,
   runOne,
@@ -23,6 +24,7 @@ import { codeGitState, type RunProvenance } from "./provenance.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
 import { bytesRead, headerBytes } from "../model/read_meter_testing.ts";
 import { serveHub } from "../model/hub_testing.ts";
+import { HAS_SPM, trainTinySpiece } from "../model/spm_testing.ts";
 
 /** Exact-match accuracy: independent of tasks/metrics.ts, for the resume test. */
 const EXACT: RunScorer = {
@@ -659,6 +661,127 @@ Deno.test("buildBackbone(): from a hub id, config.json and tokenizer.json come f
     await hub.close();
     await Deno.remove(root, { recursive: true });
   }
+});
+
+/**
+ * A tiny-v1_1 checkpoint whose vocabulary is the tiny corpus's spiece.model with T5's 100
+ * sentinels (rounded up to 128 ids), with spiece.model beside it and no tokenizer.json, as the
+ * 2020 T5 checkpoints ship; returns the reference tokenizer (the converter's tokenizer.json, kept
+ * outside the folder) and the number of pieces.
+ */
+async function spieceCheckpoint(
+  root: string,
+): Promise<{ dir: string; ref: T5Tokenizer; n: number }> {
+  const tiny = await trainTinySpiece(join(root, "tok"));
+  const dir = join(root, "ckpt");
+  const ref = await T5Tokenizer.fromFile(tiny.tokenizerJson);
+  const sized = { ...preset("tiny-v1_1"), vocabSize: Math.ceil(ref.vocabSize / 128) * 128 };
+  const model = initT5(sized, { seed: 0 });
+  try {
+    await saveHfFolder(dir, sized, t5StateDict(model));
+  } finally {
+    disposeT5(model);
+  }
+  await Deno.copyFile(tiny.spiece, join(dir, "spiece.model"));
+  return { dir, ref, n: tiny.pieces };
+}
+
+Deno.test({
+  name:
+    "buildBackbone(): a folder with spiece.model but no tokenizer.json gets it converted (trained or random), the folder untouched",
+  ignore: !HAS_SPM,
+  async fn() {
+    await selectBackend("wasm", { log: () => {} }); // the backend of spec()'s runs
+    const root = await Deno.makeTempDir();
+    const before = tf.memory().numTensors;
+    try {
+      const { dir, ref, n } = await spieceCheckpoint(root);
+      const files = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+      const mtl = spec({ name: "mtl", label: "mtl", config: {} }, 1);
+      for (
+        const s of [{ ...mtl, backbone: { hf: dir } }, { ...mtl, model: { hf: dir } }]
+      ) {
+        const b = await buildBackbone(s, DATA);
+        try {
+          assert.equal(b.tokenizerSource, CONVERTED_TOKENIZER);
+          assert.equal(b.tokenizerSource, "backbone:spiece.model");
+          assert.equal(b.tokenizer.vocabSize, n + 100);
+          assert.deepEqual(
+            [b.tokenizer.tokenToId("<extra_id_0>"), b.tokenizer.tokenToId("<extra_id_99>")],
+            [n + 99, n],
+          );
+          for (const text of ["the cat sat on the mat", "a good  day <extra_id_1>"]) {
+            assert.deepEqual(b.tokenizer.encode(text), ref.encode(text), text);
+          }
+          assert.equal(b.model.config.vocabSize, 256);
+        } finally {
+          disposeT5(b.model);
+        }
+      }
+      assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), files, "untouched");
+      assert.equal(tf.memory().numTensors, before);
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "buildBackbone(): a hub repo without tokenizer.json: spiece.model and tokenizer_config.json come with config.json, before the weights",
+  ignore: !HAS_SPM,
+  async fn() {
+    await selectBackend("wasm", { log: () => {} }); // the backend of spec()'s runs
+    const root = await Deno.makeTempDir();
+    const { dir, ref } = await spieceCheckpoint(root);
+    await Deno.writeTextFile(
+      join(dir, "tokenizer_config.json"),
+      JSON.stringify({ extra_ids: 100, model_max_length: 512 }),
+    );
+    const hub = serveHub({ "google/t5-spiece@main": dir });
+    const cache = join(root, "cache");
+    const env = {
+      HF_ENDPOINT: hub.endpoint,
+      HYPERPROMPT_CACHE: cache,
+      HF_HUB_OFFLINE: undefined,
+      HF_TOKEN: undefined,
+      HUGGING_FACE_HUB_TOKEN: undefined,
+    };
+    const asked = () =>
+      hub.requests.map((r) => r.path.replace("/google/t5-spiece/resolve/main/", ""));
+    const before = tf.memory().numTensors;
+    try {
+      const mtl = spec({ name: "mtl", label: "mtl", config: {} }, 1);
+      const pretrained = {
+        ...mtl,
+        model: { hf: "google/t5-spiece" },
+        backbone: "pretrained" as const,
+      };
+      const b = await withEnv(env, () => buildBackbone(pretrained, DATA));
+      try {
+        // config.json and the tokenizer files first (tokenizer.json: 404), then the weights.
+        assert.deepEqual(asked().slice(0, 4), [
+          "config.json",
+          "tokenizer.json",
+          "spiece.model",
+          "tokenizer_config.json",
+        ]);
+        assert.ok(asked().slice(4).includes("model.safetensors"), `${asked()}`);
+        assert.equal(b.tokenizerSource, CONVERTED_TOKENIZER);
+        const text = "the dog <extra_id_0> the park";
+        assert.deepEqual(b.tokenizer.encode(text), ref.encode(text));
+        const folder = join(cache, "hub", "models--google--t5-spiece", "main");
+        assert.equal(b.source, folder);
+        assert.ok(!existsSync(join(folder, "tokenizer.json")), "converted in memory only");
+      } finally {
+        disposeT5(b.model);
+      }
+      assert.equal(tf.memory().numTensors, before);
+    } finally {
+      await hub.close();
+      await Deno.remove(root, { recursive: true });
+    }
+  },
 });
 
 gpuTest(
