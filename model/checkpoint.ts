@@ -1,8 +1,10 @@
 /**
  * Hugging Face checkpoint folders: `config.json` + `model.safetensors` (or sharded
  * `model-0000i-of-0000n.safetensors` with `model.safetensors.index.json`), as `save_pretrained`
- * writes them. Loading gives float32 tensors keyed by HF parameter name; saving writes the same
- * layout (float32, float16 or bfloat16) atomically.
+ * writes them, or PyTorch weights (`pytorch_model.bin`, or `pytorch_model.bin.index.json` and its
+ * shards; see model/torch_bin.ts) when the folder has no safetensors, as transformers reads them.
+ * Loading gives float32 tensors keyed by HF parameter name; saving writes safetensors (float32,
+ * float16 or bfloat16) atomically.
  *
  * @module
  */
@@ -34,6 +36,7 @@ import {
   tempTagOf,
   writeFileAtomic,
 } from "./fs.ts";
+import { readTorchBinHeader, readTorchBinTensors, type TorchBinHeader } from "./torch_bin.ts";
 
 import { parseJsonFile } from "./json.ts";
 
@@ -43,14 +46,16 @@ export { fetchHubModel, type FetchHubOptions } from "./hub.ts";
 export const WEIGHTS_NAME = "model.safetensors";
 /** Index file of a sharded checkpoint. */
 export const WEIGHTS_INDEX_NAME = "model.safetensors.index.json";
+/** PyTorch weights file of an unsharded checkpoint (read when there are no safetensors). */
+export const TORCH_WEIGHTS_NAME = "pytorch_model.bin";
+/** Index file of a sharded PyTorch checkpoint (read when there are no safetensors). */
+export const TORCH_WEIGHTS_INDEX_NAME = "pytorch_model.bin.index.json";
 
 /**
  * Weight files (or their shard indexes) of the other formats `save_pretrained` writes, which
  * {@link loadHfFolder} does not read.
  */
 export const OTHER_WEIGHTS: readonly string[] = [
-  "pytorch_model.bin",
-  "pytorch_model.bin.index.json",
   "tf_model.h5",
   "tf_model.h5.index.json",
   "flax_model.msgpack",
@@ -58,7 +63,7 @@ export const OTHER_WEIGHTS: readonly string[] = [
 ];
 
 /**
- * How to convert PyTorch (or TensorFlow, Flax) weights into the safetensors this loader reads,
+ * How to convert TensorFlow or Flax (or PyTorch) weights into the safetensors this loader reads,
  * with transformers on a machine that has it.
  *
  * @param from the folder (or hub id) holding them, named in the command
@@ -239,28 +244,77 @@ export function parseIndex(json: unknown, source: string): Map<string, string[]>
 
 /**
  * Load a Hugging Face checkpoint folder: `config.json` plus `model.safetensors` or the sharded
- * index and its shards. Float tensors (F32/F16/BF16) become float32 tensors. Every header is read
- * and checked (see {@link inspectHfFolder}) before any tensor data: a shard without a tensor its
- * index names, or a tensor in two files, is refused before anything is read. Every tensor of each
- * shard the index names is loaded, also one the index's `weight_map` omits (as transformers loads
- * each shard whole), so that a caller's name check sees it rather than a silently shorter
- * checkpoint.
+ * index and its shards, else `pytorch_model.bin` or its sharded index and shards (torch.save's
+ * zip format, model/torch_bin.ts). Float tensors (F32/F16/BF16) become float32 tensors. Every
+ * header (a PyTorch file's zip directory and pickle) is read and checked (see
+ * {@link inspectHfFolder}) before any tensor data: a shard without a tensor its index names, or a
+ * tensor in two files, is refused before anything is read. Every tensor of each shard the index
+ * names is loaded, also one the index's `weight_map` omits (as transformers loads each shard
+ * whole), so that a caller's name check sees it rather than a silently shorter checkpoint. A
+ * PyTorch tensor that is the same view of the same storage as another (tied weights) is the same
+ * tensor under both names.
  *
  * @param dir the folder
  * @returns config and tensors (the caller owns and disposes the tensors)
  * @throws Error naming the file and tensor/field for any missing or malformed part
  */
 export async function loadHfFolder(dir: string): Promise<HfCheckpoint> {
-  const { config, files } = await readFolderLayout(dir);
-  await readHeaders(files);
+  const layout = await readFolderLayout(dir);
+  const { config, files } = layout;
+  const { torch } = await readHeaders(layout);
   const tensors = new Map<string, tf.Tensor>();
   try {
-    for (const { path } of files) await loadSafetensorsFile(path, undefined, tensors);
+    for (const { path } of files) {
+      const header = torch.get(path);
+      if (header === undefined) await loadSafetensorsFile(path, undefined, tensors);
+      else await loadTorchBinFile(path, header, tensors);
+    }
   } catch (e) {
     for (const t of tensors.values()) t.dispose();
     throw e;
   }
   return { config, tensors };
+}
+
+/**
+ * Load the tensors of one PyTorch weights file (see {@link loadSafetensorsFile}, which this
+ * mirrors): one tensor at a time, a tied view as the same tensor, an embedding table equal to one
+ * loaded before as that tensor.
+ *
+ * @param path the `.bin` file
+ * @param header its header ({@link readTorchBinHeader})
+ * @param into map to add the tensors to; on error, tensors added by this call are disposed
+ */
+async function loadTorchBinFile(
+  path: string,
+  header: TorchBinHeader,
+  into: Map<string, tf.Tensor>,
+): Promise<void> {
+  const added: string[] = [];
+  const created = new Set<tf.Tensor>();
+  try {
+    for await (const { name, info, values, sameAs } of readTorchBinTensors(path, header)) {
+      if (into.has(name)) throw new Error(`${path}: tensor "${name}" appears in two files`);
+      let tensor: tf.Tensor;
+      if (sameAs !== undefined) {
+        tensor = into.get(sameAs)!;
+      } else {
+        const dtype = values instanceof Int32Array ? "int32" : "float32";
+        const same = await equalTable(into, name, values!, info.shape, dtype);
+        tensor = same ?? tf.tensor(values!, [...info.shape], dtype);
+        if (same === undefined) created.add(tensor);
+      }
+      into.set(name, tensor);
+      added.push(name);
+    }
+  } catch (e) {
+    for (const n of added) {
+      const t = into.get(n);
+      into.delete(n);
+      if (t !== undefined && created.has(t)) t.dispose();
+    }
+    throw e;
+  }
 }
 
 /** Where a checkpoint folder's weights are (see {@link readFolderLayout}). */
@@ -269,47 +323,87 @@ interface FolderLayout {
   config: T5Config;
   /** The weight files, each with the names the sharded index maps to it. */
   files: { path: string; names?: string[] }[];
-  /** `model.safetensors`, or the sharded index. */
+  /** `model.safetensors`, `pytorch_model.bin`, or the sharded index. */
   source: string;
+  /** The weight files' format. */
+  format: "safetensors" | "torch";
 }
 
-/** The config and weight files of a checkpoint folder (names per shard when sharded). */
+/**
+ * The config and weight files of a checkpoint folder (names per shard when sharded): safetensors
+ * first, as transformers prefers them, then PyTorch's.
+ */
 async function readFolderLayout(dir: string): Promise<FolderLayout> {
   const configPath = join(dir, "config.json");
   if (!(await pathExists(dir))) throw new Error(`${dir}: checkpoint folder does not exist`);
   const config = t5ConfigFromHf(await readJsonFile(configPath, "config.json"), configPath);
-  const single = join(dir, WEIGHTS_NAME);
-  const indexPath = join(dir, WEIGHTS_INDEX_NAME);
-  if (await pathExists(single)) return { config, files: [{ path: single }], source: single };
-  if (!(await pathExists(indexPath))) {
-    const other: string[] = [];
-    for (const name of OTHER_WEIGHTS) if (await pathExists(join(dir, name))) other.push(name);
-    throw new Error(
-      `${dir}: no ${WEIGHTS_NAME} or ${WEIGHTS_INDEX_NAME}` +
-        (other.length > 0
-          ? `; it holds ${other.join(", ")}, which this loader does not read (safetensors only). ` +
-            convertHint(dir)
-          : ""),
-    );
+  const formats = [
+    ["safetensors", WEIGHTS_NAME, WEIGHTS_INDEX_NAME],
+    ["torch", TORCH_WEIGHTS_NAME, TORCH_WEIGHTS_INDEX_NAME],
+  ] as const;
+  for (const [format, name, index] of formats) {
+    const single = join(dir, name);
+    if (await pathExists(single)) {
+      return { config, files: [{ path: single }], source: single, format };
+    }
+    const indexPath = join(dir, index);
+    if (!(await pathExists(indexPath))) continue;
+    const shards = parseIndex(await readJsonFile(indexPath, "index"), indexPath);
+    return {
+      config,
+      files: [...shards].map(([file, names]) => ({ path: join(dir, file), names })),
+      source: indexPath,
+      format,
+    };
   }
-  const shards = parseIndex(await readJsonFile(indexPath, "index"), indexPath);
-  return {
-    config,
-    files: [...shards].map(([file, names]) => ({ path: join(dir, file), names })),
-    source: indexPath,
-  };
+  const other: string[] = [];
+  for (const name of OTHER_WEIGHTS) if (await pathExists(join(dir, name))) other.push(name);
+  throw new Error(
+    `${dir}: no ${WEIGHTS_NAME}, ${WEIGHTS_INDEX_NAME}, ${TORCH_WEIGHTS_NAME} or ` +
+      `${TORCH_WEIGHTS_INDEX_NAME}` +
+      (other.length > 0
+        ? `; it holds ${other.join(", ")}, which this loader does not read (safetensors and ` +
+          `PyTorch only). ` + convertHint(dir)
+        : ""),
+  );
+}
+
+/**
+ * One tensor of a checkpoint folder, from its file's header (safetensors) or pickle (PyTorch):
+ * no tensor data is read to list it.
+ */
+export interface FolderTensorInfo {
+  /** Element type. */
+  readonly dtype: SafetensorsDtype;
+  /** Shape (`[]` is a scalar). */
+  readonly shape: readonly number[];
+  /** The file holding it. */
+  readonly file: string;
+  /** Safetensors only: its byte range relative to the file's data section. */
+  readonly dataOffsets?: TensorInfo["dataOffsets"];
 }
 
 /**
  * Every tensor of the weight files from their headers: each shard must hold the names its index
  * maps to it, and no name may be in two files. A shard's tensor the index omits is included.
+ * PyTorch files' headers are returned too (by path), for loading.
  */
 async function readHeaders(
-  files: FolderLayout["files"],
-): Promise<Map<string, TensorInfo & { file: string }>> {
-  const tensors = new Map<string, TensorInfo & { file: string }>();
+  { files, format }: Pick<FolderLayout, "files" | "format">,
+): Promise<{ tensors: Map<string, FolderTensorInfo>; torch: Map<string, TorchBinHeader> }> {
+  const tensors = new Map<string, FolderTensorInfo>();
+  const torch = new Map<string, TorchBinHeader>();
   for (const { path, names } of files) {
-    const header = await readSafetensorsHeader(path);
+    let header: {
+      tensors: ReadonlyMap<string, { dtype: SafetensorsDtype; shape: readonly number[] }>;
+    };
+    if (format === "torch") {
+      const th = await readTorchBinHeader(path);
+      torch.set(path, th);
+      header = th;
+    } else {
+      header = await readSafetensorsHeader(path);
+    }
     for (const name of names ?? []) {
       if (!header.tensors.has(name)) {
         throw new Error(`${path}: tensor "${name}" not found (the index maps it to this shard)`);
@@ -322,29 +416,42 @@ async function readHeaders(
           `${path}: tensor "${name}" appears in two files (also in ${other.file})`,
         );
       }
-      tensors.set(name, { ...info, file: path });
+      tensors.set(
+        name,
+        "dataOffsets" in info
+          ? {
+            dtype: info.dtype,
+            shape: info.shape,
+            file: path,
+            dataOffsets: info.dataOffsets as TensorInfo["dataOffsets"],
+          }
+          : { dtype: info.dtype, shape: info.shape, file: path },
+      );
     }
   }
-  return tensors;
+  return { tensors, torch };
 }
 
 /**
- * Read a checkpoint folder's config and tensor dtypes/shapes from the safetensors headers only
- * (no tensor data is read): cheap inspection of large checkpoints. The tensors are those
- * {@link loadHfFolder} loads: every tensor of each weight file, also one a sharded index omits.
+ * Read a checkpoint folder's config and tensor dtypes/shapes from the safetensors headers, or
+ * the PyTorch files' zip directories and pickles, only (no tensor data is read): cheap
+ * inspection of large checkpoints. The tensors are those {@link loadHfFolder} loads: every tensor
+ * of each weight file, also one a sharded index omits (a tied PyTorch tensor under each name).
  *
  * @param dir the folder
  * @returns config, name → header entry plus the file holding it, and `source`: the file that
- *   lists the weights (`model.safetensors`, or the sharded index)
+ *   lists the weights (`model.safetensors`, `pytorch_model.bin`, or the sharded index)
  * @throws Error naming the file and tensor, as {@link loadHfFolder} does
  */
 export async function inspectHfFolder(
   dir: string,
-): Promise<
-  { config: T5Config; tensors: Map<string, TensorInfo & { file: string }>; source: string }
-> {
-  const { config, files, source } = await readFolderLayout(dir);
-  return { config, tensors: await readHeaders(files), source };
+): Promise<{ config: T5Config; tensors: Map<string, FolderTensorInfo>; source: string }> {
+  const layout = await readFolderLayout(dir);
+  return {
+    config: layout.config,
+    tensors: (await readHeaders(layout)).tensors,
+    source: layout.source,
+  };
 }
 
 /** Options of {@link saveHfFolder}. */

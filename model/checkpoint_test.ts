@@ -3,7 +3,10 @@ import { basename, join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { sharedPath } from "./shared_dir.ts";
 import { preset } from "./config.ts";
-import { disposeT5, initT5, t5FromTensors, t5StateDict } from "./t5.ts";
+import { disposeT5, forward, initT5, shiftRight, t5FromTensors, t5StateDict } from "./t5.ts";
+import { loadT5Weights } from "./pretrained.ts";
+import { bytesRead } from "./read_meter_testing.ts";
+import { unzipSync } from "fflate";
 import { gpuTest } from "./webgpu/testing.ts";
 import {
   inspectHfFolder,
@@ -88,7 +91,7 @@ Deno.test("loadHfFolder errors name the file and field", async () => {
   await Deno.remove(w);
   await assert.rejects(
     loadHfFolder(dir),
-    /no model\.safetensors or model\.safetensors\.index\.json/,
+    /no model\.safetensors, model\.safetensors\.index\.json, pytorch_model\.bin or pytorch_model\.bin\.index\.json$/,
   );
   await Deno.writeTextFile(join(dir, "model.safetensors.index.json"), JSON.stringify({ x: 1 }));
   await assert.rejects(loadHfFolder(dir), /index\.json: missing or invalid field "weight_map"/);
@@ -124,7 +127,7 @@ Deno.test("loadHfFolder errors name the file and field", async () => {
   await Deno.remove(tmp, { recursive: true });
 });
 
-Deno.test("a folder of PyTorch (or TF, Flax) weights only: the error names them and how to convert", async () => {
+Deno.test("a folder of TF or Flax weights only: the error names them and how to convert; PyTorch's are read", async () => {
   const tmp = await Deno.makeTempDir();
   try {
     const dir = join(tmp, "ck");
@@ -133,24 +136,38 @@ Deno.test("a folder of PyTorch (or TF, Flax) weights only: the error names them 
       sharedPath("fixtures", "hf-t5", "t5-tiny-relu", "config.json"),
       join(dir, "config.json"),
     );
-    // A sharded PyTorch checkpoint (no pytorch_model.bin itself), as large hub models have.
-    await Deno.writeTextFile(join(dir, "pytorch_model.bin.index.json"), "{}");
-    await Deno.writeFile(join(dir, "pytorch_model-00001-of-00001.bin"), new Uint8Array(8));
+    await Deno.writeFile(join(dir, "tf_model.h5"), new Uint8Array(8));
+    await Deno.writeFile(join(dir, "flax_model.msgpack"), new Uint8Array(8));
     for (const f of [loadHfFolder, inspectHfFolder]) {
       await assert.rejects(f(dir), (e: Error) => {
-        assert.match(e.message, /ck: no model\.safetensors or model\.safetensors\.index\.json/);
-        assert.match(e.message, /holds pytorch_model\.bin\.index\.json, which this loader/);
+        assert.match(
+          e.message,
+          /ck: no model\.safetensors, model\.safetensors\.index\.json, pytorch_model\.bin or pytorch_model\.bin\.index\.json/,
+        );
+        assert.match(
+          e.message,
+          /holds tf_model\.h5, flax_model\.msgpack, which this loader does not read \(safetensors and PyTorch only\)/,
+        );
         assert.ok(e.message.includes(`from_pretrained(${JSON.stringify(dir)})`), e.message);
         assert.ok(e.message.includes(`save_pretrained(${JSON.stringify(dir)})`), e.message);
+        assert.match(e.message, /from_tf=True/);
         return true;
       });
     }
-    await Deno.writeFile(join(dir, "pytorch_model.bin"), new Uint8Array(8));
-    await Deno.writeFile(join(dir, "tf_model.h5"), new Uint8Array(8));
+    // A sharded PyTorch checkpoint (no pytorch_model.bin itself) is read, its index checked.
+    await Deno.writeTextFile(join(dir, "pytorch_model.bin.index.json"), "{}");
     await assert.rejects(
       loadHfFolder(dir),
-      /holds pytorch_model\.bin, pytorch_model\.bin\.index\.json, tf_model\.h5, which .*from_tf=True/,
+      /ck\/pytorch_model\.bin\.index\.json: missing or invalid field "weight_map"/,
     );
+    // pytorch_model.bin comes before the index; safetensors before both.
+    await Deno.writeFile(join(dir, "pytorch_model.bin"), new Uint8Array(8));
+    await assert.rejects(loadHfFolder(dir), /ck\/pytorch_model\.bin: not a PyTorch checkpoint/);
+    await Deno.copyFile(
+      sharedPath("fixtures", "hf-t5", "t5-tiny-relu", "model.safetensors"),
+      join(dir, "model.safetensors"),
+    );
+    assert.equal((await inspectHfFolder(dir)).source, join(dir, "model.safetensors"));
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
@@ -755,3 +772,156 @@ gpuTest(
     }
   },
 );
+
+// PyTorch checkpoints (pytorch_model.bin), written by testdata/make_torch_bin.py from the HF
+// fixtures: the untied one unsharded with float16/bfloat16 layer norms (1.0, exact there), a
+// transposed weight and q/k/v as views into one storage; the relu one in two shards, its token
+// tables and lm_head.weight views of shared.weight's storage.
+const TORCH = new URL("./testdata/torch/", import.meta.url).pathname;
+
+/** A folder with the fixture's config.json and the PyTorch weights (single file or shards). */
+async function torchFolder(fixture: string): Promise<string> {
+  const dir = await Deno.makeTempDir();
+  const src = sharedPath("fixtures", "hf-t5", fixture);
+  await Deno.copyFile(join(src, "config.json"), join(dir, "config.json"));
+  if (fixture === "t5-tiny-relu") {
+    for await (const e of Deno.readDir(join(TORCH, fixture))) {
+      await Deno.copyFile(join(TORCH, fixture, e.name), join(dir, e.name));
+    }
+  } else {
+    await Deno.copyFile(join(TORCH, `${fixture}.bin`), join(dir, "pytorch_model.bin"));
+  }
+  return dir;
+}
+
+Deno.test("loadHfFolder and inspectHfFolder read pytorch_model.bin, single and sharded, as the safetensors", async () => {
+  for (const fixture of FIXTURES) {
+    const dir = await torchFolder(fixture);
+    const before = tf.memory().numTensors;
+    try {
+      const st = await loadHfFolder(sharedPath("fixtures", "hf-t5", fixture));
+      const stInfo = await inspectHfFolder(sharedPath("fixtures", "hf-t5", fixture));
+      const pt = await loadHfFolder(dir);
+      const ptInfo = await inspectHfFolder(dir);
+      const tied = ["encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight"];
+      const extra = fixture === "t5-tiny-relu" ? tied : [];
+      assert.deepEqual([...pt.tensors.keys()].sort(), [...st.tensors.keys(), ...extra].sort());
+      assert.deepEqual([...ptInfo.tensors.keys()].sort(), [...pt.tensors.keys()].sort());
+      // Tied views are one tensor (as equal safetensors tables are).
+      for (const n of extra) assert.equal(pt.tensors.get(n), pt.tensors.get("shared.weight"), n);
+      assert.equal(
+        ptInfo.source,
+        join(
+          dir,
+          fixture === "t5-tiny-relu" ? "pytorch_model.bin.index.json" : "pytorch_model.bin",
+        ),
+      );
+      for (const [name, want] of st.tensors) {
+        const got = pt.tensors.get(name)!;
+        assert.equal(got.dtype, "float32", name);
+        assert.deepEqual(got.shape, want.shape, name);
+        const [a, b] = [await got.data(), await want.data()];
+        assert.ok(a.every((v, i) => Object.is(v, b[i])), `${fixture}: ${name} values differ`);
+        const info = ptInfo.tensors.get(name)!;
+        assert.deepEqual(info.shape, stInfo.tensors.get(name)!.shape, name);
+        // The untied file's layer norms are stored as float16, the final ones as bfloat16.
+        const dtype = fixture === "t5-tiny-relu" || !name.includes("layer_norm")
+          ? "F32"
+          : name.includes("final")
+          ? "BF16"
+          : "F16";
+        assert.equal(info.dtype, dtype, name);
+        assert.match(info.file, /\.bin$/);
+      }
+      disposeAll(st.tensors);
+      disposeAll(pt.tensors);
+      assert.equal(tf.memory().numTensors, before, "no leaked tensors");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+});
+
+Deno.test("a T5 loaded from pytorch_model.bin reproduces the fixture's reference logits", async () => {
+  for (const fixture of FIXTURES) {
+    const dir = await torchFolder(fixture);
+    try {
+      const ref = JSON.parse(
+        await Deno.readTextFile(sharedPath("fixtures", "hf-t5", fixture, "reference.json")),
+      );
+      const configPath = join(dir, "config.json");
+      const { config } = await inspectHfFolder(dir);
+      const before = tf.memory().numTensors;
+      const model = await loadT5Weights(dir, config, configPath);
+      const logits = tf.tidy(() => {
+        const labels = tf.tensor2d(ref.labels, undefined, "int32");
+        return forward(model, {
+          inputIds: tf.tensor2d(ref.input_ids, undefined, "int32"),
+          attentionMask: tf.tensor2d(ref.attention_mask, undefined, "float32"),
+          decoderInputIds: shiftRight(labels, model.config),
+        }).logits;
+      });
+      const got = (await logits.array()) as number[][][];
+      logits.dispose();
+      disposeT5(model);
+      assert.equal(tf.memory().numTensors, before, "no leaked tensors");
+      const want = ref.logits as number[][][];
+      let diff = 0, scale = 0;
+      want.forEach((r, i) =>
+        r.forEach((c, j) =>
+          c.forEach((v, k) => {
+            diff = Math.max(diff, Math.abs(v - got[i]![j]![k]!));
+            scale = Math.max(scale, Math.abs(v));
+          })
+        )
+      );
+      // model/parity_test.ts's cpu bound for these fixtures (the weights are bit-identical).
+      assert.ok(diff <= 2e-6 * scale, `${fixture}: logits max abs diff ${diff} > 2e-6 × ${scale}`);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+});
+
+Deno.test("pytorch_model.bin: a config mismatch is refused from the pickle; a bad shard leaks nothing", async () => {
+  const dir = await torchFolder("t5-tiny-v1_1-untied");
+  const relu = await torchFolder("t5-tiny-relu");
+  try {
+    const configPath = join(dir, "config.json");
+    const { config } = await inspectHfFolder(dir);
+    const bytes = await Deno.readFile(join(dir, "pytorch_model.bin"));
+    const pkl = Object.values(
+      unzipSync(bytes, { filter: (f) => f.name.endsWith("/data.pkl") }),
+    )[0]!;
+    const cd = new DataView(bytes.buffer, bytes.byteLength - 22).getUint32(12, true);
+    const before = tf.memory().numTensors;
+    const read = await bytesRead(() =>
+      assert.rejects(
+        loadT5Weights(dir, { ...config, numLayers: 3 }, configPath),
+        /pytorch_model\.bin.*missing.*encoder\.block\.2\./s,
+      )
+    );
+    assert.ok(read <= pkl.byteLength + cd + 58 + 256, `${read} bytes read, more than the metadata`);
+    assert.equal(tf.memory().numTensors, before, "no tensor made");
+    // Break the local header of the second shard's last storage: the headers pass, loading fails
+    // part-way through that shard, and every tensor made so far is released.
+    const shard = join(relu, "pytorch_model-00002-of-00002.bin");
+    const b = await Deno.readFile(shard);
+    const sig = [0x50, 0x4b, 0x03, 0x04];
+    const heads = [];
+    for (let i = 0; i + 4 <= b.byteLength; i++) {
+      if (sig.every((x, k) => b[i + k] === x)) heads.push(i);
+    }
+    b[heads[heads.length - 2]!] = 0; // the last entry is `version`; the one before, a storage
+    await Deno.writeFile(shard, b);
+    assert.equal((await inspectHfFolder(relu)).tensors.size, 50);
+    await assert.rejects(
+      loadHfFolder(relu),
+      /pytorch_model-00002-of-00002\.bin: zip entry .*no local header/,
+    );
+    assert.equal(tf.memory().numTensors, before, "no leaked tensors");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(relu, { recursive: true });
+  }
+});

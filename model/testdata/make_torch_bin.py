@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Writes the PyTorch checkpoint fixtures of model/torch_bin_test.ts and model/checkpoint_test.ts.
+
+Run by hand (not by CI), with torch installed (Debian: apt-get install python3-torch, then
+/usr/bin/python3 model/testdata/make_torch_bin.py), from the repository root with ../shared beside
+it. torch.save writes the zip format (torch >= 1.6). The fixtures:
+
+- torch/dtypes.bin: small tensors of known values (see torch_bin_test.ts): float32, float16,
+  bfloat16, int64 and int32; a transposed (non-contiguous) view; a view at a storage offset; two
+  names on one storage (tied); a scalar; an empty tensor; a permuted 3-d view.
+- torch/t5-tiny-v1_1-untied.bin: the weights of ../shared/fixtures/hf-t5/t5-tiny-v1_1-untied (its
+  token tables differ: untied), with one transposed (non-contiguous) weight, encoder block 1's q, k, v as views into one storage,
+  the layer norms in float16 and the final ones in bfloat16 (their values, 1.0, are exact there).
+- torch/t5-tiny-relu/: ../shared/fixtures/hf-t5/t5-tiny-relu sharded in two
+  (pytorch_model-0000i-of-00002.bin + pytorch_model.bin.index.json), with the token tables and
+  lm_head.weight on shared.weight's storage (tied, as transformers' pytorch_model.bin stores a
+  tied T5's tables).
+"""
+import collections
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SHARED = os.environ.get("HYPERPROMPT_SHARED", os.path.join(HERE, "..", "..", "..", "shared"))
+OUT = os.path.join(HERE, "torch")
+
+
+def read_safetensors(path):
+    """name -> float32 torch tensor (F32 only, as the fixtures are), in header order."""
+    with open(path, "rb") as f:
+        b = f.read()
+    n = struct.unpack("<Q", b[:8])[0]
+    header = json.loads(b[8 : 8 + n])
+    out = collections.OrderedDict()
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        assert info["dtype"] == "F32", (path, name, info["dtype"])
+        s, e = info["data_offsets"]
+        a = np.frombuffer(b[8 + n + s : 8 + n + e], dtype="<f4").reshape(info["shape"])
+        out[name] = torch.from_numpy(a.copy())
+    return out
+
+
+def save(sd, path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    torch.save(sd, path, _use_new_zipfile_serialization=True)
+    print(path, os.path.getsize(path), "bytes")
+
+
+def dtypes():
+    base = torch.arange(24, dtype=torch.float32) / 8 - 1  # exact in f16 and bf16
+    sd = collections.OrderedDict()
+    sd["f32"] = base.reshape(4, 6).clone()
+    sd["f16"] = base.reshape(2, 12).clone().half()
+    sd["bf16"] = base.reshape(3, 8).clone().bfloat16()
+    sd["i64"] = torch.arange(-6, 6, dtype=torch.int64).reshape(3, 4)
+    sd["i32"] = torch.arange(5, dtype=torch.int32) * 1000 - 2000
+    m = base.reshape(4, 6).clone()
+    sd["transposed"] = m.t()  # [6, 4], strides [1, 6]
+    whole = base.clone()
+    sd["offset"] = whole[10:16].reshape(2, 3)  # storage offset 10
+    tied = (base * 2).reshape(6, 4).clone()
+    sd["tied_a"] = tied
+    sd["tied_b"] = tied  # the same storage
+    sd["scalar"] = torch.tensor(2.5)
+    sd["empty"] = torch.zeros(0, 3)
+    sd["permuted"] = base.reshape(2, 3, 4).clone().permute(2, 0, 1)  # [4, 2, 3]
+    save(sd, os.path.join(OUT, "dtypes.bin"))
+
+
+def untied():
+    src = read_safetensors(os.path.join(SHARED, "fixtures", "hf-t5", "t5-tiny-v1_1-untied", "model.safetensors"))
+    sd = collections.OrderedDict()
+    qkv_names = [f"encoder.block.1.layer.0.SelfAttention.{p}.weight" for p in "qkv"]
+    qkv = torch.cat([src[n] for n in qkv_names], 0)
+    for name, t in src.items():
+        if name.endswith("final_layer_norm.weight"):
+            assert torch.all(t == 1)
+            t = t.bfloat16()
+        elif name.endswith("layer_norm.weight"):
+            assert torch.all(t == 1)
+            t = t.half()
+        elif name == "encoder.block.0.layer.0.SelfAttention.q.weight":
+            t = t.t().contiguous().t()  # same values, column-major storage
+            assert not t.is_contiguous()
+        elif name in qkv_names:
+            i = qkv_names.index(name)
+            t = qkv[i * 32 : (i + 1) * 32]
+        sd[name] = t
+    save(sd, os.path.join(OUT, "t5-tiny-v1_1-untied.bin"))
+
+
+def relu_sharded():
+    src = read_safetensors(os.path.join(SHARED, "fixtures", "hf-t5", "t5-tiny-relu", "model.safetensors"))
+    names = list(src)
+    sd = collections.OrderedDict(src)
+    sd["encoder.embed_tokens.weight"] = sd["shared.weight"]
+    sd["decoder.embed_tokens.weight"] = sd["shared.weight"]
+    sd["lm_head.weight"] = sd["shared.weight"]
+    half = len(names) // 2
+    first = [n for n in names[:half]]
+    shards = [collections.OrderedDict((n, sd[n]) for n in first),
+              collections.OrderedDict((n, sd[n]) for n in sd if n not in first)]
+    d = os.path.join(OUT, "t5-tiny-relu")
+    weight_map = {}
+    total = 0
+    for i, shard in enumerate(shards):
+        fname = f"pytorch_model-{i + 1:05d}-of-{len(shards):05d}.bin"
+        save(shard, os.path.join(d, fname))
+        for n, t in shard.items():
+            weight_map[n] = fname
+            total += t.numel() * t.element_size()
+    with open(os.path.join(d, "pytorch_model.bin.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}, f, indent=2)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    print("torch", torch.__version__, file=sys.stderr)
+    dtypes()
+    untied()
+    relu_sharded()
