@@ -41,7 +41,12 @@ import { disposeT5, initT5, type T5Model } from "../model/t5.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
 import { fetchHubModel, readJsonFile } from "../model/checkpoint.ts";
 import { fetchHubFiles } from "../model/hub.ts";
-import { checkTokenizerFits, loadFolderTokenizer, loadT5Weights } from "../model/pretrained.ts";
+import {
+  checkTokenizerFits,
+  loadFolderTokenizer,
+  loadT5Weights,
+  noTokenizerError,
+} from "../model/pretrained.ts";
 import { explainBackendFailure, selectBackend } from "../model/backend.ts";
 import { getMethod } from "../model/methods/mod.ts";
 import { methodAccounting } from "../model/methods/accounting.ts";
@@ -304,13 +309,7 @@ export async function buildBackbone(spec: RunSpec, dataDir: string): Promise<Bac
     // Trained weights index their embedding rows by their own vocabulary: another tokenizer (the
     // fixture's) would give every id the wrong row and train on noise.
     const own = await ownTokenizer(folder);
-    if (own === undefined) {
-      throw new Error(
-        `${folder}: no tokenizer.json and no spiece.model beside the weights; a checkpoint needs ` +
-          `its own tokenizer (copy the model's tokenizer.json, or its spiece.model and ` +
-          `tokenizer_config.json, into the folder)`,
-      );
-    }
+    if (own === undefined) throw noTokenizerError(folder, found.hubId);
     const { tokenizer, source: tokenizerSource } = own;
     // Everything that can refuse the folder is checked before any weight is read (a T5-XXL's
     // are 44 GB): its config against the named model and the tokenizer, then the weights' names,

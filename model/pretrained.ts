@@ -76,7 +76,8 @@ export interface LoadT5Options {
  *   that the hub is unreachable and how to use a local folder instead
  */
 export async function loadT5(source: string, opts: LoadT5Options = {}): Promise<LoadedT5> {
-  const dir = (await isDirectory(source)) ? source : await fromHub(source, opts);
+  const local = await isDirectory(source);
+  const dir = local ? source : await fromHub(source, opts);
   let tokenizer: T5Tokenizer;
   let tokenizerSource: string;
   if (opts.tokenizer !== undefined) {
@@ -85,10 +86,7 @@ export async function loadT5(source: string, opts: LoadT5Options = {}): Promise<
   } else {
     const own = await loadFolderTokenizer(dir);
     if (own === undefined) {
-      throw new Error(
-        `${dir}: no tokenizer.json and no spiece.model (a checkpoint needs its own tokenizer: ` +
-          `add one of them, or pass { tokenizer: "path/to/tokenizer.json" })`,
-      );
+      throw noTokenizerError(dir, local ? undefined : source, `pass { tokenizer: "FILE" }`);
     }
     ({ tokenizer, source: tokenizerSource } = own);
     if (own.convertedFrom !== undefined) (opts.log ?? console.warn)(own.note);
@@ -99,6 +97,27 @@ export async function loadT5(source: string, opts: LoadT5Options = {}): Promise<
   const config = t5ConfigFromHf(await readJsonFile(configPath, "config.json"), configPath);
   checkTokenizerFits(tokenizer, config, configPath);
   return { model: await loadT5Weights(dir, config, configPath), tokenizer, tokenizerSource, dir };
+}
+
+/**
+ * The error for a checkpoint folder with neither `tokenizer.json` nor `spiece.model`. For a hub
+ * cache folder it adds that a cache completed before `spiece.model` was among the files
+ * downloaded lacks it although the repo has it (deleting the folder downloads it again).
+ *
+ * @param dir the folder
+ * @param hubId the hub id the folder caches, if it is a hub cache folder
+ * @param alternative what else the caller accepts (e.g. an option naming a tokenizer)
+ * @returns the error, naming the folder and both files
+ */
+export function noTokenizerError(dir: string, hubId?: string, alternative?: string): Error {
+  const cache = hubId === undefined ? "" : `; if the hub repo "${hubId}" has spiece.model, this ` +
+    `cache folder was completed by a version that did not download it: delete ${dir} and run ` +
+    `again`;
+  return new Error(
+    `${dir}: no tokenizer.json and no spiece.model beside the weights; a checkpoint needs its ` +
+      `own tokenizer (put the model's tokenizer.json, or its spiece.model and ` +
+      `tokenizer_config.json, in the folder${alternative ? `, or ${alternative}` : ""})${cache}`,
+  );
 }
 
 /** A folder's own tokenizer ({@link loadFolderTokenizer}). */

@@ -612,6 +612,29 @@ Deno.test({
         } finally {
           disposeLoadedT5(t5);
         }
+        // A cache completed without spiece.model (as before it was fetched) says how to redo it.
+        const cached = join(cacheDir, "models--google--t5-spiece", "main");
+        await Deno.remove(join(cached, "spiece.model"));
+        const marker = JSON.parse(await Deno.readTextFile(join(cached, ".complete.json")));
+        marker.files = marker.files.filter((f: string) => f !== "spiece.model");
+        await Deno.writeTextFile(join(cached, ".complete.json"), JSON.stringify(marker));
+        await rejects(
+          withEnv(
+            { HF_ENDPOINT: repo.endpoint, HF_HUB_OFFLINE: undefined },
+            () => loadT5("google/t5-spiece", { cacheDir }),
+          ),
+          (e: Error) => {
+            equal(
+              e.message,
+              `${cached}: no tokenizer.json and no spiece.model beside the weights; a checkpoint ` +
+                `needs its own tokenizer (put the model's tokenizer.json, or its spiece.model and ` +
+                `tokenizer_config.json, in the folder, or pass { tokenizer: "FILE" }); if the ` +
+                `hub repo "google/t5-spiece" has spiece.model, this cache folder was completed by ` +
+                `a version that did not download it: delete ${cached} and run again`,
+            );
+            return true;
+          },
+        );
       } finally {
         await repo.close();
       }
