@@ -498,7 +498,9 @@ export interface RunResult {
   /** The weights actually loaded, e.g. `"random(seed=3)"` or a folder path / hub id. */
   readonly backboneSource: string;
   /**
-   * The tokenizer used: `backbone` (the backbone folder's own), `task-spm:<file>` (the cached
+   * The tokenizer used: `backbone` (the backbone folder's own `tokenizer.json`),
+   * `backbone:spiece.model` (converted in memory from the folder's SentencePiece model, which it
+   * has in place of a `tokenizer.json`), `task-spm:<file>` (the cached
    * SentencePiece vocabulary of the task corpus, shared with the pretrained backbone) or
    * `fixture:<file>` (the offline GLUE tokenizer). Absent in results written before it existed.
    */
