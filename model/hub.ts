@@ -2,7 +2,8 @@
  * Download a checkpoint from the Hugging Face hub (or a mirror) into a local cache folder that
  * {@link loadHfFolder} reads: `config.json`, the optional `generation_config.json`,
  * `tokenizer.json` and `tokenizer_config.json`, and `model.safetensors` or
- * `model.safetensors.index.json` plus its shards, from
+ * `model.safetensors.index.json` plus its shards, else (a repo with PyTorch weights only)
+ * `pytorch_model.bin` or `pytorch_model.bin.index.json` plus its shards, from
  * `${endpoint}/${repoId}/resolve/${revision}/${file}`.
  *
  * Each file is downloaded to a temporary name and renamed into place, so the cache never holds
@@ -14,8 +15,16 @@
  * @module
  */
 import { dirname, join } from "node:path";
-import { convertHint, parseIndex, WEIGHTS_INDEX_NAME, WEIGHTS_NAME } from "./checkpoint.ts";
+import {
+  convertHint,
+  parseIndex,
+  TORCH_WEIGHTS_INDEX_NAME,
+  TORCH_WEIGHTS_NAME,
+  WEIGHTS_INDEX_NAME,
+  WEIGHTS_NAME,
+} from "./checkpoint.ts";
 import { readSafetensorsHeader } from "./safetensors.ts";
+import { readTorchBinHeader } from "./torch_bin.ts";
 import { type HeldTemp, pathExists, syncDir, writeFileAtomic, writeTempBeside } from "./fs.ts";
 
 /** Options of {@link fetchHubModel}. */
@@ -109,7 +118,8 @@ function offlineError(ctx: Ctx, url: string, cause: unknown): Error {
     `Model "${ctx.repoId}" could not be fetched from ${ctx.endpoint} (${url}: ${why}). ` +
       `The hub is unreachable: you appear to be offline, or the endpoint is wrong. ` +
       `To use a local folder instead, pass the path of a folder that holds config.json, ` +
-      `model.safetensors (as save_pretrained writes it, e.g. downloaded on another machine) and ` +
+      `model.safetensors or pytorch_model.bin (as save_pretrained writes them, e.g. downloaded on ` +
+      `another machine) and ` +
       `tokenizer.json ` +
       `in place of the hub id, or set HF_ENDPOINT to a reachable mirror.`,
     { cause },
@@ -217,6 +227,18 @@ async function download(ctx: Ctx, file: string, optional: boolean): Promise<bool
           }`,
         );
       }
+    } else if (file.endsWith(".bin")) {
+      // The zip's directory and the pickle (names, dtypes, shapes; storage entries present and
+      // of their sizes), not the tensor data.
+      try {
+        await readTorchBinHeader(part);
+      } catch (e) {
+        throw new Error(
+          `${url}: downloaded ${file} is not a valid PyTorch checkpoint: ${
+            (e as Error).message.replaceAll(part, file)
+          }`,
+        );
+      }
     }
     await Deno.rename(part, dest);
     // The new name survives a power cut before the completion marker names the file.
@@ -293,23 +315,37 @@ export async function fetchHubModel(repoId: string, opts: FetchHubOptions = {}):
   const files = ["config.json"];
   await download(ctx, "config.json", false);
   for (const f of OPTIONAL_FILES) if (await download(ctx, f, true)) files.push(f);
-  const hasIndex = await pathExists(join(dir, WEIGHTS_INDEX_NAME));
-  if (!hasIndex && await download(ctx, WEIGHTS_NAME, true)) {
-    files.push(WEIGHTS_NAME);
-  } else if (await download(ctx, WEIGHTS_INDEX_NAME, true)) {
-    files.push(WEIGHTS_INDEX_NAME);
-    const indexPath = join(dir, WEIGHTS_INDEX_NAME);
-    const shards = parseIndex(JSON.parse(await Deno.readTextFile(indexPath)), indexPath);
-    for (const shard of shards.keys()) {
-      await download(ctx, shard, false);
-      files.push(shard);
+  // Safetensors first (as transformers), then PyTorch's weights (repos from before safetensors,
+  // such as google/t5-v1_1-*, may have only those); each unsharded, else its index and shards.
+  let weights = false;
+  for (
+    const [single, index] of [
+      [WEIGHTS_NAME, WEIGHTS_INDEX_NAME],
+      [TORCH_WEIGHTS_NAME, TORCH_WEIGHTS_INDEX_NAME],
+    ]
+  ) {
+    const hasIndex = await pathExists(join(dir, index!));
+    if (!hasIndex && await download(ctx, single!, true)) {
+      files.push(single!);
+    } else if (await download(ctx, index!, true)) {
+      files.push(index!);
+      const indexPath = join(dir, index!);
+      const shards = parseIndex(JSON.parse(await Deno.readTextFile(indexPath)), indexPath);
+      for (const shard of shards.keys()) {
+        await download(ctx, shard, false);
+        files.push(shard);
+      }
+    } else {
+      continue;
     }
-  } else {
+    weights = true;
+    break;
+  }
+  if (!weights) {
     throw new Error(
-      `Model "${repoId}" (revision "${revision}") on ${endpoint} has neither ${WEIGHTS_NAME} nor ` +
-        `${WEIGHTS_INDEX_NAME}; only safetensors checkpoints are supported. If it has PyTorch ` +
-        `weights only (pytorch_model.bin), use a revision that holds a safetensors conversion ` +
-        `(the hub's conversion bot opens one as a pull request: revision "refs/pr/<n>"), or ` +
+      `Model "${repoId}" (revision "${revision}") on ${endpoint} has none of ${WEIGHTS_NAME}, ` +
+        `${WEIGHTS_INDEX_NAME}, ${TORCH_WEIGHTS_NAME} or ${TORCH_WEIGHTS_INDEX_NAME}; only ` +
+        `safetensors and PyTorch checkpoints are read. If it has TensorFlow or Flax weights only, ` +
         convertHint(repoId, "<local folder>").replace(/^Convert/, "convert") +
         ` Then pass that folder in place of the hub id.`,
     );

@@ -133,21 +133,34 @@ Deno.test("fetchHubModel: unknown repo, invalid download, and bad ids give clear
       fetchHubModel("org/bogus", { cacheDir: cache, endpoint: hub.endpoint }),
       /downloaded model\.safetensors is not a valid safetensors file/,
     );
-    // A repo of PyTorch weights only: the error says so and what to do.
+    // A repo whose PyTorch weights are not a torch.save zip: refused after download, not kept.
     const bin = join(tmp, "bin");
     await Deno.mkdir(bin);
     await Deno.copyFile(join(RELU, "config.json"), join(bin, "config.json"));
     await Deno.writeFile(join(bin, "pytorch_model.bin"), new Uint8Array(8));
-    const binHub = serveHub({ "org/bin@main": bin });
+    // A repo of TensorFlow weights only: the error says so and what to do.
+    const tfOnly = join(tmp, "tf");
+    await Deno.mkdir(tfOnly);
+    await Deno.copyFile(join(RELU, "config.json"), join(tfOnly, "config.json"));
+    await Deno.writeFile(join(tfOnly, "tf_model.h5"), new Uint8Array(8));
+    const binHub = serveHub({ "org/bin@main": bin, "org/tf@main": tfOnly });
     try {
       await assert.rejects(
         fetchHubModel("org/bin", { cacheDir: cache, endpoint: binHub.endpoint }),
+        /downloaded pytorch_model\.bin is not a valid PyTorch checkpoint: pytorch_model\.bin: not a PyTorch checkpoint/,
+      );
+      const left = [...Deno.readDirSync(hubModelDir(cache, "org/bin"))].map((e) => e.name);
+      assert.ok(!left.some((n) => n.startsWith("pytorch_model")), `invalid weights left: ${left}`);
+      await assert.rejects(
+        fetchHubModel("org/tf", { cacheDir: cache, endpoint: binHub.endpoint }),
         (e: Error) => {
-          assert.match(e.message, /"org\/bin" .* has neither model\.safetensors nor .*index\.json/);
-          assert.match(e.message, /revision "refs\/pr\/<n>"/);
           assert.match(
             e.message,
-            /from_pretrained\("org\/bin"\)\.save_pretrained\("<local folder>"\)/,
+            /"org\/tf" .* has none of model\.safetensors, model\.safetensors\.index\.json, pytorch_model\.bin or pytorch_model\.bin\.index\.json/,
+          );
+          assert.match(
+            e.message,
+            /from_pretrained\("org\/tf"\)\.save_pretrained\("<local folder>"\)/,
           );
           return true;
         },
@@ -445,6 +458,50 @@ Deno.test("fetchHubFiles: only the named files, into the folder fetchHubModel th
       );
     });
     assert.equal(hub.requests.length, n, "no requests in offline mode");
+  } finally {
+    await hub.close();
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("fetchHubModel: a repo of PyTorch weights only (pytorch_model.bin, or its index and shards)", async () => {
+  const tmp = await Deno.makeTempDir();
+  const torch = new URL("./testdata/torch/", import.meta.url).pathname;
+  const single = join(tmp, "single");
+  await Deno.mkdir(single);
+  await Deno.copyFile(join(UNTIED, "config.json"), join(single, "config.json"));
+  await Deno.copyFile(join(torch, "t5-tiny-v1_1-untied.bin"), join(single, "pytorch_model.bin"));
+  const sharded = join(tmp, "sharded");
+  await Deno.mkdir(sharded);
+  await Deno.copyFile(join(RELU, "config.json"), join(sharded, "config.json"));
+  for await (const e of Deno.readDir(join(torch, "t5-tiny-relu"))) {
+    await Deno.copyFile(join(torch, "t5-tiny-relu", e.name), join(sharded, e.name));
+  }
+  const hub = serveHub({ "google/single@main": single, "google/sharded@main": sharded });
+  try {
+    for (const [repo, src] of [["google/single", single], ["google/sharded", sharded]] as const) {
+      const dir = await fetchHubModel(repo, {
+        cacheDir: join(tmp, "cache"),
+        endpoint: hub.endpoint,
+      });
+      const weights = hub.requests.map((r) => basename(r.path)).filter((n) =>
+        /^(model|pytorch_model)\./.test(n)
+      );
+      // Safetensors are asked for first.
+      assert.deepEqual(weights.slice(0, 3), [
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "pytorch_model.bin",
+      ]);
+      await assertSameTensors(dir, src);
+      hub.requests.length = 0;
+      // Complete: reused without a request.
+      assert.equal(
+        await fetchHubModel(repo, { cacheDir: join(tmp, "cache"), endpoint: hub.endpoint }),
+        dir,
+      );
+      assert.equal(hub.requests.length, 0);
+    }
   } finally {
     await hub.close();
     await Deno.remove(tmp, { recursive: true });
