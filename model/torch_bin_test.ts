@@ -79,6 +79,15 @@ Deno.test("readTorchBinTensors: dtypes, strided and offset views, tied, scalar, 
   assert.deepEqual(some, ["offset"]);
 });
 
+Deno.test("readTorchBinTensors: a module's state_dict() (with _metadata, set by BUILD)", async () => {
+  // testdata/make_torch_bin.py: torch.nn.Linear(3, 2), weight arange(6) / 4, bias [0.5, -0.5].
+  const got = await readAll(join(DIR, "module.bin"));
+  assert.deepEqual([...got.keys()], ["weight", "bias"]);
+  assert.deepEqual(got.get("weight")!.info.shape, [2, 3]);
+  assert.deepEqual([...got.get("weight")!.values!], [0, 0.25, 0.5, 0.75, 1, 1.25]);
+  assert.deepEqual([...got.get("bias")!.values!], [0.5, -0.5]);
+});
+
 Deno.test("readTorchBinHeader reads the zip directory and data.pkl, no tensor data", async () => {
   const bytes = await Deno.readFile(UNTIED);
   const pkl = Object.values(unzipSync(bytes, { filter: (f) => f.name.endsWith("/data.pkl") }))[0]!;

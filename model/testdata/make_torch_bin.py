@@ -8,6 +8,9 @@ it. torch.save writes the zip format (torch >= 1.6). The fixtures:
 - torch/dtypes.bin: small tensors of known values (see torch_bin_test.ts): float32, float16,
   bfloat16, int64 and int32; a transposed (non-contiguous) view; a view at a storage offset; two
   names on one storage (tied); a scalar; an empty tensor; a permuted 3-d view.
+- torch/module.bin: a module's state_dict() (torch.nn.Linear(3, 2) with weight = arange(6) / 4,
+  bias = [0.5, -0.5]): an OrderedDict with a `_metadata` attribute, which pickles as BUILD, as
+  transformers' pytorch_model.bin files do.
 - torch/t5-tiny-v1_1-untied.bin: the weights of ../shared/fixtures/hf-t5/t5-tiny-v1_1-untied (its
   token tables differ: untied), with one transposed (non-contiguous) weight, encoder block 1's q, k, v as views into one storage,
   the layer norms in float16 and the final ones in bfloat16 (their values, 1.0, are exact there).
@@ -74,6 +77,16 @@ def dtypes():
     save(sd, os.path.join(OUT, "dtypes.bin"))
 
 
+def module():
+    m = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        m.weight.copy_(torch.arange(6, dtype=torch.float32).reshape(2, 3) / 4)
+        m.bias.copy_(torch.tensor([0.5, -0.5]))
+    sd = m.state_dict()
+    assert hasattr(sd, "_metadata")
+    save(sd, os.path.join(OUT, "module.bin"))
+
+
 def untied():
     src = read_safetensors(os.path.join(SHARED, "fixtures", "hf-t5", "t5-tiny-v1_1-untied", "model.safetensors"))
     sd = collections.OrderedDict()
@@ -124,5 +137,6 @@ def relu_sharded():
 if __name__ == "__main__":
     print("torch", torch.__version__, file=sys.stderr)
     dtypes()
+    module()
     untied()
     relu_sharded()
