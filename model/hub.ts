@@ -1,7 +1,8 @@
 /**
  * Download a checkpoint from the Hugging Face hub (or a mirror) into a local cache folder that
  * {@link loadHfFolder} reads: `config.json`, the optional `generation_config.json`,
- * `tokenizer.json` and `tokenizer_config.json`, and `model.safetensors` or
+ * `tokenizer.json` (or, for checkpoints published without one, `spiece.model`) and
+ * `tokenizer_config.json`, and `model.safetensors` or
  * `model.safetensors.index.json` plus its shards, else (a repo with PyTorch weights only)
  * `pytorch_model.bin` or `pytorch_model.bin.index.json` plus its shards, from
  * `${endpoint}/${repoId}/resolve/${revision}/${file}`.
@@ -119,8 +120,7 @@ function offlineError(ctx: Ctx, url: string, cause: unknown): Error {
       `The hub is unreachable: you appear to be offline, or the endpoint is wrong. ` +
       `To use a local folder instead, pass the path of a folder that holds config.json, ` +
       `model.safetensors or pytorch_model.bin (as save_pretrained writes them, e.g. downloaded on ` +
-      `another machine) and ` +
-      `tokenizer.json ` +
+      `another machine) and tokenizer.json (or spiece.model) ` +
       `in place of the hub id, or set HF_ENDPOINT to a reachable mirror.`,
     { cause },
   );
@@ -278,8 +278,8 @@ function offlineModeError(ctx: Ctx, what: string): Error {
   return new Error(
     `Model "${ctx.repoId}" (revision "${ctx.revision}") could not be fetched: HF_HUB_OFFLINE=1 ` +
       `(offline mode) and ${what} not in the cache at ${ctx.dir}. Unset HF_HUB_OFFLINE, or use a ` +
-      `local folder instead: pass the path of a folder holding config.json, model.safetensors and ` +
-      `tokenizer.json.`,
+      `local folder instead: pass the path of a folder holding config.json, model.safetensors ` +
+      `(or pytorch_model.bin) and tokenizer.json (or spiece.model).`,
   );
 }
 

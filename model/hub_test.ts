@@ -380,7 +380,7 @@ Deno.test("fetchHubModel: HF_HUB_OFFLINE=1 uses the cache or explains how to go 
     assert.equal(await fetchHubModel("org/tiny", { cacheDir: cache, endpoint: hub.endpoint }), dir);
     await assert.rejects(
       fetchHubModel("org/other", { cacheDir: cache, endpoint: hub.endpoint }),
-      /could not be fetched: HF_HUB_OFFLINE=1 .*local folder .*model\.safetensors and tokenizer\.json/,
+      /could not be fetched: HF_HUB_OFFLINE=1 .*local folder .*model\.safetensors \(or pytorch_model\.bin\) and tokenizer\.json \(or spiece\.model\)/,
     );
     assert.equal(hub.requests.length, n, "no requests in offline mode");
   } finally {

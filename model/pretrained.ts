@@ -33,7 +33,7 @@ import { convertSpieceFolder } from "./spm.ts";
 
 /** A loaded model with its tokenizer. */
 export interface LoadedT5 {
-  /** The backbone, built from the folder's `config.json` and safetensors weights. */
+  /** The backbone, built from the folder's `config.json` and weights (safetensors, or PyTorch's `.bin`). */
   readonly model: T5Model;
   /**
    * The folder's `tokenizer.json` (else its `spiece.model`, converted in memory:
@@ -66,7 +66,8 @@ export interface LoadT5Options {
 
 /**
  * Loads a T5 from a local Hugging Face folder (`config.json`, `model.safetensors` or a sharded
- * index, `tokenizer.json` or `spiece.model`: see {@link loadFolderTokenizer}) or, when `source`
+ * index, else PyTorch's `pytorch_model.bin` or its index, `tokenizer.json` or `spiece.model`: see
+ * {@link loadFolderTokenizer}) or, when `source`
  * is not a folder, from the Hugging Face hub.
  *
  * @param source a folder path or a hub id such as `google/t5-v1_1-small`
@@ -91,7 +92,7 @@ export async function loadT5(source: string, opts: LoadT5Options = {}): Promise<
     ({ tokenizer, source: tokenizerSource } = own);
     if (own.convertedFrom !== undefined) (opts.log ?? console.warn)(own.note);
   }
-  // The config and the safetensors headers first: a mismatched tokenizer, or a weight missing,
+  // The config and the weights' headers (safetensors, or the `.bin` pickle) first: a mismatched tokenizer, or a weight missing,
   // unexpected, or of the wrong dtype or shape, is refused before the weights are read.
   const configPath = join(dir, "config.json");
   const config = t5ConfigFromHf(await readJsonFile(configPath, "config.json"), configPath);
@@ -174,7 +175,7 @@ export async function loadFolderTokenizer(dir: string): Promise<FolderTokenizer 
 /**
  * Builds the model of a Hugging Face folder whose `config.json` the caller has read (and may have
  * given other training-only fields, such as `dropoutRate`): the names, dtypes and shapes of the
- * weights are checked from the safetensors headers first (no tensor data is read before they
+ * weights are checked from the weights' headers (safetensors, or the `.bin` pickle) first (no tensor data is read before they
  * pass), then the weights are read. A checkpoint without `shared.weight` takes the encoder's
  * table for it (as google/madlad400-* store it). {@link loadT5} uses it after its tokenizer
  * checks.
@@ -221,7 +222,8 @@ async function fromHub(source: string, opts: LoadT5Options): Promise<string> {
   if (isFile) {
     throw new Error(
       `${source}: is a file; loadT5 takes a Hugging Face folder (config.json, ` +
-        `model.safetensors, tokenizer.json) or a hub id such as "google/t5-v1_1-small"`,
+        `model.safetensors or pytorch_model.bin, tokenizer.json or spiece.model) or a hub id ` +
+        `such as "google/t5-v1_1-small"`,
     );
   }
   if (!isHubRepoId(source)) {
@@ -244,7 +246,7 @@ async function fromHub(source: string, opts: LoadT5Options): Promise<string> {
 
 /**
  * Checks the names, dtypes and shapes of the folder's weights against `config` from the
- * safetensors headers alone (no tensor data is read, so a `num_layers` mismatch or a renamed
+ * weights' headers alone (safetensors, or the `.bin` pickle; no tensor data is read, so a `num_layers` mismatch or a renamed
  * tensor of a 44 GB checkpoint fails at once): one error names the weights file (or the sharded
  * index) with every missing and unexpected name, another the file holding a weight of the wrong
  * dtype or shape. A checkpoint without `shared.weight` takes the encoder's table for it, as
