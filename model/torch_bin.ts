@@ -217,6 +217,13 @@ export async function readZipDirectory(
     while (e + 4 <= extraEnd) {
       const id = v.getUint16(e, true);
       const len = v.getUint16(e + 2, true);
+      if (e + 4 + len > extraEnd) {
+        throw new Error(
+          `${path}: malformed zip central directory (entry ${i}'s extra field 0x${
+            id.toString(16).padStart(4, "0")
+          } overruns its ${extraLen} bytes)`,
+        );
+      }
       if (id === 0x0001) {
         let q = e + 4;
         const next = (what: string) => {
@@ -515,7 +522,8 @@ function unpickle(b: Uint8Array, source: string): Value {
         const xs = popMark();
         const l = top();
         if (!(l instanceof List)) fail(`APPENDS to ${describe(l)}, not a list`);
-        (l as List).items.push(...xs);
+        // One at a time: spreading a long run as arguments overflows the call stack.
+        for (const x of xs) (l as List).items.push(x);
         break;
       }
       case 0x7d: // EMPTY_DICT
@@ -822,6 +830,11 @@ async function readHeaderOf(
       storages.set(t.storage.key, storage);
     }
     const numel = t.size.reduce((a, b) => a * b, 1);
+    if (!Number.isSafeInteger(numel * type.bytes)) {
+      throw new Error(
+        `${where}: shape [${t.size.join(", ")}] has ${numel} elements, more than any tensor holds`,
+      );
+    }
     const last = t.offset + t.size.reduce((a, s, i) => a + (s - 1) * t.stride[i]!, 0);
     if (numel > 0 && last >= storage.numel) {
       throw new Error(

@@ -225,3 +225,35 @@ Deno.test("readZipDirectory follows the ZIP64 end record", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("readTorchBinHeader: hostile zip extra fields, pickle runs and view sizes name the file", async () => {
+  // A central directory entry whose extra field claims more bytes than the entry has (with its
+  // size saturated, so that the ZIP64 field is read): before, a RangeError naming nothing.
+  const z = zip(latin1("\x80\x02}."));
+  const v = new DataView(z.buffer);
+  const cdAt = v.getUint32(z.byteLength - 22 + 16, true);
+  const entryLen = 46 + v.getUint16(cdAt + 28, true) + v.getUint16(cdAt + 30, true);
+  const entry = z.slice(cdAt, cdAt + entryLen);
+  new DataView(entry.buffer).setUint32(24, 0xffffffff, true);
+  new DataView(entry.buffer).setUint16(30, v.getUint16(cdAt + 30, true) + 4, true);
+  const cd = new Uint8Array([...entry, 0x01, 0x00, 0xf0, 0xff]);
+  const end = z.slice(z.byteLength - 22);
+  new DataView(end.buffer).setUint32(12, cd.byteLength, true);
+  await rejectsWith(
+    new Uint8Array([...z.subarray(0, cdAt), ...cd, ...end]),
+    /malformed zip central directory \(entry 0's extra field 0x0001 overruns its 4 bytes\)/,
+  );
+  // APPENDS of a million items (spread as arguments before: call stack overflow).
+  await rejectsWith(zip(latin1("\x80\x02](" + "N".repeat(1_000_000) + "e.")), /holds list/);
+  // A stride-0 view of one stored float with 2^90 elements: refused from the header.
+  const s = (x: string) => "X" + String.fromCharCode(x.length) + "\x00\x00\x00" + x;
+  const big = "J\x00\x00\x00\x40"; // BININT 2^30
+  const pkl = "\x80\x02ccollections\nOrderedDict\n)R(" + s("w") +
+    "ctorch._utils\n_rebuild_tensor_v2\n((" + s("storage") + "ctorch\nFloatStorage\n" + s("0") +
+    s("cpu") + "K\x01tQK\x00(" + big + big + big + "t(K\x00K\x00K\x00t\x89" +
+    "ccollections\nOrderedDict\n)RtRu.";
+  await rejectsWith(
+    zip(latin1(pkl), { "0": new Uint8Array(4) }),
+    /tensor "w": shape \[1073741824, 1073741824, 1073741824\] has \S+ elements, more than any/,
+  );
+});
