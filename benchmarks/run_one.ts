@@ -8,9 +8,9 @@
  *    config.json is not the named model's, its tokenizer has more ids than the config's
  *    `vocab_size` or other `</s>` and `<pad>` ids than its `eos_token_id` and `pad_token_id`
  *    (`checkTokenizerFits`), or its weights' names, dtypes or shapes (from the safetensors
- *    headers) do not match the config; from the hub, only config.json and tokenizer.json (or,
- *    without it, spiece.model and tokenizer_config.json) are downloaded before those checks (the
- *    weights after). A random init from a folder reads only its config.json and tokenizer (from
+ *    headers, or the pickle of pytorch_model.bin) do not match the config; from the hub, only
+ *    config.json and tokenizer.json (or, without it, spiece.model and tokenizer_config.json) are
+ *    downloaded before those checks (the weights after). A random init from a folder reads only its config.json and tokenizer (from
  *    a hub id, downloads only those); its tokenizer's `</s>` and `<pad>` ids must be the
  *    config's too.
  * 3. Tokenizer: the backbone folder's `tokenizer.json`, else its `spiece.model` converted in
@@ -313,7 +313,7 @@ export async function buildBackbone(spec: RunSpec, dataDir: string): Promise<Bac
     const { tokenizer, source: tokenizerSource } = own;
     // Everything that can refuse the folder is checked before any weight is read (a T5-XXL's
     // are 44 GB): its config against the named model and the tokenizer, then the weights' names,
-    // dtypes and shapes from the safetensors headers (loadT5Weights).
+    // dtypes and shapes from the safetensors headers or the .bin pickle (loadT5Weights).
     const { config, path: configPath } = await readFolderConfig(folder);
     if (typeof spec.model === "string") checkBackboneShape(folder, config, spec.model);
     checkTokenizerFits(tokenizer, config, configPath);
