@@ -10,9 +10,9 @@
  *    (`checkTokenizerFits`), or its weights' names, dtypes or shapes (from the safetensors
  *    headers, or the pickle of pytorch_model.bin) do not match the config; from the hub, only
  *    config.json and tokenizer.json (or, without it, spiece.model and tokenizer_config.json) are
- *    downloaded before those checks (the weights after). A random init from a folder reads only its config.json and tokenizer (from
- *    a hub id, downloads only those); its tokenizer's `</s>` and `<pad>` ids must be the
- *    config's too.
+ *    downloaded before those checks (the weights after). A random init from a folder reads only
+ *    its config.json and tokenizer (from a hub id, downloads only those); its tokenizer's `</s>`
+ *    and `<pad>` ids must be the config's too.
  * 3. Tokenizer: the backbone folder's `tokenizer.json`, else its `spiece.model` converted in
  *    memory as transformers does (`loadFolderTokenizer`; the folder is not written to, the log
  *    says so and the result records `backbone:spiece.model`); a folder of weights with neither
