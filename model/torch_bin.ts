@@ -736,6 +736,7 @@ async function readHeaderOf(
   size: number,
   path: string,
 ): Promise<TorchBinHeader> {
+  if (size === 0) throw new Error(`${path}: not a PyTorch checkpoint (an empty file)`);
   const head = await readExactly(file, 0, Math.min(size, 16));
   if (!(head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04)) {
     if (

@@ -175,6 +175,8 @@ Deno.test("readTorchBinHeader: legacy format, repacked, truncated and inconsiste
   ]);
   await rejectsWith(legacy, /legacy format of torch < 1\.6.*Re-save it in the zip format/);
   await rejectsWith(latin1("hello world, not a checkpoint"), /not a PyTorch checkpoint/);
+  // Before: 'this file starts with )', quoting no bytes.
+  await rejectsWith(new Uint8Array(0), /: not a PyTorch checkpoint \(an empty file\)$/);
   const good = await Deno.readFile(DTYPES);
   await rejectsWith(good.subarray(0, 2000), /not a zip file|truncated/);
   const entries = unzipSync(good);
