@@ -8,7 +8,8 @@
  * `${endpoint}/${repoId}/resolve/${revision}/${file}`.
  *
  * Each file is downloaded to a temporary name and renamed into place, so the cache never holds
- * a half-written file; files already in the cache are reused, and a folder whose download
+ * a half-written file; files already in the cache are reused, optional files the hub answered
+ * HTTP 404 for are recorded (`.absent.json`) and not asked for again, and a folder whose download
  * completed is returned without touching the network. `HF_ENDPOINT` overrides the endpoint,
  * `HF_TOKEN` (or `HUGGING_FACE_HUB_TOKEN`) is sent as a bearer token to the endpoint's origin
  * only (not to the CDN it redirects to), and `HF_HUB_OFFLINE=1` forbids network access.
@@ -59,6 +60,15 @@ export const OPTIONAL_FILES = [
 ];
 
 const COMPLETE_MARKER = ".complete.json";
+
+/**
+ * The optional files the hub answered HTTP 404 for, recorded in the revision's cache folder (as
+ * huggingface_hub's `.no_exist/`) so that they are not asked for again: a repo without
+ * `tokenizer.json` (google/t5-v1_1-*) would otherwise need the network on every
+ * {@link fetchHubFiles} of it, and fail offline although its cache holds every file it has. The
+ * record lasts as long as the folder (`force` removes it).
+ */
+const ABSENT_MARKER = ".absent.json";
 
 function env(name: string): string | undefined {
   try {
@@ -111,6 +121,40 @@ interface Ctx {
   headers: Record<string, string>;
   fetchFn: typeof fetch;
   log?: (message: string) => void;
+  /** The optional files recorded as absent ({@link ABSENT_MARKER}), once read. */
+  absent?: Set<string>;
+}
+
+/** The optional files the repo revision is recorded not to have ({@link ABSENT_MARKER}). */
+async function absentFiles(ctx: Ctx): Promise<Set<string>> {
+  if (ctx.absent === undefined) {
+    const absent = new Set<string>();
+    try {
+      const m = JSON.parse(await Deno.readTextFile(join(ctx.dir, ABSENT_MARKER)));
+      if (Array.isArray(m.files)) {
+        for (const f of m.files) if (typeof f === "string") absent.add(f);
+      }
+    } catch {
+      // No record (or an unreadable one): every file is asked for.
+    }
+    ctx.absent = absent;
+  }
+  return ctx.absent;
+}
+
+/**
+ * Records that the hub answered 404 for the optional `file`, merged with the record on disk (a
+ * concurrent writer's addition lost in a race costs one request later, nothing else).
+ */
+async function recordAbsent(ctx: Ctx, file: string): Promise<void> {
+  ctx.absent = undefined;
+  const absent = await absentFiles(ctx);
+  absent.add(file);
+  const { repoId, revision, endpoint } = ctx;
+  await writeFileAtomic(
+    join(ctx.dir, ABSENT_MARKER),
+    JSON.stringify({ repoId, revision, endpoint, files: [...absent].sort() }) + "\n",
+  );
 }
 
 function offlineError(ctx: Ctx, url: string, cause: unknown): Error {
@@ -155,16 +199,21 @@ async function fetchFollowing(ctx: Ctx, url: string): Promise<Response> {
 /**
  * Download one file into the cache folder unless it is already there.
  *
- * @returns false when the file is optional and the hub answers 404
+ * @returns false when the file is optional and the hub answers 404 (recorded, and not asked for
+ *   again: {@link ABSENT_MARKER}) or answered it before
  */
 async function download(ctx: Ctx, file: string, optional: boolean): Promise<boolean> {
   const dest = join(ctx.dir, file);
   if (await pathExists(dest)) return true;
+  if (optional && (await absentFiles(ctx)).has(file)) return false;
   const url = `${ctx.endpoint}/${ctx.repoId}/resolve/${encodeURIComponent(ctx.revision)}/${file}`;
   const res = await fetchFollowing(ctx, url);
   if (!res.ok) {
     await res.body?.cancel();
-    if (res.status === 404 && optional) return false;
+    if (res.status === 404 && optional) {
+      await recordAbsent(ctx, file);
+      return false;
+    }
     const hint = res.status === 401 || res.status === 403
       ? "; the repo may be gated or private: set HF_TOKEN to an access token"
       : res.status === 404
@@ -371,7 +420,9 @@ export interface HubFiles {
  * `tokenizer.json`, not gigabytes of weights) into the folder {@link fetchHubModel} caches the
  * repo in, with the same atomic writes and checks. No completion marker is written, so a later
  * {@link fetchHubModel} of the same repo and revision reuses these files and downloads the rest.
- * When the cache already holds the repo complete, or every named file, nothing is requested.
+ * When the cache already holds the repo complete, or every named file (an optional one the hub
+ * answered HTTP 404 for before counts as held: the repo has none), nothing is requested, so a
+ * repo fetched once is read offline too.
  *
  * @param repoId `org/name` (or a legacy `name`) on the hub
  * @param files the required and the optional files (plain names in the repo's top folder)
@@ -404,9 +455,13 @@ export async function fetchHubFiles(
   const ctx = hubContext(repoId, opts);
   const { dir } = ctx;
   if (await readComplete(dir)) return dir;
+  // An optional file the hub answered 404 for before is not missing: the repo has none.
+  const absent = await absentFiles(ctx);
   const missing = [];
   for (const f of [...files.required, ...optional]) {
-    if (!(await pathExists(join(dir, f)))) missing.push(f);
+    if (await pathExists(join(dir, f))) continue;
+    if (!files.required.includes(f) && absent.has(f)) continue;
+    missing.push(f);
   }
   if (missing.length === 0) return dir;
   if (env("HF_HUB_OFFLINE") === "1") {

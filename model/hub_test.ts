@@ -55,12 +55,18 @@ Deno.test("fetchHubModel: unsharded repo, optional 404s, cache reuse without net
     assert.equal(dir, hubModelDir(cache, "org/tiny", "main"));
     const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
     assert.deepEqual(names, [
+      ".absent.json",
       ".complete.json",
       "config.json",
       "generation_config.json",
       "model.safetensors",
     ]);
     assert.ok(hub.requests.some((r) => r.path.endsWith("/tokenizer.json")), "asked for tokenizer");
+    // The optional files the repo lacks are recorded, not asked for again.
+    assert.deepEqual(
+      JSON.parse(await Deno.readTextFile(join(dir, ".absent.json"))).files,
+      ["spiece.model", "tokenizer.json", "tokenizer_config.json"],
+    );
     assert.ok(hub.requests.every((r) => r.auth === "Bearer tok"), "bearer token sent");
     assert.ok(!hub.requests.some((r) => r.path.endsWith(".index.json")), "no index needed");
     await assertSameTensors(dir, RELU);
@@ -232,11 +238,23 @@ Deno.test("fetchHubModel: each downloaded file's folder is flushed once it is in
     const flushes = await recordFlushes(() =>
       fetchHubModel("org/tiny", { cacheDir: cache, endpoint: hub.endpoint })
     );
+    // The record of the optional files the repo lacks (tokenizer.json, tokenizer_config.json,
+    // spiece.model) is written as each answers 404.
+    const absent = [".absent.json", "config.json", "generation_config.json"];
     assert.deepEqual(flushesOf(flushes, dir), [
       ["config.json"],
       ["config.json", "generation_config.json"],
-      ["config.json", "generation_config.json", "model.safetensors"],
-      [".complete.json", "config.json", "generation_config.json", "model.safetensors"],
+      absent,
+      absent,
+      absent,
+      [...absent, "model.safetensors"],
+      [
+        ".absent.json",
+        ".complete.json",
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+      ],
     ]);
   } finally {
     await hub.close();
@@ -259,6 +277,7 @@ Deno.test("fetchHubModel: two concurrent fetches into one cache both succeed, no
       assert.equal(a, b);
       const names = [...Deno.readDirSync(a)].map((e) => e.name).sort();
       assert.deepEqual(names, [
+        ".absent.json",
         ".complete.json",
         "config.json",
         "generation_config.json",
@@ -437,8 +456,19 @@ Deno.test("fetchHubFiles: only the named files, into the folder fetchHubModel th
     assert.equal(await fetchHubFiles("org/tiny", files, opts), dir);
     assert.equal(hub.requests.length, n, "complete cache: no request");
     // An optional file the repo lacks (404) is no error; a required one is.
+    n = hub.requests.length;
     const notok = await fetchHubFiles("org/notok", files, opts);
-    assert.deepEqual([...Deno.readDirSync(notok)].map((e) => e.name), ["config.json"]);
+    assert.deepEqual([...Deno.readDirSync(notok)].map((e) => e.name).sort(), [
+      ".absent.json",
+      "config.json",
+    ]);
+    assert.deepEqual(asked(n), ["config.json", "tokenizer.json"]);
+    // The 404 is recorded: the repo has no tokenizer.json, so the cache holds all it has of the
+    // named files and nothing is asked for again (before, tokenizer.json was asked for on every
+    // call, and offline the call failed although nothing was missing).
+    n = hub.requests.length;
+    assert.equal(await fetchHubFiles("org/notok", files, opts), notok);
+    assert.equal(hub.requests.length, n, "a recorded 404 is not asked again");
     await assert.rejects(
       fetchHubFiles("org/notok", { required: ["spiece.json"] }, opts),
       /Model "org\/notok" could not be fetched: .*\/spiece\.json answered HTTP 404; check the repo id/,
