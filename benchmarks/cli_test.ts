@@ -561,7 +561,7 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
       [
         base,
         { HYPERPROMPT_WEBGPU_SUBMIT_BATCH: "lots" },
-        /^HYPERPROMPT_WEBGPU_SUBMIT_BATCH must be a positive integer, got "lots"$/,
+        /^HYPERPROMPT_WEBGPU_SUBMIT_BATCH must be a positive integer at most 1000000, got "lots"$/,
       ],
     ];
     for (const [args, env, want] of cases) {
