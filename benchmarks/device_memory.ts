@@ -405,6 +405,16 @@ function shellWord(s: string): string {
 }
 
 /**
+ * The `--methods` argument that selects `labels`: one comma-separated, shell-quoted value, or one
+ * `--methods` per label when a label holds a comma (the CLI would split the joined value there).
+ */
+function methodsArgument(labels: readonly string[]): string {
+  return labels.some((l) => l.includes(","))
+    ? labels.map((l) => `--methods ${shellWord(l)}`).join(" ")
+    : `--methods ${shellWord(labels.join(","))}`;
+}
+
+/**
  * For a preflight that refuses some runs: when the runs of some methods all pass it, the line
  * that names them, names the methods with a run that does not fit, and gives the `--methods`
  * argument that runs only the former (`deno task bench --methods`, which keeps a profile's runs
@@ -432,7 +442,5 @@ export function fittingMethodsAdvice(
   const names = (ls: readonly string[]) => ls.map((l) => `"${l}"`).join(", ");
   return `Every run of ${names(fit)} fits; ${names([...refused])} ${
     refused.size === 1 ? "has" : "have"
-  } runs that do not. To train only the methods that fit, add --methods ${
-    shellWord(fit.join(","))
-  }`;
+  } runs that do not. To train only the methods that fit, add ${methodsArgument(fit)}`;
 }

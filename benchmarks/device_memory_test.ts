@@ -1,3 +1,4 @@
+import { selectMethods } from "./cli.ts";
 import assert from "node:assert/strict";
 import { preset } from "../model/config.ts";
 import { UsageError } from "../model/usage.ts";
@@ -266,6 +267,19 @@ Deno.test("fittingMethodsAdvice: names the methods whose runs all fit and the --
   assert.match(
     fittingMethodsAdvice(quote, planOf(quote, new Set([mtl[0]!.id])))!,
     /--methods 'It'\\''s'$/,
+  );
+  // A label with a comma: one --methods per label (a joined value would split there), and the
+  // CLI's selectMethods reads each back whole.
+  const comma = [run("Adapter, shared", 0), ...adapter, ...mtl];
+  const advice = fittingMethodsAdvice(comma, planOf(comma, new Set([mtl[0]!.id])))!;
+  assert.match(advice, / add --methods 'Adapter, shared' --methods 'Vanilla Adapter'$/);
+  assert.deepEqual(
+    [...selectMethods(
+      ["Adapter, shared", "Vanilla Adapter"],
+      comma.map((s) => s.method.label),
+      "p",
+    )],
+    ["Adapter, shared", "Vanilla Adapter"],
   );
   // Every method has a refused run: nothing to suggest.
   assert.equal(
