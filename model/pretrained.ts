@@ -62,6 +62,8 @@ export interface LoadT5Options {
   readonly revision?: string;
   /** Hub cache folder. */
   readonly cacheDir?: string;
+  /** Hub base URL (a mirror) for hub ids; default `HF_ENDPOINT`, else https://huggingface.co. */
+  readonly endpoint?: string;
 }
 
 /**
@@ -235,6 +237,7 @@ async function fromHub(source: string, opts: LoadT5Options): Promise<string> {
     return await fetchHubModel(source, {
       ...(opts.revision ? { revision: opts.revision } : {}),
       ...(opts.cacheDir ? { cacheDir: opts.cacheDir } : {}),
+      ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
     });
   } catch (e) {
     throw new Error(
