@@ -133,14 +133,15 @@ Deno.test({
     try {
       // The endpoint as an option (HF_ENDPOINT names another, unreachable, to show it is unused).
       fromHub = await withEnv(hubEnv("http://127.0.0.1:9", cacheDir), () => loadT5(REPO, opts));
-      // config.json and the tokenizer files (404s: generation_config.json, tokenizer.json),
-      // then the weights: safetensors first, as transformers (404s), then PyTorch's.
+      // config.json and the tokenizer files (tokenizer.json a 404), checked before any weight
+      // is asked for; then the rest (generation_config.json a 404) and the weights: safetensors
+      // first, as transformers (404s), then PyTorch's.
       assert.deepEqual(asked(hub), [
         "config.json",
-        "generation_config.json",
         "tokenizer.json",
-        "tokenizer_config.json",
         "spiece.model",
+        "tokenizer_config.json",
+        "generation_config.json",
         "model.safetensors",
         "model.safetensors.index.json",
         "pytorch_model.bin",

@@ -40,9 +40,9 @@ import { preset, PUBLISHED_PRESETS, type T5Config, t5ConfigFromHf } from "../mod
 import { disposeT5, initT5, type T5Model } from "../model/t5.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
 import { fetchHubModel, readJsonFile } from "../model/checkpoint.ts";
-import { fetchHubFiles } from "../model/hub.ts";
 import {
   checkTokenizerFits,
+  fetchHubConfigFiles,
   loadFolderTokenizer,
   loadT5Weights,
   noTokenizerError,
@@ -113,35 +113,14 @@ interface Backbone {
   tokenizerSource: string;
 }
 
-/** The files a checkpoint is checked by, and a random init reads: no weights. */
-const CONFIG_FILES = { required: ["config.json"], optional: ["tokenizer.json"] } as const;
-
-/**
- * The tokenizer files of a repo without `tokenizer.json` (the 2020 T5 checkpoints, such as
- * google/t5-v1_1-base): `spiece.model`, converted in memory, and the settings of the conversion.
- */
-const SPIECE_FILES = { required: [], optional: ["spiece.model", "tokenizer_config.json"] } as const;
-
-/**
- * Downloads (into the hub cache) what the checks of a checkpoint and a random init read:
- * config.json and tokenizer.json, or, when the repo has no tokenizer.json, spiece.model and
- * tokenizer_config.json (asked for only then, so a repo with tokenizer.json costs no more
- * requests).
- */
-async function fetchConfigFiles(hubId: string): Promise<string> {
-  const folder = await fetchHubFiles(hubId, CONFIG_FILES);
-  if (existsSync(join(folder, "tokenizer.json"))) return folder;
-  return await fetchHubFiles(hubId, SPIECE_FILES);
-}
-
 /**
  * The local folder of an `{hf}` reference: the path itself, else the hub id's cache folder with
- * only config.json and its tokenizer files ({@link fetchConfigFiles}) downloaded so far (`hubId`
+ * only config.json and its tokenizer files downloaded so far (`fetchHubConfigFiles`, model/pretrained.ts) (`hubId`
  * is then set: `fetchHubModel(hubId)` downloads the weights into the same folder).
  */
 async function locateFolder(ref: string): Promise<{ folder: string; hubId?: string }> {
   if (existsSync(ref)) return { folder: ref };
-  return { folder: await fetchConfigFiles(ref), hubId: ref };
+  return { folder: await fetchHubConfigFiles(ref), hubId: ref };
 }
 
 /** A tokenizer and how it was chosen (recorded as `RunResult.tokenizer`). */
@@ -301,7 +280,7 @@ export async function buildBackbone(spec: RunSpec, dataDir: string): Promise<Bac
     if (typeof spec.model === "object") found = await locateFolder(spec.model.hf);
     else if (PUBLISHED_PRESETS.includes(spec.model as never)) {
       const hubId = hubIdOfPreset(spec.model);
-      found = { folder: await fetchConfigFiles(hubId), hubId };
+      found = { folder: await fetchHubConfigFiles(hubId), hubId };
     } else found = { folder: await pretrainedFolder(spec, dataDir) };
   }
   if (found !== undefined) {

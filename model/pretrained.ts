@@ -15,7 +15,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
 import { inspectHfFolder, loadHfFolder, readJsonFile } from "./checkpoint.ts";
-import { fetchHubModel, isHubRepoId } from "./hub.ts";
+import { fetchHubFiles, fetchHubModel, isHubRepoId } from "./hub.ts";
 import { type T5Config, t5ConfigFromHf } from "./config.ts";
 import {
   checkT5Checkpoint,
@@ -80,7 +80,9 @@ export interface LoadT5Options {
  */
 export async function loadT5(source: string, opts: LoadT5Options = {}): Promise<LoadedT5> {
   const local = await isDirectory(source);
-  const dir = local ? source : await fromHub(source, opts);
+  // From the hub, only the config and tokenizer files at first: the checks below run before the
+  // weights (gigabytes) are downloaded into the same folder.
+  const dir = local ? source : await fromHub(source, opts, fetchHubConfigFiles);
   let tokenizer: T5Tokenizer;
   let tokenizerSource: string;
   if (opts.tokenizer !== undefined) {
@@ -99,8 +101,38 @@ export async function loadT5(source: string, opts: LoadT5Options = {}): Promise<
   const configPath = join(dir, "config.json");
   const config = t5ConfigFromHf(await readJsonFile(configPath, "config.json"), configPath);
   checkTokenizerFits(tokenizer, config, configPath);
+  if (!local) await fromHub(source, opts, fetchHubModel); // the weights, into the same folder
   return { model: await loadT5Weights(dir, config, configPath), tokenizer, tokenizerSource, dir };
 }
+
+/** Hub download options of {@link fetchHubConfigFiles} (those of `fetchHubModel`). */
+export type HubConfigFilesOptions = Parameters<typeof fetchHubFiles>[2];
+
+/**
+ * Downloads (into the hub cache folder that `fetchHubModel` completes later) what the checks of a
+ * checkpoint, and a random initialisation from its configuration, read: `config.json` and
+ * `tokenizer.json`, or, when the repo has no `tokenizer.json` (the 2020 T5 checkpoints such as
+ * google/t5-v1_1-base), `spiece.model` and `tokenizer_config.json`, asked for only then, so a repo
+ * with `tokenizer.json` costs no more requests. No weights.
+ *
+ * @param hubId the repo id
+ * @param opts revision, cache folder, endpoint
+ * @returns the cache folder
+ */
+export async function fetchHubConfigFiles(
+  hubId: string,
+  opts: HubConfigFilesOptions = {},
+): Promise<string> {
+  const folder = await fetchHubFiles(hubId, CONFIG_FILES, opts);
+  if (await pathExists(join(folder, "tokenizer.json"))) return folder;
+  return await fetchHubFiles(hubId, SPIECE_FILES, opts);
+}
+
+/** The files a checkpoint is checked by, and a random init reads: no weights. */
+const CONFIG_FILES = { required: ["config.json"], optional: ["tokenizer.json"] } as const;
+
+/** The tokenizer files of a repo without `tokenizer.json`: `spiece.model` and its settings. */
+const SPIECE_FILES = { required: [], optional: ["spiece.model", "tokenizer_config.json"] } as const;
 
 /**
  * The error for a checkpoint folder with neither `tokenizer.json` nor `spiece.model`. For a hub
@@ -214,7 +246,11 @@ export async function loadT5Weights(
  * path rather than a hub id, is an error saying so, and a hub error says that the source was
  * taken as a hub id (a mistyped folder path that looks like `org/name` reaches the hub).
  */
-async function fromHub(source: string, opts: LoadT5Options): Promise<string> {
+async function fromHub(
+  source: string,
+  opts: LoadT5Options,
+  fetch: (id: string, o: HubConfigFilesOptions) => Promise<string>,
+): Promise<string> {
   let isFile = false;
   try {
     isFile = (await Deno.stat(source)).isFile;
@@ -234,7 +270,7 @@ async function fromHub(source: string, opts: LoadT5Options): Promise<string> {
     );
   }
   try {
-    return await fetchHubModel(source, {
+    return await fetch(source, {
       ...(opts.revision ? { revision: opts.revision } : {}),
       ...(opts.cacheDir ? { cacheDir: opts.cacheDir } : {}),
       ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),

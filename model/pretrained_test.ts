@@ -160,6 +160,44 @@ Deno.test("loadT5() refuses a tokenizer the model cannot embed, or with other </
   equal(tf.memory().numTensors, before);
 });
 
+Deno.test("loadT5() of a hub id checks the config and tokenizer before it downloads any weight", async () => {
+  await tf.setBackend("cpu");
+  const root = await Deno.makeTempDir();
+  const before = tf.memory().numTensors;
+  try {
+    // The fixture's weights (96 ids) beside a tokenizer of 4,000: refused from config.json and
+    // tokenizer.json alone (before, the whole checkpoint was downloaded first).
+    const repoDir = join(root, "repo");
+    await Deno.mkdir(repoDir);
+    const relu = sharedPath("fixtures/hf-t5/t5-tiny-relu");
+    for (const f of ["config.json", "model.safetensors"]) {
+      await Deno.copyFile(join(relu, f), join(repoDir, f));
+    }
+    await Deno.copyFile(TOKENIZER, join(repoDir, "tokenizer.json"));
+    const repo = serveHub({ "org/mismatched@main": repoDir });
+    try {
+      await rejects(
+        withEnv(
+          { HF_ENDPOINT: repo.endpoint, HF_HUB_OFFLINE: undefined, HF_TOKEN: undefined },
+          () => loadT5("org/mismatched", { cacheDir: join(root, "cache") }),
+        ),
+        /the tokenizer has 4000 ids but the model's "vocab_size" is 96/,
+      );
+      deepEqual(repo.requests.map((r) => r.path.split("/").pop()), [
+        "config.json",
+        "tokenizer.json",
+      ]);
+      // A repo that passes the checks still loads (its weights after them): the spiece.model
+      // hub test below and benchmarks/hub_legacy_layout_test.ts.
+    } finally {
+      await repo.close();
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+  equal(tf.memory().numTensors, before);
+});
+
 /** A tiny T5 1.1 saved with its tensors changed by `edit`, with the reference tokenizer. */
 async function editedFolder(
   edit: (tensors: Map<string, tf.Tensor>) => void,
