@@ -42,7 +42,24 @@ import {
   type TaskSource,
 } from "./sources.ts";
 import { checkOutputFolder, syncDir, writeFileAtomic, writeFilesAtomic } from "../model/fs.ts";
+import {
+  fetchResumable,
+  getWithin as getWithinIdle,
+  HttpStatusError,
+  IDLE_TIMEOUT_MS,
+  plainGet,
+  within,
+} from "../model/http.ts";
 import { runCli, UsageError } from "../model/usage.ts";
+
+// The transport (timeouts, retries, Range resume) lives in model/http.ts, shared with the hub
+// download; these names are still exported from here.
+export {
+  HttpStatusError,
+  IDLE_TIMEOUT_MS,
+  MAX_RETRY_AFTER_MS,
+  retryDelayMs,
+} from "../model/http.ts";
 
 /** Which source to use. */
 export type SourceChoice = "auto" | "official" | "parquet";
@@ -227,56 +244,16 @@ async function sha256File(path: string): Promise<string> {
 }
 
 /**
- * Default {@link DownloadOptions.idleTimeoutMs}: 30 s without a response or without a byte of the
- * body, the README's "a request with no response in 30 s is given up".
- */
-export const IDLE_TIMEOUT_MS = 30_000;
-
-/**
- * `p`, or a rejection with `message` once `ms` pass first (then `onTimeout` runs, to abort the
- * request). The timer is cleared either way.
- */
-async function within<T>(
-  p: Promise<T>,
-  ms: number,
-  onTimeout: () => void,
-  message: () => string,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      reject(new Error(message())); // first: the abort below rejects `p` too
-      onTimeout();
-    }, ms);
-  });
-  try {
-    return await Promise.race([p, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
  * `GET url` with `headers`, given up (through `ctrl`) when no response has started within the
  * idle timeout; any failure is an error starting `GET <url>: `. The status is not checked.
  */
-async function getWithin(
+function getWithin(
   ctx: Ctx,
   url: string,
-  headers: HeadersInit,
+  headers: Record<string, string>,
   ctrl: AbortController,
 ): Promise<Response> {
-  const idle = ctx.idleTimeoutMs;
-  try {
-    return await within(
-      ctx.fetch(url, { headers, signal: ctrl.signal }),
-      idle,
-      () => ctrl.abort(),
-      () => `no response within ${idle / 1000} s`,
-    );
-  } catch (e) {
-    throw new Error(`GET ${url}: ${(e as Error).message}`);
-  }
+  return getWithinIdle(plainGet(ctx.fetch), url, headers, ctrl, ctx.idleTimeoutMs);
 }
 
 /** Context shared by one {@link download} call. */
@@ -321,17 +298,6 @@ function setArchive(ctx: Ctx, url: string, entry: Manifest["archives"][string] |
   ctx.pending.archives.set(url, entry);
 }
 
-function parseContentRangeStart(v: string | null): number | undefined {
-  const m = v ? /^bytes (\d+)-/.exec(v) : null;
-  return m ? Number(m[1]) : undefined;
-}
-
-/** The total of a 416 answer's `Content-Range: bytes *\/TOTAL` (RFC 9110 14.4). */
-function parseUnsatisfiedTotal(v: string | null): number | undefined {
-  const m = v ? /^bytes \*\/(\d+)$/.exec(v.trim()) : null;
-  return m ? Number(m[1]) : undefined;
-}
-
 /**
  * Fetches `url` into `<cache>/downloads/<name>`, resuming `<name>.part` with an HTTP Range
  * request, retrying broken transfers; checks size and sha256 prefix where known. Returns the
@@ -356,163 +322,29 @@ async function fetchRaw(
     const st = await Deno.stat(dest);
     if (known && st.size === known.bytes) return dest;
   } catch { /* not there */ }
-  let lastErr: unknown;
-  for (let attempt = 0; attempt <= ctx.retries; attempt++) {
-    let have = 0;
-    try {
-      have = (await Deno.stat(part)).size;
-    } catch { /* fresh */ }
-    const idle = ctx.idleTimeoutMs;
-    // Aborts the request in flight (the response wait, then its body) when it goes idle.
-    let ctrl = new AbortController();
-    try {
-      const get = (from: number): Promise<Response> => {
-        ctrl = new AbortController();
-        return getWithin(ctx, url, from > 0 ? { Range: `bytes=${from}-` } : {}, ctrl);
-      };
-      let res = await get(have);
-      let complete = false;
-      if (res.status === 416 && have > 0) {
-        // Nothing left to send from `have` on: complete if `have` is the file's size.
-        const total = want.bytes ?? parseUnsatisfiedTotal(res.headers.get("content-range"));
-        await res.body?.cancel();
-        if (total === have) complete = true;
-        else {
-          ctx.log(
-            `${name}: server refused the resume at ${have} B (size ${
-              total ?? "unknown"
-            }); restarting`,
-          );
-          await Deno.remove(part).catch(() => {});
-          have = 0;
-          res = await get(0);
-        }
-      }
-      if (!complete) {
-        if (!(res.ok || res.status === 206)) {
-          await res.body?.cancel();
-          throw new HttpStatusError(url, res.status, res.headers.get("retry-after"));
-        }
-        let append = false;
-        if (res.status === 206) {
-          const start = parseContentRangeStart(res.headers.get("content-range"));
-          if (start !== have) {
-            await res.body?.cancel();
-            await Deno.remove(part).catch(() => {});
-            throw new Error(`GET ${url}: server resumed at ${start}, expected ${have}; restarting`);
-          }
-          append = true;
-        } else have = 0;
-        const len = Number(res.headers.get("content-length") ?? NaN);
-        const total = want.bytes ?? (Number.isFinite(len) ? have + len : undefined);
-        const bar = createProgress(name, total, { quiet: ctx.quiet });
-        using f = await Deno.open(part, { write: true, create: true, append, truncate: !append });
-        let done = have;
-        if (res.body) {
-          const reader = res.body.getReader();
-          const abort = ctrl.abort.bind(ctrl);
-          for (;;) {
-            const next = await within(reader.read(), idle, () => {
-              abort();
-              reader.cancel().catch(() => {});
-            }, () => `GET ${url}: no data for ${idle / 1000} s (at ${done} B)`);
-            if (next.done) break;
-            const chunk = next.value;
-            let off = 0;
-            while (off < chunk.length) off += await f.write(chunk.subarray(off));
-            done += chunk.length;
-            bar.update(done, total);
-          }
-        }
-        // On disk before the rename below publishes it (a power cut must not leave an empty
-        // file under the final name).
-        await f.syncData();
-        bar.finish(have > 0 ? `(resumed at ${have} B)` : undefined);
-      }
-      const size = (await Deno.stat(part)).size;
-      if (want.bytes !== undefined && size !== want.bytes) {
-        if (size < want.bytes) throw new Error(`GET ${url}: got ${size} of ${want.bytes} bytes`);
-        await Deno.remove(part).catch(() => {});
-        throw new Error(`${name}: size ${size} B, expected ${want.bytes} B (deleted)`);
-      }
-      const digest = await sha256File(part);
+  let digest = "";
+  const { bytes: size } = await fetchResumable(url, part, {
+    name,
+    bytes: want.bytes,
+    retries: ctx.retries,
+    idleMs: ctx.idleTimeoutMs,
+    sleep: ctx.sleep,
+    log: ctx.log,
+    fetch: ctx.fetch,
+    progress: (total) => createProgress(name, total, { quiet: ctx.quiet }),
+    verify: async (path) => {
+      digest = await sha256File(path);
       if (want.sha256Prefix && !digest.startsWith(want.sha256Prefix.toLowerCase())) {
-        await Deno.remove(part).catch(() => {});
         throw new VerifyError(
           `${name} from ${url}: sha256 ${digest} does not start with the expected ${want.sha256Prefix} (deleted)`,
         );
       }
-      await Deno.rename(part, dest);
-      await syncDir(dir); // the new name survives a power cut
-      setArchive(ctx, url, { sha256: digest, bytes: size });
-      return dest;
-    } catch (e) {
-      lastErr = e;
-      if (e instanceof VerifyError) break;
-      if (e instanceof HttpStatusError && !e.retryable) break;
-      if (attempt < ctx.retries) {
-        const wait = retryDelayMs(attempt, e instanceof HttpStatusError ? e.retryAfter : null);
-        ctx.log(`${name}: ${(e as Error).message}; retrying in ${wait / 1000} s`);
-        await ctx.sleep(wait);
-      }
-    }
-  }
-  throw lastErr;
-}
-
-/**
- * A response with an error status. 408 (timeout), 429 (rate limited) and 5xx are retried; other
- * statuses (404, 403, ...) will not change on a retry.
- */
-export class HttpStatusError extends Error {
-  /** The error class's name, `"HttpStatusError"`. */
-  override name = "HttpStatusError";
-  /**
-   * Builds the error for an answer to `GET url`; the message is `GET <url>: HTTP <status>`.
-   *
-   * @param url the URL requested
-   * @param status the HTTP status
-   * @param retryAfter the `Retry-After` header, if any
-   */
-  constructor(url: string, readonly status: number, readonly retryAfter: string | null) {
-    super(`GET ${url}: HTTP ${status}`);
-  }
-
-  /** Whether another attempt may succeed. */
-  get retryable(): boolean {
-    return this.status === 408 || this.status === 429 || this.status >= 500;
-  }
-}
-
-/** Longest `Retry-After` honoured (a longer one is cut to this; the run does not hang). */
-export const MAX_RETRY_AFTER_MS = 120_000;
-
-/**
- * The wait before attempt `attempt + 1`: the server's `Retry-After` (seconds or an HTTP date, at
- * most {@link MAX_RETRY_AFTER_MS}) when it sent a valid one, else 1 s, 2 s, 4 s, ... (at most 30 s).
- *
- * @param attempt the attempt that failed (0 for the first)
- * @param retryAfter the `Retry-After` header, or null
- * @param now the current time (ms since the epoch), for an HTTP date
- * @returns milliseconds to wait
- */
-export function retryDelayMs(
-  attempt: number,
-  retryAfter: string | null,
-  now: number = Date.now(),
-): number {
-  const backoff = Math.min(30_000, 1000 * 2 ** attempt);
-  if (retryAfter === null) return backoff;
-  const v = retryAfter.trim();
-  // delta-seconds, or an IMF-fixdate such as "Fri, 27 Nov 2026 03:00:05 GMT" (V8's Date.parse
-  // alone would take "-5" for a date in the year -5).
-  const ms = /^\d+$/.test(v)
-    ? Number(v) * 1000
-    : /^[A-Za-z]{3}, .* GMT$/.test(v)
-    ? Date.parse(v) - now
-    : NaN;
-  if (!Number.isFinite(ms)) return backoff;
-  return Math.min(MAX_RETRY_AFTER_MS, Math.max(0, ms));
+    },
+  });
+  await Deno.rename(part, dest);
+  await syncDir(dir); // the new name survives a power cut
+  setArchive(ctx, url, { sha256: digest, bytes: size });
+  return dest;
 }
 
 /** A content check failed (not worth retrying the transfer). */

@@ -1,0 +1,391 @@
+/**
+ * HTTP transfers that survive a flaky network, shared by the hub download (`model/hub.ts`) and
+ * the GLUE/SuperGLUE downloader (`tasks/download.ts`):
+ *
+ * - a request whose response has not started, or whose body has sent nothing, for
+ *   {@link IDLE_TIMEOUT_MS} is aborted ({@link within}, {@link getWithin});
+ * - HTTP 408, 429 and 5xx, a dropped connection and an idle transfer are retried
+ *   ({@link HttpStatusError}), after the server's `Retry-After` (at most
+ *   {@link MAX_RETRY_AFTER_MS}) or else 1, 2, 4 s ({@link retryDelayMs});
+ * - a transfer continues from the bytes already in its part file with an HTTP `Range` request
+ *   (206), restarts cleanly when the server ignores the range (200), and accepts or restarts on
+ *   416 ({@link fetchResumable}); the part is flushed to disk before it is returned.
+ *
+ * @module
+ */
+
+/**
+ * Default idle timeout: 30 s without a response or without a byte of the body (the README's "a
+ * request with no response, or a transfer that sends nothing, for 30 s is given up and retried").
+ */
+export const IDLE_TIMEOUT_MS = 30_000;
+
+/**
+ * `p`, or a rejection with `message` once `ms` pass first (then `onTimeout` runs, to abort the
+ * request). The timer is cleared either way.
+ *
+ * @param p what to wait for
+ * @param ms how long at most
+ * @param onTimeout run once the time is up (after the rejection is settled)
+ * @param message the rejection's message
+ * @returns what `p` gives
+ */
+export async function within<T>(
+  p: Promise<T>,
+  ms: number,
+  onTimeout: () => void,
+  message: () => string,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(new Error(message())); // first: the abort below rejects `p` too
+      onTimeout();
+    }, ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Sends one GET of `url` with `headers`, aborted by `signal` (default: `fetch(url, {headers,
+ * signal})`; the hub follows redirects by hand to keep its token off other origins).
+ */
+export type HttpGet = (
+  url: string,
+  headers: Record<string, string>,
+  signal: AbortSignal,
+) => Promise<Response>;
+
+/** The plain {@link HttpGet} of a fetch implementation. */
+export function plainGet(fetchFn: typeof fetch = fetch): HttpGet {
+  return (url, headers, signal) => fetchFn(url, { headers, signal });
+}
+
+/**
+ * `GET url` with `headers`, given up (through `ctrl`) when no response has started within
+ * `idleMs`; any failure (no connection, a reset, the timeout) is an error whose message starts
+ * `GET <url>: `. The status is not checked.
+ *
+ * @param get how to send the request
+ * @param url the URL
+ * @param headers its headers
+ * @param ctrl aborts it (on the timeout; the caller aborts a body that goes idle later)
+ * @param idleMs the idle timeout
+ * @returns the response
+ */
+export async function getWithin(
+  get: HttpGet,
+  url: string,
+  headers: Record<string, string>,
+  ctrl: AbortController,
+  idleMs: number,
+): Promise<Response> {
+  try {
+    return await within(
+      get(url, headers, ctrl.signal),
+      idleMs,
+      () => ctrl.abort(),
+      () => `no response within ${idleMs / 1000} s`,
+    );
+  } catch (e) {
+    throw new Error(`GET ${url}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/**
+ * A response with an error status. 408 (timeout), 429 (rate limited) and 5xx are retried; other
+ * statuses (404, 403, ...) will not change on a retry.
+ */
+export class HttpStatusError extends Error {
+  /** The error class's name, `"HttpStatusError"`. */
+  override name = "HttpStatusError";
+  /**
+   * Builds the error for an answer to `GET url`; the message is `GET <url>: HTTP <status>`.
+   *
+   * @param url the URL requested
+   * @param status the HTTP status
+   * @param retryAfter the `Retry-After` header, if any
+   */
+  constructor(url: string, readonly status: number, readonly retryAfter: string | null) {
+    super(`GET ${url}: HTTP ${status}`);
+  }
+
+  /** Whether another attempt may succeed. */
+  get retryable(): boolean {
+    return this.status === 408 || this.status === 429 || this.status >= 500;
+  }
+}
+
+/** Longest `Retry-After` honoured (a longer one is cut to this; the run does not hang). */
+export const MAX_RETRY_AFTER_MS = 120_000;
+
+/**
+ * The wait before attempt `attempt + 1`: the server's `Retry-After` (seconds or an HTTP date, at
+ * most {@link MAX_RETRY_AFTER_MS}) when it sent a valid one, else 1 s, 2 s, 4 s, ... (at most 30 s).
+ *
+ * @param attempt the attempt that failed (0 for the first)
+ * @param retryAfter the `Retry-After` header, or null
+ * @param now the current time (ms since the epoch), for an HTTP date
+ * @returns milliseconds to wait
+ */
+export function retryDelayMs(
+  attempt: number,
+  retryAfter: string | null,
+  now: number = Date.now(),
+): number {
+  const backoff = Math.min(30_000, 1000 * 2 ** attempt);
+  if (retryAfter === null) return backoff;
+  const v = retryAfter.trim();
+  // delta-seconds, or an IMF-fixdate such as "Fri, 27 Nov 2026 03:00:05 GMT" (V8's Date.parse
+  // alone would take "-5" for a date in the year -5).
+  const ms = /^\d+$/.test(v)
+    ? Number(v) * 1000
+    : /^[A-Za-z]{3}, .* GMT$/.test(v)
+    ? Date.parse(v) - now
+    : NaN;
+  if (!Number.isFinite(ms)) return backoff;
+  return Math.min(MAX_RETRY_AFTER_MS, Math.max(0, ms));
+}
+
+/**
+ * The first byte of a 206 answer's `Content-Range: bytes FIRST-LAST/TOTAL`.
+ *
+ * @param v the header, or null
+ * @returns FIRST, or undefined when the header is absent or not of that form
+ */
+export function parseContentRangeStart(v: string | null): number | undefined {
+  const m = v ? /^bytes (\d+)-/.exec(v) : null;
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * The complete size in a `Content-Range` header: TOTAL of `bytes FIRST-LAST/TOTAL` (206) or of
+ * `bytes *\/TOTAL` (416).
+ *
+ * @param v the header, or null
+ * @returns TOTAL, or undefined when absent, unknown (`*`) or malformed
+ */
+export function parseContentRangeTotal(v: string | null): number | undefined {
+  const m = v ? /^bytes (?:\d+-\d+|\*)\/(\d+)$/.exec(v.trim()) : null;
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * The total of a 416 answer's `Content-Range: bytes *\/TOTAL` (RFC 9110 14.4).
+ *
+ * @param v the header, or null
+ * @returns TOTAL, or undefined when the header is absent or not of that form
+ */
+export function parseUnsatisfiedTotal(v: string | null): number | undefined {
+  const m = v ? /^bytes \*\/(\d+)$/.exec(v.trim()) : null;
+  return m ? Number(m[1]) : undefined;
+}
+
+/** A progress display of one attempt of a transfer. */
+export interface TransferProgress {
+  /** `done` bytes of `total` (when known) are in the part. */
+  update(done: number, total?: number): void;
+  /** The body is complete (`note` says where it resumed). */
+  finish(note?: string): void;
+}
+
+/** Options of {@link fetchResumable}. */
+export interface ResumableOptions {
+  /** Name of the transfer in log lines and errors (default the URL). */
+  name?: string;
+  /** The file's size when known beforehand: the part must end at exactly this size. */
+  bytes?: number;
+  /**
+   * Check the part's size against the server's own: `Content-Length` of a 200, the total of
+   * `Content-Range` of a 206 (else the bytes held plus `Content-Length`), when the body is not
+   * content-encoded. Default false (the GLUE downloader checks known sizes and digests instead).
+   */
+  checkLength?: boolean;
+  /** Extra attempts after the first; default 3. */
+  retries?: number;
+  /** Idle timeout of the response and of each read of the body; default {@link IDLE_TIMEOUT_MS}. */
+  idleMs?: number;
+  /** Waits between attempts (default a timer; tests record them). */
+  sleep?: (ms: number) => Promise<void>;
+  /** Retry and restart messages (default none). */
+  log?: (line: string) => void;
+  /** How a request is sent (default {@link plainGet} of `fetch`). */
+  get?: HttpGet;
+  /** The fetch of the default `get` (default the global fetch). */
+  fetch?: typeof fetch;
+  /** A progress display per attempt, given the size when known (default none). */
+  progress?: (total: number | undefined) => TransferProgress;
+  /**
+   * Checks the complete part (its size already checked). What it throws is final: the part is
+   * deleted and the error rethrown without another attempt.
+   */
+  verify?: (part: string, bytes: number) => Promise<void>;
+}
+
+/** What {@link fetchResumable} did. */
+export interface ResumableResult {
+  /** The part's size: the whole file. */
+  bytes: number;
+  /** Where the last attempt resumed (0 when it started from the first byte). */
+  resumedAt: number;
+  /** Attempts made (1 when the first succeeded). */
+  attempts: number;
+}
+
+const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Fetches `url` into the file `part`, continuing the bytes already there with an HTTP `Range`
+ * request, and retrying (resuming) a broken, idle or refused (408, 429, 5xx) transfer; returns once
+ * the part holds the whole file, flushed to disk, and `verify` accepted it. The caller renames it
+ * into place. A 206 must resume exactly where the part ends (else the part is deleted and the
+ * attempt fails); a 200 (the server ignores ranges) restarts the part from byte 0. A 416 answer to
+ * the resume accepts the part when its size equals `bytes`, or else the total of the answer's
+ * `Content-Range: bytes *\/TOTAL`; otherwise the part is deleted and the transfer restarts from
+ * byte 0 at once. A part longer than the file is deleted.
+ *
+ * @param url the URL
+ * @param part the file to write (its folder must exist); kept after a failure, for a resume
+ * @param opts size checks, retries, timeouts, request function, progress, final check
+ * @returns the size, where the last attempt resumed, and the attempts made
+ * @throws HttpStatusError for a status that is not retried (or still failing after the retries),
+ *   else the last attempt's error (messages start `GET <url>: ` or name the transfer)
+ */
+export async function fetchResumable(
+  url: string,
+  part: string,
+  opts: ResumableOptions = {},
+): Promise<ResumableResult> {
+  const name = opts.name ?? url;
+  const retries = opts.retries ?? 3;
+  const idle = opts.idleMs ?? IDLE_TIMEOUT_MS;
+  const sleep = opts.sleep ?? defaultSleep;
+  const log = opts.log ?? (() => {});
+  const get = opts.get ?? plainGet(opts.fetch);
+  const want = opts.bytes;
+  let lastErr: unknown;
+  for (let attempt = 0; attempt <= retries; attempt++) {
+    let have = 0;
+    try {
+      have = (await Deno.stat(part)).size;
+    } catch { /* fresh */ }
+    // Aborts the request in flight (the response wait, then its body) when it goes idle.
+    let ctrl = new AbortController();
+    try {
+      const open = (from: number): Promise<Response> => {
+        ctrl = new AbortController();
+        return getWithin(get, url, from > 0 ? { Range: `bytes=${from}-` } : {}, ctrl, idle);
+      };
+      let res = await open(have);
+      let complete = false;
+      // The file's size as the server states it (checkLength).
+      let stated: number | undefined;
+      if (res.status === 416 && have > 0) {
+        // Nothing left to send from `have` on: complete if `have` is the file's size.
+        const total = want ?? parseUnsatisfiedTotal(res.headers.get("content-range"));
+        await res.body?.cancel();
+        if (total === have) complete = true;
+        else {
+          log(
+            `${name}: server refused the resume at ${have} B (size ${
+              total ?? "unknown"
+            }); restarting`,
+          );
+          await Deno.remove(part).catch(() => {});
+          have = 0;
+          res = await open(0);
+        }
+      }
+      if (!complete) {
+        if (!(res.ok || res.status === 206)) {
+          await res.body?.cancel();
+          throw new HttpStatusError(url, res.status, res.headers.get("retry-after"));
+        }
+        let append = false;
+        if (res.status === 206) {
+          const start = parseContentRangeStart(res.headers.get("content-range"));
+          if (start !== have) {
+            await res.body?.cancel();
+            await Deno.remove(part).catch(() => {});
+            throw new Error(`GET ${url}: server resumed at ${start}, expected ${have}; restarting`);
+          }
+          append = true;
+        } else have = 0;
+        const len = Number(res.headers.get("content-length") ?? NaN);
+        const total = want ?? (Number.isFinite(len) ? have + len : undefined);
+        if (opts.checkLength && res.headers.get("content-encoding") === null) {
+          stated = res.status === 206
+            ? parseContentRangeTotal(res.headers.get("content-range")) ??
+              (Number.isFinite(len) ? have + len : undefined)
+            : Number.isFinite(len)
+            ? len
+            : undefined;
+        }
+        const bar = opts.progress?.(total);
+        using f = await Deno.open(part, { write: true, create: true, append, truncate: !append });
+        let done = have;
+        if (res.body) {
+          const reader = res.body.getReader();
+          const abort = ctrl.abort.bind(ctrl);
+          for (;;) {
+            const next = await within(reader.read(), idle, () => {
+              abort();
+              reader.cancel().catch(() => {});
+            }, () => `GET ${url}: no data for ${idle / 1000} s (at ${done} B)`);
+            if (next.done) break;
+            const chunk = next.value;
+            let off = 0;
+            while (off < chunk.length) off += await f.write(chunk.subarray(off));
+            done += chunk.length;
+            bar?.update(done, total);
+          }
+        }
+        // On disk before the caller's rename publishes it (a power cut must not leave an empty
+        // file under the final name).
+        await f.syncData();
+        bar?.finish(have > 0 ? `(resumed at ${have} B)` : undefined);
+      }
+      const size = (await Deno.stat(part)).size;
+      if (want !== undefined && size !== want) {
+        if (size < want) throw new Error(`GET ${url}: got ${size} of ${want} bytes`);
+        await Deno.remove(part).catch(() => {});
+        throw new Error(`${name}: size ${size} B, expected ${want} B (deleted)`);
+      }
+      if (stated !== undefined && size !== stated) {
+        if (size < stated) {
+          throw new Error(`${url}: download truncated (${size} of ${stated} bytes)`);
+        }
+        await Deno.remove(part).catch(() => {});
+        throw new Error(`${url}: ${size} bytes, more than the ${stated} stated (deleted)`);
+      }
+      if (opts.verify) {
+        try {
+          await opts.verify(part, size);
+        } catch (e) {
+          await Deno.remove(part).catch(() => {});
+          throw new FinalError(e);
+        }
+      }
+      return { bytes: size, resumedAt: have, attempts: attempt + 1 };
+    } catch (e) {
+      if (e instanceof FinalError) throw e.error;
+      lastErr = e;
+      if (e instanceof HttpStatusError && !e.retryable) break;
+      if (attempt < retries) {
+        const wait = retryDelayMs(attempt, e instanceof HttpStatusError ? e.retryAfter : null);
+        log(`${name}: ${(e as Error).message}; retrying in ${wait / 1000} s`);
+        await sleep(wait);
+      }
+    }
+  }
+  throw lastErr;
+}
+
+/** Carries what `verify` threw past the retry loop. */
+class FinalError {
+  constructor(readonly error: unknown) {}
+}
