@@ -10,9 +10,10 @@
  * 3. `memory`: GPU memory (`nvidia-smi`'s `memory.used`, and tfjs-webgpu's count of its buffers)
  *    of T5 1.1 Base training steps against `benchmarks/memory.ts`'s estimate, which drives the
  *    bench's memory preflight: the `t5` step with tfjs's and with model/backprop.ts's backward
- *    pass, and Base at 512 / 84 tokens at the micro-batch the preflight would choose for
- *    paper-base on this GPU (at most 32). Without nvidia-smi its figures are `null` with the
- *    reason.
+ *    pass, Base at 512 / 84 tokens at the micro-batch the preflight would choose for
+ *    paper-base on this GPU (at most 32), and the Vanilla Adapter's step on paper-base's 8 GLUE
+ *    tasks through the trainer's path (`benchmarks/training_step.ts`, `lossAndGrads`). Without
+ *    nvidia-smi its figures are `null` with the reason.
  * 4. `tune`: the matmul tuning of `deno task tune` for a T5 1.1 Base step (one layer each side:
  *    every layer runs the same shapes): per shape, stock vs every tile and K split; the table is
  *    written beside the report (`<report>-tuning.json`, e.g. `$OUT/gpu_check-tuning.json`), to be
@@ -90,7 +91,11 @@ import {
   parseChoice,
   serializeTuningTable,
 } from "../model/webgpu/tuning.ts";
-import { createOptimizer, withTrainingRestored } from "./optim.ts";
+import { createOptimizer, type Optimizer, withTrainingRestored } from "./optim.ts";
+import { globalGradNorm, lossAndGrads } from "./trainer.ts";
+import { methodTrainingStep } from "./training_step.ts";
+import { DEFAULT_TRAIN, type TrainSpec } from "./spec.ts";
+import { disposeBatch } from "./batching.ts";
 import {
   type CommandRunner,
   denoCommandRunner,
@@ -1093,13 +1098,37 @@ export function installBenchBackprop(mode: BackpropMode): { mode: BackpropMode; 
 }
 
 /**
- * The estimate's input for the step the memory section trains: T5 1.1 Base (tiny in quick mode),
- * every weight trained (method `mtl`), AdamW, dropout on, the fused kernels of webgpu.
+ * A method a memory row trains through the trainer's path (`benchmarks/training_step.ts`: the
+ * method's instance and hooks as `run_one.ts` builds them, `lossAndGrads`, `globalGradNorm`,
+ * AdamW), with its default configuration, on `tasks` (the rows cycle through them).
  */
-function memoryInputOf(quick: boolean, shape: StepShape, backprop: BackpropMode): MemoryInput {
+interface MemoryMethod {
+  /** Method registry key (model/methods/mod.ts). */
+  readonly name: string;
+  /** Task names; a batch of at least as many rows has every task, so the per-task gather runs. */
+  readonly tasks: readonly string[];
+}
+
+/** paper-base's GLUE tasks (`benchmarks/profiles/paper-base.json`): the adapter row's in full mode. */
+const GLUE_TASKS = ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte"] as const;
+
+/**
+ * The estimate's input for the step a memory row trains: T5 1.1 Base (tiny in quick mode), the
+ * method (`mtl`, every weight trained, by default; else `method` with its default configuration
+ * and its number of tasks), AdamW, dropout on, the fused kernels of webgpu, `backprop`, and the
+ * dispatches per command buffer the row ran with (`submitBatch`; default the kernels' own).
+ */
+function memoryInputOf(
+  quick: boolean,
+  shape: StepShape,
+  backprop: BackpropMode,
+  method?: MemoryMethod,
+  submitBatch?: number,
+): MemoryInput {
   return {
     config: PRESETS[quick ? "tiny-v1_1" : "t5-v1_1-base"],
-    method: "mtl",
+    method: method?.name ?? "mtl",
+    ...(method === undefined ? {} : { methodConfig: {}, numTasks: method.tasks.length }),
     optimizer: { kind: "adamw" },
     batchSize: shape.batch,
     inputLength: shape.inLen,
@@ -1107,6 +1136,7 @@ function memoryInputOf(quick: boolean, shape: StepShape, backprop: BackpropMode)
     dropout: true,
     kernels: "fused",
     backprop,
+    ...(submitBatch === undefined ? {} : { submitBatch }),
   };
 }
 
@@ -1114,6 +1144,94 @@ function memoryInputOf(quick: boolean, shape: StepShape, backprop: BackpropMode)
 interface MemoryRowPlan {
   readonly shape: StepShape;
   readonly backprop: BackpropMode;
+  /** A method trained through the trainer's path; absent: the `t5` section's plain T5 step (MTL). */
+  readonly method?: MemoryMethod;
+}
+
+/** One memory row's training step: its variables, one step (loss read), and its disposal. */
+interface MemoryWorkload {
+  /** Every variable (trained or not), uploaded to the GPU before the weights are sampled. */
+  readonly vars: tf.Variable[];
+  /** One training step with `opt`; resolves once its loss has been read back. */
+  step(opt: Optimizer, i: number): Promise<void>;
+  dispose(): void;
+}
+
+/**
+ * The `t5` section's step (plain T5, method `mtl`): `tf.variableGrads`, AdamW, the loss read.
+ */
+function mtlMemoryWorkload(quick: boolean, shape: StepShape): MemoryWorkload {
+  const w = t5Workload(quick, undefined, shape);
+  const params = new Map(w.vars.map((v) => [v.name, v]));
+  return {
+    vars: w.vars,
+    step: async (opt) => {
+      const { value, grads } = tf.variableGrads(w.loss, w.vars);
+      opt.apply(params, new Map(Object.entries(grads)), 1e-4);
+      await value.data();
+      tf.dispose([value, ...Object.values(grads)]);
+    },
+    dispose: w.dispose,
+  };
+}
+
+/**
+ * A method's training step as `benchmarks/trainer.ts` `train` runs one (without clipping, as
+ * paper-base): the instance and hooks built by `benchmarks/training_step.ts` (T5 1.1 Base, tiny in
+ * quick mode, initT5 seed 0, method seed 3), one synthetic batch of `shape` whose rows cycle
+ * through the method's tasks, `lossAndGrads` (dropout 0.1), the loss read, `globalGradNorm` read,
+ * AdamW's update.
+ */
+function methodMemoryWorkload(
+  quick: boolean,
+  shape: StepShape,
+  method: MemoryMethod,
+): MemoryWorkload {
+  const config = PRESETS[quick ? "tiny-v1_1" : "t5-v1_1-base"];
+  const train: TrainSpec = {
+    ...DEFAULT_TRAIN,
+    optimizer: "adamw",
+    batchSize: shape.batch,
+    maxInputLength: shape.inLen,
+    maxTargetLength: shape.outLen,
+    dropout: config.dropoutRate,
+    labelSmoothing: 0,
+    clipNorm: null,
+  };
+  const s = methodTrainingStep({
+    config,
+    modelSeed: 0,
+    method: method.name,
+    tasks: method.tasks,
+    methodSeed: 3,
+    train,
+    batchSize: shape.batch,
+    inputLength: shape.inLen,
+    targetLength: shape.outLen,
+    where: `benchmarks/gpu_check.ts memory (${method.name})`,
+  });
+  const batch = s.batch();
+  const nameOf = new Map([...s.params].map(([n, v]) => [v.name, n]));
+  return {
+    vars: s.allVariables,
+    step: async (opt, i) => {
+      const { value, grads: g } = await lossAndGrads(s.options, batch, s.varList, 1 + i);
+      const grads = new Map(Object.entries(g).map(([k, v]) => [nameOf.get(k) ?? k, v]));
+      try {
+        await value.data();
+        const norm = globalGradNorm(grads.values());
+        await norm.data();
+        norm.dispose();
+        opt.apply(s.params, grads, 1e-4);
+      } finally {
+        tf.dispose([value, ...grads.values()]);
+      }
+    },
+    dispose: () => {
+      disposeBatch(batch);
+      s.dispose();
+    },
+  };
 }
 
 /** nvidia-smi's `memory.used` samples of a row, and their deltas from the first. */
@@ -1154,19 +1272,20 @@ async function memoryRow(
   steps: number,
   run: CommandRunner,
 ): Promise<Record<string, unknown>> {
-  const { shape, backprop } = plan;
-  const e = estimateTrainingMemory(memoryInputOf(quick, shape, backprop));
-  const { evaluation: _, ...trainingPhases } = e.phases;
-  const trainingPhase = (Object.keys(trainingPhases) as (keyof typeof trainingPhases)[])
-    .reduce((a, k) => (trainingPhases[k] > trainingPhases[a] ? k : a));
+  const { shape, backprop, method } = plan;
   if (!setBackprop(backprop)) {
     return { skipped: `model/backprop.ts does not support tfjs-core ${tf.version_core}` };
   }
   useVariant(TILED);
   // Dispatches per command buffer while the row trains: tfjs-webgpu frees a disposed buffer only
-  // when the batch reading it is submitted, which the estimate bounds by 64 backward nodes
-  // (benchmarks/memory.ts, kernel set "fused"); the environment's override is set aside (main).
+  // when the batch reading it is submitted, which the estimate bounds by that many nodes
+  // (benchmarks/memory.ts, kernel set "fused"; the kernels' 64, the environment's override being
+  // set aside by main), so the estimate is given the value the row runs with.
   const submitBatch = tf.env().getNumber("WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE");
+  const e = estimateTrainingMemory(memoryInputOf(quick, shape, backprop, method, submitBatch));
+  const { evaluation: _, ...trainingPhases } = e.phases;
+  const trainingPhase = (Object.keys(trainingPhases) as (keyof typeof trainingPhases)[])
+    .reduce((a, k) => (trainingPhases[k] > trainingPhases[a] ? k : a));
   const be = webgpuInternals();
   const pool = be.bufferManager;
   const emptied = emptyFreePool(pool);
@@ -1174,7 +1293,9 @@ async function memoryRow(
   const smiBefore = await deviceMemoryUsed(run);
   const used0 = pool.numBytesUsed;
   const alloc0 = pool.numBytesAllocated;
-  const w = t5Workload(quick, undefined, shape);
+  const w = method === undefined
+    ? mtlMemoryWorkload(quick, shape)
+    : methodMemoryWorkload(quick, shape, method);
   const opt = createOptimizer({ kind: "adamw" });
   const smiSteps: DeviceMemoryUsed[] = [];
   const stepMs: number[] = [];
@@ -1191,13 +1312,9 @@ async function memoryRow(
     smiWeights = await deviceMemoryUsed(run);
     const tracker = trackPoolPeak(pool);
     try {
-      const params = new Map(w.vars.map((v) => [v.name, v]));
       for (let i = 0; i < steps; i++) {
         const t0 = performance.now();
-        const { value, grads } = tf.variableGrads(w.loss, w.vars);
-        opt.apply(params, new Map(Object.entries(grads)), 1e-4);
-        await value.data();
-        tf.dispose([value, ...Object.values(grads)]);
+        await w.step(opt, i);
         stepMs.push(round(performance.now() - t0, 1));
         await be.device.queue.onSubmittedWorkDone();
         smiSteps.push(await deviceMemoryUsed(run));
@@ -1215,6 +1332,8 @@ async function memoryRow(
   const smiStep = nvidiaSmi["step"] as number | undefined;
   return {
     preset: quick ? "tiny-v1_1" : "t5-v1_1-base",
+    method: method?.name ?? "mtl",
+    ...(method === undefined ? {} : { tasks: method.tasks }),
     shape,
     backprop,
     submitBatch,
@@ -1244,6 +1363,20 @@ async function memoryRow(
   };
 }
 
+/**
+ * The `adapter-low-memory` row: the Vanilla Adapter (default configuration) with the low-memory
+ * backward pass, at the `t5` section's step (Base, 32 × 128 / 16) on paper-base's 8 GLUE tasks
+ * (4 rows each), or in quick mode tiny at 4 × 16 / 4 on 4 of them (one row each: the batch of the
+ * MTL quick rows, 2, would hold 2 tasks only).
+ */
+function adapterMemoryPlan(quick: boolean): MemoryRowPlan {
+  return {
+    shape: quick ? { batch: 4, inLen: 16, outLen: 4 } : t5StepShape(false),
+    backprop: "low-memory",
+    method: { name: "adapter", tasks: quick ? GLUE_TASKS.slice(0, 4) : GLUE_TASKS },
+  };
+}
+
 /** Paper-base's batch (`benchmarks/profile.ts`), from which the `micro` row's micro-batch is chosen. */
 const PAPER_BATCH = 128;
 
@@ -1255,8 +1388,8 @@ const PAPER_BATCH = 128;
  * train paper-base's batch of 128 with on this GPU (`largestFittingMicroBatch` with the device's
  * memory divided by the `step-low-memory` ratio when that is above 1, so that an estimate found
  * too low does not run the GPU out of memory), at most 32 (4 quick) to bound its time; skipped when
- * the GPU's memory is unknown (no nvidia-smi) outside quick mode. The pool is emptied after the
- * section, for the sections after it.
+ * the GPU's memory is unknown (no nvidia-smi) outside quick mode; then `adapter-low-memory`
+ * ({@link adapterMemoryPlan}). The pool is emptied after the section, for the sections after it.
  */
 async function memorySection(
   quick: boolean,
@@ -1280,7 +1413,7 @@ async function memorySection(
       const tfjs = r["tfjs"] as { peak: number };
       const shape = r["shape"] as StepShape;
       summary.push(
-        `${name} ${shape.batch}x${shape.inLen}/${shape.outLen}: estimate ${
+        `${name} (${r["method"]}) ${shape.batch}x${shape.inLen}/${shape.outLen}: estimate ${
           fmtGb(est.peak)
         } (${est.peakPhase}), nvidia-smi ${
           smi.step === undefined
@@ -1332,6 +1465,15 @@ async function memorySection(
       );
       await record(name, { ...r, microBatchChosenBy: why });
     }
+    // The Vanilla Adapter (the preflight trains it on an 80 GB card in micro-batches of 64 close
+    // to the card's usable memory), through the trainer's path with its hooks, on enough rows
+    // that every task is in the batch (the per-task gather, bias and LayerNorm of each adapter).
+    const adapter = adapterMemoryPlan(quick);
+    const over2 = ctx.overBudget();
+    await record(
+      "adapter-low-memory",
+      over2 ? { skipped: over2 } : await memoryRow(quick, adapter, steps, run),
+    );
   } finally {
     setBackprop(restore);
     useVariant(STOCK);

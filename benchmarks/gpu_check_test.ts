@@ -40,7 +40,7 @@ gpuTest("gpu_check --quick: every section runs and the report is written", async
     assert.equal(c["candidatesPass"], true);
     const mem = sections["memory"]!;
     assert.equal(mem["deviceTotal"], null);
-    for (const row of ["step-stock", "step-low-memory", "micro-low-memory"]) {
+    for (const row of MEMORY_ROWS) {
       const r = mem[row] as MemoryRow;
       assert.deepEqual(r.nvidiaSmi, {
         bytes: null,
@@ -128,8 +128,18 @@ gpuTest("gpu_check --quick: every section runs and the report is written", async
   }
 });
 
+/** The memory section's rows, in order. */
+const MEMORY_ROWS = [
+  "step-stock",
+  "step-low-memory",
+  "micro-low-memory",
+  "adapter-low-memory",
+] as const;
+
 /** A memory row of the report (the fields the tests read). */
 interface MemoryRow {
+  method: string;
+  tasks?: string[];
   shape: { batch: number; inLen: number; outLen: number };
   backprop: string;
   estimate: {
@@ -183,10 +193,9 @@ gpuTest(
       const mem = (report.sections as Record<string, Record<string, unknown>>).memory!;
       assert.equal(mem["error"], undefined, String(mem["error"]));
       assert.equal(mem["deviceTotal"], 81559 * MIB);
-      assert.equal(calls.length, 1 + 3 * 4, "total once, then 4 samples per row");
+      assert.equal(calls.length, 1 + 4 * 4, "total once, then 4 samples per row");
       assert.equal(calls[1], "nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits");
-      const rows = ["step-stock", "step-low-memory", "micro-low-memory"];
-      for (const [k, name] of rows.entries()) {
+      for (const [k, name] of MEMORY_ROWS.entries()) {
         const r = mem[name] as MemoryRow;
         const b = (1000 + 1000 * k) * MIB;
         assert.deepEqual(r.nvidiaSmi, {
@@ -203,15 +212,27 @@ gpuTest(
         assert.equal(r.estimate.phases["evaluation"], undefined, name);
         assert.ok(r.estimate.evaluation > 0, name);
         // tfjs's own count: the weights' buffers are the estimate's weights (+ the step's ids
-        // and mask, under 0.1%); the pool's peak of live buffers at most 5% above the estimated
-        // peak (an underestimate risks running out of memory) and at most 20% below (measured on
-        // the software adapter 1.00, 0.99, 0.94: tfjs-webgpu frees a buffer only when the commands
-        // reading it are submitted, which memory.ts bounds by 64 backward nodes).
+        // and mask, under 0.1%; the adapter row's include its 4 tasks' adapters, so the estimate
+        // counted the tasks the instance was built with); the pool's peak of live buffers at
+        // most 5% above the estimated peak (an underestimate risks running out of memory) and at
+        // most 20% below (measured on the software adapter 1.00, 0.99, 0.93, and 1.02 for the
+        // Vanilla Adapter: tfjs-webgpu frees a buffer only when the commands reading it are
+        // submitted, which memory.ts bounds by 64 nodes).
         assert.ok(Math.abs(r.tfjs.weights / r.estimate.weights - 1) < 1e-3, `${name} weights`);
         assert.ok(r.tfjsPeakRatio > 0.8 && r.tfjsPeakRatio <= 1.05, `${name} ${r.tfjsPeakRatio}`);
         assert.ok(r.tfjs.allocated >= r.tfjs.peak, `${name}: the pool holds the peak`);
       }
       assert.equal((mem["step-stock"] as MemoryRow).backprop, "stock");
+      // The adapter row trained the Vanilla Adapter on 4 tasks, one row each (every task in the
+      // batch: the per-task gather ran), with its adapters' weights on top of the backbone's.
+      const adapter = mem["adapter-low-memory"] as MemoryRow;
+      assert.equal(adapter.method, "adapter");
+      assert.equal(adapter.backprop, "low-memory");
+      assert.deepEqual(adapter.tasks, ["cola", "sst2", "mrpc", "qqp"]);
+      assert.deepEqual(adapter.shape, { batch: 4, inLen: 16, outLen: 4 });
+      const plain = mem["step-low-memory"] as MemoryRow;
+      assert.equal(plain.method, "mtl");
+      assert.ok(adapter.tfjs.weights > plain.tfjs.weights, "the adapters' variables were made");
       const micro = mem["micro-low-memory"] as MemoryRow;
       assert.deepEqual(micro.shape, { batch: 4, inLen: 64, outLen: 16 }, "80 GB: the cap, 4");
       assert.match(micro.microBatchChosenBy!, /^largestFittingMicroBatch\(batch 128, 64\/16\)/);
@@ -237,6 +258,7 @@ gpuTest(
       );
       assert.equal(m2["step-low-memory"]!.skipped, "budget: 1000 s > 480 s");
       assert.equal(m2["micro-low-memory"]!.skipped, "budget: 1000 s > 480 s");
+      assert.equal(m2["adapter-low-memory"]!.skipped, "budget: 1000 s > 480 s");
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
@@ -444,7 +466,7 @@ gpuTest(
       // buffer held for 64 backward nodes, WEBGPU_DEFER_NODES).
       const mem = sections.memory!;
       assert.equal(mem["error"], undefined, String(mem["error"]));
-      for (const row of ["step-stock", "step-low-memory", "micro-low-memory"]) {
+      for (const row of MEMORY_ROWS) {
         assert.equal((mem[row] as { submitBatch: number }).submitBatch, 64, row);
       }
       for (const [k, v] of Object.entries(env)) assert.equal(Deno.env.get(k), v, `${k} restored`);
