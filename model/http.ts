@@ -51,6 +51,14 @@ export async function within<T>(
 }
 
 /**
+ * The transfer itself failed: no connection, a reset, no response or no data within the idle
+ * timeout, a resume at the wrong byte. Its message is the failure's own (`GET <url>: ...` or the
+ * fetch's message); `cause` holds the original error. Not a status (that is
+ * {@link HttpStatusError}) nor a local file error.
+ */
+export class TransferError extends Error {}
+
+/**
  * Sends one GET of `url` with `headers`, aborted by `signal` (default: `fetch(url, {headers,
  * signal})`; the hub follows redirects by hand to keep its token off other origins).
  */
@@ -92,7 +100,7 @@ export async function getWithin(
       () => `no response within ${idleMs / 1000} s`,
     );
   } catch (e) {
-    throw new Error(`GET ${url}: ${(e as Error).message}`, { cause: e });
+    throw new TransferError(`GET ${url}: ${(e as Error).message}`, { cause: e });
   }
 }
 
@@ -311,7 +319,9 @@ export async function fetchResumable(
           if (start !== have) {
             await res.body?.cancel();
             await Deno.remove(part).catch(() => {});
-            throw new Error(`GET ${url}: server resumed at ${start}, expected ${have}; restarting`);
+            throw new TransferError(
+              `GET ${url}: server resumed at ${start}, expected ${have}; restarting`,
+            );
           }
           append = true;
         } else have = 0;
@@ -332,10 +342,15 @@ export async function fetchResumable(
           const reader = res.body.getReader();
           const abort = ctrl.abort.bind(ctrl);
           for (;;) {
-            const next = await within(reader.read(), idle, () => {
-              abort();
-              reader.cancel().catch(() => {});
-            }, () => `GET ${url}: no data for ${idle / 1000} s (at ${done} B)`);
+            let next: ReadableStreamReadResult<Uint8Array>;
+            try {
+              next = await within(reader.read(), idle, () => {
+                abort();
+                reader.cancel().catch(() => {});
+              }, () => `GET ${url}: no data for ${idle / 1000} s (at ${done} B)`);
+            } catch (e) {
+              throw new TransferError((e as Error).message, { cause: e });
+            }
             if (next.done) break;
             const chunk = next.value;
             let off = 0;
@@ -351,13 +366,13 @@ export async function fetchResumable(
       }
       const size = (await Deno.stat(part)).size;
       if (want !== undefined && size !== want) {
-        if (size < want) throw new Error(`GET ${url}: got ${size} of ${want} bytes`);
+        if (size < want) throw new TransferError(`GET ${url}: got ${size} of ${want} bytes`);
         await Deno.remove(part).catch(() => {});
         throw new Error(`${name}: size ${size} B, expected ${want} B (deleted)`);
       }
       if (stated !== undefined && size !== stated) {
         if (size < stated) {
-          throw new Error(`${url}: download truncated (${size} of ${stated} bytes)`);
+          throw new TransferError(`${url}: download truncated (${size} of ${stated} bytes)`);
         }
         await Deno.remove(part).catch(() => {});
         throw new Error(`${url}: ${size} bytes, more than the ${stated} stated (deleted)`);

@@ -7,16 +7,22 @@
  * `pytorch_model.bin` or `pytorch_model.bin.index.json` plus its shards, from
  * `${endpoint}/${repoId}/resolve/${revision}/${file}`.
  *
- * Each file is downloaded to a temporary name and renamed into place, so the cache never holds
- * a half-written file; files already in the cache are reused, optional files the hub answered
- * HTTP 404 for are recorded (`.absent.json`) and not asked for again, and a folder whose download
- * completed is returned without touching the network. `HF_ENDPOINT` overrides the endpoint,
+ * Each file is downloaded to `<file>.part` beside it, checked (its size against the hub's
+ * `Content-Length` or `Content-Range`, JSON, safetensors or PyTorch headers) and renamed into
+ * place, so the cache never holds a half-written file under a final name. A transfer that breaks,
+ * sends nothing for 30 s, or is answered HTTP 408, 429 or 5xx is retried after the hub's
+ * `Retry-After` (else 1, 2, 4 s), resuming the part with an HTTP `Range` request; a part left by
+ * a killed or failed run is resumed by the next (`model/http.ts` `fetchResumable`). Concurrent
+ * downloads of one file take turns on a lock (`<repo folder>/.locks/`). Files already in the cache
+ * are reused, optional files the hub answered HTTP 404 for are recorded (`.absent.json`) and not
+ * asked for again, and a folder whose download completed is returned without touching the
+ * network. `HF_ENDPOINT` overrides the endpoint,
  * `HF_TOKEN` (or `HUGGING_FACE_HUB_TOKEN`) is sent as a bearer token to the endpoint's origin
  * only (not to the CDN it redirects to), and `HF_HUB_OFFLINE=1` forbids network access.
  *
  * @module
  */
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import {
   convertHint,
   parseIndex,
@@ -27,7 +33,14 @@ import {
 } from "./checkpoint.ts";
 import { readSafetensorsHeader } from "./safetensors.ts";
 import { readTorchBinHeader } from "./torch_bin.ts";
-import { type HeldTemp, pathExists, syncDir, writeFileAtomic, writeTempBeside } from "./fs.ts";
+import { FILE_TEMPS, pathExists, removeStaleTemps, syncDir, writeFileAtomic } from "./fs.ts";
+import {
+  fetchResumable,
+  type HttpGet,
+  HttpStatusError,
+  IDLE_TIMEOUT_MS,
+  TransferError,
+} from "./http.ts";
 
 /** Options of {@link fetchHubModel}. */
 export interface FetchHubOptions {
@@ -43,8 +56,21 @@ export interface FetchHubOptions {
   force?: boolean;
   /** The fetch implementation (tests inject one). Default the global fetch. */
   fetch?: typeof fetch;
-  /** Progress messages (one line per downloaded file). */
+  /** Progress messages (one line per downloaded file, and one per retry). */
   log?: (message: string) => void;
+  /**
+   * Extra attempts per file (each resuming the bytes already in `<file>.part`) when a transfer
+   * breaks, goes idle or the hub answers 408, 429 or 5xx; default 3. The waits are
+   * `retryDelayMs`'s (`model/http.ts`): the hub's `Retry-After`, else 1, 2, 4 s.
+   */
+  retries?: number;
+  /** Waits between attempts (default a timer; tests record them). */
+  sleep?: (ms: number) => Promise<void>;
+  /**
+   * A request is given up (and retried, resuming) when its response has not started, or its
+   * body has sent nothing, for this long; default `IDLE_TIMEOUT_MS` (30 s).
+   */
+  idleTimeoutMs?: number;
 }
 
 /**
@@ -121,8 +147,13 @@ interface Ctx {
   headers: Record<string, string>;
   fetchFn: typeof fetch;
   log?: (message: string) => void;
+  retries: number;
+  sleep?: (ms: number) => Promise<void>;
+  idleMs: number;
   /** The optional files recorded as absent ({@link ABSENT_MARKER}), once read. */
   absent?: Set<string>;
+  /** Whether the folder's stale temporaries of earlier versions were swept. */
+  swept?: boolean;
 }
 
 /** The optional files the repo revision is recorded not to have ({@link ABSENT_MARKER}). */
@@ -172,32 +203,89 @@ function offlineError(ctx: Ctx, url: string, cause: unknown): Error {
 
 /**
  * GET a URL following up to 10 redirects by hand, so that the bearer token is sent only to the
- * hub's own origin (the hub redirects large files to a CDN with pre-signed URLs).
+ * hub's own origin (the hub redirects large files to a CDN with pre-signed URLs); `headers` (a
+ * `Range`) go to every hop, and `signal` aborts whichever hop is in flight.
  */
-async function fetchFollowing(ctx: Ctx, url: string): Promise<Response> {
+function hubGet(ctx: Ctx): HttpGet {
   const origin = new URL(ctx.endpoint).origin;
-  let current = url;
-  for (let hop = 0; hop <= 10; hop++) {
-    const sameOrigin = new URL(current).origin === origin;
-    let res: Response;
-    try {
-      res = await ctx.fetchFn(current, {
-        headers: sameOrigin ? ctx.headers : {},
+  return async (url, headers, signal) => {
+    let current = url;
+    for (let hop = 0; hop <= 10; hop++) {
+      const sameOrigin = new URL(current).origin === origin;
+      const res = await ctx.fetchFn(current, {
+        // identity: the sizes checked are those of the bytes written, and a Range counts them.
+        headers: {
+          "accept-encoding": "identity",
+          ...headers,
+          ...(sameOrigin ? ctx.headers : {}),
+        },
         redirect: "manual",
+        signal,
       });
-    } catch (e) {
-      throw offlineError(ctx, current, e);
+      const location = res.headers.get("location");
+      if (res.status < 300 || res.status >= 400 || location === null) return res;
+      await res.body?.cancel();
+      current = new URL(location, current).href;
     }
-    const location = res.headers.get("location");
-    if (res.status < 300 || res.status >= 400 || location === null) return res;
-    await res.body?.cancel();
-    current = new URL(location, current).href;
-  }
-  throw new Error(`Model "${ctx.repoId}" could not be fetched: too many redirects from ${url}`);
+    throw new RedirectLoop(`too many redirects from ${url}`);
+  };
+}
+
+/** More than 10 redirects: the hub is reachable, so not an offline error. */
+class RedirectLoop extends Error {}
+
+/** Where concurrent downloads of `file` take turns: `<repo folder>/.locks/<revision>--<file>`. */
+function lockPath(ctx: Ctx, file: string): string {
+  return join(dirname(ctx.dir), ".locks", `${basename(ctx.dir)}--${encodeURIComponent(file)}.lock`);
 }
 
 /**
- * Download one file into the cache folder unless it is already there.
+ * Holds an exclusive lock (`flock`) on the file `path` while `fn` runs; the kernel drops it when
+ * the process ends, however it ends. The lock file stays (empty), outside the revision folder.
+ */
+async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  await Deno.mkdir(dirname(path), { recursive: true });
+  using f = await Deno.open(path, { read: true, write: true, create: true });
+  await f.lock(true);
+  return await fn();
+}
+
+/** Checks a downloaded `file` (at `part`) by its kind; the error names the file, not the part. */
+async function checkDownloaded(url: string, file: string, part: string): Promise<void> {
+  if (file.endsWith(".json")) {
+    try {
+      JSON.parse(await Deno.readTextFile(part));
+    } catch (e) {
+      throw new Error(`${url}: downloaded ${file} is not valid JSON: ${(e as Error).message}`);
+    }
+  } else if (file.endsWith(".safetensors")) {
+    try {
+      await readSafetensorsHeader(part);
+    } catch (e) {
+      throw new Error(
+        `${url}: downloaded ${file} is not a valid safetensors file: ${
+          (e as Error).message.replaceAll(part, file)
+        }`,
+      );
+    }
+  } else if (file.endsWith(".bin")) {
+    // The zip's directory and the pickle (names, dtypes, shapes; storage entries present and
+    // of their sizes), not the tensor data.
+    try {
+      await readTorchBinHeader(part);
+    } catch (e) {
+      throw new Error(
+        `${url}: downloaded ${file} is not a valid PyTorch checkpoint: ${
+          (e as Error).message.replaceAll(part, file)
+        }`,
+      );
+    }
+  }
+}
+
+/**
+ * Download one file into the cache folder unless it is already there: into `<file>.part`
+ * (resuming what a failed attempt or an earlier run left there), checked, then renamed into place.
  *
  * @returns false when the file is optional and the hub answers 404 (recorded, and not asked for
  *   again: {@link ABSENT_MARKER}) or answered it before
@@ -206,100 +294,77 @@ async function download(ctx: Ctx, file: string, optional: boolean): Promise<bool
   const dest = join(ctx.dir, file);
   if (await pathExists(dest)) return true;
   if (optional && (await absentFiles(ctx)).has(file)) return false;
-  const url = `${ctx.endpoint}/${ctx.repoId}/resolve/${encodeURIComponent(ctx.revision)}/${file}`;
-  const res = await fetchFollowing(ctx, url);
-  if (!res.ok) {
-    await res.body?.cancel();
-    if (res.status === 404 && optional) {
-      await recordAbsent(ctx, file);
-      return false;
-    }
-    const hint = res.status === 401 || res.status === 403
-      ? "; the repo may be gated or private: set HF_TOKEN to an access token"
-      : res.status === 404
-      ? `; check the repo id "${ctx.repoId}" and revision "${ctx.revision}"`
-      : "";
-    throw new Error(
-      `Model "${ctx.repoId}" could not be fetched: ${url} answered HTTP ${res.status}${hint}`,
-    );
+  if (!ctx.swept) {
+    // Temporaries of earlier versions (`<file>.tmp-<pid>-<hex>`) whose process is gone.
+    ctx.swept = true;
+    await removeStaleTemps(ctx.dir, FILE_TEMPS);
   }
-  // The body goes to a locked temporary beside the file (`<file>.tmp-<pid>-<hex>`): a download
-  // killed part-way leaves one that the next writer into this folder sweeps, once no process
-  // holds it (`writeTempBeside`, `FILE_TEMPS`).
-  let bytes = 0;
-  let bodyFailed = false;
-  const reader = res.body?.getReader();
-  const counted = new ReadableStream<Uint8Array>({
-    async pull(c) {
-      if (reader === undefined) return c.close();
-      try {
-        const { done, value } = await reader.read();
-        if (done) return c.close();
-        bytes += value.byteLength;
-        c.enqueue(value);
-      } catch (e) {
-        bodyFailed = true;
-        c.error(e);
-      }
-    },
-    cancel: (why) => reader?.cancel(why),
+  return await withLock(lockPath(ctx, file), async () => {
+    // Another process may have finished (or found absent) the file while this one waited.
+    if (await pathExists(dest)) return true;
+    ctx.absent = undefined;
+    if (optional && (await absentFiles(ctx)).has(file)) return false;
+    return await downloadLocked(ctx, file, optional, dest);
   });
-  let held: HeldTemp;
+}
+
+async function downloadLocked(
+  ctx: Ctx,
+  file: string,
+  optional: boolean,
+  dest: string,
+): Promise<boolean> {
+  const url = `${ctx.endpoint}/${ctx.repoId}/resolve/${encodeURIComponent(ctx.revision)}/${file}`;
+  const part = `${dest}.part`;
+  let result;
   try {
-    held = await writeTempBeside(dest, counted);
+    result = await fetchResumable(url, part, {
+      name: `${ctx.repoId}/${file}`,
+      checkLength: true,
+      retries: ctx.retries,
+      idleMs: ctx.idleMs,
+      sleep: ctx.sleep,
+      log: ctx.log,
+      get: hubGet(ctx),
+      verify: (path) => checkDownloaded(url, file, path),
+    });
   } catch (e) {
-    throw bodyFailed ? offlineError(ctx, url, e) : e;
-  }
-  const part = held.path;
-  try {
-    const expected = res.headers.get("content-length");
-    if (expected !== null && res.headers.get("content-encoding") === null) {
-      if (Number(expected) !== bytes) {
-        throw new Error(
-          `${url}: download truncated (${bytes} of ${expected} bytes); run again to retry`,
-        );
+    if (e instanceof HttpStatusError) {
+      await Deno.remove(part).catch(() => {}); // an error page is nothing to resume
+      if (e.status === 404 && optional) {
+        await recordAbsent(ctx, file);
+        return false;
       }
+      const hint = e.status === 401 || e.status === 403
+        ? "; the repo may be gated or private: set HF_TOKEN to an access token"
+        : e.status === 404
+        ? `; check the repo id "${ctx.repoId}" and revision "${ctx.revision}"`
+        : "";
+      throw new Error(
+        `Model "${ctx.repoId}" could not be fetched: ${url} answered HTTP ${e.status}${hint}`,
+        { cause: e },
+      );
     }
-    if (file.endsWith(".json")) {
-      try {
-        JSON.parse(await Deno.readTextFile(part));
-      } catch (e) {
-        throw new Error(`${url}: downloaded ${file} is not valid JSON: ${(e as Error).message}`);
-      }
-    } else if (file.endsWith(".safetensors")) {
-      try {
-        await readSafetensorsHeader(part);
-      } catch (e) {
-        throw new Error(
-          `${url}: downloaded ${file} is not a valid safetensors file: ${
-            (e as Error).message.replace(part, file)
-          }`,
-        );
-      }
-    } else if (file.endsWith(".bin")) {
-      // The zip's directory and the pickle (names, dtypes, shapes; storage entries present and
-      // of their sizes), not the tensor data.
-      try {
-        await readTorchBinHeader(part);
-      } catch (e) {
-        throw new Error(
-          `${url}: downloaded ${file} is not a valid PyTorch checkpoint: ${
-            (e as Error).message.replaceAll(part, file)
-          }`,
-        );
-      }
+    if (e instanceof TransferError && e.cause instanceof RedirectLoop) {
+      throw new Error(`Model "${ctx.repoId}" could not be fetched: ${e.cause.message}`, {
+        cause: e,
+      });
     }
-    await Deno.rename(part, dest);
-    // The new name survives a power cut before the completion marker names the file.
-    await syncDir(dirname(dest));
-    ctx.log?.(`fetched ${ctx.repoId}/${file} (${bytes} bytes)`);
-    return true;
-  } catch (e) {
-    await Deno.remove(part).catch(() => {});
+    if (e instanceof TransferError && e.message.startsWith(`${url}: download truncated`)) {
+      throw new Error(`${e.message}; run again to resume from the ${file}.part kept`, {
+        cause: e,
+      });
+    }
+    // No connection, a reset, an idle transfer: after every retry.
+    if (e instanceof TransferError) throw offlineError(ctx, url, e);
     throw e;
-  } finally {
-    held.release();
   }
+  await Deno.rename(part, dest);
+  // The new name survives a power cut before the completion marker names the file.
+  await syncDir(dirname(dest));
+  const resumed = result.resumedAt > 0 ? `, resumed at ${result.resumedAt}` : "";
+  ctx.log?.(`fetched ${ctx.repoId}/${file} (${result.bytes} bytes${resumed})`);
+  return true;
 }
 
 /** The download context of a repo revision: endpoint, cache folder, token, fetch. */
@@ -319,6 +384,9 @@ function hubContext(repoId: string, opts: FetchHubOptions): Ctx {
     headers: token ? { authorization: `Bearer ${token}` } : {},
     fetchFn: opts.fetch ?? fetch,
     log: opts.log,
+    retries: opts.retries ?? 3,
+    sleep: opts.sleep,
+    idleMs: opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS,
   };
 }
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { sharedPath } from "./shared_dir.ts";
 import { loadHfFolder, saveHfFolder } from "./checkpoint.ts";
@@ -7,12 +7,23 @@ import { defaultHubCacheDir, fetchHubFiles, fetchHubModel, hubModelDir } from ".
 import { withEnv } from "./env_testing.ts";
 import { serveHub } from "./hub_testing.ts";
 import { flushesOf, recordFlushes } from "./fs_testing.ts";
-import { FILE_TEMPS, isTempInUse } from "./fs.ts";
+import { FILE_TEMPS, removeStaleTemps } from "./fs.ts";
 
 await tf.setBackend("cpu");
 
 const RELU = sharedPath("fixtures", "hf-t5", "t5-tiny-relu");
 const UNTIED = sharedPath("fixtures", "hf-t5", "t5-tiny-v1_1-untied");
+
+/** A `sleep` that records the waits asked for instead of waiting. */
+function recordSleeps(): { waits: number[]; sleep: (ms: number) => Promise<void> } {
+  const waits: number[] = [];
+  return { waits, sleep: (ms) => (waits.push(ms), Promise.resolve()) };
+}
+
+/** The names in `dir`, sorted. */
+function namesIn(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+}
 
 async function assertSameTensors(a: string, b: string): Promise<void> {
   const x = await loadHfFolder(a);
@@ -196,8 +207,10 @@ Deno.test("fetchHubModel: unreachable endpoint says offline and how to use a loc
   l.close();
   try {
     for (const endpoint of [`http://127.0.0.1:${closedPort}`, "http://127.0.0.1:1"]) {
+      // Given up only after the retries (1, 2, 4 s; recorded, not waited).
+      const { waits, sleep } = recordSleeps();
       await assert.rejects(
-        fetchHubModel("google-t5/t5-small", { cacheDir: cache, endpoint }),
+        fetchHubModel("google-t5/t5-small", { cacheDir: cache, endpoint, sleep }),
         (e: Error) => {
           assert.match(e.message, /Model "google-t5\/t5-small" could not be fetched/);
           assert.match(e.message, /offline/);
@@ -206,24 +219,34 @@ Deno.test("fetchHubModel: unreachable endpoint says offline and how to use a loc
           return true;
         },
       );
+      assert.deepEqual(waits, [1000, 2000, 4000], endpoint);
     }
   } finally {
     await Deno.remove(cache, { recursive: true });
   }
 });
 
-Deno.test("fetchHubModel: a truncated download (injected fetch) is rejected and not cached", async () => {
+Deno.test("fetchHubModel: a truncated download (injected fetch) is retried, then rejected and not cached", async () => {
   const cache = await Deno.makeTempDir();
-  const fakeFetch = ((_url: string | URL | Request) =>
-    Promise.resolve(
-      new Response("{}", { headers: { "content-length": "9999" } }),
-    )) as typeof fetch;
+  let calls = 0;
+  const fakeFetch = ((_url: string | URL | Request) => (
+    calls++, Promise.resolve(new Response("{}", { headers: { "content-length": "9999" } }))
+  )) as typeof fetch;
+  const { waits, sleep } = recordSleeps();
   try {
     await assert.rejects(
-      fetchHubModel("org/t", { cacheDir: cache, endpoint: "http://hub.invalid", fetch: fakeFetch }),
-      /config\.json: download truncated \(2 of 9999 bytes\)/,
+      fetchHubModel("org/t", {
+        cacheDir: cache,
+        endpoint: "http://hub.invalid",
+        fetch: fakeFetch,
+        sleep,
+      }),
+      /config\.json: download truncated \(2 of 9999 bytes\); run again to resume/,
     );
-    assert.deepEqual([...Deno.readDirSync(hubModelDir(cache, "org/t"))], [], "nothing cached");
+    assert.equal(calls, 4, "the first attempt and 3 retries");
+    assert.deepEqual(waits, [1000, 2000, 4000]);
+    // Nothing under the final name: only the part, which a later run resumes.
+    assert.deepEqual(namesIn(hubModelDir(cache, "org/t")), ["config.json.part"], "nothing cached");
   } finally {
     await Deno.remove(cache, { recursive: true });
   }
@@ -315,20 +338,24 @@ Deno.test("fetchHubModel: a killed download's temporary is swept, a live one's i
   }
 });
 
-Deno.test("fetchHubModel: a download in progress writes a held temporary that sweeps know", async () => {
+Deno.test("fetchHubModel: a download in progress writes <file>.part under the file's lock; sweeps keep it", async () => {
   const cache = await Deno.makeTempDir();
   const dir = hubModelDir(cache, "org/t");
-  let seen: { names: string[]; inUse: boolean[] } | undefined;
+  let seen: { names: string[]; swept: string[]; lockFree: boolean } | undefined;
   // The body comes in chunks ("{", spaces, "}"); before each, the folder is looked at, and the
-  // first look that finds a temporary is kept.
+  // first look that finds a part is kept.
   const fakeFetch = ((_url: string | URL | Request) => {
     const chunks = ["{", " ", " ", " ", " ", "}"];
     const body = new ReadableStream<Uint8Array>({
-      pull(c) {
-        const names = [...Deno.readDirSync(dir)].map((e) => e.name)
-          .filter((n) => !n.startsWith(".") && n.includes(".tmp-"));
-        if (names.length > 0) {
-          seen ??= { names, inUse: names.map((n) => isTempInUse(join(dir, n))) };
+      async pull(c) {
+        const names = namesIn(dir).filter((n) => !n.startsWith("."));
+        if (seen === undefined && names.some((n) => n.endsWith(".part"))) {
+          // Another process's lock attempt on the file being written fails while it is held.
+          using other = await Deno.open(
+            join(dirname(dir), ".locks", `main--${names[0]!.replace(/\.part$/, "")}.lock`),
+          );
+          const lockFree = other.tryLockSync(true);
+          seen = { names, swept: await removeStaleTemps(dir, FILE_TEMPS), lockFree };
         }
         const next = chunks.shift();
         if (next === undefined) c.close();
@@ -338,17 +365,18 @@ Deno.test("fetchHubModel: a download in progress writes a held temporary that sw
     return Promise.resolve(new Response(body));
   }) as typeof fetch;
   try {
-    // Every file is "{}"; model.safetensors is then not a valid file, which ends the fetch. The
-    // first file's download, seen mid-way: one temporary, named and locked as sweeps expect.
+    // Every file is "{      }"; model.safetensors is then not a valid file, which ends the fetch.
     await assert.rejects(
       fetchHubModel("org/t", { cacheDir: cache, endpoint: "http://hub.invalid", fetch: fakeFetch }),
+      /downloaded model\.safetensors is not a valid safetensors file/,
     );
     assert.ok(seen !== undefined);
-    assert.equal(seen.names.length, 1, `${seen.names}`);
-    assert.match(seen.names[0]!, FILE_TEMPS.held, "FILE_TEMPS' pattern");
-    if (Deno.build.os !== "windows") assert.deepEqual(seen.inUse, [true], "locked while written");
-    const left = [...Deno.readDirSync(dir)].map((e) => e.name);
-    assert.ok(!left.some((n) => n.includes(".tmp-")), `no temporary left: ${left}`);
+    assert.deepEqual(seen.names, ["config.json.part"], "the first file, mid-way: its part");
+    assert.deepEqual(seen.swept, [], "a sweep of temporaries does not take a part");
+    if (Deno.build.os !== "windows") assert.equal(seen.lockFree, false, "locked while written");
+    const left = namesIn(dir);
+    assert.ok(!left.some((n) => n.endsWith(".part") || n.includes(".tmp-")), `left: ${left}`);
+    assert.ok(left.includes("config.json"), `${left}`);
   } finally {
     await Deno.remove(cache, { recursive: true });
   }
@@ -535,5 +563,145 @@ Deno.test("fetchHubModel: a repo of PyTorch weights only (pytorch_model.bin, or 
   } finally {
     await hub.close();
     await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("fetchHubModel: HTTP 503 and 429 are retried (Retry-After honoured); a lasting 503 fails naming it", async () => {
+  const cache = await Deno.makeTempDir();
+  const hub = serveHub({ "org/tiny@main": RELU, "org/down@main": RELU }, {
+    answer: (file, n, req) =>
+      req.url.includes("/org/down/")
+        ? new Response("down", { status: 503 })
+        : file === "config.json" && n === 0
+        ? new Response("busy", { status: 503 })
+        : file === "model.safetensors" && n === 0
+        ? new Response("slow down", { status: 429, headers: { "retry-after": "7" } })
+        : undefined,
+  });
+  const { waits, sleep } = recordSleeps();
+  const lines: string[] = [];
+  try {
+    const opts = {
+      cacheDir: cache,
+      endpoint: hub.endpoint,
+      sleep,
+      log: (l: string) => lines.push(l),
+    };
+    const dir = await fetchHubModel("org/tiny", opts);
+    assert.deepEqual(waits, [1000, 7000], "1 s after the 503, the 429's Retry-After: 7");
+    const asked = hub.requests.map((r) => basename(r.path));
+    assert.equal(asked.filter((f) => f === "config.json").length, 2);
+    assert.equal(asked.filter((f) => f === "model.safetensors").length, 2);
+    assert.ok(
+      lines.includes(
+        `org/tiny/config.json: GET ${hub.endpoint}/org/tiny/resolve/main/config.json: HTTP 503; retrying in 1 s`,
+      ),
+      lines.join("\n"),
+    );
+    assert.ok(!namesIn(dir).some((n) => n.endsWith(".part")), `${namesIn(dir)}`);
+    await assertSameTensors(dir, RELU);
+    waits.length = 0;
+    await assert.rejects(
+      fetchHubModel("org/down", { ...opts, retries: 1 }),
+      /Model "org\/down" could not be fetched: .*\/config\.json answered HTTP 503$/,
+    );
+    assert.deepEqual(waits, [1000]);
+    assert.deepEqual(namesIn(hubModelDir(cache, "org/down")), [], "no error page kept");
+  } finally {
+    await hub.close();
+    await Deno.remove(cache, { recursive: true });
+  }
+});
+
+Deno.test("fetchHubModel: a stalled transfer is given up after the idle timeout and resumed with Range; the token stays off the CDN", async () => {
+  // The CDN sends the first 100 bytes of the weights, then nothing, on the first request.
+  const cdn = serveHub({ "org/tiny@main": RELU }, {
+    stallAt: (file, n) => file === "model.safetensors" && n === 0 ? 100 : undefined,
+  });
+  const seen: { path: string; auth: string | null; range: string | null }[] = [];
+  const hub = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const path = new URL(req.url).pathname;
+    seen.push({ path, auth: req.headers.get("authorization"), range: req.headers.get("range") });
+    return new Response(null, { status: 302, headers: { location: cdn.endpoint + path } });
+  });
+  const cache = await Deno.makeTempDir();
+  const { waits, sleep } = recordSleeps();
+  const lines: string[] = [];
+  try {
+    const t0 = Date.now();
+    const dir = await fetchHubModel("org/tiny", {
+      cacheDir: cache,
+      endpoint: `http://127.0.0.1:${hub.addr.port}`,
+      token: "secret",
+      idleTimeoutMs: 200,
+      sleep,
+      log: (l) => lines.push(l),
+    });
+    assert.ok(Date.now() - t0 < 4000, "not the server's 5 s cut: the idle timeout");
+    await assertSameTensors(dir, RELU);
+    assert.deepEqual(waits, [1000]);
+    assert.ok(
+      lines.some((l) => /no data for 0\.2 s \(at 100 B\); retrying in 1 s$/.test(l)),
+      `${lines}`,
+    );
+    assert.ok(lines.includes("fetched org/tiny/model.safetensors (183088 bytes, resumed at 100)"));
+    const weights = (r: { path: string }) => r.path.endsWith("/model.safetensors");
+    // The resumed request goes through the hub again (with the token) to the CDN (without).
+    assert.deepEqual(seen.filter(weights).map((r) => [r.auth, r.range]), [
+      ["Bearer secret", null],
+      ["Bearer secret", "bytes=100-"],
+    ]);
+    assert.deepEqual(cdn.requests.filter(weights).map((r) => [r.auth, r.range]), [
+      [null, null],
+      [null, "bytes=100-"],
+    ]);
+    assert.ok(cdn.requests.every((r) => r.auth === null), "token not sent to the CDN");
+  } finally {
+    await hub.shutdown();
+    await cdn.close();
+    await Deno.remove(cache, { recursive: true });
+  }
+});
+
+Deno.test("fetchHubModel: a part left by an earlier run is resumed, restarted when the server ignores Range, and settled by 416", async () => {
+  const whole = await Deno.readFile(join(RELU, "model.safetensors"));
+  const garbage = new Uint8Array(100).fill(7);
+  const cases: {
+    what: string;
+    part: Uint8Array;
+    ignoreRange?: boolean;
+    ranges: (string | null)[];
+  }[] = [
+    { what: "resumed", part: whole.slice(0, 100), ranges: ["bytes=100-"] },
+    // A server without ranges answers 200: the part is written again from byte 0.
+    { what: "Range ignored", part: garbage, ignoreRange: true, ranges: ["bytes=100-"] },
+    // Killed after the last byte, before the rename: 416 with the size it has.
+    { what: "complete part", part: whole, ranges: [`bytes=${whole.length}-`] },
+    // Longer than the file: 416 with another size; deleted and fetched from byte 0 at once.
+    {
+      what: "part too long",
+      part: new Uint8Array([...whole, ...garbage]),
+      ranges: [`bytes=${whole.length + 100}-`, null],
+    },
+  ];
+  for (const c of cases) {
+    const cache = await Deno.makeTempDir();
+    const hub = serveHub({ "org/tiny@main": RELU }, { ignoreRange: c.ignoreRange });
+    try {
+      const dir = hubModelDir(cache, "org/tiny");
+      await Deno.mkdir(dir, { recursive: true });
+      await Deno.writeFile(join(dir, "model.safetensors.part"), c.part);
+      const { waits, sleep } = recordSleeps();
+      await fetchHubModel("org/tiny", { cacheDir: cache, endpoint: hub.endpoint, sleep });
+      const ranges = hub.requests.filter((r) => r.path.endsWith("/model.safetensors"))
+        .map((r) => r.range);
+      assert.deepEqual(ranges, c.ranges, c.what);
+      assert.deepEqual(waits, [], c.what);
+      assert.deepEqual(await Deno.readFile(join(dir, "model.safetensors")), whole, c.what);
+      assert.ok(!namesIn(dir).includes("model.safetensors.part"), c.what);
+    } finally {
+      await hub.close();
+      await Deno.remove(cache, { recursive: true });
+    }
   }
 });

@@ -11,36 +11,107 @@ import { join } from "node:path";
 export interface Hub {
   /** Its base URL (`http://127.0.0.1:<port>`), for `endpoint` or `HF_ENDPOINT`. */
   endpoint: string;
-  /** Every request so far: the decoded path and the `authorization` header. */
-  requests: { path: string; auth: string | null }[];
+  /** Every request so far: the decoded path, and the `authorization` and `range` headers. */
+  requests: { path: string; auth: string | null; range: string | null }[];
   /** Stops the server. */
   close(): Promise<void>;
 }
 
+/** Faults of a {@link serveHub} hub, to test retries and resumes. */
+export interface HubFaults {
+  /**
+   * Answers the request instead of the folder when it returns a response (a 503, a 429 with
+   * `Retry-After`, a redirect). `n` counts the requests of this path (repo, revision and file) so far, from 0.
+   */
+  answer?: (file: string, n: number, req: Request) => Response | undefined;
+  /**
+   * When it returns a number for a file's `n`-th request, the body sends that many bytes and then
+   * nothing until the client goes away (or, should it never, the connection is cut after 5 s).
+   */
+  stallAt?: (file: string, n: number) => number | undefined;
+  /** Answer every request with the whole file (200), as a server without range support. */
+  ignoreRange?: boolean;
+}
+
 /**
  * Serves `repos` at `/<repo>/resolve/<revision>/<file>`: each key is `<repo>@<revision>`, each
- * value the folder whose files it serves; an unknown repo or file answers HTTP 404.
+ * value the folder whose files it serves; an unknown repo or file answers HTTP 404. A
+ * `Range: bytes=N-` request is answered 206 with `Content-Range` (416 with `bytes *\/SIZE` when N
+ * is the size or more), unless `faults.ignoreRange`; bodies have their `Content-Length`.
  *
  * @param repos `"org/name@revision"` → local folder
+ * @param faults answers, stalls and ignored ranges to inject (default none)
  * @returns the running hub (close it when done)
  */
-export function serveHub(repos: Record<string, string>): Hub {
+export function serveHub(repos: Record<string, string>, faults: HubFaults = {}): Hub {
   const requests: Hub["requests"] = [];
+  const counts = new Map<string, number>();
+  const timers = new Set<ReturnType<typeof setTimeout>>();
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
     const path = decodeURIComponent(new URL(req.url).pathname);
-    requests.push({ path, auth: req.headers.get("authorization") });
+    const range = req.headers.get("range");
+    requests.push({ path, auth: req.headers.get("authorization"), range });
     const m = path.match(/^\/(.+)\/resolve\/([^/]+)\/([^/]+)$/);
     const folder = m ? repos[`${m[1]}@${m[2]}`] : undefined;
     if (!m || !folder) return new Response("Repository not found", { status: 404 });
+    const file = m[3]!;
+    const n = counts.get(path) ?? 0;
+    counts.set(path, n + 1);
+    const injected = faults.answer?.(file, n, req);
+    if (injected !== undefined) return injected;
+    let body: Uint8Array<ArrayBuffer>;
     try {
-      return new Response(await Deno.readFile(join(folder, m[3]!)));
+      body = await Deno.readFile(join(folder, file));
     } catch {
       return new Response("Entry not found", { status: 404 });
     }
+    let status = 200;
+    const headers: Record<string, string> = {};
+    const r = range && !faults.ignoreRange ? /^bytes=(\d+)-$/.exec(range) : null;
+    if (r) {
+      const start = Number(r[1]);
+      if (start >= body.length) {
+        return new Response(null, {
+          status: 416,
+          headers: { "content-range": `bytes */${body.length}` },
+        });
+      }
+      status = 206;
+      headers["content-range"] = `bytes ${start}-${body.length - 1}/${body.length}`;
+      body = body.slice(start);
+    }
+    headers["content-length"] = String(body.length);
+    const stall = faults.stallAt?.(file, n);
+    if (stall === undefined) return new Response(body, { status, headers });
+    const head = body.slice(0, stall);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stream = new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(head);
+      },
+      pull(c) {
+        return new Promise<void>((resolve) => {
+          timer = setTimeout(() => {
+            timers.delete(timer!);
+            c.error(new Error("stalled 5 s"));
+            resolve();
+          }, 5000);
+          timers.add(timer);
+        });
+      },
+      cancel() {
+        clearTimeout(timer);
+        timers.delete(timer!);
+      },
+    });
+    return new Response(stream, { status, headers });
   });
   return {
     endpoint: `http://127.0.0.1:${server.addr.port}`,
     requests,
-    close: () => server.shutdown(),
+    close: () => {
+      for (const t of timers) clearTimeout(t);
+      return server.shutdown();
+    },
   };
 }

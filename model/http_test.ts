@@ -1,0 +1,112 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  fetchResumable,
+  HttpStatusError,
+  parseContentRangeStart,
+  parseContentRangeTotal,
+  parseUnsatisfiedTotal,
+  TransferError,
+} from "./http.ts";
+
+/** A fetch answering each request with the next of `answers`, recording the `range` headers. */
+function scripted(answers: (() => Response)[], ranges: (string | null)[]): typeof fetch {
+  return ((_url: string | URL | Request, init?: RequestInit) => {
+    ranges.push(new Headers(init?.headers).get("range"));
+    const next = answers.shift();
+    if (next === undefined) throw new Error("no more answers");
+    return Promise.resolve(next());
+  }) as typeof fetch;
+}
+
+const noSleep = () => Promise.resolve();
+const bytes = (s: string) => new TextEncoder().encode(s);
+
+Deno.test("Content-Range parsers: start, total of 206 and 416, malformed", () => {
+  assert.equal(parseContentRangeStart("bytes 5-9/10"), 5);
+  assert.equal(parseContentRangeStart(null), undefined);
+  assert.equal(parseContentRangeTotal("bytes 5-9/10"), 10);
+  assert.equal(parseContentRangeTotal("bytes */10"), 10);
+  assert.equal(parseContentRangeTotal("bytes 5-9/*"), undefined, "an unknown total");
+  assert.equal(parseContentRangeTotal("items 5-9/10"), undefined);
+  assert.equal(parseUnsatisfiedTotal("bytes */10"), 10);
+  assert.equal(parseUnsatisfiedTotal("bytes 5-9/10"), undefined, "not a 416's form");
+});
+
+Deno.test("fetchResumable: a wrong resume offset restarts from 0; a stated size is checked", async () => {
+  const dir = await Deno.makeTempDir();
+  const part = join(dir, "f.part");
+  try {
+    // The part holds 3 bytes; the server resumes at 2: the part is dropped, the next attempt
+    // fetches all of it.
+    await Deno.writeFile(part, bytes("abc"));
+    const ranges: (string | null)[] = [];
+    const got = await fetchResumable("http://x.invalid/f", part, {
+      checkLength: true,
+      sleep: noSleep,
+      fetch: scripted([
+        () => new Response("cdef", { status: 206, headers: { "content-range": "bytes 2-5/6" } }),
+        () => new Response("abcdef", { headers: { "content-length": "6" } }),
+      ], ranges),
+    });
+    assert.deepEqual(ranges, ["bytes=3-", null]);
+    assert.deepEqual(got, { bytes: 6, resumedAt: 0, attempts: 2 });
+    assert.equal(await Deno.readTextFile(part), "abcdef");
+    // A 206 whose Content-Range states a total the bytes do not reach: retried, resuming.
+    await Deno.writeFile(part, bytes("ab"));
+    ranges.length = 0;
+    const resumed = await fetchResumable("http://x.invalid/f", part, {
+      checkLength: true,
+      sleep: noSleep,
+      fetch: scripted([
+        () => new Response("cd", { status: 206, headers: { "content-range": "bytes 2-5/6" } }),
+        () => new Response("ef", { status: 206, headers: { "content-range": "bytes 4-5/6" } }),
+      ], ranges),
+    });
+    assert.deepEqual(ranges, ["bytes=2-", "bytes=4-"]);
+    assert.deepEqual(resumed, { bytes: 6, resumedAt: 4, attempts: 2 });
+    assert.equal(await Deno.readTextFile(part), "abcdef");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("fetchResumable: verify's error is final and drops the part; 404 is not retried", async () => {
+  const dir = await Deno.makeTempDir();
+  const part = join(dir, "f.part");
+  const waits: number[] = [];
+  const sleep = (ms: number) => (waits.push(ms), Promise.resolve());
+  try {
+    const ranges: (string | null)[] = [];
+    await assert.rejects(
+      fetchResumable("http://x.invalid/f", part, {
+        sleep,
+        fetch: scripted([() => new Response("<html>")], ranges),
+        verify: () => Promise.reject(new Error("not a checkpoint")),
+      }),
+      /^Error: not a checkpoint$/,
+    );
+    assert.deepEqual(ranges, [null], "one request");
+    await assert.rejects(Deno.stat(part), Deno.errors.NotFound);
+    await assert.rejects(
+      fetchResumable("http://x.invalid/f", part, {
+        sleep,
+        fetch: scripted([() => new Response("no", { status: 404 })], ranges),
+      }),
+      (e: unknown) => e instanceof HttpStatusError && e.status === 404,
+    );
+    // A connection that fails every time: a TransferError after the retries.
+    await assert.rejects(
+      fetchResumable("http://x.invalid/f", part, {
+        sleep,
+        retries: 2,
+        fetch: () => Promise.reject(new TypeError("connection refused")),
+      }),
+      (e: unknown) =>
+        e instanceof TransferError && e.message === "GET http://x.invalid/f: connection refused",
+    );
+    assert.deepEqual(waits, [1000, 2000]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
