@@ -3,7 +3,11 @@ import * as tf from "@tensorflow/tfjs";
 import { preset } from "../model/config.ts";
 import { DEFAULT_TRAIN } from "./spec.ts";
 import { lossAndGrads } from "./trainer.ts";
-import { methodTrainingStep, syntheticRows } from "./training_step.ts";
+import {
+  methodTrainingStep,
+  type MethodTrainingStepOptions,
+  syntheticRows,
+} from "./training_step.ts";
 import { disposeBatch } from "./batching.ts";
 
 await tf.setBackend("cpu");
@@ -77,37 +81,21 @@ Deno.test("methodTrainingStep: the method's hooks run per task through lossAndGr
 
 Deno.test("methodTrainingStep: a bad method configuration names the caller and leaks no weights", () => {
   const before = tf.memory().numTensors;
+  const o: MethodTrainingStepOptions = {
+    config: CONFIG,
+    modelSeed: 0,
+    method: "adapter",
+    tasks: ["a"],
+    methodSeed: 3,
+    train: DEFAULT_TRAIN,
+    batchSize: 1,
+    inputLength: 4,
+    targetLength: 2,
+    where: "my caller",
+  };
+  assert.throws(() => methodTrainingStep({ ...o, methodConfig: { reduction: "x" } }), /my caller/);
   assert.throws(
-    () =>
-      methodTrainingStep({
-        config: CONFIG,
-        modelSeed: 0,
-        method: "adapter",
-        methodConfig: { reduction: "x" },
-        tasks: ["a"],
-        methodSeed: 3,
-        train: DEFAULT_TRAIN,
-        batchSize: 1,
-        inputLength: 4,
-        targetLength: 2,
-        where: "my caller",
-      }),
-    /my caller/,
-  );
-  assert.throws(
-    () =>
-      methodTrainingStep({
-        config: CONFIG,
-        modelSeed: 0,
-        method: "adapter",
-        tasks: [],
-        methodSeed: 3,
-        train: DEFAULT_TRAIN,
-        batchSize: 1,
-        inputLength: 4,
-        targetLength: 2,
-        where: "my caller",
-      }),
+    () => methodTrainingStep({ ...o, tasks: [] }),
     /\(my caller\): at least one task is needed/,
   );
   assert.equal(tf.memory().numTensors, before);
