@@ -167,8 +167,6 @@ export async function loadSafetensorsFile(
     if (e instanceof Deno.errors.NotFound) throw new Error(`${path}: missing safetensors file`);
     throw new Error(`${path}: cannot open: ${(e as Error).message}`);
   }
-  const added: string[] = [];
-  const created = new Set<tf.Tensor>();
   try {
     const stat = await file.stat();
     if (!stat.isFile) {
@@ -182,30 +180,71 @@ export async function loadSafetensorsFile(
         if (!header.tensors.has(name)) throw new Error(`${path}: tensor "${name}" not found`);
       }
     }
-    for (const [name, info] of header.tensors) {
-      if (only && !only.has(name)) continue;
+    await putFileTensors(path, into, async (put) => {
+      for (const [name, info] of header.tensors) {
+        if (only && !only.has(name)) continue;
+        await put(name, async () => {
+          const [b, e] = info.dataOffsets;
+          const bytes = await readExactly(file, header.dataStart + b, e - b);
+          return {
+            values: toTypedArray(info.dtype, bytes, `${path}: tensor "${name}"`),
+            shape: info.shape,
+          };
+        });
+      }
+    });
+    return into;
+  } finally {
+    file.close();
+  }
+}
+
+/** One tensor's data as a weights file gives it: its values, or the name of a tensor it is. */
+type FileTensor =
+  | { values: Float32Array | Int32Array; shape: readonly number[] }
+  | { sameAs: string };
+
+/**
+ * Adds one weights file's tensors to `into`, as `read` gives them to `put` in turn: a name already
+ * in `into` is refused (before `load` runs), a `sameAs` tensor is the tensor of that name, and an
+ * embedding table bit-identical to one loaded before is that tensor ({@link equalTable}). Should
+ * `read` throw, every name it added is removed and every tensor it made disposed; an alias of a
+ * table an earlier file loaded stays with that table's name.
+ *
+ * @param path the file, for the error
+ * @param into map to add the tensors to
+ * @param read gives each tensor's name and, through `load`, its data
+ */
+async function putFileTensors(
+  path: string,
+  into: Map<string, tf.Tensor>,
+  read: (put: (name: string, load: () => Promise<FileTensor>) => Promise<void>) => Promise<void>,
+): Promise<void> {
+  const added: string[] = [];
+  const created = new Set<tf.Tensor>();
+  try {
+    await read(async (name, load) => {
       if (into.has(name)) throw new Error(`${path}: tensor "${name}" appears in two files`);
-      const [b, e] = info.dataOffsets;
-      const bytes = await readExactly(file, header.dataStart + b, e - b);
-      const values = toTypedArray(info.dtype, bytes, `${path}: tensor "${name}"`);
-      const dtype = values instanceof Int32Array ? "int32" : "float32";
-      const same = await equalTable(into, name, values, info.shape, dtype);
-      const tensor = same ?? tf.tensor(values, [...info.shape], dtype);
-      if (same === undefined) created.add(tensor);
+      const data = await load();
+      let tensor: tf.Tensor;
+      if ("sameAs" in data) {
+        tensor = into.get(data.sameAs)!;
+      } else {
+        const dtype = data.values instanceof Int32Array ? "int32" : "float32";
+        const same = await equalTable(into, name, data.values, data.shape, dtype);
+        tensor = same ?? tf.tensor(data.values, [...data.shape], dtype);
+        if (same === undefined) created.add(tensor);
+      }
       into.set(name, tensor);
       added.push(name);
-    }
-    return into;
+    });
   } catch (e) {
     for (const n of added) {
       const t = into.get(n);
       into.delete(n);
-      // An alias of a table an earlier call loaded stays with that table's name.
       if (t !== undefined && created.has(t)) t.dispose();
     }
     throw e;
-  } finally {
-    file.close();
   }
 }
 
@@ -290,31 +329,17 @@ async function loadTorchBinFile(
   header: TorchBinHeader,
   into: Map<string, tf.Tensor>,
 ): Promise<void> {
-  const added: string[] = [];
-  const created = new Set<tf.Tensor>();
-  try {
+  await putFileTensors(path, into, async (put) => {
     for await (const { name, info, values, sameAs } of readTorchBinTensors(path, header)) {
-      if (into.has(name)) throw new Error(`${path}: tensor "${name}" appears in two files`);
-      let tensor: tf.Tensor;
-      if (sameAs !== undefined) {
-        tensor = into.get(sameAs)!;
-      } else {
-        const dtype = values instanceof Int32Array ? "int32" : "float32";
-        const same = await equalTable(into, name, values!, info.shape, dtype);
-        tensor = same ?? tf.tensor(values!, [...info.shape], dtype);
-        if (same === undefined) created.add(tensor);
-      }
-      into.set(name, tensor);
-      added.push(name);
+      await put(
+        name,
+        () =>
+          Promise.resolve(
+            sameAs !== undefined ? { sameAs } : { values: values!, shape: info.shape },
+          ),
+      );
     }
-  } catch (e) {
-    for (const n of added) {
-      const t = into.get(n);
-      into.delete(n);
-      if (t !== undefined && created.has(t)) t.dispose();
-    }
-    throw e;
-  }
+  });
 }
 
 /** Where a checkpoint folder's weights are (see {@link readFolderLayout}). */
