@@ -13,6 +13,7 @@ import {
   type OptimizerMemory,
 } from "./memory.ts";
 import { tinyTrainingStep } from "./trainer_testing.ts";
+import type { TrainSpec } from "./spec.ts";
 import { greedyDecode } from "../model/t5.ts";
 import { bufferMeter } from "../model/buffer_meter_testing.ts";
 
@@ -32,6 +33,34 @@ const BASE_MTL: MemoryInput = {
 };
 
 /**
+ * A buffer meter started before the tiny training step of `method` on preset `name` (batch `b`,
+ * `li` input and `lt` target tokens, `train`'s overrides) is built, so that its peak counts the
+ * step's weights; restore the meter when done.
+ */
+function meteredStep(
+  name: string,
+  method: string,
+  b: number,
+  li: number,
+  lt: number,
+  methodConfig: unknown,
+  train?: Partial<TrainSpec>,
+): { meter: ReturnType<typeof bufferMeter>; t: ReturnType<typeof tinyTrainingStep> } {
+  const meter = bufferMeter();
+  const t = tinyTrainingStep({
+    presetName: name,
+    method,
+    methodConfig,
+    b,
+    li,
+    lt,
+    ...(train === undefined ? {} : { train }),
+    where: "memory_test",
+  });
+  return { meter, t };
+}
+
+/**
  * The measured peak of one training step (loss and gradients as the trainer computes them,
  * gradient norm, Adafactor update) after a first step made the optimizer slots, counted from the
  * first byte the step's model allocated (weights and slots included), and the estimate; with
@@ -47,16 +76,10 @@ async function measure(
   micro: number,
   methodConfig: unknown = {},
 ) {
-  const meter = bufferMeter();
-  const t = tinyTrainingStep({
-    presetName: name,
-    method,
-    methodConfig,
-    b,
-    li,
-    lt,
-    train: { labelSmoothing: 0, clipNorm: null, ...(micro < b ? { microBatchSize: micro } : {}) },
-    where: "memory_test",
+  const { meter, t } = meteredStep(name, method, b, li, lt, methodConfig, {
+    labelSmoothing: 0,
+    clipNorm: null,
+    ...(micro < b ? { microBatchSize: micro } : {}),
   });
   const { params, varList, options: o } = t;
   const config = t.model.config;
@@ -315,16 +338,7 @@ async function measureEval(
   lt: number,
   methodConfig: unknown = {},
 ) {
-  const meter = bufferMeter();
-  const t = tinyTrainingStep({
-    presetName: name,
-    method,
-    methodConfig,
-    b,
-    li,
-    lt,
-    where: "memory_test",
-  });
+  const { meter, t } = meteredStep(name, method, b, li, lt, methodConfig);
   let peak: number;
   try {
     const ids = Array.from({ length: b * li }, (_, j) => 2 + ((j * 7) % 200));
