@@ -213,6 +213,12 @@ export interface ResumableOptions {
    * content-encoded. Default false (the GLUE downloader checks known sizes and digests instead).
    */
   checkLength?: boolean;
+  /**
+   * Resume only the same version of the file: the strong `ETag` of the response that started the
+   * part is kept in `<part>.etag` and sent as `If-Range`, so a server whose file changed since
+   * answers 200 with the whole new file (which restarts the part) instead of 206. Default false.
+   */
+  ifRange?: boolean;
   /** Extra attempts after the first; default 3. */
   retries?: number;
   /** Idle timeout of the response and of each read of the body; default {@link IDLE_TIMEOUT_MS}. */
@@ -254,7 +260,8 @@ const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
  * attempt fails); a 200 (the server ignores ranges) restarts the part from byte 0. A 416 answer to
  * the resume accepts the part when its size equals `bytes`, or else the total of the answer's
  * `Content-Range: bytes *\/TOTAL`; otherwise the part is deleted and the transfer restarts from
- * byte 0 at once. A part longer than the file is deleted.
+ * byte 0 at once. A part longer than the file is deleted. With `ifRange`, a part is resumed only
+ * while the server's `ETag` is the one it started with.
  *
  * @param url the URL
  * @param part the file to write (its folder must exist); kept after a failure, for a resume
@@ -275,6 +282,12 @@ export async function fetchResumable(
   const log = opts.log ?? (() => {});
   const get = opts.get ?? plainGet(opts.fetch);
   const want = opts.bytes;
+  const etagPath = `${part}.etag`;
+  // The part and the validator of its bytes go together.
+  const dropPart = async () => {
+    await Deno.remove(part).catch(() => {});
+    if (opts.ifRange) await Deno.remove(etagPath).catch(() => {});
+  };
   let lastErr: unknown;
   for (let attempt = 0; attempt <= retries; attempt++) {
     let have = 0;
@@ -284,9 +297,14 @@ export async function fetchResumable(
     // Aborts the request in flight (the response wait, then its body) when it goes idle.
     let ctrl = new AbortController();
     try {
-      const open = (from: number): Promise<Response> => {
+      const open = async (from: number): Promise<Response> => {
         ctrl = new AbortController();
-        return getWithin(get, url, from > 0 ? { Range: `bytes=${from}-` } : {}, ctrl, idle);
+        const headers: Record<string, string> = from > 0 ? { Range: `bytes=${from}-` } : {};
+        if (from > 0 && opts.ifRange) {
+          const etag = await Deno.readTextFile(etagPath).catch(() => "");
+          if (etag !== "") headers["If-Range"] = etag;
+        }
+        return await getWithin(get, url, headers, ctrl, idle);
       };
       let res = await open(have);
       let complete = false;
@@ -303,7 +321,7 @@ export async function fetchResumable(
               total ?? "unknown"
             }); restarting`,
           );
-          await Deno.remove(part).catch(() => {});
+          await dropPart();
           have = 0;
           res = await open(0);
         }
@@ -318,13 +336,21 @@ export async function fetchResumable(
           const start = parseContentRangeStart(res.headers.get("content-range"));
           if (start !== have) {
             await res.body?.cancel();
-            await Deno.remove(part).catch(() => {});
+            await dropPart();
             throw new TransferError(
               `GET ${url}: server resumed at ${start}, expected ${have}; restarting`,
             );
           }
           append = true;
-        } else have = 0;
+        } else {
+          have = 0;
+          if (opts.ifRange) {
+            // The validator of the bytes about to be written (a weak one cannot serve If-Range).
+            const etag = res.headers.get("etag");
+            if (etag !== null && !etag.startsWith("W/")) await Deno.writeTextFile(etagPath, etag);
+            else await Deno.remove(etagPath).catch(() => {});
+          }
+        }
         const len = Number(res.headers.get("content-length") ?? NaN);
         const total = want ?? (Number.isFinite(len) ? have + len : undefined);
         if (opts.checkLength && res.headers.get("content-encoding") === null) {
@@ -367,24 +393,26 @@ export async function fetchResumable(
       const size = (await Deno.stat(part)).size;
       if (want !== undefined && size !== want) {
         if (size < want) throw new TransferError(`GET ${url}: got ${size} of ${want} bytes`);
-        await Deno.remove(part).catch(() => {});
+        await dropPart();
         throw new Error(`${name}: size ${size} B, expected ${want} B (deleted)`);
       }
       if (stated !== undefined && size !== stated) {
         if (size < stated) {
           throw new TransferError(`${url}: download truncated (${size} of ${stated} bytes)`);
         }
-        await Deno.remove(part).catch(() => {});
+        await dropPart();
         throw new Error(`${url}: ${size} bytes, more than the ${stated} stated (deleted)`);
       }
       if (opts.verify) {
         try {
           await opts.verify(part, size);
         } catch (e) {
-          await Deno.remove(part).catch(() => {});
+          await dropPart();
           throw new FinalError(e);
         }
       }
+      // Complete: the caller renames the part; its validator is of no more use.
+      if (opts.ifRange) await Deno.remove(etagPath).catch(() => {});
       return { bytes: size, resumedAt: have, attempts: attempt + 1 };
     } catch (e) {
       if (e instanceof FinalError) throw e.error;

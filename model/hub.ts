@@ -321,6 +321,7 @@ async function downloadLocked(
     result = await fetchResumable(url, part, {
       name: `${ctx.repoId}/${file}`,
       checkLength: true,
+      ifRange: true,
       retries: ctx.retries,
       idleMs: ctx.idleMs,
       sleep: ctx.sleep,
@@ -330,7 +331,11 @@ async function downloadLocked(
     });
   } catch (e) {
     if (e instanceof HttpStatusError) {
-      await Deno.remove(part).catch(() => {}); // an error page is nothing to resume
+      if (e.status === 404) {
+        // The file is not there (any more): nothing to resume. Other statuses keep the part.
+        await Deno.remove(part).catch(() => {});
+        await Deno.remove(`${part}.etag`).catch(() => {});
+      }
       if (e.status === 404 && optional) {
         await recordAbsent(ctx, file);
         return false;

@@ -20,6 +20,12 @@ function recordSleeps(): { waits: number[]; sleep: (ms: number) => Promise<void>
   return { waits, sleep: (ms) => (waits.push(ms), Promise.resolve()) };
 }
 
+/** Hex sha256 of `data`. */
+async function sha256Hex(data: Uint8Array<ArrayBuffer>): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", data));
+  return [...digest].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 /** The names in `dir`, sorted. */
 function namesIn(dir: string): string[] {
   return [...Deno.readDirSync(dir)].map((e) => e.name).sort();
@@ -651,10 +657,13 @@ Deno.test("fetchHubModel: a stalled transfer is given up after the idle timeout 
       ["Bearer secret", null],
       ["Bearer secret", "bytes=100-"],
     ]);
-    assert.deepEqual(cdn.requests.filter(weights).map((r) => [r.auth, r.range]), [
-      [null, null],
-      [null, "bytes=100-"],
+    // ... naming the version its first 100 bytes are of (the first response's ETag).
+    const etag = `"${await sha256Hex(await Deno.readFile(join(RELU, "model.safetensors")))}"`;
+    assert.deepEqual(cdn.requests.filter(weights).map((r) => [r.auth, r.range, r.ifRange]), [
+      [null, null, null],
+      [null, "bytes=100-", etag],
     ]);
+    assert.ok(!namesIn(dir).some((n) => n.includes(".part")), `${namesIn(dir)}`);
     assert.ok(cdn.requests.every((r) => r.auth === null), "token not sent to the CDN");
   } finally {
     await hub.shutdown();
@@ -669,10 +678,14 @@ Deno.test("fetchHubModel: a part left by an earlier run is resumed, restarted wh
   const cases: {
     what: string;
     part: Uint8Array;
+    etag?: string;
     ignoreRange?: boolean;
     ranges: (string | null)[];
   }[] = [
     { what: "resumed", part: whole.slice(0, 100), ranges: ["bytes=100-"] },
+    // The part is of another version of the file (If-Range names it): the server sends the
+    // whole current file (200), which restarts the part.
+    { what: "file changed", part: garbage, etag: '"stale"', ranges: ["bytes=100-"] },
     // A server without ranges answers 200: the part is written again from byte 0.
     { what: "Range ignored", part: garbage, ignoreRange: true, ranges: ["bytes=100-"] },
     // Killed after the last byte, before the rename: 416 with the size it has.
@@ -691,14 +704,18 @@ Deno.test("fetchHubModel: a part left by an earlier run is resumed, restarted wh
       const dir = hubModelDir(cache, "org/tiny");
       await Deno.mkdir(dir, { recursive: true });
       await Deno.writeFile(join(dir, "model.safetensors.part"), c.part);
+      if (c.etag) await Deno.writeTextFile(join(dir, "model.safetensors.part.etag"), c.etag);
       const { waits, sleep } = recordSleeps();
       await fetchHubModel("org/tiny", { cacheDir: cache, endpoint: hub.endpoint, sleep });
       const ranges = hub.requests.filter((r) => r.path.endsWith("/model.safetensors"))
         .map((r) => r.range);
       assert.deepEqual(ranges, c.ranges, c.what);
+      const ifRanges = hub.requests.filter((r) => r.path.endsWith("/model.safetensors"))
+        .map((r) => r.ifRange);
+      assert.deepEqual(ifRanges, c.ranges.map((_, i) => i === 0 ? c.etag ?? null : null), c.what);
       assert.deepEqual(waits, [], c.what);
       assert.deepEqual(await Deno.readFile(join(dir, "model.safetensors")), whole, c.what);
-      assert.ok(!namesIn(dir).includes("model.safetensors.part"), c.what);
+      assert.ok(!namesIn(dir).some((n) => n.includes(".part")), c.what);
     } finally {
       await hub.close();
       await Deno.remove(cache, { recursive: true });

@@ -7,12 +7,17 @@
  */
 import { join } from "node:path";
 
+async function sha256Hex(data: Uint8Array<ArrayBuffer>): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", data));
+  return [...digest].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 /** A running local hub. */
 export interface Hub {
   /** Its base URL (`http://127.0.0.1:<port>`), for `endpoint` or `HF_ENDPOINT`. */
   endpoint: string;
-  /** Every request so far: the decoded path, and the `authorization` and `range` headers. */
-  requests: { path: string; auth: string | null; range: string | null }[];
+  /** Every request so far: the decoded path, the `authorization`, `range` and `if-range` headers. */
+  requests: { path: string; auth: string | null; range: string | null; ifRange: string | null }[];
   /** Stops the server. */
   close(): Promise<void>;
 }
@@ -37,7 +42,8 @@ export interface HubFaults {
  * Serves `repos` at `/<repo>/resolve/<revision>/<file>`: each key is `<repo>@<revision>`, each
  * value the folder whose files it serves; an unknown repo or file answers HTTP 404. A
  * `Range: bytes=N-` request is answered 206 with `Content-Range` (416 with `bytes *\/SIZE` when N
- * is the size or more), unless `faults.ignoreRange`; bodies have their `Content-Length`.
+ * is the size or more), unless `faults.ignoreRange` or an `If-Range` that is not the file's `ETag`
+ * (its sha256, quoted); bodies have their `Content-Length`.
  *
  * @param repos `"org/name@revision"` → local folder
  * @param faults answers, stalls and ignored ranges to inject (default none)
@@ -50,7 +56,8 @@ export function serveHub(repos: Record<string, string>, faults: HubFaults = {}):
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
     const path = decodeURIComponent(new URL(req.url).pathname);
     const range = req.headers.get("range");
-    requests.push({ path, auth: req.headers.get("authorization"), range });
+    const ifRange = req.headers.get("if-range");
+    requests.push({ path, auth: req.headers.get("authorization"), range, ifRange });
     const m = path.match(/^\/(.+)\/resolve\/([^/]+)\/([^/]+)$/);
     const folder = m ? repos[`${m[1]}@${m[2]}`] : undefined;
     if (!m || !folder) return new Response("Repository not found", { status: 404 });
@@ -66,8 +73,12 @@ export function serveHub(repos: Record<string, string>, faults: HubFaults = {}):
       return new Response("Entry not found", { status: 404 });
     }
     let status = 200;
-    const headers: Record<string, string> = {};
-    const r = range && !faults.ignoreRange ? /^bytes=(\d+)-$/.exec(range) : null;
+    // A strong validator of the content (as the hub's CDN sends); an If-Range naming another
+    // version gets the whole file.
+    const etag = `"${await sha256Hex(body)}"`;
+    const headers: Record<string, string> = { etag };
+    const current = ifRange === null || ifRange === etag;
+    const r = range && current && !faults.ignoreRange ? /^bytes=(\d+)-$/.exec(range) : null;
     if (r) {
       const start = Number(r[1]);
       if (start >= body.length) {
