@@ -545,140 +545,146 @@ async function spieceFolder(root: string): Promise<{ dir: string; ref: T5Tokeniz
   return { dir, ref, n: tiny.pieces };
 }
 
-Deno.test({
-  name:
-    "loadT5() of a folder with spiece.model but no tokenizer.json converts it in memory, says so, writes nothing",
-  ignore: !HAS_SPM,
-  async fn() {
-    await tf.setBackend("cpu");
-    const root = await Deno.makeTempDir();
-    const before = tf.memory().numTensors;
-    try {
-      const { dir, ref, n } = await spieceFolder(root);
-      ok(n + 10 <= 96, `${n} pieces and 10 sentinels fit the fixture's 96 ids`);
-      const files = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
-      const lines: string[] = [];
-      const t5 = await loadT5(dir, { log: (l) => lines.push(l) });
+/**
+ * Registers test `name` (skipped without spm_train): `fn` gets a {@link spieceFolder} in a
+ * temporary root (removed afterwards), on the cpu backend, with the tensor count before it was
+ * made; no tensor may be left when `fn` returns.
+ */
+function spieceTest(
+  name: string,
+  fn: (
+    f: { root: string; dir: string; ref: T5Tokenizer; n: number; before: number },
+  ) => Promise<void>,
+): void {
+  Deno.test({
+    name,
+    ignore: !HAS_SPM,
+    async fn() {
+      await tf.setBackend("cpu");
+      const root = await Deno.makeTempDir();
+      const before = tf.memory().numTensors;
       try {
-        deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), files, "folder untouched");
+        await fn({ root, ...(await spieceFolder(root)), before });
+        equal(tf.memory().numTensors, before);
+      } finally {
+        await Deno.remove(root, { recursive: true });
+      }
+    },
+  });
+}
+
+spieceTest(
+  "loadT5() of a folder with spiece.model but no tokenizer.json converts it in memory, says so, writes nothing",
+  async ({ dir, ref, n, before }) => {
+    ok(n + 10 <= 96, `${n} pieces and 10 sentinels fit the fixture's 96 ids`);
+    const files = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    const lines: string[] = [];
+    const t5 = await loadT5(dir, { log: (l) => lines.push(l) });
+    try {
+      deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), files, "folder untouched");
+      equal(
+        t5.tokenizerSource,
+        `${join(dir, "spiece.model")} (converted to tokenizer.json in memory)`,
+      );
+      equal(lines.length, 1);
+      equal(
+        lines[0],
+        `${dir}: no tokenizer.json; converted ${join(dir, "spiece.model")} in memory as ` +
+          `transformers' T5Converter does (${n} pieces, 10 sentinels, 10 additional special ` +
+          `tokens, Metaspace prepend_scheme "always"; settings of ${
+            join(dir, "tokenizer_config.json")
+          }; ${n + 10} ids)`,
+      );
+      equal(t5.tokenizer.vocabSize, n + 10);
+      deepEqual(
+        [t5.tokenizer.tokenToId("<extra_id_0>"), t5.tokenizer.tokenToId("<extra_id_9>")],
+        [n + 9, n],
+      );
+      for (const text of ["the cat sat on the mat", "a good  dog", "the <extra_id_3> park"]) {
+        deepEqual(t5.tokenizer.encode(text), ref.encode(text), text);
+      }
+      deepEqual(
+        t5.tokenizer.encode("the dog ran"),
+        [...await spmEncode(join(dir, "spiece.model"), "the dog ran"), 1],
+      );
+      const { logits, loss } = await teacherForced(t5, ["the cat sat"], ["on the mat"]);
+      logits.dispose();
+      ok(Number.isFinite(loss), `${loss}`);
+    } finally {
+      disposeLoadedT5(t5);
+    }
+    equal(tf.memory().numTensors, before);
+    // 100 sentinels (no tokenizer_config.json) do not fit 96 ids: refused by name.
+    await Deno.remove(join(dir, "tokenizer_config.json"));
+    await rejects(
+      loadT5(dir, { log: () => {} }),
+      (e: Error) => {
+        equal(
+          e.message,
+          `tokenizer ${join(dir, "spiece.model")} (converted to tokenizer.json in memory) and ` +
+            `${join(dir, "config.json")} do not match: the tokenizer has ${n + 100} ids but ` +
+            `the model's "vocab_size" is 96 (is it the model's own tokenizer?)`,
+        );
+        return true;
+      },
+    );
+    // Neither file: the error names both.
+    await Deno.remove(join(dir, "spiece.model"));
+    await rejects(loadT5(dir), /no tokenizer\.json and no spiece\.model/);
+  },
+);
+
+spieceTest(
+  "loadT5() of a hub repo without tokenizer.json downloads spiece.model and tokenizer_config.json and converts them",
+  async ({ root, dir, ref }) => {
+    const repo = serveHub({ "google/t5-spiece@main": dir });
+    try {
+      const cacheDir = join(root, "cache");
+      const t5 = await withEnv(
+        { HF_ENDPOINT: repo.endpoint, HF_HUB_OFFLINE: undefined, HF_TOKEN: undefined },
+        () => loadT5("google/t5-spiece", { cacheDir, log: () => {} }),
+      );
+      try {
+        const asked = repo.requests.map((r) => r.path.split("/").pop());
+        ok(asked.includes("tokenizer.json"), `${asked}`);
+        ok(asked.includes("spiece.model") && asked.includes("tokenizer_config.json"), `${asked}`);
+        equal(t5.dir, join(cacheDir, "models--google--t5-spiece", "main"));
+        ok(!(await Deno.stat(join(t5.dir, "tokenizer.json")).then(() => true, () => false)));
         equal(
           t5.tokenizerSource,
-          `${join(dir, "spiece.model")} (converted to tokenizer.json in memory)`,
+          `${join(t5.dir, "spiece.model")} (converted to tokenizer.json in memory)`,
         );
-        equal(lines.length, 1);
-        equal(
-          lines[0],
-          `${dir}: no tokenizer.json; converted ${join(dir, "spiece.model")} in memory as ` +
-            `transformers' T5Converter does (${n} pieces, 10 sentinels, 10 additional special ` +
-            `tokens, Metaspace prepend_scheme "always"; settings of ${
-              join(dir, "tokenizer_config.json")
-            }; ${n + 10} ids)`,
-        );
-        equal(t5.tokenizer.vocabSize, n + 10);
-        deepEqual(
-          [t5.tokenizer.tokenToId("<extra_id_0>"), t5.tokenizer.tokenToId("<extra_id_9>")],
-          [n + 9, n],
-        );
-        for (const text of ["the cat sat on the mat", "a good  dog", "the <extra_id_3> park"]) {
-          deepEqual(t5.tokenizer.encode(text), ref.encode(text), text);
-        }
-        deepEqual(
-          t5.tokenizer.encode("the dog ran"),
-          [...await spmEncode(join(dir, "spiece.model"), "the dog ran"), 1],
-        );
-        const { logits, loss } = await teacherForced(t5, ["the cat sat"], ["on the mat"]);
-        logits.dispose();
-        ok(Number.isFinite(loss), `${loss}`);
+        equal(t5.tokenizer.vocabSize, ref.vocabSize);
+        const text = "the cat <extra_id_0> on the mat";
+        deepEqual(t5.tokenizer.encode(text), ref.encode(text));
       } finally {
         disposeLoadedT5(t5);
       }
-      equal(tf.memory().numTensors, before);
-      // 100 sentinels (no tokenizer_config.json) do not fit 96 ids: refused by name.
-      await Deno.remove(join(dir, "tokenizer_config.json"));
+      // A cache completed without spiece.model (as before it was fetched) says how to redo it.
+      const cached = join(cacheDir, "models--google--t5-spiece", "main");
+      await Deno.remove(join(cached, "spiece.model"));
+      const marker = JSON.parse(await Deno.readTextFile(join(cached, ".complete.json")));
+      marker.files = marker.files.filter((f: string) => f !== "spiece.model");
+      await Deno.writeTextFile(join(cached, ".complete.json"), JSON.stringify(marker));
       await rejects(
-        loadT5(dir, { log: () => {} }),
+        withEnv(
+          { HF_ENDPOINT: repo.endpoint, HF_HUB_OFFLINE: undefined },
+          () => loadT5("google/t5-spiece", { cacheDir }),
+        ),
         (e: Error) => {
           equal(
             e.message,
-            `tokenizer ${join(dir, "spiece.model")} (converted to tokenizer.json in memory) and ` +
-              `${join(dir, "config.json")} do not match: the tokenizer has ${n + 100} ids but ` +
-              `the model's "vocab_size" is 96 (is it the model's own tokenizer?)`,
+            `${cached}: no tokenizer.json and no spiece.model beside the weights; a checkpoint ` +
+              `needs its own tokenizer (put the model's tokenizer.json, or its spiece.model and ` +
+              `tokenizer_config.json, in the folder, or pass { tokenizer: "FILE" }); if the ` +
+              `hub repo "google/t5-spiece" has spiece.model, this cache folder was completed by ` +
+              `a version that did not download it: delete ${cached} and run again`,
           );
           return true;
         },
       );
-      // Neither file: the error names both.
-      await Deno.remove(join(dir, "spiece.model"));
-      await rejects(loadT5(dir), /no tokenizer\.json and no spiece\.model/);
-      equal(tf.memory().numTensors, before);
     } finally {
-      await Deno.remove(root, { recursive: true });
+      await repo.close();
     }
   },
-});
-
-Deno.test({
-  name:
-    "loadT5() of a hub repo without tokenizer.json downloads spiece.model and tokenizer_config.json and converts them",
-  ignore: !HAS_SPM,
-  async fn() {
-    await tf.setBackend("cpu");
-    const root = await Deno.makeTempDir();
-    const before = tf.memory().numTensors;
-    try {
-      const { dir, ref } = await spieceFolder(root);
-      const repo = serveHub({ "google/t5-spiece@main": dir });
-      try {
-        const cacheDir = join(root, "cache");
-        const t5 = await withEnv(
-          { HF_ENDPOINT: repo.endpoint, HF_HUB_OFFLINE: undefined, HF_TOKEN: undefined },
-          () => loadT5("google/t5-spiece", { cacheDir, log: () => {} }),
-        );
-        try {
-          const asked = repo.requests.map((r) => r.path.split("/").pop());
-          ok(asked.includes("tokenizer.json"), `${asked}`);
-          ok(asked.includes("spiece.model") && asked.includes("tokenizer_config.json"), `${asked}`);
-          equal(t5.dir, join(cacheDir, "models--google--t5-spiece", "main"));
-          ok(!(await Deno.stat(join(t5.dir, "tokenizer.json")).then(() => true, () => false)));
-          equal(
-            t5.tokenizerSource,
-            `${join(t5.dir, "spiece.model")} (converted to tokenizer.json in memory)`,
-          );
-          equal(t5.tokenizer.vocabSize, ref.vocabSize);
-          const text = "the cat <extra_id_0> on the mat";
-          deepEqual(t5.tokenizer.encode(text), ref.encode(text));
-        } finally {
-          disposeLoadedT5(t5);
-        }
-        // A cache completed without spiece.model (as before it was fetched) says how to redo it.
-        const cached = join(cacheDir, "models--google--t5-spiece", "main");
-        await Deno.remove(join(cached, "spiece.model"));
-        const marker = JSON.parse(await Deno.readTextFile(join(cached, ".complete.json")));
-        marker.files = marker.files.filter((f: string) => f !== "spiece.model");
-        await Deno.writeTextFile(join(cached, ".complete.json"), JSON.stringify(marker));
-        await rejects(
-          withEnv(
-            { HF_ENDPOINT: repo.endpoint, HF_HUB_OFFLINE: undefined },
-            () => loadT5("google/t5-spiece", { cacheDir }),
-          ),
-          (e: Error) => {
-            equal(
-              e.message,
-              `${cached}: no tokenizer.json and no spiece.model beside the weights; a checkpoint ` +
-                `needs its own tokenizer (put the model's tokenizer.json, or its spiece.model and ` +
-                `tokenizer_config.json, in the folder, or pass { tokenizer: "FILE" }); if the ` +
-                `hub repo "google/t5-spiece" has spiece.model, this cache folder was completed by ` +
-                `a version that did not download it: delete ${cached} and run again`,
-            );
-            return true;
-          },
-        );
-      } finally {
-        await repo.close();
-      }
-      equal(tf.memory().numTensors, before);
-    } finally {
-      await Deno.remove(root, { recursive: true });
-    }
-  },
-});
+);
