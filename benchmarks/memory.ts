@@ -38,7 +38,9 @@
  *     its peak is the saved tensors plus one gradient per intermediate on the path from the
  *     trained variables to the loss; about twice the low-memory one for T5.
  * - The global gradient norm (`benchmarks/trainer.ts` `globalGradNorm`) squares one gradient at a
- *   time: the gradients plus the largest trained variable's square.
+ *   time: the gradients plus the largest trained variable's square (on webgpu, where a freed
+ *   square waits for its command buffer, the squares of the submit batch's worth of the largest
+ *   gradients).
  * - Bytes are counted per data buffer (a reshape, a clone, or a gradient that is `dy` reshaped,
  *   shares its input's buffer), which is what a GPU allocates; tfjs's `tf.memory().numBytes` and
  *   `tf.profile().peakBytes` count each tensor handle instead, and overstate that.
@@ -1214,6 +1216,7 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
 
   const shapes = t5ParamShapes(cfg);
   let backbone = 0, trainedBackbone = 0, state = 0, largest = 0;
+  const trainedSizes: number[] = [];
   for (const [name, shape] of shapes) {
     const n = shape.reduce((a, b) => a * b, 1);
     backbone += n;
@@ -1221,6 +1224,7 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     trainedBackbone += n;
     state += stateElems(shape, input.optimizer);
     largest = Math.max(largest, n);
+    trainedSizes.push(n);
   }
   state += input.optimizer.kind === "adamw" ? 2 * extra : extra;
   const trained = trainedBackbone + extra;
@@ -1278,6 +1282,15 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     false,
   );
   evalReplay.evaluate({ b: evalBatch, li, lt });
+  // Gradient norm (benchmarks/trainer.ts globalGradNorm): each gradient's square in its own
+  // tidy, so one at a time where frees are immediate; on webgpu a freed square waits for its
+  // command buffer, and each gradient takes two dispatches (square, sum), so the squares of up to
+  // submitBatch / 2 gradients are held at once: the largest ones, to be safe (measured on the
+  // software adapter by gpu_check --quick --sections=memory, whose MTL rows read the norm).
+  const normSquares = fused
+    ? trainedSizes.sort((a, b) => b - a).slice(0, Math.ceil(webgpuDeferNodes(input) / 2))
+      .reduce((a, b) => a + b, 0)
+    : largest;
   // Update phase: the op-by-op update's temporaries of the largest variable (≈ 6 of its size on
   // the composite path; the fused kernels update in place).
   const updateTmp = (input.kernels ?? "fused") === "fused" ? 0 : 6 * largest * bpe;
@@ -1286,7 +1299,7 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     backward: fixed + (saved + back.peak) * bpe,
     // benchmarks/trainer.ts globalGradNorm: one gradient's square at a time (its own tidy),
     // then the per-gradient scalars; measured in benchmarks/memory_test.ts.
-    "gradient norm": weights + optimizerState + gradients + largest * bpe,
+    "gradient norm": weights + optimizerState + gradients + normSquares * bpe,
     update: weights + optimizerState + gradients + updateTmp,
     // Between steps (benchmarks/trainer.ts): gradients and accumulator freed, slots kept.
     evaluation: weights + optimizerState + evalReplay.t.fwd * bpe,
