@@ -12,9 +12,9 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { withEnv } from "../model/env_testing.ts";
+import { hubEnv, withEnv } from "../model/env_testing.ts";
 import { sharedPath } from "../model/shared_dir.ts";
-import { serveHub } from "../model/hub_testing.ts";
+import { type Hub, serveHub } from "../model/hub_testing.ts";
 import { HAS_SPM, spmEncode, trainTinySpiece } from "../model/spm_testing.ts";
 import { disposeLoadedT5, type LoadedT5, loadT5, teacherForced } from "../model/pretrained.ts";
 import { selectBackend } from "../model/backend.ts";
@@ -100,20 +100,47 @@ async function legacyRepo(root: string): Promise<LegacyRepo> {
   return { repo, safetensors, pieces: tiny.pieces, spiece: tiny.spiece };
 }
 
-/** The hub environment of a test: the stand-in hub's endpoint, a cache of its own, no token. */
-function hubEnv(endpoint: string, cache: string, offline = false) {
-  return {
-    HF_ENDPOINT: endpoint,
-    HYPERPROMPT_CACHE: cache,
-    HF_HUB_OFFLINE: offline ? "1" : undefined,
-    HF_TOKEN: undefined,
-    HUGGING_FACE_HUB_TOKEN: undefined,
-  };
-}
-
 /** The files asked for since request `from`, by name. */
 function asked(hub: { requests: { path: string }[] }, from = 0): string[] {
   return hub.requests.slice(from).map((r) => r.path.replace(`/${REPO}/resolve/main/`, ""));
+}
+
+/**
+ * What loading the repo into an empty cache asks for, in order: config.json and the tokenizer
+ * files (tokenizer.json a 404), checked before any weight is asked for; then the rest
+ * (generation_config.json a 404) and the weights: safetensors first, as transformers (404s), then
+ * PyTorch's.
+ */
+const COLD_LOAD = [
+  "config.json",
+  "tokenizer.json",
+  "spiece.model",
+  "tokenizer_config.json",
+  "generation_config.json",
+  "model.safetensors",
+  "model.safetensors.index.json",
+  "pytorch_model.bin",
+];
+
+/**
+ * Runs `fn` with a {@link legacyRepo} in a temporary root, served as `REPO` by a stand-in hub, and
+ * a cache folder in that root; closes the hub and removes the root afterwards.
+ */
+async function withLegacyHub(
+  fn: (h: { root: string; legacy: LegacyRepo; hub: Hub; cache: string }) => Promise<void>,
+): Promise<void> {
+  const root = await Deno.makeTempDir();
+  try {
+    const legacy = await legacyRepo(root);
+    const hub = serveHub({ [`${REPO}@main`]: legacy.repo });
+    try {
+      await fn({ root, legacy, hub, cache: join(root, "cache") });
+    } finally {
+      await hub.close();
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 }
 
 Deno.test({
@@ -122,84 +149,70 @@ Deno.test({
   ignore: !HAS_SPM,
   async fn() {
     await selectBackend("cpu", { log: () => {} });
-    const root = await Deno.makeTempDir();
-    const { repo, safetensors, pieces, spiece } = await legacyRepo(root);
-    const hub = serveHub({ [`${REPO}@main`]: repo });
-    const cacheDir = join(root, "cache");
     const before = tf.memory().numTensors;
-    const notes: string[] = [];
-    const opts = { cacheDir, endpoint: hub.endpoint, log: (l: string) => notes.push(l) };
-    let fromHub: LoadedT5 | undefined, fromSt: LoadedT5 | undefined;
-    try {
-      // The endpoint as an option (HF_ENDPOINT names another, unreachable, to show it is unused).
-      fromHub = await withEnv(hubEnv("http://127.0.0.1:9", cacheDir), () => loadT5(REPO, opts));
-      // config.json and the tokenizer files (tokenizer.json a 404), checked before any weight
-      // is asked for; then the rest (generation_config.json a 404) and the weights: safetensors
-      // first, as transformers (404s), then PyTorch's.
-      assert.deepEqual(asked(hub), [
-        "config.json",
-        "tokenizer.json",
-        "spiece.model",
-        "tokenizer_config.json",
-        "generation_config.json",
-        "model.safetensors",
-        "model.safetensors.index.json",
-        "pytorch_model.bin",
-      ]);
-      assert.equal(fromHub.dir, join(cacheDir, `models--${REPO.replace("/", "--")}`, "main"));
-      assert.ok(!existsSync(join(fromHub.dir, "tokenizer.json")), "converted in memory only");
-      assert.equal(
-        fromHub.tokenizerSource,
-        `${join(fromHub.dir, "spiece.model")} (converted to tokenizer.json in memory)`,
-      );
-      assert.equal(notes.length, 1, `${notes}`);
-      assert.match(notes[0]!, new RegExp(`${pieces} pieces, ${EXTRA_IDS} sentinels`));
-      // The converter's ids: spm_encode's for plain text, T5's sentinels from the highest id down.
-      const tok = fromHub.tokenizer;
-      assert.equal(tok.vocabSize, pieces + EXTRA_IDS);
-      for (const text of ["the cat sat on the mat", "a dog ran in the park"]) {
-        assert.deepEqual(tok.encode(text), [...(await spmEncode(spiece, text)), 1], text);
-      }
-      assert.deepEqual(
-        [tok.tokenToId("<extra_id_0>"), tok.tokenToId(`<extra_id_${EXTRA_IDS - 1}>`)],
-        [pieces + EXTRA_IDS - 1, pieces],
-      );
-      assert.equal(tok.tokenToId(`<extra_id_${EXTRA_IDS}>`), undefined);
+    await withLegacyHub(
+      async ({ legacy: { safetensors, pieces, spiece }, hub, cache: cacheDir }) => {
+        const notes: string[] = [];
+        const opts = { cacheDir, endpoint: hub.endpoint, log: (l: string) => notes.push(l) };
+        let fromHub: LoadedT5 | undefined, fromSt: LoadedT5 | undefined;
+        try {
+          // The endpoint as an option (HF_ENDPOINT names another, unreachable, to show it is unused).
+          fromHub = await withEnv(hubEnv("http://127.0.0.1:9", cacheDir), () => loadT5(REPO, opts));
+          assert.deepEqual(asked(hub), COLD_LOAD);
+          assert.equal(fromHub.dir, join(cacheDir, `models--${REPO.replace("/", "--")}`, "main"));
+          assert.ok(!existsSync(join(fromHub.dir, "tokenizer.json")), "converted in memory only");
+          assert.equal(
+            fromHub.tokenizerSource,
+            `${join(fromHub.dir, "spiece.model")} (converted to tokenizer.json in memory)`,
+          );
+          assert.equal(notes.length, 1, `${notes}`);
+          assert.match(notes[0]!, new RegExp(`${pieces} pieces, ${EXTRA_IDS} sentinels`));
+          // The converter's ids: spm_encode's for plain text, T5's sentinels from the highest id down.
+          const tok = fromHub.tokenizer;
+          assert.equal(tok.vocabSize, pieces + EXTRA_IDS);
+          for (const text of ["the cat sat on the mat", "a dog ran in the park"]) {
+            assert.deepEqual(tok.encode(text), [...(await spmEncode(spiece, text)), 1], text);
+          }
+          assert.deepEqual(
+            [tok.tokenToId("<extra_id_0>"), tok.tokenToId(`<extra_id_${EXTRA_IDS - 1}>`)],
+            [pieces + EXTRA_IDS - 1, pieces],
+          );
+          assert.equal(tok.tokenToId(`<extra_id_${EXTRA_IDS}>`), undefined);
 
-      // The same weights from model.safetensors (a local folder): the .bin's values are the
-      // safetensors' bit for bit (its float16/bfloat16 layer norms are 1.0, exact there), and the
-      // same ops on the same backend give the same floats, so the logits are compared exactly.
-      fromSt = await loadT5(safetensors, { log: () => {} });
-      const inputs = ["the cat sat on the mat <extra_id_0>", "a good day"];
-      const targets = ["<extra_id_0> the park", "the dog"];
-      const a = await teacherForced(fromHub, inputs, targets);
-      const b = await teacherForced(fromSt, inputs, targets);
-      const [la, lb] = [await a.logits.data(), await b.logits.data()];
-      a.logits.dispose();
-      b.logits.dispose();
-      assert.ok(Number.isFinite(a.loss) && a.loss > 0, `loss ${a.loss}`);
-      assert.equal(a.loss, b.loss);
-      assert.equal(la.length, lb.length);
-      assert.ok(la.every((v, i) => Object.is(v, lb[i])), "logits differ from safetensors'");
-      disposeLoadedT5(fromHub);
-      fromHub = undefined;
+          // The same weights from model.safetensors (a local folder): the .bin's values are the
+          // safetensors' bit for bit (its float16/bfloat16 layer norms are 1.0, exact there), and the
+          // same ops on the same backend give the same floats, so the logits are compared exactly.
+          fromSt = await loadT5(safetensors, { log: () => {} });
+          const inputs = ["the cat sat on the mat <extra_id_0>", "a good day"];
+          const targets = ["<extra_id_0> the park", "the dog"];
+          const a = await teacherForced(fromHub, inputs, targets);
+          const b = await teacherForced(fromSt, inputs, targets);
+          const [la, lb] = [await a.logits.data(), await b.logits.data()];
+          a.logits.dispose();
+          b.logits.dispose();
+          assert.ok(Number.isFinite(a.loss) && a.loss > 0, `loss ${a.loss}`);
+          assert.equal(a.loss, b.loss);
+          assert.equal(la.length, lb.length);
+          assert.ok(la.every((v, i) => Object.is(v, lb[i])), "logits differ from safetensors'");
+          disposeLoadedT5(fromHub);
+          fromHub = undefined;
 
-      // The cache is complete: offline (HF_HUB_OFFLINE=1) it loads without a request.
-      const n = hub.requests.length;
-      fromHub = await withEnv(
-        hubEnv("http://127.0.0.1:9", cacheDir, true),
-        () => loadT5(REPO, opts),
-      );
-      assert.equal(hub.requests.length, n, `offline requests: ${asked(hub, n)}`);
-      const c = await teacherForced(fromHub, inputs, targets);
-      c.logits.dispose();
-      assert.equal(c.loss, a.loss);
-    } finally {
-      if (fromHub) disposeLoadedT5(fromHub);
-      if (fromSt) disposeLoadedT5(fromSt);
-      await hub.close();
-      await Deno.remove(root, { recursive: true });
-    }
+          // The cache is complete: offline (HF_HUB_OFFLINE=1) it loads without a request.
+          const n = hub.requests.length;
+          fromHub = await withEnv(
+            hubEnv("http://127.0.0.1:9", cacheDir, true),
+            () => loadT5(REPO, opts),
+          );
+          assert.equal(hub.requests.length, n, `offline requests: ${asked(hub, n)}`);
+          const c = await teacherForced(fromHub, inputs, targets);
+          c.logits.dispose();
+          assert.equal(c.loss, a.loss);
+        } finally {
+          if (fromHub) disposeLoadedT5(fromHub);
+          if (fromSt) disposeLoadedT5(fromSt);
+        }
+      },
+    );
     assert.equal(tf.memory().numTensors, before, "no leaked tensors");
   },
 });
@@ -235,13 +248,9 @@ Deno.test({
     "runOne() with backbone {hf} of a 2020-layout hub repo: trains, records the source and backbone:spiece.model, weights asked last; again offline from the cache",
   ignore: !HAS_SPM || !HAVE_DATA,
   async fn() {
-    const root = await Deno.makeTempDir();
-    const { repo } = await legacyRepo(root);
-    const hub = serveHub({ [`${REPO}@main`]: repo });
-    const cache = join(root, "cache");
-    const folder = join(cache, "hub", `models--${REPO.replace("/", "--")}`, "main");
-    const s = runSpec({ hf: REPO }, { hf: REPO });
-    try {
+    await withLegacyHub(async ({ root, hub, cache }) => {
+      const folder = join(cache, "hub", `models--${REPO.replace("/", "--")}`, "main");
+      const s = runSpec({ hf: REPO }, { hf: REPO });
       const results = [];
       for (const offline of [false, true]) {
         const n = hub.requests.length;
@@ -261,25 +270,13 @@ Deno.test({
         } else {
           // config.json and the tokenizer files (tokenizer.json: 404) are checked before the
           // weights are downloaded, and a 404 is not asked for again.
-          assert.deepEqual(asked(hub, n), [
-            "config.json",
-            "tokenizer.json",
-            "spiece.model",
-            "tokenizer_config.json",
-            "generation_config.json",
-            "model.safetensors",
-            "model.safetensors.index.json",
-            "pytorch_model.bin",
-          ]);
+          assert.deepEqual(asked(hub, n), COLD_LOAD);
         }
         results.push(r);
       }
       // The same weights, data and seed: the same run.
       assert.deepEqual(results[1]!.losses, results[0]!.losses);
-    } finally {
-      await hub.close();
-      await Deno.remove(root, { recursive: true });
-    }
+    });
     assert.equal(tf.memory().numTensors, 0, "runOne releases every tensor");
   },
 });
@@ -290,22 +287,13 @@ Deno.test({
   ignore: !HAS_SPM,
   async fn() {
     await selectBackend("wasm", { log: () => {} });
-    const root = await Deno.makeTempDir();
-    const { repo } = await legacyRepo(root);
-    const hub = serveHub({ [`${REPO}@main`]: repo });
-    const cache = join(root, "cache");
-    const s = runSpec({ hf: REPO }, "random");
     const before = tf.memory().numTensors;
-    try {
+    await withLegacyHub(async ({ hub, cache }) => {
+      const s = runSpec({ hf: REPO }, "random");
       const env = hubEnv(hub.endpoint, cache);
       const first = await withEnv(env, () => buildBackbone(s, DATA));
       disposeT5(first.model);
-      assert.deepEqual(asked(hub), [
-        "config.json",
-        "tokenizer.json",
-        "spiece.model",
-        "tokenizer_config.json",
-      ]);
+      assert.deepEqual(asked(hub), COLD_LOAD.slice(0, 4), "config.json and the tokenizer files");
       assert.equal(first.tokenizerSource, CONVERTED_TOKENIZER);
       // The hub is gone (as on a machine without network): the cache has every file the repo
       // has of those the run needs, so nothing is asked for.
@@ -314,10 +302,7 @@ Deno.test({
       disposeT5(again.model);
       assert.equal(again.tokenizerSource, CONVERTED_TOKENIZER);
       assert.equal(hub.requests.length, 4, `${asked(hub)}`);
-    } finally {
-      await hub.close().catch(() => {});
-      await Deno.remove(root, { recursive: true });
-    }
+    });
     assert.equal(tf.memory().numTensors, before, "no leaked tensors");
   },
 });

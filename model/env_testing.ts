@@ -26,3 +26,27 @@ export async function withEnv<T>(
     for (const [k, v] of Object.entries(old)) set(k, v);
   }
 }
+
+/**
+ * The environment of a test against a stand-in hub (`model/hub_testing.ts`): its endpoint, a
+ * cache folder of the test's own, no token, and `HF_HUB_OFFLINE=1` only when `offline`; for
+ * {@link withEnv}.
+ *
+ * @param endpoint the hub's base URL (`HF_ENDPOINT`)
+ * @param cache the cache folder (`HYPERPROMPT_CACHE`)
+ * @param offline whether `HF_HUB_OFFLINE` is set (default unset)
+ * @returns name → value, undefined to unset
+ */
+export function hubEnv(
+  endpoint: string,
+  cache: string,
+  offline = false,
+): Record<string, string | undefined> {
+  return {
+    HF_ENDPOINT: endpoint,
+    HYPERPROMPT_CACHE: cache,
+    HF_HUB_OFFLINE: offline ? "1" : undefined,
+    HF_TOKEN: undefined,
+    HUGGING_FACE_HUB_TOKEN: undefined,
+  };
+}
