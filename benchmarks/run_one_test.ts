@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { withEnv } from "../model/env_testing.ts";
+import { hubEnv, withEnv } from "../model/env_testing.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 import { DEFAULT_TRAIN, runId, type RunSpec, validateRunResult } from "./spec.ts";
 import { listCheckpoints } from "./checkpointing.ts";
@@ -321,20 +321,84 @@ async function saveFixtureSizedCheckpoint(
   return vocabSize;
 }
 
-Deno.test("buildBackbone(): a backbone folder of another architecture than the named model is refused", async () => {
-  await selectBackend("wasm", { log: () => {} }); // the backend of spec()'s runs
-  const dir = await Deno.makeTempDir();
-  const before = tf.memory().numTensors;
-  try {
+/** {@link saveFixtureSizedCheckpoint} with the fixture's tokenizer.json beside it. */
+async function saveFixtureFolder(
+  dir: string,
+  config: T5Config,
+  edit?: (tensors: Map<string, tf.Tensor>) => void,
+): Promise<number> {
+  const vocabSize = await saveFixtureSizedCheckpoint(dir, config, edit);
+  await Deno.copyFile(DEFAULT_TOKENIZER, join(dir, "tokenizer.json"));
+  return vocabSize;
+}
+
+/** Sets `fields` in `dir`'s config.json, the others kept; returns the fields it held before. */
+async function patchConfig(
+  dir: string,
+  fields: Record<string, unknown>,
+): Promise<Record<string, unknown>> {
+  const path = join(dir, "config.json");
+  const cfg = JSON.parse(await Deno.readTextFile(path));
+  await Deno.writeTextFile(path, JSON.stringify({ ...cfg, ...fields }));
+  return cfg;
+}
+
+/** One step of mtl on spec()'s run: the spec whose backbone the buildBackbone tests vary. */
+const MTL = spec({ name: "mtl", label: "mtl", config: {} }, 1);
+
+/** A T5 1.1 shape other than any preset's defaults: 3 encoder, 1 decoder blocks. */
+const THREE_ONE: T5Config = { ...preset("tiny-v1_1"), numLayers: 3, numDecoderLayers: 1 };
+
+/**
+ * Asserts that `b` has {@link THREE_ONE}'s blocks (as its folder's config.json says), `vocabSize`
+ * ids and the folder's own tokenizer.
+ */
+function assertThreeOne(b: Awaited<ReturnType<typeof buildBackbone>>, vocabSize: number): void {
+  assert.equal(b.tokenizerSource, "backbone");
+  assert.deepEqual(
+    [b.model.config.numLayers, b.model.config.numDecoderLayers, b.model.config.vocabSize],
+    [3, 1, vocabSize],
+  );
+}
+
+/**
+ * Registers a buildBackbone test on the wasm backend (spec()'s runs'): `fn` gets a temporary
+ * folder (removed afterwards) and the tensor count before it ran; no tensor may be left when it
+ * returns.
+ */
+function backboneTest(
+  name: string,
+  fn: (dir: string, before: number) => Promise<void>,
+  ignore = false,
+): void {
+  Deno.test({
+    name,
+    ignore,
+    async fn() {
+      await selectBackend("wasm", { log: () => {} });
+      const dir = await Deno.makeTempDir();
+      const before = tf.memory().numTensors;
+      try {
+        await fn(dir, before);
+        assert.equal(tf.memory().numTensors, before, "no tensor is left");
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  });
+}
+
+backboneTest(
+  "buildBackbone(): a backbone folder of another architecture than the named model is refused",
+  async (dir, before) => {
     // Twice tiny-v1_1's feed-forward width and one more encoder layer: another model's weights.
     const tiny = preset("tiny-v1_1");
-    await saveFixtureSizedCheckpoint(dir, {
+    await saveFixtureFolder(dir, {
       ...tiny,
       dFf: 2 * tiny.dFf,
       numLayers: tiny.numLayers + 1,
     });
-    await Deno.copyFile(DEFAULT_TOKENIZER, join(dir, "tokenizer.json"));
-    const s = { ...spec({ name: "mtl", label: "mtl", config: {} }, 1), backbone: { hf: dir } };
+    const s = { ...MTL, backbone: { hf: dir } };
     assert.equal(s.model, "tiny-v1_1");
     const read = await bytesRead(() =>
       assert.rejects(
@@ -350,20 +414,16 @@ Deno.test("buildBackbone(): a backbone folder of another architecture than the n
     );
     assert.equal(read, 0, "refused from config.json, before any weight file is opened");
     assert.equal(tf.memory().numTensors, before, "no tensor is made or left");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
-Deno.test("buildBackbone(): a folder of weights without tokenizer.json is refused, not given the fixture's", async () => {
-  // A checkpoint whose vocabulary is as large as the fixture tokenizer's, so only the missing
-  // tokenizer.json can stop it: the fixture's ids would index the wrong embedding rows.
-  await selectBackend("wasm", { log: () => {} }); // the backend of spec()'s runs
-  const dir = await Deno.makeTempDir();
-  const before = tf.memory().numTensors;
-  try {
+backboneTest(
+  "buildBackbone(): a folder of weights without tokenizer.json is refused, not given the fixture's",
+  async (dir) => {
+    // A checkpoint whose vocabulary is as large as the fixture tokenizer's, so only the missing
+    // tokenizer.json can stop it: the fixture's ids would index the wrong embedding rows.
     const vocabSize = await saveFixtureSizedCheckpoint(dir, preset("tiny-v1_1"));
-    const s = { ...spec({ name: "mtl", label: "mtl", config: {} }, 1), backbone: { hf: dir } };
+    const s = { ...MTL, backbone: { hf: dir } };
     await assert.rejects(
       () => buildBackbone(s, DATA),
       (e: Error) => e.message.startsWith(`${dir}: no tokenizer.json`),
@@ -376,34 +436,28 @@ Deno.test("buildBackbone(): a folder of weights without tokenizer.json is refuse
     assert.equal(b.model.config.vocabSize, vocabSize);
     assert.equal(b.model.config.dropoutRate, 0.25);
     disposeT5(b.model);
-    assert.equal(tf.memory().numTensors, before);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
-Deno.test("buildBackbone(): a checkpoint that does not match its config or tokenizer is refused before any weight is read", async () => {
-  await selectBackend("wasm", { log: () => {} }); // the backend of spec()'s runs
-  const root = await Deno.makeTempDir();
-  const tiny = preset("tiny-v1_1");
-  const old = "decoder.block.1.layer.0.SelfAttention.o.weight";
-  const renamed = "decoder.block.1.layer.0.SelfAttention.out.weight";
-  const folders = {
-    renamed: join(root, "renamed"),
-    layers: join(root, "layers"),
-    vocab: join(root, "vocab"),
-  };
-  try {
-    await saveFixtureSizedCheckpoint(folders.renamed, tiny, (t) => {
+backboneTest(
+  "buildBackbone(): a checkpoint that does not match its config or tokenizer is refused before any weight is read",
+  async (root, before) => {
+    const tiny = preset("tiny-v1_1");
+    const old = "decoder.block.1.layer.0.SelfAttention.o.weight";
+    const renamed = "decoder.block.1.layer.0.SelfAttention.out.weight";
+    const folders = {
+      renamed: join(root, "renamed"),
+      layers: join(root, "layers"),
+      vocab: join(root, "vocab"),
+    };
+    await saveFixtureFolder(folders.renamed, tiny, (t) => {
       t.set(renamed, t.get(old)!);
       t.delete(old);
     });
     // config.json says one encoder block; the weights hold two.
-    await saveFixtureSizedCheckpoint(folders.layers, tiny);
+    await saveFixtureFolder(folders.layers, tiny);
     const configPath = join(folders.layers, "config.json");
-    const cfg = JSON.parse(await Deno.readTextFile(configPath));
-    assert.equal(cfg.num_layers, 2);
-    await Deno.writeTextFile(configPath, JSON.stringify({ ...cfg, num_layers: 1 }));
+    assert.equal((await patchConfig(folders.layers, { num_layers: 1 })).num_layers, 2);
     // A model of 128 ids for a tokenizer of thousands.
     const small = initT5({ ...tiny, vocabSize: 128 }, { seed: 0 });
     try {
@@ -411,18 +465,13 @@ Deno.test("buildBackbone(): a checkpoint that does not match its config or token
     } finally {
       disposeT5(small);
     }
-    for (const dir of Object.values(folders)) {
-      await Deno.copyFile(DEFAULT_TOKENIZER, join(dir, "tokenizer.json"));
-    }
+    await Deno.copyFile(DEFAULT_TOKENIZER, join(folders.vocab, "tokenizer.json"));
     const fixture = await T5Tokenizer.fromFile(DEFAULT_TOKENIZER);
     const weights = (dir: string) => join(dir, "model.safetensors");
     const cases: [string, RunSpec, string][] = [
       [
         folders.renamed,
-        {
-          ...spec({ name: "mtl", label: "mtl", config: {} }, 1),
-          backbone: { hf: folders.renamed },
-        },
+        { ...MTL, backbone: { hf: folders.renamed } },
         `${weights(folders.renamed)}: the tensor names do not match the T5 configuration for ` +
         `${join(folders.renamed, "config.json")}: 1 missing ("${old}") and 1 unexpected ` +
         `("${renamed}")`,
@@ -430,11 +479,7 @@ Deno.test("buildBackbone(): a checkpoint that does not match its config or token
       [
         folders.layers,
         // The model named by the folder itself: checkBackboneShape does not apply.
-        {
-          ...spec({ name: "mtl", label: "mtl", config: {} }, 1),
-          model: { hf: folders.layers },
-          backbone: "pretrained",
-        },
+        { ...MTL, model: { hf: folders.layers }, backbone: "pretrained" },
         `${weights(folders.layers)}: the tensor names do not match the T5 configuration for ` +
         `${configPath}: none missing and 9 unexpected (` +
         [
@@ -451,14 +496,13 @@ Deno.test("buildBackbone(): a checkpoint that does not match its config or token
       ],
       [
         folders.vocab,
-        { ...spec({ name: "mtl", label: "mtl", config: {} }, 1), backbone: { hf: folders.vocab } },
+        { ...MTL, backbone: { hf: folders.vocab } },
         `tokenizer ${join(folders.vocab, "tokenizer.json")} and ${
           join(folders.vocab, "config.json")
         } do not match: the tokenizer has ${fixture.vocabSize} ids but the model's "vocab_size" ` +
         `is 128 (is it the model's own tokenizer?)`,
       ],
     ];
-    const before = tf.memory().numTensors;
     for (const [dir, s, message] of cases) {
       const read = await bytesRead(() =>
         assert.rejects(() => buildBackbone(s, DATA), (e: Error) => {
@@ -471,55 +515,49 @@ Deno.test("buildBackbone(): a checkpoint that does not match its config or token
       assert.ok(read <= headers, `${dir}: ${read} bytes read, more than the ${headers} of headers`);
       assert.equal(tf.memory().numTensors, before, `${dir}: no tensor is made or left`);
     }
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
-});
+  },
+);
 
-Deno.test("buildBackbone(): a folder whose tokenizer's </s> or <pad> id is not its config's is refused, trained or random", async () => {
-  // The tokenizer ends every text with its own </s> (id 1 here) while the trainer, the evaluator
-  // and decoding use config.json's ids: before, such a folder trained with the wrong end and pad
-  // tokens (only the tokenizer's size was compared).
-  await selectBackend("wasm", { log: () => {} }); // the backend of spec()'s runs
-  const root = await Deno.makeTempDir();
-  const before = tf.memory().numTensors;
-  try {
+backboneTest(
+  "buildBackbone(): a folder whose tokenizer's </s> or <pad> id is not its config's is refused, trained or random",
+  async (root, before) => {
+    // The tokenizer ends every text with its own </s> (id 1 here) while the trainer, the evaluator
+    // and decoding use config.json's ids: before, such a folder trained with the wrong end and pad
+    // tokens (only the tokenizer's size was compared).
     const fixture = await T5Tokenizer.fromFile(DEFAULT_TOKENIZER);
     assert.deepEqual([fixture.eosTokenId, fixture.padTokenId], [1, 0]);
-    const mtl = spec({ name: "mtl", label: "mtl", config: {} }, 1);
     const cases: [string, Record<string, number>, RunSpec, string][] = [
       [
         "eos",
         { eos_token_id: 2 },
-        { ...mtl, backbone: { hf: join(root, "eos") } },
+        { ...MTL, backbone: { hf: join(root, "eos") } },
         `"</s>" is id 1 but "eos_token_id" is 2`,
       ],
       [
         "pad",
         { pad_token_id: 2, decoder_start_token_id: 2 },
-        { ...mtl, model: { hf: join(root, "pad") }, backbone: "pretrained" },
+        { ...MTL, model: { hf: join(root, "pad") }, backbone: "pretrained" },
         `"<pad>" is id 0 but "pad_token_id" is 2`,
       ],
       // Random init takes the ids from config.json too (the weights are not read).
       [
         "random",
         { pad_token_id: 2 },
-        { ...mtl, model: { hf: join(root, "random") } },
+        { ...MTL, model: { hf: join(root, "random") } },
         `"<pad>" is id 0 but "pad_token_id" is 2`,
       ],
     ];
     for (const [name, fields, s, why] of cases) {
       const dir = join(root, name);
-      await saveFixtureSizedCheckpoint(dir, preset("tiny-v1_1"));
-      await Deno.copyFile(DEFAULT_TOKENIZER, join(dir, "tokenizer.json"));
-      const configPath = join(dir, "config.json");
-      const cfg = JSON.parse(await Deno.readTextFile(configPath));
-      await Deno.writeTextFile(configPath, JSON.stringify({ ...cfg, ...fields }));
+      await saveFixtureFolder(dir, preset("tiny-v1_1"));
+      await patchConfig(dir, fields);
       const read = await bytesRead(() =>
         assert.rejects(() => buildBackbone(s, DATA), (e: Error) => {
           assert.equal(
             e.message,
-            `tokenizer ${join(dir, "tokenizer.json")} and ${configPath} do not match: ${why}`,
+            `tokenizer ${join(dir, "tokenizer.json")} and ${
+              join(dir, "config.json")
+            } do not match: ${why}`,
           );
           return true;
         })
@@ -527,20 +565,15 @@ Deno.test("buildBackbone(): a folder whose tokenizer's </s> or <pad> id is not i
       assert.equal(read, 0, `${name}: refused before any weight file is opened`);
       assert.equal(tf.memory().numTensors, before, `${name}: no tensor is made or left`);
     }
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
-});
+  },
+);
 
-Deno.test("buildBackbone(): a checkpoint without shared.weight (only the stacks' tables) uses the encoder's", async () => {
-  // As google/madlad400-* store it; before, run_one refused it (loadT5 took it).
-  await selectBackend("wasm", { log: () => {} }); // the backend of spec()'s runs
-  const dir = await Deno.makeTempDir();
-  const before = tf.memory().numTensors;
-  try {
-    await saveFixtureSizedCheckpoint(dir, preset("tiny-v1_1"), (t) => t.delete("shared.weight"));
-    await Deno.copyFile(DEFAULT_TOKENIZER, join(dir, "tokenizer.json"));
-    const s = { ...spec({ name: "mtl", label: "mtl", config: {} }, 1), backbone: { hf: dir } };
+backboneTest(
+  "buildBackbone(): a checkpoint without shared.weight (only the stacks' tables) uses the encoder's",
+  async (dir) => {
+    // As google/madlad400-* store it; before, run_one refused it (loadT5 took it).
+    await saveFixtureFolder(dir, preset("tiny-v1_1"), (t) => t.delete("shared.weight"));
+    const s = { ...MTL, backbone: { hf: dir } };
     const b = await buildBackbone(s, DATA);
     try {
       assert.ok(b.model.params.has("shared.weight"));
@@ -548,120 +581,91 @@ Deno.test("buildBackbone(): a checkpoint without shared.weight (only the stacks'
     } finally {
       disposeT5(b.model);
     }
-    assert.equal(tf.memory().numTensors, before);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
-Deno.test("buildBackbone(): random init from a Hugging Face folder reads its config.json, not its weights", async () => {
-  await selectBackend("wasm", { log: () => {} }); // the backend of spec()'s runs
-  const dir = await Deno.makeTempDir();
-  try {
-    // A T5 1.1 shape other than any preset's defaults: 3 encoder, 1 decoder blocks.
-    const config = { ...preset("tiny-v1_1"), numLayers: 3, numDecoderLayers: 1 };
-    const vocabSize = await saveFixtureSizedCheckpoint(dir, config);
-    await Deno.copyFile(DEFAULT_TOKENIZER, join(dir, "tokenizer.json"));
-    const s = { ...spec({ name: "mtl", label: "mtl", config: {} }, 1), model: { hf: dir } };
+backboneTest(
+  "buildBackbone(): random init from a Hugging Face folder reads its config.json, not its weights",
+  async (dir) => {
+    const vocabSize = await saveFixtureFolder(dir, THREE_ONE);
+    const s = { ...MTL, model: { hf: dir } };
     assert.equal(s.backbone, "random");
-    const before = tf.memory().numTensors;
     let built: Awaited<ReturnType<typeof buildBackbone>> | undefined;
     const read = await bytesRead(async () => built = await buildBackbone(s, DATA));
     assert.equal(read, 0, "no safetensors file is read");
     const b = built!;
     try {
       assert.equal(b.source, "random(seed=1)");
-      assert.equal(b.tokenizerSource, "backbone");
-      assert.deepEqual(
-        [b.model.config.numLayers, b.model.config.numDecoderLayers, b.model.config.vocabSize],
-        [3, 1, vocabSize],
-      );
+      assertThreeOne(b, vocabSize);
     } finally {
       disposeT5(b.model);
     }
-    assert.equal(tf.memory().numTensors, before);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
-Deno.test("buildBackbone(): from a hub id, config.json and tokenizer.json come first: random init downloads only them, a mismatch is refused before the weights", async () => {
-  // Before, the whole checkpoint was downloaded (a T5-XXL's 44 GB) for a random init's config.json,
-  // and before a checkpoint's config and tokenizer were checked. A local stand-in for the hub
-  // (127.0.0.1) serves the repos; the cache is a temporary folder.
-  await selectBackend("wasm", { log: () => {} }); // the backend of spec()'s runs
-  const root = await Deno.makeTempDir();
-  const src = join(root, "src");
-  const badEos = join(root, "bad-eos");
-  const config = { ...preset("tiny-v1_1"), numLayers: 3, numDecoderLayers: 1 };
-  const vocabSize = await saveFixtureSizedCheckpoint(src, config);
-  await saveFixtureSizedCheckpoint(badEos, config);
-  for (const dir of [src, badEos]) {
-    await Deno.copyFile(DEFAULT_TOKENIZER, join(dir, "tokenizer.json"));
-  }
-  const cfg = JSON.parse(await Deno.readTextFile(join(badEos, "config.json")));
-  await Deno.writeTextFile(
-    join(badEos, "config.json"),
-    JSON.stringify({ ...cfg, eos_token_id: 2 }),
-  );
-  const hub = serveHub({ "org/tiny@main": src, "org/bad-eos@main": badEos });
-  const cache = join(root, "cache");
-  const env = {
-    HF_ENDPOINT: hub.endpoint,
-    HYPERPROMPT_CACHE: cache,
-    HF_HUB_OFFLINE: undefined,
-    HF_TOKEN: undefined,
-    HUGGING_FACE_HUB_TOKEN: undefined,
-  };
-  const asked = (from: number) => hub.requests.slice(from).map((r) => r.path);
-  const url = (repo: string, f: string) => `/${repo}/resolve/main/${f}`;
-  const before = tf.memory().numTensors;
-  try {
-    const mtl = spec({ name: "mtl", label: "mtl", config: {} }, 1);
-    const random = { ...mtl, model: { hf: "org/tiny" } };
-    assert.equal(random.backbone, "random");
-    const b = await withEnv(env, () => buildBackbone(random, DATA));
+backboneTest(
+  "buildBackbone(): from a hub id, config.json and tokenizer.json come first: random init downloads only them, a mismatch is refused before the weights",
+  async (root) => {
+    // Before, the whole checkpoint was downloaded (a T5-XXL's 44 GB) for a random init's config.json,
+    // and before a checkpoint's config and tokenizer were checked. A local stand-in for the hub
+    // (127.0.0.1) serves the repos; the cache is a temporary folder.
+    const src = join(root, "src");
+    const badEos = join(root, "bad-eos");
+    const vocabSize = await saveFixtureFolder(src, THREE_ONE);
+    await saveFixtureFolder(badEos, THREE_ONE);
+    await patchConfig(badEos, { eos_token_id: 2 });
+    const hub = serveHub({ "org/tiny@main": src, "org/bad-eos@main": badEos });
+    const cache = join(root, "cache");
+    const env = hubEnv(hub.endpoint, cache);
+    const asked = (from: number) => hub.requests.slice(from).map((r) => r.path);
+    const url = (repo: string, f: string) => `/${repo}/resolve/main/${f}`;
     try {
-      assert.deepEqual(asked(0), ["config.json", "tokenizer.json"].map((f) => url("org/tiny", f)));
-      assert.equal(b.tokenizerSource, "backbone");
-      assert.deepEqual(
-        [b.model.config.numLayers, b.model.config.numDecoderLayers, b.model.config.vocabSize],
-        [3, 1, vocabSize],
+      const random = { ...MTL, model: { hf: "org/tiny" } };
+      assert.equal(random.backbone, "random");
+      const b = await withEnv(env, () => buildBackbone(random, DATA));
+      try {
+        assert.deepEqual(
+          asked(0),
+          ["config.json", "tokenizer.json"].map((f) => url("org/tiny", f)),
+        );
+        assertThreeOne(b, vocabSize);
+      } finally {
+        disposeT5(b.model);
+      }
+      // A checkpoint whose tokenizer does not fit its config: refused from those two files.
+      let n = hub.requests.length;
+      await assert.rejects(
+        withEnv(
+          env,
+          () =>
+            buildBackbone({ ...MTL, model: { hf: "org/bad-eos" }, backbone: "pretrained" }, DATA),
+        ),
+        /do not match: "<\/s>" is id 1 but "eos_token_id" is 2/,
       );
+      assert.deepEqual(
+        asked(n),
+        ["config.json", "tokenizer.json"].map((f) => url("org/bad-eos", f)),
+      );
+      // The same repo as a trained backbone: the weights are downloaded into the same cache folder
+      // (config.json and tokenizer.json are not asked for again) and loaded.
+      n = hub.requests.length;
+      const pretrained = { ...random, backbone: "pretrained" as const };
+      const p = await withEnv(env, () => buildBackbone(pretrained, DATA));
+      try {
+        const again = asked(n);
+        assert.ok(again.includes(url("org/tiny", "model.safetensors")), `${again}`);
+        assert.ok(!again.includes(url("org/tiny", "config.json")), `${again}`);
+        assert.ok(!again.includes(url("org/tiny", "tokenizer.json")), `${again}`);
+        assert.equal(p.source, join(cache, "hub", "models--org--tiny", "main"));
+        assert.equal(p.model.config.numLayers, 3);
+      } finally {
+        disposeT5(p.model);
+      }
     } finally {
-      disposeT5(b.model);
+      await hub.close();
     }
-    // A checkpoint whose tokenizer does not fit its config: refused from those two files.
-    let n = hub.requests.length;
-    await assert.rejects(
-      withEnv(
-        env,
-        () => buildBackbone({ ...mtl, model: { hf: "org/bad-eos" }, backbone: "pretrained" }, DATA),
-      ),
-      /do not match: "<\/s>" is id 1 but "eos_token_id" is 2/,
-    );
-    assert.deepEqual(asked(n), ["config.json", "tokenizer.json"].map((f) => url("org/bad-eos", f)));
-    // The same repo as a trained backbone: the weights are downloaded into the same cache folder
-    // (config.json and tokenizer.json are not asked for again) and loaded.
-    n = hub.requests.length;
-    const pretrained = { ...random, backbone: "pretrained" as const };
-    const p = await withEnv(env, () => buildBackbone(pretrained, DATA));
-    try {
-      const again = asked(n);
-      assert.ok(again.includes(url("org/tiny", "model.safetensors")), `${again}`);
-      assert.ok(!again.includes(url("org/tiny", "config.json")), `${again}`);
-      assert.ok(!again.includes(url("org/tiny", "tokenizer.json")), `${again}`);
-      assert.equal(p.source, join(cache, "hub", "models--org--tiny", "main"));
-      assert.equal(p.model.config.numLayers, 3);
-    } finally {
-      disposeT5(p.model);
-    }
-    assert.equal(tf.memory().numTensors, before);
-  } finally {
-    await hub.close();
-    await Deno.remove(root, { recursive: true });
-  }
-});
+  },
+);
 
 /**
  * A tiny-v1_1 checkpoint whose vocabulary is the tiny corpus's spiece.model with T5's 100
@@ -686,53 +690,37 @@ async function spieceCheckpoint(
   return { dir, ref, n: tiny.pieces };
 }
 
-Deno.test({
-  name:
-    "buildBackbone(): a folder with spiece.model but no tokenizer.json gets it converted (trained or random), the folder untouched",
-  ignore: !HAS_SPM,
-  async fn() {
-    await selectBackend("wasm", { log: () => {} }); // the backend of spec()'s runs
-    const root = await Deno.makeTempDir();
-    const before = tf.memory().numTensors;
-    try {
-      const { dir, ref, n } = await spieceCheckpoint(root);
-      const files = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
-      const mtl = spec({ name: "mtl", label: "mtl", config: {} }, 1);
-      for (
-        const s of [{ ...mtl, backbone: { hf: dir } }, { ...mtl, model: { hf: dir } }]
-      ) {
-        const b = await buildBackbone(s, DATA);
-        try {
-          assert.equal(b.tokenizerSource, CONVERTED_TOKENIZER);
-          assert.equal(b.tokenizerSource, "backbone:spiece.model");
-          assert.equal(b.tokenizer.vocabSize, n + 100);
-          assert.deepEqual(
-            [b.tokenizer.tokenToId("<extra_id_0>"), b.tokenizer.tokenToId("<extra_id_99>")],
-            [n + 99, n],
-          );
-          for (const text of ["the cat sat on the mat", "a good  day <extra_id_1>"]) {
-            assert.deepEqual(b.tokenizer.encode(text), ref.encode(text), text);
-          }
-          assert.equal(b.model.config.vocabSize, 256);
-        } finally {
-          disposeT5(b.model);
+backboneTest(
+  "buildBackbone(): a folder with spiece.model but no tokenizer.json gets it converted (trained or random), the folder untouched",
+  async (root) => {
+    const { dir, ref, n } = await spieceCheckpoint(root);
+    const files = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    for (const s of [{ ...MTL, backbone: { hf: dir } }, { ...MTL, model: { hf: dir } }]) {
+      const b = await buildBackbone(s, DATA);
+      try {
+        assert.equal(b.tokenizerSource, CONVERTED_TOKENIZER);
+        assert.equal(b.tokenizerSource, "backbone:spiece.model");
+        assert.equal(b.tokenizer.vocabSize, n + 100);
+        assert.deepEqual(
+          [b.tokenizer.tokenToId("<extra_id_0>"), b.tokenizer.tokenToId("<extra_id_99>")],
+          [n + 99, n],
+        );
+        for (const text of ["the cat sat on the mat", "a good  day <extra_id_1>"]) {
+          assert.deepEqual(b.tokenizer.encode(text), ref.encode(text), text);
         }
+        assert.equal(b.model.config.vocabSize, 256);
+      } finally {
+        disposeT5(b.model);
       }
-      assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), files, "untouched");
-      assert.equal(tf.memory().numTensors, before);
-    } finally {
-      await Deno.remove(root, { recursive: true });
     }
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), files, "untouched");
   },
-});
+  !HAS_SPM,
+);
 
-Deno.test({
-  name:
-    "buildBackbone(): a hub repo without tokenizer.json: spiece.model and tokenizer_config.json come with config.json, before the weights",
-  ignore: !HAS_SPM,
-  async fn() {
-    await selectBackend("wasm", { log: () => {} }); // the backend of spec()'s runs
-    const root = await Deno.makeTempDir();
+backboneTest(
+  "buildBackbone(): a hub repo without tokenizer.json: spiece.model and tokenizer_config.json come with config.json, before the weights",
+  async (root) => {
     const { dir, ref } = await spieceCheckpoint(root);
     await Deno.writeTextFile(
       join(dir, "tokenizer_config.json"),
@@ -740,20 +728,12 @@ Deno.test({
     );
     const hub = serveHub({ "google/t5-spiece@main": dir });
     const cache = join(root, "cache");
-    const env = {
-      HF_ENDPOINT: hub.endpoint,
-      HYPERPROMPT_CACHE: cache,
-      HF_HUB_OFFLINE: undefined,
-      HF_TOKEN: undefined,
-      HUGGING_FACE_HUB_TOKEN: undefined,
-    };
+    const env = hubEnv(hub.endpoint, cache);
     const asked = () =>
       hub.requests.map((r) => r.path.replace("/google/t5-spiece/resolve/main/", ""));
-    const before = tf.memory().numTensors;
     try {
-      const mtl = spec({ name: "mtl", label: "mtl", config: {} }, 1);
       const pretrained = {
-        ...mtl,
+        ...MTL,
         model: { hf: "google/t5-spiece" },
         backbone: "pretrained" as const,
       };
@@ -776,13 +756,12 @@ Deno.test({
       } finally {
         disposeT5(b.model);
       }
-      assert.equal(tf.memory().numTensors, before);
     } finally {
       await hub.close();
-      await Deno.remove(root, { recursive: true });
     }
   },
-});
+  !HAS_SPM,
+);
 
 gpuTest(
   "runOne() on webgpu: prompt methods train, checkpoint, evaluate and report as on wasm",
