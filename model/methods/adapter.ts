@@ -23,7 +23,7 @@ import {
   trainedBackboneParams,
 } from "./_config.ts";
 import { VarStore } from "./_init.ts";
-import { geluNew, groupTasks, layerNorm, perTask, rows } from "./_tensor.ts";
+import { groupTasks, rows, taskAdapters } from "./_tensor.ts";
 
 /** Sublayers that can carry an adapter. */
 export type AdapterPosition = "self_attention" | "feed_forward";
@@ -156,28 +156,33 @@ export const adapter: Method<AdapterConfig> = {
       isBackboneTrainable: (n) => backboneTrainable(cfg.freezeBackbone, n, ctx.config),
       hooks(taskIds: readonly number[]): T5Hooks {
         const g = groupTasks(taskIds, numTasks, "adapter.ts");
+        // The present tasks' rows of a per-task variable: all of it when every task is present,
+        // one task's slice, else a gather (absent tasks get exact zero gradients either way).
+        const present = (v: tf.Tensor): tf.Tensor => {
+          if (g.tasks.length === numTasks) return v;
+          if (g.tasks.length === 1) {
+            return v.slice(v.shape.map((_, i) => (i === 0 ? g.tasks[0]! : 0)), [
+              1,
+              ...v.shape.slice(1),
+            ]);
+          }
+          return rows(v, g.tasks);
+        };
         return {
           afterSublayer(stack: Stack, layer: number, sublayer: Sublayer, y: tf.Tensor3D) {
             if (!cfg.stacks.includes(stack)) return y;
             if (sublayer === "cross_attention" || !cfg.positions.includes(sublayer)) return y;
             const p = `${stack}.${layer}.${sublayer}`;
-            return perTask(y, g, (slot, ys) => {
-              const t = g.tasks[slot]!;
-              const [b, n] = ys.shape;
-              const x = ys.reshape([b * n, d]);
-              let h = geluNew(
-                x.matMul(rows(get(`${p}.down.weight`), t))
-                  .add(rows(get(`${p}.down.bias`), t)),
-              );
-              h = h.matMul(rows(get(`${p}.up.weight`), t)).add(
-                rows(get(`${p}.up.bias`), t),
-              );
-              if (cfg.layerNorm !== "none") {
-                const ln = (n: string) =>
-                  cfg.layerNorm === "shared" ? get(`${p}.${n}`) : rows(get(`${p}.${n}`), t);
-                h = layerNorm(h, ln("layer_norm.weight"), ln("layer_norm.bias"));
-              }
-              return h.reshape([b, n, d]).add(ys) as tf.Tensor3D;
+            const ln = (n: string) =>
+              cfg.layerNorm === "shared" ? get(`${p}.${n}`) : present(get(`${p}.${n}`));
+            return taskAdapters(y, g, {
+              downWeight: present(get(`${p}.down.weight`)),
+              downBias: present(get(`${p}.down.bias`)),
+              upWeight: present(get(`${p}.up.weight`)),
+              upBias: present(get(`${p}.up.bias`)),
+              ...(cfg.layerNorm === "none"
+                ? {}
+                : { layerNorm: { gamma: ln("layer_norm.weight"), beta: ln("layer_norm.bias") } }),
             });
           },
         };
@@ -202,7 +207,9 @@ export const adapter: Method<AdapterConfig> = {
    * An adapter after each of `positions` in every block of `stacks`: per token down d·a and up
    * a·d multiply-adds = 4·d·a FLOPs. Its weights are trained, so the backward pass runs their
    * gradients; its input's gradient only where the sublayer output depends on a trained tensor
-   * (with a frozen backbone, not at the first adapter).
+   * (with a frozen backbone, not at the first adapter). The method's FLOPs: the multiply-by-zero
+   * blocks of a mixed-task batch's masked matmuls (`taskAdapters`, model/methods/_tensor.ts)
+   * are the implementation's, not counted.
    */
   flopPlan(config: T5Config, cfg: AdapterConfig) {
     return {

@@ -21,7 +21,7 @@ import {
   trainedBackboneParams,
 } from "./_config.ts";
 import { VarStore } from "./_init.ts";
-import { geluNew, groupTasks, layerNorm, perTask, rows } from "./_tensor.ts";
+import { groupTasks, layerNorm, rows, taskAdapters } from "./_tensor.ts";
 import { bottleneck } from "./adapter.ts";
 
 /** HyperFormer++ configuration (defaults: S6's `hyperformer++.json`). */
@@ -197,18 +197,16 @@ export const hyperformerPP: Method<HyperFormerPPConfig> = {
           afterSublayer(stack: Stack, layer: number, sublayer: Sublayer, y: tf.Tensor3D) {
             if (sublayer === "cross_attention") return y;
             const gen = generate(grp.tasks, stack, layer, sublayer);
-            const row = (name: string, slot: number) => gen.get(name)!.slice([slot, 0], [1, -1]);
-            return perTask(y, grp, (slot, ys) => {
-              const [b, n] = ys.shape;
-              const x = ys.reshape([b * n, d]);
-              let h = geluNew(
-                x.matMul(row("down_weight", slot).reshape([d, a])).add(row("down_bias", slot)),
-              );
-              h = h.matMul(row("up_weight", slot).reshape([a, d])).add(row("up_bias", slot));
-              if (cfg.conditionalLayerNorm) {
-                h = layerNorm(h, row("ln_gamma", slot), row("ln_beta", slot));
-              }
-              return h.reshape([b, n, d]).add(ys) as tf.Tensor3D;
+            const u = grp.tasks.length;
+            const gg = (name: string) => gen.get(name)!;
+            return taskAdapters(y, grp, {
+              downWeight: gg("down_weight").reshape([u, d, a]),
+              downBias: gg("down_bias"),
+              upWeight: gg("up_weight").reshape([u, a, d]),
+              upBias: gg("up_bias"),
+              ...(cfg.conditionalLayerNorm
+                ? { layerNorm: { gamma: gg("ln_gamma"), beta: gg("ln_beta") } }
+                : {}),
             });
           },
         };
@@ -240,7 +238,9 @@ export const hyperformerPP: Method<HyperFormerPPConfig> = {
    * Two adapters in every block of both stacks (after self-attention and feed-forward): per token
    * down d·a + up a·d multiply-adds = 4·d·a FLOPs each. Their weights are generated from trained
    * parameters, so the backward pass runs their gradients. The hypernetwork generation runs once
-   * per (task, layer, position) per step, not per example, and is not included.
+   * per (task, layer, position) per step, not per example, and is not included. Nor are the
+   * multiply-by-zero blocks of a mixed-task batch's masked matmuls (`taskAdapters`,
+   * model/methods/_tensor.ts): the implementation's, not the method's.
    */
   flopPlan(config: T5Config, cfg: HyperFormerPPConfig) {
     return {
