@@ -69,10 +69,11 @@
  * peak). On webgpu a freed buffer returns to the pool up to one command batch late; not counted
  * for evaluation.
  *
- * The adapter methods' hooks (Vanilla Adapter, HyperFormer++) are replayed op by op: per task
- * present, the rows' gather, down projection and bias, gelu_new, up projection and bias, the
- * post-adapter LayerNorm, and the concat and gather back; with HyperFormer++ also the generated
- * weights of each (layer, position). Their gelu_new and LayerNorm are `tf.customGrad`s
+ * The adapter methods' hooks (Vanilla Adapter, HyperFormer++) are replayed op by op
+ * (`taskAdapters` of model/methods/_tensor.ts): with several tasks present, the masked block
+ * formulation (down projection of all present tasks at once `[rows, u·a]`, gelu_new, the task
+ * mask, up projection, per-example bias rows, the post-adapter LayerNorm, the residual); with
+ * HyperFormer++ also the generated weights of each (layer, position). Their gelu_new and LayerNorm are `tf.customGrad`s
  * (model/methods/_tensor.ts) saving only the input, resp. x̂ and the per-row σ.
  *
  * Not counted: the webgpu buffer pool keeps released buffers for reuse by exact size, so a device
@@ -767,9 +768,14 @@ class T5Replay {
     return Math.max(1, Math.min(this.m.tasks, this.sh.b));
   }
   /**
-   * The adapter hook after a sublayer (model/methods/adapter.ts, hyperformer_pp.ts):
-   * `LN(up(gelu_new(down(y)))) + y` per task present (`perTask`: with more than one, each task's
-   * rows are gathered, and the results concatenated and gathered back into batch order).
+   * The adapter hook after a sublayer (model/methods/adapter.ts, hyperformer_pp.ts, through
+   * `taskAdapters` of model/methods/_tensor.ts): `LN(up(gelu_new(down(y)))) + y`. With one task
+   * present, the plain adapter on that task's parameters; with u > 1, the masked block
+   * formulation: the present tasks' parameters (the Vanilla Adapter's variables whole when every
+   * task is present, else gathered; HyperFormer++'s generated rows), W_down transposed to
+   * `[d, u·a]`, `x·W_down + b` and gelu_new of `[rows, u·a]`, a 0/1 mask `[b, 1, u·a]` (a
+   * customGrad saving only the mask), `·W_up` `[u·a, d]`, each example's bias row (and per-task
+   * LayerNorm γ, β) by `onehot [b, u] · table`, the LayerNorm and the residual.
    */
   adapter(
     stack: "encoder" | "decoder",
@@ -782,10 +788,10 @@ class T5Replay {
     if (!this.m.adapterPositions.includes(pos)) return y;
     const d = this.cfg.dModel;
     const u = this.presentTasks();
+    const b = this.sh.b;
     const norm = this.m.adapterNorm;
     const p = `adapter.${stack}.${layer}.${pos}`;
-    // One task's adapter parameter (a row of a per-task variable, of a generated tensor, or a
-    // shared variable), sliced anew for each task present as the hooks do.
+    // The present tasks' rows of each adapter parameter ([u, width]), or a shared variable.
     let param: (name: string, width: number) => T;
     if (this.m.adapterHyper) {
       const widths: [string, number][] = [["up_weight", d * a], ["up_bias", d], [
@@ -794,38 +800,62 @@ class T5Replay {
       ], ["down_bias", a]];
       if (norm === "generated") widths.push(["ln_gamma", d], ["ln_beta", d]);
       const gen = this.generate(stack, widths);
-      param = (name, width) => this.reshape(this.slice(gen.get(name)!, width));
+      param = (name) => this.reshape(gen.get(name)!);
     } else {
       const tasks = this.m.tasks;
       param = (name, width) => {
-        if (name.startsWith("ln_") && norm === "shared") return this.mw(`${p}.${name}`, width);
-        return this.reshape(this.slice(this.mw(`${p}.${name}`, tasks * width), width));
+        const v = this.mw(
+          `${p}.${name}`,
+          (name.startsWith("ln_") && norm === "shared" ? 1 : tasks) * width,
+        );
+        if (name.startsWith("ln_") && norm === "shared") return v;
+        if (u === tasks) return v;
+        return u === 1 ? this.slice(v, width) : this.gather(v, u * width);
       };
     }
-    const one = (ys: T): T => {
-      const r = ys.n / d;
-      const x = this.reshape(ys);
+    const rows = y.n / d;
+    const x = this.reshape(y);
+    if (u === 1) {
       const down = this.bin(
         "add",
-        this.matmul(x, param("down_weight", d * a), r * a),
+        this.matmul(x, param("down_weight", d * a), rows * a),
         param("down_bias", a),
       );
       let h = this.bin(
         "add",
-        this.matmul(this.adapterGelu(down), param("up_weight", a * d), r * d),
+        this.matmul(this.adapterGelu(down), param("up_weight", a * d), rows * d),
         param("up_bias", d),
       );
       if (norm !== "none") {
-        h = this.adapterLayerNorm(h, r, param("ln_gamma", d), param("ln_beta", d));
+        h = this.adapterLayerNorm(h, rows, param("ln_gamma", d), param("ln_beta", d));
       }
-      return this.bin("add", this.reshape(h), ys);
-    };
-    if (u === 1) return one(y);
-    const parts: T[] = [];
-    for (let s = 0; s < u; s++) parts.push(one(this.gather(y, y.n / u)));
-    const cat = this.t.fresh(y.n, true);
-    this.t.op(parts.map((x) => [x, "new"] as const), [cat], parts); // Concat saves its inputs
-    return this.gather(cat, y.n);
+      return this.bin("add", this.reshape(h), y);
+    }
+    const ua = u * a;
+    const oneHot = this.t.fresh(b * u, false);
+    const wDown = this.un(param("down_weight", d * a), "none"); // transpose [d, u·a]
+    const down = this.bin(
+      "add",
+      this.matmul(x, wDown, rows * ua),
+      this.reshape(param("down_bias", a)),
+    );
+    const act = this.adapterGelu(down);
+    const mask = this.t.fresh(b * ua, false);
+    const masked = this.t.fresh(act.n, act.path);
+    this.t.op([[act, "new"], [mask, "new"]], [masked], [mask]);
+    const perRow = (t: T) => this.reshape(this.matmul(oneHot, t, b * d));
+    let h = this.bin(
+      "add",
+      this.reshape(
+        this.matmul(this.reshape(masked), this.reshape(param("up_weight", a * d)), rows * d),
+      ),
+      perRow(param("up_bias", d)),
+    );
+    if (norm !== "none") {
+      const ln = (n: string) => norm === "shared" ? param(n, d) : perRow(param(n, d));
+      h = this.adapterLayerNorm(h, rows, ln("ln_gamma"), ln("ln_beta"));
+    }
+    return this.bin("add", h, y);
   }
   /** A block's self-attention sublayer with its residual, in its own tidy. */
   block(stack: "encoder" | "decoder", i: number, x: T, len: number, bias: T, mask: T | null) {
