@@ -769,7 +769,7 @@ gpuTest(
     // The whole run path on the GPU backend (software adapter here): tfjs cannot read GPU data
     // synchronously in Deno, so any dataSync on the way (class-label init, attention mass, saving,
     // evaluation) fails the run. Same seeds and data order as on wasm: the same losses within
-    // 1e-4 relative (fp32 kernels that sum in other orders; the ci grid measured 2.5e-6).
+    // the tolerances stated below.
     assert.ok(HAVE, "the offline mirror (../shared/data) has SuperGLUE CB and RTE");
     for (
       const method of [
@@ -797,10 +797,15 @@ gpuTest(
       }
       const [wasm, gpu] = results;
       assert.equal(gpu!.losses.length, 4, method.name);
+      // Step 1 is the forward pass of the same weights: 1e-5 relative (fp32 kernels that sum in
+      // other orders). Later steps follow updates whose gradients differ slightly, and on webgpu
+      // run to run: tfjs-webgpu adds a gather's gradient rows with float atomics
+      // (atomicCompareExchangeWeak), in thread order. A full-gate run on a loaded host measured
+      // 1.0e-4 relative at step 4 (2.5e-6 on the ci grid, quiet), hence 5e-4 after updates.
       for (const [i, l] of gpu!.losses.entries()) {
         const w = wasm!.losses[i]!.loss;
         assert.ok(
-          Math.abs(l.loss - w) <= 1e-4 * Math.abs(w),
+          Math.abs(l.loss - w) <= (i === 0 ? 1e-5 : 5e-4) * Math.abs(w),
           `${method.name} step ${i + 1}: ${l.loss} vs ${w}`,
         );
       }
