@@ -52,7 +52,9 @@
  * the fused kernels' saved tensors, and is not measured in CI (no GPU there). On the software
  * Vulkan adapter (tiny-v1_1, low-memory backward pass, AdamW, batch 2–16 × 16–128 / 4–16) the
  * measured training-step peak (tfjs-webgpu's live buffer bytes) is 0.81–1.01 of the estimate for
- * MTL, 0.98–1.01 for the Vanilla Adapter and 0.96–1.03 for HyperFormer++; the adapters' forward
+ * MTL, 0.98–1.01 for the Vanilla Adapter and 0.96–1.03 for HyperFormer++ (measured before the
+ * adapters' fixed-op rewrite, f679b75; after it, gpu_check --quick --sections=memory reads 1.00 for
+ * its adapter row and 0.94–0.95 for MTL's, which now read the gradient norm); the adapters' forward
  * pass alone measures up to 1.10 of its estimate (their hooks keep about 7 % more than the
  * replay's saved tensors, as on cpu, see benchmarks/memory_test.ts), which stays below their
  * backward pass's estimate at these and the paper's shapes.
