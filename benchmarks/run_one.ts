@@ -35,6 +35,7 @@
  * @module
  */
 import { existsSync } from "node:fs";
+import { isDirectory } from "../model/fs.ts";
 import { join } from "node:path";
 import { preset, PUBLISHED_PRESETS, type T5Config, t5ConfigFromHf } from "../model/config.ts";
 import { disposeT5, initT5, type T5Model } from "../model/t5.ts";
@@ -43,6 +44,7 @@ import { fetchHubModel, readJsonFile } from "../model/checkpoint.ts";
 import {
   checkTokenizerFits,
   fetchHubConfigFiles,
+  fetchHubSource,
   loadFolderTokenizer,
   loadT5Weights,
   noTokenizerError,
@@ -114,13 +116,15 @@ interface Backbone {
 }
 
 /**
- * The local folder of an `{hf}` reference: the path itself, else the hub id's cache folder with
- * only config.json and its tokenizer files downloaded so far (`fetchHubConfigFiles`, model/pretrained.ts) (`hubId`
- * is then set: `fetchHubModel(hubId)` downloads the weights into the same folder).
+ * The local folder of an `{hf}` reference: the folder itself, else the hub id's cache folder with
+ * only config.json and its tokenizer files downloaded so far (`fetchHubConfigFiles`,
+ * model/pretrained.ts; `hubId` is then set: `fetchHubModel(hubId)` downloads the weights into the
+ * same folder). A file, a missing path that is no hub id, and a hub error (a mistyped folder
+ * that looks like `org/name`) say so, as `loadT5` does (`fetchHubSource`).
  */
 async function locateFolder(ref: string): Promise<{ folder: string; hubId?: string }> {
-  if (existsSync(ref)) return { folder: ref };
-  return { folder: await fetchHubConfigFiles(ref), hubId: ref };
+  if (await isDirectory(ref)) return { folder: ref };
+  return { folder: await fetchHubSource(ref, fetchHubConfigFiles), hubId: ref };
 }
 
 /** A tokenizer and how it was chosen (recorded as `RunResult.tokenizer`). */
@@ -296,7 +300,8 @@ export async function buildBackbone(spec: RunSpec, dataDir: string): Promise<Bac
     const { config, path: configPath } = await readFolderConfig(folder);
     if (typeof spec.model === "string") checkBackboneShape(folder, config, spec.model);
     checkTokenizerFits(tokenizer, config, configPath);
-    if (found.hubId !== undefined) folder = await fetchHubModel(found.hubId); // the same folder
+    // The weights, into the same folder.
+    if (found.hubId !== undefined) folder = await fetchHubSource(found.hubId, fetchHubModel);
     const model = await loadT5Weights(folder, { ...config, dropoutRate }, configPath);
     return { model, tokenizer, source: folder, tokenizerSource };
   }

@@ -418,6 +418,35 @@ backboneTest(
 );
 
 backboneTest(
+  "buildBackbone(): an {hf} that is a file, a missing path, or a hub id the hub does not give says which it was taken for",
+  async (dir) => {
+    const file = join(dir, "config.json");
+    await Deno.writeTextFile(file, "{}");
+    await withEnv({ HF_HUB_OFFLINE: "1", HYPERPROMPT_CACHE: join(dir, "cache") }, async () => {
+      await assert.rejects(
+        () => buildBackbone({ ...MTL, backbone: { hf: file } }, DATA),
+        (e: Error) => e.message.startsWith(`${file}: is a file; expected a Hugging Face folder`),
+      );
+      await assert.rejects(
+        () => buildBackbone({ ...MTL, backbone: { hf: "./no/such/folder" } }, DATA),
+        (e: Error) =>
+          e.message ===
+            `./no/such/folder: folder not found (and not a hub id such as "google/t5-v1_1-small")`,
+      );
+      // A mistyped folder that looks like org/name: the hub's error says it was taken as a hub
+      // id (before, only the hub's message, which did not say why the hub was asked).
+      await assert.rejects(
+        () => buildBackbone({ ...MTL, model: { hf: "checkpoints/t5-tiny" } }, DATA),
+        (e: Error) =>
+          e.message.startsWith(
+            `"checkpoints/t5-tiny" is not a local folder, so it was taken as a hub id: `,
+          ),
+      );
+    });
+  },
+);
+
+backboneTest(
   "buildBackbone(): a folder of weights without tokenizer.json is refused, not given the fixture's",
   async (dir) => {
     // A checkpoint whose vocabulary is as large as the fixture tokenizer's, so only the missing

@@ -241,14 +241,32 @@ export async function loadT5Weights(
   }
 }
 
+/** Where {@link fetchHubSource} fetches from: the hub options of {@link LoadT5Options}. */
+export type HubSourceOptions = Pick<LoadT5Options, "revision" | "cacheDir" | "endpoint">;
+
 /**
- * Fetches `source`, which is not a local folder, from the hub; a source that is a file, or a
- * path rather than a hub id, is an error saying so, and a hub error says that the source was
- * taken as a hub id (a mistyped folder path that looks like `org/name` reaches the hub).
+ * Fetches `source`, which is not a local folder, from the hub with `fetch` (`fetchHubModel`, or
+ * {@link fetchHubConfigFiles} for the files checked before the weights); a source that is a
+ * file, or a path rather than a hub id, is an error saying so, and a hub error says that the
+ * source was taken as a hub id (a mistyped folder path that looks like `org/name` reaches the
+ * hub). `loadT5` and `deno task bench`'s `{hf}` backbones resolve their sources through it.
+ *
+ * @param source the folder path or hub id as given
+ * @param fetch what to download
+ * @param opts revision, cache folder, endpoint
+ * @returns the hub cache folder
  */
+export function fetchHubSource(
+  source: string,
+  fetch: (id: string, o: HubConfigFilesOptions) => Promise<string>,
+  opts: HubSourceOptions = {},
+): Promise<string> {
+  return fromHub(source, opts, fetch);
+}
+
 async function fromHub(
   source: string,
-  opts: LoadT5Options,
+  opts: HubSourceOptions,
   fetch: (id: string, o: HubConfigFilesOptions) => Promise<string>,
 ): Promise<string> {
   let isFile = false;
@@ -259,7 +277,7 @@ async function fromHub(
   }
   if (isFile) {
     throw new Error(
-      `${source}: is a file; loadT5 takes a Hugging Face folder (config.json, ` +
+      `${source}: is a file; expected a Hugging Face folder (config.json, ` +
         `model.safetensors or pytorch_model.bin, tokenizer.json or spiece.model) or a hub id ` +
         `such as "google/t5-v1_1-small"`,
     );

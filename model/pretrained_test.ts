@@ -108,7 +108,7 @@ Deno.test("loadT5() says when the source is a file or a missing folder, and when
     });
     await rejects(loadT5("./t5-folder-typo"), /^Error: \.\/t5-folder-typo: folder not found/);
     await rejects(loadT5(TOKENIZER), (e: Error) => {
-      ok(e.message.startsWith(`${TOKENIZER}: is a file; loadT5 takes a Hugging Face folder`));
+      ok(e.message.startsWith(`${TOKENIZER}: is a file; expected a Hugging Face folder`));
       return true;
     });
     // A relative path without "./" has the form of a hub id: the error says it went there.
