@@ -216,7 +216,9 @@ export interface ResumableOptions {
   /**
    * Resume only the same version of the file: the strong `ETag` of the response that started the
    * part is kept in `<part>.etag` and sent as `If-Range`, so a server whose file changed since
-   * answers 200 with the whole new file (which restarts the part) instead of 206. Default false.
+   * answers 200 with the whole new file (which restarts the part) instead of 206; a 206 whose
+   * strong `ETag` is not the one sent (a server that ignores `If-Range`, or a part with no `ETag`
+   * recorded) restarts the part too. Default false.
    */
   ifRange?: boolean;
   /** Extra attempts after the first; default 3. */
@@ -261,7 +263,8 @@ const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
  * the resume accepts the part when its size equals `bytes`, or else the total of the answer's
  * `Content-Range: bytes *\/TOTAL`; otherwise the part is deleted and the transfer restarts from
  * byte 0 at once. A part longer than the file is deleted. With `ifRange`, a part is resumed only
- * while the server's `ETag` is the one it started with.
+ * while the server's `ETag` is the one it started with: a 206 carrying another strong `ETag` (the
+ * server ignored `If-Range`, or no `ETag` was recorded for the part) restarts it from byte 0.
  *
  * @param url the URL
  * @param part the file to write (its folder must exist); kept after a failure, for a resume
@@ -297,16 +300,36 @@ export async function fetchResumable(
     // Aborts the request in flight (the response wait, then its body) when it goes idle.
     let ctrl = new AbortController();
     try {
+      // The validator sent as If-Range with the last resume (undefined: none recorded).
+      let sent: string | undefined;
       const open = async (from: number): Promise<Response> => {
         ctrl = new AbortController();
         const headers: Record<string, string> = from > 0 ? { Range: `bytes=${from}-` } : {};
+        sent = undefined;
         if (from > 0 && opts.ifRange) {
           const etag = await Deno.readTextFile(etagPath).catch(() => "");
-          if (etag !== "") headers["If-Range"] = etag;
+          if (etag !== "") headers["If-Range"] = sent = etag;
         }
         return await getWithin(get, url, headers, ctrl, idle);
       };
       let res = await open(have);
+      if (res.status === 206 && have > 0 && opts.ifRange) {
+        // The rest of the file's current version (its strong ETag), which the part may not be
+        // the start of: no validator was recorded for it (a part of an earlier version of this
+        // code, or lost), or the server ignored If-Range. Fetched whole instead.
+        const etag = res.headers.get("etag");
+        if (etag !== null && !etag.startsWith("W/") && etag !== sent) {
+          await res.body?.cancel();
+          log(
+            `${name}: the ${have} B part may be of another version of the file (${
+              sent === undefined ? "no ETag recorded" : `ETag ${sent}`
+            }, now ${etag}); restarting`,
+          );
+          await dropPart();
+          have = 0;
+          res = await open(0);
+        }
+      }
       let complete = false;
       // The file's size as the server states it (checkLength).
       let stated: number | undefined;

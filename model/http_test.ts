@@ -110,3 +110,58 @@ Deno.test("fetchResumable: verify's error is final and drops the part; 404 is no
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("fetchResumable ifRange: a 206 of another version (If-Range ignored, or no ETag recorded) restarts the part", async () => {
+  const dir = await Deno.makeTempDir();
+  const part = join(dir, "f.part");
+  const etagFile = `${part}.etag`;
+  const whole = (etag: string) => () =>
+    new Response("ABCDEF", { headers: { "content-length": "6", etag } });
+  const tail = (etag: string) => () =>
+    new Response("DEF", { status: 206, headers: { "content-range": "bytes 3-5/6", etag } });
+  try {
+    // The part's bytes are of version "v1"; the server ignores If-Range and sends v2's tail.
+    // Appended, the file would be "abcDEF": v1's start joined to v2's end, of the stated size.
+    const cases = [
+      { what: "If-Range ignored", recorded: '"v1"' as string | undefined },
+      { what: "no ETag recorded", recorded: undefined },
+    ];
+    for (const c of cases) {
+      await Deno.writeFile(part, bytes("abc"));
+      if (c.recorded) await Deno.writeTextFile(etagFile, c.recorded);
+      const ranges: (string | null)[] = [];
+      const lines: string[] = [];
+      const got = await fetchResumable("http://x.invalid/f", part, {
+        checkLength: true,
+        ifRange: true,
+        sleep: noSleep,
+        log: (l) => lines.push(l),
+        fetch: scripted([tail('"v2"'), whole('"v2"')], ranges),
+      });
+      assert.deepEqual(ranges, ["bytes=3-", null], c.what);
+      assert.deepEqual(got, { bytes: 6, resumedAt: 0, attempts: 1 }, c.what);
+      assert.equal(await Deno.readTextFile(part), "ABCDEF", c.what);
+      assert.match(lines.join("\n"), /the 3 B part may be of another version .*; restarting/);
+      await assert.rejects(Deno.stat(etagFile), Deno.errors.NotFound, "complete: no validator");
+    }
+    // The same version (the ETag sent), or a weak or no ETag on the 206: resumed.
+    for (const etag of ['"v1"', 'W/"v2"', null]) {
+      await Deno.writeFile(part, bytes("ABC"));
+      await Deno.writeTextFile(etagFile, '"v1"');
+      const ranges: (string | null)[] = [];
+      const headers: Record<string, string> = { "content-range": "bytes 3-5/6" };
+      if (etag !== null) headers["etag"] = etag;
+      const got = await fetchResumable("http://x.invalid/f", part, {
+        checkLength: true,
+        ifRange: true,
+        sleep: noSleep,
+        fetch: scripted([() => new Response("DEF", { status: 206, headers })], ranges),
+      });
+      assert.deepEqual(ranges, ["bytes=3-"], String(etag));
+      assert.deepEqual(got, { bytes: 6, resumedAt: 3, attempts: 1 }, String(etag));
+      assert.equal(await Deno.readTextFile(part), "ABCDEF");
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
