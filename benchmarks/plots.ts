@@ -15,9 +15,14 @@ import {
 } from "./spec.ts";
 import { missingTaskRuns } from "./per_task.ts";
 
-const W = 640;
+const W = 680;
 const H = 400;
-const M = { left: 60, right: 180, top: 30, bottom: 50 };
+const M = { left: 60, right: 220, top: 30, bottom: 50 };
+/**
+ * Series colours: Tableau's 10, then 10 darker ones, so up to 20 series differ in colour; the
+ * lines of series 21 and later differ from the earlier ones of their colour by their dash pattern
+ * ({@link seriesStyle}).
+ */
 const COLORS = [
   "#1f77b4",
   "#ff7f0e",
@@ -29,7 +34,34 @@ const COLORS = [
   "#7f7f7f",
   "#bcbd22",
   "#17becf",
+  "#393b79",
+  "#8c6d31",
+  "#637939",
+  "#843c39",
+  "#7b4173",
+  "#3182bd",
+  "#e6550d",
+  "#31a354",
+  "#756bb1",
+  "#252525",
 ];
+const DASHES = ["", "6 3", "2 3", "8 3 2 3"];
+
+/**
+ * The colour and dash pattern of the `i`-th series: no two of the first 80 series share both.
+ *
+ * @param i series index (0-based)
+ * @returns the SVG colour and `stroke-dasharray` ("" for a solid line)
+ */
+export function seriesStyle(i: number): { color: string; dash: string } {
+  return {
+    color: COLORS[i % COLORS.length]!,
+    dash: DASHES[Math.floor(i / COLORS.length) % DASHES.length]!,
+  };
+}
+
+/** Marker shapes of a scatter plot's points. */
+type Shape = "circle" | "square" | "triangle";
 
 function esc(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(
@@ -54,10 +86,48 @@ function wrap(s: string, n: number): string[] {
   return lines;
 }
 
-/** A named series of points. */
+/** A marker at (cx, cy): filled, or hollow (white inside, coloured outline). */
+function marker(
+  shape: Shape,
+  cx: number,
+  cy: number,
+  color: string,
+  hollow: boolean,
+  title?: string,
+): string {
+  const paint = `fill="${hollow ? "white" : color}" stroke="${color}" stroke-width="1.5"`;
+  const t = title === undefined ? "" : `<title>${esc(title)}</title>`;
+  const [x, y] = [cx.toFixed(1), cy.toFixed(1)];
+  if (shape === "square") {
+    return `<rect x="${(cx - 3.5).toFixed(1)}" y="${
+      (cy - 3.5).toFixed(1)
+    }" width="7" height="7" ${paint}>${t}</rect>`;
+  }
+  if (shape === "triangle") {
+    const pts = [[cx, cy - 4.5], [cx - 4, cy + 3], [cx + 4, cy + 3]]
+      .map(([a, b]) => `${a!.toFixed(1)},${b!.toFixed(1)}`).join(" ");
+    return `<polygon points="${pts}" ${paint}>${t}</polygon>`;
+  }
+  return `<circle cx="${x}" cy="${y}" r="3.5" ${paint}>${t}</circle>`;
+}
+
+/** A named series of points (each drawn as its `shape`, default a circle, filled unless hollow). */
 interface Series {
   readonly name: string;
-  readonly points: readonly { readonly x: number; readonly y: number; readonly label?: string }[];
+  readonly points: readonly {
+    readonly x: number;
+    readonly y: number;
+    readonly label?: string;
+    readonly shape?: Shape;
+    readonly hollow?: boolean;
+  }[];
+}
+
+/** A legend line that explains a marker (shape or fill) rather than a series. */
+interface LegendKey {
+  readonly shape: Shape;
+  readonly hollow: boolean;
+  readonly text: string;
 }
 
 function frame(
@@ -66,10 +136,11 @@ function frame(
   yLabel: string,
   body: string[],
   legend: string[],
+  height = H,
 ): string {
   return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11">`,
-    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${height}" viewBox="0 0 ${W} ${height}" font-family="sans-serif" font-size="11">`,
+    `<rect width="${W}" height="${height}" fill="white"/>`,
     `<text x="${M.left}" y="18" font-size="13" font-weight="bold">${esc(title)}</text>`,
     `<text x="${(M.left + W - M.right) / 2}" y="${H - 10}" text-anchor="middle">${
       esc(xLabel)
@@ -84,15 +155,30 @@ function frame(
   ].join("\n");
 }
 
+/** Options of {@link plot}. */
+interface PlotOptions {
+  /** Log-scale x axis; x = 0 sits a decade left of the smallest positive x, its tick says "0". */
+  readonly logX?: boolean;
+  /** Join each series' points with a line (in its dash pattern). */
+  readonly lines?: boolean;
+  /** Ticks at whole numbers of x only (layer indices). */
+  readonly integerX?: boolean;
+  /** A fixed y range (a fraction: [0, 1]) instead of the data's range. */
+  readonly yRange?: readonly [number, number];
+  /** Dashed vertical lines with a label at the top (e.g. where the decoder's layers start). */
+  readonly vLines?: readonly { readonly x: number; readonly label: string }[];
+  /** Legend lines that explain marker shapes and fills, after the series. */
+  readonly keys?: readonly LegendKey[];
+}
+
 function plot(
   title: string,
   xLabel: string,
   yLabel: string,
   series: readonly Series[],
-  opts: { logX?: boolean; lines?: boolean },
+  opts: PlotOptions,
 ): string {
-  // Undefined scores (NaN) are not drawn; on a log axis, x = 0 sits a decade left of the
-  // smallest positive x.
+  // Undefined scores (NaN) are not drawn.
   series = series.map((s) => ({ ...s, points: s.points.filter((p) => Number.isFinite(p.y)) }));
   const all = series.flatMap((s) => s.points);
   const positive = all.map((p) => p.x).filter((x) => x > 0);
@@ -100,13 +186,21 @@ function plot(
   if (all.length === 0) {
     return frame(title, xLabel, yLabel, [`<text x="${M.left}" y="${H / 2}">no data</text>`], []);
   }
+  // On a log axis x = 0 is drawn at the left edge (`floor`); its tick reads 0, not `floor`.
+  const zeroAtEdge = opts.logX === true && all.some((p) => p.x <= 0);
+  if (zeroAtEdge) xLabel = `${xLabel}, 0 drawn at the left edge`;
   const tx = (x: number) => (opts.logX ? Math.log10(Math.max(x, floor)) : x);
   let [x0, x1] = [Math.min(...all.map((p) => tx(p.x))), Math.max(...all.map((p) => tx(p.x)))];
   let [y0, y1] = [Math.min(...all.map((p) => p.y)), Math.max(...all.map((p) => p.y))];
+  if (opts.integerX) [x0, x1] = [x0 - 0.5, x1 + 0.5];
   if (x1 === x0) [x0, x1] = [x0 - 1, x1 + 1];
-  if (y1 === y0) [y0, y1] = [y0 - 1, y1 + 1];
-  const padY = (y1 - y0) * 0.08;
-  [y0, y1] = [y0 - padY, y1 + padY];
+  if (opts.yRange !== undefined) {
+    [y0, y1] = [Math.min(y0, opts.yRange[0]), Math.max(y1, opts.yRange[1])];
+  } else {
+    if (y1 === y0) [y0, y1] = [y0 - 1, y1 + 1];
+    const padY = (y1 - y0) * 0.08;
+    [y0, y1] = [y0 - padY, y1 + padY];
+  }
   const px = (x: number) => M.left + ((tx(x) - x0) / (x1 - x0)) * (W - M.left - M.right);
   const py = (y: number) => H - M.bottom - ((y - y0) / (y1 - y0)) * (H - M.top - M.bottom);
   const body: string[] = [
@@ -114,6 +208,8 @@ function plot(
       H - M.top - M.bottom
     }" fill="none" stroke="#999"/>`,
   ];
+  const xTick = (xpos: number, text: string) =>
+    `<text x="${xpos.toFixed(1)}" y="${H - M.bottom + 14}" text-anchor="middle">${text}</text>`;
   for (let i = 0; i <= 4; i++) {
     const y = y0 + ((y1 - y0) * i) / 4;
     body.push(
@@ -121,57 +217,97 @@ function plot(
         py(y).toFixed(1)
       }" text-anchor="end" dominant-baseline="middle">${fmt(y)}</text>`,
     );
+    if (opts.integerX) continue;
     const xt = x0 + ((x1 - x0) * i) / 4;
     const xv = opts.logX ? 10 ** xt : xt;
     const xpos = M.left + (i / 4) * (W - M.left - M.right);
+    body.push(xTick(xpos, i === 0 && zeroAtEdge ? "0" : fmt(xv)));
+  }
+  if (opts.integerX) {
+    const step = Math.max(1, Math.ceil((x1 - x0) / 10));
+    for (let x = Math.ceil(x0); x <= x1; x += step) body.push(xTick(px(x), String(x)));
+  }
+  for (const v of opts.vLines ?? []) {
+    const x = px(v.x).toFixed(1);
     body.push(
-      `<text x="${xpos.toFixed(1)}" y="${H - M.bottom + 14}" text-anchor="middle">${
-        fmt(xv)
-      }</text>`,
+      `<line x1="${x}" y1="${M.top}" x2="${x}" y2="${
+        H - M.bottom
+      }" stroke="#999" stroke-dasharray="4 3"/>`,
+      `<text x="${x}" y="${M.top + 12}" dx="4">${esc(v.label)}</text>`,
     );
   }
   const legend: string[] = [];
   let legendY = M.top + 6;
+  const lx = W - M.right + 10;
   series.forEach((s, i) => {
-    const c = COLORS[i % COLORS.length]!;
+    const { color: c, dash } = seriesStyle(i);
+    const dashAttr = dash === "" ? "" : ` stroke-dasharray="${dash}"`;
     const pts = s.points.map((p) => `${px(p.x).toFixed(1)},${py(p.y).toFixed(1)}`);
     if (opts.lines && pts.length > 1) {
       body.push(
-        `<polyline points="${pts.join(" ")}" fill="none" stroke="${c}" stroke-width="1.5"/>`,
+        `<polyline points="${
+          pts.join(" ")
+        }" fill="none" stroke="${c}" stroke-width="1.5"${dashAttr}/>`,
       );
     }
     for (const p of s.points) {
-      body.push(
-        `<circle cx="${px(p.x).toFixed(1)}" cy="${py(p.y).toFixed(1)}" r="3.5" fill="${c}"><title>${
-          esc(`${s.name}${p.label ? ` ${p.label}` : ""}: (${fmt(p.x)}, ${fmt(p.y)})`)
-        }</title></circle>`,
-      );
+      const title = `${s.name}${p.label ? ` ${p.label}` : ""}: (${fmt(p.x)}, ${fmt(p.y)})`;
+      body.push(marker(p.shape ?? "circle", px(p.x), py(p.y), c, p.hollow ?? false, title));
     }
-    // A long name wraps onto lines of 28 characters (the right margin) instead of being cut: the
+    // A long name wraps onto lines of 26 characters (the right margin) instead of being cut: the
     // part that tells two series apart (benchmark, configuration id) is at its end.
     const ly = legendY;
-    const parts = wrap(s.name, 28);
+    const parts = wrap(s.name, 26);
     legendY += 15 + (parts.length - 1) * 12;
     legend.push(
-      `<rect x="${W - M.right + 10}" y="${ly - 5}" width="10" height="10" fill="${c}"/>`,
-      `<text x="${W - M.right + 24}" y="${ly}" dominant-baseline="middle">${
-        parts.map((p, k) =>
-          `<tspan x="${W - M.right + 24}" dy="${k === 0 ? 0 : 12}">${esc(p)}</tspan>`
-        ).join("")
+      opts.lines
+        ? `<line x1="${lx - 4}" y1="${ly}" x2="${
+          lx + 12
+        }" y2="${ly}" stroke="${c}" stroke-width="2"${dashAttr}/>`
+        : `<rect x="${lx}" y="${ly - 5}" width="10" height="10" fill="${c}"/>`,
+      `<text x="${lx + 14}" y="${ly}" dominant-baseline="middle">${
+        parts.map((p, k) => `<tspan x="${lx + 14}" dy="${k === 0 ? 0 : 12}">${esc(p)}</tspan>`)
+          .join("")
       }</text>`,
     );
   });
-  return frame(title, xLabel, yLabel, body, legend);
+  if ((opts.keys ?? []).length > 0) legendY += 6;
+  for (const k of opts.keys ?? []) {
+    const ly = legendY;
+    const parts = wrap(k.text, 26);
+    legendY += 15 + (parts.length - 1) * 12;
+    legend.push(
+      marker(k.shape, lx + 5, ly, "#444", k.hollow),
+      `<text x="${lx + 14}" y="${ly}" dominant-baseline="middle">${
+        parts.map((p, j) => `<tspan x="${lx + 14}" dy="${j === 0 ? 0 : 12}">${esc(p)}</tspan>`)
+          .join("")
+      }</text>`,
+    );
+  }
+  // A legend longer than the plot makes the picture taller rather than running off its bottom.
+  return frame(title, xLabel, yLabel, body, legend, Math.max(H, Math.ceil(legendY)));
 }
 
+/** The marker of a benchmark's average in {@link scoreVsParamsSvg}. */
+const BENCHMARK_SHAPES: Readonly<Record<string, Shape>> = { glue: "circle", super_glue: "square" };
+const BENCHMARK_TITLES: Readonly<Record<string, string>> = {
+  glue: "GLUE",
+  super_glue: "SuperGLUE",
+};
+
+/** The backbone as the tables' `backbone` column says it (`random` too). */
+const backboneOf = (r: RunResult) => backboneLabel(r.spec.backbone ?? "random");
+
 /**
- * Benchmark average (mean over seeds) against extra parameters (% of the backbone, log scale):
- * one series per method label, one point per model (and non-random backbone), benchmark and
- * configuration (as in the tables, seeds are averaged only within one {@link configId}; a point
- * whose label shares its model and benchmark with another configuration's carries the id). A
- * run on a task subset is labelled with its task count (`glue 2/8 tasks`), as the tables put it
- * in `<benchmark>_partial_avg`. A per-task method's configuration with a task run missing in any
- * seed (`per_task.ts` `missingTaskRuns` of a merged result) has no point, as its table row has no
+ * Benchmark average (mean over seeds, 0-100) against extra parameters (% of the backbone, log
+ * scale): one colour per method label; the marker's shape says the benchmark (circle GLUE, square
+ * SuperGLUE) and a hollow marker a randomly initialised backbone, as the legend's key explains;
+ * one point per model, backbone, benchmark and configuration (as in the tables, seeds are averaged
+ * only within one {@link configId}; a point whose label shares its model and benchmark with
+ * another configuration's carries the id). A run on a task subset is labelled with its task count
+ * (`glue 2/8 tasks`), as the tables put it in `<benchmark>_partial_avg`, and the y axis says so
+ * when any point is. A per-task method's configuration with a task run missing in any seed
+ * (`per_task.ts` `missingTaskRuns` of a merged result) has no point, as its table row has no
  * average.
  *
  * @param results run results (per-task runs merged by `mergePerTaskRuns`)
@@ -179,14 +315,11 @@ function plot(
  */
 export function scoreVsParamsSvg(results: readonly RunResult[]): string {
   const baseKey = (r: RunResult) => {
-    const bb = r.spec.backbone === undefined || r.spec.backbone === "random"
-      ? ""
-      : ` ${backboneLabel(r.spec.backbone)}`;
     const b = r.spec.benchmark as BenchmarkName;
     const all = BENCHMARK_TASKS[b] ?? [];
     const n = all.filter((t) => t in r.best).length;
     const part = n < all.length ? ` ${n}/${all.length} tasks` : "";
-    return `${modelLabel(r.spec.model)}${bb} ${b}${part}`;
+    return `${modelLabel(r.spec.model)} ${backboneOf(r)} ${b}${part}`;
   };
   const configs = new Map<string, Set<string>>();
   for (const r of results) {
@@ -200,7 +333,8 @@ export function scoreVsParamsSvg(results: readonly RunResult[]): string {
   const incomplete = new Set(
     results.filter((r) => missingTaskRuns(r).length > 0).map((r) => configId(r.spec)),
   );
-  const acc = new Map<string, Map<string, { x: number; ys: number[] }>>();
+  type Acc = { x: number; ys: number[]; shape: Shape; hollow: boolean; partial: boolean };
+  const acc = new Map<string, Map<string, Acc>>();
   for (const r of results) {
     const y = r.averages[r.spec.benchmark];
     if (y === undefined || incomplete.has(configId(r.spec))) continue;
@@ -210,7 +344,14 @@ export function scoreVsParamsSvg(results: readonly RunResult[]): string {
     const key = `${base}${several ? ` config ${configId(r.spec)}` : ""}`;
     const m = acc.get(label) ?? new Map();
     acc.set(label, m);
-    const p = m.get(key) ?? { x: r.params.extraPct, ys: [] };
+    const p = m.get(key) ?? {
+      x: r.params.extraPct,
+      ys: [],
+      shape: BENCHMARK_SHAPES[r.spec.benchmark] ?? "triangle",
+      hollow: backboneOf(r) === "random",
+      partial: BENCHMARK_TASKS[r.spec.benchmark as BenchmarkName]?.some((t) => !(t in r.best)) ??
+        false,
+    };
     p.ys.push(y);
     m.set(key, p);
   }
@@ -225,42 +366,56 @@ export function scoreVsParamsSvg(results: readonly RunResult[]): string {
         x: p.x,
         y: p.ys.reduce((a, b) => a + b, 0) / p.ys.length,
         label,
+        shape: p.shape,
+        hollow: p.hollow,
       })),
     }));
+  const points = [...acc.values()].flatMap((m) => [...m.values()]);
+  const keys: LegendKey[] = [];
+  for (const [b, shape] of Object.entries(BENCHMARK_SHAPES)) {
+    if (points.some((p) => p.shape === shape)) {
+      keys.push({ shape, hollow: false, text: `${BENCHMARK_TITLES[b]} average` });
+    }
+  }
+  if (points.some((p) => p.shape === "triangle")) {
+    keys.push({ shape: "triangle", hollow: false, text: "other benchmark" });
+  }
+  if (points.some((p) => p.hollow)) {
+    keys.push({ shape: "circle", hollow: true, text: "hollow: random backbone" });
+  }
+  const partial = points.some((p) => p.partial);
   return plot(
     "Benchmark average vs extra parameters",
-    "extra parameters (% of backbone, log)",
-    "average score",
+    "extra parameters (% of backbone, log scale)",
+    partial ? "average score (0-100; some over a task subset)" : "average score (0-100)",
     series,
-    {
-      logX: true,
-    },
+    { logX: true, keys },
   );
 }
 
 /**
- * Attention mass on hyper-prompts per layer (encoder layers, then decoder layers offset by the
- * encoder depth), mean over tasks and seeds: one line per method label, model, backbone and
- * benchmark; as in the tables, seeds are averaged only within one configuration ({@link configId};
- * a line that shares its name with another configuration's carries the id).
+ * Attention mass on hyper-prompts per layer (a fraction of the attention, 0-1, on a fixed 0-1
+ * axis; encoder layers, then decoder layers offset by the encoder depth, with a dashed line where
+ * the decoder starts when every line has the same encoder depth), mean over tasks and seeds: one
+ * line per method label, model, backbone and benchmark; as in the tables, seeds are averaged only
+ * within one configuration ({@link configId}; a line that shares its name with another
+ * configuration's carries the id).
  *
  * @param results run results
  * @returns SVG text
  */
 export function attentionMassSvg(results: readonly RunResult[]): string {
-  const baseName = (r: RunResult) => {
-    const bb = r.spec.backbone === undefined || r.spec.backbone === "random"
-      ? ""
-      : ` ${backboneLabel(r.spec.backbone)}`;
-    return `${r.spec.method.label} ${modelLabel(r.spec.model)}${bb} ${r.spec.benchmark}`;
-  };
+  const baseName = (r: RunResult) =>
+    `${r.spec.method.label} ${modelLabel(r.spec.model)} ${backboneOf(r)} ${r.spec.benchmark}`;
   const configs = new Map<string, Set<string>>();
+  const encoderDepths = new Set<number>();
   for (const r of results) {
     if (r.attentionMass === undefined) continue;
     const base = baseName(r);
     const set = configs.get(base) ?? new Set();
     set.add(configId(r.spec));
     configs.set(base, set);
+    for (const am of Object.values(r.attentionMass)) encoderDepths.add(am.encoder.length);
   }
   const acc = new Map<string, number[][]>();
   for (const r of results) {
@@ -279,13 +434,17 @@ export function attentionMassSvg(results: readonly RunResult[]): string {
     name,
     points: acc.get(name)!.map((vs, i) => ({ x: i, y: vs.reduce((a, b) => a + b, 0) / vs.length })),
   }));
+  const [depth] = encoderDepths;
+  const vLines = encoderDepths.size === 1 && depth! > 0
+    ? [{ x: depth! - 0.5, label: "decoder" }]
+    : [];
   return plot(
     "Attention mass on hyper-prompts per layer",
-    "layer (encoder, then decoder)",
-    "mass",
+    encoderDepths.size === 1
+      ? `layer (encoder 0-${depth! - 1}, then decoder from ${depth})`
+      : "layer (encoder, then decoder)",
+    "attention mass on hyper-prompts (fraction, 0-1)",
     series,
-    {
-      lines: true,
-    },
+    { lines: true, integerX: true, yRange: [0, 1], vLines },
   );
 }

@@ -5,7 +5,7 @@ import { parse } from "csv-parse/sync";
 import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 import { fakeRunOne } from "./_fake_run_one.ts";
 import { loadResults } from "./compare.ts";
-import { attentionMassSvg, scoreVsParamsSvg } from "./plots.ts";
+import { attentionMassSvg, scoreVsParamsSvg, seriesStyle } from "./plots.ts";
 import { configId, DEFAULT_TRAIN, runId, type RunResult, type RunSpec } from "./spec.ts";
 import {
   ablationTable,
@@ -298,12 +298,12 @@ Deno.test("ablationTable() reports parameters relative to MTL; attention rows pe
   ]);
   const svg = scoreVsParamsSvg(rs);
   assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
-  assert.equal(svg.match(/<circle /g)?.length, 3);
+  assert.equal(svg.match(/<circle [^>]*><title>/g)?.length, 3);
   assert.equal(attentionMassSvg(rs).match(/<polyline /g)?.length, 1);
   assert.match(attentionMassSvg([]), /no data/);
   const undefinedScore = { ...rs[0]!, averages: { glue: NaN } };
   const svg2 = scoreVsParamsSvg([undefinedScore, rs[1]!]);
-  assert.equal(svg2.match(/<circle /g)?.length, 1);
+  assert.equal(svg2.match(/<circle [^>]*><title>/g)?.length, 1);
   assert.doesNotMatch(svg2, /NaN/);
 });
 
@@ -471,8 +471,8 @@ Deno.test("scoreVsParamsSvg() keeps configurations apart and labels partial aver
     spec("p", "tiny-v1_1", "mtl", "mtl", 0, "glue", "random", steps8),
   ]);
   const svg = scoreVsParamsSvg(rs);
-  // Two configurations: two points, not one mean over all three runs.
-  assert.equal(svg.match(/<circle /g)?.length, 2);
+  // Two configurations: two points (markers with a title), not one mean over all three runs.
+  assert.equal(svg.match(/<circle [^>]*><title>/g)?.length, 2);
   const ids = [configId(rs[0]!.spec), configId(rs[2]!.spec)];
   for (const id of ids) assert.match(svg, new RegExp(`config ${id}`));
   // RTE and CoLA of GLUE's 8 tasks: the point says it is a partial average.
@@ -490,7 +490,7 @@ Deno.test("attentionMassSvg() keeps configurations and benchmarks apart", async 
   // Two GLUE configurations and SuperGLUE: three lines, not one mean over all four runs.
   assert.equal(svg.match(/<polyline /g)?.length, 3);
   for (const r of rs.slice(1, 3)) assert.match(svg, new RegExp(`config ${configId(r.spec)}`));
-  assert.match(svg, /HP tiny-v1_1 super_glue</);
+  assert.match(svg, /<title>HP tiny-v1_1 random super_glue: /);
   // The legend shows each name whole (wrapped), so the ids that tell the lines apart are there.
   const legend = [...svg.matchAll(/<text [^>]*>((?:<tspan[^>]*>[^<]*<\/tspan>)+)<\/text>/g)]
     .map((m) => m[1]!.replace(/<\/tspan><tspan[^>]*>/g, " ").replace(/<[^>]+>/g, ""));
@@ -498,6 +498,78 @@ Deno.test("attentionMassSvg() keeps configurations and benchmarks apart", async 
   for (const r of rs.slice(1, 3)) assert.ok(legend.some((l) => l.endsWith(configId(r.spec))));
   // One configuration per benchmark: no id in the names.
   assert.doesNotMatch(attentionMassSvg([rs[0]!, rs[1]!, rs[3]!]), /config /);
+});
+
+/** The SVG's elements named `tag` with their attributes (a small reader for the plot tests). */
+function svgElements(svg: string, tag: string): Record<string, string>[] {
+  return [...svg.matchAll(new RegExp(`<${tag} ([^>]*?)/?>`, "g"))].map((m) =>
+    Object.fromEntries([...m[1]!.matchAll(/([\w-]+)="([^"]*)"/g)].map((a) => [a[1]!, a[2]!]))
+  );
+}
+
+Deno.test("scoreVsParamsSvg() tells benchmarks and backbones apart in the picture, 0 ticked as 0", async () => {
+  const rs = await runs([
+    spec("p", "tiny-v1_1", "mtl", "mtl", 0, "glue", "pretrained"),
+    spec("p", "tiny-v1_1", "mtl", "mtl", 0, "glue", "random"),
+    spec("p", "tiny-v1_1", "mtl", "mtl", 0, "super_glue", "pretrained"),
+    spec("p", "tiny-v1_1", "hyperprompt_global", "HP", 0, "super_glue", "random"),
+  ]);
+  const svg = scoreVsParamsSvg(rs);
+  // Each point's marker (the elements with a title) by what its title says it is.
+  const marks = [...svg.matchAll(/<(circle|rect) ([^>]*)><title>([^<]*)<\/title>/g)]
+    .map((m) => ({ tag: m[1]!, attrs: m[2]!, title: m[3]! }));
+  assert.equal(marks.length, 4);
+  for (const m of marks) {
+    // GLUE a circle, SuperGLUE a square; a random-init backbone hollow, a pretrained one filled.
+    assert.equal(m.tag, / glue/.test(m.title) ? "circle" : "rect", m.title);
+    assert.equal(/fill="white"/.test(m.attrs), / random /.test(m.title), m.title);
+  }
+  // The legend explains both.
+  for (const key of ["GLUE average", "SuperGLUE average", "hollow: random backbone"]) {
+    assert.match(svg, new RegExp(`>${key}<`));
+  }
+  // MTL's 0 % sits at the log axis's left edge, and that tick reads 0 (not a tenth of the least
+  // positive x, where nothing is).
+  const leftTick = svgElements(svg, "text").findIndex((a) => a["x"] === "60.0");
+  assert.ok(leftTick >= 0);
+  assert.match(svg, /<text x="60\.0" y="364" text-anchor="middle">0<\/text>/);
+  assert.match(svg, /0 drawn at the left edge/);
+  // The y axis says the scale and that the averages are over a task subset (2 of 8 here).
+  assert.match(svg, /average score \(0-100; some over a task subset\)/);
+});
+
+Deno.test("attentionMassSvg(): 21 lines stay apart by colour or dash; whole layers; 0-1 axis; legend inside", async () => {
+  const labels = Array.from({ length: 21 }, (_, i) => `HyperPrompt-Global variant ${i}`);
+  const rs = await runs(
+    labels.map((l) => spec("p", "tiny-v1_1", "hyperprompt_global", l, 0, "glue")),
+  );
+  const svg = attentionMassSvg(rs);
+  const lines = svgElements(svg, "polyline");
+  assert.equal(lines.length, 21);
+  const styles = lines.map((a) => `${a["stroke"]} ${a["stroke-dasharray"] ?? ""}`);
+  assert.equal(new Set(styles).size, 21, "no two lines look the same");
+  // The legend draws each line's style too (a segment), in the same order.
+  const keys = svgElements(svg, "line").filter((a) => a["stroke-width"] === "2");
+  assert.deepEqual(keys.map((a) => `${a["stroke"]} ${a["stroke-dasharray"] ?? ""}`), styles);
+  for (let i = 0; i < 80; i++) {
+    for (let j = 0; j < i; j++) {
+      assert.notDeepEqual(seriesStyle(i), seriesStyle(j), `series ${i} and ${j}`);
+    }
+  }
+  // Layer ticks are whole numbers (2 encoder + 2 decoder layers here: 0..3), with the decoder's
+  // start marked; the mass, a fraction, is drawn on 0..1.
+  const ticks = [...svg.matchAll(/<text x="[\d.]+" y="364" text-anchor="middle">([^<]*)<\/text>/g)]
+    .map((m) => m[1]);
+  assert.deepEqual(ticks, ["0", "1", "2", "3"]);
+  assert.match(svg, />decoder</);
+  assert.match(svg, /layer \(encoder 0-1, then decoder from 2\)/);
+  const yTicks = [...svg.matchAll(/text-anchor="end" dominant-baseline="middle">([^<]*)</g)]
+    .map((m) => Number(m[1]));
+  assert.deepEqual([Math.min(...yTicks), Math.max(...yTicks)], [0, 1]);
+  // 21 legend entries do not fit 400 px: the picture grows to hold them.
+  const height = Number(svg.match(/<svg [^>]*height="(\d+)"/)![1]);
+  const lastY = Math.max(...svgElements(svg, "text").map((a) => Number(a["y"] ?? 0)));
+  assert.ok(height > 400 && lastY < height, `height ${height}, last text at ${lastY}`);
 });
 
 Deno.test("writeTables() that fails leaves the previous tables whole and no temporary file", async () => {
