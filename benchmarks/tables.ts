@@ -13,7 +13,8 @@
  * naming both files. The `backbone` column puts a method's pretrained and random rows side by
  * side.
  *
- * - `scores.csv`: best group score per task (mean over seeds), the number of runs averaged,
+ * - `scores.csv`: best group score per task (mean over seeds; GLUE then SuperGLUE, each in the
+ *   benchmark's task order), the number of runs averaged,
  *   GLUE/SuperGLUE averages (mean, std) with the number of tasks they average, and the paper's
  *   averages from `results/paper/main_table.csv` with their source. `glue_avg` /
  *   `super_glue_avg` are the paper's average over all 8 tasks and are filled only when every one
@@ -418,10 +419,20 @@ export function scoresTable(results: readonly RunResult[], paper: readonly Paper
   for (const r of results) {
     for (const t of Object.keys(r.best)) taskCols.add(`${r.spec.benchmark}/${t}`);
   }
+  // GLUE then SuperGLUE, each in its benchmark's task order (the paper's and T5's: CoLA, SST-2,
+  // MRPC, STS-B, QQP, MNLI, QNLI, RTE), not alphabetically; a task outside the lists goes last.
+  const rank = (b: string, t: string) => {
+    const i = (BENCHMARK_TASKS as Record<string, readonly string[]>)[b]?.indexOf(t) ?? -1;
+    return i < 0 ? Infinity : i;
+  };
+  const bRank = (b: string) => {
+    const i = (BENCHMARKS as readonly string[]).indexOf(b);
+    return i < 0 ? Infinity : i;
+  };
   const tasks = [...taskCols].sort((a, b) => {
     const [ba, ta] = a.split("/") as [string, string];
     const [bb, tb] = b.split("/") as [string, string];
-    return cmp(ba, bb) || cmp(ta, tb);
+    return (bRank(ba) - bRank(bb) || cmp(ba, bb)) || (rank(ba, ta) - rank(bb, tb)) || cmp(ta, tb);
   });
   const benchCols = (b: string) => [
     `${b}_tasks`,

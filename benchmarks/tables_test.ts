@@ -572,6 +572,26 @@ Deno.test("attentionMassSvg(): 21 lines stay apart by colour or dash; whole laye
   assert.ok(height > 400 && lastY < height, `height ${height}, last text at ${lastY}`);
 });
 
+Deno.test("scoresTable() orders task columns as the benchmarks do (CoLA, SST-2, ..., RTE), not alphabetically", async () => {
+  const rs = await runs([
+    spec("p", "tiny-v1_1", "mtl", "mtl", 0, "super_glue", "random", { tasks: ["wic", "cb"] }),
+    spec("p", "tiny-v1_1", "mtl", "mtl", 0, "glue", "random", { tasks: ["rte", "sst2", "cola"] }),
+  ]);
+  const head = scoresTable(rs, [])[0]!;
+  const tasks = head.filter((c) => String(c).includes("/"));
+  assert.deepEqual(tasks, [
+    "glue/cola",
+    "glue/sst2",
+    "glue/rte",
+    "super_glue/cb",
+    "super_glue/wic",
+  ]);
+  assert.deepEqual(
+    tasks.filter((c) => String(c).startsWith("glue/")).map((c) => String(c).slice(5)),
+    BENCHMARK_TASKS.glue.filter((t) => ["rte", "sst2", "cola"].includes(t)),
+  );
+});
+
 Deno.test("writeTables() that fails leaves the previous tables whole and no temporary file", async () => {
   const dir = await Deno.makeTempDir();
   try {
