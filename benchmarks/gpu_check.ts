@@ -1105,7 +1105,7 @@ export function installBenchBackprop(mode: BackpropMode): { mode: BackpropMode; 
 interface MemoryMethod {
   /** Method registry key (model/methods/mod.ts). */
   readonly name: string;
-  /** Task names; a batch of at least as many rows has every task, so the per-task gather runs. */
+  /** Task names; a batch of at least as many rows has every task (the masked block ops run). */
   readonly tasks: readonly string[];
 }
 
