@@ -439,6 +439,30 @@ async function keepMode(path: string, tmp: string): Promise<void> {
 const SYNC_DIR_REFUSALS = new Set(["EINVAL", "EISDIR", "ENOTSUP", "EOPNOTSUPP"]);
 
 /**
+ * Holds an exclusive lock (`flock`) on the file `path` (created empty, with its folder, when
+ * absent) while `fn` runs: concurrent processes (and calls in this one) holding the same path take
+ * turns. The kernel drops the lock when the process ends, however it ends; the lock file stays.
+ * The hub download (`model/hub.ts`) and the GLUE/SuperGLUE downloader (`tasks/download.ts`) use it.
+ *
+ * @param path the lock file
+ * @param fn what to run while the lock is held
+ * @returns what `fn` gives
+ * @example
+ * ```ts
+ * import { join } from "node:path";
+ * import { withFileLock } from "./fs.ts";
+ * const lock = join(Deno.makeTempDirSync(), "locks", "a.lock");
+ * console.assert((await withFileLock(lock, () => Promise.resolve(1))) === 1);
+ * ```
+ */
+export async function withFileLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  await Deno.mkdir(dirname(path), { recursive: true });
+  using f = await Deno.open(path, { read: true, write: true, create: true });
+  await f.lock(true);
+  return await fn();
+}
+
+/**
  * Flushes the folder `dir` itself (its list of names) to disk, so that a rename or a new file in
  * it survives a power cut: on Linux, `rename()` is atomic but becomes durable only once the
  * folder holding the new name is flushed (`fsync` of the directory). Call it after renaming into

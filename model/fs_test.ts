@@ -19,6 +19,7 @@ import {
   syncFile,
   TEMP_TAG_SOURCE,
   type TempPattern,
+  withFileLock,
   writeFileAtomic,
   writeFilesAtomic,
   writeTempBeside,
@@ -519,6 +520,40 @@ Deno.test("isTempInUse() is true while a handle holds the temporary, whatever th
     const link = join(dir, `.y.tmp-${Deno.pid}-0123456789ab`);
     await Deno.symlink(held.path, link);
     equal(isTempInUse(link), true);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("withFileLock: holders of one lock file take turns (also after a throw); the folder is made", async () => {
+  const dir = await Deno.makeTempDir();
+  const lock = join(dir, "locks", "x.lock");
+  try {
+    const events: string[] = [];
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let started!: () => void;
+    const isHeld = new Promise<void>((r) => (started = r));
+    const first = withFileLock(lock, async () => {
+      events.push("first in");
+      started();
+      await held;
+      events.push("first out");
+      throw new Error("first failed");
+    });
+    await isHeld;
+    const second = withFileLock(lock, () => {
+      events.push("second in");
+      return Promise.resolve(2);
+    });
+    // The second waits on the lock (flock in a blocking thread) while the first holds it.
+    await new Promise((r) => setTimeout(r, 100));
+    deepEqual(events, ["first in"]);
+    release();
+    await rejects(first, /first failed/);
+    equal(await second, 2);
+    deepEqual(events, ["first in", "first out", "second in"]);
+    equal((await Deno.stat(lock)).size, 0, "the lock file stays, empty");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -33,7 +33,14 @@ import {
 } from "./checkpoint.ts";
 import { readSafetensorsHeader } from "./safetensors.ts";
 import { readTorchBinHeader } from "./torch_bin.ts";
-import { FILE_TEMPS, pathExists, removeStaleTemps, syncDir, writeFileAtomic } from "./fs.ts";
+import {
+  FILE_TEMPS,
+  pathExists,
+  removeStaleTemps,
+  syncDir,
+  withFileLock,
+  writeFileAtomic,
+} from "./fs.ts";
 import {
   fetchResumable,
   type HttpGet,
@@ -239,17 +246,6 @@ function lockPath(ctx: Ctx, file: string): string {
   return join(dirname(ctx.dir), ".locks", `${basename(ctx.dir)}--${encodeURIComponent(file)}.lock`);
 }
 
-/**
- * Holds an exclusive lock (`flock`) on the file `path` while `fn` runs; the kernel drops it when
- * the process ends, however it ends. The lock file stays (empty), outside the revision folder.
- */
-async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
-  await Deno.mkdir(dirname(path), { recursive: true });
-  using f = await Deno.open(path, { read: true, write: true, create: true });
-  await f.lock(true);
-  return await fn();
-}
-
 /** Checks a downloaded `file` (at `part`) by its kind; the error names the file, not the part. */
 async function checkDownloaded(url: string, file: string, part: string): Promise<void> {
   if (file.endsWith(".json")) {
@@ -299,7 +295,7 @@ async function download(ctx: Ctx, file: string, optional: boolean): Promise<bool
     ctx.swept = true;
     await removeStaleTemps(ctx.dir, FILE_TEMPS);
   }
-  return await withLock(lockPath(ctx, file), async () => {
+  return await withFileLock(lockPath(ctx, file), async () => {
     // Another process may have finished (or found absent) the file while this one waited.
     if (await pathExists(dest)) return true;
     ctx.absent = undefined;

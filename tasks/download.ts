@@ -22,7 +22,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { unzipSync } from "fflate";
 import { parquetReadObjects } from "hyparquet";
 import { compressors } from "hyparquet-compressors";
@@ -41,7 +41,13 @@ import {
   TASK_SOURCES,
   type TaskSource,
 } from "./sources.ts";
-import { checkOutputFolder, syncDir, writeFileAtomic, writeFilesAtomic } from "../model/fs.ts";
+import {
+  checkOutputFolder,
+  syncDir,
+  withFileLock,
+  writeFileAtomic,
+  writeFilesAtomic,
+} from "../model/fs.ts";
 import {
   fetchResumable,
   getWithin as getWithinIdle,
@@ -278,17 +284,6 @@ interface Ctx {
 interface PendingChanges {
   files: Map<string, ManifestFile>;
   archives: Map<string, Manifest["archives"][string] | undefined>;
-}
-
-/**
- * Holds an exclusive lock (`flock`) on the file `path`, made empty when absent, while `fn` runs;
- * the kernel drops it when the process ends, however it ends. Lock files stay (they are empty).
- */
-async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
-  await Deno.mkdir(dirname(path), { recursive: true });
-  using f = await Deno.open(path, { read: true, write: true, create: true });
-  await f.lock(true);
-  return await fn();
 }
 
 /** Sets (or deletes) the manifest's record of a raw download, to be saved. */
@@ -707,7 +702,7 @@ async function commitFiles(
  * entries; with `write`, saves the result and clears the pending changes.
  */
 async function refreshManifest(ctx: Ctx, write: boolean): Promise<void> {
-  await withLock(join(ctx.cacheDir, LOCKS, "manifest.lock"), async () => {
+  await withFileLock(join(ctx.cacheDir, LOCKS, "manifest.lock"), async () => {
     const m = await readManifest(ctx.cacheDir);
     for (const [path, entry] of ctx.pending.files) m.files[path] = entry;
     for (const [url, entry] of ctx.pending.archives) {
@@ -841,7 +836,7 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
     await saveManifest(ctx);
   };
   for (const task of tasks) {
-    await withLock(
+    await withFileLock(
       join(cacheDir, LOCKS, `${task.benchmark}-${task.hfConfig}.lock`),
       () => fetchTask(task),
     );
