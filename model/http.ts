@@ -365,15 +365,7 @@ export async function fetchResumable(
             );
           }
           append = true;
-        } else {
-          have = 0;
-          if (opts.ifRange) {
-            // The validator of the bytes about to be written (a weak one cannot serve If-Range).
-            const etag = res.headers.get("etag");
-            if (etag !== null && !etag.startsWith("W/")) await Deno.writeTextFile(etagPath, etag);
-            else await Deno.remove(etagPath).catch(() => {});
-          }
-        }
+        } else have = 0;
         const len = Number(res.headers.get("content-length") ?? NaN);
         const total = want ?? (Number.isFinite(len) ? have + len : undefined);
         if (opts.checkLength && res.headers.get("content-encoding") === null) {
@@ -386,6 +378,14 @@ export async function fetchResumable(
         }
         const bar = opts.progress?.(total);
         using f = await Deno.open(part, { write: true, create: true, append, truncate: !append });
+        if (!append && opts.ifRange) {
+          // The validator of the bytes about to be written (a weak one cannot serve If-Range),
+          // recorded once the part is emptied: a kill in between leaves an empty part or the old
+          // validator with the old bytes, never old bytes under the new validator.
+          const etag = res.headers.get("etag");
+          if (etag !== null && !etag.startsWith("W/")) await Deno.writeTextFile(etagPath, etag);
+          else await Deno.remove(etagPath).catch(() => {});
+        }
         let done = have;
         if (res.body) {
           const reader = res.body.getReader();
