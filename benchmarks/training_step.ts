@@ -67,6 +67,9 @@ export interface MethodTrainingStepOptions {
   readonly where: string;
 }
 
+/** The largest token id {@link syntheticRows} writes (ids 2 … 201, after pad and eos). */
+export const SYNTHETIC_MAX_ID = 201;
+
 /**
  * The synthetic rows of a batch: row i has task `i % numTasks` (every task present once the batch
  * has as many rows), input tokens `2 + (7i + j) % 200` and target tokens `2 + (3i + j) % 200` (ids
@@ -105,8 +108,14 @@ export function syntheticRows(
   }
   const cut = (i: number, k: number) => (ragged ? i % k : 0);
   return Array.from({ length: b }, (_, i) => ({
-    input: Array.from({ length: li - cut(i, 3) }, (_, j) => 2 + ((i * 7 + j) % 200)),
-    target: Array.from({ length: lt - cut(i, 2) }, (_, j) => 2 + ((i * 3 + j) % 200)),
+    input: Array.from(
+      { length: li - cut(i, 3) },
+      (_, j) => 2 + ((i * 7 + j) % (SYNTHETIC_MAX_ID - 1)),
+    ),
+    target: Array.from(
+      { length: lt - cut(i, 2) },
+      (_, j) => 2 + ((i * 3 + j) % (SYNTHETIC_MAX_ID - 1)),
+    ),
     taskId: i % numTasks,
   }));
 }
@@ -125,6 +134,14 @@ export function syntheticRows(
 export function methodTrainingStep(o: MethodTrainingStepOptions): MethodTrainingStep {
   if (o.tasks.length === 0) {
     throw new Error(`benchmarks/training_step.ts (${o.where}): at least one task is needed`);
+  }
+  // syntheticRows' ids run up to SYNTHETIC_MAX_ID: a smaller vocabulary would gather past its
+  // table, which WebGPU does not report.
+  if (o.config.vocabSize <= SYNTHETIC_MAX_ID) {
+    throw new Error(
+      `benchmarks/training_step.ts (${o.where}): the synthetic rows use token ids up to ` +
+        `${SYNTHETIC_MAX_ID}; the config's vocabSize ${o.config.vocabSize} is too small`,
+    );
   }
   const rows = syntheticRows(o.batchSize, o.inputLength, o.targetLength, o.tasks.length, o.ragged);
   const ids = {

@@ -6,6 +6,7 @@ import { lossAndGrads } from "./trainer.ts";
 import {
   methodTrainingStep,
   type MethodTrainingStepOptions,
+  SYNTHETIC_MAX_ID,
   syntheticRows,
 } from "./training_step.ts";
 import { disposeBatch } from "./batching.ts";
@@ -97,6 +98,11 @@ Deno.test("methodTrainingStep: a bad method configuration names the caller and l
   assert.throws(
     () => methodTrainingStep({ ...o, tasks: [] }),
     /\(my caller\): at least one task is needed/,
+  );
+  // A vocabulary the synthetic ids would overrun (WebGPU reads past a table silently).
+  assert.throws(
+    () => methodTrainingStep({ ...o, config: { ...CONFIG, vocabSize: SYNTHETIC_MAX_ID } }),
+    /\(my caller\): the synthetic rows use token ids up to 201; the config's vocabSize 201/,
   );
   assert.equal(tf.memory().numTensors, before);
 });
