@@ -1258,6 +1258,12 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     largest = Math.max(largest, n);
     trainedSizes.push(n);
   }
+  // The method's own variables, as one tensor for the gradient norm's squares (an upper bound
+  // of its largest; with a frozen backbone, e.g. Prompt-Tuning, they are all that is squared).
+  if (extra > 0) {
+    trainedSizes.push(extra);
+    largest = Math.max(largest, extra);
+  }
   state += input.optimizer.kind === "adamw" ? 2 * extra : extra;
   const trained = trainedBackbone + extra;
   const weights = (backbone + extra) * bpe;

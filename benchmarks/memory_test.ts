@@ -219,6 +219,12 @@ Deno.test("memory: micro-batches shrink activations, add an accumulator; state r
   // a frozen backbone (Prompt-Tuning) has no backbone gradients
   const pt = estimateTrainingMemory({ ...base, method: "prompt_tuning", numTasks: 8 });
   assert.ok(pt.gradients < 0.01 * pt.weights);
+  // Its gradient norm squares the prompts (before, only backbone variables were counted there,
+  // so a frozen backbone's norm phase held no square at all).
+  assert.equal(
+    pt.phases["gradient norm"] - pt.weights - pt.optimizerState - pt.gradients,
+    pt.gradients,
+  );
   assert.throws(
     () => estimateTrainingMemory({ ...base, microBatchSize: 48 }),
     /microBatchSize" 48 does not divide "batchSize" 128/,
