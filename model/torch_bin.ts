@@ -12,8 +12,15 @@
  * global, and its byte. The zip's central directory and the pickle are read first
  * ({@link readTorchBinHeader}: names, dtypes, shapes, no tensor data), then each tensor's bytes
  * alone ({@link readTorchBinTensors}), so a 44 GB checkpoint is never held whole in memory.
- * F32, F16 and BF16 become float32, I32 and I64 int32, as model/safetensors.ts does. The legacy
- * format of torch < 1.6 (a bare pickle stream) is recognised and refused with how to re-save it.
+ * F32, F16 and BF16 become float32, I32 and I64 int32, as model/safetensors.ts does.
+ *
+ * The legacy format of torch < 1.6 (`_use_new_zipfile_serialization=False`, as some 2019–2020
+ * hub checkpoints are) is read too, with the same unpickler and allow-list: pickles of torch's
+ * magic number, protocol version 1001, a sys_info dict, the state dict (persistent ids
+ * ('storage', type, key, location, numel, view metadata)) and the list of storage keys, then per
+ * key an 8-byte element count and the storage's bytes. Its header is the pickles (read in
+ * growing chunks: they state no length) and each count; the storages are seeked past. The older
+ * tar format of torch < 0.4 is not read.
  *
  * @module
  */
@@ -48,18 +55,20 @@ export interface TorchTensorInfo {
   readonly stride: readonly number[];
   /** The view's first element in its storage. */
   readonly storageOffset: number;
-  /** The storage's key (its entry is `<archive>/data/<key>`). */
+  /** The storage's key (in the zip format, its entry is `<archive>/data/<key>`). */
   readonly storage: string;
 }
 
-/** One storage of a PyTorch checkpoint: its zip entry. */
+/** One storage of a PyTorch checkpoint: where its bytes are (a zip entry, or a file offset). */
 export interface TorchStorage {
   /** Element type. */
   readonly dtype: SafetensorsDtype;
   /** Number of elements. */
   readonly numel: number;
-  /** The zip entry holding its bytes. */
-  readonly entry: ZipEntry;
+  /** The zip entry holding its bytes (zip format). */
+  readonly entry?: ZipEntry;
+  /** The file offset of its bytes (legacy format; checked to lie within the file). */
+  readonly start?: number;
 }
 
 /** The metadata of a PyTorch checkpoint: what {@link readTorchBinHeader} reads. */
@@ -68,8 +77,10 @@ export interface TorchBinHeader {
   readonly tensors: Map<string, TorchTensorInfo>;
   /** Storage key → storage. */
   readonly storages: Map<string, TorchStorage>;
-  /** The archive's top folder (`archive`, or the file's name when it was saved). */
+  /** The archive's top folder (`archive`, or the file's name when it was saved; "": legacy). */
   readonly archive: string;
+  /** torch.save's zip format (torch >= 1.6) or its legacy one (torch < 1.6). */
+  readonly format: "zip" | "legacy";
 }
 
 /** An entry of a zip file's central directory. */
@@ -86,19 +97,6 @@ export interface ZipEntry {
   readonly compressedSize: number;
   /** File offset of its local header. */
   readonly localHeaderOffset: number;
-}
-
-const LEGACY_MAGIC = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
-
-/**
- * How to re-save a legacy (torch < 1.6) checkpoint in the zip format, or convert it to
- * safetensors, on a machine with torch.
- */
-function legacyHint(path: string): string {
-  const f = JSON.stringify(path);
-  return `Re-save it in the zip format with torch >= 1.6: python -c 'import torch; ` +
-    `torch.save(torch.load(${f}, map_location="cpu"), ${f})' (or convert the folder to ` +
-    `safetensors with transformers' save_pretrained).`;
 }
 
 async function openFile(path: string): Promise<{ file: Deno.FsFile; size: number }> {
@@ -315,6 +313,8 @@ class Storage {
     readonly type: string,
     readonly key: string,
     readonly numel: number,
+    /** A legacy checkpoint's view of part of this storage: its first element and length. */
+    readonly view?: { readonly offset: number; readonly numel: number },
   ) {}
 }
 class Tensor {
@@ -329,6 +329,7 @@ type Value =
   | null
   | boolean
   | number
+  | bigint
   | string
   | Tuple
   | List
@@ -368,14 +369,42 @@ const OPNAMES: Record<number, string> = {
   0x50: "PERSID",
 };
 
+/** Thrown by {@link unpickle} of a `partial` buffer when the pickle goes on past its end. */
+const NEED_MORE = Symbol("pickle continues past the bytes read");
+
+/** How {@link unpickle} reads a pickle. */
+interface UnpickleOptions {
+  /** Its first byte in the buffer (default 0). */
+  readonly start?: number;
+  /** The buffer is a prefix of the file: running past its end throws {@link NEED_MORE}. */
+  readonly partial?: boolean;
+  /**
+   * The persistent ids it may hold: a zip checkpoint's ('storage', type, key, location, numel),
+   * a legacy one's with view metadata added, or none.
+   */
+  readonly persistent: "zip" | "legacy" | "none";
+  /** What errors call a byte position: "pickle byte" (in data.pkl) or "byte" (of the file). */
+  readonly at?: string;
+}
+
+/** What {@link unpickle} read. */
+interface Unpickled {
+  readonly value: Value;
+  /** The byte after its STOP. */
+  readonly end: number;
+  /** The storages its persistent ids named, by key. */
+  readonly storages: Map<string, Storage>;
+}
+
 /**
- * Unpickle `data.pkl` of a torch.save zip checkpoint safely (see the module doc).
+ * Unpickle one pickle of a torch.save checkpoint safely (see the module doc): `data.pkl` of a
+ * zip checkpoint, or one of the pickles of a legacy one.
  *
- * @param b the pickle bytes
+ * @param b the bytes holding the pickle
  * @param source the file and entry named by errors
- * @returns the unpickled value
+ * @returns the unpickled value, where it ends and the storages it names
  */
-function unpickle(b: Uint8Array, source: string): Value {
+function unpickle(b: Uint8Array, source: string, opts: UnpickleOptions): Unpickled {
   const stack: Value[] = [];
   const marks: number[] = [];
   const memo = new Map<number, Value>();
@@ -383,13 +412,16 @@ function unpickle(b: Uint8Array, source: string): Value {
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const latin1 = new TextDecoder("latin1");
   const utf8 = new TextDecoder("utf-8", { fatal: true });
-  let p = 0;
-  let opAt = 0;
+  let p = opts.start ?? 0;
+  let opAt = p;
   const fail = (why: string): never => {
-    throw new Error(`${source}: ${why} (pickle byte ${opAt})`);
+    throw new Error(`${source}: ${why} (${opts.at ?? "pickle byte"} ${opAt})`);
   };
   const need = (n: number) => {
-    if (p + n > b.byteLength) fail("truncated pickle");
+    if (p + n > b.byteLength) {
+      if (opts.partial) throw NEED_MORE;
+      fail("truncated pickle");
+    }
   };
   const pop = (): Value => {
     if (stack.length === 0 || (marks.length > 0 && stack.length <= marks[marks.length - 1]!)) {
@@ -418,13 +450,14 @@ function unpickle(b: Uint8Array, source: string): Value {
   };
   const line = (): string => {
     const end = b.indexOf(0x0a, p);
+    if (end < 0 && opts.partial) throw NEED_MORE;
     if (end < 0) fail("truncated pickle (GLOBAL without newline)");
     const s = latin1.decode(b.subarray(p, end));
     p = end + 1;
     return s;
   };
   const key = (k: Value): string | number | boolean | null => {
-    if (k === null || typeof k !== "object") return k;
+    if (k === null || (typeof k !== "object" && typeof k !== "bigint")) return k;
     return fail(`dict key of type ${describe(k)} is not supported`);
   };
   const setItems = (d: Value, items: Value[]) => {
@@ -463,7 +496,18 @@ function unpickle(b: Uint8Array, source: string): Value {
         const sz = ints(size!, "tensor size");
         const st = ints(stride!, "tensor stride");
         if (sz.length !== st.length) fail(`tensor size ${sz} and stride ${st} differ in length`);
-        return new Tensor(storage, int(offset!, "storage offset"), sz, st);
+        const off = int(offset!, "storage offset");
+        if (storage.view === undefined) return new Tensor(storage, off, sz, st);
+        // A view of part of a storage (legacy format): the tensor must lie within the view.
+        const { offset: base, numel: viewNumel } = storage.view;
+        const last = off + sz.reduce((a, s, i) => a + (s - 1) * st[i]!, 0);
+        if (sz.every((s) => s > 0) && last >= viewNumel) {
+          fail(
+            `tensor of shape [${sz}], strides [${st}] at offset ${off} reaches element ${last} ` +
+              `of a storage view of ${viewNumel}`,
+          );
+        }
+        return new Tensor(storages.get(storage.key)!, base + off, sz, st);
       }
       default: // _rebuild_parameter(data, requires_grad, hooks[, state])
         if (!(a[0] instanceof Tensor)) return fail(`${f.full} of ${describe(a[0] ?? null)}`);
@@ -486,7 +530,7 @@ function unpickle(b: Uint8Array, source: string): Value {
         break;
       case 0x2e: // STOP
         if (stack.length !== 1 || marks.length !== 0) fail("pickle ends with a malformed stack");
-        return stack[0]!;
+        return { value: stack[0]!, end: p, storages };
       case 0x28: // MARK
         marks.push(stack.length);
         break;
@@ -577,10 +621,9 @@ function unpickle(b: Uint8Array, source: string): Value {
         for (let i = n - 1; i >= 0; i--) x = (x << 8n) | BigInt(b[p + i]!);
         if (n > 0 && b[p + n - 1]! & 0x80) x -= 1n << BigInt(8 * n);
         p += n;
-        if (x > BigInt(Number.MAX_SAFE_INTEGER) || x < -BigInt(Number.MAX_SAFE_INTEGER)) {
-          fail(`integer ${x} out of range`);
-        }
-        stack.push(Number(x));
+        // Beyond 2^53 (the legacy format's magic number): a bigint, which no size accepts.
+        const safe = x <= BigInt(Number.MAX_SAFE_INTEGER) && x >= -BigInt(Number.MAX_SAFE_INTEGER);
+        stack.push(safe ? Number(x) : x);
         break;
       }
       case 0x47: // BINFLOAT
@@ -675,15 +718,18 @@ function unpickle(b: Uint8Array, source: string): Value {
       case 0x51: { // BINPERSID
         const pid = pop();
         const items = pid instanceof Tuple ? pid.items : [];
-        const [tag, type, k, , numel] = items;
+        const [tag, type, k, , numel, viewMeta] = items;
+        const legacy = opts.persistent === "legacy";
         if (
-          items.length !== 5 || tag !== "storage" || !(type instanceof Global) ||
-          type.module !== "torch" || !Object.hasOwn(STORAGE_TYPES, type.name) ||
-          typeof k !== "string"
+          opts.persistent === "none" || items.length !== (legacy ? 6 : 5) || tag !== "storage" ||
+          !(type instanceof Global) || type.module !== "torch" ||
+          !Object.hasOwn(STORAGE_TYPES, type.name) || typeof k !== "string"
         ) {
           fail(
-            `persistent id ${describe(pid)} is not a torch storage ('storage', type, key, ` +
-              `location, numel)`,
+            opts.persistent === "none"
+              ? `persistent id ${describe(pid)} where none belongs`
+              : `persistent id ${describe(pid)} is not a torch storage ('storage', type, key, ` +
+                `location, numel${legacy ? ", view metadata" : ""})`,
           );
         }
         const n = int(numel!, "storage size");
@@ -694,7 +740,21 @@ function unpickle(b: Uint8Array, source: string): Value {
         }
         const s = known ?? new Storage(t, k as string, n);
         storages.set(s.key, s);
-        stack.push(s);
+        if (viewMeta === undefined || viewMeta === null) {
+          stack.push(s);
+          break;
+        }
+        // Legacy view metadata: (view key, element offset, element count) within the storage.
+        const vm = viewMeta instanceof Tuple ? viewMeta.items : [];
+        if (vm.length !== 3 || typeof vm[0] !== "string") {
+          fail(`storage view metadata ${describe(viewMeta)} is not (key, offset, size)`);
+        }
+        const offset = int(vm[1]!, "storage view offset");
+        const size = int(vm[2]!, "storage view size");
+        if (offset + size > n) {
+          fail(`storage view of ${size} elements at ${offset} overruns storage "${k}" of ${n}`);
+        }
+        stack.push(new Storage(t, s.key, n, { offset, numel: size }));
         break;
       }
       default: {
@@ -712,15 +772,16 @@ function unpickle(b: Uint8Array, source: string): Value {
 // ---------------------------------------------------------------------------------------------
 
 /**
- * Read a PyTorch checkpoint's tensor names, dtypes, shapes and storages: the zip's central
- * directory and `data.pkl` only (no tensor data), checking that each tensor lies within its
- * storage and each storage's entry has its size.
+ * Read a PyTorch checkpoint's tensor names, dtypes, shapes and storages, no tensor data: of the
+ * zip format, its central directory and `data.pkl`; of the legacy format, its pickles and each
+ * storage's 8-byte element count (the storages themselves are seeked past). Checks that each
+ * tensor lies within its storage and each storage has its size within the file.
  *
  * @param path the `.bin` file
  * @returns the tensors and storages
- * @throws Error naming the file (and tensor, opcode or global) when it is missing, not a zip
- *   checkpoint (the legacy format of torch < 1.6 is named, with how to re-save it), truncated, or
- *   its pickle holds anything but a mapping of names to tensors of F32, F16, BF16, I32 or I64
+ * @throws Error naming the file (and tensor, opcode or global) when it is missing, not a PyTorch
+ *   checkpoint, truncated, or its pickle holds anything but a mapping of names to tensors of
+ *   F32, F16, BF16, I32 or I64
  */
 export async function readTorchBinHeader(path: string): Promise<TorchBinHeader> {
   const { file, size } = await openFile(path);
@@ -738,19 +799,11 @@ async function readHeaderOf(
 ): Promise<TorchBinHeader> {
   if (size === 0) throw new Error(`${path}: not a PyTorch checkpoint (an empty file)`);
   const head = await readExactly(file, 0, Math.min(size, 16));
+  if (head[0] === 0x80) return await readLegacyHeader(file, size, path);
   if (!(head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04)) {
-    if (
-      head[0] === 0x80 && head[1] === 0x02 && head[2] === 0x8a && head[3] === 0x0a &&
-      LEGACY_MAGIC.every((x, i) => head[4 + i] === x)
-    ) {
-      throw new Error(
-        `${path}: a PyTorch checkpoint in the legacy format of torch < 1.6 (not a zip file), ` +
-          `which this loader does not read. ${legacyHint(path)}`,
-      );
-    }
     throw new Error(
-      `${path}: not a PyTorch checkpoint (torch.save's zip format starts with "PK\\x03\\x04"; ` +
-        `this file starts with ${
+      `${path}: not a PyTorch checkpoint (torch.save's zip format starts with "PK\\x03\\x04", ` +
+        `its legacy format with a pickle's 0x80; this file starts with ${
           [...head.subarray(0, 4)].map((x) => x.toString(16).padStart(2, "0")).join(" ")
         })`,
     );
@@ -787,16 +840,53 @@ async function readHeaderOf(
     await entryDataStart(file, size, pklEntry, path),
     pklEntry.size,
   );
-  const root = unpickle(pkl, `${path}: ${pklEntry.name}`);
+  const { value: root } = unpickle(pkl, `${path}: ${pklEntry.name}`, { persistent: "zip" });
+  const storages = new Map<string, TorchStorage>();
+  const tensors = stateDict(root, path, pklEntry.name, (t, where) => {
+    let storage = storages.get(t.storage.key);
+    if (storage === undefined) {
+      const type = STORAGE_TYPES[t.storage.type]!;
+      const entry = entries.get(`${archive}/data/${t.storage.key}`);
+      if (entry === undefined) {
+        throw new Error(`${where}: its storage entry ${archive}/data/${t.storage.key} is missing`);
+      }
+      if (entry.size !== t.storage.numel * type.bytes) {
+        throw new Error(
+          `${where}: storage entry ${entry.name} has ${entry.size} bytes, but ${t.storage.numel} ` +
+            `${type.what} elements need ${t.storage.numel * type.bytes}`,
+        );
+      }
+      storage = { dtype: type.dtype!, numel: t.storage.numel, entry };
+      storages.set(t.storage.key, storage);
+    }
+    return storage;
+  });
+  return { tensors, storages, archive, format: "zip" };
+}
+
+/**
+ * The tensors of an unpickled state dict, each checked within its storage.
+ *
+ * @param root the unpickled value
+ * @param path the file, named by errors
+ * @param pickle which pickle of it (`archive/data.pkl`, or the legacy format's state dict)
+ * @param storageOf the storage of a tensor (with F32, F16, BF16, I32 or I64 elements), checked
+ *   against the file; `where` names the tensor for errors
+ */
+function stateDict(
+  root: Value,
+  path: string,
+  pickle: string,
+  storageOf: (t: Tensor, where: string) => TorchStorage,
+): Map<string, TorchTensorInfo> {
   if (!(root instanceof Dict)) {
     throw new Error(
-      `${path}: ${pklEntry.name} holds ${
+      `${path}: ${pickle} holds ${
         describe(root)
       }, not a state dict (a mapping of names to tensors)`,
     );
   }
   const tensors = new Map<string, TorchTensorInfo>();
-  const storages = new Map<string, TorchStorage>();
   for (const [name, t] of root.entries) {
     if (typeof name !== "string") {
       throw new Error(`${path}: state dict key ${describe(name)} is not a string`);
@@ -815,21 +905,7 @@ async function readHeaderOf(
           `read (float32, float16, bfloat16, int32, int64)`,
       );
     }
-    let storage = storages.get(t.storage.key);
-    if (storage === undefined) {
-      const entry = entries.get(`${archive}/data/${t.storage.key}`);
-      if (entry === undefined) {
-        throw new Error(`${where}: its storage entry ${archive}/data/${t.storage.key} is missing`);
-      }
-      if (entry.size !== t.storage.numel * type.bytes) {
-        throw new Error(
-          `${where}: storage entry ${entry.name} has ${entry.size} bytes, but ${t.storage.numel} ` +
-            `${type.what} elements need ${t.storage.numel * type.bytes}`,
-        );
-      }
-      storage = { dtype: type.dtype, numel: t.storage.numel, entry };
-      storages.set(t.storage.key, storage);
-    }
+    const storage = storageOf(t, where);
     const numel = t.size.reduce((a, b) => a * b, 1);
     if (!Number.isSafeInteger(numel * type.bytes)) {
       throw new Error(
@@ -851,7 +927,163 @@ async function readHeaderOf(
       storage: t.storage.key,
     });
   }
-  return { tensors, storages, archive };
+  return tensors;
+}
+
+/** The first value of a legacy checkpoint: `torch.serialization.MAGIC_NUMBER`. */
+const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
+/** Its second: `torch.serialization.PROTOCOL_VERSION`. */
+const LEGACY_PROTOCOL = 1001;
+
+/**
+ * The start of a file, read in growing chunks (4 KiB, then doubling, up to
+ * {@link MAX_PICKLE_BYTES}) as its pickles need: the legacy format's pickles have no stated
+ * length, so at most as many bytes again past their end are read (the first storages' bytes).
+ */
+class FilePrefix {
+  bytes = new Uint8Array(0);
+  constructor(
+    readonly file: Deno.FsFile,
+    readonly size: number,
+    readonly path: string,
+  ) {}
+  /** Whether the bytes read stop short of the file's end. */
+  get partial(): boolean {
+    return this.bytes.byteLength < this.size;
+  }
+  /** Read more (only called while {@link partial}). */
+  async grow(): Promise<void> {
+    const have = this.bytes.byteLength;
+    if (have >= MAX_PICKLE_BYTES) {
+      throw new Error(
+        `${this.path}: legacy PyTorch checkpoint whose pickles run past ${MAX_PICKLE_BYTES} bytes`,
+      );
+    }
+    const n = Math.min(this.size, MAX_PICKLE_BYTES, Math.max(4096, 2 * have));
+    const grown = new Uint8Array(n);
+    grown.set(this.bytes);
+    grown.set(await readExactly(this.file, have, n - have), have);
+    this.bytes = grown;
+  }
+}
+
+/**
+ * Read the header of a checkpoint in the legacy format of torch < 1.6 (`_legacy_save` of
+ * torch/serialization.py): pickles of the magic number, the protocol version (1001), a sys_info
+ * dict and the state dict (persistent ids ('storage', type, root key, location, numel, view
+ * metadata)), a pickle of the list of storage keys, then per key, in that order, an 8-byte
+ * little-endian element count and the storage's bytes. Only the pickles and each count are read.
+ */
+async function readLegacyHeader(
+  file: Deno.FsFile,
+  size: number,
+  path: string,
+): Promise<TorchBinHeader> {
+  const prefix = new FilePrefix(file, size, path);
+  let at = 0;
+  const next = async (
+    what: string,
+    persistent: UnpickleOptions["persistent"],
+  ): Promise<Unpickled> => {
+    for (;;) {
+      try {
+        const got = unpickle(prefix.bytes, `${path}: ${what}`, {
+          start: at,
+          partial: prefix.partial,
+          persistent,
+          at: "byte",
+        });
+        at = got.end;
+        return got;
+      } catch (e) {
+        if (e !== NEED_MORE) throw e;
+        await prefix.grow();
+      }
+    }
+  };
+  const magic = (await next("legacy format's magic number pickle", "none")).value;
+  if (magic !== LEGACY_MAGIC) {
+    throw new Error(
+      `${path}: not a PyTorch checkpoint: a pickle whose first value is ${
+        describe(magic)
+      }, not torch's magic number 0x${LEGACY_MAGIC.toString(16)} (torch.save's legacy format)`,
+    );
+  }
+  const version = (await next("legacy format's protocol version pickle", "none")).value;
+  if (version !== LEGACY_PROTOCOL) {
+    throw new Error(
+      `${path}: legacy PyTorch checkpoint of protocol version ${
+        describe(version)
+      }; only ${LEGACY_PROTOCOL} (torch 0.4 to 1.5) is read`,
+    );
+  }
+  const sysInfo = (await next("legacy format's sys_info pickle", "none")).value;
+  if (!(sysInfo instanceof Dict)) {
+    throw new Error(`${path}: legacy PyTorch checkpoint whose sys_info is ${describe(sysInfo)}`);
+  }
+  if (sysInfo.entries.get("little_endian") === false) {
+    throw new Error(`${path}: storages are big-endian; only little-endian is read`);
+  }
+  const main = "legacy format's state dict pickle";
+  const { value: root, storages: named } = await next(main, "legacy");
+  const keysAt = at;
+  const keys = (await next("legacy format's storage key list pickle", "none")).value;
+  if (!(keys instanceof List) || !keys.items.every((k) => typeof k === "string")) {
+    throw new Error(
+      `${path}: legacy PyTorch checkpoint whose storage key list (byte ${keysAt}) is ${
+        describe(keys)
+      }, not a list of strings`,
+    );
+  }
+  // Each storage: its 8-byte element count, then its bytes, in the list's order.
+  const starts = new Map<string, number>();
+  let off = at;
+  for (const k of keys.items as string[]) {
+    const s = named.get(k);
+    if (s === undefined || starts.has(k)) {
+      throw new Error(
+        `${path}: legacy PyTorch checkpoint lists storage "${k}" ${
+          s === undefined ? "that its state dict does not use" : "twice"
+        } (storage key list at byte ${keysAt})`,
+      );
+    }
+    const where = `${path}: storage "${k}" (${STORAGE_TYPES[s.type]!.what}[${s.numel}])`;
+    if (off + 8 > size) {
+      throw new Error(
+        `${where}: truncated file: its element count at byte ${off} ends past the file's ${size} bytes`,
+      );
+    }
+    const count = new DataView((await readExactly(file, off, 8)).buffer).getBigUint64(0, true);
+    if (count !== BigInt(s.numel)) {
+      throw new Error(
+        `${where}: the element count at byte ${off} says ${count}, but the state dict says ${s.numel}`,
+      );
+    }
+    const bytes = s.numel * STORAGE_TYPES[s.type]!.bytes;
+    if (off + 8 + bytes > size) {
+      throw new Error(
+        `${where}: truncated file: its ${bytes} bytes at byte ${
+          off + 8
+        } end past the file's ${size}`,
+      );
+    }
+    starts.set(k, off + 8);
+    off += 8 + bytes;
+  }
+  const storages = new Map<string, TorchStorage>();
+  const tensors = stateDict(root, path, main, (t, where) => {
+    const start = starts.get(t.storage.key);
+    if (start === undefined) {
+      throw new Error(
+        `${where}: its storage "${t.storage.key}" is not in the file's storage key list ` +
+          `(byte ${keysAt}), so its bytes are not stored`,
+      );
+    }
+    const storage = { dtype: STORAGE_TYPES[t.storage.type]!.dtype!, numel: t.storage.numel, start };
+    storages.set(t.storage.key, storage);
+    return storage;
+  });
+  return { tensors, storages, archive: "", format: "legacy" };
 }
 
 /** One tensor read by {@link readTorchBinTensors}. */
@@ -949,8 +1181,13 @@ export async function* readTorchBinTensors(
         continue;
       }
       const storage = h.storages.get(info.storage)!;
-      let start = starts.get(info.storage);
+      let start = starts.get(info.storage) ?? storage.start;
       if (start === undefined) {
+        if (storage.entry === undefined) {
+          throw new Error(
+            `${path}: storage "${info.storage}" has neither a zip entry nor an offset`,
+          );
+        }
         start = await entryDataStart(file, size, storage.entry, path);
         starts.set(info.storage, start);
       }

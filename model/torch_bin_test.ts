@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { unzipSync, zipSync } from "fflate";
+import * as tf from "@tensorflow/tfjs";
 import { readTorchBinHeader, readTorchBinTensors, type TorchTensorRead } from "./torch_bin.ts";
 import { bytesRead } from "./read_meter_testing.ts";
+import { loadHfFolder } from "./checkpoint.ts";
+import { sharedPath } from "./shared_dir.ts";
 
 const DIR = new URL("./testdata/torch/", import.meta.url).pathname;
 const DTYPES = join(DIR, "dtypes.bin");
@@ -173,7 +176,8 @@ Deno.test("readTorchBinHeader: legacy format, repacked, truncated and inconsiste
     0x19,
     0x2e,
   ]);
-  await rejectsWith(legacy, /legacy format of torch < 1\.6.*Re-save it in the zip format/);
+  // A legacy file (torch < 1.6) that ends after its magic number. Before: refused as legacy.
+  await rejectsWith(legacy, /protocol version pickle: truncated pickle \(byte 15\)$/);
   await rejectsWith(latin1("hello world, not a checkpoint"), /not a PyTorch checkpoint/);
   // Before: 'this file starts with )', quoting no bytes.
   await rejectsWith(new Uint8Array(0), /: not a PyTorch checkpoint \(an empty file\)$/);
@@ -257,5 +261,251 @@ Deno.test("readTorchBinHeader: hostile zip extra fields, pickle runs and view si
   await rejectsWith(
     zip(latin1(pkl), { "0": new Uint8Array(4) }),
     /tensor "w": shape \[1073741824, 1073741824, 1073741824\] has \S+ elements, more than any/,
+  );
+});
+
+// The legacy format of torch < 1.6 (testdata/make_torch_bin.py writes testdata/torch/legacy/, the
+// same state dicts as the zip files above, with torch.save(..., _use_new_zipfile_serialization=
+// False)).
+const LEGACY = join(DIR, "legacy");
+const FILES = [
+  "dtypes.bin",
+  "module.bin",
+  "t5-tiny-v1_1-untied.bin",
+  "t5-tiny-relu/pytorch_model-00001-of-00002.bin",
+  "t5-tiny-relu/pytorch_model-00002-of-00002.bin",
+];
+
+Deno.test("readTorchBinTensors: legacy-format files read bit-identical to the zip ones", async () => {
+  for (const f of FILES) {
+    const [zh, lh] = [
+      await readTorchBinHeader(join(DIR, f)),
+      await readTorchBinHeader(join(LEGACY, f)),
+    ];
+    assert.equal(zh.format, "zip", f);
+    assert.equal(lh.format, "legacy", f);
+    assert.deepEqual([...lh.tensors.keys()], [...zh.tensors.keys()], f);
+    // Same views (the storage keys differ: the legacy format's are memory addresses), and the
+    // same tensors share a storage (tied weights, q/k/v of one storage).
+    const shared = (h: typeof zh, a: string, b: string) =>
+      h.tensors.get(a)!.storage === h.tensors.get(b)!.storage;
+    const names = [...zh.tensors.keys()];
+    for (const [name, z] of zh.tensors) {
+      const l = lh.tensors.get(name)!;
+      assert.deepEqual([l.dtype, l.shape, l.stride, l.storageOffset], [
+        z.dtype,
+        z.shape,
+        z.stride,
+        z.storageOffset,
+      ], `${f}: ${name}`);
+      for (const other of names) {
+        assert.equal(shared(lh, name, other), shared(zh, name, other), `${f}: ${name}, ${other}`);
+      }
+    }
+    const [z, l] = [await readAll(join(DIR, f)), await readAll(join(LEGACY, f))];
+    for (const [name, want] of z) {
+      const got = l.get(name)!;
+      assert.equal(got.sameAs, want.sameAs, `${f}: ${name}`);
+      if (want.values === undefined) continue;
+      assert.equal(got.values?.constructor, want.values.constructor, `${f}: ${name}`);
+      assert.equal(got.values!.length, want.values.length, `${f}: ${name}`);
+      assert.ok(want.values.every((v, i) => Object.is(v, got.values![i])), `${f}: ${name} differs`);
+    }
+  }
+});
+
+Deno.test("loadHfFolder reads legacy pytorch_model.bin (single and sharded) as the safetensors, leak-free", async () => {
+  await tf.setBackend("cpu");
+  for (const fixture of ["t5-tiny-v1_1-untied", "t5-tiny-relu"]) {
+    const src = sharedPath("fixtures", "hf-t5", fixture);
+    const dir = await Deno.makeTempDir();
+    try {
+      await Deno.copyFile(join(src, "config.json"), join(dir, "config.json"));
+      if (fixture === "t5-tiny-relu") {
+        for await (const e of Deno.readDir(join(LEGACY, fixture))) {
+          await Deno.copyFile(join(LEGACY, fixture, e.name), join(dir, e.name));
+        }
+      } else {
+        await Deno.copyFile(join(LEGACY, `${fixture}.bin`), join(dir, "pytorch_model.bin"));
+      }
+      const before = tf.memory().numTensors;
+      const st = await loadHfFolder(src);
+      const pt = await loadHfFolder(dir);
+      for (const [name, want] of st.tensors) {
+        const got = pt.tensors.get(name);
+        assert.ok(got, `${fixture}: ${name} missing`);
+        assert.deepEqual(got.shape, want.shape, name);
+        const [a, b] = [await got.data(), await want.data()];
+        assert.ok(a.every((v, i) => Object.is(v, b[i])), `${fixture}: ${name} values differ`);
+      }
+      for (const t of new Set([...st.tensors.values(), ...pt.tensors.values()])) t.dispose();
+      assert.equal(tf.memory().numTensors, before, "no leaked tensors");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+});
+
+Deno.test("readTorchBinHeader of a legacy file reads its pickles and counts, no storage data", async () => {
+  const path = join(LEGACY, "t5-tiny-v1_1-untied.bin");
+  const size = (await Deno.stat(path)).size;
+  let h = await readTorchBinHeader(path);
+  const read = await bytesRead(async () => {
+    h = await readTorchBinHeader(path);
+  });
+  // The pickles end 8 bytes (a count) before the first storage; they are read in chunks that
+  // double from 4 KiB, so at most as many bytes again past their end, plus each 8-byte count.
+  const starts = [...h.storages.values()].map((s) => s.start!);
+  const pickles = Math.min(...starts) - 8;
+  const bound = Math.max(4096, 2 * pickles) + 8 * starts.length + 16;
+  assert.equal(h.tensors.size, 68);
+  assert.ok(read <= bound, `${read} bytes read, more than ${bound} (pickles: ${pickles})`);
+  assert.ok(read < size / 10, `${read} bytes read of ${size}`);
+});
+
+/** BINUNICODE of `x` (ASCII). */
+const uni = (x: string) => {
+  const n = x.length;
+  return "X" + String.fromCharCode(n & 255, n >> 8, 0, 0) + x;
+};
+/** The pickles before a legacy file's state dict: magic number, protocol version, sys_info. */
+const PRELUDE = "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19." + "\x80\x02M\xe9\x03." +
+  "\x80\x02}" + uni("little_endian") + "\x88s.";
+
+/**
+ * A state dict of one float32 tensor `w` ("k0": six floats 0–5), pickled as torch < 1.6 did,
+ * with the given view metadata (pickle text), size and stride tuples (pickle text).
+ */
+function legacyMain(viewMeta = "N", size = "K\x02K\x03\x86", stride = "K\x03K\x01\x86"): string {
+  return "\x80\x02ccollections\nOrderedDict\n)R(" + uni("w") +
+    "ctorch._utils\n_rebuild_tensor_v2\n((" + uni("storage") + "ctorch\nFloatStorage\n" +
+    uni("k0") + uni("cpu") + "K\x06" + viewMeta + "tQK\x00" + size + stride + "\x89" +
+    "ccollections\nOrderedDict\n)RtRu.";
+}
+
+/** A legacy file: PRELUDE, `main`, the list of `keys`, then each [count, bytes]. */
+function legacyFile(main: string, keys: string[], storages: [bigint, Uint8Array][]): Uint8Array {
+  const head = latin1(PRELUDE + main + "\x80\x02](" + keys.map(uni).join("") + "e.");
+  const parts: Uint8Array[] = [head];
+  for (const [count, bytes] of storages) {
+    const c = new Uint8Array(8);
+    new DataView(c.buffer).setBigUint64(0, count, true);
+    parts.push(c, bytes);
+  }
+  const out = new Uint8Array(parts.reduce((a, p) => a + p.byteLength, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
+const SIX = new Uint8Array(new Float32Array([0, 1, 2, 3, 4, 5]).buffer);
+
+async function readBytes(bytes: Uint8Array): Promise<Map<string, TorchTensorRead>> {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "pytorch_model.bin");
+    await Deno.writeFile(path, bytes);
+    return await readAll(path);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("legacy format: hand-made files, storage views, and hostile ones refused naming the file", async () => {
+  // The helpers make what torch reads: one tensor, [2, 3] of 0–5.
+  const ok = await readBytes(legacyFile(legacyMain(), ["k0"], [[6n, SIX]]));
+  assert.deepEqual([...ok.get("w")!.values!], [0, 1, 2, 3, 4, 5]);
+  // View metadata (torch < 1.0's storage views): the tensor [2, 2] at offset 0 of a view of
+  // elements 2–5 of "k0".
+  const view = "(" + uni("v") + "K\x02K\x04t";
+  const viewed = await readBytes(
+    legacyFile(legacyMain(view, "K\x02K\x02\x86", "K\x02K\x01\x86"), ["k0"], [[6n, SIX]]),
+  );
+  assert.deepEqual([...viewed.get("w")!.values!], [2, 3, 4, 5]);
+  assert.equal(viewed.get("w")!.info.storageOffset, 2);
+  await rejectsWith(
+    legacyFile(legacyMain(view), ["k0"], [[6n, SIX]]),
+    /state dict pickle: tensor of shape \[2,3\], strides \[3,1\] at offset 0 reaches element 5 of a storage view of 4/,
+  );
+  await rejectsWith(
+    legacyFile(legacyMain("(" + uni("v") + "K\x04K\x04t"), ["k0"], [[6n, SIX]]),
+    /storage view of 4 elements at 4 overruns storage "k0" of 6/,
+  );
+  // Bad magic: a pickle of another number first.
+  const bad = latin1(PRELUDE);
+  bad[13] = bad[13]! ^ 1;
+  await rejectsWith(
+    bad,
+    /not a PyTorch checkpoint: a pickle whose first value is \d+, not torch's magic number 0x1950a86a20f9469cfc6c/,
+  );
+  await rejectsWith(latin1("\x80\x02K\x05."), /first value is 5, not torch's magic number/);
+  await rejectsWith(
+    latin1(PRELUDE.replace("M\xe9\x03", "M\xe8\x03")),
+    /legacy PyTorch checkpoint of protocol version 1000; only 1001/,
+  );
+  await rejectsWith(
+    latin1(PRELUDE.replace("\x88s.", "\x89s.")),
+    /storages are big-endian; only little-endian is read/,
+  );
+  // A GLOBAL os.system in the state dict pickle, or in place of the magic number.
+  const osSystem = "\x80\x02cos\nsystem\nq\x00X\x02\x00\x00\x00lsq\x01\x85q\x02Rq\x03.";
+  await rejectsWith(
+    legacyFile(osSystem, [], []),
+    new RegExp(
+      `state dict pickle: refused global os\\.system \\(GLOBAL\\).*\\(byte ${
+        PRELUDE.length + 2
+      }\\)$`,
+    ),
+  );
+  await rejectsWith(latin1(osSystem), /magic number pickle: refused global os\.system/);
+  // A zip checkpoint's 5-tuple persistent id is not the legacy format's.
+  await rejectsWith(
+    legacyFile(legacyMain().replace("K\x06N", "K\x06"), ["k0"], [[6n, SIX]]),
+    /persistent id tuple is not a torch storage \('storage', type, key, location, numel, view metadata\)/,
+  );
+  // Truncated: in the middle of a count, or of the storage's bytes.
+  const whole = legacyFile(legacyMain(), ["k0"], [[6n, SIX]]);
+  const countAt = whole.byteLength - 24 - 8;
+  await rejectsWith(
+    whole.subarray(0, countAt + 4),
+    new RegExp(
+      `storage "k0" \\(float32\\[6\\]\\): truncated file: its element count at byte ${countAt} ends past`,
+    ),
+  );
+  await rejectsWith(
+    whole.subarray(0, whole.byteLength - 1),
+    /storage "k0" \(float32\[6\]\): truncated file: its 24 bytes at byte \d+ end past the file's/,
+  );
+  // A count that lies (the bytes follow the pickle's numel, as torch checks).
+  await rejectsWith(
+    legacyFile(legacyMain(), ["k0"], [[7n, SIX]]),
+    new RegExp(
+      `storage "k0" \\(float32\\[6\\]\\): the element count at byte ${countAt} says 7, but the state dict says 6`,
+    ),
+  );
+  await rejectsWith(
+    legacyFile(legacyMain(), ["k0"], [[2n ** 63n, SIX]]),
+    /the element count at byte \d+ says 9223372036854775808, but the state dict says 6/,
+  );
+  // Storage key lists that do not match the state dict.
+  await rejectsWith(
+    legacyFile(legacyMain(), [], []),
+    /tensor "w": its storage "k0" is not in the file's storage key list/,
+  );
+  await rejectsWith(
+    legacyFile(legacyMain(), ["k0", "k1"], [[6n, SIX]]),
+    /lists storage "k1" that its state dict does not use/,
+  );
+  await rejectsWith(
+    legacyFile(legacyMain(), ["k0", "k0"], [[6n, SIX], [6n, SIX]]),
+    /lists storage "k0" twice/,
+  );
+  // A pickle that never ends (no STOP): read in growing chunks up to the file's end, then refused.
+  await rejectsWith(
+    latin1(PRELUDE + "\x80\x02](" + "N".repeat(20_000)),
+    /state dict pickle: truncated pickle \(byte 20\d\d\d\)$/,
   );
 });

@@ -18,6 +18,12 @@ it. torch.save writes the zip format (torch >= 1.6). The fixtures:
   (pytorch_model-0000i-of-00002.bin + pytorch_model.bin.index.json), with the token tables and
   lm_head.weight on shared.weight's storage (tied, as transformers' pytorch_model.bin stores a
   tied T5's tables).
+- torch/legacy/: the same four, saved in torch's legacy format (torch < 1.6; torch.save with
+  _use_new_zipfile_serialization=False): a sequence of pickles (magic number, protocol version,
+  sys_info, the state dict with ('storage', type, key, location, numel, None) persistent ids, the
+  list of storage keys), then each storage as an 8-byte little-endian element count and its bytes.
+  Its storage keys are the storages' addresses in memory, so these files differ from run to run
+  (their tensors do not); the zip files above are byte-identical across runs.
 """
 import collections
 import json
@@ -31,6 +37,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.environ.get("HYPERPROMPT_SHARED", os.path.join(HERE, "..", "..", "..", "shared"))
 OUT = os.path.join(HERE, "torch")
+LEGACY = os.path.join(OUT, "legacy")
 
 
 def read_safetensors(path):
@@ -51,9 +58,14 @@ def read_safetensors(path):
 
 
 def save(sd, path):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    torch.save(sd, path, _use_new_zipfile_serialization=True)
-    print(path, os.path.getsize(path), "bytes")
+    """Write `sd` to OUT/path in the zip format and to LEGACY/path in the legacy format."""
+    for root, zipped in ((OUT, True), (LEGACY, False)):
+        out = os.path.join(root, path)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        torch.save(sd, out, _use_new_zipfile_serialization=zipped)
+        size = os.path.getsize(out)
+        assert size < 300_000, (out, size)
+        print(out, size, "bytes")
 
 
 def dtypes():
@@ -74,7 +86,7 @@ def dtypes():
     sd["scalar"] = torch.tensor(2.5)
     sd["empty"] = torch.zeros(0, 3)
     sd["permuted"] = base.reshape(2, 3, 4).clone().permute(2, 0, 1)  # [4, 2, 3]
-    save(sd, os.path.join(OUT, "dtypes.bin"))
+    save(sd, "dtypes.bin")
 
 
 def module():
@@ -84,7 +96,7 @@ def module():
         m.bias.copy_(torch.tensor([0.5, -0.5]))
     sd = m.state_dict()
     assert hasattr(sd, "_metadata")
-    save(sd, os.path.join(OUT, "module.bin"))
+    save(sd, "module.bin")
 
 
 def untied():
@@ -106,7 +118,7 @@ def untied():
             i = qkv_names.index(name)
             t = qkv[i * 32 : (i + 1) * 32]
         sd[name] = t
-    save(sd, os.path.join(OUT, "t5-tiny-v1_1-untied.bin"))
+    save(sd, "t5-tiny-v1_1-untied.bin")
 
 
 def relu_sharded():
@@ -120,7 +132,7 @@ def relu_sharded():
     first = [n for n in names[:half]]
     shards = [collections.OrderedDict((n, sd[n]) for n in first),
               collections.OrderedDict((n, sd[n]) for n in sd if n not in first)]
-    d = os.path.join(OUT, "t5-tiny-relu")
+    d = "t5-tiny-relu"
     weight_map = {}
     total = 0
     for i, shard in enumerate(shards):
@@ -129,9 +141,10 @@ def relu_sharded():
         for n, t in shard.items():
             weight_map[n] = fname
             total += t.numel() * t.element_size()
-    with open(os.path.join(d, "pytorch_model.bin.index.json"), "w") as f:
-        json.dump({"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}, f, indent=2)
-        f.write("\n")
+    for root in (OUT, LEGACY):
+        with open(os.path.join(root, d, "pytorch_model.bin.index.json"), "w") as f:
+            json.dump({"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}, f, indent=2)
+            f.write("\n")
 
 
 if __name__ == "__main__":
