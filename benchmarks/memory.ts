@@ -91,8 +91,55 @@ import { backboneTrainable, type FreezeBackbone } from "../model/methods/_config
 import { adafactorFactoredAxes } from "./optim.ts";
 import { DEFAULT_SUBMIT_BATCH } from "../model/webgpu/submit_batch.ts";
 
-/** Which kernels run the step: stock tfjs ops (cpu, tfjs-node-gpu) or the fused ones (webgpu). */
-export type KernelSet = "composite" | "fused";
+/**
+ * Which kernels run the step: stock tfjs ops (`"composite"`: cpu, tfjs-node, tfjs-node-gpu), or
+ * the fused ones of `model/fused.ts` / `model/heads.ts` on webgpu (`"fused"`: a freed buffer
+ * returns to the pool only when its command buffer is submitted) or on wasm (`"fused-wasm"`:
+ * wasm and wasm+blas, whose `free` returns a buffer to the heap at once, and whose optimizer
+ * updates run in place).
+ */
+export type KernelSet = "composite" | "fused" | "fused-wasm" | "fused-wasm-blas";
+
+/** Every {@link KernelSet}, for validation and messages. */
+export const KERNEL_SETS: readonly KernelSet[] = [
+  "composite",
+  "fused",
+  "fused-wasm",
+  "fused-wasm-blas",
+];
+
+/**
+ * Which of the project's kernels a set registers (model/fused.ts `hasKernel`: an op without its
+ * kernel runs its composite fallback), and whether frees wait for a command buffer. webgpu
+ * (model/webgpu/) has them all; wasm (model/fused.ts `WASM_KERNELS`) has dropout, gated GELU,
+ * RMS norm and the softmax cross-entropy but not `HpDropoutAdd`, `HpGatedGeluDropout` or
+ * `HpAttentionSoftmax`, and the head products (`HpHeadScores`, `HpHeadContext`) only with
+ * OpenBLAS (model/wasm_kernels.ts `registerHeadKernels`).
+ */
+interface KernelOps {
+  readonly dropout: boolean;
+  readonly dropoutAdd: boolean;
+  readonly gatedGelu: boolean;
+  readonly gatedGeluDropout: boolean;
+  readonly rmsNorm: boolean;
+  readonly heads: boolean;
+  readonly attentionSoftmax: boolean;
+  readonly xent: boolean;
+}
+
+function kernelOps(k: KernelSet): KernelOps {
+  const all = k === "fused", wasm = k === "fused-wasm" || k === "fused-wasm-blas";
+  return {
+    dropout: all || wasm,
+    dropoutAdd: all,
+    gatedGelu: all || wasm,
+    gatedGeluDropout: all,
+    rmsNorm: all || wasm,
+    heads: all || k === "fused-wasm-blas",
+    attentionSoftmax: all,
+    xent: all || wasm,
+  };
+}
 
 /**
  * Which backward pass runs: `model/backprop.ts`'s, which frees each intermediate's gradient after
@@ -139,7 +186,7 @@ export interface MemoryInput {
   readonly targetLength: number;
   /** Dropout on (a rate > 0) or off. */
   readonly dropout: boolean;
-  /** Kernel set (default `"fused"`, the webgpu path). */
+  /** Kernel set (default `"fused"`, the webgpu path; `"fused-wasm"` for wasm and wasm+blas). */
   readonly kernels?: KernelSet;
   /**
    * Backward pass (default {@link DEFAULT_BACKPROP}, what `selectBackend` installs unless
@@ -147,7 +194,8 @@ export interface MemoryInput {
    */
   readonly backprop?: BackpropMode;
   /**
-   * Dispatches per command buffer on webgpu (the fused set only): a buffer freed in the backward
+   * Dispatches per command buffer on webgpu (the `"fused"` set only; wasm frees at once): a
+   * buffer freed in the backward
    * pass stays in tfjs-webgpu's pool until its command buffer is submitted. Default
    * `DEFAULT_SUBMIT_BATCH` (model/webgpu/submit_batch.ts), which `HYPERPROMPT_WEBGPU_SUBMIT_BATCH`
    * overrides for the kernels (`model/webgpu/mod.ts`); pass that value here.
@@ -453,15 +501,16 @@ class T5Replay {
   constructor(
     readonly cfg: T5Config,
     readonly trained: (name: string) => boolean,
-    readonly fused: boolean,
+    readonly k: KernelOps,
     readonly dropout: boolean,
     readonly m: MethodActs,
     recording = true,
     submitBatch = 0,
   ) {
-    // The fused set (webgpu) frees a sublayer's buffers one command batch late (Tape.deferOps);
+    // The fused set on webgpu frees a sublayer's buffers one command batch late (Tape.deferOps;
+    // wasm, and cpu, free at once: submitBatch 0);
     // inference (no tape) is modelled with a tidy's frees at once on both sets (see evaluate).
-    this.t = new Tape(fused && recording ? submitBatch : 0, recording);
+    this.t = new Tape(recording ? submitBatch : 0, recording);
   }
 
   w(name: string, n: number): T {
@@ -511,13 +560,13 @@ class T5Replay {
 
   drop(x: T): T {
     if (!this.dropout) return x;
-    if (this.fused) return this.un(x, "none"); // HpDropout: mask recomputed, nothing saved
+    if (this.k.dropout) return this.un(x, "none"); // HpDropout: mask recomputed, nothing saved
     const mask = this.t.fresh(x.n, false);
     return this.bin("mul", x, mask);
   }
   dropAdd(x: T, h: T): T {
     if (!this.dropout) return this.bin("add", x, h);
-    if (this.fused) {
+    if (this.k.dropoutAdd) {
       const out = this.t.fresh(x.n, true);
       this.t.op([[x, "alias"], [h, "new"]], [out], []);
       return out;
@@ -527,7 +576,7 @@ class T5Replay {
   /** rmsNorm (final norms) and rmsNormKeep (blocks): returns the normed tensor. */
   norm(name: string, x: T, rows: number): T {
     const w = this.w(name, this.cfg.dModel);
-    if (this.fused) {
+    if (this.k.rmsNorm) {
       const y = this.t.fresh(x.n, true);
       // HpRmsNormKeep saves x and w; its second output is x itself.
       this.t.op([[x, "new"], [w, "new"]], [y], [x, w]);
@@ -556,10 +605,10 @@ class T5Replay {
     const h = this.cfg.numHeads;
     const s = b * h * lq * lk;
     let scores: T;
-    if (this.fused) scores = this.matmul(q, k, s); // HpHeadScores saves q, k
+    if (this.k.heads) scores = this.matmul(q, k, s); // HpHeadScores saves q, k
     else scores = this.t.scope(() => this.matmul(this.split(q), this.split(k), s)); // its tidy
     let probs: T;
-    if (this.fused) {
+    if (this.k.attentionSoftmax) {
       probs = this.t.fresh(s, true);
       const zero = this.t.fresh(lk, false);
       this.t.op([[scores, "new"], [bias, "new"]], [probs], [bias, mask ?? zero, probs]);
@@ -568,12 +617,13 @@ class T5Replay {
       probs = this.t.scope(() => { // attentionSoftmax's tidy
         let x = this.bin("add", scores, bias, s);
         if (mask) x = this.bin("add", x, mask, s);
-        return this.un(x, "out", s, s); // Softmax saves its output; grad makes dy·y
+        // Softmax saves its output; its gradient holds dy·y and sum(dy·y)·y besides dx
+        return this.un(x, "out", s, 2 * s);
       });
     }
     const attn = this.drop(probs);
     const inner = this.cfg.numHeads * this.cfg.dKv;
-    if (this.fused) return this.matmul(attn, v, b * lq * inner); // HpHeadContext saves p, v
+    if (this.k.heads) return this.matmul(attn, v, b * lq * inner); // HpHeadContext saves p, v
     return this.t.scope(() => { // headContext's tidy
       const ctx = this.matmul(attn, this.split(v), b * lq * inner);
       return this.reshape(this.un(ctx, "none")); // merge: transpose + reshape
@@ -666,9 +716,16 @@ class T5Replay {
     } else {
       const a = this.linear(x, `${w}.wi_0.weight`, f, d);
       const bb = this.linear(x, `${w}.wi_1.weight`, f, d);
-      if (this.fused) {
+      if (this.k.gatedGelu && (this.k.gatedGeluDropout || !this.dropout)) {
         hdn = this.t.fresh(a.n, true); // HpGatedGelu(Dropout) saves a and b
         this.t.op([[a, "new"], [bb, "new"]], [hdn], [a, bb]);
+      } else if (this.k.gatedGelu) {
+        // gatedGeluDropout's composite: tidy(dropout(HpGatedGelu(a, b))), the GELU's output freed
+        hdn = this.t.scope(() => {
+          const g = this.t.fresh(a.n, true); // HpGatedGelu saves a and b
+          this.t.op([[a, "new"], [bb, "new"]], [g], [a, bb]);
+          return this.drop(g);
+        });
       } else {
         // gatedGelu's tidy: geluNew (x·x, ·x, ·k, +x, ·c, x·0.5, tanh, +1, product), then · b
         hdn = this.drop(this.t.scope(() => this.bin("mul", this.gelu(a), bb)));
@@ -1060,15 +1117,18 @@ class T5Replay {
     const { b } = this.sh;
     const h = this.cfg.numHeads;
     const s = b * h * lq * lk;
-    if (this.fused) {
-      const scores = this.matmul(q, k, s);
-      const probs = this.t.fresh(s, true);
+    const scores = this.k.heads
+      ? this.matmul(q, k, s) // HpHeadScores saves q, k
+      : this.t.scope(() => this.matmul(this.split(q), this.split(k), s));
+    let probs: T;
+    if (this.k.attentionSoftmax) {
+      probs = this.t.fresh(s, true);
       this.t.op([[scores, "new"]], [probs], [zero, mask, probs]);
-      return this.matmul(this.drop(probs), v, b * lq * this.cfg.numHeads * this.cfg.dKv);
+    } else {
+      probs = this.t.scope(() => this.un(this.bin("add", scores, mask, s), "out", s, 2 * s));
     }
-    const scores = this.t.scope(() => this.matmul(this.split(q), this.split(k), s));
-    const probs = this.t.scope(() => this.un(this.bin("add", scores, mask, s), "out", s, s));
     const attn = this.drop(probs);
+    if (this.k.heads) return this.matmul(attn, v, b * lq * h * this.cfg.dKv); // HpHeadContext
     return this.t.scope(() => {
       const ctx = this.matmul(attn, this.split(v), b * lq * h * this.cfg.dKv);
       return this.reshape(this.un(ctx, "none"));
@@ -1078,7 +1138,7 @@ class T5Replay {
   xent(logits: T, n: number, v: number): T {
     const flat = this.reshape(logits);
     let per: T;
-    if (this.fused) {
+    if (this.k.xent) {
       per = this.t.fresh(n * 2, true); // HpSoftmaxXent saves logits, labels, out
       this.t.op([[flat, "new"]], [per], [flat, per]);
     } else {
@@ -1271,11 +1331,23 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
   const optimizerState = state * bpe;
   const accumulator = m < batch ? gradients : 0;
 
-  const fused = (input.kernels ?? "fused") === "fused";
+  const kernels = input.kernels ?? "fused";
+  if (!KERNEL_SETS.includes(kernels)) {
+    throw new Error(
+      `benchmarks/memory.ts: field "kernels" must be one of ${
+        KERNEL_SETS.map((k) => `"${k}"`).join(", ")
+      }, got ${JSON.stringify(kernels)}`,
+    );
+  }
+  // The fused kernels' saved tensors (webgpu and wasm, per op, `kernelOps`); only webgpu defers
+  // its frees.
+  const fused = kernels !== "composite";
+  const ops = kernelOps(kernels);
+  const defer = kernels === "fused" ? webgpuDeferNodes(input) : 0;
   const replay = new T5Replay(
     cfg,
     (n) => backboneTrainable(freeze, n, cfg),
-    fused,
+    ops,
     input.dropout,
     methodActs(
       input.method,
@@ -1285,7 +1357,7 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
       input.numTasks ?? 1,
     ),
     true,
-    fused ? webgpuDeferNodes(input) : 0,
+    defer,
   );
   const { loss } = replay.run({ b: m, li, lt });
   const saved = replay.t.savedElems();
@@ -1301,7 +1373,7 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     loss,
     replay.params,
     backprop === "low-memory",
-    fused ? webgpuDeferNodes(input) : 0,
+    defer,
   );
   const fixed = weights + optimizerState + accumulator;
   // Evaluation: greedy decoding (no tape, no dropout) of rows of one task (benchmarks/evaluator.ts
@@ -1310,7 +1382,7 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
   const evalReplay = new T5Replay(
     cfg,
     (n) => backboneTrainable(freeze, n, cfg),
-    (input.kernels ?? "fused") === "fused",
+    ops,
     false,
     {
       ...methodActs(input.method, parsed as unknown as Record<string, unknown>, cfg, extra, 1),
@@ -1325,13 +1397,13 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
   // command buffer, and each gradient takes two dispatches (square, sum), so the squares of up to
   // submitBatch / 2 gradients are held at once: the largest ones, to be safe (measured on the
   // software adapter by gpu_check --quick --sections=memory, whose MTL rows read the norm).
-  const normSquares = fused
-    ? trainedSizes.sort((a, b) => b - a).slice(0, Math.ceil(webgpuDeferNodes(input) / 2))
+  const normSquares = defer > 0
+    ? trainedSizes.sort((a, b) => b - a).slice(0, Math.ceil(defer / 2))
       .reduce((a, b) => a + b, 0)
     : largest;
   // Update phase: the op-by-op update's temporaries of the largest variable (≈ 6 of its size on
-  // the composite path; the fused kernels update in place).
-  const updateTmp = (input.kernels ?? "fused") === "fused" ? 0 : 6 * largest * bpe;
+  // the composite path; the fused kernels, webgpu's and wasm's, update in place).
+  const updateTmp = fused ? 0 : 6 * largest * bpe;
   const phases = {
     forward: fixed + replay.t.fwd * bpe,
     backward: fixed + (saved + back.peak) * bpe,
