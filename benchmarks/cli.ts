@@ -92,6 +92,7 @@ import {
   type DeviceMemoryPlan,
   fittingMethodsAdvice,
   fmtGb,
+  isWasmBackend,
   planDeviceMemory,
   type RunBackend,
 } from "./device_memory.ts";
@@ -131,7 +132,8 @@ Options:
                        WebGPU reports none). Before training, a GPU run whose estimated peak
                        exceeds 90% of it trains with the largest micro-batch that fits, or is
                        refused (exit 2) when none does; with --dry-run, the table shows
-                       what every run would do on a GPU of that size
+                       what every run would do on a GPU of that size. Runs on wasm and
+                       wasm+blas are checked the same way against the 4 GiB wasm heap
   --help               this text`;
 
 /**
@@ -793,14 +795,17 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     }
     const backendOf = (s: RunSpec): RunBackend => probes.get(s.backend)!;
     const anyGpu = [...probes.values()].some((p) => p.gpu);
+    // wasm runs are checked against the wasm heap (device_memory.ts WASM_HEAP), always.
+    const anyWasm = [...probes.values()].some((p) => isWasmBackend(p.name));
     let memory: DeviceMemoryPlan = {
       runs: new Map(),
       microBatchSizes: new Map(),
       refusals: [],
       notes: [],
     };
-    // The preflight: estimates for the dry-run table, and on a GPU the micro-batches or a refusal.
-    if (anyGpu || values["dry-run"]) {
+    // The preflight: estimates for the dry-run table, and on a GPU or the wasm heap the
+    // micro-batches or a refusal.
+    if (anyGpu || anyWasm || values["dry-run"]) {
       const device = anyGpu ? await deviceMemory(memoryOverride, opts.runCommand) : memoryOverride;
       if (anyGpu && device === undefined) {
         const webgpu = [...probes.values()].some((p) => p.gpu && p.name === "webgpu");
@@ -837,10 +842,17 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       for (const n of memory.notes) error(n);
     }
     const advice = fittingMethodsAdvice(specs, memory);
+    const refusedOn = new Set(
+      [...memory.runs.values()].filter((p) => p.fits === false).map((p) =>
+        p.wasmHeap === true ? "the wasm heap" : "the GPU's memory"
+      ),
+    );
     const refused = memory.refusals.length === 0 ? undefined : `${memory.refusals.length} run(s) ` +
-      `cannot fit the GPU's memory:\n  ${memory.refusals.slice(0, 10).join("\n  ")}${
-        memory.refusals.length > 10 ? `\n  (and ${memory.refusals.length - 10} more)` : ""
-      }${advice === undefined ? "" : `\n${advice}`}`;
+      `cannot fit ${[...refusedOn].sort().join(" or ")}:\n  ${
+        memory.refusals.slice(0, 10).join("\n  ")
+      }${memory.refusals.length > 10 ? `\n  (and ${memory.refusals.length - 10} more)` : ""}${
+        advice === undefined ? "" : `\n${advice}`
+      }`;
     if (values["dry-run"]) {
       const accounting = await loadAccounting();
       const rateName = specs.length > 0

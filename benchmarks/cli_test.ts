@@ -10,7 +10,7 @@ import { defaultTaskCatalog, expandGrid } from "./runner.ts";
 import { runFileName } from "./spec.ts";
 import { preset } from "../model/config.ts";
 import { estimateTrainingMemory } from "./memory.ts";
-import { memoryInputFor } from "./device_memory.ts";
+import { memoryInputFor, WASM_HEAP_BYTES } from "./device_memory.ts";
 import { loadProfile } from "./profile.ts";
 import { Writable } from "node:stream";
 import { fakeRunOne } from "./_fake_run_one.ts";
@@ -1156,6 +1156,111 @@ Deno.test("modelConfig(): a preset, a folder's config.json, undefined for a hub 
       assert.ok(e.message.startsWith(`${file}:4:1: invalid JSON: `), e.message);
       return true;
     });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main() on wasm: runs are checked against the wasm heap, a micro-batch chosen or the run refused (exit 2), also in --dry-run's est. peak column", async () => {
+  const dir = await Deno.makeTempDir();
+  // tiny-v1_1 at batch 256 x 512 tokens: about 13 GB estimated as one pass, 3.3 GB in passes of
+  // 64, which fits 90% of the 4.29 GB heap; 128 does not.
+  const big = await tmpProfile(dir, {
+    seeds: [0],
+    benchmarks: ["glue"],
+    methods: [{ name: "mtl" }],
+    train: { steps: 2, evalEvery: 2, batchSize: 256, maxInputLength: 512, maxTargetLength: 4 },
+  });
+  const [spec] = expandGrid(await loadProfile(big), {
+    dataDir: DATA,
+    catalog: await defaultTaskCatalog(),
+  });
+  const heap = (m: number) =>
+    estimateTrainingMemory(memoryInputFor(spec!, preset("tiny-v1_1"), "fused-wasm-blas", m)).peak;
+  assert.ok(heap(64) <= 0.9 * WASM_HEAP_BYTES && heap(128) > 0.9 * WASM_HEAP_BYTES);
+  const wasm = {
+    probe: () => Promise.resolve({ name: "wasm+blas", gpu: false }),
+    runCommand: () => Promise.reject(new Error("nvidia-smi must not run for wasm runs")),
+  };
+  const micro: (number | undefined)[] = [];
+  const runOne: typeof fakeRunOne = (s, opts) => {
+    micro.push(opts.microBatchSize);
+    return fakeRunOne(s, opts);
+  };
+  const args = (
+    profile: string,
+    out: string,
+  ) => ["--profile", profile, "--data-dir", DATA, "--out", out, "--no-tables"];
+  try {
+    const c = capture();
+    const out = join(dir, "out");
+    // --device-memory is the GPU's: it does not change the wasm heap's check.
+    assert.equal(
+      await main([...args(big, out), "--device-memory", "80"], { ...c.opts, ...wasm, runOne }),
+      0,
+      c.err.join("\n"),
+    );
+    assert.deepEqual(micro, [64]);
+    const note = c.err.filter((l) => l.includes("training with micro-batches of 64"));
+    assert.equal(note.length, 1, c.err.join("\n"));
+    assert.match(note[0]!, /usable \(90%\) of the wasm heap's 4\.3 GB/);
+    assert.equal(
+      JSON.parse(Deno.readTextFileSync(join(out, runFileName(spec!)))).effectiveMicroBatchSize,
+      64,
+    );
+    // --dry-run: the est. peak column shows the micro-batch.
+    const c2 = capture();
+    assert.equal(
+      await main([...args(big, join(dir, "o2")), "--dry-run"], { ...c2.opts, ...wasm }),
+      0,
+    );
+    const col = c2.out[0]!.indexOf("est. peak GB");
+    assert.equal(c2.out[1]!.slice(col).trim(), `${(heap(64) / 1e9).toFixed(1)} (micro 64)`);
+
+    // T5 1.1 Base with AdamW: weights, gradients, accumulator and two moments do not fit even at
+    // micro-batch 1 (README "Base AdamW does not fit the wasm heap"): refused before any run.
+    const baseAdamw = await tmpProfile(dir, {
+      seeds: [0],
+      models: ["t5-v1_1-base"],
+      benchmarks: ["glue"],
+      methods: [{ name: "mtl" }],
+      train: {
+        steps: 2,
+        evalEvery: 2,
+        batchSize: 8,
+        maxInputLength: 32,
+        maxTargetLength: 4,
+        optimizer: "adamw",
+      },
+    });
+    micro.length = 0;
+    const c3 = capture();
+    assert.equal(
+      await main(args(baseAdamw, join(dir, "o3")), { ...c3.opts, ...wasm, runOne }),
+      2,
+    );
+    assert.equal(micro.length, 0);
+    const msg = c3.err.join("\n");
+    assert.match(msg, /Refused before training: 1 run\(s\) cannot fit the wasm heap:/);
+    assert.match(
+      msg,
+      /even at micro-batch 1 .* of the wasm heap's 4\.3 GB .*Adafactor instead of AdamW/,
+    );
+    assert.doesNotMatch(msg, /--device-memory GB overrides/);
+    // The same in a dry run: a warning and the cell, exit 0.
+    const c4 = capture();
+    assert.equal(
+      await main([...args(baseAdamw, join(dir, "o4")), "--dry-run"], { ...c4.opts, ...wasm }),
+      0,
+    );
+    assert.match(
+      c4.out[1]!.slice(c4.out[0]!.indexOf("est. peak GB")).trim(),
+      /^\d+\.\d \(does not fit\)$/,
+    );
+    assert.match(
+      c4.err.join("\n"),
+      /without --dry-run this is refused: 1 run\(s\) cannot fit the wasm heap/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -7,6 +7,15 @@
  * `HYPERPROMPT_DEVICE_MEMORY_GB`, `nvidia-smi --query-gpu=memory.total` (the smallest GPU it
  * lists). WebGPU exposes no total memory, so without those it is unknown.
  *
+ * Runs on the `wasm` and `wasm+blas` backends are checked too, against the wasm heap
+ * ({@link WASM_HEAP_BYTES}), whatever `--device-memory` says: tfjs-backend-wasm keeps every tensor
+ * in one 32-bit WebAssembly memory, and a run that outgrows it dies mid-training with a trap
+ * after which the module cannot be used again in the process (model/backend.ts
+ * `explainBackendFailure`), so every later run of the grid would fail too. The project's wasm
+ * kernels allocate there as well (model/fused.ts, model/wasm_simd.ts work on that memory);
+ * OpenBLAS (model/wasm_kernels.ts, Deno FFI) reads and writes the heap in place and keeps its own
+ * work buffers in native memory, outside it.
+ *
  * @module
  */
 import type { T5Config } from "../model/config.ts";
@@ -25,6 +34,25 @@ import { perTaskTag, type RunSpec } from "./spec.ts";
 
 /** The environment variable that states the device's memory in GB (10^9 bytes). */
 export const DEVICE_MEMORY_ENV = "HYPERPROMPT_DEVICE_MEMORY_GB";
+
+/**
+ * The most the tfjs wasm heap can hold, in bytes: 4 GiB less one 64 KiB page, 4,294,901,760.
+ * tfjs-backend-wasm 4.22's module declares a memory of at most 65,536 pages (4 GiB, the wasm32
+ * limit), but its emscripten glue grows it to at most `getHeapMax()` = 4,294,901,760 bytes
+ * (`dist/tf-backend-wasm.node.js`), and a `malloc` beyond that fails (an abort of the module).
+ */
+export const WASM_HEAP_BYTES = 4_294_901_760;
+
+/** Whether a backend keeps its tensors on the 32-bit wasm heap (`wasm`, `wasm+blas`). */
+export function isWasmBackend(name: string): boolean {
+  return name === "wasm" || name === "wasm+blas";
+}
+
+/** The wasm heap as a {@link DeviceMemory}: what a wasm run is checked against. */
+export const WASM_HEAP: DeviceMemory = {
+  bytes: WASM_HEAP_BYTES,
+  source: "tfjs-backend-wasm's 32-bit heap limit",
+};
 
 /** Fraction of the device's memory the preflight keeps free (memory.ts `fitsDevice`). */
 export const DEVICE_MARGIN = 0.1;
@@ -178,12 +206,17 @@ export async function deviceMemory(
 
 /**
  * The kernel set a backend trains with: the fused kernels of `model/fused.ts` / `model/heads.ts`
- * on webgpu and wasm, stock tfjs ops on cpu and tensorflow (tfjs-node, tfjs-node-gpu).
+ * on webgpu (`"fused"`) and wasm (`"fused-wasm-blas"` with OpenBLAS's head products,
+ * `"fused-wasm"` without: `--backend wasm` takes OpenBLAS only where it loads, and the estimate
+ * without its head kernels is the larger), stock tfjs ops on cpu and tensorflow (tfjs-node,
+ * tfjs-node-gpu).
  *
  * @param backend the backend's name (`selectBackend`'s `name`)
  */
 export function kernelSetFor(backend: string): KernelSet {
-  return backend === "webgpu" || backend.startsWith("wasm") ? "fused" : "composite";
+  if (backend === "webgpu") return "fused";
+  if (backend === "wasm+blas") return "fused-wasm-blas";
+  return backend.startsWith("wasm") ? "fused-wasm" : "composite";
 }
 
 /**
@@ -248,8 +281,13 @@ export interface RunMemoryPlan {
   readonly chosen: boolean;
   /** The estimate at `microBatchSize`. */
   readonly estimate: MemoryEstimate;
-  /** Whether it fits the device (undefined: memory unknown or not a GPU run). */
+  /**
+   * Whether it fits the device (undefined: memory unknown or not a GPU or wasm run); for a wasm
+   * run, the wasm heap.
+   */
   readonly fits?: boolean;
+  /** True for a run checked against the wasm heap ({@link WASM_HEAP}) rather than a GPU. */
+  readonly wasmHeap?: boolean;
 }
 
 /** What {@link planDeviceMemory} decided. */
@@ -258,7 +296,7 @@ export interface DeviceMemoryPlan {
   readonly runs: ReadonlyMap<string, RunMemoryPlan>;
   /** The micro-batch sizes the preflight chose, by run id (for `runGrid`). */
   readonly microBatchSizes: ReadonlyMap<string, number>;
-  /** One message per GPU run that cannot fit (before training: refuse). */
+  /** One message per GPU or wasm run that cannot fit (before training: refuse). */
   readonly refusals: readonly string[];
   /** Lines to log (one per distinct configuration the preflight changed). */
   readonly notes: readonly string[];
@@ -279,10 +317,11 @@ function runName(spec: RunSpec, model: string): string {
 
 /**
  * The preflight: for each run, the estimate with its backend's kernel set; for a GPU run with
- * the device's memory known, the largest micro-batch that divides the batch and fits (when the
+ * the device's memory known, or a wasm run (against the wasm heap, {@link WASM_HEAP}), the
+ * largest micro-batch that divides the batch and fits (when the
  * spec sets no `train.microBatchSize` and the batch does not fit), or a refusal (not even one
- * row fits, or the spec's micro-batch does not). Runs not on a GPU, or with the memory unknown,
- * are left as they are (their estimate is still returned, for `--dry-run`).
+ * row fits, or the spec's micro-batch does not). Other runs (cpu, tfjs-node), or GPU runs with
+ * the memory unknown, are left as they are (their estimate is still returned, for `--dry-run`).
  *
  * @param specs the runs
  * @param o the backend of each run, the device's memory, the model configuration of a run
@@ -314,11 +353,13 @@ export function planDeviceMemory(
     const backend = o.backendOf(spec);
     const kernels = kernelSetFor(backend.name);
     const input = memoryInputFor(spec, config, kernels, undefined, o.backprop, o.submitBatch);
-    const check = backend.gpu && o.device !== undefined;
-    const key = JSON.stringify([input, check]);
+    // A wasm run is checked against the wasm heap, whatever the GPU's memory.
+    const wasm = isWasmBackend(backend.name);
+    const device = wasm ? WASM_HEAP : backend.gpu ? o.device : undefined;
+    const key = JSON.stringify([input, device, wasm]);
     let plan = cache.get(key);
     if (plan === undefined) {
-      plan = decide(spec, input, check ? o.device : undefined, o.modelName(spec), backend.name);
+      plan = decide(spec, input, device, o.modelName(spec), backend.name, wasm);
       cache.set(key, plan);
       if (plan.note !== undefined) notes.push(plan.note);
     }
@@ -338,17 +379,32 @@ function decide(
   device: DeviceMemory | undefined,
   model: string,
   backend: string,
+  wasm: boolean,
 ): RunMemoryPlan & { note?: string; refusal?: string } {
   const t = spec.train;
   const explicit = t.microBatchSize !== undefined && t.microBatchSize < t.batchSize;
   const own = explicit ? t.microBatchSize! : t.batchSize;
   const estimate = estimateTrainingMemory(input);
-  const base = { kernels: input.kernels!, microBatchSize: own, chosen: false, estimate };
+  const base = {
+    kernels: input.kernels!,
+    microBatchSize: own,
+    chosen: false,
+    estimate,
+    ...(wasm ? { wasmHeap: true } : {}),
+  };
   if (device === undefined) return base;
   const usable = device.bytes * (1 - DEVICE_MARGIN);
-  const where = `${fmtGb(usable)} usable (${Math.round(100 * (1 - DEVICE_MARGIN))}%) of the GPU's ${
+  const where = `${fmtGb(usable)} usable (${Math.round(100 * (1 - DEVICE_MARGIN))}%) of ${
+    wasm ? "the wasm heap's" : "the GPU's"
+  } ${
     fmtGb(device.bytes)
   } (${device.source}); ${backend}, ${input.kernels} kernels, ${input.backprop} backward pass`;
+  // What to do when not even one row fits.
+  const bigger = wasm
+    ? `train on a GPU backend (--backend webgpu or tensorflow), or use ${
+      input.optimizer.kind === "adamw" ? "Adafactor instead of AdamW (no moment matrices), " : ""
+    }shorter sequences or a smaller model`
+    : "use a GPU with more memory or a smaller model";
   if (fitsDevice(estimate, device.bytes, DEVICE_MARGIN)) return { ...base, fits: true };
   const best = largestFittingMicroBatch(input, device.bytes, DEVICE_MARGIN);
   if (explicit) {
@@ -361,7 +417,7 @@ function decide(
         best === undefined
           ? `no micro-batch fits (micro-batch 1: ${
             fmtGb(estimateTrainingMemory({ ...input, microBatchSize: 1 }).peak)
-          }): use a GPU with more memory or a smaller model`
+          }): ${bigger}`
           : `set train.microBatchSize to ${best} or less (a divisor of ${t.batchSize}), or remove it to let bench choose`
       }`,
     };
@@ -376,14 +432,13 @@ function decide(
           fmtGb(one.peak)
         } even at micro-batch 1 (weights, gradients, accumulator and optimizer state alone: ${
           fmtGb(one.weights + one.gradients + one.accumulator + one.optimizerState)
-        }), exceeds ${where}: use a GPU with more memory or a smaller model (this trainer keeps ` +
-        `fp32 weights and gradients on one device); --device-memory GB overrides the size ` +
-        `if it is wrong`,
+        }), exceeds ${where}: ${bigger} (this trainer keeps fp32 weights and gradients on one ` +
+        `device)${wasm ? "" : "; --device-memory GB overrides the size if it is wrong"}`,
     };
   }
   const chosen = estimateTrainingMemory({ ...input, microBatchSize: best });
   return {
-    kernels: input.kernels!,
+    ...base,
     microBatchSize: best,
     chosen: true,
     estimate: chosen,

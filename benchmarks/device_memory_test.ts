@@ -9,11 +9,13 @@ import {
   deviceMemoryOverride,
   deviceMemoryUsed,
   fittingMethodsAdvice,
+  isWasmBackend,
   kernelSetFor,
   memoryInputFor,
   parseNvidiaSmiMemory,
   planDeviceMemory,
   type RunBackend,
+  WASM_HEAP_BYTES,
 } from "./device_memory.ts";
 import { DEVICE_MARGIN } from "./device_memory.ts";
 import { estimateTrainingMemory, largestFittingMicroBatch } from "./memory.ts";
@@ -203,27 +205,109 @@ Deno.test("planDeviceMemory: the largest fitting micro-batch, once per configura
   });
   assert.equal(fine.refusals.length + fine.microBatchSizes.size, 0);
 
-  // Memory unknown, or not a GPU: nothing chosen or refused, the estimate still given.
+  // Memory unknown, or a CPU backend (not even with a device size): nothing chosen or refused,
+  // the estimate still given.
   for (
-    const p of [
-      planDeviceMemory(runs, { ...opts, device: undefined }),
-      planDeviceMemory(runs, {
-        ...opts,
-        backendOf: () => ({ name: "wasm+blas", gpu: false }),
-        device: { bytes: 1, source: "test" },
-      }),
-    ]
+    const [p, k] of [
+      [planDeviceMemory(runs, { ...opts, device: undefined }), "fused"],
+      [
+        planDeviceMemory(runs, {
+          ...opts,
+          backendOf: () => ({ name: "cpu", gpu: false }),
+          device: { bytes: 1, source: "test" },
+        }),
+        "composite",
+      ],
+    ] as const
   ) {
     assert.equal(p.microBatchSizes.size + p.refusals.length + p.notes.length, 0);
-    assert.equal(p.runs.get(runs[0]!.id)!.estimate.peak, peakAt(runs[0]!, 8));
+    const est = estimateTrainingMemory(memoryInputFor(runs[0]!, CONFIG, k, 8)).peak;
+    assert.equal(p.runs.get(runs[0]!.id)!.estimate.peak, est);
+    assert.equal(p.runs.get(runs[0]!.id)!.fits, undefined);
   }
 });
 
-Deno.test("kernelSetFor: fused on webgpu and wasm, composite on cpu and tensorflow", () => {
+Deno.test("kernelSetFor: fused on webgpu, fused-wasm(-blas) on wasm, composite on cpu and tensorflow", () => {
   assert.equal(kernelSetFor("webgpu"), "fused");
-  assert.equal(kernelSetFor("wasm+blas"), "fused");
+  assert.equal(kernelSetFor("wasm+blas"), "fused-wasm-blas");
+  assert.equal(kernelSetFor("wasm"), "fused-wasm");
   assert.equal(kernelSetFor("tensorflow"), "composite");
   assert.equal(kernelSetFor("cpu"), "composite");
+  assert.ok(isWasmBackend("wasm") && isWasmBackend("wasm+blas"));
+  assert.ok(!isWasmBackend("webgpu") && !isWasmBackend("cpu"));
+});
+
+Deno.test("WASM_HEAP_BYTES is the installed tfjs-backend-wasm's heap limit (emscripten getHeapMax)", async () => {
+  const url = import.meta.resolve("@tensorflow/tfjs-backend-wasm");
+  const dist = new URL("./tf-backend-wasm.node.js", url.replace(/[^/]*$/, ""));
+  const text = await Deno.readTextFile(dist);
+  const max = [...text.matchAll(/getHeapMax\(\)\s*\{\s*return\s+(\d+)/g)].map((m) => Number(m[1]));
+  assert.ok(max.length > 0, `no getHeapMax() in ${dist}`);
+  assert.deepEqual([...new Set(max)], [WASM_HEAP_BYTES]);
+  // 4 GiB (the wasm32 limit) less one 64 KiB page
+  assert.equal(WASM_HEAP_BYTES, 2 ** 32 - 2 ** 16);
+});
+
+/** The spec's runs planned on the wasm heap (`backend` wasm+blas or wasm), GPU memory given. */
+function onWasm(specs: readonly RunSpec[], backend = "wasm+blas") {
+  return planDeviceMemory(specs, {
+    backendOf: () => ({ name: backend, gpu: false }),
+    configOf: (s) => preset(s.model as string),
+    modelName: (s) => String(s.model),
+    // The GPU's memory does not apply to a wasm run.
+    device: { bytes: 1e12, source: "--device-memory" },
+  });
+}
+
+Deno.test("planDeviceMemory on wasm: checked against the wasm heap, micro-batch or refusal, wasm's kernel set", () => {
+  // tiny-v1_1, batch 256 x 512 / 4 tokens: about 13 GB as one pass, 3.3 GB in passes of 64.
+  const big = spec({ batchSize: 256, maxInputLength: 512 });
+  const at = (m: number, k: "fused-wasm" | "fused-wasm-blas" = "fused-wasm-blas") =>
+    estimateTrainingMemory(memoryInputFor(big, CONFIG, k, m)).peak;
+  assert.ok(at(64) <= 0.9 * WASM_HEAP_BYTES && at(128) > 0.9 * WASM_HEAP_BYTES);
+  const plan = onWasm([big]);
+  assert.equal(plan.microBatchSizes.get(big.id), 64);
+  const p = plan.runs.get(big.id)!;
+  assert.equal(p.kernels, "fused-wasm-blas");
+  assert.equal(p.wasmHeap, true);
+  assert.equal(p.fits, true);
+  assert.equal(p.estimate.peak, at(64));
+  assert.equal(plan.notes.length, 1);
+  assert.match(
+    plan.notes[0]!,
+    /exceeds 3\.9 GB usable \(90%\) of the wasm heap's 4\.3 GB \(tfjs-backend-wasm's 32-bit heap limit\); wasm\+blas, fused-wasm-blas kernels.*micro-batches of 64/,
+  );
+  // Plain wasm: its own kernel set (no BLAS head products), checked the same way.
+  const plain = onWasm([big], "wasm");
+  assert.equal(plain.runs.get(big.id)!.kernels, "fused-wasm");
+  assert.equal(
+    plain.runs.get(big.id)!.estimate.peak,
+    at(plain.microBatchSizes.get(big.id)!, "fused-wasm"),
+  );
+  // A batch that fits is left as it is.
+  const small = spec({});
+  const fits = onWasm([small]);
+  assert.equal(fits.microBatchSizes.size + fits.refusals.length + fits.notes.length, 0);
+  assert.equal(fits.runs.get(small.id)!.fits, true);
+
+  // T5 1.1 Base with AdamW: not even one row fits the heap; refused with wasm's advice. With
+  // Adafactor it fits (no moment matrices): the advice names AdamW only when it is the cause.
+  const base = (optimizer: "adamw" | "adafactor") => {
+    const s = spec({ batchSize: 8, maxInputLength: 32, optimizer });
+    return { ...s, model: "t5-v1_1-base" };
+  };
+  const adamw = onWasm([base("adamw")]);
+  assert.equal(adamw.refusals.length, 1);
+  assert.match(
+    adamw.refusals[0]!,
+    /even at micro-batch 1 .*exceeds 3\.9 GB usable \(90%\) of the wasm heap's 4\.3 GB.*: train on a GPU backend .*Adafactor instead of AdamW/,
+  );
+  assert.doesNotMatch(adamw.refusals[0]!, /GPU's|--device-memory/);
+  const ada = onWasm([base("adafactor")]);
+  assert.equal(ada.refusals.length, 0, ada.refusals.join("\n"));
+  assert.equal(ada.runs.get(base("adafactor").id)!.fits, true);
+  // The wasm estimate frees at once (no webgpu command batches): below the webgpu one here.
+  assert.ok(at(64) < estimateTrainingMemory(memoryInputFor(big, CONFIG, "fused", 64)).peak);
 });
 
 Deno.test("fittingMethodsAdvice: names the methods whose runs all fit and the --methods that runs them, shell-quoted", () => {
