@@ -26,7 +26,9 @@
  * `HYPERPROMPT_DEVICE_MEMORY_GB`, `nvidia-smi`), a run whose batch does not fit trains with the
  * largest micro-batch that does (recorded in its result as `effectiveMicroBatchSize`), and a run
  * that cannot fit at all is refused (exit 2); when the runs of some methods fit, the message
- * gives the `--methods` that trains only those.
+ * gives the `--methods` that trains only those. Runs on `wasm` and `wasm+blas` are checked the
+ * same way against the wasm heap (4 GiB less one page), whose exhaustion would otherwise stop the
+ * wasm module, and with it every later run of the grid.
  *
  * Exit codes (model/usage.ts): 0 success, 1 a failure while working (a run failed, the tables
  * could not be written, no data folder after the download), 2 bad arguments or profile (a

@@ -45,9 +45,11 @@
  *   shares its input's buffer), which is what a GPU allocates; tfjs's `tf.memory().numBytes` and
  *   `tf.profile().peakBytes` count each tensor handle instead, and overstate that.
  *
- * Two kernel sets are modelled: `"composite"` (stock tfjs ops: the cpu backend and tfjs-node /
- * tfjs-node-gpu, which register none of the project's kernels) and `"fused"` (the kernels of
- * `model/fused.ts` and `model/heads.ts`: webgpu). The composite set is validated against measured
+ * Kernel sets modelled: `"composite"` (stock tfjs ops: the cpu backend and tfjs-node /
+ * tfjs-node-gpu, which register none of the project's kernels), `"fused"` (the kernels of
+ * `model/fused.ts` and `model/heads.ts` on webgpu, where a freed buffer waits for its command
+ * buffer), and `"fused-wasm"` / `"fused-wasm-blas"` (the subset wasm registers, freed at once;
+ * see {@link KernelSet}). The composite set is validated against measured
  * peaks on the cpu backend with both backward passes (benchmarks/memory_test.ts); the fused one follows the same rules with
  * the fused kernels' saved tensors, and is not measured in CI (no GPU there). On the software
  * Vulkan adapter (tiny-v1_1, low-memory backward pass, AdamW, batch 2–16 × 16–128 / 4–16) the
