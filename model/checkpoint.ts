@@ -284,8 +284,8 @@ export function parseIndex(json: unknown, source: string): Map<string, string[]>
 /**
  * Load a Hugging Face checkpoint folder: `config.json` plus `model.safetensors` or the sharded
  * index and its shards, else `pytorch_model.bin` or its sharded index and shards (torch.save's
- * zip format, model/torch_bin.ts). Float tensors (F32/F16/BF16) become float32 tensors. Every
- * header (a PyTorch file's zip directory and pickle) is read and checked (see
+ * zip format or torch < 1.6's legacy one, model/torch_bin.ts). Float tensors (F32/F16/BF16) load as
+ * float32. Every header (a PyTorch file's zip directory and pickle) is read and checked (see
  * {@link inspectHfFolder}) before any tensor data: a shard without a tensor its index names, or a
  * tensor in two files, is refused before anything is read. Every tensor of each shard the index
  * names is loaded, also one the index's `weight_map` omits (as transformers loads each shard
