@@ -265,8 +265,8 @@ async function checkDownloaded(url: string, file: string, part: string): Promise
       );
     }
   } else if (file.endsWith(".bin")) {
-    // The zip's directory and the pickle (names, dtypes, shapes; storage entries present and
-    // of their sizes), not the tensor data.
+    // The zip's directory and the pickle, or a legacy (torch < 1.6) file's pickles and storage
+    // counts (names, dtypes, shapes; storages present and of their sizes), not the tensor data.
     try {
       await readTorchBinHeader(part);
     } catch (e) {
