@@ -1164,7 +1164,7 @@ Deno.test("modelConfig(): a preset, a folder's config.json, undefined for a hub 
 Deno.test("main() on wasm: runs are checked against the wasm heap, a micro-batch chosen or the run refused (exit 2), also in --dry-run's est. peak column", async () => {
   const dir = await Deno.makeTempDir();
   // tiny-v1_1 at batch 256 x 512 tokens: about 13 GB estimated as one pass, 3.3 GB in passes of
-  // 64, which fits 90% of the 4.29 GB heap; 128 does not.
+  // 64, which fits 85% of the 4.29 GB heap (WASM_HEAP_MARGIN); 128 does not.
   const big = await tmpProfile(dir, {
     seeds: [0],
     benchmarks: ["glue"],
@@ -1177,7 +1177,7 @@ Deno.test("main() on wasm: runs are checked against the wasm heap, a micro-batch
   });
   const heap = (m: number) =>
     estimateTrainingMemory(memoryInputFor(spec!, preset("tiny-v1_1"), "fused-wasm-blas", m)).peak;
-  assert.ok(heap(64) <= 0.9 * WASM_HEAP_BYTES && heap(128) > 0.9 * WASM_HEAP_BYTES);
+  assert.ok(heap(64) <= 0.85 * WASM_HEAP_BYTES && heap(128) > 0.85 * WASM_HEAP_BYTES);
   const wasm = {
     probe: () => Promise.resolve({ name: "wasm+blas", gpu: false }),
     runCommand: () => Promise.reject(new Error("nvidia-smi must not run for wasm runs")),
@@ -1203,7 +1203,7 @@ Deno.test("main() on wasm: runs are checked against the wasm heap, a micro-batch
     assert.deepEqual(micro, [64]);
     const note = c.err.filter((l) => l.includes("training with micro-batches of 64"));
     assert.equal(note.length, 1, c.err.join("\n"));
-    assert.match(note[0]!, /usable \(90%\) of the wasm heap's 4\.3 GB/);
+    assert.match(note[0]!, /usable \(85%\) of the wasm heap's 4\.3 GB/);
     assert.equal(
       JSON.parse(Deno.readTextFileSync(join(out, runFileName(spec!)))).effectiveMicroBatchSize,
       64,

@@ -58,6 +58,15 @@ export const WASM_HEAP: DeviceMemory = {
 export const DEVICE_MARGIN = 0.1;
 
 /**
+ * Fraction of the wasm heap the preflight keeps free. The heap's high-water mark is above the
+ * live tensors the estimate counts (the allocator's fragmentation; nothing is returned to the
+ * heap): `deno task perf`'s measured high-water marks of T5 1.1 Small and Base training steps
+ * (benchmarks/perf.ts `ACT_PER_D`, 128 / 16 tokens, tfjs's backward pass, the backward pass then
+ * in use) are 1.04–1.12 times this estimate for the same steps, and 1 / (1 − 0.15) = 1.18.
+ */
+export const WASM_HEAP_MARGIN = 0.15;
+
+/**
  * Runs a command and returns its exit status and standard output, or `undefined` when the
  * program does not exist (tests inject a fake).
  */
@@ -393,8 +402,9 @@ function decide(
     ...(wasm ? { wasmHeap: true } : {}),
   };
   if (device === undefined) return base;
-  const usable = device.bytes * (1 - DEVICE_MARGIN);
-  const where = `${fmtGb(usable)} usable (${Math.round(100 * (1 - DEVICE_MARGIN))}%) of ${
+  const margin = wasm ? WASM_HEAP_MARGIN : DEVICE_MARGIN;
+  const usable = device.bytes * (1 - margin);
+  const where = `${fmtGb(usable)} usable (${Math.round(100 * (1 - margin))}%) of ${
     wasm ? "the wasm heap's" : "the GPU's"
   } ${
     fmtGb(device.bytes)
@@ -405,8 +415,8 @@ function decide(
       input.optimizer.kind === "adamw" ? "Adafactor instead of AdamW (no moment matrices), " : ""
     }shorter sequences or a smaller model`
     : "use a GPU with more memory or a smaller model";
-  if (fitsDevice(estimate, device.bytes, DEVICE_MARGIN)) return { ...base, fits: true };
-  const best = largestFittingMicroBatch(input, device.bytes, DEVICE_MARGIN);
+  if (fitsDevice(estimate, device.bytes, margin)) return { ...base, fits: true };
+  const best = largestFittingMicroBatch(input, device.bytes, margin);
   if (explicit) {
     return {
       ...base,
