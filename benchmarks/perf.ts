@@ -37,8 +37,10 @@
  * summed gradients and one update (the trainer's `microBatchSize`, benchmarks/trainer.ts
  * `lossAndGrads`), so batches whose activations exceed tfjs's 4 GiB wasm heap can be measured;
  * tokens/s and effective GFLOP/s count the whole batch of B. On wasm the micro-batch is chosen
- * (at most M) so that the estimated heap fits, and a workload that cannot fit at all is skipped
- * with the reason ({@link planWasmT5}) instead of aborting the wasm module. `t5:<preset>@N:…`
+ * (at most M) so that the estimated peak fits the heap, by the estimate and margin `deno task
+ * bench`'s preflight uses for wasm runs (benchmarks/memory.ts, benchmarks/device_memory.ts), for
+ * the kernels and backward pass installed and the optimizer; a workload that cannot fit at all is
+ * skipped with the reason ({@link planWasmT5}) instead of aborting the wasm module. `t5:<preset>@N:…`
  * gives the model N encoder and N decoder layers instead of the preset's (a layer's shapes at a
  * fraction of the time, e.g. to list which matmul kernels one layer of T5 1.1 Base runs).
  *
@@ -52,7 +54,10 @@ import { parseArgs } from "node:util";
 import { type BackendInfo, selectBackend } from "../model/backend.ts";
 import { preset as getPreset, type T5Config } from "../model/config.ts";
 import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../model/t5.ts";
-import { countT5Params, t5Flops } from "../model/accounting.ts";
+import { t5Flops } from "../model/accounting.ts";
+import { type BackpropMode, estimateTrainingMemory, fitsDevice, type KernelSet } from "./memory.ts";
+import { fmtGb, WASM_HEAP_BYTES, WASM_HEAP_MARGIN } from "./device_memory.ts";
+import { lowMemoryBackpropInstalled } from "../model/backprop.ts";
 import { createOptimizer, type Optimizer, withTrainingRestored } from "./optim.ts";
 import { lossAndGrads } from "./trainer.ts";
 import { DEFAULT_TRAIN } from "./spec.ts";
@@ -62,6 +67,7 @@ import {
   dropoutMaskParams,
   fillDropoutMask,
   gatedGeluRows,
+  RMS_NORM,
   updatePathsTaken,
 } from "../model/fused.ts";
 import { checkOutputFolder, entryExists, writeFileAtomic } from "../model/fs.ts";
@@ -141,6 +147,13 @@ export interface StepResult {
    * workload alone in its process for its own peak).
    */
   wasmHeapBytesBefore?: number;
+  /**
+   * wasm backends, T5 workloads: the peak that {@link planWasmT5} estimated for the step as run
+   * (benchmarks/memory.ts, the micro-batch chosen), to compare with `wasmHeapBytes` (a workload
+   * run alone in its process: the heap's high-water mark is 1.04–1.12 times it,
+   * benchmarks/device_memory.ts `WASM_HEAP_MARGIN`).
+   */
+  wasmHeapEstimateBytes?: number;
   /** Resident set size of the process after the steps. */
   rssBytes: number;
   /** Process CPU milliseconds per timed step (all threads; less sensitive to a busy host). */
@@ -531,83 +544,89 @@ export function parseWorkload(spec: string): WorkloadSpec {
   );
 }
 
-/** The tfjs wasm heap limit (4 GiB address space) less headroom for fragmentation. */
-const WASM_HEAP_BUDGET = 3.6 * 2 ** 30;
-/**
- * Heap bytes one example of a T5 training step adds beyond weights, gradients, accumulator and
- * optimizer state: per token and layer it passes (input tokens × encoder layers + target tokens
- * × decoder layers) `ACT_PER_D · d_model + ACT_PER_FF · d_ff` floats (the activations kept for
- * the backward pass and the transient gradients), plus `ACT_ATTENTION` floats per attention
- * probability (kept before and after dropout, and its gradient). Fitted to the wasm heap's
- * high-water mark (`deno task perf`, 128 / 16 tokens, each micro-batch size in its own process),
- * refitted on 2026-11-26 after the attention heads stopped being transposed (`model/heads.ts`):
- * T5 1.1 Small grows by 0.132 GiB per example (micro-batches 4 → 8 with AdamW: 2.09 → 2.63 GiB;
- * 8 → 16 with Adafactor: 2.11 → 3.14 GiB), T5 1.1 Base by 0.37 GiB (micro-batches 1 → 2 with
- * Adafactor: 3.22 → 3.59 GiB). The fit gives 15.6 and 19.9 floats; 18 and 21 over-estimate both
- * sizes by ≈ 7 %. (The first fit, before that change: 0.156 and 0.42 GiB per example, 32 and 20
- * floats, which kept T5 1.1 Base at micro-batches of 1.)
- */
-const ACT_PER_D = 18;
-const ACT_PER_FF = 21;
-const ACT_ATTENTION = 3;
+/** The kernels and backward pass a wasm T5 step runs with: what {@link planWasmT5} models. */
+export interface WasmHeapModel {
+  /**
+   * The kernel set of benchmarks/memory.ts: `"fused-wasm-blas"` (the fused kernels and the
+   * attention head products), `"fused-wasm"` (no head products: pure wasm, or `/no-heads`), or
+   * `"composite"` (tfjs's own elementwise kernels, `/stock`).
+   */
+  readonly kernels: KernelSet;
+  /** The backward pass installed (model/backprop.ts, unless `HYPERPROMPT_STOCK_BACKPROP=1`). */
+  readonly backprop: BackpropMode;
+}
 
-/** Estimated heap bytes of one example's activations (see {@link ACT_PER_D}). */
-export function activationBytesPerExample(
-  config: {
-    dModel: number;
-    dFf: number;
-    numHeads: number;
-    numLayers: number;
-    numDecoderLayers: number;
-  },
-  inputLength: number,
-  targetLength: number,
-): number {
-  const perTokenLayer = ACT_PER_D * config.dModel + ACT_PER_FF * config.dFf;
-  const dense = (inputLength * config.numLayers + targetLength * config.numDecoderLayers) *
-    perTokenLayer;
-  const probs = config.numHeads * (
-    config.numLayers * inputLength * inputLength +
-    config.numDecoderLayers * targetLength * (targetLength + inputLength)
-  );
-  return 4 * (dense + ACT_ATTENTION * probs);
+/**
+ * What the running wasm backend has installed: its kernel set, read from the kernels registered
+ * now (model/fused.ts's fused kernels, model/heads.ts's head products), and the backward pass
+ * (`lowMemoryBackpropInstalled`).
+ */
+export function installedWasmHeapModel(): WasmHeapModel {
+  const has = (kernel: string) => tf.getKernel(kernel, "wasm") !== undefined;
+  return {
+    kernels: !has(RMS_NORM) ? "composite" : has(HEAD_SCORES) ? "fused-wasm-blas" : "fused-wasm",
+    backprop: lowMemoryBackpropInstalled() ? "low-memory" : "stock",
+  };
 }
 
 /** How a T5 workload is run on the wasm heap, or why it cannot be. */
 export interface WasmPlan {
   /** Micro-batch size to use (the batch itself when it fits in one pass). */
   readonly micro: number;
-  /** Estimated heap bytes. */
+  /** Estimated peak bytes at that micro-batch (benchmarks/memory.ts `estimateTrainingMemory`). */
   readonly bytes: number;
 }
 
 /**
- * Plans a T5 training step on the 4 GiB wasm heap: weights, gradients, the gradient accumulator
- * (with micro-batches) and the optimizer state (AdamW: two moments; Adafactor: factored, ≈ 0)
- * are fixed; activations grow with the micro-batch. Returns the largest micro-batch (a divisor of
- * the batch, at most the one asked for) whose estimate fits, or a reason when none does.
+ * Plans a T5 training step on the wasm heap with the model `deno task bench`'s preflight uses
+ * (benchmarks/device_memory.ts): benchmarks/memory.ts's estimate of the step (weights,
+ * gradients, the accumulator with micro-batches, the optimizer's state, and what one
+ * micro-batch's forward and backward pass keep, for the kernels and backward pass given) against
+ * {@link WASM_HEAP_BYTES} less {@link WASM_HEAP_MARGIN}. The workload is the trainer's full
+ * fine-tuning (method `mtl`, one task) with the preset's dropout. Returns the largest micro-batch
+ * (a divisor of the batch, at most the one asked for) whose estimate fits, or a reason when none
+ * does.
  *
  * @param w the workload (its `/M`, if any, is an upper bound)
- * @param optimizer which optimizer's state to count
+ * @param optimizer which optimizer's state to count (benchmarks/optim.ts defaults)
+ * @param heap the kernels and backward pass the step runs with ({@link installedWasmHeapModel})
+ * @returns the plan, or why the workload cannot fit
  */
-export function planWasmT5(w: WorkloadSpec, optimizer: "adamw" | "adafactor"): WasmPlan | string {
+export function planWasmT5(
+  w: WorkloadSpec,
+  optimizer: "adamw" | "adafactor",
+  heap: WasmHeapModel,
+): WasmPlan | string {
   const config = workloadConfig(w);
-  const [batch, li, lt] = w.nums as [number, number, number];
-  const paramBytes = 4 * countT5Params(config);
-  const states = optimizer === "adamw" ? 2 : 0;
-  const act = (m: number) => m * activationBytesPerExample(config, li, lt);
+  const [batch, inputLength, targetLength] = w.nums as [number, number, number];
+  const estimate = (microBatchSize: number) =>
+    estimateTrainingMemory({
+      config,
+      method: "mtl",
+      optimizer: { kind: optimizer },
+      batchSize: batch,
+      microBatchSize,
+      inputLength,
+      targetLength,
+      dropout: config.dropoutRate > 0,
+      kernels: heap.kernels,
+      backprop: heap.backprop,
+    });
   for (let m = Math.min(w.micro ?? batch, batch); m >= 1; m--) {
     if (batch % m !== 0) continue;
-    const fixed = paramBytes * (2 + states + (m < batch ? 1 : 0));
-    const bytes = fixed + act(m);
-    if (bytes <= WASM_HEAP_BUDGET) return { micro: m, bytes };
+    const e = estimate(m);
+    if (fitsDevice(e, WASM_HEAP_BYTES, WASM_HEAP_MARGIN)) return { micro: m, bytes: e.peak };
   }
-  const fixed = paramBytes * (3 + states);
-  return `weights, gradients, accumulator${states ? " and AdamW moments" : ""} (${
-    (fixed / 2 ** 30).toFixed(1)
-  } GiB) plus one example's activations exceed the ${
-    (WASM_HEAP_BUDGET / 2 ** 30).toFixed(1)
-  } GiB usable of the 4 GiB wasm heap${states ? "; try --optimizer adafactor" : ""}`;
+  const one = estimate(1);
+  const fixed = one.weights + one.gradients + one.accumulator + one.optimizerState;
+  return `estimated peak ${fmtGb(one.peak)} even at micro-batch 1 (weights, gradients${
+    one.accumulator > 0 ? ", accumulator" : ""
+  } and ${optimizer === "adamw" ? "AdamW moments" : "Adafactor state"} alone: ${
+    fmtGb(fixed)
+  }) exceeds ${fmtGb(WASM_HEAP_BYTES * (1 - WASM_HEAP_MARGIN))} usable (${
+    Math.round(100 * (1 - WASM_HEAP_MARGIN))
+  }%) of the wasm heap's ${fmtGb(WASM_HEAP_BYTES)}; ${heap.kernels} kernels, ${heap.backprop} ` +
+    `backward pass${optimizer === "adamw" ? "; try --optimizer adafactor" : ""}`;
 }
 
 /** Allocates a parsed workload (its model, inputs and loss); the caller calls `dispose`. */
@@ -1105,19 +1124,23 @@ export async function main(args: string[]): Promise<PerfReport> {
         continue;
       }
       let run = parsed;
+      let heapEstimate: number | undefined;
       if (parsed.kind === "t5" && r.info?.tfBackend === "wasm") {
-        const plan = planWasmT5(parsed, optimizer);
+        // What is installed now (a /no-heads variant unregistered the head products).
+        const heapModel = installedWasmHeapModel();
+        const plan = planWasmT5(parsed, optimizer, heapModel);
         if (typeof plan === "string") {
           r.skipped.push({ what: spec, why: plan });
           console.log(`  step ${spec}: skipped (${plan})`);
           continue;
         }
+        heapEstimate = plan.bytes;
         if (plan.micro !== (parsed.micro ?? parsed.nums[0])) {
           run = { ...parsed, micro: plan.micro };
           console.log(
-            `  step ${spec}: micro-batches of ${plan.micro} to fit the wasm heap (estimate ${
-              (plan.bytes / 2 ** 30).toFixed(1)
-            } GiB)`,
+            `  step ${spec}: micro-batches of ${plan.micro} to fit the wasm heap (estimated peak ${
+              fmtGb(plan.bytes)
+            }; ${heapModel.kernels} kernels, ${heapModel.backprop} backward pass)`,
           );
         }
       }
@@ -1147,6 +1170,7 @@ export async function main(args: string[]): Promise<PerfReport> {
           ...(heap === undefined || heapBefore === undefined
             ? {}
             : { wasmHeapBytesBefore: heapBefore }),
+          ...(heapEstimate === undefined ? {} : { wasmHeapEstimateBytes: heapEstimate }),
           rssBytes: Deno.memoryUsage().rss,
           cpuMsPerStep,
           numTensors,
