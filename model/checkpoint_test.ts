@@ -19,6 +19,7 @@ import {
 import { makeHeldTempDir } from "./fs.ts";
 import { copyTree, flushesOf, recordFlushes } from "./fs_testing.ts";
 import { decodeSafetensors, f16BitsToF32, f32BitsToBf16, f32BitsToF16 } from "./safetensors.ts";
+import { readTorchBinHeader } from "./torch_bin.ts";
 
 await tf.setBackend("cpu");
 
@@ -776,27 +777,39 @@ gpuTest(
 // PyTorch checkpoints (pytorch_model.bin), written by testdata/make_torch_bin.py from the HF
 // fixtures: the untied one unsharded with float16/bfloat16 layer norms (1.0, exact there), a
 // transposed weight and q/k/v as views into one storage; the relu one in two shards, its token
-// tables and lm_head.weight views of shared.weight's storage.
+// tables and lm_head.weight views of shared.weight's storage. Each in torch.save's zip format
+// (torch >= 1.6) and its legacy one (torch < 1.6, testdata/torch/legacy/): the same state dicts.
 const TORCH = new URL("./testdata/torch/", import.meta.url).pathname;
+const TORCH_FORMATS = ["zip", "legacy"] as const;
+type TorchFormat = typeof TORCH_FORMATS[number];
 
-/** A folder with the fixture's config.json and the PyTorch weights (single file or shards). */
-async function torchFolder(fixture: string): Promise<string> {
+/**
+ * A folder with the fixture's config.json and the PyTorch weights (single file or shards) in
+ * `format`.
+ */
+async function torchFolder(fixture: string, format: TorchFormat = "zip"): Promise<string> {
   const dir = await Deno.makeTempDir();
   const src = sharedPath("fixtures", "hf-t5", fixture);
+  const from = format === "legacy" ? join(TORCH, "legacy") : TORCH;
   await Deno.copyFile(join(src, "config.json"), join(dir, "config.json"));
   if (fixture === "t5-tiny-relu") {
-    for await (const e of Deno.readDir(join(TORCH, fixture))) {
-      await Deno.copyFile(join(TORCH, fixture, e.name), join(dir, e.name));
+    for await (const e of Deno.readDir(join(from, fixture))) {
+      await Deno.copyFile(join(from, fixture, e.name), join(dir, e.name));
     }
   } else {
-    await Deno.copyFile(join(TORCH, `${fixture}.bin`), join(dir, "pytorch_model.bin"));
+    await Deno.copyFile(join(from, `${fixture}.bin`), join(dir, "pytorch_model.bin"));
   }
   return dir;
 }
 
-Deno.test("loadHfFolder and inspectHfFolder read pytorch_model.bin, single and sharded, as the safetensors", async () => {
-  for (const fixture of FIXTURES) {
-    const dir = await torchFolder(fixture);
+/** Every (fixture, format) pair of the PyTorch fixtures. */
+const TORCH_CASES = FIXTURES.flatMap((fixture) =>
+  TORCH_FORMATS.map((format) => ({ fixture, format, what: `${fixture} (${format})` }))
+);
+
+Deno.test("loadHfFolder and inspectHfFolder read pytorch_model.bin, single and sharded, zip and legacy, as the safetensors", async () => {
+  for (const { fixture, format, what } of TORCH_CASES) {
+    const dir = await torchFolder(fixture, format);
     const before = tf.memory().numTensors;
     try {
       const st = await loadHfFolder(sharedPath("fixtures", "hf-t5", fixture));
@@ -821,7 +834,7 @@ Deno.test("loadHfFolder and inspectHfFolder read pytorch_model.bin, single and s
         assert.equal(got.dtype, "float32", name);
         assert.deepEqual(got.shape, want.shape, name);
         const [a, b] = [await got.data(), await want.data()];
-        assert.ok(a.every((v, i) => Object.is(v, b[i])), `${fixture}: ${name} values differ`);
+        assert.ok(a.every((v, i) => Object.is(v, b[i])), `${what}: ${name} values differ`);
         const info = ptInfo.tensors.get(name)!;
         assert.deepEqual(info.shape, stInfo.tensors.get(name)!.shape, name);
         // The untied file's layer norms are stored as float16, the final ones as bfloat16.
@@ -830,21 +843,27 @@ Deno.test("loadHfFolder and inspectHfFolder read pytorch_model.bin, single and s
           : name.includes("final")
           ? "BF16"
           : "F16";
-        assert.equal(info.dtype, dtype, name);
+        assert.equal(info.dtype, dtype, `${what}: ${name}`);
         assert.match(info.file, /\.bin$/);
       }
       disposeAll(st.tensors);
       disposeAll(pt.tensors);
-      assert.equal(tf.memory().numTensors, before, "no leaked tensors");
+      assert.equal(tf.memory().numTensors, before, `${what}: no leaked tensors`);
+      // The files were read in the format asked for (a legacy copy is not a zip archive).
+      for await (const e of Deno.readDir(dir)) {
+        if (!e.name.endsWith(".bin")) continue;
+        const { format: read } = await readTorchBinHeader(join(dir, e.name));
+        assert.equal(read, format, `${what}: ${e.name}`);
+      }
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
   }
 });
 
-Deno.test("a T5 loaded from pytorch_model.bin reproduces the fixture's reference logits", async () => {
-  for (const fixture of FIXTURES) {
-    const dir = await torchFolder(fixture);
+Deno.test("a T5 loaded from pytorch_model.bin, zip and legacy, reproduces the fixture's reference logits", async () => {
+  for (const { fixture, format, what } of TORCH_CASES) {
+    const dir = await torchFolder(fixture, format);
     try {
       const ref = JSON.parse(
         await Deno.readTextFile(sharedPath("fixtures", "hf-t5", fixture, "reference.json")),
@@ -864,7 +883,7 @@ Deno.test("a T5 loaded from pytorch_model.bin reproduces the fixture's reference
       const got = (await logits.array()) as number[][][];
       logits.dispose();
       disposeT5(model);
-      assert.equal(tf.memory().numTensors, before, "no leaked tensors");
+      assert.equal(tf.memory().numTensors, before, `${what}: no leaked tensors`);
       const want = ref.logits as number[][][];
       let diff = 0, scale = 0;
       want.forEach((r, i) =>
@@ -876,35 +895,59 @@ Deno.test("a T5 loaded from pytorch_model.bin reproduces the fixture's reference
         )
       );
       // model/parity_test.ts's cpu bound for these fixtures (the weights are bit-identical).
-      assert.ok(diff <= 2e-6 * scale, `${fixture}: logits max abs diff ${diff} > 2e-6 × ${scale}`);
+      assert.ok(diff <= 2e-6 * scale, `${what}: logits max abs diff ${diff} > 2e-6 × ${scale}`);
+      assert.ok(scale > 0, `${what}: the reference has logits`);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
   }
 });
 
-Deno.test("pytorch_model.bin: a config mismatch is refused from the pickle; a bad shard leaks nothing", async () => {
-  const dir = await torchFolder("t5-tiny-v1_1-untied");
+Deno.test("pytorch_model.bin: a config mismatch is refused from the pickle (zip and legacy); a bad shard leaks nothing", async () => {
+  for (const format of TORCH_FORMATS) {
+    const dir = await torchFolder("t5-tiny-v1_1-untied", format);
+    try {
+      const configPath = join(dir, "config.json");
+      const path = join(dir, "pytorch_model.bin");
+      const { config } = await inspectHfFolder(dir);
+      const before = tf.memory().numTensors;
+      const read = await bytesRead(() =>
+        assert.rejects(
+          loadT5Weights(dir, { ...config, numLayers: 3 }, configPath),
+          /pytorch_model\.bin.*missing.*encoder\.block\.2\./s,
+          format,
+        )
+      );
+      // What reading the metadata takes: zip, the pickle entry and the central directory (plus
+      // local headers); legacy, the pickles, read in chunks that double from 4 KiB (so at most as
+      // many bytes again past their end), and each storage's 8-byte count
+      // (model/torch_bin_test.ts).
+      let bound: number;
+      if (format === "zip") {
+        const bytes = await Deno.readFile(path);
+        const pkl = Object.values(
+          unzipSync(bytes, { filter: (f) => f.name.endsWith("/data.pkl") }),
+        )[0]!;
+        const cd = new DataView(bytes.buffer, bytes.byteLength - 22).getUint32(12, true);
+        bound = pkl.byteLength + cd + 58 + 256;
+      } else {
+        const starts = [...(await readTorchBinHeader(path)).storages.values()].map((s) => s.start!);
+        const pickles = Math.min(...starts) - 8;
+        bound = Math.max(4096, 2 * pickles) + 8 * starts.length + 16;
+      }
+      assert.ok(read <= bound, `${format}: ${read} bytes read, more than the metadata's ${bound}`);
+      assert.ok(read < (await Deno.stat(path)).size / 10, `${format}: ${read} bytes read`);
+      assert.equal(tf.memory().numTensors, before, `${format}: no tensor made`);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
   const relu = await torchFolder("t5-tiny-relu");
   try {
-    const configPath = join(dir, "config.json");
-    const { config } = await inspectHfFolder(dir);
-    const bytes = await Deno.readFile(join(dir, "pytorch_model.bin"));
-    const pkl = Object.values(
-      unzipSync(bytes, { filter: (f) => f.name.endsWith("/data.pkl") }),
-    )[0]!;
-    const cd = new DataView(bytes.buffer, bytes.byteLength - 22).getUint32(12, true);
     const before = tf.memory().numTensors;
-    const read = await bytesRead(() =>
-      assert.rejects(
-        loadT5Weights(dir, { ...config, numLayers: 3 }, configPath),
-        /pytorch_model\.bin.*missing.*encoder\.block\.2\./s,
-      )
-    );
-    assert.ok(read <= pkl.byteLength + cd + 58 + 256, `${read} bytes read, more than the metadata`);
-    assert.equal(tf.memory().numTensors, before, "no tensor made");
     // Break the local header of the second shard's last storage: the headers pass, loading fails
-    // part-way through that shard, and every tensor made so far is released.
+    // part-way through that shard, and every tensor made so far is released. (Zip only: past its
+    // counts, which the header read already checks, a legacy file has nothing left to break.)
     const shard = join(relu, "pytorch_model-00002-of-00002.bin");
     const b = await Deno.readFile(shard);
     const sig = [0x50, 0x4b, 0x03, 0x04];
@@ -921,7 +964,6 @@ Deno.test("pytorch_model.bin: a config mismatch is refused from the pickle; a ba
     );
     assert.equal(tf.memory().numTensors, before, "no leaked tensors");
   } finally {
-    await Deno.remove(dir, { recursive: true });
     await Deno.remove(relu, { recursive: true });
   }
 });
