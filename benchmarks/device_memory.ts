@@ -61,8 +61,9 @@ export const DEVICE_MARGIN = 0.1;
  * Fraction of the wasm heap the preflight keeps free. The heap's high-water mark is above the
  * live tensors the estimate counts (the allocator's fragmentation; nothing is returned to the
  * heap): `deno task perf`'s measured high-water marks of T5 1.1 Small and Base training steps
- * (benchmarks/perf.ts `ACT_PER_D`, 128 / 16 tokens, tfjs's backward pass, the backward pass then
- * in use) are 1.04–1.12 times this estimate for the same steps, and 1 / (1 − 0.15) = 1.18.
+ * (results/perf, 128 / 16 tokens, tfjs's backward pass, the backward pass then in use; checked by
+ * benchmarks/perf_test.ts) are 1.04–1.12 times this estimate for the same steps, and
+ * 1 / (1 − 0.15) = 1.18.
  */
 export const WASM_HEAP_MARGIN = 0.15;
 
