@@ -373,7 +373,7 @@ Deno.test(
         "--no-save",
       ]);
       return r.backends.map((b) => {
-        assert.equal(b.error, undefined, b.error);
+        assert.equal(b.error, undefined, b.error ?? "");
         assert.deepEqual(b.steps, [], "nothing ran");
         assert.equal(b.skipped.length, 1);
         assert.equal(b.skipped[0]!.what, "t5:t5-v1_1-base:1,128,16");
