@@ -290,7 +290,8 @@ Deno.test("a profile's perTask must be true or false, named by its path", () => 
 
 Deno.test("scoreVsParamsSvg() of merged runs: a Prompt-Tuning seed without a task run leaves no point, as the table's average is blank", async () => {
   const rs = await results(grid());
-  const circles = (svg: string) => svg.match(/<circle /g)?.length ?? 0;
+  // Data points: markers with a hover title (the legend's markers have none).
+  const circles = (svg: string) => svg.match(/<(circle|rect|polygon) [^>]*><title>/g)?.length ?? 0;
   const titles = (svg: string) => [...svg.matchAll(/<title>([^<]*)<\/title>/g)].map((m) => m[1]!);
   const all = scoreVsParamsSvg(mergePerTaskRuns(rs));
   assert.equal(circles(all), 2); // MTL and Prompt-Tuning, each a mean over both seeds
