@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { stallingBody, type StallTimer } from "./http_testing.ts";
 import { join } from "node:path";
 
 async function sha256Hex(data: Uint8Array<ArrayBuffer>): Promise<string> {
@@ -52,7 +53,7 @@ export interface HubFaults {
 export function serveHub(repos: Record<string, string>, faults: HubFaults = {}): Hub {
   const requests: Hub["requests"] = [];
   const counts = new Map<string, number>();
-  const timers = new Set<ReturnType<typeof setTimeout>>();
+  const timers = new Set<StallTimer>();
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
     const path = decodeURIComponent(new URL(req.url).pathname);
     const range = req.headers.get("range");
@@ -94,27 +95,7 @@ export function serveHub(repos: Record<string, string>, faults: HubFaults = {}):
     headers["content-length"] = String(body.length);
     const stall = faults.stallAt?.(file, n);
     if (stall === undefined) return new Response(body, { status, headers });
-    const head = body.slice(0, stall);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const stream = new ReadableStream<Uint8Array>({
-      start(c) {
-        c.enqueue(head);
-      },
-      pull(c) {
-        return new Promise<void>((resolve) => {
-          timer = setTimeout(() => {
-            timers.delete(timer!);
-            c.error(new Error("stalled 5 s"));
-            resolve();
-          }, 5000);
-          timers.add(timer);
-        });
-      },
-      cancel() {
-        clearTimeout(timer);
-        timers.delete(timer!);
-      },
-    });
+    const stream = stallingBody(body.slice(0, stall), timers);
     return new Response(stream, { status, headers });
   });
   return {

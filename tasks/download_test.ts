@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { stallingBody } from "../model/http_testing.ts";
 import { join } from "node:path";
 import { zipSync } from "fflate";
 import { parquetWriteBuffer } from "hyparquet-writer";
@@ -102,24 +103,7 @@ function serve(routes: Record<string, Served>) {
     }
     if (r.stallAt !== undefined && !cutDone.has(path)) {
       cutDone.add(path);
-      const head = r.body.subarray(0, r.stallAt);
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const stream = new ReadableStream<Uint8Array>({
-        start(c) {
-          c.enqueue(head);
-        },
-        pull(c) {
-          return new Promise<void>((resolve) => {
-            timer = setTimeout(() => {
-              c.error(new Error("stalled 5 s"));
-              resolve();
-            }, 5000);
-          });
-        },
-        cancel() {
-          clearTimeout(timer);
-        },
-      });
+      const stream = stallingBody(r.body.subarray(0, r.stallAt));
       return new Response(stream, { headers: { "content-length": String(r.body.length) } });
     }
     if (r.cutAt !== undefined && !cutDone.has(path)) {
