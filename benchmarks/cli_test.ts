@@ -51,6 +51,18 @@ function capture() {
   };
 }
 
+/** A fake runOne that records the micro-batch each run was given (the preflight's choice). */
+function microRecorder(): { micro: (number | undefined)[]; runOne: typeof fakeRunOne } {
+  const micro: (number | undefined)[] = [];
+  return {
+    micro,
+    runOne: (spec, opts) => {
+      micro.push(opts.microBatchSize);
+      return fakeRunOne(spec, opts);
+    },
+  };
+}
+
 function readAll(dir: string): Map<string, string> {
   const m = new Map<string, string>();
   for (const e of Deno.readDirSync(dir)) {
@@ -780,11 +792,7 @@ Deno.test("main() on a GPU: the largest fitting micro-batch, recorded; a run tha
     probe: () => Promise.resolve({ name: "webgpu", gpu: true }),
     runCommand: () => Promise.reject(new Error("nvidia-smi must not run with an override")),
   };
-  const micro: (number | undefined)[] = [];
-  const runOne: typeof fakeRunOne = (spec, opts) => {
-    micro.push(opts.microBatchSize);
-    return fakeRunOne(spec, opts);
-  };
+  const { micro, runOne } = microRecorder();
   const args = (
     out: string,
   ) => ["--profile", profile, "--data-dir", DATA, "--out", out, "--no-tables"];
@@ -1182,11 +1190,7 @@ Deno.test("main() on wasm: runs are checked against the wasm heap, a micro-batch
     probe: () => Promise.resolve({ name: "wasm+blas", gpu: false }),
     runCommand: () => Promise.reject(new Error("nvidia-smi must not run for wasm runs")),
   };
-  const micro: (number | undefined)[] = [];
-  const runOne: typeof fakeRunOne = (s, opts) => {
-    micro.push(opts.microBatchSize);
-    return fakeRunOne(s, opts);
-  };
+  const { micro, runOne } = microRecorder();
   const args = (
     profile: string,
     out: string,
