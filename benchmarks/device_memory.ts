@@ -219,14 +219,34 @@ export async function deviceMemory(
  * on webgpu (`"fused"`) and wasm (`"fused-wasm-blas"` with OpenBLAS's head products,
  * `"fused-wasm"` without: `--backend wasm` takes OpenBLAS only where it loads, and the estimate
  * without its head kernels is the larger), stock tfjs ops on cpu and tensorflow (tfjs-node,
- * tfjs-node-gpu).
+ * tfjs-node-gpu). With `HYPERPROMPT_WASM_STOCK_ELEMENTWISE=1`, `selectBackend` leaves the wasm
+ * fused kernels out (model/backend.ts `startWasm`), so a wasm run is estimated as `"composite"`
+ * (as benchmarks/perf.ts `installedWasmHeapModel` reads it): the larger estimate, as OpenBLAS's
+ * head products and the in-place optimizer updates stay installed.
  *
  * @param backend the backend's name (`selectBackend`'s `name`)
+ * @param stockElementwise whether wasm keeps tfjs's stock elementwise kernels (default:
+ *   `HYPERPROMPT_WASM_STOCK_ELEMENTWISE=1`, what `selectBackend` reads)
  */
-export function kernelSetFor(backend: string): KernelSet {
+export function kernelSetFor(
+  backend: string,
+  stockElementwise = envValue(WASM_STOCK_ELEMENTWISE_ENV) === "1",
+): KernelSet {
   if (backend === "webgpu") return "fused";
-  if (backend === "wasm+blas") return "fused-wasm-blas";
-  return backend.startsWith("wasm") ? "fused-wasm" : "composite";
+  if (!backend.startsWith("wasm") || stockElementwise) return "composite";
+  return backend === "wasm+blas" ? "fused-wasm-blas" : "fused-wasm";
+}
+
+/** The environment variable that keeps tfjs's stock wasm elementwise kernels (model/backend.ts). */
+export const WASM_STOCK_ELEMENTWISE_ENV = "HYPERPROMPT_WASM_STOCK_ELEMENTWISE";
+
+/** An environment variable's value, or undefined when unset or not readable (no --allow-env). */
+function envValue(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -233,6 +233,19 @@ Deno.test("kernelSetFor: fused on webgpu, fused-wasm(-blas) on wasm, composite o
   assert.equal(kernelSetFor("wasm"), "fused-wasm");
   assert.equal(kernelSetFor("tensorflow"), "composite");
   assert.equal(kernelSetFor("cpu"), "composite");
+  // HYPERPROMPT_WASM_STOCK_ELEMENTWISE=1: selectBackend installs no wasm fused kernels.
+  assert.equal(kernelSetFor("wasm+blas", true), "composite");
+  assert.equal(kernelSetFor("wasm", true), "composite");
+  assert.equal(kernelSetFor("webgpu", true), "fused");
+  assert.equal(kernelSetFor("wasm+blas", false), "fused-wasm-blas");
+  const saved = Deno.env.get("HYPERPROMPT_WASM_STOCK_ELEMENTWISE");
+  try {
+    Deno.env.set("HYPERPROMPT_WASM_STOCK_ELEMENTWISE", "1");
+    assert.equal(kernelSetFor("wasm+blas"), "composite", "the default reads the variable");
+  } finally {
+    if (saved === undefined) Deno.env.delete("HYPERPROMPT_WASM_STOCK_ELEMENTWISE");
+    else Deno.env.set("HYPERPROMPT_WASM_STOCK_ELEMENTWISE", saved);
+  }
   assert.ok(isWasmBackend("wasm") && isWasmBackend("wasm+blas"));
   assert.ok(!isWasmBackend("webgpu") && !isWasmBackend("cpu"));
 });
