@@ -135,7 +135,7 @@ Options:
                        exceeds 90% of it trains with the largest micro-batch that fits, or is
                        refused (exit 2) when none does; with --dry-run, the table shows
                        what every run would do on a GPU of that size. Runs on wasm and
-                       wasm+blas are checked the same way against the 4 GiB wasm heap
+                       wasm+blas are checked likewise against the 4 GiB wasm heap (85% usable)
   --help               this text`;
 
 /**
