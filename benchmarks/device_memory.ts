@@ -230,7 +230,7 @@ export async function deviceMemory(
  */
 export function kernelSetFor(
   backend: string,
-  stockElementwise = envValue(WASM_STOCK_ELEMENTWISE_ENV) === "1",
+  stockElementwise: boolean = envValue(WASM_STOCK_ELEMENTWISE_ENV) === "1",
 ): KernelSet {
   if (backend === "webgpu") return "fused";
   if (!backend.startsWith("wasm") || stockElementwise) return "composite";
