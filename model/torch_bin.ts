@@ -24,7 +24,13 @@
  *
  * @module
  */
-import { readExactly, type SafetensorsDtype, toTypedArray } from "./safetensors.ts";
+import {
+  dtypeBytes,
+  numElements,
+  readExactly,
+  type SafetensorsDtype,
+  toTypedArray,
+} from "./safetensors.ts";
 
 /** Largest `data.pkl` accepted (a T5-XXL state dict's is under 1 MB). */
 export const MAX_PICKLE_BYTES = 256 * 1024 * 1024;
@@ -906,7 +912,7 @@ function stateDict(
       );
     }
     const storage = storageOf(t, where);
-    const numel = t.size.reduce((a, b) => a * b, 1);
+    const numel = numElements(t.size);
     if (!Number.isSafeInteger(numel * type.bytes)) {
       throw new Error(
         `${where}: shape [${t.size.join(", ")}] has ${numel} elements, more than any tensor holds`,
@@ -1123,7 +1129,7 @@ function gather(
   shape: readonly number[],
   stride: readonly number[],
 ): Uint8Array {
-  const numel = shape.reduce((a, b) => a * b, 1);
+  const numel = numElements(shape);
   const words = es >= 4 ? es / 4 : 1;
   const unit = es >= 4 ? 4 : es;
   const view = (buf: ArrayBufferLike, off: number, n: number) =>
@@ -1191,8 +1197,8 @@ export async function* readTorchBinTensors(
         start = await entryDataStart(file, size, storage.entry, path);
         starts.set(info.storage, start);
       }
-      const es = STORAGE_BYTES[storage.dtype];
-      const numel = info.shape.reduce((a, b) => a * b, 1);
+      const es = dtypeBytes(storage.dtype);
+      const numel = numElements(info.shape);
       const where = `${path}: tensor "${name}"`;
       let bytes: Uint8Array;
       if (numel === 0) {
@@ -1215,5 +1221,3 @@ export async function* readTorchBinTensors(
     file.close();
   }
 }
-
-const STORAGE_BYTES: Record<SafetensorsDtype, number> = { F32: 4, F16: 2, BF16: 2, I32: 4, I64: 8 };
