@@ -35,6 +35,14 @@ import {
 /** Largest `data.pkl` accepted (a T5-XXL state dict's is under 1 MB). */
 export const MAX_PICKLE_BYTES = 256 * 1024 * 1024;
 
+/**
+ * The element a strided view of a non-empty shape reaches last, counted from its first (the
+ * view then spans this many elements plus one).
+ */
+function lastElement(shape: readonly number[], stride: readonly number[]): number {
+  return shape.reduce((a, s, i) => a + (s - 1) * stride[i]!, 0);
+}
+
 /** A storage type of `torch.save`, with its dtype here (undefined: not read) and element size. */
 const STORAGE_TYPES: Record<string, { dtype?: SafetensorsDtype; bytes: number; what: string }> = {
   FloatStorage: { dtype: "F32", bytes: 4, what: "float32" },
@@ -506,7 +514,7 @@ function unpickle(b: Uint8Array, source: string, opts: UnpickleOptions): Unpickl
         if (storage.view === undefined) return new Tensor(storage, off, sz, st);
         // A view of part of a storage (legacy format): the tensor must lie within the view.
         const { offset: base, numel: viewNumel } = storage.view;
-        const last = off + sz.reduce((a, s, i) => a + (s - 1) * st[i]!, 0);
+        const last = off + lastElement(sz, st);
         if (sz.every((s) => s > 0) && last >= viewNumel) {
           fail(
             `tensor of shape [${sz}], strides [${st}] at offset ${off} reaches element ${last} ` +
@@ -918,7 +926,7 @@ function stateDict(
         `${where}: shape [${t.size.join(", ")}] has ${numel} elements, more than any tensor holds`,
       );
     }
-    const last = t.offset + t.size.reduce((a, s, i) => a + (s - 1) * t.stride[i]!, 0);
+    const last = t.offset + lastElement(t.size, t.stride);
     if (numel > 0 && last >= storage.numel) {
       throw new Error(
         `${where}: shape [${t.size.join(", ")}], strides [${t.stride.join(", ")}] at offset ` +
@@ -1204,7 +1212,7 @@ export async function* readTorchBinTensors(
       if (numel === 0) {
         bytes = new Uint8Array(0);
       } else {
-        const span = 1 + info.shape.reduce((a, s, i) => a + (s - 1) * info.stride[i]!, 0);
+        const span = 1 + lastElement(info.shape, info.stride);
         const raw = await readExactly(file, start + info.storageOffset * es, span * es).catch(
           (e: Error) => {
             throw new Error(`${where}: ${e.message}`);
