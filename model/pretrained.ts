@@ -82,7 +82,7 @@ export async function loadT5(source: string, opts: LoadT5Options = {}): Promise<
   const local = await isDirectory(source);
   // From the hub, only the config and tokenizer files at first: the checks below run before the
   // weights (gigabytes) are downloaded into the same folder.
-  const dir = local ? source : await fromHub(source, opts, fetchHubConfigFiles);
+  const dir = local ? source : await fetchHubSource(source, fetchHubConfigFiles, opts);
   let tokenizer: T5Tokenizer;
   let tokenizerSource: string;
   if (opts.tokenizer !== undefined) {
@@ -101,7 +101,7 @@ export async function loadT5(source: string, opts: LoadT5Options = {}): Promise<
   const configPath = join(dir, "config.json");
   const config = t5ConfigFromHf(await readJsonFile(configPath, "config.json"), configPath);
   checkTokenizerFits(tokenizer, config, configPath);
-  if (!local) await fromHub(source, opts, fetchHubModel); // the weights, into the same folder
+  if (!local) await fetchHubSource(source, fetchHubModel, opts); // the weights, into the same folder
   return { model: await loadT5Weights(dir, config, configPath), tokenizer, tokenizerSource, dir };
 }
 
@@ -256,18 +256,10 @@ export type HubSourceOptions = Pick<LoadT5Options, "revision" | "cacheDir" | "en
  * @param opts revision, cache folder, endpoint
  * @returns the hub cache folder
  */
-export function fetchHubSource(
+export async function fetchHubSource(
   source: string,
   fetch: (id: string, o: HubConfigFilesOptions) => Promise<string>,
   opts: HubSourceOptions = {},
-): Promise<string> {
-  return fromHub(source, opts, fetch);
-}
-
-async function fromHub(
-  source: string,
-  opts: HubSourceOptions,
-  fetch: (id: string, o: HubConfigFilesOptions) => Promise<string>,
 ): Promise<string> {
   let isFile = false;
   try {
