@@ -401,6 +401,33 @@ function offlineModeError(ctx: Ctx, what: string): Error {
   );
 }
 
+/**
+ * Downloads one format's weights: the unsharded `single` (unless `index` is already cached), else
+ * `index` and the shards it names; adds what it downloaded to `files`.
+ *
+ * @returns false when the repo has neither `single` nor `index`
+ */
+async function downloadWeights(
+  ctx: Ctx,
+  single: string,
+  index: string,
+  files: string[],
+): Promise<boolean> {
+  const indexPath = join(ctx.dir, index);
+  if (!(await pathExists(indexPath)) && await download(ctx, single, true)) {
+    files.push(single);
+    return true;
+  }
+  if (!(await download(ctx, index, true))) return false;
+  files.push(index);
+  const shards = parseIndex(JSON.parse(await Deno.readTextFile(indexPath)), indexPath);
+  for (const shard of shards.keys()) {
+    await download(ctx, shard, false);
+    files.push(shard);
+  }
+  return true;
+}
+
 async function readComplete(dir: string): Promise<boolean> {
   try {
     const m = JSON.parse(await Deno.readTextFile(join(dir, COMPLETE_MARKER)));
@@ -435,30 +462,8 @@ export async function fetchHubModel(repoId: string, opts: FetchHubOptions = {}):
   for (const f of OPTIONAL_FILES) if (await download(ctx, f, true)) files.push(f);
   // Safetensors first (as transformers), then PyTorch's weights (repos from before safetensors,
   // such as google/t5-v1_1-*, may have only those); each unsharded, else its index and shards.
-  let weights = false;
-  for (
-    const [single, index] of [
-      [WEIGHTS_NAME, WEIGHTS_INDEX_NAME],
-      [TORCH_WEIGHTS_NAME, TORCH_WEIGHTS_INDEX_NAME],
-    ]
-  ) {
-    const hasIndex = await pathExists(join(dir, index!));
-    if (!hasIndex && await download(ctx, single!, true)) {
-      files.push(single!);
-    } else if (await download(ctx, index!, true)) {
-      files.push(index!);
-      const indexPath = join(dir, index!);
-      const shards = parseIndex(JSON.parse(await Deno.readTextFile(indexPath)), indexPath);
-      for (const shard of shards.keys()) {
-        await download(ctx, shard, false);
-        files.push(shard);
-      }
-    } else {
-      continue;
-    }
-    weights = true;
-    break;
-  }
+  const weights = await downloadWeights(ctx, WEIGHTS_NAME, WEIGHTS_INDEX_NAME, files) ||
+    await downloadWeights(ctx, TORCH_WEIGHTS_NAME, TORCH_WEIGHTS_INDEX_NAME, files);
   if (!weights) {
     throw new Error(
       `Model "${repoId}" (revision "${revision}") on ${endpoint} has none of ${WEIGHTS_NAME}, ` +
