@@ -239,6 +239,18 @@ function plot(
   const legend: string[] = [];
   let legendY = M.top + 6;
   const lx = W - M.right + 10;
+  // A legend entry's text at legendY, which it moves past. A long text wraps onto lines of 26
+  // characters (the right margin) instead of being cut: the part that tells two series apart
+  // (benchmark, configuration id) is at its end.
+  const legendText = (text: string): string => {
+    const ly = legendY;
+    const parts = wrap(text, 26);
+    legendY += 15 + (parts.length - 1) * 12;
+    return `<text x="${lx + 14}" y="${ly}" dominant-baseline="middle">${
+      parts.map((p, k) => `<tspan x="${lx + 14}" dy="${k === 0 ? 0 : 12}">${esc(p)}</tspan>`)
+        .join("")
+    }</text>`;
+  };
   series.forEach((s, i) => {
     const { color: c, dash } = seriesStyle(i);
     const dashAttr = dash === "" ? "" : ` stroke-dasharray="${dash}"`;
@@ -254,35 +266,19 @@ function plot(
       const title = `${s.name}${p.label ? ` ${p.label}` : ""}: (${fmt(p.x)}, ${fmt(p.y)})`;
       body.push(marker(p.shape ?? "circle", px(p.x), py(p.y), c, p.hollow ?? false, title));
     }
-    // A long name wraps onto lines of 26 characters (the right margin) instead of being cut: the
-    // part that tells two series apart (benchmark, configuration id) is at its end.
     const ly = legendY;
-    const parts = wrap(s.name, 26);
-    legendY += 15 + (parts.length - 1) * 12;
     legend.push(
       opts.lines
         ? `<line x1="${lx - 4}" y1="${ly}" x2="${
           lx + 12
         }" y2="${ly}" stroke="${c}" stroke-width="2"${dashAttr}/>`
         : `<rect x="${lx}" y="${ly - 5}" width="10" height="10" fill="${c}"/>`,
-      `<text x="${lx + 14}" y="${ly}" dominant-baseline="middle">${
-        parts.map((p, k) => `<tspan x="${lx + 14}" dy="${k === 0 ? 0 : 12}">${esc(p)}</tspan>`)
-          .join("")
-      }</text>`,
+      legendText(s.name),
     );
   });
   if ((opts.keys ?? []).length > 0) legendY += 6;
   for (const k of opts.keys ?? []) {
-    const ly = legendY;
-    const parts = wrap(k.text, 26);
-    legendY += 15 + (parts.length - 1) * 12;
-    legend.push(
-      marker(k.shape, lx + 5, ly, "#444", k.hollow),
-      `<text x="${lx + 14}" y="${ly}" dominant-baseline="middle">${
-        parts.map((p, j) => `<tspan x="${lx + 14}" dy="${j === 0 ? 0 : 12}">${esc(p)}</tspan>`)
-          .join("")
-      }</text>`,
-    );
+    legend.push(marker(k.shape, lx + 5, legendY, "#444", k.hollow), legendText(k.text));
   }
   // A legend longer than the plot makes the picture taller rather than running off its bottom.
   return frame(title, xLabel, yLabel, body, legend, Math.max(H, Math.ceil(legendY)));
