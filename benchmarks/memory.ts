@@ -1454,23 +1454,25 @@ export function fitsDevice(e: MemoryEstimate, deviceBytes: number, margin = 0.1)
 /**
  * The largest micro-batch size that divides the batch and whose estimated peak fits the device
  * with the margin, or `undefined` when not even one row fits. The batch itself (no
- * accumulation) is tried first.
+ * accumulation) is tried first, or `maxMicroBatch` when that is smaller.
  *
  * @param input the run (its `microBatchSize` is ignored)
  * @param deviceBytes the device's memory in bytes
  * @param margin fraction kept free (default 0.1)
+ * @param maxMicroBatch the largest micro-batch to try (default the batch)
  * @returns the micro-batch size, or undefined
  */
 export function largestFittingMicroBatch(
   input: Omit<MemoryInput, "microBatchSize">,
   deviceBytes: number,
   margin = 0.1,
+  maxMicroBatch?: number,
 ): number | undefined {
   if (!(deviceBytes > 0)) {
     throw new Error(`benchmarks/memory.ts: deviceBytes must be positive, got ${deviceBytes}`);
   }
   const b = positiveInt(input.batchSize, "batchSize");
-  for (let m = b; m >= 1; m--) {
+  for (let m = Math.min(maxMicroBatch ?? b, b); m >= 1; m--) {
     if (b % m !== 0) continue;
     if (fitsDevice(estimateTrainingMemory({ ...input, microBatchSize: m }), deviceBytes, margin)) {
       return m;

@@ -55,7 +55,12 @@ import { type BackendInfo, selectBackend } from "../model/backend.ts";
 import { preset as getPreset, type T5Config } from "../model/config.ts";
 import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../model/t5.ts";
 import { t5Flops } from "../model/accounting.ts";
-import { type BackpropMode, estimateTrainingMemory, fitsDevice, type KernelSet } from "./memory.ts";
+import {
+  type BackpropMode,
+  estimateTrainingMemory,
+  type KernelSet,
+  largestFittingMicroBatch,
+} from "./memory.ts";
 import { fmtGb, WASM_HEAP_BYTES, WASM_HEAP_MARGIN } from "./device_memory.ts";
 import { lowMemoryBackpropInstalled } from "../model/backprop.ts";
 import { createOptimizer, type Optimizer, withTrainingRestored } from "./optim.ts";
@@ -599,25 +604,22 @@ export function planWasmT5(
 ): WasmPlan | string {
   const config = workloadConfig(w);
   const [batch, inputLength, targetLength] = w.nums as [number, number, number];
-  const estimate = (microBatchSize: number) =>
-    estimateTrainingMemory({
-      config,
-      method: "mtl",
-      optimizer: { kind: optimizer },
-      batchSize: batch,
-      microBatchSize,
-      inputLength,
-      targetLength,
-      dropout: config.dropoutRate > 0,
-      kernels: heap.kernels,
-      backprop: heap.backprop,
-    });
-  for (let m = Math.min(w.micro ?? batch, batch); m >= 1; m--) {
-    if (batch % m !== 0) continue;
-    const e = estimate(m);
-    if (fitsDevice(e, WASM_HEAP_BYTES, WASM_HEAP_MARGIN)) return { micro: m, bytes: e.peak };
+  const input = {
+    config,
+    method: "mtl",
+    optimizer: { kind: optimizer },
+    batchSize: batch,
+    inputLength,
+    targetLength,
+    dropout: config.dropoutRate > 0,
+    kernels: heap.kernels,
+    backprop: heap.backprop,
+  };
+  const micro = largestFittingMicroBatch(input, WASM_HEAP_BYTES, WASM_HEAP_MARGIN, w.micro);
+  if (micro !== undefined) {
+    return { micro, bytes: estimateTrainingMemory({ ...input, microBatchSize: micro }).peak };
   }
-  const one = estimate(1);
+  const one = estimateTrainingMemory({ ...input, microBatchSize: 1 });
   const fixed = one.weights + one.gradients + one.accumulator + one.optimizerState;
   return `estimated peak ${fmtGb(one.peak)} even at micro-batch 1 (weights, gradients${
     one.accumulator > 0 ? ", accumulator" : ""
