@@ -87,6 +87,7 @@
  * @module
  */
 import type { T5Config } from "../model/config.ts";
+import type { BackpropMode } from "../model/backend.ts";
 import { t5ParamShapes } from "../model/t5.ts";
 import { getMethod } from "../model/methods/mod.ts";
 import { backboneTrainable, type FreezeBackbone } from "../model/methods/_config.ts";
@@ -146,9 +147,10 @@ function kernelOps(k: KernelSet): KernelOps {
 /**
  * Which backward pass runs: `model/backprop.ts`'s, which frees each intermediate's gradient after
  * its last use (what `selectBackend` installs; `model/backend.ts` `backpropFromEnv` says which is
- * in effect), or tfjs's own, which keeps them all until the pass returns.
+ * in effect), or tfjs's own, which keeps them all until the pass returns. model/backend.ts's type
+ * (a type-only import: the estimate loads no backend).
  */
-export type BackpropMode = "low-memory" | "stock";
+export type { BackpropMode };
 
 /** The backward pass {@link estimateTrainingMemory} models when the input names none. */
 export const DEFAULT_BACKPROP: BackpropMode = "low-memory";
