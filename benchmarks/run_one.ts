@@ -37,10 +37,10 @@
 import { existsSync } from "node:fs";
 import { isDirectory } from "../model/fs.ts";
 import { join } from "node:path";
-import { preset, PUBLISHED_PRESETS, type T5Config, t5ConfigFromHf } from "../model/config.ts";
+import { preset, PUBLISHED_PRESETS, type T5Config } from "../model/config.ts";
 import { disposeT5, initT5, type T5Model } from "../model/t5.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
-import { fetchHubModel, readJsonFile } from "../model/checkpoint.ts";
+import { fetchHubModel } from "../model/checkpoint.ts";
 import {
   checkTokenizerFits,
   fetchHubConfigFiles,
@@ -48,6 +48,7 @@ import {
   loadFolderTokenizer,
   loadT5Weights,
   noTokenizerError,
+  readFolderConfig,
 } from "../model/pretrained.ts";
 import { explainBackendFailure, selectBackend } from "../model/backend.ts";
 import { getMethod } from "../model/methods/mod.ts";
@@ -259,12 +260,6 @@ export function checkBackboneShape(folder: string, config: T5Config, model: stri
         `the backbone, or give the backbone of ${model}`,
     );
   }
-}
-
-/** A checkpoint folder's `config.json`, validated (errors name the file and field). */
-async function readFolderConfig(folder: string): Promise<{ config: T5Config; path: string }> {
-  const path = join(folder, "config.json");
-  return { config: t5ConfigFromHf(await readJsonFile(path, "config.json"), path), path };
 }
 
 /**

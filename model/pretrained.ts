@@ -98,11 +98,25 @@ export async function loadT5(source: string, opts: LoadT5Options = {}): Promise<
   }
   // The config and the weights' headers (safetensors, or the `.bin` pickle) first: a mismatched tokenizer, or a weight missing,
   // unexpected, or of the wrong dtype or shape, is refused before the weights are read.
-  const configPath = join(dir, "config.json");
-  const config = t5ConfigFromHf(await readJsonFile(configPath, "config.json"), configPath);
+  const { config, path: configPath } = await readFolderConfig(dir);
   checkTokenizerFits(tokenizer, config, configPath);
   if (!local) await fetchHubSource(source, fetchHubModel, opts); // the weights, into the same folder
   return { model: await loadT5Weights(dir, config, configPath), tokenizer, tokenizerSource, dir };
+}
+
+/**
+ * A checkpoint folder's `config.json`, validated ({@link t5ConfigFromHf}); {@link loadT5} and
+ * `benchmarks/run_one.ts` read it before any weight.
+ *
+ * @param folder the folder
+ * @returns the configuration and the file's path (for errors)
+ * @throws Error naming the file (and field) that is missing or malformed
+ */
+export async function readFolderConfig(
+  folder: string,
+): Promise<{ config: T5Config; path: string }> {
+  const path = join(folder, "config.json");
+  return { config: t5ConfigFromHf(await readJsonFile(path, "config.json"), path), path };
 }
 
 /** Hub download options of {@link fetchHubConfigFiles} (those of `fetchHubModel`). */
