@@ -251,8 +251,10 @@ export function dropoutAdd<T extends tf.Tensor>(x: T, h: T, rate: number, seed: 
 // ---------------------------------------------------------------------------------------------
 // Gated GELU
 
-const GELU_C = Math.sqrt(2 / Math.PI);
-const GELU_K = 0.044715;
+/** `gelu_new`'s tanh approximation: √(2/π), the factor inside the tanh. */
+export const GELU_C: number = Math.sqrt(2 / Math.PI);
+/** `gelu_new`'s tanh approximation: the cubic term's coefficient. */
+export const GELU_K = 0.044715;
 
 /**
  * The tanh approximation of GELU that HF calls `gelu_new`, as stock ops:

@@ -7,7 +7,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { gatherRows } from "../layers.ts";
-import { geluNew as geluNewComposite } from "../fused.ts";
+import { GELU_C, GELU_K, geluNew as geluNewComposite } from "../fused.ts";
 
 /**
  * Rows of `table` on axis 0, differentiable on every backend (tfjs's own `gather` gradient needs
@@ -216,10 +216,6 @@ export function toBatch<T extends tf.Tensor>(perTaskRows: T, g: TaskGrouping): T
 export function presentTasks<T extends tf.Tensor>(stack: T, g: TaskGrouping): T {
   return rows(stack, g.tasks);
 }
-
-/** `√(2/π)` and `0.044715` of `gelu_new` (as model/fused.ts). */
-const GELU_C = Math.sqrt(2 / Math.PI);
-const GELU_K = 0.044715;
 
 /**
  * Sums `t` over the axes it was broadcast along and reshapes it to `shape` (the gradient of a
