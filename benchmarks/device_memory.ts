@@ -20,6 +20,7 @@
  */
 import type { T5Config } from "../model/config.ts";
 import { UsageError } from "../model/usage.ts";
+import { wasmStockElementwiseFromEnv } from "../model/backend.ts";
 import {
   type BackpropMode,
   DEFAULT_BACKPROP,
@@ -230,23 +231,11 @@ export async function deviceMemory(
  */
 export function kernelSetFor(
   backend: string,
-  stockElementwise: boolean = envValue(WASM_STOCK_ELEMENTWISE_ENV) === "1",
+  stockElementwise: boolean = wasmStockElementwiseFromEnv(),
 ): KernelSet {
   if (backend === "webgpu") return "fused";
   if (!backend.startsWith("wasm") || stockElementwise) return "composite";
   return backend === "wasm+blas" ? "fused-wasm-blas" : "fused-wasm";
-}
-
-/** The environment variable that keeps tfjs's stock wasm elementwise kernels (model/backend.ts). */
-export const WASM_STOCK_ELEMENTWISE_ENV = "HYPERPROMPT_WASM_STOCK_ELEMENTWISE";
-
-/** An environment variable's value, or undefined when unset or not readable (no --allow-env). */
-function envValue(name: string): string | undefined {
-  try {
-    return Deno.env.get(name);
-  } catch {
-    return undefined;
-  }
 }
 
 /**

@@ -131,6 +131,20 @@ function env(name: string): string | undefined {
   }
 }
 
+/** The environment variable that keeps tfjs's stock wasm elementwise kernels. */
+export const WASM_STOCK_ELEMENTWISE_ENV = "HYPERPROMPT_WASM_STOCK_ELEMENTWISE";
+
+/**
+ * Whether `HYPERPROMPT_WASM_STOCK_ELEMENTWISE=1` asks {@link selectBackend} to leave the wasm
+ * module's own elementwise kernels in place (and with them the fused wasm kernels off); the
+ * memory preflight reads it to model the same kernel set.
+ *
+ * @returns true when the variable is `1`
+ */
+export function wasmStockElementwiseFromEnv(): boolean {
+  return env(WASM_STOCK_ELEMENTWISE_ENV) === "1";
+}
+
 function errText(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
   return msg.split("\n")[0]!.slice(0, 300);
@@ -605,8 +619,7 @@ export async function selectBackend(
     info === undefined &&
     (requested === "wasm" || requested === "wasm+blas" || requested === "auto")
   ) {
-    const fastEw = (opts.fastElementwise ?? true) &&
-      env("HYPERPROMPT_WASM_STOCK_ELEMENTWISE") !== "1";
+    const fastEw = (opts.fastElementwise ?? true) && !wasmStockElementwiseFromEnv();
     const w = await startWasm(wantBlas, requested === "wasm+blas", fastEw, notes);
     if (w !== undefined) info = done(w.name, w.threads, w.adapter);
     else if (requested === "wasm") {
