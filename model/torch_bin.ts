@@ -19,8 +19,11 @@
  * magic number, protocol version 1001, a sys_info dict, the state dict (persistent ids
  * ('storage', type, key, location, numel, view metadata)) and the list of storage keys, then per
  * key an 8-byte element count and the storage's bytes. Its header is the pickles (read in
- * growing chunks: they state no length) and each count; the storages are seeked past. The older
- * tar format of torch < 0.4 is not read.
+ * growing chunks: they state no length) and each count; the storages are seeked past. Files saved
+ * under Python 2 (pickle protocol 2, its `str` as SHORT_BINSTRING and BINSTRING) are read too,
+ * each such string decoded as torch.load decodes it (UTF-8, its default encoding; latin-1 when
+ * not UTF-8, as `encoding="latin1"` gives). The older tar format of torch < 0.4 is not read.
+ * A tensor of more than {@link MAX_TENSOR_ELEMENTS} elements is refused from the header.
  *
  * @module
  */
@@ -34,6 +37,14 @@ import {
 
 /** Largest `data.pkl` accepted (a T5-XXL state dict's is under 1 MB). */
 export const MAX_PICKLE_BYTES = 256 * 1024 * 1024;
+
+/**
+ * Most elements one tensor may have (2^31 - 1; T5-XXL's largest has 2^27): tfjs indexes a
+ * tensor's elements with int32, and a view may hold many more elements than its storage (a
+ * stride-0 view repeats one), so its row-major copy is refused from the header instead of
+ * failing to allocate.
+ */
+export const MAX_TENSOR_ELEMENTS = 2 ** 31 - 1;
 
 /**
  * The element a strided view of a non-empty shape reaches last, counted from its first (the
@@ -133,6 +144,33 @@ async function openFile(path: string): Promise<{ file: Deno.FsFile; size: number
   }
 }
 
+/**
+ * `length` bytes at `position` of an open checkpoint, or an error naming the file (and `what` was
+ * being read) when it ends early: a file that shrank after its size was taken (truncated or
+ * rewritten meanwhile), which the size checks made at open cannot see.
+ *
+ * @param where the file, and the tensor or record being read, for errors
+ * @param what what the bytes are, for errors
+ */
+async function readAt(
+  file: Deno.FsFile,
+  position: number,
+  length: number,
+  where: string,
+  what: string,
+): Promise<Uint8Array> {
+  try {
+    return await readExactly(file, position, length);
+  } catch (e) {
+    throw new Error(
+      `${where}: ${(e as Error).message} while reading ${what} (bytes ${position}–${
+        position + length
+      }); the file is shorter than when it was opened (truncated or rewritten meanwhile?)`,
+      { cause: e },
+    );
+  }
+}
+
 /** Little-endian unsigned 64-bit integer at `off` of `v`, which must be a safe integer. */
 function u64(v: DataView, off: number, path: string, what: string): number {
   const n = v.getBigUint64(off, true);
@@ -157,11 +195,12 @@ export async function readZipDirectory(
   // The end record is 22 bytes plus a comment of up to 65,535; torch.save writes none, so the
   // last 42 bytes (with a ZIP64 locator before it) are tried first.
   let tailStart = Math.max(0, size - 42);
-  let tail = await readExactly(file, tailStart, size - tailStart);
+  const endRecords = "the zip end records";
+  let tail = await readAt(file, tailStart, size - tailStart, path, endRecords);
   let at = findEnd(tail, tail.byteLength - 22);
   if (at < 0) {
     tailStart = Math.max(0, size - (22 + 65535 + 20));
-    tail = await readExactly(file, tailStart, size - tailStart);
+    tail = await readAt(file, tailStart, size - tailStart, path, endRecords);
     at = findEnd(tail, tail.byteLength - 22);
   }
   if (at < 0) throw new Error(notZip);
@@ -176,13 +215,15 @@ export async function readZipDirectory(
     // ZIP64: a 20-byte locator just before the end record gives the ZIP64 end record.
     const locAt = tailStart + at - 20;
     if (locAt < 0) throw new Error(`${path}: ZIP64 end of central directory locator missing`);
-    const loc = new DataView((await readExactly(file, locAt, 20)).buffer);
+    const loc = new DataView(
+      (await readAt(file, locAt, 20, path, "the ZIP64 end record locator")).buffer,
+    );
     if (loc.getUint32(0, true) !== 0x07064b50) {
       throw new Error(`${path}: ZIP64 end of central directory locator missing`);
     }
     const recAt = u64(loc, 8, path, "ZIP64 end record offset");
     if (recAt + 56 > size) throw new Error(`${path}: ZIP64 end record beyond the end of the file`);
-    const rec = new DataView((await readExactly(file, recAt, 56)).buffer);
+    const rec = new DataView((await readAt(file, recAt, 56, path, "the ZIP64 end record")).buffer);
     if (rec.getUint32(0, true) !== 0x06064b50) {
       throw new Error(`${path}: ZIP64 end of central directory record missing at byte ${recAt}`);
     }
@@ -197,7 +238,7 @@ export async function readZipDirectory(
       }) lies beyond its ${size} bytes`,
     );
   }
-  const cd = await readExactly(file, cdOffset, cdSize);
+  const cd = await readAt(file, cdOffset, cdSize, path, "the zip central directory");
   const v = new DataView(cd.buffer);
   const entries = new Map<string, ZipEntry>();
   let p = 0;
@@ -279,8 +320,11 @@ async function entryDataStart(
   size: number,
   entry: ZipEntry,
   path: string,
+  tensor?: string,
 ): Promise<number> {
-  const where = `${path}: zip entry "${entry.name}"`;
+  const where = `${path}: ${
+    tensor === undefined ? "" : `tensor "${tensor}": `
+  }zip entry "${entry.name}"`;
   if (entry.flags & 1) throw new Error(`${where} is encrypted`);
   if (entry.method !== 0 || entry.compressedSize !== entry.size) {
     throw new Error(
@@ -291,7 +335,9 @@ async function entryDataStart(
   if (entry.localHeaderOffset + 30 > size) {
     throw new Error(`${where}: local header beyond the file`);
   }
-  const h = new DataView((await readExactly(file, entry.localHeaderOffset, 30)).buffer);
+  const h = new DataView(
+    (await readAt(file, entry.localHeaderOffset, 30, where, "its local header")).buffer,
+  );
   if (h.getUint32(0, true) !== 0x04034b50) {
     throw new Error(`${where}: no local header at byte ${entry.localHeaderOffset}`);
   }
@@ -460,6 +506,18 @@ function unpickle(b: Uint8Array, source: string, opts: UnpickleOptions): Unpickl
       return utf8.decode(s);
     } catch {
       return fail("string is not UTF-8");
+    }
+  };
+  // A Python 2 str (bytes): as torch.load decodes it, with its default encoding="utf-8", or,
+  // when that fails, as latin-1 (what torch.load(..., encoding="latin1") gives).
+  const py2str = (n: number): string => {
+    need(n);
+    const s = b.subarray(p, p + n);
+    p += n;
+    try {
+      return utf8.decode(s);
+    } catch {
+      return latin1.decode(s);
     }
   };
   const line = (): string => {
@@ -655,12 +713,17 @@ function unpickle(b: Uint8Array, source: string, opts: UnpickleOptions): Unpickl
         p += 1;
         stack.push(str(b[p - 1]!));
         break;
-      case 0x55: { // SHORT_BINSTRING
+      case 0x55: // SHORT_BINSTRING (a Python 2 str)
         need(1);
-        const n = b[p++]!;
-        need(n);
-        stack.push(latin1.decode(b.subarray(p, p + n)));
-        p += n;
+        p += 1;
+        stack.push(py2str(b[p - 1]!));
+        break;
+      case 0x54: { // BINSTRING (a Python 2 str of 256 bytes or more)
+        need(4);
+        const n = v.getInt32(p, true);
+        if (n < 0) fail(`BINSTRING of negative length ${n}`);
+        p += 4;
+        stack.push(py2str(n));
         break;
       }
       case 0x71: // BINPUT
@@ -812,7 +875,7 @@ async function readHeaderOf(
   path: string,
 ): Promise<TorchBinHeader> {
   if (size === 0) throw new Error(`${path}: not a PyTorch checkpoint (an empty file)`);
-  const head = await readExactly(file, 0, Math.min(size, 16));
+  const head = await readAt(file, 0, Math.min(size, 16), path, "its first bytes");
   if (head[0] === 0x80) return await readLegacyHeader(file, size, path);
   if (!(head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04)) {
     throw new Error(
@@ -836,7 +899,9 @@ async function readHeaderOf(
   if (byteorder !== undefined) {
     if (byteorder.size > 16) throw new Error(`${path}: ${byteorder.name} is not "little" or "big"`);
     const start = await entryDataStart(file, size, byteorder, path);
-    const order = new TextDecoder().decode(await readExactly(file, start, byteorder.size));
+    const order = new TextDecoder().decode(
+      await readAt(file, start, byteorder.size, path, byteorder.name),
+    );
     if (order !== "little") {
       throw new Error(
         `${path}: storages are ${JSON.stringify(order)}-endian; only little-endian is read`,
@@ -849,10 +914,12 @@ async function readHeaderOf(
       `${path}: ${pklEntry.name} is ${pklEntry.size} bytes (at most ${MAX_PICKLE_BYTES})`,
     );
   }
-  const pkl = await readExactly(
+  const pkl = await readAt(
     file,
     await entryDataStart(file, size, pklEntry, path),
     pklEntry.size,
+    path,
+    pklEntry.name,
   );
   const { value: root } = unpickle(pkl, `${path}: ${pklEntry.name}`, { persistent: "zip" });
   const storages = new Map<string, TorchStorage>();
@@ -921,10 +988,8 @@ function stateDict(
     }
     const storage = storageOf(t, where);
     const numel = numElements(t.size);
-    if (!Number.isSafeInteger(numel * type.bytes)) {
-      throw new Error(
-        `${where}: shape [${t.size.join(", ")}] has ${numel} elements, more than any tensor holds`,
-      );
+    if (numel > MAX_TENSOR_ELEMENTS) {
+      throw new Error(tooLarge(where, t.size, numel));
     }
     const last = t.offset + lastElement(t.size, t.stride);
     if (numel > 0 && last >= storage.numel) {
@@ -942,6 +1007,12 @@ function stateDict(
     });
   }
   return tensors;
+}
+
+/** The error for a tensor of more than {@link MAX_TENSOR_ELEMENTS} elements. */
+function tooLarge(where: string, shape: readonly number[], numel: number): string {
+  return `${where}: shape [${shape.join(", ")}] has ${numel} elements, more than the ` +
+    `${MAX_TENSOR_ELEMENTS} one tensor may have`;
 }
 
 /** The first value of a legacy checkpoint: `torch.serialization.MAGIC_NUMBER`. */
@@ -976,7 +1047,10 @@ class FilePrefix {
     const n = Math.min(this.size, MAX_PICKLE_BYTES, Math.max(4096, 2 * have));
     const grown = new Uint8Array(n);
     grown.set(this.bytes);
-    grown.set(await readExactly(this.file, have, n - have), have);
+    grown.set(
+      await readAt(this.file, have, n - have, this.path, "the legacy format's pickles"),
+      have,
+    );
     this.bytes = grown;
   }
 }
@@ -1067,7 +1141,8 @@ async function readLegacyHeader(
         `${where}: truncated file: its element count at byte ${off} ends past the file's ${size} bytes`,
       );
     }
-    const count = new DataView((await readExactly(file, off, 8)).buffer).getBigUint64(0, true);
+    const countBytes = await readAt(file, off, 8, where, "its element count");
+    const count = new DataView(countBytes.buffer).getBigUint64(0, true);
     if (count !== BigInt(s.numel)) {
       throw new Error(
         `${where}: the element count at byte ${off} says ${count}, but the state dict says ${s.numel}`,
@@ -1202,21 +1277,26 @@ export async function* readTorchBinTensors(
             `${path}: storage "${info.storage}" has neither a zip entry nor an offset`,
           );
         }
-        start = await entryDataStart(file, size, storage.entry, path);
+        start = await entryDataStart(file, size, storage.entry, path, name);
         starts.set(info.storage, start);
       }
       const es = dtypeBytes(storage.dtype);
       const numel = numElements(info.shape);
       const where = `${path}: tensor "${name}"`;
+      // Checked by the header reader too; a header given by the caller is checked again here,
+      // before its row-major copy is allocated.
+      if (numel > MAX_TENSOR_ELEMENTS) throw new Error(tooLarge(where, info.shape, numel));
       let bytes: Uint8Array;
       if (numel === 0) {
         bytes = new Uint8Array(0);
       } else {
         const span = 1 + lastElement(info.shape, info.stride);
-        const raw = await readExactly(file, start + info.storageOffset * es, span * es).catch(
-          (e: Error) => {
-            throw new Error(`${where}: ${e.message}`);
-          },
+        const raw = await readAt(
+          file,
+          start + info.storageOffset * es,
+          span * es,
+          where,
+          "its data",
         );
         bytes = isContiguous(info.shape, info.stride)
           ? raw

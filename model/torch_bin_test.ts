@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { unzipSync, zipSync } from "fflate";
 import * as tf from "@tensorflow/tfjs";
-import { readTorchBinHeader, readTorchBinTensors, type TorchTensorRead } from "./torch_bin.ts";
+import {
+  readTorchBinHeader,
+  readTorchBinTensors,
+  type TorchBinHeader,
+  type TorchTensorRead,
+} from "./torch_bin.ts";
 import { bytesRead } from "./read_meter_testing.ts";
 import { loadHfFolder } from "./checkpoint.ts";
 import { sharedPath } from "./shared_dir.ts";
@@ -14,9 +19,12 @@ const UNTIED = join(DIR, "t5-tiny-v1_1-untied.bin");
 /** `arange(24) / 8 - 1`, the base of testdata/make_torch_bin.py's dtypes.bin (exact in f16, bf16). */
 const BASE = Array.from({ length: 24 }, (_, i) => i / 8 - 1);
 
-async function readAll(path: string): Promise<Map<string, TorchTensorRead>> {
+async function readAll(
+  path: string,
+  header?: TorchBinHeader,
+): Promise<Map<string, TorchTensorRead>> {
   const out = new Map<string, TorchTensorRead>();
-  for await (const t of readTorchBinTensors(path)) out.set(t.name, t);
+  for await (const t of readTorchBinTensors(path, header)) out.set(t.name, t);
   return out;
 }
 
@@ -252,15 +260,153 @@ Deno.test("readTorchBinHeader: hostile zip extra fields, pickle runs and view si
   // APPENDS of a million items (spread as arguments before: call stack overflow).
   await rejectsWith(zip(latin1("\x80\x02](" + "N".repeat(1_000_000) + "e.")), /holds list/);
   // A stride-0 view of one stored float with 2^90 elements: refused from the header.
-  const s = (x: string) => "X" + String.fromCharCode(x.length) + "\x00\x00\x00" + x;
-  const big = "J\x00\x00\x00\x40"; // BININT 2^30
-  const pkl = "\x80\x02ccollections\nOrderedDict\n)R(" + s("w") +
-    "ctorch._utils\n_rebuild_tensor_v2\n((" + s("storage") + "ctorch\nFloatStorage\n" + s("0") +
-    s("cpu") + "K\x01tQK\x00(" + big + big + big + "t(K\x00K\x00K\x00t\x89" +
-    "ccollections\nOrderedDict\n)RtRu.";
   await rejectsWith(
-    zip(latin1(pkl), { "0": new Uint8Array(4) }),
-    /tensor "w": shape \[1073741824, 1073741824, 1073741824\] has \S+ elements, more than any/,
+    zip(latin1(strideZeroView(["J\x00\x00\x00\x40", "J\x00\x00\x00\x40", "J\x00\x00\x00\x40"])), {
+      "0": new Uint8Array(4),
+    }),
+    /tensor "w": shape \[1073741824, 1073741824, 1073741824\] has \S+ elements, more than the 2147483647 one tensor may have$/,
+  );
+});
+
+/**
+ * data.pkl of a state dict of one tensor "w": a view with strides 0 and the given sizes (pickle
+ * ints) of storage "0", one float32.
+ */
+function strideZeroView(sizes: string[]): string {
+  const s = (x: string) => "X" + String.fromCharCode(x.length) + "\x00\x00\x00" + x;
+  return "\x80\x02ccollections\nOrderedDict\n)R(" + s("w") +
+    "ctorch._utils\n_rebuild_tensor_v2\n((" + s("storage") + "ctorch\nFloatStorage\n" + s("0") +
+    s("cpu") + "K\x01tQK\x00(" + sizes.join("") + "t(" + "K\x00".repeat(sizes.length) + "t\x89" +
+    "ccollections\nOrderedDict\n)RtRu.";
+}
+
+Deno.test("a view of more elements than a tensor may have is refused naming the file and tensor, before allocating", async () => {
+  // A stride-0 view [2^24, 2^24] (2^48 elements) of one stored float: its numel × 4 bytes is a
+  // safe integer, so the header passed, and the row-major copy failed allocating with a bare
+  // "RangeError: Array buffer allocation failed".
+  const twoTo24 = "J\x00\x00\x00\x01";
+  const bytes = zip(latin1(strideZeroView([twoTo24, twoTo24])), { "0": new Uint8Array(4) });
+  const tooMany =
+    /tensor "w": shape \[16777216, 16777216\] has 281474976710656 elements, more than the 2147483647 one tensor may have$/;
+  await rejectsWith(bytes, tooMany);
+  // A header given by the caller is checked again before the copy is allocated.
+  const h = await readTorchBinHeader(DTYPES);
+  const f32 = h.tensors.get("f32")!;
+  const tensors = new Map([["w", { ...f32, shape: [2 ** 24, 2 ** 24], stride: [0, 0] }]]);
+  await assert.rejects(
+    readAll(DTYPES, { ...h, tensors }),
+    (e: Error) => {
+      assert.ok(e.message.startsWith(`${DTYPES}: tensor "w": `), e.message);
+      assert.match(e.message, tooMany);
+      return true;
+    },
+  );
+});
+
+/** Runs `fn` with the first `Deno.FsFile` read preceded by cutting `path` to `to` bytes. */
+async function shrinkingAtFirstRead(path: string, to: number, fn: () => Promise<unknown>) {
+  const proto = Deno.FsFile.prototype;
+  const read = proto.read;
+  let cut = false;
+  proto.read = async function (this: Deno.FsFile, p: Uint8Array) {
+    if (!cut) {
+      cut = true;
+      await Deno.truncate(path, to);
+    }
+    return await read.call(this, p);
+  };
+  try {
+    await fn();
+  } finally {
+    proto.read = read;
+  }
+  assert.ok(cut, "the file was read");
+}
+
+Deno.test("a checkpoint that shrinks while being read: the error names the file and what was read", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = join(dir, "pytorch_model.bin");
+  const names = (re: RegExp) => (e: Error) => {
+    assert.ok(e.message.startsWith(`${path}: `), `names the file: ${e.message}`);
+    assert.match(e.message, re);
+    return true;
+  };
+  try {
+    // Tensor data: the first tensor read, then the file cut short (after its size was taken).
+    // Before: "unexpected end of file at byte N", naming no file.
+    await Deno.copyFile(DTYPES, path);
+    const it = readTorchBinTensors(path, await readTorchBinHeader(path));
+    assert.equal((await it.next()).value?.name, "f32");
+    await Deno.truncate(path, 100);
+    await assert.rejects(
+      it.next(),
+      names(
+        /: tensor "f16": zip entry "dtypes\/data\/1": unexpected end of file at byte \d+ while reading its local header .*truncated or rewritten/,
+      ),
+    );
+    // The zip directory, the file cut after it was opened and its size taken.
+    await Deno.copyFile(DTYPES, path);
+    await shrinkingAtFirstRead(path, 100, async () => {
+      await assert.rejects(
+        readTorchBinHeader(path),
+        names(/: unexpected end of file at byte \d+ while reading the zip end records/),
+      );
+    });
+    // A legacy file's pickles.
+    await Deno.writeFile(path, legacyFile(legacyMain(), ["k0"], [[6n, SIX]]));
+    await shrinkingAtFirstRead(path, 20, async () => {
+      await assert.rejects(
+        readTorchBinHeader(path),
+        names(/: unexpected end of file at byte \d+ while reading the legacy format's pickles/),
+      );
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("legacy format saved under Python 2: its str as SHORT_BINSTRING and BINSTRING", async () => {
+  // Python 2's pickle (protocol 2) writes a str of under 256 bytes as SHORT_BINSTRING, a longer
+  // one as BINSTRING (4-byte length). Before: BINSTRING refused as an opcode torch.save does not
+  // emit, and SHORT_BINSTRING decoded as latin-1 where torch.load decodes UTF-8.
+  const py2 = (bytes: string) => {
+    const n = bytes.length;
+    return n < 256
+      ? "U" + String.fromCharCode(n) + bytes
+      : "T" + String.fromCharCode(n & 255, (n >> 8) & 255, (n >> 16) & 255, n >>> 24) + bytes;
+  };
+  /** The UTF-8 bytes of `s`, one character each (as `latin1` takes them). */
+  const utf8 = (s: string) => String.fromCharCode(...new TextEncoder().encode(s));
+  const prelude = PRELUDE.replace(uni("little_endian"), py2("little_endian"));
+  const long = "encoder." + "x".repeat(300) + ".weight";
+  const cases: [string, string][] = [
+    [long, long], // BINSTRING
+    [utf8("café"), "café"], // UTF-8, torch.load's default encoding
+    ["caf\xe9", "café"], // not UTF-8: latin-1, as encoding="latin1" gives
+  ];
+  for (const [bytes, name] of cases) {
+    const file = legacyFile(
+      legacyMain(undefined, undefined, undefined, { str: py2, name: bytes, key: "1" }),
+      ["1"],
+      [[6n, SIX]],
+      { prelude, str: py2 },
+    );
+    const got = await readBytes(file);
+    assert.deepEqual([...got.keys()], [name]);
+    assert.deepEqual([...got.get(name)!.values!], [0, 1, 2, 3, 4, 5]);
+  }
+  await rejectsWith(
+    legacyFile("\x80\x02T\xff\xff\xff\xff.", [], [], { prelude }),
+    /state dict pickle: BINSTRING of negative length -1 \(byte \d+\)$/,
+  );
+  await rejectsWith(
+    legacyFile("\x80\x02T\x10\x00\x00\x00abc", [], [], { prelude }),
+    /state dict pickle: truncated pickle \(byte \d+\)$/,
+  );
+  // Still no code: a global named by Python 2 strings is refused.
+  await rejectsWith(
+    zip(latin1("\x80\x02U\x02osU\x06system\x93.")),
+    /refused global os\.system \(STACK_GLOBAL\)/,
   );
 });
 
@@ -376,16 +522,29 @@ const PRELUDE = "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19." + "\
  * A state dict of one float32 tensor `w` ("k0": six floats 0–5), pickled as torch < 1.6 did,
  * with the given view metadata (pickle text), size and stride tuples (pickle text).
  */
-function legacyMain(viewMeta = "N", size = "K\x02K\x03\x86", stride = "K\x03K\x01\x86"): string {
-  return "\x80\x02ccollections\nOrderedDict\n)R(" + uni("w") +
-    "ctorch._utils\n_rebuild_tensor_v2\n((" + uni("storage") + "ctorch\nFloatStorage\n" +
-    uni("k0") + uni("cpu") + "K\x06" + viewMeta + "tQK\x00" + size + stride + "\x89" +
+function legacyMain(
+  viewMeta = "N",
+  size = "K\x02K\x03\x86",
+  stride = "K\x03K\x01\x86",
+  { str = uni, name = "w", key = "k0" } = {},
+): string {
+  return "\x80\x02ccollections\nOrderedDict\n)R(" + str(name) +
+    "ctorch._utils\n_rebuild_tensor_v2\n((" + str("storage") + "ctorch\nFloatStorage\n" +
+    str(key) + str("cpu") + "K\x06" + viewMeta + "tQK\x00" + size + stride + "\x89" +
     "ccollections\nOrderedDict\n)RtRu.";
 }
 
-/** A legacy file: PRELUDE, `main`, the list of `keys`, then each [count, bytes]. */
-function legacyFile(main: string, keys: string[], storages: [bigint, Uint8Array][]): Uint8Array {
-  const head = latin1(PRELUDE + main + "\x80\x02](" + keys.map(uni).join("") + "e.");
+/**
+ * A legacy file: PRELUDE (or `prelude`), `main`, the list of `keys` (strings made by `str`), then
+ * each [count, bytes].
+ */
+function legacyFile(
+  main: string,
+  keys: string[],
+  storages: [bigint, Uint8Array][],
+  { prelude = PRELUDE, str = uni } = {},
+): Uint8Array {
+  const head = latin1(prelude + main + "\x80\x02](" + keys.map(str).join("") + "e.");
   const parts: Uint8Array[] = [head];
   for (const [count, bytes] of storages) {
     const c = new Uint8Array(8);
