@@ -517,6 +517,164 @@ const connectTimeoutFetch: typeof fetch = async (input, init) => {
   }
 };
 
+/** The flags of `deno task bench`, as `parseArgs` takes them. */
+const OPTIONS = {
+  profile: { type: "string" },
+  "data-dir": { type: "string" },
+  "no-download": { type: "boolean", default: false },
+  out: { type: "string", default: "results/runs" },
+  methods: { type: "string", multiple: true },
+  shard: { type: "string" },
+  "dry-run": { type: "boolean", default: false },
+  compare: { type: "string" },
+  backend: { type: "string" },
+  resume: { type: "boolean", default: false },
+  tables: { type: "string" },
+  "no-tables": { type: "boolean", default: false },
+  "device-memory": { type: "string" },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
+/** What each flag that takes a value expects, for the errors (as {@link USAGE} names it). */
+const VALUE_OF: Readonly<Record<string, string>> = {
+  profile: "a built-in profile name or a profile JSON file",
+  "data-dir": "a folder",
+  out: "a folder",
+  methods: "method labels, comma-separated",
+  shard: "i/n, e.g. 0/4",
+  compare: "a baseline folder or JSON file",
+  backend: BACKEND_CHOICES.join("|"),
+  tables: "a folder",
+  "device-memory": "the GPU's memory in GB, e.g. 80",
+};
+
+/** The hint every argument error ends with. */
+const HELP_HINT = "deno task bench --help lists the flags";
+
+/** The distance of two strings in single-character edits (insert, delete, substitute). */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur.push(
+        Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)),
+      );
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/** The known flag an unknown one was probably meant to be: a prefix of it, or 2 edits away. */
+function nearestFlag(name: string): string | undefined {
+  const names = Object.keys(OPTIONS);
+  const prefixed = names.filter((n) => name.length >= 2 && n.startsWith(name));
+  if (prefixed.length === 1) return prefixed[0];
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const n of names) {
+    const d = editDistance(name, n);
+    if (d < bestDistance) [best, bestDistance] = [n, d];
+  }
+  return best;
+}
+
+/** The parsed flags of `deno task bench`. */
+export type BenchArgs = ReturnType<typeof parseStrict>;
+
+function parseStrict(args: string[]) {
+  return parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: false }).values;
+}
+
+/**
+ * Parses `deno task bench`'s arguments. Every mistake is one line naming the flag, the value and
+ * what it takes, ending with a pointer to `--help`: an unknown flag (with the flag it probably
+ * meant), an argument that is no flag, a flag without its value, a value given to a flag that
+ * takes none, and a flag that takes one value given two different ones. A value that starts with
+ * a dash but is no flag (`--device-memory -3`, `--shard -1/2`) is taken as the flag's value, so
+ * that the flag's own check says what is wrong with it.
+ *
+ * @param args the command-line arguments
+ * @returns the flags, with their defaults
+ * @throws UsageError naming the flag and the value
+ */
+export function parseBenchArgs(args: string[]): BenchArgs {
+  const { tokens } = parseArgs({
+    args,
+    options: OPTIONS,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  const fail = (what: string): never => {
+    throw new UsageError(`${what}; ${HELP_HINT}`);
+  };
+  const normalised: string[] = [];
+  const given = new Map<string, string>();
+  let previous: (typeof tokens)[number] | undefined;
+  for (const t of tokens) {
+    const before = previous;
+    previous = t;
+    if (t.kind === "option-terminator") continue;
+    if (t.kind === "positional") {
+      // `--resume yes`: a value given to a flag that takes none.
+      const flagBefore = before?.kind === "option" && before.name in OPTIONS &&
+          before.value === undefined
+        ? ` after --${before.name}, which takes no value`
+        : "";
+      fail(`unexpected argument "${t.value}"${flagBefore}: deno task bench takes only flags`);
+      continue;
+    }
+    const option = (OPTIONS as Record<string, { type: string; multiple?: boolean }>)[t.name];
+    if (option === undefined) {
+      if (t.name === "tasks") {
+        fail(
+          `unknown flag ${t.rawName}: the profile chooses the tasks (a profile JSON file through ` +
+            `--profile PATH; deno task download takes --tasks)`,
+        );
+      }
+      const near = nearestFlag(t.name);
+      fail(`unknown flag ${t.rawName}${near === undefined ? "" : ` (did you mean --${near}?)`}`);
+      continue;
+    }
+    const flag = `--${t.name}`;
+    if (option.type === "boolean") {
+      if (t.value !== undefined) fail(`${flag} takes no value, got "${t.rawName}=${t.value}"`);
+      normalised.push(flag);
+      continue;
+    }
+    const expected = VALUE_OF[t.name]!;
+    if (t.value === undefined) fail(`${flag} needs a value (${expected})`);
+    const value = t.value!;
+    if (!t.inlineValue && /^-[-A-Za-z]/.test(value)) {
+      const known = value.startsWith("--")
+        ? value.slice(2).split("=")[0]! in OPTIONS
+        : value === "-h";
+      fail(
+        known
+          ? `${flag} needs a value (${expected}), got the flag ${value} after it`
+          : `${flag} needs a value (${expected}), got "${value}", which reads as a flag ` +
+            `(if it is the value: ${flag}=${value})`,
+      );
+    }
+    if (option.multiple !== true) {
+      const first = given.get(t.name);
+      if (first !== undefined && first !== value) {
+        fail(`${flag} given twice ("${first}", then "${value}"); give it once`);
+      }
+      given.set(t.name, value);
+    }
+    normalised.push(`${flag}=${value}`);
+  }
+  try {
+    return parseStrict(normalised);
+  } catch (e) {
+    // Every mistake above is caught first; this is a last resort, still one line.
+    return fail((e as Error).message.split("\n")[0]!);
+  }
+}
+
 /**
  * Downloads the tasks in `ids` into the default cache, printing one line per task written and a
  * short reason when some could not be fetched (offline: the runs go on with the tasks present).
@@ -595,30 +753,10 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
   const error = opts.error ?? ((s: string) => console.error(s));
   let values;
   try {
-    values = parseArgs({
-      args,
-      options: {
-        profile: { type: "string" },
-        "data-dir": { type: "string" },
-        "no-download": { type: "boolean", default: false },
-        out: { type: "string", default: "results/runs" },
-        methods: { type: "string", multiple: true },
-        shard: { type: "string" },
-        "dry-run": { type: "boolean", default: false },
-        compare: { type: "string" },
-        backend: { type: "string" },
-        resume: { type: "boolean", default: false },
-        tables: { type: "string" },
-        "no-tables": { type: "boolean", default: false },
-        "device-memory": { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
+    values = parseBenchArgs(args);
   } catch (e) {
-    error(`${(e as Error).message}\n\n${USAGE}`);
-    return 2;
+    error((e as Error).message);
+    return exitCodeOf(e);
   }
   if (values.help) {
     log(USAGE);
@@ -651,7 +789,17 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     const probeWith = opts.probe ?? probeBackend;
     const shardArg = values.shard;
     const shard = shardArg === undefined ? undefined : usageChecked(() => parseShard(shardArg));
-    if (shard !== undefined && values.tables !== undefined && !values["no-tables"]) {
+    if (shard !== undefined && !Number.isSafeInteger(shard.count)) {
+      // Past 2^53 the numbers are rounded: the shards would neither cover the grid nor differ.
+      throw new UsageError(`--shard "${shardArg}": n must be at most ${Number.MAX_SAFE_INTEGER}`);
+    }
+    if (values.tables !== undefined && values["no-tables"]) {
+      throw new UsageError(
+        `--tables ${values.tables} with --no-tables: the one asks for the tables there, the ` +
+          `other for none; give one of them`,
+      );
+    }
+    if (shard !== undefined && values.tables !== undefined) {
       // Ignoring it would leave the user waiting for tables that never come.
       throw new UsageError(
         `--tables ${values.tables} with --shard ${shardArg}: a shard writes no tables (they need ` +
@@ -661,6 +809,12 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     }
     let probe: BackendProbe | undefined;
     let profileName = values.profile;
+    if (profileName?.trim() === "") {
+      throw new UsageError(
+        `--profile "${profileName}": an empty name (an unset variable?); built-in profiles: ` +
+          `${listProfiles().join(", ")}, or a profile JSON file`,
+      );
+    }
     if (profileName === undefined) {
       probe = await probeWith((backendArg as BackendChoice | undefined) ?? "auto");
       profileName = probe.gpu ? "paper-base" : "smoke";

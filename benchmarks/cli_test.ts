@@ -138,7 +138,7 @@ Deno.test("main() reports bad arguments and profiles with exit code 2", async ()
   assert.match(c.err.join("\n"), /Unknown --backend "tpu"/);
   c = capture();
   assert.equal(await main(["--bogus"], c.opts), 2);
-  assert.match(c.err.join("\n"), /Usage: deno task bench/);
+  assert.deepEqual(c.err, ["unknown flag --bogus; deno task bench --help lists the flags"]);
   c = capture();
   const bad = await tmpProfile(dir, { methods: [{ name: "mtl" }, { name: "lora" }] });
   assert.equal(await main(["--profile", bad, "--data-dir", DATA], c.opts), 2);
@@ -154,6 +154,100 @@ Deno.test("main() reports bad arguments and profiles with exit code 2", async ()
   assert.equal(await main(["--help"], c.opts), 0);
   assert.match(c.out.join("\n"), /--shard i\/n[\s\S]*smoke/);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("main() refuses every bad flag, value and combination in one line naming them (exit 2, no usage text)", async () => {
+  const dir = await Deno.makeTempDir();
+  const profile = await tmpProfile(dir);
+  // Checked before the profile's grid: none of these reads data or runs anything.
+  const cases: [string[], RegExp][] = [
+    [
+      ["--device-memory", "-3"],
+      /^--device-memory must be .*\(a positive number, e\.g\. 80\), got "-3"$/,
+    ],
+    [["--device-memory=-3"], /^--device-memory must be .*got "-3"$/],
+    [["--device-memory", "0"], /^--device-memory must be .*got "0"$/],
+    [["--device-memory", "80GB"], /got "80GB" \(the number alone, without a unit\)$/],
+    [
+      ["--device-memory"],
+      /^--device-memory needs a value \(the GPU's memory in GB, e\.g\. 80\); .*--help/,
+    ],
+    [["--profile"], /^--profile needs a value \(a built-in profile name or a profile JSON file\)/],
+    [["--profile", "--dry-run"], /^--profile needs a value .*, got the flag --dry-run after it;/],
+    [["--profile", ""], /^--profile "": an empty name .*built-in profiles: .*ci/],
+    [["--profile", "nope"], /^Unknown profile "nope"; built-in profiles: /],
+    [
+      ["--profile", profile, "--profile", "ci"],
+      /^--profile given twice \(".*tiny\.json", then "ci"\)/,
+    ],
+    [["--backend"], /^--backend needs a value \(auto\|tensorflow\|webgpu\|wasm\|wasm\+blas\|cpu\)/],
+    [
+      ["--profile", profile, "--backend", "tpu"],
+      /^Unknown --backend "tpu"; expected one of auto, /,
+    ],
+    [["--profile", profile, "--methods"], /^--methods needs a value/],
+    [
+      ["--profile", profile, "--methods", "lora"],
+      /^--methods: unknown method label "lora"; profile "tiny-grid" has the methods "mtl", /,
+    ],
+    [["--shard", "-1/2"], /^Cannot parse --shard "-1\/2": expected i\/n with 0 <= i < n/],
+    [["--shard", "2/2"], /^Cannot parse --shard "2\/2"/],
+    [
+      ["--shard", "1/99999999999999999999"],
+      /^--shard "1\/99999999999999999999": n must be at most 9007199254740991$/,
+    ],
+    [
+      ["--shard", "0/2", "--tables", dir],
+      /^--tables .* with --shard 0\/2: a shard writes no tables/,
+    ],
+    [["--tables", dir, "--no-tables"], /^--tables .* with --no-tables: .*give one of them$/],
+    [
+      ["--out", "-x"],
+      /^--out needs a value \(a folder\), got "-x", which reads as a flag \(if it is the value: --out=-x\)/,
+    ],
+    [["--profile", profile, "--out", ""], /^--out: an empty path/],
+    [
+      ["--profile", profile, "--data-dir", join(dir, "nope")],
+      /^--data-dir .*nope: no such folder$/,
+    ],
+    [["--profile", profile, "--compare", join(dir, "nope")], /^--compare: Cannot read results/],
+    [["--dry-run=yes"], /^--dry-run takes no value, got "--dry-run=yes"; deno task bench --help/],
+    [["--resume", "yes"], /^unexpected argument "yes" after --resume, which takes no value: /],
+    [["ci"], /^unexpected argument "ci": deno task bench takes only flags; /],
+    [["--dry"], /^unknown flag --dry \(did you mean --dry-run\?\); deno task bench --help/],
+    [["--device-mem", "80"], /^unknown flag --device-mem \(did you mean --device-memory\?\)/],
+    [["--tasks", "rte"], /^unknown flag --tasks: the profile chooses the tasks/],
+    [["-x"], /^unknown flag -x; deno task bench --help lists the flags$/],
+  ];
+  try {
+    for (const [args, expected] of cases) {
+      const c = capture();
+      assert.equal(await main(args, c.opts), 2, args.join(" "));
+      assert.equal(c.out.length, 0, args.join(" "));
+      assert.equal(c.err.length, 1, `${args.join(" ")}: ${c.err.join("\n")}`);
+      assert.ok(!c.err[0]!.includes("\n"), `${args.join(" ")}: ${c.err[0]}`);
+      assert.match(c.err[0]!, expected, args.join(" "));
+    }
+    // The same flag twice with the same value, and a value that starts with a dash written
+    // inline, are fine.
+    const c = capture();
+    const ok = ["--profile", profile, "--profile", profile, "--data-dir", DATA, "--dry-run"];
+    assert.equal(await main([...ok, "--out=-x", "--no-tables"], c.opts), 0, c.err.join("\n"));
+    assert.ok(!existsSync("-x")); // a dry run creates no output folder
+    // As a user runs it: one line on stderr, nothing on stdout.
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", CLI, "--device-memory", "-3"],
+      env: { NO_COLOR: "1" },
+    }).output();
+    assert.equal(out.code, 2);
+    assert.equal(new TextDecoder().decode(out.stdout), "");
+    assert.equal(
+      new TextDecoder().decode(out.stderr),
+      `--device-memory must be the GPU's memory in GB (a positive number, e.g. 80), got "-3"\n`,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("main() --dry-run lists the grid with FLOPs and time; --compare gates the results", async () => {
@@ -422,7 +516,7 @@ Deno.test("main() with no cache and no mirror still downloads first, then names 
     asked.length = 0;
     const unknownTask = await tmpProfile(dir, { tasks: { glue: ["nope"] } });
     const refused: [string[], RegExp][] = [
-      [["--profile", profile, "--bogus"], /Unknown option '--bogus'/],
+      [["--profile", profile, "--bogus"], /^unknown flag --bogus; /],
       [["--profile", profile, "--shard", "3/3"], /^Cannot parse --shard "3\/3"/],
       [["--profile", profile, "--backend", "tpu"], /^Unknown --backend "tpu"/],
       [["--profile", join(dir, "none.json")], /^Cannot read profile ".*none\.json"/],
@@ -552,7 +646,11 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
         /^--compare .*: none of its 16 runs \(profile "ci"\) is a run of this shard \(profile "tiny-grid", 4 runs\)/,
       ],
       // An unset variable (--out "$DIR"): the runs would be written into the current folder.
-      [[...base, "--out", ""], {}, /^--out: an empty path \(an unset variable\?\); name a folder$/],
+      [
+        ["--profile", profile, "--data-dir", DATA, "--out", ""],
+        {},
+        /^--out: an empty path \(an unset variable\?\); name a folder$/,
+      ],
       [[...base, "--tables", ""], {}, /^--tables: an empty path \(an unset variable\?\)/],
       // A shard writes no tables: an explicit --tables would be ignored.
       [
@@ -584,10 +682,15 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
     }
     assert.equal(runs, 0, "no run started");
     assert.ok(!(await Deno.stat(out).then(() => true, () => false)), "--out was not created");
-    // --tables is not checked when no tables are written.
+    // --tables with --no-tables asks for two things: refused, whatever the folder.
     const c = capture();
     const args = [...base, "--no-tables", "--tables", join(file, "t")];
-    assert.equal(await main(args, { ...c.opts, runOne: counting }), 0);
+    assert.equal(await main(args, { ...c.opts, runOne: counting }), 2);
+    assert.match(c.err.join("\n"), /^--tables .* with --no-tables: /);
+    // Without --tables, --no-tables writes none and checks no tables folder.
+    const c2 = capture();
+    assert.equal(await main([...base, "--no-tables"], { ...c2.opts, runOne: counting }), 0);
+    assert.ok(!existsSync(join(out, "tables")));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

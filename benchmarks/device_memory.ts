@@ -156,8 +156,12 @@ export async function deviceMemoryUsed(
 export function parseDeviceMemoryGb(text: string, name: string): number {
   const gb = text.trim() === "" ? NaN : Number(text);
   if (!Number.isFinite(gb) || gb <= 0) {
+    // "80GB" or "80 GiB": the number is wanted without its unit.
+    const unit = /^\s*\d*\.?\d+\s*[a-z]+\s*$/i.test(text)
+      ? " (the number alone, without a unit)"
+      : "";
     throw new UsageError(
-      `${name} must be the GPU's memory in GB (a positive number, e.g. 80), got "${text}"`,
+      `${name} must be the GPU's memory in GB (a positive number, e.g. 80), got "${text}"${unit}`,
     );
   }
   return gb * 1e9;

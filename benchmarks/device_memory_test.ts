@@ -104,10 +104,15 @@ Deno.test("deviceMemoryOverride: the flag beats the variable; bad values name th
         e.message.includes(`"${bad}"`),
     );
   }
-  assert.throws(
-    () => deviceMemoryOverride(undefined, "80GB"),
-    (e: Error) => e instanceof UsageError && e.message.includes(DEVICE_MEMORY_ENV),
-  );
+  // A number with its unit: the message says to drop the unit; a word gets no such hint.
+  for (const [text, hint] of [["80GB", true], ["85.5 GiB", true], ["lots", false]] as const) {
+    assert.throws(
+      () => deviceMemoryOverride(undefined, text),
+      (e: Error) =>
+        e instanceof UsageError && e.message.startsWith(`${DEVICE_MEMORY_ENV} must be`) &&
+        e.message.endsWith(hint ? "(the number alone, without a unit)" : `"${text}"`),
+    );
+  }
 });
 
 function spec(train: Partial<RunSpec["train"]> = {}, seed = 0): RunSpec {
