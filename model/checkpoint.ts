@@ -21,6 +21,7 @@ import {
   readExactly,
   readSafetensorsHeader,
   type SafetensorsDtype,
+  type SafetensorsHeader,
   type TensorInfo,
   toTypedArray,
 } from "./safetensors.ts";
@@ -160,6 +161,19 @@ export async function loadSafetensorsFile(
   only?: ReadonlySet<string>,
   into: Map<string, tf.Tensor> = new Map(),
 ): Promise<Map<string, tf.Tensor>> {
+  return await loadSafetensorsWith(path, undefined, only, into);
+}
+
+/**
+ * {@link loadSafetensorsFile}, given the file's header when it was read already (then only the
+ * tensor data is read, after checking that the file still has the size its header describes).
+ */
+async function loadSafetensorsWith(
+  path: string,
+  read: SafetensorsHeader | undefined,
+  only: ReadonlySet<string> | undefined,
+  into: Map<string, tf.Tensor>,
+): Promise<Map<string, tf.Tensor>> {
   let file: Deno.FsFile;
   try {
     file = await Deno.open(path, { read: true });
@@ -173,8 +187,28 @@ export async function loadSafetensorsFile(
       throw new Error(`${path}: not a safetensors file (a folder or other non-file)`);
     }
     const size = stat.size;
-    const len = parseHeaderLength(await readExactly(file, 0, Math.min(8, size)), size, path);
-    const header = parseHeader(await readExactly(file, 8, len), size, path);
+    let header: SafetensorsHeader;
+    if (read === undefined) {
+      const len = parseHeaderLength(
+        await readAt(file, 0, Math.min(8, size), path, "its header length"),
+        size,
+        path,
+      );
+      header = parseHeader(await readAt(file, 8, len, path, "its header"), size, path);
+    } else {
+      header = read;
+      // The header tiles the data section to the end of the file (parseHeader).
+      let want = header.dataStart;
+      for (const t of header.tensors.values()) {
+        want = Math.max(want, header.dataStart + t.dataOffsets[1]);
+      }
+      if (size !== want) {
+        throw new Error(
+          `${path}: changed since its header was read: it has ${size} bytes, its header ` +
+            `describes ${want}`,
+        );
+      }
+    }
     if (only) {
       for (const name of only) {
         if (!header.tensors.has(name)) throw new Error(`${path}: tensor "${name}" not found`);
@@ -185,9 +219,10 @@ export async function loadSafetensorsFile(
         if (only && !only.has(name)) continue;
         await put(name, async () => {
           const [b, e] = info.dataOffsets;
-          const bytes = await readExactly(file, header.dataStart + b, e - b);
+          const where = `${path}: tensor "${name}"`;
+          const bytes = await readAt(file, header.dataStart + b, e - b, where, "its data");
           return {
-            values: toTypedArray(info.dtype, bytes, `${path}: tensor "${name}"`),
+            values: toTypedArray(info.dtype, bytes, where),
             shape: info.shape,
           };
         });
@@ -196,6 +231,32 @@ export async function loadSafetensorsFile(
     return into;
   } finally {
     file.close();
+  }
+}
+
+/**
+ * `length` bytes at `position` of an open weights file, or an error naming the file (and what was
+ * being read) when it ends early: it shrank after its size was taken.
+ *
+ * @param where the file, and the tensor being read, for errors
+ * @param what what the bytes are, for errors
+ */
+async function readAt(
+  file: Deno.FsFile,
+  position: number,
+  length: number,
+  where: string,
+  what: string,
+): Promise<Uint8Array> {
+  try {
+    return await readExactly(file, position, length);
+  } catch (e) {
+    throw new Error(
+      `${where}: ${(e as Error).message} while reading ${what} (bytes ${position}–${
+        position + length
+      }); the file is shorter than when it was opened (truncated or rewritten meanwhile?)`,
+      { cause: e },
+    );
   }
 }
 
@@ -281,6 +342,24 @@ export function parseIndex(json: unknown, source: string): Map<string, string[]>
   return shards;
 }
 
+/** Options of {@link loadHfFolder}. */
+export interface LoadHfFolderOptions {
+  /**
+   * The folder's `config.json` as the caller read and validated it (maybe with training-only
+   * fields changed): the file is then not read again, and this is the checkpoint's config.
+   */
+  readonly config?: T5Config;
+  /**
+   * Called with the tensors the weights' headers list (what {@link inspectHfFolder} returns; a
+   * copy the check may change) before any tensor data is read: what it throws refuses the
+   * checkpoint with nothing loaded.
+   */
+  readonly check?: (found: {
+    tensors: Map<string, FolderTensorInfo>;
+    source: string;
+  }) => void;
+}
+
 /**
  * Load a Hugging Face checkpoint folder: `config.json` plus `model.safetensors` or the sharded
  * index and its shards, else `pytorch_model.bin` or its sharded index and shards (torch.save's
@@ -293,20 +372,32 @@ export function parseIndex(json: unknown, source: string): Map<string, string[]>
  * PyTorch tensor that is the same view of the same storage as another (tied weights) is the same
  * tensor under both names.
  *
+ * Each file is read once: `config.json` (not at all when `opts.config` is given), each header,
+ * then each tensor's data.
+ *
  * @param dir the folder
+ * @param opts the config already read, and a check of the headers' tensors before any data
  * @returns config and tensors (the caller owns and disposes the tensors)
- * @throws Error naming the file and tensor/field for any missing or malformed part
+ * @throws Error naming the file and tensor/field for any missing or malformed part, or what
+ *   `opts.check` throws
  */
-export async function loadHfFolder(dir: string): Promise<HfCheckpoint> {
-  const layout = await readFolderLayout(dir);
+export async function loadHfFolder(
+  dir: string,
+  opts: LoadHfFolderOptions = {},
+): Promise<HfCheckpoint> {
+  const layout = await readFolderLayout(dir, opts.config);
   const { config, files } = layout;
-  const { torch } = await readHeaders(layout);
+  const headers = await readHeaders(layout);
+  opts.check?.({ tensors: new Map(headers.tensors), source: layout.source });
   const tensors = new Map<string, tf.Tensor>();
   try {
     for (const { path } of files) {
-      const header = torch.get(path);
-      if (header === undefined) await loadSafetensorsFile(path, undefined, tensors);
-      else await loadTorchBinFile(path, header, tensors);
+      const header = headers.torch.get(path);
+      if (header === undefined) {
+        await loadSafetensorsWith(path, headers.safetensors.get(path), undefined, tensors);
+      } else {
+        await loadTorchBinFile(path, header, tensors);
+      }
     }
   } catch (e) {
     for (const t of tensors.values()) t.dispose();
@@ -358,10 +449,11 @@ interface FolderLayout {
  * The config and weight files of a checkpoint folder (names per shard when sharded): safetensors
  * first, as transformers prefers them, then PyTorch's.
  */
-async function readFolderLayout(dir: string): Promise<FolderLayout> {
+async function readFolderLayout(dir: string, read?: T5Config): Promise<FolderLayout> {
   const configPath = join(dir, "config.json");
   if (!(await pathExists(dir))) throw new Error(`${dir}: checkpoint folder does not exist`);
-  const config = t5ConfigFromHf(await readJsonFile(configPath, "config.json"), configPath);
+  const config = read ??
+    t5ConfigFromHf(await readJsonFile(configPath, "config.json"), configPath);
   const formats = [
     ["safetensors", WEIGHTS_NAME, WEIGHTS_INDEX_NAME],
     ["torch", TORCH_WEIGHTS_NAME, TORCH_WEIGHTS_INDEX_NAME],
@@ -411,13 +503,18 @@ export interface FolderTensorInfo {
 /**
  * Every tensor of the weight files from their headers: each shard must hold the names its index
  * maps to it, and no name may be in two files. A shard's tensor the index omits is included.
- * PyTorch files' headers are returned too (by path), for loading.
+ * Each file's header is returned too (by path), for loading without reading it again.
  */
 async function readHeaders(
   { files, format }: Pick<FolderLayout, "files" | "format">,
-): Promise<{ tensors: Map<string, FolderTensorInfo>; torch: Map<string, TorchBinHeader> }> {
+): Promise<{
+  tensors: Map<string, FolderTensorInfo>;
+  torch: Map<string, TorchBinHeader>;
+  safetensors: Map<string, SafetensorsHeader>;
+}> {
   const tensors = new Map<string, FolderTensorInfo>();
   const torch = new Map<string, TorchBinHeader>();
+  const safetensors = new Map<string, SafetensorsHeader>();
   for (const { path, names } of files) {
     let header: {
       tensors: ReadonlyMap<string, { dtype: SafetensorsDtype; shape: readonly number[] }>;
@@ -427,7 +524,9 @@ async function readHeaders(
       torch.set(path, th);
       header = th;
     } else {
-      header = await readSafetensorsHeader(path);
+      const sh = await readSafetensorsHeader(path);
+      safetensors.set(path, sh);
+      header = sh;
     }
     for (const name of names ?? []) {
       if (!header.tensors.has(name)) {
@@ -454,7 +553,7 @@ async function readHeaders(
       );
     }
   }
-  return { tensors, torch };
+  return { tensors, torch, safetensors };
 }
 
 /**

@@ -63,6 +63,75 @@ Deno.test("loadHfFolder loads both HF fixtures with values identical to the file
   }
 });
 
+/** Runs `fn` with `path` cut to `to` bytes just before the `n`th `Deno.FsFile` read. */
+async function cutBeforeRead(path: string, n: number, to: number, fn: () => Promise<unknown>) {
+  const proto = Deno.FsFile.prototype;
+  const read = proto.read;
+  let reads = 0;
+  proto.read = async function (this: Deno.FsFile, p: Uint8Array) {
+    if (++reads === n) await Deno.truncate(path, to);
+    return await read.call(this, p);
+  };
+  try {
+    await fn();
+  } finally {
+    proto.read = read;
+  }
+  assert.ok(reads >= n, `${reads} reads, fewer than ${n}`);
+}
+
+Deno.test("a safetensors file that shrinks while it is loaded: the error names the file and what was read", async () => {
+  const tmp = await Deno.makeTempDir();
+  const dir = join(tmp, "t5");
+  await copyDir(sharedPath("fixtures", "hf-t5", "t5-tiny-relu"), dir);
+  const path = join(dir, "model.safetensors");
+  const whole = await Deno.readFile(path);
+  const dataStart = 8 + Number(new DataView(whole.buffer).getBigUint64(0, true));
+  const before = tf.memory().numTensors;
+  try {
+    // Cut after its size was taken (before: "unexpected end of file at byte N", naming no file).
+    const cases: [number, number, RegExp][] = [
+      [1, 4, /: unexpected end of file at byte 4 while reading its header length \(bytes 0–8\)/],
+      [2, 100, /: unexpected end of file at byte 100 while reading its header \(bytes 8–/],
+      [
+        3,
+        dataStart + 2,
+        /: tensor "[^"]+": unexpected end of file at byte \d+ while reading its data/,
+      ],
+    ];
+    for (const [n, to, message] of cases) {
+      await Deno.writeFile(path, whole);
+      await cutBeforeRead(path, n, to, async () => {
+        await assert.rejects(loadSafetensorsFile(path), (e: Error) => {
+          assert.ok(e.message.startsWith(`${path}: `), `names the file: ${e.message}`);
+          assert.match(e.message, message);
+          assert.match(e.message, /shorter than when it was opened/);
+          return true;
+        });
+      });
+      assert.equal(tf.memory().numTensors, before, "nothing is left");
+    }
+    // loadHfFolder reads each header once: a file changed between its header and its data is
+    // refused by its size.
+    await Deno.writeFile(path, whole);
+    await assert.rejects(
+      loadHfFolder(dir, { check: () => Deno.truncateSync(path, whole.byteLength - 4) }),
+      (e: Error) => {
+        assert.equal(
+          e.message,
+          `${path}: changed since its header was read: it has ${
+            whole.byteLength - 4
+          } bytes, its header describes ${whole.byteLength}`,
+        );
+        return true;
+      },
+    );
+    assert.equal(tf.memory().numTensors, before, "nothing is left");
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
 Deno.test("loadHfFolder errors name the file and field", async () => {
   const tmp = await Deno.makeTempDir();
   const dir = join(tmp, "ck");
@@ -960,7 +1029,7 @@ Deno.test("pytorch_model.bin: a config mismatch is refused from the pickle (zip 
     assert.equal((await inspectHfFolder(relu)).tensors.size, 50);
     await assert.rejects(
       loadHfFolder(relu),
-      /pytorch_model-00002-of-00002\.bin: zip entry .*no local header/,
+      /pytorch_model-00002-of-00002\.bin: tensor "[^"]+": zip entry .*no local header/,
     );
     assert.equal(tf.memory().numTensors, before, "no leaked tensors");
   } finally {

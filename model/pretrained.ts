@@ -14,7 +14,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
-import { inspectHfFolder, loadHfFolder, readJsonFile } from "./checkpoint.ts";
+import { type FolderTensorInfo, loadHfFolder, readJsonFile } from "./checkpoint.ts";
 import { fetchHubFiles, fetchHubModel, isHubRepoId } from "./hub.ts";
 import { type T5Config, t5ConfigFromHf } from "./config.ts";
 import {
@@ -240,8 +240,12 @@ export async function loadT5Weights(
   config: T5Config,
   configPath: string,
 ): Promise<T5Model> {
-  await checkWeightHeaders(dir, config, configPath);
-  const ck = await loadHfFolder(dir);
+  // One pass over the folder: its headers are checked, then the tensors they describe are read
+  // (config.json, which the caller read, and each header are read once).
+  const ck = await loadHfFolder(dir, {
+    config,
+    check: ({ tensors, source }) => checkWeightHeaders(tensors, source, config, configPath),
+  });
   try {
     // Some checkpoints (e.g. google/madlad400-*) store the token table only under the stacks'
     // names: the encoder's is the shared one (the decoder's, if different, stays its own).
@@ -309,14 +313,21 @@ export async function fetchHubSource(
 
 /**
  * Checks the names, dtypes and shapes of the folder's weights against `config` from the
- * weights' headers alone (safetensors, or the `.bin` pickle; no tensor data is read, so a `num_layers` mismatch or a renamed
- * tensor of a 44 GB checkpoint fails at once): one error names the weights file (or the sharded
- * index) with every missing and unexpected name, another the file holding a weight of the wrong
- * dtype or shape. A checkpoint without `shared.weight` takes the encoder's table for it, as
- * {@link loadT5} does.
+ * weights' headers alone (safetensors, or the `.bin` pickle; `loadHfFolder` runs it before it
+ * reads any tensor data, so a `num_layers` mismatch or a renamed tensor of a 44 GB checkpoint
+ * fails at once): one error names the weights file (or the sharded index) with every missing and
+ * unexpected name, another the file holding a weight of the wrong dtype or shape. A checkpoint
+ * without `shared.weight` takes the encoder's table for it, as {@link loadT5} does.
+ *
+ * @param tensors the tensors the headers list (a copy: the encoder's table may be added to it)
+ * @param source the weights file or sharded index, named by the errors
  */
-async function checkWeightHeaders(dir: string, config: T5Config, configPath: string) {
-  const { tensors, source } = await inspectHfFolder(dir);
+function checkWeightHeaders(
+  tensors: Map<string, FolderTensorInfo>,
+  source: string,
+  config: T5Config,
+  configPath: string,
+): void {
   const encoderTable = tensors.get("encoder.embed_tokens.weight");
   if (!tensors.has("shared.weight") && encoderTable) tensors.set("shared.weight", encoderTable);
   checkT5Checkpoint(config, tensors, source, {

@@ -361,6 +361,42 @@ Deno.test("loadT5() loads a weight that its shard holds but the index omits", as
   }
 });
 
+Deno.test("loadT5() reads config.json, the index and each safetensors header once", async () => {
+  await tf.setBackend("cpu");
+  const dir = await editedFolder(() => {}, 100_000);
+  const texts = new Map<string, number>();
+  const readTextFile = Deno.readTextFile;
+  Deno.readTextFile = (path: string | URL, opts?: Deno.ReadFileOptions) => {
+    texts.set(String(path), (texts.get(String(path)) ?? 0) + 1);
+    return readTextFile(path, opts);
+  };
+  try {
+    const before = tf.memory().numTensors;
+    let t5: Awaited<ReturnType<typeof loadT5>> | undefined;
+    const read = await bytesRead(async () => {
+      t5 = await loadT5(dir);
+    });
+    disposeLoadedT5(t5!);
+    equal(tf.memory().numTensors, before);
+    // Before: config.json 3 times (loadT5, then the header check and the load of loadT5Weights),
+    // the index twice, and each shard's header 3 times (the check, the load's check, the load).
+    equal(texts.get(join(dir, "config.json")), 1, "config.json reads");
+    equal(texts.get(join(dir, "model.safetensors.index.json")), 1, "index reads");
+    let files = 0;
+    let size = 0;
+    for await (const e of Deno.readDir(dir)) {
+      if (!e.name.endsWith(".safetensors")) continue;
+      files++;
+      size += (await Deno.stat(join(dir, e.name))).size;
+    }
+    ok(files > 1, `${files} shards`);
+    equal(read, size, `bytes read of the shards (headers ${await headerBytes(dir)} bytes)`);
+  } finally {
+    Deno.readTextFile = readTextFile;
+    await Deno.remove(join(dir, ".."), { recursive: true });
+  }
+});
+
 Deno.test("loadT5() of a checkpoint without shared.weight (only the stacks' tables) uses the encoder's", async () => {
   await tf.setBackend("cpu");
   const full = await editedFolder(() => {});
