@@ -761,10 +761,13 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
   if (values.help) {
     log(USAGE);
     log("\nProfiles:");
-    for (const name of listProfiles()) {
+    const names = listProfiles();
+    // One column for the descriptions, however long the longest name (ablation-large).
+    const width = Math.max(...names.map((n) => n.length));
+    for (const name of names) {
       try {
         const p = JSON.parse(Deno.readTextFileSync(profilePath(name))) as { description?: string };
-        log(`  ${name.padEnd(12)} ${p.description ?? ""}`);
+        log(`  ${name.padEnd(width)}  ${p.description ?? ""}`);
       } catch {
         log(`  ${name}`);
       }

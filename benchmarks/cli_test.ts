@@ -153,6 +153,11 @@ Deno.test("main() reports bad arguments and profiles with exit code 2", async ()
   c = capture();
   assert.equal(await main(["--help"], c.opts), 0);
   assert.match(c.out.join("\n"), /--shard i\/n[\s\S]*smoke/);
+  // The profiles' descriptions start in one column, ablation-large's too.
+  const profileLines = c.out.join("\n").split("\nProfiles:\n")[1]!.split("\n");
+  assert.ok(profileLines.some((l) => l.startsWith("  ablation-large ")), profileLines.join("\n"));
+  const starts = new Set(profileLines.map((l) => /^ {2}\S+ +/.exec(l)![0].length));
+  assert.equal(starts.size, 1, profileLines.join("\n"));
   await Deno.remove(dir, { recursive: true });
 });
 
