@@ -1304,7 +1304,7 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     );
   }
   const m = Math.min(micro, batch);
-  const bpe = input.bytesPerElement ?? 4;
+  const bpe = positiveInt(input.bytesPerElement ?? 4, "bytesPerElement");
   const method = getMethod(input.method);
   const parsed = method.parseConfig(input.methodConfig ?? {}, `memory estimate (${input.method})`);
   const freeze = (parsed as { freezeBackbone: FreezeBackbone }).freezeBackbone;
@@ -1328,7 +1328,10 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     trainedSizes.push(extra);
     largest = Math.max(largest, extra);
   }
-  state += input.optimizer.kind === "adamw" ? 2 * extra : extra;
+  // Unfactored: AdamW's two moments; Adafactor's second moment, and its first with beta1 > 0
+  // (as stateElems counts the backbone's).
+  const opt = input.optimizer;
+  state += extra * (opt.kind === "adamw" ? 2 : (opt.beta1 ?? 0) > 0 ? 2 : 1);
   const trained = trainedBackbone + extra;
   const weights = (backbone + extra) * bpe;
   const gradients = trained * bpe;
@@ -1448,9 +1451,20 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
  * @param e the estimate
  * @param deviceBytes the device's memory
  * @param margin fraction kept free (default 0.1)
+ * @throws Error when `margin` is not in [0, 1)
  */
 export function fitsDevice(e: MemoryEstimate, deviceBytes: number, margin = 0.1): boolean {
-  return e.peak <= deviceBytes * (1 - margin);
+  return e.peak <= deviceBytes * (1 - checkMargin(margin));
+}
+
+/** A margin is a fraction of the device kept free: at least 0, below 1 (else nothing fits). */
+function checkMargin(margin: number): number {
+  if (!(margin >= 0 && margin < 1)) {
+    throw new Error(
+      `benchmarks/memory.ts: margin must be a fraction of the device's memory in [0, 1), got ${margin}`,
+    );
+  }
+  return margin;
 }
 
 /**
@@ -1463,6 +1477,7 @@ export function fitsDevice(e: MemoryEstimate, deviceBytes: number, margin = 0.1)
  * @param margin fraction kept free (default 0.1)
  * @param maxMicroBatch the largest micro-batch to try (default the batch)
  * @returns the micro-batch size, or undefined
+ * @throws Error naming a bad `deviceBytes`, `margin`, `batchSize` or `maxMicroBatch`
  */
 export function largestFittingMicroBatch(
   input: Omit<MemoryInput, "microBatchSize">,
@@ -1473,8 +1488,11 @@ export function largestFittingMicroBatch(
   if (!(deviceBytes > 0)) {
     throw new Error(`benchmarks/memory.ts: deviceBytes must be positive, got ${deviceBytes}`);
   }
+  checkMargin(margin);
   const b = positiveInt(input.batchSize, "batchSize");
-  for (let m = Math.min(maxMicroBatch ?? b, b); m >= 1; m--) {
+  // A bad cap (0, NaN) would try nothing and read as "not even one row fits".
+  const cap = maxMicroBatch === undefined ? b : positiveInt(maxMicroBatch, "maxMicroBatch");
+  for (let m = Math.min(cap, b); m >= 1; m--) {
     if (b % m !== 0) continue;
     if (fitsDevice(estimateTrainingMemory({ ...input, microBatchSize: m }), deviceBytes, margin)) {
       return m;

@@ -298,6 +298,36 @@ Deno.test("memory: largestFittingMicroBatch picks the largest divisor that fits"
   const next = [...Array(128).keys()].map((i) => i + 1).find((k) => k > m && 128 % k === 0)!;
   assert.ok(estimateTrainingMemory({ ...run, microBatchSize: next }).peak > 0.9 * dev);
   assert.equal(largestFittingMicroBatch(run, 1e9), undefined);
+  // A cap: the largest divisor of the batch at or below it (3 is no divisor of 128: 2).
+  assert.equal(largestFittingMicroBatch(run, 1e12, 0.1, 3), 2);
+  assert.equal(largestFittingMicroBatch(run, 1e12, 0.1, 1000), 128, "a cap above the batch");
+  // Bad arguments are errors naming them, not "not even one row fits" (a cap of 0 tried nothing;
+  // a margin of 1 or more fits nothing, a negative one more than the device).
+  assert.throws(
+    () => largestFittingMicroBatch(run, dev, 0.1, 0),
+    /field "maxMicroBatch" must be a positive integer, got 0/,
+  );
+  for (const margin of [1, -0.1, NaN]) {
+    assert.throws(
+      () => largestFittingMicroBatch(run, dev, margin),
+      /margin must be a fraction of the device's memory in \[0, 1\), got/,
+    );
+  }
+});
+
+Deno.test("memory: Adafactor's first moment (beta1 > 0) is counted for the method's variables too", () => {
+  for (const method of ["mtl", "prompt_tuning", "adapter"]) {
+    const run: MemoryInput = { ...BASE_MTL, method, numTasks: 8, inputLength: 16, targetLength: 4 };
+    const plain = estimateTrainingMemory(run);
+    const withM = estimateTrainingMemory({ ...run, optimizer: { ...OPT, beta1: 0.9 } });
+    // One full-size moment per trained element, backbone and method alike (Prompt-Tuning trains
+    // only its prompts: before, their first moment was left out).
+    assert.equal(withM.optimizerState - plain.optimizerState, plain.gradients, method);
+  }
+  assert.throws(
+    () => estimateTrainingMemory({ ...BASE_MTL, bytesPerElement: 0 }),
+    /field "bytesPerElement" must be a positive integer, got 0/,
+  );
 });
 
 Deno.test("memory: globalGradNorm equals the one-tidy formula, keeps one square alive, leaks nothing", async () => {
