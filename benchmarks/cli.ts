@@ -129,7 +129,7 @@ Options:
   --tables DIR         where the CSV tables and plots go after the runs (default: OUT/tables);
                        shards write none (--tables with --shard is refused): run
                        deno task tables once all have finished
-  --no-tables          do not write the tables
+  --no-tables          do not write the tables (with --tables: refused, as a contradiction)
   --device-memory GB   the GPU's memory (default: $HYPERPROMPT_DEVICE_MEMORY_GB, else nvidia-smi's;
                        WebGPU reports none). Before training, a GPU run whose estimated peak
                        exceeds 90% of it trains with the largest micro-batch that fits, or is
