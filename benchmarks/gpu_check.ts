@@ -122,7 +122,7 @@ import { gitState } from "./provenance.ts";
 import { timeQueued } from "./queued_timing.ts";
 
 /** A kernel configuration compared by the check. */
-interface Variant {
+export interface Variant {
   readonly name: string;
   /** undefined = stock tfjs kernels */
   readonly kernels?: WebgpuKernelOptions;
@@ -170,9 +170,14 @@ function useVariant(v: Variant): void {
  * or row, whether the run is past `--budget-s` (the reason, then the rest of the section is
  * written as skipped).
  */
-interface SectionContext {
+export interface SectionContext {
   readonly partial: (out: Record<string, unknown>) => Promise<void>;
   readonly overBudget: () => string | undefined;
+}
+
+/** An error's message for the report (a non-Error thrown value as text). */
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
 }
 
 function round(x: number, digits = 3): number {
@@ -267,7 +272,7 @@ async function correctnessSection(quick: boolean): Promise<Record<string, unknow
             throw new Error(`the tiled kernel did not run (relative L2 ${rel} stock vs stock)`);
           }
         } catch (e) {
-          error = e instanceof Error ? e.message : String(e); // e.g. a shader this driver rejects
+          error = errorText(e); // e.g. a shader this driver rejects
         } finally {
           tf.dispose([a, b, ...(ref ? [ref] : []), ...(got ? [got] : [])]);
         }
@@ -428,7 +433,7 @@ async function matmulSection(
       try {
         row[v.name] = await timeMatMul(v, a, b, c, reps, flop);
       } catch (e) {
-        row[v.name] = { error: e instanceof Error ? e.message : String(e) }; // the others go on
+        row[v.name] = { error: errorText(e) }; // the others go on
       }
     }
     rows.push(row);
@@ -474,7 +479,7 @@ async function headRows(quick: boolean, reps: number): Promise<Record<string, un
         }
         row[variant] = await timeOp(op, reps, flop);
       } catch (e) {
-        row[variant] = { error: e instanceof Error ? e.message : String(e) };
+        row[variant] = { error: errorText(e) };
       }
     }
     rows.push(row);
@@ -525,11 +530,16 @@ async function measureSteps(
   steps: number,
 ): Promise<StepResult> {
   const params = new Map(vars.map((v) => [v.name, v]));
+  // Each step frees its loss and gradients even when it throws (a variant that fails on this
+  // driver must not leave a model's worth of gradients to the variants and sections after it).
   const step = async () => {
     const { value, grads } = tf.variableGrads(loss, vars);
-    opt.apply(params, new Map(Object.entries(grads)), 1e-4);
-    await value.data();
-    tf.dispose([value, ...Object.values(grads)]);
+    try {
+      opt.apply(params, new Map(Object.entries(grads)), 1e-4);
+      await value.data();
+    } finally {
+      tf.dispose([value, ...Object.values(grads)]);
+    }
   };
   let t0 = performance.now();
   await step(); // warm-up: shader compilation, AdamW slots
@@ -542,16 +552,24 @@ async function measureSteps(
   }
   t0 = performance.now();
   const f = loss();
-  await f.data();
-  const forwardMs = performance.now() - t0;
-  f.dispose();
+  let forwardMs: number;
+  try {
+    await f.data();
+    forwardMs = performance.now() - t0;
+  } finally {
+    f.dispose();
+  }
   t0 = performance.now();
   const g = tf.variableGrads(loss, vars);
-  // Reading the loss submits everything recorded so far and the queue runs in order, so its
-  // completion means every gradient is computed (no per-gradient reads in the timed span).
-  await g.value.data();
-  const gradsMs = performance.now() - t0;
-  tf.dispose([g.value, ...Object.values(g.grads)]);
+  let gradsMs: number;
+  try {
+    // Reading the loss submits everything recorded so far and the queue runs in order, so its
+    // completion means every gradient is computed (no per-gradient reads in the timed span).
+    await g.value.data();
+    gradsMs = performance.now() - t0;
+  } finally {
+    tf.dispose([g.value, ...Object.values(g.grads)]);
+  }
   const host = await hostBreakdown(
     loss,
     vars,
@@ -708,17 +726,21 @@ export async function hostBreakdown(
   const t0 = performance.now();
   let recordedMs: number, wallMs: number;
   let counters: HostCounters;
+  let g: tf.TensorContainer | undefined;
   try {
-    const g = tf.variableGrads(loss, vars);
-    update(g.grads);
+    const { value, grads } = tf.variableGrads(loss, vars);
+    g = [value, ...Object.values(grads)];
+    update(grads);
     recordedMs = performance.now() - t0; // all kernels recorded, GPU may still be running
     // One read: it submits everything recorded (the update included) and completes after it, so
     // the record's reads and dispatches are the step's own plus this one.
-    await g.value.data();
-    tf.dispose([g.value, ...Object.values(g.grads)]);
+    await value.data();
+    tf.dispose(g);
+    g = undefined;
     wallMs = performance.now() - t0;
   } finally {
     counters = stop();
+    if (g !== undefined) tf.dispose(g); // the update or the read threw: still freed
   }
   const { methods, programs } = counters;
   return {
@@ -804,10 +826,16 @@ async function encoderSection(
  * Runs `measure` under each variant in turn (its kernels, and its backward pass or else the one
  * installed now) and writes its record, with `backprop` (which backward pass ran), to
  * `out[variant.name]`, saving the section after each (`ctx.partial`); the budget is read before
- * each variant, and one that would start after it is written as skipped. The stock kernels and the
- * backward pass installed before are back afterwards.
+ * each variant, and one that would start after it is written as skipped. A variant whose
+ * measurement throws is recorded as `{ backprop, error }` and the next one runs. The stock kernels
+ * and the backward pass installed before are back afterwards.
+ *
+ * @param variants the kernel configurations, in order
+ * @param ctx the section's saving and budget
+ * @param out the section's record, written per variant
+ * @param measure one variant's measurement, under its kernels and backward pass
  */
-async function timeVariants(
+export async function timeVariants(
   variants: readonly Variant[],
   ctx: SectionContext,
   out: Record<string, unknown>,
@@ -821,11 +849,17 @@ async function timeVariants(
         out[variant.name] = { skipped: over };
         continue;
       }
-      useVariant(variant);
       const backprop = variant.backprop ?? base;
-      out[variant.name] = setBackprop(backprop)
-        ? { backprop, ...(await measure()) }
-        : { skipped: `model/backprop.ts does not support tfjs-core ${tf.version_core}` };
+      try {
+        useVariant(variant);
+        out[variant.name] = setBackprop(backprop)
+          ? { backprop, ...(await measure()) }
+          : { skipped: `model/backprop.ts does not support tfjs-core ${tf.version_core}` };
+      } catch (e) {
+        // One variant's failure (e.g. a shader this driver rejects) is its record; the others,
+        // `stock` included, still run, as the matmul rows' do.
+        out[variant.name] = { backprop, error: errorText(e) };
+      }
       await ctx.partial({ ...out, partial: true });
     }
   } finally {
@@ -1385,6 +1419,46 @@ function adapterMemoryPlan(quick: boolean): MemoryRowPlan {
   };
 }
 
+/**
+ * A memory row, or `{ error }` when it throws (e.g. the device runs out of memory in `step-stock`):
+ * the rows after it, `adapter-low-memory` included, still run. memoryRow frees its model and
+ * optimizer either way; the section restores the kernels and the backward pass.
+ */
+async function rowOrError(
+  row: () => Promise<Record<string, unknown>>,
+): Promise<Record<string, unknown>> {
+  try {
+    return await row();
+  } catch (e) {
+    return { error: errorText(e) };
+  }
+}
+
+/**
+ * What the `micro-low-memory` row divides the GPU's memory by before choosing its micro-batch:
+ * the larger of the `step-low-memory` row's measured / estimated ratios (`ratio`, nvidia-smi's,
+ * and `tfjsPeakRatio`, tfjs's live buffers), at least 1, so that an estimate that either count
+ * finds too low does not run the GPU out of memory. (nvidia-smi's delta can read low where the
+ * driver kept memory an earlier row freed; the larger ratio is the safe one.)
+ *
+ * @param row the `step-low-memory` record (skipped, failed, or absent: 1)
+ * @returns the divisor and where it came from, for `microBatchChosenBy`
+ */
+export function microBatchRatio(
+  row: Record<string, unknown> | undefined,
+): { ratio: number; from: string } {
+  const measured = [row?.["ratio"], row?.["tfjsPeakRatio"]].filter(
+    (x): x is number => typeof x === "number" && Number.isFinite(x) && x > 0,
+  );
+  if (measured.length === 0) {
+    return { ratio: 1, from: "no step-low-memory ratio measured: 1" };
+  }
+  return {
+    ratio: Math.max(1, ...measured),
+    from: "step-low-memory's larger ratio, at least 1",
+  };
+}
+
 /** Paper-base's batch (`benchmarks/profile.ts`), from which the `micro` row's micro-batch is chosen. */
 const PAPER_BATCH = 128;
 
@@ -1394,10 +1468,12 @@ const PAPER_BATCH = 128;
  * and with model/backprop.ts's (`step-low-memory`, what `deno task bench` runs by default), then `micro-low-memory`: Base at the paper's
  * 512 / 84 tokens (tiny at 64 / 16 in quick mode) with the micro-batch the bench preflight would
  * train paper-base's batch of 128 with on this GPU (`largestFittingMicroBatch` with the device's
- * memory divided by the `step-low-memory` ratio when that is above 1, so that an estimate found
- * too low does not run the GPU out of memory), at most 32 (4 quick) to bound its time; skipped when
- * the GPU's memory is unknown (no nvidia-smi) outside quick mode; then `adapter-low-memory`
- * ({@link adapterMemoryPlan}). The pool is emptied after the section, for the sections after it.
+ * memory divided by the larger of `step-low-memory`'s ratios when that is above 1,
+ * {@link microBatchRatio}, so that an estimate found too low does not run the GPU out of memory),
+ * at most 32 (4 quick) to bound its time; skipped when the GPU's memory is unknown (no nvidia-smi)
+ * outside quick mode; then `adapter-low-memory` ({@link adapterMemoryPlan}). A row that throws is
+ * recorded as `{ error }` and the rows after it run. The pool is emptied after the section, for
+ * the sections after it.
  */
 async function memorySection(
   quick: boolean,
@@ -1415,7 +1491,8 @@ async function memorySection(
   const summary: string[] = [];
   const record = async (name: string, r: Record<string, unknown>) => {
     out[name] = r;
-    if (r["skipped"] === undefined) {
+    if (r["error"] !== undefined) summary.push(`${name} error (${r["error"]})`);
+    else if (r["skipped"] === undefined) {
       const est = r["estimate"] as { peak: number; peakPhase: string };
       const smi = r["nvidiaSmi"] as { step?: number; reason?: string };
       const tfjs = r["tfjs"] as { peak: number };
@@ -1438,16 +1515,17 @@ async function memorySection(
       const over = ctx.overBudget();
       await record(
         name,
-        over ? { skipped: over } : await memoryRow(quick, { shape: step, backprop }, steps, run),
+        over
+          ? { skipped: over }
+          : await rowOrError(() => memoryRow(quick, { shape: step, backprop }, steps, run)),
       );
     }
     const name = "micro-low-memory";
     const over = ctx.overBudget();
     const [inLen, outLen, cap] = quick ? [64, 16, 4] : [512, 84, 32];
-    const measured =
-      (out["step-low-memory"] as { ratio?: number | null; tfjsPeakRatio?: number }) ??
-        {};
-    const ratio = Math.max(1, measured.ratio ?? measured.tfjsPeakRatio ?? 1);
+    const { ratio, from } = microBatchRatio(
+      out["step-low-memory"] as Record<string, unknown> | undefined,
+    );
     let micro: number | undefined = cap;
     let why = quick ? "quick: the GPU's memory does not matter" : "";
     if (total !== undefined) {
@@ -1456,20 +1534,20 @@ async function memorySection(
       micro = fits === undefined ? undefined : Math.min(cap, fits);
       why = `largestFittingMicroBatch(batch ${PAPER_BATCH}, ${inLen}/${outLen}) on ${
         fmtGb(total.bytes)
-      } / ${round(ratio, 3)} (step-low-memory's ratio, at least 1): ${
-        fits ?? "none"
-      }, at most ${cap}`;
+      } / ${round(ratio, 3)} (${from}): ${fits ?? "none"}, at most ${cap}`;
     }
     if (over !== undefined) await record(name, { skipped: over });
     else if (total === undefined && !quick) {
       await record(name, { skipped: "the GPU's memory is unknown (no nvidia-smi)" });
     } else if (micro === undefined) await record(name, { skipped: `no micro-batch fits: ${why}` });
     else {
-      const r = await memoryRow(
-        quick,
-        { shape: { batch: micro, inLen, outLen }, backprop: "low-memory" },
-        steps,
-        run,
+      const r = await rowOrError(() =>
+        memoryRow(
+          quick,
+          { shape: { batch: micro, inLen, outLen }, backprop: "low-memory" },
+          steps,
+          run,
+        )
       );
       await record(name, { ...r, microBatchChosenBy: why });
     }
@@ -1480,7 +1558,7 @@ async function memorySection(
     const over2 = ctx.overBudget();
     await record(
       "adapter-low-memory",
-      over2 ? { skipped: over2 } : await memoryRow(quick, adapter, steps, run),
+      over2 ? { skipped: over2 } : await rowOrError(() => memoryRow(quick, adapter, steps, run)),
     );
   } finally {
     setBackprop(restore);
@@ -1704,11 +1782,18 @@ export async function main(
       } catch (e) {
         // What the section saved before it threw (e.g. the t5 variants measured) stays.
         const saved = sections[s] as Record<string, unknown> | undefined;
-        sections[s] = {
+        const failed: Record<string, unknown> = {
           ...saved,
           error: e instanceof Error ? `${e.message}\n${e.stack}` : String(e),
         };
-        useVariant(STOCK);
+        sections[s] = failed;
+        try {
+          useVariant(STOCK);
+        } catch (e2) {
+          // e.g. the device was lost: recorded, and the report is still written and the next
+          // sections tried, rather than the run ending here with this section unsaved.
+          failed["restoreError"] = errorText(e2);
+        }
       }
       console.log(`gpu_check: ${s} ${JSON.stringify(sections[s])}`);
       report.seconds = round((performance.now() - t0) / 1000, 1);

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { cli, hostBreakdown, main, reportGit } from "./gpu_check.ts";
+import { cli, hostBreakdown, main, microBatchRatio, reportGit, timeVariants } from "./gpu_check.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
 import { parseTuningTable } from "../model/webgpu/tuning.ts";
 import { gitState } from "./provenance.ts";
@@ -486,6 +486,7 @@ gpuTest(
     const w = tf.variable(tf.ones([4]));
     try {
       const loss = () => tf.tidy(() => tf.sum(tf.mul(w, w)) as tf.Scalar);
+      const before = tf.memory().numTensors;
       const ok = await hostBreakdown(loss, [w], () => {});
       assert.ok((ok["dispatches"] as number) > 0 && (ok["wallMs"] as number) >= 0);
       await assert.rejects(
@@ -494,6 +495,8 @@ gpuTest(
         }),
         /^Error: the update failed$/,
       );
+      // The loss and the gradients were freed either way (they leaked when the update threw).
+      assert.equal(tf.memory().numTensors, before, "no tensor left behind");
       // The instrumentation was removed either way.
       const after = Object.keys(be).filter((k) => typeof be[k] === "function").sort();
       assert.deepEqual(after, own);
@@ -502,3 +505,76 @@ gpuTest(
     }
   },
 );
+
+gpuTest(
+  "gpu_check timeVariants(): a variant that throws is recorded with its error, the next ones run",
+  async () => {
+    const base = lowMemoryBackpropInstalled() ? "low-memory" : "stock";
+    const stockMatMul = tf.getKernel("BatchMatMul", "webgpu")?.kernelFunc;
+    const out: Record<string, unknown> = {};
+    const saved: Record<string, unknown>[] = [];
+    const ran: string[] = [];
+    let i = 0;
+    const names = ["tiled", "tiled-nosplit", "stock"];
+    await timeVariants(
+      [
+        { name: "tiled", kernels: {} },
+        { name: "tiled-nosplit", kernels: { splitK: "off" } },
+        { name: "stock" },
+      ],
+      {
+        partial: (o) => {
+          saved.push(structuredClone(o));
+          return Promise.resolve();
+        },
+        overBudget: () => undefined,
+      },
+      out,
+      () => {
+        const name = names[i++]!;
+        ran.push(name);
+        // A stand-in for a kernel the driver rejects, in the second variant only.
+        if (name === "tiled-nosplit") return Promise.reject(new Error("shader rejected"));
+        return Promise.resolve({ ms: 1 });
+      },
+    );
+    assert.deepEqual(ran, names, "every variant was measured");
+    assert.deepEqual(out, {
+      "tiled": { backprop: base, ms: 1 },
+      "tiled-nosplit": { backprop: base, error: "shader rejected" },
+      "stock": { backprop: base, ms: 1 },
+    });
+    assert.equal(saved.length, 3, "saved after each variant, the failed one included");
+    assert.deepEqual(saved[1]!["tiled-nosplit"], { backprop: base, error: "shader rejected" });
+    assert.equal(saved[2]!["partial"], true);
+    // The stock kernels and the backward pass are back.
+    assert.equal(tf.getKernel("BatchMatMul", "webgpu")?.kernelFunc, stockMatMul);
+    assert.equal(lowMemoryBackpropInstalled() ? "low-memory" : "stock", base);
+    assert.equal(tf.env().getNumber("WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE"), 15);
+  },
+);
+
+Deno.test("gpu_check microBatchRatio(): the larger of step-low-memory's ratios, at least 1", () => {
+  const larger = "step-low-memory's larger ratio, at least 1";
+  // nvidia-smi's delta read low (memory an earlier row freed was kept by the driver) while tfjs's
+  // live buffers found the estimate 20 % low: the safe divisor is tfjs's.
+  assert.deepEqual(microBatchRatio({ ratio: 0.4, tfjsPeakRatio: 1.2 }), {
+    ratio: 1.2,
+    from: larger,
+  });
+  assert.deepEqual(microBatchRatio({ ratio: 1.25, tfjsPeakRatio: 0.95 }), {
+    ratio: 1.25,
+    from: larger,
+  });
+  // No nvidia-smi: tfjs's alone; an estimate found high divides by 1, not less.
+  assert.deepEqual(microBatchRatio({ ratio: null, tfjsPeakRatio: 0.9 }), {
+    ratio: 1,
+    from: larger,
+  });
+  for (const row of [undefined, { skipped: "budget: 500 s > 480 s" }, { error: "device lost" }]) {
+    assert.deepEqual(microBatchRatio(row), {
+      ratio: 1,
+      from: "no step-low-memory ratio measured: 1",
+    });
+  }
+});
