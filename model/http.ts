@@ -9,7 +9,10 @@
  *   {@link MAX_RETRY_AFTER_MS}) or else 1, 2, 4 s ({@link retryDelayMs});
  * - a transfer continues from the bytes already in its part file with an HTTP `Range` request
  *   (206), restarts cleanly when the server ignores the range (200), and accepts or restarts on
- *   416 ({@link fetchResumable}); the part is flushed to disk before it is returned.
+ *   416 ({@link fetchResumable}), with `ifRange` only a part of the file's current version; the
+ *   part is flushed to disk before it is returned;
+ * - a request the fetch itself rejects ({@link ConnectionError}: DNS, refused connection) may be
+ *   given up at once ({@link ResumableOptions.noRetry}).
  *
  * @module
  */
@@ -59,6 +62,14 @@ export async function within<T>(
 export class TransferError extends Error {}
 
 /**
+ * A {@link TransferError} of a request that failed before any response, for another reason than
+ * the idle timeout: the fetch itself rejected (a DNS failure, a refused or unreachable connection,
+ * a port fetch blocks). Offline, every request fails so; a caller may give up on it at once
+ * ({@link ResumableOptions.noRetry}) instead of waiting through the retries.
+ */
+export class ConnectionError extends TransferError {}
+
+/**
  * Sends one GET of `url` with `headers`, aborted by `signal` (default: `fetch(url, {headers,
  * signal})`; the hub follows redirects by hand to keep its token off other origins).
  */
@@ -75,8 +86,9 @@ export function plainGet(fetchFn: typeof fetch = fetch): HttpGet {
 
 /**
  * `GET url` with `headers`, given up (through `ctrl`) when no response has started within
- * `idleMs`; any failure (no connection, a reset, the timeout) is an error whose message starts
- * `GET <url>: `. The status is not checked.
+ * `idleMs`; any failure (no connection, a reset, the timeout) is a {@link TransferError} whose
+ * message starts `GET <url>: `, a {@link ConnectionError} when the fetch itself rejected with a
+ * network error (a `TypeError`, as the Fetch standard has it). The status is not checked.
  *
  * @param get how to send the request
  * @param url the URL
@@ -100,7 +112,10 @@ export async function getWithin(
       () => `no response within ${idleMs / 1000} s`,
     );
   } catch (e) {
-    throw new TransferError(`GET ${url}: ${(e as Error).message}`, { cause: e });
+    const message = `GET ${url}: ${(e as Error).message}`;
+    // The timeout rejects with a plain Error first, so a TypeError is the fetch's own failure.
+    if (e instanceof TypeError) throw new ConnectionError(message, { cause: e });
+    throw new TransferError(message, { cause: e });
   }
 }
 
@@ -159,38 +174,32 @@ export function retryDelayMs(
   return Math.min(MAX_RETRY_AFTER_MS, Math.max(0, ms));
 }
 
-/**
- * The first byte of a 206 answer's `Content-Range: bytes FIRST-LAST/TOTAL`.
- *
- * @param v the header, or null
- * @returns FIRST, or undefined when the header is absent or not of that form
- */
-export function parseContentRangeStart(v: string | null): number | undefined {
-  const m = v ? /^bytes (\d+)-/.exec(v) : null;
-  return m ? Number(m[1]) : undefined;
+/** A parsed `Content-Range` header (RFC 9110 14.4). */
+export interface ContentRange {
+  /** FIRST of `bytes FIRST-LAST/TOTAL` (a 206); undefined for `bytes *\/TOTAL` (a 416). */
+  first?: number;
+  /** TOTAL, the complete size; undefined when unknown (`*`). */
+  total?: number;
 }
 
 /**
- * The complete size in a `Content-Range` header: TOTAL of `bytes FIRST-LAST/TOTAL` (206) or of
- * `bytes *\/TOTAL` (416).
+ * Parses `Content-Range: bytes FIRST-LAST/TOTAL` (206, TOTAL may be `*`) or `bytes *\/TOTAL`
+ * (416): the one parser of the header for both answers.
  *
  * @param v the header, or null
- * @returns TOTAL, or undefined when absent, unknown (`*`) or malformed
+ * @returns its first byte and total, or undefined when the header is absent or malformed
+ * @example
+ * ```ts
+ * import { parseContentRange } from "./http.ts";
+ * console.assert(parseContentRange("bytes 5-9/10")?.first === 5);
+ * console.assert(parseContentRange("bytes *\/10")?.total === 10);
+ * ```
  */
-export function parseContentRangeTotal(v: string | null): number | undefined {
-  const m = v ? /^bytes (?:\d+-\d+|\*)\/(\d+)$/.exec(v.trim()) : null;
-  return m ? Number(m[1]) : undefined;
-}
-
-/**
- * The total of a 416 answer's `Content-Range: bytes *\/TOTAL` (RFC 9110 14.4).
- *
- * @param v the header, or null
- * @returns TOTAL, or undefined when the header is absent or not of that form
- */
-export function parseUnsatisfiedTotal(v: string | null): number | undefined {
-  const m = v ? /^bytes \*\/(\d+)$/.exec(v.trim()) : null;
-  return m ? Number(m[1]) : undefined;
+export function parseContentRange(v: string | null): ContentRange | undefined {
+  const m = v ? /^bytes (?:(\d+)-\d+|\*)\/(\d+|\*)$/.exec(v.trim()) : null;
+  if (!m) return undefined;
+  const num = (x: string | undefined) => x === undefined || x === "*" ? undefined : Number(x);
+  return { first: num(m[1]), total: num(m[2]) };
 }
 
 /** A progress display of one attempt of a transfer. */
@@ -223,6 +232,13 @@ export interface ResumableOptions {
   ifRange?: boolean;
   /** Extra attempts after the first; default 3. */
   retries?: number;
+  /**
+   * Whether a failed attempt's `error` is final: when it returns true the error is thrown at
+   * once, without the retries' waits (the hub gives up so on a {@link ConnectionError} before it
+   * has answered anything: offline, waiting through the retries only delays the message). Default:
+   * every transfer failure and retryable status is retried.
+   */
+  noRetry?: (error: unknown, attempt: number) => boolean;
   /** Idle timeout of the response and of each read of the body; default {@link IDLE_TIMEOUT_MS}. */
   idleMs?: number;
   /** Waits between attempts (default a timer; tests record them). */
@@ -262,9 +278,12 @@ const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
  * attempt fails); a 200 (the server ignores ranges) restarts the part from byte 0. A 416 answer to
  * the resume accepts the part when its size equals `bytes`, or else the total of the answer's
  * `Content-Range: bytes *\/TOTAL`; otherwise the part is deleted and the transfer restarts from
- * byte 0 at once. A part longer than the file is deleted. With `ifRange`, a part is resumed only
- * while the server's `ETag` is the one it started with: a 206 carrying another strong `ETag` (the
- * server ignored `If-Range`, or no `ETag` was recorded for the part) restarts it from byte 0.
+ * byte 0 at once. A part longer than the file is deleted. With `ifRange`, a part is resumed or
+ * accepted only while the server's `ETag` is the one it started with: a 206 carrying another
+ * strong `ETag` (the server ignored `If-Range`, or no `ETag` was recorded for the part) restarts
+ * it from byte 0, and so does a 416 when no `ETag` was recorded for the part or the 416 carries
+ * another strong `ETag` (a 416 to the `If-Range` sent, with no `ETag` of its own, confirms the
+ * version: a server honouring `If-Range` answers a changed file 200).
  *
  * @param url the URL
  * @param part the file to write (its folder must exist); kept after a failure, for a resume
@@ -317,14 +336,10 @@ export async function fetchResumable(
         // The rest of the file's current version (its strong ETag), which the part may not be
         // the start of: no validator was recorded for it (a part of an earlier version of this
         // code, or lost), or the server ignored If-Range. Fetched whole instead.
-        const etag = res.headers.get("etag");
-        if (etag !== null && !etag.startsWith("W/") && etag !== sent) {
+        const etag = strongEtag(res);
+        if (etag !== undefined && etag !== sent) {
           await res.body?.cancel();
-          log(
-            `${name}: the ${have} B part may be of another version of the file (${
-              sent === undefined ? "no ETag recorded" : `ETag ${sent}`
-            }, now ${etag}); restarting`,
-          );
+          log(`${name}: the ${have} B part ${otherVersion(sent, etag)}; restarting`);
           await dropPart();
           have = 0;
           res = await open(0);
@@ -334,11 +349,23 @@ export async function fetchResumable(
       // The file's size as the server states it (checkLength).
       let stated: number | undefined;
       if (res.status === 416 && have > 0) {
-        // Nothing left to send from `have` on: complete if `have` is the file's size.
-        const total = want ?? parseUnsatisfiedTotal(res.headers.get("content-range"));
+        // Nothing left to send from `have` on: complete if `have` is the file's size and, with
+        // ifRange, the part is of the file's current version. A server that honours If-Range
+        // answers a changed file 200, not 416, so a 416 to the validator sent confirms it unless
+        // the 416 names another strong ETag (a server that ignores If-Range); with no validator
+        // recorded nothing ties the part to this version, so it is fetched again.
+        const total = want ?? parseContentRange(res.headers.get("content-range"))?.total;
+        const etag = strongEtag(res);
+        const stale = opts.ifRange &&
+          (sent === undefined || (etag !== undefined && etag !== sent));
         await res.body?.cancel();
-        if (total === have) complete = true;
-        else {
+        if (total === have && !stale) complete = true;
+        else if (total === have) {
+          log(`${name}: the complete ${have} B part ${otherVersion(sent, etag)}; restarting`);
+          await dropPart();
+          have = 0;
+          res = await open(0);
+        } else {
           log(
             `${name}: server refused the resume at ${have} B (size ${
               total ?? "unknown"
@@ -356,7 +383,7 @@ export async function fetchResumable(
         }
         let append = false;
         if (res.status === 206) {
-          const start = parseContentRangeStart(res.headers.get("content-range"));
+          const start = parseContentRange(res.headers.get("content-range"))?.first;
           if (start !== have) {
             await res.body?.cancel();
             await dropPart();
@@ -370,7 +397,7 @@ export async function fetchResumable(
         const total = want ?? (Number.isFinite(len) ? have + len : undefined);
         if (opts.checkLength && res.headers.get("content-encoding") === null) {
           stated = res.status === 206
-            ? parseContentRangeTotal(res.headers.get("content-range")) ??
+            ? parseContentRange(res.headers.get("content-range"))?.total ??
               (Number.isFinite(len) ? have + len : undefined)
             : Number.isFinite(len)
             ? len
@@ -382,8 +409,8 @@ export async function fetchResumable(
           // The validator of the bytes about to be written (a weak one cannot serve If-Range),
           // recorded once the part is emptied: a kill in between leaves an empty part or the old
           // validator with the old bytes, never old bytes under the new validator.
-          const etag = res.headers.get("etag");
-          if (etag !== null && !etag.startsWith("W/")) await Deno.writeTextFile(etagPath, etag);
+          const etag = strongEtag(res);
+          if (etag !== undefined) await Deno.writeTextFile(etagPath, etag);
           else await Deno.remove(etagPath).catch(() => {});
         }
         let done = have;
@@ -441,6 +468,7 @@ export async function fetchResumable(
       if (e instanceof FinalError) throw e.error;
       lastErr = e;
       if (e instanceof HttpStatusError && !e.retryable) break;
+      if (opts.noRetry?.(e, attempt)) break;
       if (attempt < retries) {
         const wait = retryDelayMs(attempt, e instanceof HttpStatusError ? e.retryAfter : null);
         log(`${name}: ${(e as Error).message}; retrying in ${wait / 1000} s`);
@@ -449,6 +477,18 @@ export async function fetchResumable(
     }
   }
   throw lastErr;
+}
+
+/** The strong `ETag` of `res` (a weak one cannot serve `If-Range`), if any. */
+function strongEtag(res: Response): string | undefined {
+  const etag = res.headers.get("etag");
+  return etag === null || etag.startsWith("W/") ? undefined : etag;
+}
+
+/** Why a part may be of another version than the server's current `etag` (a log line's middle). */
+function otherVersion(sent: string | undefined, etag: string | undefined): string {
+  const was = sent === undefined ? "no ETag recorded" : `ETag ${sent}`;
+  return `may be of another version of the file (${was}${etag ? `, now ${etag}` : ""})`;
 }
 
 /** Carries what `verify` threw past the retry loop. */

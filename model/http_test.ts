@@ -1,11 +1,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
+  ConnectionError,
   fetchResumable,
   HttpStatusError,
-  parseContentRangeStart,
-  parseContentRangeTotal,
-  parseUnsatisfiedTotal,
+  parseContentRange,
   TransferError,
 } from "./http.ts";
 
@@ -22,15 +21,13 @@ function scripted(answers: (() => Response)[], ranges: (string | null)[]): typeo
 const noSleep = () => Promise.resolve();
 const bytes = (s: string) => new TextEncoder().encode(s);
 
-Deno.test("Content-Range parsers: start, total of 206 and 416, malformed", () => {
-  assert.equal(parseContentRangeStart("bytes 5-9/10"), 5);
-  assert.equal(parseContentRangeStart(null), undefined);
-  assert.equal(parseContentRangeTotal("bytes 5-9/10"), 10);
-  assert.equal(parseContentRangeTotal("bytes */10"), 10);
-  assert.equal(parseContentRangeTotal("bytes 5-9/*"), undefined, "an unknown total");
-  assert.equal(parseContentRangeTotal("items 5-9/10"), undefined);
-  assert.equal(parseUnsatisfiedTotal("bytes */10"), 10);
-  assert.equal(parseUnsatisfiedTotal("bytes 5-9/10"), undefined, "not a 416's form");
+Deno.test("parseContentRange: start and total of 206 and 416, malformed", () => {
+  assert.deepEqual(parseContentRange("bytes 5-9/10"), { first: 5, total: 10 });
+  assert.deepEqual(parseContentRange(" bytes */10 "), { first: undefined, total: 10 });
+  assert.deepEqual(parseContentRange("bytes 5-9/*"), { first: 5, total: undefined });
+  for (const bad of [null, "", "items 5-9/10", "bytes 5-/10", "bytes 5-9", "bytes */x"]) {
+    assert.equal(parseContentRange(bad), undefined, String(bad));
+  }
 });
 
 Deno.test("fetchResumable: a wrong resume offset restarts from 0; a stated size is checked", async () => {
@@ -161,6 +158,137 @@ Deno.test("fetchResumable ifRange: a 206 of another version (If-Range ignored, o
       assert.deepEqual(got, { bytes: 6, resumedAt: 3, attempts: 1 }, String(etag));
       assert.equal(await Deno.readTextFile(part), "ABCDEF");
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("fetchResumable ifRange: a complete part settled by 416 is accepted only as the same version", async () => {
+  const dir = await Deno.makeTempDir();
+  const part = join(dir, "f.part");
+  const etagFile = `${part}.etag`;
+  // The server's answer to `Range: bytes=6-`: nothing left, with or without an ETag of its own.
+  const unsatisfied = (etag?: string) => () =>
+    new Response(null, {
+      status: 416,
+      headers: { "content-range": "bytes */6", ...(etag ? { etag } : {}) },
+    });
+  const whole = () => new Response("ABCDEF", { headers: { "content-length": "6", etag: '"v2"' } });
+  try {
+    const cases = [
+      // The part is of v1, the file is now v2 of the same size, and the server ignored If-Range:
+      // before, the stale part was accepted as the complete file.
+      { what: "another version", recorded: '"v1"', answers: [unsatisfied('"v2"'), whole] },
+      { what: "no ETag recorded", recorded: undefined, answers: [unsatisfied('"v2"'), whole] },
+      { what: "no ETag either side", recorded: undefined, answers: [unsatisfied(), whole] },
+    ];
+    for (const c of cases) {
+      await Deno.writeFile(part, bytes("abcdef"));
+      if (c.recorded) await Deno.writeTextFile(etagFile, c.recorded);
+      const ranges: (string | null)[] = [];
+      const lines: string[] = [];
+      const got = await fetchResumable("http://x.invalid/f", part, {
+        checkLength: true,
+        ifRange: true,
+        sleep: noSleep,
+        log: (l) => lines.push(l),
+        fetch: scripted(c.answers, ranges),
+      });
+      assert.deepEqual(ranges, ["bytes=6-", null], c.what);
+      assert.deepEqual(got, { bytes: 6, resumedAt: 0, attempts: 1 }, c.what);
+      assert.equal(await Deno.readTextFile(part), "ABCDEF", c.what);
+      assert.match(lines.join("\n"), /complete 6 B part may be of another version.*; restarting/);
+      await assert.rejects(Deno.stat(etagFile), Deno.errors.NotFound, c.what);
+    }
+    // The same version: the 416 names the ETag sent, or none (a server honouring If-Range would
+    // have answered a changed file 200). Accepted with no other request.
+    for (const etag of ['"v1"', undefined, 'W/"v2"']) {
+      await Deno.writeFile(part, bytes("abcdef"));
+      await Deno.writeTextFile(etagFile, '"v1"');
+      const ranges: (string | null)[] = [];
+      const got = await fetchResumable("http://x.invalid/f", part, {
+        checkLength: true,
+        ifRange: true,
+        sleep: noSleep,
+        fetch: scripted([unsatisfied(etag)], ranges),
+      });
+      assert.deepEqual(ranges, ["bytes=6-"], String(etag));
+      assert.deepEqual(got, { bytes: 6, resumedAt: 6, attempts: 1 }, String(etag));
+      assert.equal(await Deno.readTextFile(part), "abcdef");
+    }
+    // Without ifRange (the GLUE downloader, which checks digests) the size alone settles it.
+    await Deno.writeFile(part, bytes("abcdef"));
+    const got = await fetchResumable("http://x.invalid/f", part, {
+      sleep: noSleep,
+      fetch: scripted([unsatisfied('"v2"')], []),
+    });
+    assert.deepEqual(got, { bytes: 6, resumedAt: 6, attempts: 1 });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("fetchResumable noRetry: a refused connection is final at once; a broken body is retried", async () => {
+  const dir = await Deno.makeTempDir();
+  const part = join(dir, "f.part");
+  const waits: number[] = [];
+  const sleep = (ms: number) => (waits.push(ms), Promise.resolve());
+  const seen: unknown[] = [];
+  const noRetry = (e: unknown) => (seen.push(e), e instanceof ConnectionError);
+  try {
+    let calls = 0;
+    await assert.rejects(
+      fetchResumable("http://x.invalid/f", part, {
+        sleep,
+        noRetry,
+        fetch: () => (calls++, Promise.reject(new TypeError("dns error"))),
+      }),
+      (e: unknown) =>
+        e instanceof ConnectionError && e.message === "GET http://x.invalid/f: dns error",
+    );
+    assert.equal(calls, 1, "one attempt");
+    assert.deepEqual(waits, [], "no wait");
+    // A body that breaks after a response is a plain TransferError: retried, resuming.
+    const broken = () =>
+      new Response(
+        new ReadableStream<Uint8Array>({
+          start(c) {
+            c.enqueue(bytes("abc"));
+          },
+          pull(c) { // the read after "abc"
+            c.error(new TypeError("connection reset"));
+          },
+        }),
+      );
+    const ranges: (string | null)[] = [];
+    const got = await fetchResumable("http://x.invalid/f", part, {
+      sleep,
+      noRetry,
+      fetch: scripted([
+        broken,
+        () => new Response("def", { status: 206, headers: { "content-range": "bytes 3-5/6" } }),
+      ], ranges),
+    });
+    assert.deepEqual(ranges, [null, "bytes=3-"]);
+    assert.deepEqual(got, { bytes: 6, resumedAt: 3, attempts: 2 });
+    assert.deepEqual(waits, [1000]);
+    assert.ok(seen.at(-1) instanceof TransferError && !(seen.at(-1) instanceof ConnectionError));
+    // The idle timeout (no response) is not a ConnectionError either.
+    seen.length = 0;
+    await assert.rejects(
+      fetchResumable("http://x.invalid/g", join(dir, "g.part"), {
+        sleep,
+        noRetry,
+        retries: 0,
+        idleMs: 10,
+        fetch: (_u, init) =>
+          new Promise<Response>((_, reject) =>
+            init?.signal?.addEventListener("abort", () => reject(new DOMException("aborted")))
+          ),
+      }),
+      /no response within 0\.01 s/,
+    );
+    assert.ok(seen[0] instanceof TransferError && !(seen[0] instanceof ConnectionError));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

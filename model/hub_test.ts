@@ -681,6 +681,7 @@ Deno.test("fetchHubModel: a part left by an earlier run is resumed, restarted wh
     part: Uint8Array;
     etag?: string;
     ignoreRange?: boolean;
+    answer?: (file: string, n: number) => Response | undefined;
     ranges: (string | null)[];
   }[] = [
     { what: "resumed", part: whole.slice(0, 100), etag, ranges: ["bytes=100-"] },
@@ -692,8 +693,30 @@ Deno.test("fetchHubModel: a part left by an earlier run is resumed, restarted wh
     { what: "file changed", part: garbage, etag: '"stale"', ranges: ["bytes=100-"] },
     // A server without ranges answers 200: the part is written again from byte 0.
     { what: "Range ignored", part: garbage, ignoreRange: true, ranges: ["bytes=100-"] },
-    // Killed after the last byte, before the rename: 416 with the size it has.
-    { what: "complete part", part: whole, ranges: [`bytes=${whole.length}-`] },
+    // Killed after the last byte, before the rename: 416 with the size it has, to the If-Range
+    // of the part's version (a server honouring If-Range answers a changed file 200).
+    { what: "complete part", part: whole, etag, ranges: [`bytes=${whole.length}-`] },
+    // The same, but no ETag recorded: nothing says the part is of the current version.
+    {
+      what: "complete part, no ETag recorded",
+      part: whole,
+      ranges: [`bytes=${whole.length}-`, null],
+    },
+    // A part of the same size of an earlier version, and a server that ignores If-Range and
+    // answers 416 naming the file's new ETag: before, the stale part was taken as complete.
+    {
+      what: "complete part of another version",
+      part: new Uint8Array(whole.length).fill(7),
+      etag: '"stale"',
+      answer: (file, n) =>
+        file === "model.safetensors" && n === 0
+          ? new Response(null, {
+            status: 416,
+            headers: { "content-range": `bytes */${whole.length}`, etag },
+          })
+          : undefined,
+      ranges: [`bytes=${whole.length}-`, null],
+    },
     // Longer than the file: 416 with another size; deleted and fetched from byte 0 at once.
     {
       what: "part too long",
@@ -703,7 +726,10 @@ Deno.test("fetchHubModel: a part left by an earlier run is resumed, restarted wh
   ];
   for (const c of cases) {
     const cache = await Deno.makeTempDir();
-    const hub = serveHub({ "org/tiny@main": RELU }, { ignoreRange: c.ignoreRange });
+    const hub = serveHub({ "org/tiny@main": RELU }, {
+      ignoreRange: c.ignoreRange,
+      answer: c.answer,
+    });
     try {
       const dir = hubModelDir(cache, "org/tiny");
       await Deno.mkdir(dir, { recursive: true });
