@@ -238,8 +238,12 @@ export async function readSafetensorsHeader(path: string): Promise<SafetensorsHe
       throw new Error(`${path}: not a safetensors file (a folder or other non-file)`);
     }
     const size = stat.size;
-    const len = parseHeaderLength(await readExactly(file, 0, Math.min(8, size)), size, path);
-    return parseHeader(await readExactly(file, 8, len), size, path);
+    const len = parseHeaderLength(
+      await readExactly(file, 0, Math.min(8, size), `${path}: header length`),
+      size,
+      path,
+    );
+    return parseHeader(await readExactly(file, 8, len, `${path}: header`), size, path);
   } finally {
     file.close();
   }
@@ -248,19 +252,30 @@ export async function readSafetensorsHeader(path: string): Promise<SafetensorsHe
 /**
  * Read `length` bytes at `position` from an open file.
  *
+ * @param file the open file
+ * @param position the first byte
+ * @param length how many bytes
+ * @param what what is read, e.g. `model.safetensors: header`, to begin the error with (the file
+ *   may have shrunk since its size was read)
  * @throws Error when the file ends early
  */
 export async function readExactly(
   file: Deno.FsFile,
   position: number,
   length: number,
+  what?: string,
 ): Promise<Uint8Array> {
   const out = new Uint8Array(length);
   await file.seek(position, Deno.SeekMode.Start);
   let got = 0;
   while (got < length) {
     const n = await file.read(out.subarray(got));
-    if (n === null) throw new Error(`unexpected end of file at byte ${position + got}`);
+    if (n === null) {
+      const at = `unexpected end of file at byte ${position + got}`;
+      throw new Error(
+        what === undefined ? at : `${what}: ${at} (the file is shorter than it was when opened)`,
+      );
+    }
     got += n;
   }
   return out;

@@ -222,3 +222,32 @@ Deno.test("header-only read reports a missing file by name", async () => {
   const p = join(await Deno.makeTempDir(), "nope.safetensors");
   await assert.rejects(readSafetensorsHeader(p), (e: Error) => e.message.includes(p));
 });
+
+Deno.test("header-only read of a file cut short after it was opened names the file", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = join(dir, "model.safetensors");
+  await Deno.copyFile(FIXTURE, path);
+  // The file's size is taken when it is opened; the first read then finds it cut to 20 bytes,
+  // inside the header (before: "unexpected end of file at byte 20", naming no file).
+  const proto = Deno.FsFile.prototype;
+  const read = proto.read;
+  let cut = false;
+  proto.read = async function (this: Deno.FsFile, p: Uint8Array) {
+    if (!cut) {
+      cut = true;
+      await Deno.truncate(path, 20);
+    }
+    return await read.call(this, p);
+  };
+  try {
+    await assert.rejects(readSafetensorsHeader(path), (e: Error) => {
+      assert.match(e.message, /: header: unexpected end of file at byte 20 \(the file is shorter/);
+      assert.ok(e.message.startsWith(`${path}: `), e.message);
+      return true;
+    });
+    assert.ok(cut, "the file was read");
+  } finally {
+    proto.read = read;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
