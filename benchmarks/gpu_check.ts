@@ -98,7 +98,6 @@ import { DEFAULT_TRAIN, type TrainSpec } from "./spec.ts";
 import { disposeBatch } from "./batching.ts";
 import {
   type CommandRunner,
-  denoCommandRunner,
   DEVICE_MARGIN,
   deviceMemory,
   type DeviceMemoryUsed,
@@ -1766,7 +1765,12 @@ export async function main(
       matmul: () => matmulSection(quick, ctx("matmul")),
       encoder: () => encoderSection(quick, ctx("encoder")),
       t5: () => t5Section(quick, ctx("t5")),
-      memory: () => memorySection(quick, ctx("memory"), opts.runCommand ?? denoCommandRunner),
+      memory: () =>
+        memorySection(
+          quick,
+          ctx("memory"),
+          opts.runCommand ?? timedCommandRunner(NVIDIA_SMI_TIMEOUT_MS),
+        ),
     };
     for (const s of SECTIONS) {
       if (!wanted.includes(s)) continue;
@@ -1808,6 +1812,43 @@ export async function main(
 /** Environment variables that override the custom kernels' options (`model/webgpu/mod.ts`). */
 const KERNEL_ENV = ["HYPERPROMPT_WEBGPU_KERNELS", "HYPERPROMPT_WEBGPU_SUBMIT_BATCH"] as const;
 
+/**
+ * How long one `nvidia-smi` call of the memory section may take (it usually answers in well under
+ * a second; a first call without persistence mode in a few).
+ */
+export const NVIDIA_SMI_TIMEOUT_MS = 20_000;
+
+/**
+ * A {@link CommandRunner} through `Deno.Command` (as device_memory.ts `denoCommandRunner`) that
+ * stops the program after `ms` milliseconds: a hung `nvidia-smi` (a known state of a driver in
+ * trouble) would otherwise hang the check until the device call's limit, the sections after
+ * `memory` never run. A program stopped so, or one that fails, is `success: false` (its memory
+ * sample is then null with the reason); a missing one is `undefined`.
+ *
+ * @param ms the time limit of one call
+ * @returns the runner
+ */
+export function timedCommandRunner(ms: number): CommandRunner {
+  return async (cmd, args) => {
+    let out: Deno.CommandOutput;
+    try {
+      out = await new Deno.Command(cmd, {
+        args: [...args],
+        stdout: "piped",
+        stderr: "null",
+        stdin: "null",
+        signal: AbortSignal.timeout(ms),
+      }).output();
+    } catch {
+      return undefined; // NotFound (no nvidia-smi), NotCapable/PermissionDenied: unknown
+    }
+    if (out.signal !== null) {
+      return { success: false, stdout: `${cmd} stopped after ${ms} ms (${out.signal})` };
+    }
+    return { success: out.success, stdout: new TextDecoder().decode(out.stdout) };
+  };
+}
+
 /** Options of {@link main} (tests). */
 export interface GpuCheckOptions {
   /**
@@ -1815,7 +1856,10 @@ export interface GpuCheckOptions {
    * (default: the wall clock).
    */
   readonly elapsedS?: () => number;
-  /** Runs `nvidia-smi` for the `memory` section (default `Deno.Command`; tests inject a fake). */
+  /**
+   * Runs `nvidia-smi` for the `memory` section (default {@link timedCommandRunner}, each call
+   * stopped after {@link NVIDIA_SMI_TIMEOUT_MS}; tests inject a fake).
+   */
   readonly runCommand?: CommandRunner;
 }
 

@@ -7,11 +7,19 @@
 
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { cli, hostBreakdown, main, microBatchRatio, reportGit, timeVariants } from "./gpu_check.ts";
+import {
+  cli,
+  hostBreakdown,
+  main,
+  microBatchRatio,
+  reportGit,
+  timedCommandRunner,
+  timeVariants,
+} from "./gpu_check.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
 import { parseTuningTable } from "../model/webgpu/tuning.ts";
 import { gitState } from "./provenance.ts";
-import type { CommandRunner } from "./device_memory.ts";
+import { type CommandRunner, deviceMemoryUsed } from "./device_memory.ts";
 import { lowMemoryBackpropInstalled } from "../model/backprop.ts";
 import { backpropFromEnv } from "../model/backend.ts";
 
@@ -577,4 +585,27 @@ Deno.test("gpu_check microBatchRatio(): the larger of step-low-memory's ratios, 
       from: "no step-low-memory ratio measured: 1",
     });
   }
+});
+
+Deno.test("gpu_check timedCommandRunner(): a hung program is stopped and read as failed", async () => {
+  // A stand-in for an nvidia-smi that hangs (a driver in trouble): stopped after 100 ms, not 30 s.
+  const t0 = performance.now();
+  const hung = timedCommandRunner(100);
+  assert.deepEqual(await hung("sleep", ["30"]), {
+    success: false,
+    stdout: "sleep stopped after 100 ms (SIGTERM)",
+  });
+  assert.ok(performance.now() - t0 < 10_000, "it did not wait for the program");
+  // The memory sample is then null with the reason, as for a failing nvidia-smi.
+  const sample = await deviceMemoryUsed((_cmd, _args) => hung("sleep", ["30"]));
+  assert.deepEqual(sample, {
+    bytes: null,
+    reason: 'nvidia-smi failed: "sleep stopped after 100 ms (SIGTERM)"',
+  });
+  // A program that answers in time is read; a missing one is undefined (not found).
+  assert.deepEqual(await timedCommandRunner(10_000)("echo", ["81559"]), {
+    success: true,
+    stdout: "81559\n",
+  });
+  assert.equal(await timedCommandRunner(10_000)("hyperprompt-no-such-program", []), undefined);
 });
