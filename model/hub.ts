@@ -12,11 +12,19 @@
  * place, so the cache never holds a half-written file under a final name. A transfer that breaks,
  * sends nothing for 30 s, or is answered HTTP 408, 429 or 5xx is retried after the hub's
  * `Retry-After` (else 1, 2, 4 s), resuming the part with an HTTP `Range` request; a part left by
- * a killed or failed run is resumed by the next (`model/http.ts` `fetchResumable`). Concurrent
- * downloads of one file take turns on a lock (`<repo folder>/.locks/`). Files already in the cache
- * are reused, optional files the hub answered HTTP 404 for are recorded (`.absent.json`) and not
- * asked for again, and a folder whose download completed is returned without touching the
- * network. `HF_ENDPOINT` overrides the endpoint,
+ * a killed or failed run is resumed by the next (`model/http.ts` `fetchResumable`). When the very
+ * first request of a call cannot connect at all (a DNS failure, a refused connection: offline), the
+ * call gives up at once, without the retries' waits, saying the hub is unreachable. Concurrent
+ * downloads of one file take turns on a lock file (`<repo folder>/.locks/<revision>--<file>.lock`),
+ * which its holder removes when its download is done. Files already in the cache are reused, and a
+ * folder whose download completed is returned without touching the network. Optional files the hub
+ * answered HTTP 404 for are recorded (`.absent.json`, each with the commit the hub named in
+ * `X-Repo-Commit` and the time) and not asked for again while the record holds: for a revision
+ * that is a commit sha, forever; for a branch or tag (`main`), while the hub names the same commit
+ * (a call that learns of a new commit asks again) or, before the call has asked the hub anything,
+ * for {@link ABSENT_MAX_AGE_MS} (a day) after the check; after that the file is asked for again
+ * (a completed folder too), and when the hub cannot be reached the record stands. `HF_ENDPOINT`
+ * overrides the endpoint,
  * `HF_TOKEN` (or `HUGGING_FACE_HUB_TOKEN`) is sent as a bearer token to the endpoint's origin
  * only (not to the CDN it redirects to), and `HF_HUB_OFFLINE=1` forbids network access.
  *
@@ -33,15 +41,9 @@ import {
 } from "./checkpoint.ts";
 import { readSafetensorsHeader } from "./safetensors.ts";
 import { readTorchBinHeader } from "./torch_bin.ts";
+import { FILE_TEMPS, pathExists, removeStaleTemps, syncDir, writeFileAtomic } from "./fs.ts";
 import {
-  FILE_TEMPS,
-  pathExists,
-  removeStaleTemps,
-  syncDir,
-  withFileLock,
-  writeFileAtomic,
-} from "./fs.ts";
-import {
+  ConnectionError,
   fetchResumable,
   type HttpGet,
   HttpStatusError,
@@ -96,12 +98,43 @@ const COMPLETE_MARKER = ".complete.json";
 
 /**
  * The optional files the hub answered HTTP 404 for, recorded in the revision's cache folder (as
- * huggingface_hub's `.no_exist/`) so that they are not asked for again: a repo without
+ * huggingface_hub's `.no_exist/<commit>/`) so that they are not asked for again: a repo without
  * `tokenizer.json` (google/t5-v1_1-*) would otherwise need the network on every
- * {@link fetchHubFiles} of it, and fail offline although its cache holds every file it has. The
- * record lasts as long as the folder (`force` removes it).
+ * {@link fetchHubFiles} of it, and fail offline although its cache holds every file it has. Each
+ * file's entry names the commit the 404 was of (the hub's `X-Repo-Commit`) and when it came
+ * (`{files, checks: {<file>: {commit, at}}}`); how long it holds: {@link absence}. `force` removes
+ * the record with the folder.
  */
 const ABSENT_MARKER = ".absent.json";
+
+/**
+ * How long a branch's or tag's record that the hub has no such file ({@link ABSENT_MARKER}) is
+ * trusted when the call has not learnt the revision's current commit: one day. A file added to
+ * `main` later is then fetched at most a day after the check (at once by a call that downloads
+ * anything else first, which names the new commit).
+ */
+export const ABSENT_MAX_AGE_MS = 24 * 3600 * 1000;
+
+/**
+ * Whether `file` is one of the weights files {@link fetchHubModel} looks for (optional each, one
+ * format needed). A function: `./checkpoint.ts` imports this module back, so its constants are
+ * not yet set while this module is first evaluated.
+ */
+function isWeightsFile(file: string): boolean {
+  return [WEIGHTS_NAME, WEIGHTS_INDEX_NAME, TORCH_WEIGHTS_NAME, TORCH_WEIGHTS_INDEX_NAME]
+    .includes(file);
+}
+
+/** A revision that is a full commit sha: its files never change. */
+function isCommitSha(revision: string): boolean {
+  return /^[0-9a-f]{40}$/.test(revision);
+}
+
+/** One file's entry in {@link ABSENT_MARKER}: the commit the 404 was of (if named) and when. */
+interface AbsentCheck {
+  commit?: string;
+  at?: number;
+}
 
 function env(name: string): string | undefined {
   try {
@@ -158,19 +191,38 @@ interface Ctx {
   sleep?: (ms: number) => Promise<void>;
   idleMs: number;
   /** The optional files recorded as absent ({@link ABSENT_MARKER}), once read. */
-  absent?: Set<string>;
+  absent?: Map<string, AbsentCheck>;
   /** Whether the folder's stale temporaries of earlier versions were swept. */
   swept?: boolean;
+  /** Whether the hub (or the CDN it redirects to) has answered any request of this call. */
+  reached?: boolean;
+  /** The revision's commit, as the hub's last `X-Repo-Commit` of this call named it. */
+  commit?: string;
+  /**
+   * Optional files skipped on a record trusted for its age alone (the commit not yet known): asked
+   * for again at the end of the call if the commit learnt meanwhile is not the record's.
+   */
+  trusted: Set<string>;
 }
 
 /** The optional files the repo revision is recorded not to have ({@link ABSENT_MARKER}). */
-async function absentFiles(ctx: Ctx): Promise<Set<string>> {
+async function absentFiles(ctx: Ctx): Promise<Map<string, AbsentCheck>> {
   if (ctx.absent === undefined) {
-    const absent = new Set<string>();
+    const absent = new Map<string, AbsentCheck>();
     try {
       const m = JSON.parse(await Deno.readTextFile(join(ctx.dir, ABSENT_MARKER)));
+      const checks = typeof m.checks === "object" && m.checks !== null ? m.checks : {};
       if (Array.isArray(m.files)) {
-        for (const f of m.files) if (typeof f === "string") absent.add(f);
+        for (const f of m.files) {
+          if (typeof f !== "string") continue;
+          // A record of an earlier version has no checks: stale, unless the revision is pinned.
+          const c = typeof checks[f] === "object" && checks[f] !== null ? checks[f] : {};
+          const at = typeof c.at === "string" ? Date.parse(c.at) : NaN;
+          absent.set(f, {
+            commit: typeof c.commit === "string" ? c.commit : undefined,
+            at: Number.isFinite(at) ? at : undefined,
+          });
+        }
       }
     } catch {
       // No record (or an unreadable one): every file is asked for.
@@ -181,23 +233,55 @@ async function absentFiles(ctx: Ctx): Promise<Set<string>> {
 }
 
 /**
- * Records that the hub answered 404 for the optional `file`, merged with the record on disk (a
- * concurrent writer's addition lost in a race costs one request later, nothing else).
+ * Whether the record that the repo has no `file` holds: `"none"` (no record), `"held"` (the
+ * revision is a commit sha, or the hub named the record's commit in this call), `"renew"` (held
+ * so, but older than {@link ABSENT_MAX_AGE_MS}: its time is to be renewed), `"trusted"` (the
+ * commit is not known yet and the check is younger than that) or `"stale"` (another commit, or
+ * older): the file is asked for again.
  */
-async function recordAbsent(ctx: Ctx, file: string): Promise<void> {
+async function absence(
+  ctx: Ctx,
+  file: string,
+): Promise<"none" | "held" | "renew" | "trusted" | "stale"> {
+  const check = (await absentFiles(ctx)).get(file);
+  if (check === undefined) return "none";
+  if (isCommitSha(ctx.revision)) return "held";
+  const age = check.at === undefined ? Infinity : Date.now() - check.at;
+  const fresh = age >= 0 && age < ABSENT_MAX_AGE_MS;
+  if (ctx.commit !== undefined && check.commit !== undefined) {
+    return check.commit !== ctx.commit ? "stale" : fresh ? "held" : "renew";
+  }
+  return fresh ? "trusted" : "stale";
+}
+
+/**
+ * Records that the hub answered 404 for the optional `file` (of the commit it named, now), or
+ * with `found` that it now has the file, merged with the record on disk (a concurrent writer's
+ * change lost in a race costs one request later, nothing else).
+ */
+async function recordAbsent(ctx: Ctx, file: string, found = false): Promise<void> {
   ctx.absent = undefined;
   const absent = await absentFiles(ctx);
-  absent.add(file);
+  if (found) absent.delete(file);
+  else absent.set(file, { commit: ctx.commit, at: Date.now() });
   const { repoId, revision, endpoint } = ctx;
+  const files = [...absent.keys()].sort();
+  const checks = Object.fromEntries(files.map((f) => {
+    const { commit, at } = absent.get(f)!;
+    return [f, { commit, at: at === undefined ? undefined : new Date(at).toISOString() }];
+  }));
   await writeFileAtomic(
     join(ctx.dir, ABSENT_MARKER),
-    JSON.stringify({ repoId, revision, endpoint, files: [...absent].sort() }) + "\n",
+    JSON.stringify({ repoId, revision, endpoint, files, checks }) + "\n",
   );
 }
 
+/** The hub could not be reached (after the retries, or at once: {@link ConnectionError}). */
+class HubOfflineError extends Error {}
+
 function offlineError(ctx: Ctx, url: string, cause: unknown): Error {
   const why = cause instanceof Error ? cause.message : String(cause);
-  return new Error(
+  return new HubOfflineError(
     `Model "${ctx.repoId}" could not be fetched from ${ctx.endpoint} (${url}: ${why}). ` +
       `The hub is unreachable: you appear to be offline, or the endpoint is wrong. ` +
       `To use a local folder instead, pass the path of a folder that holds config.json, ` +
@@ -229,6 +313,10 @@ function hubGet(ctx: Ctx): HttpGet {
         redirect: "manual",
         signal,
       });
+      ctx.reached = true;
+      // The commit the revision resolves to (the hub's own answers name it, the CDN's do not).
+      const commit = sameOrigin ? res.headers.get("x-repo-commit") : null;
+      if (commit !== null && isCommitSha(commit)) ctx.commit = commit;
       const location = res.headers.get("location");
       if (res.status < 300 || res.status >= 400 || location === null) return res;
       await res.body?.cancel();
@@ -244,6 +332,32 @@ class RedirectLoop extends Error {}
 /** Where concurrent downloads of `file` take turns: `<repo folder>/.locks/<revision>--<file>`. */
 function lockPath(ctx: Ctx, file: string): string {
   return join(dirname(ctx.dir), ".locks", `${basename(ctx.dir)}--${encodeURIComponent(file)}.lock`);
+}
+
+/**
+ * `fn()` under an exclusive lock on the file `path` (`model/fs.ts` `withFileLock`'s lock), which
+ * the holder removes before it lets go, so that no lock file is left behind. A waiter may hold an
+ * open handle of the file the holder removed: once it gets that lock, the lock excludes no one
+ * (another process may already hold a new file under the name), so it checks that the file it
+ * locked is still the one at `path` (same device and inode) and else tries again. Where the
+ * platform gives no inode (Windows) the file is kept, as `withFileLock` does.
+ */
+async function withRemovedLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  await Deno.mkdir(dirname(path), { recursive: true });
+  for (;;) {
+    using f = await Deno.open(path, { read: true, write: true, create: true });
+    await f.lock(true);
+    const held = await f.stat();
+    if (held.ino === null || held.dev === null) return await fn();
+    const named = await Deno.stat(path).catch(() => undefined);
+    if (named?.ino !== held.ino || named.dev !== held.dev) continue; // removed by its last holder
+    try {
+      return await fn();
+    } finally {
+      // Still locked: a process that opened the file since waits on it and then finds it gone.
+      await Deno.remove(path).catch(() => {});
+    }
+  }
 }
 
 /** Checks a downloaded `file` (at `part`) by its kind; the error names the file, not the part. */
@@ -289,19 +403,53 @@ async function checkDownloaded(url: string, file: string, part: string): Promise
 async function download(ctx: Ctx, file: string, optional: boolean): Promise<boolean> {
   const dest = join(ctx.dir, file);
   if (await pathExists(dest)) return true;
-  if (optional && (await absentFiles(ctx)).has(file)) return false;
+  // Whether a recorded 404 holds: skipped, or (trusted for its age) skipped until the call learns
+  // the commit. Not weights: an index fetched after the others would come without its shards.
+  const recorded = async () => {
+    const a = optional ? await absence(ctx, file) : "none";
+    if (a === "trusted" && !isWeightsFile(file)) ctx.trusted.add(file);
+    // The hub named the commit the 404 was of: the record is as good as a new check.
+    if (a === "renew") await recordAbsent(ctx, file);
+    return a === "held" || a === "renew" || a === "trusted";
+  };
+  if (await recorded()) return false;
   if (!ctx.swept) {
     // Temporaries of earlier versions (`<file>.tmp-<pid>-<hex>`) whose process is gone.
     ctx.swept = true;
     await removeStaleTemps(ctx.dir, FILE_TEMPS);
   }
-  return await withFileLock(lockPath(ctx, file), async () => {
+  return await withRemovedLock(lockPath(ctx, file), async () => {
     // Another process may have finished (or found absent) the file while this one waited.
     if (await pathExists(dest)) return true;
     ctx.absent = undefined;
-    if (optional && (await absentFiles(ctx)).has(file)) return false;
-    return await downloadLocked(ctx, file, optional, dest);
+    if (await recorded()) return false;
+    const stale = optional && (await absence(ctx, file)) === "stale";
+    try {
+      const got = await downloadLocked(ctx, file, optional, dest);
+      if (got && stale) await recordAbsent(ctx, file, true); // added since the 404
+      return got;
+    } catch (e) {
+      if (!stale) throw e;
+      // Only re-checking an old record of a 404: the hub unreachable (or failing, or sending an
+      // invalid file) does not fail a call the cache could answer; the record stands.
+      const why = e instanceof HubOfflineError ? "hub unreachable" : (e as Error).message;
+      ctx.log?.(`${ctx.repoId}/${file}: not re-checked (${why}); the hub had none`);
+      return false;
+    }
   });
+}
+
+/**
+ * The optional files skipped on a record trusted for its age whose commit the call has since
+ * learnt is not the record's: asked for again; returns those the repo now has.
+ */
+async function recheckTrusted(ctx: Ctx): Promise<string[]> {
+  const got: string[] = [];
+  const trusted = [...ctx.trusted];
+  ctx.trusted.clear();
+  if (ctx.commit === undefined) return got;
+  for (const f of trusted) if (await download(ctx, f, true)) got.push(f);
+  return got;
 }
 
 async function downloadLocked(
@@ -323,6 +471,9 @@ async function downloadLocked(
       sleep: ctx.sleep,
       log: ctx.log,
       get: hubGet(ctx),
+      // Offline: the call's first request cannot connect; the retries' waits would only delay
+      // the message. Once anything has answered, every failure is retried.
+      noRetry: (e) => e instanceof ConnectionError && !ctx.reached,
       verify: (path) => checkDownloaded(url, file, path),
     });
   } catch (e) {
@@ -388,6 +539,7 @@ function hubContext(repoId: string, opts: FetchHubOptions): Ctx {
     retries: opts.retries ?? 3,
     sleep: opts.sleep,
     idleMs: opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS,
+    trusted: new Set(),
   };
 }
 
@@ -428,6 +580,14 @@ async function downloadWeights(
   return true;
 }
 
+/** Whether a record of an optional file's 404 is {@link absence} `"stale"`. */
+async function staleAbsence(ctx: Ctx): Promise<boolean> {
+  for (const f of (await absentFiles(ctx)).keys()) {
+    if ((await absence(ctx, f)) === "stale") return true;
+  }
+  return false;
+}
+
 async function readComplete(dir: string): Promise<boolean> {
   try {
     const m = JSON.parse(await Deno.readTextFile(join(dir, COMPLETE_MARKER)));
@@ -453,8 +613,13 @@ async function readComplete(dir: string): Promise<boolean> {
 export async function fetchHubModel(repoId: string, opts: FetchHubOptions = {}): Promise<string> {
   const ctx = hubContext(repoId, opts);
   const { revision, endpoint, dir } = ctx;
-  if (!opts.force && await readComplete(dir)) return dir;
-  if (env("HF_HUB_OFFLINE") === "1") throw offlineModeError(ctx, "it is");
+  const offline = env("HF_HUB_OFFLINE") === "1";
+  // Complete, unless a record of an optional file's 404 is due to be checked again (offline mode
+  // takes what the folder holds).
+  if (!opts.force && await readComplete(dir) && (offline || !(await staleAbsence(ctx)))) {
+    return dir;
+  }
+  if (offline) throw offlineModeError(ctx, "it is");
   if (opts.force) await Deno.remove(dir, { recursive: true }).catch(() => {});
   await Deno.mkdir(dir, { recursive: true });
   const files = ["config.json"];
@@ -464,6 +629,8 @@ export async function fetchHubModel(repoId: string, opts: FetchHubOptions = {}):
   // such as google/t5-v1_1-*, may have only those); each unsharded, else its index and shards.
   const weights = await downloadWeights(ctx, WEIGHTS_NAME, WEIGHTS_INDEX_NAME, files) ||
     await downloadWeights(ctx, TORCH_WEIGHTS_NAME, TORCH_WEIGHTS_INDEX_NAME, files);
+  // The optional files skipped before the call learnt the commit, if it is not the record's.
+  files.push(...await recheckTrusted(ctx));
   if (!weights) {
     throw new Error(
       `Model "${repoId}" (revision "${revision}") on ${endpoint} has none of ${WEIGHTS_NAME}, ` +
@@ -495,8 +662,8 @@ export interface HubFiles {
  * repo in, with the same atomic writes and checks. No completion marker is written, so a later
  * {@link fetchHubModel} of the same repo and revision reuses these files and downloads the rest.
  * When the cache already holds the repo complete, or every named file (an optional one the hub
- * answered HTTP 404 for before counts as held: the repo has none), nothing is requested, so a
- * repo fetched once is read offline too.
+ * answered HTTP 404 for counts as held while the record holds, as the module's documentation
+ * says: the repo has none), nothing is requested, so a repo fetched once is read offline too.
  *
  * @param repoId `org/name` (or a legacy `name`) on the hub
  * @param files the required and the optional files (plain names in the repo's top folder)
@@ -528,17 +695,22 @@ export async function fetchHubFiles(
   }
   const ctx = hubContext(repoId, opts);
   const { dir } = ctx;
-  if (await readComplete(dir)) return dir;
-  // An optional file the hub answered 404 for before is not missing: the repo has none.
-  const absent = await absentFiles(ctx);
+  const offline = env("HF_HUB_OFFLINE") === "1";
+  if (await readComplete(dir) && (offline || !(await staleAbsence(ctx)))) return dir;
+  // An optional file the hub answered 404 for is not missing while the record holds: the repo
+  // has none.
   const missing = [];
   for (const f of [...files.required, ...optional]) {
     if (await pathExists(join(dir, f))) continue;
-    if (!files.required.includes(f) && absent.has(f)) continue;
+    if (!files.required.includes(f)) {
+      const a = await absence(ctx, f);
+      if (a === "trusted") ctx.trusted.add(f); // until the commit is known, if it comes to be
+      if (a === "held" || a === "trusted") continue;
+    }
     missing.push(f);
   }
   if (missing.length === 0) return dir;
-  if (env("HF_HUB_OFFLINE") === "1") {
+  if (offline) {
     // Offline: what the cache holds of the optional files is what there is.
     const needed = missing.filter((f) => files.required.includes(f));
     if (needed.length === 0) return dir;
@@ -546,5 +718,7 @@ export async function fetchHubFiles(
   }
   await Deno.mkdir(dir, { recursive: true });
   for (const f of missing) await download(ctx, f, !files.required.includes(f));
+  // The optional files held absent by age alone, if the call learnt of another commit.
+  await recheckTrusted(ctx);
   return dir;
 }

@@ -3,7 +3,13 @@ import { basename, dirname, join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { sharedPath } from "./shared_dir.ts";
 import { loadHfFolder, saveHfFolder } from "./checkpoint.ts";
-import { defaultHubCacheDir, fetchHubFiles, fetchHubModel, hubModelDir } from "./hub.ts";
+import {
+  ABSENT_MAX_AGE_MS,
+  defaultHubCacheDir,
+  fetchHubFiles,
+  fetchHubModel,
+  hubModelDir,
+} from "./hub.ts";
 import { withEnv } from "./env_testing.ts";
 import { serveHub } from "./hub_testing.ts";
 import { flushesOf, recordFlushes } from "./fs_testing.ts";
@@ -213,7 +219,8 @@ Deno.test("fetchHubModel: unreachable endpoint says offline and how to use a loc
   l.close();
   try {
     for (const endpoint of [`http://127.0.0.1:${closedPort}`, "http://127.0.0.1:1"]) {
-      // Given up only after the retries (1, 2, 4 s; recorded, not waited).
+      // The first request cannot connect: given up at once, not after the retries' 1, 2, 4 s
+      // (which, before, kept an offline run waiting 7 s for this message).
       const { waits, sleep } = recordSleeps();
       await assert.rejects(
         fetchHubModel("google-t5/t5-small", { cacheDir: cache, endpoint, sleep }),
@@ -225,8 +232,29 @@ Deno.test("fetchHubModel: unreachable endpoint says offline and how to use a loc
           return true;
         },
       );
-      assert.deepEqual(waits, [1000, 2000, 4000], endpoint);
+      assert.deepEqual(waits, [], endpoint);
     }
+    // Once the hub has answered, a connection that fails is retried (1, 2, 4 s) before the same
+    // message: the network went away mid-way, and may come back.
+    const { waits, sleep } = recordSleeps();
+    const asked: string[] = [];
+    const flaky = ((url: string | URL | Request) => {
+      asked.push(basename(String(url)));
+      return asked.length === 1
+        ? Promise.resolve(new Response("{}", { headers: { "content-length": "2" } }))
+        : Promise.reject(new TypeError("connection refused"));
+    }) as typeof fetch;
+    await assert.rejects(
+      fetchHubModel("org/t", {
+        cacheDir: cache,
+        endpoint: "http://hub.invalid",
+        fetch: flaky,
+        sleep,
+      }),
+      /Model "org\/t" could not be fetched from .*generation_config\.json: .*connection refused.*offline/,
+    );
+    assert.deepEqual(waits, [1000, 2000, 4000]);
+    assert.deepEqual(asked, ["config.json", ...Array(4).fill("generation_config.json")]);
   } finally {
     await Deno.remove(cache, { recursive: true });
   }
@@ -750,5 +778,211 @@ Deno.test("fetchHubModel: a part left by an earlier run is resumed, restarted wh
       await hub.close();
       await Deno.remove(cache, { recursive: true });
     }
+  }
+});
+
+Deno.test("fetchHubFiles: concurrent downloads of one file take turns on its lock, which is removed after", async () => {
+  const cache = await Deno.makeTempDir();
+  const config = await Deno.readFile(join(RELU, "config.json"));
+  // The first answer of config.json sends its body only once released.
+  let release!: () => void;
+  const gate = new Promise<void>((r) => release = r);
+  const hub = serveHub({ "org/tiny@main": RELU }, {
+    answer: (file, n) =>
+      file === "config.json" && n === 0
+        ? new Response(
+          new ReadableStream<Uint8Array>({
+            async start(c) {
+              await gate;
+              c.enqueue(config);
+              c.close();
+            },
+          }),
+          { headers: { "content-length": String(config.length) } },
+        )
+        : undefined,
+  });
+  const locks = join(dirname(hubModelDir(cache, "org/tiny")), ".locks");
+  const lock = join(locks, "main--config.json.lock");
+  try {
+    const opts = { cacheDir: cache, endpoint: hub.endpoint };
+    const files = { required: ["config.json"] };
+    const first = fetchHubFiles("org/tiny", files, opts);
+    while (hub.requests.length === 0) await new Promise((r) => setTimeout(r, 10));
+    // Two more wait on the lock the first holds while its body is held back.
+    const waiting = [
+      fetchHubFiles("org/tiny", files, opts),
+      fetchHubFiles("org/tiny", files, opts),
+    ];
+    await new Promise((r) => setTimeout(r, 300));
+    if (Deno.build.os !== "windows") {
+      using other = await Deno.open(lock);
+      assert.equal(other.tryLockSync(true), false, "held while the first downloads");
+    }
+    release();
+    const dirs = await Promise.all([first, ...waiting]);
+    assert.ok(dirs.every((d) => d === hubModelDir(cache, "org/tiny")));
+    assert.equal(hub.requests.length, 1, "the waiters found the file the first downloaded");
+    assert.equal(
+      await Deno.readTextFile(join(dirs[0]!, "config.json")),
+      new TextDecoder().decode(config),
+    );
+    // The holder removes the lock file (before, every file downloaded left one behind).
+    if (Deno.build.os !== "windows") assert.deepEqual(namesIn(locks), []);
+    // A later download of another file takes a lock again, and removes it too.
+    await fetchHubModel("org/tiny", opts);
+    if (Deno.build.os !== "windows") assert.deepEqual(namesIn(locks), []);
+  } finally {
+    release();
+    await hub.close();
+    await Deno.remove(cache, { recursive: true });
+  }
+});
+
+Deno.test("fetchHubModel: a recorded 404 of a branch holds for its commit, is asked again for a new commit or once a day old; a pinned commit keeps it", async () => {
+  const tmp = await Deno.makeTempDir();
+  const src = join(tmp, "src");
+  await Deno.mkdir(src);
+  for (const f of Deno.readDirSync(RELU)) {
+    await Deno.copyFile(join(RELU, f.name), join(src, f.name));
+  }
+  const sha = "c".repeat(40);
+  const hub = serveHub({ "org/tiny@main": src, [`org/tiny@${sha}`]: src });
+  // The hub names the commit a revision resolves to in X-Repo-Commit (here on the redirect to
+  // the CDN, where large files live).
+  let commit = "a".repeat(40);
+  const front = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (req) =>
+      new Response(null, {
+        status: 302,
+        headers: {
+          location: hub.endpoint + new URL(req.url).pathname,
+          "x-repo-commit": commit,
+        },
+      }),
+  );
+  const cache = join(tmp, "cache");
+  const opts = { cacheDir: cache, endpoint: `http://127.0.0.1:${front.addr.port}` };
+  const dir = hubModelDir(cache, "org/tiny");
+  const asked = (from: number) => hub.requests.slice(from).map((r) => basename(r.path));
+  const record = () => JSON.parse(Deno.readTextFileSync(join(dir, ".absent.json")));
+  try {
+    await fetchHubModel("org/tiny", opts);
+    assert.equal(record().checks["tokenizer.json"].commit, commit, "the 404's commit recorded");
+    const tok = sharedPath("fixtures", "tokenizer", "unigram-glue-4k", "tokenizer.json");
+    await Deno.copyFile(tok, join(src, "tokenizer.json"));
+    // Same commit (the weights' download names it): the record holds, tokenizer.json not asked.
+    await Deno.remove(join(dir, ".complete.json"));
+    await Deno.remove(join(dir, "model.safetensors"));
+    let n = hub.requests.length;
+    await fetchHubModel("org/tiny", opts);
+    assert.deepEqual(asked(n), ["model.safetensors"]);
+    // A new commit of main adds tokenizer.json. The optional files are looked at before the
+    // weights, when the call does not know the commit yet (the record is a minute old: trusted);
+    // the weights' answer names the new commit, so the recorded files are asked for after them.
+    // Before, the record of main held forever: tokenizer.json was never fetched.
+    commit = "b".repeat(40);
+    await Deno.remove(join(dir, ".complete.json"));
+    await Deno.remove(join(dir, "model.safetensors"));
+    n = hub.requests.length;
+    await fetchHubModel("org/tiny", opts);
+    assert.deepEqual(asked(n), [
+      "model.safetensors",
+      "tokenizer.json",
+      "tokenizer_config.json",
+      "spiece.model",
+    ]);
+    assert.deepEqual(record().files, ["spiece.model", "tokenizer_config.json"]);
+    assert.equal(record().checks["spiece.model"].commit, commit);
+    assert.equal(
+      await Deno.readTextFile(join(dir, "tokenizer.json")),
+      await Deno.readTextFile(tok),
+    );
+    assert.ok(
+      JSON.parse(await Deno.readTextFile(join(dir, ".complete.json"))).files
+        .includes("tokenizer.json"),
+    );
+    // A complete folder whose record is more than a day old: asked for again (nothing else), and
+    // the record renewed; before, never without force. The first answer names the record's
+    // commit, which confirms the other file's record without a request.
+    const old = record();
+    for (const c of Object.values(old.checks) as { at: string }[]) {
+      c.at = new Date(Date.now() - ABSENT_MAX_AGE_MS - 60_000).toISOString();
+    }
+    await Deno.writeTextFile(join(dir, ".absent.json"), JSON.stringify(old));
+    n = hub.requests.length;
+    await fetchHubModel("org/tiny", opts);
+    assert.deepEqual(asked(n), ["tokenizer_config.json"]);
+    assert.ok(
+      Object.values(record().checks).every((c) =>
+        Date.now() - Date.parse((c as { at: string }).at) < 60_000
+      ),
+      "both renewed",
+    );
+    n = hub.requests.length;
+    await fetchHubModel("org/tiny", opts);
+    assert.equal(hub.requests.length, n, "renewed: complete again, no request");
+    // Expired but the hub unreachable (no HF_HUB_OFFLINE): the record stands, at once.
+    await Deno.writeTextFile(join(dir, ".absent.json"), JSON.stringify(old));
+    const { waits, sleep } = recordSleeps();
+    const lines: string[] = [];
+    assert.equal(
+      await fetchHubModel("org/tiny", {
+        cacheDir: cache,
+        endpoint: "http://127.0.0.1:1",
+        sleep,
+        log: (l) => lines.push(l),
+      }),
+      dir,
+    );
+    assert.deepEqual(waits, []);
+    assert.ok(
+      lines.some((l) => /spiece\.model: not re-checked \(hub unreachable\)/.test(l)),
+      `${lines}`,
+    );
+    // fetchHubFiles likewise.
+    assert.equal(
+      await fetchHubFiles("org/tiny", { required: ["config.json"], optional: ["spiece.model"] }, {
+        cacheDir: cache,
+        endpoint: "http://127.0.0.1:1",
+        sleep,
+      }),
+      dir,
+    );
+    assert.deepEqual(waits, []);
+    // fetchHubFiles: spiece.model is trusted (a fresh record) until config.json's answer names a
+    // new commit; then it is asked for, and the repo now has it.
+    await Deno.writeTextFile(join(src, "spiece.model"), "model");
+    commit = "d".repeat(40);
+    await Deno.remove(join(dir, "config.json"));
+    n = hub.requests.length;
+    await fetchHubFiles(
+      "org/tiny",
+      { required: ["config.json"], optional: ["spiece.model"] },
+      opts,
+    );
+    assert.deepEqual(asked(n), ["config.json", "spiece.model"]);
+    assert.equal(await Deno.readTextFile(join(dir, "spiece.model")), "model");
+    assert.deepEqual(record().files, ["tokenizer_config.json"], "the record forgets it");
+    // A pinned commit's record never expires.
+    const pinned = hubModelDir(cache, "org/tiny", sha);
+    await fetchHubModel("org/tiny", { ...opts, revision: sha });
+    const rec = JSON.parse(await Deno.readTextFile(join(pinned, ".absent.json")));
+    for (const c of Object.values(rec.checks) as { at: string }[]) {
+      c.at = "2000-01-01T00:00:00.000Z";
+    }
+    await Deno.writeTextFile(join(pinned, ".absent.json"), JSON.stringify(rec));
+    n = hub.requests.length;
+    await fetchHubModel("org/tiny", { ...opts, revision: sha });
+    await fetchHubFiles("org/tiny", { required: [], optional: ["spiece.model"] }, {
+      ...opts,
+      revision: sha,
+    });
+    assert.equal(hub.requests.length, n, "a commit's files do not change");
+  } finally {
+    await front.shutdown();
+    await hub.close();
+    await Deno.remove(tmp, { recursive: true });
   }
 });
