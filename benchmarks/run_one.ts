@@ -35,19 +35,17 @@
  * @module
  */
 import { existsSync } from "node:fs";
-import { isDirectory } from "../model/fs.ts";
 import { join } from "node:path";
 import { preset, PUBLISHED_PRESETS, type T5Config } from "../model/config.ts";
 import { disposeT5, initT5, type T5Model } from "../model/t5.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
-import { fetchHubModel } from "../model/checkpoint.ts";
 import {
+  type CheckpointFolder,
   checkTokenizerFits,
   fetchHubConfigFiles,
-  fetchHubSource,
+  loadCheckpoint,
   loadFolderTokenizer,
-  loadT5Weights,
-  noTokenizerError,
+  locateCheckpoint,
   readFolderConfig,
 } from "../model/pretrained.ts";
 import { explainBackendFailure, selectBackend } from "../model/backend.ts";
@@ -116,18 +114,6 @@ interface Backbone {
   tokenizerSource: string;
 }
 
-/**
- * The local folder of an `{hf}` reference: the folder itself, else the hub id's cache folder with
- * only config.json and its tokenizer files downloaded so far (`fetchHubConfigFiles`,
- * model/pretrained.ts; `hubId` is then set: `fetchHubModel(hubId)` downloads the weights into the
- * same folder). A file, a missing path that is no hub id, and a hub error (a mistyped folder
- * that looks like `org/name`) say so, as `loadT5` does (`fetchHubSource`).
- */
-async function locateFolder(ref: string): Promise<{ folder: string; hubId?: string }> {
-  if (await isDirectory(ref)) return { folder: ref };
-  return { folder: await fetchHubSource(ref, fetchHubConfigFiles), hubId: ref };
-}
-
 /** A tokenizer and how it was chosen (recorded as `RunResult.tokenizer`). */
 interface ChosenTokenizer {
   tokenizer: T5Tokenizer;
@@ -156,9 +142,13 @@ export const CONVERTED_TOKENIZER = "backbone:spiece.model";
 async function ownTokenizer(folder: string): Promise<ChosenTokenizer | undefined> {
   const own = await loadFolderTokenizer(folder);
   if (own === undefined) return undefined;
-  if (own.convertedFrom === undefined) return { tokenizer: own.tokenizer, source: "backbone" };
-  console.error(own.note);
-  return { tokenizer: own.tokenizer, source: CONVERTED_TOKENIZER };
+  if (own.convertedFrom !== undefined) console.error(own.note);
+  return { tokenizer: own.tokenizer, source: ownTokenizerSource(own.convertedFrom) };
+}
+
+/** `RunResult.tokenizer` of a backbone folder's own tokenizer, converted from `convertedFrom` or not. */
+function ownTokenizerSource(convertedFrom: string | undefined): string {
+  return convertedFrom === undefined ? "backbone" : CONVERTED_TOKENIZER;
 }
 
 async function folderTokenizer(folder: string | undefined): Promise<ChosenTokenizer> {
@@ -273,39 +263,41 @@ export async function buildBackbone(spec: RunSpec, dataDir: string): Promise<Bac
   const dropoutRate = spec.train.dropout;
   // A checkpoint's folder; one from the hub holds only its config.json and tokenizer.json until
   // they pass the checks below (a T5-XXL's weights are 44 GB to download).
-  let found: { folder: string; hubId?: string } | undefined;
-  if (typeof spec.backbone === "object") found = await locateFolder(spec.backbone.hf);
+  let found: CheckpointFolder | undefined;
+  if (typeof spec.backbone === "object") found = await locateCheckpoint(spec.backbone.hf);
   else if (spec.backbone === "pretrained") {
-    if (typeof spec.model === "object") found = await locateFolder(spec.model.hf);
+    if (typeof spec.model === "object") found = await locateCheckpoint(spec.model.hf);
     else if (PUBLISHED_PRESETS.includes(spec.model as never)) {
       const hubId = hubIdOfPreset(spec.model);
-      found = { folder: await fetchHubConfigFiles(hubId), hubId };
-    } else found = { folder: await pretrainedFolder(spec, dataDir) };
+      found = { dir: await fetchHubConfigFiles(hubId), hubId };
+    } else found = { dir: await pretrainedFolder(spec, dataDir) };
   }
   if (found !== undefined) {
-    let { folder } = found;
-    // Trained weights index their embedding rows by their own vocabulary: another tokenizer (the
-    // fixture's) would give every id the wrong row and train on noise.
-    const own = await ownTokenizer(folder);
-    if (own === undefined) throw noTokenizerError(folder, found.hubId);
-    const { tokenizer, source: tokenizerSource } = own;
-    // Everything that can refuse the folder is checked before any weight is read (a T5-XXL's
-    // are 44 GB): its config against the named model and the tokenizer, then the weights' names,
-    // dtypes and shapes from the safetensors headers or the .bin pickle (loadT5Weights).
-    const { config, path: configPath } = await readFolderConfig(folder);
-    if (typeof spec.model === "string") checkBackboneShape(folder, config, spec.model);
-    checkTokenizerFits(tokenizer, config, configPath);
-    // The weights, into the same folder.
-    if (found.hubId !== undefined) folder = await fetchHubSource(found.hubId, fetchHubModel);
-    const model = await loadT5Weights(folder, { ...config, dropoutRate }, configPath);
-    return { model, tokenizer, source: folder, tokenizerSource };
+    // Everything that can refuse the folder is checked before any weight is read or downloaded
+    // (a T5-XXL's are 44 GB): its own tokenizer (trained weights index their embedding rows by
+    // their own vocabulary, so the fixture's is never used), its config against the named model
+    // and the tokenizer, then the weights' names, dtypes and shapes from their headers.
+    const model = spec.model;
+    const ck = await loadCheckpoint(found, {
+      log: (l) => console.error(l),
+      ...(typeof model === "string"
+        ? { checkConfig: (config: T5Config) => checkBackboneShape(found.dir, config, model) }
+        : {}),
+      configOverrides: { dropoutRate },
+    });
+    return {
+      model: ck.model,
+      tokenizer: ck.tokenizer,
+      source: ck.dir,
+      tokenizerSource: ownTokenizerSource(ck.convertedFrom),
+    };
   }
   // Random init: a preset, or the configuration of an HF folder (its weights are not read).
   let base: T5Config;
   let baseSource: string;
   let tokFolder: string | undefined;
   if (typeof spec.model === "object") {
-    tokFolder = (await locateFolder(spec.model.hf)).folder;
+    tokFolder = (await locateCheckpoint(spec.model.hf)).dir;
     ({ config: base, path: baseSource } = await readFolderConfig(tokFolder));
   } else {
     base = preset(spec.model);

@@ -614,6 +614,32 @@ backboneTest(
 );
 
 backboneTest(
+  "buildBackbone(): a checkpoint folder's config.json and weights are read once (loadT5's loader)",
+  async (dir) => {
+    await saveFixtureFolder(dir, preset("tiny-v1_1"));
+    const texts = new Map<string, number>();
+    const readTextFile = Deno.readTextFile;
+    Deno.readTextFile = (path: string | URL, opts?: Deno.ReadFileOptions) => {
+      texts.set(String(path), (texts.get(String(path)) ?? 0) + 1);
+      return readTextFile(path, opts);
+    };
+    let built: Awaited<ReturnType<typeof buildBackbone>> | undefined;
+    let read: number;
+    try {
+      read = await bytesRead(async () =>
+        built = await buildBackbone({ ...MTL, backbone: { hf: dir } }, DATA)
+      );
+    } finally {
+      Deno.readTextFile = readTextFile;
+    }
+    disposeT5(built!.model);
+    assert.equal(texts.get(join(dir, "config.json")), 1, "config.json reads");
+    const size = (await Deno.stat(join(dir, "model.safetensors"))).size;
+    assert.equal(read, size, `bytes of model.safetensors read (header ${await headerBytes(dir)})`);
+  },
+);
+
+backboneTest(
   "buildBackbone(): random init from a Hugging Face folder reads its config.json, not its weights",
   async (dir) => {
     const vocabSize = await saveFixtureFolder(dir, THREE_ONE);

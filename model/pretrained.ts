@@ -79,34 +79,119 @@ export interface LoadT5Options {
  *   that the hub is unreachable and how to use a local folder instead
  */
 export async function loadT5(source: string, opts: LoadT5Options = {}): Promise<LoadedT5> {
-  const local = await isDirectory(source);
-  // From the hub, only the config and tokenizer files at first: the checks below run before the
-  // weights (gigabytes) are downloaded into the same folder.
-  const dir = local ? source : await fetchHubSource(source, fetchHubConfigFiles, opts);
+  const { convertedFrom: _, ...t5 } = await loadCheckpoint(await locateCheckpoint(source, opts), {
+    ...opts,
+    noTokenizerAlternative: `pass { tokenizer: "FILE" }`,
+  });
+  return t5;
+}
+
+/**
+ * A checkpoint folder to load ({@link locateCheckpoint}): a local folder, or a hub cache folder
+ * that holds, until {@link loadCheckpoint} has checked them, only `config.json` and the tokenizer
+ * files ({@link fetchHubConfigFiles}).
+ */
+export interface CheckpointFolder {
+  /** The folder. */
+  readonly dir: string;
+  /** The hub id it caches (its weights are downloaded into it once the checks pass). */
+  readonly hubId?: string;
+}
+
+/**
+ * Resolves a checkpoint source: a local folder as it is, else a hub id whose `config.json` and
+ * tokenizer files (no weights) are downloaded ({@link fetchHubConfigFiles} through
+ * {@link fetchHubSource}, whose errors say that a file, or a path that is no hub id, was given).
+ * {@link loadT5} and `benchmarks/run_one.ts`'s `{hf}` backbones resolve their sources with it.
+ *
+ * @param source a folder path or a hub id
+ * @param opts revision, cache folder, endpoint
+ * @returns the folder, and the hub id when it is a hub cache folder
+ */
+export async function locateCheckpoint(
+  source: string,
+  opts: HubSourceOptions = {},
+): Promise<CheckpointFolder> {
+  if (await isDirectory(source)) return { dir: source };
+  return { dir: await fetchHubSource(source, fetchHubConfigFiles, opts), hubId: source };
+}
+
+/** Options of {@link loadCheckpoint}. */
+export interface LoadCheckpointOptions extends HubSourceOptions {
+  /** {@link LoadT5Options.tokenizer}: a `tokenizer.json` used instead of the folder's own. */
+  readonly tokenizer?: string;
+  /** Where the line saying that `spiece.model` was converted goes (default `console.warn`). */
+  readonly log?: (line: string) => void;
+  /** What else the caller accepts when the folder has no tokenizer ({@link noTokenizerError}). */
+  readonly noTokenizerAlternative?: string;
+  /**
+   * A further check of the folder's configuration, run after it is read and before the
+   * tokenizer is checked against it (no weight is read or downloaded before it passes).
+   */
+  readonly checkConfig?: (config: T5Config, configPath: string) => void;
+  /** Fields set over the folder's configuration for the model built (e.g. `dropoutRate`). */
+  readonly configOverrides?: Partial<T5Config>;
+}
+
+/** A checkpoint loaded by {@link loadCheckpoint}. */
+export interface LoadedCheckpoint extends LoadedT5 {
+  /** The `spiece.model` the folder's tokenizer was converted from, when it has no `tokenizer.json`. */
+  readonly convertedFrom?: string;
+}
+
+/**
+ * Loads a located checkpoint ({@link locateCheckpoint}), refusing it before any weight is read
+ * or downloaded: its tokenizer (`opts.tokenizer`, else the folder's own:
+ * {@link loadFolderTokenizer}; neither is {@link noTokenizerError}), its `config.json`
+ * ({@link readFolderConfig}), `opts.checkConfig`, the tokenizer against the config
+ * ({@link checkTokenizerFits}); then, for a hub folder, the weights are downloaded into it, and
+ * {@link loadT5Weights} checks their headers and reads them (`config.json` and each header read
+ * once). {@link loadT5} and `benchmarks/run_one.ts` `buildBackbone` load checkpoints with it.
+ *
+ * @param folder the folder (and hub id)
+ * @param opts tokenizer, log, extra check, config overrides, hub options
+ * @returns model, tokenizer and folder; release with {@link disposeLoadedT5}
+ * @throws Error naming the folder and file when something is missing, malformed or mismatched
+ */
+export async function loadCheckpoint(
+  folder: CheckpointFolder,
+  opts: LoadCheckpointOptions = {},
+): Promise<LoadedCheckpoint> {
+  const { dir, hubId } = folder;
   let tokenizer: T5Tokenizer;
   let tokenizerSource: string;
+  let convertedFrom: string | undefined;
   if (opts.tokenizer !== undefined) {
     tokenizer = await T5Tokenizer.fromFile(opts.tokenizer);
     tokenizerSource = opts.tokenizer;
   } else {
+    // Trained weights index their embedding rows by their own vocabulary: no other tokenizer.
     const own = await loadFolderTokenizer(dir);
-    if (own === undefined) {
-      throw noTokenizerError(dir, local ? undefined : source, `pass { tokenizer: "FILE" }`);
-    }
-    ({ tokenizer, source: tokenizerSource } = own);
-    if (own.convertedFrom !== undefined) (opts.log ?? console.warn)(own.note);
+    if (own === undefined) throw noTokenizerError(dir, hubId, opts.noTokenizerAlternative);
+    ({ tokenizer, source: tokenizerSource, convertedFrom } = own);
+    if (convertedFrom !== undefined) (opts.log ?? console.warn)(own.note);
   }
-  // The config and the weights' headers (safetensors, or the `.bin` pickle) first: a mismatched tokenizer, or a weight missing,
-  // unexpected, or of the wrong dtype or shape, is refused before the weights are read.
+  // The config and the weights' headers (safetensors, or the `.bin` pickle) first: a mismatched
+  // tokenizer, or a weight missing, unexpected, or of the wrong dtype or shape, is refused before
+  // the weights are read (a T5-XXL's are 44 GB).
   const { config, path: configPath } = await readFolderConfig(dir);
+  opts.checkConfig?.(config, configPath);
   checkTokenizerFits(tokenizer, config, configPath);
-  if (!local) await fetchHubSource(source, fetchHubModel, opts); // the weights, into the same folder
-  return { model: await loadT5Weights(dir, config, configPath), tokenizer, tokenizerSource, dir };
+  // The weights, into the same folder.
+  const weightsDir = hubId === undefined ? dir : await fetchHubSource(hubId, fetchHubModel, opts);
+  const model = await loadT5Weights(weightsDir, { ...config, ...opts.configOverrides }, configPath);
+  return {
+    model,
+    tokenizer,
+    tokenizerSource,
+    dir: weightsDir,
+    ...(convertedFrom !== undefined ? { convertedFrom } : {}),
+  };
 }
 
 /**
- * A checkpoint folder's `config.json`, validated ({@link t5ConfigFromHf}); {@link loadT5} and
- * `benchmarks/run_one.ts` read it before any weight.
+ * A checkpoint folder's `config.json`, validated ({@link t5ConfigFromHf}); {@link loadCheckpoint}
+ * reads it before any weight, `benchmarks/run_one.ts` for a random init from a folder.
  *
  * @param folder the folder
  * @returns the configuration and the file's path (for errors)
@@ -225,8 +310,8 @@ export async function loadFolderTokenizer(dir: string): Promise<FolderTokenizer 
  * given other training-only fields, such as `dropoutRate`): the names, dtypes and shapes of the
  * weights are checked from the weights' headers (safetensors, or the `.bin` pickle) first (no tensor data is read before they
  * pass), then the weights are read. A checkpoint without `shared.weight` takes the encoder's
- * table for it (as google/madlad400-* store it). {@link loadT5} uses it after its tokenizer
- * checks.
+ * table for it (as google/madlad400-* store it). {@link loadCheckpoint} uses it after its
+ * tokenizer checks.
  *
  * @param dir the folder
  * @param config its `config.json` (see {@link t5ConfigFromHf}), the model's configuration
