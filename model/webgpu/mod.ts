@@ -68,6 +68,7 @@ import {
 } from "./tuning.ts";
 import { installUniformArena, uninstallUniformArena } from "./uniform_arena.ts";
 import { DEFAULT_SUBMIT_BATCH, submitBatchFromEnv } from "./submit_batch.ts";
+import { readEnv } from "../env.ts";
 import { installBindGroupCache, uninstallBindGroupCache } from "./bind_group_cache.ts";
 import {
   adafactorFactoredReference,
@@ -309,14 +310,6 @@ function fittedSplits(
   return splitFits({ batch, m: shape.m, n: shape.n }, splits, maxDispatch) ? splits : 1;
 }
 
-function envSetting(name = "HYPERPROMPT_WEBGPU_KERNELS"): string | undefined {
-  try {
-    return Deno.env.get(name);
-  } catch {
-    return undefined; // no --allow-env: use the options as given
-  }
-}
-
 const SUBMIT_FLAG = "WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE";
 /** tfjs's own value of {@link SUBMIT_FLAG}, kept while the kernels are installed. */
 let submitFlagBefore: number | undefined;
@@ -385,7 +378,7 @@ function resolveOptions(opts: WebgpuKernelOptions): Required<WebgpuKernelOptions
  *   webgpu backend is not registered, i.e. `@tensorflow/tfjs-backend-webgpu` was not imported)
  */
 export function registerWebgpuKernels(opts: WebgpuKernelOptions = {}): boolean {
-  const env = envSetting();
+  const env = readEnv("HYPERPROMPT_WEBGPU_KERNELS"); // unreadable (no --allow-env): the options
   if (env === "0" || env === "off") {
     unregisterWebgpuKernels();
     return false;

@@ -9,6 +9,7 @@
  */
 
 import { UsageError } from "../usage.ts";
+import { readEnv } from "../env.ts";
 
 /** Dispatches per command buffer while the custom kernels are installed (tfjs's own is 15). */
 export const DEFAULT_SUBMIT_BATCH = 64;
@@ -30,12 +31,7 @@ export const SUBMIT_BATCH_ENV = "HYPERPROMPT_WEBGPU_SUBMIT_BATCH";
  *   most {@link MAX_SUBMIT_BATCH}
  */
 export function submitBatchFromEnv(): number | undefined {
-  let value: string | undefined;
-  try {
-    value = Deno.env.get(SUBMIT_BATCH_ENV);
-  } catch {
-    return undefined; // no --allow-env: the options as given
-  }
+  const value = readEnv(SUBMIT_BATCH_ENV); // unreadable (no --allow-env): the options as given
   if (value === undefined || value === "") return undefined;
   if (!/^[1-9][0-9]*$/.test(value) || Number(value) > MAX_SUBMIT_BATCH) {
     throw new UsageError(
