@@ -76,14 +76,26 @@ export function splitLines(text: string): Line[] {
   return parts.map((t, i) => ({ line: i + 1, text: t.endsWith("\r") ? t.slice(0, -1) : t }));
 }
 
+/** How to convert classic Mac OS line endings, ending both bare-`\r` messages. */
+const CR_CONVERT = "convert them to \\n (e.g. tr '\\r' '\\n')";
+
 /**
  * Appended to the error of a line that holds a bare `\r` (not the `\r` of a CRLF ending): a file
  * saved with classic Mac OS line endings (CR only) reads as one long line, since the official
  * readers split on `\n` only.
  */
 const BARE_CR_HINT =
-  "; the line holds a bare carriage return (\\r): if the file's line endings are " +
-  "classic Mac OS CR, convert them to \\n (e.g. tr '\\r' '\\n')";
+  "; the line holds a bare carriage return (\\r): if the file's line endings are classic Mac OS " +
+  `CR, ${CR_CONVERT}`;
+
+/**
+ * Whether the last line `l` of `text` may have been cut short: the file does not end with a
+ * line ending. A line holding a bare `\r` is classic Mac OS lines read as one (`\n` never comes),
+ * so a file ending with `\r` ended its last such line.
+ */
+function cutShort(text: string, l: Line): boolean {
+  return !text.endsWith("\n") && !(l.text.includes("\r") && text.endsWith("\r"));
+}
 
 /** `text`, cut to `max` characters with an ellipsis, for a message that quotes a line. */
 function clip(text: string, max = 200): string {
@@ -142,7 +154,7 @@ export function parseTsv(text: string, file: string, opts: TsvOptions = {}): Tsv
         `the header line holds a bare carriage return (\\r): ${
           JSON.stringify(clip(first.text, 80))
         }; if the file's line endings are classic Mac OS CR (the whole file reads as one line, ` +
-          "since GLUE readers split on \\n only), convert them to \\n (e.g. tr '\\r' '\\n')",
+          `since GLUE readers split on \\n only), ${CR_CONVERT}`,
       );
     }
   }
@@ -172,7 +184,9 @@ export function parseTsv(text: string, file: string, opts: TsvOptions = {}): Tsv
         file,
         l.line,
         `expected ${header.length} tab-separated columns, found ${parts.length}` +
-          (isLast && parts.length < header.length ? " (truncated file?)" : "") +
+          (isLast && parts.length < header.length && cutShort(text, l)
+            ? " (truncated file?)"
+            : "") +
           (l.text.includes("\r") ? BARE_CR_HINT : ""),
         field,
       );
@@ -203,7 +217,7 @@ export function parseJsonl(text: string, file: string): JsonRow[] {
     try {
       value = JSON.parse(l.text);
     } catch (e) {
-      const truncated = l === last && !text.endsWith("\n") ? " (truncated file?)" : "";
+      const truncated = l === last && cutShort(text, l) ? " (truncated file?)" : "";
       // The column within the row; V8's own "(line 1 column …)" would count the row as line 1.
       const at = jsonSyntaxLocation(l.text, e);
       throw new DataError(

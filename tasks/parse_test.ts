@@ -149,6 +149,36 @@ Deno.test("classic Mac CR line endings: the error says so, and quotes at most a 
     () => parseJsonl('{"a":1}\r{"a":2}\r', "cr.jsonl"),
     /^DataError: cr\.jsonl:1: invalid JSON: .*; the line holds a bare carriage return \(\\r\)/,
   );
+  // A file of CR lines that ends with its \r is complete: the hint alone, not "truncated file?"
+  // as well (before, both were given, two diagnoses of one cause).
+  assert.throws(() => parseJsonl('{"a":1}\r{"a":2}\r', "cr.jsonl"), (e) => {
+    assert.ok(e instanceof DataError);
+    assert.doesNotMatch(e.message, /truncated/);
+    assert.equal(e.message.split("carriage return").length, 2, e.message);
+    return true;
+  });
+  assert.throws(
+    () => parseTsv("a\rb\r", "cola.tsv", { columns: ["s", "l", "o", "t"] }),
+    (e) => {
+      assert.ok(e instanceof DataError);
+      assert.equal(
+        e.message,
+        `cola.tsv:1: field "l": expected 4 tab-separated columns, found 1; the line holds a ` +
+          `bare carriage return (\\r): if the file's line endings are classic Mac OS CR, ` +
+          `convert them to \\n (e.g. tr '\\r' '\\n')`,
+      );
+      return true;
+    },
+  );
+  // Without that final \r, or cut between the \r and \n of a CRLF ending, it may be truncated.
+  assert.throws(
+    () => parseJsonl('{"a":1}\r{"a":2', "cr.jsonl"),
+    /\(truncated file\?\); the line holds a bare carriage return/,
+  );
+  assert.throws(
+    () => parseTsv("a\tb\r\n1\t2\r\n3\r", "crlf.tsv"),
+    /^DataError: crlf\.tsv:3: field "b": expected 2 tab-separated columns, found 1 \(truncated file\?\)$/,
+  );
   // A missing column still names the header, clipped.
   const wide = ["a", ...Array.from({ length: 500 }, (_, i) => `column${i}`)].join("\t") + "\n";
   assert.throws(() => parseTsv(wide, "w.tsv", { required: ["label"] }), (e) => {
