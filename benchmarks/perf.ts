@@ -50,7 +50,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { requestTfjsAdapter } from "../model/webgpu/adapter.ts";
 import process from "node:process";
-import { parseArgs } from "node:util";
 import { type BackendInfo, selectBackend } from "../model/backend.ts";
 import { preset as getPreset, type T5Config } from "../model/config.ts";
 import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../model/t5.ts";
@@ -76,7 +75,13 @@ import {
   updatePathsTaken,
 } from "../model/fused.ts";
 import { checkOutputFolder, entryExists, writeFileAtomic } from "../model/fs.ts";
-import { type CliOptions, runCli, UsageError } from "../model/usage.ts";
+import {
+  type CliOptions,
+  type FlagValues,
+  parseFlags,
+  runCli,
+  UsageError,
+} from "../model/usage.ts";
 import { countGpuWork, hostOnlySteps } from "../model/webgpu/counters.ts";
 import { timeQueued } from "./queued_timing.ts";
 import {
@@ -919,6 +924,35 @@ export const PERF_USAGE =
   --no-save             print only
   --help                this text`;
 
+/** The flags of `deno task perf`, as `parseArgs` takes them. */
+const PERF_FLAGS = {
+  backends: { type: "string" },
+  sizes: { type: "string" },
+  workloads: { type: "string" },
+  quick: { type: "boolean", default: false },
+  "include-fallback-webgpu": { type: "boolean", default: false },
+  steps: { type: "string" },
+  profile: { type: "boolean", default: false },
+  "out-dir": { type: "string", default: "results/perf" },
+  "no-save": { type: "boolean", default: false },
+  "max-seconds": { type: "string" },
+  rounds: { type: "string", default: "1" },
+  optimizer: { type: "string", default: "adamw" },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
+/** What each flag of {@link PERF_FLAGS} that takes a value expects (as {@link PERF_USAGE} says). */
+const PERF_TAKES = {
+  backends: "backends, comma-separated, e.g. cpu,wasm+blas",
+  sizes: "matMul sizes, comma-separated, e.g. 256,512",
+  workloads: 'workloads, ";"- or space-separated, e.g. t5:tiny-v1_1',
+  steps: "a positive integer",
+  "out-dir": "a folder",
+  "max-seconds": "a positive number of seconds",
+  rounds: "a positive integer",
+  optimizer: "adamw or adafactor",
+} as const;
+
 /**
  * Run the benchmark with command-line `args`; returns the report (also printed and saved). Every
  * argument (and `--out-dir`) is checked before anything is measured; a bad one is a
@@ -930,33 +964,12 @@ export const PERF_USAGE =
 export async function main(args: string[]): Promise<PerfReport> {
   // The commit of the code this process runs (read before measuring: the tree may change).
   const git = gitState();
-  const parse = () =>
-    parseArgs({
-      args,
-      options: {
-        backends: { type: "string" },
-        sizes: { type: "string" },
-        workloads: { type: "string" },
-        quick: { type: "boolean", default: false },
-        "include-fallback-webgpu": { type: "boolean", default: false },
-        steps: { type: "string" },
-        profile: { type: "boolean", default: false },
-        "out-dir": { type: "string", default: "results/perf" },
-        "no-save": { type: "boolean", default: false },
-        "max-seconds": { type: "string" },
-        rounds: { type: "string", default: "1" },
-        optimizer: { type: "string", default: "adamw" },
-      },
-      strict: true,
-    });
-  let values: ReturnType<typeof parse>["values"];
+  let values: FlagValues<typeof PERF_FLAGS>;
   try {
-    values = parse().values;
+    values = parseFlags(args, { tool: "deno task perf", options: PERF_FLAGS, takes: PERF_TAKES });
   } catch (e) {
-    throw new UsageError(
-      `benchmarks/perf.ts: ${e instanceof Error ? e.message : String(e)} (deno task perf --help)`,
-      { cause: e },
-    );
+    // The tool's errors all start with its file.
+    throw new UsageError(`benchmarks/perf.ts: ${(e as Error).message}`, { cause: e });
   }
   const quick = values.quick;
   const list = (s: string | undefined, def: string[]) =>

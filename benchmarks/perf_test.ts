@@ -98,7 +98,10 @@ Deno.test("perf: quick run measures matmul and a training step per backend", opt
 
 Deno.test("perf: bad options are rejected with the option name", async () => {
   await assert.rejects(main(["--backends", "tpu", "--no-save"]), /--backends: unknown "tpu"/);
-  await assert.rejects(main(["--bogus"]), /Unknown option '--bogus'.*--help/);
+  await assert.rejects(
+    main(["--bogus"]),
+    { message: "benchmarks/perf.ts: unknown flag --bogus; deno task perf --help lists the flags" },
+  );
   await assert.rejects(main(["--steps", "0", "--no-save"]), /--steps must be a positive integer/);
   await assert.rejects(main(["--sizes", "0", "--no-save"]), /--sizes/);
   await assert.rejects(
@@ -157,11 +160,27 @@ Deno.test("perf: cli() prints a bad option or --out-dir as one line, exit 2, bef
     const cases: [string[], RegExp][] = [
       [
         ["--backend", "wasm"],
-        /^benchmarks\/perf\.ts: Unknown option '--backend' \(deno task perf --help\)$/,
+        /^benchmarks\/perf\.ts: unknown flag --backend \(did you mean --backends\?\); deno task perf --help lists the flags$/,
       ],
       [
         ["--steps"],
-        /^benchmarks\/perf\.ts: Option '--steps <value>' argument missing \(deno task perf --help\)$/,
+        /^benchmarks\/perf\.ts: --steps needs a value \(a positive integer\); deno task perf --help lists the flags$/,
+      ],
+      [
+        ["--steps", "--quick"],
+        /^benchmarks\/perf\.ts: --steps needs a value \(a positive integer\), got the flag --quick after it;/,
+      ],
+      [
+        ["--steps", "-3"],
+        /^benchmarks\/perf\.ts: --steps must be a positive integer, got "-3"$/,
+      ],
+      [
+        ["--quick=1"],
+        /^benchmarks\/perf\.ts: --quick takes no value, got "--quick=1"; deno task perf/,
+      ],
+      [
+        ["--rounds", "2", "--rounds", "3"],
+        /^benchmarks\/perf\.ts: --rounds given twice \("2", then "3"\)/,
       ],
       [["--backends", "gpu"], /^benchmarks\/perf\.ts: --backends: unknown "gpu"/],
       [["--rounds", "x"], /^benchmarks\/perf\.ts: --rounds must be a positive integer, got "x"$/],

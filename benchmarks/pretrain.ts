@@ -18,7 +18,6 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { parseArgs } from "node:util";
 import { basename, dirname, join } from "node:path";
 import { createHash } from "node:crypto";
 import { preset, type T5Config } from "../model/config.ts";
@@ -46,7 +45,7 @@ import {
   type TempPattern,
 } from "../model/fs.ts";
 import { parseJsonFile } from "../model/json.ts";
-import { exitCodeOf, usageChecked, UsageError } from "../model/usage.ts";
+import { exitCodeOf, parseFlags, usageChecked, UsageError } from "../model/usage.ts";
 import {
   BACKEND_NAMES,
   backendFromEnv,
@@ -824,30 +823,43 @@ export async function main(args: string[], opts: PretrainMainOptions = {}): Prom
   const log = opts.log ?? ((s: string) => console.log(s));
   const error = opts.error ?? ((s: string) => console.error(s));
   try {
-    const { values } = usageChecked(() =>
-      parseArgs({
-        args,
-        options: {
-          preset: { type: "string" },
-          "data-dir": { type: "string" },
-          corpus: { type: "string", multiple: true },
-          tokenizer: { type: "string" },
-          "vocab-size": { type: "string" },
-          steps: { type: "string" },
-          "batch-size": { type: "string" },
-          "chunk-length": { type: "string" },
-          lr: { type: "string" },
-          seed: { type: "string" },
-          backend: { type: "string" },
-          "cache-dir": { type: "string" },
-          help: { type: "boolean", short: "h" },
-        },
-      })
-    );
-    if (values.help) {
+    // As runCli (model/usage.ts) does for the other tools: --help anywhere prints the usage.
+    if (args.includes("--help") || args.includes("-h")) {
       log(HELP);
       return 0;
     }
+    const values = parseFlags(args, {
+      tool: "deno task pretrain",
+      options: {
+        preset: { type: "string" },
+        "data-dir": { type: "string" },
+        corpus: { type: "string", multiple: true },
+        tokenizer: { type: "string" },
+        "vocab-size": { type: "string" },
+        steps: { type: "string" },
+        "batch-size": { type: "string" },
+        "chunk-length": { type: "string" },
+        lr: { type: "string" },
+        seed: { type: "string" },
+        backend: { type: "string" },
+        "cache-dir": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+      takes: {
+        preset: "a model preset, e.g. tiny-v1_1",
+        "data-dir": "a folder",
+        corpus: "a text file",
+        tokenizer: "a tokenizer.json file",
+        "vocab-size": `an integer >= ${MIN_VOCAB_SIZE}`,
+        steps: "a positive integer",
+        "batch-size": "a positive integer",
+        "chunk-length": "a positive integer",
+        lr: "a positive number, e.g. 1e-3",
+        seed: "an integer >= 0",
+        backend: BACKEND_NAMES.join("|"),
+        "cache-dir": "a folder",
+      },
+    });
     const lr = values.lr === undefined ? PRETRAIN_DEFAULTS.learningRate : Number(values.lr);
     if (!(lr > 0) || !Number.isFinite(lr)) {
       throw new UsageError(`--lr must be a positive number, got "${values.lr}"`);
@@ -900,7 +912,10 @@ export async function main(args: string[], opts: PretrainMainOptions = {}): Prom
     return 0;
   } catch (e) {
     const code = exitCodeOf(e);
-    const hint = code === 2 ? " (deno task pretrain --help)" : "";
+    // parseFlags's lines end with their own pointer to --help.
+    const hint = code === 2 && !/--help lists the flags$/.test((e as Error).message)
+      ? " (deno task pretrain --help)"
+      : "";
     error(`error: ${e instanceof Error ? e.message : String(e)}${hint}`);
     return code;
   }

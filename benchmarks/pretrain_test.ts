@@ -412,8 +412,30 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
     const cache = join(dir, "cache");
     const base = ["--preset", "tiny-v1_1", "--cache-dir", cache];
     const cases: [string[], RegExp][] = [
-      [["--stpes", "3"], /^error: Unknown option '--stpes' \(deno task pretrain --help\)$/],
-      [["--steps"], /^error: Option '--steps <value>' argument missing \(deno task pretrain/],
+      [
+        ["--stpes", "3"],
+        /^error: unknown flag --stpes \(did you mean --steps\?\); deno task pretrain --help lists the flags$/,
+      ],
+      [
+        ["--steps"],
+        /^error: --steps needs a value \(a positive integer\); deno task pretrain --help lists the flags$/,
+      ],
+      [
+        ["--lr", "--steps", "3"],
+        /^error: --lr needs a value \(.*\), got the flag --steps after it; /,
+      ],
+      [
+        ["--seed", "1", "--seed", "2"],
+        /^error: --seed given twice \("1", then "2"\); give it once; /,
+      ],
+      [
+        ["tiny"],
+        /^error: unexpected argument "tiny": deno task pretrain takes only flags; .*flags$/,
+      ],
+      [
+        [...base, "--seed", "-1"],
+        /^error: --seed must be an integer >= 0, got "-1" \(deno task pretrain --help\)$/,
+      ],
       [[...base, "--data-dir", join(dir, "nope")], /^error: --data-dir .*nope: no such folder/],
       [[...base, "--backend", "gpu"], /^error: --backend must be one of auto, .*cpu, got "gpu"/],
       [[...base, "--vocab-size", "50"], /^error: --vocab-size must be an integer >= 116, got "50"/],
@@ -485,6 +507,10 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
     const out: string[] = [];
     equal(await main(["--help"], { log: (s) => out.push(s) }), 0);
     equal(await main(["-h"], { log: () => {} }), 0, "-h is --help");
+    // As in every tool (runCli): --help after other flags, even a mistyped one, prints the usage.
+    equal(await main(["--stpes", "3", "--help"], { log: (s) => out.push(s) }), 0);
+    equal(out.length, 2);
+    equal(out[1], out[0]);
     ok(
       /--backend X +auto, tensorflow, webgpu, wasm, wasm\+blas, cpu/.test(out[0]!),
       String(out[0]),

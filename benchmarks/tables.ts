@@ -30,7 +30,6 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { stringify } from "csv-stringify/sync";
 import { parse } from "csv-parse/sync";
@@ -52,7 +51,7 @@ import {
   type RunResult,
 } from "./spec.ts";
 import { checkOutputFolder, isDirectory, pathExists, writeFilesAtomic } from "../model/fs.ts";
-import { runCli, UsageError } from "../model/usage.ts";
+import { parseFlags, runCli, UsageError } from "../model/usage.ts";
 
 /** A table: header row then data rows. */
 export type Table = (string | number)[][];
@@ -910,23 +909,20 @@ export function main(args: string[], opts: TablesMainOptions = {}): Promise<numb
   return runCli((a) => tablesCommand(a, log), args, TABLES_USAGE, sinks);
 }
 
-/** The work of {@link main}: a bad argument throws a `UsageError`, a failure its error. */
+/**
+ * The work of {@link main}: a bad argument throws a `UsageError` (one line, `parseFlags` of
+ * `model/usage.ts` for the flags themselves), a failure its error.
+ */
 async function tablesCommand(args: string[], log: (s: string) => void): Promise<void> {
-  let values;
-  try {
-    values = parseArgs({
-      args,
-      options: {
-        runs: { type: "string", default: "results/runs" },
-        out: { type: "string", default: "results/tables" },
-        help: { type: "boolean", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    throw new UsageError(`${(e as Error).message}\n\n${TABLES_USAGE}`, { cause: e });
-  }
+  const values = parseFlags(args, {
+    tool: "deno task tables",
+    options: {
+      runs: { type: "string", default: "results/runs" },
+      out: { type: "string", default: "results/tables" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    takes: { runs: "a folder of run result JSONs or a JSON file", out: "a folder" },
+  });
   const bad = await argumentProblem(values.runs, values.out);
   if (bad !== undefined) throw new UsageError(bad);
   for (const f of await writeTables(values.runs, values.out)) log(f);

@@ -646,9 +646,23 @@ Deno.test("main() (deno task tables) names a bad flag, folder or result in one l
     const { file, empty, broken } = await badFolders(dir);
     const out = join(dir, "tables");
     const cases: [string[], number, RegExp][] = [
-      [["--rnus", empty], 2, /^Unknown option '--rnus'\n\nUsage: deno task tables/],
-      [["--runs"], 2, /^Option '--runs <value>' argument missing/],
-      [["stray"], 2, /^Unexpected argument 'stray'/],
+      [
+        ["--rnus", empty],
+        2,
+        /^unknown flag --rnus \(did you mean --runs\?\); deno task tables --help lists the flags$/,
+      ],
+      [
+        ["--runs"],
+        2,
+        /^--runs needs a value \(a folder of run result JSONs or a JSON file\); deno task tables --help/,
+      ],
+      [
+        ["--runs", "--out", out],
+        2,
+        /^--runs needs a value \(.*\), got the flag --out after it; deno task tables --help/,
+      ],
+      [["--out", empty, "--out", out], 2, /^--out given twice \(".*empty", then ".*tables"\)/],
+      [["stray"], 2, /^unexpected argument "stray": deno task tables takes only flags; /],
       [["--runs", join(dir, "nope"), "--out", out], 2, /^--runs .*nope: no such folder$/],
       [["--runs", empty, "--out", out], 2, /^--runs .*empty: no run results \(\*\.json\) there/],
       [["--runs", broken, "--out", file], 2, /^--out .*a-file: is a file, not a folder$/],
@@ -666,6 +680,7 @@ Deno.test("main() (deno task tables) names a bad flag, folder or result in one l
         args.join(" "),
       );
       assert.equal(err.length, 1, args.join(" "));
+      assert.ok(!err[0]!.includes("\n"), `one line: ${err[0]}`);
       assert.match(err[0]!, want);
     }
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), [

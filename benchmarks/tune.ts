@@ -27,7 +27,6 @@ import { requestTfjsAdapter } from "../model/webgpu/adapter.ts";
 import "@tensorflow/tfjs-backend-webgpu";
 import { raiseWebgpuLimits } from "../model/webgpu/device_limits.ts";
 import { dirname, join } from "node:path";
-import { parseArgs } from "node:util";
 import {
   adapterId,
   adapterSlug,
@@ -50,7 +49,7 @@ import {
 import { describeAdapter, parseChoice, tuningPathFor } from "../model/webgpu/tuning.ts";
 import { makeWorkload, parseWorkload } from "./perf.ts";
 import { checkOutputFile, writeFileAtomic } from "../model/fs.ts";
-import { type CliOptions, runCli, usageChecked, UsageError } from "../model/usage.ts";
+import { type CliOptions, parseFlags, runCli, usageChecked, UsageError } from "../model/usage.ts";
 import { gitState } from "./provenance.ts";
 import { quietWaylandProbe } from "../model/webgpu/wsi_env.ts";
 
@@ -145,8 +144,8 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
   const git = gitState();
   let values;
   try {
-    values = parseArgs({
-      args,
+    values = parseFlags(args, {
+      tool: "deno task tune",
       options: {
         workloads: { type: "string" },
         reps: { type: "string" },
@@ -157,13 +156,17 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
         quick: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
-      strict: true,
-    }).values;
+      takes: {
+        workloads: 'workloads, ";"-separated, e.g. t5:t5-v1_1-base@1:32,128,16',
+        reps: "a positive integer",
+        rounds: "a positive integer",
+        candidates: "choice names, comma-separated, e.g. stock,t64/k8",
+        out: "the table's JSON file",
+      },
+    });
   } catch (e) {
-    throw new UsageError(
-      `benchmarks/tune.ts: ${e instanceof Error ? e.message : String(e)} (deno task tune --help)`,
-      { cause: e },
-    );
+    // The tool's errors all start with its file.
+    throw new UsageError(`benchmarks/tune.ts: ${(e as Error).message}`, { cause: e });
   }
   if (values.help) {
     console.log(TUNE_USAGE);
@@ -321,14 +324,16 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
 export type TuneCliOptions = Pick<CliOptions, "error">;
 
 /**
- * `deno task tune`: {@link main}, with an error printed as one line instead of a stack trace.
+ * `deno task tune`: {@link main}, with an error printed as one line instead of a stack trace;
+ * `--help` or `-h` anywhere prints {@link TUNE_USAGE}.
  *
  * @param args command-line arguments (see {@link TUNE_USAGE})
  * @param opts where the error line goes (default console.error)
  * @returns the exit code: 0 written (or `--help`), 1 the tuning failed, 2 bad arguments
  */
 export function cli(args: string[], opts: TuneCliOptions = {}): Promise<number> {
-  return runCli(main, args, undefined, opts);
+  // --help anywhere prints the usage, as for the other tools (main answers it too).
+  return runCli(main, args, TUNE_USAGE, opts);
 }
 
 if (import.meta.main) {

@@ -168,8 +168,20 @@ Deno.test({
     await Deno.writeTextFile(notTable, "not json");
     try {
       const cases: [string[], RegExp][] = [
-        [["--frobnicate"], /^benchmarks\/tune\.ts: Unknown option '--frobnicate' .*--help\)$/],
-        [["--reps"], /^benchmarks\/tune\.ts: Option '--reps <value>' argument missing/],
+        [
+          ["--frobnicate"],
+          /^benchmarks\/tune\.ts: unknown flag --frobnicate; deno task tune --help lists the flags$/,
+        ],
+        [
+          ["--rep", "3"],
+          /^benchmarks\/tune\.ts: unknown flag --rep \(did you mean --reps\?\); deno task tune --help/,
+        ],
+        [
+          ["--reps"],
+          /^benchmarks\/tune\.ts: --reps needs a value \(a positive integer\); deno task tune --help/,
+        ],
+        [["--quick", "yes"], /^benchmarks\/tune\.ts: unexpected argument "yes" after --quick, /],
+        [["--out", "-t.json"], /^benchmarks\/tune\.ts: --out needs a value .*--out=-t\.json\)/],
         [["--rounds=1.5"], /^benchmarks\/tune\.ts: --rounds must be a positive integer/],
         [["--workloads=t5:nosuch"], /--workloads "t5:nosuch": Unknown T5 preset "nosuch"/],
         [["--candidates=t99"], /^benchmarks\/tune\.ts: --candidates: .*unknown tile "t99"/],
@@ -180,6 +192,7 @@ Deno.test({
         const err: string[] = [];
         assert.equal(await cli(args, { error: (s) => err.push(s) }), 2, args.join(" "));
         assert.equal(err.length, 1);
+        assert.ok(!err[0]!.includes("\n"), `one line: ${err[0]}`);
         assert.match(err[0]!, want);
       }
       assert.equal(await Deno.readTextFile(notTable), "not json", "file untouched");

@@ -7,7 +7,8 @@
  * `deno task bench` adds **3**: the regression gate failed.
  *
  * An argument check throws a {@link UsageError}; a tool's entry point maps what it caught to the
- * exit code with {@link exitCodeOf}.
+ * exit code with {@link exitCodeOf}. {@link parseFlags} parses a tool's flags, every mistake one
+ * line naming the flag, the value and what it takes.
  *
  * @example
  * ```ts
@@ -32,6 +33,8 @@
  *
  * @module
  */
+
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 
 /** Exit code of a command refused for its arguments, before any work started. */
 export const EXIT_USAGE = 2;
@@ -123,5 +126,185 @@ export async function runCli(
   } catch (e) {
     (opts.error ?? ((s: string) => console.error(s)))(e instanceof Error ? e.message : String(e));
     return exitCodeOf(e);
+  }
+}
+
+/** The flags of `options` that take a value (`type: "string"`). */
+export type ValueFlag<O extends ParseArgsOptionsConfig> = {
+  [K in keyof O & string]: O[K]["type"] extends "string" ? K : never;
+}[keyof O & string];
+
+/** The parsed flags of {@link parseFlags}: what `parseArgs` gives for `options`, defaults filled. */
+export type FlagValues<O extends ParseArgsOptionsConfig> = ReturnType<
+  typeof parseArgs<{ args: string[]; options: O; strict: true; allowPositionals: false }>
+>["values"];
+
+/** What {@link parseFlags} needs to know about a tool. */
+export interface FlagSpec<O extends ParseArgsOptionsConfig> {
+  /** The command, as the user types it (`"deno task tables"`): the errors end with its `--help`. */
+  readonly tool: string;
+  /** The flags, as `parseArgs` takes them (`as const`, for precise result types). */
+  readonly options: O;
+  /** What each flag that takes a value expects, as the usage text says (`"a folder"`). */
+  readonly takes: { readonly [K in ValueFlag<O>]: string };
+  /**
+   * A tool's own message for an unknown flag (e.g. one that another tool takes), or undefined for
+   * the generic one with the flag it probably meant. Gets the flag without dashes and as typed.
+   */
+  readonly unknownFlag?: (name: string, rawName: string) => string | undefined;
+}
+
+/** The distance of two strings in single-character edits (insert, delete, substitute). */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur.push(
+        Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)),
+      );
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/**
+ * The known flag an unknown one was probably meant to be: the only one it is a prefix of, else
+ * the nearest within 2 edits (fewer than the name's length, so `--xy` suggests nothing).
+ */
+function nearestFlag(name: string, names: readonly string[]): string | undefined {
+  const prefixed = names.filter((n) => name.length >= 2 && n.startsWith(name));
+  if (prefixed.length === 1) return prefixed[0];
+  let best: string | undefined;
+  let bestDistance = Math.min(3, name.length);
+  for (const n of names) {
+    const d = editDistance(name, n);
+    if (d < bestDistance) [best, bestDistance] = [n, d];
+  }
+  return best;
+}
+
+/**
+ * Parses a tool's flags (no positional arguments) as `parseArgs` does, but every mistake is one
+ * line naming the flag, the value and what it takes (from `spec.takes`), ending with
+ * "`<tool>` --help lists the flags", thrown as a {@link UsageError} (exit 2): an unknown flag (with
+ * the flag it probably meant), an argument that is no flag (after a flag that takes no value, it
+ * says so), a flag without its value, a value given to a flag that takes none (`--quick=yes`), and
+ * a flag that takes one value given two different ones (the same value twice is fine; a
+ * `multiple` flag collects them). A value that starts with a dash but is no flag of the tool
+ * (`--steps -3`) is refused with the `--flag=value` spelling that passes it, so a flag typed
+ * without its value never swallows the next flag; `--steps=-3` reaches the tool's own check of
+ * the value. `--help` is an ordinary boolean flag here (`runCli` answers it before parsing).
+ *
+ * @example
+ * ```ts
+ * import { parseFlags } from "./usage.ts";
+ * const spec = {
+ *   tool: "deno task demo",
+ *   options: { out: { type: "string", default: "out" }, quick: { type: "boolean" } },
+ *   takes: { out: "a folder" },
+ * } as const;
+ * console.assert(parseFlags(["--out", "x", "--quick"], spec).out === "x");
+ * try {
+ *   parseFlags(["--qick"], spec);
+ * } catch (e) {
+ *   console.assert(
+ *     (e as Error).message ===
+ *       "unknown flag --qick (did you mean --quick?); deno task demo --help lists the flags",
+ *   );
+ * }
+ * ```
+ *
+ * @param args the command-line arguments
+ * @param spec the tool's name, flags and what each flag's value is
+ * @returns the flags, with their defaults
+ * @throws UsageError naming the flag and the value
+ */
+export function parseFlags<O extends ParseArgsOptionsConfig>(
+  args: string[],
+  spec: FlagSpec<O>,
+): FlagValues<O> {
+  const options: ParseArgsOptionsConfig = spec.options;
+  const takes = spec.takes as Readonly<Record<string, string>>;
+  const { tokens } = parseArgs({
+    args,
+    options,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  const fail = (what: string): never => {
+    throw new UsageError(`${what}; ${spec.tool} --help lists the flags`);
+  };
+  const known = (name: string) => Object.hasOwn(options, name);
+  const shorts = new Set(Object.values(options).map((o) => o.short).filter((s) => s !== undefined));
+  const normalised: string[] = [];
+  const given = new Map<string, string>();
+  let previous: (typeof tokens)[number] | undefined;
+  for (const t of tokens) {
+    const before = previous;
+    previous = t;
+    if (t.kind === "option-terminator") continue;
+    if (t.kind === "positional") {
+      // `--quick yes`: a value given to a flag that takes none.
+      const flagBefore = before?.kind === "option" && known(before.name) &&
+          before.value === undefined
+        ? ` after --${before.name}, which takes no value`
+        : "";
+      fail(`unexpected argument "${t.value}"${flagBefore}: ${spec.tool} takes only flags`);
+      continue;
+    }
+    if (!known(t.name)) {
+      const own = spec.unknownFlag?.(t.name, t.rawName);
+      if (own !== undefined) fail(`unknown flag ${t.rawName}: ${own}`);
+      // A one-letter flag (`-x`) resembles too many names to suggest one.
+      const near = t.rawName.startsWith("--")
+        ? nearestFlag(t.name, Object.keys(options))
+        : undefined;
+      fail(`unknown flag ${t.rawName}${near === undefined ? "" : ` (did you mean --${near}?)`}`);
+      continue;
+    }
+    const option = options[t.name]!;
+    const flag = `--${t.name}`;
+    if (option.type === "boolean") {
+      if (t.value !== undefined) fail(`${flag} takes no value, got "${t.rawName}=${t.value}"`);
+      normalised.push(flag);
+      continue;
+    }
+    const expected = takes[t.name] ?? "a value";
+    if (t.value === undefined) fail(`${flag} needs a value (${expected})`);
+    const value = t.value!;
+    if (!t.inlineValue && /^-[-A-Za-z]/.test(value)) {
+      const isFlag = value.startsWith("--")
+        ? known(value.slice(2).split("=")[0]!)
+        : value.length === 2 && shorts.has(value[1]!);
+      fail(
+        isFlag
+          ? `${flag} needs a value (${expected}), got the flag ${value} after it`
+          : `${flag} needs a value (${expected}), got "${value}", which reads as a flag ` +
+            `(if it is the value: ${flag}=${value})`,
+      );
+    }
+    if (option.multiple !== true) {
+      const first = given.get(t.name);
+      if (first !== undefined && first !== value) {
+        fail(`${flag} given twice ("${first}", then "${value}"); give it once`);
+      }
+      given.set(t.name, value);
+    }
+    normalised.push(`${flag}=${value}`);
+  }
+  try {
+    return parseArgs({
+      args: normalised,
+      options: spec.options,
+      strict: true,
+      allowPositionals: false,
+    })
+      .values;
+  } catch (e) {
+    // Every mistake above is caught first; this is a last resort, still one line.
+    return fail((e as Error).message.split("\n")[0]!);
   }
 }

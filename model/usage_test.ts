@@ -1,5 +1,13 @@
 import { deepEqual, equal, ok, throws } from "node:assert/strict";
-import { EXIT_FAILURE, EXIT_USAGE, exitCodeOf, runCli, usageChecked, UsageError } from "./usage.ts";
+import {
+  EXIT_FAILURE,
+  EXIT_USAGE,
+  exitCodeOf,
+  parseFlags,
+  runCli,
+  usageChecked,
+  UsageError,
+} from "./usage.ts";
 
 Deno.test("exitCodeOf(): 2 for a UsageError, 1 for any other error or value", () => {
   equal(EXIT_USAGE, 2);
@@ -59,4 +67,93 @@ Deno.test("runCli: --help prints the usage (0); a thrown error is one line, 2 or
   // A stand-in command replaces the tool's own.
   equal(await runCli(main, [], undefined, { ...opts, main: () => Promise.reject("x") }), 1);
   deepEqual(err.at(-1), "x");
+});
+
+/** A tool's flags for the parseFlags tests: values, a repeatable one, switches, a short one. */
+const DEMO = {
+  tool: "deno task demo",
+  options: {
+    out: { type: "string", default: "results" },
+    steps: { type: "string" },
+    tasks: { type: "string", multiple: true },
+    quick: { type: "boolean", default: false },
+    "dry-run": { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  },
+  takes: { out: "a folder", steps: "a positive integer", tasks: "task names, comma-separated" },
+  unknownFlag: (name: string) => name === "profile" ? "deno task bench takes it" : undefined,
+} as const;
+
+Deno.test("parseFlags(): every bad invocation is one UsageError line naming flag, value and what it takes", () => {
+  const hint = "; deno task demo --help lists the flags";
+  const cases: [string[], string][] = [
+    [["--ot", "x"], `unknown flag --ot (did you mean --out?)${hint}`],
+    [["--dry"], `unknown flag --dry (did you mean --dry-run?)${hint}`], // the only one it begins
+    [["--step", "3"], `unknown flag --step (did you mean --steps?)${hint}`],
+    [["--qiuck"], `unknown flag --qiuck (did you mean --quick?)${hint}`], // 2 edits
+    [["--bogus"], `unknown flag --bogus${hint}`], // nothing near
+    [["--xy"], `unknown flag --xy${hint}`], // 2 edits from "out", but only 2 letters long
+    [["-x"], `unknown flag -x${hint}`], // one letter: no guess
+    [["--profile", "ci"], `unknown flag --profile: deno task bench takes it${hint}`], // the hook
+    [["stray"], `unexpected argument "stray": deno task demo takes only flags${hint}`],
+    [["--", "--out"], `unexpected argument "--out": deno task demo takes only flags${hint}`],
+    [
+      ["--quick", "yes"],
+      `unexpected argument "yes" after --quick, which takes no value: deno task demo takes only ` +
+      `flags${hint}`,
+    ],
+    [["--quick=yes"], `--quick takes no value, got "--quick=yes"${hint}`],
+    [["--steps"], `--steps needs a value (a positive integer)${hint}`],
+    [
+      ["--steps", "--quick"],
+      `--steps needs a value (a positive integer), got the flag --quick after it${hint}`,
+    ],
+    [["--out", "-h"], `--out needs a value (a folder), got the flag -h after it${hint}`],
+    [
+      ["--out", "-x"],
+      `--out needs a value (a folder), got "-x", which reads as a flag (if it is the value: ` +
+      `--out=-x)${hint}`,
+    ],
+    [
+      ["--out", "--nope"],
+      `--out needs a value (a folder), got "--nope", which reads as a flag (if it is the value: ` +
+      `--out=--nope)${hint}`,
+    ],
+    [["--steps", "3", "--steps=4"], `--steps given twice ("3", then "4"); give it once${hint}`],
+  ];
+  for (const [args, message] of cases) {
+    throws(() => parseFlags(args, DEMO), (e: unknown) => {
+      ok(e instanceof UsageError, args.join(" "));
+      equal(exitCodeOf(e), EXIT_USAGE);
+      equal(e.message, message, args.join(" "));
+      ok(!e.message.includes("\n"));
+      return true;
+    }, args.join(" "));
+  }
+});
+
+Deno.test("parseFlags(): good invocations give parseArgs's values with the defaults", () => {
+  deepEqual({ ...parseFlags([], DEMO) }, { out: "results", quick: false });
+  deepEqual(
+    { ...parseFlags(["--out", "o", "--quick", "-h", "--tasks", "a", "--tasks=b,c"], DEMO) },
+    { out: "o", quick: true, help: true, tasks: ["a", "b,c"] },
+  );
+  // The same value twice is no conflict; a dash-led value passes inline or when it is a number,
+  // for the flag's own check to judge.
+  deepEqual(
+    { ...parseFlags(["--steps", "3", "--steps", "3", "--out=-x"], DEMO) },
+    { out: "-x", quick: false, steps: "3" },
+  );
+  equal(parseFlags(["--steps", "-3"], DEMO).steps, "-3");
+  equal(parseFlags(["--steps="], DEMO).steps, "");
+  // A value flag without an entry in `takes` (only possible past the types) still says something.
+  throws(
+    () =>
+      parseFlags(["--n"], {
+        tool: "t",
+        options: { n: { type: "string" } },
+        takes: {} as { n: string },
+      }),
+    { message: "--n needs a value (a value); t --help lists the flags" },
+  );
 });

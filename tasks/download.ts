@@ -56,7 +56,7 @@ import {
   plainGet,
   within,
 } from "../model/http.ts";
-import { runCli, UsageError } from "../model/usage.ts";
+import { parseFlags, runCli, UsageError } from "../model/usage.ts";
 
 // The transport (timeouts, retries, Range resume) lives in model/http.ts, shared with the hub
 // download; these names are still exported from here.
@@ -845,57 +845,65 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
   return results;
 }
 
+/** The flags of `deno task download`, as `parseArgs` takes them. */
+const DOWNLOAD_FLAGS = {
+  tasks: { type: "string", multiple: true },
+  "cache-dir": { type: "string" },
+  source: { type: "string" },
+  retries: { type: "string" },
+  verify: { type: "boolean" },
+  "keep-downloads": { type: "boolean" },
+  quiet: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
 /**
- * Parses `deno task download` arguments. A flag's value may follow it or be given as
- * `--flag=value`; a value that is itself a flag (`--tasks --cache-dir DIR`) is an error, as is a
- * value given to a switch (`--verify=no`).
+ * Parses `deno task download` arguments (`model/usage.ts` `parseFlags`: a mistake in the flags
+ * themselves is a one-line `UsageError` naming the flag, the value and what it takes). A flag's
+ * value may follow it or be given as `--flag=value`; a value that is itself a flag
+ * (`--tasks --cache-dir DIR`) is an error, as is a value given to a switch (`--verify=no`).
+ * `--tasks` may be given several times; the names add up.
  *
  * @param args command-line arguments
  * @returns the download options, and whether `--help` was given
  * @throws Error naming the flag for an unknown flag, a missing or bad value
  */
 export function parseDownloadArgs(args: string[]): DownloadOptions & { help?: boolean } {
+  const v = parseFlags(args, {
+    tool: "deno task download",
+    options: DOWNLOAD_FLAGS,
+    takes: {
+      tasks: "all, glue, super_glue or task names, comma-separated",
+      "cache-dir": "a folder",
+      source: "auto|official|parquet",
+      retries: "a whole number of retries, e.g. 3",
+    },
+  });
   const o: DownloadOptions & { help?: boolean } = { tasks: [] };
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    const eq = a.indexOf("=");
-    const key = eq >= 0 ? a.slice(0, eq) : a;
-    const val = () => {
-      if (eq >= 0) return a.slice(eq + 1);
-      const v = args[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      if (v.startsWith("--")) throw new Error(`${a} needs a value, got the flag ${v}`);
-      return v;
-    };
-    const flag = () => {
-      if (eq >= 0) throw new Error(`${key} takes no value, got "${a}"`);
-      return true;
-    };
-    if (key === "--tasks") {
-      const v = val();
-      const names = v.split(",").map((n) => n.trim()).filter((n) => n !== "");
-      if (names.length === 0) throw new Error(`--tasks "${v}" names no task`);
-      o.tasks = [...o.tasks, ...names];
-    } else if (key === "--cache-dir") o.cacheDir = val();
-    else if (key === "--source") {
-      const s = val();
-      if (s !== "auto" && s !== "official" && s !== "parquet") {
-        throw new Error(`--source must be auto, official or parquet, got "${s}"`);
-      }
-      o.source = s;
-    } else if (key === "--retries") {
-      const v = val();
-      const n = Number(v);
-      if (v.trim() === "" || !Number.isInteger(n) || n < 0) {
-        throw new Error(`--retries must be a non-negative integer, got "${v}"`);
-      }
-      o.retries = n;
-    } else if (key === "--verify") o.verify = flag();
-    else if (key === "--keep-downloads") o.keepDownloads = flag();
-    else if (key === "--quiet") o.quiet = flag();
-    else if (key === "--help" || key === "-h") o.help = flag();
-    else throw new Error(`unknown argument ${a}`);
+  for (const value of v.tasks ?? []) {
+    const names = value.split(",").map((n) => n.trim()).filter((n) => n !== "");
+    if (names.length === 0) throw new Error(`--tasks "${value}" names no task`);
+    o.tasks = [...o.tasks, ...names];
   }
+  if (v["cache-dir"] !== undefined) o.cacheDir = v["cache-dir"];
+  const s = v.source;
+  if (s !== undefined) {
+    if (s !== "auto" && s !== "official" && s !== "parquet") {
+      throw new Error(`--source must be auto, official or parquet, got "${s}"`);
+    }
+    o.source = s;
+  }
+  if (v.retries !== undefined) {
+    const n = Number(v.retries);
+    if (v.retries.trim() === "" || !Number.isInteger(n) || n < 0) {
+      throw new Error(`--retries must be a non-negative integer, got "${v.retries}"`);
+    }
+    o.retries = n;
+  }
+  if (v.verify) o.verify = true;
+  if (v["keep-downloads"]) o.keepDownloads = true;
+  if (v.quiet) o.quiet = true;
+  if (v.help) o.help = true;
   return o;
 }
 
@@ -955,10 +963,16 @@ async function downloadCommand(
   try {
     o = parseDownloadArgs(args);
   } catch (e) {
+    // parseFlags's line already ends with the pointer to --help.
+    if (e instanceof UsageError) throw e;
     throw new UsageError(`${(e as Error).message} (deno task download --help)`, { cause: e });
   }
   if (o.tasks.length === 0) {
-    throw new UsageError(`--tasks is required: name the tasks to download\n${downloadUsage()}`);
+    throw new UsageError(
+      `--tasks is required: name the tasks to download (all, glue, super_glue or task names, ` +
+        `comma-separated, e.g. --tasks cola,rte); deno task download --help lists the flags ` +
+        `and the tasks`,
+    );
   }
   try {
     selectTasks(o.tasks); // an unknown task stops here, before the cache folder is made

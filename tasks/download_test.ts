@@ -1039,10 +1039,27 @@ Deno.test("main() (deno task download) refuses bad arguments in one line, exit 2
     await Deno.writeTextFile(file, "x");
     const cache = join(dir, "cache");
     const cases: [string[], RegExp][] = [
-      [[], /^--tasks is required: name the tasks to download\nusage: deno task download/],
-      [["--task", "cola"], /^unknown argument --task \(deno task download --help\)$/],
-      [["--tasks"], /^--tasks needs a value/],
-      [["--tasks", "--cache-dir", cache], /^--tasks needs a value, got the flag --cache-dir/],
+      [[], /^--tasks is required: name the tasks to download \(all, glue, .*--help lists/],
+      [
+        ["--task", "cola"],
+        /^unknown flag --task \(did you mean --tasks\?\); deno task download --help lists the flags$/,
+      ],
+      [["--tasks"], /^--tasks needs a value \(all, glue, super_glue or task names, comma-sep/],
+      [
+        ["--tasks", "--cache-dir", cache],
+        /^--tasks needs a value \(.*\), got the flag --cache-dir after it; deno task download --help/,
+      ],
+      [["--tasks", "-x"], /^--tasks needs a value .*, got "-x", which reads as a flag/],
+      [["cola"], /^unexpected argument "cola": deno task download takes only flags; /],
+      [["--tasks", "cola", "--quiet", "yes"], /^unexpected argument "yes" after --quiet, which/],
+      [
+        ["--tasks", "cola", "--source", "official", "--source", "parquet"],
+        /^--source given twice \("official", then "parquet"\); give it once; deno task download/,
+      ],
+      [
+        ["--tasks", "cola", "--source", "hf"],
+        /^--source must be .*"hf" \(deno task download --help\)$/,
+      ],
       [["--tasks", ","], /^--tasks "," names no task/],
       [["--tasks="], /^--tasks "" names no task/],
       [
@@ -1068,6 +1085,7 @@ Deno.test("main() (deno task download) refuses bad arguments in one line, exit 2
       const code = await main(args, { error: (s) => err.push(s), log: () => {}, download: fake });
       assert.equal(code, 2, args.join(" "));
       assert.equal(err.length, 1, args.join(" "));
+      assert.ok(!err[0]!.includes("\n"), `one line: ${err[0]}`);
       assert.match(err[0]!, want);
     }
     assert.equal(downloads, 0);
