@@ -36,7 +36,6 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import process from "node:process";
 import type { Writable } from "node:stream";
 import { existsSync } from "node:fs";
@@ -85,7 +84,13 @@ import { fakeRunOne } from "./_fake_run_one.ts";
 import { type AccountingFn, loadAccounting, writeTables } from "./tables.ts";
 import { join } from "node:path";
 import { checkOutputFolder } from "../model/fs.ts";
-import { exitCodeOf, usageChecked, UsageError } from "../model/usage.ts";
+import {
+  exitCodeOf,
+  type FlagValues,
+  parseFlags,
+  usageChecked,
+  UsageError,
+} from "../model/usage.ts";
 import {
   type CommandRunner,
   DEVICE_MEMORY_ENV,
@@ -536,7 +541,7 @@ const OPTIONS = {
 } as const;
 
 /** What each flag that takes a value expects, for the errors (as {@link USAGE} names it). */
-const VALUE_OF: Readonly<Record<string, string>> = {
+const VALUE_OF = {
   profile: "a built-in profile name or a profile JSON file",
   "data-dir": "a folder",
   out: "a folder",
@@ -546,133 +551,34 @@ const VALUE_OF: Readonly<Record<string, string>> = {
   backend: BACKEND_CHOICES.join("|"),
   tables: "a folder",
   "device-memory": "the GPU's memory in GB, e.g. 80",
-};
-
-/** The hint every argument error ends with. */
-const HELP_HINT = "deno task bench --help lists the flags";
-
-/** The distance of two strings in single-character edits (insert, delete, substitute). */
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur.push(
-        Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)),
-      );
-    }
-    prev = cur;
-  }
-  return prev[b.length]!;
-}
-
-/** The known flag an unknown one was probably meant to be: a prefix of it, or 2 edits away. */
-function nearestFlag(name: string): string | undefined {
-  const names = Object.keys(OPTIONS);
-  const prefixed = names.filter((n) => name.length >= 2 && n.startsWith(name));
-  if (prefixed.length === 1) return prefixed[0];
-  let best: string | undefined;
-  let bestDistance = 3;
-  for (const n of names) {
-    const d = editDistance(name, n);
-    if (d < bestDistance) [best, bestDistance] = [n, d];
-  }
-  return best;
-}
+} as const;
 
 /** The parsed flags of `deno task bench`. */
-export type BenchArgs = ReturnType<typeof parseStrict>;
-
-function parseStrict(args: string[]) {
-  return parseArgs({ args, options: OPTIONS, strict: true, allowPositionals: false }).values;
-}
+export type BenchArgs = FlagValues<typeof OPTIONS>;
 
 /**
- * Parses `deno task bench`'s arguments. Every mistake is one line naming the flag, the value and
- * what it takes, ending with a pointer to `--help`: an unknown flag (with the flag it probably
- * meant), an argument that is no flag, a flag without its value, a value given to a flag that
- * takes none, and a flag that takes one value given two different ones. A value that starts with
- * a dash but is no flag (`--device-memory -3`, `--shard -1/2`) is taken as the flag's value, so
- * that the flag's own check says what is wrong with it.
+ * Parses `deno task bench`'s arguments with `model/usage.ts` {@link parseFlags}: every mistake is
+ * one line naming the flag, the value and what it takes, ending with a pointer to `--help` (an
+ * unknown flag with the flag it probably meant, an argument that is no flag, a flag without its
+ * value, a value given to a flag that takes none, a flag that takes one value given two different
+ * ones). `--tasks`, which `deno task download` takes, gets its own hint: the profile chooses the
+ * tasks.
  *
  * @param args the command-line arguments
  * @returns the flags, with their defaults
  * @throws UsageError naming the flag and the value
  */
 export function parseBenchArgs(args: string[]): BenchArgs {
-  const { tokens } = parseArgs({
-    args,
+  return parseFlags(args, {
+    tool: "deno task bench",
     options: OPTIONS,
-    strict: false,
-    allowPositionals: true,
-    tokens: true,
+    takes: VALUE_OF,
+    unknownFlag: (name) =>
+      name === "tasks"
+        ? "the profile chooses the tasks (a profile JSON file through --profile PATH; " +
+          "deno task download takes --tasks)"
+        : undefined,
   });
-  const fail = (what: string): never => {
-    throw new UsageError(`${what}; ${HELP_HINT}`);
-  };
-  const normalised: string[] = [];
-  const given = new Map<string, string>();
-  let previous: (typeof tokens)[number] | undefined;
-  for (const t of tokens) {
-    const before = previous;
-    previous = t;
-    if (t.kind === "option-terminator") continue;
-    if (t.kind === "positional") {
-      // `--resume yes`: a value given to a flag that takes none.
-      const flagBefore = before?.kind === "option" && before.name in OPTIONS &&
-          before.value === undefined
-        ? ` after --${before.name}, which takes no value`
-        : "";
-      fail(`unexpected argument "${t.value}"${flagBefore}: deno task bench takes only flags`);
-      continue;
-    }
-    const option = (OPTIONS as Record<string, { type: string; multiple?: boolean }>)[t.name];
-    if (option === undefined) {
-      if (t.name === "tasks") {
-        fail(
-          `unknown flag ${t.rawName}: the profile chooses the tasks (a profile JSON file through ` +
-            `--profile PATH; deno task download takes --tasks)`,
-        );
-      }
-      const near = nearestFlag(t.name);
-      fail(`unknown flag ${t.rawName}${near === undefined ? "" : ` (did you mean --${near}?)`}`);
-      continue;
-    }
-    const flag = `--${t.name}`;
-    if (option.type === "boolean") {
-      if (t.value !== undefined) fail(`${flag} takes no value, got "${t.rawName}=${t.value}"`);
-      normalised.push(flag);
-      continue;
-    }
-    const expected = VALUE_OF[t.name]!;
-    if (t.value === undefined) fail(`${flag} needs a value (${expected})`);
-    const value = t.value!;
-    if (!t.inlineValue && /^-[-A-Za-z]/.test(value)) {
-      const known = value.startsWith("--")
-        ? value.slice(2).split("=")[0]! in OPTIONS
-        : value === "-h";
-      fail(
-        known
-          ? `${flag} needs a value (${expected}), got the flag ${value} after it`
-          : `${flag} needs a value (${expected}), got "${value}", which reads as a flag ` +
-            `(if it is the value: ${flag}=${value})`,
-      );
-    }
-    if (option.multiple !== true) {
-      const first = given.get(t.name);
-      if (first !== undefined && first !== value) {
-        fail(`${flag} given twice ("${first}", then "${value}"); give it once`);
-      }
-      given.set(t.name, value);
-    }
-    normalised.push(`${flag}=${value}`);
-  }
-  try {
-    return parseStrict(normalised);
-  } catch (e) {
-    // Every mistake above is caught first; this is a last resort, still one line.
-    return fail((e as Error).message.split("\n")[0]!);
-  }
 }
 
 /**
@@ -752,13 +658,16 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
   const log = opts.log ?? ((s: string) => console.log(s));
   const error = opts.error ?? ((s: string) => console.error(s));
   let values;
+  // --help or -h anywhere prints the usage, as runCli (model/usage.ts) does for the other tools,
+  // even after a mistyped flag.
+  const help = args.includes("--help") || args.includes("-h");
   try {
-    values = parseBenchArgs(args);
+    values = help ? undefined : parseBenchArgs(args);
   } catch (e) {
     error((e as Error).message);
     return exitCodeOf(e);
   }
-  if (values.help) {
+  if (values === undefined) {
     log(USAGE);
     log("\nProfiles:");
     const names = listProfiles();
@@ -792,10 +701,6 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     const probeWith = opts.probe ?? probeBackend;
     const shardArg = values.shard;
     const shard = shardArg === undefined ? undefined : usageChecked(() => parseShard(shardArg));
-    if (shard !== undefined && !Number.isSafeInteger(shard.count)) {
-      // Past 2^53 the numbers are rounded: the shards would neither cover the grid nor differ.
-      throw new UsageError(`--shard "${shardArg}": n must be at most ${Number.MAX_SAFE_INTEGER}`);
-    }
     if (values.tables !== undefined && values["no-tables"]) {
       throw new UsageError(
         `--tables ${values.tables} with --no-tables: the one asks for the tables there, the ` +

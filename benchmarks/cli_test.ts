@@ -158,12 +158,19 @@ Deno.test("main() reports bad arguments and profiles with exit code 2", async ()
   assert.ok(profileLines.some((l) => l.startsWith("  ablation-large ")), profileLines.join("\n"));
   const starts = new Set(profileLines.map((l) => /^ {2}\S+ +/.exec(l)![0].length));
   assert.equal(starts.size, 1, profileLines.join("\n"));
+  // -h too, and after other flags, a mistyped one included, as in every tool (runCli).
+  c = capture();
+  assert.equal(await main(["--bogus", "--out", "-h"], c.opts), 0);
+  assert.deepEqual(c.err, []);
+  assert.match(c.out.join("\n"), /--shard i\/n[\s\S]*smoke/);
   await Deno.remove(dir, { recursive: true });
 });
 
 Deno.test("main() refuses every bad flag, value and combination in one line naming them (exit 2, no usage text)", async () => {
   const dir = await Deno.makeTempDir();
   const profile = await tmpProfile(dir);
+  const badJson = join(dir, "bad.json");
+  await Deno.writeTextFile(badJson, "{\n");
   // Checked before the profile's grid: none of these reads data or runs anything.
   const cases: [string[], RegExp][] = [
     [
@@ -197,6 +204,17 @@ Deno.test("main() refuses every bad flag, value and combination in one line nami
     ],
     [["--shard", "-1/2"], /^Cannot parse --shard "-1\/2": expected i\/n with 0 <= i < n/],
     [["--shard", "2/2"], /^Cannot parse --shard "2\/2"/],
+    [["--shard", "01/02"], /^Cannot parse --shard "01\/02": .*no sign, spaces or leading zeros/],
+    [["--shard", " 1/2"], /^Cannot parse --shard " 1\/2": /],
+    [
+      ["--profile", join(dir, "missing.json")],
+      /^--profile .*missing\.json: no such file \(built-in profiles: .*ci.*\)$/,
+    ],
+    [
+      ["--profile", dir],
+      /^--profile .*: is a folder, not a profile JSON file \(built-in profiles: /,
+    ],
+    [["--profile", badJson], /^.*bad\.json:2:1: invalid JSON: /],
     [
       ["--shard", "1/99999999999999999999"],
       /^--shard "1\/99999999999999999999": n must be at most 9007199254740991$/,
@@ -524,7 +542,7 @@ Deno.test("main() with no cache and no mirror still downloads first, then names 
       [["--profile", profile, "--bogus"], /^unknown flag --bogus; /],
       [["--profile", profile, "--shard", "3/3"], /^Cannot parse --shard "3\/3"/],
       [["--profile", profile, "--backend", "tpu"], /^Unknown --backend "tpu"/],
-      [["--profile", join(dir, "none.json")], /^Cannot read profile ".*none\.json"/],
+      [["--profile", join(dir, "none.json")], /^--profile .*none\.json: no such file \(built-in/],
       [["--profile", unknownTask], /unknown glue task "nope"/],
     ];
     for (const [args, want] of refused) {

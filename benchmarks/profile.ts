@@ -192,11 +192,32 @@ export function parseProfile(text: string, file: string, checks?: ProfileChecks)
 }
 
 /**
+ * Why a profile file could not be read, in words (Deno's own message ends with its syscall and
+ * path, `readfile '/x.json'`, which the caller names already), with the built-in profiles where
+ * the file is not there.
+ */
+function unreadable(e: unknown): string {
+  const builtIn = () => `built-in profiles: ${listProfiles().join(", ")}`;
+  if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) {
+    return `no such file (${builtIn()}, or a path to a profile JSON file)`;
+  }
+  if (e instanceof Deno.errors.IsADirectory) {
+    return `is a folder, not a profile JSON file (${builtIn()})`;
+  }
+  if (e instanceof Deno.errors.PermissionDenied) return "cannot read it: permission denied";
+  const message = e instanceof Error ? e.message : String(e);
+  return `cannot read it: ${message.replace(/: [a-z]+ '.*'$/s, "")}`;
+}
+
+/**
  * Load a profile by built-in name or path. A profile file's `name` must equal its file name.
  *
  * @param nameOrPath `--profile` value
  * @param checks cross-module checks (defaults: {@link defaultChecks})
  * @returns the validated profile
+ * @throws Error naming `--profile` and the file when it cannot be read (no such file, a folder,
+ *   no permission), or the file and line (and column, for a JSON syntax error) when it is no valid
+ *   profile
  */
 export async function loadProfile(
   nameOrPath: string,
@@ -207,7 +228,7 @@ export async function loadProfile(
   try {
     text = await Deno.readTextFile(file);
   } catch (e) {
-    throw new Error(`Cannot read profile "${file}": ${(e as Error).message}`);
+    throw new Error(`--profile ${file}: ${unreadable(e)}`, { cause: e });
   }
   const p = parseProfile(text, file, checks ?? defaultChecks());
   const stem = basename(file).replace(/\.json$/, "");

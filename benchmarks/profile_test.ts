@@ -54,6 +54,46 @@ Deno.test("profilePath() names the known profiles for an unknown name", () => {
   assert.equal(profilePath("x/y.json"), "x/y.json");
 });
 
+Deno.test("loadProfile() names --profile and the file in one line when it cannot be read", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = join(dir, "a-file.json");
+    await Deno.writeTextFile(file, '{\n  "name": "a-file",\n  "seeds": [0,]\n}\n');
+    const cases: [string, string | RegExp][] = [
+      [
+        join(dir, "missing.json"),
+        new RegExp(
+          `^--profile ${dir}/missing\\.json: no such file \\(built-in profiles: .*\\bci\\b.*, ` +
+            `or a path to a profile JSON file\\)$`,
+        ),
+      ],
+      // A path below a file is no such file either.
+      [join(file, "x.json"), /^--profile .*a-file\.json\/x\.json: no such file \(built-in/],
+      [dir, new RegExp(`^--profile ${dir}: is a folder, not a profile JSON file \\(built-in`)],
+      // Bad JSON: the file, line and column.
+      [file, `${file}:3:15: invalid JSON: Unexpected token ']'`],
+    ];
+    for (const [arg, want] of cases) {
+      await assert.rejects(() => loadProfile(arg), (e: unknown) => {
+        const m = (e as Error).message;
+        assert.ok(!m.includes("\n") && !m.includes("readfile"), m);
+        if (typeof want === "string") assert.equal(m, want);
+        else assert.match(m, want);
+        return true;
+      }, arg);
+    }
+    if (Deno.uid() !== 0) { // root reads any file
+      await Deno.chmod(file, 0o000);
+      await assert.rejects(
+        () => loadProfile(file),
+        { message: `--profile ${file}: cannot read it: permission denied` },
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("jsonLocator() finds the line of nested values", () => {
   const text =
     '{\n  "a": 1,\n  "m": [\n    { "name": "x" },\n    {\n      "name": "y"\n    }\n  ]\n}';

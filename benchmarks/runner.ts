@@ -289,20 +289,28 @@ export interface Shard {
 }
 
 /**
- * Parse `--shard i/n` (0-based `i`, `0 <= i < n`).
+ * Parse `--shard i/n` (0-based `i`, `0 <= i < n`), both plain decimal integers: no sign, spaces,
+ * leading zeros (`01/02`) or exponents, so one shard has one spelling; `n` at most
+ * `Number.MAX_SAFE_INTEGER` (past it the numbers are rounded, and the shards would neither cover
+ * the grid nor differ).
  *
  * @param text e.g. `"2/4"`
  * @returns the shard
- * @throws Error explaining the expected form
+ * @throws Error naming `--shard` and the value, explaining the expected form
  */
 export function parseShard(text: string): Shard {
-  const m = /^(\d+)\/(\d+)$/.exec(text.trim());
+  const m = /^(0|[1-9]\d*)\/(0|[1-9]\d*)$/.exec(text);
   const index = m ? Number(m[1]) : NaN;
   const count = m ? Number(m[2]) : NaN;
   if (!m || count < 1 || index >= count) {
     throw new Error(
-      `Cannot parse --shard "${text}": expected i/n with 0 <= i < n, e.g. 0/4 (Slurm: $SLURM_ARRAY_TASK_ID/$N with --array=0-$((N-1)))`,
+      `Cannot parse --shard "${text}": expected i/n with 0 <= i < n, both plain decimal integers ` +
+        `(no sign, spaces or leading zeros), e.g. 0/4 (Slurm: $SLURM_ARRAY_TASK_ID/$N with ` +
+        `--array=0-$((N-1)))`,
     );
+  }
+  if (!Number.isSafeInteger(count)) {
+    throw new Error(`--shard "${text}": n must be at most ${Number.MAX_SAFE_INTEGER}`);
   }
   return { index, count };
 }

@@ -161,6 +161,23 @@ Deno.test("parseShard() and shardGrid() split the grid into disjoint, complete s
   assert.deepEqual(parseShard("2/3"), { index: 2, count: 3 });
   assert.throws(() => parseShard("3/3"), /expected i\/n with 0 <= i < n/);
   assert.throws(() => parseShard("1"), /Cannot parse --shard "1"/);
+  assert.deepEqual(parseShard("0/1"), { index: 0, count: 1 });
+  assert.deepEqual(parseShard("10/20"), { index: 10, count: 20 });
+  // One shard, one spelling: leading zeros, spaces, signs, exponents and other digits refused.
+  for (const text of ["01/02", "0/02", "00/2", " 1/2", "1/2 ", "1 /2", "1/ 2", "+1/2", "1e0/2"]) {
+    assert.throws(
+      () => parseShard(text),
+      {
+        message: new RegExp(`^Cannot parse --shard "${text.replace("+", "\\+")}": .*plain decimal`),
+      },
+      JSON.stringify(text),
+    );
+  }
+  assert.throws(() => parseShard("1/\u0662"), /Cannot parse --shard/); // an Arabic-Indic 2
+  assert.throws(
+    () => parseShard("1/99999999999999999999"),
+    { message: `--shard "1/99999999999999999999": n must be at most ${Number.MAX_SAFE_INTEGER}` },
+  );
   const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
   const parts = [0, 1, 2].map((index) => shardGrid(grid, { index, count: 3 }));
   const ids = parts.flat().map((s) => s.id);
