@@ -42,6 +42,7 @@ import { type AdapterId, adapterId, type MatMulTuningTable } from "./webgpu/tuni
 import type { TunedSelfCheck } from "./webgpu/mod.ts";
 import { quietWaylandProbe } from "./webgpu/wsi_env.ts";
 import { UsageError } from "./usage.ts";
+import { readEnv as env } from "./env.ts";
 import {
   BACKPROP_TFJS_VERSION,
   installLowMemoryBackprop,
@@ -122,14 +123,6 @@ export interface SelectBackendOptions {
 let current: BackendInfo | undefined;
 let blasLib: BlasLibrary | undefined;
 let blasError: string | undefined;
-
-function env(name: string): string | undefined {
-  try {
-    return Deno.env.get(name);
-  } catch {
-    return undefined;
-  }
-}
 
 /** The environment variable that keeps tfjs's stock wasm elementwise kernels. */
 export const WASM_STOCK_ELEMENTWISE_ENV = "HYPERPROMPT_WASM_STOCK_ELEMENTWISE";

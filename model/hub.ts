@@ -39,6 +39,7 @@ import {
   WEIGHTS_INDEX_NAME,
   WEIGHTS_NAME,
 } from "./checkpoint.ts";
+import { readEnv } from "./env.ts";
 import { readSafetensorsHeader } from "./safetensors.ts";
 import { readTorchBinHeader } from "./torch_bin.ts";
 import { FILE_TEMPS, pathExists, removeStaleTemps, syncDir, writeFileAtomic } from "./fs.ts";
@@ -136,12 +137,9 @@ interface AbsentCheck {
   at?: number;
 }
 
+/** An environment variable's value; unset, empty and unreadable (no `--allow-env`) are alike. */
 function env(name: string): string | undefined {
-  try {
-    return Deno.env.get(name) || undefined;
-  } catch {
-    return undefined; // no --allow-env
-  }
+  return readEnv(name) || undefined;
 }
 
 /**
