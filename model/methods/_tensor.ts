@@ -212,8 +212,23 @@ export function toBatch<T extends tf.Tensor>(perTaskRows: T, g: TaskGrouping): T
   return rows(perTaskRows, g.slot);
 }
 
-/** Rows `g.tasks` of a per-task stack `[numTasks, ...]`. */
+/**
+ * Rows `g.tasks` of a per-task stack `[numTasks, ...]`: `stack` itself when every task is present
+ * (no op; the caller must not dispose the result then), a slice for one task, else a gather. The
+ * rows of absent tasks get exact zero gradients in every case.
+ *
+ * @param stack `[numTasks, ...]`
+ * @param g the batch grouping
+ * @returns `[g.tasks.length, ...]`
+ */
 export function presentTasks<T extends tf.Tensor>(stack: T, g: TaskGrouping): T {
+  const u = g.tasks.length;
+  // g.tasks are distinct ids in [0, numTasks), ascending: as many as rows means all, in order.
+  if (u === stack.shape[0]) return stack;
+  if (u === 1) {
+    const begin = stack.shape.map((_, i) => (i === 0 ? g.tasks[0]! : 0));
+    return stack.slice(begin, [1, ...stack.shape.slice(1)]) as T;
+  }
   return rows(stack, g.tasks);
 }
 

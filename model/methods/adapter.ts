@@ -23,7 +23,7 @@ import {
   trainedBackboneParams,
 } from "./_config.ts";
 import { VarStore } from "./_init.ts";
-import { groupTasks, rows, taskAdapters } from "./_tensor.ts";
+import { groupTasks, presentTasks, taskAdapters } from "./_tensor.ts";
 
 /** Sublayers that can carry an adapter. */
 export type AdapterPosition = "self_attention" | "feed_forward";
@@ -156,30 +156,18 @@ export const adapter: Method<AdapterConfig> = {
       isBackboneTrainable: (n) => backboneTrainable(cfg.freezeBackbone, n, ctx.config),
       hooks(taskIds: readonly number[]): T5Hooks {
         const g = groupTasks(taskIds, numTasks, "adapter.ts");
-        // The present tasks' rows of a per-task variable: all of it when every task is present,
-        // one task's slice, else a gather (absent tasks get exact zero gradients either way).
-        const present = (v: tf.Tensor): tf.Tensor => {
-          if (g.tasks.length === numTasks) return v;
-          if (g.tasks.length === 1) {
-            return v.slice(v.shape.map((_, i) => (i === 0 ? g.tasks[0]! : 0)), [
-              1,
-              ...v.shape.slice(1),
-            ]);
-          }
-          return rows(v, g.tasks);
-        };
         return {
           afterSublayer(stack: Stack, layer: number, sublayer: Sublayer, y: tf.Tensor3D) {
             if (!cfg.stacks.includes(stack)) return y;
             if (sublayer === "cross_attention" || !cfg.positions.includes(sublayer)) return y;
             const p = `${stack}.${layer}.${sublayer}`;
             const ln = (n: string) =>
-              cfg.layerNorm === "shared" ? get(`${p}.${n}`) : present(get(`${p}.${n}`));
+              cfg.layerNorm === "shared" ? get(`${p}.${n}`) : presentTasks(get(`${p}.${n}`), g);
             return taskAdapters(y, g, {
-              downWeight: present(get(`${p}.down.weight`)),
-              downBias: present(get(`${p}.down.bias`)),
-              upWeight: present(get(`${p}.up.weight`)),
-              upBias: present(get(`${p}.up.bias`)),
+              downWeight: presentTasks(get(`${p}.down.weight`), g),
+              downBias: presentTasks(get(`${p}.down.bias`), g),
+              upWeight: presentTasks(get(`${p}.up.weight`), g),
+              upBias: presentTasks(get(`${p}.up.bias`), g),
               ...(cfg.layerNorm === "none"
                 ? {}
                 : { layerNorm: { gamma: ln("layer_norm.weight"), beta: ln("layer_norm.bias") } }),
