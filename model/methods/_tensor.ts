@@ -118,6 +118,36 @@ function maskRows(x: tf.Tensor3D, mask: tf.Tensor3D): tf.Tensor3D {
   return f(x, mask) as tf.Tensor3D;
 }
 
+/** {@link blockMasks}' arrays of each grouping (one batch's hooks), by bottleneck width. */
+const BLOCK_MASKS = new WeakMap<
+  TaskGrouping,
+  Map<number, { oneHot: Float32Array; mask: Float32Array }>
+>();
+
+/**
+ * The host arrays of {@link taskAdapters}' constants for a grouping and bottleneck width `a`: the
+ * one-hot `[batch, u]` of each example's task and the 0/1 block mask `[batch, 1, u·a]` (ones on
+ * the example's own task's block). Built on the first adapter call of a batch and reused by the
+ * batch's other calls (every layer and position); kept with the grouping, so they go with the
+ * batch's hooks. The tensors themselves are made per call: a tensor kept beyond the call would
+ * need an end-of-batch signal that the hooks do not get.
+ */
+function blockMasks(g: TaskGrouping, a: number): { oneHot: Float32Array; mask: Float32Array } {
+  let byWidth = BLOCK_MASKS.get(g);
+  if (!byWidth) BLOCK_MASKS.set(g, byWidth = new Map());
+  let m = byWidth.get(a);
+  if (!m) {
+    const u = g.tasks.length, ua = u * a;
+    m = { oneHot: new Float32Array(g.size * u), mask: new Float32Array(g.size * ua) };
+    for (const [ex, s] of g.slot.entries()) {
+      m.oneHot[ex * u + s] = 1;
+      m.mask.fill(1, ex * ua + s * a, ex * ua + (s + 1) * a);
+    }
+    byWidth.set(a, m);
+  }
+  return m;
+}
+
 /**
  * Per-task bottleneck adapters, `LN(up_t(gelu_new(down_t(y)))) + y` with each example's task
  * `t`, in a fixed number of ops whatever the number of tasks present (u), where running each
@@ -175,12 +205,7 @@ export function taskAdapters(
     return h.reshape([b, n, d]).add(y);
   }
   const ua = u * a;
-  const oneHot = new Float32Array(b * u);
-  const mask = new Float32Array(b * ua);
-  for (const [ex, s] of g.slot.entries()) {
-    oneHot[ex * u + s] = 1;
-    mask.fill(1, ex * ua + s * a, ex * ua + (s + 1) * a);
-  }
+  const { oneHot, mask } = blockMasks(g, a);
   const rowTask = tf.tensor2d(oneHot, [b, u]);
   // [u, d, a] → [d, u·a]: column block s is task s's W_down.
   const wDown = p.downWeight.transpose([1, 0, 2]).reshape([d, ua]);
