@@ -155,7 +155,8 @@ function blockMasks(g: TaskGrouping, a: number): { oneHot: Float32Array; mask: F
  * per T5 1.1 Base training step with 8 tasks, host-bound on WebGPU). The masked block
  * formulation: with the N = batch·n rows x of `y`,
  * `h = gelu_new(x · [W_down,1 … W_down,u] + [b_down,1 … b_down,u])` (`[N, u·a]`), the blocks of
- * the other tasks zeroed by a 0/1 row mask, `up = h · [W_up,1; …; W_up,u] + onehot · b_up`
+ * the other tasks zeroed by a 0/1 row mask on the pre-activation (so that they are
+ * `gelu_new(0) = 0`), `up = h · [W_up,1; …; W_up,u] + onehot · b_up`
  * (`[N, d]`), then the LayerNorm (a shared γ, β, or each example's row by `onehot · γ`) and the
  * residual. A task's own block computes the same dot products as its rows alone, and the masked
  * blocks add exact zeros, so values and gradients equal the per-task loop's up to fp32 summation
@@ -163,6 +164,15 @@ function blockMasks(g: TaskGrouping, a: number): { oneHot: Float32Array; mask: F
  * every row: (u − 1)·4·d·a extra FLOPs per token, an implementation cost that the methods' FLOP
  * accounting (flopPlan) does not count as the method's. With one task present no mask is made
  * and the ops are the plain adapter's.
+ *
+ * Non-finite values are not isolated per task as in the per-task loop: the masks multiply, and
+ * 0 · ±∞ = NaN, so an infinite or NaN pre-activation in another present task's block (its
+ * `x · W_down + b_down` overflowed), or an infinite or NaN `W_up`, `b_up` (or per-task γ, β) row
+ * of another present task, makes an example's output NaN where its own task's adapter alone would
+ * be finite (model/methods/adapter_test.ts). A select (`tf.where`) would keep such blocks zero
+ * but costs two Tiles and a Select per call (it broadcasts the `[b, 1, u·a]` condition and the
+ * zero to `[b, n, u·a]`), a min/max clamp one kernel more than the Mul; the step is NaN anyway
+ * once the other task's own rows overflow.
  *
  * @param y `[batch, n, d]`
  * @param g the batch grouping (`g.size` = batch)
@@ -209,11 +219,14 @@ export function taskAdapters(
   const rowTask = tf.tensor2d(oneHot, [b, u]);
   // [u, d, a] → [d, u·a]: column block s is task s's W_down.
   const wDown = p.downWeight.transpose([1, 0, 2]).reshape([d, ua]);
-  const h = geluNew(x.matMul(wDown).add(p.downBias.reshape([ua])));
-  const masked = maskRows(h.reshape([b, n, ua]), tf.tensor3d(mask, [b, 1, ua]));
+  // The mask goes on the pre-activation, before gelu_new: a masked block is then gelu_new(0) = 0
+  // and its gradient is read at 0, whatever finite value the other task's block held (masking
+  // gelu_new's output instead left its gradient there, NaN from |x| ≳ 1e19: 0 · ∞).
+  const pre = x.matMul(wDown).add(p.downBias.reshape([ua])).reshape([b, n, ua]) as tf.Tensor3D;
+  const h = geluNew(maskRows(pre, tf.tensor3d(mask, [b, 1, ua])));
   // Each example's bias row (onehot · b_up: its row times 1 plus exact zeros), broadcast over n.
   const perRow = (t: tf.Tensor) => rowTask.matMul(t).reshape([b, 1, d]);
-  let out = masked.reshape([b * n, ua]).matMul(p.upWeight.reshape([ua, d]))
+  let out = h.reshape([b * n, ua]).matMul(p.upWeight.reshape([ua, d]))
     .reshape([b, n, d]).add(perRow(p.upBias)) as tf.Tensor3D;
   if (p.layerNorm) {
     const { gamma, beta } = p.layerNorm;
