@@ -438,28 +438,91 @@ async function keepMode(path: string, tmp: string): Promise<void> {
 /** Error codes with which a platform or file system refuses to open or flush a folder. */
 const SYNC_DIR_REFUSALS = new Set(["EINVAL", "EISDIR", "ENOTSUP", "EOPNOTSUPP"]);
 
+/** Options of {@link withFileLock}. */
+export interface FileLockOptions {
+  /**
+   * Remove the lock file once `fn` is done (by its holder, before it lets go of the lock), so that
+   * none is left behind. Only for a dedicated lock file: its name must end in `.lock`, and it must
+   * be empty when locked (withFileLock creates it empty and never writes to it); otherwise an error
+   * is thrown before `fn` runs and nothing is removed, so a data file given by mistake is never
+   * deleted. On Windows, and where the platform gives no inode, the file is kept (a file removed
+   * while another process holds it open stays "delete pending" on Windows, and opening its name
+   * fails until every handle is closed).
+   */
+  remove?: boolean;
+}
+
 /**
  * Holds an exclusive lock (`flock`) on the file `path` (created empty, with its folder, when
  * absent) while `fn` runs: concurrent processes (and calls in this one) holding the same path take
- * turns. The kernel drops the lock when the process ends, however it ends; the lock file stays.
- * The hub download (`model/hub.ts`) and the GLUE/SuperGLUE downloader (`tasks/download.ts`) use it.
+ * turns. The kernel drops the lock when the process ends, however it ends. The lock file stays
+ * unless `options.remove` is given ({@link FileLockOptions}); then its holder removes it before
+ * letting go. A waiter may meanwhile hold an open handle of the removed file, and once it gets
+ * that file's lock, the lock excludes no one (another process may already hold a new file under
+ * the name); so after locking, every caller checks that the file it locked is still the one named
+ * `path` (same device and inode) and otherwise opens and locks `path` afresh. This also covers a
+ * lock file removed by hand while in use.
+ * The hub download (`model/hub.ts`, removing its lock files) and the GLUE/SuperGLUE downloader
+ * (`tasks/download.ts`, keeping them) use it.
  *
  * @param path the lock file
  * @param fn what to run while the lock is held
+ * @param options whether to remove the lock file after use
  * @returns what `fn` gives
+ * @throws Error when `options.remove` is given for a name that does not end in `.lock`, or for a
+ *   file that is not empty
  * @example
  * ```ts
  * import { join } from "node:path";
  * import { withFileLock } from "./fs.ts";
  * const lock = join(Deno.makeTempDirSync(), "locks", "a.lock");
- * console.assert((await withFileLock(lock, () => Promise.resolve(1))) === 1);
+ * console.assert((await withFileLock(lock, () => Promise.resolve(1), { remove: true })) === 1);
  * ```
  */
-export async function withFileLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
+export async function withFileLock<T>(
+  path: string,
+  fn: () => Promise<T>,
+  options: FileLockOptions = {},
+): Promise<T> {
+  if (options.remove === true && !basename(path).endsWith(".lock")) {
+    throw new Error(
+      `withFileLock: ${path}: only a dedicated lock file, named *.lock, is removed after use`,
+    );
+  }
+  // Windows: lock files are never removed, and no identity is compared (Deno's file index there
+  // is not promised to be the same through a handle and through the name).
+  const windows = Deno.build.os === "windows";
+  const remove = options.remove === true;
   await Deno.mkdir(dirname(path), { recursive: true });
-  using f = await Deno.open(path, { read: true, write: true, create: true });
-  await f.lock(true);
-  return await fn();
+  for (;;) {
+    using f = await Deno.open(path, { read: true, write: true, create: true });
+    await f.lock(true);
+    const held = await f.stat();
+    // Without an inode to compare, a removed file could not be told apart: it is kept.
+    if (windows || held.ino === null) return await fn();
+    let named: Deno.FileInfo | undefined;
+    try {
+      named = await Deno.stat(path);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    // Removed (by its last holder) after this handle was opened: lock the file now named.
+    if (named?.ino !== held.ino || named.dev !== held.dev) continue;
+    if (!remove) return await fn();
+    if (held.size !== 0) {
+      throw new Error(
+        `withFileLock: ${path}: the lock file is not empty (${held.size} bytes), so it may hold ` +
+          "data and is not removed; delete it by hand if it is a leftover lock file",
+      );
+    }
+    try {
+      return await fn();
+    } finally {
+      // Still locked: whoever opened the file since waits on it, then finds it gone (above). A
+      // failed removal leaves an empty lock file, as without the option.
+      await Deno.remove(path).catch(() => {});
+    }
+  }
 }
 
 /**

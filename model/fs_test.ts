@@ -558,3 +558,196 @@ Deno.test("withFileLock: holders of one lock file take turns (also after a throw
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** A promise and the function that settles it. */
+function signal(): { promise: Promise<void>; fire: () => void } {
+  let fire!: () => void;
+  const promise = new Promise<void>((r) => (fire = r));
+  return { promise, fire };
+}
+
+/**
+ * Read-modify-write of the number in `counter`, with a pause between read and write in which an
+ * unserialised second writer would read the same number (a lost update).
+ */
+async function increment(counter: string): Promise<void> {
+  const n = Number(await Deno.readTextFile(counter));
+  await new Promise((r) => setTimeout(r, 2));
+  await Deno.writeTextFile(counter, String(n + 1));
+}
+
+const NO_INODE_REMOVAL = Deno.build.os === "windows";
+
+Deno.test({
+  name: "withFileLock remove: holders take turns, no update is lost, the lock file is gone after",
+  ignore: NO_INODE_REMOVAL,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    const lock = join(dir, "locks", "x.lock");
+    const counter = join(dir, "counter");
+    try {
+      await Deno.writeTextFile(counter, "0");
+      let inside = 0;
+      let most = 0;
+      const results = await Promise.all(
+        Array.from({ length: 8 }, (_, i) =>
+          withFileLock(lock, async () => {
+            most = Math.max(most, ++inside);
+            await increment(counter);
+            inside--;
+            if (i === 3) throw new Error("holder 3 failed");
+            return i;
+          }, { remove: true }).catch((e: Error) => e.message)),
+      );
+      deepEqual(results, [0, 1, 2, "holder 3 failed", 4, 5, 6, 7]);
+      equal(most, 1, "one holder at a time");
+      equal(await Deno.readTextFile(counter), "8", "no update lost");
+      equal(await entryExists(lock), false, "the last holder removed the lock file");
+      deepEqual([...Deno.readDirSync(join(dir, "locks"))], []);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "withFileLock remove: a waiter whose file its holder removed, while another holds the new file, locks again and waits",
+  ignore: NO_INODE_REMOVAL,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    const lock = join(dir, "x.lock");
+    try {
+      const events: string[] = [];
+      const [hIn, hGo, cIn, cGo] = [signal(), signal(), signal(), signal()];
+      const [bOpened, bGo, bRetried, bIn] = [signal(), signal(), signal(), signal()];
+      // Each lock() on the lock file, in order: the holder H, the waiter B (held back until bGo
+      // once it has its handle of H's file), the next holder C, then B's retries.
+      const locked: number[] = [];
+      await withOpenedFiles((file, path) => {
+        if (path !== lock) return file;
+        const lockFn = file.lock.bind(file);
+        file.lock = async (exclusive?: boolean) => {
+          const n = locked.push(file.statSync().ino!) - 1;
+          if (n === 1) {
+            bOpened.fire();
+            await bGo.promise;
+          }
+          if (n === 3) bRetried.fire();
+          return await lockFn(exclusive);
+        };
+        return file;
+      }, async () => {
+        const holder = (name: string, entered: () => void, go: Promise<void>) =>
+          withFileLock(lock, async () => {
+            events.push(`${name} in`);
+            entered();
+            await go;
+            events.push(`${name} out`);
+          }, { remove: true });
+        const h = holder("H", hIn.fire, hGo.promise);
+        await hIn.promise;
+        const b = holder("B", bIn.fire, Promise.resolve());
+        await bOpened.promise; // B holds a handle of H's file and is about to lock it
+        hGo.fire();
+        await h;
+        equal(await entryExists(lock), false, "H removed its lock file");
+        const c = holder("C", cIn.fire, cGo.promise);
+        await cIn.promise; // C holds a new file under the name
+        bGo.fire(); // B now gets the lock of H's removed file at once
+        const first = await Promise.race([
+          bRetried.promise.then(() => "locked again"),
+          bIn.promise.then(() => "entered beside C"),
+        ]);
+        equal(first, "locked again");
+        deepEqual(events, ["H in", "H out", "C in"]);
+        cGo.fire();
+        await Promise.all([b, c]);
+        deepEqual(events, ["H in", "H out", "C in", "C out", "B in", "B out"]);
+      });
+      // H's file (H, then B), C's file (C, then B's retry; another inode, as B held H's file open
+      // when C made it), then the file B made after C removed its (its inode may be reused).
+      equal(locked.length, 5);
+      deepEqual([locked[0] === locked[1], locked[1] === locked[2], locked[2] === locked[3]], [
+        true,
+        false,
+        true,
+      ]);
+      equal(await entryExists(lock), false, "B removed its lock file too");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "withFileLock remove: holders in two processes take turns; no update lost; no file left",
+  ignore: NO_INODE_REMOVAL,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    const lock = join(dir, "locks", "x.lock");
+    const counter = join(dir, "counter");
+    const script = join(dir, "worker.ts");
+    const fsUrl = new URL("./fs.ts", import.meta.url).href;
+    try {
+      await Deno.writeTextFile(counter, "0");
+      await Deno.writeTextFile(
+        script,
+        `import { withFileLock } from ${JSON.stringify(fsUrl)};
+const [lock, counter] = Deno.args;
+for (let i = 0; i < 25; i++) {
+  await withFileLock(lock, async () => {
+    const n = Number(await Deno.readTextFile(counter));
+    await new Promise((r) => setTimeout(r, 1));
+    await Deno.writeTextFile(counter, String(n + 1));
+  }, { remove: true });
+}
+`,
+      );
+      const run = () =>
+        new Deno.Command(Deno.execPath(), {
+          args: ["run", "--no-config", "--no-check", "--allow-read", "--allow-write", script]
+            .concat([lock, counter]),
+          cwd: dir,
+          stdout: "null",
+          stderr: "piped",
+        }).output();
+      const outs = await Promise.all([run(), run()]);
+      for (const o of outs) equal(o.code, 0, new TextDecoder().decode(o.stderr));
+      equal(await Deno.readTextFile(counter), "50", "no update lost");
+      equal(await entryExists(lock), false, "no lock file left");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("withFileLock remove: only an empty file named *.lock is removed; else an error before fn, the file kept", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    let ran = 0;
+    const fn = () => Promise.resolve(++ran);
+    const data = join(dir, "manifest.json");
+    await Deno.writeTextFile(data, "{}");
+    await rejects(
+      withFileLock(data, fn, { remove: true }),
+      /manifest\.json: only a dedicated lock file, named \*\.lock, is removed after use/,
+    );
+    const full = join(dir, "full.lock");
+    await Deno.writeTextFile(full, "pid 12");
+    if (!NO_INODE_REMOVAL) {
+      await rejects(
+        withFileLock(full, fn, { remove: true }),
+        /full\.lock: the lock file is not empty \(6 bytes\), so it may hold data and is not removed/,
+      );
+    }
+    equal(ran, 0, "fn did not run");
+    equal(await Deno.readTextFile(data), "{}");
+    equal(await Deno.readTextFile(full), "pid 12");
+    // Without the option, a non-empty file still serves as a lock and stays.
+    equal(await withFileLock(full, fn), 1);
+    equal(await Deno.readTextFile(full), "pid 12");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
