@@ -42,7 +42,14 @@ import {
 import { readEnv } from "./env.ts";
 import { readSafetensorsHeader } from "./safetensors.ts";
 import { readTorchBinHeader } from "./torch_bin.ts";
-import { FILE_TEMPS, pathExists, removeStaleTemps, syncDir, writeFileAtomic } from "./fs.ts";
+import {
+  FILE_TEMPS,
+  pathExists,
+  removeStaleTemps,
+  syncDir,
+  withFileLock,
+  writeFileAtomic,
+} from "./fs.ts";
 import {
   ConnectionError,
   fetchResumable,
@@ -327,35 +334,12 @@ function hubGet(ctx: Ctx): HttpGet {
 /** More than 10 redirects: the hub is reachable, so not an offline error. */
 class RedirectLoop extends Error {}
 
-/** Where concurrent downloads of `file` take turns: `<repo folder>/.locks/<revision>--<file>`. */
+/**
+ * Where concurrent downloads of `file` take turns: `<repo folder>/.locks/<revision>--<file>.lock`,
+ * a dedicated lock file that its holder removes after use (`model/fs.ts` `withFileLock`).
+ */
 function lockPath(ctx: Ctx, file: string): string {
   return join(dirname(ctx.dir), ".locks", `${basename(ctx.dir)}--${encodeURIComponent(file)}.lock`);
-}
-
-/**
- * `fn()` under an exclusive lock on the file `path` (`model/fs.ts` `withFileLock`'s lock), which
- * the holder removes before it lets go, so that no lock file is left behind. A waiter may hold an
- * open handle of the file the holder removed: once it gets that lock, the lock excludes no one
- * (another process may already hold a new file under the name), so it checks that the file it
- * locked is still the one at `path` (same device and inode) and else tries again. Where the
- * platform gives no inode (Windows) the file is kept, as `withFileLock` does.
- */
-async function withRemovedLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
-  await Deno.mkdir(dirname(path), { recursive: true });
-  for (;;) {
-    using f = await Deno.open(path, { read: true, write: true, create: true });
-    await f.lock(true);
-    const held = await f.stat();
-    if (held.ino === null || held.dev === null) return await fn();
-    const named = await Deno.stat(path).catch(() => undefined);
-    if (named?.ino !== held.ino || named.dev !== held.dev) continue; // removed by its last holder
-    try {
-      return await fn();
-    } finally {
-      // Still locked: a process that opened the file since waits on it and then finds it gone.
-      await Deno.remove(path).catch(() => {});
-    }
-  }
 }
 
 /** Checks a downloaded `file` (at `part`) by its kind; the error names the file, not the part. */
@@ -416,7 +400,7 @@ async function download(ctx: Ctx, file: string, optional: boolean): Promise<bool
     ctx.swept = true;
     await removeStaleTemps(ctx.dir, FILE_TEMPS);
   }
-  return await withRemovedLock(lockPath(ctx, file), async () => {
+  return await withFileLock(lockPath(ctx, file), async () => {
     // Another process may have finished (or found absent) the file while this one waited.
     if (await pathExists(dest)) return true;
     ctx.absent = undefined;
@@ -434,7 +418,7 @@ async function download(ctx: Ctx, file: string, optional: boolean): Promise<bool
       ctx.log?.(`${ctx.repoId}/${file}: not re-checked (${why}); the hub had none`);
       return false;
     }
-  });
+  }, { remove: true });
 }
 
 /**
