@@ -348,16 +348,6 @@ function defaultCacheDirOr(): string {
   }
 }
 
-/** Python's `str.isspace` characters (what `str.strip()` removes). */
-const PY_WS =
-  "[\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
-const PY_SPACE = new RegExp(`^${PY_WS}+|${PY_WS}+$`, "g");
-
-/** Python `str.strip()` with no argument. */
-export function pyStrip(s: string): string {
-  return s.replace(PY_SPACE, "");
-}
-
 /**
  * Counts the rows of a file's text the way {@link FileSpec.count} says, checking JSON lines parse.
  * Errors name `where` (the file) and the line.

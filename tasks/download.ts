@@ -26,7 +26,8 @@ import { join } from "node:path";
 import { unzipSync } from "fflate";
 import { parquetReadObjects } from "hyparquet";
 import { compressors } from "hyparquet-compressors";
-import { countRowsBytes, defaultCacheDir, pyStrip } from "./data.ts";
+import { countRowsBytes, defaultCacheDir } from "./data.ts";
+import { pyStrip } from "./parse.ts";
 import { convertRows, type Row } from "./hf_convert.ts";
 import { createProgress } from "./progress.ts";
 import {
@@ -49,6 +50,7 @@ import {
   writeFilesAtomic,
 } from "../model/fs.ts";
 import {
+  ConnectionError,
   fetchResumable,
   getWithin as getWithinIdle,
   HttpStatusError,
@@ -259,7 +261,7 @@ function getWithin(
   headers: Record<string, string>,
   ctrl: AbortController,
 ): Promise<Response> {
-  return getWithinIdle(plainGet(ctx.fetch), url, headers, ctrl, ctx.idleTimeoutMs);
+  return getWithinIdle(plainGet(reachingFetch(ctx)), url, headers, ctrl, ctx.idleTimeoutMs);
 }
 
 /** Context shared by one {@link download} call. */
@@ -278,6 +280,13 @@ interface Ctx {
   raws: string[];
   /** This call's changes to the manifest not yet saved ({@link saveManifest} merges them). */
   pending: PendingChanges;
+  /**
+   * The origins (scheme, host, port) that have answered during this call: a connection error
+   * (DNS, refused) from an origin not among them is given up at once (offline, or the host is
+   * down: the retries' waits would only delay the next source), one from an origin that has
+   * answered is retried.
+   */
+  reached: Set<string>;
 }
 
 /** Manifest entries set (or, for an undefined archive, deleted) by this call since its last save. */
@@ -325,7 +334,8 @@ async function fetchRaw(
     idleMs: ctx.idleTimeoutMs,
     sleep: ctx.sleep,
     log: ctx.log,
-    fetch: ctx.fetch,
+    fetch: reachingFetch(ctx),
+    noRetry: (e) => e instanceof ConnectionError && !ctx.reached.has(new URL(url).origin),
     progress: (total) => createProgress(name, total, { quiet: ctx.quiet }),
     verify: async (path) => {
       digest = await sha256File(path);
@@ -340,6 +350,16 @@ async function fetchRaw(
   await syncDir(dir); // the new name survives a power cut
   setArchive(ctx, url, { sha256: digest, bytes: size });
   return dest;
+}
+
+/** `ctx.fetch`, recording in `ctx.reached` the origin of every response (redirects included). */
+function reachingFetch(ctx: Ctx): typeof fetch {
+  return async (input, init) => {
+    const res = await ctx.fetch(input, init);
+    const url = input instanceof Request ? input.url : String(input);
+    ctx.reached.add(new URL(url).origin);
+    return res;
+  };
 }
 
 /** A content check failed (not worth retrying the transfer). */
@@ -777,6 +797,7 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
     countRows: opts.countRows ?? countRowsBytes,
     raws: [],
     pending: { files: new Map(), archives: new Map() },
+    reached: new Set(),
   };
   const source = opts.source ?? "auto";
   const results: TaskResult[] = [];

@@ -1188,6 +1188,45 @@ Deno.test("429, 408 and 5xx are retried after Retry-After or a doubling backoff;
   });
 });
 
+Deno.test("offline: a connection error from a host that has not answered is not retried", async () => {
+  const zip = makeZip();
+  await withServer({ "/glue/RTE.zip": { body: zip } }, async (s, cacheDir) => {
+    // Nothing answers (DNS or refused: fetch rejects with a TypeError): one attempt, no waits
+    // (before: 1 + 2 + 4 s of waits per file before the next source was tried).
+    const waits: number[] = [];
+    let calls = 0;
+    const offline: typeof fetch = () => {
+      calls++;
+      return Promise.reject(new TypeError("error sending request: dns error"));
+    };
+    const err = await downloadRte(s, cacheDir, {
+      retries: 3,
+      fetch: offline,
+      sleep: (ms) => (waits.push(ms), Promise.resolve()),
+    }).then(() => undefined, (e: Error) => e);
+    assert.ok(err instanceof DownloadError);
+    assert.match(err.failures[0]?.reason ?? "", /fetch failed|dns error/);
+    assert.deepEqual(waits, []);
+    assert.equal(calls, 1);
+  });
+  await withServer({ "/glue/RTE.zip": { body: zip } }, async (s, cacheDir) => {
+    // The host answered (a 503), then the connection failed: that is retried with the waits.
+    const plan: (() => Promise<Response>)[] = [
+      () => Promise.resolve(new Response("busy", { status: 503 })),
+      () => Promise.reject(new TypeError("error sending request: connection reset")),
+    ];
+    const flaky: typeof fetch = (input, init) => plan.shift()?.() ?? fetch(input, init);
+    const waits: number[] = [];
+    const res = await downloadRte(s, cacheDir, {
+      retries: 3,
+      fetch: flaky,
+      sleep: (ms) => (waits.push(ms), Promise.resolve()),
+    });
+    assert.equal(res[0]?.status, "official");
+    assert.deepEqual(waits, [1000, 2000]);
+  });
+});
+
 Deno.test("retryDelayMs: Retry-After in seconds or as a date, capped; else 1, 2, 4 ... 30 s", () => {
   const now = Date.parse("2026-11-27T03:00:00Z");
   assert.deepEqual([0, 1, 2, 3, 4, 5, 9].map((a) => retryDelayMs(a, null, now)), [

@@ -21,6 +21,7 @@ export {
   parseJsonl,
   parseTsv,
   pyFloat,
+  pyStrip,
   type TsvOptions,
   type TsvRow,
   type TsvTable,
