@@ -902,15 +902,18 @@ class T5Replay {
       this.matmul(x, wDown, rows * ua),
       this.reshape(param("down_bias", a)),
     );
-    const act = this.adapterGelu(down);
+    // The mask zeroes the other tasks' blocks before gelu_new (model/methods/_tensor.ts
+    // taskAdapters): it keeps only the mask, gelu keeps the masked pre-activation, the up
+    // projection gelu's output.
     const mask = this.t.fresh(b * ua, false);
-    const masked = this.t.fresh(act.n, act.path);
-    this.t.op([[act, "new"], [mask, "new"]], [masked], [mask]);
+    const masked = this.t.fresh(down.n, down.path);
+    this.t.op([[down, "new"], [mask, "new"]], [masked], [mask]);
+    const act = this.adapterGelu(masked);
     const perRow = (t: T) => this.reshape(this.matmul(oneHot, t, b * d));
     let h = this.bin(
       "add",
       this.reshape(
-        this.matmul(this.reshape(masked), this.reshape(param("up_weight", a * d)), rows * d),
+        this.matmul(this.reshape(act), this.reshape(param("up_weight", a * d)), rows * d),
       ),
       perRow(param("up_bias", d)),
     );
