@@ -733,7 +733,7 @@ async function refreshManifest(ctx: Ctx, write: boolean): Promise<void> {
     if (!write) return;
     await writeAtomic(join(ctx.cacheDir, MANIFEST), JSON.stringify(m, null, 2) + "\n");
     ctx.pending = { files: new Map(), archives: new Map() };
-  });
+  }, { remove: true });
 }
 
 function saveManifest(ctx: Ctx): Promise<void> {
@@ -860,6 +860,7 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
     await withFileLock(
       join(cacheDir, LOCKS, `${task.benchmark}-${task.hfConfig}.lock`),
       () => fetchTask(task),
+      { remove: true },
     );
   }
   if (failures.length > 0) throw new DownloadError(failures, results);

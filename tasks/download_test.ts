@@ -211,12 +211,10 @@ Deno.test("official zip: files extracted byte-exact, verified, manifest, then ca
     assert.equal(m.files["glue/RTE/dev.tsv"]?.verified, "rows");
     assert.equal(m.files["glue/RTE/dev.tsv"]?.sha256, sha256Hex(enc.encode(DEV)));
     assert.equal(m.archives[`${s.endpoints.glue}/RTE.zip`]?.sha256, sha256Hex(zip));
-    // Raw zip removed, only the layout, the manifest and the (empty) lock files remain.
+    // Raw zip and lock files removed: only the layout and the manifest remain.
     assert.deepEqual(await listFiles(cacheDir), [
       "glue/RTE/dev.tsv",
       "glue/RTE/train.tsv",
-      "locks/glue-rte.lock",
-      "locks/manifest.lock",
       "manifest.json",
     ]);
     const before = s.log.length;
@@ -293,11 +291,7 @@ Deno.test("archive sha256 prefix mismatch: error names the file, no cache entry"
       }),
       /RTE\.zip.*sha256 [0-9a-f]{64} does not start with the expected 00000000/,
     );
-    assert.deepEqual(await listFiles(cacheDir), [
-      "locks/glue-rte.lock",
-      "locks/manifest.lock",
-      "manifest.json",
-    ]);
+    assert.deepEqual(await listFiles(cacheDir), ["manifest.json"]);
     assert.deepEqual((await readManifest(cacheDir)).files, {});
   });
 });
