@@ -21,3 +21,14 @@ export { dropout, dropoutMask, gatedGelu, rmsNorm } from "./fused.ts";
 export * from "./pretrained.ts";
 export * from "./methods/mod.ts";
 export * from "./usage.ts";
+// Types the exports above name in their signatures (their modules are not part of the API).
+export type { SafetensorsDtype } from "./safetensors.ts";
+export type { FetchHubOptions } from "./hub.ts";
+export {
+  type AdapterId,
+  type MatMulTuningTable,
+  TUNING_FORMAT,
+  TUNING_VERSION,
+  type TuningEntry,
+} from "./webgpu/tuning.ts";
+export type { TunedSelfCheck, WebgpuSelfCheck } from "./webgpu/mod.ts";

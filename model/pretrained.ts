@@ -15,7 +15,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
 import { type FolderTensorInfo, loadHfFolder, readJsonFile } from "./checkpoint.ts";
-import { fetchHubFiles, fetchHubModel, isHubRepoId } from "./hub.ts";
+import { fetchHubFiles, fetchHubModel, type FetchHubOptions, isHubRepoId } from "./hub.ts";
 import { type T5Config, t5ConfigFromHf } from "./config.ts";
 import {
   checkT5Checkpoint,
@@ -205,7 +205,7 @@ export async function readFolderConfig(
 }
 
 /** Hub download options of {@link fetchHubConfigFiles} (those of `fetchHubModel`). */
-export type HubConfigFilesOptions = Parameters<typeof fetchHubFiles>[2];
+export type HubConfigFilesOptions = Omit<FetchHubOptions, "force">;
 
 /**
  * Downloads (into the hub cache folder that `fetchHubModel` completes later) what the checks of a

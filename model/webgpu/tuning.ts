@@ -137,9 +137,13 @@ export function parseChoice(name: string, where: string): MatMulChoice {
 
 /** Which adapter a table was measured on (`GPUAdapterInfo`'s fields). */
 export interface AdapterId {
+  /** `GPUAdapterInfo.vendor`, e.g. `nvidia` (empty when the adapter does not say). */
   readonly vendor: string;
+  /** `GPUAdapterInfo.architecture`, e.g. `hopper`. */
   readonly architecture: string;
+  /** `GPUAdapterInfo.device` (often empty). */
   readonly device: string;
+  /** `GPUAdapterInfo.description`, e.g. `NVIDIA H200`. */
   readonly description: string;
 }
 
@@ -199,7 +203,9 @@ export interface TuningEntry {
 
 /** A tuning table: measured kernel choices for one adapter. */
 export interface MatMulTuningTable {
+  /** What the file is ({@link TUNING_FORMAT}). */
   readonly format: typeof TUNING_FORMAT;
+  /** The layout's version ({@link TUNING_VERSION}); another version is not read. */
   readonly version: typeof TUNING_VERSION;
   /** The adapter the times were measured on. */
   readonly adapter: AdapterId;
