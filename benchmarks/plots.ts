@@ -169,6 +169,8 @@ interface PlotOptions {
   readonly vLines?: readonly { readonly x: number; readonly label: string }[];
   /** Legend lines that explain marker shapes and fills, after the series. */
   readonly keys?: readonly LegendKey[];
+  /** What the plotted runs come from ({@link plotScope}), at the top of the legend. */
+  readonly scope?: string;
 }
 
 function plot(
@@ -251,6 +253,10 @@ function plot(
         .join("")
     }</text>`;
   };
+  if (opts.scope) {
+    legend.push(legendText(opts.scope));
+    legendY += 6;
+  }
   series.forEach((s, i) => {
     const { color: c, dash } = seriesStyle(i);
     const dashAttr = dash === "" ? "" : ` stroke-dasharray="${dash}"`;
@@ -282,6 +288,27 @@ function plot(
   }
   // A legend longer than the plot makes the picture taller rather than running off its bottom.
   return frame(title, xLabel, yLabel, body, legend, Math.max(H, Math.ceil(legendY)));
+}
+
+/**
+ * What a plot's results come from, the first line of its legend: `profile ci; model tiny-v1_1`
+ * (several: listed, sorted; more than three: counted), so a picture taken out of its folder still
+ * says which runs it shows.
+ *
+ * @param results the plotted results
+ * @returns the scope, or "" without results
+ */
+export function plotScope(results: readonly RunResult[]): string {
+  if (results.length === 0) return "";
+  const list = (what: string, xs: readonly string[]) => {
+    const u = [...new Set(xs)].sort();
+    return u.length > 3
+      ? `${u.length} ${what}s`
+      : `${what}${u.length > 1 ? "s" : ""} ${u.join(", ")}`;
+  };
+  return `${list("profile", results.map((r) => r.spec.profile))}; ${
+    list("model", results.map((r) => modelLabel(r.spec.model)))
+  }`;
 }
 
 /** The marker of a benchmark's average in {@link scoreVsParamsSvg}. */
@@ -385,7 +412,11 @@ export function scoreVsParamsSvg(results: readonly RunResult[]): string {
     "extra parameters (% of backbone, log scale)",
     partial ? "average score (0-100; some over a task subset)" : "average score (0-100)",
     series,
-    { logX: true, keys },
+    {
+      logX: true,
+      keys,
+      scope: plotScope(results.filter((r) => r.averages[r.spec.benchmark] !== undefined)),
+    },
   );
 }
 
@@ -441,6 +472,12 @@ export function attentionMassSvg(results: readonly RunResult[]): string {
       : "layer (encoder, then decoder)",
     "attention mass on hyper-prompts (fraction, 0-1)",
     series,
-    { lines: true, integerX: true, yRange: [0, 1], vLines },
+    {
+      lines: true,
+      integerX: true,
+      yRange: [0, 1],
+      vLines,
+      scope: plotScope(results.filter((r) => r.attentionMass !== undefined)),
+    },
   );
 }

@@ -21,11 +21,14 @@
  *   of them was run; a run on a task subset puts its plain mean in `glue_partial_avg` /
  *   `super_glue_partial_avg` instead, and its paper columns stay blank; `missing_runs` names the
  *   absent task runs of a per-task method (`per_task.ts`: its task runs are merged into one row
- *   first), whose averages then stay blank;
+ *   first), whose averages then stay blank; each row ends with the provenance of the runs it
+ *   averages (seed values, git commits with a `+dirty` mark, backends, devices, Deno and tfjs
+ *   versions);
  * - `params.csv`: total, extra, extra %, ratio, trained, trained per task % for every method at
  *   every published size (analytic, 8 tasks, default configs) and for every run group;
  * - `flops.csv`: FLOPs per example (train / inference) and measured tokens/s;
- * - `ablation.csv`: the ablation profile's rows with parameters relative to MTL;
+ * - `ablation.csv`: the ablation profile's rows with parameters relative to MTL (and the same
+ *   provenance columns);
  * - `attention_mass.csv`: attention mass on hyper-prompts per layer (mean over seeds).
  *
  * @module
@@ -34,6 +37,7 @@ import { join } from "node:path";
 import { stringify } from "csv-stringify/sync";
 import { parse } from "csv-parse/sync";
 import { PRESETS, PUBLISHED_PRESETS, type T5Config } from "../model/config.ts";
+import { countT5Params } from "../model/accounting.ts";
 import { repoPath } from "../model/shared_dir.ts";
 import { methodAccounting } from "../model/methods/accounting.ts";
 import { getMethod } from "../model/methods/mod.ts";
@@ -354,9 +358,65 @@ function groupRuns(raw: readonly RunResult[]): Group[] {
   }
   const order = (m: string) => METHOD_NAMES.indexOf(m as never);
   return groups.sort((a, b) =>
-    cmp(a.profile, b.profile) || cmp(a.model, b.model) || order(a.method) - order(b.method) ||
+    cmp(a.profile, b.profile) || compareModels(a.model, b.model) ||
+    order(a.method) - order(b.method) ||
     cmp(a.label, b.label) || cmp(a.backbone, b.backbone) || cmp(configCell(a), configCell(b))
   );
+}
+
+/**
+ * Order of model labels in the tables: by size (the backbone's parameter count) when the label
+ * is a preset of `model/config.ts` (an `hf` folder named as one, e.g. `google/t5-v1_1-base`, is
+ * labelled with the preset's name), then by name; other labels after the presets, by name. So
+ * T5 1.1 Small, Base, Large, XL, XXL (and T5 1.0 3B before 11B) read in the paper's order, not
+ * alphabetically (`t5-v1_1-small` between Large and XL, `t5-11b` before `t5-3b`).
+ *
+ * @param a model label
+ * @param b model label
+ * @returns negative, zero or positive as `a` sorts before, with or after `b`
+ */
+export function compareModels(a: string, b: string): number {
+  const size = (m: string) =>
+    Object.hasOwn(PRESETS, m) ? countT5Params(PRESETS[m as keyof typeof PRESETS]) : Infinity;
+  const [sa, sb] = [size(a), size(b)];
+  return sa !== sb ? (sa < sb ? -1 : 1) : cmp(a, b);
+}
+
+/**
+ * The seeds of a row's runs: `0,1,2`, or per benchmark (`glue:0,1 super_glue:0`) when its
+ * benchmarks' seeds differ.
+ */
+function seedValuesCell(g: Group): string {
+  const per = g.cells.map((c) => [c.benchmark, c.runs.map((r) => r.spec.seed).join(",")]);
+  if (new Set(per.map(([, s]) => s)).size <= 1) return per[0]?.[1] ?? "";
+  return per.map(([b, s]) => `${b}:${s}`).join(" ");
+}
+
+/** The provenance columns that end the rows of `scores.csv` and `ablation.csv`. */
+export const PROVENANCE_COLUMNS: readonly string[] = [
+  "seed_values",
+  "git_commit",
+  "backend",
+  "device",
+  "software",
+];
+
+/**
+ * The provenance cells of a row ({@link PROVENANCE_COLUMNS}), from every run it averages (a per-task method's task runs each):
+ * `seed_values`, `git_commit` (each distinct commit, `+dirty` when the tree had uncommitted
+ * changes), `backend`, `device` and `software` (Deno and tfjs versions), distinct values sorted
+ * and joined, so a row pooled from runs of two commits or two backends says so.
+ */
+function provenanceCells(g: Group): string[] {
+  const each = g.runs.flatMap((x) => perTaskParts(x) ?? [x]);
+  const distinct = (f: (r: RunResult) => string) => [...new Set(each.map(f))].sort();
+  return [
+    seedValuesCell(g),
+    distinct((r) => `${r.provenance.gitSha}${r.provenance.gitDirty ? "+dirty" : ""}`).join(" "),
+    distinct((r) => r.provenance.backend.name).join(" "),
+    distinct((r) => r.provenance.device).join(" | "),
+    distinct((r) => `deno ${r.provenance.deno} tfjs ${r.provenance.tfjs}`).join(" | "),
+  ];
 }
 
 function paperFor(paper: readonly PaperRow[], model: string, label: string): PaperRow | undefined {
@@ -405,7 +465,8 @@ function seedsCell(g: Group): string | number {
  * averaged, and per benchmark the number of tasks averaged with the average (mean and sample std
  * over seeds) in `<benchmark>_avg` when all 8 tasks ran, else in `<benchmark>_partial_avg`; the
  * paper's averages (left blank next to a partial average) with their source; the configuration
- * ids.
+ * ids; the provenance of the runs averaged ({@link PROVENANCE_COLUMNS}: seeds, git commits,
+ * backends, devices, software versions).
  *
  * @param results run results
  * @param paper the paper's reference rows
@@ -455,6 +516,7 @@ export function scoresTable(results: readonly RunResult[], paper: readonly Paper
     "paper_source",
     "config",
     "missing_runs",
+    ...PROVENANCE_COLUMNS,
   ];
   const rows: Table = [head];
   for (const g of groups) {
@@ -486,6 +548,7 @@ export function scoresTable(results: readonly RunResult[], paper: readonly Paper
       p?.source ?? "",
       configCell(g),
       missingRunsCell(g),
+      ...provenanceCells(g),
     );
     rows.push(cells);
   }
@@ -724,6 +787,7 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
     "paper_params_x_mtl",
     "paper_source",
     "config",
+    ...PROVENANCE_COLUMNS,
   ]];
   const groups = groupRuns(results.filter((r) => r.spec.profile.startsWith("ablation")));
   for (const g of groups) {
@@ -754,6 +818,7 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
       p?.params_ratio ? `${p.params_ratio}x` : "",
       p?.source ?? "",
       configCell(g),
+      ...provenanceCells(g),
     ]);
   }
   return rows;

@@ -10,6 +10,7 @@ import { configId, DEFAULT_TRAIN, runId, type RunResult, type RunSpec } from "./
 import {
   ablationTable,
   attentionTable,
+  compareModels,
   flopsTable,
   loadAccounting,
   main,
@@ -493,7 +494,8 @@ Deno.test("attentionMassSvg() keeps configurations and benchmarks apart", async 
   assert.match(svg, /<title>HP tiny-v1_1 random super_glue: /);
   // The legend shows each name whole (wrapped), so the ids that tell the lines apart are there.
   const legend = [...svg.matchAll(/<text [^>]*>((?:<tspan[^>]*>[^<]*<\/tspan>)+)<\/text>/g)]
-    .map((m) => m[1]!.replace(/<\/tspan><tspan[^>]*>/g, " ").replace(/<[^>]+>/g, ""));
+    .map((m) => m[1]!.replace(/<\/tspan><tspan[^>]*>/g, " ").replace(/<[^>]+>/g, ""))
+    .filter((l) => l !== "profile p; model tiny-v1_1"); // the legend's first line: what it shows
   assert.equal(new Set(legend).size, 3);
   for (const r of rs.slice(1, 3)) assert.ok(legend.some((l) => l.endsWith(configId(r.spec))));
   // One configuration per benchmark: no id in the names.
@@ -590,6 +592,83 @@ Deno.test("scoresTable() orders task columns as the benchmarks do (CoLA, SST-2, 
     tasks.filter((c) => String(c).startsWith("glue/")).map((c) => String(c).slice(5)),
     BENCHMARK_TASKS.glue.filter((t) => ["rte", "sst2", "cola"].includes(t)),
   );
+});
+
+Deno.test("scoresTable() rows end with the provenance of the runs they average", async () => {
+  const rs = await runs([0, 1, 2].flatMap((seed) => [
+    spec("paper-base", "t5-v1_1-base", "mtl", "MTL", seed, "glue"),
+    ...(seed < 2 ? [spec("paper-base", "t5-v1_1-base", "mtl", "MTL", seed, "super_glue")] : []),
+  ]));
+  // Seed 1's GLUE run came from another, dirty tree, on another backend and device.
+  const i = rs.findIndex((r) => r.spec.seed === 1 && r.spec.benchmark === "glue");
+  const p = rs[i]!.provenance;
+  rs[i] = {
+    ...rs[i]!,
+    provenance: {
+      ...p,
+      gitSha: "0123abc",
+      gitDirty: true,
+      backend: { ...p.backend, name: "wasm" },
+      device: "other",
+    },
+  };
+  for (const t of [scoresTable(rs, []), ablationTable(rs.map((r) => relabel(r)), [])]) {
+    const [head, row] = t as [string[], (string | number)[]];
+    assert.deepEqual(head.slice(-5), [
+      "seed_values",
+      "git_commit",
+      "backend",
+      "device",
+      "software",
+    ]);
+    const col = (n: string) => row[head.indexOf(n)];
+    assert.equal(col("seed_values"), "glue:0,1,2 super_glue:0,1");
+    assert.equal(col("git_commit"), "0123abc+dirty fake");
+    assert.equal(col("backend"), "fake wasm");
+    assert.equal(col("device"), "fake | other");
+    assert.equal(col("software"), `deno ${Deno.version.deno} tfjs fake`);
+  }
+  // One commit; the benchmarks' seeds alike: one value each.
+  const [h, r] = scoresTable(rs.filter((x) => x.spec.seed === 0), []) as [string[], unknown[]];
+  assert.equal(r[h.indexOf("seed_values")], "0");
+  assert.equal(r[h.indexOf("git_commit")], "fake");
+});
+
+/** The result as a run of the `ablation` profile (whose rows ablation.csv shows). */
+function relabel(r: RunResult): RunResult {
+  return { ...r, spec: { ...r.spec, profile: "ablation" } };
+}
+
+Deno.test("tables order models by size (Small, Base, Large, XL), not alphabetically", async () => {
+  const models = ["t5-v1_1-xl", "t5-v1_1-small", "t5-v1_1-large", "t5-v1_1-base"];
+  const rs = await runs(models.map((m) => spec("p", m, "mtl", "MTL", 0, "glue")));
+  const rows = (t: (string | number)[][]) => t.slice(1).map((r) => r[t[0]!.indexOf("model")]);
+  const sized = ["t5-v1_1-small", "t5-v1_1-base", "t5-v1_1-large", "t5-v1_1-xl"];
+  assert.deepEqual(rows(scoresTable(rs, [])), sized);
+  const run = (t: (string | number)[][]) => t.filter((r) => String(r[0]).startsWith("run:"));
+  assert.deepEqual(run(paramsTable(rs, [])).map((r) => r[1]), sized);
+  assert.deepEqual(run(flopsTable(rs)).map((r) => r[1]), sized);
+  // T5 1.0: 3B before 11B; a name that is no preset (an hf folder) after the presets.
+  assert.deepEqual(
+    ["my-t5", "t5-11b", "t5-3b", "t5-small"].sort(compareModels),
+    ["t5-small", "t5-3b", "t5-11b", "my-t5"],
+  );
+});
+
+Deno.test("plots name the profiles and models they show in their legend", async () => {
+  const rs = await runs([
+    spec("paper-base", "t5-v1_1-base", "hyperprompt_global", "HyperPrompt", 0, "glue"),
+    spec("paper-large", "t5-v1_1-large", "hyperprompt_global", "HyperPrompt", 0, "glue"),
+  ]);
+  const texts = (svg: string) =>
+    [...svg.matchAll(/<tspan[^>]*>([^<]*)<\/tspan>/g)].map((m) => m[1]!).join(" ");
+  for (const svg of [scoreVsParamsSvg(rs), attentionMassSvg(rs)]) {
+    assert.match(
+      texts(svg),
+      /profiles paper-base, paper-large; models t5-v1_1-base, t5-v1_1-large/,
+    );
+  }
+  assert.match(texts(scoreVsParamsSvg(rs.slice(0, 1))), /profile paper-base; model t5-v1_1-base/);
 });
 
 Deno.test("writeTables() that fails leaves the previous tables whole and no temporary file", async () => {
