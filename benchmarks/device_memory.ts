@@ -5,7 +5,9 @@
  *
  * The device's memory comes from, in this order: `--device-memory GB`, the environment variable
  * `HYPERPROMPT_DEVICE_MEMORY_GB`, `nvidia-smi --query-gpu=memory.total` (the smallest GPU it
- * lists). WebGPU exposes no total memory, so without those it is unknown.
+ * lists; each nvidia-smi call stopped after 20 s). WebGPU exposes no total memory, so without
+ * those it is unknown, and {@link probeDeviceMemory} says why (no nvidia-smi, it failed, it gave
+ * no figure, or a GPU is in MIG mode, whose instance's memory nvidia-smi does not report).
  *
  * Runs on the `wasm` and `wasm+blas` backends are checked too, against the wasm heap
  * ({@link WASM_HEAP_BYTES}), whatever `--device-memory` says: tfjs-backend-wasm keeps every tensor
@@ -77,52 +79,203 @@ export type CommandRunner = (
   args: readonly string[],
 ) => Promise<{ readonly success: boolean; readonly stdout: string } | undefined>;
 
-/** {@link CommandRunner} through `Deno.Command`; a missing program (or no permission) gives undefined. */
-export async function denoCommandRunner(
-  cmd: string,
-  args: readonly string[],
-): Promise<{ readonly success: boolean; readonly stdout: string } | undefined> {
+/**
+ * How long one `nvidia-smi` call may take before it is stopped and read as failed (it usually
+ * answers in well under a second; a first call without persistence mode in a few).
+ */
+export const NVIDIA_SMI_TIMEOUT_MS = 20_000;
+
+/** How long a program stopped by {@link timedCommandRunner} is given to end before it is let go. */
+const KILL_GRACE_MS = 1_000;
+
+/**
+ * A {@link CommandRunner} through `Deno.Command` that stops the program after `ms` milliseconds:
+ * a hung `nvidia-smi` (a known state of a driver in trouble) would otherwise hang bench's
+ * preflight, or gpu_check's memory section until the device call's limit. The program is killed
+ * with SIGKILL (a SIGTERM can be ignored), and when even that does not end it within a second (a
+ * process stuck in the driver, in uninterruptible sleep) it is let go: not waited for, and not
+ * keeping Deno from exiting. A program stopped so, or one that fails, is `success: false`, its
+ * `stdout` then saying it was stopped; a missing one (or no permission to run it) is `undefined`.
+ *
+ * @param ms the time limit of one call
+ * @returns the runner
+ */
+export function timedCommandRunner(ms: number): CommandRunner {
+  return async (cmd, args) => {
+    let child: Deno.ChildProcess;
+    try {
+      child = new Deno.Command(cmd, {
+        args: [...args],
+        stdout: "piped",
+        stderr: "null",
+        stdin: "null",
+      }).spawn();
+    } catch {
+      return undefined; // NotFound (no nvidia-smi), NotCapable/PermissionDenied: unknown
+    }
+    const reader = child.stdout.getReader();
+    const chunks: Uint8Array[] = [];
+    const read = (async () => {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return;
+        chunks.push(value);
+      }
+    })();
+    const ended = Promise.all([child.status, read]).then(([status]) => status);
+    const status = await within(ended, ms);
+    if (status === undefined) {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // It ended meanwhile.
+      }
+      // Its output is not wanted any more; a grandchild holding the pipe must not keep us here.
+      await reader.cancel().catch(() => {});
+      await read.catch(() => {});
+      if ((await within(child.status, KILL_GRACE_MS)) === undefined) child.unref();
+      return { success: false, stdout: `${cmd} did not answer within ${ms} ms; stopped` };
+    }
+    const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+    let at = 0;
+    for (const c of chunks) {
+      bytes.set(c, at);
+      at += c.length;
+    }
+    return { success: status.success, stdout: new TextDecoder().decode(bytes) };
+  };
+}
+
+/** `p`'s value, or undefined when it has not settled within `ms` (the timer is cleared). */
+async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    const out = await new Deno.Command(cmd, {
-      args: [...args],
-      stdout: "piped",
-      stderr: "null",
-      stdin: "null",
-    }).output();
-    return { success: out.success, stdout: new TextDecoder().decode(out.stdout) };
-  } catch {
-    // Deno.errors.NotFound (no nvidia-smi), NotCapable/PermissionDenied: unknown, not a crash.
-    return undefined;
+    return await Promise.race([
+      p,
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
 /**
+ * The default {@link CommandRunner}: `Deno.Command`, each call stopped after
+ * {@link NVIDIA_SMI_TIMEOUT_MS} ({@link timedCommandRunner}); a missing program (or no permission)
+ * gives undefined.
+ */
+export const denoCommandRunner: CommandRunner = timedCommandRunner(NVIDIA_SMI_TIMEOUT_MS);
+
+/** One GPU's line of an `nvidia-smi --query-gpu=memory.*` answer: MiB, or why it has none. */
+type GpuMib =
+  | { readonly gpu: number; readonly mib: number; readonly problem?: undefined }
+  | { readonly gpu: number; readonly problem: string; readonly unavailable: boolean };
+
+/**
+ * Reads one `nvidia-smi --query-gpu=memory.* --format=csv,noheader[,nounits]` line per GPU (GPU
+ * `i` on line `i`): MiB with or without the ` MiB` unit; `[N/A]` or `[Not Supported]` is an
+ * unavailable figure; another unit, a figure below `min` or anything else is a problem.
+ */
+function parseMibLines(stdout: string, min: number): GpuMib[] {
+  return stdout.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== "").map(
+    (line, gpu): GpuMib => {
+      const m = /^(\d+(?:\.\d+)?)(?:\s*(\S+))?$/.exec(line);
+      if (m === null) {
+        return /^\[.*\]$/.test(line)
+          ? { gpu, problem: `GPU ${gpu} printed "${line}"`, unavailable: true }
+          : { gpu, problem: `GPU ${gpu} printed "${line}", no number`, unavailable: false };
+      }
+      if (m[2] !== undefined && m[2] !== "MiB") {
+        return {
+          gpu,
+          problem: `GPU ${gpu} printed "${line}": unit "${m[2]}", not MiB`,
+          unavailable: false,
+        };
+      }
+      const mib = Number(m[1]);
+      return mib >= min
+        ? { gpu, mib }
+        : { gpu, problem: `GPU ${gpu} printed "${line}", below ${min} MiB`, unavailable: false };
+    },
+  );
+}
+
+/** The GPU's total memory as `nvidia-smi` gives it: bytes, or `undefined` with the reason. */
+export type NvidiaSmiTotal =
+  | {
+    readonly bytes: number;
+    /** Set when some GPUs gave no figure (`[N/A]`): which, and that they were not counted. */
+    readonly note?: string;
+    readonly reason?: undefined;
+  }
+  | { readonly bytes: undefined; readonly reason: string };
+
+/**
  * Parses `nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits` (MiB per GPU, one
- * line each) into bytes: the smallest GPU listed (a run uses one GPU; on a mixed machine the
- * smallest is the safe figure).
+ * line each; the ` MiB` unit that nvidia-smi prints without `nounits` is accepted) into bytes: the
+ * smallest GPU listed (a run uses one GPU, and which one is not known here: tfjs-webgpu takes the
+ * adapter the Vulkan driver lists first, whose order need not be nvidia-smi's; on a mixed machine
+ * the smallest is the safe figure). A GPU that prints `[N/A]` is left out of the minimum and the
+ * `note` says so; when none gives a figure, or a line is not a MiB figure (another unit, no
+ * number), the memory is unknown and the `reason` says which line.
  *
  * @param stdout the command's output
- * @returns bytes, or undefined when no line is a positive number (e.g. "[N/A]")
+ * @returns bytes (with a note when some GPUs were left out), or the reason there are none
  */
-export function parseNvidiaSmiMemory(stdout: string): number | undefined {
-  const mib = stdout.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== "").map(Number)
-    .filter((n) => Number.isFinite(n) && n > 0);
-  return mib.length === 0 ? undefined : Math.min(...mib) * 2 ** 20;
+export function parseNvidiaSmiMemory(stdout: string): NvidiaSmiTotal {
+  const gpus = parseMibLines(stdout, 1);
+  if (gpus.length === 0) {
+    return { bytes: undefined, reason: "nvidia-smi printed no memory.total line" };
+  }
+  const bad = gpus.find((g) => g.problem !== undefined && !g.unavailable);
+  if (bad !== undefined) {
+    return { bytes: undefined, reason: `nvidia-smi's memory.total unreadable: ${bad.problem}` };
+  }
+  const known = gpus.flatMap((g) => (g.problem === undefined ? [g.mib] : []));
+  const missing = gpus.flatMap((g) => (g.problem === undefined ? [] : [g.problem]));
+  if (known.length === 0) {
+    return {
+      bytes: undefined,
+      reason: `nvidia-smi gave no memory.total figure: ${missing.join(", ")}`,
+    };
+  }
+  return {
+    bytes: Math.min(...known) * 2 ** 20,
+    ...(missing.length === 0 ? {} : {
+      note: `${missing.join(", ")}: not counted, the smallest of the other GPUs taken`,
+    }),
+  };
 }
 
 /** A sample of the GPU's memory in use: bytes, or `null` with the reason it is unknown. */
 export type DeviceMemoryUsed =
-  | { readonly bytes: number; readonly reason?: undefined }
+  | {
+    readonly bytes: number;
+    readonly reason?: undefined;
+    /**
+     * Set only when some GPUs gave no figure (`[N/A]`): the GPUs summed (nvidia-smi's indices).
+     * Two samples' delta is meaningful only when both summed the same GPUs.
+     */
+    readonly gpus?: readonly number[];
+    /** With `gpus`: which GPUs gave no figure. */
+    readonly note?: string;
+  }
   | { readonly bytes: null; readonly reason: string };
 
 /**
  * The GPU memory in use now, by every process, from `nvidia-smi --query-gpu=memory.used
- * --format=csv,noheader,nounits` (MiB per GPU, one line each; summed, so that a delta between two
- * samples is this process's change whichever GPU it runs on). Never throws: without nvidia-smi
- * (a software adapter, CI), or when it fails or prints no number, the bytes are `null` and the
- * reason says which.
+ * --format=csv,noheader,nounits` (MiB per GPU, one line each, with or without the ` MiB` unit).
+ * Summed over the GPUs, so that a delta between two samples is this process's change whichever
+ * GPU it runs on: tfjs-webgpu takes the adapter the Vulkan driver lists first (usually GPU 0, but
+ * Vulkan's order need not be nvidia-smi's, so no line can be named the run's); other processes on
+ * other GPUs add their changes to it. A GPU that prints `[N/A]` is left out of the sum, and the
+ * sample says which GPUs it summed (`gpus`, `note`). Never throws: without nvidia-smi (a software
+ * adapter, CI), or when it fails, no GPU gives a figure or a line is not a MiB figure, the bytes
+ * are `null` and the reason says which.
  *
- * @param run the command runner (default `Deno.Command`)
+ * @param run the command runner (default {@link denoCommandRunner}: stopped after 20 s)
  * @returns the sample
  */
 export async function deviceMemoryUsed(
@@ -132,17 +285,30 @@ export async function deviceMemoryUsed(
   try {
     r = await run("nvidia-smi", ["--query-gpu=memory.used", "--format=csv,noheader,nounits"]);
   } catch (e) {
-    return { bytes: null, reason: `nvidia-smi could not be run: ${(e as Error).message}` };
+    return { bytes: null, reason: `nvidia-smi could not be run: ${oneLine((e as Error).message)}` };
   }
   if (r === undefined) return { bytes: null, reason: "nvidia-smi not found (no NVIDIA driver)" };
-  const out = r.stdout.trim().slice(0, 200);
+  const out = oneLine(r.stdout);
   if (!r.success) return { bytes: null, reason: `nvidia-smi failed: "${out}"` };
-  const lines = r.stdout.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== "");
-  const mib = lines.map(Number);
-  if (lines.length === 0 || mib.some((n) => !Number.isFinite(n) || n < 0)) {
-    return { bytes: null, reason: `nvidia-smi printed no memory.used number: "${out}"` };
+  const gpus = parseMibLines(r.stdout, 0);
+  const bad = gpus.find((g) => g.problem !== undefined && !g.unavailable);
+  const known = gpus.flatMap((g) => (g.problem === undefined ? [g] : []));
+  if (gpus.length === 0 || bad !== undefined || known.length === 0) {
+    return {
+      bytes: null,
+      reason: `nvidia-smi printed no memory.used number: ${
+        bad?.problem ?? (gpus.length === 0 ? `"${out}"` : "no GPU gave a figure")
+      }`,
+    };
   }
-  return { bytes: mib.reduce((a, b) => a + b, 0) * 2 ** 20 };
+  const bytes = known.reduce((a, g) => a + g.mib, 0) * 2 ** 20;
+  if (known.length === gpus.length) return { bytes };
+  const missing = gpus.flatMap((g) => (g.problem === undefined ? [] : [g.problem]));
+  return {
+    bytes,
+    gpus: known.map((g) => g.gpu),
+    note: `${missing.join(", ")}: summed over GPU ${known.map((g) => g.gpu).join(", ")} only`,
+  };
 }
 
 /**
@@ -197,26 +363,88 @@ export function deviceMemoryOverride(
   return undefined;
 }
 
+/** The device's memory when it is not known, and why (one line, for the log). */
+export interface UnknownDeviceMemory {
+  readonly bytes: null;
+  /** Why: no nvidia-smi, it failed or was stopped, it printed no figure, or a GPU is in MIG mode. */
+  readonly reason: string;
+}
+
 /**
- * The GPU's total memory: the override when given, else `nvidia-smi`'s, else undefined (no
- * nvidia-smi, it failed, or it printed no number).
+ * The GPU's total memory: the override when given, else `nvidia-smi`'s (`memory.total`, the
+ * smallest GPU: {@link parseNvidiaSmiMemory}; `source` says `nvidia-smi`, with the GPUs left out
+ * when some printed `[N/A]`), else unknown with the reason: nvidia-smi absent, failing, stopped
+ * after {@link NVIDIA_SMI_TIMEOUT_MS} (the default runner), printing no figure, or throwing.
+ *
+ * Under MIG (a GPU with `mig.mode.current` Enabled), `memory.total` is the whole card's, not the
+ * MIG instance's this process is given (which `nvidia-smi --query-gpu` does not report), so the
+ * memory is unknown and the reason says so; `--device-memory GB` states the instance's. The MIG
+ * mode is asked in a second call, only once a total was read; a driver that does not know the
+ * field (before MIG) fails that call, which counts as no MIG.
  *
  * @param override {@link deviceMemoryOverride}'s result
- * @param run the command runner (default `Deno.Command`)
+ * @param run the command runner (default {@link denoCommandRunner}: each call stopped after 20 s)
+ * @returns the memory, or `{ bytes: null, reason }`
+ */
+export async function probeDeviceMemory(
+  override: DeviceMemory | undefined,
+  run: CommandRunner = denoCommandRunner,
+): Promise<DeviceMemory | UnknownDeviceMemory> {
+  if (override !== undefined) return override;
+  let r;
+  try {
+    r = await run("nvidia-smi", ["--query-gpu=memory.total", "--format=csv,noheader,nounits"]);
+  } catch (e) {
+    return { bytes: null, reason: `nvidia-smi could not be run: ${oneLine((e as Error).message)}` };
+  }
+  if (r === undefined) return { bytes: null, reason: "nvidia-smi not found (no NVIDIA driver)" };
+  if (!r.success) return { bytes: null, reason: `nvidia-smi failed: "${oneLine(r.stdout)}"` };
+  const total = parseNvidiaSmiMemory(r.stdout);
+  if (total.bytes === undefined) return { bytes: null, reason: total.reason };
+  let mig;
+  try {
+    mig = await run("nvidia-smi", ["--query-gpu=mig.mode.current", "--format=csv,noheader"]);
+  } catch {
+    mig = undefined; // as a driver without the field: no MIG known
+  }
+  if (mig?.success === true) {
+    const on = mig.stdout.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== "")
+      .flatMap((l, gpu) => (l === "Enabled" ? [gpu] : []));
+    if (on.length > 0) {
+      return {
+        bytes: null,
+        reason: `GPU ${on.join(", ")} ${on.length === 1 ? "is" : "are"} in MIG mode: ` +
+          `nvidia-smi's memory.total (${fmtGb(total.bytes)}) is the whole card's, and the MIG ` +
+          `instance's memory is not known`,
+      };
+    }
+  }
+  return {
+    bytes: total.bytes,
+    source: total.note === undefined ? "nvidia-smi" : `nvidia-smi; ${total.note}`,
+  };
+}
+
+/**
+ * The GPU's total memory as {@link probeDeviceMemory} finds it, or undefined when unknown (that
+ * function gives the reason).
+ *
+ * @param override {@link deviceMemoryOverride}'s result
+ * @param run the command runner (default {@link denoCommandRunner}: each call stopped after 20 s)
  * @returns the memory, or undefined when unknown
  */
 export async function deviceMemory(
   override: DeviceMemory | undefined,
   run: CommandRunner = denoCommandRunner,
 ): Promise<DeviceMemory | undefined> {
-  if (override !== undefined) return override;
-  const r = await run("nvidia-smi", [
-    "--query-gpu=memory.total",
-    "--format=csv,noheader,nounits",
-  ]);
-  if (r === undefined || !r.success) return undefined;
-  const bytes = parseNvidiaSmiMemory(r.stdout);
-  return bytes === undefined ? undefined : { bytes, source: "nvidia-smi" };
+  const m = await probeDeviceMemory(override, run);
+  return m.bytes === null ? undefined : m;
+}
+
+/** A program's output or an error message as one line of at most 200 characters. */
+function oneLine(text: string): string {
+  const s = text.replace(/\s+/g, " ").trim();
+  return s.length > 200 ? `${s.slice(0, 199)}…` : s;
 }
 
 /**

@@ -4,6 +4,7 @@ import { preset } from "../model/config.ts";
 import { UsageError } from "../model/usage.ts";
 import {
   type CommandRunner,
+  denoCommandRunner,
   DEVICE_MEMORY_ENV,
   deviceMemory,
   deviceMemoryOverride,
@@ -12,9 +13,12 @@ import {
   isWasmBackend,
   kernelSetFor,
   memoryInputFor,
+  NVIDIA_SMI_TIMEOUT_MS,
   parseNvidiaSmiMemory,
   planDeviceMemory,
+  probeDeviceMemory,
   type RunBackend,
+  timedCommandRunner,
   WASM_HEAP_BYTES,
 } from "./device_memory.ts";
 import { DEVICE_MARGIN } from "./device_memory.ts";
@@ -22,11 +26,58 @@ import { estimateTrainingMemory, largestFittingMicroBatch } from "./memory.ts";
 import { DEFAULT_TRAIN, runId, type RunSpec } from "./spec.ts";
 
 Deno.test("parseNvidiaSmiMemory: MiB per GPU line, the smallest; no number is unknown", () => {
-  assert.equal(parseNvidiaSmiMemory("81559\n"), 81559 * 2 ** 20);
-  assert.equal(parseNvidiaSmiMemory("143771\r\n81559\n"), 81559 * 2 ** 20);
-  assert.equal(parseNvidiaSmiMemory("[N/A]\n"), undefined);
-  assert.equal(parseNvidiaSmiMemory(""), undefined);
+  assert.deepEqual(parseNvidiaSmiMemory("81559\n"), { bytes: 81559 * 2 ** 20 });
+  assert.deepEqual(parseNvidiaSmiMemory("143771\r\n81559\n"), { bytes: 81559 * 2 ** 20 });
+  assert.deepEqual(parseNvidiaSmiMemory("[N/A]\n"), {
+    bytes: undefined,
+    reason: 'nvidia-smi gave no memory.total figure: GPU 0 printed "[N/A]"',
+  });
+  assert.deepEqual(parseNvidiaSmiMemory(""), {
+    bytes: undefined,
+    reason: "nvidia-smi printed no memory.total line",
+  });
 });
+
+Deno.test("parseNvidiaSmiMemory: the MiB unit nvidia-smi prints without nounits is read; another unit is refused with the line", () => {
+  // `--format=csv,noheader` (no nounits) prints "81559 MiB": before, that counted as no number.
+  assert.deepEqual(parseNvidiaSmiMemory("81559 MiB\n"), { bytes: 81559 * 2 ** 20 });
+  assert.deepEqual(parseNvidiaSmiMemory("143771 MiB\n81559 MiB\n"), { bytes: 81559 * 2 ** 20 });
+  assert.deepEqual(parseNvidiaSmiMemory("80 GiB\n"), {
+    bytes: undefined,
+    reason: `nvidia-smi's memory.total unreadable: GPU 0 printed "80 GiB": unit "GiB", not MiB`,
+  });
+  // Not a smaller figure taken from the other GPU: the format is not understood, so unknown.
+  assert.equal(parseNvidiaSmiMemory("81559\n80 GiB\n").bytes, undefined);
+  for (const bad of ["lots\n", "-5\n", "0\n"]) {
+    const r = parseNvidiaSmiMemory(bad);
+    assert.equal(r.bytes, undefined, bad);
+    assert.match(r.reason!, /^nvidia-smi's memory\.total unreadable: GPU 0 printed "/, bad);
+  }
+});
+
+Deno.test("parseNvidiaSmiMemory: a GPU printing [N/A] is left out and the note says so", () => {
+  assert.deepEqual(parseNvidiaSmiMemory("[N/A]\n81559\n"), {
+    bytes: 81559 * 2 ** 20,
+    note: 'GPU 0 printed "[N/A]": not counted, the smallest of the other GPUs taken',
+  });
+});
+
+/** A fake nvidia-smi: `answers` by query (the first argument), recording the calls. */
+function fakeSmi(
+  answers: Record<string, { stdout: string; success?: boolean } | undefined>,
+  calls: string[][] = [],
+): CommandRunner {
+  return (cmd, args) => {
+    calls.push([cmd, ...args]);
+    const a = answers[args[0]!];
+    return Promise.resolve(
+      a === undefined ? { success: false, stdout: "Field is not a valid field to query." } : {
+        success: a.success ?? true,
+        stdout: a.stdout,
+      },
+    );
+  };
+}
 
 Deno.test("deviceMemory: override first, else nvidia-smi; a missing or failing binary is unknown", async () => {
   const calls: string[][] = [];
@@ -43,16 +94,120 @@ Deno.test("deviceMemory: override first, else nvidia-smi; a missing or failing b
     "--query-gpu=memory.total",
     "--format=csv,noheader,nounits",
   ]);
+  assert.deepEqual(calls[1], [
+    "nvidia-smi",
+    "--query-gpu=mig.mode.current",
+    "--format=csv,noheader",
+  ]);
   assert.equal(await deviceMemory(undefined, () => Promise.resolve(undefined)), undefined);
   assert.equal(await deviceMemory(undefined, smi("NVIDIA-SMI has failed", false)), undefined);
   // The real runner with a program that does not exist: undefined, no exception.
-  const { denoCommandRunner } = await import("./device_memory.ts");
   assert.equal(await denoCommandRunner("hyperprompt-no-such-program-x9", []), undefined);
   // An override wins; nvidia-smi is not run.
   calls.length = 0;
   const o = deviceMemoryOverride("40", undefined)!;
   assert.deepEqual(await deviceMemory(o, smi("81559")), { bytes: 40e9, source: "--device-memory" });
   assert.equal(calls.length, 0);
+});
+
+Deno.test("probeDeviceMemory: unknown memory comes with its reason, in one line; a throwing runner is unknown, not an exception", async () => {
+  // Before, deviceMemory let the runner's exception through (bench's preflight crashed) and gave
+  // no reason for a failing or figureless nvidia-smi.
+  assert.deepEqual(
+    await probeDeviceMemory(undefined, () => Promise.reject(new Error("NotCapable: --allow-run"))),
+    { bytes: null, reason: "nvidia-smi could not be run: NotCapable: --allow-run" },
+  );
+  assert.equal(
+    await deviceMemory(undefined, () => Promise.reject(new Error("NotCapable"))),
+    undefined,
+  );
+  assert.deepEqual(await probeDeviceMemory(undefined, () => Promise.resolve(undefined)), {
+    bytes: null,
+    reason: "nvidia-smi not found (no NVIDIA driver)",
+  });
+  const failing = fakeSmi({
+    "--query-gpu=memory.total": {
+      success: false,
+      stdout: "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n" +
+        "Make sure that the latest NVIDIA driver is installed and running.\n\n",
+    },
+  });
+  assert.deepEqual(await probeDeviceMemory(undefined, failing), {
+    bytes: null,
+    reason: `nvidia-smi failed: "NVIDIA-SMI has failed because it couldn't communicate with the ` +
+      `NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running."`,
+  });
+  assert.deepEqual(
+    await probeDeviceMemory(
+      undefined,
+      fakeSmi({ "--query-gpu=memory.total": { stdout: "[N/A]" } }),
+    ),
+    { bytes: null, reason: 'nvidia-smi gave no memory.total figure: GPU 0 printed "[N/A]"' },
+  );
+  // The unit, and a GPU without a figure, as the source says.
+  assert.deepEqual(
+    await probeDeviceMemory(
+      undefined,
+      fakeSmi({
+        "--query-gpu=memory.total": { stdout: "[N/A]\n81559 MiB\n" },
+        "--query-gpu=mig.mode.current": { stdout: "[N/A]\nDisabled\n" },
+      }),
+    ),
+    {
+      bytes: 81559 * 2 ** 20,
+      source:
+        'nvidia-smi; GPU 0 printed "[N/A]": not counted, the smallest of the other GPUs taken',
+    },
+  );
+  // A runner that stops a hung nvidia-smi reads as failed, with what it said.
+  assert.deepEqual(
+    await probeDeviceMemory(
+      undefined,
+      () =>
+        Promise.resolve({
+          success: false,
+          stdout: "nvidia-smi did not answer within 20000 ms; stopped",
+        }),
+    ),
+    {
+      bytes: null,
+      reason: 'nvidia-smi failed: "nvidia-smi did not answer within 20000 ms; stopped"',
+    },
+  );
+});
+
+Deno.test("probeDeviceMemory: a GPU in MIG mode makes the memory unknown (memory.total is the whole card's)", async () => {
+  const calls: string[][] = [];
+  const mig = await probeDeviceMemory(
+    undefined,
+    fakeSmi({
+      "--query-gpu=memory.total": { stdout: "81559\n" },
+      "--query-gpu=mig.mode.current": { stdout: "Enabled\n" },
+    }, calls),
+  );
+  assert.deepEqual(mig, {
+    bytes: null,
+    reason: "GPU 0 is in MIG mode: nvidia-smi's memory.total (85.5 GB) is the whole card's, and " +
+      "the MIG instance's memory is not known",
+  });
+  assert.equal(calls.length, 2);
+  // MIG disabled, not supported ([N/A]), or a driver that does not know the field: the total.
+  for (const answer of [{ stdout: "Disabled\n" }, { stdout: "[N/A]\n" }, undefined]) {
+    assert.deepEqual(
+      await probeDeviceMemory(
+        undefined,
+        fakeSmi({
+          "--query-gpu=memory.total": { stdout: "81559\n" },
+          "--query-gpu=mig.mode.current": answer,
+        }),
+      ),
+      { bytes: 81559 * 2 ** 20, source: "nvidia-smi" },
+      JSON.stringify(answer),
+    );
+  }
+  // The override is taken as the instance's memory: nvidia-smi is not asked.
+  const o = deviceMemoryOverride("20", undefined)!;
+  assert.deepEqual(await probeDeviceMemory(o, fakeSmi({})), o);
 });
 
 Deno.test("deviceMemoryUsed: MiB summed over GPUs; absent, failing or unparsable nvidia-smi is null with the reason", async () => {
@@ -68,6 +223,7 @@ Deno.test("deviceMemoryUsed: MiB summed over GPUs; absent, failing or unparsable
     "--format=csv,noheader,nounits",
   ]);
   assert.deepEqual(await deviceMemoryUsed(smi("0\r\n1000\n")), { bytes: 1000 * 2 ** 20 });
+  assert.deepEqual(await deviceMemoryUsed(smi("0 MiB\r\n1000 MiB\n")), { bytes: 1000 * 2 ** 20 });
   assert.deepEqual(await deviceMemoryUsed(() => Promise.resolve(undefined)), {
     bytes: null,
     reason: "nvidia-smi not found (no NVIDIA driver)",
@@ -76,7 +232,7 @@ Deno.test("deviceMemoryUsed: MiB summed over GPUs; absent, failing or unparsable
     bytes: null,
     reason: 'nvidia-smi failed: "NVIDIA-SMI has failed"',
   });
-  for (const bad of ["[N/A]\n", "", "12\n[N/A]\n"]) {
+  for (const bad of ["[N/A]\n", "", "12\n3 GiB\n", "-1\n"]) {
     const r = await deviceMemoryUsed(smi(bad));
     assert.equal(r.bytes, null, bad);
     assert.match(r.reason!, /^nvidia-smi printed no memory\.used number/);
@@ -86,6 +242,57 @@ Deno.test("deviceMemoryUsed: MiB summed over GPUs; absent, failing or unparsable
     bytes: null,
     reason: "nvidia-smi could not be run: NotCapable: --allow-run",
   });
+});
+
+Deno.test("deviceMemoryUsed: a GPU printing [N/A] does not void the sample; the GPUs summed are named", async () => {
+  // Before, one "[N/A]" line made the whole sample null.
+  const smi = (stdout: string): CommandRunner => () => Promise.resolve({ success: true, stdout });
+  assert.deepEqual(await deviceMemoryUsed(smi("12\n[N/A]\n30\n")), {
+    bytes: 42 * 2 ** 20,
+    gpus: [0, 2],
+    note: 'GPU 1 printed "[N/A]": summed over GPU 0, 2 only',
+  });
+  assert.deepEqual(await deviceMemoryUsed(smi("[Not Supported]\n7 MiB\n")), {
+    bytes: 7 * 2 ** 20,
+    gpus: [1],
+    note: 'GPU 0 printed "[Not Supported]": summed over GPU 1 only',
+  });
+});
+
+Deno.test("timedCommandRunner: a hung program is stopped, even one that ignores SIGTERM, and read as failed", async () => {
+  // A stand-in for an nvidia-smi that hangs (a driver in trouble): stopped after 100 ms, not 30 s.
+  // `exec` keeps the ignored SIGTERM: the process is sleep itself, which a SIGTERM (what an
+  // AbortSignal sends) would not stop; before, the runner waited the 30 s out.
+  const t0 = performance.now();
+  const hung = timedCommandRunner(100);
+  assert.deepEqual(await hung("sh", ["-c", "trap '' TERM; exec sleep 30"]), {
+    success: false,
+    stdout: "sh did not answer within 100 ms; stopped",
+  });
+  assert.deepEqual(await hung("sleep", ["30"]), {
+    success: false,
+    stdout: "sleep did not answer within 100 ms; stopped",
+  });
+  assert.ok(performance.now() - t0 < 10_000, "it did not wait for the program");
+  // The memory sample is then null with the reason, as for a failing nvidia-smi.
+  const sample = await deviceMemoryUsed((_cmd, _args) => hung("sleep", ["30"]));
+  assert.deepEqual(sample, {
+    bytes: null,
+    reason: 'nvidia-smi failed: "sleep did not answer within 100 ms; stopped"',
+  });
+  // A program that answers in time is read; a failing one is success false; a missing one is
+  // undefined (not found).
+  assert.deepEqual(await timedCommandRunner(10_000)("echo", ["81559"]), {
+    success: true,
+    stdout: "81559\n",
+  });
+  assert.deepEqual(await timedCommandRunner(10_000)("sh", ["-c", "echo oops; exit 3"]), {
+    success: false,
+    stdout: "oops\n",
+  });
+  assert.equal(await timedCommandRunner(10_000)("hyperprompt-no-such-program", []), undefined);
+  // The default runner is this one with 20 s.
+  assert.equal(NVIDIA_SMI_TIMEOUT_MS, 20_000);
 });
 
 Deno.test("deviceMemoryOverride: the flag beats the variable; bad values name their source", () => {

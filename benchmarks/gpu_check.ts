@@ -98,11 +98,12 @@ import { DEFAULT_TRAIN, type TrainSpec } from "./spec.ts";
 import { disposeBatch } from "./batching.ts";
 import {
   type CommandRunner,
+  denoCommandRunner,
   DEVICE_MARGIN,
-  deviceMemory,
   type DeviceMemoryUsed,
   deviceMemoryUsed,
   fmtGb,
+  probeDeviceMemory,
 } from "./device_memory.ts";
 import {
   type BackpropMode,
@@ -118,6 +119,8 @@ import {
 } from "../model/backprop.ts";
 import { backpropFromEnv, STOCK_BACKPROP_ENV } from "../model/backend.ts";
 import { gitState } from "./provenance.ts";
+import { repoPath } from "../model/shared_dir.ts";
+import { fileURLToPath } from "node:url";
 import { timeQueued } from "./queued_timing.ts";
 
 /** A kernel configuration compared by the check. */
@@ -247,22 +250,26 @@ async function correctnessSection(quick: boolean): Promise<Record<string, unknow
     const [m, k, n] = (tileByName(tile).vec4 ? aligned : odd) as [number, number, number];
     for (const tA of [false, true]) {
       for (const tB of [false, true]) {
-        const a = fill([batch, ...(tA ? [k, m] : [m, k])], 1);
-        const b = fill([tB ? [n, k] : [k, n]].flat(), 2); // broadcast B over A's batch
         let rel = Infinity;
         let tiled = 0;
         let kernel = ""; // which tiled kernel ran (e.g. "t128/k3")
         let error: string | undefined;
-        let ref: tf.Tensor | undefined, got: tf.Tensor | undefined;
+        // Every tensor of the step, freed whatever throws (a shader this driver rejects, a read).
+        const made: tf.Tensor[] = [];
         try {
+          const a = fill([batch, ...(tA ? [k, m] : [m, k])], 1);
+          made.push(a);
+          const b = fill([tB ? [n, k] : [k, n]].flat(), 2); // broadcast B over A's batch
+          made.push(b);
           useVariant(STOCK);
-          ref = tf.matMul(a, b, tA, tB);
+          const ref = tf.matMul(a, b, tA, tB);
+          made.push(ref);
           useVariant({ name: tile, kernels: { tile, cover: "all", splitK } });
-          got = tf.matMul(a, b, tA, tB);
-          const [x, y] = [got, ref];
-          const relT = tf.tidy(() => tf.norm(tf.sub(x, y)).div(tf.norm(y).add(1e-30)));
+          const got = tf.matMul(a, b, tA, tB);
+          made.push(got);
+          const relT = tf.tidy(() => tf.norm(tf.sub(got, ref)).div(tf.norm(ref).add(1e-30)));
+          made.push(relT);
           rel = (await relT.data())[0]!;
-          relT.dispose();
           const calls = webgpuKernelStats().tiled;
           tiled = Object.values(calls).reduce((x, y) => x + y, 0);
           kernel = Object.keys(calls).join();
@@ -273,7 +280,7 @@ async function correctnessSection(quick: boolean): Promise<Record<string, unknow
         } catch (e) {
           error = errorText(e); // e.g. a shader this driver rejects
         } finally {
-          tf.dispose([a, b, ...(ref ? [ref] : []), ...(got ? [got] : [])]);
+          tf.dispose(made);
         }
         // A row with an error fails the check whatever its error figure.
         const r = error !== undefined || Number.isNaN(rel) ? Infinity : rel;
@@ -421,22 +428,30 @@ async function matmulSection(
       rows.push({ name: c.name, skipped: over });
       continue;
     }
-    const a = fill(c.a, 3), b = fill(c.b, 4);
     const m = c.tA ? c.a[c.a.length - 1]! : c.a[c.a.length - 2]!;
     const k = c.tA ? c.a[c.a.length - 2]! : c.a[c.a.length - 1]!;
     const n = c.tB ? c.b[c.b.length - 2]! : c.b[c.b.length - 1]!;
     const batch = c.a.length === 3 ? c.a[0]! : 1;
     const flop = 2 * batch * m * n * k;
     const row: Record<string, unknown> = { name: c.name, flop };
-    for (const v of variants) {
-      try {
-        row[v.name] = await timeMatMul(v, a, b, c, reps, flop);
-      } catch (e) {
-        row[v.name] = { error: errorText(e) }; // the others go on
+    // The operands are freed whatever throws (the second one's allocation, a variant's restore).
+    const operands: tf.Tensor[] = [];
+    try {
+      const a = fill(c.a, 3);
+      operands.push(a);
+      const b = fill(c.b, 4);
+      operands.push(b);
+      for (const v of variants) {
+        try {
+          row[v.name] = await timeMatMul(v, a, b, c, reps, flop);
+        } catch (e) {
+          row[v.name] = { error: errorText(e) }; // the others go on
+        }
       }
+    } finally {
+      tf.dispose(operands);
     }
     rows.push(row);
-    tf.dispose([a, b]);
     await ctx.partial({ reps, rows, partial: true });
   }
   const over = ctx.overBudget();
@@ -456,35 +471,43 @@ async function matmulSection(
 async function headRows(quick: boolean, reps: number): Promise<Record<string, unknown>[]> {
   const [B, H, L, dk] = quick ? [2, 3, 9, 8] : [32, 12, 128, 64];
   const w = H * dk;
-  const q = fill([B, L, w], 5) as tf.Tensor3D;
-  const k = fill([B, L, w], 6) as tf.Tensor3D;
-  const p = fill([B, H, L, L], 7) as tf.Tensor4D;
   const flop = 2 * B * H * L * L * dk;
-  const cases: [string, () => tf.Tensor][] = [
-    [`heads scores: q[${B},${L},${w}]·kᵀ per head`, () => headScores(q, k, H)],
-    [`heads context: p[${B},${H},${L},${L}]·v per head`, () => headContext(p, k, H)],
-    [`heads context pᵀ (dK, dV)`, () => headContext(p, k, H, true)],
-  ];
-  const rows: Record<string, unknown>[] = [];
-  for (const [name, op] of cases) {
-    const row: Record<string, unknown> = { name, flop };
-    for (const variant of ["composite", "strided", "strided-t64v4"] as const) {
-      try {
-        useVariant(
-          variant === "strided-t64v4" ? { name: variant, kernels: { tile: "t64v4" } } : TILED,
-        );
-        if (variant === "composite") {
-          for (const kn of [HEAD_SCORES, HEAD_CONTEXT]) tf.unregisterKernel(kn, "webgpu");
+  // The operands are freed whatever throws (an allocation, a variant's restore).
+  const operands: tf.Tensor[] = [];
+  try {
+    const q = fill([B, L, w], 5) as tf.Tensor3D;
+    operands.push(q);
+    const k = fill([B, L, w], 6) as tf.Tensor3D;
+    operands.push(k);
+    const p = fill([B, H, L, L], 7) as tf.Tensor4D;
+    operands.push(p);
+    const cases: [string, () => tf.Tensor][] = [
+      [`heads scores: q[${B},${L},${w}]·kᵀ per head`, () => headScores(q, k, H)],
+      [`heads context: p[${B},${H},${L},${L}]·v per head`, () => headContext(p, k, H)],
+      [`heads context pᵀ (dK, dV)`, () => headContext(p, k, H, true)],
+    ];
+    const rows: Record<string, unknown>[] = [];
+    for (const [name, op] of cases) {
+      const row: Record<string, unknown> = { name, flop };
+      for (const variant of ["composite", "strided", "strided-t64v4"] as const) {
+        try {
+          useVariant(
+            variant === "strided-t64v4" ? { name: variant, kernels: { tile: "t64v4" } } : TILED,
+          );
+          if (variant === "composite") {
+            for (const kn of [HEAD_SCORES, HEAD_CONTEXT]) tf.unregisterKernel(kn, "webgpu");
+          }
+          row[variant] = await timeOp(op, reps, flop);
+        } catch (e) {
+          row[variant] = { error: errorText(e) };
         }
-        row[variant] = await timeOp(op, reps, flop);
-      } catch (e) {
-        row[variant] = { error: errorText(e) };
       }
+      rows.push(row);
     }
-    rows.push(row);
+    return rows;
+  } finally {
+    tf.dispose(operands);
   }
-  tf.dispose([q, k, p]);
-  return rows;
 }
 
 interface StepResult {
@@ -890,10 +913,21 @@ function t5Workload(quick: boolean, layers?: number, shape?: StepShape) {
   const vars = [...model.params.values()];
   const ids = (shape: [number, number], seed: number) =>
     tf.tidy(() => tf.randomUniform(shape, 2, config.vocabSize, "int32", seed)) as tf.Tensor2D;
-  const inputIds = ids([batch, inLen], 1);
-  const labels = ids([batch, outLen], 2);
-  const attentionMask = tf.ones([batch, inLen]) as tf.Tensor2D;
-  const decoderInputIds = shiftRight(labels, config);
+  // The model and inputs are freed when a later input cannot be made (out of memory).
+  const made: tf.Tensor[] = [];
+  const keep = <T extends tf.Tensor>(t: T): T => (made.push(t), t);
+  let inputIds: tf.Tensor2D, labels: tf.Tensor2D, attentionMask: tf.Tensor2D;
+  let decoderInputIds: tf.Tensor2D;
+  try {
+    inputIds = keep(ids([batch, inLen], 1));
+    labels = keep(ids([batch, outLen], 2));
+    attentionMask = keep(tf.ones([batch, inLen]) as tf.Tensor2D);
+    decoderInputIds = keep(shiftRight(labels, config));
+  } catch (e) {
+    tf.dispose(made);
+    disposeT5(model);
+    throw e;
+  }
   const loss = () =>
     tf.tidy(() => {
       // Training mode (dropout 0.1), as Hugging Face's reference step runs.
@@ -1251,7 +1285,13 @@ function methodMemoryWorkload(
     targetLength: shape.outLen,
     where: `benchmarks/gpu_check.ts memory (${method.name})`,
   });
-  const batch = s.batch();
+  let batch: ReturnType<typeof s.batch>;
+  try {
+    batch = s.batch();
+  } catch (e) {
+    s.dispose(); // the model and the method's variables, when the batch cannot be made
+    throw e;
+  }
   const nameOf = new Map([...s.params].map(([n, v]) => [v.name, n]));
   return {
     vars: s.allVariables,
@@ -1286,9 +1326,22 @@ function smiRecord(
   if (missing !== undefined || before.bytes === null) {
     return { bytes: null, reason: missing?.reason ?? "no sample" };
   }
+  // Where a GPU printed no figure ([N/A]), each sample sums the others: deltas only between
+  // samples that summed the same GPUs.
+  const summed = (s: DeviceMemoryUsed) => JSON.stringify(s.bytes === null ? null : s.gpus ?? "all");
+  const changed = all.find((s) => summed(s) !== summed(before));
+  if (changed !== undefined) {
+    return {
+      bytes: null,
+      reason: `the GPUs nvidia-smi gave a figure for changed between samples (${
+        before.note ?? "all"
+      }, then ${(changed.bytes === null ? undefined : changed.note) ?? "all"})`,
+    };
+  }
   const b = before.bytes;
   const steps = afterSteps.map((s) => s.bytes! - b);
   return {
+    ...(before.note === undefined ? {} : { note: before.note }),
     before: b,
     afterWeights: afterWeights.bytes,
     afterSteps: afterSteps.map((s) => s.bytes),
@@ -1311,9 +1364,10 @@ async function memoryRow(
   quick: boolean,
   plan: MemoryRowPlan,
   steps: number,
-  run: CommandRunner,
+  io: MemoryIo,
 ): Promise<Record<string, unknown>> {
   const { shape, backprop, method } = plan;
+  const { run } = io;
   if (!setBackprop(backprop)) {
     return { skipped: `model/backprop.ts does not support tfjs-core ${tf.version_core}` };
   }
@@ -1334,14 +1388,18 @@ async function memoryRow(
   const smiBefore = await deviceMemoryUsed(run);
   const used0 = pool.numBytesUsed;
   const alloc0 = pool.numBytesAllocated;
-  const w = method === undefined
-    ? mtlMemoryWorkload(quick, shape)
-    : methodMemoryWorkload(quick, shape, method);
-  const opt = createOptimizer({ kind: "adamw" });
   const smiSteps: DeviceMemoryUsed[] = [];
   const stepMs: number[] = [];
   let weights: number, peak: number, allocated: number, smiWeights: DeviceMemoryUsed;
+  // Built inside the try: a failure building the optimizer (or the workload, which frees what it
+  // made) is the row's error, and what was built is freed.
+  let built: MemoryWorkload | undefined;
+  let builtOpt: Optimizer | undefined;
   try {
+    const w = built = method === undefined
+      ? mtlMemoryWorkload(quick, shape)
+      : methodMemoryWorkload(quick, shape, method);
+    const opt = builtOpt = io.createOptimizer({ kind: "adamw" });
     // initT5's weights are made on the host (tf.randomNormal): upload them and wait, so that the
     // sample after the weights sees them.
     for (const v of w.vars) be.uploadToGPU?.(v.dataId);
@@ -1366,8 +1424,8 @@ async function memoryRow(
     }
     allocated = pool.numBytesAllocated - alloc0;
   } finally {
-    opt.dispose();
-    w.dispose();
+    builtOpt?.dispose();
+    built?.dispose();
   }
   const nvidiaSmi = smiRecord(smiBefore, smiWeights, smiSteps);
   const smiStep = nvidiaSmi["step"] as number | undefined;
@@ -1477,11 +1535,18 @@ const PAPER_BATCH = 128;
 async function memorySection(
   quick: boolean,
   ctx: SectionContext,
-  run: CommandRunner,
+  io: MemoryIo,
 ): Promise<Record<string, unknown>> {
-  const total = await deviceMemory(undefined, run);
+  const probed = await probeDeviceMemory(undefined, io.run);
+  const total = probed.bytes === null ? undefined : probed;
+  const unknown = probed.bytes === null ? probed.reason : undefined;
   const out: Record<string, unknown> = {
-    deviceTotal: total?.bytes ?? null,
+    deviceTotal: probed.bytes,
+    // Why it is unknown (no nvidia-smi, MIG, …), or which GPUs it counted.
+    ...(unknown === undefined ? {} : { deviceTotalReason: unknown }),
+    ...(total !== undefined && total.source !== "nvidia-smi"
+      ? { deviceTotalSource: total.source }
+      : {}),
     margin: DEVICE_MARGIN,
   };
   const step = t5StepShape(quick);
@@ -1516,7 +1581,7 @@ async function memorySection(
         name,
         over
           ? { skipped: over }
-          : await rowOrError(() => memoryRow(quick, { shape: step, backprop }, steps, run)),
+          : await rowOrError(() => memoryRow(quick, { shape: step, backprop }, steps, io)),
       );
     }
     const name = "micro-low-memory";
@@ -1537,7 +1602,9 @@ async function memorySection(
     }
     if (over !== undefined) await record(name, { skipped: over });
     else if (total === undefined && !quick) {
-      await record(name, { skipped: "the GPU's memory is unknown (no nvidia-smi)" });
+      await record(name, {
+        skipped: `the GPU's memory is unknown (${unknown})`,
+      });
     } else if (micro === undefined) await record(name, { skipped: `no micro-batch fits: ${why}` });
     else {
       const r = await rowOrError(() =>
@@ -1545,7 +1612,7 @@ async function memorySection(
           quick,
           { shape: { batch: micro, inLen, outLen }, backprop: "low-memory" },
           steps,
-          run,
+          io,
         )
       );
       await record(name, { ...r, microBatchChosenBy: why });
@@ -1557,7 +1624,7 @@ async function memorySection(
     const over2 = ctx.overBudget();
     await record(
       "adapter-low-memory",
-      over2 ? { skipped: over2 } : await rowOrError(() => memoryRow(quick, adapter, steps, run)),
+      over2 ? { skipped: over2 } : await rowOrError(() => memoryRow(quick, adapter, steps, io)),
     );
   } finally {
     setBackprop(restore);
@@ -1603,27 +1670,78 @@ HYPERPROMPT_WEBGPU_SUBMIT_BATCH are set aside (the variants set the kernels; rep
 Exit codes: 0 the report was written (a section's error is recorded in it), 1 a failure outside
 the sections, 2 bad arguments (nothing run).`;
 
+/** The repository state around the code, and whether that repository tracks the running file. */
+export interface FoundGit {
+  /** {@link gitState}'s: the commit, "unknown" outside a git repository. */
+  readonly sha: string;
+  readonly dirty: boolean;
+  /**
+   * Whether that repository tracks the running module (false: the repository is a parent
+   * folder's and this tree an untracked copy inside it, or the module is a bundle).
+   */
+  readonly tracked?: boolean;
+}
+
 /**
  * The commit a report records: the checkout's, else (outside a git checkout, as on the GPU machine,
  * which gets a copy of the tree) the `--git` one, else "unknown".
  *
- * @param found {@link gitState} here
+ * A repository that does not track the running code (`tracked: false`: the copy sits in a parent
+ * folder's repository, or the code runs from the untracked bundle) says nothing of this code's
+ * commit: `--git` is recorded if given, else "unknown", and `note` names what was found there. A
+ * checkout that tracks the code and is at another commit than `--git` is a mistake (the report
+ * would name a commit whose code did not run, e.g. an old `--git` pasted after a new commit): it is
+ * refused, as it costs nothing there (no GPU machine holds a checkout of its own: its copy has no
+ * `.git`, so there the case is the parent folder's, which is accepted).
+ *
+ * @param found {@link gitState} here, with {@link codeTracked}
  * @param given `--git`, if given
- * @returns the sha and whether the tree had changes
+ * @returns the sha, whether the tree had changes, and a note when the repository found was set aside
  * @throws UsageError when `--git` names another commit than the checkout's (the report would lie)
  */
 export function reportGit(
-  found: { sha: string; dirty: boolean },
+  found: FoundGit,
   given: string | undefined,
-): { sha: string; dirty: boolean } {
-  if (given === undefined) return found;
-  if (found.sha === "unknown") return { sha: given, dirty: false };
+): { sha: string; dirty: boolean; note?: string } {
+  if (found.sha === "unknown") return { sha: given ?? "unknown", dirty: false };
+  if (found.tracked === false) {
+    return {
+      sha: given ?? "unknown",
+      dirty: false,
+      note: `the git repository around this code (at ${found.sha}) does not track it (a parent ` +
+        `folder's repository, or a bundle): its commit is not this code's${
+          given === undefined ? "" : "; --git's is recorded"
+        }`,
+    };
+  }
+  const own = { sha: found.sha, dirty: found.dirty };
+  if (given === undefined) return own;
   if (!found.sha.startsWith(given)) {
     throw new UsageError(
       `benchmarks/gpu_check.ts: --git=${given} but this checkout is at ${found.sha}`,
     );
   }
-  return found;
+  return own;
+}
+
+/**
+ * Whether the git repository around the code ({@link gitState}'s, run in the repository root)
+ * tracks the running module: `git ls-files --error-unmatch` on this file. False when the root is
+ * an untracked copy inside another repository, or the module is a bundle (ignored); undefined
+ * without git.
+ */
+export function codeTracked(): boolean | undefined {
+  try {
+    return new Deno.Command("git", {
+      args: ["ls-files", "--error-unmatch", "--", fileURLToPath(import.meta.url)],
+      cwd: repoPath(),
+      stdout: "null",
+      stderr: "null",
+      stdin: "null",
+    }).outputSync().success;
+  } catch {
+    return undefined; // no git, or not allowed to run it
+  }
 }
 
 /**
@@ -1700,19 +1818,28 @@ export async function main(
   const outPath = values.out ??
     (outDir ? `${outDir}/gpu_check.json` : `results/perf/gpu_check-${stamp}.json`);
   checkReportPath(outPath, values.out !== undefined ? "--out" : outDir ? "$OUT" : "the report");
-  // The tune section's table goes beside the report.
+  // The tune section's table goes beside the report: checked now too, as the report's path (a
+  // folder there would fail the section after minutes of GPU time).
   const tablePath = outPath.replace(/(\.json)?$/, "-tuning.json");
+  if (wanted.includes("tune")) {
+    checkOutputFile(
+      "benchmarks/gpu_check.ts: the tune section's table",
+      tablePath,
+      "move it away or give another --out (the table is written beside the report)",
+    );
+  }
   const t0 = performance.now();
   const elapsedS = opts.elapsedS ?? (() => (performance.now() - t0) / 1000);
   const overBudget = (): string | undefined => {
     const elapsed = elapsedS();
     return elapsed > budgetS ? `budget: ${round(elapsed, 0)} s > ${budgetS} s` : undefined;
   };
-  const git = reportGit(gitState(), givenGit);
+  const git = reportGit({ ...gitState(), tracked: codeTracked() }, givenGit);
   const report: Record<string, unknown> = {
     started: new Date().toISOString(),
     args,
     git: `${git.sha}${git.dirty ? "+dirty" : ""}`,
+    ...(git.note === undefined ? {} : { gitNote: git.note }),
     quick,
     deno: Deno.version.deno,
     tfjs: tf.version.tfjs,
@@ -1766,11 +1893,10 @@ export async function main(
       encoder: () => encoderSection(quick, ctx("encoder")),
       t5: () => t5Section(quick, ctx("t5")),
       memory: () =>
-        memorySection(
-          quick,
-          ctx("memory"),
-          opts.runCommand ?? timedCommandRunner(NVIDIA_SMI_TIMEOUT_MS),
-        ),
+        memorySection(quick, ctx("memory"), {
+          run: opts.runCommand ?? denoCommandRunner,
+          createOptimizer: opts.createOptimizer ?? createOptimizer,
+        }),
     };
     for (const s of SECTIONS) {
       if (!wanted.includes(s)) continue;
@@ -1812,43 +1938,6 @@ export async function main(
 /** Environment variables that override the custom kernels' options (`model/webgpu/mod.ts`). */
 const KERNEL_ENV = ["HYPERPROMPT_WEBGPU_KERNELS", "HYPERPROMPT_WEBGPU_SUBMIT_BATCH"] as const;
 
-/**
- * How long one `nvidia-smi` call of the memory section may take (it usually answers in well under
- * a second; a first call without persistence mode in a few).
- */
-export const NVIDIA_SMI_TIMEOUT_MS = 20_000;
-
-/**
- * A {@link CommandRunner} through `Deno.Command` (as device_memory.ts `denoCommandRunner`) that
- * stops the program after `ms` milliseconds: a hung `nvidia-smi` (a known state of a driver in
- * trouble) would otherwise hang the check until the device call's limit, the sections after
- * `memory` never run. A program stopped so, or one that fails, is `success: false` (its memory
- * sample is then null with the reason); a missing one is `undefined`.
- *
- * @param ms the time limit of one call
- * @returns the runner
- */
-export function timedCommandRunner(ms: number): CommandRunner {
-  return async (cmd, args) => {
-    let out: Deno.CommandOutput;
-    try {
-      out = await new Deno.Command(cmd, {
-        args: [...args],
-        stdout: "piped",
-        stderr: "null",
-        stdin: "null",
-        signal: AbortSignal.timeout(ms),
-      }).output();
-    } catch {
-      return undefined; // NotFound (no nvidia-smi), NotCapable/PermissionDenied: unknown
-    }
-    if (out.signal !== null) {
-      return { success: false, stdout: `${cmd} stopped after ${ms} ms (${out.signal})` };
-    }
-    return { success: out.success, stdout: new TextDecoder().decode(out.stdout) };
-  };
-}
-
 /** Options of {@link main} (tests). */
 export interface GpuCheckOptions {
   /**
@@ -1857,10 +1946,18 @@ export interface GpuCheckOptions {
    */
   readonly elapsedS?: () => number;
   /**
-   * Runs `nvidia-smi` for the `memory` section (default {@link timedCommandRunner}, each call
-   * stopped after {@link NVIDIA_SMI_TIMEOUT_MS}; tests inject a fake).
+   * Runs `nvidia-smi` for the `memory` section (default device_memory.ts `denoCommandRunner`,
+   * each call stopped after 20 s; tests inject a fake).
    */
   readonly runCommand?: CommandRunner;
+  /** Makes the `memory` rows' AdamW (default optim.ts `createOptimizer`; tests make it throw). */
+  readonly createOptimizer?: typeof createOptimizer;
+}
+
+/** What the `memory` section's rows run nvidia-smi with and build their optimizer with. */
+interface MemoryIo {
+  readonly run: CommandRunner;
+  readonly createOptimizer: typeof createOptimizer;
 }
 
 /** Options of {@link cli} (tests capture the output and replace the check). */

@@ -9,17 +9,17 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import {
   cli,
+  codeTracked,
   hostBreakdown,
   main,
   microBatchRatio,
   reportGit,
-  timedCommandRunner,
   timeVariants,
 } from "./gpu_check.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
 import { parseTuningTable } from "../model/webgpu/tuning.ts";
 import { gitState } from "./provenance.ts";
-import { type CommandRunner, deviceMemoryUsed } from "./device_memory.ts";
+import type { CommandRunner } from "./device_memory.ts";
 import { lowMemoryBackpropInstalled } from "../model/backprop.ts";
 import { backpropFromEnv } from "../model/backend.ts";
 
@@ -48,6 +48,7 @@ gpuTest("gpu_check --quick: every section runs and the report is written", async
     assert.equal(c["candidatesPass"], true);
     const mem = sections["memory"]!;
     assert.equal(mem["deviceTotal"], null);
+    assert.equal(mem["deviceTotalReason"], "nvidia-smi not found (no NVIDIA driver)");
     for (const row of MEMORY_ROWS) {
       const r = mem[row] as MemoryRow;
       assert.deepEqual(r.nvidiaSmi, {
@@ -184,6 +185,9 @@ gpuTest(
         if (args[0] === "--query-gpu=memory.total") {
           return Promise.resolve({ success: true, stdout: "81559\n" });
         }
+        if (args[0] === "--query-gpu=mig.mode.current") {
+          return Promise.resolve({ success: true, stdout: "Disabled\n" });
+        }
         const k = Math.floor(used / 4), i = used++ % 4;
         return Promise.resolve({
           success: true,
@@ -201,8 +205,8 @@ gpuTest(
       const mem = (report.sections as Record<string, Record<string, unknown>>).memory!;
       assert.equal(mem["error"], undefined, String(mem["error"]));
       assert.equal(mem["deviceTotal"], 81559 * MIB);
-      assert.equal(calls.length, 1 + 4 * 4, "total once, then 4 samples per row");
-      assert.equal(calls[1], "nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits");
+      assert.equal(calls.length, 2 + 4 * 4, "total and MIG mode once, then 4 samples per row");
+      assert.equal(calls[2], "nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits");
       for (const [k, name] of MEMORY_ROWS.entries()) {
         const r = mem[name] as MemoryRow;
         const b = (1000 + 1000 * k) * MIB;
@@ -375,6 +379,32 @@ Deno.test("gpu_check reportGit: --git names the commit where there is no checkou
     () => reportGit({ sha, dirty: false }, "5d41b58"),
     /--git=5d41b58 but this checkout is at ec35e630{33}$/,
   );
+  // A checkout that tracks the code: the same.
+  assert.throws(
+    () => reportGit({ sha, dirty: false, tracked: true }, "5d41b58"),
+    /--git=5d41b58 but this checkout is at ec35e630{33}$/,
+  );
+});
+
+Deno.test("gpu_check reportGit: a parent folder's repository, which does not track the code, neither refuses --git nor names the commit", () => {
+  // The GPU machine's copy has no .git; inside a folder that is a git repository, gitState found
+  // that repository's commit: --git then exited 2 before any GPU work (a GPU session lost), and
+  // without --git the report named a commit that is not this code's.
+  const parent = { sha: "5d41b58" + "1".repeat(33), dirty: true, tracked: false };
+  assert.deepEqual(reportGit(parent, "ec35e63"), {
+    sha: "ec35e63",
+    dirty: false,
+    note: `the git repository around this code (at ${parent.sha}) does not track it (a parent ` +
+      `folder's repository, or a bundle): its commit is not this code's; --git's is recorded`,
+  });
+  assert.deepEqual(reportGit(parent, undefined), {
+    sha: "unknown",
+    dirty: false,
+    note: `the git repository around this code (at ${parent.sha}) does not track it (a parent ` +
+      `folder's repository, or a bundle): its commit is not this code's`,
+  });
+  // Here, in a checkout (CI's clean clone), the repository tracks the code.
+  if (gitState().sha !== "unknown") assert.equal(codeTracked(), true);
 });
 
 Deno.test("gpu_check cli(): a bad option is one line naming it, exit 2, before any GPU work", async () => {
@@ -411,7 +441,14 @@ Deno.test("gpu_check cli(): a bad option is one line naming it, exit 2, before a
         [`--out=${file}/report.json`],
         /^benchmarks\/gpu_check\.ts: --out .*report\.json: the folder .*a-file: is a file, not a folder$/,
       ],
+      // The tune section's table, beside the report: a folder in its way is refused up front,
+      // not after the sections before tune have spent their GPU time.
+      [
+        [`--out=${dir}/t.json`, "--quick", "--sections=adapter,tune"],
+        /^benchmarks\/gpu_check\.ts: the tune section's table .*t-tuning\.json: is a folder; move it away or give another --out/,
+      ],
     ];
+    Deno.mkdirSync(`${dir}/t-tuning.json`);
     for (const [args, want] of cases) {
       const err: string[] = [];
       assert.equal(await cli(args, { error: (s) => err.push(s) }), 2, args.join(" "));
@@ -431,8 +468,8 @@ Deno.test("gpu_check cli(): a bad option is one line naming it, exit 2, before a
       Deno.env.delete("HYPERPROMPT_STOCK_BACKPROP");
     }
     assert.deepEqual(
-      [...Deno.readDirSync(dir)].map((e) => e.name),
-      ["a-file"],
+      [...Deno.readDirSync(dir)].map((e) => e.name).sort(),
+      ["a-file", "t-tuning.json"],
       "no report was written",
     );
   } finally {
@@ -587,25 +624,120 @@ Deno.test("gpu_check microBatchRatio(): the larger of step-low-memory's ratios, 
   }
 });
 
-Deno.test("gpu_check timedCommandRunner(): a hung program is stopped and read as failed", async () => {
-  // A stand-in for an nvidia-smi that hangs (a driver in trouble): stopped after 100 ms, not 30 s.
-  const t0 = performance.now();
-  const hung = timedCommandRunner(100);
-  assert.deepEqual(await hung("sleep", ["30"]), {
-    success: false,
-    stdout: "sleep stopped after 100 ms (SIGTERM)",
-  });
-  assert.ok(performance.now() - t0 < 10_000, "it did not wait for the program");
-  // The memory sample is then null with the reason, as for a failing nvidia-smi.
-  const sample = await deviceMemoryUsed((_cmd, _args) => hung("sleep", ["30"]));
-  assert.deepEqual(sample, {
-    bytes: null,
-    reason: 'nvidia-smi failed: "sleep stopped after 100 ms (SIGTERM)"',
-  });
-  // A program that answers in time is read; a missing one is undefined (not found).
-  assert.deepEqual(await timedCommandRunner(10_000)("echo", ["81559"]), {
-    success: true,
-    stdout: "81559\n",
-  });
-  assert.equal(await timedCommandRunner(10_000)("hyperprompt-no-such-program", []), undefined);
-});
+/**
+ * Runs `fn` with `tf.engine().makeTensor` failing for a tensor of `shape` (the first one made, as
+ * an allocation out of memory would): a fault in a section's setup.
+ */
+async function withMakeTensorFault<T>(shape: number[], fn: () => Promise<T>): Promise<T> {
+  const engine = tf.engine() as unknown as { makeTensor: (...a: unknown[]) => tf.Tensor };
+  const make = engine.makeTensor;
+  let failed = false;
+  engine.makeTensor = function (this: unknown, ...a: unknown[]) {
+    if (!failed && JSON.stringify(a[1]) === JSON.stringify(shape)) {
+      failed = true;
+      throw new Error(`injected: no memory for [${shape}]`);
+    }
+    return make.apply(this, a);
+  };
+  try {
+    return await fn();
+  } finally {
+    engine.makeTensor = make;
+    assert.ok(failed, `the fault at [${shape}] was reached`);
+  }
+}
+
+gpuTest(
+  "gpu_check: a correctness step, a matmul row or the head rows that throw leave no tensor behind",
+  async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      // correctness: the relative error's read fails (a device lost mid-row): before, its scalar
+      // was left alive. The row is an error, the other rows run.
+      const before = tf.memory().numTensors;
+      const data = tf.Tensor.prototype.data;
+      let failed = false;
+      tf.Tensor.prototype.data = function (this: tf.Tensor) {
+        if (!failed && this.rank === 0) {
+          failed = true;
+          return Promise.reject(new Error("injected: read failed"));
+        }
+        return data.call(this);
+      } as typeof data;
+      let report;
+      try {
+        report = await main(["--quick", "--sections=correctness", `--out=${dir}/c.json`]);
+      } finally {
+        tf.Tensor.prototype.data = data;
+      }
+      const c = (report.sections as Record<string, Record<string, unknown>>).correctness!;
+      const rows = c["rows"] as { error?: string }[];
+      assert.match(rows[0]!.error!, /injected: read failed/);
+      assert.ok(rows.slice(1).every((r) => r.error === undefined));
+      assert.equal(tf.memory().numTensors, before, "correctness freed the failed row's tensors");
+      // matmul: the second operand of the quick "x·Wᵀ" row ([64, 32]) cannot be made: before, the
+      // first ([96, 32]) was left alive.
+      const m = await withMakeTensorFault(
+        [64, 32],
+        () => main(["--quick", "--sections=matmul", `--out=${dir}/m.json`]),
+      );
+      const mm = (m.sections as Record<string, Record<string, unknown>>).matmul!;
+      assert.match(String(mm["error"]), /injected: no memory for \[64,32\]/);
+      assert.equal(tf.memory().numTensors, before, "matmul freed the row's first operand");
+      // The head rows: their third operand (p, [2, 3, 9, 9]) cannot be made: before, q and k were
+      // left alive.
+      const h = await withMakeTensorFault(
+        [2, 3, 9, 9],
+        () => main(["--quick", "--sections=matmul", `--out=${dir}/h.json`]),
+      );
+      const hm = (h.sections as Record<string, Record<string, unknown>>).matmul!;
+      assert.match(String(hm["error"]), /injected: no memory for \[2,3,9,9\]/);
+      assert.equal(tf.memory().numTensors, before, "the head rows freed q and k");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+gpuTest(
+  "gpu_check memory: a row whose optimizer or inputs cannot be built is an error and frees its model",
+  async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const before = tf.memory().numTensors;
+      // Before, the model and optimizer were built outside the row's try: the error still ended
+      // as the row's (rowOrError), but the model built before it was never freed.
+      const report = await main(["--quick", "--sections=memory", `--out=${dir}/r.json`], {
+        runCommand: noNvidiaSmi,
+        createOptimizer: () => {
+          throw new Error("injected: no optimizer");
+        },
+      });
+      const mem = (report.sections as Record<string, Record<string, unknown>>).memory!;
+      assert.equal(mem["error"], undefined);
+      for (const row of MEMORY_ROWS) {
+        assert.equal((mem[row] as { error?: string }).error, "injected: no optimizer", row);
+      }
+      assert.equal(tf.memory().numTensors, before, "every row freed the model it built");
+      // The step's inputs ([2, 16] in quick mode) cannot be made once the model is built: the
+      // row is an error, its model is freed (before, it stayed alive), and the next rows run.
+      const r2 = await withMakeTensorFault(
+        [2, 16],
+        () =>
+          main(["--quick", "--sections=memory", `--out=${dir}/r2.json`], {
+            runCommand: noNvidiaSmi,
+          }),
+      );
+      const m2 = (r2.sections as Record<string, Record<string, { error?: string }>>).memory!;
+      assert.match(String(m2["step-stock"]!.error), /injected: no memory for \[2,16\]/);
+      assert.equal(m2["step-low-memory"]!.error, undefined);
+      assert.equal(
+        tf.memory().numTensors,
+        before,
+        "the row freed the model built before the fault",
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
