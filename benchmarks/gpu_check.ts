@@ -53,7 +53,6 @@ import * as tf from "@tensorflow/tfjs";
 import { requestTfjsAdapter } from "../model/webgpu/adapter.ts";
 import "@tensorflow/tfjs-backend-webgpu";
 import { raiseWebgpuLimits } from "../model/webgpu/device_limits.ts";
-import { parseArgs } from "node:util";
 import {
   adamwGroupSize,
   MATMUL_TILE_CANDIDATES,
@@ -74,7 +73,7 @@ import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../mod
 import { t5Flops } from "../model/accounting.ts";
 import { PRESETS } from "../model/config.ts";
 import { checkOutputFile, writeFileAtomic } from "../model/fs.ts";
-import { type CliOptions, runCli, UsageError } from "../model/usage.ts";
+import { type CliOptions, parseFlags, runCli, UsageError } from "../model/usage.ts";
 import { quietWaylandProbe } from "../model/webgpu/wsi_env.ts";
 import { hostOnlySteps } from "../model/webgpu/counters.ts";
 import {
@@ -1752,6 +1751,23 @@ function checkReportPath(outPath: string, namedBy: string): void {
   checkOutputFile(`benchmarks/gpu_check.ts: ${namedBy}`, outPath, "give the report's file name");
 }
 
+/** The flags of the check, as `parseArgs` takes them (`--help` is {@link cli}'s). */
+const GPU_CHECK_FLAGS = {
+  quick: { type: "boolean", default: false },
+  sections: { type: "string", default: SECTIONS.join(",") },
+  "budget-s": { type: "string", default: "480" },
+  out: { type: "string" },
+  git: { type: "string" },
+} as const;
+
+/** What each flag of {@link GPU_CHECK_FLAGS} that takes a value expects. */
+const GPU_CHECK_TAKES = {
+  sections: `sections, comma-separated, of ${SECTIONS.join(",")}`,
+  "budget-s": "a positive number of seconds",
+  out: "a JSON file",
+  git: "a commit sha",
+} as const;
+
 /**
  * Runs the sections named by `args` (see the module doc and `gpu_check.md`) and writes the report.
  * The arguments and the report path are checked first; a bad one is a {@link UsageError}.
@@ -1765,22 +1781,14 @@ export async function main(
 ): Promise<Record<string, unknown>> {
   let values;
   try {
-    values = parseArgs({
-      args,
-      options: {
-        quick: { type: "boolean", default: false },
-        sections: { type: "string", default: SECTIONS.join(",") },
-        "budget-s": { type: "string", default: "480" },
-        out: { type: "string" },
-        git: { type: "string" },
-      },
-    }).values;
+    values = parseFlags(args, {
+      tool: "deno run -A benchmarks/gpu_check.ts",
+      options: GPU_CHECK_FLAGS,
+      takes: GPU_CHECK_TAKES,
+    });
   } catch (e) {
-    throw new UsageError(
-      `benchmarks/gpu_check.ts: ${(e as Error).message} (options: --quick, --sections=a,b, ` +
-        `--budget-s=N, --out=file.json, --git=SHA, --help; see benchmarks/gpu_check.md)`,
-      { cause: e },
-    );
+    // The tool's errors all start with its file.
+    throw new UsageError(`benchmarks/gpu_check.ts: ${(e as Error).message}`, { cause: e });
   }
   const quick = values.quick === true;
   const budgetS = Number(values["budget-s"]);

@@ -413,8 +413,19 @@ Deno.test("gpu_check cli(): a bad option is one line naming it, exit 2, before a
     const file = `${dir}/a-file`;
     await Deno.writeTextFile(file, "x");
     const cases: [string[], RegExp][] = [
-      [["--bogus"], /^benchmarks\/gpu_check\.ts: Unknown option '--bogus' \(options: --quick/],
-      [["--out"], /^benchmarks\/gpu_check\.ts: Option '--out <value>' argument missing/],
+      [
+        ["--bogus"],
+        /^benchmarks\/gpu_check\.ts: unknown flag --bogus; deno run -A benchmarks\/gpu_check\.ts --help lists the flags$/,
+      ],
+      [
+        ["--quik"],
+        /^benchmarks\/gpu_check\.ts: unknown flag --quik \(did you mean --quick\?\); /,
+      ],
+      [
+        ["--out"],
+        /^benchmarks\/gpu_check\.ts: --out needs a value \(a JSON file\); /,
+      ],
+      [["--quick=yes"], /^benchmarks\/gpu_check\.ts: --quick takes no value, got "--quick=yes"; /],
       [
         ["--budget-s=0"],
         /^benchmarks\/gpu_check\.ts: --budget-s must be a positive number, got 0$/,
