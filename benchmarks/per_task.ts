@@ -93,6 +93,22 @@ function mergedParams(parts: readonly RunResult[], numTasks: number): RunResult[
   };
 }
 
+/**
+ * The merged training throughput: the unweighted mean of the task runs' tokens per second. The
+ * exact figure, all tokens over all training seconds, is the mean of the rates weighted by each
+ * run's training seconds, which a result does not record (`tokensPerSecond` is the run's tokens
+ * over its training time; `wallSeconds` adds setup and every evaluation). All task runs of one
+ * configuration train the same steps at the same batch size, so their training times differ only
+ * through their tasks' sequence lengths: equal weights are exact when the times are equal and
+ * otherwise count a short-input task's rate as much as a long-input one's (which trained longer).
+ * Weighting by `wallSeconds` would be further off: with evaluation on the whole validation set
+ * (`paper-base`), a run's wall time is mostly evaluation, whose cost follows the size of the
+ * task's validation set (QQP's 40,430 examples, RTE's 277), not its training time.
+ */
+function meanThroughput(parts: readonly RunResult[]): number {
+  return parts.reduce((a, r) => a + r.tokensPerSecond, 0) / parts.length;
+}
+
 function merge(parts: readonly RunResult[], perTaskOf: readonly string[]): RunResult {
   const first = parts[0]!;
   const { id: _id, ...rest } = first.spec;
@@ -119,7 +135,7 @@ function merge(parts: readonly RunResult[], perTaskOf: readonly string[]): RunRe
     averages,
     params: mergedParams(parts, perTaskOf.length),
     flops: first.flops,
-    tokensPerSecond: parts.reduce((a, r) => a + r.tokensPerSecond, 0) / parts.length,
+    tokensPerSecond: meanThroughput(parts),
     wallSeconds: parts.reduce((a, r) => a + r.wallSeconds, 0),
     backboneSource: first.backboneSource,
     ...(first.tokenizer === undefined ? {} : { tokenizer: first.tokenizer }),
@@ -134,7 +150,9 @@ function merge(parts: readonly RunResult[], perTaskOf: readonly string[]): RunRe
  * (`configId`, which ignores the task of a task run) and seed; other results pass unchanged.
  * Order: each merged result where its first task run was. Its losses are left empty (each task
  * run has its own; {@link perTaskParts} gives them), its FLOPs per example are the first task
- * run's, its throughput the mean and its wall time the sum of the task runs'.
+ * run's, its throughput the unweighted mean of the task runs' (the stand-in for their total
+ * tokens over total training time, which results do not record: this file's `meanThroughput`
+ * says why not a `wallSeconds`-weighted mean) and its wall time their sum.
  *
  * @param results run results (any shards, any profiles)
  * @param describe names a result in errors (its file)

@@ -75,6 +75,17 @@ Deno.test("mergePerTaskRuns() makes one result per seed: every task's best, the 
   assert.ok(Math.abs(m0.params.trainedPerTaskPct - 100 * extra / 8 / (p.total - p.extra)) < 1e-12);
   assert.equal(m0.wallSeconds, 8);
   assert.equal(pt.length, 16);
+  // Throughput: the unweighted mean of the task runs' rates (per_task.ts meanThroughput), not
+  // weighted by wall time, which mostly measures evaluation: a run that evaluated 100 times
+  // longer does not count more.
+  const rates = parts.map((r) => r.tokensPerSecond);
+  assert.equal(new Set(rates).size > 1, true, "the fake's rates differ per run");
+  const mean = rates.reduce((a, b) => a + b, 0) / 8;
+  assert.ok(Math.abs(m0.tokensPerSecond - mean) <= 1e-9 * mean, `${m0.tokensPerSecond}`);
+  const slow = rs.map((r) => r === parts[0] ? { ...r, wallSeconds: 100 } : r);
+  const m0slow = mergePerTaskRuns(slow).find((r) => r.spec.perTaskOf && r.spec.seed === 0)!;
+  assert.equal(m0slow.tokensPerSecond, m0.tokensPerSecond);
+  assert.equal(m0slow.wallSeconds, 107);
 });
 
 Deno.test("mergePerTaskRuns(): a missing task run leaves no average and is named; a duplicate is refused", async () => {
@@ -157,6 +168,10 @@ Deno.test("scoresTable() shows one Prompt-Tuning row from its task runs; a faile
   const frow2 = f2.slice(1).find((r) => column(f2, r, "method") === "Prompt-Tuning")!;
   assert.equal(column(f2, frow2, "wall_seconds"), "");
   assert.equal(typeof column(f2, frow2, "tokens_per_second"), "number");
+  // tokens_per_second: the mean over seeds of each seed's mean over its task runs.
+  const tps = (seed: number) =>
+    parts.filter((r) => r.spec.seed === seed).reduce((a, r) => a + r.tokensPerSecond, 0) / 8;
+  assert.equal(column(f, frow, "tokens_per_second"), r2((tps(0) + tps(1)) / 2));
 });
 
 Deno.test("compareResults() gates each task run under its own key and the merged average; a missing task run fails", async () => {

@@ -15,8 +15,11 @@
  *
  * - `scores.csv`: best group score per task (mean over seeds; GLUE then SuperGLUE, each in the
  *   benchmark's task order), the number of runs averaged,
- *   GLUE/SuperGLUE averages (mean, std) with the number of tasks they average, and the paper's
- *   averages from `results/paper/main_table.csv` with their source. `glue_avg` /
+ *   GLUE/SuperGLUE averages (mean, std) with the number of the benchmark's tasks they average,
+ *   per benchmark the parameter overhead in the paper's three columns (`glue_params_ratio`,
+ *   `glue_extra_pct`, `glue_trained_per_task_pct`, likewise `super_glue_…`; `params.csv`'s
+ *   values), and the paper's averages from `results/paper/main_table.csv` with their source.
+ *   `glue_avg` /
  *   `super_glue_avg` are the paper's average over all 8 tasks and are filled only when every one
  *   of them was run; a run on a task subset puts its plain mean in `glue_partial_avg` /
  *   `super_glue_partial_avg` instead, and its paper columns stay blank; `missing_runs` names the
@@ -26,9 +29,10 @@
  *   versions);
  * - `params.csv`: total, extra, extra %, ratio, trained, trained per task % for every method at
  *   every published size (analytic, 8 tasks, default configs) and for every run group;
- * - `flops.csv`: FLOPs per example (train / inference) and measured tokens/s;
- * - `ablation.csv`: the ablation profile's rows with parameters relative to MTL (and the same
- *   provenance columns);
+ * - `flops.csv`: FLOPs per example (train / inference), measured tokens/s and both FLOP counts
+ *   relative to MTL's;
+ * - `ablation.csv`: the ablation profile's rows with parameters relative to MTL per benchmark
+ *   (and the same provenance columns);
  * - `attention_mass.csv`: attention mass on hyper-prompts per layer (mean over seeds).
  *
  * @module
@@ -436,8 +440,14 @@ function benchAverages(
   // A per-task method with a task run missing has no average (`missing_runs` says which).
   if (runs.some((r) => missingTaskRuns(r).length > 0)) return { xs: [], tasks: 0, full: false };
   const xs = runs.map((r) => r.averages[b]).filter((x): x is number => x !== undefined);
-  const tasks = Math.max(0, ...runs.map((r) => Object.keys(r.best).length));
-  const full = runs.length > 0 && runs.every((r) => BENCHMARK_TASKS[b].every((t) => t in r.best));
+  // Only the benchmark's own tasks enter its average (`evaluator.ts` `benchmarkAverages`); a run
+  // may report others (a diagnostic set, say), which the count must not include.
+  const own = BENCHMARK_TASKS[b];
+  const tasks = Math.max(
+    0,
+    ...runs.map((r) => own.filter((t) => Object.hasOwn(r.best, t)).length),
+  );
+  const full = runs.length > 0 && runs.every((r) => own.every((t) => Object.hasOwn(r.best, t)));
   return { xs, tasks, full };
 }
 
@@ -462,8 +472,9 @@ function seedsCell(g: Group): string | number {
 
 /**
  * (a) Scores: per row, the best group score of each task (mean over seeds), the number of runs
- * averaged, and per benchmark the number of tasks averaged with the average (mean and sample std
- * over seeds) in `<benchmark>_avg` when all 8 tasks ran, else in `<benchmark>_partial_avg`; the
+ * averaged, and per benchmark the number of its tasks averaged with the average (mean and sample
+ * std over seeds) in `<benchmark>_avg` when all 8 tasks ran, else in `<benchmark>_partial_avg`;
+ * per benchmark the parameter overhead ({@link SCORE_PARAM_COLUMNS}, `params.csv`'s values); the
  * paper's averages (left blank next to a partial average) with their source; the configuration
  * ids; the provenance of the runs averaged ({@link PROVENANCE_COLUMNS}: seeds, git commits,
  * backends, devices, software versions).
@@ -511,6 +522,7 @@ export function scoresTable(results: readonly RunResult[], paper: readonly Paper
     ...tasks,
     ...benchCols("glue"),
     ...benchCols("super_glue"),
+    ...BENCHMARKS.flatMap((b) => SCORE_PARAM_COLUMNS.map((c) => `${b}_${c}`)),
     "paper_glue_avg",
     "paper_super_glue_avg",
     "paper_source",
@@ -540,6 +552,10 @@ export function scoresTable(results: readonly RunResult[], paper: readonly Paper
       const [avg, sd] = meanStdCells(xs);
       partial[b] = xs.length > 0 && !full;
       cells.push(xs.length ? n : "", ...(full ? [avg, sd, "", ""] : ["", "", avg, sd]));
+    }
+    for (const b of BENCHMARKS) {
+      const c = cellOf(g, b);
+      cells.push(...(c === undefined ? SCORE_PARAM_COLUMNS.map(() => "") : paramCells(c)));
     }
     const p = paperFor(paper, g.model, g.label);
     cells.push(
@@ -578,6 +594,28 @@ function freezeSetting(method: string, cfg: unknown): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The parameter columns `scores.csv` gives per benchmark (`glue_params_ratio`, …), named and
+ * ordered as `results/paper/main_table.csv`'s; their values are `params.csv`'s `ratio`,
+ * `extra_pct` and `trained_per_task_pct` of the same run group and benchmark ({@link paramCells}).
+ */
+export const SCORE_PARAM_COLUMNS: readonly string[] = [
+  "params_ratio",
+  "extra_pct",
+  "trained_per_task_pct",
+];
+
+/**
+ * A cell's parameter overhead as the paper states it, from its first run (the seeds of one
+ * configuration count the same parameters; a per-task method's merged count, `per_task.ts`):
+ * total over the backbone's, extra % of the backbone, trained per task % of the backbone, each
+ * to 4 decimals. `params.csv` and `scores.csv` both show these numbers.
+ */
+function paramCells(c: Cell): [number, number, number] {
+  const p = c.runs[0]!.params;
+  return [r4(p.total / (p.total - p.extra)), r4(p.extraPct), r4(p.trainedPerTaskPct)];
 }
 
 /** The leading cells of a per-run-group row of the params and FLOPs tables. */
@@ -656,15 +694,16 @@ export function paramsTable(
     for (const c of g.cells) {
       const r = c.runs[0]!;
       const p = r.params;
+      const [ratio, extraPct, trainedPerTaskPct] = paramCells(c);
       rows.push([
         ...runRowKey(g, c.benchmark),
         r.spec.tasks.length,
         p.total,
         p.extra,
-        r4(p.extraPct),
-        r4(p.total / (p.total - p.extra)),
+        extraPct,
+        ratio,
         p.trained,
-        r4(p.trainedPerTaskPct),
+        trainedPerTaskPct,
         ...paperCells(g.model, g.label, g.method, r.spec.method.config),
         c.config,
       ]);
@@ -682,7 +721,9 @@ export function paramsTable(
  * "except_layer_norms") the frozen weights' gradients are not computed, nor input gradients
  * upstream of the first trained tensor, so train is between 1 and 3 × forward (Prompt-Tuning on
  * T5 1.1 Base at 512/84: about 2.1). `wall_seconds` of a per-task method is the sum of its task
- * runs' times, blank while a task run is missing (scores.csv `missing_runs` names it).
+ * runs' times, blank while a task run is missing (scores.csv `missing_runs` names it), and its
+ * `tokens_per_second` the mean of its task runs' rates (`per_task.ts` says why). The last two
+ * columns state the FLOPs relative to MTL's, as the paper does ({@link withMtlRatios}).
  *
  * @param results run results
  * @param accounting `methodAccounting`
@@ -704,6 +745,8 @@ export function flopsTable(results: readonly RunResult[], accounting?: Accountin
     "backend",
     "device",
     "config",
+    "train_flops_x_mtl",
+    "inference_flops_x_mtl",
   ]];
   if (accounting) {
     for (const model of PUBLISHED_PRESETS) {
@@ -751,12 +794,49 @@ export function flopsTable(results: readonly RunResult[], accounting?: Accountin
       ]);
     }
   }
-  return rows;
+  return withMtlRatios(rows);
+}
+
+/**
+ * The FLOPs table's rows with `train_flops_x_mtl` and `inference_flops_x_mtl` appended: each
+ * FLOP count over the MTL row's (`method_name` `mtl`) of the same source (analytic, or the
+ * run's profile and benchmark), model, backbone and lengths, to 4 decimals; blank where there is
+ * no such MTL row, where its count is blank or 0, or where such rows disagree (MTL run at two
+ * configurations of the same lengths: which one a ratio means would be a guess).
+ */
+function withMtlRatios(rows: Table): Table {
+  const [head, ...body] = rows as [string[], ...(string | number)[][]];
+  const at = (name: string) => head.indexOf(name);
+  const key = (r: readonly (string | number)[]) =>
+    JSON.stringify(
+      ["source", "model", "backbone", "input_length", "target_length"].map((n) => r[at(n)]),
+    );
+  const ratio = (r: readonly (string | number)[], col: string): number | "" => {
+    const x = r[at(col)];
+    const bases = new Set(
+      body.filter((m) => m[at("method_name")] === "mtl" && key(m) === key(r)).map((m) =>
+        m[at(col)]
+      ),
+    );
+    if (bases.size !== 1 || typeof x !== "number") return "";
+    const [base] = bases;
+    return typeof base === "number" && base > 0 ? r4(x / base) : "";
+  };
+  return [
+    head,
+    ...body.map((r) => [
+      ...r,
+      ratio(r, "train_flops_per_example"),
+      ratio(r, "inference_flops_per_example"),
+    ]),
+  ];
 }
 
 /**
  * (d) Ablation: rows of profiles whose name starts with `ablation`, parameters relative to the
- * MTL row of the same profile and model (the paper's "1.02x"), the runs averaged (`seeds`), GLUE
+ * MTL row of the same profile, model and backbone (the paper's "1.02x"), per benchmark: the GLUE
+ * runs' count over MTL's GLUE runs', likewise for SuperGLUE (relative to the backbone where MTL
+ * did not run that benchmark; blank where the method did not), the runs averaged (`seeds`), GLUE
  * and SuperGLUE averages (as in {@link scoresTable}: the task count, the full average or the
  * partial mean of a task subset, each with its sample std over seeds).
  *
@@ -772,7 +852,8 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
     "method",
     "method_name",
     "method_config",
-    "params_x_mtl",
+    "glue_params_x_mtl",
+    "super_glue_params_x_mtl",
     "seeds",
     "glue_tasks",
     "glue_avg",
@@ -795,8 +876,15 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
       x.profile === g.profile && x.model === g.model && x.backbone === g.backbone &&
       x.method === "mtl"
     );
-    const total = g.runs[0]!.params.total;
-    const base = mtl?.runs[0]?.params.total ?? total - g.runs[0]!.params.extra;
+    // Per benchmark: a method's count depends on the number of tasks (task embeddings, one
+    // prompt or adapter per task), which differs between a profile's GLUE and SuperGLUE runs.
+    const xMtl = (b: BenchmarkName) => {
+      const p = cellOf(g, b)?.runs[0]?.params;
+      if (p === undefined) return "";
+      const mtlRun = mtl === undefined ? undefined : cellOf(mtl, b)?.runs[0];
+      const base = mtlRun?.params.total ?? p.total - p.extra;
+      return `${(p.total / base).toFixed(3)}x`;
+    };
     const p = paper.find((x) => x.model === g.model && x.method === g.label);
     const avg = (b: BenchmarkName) => {
       const { xs, tasks, full } = benchAverages(g, b);
@@ -811,7 +899,8 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
       g.label,
       g.method,
       JSON.stringify(g.runs[0]!.spec.method.config),
-      `${(total / base).toFixed(3)}x`,
+      xMtl("glue"),
+      xMtl("super_glue"),
       seedsCell(g),
       ...avg("glue"),
       ...avg("super_glue"),

@@ -7,6 +7,7 @@ import { fakeRunOne } from "./_fake_run_one.ts";
 import { loadResults } from "./compare.ts";
 import { attentionMassSvg, scoreVsParamsSvg, seriesStyle } from "./plots.ts";
 import { configId, DEFAULT_TRAIN, runId, type RunResult, type RunSpec } from "./spec.ts";
+import { PRESETS } from "../model/config.ts";
 import {
   ablationTable,
   attentionTable,
@@ -284,7 +285,8 @@ Deno.test("ablationTable() reports parameters relative to MTL; attention rows pe
   const hp = t.find((r) => r[3] === "HyperPrompt-Global")!;
   const ratio = rs[1]!.params.total / rs[0]!.params.total;
   assert.equal(hp[2], "random");
-  assert.equal(hp[6], `${ratio.toFixed(3)}x`);
+  assert.equal(hp[t[0]!.indexOf("glue_params_x_mtl")], `${ratio.toFixed(3)}x`);
+  assert.equal(hp[t[0]!.indexOf("super_glue_params_x_mtl")], "", "no SuperGLUE run");
   const a = attentionTable(rs);
   assert.equal(a.length, 1 + 2 * 2 * 2); // 2 tasks x 2 stacks x 2 layers, prompt method only
   assert.deepEqual(a[1]!.slice(0, 8), [
@@ -790,4 +792,166 @@ Deno.test("roundHalfAway: halves go away from zero for both signs, as the positi
   assert.equal(roundHalfAway(86.55, 1), 86.6);
   assert.equal(roundHalfAway(-0.00001, 2), -0);
   assert.ok(Number.isNaN(roundHalfAway(NaN, 2)));
+});
+
+/** `r` with other parameter counts (the fake's do not depend on the benchmark; real ones do). */
+function withParams(r: RunResult, total: number, extra: number, trained: number): RunResult {
+  const backbone = total - extra;
+  const params = {
+    total,
+    extra,
+    extraPct: (100 * extra) / backbone,
+    trained,
+    trainedPerTaskPct: (100 * trained) / r.spec.tasks.length / backbone,
+  };
+  return { ...r, params };
+}
+
+Deno.test("glue_tasks counts only the benchmark's own tasks, not an extra task a run reports", async () => {
+  const two = spec("ablation", "tiny-v1_1", "mtl", "MTL", 0, "glue");
+  const all = spec("ablation", "tiny-v1_1", "mtl", "MTL", 0, "glue", "pretrained", {
+    tasks: [...BENCHMARK_TASKS.glue],
+  });
+  // A result that also reports a task outside GLUE's 8 (AX-b, the diagnostic set), which the
+  // benchmark average leaves out (evaluator.ts benchmarkAverages).
+  const extra = (r: RunResult): RunResult => ({ ...r, best: { ...r.best, axb: r.best["rte"]! } });
+  const rs = (await runs([two, all])).map(extra);
+  for (const t of [scoresTable(rs, []), ablationTable(rs, [])]) {
+    const head = t[0] as string[];
+    const cell = (bb: string, col: string) =>
+      t.find((r) => r[head.indexOf("backbone")] === bb)![head.indexOf(col)];
+    assert.equal(cell("random", "glue_tasks"), 2, "rte, cola: axb is not averaged");
+    assert.equal(cell("random", "glue_partial_avg"), roundHalfAway(rs[0]!.averages.glue!, 2));
+    assert.equal(cell("pretrained", "glue_tasks"), 8);
+    assert.equal(cell("pretrained", "glue_avg"), roundHalfAway(rs[1]!.averages.glue!, 2));
+  }
+});
+
+Deno.test("scores.csv gives each benchmark's parameter overhead, the values of params.csv", async () => {
+  const [g0, s0, g1, s1] = await runs([0, 1].flatMap((seed) => [
+    spec("p", "tiny-v1_1", "hyperprompt_global", "HP", seed, "glue"),
+    spec("p", "tiny-v1_1", "hyperprompt_global", "HP", seed, "super_glue"),
+  ]));
+  // GLUE runs 2 tasks, SuperGLUE 1: one task embedding fewer, so another count.
+  const sg = (r: RunResult) => withParams(r, 1_000_900, 900, 1_000_900);
+  const rs = [g0!, sg(s0!), g1!, sg(s1!)];
+  const t = scoresTable(rs, []);
+  const head = t[0] as string[];
+  const cols = [
+    "glue_params_ratio",
+    "glue_extra_pct",
+    "glue_trained_per_task_pct",
+    "super_glue_params_ratio",
+    "super_glue_extra_pct",
+    "super_glue_trained_per_task_pct",
+  ];
+  // Beside the averages, in main_table.csv's order (params_ratio, extra_pct, trained_per_task_pct).
+  const at = head.indexOf("super_glue_partial_std") + 1;
+  assert.deepEqual(head.slice(at, at + 7), [...cols, "paper_glue_avg"]);
+  const row = t[1]!;
+  const p = paramsTable(rs, []);
+  const ph = p[0] as string[];
+  for (const b of ["glue", "super_glue"]) {
+    const prow = p.find((r) => r[0] === `run:p/${b}`)!;
+    for (
+      const [mine, theirs] of [
+        ["params_ratio", "ratio"],
+        ["extra_pct", "extra_pct"],
+        ["trained_per_task_pct", "trained_per_task_pct"],
+      ]
+    ) {
+      assert.equal(row[head.indexOf(`${b}_${mine}`)], prow[ph.indexOf(theirs!)], `${b} ${mine}`);
+    }
+  }
+  assert.equal(row[head.indexOf("super_glue_params_ratio")], roundHalfAway(1_000_900 / 1e6, 4));
+  assert.equal(row[head.indexOf("super_glue_extra_pct")], 0.09);
+  assert.equal(row[head.indexOf("super_glue_trained_per_task_pct")], 100.09);
+  assert.notEqual(row[head.indexOf("glue_params_ratio")], row[at + 3]);
+  // A row without a benchmark has blank cells for it.
+  const only = scoresTable([g0!], []);
+  const oh = only[0] as string[];
+  assert.equal(only[1]![oh.indexOf("super_glue_params_ratio")], "");
+  assert.equal(typeof only[1]![oh.indexOf("glue_params_ratio")], "number");
+});
+
+Deno.test("flops.csv states FLOPs relative to MTL of the same source, model, backbone and lengths", async () => {
+  // The fake's FLOPs depend on the model only; a prompt method's cost more than MTL's.
+  const more = (r: RunResult): RunResult => ({
+    ...r,
+    flops: { trainPerExample: 3_300_000, inferencePerExample: 1_050_000 },
+  });
+  const rs = (await runs([
+    spec("p", "tiny-v1_1", "mtl", "MTL", 0, "glue"),
+    spec("p", "tiny-v1_1", "hyperprompt_global", "HP", 0, "glue"),
+    spec("p", "tiny-v1_1", "hyperprompt_global", "HP", 0, "glue", "pretrained"), // no MTL
+  ])).map((r) => r.spec.method.name === "mtl" ? r : more(r));
+  rs[0] = { ...rs[0]!, flops: { trainPerExample: 3_000_000, inferencePerExample: 1_000_000 } };
+  const acc = await loadAccounting();
+  const t = flopsTable(rs, acc);
+  const head = t[0] as string[];
+  // Appended: the existing columns keep their places.
+  assert.deepEqual(head.slice(-3), ["config", "train_flops_x_mtl", "inference_flops_x_mtl"]);
+  const col = (r: (string | number)[], n: string) => r[head.indexOf(n)];
+  const run = (bb: string, m: string) =>
+    t.find((r) => r[0] === "run:p/glue" && r[2] === bb && r[3] === m)!;
+  const [mtl, hp] = [rs[0]!.flops, rs[1]!.flops];
+  assert.equal(
+    col(run("random", "HP"), "train_flops_x_mtl"),
+    roundHalfAway(hp.trainPerExample / mtl.trainPerExample, 4),
+  );
+  assert.equal(
+    col(run("random", "HP"), "inference_flops_x_mtl"),
+    roundHalfAway(hp.inferencePerExample / mtl.inferencePerExample, 4),
+  );
+  assert.equal(col(run("random", "HP"), "train_flops_x_mtl"), 1.1);
+  assert.equal(col(run("random", "HP"), "inference_flops_x_mtl"), 1.05);
+  assert.equal(col(run("random", "MTL"), "train_flops_x_mtl"), 1);
+  assert.equal(col(run("pretrained", "HP"), "train_flops_x_mtl"), "", "no pretrained MTL run");
+  assert.equal(col(run("pretrained", "HP"), "inference_flops_x_mtl"), "");
+  // Analytic rows: against MTL at the same size. Prompt-Tuning's longer input costs more per
+  // forward pass, its frozen backbone less to train (331 vs MTL's 401 GFLOP at T5 1.1 Base,
+  // 512/84).
+  const base = t.filter((r) => r[0] === "analytic" && r[1] === "t5-v1_1-base");
+  const a = (m: string) =>
+    acc(PRESETS["t5-v1_1-base"], m, {}, 8, { inputLength: 512, targetLength: 84 });
+  const pt = base.find((r) => r[3] === "prompt_tuning")!;
+  assert.equal(
+    col(pt, "train_flops_x_mtl"),
+    roundHalfAway(a("prompt_tuning").trainFlops! / a("mtl").trainFlops!, 4),
+  );
+  assert.ok((col(pt, "train_flops_x_mtl") as number) < 1);
+  assert.ok((col(pt, "inference_flops_x_mtl") as number) > 1);
+  assert.equal(col(base.find((r) => r[3] === "mtl")!, "inference_flops_x_mtl"), 1);
+});
+
+Deno.test("ablation.csv gives each benchmark its own parameters relative to MTL", async () => {
+  const rs = await runs(
+    (["glue", "super_glue"] as const).flatMap((b) => [
+      spec("ablation", "tiny-v1_1", "mtl", "MTL", 0, b),
+      spec("ablation", "tiny-v1_1", "hyperprompt_global", "HP", 0, b),
+    ]),
+  );
+  const mtlTotal = rs[0]!.params.total;
+  // HyperPrompt's count depends on the number of tasks: 2 GLUE tasks, 1 SuperGLUE task.
+  const edited = rs.map((r) => {
+    if (r.spec.method.name === "mtl") return r;
+    const extra = r.spec.benchmark === "glue" ? 25_500 : 24_100;
+    return withParams(r, mtlTotal + extra, extra, mtlTotal + extra);
+  });
+  const t = ablationTable(edited, []);
+  const head = t[0] as string[];
+  const row = t.find((r) => r[head.indexOf("method")] === "HP")!;
+  assert.equal(
+    row[head.indexOf("glue_params_x_mtl")],
+    `${((mtlTotal + 25_500) / mtlTotal).toFixed(3)}x`,
+  );
+  assert.equal(
+    row[head.indexOf("super_glue_params_x_mtl")],
+    `${((mtlTotal + 24_100) / mtlTotal).toFixed(3)}x`,
+  );
+  assert.notEqual(
+    row[head.indexOf("glue_params_x_mtl")],
+    row[head.indexOf("super_glue_params_x_mtl")],
+  );
+  assert.equal(head.includes("params_x_mtl"), false);
 });
