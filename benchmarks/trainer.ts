@@ -11,6 +11,8 @@
  * gradients before one clip and one update; checkpoints stay at optimizer-step boundaries. A run killed at any point
  * and restarted resumes from its newest complete checkpoint and ends bit-identical to an
  * uninterrupted run (the variables, optimizer slots and sampler state are restored exactly).
+ * A stop request ({@link requestStop}: the bench's SIGINT/SIGTERM) ends the loop at the next step
+ * boundary with a checkpoint of that step ({@link TrainingInterruptedError}), so it loses no step.
  *
  * @module
  */
@@ -30,7 +32,13 @@ import {
   type SpecialIds,
   type TrainBatch,
 } from "./batching.ts";
-import { disposeCheckpoint, loadLatestCheckpoint, saveCheckpoint } from "./checkpointing.ts";
+import {
+  checkpointDirName,
+  disposeCheckpoint,
+  loadLatestCheckpoint,
+  saveCheckpoint,
+} from "./checkpointing.ts";
+import { join } from "node:path";
 
 /** A resumable source of training batches. */
 export interface BatchSource {
@@ -201,8 +209,111 @@ export interface TrainOptions {
   readonly onStep?: (step: number, loss: number) => void | Promise<void>;
   /** Called when an evaluation starts. */
   readonly onEval?: (step: number) => void;
+  /**
+   * Checked before every step: a reason (a signal's name) stops the run there
+   * ({@link TrainingInterruptedError}, after saving a checkpoint of the step when checkpoints are
+   * enabled). Default {@link stopRequested}, the process-wide request of {@link requestStop}.
+   */
+  readonly shouldStop?: () => string | undefined;
   /** Optimizer options beyond TrainSpec (e.g. Adafactor's parameter scale). */
   readonly optimizerOptions?: { readonly multiplyByParameterScale?: boolean };
+}
+
+/**
+ * Thrown by {@link train} when a stop was requested ({@link requestStop}, e.g. by the bench's
+ * SIGINT/SIGTERM handler): at a step boundary, after the step's evaluation and scheduled
+ * checkpoint, and, when the run writes checkpoints, after saving one of the step it stopped at,
+ * so that a resume loses no step. `interrupted` marks it for the runner (`runGrid` stops the grid).
+ */
+export class TrainingInterruptedError extends Error {
+  /** Marks the error for callers that do not import this class (`runGrid`). */
+  readonly interrupted = true;
+  /**
+   * @param reason what asked to stop (a signal's name)
+   * @param step optimizer steps done when it stopped
+   * @param totalSteps the run's `train.steps`
+   * @param checkpoint the newest checkpoint folder of the run (a resume continues after its
+   *   step), or undefined when there is none
+   * @param writesCheckpoints whether the run writes checkpoints (`train.checkpointEvery` > 0)
+   */
+  constructor(
+    readonly reason: string,
+    readonly step: number,
+    readonly totalSteps: number,
+    readonly checkpoint: string | undefined,
+    writesCheckpoints = checkpoint !== undefined,
+  ) {
+    super(
+      `stopped by ${reason} after step ${step} of ${totalSteps}; ${
+        checkpoint !== undefined
+          ? `checkpoint ${checkpoint}: --resume continues from step ${step}`
+          : writesCheckpoints
+          ? "no step done yet: --resume starts it from step 0"
+          : "this run writes no checkpoints (train.checkpointEvery 0): --resume reruns it from step 0"
+      }`,
+    );
+    this.name = "TrainingInterruptedError";
+  }
+}
+
+/** The pending stop request of this process ({@link requestStop}). */
+let stopReason: string | undefined;
+/** How many {@link train} loops that write checkpoints are running now. */
+let checkpointingLoops = 0;
+/** {@link watchCheckpointingLoops}' observers. */
+const loopObservers = new Set<(running: boolean) => void>();
+
+/**
+ * Calls `observer(true)` when a {@link train} loop that writes checkpoints starts while none runs
+ * (at once when one runs already), and `observer(false)` when the last one ends: the time in
+ * which a stop request saves a checkpoint instead of losing the steps since the last one. The
+ * bench listens to SIGINT and SIGTERM only then, so that otherwise they keep their default
+ * action (an immediate stop, even in the middle of synchronous work).
+ *
+ * @param observer called with whether such a loop runs
+ * @returns stops observing
+ */
+export function watchCheckpointingLoops(observer: (running: boolean) => void): () => void {
+  loopObservers.add(observer);
+  if (checkpointingLoops > 0) observer(true);
+  return () => {
+    loopObservers.delete(observer);
+  };
+}
+
+function checkpointingLoop(delta: 1 | -1): void {
+  const was = checkpointingLoops > 0;
+  checkpointingLoops += delta;
+  const now = checkpointingLoops > 0;
+  if (was !== now) { for (const observe of loopObservers) observe(now); }
+}
+
+/**
+ * Asks every {@link train} loop of this process to stop at its next step boundary, saving a
+ * checkpoint of that step when the run writes checkpoints ({@link TrainingInterruptedError}).
+ * The request stays until {@link clearStopRequest}.
+ *
+ * @param reason what asks (a signal's name), repeated in the error
+ * @returns whether a loop that writes checkpoints is running now, i.e. whether waiting for the
+ *   step boundary saves anything (else a caller may as well stop the process at once)
+ */
+export function requestStop(reason: string): boolean {
+  stopReason ??= reason;
+  return checkpointingLoops > 0;
+}
+
+/** Withdraws a {@link requestStop} (tests; a long-lived process that goes on after a stop). */
+export function clearStopRequest(): void {
+  stopReason = undefined;
+}
+
+/**
+ * The pending stop request ({@link requestStop}): its reason, or undefined when none.
+ *
+ * @returns the reason, or undefined
+ */
+export function stopRequested(): string | undefined {
+  return stopReason;
 }
 
 /**
@@ -522,7 +633,24 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
     }
     const resumedFrom = step;
     let lastFinite = losses[losses.length - 1]?.loss;
-    while (step < t.steps) {
+    const save = () =>
+      saveCheckpoint(o.checkpointDir!, {
+        variables: params,
+        slots: optimizer.slots(),
+        state: {
+          step,
+          runKey: o.runKey ?? null,
+          code: o.code ?? null,
+          optimizerStep: optimizer.step,
+          source: o.source.state(),
+          losses,
+          evals,
+          tokens,
+          trainMs,
+        },
+      });
+    /** One optimizer step: batch, loss and gradients, clipping, update; its loss recorded. */
+    const oneStep = async (): Promise<void> => {
       const t0 = performance.now();
       const batch = o.source.next();
       let lossValue: number;
@@ -575,27 +703,35 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
       losses.push({ step, loss: lossValue });
       lastFinite = lossValue;
       await o.onStep?.(step, lossValue);
-      if (o.evaluate && (step % t.evalEvery === 0 || step === t.steps)) {
-        o.onEval?.(step);
-        evals.push(...await o.evaluate(step));
+    };
+    // The newest checkpoint of this run: the step and folder a resume continues from.
+    let saved: { step: number; dir: string } | undefined = resumedFrom > 0
+      ? { step: resumedFrom, dir: join(o.checkpointDir!, checkpointDirName(resumedFrom)) }
+      : undefined;
+    const shouldStop = o.shouldStop ?? stopRequested;
+    if (ckptEnabled) checkpointingLoop(1);
+    try {
+      while (step < t.steps) {
+        const stop = shouldStop();
+        if (stop !== undefined) {
+          // Every state of a step boundary is resumable: the steps since the last checkpoint are
+          // kept (the step's evaluation is done; the sampler and optimizer are between steps).
+          if (ckptEnabled && saved?.step !== step && step > 0) {
+            saved = { step, dir: await save() };
+          }
+          throw new TrainingInterruptedError(stop, step, t.steps, saved?.dir, ckptEnabled);
+        }
+        await oneStep();
+        if (o.evaluate && (step % t.evalEvery === 0 || step === t.steps)) {
+          o.onEval?.(step);
+          evals.push(...await o.evaluate(step));
+        }
+        if (ckptEnabled && (step % t.checkpointEvery === 0 || step === t.steps)) {
+          saved = { step, dir: await save() };
+        }
       }
-      if (ckptEnabled && (step % t.checkpointEvery === 0 || step === t.steps)) {
-        await saveCheckpoint(o.checkpointDir!, {
-          variables: params,
-          slots: optimizer.slots(),
-          state: {
-            step,
-            runKey: o.runKey ?? null,
-            code: o.code ?? null,
-            optimizerStep: optimizer.step,
-            source: o.source.state(),
-            losses,
-            evals,
-            tokens,
-            trainMs,
-          },
-        });
-      }
+    } finally {
+      if (ckptEnabled) checkpointingLoop(-1);
     }
     return {
       losses,

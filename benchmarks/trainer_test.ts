@@ -10,10 +10,15 @@ import { gpuTest } from "../model/webgpu/testing.ts";
 import { collate, disposeBatch } from "./batching.ts";
 import {
   type BatchSource,
+  clearStopRequest,
   lossAndGrads,
   NonFiniteLossError,
+  requestStop,
+  stopRequested,
   train,
+  TrainingInterruptedError,
   type TrainOptions,
+  watchCheckpointingLoops,
 } from "./trainer.ts";
 
 import { selectBackend } from "../model/backend.ts";
@@ -395,6 +400,103 @@ Deno.test("train() resumed after a kill is bit-identical to an uninterrupted run
     await Deno.remove(dirB, { recursive: true });
   }
   await Deno.remove(dirA, { recursive: true });
+});
+
+Deno.test("train() stopped by a request saves that step's checkpoint; the resume is bit-identical", async () => {
+  const evalFn = (model: T5Model) => async (step: number) => {
+    const v = (await model.params.get("shared.weight")!.data())[0]!;
+    return [{ step, task: "a", metrics: { probe: v }, groupScore: v }];
+  };
+  const dirA = await Deno.makeTempDir();
+  const a = initT5(CONFIG, { seed: 1 });
+  const ra = await train(opts(a, { checkpointDir: dirA, runKey: "k", evaluate: evalFn(a) }));
+  const va = await snapshot(a);
+  disposeT5(a);
+  // Step 3 has no scheduled checkpoint (every 2): the stop saves one; step 4 has one (and an
+  // evaluation), which the stop reuses.
+  for (const stopAfter of [3, 4]) {
+    const dir = await Deno.makeTempDir();
+    const m = initT5(CONFIG, { seed: 1 });
+    const before = tf.memory().numTensors;
+    let graceful: boolean | undefined;
+    const seen: boolean[] = [];
+    const unwatch = watchCheckpointingLoops((running) => seen.push(running));
+    try {
+      const err = await train(opts(m, {
+        checkpointDir: dir,
+        runKey: "k",
+        evaluate: evalFn(m),
+        // The process-wide request, as the bench's signal handler makes it.
+        onStep: (s) => {
+          if (s === stopAfter) graceful = requestStop("SIGINT");
+        },
+      })).then(() => undefined, (e) => e);
+      assert.ok(err instanceof TrainingInterruptedError, String(err));
+      assert.equal(err.interrupted, true);
+      assert.equal(err.step, stopAfter);
+      assert.equal(err.checkpoint, `${dir}/step-0000000${stopAfter}`);
+      assert.match(err.message, new RegExp(`SIGINT after step ${stopAfter} of 8; checkpoint`));
+      assert.match(err.message, /--resume continues from step/);
+    } finally {
+      unwatch();
+      clearStopRequest();
+    }
+    assert.equal(graceful, true, "a checkpointing loop was running: the stop waits for it");
+    assert.deepEqual(seen, [true, false], "observers see the loop start and end");
+    assert.equal(tf.memory().numTensors, before, "nothing leaked by the stop");
+    disposeT5(m);
+    const b = initT5(CONFIG, { seed: 1 });
+    const rb = await train(opts(b, { checkpointDir: dir, runKey: "k", evaluate: evalFn(b) }));
+    assert.equal(rb.resumedFrom, stopAfter);
+    assert.deepEqual(rb.losses, ra.losses);
+    assert.deepEqual(rb.evals, ra.evals);
+    const vb = await snapshot(b);
+    for (const [n, x] of va) assert.deepEqual(vb.get(n), x, n);
+    disposeT5(b);
+    await Deno.remove(dir, { recursive: true });
+  }
+  await Deno.remove(dirA, { recursive: true });
+  assert.equal(requestStop("SIGTERM"), false, "no loop running: nothing to wait for");
+  assert.equal(stopRequested(), "SIGTERM");
+  clearStopRequest();
+  assert.equal(stopRequested(), undefined);
+});
+
+Deno.test("train() without checkpoints stops at once on a request, saying a resume starts over", async () => {
+  const m = initT5(CONFIG, { seed: 1 });
+  const spec = { ...SPEC, steps: 4, checkpointEvery: 0 };
+  let graceful: boolean | undefined;
+  const seen: boolean[] = [];
+  const unwatch = watchCheckpointingLoops((running) => seen.push(running));
+  try {
+    const dir = await Deno.makeTempDir();
+    await assert.rejects(
+      () =>
+        train(opts(m, {
+          train: spec,
+          checkpointDir: dir,
+          onStep: (s) => {
+            if (s === 1) graceful = requestStop("SIGTERM");
+          },
+        })),
+      (e: unknown) =>
+        e instanceof TrainingInterruptedError && e.step === 1 && e.checkpoint === undefined &&
+        /SIGTERM after step 1 of 4; this run writes no checkpoints .*from step 0/.test(e.message),
+    );
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "no checkpoint written");
+    await Deno.remove(dir);
+    // A stop requested before the first step: nothing trained, nothing saved.
+    await assert.rejects(
+      () => train(opts(m, { train: spec, shouldStop: () => "SIGINT" })),
+      /SIGINT after step 0 of 4/,
+    );
+  } finally {
+    unwatch();
+    clearStopRequest();
+    disposeT5(m);
+  }
+  assert.equal(graceful, false, "no checkpoint to wait for: the caller may stop at once");
+  assert.deepEqual(seen, [], "a loop without checkpoints is not reported");
 });
 
 Deno.test("train() stores the code version in checkpoints and reports it on resume", async () => {
