@@ -413,6 +413,13 @@ export type GridEvent =
     readonly spec: RunSpec;
     readonly index: number;
     readonly error: Error;
+  }
+  | {
+    /** The run stopped on a stop request (`opts.shouldStop`; its error says where it resumes). */
+    readonly kind: "interrupted";
+    readonly spec: RunSpec;
+    readonly index: number;
+    readonly error: Error;
   };
 
 /** Options of {@link runGrid}. */
@@ -440,6 +447,12 @@ export interface RunGridOptions {
    * result JSON as `effectiveMicroBatchSize`. The spec and its id are unchanged.
    */
   readonly microBatchSizes?: ReadonlyMap<string, number>;
+  /**
+   * Checked before each run starts: a reason (a signal's name) stops the grid there
+   * ({@link GridSummary.interrupted}). The run in progress stops on its own (`benchmarks/trainer.ts`
+   * `requestStop`) by throwing an error marked `interrupted: true`, which also stops the grid.
+   */
+  readonly shouldStop?: () => string | undefined;
 }
 
 /** Summary of {@link runGrid}. */
@@ -453,6 +466,17 @@ export interface GridSummary {
    * left are listed too, each with a "not run" error.
    */
   readonly failed: readonly { readonly spec: RunSpec; readonly error: Error }[];
+  /**
+   * Set when a stop request ended the grid early: its reason, the run it stopped (absent when it
+   * came between runs) with its error (where that run resumes), and how many runs were not
+   * started. The stopped run's work folder (its checkpoints) is kept for `resume`.
+   */
+  readonly interrupted?: {
+    readonly reason: string;
+    readonly spec?: RunSpec;
+    readonly error?: Error;
+    readonly notStarted: number;
+  };
 }
 
 /** The work folder of a run's result file (`<out>/<stem>.json` → `<out>/<stem>`). */
@@ -503,7 +527,9 @@ export async function removeEmptyFolders(dir: string): Promise<void> {
  * Without `opts.resume` each run's work folder (its checkpoints) is cleared first, so it trains
  * from step 0; with it, runs with a result are skipped and an unfinished one resumes from its
  * checkpoints. After a result is written, the run's work folder is removed; after a failure it
- * is removed only when it holds no file (no checkpoint to resume from).
+ * is removed only when it holds no file (no checkpoint to resume from). A stop request
+ * (`opts.shouldStop` before a run, or a run's error marked `interrupted: true`) ends the grid
+ * there ({@link GridSummary.interrupted}); the stopped run's checkpoints stay for `resume`.
  *
  * @param specs the runs (one shard or the whole grid)
  * @param opts output folder, data root, `runOne`, resume flag, event sink
@@ -520,7 +546,13 @@ export async function runGrid(
   let done = 0;
   let skipped = 0;
   const failed: { spec: RunSpec; error: Error }[] = [];
+  let interrupted: GridSummary["interrupted"];
   for (const [index, spec] of specs.entries()) {
+    const stop = opts.shouldStop?.();
+    if (stop !== undefined) {
+      interrupted = { reason: stop, notStarted: specs.length - index };
+      break;
+    }
     const found = opts.resume ? await inspectFinished(opts.outDir, spec) : {};
     const file = join(opts.outDir, runFileName(spec));
     const workDir = runWorkDir(file);
@@ -571,6 +603,18 @@ export async function runGrid(
       const error = e instanceof Error ? e : new Error(String(e));
       // A run that failed before its first checkpoint leaves nothing to resume: no empty folder.
       await removeEmptyFolders(workDir);
+      const stopped = error as { interrupted?: unknown; reason?: unknown };
+      if (stopped.interrupted === true) {
+        // Stopped on request (a signal), not failed: its checkpoints stay for --resume.
+        interrupted = {
+          reason: typeof stopped.reason === "string" ? stopped.reason : "a stop request",
+          spec,
+          error,
+          notStarted: specs.length - index - 1,
+        };
+        emit({ kind: "interrupted", spec, index, error });
+        break;
+      }
       failed.push({ spec, error });
       emit({ kind: "error", spec, index, error });
       if ((error as { fatal?: unknown }).fatal === true) {
@@ -586,5 +630,5 @@ export async function runGrid(
       }
     }
   }
-  return { done, skipped, failed };
+  return { done, skipped, failed, ...(interrupted === undefined ? {} : { interrupted }) };
 }

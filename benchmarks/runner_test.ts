@@ -30,7 +30,7 @@ import { preset } from "../model/config.ts";
 import { disposeT5, initT5 } from "../model/t5.ts";
 import { Rng } from "./rng.ts";
 import { collate } from "./batching.ts";
-import { train } from "./trainer.ts";
+import { train, TrainingInterruptedError } from "./trainer.ts";
 import { resumeRecord, type RunProvenance } from "./provenance.ts";
 import { listCheckpoints } from "./checkpointing.ts";
 
@@ -329,6 +329,57 @@ Deno.test("runGrid() stops at a fatal backend error and reports the rest as not 
   assert.equal(s.failed.length, grid.length - 1);
   assert.match(s.failed[0]!.error.message, /heap ran out/);
   assert.match(s.failed[1]!.error.message, /^not run: an earlier run stopped the backend/);
+  await Deno.remove(out, { recursive: true });
+});
+
+Deno.test("runGrid() stops at a stop request: the stopped run keeps its checkpoints, none after it starts", async () => {
+  const out = await Deno.makeTempDir();
+  const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+  const started: string[] = [];
+  const events: string[] = [];
+  // Run 1 finishes; run 2 is stopped by SIGINT after writing a checkpoint file.
+  const runOne: typeof fakeRunOne = async (spec, opts) => {
+    started.push(spec.id);
+    if (spec.id !== grid[1]!.id) return fakeRunOne(spec, opts);
+    const ck = join(opts.outDir, "checkpoints", "step-00000003");
+    await Deno.mkdir(ck, { recursive: true });
+    await Deno.writeTextFile(join(ck, "state.json"), "{}");
+    throw new TrainingInterruptedError("SIGINT", 3, 4, ck);
+  };
+  const s = await runGrid(grid, {
+    outDir: out,
+    dataDir: DATA,
+    runOne,
+    onEvent: (e) => e.kind !== "progress" && events.push(`${e.kind}:${e.index}`),
+  });
+  assert.deepEqual(started, [grid[0]!.id, grid[1]!.id], "no run started after the stop");
+  assert.equal(s.done, 1);
+  assert.deepEqual(s.failed, [], "a stopped run is not a failed one");
+  assert.equal(s.interrupted?.reason, "SIGINT");
+  assert.equal(s.interrupted?.spec?.id, grid[1]!.id);
+  assert.equal(s.interrupted?.notStarted, grid.length - 2);
+  assert.match(s.interrupted?.error?.message ?? "", /--resume continues from step 3/);
+  assert.deepEqual(events, ["start:0", "done:0", "start:1", "interrupted:1"]);
+  const work = join(out, runFileName(grid[1]!).replace(/\.json$/, ""));
+  assert.deepEqual(await listCheckpoints(join(work, "checkpoints")), [3], "checkpoint kept");
+  assert.equal(await readFinished(out, grid[1]!), undefined, "no result for the stopped run");
+
+  // A request between runs (shouldStop): the grid stops before the next run; --resume then
+  // skips the finished run and goes on from the stopped one.
+  started.length = 0;
+  let checks = 0;
+  const s2 = await runGrid(grid, {
+    outDir: out,
+    dataDir: DATA,
+    runOne: (spec, opts) => (started.push(spec.id), fakeRunOne(spec, opts)),
+    resume: true,
+    shouldStop: () => ++checks > 2 ? "SIGTERM" : undefined,
+  });
+  assert.equal(s2.skipped, 1);
+  assert.equal(s2.done, 1);
+  assert.deepEqual(started, [grid[1]!.id]);
+  assert.deepEqual(s2.interrupted, { reason: "SIGTERM", notStarted: grid.length - 2 });
+  assert.ok(await readFinished(out, grid[1]!), "the stopped run finished on resume");
   await Deno.remove(out, { recursive: true });
 });
 
