@@ -32,7 +32,15 @@
  *
  * Exit codes (model/usage.ts): 0 success, 1 a failure while working (a run failed, the tables
  * could not be written, no data folder after the download), 2 bad arguments or profile (a
- * `UsageError`, refused before any work starts), 3 the regression gate failed.
+ * `UsageError`, refused before any work starts), 3 the regression gate failed; 130 (SIGINT,
+ * Ctrl-C) or 143 (SIGTERM) when a signal stopped the grid ({@link interruptHandler}).
+ *
+ * SIGINT or SIGTERM while a run that writes checkpoints (`train.checkpointEvery` > 0) trains: it
+ * finishes the step (or evaluation) in progress, saves a checkpoint of it and stops, no other run
+ * starts, and `--resume` continues from that step. A second signal stops the process at once. At
+ * other times (profiles without checkpoints, pretraining, downloads, between runs) the signals
+ * keep their default action, an immediate stop (exit 130 / 143): waiting would save nothing.
+ * Result files and checkpoints are written atomically, so neither way leaves a partial one.
  *
  * @module
  */
@@ -81,6 +89,12 @@ import {
   runKey,
 } from "./compare.ts";
 import { fakeRunOne } from "./_fake_run_one.ts";
+import {
+  clearStopRequest,
+  requestStop,
+  stopRequested,
+  watchCheckpointingLoops,
+} from "./trainer.ts";
 import { type AccountingFn, loadAccounting, writeTables } from "./tables.ts";
 import { join } from "node:path";
 import { checkOutputFolder } from "../model/fs.ts";
@@ -467,6 +481,10 @@ export function progressReporter(total: number, tty: boolean, stream?: Writable)
         multi.log(`FAILED ${e.spec.id} (${name.trim()}): ${e.error.message}\n`);
         grid.update(++finished, { info: "failed" });
         break;
+      case "interrupted":
+        multi.log(`STOPPED ${e.spec.id} (${name.trim()}): ${e.error.message}\n`);
+        run?.update({ info: "stopped" });
+        break;
     }
   };
   const stop = () => {
@@ -478,6 +496,102 @@ export function progressReporter(total: number, tty: boolean, stream?: Writable)
     multi.stop();
   };
   return { onEvent, stop };
+}
+
+/** The signals `deno task bench` stops on with a checkpoint ({@link interruptHandler}). */
+export type InterruptSignal = "SIGINT" | "SIGTERM";
+
+/** The exit code after a signal: 128 + its number, as a shell reports a process it killed. */
+export const SIGNAL_EXIT_CODES: Readonly<Record<InterruptSignal, number>> = {
+  SIGINT: 130,
+  SIGTERM: 143,
+};
+
+/** What {@link interruptHandler} acts through (the trainer's stop request; tests fake them). */
+export interface InterruptDeps {
+  /** `benchmarks/trainer.ts` `requestStop`: whether a run that writes checkpoints is training. */
+  readonly requestStop: (reason: string) => boolean;
+  /** `benchmarks/trainer.ts` `stopRequested`: the pending request, if any. */
+  readonly stopRequested: () => string | undefined;
+  /** Ends the process (default `Deno.exit`). */
+  readonly exit: (code: number) => void;
+  /** Where the lines go (stderr). */
+  readonly error: (s: string) => void;
+  /** The results folder, named in the lines. */
+  readonly out: string;
+}
+
+/**
+ * The SIGINT/SIGTERM handler of `deno task bench`. The first signal, while a run that writes
+ * checkpoints trains, asks it to stop at its next step boundary with a checkpoint (the grid then
+ * ends with the signal's exit code, {@link SIGNAL_EXIT_CODES}); a second signal, or the first
+ * when no such run trains (nothing would be saved by waiting), ends the process at once with
+ * that code. Each says in one line what was kept and that `--resume` continues.
+ *
+ * @param deps the stop request, exit and output
+ * @returns the handler, called with the signal's name
+ */
+export function interruptHandler(deps: InterruptDeps): (signal: InterruptSignal) => void {
+  return (signal) => {
+    const first = deps.stopRequested() === undefined;
+    if (first && deps.requestStop(signal)) {
+      deps.error(
+        `\n${signal}: the run in progress stops after its current step (or evaluation), saving a ` +
+          `checkpoint there, and no other run starts; deno task bench --resume with the same ` +
+          `flags continues from that step. ${again(signal)} again stops at once (the steps since ` +
+          `the run's last checkpoint are then lost)`,
+      );
+      return;
+    }
+    deps.error(
+      `\n${signal}: stopped at once${first ? "" : " (a second signal)"}. The results of the ` +
+        `finished runs are in ${deps.out}; deno task bench --resume with the same flags skips ` +
+        `them and redoes the unfinished run from its last checkpoint (from step 0 when it has ` +
+        `none: profiles with checkpointEvery 0 write none)`,
+    );
+    deps.exit(SIGNAL_EXIT_CODES[signal]);
+  };
+}
+
+/** How the user sends a signal again: Ctrl-C for SIGINT, else its name. */
+function again(signal: InterruptSignal): string {
+  return signal === "SIGINT" ? "Ctrl-C" : signal;
+}
+
+/**
+ * {@link interruptHandler} as SIGINT and SIGTERM listeners, installed only while a training loop
+ * that writes checkpoints runs (`benchmarks/trainer.ts` `watchCheckpointingLoops`): at other times
+ * (downloads, pretraining, runs without checkpoints, between runs) the signals keep their default
+ * action, which stops the process at once even in synchronous work, where a listener would wait
+ * for it to yield and save nothing by waiting. SIGTERM is listened to only where the platform
+ * allows it (not Windows).
+ *
+ * @param deps the stop request, exit and output
+ * @returns stops watching and removes the listeners
+ */
+function interruptWhileCheckpointing(deps: InterruptDeps): () => void {
+  const handle = interruptHandler(deps);
+  let installed: [Deno.Signal, () => void][] = [];
+  const remove = () => {
+    for (const [signal, listener] of installed) Deno.removeSignalListener(signal, listener);
+    installed = [];
+  };
+  const unwatch = watchCheckpointingLoops((running) => {
+    if (!running) return remove();
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      const listener = () => handle(signal);
+      try {
+        Deno.addSignalListener(signal, listener);
+        installed.push([signal, listener]);
+      } catch {
+        // Not supported here (Windows: SIGTERM): its default action stays.
+      }
+    }
+  });
+  return () => {
+    unwatch();
+    remove();
+  };
 }
 
 /** Options of {@link main} (tests inject output sinks and a fake `runOne`). */
@@ -498,6 +612,11 @@ export interface MainOptions {
   readonly probe?: (choice: BackendChoice) => Promise<BackendProbe>;
   /** Runs `nvidia-smi` for the GPU's memory (default `Deno.Command`; tests inject a fake). */
   readonly runCommand?: CommandRunner;
+  /**
+   * Ends the process at once on a second SIGINT/SIGTERM, or a first one with nothing to save
+   * ({@link interruptHandler}; default `Deno.exit`).
+   */
+  readonly exit?: (code: number) => void;
 }
 
 /** Aborts a request whose response headers take longer than this (a body may take longer). */
@@ -935,6 +1054,13 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     const reporter = opts.progress === false ? undefined : progressReporter(specs.length, tty);
     let tablesFailed = false;
     let summary: GridSummary;
+    const removeInterruptHandler = interruptWhileCheckpointing({
+      requestStop,
+      stopRequested,
+      exit: opts.exit ?? ((code) => Deno.exit(code)),
+      error,
+      out: values.out,
+    });
     try {
       summary = await runGrid(specs, {
         outDir: values.out,
@@ -942,6 +1068,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         runOne,
         resume: values.resume,
         microBatchSizes: memory.microBatchSizes,
+        shouldStop: stopRequested,
         onEvent: reporter?.onEvent ?? ((e) => {
           if (e.kind === "start" && e.replaces !== undefined) {
             error(`rerunning ${e.spec.id}: ${replacing(e.replaces)}`);
@@ -951,6 +1078,24 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     } finally {
       // Also when the grid stops early (the backend failed): the bars' timer must not outlive it.
       reporter?.stop();
+      removeInterruptHandler();
+      // The request served this grid; a later main() in this process (tests) starts without it.
+      clearStopRequest();
+    }
+    if (summary.interrupted !== undefined) {
+      // No tables and no gate: the grid is incomplete by request, not by failure.
+      const { reason, spec, error: why, notStarted } = summary.interrupted;
+      error(
+        `Stopped by ${reason}: ${summary.done} runs done, ${summary.skipped} skipped, ` +
+          `${summary.failed.length} failed, ${notStarted} not started${
+            spec === undefined ? "" : `; run ${spec.id} ${why?.message ?? "stopped"}`
+          }`,
+      );
+      for (const f of summary.failed) error(`  FAILED ${f.spec.id}: ${f.error.message}`);
+      error(
+        `To continue: deno task bench --resume with the same flags (finished runs are skipped)`,
+      );
+      return SIGNAL_EXIT_CODES[reason as InterruptSignal] ?? 130;
     }
     // A run that failed this time is left out of the tables and the gate, even when an earlier
     // attempt's result file is still in OUT: its numbers are not this code's, and gating them

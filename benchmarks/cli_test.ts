@@ -5,9 +5,21 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { sharedPath } from "../model/shared_dir.ts";
 import { withEnv } from "../model/env_testing.ts";
-import { barName, fmtDuration, isGpuBackend, main, modelConfig, progressReporter } from "./cli.ts";
+import {
+  barName,
+  fmtDuration,
+  interruptHandler,
+  isGpuBackend,
+  main,
+  modelConfig,
+  progressReporter,
+} from "./cli.ts";
 import { defaultTaskCatalog, expandGrid } from "./runner.ts";
-import { runFileName } from "./spec.ts";
+import { runFileName, type RunOneFn } from "./spec.ts";
+import { stopRequested, train } from "./trainer.ts";
+import { disposeT5, initT5 } from "../model/t5.ts";
+import { Rng } from "./rng.ts";
+import { collate } from "./batching.ts";
 import { preset } from "../model/config.ts";
 import { estimateTrainingMemory } from "./memory.ts";
 import { memoryInputFor, WASM_HEAP_BYTES } from "./device_memory.ts";
@@ -1392,6 +1404,164 @@ Deno.test("main() on wasm: runs are checked against the wasm heap, a micro-batch
       /without --dry-run this is refused: 1 run\(s\) cannot fit the wasm heap/,
     );
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("interruptHandler(): a first signal waits for the checkpoint, a second or a needless wait exits", () => {
+  const make = (training: boolean) => {
+    const calls = {
+      exits: [] as number[],
+      lines: [] as string[],
+      pending: undefined as string | undefined,
+    };
+    const handle = interruptHandler({
+      requestStop: (r) => {
+        calls.pending ??= r;
+        return training;
+      },
+      stopRequested: () => calls.pending,
+      exit: (code) => calls.exits.push(code),
+      error: (line) => calls.lines.push(line),
+      out: "OUT",
+    });
+    return { calls, handle };
+  };
+  // A run that writes checkpoints is training: the first Ctrl-C asks it to stop, the second exits.
+  const a = make(true);
+  a.handle("SIGINT");
+  assert.deepEqual(a.calls.exits, []);
+  assert.equal(a.calls.pending, "SIGINT");
+  assert.match(a.calls.lines[0]!, /SIGINT: the run in progress stops after its current step/);
+  assert.match(a.calls.lines[0]!, /--resume with the same flags continues from that step/);
+  assert.match(a.calls.lines[0]!, /Ctrl-C again stops at once/);
+  a.handle("SIGINT");
+  assert.deepEqual(a.calls.exits, [130]);
+  assert.match(
+    a.calls.lines[1]!,
+    /SIGINT: stopped at once \(a second signal\)\. .* in OUT; .*--resume/,
+  );
+  // Nothing would be saved by waiting: exit at once, with SIGTERM's code.
+  const b = make(false);
+  b.handle("SIGTERM");
+  assert.deepEqual(b.calls.exits, [143]);
+  assert.match(b.calls.lines[0]!, /^\nSIGTERM: stopped at once\. The results of the finished runs/);
+});
+
+/**
+ * A runOne that really trains a tiny T5 (4 steps, checkpoints every 2), so that the bench's
+ * signal handling meets the trainer's stop request; with `signalAt`, the first run sends this
+ * process SIGTERM after that step (SIGINT would stop `deno test` itself, which listens to it)
+ * and waits until the handler has seen it. `log.steps` counts the steps trained.
+ */
+function trainingRunOne(signalAt?: number, log = { steps: 0 }): RunOneFn {
+  const ids = { padTokenId: 0, eosTokenId: 1, decoderStartTokenId: 0 };
+  let signalled = false;
+  return async (spec, opts) => {
+    const model = initT5({ ...preset("tiny-v1_1"), vocabSize: 64, dropoutRate: 0 }, { seed: 1 });
+    try {
+      const rng = new Rng(11 + spec.seed);
+      const data = Array.from({ length: 8 }, (_, i) => ({
+        input: [2 + i, 1],
+        target: [40 + (i % 2), 1],
+        taskId: 0,
+      }));
+      const outcome = await train({
+        model,
+        instance: {
+          name: "toy",
+          variables: new Map(),
+          keepTaskPrefix: true,
+          isBackboneTrainable: () => true,
+          hooks: () => ({}),
+          dispose: () => {},
+        },
+        train: spec.train,
+        seed: spec.seed,
+        taskNames: spec.tasks,
+        source: {
+          next: () => collate(Array.from({ length: 2 }, () => data[rng.nextInt(8)]!), ids),
+          state: () => rng.state(),
+          restore: (st) => rng.restore(st as ReturnType<Rng["state"]>),
+        },
+        checkpointDir: join(opts.outDir, "checkpoints"),
+        runKey: spec.id,
+        onStep: async (step) => {
+          log.steps++;
+          if (step !== signalAt || signalled) return;
+          signalled = true;
+          Deno.kill(Deno.pid, "SIGTERM");
+          for (let i = 0; i < 500 && stopRequested() === undefined; i++) {
+            await new Promise((r) => setTimeout(r, 10));
+          }
+          assert.equal(stopRequested(), "SIGTERM", "the bench's handler saw the signal");
+        },
+      });
+      return { ...await fakeRunOne(spec, opts), losses: outcome.losses };
+    } finally {
+      disposeT5(model);
+    }
+  };
+}
+
+Deno.test("main(): SIGTERM mid-run saves a checkpoint and exits 143; --resume finishes bit-identically", async () => {
+  const dir = await Deno.makeTempDir();
+  const profile = await tmpProfile(dir, {
+    seeds: [0, 1],
+    benchmarks: ["glue"],
+    tasks: { glue: ["rte"] },
+    methods: [{ name: "mtl" }],
+    train: { ...TINY.train, checkpointEvery: 2 },
+  });
+  const base = ["--profile", profile, "--data-dir", DATA, "--no-tables"];
+  // Should the handler not be installed, this keeps the signal from ending the test process.
+  const guard = () => {};
+  Deno.addSignalListener("SIGTERM", guard);
+  try {
+    const ref = join(dir, "ref");
+    assert.equal(
+      await main([...base, "--out", ref], { ...capture().opts, runOne: trainingRunOne() }),
+      0,
+    );
+    const out = join(dir, "out");
+    const exits: number[] = [];
+    const c = capture();
+    const code = await main([...base, "--out", out], {
+      ...c.opts,
+      runOne: trainingRunOne(3),
+      exit: (n) => exits.push(n),
+    });
+    const err = c.err.join("\n");
+    assert.equal(code, 143, err);
+    assert.deepEqual(exits, [], "the first signal waited for the step's checkpoint");
+    assert.match(err, /SIGTERM: the run in progress stops after its current step/);
+    assert.match(
+      err,
+      /Stopped by SIGTERM: 0 runs done, 0 skipped, 0 failed, 1 not started; run \w+ stopped by SIGTERM after step 3 of 4; checkpoint .*step-00000003: --resume continues from step 3/,
+    );
+    const left = [...Deno.readDirSync(out)].map((e) => e.name);
+    assert.ok(left.every((n) => !n.endsWith(".json")), `no result file: ${left}`);
+    assert.equal(stopRequested(), undefined, "the request ended with the grid");
+
+    const r = capture();
+    const log = { steps: 0 };
+    assert.equal(
+      await main([...base, "--out", out, "--resume"], {
+        ...r.opts,
+        runOne: trainingRunOne(undefined, log),
+      }),
+      0,
+    );
+    assert.equal(log.steps, 1 + 4, "the stopped run resumed after step 3; the other ran whole");
+    assert.match(r.err.join("\n"), /2 runs done, 0 skipped, 0 failed/);
+    for (const name of readAll(ref).keys()) {
+      const a = JSON.parse(Deno.readTextFileSync(join(ref, name)));
+      const b = JSON.parse(Deno.readTextFileSync(join(out, name)));
+      assert.deepEqual(b.losses, a.losses, name);
+    }
+    assert.deepEqual([...readAll(out).keys()].sort(), [...readAll(ref).keys()].sort());
+  } finally {
+    Deno.removeSignalListener("SIGTERM", guard);
     await Deno.remove(dir, { recursive: true });
   }
 });
