@@ -13,6 +13,11 @@
  * uninterrupted run (the variables, optimizer slots and sampler state are restored exactly).
  * A stop request ({@link requestStop}: the bench's SIGINT/SIGTERM) ends the loop at the next step
  * boundary with a checkpoint of that step ({@link TrainingInterruptedError}), so it loses no step.
+ * A run that writes checkpoints also saves one after the step at which
+ * {@link TrainOptions.checkpointMinutes} (default {@link DEFAULT_CHECKPOINT_MINUTES}) have passed
+ * since the last, so that a kill nothing can catch (SIGKILL, an out-of-memory kill, a power cut)
+ * loses at most about that long when steps are slow; only the newest two checkpoints are kept
+ * (`benchmarks/checkpointing.ts`), whichever rule wrote them.
  *
  * @module
  */
@@ -215,6 +220,19 @@ export interface TrainOptions {
    * enabled). Default {@link stopRequested}, the process-wide request of {@link requestStop}.
    */
   readonly shouldStop?: () => string | undefined;
+  /**
+   * Wall-clock checkpoint interval of a run that writes checkpoints (`train.checkpointEvery` > 0):
+   * after a step (and its evaluation) at which at least this many minutes have passed since the
+   * loop started or last saved, a checkpoint of that step is saved too, so that a kill the process
+   * cannot catch (SIGKILL, an out-of-memory kill, a power cut) loses at most about this long
+   * however slow a step is. 0 turns it off. Not part of the run's spec: the saved states are
+   * those of step boundaries, so results and run ids do not change. Default
+   * {@link checkpointMinutes}, the process-wide setting of {@link setCheckpointMinutes}
+   * ({@link DEFAULT_CHECKPOINT_MINUTES} unless set).
+   */
+  readonly checkpointMinutes?: number;
+  /** The clock of {@link TrainOptions.checkpointMinutes}, in ms (default `performance.now`; tests). */
+  readonly now?: () => number;
   /** Optimizer options beyond TrainSpec (e.g. Adafactor's parameter scale). */
   readonly optimizerOptions?: { readonly multiplyByParameterScale?: boolean };
 }
@@ -314,6 +332,50 @@ export function clearStopRequest(): void {
  */
 export function stopRequested(): string | undefined {
   return stopReason;
+}
+
+/** The wall-clock checkpoint interval, in minutes, of {@link TrainOptions.checkpointMinutes}. */
+export const DEFAULT_CHECKPOINT_MINUTES = 30;
+
+/** The process-wide wall-clock checkpoint interval ({@link setCheckpointMinutes}). */
+let intervalMinutes = DEFAULT_CHECKPOINT_MINUTES;
+
+/**
+ * Checks a wall-clock checkpoint interval.
+ *
+ * @param minutes the interval
+ * @param name what gave it, for the error
+ * @returns `minutes`
+ * @throws Error naming `name` when it is not a finite number ≥ 0
+ */
+function checkedMinutes(minutes: number, name: string): number {
+  if (typeof minutes !== "number" || !Number.isFinite(minutes) || minutes < 0) {
+    throw new Error(`${name} must be a number of minutes ≥ 0 (0: off), got ${minutes}`);
+  }
+  return minutes;
+}
+
+/**
+ * Sets the wall-clock checkpoint interval of every {@link train} call of this process that does
+ * not pass its own {@link TrainOptions.checkpointMinutes} (the bench's `--checkpoint-minutes`).
+ *
+ * @param minutes the interval in minutes, 0 for none
+ * @returns the previous setting (to restore it)
+ * @throws Error when `minutes` is not a finite number ≥ 0
+ */
+export function setCheckpointMinutes(minutes: number): number {
+  const previous = intervalMinutes;
+  intervalMinutes = checkedMinutes(minutes, "setCheckpointMinutes");
+  return previous;
+}
+
+/**
+ * The process-wide wall-clock checkpoint interval ({@link setCheckpointMinutes}).
+ *
+ * @returns minutes; 0 when off
+ */
+export function checkpointMinutes(): number {
+  return intervalMinutes;
 }
 
 /**
@@ -563,6 +625,10 @@ function checkResumeState(dir: string, step: number, state: Record<string, unkno
  */
 export async function train(o: TrainOptions): Promise<TrainOutcome> {
   const t = o.train;
+  // Checked before anything is allocated.
+  const everyMs = 60_000 *
+    checkedMinutes(o.checkpointMinutes ?? intervalMinutes, "train(): checkpointMinutes");
+  const now = o.now ?? (() => performance.now());
   const params = trainedVariables(o.model, o.instance);
   const varList = [...params.values()];
   const nameOf = new Map(varList.map((v) => [v.name, ""]));
@@ -709,6 +775,12 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
       ? { step: resumedFrom, dir: join(o.checkpointDir!, checkpointDirName(resumedFrom)) }
       : undefined;
     const shouldStop = o.shouldStop ?? stopRequested;
+    // When the last checkpoint was saved (or the loop started): the wall-clock interval's origin.
+    let savedAt = now();
+    const saveStep = async () => {
+      saved = { step, dir: await save() };
+      savedAt = now();
+    };
     if (ckptEnabled) checkpointingLoop(1);
     try {
       while (step < t.steps) {
@@ -716,9 +788,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
         if (stop !== undefined) {
           // Every state of a step boundary is resumable: the steps since the last checkpoint are
           // kept (the step's evaluation is done; the sampler and optimizer are between steps).
-          if (ckptEnabled && saved?.step !== step && step > 0) {
-            saved = { step, dir: await save() };
-          }
+          if (ckptEnabled && saved?.step !== step && step > 0) await saveStep();
           throw new TrainingInterruptedError(stop, step, t.steps, saved?.dir, ckptEnabled);
         }
         await oneStep();
@@ -726,8 +796,14 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
           o.onEval?.(step);
           evals.push(...await o.evaluate(step));
         }
-        if (ckptEnabled && (step % t.checkpointEvery === 0 || step === t.steps)) {
-          saved = { step, dir: await save() };
+        // The scheduled checkpoints, and one when the wall-clock interval has passed (a step
+        // boundary like any other: saving reads the state and changes nothing).
+        if (
+          ckptEnabled &&
+          (step % t.checkpointEvery === 0 || step === t.steps ||
+            (everyMs > 0 && now() - savedAt >= everyMs))
+        ) {
+          await saveStep();
         }
       }
     } finally {

@@ -8,12 +8,16 @@ import { DEFAULT_TRAIN, SpecError, type TrainSpec, validateTrain } from "./spec.
 import { Rng } from "./rng.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
 import { collate, disposeBatch } from "./batching.ts";
+import { listCheckpoints } from "./checkpointing.ts";
 import {
   type BatchSource,
+  checkpointMinutes,
   clearStopRequest,
+  DEFAULT_CHECKPOINT_MINUTES,
   lossAndGrads,
   NonFiniteLossError,
   requestStop,
+  setCheckpointMinutes,
   stopRequested,
   train,
   TrainingInterruptedError,
@@ -460,6 +464,119 @@ Deno.test("train() stopped by a request saves that step's checkpoint; the resume
   assert.equal(stopRequested(), "SIGTERM");
   clearStopRequest();
   assert.equal(stopRequested(), undefined);
+});
+
+Deno.test("train() also checkpoints when checkpointMinutes have passed (injected clock); the resume is bit-identical", async () => {
+  const evalFn = (model: T5Model) => async (step: number) => {
+    const v = (await model.params.get("shared.weight")!.data())[0]!;
+    return [{ step, task: "a", metrics: { probe: v }, groupScore: v }];
+  };
+  // No scheduled checkpoint before the last step: every other one is the clock's.
+  const spec = { ...SPEC, checkpointEvery: 100 };
+  /**
+   * A run whose clock advances 10 minutes per step (in onStep, before the step's evaluation and
+   * checkpoint), with a 25-minute interval: saves after steps 3 and 6 (30 minutes each), and 8
+   * (the last step). `killAt` throws in that step's onStep, before its checkpoint.
+   */
+  const timed = (
+    model: T5Model,
+    dir: string,
+    killAt?: number,
+    extra: Partial<TrainOptions> = {},
+  ) => {
+    let clock = 0;
+    return train(opts(model, {
+      train: spec,
+      checkpointDir: dir,
+      runKey: "k",
+      evaluate: evalFn(model),
+      checkpointMinutes: 25,
+      now: () => clock,
+      onStep: (s) => {
+        clock += 10 * 60_000;
+        if (s === killAt) throw new Error("simulated kill");
+      },
+      ...extra,
+    }));
+  };
+  const dirA = await Deno.makeTempDir();
+  const a = initT5(CONFIG, { seed: 1 });
+  const ra = await timed(a, dirA);
+  assert.deepEqual(await listCheckpoints(dirA), [6, 8], "the newest two kept, as for step ones");
+  const va = await snapshot(a);
+  disposeT5(a);
+  await Deno.remove(dirA, { recursive: true });
+  for (const [killAt, saved] of [[5, [3]], [7, [3, 6]]] as const) {
+    const dir = await Deno.makeTempDir();
+    const m = initT5(CONFIG, { seed: 1 });
+    const before = tf.memory().numTensors;
+    await assert.rejects(() => timed(m, dir, killAt), /simulated kill/);
+    assert.equal(tf.memory().numTensors, before, "nothing leaked");
+    disposeT5(m);
+    assert.deepEqual(await listCheckpoints(dir), saved, `killed at step ${killAt}`);
+    // A fresh process: new model (same init), new source, resume from the clock's checkpoint.
+    const b = initT5(CONFIG, { seed: 1 });
+    const rb = await timed(b, dir);
+    assert.equal(rb.resumedFrom, saved[saved.length - 1]);
+    assert.deepEqual(rb.losses, ra.losses);
+    assert.deepEqual(rb.evals, ra.evals);
+    assert.equal(rb.tokens, ra.tokens);
+    const vb = await snapshot(b);
+    for (const [n, x] of va) assert.deepEqual(vb.get(n), x, n);
+    disposeT5(b);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("train() checkpointMinutes: 0 is off, the process-wide setting is the default, no checkpoints without checkpointEvery, bad values refused", async () => {
+  assert.equal(checkpointMinutes(), DEFAULT_CHECKPOINT_MINUTES);
+  const m = initT5(CONFIG, { seed: 1 });
+  const spec = { ...SPEC, steps: 4, evalEvery: 4, checkpointEvery: 100 };
+  /** Steps saved by a run killed after step 3 whose clock advances 10 minutes per step. */
+  const savedBy = async (extra: Partial<TrainOptions>, train_ = spec): Promise<number[]> => {
+    const dir = await Deno.makeTempDir();
+    let clock = 0;
+    try {
+      await assert.rejects(
+        () =>
+          train(opts(m, {
+            train: train_,
+            checkpointDir: dir,
+            now: () => clock,
+            onStep: (s) => {
+              clock += 10 * 60_000;
+              if (s === 3) throw new Error("simulated kill");
+            },
+            ...extra,
+          })),
+        /simulated kill/,
+      );
+      return await listCheckpoints(dir);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  };
+  const previous = setCheckpointMinutes(15);
+  try {
+    assert.equal(previous, DEFAULT_CHECKPOINT_MINUTES);
+    assert.deepEqual(await savedBy({}), [2], "the process-wide 15 minutes: after step 2");
+    assert.deepEqual(await savedBy({ checkpointMinutes: 25 }), [], "the option wins");
+    assert.deepEqual(await savedBy({ checkpointMinutes: 0 }), [], "0: off");
+    assert.deepEqual(
+      await savedBy({ checkpointMinutes: 5 }, { ...spec, checkpointEvery: 0 }),
+      [],
+      "a run that writes no checkpoints writes no timed ones either",
+    );
+    assert.throws(() => setCheckpointMinutes(-1), /minutes ≥ 0 .*got -1/);
+    assert.equal(checkpointMinutes(), 15, "a refused value changes nothing");
+    await assert.rejects(
+      () => train(opts(m, { train: spec, checkpointMinutes: NaN })),
+      /train\(\): checkpointMinutes must be a number of minutes ≥ 0 \(0: off\), got NaN/,
+    );
+  } finally {
+    setCheckpointMinutes(previous);
+    disposeT5(m);
+  }
 });
 
 Deno.test("train() without checkpoints stops at once on a request, saying a resume starts over", async () => {
