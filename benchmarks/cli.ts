@@ -108,13 +108,13 @@ import {
 import {
   type CommandRunner,
   DEVICE_MEMORY_ENV,
-  deviceMemory,
   deviceMemoryOverride,
   type DeviceMemoryPlan,
   fittingMethodsAdvice,
   fmtGb,
   isWasmBackend,
   planDeviceMemory,
+  probeDeviceMemory,
   type RunBackend,
 } from "./device_memory.ts";
 
@@ -989,13 +989,18 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     // The preflight: estimates for the dry-run table, and on a GPU or the wasm heap the
     // micro-batches or a refusal.
     if (anyGpu || anyWasm || values["dry-run"]) {
-      const device = anyGpu ? await deviceMemory(memoryOverride, opts.runCommand) : memoryOverride;
-      if (anyGpu && device === undefined) {
+      const probed = anyGpu ? await probeDeviceMemory(memoryOverride, opts.runCommand) : undefined;
+      const device = probed === undefined
+        ? memoryOverride
+        : probed.bytes === null
+        ? undefined
+        : probed;
+      if (probed !== undefined && probed.bytes === null) {
         const webgpu = [...probes.values()].some((p) => p.gpu && p.name === "webgpu");
         error(
           `note: the GPU's memory is unknown (${
-            webgpu ? "WebGPU reports no total memory and " : ""
-          }nvidia-smi gave none): runs are not checked against it, and a batch too large for it ` +
+            webgpu ? "WebGPU reports no total memory; " : ""
+          }${probed.reason}): runs are not checked against it, and a batch too large for it ` +
             `fails out of memory; --device-memory GB or ${DEVICE_MEMORY_ENV} states it` +
             `${values["dry-run"] ? "" : " (--dry-run prints the estimated peaks)"}`,
         );

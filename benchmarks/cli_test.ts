@@ -75,6 +75,25 @@ function microRecorder(): { micro: (number | undefined)[]; runOne: typeof fakeRu
   };
 }
 
+/**
+ * A `runCommand` that must not be called: it records each call (and rejects, as a missing
+ * program would not: since probeDeviceMemory reads a rejection as "memory unknown", only the
+ * record shows an accidental call). Tests assert `calls` is empty.
+ */
+function forbiddenCommand(): {
+  calls: string[];
+  runCommand: (cmd: string, args: readonly string[]) => Promise<never>;
+} {
+  const calls: string[] = [];
+  return {
+    calls,
+    runCommand: (cmd, args) => {
+      calls.push([cmd, ...args].join(" "));
+      return Promise.reject(new Error(`${cmd} must not run here`));
+    },
+  };
+}
+
 function readAll(dir: string): Map<string, string> {
   const m = new Map<string, string>();
   for (const e of Deno.readDirSync(dir)) {
@@ -926,9 +945,10 @@ Deno.test("main() on a GPU: the largest fitting micro-batch, recorded; a run tha
   // A device on which micro-batch 2 fits with the 10% margin and 4 does not.
   const gb = String((peak(2) / 0.9) * 1.001 / 1e9);
   assert.ok(peak(4) > 0.9 * Number(gb) * 1e9);
+  const smi = forbiddenCommand(); // --device-memory is given: nvidia-smi is not asked
   const gpu = {
     probe: () => Promise.resolve({ name: "webgpu", gpu: true }),
-    runCommand: () => Promise.reject(new Error("nvidia-smi must not run with an override")),
+    runCommand: smi.runCommand,
   };
   const { micro, runOne } = microRecorder();
   const args = (
@@ -967,8 +987,9 @@ Deno.test("main() on a GPU: the largest fitting micro-batch, recorded; a run tha
     assert.match(msg, /Refused before training: 2 run\(s\) cannot fit the GPU's memory/);
     assert.match(msg, new RegExp(`run ${grid[0]!.id} \\(tiny-v1_1, mtl, glue, s0\\)`));
     assert.match(msg, /even at micro-batch 1 .*--device-memory/);
+    assert.deepEqual(smi.calls, [], "nvidia-smi was not run with --device-memory");
 
-    // Memory unknown (WebGPU, no nvidia-smi): runs as specified, said once.
+    // Memory unknown (WebGPU, no nvidia-smi): runs as specified, said once, with the reason.
     const c3 = capture();
     assert.equal(
       await main(args(join(dir, "out3")), {
@@ -982,7 +1003,36 @@ Deno.test("main() on a GPU: the largest fitting micro-batch, recorded; a run tha
     assert.deepEqual(micro, [undefined, undefined]);
     const unknown = c3.err.filter((l) => l.includes("memory is unknown"));
     assert.equal(unknown.length, 1);
-    assert.match(unknown[0]!, /WebGPU reports no total memory/);
+    assert.match(
+      unknown[0]!,
+      /^note: the GPU's memory is unknown \(WebGPU reports no total memory; nvidia-smi not found \(no NVIDIA driver\)\): runs are not checked/,
+    );
+    // nvidia-smi answers but under MIG: the reason probeDeviceMemory gives, in the one line.
+    micro.length = 0;
+    const c4 = capture();
+    const mig: string[] = [];
+    assert.equal(
+      await main(args(join(dir, "out4")), {
+        ...c4.opts,
+        probe: gpu.probe,
+        runCommand: (_cmd, a) => {
+          mig.push(a[0]!);
+          return Promise.resolve({
+            success: true,
+            stdout: a[0] === "--query-gpu=memory.total" ? "81559\n" : "Enabled\n",
+          });
+        },
+        runOne,
+      }),
+      0,
+    );
+    assert.deepEqual(mig, ["--query-gpu=memory.total", "--query-gpu=mig.mode.current"]);
+    assert.deepEqual(micro, [undefined, undefined], "unknown: the runs train as specified");
+    const migNote = c4.err.filter((l) => l.includes("memory is unknown"));
+    assert.equal(migNote.length, 1, c4.err.join("\n"));
+    assert.match(migNote[0]!, /\(WebGPU reports no total memory; GPU 0 is in MIG mode: .*\): runs/);
+    assert.doesNotMatch(migNote[0]!, /\n/, "one line");
+    assert.doesNotMatch(c4.err.join("\n"), /nvidia-smi gave none|GPU memory: /);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -1237,9 +1287,10 @@ Deno.test("main() on a GPU that fits only some methods: the refusal names them a
   // A device on which Prompt-Tuning's frozen backbone fits at one row and MTL does not.
   const bytes = (one("prompt_tuning") + one("mtl")) / 2 / 0.9;
   assert.ok(one("prompt_tuning") < 0.9 * bytes && 0.9 * bytes < one("mtl"));
+  const smi = forbiddenCommand(); // --device-memory is given: nvidia-smi is not asked
   const gpu = {
     probe: () => Promise.resolve({ name: "webgpu", gpu: true }),
-    runCommand: () => Promise.reject(new Error("nvidia-smi must not run with an override")),
+    runCommand: smi.runCommand,
   };
   const ran: string[] = [];
   const runOne: typeof fakeRunOne = (spec, o) => {
@@ -1280,6 +1331,7 @@ Deno.test("main() on a GPU that fits only some methods: the refusal names them a
       f.err.join("\n"),
     );
     assert.deepEqual(ran, ["prompt_tuning"]);
+    assert.deepEqual(smi.calls, [], "nvidia-smi was not run with --device-memory");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -1324,9 +1376,10 @@ Deno.test("main() on wasm: runs are checked against the wasm heap, a micro-batch
   const heap = (m: number) =>
     estimateTrainingMemory(memoryInputFor(spec!, preset("tiny-v1_1"), "fused-wasm-blas", m)).peak;
   assert.ok(heap(64) <= 0.85 * WASM_HEAP_BYTES && heap(128) > 0.85 * WASM_HEAP_BYTES);
+  const smi = forbiddenCommand(); // no GPU: nvidia-smi is not asked
   const wasm = {
     probe: () => Promise.resolve({ name: "wasm+blas", gpu: false }),
-    runCommand: () => Promise.reject(new Error("nvidia-smi must not run for wasm runs")),
+    runCommand: smi.runCommand,
   };
   const { micro, runOne } = microRecorder();
   const args = (
@@ -1402,6 +1455,12 @@ Deno.test("main() on wasm: runs are checked against the wasm heap, a micro-batch
     assert.match(
       c4.err.join("\n"),
       /without --dry-run this is refused: 1 run\(s\) cannot fit the wasm heap/,
+    );
+    assert.deepEqual(smi.calls, [], "nvidia-smi was not run for wasm runs");
+    assert.doesNotMatch(
+      [...c.err, ...c4.err].join("\n"),
+      /memory is unknown/,
+      "no GPU: its memory is not looked for",
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
