@@ -482,7 +482,7 @@ export function progressReporter(total: number, tty: boolean, stream?: Writable)
         grid.update(++finished, { info: "failed" });
         break;
       case "interrupted":
-        multi.log(`STOPPED ${e.spec.id} (${name.trim()}): ${e.error.message}\n`);
+        // Only the bar: the summary main() prints next names the reason and the checkpoint once.
         run?.update({ info: "stopped" });
         break;
     }
@@ -1090,10 +1090,12 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     if (summary.interrupted !== undefined) {
       // No tables and no gate: the grid is incomplete by request, not by failure.
       const { reason, spec, error: why, notStarted } = summary.interrupted;
+      // The run's own message starts "stopped by <reason> after step …": the reason is said once.
+      const stoppedRun = why?.message.replace(`stopped by ${reason} `, "stopped ") ?? "stopped";
       error(
         `Stopped by ${reason}: ${summary.done} runs done, ${summary.skipped} skipped, ` +
           `${summary.failed.length} failed, ${notStarted} not started${
-            spec === undefined ? "" : `; run ${spec.id} ${why?.message ?? "stopped"}`
+            spec === undefined ? "" : `; run ${spec.id} ${stoppedRun}`
           }`,
       );
       for (const f of summary.failed) error(`  FAILED ${f.spec.id}: ${f.error.message}`);

@@ -927,6 +927,33 @@ Deno.test("progressReporter().stop() writes a message still queued (the last run
   }
 });
 
+Deno.test("progressReporter(): a stopped run's bar says so; its reason and checkpoint are left to main()'s summary", async () => {
+  const dir = await Deno.makeTempDir();
+  const [spec] = expandGrid(await loadProfile(await tmpProfile(dir)), { dataDir: DATA });
+  await Deno.remove(dir, { recursive: true });
+  for (const tty of [false, true]) {
+    const chunks: string[] = [];
+    const stream = new Writable({
+      write(chunk, _enc, done) {
+        chunks.push(String(chunk));
+        done();
+      },
+    });
+    Object.assign(stream, { isTTY: tty, columns: 200 });
+    const reporter = progressReporter(2, tty, stream);
+    reporter.onEvent({ kind: "start", spec: spec!, index: 0 });
+    const why = Object.assign(
+      new Error("stopped by SIGINT after step 1 of 4; checkpoint X/step-00000001: --resume"),
+      { interrupted: true },
+    );
+    reporter.onEvent({ kind: "interrupted", spec: spec!, index: 0, error: why });
+    reporter.stop();
+    const text = chunks.join("");
+    assert.match(text, /\| stopped/, `tty ${tty}: the bar says stopped`);
+    assert.doesNotMatch(text, /STOPPED|step-00000001|SIGINT/, `tty ${tty}`);
+  }
+});
+
 Deno.test("main() on a GPU: the largest fitting micro-batch, recorded; a run that cannot fit is refused; unknown memory changes nothing", async () => {
   const dir = await Deno.makeTempDir();
   const profile = await tmpProfile(dir, {
@@ -1596,8 +1623,11 @@ Deno.test("main(): SIGTERM mid-run saves a checkpoint and exits 143; --resume fi
     assert.match(err, /SIGTERM: the run in progress stops after its current step/);
     assert.match(
       err,
-      /Stopped by SIGTERM: 0 runs done, 0 skipped, 0 failed, 1 not started; run \w+ stopped by SIGTERM after step 3 of 4; checkpoint .*step-00000003: --resume continues from step 3/,
+      /Stopped by SIGTERM: 0 runs done, 0 skipped, 0 failed, 1 not started; run \w+ stopped after step 3 of 4; checkpoint .*step-00000003: --resume continues from step 3/,
     );
+    // The reason and the checkpoint are said once (the signal's own line names neither).
+    assert.equal(err.split("step-00000003").length, 2, err);
+    assert.equal(err.split(/stopped by SIGTERM/i).length, 2, err);
     const left = [...Deno.readDirSync(out)].map((e) => e.name);
     assert.ok(left.every((n) => !n.endsWith(".json")), `no result file: ${left}`);
     assert.equal(stopRequested(), undefined, "the request ended with the grid");
