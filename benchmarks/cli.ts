@@ -6,7 +6,7 @@
  * deno task bench [--profile NAME|PATH] [--data-dir DIR] [--no-download] [--out DIR]
  *                 [--methods LABEL[,LABEL...]] [--shard i/n] [--dry-run] [--compare BASELINE]
  *                 [--backend X] [--resume] [--tables DIR] [--no-tables] [--device-memory GB]
- *                 [--help]
+ *                 [--checkpoint-minutes N] [--help]
  * ```
  *
  * `--methods` keeps the profile's runs of the methods with those labels (the names the tables
@@ -41,6 +41,9 @@
  * other times (profiles without checkpoints, pretraining, downloads, between runs) the signals
  * keep their default action, an immediate stop (exit 130 / 143): waiting would save nothing.
  * Result files and checkpoints are written atomically, so neither way leaves a partial one.
+ * Against kills that cannot be caught (SIGKILL, an out-of-memory kill, a power cut), such a run
+ * also saves a checkpoint once `--checkpoint-minutes` (default 30; 0 off) have passed since its
+ * last one (`benchmarks/trainer.ts` `setCheckpointMinutes`), whatever `checkpointEvery` says.
  *
  * @module
  */
@@ -91,7 +94,9 @@ import {
 import { fakeRunOne } from "./_fake_run_one.ts";
 import {
   clearStopRequest,
+  DEFAULT_CHECKPOINT_MINUTES,
   requestStop,
+  setCheckpointMinutes,
   stopRequested,
   watchCheckpointingLoops,
 } from "./trainer.ts";
@@ -155,7 +160,21 @@ Options:
                        refused (exit 2) when none does; with --dry-run, the table shows
                        what every run would do on a GPU of that size. Runs on wasm and
                        wasm+blas are checked likewise against the 4 GiB wasm heap (85% usable)
-  --help               this text`;
+  --checkpoint-minutes N
+                       a run that writes checkpoints (the profile's train.checkpointEvery > 0)
+                       also saves one after the step at which N minutes have passed since its
+                       last one (default ${DEFAULT_CHECKPOINT_MINUTES}; 0: only every checkpointEvery steps), so a kill
+                       that cannot be caught (SIGKILL, out of memory, power cut) loses at most
+                       about N minutes; results and run ids do not change. The newest two
+                       checkpoints of a run are kept
+  --help               this text
+
+Ctrl-C (SIGINT) or SIGTERM while a run that writes checkpoints trains: the run finishes its
+current step (or evaluation), saves a checkpoint of it, no other run starts, no tables or gate
+are written, and bench exits 130 (SIGINT) or 143 (SIGTERM); --resume with the same flags
+continues from that step. A second signal stops at once (the steps since the run's last
+checkpoint are lost). At other times (downloads, pretraining, runs without checkpoints, between
+runs) a signal stops at once, with the same exit codes.`;
 
 /**
  * Assumed sustained throughput per backend, in matmul FLOP/s of the whole run (training,
@@ -656,6 +675,7 @@ const OPTIONS = {
   tables: { type: "string" },
   "no-tables": { type: "boolean", default: false },
   "device-memory": { type: "string" },
+  "checkpoint-minutes": { type: "string" },
   help: { type: "boolean", short: "h", default: false },
 } as const;
 
@@ -670,7 +690,27 @@ const VALUE_OF = {
   backend: BACKEND_CHOICES.join("|"),
   tables: "a folder",
   "device-memory": "the GPU's memory in GB, e.g. 80",
+  "checkpoint-minutes": "minutes, e.g. 30 (0: off)",
 } as const;
+
+/**
+ * Parses `--checkpoint-minutes`: a number of minutes ≥ 0 (0 turns the wall-clock checkpoints
+ * off), as `benchmarks/trainer.ts` `setCheckpointMinutes` takes it.
+ *
+ * @param text the flag's value
+ * @returns the minutes
+ * @throws UsageError (one line) naming the flag and the value
+ */
+export function parseCheckpointMinutes(text: string): number {
+  const minutes = /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(text) ? Number(text) : NaN;
+  if (!Number.isFinite(minutes)) {
+    throw new UsageError(
+      `--checkpoint-minutes must be a number of minutes ≥ 0 (0: off; e.g. 30), got ` +
+        `${JSON.stringify(text)}; deno task bench --help lists the flags`,
+    );
+  }
+  return minutes;
+}
 
 /** The parsed flags of `deno task bench`. */
 export type BenchArgs = FlagValues<typeof OPTIONS>;
@@ -817,6 +857,10 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     const backprop = backpropFromEnv();
     const submitBatch = submitBatchFromEnv();
     const memoryOverride = deviceMemoryOverride(values["device-memory"]);
+    const minutesArg = values["checkpoint-minutes"];
+    const minutes = minutesArg === undefined
+      ? DEFAULT_CHECKPOINT_MINUTES
+      : parseCheckpointMinutes(minutesArg);
     const probeWith = opts.probe ?? probeBackend;
     const shardArg = values.shard;
     const shard = shardArg === undefined ? undefined : usageChecked(() => parseShard(shardArg));
@@ -1059,6 +1103,14 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     const reporter = opts.progress === false ? undefined : progressReporter(specs.length, tty);
     let tablesFailed = false;
     let summary: GridSummary;
+    if (minutesArg !== undefined && !specs.some((s) => s.train.checkpointEvery > 0)) {
+      error(
+        `note: --checkpoint-minutes ${minutesArg} changes nothing here: no run writes ` +
+          `checkpoints (train.checkpointEvery 0)`,
+      );
+    }
+    // Every run's train() of this grid takes it (not part of the specs: run ids do not change).
+    const previousMinutes = setCheckpointMinutes(minutes);
     const removeInterruptHandler = interruptWhileCheckpointing({
       requestStop,
       stopRequested,
@@ -1086,6 +1138,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       removeInterruptHandler();
       // The request served this grid; a later main() in this process (tests) starts without it.
       clearStopRequest();
+      setCheckpointMinutes(previousMinutes);
     }
     if (summary.interrupted !== undefined) {
       // No tables and no gate: the grid is incomplete by request, not by failure.

@@ -16,7 +16,7 @@ import {
 } from "./cli.ts";
 import { defaultTaskCatalog, expandGrid } from "./runner.ts";
 import { runFileName, type RunOneFn } from "./spec.ts";
-import { stopRequested, train } from "./trainer.ts";
+import { checkpointMinutes, DEFAULT_CHECKPOINT_MINUTES, stopRequested, train } from "./trainer.ts";
 import { disposeT5, initT5 } from "../model/t5.ts";
 import { Rng } from "./rng.ts";
 import { collate } from "./batching.ts";
@@ -184,6 +184,8 @@ Deno.test("main() reports bad arguments and profiles with exit code 2", async ()
   c = capture();
   assert.equal(await main(["--help"], c.opts), 0);
   assert.match(c.out.join("\n"), /--shard i\/n[\s\S]*smoke/);
+  assert.match(c.out.join("\n"), /--checkpoint-minutes N\n +a run that writes checkpoints/);
+  assert.match(c.out.join("\n"), /exits 130 \(SIGINT\) or 143 \(SIGTERM\)[^]*A second signal/);
   // The profiles' descriptions start in one column, ablation-large's too.
   const profileLines = c.out.join("\n").split("\nProfiles:\n")[1]!.split("\n");
   assert.ok(profileLines.some((l) => l.startsWith("  ablation-large ")), profileLines.join("\n"));
@@ -1538,9 +1540,10 @@ Deno.test("interruptHandler(): a first signal waits for the checkpoint, a second
  * A runOne that really trains a tiny T5 (4 steps, checkpoints every 2), so that the bench's
  * signal handling meets the trainer's stop request; with `signalAt`, the first run sends this
  * process SIGTERM after that step (SIGINT would stop `deno test` itself, which listens to it)
- * and waits until the handler has seen it. `log.steps` counts the steps trained.
+ * and waits until the handler has seen it. `log.steps` counts the steps trained; with `killAt`,
+ * every run fails after that step, before its checkpoint (a kill nothing can catch).
  */
-function trainingRunOne(signalAt?: number, log = { steps: 0 }): RunOneFn {
+function trainingRunOne(signalAt?: number, log = { steps: 0 }, killAt?: number): RunOneFn {
   const ids = { padTokenId: 0, eosTokenId: 1, decoderStartTokenId: 0 };
   let signalled = false;
   return async (spec, opts) => {
@@ -1574,6 +1577,7 @@ function trainingRunOne(signalAt?: number, log = { steps: 0 }): RunOneFn {
         runKey: spec.id,
         onStep: async (step) => {
           log.steps++;
+          if (step === killAt) throw new Error("simulated kill");
           if (step !== signalAt || signalled) return;
           signalled = true;
           Deno.kill(Deno.pid, "SIGTERM");
@@ -1651,6 +1655,159 @@ Deno.test("main(): SIGTERM mid-run saves a checkpoint and exits 143; --resume fi
     assert.deepEqual([...readAll(out).keys()].sort(), [...readAll(ref).keys()].sort());
   } finally {
     Deno.removeSignalListener("SIGTERM", guard);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main() --checkpoint-minutes: validated in one line, given to the runs' train() for the grid only", async () => {
+  const dir = await Deno.makeTempDir();
+  const profile = await tmpProfile(dir, {
+    seeds: [0],
+    benchmarks: ["glue"],
+    methods: [{ name: "mtl" }],
+  });
+  const base = ["--profile", profile, "--data-dir", DATA, "--no-tables"];
+  const seen: number[] = [];
+  const runOne: RunOneFn = (spec, o) => {
+    seen.push(checkpointMinutes());
+    return fakeRunOne(spec, o);
+  };
+  try {
+    for (const bad of ["abc", "30min", "", "1e3", "Infinity"]) {
+      const c = capture();
+      assert.equal(
+        await main([...base, "--out", join(dir, "bad"), `--checkpoint-minutes=${bad}`], {
+          ...c.opts,
+          runOne,
+        }),
+        2,
+        bad,
+      );
+      assert.deepEqual(c.err, [
+        `--checkpoint-minutes must be a number of minutes ≥ 0 (0: off; e.g. 30), got ` +
+        `${JSON.stringify(bad)}; deno task bench --help lists the flags`,
+      ]);
+    }
+    // A negative value reads as a flag; its = spelling reaches the check.
+    const neg = capture();
+    assert.equal(await main([...base, "--checkpoint-minutes=-1"], { ...neg.opts, runOne }), 2);
+    assert.match(neg.err.join("\n"), /^--checkpoint-minutes must be .*got "-1"/);
+    assert.deepEqual(seen, [], "refused before any run");
+    for (
+      const [args, want] of [[[], DEFAULT_CHECKPOINT_MINUTES], [["--checkpoint-minutes", "5"], 5], [
+        ["--checkpoint-minutes", "0"],
+        0,
+      ], [["--checkpoint-minutes", "0.5"], 0.5]] as const
+    ) {
+      seen.length = 0;
+      const c = capture();
+      const out = join(dir, `out-${want}`);
+      assert.equal(await main([...base, "--out", out, ...args], { ...c.opts, runOne }), 0);
+      assert.deepEqual(seen, [want], String(args));
+      assert.equal(checkpointMinutes(), DEFAULT_CHECKPOINT_MINUTES, "restored after the grid");
+      assert.doesNotMatch(c.err.join("\n"), /changes nothing/);
+    }
+    // A profile whose runs write no checkpoints: the flag is said to change nothing.
+    const none = await tmpProfile(dir, {
+      seeds: [0],
+      benchmarks: ["glue"],
+      methods: [{ name: "mtl" }],
+      train: { ...TINY.train, checkpointEvery: 0 },
+    });
+    const c = capture();
+    assert.equal(
+      await main([
+        "--profile",
+        none,
+        "--data-dir",
+        DATA,
+        "--no-tables",
+        "--out",
+        join(dir, "n"),
+        "--checkpoint-minutes",
+        "5",
+      ], { ...c.opts, runOne }),
+      0,
+    );
+    assert.ok(
+      c.err.includes(
+        "note: --checkpoint-minutes 5 changes nothing here: no run writes checkpoints " +
+          "(train.checkpointEvery 0)",
+      ),
+      c.err.join("\n"),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main() --checkpoint-minutes: a run killed between scheduled checkpoints resumes from the timed one, bit-identically, same run id", async () => {
+  const dir = await Deno.makeTempDir();
+  // checkpointEvery 100 > steps: before the last step only the wall clock saves checkpoints.
+  const profile = await tmpProfile(dir, {
+    seeds: [0],
+    benchmarks: ["glue"],
+    tasks: { glue: ["rte"] },
+    methods: [{ name: "mtl" }],
+    train: { ...TINY.train, checkpointEvery: 100 },
+  });
+  const base = ["--profile", profile, "--data-dir", DATA, "--no-tables"];
+  try {
+    const ref = join(dir, "ref");
+    assert.equal(
+      await main([...base, "--out", ref], { ...capture().opts, runOne: trainingRunOne() }),
+      0,
+    );
+    // 0.000001 min = 0.06 ms: a checkpoint after every step; the kill after step 3 comes before
+    // that step's, so the run's newest checkpoint is step 2's.
+    const out = join(dir, "out");
+    const k = capture();
+    assert.equal(
+      await main([...base, "--out", out, "--checkpoint-minutes", "0.000001"], {
+        ...k.opts,
+        runOne: trainingRunOne(undefined, { steps: 0 }, 3),
+      }),
+      1,
+    );
+    assert.match(k.err.join("\n"), /FAILED \w+: simulated kill/);
+    const log = { steps: 0 };
+    const r = capture();
+    assert.equal(
+      await main([...base, "--out", out, "--resume"], {
+        ...r.opts,
+        runOne: trainingRunOne(undefined, log),
+      }),
+      0,
+      r.err.join("\n"),
+    );
+    assert.equal(log.steps, 2, "resumed after step 2: steps 3 and 4 trained");
+    const names = [...readAll(ref).keys()];
+    assert.deepEqual([...readAll(out).keys()].sort(), names.sort(), "the same run id");
+    for (const name of names) {
+      const a = JSON.parse(Deno.readTextFileSync(join(ref, name)));
+      const b = JSON.parse(Deno.readTextFileSync(join(out, name)));
+      assert.equal(b.losses.length, 4);
+      assert.deepEqual(b.losses, a.losses, name);
+    }
+    // Without the flag (default 30 minutes), the same kill leaves nothing to resume from.
+    const out2 = join(dir, "out2");
+    assert.equal(
+      await main([...base, "--out", out2], {
+        ...capture().opts,
+        runOne: trainingRunOne(undefined, { steps: 0 }, 3),
+      }),
+      1,
+    );
+    const log2 = { steps: 0 };
+    assert.equal(
+      await main([...base, "--out", out2, "--resume"], {
+        ...capture().opts,
+        runOne: trainingRunOne(undefined, log2),
+      }),
+      0,
+    );
+    assert.equal(log2.steps, 4, "no timed checkpoint within 30 minutes: from step 0");
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
