@@ -66,7 +66,12 @@ export const DEVICE_MARGIN = 0.1;
  * heap): `deno task perf`'s measured high-water marks of T5 1.1 Small and Base training steps
  * (results/perf, 128 / 16 tokens, tfjs's backward pass, the backward pass then in use; checked by
  * benchmarks/perf_test.ts) are 1.04–1.12 times this estimate for the same steps, and
- * 1 / (1 − 0.15) = 1.18.
+ * 1 / (1 − 0.15) = 1.18. Part of that is the heap's growth step (emscripten grows it by up to 20 %,
+ * at most 96 MiB past the request), which the 4 GiB ceiling clips. On 2026-11-27 (low-memory
+ * backward pass, AdamW, one step): wasm+blas 1.10 (Small, 8 × 128 / 16) and 1.15 (mini-v1_1,
+ * 64 × 128 / 16); plain wasm, with XNNPACK's packed copies counted (memory.ts
+ * `MemoryInput.xnnMatMul`), 1.13 (Small, 8 × 128 / 16), 1.15 (Small, 16 × 64 / 16) and 1.23 (mini,
+ * 64 × 128 / 16: activations, not weights, dominate there; above this margin).
  */
 export const WASM_HEAP_MARGIN = 0.15;
 
@@ -481,6 +486,8 @@ export function kernelSetFor(
  *   default the low-memory one `selectBackend` installs)
  * @param submitBatch webgpu's dispatches per command buffer
  *   (`model/webgpu/submit_batch.ts` `submitBatchFromEnv()`; default the kernels' own)
+ * @param xnnMatMul whether the products run on tfjs-wasm's own matMul (XNNPACK's packed copies,
+ *   memory.ts `MemoryInput.xnnMatMul`; {@link xnnMatMulFor}); default false
  */
 export function memoryInputFor(
   spec: RunSpec,
@@ -489,6 +496,7 @@ export function memoryInputFor(
   microBatchSize?: number,
   backprop: BackpropMode = DEFAULT_BACKPROP,
   submitBatch?: number,
+  xnnMatMul = false,
 ): MemoryInput {
   const t = spec.train;
   const micro = microBatchSize ?? t.microBatchSize;
@@ -511,7 +519,22 @@ export function memoryInputFor(
     kernels,
     backprop,
     ...(submitBatch === undefined ? {} : { submitBatch }),
+    ...(xnnMatMul ? { xnnMatMul } : {}),
   };
+}
+
+/**
+ * Whether a backend's matrix products run on tfjs-wasm's own `BatchMatMul` (XNNPACK, which keeps
+ * a packed copy of every weight the backward pass multiplies untransposed: memory.ts
+ * `MemoryInput.xnnMatMul`): `wasm`, which takes OpenBLAS only where it loads (the same
+ * conservative choice as {@link kernelSetFor}: without OpenBLAS the estimate is the larger), not
+ * `wasm+blas` (every float32 product in OpenBLAS, model/wasm_kernels.ts mode `"blas"`) nor any
+ * other backend.
+ *
+ * @param backend the backend's name (`selectBackend`'s `name`)
+ */
+export function xnnMatMulFor(backend: string): boolean {
+  return backend === "wasm";
 }
 
 /** The backend a run would use, as the preflight sees it. */
@@ -603,7 +626,15 @@ export function planDeviceMemory(
     if (config === undefined) continue;
     const backend = o.backendOf(spec);
     const kernels = kernelSetFor(backend.name);
-    const input = memoryInputFor(spec, config, kernels, undefined, o.backprop, o.submitBatch);
+    const input = memoryInputFor(
+      spec,
+      config,
+      kernels,
+      undefined,
+      o.backprop,
+      o.submitBatch,
+      xnnMatMulFor(backend.name),
+    );
     // A wasm run is checked against the wasm heap, whatever the GPU's memory.
     const wasm = isWasmBackend(backend.name);
     const device = wasm ? WASM_HEAP : backend.gpu ? o.device : undefined;

@@ -20,6 +20,7 @@ import {
   type RunBackend,
   timedCommandRunner,
   WASM_HEAP_BYTES,
+  xnnMatMulFor,
 } from "./device_memory.ts";
 import { DEVICE_MARGIN } from "./device_memory.ts";
 import { estimateTrainingMemory, largestFittingMicroBatch } from "./memory.ts";
@@ -487,8 +488,11 @@ function onWasm(specs: readonly RunSpec[], backend = "wasm+blas") {
 Deno.test("planDeviceMemory on wasm: checked against the wasm heap, micro-batch or refusal, wasm's kernel set", () => {
   // tiny-v1_1, batch 256 x 512 / 4 tokens: about 13 GB as one pass, 3.3 GB in passes of 64.
   const big = spec({ batchSize: 256, maxInputLength: 512 });
+  // Plain wasm is estimated with tfjs-wasm's own matMul (XNNPACK's packed weights).
   const at = (m: number, k: "fused-wasm" | "fused-wasm-blas" = "fused-wasm-blas") =>
-    estimateTrainingMemory(memoryInputFor(big, CONFIG, k, m)).peak;
+    estimateTrainingMemory(
+      memoryInputFor(big, CONFIG, k, m, undefined, undefined, k === "fused-wasm"),
+    ).peak;
   assert.ok(at(64) <= 0.85 * WASM_HEAP_BYTES && at(128) > 0.85 * WASM_HEAP_BYTES);
   const plan = onWasm([big]);
   assert.equal(plan.microBatchSizes.get(big.id), 64);
@@ -598,4 +602,32 @@ Deno.test("fittingMethodsAdvice: names the methods whose runs all fit and the --
     ),
     undefined,
   );
+});
+
+Deno.test("planDeviceMemory: plain wasm counts XNNPACK's packed weights, wasm+blas and GPUs do not", () => {
+  assert.equal(xnnMatMulFor("wasm"), true);
+  for (const b of ["wasm+blas", "webgpu", "tensorflow", "cpu"]) {
+    assert.equal(xnnMatMulFor(b), false);
+  }
+  const run = spec({});
+  const planOn = (name: string) =>
+    planDeviceMemory([run], {
+      backendOf: () => ({ name, gpu: name === "webgpu" }),
+      device: undefined,
+      configOf: () => CONFIG,
+      modelName: () => "tiny-v1_1",
+    }).runs.get(run.id)!;
+  const wasm = planOn("wasm"), blas = planOn("wasm+blas");
+  // The estimate bench's preflight uses is memoryInputFor's with the flag for plain wasm only.
+  assert.deepEqual(
+    wasm.estimate,
+    estimateTrainingMemory(
+      memoryInputFor(run, CONFIG, "fused-wasm", 8, undefined, undefined, true),
+    ),
+  );
+  assert.ok(wasm.estimate.xnnPackedWeights > 0);
+  assert.ok(wasm.estimate.peak > blas.estimate.peak + wasm.estimate.xnnPackedWeights);
+  assert.equal(blas.estimate.xnnPackedWeights, 0);
+  assert.equal(planOn("webgpu").estimate.xnnPackedWeights, 0);
+  assert.equal(memoryInputFor(run, CONFIG, "fused-wasm").xnnMatMul, undefined);
 });

@@ -208,6 +208,16 @@ export interface MemoryInput {
   /** Bytes per element of weights, gradients, activations and state (default 4, fp32). */
   readonly bytesPerElement?: number;
   /**
+   * The step's matrix products run on tfjs-wasm's own `BatchMatMul` (XNNPACK; plain `wasm`,
+   * model/wasm_kernels.ts modes `"transpose-fix"` and `"stock"`), not OpenBLAS (`"blas"`).
+   * XNNPACK packs a 2-D product's right operand into a copy cached until that tensor is
+   * disposed; the linear maps' weights, multiplied untransposed by the backward pass, keep theirs
+   * for good ({@link MemoryEstimate.xnnPackedWeights}), and the forward and backward passes hold
+   * packed and transposed temporaries (see the module documentation). Default false: webgpu,
+   * cpu, tfjs-node and wasm with OpenBLAS (`wasm+blas`) have no such copies.
+   */
+  readonly xnnMatMul?: boolean;
+  /**
    * Rows greedy-decoded together in evaluation (default the micro-batch: `benchmarks/run_one.ts`
    * evaluates `train.microBatchSize ?? train.batchSize` rows at a time, the preflight's choice
    * included).
@@ -225,6 +235,13 @@ export type MemoryPhase = "forward" | "backward" | "gradient norm" | "update" | 
 export interface MemoryEstimate {
   /** Backbone + method variables. */
   readonly weights: number;
+  /**
+   * With {@link MemoryInput.xnnMatMul}: XNNPACK's packed copies of the weights multiplied
+   * untransposed (the linear maps' weights whose input gets a gradient, the output projection
+   * included; and, as an upper bound, all the method's variables), alive from the first backward
+   * pass on, so in every phase; 0 without.
+   */
+  readonly xnnPackedWeights: number;
   /** Gradients of the trained variables (one set). */
   readonly gradients: number;
   /** The running gradient sums kept across micro-batches (0 without micro-batches). */
@@ -280,6 +297,13 @@ interface Node {
   readonly outputs: readonly T[];
   /** Elements a gradient function allocates and frees within the node (beyond its outputs). */
   readonly transient: number;
+  /**
+   * tfjs's own wasm matMul ({@link MemoryInput.xnnMatMul}) of a linear map whose weight is
+   * trained: the weight's gradient `dYᵀ·X` gives XNNPACK the saved input `X` as its right
+   * operand, whose packed copy (`buf`'s elements) lives as long as `X` (to the end of the
+   * backward pass); `transient`: the transposed `dY` the transpose fix makes for it.
+   */
+  readonly packs?: { readonly buf: Buf; readonly transient: number };
 }
 
 /**
@@ -360,10 +384,22 @@ class Tape {
    * One op: `outs` its outputs (already made), `ins` its inputs with the gradient rule of each,
    * `save` what its gradient keeps.
    */
-  op(ins: readonly (readonly [T, GradRule])[], outs: readonly T[], save: readonly T[], tr = 0) {
+  op(
+    ins: readonly (readonly [T, GradRule])[],
+    outs: readonly T[],
+    save: readonly T[],
+    tr = 0,
+    packs?: Node["packs"],
+  ) {
     if (!this.recording) return; // no tape (inference): nothing is kept for a backward pass
     for (const s of save) if (!this.#weights.has(s.buf)) this.saved.add(s.buf);
-    if (outs.some((o) => o.path)) this.nodes.push({ inputs: ins, outputs: outs, transient: tr });
+    if (outs.some((o) => o.path)) {
+      this.nodes.push({ inputs: ins, outputs: outs, transient: tr, ...(packs ? { packs } : {}) });
+    }
+  }
+  /** `n` elements alive only during the op just made (with its output): a forward transient. */
+  transientFwd(n: number): void {
+    this.fwd = Math.max(this.fwd, this.live + n);
   }
   /** Elements of the saved buffers. */
   savedElems(): number {
@@ -398,6 +434,8 @@ class Tape {
     // Buffers whose last handle went, by the node that dropped it: their memory returns only
     // `deferNodes` nodes later (webgpu: a buffer read by commands not yet submitted is kept).
     const pending: (readonly [number, number])[] = [];
+    // Saved inputs XNNPACK packed (Node.packs): alive until the pass ends, with the saved tensors.
+    const packed = new Set<Buf>();
     const release = (b: Buf, i: number) => {
       if (--b.refs !== 0) return;
       if (deferNodes > 0) pending.push([i, b.n]);
@@ -437,6 +475,14 @@ class Tape {
           if (params.has(x)) paramNow += x.n;
         }
         bump(live);
+      }
+      if (node.packs) {
+        // dW = dYᵀ·X after dX = dY·W: X's packed copy (once per buffer) and the transposed dY.
+        if (!packed.has(node.packs.buf)) {
+          packed.add(node.packs.buf);
+          live += node.packs.buf.n;
+        }
+        bump(live + node.packs.transient);
       }
       if (low) {
         // The node's outputs are read by no earlier node: their gradients go (a buffer shared
@@ -502,6 +548,15 @@ class T5Replay {
   readonly t: Tape;
   readonly params = new Set<T>();
   readonly #w = new Map<string, T>();
+  /**
+   * With {@link T5Replay.xnn}: the weights of the linear maps whose input gets a gradient
+   * (`dX = dY·W`, W untransposed: XNNPACK packs it and keeps the copy as long as W lives).
+   */
+  readonly packedWeights = new Set<Buf>();
+  /**
+   * @param xnn tfjs's own wasm matMul (XNNPACK, {@link MemoryInput.xnnMatMul}): the linear maps'
+   *   packed right operands are modelled (see {@link T5Replay.projection})
+   */
   constructor(
     readonly cfg: T5Config,
     readonly trained: (name: string) => boolean,
@@ -510,6 +565,7 @@ class T5Replay {
     readonly m: MethodActs,
     recording = true,
     submitBatch = 0,
+    readonly xnn = false,
   ) {
     // The fused set on webgpu frees a sublayer's buffers one command batch late (Tape.deferOps;
     // wasm, and cpu, free at once: submitBatch 0);
@@ -597,8 +653,33 @@ class T5Replay {
   }
   linear(x: T, name: string, out: number, inn: number): T {
     const flat = this.reshape(x);
-    const y = this.matmul(flat, this.w(name, out * inn), (x.n / inn) * out);
+    const y = this.projection(flat, this.w(name, out * inn), (x.n / inn) * out);
     return this.reshape(y);
+  }
+  /**
+   * `x·Wᵀ` of a linear map (model/layers.ts `linear`, and the output projection), `n` output
+   * elements. With {@link T5Replay.xnn} (tfjs-wasm's `BatchMatMul`, XNNPACK for 2-D products,
+   * which packs the right operand into a copy cached by that tensor's id until it is disposed;
+   * model/wasm_kernels.ts's transpose fix hands it untransposed operands):
+   * - forward: `Wᵀ` is materialised and packed, both freed after the product (a transient of
+   *   twice W);
+   * - backward: `dX = dY·W` packs W itself, whose copy then lives as long as W (every step
+   *   after the first: counted with the weights, {@link MemoryEstimate.xnnPackedWeights}); and
+   *   `dW = dYᵀ·X` transposes dY and packs the saved X, whose copy lives until the pass ends.
+   */
+  projection(flat: T, w: T, n: number): T {
+    if (!this.xnn) return this.matmul(flat, w, n);
+    const out = this.t.fresh(n, flat.path || w.path);
+    this.t.transientFwd(2 * w.n);
+    if (this.t.recording && flat.path) this.packedWeights.add(w.buf);
+    this.t.op(
+      [[flat, "new"], [w, "new"]],
+      [out],
+      [flat, w],
+      0,
+      w.path ? { buf: flat.buf, transient: n } : undefined,
+    );
+    return out;
   }
   /** Heads split (composite): reshape + transpose. */
   split(x: T): T {
@@ -1076,7 +1157,7 @@ class T5Replay {
       let h = this.norm("decoder.final_layer_norm.weight", x, b);
       if (cfg.scaleDecoderOutputs) h = this.bin("mul", h, this.t.leaf(1, false), h.n);
       const out = cfg.tieWordEmbeddings ? table : this.w("lm_head.weight", v * d);
-      const logits = this.matmul(this.reshape(h), out, b * v);
+      const logits = this.projection(this.reshape(h), out, b * v);
       const last = this.un(logits, "none"); // slice of the last position
       return [this.un(last, "none", b), ...cache]; // argMax
     });
@@ -1117,7 +1198,7 @@ class T5Replay {
     let hdn = this.drop(this.norm("decoder.final_layer_norm.weight", dec, b * lt));
     if (cfg.scaleDecoderOutputs) hdn = this.bin("mul", hdn, this.t.leaf(1, false), hdn.n);
     const out = cfg.tieWordEmbeddings ? table : this.w("lm_head.weight", v * d);
-    const logits = this.reshape(this.matmul(this.reshape(hdn), out, b * lt * v));
+    const logits = this.reshape(this.projection(this.reshape(hdn), out, b * lt * v));
     return { loss: this.xent(logits, b * lt, v) };
   }
   crossAttention(q: T, k: T, v: T, lq: number, lk: number, mask: T, zero: T): T {
@@ -1354,6 +1435,12 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
   const fused = kernels !== "composite";
   const ops = kernelOps(kernels);
   const defer = kernels === "fused" ? webgpuDeferNodes(input) : 0;
+  const xnn = input.xnnMatMul ?? false;
+  if (typeof xnn !== "boolean") {
+    throw new Error(
+      `benchmarks/memory.ts: field "xnnMatMul" must be a boolean, got ${JSON.stringify(xnn)}`,
+    );
+  }
   const replay = new T5Replay(
     cfg,
     (n) => backboneTrainable(freeze, n, cfg),
@@ -1368,6 +1455,7 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     ),
     true,
     defer,
+    xnn,
   );
   const { loss } = replay.run({ b: m, li, lt });
   const saved = replay.t.savedElems();
@@ -1385,7 +1473,13 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     backprop === "low-memory",
     defer,
   );
-  const fixed = weights + optimizerState + accumulator;
+  // XNNPACK's packed weights (plain wasm): the linear maps' weights whose input the backward pass
+  // differentiates, and the method's variables (most are right operands of an untransposed
+  // matMul: adapters, hypernetworks; an upper bound for the rest).
+  let packedElems = 0;
+  for (const b of replay.packedWeights) packedElems += b.n;
+  const xnnPackedWeights = xnn ? (packedElems + extra) * bpe : 0;
+  const fixed = weights + xnnPackedWeights + optimizerState + accumulator;
   // Evaluation: greedy decoding (no tape, no dropout) of rows of one task (benchmarks/evaluator.ts
   // decodes each task's set on its own), up to the longest input and target.
   const evalBatch = positiveInt(input.evalBatchSize ?? m, "evalBatchSize");
@@ -1400,6 +1494,8 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
       sharedHypernet: replay.m.sharedHypernet,
     },
     false,
+    0,
+    xnn,
   );
   evalReplay.evaluate({ b: evalBatch, li, lt });
   // Gradient norm (benchmarks/trainer.ts globalGradNorm): each gradient's square in its own
@@ -1419,10 +1515,10 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     backward: fixed + (saved + back.peak) * bpe,
     // benchmarks/trainer.ts globalGradNorm: one gradient's square at a time (its own tidy),
     // then the per-gradient scalars; measured in benchmarks/memory_test.ts.
-    "gradient norm": weights + optimizerState + gradients + normSquares * bpe,
-    update: weights + optimizerState + gradients + updateTmp,
+    "gradient norm": weights + xnnPackedWeights + optimizerState + gradients + normSquares * bpe,
+    update: weights + xnnPackedWeights + optimizerState + gradients + updateTmp,
     // Between steps (benchmarks/trainer.ts): gradients and accumulator freed, slots kept.
-    evaluation: weights + optimizerState + evalReplay.t.fwd * bpe,
+    evaluation: weights + xnnPackedWeights + optimizerState + evalReplay.t.fwd * bpe,
   } as const;
   let peakPhase: MemoryPhase = "forward";
   let trainingPeak = 0;
@@ -1432,6 +1528,7 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
   }
   return {
     weights,
+    xnnPackedWeights,
     gradients,
     accumulator,
     optimizerState,

@@ -15,7 +15,7 @@ import {
 } from "./memory.ts";
 import { tinyTrainingStep } from "./trainer_testing.ts";
 import type { TrainSpec } from "./spec.ts";
-import { greedyDecode } from "../model/t5.ts";
+import { greedyDecode, t5ParamShapes } from "../model/t5.ts";
 import { bufferMeter } from "../model/buffer_meter_testing.ts";
 import { selectBackend } from "../model/backend.ts";
 
@@ -537,4 +537,86 @@ Deno.test("memory: the wasm kernel sets free at once, keep the fused kernels' sa
     () => estimateTrainingMemory({ ...run, kernels: "wasm" as KernelSet }),
     /field "kernels" must be one of "composite", "fused", "fused-wasm", "fused-wasm-blas", got "wasm"/,
   );
+});
+
+/**
+ * Elements of the weights T5's linear maps multiply (model/layers.ts `linear`: q, k, v, o of
+ * every attention, the feed-forward's wi (or wi_0, wi_1) and wo) and the output projection
+ * (`lm_head`, or the tied shared embedding): what tfjs-wasm's XNNPACK matMul keeps a packed copy
+ * of. Not the relative attention bias tables, the layer norms, or an embedding used only by a
+ * gather.
+ */
+function linearWeightElems(cfg: typeof PRESETS["t5-v1_1-small"]): number {
+  const d = cfg.dModel, inner = cfg.numHeads * cfg.dKv, ff = cfg.dFf;
+  const attn = 4 * inner * d;
+  const ffn = (cfg.feedForwardProj === "gated-gelu" ? 3 : 2) * ff * d;
+  return cfg.numLayers * (attn + ffn) + cfg.numDecoderLayers * (2 * attn + ffn) +
+    cfg.vocabSize * d;
+}
+
+Deno.test("memory: tfjs-wasm's XNNPACK matMul keeps packed copies of the linear weights, only with xnnMatMul", () => {
+  // T5 1.1 Small (gated, untied lm_head), MTL at perf's 8 × 128 / 16, plain wasm's kernel set.
+  const small: MemoryInput = {
+    config: PRESETS["t5-v1_1-small"],
+    method: "mtl",
+    optimizer: { kind: "adamw" },
+    batchSize: 8,
+    inputLength: 128,
+    targetLength: 16,
+    dropout: true,
+    kernels: "fused-wasm",
+  };
+  const off = estimateTrainingMemory(small);
+  assert.equal(off.xnnPackedWeights, 0);
+  assert.deepEqual(estimateTrainingMemory({ ...small, xnnMatMul: false }), off);
+  const on = estimateTrainingMemory({ ...small, xnnMatMul: true });
+  // 44.0M linear weights + 16.4M lm_head, fp32: 241,958,912 B.
+  assert.equal(linearWeightElems(small.config), 60_489_728);
+  assert.equal(on.xnnPackedWeights, 4 * 60_489_728);
+  // Resident in every phase; the optimizer's phases hold nothing else of XNNPACK's.
+  assert.equal(on.phases["gradient norm"], off.phases["gradient norm"] + on.xnnPackedWeights);
+  assert.equal(on.phases.update, off.phases.update + on.xnnPackedWeights);
+  // Forward and evaluation: also Wᵀ and its packed copy during each product (at most twice the
+  // largest weight, lm_head's 16.4M).
+  const lmHead = 4 * 32128 * 512;
+  for (const p of ["forward", "evaluation"] as const) {
+    const extra = on.phases[p] - off.phases[p] - on.xnnPackedWeights;
+    assert.ok(extra > 0 && extra <= 2 * lmHead, `${p}: ${extra}`);
+  }
+  // Backward: also the packed copy of each saved linear input X that dW = dYᵀ·X reads (alive to
+  // the end of the pass): at most the saved activations.
+  const back = on.phases.backward - off.phases.backward - on.xnnPackedWeights;
+  assert.ok(back > 0 && back <= off.savedActivations, `backward: ${back}`);
+  // Measured (deno task perf, plain wasm, 2026-11-27): heap high-water mark 2.288e9 B.
+  assert.ok(on.peak > 2.0e9 && on.peak < 2.288e9, String(on.peak));
+  assert.throws(
+    () => estimateTrainingMemory({ ...small, xnnMatMul: "yes" as unknown as boolean }),
+    /field "xnnMatMul" must be a boolean, got "yes"/,
+  );
+});
+
+Deno.test("memory: XNNPACK's packed weights: a tied output projection once, the method's variables as an upper bound", () => {
+  // tiny-relu: one wi per feed-forward, the shared embedding tied as the output projection
+  // (gathered and multiplied: one packed copy). Prompt-Tuning freezes the backbone: no weight
+  // gradient, so no saved input is packed; its prompt (a method variable) is counted on top.
+  const cfg = PRESETS["tiny-relu"];
+  assert.equal(cfg.tieWordEmbeddings, true);
+  const run: MemoryInput = {
+    config: cfg,
+    method: "prompt_tuning",
+    optimizer: OPT,
+    batchSize: 4,
+    inputLength: 32,
+    targetLength: 8,
+    dropout: true,
+    kernels: "fused-wasm",
+  };
+  const off = estimateTrainingMemory(run);
+  const on = estimateTrainingMemory({ ...run, xnnMatMul: true });
+  const extra = off.params.total - [...t5ParamShapes(cfg).values()]
+    .reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0);
+  assert.ok(extra > 0, "the prompt's parameters");
+  assert.equal(on.xnnPackedWeights, 4 * (linearWeightElems(cfg) + extra));
+  // No trained linear weight: the backward pass packs no saved input.
+  assert.equal(on.phases.backward, off.phases.backward + on.xnnPackedWeights);
 });

@@ -91,6 +91,7 @@ import {
   webgpuKernelStats,
 } from "../model/webgpu/mod.ts";
 import { HEAD_CONTEXT, HEAD_SCORES } from "../model/heads.ts";
+import { wasmMatMulState } from "../model/wasm_kernels.ts";
 import { uniformValues } from "./rng.ts";
 import { gitState } from "./provenance.ts";
 import { quietWaylandProbe } from "../model/webgpu/wsi_env.ts";
@@ -160,10 +161,15 @@ export interface StepResult {
   /**
    * wasm backends, T5 workloads: the peak that {@link planWasmT5} estimated for the step as run
    * (benchmarks/memory.ts, the micro-batch chosen), to compare with `wasmHeapBytes` (a workload
-   * run alone in its process: the heap's high-water mark is 1.04–1.12 times it,
-   * benchmarks/device_memory.ts `WASM_HEAP_MARGIN`).
+   * run alone in its process: the heap's high-water mark is 1.04–1.15 times it with OpenBLAS,
+   * 1.13–1.23 on plain wasm, benchmarks/device_memory.ts `WASM_HEAP_MARGIN`).
    */
   wasmHeapEstimateBytes?: number;
+  /**
+   * With `wasmHeapEstimateBytes`: whether that estimate counted tfjs-wasm's own matMul (XNNPACK's
+   * packed copies, benchmarks/memory.ts `MemoryInput.xnnMatMul`: plain wasm) or not (OpenBLAS).
+   */
+  wasmXnnMatMul?: boolean;
   /** Resident set size of the process after the steps. */
   rssBytes: number;
   /** Process CPU milliseconds per timed step (all threads; less sensitive to a busy host). */
@@ -564,18 +570,26 @@ export interface WasmHeapModel {
   readonly kernels: KernelSet;
   /** The backward pass installed (model/backprop.ts, unless `HYPERPROMPT_STOCK_BACKPROP=1`). */
   readonly backprop: BackpropMode;
+  /**
+   * Whether the products run on tfjs-wasm's own `BatchMatMul` (XNNPACK: benchmarks/memory.ts
+   * `MemoryInput.xnnMatMul`, its packed copies of the weights), i.e. not on OpenBLAS.
+   */
+  readonly xnnMatMul: boolean;
 }
 
 /**
  * What the running wasm backend has installed: its kernel set, read from the kernels registered
- * now (model/fused.ts's fused kernels, model/heads.ts's head products), and the backward pass
- * (`lowMemoryBackpropInstalled`).
+ * now (model/fused.ts's fused kernels, model/heads.ts's head products), the backward pass
+ * (`lowMemoryBackpropInstalled`), and the matmul kernels (model/wasm_kernels.ts
+ * `wasmMatMulState`: `"blas"` sends every float32 product to OpenBLAS; `"transpose-fix"` and
+ * `"stock"` run tfjs-wasm's own, XNNPACK's, with its packed copies).
  */
 export function installedWasmHeapModel(): WasmHeapModel {
   const has = (kernel: string) => tf.getKernel(kernel, "wasm") !== undefined;
   return {
     kernels: !has(RMS_NORM) ? "composite" : has(HEAD_SCORES) ? "fused-wasm-blas" : "fused-wasm",
     backprop: lowMemoryBackpropInstalled() ? "low-memory" : "stock",
+    xnnMatMul: wasmMatMulState().mode !== "blas",
   };
 }
 
@@ -619,6 +633,7 @@ export function planWasmT5(
     dropout: config.dropoutRate > 0,
     kernels: heap.kernels,
     backprop: heap.backprop,
+    xnnMatMul: heap.xnnMatMul,
   };
   const micro = largestFittingMicroBatch(input, WASM_HEAP_BYTES, WASM_HEAP_MARGIN, w.micro);
   if (micro !== undefined) {
@@ -1140,6 +1155,7 @@ export async function main(args: string[]): Promise<PerfReport> {
       }
       let run = parsed;
       let heapEstimate: number | undefined;
+      let heapXnn: boolean | undefined;
       if (parsed.kind === "t5" && r.info?.tfBackend === "wasm") {
         // What is installed now (a /no-heads variant unregistered the head products).
         const heapModel = installedWasmHeapModel();
@@ -1150,6 +1166,7 @@ export async function main(args: string[]): Promise<PerfReport> {
           continue;
         }
         heapEstimate = plan.bytes;
+        heapXnn = heapModel.xnnMatMul;
         if (plan.micro !== (parsed.micro ?? parsed.nums[0])) {
           run = { ...parsed, micro: plan.micro };
           console.log(
@@ -1185,7 +1202,9 @@ export async function main(args: string[]): Promise<PerfReport> {
           ...(heap === undefined || heapBefore === undefined
             ? {}
             : { wasmHeapBytesBefore: heapBefore }),
-          ...(heapEstimate === undefined ? {} : { wasmHeapEstimateBytes: heapEstimate }),
+          ...(heapEstimate === undefined
+            ? {}
+            : { wasmHeapEstimateBytes: heapEstimate, wasmXnnMatMul: heapXnn! }),
           rssBytes: Deno.memoryUsage().rss,
           cpuMsPerStep,
           numTensors,
