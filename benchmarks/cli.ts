@@ -43,7 +43,7 @@
  * Result files and checkpoints are written atomically, so neither way leaves a partial one.
  * Against kills that cannot be caught (SIGKILL, an out-of-memory kill, a power cut), such a run
  * also saves a checkpoint once `--checkpoint-minutes` (default 30; 0 off) have passed since its
- * last one (`benchmarks/trainer.ts` `setCheckpointMinutes`), whatever `checkpointEvery` says.
+ * last one (`benchmarks/trainer.ts` `TrainOptions.checkpointMinutes`), whatever `checkpointEvery` says.
  *
  * @module
  */
@@ -96,7 +96,6 @@ import {
   clearStopRequest,
   DEFAULT_CHECKPOINT_MINUTES,
   requestStop,
-  setCheckpointMinutes,
   stopRequested,
   watchCheckpointingLoops,
 } from "./trainer.ts";
@@ -695,7 +694,7 @@ const VALUE_OF = {
 
 /**
  * Parses `--checkpoint-minutes`: a number of minutes ≥ 0 (0 turns the wall-clock checkpoints
- * off), as `benchmarks/trainer.ts` `setCheckpointMinutes` takes it.
+ * off), as `benchmarks/trainer.ts` `TrainOptions.checkpointMinutes` takes it.
  *
  * @param text the flag's value
  * @returns the minutes
@@ -1109,8 +1108,6 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
           `checkpoints (train.checkpointEvery 0)`,
       );
     }
-    // Every run's train() of this grid takes it (not part of the specs: run ids do not change).
-    const previousMinutes = setCheckpointMinutes(minutes);
     const removeInterruptHandler = interruptWhileCheckpointing({
       requestStop,
       stopRequested,
@@ -1125,6 +1122,8 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         runOne,
         resume: values.resume,
         microBatchSizes: memory.microBatchSizes,
+        // Every run's train() takes it (not part of the specs: run ids do not change).
+        checkpointMinutes: minutes,
         shouldStop: stopRequested,
         onEvent: reporter?.onEvent ?? ((e) => {
           if (e.kind === "start" && e.replaces !== undefined) {
@@ -1138,7 +1137,6 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       removeInterruptHandler();
       // The request served this grid; a later main() in this process (tests) starts without it.
       clearStopRequest();
-      setCheckpointMinutes(previousMinutes);
     }
     if (summary.interrupted !== undefined) {
       // No tables and no gate: the grid is incomplete by request, not by failure.

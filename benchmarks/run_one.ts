@@ -481,6 +481,9 @@ async function runOnBackbone(
       taskNames: spec.tasks,
       source: batches,
       checkpointDir: join(opts.outDir, "checkpoints"),
+      ...(opts.checkpointMinutes === undefined
+        ? {}
+        : { checkpointMinutes: opts.checkpointMinutes }),
       runKey: spec.id,
       code: { ...git, backend: backend.name },
       evaluate: (step) =>

@@ -77,7 +77,10 @@ Deno.test({
       outDir: out,
       dataDir: DATA,
       onProgress: (p) => phases.push(p.phase),
+      // A checkpoint after every step as well as every 4th (reaches train()): the newest two.
+      checkpointMinutes: 1e-9,
     });
+    assert.deepEqual(await listCheckpoints(`${out}/checkpoints`), [11, 12]);
     validateRunResult(JSON.parse(JSON.stringify(r)), { file: "runOne()" });
     assert.equal(r.spec, s);
     assert.deepEqual(r.losses.map((l) => l.step), Array.from({ length: 12 }, (_, i) => i + 1));

@@ -447,6 +447,8 @@ export interface RunGridOptions {
    * result JSON as `effectiveMicroBatchSize`. The spec and its id are unchanged.
    */
   readonly microBatchSizes?: ReadonlyMap<string, number>;
+  /** Every run's wall-clock checkpoint interval (`RunOneOptions.checkpointMinutes`). */
+  readonly checkpointMinutes?: number;
   /**
    * Checked before each run starts: a reason (a signal's name) stops the grid there
    * ({@link GridSummary.interrupted}). The run in progress stops on its own (`benchmarks/trainer.ts`
@@ -579,6 +581,9 @@ export async function runGrid(
         dataDir: opts.dataDir,
         onProgress: (progress) => emit({ kind: "progress", spec, index, progress }),
         ...(micro === undefined ? {} : { microBatchSize: micro }),
+        ...(opts.checkpointMinutes === undefined
+          ? {}
+          : { checkpointMinutes: opts.checkpointMinutes }),
       });
       if (returned.spec.id !== spec.id) {
         throw new Error(`runOne returned the result of run ${returned.spec.id} for run ${spec.id}`);

@@ -536,6 +536,13 @@ export interface RunOneOptions {
    * unchanged.
    */
   readonly microBatchSize?: number;
+  /**
+   * The wall-clock checkpoint interval in minutes of a run that writes checkpoints
+   * (`benchmarks/trainer.ts` `TrainOptions.checkpointMinutes`; default its
+   * `DEFAULT_CHECKPOINT_MINUTES`, 0 off): the bench's `--checkpoint-minutes`. Not part of the
+   * spec: the run id and the results are unchanged.
+   */
+  readonly checkpointMinutes?: number;
 }
 
 /** A progress report from `runOne`. */

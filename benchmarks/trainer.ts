@@ -227,8 +227,8 @@ export interface TrainOptions {
    * cannot catch (SIGKILL, an out-of-memory kill, a power cut) loses at most about this long
    * however slow a step is. 0 turns it off. Not part of the run's spec: the saved states are
    * those of step boundaries, so results and run ids do not change. Default
-   * {@link checkpointMinutes}, the process-wide setting of {@link setCheckpointMinutes}
-   * ({@link DEFAULT_CHECKPOINT_MINUTES} unless set).
+   * {@link DEFAULT_CHECKPOINT_MINUTES} (the bench's `--checkpoint-minutes`, through
+   * `RunOneOptions.checkpointMinutes`).
    */
   readonly checkpointMinutes?: number;
   /** The clock of {@link TrainOptions.checkpointMinutes}, in ms (default `performance.now`; tests). */
@@ -337,9 +337,6 @@ export function stopRequested(): string | undefined {
 /** The wall-clock checkpoint interval, in minutes, of {@link TrainOptions.checkpointMinutes}. */
 export const DEFAULT_CHECKPOINT_MINUTES = 30;
 
-/** The process-wide wall-clock checkpoint interval ({@link setCheckpointMinutes}). */
-let intervalMinutes = DEFAULT_CHECKPOINT_MINUTES;
-
 /**
  * Checks a wall-clock checkpoint interval.
  *
@@ -353,29 +350,6 @@ function checkedMinutes(minutes: number, name: string): number {
     throw new Error(`${name} must be a number of minutes ≥ 0 (0: off), got ${minutes}`);
   }
   return minutes;
-}
-
-/**
- * Sets the wall-clock checkpoint interval of every {@link train} call of this process that does
- * not pass its own {@link TrainOptions.checkpointMinutes} (the bench's `--checkpoint-minutes`).
- *
- * @param minutes the interval in minutes, 0 for none
- * @returns the previous setting (to restore it)
- * @throws Error when `minutes` is not a finite number ≥ 0
- */
-export function setCheckpointMinutes(minutes: number): number {
-  const previous = intervalMinutes;
-  intervalMinutes = checkedMinutes(minutes, "setCheckpointMinutes");
-  return previous;
-}
-
-/**
- * The process-wide wall-clock checkpoint interval ({@link setCheckpointMinutes}).
- *
- * @returns minutes; 0 when off
- */
-export function checkpointMinutes(): number {
-  return intervalMinutes;
 }
 
 /**
@@ -627,7 +601,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
   const t = o.train;
   // Checked before anything is allocated.
   const everyMs = 60_000 *
-    checkedMinutes(o.checkpointMinutes ?? intervalMinutes, "train(): checkpointMinutes");
+    checkedMinutes(o.checkpointMinutes ?? DEFAULT_CHECKPOINT_MINUTES, "train(): checkpointMinutes");
   const now = o.now ?? (() => performance.now());
   const params = trainedVariables(o.model, o.instance);
   const varList = [...params.values()];

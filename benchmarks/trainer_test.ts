@@ -11,13 +11,11 @@ import { collate, disposeBatch } from "./batching.ts";
 import { listCheckpoints } from "./checkpointing.ts";
 import {
   type BatchSource,
-  checkpointMinutes,
   clearStopRequest,
   DEFAULT_CHECKPOINT_MINUTES,
   lossAndGrads,
   NonFiniteLossError,
   requestStop,
-  setCheckpointMinutes,
   stopRequested,
   train,
   TrainingInterruptedError,
@@ -528,8 +526,8 @@ Deno.test("train() also checkpoints when checkpointMinutes have passed (injected
   }
 });
 
-Deno.test("train() checkpointMinutes: 0 is off, the process-wide setting is the default, no checkpoints without checkpointEvery, bad values refused", async () => {
-  assert.equal(checkpointMinutes(), DEFAULT_CHECKPOINT_MINUTES);
+Deno.test("train() checkpointMinutes: 0 is off, DEFAULT_CHECKPOINT_MINUTES by default, no checkpoints without checkpointEvery, bad values refused", async () => {
+  assert.equal(DEFAULT_CHECKPOINT_MINUTES, 30);
   const m = initT5(CONFIG, { seed: 1 });
   const spec = { ...SPEC, steps: 4, evalEvery: 4, checkpointEvery: 100 };
   /** Steps saved by a run killed after step 3 whose clock advances 10 minutes per step. */
@@ -556,25 +554,25 @@ Deno.test("train() checkpointMinutes: 0 is off, the process-wide setting is the 
       await Deno.remove(dir, { recursive: true });
     }
   };
-  const previous = setCheckpointMinutes(15);
   try {
-    assert.equal(previous, DEFAULT_CHECKPOINT_MINUTES);
-    assert.deepEqual(await savedBy({}), [2], "the process-wide 15 minutes: after step 2");
-    assert.deepEqual(await savedBy({ checkpointMinutes: 25 }), [], "the option wins");
+    assert.deepEqual(await savedBy({}), [], "the default 30 minutes: not by step 3 (10 min/step)");
+    assert.deepEqual(await savedBy({ checkpointMinutes: 15 }), [2], "15 minutes: after step 2");
+    assert.deepEqual(await savedBy({ checkpointMinutes: 25 }), [], "25 minutes: not by step 3");
     assert.deepEqual(await savedBy({ checkpointMinutes: 0 }), [], "0: off");
     assert.deepEqual(
       await savedBy({ checkpointMinutes: 5 }, { ...spec, checkpointEvery: 0 }),
       [],
       "a run that writes no checkpoints writes no timed ones either",
     );
-    assert.throws(() => setCheckpointMinutes(-1), /minutes ≥ 0 .*got -1/);
-    assert.equal(checkpointMinutes(), 15, "a refused value changes nothing");
+    await assert.rejects(
+      () => train(opts(m, { train: spec, checkpointMinutes: -1 })),
+      /checkpointMinutes must be a number of minutes ≥ 0 \(0: off\), got -1/,
+    );
     await assert.rejects(
       () => train(opts(m, { train: spec, checkpointMinutes: NaN })),
       /train\(\): checkpointMinutes must be a number of minutes ≥ 0 \(0: off\), got NaN/,
     );
   } finally {
-    setCheckpointMinutes(previous);
     disposeT5(m);
   }
 });
