@@ -71,9 +71,28 @@ export const DEVICE_MARGIN = 0.1;
  * backward pass, AdamW, one step): wasm+blas 1.10 (Small, 8 × 128 / 16) and 1.15 (mini-v1_1,
  * 64 × 128 / 16); plain wasm, with XNNPACK's packed copies counted (memory.ts
  * `MemoryInput.xnnMatMul`), 1.13 (Small, 8 × 128 / 16), 1.15 (Small, 16 × 64 / 16) and 1.23 (mini,
- * 64 × 128 / 16: activations, not weights, dominate there; above this margin).
+ * 64 × 128 / 16: activations, not weights, dominate there; above this margin, hence
+ * {@link WASM_XNN_HEAP_MARGIN} for plain wasm).
  */
 export const WASM_HEAP_MARGIN = 0.15;
+
+/**
+ * Fraction of the wasm heap the preflight keeps free on plain wasm (tfjs's XNNPACK matMul,
+ * `MemoryInput.xnnMatMul`): its measured high-water marks reach 1.23 times the estimate
+ * ({@link WASM_HEAP_MARGIN}'s measurements), and 1 / (1 − 0.2) = 1.25.
+ */
+export const WASM_XNN_HEAP_MARGIN = 0.2;
+
+/**
+ * The fraction of the wasm heap kept free for a run: {@link WASM_XNN_HEAP_MARGIN} with tfjs's own
+ * XNNPACK matMul, else {@link WASM_HEAP_MARGIN}.
+ *
+ * @param xnnMatMul whether the run multiplies with tfjs-wasm's XNNPACK matMul (plain wasm)
+ * @returns the margin
+ */
+export function wasmHeapMargin(xnnMatMul: boolean | undefined): number {
+  return xnnMatMul === true ? WASM_XNN_HEAP_MARGIN : WASM_HEAP_MARGIN;
+}
 
 /**
  * Runs a command and returns its exit status and standard output, or `undefined` when the
@@ -675,7 +694,7 @@ function decide(
     ...(wasm ? { wasmHeap: true } : {}),
   };
   if (device === undefined) return base;
-  const margin = wasm ? WASM_HEAP_MARGIN : DEVICE_MARGIN;
+  const margin = wasm ? wasmHeapMargin(input.xnnMatMul) : DEVICE_MARGIN;
   const usable = device.bytes * (1 - margin);
   const where = `${fmtGb(usable)} usable (${Math.round(100 * (1 - margin))}%) of ${
     wasm ? "the wasm heap's" : "the GPU's"

@@ -10,6 +10,7 @@ import {
   deviceMemoryOverride,
   deviceMemoryUsed,
   fittingMethodsAdvice,
+  fmtGb,
   isWasmBackend,
   kernelSetFor,
   memoryInputFor,
@@ -20,6 +21,9 @@ import {
   type RunBackend,
   timedCommandRunner,
   WASM_HEAP_BYTES,
+  WASM_HEAP_MARGIN,
+  WASM_XNN_HEAP_MARGIN,
+  wasmHeapMargin,
   xnnMatMulFor,
 } from "./device_memory.ts";
 import { DEVICE_MARGIN } from "./device_memory.ts";
@@ -630,4 +634,23 @@ Deno.test("planDeviceMemory: plain wasm counts XNNPACK's packed weights, wasm+bl
   assert.equal(blas.estimate.xnnPackedWeights, 0);
   assert.equal(planOn("webgpu").estimate.xnnPackedWeights, 0);
   assert.equal(memoryInputFor(run, CONFIG, "fused-wasm").xnnMatMul, undefined);
+});
+
+Deno.test("planDeviceMemory: plain wasm keeps 20 % of the heap free, wasm+blas 15 % (wasmHeapMargin)", () => {
+  assert.equal(wasmHeapMargin(true), WASM_XNN_HEAP_MARGIN);
+  assert.equal(wasmHeapMargin(false), WASM_HEAP_MARGIN);
+  assert.equal(wasmHeapMargin(undefined), WASM_HEAP_MARGIN);
+  // T5 1.1 Base with AdamW does not fit the heap either way: the refusal names the usable part.
+  const base = preset("t5-v1_1-base");
+  const run = spec({ optimizer: "adamw", batchSize: 4, maxInputLength: 128, maxTargetLength: 16 });
+  const refusal = (name: string) =>
+    planDeviceMemory([run], {
+      backendOf: () => ({ name, gpu: false }),
+      device: undefined,
+      configOf: () => base,
+      modelName: () => "t5-v1_1-base",
+    }).refusals.join("\n");
+  const usable = (f: number) => `${fmtGb(WASM_HEAP_BYTES * f)} usable (${Math.round(100 * f)}%)`;
+  assert.ok(refusal("wasm").includes(usable(0.8)), refusal("wasm"));
+  assert.ok(refusal("wasm+blas").includes(usable(0.85)), refusal("wasm+blas"));
 });

@@ -60,7 +60,7 @@ import {
   type KernelSet,
   largestFittingMicroBatch,
 } from "./memory.ts";
-import { fmtGb, WASM_HEAP_BYTES, WASM_HEAP_MARGIN } from "./device_memory.ts";
+import { fmtGb, WASM_HEAP_BYTES, wasmHeapMargin } from "./device_memory.ts";
 import { lowMemoryBackpropInstalled } from "../model/backprop.ts";
 import { createOptimizer, type Optimizer, withTrainingRestored } from "./optim.ts";
 import { lossAndGrads } from "./trainer.ts";
@@ -162,7 +162,7 @@ export interface StepResult {
    * wasm backends, T5 workloads: the peak that {@link planWasmT5} estimated for the step as run
    * (benchmarks/memory.ts, the micro-batch chosen), to compare with `wasmHeapBytes` (a workload
    * run alone in its process: the heap's high-water mark is 1.04–1.15 times it with OpenBLAS,
-   * 1.13–1.23 on plain wasm, benchmarks/device_memory.ts `WASM_HEAP_MARGIN`).
+   * 1.13–1.23 on plain wasm, benchmarks/device_memory.ts `wasmHeapMargin`).
    */
   wasmHeapEstimateBytes?: number;
   /**
@@ -606,7 +606,8 @@ export interface WasmPlan {
  * (benchmarks/device_memory.ts): benchmarks/memory.ts's estimate of the step (weights,
  * gradients, the accumulator with micro-batches, the optimizer's state, and what one
  * micro-batch's forward and backward pass keep, for the kernels and backward pass given) against
- * {@link WASM_HEAP_BYTES} less {@link WASM_HEAP_MARGIN}. The workload is the trainer's full
+ * {@link WASM_HEAP_BYTES} less its margin (device_memory.ts `wasmHeapMargin`: 15 %, 20 % on plain
+ * wasm). The workload is the trainer's full
  * fine-tuning (method `mtl`, one task) with the preset's dropout. Returns the largest micro-batch
  * (a divisor of the batch, at most the one asked for) whose estimate fits, or a reason when none
  * does.
@@ -635,7 +636,8 @@ export function planWasmT5(
     backprop: heap.backprop,
     xnnMatMul: heap.xnnMatMul,
   };
-  const micro = largestFittingMicroBatch(input, WASM_HEAP_BYTES, WASM_HEAP_MARGIN, w.micro);
+  const margin = wasmHeapMargin(heap.xnnMatMul);
+  const micro = largestFittingMicroBatch(input, WASM_HEAP_BYTES, margin, w.micro);
   if (micro !== undefined) {
     return { micro, bytes: estimateTrainingMemory({ ...input, microBatchSize: micro }).peak };
   }
@@ -645,8 +647,8 @@ export function planWasmT5(
     one.accumulator > 0 ? ", accumulator" : ""
   } and ${optimizer === "adamw" ? "AdamW moments" : "Adafactor state"} alone: ${
     fmtGb(fixed)
-  }) exceeds ${fmtGb(WASM_HEAP_BYTES * (1 - WASM_HEAP_MARGIN))} usable (${
-    Math.round(100 * (1 - WASM_HEAP_MARGIN))
+  }) exceeds ${fmtGb(WASM_HEAP_BYTES * (1 - margin))} usable (${
+    Math.round(100 * (1 - margin))
   }%) of the wasm heap's ${fmtGb(WASM_HEAP_BYTES)}; ${heap.kernels} kernels, ${heap.backprop} ` +
     `backward pass${optimizer === "adamw" ? "; try --optimizer adafactor" : ""}`;
 }

@@ -261,7 +261,6 @@ function benchSpec(model: string, b: number, optimizer: "adamw" | "adafactor"): 
 }
 
 Deno.test("perf: wasm heap plan is the bench preflight's: same estimate, margin and choice", () => {
-  const usable = WASM_HEAP_BYTES * (1 - WASM_HEAP_MARGIN);
   // The README's performance workloads (T5 1.1 Small at batch 32 with AdamW and Adafactor, Base
   // with Adafactor), with the low-memory backward pass (installed by default) and with tfjs's
   // own (HYPERPROMPT_STOCK_BACKPROP=1; the one those measurements ran with), plus Small at batch
@@ -302,6 +301,8 @@ Deno.test("perf: wasm heap plan is the bench preflight's: same estimate, margin 
         assert.equal(run.fits, true, what);
         assert.equal(plan.micro, run.microBatchSize, `bench picks the same micro-batch: ${what}`);
         assert.equal(plan.bytes, run.estimate.peak, what);
+        // 85 % of the heap usable, 80 % on plain wasm (device_memory.ts wasmHeapMargin).
+        const usable = WASM_HEAP_BYTES * (xnnMatMul ? 0.8 : 0.85);
         assert.ok(plan.bytes <= usable, what);
         picks[key]!.push(plan.micro);
       }
