@@ -4,7 +4,8 @@
  * **1** a failure while working (a download, a run, reading or writing results), **2** bad
  * arguments, refused before any work starts (an unknown or misspelled flag, a flag without its
  * value, a bad number or name, a file or folder named on the command line that cannot be used).
- * `deno task bench` adds **3**: the regression gate failed.
+ * `deno task bench` adds **3**: the regression gate failed, and **130** / **143**: stopped by SIGINT /
+ * SIGTERM (`benchmarks/cli.ts`).
  *
  * An argument check throws a {@link UsageError}; a tool's entry point maps what it caught to the
  * exit code with {@link exitCodeOf}. {@link parseFlags} parses a tool's flags, every mistake one
