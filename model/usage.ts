@@ -193,10 +193,11 @@ function nearestFlag(name: string, names: readonly string[]): string | undefined
  * the flag it probably meant), an argument that is no flag (after a flag that takes no value, it
  * says so), a flag without its value, a value given to a flag that takes none (`--quick=yes`), and
  * a flag that takes one value given two different ones (the same value twice is fine; a
- * `multiple` flag collects them). A value that starts with a dash but is no flag of the tool
- * (`--steps -3`) is refused with the `--flag=value` spelling that passes it, so a flag typed
- * without its value never swallows the next flag; `--steps=-3` reaches the tool's own check of
- * the value. `--help` is an ordinary boolean flag here (`runCli` answers it before parsing).
+ * `multiple` flag collects them). A value that starts with a dash and a letter
+ * but is no flag of the tool (`--out -x`) is refused with the `--flag=value` spelling that passes
+ * it, so a flag typed without its value never swallows the next flag; `--out=-x` reaches the
+ * tool's own check of the value, as does a dash-led number (`--steps -3`), which no flag
+ * resembles. A flag after `--` (which ends the flags) is refused with the advice to drop the `--`. `--help` is an ordinary boolean flag here (`runCli` answers it before parsing).
  *
  * @example
  * ```ts
@@ -243,11 +244,23 @@ export function parseFlags<O extends ParseArgsOptionsConfig>(
   const normalised: string[] = [];
   const given = new Map<string, string>();
   let previous: (typeof tokens)[number] | undefined;
+  let terminated = false;
   for (const t of tokens) {
     const before = previous;
     previous = t;
-    if (t.kind === "option-terminator") continue;
+    if (t.kind === "option-terminator") {
+      terminated = true;
+      continue;
+    }
     if (t.kind === "positional") {
+      // After `--` every argument is read as a value, flags too (`deno task bench -- --resume`:
+      // `deno task` passes the `--` on, as npm's `run` habit types it).
+      if (terminated && t.value.startsWith("-")) {
+        fail(
+          `unexpected argument "${t.value}" after "--", which ends the flags (what follows is ` +
+            `not read as one): give ${spec.tool} its flags without the "--"`,
+        );
+      }
       // `--quick yes`: a value given to a flag that takes none.
       const flagBefore = before?.kind === "option" && known(before.name) &&
           before.value === undefined

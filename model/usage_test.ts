@@ -96,7 +96,19 @@ Deno.test("parseFlags(): every bad invocation is one UsageError line naming flag
     [["-x"], `unknown flag -x${hint}`], // one letter: no guess
     [["--profile", "ci"], `unknown flag --profile: deno task bench takes it${hint}`], // the hook
     [["stray"], `unexpected argument "stray": deno task demo takes only flags${hint}`],
-    [["--", "--out"], `unexpected argument "--out": deno task demo takes only flags${hint}`],
+    // After `--` (which `deno task` passes on) a flag is not read as one: the line says so, not
+    // "takes only flags" of what the user typed as a flag.
+    [
+      ["--", "--out"],
+      `unexpected argument "--out" after "--", which ends the flags (what follows is not read as ` +
+      `one): give deno task demo its flags without the "--"${hint}`,
+    ],
+    [
+      ["--quick", "--", "-h"],
+      `unexpected argument "-h" after "--", which ends the flags (what follows is not read as ` +
+      `one): give deno task demo its flags without the "--"${hint}`,
+    ],
+    [["--", "stray"], `unexpected argument "stray": deno task demo takes only flags${hint}`],
     [
       ["--quick", "yes"],
       `unexpected argument "yes" after --quick, which takes no value: deno task demo takes only ` +
