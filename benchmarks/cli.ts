@@ -120,7 +120,14 @@ import {
   planDeviceMemory,
   probeDeviceMemory,
   type RunBackend,
+  WASM_HEAP_MARGIN,
+  WASM_XNN_HEAP_MARGIN,
 } from "./device_memory.ts";
+
+/** The wasm heap's usable percentage on wasm+blas ({@link WASM_HEAP_MARGIN}), as --help says it. */
+const WASM_USABLE = Math.round(100 * (1 - WASM_HEAP_MARGIN));
+/** The same on plain wasm ({@link WASM_XNN_HEAP_MARGIN}: XNNPACK's packed copies). */
+const PLAIN_WASM_USABLE = Math.round(100 * (1 - WASM_XNN_HEAP_MARGIN));
 
 const USAGE = `Usage: deno task bench [options]
 
@@ -158,7 +165,8 @@ Options:
                        exceeds 90% of it trains with the largest micro-batch that fits, or is
                        refused (exit 2) when none does; with --dry-run, the table shows
                        what every run would do on a GPU of that size. Runs on wasm and
-                       wasm+blas are checked likewise against the 4 GiB wasm heap (85% usable)
+                       wasm+blas are checked likewise against the 4 GiB wasm heap (${WASM_USABLE}% usable,
+                       ${PLAIN_WASM_USABLE}% on plain wasm, whose XNNPACK matmul keeps packed copies)
   --checkpoint-minutes N
                        a run that writes checkpoints (the profile's train.checkpointEvery > 0)
                        also saves one after the step at which N minutes have passed since its

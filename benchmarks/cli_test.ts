@@ -22,7 +22,12 @@ import { Rng } from "./rng.ts";
 import { collate } from "./batching.ts";
 import { preset } from "../model/config.ts";
 import { estimateTrainingMemory } from "./memory.ts";
-import { memoryInputFor, WASM_HEAP_BYTES } from "./device_memory.ts";
+import {
+  memoryInputFor,
+  WASM_HEAP_BYTES,
+  WASM_HEAP_MARGIN,
+  WASM_XNN_HEAP_MARGIN,
+} from "./device_memory.ts";
 import { loadProfile } from "./profile.ts";
 import { Writable } from "node:stream";
 import { fakeRunOne } from "./_fake_run_one.ts";
@@ -186,6 +191,14 @@ Deno.test("main() reports bad arguments and profiles with exit code 2", async ()
   assert.match(c.out.join("\n"), /--shard i\/n[\s\S]*smoke/);
   assert.match(c.out.join("\n"), /--checkpoint-minutes N\n +a run that writes checkpoints/);
   assert.match(c.out.join("\n"), /exits 130 \(SIGINT\) or 143 \(SIGTERM\)[^]*A second signal/);
+  // The wasm heap's usable share is the preflight's, per backend (plain wasm keeps more free).
+  assert.match(
+    c.out.join("\n"),
+    new RegExp(
+      `wasm heap \\(${Math.round(100 * (1 - WASM_HEAP_MARGIN))}% usable,\\s+` +
+        `${Math.round(100 * (1 - WASM_XNN_HEAP_MARGIN))}% on plain wasm`,
+    ),
+  );
   // The profiles' descriptions start in one column, ablation-large's too.
   const profileLines = c.out.join("\n").split("\nProfiles:\n")[1]!.split("\n");
   assert.ok(profileLines.some((l) => l.startsWith("  ablation-large ")), profileLines.join("\n"));
