@@ -62,12 +62,63 @@ export async function within<T>(
 export class TransferError extends Error {}
 
 /**
- * A {@link TransferError} of a request that failed before any response, for another reason than
- * the idle timeout: the fetch itself rejected (a DNS failure, a refused or unreachable connection,
- * a port fetch blocks). Offline, every request fails so; a caller may give up on it at once
- * ({@link ResumableOptions.noRetry}) instead of waiting through the retries.
+ * A {@link TransferError} of a request whose connection could not be made: the fetch itself
+ * rejected while connecting (a DNS failure, a refused or unreachable connection, a TLS handshake
+ * refused, a port fetch blocks; {@link isConnectFailure}). Offline, every request fails so; a
+ * caller may give up on it at once ({@link ResumableOptions.noRetry}) instead of waiting through
+ * the retries. A connection the server closed or reset before answering is not one (the server
+ * was reached): a plain TransferError, retried.
  */
 export class ConnectionError extends TransferError {}
+
+/**
+ * What a fetch rejection (or its causes) says when no connection could be made: Deno's
+ * `client error (Connect)` (DNS, TCP connect, TLS), or the OS's words for it; and Deno's refusal
+ * of a blocked port. A reset or a connection closed unanswered (`client error (SendRequest)`)
+ * does not match.
+ */
+const CONNECT_FAILURE = new RegExp(
+  [
+    String.raw`\(Connect\)`,
+    "dns error",
+    "failed to lookup address",
+    "tcp connect error",
+    "connection refused",
+    "network is unreachable",
+    "no route to host",
+    "host is unreachable",
+    String.raw`requests to port \d+ are blocked`,
+  ].join("|"),
+  "i",
+);
+
+/**
+ * Whether a fetch's rejection `e` (a `TypeError`, as the Fetch standard has it) says that no
+ * connection could be made ({@link CONNECT_FAILURE}, in its message or its causes').
+ *
+ * @param e what the fetch rejected with
+ * @returns true for a DNS failure, a refused or unreachable connection, a blocked port
+ */
+export function isConnectFailure(e: unknown): boolean {
+  let c: unknown = e;
+  for (let depth = 0; c instanceof Error && depth < 8; depth++, c = c.cause) {
+    if (CONNECT_FAILURE.test(c.message)) return true;
+  }
+  return false;
+}
+
+/**
+ * The message of a fetch's rejection with its causes' (Deno's own is a bare "fetch failed"; the
+ * reason, such as "Connection refused", is in its cause).
+ */
+function fetchFailure(e: unknown): string {
+  let message = e instanceof Error ? e.message : String(e);
+  let c: unknown = e instanceof Error ? e.cause : undefined;
+  for (let depth = 0; c instanceof Error && depth < 8; depth++, c = c.cause) {
+    if (c.message !== "" && !message.includes(c.message)) message += ` (${c.message})`;
+  }
+  return message;
+}
 
 /**
  * Sends one GET of `url` with `headers`, aborted by `signal` (default: `fetch(url, {headers,
@@ -87,8 +138,9 @@ export function plainGet(fetchFn: typeof fetch = fetch): HttpGet {
 /**
  * `GET url` with `headers`, given up (through `ctrl`) when no response has started within
  * `idleMs`; any failure (no connection, a reset, the timeout) is a {@link TransferError} whose
- * message starts `GET <url>: `, a {@link ConnectionError} when the fetch itself rejected with a
- * network error (a `TypeError`, as the Fetch standard has it). The status is not checked.
+ * message starts `GET <url>: ` (and gives the fetch's causes), a {@link ConnectionError} when the
+ * fetch itself rejected because no connection could be made ({@link isConnectFailure}). The
+ * status is not checked.
  *
  * @param get how to send the request
  * @param url the URL
@@ -112,9 +164,12 @@ export async function getWithin(
       () => `no response within ${idleMs / 1000} s`,
     );
   } catch (e) {
-    const message = `GET ${url}: ${(e as Error).message}`;
-    // The timeout rejects with a plain Error first, so a TypeError is the fetch's own failure.
-    if (e instanceof TypeError) throw new ConnectionError(message, { cause: e });
+    const message = `GET ${url}: ${fetchFailure(e)}`;
+    // The timeout rejects with a plain Error first, so a TypeError is the fetch's own failure;
+    // one of a server that was reached (a reset, a connection closed unanswered) is retried.
+    if (e instanceof TypeError && isConnectFailure(e)) {
+      throw new ConnectionError(message, { cause: e });
+    }
     throw new TransferError(message, { cause: e });
   }
 }

@@ -293,3 +293,53 @@ Deno.test("fetchResumable noRetry: a refused connection is final at once; a brok
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("ConnectionError: only a connection that could not be made; a server that closed it unanswered is retried", async () => {
+  const dir = await Deno.makeTempDir();
+  const waits: number[] = [];
+  const sleep = (ms: number) => (waits.push(ms), Promise.resolve());
+  const noRetry = (e: unknown) => e instanceof ConnectionError;
+  // A server that reads the first request and closes the connection without an answer (a
+  // restart, an overloaded balancer), then answers the next one: reached, so not offline.
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  const served = (async () => {
+    let n = 0;
+    for await (const c of l) {
+      await c.read(new Uint8Array(4096));
+      if (n++ > 0) {
+        await c.write(
+          bytes("HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nabc"),
+        );
+      }
+      c.close();
+      if (n === 2) break; // leaving the loop closes the listener: the port is free again
+    }
+  })();
+  try {
+    const got = await fetchResumable(`http://127.0.0.1:${port}/f`, join(dir, "f.part"), {
+      sleep,
+      noRetry,
+    });
+    assert.deepEqual(got, { bytes: 3, resumedAt: 0, attempts: 2 });
+    assert.deepEqual(waits, [1000], "retried once, after 1 s");
+    await served;
+    // A port nothing listens on: a ConnectionError, at once, whose message gives the reason
+    // (Deno's own message is a bare "fetch failed"; the reason is in its cause).
+    waits.length = 0;
+    await assert.rejects(
+      fetchResumable(`http://127.0.0.1:${port}/f`, join(dir, "g.part"), { sleep, noRetry }),
+      (e: unknown) => {
+        assert.ok(e instanceof ConnectionError, String(e));
+        assert.match(e.message, /^GET http:\/\/127\.0\.0\.1:\d+\/f: fetch failed \(.*refused/i);
+        return true;
+      },
+    );
+    assert.deepEqual(waits, []);
+  } finally {
+    try {
+      l.close();
+    } catch { /* closed when the server loop ended */ }
+    await Deno.remove(dir, { recursive: true });
+  }
+});
