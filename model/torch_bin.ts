@@ -457,6 +457,19 @@ interface Unpickled {
 }
 
 /**
+ * `bytes` as ISO-8859-1, Python's latin-1: each byte is the code point of its value.
+ * (TextDecoder's "latin1" label is windows-1252, which reads 0x80–0x9f as other characters, e.g.
+ * 0x80 as "€".)
+ */
+function isoLatin1(bytes: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 8192) {
+    s += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  }
+  return s;
+}
+
+/**
  * Unpickle one pickle of a torch.save checkpoint safely (see the module doc): `data.pkl` of a
  * zip checkpoint, or one of the pickles of a legacy one.
  *
@@ -517,7 +530,7 @@ function unpickle(b: Uint8Array, source: string, opts: UnpickleOptions): Unpickl
     try {
       return utf8.decode(s);
     } catch {
-      return latin1.decode(s);
+      return isoLatin1(s);
     }
   };
   const line = (): string => {

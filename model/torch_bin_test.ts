@@ -383,6 +383,9 @@ Deno.test("legacy format saved under Python 2: its str as SHORT_BINSTRING and BI
     [long, long], // BINSTRING
     [utf8("café"), "café"], // UTF-8, torch.load's default encoding
     ["caf\xe9", "café"], // not UTF-8: latin-1, as encoding="latin1" gives
+    // Latin-1 (ISO-8859-1) maps each byte to the code point of its value; WHATWG's "latin1"
+    // label (windows-1252) would read 0x80 and 0x9f as "€" and "Ÿ".
+    ["a\x80\x9fb", "a\u0080\u009fb"],
   ];
   for (const [bytes, name] of cases) {
     const file = legacyFile(
