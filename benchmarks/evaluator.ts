@@ -15,6 +15,7 @@ import type { Example, TaskSplit } from "../tasks/types.ts";
 import type { BenchmarkName, BestEval, TaskEval } from "./spec.ts";
 import { Rng, seedFor } from "./rng.ts";
 import type { SpecialIds } from "./batching.ts";
+import { stopRequested } from "./trainer.ts";
 
 /** The scoring functions of `tasks/mod.ts` (injected so tests can stub them). */
 export interface Scorer {
@@ -153,10 +154,49 @@ export interface EvaluateOptions {
   readonly tokenizer: TokenDecoder;
   /** Metrics. */
   readonly scorer: Scorer;
+  /**
+   * Checked before every decode batch: a reason (a signal's name) abandons the evaluation there
+   * ({@link EvaluationStoppedError}; nothing is scored or returned, no tensor is kept). Default
+   * `benchmarks/trainer.ts` `stopRequested`, the process-wide stop request of the bench's
+   * SIGINT/SIGTERM handler, so that a stop does not wait for a full dev set's greedy decoding.
+   */
+  readonly shouldStop?: () => string | undefined;
 }
 
 /**
- * Greedy-decode every evaluation set and score it.
+ * Thrown by {@link evaluate} when a stop was requested ({@link EvaluateOptions.shouldStop})
+ * before one of its decode batches: the evaluation is abandoned (what was decoded is dropped) and
+ * must be redone in full. `train()` (`benchmarks/trainer.ts`) recognises it by
+ * `evaluationStopped` and saves a checkpoint that owes this evaluation.
+ */
+export class EvaluationStoppedError extends Error {
+  /** Marks the error for callers that do not import this class (`train()`). */
+  readonly evaluationStopped = true;
+  /**
+   * @param reason what asked to stop (a signal's name)
+   * @param step the step whose evaluation was stopped
+   * @param task the task being decoded
+   * @param decoded rows of the decoding pass (a task's rows, or those decoded again to the run's
+   *   limit: {@link EvalSet.untightened}) done before the stop
+   * @param rows rows of that pass
+   */
+  constructor(
+    readonly reason: string,
+    readonly step: number,
+    readonly task: string,
+    readonly decoded: number,
+    readonly rows: number,
+  ) {
+    super(
+      `evaluation of step ${step} stopped by ${reason} (task ${task}, after ${decoded} of the ${rows} rows of a decoding pass); it is redone in full`,
+    );
+    this.name = "EvaluationStoppedError";
+  }
+}
+
+/**
+ * Greedy-decode every evaluation set and score it. A stop request
+ * ({@link EvaluateOptions.shouldStop}) abandons it before the next decode batch.
  *
  * @param model the backbone
  * @param instance the method (its hooks see each row's task id)
@@ -164,6 +204,7 @@ export interface EvaluateOptions {
  * @param opts step, batch size, tokenizer and scorer
  * @returns one {@link TaskEval} per set
  * @throws Error for a batch size that is not a positive integer
+ * @throws EvaluationStoppedError when a stop is requested before a decode batch
  */
 export async function evaluate(
   model: T5Model,
@@ -176,6 +217,7 @@ export async function evaluate(
       `benchmarks/evaluator.ts evaluate: batchSize must be a positive integer, got ${opts.batchSize}`,
     );
   }
+  const shouldStop = opts.shouldStop ?? stopRequested;
   const out: TaskEval[] = [];
   for (const set of sets) {
     const n = set.inputs.length;
@@ -188,6 +230,11 @@ export async function evaluate(
         set.inputs[a]!.length - set.inputs[b]!.length || a - b
       );
       for (let s = 0; s < order.length; s += opts.batchSize) {
+        // Between batches no tensor is alive: abandoning here keeps nothing.
+        const stop = shouldStop();
+        if (stop !== undefined) {
+          throw new EvaluationStoppedError(stop, opts.step, set.task, s, order.length);
+        }
         const rows = order.slice(s, s + opts.batchSize);
         const len = Math.max(...rows.map((i) => set.inputs[i]!.length));
         const ids = new Int32Array(rows.length * len).fill(opts.ids.padTokenId);

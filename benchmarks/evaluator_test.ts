@@ -9,10 +9,12 @@ import {
   bestPerTask,
   evalSubset,
   evaluate,
+  EvaluationStoppedError,
   makeEvalSet,
   type Scorer,
 } from "./evaluator.ts";
 import type { TaskEval } from "./spec.ts";
+import { clearStopRequest, requestStop } from "./trainer.ts";
 
 await tf.setBackend("cpu");
 
@@ -206,6 +208,71 @@ Deno.test("evaluate() refuses a batch size that is not a positive integer", asyn
   assert.equal(scored, 0, "nothing scored");
   assert.equal(tf.memory().numTensors, before);
   disposeT5(model);
+});
+
+Deno.test("evaluate() abandons its decoding between batches on a stop request, keeping no tensor", async () => {
+  const model = initT5(CONFIG, { seed: 5 });
+  const inputs = [[3, 4, 1], [7, 1], [8, 9, 1], [5, 1], [6, 2, 1]];
+  const set = { task: "t", taskId: 0, examples: inputs.map((_, i) => ex(i)), inputs };
+  let scored = 0;
+  const scorer: Scorer = { scoreTask: () => (scored++, { accuracy: 1 }), groupScore: () => 1 };
+  // decode() runs once per row after its batch is decoded: it counts the rows decoded and, at
+  // `stopAt`, asks to stop (as a signal would, while that batch ran).
+  const run = async (stopAt: number, shouldStop?: () => string | undefined) => {
+    let decoded = 0;
+    const err = await evaluate(model, NO_METHOD, [{ ...set, maxNewTokens: 2 }], {
+      step: 6,
+      batchSize: 2,
+      ids: IDS,
+      tokenizer: {
+        decode: (ids) => {
+          if (++decoded === stopAt) requestStop("SIGTERM");
+          return ids.join(" ");
+        },
+      },
+      scorer,
+      ...(shouldStop === undefined ? {} : { shouldStop }),
+    }).then(() => undefined, (e) => e);
+    return { err, decoded };
+  };
+  const before = tf.memory().numTensors;
+  try {
+    // Default: the process-wide request. Requested in the second batch (rows 3-4 of 5): the
+    // third batch is not decoded.
+    const a = await run(3);
+    assert.ok(a.err instanceof EvaluationStoppedError, String(a.err));
+    assert.equal(a.err.evaluationStopped, true);
+    assert.deepEqual([a.err.reason, a.err.step, a.err.task, a.err.decoded, a.err.rows], [
+      "SIGTERM",
+      6,
+      "t",
+      4,
+      5,
+    ]);
+    assert.match(a.err.message, /^evaluation of step 6 stopped by SIGTERM \(task t, after 4 of/);
+    assert.equal(a.decoded, 4, "no batch decoded after the request");
+    clearStopRequest();
+    // A request already pending: nothing is decoded.
+    requestStop("SIGINT");
+    const b = await run(0);
+    assert.equal(b.decoded, 0);
+    assert.equal((b.err as EvaluationStoppedError).reason, "SIGINT");
+    clearStopRequest();
+    // An explicit shouldStop replaces the process-wide request.
+    const c = await run(1, () => undefined);
+    assert.equal(c.err, undefined, "the process-wide request is not consulted");
+    assert.equal(c.decoded, 5);
+    assert.equal(scored, 1, "only the evaluation that finished was scored");
+    clearStopRequest();
+    let calls = 0;
+    const d = await run(0, () => ++calls === 2 ? "custom" : undefined);
+    assert.equal(d.decoded, 2);
+    assert.equal((d.err as EvaluationStoppedError).reason, "custom");
+    assert.equal(tf.memory().numTensors, before, "nothing kept by the abandoned evaluations");
+  } finally {
+    clearStopRequest();
+    disposeT5(model);
+  }
 });
 
 Deno.test("bestPerTask() takes each task's best step (earliest on ties); averages", () => {

@@ -12,7 +12,12 @@
  * and restarted resumes from its newest complete checkpoint and ends bit-identical to an
  * uninterrupted run (the variables, optimizer slots and sampler state are restored exactly).
  * A stop request ({@link requestStop}: the bench's SIGINT/SIGTERM) ends the loop at the next step
- * boundary with a checkpoint of that step ({@link TrainingInterruptedError}), so it loses no step.
+ * boundary with a checkpoint of that step ({@link TrainingInterruptedError}), so it loses no step;
+ * one that arrives during an evaluation abandons it before its next decode batch (a full dev set
+ * can take minutes, past a scheduler's grace period before SIGKILL), and the checkpoint of that
+ * step records the evaluation as owed (`state.json` `evalOwed`: the step), so that a resume redoes
+ * it first and ends with the same evaluations as an uninterrupted run. A checkpoint without the
+ * field (written before it existed) owes none and resumes as it always did.
  * A run that writes checkpoints also saves one after the step at which
  * {@link TrainOptions.checkpointMinutes} (default {@link DEFAULT_CHECKPOINT_MINUTES}) have passed
  * since the last, so that a kill nothing can catch (SIGKILL, an out-of-memory kill, a power cut)
@@ -208,16 +213,27 @@ export interface TrainOptions {
    * resume can report which code wrote it ({@link TrainOutcome.resumedCode}).
    */
   readonly code?: CodeVersion;
-  /** Evaluate after `step` (called every `evalEvery` steps and at the last step). */
-  readonly evaluate?: (step: number) => Promise<TaskEval[]>;
+  /**
+   * Evaluate after `step` (called every `evalEvery` steps and at the last step). `shouldStop` is
+   * the run's {@link TrainOptions.shouldStop}, for `benchmarks/evaluator.ts` `evaluate`'s option
+   * of that name: an evaluation that throws an error marked `evaluationStopped: true` with a
+   * `reason` (`EvaluationStoppedError`) stops the run with a checkpoint that owes this
+   * evaluation (see {@link train}).
+   */
+  readonly evaluate?: (
+    step: number,
+    shouldStop: () => string | undefined,
+  ) => Promise<TaskEval[]>;
   /** Called after every step (progress; tests throw here to simulate a kill). */
   readonly onStep?: (step: number, loss: number) => void | Promise<void>;
-  /** Called when an evaluation starts. */
+  /** Called when an evaluation starts (a resume's owed evaluation too). */
   readonly onEval?: (step: number) => void;
   /**
    * Checked before every step: a reason (a signal's name) stops the run there
    * ({@link TrainingInterruptedError}, after saving a checkpoint of the step when checkpoints are
-   * enabled). Default {@link stopRequested}, the process-wide request of {@link requestStop}.
+   * enabled); passed to {@link TrainOptions.evaluate}, whose evaluation it abandons between
+   * decode batches. Default {@link stopRequested}, the process-wide request of
+   * {@link requestStop}.
    */
   readonly shouldStop?: () => string | undefined;
   /**
@@ -240,8 +256,11 @@ export interface TrainOptions {
 /**
  * Thrown by {@link train} when a stop was requested ({@link requestStop}, e.g. by the bench's
  * SIGINT/SIGTERM handler): at a step boundary, after the step's evaluation and scheduled
- * checkpoint, and, when the run writes checkpoints, after saving one of the step it stopped at,
- * so that a resume loses no step. `interrupted` marks it for the runner (`runGrid` stops the grid).
+ * checkpoint, or during an evaluation, between two of its decode batches (the evaluation is
+ * abandoned: `evaluationOwed`); when the run writes checkpoints, after saving one of the step it
+ * stopped at (which, stopped in an evaluation, records that the evaluation is owed, so a resume
+ * redoes it first), so that a resume loses no step. `interrupted` marks it for the runner
+ * (`runGrid` stops the grid).
  */
 export class TrainingInterruptedError extends Error {
   /** Marks the error for callers that do not import this class (`runGrid`). */
@@ -253,6 +272,7 @@ export class TrainingInterruptedError extends Error {
    * @param checkpoint the newest checkpoint folder of the run (a resume continues after its
    *   step), or undefined when there is none
    * @param writesCheckpoints whether the run writes checkpoints (`train.checkpointEvery` > 0)
+   * @param evaluationOwed whether it stopped during the evaluation of `step`, abandoning it
    */
   constructor(
     readonly reason: string,
@@ -260,11 +280,16 @@ export class TrainingInterruptedError extends Error {
     readonly totalSteps: number,
     readonly checkpoint: string | undefined,
     writesCheckpoints = checkpoint !== undefined,
+    readonly evaluationOwed = false,
   ) {
     super(
-      `stopped by ${reason} after step ${step} of ${totalSteps}; ${
+      `stopped by ${reason} ${
+        evaluationOwed ? "during the evaluation of" : "after"
+      } step ${step} of ${totalSteps}; ${
         checkpoint !== undefined
-          ? `checkpoint ${checkpoint}: --resume continues from step ${step}`
+          ? `checkpoint ${checkpoint}: --resume ${
+            evaluationOwed ? `redoes the evaluation of step ${step}, then ` : ""
+          }continues from step ${step}`
           : writesCheckpoints
           ? "no step done yet: --resume starts it from step 0"
           : "this run writes no checkpoints (train.checkpointEvery 0): --resume reruns it from step 0"
@@ -307,8 +332,10 @@ function checkpointingLoop(delta: 1 | -1): void {
 }
 
 /**
- * Asks every {@link train} loop of this process to stop at its next step boundary, saving a
- * checkpoint of that step when the run writes checkpoints ({@link TrainingInterruptedError}).
+ * Asks every {@link train} loop of this process to stop at its next step boundary, or, during an
+ * evaluation, before its next decode batch (`benchmarks/evaluator.ts` `evaluate` checks
+ * {@link stopRequested}), saving a checkpoint of that step when the run writes checkpoints
+ * ({@link TrainingInterruptedError}; one saved in an evaluation records that it is owed).
  * The request stays until {@link clearStopRequest}.
  *
  * @param reason what asks (a signal's name), repeated in the error
@@ -588,6 +615,15 @@ function checkResumeState(dir: string, step: number, state: Record<string, unkno
     throw bad("losses", `the {step, loss} of each of its ${step} steps`, losses);
   }
   if (!Array.isArray(state.evals)) throw bad("evals", "an array", state.evals);
+  const owed = state.evalOwed;
+  if (owed !== undefined && owed !== null) {
+    if (owed !== step) throw bad("evalOwed", `absent, null or its step ${step}`, owed);
+    if (state.evals.some((e) => e?.step === step)) {
+      throw new Error(
+        `${dir}/state.json: field "evalOwed" owes the evaluation of step ${step}, but field "evals" already holds that step's`,
+      );
+    }
+  }
 }
 
 /**
@@ -632,6 +668,9 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
   let tokens = 0;
   let trainMs = 0;
   let resumedCode: CodeVersion | undefined;
+  // Whether the evaluation of `step` is owed: a stop abandoned it (the checkpoint resumed from
+  // says so), and the resume does it before the next step.
+  let evalOwed = false;
   try {
     if (ckptEnabled) {
       const ck = await loadLatestCheckpoint(o.checkpointDir!);
@@ -665,6 +704,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
           step = ck.step;
           tokens = typeof ck.state.tokens === "number" ? ck.state.tokens : 0;
           trainMs = typeof ck.state.trainMs === "number" ? ck.state.trainMs : 0;
+          evalOwed = ck.state.evalOwed === step;
           resumedCode = checkpointCode(ck.state);
         } finally {
           disposeCheckpoint(ck);
@@ -687,6 +727,8 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
           evals,
           tokens,
           trainMs,
+          // Only when owed, so that a checkpoint owing none is as before the field existed.
+          ...(evalOwed ? { evalOwed: step } : {}),
         },
       });
     /** One optimizer step: batch, loss and gradients, clipping, update; its loss recorded. */
@@ -744,41 +786,80 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
       lastFinite = lossValue;
       await o.onStep?.(step, lossValue);
     };
-    // The newest checkpoint of this run: the step and folder a resume continues from.
-    let saved: { step: number; dir: string } | undefined = resumedFrom > 0
-      ? { step: resumedFrom, dir: join(o.checkpointDir!, checkpointDirName(resumedFrom)) }
+    // The newest checkpoint of this run: the step and folder a resume continues from, and
+    // whether it owes the step's evaluation.
+    let saved: { step: number; dir: string; evalOwed: boolean } | undefined = resumedFrom > 0
+      ? {
+        step: resumedFrom,
+        dir: join(o.checkpointDir!, checkpointDirName(resumedFrom)),
+        evalOwed,
+      }
       : undefined;
     const shouldStop = o.shouldStop ?? stopRequested;
     // When the last checkpoint was saved (or the loop started): the wall-clock interval's origin.
     let savedAt = now();
     const saveStep = async () => {
-      saved = { step, dir: await save() };
+      saved = { step, dir: await save(), evalOwed };
       savedAt = now();
+    };
+    /**
+     * What follows a step (or, on a resume that owes it, the step resumed at): its evaluation
+     * when due, then the scheduled checkpoint, or one when the wall-clock interval has passed (a
+     * step boundary like any other: saving reads the state and changes nothing). A stop in the
+     * evaluation abandons it ({@link TrainingInterruptedError} with `evaluationOwed`), after
+     * saving a checkpoint of the step that owes it: the state of the step boundary before the
+     * evaluation, which nothing in the evaluation changes.
+     */
+    const afterStep = async (evaluationDue: boolean): Promise<void> => {
+      if (o.evaluate && evaluationDue) {
+        evalOwed = true;
+        o.onEval?.(step);
+        let done: TaskEval[];
+        try {
+          done = await o.evaluate(step, shouldStop);
+        } catch (e) {
+          const stopped = e as { evaluationStopped?: unknown; reason?: unknown } | null;
+          if (stopped?.evaluationStopped !== true || typeof stopped.reason !== "string") throw e;
+          // The checkpoint of a resume that owed this evaluation says so already.
+          if (ckptEnabled && step > 0 && !(saved?.step === step && saved.evalOwed)) {
+            await saveStep();
+          }
+          throw new TrainingInterruptedError(
+            stopped.reason,
+            step,
+            t.steps,
+            saved?.dir,
+            ckptEnabled,
+            true,
+          );
+        }
+        evals.push(...done);
+      }
+      evalOwed = false;
+      if (
+        ckptEnabled &&
+        (step % t.checkpointEvery === 0 || step === t.steps ||
+          (everyMs > 0 && now() - savedAt >= everyMs))
+      ) {
+        await saveStep();
+      }
     };
     if (ckptEnabled) checkpointingLoop(1);
     try {
+      if (evalOwed) await afterStep(true);
       while (step < t.steps) {
         const stop = shouldStop();
         if (stop !== undefined) {
           // Every state of a step boundary is resumable: the steps since the last checkpoint are
           // kept (the step's evaluation is done; the sampler and optimizer are between steps).
-          if (ckptEnabled && saved?.step !== step && step > 0) await saveStep();
+          // A checkpoint of this step that owed its evaluation, done since, is saved again.
+          if (ckptEnabled && (saved?.step !== step || saved.evalOwed) && step > 0) {
+            await saveStep();
+          }
           throw new TrainingInterruptedError(stop, step, t.steps, saved?.dir, ckptEnabled);
         }
         await oneStep();
-        if (o.evaluate && (step % t.evalEvery === 0 || step === t.steps)) {
-          o.onEval?.(step);
-          evals.push(...await o.evaluate(step));
-        }
-        // The scheduled checkpoints, and one when the wall-clock interval has passed (a step
-        // boundary like any other: saving reads the state and changes nothing).
-        if (
-          ckptEnabled &&
-          (step % t.checkpointEvery === 0 || step === t.steps ||
-            (everyMs > 0 && now() - savedAt >= everyMs))
-        ) {
-          await saveStep();
-        }
+        await afterStep(step % t.evalEvery === 0 || step === t.steps);
       }
     } finally {
       if (ckptEnabled) checkpointingLoop(-1);

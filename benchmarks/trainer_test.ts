@@ -9,6 +9,7 @@ import { Rng } from "./rng.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
 import { collate, disposeBatch } from "./batching.ts";
 import { listCheckpoints } from "./checkpointing.ts";
+import { bestPerTask, evaluate } from "./evaluator.ts";
 import {
   type BatchSource,
   clearStopRequest,
@@ -447,6 +448,10 @@ Deno.test("train() stopped by a request saves that step's checkpoint; the resume
     assert.deepEqual(seen, [true, false], "observers see the loop start and end");
     assert.equal(tf.memory().numTensors, before, "nothing leaked by the stop");
     disposeT5(m);
+    // Stopped at a step boundary, nothing is owed: the state is as before `evalOwed` existed (an
+    // old checkpoint), and resumes as such below.
+    const state = JSON.parse(await Deno.readTextFile(`${dir}/step-0000000${stopAfter}/state.json`));
+    assert.equal(Object.hasOwn(state, "evalOwed"), false);
     const b = initT5(CONFIG, { seed: 1 });
     const rb = await train(opts(b, { checkpointDir: dir, runKey: "k", evaluate: evalFn(b) }));
     assert.equal(rb.resumedFrom, stopAfter);
@@ -462,6 +467,145 @@ Deno.test("train() stopped by a request saves that step's checkpoint; the resume
   assert.equal(stopRequested(), "SIGTERM");
   clearStopRequest();
   assert.equal(stopRequested(), undefined);
+});
+
+Deno.test("train() stopped during an evaluation: the checkpoint owes it, the resume redoes it first and ends bit-identical", async () => {
+  const inputs = [[3, 4, 1], [7, 1], [8, 9, 1], [5, 1]];
+  const examples = inputs.map((_, i) => ({ task: "a", id: `a/${i}`, input: "", target: "" }));
+  /**
+   * The evaluator on 4 rows in batches of 2, scored by the predicted text and a weight probe (so
+   * that each evaluation depends on its step's weights). `log` gets the step of each row
+   * decoded; `stopAt(step, row)` true asks the process-wide stop there, as the bench's SIGTERM
+   * handler does while a batch decodes.
+   */
+  const evalFn = (
+    model: T5Model,
+    log: number[] = [],
+    stopAt: (step: number, row: number) => boolean = () => false,
+  ) =>
+  async (step: number, shouldStop: () => string | undefined) => {
+    const probe = (await model.params.get("shared.weight")!.data())[0]!;
+    let row = 0;
+    return await evaluate(model, fullFinetune(), [{
+      task: "a",
+      taskId: 0,
+      examples,
+      inputs,
+      maxNewTokens: 3,
+    }], {
+      step,
+      batchSize: 2,
+      ids: IDS,
+      shouldStop,
+      tokenizer: {
+        decode: (ids) => {
+          log.push(step);
+          if (stopAt(step, ++row)) requestStop("SIGTERM");
+          return ids.join(" ");
+        },
+      },
+      scorer: {
+        scoreTask: (_t, _e, preds) => ({
+          probe,
+          text: [...preds.join("|")].reduce((h, c) => (h * 31 + c.charCodeAt(0)) % 1e9, 7),
+        }),
+        groupScore: (_t, m) => m.probe!,
+      },
+    });
+  };
+  const stateOf = async (dir: string, step: number) =>
+    JSON.parse(await Deno.readTextFile(`${dir}/step-${String(step).padStart(8, "0")}/state.json`));
+  // Step 3 (evalEvery 3) has no scheduled checkpoint (every 2): the stop saves one; step 8, the
+  // last, has one, which the resume saves again once the evaluation is done.
+  for (const [spec, s] of [[{ ...SPEC, evalEvery: 3 }, 3], [SPEC, 8]] as const) {
+    const dirA = await Deno.makeTempDir();
+    const a = initT5(CONFIG, { seed: 1 });
+    const ra = await train(opts(a, { train: spec, checkpointDir: dirA, evaluate: evalFn(a) }));
+    const va = await snapshot(a);
+    disposeT5(a);
+    await Deno.remove(dirA, { recursive: true });
+    assert.ok(ra.evals.some((e) => e.step === s), "the reference evaluates step s");
+    const dir = await Deno.makeTempDir();
+    const run = (m: T5Model, extra: Partial<TrainOptions> = {}) =>
+      train(opts(m, { train: spec, checkpointDir: dir, evaluate: evalFn(m), ...extra }));
+    const m = initT5(CONFIG, { seed: 1 });
+    const before = tf.memory().numTensors;
+    const log: number[] = [];
+    let err;
+    try {
+      // The stop arrives while the first batch (rows 1-2 of 4) of step s's evaluation decodes.
+      err = await run(m, { evaluate: evalFn(m, log, (st, row) => st === s && row === 1) })
+        .then(() => undefined, (e) => e);
+    } finally {
+      clearStopRequest();
+    }
+    assert.ok(err instanceof TrainingInterruptedError, String(err));
+    assert.equal(err.interrupted, true);
+    assert.equal(err.evaluationOwed, true);
+    assert.equal(err.step, s);
+    assert.equal(err.checkpoint, `${dir}/step-0000000${s}`);
+    assert.equal(
+      err.message,
+      `stopped by SIGTERM during the evaluation of step ${s} of 8; checkpoint ${dir}/step-0000000${s}: --resume redoes the evaluation of step ${s}, then continues from step ${s}`,
+    );
+    assert.equal(log.filter((x) => x === s).length, 2, "no batch decoded after the stop");
+    assert.equal(tf.memory().numTensors, before, "nothing leaked by the abandoned evaluation");
+    disposeT5(m);
+    const owed = await stateOf(dir, s);
+    assert.equal(owed.evalOwed, s, "the checkpoint owes the evaluation");
+    assert.deepEqual(owed.evals, ra.evals.filter((e) => e.step < s), "and holds the earlier ones");
+    if (s === 3) {
+      // A stop already requested when the resume starts: the owed evaluation stops before its
+      // first batch, and the checkpoint that owes it stays as it is.
+      const b = initT5(CONFIG, { seed: 1 });
+      const log2: number[] = [];
+      requestStop("SIGINT");
+      try {
+        const e2 = await run(b, { evaluate: evalFn(b, log2) }).then(() => undefined, (e) => e);
+        assert.ok(e2 instanceof TrainingInterruptedError && e2.evaluationOwed, String(e2));
+        assert.equal(e2.checkpoint, `${dir}/step-00000003`);
+      } finally {
+        clearStopRequest();
+      }
+      assert.deepEqual(log2, []);
+      assert.deepEqual(await stateOf(dir, 3), owed);
+      // A stop in its last batch: the evaluation ends, then the loop stops before step 4 and saves
+      // step 3 again, owing nothing.
+      const onEval: number[] = [];
+      try {
+        const e3 = await run(b, {
+          evaluate: evalFn(b, [], (st, row) => st === 3 && row === 4),
+          onEval: (st) => onEval.push(st),
+        }).then(() => undefined, (e) => e);
+        assert.ok(e3 instanceof TrainingInterruptedError && !e3.evaluationOwed, String(e3));
+        assert.equal(e3.step, 3);
+      } finally {
+        clearStopRequest();
+      }
+      assert.deepEqual(onEval, [3], "the owed evaluation first, before any step");
+      const paid = await stateOf(dir, 3);
+      assert.equal(Object.hasOwn(paid, "evalOwed"), false);
+      assert.deepEqual(paid.evals, ra.evals.filter((e) => e.step <= 3));
+      disposeT5(b);
+    }
+    const c = initT5(CONFIG, { seed: 1 });
+    const onEval: number[] = [];
+    const rc = await run(c, { onEval: (st) => onEval.push(st) });
+    assert.equal(rc.resumedFrom, s);
+    // Owed (s = 8): redone first; paid by the second stop (s = 3): not again.
+    assert.deepEqual(onEval, s === 8 ? [8] : [6, 8]);
+    assert.deepEqual(rc.losses, ra.losses);
+    assert.deepEqual(rc.evals, ra.evals);
+    assert.deepEqual(bestPerTask(rc.evals), bestPerTask(ra.evals));
+    assert.equal(rc.tokens, ra.tokens);
+    const vc = await snapshot(c);
+    for (const [n, x] of va) assert.deepEqual(vc.get(n), x, n);
+    disposeT5(c);
+    if (s === 8) {
+      assert.equal(Object.hasOwn(await stateOf(dir, 8), "evalOwed"), false, "saved again, paid");
+    }
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("train() also checkpoints when checkpointMinutes have passed (injected clock); the resume is bit-identical", async () => {
@@ -916,6 +1060,12 @@ Deno.test("train() refuses a checkpoint state without the fields a resume restor
       [{ ...good, losses: good.losses.slice(1) }, /field "losses" .*, got 1 entries/],
       [{ ...good, evals: {} }, /field "evals" must be an array, got \{\}/],
       [{ ...good, source: null }, /field "source": /],
+      [{ ...good, evalOwed: 1 }, /field "evalOwed" must be absent, null or its step 2, got 1/],
+      [{ ...good, evalOwed: "2" }, /field "evalOwed" must be .*, got "2"/],
+      [
+        { ...good, evalOwed: 2, evals: [{ step: 2, task: "a", metrics: {}, groupScore: 1 }] },
+        /field "evalOwed" owes the evaluation of step 2, but field "evals" already holds/,
+      ],
     ];
     for (const [state, want] of cases) {
       await Deno.writeTextFile(file, JSON.stringify(state));
@@ -929,8 +1079,9 @@ Deno.test("train() refuses a checkpoint state without the fields a resume restor
       );
       assert.equal(tf.memory().numTensors, before, "nothing kept of the refused checkpoint");
     }
-    // The checkpoint as written resumes.
-    await Deno.writeTextFile(file, JSON.stringify(good));
+    // The checkpoint as written resumes, and so does one with `evalOwed: null` (owes nothing).
+    assert.equal(Object.hasOwn(good, "evalOwed"), false);
+    await Deno.writeTextFile(file, JSON.stringify({ ...good, evalOwed: null }));
     const r = await train(opts(m2, { train: spec, checkpointDir: dir, runKey: "k" }));
     assert.equal(r.resumedFrom, 2);
     disposeT5(m2);
