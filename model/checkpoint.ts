@@ -236,7 +236,8 @@ async function loadSafetensorsWith(
 
 /**
  * `length` bytes at `position` of an open weights file, or an error naming the file (and what was
- * being read) when it ends early: it shrank after its size was taken.
+ * being read) when it ends early (it shrank after its size was taken: the error says so) or the
+ * read fails otherwise (the error gives the failure as it is).
  *
  * @param where the file, and the tensor being read, for errors
  * @param what what the bytes are, for errors
@@ -251,10 +252,15 @@ async function readAt(
   try {
     return await readExactly(file, position, length);
   } catch (e) {
+    const message = (e as Error).message;
+    // Only the end of the file says it shrank; another failure (a disk error) is given as it is.
+    const shrank = message.startsWith("unexpected end of file")
+      ? "; the file is shorter than when it was opened (truncated or rewritten meanwhile?)"
+      : "";
     throw new Error(
-      `${where}: ${(e as Error).message} while reading ${what} (bytes ${position}–${
+      `${where}: ${message} while reading ${what} (bytes ${position}–${
         position + length
-      }); the file is shorter than when it was opened (truncated or rewritten meanwhile?)`,
+      })${shrank}`,
       { cause: e },
     );
   }

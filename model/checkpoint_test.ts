@@ -132,6 +132,36 @@ Deno.test("a safetensors file that shrinks while it is loaded: the error names t
   }
 });
 
+Deno.test("a read that fails for another reason than the end of the file is not called a truncation", async () => {
+  const tmp = await Deno.makeTempDir();
+  const path = join(tmp, "model.safetensors");
+  await Deno.copyFile(sharedPath("fixtures", "hf-t5", "t5-tiny-relu", "model.safetensors"), path);
+  const proto = Deno.FsFile.prototype;
+  const read = proto.read;
+  let reads = 0;
+  // The third read (the first tensor's data) fails as a disk error would.
+  proto.read = async function (this: Deno.FsFile, p: Uint8Array) {
+    if (++reads === 3) throw new Error("Input/output error (os error 5)");
+    return await read.call(this, p);
+  };
+  const before = tf.memory().numTensors;
+  try {
+    await assert.rejects(loadSafetensorsFile(path), (e: Error) => {
+      assert.match(
+        e.message,
+        /^.*model\.safetensors: tensor "[^"]+": Input\/output error \(os error 5\) while reading its data \(bytes \d+–\d+\)$/,
+      );
+      assert.doesNotMatch(e.message, /shorter|truncated/, "the file did not shrink");
+      return true;
+    });
+  } finally {
+    proto.read = read;
+    await Deno.remove(tmp, { recursive: true });
+  }
+  assert.equal(reads, 3);
+  assert.equal(tf.memory().numTensors, before, "nothing is left");
+});
+
 Deno.test("loadHfFolder errors name the file and field", async () => {
   const tmp = await Deno.makeTempDir();
   const dir = join(tmp, "ck");

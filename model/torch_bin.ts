@@ -147,7 +147,8 @@ async function openFile(path: string): Promise<{ file: Deno.FsFile; size: number
 /**
  * `length` bytes at `position` of an open checkpoint, or an error naming the file (and `what` was
  * being read) when it ends early: a file that shrank after its size was taken (truncated or
- * rewritten meanwhile), which the size checks made at open cannot see.
+ * rewritten meanwhile), which the size checks made at open cannot see, and the error says so; a
+ * read that fails otherwise (a disk error) is named as it is.
  *
  * @param where the file, and the tensor or record being read, for errors
  * @param what what the bytes are, for errors
@@ -162,10 +163,15 @@ async function readAt(
   try {
     return await readExactly(file, position, length);
   } catch (e) {
+    const message = (e as Error).message;
+    // Only the end of the file says it shrank; another failure (a disk error) is given as it is.
+    const shrank = message.startsWith("unexpected end of file")
+      ? "; the file is shorter than when it was opened (truncated or rewritten meanwhile?)"
+      : "";
     throw new Error(
-      `${where}: ${(e as Error).message} while reading ${what} (bytes ${position}–${
+      `${where}: ${message} while reading ${what} (bytes ${position}–${
         position + length
-      }); the file is shorter than when it was opened (truncated or rewritten meanwhile?)`,
+      })${shrank}`,
       { cause: e },
     );
   }
