@@ -1159,7 +1159,11 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       );
       for (const f of summary.failed) error(`  FAILED ${f.spec.id}: ${f.error.message}`);
       error(
-        `To continue: deno task bench --resume with the same flags (finished runs are skipped)`,
+        spec === undefined && notStarted === 0
+          // The signal came while the last run finished (runner.ts: it did not stop it).
+          ? `Every run had finished; no tables or gate were written: deno task bench --resume ` +
+            `with the same flags skips the runs and writes them`
+          : `To continue: deno task bench --resume with the same flags (finished runs are skipped)`,
       );
       return SIGNAL_EXIT_CODES[reason as InterruptSignal] ?? 130;
     }

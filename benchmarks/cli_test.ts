@@ -16,7 +16,7 @@ import {
 } from "./cli.ts";
 import { defaultTaskCatalog, expandGrid } from "./runner.ts";
 import { runFileName, type RunOneFn } from "./spec.ts";
-import { DEFAULT_CHECKPOINT_MINUTES, stopRequested, train } from "./trainer.ts";
+import { DEFAULT_CHECKPOINT_MINUTES, requestStop, stopRequested, train } from "./trainer.ts";
 import { disposeT5, initT5 } from "../model/t5.ts";
 import { Rng } from "./rng.ts";
 import { collate } from "./batching.ts";
@@ -1672,6 +1672,33 @@ Deno.test("main(): SIGTERM mid-run saves a checkpoint and exits 143; --resume fi
     assert.deepEqual([...readAll(out).keys()].sort(), [...readAll(ref).keys()].sort());
   } finally {
     Deno.removeSignalListener("SIGTERM", guard);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main(): a stop request while the last run finishes writes no tables and exits with the signal's code", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const profile = await tmpProfile(dir, {
+      seeds: [0],
+      benchmarks: ["glue"],
+      tasks: { glue: ["rte"] },
+      methods: [{ name: "mtl" }],
+    });
+    const out = join(dir, "out");
+    const c = capture();
+    // The request comes during the last run, which (as a loop that ended on that step) finishes.
+    const code = await main(["--profile", profile, "--data-dir", DATA, "--out", out], {
+      ...c.opts,
+      runOne: (spec, opts) => (requestStop("SIGTERM"), fakeRunOne(spec, opts)),
+    });
+    const err = c.err.join("\n");
+    assert.equal(code, 143, err);
+    assert.match(err, /Stopped by SIGTERM: 1 runs done, 0 skipped, 0 failed, 0 not started/);
+    assert.match(err, /Every run had finished; no tables or gate were written: .*--resume/);
+    assert.equal(existsSync(join(out, "tables")), false, "no tables");
+    assert.equal(stopRequested(), undefined, "the request ended with the grid");
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });

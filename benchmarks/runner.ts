@@ -450,8 +450,8 @@ export interface RunGridOptions {
   /** Every run's wall-clock checkpoint interval (`RunOneOptions.checkpointMinutes`). */
   readonly checkpointMinutes?: number;
   /**
-   * Checked before each run starts: a reason (a signal's name) stops the grid there
-   * ({@link GridSummary.interrupted}). The run in progress stops on its own (`benchmarks/trainer.ts`
+   * Checked before each run starts, and once after the last: a reason (a signal's name) stops the
+   * grid there ({@link GridSummary.interrupted}; after the last run, with nothing left to start). The run in progress stops on its own (`benchmarks/trainer.ts`
    * `requestStop`) by throwing an error marked `interrupted: true`, which also stops the grid.
    */
   readonly shouldStop?: () => string | undefined;
@@ -635,5 +635,9 @@ export async function runGrid(
       }
     }
   }
+  // A request that came while the last run finished (its training loop had ended, or ended on
+  // that very step) still ends the grid as stopped: no tables or gate, the signal's exit code.
+  const late = interrupted === undefined ? opts.shouldStop?.() : undefined;
+  if (late !== undefined) interrupted = { reason: late, notStarted: 0 };
   return { done, skipped, failed, ...(interrupted === undefined ? {} : { interrupted }) };
 }

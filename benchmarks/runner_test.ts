@@ -380,6 +380,33 @@ Deno.test("runGrid() stops at a stop request: the stopped run keeps its checkpoi
   assert.deepEqual(started, [grid[1]!.id]);
   assert.deepEqual(s2.interrupted, { reason: "SIGTERM", notStarted: grid.length - 2 });
   assert.ok(await readFinished(out, grid[1]!), "the stopped run finished on resume");
+
+  // A request that comes while the last run finishes (its loop ended on that step, so it did not
+  // stop): the grid is still reported stopped, so the bench writes no tables and exits 130.
+  let requested: string | undefined;
+  const last = grid.at(-1)!;
+  const s3 = await runGrid(grid, {
+    outDir: out,
+    dataDir: DATA,
+    runOne: (spec, opts) => {
+      if (spec.id === last.id) requested = "SIGINT";
+      return fakeRunOne(spec, opts);
+    },
+    resume: true,
+    shouldStop: () => requested,
+  });
+  assert.equal(s3.done + s3.skipped, grid.length, "every run finished");
+  assert.deepEqual(s3.interrupted, { reason: "SIGINT", notStarted: 0 });
+  // Without a request, a whole grid is no stop.
+  const s4 = await runGrid(grid, {
+    outDir: out,
+    dataDir: DATA,
+    runOne: fakeRunOne,
+    resume: true,
+    shouldStop: () => undefined,
+  });
+  assert.equal(s4.interrupted, undefined);
+  assert.equal(s4.skipped, grid.length);
   await Deno.remove(out, { recursive: true });
 });
 
