@@ -177,9 +177,10 @@ Options:
   --help               this text
 
 Ctrl-C (SIGINT) or SIGTERM while a run that writes checkpoints trains: the run finishes its
-current step (or evaluation), saves a checkpoint of it, no other run starts, no tables or gate
-are written, and bench exits 130 (SIGINT) or 143 (SIGTERM); --resume with the same flags
-continues from that step. A second signal stops at once (the steps since the run's last
+current step (an evaluation in progress is abandoned before its next decode batch), saves a
+checkpoint of it, no other run starts, no tables or gate are written, and bench
+exits 130 (SIGINT) or 143 (SIGTERM); --resume with the same flags continues from that step
+(redoing an abandoned evaluation first). A second signal stops at once (the steps since the run's last
 checkpoint are lost). At other times (downloads, pretraining, runs without checkpoints, between
 runs) a signal stops at once, with the same exit codes.`;
 
@@ -562,9 +563,12 @@ export function interruptHandler(deps: InterruptDeps): (signal: InterruptSignal)
     const first = deps.stopRequested() === undefined;
     if (first && deps.requestStop(signal)) {
       deps.error(
-        `\n${signal}: the run in progress stops after its current step (or evaluation), saving a ` +
-          `checkpoint there, and no other run starts; deno task bench --resume with the same ` +
-          `flags continues from that step. ${again(signal)} again stops at once (the steps since ` +
+        `\n${signal}: the run in progress stops after its current step (an evaluation in ` +
+          `progress is abandoned before its next decode batch), saving a checkpoint there, and ` +
+          `no other run starts; deno task bench --resume with the same flags continues from ` +
+          `that step (redoing an abandoned evaluation first). ${
+            again(signal)
+          } again stops at once (the steps since ` +
           `the run's last checkpoint are then lost)`,
       );
       return;

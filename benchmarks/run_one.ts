@@ -486,9 +486,11 @@ async function runOnBackbone(
         : { checkpointMinutes: opts.checkpointMinutes }),
       runKey: spec.id,
       code: { ...git, backend: backend.name },
-      evaluate: (step) =>
+      evaluate: (step, shouldStop) =>
         evaluate(model, instance, evalSets, {
           step,
+          // The trainer's stop request: an evaluation in progress is abandoned (and owed).
+          shouldStop,
           // With a micro-batch (the profile's or the preflight's), evaluation too runs that many
           // rows at a time (its scores are per example; a batch of the full size may not fit
           // where training did not).

@@ -352,12 +352,17 @@ async function fetchRaw(
   return dest;
 }
 
-/** `ctx.fetch`, recording in `ctx.reached` the origin of every response (redirects included). */
+/**
+ * `ctx.fetch`, recording in `ctx.reached` the origin of each request that got a response (and of
+ * the URL it was redirected to). A redirect whose target cannot be connected to rejects the whole
+ * fetch, so its first host, which answered, is not recorded: such a URL is given up at once.
+ */
 function reachingFetch(ctx: Ctx): typeof fetch {
   return async (input, init) => {
     const res = await ctx.fetch(input, init);
     const url = input instanceof Request ? input.url : String(input);
     ctx.reached.add(new URL(url).origin);
+    if (res.url !== "") ctx.reached.add(new URL(res.url).origin);
     return res;
   };
 }
