@@ -22,3 +22,29 @@ Deno.test({
     assert.equal(readEnv("PATH"), undefined);
   },
 });
+
+/** Asserts that readEnv refuses each invalid name with an error naming it. */
+function refusesInvalidNames(): void {
+  for (const name of ["", "A=B", "A\0B", "="]) {
+    assert.throws(
+      () => readEnv(name),
+      (e: Error) =>
+        e.message ===
+          `readEnv: invalid environment variable name ${
+            JSON.stringify(name)
+          } (it must be non-empty, without "=" or NUL)`,
+      JSON.stringify(name),
+    );
+  }
+}
+
+Deno.test("readEnv: an invalid name (empty, with = or NUL) is an error naming it", () => {
+  // Before, readEnv returned undefined for these, hiding the caller's bug as an unset variable.
+  refusesInvalidNames();
+});
+
+Deno.test({
+  name: "readEnv: an invalid name is an error without permission to read the environment too",
+  permissions: { env: false },
+  fn: refusesInvalidNames,
+});
