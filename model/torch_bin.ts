@@ -9,7 +9,8 @@
  * `torch.save` emits and only the globals `collections.OrderedDict`, `torch._utils`'s
  * `_rebuild_tensor_v2`, `_rebuild_parameter` and `_rebuild_parameter_with_state`, and the
  * `torch.*Storage` types; anything else is refused with an error naming the file, the opcode or
- * global, and its byte. The zip's central directory and the pickle are read first
+ * global, and its byte (a GLOBAL's module and class names are UTF-8, as Python 3 reads them). The
+ * zip's central directory and the pickle are read first
  * ({@link readTorchBinHeader}: names, dtypes, shapes, no tensor data), then each tensor's bytes
  * alone ({@link readTorchBinTensors}), so a 44 GB checkpoint is never held whole in memory.
  * F32, F16 and BF16 become float32, I32 and I64 int32, as model/safetensors.ts does.
@@ -489,7 +490,6 @@ function unpickle(b: Uint8Array, source: string, opts: UnpickleOptions): Unpickl
   const memo = new Map<number, Value>();
   const storages = new Map<string, Storage>();
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  const latin1 = new TextDecoder("latin1");
   const utf8 = new TextDecoder("utf-8", { fatal: true });
   let p = opts.start ?? 0;
   let opAt = p;
@@ -543,9 +543,14 @@ function unpickle(b: Uint8Array, source: string, opts: UnpickleOptions): Unpickl
     const end = b.indexOf(0x0a, p);
     if (end < 0 && opts.partial) throw NEED_MORE;
     if (end < 0) fail("truncated pickle (GLOBAL without newline)");
-    const s = latin1.decode(b.subarray(p, end));
+    const raw = b.subarray(p, end);
     p = end + 1;
-    return s;
+    // As Python 3's Unpickler decodes a GLOBAL's module and class names: UTF-8, strictly.
+    try {
+      return utf8.decode(raw);
+    } catch {
+      return fail("GLOBAL module or class name is not UTF-8");
+    }
   };
   const key = (k: Value): string | number | boolean | null => {
     if (k === null || (typeof k !== "object" && typeof k !== "bigint")) return k;

@@ -147,6 +147,16 @@ Deno.test("readTorchBinHeader refuses a pickle that would run code, naming the g
     zip(latin1("\x80\x02cbuiltins\neval\nX\x01\x00\x00\x001\x85R.")),
     /refused global builtins\.eval/,
   );
+  // GLOBAL's module and class names are UTF-8, as Python 3 decodes them (before, windows-1252:
+  // "mÃ³dulo"); a name that is not UTF-8 is refused naming the file and the opcode's offset.
+  await rejectsWith(
+    zip(Uint8Array.from([...latin1("\x80\x02c"), ...new TextEncoder().encode("módulo\nα\n.")])),
+    /refused global módulo\.α \(GLOBAL\).*pickle byte 2\)$/,
+  );
+  await rejectsWith(
+    zip(latin1("\x80\x02ctorch\x80\n_utils\n.")),
+    /archive\/data\.pkl: GLOBAL module or class name is not UTF-8 \(pickle byte 2\)$/,
+  );
   // Protocol 4's STACK_GLOBAL too.
   await rejectsWith(
     zip(latin1("\x80\x04\x8c\x02os\x94\x8c\x06system\x94\x93.")),
