@@ -890,7 +890,7 @@ export async function timeVariants(
 }
 
 /** Rows and token lengths of a T5 training step. */
-interface StepShape {
+export interface StepShape {
   readonly batch: number;
   readonly inLen: number;
   readonly outLen: number;
@@ -1491,43 +1491,110 @@ async function rowOrError(
 }
 
 /**
- * What the `micro-low-memory` row divides the GPU's memory by before choosing its micro-batch:
- * the larger of the `step-low-memory` row's measured / estimated ratios (`ratio`, nvidia-smi's,
- * and `tfjsPeakRatio`, tfjs's live buffers), at least 1, so that an estimate that either count
- * finds too low does not run the GPU out of memory. (nvidia-smi's delta can read low where the
- * driver kept memory an earlier row freed; the larger ratio is the safe one.)
+ * The rows whose measured / estimated ratio the `micro-low-memory` row may divide the GPU's memory
+ * by, in order of preference: `step-low-memory` (the same backward pass, what bench runs), then
+ * `step-stock` (tfjs's backward pass: the same model, kernels and estimate, a different backward
+ * phase; a measured ratio of the estimate still, where the preferred row has none). The rows after
+ * `micro-low-memory` (`adapter-low-memory`) have not run when it chooses.
+ */
+export const MICRO_RATIO_ROWS = ["step-low-memory", "step-stock"] as const;
+
+/** Why a memory row has no measured ratio: its error, its skip reason, absent, or none recorded. */
+function noRatioReason(name: string, row: Record<string, unknown> | undefined): string {
+  if (row === undefined) return `${name} did not run`;
+  if (row["error"] !== undefined) return `${name} failed: ${String(row["error"])}`;
+  if (row["skipped"] !== undefined) return `${name} skipped: ${String(row["skipped"])}`;
+  return `${name} recorded no ratio`;
+}
+
+/**
+ * What the `micro-low-memory` row divides the GPU's memory by before choosing its micro-batch: the
+ * larger of a measured row's ratios (`ratio`, nvidia-smi's delta / estimate, and `tfjsPeakRatio`,
+ * tfjs's live buffers / estimate), at least 1, so that an estimate that either count finds too low
+ * does not run the GPU out of memory. (nvidia-smi's delta can read low where the driver kept memory
+ * an earlier row freed; the larger ratio is the safe one.) The row is the first of
+ * {@link MICRO_RATIO_ROWS} that measured one; `from` says which, and why the ones before it did
+ * not. Where none did (e.g. `step-low-memory` ran out of memory, as `step-stock`, which needs more,
+ * then did too), there is no ratio: the estimate is then least to be trusted, and dividing by 1
+ * would trust it, so the result is `{ skipped }` with the reasons, and the row is not run.
  *
- * @param row the `step-low-memory` record (skipped, failed, or absent: 1)
- * @returns the divisor and where it came from, for `microBatchChosenBy`
+ * @param rows the memory section's records so far, by row name
+ * @returns the divisor and where it came from (for `microBatchChosenBy`), or why there is none
  */
 export function microBatchRatio(
-  row: Record<string, unknown> | undefined,
-): { ratio: number; from: string } {
-  const measured = [row?.["ratio"], row?.["tfjsPeakRatio"]].filter(
-    (x): x is number => typeof x === "number" && Number.isFinite(x) && x > 0,
-  );
-  if (measured.length === 0) {
-    return { ratio: 1, from: "no step-low-memory ratio measured: 1" };
+  rows: Readonly<Record<string, unknown>>,
+): { ratio: number; from: string } | { skipped: string } {
+  const missing: string[] = [];
+  for (const name of MICRO_RATIO_ROWS) {
+    const row = rows[name] as Record<string, unknown> | undefined;
+    const measured = row?.["error"] !== undefined || row?.["skipped"] !== undefined
+      ? []
+      : [row?.["ratio"], row?.["tfjsPeakRatio"]].filter(
+        (x): x is number => typeof x === "number" && Number.isFinite(x) && x > 0,
+      );
+    if (measured.length > 0) {
+      return {
+        ratio: Math.max(1, ...measured),
+        from: `${name}'s larger ratio, at least 1${
+          missing.length === 0 ? "" : ` (${missing.join("; ")})`
+        }`,
+      };
+    }
+    missing.push(noRatioReason(name, row));
   }
-  return {
-    ratio: Math.max(1, ...measured),
-    from: "step-low-memory's larger ratio, at least 1",
-  };
+  return { skipped: `no measured ratio: ${missing.join("; ")}` };
 }
 
 /** Paper-base's batch (`benchmarks/profile.ts`), from which the `micro` row's micro-batch is chosen. */
 const PAPER_BATCH = 128;
 
 /**
+ * The `micro-low-memory` row's micro-batch: with the GPU's memory known,
+ * `largestFittingMicroBatch` of paper-base's batch at 512 / 84 tokens (tiny at 64 / 16 in quick
+ * mode) on that memory divided by {@link microBatchRatio}, at most 32 (4 quick) to bound its time;
+ * with it unknown, the cap in quick mode (where the memory does not matter) and skipped otherwise.
+ * Skipped also when no measured ratio exists or no micro-batch fits.
+ *
+ * @param quick the section's quick mode (tiny T5)
+ * @param total the GPU's memory in bytes, or `{ unknown }` with why it is not known
+ * @param rows the memory section's records so far, by row name
+ * @returns the row's shape and how its micro-batch was chosen, or why it is skipped
+ */
+export function microBatchPlan(
+  quick: boolean,
+  total: number | { unknown: string },
+  rows: Readonly<Record<string, unknown>>,
+): { shape: StepShape; chosenBy: string } | { skipped: string } {
+  const [inLen, outLen, cap] = quick ? [64, 16, 4] : [512, 84, 32];
+  if (typeof total !== "number") {
+    return quick
+      ? {
+        shape: { batch: cap, inLen, outLen },
+        chosenBy: "quick: the GPU's memory does not matter",
+      }
+      : { skipped: `the GPU's memory is unknown (${total.unknown})` };
+  }
+  const r = microBatchRatio(rows);
+  if ("skipped" in r) return r;
+  const paper = memoryInputOf(quick, { batch: PAPER_BATCH, inLen, outLen }, "low-memory");
+  const fits = largestFittingMicroBatch(paper, total / r.ratio, DEVICE_MARGIN);
+  const why = `largestFittingMicroBatch(batch ${PAPER_BATCH}, ${inLen}/${outLen}) on ${
+    fmtGb(total)
+  } / ${round(r.ratio, 3)} (${r.from}): ${fits ?? "none"}, at most ${cap}`;
+  return fits === undefined
+    ? { skipped: `no micro-batch fits: ${why}` }
+    : { shape: { batch: Math.min(cap, fits), inLen, outLen }, chosenBy: why };
+}
+
+/**
  * GPU memory against `benchmarks/memory.ts` (see {@link memoryRow}): the step of the `t5` section
  * with tfjs's backward pass (`step-stock`, what bench runs with `HYPERPROMPT_STOCK_BACKPROP=1`)
- * and with model/backprop.ts's (`step-low-memory`, what `deno task bench` runs by default), then `micro-low-memory`: Base at the paper's
- * 512 / 84 tokens (tiny at 64 / 16 in quick mode) with the micro-batch the bench preflight would
- * train paper-base's batch of 128 with on this GPU (`largestFittingMicroBatch` with the device's
- * memory divided by the larger of `step-low-memory`'s ratios when that is above 1,
- * {@link microBatchRatio}, so that an estimate found too low does not run the GPU out of memory),
- * at most 32 (4 quick) to bound its time; skipped when the GPU's memory is unknown (no nvidia-smi)
- * outside quick mode; then `adapter-low-memory` ({@link adapterMemoryPlan}). A row that throws is
+ * and with model/backprop.ts's (`step-low-memory`, what `deno task bench` runs by default), then
+ * `micro-low-memory`: Base at the paper's 512 / 84 tokens (tiny at 64 / 16 in quick mode) with the
+ * micro-batch the bench preflight would train paper-base's batch of 128 with on this GPU, its
+ * memory divided by a measured ratio of the rows before ({@link microBatchPlan},
+ * {@link microBatchRatio}: skipped where none measured one, or the GPU's memory is unknown outside
+ * quick mode); then `adapter-low-memory` ({@link adapterMemoryPlan}). A row that throws is
  * recorded as `{ error }` and the rows after it run. The pool is emptied after the section, for
  * the sections after it.
  */
@@ -1585,36 +1652,16 @@ async function memorySection(
     }
     const name = "micro-low-memory";
     const over = ctx.overBudget();
-    const [inLen, outLen, cap] = quick ? [64, 16, 4] : [512, 84, 32];
-    const { ratio, from } = microBatchRatio(
-      out["step-low-memory"] as Record<string, unknown> | undefined,
-    );
-    let micro: number | undefined = cap;
-    let why = quick ? "quick: the GPU's memory does not matter" : "";
-    if (total !== undefined) {
-      const paper = memoryInputOf(quick, { batch: PAPER_BATCH, inLen, outLen }, "low-memory");
-      const fits = largestFittingMicroBatch(paper, total.bytes / ratio, DEVICE_MARGIN);
-      micro = fits === undefined ? undefined : Math.min(cap, fits);
-      why = `largestFittingMicroBatch(batch ${PAPER_BATCH}, ${inLen}/${outLen}) on ${
-        fmtGb(total.bytes)
-      } / ${round(ratio, 3)} (${from}): ${fits ?? "none"}, at most ${cap}`;
-    }
     if (over !== undefined) await record(name, { skipped: over });
-    else if (total === undefined && !quick) {
-      await record(name, {
-        skipped: `the GPU's memory is unknown (${unknown})`,
-      });
-    } else if (micro === undefined) await record(name, { skipped: `no micro-batch fits: ${why}` });
     else {
-      const r = await rowOrError(() =>
-        memoryRow(
-          quick,
-          { shape: { batch: micro, inLen, outLen }, backprop: "low-memory" },
-          steps,
-          io,
-        )
-      );
-      await record(name, { ...r, microBatchChosenBy: why });
+      const plan = microBatchPlan(quick, total?.bytes ?? { unknown: unknown ?? "no figure" }, out);
+      if ("skipped" in plan) await record(name, plan);
+      else {
+        const r = await rowOrError(() =>
+          memoryRow(quick, { shape: plan.shape, backprop: "low-memory" }, steps, io)
+        );
+        await record(name, { ...r, microBatchChosenBy: plan.chosenBy });
+      }
     }
     // The Vanilla Adapter (the preflight trains it on an 80 GB card in micro-batches of 64 close
     // to the card's usable memory), through the trainer's path with its hooks, on enough rows

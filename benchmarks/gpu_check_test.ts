@@ -12,6 +12,7 @@ import {
   codeTracked,
   hostBreakdown,
   main,
+  microBatchPlan,
   microBatchRatio,
   reportGit,
   timeVariants,
@@ -610,29 +611,88 @@ gpuTest(
   },
 );
 
-Deno.test("gpu_check microBatchRatio(): the larger of step-low-memory's ratios, at least 1", () => {
+Deno.test("gpu_check microBatchRatio(): a measured row's larger ratio, at least 1, else none", () => {
   const larger = "step-low-memory's larger ratio, at least 1";
+  const low = (r: Record<string, unknown>) => microBatchRatio({ "step-low-memory": r });
   // nvidia-smi's delta read low (memory an earlier row freed was kept by the driver) while tfjs's
   // live buffers found the estimate 20 % low: the safe divisor is tfjs's.
-  assert.deepEqual(microBatchRatio({ ratio: 0.4, tfjsPeakRatio: 1.2 }), {
-    ratio: 1.2,
-    from: larger,
-  });
-  assert.deepEqual(microBatchRatio({ ratio: 1.25, tfjsPeakRatio: 0.95 }), {
-    ratio: 1.25,
-    from: larger,
-  });
+  assert.deepEqual(low({ ratio: 0.4, tfjsPeakRatio: 1.2 }), { ratio: 1.2, from: larger });
+  assert.deepEqual(low({ ratio: 1.25, tfjsPeakRatio: 0.95 }), { ratio: 1.25, from: larger });
   // No nvidia-smi: tfjs's alone; an estimate found high divides by 1, not less.
-  assert.deepEqual(microBatchRatio({ ratio: null, tfjsPeakRatio: 0.9 }), {
-    ratio: 1,
-    from: larger,
-  });
-  for (const row of [undefined, { skipped: "budget: 500 s > 480 s" }, { error: "device lost" }]) {
-    assert.deepEqual(microBatchRatio(row), {
-      ratio: 1,
-      from: "no step-low-memory ratio measured: 1",
-    });
+  assert.deepEqual(low({ ratio: null, tfjsPeakRatio: 0.9 }), { ratio: 1, from: larger });
+  // step-low-memory measured: step-stock's (larger) ratio is not used.
+  assert.deepEqual(
+    microBatchRatio({
+      "step-stock": { ratio: 2, tfjsPeakRatio: 2 },
+      "step-low-memory": { ratio: 1.1, tfjsPeakRatio: 1 },
+    }),
+    { ratio: 1.1, from: larger },
+  );
+  // step-low-memory ran out of memory, step-stock measured: step-stock's, saying why.
+  assert.deepEqual(
+    microBatchRatio({
+      "step-stock": { ratio: null, tfjsPeakRatio: 1.3 },
+      "step-low-memory": { error: "out of memory" },
+    }),
+    {
+      ratio: 1.3,
+      from: "step-stock's larger ratio, at least 1 (step-low-memory failed: out of memory)",
+    },
+  );
+  // Neither measured one: no divisor (not 1, which would trust the estimate), with each reason.
+  const cases: [Record<string, unknown>, string][] = [
+    [{}, "step-low-memory did not run; step-stock did not run"],
+    [
+      { "step-stock": { error: "device lost" }, "step-low-memory": { error: "out of memory" } },
+      "step-low-memory failed: out of memory; step-stock failed: device lost",
+    ],
+    [
+      {
+        "step-stock": { skipped: "budget: 500 s > 480 s" },
+        "step-low-memory": { skipped: "budget: 500 s > 480 s" },
+      },
+      "step-low-memory skipped: budget: 500 s > 480 s; step-stock skipped: budget: 500 s > 480 s",
+    ],
+    [
+      // A failed row's partial figures are not a measurement.
+      { "step-stock": { ratio: null }, "step-low-memory": { error: "lost", tfjsPeakRatio: 1 } },
+      "step-low-memory failed: lost; step-stock recorded no ratio",
+    ],
+  ];
+  for (const [rows, why] of cases) {
+    assert.deepEqual(microBatchRatio(rows), { skipped: `no measured ratio: ${why}` });
   }
+});
+
+Deno.test("gpu_check microBatchPlan(): the micro row's shape, or why it is skipped", () => {
+  const h100 = 81559 * MIB;
+  const measured = { "step-low-memory": { ratio: 1.1, tfjsPeakRatio: 1 } };
+  const failed = { "step-low-memory": { error: "out of memory" }, "step-stock": { error: "oom" } };
+  // Base on an 80 GB card: 64 fits 85.5 GB / 1.1 (the README's paper-base choice), capped at 32.
+  const base = microBatchPlan(false, h100, measured);
+  assert.ok("shape" in base, JSON.stringify(base));
+  assert.deepEqual(base.shape, { batch: 32, inLen: 512, outLen: 84 });
+  assert.match(base.chosenBy, /^largestFittingMicroBatch\(batch 128, 512\/84\) on .* \/ 1\.1 /);
+  assert.match(base.chosenBy, /: 64, at most 32$/);
+  // A card too small for one row of 128 x 512 / 84 (the weights and optimizer state alone).
+  const tiny = microBatchPlan(false, 2 * 2 ** 30, measured);
+  assert.ok(
+    "skipped" in tiny && tiny.skipped.startsWith("no micro-batch fits: "),
+    JSON.stringify(tiny),
+  );
+  // No measured ratio: skipped, in quick mode too, where the card's memory is known.
+  const why = "no measured ratio: step-low-memory failed: out of memory; step-stock failed: oom";
+  assert.deepEqual(microBatchPlan(false, h100, failed), { skipped: why });
+  assert.deepEqual(microBatchPlan(true, h100, failed), { skipped: why });
+  // The card's memory unknown: quick mode runs the cap (no ratio needed), the full mode skips.
+  const quick = { shape: { batch: 4, inLen: 64, outLen: 16 } };
+  assert.deepEqual(microBatchPlan(true, { unknown: "no nvidia-smi" }, failed), {
+    ...quick,
+    chosenBy: "quick: the GPU's memory does not matter",
+  });
+  assert.deepEqual(microBatchPlan(false, { unknown: "MIG mode" }, measured), {
+    skipped: "the GPU's memory is unknown (MIG mode)",
+  });
 });
 
 /**
