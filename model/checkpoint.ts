@@ -19,7 +19,6 @@ import {
   parseHeader,
   parseHeaderLength,
   readExactly,
-  readSafetensorsHeader,
   type SafetensorsDtype,
   type SafetensorsHeader,
   type TensorInfo,
@@ -37,7 +36,14 @@ import {
   tempTagOf,
   writeFileAtomic,
 } from "./fs.ts";
-import { readTorchBinHeader, readTorchBinTensors, type TorchBinHeader } from "./torch_bin.ts";
+import {
+  checkUnchanged,
+  type FileIdentity,
+  fileIdentity,
+  readTorchBinHeader,
+  readTorchBinTensors,
+  type TorchBinHeader,
+} from "./torch_bin.ts";
 
 import { parseJsonFile } from "./json.ts";
 
@@ -164,16 +170,14 @@ export async function loadSafetensorsFile(
   return await loadSafetensorsWith(path, undefined, only, into);
 }
 
-/**
- * {@link loadSafetensorsFile}, given the file's header when it was read already (then only the
- * tensor data is read, after checking that the file still has the size its header describes).
- */
-async function loadSafetensorsWith(
-  path: string,
-  read: SafetensorsHeader | undefined,
-  only: ReadonlySet<string> | undefined,
-  into: Map<string, tf.Tensor>,
-): Promise<Map<string, tf.Tensor>> {
+/** A safetensors file's header, and the file's identity when it was read. */
+interface ReadHeader {
+  readonly header: SafetensorsHeader;
+  readonly identity: FileIdentity;
+}
+
+/** Opens a safetensors file for reading: the open file and its stat. */
+async function openSafetensors(path: string): Promise<{ file: Deno.FsFile; stat: Deno.FileInfo }> {
   let file: Deno.FsFile;
   try {
     file = await Deno.open(path, { read: true });
@@ -186,28 +190,59 @@ async function loadSafetensorsWith(
     if (!stat.isFile) {
       throw new Error(`${path}: not a safetensors file (a folder or other non-file)`);
     }
-    const size = stat.size;
+    return { file, stat };
+  } catch (e) {
+    file.close();
+    throw e;
+  }
+}
+
+/** The header of an open safetensors file of `size` bytes. */
+async function headerOf(file: Deno.FsFile, size: number, path: string): Promise<SafetensorsHeader> {
+  const len = parseHeaderLength(
+    await readAt(file, 0, Math.min(8, size), path, "its header length"),
+    size,
+    path,
+  );
+  return parseHeader(await readAt(file, 8, len, path, "its header"), size, path);
+}
+
+/**
+ * A safetensors file's header, with the identity (size, times, inode) of the file it was read
+ * from, for {@link loadSafetensorsWith} to check that the file it reads the data of is that one.
+ */
+async function readSafetensorsHeaderOf(path: string): Promise<ReadHeader> {
+  const { file, stat } = await openSafetensors(path);
+  try {
+    return { header: await headerOf(file, stat.size, path), identity: fileIdentity(stat) };
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * {@link loadSafetensorsFile}, given the file's header when it was read already (then only the
+ * tensor data is read, after checking that the file is still the one the header was read from:
+ * same size, modification and status-change times, inode and device). A file written to while its
+ * data is read is refused too (its times moved).
+ */
+async function loadSafetensorsWith(
+  path: string,
+  read: ReadHeader | undefined,
+  only: ReadonlySet<string> | undefined,
+  into: Map<string, tf.Tensor>,
+): Promise<Map<string, tf.Tensor>> {
+  const { file, stat } = await openSafetensors(path);
+  try {
+    const identity = fileIdentity(stat);
     let header: SafetensorsHeader;
     if (read === undefined) {
-      const len = parseHeaderLength(
-        await readAt(file, 0, Math.min(8, size), path, "its header length"),
-        size,
-        path,
-      );
-      header = parseHeader(await readAt(file, 8, len, path, "its header"), size, path);
+      header = await headerOf(file, stat.size, path);
     } else {
-      header = read;
-      // The header tiles the data section to the end of the file (parseHeader).
-      let want = header.dataStart;
-      for (const t of header.tensors.values()) {
-        want = Math.max(want, header.dataStart + t.dataOffsets[1]);
-      }
-      if (size !== want) {
-        throw new Error(
-          `${path}: changed since its header was read: it has ${size} bytes, its header ` +
-            `describes ${want}`,
-        );
-      }
+      // Rewritten since its header was read (even to the same size, or another file renamed over
+      // it): the old header's offsets would read the new file's bytes as the old tensors.
+      checkUnchanged(path, read.identity, identity, "since its header was read");
+      header = read.header;
     }
     if (only) {
       for (const name of only) {
@@ -227,6 +262,14 @@ async function loadSafetensorsWith(
           };
         });
       }
+      // Written to in place meanwhile: some tensors may be of the old file, some of the new (the
+      // open file stays the same inode whatever is renamed over its path).
+      checkUnchanged(
+        path,
+        identity,
+        fileIdentity(await file.stat()),
+        "while its tensors were read",
+      );
     });
     return into;
   } finally {
@@ -400,7 +443,7 @@ export async function loadHfFolder(
     for (const { path } of files) {
       const header = headers.torch.get(path);
       if (header === undefined) {
-        await loadSafetensorsWith(path, headers.safetensors.get(path), undefined, tensors);
+        await loadSafetensorsWith(path, headers.safetensors.get(path)!, undefined, tensors);
       } else {
         await loadTorchBinFile(path, header, tensors);
       }
@@ -516,11 +559,11 @@ async function readHeaders(
 ): Promise<{
   tensors: Map<string, FolderTensorInfo>;
   torch: Map<string, TorchBinHeader>;
-  safetensors: Map<string, SafetensorsHeader>;
+  safetensors: Map<string, ReadHeader>;
 }> {
   const tensors = new Map<string, FolderTensorInfo>();
   const torch = new Map<string, TorchBinHeader>();
-  const safetensors = new Map<string, SafetensorsHeader>();
+  const safetensors = new Map<string, ReadHeader>();
   for (const { path, names } of files) {
     let header: {
       tensors: ReadonlyMap<string, { dtype: SafetensorsDtype; shape: readonly number[] }>;
@@ -530,9 +573,9 @@ async function readHeaders(
       torch.set(path, th);
       header = th;
     } else {
-      const sh = await readSafetensorsHeader(path);
+      const sh = await readSafetensorsHeaderOf(path);
       safetensors.set(path, sh);
-      header = sh;
+      header = sh.header;
     }
     for (const name of names ?? []) {
       if (!header.tensors.has(name)) {

@@ -107,6 +107,93 @@ export interface TorchBinHeader {
   readonly archive: string;
   /** torch.save's zip format (torch >= 1.6) or its legacy one (torch < 1.6). */
   readonly format: "zip" | "legacy";
+  /**
+   * The file as it was when this header was read ({@link readTorchBinHeader} sets it):
+   * {@link readTorchBinTensors} refuses a file that is no longer the same.
+   */
+  readonly identity?: FileIdentity;
+}
+
+/**
+ * One version of a file, from a stat: what {@link fileChange} compares to see that a file read in
+ * several steps (a header, then its data) is still the one the first step read.
+ */
+export interface FileIdentity {
+  /** Size in bytes. */
+  readonly size: number;
+  /** Modification time in ms (null where the platform gives none). */
+  readonly mtime: number | null;
+  /**
+   * Status-change time in ms: moves also when a write puts the modification time back (cp -p);
+   * Deno 2.9.6 gives it in whole seconds.
+   */
+  readonly ctime: number | null;
+  /** Inode (null where the platform gives none, e.g. Windows): another file renamed over it. */
+  readonly ino: number | null;
+  /** Device of the inode. */
+  readonly dev: number;
+}
+
+/**
+ * The identity of the file `stat` describes.
+ *
+ * @param stat a stat of the open file
+ * @returns its size, times, inode and device
+ */
+export function fileIdentity(stat: Deno.FileInfo): FileIdentity {
+  return {
+    size: stat.size,
+    mtime: stat.mtime?.getTime() ?? null,
+    ctime: stat.ctime?.getTime() ?? null,
+    ino: stat.ino,
+    dev: stat.dev,
+  };
+}
+
+/**
+ * How a file differs from an earlier identity of it, or undefined when it does not: a rewrite of
+ * the same size is seen by its times (to the file system's timestamp granularity, a few ms at
+ * worst), another file renamed over it by its inode.
+ *
+ * @param was the identity taken first
+ * @param now the identity taken later
+ * @returns e.g. `size 100 → 96 bytes, modification time 2026-01-01T00:00:00.000Z → …`
+ */
+export function fileChange(was: FileIdentity, now: FileIdentity): string | undefined {
+  const time = (t: number | null) => (t === null ? "none" : new Date(t).toISOString());
+  const diffs: string[] = [];
+  if (was.size !== now.size) diffs.push(`size ${was.size} → ${now.size} bytes`);
+  if (was.mtime !== now.mtime) {
+    diffs.push(`modification time ${time(was.mtime)} → ${time(now.mtime)}`);
+  }
+  if (was.ino !== now.ino) diffs.push(`inode ${was.ino} → ${now.ino}`);
+  if (was.dev !== now.dev) diffs.push(`device ${was.dev} → ${now.dev}`);
+  // Reported only alone: with another difference it adds nothing.
+  if (diffs.length === 0 && was.ctime !== now.ctime) {
+    diffs.push(`status-change time ${time(was.ctime)} → ${time(now.ctime)}`);
+  }
+  return diffs.length === 0 ? undefined : diffs.join(", ");
+}
+
+/**
+ * Refuses a file that changed between two steps of reading it.
+ *
+ * @param path the file, named by the error
+ * @param was its identity at the first step
+ * @param now its identity now
+ * @param since the first step, e.g. `since its header was read`
+ * @throws Error `<path>: changed while being read (<since>: <what changed>); rerun`
+ */
+export function checkUnchanged(
+  path: string,
+  was: FileIdentity,
+  now: FileIdentity,
+  since: string,
+): void {
+  const change = fileChange(was, now);
+  if (change !== undefined) {
+    throw new Error(`${path}: changed while being read (${since}: ${change}); rerun`);
+  }
 }
 
 /** An entry of a zip file's central directory. */
@@ -125,7 +212,9 @@ export interface ZipEntry {
   readonly localHeaderOffset: number;
 }
 
-async function openFile(path: string): Promise<{ file: Deno.FsFile; size: number }> {
+async function openFile(
+  path: string,
+): Promise<{ file: Deno.FsFile; size: number; identity: FileIdentity }> {
   let file: Deno.FsFile;
   try {
     file = await Deno.open(path, { read: true });
@@ -138,7 +227,7 @@ async function openFile(path: string): Promise<{ file: Deno.FsFile; size: number
     if (!stat.isFile) {
       throw new Error(`${path}: not a PyTorch checkpoint (a folder or other non-file)`);
     }
-    return { file, size: stat.size };
+    return { file, size: stat.size, identity: fileIdentity(stat) };
   } catch (e) {
     file.close();
     throw e;
@@ -885,9 +974,9 @@ function unpickle(b: Uint8Array, source: string, opts: UnpickleOptions): Unpickl
  *   F32, F16, BF16, I32 or I64
  */
 export async function readTorchBinHeader(path: string): Promise<TorchBinHeader> {
-  const { file, size } = await openFile(path);
+  const { file, size, identity } = await openFile(path);
   try {
-    return await readHeaderOf(file, size, path);
+    return { ...await readHeaderOf(file, size, path), identity };
   } finally {
     file.close();
   }
@@ -1273,15 +1362,22 @@ function gather(
  * @param path the `.bin` file
  * @param header its {@link readTorchBinHeader} (read again when omitted)
  * @param only read only these names (all when omitted)
- * @throws Error naming the file and tensor when the file ends early or changed since its header
+ * @throws Error naming the file and tensor when the file ends early, or naming the file ("changed
+ *   while being read; rerun") when it is not the file `header` was read from (size, modification
+ *   or status-change time, inode or device differ) or was written to while its tensors were read
  */
 export async function* readTorchBinTensors(
   path: string,
   header?: TorchBinHeader,
   only?: ReadonlySet<string>,
 ): AsyncGenerator<TorchTensorRead> {
-  const { file, size } = await openFile(path);
+  const { file, size, identity } = await openFile(path);
   try {
+    // A header read before, from a file rewritten since (even to the same size), would read the
+    // new file's bytes at the old file's offsets.
+    if (header?.identity !== undefined) {
+      checkUnchanged(path, header.identity, identity, "since its header was read");
+    }
     const h = header ?? await readHeaderOf(file, size, path);
     const starts = new Map<string, number>();
     const views = new Map<string, string>();
@@ -1329,6 +1425,14 @@ export async function* readTorchBinTensors(
       views.set(view, name);
       yield { name, info, values: toTypedArray(storage.dtype, bytes, where) };
     }
+    // Written to in place while its tensors were read: some may be of the old file, some of the
+    // new (the open file is the same inode whatever is renamed over its path meanwhile).
+    checkUnchanged(
+      path,
+      identity,
+      fileIdentity(await file.stat()),
+      "while its tensors were read",
+    );
   } finally {
     file.close();
   }

@@ -3,6 +3,8 @@ import { join } from "node:path";
 import { unzipSync, zipSync } from "fflate";
 import * as tf from "@tensorflow/tfjs";
 import {
+  fileChange,
+  type FileIdentity,
   readTorchBinHeader,
   readTorchBinTensors,
   type TorchBinHeader,
@@ -680,4 +682,73 @@ Deno.test("legacy format: hand-made files, storage views, and hostile ones refus
     latin1(PRELUDE + "\x80\x02](" + "N".repeat(20_000)),
     /state dict pickle: truncated pickle \(byte 20\d\d\d\)$/,
   );
+});
+
+Deno.test("fileChange: size, modification time, inode and device; the status-change time when nothing else differs", () => {
+  const was: FileIdentity = { size: 10, mtime: 1000, ctime: 1000, ino: 7, dev: 1 };
+  assert.equal(fileChange(was, { ...was }), undefined);
+  assert.equal(
+    fileChange(was, { ...was, size: 12, mtime: 2000, ctime: 2000 }),
+    "size 10 → 12 bytes, modification time 1970-01-01T00:00:01.000Z → 1970-01-01T00:00:02.000Z",
+  );
+  assert.equal(fileChange(was, { ...was, ino: 8 }), "inode 7 → 8");
+  assert.equal(fileChange(was, { ...was, dev: 2 }), "device 1 → 2");
+  // A write that put the modification time back (cp -p) still moved the status-change time.
+  assert.equal(
+    fileChange(was, { ...was, ctime: 3000 }),
+    "status-change time 1970-01-01T00:00:01.000Z → 1970-01-01T00:00:03.000Z",
+  );
+  // A platform without times or inodes compares what it has.
+  const bare: FileIdentity = { size: 10, mtime: null, ctime: null, ino: null, dev: 0 };
+  assert.equal(fileChange(bare, { ...bare }), undefined);
+  assert.equal(fileChange(bare, { ...bare, size: 9 }), "size 10 → 9 bytes");
+});
+
+Deno.test("readTorchBinTensors refuses a file rewritten since its header was read, or while its tensors are read", async () => {
+  // Before, a header read earlier was used with whatever file the path then held: a same-size
+  // rewrite was read at the old file's offsets, silently.
+  const dir = await Deno.makeTempDir();
+  const path = join(dir, "pytorch_model.bin");
+  try {
+    const bytes = await Deno.readFile(DTYPES);
+    await Deno.writeFile(path, bytes);
+    const header = await readTorchBinHeader(path);
+    assert.ok(header.identity !== undefined, "readTorchBinHeader records the file's identity");
+    // The same bytes and modification time, written beside it and renamed over it: its inode.
+    const stat = await Deno.stat(path);
+    await Deno.writeFile(`${path}.new`, bytes);
+    await Deno.utime(`${path}.new`, stat.atime!, stat.mtime!);
+    await Deno.rename(`${path}.new`, path);
+    await assert.rejects(readAll(path, header), (e: Error) => {
+      assert.match(
+        e.message,
+        /^(.*): changed while being read \(since its header was read: inode \d+ → \d+\); rerun$/,
+      );
+      assert.ok(e.message.startsWith(`${path}: `), e.message);
+      return true;
+    });
+    // Its own header is read fine; its modification time moved while its tensors are read (as a
+    // write in place moves it; set 2 s later, beyond the timestamp granularity), it is refused.
+    const fresh = await readTorchBinHeader(path);
+    assert.equal((await readAll(path, fresh)).size, fresh.tensors.size);
+    await assert.rejects(
+      (async () => {
+        for await (const t of readTorchBinTensors(path, fresh)) {
+          if (t.name === [...fresh.tensors.keys()][0]) {
+            await Deno.utime(path, stat.atime!, new Date(stat.mtime!.getTime() + 2000));
+          }
+        }
+      })(),
+      (e: Error) => {
+        assert.match(
+          e.message,
+          /: changed while being read \(while its tensors were read: modification time \S+ → \S+\); rerun$/,
+        );
+        assert.ok(e.message.startsWith(`${path}: `), e.message);
+        return true;
+      },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
