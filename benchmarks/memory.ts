@@ -240,6 +240,25 @@ export interface MemoryEstimate {
    * untransposed (the linear maps' weights whose input gets a gradient, the output projection
    * included; and, as an upper bound, all the method's variables), alive from the first backward
    * pass on, so in every phase; 0 without.
+   *
+   * Not counted: the packed copies of method tensors that are not variables but are the right
+   * operand of an untransposed product, each freed with its tensor (saved for the backward pass,
+   * so alive until it): the per-task slices of the adapters' `W_down` / `W_up`
+   * (model/methods/_tensor.ts `taskAdapters`; with several tasks present `W_down` transposed to
+   * `[d, u·a]`), HyperFormer++'s generated adapter weights (the same shapes), and HyperPrompt's
+   * per-task (`hyperprompt_sep`) or generated (`hyperprompt_global`) `D` `[d, b]` and `U`
+   * `[b, h·d_kv]` per block, key and value (model/methods/_hyperprompt.ts `hyperPrompt`; batched
+   * over the present tasks, so a 2-D product, which XNNPACK packs, only when one task is present).
+   * All of them at once, at the default configurations on 16 tasks: at paper-base's shapes (Base,
+   * 512 / 84, AdamW) 4.7 MB for HyperPrompt (0.06 % of the 7.5 GB estimate at a micro-batch of 1)
+   * and 7.1 MB (one task) to 113 MB (16 tasks: 0.42–0.44 % of the 26–27 GB estimate at 16 rows,
+   * 0.07 % at 128) for the adapters; at smoke's (mini, 8 × 96 / 8, Adafactor) 0.26 MB (0.19–0.20 %
+   * of 131–140 MB) and 0.52 MB (8 tasks: 0.44–0.46 % of 114–119 MB). Under 1 % everywhere, so left
+   * out; the Vanilla Adapter's are covered anyway by the upper bound above, which counts its
+   * variables (the `[numTasks, …]` stacks, 116 MB, at least the present tasks' slices) as packed
+   * for good (HyperFormer++'s and HyperPrompt's variables, mostly packed themselves, leave no
+   * such slack). The backward pass's `dX = dY·Bᵀ` of such a `B` materialises and packs `Bᵀ`, one
+   * product at a time (at most 2.4 MB at paper-base).
    */
   readonly xnnPackedWeights: number;
   /** Gradients of the trained variables (one set). */
