@@ -113,6 +113,29 @@ export const NVIDIA_SMI_TIMEOUT_MS = 20_000;
 const KILL_GRACE_MS = 1_000;
 
 /**
+ * How long {@link timedCommandRunner} reads a program's output after the program ended: what it
+ * wrote is in the pipe by then; a process it left behind (a grandchild) may hold the pipe open for
+ * good, and is not waited for.
+ */
+export const PIPE_GRACE_MS = 500;
+
+/** What {@link timedCommandRunner} uses of a started program (a `Deno.ChildProcess`). */
+export type SpawnedProgram = Pick<Deno.ChildProcess, "status" | "kill" | "unref"> & {
+  /** Its standard output. */
+  readonly stdout: ReadableStream<Uint8Array>;
+};
+
+/** Starts `cmd` with `args`, its standard output piped, stdin and stderr null. */
+function spawnPiped(cmd: string, args: readonly string[]): SpawnedProgram {
+  return new Deno.Command(cmd, {
+    args: [...args],
+    stdout: "piped",
+    stderr: "null",
+    stdin: "null",
+  }).spawn();
+}
+
+/**
  * A {@link CommandRunner} through `Deno.Command` that stops the program after `ms` milliseconds:
  * a hung `nvidia-smi` (a known state of a driver in trouble) would otherwise hang bench's
  * preflight, or gpu_check's memory section until the device call's limit. The program is killed
@@ -120,35 +143,43 @@ const KILL_GRACE_MS = 1_000;
  * process stuck in the driver, in uninterruptible sleep) it is let go: not waited for, and not
  * keeping Deno from exiting. A program stopped so, or one that fails, is `success: false`, its
  * `stdout` then saying it was stopped; a missing one (or no permission to run it) is `undefined`.
+ * When reading its output fails, the program is stopped the same way and the call is
+ * `success: false`, its `stdout` saying why. A program that ended is answered by its exit status
+ * and the output read until {@link PIPE_GRACE_MS} after it ended, also when a process it left
+ * behind keeps the pipe open.
  *
  * @param ms the time limit of one call
+ * @param spawn starts the program (default `Deno.Command`; tests give a program whose output
+ *   fails)
  * @returns the runner
  */
-export function timedCommandRunner(ms: number): CommandRunner {
+export function timedCommandRunner(
+  ms: number,
+  spawn: (cmd: string, args: readonly string[]) => SpawnedProgram = spawnPiped,
+): CommandRunner {
   return async (cmd, args) => {
-    let child: Deno.ChildProcess;
+    let child: SpawnedProgram;
     try {
-      child = new Deno.Command(cmd, {
-        args: [...args],
-        stdout: "piped",
-        stderr: "null",
-        stdin: "null",
-      }).spawn();
+      child = spawn(cmd, args);
     } catch {
       return undefined; // NotFound (no nvidia-smi), NotCapable/PermissionDenied: unknown
     }
     const reader = child.stdout.getReader();
     const chunks: Uint8Array[] = [];
-    const read = (async () => {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) return;
-        chunks.push(value);
+    // Never rejects: the error, or undefined at the end of the output (or once cancelled).
+    const read = (async (): Promise<{ error: unknown } | undefined> => {
+      try {
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) return undefined;
+          chunks.push(value);
+        }
+      } catch (error) {
+        return { error };
       }
     })();
-    const ended = Promise.all([child.status, read]).then(([status]) => status);
-    const status = await within(ended, ms);
-    if (status === undefined) {
+    /** Kills the program, stops reading its output, and waits a grace for its end. */
+    const stop = async () => {
       try {
         child.kill("SIGKILL");
       } catch {
@@ -156,9 +187,36 @@ export function timedCommandRunner(ms: number): CommandRunner {
       }
       // Its output is not wanted any more; a grandchild holding the pipe must not keep us here.
       await reader.cancel().catch(() => {});
-      await read.catch(() => {});
+      await read;
       if ((await within(child.status, KILL_GRACE_MS)) === undefined) child.unref();
+    };
+    // The program's end, or a failed read of its output (a read that ends waits for the end).
+    type First = { status: Deno.CommandStatus } | { error: unknown };
+    const exited = child.status.then((status): First => ({ status }));
+    const first = await within(
+      Promise.race([exited, read.then((r): First | Promise<First> => r ?? exited)]),
+      ms,
+    );
+    if (first === undefined) {
+      await stop();
       return { success: false, stdout: `${cmd} did not answer within ${ms} ms; stopped` };
+    }
+    if (!("status" in first)) {
+      await stop();
+      return {
+        success: false,
+        stdout: `${cmd}'s output could not be read (${why(first.error)}); stopped`,
+      };
+    }
+    // Ended: what it wrote is in the pipe; a process it left behind may hold the pipe open.
+    const settled = await within(read.then((r) => ({ r })), PIPE_GRACE_MS);
+    let failed = settled?.r;
+    if (settled === undefined) {
+      await reader.cancel().catch(() => {}); // the pending read then ends
+      failed = await read;
+    }
+    if (failed !== undefined) {
+      return { success: false, stdout: `${cmd}'s output could not be read (${why(failed.error)})` };
     }
     const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
     let at = 0;
@@ -166,8 +224,13 @@ export function timedCommandRunner(ms: number): CommandRunner {
       bytes.set(c, at);
       at += c.length;
     }
-    return { success: status.success, stdout: new TextDecoder().decode(bytes) };
+    return { success: first.status.success, stdout: new TextDecoder().decode(bytes) };
   };
+}
+
+/** An error's message (or the thrown value as a string). */
+function why(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
 }
 
 /** `p`'s value, or undefined when it has not settled within `ms` (the timer is cleared). */

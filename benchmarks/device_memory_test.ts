@@ -16,6 +16,7 @@ import {
   memoryInputFor,
   NVIDIA_SMI_TIMEOUT_MS,
   parseNvidiaSmiMemory,
+  PIPE_GRACE_MS,
   planDeviceMemory,
   probeDeviceMemory,
   type RunBackend,
@@ -298,6 +299,60 @@ Deno.test("timedCommandRunner: a hung program is stopped, even one that ignores 
   assert.equal(await timedCommandRunner(10_000)("hyperprompt-no-such-program", []), undefined);
   // The default runner is this one with 20 s.
   assert.equal(NVIDIA_SMI_TIMEOUT_MS, 20_000);
+});
+
+Deno.test("timedCommandRunner: a failed read of the output kills the program and is read as failed", async () => {
+  // Before, the runner rejected at once and left the program running (here for 30 s).
+  const real = new Deno.Command("sleep", { args: ["30"], stdout: "null", stdin: "null" }).spawn();
+  const kills: Deno.Signal[] = [];
+  const program = {
+    stdout: new ReadableStream<Uint8Array>({
+      pull: () => Promise.reject(new Error("pipe broke")),
+    }),
+    status: real.status,
+    kill: (signal?: Deno.Signal) => {
+      kills.push(signal ?? "SIGTERM");
+      real.kill(signal);
+    },
+    unref: () => real.unref(),
+  };
+  try {
+    const t0 = performance.now();
+    const answer = await timedCommandRunner(10_000, () => program)("sleep", ["30"]);
+    assert.deepEqual(answer, {
+      success: false,
+      stdout: "sleep's output could not be read (pipe broke); stopped",
+    });
+    assert.deepEqual(kills, ["SIGKILL"]);
+    // Its end was awaited (within the kill grace): the status has settled with the signal.
+    const settled = await Promise.race([real.status, Promise.resolve(undefined)]);
+    assert.equal(settled?.signal, "SIGKILL");
+    assert.ok(performance.now() - t0 < 5_000, "it did not wait for the program");
+  } finally {
+    try {
+      real.kill("SIGKILL");
+    } catch {
+      // Killed by the runner.
+    }
+    await real.status;
+  }
+});
+
+Deno.test("timedCommandRunner: a program that ended is answered, also when a process it left holds the pipe", async () => {
+  // `sleep 30 &` inherits sh's stdout and keeps the pipe open after sh exits. Before, the runner
+  // waited for the pipe's end and answered "did not answer within 10000 ms" after 10 s.
+  const t0 = performance.now();
+  const answer = await timedCommandRunner(10_000)("sh", ["-c", "sleep 30 & echo $!"]);
+  const elapsed = performance.now() - t0;
+  const pid = Number(answer?.stdout.trim());
+  try {
+    assert.equal(answer?.success, true, String(answer?.stdout));
+    assert.match(answer!.stdout, /^\d+\n$/);
+    // About PIPE_GRACE_MS after sh's end; far below the 10 s limit.
+    assert.ok(elapsed >= PIPE_GRACE_MS && elapsed < 5_000, `${elapsed} ms`);
+  } finally {
+    if (Number.isInteger(pid) && pid > 0) Deno.kill(pid, "SIGKILL");
+  }
 });
 
 Deno.test("deviceMemoryOverride: the flag beats the variable; bad values name their source", () => {
