@@ -890,13 +890,8 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       );
     }
     let probe: BackendProbe | undefined;
+    // An empty --profile (an unset variable) is refused by parseFlags, as every empty value.
     let profileName = values.profile;
-    if (profileName?.trim() === "") {
-      throw new UsageError(
-        `--profile "${profileName}": an empty name (an unset variable?); built-in profiles: ` +
-          `${listProfiles().join(", ")}, or a profile JSON file`,
-      );
-    }
     if (profileName === undefined) {
       probe = await probeWith((backendArg as BackendChoice | undefined) ?? "auto");
       profileName = probe.gpu ? "paper-base" : "smoke";

@@ -212,6 +212,56 @@ Deno.test("main() reports bad arguments and profiles with exit code 2", async ()
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("main(): every flag that takes a value refuses an empty one in one line naming it (exit 2, nothing run or written)", async () => {
+  const dir = await Deno.makeTempDir();
+  const profile = await tmpProfile(dir);
+  // Each flag of OPTIONS that takes a value, and what --help says it takes.
+  const flags: [string, string][] = [
+    ["profile", "a built-in profile name or a profile JSON file"],
+    ["data-dir", "a folder"],
+    ["out", "a folder"],
+    ["methods", "method labels, comma-separated"],
+    ["shard", "i/n, e.g. 0/4"],
+    ["compare", "a baseline folder or JSON file"],
+    ["backend", "auto|tensorflow|webgpu|wasm|wasm+blas|cpu"],
+    ["tables", "a folder"],
+    ["device-memory", "the GPU's memory in GB, e.g. 80"],
+    ["checkpoint-minutes", "minutes, e.g. 30 (0: off)"],
+  ];
+  const valid = ["--data-dir", DATA, "--out", join(dir, "out"), "--no-download"];
+  let runs = 0;
+  const runOne: typeof fakeRunOne = (...a) => {
+    runs++;
+    return fakeRunOne(...a);
+  };
+  try {
+    for (const [flag, takes] of flags) {
+      // Both spellings, after a valid profile (the value is refused, not the profile).
+      for (const empty of [[`--${flag}=`], [`--${flag}`, ""]]) {
+        const args = [...(flag === "profile" ? [] : ["--profile", profile]), ...empty];
+        const c = capture();
+        assert.equal(await main(args, { ...c.opts, runOne }), 2, args.join(" "));
+        assert.deepEqual(c.err, [
+          `--${flag} needs a value (${takes}), got an empty one ("": an unset variable?); ` +
+          `deno task bench --help lists the flags`,
+        ]);
+        assert.deepEqual(c.out, []);
+      }
+    }
+    // With everything else valid (a run, no dry run): still refused before anything runs.
+    const c = capture();
+    assert.equal(
+      await main(["--profile", profile, ...valid, "--compare= "], { ...c.opts, runOne }),
+      2,
+    );
+    assert.match(c.err.join("\n"), /^--compare needs a value .*, got an empty one \(" ": /);
+    assert.equal(runs, 0);
+    assert.ok(!existsSync(join(dir, "out")), "no output folder made");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("main() refuses every bad flag, value and combination in one line naming them (exit 2, no usage text)", async () => {
   const dir = await Deno.makeTempDir();
   const profile = await tmpProfile(dir);
@@ -232,7 +282,10 @@ Deno.test("main() refuses every bad flag, value and combination in one line nami
     ],
     [["--profile"], /^--profile needs a value \(a built-in profile name or a profile JSON file\)/],
     [["--profile", "--dry-run"], /^--profile needs a value .*, got the flag --dry-run after it;/],
-    [["--profile", ""], /^--profile "": an empty name .*built-in profiles: .*ci/],
+    [
+      ["--profile", ""],
+      /^--profile needs a value \(a built-in profile name or a profile JSON file\), got an empty one \("": an unset variable\?\); deno task bench --help lists the flags$/,
+    ],
     [["--profile", "nope"], /^Unknown profile "nope"; built-in profiles: /],
     [
       ["--profile", profile, "--profile", "ci"],
@@ -274,7 +327,7 @@ Deno.test("main() refuses every bad flag, value and combination in one line nami
       ["--out", "-x"],
       /^--out needs a value \(a folder\), got "-x", which reads as a flag \(if it is the value: --out=-x\)/,
     ],
-    [["--profile", profile, "--out", ""], /^--out: an empty path/],
+    [["--profile", profile, "--out", ""], /^--out needs a value \(a folder\), got an empty one/],
     [
       ["--profile", profile, "--data-dir", join(dir, "nope")],
       /^--data-dir .*nope: no such folder$/,
@@ -718,9 +771,9 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
       [
         ["--profile", profile, "--data-dir", DATA, "--out", ""],
         {},
-        /^--out: an empty path \(an unset variable\?\); name a folder$/,
+        /^--out needs a value \(a folder\), got an empty one \("": an unset variable\?\); /,
       ],
-      [[...base, "--tables", ""], {}, /^--tables: an empty path \(an unset variable\?\)/],
+      [[...base, "--tables", ""], {}, /^--tables needs a value \(a folder\), got an empty one /],
       // A shard writes no tables: an explicit --tables would be ignored.
       [
         [...base, "--shard", "0/2", "--tables", join(dir, "t")],
@@ -1717,7 +1770,8 @@ Deno.test("main() --checkpoint-minutes: validated in one line, given to the runs
     return fakeRunOne(spec, o);
   };
   try {
-    for (const bad of ["abc", "30min", "", "1e3", "Infinity"]) {
+    // ("" is refused by parseFlags as every empty value: the empty-value test above.)
+    for (const bad of ["abc", "30min", "1e3", "Infinity"]) {
       const c = capture();
       assert.equal(
         await main([...base, "--out", join(dir, "bad"), `--checkpoint-minutes=${bad}`], {

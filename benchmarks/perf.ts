@@ -928,8 +928,9 @@ export const PERF_USAGE =
                         /ungrouped to webgpu for one optimizer dispatch per parameter
   --workloads LIST      ";"- or space-separated: block[:B,S,D,F,H] | t5:<preset>[@N][:B,Li,Lt[/M]]
                         (M: micro-batch upper bound; on wasm the heap plan may pick less;
-                        @N: N encoder and N decoder layers instead of the preset's)
-  --sizes LIST          matMul sizes n (n×n×n), default 256,512,1024,2048
+                        @N: N encoder and N decoder layers instead of the preset's);
+                        "" for none (matMuls only)
+  --sizes LIST          matMul sizes n (n×n×n), default 256,512,1024,2048; "" for none
   --steps N             timed steps per workload after 2 warm-up steps (default 5)
   --optimizer NAME      adamw (default) or adafactor
   --rounds N            repeat the backend list N times (A/B variants alternate)
@@ -983,7 +984,13 @@ export async function main(args: string[]): Promise<PerfReport> {
   const git = gitState();
   let values: FlagValues<typeof PERF_FLAGS>;
   try {
-    values = parseFlags(args, { tool: "deno task perf", options: PERF_FLAGS, takes: PERF_TAKES });
+    values = parseFlags(args, {
+      tool: "deno task perf",
+      options: PERF_FLAGS,
+      takes: PERF_TAKES,
+      // "" measures none of them (the other kind only), as PERF_USAGE says; both: refused below.
+      allowEmpty: ["sizes", "workloads"],
+    });
   } catch (e) {
     // The tool's errors all start with its file.
     throw new UsageError(`benchmarks/perf.ts: ${(e as Error).message}`, { cause: e });
@@ -1006,6 +1013,13 @@ export async function main(args: string[]): Promise<PerfReport> {
     ? QUICK_WORKLOADS
     : DEFAULT_WORKLOADS;
   const workloads = workloadNames.map((spec) => ({ spec, parsed: parseWorkload(spec) }));
+  if (sizes.length === 0 && workloads.length === 0) {
+    // A report of nothing would be saved as if measured.
+    throw new UsageError(
+      `benchmarks/perf.ts: --sizes "${values.sizes ?? ""}" and --workloads ` +
+        `"${values.workloads ?? ""}" leave nothing to measure; give a matMul size or a workload`,
+    );
+  }
   const reps = Number(values.steps ?? (quick ? 2 : 5));
   if (!Number.isInteger(reps) || reps < 1) {
     throw new UsageError(
@@ -1019,6 +1033,10 @@ export async function main(args: string[]): Promise<PerfReport> {
     );
   }
   const backendList = list(values.backends, ["cpu", "wasm", "wasm+blas", "webgpu"]);
+  if (backendList.length === 0) {
+    // `--backends ,`: a report of no backend would be saved as if measured.
+    throw new UsageError(`benchmarks/perf.ts: --backends "${values.backends}" names no backend`);
+  }
   for (const b of backendList) {
     if (
       !/^(cpu|(webgpu|wasm(\+blas)?)(\/stock)?|(webgpu|wasm\+blas)\/no-heads|webgpu\/ungrouped)$/

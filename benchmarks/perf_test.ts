@@ -130,6 +130,39 @@ Deno.test("perf: bad options are rejected with the option name", async () => {
   }
 });
 
+Deno.test("perf: an empty value is refused in one line naming the flag (exit 2), except --sizes and --workloads", async () => {
+  const empty = (flag: string, takes: string, value = "") =>
+    `benchmarks/perf.ts: --${flag} needs a value (${takes}), got an empty one ("${value}": an ` +
+    `unset variable?); deno task perf --help lists the flags`;
+  const cases: [string[], string][] = [
+    [["--backends="], empty("backends", "backends, comma-separated, e.g. cpu,wasm+blas")],
+    [["--steps", ""], empty("steps", "a positive integer")],
+    [["--out-dir="], empty("out-dir", "a folder")],
+    [["--out-dir", " ", "--no-save"], empty("out-dir", "a folder", " ")],
+    [["--max-seconds="], empty("max-seconds", "a positive number of seconds")],
+    [["--rounds", ""], empty("rounds", "a positive integer")],
+    [["--optimizer="], empty("optimizer", "adamw or adafactor")],
+    // "" is "none" for these two (PERF_USAGE), but not for both at once, nor a list of nothing.
+    [
+      ["--sizes=", "--workloads", " "],
+      `benchmarks/perf.ts: --sizes "" and --workloads " " leave nothing to measure; give a ` +
+      `matMul size or a workload`,
+    ],
+    [["--backends", ","], `benchmarks/perf.ts: --backends "," names no backend`],
+  ];
+  const cwd = [...Deno.readDirSync(".")].map((e) => e.name).sort();
+  for (const [args, message] of cases) {
+    const err: string[] = [];
+    assert.equal(await cli(args, { error: (s) => err.push(s) }), 2, args.join(" "));
+    assert.deepEqual(err, [message], args.join(" "));
+  }
+  assert.deepEqual([...Deno.readDirSync(".")].map((e) => e.name).sort(), cwd, "nothing written");
+  // Either alone is accepted (checked through the next argument's refusal: nothing runs).
+  for (const flag of ["--sizes=", "--workloads="]) {
+    await assert.rejects(main([flag, "--optimizer", "sgd"]), /--optimizer must be adamw/, flag);
+  }
+});
+
 Deno.test("perf: freshReportPath keeps an earlier report of the same second", async () => {
   const dir = await Deno.makeTempDir();
   try {

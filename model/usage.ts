@@ -3,7 +3,7 @@
  * `pretrain`, `perf`, `tune` and `benchmarks/gpu_check.ts`): **0** success (`--help` included),
  * **1** a failure while working (a download, a run, reading or writing results), **2** bad
  * arguments, refused before any work starts (an unknown or misspelled flag, a flag without its
- * value, a bad number or name, a file or folder named on the command line that cannot be used).
+ * value or with an empty one, a bad number or name, a file or folder named on the command line that cannot be used).
  * `deno task bench` adds **3**: the regression gate failed, and **130** / **143**: stopped by SIGINT /
  * SIGTERM (`benchmarks/cli.ts`).
  *
@@ -153,6 +153,12 @@ export interface FlagSpec<O extends ParseArgsOptionsConfig> {
    * the generic one with the flag it probably meant. Gets the flag without dashes and as typed.
    */
   readonly unknownFlag?: (name: string, rawName: string) => string | undefined;
+  /**
+   * The flags whose empty value means something to the tool, as its usage text says (`deno task
+   * perf --sizes ""`: no matMul sizes). Any other flag given an empty or blank value (`--out=`,
+   * `--out ""`, `--out " "`: an unset variable, typically) is refused as a flag without its value.
+   */
+  readonly allowEmpty?: readonly ValueFlag<O>[];
 }
 
 /** The distance of two strings in single-character edits (insert, delete, substitute). */
@@ -192,8 +198,9 @@ function nearestFlag(name: string, names: readonly string[]): string | undefined
  * "`<tool>` --help lists the flags", thrown as a {@link UsageError} (exit 2): an unknown flag (with
  * the flag it probably meant), an argument that is no flag (after a flag that takes no value, it
  * says so), a flag without its value, a value given to a flag that takes none (`--quick=yes`), and
- * a flag that takes one value given two different ones (the same value twice is fine; a
- * `multiple` flag collects them). A value that starts with a dash and a letter
+ * an empty or blank value (`--out=`, `--out ""`: an unset variable, typically; only the flags of
+ * `spec.allowEmpty` take one), and a flag that takes one value given two different ones (the same
+ * value twice is fine; a `multiple` flag collects them). A value that starts with a dash and a letter
  * but is no flag of the tool (`--out -x`) is refused with the `--flag=value` spelling that passes
  * it, so a flag typed without its value never swallows the next flag; `--out=-x` reaches the
  * tool's own check of the value, as does a dash-led number (`--steps -3`), which no flag
@@ -229,6 +236,7 @@ export function parseFlags<O extends ParseArgsOptionsConfig>(
 ): FlagValues<O> {
   const options: ParseArgsOptionsConfig = spec.options;
   const takes = spec.takes as Readonly<Record<string, string>>;
+  const allowEmpty = new Set<string>(spec.allowEmpty ?? []);
   const { tokens } = parseArgs({
     args,
     options,
@@ -298,6 +306,13 @@ export function parseFlags<O extends ParseArgsOptionsConfig>(
           ? `${flag} needs a value (${expected}), got the flag ${value} after it`
           : `${flag} needs a value (${expected}), got "${value}", which reads as a flag ` +
             `(if it is the value: ${flag}=${value})`,
+      );
+    }
+    // `--out "$DIR"` with DIR unset: no tool should read "" as a path (the current folder), a
+    // number (0) or a list of nothing, unless it says what an empty value means.
+    if (value.trim() === "" && !allowEmpty.has(t.name)) {
+      fail(
+        `${flag} needs a value (${expected}), got an empty one ("${value}": an unset variable?)`,
       );
     }
     if (option.multiple !== true) {

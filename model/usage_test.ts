@@ -132,6 +132,26 @@ Deno.test("parseFlags(): every bad invocation is one UsageError line naming flag
       `--out=--nope)${hint}`,
     ],
     [["--steps", "3", "--steps=4"], `--steps given twice ("3", then "4"); give it once${hint}`],
+    // An empty or blank value (an unset variable) is no value: never "" read as the current
+    // folder, 0 or a list of nothing; in either spelling, for a repeatable flag too.
+    [
+      ["--out="],
+      `--out needs a value (a folder), got an empty one ("": an unset variable?)${hint}`,
+    ],
+    [
+      ["--out", ""],
+      `--out needs a value (a folder), got an empty one ("": an unset variable?)${hint}`,
+    ],
+    [
+      ["--steps", "  "],
+      `--steps needs a value (a positive integer), got an empty one ("  ": an unset ` +
+      `variable?)${hint}`,
+    ],
+    [
+      ["--tasks", "a", "--tasks="],
+      `--tasks needs a value (task names, comma-separated), got an empty one ("": an unset ` +
+      `variable?)${hint}`,
+    ],
   ];
   for (const [args, message] of cases) {
     throws(() => parseFlags(args, DEMO), (e: unknown) => {
@@ -157,7 +177,11 @@ Deno.test("parseFlags(): good invocations give parseArgs's values with the defau
     { out: "-x", quick: false, steps: "3" },
   );
   equal(parseFlags(["--steps", "-3"], DEMO).steps, "-3");
-  equal(parseFlags(["--steps="], DEMO).steps, "");
+  // Only a flag the tool names in allowEmpty takes an empty value (perf's --sizes "": none).
+  const lenient = { ...DEMO, allowEmpty: ["tasks", "steps"] } as const;
+  equal(parseFlags(["--steps="], lenient).steps, "");
+  deepEqual(parseFlags(["--tasks", "", "--tasks= "], lenient).tasks, ["", " "]);
+  throws(() => parseFlags(["--out="], lenient), { message: /^--out needs a value \(a folder\)/ });
   // A value flag without an entry in `takes` (only possible past the types) still says something.
   throws(
     () =>

@@ -1055,12 +1055,12 @@ Deno.test("main() (deno task download) refuses bad arguments in one line, exit 2
         /^--source must be .*"hf" \(deno task download --help\)$/,
       ],
       [["--tasks", ","], /^--tasks "," names no task/],
-      [["--tasks="], /^--tasks "" names no task/],
+      [["--tasks="], /^--tasks needs a value \(.*\), got an empty one \("": an unset variable\?\)/],
       [
         ["--tasks", "cola", "--retries", "-1"],
         /^--retries must be a non-negative integer, got "-1"/,
       ],
-      [["--tasks", "cola", "--retries="], /^--retries must be a non-negative integer, got ""/],
+      [["--tasks", "cola", "--retries="], /^--retries needs a value .*, got an empty one/],
       [["--tasks", "cola", "--verify=no"], /^--verify takes no value, got "--verify=no"/],
       [
         ["--tasks", "cola", "--source", "hf"],
@@ -1103,6 +1103,33 @@ Deno.test("main() (deno task download) refuses bad arguments in one line, exit 2
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("main() (deno task download): every flag that takes a value refuses an empty one in one line (exit 2, nothing fetched)", async () => {
+  const flags: [string, string][] = [
+    ["tasks", "all, glue, super_glue or task names, comma-separated"],
+    ["cache-dir", "a folder"],
+    ["source", "auto|official|parquet"],
+    ["retries", "a whole number of retries, e.g. 3"],
+  ];
+  let downloads = 0;
+  const fake = () => {
+    downloads++;
+    return Promise.resolve([]);
+  };
+  for (const [flag, takes] of flags) {
+    for (const empty of [[`--${flag}=`], [`--${flag}`, ""]]) {
+      const args = [...(flag === "tasks" ? [] : ["--tasks", "cola"]), ...empty];
+      const err: string[] = [];
+      const code = await main(args, { error: (s) => err.push(s), log: () => {}, download: fake });
+      assert.equal(code, 2, args.join(" "));
+      assert.deepEqual(err, [
+        `--${flag} needs a value (${takes}), got an empty one ("": an unset variable?); deno ` +
+        `task download --help lists the flags`,
+      ]);
+    }
+  }
+  assert.equal(downloads, 0);
 });
 
 Deno.test("main() (deno task download) exits 1 when a download fails, 0 when all are done", async () => {
