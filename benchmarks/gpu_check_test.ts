@@ -408,6 +408,26 @@ Deno.test("gpu_check reportGit: a parent folder's repository, which does not tra
   if (gitState().sha !== "unknown") assert.equal(codeTracked(), true);
 });
 
+Deno.test("gpu_check cli(): every flag that takes a value refuses an empty one in one line (exit 2)", async () => {
+  // --out "" ran every section, then failed (exit 1) renaming the report to "".
+  const flags: [string, string][] = [
+    ["sections", "sections, comma-separated, of adapter,correctness,memory,tune,t5,matmul,encoder"],
+    ["budget-s", "a positive number of seconds"],
+    ["out", "a JSON file"],
+    ["git", "a commit sha"],
+  ];
+  for (const [flag, takes] of flags) {
+    for (const args of [[`--${flag}=`], [`--${flag}`, ""]]) {
+      const err: string[] = [];
+      assert.equal(await cli(args, { error: (s) => err.push(s) }), 2, args.join(" "));
+      assert.deepEqual(err, [
+        `benchmarks/gpu_check.ts: --${flag} needs a value (${takes}), got an empty one ("": an ` +
+        `unset variable?); deno run -A benchmarks/gpu_check.ts --help lists the flags`,
+      ]);
+    }
+  }
+});
+
 Deno.test("gpu_check cli(): a bad option is one line naming it, exit 2, before any GPU work", async () => {
   const dir = await Deno.makeTempDir();
   try {

@@ -404,6 +404,49 @@ Deno.test("pretrainBackbone() without dataDir checks the folder HYPERPROMPT_DATA
   }
 });
 
+Deno.test("main() (deno task pretrain): every flag that takes a value refuses an empty one in one line (exit 2, nothing pretrained)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // Everything else valid: an accepted "" would pretrain (--data-dir "" and --seed "" were
+    // read as no folder and seed 0).
+    const cache = join(dir, "cache");
+    const flags: [string, string][] = [
+      ["preset", "a model preset, e.g. tiny-v1_1"],
+      ["data-dir", "a folder"],
+      ["corpus", "a text file"],
+      ["tokenizer", "a tokenizer.json file"],
+      ["vocab-size", "an integer >= 116"],
+      ["steps", "a positive integer"],
+      ["batch-size", "a positive integer"],
+      ["chunk-length", "a positive integer"],
+      ["lr", "a positive number, e.g. 1e-3"],
+      ["seed", "an integer >= 0"],
+      ["backend", "auto|tensorflow|webgpu|wasm|wasm+blas|cpu"],
+      ["cache-dir", "a folder"],
+    ];
+    let pretrained = 0;
+    const pretrain: typeof pretrainBackbone = () => {
+      pretrained++;
+      return Promise.reject(new Error("not reached"));
+    };
+    for (const [flag, takes] of flags) {
+      for (const empty of [[`--${flag}=`], [`--${flag}`, ""]]) {
+        const args = [...(flag === "cache-dir" ? [] : ["--cache-dir", cache]), ...empty];
+        const err: string[] = [];
+        equal(await main(args, { error: (s) => err.push(s), pretrain }), 2, args.join(" "));
+        deepEqual(err, [
+          `error: --${flag} needs a value (${takes}), got an empty one ("": an unset ` +
+          `variable?); deno task pretrain --help lists the flags`,
+        ]);
+      }
+    }
+    equal(pretrained, 0, "nothing was pretrained");
+    deepEqual([...Deno.readDirSync(dir)], [], "no cache folder made");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("main() (deno task pretrain) checks every argument before the corpus is read (exit 2), then fails with 1", async () => {
   const dir = await Deno.makeTempDir();
   try {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { badFolders } from "./cli_testing.ts";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parse } from "csv-parse/sync";
 import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 import { fakeRunOne } from "./_fake_run_one.ts";
@@ -781,6 +782,36 @@ Deno.test("main() (deno task tables) names a bad flag, folder or result in one l
     assert.equal(log.length, 1);
     assert.match(log[0]!, /^Usage: deno task tables/);
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main() (deno task tables): an empty --runs or --out is refused in one line (exit 2), nothing written to the current folder", async () => {
+  const dir = await Deno.makeTempDir();
+  // Real results, so that only the empty value can stop the command.
+  const runs = fileURLToPath(new URL("../results/baselines/ci", import.meta.url));
+  const cwd = Deno.cwd();
+  const empty = (flag: string, takes: string) =>
+    `--${flag} needs a value (${takes}), got an empty one ("": an unset variable?); deno task ` +
+    `tables --help lists the flags`;
+  const runsTakes = "a folder of run result JSONs or a JSON file";
+  const cases: [string[], string][] = [
+    [["--runs", runs, "--out="], empty("out", "a folder")],
+    [["--runs", runs, "--out", ""], empty("out", "a folder")],
+    [["--runs=", "--out", join(dir, "t")], empty("runs", runsTakes)],
+    [["--runs", "", "--out", join(dir, "t")], empty("runs", runsTakes)],
+  ];
+  Deno.chdir(dir); // "" would be this folder
+  try {
+    for (const [args, want] of cases) {
+      const err: string[] = [];
+      const code = await main(args, { log: () => {}, error: (s) => err.push(s) });
+      assert.equal(code, 2, args.join(" "));
+      assert.deepEqual(err, [want], args.join(" "));
+    }
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "nothing written");
+  } finally {
+    Deno.chdir(cwd);
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -103,6 +103,27 @@ Deno.test({
   },
 });
 
+Deno.test("deno task tune: every flag that takes a value refuses an empty one in one line (exit 2)", async () => {
+  // --out "" passed the checks and reached the adapter (a tuning run, then a failed write).
+  const flags: [string, string][] = [
+    ["workloads", 'workloads, ";"-separated, e.g. t5:t5-v1_1-base@1:32,128,16'],
+    ["reps", "a positive integer"],
+    ["rounds", "a positive integer"],
+    ["candidates", "choice names, comma-separated, e.g. stock,t64/k8"],
+    ["out", "the table's JSON file"],
+  ];
+  for (const [flag, takes] of flags) {
+    for (const args of [[`--${flag}=`], [`--${flag}`, ""]]) {
+      const err: string[] = [];
+      assert.equal(await cli(args, { error: (s) => err.push(s) }), 2, args.join(" "));
+      assert.deepEqual(err, [
+        `benchmarks/tune.ts: --${flag} needs a value (${takes}), got an empty one ("": an unset ` +
+        `variable?); deno task tune --help lists the flags`,
+      ]);
+    }
+  }
+});
+
 Deno.test("deno task tune: bad arguments are refused with the flag named", async () => {
   await assert.rejects(main(["--reps=0"]), UsageError);
   await assert.rejects(main(["--reps=0"]), /--reps must be a positive integer, got "0"/);
