@@ -18,7 +18,7 @@ import {
   numElements,
   parseHeader,
   parseHeaderLength,
-  readExactly,
+  readAt,
   type SafetensorsDtype,
   type SafetensorsHeader,
   type TensorInfo,
@@ -274,38 +274,6 @@ async function loadSafetensorsWith(
     return into;
   } finally {
     file.close();
-  }
-}
-
-/**
- * `length` bytes at `position` of an open weights file, or an error naming the file (and what was
- * being read) when it ends early (it shrank after its size was taken: the error says so) or the
- * read fails otherwise (the error gives the failure as it is).
- *
- * @param where the file, and the tensor being read, for errors
- * @param what what the bytes are, for errors
- */
-async function readAt(
-  file: Deno.FsFile,
-  position: number,
-  length: number,
-  where: string,
-  what: string,
-): Promise<Uint8Array> {
-  try {
-    return await readExactly(file, position, length);
-  } catch (e) {
-    const message = (e as Error).message;
-    // Only the end of the file says it shrank; another failure (a disk error) is given as it is.
-    const shrank = message.startsWith("unexpected end of file")
-      ? "; the file is shorter than when it was opened (truncated or rewritten meanwhile?)"
-      : "";
-    throw new Error(
-      `${where}: ${message} while reading ${what} (bytes ${position}–${
-        position + length
-      })${shrank}`,
-      { cause: e },
-    );
   }
 }
 

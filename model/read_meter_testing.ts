@@ -1,8 +1,9 @@
 /**
  * Test helpers that count the bytes a checkpoint load reads from disk, so a test can check that a
  * refusal came from the safetensors headers, before any tensor data was read: {@link bytesRead}
- * (bytes read through `Deno.FsFile`) and {@link headerBytes} (the size of a folder's headers).
- * Used by model/pretrained_test.ts and benchmarks/run_one_test.ts.
+ * (bytes read through `Deno.FsFile`) and {@link headerBytes} (the size of a folder's headers);
+ * and {@link shrinkingAtFirstRead}, a file cut short after it was opened.
+ * Used by model/pretrained_test.ts, the checkpoint readers' tests and benchmarks/run_one_test.ts.
  *
  * @module
  */
@@ -31,6 +32,39 @@ export async function bytesRead(fn: () => Promise<unknown>): Promise<number> {
     proto.read = read;
   }
   return n;
+}
+
+/**
+ * Runs `fn` with its first `Deno.FsFile` read preceded by cutting `path` to `to` bytes: a file
+ * that shrinks after it was opened and its size taken. Other reads meanwhile count too: do not
+ * run tests in parallel with it.
+ *
+ * @param path the file to cut
+ * @param to its new length
+ * @param fn the work that reads it
+ * @throws Error when `fn` read nothing (the cut never happened), or what `fn` throws
+ */
+export async function shrinkingAtFirstRead(
+  path: string,
+  to: number,
+  fn: () => Promise<unknown>,
+): Promise<void> {
+  const proto = Deno.FsFile.prototype;
+  const read = proto.read;
+  let cut = false;
+  proto.read = async function (this: Deno.FsFile, p: Uint8Array) {
+    if (!cut) {
+      cut = true;
+      await Deno.truncate(path, to);
+    }
+    return await read.call(this, p);
+  };
+  try {
+    await fn();
+  } finally {
+    proto.read = read;
+  }
+  if (!cut) throw new Error(`shrinkingAtFirstRead: ${path} was not read`);
 }
 
 /**

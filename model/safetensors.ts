@@ -282,6 +282,44 @@ export async function readExactly(
 }
 
 /**
+ * `length` bytes at `position` of an open weights file, or an error naming the file (and what was
+ * being read): when it ends early, it shrank after its size was taken (truncated or rewritten
+ * meanwhile), which the size checks made at open cannot see, and the error says so; a read that
+ * fails otherwise (a disk error) is named as it is.
+ *
+ * @param file the open file
+ * @param position the first byte
+ * @param length how many bytes
+ * @param where the file, and the tensor or record being read, for errors
+ * @param what what the bytes are, for errors
+ * @returns the bytes
+ * @throws Error beginning with `where` when the read fails
+ */
+export async function readAt(
+  file: Deno.FsFile,
+  position: number,
+  length: number,
+  where: string,
+  what: string,
+): Promise<Uint8Array> {
+  try {
+    return await readExactly(file, position, length);
+  } catch (e) {
+    const message = (e as Error).message;
+    // Only the end of the file says it shrank; another failure (a disk error) is given as it is.
+    const shrank = message.startsWith("unexpected end of file")
+      ? "; the file is shorter than when it was opened (truncated or rewritten meanwhile?)"
+      : "";
+    throw new Error(
+      `${where}: ${message} while reading ${what} (bytes ${position}–${
+        position + length
+      })${shrank}`,
+      { cause: e },
+    );
+  }
+}
+
+/**
  * Decode a whole safetensors file held in memory.
  *
  * @param bytes the file contents

@@ -31,7 +31,7 @@
 import {
   dtypeBytes,
   numElements,
-  readExactly,
+  readAt,
   type SafetensorsDtype,
   toTypedArray,
 } from "./safetensors.ts";
@@ -231,39 +231,6 @@ async function openFile(
   } catch (e) {
     file.close();
     throw e;
-  }
-}
-
-/**
- * `length` bytes at `position` of an open checkpoint, or an error naming the file (and `what` was
- * being read) when it ends early: a file that shrank after its size was taken (truncated or
- * rewritten meanwhile), which the size checks made at open cannot see, and the error says so; a
- * read that fails otherwise (a disk error) is named as it is.
- *
- * @param where the file, and the tensor or record being read, for errors
- * @param what what the bytes are, for errors
- */
-async function readAt(
-  file: Deno.FsFile,
-  position: number,
-  length: number,
-  where: string,
-  what: string,
-): Promise<Uint8Array> {
-  try {
-    return await readExactly(file, position, length);
-  } catch (e) {
-    const message = (e as Error).message;
-    // Only the end of the file says it shrank; another failure (a disk error) is given as it is.
-    const shrank = message.startsWith("unexpected end of file")
-      ? "; the file is shorter than when it was opened (truncated or rewritten meanwhile?)"
-      : "";
-    throw new Error(
-      `${where}: ${message} while reading ${what} (bytes ${position}–${
-        position + length
-      })${shrank}`,
-      { cause: e },
-    );
   }
 }
 
@@ -606,28 +573,21 @@ function unpickle(b: Uint8Array, source: string, opts: UnpickleOptions): Unpickl
     if (stack.length === 0) fail("pickle stack underflow");
     return stack[stack.length - 1]!;
   };
-  const str = (n: number): string => {
+  /** The next `n` bytes decoded as UTF-8, else what `otherwise` makes of them. */
+  const decoded = (n: number, otherwise: (s: Uint8Array) => string): string => {
     need(n);
     const s = b.subarray(p, p + n);
     p += n;
     try {
       return utf8.decode(s);
     } catch {
-      return fail("string is not UTF-8");
+      return otherwise(s);
     }
   };
+  const str = (n: number): string => decoded(n, () => fail("string is not UTF-8"));
   // A Python 2 str (bytes): as torch.load decodes it, with its default encoding="utf-8", or,
   // when that fails, as latin-1 (what torch.load(..., encoding="latin1") gives).
-  const py2str = (n: number): string => {
-    need(n);
-    const s = b.subarray(p, p + n);
-    p += n;
-    try {
-      return utf8.decode(s);
-    } catch {
-      return isoLatin1(s);
-    }
-  };
+  const py2str = (n: number): string => decoded(n, isoLatin1);
   const line = (): string => {
     const end = b.indexOf(0x0a, p);
     if (end < 0 && opts.partial) throw NEED_MORE;

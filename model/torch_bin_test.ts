@@ -10,7 +10,7 @@ import {
   type TorchBinHeader,
   type TorchTensorRead,
 } from "./torch_bin.ts";
-import { bytesRead } from "./read_meter_testing.ts";
+import { bytesRead, shrinkingAtFirstRead } from "./read_meter_testing.ts";
 import { loadHfFolder } from "./checkpoint.ts";
 import { sharedPath } from "./shared_dir.ts";
 
@@ -314,26 +314,6 @@ Deno.test("a view of more elements than a tensor may have is refused naming the 
     },
   );
 });
-
-/** Runs `fn` with the first `Deno.FsFile` read preceded by cutting `path` to `to` bytes. */
-async function shrinkingAtFirstRead(path: string, to: number, fn: () => Promise<unknown>) {
-  const proto = Deno.FsFile.prototype;
-  const read = proto.read;
-  let cut = false;
-  proto.read = async function (this: Deno.FsFile, p: Uint8Array) {
-    if (!cut) {
-      cut = true;
-      await Deno.truncate(path, to);
-    }
-    return await read.call(this, p);
-  };
-  try {
-    await fn();
-  } finally {
-    proto.read = read;
-  }
-  assert.ok(cut, "the file was read");
-}
 
 Deno.test("a checkpoint that shrinks while being read: the error names the file and what was read", async () => {
   const dir = await Deno.makeTempDir();
