@@ -16,10 +16,8 @@ import {
 } from "./cli.ts";
 import { defaultTaskCatalog, expandGrid } from "./runner.ts";
 import { runFileName, type RunOneFn } from "./spec.ts";
-import { DEFAULT_CHECKPOINT_MINUTES, requestStop, stopRequested, train } from "./trainer.ts";
-import { disposeT5, initT5 } from "../model/t5.ts";
-import { Rng } from "./rng.ts";
-import { collate } from "./batching.ts";
+import { DEFAULT_CHECKPOINT_MINUTES, requestStop, stopRequested } from "./trainer.ts";
+import { toyTrain } from "./trainer_testing.ts";
 import { preset } from "../model/config.ts";
 import { estimateTrainingMemory } from "./memory.ts";
 import {
@@ -1610,57 +1608,22 @@ Deno.test("interruptHandler(): a first signal waits for the checkpoint, a second
  * every run fails after that step, before its checkpoint (a kill nothing can catch).
  */
 function trainingRunOne(signalAt?: number, log = { steps: 0 }, killAt?: number): RunOneFn {
-  const ids = { padTokenId: 0, eosTokenId: 1, decoderStartTokenId: 0 };
   let signalled = false;
   return async (spec, opts) => {
-    const model = initT5({ ...preset("tiny-v1_1"), vocabSize: 64, dropoutRate: 0 }, { seed: 1 });
-    try {
-      const rng = new Rng(11 + spec.seed);
-      const data = Array.from({ length: 8 }, (_, i) => ({
-        input: [2 + i, 1],
-        target: [40 + (i % 2), 1],
-        taskId: 0,
-      }));
-      const outcome = await train({
-        model,
-        instance: {
-          name: "toy",
-          variables: new Map(),
-          keepTaskPrefix: true,
-          isBackboneTrainable: () => true,
-          hooks: () => ({}),
-          dispose: () => {},
-        },
-        train: spec.train,
-        seed: spec.seed,
-        taskNames: spec.tasks,
-        source: {
-          next: () => collate(Array.from({ length: 2 }, () => data[rng.nextInt(8)]!), ids),
-          state: () => rng.state(),
-          restore: (st) => rng.restore(st as ReturnType<Rng["state"]>),
-        },
-        checkpointDir: join(opts.outDir, "checkpoints"),
-        // As benchmarks/run_one.ts passes it.
-        ...(opts.checkpointMinutes === undefined
-          ? {}
-          : { checkpointMinutes: opts.checkpointMinutes }),
-        runKey: spec.id,
-        onStep: async (step) => {
-          log.steps++;
-          if (step === killAt) throw new Error("simulated kill");
-          if (step !== signalAt || signalled) return;
-          signalled = true;
-          Deno.kill(Deno.pid, "SIGTERM");
-          for (let i = 0; i < 500 && stopRequested() === undefined; i++) {
-            await new Promise((r) => setTimeout(r, 10));
-          }
-          assert.equal(stopRequested(), "SIGTERM", "the bench's handler saw the signal");
-        },
-      });
-      return { ...await fakeRunOne(spec, opts), losses: outcome.losses };
-    } finally {
-      disposeT5(model);
-    }
+    const outcome = await toyTrain(spec, opts, {
+      onStep: async (step) => {
+        log.steps++;
+        if (step === killAt) throw new Error("simulated kill");
+        if (step !== signalAt || signalled) return;
+        signalled = true;
+        Deno.kill(Deno.pid, "SIGTERM");
+        for (let i = 0; i < 500 && stopRequested() === undefined; i++) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        assert.equal(stopRequested(), "SIGTERM", "the bench's handler saw the signal");
+      },
+    }, 11 + spec.seed);
+    return { ...await fakeRunOne(spec, opts), losses: outcome.losses };
   };
 }
 

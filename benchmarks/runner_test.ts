@@ -26,11 +26,8 @@ import {
   type RunSpec,
   validateProfile,
 } from "./spec.ts";
-import { preset } from "../model/config.ts";
-import { disposeT5, initT5 } from "../model/t5.ts";
-import { Rng } from "./rng.ts";
-import { collate } from "./batching.ts";
-import { train, TrainingInterruptedError } from "./trainer.ts";
+import { toyTrain } from "./trainer_testing.ts";
+import { TrainingInterruptedError } from "./trainer.ts";
 import { resumeRecord, type RunProvenance } from "./provenance.ts";
 import { listCheckpoints } from "./checkpointing.ts";
 
@@ -429,57 +426,27 @@ Deno.test("explainBackendFailure() turns a wasm trap into a fatal error that say
  * folder, as `run_one.ts` does) and counts evaluations; `killAt` throws after that step.
  */
 function toyRunOne(log: { evals: number; steps: number }, killAt?: number): RunOneFn {
-  const ids = { padTokenId: 0, eosTokenId: 1, decoderStartTokenId: 0 };
   const code = { sha: "c".repeat(40), dirty: false };
   return async (spec, opts) => {
-    const model = initT5({ ...preset("tiny-v1_1"), vocabSize: 64, dropoutRate: 0 }, { seed: 1 });
-    try {
-      const rng = new Rng(11);
-      const data = Array.from({ length: 8 }, (_, i) => ({
-        input: [2 + i, 1],
-        target: [40 + (i % 2), 1],
-        taskId: 0,
-      }));
-      const outcome = await train({
-        model,
-        instance: {
-          name: "toy",
-          variables: new Map(),
-          keepTaskPrefix: true,
-          isBackboneTrainable: () => true,
-          hooks: () => ({}),
-          dispose: () => {},
-        },
-        train: spec.train,
-        seed: spec.seed,
-        taskNames: ["cb"],
-        source: {
-          next: () => collate(Array.from({ length: 2 }, () => data[rng.nextInt(8)]!), ids),
-          state: () => rng.state(),
-          restore: (st) => rng.restore(st as ReturnType<Rng["state"]>),
-        },
-        checkpointDir: join(opts.outDir, "checkpoints"),
-        runKey: spec.id,
-        code,
-        evaluate: (step) => {
-          log.evals++;
-          return Promise.resolve([{ step, task: "cb", metrics: { accuracy: 50 }, groupScore: 50 }]);
-        },
-        onStep: (step) => {
-          log.steps++;
-          if (step === killAt) throw new Error("killed");
-        },
-      });
-      const fake = await fakeRunOne(spec, opts);
-      const resumedFrom = resumeRecord(outcome.resumedFrom, outcome.resumedCode, code);
-      const provenance: RunProvenance = {
-        ...fake.provenance,
-        ...(resumedFrom === undefined ? {} : { resumedFrom }),
-      };
-      return { ...fake, provenance, losses: outcome.losses, evals: outcome.evals };
-    } finally {
-      disposeT5(model);
-    }
+    const outcome = await toyTrain(spec, opts, {
+      taskNames: ["cb"],
+      code,
+      evaluate: (step) => {
+        log.evals++;
+        return Promise.resolve([{ step, task: "cb", metrics: { accuracy: 50 }, groupScore: 50 }]);
+      },
+      onStep: (step) => {
+        log.steps++;
+        if (step === killAt) throw new Error("killed");
+      },
+    });
+    const fake = await fakeRunOne(spec, opts);
+    const resumedFrom = resumeRecord(outcome.resumedFrom, outcome.resumedCode, code);
+    const provenance: RunProvenance = {
+      ...fake.provenance,
+      ...(resumedFrom === undefined ? {} : { resumedFrom }),
+    };
+    return { ...fake, provenance, losses: outcome.losses, evals: outcome.evals };
   };
 }
 
