@@ -4,7 +4,7 @@ import { preset, type T5Config } from "../model/config.ts";
 import { disposeT5, initT5, type T5Model } from "../model/t5.ts";
 import type { MethodInstance } from "../model/method.ts";
 import { getMethod } from "../model/methods/mod.ts";
-import { DEFAULT_TRAIN, SpecError, type TrainSpec, validateTrain } from "./spec.ts";
+import { DEFAULT_TRAIN, SpecError, type TaskEval, type TrainSpec, validateTrain } from "./spec.ts";
 import { Rng } from "./rng.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
 import { collate, disposeBatch } from "./batching.ts";
@@ -117,6 +117,17 @@ async function killedRun(
   } finally {
     disposeT5(model);
   }
+}
+
+/**
+ * An evaluation whose score is the first weight of `shared.weight`: results that differ when
+ * the weights at that step differ.
+ */
+function evalFn(model: T5Model): (step: number) => Promise<TaskEval[]> {
+  return async (step) => {
+    const v = (await model.params.get("shared.weight")!.data())[0]!;
+    return [{ step, task: "a", metrics: { probe: v }, groupScore: v }];
+  };
 }
 
 async function snapshot(model: T5Model): Promise<Map<string, Float32Array>> {
@@ -372,10 +383,6 @@ Deno.test("train() passes train.weightDecay to either optimizer (decoupled: p ·
 });
 
 Deno.test("train() resumed after a kill is bit-identical to an uninterrupted run", async () => {
-  const evalFn = (model: T5Model) => async (step: number) => {
-    const v = (await model.params.get("shared.weight")!.data())[0]!;
-    return [{ step, task: "a", metrics: { probe: v }, groupScore: v }];
-  };
   const dirA = await Deno.makeTempDir();
   const a = initT5(CONFIG, { seed: 1 });
   const ra = await train(opts(a, { checkpointDir: dirA, runKey: "k", evaluate: evalFn(a) }));
@@ -406,10 +413,6 @@ Deno.test("train() resumed after a kill is bit-identical to an uninterrupted run
 });
 
 Deno.test("train() stopped by a request saves that step's checkpoint; the resume is bit-identical", async () => {
-  const evalFn = (model: T5Model) => async (step: number) => {
-    const v = (await model.params.get("shared.weight")!.data())[0]!;
-    return [{ step, task: "a", metrics: { probe: v }, groupScore: v }];
-  };
   const dirA = await Deno.makeTempDir();
   const a = initT5(CONFIG, { seed: 1 });
   const ra = await train(opts(a, { checkpointDir: dirA, runKey: "k", evaluate: evalFn(a) }));
@@ -609,10 +612,6 @@ Deno.test("train() stopped during an evaluation: the checkpoint owes it, the res
 });
 
 Deno.test("train() also checkpoints when checkpointMinutes have passed (injected clock); the resume is bit-identical", async () => {
-  const evalFn = (model: T5Model) => async (step: number) => {
-    const v = (await model.params.get("shared.weight")!.data())[0]!;
-    return [{ step, task: "a", metrics: { probe: v }, groupScore: v }];
-  };
   // No scheduled checkpoint before the last step: every other one is the clock's.
   const spec = { ...SPEC, checkpointEvery: 100 };
   /**
