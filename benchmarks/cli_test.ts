@@ -929,9 +929,8 @@ Deno.test("fmtDuration() rounds before splitting into units: no 2m60s or 1h60m",
   for (const [s, want] of cases) assert.equal(fmtDuration(s), want, String(s));
 });
 
-Deno.test("progressReporter() on a terminal hides no cursor, keeps wrapping and cuts lines to its width", async () => {
-  // Ctrl-C ends the process by SIGINT's default action (exit 130), which restores nothing: a
-  // hidden cursor (ESC[?25l) or wrapping turned off (ESC[?7l) would stay so in the user's shell.
+/** A writable stream that records what is written, as a terminal (`tty`) of `columns` or not. */
+function recordingStream(tty: boolean, columns: number): { chunks: string[]; stream: Writable } {
   const chunks: string[] = [];
   const stream = new Writable({
     write(chunk, _enc, done) {
@@ -939,7 +938,14 @@ Deno.test("progressReporter() on a terminal hides no cursor, keeps wrapping and 
       done();
     },
   });
-  Object.assign(stream, { isTTY: true, columns: 100 });
+  Object.assign(stream, { isTTY: tty, columns });
+  return { chunks, stream };
+}
+
+Deno.test("progressReporter() on a terminal hides no cursor, keeps wrapping and cuts lines to its width", async () => {
+  // Ctrl-C ends the process by SIGINT's default action (exit 130), which restores nothing: a
+  // hidden cursor (ESC[?25l) or wrapping turned off (ESC[?7l) would stay so in the user's shell.
+  const { chunks, stream } = recordingStream(true, 100);
   const dir = await Deno.makeTempDir();
   const [spec] = expandGrid(await loadProfile(await tmpProfile(dir)), { dataDir: DATA });
   await Deno.remove(dir, { recursive: true });
@@ -972,14 +978,7 @@ Deno.test("progressReporter().stop() writes a message still queued (the last run
   const [spec] = expandGrid(await loadProfile(await tmpProfile(dir)), { dataDir: DATA });
   await Deno.remove(dir, { recursive: true });
   for (const tty of [false, true]) {
-    const chunks: string[] = [];
-    const stream = new Writable({
-      write(chunk, _enc, done) {
-        chunks.push(String(chunk));
-        done();
-      },
-    });
-    Object.assign(stream, { isTTY: tty, columns: 200 });
+    const { chunks, stream } = recordingStream(tty, 200);
     const reporter = progressReporter(1, tty, stream);
     reporter.onEvent({ kind: "start", spec: spec!, index: 0 });
     reporter.onEvent({ kind: "error", spec: spec!, index: 0, error: new Error("out of memory") });
@@ -998,14 +997,7 @@ Deno.test("progressReporter(): a stopped run's bar says so; its reason and check
   const [spec] = expandGrid(await loadProfile(await tmpProfile(dir)), { dataDir: DATA });
   await Deno.remove(dir, { recursive: true });
   for (const tty of [false, true]) {
-    const chunks: string[] = [];
-    const stream = new Writable({
-      write(chunk, _enc, done) {
-        chunks.push(String(chunk));
-        done();
-      },
-    });
-    Object.assign(stream, { isTTY: tty, columns: 200 });
+    const { chunks, stream } = recordingStream(tty, 200);
     const reporter = progressReporter(2, tty, stream);
     reporter.onEvent({ kind: "start", spec: spec!, index: 0 });
     const why = Object.assign(
