@@ -160,19 +160,21 @@ Options:
                        shards write none (--tables with --shard is refused): run
                        deno task tables once all have finished
   --no-tables          do not write the tables (with --tables: refused, as a contradiction)
-  --device-memory GB   the GPU's memory (default: $HYPERPROMPT_DEVICE_MEMORY_GB, else nvidia-smi's;
-                       WebGPU reports none). Before training, a GPU run whose estimated peak
-                       exceeds 90% of it trains with the largest micro-batch that fits, or is
-                       refused (exit 2) when none does; with --dry-run, the table shows
-                       what every run would do on a GPU of that size. Runs on wasm and
-                       wasm+blas are checked likewise against the 4 GiB wasm heap (${WASM_USABLE}% usable,
-                       ${PLAIN_WASM_USABLE}% on plain wasm, whose XNNPACK matmul keeps packed copies)
+  --device-memory GB   the GPU's memory (default: $HYPERPROMPT_DEVICE_MEMORY_GB, else nvidia-smi's
+                       memory.total of the smallest GPU; WebGPU reports none, and nvidia-smi none
+                       for a GPU in MIG mode: give the instance's here). Before training, a GPU
+                       run whose estimated peak exceeds 90% of it trains with the largest
+                       micro-batch that fits, or is refused (exit 2) when none does; with
+                       --dry-run, the table shows what every run would do on a GPU of that
+                       size. Runs on wasm and wasm+blas are checked likewise against the
+                       4 GiB wasm heap (${WASM_USABLE}% usable, ${PLAIN_WASM_USABLE}% on plain wasm, whose XNNPACK
+                       matmul keeps packed copies)
   --checkpoint-minutes N
                        a run that writes checkpoints (the profile's train.checkpointEvery > 0)
                        also saves one after the step at which N minutes have passed since its
-                       last one (default ${DEFAULT_CHECKPOINT_MINUTES}; 0: only every checkpointEvery steps), so a kill
-                       that cannot be caught (SIGKILL, out of memory, power cut) loses at most
-                       about N minutes; results and run ids do not change. The newest two
+                       last one (default ${DEFAULT_CHECKPOINT_MINUTES}; 0: only every checkpointEvery steps), so
+                       a kill that cannot be caught (SIGKILL, out of memory, power cut) loses at
+                       most about N minutes; results and run ids do not change. The newest two
                        checkpoints of a run are kept
   --help               this text
 
@@ -180,9 +182,15 @@ Ctrl-C (SIGINT) or SIGTERM while a run that writes checkpoints trains: the run f
 current step (an evaluation in progress is abandoned before its next decode batch), saves a
 checkpoint of it, no other run starts, no tables or gate are written, and bench
 exits 130 (SIGINT) or 143 (SIGTERM); --resume with the same flags continues from that step
-(redoing an abandoned evaluation first). A second signal stops at once (the steps since the run's last
-checkpoint are lost). At other times (downloads, pretraining, runs without checkpoints, between
-runs) a signal stops at once, with the same exit codes.`;
+(redoing an abandoned evaluation first). A second signal stops at once (the steps since the
+run's last checkpoint are lost). At other times (downloads, pretraining, runs without
+checkpoints, between runs) a signal stops at once, with the same exit codes.
+
+Exit codes: 0 success, 1 a failure while working (a run failed, the tables could not be written,
+data still missing after the download), 2 bad arguments or profile, or a GPU or wasm run that
+cannot fit (refused before any work), 3 the regression gate (--compare) failed, 130 / 143
+stopped by SIGINT / SIGTERM. Every option, environment variable and output file:
+benchmarks/README.md.`;
 
 /**
  * Assumed sustained throughput per backend, in matmul FLOP/s of the whole run (training,

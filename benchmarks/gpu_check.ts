@@ -1701,12 +1701,13 @@ export const GPU_CHECK_USAGE =
 
   --quick            tiny shapes, to check the script on the software adapter
   --sections=LIST    comma-separated, of ${SECTIONS.join(", ")} (default: all)
-  --budget-s=N       skip a section, or a variant or matmul row of one, that would start after
-                     N seconds; it is written as skipped (default 480)
+  --budget-s=N       skip a section, or a variant (t5, encoder) or row (matmul, memory) of one,
+                     that would start after N seconds; it is written as skipped (default 480)
   --out=FILE         the JSON report (default: $OUT/gpu_check.json when OUT is set, else
                      results/perf/gpu_check-<time>.json); the tune section's table goes beside it
   --git=SHA          the commit the code is from, recorded when the folder is no git checkout
-                     (the GPU machine gets a copy of the tree without .git)
+                     of it (the GPU machine gets a copy of the tree without .git); a checkout
+                     at another commit is refused
   --help             this text
 
 Environment: HYPERPROMPT_STOCK_BACKPROP=1 trains with tfjs's own backward pass, as in deno task

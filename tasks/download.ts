@@ -944,9 +944,21 @@ function downloadUsage(): string {
   }
   return "usage: deno task download --tasks all|glue|super_glue|cola,rte,super_glue/rte,... " +
     "[--cache-dir DIR] [--source auto|official|parquet] [--verify] [--keep-downloads] " +
-    "[--retries N] [--quiet]\n" +
+    "[--retries N] [--quiet]\n\n" +
+    "  --tasks LIST      all, glue, super_glue or task names, comma-separated (repeatable)\n" +
+    "  --cache-dir DIR   the data folder to fill, in the official layout (default below)\n" +
+    "  --source S        auto (official files, then Hugging Face parquet; default), official\n" +
+    "                    or parquet\n" +
+    "  --verify          re-hash the files the cache's manifest lists, not only their size\n" +
+    "  --keep-downloads  keep the raw downloads (zips, parquet) once their files are written\n" +
+    "  --retries N       extra attempts per file, resuming, after a broken transfer, 30 s\n" +
+    "                    without data, or HTTP 408, 429, 5xx (default 3; none for a host that\n" +
+    "                    cannot be connected to and has not answered before: offline)\n" +
+    "  --quiet           no progress bars or log lines\n" +
+    "  --help            this text\n\n" +
     `cache default: ${cache} (HYPERPROMPT_CACHE=root overrides)\n` +
-    `tasks: ${TASK_SOURCES.map((t) => t.id).join(", ")}`;
+    `tasks: ${TASK_SOURCES.map((t) => t.id).join(", ")}\n` +
+    "Exit codes: 0 done, 1 a download failed, 2 bad arguments (nothing fetched).";
 }
 
 /** Options of {@link main} (tests capture the output and replace the downloader). */
