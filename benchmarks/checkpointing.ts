@@ -6,7 +6,8 @@
  * - `optimizer.safetensors`: the optimizer slots (`"<variable>/<slot>"`);
  * - `state.json`: the step, optimizer step, sampler and RNG state, loss and eval history, and any
  *   other JSON the trainer adds (`benchmarks/trainer.ts`: `evalOwed`, the step, when a stop
- *   abandoned that step's evaluation, which a resume then redoes first).
+ *   abandoned that step's evaluation, which a resume then redoes first; `code`, the code and
+ *   backend that wrote it, and `codes`, every one that ran its steps).
  * The folder is assembled under a temporary name, `.step-<8 digits>.tmp-<pid>-<12 hex>`, held
  * locked while the save runs (`makeHeldTempDir` in model/fs.ts), and renamed into place, so a
  * folder named `step-…` is always complete. A kill at any point leaves at worst such a temporary,

@@ -389,13 +389,44 @@ export interface CodeVersion {
   readonly backend?: string;
 }
 
-/** The code version stored in a checkpoint's state (`unknown` when it has none or a bad one). */
-function checkpointCode(state: Record<string, unknown>): CodeVersion {
-  const c = state.code as { sha?: unknown; dirty?: unknown; backend?: unknown } | null | undefined;
+/** A code version read from JSON (`unknown` when it is none or a bad one). */
+function codeVersionOf(value: unknown): CodeVersion {
+  const c = value as { sha?: unknown; dirty?: unknown; backend?: unknown } | null | undefined;
   const backend = typeof c?.backend === "string" ? { backend: c.backend } : {};
   return typeof c?.sha === "string" && typeof c.dirty === "boolean"
     ? { sha: c.sha, dirty: c.dirty, ...backend }
     : { sha: "unknown", dirty: false, ...backend };
+}
+
+/** Whether two code versions are the same record (commit, dirty flag and backend). */
+function sameCode(a: CodeVersion, b: CodeVersion): boolean {
+  return a.sha === b.sha && a.dirty === b.dirty && a.backend === b.backend;
+}
+
+/**
+ * Every code version that ran a checkpoint's steps, in order of first use: its `state.json`
+ * `codes` (checked by {@link checkResumeState}), or, for a checkpoint written before that field
+ * existed, the one that wrote it (`code`; `unknown` when it has none).
+ */
+function checkpointCodes(state: Record<string, unknown>): CodeVersion[] {
+  return Array.isArray(state.codes) ? state.codes.map(codeVersionOf) : [codeVersionOf(state.code)];
+}
+
+/**
+ * What {@link TrainOutcome.resumedCode} reports of the code versions that ran the steps before a
+ * resume, for `provenance.ts` `resumeRecord`: the first whose commit is not provably this run's
+ * (the same commit, both trees clean; as `resumeRecord` decides), else the newest; its backend
+ * replaced by the first backend that is not this run's, when one is. So a run whose earlier
+ * steps ran on another backend or code says so, whichever segment wrote the checkpoint.
+ */
+function resumedCodeOf(codes: readonly CodeVersion[], current?: CodeVersion): CodeVersion {
+  const provablySame = (c: CodeVersion) =>
+    current !== undefined && c.sha !== "unknown" && c.sha === current.sha && !c.dirty &&
+    !current.dirty;
+  const code = codes.find((c) => !provablySame(c)) ?? codes[codes.length - 1]!;
+  const other = codes.find((c) => c.backend !== undefined && c.backend !== current?.backend);
+  const backend = other?.backend ?? code.backend;
+  return { sha: code.sha, dirty: code.dirty, ...(backend === undefined ? {} : { backend }) };
 }
 
 /** What {@link train} returns. */
@@ -407,8 +438,11 @@ export interface TrainOutcome {
   /** Step of the checkpoint the run resumed from (0 for a fresh start). */
   readonly resumedFrom: number;
   /**
-   * The code that wrote the checkpoint resumed from (its `code` option; `{sha: "unknown",
-   * dirty: false}` for a checkpoint written without one); absent on a fresh start.
+   * The code that ran the steps before the resume (the `code` option of each run that wrote a
+   * checkpoint of this run; `{sha: "unknown", dirty: false}` for one written without it): the
+   * checkpoint's writer, or, when its steps ran under several (a run resumed more than once),
+   * the first commit that is not provably this run's and the first backend that is not this
+   * run's, so that neither is lost by a later resume; absent on a fresh start.
    */
   readonly resumedCode?: CodeVersion;
   /**
@@ -615,6 +649,16 @@ function checkResumeState(dir: string, step: number, state: Record<string, unkno
     throw bad("losses", `the {step, loss} of each of its ${step} steps`, losses);
   }
   if (!Array.isArray(state.evals)) throw bad("evals", "an array", state.evals);
+  const codes = state.codes;
+  if (
+    codes !== undefined && (!Array.isArray(codes) || codes.length === 0 ||
+      !codes.every((c) =>
+        typeof c?.sha === "string" && typeof c?.dirty === "boolean" &&
+        (c.backend === undefined || typeof c.backend === "string")
+      ))
+  ) {
+    throw bad("codes", "a non-empty array of {sha, dirty, backend?}", codes);
+  }
   const owed = state.evalOwed;
   if (owed !== undefined && owed !== null) {
     if (owed !== step) throw bad("evalOwed", `absent, null or its step ${step}`, owed);
@@ -668,6 +712,9 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
   let tokens = 0;
   let trainMs = 0;
   let resumedCode: CodeVersion | undefined;
+  // Every code version that ran this run's steps so far, in order of first use (`state.json`
+  // `codes`): this run's is added, so a later resume still sees an earlier segment's.
+  let codes: CodeVersion[] = [];
   // Whether the evaluation of `step` is owed: a stop abandoned it (the checkpoint resumed from
   // says so), and the resume does it before the next step.
   let evalOwed = false;
@@ -705,13 +752,16 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
           tokens = typeof ck.state.tokens === "number" ? ck.state.tokens : 0;
           trainMs = typeof ck.state.trainMs === "number" ? ck.state.trainMs : 0;
           evalOwed = ck.state.evalOwed === step;
-          resumedCode = checkpointCode(ck.state);
+          codes = checkpointCodes(ck.state);
+          resumedCode = resumedCodeOf(codes, o.code);
         } finally {
           disposeCheckpoint(ck);
         }
       }
     }
     const resumedFrom = step;
+    const mine = codeVersionOf(o.code ?? null);
+    if (!codes.some((c) => sameCode(c, mine))) codes.push(mine);
     let lastFinite = losses[losses.length - 1]?.loss;
     const save = () =>
       saveCheckpoint(o.checkpointDir!, {
@@ -721,6 +771,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
           step,
           runKey: o.runKey ?? null,
           code: o.code ?? null,
+          codes,
           optimizerStep: optimizer.step,
           source: o.source.state(),
           losses,

@@ -782,13 +782,40 @@ Deno.test("train() stores the code version in checkpoints and reports it on resu
   assert.equal(fresh.resumedFrom, 0);
   assert.equal(fresh.resumedCode, undefined);
   const last = `${dir}/step-00000004/state.json`;
-  const { code: _drop, ...legacy } = JSON.parse(await Deno.readTextFile(last));
+  // (Written before checkpoints recorded any code: neither `code` nor `codes`.)
+  const { code: _drop, codes: _dropToo, ...legacy } = JSON.parse(await Deno.readTextFile(last));
   await Deno.writeTextFile(last, JSON.stringify(legacy));
   const again = await train(opts(m3, { train: spec, checkpointDir: dir, runKey: "k" }));
   assert.equal(again.resumedFrom, 4);
   assert.deepEqual(again.resumedCode, { sha: "unknown", dirty: false });
   disposeT5(m3);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("train() reports an earlier segment's other backend or code after a second resume", async () => {
+  const spec = { ...SPEC, steps: 3, evalEvery: 3, checkpointEvery: 1 };
+  const wasm = { sha: "a".repeat(40), dirty: false, backend: "wasm" };
+  const webgpu = { sha: "a".repeat(40), dirty: false, backend: "webgpu" };
+  const newer = { sha: "b".repeat(40), dirty: false, backend: "wasm" };
+  // Step 1 (checkpoint 1) ran under `first`, step 2 (checkpoint 2) under `second`; the third
+  // segment, under `third`, resumes from checkpoint 2, which `second` wrote.
+  const cases: [string, typeof wasm, typeof wasm, typeof wasm, object][] = [
+    ["A, B, B: step 1 ran on wasm", wasm, webgpu, webgpu, wasm],
+    ["A, B, A: step 2 ran on webgpu", wasm, webgpu, wasm, webgpu],
+    ["commit a, then b twice: step 1 ran commit a", wasm, newer, newer, wasm],
+    ["one code throughout: nothing other", wasm, wasm, wasm, wasm],
+  ];
+  for (const [what, first, second, third, want] of cases) {
+    const dir = await Deno.makeTempDir();
+    await killedRun(2, () => ({ train: spec, checkpointDir: dir, runKey: "k", code: first }));
+    await killedRun(3, () => ({ train: spec, checkpointDir: dir, runKey: "k", code: second }));
+    const m = initT5(CONFIG, { seed: 1 });
+    const r = await train(opts(m, { train: spec, checkpointDir: dir, runKey: "k", code: third }));
+    disposeT5(m);
+    assert.equal(r.resumedFrom, 2, what);
+    assert.deepEqual(r.resumedCode, want, what);
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("train() stops on a non-finite loss with a diagnostic", async () => {
@@ -1065,6 +1092,9 @@ Deno.test("train() refuses a checkpoint state without the fields a resume restor
         { ...good, evalOwed: 2, evals: [{ step: 2, task: "a", metrics: {}, groupScore: 1 }] },
         /field "evalOwed" owes the evaluation of step 2, but field "evals" already holds/,
       ],
+      [{ ...good, codes: [] }, /field "codes" must be a non-empty array .*, got 0 entries/],
+      [{ ...good, codes: [{ sha: "x" }] }, /field "codes" must be .*, got 1 entries/],
+      [{ ...good, codes: "x" }, /field "codes" must be .*, got "x"/],
     ];
     for (const [state, want] of cases) {
       await Deno.writeTextFile(file, JSON.stringify(state));
