@@ -15,7 +15,7 @@ import type { Example, TaskSplit } from "../tasks/types.ts";
 import type { BenchmarkName, BestEval, TaskEval } from "./spec.ts";
 import { Rng, seedFor } from "./rng.ts";
 import type { SpecialIds } from "./batching.ts";
-import { stopRequested } from "./trainer.ts";
+import { stopRequested, yieldToEventLoop } from "./trainer.ts";
 
 /** The scoring functions of `tasks/mod.ts` (injected so tests can stub them). */
 export interface Scorer {
@@ -230,7 +230,9 @@ export async function evaluate(
         set.inputs[a]!.length - set.inputs[b]!.length || a - b
       );
       for (let s = 0; s < order.length; s += opts.batchSize) {
-        // Between batches no tensor is alive: abandoning here keeps nothing.
+        // Between batches no tensor is alive: abandoning here keeps nothing. A signal's
+        // listener runs only when the event loop turns, which decoding alone may never let it.
+        await yieldToEventLoop();
         const stop = shouldStop();
         if (stop !== undefined) {
           throw new EvaluationStoppedError(stop, opts.step, set.task, s, order.length);

@@ -275,6 +275,40 @@ Deno.test("evaluate() abandons its decoding between batches on a stop request, k
   }
 });
 
+Deno.test("evaluate() sees a real signal's stop request at the next batch (it yields to the event loop)", async () => {
+  // A signal listener runs only when the event loop turns; decoding on cpu/wasm awaits only
+  // settled promises, so without a yield the request would be seen after the whole evaluation.
+  const model = initT5(CONFIG, { seed: 5 });
+  const inputs = [[3, 4, 1], [7, 1], [8, 9, 1], [5, 1]];
+  const set = { task: "t", taskId: 0, examples: inputs.map((_, i) => ex(i)), inputs };
+  const scorer: Scorer = { scoreTask: () => ({ accuracy: 1 }), groupScore: () => 1 };
+  const listener = () => requestStop("SIGTERM");
+  Deno.addSignalListener("SIGTERM", listener);
+  let decoded = 0;
+  try {
+    const err = await evaluate(model, NO_METHOD, [{ ...set, maxNewTokens: 2 }], {
+      step: 2,
+      batchSize: 2,
+      ids: IDS,
+      tokenizer: {
+        decode: (ids) => {
+          // The signal arrives while the first batch is decoded (synchronous code).
+          if (++decoded === 1) Deno.kill(Deno.pid, "SIGTERM");
+          return ids.join(" ");
+        },
+      },
+      scorer,
+    }).then(() => undefined, (e) => e);
+    assert.ok(err instanceof EvaluationStoppedError, String(err));
+    assert.equal(err.decoded, 2, "stopped before the second batch");
+    assert.equal(decoded, 2);
+  } finally {
+    Deno.removeSignalListener("SIGTERM", listener);
+    clearStopRequest();
+    disposeT5(model);
+  }
+});
+
 Deno.test("bestPerTask() takes each task's best step (earliest on ties); averages", () => {
   const evals: TaskEval[] = [
     { step: 2, task: "rte", metrics: { accuracy: 50 }, groupScore: 50 },

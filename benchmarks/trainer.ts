@@ -361,6 +361,19 @@ export function stopRequested(): string | undefined {
   return stopReason;
 }
 
+/**
+ * Lets the event loop turn once (a zero-delay timer, about 1-2 ms), so that a signal listener
+ * whose signal came during synchronous work runs before a stop request is checked: a training
+ * step or a decode batch on cpu or wasm awaits only settled promises (microtasks), which never
+ * let the event loop dispatch a signal, so without this a SIGINT/SIGTERM would be seen only at
+ * the next file write (a checkpoint), steps later, or not during an evaluation at all.
+ *
+ * @returns once the event loop has turned
+ */
+export function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
 /** The wall-clock checkpoint interval, in minutes, of {@link TrainOptions.checkpointMinutes}. */
 export const DEFAULT_CHECKPOINT_MINUTES = 30;
 
@@ -899,6 +912,9 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
     try {
       if (evalOwed) await afterStep(true);
       while (step < t.steps) {
+        // The bench's signal listener runs only when the event loop turns (yieldToEventLoop);
+        // it is installed only while a loop that writes checkpoints runs.
+        if (ckptEnabled) await yieldToEventLoop();
         const stop = shouldStop();
         if (stop !== undefined) {
           // Every state of a step boundary is resumable: the steps since the last checkpoint are

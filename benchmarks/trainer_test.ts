@@ -472,6 +472,35 @@ Deno.test("train() stopped by a request saves that step's checkpoint; the resume
   assert.equal(stopRequested(), undefined);
 });
 
+Deno.test("train() sees a real signal's stop request at the next step boundary (it yields to the event loop)", async () => {
+  // A signal listener (the bench's) runs only when the event loop turns; a step on cpu/wasm
+  // awaits only settled promises, so without a yield the request would be seen only at the next
+  // checkpoint's file writes (step 4 here), steps later.
+  const dir = await Deno.makeTempDir();
+  const m = initT5(CONFIG, { seed: 1 });
+  const listener = () => requestStop("SIGTERM");
+  Deno.addSignalListener("SIGTERM", listener);
+  try {
+    const err = await train(opts(m, {
+      train: { ...SPEC, checkpointEvery: 4 },
+      checkpointDir: dir,
+      runKey: "k",
+      // The signal arrives during step 1 (synchronous code; nothing awaited after it).
+      onStep: (s) => {
+        if (s === 1) Deno.kill(Deno.pid, "SIGTERM");
+      },
+    })).then(() => undefined, (e) => e);
+    assert.ok(err instanceof TrainingInterruptedError, String(err));
+    assert.equal(err.step, 1, "stopped after the step the signal came in");
+    assert.deepEqual(await listCheckpoints(dir), [1]);
+  } finally {
+    Deno.removeSignalListener("SIGTERM", listener);
+    clearStopRequest();
+    disposeT5(m);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("train() stopped during an evaluation: the checkpoint owes it, the resume redoes it first and ends bit-identical", async () => {
   const inputs = [[3, 4, 1], [7, 1], [8, 9, 1], [5, 1]];
   const examples = inputs.map((_, i) => ({ task: "a", id: `a/${i}`, input: "", target: "" }));
