@@ -36,8 +36,9 @@
  * Ctrl-C) or 143 (SIGTERM) when a signal stopped the grid ({@link interruptHandler}).
  *
  * SIGINT or SIGTERM while a run that writes checkpoints (`train.checkpointEvery` > 0) trains: it
- * finishes the step (or evaluation) in progress, saves a checkpoint of it and stops, no other run
- * starts, and `--resume` continues from that step. A second signal stops the process at once. At
+ * finishes the step in progress (an evaluation in progress is abandoned before its next decode
+ * batch and recorded as owed), saves a checkpoint of it and stops, no other run starts, and
+ * `--resume` continues from that step (redoing an owed evaluation first). A second signal stops the process at once. At
  * other times (profiles without checkpoints, pretraining, downloads, between runs) the signals
  * keep their default action, an immediate stop (exit 130 / 143): waiting would save nothing.
  * Result files and checkpoints are written atomically, so neither way leaves a partial one.

@@ -39,7 +39,7 @@
  * Usage: `deno run -A benchmarks/gpu_check.ts [--quick] [--sections=a,b] [--budget-s=N]
  * [--out=file.json] [--git=SHA]` ({@link GPU_CHECK_USAGE}; `--git` names the commit where the
  * folder has no `.git`, as on the GPU machine). `--budget-s` is checked before each section and
- * before each variant (`t5`, `encoder`) or row (`matmul`) of one, whose partial results are saved
+ * before each variant (`t5`, `encoder`) or row (`matmul`, `memory`) of one, whose partial results are saved
  * as they come (`partial: true`) and kept if the section throws. `--quick` uses tiny shapes (for checking the script
  * on the software adapter). The report goes to `$OUT/gpu_check.json` when `OUT` is set, else
  * `results/perf/gpu_check-<time>.json`. Exit codes ({@link cli}): 0 the report was written (a
