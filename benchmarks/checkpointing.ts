@@ -7,12 +7,21 @@
  * - `state.json`: the step, optimizer step, sampler and RNG state, loss and eval history, and any
  *   other JSON the trainer adds (`benchmarks/trainer.ts`: `evalOwed`, the step, when a stop
  *   abandoned that step's evaluation, which a resume then redoes first; `code`, the code and
- *   backend that wrote it, and `codes`, every one that ran its steps).
+ *   backend that wrote it, and `codes`, every one that ran its steps; `microBatchSizes`, the rows
+ *   per pass of every session that ran them).
  * The folder is assembled under a temporary name, `.step-<8 digits>.tmp-<pid>-<12 hex>`, held
  * locked while the save runs (`makeHeldTempDir` in model/fs.ts), and renamed into place, so a
  * folder named `step-…` is always complete. A kill at any point leaves at worst such a temporary,
  * which the next save or load removes once nobody holds it (`removeStaleTemps`); other names in
  * the folder are never touched. Only the newest `keep` checkpoints are kept.
+ *
+ * A checkpoint that cannot be loaded (a corrupt or missing file, a partial copy restored by hand,
+ * a disk error) or that its user finds unusable does not stop a resume while an older one loads:
+ * {@link loadLatestCheckpoint} falls back to the newest that does, and says which it skipped and
+ * why. The skipped folders are left as they are (user data: nothing here renames or removes them
+ * for being unusable); a save that is told of them (`SaveCheckpointOptions.unusableSteps`) does
+ * not count them among the `keep` newest, so pruning never removes a good checkpoint in their
+ * favour. A save of the same step replaces one, as any rerun of a step does.
  *
  * A save of a step that already has a checkpoint (a rerun after a kill between saves) never
  * leaves the step without a complete folder: the old one is renamed aside
@@ -175,6 +184,15 @@ export interface SaveCheckpointOptions {
    * was renamed aside), `swapped` (the new folder is in place; the old one not yet removed).
    */
   readonly onSwap?: (point: SwapPoint) => void | Promise<void>;
+  /**
+   * Steps whose folders {@link loadLatestCheckpoint} skipped as unusable
+   * ({@link LatestCheckpoint.skipped}) when this run resumed from an older one: pruning neither
+   * counts them among the `keep` newest nor removes them, so the older checkpoint the run
+   * resumed from (and those it saves since) are not removed in favour of a folder that does not
+   * load; the folders stay for the user. The step being saved is not one of them any more (its
+   * folder is replaced by the new checkpoint).
+   */
+  readonly unusableSteps?: ReadonlySet<number>;
 }
 
 /**
@@ -185,7 +203,8 @@ export interface SaveCheckpointOptions {
  *
  * @param root the checkpoint folder (created if missing)
  * @param parts trained variables, optimizer slots and JSON state (`state.step` names the folder)
- * @param opts `keep`: how many newest checkpoints to keep; `onSwap`: a hook for tests
+ * @param opts `keep`: how many newest checkpoints to keep; `unusableSteps`: folders a resume
+ *   skipped, never pruned; `onSwap`: a hook for tests
  * @returns the path of the new checkpoint folder
  */
 export async function saveCheckpoint(
@@ -232,7 +251,8 @@ export async function saveCheckpoint(
     held.release();
   }
   const keep = Math.max(1, opts.keep ?? 2);
-  const steps = await listCheckpoints(root);
+  const unusable = opts.unusableSteps;
+  const steps = (await listCheckpoints(root)).filter((s) => s === step || !unusable?.has(s));
   for (const s of steps.slice(0, Math.max(0, steps.length - keep))) {
     await discard(join(root, checkpointDirName(s)));
   }
@@ -282,16 +302,78 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
   return { dir, step: state.step, variables, slots, state };
 }
 
+/** A checkpoint folder {@link loadLatestCheckpoint} skipped, and why. */
+export interface SkippedCheckpoint {
+  /** The folder (`<root>/step-…`). */
+  readonly dir: string;
+  /** Its step (from its name). */
+  readonly step: number;
+  /** Why it was skipped: the error that loading it gave, or the `check`'s reason. */
+  readonly reason: string;
+}
+
+/** What {@link loadLatestCheckpoint} found: the checkpoint, and the newer folders it skipped. */
+export interface LatestCheckpoint extends LoadedCheckpoint {
+  /** The folders newer than this one that could not be used, newest first (usually none). */
+  readonly skipped: readonly SkippedCheckpoint[];
+}
+
+/** Options of {@link loadLatestCheckpoint}. */
+export interface LoadLatestOptions {
+  /**
+   * Judges a checkpoint that loaded: returns why it cannot be resumed (it is then disposed and
+   * skipped like one that did not load, and the next older one is tried), or undefined to take
+   * it. An error it throws is not a reason to skip: the checkpoint is disposed and the error
+   * propagates (a checkpoint of another run is refused, not passed over).
+   */
+  readonly check?: (ck: LoadedCheckpoint) => string | undefined;
+}
+
 /**
- * Load the newest complete checkpoint under `root`, or `undefined` if there is none.
+ * Load the newest checkpoint under `root` that loads (and passes `opts.check`), or `undefined`
+ * if there is no checkpoint folder. A newer folder that does not load (a corrupt, truncated or
+ * missing file, a `state.json` of another step) is skipped, left as it is, and reported in
+ * {@link LatestCheckpoint.skipped}, so that a resume falls back to the older checkpoint kept.
  *
  * @param root the checkpoint folder
+ * @param opts `check`: judges each loaded checkpoint
+ * @returns the checkpoint (caller disposes) with the folders skipped, or undefined when none
+ * @throws Error naming every folder and why it could not be used, when none could; or the
+ *   error `opts.check` threw
  */
-export async function loadLatestCheckpoint(root: string): Promise<LoadedCheckpoint | undefined> {
+export async function loadLatestCheckpoint(
+  root: string,
+  opts: LoadLatestOptions = {},
+): Promise<LatestCheckpoint | undefined> {
   await recoverCheckpoints(root);
   const steps = await listCheckpoints(root);
-  const last = steps[steps.length - 1];
-  return last === undefined ? undefined : await loadCheckpoint(join(root, checkpointDirName(last)));
+  const skipped: SkippedCheckpoint[] = [];
+  for (const step of steps.reverse()) {
+    const dir = join(root, checkpointDirName(step));
+    let ck: LoadedCheckpoint;
+    try {
+      ck = await loadCheckpoint(dir);
+    } catch (e) {
+      skipped.push({ dir, step, reason: (e as Error).message });
+      continue;
+    }
+    let reason: string | undefined;
+    try {
+      reason = opts.check?.(ck);
+    } catch (e) {
+      disposeCheckpoint(ck);
+      throw e;
+    }
+    if (reason === undefined) return { ...ck, skipped };
+    disposeCheckpoint(ck);
+    skipped.push({ dir, step, reason });
+  }
+  if (skipped.length === 0) return undefined;
+  throw new Error(
+    `${root}: no checkpoint can be resumed (${skipped.length} tried, newest first): ${
+      skipped.map((s) => `${checkpointDirName(s.step)}: ${s.reason}`).join("; ")
+    }`,
+  );
 }
 
 /** Dispose the tensors of a loaded checkpoint. */

@@ -7,6 +7,7 @@ import {
   checkpointDirName,
   disposeCheckpoint,
   listCheckpoints,
+  type LoadedCheckpoint,
   loadLatestCheckpoint,
   saveCheckpoint,
   type SaveCheckpointOptions,
@@ -90,9 +91,13 @@ Deno.test("loadLatestCheckpoint() refuses a state.json whose step is not its fol
     await Deno.writeTextFile(state, JSON.stringify({ step: 7 }));
     await assert.rejects(
       () => loadLatestCheckpoint(root),
-      new RegExp(
-        `^Error: ${state}: field "step" is 7, but the folder is the checkpoint of step 3$`,
-      ),
+      (e: Error) => {
+        assert.equal(
+          e.message,
+          `${root}: no checkpoint can be resumed (1 tried, newest first): step-00000003: ${state}: field "step" is 7, but the folder is the checkpoint of step 3`,
+        );
+        return true;
+      },
     );
     assert.equal(tf.memory().numTensors, before, "nothing loaded");
   } finally {
@@ -276,6 +281,109 @@ Deno.test("saveCheckpoint() flushes the checkpoint folder after renaming the new
     assert.equal(flushed.length, 2, JSON.stringify(flushed));
     assert.equal(flushed[0], checkpointDirName(5));
     assert.match(flushed[1]!, /^\.step-00000005\.old-\d+-[0-9a-f]{12},step-00000005$/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("loadLatestCheckpoint() falls back past newer folders that do not load, leaving them as they are", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    await saveValue(root, 4, 40);
+    await saveValue(root, 6, 60);
+    await saveValue(root, 8, 80);
+    const dir = (step: number) => join(root, checkpointDirName(step));
+    // Step 8: a weights file cut short (a partial copy, a disk error); step 6: its state lost.
+    const weights = join(dir(8), "variables.safetensors");
+    const full = await Deno.readFile(weights);
+    await Deno.writeFile(weights, full.subarray(0, full.length - 3));
+    await Deno.remove(join(dir(6), "state.json"));
+    const before = tf.memory().numTensors;
+    const ck = await loadLatestCheckpoint(root);
+    assert.ok(ck);
+    assert.equal(ck.step, 4);
+    assert.deepEqual(await ck.variables.get("w")!.data(), new Float32Array([40]));
+    assert.deepEqual(ck.skipped.map((s) => [s.dir, s.step]), [[dir(8), 8], [dir(6), 6]]);
+    assert.match(ck.skipped[0]!.reason, new RegExp(`^${weights}: `));
+    assert.match(ck.skipped[1]!.reason, /step-00000006\/state\.json: cannot read checkpoint state/);
+    disposeCheckpoint(ck);
+    assert.equal(tf.memory().numTensors, before, "nothing kept of the folders skipped");
+    // Left as they were: nothing renamed or removed.
+    assert.deepEqual(entries(root), [4, 6, 8].map(checkpointDirName));
+    assert.deepEqual(await Deno.readFile(weights), full.subarray(0, full.length - 3));
+
+    // `check`: a reason skips a checkpoint that loaded; a throw refuses it (no fallback).
+    const seen: number[] = [];
+    const older = await loadLatestCheckpoint(root, {
+      check: (c: LoadedCheckpoint) => {
+        seen.push(c.step);
+        return undefined;
+      },
+    });
+    assert.deepEqual(seen, [4]);
+    disposeCheckpoint(older!);
+    // (Saved as a run resumed from step 4 saves: the skipped folders not pruned, nor step 4.)
+    await saveValue(root, 10, 100, { keep: 1, unusableSteps: new Set([6, 8]) });
+    assert.deepEqual(await listCheckpoints(root), [6, 8, 10]);
+    await saveValue(root, 4, 40, { keep: 2, unusableSteps: new Set([6, 8]) });
+    const skipTen = await loadLatestCheckpoint(root, {
+      check: (c) => c.step === 10 ? "not this one" : undefined,
+    });
+    assert.equal(skipTen?.step, 4);
+    assert.deepEqual(skipTen!.skipped.map((s) => [s.step, s.reason]).slice(0, 1), [[
+      10,
+      "not this one",
+    ]]);
+    disposeCheckpoint(skipTen!);
+    await assert.rejects(
+      () =>
+        loadLatestCheckpoint(root, {
+          check: () => {
+            throw new Error("another run's");
+          },
+        }),
+      /^Error: another run's$/,
+    );
+    assert.equal(tf.memory().numTensors, before, "a refused checkpoint is disposed");
+
+    // None can be used: one error naming every folder, newest first, and why.
+    await Deno.writeTextFile(join(dir(4), "state.json"), "{");
+    await Deno.writeTextFile(join(dir(10), "optimizer.safetensors"), "");
+    await assert.rejects(() => loadLatestCheckpoint(root), (e: Error) => {
+      assert.match(
+        e.message,
+        new RegExp(
+          `^${root}: no checkpoint can be resumed \\(4 tried, newest first\\): ` +
+            `step-00000010: ${dir(10)}/optimizer\\.safetensors: .+; ` +
+            `step-00000008: ${weights}: .+; ` +
+            `step-00000006: ${dir(6)}/state\\.json: cannot read checkpoint state: .+; ` +
+            `step-00000004: ${dir(4)}/state\\.json: cannot read checkpoint state: .+$`,
+        ),
+      );
+      return true;
+    });
+    assert.equal(tf.memory().numTensors, before);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("saveCheckpoint() unusableSteps: folders a resume skipped are neither counted nor pruned; a save of the step replaces one", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    for (const step of [4, 6, 8]) await saveValue(root, step, step, { keep: 2 });
+    assert.deepEqual(await listCheckpoints(root), [6, 8]);
+    // Step 8 could not be resumed; the run resumed from 6 and saves 7: without the option the
+    // good step 6 would go, leaving 7 and the bad 8.
+    const unusableSteps = new Set([8]);
+    await saveValue(root, 7, 7, { keep: 2, unusableSteps });
+    assert.deepEqual(await listCheckpoints(root), [6, 7, 8]);
+    await saveValue(root, 8, 88, { keep: 2, unusableSteps });
+    assert.deepEqual(await listCheckpoints(root), [7, 8], "the step's new folder counts");
+    assert.deepEqual(await latest(root), [8, 88]);
+    // Without the option, pruning keeps the newest `keep` whatever they hold (as before).
+    await saveValue(root, 5, 5, { keep: 2 });
+    assert.deepEqual(await listCheckpoints(root), [7, 8]);
   } finally {
     await Deno.remove(root, { recursive: true });
   }
