@@ -17,7 +17,15 @@
  * can take minutes, past a scheduler's grace period before SIGKILL), and the checkpoint of that
  * step records the evaluation as owed (`state.json` `evalOwed`: the step), so that a resume redoes
  * it first and ends with the same evaluations as an uninterrupted run. A checkpoint without the
- * field (written before it existed) owes none and resumes as it always did.
+ * field (written before it existed) owes none and resumes as it always did. A checkpoint that owes
+ * an evaluation is refused by a resume given no {@link TrainOptions.evaluate} to redo it (the debt
+ * stays on disk, for a resume that can pay it).
+ * A newest checkpoint that cannot be resumed (a corrupt or missing file, a state that is not a
+ * trainer's) does not stop the run while an older one can: the resume falls back to the newest
+ * that can, logs one line per folder skipped (which, and why), and leaves those folders as they
+ * are; later saves do not prune the older checkpoints in their favour
+ * (`benchmarks/checkpointing.ts` `unusableSteps`). A checkpoint of another run (its `runKey`) or
+ * of other trained variables is refused, not skipped.
  * A run that writes checkpoints also saves one after the step at which
  * {@link TrainOptions.checkpointMinutes} (default {@link DEFAULT_CHECKPOINT_MINUTES}) have passed
  * since the last, so that a kill nothing can catch (SIGKILL, an out-of-memory kill, a power cut)
@@ -251,6 +259,11 @@ export interface TrainOptions {
   readonly now?: () => number;
   /** Optimizer options beyond TrainSpec (e.g. Adafactor's parameter scale). */
   readonly optimizerOptions?: { readonly multiplyByParameterScale?: boolean };
+  /**
+   * Where the resume's notes go: one line per newer checkpoint folder it skipped because it could
+   * not be resumed (default `console.error`).
+   */
+  readonly log?: (line: string) => void;
 }
 
 /**
@@ -458,6 +471,16 @@ export interface TrainOutcome {
    * run's, so that neither is lost by a later resume; absent on a fresh start.
    */
   readonly resumedCode?: CodeVersion;
+  /**
+   * The rows per forward/backward pass (`train.microBatchSize` when smaller than the batch, else
+   * `train.batchSize`) of every session that ran this run's steps, distinct, in order of first
+   * use (`state.json` `microBatchSizes`); `null` stands for the sessions before a resume from a
+   * checkpoint written before the field existed (unknown). Two or more numbers: the run's steps
+   * ran with different micro-batches (a resume on a device where the bench preflight chose
+   * another; numbers differ only by fp32 summation order and per-micro-batch dropout draws); a
+   * `null` beside one number: unknown whether they did. `[rows]` for a run never resumed.
+   */
+  readonly microBatchSizes: readonly (number | null)[];
   /**
    * Non-padding tokens of every training step (steps before a resume counted from the checkpoint).
    */
@@ -672,6 +695,13 @@ function checkResumeState(dir: string, step: number, state: Record<string, unkno
   ) {
     throw bad("codes", "a non-empty array of {sha, dirty, backend?}", codes);
   }
+  const micro = state.microBatchSizes;
+  if (
+    micro !== undefined && (!Array.isArray(micro) || micro.length === 0 ||
+      !micro.every((m) => m === null || (Number.isInteger(m) && m > 0)))
+  ) {
+    throw bad("microBatchSizes", "a non-empty array of positive integers or null", micro);
+  }
   const owed = state.evalOwed;
   if (owed !== undefined && owed !== null) {
     if (owed !== step) throw bad("evalOwed", `absent, null or its step ${step}`, owed);
@@ -731,11 +761,22 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
   // Whether the evaluation of `step` is owed: a stop abandoned it (the checkpoint resumed from
   // says so), and the resume does it before the next step.
   let evalOwed = false;
+  // The rows per pass of every session that ran this run's steps (`state.json`
+  // `microBatchSizes`; TrainOutcome.microBatchSizes): this session's is added.
+  let microBatchSizes: (number | null)[] = [];
+  const rowsPerPass = t.microBatchSize !== undefined && t.microBatchSize < t.batchSize
+    ? t.microBatchSize
+    : t.batchSize;
+  // Steps of newer checkpoint folders the resume skipped (they could not be resumed): left in
+  // place, and never pruned in favour of (saveCheckpoint `unusableSteps`).
+  const unusableSteps = new Set<number>();
   try {
     if (ckptEnabled) {
-      const ck = await loadLatestCheckpoint(o.checkpointDir!);
-      if (ck !== undefined) {
-        try {
+      const ck = await loadLatestCheckpoint(o.checkpointDir!, {
+        // Another run's checkpoint, other trained variables, or an owed evaluation this call
+        // cannot redo: refused (thrown). A state that is not a trainer's: skipped, as a
+        // checkpoint that does not load is, for the next older one.
+        check: (ck) => {
           if (o.runKey !== undefined && ck.state.runKey !== o.runKey) {
             throw new Error(
               `${ck.dir}: checkpoint belongs to run ${
@@ -751,7 +792,27 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
               `${ck.dir}: trained variables differ from this run's (method or config changed?)`,
             );
           }
-          checkResumeState(ck.dir, ck.step, ck.state);
+          try {
+            checkResumeState(ck.dir, ck.step, ck.state);
+          } catch (e) {
+            return (e as Error).message;
+          }
+          if (ck.state.evalOwed === ck.step && o.evaluate === undefined) {
+            throw new Error(
+              `${ck.dir}/state.json: field "evalOwed": the checkpoint owes the evaluation of step ${ck.step} (a stop abandoned it), but this resume has no evaluate callback to redo it; resume it with one (as runOne does), or the run's results would lack that evaluation`,
+            );
+          }
+          return undefined;
+        },
+      });
+      if (ck !== undefined) {
+        try {
+          for (const s of ck.skipped) {
+            (o.log ?? console.error)(
+              `${s.dir}: cannot be resumed (${s.reason}); resuming from the older ${ck.dir} instead (the folder is left as it is)`,
+            );
+            unusableSteps.add(s.step);
+          }
           try {
             o.source.restore(ck.state.source);
           } catch (e) {
@@ -767,6 +828,10 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
           evalOwed = ck.state.evalOwed === step;
           codes = checkpointCodes(ck.state);
           resumedCode = resumedCodeOf(codes, o.code);
+          // A checkpoint written before the field existed: its sessions' micro-batch is unknown.
+          microBatchSizes = Array.isArray(ck.state.microBatchSizes)
+            ? ck.state.microBatchSizes as (number | null)[]
+            : [null];
         } finally {
           disposeCheckpoint(ck);
         }
@@ -775,9 +840,10 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
     const resumedFrom = step;
     const mine = codeVersionOf(o.code ?? null);
     if (!codes.some((c) => sameCode(c, mine))) codes.push(mine);
+    if (!microBatchSizes.includes(rowsPerPass)) microBatchSizes.push(rowsPerPass);
     let lastFinite = losses[losses.length - 1]?.loss;
-    const save = () =>
-      saveCheckpoint(o.checkpointDir!, {
+    const save = async () => {
+      const dir = await saveCheckpoint(o.checkpointDir!, {
         variables: params,
         slots: optimizer.slots(),
         state: {
@@ -785,6 +851,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
           runKey: o.runKey ?? null,
           code: o.code ?? null,
           codes,
+          microBatchSizes,
           optimizerStep: optimizer.step,
           source: o.source.state(),
           losses,
@@ -794,7 +861,11 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
           // Only when owed, so that a checkpoint owing none is as before the field existed.
           ...(evalOwed ? { evalOwed: step } : {}),
         },
-      });
+      }, { unusableSteps });
+      // The skipped folder of this step (if any) was replaced by this checkpoint.
+      unusableSteps.delete(step);
+      return dir;
+    };
     /** One optimizer step: batch, loss and gradients, clipping, update; its loss recorded. */
     const oneStep = async (): Promise<void> => {
       const t0 = performance.now();
@@ -936,6 +1007,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
       evals,
       resumedFrom,
       ...(resumedCode === undefined ? {} : { resumedCode }),
+      microBatchSizes,
       tokens,
       trainSeconds: trainMs / 1000,
     };

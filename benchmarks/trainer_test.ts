@@ -847,6 +847,187 @@ Deno.test("train() reports an earlier segment's other backend or code after a se
   }
 });
 
+/** The `state.json` of a checkpoint folder's step. */
+function statePath(dir: string, step: number): string {
+  return `${dir}/step-${String(step).padStart(8, "0")}/state.json`;
+}
+
+/** Cuts a checkpoint's weights file short (a partial copy, a disk error). */
+async function truncateWeights(dir: string, step: number): Promise<string> {
+  const file = `${dir}/step-${String(step).padStart(8, "0")}/variables.safetensors`;
+  const bytes = await Deno.readFile(file);
+  await Deno.writeFile(file, bytes.subarray(0, bytes.length >> 1));
+  return file;
+}
+
+Deno.test("train() falls back past a newest checkpoint that does not load; the resume is bit-identical and keeps the older one", async () => {
+  const dirA = await Deno.makeTempDir();
+  const dir = await Deno.makeTempDir();
+  try {
+    const a = initT5(CONFIG, { seed: 1 });
+    const ra = await train(opts(a, { checkpointDir: dirA, runKey: "k", evaluate: evalFn(a) }));
+    const va = await snapshot(a);
+    disposeT5(a);
+    const log: string[] = [];
+    const resumeOpts = (m: T5Model): Partial<TrainOptions> => ({
+      checkpointDir: dir,
+      runKey: "k",
+      evaluate: evalFn(m),
+      log: (l) => log.push(l),
+    });
+    await killedRun(7, resumeOpts); // checkpoints of steps 4 and 6 kept
+    assert.deepEqual(await listCheckpoints(dir), [4, 6]);
+    const bad = await truncateWeights(dir, 6);
+    const badBytes = await Deno.readFile(bad);
+    // Resumed from step 4, saving every step, killed after step 6 (before saving it): the save
+    // of step 5 must not prune step 4 in favour of the bad step 6.
+    await killedRun(6, (m) => ({ ...resumeOpts(m), train: { ...SPEC, checkpointEvery: 1 } }));
+    const skipLine = (from: number) =>
+      new RegExp(
+        `^${dir}/step-00000006: cannot be resumed \\(${bad}: .+\\); resuming from the older ${dir}/step-0000000${from} instead \\(the folder is left as it is\\)$`,
+      );
+    assert.equal(log.length, 1, log.join("\n"));
+    assert.match(log[0]!, skipLine(4));
+    assert.deepEqual(await listCheckpoints(dir), [4, 5, 6], "the older ones kept, the bad one too");
+    assert.deepEqual(await Deno.readFile(bad), badBytes, "the bad folder left as it is");
+    // The last segment: step 6 skipped again, resumed from 5, to the end.
+    const b = initT5(CONFIG, { seed: 1 });
+    const before = tf.memory().numTensors;
+    const rb = await train(opts(b, resumeOpts(b)));
+    assert.equal(tf.memory().numTensors, before);
+    assert.equal(log.length, 2);
+    assert.match(log[1]!, skipLine(5));
+    assert.equal(rb.resumedFrom, 5);
+    assert.deepEqual(rb.losses, ra.losses);
+    assert.deepEqual(rb.evals, ra.evals);
+    assert.equal(rb.tokens, ra.tokens);
+    const vb = await snapshot(b);
+    for (const [n, x] of va) assert.deepEqual(vb.get(n), x, n);
+    disposeT5(b);
+    // Step 6 was saved again over the bad folder; pruning is back to the newest two.
+    assert.deepEqual(await listCheckpoints(dir), [6, 8]);
+  } finally {
+    await Deno.remove(dirA, { recursive: true });
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("train() refuses, not skips, another run's checkpoint; names every folder when none can be resumed", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await killedRun(5, () => ({ checkpointDir: dir, runKey: "k" })); // steps 2 and 4
+    const log: string[] = [];
+    const m = initT5(CONFIG, { seed: 1 });
+    const before = tf.memory().numTensors;
+    const resume = () =>
+      train(opts(m, { checkpointDir: dir, runKey: "k", log: (l) => log.push(l) }));
+    const s4 = await Deno.readTextFile(statePath(dir, 4));
+    const other = (text: string) => JSON.stringify({ ...JSON.parse(text), runKey: "other" });
+    // The newest loads but is another run's: refused, even though step 2 is this run's.
+    await Deno.writeTextFile(statePath(dir, 4), other(s4));
+    await assert.rejects(resume, /step-00000004: checkpoint belongs to run "other", not k/);
+    // The newest does not load, the older is another run's: refused too.
+    await Deno.writeTextFile(statePath(dir, 4), s4);
+    const bad = await truncateWeights(dir, 4);
+    await Deno.writeTextFile(statePath(dir, 2), other(await Deno.readTextFile(statePath(dir, 2))));
+    await assert.rejects(resume, /step-00000002: checkpoint belongs to run "other", not k/);
+    // Neither can be resumed: one error naming both, newest first, with the reasons.
+    await Deno.writeTextFile(statePath(dir, 2), "{");
+    await assert.rejects(resume, (e: Error) => {
+      assert.match(
+        e.message,
+        new RegExp(
+          `^${dir}: no checkpoint can be resumed \\(2 tried, newest first\\): step-00000004: ${bad}: .+; step-00000002: ${
+            statePath(dir, 2)
+          }: cannot read checkpoint state: .+$`,
+        ),
+      );
+      return true;
+    });
+    assert.equal(tf.memory().numTensors, before, "nothing kept of the refused checkpoints");
+    assert.deepEqual(await listCheckpoints(dir), [2, 4], "nothing removed");
+    disposeT5(m);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("train() without an evaluate callback refuses a checkpoint that owes an evaluation, keeping the debt", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await killedRun(3, (m) => ({ checkpointDir: dir, runKey: "k", evaluate: evalFn(m) }));
+    // As a stop during step 2's evaluation leaves it (SPEC evaluates every 4; 2 is made owed).
+    const file = statePath(dir, 2);
+    const owing = JSON.stringify({ ...JSON.parse(await Deno.readTextFile(file)), evalOwed: 2 });
+    await Deno.writeTextFile(file, owing);
+    const m = initT5(CONFIG, { seed: 1 });
+    await assert.rejects(
+      () => train(opts(m, { checkpointDir: dir, runKey: "k" })),
+      (e: Error) => {
+        assert.equal(
+          e.message,
+          `${dir}/step-00000002/state.json: field "evalOwed": the checkpoint owes the evaluation of step 2 (a stop abandoned it), but this resume has no evaluate callback to redo it; resume it with one (as runOne does), or the run's results would lack that evaluation`,
+        );
+        return true;
+      },
+    );
+    assert.equal(await Deno.readTextFile(file), owing, "the debt is kept");
+    assert.deepEqual(await listCheckpoints(dir), [2]);
+    // A resume that can pay it does so first.
+    const onEval: number[] = [];
+    const r = await train(opts(m, {
+      checkpointDir: dir,
+      runKey: "k",
+      evaluate: evalFn(m),
+      onEval: (s) => onEval.push(s),
+    }));
+    assert.deepEqual(onEval, [2, 4, 8]);
+    assert.deepEqual(r.evals.map((e) => e.step), [2, 4, 8]);
+    disposeT5(m);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("train() records every session's micro-batch (state.json microBatchSizes); a checkpoint without it reads as unknown", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const spec = { ...SPEC, steps: 4, evalEvery: 4, checkpointEvery: 2 };
+    // The first session trains in micro-batches of 2 rows (a preflight's choice), the second
+    // whole batches of 4 (another device's).
+    await killedRun(3, () => ({ train: { ...spec, microBatchSize: 2 }, checkpointDir: dir }));
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(statePath(dir, 2))).microBatchSizes, [2]);
+    const m = initT5(CONFIG, { seed: 1 });
+    const r = await train(opts(m, { train: spec, checkpointDir: dir }));
+    assert.equal(r.resumedFrom, 2);
+    assert.deepEqual(r.microBatchSizes, [2, 4], "mixed");
+    const last = statePath(dir, 4);
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(last)).microBatchSizes, [2, 4]);
+    // A session with one already recorded adds nothing; a microBatchSize not below the batch
+    // is the whole batch.
+    const again = await train(
+      opts(m, { train: { ...spec, microBatchSize: 2 }, checkpointDir: dir }),
+    );
+    assert.deepEqual(again.microBatchSizes, [2, 4]);
+    const whole = await train(
+      opts(m, { train: { ...spec, microBatchSize: 8 }, checkpointDir: dir }),
+    );
+    assert.deepEqual(whole.microBatchSizes, [2, 4]);
+    // Written before the field existed: the earlier sessions' micro-batch is unknown (null).
+    const { microBatchSizes: _drop, ...legacy } = JSON.parse(await Deno.readTextFile(last));
+    await Deno.writeTextFile(last, JSON.stringify(legacy));
+    const old = await train(opts(m, { train: spec, checkpointDir: dir }));
+    assert.equal(old.resumedFrom, 4);
+    assert.deepEqual(old.microBatchSizes, [null, 4]);
+    // A run never resumed: its own only.
+    const fresh = await train(opts(m, { train: { ...spec, steps: 1, checkpointEvery: 0 } }));
+    assert.deepEqual(fresh.microBatchSizes, [4]);
+    disposeT5(m);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("train() stops on a non-finite loss with a diagnostic", async () => {
   const model = initT5(CONFIG, { seed: 1 });
   const before = tf.memory().numTensors;
@@ -1124,13 +1305,24 @@ Deno.test("train() refuses a checkpoint state without the fields a resume restor
       [{ ...good, codes: [] }, /field "codes" must be a non-empty array .*, got 0 entries/],
       [{ ...good, codes: [{ sha: "x" }] }, /field "codes" must be .*, got 1 entries/],
       [{ ...good, codes: "x" }, /field "codes" must be .*, got "x"/],
+      [{ ...good, microBatchSizes: [] }, /field "microBatchSizes" must be a non-empty array/],
+      [{ ...good, microBatchSizes: [2, 0] }, /field "microBatchSizes" .*, got 2 entries/],
+      [{ ...good, microBatchSizes: 4 }, /field "microBatchSizes" .*, got 4/],
     ];
     for (const [state, want] of cases) {
       await Deno.writeTextFile(file, JSON.stringify(state));
       await assert.rejects(
         () => train(opts(m2, { train: spec, checkpointDir: dir, runKey: "k" })),
         (e: Error) => {
-          assert.ok(e.message.startsWith(`${file}: field "`), e.message);
+          // A state that is not a trainer's is skipped like a checkpoint that does not load;
+          // with no older one, the error names it (`source`, restored later, directly).
+          assert.ok(
+            e.message.startsWith(`${file}: field "`) ||
+              e.message.startsWith(
+                `${dir}: no checkpoint can be resumed (1 tried, newest first): step-00000002: ${file}: field "`,
+              ),
+            e.message,
+          );
           assert.match(e.message, want);
           return true;
         },
