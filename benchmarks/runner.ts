@@ -7,6 +7,7 @@
  * Each run has a work folder `<out>/<result file name without .json>/` that holds only its
  * checkpoints. Without `resume` it is cleared before the run starts, so the run trains afresh
  * with the current code; with `resume` an unfinished run continues from its newest checkpoint
+ * that can be resumed (an older kept one when the newest does not load: `benchmarks/trainer.ts`)
  * (and records that in `provenance.resumedFrom`). Once the result JSON is written the folder is
  * removed (or, after a kill between the two, when `resume` skips the finished run): checkpoints
  * only serve to resume an unfinished run. Folders are removed through a `.<stem>.del-<tag>` name,
@@ -444,7 +445,10 @@ export interface RunGridOptions {
   /**
    * Micro-batch sizes the bench preflight chose for this device, by run id
    * (`benchmarks/device_memory.ts` `planDeviceMemory`): passed to `runOne` and recorded in the
-   * result JSON as `effectiveMicroBatchSize`. The spec and its id are unchanged.
+   * result JSON as `effectiveMicroBatchSize`. The spec and its id are unchanged. That is this
+   * session's choice only: the rows per pass of every session of a resumed run are in its
+   * checkpoints (`state.json` `microBatchSizes`; `TrainOutcome.microBatchSizes`), which the
+   * result does not carry yet.
    */
   readonly microBatchSizes?: ReadonlyMap<string, number>;
   /** Every run's wall-clock checkpoint interval (`RunOneOptions.checkpointMinutes`). */
