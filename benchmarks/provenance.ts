@@ -69,6 +69,13 @@ export interface ResumeRecord {
    * run's own (a run started on `webgpu` and resumed on `wasm+blas` under `backend: "auto"`).
    */
   readonly backend?: string;
+  /**
+   * The rows per forward/backward pass of each session that trained the run, each value once in
+   * order of first use (`null`: sessions before a checkpoint recorded it); present when the run
+   * trained with more than one (a resume on another device, whose preflight chose another
+   * micro-batch). Results are the same up to float rounding of the gradient sums.
+   */
+  readonly microBatchSizes?: readonly (number | null)[];
 }
 
 /** A run's {@link Provenance} with the data it read and the checkpoint it resumed from. */
@@ -86,6 +93,8 @@ export interface RunProvenance extends Provenance {
  * @param checkpointCode the code (and backend) that wrote the checkpoint
  * @param current the code of this run
  * @param backend the backend of this run (`BackendRecord.name`)
+ * @param microBatchSizes the rows per pass of each session (`TrainOutcome.microBatchSizes`),
+ *   recorded when there is more than one
  * @returns the record, or undefined for a fresh start
  */
 export function resumeRecord(
@@ -93,11 +102,15 @@ export function resumeRecord(
   checkpointCode: { sha: string; dirty: boolean; backend?: string } | undefined,
   current: { sha: string; dirty: boolean },
   backend?: string,
+  microBatchSizes: readonly (number | null)[] = [],
 ): ResumeRecord | undefined {
   if (step <= 0) return undefined;
   const ck = checkpointCode ?? { sha: "unknown", dirty: false };
   const same = ck.sha !== "unknown" && ck.sha === current.sha && !ck.dirty && !current.dirty;
-  const other = ck.backend !== undefined && ck.backend !== backend ? { backend: ck.backend } : {};
+  const other = {
+    ...(ck.backend !== undefined && ck.backend !== backend ? { backend: ck.backend } : {}),
+    ...(microBatchSizes.length > 1 ? { microBatchSizes } : {}),
+  };
   return same ? { step, ...other } : { step, gitSha: ck.sha, gitDirty: ck.dirty, ...other };
 }
 

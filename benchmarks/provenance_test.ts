@@ -241,3 +241,20 @@ Deno.test("dataProvenance() of the merged link folder reads each file's own fold
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("resumeRecord(): the sessions' micro-batches, recorded only when they differ", () => {
+  const clean = { sha: "a".repeat(40), dirty: false };
+  const ck = { ...clean, backend: "webgpu" };
+  assert.deepEqual(resumeRecord(4, ck, clean, "webgpu", [8]), { step: 4 });
+  assert.deepEqual(resumeRecord(4, ck, clean, "webgpu", [8, 4]), {
+    step: 4,
+    microBatchSizes: [8, 4],
+  });
+  // A checkpoint from before the record: its sessions are unknown (null).
+  assert.deepEqual(resumeRecord(4, ck, clean, "wasm+blas", [null, 2]), {
+    step: 4,
+    backend: "webgpu",
+    microBatchSizes: [null, 2],
+  });
+  assert.equal(resumeRecord(0, ck, clean, "webgpu", [8, 4]), undefined, "a fresh start");
+});

@@ -529,7 +529,13 @@ async function runOnBackbone(
       spec,
       provenance: collectProvenance(startedAt, backend, new Date(), git, {
         data,
-        resumedFrom: resumeRecord(outcome.resumedFrom, outcome.resumedCode, git, backend.name),
+        resumedFrom: resumeRecord(
+          outcome.resumedFrom,
+          outcome.resumedCode,
+          git,
+          backend.name,
+          outcome.microBatchSizes,
+        ),
       }),
       losses: outcome.losses,
       evals: outcome.evals,

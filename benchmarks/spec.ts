@@ -511,7 +511,8 @@ export interface RunResult {
    * The micro-batch the bench preflight chose for the device (rows per forward/backward pass,
    * a divisor of `spec.train.batchSize`; {@link RunOneOptions.microBatchSize}); absent when the
    * run trained as its spec says. A run resumed on another device may have used another one
-   * before the resume: this is the last session's.
+   * before the resume: this is the last session's, and `provenance.resumedFrom.microBatchSizes`
+   * lists every session's when they differ.
    */
   readonly effectiveMicroBatchSize?: number;
 }
@@ -1451,6 +1452,13 @@ function provenance(v: unknown, src: Source, path: string): void {
     if (r.gitSha !== undefined) str(r.gitSha, src, `${path}.resumedFrom.gitSha`);
     if (r.gitDirty !== undefined) bool(r.gitDirty, src, `${path}.resumedFrom.gitDirty`);
     if (r.backend !== undefined) str(r.backend, src, `${path}.resumedFrom.backend`);
+    if (r.microBatchSizes !== undefined) {
+      arr(r.microBatchSizes, src, `${path}.resumedFrom.microBatchSizes`, false).forEach((x, i) => {
+        if (x !== null) {
+          num(x, src, `${path}.resumedFrom.microBatchSizes[${i}]`, { int: true, min: 1 });
+        }
+      });
+    }
   }
 }
 

@@ -562,7 +562,13 @@ Deno.test("validateRunResult() checks provenance, losses and tokenizer, naming t
       "super_glue/CB/train.jsonl": { bytes: 10, sha256: "a".repeat(64), source: "official" },
     },
   };
-  good.provenance.resumedFrom = { step: 2, gitSha: "abc", gitDirty: true, backend: "webgpu" };
+  good.provenance.resumedFrom = {
+    step: 2,
+    gitSha: "abc",
+    gitDirty: true,
+    backend: "webgpu",
+    microBatchSizes: [null, 8, 4],
+  };
   validateRunResult(structuredClone(good), { file: "r.json" });
   // A diverged step's loss is written null (JSON has no NaN) and read back as NaN.
   const nan = structuredClone(good);
@@ -578,6 +584,10 @@ Deno.test("validateRunResult() checks provenance, losses and tokenizer, naming t
       message,
     );
   };
+  bad(
+    (r) => (r.provenance.resumedFrom.microBatchSizes = [8, 0]),
+    "$.provenance.resumedFrom.microBatchSizes[1] must be >= 1, got 0",
+  );
   bad(
     (r) => delete r.provenance.gitDirty,
     "$.provenance.gitDirty must be true or false, got undefined",
