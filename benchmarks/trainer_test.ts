@@ -21,6 +21,7 @@ import {
   train,
   TrainingInterruptedError,
   type TrainOptions,
+  type TrainOutcome,
   watchCheckpointingLoops,
 } from "./trainer.ts";
 
@@ -117,6 +118,39 @@ async function killedRun(
   } finally {
     disposeT5(model);
   }
+}
+
+/**
+ * An uninterrupted run of {@link opts} (run key "k", {@link evalFn}'s evaluation, `extra` on
+ * top) from a fresh model: what it returned and its final weights.
+ */
+async function referenceRun(
+  extra: Partial<TrainOptions> = {},
+): Promise<{ ra: TrainOutcome; va: Map<string, Float32Array> }> {
+  const dir = await Deno.makeTempDir();
+  const a = initT5(CONFIG, { seed: 1 });
+  try {
+    const ra = await train(
+      opts(a, { checkpointDir: dir, runKey: "k", evaluate: evalFn(a), ...extra }),
+    );
+    return { ra, va: await snapshot(a) };
+  } finally {
+    disposeT5(a);
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Asserts a resumed run's losses, evaluations, token count and every weight equal the reference's. */
+async function assertSameAsReference(
+  rb: TrainOutcome,
+  model: T5Model,
+  ref: { ra: TrainOutcome; va: Map<string, Float32Array> },
+): Promise<void> {
+  assert.deepEqual(rb.losses, ref.ra.losses);
+  assert.deepEqual(rb.evals, ref.ra.evals);
+  assert.equal(rb.tokens, ref.ra.tokens, "token count carried over the resume");
+  const vb = await snapshot(model);
+  for (const [n, x] of ref.va) assert.deepEqual(vb.get(n), x, n);
 }
 
 /**
@@ -383,11 +417,7 @@ Deno.test("train() passes train.weightDecay to either optimizer (decoupled: p ·
 });
 
 Deno.test("train() resumed after a kill is bit-identical to an uninterrupted run", async () => {
-  const dirA = await Deno.makeTempDir();
-  const a = initT5(CONFIG, { seed: 1 });
-  const ra = await train(opts(a, { checkpointDir: dirA, runKey: "k", evaluate: evalFn(a) }));
-  const va = await snapshot(a);
-  disposeT5(a);
+  const ref = await referenceRun();
 
   for (const killAfter of [3, 5]) {
     const dirB = await Deno.makeTempDir();
@@ -396,11 +426,7 @@ Deno.test("train() resumed after a kill is bit-identical to an uninterrupted run
     const b2 = initT5(CONFIG, { seed: 1 });
     const rb = await train(opts(b2, { checkpointDir: dirB, runKey: "k", evaluate: evalFn(b2) }));
     assert.equal(rb.resumedFrom, killAfter === 3 ? 2 : 4);
-    assert.deepEqual(rb.losses, ra.losses);
-    assert.deepEqual(rb.evals, ra.evals);
-    assert.equal(rb.tokens, ra.tokens, "token count carried over the resume");
-    const vb = await snapshot(b2);
-    for (const [n, x] of va) assert.deepEqual(vb.get(n), x, n);
+    await assertSameAsReference(rb, b2, ref);
     // A different run key refuses the checkpoint.
     await assert.rejects(
       () => train(opts(b2, { checkpointDir: dirB, runKey: "other" })),
@@ -409,15 +435,10 @@ Deno.test("train() resumed after a kill is bit-identical to an uninterrupted run
     disposeT5(b2);
     await Deno.remove(dirB, { recursive: true });
   }
-  await Deno.remove(dirA, { recursive: true });
 });
 
 Deno.test("train() stopped by a request saves that step's checkpoint; the resume is bit-identical", async () => {
-  const dirA = await Deno.makeTempDir();
-  const a = initT5(CONFIG, { seed: 1 });
-  const ra = await train(opts(a, { checkpointDir: dirA, runKey: "k", evaluate: evalFn(a) }));
-  const va = await snapshot(a);
-  disposeT5(a);
+  const ref = await referenceRun();
   // Step 3 has no scheduled checkpoint (every 2): the stop saves one; step 4 has one (and an
   // evaluation), which the stop reuses.
   for (const stopAfter of [3, 4]) {
@@ -458,14 +479,11 @@ Deno.test("train() stopped by a request saves that step's checkpoint; the resume
     const b = initT5(CONFIG, { seed: 1 });
     const rb = await train(opts(b, { checkpointDir: dir, runKey: "k", evaluate: evalFn(b) }));
     assert.equal(rb.resumedFrom, stopAfter);
-    assert.deepEqual(rb.losses, ra.losses);
-    assert.deepEqual(rb.evals, ra.evals);
-    const vb = await snapshot(b);
-    for (const [n, x] of va) assert.deepEqual(vb.get(n), x, n);
+    await assertSameAsReference(rb, b, ref);
     disposeT5(b);
     await Deno.remove(dir, { recursive: true });
   }
-  await Deno.remove(dirA, { recursive: true });
+
   assert.equal(requestStop("SIGTERM"), false, "no loop running: nothing to wait for");
   assert.equal(stopRequested(), "SIGTERM");
   clearStopRequest();
@@ -626,12 +644,8 @@ Deno.test("train() stopped during an evaluation: the checkpoint owes it, the res
     assert.equal(rc.resumedFrom, s);
     // Owed (s = 8): redone first; paid by the second stop (s = 3): not again.
     assert.deepEqual(onEval, s === 8 ? [8] : [6, 8]);
-    assert.deepEqual(rc.losses, ra.losses);
-    assert.deepEqual(rc.evals, ra.evals);
+    await assertSameAsReference(rc, c, { ra, va });
     assert.deepEqual(bestPerTask(rc.evals), bestPerTask(ra.evals));
-    assert.equal(rc.tokens, ra.tokens);
-    const vc = await snapshot(c);
-    for (const [n, x] of va) assert.deepEqual(vc.get(n), x, n);
     disposeT5(c);
     if (s === 8) {
       assert.equal(Object.hasOwn(await stateOf(dir, 8), "evalOwed"), false, "saved again, paid");
@@ -688,11 +702,7 @@ Deno.test("train() also checkpoints when checkpointMinutes have passed (injected
     const b = initT5(CONFIG, { seed: 1 });
     const rb = await timed(b, dir);
     assert.equal(rb.resumedFrom, saved[saved.length - 1]);
-    assert.deepEqual(rb.losses, ra.losses);
-    assert.deepEqual(rb.evals, ra.evals);
-    assert.equal(rb.tokens, ra.tokens);
-    const vb = await snapshot(b);
-    for (const [n, x] of va) assert.deepEqual(vb.get(n), x, n);
+    await assertSameAsReference(rb, b, { ra, va });
     disposeT5(b);
     await Deno.remove(dir, { recursive: true });
   }
@@ -898,11 +908,7 @@ Deno.test("train() falls back past a newest checkpoint that does not load; the r
     assert.equal(log.length, 2);
     assert.match(log[1]!, skipLine(5));
     assert.equal(rb.resumedFrom, 5);
-    assert.deepEqual(rb.losses, ra.losses);
-    assert.deepEqual(rb.evals, ra.evals);
-    assert.equal(rb.tokens, ra.tokens);
-    const vb = await snapshot(b);
-    for (const [n, x] of va) assert.deepEqual(vb.get(n), x, n);
+    await assertSameAsReference(rb, b, { ra, va });
     disposeT5(b);
     // Step 6 was saved again over the bad folder; pruning is back to the newest two.
     assert.deepEqual(await listCheckpoints(dir), [6, 8]);
