@@ -16,9 +16,9 @@ import {
   encodeHeader,
   encodeTypedArray,
   numElements,
-  parseHeader,
-  parseHeaderLength,
+  openWeightsFile,
   readAt,
+  readOpenSafetensorsHeader,
   type SafetensorsDtype,
   type SafetensorsHeader,
   type TensorInfo,
@@ -176,45 +176,17 @@ interface ReadHeader {
   readonly identity: FileIdentity;
 }
 
-/** Opens a safetensors file for reading: the open file and its stat. */
-async function openSafetensors(path: string): Promise<{ file: Deno.FsFile; stat: Deno.FileInfo }> {
-  let file: Deno.FsFile;
-  try {
-    file = await Deno.open(path, { read: true });
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new Error(`${path}: missing safetensors file`);
-    throw new Error(`${path}: cannot open: ${(e as Error).message}`);
-  }
-  try {
-    const stat = await file.stat();
-    if (!stat.isFile) {
-      throw new Error(`${path}: not a safetensors file (a folder or other non-file)`);
-    }
-    return { file, stat };
-  } catch (e) {
-    file.close();
-    throw e;
-  }
-}
-
-/** The header of an open safetensors file of `size` bytes. */
-async function headerOf(file: Deno.FsFile, size: number, path: string): Promise<SafetensorsHeader> {
-  const len = parseHeaderLength(
-    await readAt(file, 0, Math.min(8, size), path, "its header length"),
-    size,
-    path,
-  );
-  return parseHeader(await readAt(file, 8, len, path, "its header"), size, path);
-}
-
 /**
  * A safetensors file's header, with the identity (size, times, inode) of the file it was read
  * from, for {@link loadSafetensorsWith} to check that the file it reads the data of is that one.
  */
 async function readSafetensorsHeaderOf(path: string): Promise<ReadHeader> {
-  const { file, stat } = await openSafetensors(path);
+  const { file, stat } = await openWeightsFile(path, "safetensors file");
   try {
-    return { header: await headerOf(file, stat.size, path), identity: fileIdentity(stat) };
+    return {
+      header: await readOpenSafetensorsHeader(file, stat.size, path),
+      identity: fileIdentity(stat),
+    };
   } finally {
     file.close();
   }
@@ -232,12 +204,12 @@ async function loadSafetensorsWith(
   only: ReadonlySet<string> | undefined,
   into: Map<string, tf.Tensor>,
 ): Promise<Map<string, tf.Tensor>> {
-  const { file, stat } = await openSafetensors(path);
+  const { file, stat } = await openWeightsFile(path, "safetensors file");
   try {
     const identity = fileIdentity(stat);
     let header: SafetensorsHeader;
     if (read === undefined) {
-      header = await headerOf(file, stat.size, path);
+      header = await readOpenSafetensorsHeader(file, stat.size, path);
     } else {
       // Rewritten since its header was read (even to the same size, or another file renamed over
       // it): the old header's offsets would read the new file's bytes as the old tensors.

@@ -218,6 +218,57 @@ export function parseHeader(
 }
 
 /**
+ * Opens a weights file for reading: the open file and its stat (the caller closes the file).
+ *
+ * @param path the file
+ * @param kind what it should be, for errors, e.g. `safetensors file`
+ * @returns the open file and its stat
+ * @throws Error naming the file when it is missing, cannot be opened or is no file
+ */
+export async function openWeightsFile(
+  path: string,
+  kind: string,
+): Promise<{ file: Deno.FsFile; stat: Deno.FileInfo }> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new Error(`${path}: missing ${kind}`);
+    throw new Error(`${path}: cannot open: ${(e as Error).message}`);
+  }
+  try {
+    const stat = await file.stat();
+    if (!stat.isFile) throw new Error(`${path}: not a ${kind} (a folder or other non-file)`);
+    return { file, stat };
+  } catch (e) {
+    file.close();
+    throw e;
+  }
+}
+
+/**
+ * The header of an open safetensors file of `size` bytes (the tensor data is not read).
+ *
+ * @param file the open file
+ * @param size its size when it was opened
+ * @param path the file, for errors
+ * @returns the parsed header
+ * @throws Error naming the file when it is truncated (or shrank since it was opened) or malformed
+ */
+export async function readOpenSafetensorsHeader(
+  file: Deno.FsFile,
+  size: number,
+  path: string,
+): Promise<SafetensorsHeader> {
+  const len = parseHeaderLength(
+    await readAt(file, 0, Math.min(8, size), path, "its header length"),
+    size,
+    path,
+  );
+  return parseHeader(await readAt(file, 8, len, path, "its header"), size, path);
+}
+
+/**
  * Read only the header of a safetensors file (the tensor data is not read).
  *
  * @param path the file
@@ -225,25 +276,9 @@ export function parseHeader(
  * @throws Error naming the file when it is missing, truncated or malformed
  */
 export async function readSafetensorsHeader(path: string): Promise<SafetensorsHeader> {
-  let file: Deno.FsFile;
+  const { file, stat } = await openWeightsFile(path, "safetensors file");
   try {
-    file = await Deno.open(path, { read: true });
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new Error(`${path}: missing safetensors file`);
-    throw new Error(`${path}: cannot open safetensors file: ${(e as Error).message}`);
-  }
-  try {
-    const stat = await file.stat();
-    if (!stat.isFile) {
-      throw new Error(`${path}: not a safetensors file (a folder or other non-file)`);
-    }
-    const size = stat.size;
-    const len = parseHeaderLength(
-      await readExactly(file, 0, Math.min(8, size), `${path}: header length`),
-      size,
-      path,
-    );
-    return parseHeader(await readExactly(file, 8, len, `${path}: header`), size, path);
+    return await readOpenSafetensorsHeader(file, stat.size, path);
   } finally {
     file.close();
   }
@@ -252,30 +287,19 @@ export async function readSafetensorsHeader(path: string): Promise<SafetensorsHe
 /**
  * Read `length` bytes at `position` from an open file.
  *
- * @param file the open file
- * @param position the first byte
- * @param length how many bytes
- * @param what what is read, e.g. `model.safetensors: header`, to begin the error with (the file
- *   may have shrunk since its size was read)
  * @throws Error when the file ends early
  */
 export async function readExactly(
   file: Deno.FsFile,
   position: number,
   length: number,
-  what?: string,
 ): Promise<Uint8Array> {
   const out = new Uint8Array(length);
   await file.seek(position, Deno.SeekMode.Start);
   let got = 0;
   while (got < length) {
     const n = await file.read(out.subarray(got));
-    if (n === null) {
-      const at = `unexpected end of file at byte ${position + got}`;
-      throw new Error(
-        what === undefined ? at : `${what}: ${at} (the file is shorter than it was when opened)`,
-      );
-    }
+    if (n === null) throw new Error(`unexpected end of file at byte ${position + got}`);
     got += n;
   }
   return out;

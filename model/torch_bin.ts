@@ -31,6 +31,7 @@
 import {
   dtypeBytes,
   numElements,
+  openWeightsFile,
   readAt,
   type SafetensorsDtype,
   toTypedArray,
@@ -215,23 +216,8 @@ export interface ZipEntry {
 async function openFile(
   path: string,
 ): Promise<{ file: Deno.FsFile; size: number; identity: FileIdentity }> {
-  let file: Deno.FsFile;
-  try {
-    file = await Deno.open(path, { read: true });
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new Error(`${path}: missing PyTorch checkpoint`);
-    throw new Error(`${path}: cannot open: ${(e as Error).message}`);
-  }
-  try {
-    const stat = await file.stat();
-    if (!stat.isFile) {
-      throw new Error(`${path}: not a PyTorch checkpoint (a folder or other non-file)`);
-    }
-    return { file, size: stat.size, identity: fileIdentity(stat) };
-  } catch (e) {
-    file.close();
-    throw e;
-  }
+  const { file, stat } = await openWeightsFile(path, "PyTorch checkpoint");
+  return { file, size: stat.size, identity: fileIdentity(stat) };
 }
 
 /** Little-endian unsigned 64-bit integer at `off` of `v`, which must be a safe integer. */
