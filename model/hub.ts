@@ -350,28 +350,25 @@ async function checkDownloaded(url: string, file: string, part: string): Promise
     } catch (e) {
       throw new Error(`${url}: downloaded ${file} is not valid JSON: ${(e as Error).message}`);
     }
-  } else if (file.endsWith(".safetensors")) {
-    try {
-      await readSafetensorsHeader(part);
-    } catch (e) {
-      throw new Error(
-        `${url}: downloaded ${file} is not a valid safetensors file: ${
-          (e as Error).message.replaceAll(part, file)
-        }`,
-      );
-    }
-  } else if (file.endsWith(".bin")) {
-    // The zip's directory and the pickle, or a legacy (torch < 1.6) file's pickles and storage
-    // counts (names, dtypes, shapes; storages present and of their sizes), not the tensor data.
-    try {
-      await readTorchBinHeader(part);
-    } catch (e) {
-      throw new Error(
-        `${url}: downloaded ${file} is not a valid PyTorch checkpoint: ${
-          (e as Error).message.replaceAll(part, file)
-        }`,
-      );
-    }
+    return;
+  }
+  // A weights file: its header (safetensors), or the zip's directory and the pickle, or a legacy
+  // (torch < 1.6) file's pickles and storage counts (.bin: names, dtypes, shapes; storages present
+  // and of their sizes); not the tensor data.
+  const weights = file.endsWith(".safetensors")
+    ? { read: readSafetensorsHeader, kind: "safetensors file" }
+    : file.endsWith(".bin")
+    ? { read: readTorchBinHeader, kind: "PyTorch checkpoint" }
+    : undefined;
+  if (weights === undefined) return;
+  try {
+    await weights.read(part);
+  } catch (e) {
+    throw new Error(
+      `${url}: downloaded ${file} is not a valid ${weights.kind}: ${
+        (e as Error).message.replaceAll(part, file)
+      }`,
+    );
   }
 }
 
