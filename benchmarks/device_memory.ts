@@ -512,22 +512,6 @@ export async function probeDeviceMemory(
   };
 }
 
-/**
- * The GPU's total memory as {@link probeDeviceMemory} finds it, or undefined when unknown (that
- * function gives the reason).
- *
- * @param override {@link deviceMemoryOverride}'s result
- * @param run the command runner (default {@link denoCommandRunner}: each call stopped after 20 s)
- * @returns the memory, or undefined when unknown
- */
-export async function deviceMemory(
-  override: DeviceMemory | undefined,
-  run: CommandRunner = denoCommandRunner,
-): Promise<DeviceMemory | undefined> {
-  const m = await probeDeviceMemory(override, run);
-  return m.bytes === null ? undefined : m;
-}
-
 /** A program's output or an error message as one line of at most 200 characters. */
 function oneLine(text: string): string {
   const s = text.replace(/\s+/g, " ").trim();

@@ -6,7 +6,6 @@ import {
   type CommandRunner,
   denoCommandRunner,
   DEVICE_MEMORY_ENV,
-  deviceMemory,
   deviceMemoryOverride,
   deviceMemoryUsed,
   fittingMethodsAdvice,
@@ -85,13 +84,13 @@ function fakeSmi(
   };
 }
 
-Deno.test("deviceMemory: override first, else nvidia-smi; a missing or failing binary is unknown", async () => {
+Deno.test("probeDeviceMemory: override first, else nvidia-smi; a missing or failing binary is unknown", async () => {
   const calls: string[][] = [];
   const smi = (stdout: string, success = true): CommandRunner => (cmd, args) => {
     calls.push([cmd, ...args]);
     return Promise.resolve({ success, stdout });
   };
-  assert.deepEqual(await deviceMemory(undefined, smi("81559\n")), {
+  assert.deepEqual(await probeDeviceMemory(undefined, smi("81559\n")), {
     bytes: 81559 * 2 ** 20,
     source: "nvidia-smi",
   });
@@ -105,27 +104,29 @@ Deno.test("deviceMemory: override first, else nvidia-smi; a missing or failing b
     "--query-gpu=mig.mode.current",
     "--format=csv,noheader",
   ]);
-  assert.equal(await deviceMemory(undefined, () => Promise.resolve(undefined)), undefined);
-  assert.equal(await deviceMemory(undefined, smi("NVIDIA-SMI has failed", false)), undefined);
+  assert.equal((await probeDeviceMemory(undefined, () => Promise.resolve(undefined))).bytes, null);
+  assert.equal(
+    (await probeDeviceMemory(undefined, smi("NVIDIA-SMI has failed", false))).bytes,
+    null,
+  );
   // The real runner with a program that does not exist: undefined, no exception.
   assert.equal(await denoCommandRunner("hyperprompt-no-such-program-x9", []), undefined);
   // An override wins; nvidia-smi is not run.
   calls.length = 0;
   const o = deviceMemoryOverride("40", undefined)!;
-  assert.deepEqual(await deviceMemory(o, smi("81559")), { bytes: 40e9, source: "--device-memory" });
+  assert.deepEqual(await probeDeviceMemory(o, smi("81559")), {
+    bytes: 40e9,
+    source: "--device-memory",
+  });
   assert.equal(calls.length, 0);
 });
 
 Deno.test("probeDeviceMemory: unknown memory comes with its reason, in one line; a throwing runner is unknown, not an exception", async () => {
-  // Before, deviceMemory let the runner's exception through (bench's preflight crashed) and gave
+  // Before, the reader let the runner's exception through (bench's preflight crashed) and gave
   // no reason for a failing or figureless nvidia-smi.
   assert.deepEqual(
     await probeDeviceMemory(undefined, () => Promise.reject(new Error("NotCapable: --allow-run"))),
     { bytes: null, reason: "nvidia-smi could not be run: NotCapable: --allow-run" },
-  );
-  assert.equal(
-    await deviceMemory(undefined, () => Promise.reject(new Error("NotCapable"))),
-    undefined,
   );
   assert.deepEqual(await probeDeviceMemory(undefined, () => Promise.resolve(undefined)), {
     bytes: null,
