@@ -25,6 +25,9 @@ import {
   toTypedArray,
 } from "./safetensors.ts";
 import {
+  checkUnchanged,
+  type FileIdentity,
+  fileIdentity,
   makeHeldTempDir,
   pathExists,
   recoverAsideFolders,
@@ -36,14 +39,7 @@ import {
   tempTagOf,
   writeFileAtomic,
 } from "./fs.ts";
-import {
-  checkUnchanged,
-  type FileIdentity,
-  fileIdentity,
-  readTorchBinHeader,
-  readTorchBinTensors,
-  type TorchBinHeader,
-} from "./torch_bin.ts";
+import { readTorchBinHeader, readTorchBinTensors, type TorchBinHeader } from "./torch_bin.ts";
 
 import { parseJsonFile } from "./json.ts";
 

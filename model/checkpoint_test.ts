@@ -194,7 +194,7 @@ Deno.test("a weights file rewritten between its header and its data, even to the
     );
     assert.equal(tf.memory().numTensors, before, "nothing is left");
     // (Rewritten in place with its modification time put back, as by cp -p: its status-change
-    // time, which Deno 2.9.6 gives in whole seconds; fileChange's test in torch_bin_test.ts.)
+    // time, which Deno 2.9.6 gives in whole seconds; fileChange's test in fs_test.ts.)
     // Written to in place while its tensors are read (here before the first tensor's read).
     await Deno.writeFile(path, whole);
     const proto = Deno.FsFile.prototype;

@@ -2,8 +2,9 @@
  * Small file-system helpers shared by the model, task and benchmark code: existence checks,
  * atomic writes (a temporary file in the same folder, then a rename, so a reader never sees a
  * half-written file and a crash leaves the previous version in place; then a flush of the folder,
- * {@link syncDir}, so the rename survives a power cut), and the clean-up of the
- * temporaries a hard kill (SIGKILL, power cut) leaves behind.
+ * {@link syncDir}, so the rename survives a power cut), the clean-up of the
+ * temporaries a hard kill (SIGKILL, power cut) leaves behind, file locks ({@link withFileLock}),
+ * and a file's identity across several reads of it ({@link fileIdentity}, {@link checkUnchanged}).
  *
  * Every writer of the suite names its temporaries `<stem>.tmp-<pid>-<12 hex>` ({@link tempTag})
  * and holds an exclusive lock on the temporary (`flock`, {@link Deno.FsFile.lock}) from just after
@@ -986,4 +987,86 @@ export function removeStaleTempsSync(
     } catch { /* another sweep got it first, or it cannot be removed */ }
   }
   return removed;
+}
+
+/**
+ * One version of a file, from a stat: what {@link fileChange} compares to see that a file read in
+ * several steps (a header, then its data) is still the one the first step read.
+ */
+export interface FileIdentity {
+  /** Size in bytes. */
+  readonly size: number;
+  /** Modification time in ms (null where the platform gives none). */
+  readonly mtime: number | null;
+  /**
+   * Status-change time in ms: moves also when a write puts the modification time back (cp -p);
+   * Deno 2.9.6 gives it in whole seconds.
+   */
+  readonly ctime: number | null;
+  /** Inode (null where the platform gives none, e.g. Windows): another file renamed over it. */
+  readonly ino: number | null;
+  /** Device of the inode. */
+  readonly dev: number;
+}
+
+/**
+ * The identity of the file `stat` describes.
+ *
+ * @param stat a stat of the open file
+ * @returns its size, times, inode and device
+ */
+export function fileIdentity(stat: Deno.FileInfo): FileIdentity {
+  return {
+    size: stat.size,
+    mtime: stat.mtime?.getTime() ?? null,
+    ctime: stat.ctime?.getTime() ?? null,
+    ino: stat.ino,
+    dev: stat.dev,
+  };
+}
+
+/**
+ * How a file differs from an earlier identity of it, or undefined when it does not: a rewrite of
+ * the same size is seen by its times (to the file system's timestamp granularity, a few ms at
+ * worst), another file renamed over it by its inode.
+ *
+ * @param was the identity taken first
+ * @param now the identity taken later
+ * @returns e.g. `size 100 → 96 bytes, modification time 2026-01-01T00:00:00.000Z → …`
+ */
+export function fileChange(was: FileIdentity, now: FileIdentity): string | undefined {
+  const time = (t: number | null) => (t === null ? "none" : new Date(t).toISOString());
+  const diffs: string[] = [];
+  if (was.size !== now.size) diffs.push(`size ${was.size} → ${now.size} bytes`);
+  if (was.mtime !== now.mtime) {
+    diffs.push(`modification time ${time(was.mtime)} → ${time(now.mtime)}`);
+  }
+  if (was.ino !== now.ino) diffs.push(`inode ${was.ino} → ${now.ino}`);
+  if (was.dev !== now.dev) diffs.push(`device ${was.dev} → ${now.dev}`);
+  // Reported only alone: with another difference it adds nothing.
+  if (diffs.length === 0 && was.ctime !== now.ctime) {
+    diffs.push(`status-change time ${time(was.ctime)} → ${time(now.ctime)}`);
+  }
+  return diffs.length === 0 ? undefined : diffs.join(", ");
+}
+
+/**
+ * Refuses a file that changed between two steps of reading it.
+ *
+ * @param path the file, named by the error
+ * @param was its identity at the first step
+ * @param now its identity now
+ * @param since the first step, e.g. `since its header was read`
+ * @throws Error `<path>: changed while being read (<since>: <what changed>); rerun`
+ */
+export function checkUnchanged(
+  path: string,
+  was: FileIdentity,
+  now: FileIdentity,
+  since: string,
+): void {
+  const change = fileChange(was, now);
+  if (change !== undefined) {
+    throw new Error(`${path}: changed while being read (${since}: ${change}); rerun`);
+  }
 }

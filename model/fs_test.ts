@@ -6,6 +6,8 @@ import {
   discardFolder,
   entryExists,
   FILE_TEMPS,
+  fileChange,
+  type FileIdentity,
   isDirectory,
   isFileSync,
   isTempInUse,
@@ -750,4 +752,24 @@ Deno.test("withFileLock remove: only an empty file named *.lock is removed; else
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("fileChange: size, modification time, inode and device; the status-change time when nothing else differs", () => {
+  const was: FileIdentity = { size: 10, mtime: 1000, ctime: 1000, ino: 7, dev: 1 };
+  equal(fileChange(was, { ...was }), undefined);
+  equal(
+    fileChange(was, { ...was, size: 12, mtime: 2000, ctime: 2000 }),
+    "size 10 → 12 bytes, modification time 1970-01-01T00:00:01.000Z → 1970-01-01T00:00:02.000Z",
+  );
+  equal(fileChange(was, { ...was, ino: 8 }), "inode 7 → 8");
+  equal(fileChange(was, { ...was, dev: 2 }), "device 1 → 2");
+  // A write that put the modification time back (cp -p) still moved the status-change time.
+  equal(
+    fileChange(was, { ...was, ctime: 3000 }),
+    "status-change time 1970-01-01T00:00:01.000Z → 1970-01-01T00:00:03.000Z",
+  );
+  // A platform without times or inodes compares what it has.
+  const bare: FileIdentity = { size: 10, mtime: null, ctime: null, ino: null, dev: 0 };
+  equal(fileChange(bare, { ...bare }), undefined);
+  equal(fileChange(bare, { ...bare, size: 9 }), "size 10 → 9 bytes");
 });

@@ -36,6 +36,7 @@ import {
   type SafetensorsDtype,
   toTypedArray,
 } from "./safetensors.ts";
+import { checkUnchanged, type FileIdentity, fileIdentity } from "./fs.ts";
 
 /** Largest `data.pkl` accepted (a T5-XXL state dict's is under 1 MB). */
 export const MAX_PICKLE_BYTES = 256 * 1024 * 1024;
@@ -113,88 +114,6 @@ export interface TorchBinHeader {
    * {@link readTorchBinTensors} refuses a file that is no longer the same.
    */
   readonly identity?: FileIdentity;
-}
-
-/**
- * One version of a file, from a stat: what {@link fileChange} compares to see that a file read in
- * several steps (a header, then its data) is still the one the first step read.
- */
-export interface FileIdentity {
-  /** Size in bytes. */
-  readonly size: number;
-  /** Modification time in ms (null where the platform gives none). */
-  readonly mtime: number | null;
-  /**
-   * Status-change time in ms: moves also when a write puts the modification time back (cp -p);
-   * Deno 2.9.6 gives it in whole seconds.
-   */
-  readonly ctime: number | null;
-  /** Inode (null where the platform gives none, e.g. Windows): another file renamed over it. */
-  readonly ino: number | null;
-  /** Device of the inode. */
-  readonly dev: number;
-}
-
-/**
- * The identity of the file `stat` describes.
- *
- * @param stat a stat of the open file
- * @returns its size, times, inode and device
- */
-export function fileIdentity(stat: Deno.FileInfo): FileIdentity {
-  return {
-    size: stat.size,
-    mtime: stat.mtime?.getTime() ?? null,
-    ctime: stat.ctime?.getTime() ?? null,
-    ino: stat.ino,
-    dev: stat.dev,
-  };
-}
-
-/**
- * How a file differs from an earlier identity of it, or undefined when it does not: a rewrite of
- * the same size is seen by its times (to the file system's timestamp granularity, a few ms at
- * worst), another file renamed over it by its inode.
- *
- * @param was the identity taken first
- * @param now the identity taken later
- * @returns e.g. `size 100 → 96 bytes, modification time 2026-01-01T00:00:00.000Z → …`
- */
-export function fileChange(was: FileIdentity, now: FileIdentity): string | undefined {
-  const time = (t: number | null) => (t === null ? "none" : new Date(t).toISOString());
-  const diffs: string[] = [];
-  if (was.size !== now.size) diffs.push(`size ${was.size} → ${now.size} bytes`);
-  if (was.mtime !== now.mtime) {
-    diffs.push(`modification time ${time(was.mtime)} → ${time(now.mtime)}`);
-  }
-  if (was.ino !== now.ino) diffs.push(`inode ${was.ino} → ${now.ino}`);
-  if (was.dev !== now.dev) diffs.push(`device ${was.dev} → ${now.dev}`);
-  // Reported only alone: with another difference it adds nothing.
-  if (diffs.length === 0 && was.ctime !== now.ctime) {
-    diffs.push(`status-change time ${time(was.ctime)} → ${time(now.ctime)}`);
-  }
-  return diffs.length === 0 ? undefined : diffs.join(", ");
-}
-
-/**
- * Refuses a file that changed between two steps of reading it.
- *
- * @param path the file, named by the error
- * @param was its identity at the first step
- * @param now its identity now
- * @param since the first step, e.g. `since its header was read`
- * @throws Error `<path>: changed while being read (<since>: <what changed>); rerun`
- */
-export function checkUnchanged(
-  path: string,
-  was: FileIdentity,
-  now: FileIdentity,
-  since: string,
-): void {
-  const change = fileChange(was, now);
-  if (change !== undefined) {
-    throw new Error(`${path}: changed while being read (${since}: ${change}); rerun`);
-  }
 }
 
 /** An entry of a zip file's central directory. */

@@ -3,8 +3,6 @@ import { join } from "node:path";
 import { unzipSync, zipSync } from "fflate";
 import * as tf from "@tensorflow/tfjs";
 import {
-  fileChange,
-  type FileIdentity,
   readTorchBinHeader,
   readTorchBinTensors,
   type TorchBinHeader,
@@ -662,26 +660,6 @@ Deno.test("legacy format: hand-made files, storage views, and hostile ones refus
     latin1(PRELUDE + "\x80\x02](" + "N".repeat(20_000)),
     /state dict pickle: truncated pickle \(byte 20\d\d\d\)$/,
   );
-});
-
-Deno.test("fileChange: size, modification time, inode and device; the status-change time when nothing else differs", () => {
-  const was: FileIdentity = { size: 10, mtime: 1000, ctime: 1000, ino: 7, dev: 1 };
-  assert.equal(fileChange(was, { ...was }), undefined);
-  assert.equal(
-    fileChange(was, { ...was, size: 12, mtime: 2000, ctime: 2000 }),
-    "size 10 → 12 bytes, modification time 1970-01-01T00:00:01.000Z → 1970-01-01T00:00:02.000Z",
-  );
-  assert.equal(fileChange(was, { ...was, ino: 8 }), "inode 7 → 8");
-  assert.equal(fileChange(was, { ...was, dev: 2 }), "device 1 → 2");
-  // A write that put the modification time back (cp -p) still moved the status-change time.
-  assert.equal(
-    fileChange(was, { ...was, ctime: 3000 }),
-    "status-change time 1970-01-01T00:00:01.000Z → 1970-01-01T00:00:03.000Z",
-  );
-  // A platform without times or inodes compares what it has.
-  const bare: FileIdentity = { size: 10, mtime: null, ctime: null, ino: null, dev: 0 };
-  assert.equal(fileChange(bare, { ...bare }), undefined);
-  assert.equal(fileChange(bare, { ...bare, size: 9 }), "size 10 → 9 bytes");
 });
 
 Deno.test("readTorchBinTensors refuses a file rewritten since its header was read, or while its tensors are read", async () => {
