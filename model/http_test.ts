@@ -21,6 +21,22 @@ function scripted(answers: (() => Response)[], ranges: (string | null)[]): typeo
 const noSleep = () => Promise.resolve();
 const bytes = (s: string) => new TextEncoder().encode(s);
 
+/** Runs `fn` with a fresh temporary folder and its `f.part` path; the folder is removed after. */
+async function inTempDir(fn: (part: string, dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await fn(join(dir, "f.part"), dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** A `sleep` that records the waits asked for and returns at once. */
+function recordingSleep(): { waits: number[]; sleep: (ms: number) => Promise<void> } {
+  const waits: number[] = [];
+  return { waits, sleep: (ms) => (waits.push(ms), Promise.resolve()) };
+}
+
 Deno.test("parseContentRange: start and total of 206 and 416, malformed", () => {
   assert.deepEqual(parseContentRange("bytes 5-9/10"), { first: 5, total: 10 });
   assert.deepEqual(parseContentRange(" bytes */10 "), { first: undefined, total: 10 });
@@ -31,9 +47,7 @@ Deno.test("parseContentRange: start and total of 206 and 416, malformed", () => 
 });
 
 Deno.test("fetchResumable: a wrong resume offset restarts from 0; a stated size is checked", async () => {
-  const dir = await Deno.makeTempDir();
-  const part = join(dir, "f.part");
-  try {
+  await inTempDir(async (part) => {
     // The part holds 3 bytes; the server resumes at 2: the part is dropped, the next attempt
     // fetches all of it.
     await Deno.writeFile(part, bytes("abc"));
@@ -63,17 +77,12 @@ Deno.test("fetchResumable: a wrong resume offset restarts from 0; a stated size 
     assert.deepEqual(ranges, ["bytes=2-", "bytes=4-"]);
     assert.deepEqual(resumed, { bytes: 6, resumedAt: 4, attempts: 2 });
     assert.equal(await Deno.readTextFile(part), "abcdef");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("fetchResumable: verify's error is final and drops the part; 404 is not retried", async () => {
-  const dir = await Deno.makeTempDir();
-  const part = join(dir, "f.part");
-  const waits: number[] = [];
-  const sleep = (ms: number) => (waits.push(ms), Promise.resolve());
-  try {
+  await inTempDir(async (part) => {
+    const { waits, sleep } = recordingSleep();
     const ranges: (string | null)[] = [];
     await assert.rejects(
       fetchResumable("http://x.invalid/f", part, {
@@ -103,20 +112,16 @@ Deno.test("fetchResumable: verify's error is final and drops the part; 404 is no
         e instanceof TransferError && e.message === "GET http://x.invalid/f: connection refused",
     );
     assert.deepEqual(waits, [1000, 2000]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("fetchResumable ifRange: a 206 of another version (If-Range ignored, or no ETag recorded) restarts the part", async () => {
-  const dir = await Deno.makeTempDir();
-  const part = join(dir, "f.part");
-  const etagFile = `${part}.etag`;
-  const whole = (etag: string) => () =>
-    new Response("ABCDEF", { headers: { "content-length": "6", etag } });
-  const tail = (etag: string) => () =>
-    new Response("DEF", { status: 206, headers: { "content-range": "bytes 3-5/6", etag } });
-  try {
+  await inTempDir(async (part) => {
+    const etagFile = `${part}.etag`;
+    const whole = (etag: string) => () =>
+      new Response("ABCDEF", { headers: { "content-length": "6", etag } });
+    const tail = (etag: string) => () =>
+      new Response("DEF", { status: 206, headers: { "content-range": "bytes 3-5/6", etag } });
     // The part's bytes are of version "v1"; the server ignores If-Range and sends v2's tail.
     // Appended, the file would be "abcDEF": v1's start joined to v2's end, of the stated size.
     const cases = [
@@ -158,23 +163,20 @@ Deno.test("fetchResumable ifRange: a 206 of another version (If-Range ignored, o
       assert.deepEqual(got, { bytes: 6, resumedAt: 3, attempts: 1 }, String(etag));
       assert.equal(await Deno.readTextFile(part), "ABCDEF");
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("fetchResumable ifRange: a complete part settled by 416 is accepted only as the same version", async () => {
-  const dir = await Deno.makeTempDir();
-  const part = join(dir, "f.part");
-  const etagFile = `${part}.etag`;
-  // The server's answer to `Range: bytes=6-`: nothing left, with or without an ETag of its own.
-  const unsatisfied = (etag?: string) => () =>
-    new Response(null, {
-      status: 416,
-      headers: { "content-range": "bytes */6", ...(etag ? { etag } : {}) },
-    });
-  const whole = () => new Response("ABCDEF", { headers: { "content-length": "6", etag: '"v2"' } });
-  try {
+  await inTempDir(async (part) => {
+    const etagFile = `${part}.etag`;
+    // The server's answer to `Range: bytes=6-`: nothing left, with or without an ETag of its own.
+    const unsatisfied = (etag?: string) => () =>
+      new Response(null, {
+        status: 416,
+        headers: { "content-range": "bytes */6", ...(etag ? { etag } : {}) },
+      });
+    const whole = () =>
+      new Response("ABCDEF", { headers: { "content-length": "6", etag: '"v2"' } });
     const cases = [
       // The part is of v1, the file is now v2 of the same size, and the server ignored If-Range:
       // before, the stale part was accepted as the complete file.
@@ -223,19 +225,14 @@ Deno.test("fetchResumable ifRange: a complete part settled by 416 is accepted on
       fetch: scripted([unsatisfied('"v2"')], []),
     });
     assert.deepEqual(got, { bytes: 6, resumedAt: 6, attempts: 1 });
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("fetchResumable noRetry: a refused connection is final at once; a broken body is retried", async () => {
-  const dir = await Deno.makeTempDir();
-  const part = join(dir, "f.part");
-  const waits: number[] = [];
-  const sleep = (ms: number) => (waits.push(ms), Promise.resolve());
-  const seen: unknown[] = [];
-  const noRetry = (e: unknown) => (seen.push(e), e instanceof ConnectionError);
-  try {
+  await inTempDir(async (part, dir) => {
+    const { waits, sleep } = recordingSleep();
+    const seen: unknown[] = [];
+    const noRetry = (e: unknown) => (seen.push(e), e instanceof ConnectionError);
     let calls = 0;
     await assert.rejects(
       fetchResumable("http://x.invalid/f", part, {
@@ -289,15 +286,12 @@ Deno.test("fetchResumable noRetry: a refused connection is final at once; a brok
       /no response within 0\.01 s/,
     );
     assert.ok(seen[0] instanceof TransferError && !(seen[0] instanceof ConnectionError));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("ConnectionError: only a connection that could not be made; a server that closed it unanswered is retried", async () => {
   const dir = await Deno.makeTempDir();
-  const waits: number[] = [];
-  const sleep = (ms: number) => (waits.push(ms), Promise.resolve());
+  const { waits, sleep } = recordingSleep();
   const noRetry = (e: unknown) => e instanceof ConnectionError;
   // A server that reads the first request and closes the connection without an answer (a
   // restart, an overloaded balancer), then answers the next one: reached, so not offline.
