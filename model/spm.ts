@@ -305,6 +305,43 @@ export function withSentinels(
   return { ...json, added_tokens: added, model: { ...model, vocab: newVocab } };
 }
 
+/** `spm_train`'s default `--max_sentence_length`, in bytes. */
+const SPM_DEFAULT_MAX_SENTENCE_BYTES = 4192;
+
+/**
+ * The length in bytes of the longest line of `files` (lines end at `\n`), read in chunks: what
+ * {@link trainSentencePiece} passes as `spm_train`'s `--max_sentence_length`, so no line is
+ * skipped.
+ *
+ * @param files text files
+ * @returns the longest line's byte count (0 for empty files)
+ */
+async function longestLineBytes(files: readonly string[]): Promise<number> {
+  let longest = 0;
+  for (const path of files) {
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path);
+    } catch (e) {
+      throw new Error(`${path}: cannot read the corpus file: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+    let line = 0;
+    for await (const chunk of file.readable) {
+      let start = 0;
+      for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, start)) {
+        longest = Math.max(longest, line + i - start);
+        line = 0;
+        start = i + 1;
+      }
+      line += chunk.length - start;
+    }
+    longest = Math.max(longest, line);
+  }
+  return longest;
+}
+
 /** Options of {@link trainSentencePiece}. */
 export interface TrainSentencePieceOptions {
   /**
@@ -324,9 +361,11 @@ export interface TrainSentencePieceOptions {
 /**
  * Trains a T5-layout Unigram vocabulary with `spm_train` (Debian package `sentencepiece`) on
  * text files and writes `spiece.model` and `tokenizer.json` into `outDir`. The result depends on
- * the corpus and the options only (there is no seed): spm_train reads the lines in order, without
- * sampling, on a fixed 2 threads (its pieces depend on the thread count: 1 and 2 threads give
- * different vocabularies of the same corpus, so changing it changes every trained tokenizer).
+ * the corpus and the options only: spm_train reads every line in order, without sampling (its
+ * `--random_seed` is fixed at 0 all the same), however long (`--max_sentence_length` is set to the
+ * longest line's bytes, at least spm_train's default of 4192, which would skip longer lines), on a
+ * fixed 2 threads (its pieces depend on the thread count: 1 and 2 threads give different
+ * vocabularies of the same corpus, so changing it changes every trained tokenizer).
  *
  * @param corpusFiles plain-text files, one sentence or document per line
  * @param opts vocabulary size and output folder
@@ -344,6 +383,7 @@ export async function trainSentencePiece(
       `trainSentencePiece: vocabSize must be an integer >= 116, got ${opts.vocabSize}`,
     );
   }
+  const longest = await longestLineBytes(corpusFiles);
   await Deno.mkdir(opts.outDir, { recursive: true });
   const prefix = `${opts.outDir}/spiece`;
   const args = [
@@ -358,6 +398,11 @@ export async function trainSentencePiece(
     `--character_coverage=${opts.characterCoverage ?? 1.0}`,
     "--input_sentence_size=2000000",
     "--shuffle_input_sentence=false",
+    // spm_train skips (with a warning on stderr only) every line longer than this, 4192 bytes by
+    // default: a MultiRC paragraph or a ReCoRD passage would be left out of the vocabulary.
+    `--max_sentence_length=${Math.max(SPM_DEFAULT_MAX_SENTENCE_BYTES, longest)}`,
+    // Unused without sampling (above), so the pieces do not change; fixed should that ever change.
+    "--random_seed=0",
     "--num_threads=2",
     "--hard_vocab_limit=false",
   ];

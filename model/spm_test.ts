@@ -115,18 +115,64 @@ Deno.test("sentencePieceToTokenizerJson() rejects a model without T5's special i
   throws(() => sentencePieceToTokenizerJson(model, "m.model"), /m\.model: piece 0 must be "<pad>"/);
 });
 
-Deno.test("trainSentencePiece() explains a missing spm_train", async () => {
-  await rejects(
-    trainSentencePiece(["/nonexistent"], {
-      vocabSize: 500,
-      outDir: "/tmp/x-spm",
-      spmTrain: "no-such-spm",
-    }),
-    (e: Error) => {
-      match(e.message, /apt-get install -y sentencepiece/);
-      return true;
-    },
-  );
+Deno.test("trainSentencePiece() explains a missing spm_train, and a missing corpus file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const text = `${dir}/corpus.txt`;
+    await Deno.writeTextFile(text, "a line\n");
+    await rejects(
+      trainSentencePiece([text], { vocabSize: 500, outDir: `${dir}/tok`, spmTrain: "no-such-spm" }),
+      (e: Error) => {
+        match(e.message, /apt-get install -y sentencepiece/);
+        return true;
+      },
+    );
+    await rejects(
+      trainSentencePiece([text, `${dir}/absent.txt`], { vocabSize: 500, outDir: `${dir}/tok` }),
+      (e: Error) => {
+        match(e.message, /absent\.txt: cannot read the corpus file: /);
+        return true;
+      },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name:
+    "trainSentencePiece() learns from lines longer than spm_train's default 4192 bytes, the same vocabulary run after run",
+  ignore: !hasSpm,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      // Short lines, and one 80,000-byte line (longer than a 64 KiB read chunk, so its length is
+      // counted across chunks) holding the only q, j, k, v, w and x of the corpus. spm_train's
+      // default --max_sentence_length (4192) skips it: those letters then have no piece and
+      // "zqxjkvw" encodes to <unk>.
+      const words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"];
+      const lines = Array.from(
+        { length: 200 },
+        (_, i) => Array.from({ length: 10 }, (_, j) => words[(i * 7 + j * 3) % 8]).join(" "),
+      );
+      lines.splice(100, 0, "zqxjkvw ".repeat(10_000).trim());
+      const text = `${dir}/long.txt`;
+      await Deno.writeTextFile(text, lines.join("\n") + "\n");
+      const path = await trainSentencePiece([text], { vocabSize: 160, outDir: `${dir}/tok` });
+      const tok = await T5Tokenizer.fromFile(path);
+      const ids = tok.encode("zqxjkvw");
+      ok(!ids.includes(2), `"zqxjkvw" has <unk> (id 2) in ${JSON.stringify(ids)}`);
+      ok(
+        ids.length <= 3,
+        `"zqxjkvw" is learnt as a word: ${JSON.stringify(tok.encodeWithTokens("zqxjkvw").tokens)}`,
+      );
+      // Reproducible: a second training of the same corpus gives the same tokenizer.json.
+      const again = await trainSentencePiece([text], { vocabSize: 160, outDir: `${dir}/tok2` });
+      equal(await Deno.readTextFile(again), await Deno.readTextFile(path));
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
 
 Deno.test("withSentinels() appends T5 sentinels to a tokenizer without them; ids stay put", async () => {
