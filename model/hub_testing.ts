@@ -37,6 +37,11 @@ export interface HubFaults {
   stallAt?: (file: string, n: number) => number | undefined;
   /** Answer every request with the whole file (200), as a server without range support. */
   ignoreRange?: boolean;
+  /**
+   * Not a fault: the commit each answer of a known repo names in `X-Repo-Commit`, as the hub's
+   * own answers do (read at each request, so a test can move the branch); default none.
+   */
+  commit?: () => string;
 }
 
 /**
@@ -67,17 +72,20 @@ export function serveHub(repos: Record<string, string>, faults: HubFaults = {}):
     counts.set(path, n + 1);
     const injected = faults.answer?.(file, n, req);
     if (injected !== undefined) return injected;
+    const commit: Record<string, string> = faults.commit
+      ? { "x-repo-commit": faults.commit() }
+      : {};
     let body: Uint8Array<ArrayBuffer>;
     try {
       body = await Deno.readFile(join(folder, file));
     } catch {
-      return new Response("Entry not found", { status: 404 });
+      return new Response("Entry not found", { status: 404, headers: commit });
     }
     let status = 200;
     // A strong validator of the content (as the hub's CDN sends); an If-Range naming another
     // version gets the whole file.
     const etag = `"${await sha256Hex(body)}"`;
-    const headers: Record<string, string> = { etag };
+    const headers: Record<string, string> = { etag, ...commit };
     const current = ifRange === null || ifRange === etag;
     const r = range && current && !faults.ignoreRange ? /^bytes=(\d+)-$/.exec(range) : null;
     if (r) {

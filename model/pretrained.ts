@@ -160,16 +160,15 @@ export async function loadCheckpoint(
   const { dir, hubId } = folder;
   let tokenizer: T5Tokenizer;
   let tokenizerSource: string;
-  let convertedFrom: string | undefined;
+  let own: FolderTokenizer | undefined;
   if (opts.tokenizer !== undefined) {
     tokenizer = await T5Tokenizer.fromFile(opts.tokenizer);
     tokenizerSource = opts.tokenizer;
   } else {
     // Trained weights index their embedding rows by their own vocabulary: no other tokenizer.
-    const own = await loadFolderTokenizer(dir);
+    own = await loadFolderTokenizer(dir);
     if (own === undefined) throw noTokenizerError(dir, hubId, opts.noTokenizerAlternative);
-    ({ tokenizer, source: tokenizerSource, convertedFrom } = own);
-    if (convertedFrom !== undefined) (opts.log ?? console.warn)(own.note);
+    ({ tokenizer, source: tokenizerSource } = own);
   }
   // The config and the weights' headers (safetensors, or the `.bin` pickle) first: a mismatched
   // tokenizer, or a weight missing, unexpected, or of the wrong dtype or shape, is refused before
@@ -179,6 +178,21 @@ export async function loadCheckpoint(
   checkTokenizerFits(tokenizer, config, configPath);
   // The weights, into the same folder.
   const weightsDir = hubId === undefined ? dir : await fetchHubSource(hubId, fetchHubModel, opts);
+  if (
+    own?.convertedFrom !== undefined && hubId !== undefined &&
+    await pathExists(join(weightsDir, "tokenizer.json"))
+  ) {
+    // The hub's folder gained tokenizer.json with the weights: the hub named a newer commit of
+    // the branch than the one its 404 was recorded for, which the files checked first (read
+    // from the cache without the network while that record was fresh) could not know. The
+    // folder's own tokenizer is now that file, as on every later load: checked in its turn.
+    own = await loadFolderTokenizer(weightsDir);
+    if (own === undefined) throw noTokenizerError(weightsDir, hubId, opts.noTokenizerAlternative);
+    ({ tokenizer, source: tokenizerSource } = own);
+    checkTokenizerFits(tokenizer, config, configPath);
+  }
+  const convertedFrom = own?.convertedFrom;
+  if (own !== undefined && convertedFrom !== undefined) (opts.log ?? console.warn)(own.note);
   const model = await loadT5Weights(weightsDir, { ...config, ...opts.configOverrides }, configPath);
   return {
     model,

@@ -6,7 +6,13 @@ import { preset } from "./config.ts";
 import { crossEntropyLoss, forward, initT5, t5StateDict } from "./t5.ts";
 import { sharedPath } from "./shared_dir.ts";
 import { bytesRead, headerBytes } from "./read_meter_testing.ts";
-import { disposeLoadedT5, generate, loadT5, teacherForced } from "./pretrained.ts";
+import {
+  disposeLoadedT5,
+  fetchHubConfigFiles,
+  generate,
+  loadT5,
+  teacherForced,
+} from "./pretrained.ts";
 import { greedyDecode } from "./t5.ts";
 import { collate, disposeBatch, encodeExample } from "../benchmarks/batching.ts";
 import { gpuTest } from "./webgpu/testing.ts";
@@ -719,6 +725,74 @@ spieceTest(
           return true;
         },
       );
+    } finally {
+      await repo.close();
+    }
+  },
+);
+
+spieceTest(
+  "loadT5() of a hub repo that gained tokenizer.json since its 404 was recorded uses it once the weights' download fetched it",
+  async ({ root, dir, ref }) => {
+    // The hub names the branch's commit in X-Repo-Commit; a random init's fetch of the config
+    // files records tokenizer.json's 404 at commit a.
+    let commit = "a".repeat(40);
+    const repo = serveHub({ "google/t5-spiece@main": dir }, { commit: () => commit });
+    const env = { HF_ENDPOINT: repo.endpoint, HF_HUB_OFFLINE: undefined, HF_TOKEN: undefined };
+    try {
+      for (
+        const [added, fits] of [[ref, true], [
+          await T5Tokenizer.fromFile(TOKENIZER),
+          false,
+        ]] as const
+      ) {
+        const cacheDir = join(root, `cache-${fits}`);
+        const cached = join(cacheDir, "models--google--t5-spiece", "main");
+        commit = "a".repeat(40);
+        await Deno.remove(join(dir, "tokenizer.json")).catch(() => {});
+        await withEnv(env, () => fetchHubConfigFiles("google/t5-spiece", { cacheDir }));
+        ok(await Deno.stat(join(cached, "spiece.model")).then(() => true));
+        // Commit b adds tokenizer.json. The config files are read from the cache (the fresh
+        // record holds while the commit is unknown); the weights' download learns of commit b
+        // and fetches tokenizer.json. Before, the tokenizer was already chosen: spiece.model's
+        // conversion, until the next load.
+        commit = "b".repeat(40);
+        const json = fits
+          ? sentencePieceToTokenizerJson(
+            parseSentencePieceModel(
+              await Deno.readFile(join(dir, "spiece.model")),
+              "spiece.model",
+            ),
+            "spiece.model",
+            10,
+          )
+          : JSON.parse(await Deno.readTextFile(TOKENIZER));
+        await Deno.writeTextFile(join(dir, "tokenizer.json"), JSON.stringify(json));
+        const lines: string[] = [];
+        const load = () =>
+          withEnv(env, () => loadT5("google/t5-spiece", { cacheDir, log: (l) => lines.push(l) }));
+        if (!fits) {
+          await rejects(load(), (e: Error) => {
+            equal(
+              e.message,
+              `tokenizer ${join(cached, "tokenizer.json")} and ${join(cached, "config.json")} ` +
+                `do not match: the tokenizer has ${added.vocabSize} ids but the model's ` +
+                `"vocab_size" is 96 (is it the model's own tokenizer?)`,
+            );
+            return true;
+          });
+          continue;
+        }
+        const t5 = await load();
+        try {
+          equal(t5.tokenizerSource, join(cached, "tokenizer.json"));
+          deepEqual(lines, [], "no line saying spiece.model was converted");
+          const text = "the cat <extra_id_0> on the mat";
+          deepEqual(t5.tokenizer.encode(text), added.encode(text));
+        } finally {
+          disposeLoadedT5(t5);
+        }
+      }
     } finally {
       await repo.close();
     }
