@@ -23,7 +23,9 @@
  * that is a commit sha, forever; for a branch or tag (`main`), while the hub names the same commit
  * (a call that learns of a new commit asks again) or, before the call has asked the hub anything,
  * for {@link ABSENT_MAX_AGE_MS} (a day) after the check; after that the file is asked for again
- * (a completed folder too), and when the hub cannot be reached the record stands. `HF_ENDPOINT`
+ * (a completed folder too), and when the hub cannot be reached the record stands; when it answers
+ * HTTP 401 or 403 instead (the repo has become gated or private, or the token is refused), the
+ * call fails, saying so, how to pass a token, and that `HF_HUB_OFFLINE=1` uses the cache. `HF_ENDPOINT`
  * overrides the endpoint,
  * `HF_TOKEN` (or `HUGGING_FACE_HUB_TOKEN`) is sent as a bearer token to the endpoint's origin
  * only (not to the CDN it redirects to), and `HF_HUB_OFFLINE=1` forbids network access.
@@ -409,6 +411,22 @@ async function download(ctx: Ctx, file: string, optional: boolean): Promise<bool
       return got;
     } catch (e) {
       if (!stale) throw e;
+      const status = e instanceof Error && e.cause instanceof HttpStatusError
+        ? e.cause.status
+        : undefined;
+      if (status === 401 || status === 403) {
+        // The hub answered, refusing access: the repo has become gated or private (or the token
+        // was revoked). Not taken for an absence: the user is told, and how to go on.
+        const at = (await absentFiles(ctx)).get(file)?.commit;
+        throw new Error(
+          `${(e as Error).message}. It was asked for again because the hub had answered 404 ` +
+            `for it${at ? ` at commit ${at}` : ""} (recorded in ${
+              join(ctx.dir, ABSENT_MARKER)
+            }); ` +
+            `to use the files cached in ${ctx.dir} without asking the hub, set HF_HUB_OFFLINE=1`,
+          { cause: e },
+        );
+      }
       // Only re-checking an old record of a 404: the hub unreachable (or failing, or sending an
       // invalid file) does not fail a call the cache could answer; the record stands.
       const why = e instanceof HubOfflineError ? "hub unreachable" : (e as Error).message;
@@ -467,7 +485,11 @@ async function downloadLocked(
         return false;
       }
       const hint = e.status === 401 || e.status === 403
-        ? "; the repo may be gated or private: set HF_TOKEN to an access token"
+        ? ctx.headers.authorization === undefined
+          ? "; the repo may be gated or private: set HF_TOKEN to an access token that has " +
+            "access to it"
+          : "; the repo may be gated or private, and the access token sent (HF_TOKEN, or the " +
+            "token option) was refused or has no access to it"
         : e.status === 404
         ? `; check the repo id "${ctx.repoId}" and revision "${ctx.revision}"`
         : "";

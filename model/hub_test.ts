@@ -986,3 +986,70 @@ Deno.test("fetchHubModel: a recorded 404 of a branch holds for its commit, is as
     await Deno.remove(tmp, { recursive: true });
   }
 });
+
+Deno.test("fetchHubModel: HTTP 401/403 while re-checking an old 404 record is an error saying how to pass a token; the cache stays", async () => {
+  const cache = await Deno.makeTempDir();
+  let refuse: number | undefined;
+  const hub = serveHub({ "org/tiny@main": RELU }, {
+    answer: () => refuse === undefined ? undefined : new Response("no", { status: refuse }),
+  });
+  const opts = { cacheDir: cache, endpoint: hub.endpoint };
+  try {
+    const dir = await fetchHubModel("org/tiny", opts);
+    const absent = join(dir, ".absent.json");
+    const record = JSON.parse(await Deno.readTextFile(absent));
+    for (const c of Object.values(record.checks) as { at: string }[]) {
+      c.at = new Date(Date.now() - ABSENT_MAX_AGE_MS - 60_000).toISOString();
+    }
+    const expired = JSON.stringify(record);
+    await Deno.writeTextFile(absent, expired);
+    const names = namesIn(dir);
+    // The repo became private (401 without a token) or gated (403 with a token lacking access).
+    // Before, the refusal was logged, taken for the old absence, and the call went on.
+    const url = `${hub.endpoint}/org/tiny/resolve/main/tokenizer.json`;
+    const tail = `. It was asked for again because the hub had answered 404 for it (recorded ` +
+      `in ${absent}); to use the files cached in ${dir} without asking the hub, set ` +
+      `HF_HUB_OFFLINE=1`;
+    for (
+      const [status, token, hint] of [
+        [401, undefined, "set HF_TOKEN to an access token that has access to it"],
+        [
+          403,
+          "tok",
+          "and the access token sent (HF_TOKEN, or the token option) was refused or has no " +
+          "access to it",
+        ],
+      ] as const
+    ) {
+      refuse = status;
+      const n = hub.requests.length;
+      await withEnv({ HF_TOKEN: undefined, HF_HUB_OFFLINE: undefined }, () =>
+        assert.rejects(
+          fetchHubModel("org/tiny", { ...opts, ...(token ? { token } : {}) }),
+          (e: Error) => {
+            assert.equal(
+              e.message,
+              `Model "org/tiny" could not be fetched: ${url} answered HTTP ${status}; the repo ` +
+                `may be gated or private${status === 401 ? ": " : ", "}${hint}${tail}`,
+            );
+            return true;
+          },
+        ));
+      assert.equal(hub.requests.length, n + 1, "asked once: a refusal is not retried");
+      // Nothing written, nothing left: the record, the folder's files, no part or lock.
+      assert.equal(await Deno.readTextFile(absent), expired);
+      assert.deepEqual(namesIn(dir), names);
+      assert.deepEqual(namesIn(join(dirname(dir), ".locks")), []);
+    }
+    // Offline mode answers from the cache without asking.
+    const n = hub.requests.length;
+    assert.equal(
+      await withEnv({ HF_HUB_OFFLINE: "1" }, () => fetchHubModel("org/tiny", opts)),
+      dir,
+    );
+    assert.equal(hub.requests.length, n);
+  } finally {
+    await hub.close();
+    await Deno.remove(cache, { recursive: true });
+  }
+});
