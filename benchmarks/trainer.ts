@@ -20,6 +20,11 @@
  * field (written before it existed) owes none and resumes as it always did. A checkpoint that owes
  * an evaluation is refused by a resume given no {@link TrainOptions.evaluate} to redo it (the debt
  * stays on disk, for a resume that can pay it).
+ * A request that comes after the last step's checkpoint (training done, its final state saved)
+ * stops nothing here: {@link train} returns and the request stays for its caller (`runGrid` ends
+ * the grid right after the run). Before the loop reports its end to {@link watchCheckpointingLoops}
+ * (whose observer, the bench, then removes its signal listeners) it lets the event loop turn once,
+ * so that a signal received in the final save's last instants still reaches the listener.
  * A newest checkpoint that cannot be resumed (a corrupt or missing file, a state that is not a
  * trainer's) does not stop the run while an older one can: the resume falls back to the newest
  * that can, logs one line per folder skipped (which, and why), and leaves those folders as they
@@ -1000,7 +1005,15 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
         await afterStep(step % t.evalEvery === 0 || step === t.steps);
       }
     } finally {
-      if (ckptEnabled) checkpointingLoop(-1);
+      if (ckptEnabled) {
+        // A signal the process received since the event loop last turned (in the final save's
+        // last steps, or the step or evaluation an error ended) reaches the bench's listener only
+        // when it turns again; ending the loop first would remove the listener and lose it. So
+        // it turns once here: the signal becomes the stop request, which the runner honours
+        // right after this run (the final state is saved) or stops the grid for.
+        await yieldToEventLoop();
+        checkpointingLoop(-1);
+      }
     }
     return {
       losses,

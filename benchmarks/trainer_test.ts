@@ -519,6 +519,63 @@ Deno.test("train() sees a real signal's stop request at the next step boundary (
   }
 });
 
+Deno.test("train() hands a signal that came after its last checkpoint to the stop request before the loop ends (not dropped)", async () => {
+  // The bench's listener is installed only while a loop that writes checkpoints runs
+  // (watchCheckpointingLoops): a signal the process received just before the loop ends is
+  // dispatched only when the event loop turns, so the loop must let it turn before it reports
+  // its end, or the listener is removed first and the signal is lost.
+  const dir = await Deno.makeTempDir();
+  const m = initT5(CONFIG, { seed: 1 });
+  const spec = { ...SPEC, steps: 2, checkpointEvery: 2, evalEvery: 100 };
+  let installed: (() => void) | undefined;
+  const unwatch = watchCheckpointingLoops((running) => {
+    if (running) {
+      installed = () => requestStop("SIGTERM");
+      Deno.addSignalListener("SIGTERM", installed);
+    } else if (installed !== undefined) {
+      Deno.removeSignalListener("SIGTERM", installed);
+      installed = undefined;
+    }
+  });
+  // Should the signal reach no listener of the test, this keeps it from ending the process.
+  const guard = () => {};
+  Deno.addSignalListener("SIGTERM", guard);
+  let last = false;
+  let sent = false;
+  try {
+    const before = tf.memory().numTensors;
+    const r = await train(opts(m, {
+      train: spec,
+      checkpointDir: dir,
+      runKey: "k",
+      onStep: (s) => {
+        last = s === spec.steps;
+      },
+      // Read once after each save: after the final one, the signal comes in synchronous code.
+      now: () => {
+        if (last && !sent) {
+          sent = true;
+          Deno.kill(Deno.pid, "SIGTERM");
+        }
+        return performance.now();
+      },
+    }));
+    assert.ok(sent, "the signal was sent after the final checkpoint");
+    assert.equal(r.losses.length, spec.steps, "training had finished: it returns normally");
+    assert.deepEqual(await listCheckpoints(dir), [spec.steps], "the final state is saved");
+    assert.equal(stopRequested(), "SIGTERM", "the signal became the stop request");
+    assert.equal(installed, undefined, "the listener was removed when the loop ended");
+    assert.equal(tf.memory().numTensors, before, "nothing leaked");
+  } finally {
+    Deno.removeSignalListener("SIGTERM", guard);
+    if (installed !== undefined) Deno.removeSignalListener("SIGTERM", installed);
+    unwatch();
+    clearStopRequest();
+    disposeT5(m);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("train() stopped during an evaluation: the checkpoint owes it, the resume redoes it first and ends bit-identical", async () => {
   const inputs = [[3, 4, 1], [7, 1], [8, 9, 1], [5, 1]];
   const examples = inputs.map((_, i) => ({ task: "a", id: `a/${i}`, input: "", target: "" }));
