@@ -109,6 +109,7 @@ import {
   parseFlags,
   usageChecked,
   UsageError,
+  wrapHelp,
 } from "../model/usage.ts";
 import {
   type CommandRunner,
@@ -847,7 +848,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     return exitCodeOf(e);
   }
   if (values === undefined) {
-    log(USAGE);
+    log(wrapHelp(USAGE));
     log("\nProfiles:");
     const names = listProfiles();
     // One column for the descriptions, however long the longest name (ablation-large).
@@ -855,7 +856,8 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     for (const name of names) {
       try {
         const p = JSON.parse(Deno.readTextFileSync(profilePath(name))) as { description?: string };
-        log(`  ${name.padEnd(width)}  ${p.description ?? ""}`);
+        // Wrapped under its column: descriptions are a sentence or three.
+        log(wrapHelp(`  ${name.padEnd(width)}  ${p.description ?? ""}`));
       } catch {
         log(`  ${name}`);
       }

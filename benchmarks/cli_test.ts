@@ -197,11 +197,13 @@ Deno.test("main() reports bad arguments and profiles with exit code 2", async ()
         `${Math.round(100 * (1 - WASM_XNN_HEAP_MARGIN))}% on plain wasm`,
     ),
   );
-  // The profiles' descriptions start in one column, ablation-large's too.
+  // The profiles' descriptions start in one column, ablation-large's too, and so do their
+  // continuation lines (wrapped to 100 columns).
   const profileLines = c.out.join("\n").split("\nProfiles:\n")[1]!.split("\n");
   assert.ok(profileLines.some((l) => l.startsWith("  ablation-large ")), profileLines.join("\n"));
-  const starts = new Set(profileLines.map((l) => /^ {2}\S+ +/.exec(l)![0].length));
+  const starts = new Set(profileLines.map((l) => /^ {2}(\S+)? +/.exec(l)![0].length));
   assert.equal(starts.size, 1, profileLines.join("\n"));
+  assert.ok(profileLines.every((l) => l.length <= 100), profileLines.join("\n"));
   // -h too, and after other flags, a mistyped one included, as in every tool (runCli).
   c = capture();
   assert.equal(await main(["--bogus", "--out", "-h"], c.opts), 0);

@@ -5,10 +5,13 @@
  * difference of its step losses and whether its benchmark averages are equal are printed. The
  * regression gate cannot do this: it matches runs by id, which includes the backend.
  *
- * Usage: `deno run -A benchmarks/loss_diff.ts BASELINE CURRENT`
+ * Usage: `deno run -A benchmarks/loss_diff.ts BASELINE CURRENT` (exit 0 compared, 1 a result that
+ * cannot be read or a run missing from CURRENT, 2 bad arguments; {@link LOSS_DIFF_USAGE}).
  *
  * @module
  */
+import { existsSync } from "node:fs";
+import { type CliOptions, runCli, UsageError } from "../model/usage.ts";
 import { loadResults, runKey } from "./compare.ts";
 import type { RunResult } from "./spec.ts";
 
@@ -55,23 +58,69 @@ export function lossDiffs(
   }).sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : 0));
 }
 
-if (import.meta.main) {
-  const [base, current] = Deno.args;
-  if (base === undefined || current === undefined) {
-    console.error("Usage: deno run -A benchmarks/loss_diff.ts BASELINE CURRENT");
-    Deno.exit(2);
-  }
-  const diffs = lossDiffs(await loadResults(base), await loadResults(current));
-  for (const d of diffs) {
-    console.log(
-      `${d.key}: ${d.steps} steps, max relative loss difference ${
-        d.maxRelLossDiff.toExponential(2)
-      }, averages ${d.averagesEqual ? "equal" : "DIFFER"}`,
-    );
-  }
-  const worst = Math.max(0, ...diffs.map((d) => d.maxRelLossDiff));
-  console.log(
-    `${diffs.length} runs: max relative loss difference ${worst.toExponential(2)}; ` +
-      `${diffs.filter((d) => !d.averagesEqual).length} with other averages`,
+/** `deno run -A benchmarks/loss_diff.ts --help`. */
+export const LOSS_DIFF_USAGE =
+  `deno run -A benchmarks/loss_diff.ts BASELINE CURRENT   step losses of two result folders
+
+  BASELINE, CURRENT   folders of run result JSONs, or JSON files of results, of the same grid
+                      (e.g. one run on wasm+blas and one with --backend webgpu); runs are matched
+                      by run key, backend aside, and for each the largest relative difference
+                      of its step losses and whether its benchmark averages are equal are printed
+  --help              this text
+
+Exit codes: 0 compared (whatever the differences), 1 a result cannot be read, or a baseline run
+is missing from CURRENT or has another number of steps, 2 bad arguments (a missing folder).`;
+
+/**
+ * The command: compares the two folders named by `args` and prints one line per run and a
+ * summary (through `runCli` of `model/usage.ts`: `--help` prints {@link LOSS_DIFF_USAGE}, an
+ * error is one line, exit 2 for bad arguments, 1 for a failure).
+ *
+ * @param args command-line arguments: BASELINE CURRENT
+ * @param opts output sinks
+ * @returns the exit code
+ */
+export function main(args: string[], opts: CliOptions = {}): Promise<number> {
+  const log = opts.log ?? ((s: string) => console.log(s));
+  return runCli(
+    async (a) => {
+      const flag = a.find((x) => /^-[-A-Za-z]/.test(x));
+      if (flag !== undefined) {
+        throw new UsageError(
+          `unknown flag ${flag}; ${LOSS_DIFF_TOOL} takes BASELINE CURRENT (--help: what they are)`,
+        );
+      }
+      if (a.length !== 2) {
+        throw new UsageError(
+          `${LOSS_DIFF_TOOL} takes two folders, BASELINE CURRENT; got ${a.length} argument(s)`,
+        );
+      }
+      for (const [name, path] of [["BASELINE", a[0]!], ["CURRENT", a[1]!]] as const) {
+        if (!existsSync(path)) throw new UsageError(`${name} ${path}: no such folder or file`);
+      }
+      const diffs = lossDiffs(await loadResults(a[0]!), await loadResults(a[1]!));
+      for (const d of diffs) {
+        log(
+          `${d.key}: ${d.steps} steps, max relative loss difference ${
+            d.maxRelLossDiff.toExponential(2)
+          }, averages ${d.averagesEqual ? "equal" : "DIFFER"}`,
+        );
+      }
+      const worst = Math.max(0, ...diffs.map((d) => d.maxRelLossDiff));
+      log(
+        `${diffs.length} runs: max relative loss difference ${worst.toExponential(2)}; ` +
+          `${diffs.filter((d) => !d.averagesEqual).length} with other averages`,
+      );
+    },
+    args,
+    LOSS_DIFF_USAGE,
+    opts,
   );
+}
+
+/** The command as the usage text names it. */
+const LOSS_DIFF_TOOL = "deno run -A benchmarks/loss_diff.ts";
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
 }

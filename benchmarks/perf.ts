@@ -933,14 +933,20 @@ export const PERF_USAGE =
   --sizes LIST          matMul sizes n (n×n×n), default 256,512,1024,2048; "" for none
   --steps N             timed steps per workload after 2 warm-up steps (default 5)
   --optimizer NAME      adamw (default) or adafactor
-  --rounds N            repeat the backend list N times (A/B variants alternate)
+  --rounds N            repeat the backend list N times (A/B variants alternate; default 1)
   --max-seconds S       skip a measurement estimated over S seconds (default 60)
   --profile             per-kernel times of one step (tf.profile)
   --include-fallback-webgpu   also measure a software WebGPU adapter
-  --quick               CI mode: small shapes, seconds
+  --quick               CI mode, seconds: default sizes 64,128, workloads
+                        ${QUICK_WORKLOADS.join(";")}, 2 steps, --max-seconds 5
   --out-dir DIR         where the JSON goes (default results/perf)
   --no-save             print only
-  --help                this text`;
+  --help                this text
+
+Exit codes: 0 measured (what would not fit or would exceed --max-seconds is skipped, with the
+reason; so is a backend of the default list that cannot start), 1 a measurement failed or a
+backend named by --backends could not start (the others are still saved), 2 bad arguments
+(nothing measured).`;
 
 /** The flags of `deno task perf`, as `parseArgs` takes them. */
 const PERF_FLAGS = {

@@ -45,7 +45,7 @@ import {
   type TempPattern,
 } from "../model/fs.ts";
 import { parseJsonFile } from "../model/json.ts";
-import { exitCodeOf, parseFlags, usageChecked, UsageError } from "../model/usage.ts";
+import { exitCodeOf, parseFlags, usageChecked, UsageError, wrapHelp } from "../model/usage.ts";
 import {
   BACKEND_NAMES,
   backendFromEnv,
@@ -757,13 +757,19 @@ Pretrains a tiny T5 on span corruption and caches it as a Hugging Face folder.
   --batch-size N       sequences per step (default ${PRETRAIN_DEFAULTS.batchSize})
   --chunk-length N     tokens per packed chunk (default ${PRETRAIN_DEFAULTS.chunkLength})
   --lr X               AdamW learning rate (default ${PRETRAIN_DEFAULTS.learningRate})
-  --seed N             root seed (default 0)
+  --seed N             root seed (default ${PRETRAIN_DEFAULTS.seed})
   --backend X          ${BACKEND_NAMES.join(", ")}
                        (default auto; cpu is pure JS and wasm is pure wasm, never OpenBLAS:
                        the same weights on every host)
   --cache-dir DIR      cache root (default $HYPERPROMPT_CACHE, else
                        $XDG_CACHE_HOME/hyperprompt-bench, else ~/.cache/hyperprompt-bench)
-  --help               this text`;
+  --help               this text
+
+Prints the backbone's folder and its first and last loss. A backbone of the same corpus and
+settings already in the cache is reused, not trained again.
+
+Exit codes: 0 written (or found in the cache), 1 the pretraining failed, 2 bad arguments (nothing
+run).`;
 
 function intArg(v: string | undefined, name: string, fallback: number, min = 1): number {
   if (v === undefined) return fallback;
@@ -825,7 +831,7 @@ export async function main(args: string[], opts: PretrainMainOptions = {}): Prom
   try {
     // As runCli (model/usage.ts) does for the other tools: --help anywhere prints the usage.
     if (args.includes("--help") || args.includes("-h")) {
-      log(HELP);
+      log(wrapHelp(HELP));
       return 0;
     }
     const values = parseFlags(args, {
@@ -901,7 +907,7 @@ export async function main(args: string[], opts: PretrainMainOptions = {}): Prom
       batchSize: intArg(values["batch-size"], "batch-size", PRETRAIN_DEFAULTS.batchSize),
       chunkLength: intArg(values["chunk-length"], "chunk-length", PRETRAIN_DEFAULTS.chunkLength),
       learningRate: lr,
-      seed: values.seed === undefined ? 0 : seedArg(values.seed),
+      seed: values.seed === undefined ? PRETRAIN_DEFAULTS.seed : seedArg(values.seed),
       ...(backend === undefined ? {} : { backend: backend as BackendName }),
       cacheDir,
     };

@@ -49,7 +49,14 @@ import {
 import { describeAdapter, parseChoice, tuningPathFor } from "../model/webgpu/tuning.ts";
 import { makeWorkload, parseWorkload } from "./perf.ts";
 import { checkOutputFile, writeFileAtomic } from "../model/fs.ts";
-import { type CliOptions, parseFlags, runCli, usageChecked, UsageError } from "../model/usage.ts";
+import {
+  type CliOptions,
+  parseFlags,
+  runCli,
+  usageChecked,
+  UsageError,
+  wrapHelp,
+} from "../model/usage.ts";
 import { gitState } from "./provenance.ts";
 import { quietWaylandProbe } from "../model/webgpu/wsi_env.ts";
 
@@ -74,7 +81,10 @@ export const TUNE_USAGE = `deno task tune [options]   per-shape matmul kernel ch
                         wherever it runs from; merged if it exists)
   --include-fallback    run on a software adapter too (its times say nothing about a GPU)
   --quick               CI: a tiny model, 1 rep, 1 round, candidates ${QUICK_CANDIDATES}
-  --help                this text`;
+  --help                this text
+
+Exit codes: 0 the table was written, 1 a failure (no WebGPU adapter, a software one without
+--include-fallback, a measurement or the table's write), 2 bad arguments (nothing run).`;
 
 /** What {@link main} returns. */
 export interface TuneResult {
@@ -169,7 +179,7 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
     throw new UsageError(`benchmarks/tune.ts: ${(e as Error).message}`, { cause: e });
   }
   if (values.help) {
-    console.log(TUNE_USAGE);
+    console.log(wrapHelp(TUNE_USAGE));
     return undefined;
   }
   const quick = values.quick;
@@ -320,15 +330,16 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
   return { path, table, workloads: totals };
 }
 
-/** Options of {@link cli} (tests capture the error line). */
-export type TuneCliOptions = Pick<CliOptions, "error">;
+/** Options of {@link cli} (tests capture the help text and the error line). */
+export type TuneCliOptions = Pick<CliOptions, "log" | "error">;
 
 /**
  * `deno task tune`: {@link main}, with an error printed as one line instead of a stack trace;
  * `--help` or `-h` anywhere prints {@link TUNE_USAGE}.
  *
  * @param args command-line arguments (see {@link TUNE_USAGE})
- * @param opts where the error line goes (default console.error)
+ * @param opts where the help text (default console.log) and the error line (default
+ *   console.error) go
  * @returns the exit code: 0 written (or `--help`), 1 the tuning failed, 2 bad arguments
  */
 export function cli(args: string[], opts: TuneCliOptions = {}): Promise<number> {

@@ -3,13 +3,14 @@
  * `pretrain`, `perf`, `tune` and `benchmarks/gpu_check.ts`): **0** success (`--help` included),
  * **1** a failure while working (a download, a run, reading or writing results), **2** bad
  * arguments, refused before any work starts (an unknown or misspelled flag, a flag without its
- * value or with an empty one, a bad number or name, a file or folder named on the command line that cannot be used).
- * `deno task bench` adds **3**: the regression gate failed, and **130** / **143**: stopped by SIGINT /
- * SIGTERM (`benchmarks/cli.ts`).
+ * value or with an empty one, a bad number or name, a file or folder named on the command line
+ * that cannot be used). `deno task bench` adds **3**: the regression gate failed, and **130** /
+ * **143**: stopped by SIGINT / SIGTERM (`benchmarks/cli.ts`).
  *
  * An argument check throws a {@link UsageError}; a tool's entry point maps what it caught to the
  * exit code with {@link exitCodeOf}. {@link parseFlags} parses a tool's flags, every mistake one
- * line naming the flag, the value and what it takes.
+ * line naming the flag, the value and what it takes. {@link wrapHelp} keeps `--help` text within
+ * {@link HELP_WIDTH} columns.
  *
  * @example
  * ```ts
@@ -90,6 +91,52 @@ export function exitCodeOf(e: unknown): 1 | 2 {
   return e instanceof UsageError ? EXIT_USAGE : EXIT_FAILURE;
 }
 
+/** The widest line of a tool's `--help` text (the width `deno fmt` keeps the code to). */
+export const HELP_WIDTH = 100;
+
+/**
+ * Wraps the lines of a `--help` text that are wider than `width` columns at spaces, each
+ * continuation indented as the line's description: an option line (`  --out DIR   where ...`)
+ * continues under the text after its run of two or more spaces, any other line two columns in
+ * from its own indentation. Shorter lines are kept as they are; a word wider than the room left
+ * stays whole on its own line.
+ *
+ * @example
+ * ```ts
+ * import { wrapHelp } from "./usage.ts";
+ * const text = wrapHelp("  --out DIR   where the tables go, one CSV file per table", 40);
+ * console.assert(text === "  --out DIR   where the tables go, one\n              CSV file per table");
+ * ```
+ *
+ * @param text the help text
+ * @param width the widest line allowed (default {@link HELP_WIDTH})
+ * @returns the text with every line at most `width` columns, words permitting
+ */
+export function wrapHelp(text: string, width: number = HELP_WIDTH): string {
+  return text.split("\n").flatMap((line) => {
+    if (line.length <= width) return [line];
+    const found = /^\s*\S.*?\S {2,}(?=\S)/.exec(line)?.[0].length;
+    const column = found !== undefined && found < width / 2 ? found : undefined;
+    // The option column, spaces included, or the line's own indentation.
+    const lead = line.slice(0, column ?? /^ */.exec(line)![0].length);
+    const indent = column ?? lead.length + 2;
+    const out: string[] = [];
+    let cur = lead; // ends with a space or is empty until its first word
+    let words = 0; // on `cur`
+    for (const w of line.slice(lead.length).trim().split(/ +/)) {
+      if (words > 0 && cur.length + 1 + w.length > width) {
+        out.push(cur);
+        cur = " ".repeat(indent);
+        words = 0;
+      }
+      cur += (words > 0 ? " " : "") + w;
+      words++;
+    }
+    out.push(cur);
+    return out;
+  }).join("\n");
+}
+
 /** Options of {@link runCli}: output sinks, and the command (tests pass a stand-in). */
 export interface CliOptions {
   /** Where `--help` goes (default `console.log`). */
@@ -101,7 +148,8 @@ export interface CliOptions {
 }
 
 /**
- * A tool's command line: `--help` or `-h` prints `usage` (when given) and gives 0; otherwise runs
+ * A tool's command line: `--help` or `-h` prints `usage` (when given; wrapped to
+ * {@link HELP_WIDTH} columns by {@link wrapHelp}) and gives 0; otherwise runs
  * `main`, and an error it throws is printed as one line, without a stack trace, and gives
  * {@link exitCodeOf} (2 for a {@link UsageError}, else 1).
  *
@@ -118,7 +166,7 @@ export async function runCli(
   opts: CliOptions = {},
 ): Promise<number> {
   if (usage !== undefined && (args.includes("--help") || args.includes("-h"))) {
-    (opts.log ?? ((s: string) => console.log(s)))(usage);
+    (opts.log ?? ((s: string) => console.log(s)))(wrapHelp(usage));
     return 0;
   }
   try {
@@ -159,6 +207,21 @@ export interface FlagSpec<O extends ParseArgsOptionsConfig> {
    * `--out ""`, `--out " "`: an unset variable, typically) is refused as a flag without its value.
    */
   readonly allowEmpty?: readonly ValueFlag<O>[];
+}
+
+/** The flags of every tool whose arguments {@link parseFlags} has parsed, by `FlagSpec.tool`. */
+const parsedFlags = new Map<string, readonly string[]>();
+
+/**
+ * The flags (without dashes) that a tool's parser accepts, as its last {@link parseFlags} call
+ * declared them, or undefined when no call named that tool in this process: lets a test compare
+ * a tool's `--help` with its parser after one call of its entry point.
+ *
+ * @param tool the command as `FlagSpec.tool` names it (`"deno task tables"`)
+ * @returns the flag names, in declaration order
+ */
+export function declaredFlags(tool: string): readonly string[] | undefined {
+  return parsedFlags.get(tool);
 }
 
 /** The distance of two strings in single-character edits (insert, delete, substitute). */
@@ -235,6 +298,7 @@ export function parseFlags<O extends ParseArgsOptionsConfig>(
   spec: FlagSpec<O>,
 ): FlagValues<O> {
   const options: ParseArgsOptionsConfig = spec.options;
+  parsedFlags.set(spec.tool, Object.keys(options));
   const takes = spec.takes as Readonly<Record<string, string>>;
   const allowEmpty = new Set<string>(spec.allowEmpty ?? []);
   const { tokens } = parseArgs({

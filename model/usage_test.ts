@@ -3,10 +3,12 @@ import {
   EXIT_FAILURE,
   EXIT_USAGE,
   exitCodeOf,
+  HELP_WIDTH,
   parseFlags,
   runCli,
   usageChecked,
   UsageError,
+  wrapHelp,
 } from "./usage.ts";
 
 Deno.test("exitCodeOf(): 2 for a UsageError, 1 for any other error or value", () => {
@@ -192,4 +194,34 @@ Deno.test("parseFlags(): good invocations give parseArgs's values with the defau
       }),
     { message: "--n needs a value (a value); t --help lists the flags" },
   );
+});
+
+Deno.test("wrapHelp(): long lines wrap under the option's description column, others two columns in", () => {
+  // An option line: the continuation starts where the description does.
+  equal(
+    wrapHelp("  --out DIR   where the tables go, one CSV file per table", 40),
+    "  --out DIR   where the tables go, one\n              CSV file per table",
+  );
+  // A plain line: two columns in from its own indentation; short lines and blank ones kept.
+  equal(
+    wrapHelp("tasks: glue/cola, glue/sst2, glue/mrpc, glue/qqp\n\nshort", 30),
+    "tasks: glue/cola, glue/sst2,\n  glue/mrpc, glue/qqp\n\nshort",
+  );
+  // A word wider than the room stays whole, on a line of its own.
+  equal(wrapHelp("a " + "x".repeat(12), 10), "a\n  " + "x".repeat(12));
+  // The default width is HELP_WIDTH, and every line of a long text ends within it.
+  const long = `  --flag N    ${"word ".repeat(60)}`;
+  const lines = wrapHelp(long).split("\n");
+  ok(lines.length > 1 && lines.every((l) => l.length <= HELP_WIDTH), lines.join("\n"));
+  ok(lines.slice(1).every((l) => l.startsWith(" ".repeat(14) + "word")), lines.join("\n"));
+  equal(lines.join(" ").replace(/ +/g, " ").trim(), long.replace(/ +/g, " ").trim());
+});
+
+Deno.test("runCli: --help text is wrapped to HELP_WIDTH columns", async () => {
+  const out: string[] = [];
+  const usage = `Usage: t\n\n  --x N   ${"long words ".repeat(20)}`;
+  equal(await runCli(() => Promise.resolve(), ["--help"], usage, { log: (s) => out.push(s) }), 0);
+  equal(out.length, 1);
+  ok(out[0]!.split("\n").every((l) => l.length <= HELP_WIDTH), out[0]!);
+  equal(out[0], wrapHelp(usage));
 });

@@ -956,7 +956,8 @@ function downloadUsage(): string {
     "                    cannot be connected to and has not answered before: offline)\n" +
     "  --quiet           no progress bars or log lines\n" +
     "  --help            this text\n\n" +
-    `cache default: ${cache} (HYPERPROMPT_CACHE=root overrides)\n` +
+    `cache default: ${cache} ($HYPERPROMPT_CACHE/data when that is set, else ` +
+    `$XDG_CACHE_HOME/hyperprompt-bench/data, else ~/.cache/hyperprompt-bench/data)\n` +
     `tasks: ${TASK_SOURCES.map((t) => t.id).join(", ")}\n` +
     "Exit codes: 0 done, 1 a download failed, 2 bad arguments (nothing fetched).";
 }
