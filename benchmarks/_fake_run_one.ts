@@ -23,7 +23,8 @@ function metricNames(task: string): readonly string[] {
 /**
  * Deterministic fake result: scores in [40, 90) from a hash of (id, task, step, metric) for the
  * metrics the task registry (`tasks/registry.ts`) names for each task,
- * parameter and FLOP counts from a hash of (model, method).
+ * parameter and FLOP counts from a hash of (model, method), throughput (rate, tokens and
+ * seconds) from a hash of the id.
  *
  * @param spec the run
  * @param opts progress is reported at every step
@@ -65,6 +66,12 @@ export function fakeRunOne(spec: RunSpec, opts: RunOneOptions): Promise<RunResul
   const trained = spec.method.name === "prompt_tuning" ? extra : total;
   const prompt = spec.method.name.startsWith("hyperprompt");
   const layers = 2;
+  // Throughput whose tokens / seconds is the rate exactly (as `runOne` writes it): seconds in
+  // eighths (exact in binary) below the fake's 1 s of wall time, the rate a multiple of 8, so the
+  // tokens are an integer. The seconds differ per run, so that a per-task row's total rate
+  // differs from the mean of its task runs' rates.
+  const tokensPerSecond = 8 * (125 + Math.floor(125 * unit(`${spec.id}/tps`)));
+  const trainSeconds = (1 + Math.floor(7 * unit(`${spec.id}/seconds`))) / 8;
   const result: RunResult = {
     spec,
     provenance: {
@@ -97,7 +104,9 @@ export function fakeRunOne(spec: RunSpec, opts: RunOneOptions): Promise<RunResul
       trainPerExample: 6 * total * (spec.train.maxInputLength + spec.train.maxTargetLength),
       inferencePerExample: 2 * total * (spec.train.maxInputLength + spec.train.maxTargetLength),
     },
-    tokensPerSecond: 1000 + Math.floor(1000 * unit(`${spec.id}/tps`)),
+    tokensPerSecond,
+    trainTokens: tokensPerSecond * trainSeconds,
+    trainSeconds,
     wallSeconds: 1,
     backboneSource: `random(seed=${spec.seed})`,
     ...(prompt

@@ -94,19 +94,38 @@ function mergedParams(parts: readonly RunResult[], numTasks: number): RunResult[
 }
 
 /**
- * The merged training throughput: the unweighted mean of the task runs' tokens per second. The
- * exact figure, all tokens over all training seconds, is the mean of the rates weighted by each
- * run's training seconds, which a result does not record (`tokensPerSecond` is the run's tokens
- * over its training time; `wallSeconds` adds setup and every evaluation). All task runs of one
- * configuration train the same steps at the same batch size, so their training times differ only
- * through their tasks' sequence lengths: equal weights are exact when the times are equal and
- * otherwise count a short-input task's rate as much as a long-input one's (which trained longer).
- * Weighting by `wallSeconds` would be further off: with evaluation on the whole validation set
- * (`paper-base`), a run's wall time is mostly evaluation, whose cost follows the size of the
- * task's validation set (QQP's 40,430 examples, RTE's 277), not its training time.
+ * The merged training throughput. When every task run records its totals (`trainTokens`,
+ * `trainSeconds`, written by `runOne` since they exist), the exact figure: all tokens over all
+ * training seconds, with those totals; `mean: false`. Otherwise (a result written before the
+ * fields existed) the unweighted mean of the task runs' tokens per second, which equals the exact
+ * figure only when their training times are equal; `mean: true`, and no totals. All task runs of
+ * one configuration train the same steps at the same batch size, so their training times differ
+ * through their tasks' sequence lengths: the mean counts a short-input task's rate as much as a
+ * long-input one's (which trained longer). Weighting by `wallSeconds` would be further off: with
+ * evaluation on the whole validation set (`paper-base`), a run's wall time is mostly evaluation,
+ * whose cost follows the size of the task's validation set (QQP's 40,430 examples, RTE's 277),
+ * not its training time.
  */
-function meanThroughput(parts: readonly RunResult[]): number {
-  return parts.reduce((a, r) => a + r.tokensPerSecond, 0) / parts.length;
+export function mergedThroughput(parts: readonly RunResult[]): {
+  readonly tokensPerSecond: number;
+  readonly trainTokens?: number;
+  readonly trainSeconds?: number;
+  readonly mean: boolean;
+} {
+  if (parts.every((r) => r.trainTokens !== undefined && r.trainSeconds !== undefined)) {
+    const trainTokens = parts.reduce((a, r) => a + r.trainTokens!, 0);
+    const trainSeconds = parts.reduce((a, r) => a + r.trainSeconds!, 0);
+    return {
+      tokensPerSecond: trainSeconds > 0 ? trainTokens / trainSeconds : 0,
+      trainTokens,
+      trainSeconds,
+      mean: false,
+    };
+  }
+  return {
+    tokensPerSecond: parts.reduce((a, r) => a + r.tokensPerSecond, 0) / parts.length,
+    mean: true,
+  };
 }
 
 function merge(parts: readonly RunResult[], perTaskOf: readonly string[]): RunResult {
@@ -126,6 +145,7 @@ function merge(parts: readonly RunResult[], perTaskOf: readonly string[]): RunRe
   );
   const attention: Record<string, AttentionMass> = {};
   for (const r of parts) Object.assign(attention, r.attentionMass ?? {});
+  const throughput = mergedThroughput(parts);
   const merged: RunResult = {
     spec,
     provenance: first.provenance,
@@ -135,7 +155,10 @@ function merge(parts: readonly RunResult[], perTaskOf: readonly string[]): RunRe
     averages,
     params: mergedParams(parts, perTaskOf.length),
     flops: first.flops,
-    tokensPerSecond: meanThroughput(parts),
+    tokensPerSecond: throughput.tokensPerSecond,
+    ...(throughput.mean
+      ? {}
+      : { trainTokens: throughput.trainTokens!, trainSeconds: throughput.trainSeconds! }),
     wallSeconds: parts.reduce((a, r) => a + r.wallSeconds, 0),
     backboneSource: first.backboneSource,
     ...(first.tokenizer === undefined ? {} : { tokenizer: first.tokenizer }),
@@ -150,9 +173,10 @@ function merge(parts: readonly RunResult[], perTaskOf: readonly string[]): RunRe
  * (`configId`, which ignores the task of a task run) and seed; other results pass unchanged.
  * Order: each merged result where its first task run was. Its losses are left empty (each task
  * run has its own; {@link perTaskParts} gives them), its FLOPs per example are the first task
- * run's, its throughput the unweighted mean of the task runs' (the stand-in for their total
- * tokens over total training time, which results do not record: this file's `meanThroughput`
- * says why not a `wallSeconds`-weighted mean) and its wall time their sum.
+ * run's, its throughput their total tokens over their total training seconds (with those
+ * totals as its `trainTokens` and `trainSeconds`), or, when a task run lacks them (written before
+ * they existed), the unweighted mean of their rates ({@link mergedThroughput}), and its wall time
+ * their sum.
  *
  * @param results run results (any shards, any profiles)
  * @param describe names a result in errors (its file)

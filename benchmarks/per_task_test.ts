@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { fakeRunOne } from "./_fake_run_one.ts";
 import { expandGrid, runGrid } from "./runner.ts";
 import { configId, type RunResult, type RunSpec, validateProfile } from "./spec.ts";
-import { isPerTaskRun, mergePerTaskRuns, missingTaskRuns, perTaskParts } from "./per_task.ts";
+import {
+  isPerTaskRun,
+  mergedThroughput,
+  mergePerTaskRuns,
+  missingTaskRuns,
+  perTaskParts,
+} from "./per_task.ts";
 import { flopsTable, scoresTable } from "./tables.ts";
 import { scoreVsParamsSvg } from "./plots.ts";
 import { compareResults, loadResults, runKey } from "./compare.ts";
@@ -75,17 +81,42 @@ Deno.test("mergePerTaskRuns() makes one result per seed: every task's best, the 
   assert.ok(Math.abs(m0.params.trainedPerTaskPct - 100 * extra / 8 / (p.total - p.extra)) < 1e-12);
   assert.equal(m0.wallSeconds, 8);
   assert.equal(pt.length, 16);
-  // Throughput: the unweighted mean of the task runs' rates (per_task.ts meanThroughput), not
-  // weighted by wall time, which mostly measures evaluation: a run that evaluated 100 times
-  // longer does not count more.
+  // Throughput: all tokens over all training seconds of the task runs (their recorded totals),
+  // not the mean of their rates, nor weighted by wall time (mostly evaluation): a run that
+  // evaluated 100 times longer does not count more.
+  const tokens = parts.reduce((a, r) => a + r.trainTokens!, 0);
+  const seconds = parts.reduce((a, r) => a + r.trainSeconds!, 0);
+  assert.equal(m0.trainTokens, tokens);
+  assert.equal(m0.trainSeconds, seconds);
+  assert.equal(m0.tokensPerSecond, tokens / seconds);
   const rates = parts.map((r) => r.tokensPerSecond);
-  assert.equal(new Set(rates).size > 1, true, "the fake's rates differ per run");
   const mean = rates.reduce((a, b) => a + b, 0) / 8;
-  assert.ok(Math.abs(m0.tokensPerSecond - mean) <= 1e-9 * mean, `${m0.tokensPerSecond}`);
+  assert.ok(new Set(parts.map((r) => r.trainSeconds)).size > 1, "the fake's seconds differ");
+  assert.ok(Math.abs(m0.tokensPerSecond - mean) > 1, `total rate ${m0.tokensPerSecond} = mean`);
   const slow = rs.map((r) => r === parts[0] ? { ...r, wallSeconds: 100 } : r);
   const m0slow = mergePerTaskRuns(slow).find((r) => r.spec.perTaskOf && r.spec.seed === 0)!;
   assert.equal(m0slow.tokensPerSecond, m0.tokensPerSecond);
   assert.equal(m0slow.wallSeconds, 107);
+});
+
+Deno.test("mergePerTaskRuns(): task runs without training totals (older results) merge to the mean of their rates", async () => {
+  const rs = await results(grid());
+  const parts = rs.filter((r) => r.spec.perTaskOf !== undefined && r.spec.seed === 0);
+  const mean = parts.reduce((a, r) => a + r.tokensPerSecond, 0) / 8;
+  const strip = (r: RunResult): RunResult => {
+    const { trainTokens: _t, trainSeconds: _s, ...rest } = r;
+    return rest;
+  };
+  // One task run written before the fields existed is enough: its share of the total is unknown.
+  for (const old of [parts.map(strip), [strip(parts[0]!), ...parts.slice(1)]]) {
+    const m = mergePerTaskRuns(old)[0]!;
+    assert.deepEqual(perTaskParts(m), old);
+    assert.ok(Math.abs(m.tokensPerSecond - mean) <= 1e-12 * mean, `${m.tokensPerSecond}`);
+    assert.equal(m.trainTokens, undefined);
+    assert.equal(m.trainSeconds, undefined);
+    assert.equal(mergedThroughput(old).mean, true);
+  }
+  assert.equal(mergedThroughput(parts).mean, false);
 });
 
 Deno.test("mergePerTaskRuns(): a missing task run leaves no average and is named; a duplicate is refused", async () => {
@@ -168,9 +199,11 @@ Deno.test("scoresTable() shows one Prompt-Tuning row from its task runs; a faile
   const frow2 = f2.slice(1).find((r) => column(f2, r, "method") === "Prompt-Tuning")!;
   assert.equal(column(f2, frow2, "wall_seconds"), "");
   assert.equal(typeof column(f2, frow2, "tokens_per_second"), "number");
-  // tokens_per_second: the mean over seeds of each seed's mean over its task runs.
-  const tps = (seed: number) =>
-    parts.filter((r) => r.spec.seed === seed).reduce((a, r) => a + r.tokensPerSecond, 0) / 8;
+  // tokens_per_second: the mean over seeds of each seed's total tokens over total seconds.
+  const tps = (seed: number) => {
+    const ps = parts.filter((r) => r.spec.seed === seed);
+    return ps.reduce((a, r) => a + r.trainTokens!, 0) / ps.reduce((a, r) => a + r.trainSeconds!, 0);
+  };
   assert.equal(column(f, frow, "tokens_per_second"), r2((tps(0) + tps(1)) / 2));
 });
 

@@ -550,6 +550,10 @@ async function runOnBackbone(
       },
       flops: { trainPerExample: acc.trainFlops ?? 0, inferencePerExample: acc.forwardFlops ?? 0 },
       tokensPerSecond: outcome.trainSeconds > 0 ? outcome.tokens / outcome.trainSeconds : 0,
+      // The whole run's (a resume's checkpoint carries the earlier sessions'): what a per-task
+      // method's row adds up over its task runs (`per_task.ts`).
+      trainTokens: outcome.tokens,
+      trainSeconds: outcome.trainSeconds,
       wallSeconds: (performance.now() - t0) / 1000,
       backboneSource: source,
       tokenizer: tokenizerSource,

@@ -105,6 +105,10 @@ Deno.test({
     assert.equal(r.params.trained, r.params.total);
     assert.ok(r.flops.trainPerExample > r.flops.inferencePerExample);
     assert.ok(r.tokensPerSecond > 0 && r.wallSeconds > 0);
+    // The rate's two totals are recorded (per-task rows add them up): tokens over seconds.
+    assert.ok(Number.isInteger(r.trainTokens) && r.trainTokens! > 0, `${r.trainTokens}`);
+    assert.ok(r.trainSeconds! > 0 && r.trainSeconds! < r.wallSeconds, `${r.trainSeconds}`);
+    assert.equal(r.tokensPerSecond, r.trainTokens! / r.trainSeconds!);
     assert.equal(r.backboneSource, "random(seed=1)");
     // The task-corpus tokenizer (shared with the pretrained backbone) or, without spm_train,
     // the fixture one; either way the run records which.
@@ -162,7 +166,20 @@ Deno.test({
       /killed/,
     );
     assert.equal(tf.memory().numTensors, 0, "a failed run releases every tensor");
+    // The checkpoint the resume starts from carries the tokens and training time of steps 1-4;
+    // 1000 hours are added to its time, so that a result counting it is told from one that
+    // counts only the resumed session (whose steps take about as long as steps 1-4).
+    const statePath = `${outB}/checkpoints/step-00000004/state.json`;
+    const before = JSON.parse(await Deno.readTextFile(statePath)) as Record<string, number>;
+    assert.ok(before.trainMs! > 0 && before.tokens! > 0);
+    const extraMs = 3.6e9;
+    await Deno.writeTextFile(
+      statePath,
+      JSON.stringify({ ...before, trainMs: before.trainMs! + extraMs }),
+    );
+    const t0 = performance.now();
     const b = await runOneWith(s, { outDir: outB, dataDir: DATA }, EXACT);
+    const sessionMs = performance.now() - t0;
     assert.equal((a.provenance as RunProvenance).resumedFrom, undefined);
     // The resumed run says so, and names the code of the checkpoint unless provably its own.
     const resumed = (b.provenance as RunProvenance).resumedFrom;
@@ -175,6 +192,17 @@ Deno.test({
     assert.deepEqual(b.best, a.best);
     assert.deepEqual(b.averages, a.averages);
     assert.deepEqual(b.attentionMass, a.attentionMass, "same final weights");
+    // Throughput totals are the whole run's, not the resumed session's: the same tokens as the
+    // uninterrupted run (same batches), and the checkpoint's seconds plus this session's steps.
+    assert.equal(b.trainTokens, a.trainTokens);
+    assert.ok(b.trainTokens! > before.tokens!);
+    const carried = (before.trainMs! + extraMs) / 1000;
+    assert.ok(
+      b.trainSeconds! > carried && b.trainSeconds! < carried + sessionMs / 1000,
+      `${b.trainSeconds} s: not ${carried} s carried + at most ${
+        sessionMs / 1000
+      } s of this session`,
+    );
     await Deno.remove(outA, { recursive: true });
     await Deno.remove(outB, { recursive: true });
   },

@@ -491,8 +491,28 @@ export interface RunResult {
   readonly params: ParamCounts;
   /** Matmul FLOPs per example at `train.maxInputLength` / `train.maxTargetLength`. */
   readonly flops: FlopCounts;
-  /** Training throughput: (input + target tokens) per second, non-padding. */
+  /**
+   * Training throughput: (input + target tokens) per second, non-padding; `runOne` writes
+   * {@link RunResult.trainTokens} / {@link RunResult.trainSeconds} (0 when no training time).
+   */
   readonly tokensPerSecond: number;
+  /**
+   * Non-padding (input + target) tokens of the run's training steps: the numerator of
+   * `tokensPerSecond`. Whole-run: a resumed run's count includes the steps before the resume
+   * (carried in the checkpoint's `state.json` `tokens`, `benchmarks/trainer.ts`), except after a
+   * resume from a checkpoint written before that field existed (trainer 50bcbf7), whose earlier
+   * steps count 0; steps redone after an interruption (done after the last checkpoint) count once.
+   * Absent in results written before the field existed (then `perTask` rows fall back to a mean
+   * of rates, `per_task.ts`); present together with {@link RunResult.trainSeconds}.
+   */
+  readonly trainTokens?: number;
+  /**
+   * Seconds spent in the run's training steps (evaluations and checkpoint writes excluded): the
+   * denominator of `tokensPerSecond`. Whole-run as {@link RunResult.trainTokens} is (the
+   * checkpoint's `trainMs`, same exception); a run resumed on another device sums both
+   * devices' step times. Absent in results written before the field existed.
+   */
+  readonly trainSeconds?: number;
   /** Wall time of the run. */
   readonly wallSeconds: number;
   /** The weights actually loaded, e.g. `"random(seed=3)"` or a folder path / hub id. */
@@ -1463,6 +1483,36 @@ function provenance(v: unknown, src: Source, path: string): void {
 }
 
 /**
+ * Checks `trainTokens` and `trainSeconds` of a result (optional: results written before they
+ * existed lack both): non-negative numbers (the tokens an integer), both or neither, and
+ * `tokensPerSecond` their quotient (0 for no training time), which `runOne` writes from the same
+ * two numbers: within 1e-9 relative, slack for a writer that rounds, far below any real
+ * disagreement (a figure from another session or a hand edit).
+ */
+function trainTotals(o: Record<string, unknown>, tps: number, src: Source): void {
+  if (o.trainTokens === undefined && o.trainSeconds === undefined) return;
+  for (const [k, other] of [["trainTokens", "trainSeconds"], ["trainSeconds", "trainTokens"]]) {
+    if (o[k!] === undefined) {
+      throw new SpecError(
+        src,
+        `$.${k}`,
+        `is missing while $.${other} is given; give both or neither`,
+      );
+    }
+  }
+  const tokens = num(o.trainTokens, src, "$.trainTokens", { int: true, min: 0 });
+  const seconds = num(o.trainSeconds, src, "$.trainSeconds", { min: 0 });
+  const want = seconds > 0 ? tokens / seconds : 0;
+  if (Math.abs(tps - want) > 1e-9 * want) {
+    throw new SpecError(
+      src,
+      "$.tokensPerSecond",
+      `must be $.trainTokens / $.trainSeconds (${tokens} / ${seconds} = ${want}), got ${tps}`,
+    );
+  }
+}
+
+/**
  * Check the shape of a parsed RunResult JSON (the fields the tables and the gate read).
  * Scores written as `null` (NaN in the run, e.g. an undefined correlation) become NaN again.
  *
@@ -1525,7 +1575,8 @@ export function validateRunResult(raw: unknown, src: Source): RunResult {
   for (const k of ["trainPerExample", "inferencePerExample"]) {
     num(flops[k], src, `$.flops.${k}`, { min: 0 });
   }
-  num(o.tokensPerSecond, src, "$.tokensPerSecond", { min: 0 });
+  const tps = num(o.tokensPerSecond, src, "$.tokensPerSecond", { min: 0 });
+  trainTotals(o, tps, src);
   num(o.wallSeconds, src, "$.wallSeconds", { min: 0 });
   str(o.backboneSource, src, "$.backboneSource");
   if (o.effectiveMicroBatchSize !== undefined) {

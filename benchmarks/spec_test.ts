@@ -632,6 +632,34 @@ Deno.test("validateRunResult() checks provenance, losses and tokenizer, naming t
   bad((r) => (r.losses[1] = { step: 2 }), "$.losses[1].loss must be a number, got undefined");
   bad((r) => (r.losses[0].step = 1.5), "$.losses[0].step must be an integer, got 1.5");
   bad((r) => (r.tokenizer = 7), "$.tokenizer must be a non-empty string, got 7");
+  // The throughput's totals: optional (results written before them load), both or neither,
+  // non-negative, the tokens an integer, and the rate their quotient.
+  const old = structuredClone(good);
+  delete old.trainTokens;
+  delete old.trainSeconds;
+  assert.equal(validateRunResult(old, { file: "r.json" }).trainTokens, undefined);
+  bad(
+    (r) => delete r.trainSeconds,
+    "$.trainSeconds is missing while $.trainTokens is given; give both or neither",
+  );
+  bad(
+    (r) => delete r.trainTokens,
+    "$.trainTokens is missing while $.trainSeconds is given; give both or neither",
+  );
+  bad((r) => (r.trainTokens = -8), "$.trainTokens must be >= 0, got -8");
+  bad((r) => (r.trainTokens = 1.5), "$.trainTokens must be an integer, got 1.5");
+  bad((r) => (r.trainSeconds = "2"), `$.trainSeconds must be a number, got "2"`);
+  bad(
+    (r) => ((r.trainTokens = 1000), (r.trainSeconds = 4), (r.tokensPerSecond = 251)),
+    "$.tokensPerSecond must be $.trainTokens / $.trainSeconds (1000 / 4 = 250), got 251",
+  );
+  bad(
+    (r) => ((r.trainTokens = 0), (r.trainSeconds = 0), (r.tokensPerSecond = 5)),
+    "$.tokensPerSecond must be $.trainTokens / $.trainSeconds (0 / 0 = 0), got 5",
+  );
+  const zero = structuredClone(good);
+  Object.assign(zero, { trainTokens: 0, trainSeconds: 0, tokensPerSecond: 0 });
+  validateRunResult(zero, { file: "r.json" });
 });
 
 Deno.test("per-task runs: the task in the file name, one configId over the tasks, perTaskOf checked when read", async () => {
