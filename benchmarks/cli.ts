@@ -113,6 +113,7 @@ import {
 } from "../model/usage.ts";
 import {
   type CommandRunner,
+  DEVICE_MARGIN,
   DEVICE_MEMORY_ENV,
   deviceMemoryOverride,
   type DeviceMemoryPlan,
@@ -126,6 +127,8 @@ import {
   WASM_XNN_HEAP_MARGIN,
 } from "./device_memory.ts";
 
+/** The GPU memory's usable percentage ({@link DEVICE_MARGIN}), as --help says it. */
+const GPU_USABLE = Math.round(100 * (1 - DEVICE_MARGIN));
 /** The wasm heap's usable percentage on wasm+blas ({@link WASM_HEAP_MARGIN}), as --help says it. */
 const WASM_USABLE = Math.round(100 * (1 - WASM_HEAP_MARGIN));
 /** The same on plain wasm ({@link WASM_XNN_HEAP_MARGIN}: XNNPACK's packed copies). */
@@ -165,17 +168,17 @@ Options:
   --device-memory GB   the GPU's memory (default: $HYPERPROMPT_DEVICE_MEMORY_GB, else nvidia-smi's
                        memory.total of the smallest GPU; WebGPU reports none, and nvidia-smi none
                        for a GPU in MIG mode: give the instance's here). Before training, a GPU
-                       run whose estimated peak exceeds 90% of it trains with the largest
+                       run whose estimated peak exceeds ${GPU_USABLE}% of it trains with the largest
                        micro-batch that fits, or is refused (exit 2) when none does; with
                        --dry-run, the table shows what every run would do on a GPU of that
                        size. Runs on wasm and wasm+blas are checked likewise against the
-                       4 GiB wasm heap (${WASM_USABLE}% usable, ${PLAIN_WASM_USABLE}% on plain wasm, whose XNNPACK
-                       matmul keeps packed copies)
+                       4 GiB wasm heap (${WASM_USABLE}% usable, ${PLAIN_WASM_USABLE}% on plain
+                       wasm, whose XNNPACK matmul keeps packed copies)
   --checkpoint-minutes N
                        a run that writes checkpoints (the profile's train.checkpointEvery > 0)
                        also saves one after the step at which N minutes have passed since its
-                       last one (default ${DEFAULT_CHECKPOINT_MINUTES}; 0: only every checkpointEvery steps), so
-                       a kill that cannot be caught (SIGKILL, out of memory, power cut) loses at
+                       last one (default ${DEFAULT_CHECKPOINT_MINUTES}; 0: only every
+                       checkpointEvery steps), so a kill that cannot be caught (SIGKILL, out of memory, power cut) loses at
                        most about N minutes; results and run ids do not change. The newest two
                        checkpoints of a run are kept
   --help               this text

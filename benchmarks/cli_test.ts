@@ -194,7 +194,7 @@ Deno.test("main() reports bad arguments and profiles with exit code 2", async ()
     c.out.join("\n"),
     new RegExp(
       `wasm heap \\(${Math.round(100 * (1 - WASM_HEAP_MARGIN))}% usable,\\s+` +
-        `${Math.round(100 * (1 - WASM_XNN_HEAP_MARGIN))}% on plain wasm`,
+        `${Math.round(100 * (1 - WASM_XNN_HEAP_MARGIN))}%\\s+on\\s+plain\\s+wasm`,
     ),
   );
   // The profiles' descriptions start in one column, ablation-large's too, and so do their

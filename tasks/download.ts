@@ -194,7 +194,8 @@ export class DownloadError extends Error {
         "Interrupted transfers stay in downloads/*.part under the cache and resume on the next run " +
         "(restarted when the server refuses the resume); raw files that fail their own check " +
         "(size, sha256, unreadable zip or parquet) are deleted. Without network access, copy an " +
-        "offline mirror in the official layout (glue/<Task>/…, super_glue/<Task>/…) and pass --data-dir.",
+        "offline mirror in the official layout (glue/<Task>/…, super_glue/<Task>/…) and give " +
+        "it to deno task bench or pretrain as --data-dir (or HYPERPROMPT_DATA).",
     );
     this.failures = failures;
     this.results = results;

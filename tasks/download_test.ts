@@ -269,7 +269,10 @@ Deno.test("download() failing for some tasks throws a DownloadError with each fa
       "download failed for 1 task(s):",
       `  glue/wnli: ${reason}`,
     ]);
-    assert.match(lines[2]!, /^Interrupted transfers stay in downloads\/\*\.part .*--data-dir\.$/);
+    assert.match(
+      lines[2]!,
+      /^Interrupted transfers stay in downloads\/\*\.part .*to deno task bench or pretrain as --data-dir \(or HYPERPROMPT_DATA\)\.$/,
+    );
     // The task that did not fail was written.
     assert.equal(await readText(join(cacheDir, "glue/RTE/train.tsv")), TRAIN);
   } finally {
