@@ -29,10 +29,14 @@
  *   versions);
  * - `params.csv`: total, extra, extra %, ratio, trained, trained per task % for every method at
  *   every published size (analytic, 8 tasks, default configs) and for every run group;
- * - `flops.csv`: FLOPs per example (train / inference), measured tokens/s and both FLOP counts
- *   relative to MTL's;
- * - `ablation.csv`: the ablation profile's rows with parameters relative to MTL per benchmark
- *   (and the same provenance columns);
+ * - `flops.csv`: FLOPs per example (train / inference), measured tokens/s (mean over seeds; a
+ *   per-task method's seed: its task runs' total tokens over their total training seconds, or the
+ *   mean of their rates for results written without those totals, `per_task.ts`
+ *   `mergedThroughput`) and both FLOP counts relative to MTL's;
+ * - `ablation.csv`: the ablation profiles' rows with parameters relative to the MTL runs of the
+ *   same configuration per benchmark (`<benchmark>_mtl_reference` names them, or says that none
+ *   matched), the paper's figure for the row's model, label and method, and the same provenance
+ *   columns;
  * - `attention_mass.csv`: attention mass on hyper-prompts per layer (mean over seeds).
  *
  * @module
@@ -53,10 +57,12 @@ import {
   backboneLabel,
   type BenchmarkName,
   BENCHMARKS,
+  canonicalJson,
   configId,
   METHOD_NAMES,
   modelLabel,
   type RunResult,
+  type RunSpec,
 } from "./spec.ts";
 import { checkOutputFolder, isDirectory, pathExists, writeFilesAtomic } from "../model/fs.ts";
 import { parseFlags, runCli, UsageError } from "../model/usage.ts";
@@ -833,15 +839,72 @@ function withMtlRatios(rows: Table): Table {
 }
 
 /**
- * (d) Ablation: rows of profiles whose name starts with `ablation`, parameters relative to the
- * MTL row of the same profile, model and backbone (the paper's "1.02x"), per benchmark: the GLUE
- * runs' count over MTL's GLUE runs', likewise for SuperGLUE (relative to the backbone where MTL
- * did not run that benchmark; blank where the method did not), the runs averaged (`seeds`), GLUE
- * and SuperGLUE averages (as in {@link scoresTable}: the task count, the full average or the
- * partial mean of a task subset, each with its sample std over seeds).
+ * The spec fields an ablation row's runs share with their MTL reference: everything but the run
+ * id, the seed, the method and `perTaskOf` (a per-task method's merged result has the
+ * benchmark's tasks as its `tasks`, as a multi-task run of them has). `withTrain: false` leaves
+ * out the training settings too, for a method entry with its own `train` overrides.
+ */
+function referenceKey(s: RunSpec, withTrain: boolean): string {
+  const { id: _id, seed: _seed, method: _method, perTaskOf: _p, train, ...rest } = s;
+  return canonicalJson(withTrain ? { ...rest, train } : rest);
+}
+
+/** An ablation cell's MTL reference: the MTL parameter count it is relative to, and how chosen. */
+interface MtlReference {
+  /** The MTL runs' total parameters; undefined: none matches (relative to the backbone). */
+  readonly total?: number;
+  /** The `<benchmark>_mtl_reference` cell. */
+  readonly note: string;
+}
+
+/**
+ * The MTL reference of an ablation row's cell: among the MTL cells of the same benchmark, those
+ * whose runs' spec equals the cell's apart from the method and seed ({@link referenceKey}: same
+ * profile, model, backbone, pretraining, tasks, training settings and backend), else those equal
+ * apart from the training settings too (a method entry's own `train` overrides; noted), never
+ * another configuration's. Several matching MTL cells (two MTL entries, say) are used when
+ * they count the same parameters; when they count different ones, or none matches, the ratio is
+ * relative to the backbone, and the note says why.
+ */
+function mtlReference(c: Cell, mtlGroups: readonly Group[]): MtlReference {
+  const mtlCells = mtlGroups.flatMap((m) =>
+    m.cells.filter((x) => x.benchmark === c.benchmark).map((x) => ({ group: m, cell: x }))
+  );
+  const spec = c.runs[0]!.spec;
+  for (const withTrain of [true, false]) {
+    const key = referenceKey(spec, withTrain);
+    const found = mtlCells.filter((m) => referenceKey(m.cell.runs[0]!.spec, withTrain) === key);
+    if (found.length === 0) continue;
+    const names = found.map((m) => `${m.group.label} ${m.cell.config}`).join(", ");
+    const totals = new Set(found.map((m) => m.cell.runs[0]!.params.total));
+    if (totals.size > 1) {
+      return {
+        note: `ambiguous: MTL rows ${names} count different parameters; relative to the backbone`,
+      };
+    }
+    return {
+      total: [...totals][0]!,
+      note: withTrain ? names : `${names} (other training settings)`,
+    };
+  }
+  return { note: "none: no MTL run of this configuration; relative to the backbone" };
+}
+
+/**
+ * (d) Ablation: rows of profiles whose name starts with `ablation`, parameters relative to MTL
+ * (the paper's "1.02x"), per benchmark: the row's count over the count of its MTL reference, the
+ * MTL runs of the same benchmark and configuration (profile, model, backbone, tasks, training
+ * settings, backend: {@link mtlReference}), which `<benchmark>_mtl_reference` names (MTL's label
+ * and config id), or relative to the backbone where none matches (the column says so); blank
+ * where the method did not run that benchmark. Then the runs averaged (`seeds`), GLUE and
+ * SuperGLUE averages (as in {@link scoresTable}: the task count, the full average or the partial
+ * mean of a task subset, each with its sample std over seeds), and the paper's #Params relative
+ * to MTL from the paper table's row of the same model, label and method (`paper_params_x_mtl`,
+ * its `paper_source`): the paper's ablation tables give one #Params per row, not per benchmark,
+ * and the paper table's rows are keyed by model and label.
  *
  * @param results run results
- * @param paper the paper's reference rows (paper_params_ratio by model and label)
+ * @param paper the paper's reference rows
  * @returns the table
  */
 export function ablationTable(results: readonly RunResult[], paper: readonly PaperRow[]): Table {
@@ -854,6 +917,8 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
     "method_config",
     "glue_params_x_mtl",
     "super_glue_params_x_mtl",
+    "glue_mtl_reference",
+    "super_glue_mtl_reference",
     "seeds",
     "glue_tasks",
     "glue_avg",
@@ -871,27 +936,28 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
     ...PROVENANCE_COLUMNS,
   ]];
   const groups = groupRuns(results.filter((r) => r.spec.profile.startsWith("ablation")));
+  const mtlGroups = groups.filter((x) => x.method === "mtl");
   for (const g of groups) {
-    const mtl = groups.find((x) =>
-      x.profile === g.profile && x.model === g.model && x.backbone === g.backbone &&
-      x.method === "mtl"
-    );
     // Per benchmark: a method's count depends on the number of tasks (task embeddings, one
     // prompt or adapter per task), which differs between a profile's GLUE and SuperGLUE runs.
-    const xMtl = (b: BenchmarkName) => {
-      const p = cellOf(g, b)?.runs[0]?.params;
-      if (p === undefined) return "";
-      const mtlRun = mtl === undefined ? undefined : cellOf(mtl, b)?.runs[0];
-      const base = mtlRun?.params.total ?? p.total - p.extra;
-      return `${(p.total / base).toFixed(3)}x`;
+    const xMtl = (b: BenchmarkName): [string, string] => {
+      const c = cellOf(g, b);
+      if (c === undefined) return ["", ""];
+      const p = c.runs[0]!.params;
+      const ref = mtlReference(c, mtlGroups);
+      return [`${(p.total / (ref.total ?? p.total - p.extra)).toFixed(3)}x`, ref.note];
     };
-    const p = paper.find((x) => x.model === g.model && x.method === g.label);
+    const p = paper.find((x) =>
+      x.model === g.model && x.method === g.label && x.method_name === g.method
+    );
     const avg = (b: BenchmarkName) => {
       const { xs, tasks, full } = benchAverages(g, b);
       if (xs.length === 0) return ["", "", "", "", ""];
       const [avg, sd] = meanStdCells(xs);
       return full ? [tasks, avg, sd, "", ""] : [tasks, "", "", avg, sd];
     };
+    const [glueX, glueRef] = xMtl("glue");
+    const [sgX, sgRef] = xMtl("super_glue");
     rows.push([
       g.profile,
       g.model,
@@ -899,8 +965,10 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
       g.label,
       g.method,
       JSON.stringify(g.runs[0]!.spec.method.config),
-      xMtl("glue"),
-      xMtl("super_glue"),
+      glueX,
+      sgX,
+      glueRef,
+      sgRef,
       seedsCell(g),
       ...avg("glue"),
       ...avg("super_glue"),

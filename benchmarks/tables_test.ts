@@ -986,3 +986,104 @@ Deno.test("ablation.csv gives each benchmark its own parameters relative to MTL"
   );
   assert.equal(head.includes("params_x_mtl"), false);
 });
+
+Deno.test("ablation.csv: each row is relative to the MTL runs of its own configuration, named; none or an ambiguous match is said", async () => {
+  const long = { train: { ...DEFAULT_TRAIN, steps: 8, evalEvery: 2 } };
+  const wasm = { backend: "wasm" as const };
+  const rs = await runs([
+    spec("ablation", "tiny-v1_1", "mtl", "MTL", 0, "glue"),
+    spec("ablation", "tiny-v1_1", "mtl", "MTL", 0, "glue", "random", long),
+    spec("ablation", "tiny-v1_1", "hyperprompt_global", "HP", 0, "glue"),
+    spec("ablation", "tiny-v1_1", "hyperprompt_global", "HP", 0, "glue", "random", long),
+    // No MTL run on this backend.
+    spec("ablation", "tiny-v1_1", "hyperprompt_share", "Share", 0, "glue", "random", wasm),
+    // Its own training settings (a method entry's `train`): MTL of the rest of its spec.
+    spec("ablation", "tiny-v1_1", "hyperprompt_sep", "Sep", 0, "glue", "random", {
+      train: { ...DEFAULT_TRAIN, steps: 4, evalEvery: 2, learningRate: 0.3 },
+    }),
+  ]);
+  // The two MTL configurations count different parameters (their backbones, say), so a ratio
+  // against the wrong one shows: 1,000,000 at 4 steps, 2,000,000 at 8.
+  const mtlTotal = (r: RunResult) => r.spec.train.steps === 4 ? 1_000_000 : 2_000_000;
+  const edited = rs.map((r) =>
+    r.spec.method.name === "mtl"
+      ? withParams(r, mtlTotal(r), 0, mtlTotal(r))
+      : withParams(r, mtlTotal(r) + 30_000, 30_000, mtlTotal(r) + 30_000)
+  );
+  const t = ablationTable(edited, []);
+  const head = t[0] as string[];
+  const col = (r: (string | number)[], name: string) => r[head.indexOf(name)];
+  const row = (label: string, steps: number) =>
+    t.slice(1).find((r) =>
+      col(r, "method") === label && String(col(r, "config")).includes(
+        configId(
+          edited.find((x) => x.spec.method.label === label && x.spec.train.steps === steps)!.spec,
+        ),
+      )
+    )!;
+  const mtlConfig = (steps: number) =>
+    configId(
+      edited.find((r) => r.spec.method.name === "mtl" && r.spec.train.steps === steps)!.spec,
+    );
+  for (const steps of [4, 8]) {
+    const hp = row("HP", steps);
+    const own = steps === 4 ? 1_000_000 : 2_000_000;
+    assert.equal(col(hp, "glue_params_x_mtl"), `${((own + 30_000) / own).toFixed(3)}x`);
+    assert.equal(col(hp, "glue_mtl_reference"), `MTL ${mtlConfig(steps)}`);
+    assert.equal(col(hp, "super_glue_mtl_reference"), "", "no SuperGLUE run");
+    assert.equal(col(row("MTL", steps), "glue_params_x_mtl"), "1.000x");
+  }
+  const share = row("Share", 4);
+  assert.equal(
+    col(share, "glue_mtl_reference"),
+    "none: no MTL run of this configuration; relative to the backbone",
+  );
+  assert.equal(col(share, "glue_params_x_mtl"), `${(1_030_000 / 1_000_000).toFixed(3)}x`);
+  // Apart from its training settings it matches both MTL configurations, which count different
+  // parameters: neither is chosen. With one of them, that one, and the note says so.
+  assert.match(String(col(row("Sep", 4), "glue_mtl_reference")), /^ambiguous: /);
+  const t3 = ablationTable(edited.filter((r) => mtlTotal(r) === 1_000_000), []);
+  const sep = t3.find((r) => r[head.indexOf("method")] === "Sep")!;
+  assert.deepEqual(
+    [sep[head.indexOf("glue_mtl_reference")], sep[head.indexOf("glue_params_x_mtl")]],
+    [`MTL ${mtlConfig(4)} (other training settings)`, "1.030x"],
+  );
+  // Two MTL entries of one configuration counting different parameters: neither is chosen.
+  const [mtl2] = await runs([spec("ablation", "tiny-v1_1", "mtl", "MTL2", 0, "glue")]);
+  const twin = withParams(mtl2!, 1_500_000, 0, 1_500_000);
+  const t2 = ablationTable([...edited, twin], []);
+  const hp2 = t2.slice(1).find((r) =>
+    r[t2[0]!.indexOf("method")] === "HP" &&
+    r[t2[0]!.indexOf("config")] === `glue:${configId(edited[2]!.spec)}`
+  )!;
+  assert.match(
+    String(hp2[t2[0]!.indexOf("glue_mtl_reference")]),
+    /^ambiguous: MTL rows .*MTL .*MTL2 /,
+  );
+  assert.equal(hp2[t2[0]!.indexOf("glue_params_x_mtl")], `${(1_030_000 / 1_000_000).toFixed(3)}x`);
+});
+
+Deno.test("ablation.csv takes the paper's figure from the row of the same model, label and method", async () => {
+  const rs = await runs([
+    spec("ablation", "t5-v1_1-base", "hyperprompt_global", "HyperPrompt-Global", 0, "glue"),
+    spec("ablation", "t5-v1_1-base", "hyperprompt_share", "HyperPrompt-Global", 0, "super_glue"),
+    spec("ablation", "t5-v1_1-large", "hyperprompt_global", "HyperPrompt-Global", 0, "glue"),
+    spec("ablation", "t5-v1_1-base", "hyperformer_pp", "HyperFormer++", 0, "glue"),
+  ]);
+  const t = ablationTable(rs, readPaperTable());
+  const head = t[0] as string[];
+  const find = (model: string, name: string) =>
+    t.slice(1).find((r) =>
+      r[head.indexOf("model")] === model && r[head.indexOf("method_name")] === name
+    )!;
+  const paperX = (r: (string | number)[]) => r[head.indexOf("paper_params_x_mtl")];
+  const global = find("t5-v1_1-base", "hyperprompt_global");
+  assert.equal(paperX(global), "1.02x");
+  assert.match(String(global[head.indexOf("paper_source")]), /§4\.5 ablation/);
+  // The same label on another method, or another size: not the paper's row.
+  assert.equal(paperX(find("t5-v1_1-base", "hyperprompt_share")), "");
+  assert.equal(find("t5-v1_1-base", "hyperprompt_share")[head.indexOf("paper_source")], "");
+  assert.equal(paperX(find("t5-v1_1-large", "hyperprompt_global")), "");
+  // T5 1.0 Base's HyperFormer++ figure (1.02x, HyperFormer++ paper) is not T5 1.1 Base's.
+  assert.equal(paperX(find("t5-v1_1-base", "hyperformer_pp")), "");
+});
