@@ -18,7 +18,9 @@
  * A checkpoint that cannot be loaded (a corrupt or missing file, a partial copy restored by hand,
  * a disk error) or that its user finds unusable does not stop a resume while an older one loads:
  * {@link loadLatestCheckpoint} falls back to the newest that does, and says which it skipped and
- * why. The skipped folders are left as they are (user data: nothing here renames or removes them
+ * why. A folder its user refuses (`LoadLatestOptions.checkState` or `check` throws: another run's)
+ * stops the resume instead; `checkState` judges `state.json` before the weights are read, so such
+ * a folder is refused whether or not its weights load. The skipped folders are left as they are (user data: nothing here renames or removes them
  * for being unusable); a save that is told of them (`SaveCheckpointOptions.unusableSteps`) does
  * not count them among the `keep` newest, so pruning never removes a good checkpoint in their
  * favour. A save of the same step replaces one, as any rerun of a step does.
@@ -260,23 +262,40 @@ export async function saveCheckpoint(
 }
 
 /**
- * Load one checkpoint folder.
+ * Reads a checkpoint folder's `state.json`: JSON holding an object (its fields not checked).
  *
  * @param dir a `step-…` folder
- * @returns the tensors (caller disposes) and state
- * @throws Error naming the file when something is missing or malformed
+ * @returns the parsed object
+ * @throws Error naming the file when it cannot be read, is not JSON or not an object
  */
-export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
+async function readStateJson(dir: string): Promise<Record<string, unknown>> {
   const statePath = join(dir, "state.json");
-  let state: CheckpointState;
+  let state: unknown;
   try {
     state = JSON.parse(await Deno.readTextFile(statePath));
   } catch (e) {
     throw new Error(`${statePath}: cannot read checkpoint state: ${(e as Error).message}`);
   }
-  if (!Number.isInteger(state?.step)) {
+  if (typeof state !== "object" || state === null || Array.isArray(state)) {
     throw new Error(
-      `${statePath}: field "step" must be an integer, got ${JSON.stringify(state?.step)}`,
+      `${statePath}: cannot read checkpoint state: a JSON object expected, got ${
+        Array.isArray(state) ? "an array" : JSON.stringify(state)
+      }`,
+    );
+  }
+  return state as Record<string, unknown>;
+}
+
+/**
+ * Checks the `step` of a checkpoint's state: an integer, the step its folder's name says.
+ *
+ * @throws Error naming `state.json` and the field
+ */
+function checkStateStep(dir: string, state: Record<string, unknown>): CheckpointState {
+  const statePath = join(dir, "state.json");
+  if (!Number.isInteger(state.step)) {
+    throw new Error(
+      `${statePath}: field "step" must be an integer, got ${JSON.stringify(state.step)}`,
     );
   }
   // A folder's name is its step (saveCheckpoint): a state of another step (a folder copied or
@@ -289,6 +308,13 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
       }`,
     );
   }
+  return state as CheckpointState;
+}
+
+/** Reads a checkpoint folder's two weights files (the caller disposes the tensors). */
+async function loadTensors(
+  dir: string,
+): Promise<{ variables: Map<string, tf.Tensor>; slots: Map<string, tf.Tensor> }> {
   const vPath = join(dir, "variables.safetensors");
   const sPath = join(dir, "optimizer.safetensors");
   const variables = fromRaw(await Deno.readFile(vPath), vPath);
@@ -299,6 +325,19 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
     for (const t of variables.values()) t.dispose();
     throw e;
   }
+  return { variables, slots };
+}
+
+/**
+ * Load one checkpoint folder.
+ *
+ * @param dir a `step-…` folder
+ * @returns the tensors (caller disposes) and state
+ * @throws Error naming the file when something is missing or malformed
+ */
+export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
+  const state = checkStateStep(dir, await readStateJson(dir));
+  const { variables, slots } = await loadTensors(dir);
   return { dir, step: state.step, variables, slots, state };
 }
 
@@ -321,6 +360,17 @@ export interface LatestCheckpoint extends LoadedCheckpoint {
 /** Options of {@link loadLatestCheckpoint}. */
 export interface LoadLatestOptions {
   /**
+   * Judges a folder's `state.json` as soon as it parses (a JSON object; its `step` not checked
+   * yet), before anything else of the folder is read: returns why it cannot be resumed (skipped,
+   * as a folder that does not load), or undefined to go on loading it. An error it throws
+   * refuses the folder, as `check`'s does: so a state that names another run is refused even
+   * when the folder's weights would not load (it is not passed over for an older folder).
+   */
+  readonly checkState?: (
+    state: Readonly<Record<string, unknown>>,
+    dir: string,
+  ) => string | undefined;
+  /**
    * Judges a checkpoint that loaded: returns why it cannot be resumed (it is then disposed and
    * skipped like one that did not load, and the next older one is tried), or undefined to take
    * it. An error it throws is not a reason to skip: the checkpoint is disposed and the error
@@ -330,16 +380,17 @@ export interface LoadLatestOptions {
 }
 
 /**
- * Load the newest checkpoint under `root` that loads (and passes `opts.check`), or `undefined`
- * if there is no checkpoint folder. A newer folder that does not load (a corrupt, truncated or
+ * Load the newest checkpoint under `root` that loads (and passes `opts.checkState` and
+ * `opts.check`), or `undefined` if there is no checkpoint folder. A newer folder that does not load (a corrupt, truncated or
  * missing file, a `state.json` of another step) is skipped, left as it is, and reported in
  * {@link LatestCheckpoint.skipped}, so that a resume falls back to the older checkpoint kept.
  *
  * @param root the checkpoint folder
- * @param opts `check`: judges each loaded checkpoint
+ * @param opts `checkState`: judges each folder's `state.json` first; `check`: each loaded
+ *   checkpoint
  * @returns the checkpoint (caller disposes) with the folders skipped, or undefined when none
  * @throws Error naming every folder and why it could not be used, when none could; or the
- *   error `opts.check` threw
+ *   error `opts.checkState` or `opts.check` threw
  */
 export async function loadLatestCheckpoint(
   root: string,
@@ -350,9 +401,24 @@ export async function loadLatestCheckpoint(
   const skipped: SkippedCheckpoint[] = [];
   for (const step of steps.reverse()) {
     const dir = join(root, checkpointDirName(step));
+    let json: Record<string, unknown>;
+    try {
+      json = await readStateJson(dir);
+    } catch (e) {
+      skipped.push({ dir, step, reason: (e as Error).message });
+      continue;
+    }
+    // Thrown (a refusal) before the rest of the folder is read, so that a folder whose state
+    // names another run is refused whether or not its weights load.
+    const stateReason = opts.checkState?.(json, dir);
+    if (stateReason !== undefined) {
+      skipped.push({ dir, step, reason: stateReason });
+      continue;
+    }
     let ck: LoadedCheckpoint;
     try {
-      ck = await loadCheckpoint(dir);
+      const state = checkStateStep(dir, json);
+      ck = { dir, step: state.step, ...await loadTensors(dir), state };
     } catch (e) {
       skipped.push({ dir, step, reason: (e as Error).message });
       continue;

@@ -388,3 +388,50 @@ Deno.test("saveCheckpoint() unusableSteps: folders a resume skipped are neither 
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("loadLatestCheckpoint() checkState: judges state.json before the weights are read; a throw refuses a folder whose weights do not load", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    await saveValue(root, 2, 20);
+    await saveValue(root, 4, 40);
+    const dir = (step: number) => join(root, checkpointDirName(step));
+    const state = (step: number) => join(dir(step), "state.json");
+    // Step 4: another run's state, and its weights cut short.
+    await Deno.writeTextFile(state(4), JSON.stringify({ step: 4, runKey: "other" }));
+    await Deno.writeTextFile(join(dir(4), "variables.safetensors"), "");
+    const before = tf.memory().numTensors;
+    const seen: string[] = [];
+    const mine = (s: Readonly<Record<string, unknown>>, d: string) => {
+      seen.push(basename(d));
+      if (s.runKey === "other") throw new Error(`${d}: another run's`);
+      return undefined;
+    };
+    await assert.rejects(
+      () => loadLatestCheckpoint(root, { checkState: mine }),
+      (e: Error) => e.message === `${dir(4)}: another run's`,
+    );
+    assert.deepEqual(seen, [checkpointDirName(4)], "refused at the newest, not passed over");
+    // A reason skips it without reading its weights (which would fail with another reason).
+    const ck = await loadLatestCheckpoint(root, {
+      checkState: (s) => s.runKey === "other" ? "not this run's" : undefined,
+    });
+    assert.equal(ck?.step, 2);
+    assert.deepEqual(ck!.skipped, [{ dir: dir(4), step: 4, reason: "not this run's" }]);
+    disposeCheckpoint(ck!);
+    // A state.json that is JSON but not an object never reaches checkState: skipped, saying so.
+    for (const [text, got] of [["null", "null"], ["[]", "an array"], ["7", "7"]] as const) {
+      await Deno.writeTextFile(state(4), text);
+      const c = await loadLatestCheckpoint(root, { checkState: mine });
+      assert.equal(c?.step, 2);
+      assert.equal(
+        c!.skipped[0]!.reason,
+        `${state(4)}: cannot read checkpoint state: a JSON object expected, got ${got}`,
+      );
+      disposeCheckpoint(c!);
+    }
+    assert.equal(tf.memory().numTensors, before, "nothing kept of the refused or skipped");
+    assert.deepEqual(entries(root), [2, 4].map(checkpointDirName), "nothing removed");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

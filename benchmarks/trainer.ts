@@ -780,16 +780,21 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
       const ck = await loadLatestCheckpoint(o.checkpointDir!, {
         // Another run's checkpoint, other trained variables, or an owed evaluation this call
         // cannot redo: refused (thrown). A state that is not a trainer's: skipped, as a
-        // checkpoint that does not load is, for the next older one.
-        check: (ck) => {
-          if (o.runKey !== undefined && ck.state.runKey !== o.runKey) {
+        // checkpoint that does not load is, for the next older one. Another run's is refused as
+        // soon as its state.json is read, so also when its weights would not load (a folder of
+        // another run is never passed over for an older one).
+        checkState: (state, dir) => {
+          if (o.runKey !== undefined && state.runKey !== o.runKey) {
             throw new Error(
-              `${ck.dir}: checkpoint belongs to run ${
-                JSON.stringify(ck.state.runKey)
+              `${dir}: checkpoint belongs to run ${
+                JSON.stringify(state.runKey) ?? "(none: its state.json has no runKey)"
               }, not ${o.runKey}; ` +
                 `remove the folder or use another output directory`,
             );
           }
+          return undefined;
+        },
+        check: (ck) => {
           const want = [...params.keys()].sort().join("\n");
           const have = [...ck.variables.keys()].sort().join("\n");
           if (want !== have) {

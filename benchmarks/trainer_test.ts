@@ -994,6 +994,24 @@ Deno.test("train() refuses, not skips, another run's checkpoint; names every fol
     const bad = await truncateWeights(dir, 4);
     await Deno.writeTextFile(statePath(dir, 2), other(await Deno.readTextFile(statePath(dir, 2))));
     await assert.rejects(resume, /step-00000002: checkpoint belongs to run "other", not k/);
+    // The newest is another run's and its weights do not load, the older is this run's: refused
+    // for being another run's (its state.json says so), not passed over for the older one.
+    const s2 = JSON.stringify({
+      ...JSON.parse(await Deno.readTextFile(statePath(dir, 2))),
+      runKey: "k",
+    });
+    await Deno.writeTextFile(statePath(dir, 2), s2);
+    await Deno.writeTextFile(statePath(dir, 4), other(s4));
+    await assert.rejects(resume, /step-00000004: checkpoint belongs to run "other", not k/);
+    // Its state.json without a runKey (not this run's either): refused, saying so.
+    const { runKey: _none, ...keyless } = JSON.parse(s4);
+    await Deno.writeTextFile(statePath(dir, 4), JSON.stringify(keyless));
+    await assert.rejects(
+      resume,
+      /step-00000004: checkpoint belongs to run \(none: its state\.json has no runKey\), not k/,
+    );
+    assert.deepEqual(log, [], "nothing skipped: every folder was refused or none resumed");
+    await Deno.writeTextFile(statePath(dir, 4), s4);
     // Neither can be resumed: one error naming both, newest first, with the reasons.
     await Deno.writeTextFile(statePath(dir, 2), "{");
     await assert.rejects(resume, (e: Error) => {
