@@ -310,7 +310,7 @@ async function corpusTokenizer(
   opts: TaskTokenizerOptions,
 ): Promise<TaskTokenizer> {
   const log = opts.log ?? ((l: string) => console.error(l));
-  const key = sha256(JSON.stringify({ v: 1, corpusHash, vocabSize: opts.vocabSize }))
+  const key = sha256(JSON.stringify({ v: 2, corpusHash, vocabSize: opts.vocabSize }))
     .slice(0, 16);
   const tokenizers = join(opts.cacheDir, "tokenizers");
   await removeStaleTemps(tokenizers, TOKENIZER_TEMPS);
