@@ -882,24 +882,25 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
       const batch = o.source.next();
       let lossValue: number;
       let gradNorm: number;
-      let grads: Map<string, tf.Tensor>;
+      // The step's tensors, freed as soon as they are used and, whatever throws (the optimizer,
+      // the schedule, a read-back), by the `finally` below.
+      let value: tf.Tensor | undefined;
+      let norm: tf.Tensor | undefined;
+      let grads = new Map<string, tf.Tensor>();
+      let scaled = new Map<string, tf.Tensor>();
       try {
         const dropoutSeed = seedFor(o.seed, `dropout:${step}`);
-        const { value, grads: g } = await lossAndGrads(o, batch, varList, dropoutSeed);
-        grads = new Map(Object.entries(g).map(([k, v]) => [nameOf.get(k) ?? k, v]));
+        const r = await lossAndGrads(o, batch, varList, dropoutSeed);
+        value = r.value;
+        grads = new Map(Object.entries(r.grads).map(([k, v]) => [nameOf.get(k) ?? k, v]));
         lossValue = (await value.data())[0]!;
         value.dispose();
-        const norm = globalGradNorm(grads.values());
+        norm = globalGradNorm(grads.values());
         gradNorm = (await norm.data())[0]!;
         norm.dispose();
         if (!Number.isFinite(lossValue) || !Number.isFinite(gradNorm)) {
-          let badGradients: string[], badVariables: string[];
-          try {
-            badGradients = await nonFiniteNames(grads);
-            badVariables = await nonFiniteNames(params);
-          } finally {
-            tf.dispose([...grads.values()]);
-          }
+          const badGradients = await nonFiniteNames(grads);
+          const badVariables = await nonFiniteNames(params);
           throw new NonFiniteLossError(
             step + 1,
             lossValue,
@@ -914,15 +915,22 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
           // PyTorch clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.
           const coef = t.clipNorm / (gradNorm + 1e-6);
           if (coef < 1) {
-            const scaled = new Map([...grads].map(([k, v]) => [k, tf.mul(v, coef)]));
+            for (const [k, v] of grads) scaled.set(k, tf.mul(v, coef));
+            // The unscaled ones are freed before the update, which then holds one set only.
             tf.dispose([...grads.values()]);
-            grads = scaled;
+            [grads, scaled] = [scaled, new Map()];
           }
         }
         optimizer.apply(params, grads, learningRateAt(t.schedule, t.learningRate, step, t.steps));
-        tf.dispose([...grads.values()]);
         tokens += batch.numTokens;
       } finally {
+        // Disposing twice is a no-op: what was freed above is skipped.
+        tf.dispose([
+          ...(value === undefined ? [] : [value]),
+          ...(norm === undefined ? [] : [norm]),
+          ...grads.values(),
+          ...scaled.values(),
+        ]);
         disposeBatch(batch);
       }
       trainMs += performance.now() - t0;

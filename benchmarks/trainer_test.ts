@@ -1109,6 +1109,40 @@ Deno.test("train() records every session's micro-batch (state.json microBatchSiz
   }
 });
 
+Deno.test("train() frees every tensor when a step fails after its gradients exist, or in its forward pass", async () => {
+  const m = initT5(CONFIG, { seed: 1 });
+  const dir = await Deno.makeTempDir();
+  try {
+    const before = tf.memory().numTensors;
+    // The learning rate is read after the gradients (and their clipped copies) exist; an
+    // unknown schedule kind (a spec that skipped validateTrain) throws there, at step 1.
+    const bogus = { ...SPEC.schedule, kind: "bogus" } as unknown as TrainSpec["schedule"];
+    await assert.rejects(
+      () =>
+        train(opts(m, { train: { ...SPEC, schedule: bogus }, checkpointDir: dir, runKey: "k" })),
+      /field "kind" must be constant, warmup_linear or warmup_rsqrt, got "bogus"/,
+    );
+    assert.equal(tf.memory().numTensors, before, "the step's gradients freed");
+    // A method hook that throws inside the forward pass of step 3 (after two checkpoints' steps).
+    let calls = 0;
+    const instance: MethodInstance = {
+      ...fullFinetune(),
+      hooks: () => {
+        if (++calls === 3) throw new Error("hook failed");
+        return {};
+      },
+    };
+    await assert.rejects(
+      () => train(opts(m, { instance, train: { ...SPEC, checkpointEvery: 1 } })),
+      /hook failed/,
+    );
+    assert.equal(tf.memory().numTensors, before, "the forward pass's tensors freed");
+  } finally {
+    disposeT5(m);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("train() stops on a non-finite loss with a diagnostic", async () => {
   const model = initT5(CONFIG, { seed: 1 });
   const before = tf.memory().numTensors;
