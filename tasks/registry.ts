@@ -15,6 +15,15 @@
  * `sst-2`, `sts-b`, `ax-b`, `ax-g`. MNLI's halves are splits, not tasks (`mnli` with split
  * `validation_matched` / `validation_mismatched`).
  *
+ * Adding a task: (1) its entry in {@link TASKS} (`converter` a key of {@link CONVERTER_METRICS},
+ * `metrics` among what that converter computes); (2) a download source with the same files in
+ * `sources.ts` `TASK_SOURCES` (`registry_test.ts` checks they agree; `availableTasks` in
+ * `data.ts` finds only tasks listed there, so without one a run reports the task's files
+ * missing); (3) to train it, its name in {@link BENCHMARK_TASKS}, the only tasks a profile's
+ * `tasks` may list: every profile without a `tasks` list then trains it, the benchmark average
+ * needs its score, and `paper-*` profiles need its files. {@link checkTaskRegistry} runs on the
+ * registry when this module loads and names the entry and field of a mistake.
+ *
  * Not registered: DPR (`dpr_v001_simple`, part of T5's SuperGLUE mixture; not in the official
  * SuperGLUE downloads) and T5's `glue_wnli_v002_simple_eval` (WNLI recast as `wsc:`).
  *
@@ -552,6 +561,150 @@ export const BENCHMARK_TASKS: Readonly<{ glue: string[]; super_glue: string[] }>
   super_glue: ["boolq", "cb", "copa", "multirc", "record", "rte_sg", "wic", "wsc"],
 });
 
+/**
+ * The metric names `scoreTask` (`tasks/metrics.ts`) computes for each converter; a name outside
+ * these is never scored.
+ */
+export const CONVERTER_METRICS: Readonly<Record<TaskSpec["converter"], readonly string[]>> = Object
+  .freeze({
+    classify: [
+      "accuracy",
+      "matthews_corrcoef",
+      "f1",
+      "mean_3class_f1",
+      "gender_parity",
+      "accuracy_matched",
+      "accuracy_mismatched",
+    ],
+    stsb: ["pearson_corrcoef", "spearman_corrcoef"],
+    multirc: ["f1", "exact_match"],
+    record: ["em", "f1"],
+    wsc_simple: ["accuracy"],
+  });
+
+/**
+ * Checks a task registry and its benchmark lists for the mistakes an added or edited entry can
+ * make, which would otherwise show up late or not at all: a key that differs from `name`, a
+ * metric `scoreTask` does not compute (it would be skipped, so the task would have no score), a
+ * group metric not among `metrics`, a label map that disagrees with the label words, a file
+ * outside `dir`, a trained task without train and validation files, and `BENCHMARK_TASKS`
+ * entries that are not the benchmark's averaged tasks (or averaged tasks missing from it: only
+ * `BENCHMARK_TASKS` tasks are trained, averaged and accepted in a profile's `tasks`).
+ * Run on {@link TASKS} when this module loads.
+ *
+ * @param tasks entries by registry key
+ * @param benchmarkTasks the trained tasks of each benchmark
+ * @param where how errors name the registry (default `tasks/registry.ts`)
+ * @throws Error naming `where`, the entry and field, the bad value and what is allowed
+ * @example
+ * ```ts
+ * import { BENCHMARK_TASKS, checkTaskRegistry, TASKS } from "./registry.ts";
+ * const bad = { ...TASKS, rte: { ...TASKS.rte!, metrics: ["acuracy"] } };
+ * let message = "";
+ * try {
+ *   checkTaskRegistry(bad, BENCHMARK_TASKS);
+ * } catch (e) {
+ *   message = (e as Error).message;
+ * }
+ * console.assert(message.includes('TASKS.rte.metrics[0] "acuracy"'));
+ * ```
+ */
+export function checkTaskRegistry(
+  tasks: Readonly<Record<string, TaskSpec>>,
+  benchmarkTasks: Readonly<Record<BenchmarkName, readonly string[]>>,
+  where = "tasks/registry.ts",
+): void {
+  const fail = (path: string, what: string): never => {
+    throw new Error(`${where}: ${path} ${what}`);
+  };
+  const list = (xs: readonly string[]) => xs.map((x) => JSON.stringify(x)).join(", ");
+  for (const [key, t] of Object.entries(tasks)) {
+    const at = `TASKS.${key}`;
+    if (t.name !== key) fail(`${at}.name`, `is ${JSON.stringify(t.name)}; it must equal the key`);
+    if (!(t.benchmark in BENCHMARK_LABEL)) {
+      fail(`${at}.benchmark`, `is ${JSON.stringify(t.benchmark)}; allowed: "glue", "super_glue"`);
+    }
+    const known = own(CONVERTER_METRICS, t.converter);
+    if (known === undefined) {
+      fail(
+        `${at}.converter`,
+        `is ${JSON.stringify(t.converter)}; allowed: ${list(Object.keys(CONVERTER_METRICS))}`,
+      );
+    }
+    t.metrics.forEach((m, i) => {
+      if (!known!.includes(m)) {
+        fail(
+          `${at}.metrics[${i}]`,
+          `${JSON.stringify(m)} is not a metric the "${t.converter}" converter computes ` +
+            `(scoreTask would leave it out); allowed: ${list(known!)}`,
+        );
+      }
+    });
+    t.groupMetrics.forEach((m, i) => {
+      if (!t.metrics.includes(m)) {
+        fail(
+          `${at}.groupMetrics[${i}]`,
+          `${JSON.stringify(m)} is not in ${at}.metrics (${list(t.metrics)})`,
+        );
+      }
+    });
+    if (t.inAverage && t.groupMetrics.length === 0) {
+      fail(`${at}.groupMetrics`, "is empty, but inAverage is true: the average needs a score");
+    }
+    if (t.labelKind === "map") {
+      if (t.labelMap === undefined) fail(`${at}.labelMap`, `is missing; labelKind is "map"`);
+      for (const [raw, i] of Object.entries(t.labelMap!)) {
+        if (!Number.isInteger(i) || i < 0 || i >= t.labelWords.length) {
+          fail(
+            `${at}.labelMap[${JSON.stringify(raw)}]`,
+            `is ${i}; it must index labelWords (0 to ${t.labelWords.length - 1})`,
+          );
+        }
+      }
+    }
+    for (const [split, files] of Object.entries(t.files)) {
+      (files ?? []).forEach((f, i) => {
+        if (!f.path.startsWith(`${t.dir}/`)) {
+          fail(`${at}.files.${split}[${i}].path`, `"${f.path}" is not under dir "${t.dir}/"`);
+        }
+      });
+    }
+    if (t.inMixture) {
+      const hasEval = t.files.validation !== undefined || t.files.validation_matched !== undefined;
+      if (t.files.train === undefined || !hasEval) {
+        fail(`${at}.files`, "needs train and validation files: inMixture is true (it is trained)");
+      }
+      if (!(t.trainSize > 0)) {
+        fail(`${at}.trainSize`, `is ${t.trainSize}; a trained task (inMixture) needs a weight > 0`);
+      }
+    }
+  }
+  for (const b of Object.keys(BENCHMARK_LABEL) as BenchmarkName[]) {
+    const listed = benchmarkTasks[b] ?? [];
+    listed.forEach((n, i) => {
+      const t = own(tasks, n);
+      const at = `BENCHMARK_TASKS.${b}[${i}]`;
+      if (t === undefined) fail(at, `"${n}" is not a key of TASKS`);
+      if (t!.benchmark !== b) fail(at, `"${n}" is a ${BENCHMARK_LABEL[t!.benchmark]} task`);
+      if (!t!.inMixture || !t!.inAverage) {
+        fail(at, `"${n}" must have inMixture and inAverage true (it is trained and averaged)`);
+      }
+    });
+    for (const t of Object.values(tasks)) {
+      if (t.benchmark === b && (t.inAverage || t.inMixture) && !listed.includes(t.name)) {
+        fail(
+          `TASKS.${t.name}`,
+          `has ${
+            t.inAverage ? "inAverage" : "inMixture"
+          } true but is not in BENCHMARK_TASKS.${b}; ` +
+            `add it there (then every profile without a "tasks" list trains it, and the ` +
+            `${BENCHMARK_LABEL[b]} average needs it), or set inMixture and inAverage false`,
+        );
+      }
+    }
+  }
+}
+
 const ALIASES: Readonly<Record<string, string>> = Object.freeze({
   wsc_simple: "wsc",
   "wsc.fixed": "wsc",
@@ -643,3 +796,6 @@ export function sourceId(taskName: string): string {
   const config = spec.name === "rte_sg" ? "rte" : spec.name;
   return `${spec.benchmark}/${config}`;
 }
+
+// Checked when the module loads, so an edited entry fails every tool at once, naming the field.
+checkTaskRegistry(TASKS, BENCHMARK_TASKS);

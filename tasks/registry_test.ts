@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import {
   BENCHMARK_TASKS,
+  checkTaskRegistry,
+  CONVERTER_METRICS,
   evalSplits,
   getTask,
   labelWords,
@@ -9,6 +11,8 @@ import {
   TASKS,
 } from "./registry.ts";
 import { compareCodePoints } from "./text.ts";
+import { scoreTask } from "./metrics.ts";
+import type { TaskSpec } from "./types.ts";
 import { findTaskSource, TASK_SOURCES } from "./sources.ts";
 
 // T5 glue_utils.py GLUE_WEIGHT_MAPPING / SUPER_GLUE_WEIGHT_MAPPING (trained tasks).
@@ -168,4 +172,82 @@ Deno.test("registry files and official counts agree with the downloader's (sourc
     }
   }
   assert.equal(TASK_SOURCES.length, taskNames().length, "one source per registered task");
+});
+
+Deno.test("checkTaskRegistry: an added or edited entry's mistakes name the entry, field and what is allowed", () => {
+  checkTaskRegistry(TASKS, BENCHMARK_TASKS); // the registry itself passes
+  const rte = TASKS.rte!;
+  const bad = (entry: Partial<TaskSpec>, key = "rte2", bench = BENCHMARK_TASKS) => () =>
+    checkTaskRegistry({ ...TASKS, [key]: { ...rte, name: key, ...entry } }, bench, "reg.ts");
+  // A copy of RTE under a new name, trained but not listed: what a first attempt looks like.
+  assert.throws(
+    bad({}),
+    /^Error: reg\.ts: TASKS\.rte2 has inAverage true but is not in BENCHMARK_TASKS\.glue; add it there/,
+  );
+  assert.throws(bad({ inAverage: false }), /TASKS\.rte2 has inMixture true but is not in/);
+  const listed = { ...BENCHMARK_TASKS, glue: [...BENCHMARK_TASKS.glue, "rte2"] };
+  checkTaskRegistry({ ...TASKS, rte2: { ...rte, name: "rte2" } }, listed); // listed: fine
+  assert.throws(
+    bad({ inMixture: false, inAverage: false, metrics: ["accuracy", "f1_macro"] }),
+    /TASKS\.rte2\.metrics\[1\] "f1_macro" is not a metric the "classify" converter computes \(scoreTask would leave it out\); allowed: "accuracy", "matthews_corrcoef"/,
+  );
+  assert.throws(
+    bad({ inMixture: false, inAverage: false, groupMetrics: ["f1"] }),
+    /TASKS\.rte2\.groupMetrics\[0\] "f1" is not in TASKS\.rte2\.metrics \("accuracy"\)/,
+  );
+  assert.throws(bad({ name: "rte3" }), /TASKS\.rte2\.name is "rte3"; it must equal the key/);
+  assert.throws(
+    bad({ labelMap: { entailment: 0, not_entailment: 2 } }, "rte2", listed),
+    /TASKS\.rte2\.labelMap\["not_entailment"\] is 2; it must index labelWords \(0 to 1\)/,
+  );
+  assert.throws(
+    bad({ dir: "glue/RTE2" }, "rte2", listed),
+    /TASKS\.rte2\.files\.train\[0\]\.path "glue\/RTE\/train\.tsv" is not under dir "glue\/RTE2\/"/,
+  );
+  assert.throws(
+    bad({ converter: "span" as TaskSpec["converter"] }, "rte2", listed),
+    /TASKS\.rte2\.converter is "span"; allowed: "classify", "stsb"/,
+  );
+  assert.throws(
+    bad({ files: { validation: rte.files.validation! } }, "rte2", listed),
+    /TASKS\.rte2\.files needs train and validation files: inMixture is true/,
+  );
+  assert.throws(
+    bad({ inMixture: false }, "rte2", listed),
+    /BENCHMARK_TASKS\.glue\[8\] "rte2" must have inMixture and inAverage true/,
+  );
+  assert.throws(
+    () => checkTaskRegistry(TASKS, { ...BENCHMARK_TASKS, glue: [...BENCHMARK_TASKS.glue, "cb"] }),
+    /BENCHMARK_TASKS\.glue\[8\] "cb" is a SuperGLUE task/,
+  );
+  assert.throws(
+    () => checkTaskRegistry(TASKS, { ...BENCHMARK_TASKS, glue: ["rtee"] }),
+    /BENCHMARK_TASKS\.glue\[0\] "rtee" is not a key of TASKS/,
+  );
+});
+
+Deno.test("CONVERTER_METRICS lists what scoreTask returns for each converter", () => {
+  // One labelled example per converter's task, predicted right: every metric the converter
+  // computes for it is a listed one (gender_parity and the MNLI halves need groups or splits).
+  const cases: [string, string[]][] = [
+    ["rte", ["entailment"]],
+    ["stsb", ["3.0"]],
+    ["multirc", ["True"]],
+    ["wsc", ["the cat"]],
+  ];
+  for (const [task, preds] of cases) {
+    const spec = getTask(task);
+    const ex = {
+      task,
+      id: `${task}/0`,
+      input: "x",
+      target: preds[0]!,
+      label: spec.converter === "wsc_simple" ? true : 0,
+      group: "g",
+      answers: preds,
+    };
+    const got = Object.keys(scoreTask(task, [ex], preds));
+    assert.ok(got.length > 0, task);
+    for (const m of got) assert.ok(CONVERTER_METRICS[spec.converter].includes(m), `${task} ${m}`);
+  }
 });
