@@ -8,7 +8,7 @@ import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight, t5FromTensors
 import { installLowMemoryBackprop, uninstallLowMemoryBackprop } from "../backprop.ts";
 import { disposeBatch, makeBatch } from "./_test_util.ts";
 import { methodAccounting } from "./accounting.ts";
-import { METHODS } from "./mod.ts";
+import { type MethodName, METHODS } from "./mod.ts";
 
 Deno.test("methodAccounting() reproduces HyperFormer++ on t5-base, 8 tasks, r = 32 (spec §5.3)", () => {
   const a = methodAccounting(
@@ -223,26 +223,31 @@ Deno.test("methodAccounting() FLOPs equal the matmul kernels tfjs runs for one t
   const before = tf.memory().numTensors;
   const model = initT5(config, { seed: 5 });
   const hp = { length: 2, bottleneck: 4, embeddingDim: 4, hiddenDim: 8 };
-  const cases: [string, Record<string, unknown>][] = [
-    ["mtl", {}],
-    ["mtl", { freezeBackbone: "except_layer_norms" }],
-    ["prompt_tuning", { length: 3, init: "uniform" }],
-    ["mtl_prompt", { length: 3 }],
-    ["adapter", { reduction: 4, freezeBackbone: "all" }],
-    ["adapter", {
+  // Typed by registry key, so a method added to METHODS must bring its cases (a flopPlan that
+  // misses where its trained tensors enter shows here as a train-FLOP mismatch).
+  const byMethod: Record<MethodName, Record<string, unknown>[]> = {
+    mtl: [{}, { freezeBackbone: "except_layer_norms" }],
+    prompt_tuning: [{ length: 3, init: "uniform" }],
+    mtl_prompt: [{ length: 3 }],
+    adapter: [{ reduction: 4, freezeBackbone: "all" }, {
       reduction: 4,
       freezeBackbone: "all",
       stacks: ["decoder"],
       positions: ["feed_forward"],
     }],
-    ["hyperformer_pp", { reduction: 4, freezeBackbone: "except_layer_norms" }],
-    ["hyperprompt_global", { ...hp, freezeBackbone: "all" }],
-    ["hyperprompt_global", { ...hp, freezeBackbone: "all", stacks: ["decoder"] }],
-    ["hyperprompt_global", hp],
-    ["hyperprompt_share", { length: 2, bottleneck: 4, freezeBackbone: "all" }],
-  ];
+    hyperformer_pp: [{ reduction: 4, freezeBackbone: "except_layer_norms" }],
+    hyperprompt_global: [
+      { ...hp, freezeBackbone: "all" },
+      { ...hp, freezeBackbone: "all", stacks: ["decoder"] },
+      hp,
+    ],
+    hyperprompt_share: [{ length: 2, bottleneck: 4, freezeBackbone: "all" }],
+    hyperprompt_sep: [{ length: 2, bottleneck: 4, freezeBackbone: "all", stacks: ["encoder"] }],
+  };
+  const cases = (Object.entries(byMethod) as [MethodName, Record<string, unknown>[]][])
+    .flatMap(([name, raws]) => raws.map((raw) => [name, raw] as const));
   for (const [name, raw] of cases) {
-    const m = METHODS[name as keyof typeof METHODS];
+    const m = METHODS[name];
     const inst = m.create(
       { config, tasks: ["rte", "cola"], seed: 3, backbone: model.params },
       m.parseConfig(raw, "accounting_test.ts") as never,
