@@ -26,7 +26,7 @@
  * (whose observer, the bench, then removes its signal listeners) it lets the event loop turn once,
  * so that a signal received in the final save's last instants still reaches the listener.
  * A newest checkpoint that cannot be resumed (a corrupt or missing file, a state that is not a
- * trainer's) does not stop the run while an older one can: the resume falls back to the newest
+ * trainer's, a trained variable of another shape) does not stop the run while an older one can: the resume falls back to the newest
  * that can, logs one line per folder skipped (which, and why), and leaves those folders as they
  * are; later saves do not prune the older checkpoints in their favour
  * (`benchmarks/checkpointing.ts` `unusableSteps`). A checkpoint of another run (its `runKey`) or
@@ -801,6 +801,14 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
             throw new Error(
               `${ck.dir}: trained variables differ from this run's (method or config changed?)`,
             );
+          }
+          // Same names, other shapes (a damaged or hand-made file): skipped like one that does
+          // not load, rather than failing in the middle of the restore with tfjs's message.
+          for (const [n, v] of params) {
+            const saved = ck.variables.get(n)!;
+            if (!tf.util.arraysEqual(saved.shape, v.shape) || saved.dtype !== v.dtype) {
+              return `${ck.dir}/variables.safetensors: variable "${n}" is ${saved.dtype} [${saved.shape}], this run's is ${v.dtype} [${v.shape}]`;
+            }
           }
           try {
             checkResumeState(ck.dir, ck.step, ck.state);

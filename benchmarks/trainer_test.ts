@@ -8,7 +8,12 @@ import { DEFAULT_TRAIN, SpecError, type TaskEval, type TrainSpec, validateTrain 
 import { Rng } from "./rng.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
 import { collate, disposeBatch } from "./batching.ts";
-import { listCheckpoints } from "./checkpointing.ts";
+import {
+  disposeCheckpoint,
+  listCheckpoints,
+  loadCheckpoint,
+  saveCheckpoint,
+} from "./checkpointing.ts";
 import { bestPerTask, evaluate } from "./evaluator.ts";
 import {
   type BatchSource,
@@ -1027,6 +1032,41 @@ Deno.test("train() refuses, not skips, another run's checkpoint; names every fol
     });
     assert.equal(tf.memory().numTensors, before, "nothing kept of the refused checkpoints");
     assert.deepEqual(await listCheckpoints(dir), [2, 4], "nothing removed");
+    disposeT5(m);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("train() skips a checkpoint whose variable has another shape, naming it, and leaks nothing", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const spec = { ...SPEC, steps: 4, evalEvery: 4, checkpointEvery: 2 };
+    await killedRun(3, () => ({ train: spec, checkpointDir: dir, runKey: "k" })); // step 2
+    const ck = await loadCheckpoint(`${dir}/step-00000002`);
+    const [name, first] = [...ck.variables][0]!;
+    const wrong = tf.zeros([3]);
+    await saveCheckpoint(dir, {
+      variables: new Map([...ck.variables, [name, wrong]]),
+      slots: ck.slots,
+      state: ck.state,
+    });
+    const shape = first.shape;
+    disposeCheckpoint(ck);
+    wrong.dispose();
+    const m = initT5(CONFIG, { seed: 1 });
+    const before = tf.memory().numTensors;
+    await assert.rejects(
+      () => train(opts(m, { train: spec, checkpointDir: dir, runKey: "k" })),
+      (e: Error) => {
+        assert.equal(
+          e.message,
+          `${dir}: no checkpoint can be resumed (1 tried, newest first): step-00000002: ${dir}/step-00000002/variables.safetensors: variable "${name}" is float32 [3], this run's is float32 [${shape}]`,
+        );
+        return true;
+      },
+    );
+    assert.equal(tf.memory().numTensors, before, "nothing kept of the refused checkpoint");
     disposeT5(m);
   } finally {
     await Deno.remove(dir, { recursive: true });
