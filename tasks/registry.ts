@@ -30,6 +30,7 @@
  * @module
  */
 import type { BenchmarkName, TaskFile, TaskSpec, TaskSplit } from "./types.ts";
+import { TASK_SOURCES } from "./sources.ts";
 
 const GLUE_VERSION = "1.0.0";
 const SG_VERSION = "1.0.2";
@@ -587,7 +588,8 @@ export const CONVERTER_METRICS: Readonly<Record<TaskSpec["converter"], readonly 
  * make, which would otherwise show up late or not at all: a key that differs from `name`, a
  * metric `scoreTask` does not compute (it would be skipped, so the task would have no score), a
  * group metric not among `metrics`, a label map that disagrees with the label words, a file
- * outside `dir`, a trained task without train and validation files, and `BENCHMARK_TASKS`
+ * outside `dir`, a trained task without train and validation files, an entry without a
+ * `sources.ts` `TASK_SOURCES` entry, and `BENCHMARK_TASKS`
  * entries that are not the benchmark's averaged tasks (or averaged tasks missing from it: only
  * `BENCHMARK_TASKS` tasks are trained, averaged and accepted in a profile's `tasks`).
  * Run on {@link TASKS} when this module loads.
@@ -701,6 +703,15 @@ export function checkTaskRegistry(
             `${BENCHMARK_LABEL[b]} average needs it), or set inMixture and inAverage false`,
         );
       }
+    }
+  }
+  for (const t of Object.values(tasks)) {
+    if (!TASK_SOURCES.some((src) => src.name === t.name)) {
+      fail(
+        `TASKS.${t.name}`,
+        "has no entry in tasks/sources.ts TASK_SOURCES (registry name, files, download source): " +
+          "without one its files are never found present (data.ts availableTasks) nor downloaded",
+      );
     }
   }
 }

@@ -186,7 +186,11 @@ Deno.test("checkTaskRegistry: an added or edited entry's mistakes name the entry
   );
   assert.throws(bad({ inAverage: false }), /TASKS\.rte2 has inMixture true but is not in/);
   const listed = { ...BENCHMARK_TASKS, glue: [...BENCHMARK_TASKS.glue, "rte2"] };
-  checkTaskRegistry({ ...TASKS, rte2: { ...rte, name: "rte2" } }, listed); // listed: fine
+  // Listed, it still needs a download source (sources.ts) to be found present or fetched.
+  assert.throws(
+    () => checkTaskRegistry({ ...TASKS, rte2: { ...rte, name: "rte2" } }, listed, "reg.ts"),
+    /^Error: reg\.ts: TASKS\.rte2 has no entry in tasks\/sources\.ts TASK_SOURCES/,
+  );
   assert.throws(
     bad({ inMixture: false, inAverage: false, metrics: ["accuracy", "f1_macro"] }),
     /TASKS\.rte2\.metrics\[1\] "f1_macro" is not a metric the "classify" converter computes \(scoreTask would leave it out\); allowed: "accuracy", "matthews_corrcoef"/,
