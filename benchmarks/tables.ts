@@ -18,8 +18,10 @@
  *   GLUE/SuperGLUE averages (mean, std) with the number of the benchmark's tasks they average,
  *   per benchmark the parameter overhead in the paper's three columns (`glue_params_ratio`,
  *   `glue_extra_pct`, `glue_trained_per_task_pct`, likewise `super_glue_…`; `params.csv`'s
- *   values), and the paper's averages from `results/paper/main_table.csv` with their source.
- *   `glue_avg` /
+ *   values), and the paper's averages from `results/paper/main_table.csv` with their source and
+ *   `paper_row`, the paper row they are from (same table, model, label and method,
+ *   {@link paperMatch}; a `paper-…` profile's from the main results, an `ablation…` profile's
+ *   from the ablation) or why there is none. `glue_avg` /
  *   `super_glue_avg` are the paper's average over all 8 tasks and are filled only when every one
  *   of them was run; a run on a task subset puts its plain mean in `glue_partial_avg` /
  *   `super_glue_partial_avg` instead, and its paper columns stay blank; `missing_runs` names the
@@ -35,8 +37,8 @@
  *   `mergedThroughput`) and both FLOP counts relative to MTL's;
  * - `ablation.csv`: the ablation profiles' rows with parameters relative to the MTL runs of the
  *   same configuration per benchmark (`<benchmark>_mtl_reference` names them, or says that none
- *   matched), the paper's figure for the row's model, label and method, and the same provenance
- *   columns;
+ *   matched), the paper's figure from its ablation table's row of the row's model, label and
+ *   method (`paper_row` names it or says why none), and the same provenance columns;
  * - `attention_mass.csv`: attention mass on hyper-prompts per layer (mean over seeds).
  *
  * @module
@@ -70,8 +72,23 @@ import { parseFlags, runCli, UsageError } from "../model/usage.ts";
 /** A table: header row then data rows. */
 export type Table = (string | number)[][];
 
+/**
+ * The tables of `results/paper/main_table.csv`'s `table` column: which table of the paper (or of
+ * another source) a row is from. The paper keys a row by its table, model size and row label;
+ * one label can be in two tables (the main results and the ablation both have MTL and
+ * HyperFormer++ at Base), so a row's identity is (table, model, method).
+ */
+export const PAPER_TABLES: Readonly<Record<string, string>> = {
+  main: "the paper's main results (§4.2)",
+  ablation: "the paper's ablation (§4.5)",
+  abstract: "the paper's abstract",
+  other_paper: "another paper",
+};
+
 /** One row of `results/paper/main_table.csv`. */
 export interface PaperRow {
+  /** Which table the row is from: a key of {@link PAPER_TABLES} (e.g. `main`, `ablation`). */
+  readonly table: string;
   /** A `model/config.ts` preset (e.g. `t5-v1_1-base`), or blank when the paper does not say. */
   readonly model: string;
   /** The paper's row label (e.g. `HyperFormer++`); never blank. */
@@ -104,6 +121,7 @@ export const PAPER_TABLE: string = repoPath("results", "paper", "main_table.csv"
 
 /** The columns of the paper table, in file order. */
 export const PAPER_COLUMNS: readonly (keyof PaperRow)[] = [
+  "table",
   "model",
   "method",
   "method_name",
@@ -130,9 +148,10 @@ const PAPER_NUMBERS: Readonly<Partial<Record<keyof PaperRow, readonly [number, n
 
 /**
  * Read the paper's reference values (every value carries its source; blanks are unknown).
- * Every row is checked: exactly the columns of {@link PAPER_COLUMNS}, a known method
- * (`method_name`), a known preset or blank `model`, a label, a source, numbers (or blanks) in
- * range, and no (model, method) pair twice (the tables would use whichever comes first).
+ * Every row is checked: exactly the columns of {@link PAPER_COLUMNS}, a known `table`
+ * ({@link PAPER_TABLES}), a known method (`method_name`), a known preset or blank `model`, a
+ * label, a source, numbers (or blanks) in range, and no (table, model, method) twice (the tables
+ * would use whichever comes first).
  *
  * @param path CSV file (default {@link PAPER_TABLE})
  * @returns the rows
@@ -174,6 +193,12 @@ export function readPaperTable(path: string = PAPER_TABLE): PaperRow[] {
     const row = Object.fromEntries(
       cols.map((c, i) => [c, r.record[i] ?? ""]),
     ) as unknown as PaperRow;
+    if (!Object.hasOwn(PAPER_TABLES, row.table)) {
+      throw at(
+        "table",
+        `"${row.table}" is not a table; known: ${Object.keys(PAPER_TABLES).join(", ")}`,
+      );
+    }
     if (!(METHOD_NAMES as readonly string[]).includes(row.method_name)) {
       throw at(
         "method_name",
@@ -207,10 +232,13 @@ export function readPaperTable(path: string = PAPER_TABLE): PaperRow[] {
         "is blank beside a trained_per_task_pct; say what that setting trained of the backbone",
       );
     }
-    const key = JSON.stringify([row.model, row.method]);
+    const key = JSON.stringify([row.table, row.model, row.method]);
     const first = seen.get(key);
     if (first !== undefined) {
-      throw at("method", `model "${row.model}", method "${row.method}" is also on line ${first}`);
+      throw at(
+        "method",
+        `table "${row.table}", model "${row.model}", method "${row.method}" is also on line ${first}`,
+      );
     }
     seen.set(key, line);
     out.push(row);
@@ -429,8 +457,84 @@ function provenanceCells(g: Group): string[] {
   ];
 }
 
-function paperFor(paper: readonly PaperRow[], model: string, label: string): PaperRow | undefined {
-  return paper.find((p) => p.model === model && (p.method === label || p.method_name === label));
+/** The paper tables whose rows hold GLUE and SuperGLUE averages of a method at a model size. */
+const SCORE_TABLES: readonly string[] = ["main", "ablation"];
+
+/**
+ * The paper tables a profile's rows are compared with: an `ablation…` profile reproduces the
+ * ablation (§4.5), a `paper-…` profile the main results (§4.2); another profile (a user's own) is
+ * compared with either, when only one of them has its row.
+ *
+ * @param profile the profile name
+ * @returns keys of {@link PAPER_TABLES}
+ */
+export function paperTablesOf(profile: string): readonly string[] {
+  if (profile.startsWith("ablation")) return ["ablation"];
+  if (profile.startsWith("paper-")) return ["main"];
+  return SCORE_TABLES;
+}
+
+/** A paper row matched to a table row ({@link paperMatch}), or why none is. */
+export interface PaperMatch {
+  /** The paper's row; undefined when none matches, or several do. */
+  readonly row?: PaperRow;
+  /**
+   * The `paper_row` cell: the row matched (`<table>: <model> <label>`), else why not (blank
+   * when the paper has nothing of this model and label).
+   */
+  readonly note: string;
+}
+
+const paperRowName = (p: PaperRow) => `${p.table}: ${p.model} ${p.method}`;
+
+/**
+ * The paper's row for a table row, matched exactly as the paper keys its rows: one of `tables`,
+ * the same model (never the rows of unknown size), the same row label and the same method
+ * (`method_name`). A label alone is not enough (a row of another method labelled like the
+ * paper's), nor a method alone (an ablation's `HyperPrompt-Global l=4` is not its
+ * `HyperPrompt-Global`, and a label equal to a method name would take whichever row of that
+ * method came first). Several matches (tables that both have the row, for a profile that does
+ * not say which it reproduces) are refused; the note says so, as it says when the paper's row of
+ * this model and label is of another method or in a table the profile is not compared with.
+ *
+ * @param paper the paper's reference rows
+ * @param g the table row's profile, model, label and method
+ * @param tables the tables that may match (default: {@link paperTablesOf} the profile)
+ * @returns the row, or the reason there is none
+ */
+export function paperMatch(
+  paper: readonly PaperRow[],
+  g: {
+    readonly profile: string;
+    readonly model: string;
+    readonly label: string;
+    readonly method: string;
+  },
+  tables: readonly string[] = paperTablesOf(g.profile),
+): PaperMatch {
+  const named = paper.filter((p) => p.model !== "" && p.model === g.model && p.method === g.label);
+  const found = named.filter((p) => tables.includes(p.table) && p.method_name === g.method);
+  if (found.length === 1) return { row: found[0]!, note: paperRowName(found[0]!) };
+  if (found.length > 1) {
+    return {
+      note: `ambiguous: paper rows ${found.map(paperRowName).join(" and ")} both match; ` +
+        `a profile named paper-… (main) or ablation… (ablation) says which it reproduces`,
+    };
+  }
+  const other = named.find((p) => tables.includes(p.table));
+  if (other !== undefined) {
+    return {
+      note: `none: paper row ${paperRowName(other)} is ${other.method_name}, not ${g.method}`,
+    };
+  }
+  const elsewhere = named.find((p) => p.method_name === g.method);
+  if (elsewhere !== undefined) {
+    return {
+      note: `none: paper row ${paperRowName(elsewhere)} is not in the table profile ` +
+        `${g.profile} is compared with (${tables.join(", ")})`,
+    };
+  }
+  return { note: "" };
 }
 
 /**
@@ -481,7 +585,9 @@ function seedsCell(g: Group): string | number {
  * averaged, and per benchmark the number of its tasks averaged with the average (mean and sample
  * std over seeds) in `<benchmark>_avg` when all 8 tasks ran, else in `<benchmark>_partial_avg`;
  * per benchmark the parameter overhead ({@link SCORE_PARAM_COLUMNS}, `params.csv`'s values); the
- * paper's averages (left blank next to a partial average) with their source; the configuration
+ * paper's averages (left blank next to a partial average) with their source and `paper_row`
+ * (the paper row matched, {@link paperMatch}, or why none is: blank values, never another
+ * table's, method's or size's row); the configuration
  * ids; the provenance of the runs averaged ({@link PROVENANCE_COLUMNS}: seeds, git commits,
  * backends, devices, software versions).
  *
@@ -532,6 +638,7 @@ export function scoresTable(results: readonly RunResult[], paper: readonly Paper
     "paper_glue_avg",
     "paper_super_glue_avg",
     "paper_source",
+    "paper_row",
     "config",
     "missing_runs",
     ...PROVENANCE_COLUMNS,
@@ -563,11 +670,12 @@ export function scoresTable(results: readonly RunResult[], paper: readonly Paper
       const c = cellOf(g, b);
       cells.push(...(c === undefined ? SCORE_PARAM_COLUMNS.map(() => "") : paramCells(c)));
     }
-    const p = paperFor(paper, g.model, g.label);
+    const { row: p, note } = paperMatch(paper, g);
     cells.push(
       partial.glue ? "" : p?.glue_avg ?? "",
       partial.super_glue ? "" : p?.super_glue_avg ?? "",
       p?.source ?? "",
+      note,
       configCell(g),
       missingRunsCell(g),
       ...provenanceCells(g),
@@ -899,9 +1007,9 @@ function mtlReference(c: Cell, mtlGroups: readonly Group[]): MtlReference {
  * where the method did not run that benchmark. Then the runs averaged (`seeds`), GLUE and
  * SuperGLUE averages (as in {@link scoresTable}: the task count, the full average or the partial
  * mean of a task subset, each with its sample std over seeds), and the paper's #Params relative
- * to MTL from the paper table's row of the same model, label and method (`paper_params_x_mtl`,
- * its `paper_source`): the paper's ablation tables give one #Params per row, not per benchmark,
- * and the paper table's rows are keyed by model and label.
+ * to MTL from the paper's ablation table's row of the same model, label and method
+ * (`paper_params_x_mtl`, its `paper_source`, and `paper_row`: {@link paperMatch}): the paper's
+ * ablation tables give one #Params per row, not per benchmark.
  *
  * @param results run results
  * @param paper the paper's reference rows
@@ -932,6 +1040,7 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
     "super_glue_partial_std",
     "paper_params_x_mtl",
     "paper_source",
+    "paper_row",
     "config",
     ...PROVENANCE_COLUMNS,
   ]];
@@ -947,9 +1056,7 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
       const ref = mtlReference(c, mtlGroups);
       return [`${(p.total / (ref.total ?? p.total - p.extra)).toFixed(3)}x`, ref.note];
     };
-    const p = paper.find((x) =>
-      x.model === g.model && x.method === g.label && x.method_name === g.method
-    );
+    const { row: p, note: paperNote } = paperMatch(paper, g, ["ablation"]);
     const avg = (b: BenchmarkName) => {
       const { xs, tasks, full } = benchAverages(g, b);
       if (xs.length === 0) return ["", "", "", "", ""];
@@ -974,6 +1081,7 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
       ...avg("super_glue"),
       p?.params_ratio ? `${p.params_ratio}x` : "",
       p?.source ?? "",
+      paperNote,
       configCell(g),
       ...provenanceCells(g),
     ]);

@@ -71,9 +71,9 @@ Deno.test("readPaperTable() gives every row a source and blank unknown scores", 
 Deno.test("readPaperTable() refuses a bad paper table naming file, line and column", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const head = "model,method,method_name,glue_avg,super_glue_avg,params_ratio,extra_pct," +
-      "trained_per_task_pct,freeze_backbone,source";
-    const good = 't5-v1_1-base,MTL,mtl,85.1,,,,,,"PDF p. 6, Table 1"';
+    const head = "table,model,method,method_name,glue_avg,super_glue_avg,params_ratio," +
+      "extra_pct,trained_per_task_pct,freeze_backbone,source";
+    const good = 'main,t5-v1_1-base,MTL,mtl,85.1,,,,,,"PDF p. 6, Table 1"';
     const file = join(dir, "main_table.csv");
     const read = async (text: string) => {
       await Deno.writeTextFile(file, text);
@@ -81,11 +81,15 @@ Deno.test("readPaperTable() refuses a bad paper table naming file, line and colu
     };
     // The good row reads, a quoted multi-line source included.
     const ok = await read(
-      `${head}\n${good}\n,HyperPrompt,hyperprompt_global,,,,0.14,,,"abstract\nS1"\n`,
+      `${head}\n${good}\nabstract,,HyperPrompt,hyperprompt_global,,,,0.14,,,"abstract\nS1"\n`,
     );
     assert.equal(ok.length, 2);
     assert.equal(ok[0]!.glue_avg, "85.1");
     assert.equal(ok[1]!.source, "abstract\nS1");
+    // One model and label in two of the paper's tables (its main results and its ablation both
+    // have MTL at Base) are two rows.
+    const two = await read(`${head}\n${good}\n${good.replace("main,", "ablation,")}\n`);
+    assert.deepEqual(two.map((r) => r.table), ["main", "ablation"]);
     const cases: [string, RegExp][] = [
       // A misspelt column would leave every value of it blank in the tables without a word.
       [
@@ -93,48 +97,53 @@ Deno.test("readPaperTable() refuses a bad paper table naming file, line and colu
         /:1: header columns: missing glue_avg; unknown glue_average/,
       ],
       [
-        `${head}\n${good}\nt5-v1_1-base,Adapter,adapter,"86,5",,,,,,src\n`,
+        `${head}\n${good}\nmain,t5-v1_1-base,Adapter,adapter,"86,5",,,,,,src\n`,
         /:3: column glue_avg: must be blank or a number .*"86,5"/,
       ],
       [
-        `${head}\n${good}\nt5-v1_1-base,Adapter,adapter,86.5%,,,,,,src\n`,
+        `${head}\n${good}\nmain,t5-v1_1-base,Adapter,adapter,86.5%,,,,,,src\n`,
         /:3: column glue_avg: .*"86\.5%"/,
       ],
       [
-        `${head}\n${good}\nt5-v1_1-base,Adapter,adapter,0.865,,0.98,,,,src\n`,
+        `${head}\n${good}\nmain,t5-v1_1-base,Adapter,adapter,0.865,,0.98,,,,src\n`,
         /:3: column params_ratio: .*\[1, Infinity\].*"0\.98"/,
       ],
       [
-        `${head}\n${good}\nt5-v1_1-base,Adapter,adapterr,,,,,,,src\n`,
+        `${head}\n${good}\nmain,t5-v1_1-base,Adapter,adapterr,,,,,,,src\n`,
         /:3: column method_name: "adapterr" is not a method/,
       ],
       [
-        `${head}\n${good}\nt5-v11-base,Adapter,adapter,,,,,,,src\n`,
+        `${head}\n${good}\nmain,t5-v11-base,Adapter,adapter,,,,,,,src\n`,
         /:3: column model: "t5-v11-base" is not a preset/,
       ],
       [
-        `${head}\n${good}\nt5-v1_1-base,Adapter,adapter,86.5,,,,,, \n`,
+        `${head}\n${good}\nmain,t5-v1_1-base,Adapter,adapter,86.5,,,,,, \n`,
         /:3: column source: is blank/,
       ],
       [
-        `${head}\n"a\nb",X,mtl,,,,,,,s\nt5-v1_1-base,Adapter,adapter,x,,,,,,src\n`,
+        `${head}\nmain,"a\nb",X,mtl,,,,,,,s\nmain,t5-v1_1-base,Adapter,adapter,x,,,,,,src\n`,
         /:2: column model: "a\nb" is not a preset/,
       ],
       [
         `${head}\n${good}\n${good.replace("85.1", "85.2")}\n`,
-        /:3: column method: .*also on line 2/,
+        /:3: column method: table "main", model "t5-v1_1-base", method "MTL" is also on line 2/,
+      ],
+      // Without its table a row could be matched to another table's runs.
+      [
+        `${head}\n${good}\nmain_results,t5-v1_1-base,Adapter,adapter,,,,,,,src\n`,
+        /:3: column table: "main_results" is not a table; known: main, ablation, abstract/,
       ],
       [
-        `${head}\n${good}\nt5-base,HyperFormer++,hyperformer_pp,,,1.02,,0.29,frozen,src\n`,
+        `${head}\n${good}\nmain,t5-base,HyperFormer++,hyperformer_pp,,,1.02,,0.29,frozen,src\n`,
         /:3: column freeze_backbone: must be blank, false, all or except_layer_norms, got "frozen"/,
       ],
       // What a trained-per-task % counts depends on what the setting trained of the backbone.
       [
-        `${head}\n${good}\nt5-base,HyperFormer++,hyperformer_pp,,,1.02,,0.29,,src\n`,
+        `${head}\n${good}\nmain,t5-base,HyperFormer++,hyperformer_pp,,,1.02,,0.29,,src\n`,
         /:3: column freeze_backbone: is blank beside a trained_per_task_pct/,
       ],
       [
-        `${head}\n${good}\nt5-v1_1-base,Adapter,adapter\n`,
+        `${head}\n${good}\nmain,t5-v1_1-base,Adapter,adapter\n`,
         /main_table\.csv: Invalid Record Length/,
       ],
     ];
@@ -147,7 +156,7 @@ Deno.test("readPaperTable() refuses a bad paper table naming file, line and colu
     }
     // A record spanning lines is named by its first line.
     await assert.rejects(
-      () => read(`${head}\n${good}\nt5-v1_1-base,Adapter,adapter,x,,,,,,"two\nlines"\n`),
+      () => read(`${head}\n${good}\nmain,t5-v1_1-base,Adapter,adapter,x,,,,,,"two\nlines"\n`),
       /:3: column glue_avg/,
     );
   } finally {
@@ -251,6 +260,7 @@ Deno.test("paramsTable() shows a paper trained-per-task % only beside a run of i
     }),
   ]);
   const paper: PaperRow[] = [{
+    table: "main",
     model: "tiny-v1_1",
     method: "HyperFormer++",
     method_name: "hyperformer_pp",
@@ -431,6 +441,7 @@ Deno.test("scoresTable() fills the full average and the paper column only when a
   );
   const rs = await runs([full, part]);
   const paper: PaperRow[] = [{
+    table: "main",
     model: "t5-v1_1-base",
     method: "HyperPrompt",
     method_name: "hyperprompt_global",
@@ -1086,4 +1097,76 @@ Deno.test("ablation.csv takes the paper's figure from the row of the same model,
   assert.equal(paperX(find("t5-v1_1-large", "hyperprompt_global")), "");
   // T5 1.0 Base's HyperFormer++ figure (1.02x, HyperFormer++ paper) is not T5 1.1 Base's.
   assert.equal(paperX(find("t5-v1_1-base", "hyperformer_pp")), "");
+});
+
+Deno.test("scores.csv takes the paper row of the profile's table, model, label and method, or says why none", async () => {
+  const row = (table: string, method: string, name: string, glue: string): PaperRow => ({
+    table,
+    model: "t5-v1_1-base",
+    method,
+    method_name: name,
+    glue_avg: glue,
+    super_glue_avg: "",
+    params_ratio: "",
+    extra_pct: "",
+    trained_per_task_pct: "",
+    freeze_backbone: "",
+    source: `${table} ${method}`,
+  });
+  const paper = [
+    row("main", "MTL", "mtl", "85.0"),
+    row("main", "HyperPrompt", "hyperprompt_global", "86.8"),
+    row("ablation", "MTL", "mtl", "84.0"),
+    row("ablation", "HyperPrompt-Global", "hyperprompt_global", "87.0"),
+  ];
+  const all = { tasks: [...BENCHMARK_TASKS.glue] }; // the paper's average needs all 8 tasks
+  const at = (profile: string, name: RunSpec["method"]["name"], label: string, model?: string) =>
+    spec(profile, model ?? "t5-v1_1-base", name, label, 0, "glue", "random", all);
+  const rs = await runs([
+    at("paper-base", "mtl", "MTL"),
+    at("ablation", "mtl", "MTL"),
+    at("mine", "mtl", "MTL"),
+    at("paper-base", "hyperprompt_global", "HyperPrompt-Global"),
+    at("ablation", "hyperprompt_share", "HyperPrompt-Global"),
+    at("paper-base", "hyperprompt_global", "hyperprompt_global"),
+    at("paper-large", "hyperprompt_global", "HyperPrompt", "t5-v1_1-large"),
+    at("mine", "hyperprompt_global", "HyperPrompt-Global"),
+  ]);
+  const t = scoresTable(rs, paper);
+  const head = t[0] as string[];
+  const get = (profile: string, label: string, name: string): [string, string] => {
+    const r = t.slice(1).find((r) =>
+      r[head.indexOf("profile")] === profile && r[head.indexOf("method")] === label &&
+      r[head.indexOf("method_name")] === name
+    )!;
+    return [String(r[head.indexOf("paper_glue_avg")]), String(r[head.indexOf("paper_row")])];
+  };
+  // The profile says which table it reproduces; each takes its own table's MTL.
+  assert.deepEqual(get("paper-base", "MTL", "mtl"), ["85.0", "main: t5-v1_1-base MTL"]);
+  assert.deepEqual(get("ablation", "MTL", "mtl"), ["84.0", "ablation: t5-v1_1-base MTL"]);
+  // A profile of its own matches either table: both have MTL at Base, so neither is taken.
+  const [x, why] = get("mine", "MTL", "mtl");
+  assert.equal(x, "");
+  assert.match(why, /^ambiguous: paper rows main: .* MTL and ablation: .* MTL both match/);
+  // Only the ablation has HyperPrompt-Global: the main results' profile does not take it.
+  const [y, notHere] = get("paper-base", "HyperPrompt-Global", "hyperprompt_global");
+  assert.equal(y, "");
+  assert.match(notHere, /^none: paper row ablation: .*HyperPrompt-Global is not in the table/);
+  assert.deepEqual(get("mine", "HyperPrompt-Global", "hyperprompt_global"), [
+    "87.0",
+    "ablation: t5-v1_1-base HyperPrompt-Global",
+  ]);
+  // The paper's label on another method is not the paper's row.
+  const [z, other] = get("ablation", "HyperPrompt-Global", "hyperprompt_share");
+  assert.equal(z, "");
+  assert.match(other, /is hyperprompt_global, not hyperprompt_share$/);
+  // A label equal to a method name is no label of the paper; another size is not Base.
+  assert.deepEqual(get("paper-base", "hyperprompt_global", "hyperprompt_global"), ["", ""]);
+  assert.deepEqual(get("paper-large", "HyperPrompt", "hyperprompt_global"), ["", ""]);
+  // ablation.csv compares with the ablation table only, and names the row.
+  const ab = ablationTable(rs.filter((r) => r.spec.profile === "ablation"), paper);
+  const ah = ab[0] as string[];
+  const mtl = ab.find((r) => r[ah.indexOf("method_name")] === "mtl")!;
+  assert.equal(mtl[ah.indexOf("paper_row")], "ablation: t5-v1_1-base MTL");
+  assert.equal(mtl[ah.indexOf("paper_source")], "ablation MTL");
 });
