@@ -94,17 +94,21 @@ function mergedParams(parts: readonly RunResult[], numTasks: number): RunResult[
 }
 
 /**
- * The merged training throughput. When every task run records its totals (`trainTokens`,
- * `trainSeconds`, written by `runOne` since they exist), the exact figure: all tokens over all
- * training seconds, with those totals; `mean: false`. Otherwise (a result written before the
- * fields existed) the unweighted mean of the task runs' tokens per second, which equals the exact
- * figure only when their training times are equal; `mean: true`, and no totals. All task runs of
- * one configuration train the same steps at the same batch size, so their training times differ
- * through their tasks' sequence lengths: the mean counts a short-input task's rate as much as a
- * long-input one's (which trained longer). Weighting by `wallSeconds` would be further off: with
- * evaluation on the whole validation set (`paper-base`), a run's wall time is mostly evaluation,
- * whose cost follows the size of the task's validation set (QQP's 40,430 examples, RTE's 277),
- * not its training time.
+ * The training throughput of several runs together: a per-task method's task runs (its merged
+ * result's), or the seeds of one configuration (`tables.ts`'s `flops.csv`). When every run
+ * records its totals (`trainTokens`, `trainSeconds`, written by `runOne` since they exist), the
+ * exact figure: all tokens over all training seconds, with those totals; `mean: false`.
+ * Otherwise (a result written before the fields existed) the unweighted mean of the runs' tokens
+ * per second, which equals the exact figure only when their training times are equal;
+ * `mean: true`, and no totals. All task runs of one configuration train the same steps at the
+ * same batch size, so their training times differ through their tasks' sequence lengths: the
+ * mean counts a short-input task's rate as much as a long-input one's (which trained longer).
+ * Weighting by `wallSeconds` would be further off: with evaluation on the whole validation set
+ * (`paper-base`), a run's wall time is mostly evaluation, whose cost follows the size of the
+ * task's validation set (QQP's 40,430 examples, RTE's 277), not its training time.
+ *
+ * @param parts the runs (at least one)
+ * @returns tokens per second, with the totals when every run has them (`mean: false`)
  */
 export function mergedThroughput(parts: readonly RunResult[]): {
   readonly tokensPerSecond: number;

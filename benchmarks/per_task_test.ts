@@ -199,12 +199,14 @@ Deno.test("scoresTable() shows one Prompt-Tuning row from its task runs; a faile
   const frow2 = f2.slice(1).find((r) => column(f2, r, "method") === "Prompt-Tuning")!;
   assert.equal(column(f2, frow2, "wall_seconds"), "");
   assert.equal(typeof column(f2, frow2, "tokens_per_second"), "number");
-  // tokens_per_second: the mean over seeds of each seed's total tokens over total seconds.
-  const tps = (seed: number) => {
-    const ps = parts.filter((r) => r.spec.seed === seed);
-    return ps.reduce((a, r) => a + r.trainTokens!, 0) / ps.reduce((a, r) => a + r.trainSeconds!, 0);
-  };
-  assert.equal(column(f, frow, "tokens_per_second"), r2((tps(0) + tps(1)) / 2));
+  // tokens_per_second: every task run of every seed, total tokens over total seconds (the
+  // seeds' merged results carry their task runs' totals).
+  const sum = (f: (r: RunResult) => number) => parts.reduce((a, r) => a + f(r), 0);
+  assert.equal(
+    column(f, frow, "tokens_per_second"),
+    r2(sum((r) => r.trainTokens!) / sum((r) => r.trainSeconds!)),
+  );
+  assert.equal(column(f, frow, "tokens_per_second_from"), "totals");
 });
 
 Deno.test("compareResults() gates each task run under its own key and the merged average; a missing task run fails", async () => {

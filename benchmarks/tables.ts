@@ -31,10 +31,11 @@
  *   versions);
  * - `params.csv`: total, extra, extra %, ratio, trained, trained per task % for every method at
  *   every published size (analytic, 8 tasks, default configs) and for every run group;
- * - `flops.csv`: FLOPs per example (train / inference), measured tokens/s (mean over seeds; a
- *   per-task method's seed: its task runs' total tokens over their total training seconds, or the
- *   mean of their rates for results written without those totals, `per_task.ts`
- *   `mergedThroughput`) and both FLOP counts relative to MTL's;
+ * - `flops.csv`: FLOPs per example (train / inference), measured tokens/s (the seeds' total
+ *   tokens over their total training seconds, a per-task method's seed counting its task runs'
+ *   totals, or the mean of the rates for results written without those totals, `per_task.ts`
+ *   `mergedThroughput`; `tokens_per_second_from` says which) and both FLOP counts relative to
+ *   MTL's;
  * - `ablation.csv`: the ablation profiles' rows with parameters relative to the MTL runs of the
  *   same configuration per benchmark (`<benchmark>_mtl_reference` names them, or says that none
  *   matched), the paper's figure from its ablation table's row of the row's model, label and
@@ -52,7 +53,7 @@ import { repoPath } from "../model/shared_dir.ts";
 import { methodAccounting } from "../model/methods/accounting.ts";
 import { getMethod } from "../model/methods/mod.ts";
 import { describeResult, loadResults, rejectDuplicates } from "./compare.ts";
-import { mergePerTaskRuns, missingTaskRuns, perTaskParts } from "./per_task.ts";
+import { mergedThroughput, mergePerTaskRuns, missingTaskRuns, perTaskParts } from "./per_task.ts";
 import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 import { attentionMassSvg, scoreVsParamsSvg } from "./plots.ts";
 import {
@@ -835,9 +836,14 @@ export function paramsTable(
  * "except_layer_norms") the frozen weights' gradients are not computed, nor input gradients
  * upstream of the first trained tensor, so train is between 1 and 3 × forward (Prompt-Tuning on
  * T5 1.1 Base at 512/84: about 2.1). `wall_seconds` of a per-task method is the sum of its task
- * runs' times, blank while a task run is missing (scores.csv `missing_runs` names it), and its
- * `tokens_per_second` the mean of its task runs' rates (`per_task.ts` says why). The last two
- * columns state the FLOPs relative to MTL's, as the paper does ({@link withMtlRatios}).
+ * runs' times, blank while a task run is missing (scores.csv `missing_runs` names it).
+ * `tokens_per_second` is the seeds' total training tokens over their total training seconds
+ * (a per-task method's seed: its task runs' totals) when every run records them (`trainTokens`,
+ * `trainSeconds`), else (results written before those fields) the unweighted mean of the runs'
+ * rates, which is the same figure only when the runs trained equally long
+ * (`per_task.ts` `mergedThroughput`); `tokens_per_second_from` says which (`totals`,
+ * `mean of rates`). The last two columns state the FLOPs relative to MTL's, as the paper does
+ * ({@link withMtlRatios}).
  *
  * @param results run results
  * @param accounting `methodAccounting`
@@ -855,6 +861,7 @@ export function flopsTable(results: readonly RunResult[], accounting?: Accountin
     "train_flops_per_example",
     "inference_flops_per_example",
     "tokens_per_second",
+    "tokens_per_second_from",
     "wall_seconds",
     "backend",
     "device",
@@ -881,6 +888,7 @@ export function flopsTable(results: readonly RunResult[], accounting?: Accountin
           "",
           "",
           "",
+          "",
         ]);
       }
     }
@@ -892,13 +900,16 @@ export function flopsTable(results: readonly RunResult[], accounting?: Accountin
       const each = rs.flatMap((x) => perTaskParts(x) ?? [x]);
       const backends = [...new Set(each.map((x) => x.provenance.backend.name))].sort();
       const devices = [...new Set(each.map((x) => x.provenance.device))].sort();
+      // Over seeds as over a per-task method's task runs: total tokens over total seconds.
+      const throughput = mergedThroughput(rs);
       rows.push([
         ...runRowKey(g, c.benchmark),
         r.spec.train.maxInputLength,
         r.spec.train.maxTargetLength,
         r.flops.trainPerExample,
         r.flops.inferencePerExample,
-        r2(mean(rs.map((x) => x.tokensPerSecond))),
+        r2(throughput.tokensPerSecond),
+        throughput.mean ? "mean of rates" : "totals",
         // A per-task row with a task run missing has no whole wall time: the sum of the runs
         // present would pass for it (scores.csv's missing_runs names what is missing).
         rs.some((x) => missingTaskRuns(x).length > 0) ? "" : r2(mean(rs.map((x) => x.wallSeconds))),

@@ -1170,3 +1170,27 @@ Deno.test("scores.csv takes the paper row of the profile's table, model, label a
   assert.equal(mtl[ah.indexOf("paper_row")], "ablation: t5-v1_1-base MTL");
   assert.equal(mtl[ah.indexOf("paper_source")], "ablation MTL");
 });
+
+Deno.test("flops.csv: tokens/s over seeds is their total tokens over their total seconds", async () => {
+  const [a, b] = await runs([
+    spec("p", "tiny-v1_1", "mtl", "MTL", 0, "glue"),
+    spec("p", "tiny-v1_1", "mtl", "MTL", 1, "glue"),
+  ]);
+  // 1000 tokens in 1 s and 9000 in 3 s: 2500 tokens/s, not the rates' mean (2000).
+  const timed = (r: RunResult, tokens: number, s: number): RunResult => ({
+    ...r,
+    tokensPerSecond: tokens / s,
+    trainTokens: tokens,
+    trainSeconds: s,
+  });
+  const rs = [timed(a!, 1000, 1), timed(b!, 9000, 3)];
+  const tps = (t: (string | number)[][]) => {
+    const head = t[0] as string[];
+    const r = t.find((r) => r[0] === "run:p/glue")!;
+    return [r[head.indexOf("tokens_per_second")], r[head.indexOf("tokens_per_second_from")]];
+  };
+  assert.deepEqual(tps(flopsTable(rs)), [2500, "totals"]);
+  // A result written before the totals existed: the mean of the rates, and the column says so.
+  const { trainTokens: _t, trainSeconds: _s, ...old } = rs[1]!;
+  assert.deepEqual(tps(flopsTable([rs[0]!, old])), [2000, "mean of rates"]);
+});
