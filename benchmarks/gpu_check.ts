@@ -1799,13 +1799,17 @@ function checkReportPath(outPath: string, namedBy: string): void {
   checkOutputFile(`benchmarks/gpu_check.ts: ${namedBy}`, outPath, "give the report's file name");
 }
 
-/** The flags of the check, as `parseArgs` takes them (`--help` is {@link cli}'s). */
+/**
+ * The flags of the check, as `parseArgs` takes them. `--help` is declared as the other tools
+ * declare it; {@link cli} answers it (`runCli`, before parsing).
+ */
 const GPU_CHECK_FLAGS = {
   quick: { type: "boolean", default: false },
   sections: { type: "string", default: SECTIONS.join(",") },
   "budget-s": { type: "string", default: "480" },
   out: { type: "string" },
   git: { type: "string" },
+  help: { type: "boolean", short: "h", default: false },
 } as const;
 
 /** What each flag of {@link GPU_CHECK_FLAGS} that takes a value expects. */

@@ -513,6 +513,12 @@ Deno.test("gpu_check cli(): --help exits 0; a failure outside the sections exits
   const out: string[] = [];
   assert.equal(await cli(["--help"], { log: (s) => out.push(s) }), 0);
   assert.match(out.join("\n"), /--sections=LIST[\s\S]*--out=FILE[\s\S]*Exit codes/);
+  // Its parser knows --help, as the other tools' do (cli answers it first): main given it
+  // directly names the flag that is wrong, not --help.
+  await assert.rejects(
+    () => main(["--help", "--bogus"]),
+    /benchmarks\/gpu_check\.ts: unknown flag --bogus;/,
+  );
   // A stand-in for main: the webgpu backend or the report write failing while working.
   const err: string[] = [];
   const failing = () => Promise.reject(new Error("benchmarks/gpu_check.ts: no webgpu backend"));

@@ -49,14 +49,7 @@ import {
 import { describeAdapter, parseChoice, tuningPathFor } from "../model/webgpu/tuning.ts";
 import { makeWorkload, parseWorkload } from "./perf.ts";
 import { checkOutputFile, writeFileAtomic } from "../model/fs.ts";
-import {
-  type CliOptions,
-  parseFlags,
-  runCli,
-  usageChecked,
-  UsageError,
-  wrapHelp,
-} from "../model/usage.ts";
+import { type CliOptions, parseFlags, runCli, usageChecked, UsageError } from "../model/usage.ts";
 import { gitState } from "./provenance.ts";
 import { quietWaylandProbe } from "../model/webgpu/wsi_env.ts";
 
@@ -145,12 +138,13 @@ async function readTable(path: string, named: boolean): Promise<MatMulTuningTabl
 
 /**
  * Runs the tuning with command-line `args`. Every argument (and `--out`) is checked before the
- * adapter is opened; a bad one is a {@link UsageError}.
+ * adapter is opened; a bad one is a {@link UsageError}. `--help` is {@link cli}'s (`runCli`
+ * prints the usage before any parsing); this function does not answer it.
  *
  * @param args command-line arguments (see {@link TUNE_USAGE})
  * @returns where the table went, the table, and per-workload totals
  */
-export async function main(args: string[]): Promise<TuneResult | undefined> {
+export async function main(args: string[]): Promise<TuneResult> {
   const git = gitState();
   let values;
   try {
@@ -177,10 +171,6 @@ export async function main(args: string[]): Promise<TuneResult | undefined> {
   } catch (e) {
     // The tool's errors all start with its file.
     throw new UsageError(`benchmarks/tune.ts: ${(e as Error).message}`, { cause: e });
-  }
-  if (values.help) {
-    console.log(wrapHelp(TUNE_USAGE));
-    return undefined;
   }
   const quick = values.quick;
   const reps = positiveInt(values.reps ?? (quick ? "1" : "20"), "--reps");
@@ -343,7 +333,8 @@ export type TuneCliOptions = Pick<CliOptions, "log" | "error">;
  * @returns the exit code: 0 written (or `--help`), 1 the tuning failed, 2 bad arguments
  */
 export function cli(args: string[], opts: TuneCliOptions = {}): Promise<number> {
-  // --help anywhere prints the usage, as for the other tools (main answers it too).
+  // --help anywhere prints the usage, as for the other tools: runCli answers it, before main
+  // parses the flags (which declares --help only so that the parser knows it).
   return runCli(main, args, TUNE_USAGE, opts);
 }
 
