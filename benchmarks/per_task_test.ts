@@ -115,6 +115,10 @@ Deno.test("mergePerTaskRuns(): task runs without training totals (older results)
     assert.equal(m.trainTokens, undefined);
     assert.equal(m.trainSeconds, undefined);
     assert.equal(mergedThroughput(old).mean, true);
+    // flops.csv says so, though the row has one seed (one merged result).
+    const f = flopsTable(old);
+    const row = f.find((r) => r[f[0]!.indexOf("method")] === "Prompt-Tuning")!;
+    assert.equal(row[f[0]!.indexOf("tokens_per_second_from")], "mean of rates");
   }
   assert.equal(mergedThroughput(parts).mean, false);
 });

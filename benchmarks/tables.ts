@@ -842,7 +842,8 @@ export function paramsTable(
  * `trainSeconds`), else (results written before those fields) the unweighted mean of the runs'
  * rates, which is the same figure only when the runs trained equally long
  * (`per_task.ts` `mergedThroughput`); `tokens_per_second_from` says which (`totals`,
- * `mean of rates`). The last two columns state the FLOPs relative to MTL's, as the paper does
+ * `mean of rates`; one run's own rate is `totals`, as `runOne` computes it from them, with or
+ * without them recorded). The last two columns state the FLOPs relative to MTL's, as the paper does
  * ({@link withMtlRatios}).
  *
  * @param results run results
@@ -902,6 +903,9 @@ export function flopsTable(results: readonly RunResult[], accounting?: Accountin
       const devices = [...new Set(each.map((x) => x.provenance.device))].sort();
       // Over seeds as over a per-task method's task runs: total tokens over total seconds.
       const throughput = mergedThroughput(rs);
+      // One run's own rate is its tokens over its seconds (runOne), totals or not; a per-task
+      // method's merged result without totals is a mean of its task runs' rates.
+      const exact = !throughput.mean || (rs.length === 1 && perTaskParts(r) === undefined);
       rows.push([
         ...runRowKey(g, c.benchmark),
         r.spec.train.maxInputLength,
@@ -909,7 +913,7 @@ export function flopsTable(results: readonly RunResult[], accounting?: Accountin
         r.flops.trainPerExample,
         r.flops.inferencePerExample,
         r2(throughput.tokensPerSecond),
-        throughput.mean ? "mean of rates" : "totals",
+        exact ? "totals" : "mean of rates",
         // A per-task row with a task run missing has no whole wall time: the sum of the runs
         // present would pass for it (scores.csv's missing_runs names what is missing).
         rs.some((x) => missingTaskRuns(x).length > 0) ? "" : r2(mean(rs.map((x) => x.wallSeconds))),
@@ -1101,7 +1105,8 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
 }
 
 /**
- * (e) Attention mass on hyper-prompts per layer (mean over seeds), long format.
+ * (e) Attention mass on hyper-prompts per layer (mean over seeds), long format: a row per
+ * profile, model, backbone, method label and name, benchmark, task, stack and layer.
  *
  * @param results run results
  * @returns the table
@@ -1112,6 +1117,7 @@ export function attentionTable(results: readonly RunResult[]): Table {
     "model",
     "backbone",
     "method",
+    "method_name",
     "benchmark",
     "task",
     "stack",
@@ -1141,6 +1147,7 @@ export function attentionTable(results: readonly RunResult[]): Table {
         g.model,
         g.backbone,
         g.label,
+        g.method,
         k[0],
         k[1],
         k[2],

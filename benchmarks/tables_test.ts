@@ -300,11 +300,13 @@ Deno.test("ablationTable() reports parameters relative to MTL; attention rows pe
   assert.equal(hp[t[0]!.indexOf("super_glue_params_x_mtl")], "", "no SuperGLUE run");
   const a = attentionTable(rs);
   assert.equal(a.length, 1 + 2 * 2 * 2); // 2 tasks x 2 stacks x 2 layers, prompt method only
-  assert.deepEqual(a[1]!.slice(0, 8), [
+  // The label and the method, as in the other tables (a label need not name its method).
+  assert.deepEqual(a[1]!.slice(0, 9), [
     "ablation",
     "tiny-v1_1",
     "random",
     "HyperPrompt-Global",
+    "hyperprompt_global",
     "glue",
     "cola",
     "encoder",
@@ -1193,4 +1195,6 @@ Deno.test("flops.csv: tokens/s over seeds is their total tokens over their total
   // A result written before the totals existed: the mean of the rates, and the column says so.
   const { trainTokens: _t, trainSeconds: _s, ...old } = rs[1]!;
   assert.deepEqual(tps(flopsTable([rs[0]!, old])), [2000, "mean of rates"]);
+  // One such run alone: its own rate is its tokens over its seconds (runOne), no mean.
+  assert.deepEqual(tps(flopsTable([old])), [3000, "totals"]);
 });
