@@ -11,6 +11,7 @@ import { PRESETS } from "../model/config.ts";
 import { isHubRepoId } from "../model/hub.ts";
 import { getMethod } from "../model/methods/mod.ts";
 import { BENCHMARK_TASKS, TASKS } from "../tasks/registry.ts";
+import { TRAINABLE_TASKS } from "./runner.ts";
 import {
   type Locator,
   type MethodName,
@@ -244,12 +245,14 @@ export async function loadProfile(
 
 /**
  * The checks used when none are given: preset names from `model/config.ts`, method
- * configurations through each method's `parseConfig` (`model/methods/mod.ts`), and listed task
- * names and tolerance keys against the benchmark tasks of the task registry
- * (`tasks/registry.ts` `BENCHMARK_TASKS`: the diagnostics and WNLI are never run), and an
- * `{"hf": ...}` model or backbone must be a folder or have the form of a hub id (`name` or
- * `org/name`), as `loadT5` reads it. The resolved configuration (defaults filled) is kept as
- * JSON: it is hashed into the run id.
+ * configurations through each method's `parseConfig` (`model/methods/mod.ts`), listed task
+ * names against the registered tasks with train and validation files (`runner.ts`
+ * `TRAINABLE_TASKS`: `tasks/registry.ts` `BENCHMARK_TASKS`, which a profile without a `tasks`
+ * list trains and the average is over, then others such as WNLI; the AX diagnostics, test only,
+ * are never run), tolerance keys against those tasks' metrics, and an `{"hf": ...}` model or
+ * backbone must be a folder or have the form of a hub id (`name` or `org/name`), as `loadT5`
+ * reads it. The resolved configuration (defaults filled) is kept as JSON: it is hashed into the
+ * run id.
  *
  * @returns the checks
  */
@@ -261,10 +264,11 @@ export function defaultChecks(): ProfileChecks {
       return JSON.parse(JSON.stringify(cfg)) as Record<string, unknown>;
     },
     benchmarkTasks: BENCHMARK_TASKS,
-    // Only the tasks a profile can list: a key of WNLI, AX, AX-b or AX-g (or a metric only they
+    trainableTasks: TRAINABLE_TASKS,
+    // Only the tasks a profile can list: a key of AX, AX-b or AX-g (or a metric only they
     // report, gender_parity) would match nothing any run evaluates.
     taskMetrics: Object.fromEntries(
-      [...BENCHMARK_TASKS.glue, ...BENCHMARK_TASKS.super_glue].map((k) => [k, TASKS[k]!.metrics]),
+      [...TRAINABLE_TASKS.glue, ...TRAINABLE_TASKS.super_glue].map((k) => [k, TASKS[k]!.metrics]),
     ),
     hfProblem: hfSourceProblem,
   };

@@ -18,11 +18,13 @@
 import { join } from "node:path";
 import { DISCARDED_FOLDER, discardFolder, writeFileAtomic } from "../model/fs.ts";
 import { parseJsonFile } from "../model/json.ts";
-import { availableTasks, BENCHMARK_TASKS, sourceId } from "../tasks/mod.ts";
+import { availableTasks, BENCHMARK_TASKS, sourceId, TASKS, type TaskSpec } from "../tasks/mod.ts";
 import {
   type BackendChoice,
   type BenchmarkName,
+  BENCHMARKS,
   type Profile,
+  resolveListedTask,
   runFileName,
   runId,
   type RunOneFn,
@@ -35,8 +37,16 @@ import {
 
 /** Where task names come from: the benchmark's trained tasks and what the data dir holds. */
 export interface TaskCatalog {
-  /** Trained tasks of a benchmark, in mixture order (`tasks/mod.ts` `BENCHMARK_TASKS`). */
+  /**
+   * Trained tasks of a benchmark, in mixture order (`tasks/mod.ts` `BENCHMARK_TASKS`): what a
+   * profile without a `tasks` list trains.
+   */
   benchmarkTasks(benchmark: BenchmarkName): readonly string[];
+  /**
+   * The tasks a profile's `tasks` may list ({@link TRAINABLE_TASKS}; default:
+   * `benchmarkTasks`).
+   */
+  trainableTasks?(benchmark: BenchmarkName): readonly string[];
   /**
    * Whether the train and validation files of a task are present in `dataDir`
    * (`tasks/data.ts` `availableTasks`).
@@ -44,60 +54,64 @@ export interface TaskCatalog {
   isAvailable(benchmark: BenchmarkName, task: string, dataDir: string): boolean;
 }
 
-/**
- * The 8 trained tasks per benchmark (spec §3.1), as `tasks/mod.ts` `BENCHMARK_TASKS` names
- * them (SuperGLUE RTE is `rte_sg`), for {@link FILE_CATALOG}.
- */
-export const FALLBACK_BENCHMARK_TASKS: Readonly<Record<BenchmarkName, readonly string[]>> = {
-  glue: ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte"],
-  super_glue: ["boolq", "cb", "copa", "multirc", "record", "rte_sg", "wic", "wsc"],
-};
-
-const FOLDERS: Readonly<Record<string, string>> = {
-  cola: "CoLA",
-  sst2: "SST-2",
-  mrpc: "MRPC",
-  qqp: "QQP",
-  stsb: "STS-B",
-  mnli: "MNLI",
-  qnli: "QNLI",
-  rte: "RTE",
-  boolq: "BoolQ",
-  cb: "CB",
-  copa: "COPA",
-  multirc: "MultiRC",
-  record: "ReCoRD",
-  wic: "WiC",
-  wsc: "WSC",
-};
-
-/** Bare task name: drops a benchmark prefix or suffix (`super_glue_rte`, `rte_sg` -> `rte`). */
-export function bareTaskName(name: string): string {
-  return name.toLowerCase()
-    .replace(/^(glue|super_?glue|sg)[_/:-]/, "")
-    .replace(/[_-](glue|super_?glue|sg)$/, "");
+/** Whether a registry entry has train and validation files (MNLI: `validation_matched`). */
+function hasTrainAndValidation(t: TaskSpec): boolean {
+  return t.files.train !== undefined &&
+    (t.files.validation !== undefined || t.files.validation_matched !== undefined);
 }
 
-function fileCatalogAvailable(benchmark: BenchmarkName, task: string, dataDir: string): boolean {
-  const folder = FOLDERS[bareTaskName(task)];
-  if (folder === undefined) return false;
-  const dir = join(dataDir, benchmark, folder);
-  const has = (f: string) => {
+/**
+ * The tasks a profile's `tasks` may list, per benchmark: every task of the registry
+ * (`tasks/registry.ts` `TASKS`) with train and validation files, the benchmark's
+ * `BENCHMARK_TASKS` first (in their order), then the others in registry order (GLUE: WNLI).
+ * Only `BENCHMARK_TASKS` are trained by a profile without a `tasks` list and enter the benchmark
+ * average; another listed task is trained and scored in its own column.
+ */
+export const TRAINABLE_TASKS: Readonly<Record<BenchmarkName, readonly string[]>> = Object.freeze({
+  glue: trainableTasksOf("glue"),
+  super_glue: trainableTasksOf("super_glue"),
+});
+
+function trainableTasksOf(b: BenchmarkName): readonly string[] {
+  const extra = Object.values(TASKS).filter((t) =>
+    t.benchmark === b && hasTrainAndValidation(t) && !BENCHMARK_TASKS[b].includes(t.name)
+  );
+  return [...BENCHMARK_TASKS[b], ...extra.map((t) => t.name)];
+}
+
+/**
+ * The trained tasks per benchmark: `tasks/registry.ts` `BENCHMARK_TASKS` itself.
+ *
+ * @deprecated use `BENCHMARK_TASKS` (`tasks/mod.ts`); kept for existing callers.
+ */
+export const FALLBACK_BENCHMARK_TASKS: Readonly<Record<BenchmarkName, readonly string[]>> =
+  BENCHMARK_TASKS;
+
+/**
+ * Whether the registry's train and validation files of a task (`TASKS[task].files`) are all
+ * under `dataDir` (MNLI's evaluation files are `validation_matched` and
+ * `validation_mismatched`).
+ */
+function fileCatalogAvailable(_benchmark: BenchmarkName, task: string, dataDir: string): boolean {
+  const t = Object.hasOwn(TASKS, task) ? TASKS[task] : undefined;
+  if (t === undefined || !hasTrainAndValidation(t)) return false;
+  const splits = Object.entries(t.files).filter(([split]) => split !== "test");
+  return splits.flatMap(([, files]) => files ?? []).every((f) => {
     try {
-      return Deno.statSync(join(dir, f)).isFile;
+      return Deno.statSync(join(dataDir, f.path)).isFile;
     } catch {
       return false;
     }
-  };
-  if (benchmark === "glue") {
-    return has("train.tsv") && (has("dev.tsv") || has("dev_matched.tsv"));
-  }
-  return has("train.jsonl") && has("val.jsonl");
+  });
 }
 
-/** A catalog from {@link FALLBACK_BENCHMARK_TASKS} and the official file layout. */
+/**
+ * A catalog from the task registry's file lists alone (`TASKS[task].files` under the data dir),
+ * without the download manifest and merged view that {@link tasksCatalog} consults.
+ */
 export const FILE_CATALOG: TaskCatalog = {
-  benchmarkTasks: (b) => FALLBACK_BENCHMARK_TASKS[b],
+  benchmarkTasks: (b) => BENCHMARK_TASKS[b],
+  trainableTasks: (b) => TRAINABLE_TASKS[b],
   isAvailable: fileCatalogAvailable,
 };
 
@@ -111,6 +125,7 @@ export function tasksCatalog(): TaskCatalog {
   const cache = new Map<string, Set<string>>();
   return {
     benchmarkTasks: (b) => BENCHMARK_TASKS[b],
+    trainableTasks: (b) => TRAINABLE_TASKS[b],
     isAvailable: (_b, task, dataDir) => {
       let set = cache.get(dataDir);
       if (set === undefined) {
@@ -160,21 +175,22 @@ function missingAdvice(opts: ExpandOptions): string {
       "the download cache (deno task download)";
 }
 
-/** The tasks a profile asks of one benchmark: those it lists, else all of the benchmark's. */
+/**
+ * The tasks a profile asks of one benchmark: those it lists (any of the catalog's trainable
+ * tasks, resolved by `spec.ts` `resolveListedTask`), else all of the benchmark's trained tasks.
+ */
 function chosenTasks(profile: Profile, benchmark: BenchmarkName, catalog: TaskCatalog): string[] {
-  const known = catalog.benchmarkTasks(benchmark);
   const listed = profile.tasks?.[benchmark];
-  return listed === undefined ? [...known] : listed.map((name) => {
-    const hit = known.find((k) => k === name) ??
-      known.find((k) => bareTaskName(k) === bareTaskName(name));
-    if (hit === undefined) {
-      throw new Error(
-        `Profile "${profile.name}": unknown ${benchmark} task "${name}"; known: ${
-          known.join(", ")
-        }`,
-      );
+  if (listed === undefined) return [...catalog.benchmarkTasks(benchmark)];
+  const lists = Object.fromEntries(
+    BENCHMARKS.map((b) => [b, catalog.trainableTasks?.(b) ?? catalog.benchmarkTasks(b)]),
+  ) as Record<BenchmarkName, readonly string[]>;
+  return listed.map((name, i) => {
+    const r = resolveListedTask(benchmark, name, lists);
+    if (r.problem !== undefined) {
+      throw new Error(`Profile "${profile.name}": $.tasks.${benchmark}[${i}] ${r.problem}`);
     }
-    return hit;
+    return r.task;
   });
 }
 

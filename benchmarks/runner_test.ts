@@ -6,7 +6,6 @@ import "@tensorflow/tfjs-backend-wasm";
 import { BackendFatalError, explainBackendFailure } from "../model/backend.ts";
 import { fakeRunOne } from "./_fake_run_one.ts";
 import {
-  bareTaskName,
   defaultTaskCatalog,
   expandGrid,
   FILE_CATALOG,
@@ -19,6 +18,7 @@ import {
 } from "./runner.ts";
 import { writeFileAtomic as sharedWriteFileAtomic } from "../model/fs.ts";
 import {
+  bareTaskName,
   DEFAULT_TRAIN,
   runFileName,
   runId,
@@ -115,7 +115,7 @@ Deno.test("expandGrid() errors on unknown or missing tasks, or skips missing one
   const catalog = await defaultTaskCatalog();
   assert.throws(
     () => expandGrid(profile({ tasks: { glue: ["rtee"] } }), { dataDir: DATA, catalog }),
-    /Profile "t": unknown glue task "rtee"; known: cola/,
+    /Profile "t": \$\.tasks\.glue\[0\] names unknown glue task "rtee"; known: cola/,
   );
   assert.throws(
     () => expandGrid(profile({ tasks: { glue: ["mnli"] } }), { dataDir: DATA, catalog }),

@@ -12,6 +12,7 @@
  */
 import { BACKEND_NAMES, type BackendName } from "../model/backend.ts";
 import { createHash } from "node:crypto";
+import { type MethodName, METHODS } from "../model/methods/mod.ts";
 
 /** Backend requested for a run: the names `model/backend.ts` accepts. */
 export type BackendChoice = BackendName;
@@ -23,18 +24,15 @@ export type BenchmarkName = "glue" | "super_glue";
 /** Known benchmarks. */
 export const BENCHMARKS: readonly BenchmarkName[] = ["glue", "super_glue"];
 
-/** Registry keys of `model/methods/mod.ts` (`METHODS`). */
-export type MethodName =
-  | "mtl"
-  | "prompt_tuning"
-  | "mtl_prompt"
-  | "adapter"
-  | "hyperformer_pp"
-  | "hyperprompt_share"
-  | "hyperprompt_sep"
-  | "hyperprompt_global";
-/** Every method name, in table order. */
-export const METHOD_NAMES: readonly MethodName[] = [
+/** Registry keys of `model/methods/mod.ts` (`METHODS`): the methods a profile may name. */
+export type { MethodName };
+
+/**
+ * The built-in methods in table order (the paper's: MTL, the adapters, Prompt-Tuning, then the
+ * HyperPrompt variants). A method registered in `METHODS` but not listed here is valid all the
+ * same and sorts after these ({@link METHOD_NAMES}).
+ */
+export const BUILTIN_METHOD_NAMES: readonly MethodName[] = [
   "mtl",
   "adapter",
   "hyperformer_pp",
@@ -44,6 +42,33 @@ export const METHOD_NAMES: readonly MethodName[] = [
   "hyperprompt_sep",
   "hyperprompt_global",
 ];
+
+/**
+ * Every method of the registry (`model/methods/mod.ts` `METHODS`), in table order: the
+ * {@link BUILTIN_METHOD_NAMES} first, then any other registered method in registry order. The
+ * names a profile's `methods[].name` may take.
+ *
+ * @example
+ * ```ts
+ * import { METHOD_NAMES } from "./spec.ts";
+ * console.assert(METHOD_NAMES[0] === "mtl" && METHOD_NAMES.includes("hyperprompt_global"));
+ * ```
+ */
+export const METHOD_NAMES: readonly MethodName[] = tableOrder(Object.keys(METHODS) as MethodName[]);
+
+/**
+ * Registered method names in table order: those of {@link BUILTIN_METHOD_NAMES} in its order,
+ * then the others in the order given (exported for the test of a method outside the list).
+ *
+ * @param registered registry keys, in registry order
+ * @returns the same names, each once, in table order
+ */
+export function tableOrder<N extends string>(registered: readonly N[]): N[] {
+  const order = BUILTIN_METHOD_NAMES as readonly string[];
+  const known = registered.filter((n) => order.includes(n))
+    .sort((a, b) => order.indexOf(a) - order.indexOf(b));
+  return [...new Set([...known, ...registered.filter((n) => !order.includes(n))])];
+}
 
 /** A model: a preset name of `model/config.ts` `PRESETS`, or a Hugging Face folder / hub id. */
 export type ModelRef = string | { readonly hf: string };
@@ -1094,46 +1119,104 @@ function checkToleranceKey(
 }
 
 /**
- * The same rule as `runner.ts` `bareTaskName` (which resolves listed tasks at expansion time):
- * drops a benchmark prefix or suffix (`super_glue_rte`, `rte_sg` -> `rte`).
+ * Bare task name: drops a benchmark prefix or suffix (`super_glue_rte`, `rte_sg` -> `rte`).
+ *
+ * @param name a task name as a profile may list it
+ * @returns the name in lower case without its benchmark marker
  */
-function bareTask(name: string): string {
+export function bareTaskName(name: string): string {
   return name.toLowerCase()
     .replace(/^(glue|super_?glue|sg)[_/:-]/, "")
     .replace(/[_-](glue|super_?glue|sg)$/, "");
 }
 
+/** The benchmark a name's prefix or suffix names (`glue_cola`, `rte_sg`), if any. */
+function markedBenchmark(name: string): BenchmarkName | undefined {
+  const m = /^(glue|super_?glue|sg)[_/:-]/.exec(name.toLowerCase()) ??
+    /[_-](glue|super_?glue|sg)$/.exec(name.toLowerCase());
+  if (m === null) return undefined;
+  return m[1] === "glue" ? "glue" : "super_glue";
+}
+
 /**
- * Resolve a profile's listed task names as the runner will (an exact name, else the first
- * trained task with the same bare name) and reject unknown and repeated tasks.
+ * Resolve a task name that a profile lists under `benchmark` (`$.tasks.<benchmark>`), as both
+ * the profile validator and the runner (`runner.ts` `expandGrid`) resolve it: an exact name of
+ * that benchmark's list, else the first of its tasks with the same bare name
+ * ({@link bareTaskName}: `RTE`, `glue_rte` -> `rte`; under `super_glue`, `rte` -> `rte_sg`). A
+ * task of the other benchmark (`boolq` under `glue`, `rte_sg` or `super_glue_rte` under `glue`)
+ * is named as such rather than as unknown.
+ *
+ * @param benchmark the benchmark the name is listed under
+ * @param name the listed name
+ * @param lists the tasks a profile may list, per benchmark
+ * @returns the registry name, or what is wrong (to follow the name's JSON path)
+ * @example
+ * ```ts
+ * import { resolveListedTask } from "./spec.ts";
+ * const lists = { glue: ["cola", "rte"], super_glue: ["boolq", "rte_sg"] };
+ * console.assert(resolveListedTask("super_glue", "RTE", lists).task === "rte_sg");
+ * console.assert(resolveListedTask("glue", "boolq", lists).problem?.includes("a super_glue task"));
+ * ```
+ */
+export function resolveListedTask(
+  benchmark: BenchmarkName,
+  name: string,
+  lists: Readonly<Record<BenchmarkName, readonly string[]>>,
+): { task: string; problem?: undefined } | { task?: undefined; problem: string } {
+  const others = BENCHMARKS.filter((b) => b !== benchmark);
+  const elsewhere = (find: (known: readonly string[]) => string | undefined) => {
+    for (const b of others) {
+      const hit = find(lists[b] ?? []);
+      if (hit !== undefined) {
+        return {
+          problem: `${show(name)} is a ${b} task ("${hit}"); list it under $.tasks.${b}`,
+        };
+      }
+    }
+    return undefined;
+  };
+  const own = lists[benchmark] ?? [];
+  const exact = (known: readonly string[]) => known.find((k) => k === name.toLowerCase());
+  const bare = (known: readonly string[]) =>
+    known.find((k) => bareTaskName(k) === bareTaskName(name));
+  const hit = exact(own);
+  if (hit !== undefined) return { task: hit };
+  // A prefix or suffix naming the other benchmark (`rte_sg`, `super_glue_rte` under glue).
+  const marked = markedBenchmark(name);
+  if (marked !== undefined && marked !== benchmark) {
+    const wrong = elsewhere(exact) ?? elsewhere(bare);
+    if (wrong !== undefined) return wrong;
+  }
+  const loose = bare(own);
+  if (loose !== undefined) return { task: loose };
+  return elsewhere(exact) ?? elsewhere(bare) ??
+    { problem: `names unknown ${benchmark} task ${show(name)}; known: ${own.join(", ")}` };
+}
+
+/**
+ * Resolve a profile's listed task names as the runner will ({@link resolveListedTask}) and
+ * reject unknown, misplaced and repeated tasks.
  */
 function checkListedTasks(
   benchmark: BenchmarkName,
   names: readonly string[],
-  known: readonly string[],
+  lists: Readonly<Record<BenchmarkName, readonly string[]>>,
   src: Source,
   path: string,
 ): void {
   const seen = new Map<string, number>();
   names.forEach((name, i) => {
-    const hit = known.find((k) => k === name) ??
-      known.find((k) => bareTask(k) === bareTask(name));
-    if (hit === undefined) {
-      throw new SpecError(
-        src,
-        `${path}[${i}]`,
-        `names unknown ${benchmark} task ${show(name)}; known: ${known.join(", ")}`,
-      );
-    }
-    const j = seen.get(hit);
+    const r = resolveListedTask(benchmark, name, lists);
+    if (r.problem !== undefined) throw new SpecError(src, `${path}[${i}]`, r.problem);
+    const j = seen.get(r.task);
     if (j !== undefined) {
       throw new SpecError(
         src,
         `${path}[${i}]`,
-        `repeats task "${hit}" (already ${path}[${j}] = ${show(names[j])})`,
+        `repeats task "${r.task}" (already ${path}[${j}] = ${show(names[j])})`,
       );
     }
-    seen.set(hit, i);
+    seen.set(r.task, i);
   });
 }
 
@@ -1193,11 +1276,18 @@ export interface ProfileChecks {
     source: string,
   ) => Readonly<Record<string, unknown>>;
   /**
-   * The trained tasks of each benchmark (`tasks/registry.ts` `BENCHMARK_TASKS`). When given,
-   * the names under `tasks` (for every benchmark, in the grid or not) are resolved as the runner
-   * resolves them, and unknown or repeated tasks are errors.
+   * The trained tasks of each benchmark (`tasks/registry.ts` `BENCHMARK_TASKS`): what a profile
+   * without a `tasks` list trains, and the tasks its average is over.
    */
   readonly benchmarkTasks?: Readonly<Record<BenchmarkName, readonly string[]>>;
+  /**
+   * The tasks a profile's `tasks` may list, per benchmark: every registered task with train and
+   * validation files (`runner.ts` `TRAINABLE_TASKS`), a superset of `benchmarkTasks` (default:
+   * `benchmarkTasks`). When either is given, the names under `tasks` (for every benchmark, in
+   * the grid or not) are resolved as the runner resolves them ({@link resolveListedTask}), and
+   * unknown, misplaced (a task of the other benchmark) or repeated tasks are errors.
+   */
+  readonly trainableTasks?: Readonly<Record<BenchmarkName, readonly string[]>>;
   /**
    * Metric names per canonical task name (`tasks/registry.ts` `TASKS[name].metrics`). When
    * given, tolerance keys must name one of them (see {@link Tolerances}).
@@ -1209,6 +1299,38 @@ export interface ProfileChecks {
    * each of its runs fails to load the model.
    */
   readonly hfProblem?: (hf: string) => string | undefined;
+}
+
+/**
+ * A method's `parseConfig` on a profile's `config` object, its errors naming the file, the line
+ * and JSON path of the field they are about: the method's config reader (`model/methods/
+ * _config.ts`) names a field as `config field "<key>"`, and the error is rewritten to start at
+ * `<file>:<line of that field>: <path>.<key>`; an error naming no field of the object (a check
+ * across fields) keeps the line of the `config` object.
+ */
+function parseMethodConfigAt(
+  parse: NonNullable<ProfileChecks["parseMethodConfig"]>,
+  name: MethodName,
+  raw: Record<string, unknown>,
+  src: Source,
+  path: string,
+): Readonly<Record<string, unknown>> {
+  const at = (p: string) => {
+    const line = src.locate?.(p);
+    return `${src.file}${line === undefined ? "" : `:${line}`}: ${p}`;
+  };
+  const source = at(path);
+  try {
+    return parse(name, raw, source);
+  } catch (e) {
+    if (!(e instanceof Error) || !e.message.startsWith(`${source}: `)) throw e;
+    const key = /\bconfig field "([^"]+)"/.exec(e.message)?.[1];
+    if (key === undefined || !Object.hasOwn(raw, key) || !/^[A-Za-z_$][\w$]*$/.test(key)) {
+      throw e;
+    }
+    const field = at(`${path}.${key}`);
+    throw new Error(field + e.message.slice(source.length), { cause: e });
+  }
 }
 
 /**
@@ -1299,9 +1421,8 @@ export function validateProfile(
     for (const b of BENCHMARKS) {
       if (t[b] === undefined) continue;
       tasks[b] = arr(t[b], src, `$.tasks.${b}`).map((x, i) => str(x, src, `$.tasks.${b}[${i}]`));
-      if (checks.benchmarkTasks !== undefined) {
-        checkListedTasks(b, tasks[b], checks.benchmarkTasks[b], src, `$.tasks.${b}`);
-      }
+      const lists = checks.trainableTasks ?? checks.benchmarkTasks;
+      if (lists !== undefined) checkListedTasks(b, tasks[b], lists, src, `$.tasks.${b}`);
     }
   }
   const skip = o.skipMissingTasks ?? false;
@@ -1337,10 +1458,8 @@ export function validateProfile(
     }
     labels.add(label);
     const rawCfg = mo.config === undefined ? {} : obj(mo.config, src, `${path}.config`);
-    const lineHint = src.locate?.(`${path}.config`);
-    const cfgSource = `${src.file}${lineHint === undefined ? "" : `:${lineHint}`}: ${path}.config`;
     const config = checks.parseMethodConfig
-      ? checks.parseMethodConfig(mname, rawCfg, cfgSource)
+      ? parseMethodConfigAt(checks.parseMethodConfig, mname, rawCfg, src, `${path}.config`)
       : rawCfg;
     let mtrain: Partial<TrainSpec> | undefined;
     if (mo.train !== undefined) {

@@ -1,14 +1,18 @@
 import assert from "node:assert/strict";
 import { BENCHMARK_TASKS, TASKS } from "../tasks/registry.ts";
-import { expandGrid } from "./runner.ts";
+import { METHODS } from "../model/methods/mod.ts";
+import { expandGrid, TRAINABLE_TASKS } from "./runner.ts";
 import {
   backboneLabel,
+  BUILTIN_METHOD_NAMES,
   configId,
   DEFAULT_TRAIN,
+  METHOD_NAMES,
   runFileName,
   runId,
   type RunSpec,
   SpecError,
+  tableOrder,
   trainFor,
   validateProfile,
   validateRunResult,
@@ -444,8 +448,106 @@ Deno.test("method train overrides are validated merged over each benchmark's set
 
 const REGISTRY = {
   benchmarkTasks: BENCHMARK_TASKS,
+  trainableTasks: TRAINABLE_TASKS,
   taskMetrics: Object.fromEntries(Object.entries(TASKS).map(([k, t]) => [k, t.metrics])),
 };
+
+Deno.test("method names come from the registry: every METHODS key is valid, a new one sorts last", () => {
+  for (const name of Object.keys(METHODS)) {
+    const p = validateProfile(minimal({ methods: [{ name }] }), SRC);
+    assert.equal(p.methods[0]?.name, name);
+  }
+  assert.deepEqual([...METHOD_NAMES].sort(), Object.keys(METHODS).sort());
+  assert.deepEqual(METHOD_NAMES.slice(0, BUILTIN_METHOD_NAMES.length), BUILTIN_METHOD_NAMES);
+  // A method registered but not in the table order is kept, after the built-ins.
+  assert.deepEqual(tableOrder(["hyperprompt_global", "lora", "mtl", "adapter", "bitfit"]), [
+    "mtl",
+    "adapter",
+    "hyperprompt_global",
+    "lora",
+    "bitfit",
+  ]);
+  assertSpecError(
+    () => validateProfile(minimal({ methods: [{ name: "lora" }] }), SRC),
+    `profiles/x.json: $.methods[0].name must be one of ${METHOD_NAMES.join(", ")}; got "lora"`,
+  );
+});
+
+Deno.test("listed tasks: any registered task with train and validation files; the wrong benchmark is named", () => {
+  const src = {
+    file: "p.json",
+    locate: (path: string) => path.startsWith("$.tasks") ? 3 : undefined,
+  };
+  // WNLI is registered with train and dev files but is not in BENCHMARK_TASKS: listable.
+  assert.ok(!BENCHMARK_TASKS.glue.includes("wnli"));
+  assert.deepEqual(TRAINABLE_TASKS.glue, [...BENCHMARK_TASKS.glue, "wnli"]);
+  assert.deepEqual(TRAINABLE_TASKS.super_glue, BENCHMARK_TASKS.super_glue);
+  const ok = validateProfile(minimal({ tasks: { glue: ["rte", "WNLI"] } }), src, REGISTRY);
+  assert.deepEqual(ok.tasks?.glue, ["rte", "WNLI"]);
+  // Without trainableTasks (callers of before), only BENCHMARK_TASKS are listable.
+  assertSpecError(
+    () =>
+      validateProfile(minimal({ tasks: { glue: ["wnli"] } }), src, {
+        benchmarkTasks: BENCHMARK_TASKS,
+      }),
+    `p.json:3: $.tasks.glue[0] names unknown glue task "wnli"; known: ${
+      BENCHMARK_TASKS.glue.join(", ")
+    }`,
+  );
+  const cases: [Record<string, unknown>, string][] = [
+    [
+      { glue: ["rte", "boolq"] },
+      `p.json:3: $.tasks.glue[1] "boolq" is a super_glue task ("boolq"); list it under ` +
+      "$.tasks.super_glue",
+    ],
+    [
+      { glue: ["rte_sg"] },
+      `p.json:3: $.tasks.glue[0] "rte_sg" is a super_glue task ("rte_sg"); list it under ` +
+      "$.tasks.super_glue",
+    ],
+    [
+      { glue: ["super_glue/rte"] },
+      `p.json:3: $.tasks.glue[0] "super_glue/rte" is a super_glue task ("rte_sg"); list it ` +
+      "under $.tasks.super_glue",
+    ],
+    [
+      { super_glue: ["cb", "wnli"] },
+      `p.json:3: $.tasks.super_glue[1] "wnli" is a glue task ("wnli"); list it under $.tasks.glue`,
+    ],
+    // AX has only a test file: not trainable.
+    [
+      { glue: ["ax"] },
+      `p.json:3: $.tasks.glue[0] names unknown glue task "ax"; known: ${
+        TRAINABLE_TASKS.glue.join(", ")
+      }`,
+    ],
+  ];
+  for (const [tasks, message] of cases) {
+    assertSpecError(() => validateProfile(minimal({ tasks }), src, REGISTRY), message);
+  }
+  // The runner resolves the same way, and says the same.
+  const catalog = {
+    benchmarkTasks: (b: "glue" | "super_glue") => BENCHMARK_TASKS[b],
+    trainableTasks: (b: "glue" | "super_glue") => TRAINABLE_TASKS[b],
+    isAvailable: () => true,
+  };
+  const grid = expandGrid(validateProfile(minimal({ tasks: { glue: ["rte", "WNLI"] } }), SRC), {
+    dataDir: "/nonexistent",
+    catalog,
+  });
+  assert.deepEqual(grid.map((s) => s.tasks), [["rte", "wnli"]]);
+  assert.throws(
+    () =>
+      expandGrid(validateProfile(minimal({ tasks: { glue: ["boolq"] } }), SRC), {
+        dataDir: "/nonexistent",
+        catalog,
+      }),
+    {
+      message:
+        'Profile "x": $.tasks.glue[0] "boolq" is a super_glue task ("boolq"); list it under $.tasks.super_glue',
+    },
+  );
+});
 
 Deno.test("listed tasks: unknown and repeated tasks are errors, for benchmarks outside the grid too", () => {
   const at = (path: string) => (path.startsWith("$.tasks") ? 3 : undefined);

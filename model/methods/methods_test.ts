@@ -12,7 +12,6 @@ import { crossEntropyLoss, disposeT5, forward, type Seq2SeqBatch, type T5Model }
 import { selectBackend } from "../backend.ts";
 import { getMethod, type MethodName, METHODS } from "./mod.ts";
 import { context, disposeBatch, makeBatch, subBatch, TASKS, tinyModel } from "./_test_util.ts";
-import { METHOD_NAMES } from "../../benchmarks/spec.ts";
 
 // wasm (with the project's matmul kernels): about 4x faster than cpu for the training loops here.
 await selectBackend("wasm", { log: () => {} });
@@ -276,23 +275,6 @@ Deno.test("METHODS 20 Adam steps on a fixed tiny batch lower the loss", () => {
 
 Deno.test("getMethod() lists the known methods for an unknown name", () => {
   assert.throws(() => getMethod("lora"), /Unknown method "lora".*hyperprompt_global/);
-});
-
-Deno.test("METHODS and the profile validator's method list (benchmarks/spec.ts) name the same methods", () => {
-  // A method registered here but not in spec.ts's MethodName / METHOD_NAMES is refused by every
-  // profile ("$.methods[0].name must be one of …"), with nothing pointing at spec.ts.
-  const registry = Object.keys(METHODS).sort();
-  const profiles = [...METHOD_NAMES].sort();
-  assert.deepEqual(
-    registry.filter((n) => !profiles.includes(n as never)),
-    [],
-    "add these METHODS keys to benchmarks/spec.ts MethodName and METHOD_NAMES (table order)",
-  );
-  assert.deepEqual(
-    profiles.filter((n) => !registry.includes(n)),
-    [],
-    "benchmarks/spec.ts METHOD_NAMES lists methods that model/methods/mod.ts METHODS lacks",
-  );
 });
 
 Deno.test("parseConfig() rejects unknown and malformed fields, naming them", () => {

@@ -4,22 +4,27 @@
  * Adding a method (`mtl.ts` is the smallest example, `adapter.ts` one with per-task variables):
  * 1. one file in this folder exporting a {@link Method} (`model/method.ts`): parse its config
  *    with `ConfigReader` (`_config.ts`: unknown and malformed fields are errors naming the
- *    profile file), create variables with `VarStore` (`_init.ts`: seeded per name), reach T5
- *    only through the hooks of `model/hooks.ts` (`_tensor.ts` `groupTasks`, `rows` for per-task
- *    rows of a mixed batch), and describe its FLOPs with `flopPlan`;
- * 2. one line in {@link METHODS} below (and its types in the exports);
- * 3. its key in `benchmarks/spec.ts` `MethodName` and `METHOD_NAMES` (table order), which the
- *    profile validator accepts (`methods_test.ts` checks both lists agree);
- * 4. its test settings: `SMALL` in `methods_test.ts` (the contract tests: counts equal the
+ *    profile file and the field's line), create variables with `VarStore` (`_init.ts`: seeded
+ *    per name), reach T5 only through the hooks of `model/hooks.ts` (`_tensor.ts`
+ *    `groupTasks`, `rows` for per-task rows of a mixed batch), and describe its FLOPs with
+ *    `flopPlan` (`model/accounting.ts` `FlopPlan`: an encoder prompt, a self-attention prefix,
+ *    a bottleneck adapter, or trained tensors combined elementwise after a sublayer);
+ * 2. one line in {@link METHODS} below (and its types in the exports): the profile validator
+ *    (`benchmarks/spec.ts` `METHOD_NAMES`) takes the names from here, and a method outside
+ *    `BUILTIN_METHOD_NAMES` (table order) sorts after the built-ins in the tables;
+ * 3. its test settings: `SMALL` in `methods_test.ts` (the contract tests: counts equal the
  *    variables, a step trains exactly the trained variables, tasks condition the output,
  *    mixed batches equal per-task ones, no leaks, the loss falls) and its cases in
  *    `accounting_test.ts` (FLOPs equal the matmuls tfjs runs); both are typed by
  *    {@link MethodName}, so the type check names what is missing;
- * 5. an entry in `benchmarks/profiles/smoke.json` and `ci.json` (`benchmarks/profile_test.ts`
- *    requires every method there), which changes the CI gate's grid: regenerate
- *    `results/baselines/ci` as `benchmarks/README.md` describes.
+ * 4. an entry in `benchmarks/profiles/smoke.json` (`benchmarks/profile_test.ts` requires every
+ *    registered method there). The CI gate's profile `ci.json` must list the built-in methods
+ *    only: adding the new one there changes the gate's grid, so `results/baselines/ci` must then
+ *    be regenerated as `benchmarks/README.md` describes (`baseline_test.ts` checks it covers
+ *    the grid).
  * A profile then names it in `methods` (`{ "name": "<key>", "config": {…} }`), and the tables
- * list it (the analytic parameter and FLOP rows cover every method at its defaults).
+ * list it (the analytic parameter and FLOP rows cover every method at its defaults). The
+ * README's "Adding a method or a task" walks through trying one.
  *
  * @module
  */
