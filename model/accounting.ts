@@ -93,6 +93,18 @@ export interface FlopPlan {
     readonly stacks: readonly Stack[];
     readonly positions: readonly ("self_attention" | "feed_forward")[];
   };
+  /**
+   * `afterSublayer` without a matmul of its own: trained tensors combined elementwise with the
+   * output of each of `positions` in every block of `stacks` (a per-task bias or scale; tfjs's
+   * elementwise ops are not counted). Adds no forward FLOPs, but from the first such sublayer on
+   * the hidden state depends on a trained tensor, so with a frozen backbone the matmuls after it
+   * run their input gradients. A plan that leaves such tensors out counts too little (with a
+   * frozen backbone and nothing else trained, the forward pass alone).
+   */
+  readonly elementwise?: {
+    readonly stacks: readonly Stack[];
+    readonly positions: readonly ("self_attention" | "feed_forward")[];
+  };
 }
 
 /** The backbone trained whole, no method: every matmul needs both operands' gradients. */
@@ -119,7 +131,8 @@ const BACKBONE_TRAINED: FlopPlan = { freezeBackbone: false };
  * forward = 2 · (L_enc·enc + L_dec·dec + out). A method's `plan` adds its own matmuls: an
  * encoder prompt of l rows makes the encoder input S + l long (encoder blocks and cross-attention
  * keys/values grow), a self-attention prefix of l keys/values adds l key columns to q·kᵀ and
- * probs·v of each conditioned block (4·l·i FLOPs per query), an adapter 4·d·a FLOPs per token.
+ * probs·v of each conditioned block (4·l·i FLOPs per query), an adapter 4·d·a FLOPs per token,
+ * an elementwise trained tensor none.
  *
  * Backward, per matmul Y = A·B of m·k·n multiply-adds: dA = dY·Bᵀ (2·m·k·n FLOPs) only when A
  * depends on a trained parameter, dB = Aᵀ·dY (the same) only when B does, as tfjs runs it
@@ -130,8 +143,9 @@ const BACKBONE_TRAINED: FlopPlan = { freezeBackbone: false };
  * followed through the network at tensor granularity: a block input depends once a trained tensor
  * has entered (the embedding when the backbone is trained; the LayerNorm scales with
  * `"except_layer_norms"`; a prompt from the encoder input on; a prefix from the first block that
- * has one; an adapter from the first adapter on; the encoder output into every cross-attention's
- * k, v), and q·kᵀ, probs·v differentiate only the operands that depend on one. The embedding's
+ * has one; an adapter or elementwise tensor from the first one on; the encoder output into every
+ * cross-attention's k, v), and q·kᵀ, probs·v differentiate only the operands that depend on one.
+ * The embedding's
  * own gradient is a scatter-add, not a matmul, and is not counted.
  *
  * With every weight trained (the default plan) every operand depends on a trained parameter, so
@@ -198,8 +212,10 @@ export function t5Flops(
     rows: number,
     y: boolean,
   ) => {
+    const scaled = plan.elementwise !== undefined && plan.elementwise.stacks.includes(stack) &&
+      plan.elementwise.positions.includes(pos);
     if (!adapters || !adapters.stacks.includes(stack) || !adapters.positions.includes(pos)) {
-      return y;
+      return y || scaled;
     }
     const a = adapters.bottleneck;
     mm(rows, d, a, y, true);

@@ -5,9 +5,10 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { preset, PRESETS, PUBLISHED_PRESETS } from "./config.ts";
-import { countT5Params, t5Flops } from "./accounting.ts";
+import { countT5Params, type FlopPlan, t5Flops } from "./accounting.ts";
+import type { T5Hooks } from "./hooks.ts";
 import { sharedPath } from "./shared_dir.ts";
-import { disposeT5, initT5, t5ParamShapes } from "./t5.ts";
+import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight, t5ParamShapes } from "./t5.ts";
 
 interface SizeRow {
   name: string;
@@ -91,4 +92,80 @@ Deno.test("countT5Params equals the shapes (t5-v1_1-small, all tiny) and the var
     disposeT5(model);
   }
   assert.equal(tf.memory().numTensors, 0);
+});
+
+/** FLOPs of the matmul kernels in a `tf.profile` (2 per multiply-add). */
+function profiledMatmulFlops(
+  kernels: readonly { name: string; inputShapes: (number[] | null)[]; outputShapes: number[][] }[],
+): number {
+  let total = 0;
+  for (const k of kernels) {
+    if (k.name !== "BatchMatMul" && k.name !== "_FusedMatMul" && k.name !== "MatMul") continue;
+    const a = k.inputShapes[0]!;
+    const out = k.outputShapes[0]!;
+    const inner = (a[a.length - 2]! * a[a.length - 1]!) / out[out.length - 2]!;
+    total += 2 * out.reduce((x, y) => x * y, 1) * inner;
+  }
+  return total;
+}
+
+Deno.test("t5Flops plan.elementwise: a trained bias after a sublayer of a frozen T5 counts the matmuls tfjs runs", async () => {
+  await tf.setBackend("cpu");
+  const config = {
+    ...PRESETS["tiny-v1_1"],
+    dModel: 16,
+    numHeads: 2,
+    dKv: 8,
+    dFf: 24,
+    vocabSize: 64,
+  };
+  const [S, T] = [6, 3];
+  const before = tf.memory().numTensors;
+  const model = initT5(config, { seed: 5 });
+  const bias = tf.tidy(() => tf.variable(tf.fill([config.dModel], 0.1), true, "acct_test_bias"));
+  const cases: NonNullable<FlopPlan["elementwise"]>[] = [
+    { stacks: ["decoder"], positions: ["feed_forward"] },
+    { stacks: ["encoder", "decoder"], positions: ["self_attention"] },
+  ];
+  for (const where of cases) {
+    const hooks: T5Hooks = {
+      afterSublayer: (stack, _layer, sublayer, y) =>
+        where.stacks.includes(stack) && (where.positions as string[]).includes(sublayer)
+          ? tf.add(y, bias)
+          : y,
+    };
+    // The matmuls of one step's gradient with respect to the bias alone (frozen backbone); the
+    // difference of two batch sizes leaves the per-example FLOPs.
+    const measure = async (rows: number) => {
+      const ids = (n: number, len: number, k: number) =>
+        tf.tensor2d(Array.from({ length: n * len }, (_, j) => 2 + (j * k) % 60), [n, len], "int32");
+      const labels = ids(rows, T, 7);
+      const batch = {
+        inputIds: ids(rows, S, 5),
+        attentionMask: tf.ones([rows, S]) as tf.Tensor2D,
+        decoderInputIds: shiftRight(labels, config),
+      };
+      const loss = () =>
+        crossEntropyLoss(forward(model, batch, { hooks }).logits, labels) as tf.Scalar;
+      const flops = profiledMatmulFlops(
+        (await tf.profile(() => {
+          const { value, grads } = tf.variableGrads(loss, [bias]);
+          tf.dispose([value, ...Object.values(grads)]);
+          return [];
+        })).kernels,
+      );
+      tf.dispose([labels, batch.inputIds, batch.attentionMask, batch.decoderInputIds]);
+      return flops;
+    };
+    const train = ((await measure(3)) - (await measure(1))) / 2;
+    const shape = { inputLength: S, targetLength: T };
+    const plan: FlopPlan = { freezeBackbone: "all", elementwise: where };
+    assert.equal(t5Flops(config, shape, plan).train, train, JSON.stringify(where));
+    // The tensors add no forward FLOPs; without them the plan counts too little.
+    assert.equal(t5Flops(config, shape, plan).forward, t5Flops(config, shape).forward);
+    assert.ok(t5Flops(config, shape, { freezeBackbone: "all" }).train < train);
+  }
+  bias.dispose();
+  disposeT5(model);
+  assert.equal(tf.memory().numTensors, before);
 });
