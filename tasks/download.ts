@@ -943,7 +943,7 @@ function downloadUsage(): string {
   } catch (e) {
     cache = `none (${(e as Error).message})`;
   }
-  return "usage: deno task download --tasks all|glue|super_glue|cola,rte,super_glue/rte,... " +
+  return "Usage: deno task download --tasks all|glue|super_glue|cola,rte,super_glue/rte,... " +
     "[--cache-dir DIR] [--source auto|official|parquet] [--verify] [--keep-downloads] " +
     "[--retries N] [--quiet]\n\n" +
     "  --tasks LIST      all, glue, super_glue or task names, comma-separated (repeatable)\n" +

@@ -1101,7 +1101,7 @@ Deno.test("main() (deno task download) refuses bad arguments in one line, exit 2
       0,
     );
     assert.equal(out.length, 2);
-    for (const o of out) assert.match(o, /^usage: deno task download --tasks/);
+    for (const o of out) assert.match(o, /^Usage: deno task download --tasks/);
     assert.equal(downloads, 0);
   } finally {
     await Deno.remove(dir, { recursive: true });
