@@ -43,8 +43,8 @@ export interface TaskCatalog {
    */
   benchmarkTasks(benchmark: BenchmarkName): readonly string[];
   /**
-   * The tasks a profile's `tasks` may list ({@link TRAINABLE_TASKS}; default:
-   * `benchmarkTasks`).
+   * The tasks a profile's `tasks` may list (default: `benchmarkTasks` and
+   * {@link TRAINABLE_TASKS}).
    */
   trainableTasks?(benchmark: BenchmarkName): readonly string[];
   /**
@@ -182,9 +182,15 @@ function missingAdvice(opts: ExpandOptions): string {
 function chosenTasks(profile: Profile, benchmark: BenchmarkName, catalog: TaskCatalog): string[] {
   const listed = profile.tasks?.[benchmark];
   if (listed === undefined) return [...catalog.benchmarkTasks(benchmark)];
-  const lists = Object.fromEntries(
-    BENCHMARKS.map((b) => [b, catalog.trainableTasks?.(b) ?? catalog.benchmarkTasks(b)]),
-  ) as Record<BenchmarkName, readonly string[]>;
+  // A catalog that names no trainable tasks (one built around `benchmarkTasks` alone) takes the
+  // registry's besides its own.
+  const trainable = (b: BenchmarkName) =>
+    catalog.trainableTasks?.(b) ??
+      [...new Set([...catalog.benchmarkTasks(b), ...TRAINABLE_TASKS[b]])];
+  const lists = Object.fromEntries(BENCHMARKS.map((b) => [b, trainable(b)])) as Record<
+    BenchmarkName,
+    readonly string[]
+  >;
   return listed.map((name, i) => {
     const r = resolveListedTask(benchmark, name, lists);
     if (r.problem !== undefined) {
