@@ -145,8 +145,7 @@ const BACKBONE_TRAINED: FlopPlan = { freezeBackbone: false };
  * `"except_layer_norms"`; a prompt from the encoder input on; a prefix from the first block that
  * has one; an adapter or elementwise tensor from the first one on; the encoder output into every
  * cross-attention's k, v), and q·kᵀ, probs·v differentiate only the operands that depend on one.
- * The embedding's
- * own gradient is a scatter-add, not a matmul, and is not counted.
+ * The embedding's own gradient is a scatter-add, not a matmul, and is not counted.
  *
  * With every weight trained (the default plan) every operand depends on a trained parameter, so
  * train = 3 · forward; this reproduces `t5_sizes.json` exactly for all ten published sizes. With
