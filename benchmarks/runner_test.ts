@@ -658,3 +658,12 @@ Deno.test("runGrid(): the preflight's micro-batch reaches runOne and the result 
   );
   await Deno.remove(out, { recursive: true });
 });
+
+Deno.test("expandGrid(): a catalog without trainableTasks still accepts a registered task outside BENCHMARK_TASKS", () => {
+  // cli.ts wraps the catalog as { benchmarkTasks, isAvailable } for its grid check.
+  const grid = expandGrid(profile({ tasks: { glue: ["rte", "wnli"] } }), {
+    dataDir: DATA,
+    catalog: { benchmarkTasks: (b) => FILE_CATALOG.benchmarkTasks(b), isAvailable: () => true },
+  });
+  assert.deepEqual(grid[0]?.tasks, ["rte", "wnli"]);
+});
