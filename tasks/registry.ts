@@ -19,9 +19,11 @@
  * `metrics` among what that converter computes); (2) a download source with the same files in
  * `sources.ts` `TASK_SOURCES` (`registry_test.ts` checks they agree; `availableTasks` in
  * `data.ts` finds only tasks listed there, so without one a run reports the task's files
- * missing); (3) to train it, its name in {@link BENCHMARK_TASKS}, the only tasks a profile's
- * `tasks` may list: every profile without a `tasks` list then trains it, the benchmark average
- * needs its score, and `paper-*` profiles need its files. {@link checkTaskRegistry} runs on the
+ * missing). A registered task with train and validation files can then be listed in a profile's
+ * `tasks` (`benchmarks/runner.ts` `TRAINABLE_TASKS`) and gets its own `scores.csv` column, outside
+ * the average; (3) to make it part of the benchmark, its name in {@link BENCHMARK_TASKS}: every
+ * profile without a `tasks` list then trains it, the benchmark average needs its score, and
+ * `paper-*` profiles need its files. {@link checkTaskRegistry} runs on the
  * registry when this module loads and names the entry and field of a mistake.
  *
  * Not registered: DPR (`dpr_v001_simple`, part of T5's SuperGLUE mixture; not in the official
@@ -590,8 +592,9 @@ export const CONVERTER_METRICS: Readonly<Record<TaskSpec["converter"], readonly 
  * group metric not among `metrics`, a label map that disagrees with the label words, a file
  * outside `dir`, a trained task without train and validation files, an entry without a
  * `sources.ts` `TASK_SOURCES` entry, and `BENCHMARK_TASKS`
- * entries that are not the benchmark's averaged tasks (or averaged tasks missing from it: only
- * `BENCHMARK_TASKS` tasks are trained, averaged and accepted in a profile's `tasks`).
+ * entries that are not the benchmark's averaged tasks (or averaged tasks missing from it: `BENCHMARK_TASKS` tasks are the ones trained by default and
+ * averaged; a profile's `tasks` may also list other registered tasks with train and validation
+ * files).
  * Run on {@link TASKS} when this module loads.
  *
  * @param tasks entries by registry key
