@@ -91,7 +91,9 @@ export const SOFTMAX_GRAD = "HpSoftmaxGrad";
 export const SOFTMAX_XENT = "HpSoftmaxXent";
 /**
  * Kernel name of its gradient (inputs `logits`, `labels`, `dy` and `out` `[n, 2]`: the upstream
- * gradient and the forward output; output `[n, V]`).
+ * gradient and the forward output; attrs the forward's; output `[n, V]`). On wasm, with the
+ * attribute `lseGrad`, it also adds the gradient through the log-sum-exp column, `dy[:, 1] ·
+ * softmax(x)`.
  */
 export const SOFTMAX_XENT_GRAD = "HpSoftmaxXentGrad";
 /**
@@ -587,8 +589,9 @@ export function softmaxCrossEntropy(
  * {@link softmaxCrossEntropy} that also gives each row's log-sum-exp `log_z` (the kernel's second
  * output column) as a differentiable result, for T5X's z-loss `z·log_z²`: the gradient with
  * respect to the logits then has the extra term `dlog_z · softmax(x)`, added to the kernel's
- * (the attribute `lseGrad` tells the registered gradient to add it; {@link softmaxCrossEntropy}
- * does not set it, so its gradient is unchanged).
+ * (the attribute `lseGrad` asks for it; {@link softmaxCrossEntropy} does not set it, so its
+ * gradient is unchanged). On wasm the gradient kernel folds it into its one pass over the
+ * logits (row scale `dloss + dlog_z`); on webgpu it is added with stock ops.
  *
  * @param logits `[n, V]` float32
  * @param labels `[n]` int32 in [0, V)
@@ -1159,6 +1162,12 @@ export function updateAdafactorUnfactoredMany(
   );
 }
 
+/**
+ * Backends whose {@link SOFTMAX_XENT_GRAD} kernel adds the lse column's gradient itself when the
+ * attribute `lseGrad` is set (wasm); on the others the registered gradient adds it with stock ops.
+ */
+const LSE_GRAD_IN_KERNEL: ReadonlySet<string> = new Set(["wasm"]);
+
 let gradientRegistered = false;
 
 /** Registers the gradient of {@link GATED_GELU} with tfjs (idempotent). */
@@ -1217,9 +1226,16 @@ export function registerFusedGradients(): void {
             { logits, labels, dy: dy as tf.Tensor, out },
             attrs,
           ) as tf.Tensor;
-          // The kernel ignores dy's lse column; softmaxCrossEntropyWithLse (z-loss) uses it:
-          // d lse / dx = softmax(x) = exp(x − lse).
-          if (!(attrs as { lseGrad?: boolean }).lseGrad) return dx;
+          // softmaxCrossEntropyWithLse (z-loss) also differentiates dy's lse column:
+          // d lse / dx = softmax(x) = exp(x − lse). The wasm kernel folds that term into its one
+          // pass over the row (scale a + dlse instead of a); elsewhere (webgpu's kernel reads
+          // only the loss column) it is added here, four more [n, V] passes.
+          if (
+            !(attrs as { lseGrad?: boolean }).lseGrad ||
+            LSE_GRAD_IN_KERNEL.has(tf.getBackend())
+          ) {
+            return dx;
+          }
           const n = logits.shape[0]!;
           const lse = tf.slice(out, [0, 1], [n, 1]);
           const dLse = tf.slice(dy as tf.Tensor, [0, 1], [n, 1]);
@@ -1392,7 +1408,7 @@ const WASM_KERNELS: ReadonlyArray<[string, (args: WasmKernelArgs) => unknown]> =
     const labels = inputs["labels"]!;
     const dy = input(inputs, "dy");
     const fwd = input(inputs, "out");
-    const eps = (attrs as { eps: number }).eps;
+    const { eps, lseGrad } = attrs as { eps: number; lseGrad?: boolean };
     const [n, v] = logits.shape as [number, number];
     checkLabels(backend.typedArrayFromHeap(labels) as Int32Array, v);
     const out = backend.makeOutput([n, v], "float32");
@@ -1400,11 +1416,15 @@ const WASM_KERNELS: ReadonlyArray<[string, (args: WasmKernelArgs) => unknown]> =
       const [ov, xv, dyv, fv] = heaps(backend, out, logits, dy, fwd);
       const lv = backend.typedArrayFromHeap(labels) as Int32Array;
       for (let r = 0; r < n; r++) {
-        const lse = fv[2 * r + 1]!; // dy[:, 1] is 0: nothing downstream uses the lse column
+        const lse = fv[2 * r + 1]!;
         const a = dyv[2 * r]!;
+        // With lseGrad (z-loss) dy[:, 1] is the lse column's gradient, and d lse / dx is the
+        // softmax the row already computes: one scale a + dlse (LSE_GRAD_IN_KERNEL). Without
+        // it nothing downstream uses that column.
+        const s = lseGrad ? Math.fround(a + dyv[2 * r + 1]!) : a;
         if (simd === undefined) {
           for (let j = r * v; j < (r + 1) * v; j++) {
-            ov[j] = a * Math.exp(xv[j]! - lse) - (a * eps) / v;
+            ov[j] = s * Math.exp(xv[j]! - lse) - (a * eps) / v;
           }
         } else {
           simd.exp_affine(
@@ -1412,7 +1432,7 @@ const WASM_KERNELS: ReadonlyArray<[string, (args: WasmKernelArgs) => unknown]> =
             xv.byteOffset + 4 * r * v,
             v,
             lse,
-            a,
+            s,
             (a * eps) / v,
           );
         }

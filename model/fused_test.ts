@@ -31,6 +31,7 @@ import {
   rmsNorm,
   rmsNormKeep,
   SOFTMAX_XENT,
+  SOFTMAX_XENT_GRAD,
   softmaxCrossEntropy,
   unregisterFusedWasmKernels,
 } from "./fused.ts";
@@ -485,6 +486,67 @@ Deno.test(
         assertClose(got[0]!, want![0]!, 1e-5, `loss eps=${eps} z=${z}`);
         assertClose(got[1]!, want![1]!, 0, `grad eps=${eps} z=${z}`, 1e-5 * maxAbs(want![1]!));
       }
+    }
+    await reset();
+  },
+);
+
+Deno.test(
+  "softmax cross-entropy with z-loss on wasm: float64 gradient, one [n, V] kernel in the backward",
+  opts,
+  async () => {
+    // The wasm gradient kernel folds the z-loss term 2z·lse·softmax into its row scale
+    // (dloss + dlse): against a float64 hand computation, per counted row r and logit j,
+    // d/dx_j = [(1 + 2z·lse)·softmax_j − (1−ε)·[j = label] − ε/V] / count. float32 exp and a
+    // sum over V = 203 logits: 1e-5 of the largest gradient (measured ≤ 1e-7 relative).
+    const [b, l, v] = [2, 3, 203];
+    const logits = uniformValues(b * l * v, 79).map((x) => 8 * x);
+    const labels = [3, 202, -100, 0, 117, 5];
+    const counted = labels.flatMap((k, i) => k === -100 ? [] : [i]);
+    for (const [eps, z] of [[0, 0.05], [0.1, 1e-4]] as const) {
+      let want = 0;
+      const wantGrad = new Float64Array(b * l * v);
+      for (const r of counted) {
+        const row = Array.from(logits.subarray(r * v, (r + 1) * v));
+        const m = Math.max(...row);
+        const lse = m + Math.log(row.reduce((s, y) => s + Math.exp(y - m), 0));
+        const nll = lse - row[labels[r]!]!;
+        const smooth = lse - row.reduce((s, y) => s + y, 0) / v;
+        want += ((1 - eps) * nll + eps * smooth + z * lse * lse) / counted.length;
+        row.forEach((y, j) => {
+          const onehot = j === labels[r] ? 1 : 0;
+          wantGrad[r * v + j] = ((1 + 2 * z * lse) * Math.exp(y - lse) -
+            (1 - eps) * onehot - eps / v) / counted.length;
+        });
+      }
+      for (const path of ["wasm-simd", "wasm-js"] as const) {
+        await use(path);
+        const before = tf.memory().numTensors;
+        const [loss, grad] = await crossEntropyAndGrad(logits, labels, [b, l, v], eps, z);
+        assert.equal(tf.memory().numTensors, before, `${path}: tensors leaked`);
+        assertClose(loss!, [want], 1e-6, `${path} loss eps=${eps} z=${z}`);
+        assertClose(grad!, wantGrad, 0, `${path} grad eps=${eps} z=${z}`, 1e-5 * maxAbs(wantGrad));
+      }
+      // Every kernel of the step (forward and backward) that writes a full [n, V] tensor
+      // (Reshape and Identity share their input's data): the gradient kernel only (before the
+      // fold, the backward added Sub, Exp, Mul and Add of that size).
+      await use("wasm-simd");
+      const x = tf.variable(tf.tensor3d(logits, [b, l, v]));
+      const y = tf.tensor2d(labels, [b, l], "int32");
+      const info = await tf.profile(() => {
+        const { value, grads } = tf.variableGrads(
+          () =>
+            crossEntropyLoss(x as tf.Tensor as tf.Tensor3D, y, { labelSmoothing: eps, zLoss: z }),
+          [x],
+        );
+        tf.dispose([value, ...Object.values(grads)]);
+      });
+      const full = info.kernels.filter((k) =>
+        k.name !== "Reshape" && k.name !== "Identity" &&
+        k.outputShapes.some((s) => s !== undefined && s.reduce((p, d) => p * d, 1) === b * l * v)
+      ).map((k) => k.name);
+      assert.deepEqual(full, [SOFTMAX_XENT_GRAD], `eps=${eps} z=${z}`);
+      tf.dispose([x, y]);
     }
     await reset();
   },
