@@ -27,7 +27,15 @@
  * 5. Returns losses, every evaluation, the per-task best, benchmark averages, parameter and FLOP
  *    accounting, throughput and provenance (with the task files read, `provenance.data`, and the
  *    checkpoint resumed from, `provenance.resumedFrom`). The run's clock (`startedAt`,
- *    `wallSeconds`) starts after any offline backbone pretraining.
+ *    `wallSeconds`) starts after any offline backbone pretraining. The throughput totals
+ *    (`trainTokens`, `trainSeconds`) are the whole run's, carried by its checkpoints; after a
+ *    resume from a checkpoint written before checkpoints carried them (trainer 50bcbf7) they are
+ *    left out, and `tokensPerSecond` is the rate of the steps trained since.
+ * 6. A stop request (`benchmarks/trainer.ts` `requestStop`) still pending when training returns
+ *    (a signal during the last step's save) stops a hyper-prompt method's run before or between
+ *    the batches of its attention mass when the last step's checkpoint exists
+ *    (`TrainingInterruptedError`, `attentionMassOwed`): no result, and a resume redoes only the
+ *    attention mass.
  *
  * Seeds (all from `spec.seed` via `seedFor`): `"backbone-init"`, `"method-init"`, `"data"`,
  * `"dropout:<step>"` (in the trainer).
@@ -77,7 +85,13 @@ import {
   stripTaskPrefix,
   truncateWithEos,
 } from "./batching.ts";
-import { MixtureBatches, train, trainedVariables } from "./trainer.ts";
+import {
+  MixtureBatches,
+  stopRequested,
+  train,
+  trainedVariables,
+  TrainingInterruptedError,
+} from "./trainer.ts";
 import {
   benchmarkAverages,
   bestPerTask,
@@ -523,6 +537,23 @@ async function runOnBackbone(
           )
         ),
         spec.tasks,
+        // A stop request pending when training returned (a signal in the last step's save)
+        // ends the run here, between two batches, when the last step's checkpoint exists: the
+        // result is not written and a resume redoes only this. Without a checkpoint the run
+        // finishes: stopping would lose every step.
+        outcome.checkpoint === undefined ? undefined : {
+          shouldStop: stopRequested,
+          stopped: (reason) =>
+            new TrainingInterruptedError(
+              reason,
+              t.steps,
+              t.steps,
+              outcome.checkpoint,
+              true,
+              false,
+              true,
+            ),
+        },
       )
       : undefined;
     return {
@@ -551,9 +582,12 @@ async function runOnBackbone(
       flops: { trainPerExample: acc.trainFlops ?? 0, inferencePerExample: acc.forwardFlops ?? 0 },
       tokensPerSecond: outcome.trainSeconds > 0 ? outcome.tokens / outcome.trainSeconds : 0,
       // The whole run's (a resume's checkpoint carries the earlier sessions'): what a per-task
-      // method's row adds up over its task runs (`per_task.ts`).
-      trainTokens: outcome.tokens,
-      trainSeconds: outcome.trainSeconds,
+      // method's row adds up over its task runs (`per_task.ts`). Left out when the steps before
+      // a resume are not counted (a checkpoint written before it carried them): they would pass
+      // for the whole run's; `tokensPerSecond` is then the rate of the steps trained since.
+      ...(outcome.throughputFromStep > 0
+        ? {}
+        : { trainTokens: outcome.tokens, trainSeconds: outcome.trainSeconds }),
       wallSeconds: (performance.now() - t0) / 1000,
       backboneSource: source,
       tokenizer: tokenizerSource,
@@ -588,6 +622,8 @@ export function dataFiles(tasks: readonly string[]): string[] {
  * @param instance the method
  * @param perTask encoded examples of each task (task id = index)
  * @param taskNames task names by id
+ * @param stop checked before every batch: a reason from `shouldStop` throws `stopped(reason)`
+ *   (nothing is returned, every tensor is freed)
  * @returns task name → per-layer mass
  */
 export async function promptAttentionMass(
@@ -595,6 +631,10 @@ export async function promptAttentionMass(
   instance: MethodInstance,
   perTask: readonly (readonly EncodedExample[])[],
   taskNames: readonly string[],
+  stop?: {
+    readonly shouldStop: () => string | undefined;
+    readonly stopped: (reason: string) => Error;
+  },
 ): Promise<Record<string, AttentionMass>> {
   const out: Record<string, AttentionMass> = {};
   for (const [taskId, rows] of perTask.entries()) {
@@ -602,6 +642,8 @@ export async function promptAttentionMass(
     let enc: number[] = [];
     let dec: number[] = [];
     for (let s = 0; s < rows.length; s += 25) {
+      const reason = stop?.shouldStop();
+      if (reason !== undefined) throw stop!.stopped(reason);
       const chunk = rows.slice(s, s + 25);
       const b = collate(chunk, model.config);
       const mask = tf.tidy(() => tf.cast(tf.notEqual(b.labels, -100), "float32") as tf.Tensor2D);

@@ -6,6 +6,7 @@ import { hubEnv, withEnv } from "../model/env_testing.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 import { DEFAULT_TRAIN, runId, type RunSpec, validateRunResult } from "./spec.ts";
 import { listCheckpoints } from "./checkpointing.ts";
+import { clearStopRequest, requestStop, TrainingInterruptedError } from "./trainer.ts";
 import {
   buildBackbone,
   CONVERTED_TOKENIZER,
@@ -203,6 +204,51 @@ Deno.test({
         sessionMs / 1000
       } s of this session`,
     );
+    // A stop request pending when training returns (a signal during the last step's save): the
+    // run ends before the attention mass, its result unreturned (so unwritten), the last
+    // step's checkpoint kept; the resume trains nothing and redoes only the attention mass.
+    assert.deepEqual(await listCheckpoints(`${outB}/checkpoints`), [4, 8]);
+    requestStop("SIGTERM");
+    try {
+      const err = await runOneWith(s, { outDir: outB, dataDir: DATA }, EXACT).then(
+        () => undefined,
+        (e) => e,
+      );
+      assert.ok(err instanceof TrainingInterruptedError, String(err));
+      assert.equal(err.interrupted, true, "the runner stops the grid");
+      assert.equal(err.attentionMassOwed, true);
+      assert.equal(err.checkpoint, `${outB}/checkpoints/step-00000008`);
+      assert.equal(
+        err.message,
+        `stopped by SIGTERM after step 8 of 8, training and evaluations done, before its ` +
+          `attention mass; checkpoint ${outB}/checkpoints/step-00000008: --resume loads it and ` +
+          `redoes only the attention mass`,
+      );
+    } finally {
+      clearStopRequest();
+    }
+    assert.equal(tf.memory().numTensors, 0, "a stopped run releases every tensor");
+    assert.deepEqual(await listCheckpoints(`${outB}/checkpoints`), [4, 8]);
+    const c = await runOneWith(s, { outDir: outB, dataDir: DATA }, EXACT);
+    assert.equal((c.provenance as RunProvenance).resumedFrom?.step, 8);
+    assert.deepEqual(c.losses, a.losses);
+    assert.deepEqual(c.evals, a.evals);
+    assert.deepEqual(c.attentionMass, a.attentionMass);
+    // A resume from a checkpoint written before checkpoints carried the totals (trainer
+    // 50bcbf7): the earlier steps' tokens and time are unknown, so the result leaves the totals
+    // out (they would pass for the whole run's) and its rate is that of the steps since.
+    await Deno.remove(`${outB}/checkpoints/step-00000008`, { recursive: true });
+    const { tokens: _t, trainMs: _ms, ...legacy } = JSON.parse(
+      await Deno.readTextFile(statePath),
+    );
+    await Deno.writeTextFile(statePath, JSON.stringify(legacy));
+    const d = await runOneWith(s, { outDir: outB, dataDir: DATA }, EXACT);
+    validateRunResult(JSON.parse(JSON.stringify(d)), { file: "runOne()" });
+    assert.equal((d.provenance as RunProvenance).resumedFrom?.step, 4);
+    assert.deepEqual(d.losses, a.losses);
+    assert.equal(d.trainTokens, undefined);
+    assert.equal(d.trainSeconds, undefined);
+    assert.ok(d.tokensPerSecond > 0, `${d.tokensPerSecond}`);
     await Deno.remove(outA, { recursive: true });
     await Deno.remove(outB, { recursive: true });
   },

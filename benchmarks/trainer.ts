@@ -22,7 +22,9 @@
  * stays on disk, for a resume that can pay it).
  * A request that comes after the last step's checkpoint (training done, its final state saved)
  * stops nothing here: {@link train} returns and the request stays for its caller (`runGrid` ends
- * the grid right after the run). Before the loop reports its end to {@link watchCheckpointingLoops}
+ * the grid right after the run; `runOne` first stops before a hyper-prompt method's attention
+ * mass, throwing {@link TrainingInterruptedError} with `attentionMassOwed`, and a resume loads the
+ * last step's checkpoint, trains nothing and redoes only that). Before the loop reports its end to {@link watchCheckpointingLoops}
  * (whose observer, the bench, then removes its signal listeners) it lets the event loop turn once,
  * so that a signal received in the final save's last instants still reaches the listener.
  * A newest checkpoint that cannot be resumed (a corrupt or missing file, a state that is not a
@@ -266,7 +268,8 @@ export interface TrainOptions {
   readonly optimizerOptions?: { readonly multiplyByParameterScale?: boolean };
   /**
    * Where the resume's notes go: one line per newer checkpoint folder it skipped because it could
-   * not be resumed (default `console.error`).
+   * not be resumed, and one when the checkpoint it resumes from predates the throughput totals
+   * ({@link TrainOutcome.throughputFromStep}) (default `console.error`).
    */
   readonly log?: (line: string) => void;
 }
@@ -277,8 +280,9 @@ export interface TrainOptions {
  * checkpoint, or during an evaluation, between two of its decode batches (the evaluation is
  * abandoned: `evaluationOwed`); when the run writes checkpoints, after saving one of the step it
  * stopped at (which, stopped in an evaluation, records that the evaluation is owed, so a resume
- * redoes it first), so that a resume loses no step. `interrupted` marks it for the runner
- * (`runGrid` stops the grid).
+ * redoes it first), so that a resume loses no step. Also thrown by `benchmarks/run_one.ts` for a
+ * request pending when {@link train} returned, before the attention mass of the final weights
+ * (`attentionMassOwed`). `interrupted` marks it for the runner (`runGrid` stops the grid).
  */
 export class TrainingInterruptedError extends Error {
   /** Marks the error for callers that do not import this class (`runGrid`). */
@@ -291,6 +295,10 @@ export class TrainingInterruptedError extends Error {
    *   step), or undefined when there is none
    * @param writesCheckpoints whether the run writes checkpoints (`train.checkpointEvery` > 0)
    * @param evaluationOwed whether it stopped during the evaluation of `step`, abandoning it
+   * @param attentionMassOwed whether it stopped after training and every evaluation, before or
+   *   during the final weights' attention mass (`benchmarks/run_one.ts` `promptAttentionMass`,
+   *   which a caller then throws it from, with the checkpoint of the last step): a resume loads
+   *   that checkpoint, trains nothing and redoes only the attention mass
    */
   constructor(
     readonly reason: string,
@@ -299,15 +307,22 @@ export class TrainingInterruptedError extends Error {
     readonly checkpoint: string | undefined,
     writesCheckpoints = checkpoint !== undefined,
     readonly evaluationOwed = false,
+    readonly attentionMassOwed = false,
   ) {
     super(
       `stopped by ${reason} ${
         evaluationOwed ? "during the evaluation of" : "after"
-      } step ${step} of ${totalSteps}; ${
+      } step ${step} of ${totalSteps}${
+        attentionMassOwed ? ", training and evaluations done, before its attention mass" : ""
+      }; ${
         checkpoint !== undefined
           ? `checkpoint ${checkpoint}: --resume ${
-            evaluationOwed ? `redoes the evaluation of step ${step}, then ` : ""
-          }continues from step ${step}`
+            attentionMassOwed
+              ? "loads it and redoes only the attention mass"
+              : `${
+                evaluationOwed ? `redoes the evaluation of step ${step}, then ` : ""
+              }continues from step ${step}`
+          }`
           : writesCheckpoints
           ? "no step done yet: --resume starts it from step 0"
           : "this run writes no checkpoints (train.checkpointEvery 0): --resume reruns it from step 0"
@@ -487,14 +502,30 @@ export interface TrainOutcome {
    */
   readonly microBatchSizes: readonly (number | null)[];
   /**
-   * Non-padding tokens of every training step (steps before a resume counted from the checkpoint).
+   * Non-padding tokens of the training steps after {@link TrainOutcome.throughputFromStep}: every
+   * step of the run (steps before a resume counted from the checkpoint's `state.json` `tokens`)
+   * unless that is above 0.
    */
   readonly tokens: number;
   /**
-   * Seconds spent in training steps, excluding evaluation and checkpoints (steps before a resume
-   * counted from the checkpoint, so a resumed run reports the throughput of the whole run).
+   * Seconds spent in the training steps after {@link TrainOutcome.throughputFromStep}, excluding
+   * evaluation and checkpoints (steps before a resume counted from the checkpoint's `trainMs`, so
+   * a resumed run reports the throughput of the whole run unless that is above 0).
    */
   readonly trainSeconds: number;
+  /**
+   * The step after which {@link TrainOutcome.tokens} and {@link TrainOutcome.trainSeconds} count:
+   * 0 (the whole run) unless the run was resumed, now or in an earlier session, from a checkpoint
+   * written before checkpoints recorded them (trainer 50bcbf7: no `tokens`/`trainMs` in its
+   * `state.json`), whose steps' tokens and time are unknown; then that checkpoint's step, and the
+   * two describe only the steps trained since (carried on as `state.json` `tokensFromStep`).
+   */
+  readonly throughputFromStep: number;
+  /**
+   * The newest checkpoint folder of the run when {@link train} returns (that of its last step,
+   * from which a resume does no step), or undefined when the run writes none.
+   */
+  readonly checkpoint?: string;
 }
 
 /**
@@ -707,6 +738,32 @@ function checkResumeState(dir: string, step: number, state: Record<string, unkno
   ) {
     throw bad("microBatchSizes", "a non-empty array of positive integers or null", micro);
   }
+  // Throughput totals: both or neither (a checkpoint written before they existed has neither).
+  const { tokens, trainMs, tokensFromStep: from } = state;
+  if ((tokens === undefined) !== (trainMs === undefined)) {
+    const [has, lacks] = tokens === undefined ? ["trainMs", "tokens"] : ["tokens", "trainMs"];
+    throw bad(lacks, `given with field "${has}"`, state[lacks]);
+  }
+  if (tokens !== undefined && !(Number.isInteger(tokens) && (tokens as number) >= 0)) {
+    throw bad("tokens", "a non-negative integer", tokens);
+  }
+  if (
+    trainMs !== undefined &&
+    !(typeof trainMs === "number" && Number.isFinite(trainMs) && trainMs >= 0)
+  ) {
+    throw bad("trainMs", "a non-negative number", trainMs);
+  }
+  if (
+    from !== undefined &&
+    (tokens === undefined || !Number.isInteger(from) || (from as number) < 1 ||
+      (from as number) > step)
+  ) {
+    throw bad(
+      "tokensFromStep",
+      `absent, or a step from 1 to ${step} given with field "tokens"`,
+      from,
+    );
+  }
   const owed = state.evalOwed;
   if (owed !== undefined && owed !== null) {
     if (owed !== step) throw bad("evalOwed", `absent, null or its step ${step}`, owed);
@@ -759,6 +816,8 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
   let step = 0;
   let tokens = 0;
   let trainMs = 0;
+  // The step after which `tokens` and `trainMs` count (TrainOutcome.throughputFromStep).
+  let throughputFromStep = 0;
   let resumedCode: CodeVersion | undefined;
   // Every code version that ran this run's steps so far, in order of first use (`state.json`
   // `codes`): this run's is added, so a later resume still sees an earlier segment's.
@@ -841,8 +900,19 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
           losses = ck.state.losses as { step: number; loss: number }[];
           evals = ck.state.evals as TaskEval[];
           step = ck.step;
-          tokens = typeof ck.state.tokens === "number" ? ck.state.tokens : 0;
-          trainMs = typeof ck.state.trainMs === "number" ? ck.state.trainMs : 0;
+          if (ck.state.tokens === undefined) {
+            // Written before checkpoints carried them: the steps so far are not counted, and
+            // the outcome says so (throughputFromStep), rather than counting them as 0 tokens
+            // in 0 ms and passing the rest for the whole run's throughput.
+            throughputFromStep = step;
+            (o.log ?? console.error)(
+              `${ck.dir}/state.json has no "tokens" or "trainMs" (written before checkpoints recorded them): the run's throughput counts only the steps after ${step}`,
+            );
+          } else {
+            tokens = ck.state.tokens as number;
+            trainMs = ck.state.trainMs as number;
+            throughputFromStep = (ck.state.tokensFromStep as number | undefined) ?? 0;
+          }
           evalOwed = ck.state.evalOwed === step;
           codes = checkpointCodes(ck.state);
           resumedCode = resumedCodeOf(codes, o.code);
@@ -876,6 +946,8 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
           evals,
           tokens,
           trainMs,
+          // Only when some steps are not counted, so that a whole run's state is as before.
+          ...(throughputFromStep > 0 ? { tokensFromStep: throughputFromStep } : {}),
           // Only when owed, so that a checkpoint owing none is as before the field existed.
           ...(evalOwed ? { evalOwed: step } : {}),
         },
@@ -1044,6 +1116,8 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
       microBatchSizes,
       tokens,
       trainSeconds: trainMs / 1000,
+      throughputFromStep,
+      ...(saved === undefined ? {} : { checkpoint: saved.dir }),
     };
   } finally {
     optimizer.dispose();

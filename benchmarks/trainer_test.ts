@@ -1149,6 +1149,50 @@ Deno.test("train() records every session's micro-batch (state.json microBatchSiz
   }
 });
 
+Deno.test("train() resumed from a checkpoint without tokens/trainMs counts only the steps since, says so, and carries that on", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const spec = { ...SPEC, steps: 4, evalEvery: 4, checkpointEvery: 2 };
+    const m = initT5(CONFIG, { seed: 1 });
+    // The whole run's tokens: the batches depend on the source's seed only.
+    const whole = await train(opts(m, { train: { ...spec, checkpointEvery: 0 } }));
+    assert.equal(whole.throughputFromStep, 0);
+    assert.equal(whole.checkpoint, undefined, "no checkpoints written");
+    await killedRun(3, () => ({ train: spec, checkpointDir: dir, runKey: "k" }));
+    const file = statePath(dir, 2);
+    const { tokens: early, trainMs: _ms, ...legacy } = JSON.parse(await Deno.readTextFile(file));
+    assert.ok(early > 0 && early < whole.tokens, `${early} of ${whole.tokens}`);
+    assert.equal(Object.hasOwn(legacy, "tokensFromStep"), false, "a whole run's state has none");
+    // Written before checkpoints carried the totals (trainer 50bcbf7).
+    await Deno.writeTextFile(file, JSON.stringify(legacy));
+    const lines: string[] = [];
+    const r = await train(
+      opts(m, { train: spec, checkpointDir: dir, runKey: "k", log: (l) => lines.push(l) }),
+    );
+    assert.equal(r.resumedFrom, 2);
+    assert.equal(r.throughputFromStep, 2);
+    assert.equal(r.tokens, whole.tokens - early, "steps 3-4 only, not 0 for steps 1-2");
+    assert.ok(r.trainSeconds > 0);
+    assert.equal(r.checkpoint, `${dir}/step-00000004`);
+    assert.deepEqual(lines, [
+      `${dir}/step-00000002/state.json has no "tokens" or "trainMs" (written before checkpoints recorded them): the run's throughput counts only the steps after 2`,
+    ]);
+    // The next checkpoint says from which step it counts, so a later resume does not take its
+    // totals for the whole run's.
+    const last = JSON.parse(await Deno.readTextFile(statePath(dir, 4)));
+    assert.equal(last.tokensFromStep, 2);
+    assert.equal(last.tokens, r.tokens);
+    const again = await train(opts(m, { train: spec, checkpointDir: dir, runKey: "k" }));
+    assert.equal(again.resumedFrom, 4);
+    assert.equal(again.throughputFromStep, 2);
+    assert.equal(again.tokens, r.tokens);
+    assert.equal(again.checkpoint, `${dir}/step-00000004`, "the one resumed from");
+    disposeT5(m);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("train() frees every tensor when a step fails after its gradients exist, or in its forward pass", async () => {
   const m = initT5(CONFIG, { seed: 1 });
   const dir = await Deno.makeTempDir();
@@ -1463,6 +1507,17 @@ Deno.test("train() refuses a checkpoint state without the fields a resume restor
       [{ ...good, microBatchSizes: [] }, /field "microBatchSizes" must be a non-empty array/],
       [{ ...good, microBatchSizes: [2, 0] }, /field "microBatchSizes" .*, got 2 entries/],
       [{ ...good, microBatchSizes: 4 }, /field "microBatchSizes" .*, got 4/],
+      [{ ...good, tokens: "9" }, /field "tokens" must be a non-negative integer, got "9"/],
+      [{ ...good, tokens: 2.5 }, /field "tokens" must be a non-negative integer, got 2\.5/],
+      [{ ...good, trainMs: -1 }, /field "trainMs" must be a non-negative number, got -1/],
+      [{ ...good, trainMs: undefined }, /field "trainMs" must be given with field "tokens"/],
+      [{ ...good, tokens: undefined }, /field "tokens" must be given with field "trainMs"/],
+      [{ ...good, tokensFromStep: 3 }, /field "tokensFromStep" must be .* from 1 to 2 .*, got 3/],
+      [{ ...good, tokensFromStep: 0 }, /field "tokensFromStep" must be .*, got 0/],
+      [
+        { ...good, tokens: undefined, trainMs: undefined, tokensFromStep: 1 },
+        /field "tokensFromStep" must be absent, or a step from 1 to 2 given with field "tokens"/,
+      ],
     ];
     for (const [state, want] of cases) {
       await Deno.writeTextFile(file, JSON.stringify(state));
