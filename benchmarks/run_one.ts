@@ -110,8 +110,10 @@ import {
   SpmUnavailableError,
 } from "./pretrain.ts";
 
-/** The offline tokenizer used when the backbone brings none. */
-/** The tokenizer random-initialised tiny models fall back to (see {@link REFERENCE_TOKENIZER}). */
+/**
+ * The offline tokenizer of a random-initialised published preset, and the one a tiny preset's
+ * falls back to without `spm_train` (see {@link REFERENCE_TOKENIZER}).
+ */
 export const DEFAULT_TOKENIZER: string = REFERENCE_TOKENIZER;
 
 /** Hub repository of a published preset (`t5-small` → `google-t5/t5-small`). */
@@ -200,7 +202,11 @@ export async function randomInitTokenizer(
   if (tokFolder !== undefined || typeof spec.model !== "string") {
     return await folderTokenizer(tokFolder);
   }
-  if (PUBLISHED_PRESETS.includes(spec.model as never)) return await fixtureTokenizer("");
+  if (PUBLISHED_PRESETS.includes(spec.model as never)) {
+    return await fixtureTokenizer(
+      `${spec.model} is random-initialised from no folder (the hub's tokenizer is not used)`,
+    );
+  }
   try {
     const tok = await ensureTaskTokenizer(dataDir, {
       vocabSize: spec.pretrain?.vocabSize ?? PRETRAIN_DEFAULTS.vocabSize,

@@ -297,6 +297,35 @@ Deno.test({
   },
 });
 
+Deno.test("randomInitTokenizer(): a published preset without the offline tokenizer is refused, saying why", async () => {
+  // DEFAULT_TOKENIZER is fixed when the module loads: a child process with another shared folder.
+  const code = `
+    import { randomInitTokenizer } from ${
+    JSON.stringify(new URL("./run_one.ts", import.meta.url).href)
+  };
+    await randomInitTokenizer({ model: "t5-small", backbone: "random" }, "/nonexistent").then(
+      () => console.log("loaded"), (e) => console.log(e.message));`;
+  const shared = await Deno.makeTempDir();
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", code],
+      cwd: new URL("..", import.meta.url).pathname,
+      env: { HYPERPROMPT_SHARED: shared, NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    assert.equal(
+      new TextDecoder().decode(out.stdout).trim(),
+      `benchmarks/run_one.ts: no tokenizer: t5-small is random-initialised from no folder (the ` +
+        `hub's tokenizer is not used) and the offline tokenizer ` +
+        `${shared}/fixtures/tokenizer/unigram-glue-4k/tokenizer.json is missing (set HYPERPROMPT_SHARED)`,
+    );
+  } finally {
+    await Deno.remove(shared, { recursive: true });
+  }
+});
+
 Deno.test({
   name: "runOne() failing after the backbone is built releases it (numTensors flat over 2 runs)",
   ignore: !HAVE,
