@@ -524,17 +524,18 @@ export interface RunResult {
   /**
    * Non-padding (input + target) tokens of the run's training steps: the numerator of
    * `tokensPerSecond`. Whole-run: a resumed run's count includes the steps before the resume
-   * (carried in the checkpoint's `state.json` `tokens`, `benchmarks/trainer.ts`), except after a
-   * resume from a checkpoint written before that field existed (trainer 50bcbf7), whose earlier
-   * steps count 0; steps redone after an interruption (done after the last checkpoint) count once.
-   * Absent in results written before the field existed (then `perTask` rows fall back to a mean
-   * of rates, `per_task.ts`); present together with {@link RunResult.trainSeconds}.
+   * (carried in the checkpoint's `state.json` `tokens`, `benchmarks/trainer.ts`); steps redone
+   * after an interruption (done after the last checkpoint) count once. Absent in results written
+   * before the field existed (then `perTask` rows fall back to a mean of rates, `per_task.ts`),
+   * and left out after a resume from a checkpoint written before checkpoints carried the totals
+   * (trainer 50bcbf7): `tokensPerSecond` is then the rate of the steps trained since. Present
+   * together with {@link RunResult.trainSeconds}.
    */
   readonly trainTokens?: number;
   /**
    * Seconds spent in the run's training steps (evaluations and checkpoint writes excluded): the
    * denominator of `tokensPerSecond`. Whole-run as {@link RunResult.trainTokens} is (the
-   * checkpoint's `trainMs`, same exception); a run resumed on another device sums both
+   * checkpoint's `trainMs`; left out in the same cases); a run resumed on another device sums both
    * devices' step times. Absent in results written before the field existed.
    */
   readonly trainSeconds?: number;
