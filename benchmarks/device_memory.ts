@@ -638,7 +638,11 @@ export interface DeviceMemoryPlan {
   readonly microBatchSizes: ReadonlyMap<string, number>;
   /** One message per GPU or wasm run that cannot fit (before training: refuse). */
   readonly refusals: readonly string[];
-  /** Lines to log (one per distinct configuration the preflight changed). */
+  /**
+   * Lines to log: one per distinct configuration the preflight changed, and once each what the
+   * estimate of a method outside the built-in ones assumes or cannot count
+   * ({@link MemoryEstimate.notes}).
+   */
   readonly notes: readonly string[];
 }
 
@@ -710,6 +714,11 @@ export function planDeviceMemory(
       plan = decide(spec, input, device, o.modelName(spec), backend.name, wasm);
       cache.set(key, plan);
       if (plan.note !== undefined) notes.push(plan.note);
+      // What the estimate of a method outside the built-in ones assumes or cannot count: once.
+      for (const n of plan.estimate.notes) {
+        const line = `Memory estimate: ${n}`;
+        if (!notes.includes(line)) notes.push(line);
+      }
     }
     const { note: _n, refusal, ...p } = plan;
     runs.set(spec.id, p);

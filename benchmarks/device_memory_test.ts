@@ -29,6 +29,8 @@ import {
 import { DEVICE_MARGIN } from "./device_memory.ts";
 import { estimateTrainingMemory, largestFittingMicroBatch } from "./memory.ts";
 import { DEFAULT_TRAIN, runId, type RunSpec } from "./spec.ts";
+import { type MethodName, METHODS, mtl, type MtlConfig } from "../model/methods/mod.ts";
+import type { Method } from "../model/method.ts";
 
 Deno.test("parseNvidiaSmiMemory: MiB per GPU line, the smallest; no number is unknown", () => {
   assert.deepEqual(parseNvidiaSmiMemory("81559\n"), { bytes: 81559 * 2 ** 20 });
@@ -709,4 +711,38 @@ Deno.test("planDeviceMemory: plain wasm keeps 20 % of the heap free, wasm+blas 1
   const usable = (f: number) => `${fmtGb(WASM_HEAP_BYTES * f)} usable (${Math.round(100 * f)}%)`;
   assert.ok(refusal("wasm").includes(usable(0.8)), refusal("wasm"));
   assert.ok(refusal("wasm+blas").includes(usable(0.85)), refusal("wasm+blas"));
+});
+
+Deno.test("planDeviceMemory: what a registered method's estimate cannot count is logged once, naming it, memory known or not", () => {
+  // A method outside the built-in ones whose flopPlan names no way its parameters enter T5.
+  const registry = METHODS as unknown as Record<string, Method<unknown>>;
+  const opaque: Method<unknown> = {
+    ...(mtl as Method<unknown>),
+    name: "device_memory_test_opaque",
+    countParams: (config, cfg, numTasks) => ({
+      extra: 100 * numTasks,
+      trainedBackbone: mtl.countParams(config, cfg as MtlConfig, numTasks).trainedBackbone,
+    }),
+  };
+  registry[opaque.name] = opaque;
+  try {
+    // RunSpec's method names are the registry's keys as typed, without the one added here.
+    const method = { name: opaque.name as MethodName, label: "Opaque", config: {} };
+    const runs = [spec({}, 0), spec({}, 1)].map((s) => ({ ...s, method }));
+    const opts = { backendOf: () => GPU, configOf: () => CONFIG, modelName: () => "tiny-v1_1" };
+    for (const device of [undefined, { bytes: 1e12, source: "test" }]) {
+      const plan = planDeviceMemory(runs, { ...opts, device });
+      assert.deepEqual(plan.notes, [
+        `Memory estimate: method "${opaque.name}": its flopPlan names no way its 200 ` +
+        `parameters enter T5 (encoderPrompt, selfAttentionPrefix, adapters, elementwise), so ` +
+        `the memory estimate counts no activations of them (their weights, gradients and ` +
+        `optimizer state are counted)`,
+      ]);
+      assert.equal(plan.refusals.length, 0);
+    }
+    // A built-in method's runs add no such line.
+    assert.deepEqual(planDeviceMemory([spec()], { ...opts, device: undefined }).notes, []);
+  } finally {
+    delete registry[opaque.name];
+  }
 });

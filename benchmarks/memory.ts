@@ -80,6 +80,16 @@
  * HyperFormer++ also the generated weights of each (layer, position). Their gelu_new and LayerNorm are `tf.customGrad`s
  * (model/methods/_tensor.ts) saving only the input, resp. x̂ and the per-row σ.
  *
+ * Where a method's tensors enter T5 is read from its `flopPlan` (model/accounting.ts `FlopPlan`),
+ * not its name: prompt rows joined to the encoder input, prefix keys and values per conditioned
+ * self-attention, bottleneck adapters, and elementwise tensors after a sublayer (a trained row of
+ * d per example, multiplied in). The built-in implementations add what their plan cannot say
+ * (HyperPrompt-Global's shared hypernetwork, the adapters' LayerNorms, HyperFormer++'s generated
+ * weights). For another registered method, {@link MemoryEstimate.notes} names it and says what
+ * its estimate assumes (its adapters as the Vanilla Adapter's ops, a prefix or adapter weights
+ * without the activations of whatever generates them) or cannot count (parameters its plan
+ * places nowhere: no activations of them), and the preflight logs it.
+ *
  * Not counted: the webgpu buffer pool keeps released buffers for reuse by exact size, so a device
  * holds at least the peak (about the peak for the fixed shapes of a run); framework/driver
  * overhead and the tokenizer/data on the host. Keep a margin (see {@link fitsDevice}).
@@ -89,8 +99,21 @@
 import type { T5Config } from "../model/config.ts";
 import type { BackpropMode } from "../model/backend.ts";
 import { t5ParamShapes } from "../model/t5.ts";
-import { getMethod } from "../model/methods/mod.ts";
-import { backboneTrainable, type FreezeBackbone } from "../model/methods/_config.ts";
+import type { FlopPlan } from "../model/accounting.ts";
+import type { Stack } from "../model/hooks.ts";
+import type { Method } from "../model/method.ts";
+import {
+  adapter as adapterMethod,
+  getMethod,
+  hyperformerPP,
+  hyperpromptGlobal,
+  hyperpromptSep,
+  hyperpromptShare,
+  mtl,
+  mtlPrompt,
+  promptTuning,
+} from "../model/methods/mod.ts";
+import { backboneTrainable } from "../model/methods/_config.ts";
 import { adafactorFactoredAxes } from "./optim.ts";
 import { DEFAULT_SUBMIT_BATCH } from "../model/webgpu/submit_batch.ts";
 
@@ -296,6 +319,12 @@ export interface MemoryEstimate {
   readonly phases: Readonly<Record<MemoryPhase, number>>;
   /** Parameters: total and trained. */
   readonly params: { readonly total: number; readonly trained: number };
+  /**
+   * What the estimate of a method other than the built-in ones assumes or cannot count, one line
+   * each naming the method (e.g. parameters its `flopPlan` says nothing about, whose activations
+   * are then not counted); empty for the built-in methods, which are replayed op by op.
+   */
+  readonly notes: readonly string[];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -561,7 +590,18 @@ interface MethodActs {
   readonly tasks: number;
   /** HyperPrompt's local bottleneck b (the generated D and U are d·b and b·h·d_kv). */
   readonly bottleneck: number;
+  /**
+   * `FlopPlan.elementwise`: the sublayers after which a trained tensor is combined elementwise
+   * with the output (a per-task bias or scale), replayed as one trained row of d per example
+   * multiplied in (Mul saves both inputs and its gradient of the hidden state is a new buffer:
+   * the larger of Add's and Mul's).
+   */
+  readonly elementwiseStacks: readonly Stack[];
+  readonly elementwisePositions: readonly Position[];
 }
+
+/** A sublayer an adapter or elementwise tensor follows. */
+type Position = "self_attention" | "feed_forward";
 
 class T5Replay {
   readonly t: Tape;
@@ -1023,6 +1063,18 @@ class T5Replay {
     }
     return this.bin("add", h, y);
   }
+  /**
+   * `FlopPlan.elementwise` after a sublayer (after its adapter, if any): a trained row of d per
+   * example (e.g. its task's bias or scale, `rows(table, taskIds)`) multiplied into `y`; from here
+   * on the hidden state depends on a trained tensor, so a frozen backbone's ops after it save
+   * what their input gradients need.
+   */
+  elementwise(stack: Stack, pos: Position, y: T): T {
+    if (!this.m.elementwiseStacks.includes(stack) || !this.m.elementwisePositions.includes(pos)) {
+      return y;
+    }
+    return this.bin("mul", y, this.methodLeaf(this.sh.b * this.cfg.dModel));
+  }
   /** A block's self-attention sublayer with its residual, in its own tidy. */
   block(stack: "encoder" | "decoder", i: number, x: T, len: number, bias: T, mask: T | null) {
     return this.cachedBlock(stack, i, x, len, bias, mask)[0]!;
@@ -1053,7 +1105,10 @@ class T5Replay {
         mask,
         past,
       );
-      const out = this.dropAdd(x, this.adapter(stack, i, "self_attention", y));
+      const out = this.dropAdd(
+        x,
+        this.elementwise(stack, "self_attention", this.adapter(stack, i, "self_attention", y)),
+      );
       return past ? [out, ...this.lastKV!] : [out];
     });
   }
@@ -1061,7 +1116,10 @@ class T5Replay {
   ffSublayer(stack: "encoder" | "decoder", i: number, prefix: string, x: T, rows: number): T {
     return this.t.scope(() => {
       const y = this.ff(prefix, this.norm(`${prefix}.layer_norm.weight`, x, rows));
-      return this.dropAdd(x, this.adapter(stack, i, "feed_forward", y));
+      return this.dropAdd(
+        x,
+        this.elementwise(stack, "feed_forward", this.adapter(stack, i, "feed_forward", y)),
+      );
     });
   }
 
@@ -1269,65 +1327,145 @@ class T5Replay {
 // ---------------------------------------------------------------------------------------------
 // Weights, gradients, optimizer state
 
-function methodActs(
-  method: string,
+/** A built-in implementation's activation terms beyond its plan (see {@link IMPLEMENTATIONS}). */
+type Refinement = (
   parsed: Record<string, unknown>,
   cfg: T5Config,
   extra: number,
   tasks: number,
-): MethodActs {
-  const d = cfg.dModel;
-  const none: MethodActs = {
+) => Partial<MethodActs>;
+
+/**
+ * What the built-in implementations do beyond what their `FlopPlan` says (how they make the
+ * tensors the plan names), by the method object the registry holds (so a method of another name
+ * that reuses a name prefix, or a copy under another key, is not taken for one of them). The
+ * methods listed with nothing extra are fully described by their plan: the replay's prompt rows,
+ * prefix keys/values and adapters are theirs.
+ */
+const IMPLEMENTATIONS: ReadonlyMap<unknown, Refinement> = new Map<unknown, Refinement>([
+  [mtl, () => ({})],
+  [promptTuning, () => ({})],
+  [mtlPrompt, () => ({})],
+  [hyperpromptShare, () => ({})],
+  [hyperpromptSep, () => ({})],
+  // Global: everything but the per-task prompts is the hypernetwork every layer uses.
+  [hyperpromptGlobal, (p, cfg, extra, tasks) => ({
+    bottleneck: p.bottleneck as number,
+    sharedHypernet: Math.max(0, extra - tasks * (p.length as number) * cfg.dModel),
+  })],
+  [adapterMethod, (p) => ({ adapterNorm: p.layerNorm as "shared" | "per_task" | "none" })],
+  [hyperformerPP, (p, cfg, _extra, tasks) => ({
+    adapterNorm: p.conditionalLayerNorm ? "generated" : "none",
+    adapterHyper: {
+      // per stack: task, layer and position embeddings, fc1, fc2, the projector's
+      // LayerNorm (small: counted as one tensor each use reads)
+      projector: hyperProjectorParams(cfg, p, tasks),
+      projected: p.projectedDim as number,
+    },
+  })],
+]);
+
+/**
+ * The activation terms of a method, from where its `FlopPlan` says its trained tensors enter T5
+ * (encoder prompt rows, self-attention prefix, bottleneck adapters, elementwise tensors), refined
+ * for the built-in implementations ({@link IMPLEMENTATIONS}); `notes` say, naming the method,
+ * what the estimate of another method assumes or cannot count.
+ */
+function methodActs(
+  name: string,
+  method: Method<unknown>,
+  plan: FlopPlan,
+  parsed: Record<string, unknown>,
+  cfg: T5Config,
+  extra: number,
+  tasks: number,
+): { acts: MethodActs; notes: string[] } {
+  const where = `benchmarks/memory.ts: method "${name}" flopPlan`;
+  const count = (x: number | undefined, field: string, min: number) => {
+    if (x === undefined) return 0;
+    if (!Number.isInteger(x) || x < min) {
+      throw new Error(`${where}: field "${field}" must be an integer >= ${min}, got ${x}`);
+    }
+    return x;
+  };
+  const stacks = (x: readonly Stack[] | undefined, field: string): readonly Stack[] => {
+    if (x === undefined) return [];
+    if (!Array.isArray(x) || !x.every((s) => s === "encoder" || s === "decoder")) {
+      throw new Error(
+        `${where}: field "${field}" must list "encoder" and/or "decoder", got ${JSON.stringify(x)}`,
+      );
+    }
+    return x;
+  };
+  const positions = (x: readonly Position[] | undefined, field: string): readonly Position[] => {
+    if (x === undefined) return [];
+    if (!Array.isArray(x) || !x.every((s) => s === "self_attention" || s === "feed_forward")) {
+      throw new Error(
+        `${where}: field "${field}" must list "self_attention" and/or "feed_forward", got ${
+          JSON.stringify(x)
+        }`,
+      );
+    }
+    return x;
+  };
+  const prefix = plan.selfAttentionPrefix;
+  const adapters = plan.adapters;
+  const elementwise = plan.elementwise;
+  const acts: MethodActs = {
     sharedHypernet: 0,
     tasks,
     bottleneck: 0,
-    promptLength: 0,
-    prefixLength: 0,
-    prefixStacks: [],
-    adapterWidth: 0,
-    adapterStacks: [],
-    adapterPositions: [],
-    adapterNorm: "none",
+    promptLength: count(plan.encoderPrompt, "encoderPrompt", 0),
+    prefixLength: count(prefix?.length, "selfAttentionPrefix.length", 1),
+    prefixStacks: stacks(prefix?.stacks, "selfAttentionPrefix.stacks"),
+    adapterWidth: count(adapters?.bottleneck, "adapters.bottleneck", 1),
+    adapterStacks: stacks(adapters?.stacks, "adapters.stacks"),
+    adapterPositions: positions(adapters?.positions, "adapters.positions"),
+    // Another method's adapters: the Vanilla Adapter's ops with a per-task LayerNorm (the most
+    // they keep of the norms modelled).
+    adapterNorm: "per_task",
+    elementwiseStacks: stacks(elementwise?.stacks, "elementwise.stacks"),
+    elementwisePositions: positions(elementwise?.positions, "elementwise.positions"),
   };
-  if (method === "prompt_tuning" || method === "mtl_prompt") {
-    return { ...none, promptLength: parsed.length as number };
+  const refine = IMPLEMENTATIONS.get(method);
+  if (refine !== undefined) {
+    return { acts: { ...acts, ...refine(parsed, cfg, extra, tasks) }, notes: [] };
   }
-  if (method.startsWith("hyperprompt")) {
-    return {
-      ...none,
-      prefixLength: parsed.length as number,
-      prefixStacks: parsed.stacks as ("encoder" | "decoder")[],
-      bottleneck: parsed.bottleneck as number,
-      // Global: everything but the per-task prompts is the hypernetwork every layer uses.
-      sharedHypernet: method === "hyperprompt_global"
-        ? Math.max(0, extra - tasks * (parsed.length as number) * d)
-        : 0,
-    };
+  const notes: string[] = [];
+  const said = (s: string) => notes.push(`method "${name}": ${s}`);
+  const enters = acts.promptLength > 0 ||
+    (acts.prefixLength > 0 && acts.prefixStacks.length > 0) ||
+    (acts.adapterStacks.length > 0 && acts.adapterPositions.length > 0) ||
+    (acts.elementwiseStacks.length > 0 && acts.elementwisePositions.length > 0);
+  if (extra > 0 && !enters) {
+    said(
+      `its flopPlan names no way its ${extra} parameters enter T5 (encoderPrompt, ` +
+        `selfAttentionPrefix, adapters, elementwise), so the memory estimate counts no ` +
+        `activations of them (their weights, gradients and optimizer state are counted)`,
+    );
   }
-  if (method === "adapter" || method === "hyperformer_pp") {
-    return {
-      ...none,
-      adapterWidth: Math.max(1, Math.floor(d / (parsed.reduction as number))),
-      adapterStacks: (parsed.stacks as ("encoder" | "decoder")[] | undefined) ??
-        ["encoder", "decoder"],
-      adapterPositions: (parsed.positions as ("self_attention" | "feed_forward")[] | undefined) ??
-        ["self_attention", "feed_forward"],
-      adapterNorm: method === "hyperformer_pp"
-        ? (parsed.conditionalLayerNorm ? "generated" : "none")
-        : parsed.layerNorm as "shared" | "per_task" | "none",
-      ...(method === "hyperformer_pp"
-        ? {
-          adapterHyper: {
-            // per stack: task, layer and position embeddings, fc1, fc2, the projector's
-            // LayerNorm (small: counted as one tensor each use reads)
-            projector: hyperProjectorParams(cfg, parsed, tasks),
-            projected: parsed.projectedDim as number,
-          },
-        }
-        : {}),
-    };
+  if (acts.prefixLength > 0 && acts.prefixStacks.length > 0) {
+    said(
+      `the memory estimate counts its self-attention prefix as ${acts.prefixLength} trained ` +
+        `keys and values per example and block; what makes them (a hypernetwork's ` +
+        `activations) is not counted`,
+    );
   }
-  return none;
+  if (acts.adapterStacks.length > 0 && acts.adapterPositions.length > 0) {
+    said(
+      `the memory estimate counts its adapters as the Vanilla Adapter's ops (per-task weights, ` +
+        `a per-task LayerNorm); what generates their weights (a hypernetwork's activations) is ` +
+        `not counted`,
+    );
+  }
+  if (acts.elementwiseStacks.length > 0 && acts.elementwisePositions.length > 0) {
+    said(
+      `the memory estimate counts its elementwise tensors as one trained row of dModel per ` +
+        `example and sublayer, multiplied in (a per-task scale or bias); a larger one (per ` +
+        `token) is not counted`,
+    );
+  }
+  return { acts, notes };
 }
 
 /** HyperFormer++'s projector parameters of one stack (hyperformer_pp.ts countParams's terms). */
@@ -1383,7 +1521,8 @@ function positiveInt(x: number, field: string): number {
  * @param input model, method, optimizer and shapes
  * @returns bytes per term and the peak
  * @throws Error naming a bad field (batch sizes, lengths, a micro-batch that does not divide the
- *   batch, an unknown method)
+ *   batch, an unknown method, a method's `flopPlan` field that is not a count or a list of stacks
+ *   or sublayers)
  * @example
  * ```ts
  * import { estimateTrainingMemory } from "./memory.ts";
@@ -1410,8 +1549,22 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
   const bpe = positiveInt(input.bytesPerElement ?? 4, "bytesPerElement");
   const method = getMethod(input.method);
   const parsed = method.parseConfig(input.methodConfig ?? {}, `memory estimate (${input.method})`);
-  const freeze = (parsed as { freezeBackbone: FreezeBackbone }).freezeBackbone;
-  const { extra } = method.countParams(cfg, parsed, input.numTasks ?? 1);
+  const plan = method.flopPlan(cfg, parsed);
+  // What the backbone trains, as the plan says (every method's plan carries its freezeBackbone).
+  const freeze = plan.freezeBackbone;
+  const numTasks = input.numTasks ?? 1;
+  const { extra } = method.countParams(cfg, parsed, numTasks);
+  const actsOf = (tasks: number) =>
+    methodActs(
+      input.method,
+      method,
+      plan,
+      parsed as unknown as Record<string, unknown>,
+      cfg,
+      extra,
+      tasks,
+    );
+  const { acts, notes } = actsOf(numTasks);
 
   const shapes = t5ParamShapes(cfg);
   let backbone = 0, trainedBackbone = 0, state = 0, largest = 0;
@@ -1465,13 +1618,7 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     (n) => backboneTrainable(freeze, n, cfg),
     ops,
     input.dropout,
-    methodActs(
-      input.method,
-      parsed as unknown as Record<string, unknown>,
-      cfg,
-      extra,
-      input.numTasks ?? 1,
-    ),
+    acts,
     true,
     defer,
     xnn,
@@ -1508,9 +1655,9 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     ops,
     false,
     {
-      ...methodActs(input.method, parsed as unknown as Record<string, unknown>, cfg, extra, 1),
+      ...actsOf(1).acts,
       // HyperPrompt-Global's shared hypernetwork is sized by the run's tasks (its parameters)
-      sharedHypernet: replay.m.sharedHypernet,
+      sharedHypernet: acts.sharedHypernet,
     },
     false,
     0,
@@ -1561,6 +1708,7 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     peakPhase,
     phases,
     params: { total: backbone + extra, trained },
+    notes,
   };
 }
 
