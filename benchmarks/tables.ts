@@ -30,7 +30,10 @@
  *   averages (seed values, git commits with a `+dirty` mark, backends, devices, Deno and tfjs
  *   versions);
  * - `params.csv`: total, extra, extra %, ratio, trained, trained per task % for every method at
- *   every published size (analytic, 8 tasks, default configs) and for every run group;
+ *   every published size (analytic, 8 tasks, default configs) and for every run group, with the
+ *   paper's figures of the row matched as `scores.csv`'s are, shown only beside a configuration
+ *   that counts the paper row's (the default's) parameters ({@link paramsPaperMatch}; `paper_row`
+ *   names the row or says why none);
  * - `flops.csv`: FLOPs per example (train / inference), measured tokens/s (the seeds' total
  *   tokens over their total training seconds, a per-task method's seed counting its task runs'
  *   totals, or the mean of the rates for results written without those totals, `per_task.ts`
@@ -733,6 +736,83 @@ function paramCells(c: Cell): [number, number, number] {
   return [r4(p.total / (p.total - p.extra)), r4(p.extraPct), r4(p.trainedPerTaskPct)];
 }
 
+/**
+ * The paper row whose parameter figures `params.csv` shows beside a row, or why none.
+ *
+ * A run group's row is matched as `scores.csv`'s ({@link paperMatch}: same model, label and
+ * method, in the tables its profile is compared with), and also with another paper's rows
+ * (`other_paper`, e.g. HyperFormer++'s own figures on T5 1.0 Base). An analytic row (a method at
+ * its default configuration, labelled by its registry key, not by a paper label) is matched by
+ * model and method in the main results, the ablation and another paper's rows, and only when
+ * exactly one of them has it (at T5 1.1 Base the main results' HyperPrompt and the ablation's
+ * HyperPrompt-Global are both `hyperprompt_global`: neither is taken).
+ *
+ * The paper's parameter figures are of its row's configuration, the method's default: a row whose
+ * configuration counts other parameters (e.g. a hyper-prompt length of 4) gets none of them, and
+ * the note says so. `freezeBackbone` changes no count, so it is not compared here; the caller
+ * shows the paper's trained-per-task % only beside a row of the paper row's `freeze_backbone`.
+ *
+ * @param paper the paper's reference rows
+ * @param r the row: analytic, or a run group's profile; model, label, method and its configuration
+ * @returns the paper row, or the reason there is none (`note`, the `paper_row` cell)
+ */
+export function paramsPaperMatch(
+  paper: readonly PaperRow[],
+  r:
+    & {
+      readonly model: string;
+      readonly label: string;
+      readonly method: string;
+      readonly config: unknown;
+    }
+    & ({ readonly analytic: true } | { readonly analytic: false; readonly profile: string }),
+): PaperMatch {
+  let match: PaperMatch;
+  if (r.analytic) {
+    const found = paper.filter((p) =>
+      p.model !== "" && p.model === r.model && p.method_name === r.method &&
+      PARAMS_ANALYTIC_TABLES.includes(p.table)
+    );
+    match = found.length === 1
+      ? { row: found[0]!, note: paperRowName(found[0]!) }
+      : found.length === 0
+      ? { note: "" }
+      : {
+        note: `ambiguous: paper rows ${
+          found.map(paperRowName).join(" and ")
+        } are all ${r.method} at this size`,
+      };
+  } else {
+    match = paperMatch(paper, r, [...paperTablesOf(r.profile), "other_paper"]);
+  }
+  const p = match.row;
+  if (p === undefined) return match;
+  const counts = (cfg: unknown): number | undefined => {
+    try {
+      const m = getMethod(r.method);
+      const preset = PRESETS[p.model as keyof typeof PRESETS];
+      return m.countParams(preset, m.parseConfig(cfg ?? {}, "tables"), PAPER_TASKS).extra;
+    } catch {
+      return undefined;
+    }
+  };
+  const own = counts(r.config), paperCount = counts({});
+  if (own !== undefined && own === paperCount) return match;
+  return {
+    note: `none: paper row ${paperRowName(p)} is of ${r.method}'s default configuration (${
+      paperCount ?? "?"
+    } extra parameters at ${PAPER_TASKS} tasks); this row's configuration ${
+      own === undefined ? "does not parse" : `counts ${own}`
+    }`,
+  };
+}
+
+/** The tasks the paper's parameter figures count (GLUE's 8; SuperGLUE's are 8 too). */
+const PAPER_TASKS = 8;
+
+/** The tables an analytic `params.csv` row may take its paper figures from. */
+const PARAMS_ANALYTIC_TABLES: readonly string[] = ["main", "ablation", "other_paper"];
+
 /** The leading cells of a per-run-group row of the params and FLOPs tables. */
 function runRowKey(g: Group, benchmark: string): (string | number)[] {
   return [`run:${g.profile}/${benchmark}`, g.model, g.backbone, g.label, g.method];
@@ -740,7 +820,9 @@ function runRowKey(g: Group, benchmark: string): (string | number)[] {
 
 /**
  * (b) Parameters: analytic rows for every published size × method (8 tasks, default configs),
- * then one row per run group (from the instantiated variables). Paper values where known.
+ * then one row per run group (from the instantiated variables). Paper values where known: those
+ * of the paper row {@link paramsPaperMatch} finds (`paper_row` names it, or says why none), the
+ * trained-per-task % only beside a row of that paper row's `freeze_backbone`.
  *
  * @param results run results
  * @param paper the paper's reference rows
@@ -769,18 +851,18 @@ export function paramsTable(
     "paper_extra_pct",
     "paper_trained_per_task_pct",
     "paper_source",
+    "paper_row",
     "config",
   ]];
   // The ratio and extra % do not depend on what is trained; the trained-per-task % does, so the
   // paper's is shown only beside a row that trains the same part of the backbone.
-  const paperCells = (model: string, label: string, method: string, cfg: unknown) => {
-    const cands = paper.filter((p) =>
-      p.model === model && (p.method === label || p.method_name === method)
-    );
-    const p = cands.find((c) => c.params_ratio || c.extra_pct || c.trained_per_task_pct);
-    if (p === undefined) return ["", "", "", ""];
-    const trained = p.freeze_backbone === freezeSetting(method, cfg) ? p.trained_per_task_pct : "";
-    return [p.params_ratio, p.extra_pct, trained, p.source];
+  const paperCells = (row: Parameters<typeof paramsPaperMatch>[1]) => {
+    const { row: p, note } = paramsPaperMatch(paper, row);
+    if (p === undefined) return ["", "", "", "", note];
+    const trained = p.freeze_backbone === freezeSetting(row.method, row.config)
+      ? p.trained_per_task_pct
+      : "";
+    return [p.params_ratio, p.extra_pct, trained, p.source, note];
   };
   if (accounting) {
     for (const model of PUBLISHED_PRESETS) {
@@ -799,7 +881,7 @@ export function paramsTable(
           r4(a.ratio),
           a.trained,
           r4(a.trainedPerTaskPct),
-          ...paperCells(model, label, m, cfg),
+          ...paperCells({ analytic: true, model, label, method: m, config: cfg }),
           "",
         ]);
       }
@@ -819,7 +901,14 @@ export function paramsTable(
         ratio,
         p.trained,
         trainedPerTaskPct,
-        ...paperCells(g.model, g.label, g.method, r.spec.method.config),
+        ...paperCells({
+          analytic: false,
+          profile: g.profile,
+          model: g.model,
+          label: g.label,
+          method: g.method,
+          config: r.spec.method.config,
+        }),
         c.config,
       ]);
     }

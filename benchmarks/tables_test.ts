@@ -229,6 +229,83 @@ Deno.test("paramsTable() has analytic rows for every published size reproducing 
   assert.equal(t.filter((r) => r[0] === "analytic" && r[1] === "t5-v1_1-xxl").length, 13);
 });
 
+Deno.test("params.csv takes the paper's figures from the row of the same table, model, label and method, at its configuration", async () => {
+  const l4 = { length: 4 };
+  const base = "t5-v1_1-base";
+  const rs = await runs([
+    spec("ablation", base, "hyperprompt_global", "HyperPrompt-Global", 0, "glue"),
+    // An ablation run at another setting, labelled as such or as the paper's row.
+    spec("ablation", base, "hyperprompt_global", "HyperPrompt-Global l=4", 0, "glue", "random", {
+      method: { name: "hyperprompt_global", label: "HyperPrompt-Global l=4", config: l4 },
+    }),
+    spec("ablation", base, "hyperprompt_global", "HyperPrompt-Global", 0, "super_glue", "random", {
+      method: { name: "hyperprompt_global", label: "HyperPrompt-Global", config: l4 },
+    }),
+    // The main results' HyperPrompt is hyperprompt_global too: not the ablation's 1.02.
+    spec("paper-base", base, "hyperprompt_global", "HyperPrompt", 0, "glue"),
+    // Another method under the ablation's label.
+    spec("ablation", base, "hyperprompt_share", "HyperPrompt-Global", 0, "glue"),
+    // HyperFormer++'s own paper, T5 1.0 Base: its run at the frozen setting gets both figures.
+    spec("mine", "t5-base", "hyperformer_pp", "HyperFormer++", 0, "glue", "random", {
+      method: {
+        name: "hyperformer_pp",
+        label: "HyperFormer++",
+        config: { freezeBackbone: "except_layer_norms" },
+      },
+    }),
+  ]);
+  const acc = await loadAccounting();
+  const t = paramsTable(rs, readPaperTable(), acc);
+  const head = t[0] as string[];
+  const col = (r: (string | number)[], n: string) => r[head.indexOf(n)];
+  const run = (i: number) =>
+    t.find((r) => col(r, "source") !== "analytic" && col(r, "config") === configId(rs[i]!.spec))!;
+  const analytic = (model: string, label: string) =>
+    t.find((r) => col(r, "source") === "analytic" && r[1] === model && r[3] === label)!;
+  const figures = (r: (string | number)[]) =>
+    ["paper_ratio", "paper_extra_pct", "paper_trained_per_task_pct"].map((n) => col(r, n));
+
+  assert.deepEqual(figures(run(0)), ["1.02", "", ""]);
+  assert.equal(col(run(0), "paper_row"), `ablation: ${base} HyperPrompt-Global`);
+  assert.match(String(col(run(0), "paper_source")), /§4\.5 ablation/);
+  // Length 4 is not the setting the paper's 1.02 was counted at, under either label.
+  assert.deepEqual(figures(run(1)), ["", "", ""]);
+  assert.equal(col(run(1), "paper_row"), "");
+  assert.deepEqual(figures(run(2)), ["", "", ""]);
+  assert.equal(col(run(2), "paper_source"), "");
+  assert.match(
+    String(col(run(2), "paper_row")),
+    /^none: paper row ablation: t5-v1_1-base HyperPrompt-Global is of hyperprompt_global's default configuration \(\d+ extra parameters at 8 tasks\); this row's configuration counts \d+$/,
+  );
+  assert.deepEqual(figures(run(3)), ["", "", ""]);
+  assert.equal(col(run(3), "paper_row"), `main: ${base} HyperPrompt`);
+  assert.deepEqual(figures(run(4)), ["", "", ""]);
+  assert.match(
+    String(col(run(4), "paper_row")),
+    /^none: .* is hyperprompt_global, not hyperprompt_share/,
+  );
+  assert.deepEqual(figures(run(5)), ["1.02", "", "0.29"]);
+  assert.equal(col(run(5), "paper_row"), "other_paper: t5-base HyperFormer++");
+
+  // Analytic rows carry a registry key, not a paper label: matched by model and method when one
+  // paper row has them. At T5 1.1 Base the main results' HyperPrompt and the ablation's
+  // HyperPrompt-Global both do: neither figure is taken.
+  const g = analytic(base, "hyperprompt_global");
+  assert.deepEqual(figures(g), ["", "", ""]);
+  assert.match(
+    String(col(g, "paper_row")),
+    /^ambiguous: paper rows main: t5-v1_1-base HyperPrompt and ablation: t5-v1_1-base HyperPrompt-Global/,
+  );
+  const share = analytic(base, "hyperprompt_share");
+  assert.equal(col(share, "paper_row"), `ablation: ${base} HyperPrompt-Share`);
+  assert.match(String(col(share, "paper_source")), /not retrieved/);
+  // The deliberate case: the frozen analytic HyperFormer++ on T5 1.0 Base gets another paper's
+  // 0.29 % (its freeze_backbone), the default one only the ratio.
+  assert.deepEqual(figures(analytic("t5-base", "hyperformer_pp (frozen)")), ["1.02", "", "0.29"]);
+  assert.deepEqual(figures(analytic("t5-base", "hyperformer_pp")), ["1.02", "", ""]);
+  assert.deepEqual(figures(analytic("t5-v1_1-large", "hyperprompt_global")), ["", "", ""]);
+});
+
 Deno.test("ablationTable() states the seeds averaged and their std, as scores.csv does", async () => {
   const rs = await runs(
     [0, 1, 2].map((seed) =>
@@ -254,9 +331,9 @@ Deno.test("ablationTable() states the seeds averaged and their std, as scores.cs
 Deno.test("paramsTable() shows a paper trained-per-task % only beside a run of its freezeBackbone", async () => {
   const frozen = { freezeBackbone: "except_layer_norms" };
   const rs = await runs([
-    spec("p", "tiny-v1_1", "hyperformer_pp", "HF++", 0, "glue"),
-    spec("p", "tiny-v1_1", "hyperformer_pp", "HF++ frozen", 0, "glue", "random", {
-      method: { name: "hyperformer_pp", label: "HF++ frozen", config: frozen },
+    spec("p", "tiny-v1_1", "hyperformer_pp", "HyperFormer++", 0, "glue"),
+    spec("p", "tiny-v1_1", "hyperformer_pp", "HyperFormer++", 0, "glue", "random", {
+      method: { name: "hyperformer_pp", label: "HyperFormer++", config: frozen },
     }),
   ]);
   const paper: PaperRow[] = [{
@@ -274,12 +351,15 @@ Deno.test("paramsTable() shows a paper trained-per-task % only beside a run of i
   }];
   const t = paramsTable(rs, paper);
   const head = t[0] as string[];
-  const cell = (label: string, col: string) => t.find((r) => r[3] === label)![head.indexOf(col)];
+  // The two configurations of one label are two rows, told apart by their config cell.
+  const cell = (run: number, col: string) =>
+    t.find((r) => r[head.indexOf("config")] === configId(rs[run]!.spec))![head.indexOf(col)];
   assert.equal(t.length, 3);
-  assert.equal(cell("HF++", "paper_ratio"), "1.5");
-  assert.equal(cell("HF++", "paper_trained_per_task_pct"), "");
-  assert.equal(cell("HF++ frozen", "paper_ratio"), "1.5");
-  assert.equal(cell("HF++ frozen", "paper_trained_per_task_pct"), "0.5");
+  assert.equal(cell(0, "paper_ratio"), "1.5");
+  assert.equal(cell(0, "paper_trained_per_task_pct"), "");
+  assert.equal(cell(1, "paper_ratio"), "1.5");
+  assert.equal(cell(1, "paper_trained_per_task_pct"), "0.5");
+  assert.equal(cell(1, "paper_row"), "main: tiny-v1_1 HyperFormer++");
 });
 
 Deno.test("ablationTable() reports parameters relative to MTL; attention rows per layer", async () => {
