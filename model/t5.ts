@@ -485,9 +485,12 @@ function sharedLookup(
   const ids = tf.concat([tf.reshape(inputIds, [-1]), tf.reshape(decoderInputIds, [-1])]);
   const rows = gatherRows(table, ids) as tf.Tensor2D;
   const d = table.shape[1];
+  // One split, not two slices: its gradient is one concat of the two row gradients, where each
+  // slice's is a zero-padded copy of the whole [rows, d] and then their sum (same values).
+  const [enc, dec] = tf.split(rows, [ne, ids.size - ne], 0) as [tf.Tensor2D, tf.Tensor2D];
   return {
-    encoder: tf.reshape(tf.slice(rows, [0, 0], [ne, d]), [...inputIds.shape, d]),
-    decoder: tf.reshape(tf.slice(rows, [ne, 0], [-1, d]), [...decoderInputIds.shape, d]),
+    encoder: tf.reshape(enc, [...inputIds.shape, d]),
+    decoder: tf.reshape(dec, [...decoderInputIds.shape, d]),
   };
 }
 

@@ -1128,3 +1128,54 @@ Deno.test("sublayerScopes: per-sublayer tidies lower the forward peak, same loss
     }
   }
 });
+
+Deno.test("shared embedding table: one lookup, its backward concatenates the two stacks' row gradients", async () => {
+  // The tied table's gradient must equal the sum of what two own tables of the same values get
+  // (one scatter of all rows against two scatters, fp32 sums of the same few terms in another
+  // order: 1e-6 of the largest entry), and the backward joins the encoder's and decoder's row
+  // gradients with one Concat, not a zero-padded [rows, d] copy per stack and their sum.
+  const cfg = small("tiny-v1_1");
+  const before = tf.memory().numTensors;
+  const tied = initT5(cfg, { seed: 8 });
+  const shared = tied.params.get("shared.weight")!;
+  const sd = t5StateDict(tied)
+    // (a clone shares the storage and would count as the same table: add 0 copies it)
+    .set("encoder.embed_tokens.weight", tf.add(shared, 0))
+    .set("decoder.embed_tokens.weight", tf.add(shared, 0));
+  const untied = t5FromTensors(cfg, sd, "test");
+  for (const name of ["encoder", "decoder"]) sd.get(`${name}.embed_tokens.weight`)!.dispose();
+  assert.deepEqual(untied.config.ownEmbeddings, ["encoder", "decoder"]);
+  const batch = makeBatch();
+  const labels = tf.tensor2d([[4, 5, 6, 1], [7, 1, -100, -100], [9, 9, 9, 1]], undefined, "int32");
+  // The loss and its gradients with respect to the named variables, in that order.
+  const gradOf = (model: T5Model, names: string[]): [tf.Scalar, ...tf.Tensor[]] => {
+    const vars = names.map((n) => model.params.get(n) as tf.Variable);
+    const { value, grads } = tf.variableGrads(
+      () => crossEntropyLoss(logitsOf(model, batch), labels),
+      vars,
+    );
+    return [value, ...vars.map((v) => grads[v.name]!)];
+  };
+  const profiled = await tf.profile(() => {
+    const [value, g] = gradOf(tied, ["shared.weight"]);
+    value.dispose();
+    return g!;
+  });
+  const kernels = profiled.kernels.map((k) => k.name);
+  const got = profiled.result as tf.Tensor;
+  const [ownValue, gEnc, gDec] = gradOf(untied, [
+    "encoder.embed_tokens.weight",
+    "decoder.embed_tokens.weight",
+  ]);
+  const want = tf.add(gEnc!, gDec!);
+  const scale = tf.tidy(() => tf.max(tf.abs(want)).dataSync()[0]!);
+  assert.ok(scale > 0, "the embedding gets a gradient");
+  assert.ok(maxAbs(got, want) <= 1e-6 * scale, `tied vs own tables: ${maxAbs(got, want)}`);
+  assert.equal(kernels.filter((k) => k === "PadV2").length, 0, `kernels: ${kernels.join()}`);
+  assert.ok(kernels.includes("Concat"), "a Concat joins them");
+  tf.dispose([got, want, ownValue, gEnc!, gDec!, labels]);
+  disposeBatch(batch);
+  disposeT5(untied);
+  disposeT5(tied);
+  assert.equal(tf.memory().numTensors, before, "tensors leaked");
+});
