@@ -931,8 +931,8 @@ export function paramsTable(
  * `trainSeconds`), else (results written before those fields) the unweighted mean of the runs'
  * rates, which is the same figure only when the runs trained equally long
  * (`per_task.ts` `mergedThroughput`); `tokens_per_second_from` says which (`totals`,
- * `mean of rates`; one run's own rate is `totals`, as `runOne` computes it from them, with or
- * without them recorded). The last two columns state the FLOPs relative to MTL's, as the paper does
+ * `mean of rates`, or `run's rate` for one run that records no totals: its `tokensPerSecond`,
+ * whole-run except after a resume from a checkpoint written before checkpoints carried them). The last two columns state the FLOPs relative to MTL's, as the paper does
  * ({@link withMtlRatios}).
  *
  * @param results run results
@@ -992,9 +992,14 @@ export function flopsTable(results: readonly RunResult[], accounting?: Accountin
       const devices = [...new Set(each.map((x) => x.provenance.device))].sort();
       // Over seeds as over a per-task method's task runs: total tokens over total seconds.
       const throughput = mergedThroughput(rs);
-      // One run's own rate is its tokens over its seconds (runOne), totals or not; a per-task
+      // One run without recorded totals (written before the fields, or resumed from a checkpoint
+      // without them: then its rate covers the steps since) has its own rate only; a per-task
       // method's merged result without totals is a mean of its task runs' rates.
-      const exact = !throughput.mean || (rs.length === 1 && perTaskParts(r) === undefined);
+      const from = !throughput.mean
+        ? "totals"
+        : rs.length === 1 && perTaskParts(r) === undefined
+        ? "run's rate"
+        : "mean of rates";
       rows.push([
         ...runRowKey(g, c.benchmark),
         r.spec.train.maxInputLength,
@@ -1002,7 +1007,7 @@ export function flopsTable(results: readonly RunResult[], accounting?: Accountin
         r.flops.trainPerExample,
         r.flops.inferencePerExample,
         r2(throughput.tokensPerSecond),
-        exact ? "totals" : "mean of rates",
+        from,
         // A per-task row with a task run missing has no whole wall time: the sum of the runs
         // present would pass for it (scores.csv's missing_runs names what is missing).
         rs.some((x) => missingTaskRuns(x).length > 0) ? "" : r2(mean(rs.map((x) => x.wallSeconds))),
