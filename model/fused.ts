@@ -91,9 +91,9 @@ export const SOFTMAX_GRAD = "HpSoftmaxGrad";
 export const SOFTMAX_XENT = "HpSoftmaxXent";
 /**
  * Kernel name of its gradient (inputs `logits`, `labels`, `dy` and `out` `[n, 2]`: the upstream
- * gradient and the forward output; attrs the forward's; output `[n, V]`). On wasm, with the
- * attribute `lseGrad`, it also adds the gradient through the log-sum-exp column, `dy[:, 1] ·
- * softmax(x)`.
+ * gradient and the forward output; attrs the forward's; output `[n, V]`). On the backends of
+ * {@link LSE_GRAD_IN_KERNEL} (wasm, webgpu), with the attribute `lseGrad`, it also adds the
+ * gradient through the log-sum-exp column, `dy[:, 1] · softmax(x)`.
  */
 export const SOFTMAX_XENT_GRAD = "HpSoftmaxXentGrad";
 /**
@@ -590,8 +590,9 @@ export function softmaxCrossEntropy(
  * output column) as a differentiable result, for T5X's z-loss `z·log_z²`: the gradient with
  * respect to the logits then has the extra term `dlog_z · softmax(x)`, added to the kernel's
  * (the attribute `lseGrad` asks for it; {@link softmaxCrossEntropy} does not set it, so its
- * gradient is unchanged). On wasm the gradient kernel folds it into its one pass over the
- * logits (row scale `dloss + dlog_z`); on webgpu it is added with stock ops.
+ * gradient is unchanged). On wasm and webgpu ({@link LSE_GRAD_IN_KERNEL}) the gradient kernel
+ * folds it into its one pass over the logits (row scale `dloss + dlog_z`); on a backend whose
+ * kernel does not, it is added with stock ops (four more passes over `[n, V]`).
  *
  * @param logits `[n, V]` float32
  * @param labels `[n]` int32 in [0, V)
@@ -1164,9 +1165,13 @@ export function updateAdafactorUnfactoredMany(
 
 /**
  * Backends whose {@link SOFTMAX_XENT_GRAD} kernel adds the lse column's gradient itself when the
- * attribute `lseGrad` is set (wasm); on the others the registered gradient adds it with stock ops.
+ * attribute `lseGrad` is set (wasm: model/fused.ts `WASM_KERNELS`; webgpu:
+ * model/webgpu/fused_kernels.ts `xentGrad`), so that z-loss's backward is the kernel's one pass
+ * over the `[n, V]` logits; on another backend with the kernel the registered gradient adds
+ * `dlse · exp(x − lse)` with stock ops (Sub, Exp, Mul, Add: four temporaries of the logits' size,
+ * which benchmarks/memory.ts counts for such a backend).
  */
-const LSE_GRAD_IN_KERNEL: ReadonlySet<string> = new Set(["wasm"]);
+export const LSE_GRAD_IN_KERNEL: ReadonlySet<string> = new Set(["wasm", "webgpu"]);
 
 let gradientRegistered = false;
 
@@ -1228,8 +1233,9 @@ export function registerFusedGradients(): void {
           ) as tf.Tensor;
           // softmaxCrossEntropyWithLse (z-loss) also differentiates dy's lse column:
           // d lse / dx = softmax(x) = exp(x − lse). The wasm kernel folds that term into its one
-          // pass over the row (scale a + dlse instead of a); elsewhere (webgpu's kernel reads
-          // only the loss column) it is added here, four more [n, V] passes.
+          // pass over the row (scale a + dlse instead of a), and so does webgpu's; on another
+          // backend whose kernel reads only the loss column it is added here, four more [n, V]
+          // passes.
           if (
             !(attrs as { lseGrad?: boolean }).lseGrad ||
             LSE_GRAD_IN_KERNEL.has(tf.getBackend())

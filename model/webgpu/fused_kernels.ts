@@ -113,15 +113,19 @@ const ELEMENTWISE = {
     body: `result[index] = X[index] * dropoutKeep(index);`,
   },
   xentGrad: {
-    // d logits = a·exp(x − lse) − a·ε/v − a·(1−ε)·[j = label], a = DY[2·row] (the lse column's
-    // gradient is 0: nothing downstream uses it).
+    // d logits = s·exp(x − lse) − a·ε/v − a·(1−ε)·[j = label], a = DY[2·row] the loss column's
+    // gradient. s = a, or with lseGrad (z-loss: softmaxCrossEntropyWithLse differentiates the
+    // lse column too, d lse / dx = softmax) s = a + DY[2·row + 1], the wasm kernel's row scale
+    // (model/fused.ts LSE_GRAD_IN_KERNEL). Without lseGrad nothing downstream uses that column.
     inputs: ["LOGITS", "LABELS", "DY", "OUT"],
-    uniforms: "v : i32, eps : f32,",
+    uniforms: "v : i32, eps : f32, lseGrad : i32,",
     prelude: "",
     body: `let row = index / uniforms.v;
         let col = index % uniforms.v;
         let a = DY[2 * row];
-        var g = a * exp(LOGITS[index] - OUT[2 * row + 1]) - a * uniforms.eps / f32(uniforms.v);
+        var s = a;
+        if (uniforms.lseGrad != 0) { s = a + DY[2 * row + 1]; }
+        var g = s * exp(LOGITS[index] - OUT[2 * row + 1]) - a * uniforms.eps / f32(uniforms.v);
         let label = LABELS[row];
         if (col == label) { g = g - a * (1.0 - uniforms.eps); }
         // A label outside [0, v) makes its row NaN, as in the forward pass.
@@ -970,6 +974,8 @@ export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => 
   [SOFTMAX_XENT_GRAD, ({ inputs, backend, attrs }) => {
     const logits = need(inputs, "logits");
     const v = logits.shape[1]!;
+    // lseGrad (z-loss): the lse column's gradient is folded into the row scale, one pass.
+    const { eps, lseGrad } = attrs as { eps: number; lseGrad?: boolean };
     return runElementwise(
       backend,
       "xentGrad",
@@ -980,7 +986,7 @@ export const WEBGPU_FUSED_KERNELS: ReadonlyArray<[string, (args: KernelArgs) => 
         OUT: need(inputs, "out"),
       },
       [...logits.shape],
-      [i32(v), f32((attrs as { eps: number }).eps)],
+      [i32(v), f32(eps), i32(lseGrad === true ? 1 : 0)],
     );
   }],
   [SUM_LEADING, ({ inputs, backend }) => {

@@ -34,6 +34,7 @@ import {
   rmsNorm,
   rmsNormKeep,
   SOFTMAX_XENT,
+  SOFTMAX_XENT_GRAD,
   softmaxCrossEntropy,
 } from "../fused.ts";
 import { registerWebgpuKernels, selfCheckWebgpuKernels, unregisterWebgpuKernels } from "./mod.ts";
@@ -317,8 +318,9 @@ fusedTest("webgpu softmax cross-entropy: loss and gradient equal the cpu composi
   const [b, l, v] = [2, 3, 300];
   const logits = uniformValues(b * l * v, 71).map((x) => 6 * x);
   const labels = [3, 299, -100, 0, 170, 64];
-  // Without and with T5X's z-loss (0.05: the kernel's log-sum-exp column and the gradient term
-  // fused.ts adds for it).
+  // Without and with T5X's z-loss (0.05: the kernel's log-sum-exp column, and the gradient
+  // term 2z·lse·softmax that the gradient kernel folds into its row scale: 2z·lse ≈ 0.6 here, so
+  // a kernel that left it out would be off by more than half of the softmax term).
   for (const [eps, z] of [[0, 0], [0.1, 0], [0, 0.05], [0.1, 0.05]] as const) {
     // gpuThenCpu checks that nothing is left behind on webgpu.
     const [got, want] = await gpuThenCpu(
@@ -330,6 +332,73 @@ fusedTest("webgpu softmax cross-entropy: loss and gradient equal the cpu composi
     assertClose(got[1]!, want[1]!, 0, `grad eps=${eps} z=${z}`, 1e-5 * maxAbs(want[1]!));
   }
 });
+
+fusedTest(
+  "webgpu softmax cross-entropy with z-loss: one [n, V] kernel in the step, float64 gradient",
+  async () => {
+    // The gradient kernel adds z-loss's 2z·lse·softmax in its one pass (LSE_GRAD_IN_KERNEL):
+    // against a float64 hand computation, per counted row r and logit j,
+    // d/dx_j = [(1 + 2z·lse)·softmax_j − (1−ε)·[j = label] − ε/V] / count. WGSL exp (3 + 2|x|
+    // ulp) and float32 sums over V = 203 logits: 1e-5 of the largest gradient (the wasm kernels'
+    // bound, model/fused_test.ts).
+    const [b, l, v] = [2, 3, 203];
+    const logits = uniformValues(b * l * v, 79).map((x) => 8 * x);
+    const labels = [3, 202, -100, 0, 117, 5];
+    const counted = labels.flatMap((k, i) => k === -100 ? [] : [i]);
+    for (const [eps, z] of [[0, 0.05], [0.1, 1e-4]] as const) {
+      let want = 0;
+      const wantGrad = new Float64Array(b * l * v);
+      for (const r of counted) {
+        const row = Array.from(logits.subarray(r * v, (r + 1) * v));
+        const m = Math.max(...row);
+        const lse = m + Math.log(row.reduce((acc, y) => acc + Math.exp(y - m), 0));
+        const nll = lse - row[labels[r]!]!;
+        const smooth = lse - row.reduce((acc, y) => acc + y, 0) / v;
+        want += ((1 - eps) * nll + eps * smooth + z * lse * lse) / counted.length;
+        row.forEach((y, j) => {
+          const onehot = j === labels[r] ? 1 : 0;
+          wantGrad[r * v + j] = ((1 + 2 * z * lse) * Math.exp(y - lse) -
+            (1 - eps) * onehot - eps / v) / counted.length;
+        });
+      }
+      const before = tf.memory().numTensors;
+      const [loss, grad] = await crossEntropyAndGrad(logits, labels, [b, l, v], eps, z);
+      assert.equal(tf.memory().numTensors, before, `eps=${eps} z=${z}: tensors leaked`);
+      assertClose(loss!, [want], 1e-5, `loss eps=${eps} z=${z}`);
+      assertClose(grad!, wantGrad, 0, `grad eps=${eps} z=${z}`, 1e-5 * maxAbs(wantGrad));
+      // Every kernel of the step (forward and backward) that writes a full [n, V] tensor
+      // (Reshape and Identity share their input's data): the gradient kernel only. Before the
+      // fold the backward added Sub, Exp, Mul and Add of that size (the fused kernels'
+      // programs, counted too: FusedElementwiseProgram's xentGrad is the only full-size one).
+      const init = tf.tensor3d(logits, [b, l, v]);
+      const x = tf.variable(init);
+      init.dispose();
+      const y = tf.tensor2d(labels, [b, l], "int32");
+      const stop = countGpuWork()!;
+      const info = await tf.profile(() => {
+        const { value, grads } = tf.variableGrads(
+          () =>
+            crossEntropyLoss(x as tf.Tensor as tf.Tensor3D, y, { labelSmoothing: eps, zLoss: z }),
+          [x],
+        );
+        tf.dispose([value, ...Object.values(grads)]);
+      });
+      const programs = stop().byProgram;
+      const full = info.kernels.filter((k) =>
+        k.name !== "Reshape" && k.name !== "Identity" &&
+        k.outputShapes.some((s) => s !== undefined && s.reduce((p, d) => p * d, 1) === b * l * v)
+      ).map((k) => k.name);
+      assert.deepEqual(full, [SOFTMAX_XENT_GRAD], `eps=${eps} z=${z}`);
+      assert.equal(
+        programs["FusedElementwiseProgram"],
+        1,
+        `eps=${eps} z=${z}: ${JSON.stringify(programs)}`,
+      );
+      tf.dispose([x, y]);
+      assert.equal(tf.memory().numTensors, before, `eps=${eps} z=${z}: tensors leaked`);
+    }
+  },
+);
 
 fusedTest(
   "webgpu softmax cross-entropy: a label out of range makes its row NaN (wasm throws)",
@@ -617,6 +686,12 @@ fusedTest(
       [DROPOUT_ADD, replace("h", "x"), false],
       [GATED_GELU_DROPOUT, replace("a", "b"), false],
       [SOFTMAX_XENT, doubledOutput, false],
+      // a gradient kernel that leaves out z-loss's term (the lse column's gradient)
+      [
+        SOFTMAX_XENT_GRAD,
+        (real) => (args) => real({ ...args, attrs: { ...args.attrs, lseGrad: false } }),
+        false,
+      ],
       [RMS_NORM_GRAD, replace("dr", "dy"), false], // the residual's gradient
       [RMS_NORM_GRAD, replace("dy", "x"), false], // the norm's gradient, alone or with dr
       [DROPOUT_ADD, replace("x", "x"), true],

@@ -86,6 +86,7 @@ import {
   rmsNormKeep,
   rmsNormRows,
   softmaxCrossEntropy,
+  softmaxCrossEntropyWithLse,
   updateAdafactorMany,
   updateAdafactorUnfactoredMany,
   updateAdamWMany,
@@ -867,8 +868,10 @@ async function selfCheckStepKernelsScoped(): Promise<
       const [ds, db] = tf.grads(f)([s, bias], tf.tensor4d(dyv, [B, H, Q, K]));
       return [f(s, bias), ds!, db!];
     });
-  // Cross-entropy of [5, 70] logits with label smoothing 0.1 against float64.
-  const [n, v, eps] = [5, 70, 0.1];
+  // Cross-entropy of [5, 70] logits with label smoothing 0.1 and T5X's z-loss 0.05 (its term
+  // 2z·lse·softmax is folded into the gradient kernel: model/fused.ts LSE_GRAD_IN_KERNEL)
+  // against float64.
+  const [n, v, eps, zl] = [5, 70, 0.1, 0.05];
   const xv = fill(n * v, 4, 3);
   const labels = Int32Array.from({ length: n }, (_, i) => (i * 29) % v);
   const wv = Float32Array.from({ length: n }, (_, i) => 0.5 + i / n);
@@ -877,8 +880,10 @@ async function selfCheckStepKernelsScoped(): Promise<
     const x = tf.tensor2d(xv, [n, v]);
     const l = tf.tensor1d(labels, "int32");
     const w = tf.tensor1d(wv);
-    const loss = (y: tf.Tensor) =>
-      tf.sum(tf.mul(softmaxCrossEntropy(y as tf.Tensor2D, l, eps)!, w));
+    const loss = (y: tf.Tensor) => {
+      const r = softmaxCrossEntropyWithLse(y as tf.Tensor2D, l, eps)!;
+      return tf.sum(tf.add(tf.mul(r.loss, w), tf.mul(tf.square(r.lse), zl)));
+    };
     return [softmaxCrossEntropy(x, l, eps)!, tf.grad(loss)(x)];
   });
   const wantLoss = new Float64Array(n);
@@ -895,7 +900,8 @@ async function selfCheckStepKernelsScoped(): Promise<
     wantLoss[r] = (1 - eps) * (lse - row[labels[r]!]!) + eps * (lse - sum / v);
     for (let j = 0; j < v; j++) {
       const target = (j === labels[r] ? 1 - eps : 0) + eps / v;
-      wantGrad[r * v + j] = wv[r]! * (Math.exp(row[j]! - lse) - target);
+      const p = Math.exp(row[j]! - lse);
+      wantGrad[r * v + j] = wv[r]! * (p - target) + 2 * zl * lse * p;
     }
   }
   // Dropout fused into the residual add and the gated GELU (rate 0.3, seed 77), against the
