@@ -582,6 +582,7 @@ export function memoryInputFor(
     inputLength: t.maxInputLength,
     targetLength: t.maxTargetLength,
     dropout: t.dropout > 0,
+    ...(t.zLoss ? { zLoss: t.zLoss } : {}),
     kernels,
     backprop,
     ...(submitBatch === undefined ? {} : { submitBatch }),

@@ -409,6 +409,14 @@ function peakAt(s: RunSpec, m: number): number {
   return estimateTrainingMemory(memoryInputFor(s, CONFIG, "fused", m)).peak;
 }
 
+Deno.test("memoryInputFor: the run's z-loss reaches the estimate", () => {
+  assert.equal(memoryInputFor(spec({ zLoss: 1e-4 }), CONFIG, "composite").zLoss, 1e-4);
+  assert.equal("zLoss" in memoryInputFor(spec(), CONFIG, "composite"), false);
+  // On the stock ops it costs a few [tokens] tensors (benchmarks/memory_test.ts measures them).
+  const at = (s: RunSpec) => estimateTrainingMemory(memoryInputFor(s, CONFIG, "composite", 8));
+  assert.ok(at(spec({ zLoss: 1e-4 })).peak > at(spec()).peak);
+});
+
 Deno.test("planDeviceMemory: the largest fitting micro-batch, once per configuration; refusals; unknown memory changes nothing", () => {
   const runs = [spec({}, 0), spec({}, 1)];
   const opts = {

@@ -49,7 +49,10 @@
  * tfjs-node-gpu, which register none of the project's kernels), `"fused"` (the kernels of
  * `model/fused.ts` and `model/heads.ts` on webgpu, where a freed buffer waits for its command
  * buffer), and `"fused-wasm"` / `"fused-wasm-blas"` (the subset wasm registers, freed at once;
- * see {@link KernelSet}). The composite set is validated against measured
+ * see {@link KernelSet}). T5X's z-loss ({@link MemoryInput.zLoss}) costs the stock ops a few
+ * `[tokens]` tensors, and a fused cross-entropy kernel four `[tokens, vocab]` temporaries in the
+ * backward pass unless its gradient kernel folds the term in (model/fused.ts
+ * `LSE_GRAD_IN_KERNEL`: webgpu and wasm do). The composite set is validated against measured
  * peaks on the cpu backend with both backward passes (benchmarks/memory_test.ts); the fused one follows the same rules with
  * the fused kernels' saved tensors, and is not measured in CI (no GPU there). On the software
  * Vulkan adapter (tiny-v1_1, low-memory backward pass, AdamW, batch 2–16 × 16–128 / 4–16) the
@@ -116,6 +119,7 @@ import {
 import { backboneTrainable } from "../model/methods/_config.ts";
 import { adafactorFactoredAxes } from "./optim.ts";
 import { DEFAULT_SUBMIT_BATCH } from "../model/webgpu/submit_batch.ts";
+import { LSE_GRAD_IN_KERNEL } from "../model/fused.ts";
 
 /**
  * Which kernels run the step: stock tfjs ops (`"composite"`: cpu, tfjs-node, tfjs-node-gpu), or
@@ -151,6 +155,12 @@ interface KernelOps {
   readonly heads: boolean;
   readonly attentionSoftmax: boolean;
   readonly xent: boolean;
+  /**
+   * With `xent`: the gradient kernel also adds z-loss's term `dlse · softmax(x)` in its
+   * one pass (model/fused.ts `LSE_GRAD_IN_KERNEL`, by the set's backend); without, the
+   * registered gradient adds it with four stock ops of the logits' size.
+   */
+  readonly xentLseGrad: boolean;
 }
 
 function kernelOps(k: KernelSet): KernelOps {
@@ -164,6 +174,7 @@ function kernelOps(k: KernelSet): KernelOps {
     heads: all || k === "fused-wasm-blas",
     attentionSoftmax: all,
     xent: all || wasm,
+    xentLseGrad: all ? LSE_GRAD_IN_KERNEL.has("webgpu") : wasm && LSE_GRAD_IN_KERNEL.has("wasm"),
   };
 }
 
@@ -213,6 +224,15 @@ export interface MemoryInput {
   readonly targetLength: number;
   /** Dropout on (a rate > 0) or off. */
   readonly dropout: boolean;
+  /**
+   * T5X's z-loss coefficient (`train.zLoss`; default 0, none). With the stock ops (`"composite"`)
+   * it adds a few `[tokens]` tensors (lse², its product and sum); with a fused cross-entropy
+   * kernel that does not fold the term into its gradient (a backend outside model/fused.ts
+   * `LSE_GRAD_IN_KERNEL`), four temporaries of the logits' size in the backward pass (Sub, Exp,
+   * Mul, Add: 1.4 GB each at paper-base's 128 × 84 tokens × 32128); none where it is folded
+   * (webgpu, wasm).
+   */
+  readonly zLoss?: number;
   /** Kernel set (default `"fused"`, the webgpu path; `"fused-wasm"` for wasm and wasm+blas). */
   readonly kernels?: KernelSet;
   /**
@@ -625,6 +645,7 @@ class T5Replay {
     recording = true,
     submitBatch = 0,
     readonly xnn = false,
+    readonly zLoss = 0,
   ) {
     // The fused set on webgpu frees a sublayer's buffers one command batch late (Tape.deferOps;
     // wasm, and cpu, free at once: submitBatch 0);
@@ -1299,13 +1320,24 @@ class T5Replay {
       return this.reshape(this.un(ctx, "none"));
     });
   }
-  /** crossEntropyLoss (label smoothing 0): per-token loss, weighted mean. */
+  /**
+   * crossEntropyLoss (label smoothing 0): per-token loss, weighted mean; with
+   * {@link T5Replay.zLoss}, plus `z·lse²` per token.
+   */
   xent(logits: T, n: number, v: number): T {
     const flat = this.reshape(logits);
+    const z = this.zLoss > 0;
     let per: T;
     if (this.k.xent) {
+      // z-loss through a kernel that does not fold it into its gradient: the registered gradient
+      // adds dlse·exp(x − lse) with Sub, Exp, Mul and Add, each [n, v], in the node's tidy, so
+      // at the Add the kernel's dx, the three temporaries and the sum (the gradient) are alive:
+      // five [n, v] (the transient is counted before the gradient is).
+      const tr = z && !this.k.xentLseGrad ? 5 * n * v : 0;
       per = this.t.fresh(n * 2, true); // HpSoftmaxXent saves logits, labels, out
-      this.t.op([[flat, "new"]], [per], [flat, per]);
+      this.t.op([[flat, "new"]], [per], [flat, per], tr);
+      // softmaxCrossEntropyWithLse: the loss and lse columns, each a slice (saves out)
+      if (z) per = this.bin("add", this.un(per, "in", n), this.zTerm(this.un(per, "in", n)), n);
     } else {
       // logSumExp: max (saves x and out), sub (saves both), exp (saves out), sum, log, add
       const mx = this.un(flat, "none", n, 2 * n * v);
@@ -1318,9 +1350,14 @@ class T5Replay {
       const picked = this.t.fresh(n, true);
       this.t.op([[flat, "new"]], [picked], []);
       per = this.bin("add", lse, picked, n);
+      if (z) per = this.bin("add", per, this.zTerm(lse), n);
     }
     const w = this.bin("mul", per, this.t.leaf(n, false), n);
     return this.un(w, "none", 1, n);
+  }
+  /** `z·lse²` of the `[n]` log-sum-exps: Square (saves lse), Mul by the scalar (saves both). */
+  zTerm(lse: T): T {
+    return this.bin("mul", this.un(lse, "in"), this.t.leaf(1, false), lse.n);
   }
 }
 
@@ -1613,6 +1650,14 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
       `benchmarks/memory.ts: field "xnnMatMul" must be a boolean, got ${JSON.stringify(xnn)}`,
     );
   }
+  const zLoss = input.zLoss ?? 0;
+  if (!(typeof zLoss === "number" && zLoss >= 0 && Number.isFinite(zLoss))) {
+    throw new Error(
+      `benchmarks/memory.ts: field "zLoss" must be a finite number >= 0, got ${
+        typeof zLoss === "number" ? zLoss : JSON.stringify(zLoss)
+      }`,
+    );
+  }
   const replay = new T5Replay(
     cfg,
     (n) => backboneTrainable(freeze, n, cfg),
@@ -1622,6 +1667,7 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     true,
     defer,
     xnn,
+    zLoss,
   );
   const { loss } = replay.run({ b: m, li, lt });
   const saved = replay.t.savedElems();

@@ -17,6 +17,7 @@ import { tinyTrainingStep } from "./trainer_testing.ts";
 import type { TrainSpec } from "./spec.ts";
 import { greedyDecode, t5ParamShapes } from "../model/t5.ts";
 import { bufferMeter } from "../model/buffer_meter_testing.ts";
+import { LSE_GRAD_IN_KERNEL } from "../model/fused.ts";
 import { selectBackend } from "../model/backend.ts";
 import { METHODS } from "../model/methods/mod.ts";
 import type { Method, MethodContext, MethodInstance } from "../model/method.ts";
@@ -88,11 +89,13 @@ async function measure(
   micro: number,
   methodConfig: unknown = {},
   kernels: KernelSet = "composite",
+  zLoss = 0,
 ) {
   const { meter, t } = meteredStep(name, method, b, li, lt, methodConfig, {
     labelSmoothing: 0,
     clipNorm: null,
     ...(micro < b ? { microBatchSize: micro } : {}),
+    ...(zLoss > 0 ? { zLoss } : {}),
   });
   const { params, varList, options: o } = t;
   const config = t.model.config;
@@ -143,6 +146,7 @@ async function measure(
     dropout: true,
     kernels,
     backprop,
+    ...(zLoss > 0 ? { zLoss } : {}),
   };
   return { peak, normPeak, estimate: estimateTrainingMemory(input), tensorsBefore: tensors };
 }
@@ -210,6 +214,61 @@ Deno.test("memory: prompt_tuning estimate within tolerance, both backward passes
     assertClose(mode, estimate.peak, peak);
   }
   assert.equal(tf.memory().numTensors, before);
+});
+
+Deno.test("memory: z-loss on cpu (stock ops) within tolerance of the measured peak, both backward passes", async () => {
+  // Prompt-Tuning's profiles train with zLoss 1e-4. On the stock ops it adds lse², z·lse² and a
+  // sum per target token (no [tokens, vocab] tensor: the log-sum-exp's gradient is the same).
+  const before = tf.memory().numTensors;
+  for (const mode of ["stock", "low-memory"] as const) {
+    const args = ["tiny-v1_1", "mtl", 4, 32, 8, 4, {}, "composite"] as const;
+    const z = await measure(mode, ...args, 1e-4);
+    const plain = await measure(mode, ...args);
+    assertClose(`${mode} zLoss`, z.estimate.peak, z.peak);
+    // What z-loss adds, measured and estimated (both 644 bytes stock, 388 low-memory, at
+    // 4 × 8 = 32 tokens of 256 logits): a few [tokens] tensors, not one of the logits' size;
+    // the estimate's within two [tokens] float32 tensors of the measured.
+    const tokens = 4 * 8, full = tokens * 256 * 4;
+    const measured = z.peak - plain.peak, estimated = z.estimate.peak - plain.estimate.peak;
+    assert.ok(measured >= 0 && measured < full, `${mode}: z-loss measured +${measured} bytes`);
+    assert.ok(
+      Math.abs(estimated - measured) <= 2 * tokens * 4,
+      `${mode}: z-loss estimated +${estimated} bytes, measured +${measured}`,
+    );
+  }
+  assert.equal(tf.memory().numTensors, before, "no tensors leaked");
+});
+
+Deno.test("memory: z-loss adds four [tokens, vocab] temporaries to the backward pass only where the fused gradient does not fold it", () => {
+  // Prompt-Tuning on T5 1.1 Base, 32 × 16 / 84 tokens (the short input makes the logits' gradient
+  // the backward peak; at paper-base's 512 input tokens the encoder's attention gradients are,
+  // and the temporaries, transient at the start of the pass, do not move it).
+  const run: MemoryInput = { ...BASE_MTL, method: "prompt_tuning", batchSize: 32, inputLength: 16 };
+  const tokens = 32 * 84, full = tokens * 32128 * 4;
+  for (const kernels of ["fused", "fused-wasm", "fused-wasm-blas", "composite"] as const) {
+    // Folded (webgpu and wasm: model/fused.ts LSE_GRAD_IN_KERNEL) or stock ops: a few [tokens].
+    const base = estimateTrainingMemory({ ...run, kernels });
+    const z = estimateTrainingMemory({ ...run, kernels, zLoss: 1e-4 });
+    const added = z.peak - base.peak;
+    assert.ok(added >= 0 && added <= 8 * tokens * 4, `${kernels}: z-loss +${added} bytes`);
+  }
+  // A backend whose kernel leaves the term to the registered gradient (webgpu and wasm before
+  // they folded it): the kernel's dx, Sub, Exp, Mul and Add at once, where the pass had the dx.
+  const wasm: MemoryInput = { ...run, kernels: "fused-wasm" };
+  const inKernel = LSE_GRAD_IN_KERNEL as Set<string>;
+  inKernel.delete("wasm");
+  let unfolded;
+  try {
+    unfolded = estimateTrainingMemory({ ...wasm, zLoss: 1e-4 });
+  } finally {
+    inKernel.add("wasm");
+  }
+  const added = unfolded.peak - estimateTrainingMemory(wasm).peak;
+  assert.ok(added > 3.9 * full && added <= 4 * full + 8 * tokens * 4, `unfolded: +${added} bytes`);
+  assert.throws(
+    () => estimateTrainingMemory({ ...run, zLoss: -1 }),
+    /field "zLoss" must be a finite number >= 0, got -1/,
+  );
 });
 
 Deno.test("memory: micro-batches shrink activations, add an accumulator; state rules", () => {
