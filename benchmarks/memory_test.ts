@@ -216,27 +216,38 @@ Deno.test("memory: prompt_tuning estimate within tolerance, both backward passes
   assert.equal(tf.memory().numTensors, before);
 });
 
-Deno.test("memory: z-loss on cpu (stock ops) within tolerance of the measured peak, both backward passes", async () => {
+Deno.test("memory: z-loss on cpu (stock ops, both backward passes) and wasm (folded into the gradient kernel) within tolerance of the measured peak", async () => {
   // Prompt-Tuning's profiles train with zLoss 1e-4. On the stock ops it adds lse², z·lse² and a
-  // sum per target token (no [tokens, vocab] tensor: the log-sum-exp's gradient is the same).
-  const before = tf.memory().numTensors;
-  for (const mode of ["stock", "low-memory"] as const) {
-    const args = ["tiny-v1_1", "mtl", 4, 32, 8, 4, {}, "composite"] as const;
+  // sum per target token (no [tokens, vocab] tensor: the log-sum-exp's gradient is the same); on
+  // wasm the gradient kernel folds its term in (model/fused.ts LSE_GRAD_IN_KERNEL), so the same.
+  // What it adds, measured and estimated (cpu stock 644 and 644 bytes, low-memory 388 and 388;
+  // wasm 516 and 644, at 4 × 8 = 32 tokens of 256 logits): not one tensor of the logits' size,
+  // and the estimate within two [tokens] float32 tensors of the measured.
+  const tokens = 4 * 8, full = tokens * 256 * 4;
+  const check = async (what: string, mode: BackpropMode, kernels: KernelSet) => {
+    const args = ["tiny-v1_1", "mtl", 4, 32, 8, 4, {}, kernels] as const;
     const z = await measure(mode, ...args, 1e-4);
     const plain = await measure(mode, ...args);
-    assertClose(`${mode} zLoss`, z.estimate.peak, z.peak);
-    // What z-loss adds, measured and estimated (both 644 bytes stock, 388 low-memory, at
-    // 4 × 8 = 32 tokens of 256 logits): a few [tokens] tensors, not one of the logits' size;
-    // the estimate's within two [tokens] float32 tensors of the measured.
-    const tokens = 4 * 8, full = tokens * 256 * 4;
+    assertClose(`${what} zLoss`, z.estimate.peak, z.peak);
     const measured = z.peak - plain.peak, estimated = z.estimate.peak - plain.estimate.peak;
-    assert.ok(measured >= 0 && measured < full, `${mode}: z-loss measured +${measured} bytes`);
+    assert.ok(measured >= 0 && measured < full, `${what}: z-loss measured +${measured} bytes`);
     assert.ok(
       Math.abs(estimated - measured) <= 2 * tokens * 4,
-      `${mode}: z-loss estimated +${estimated} bytes, measured +${measured}`,
+      `${what}: z-loss estimated +${estimated} bytes, measured +${measured}`,
     );
+  };
+  const before = tf.memory().numTensors;
+  for (const mode of ["stock", "low-memory"] as const) {
+    await check(`cpu ${mode}`, mode, "composite");
   }
   assert.equal(tf.memory().numTensors, before, "no tensors leaked");
+  const info = await selectBackend("wasm", { log: () => {} });
+  try {
+    const kernels: KernelSet = info.name === "wasm+blas" ? "fused-wasm-blas" : "fused-wasm";
+    await check(info.name, "low-memory", kernels);
+  } finally {
+    await tf.setBackend("cpu");
+  }
 });
 
 Deno.test("memory: z-loss adds four [tokens, vocab] temporaries to the backward pass only where the fused gradient does not fold it", () => {
