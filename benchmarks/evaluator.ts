@@ -313,9 +313,9 @@ export function bestPerTask(evals: readonly TaskEval[]): Record<string, BestEval
  * Benchmark average of per-task best group scores (spec A11). Uses `average` (tasks/mod.ts
  * `benchmarkAverage`) when every task of the benchmark was evaluated; on a task subset it is the
  * plain mean of the group scores of the evaluated tasks among `benchmarkTasks` (the run is then
- * partial; tables say so). Tasks outside `benchmarkTasks` (WNLI, the AX diagnostics, whose group
- * score is NaN) never enter either average; with none of `benchmarkTasks` evaluated the result
- * is `{}`.
+ * partial; tables say so). Tasks outside `benchmarkTasks` (WNLI when a profile lists it, the AX
+ * diagnostics, whose group score is NaN) never enter either average; with none of
+ * `benchmarkTasks` evaluated the result is `{}`.
  *
  * @param benchmark the run's benchmark
  * @param best per-task best evaluations

@@ -453,7 +453,7 @@ export interface TaskEval {
   readonly metrics: Readonly<Record<string, number>>;
   /**
    * Mean of the task's group metrics (T5 `metric_group_max` group; a NaN metric counts as 0),
-   * same scale; NaN for tasks outside the benchmark averages (WNLI and the AX diagnostics).
+   * same scale (WNLI, outside the averages: its accuracy); NaN for the AX diagnostics.
    */
   readonly groupScore: number;
 }

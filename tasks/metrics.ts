@@ -374,8 +374,9 @@ export function scoreTask(
 /**
  * A task's group score (T5 `METRIC_NAMES` groups): the mean of its group metrics (MRPC/QQP:
  * F1 and accuracy; STS-B: Pearson and Spearman; MNLI: matched and mismatched accuracy; CB: F1
- * and accuracy; MultiRC: F1a and EM; ReCoRD: F1 and EM). NaN for tasks outside the averages
- * (WNLI, AX, AX-b, AX-g). Throws naming a missing metric.
+ * and accuracy; MultiRC: F1a and EM; ReCoRD: F1 and EM; WNLI, not averaged but trainable when
+ * a profile lists it: accuracy). NaN for the test-only diagnostics (AX, AX-b, AX-g), which have
+ * no group metrics. Throws naming a missing metric.
  *
  * A metric that is NaN (Pearson or Spearman of a constant prediction: undefined, as in SciPy)
  * counts as 0 in the group score, as HyperFormer's evaluation does; the metric itself stays NaN

@@ -305,11 +305,13 @@ export const TASKS: Readonly<Record<string, TaskSpec>> = Object.freeze(
       idField: "index",
       labelWords: ["not_entailment", "entailment"],
       metrics: ["accuracy"],
-      groupMetrics: [],
+      // Not averaged, but a profile may list it (its best step and scores.csv column).
+      groupMetrics: ["accuracy"],
       trainSize: 635,
       inMixture: false,
       inAverage: false,
-      notes: "Not trained and not averaged (T5 trains WSC/DPR instead).",
+      notes:
+        "Not trained by default and not averaged (T5 trains WSC/DPR instead); a profile may list it.",
     },
     ax: {
       ...glueBase,
@@ -590,11 +592,12 @@ export const CONVERTER_METRICS: Readonly<Record<TaskSpec["converter"], readonly 
  * make, which would otherwise show up late or not at all: a key that differs from `name`, a
  * metric `scoreTask` does not compute (it would be skipped, so the task would have no score), a
  * group metric not among `metrics`, a label map that disagrees with the label words, a file
- * outside `dir`, a trained task without train and validation files, an entry without a
- * `sources.ts` `TASK_SOURCES` entry, and `BENCHMARK_TASKS`
- * entries that are not the benchmark's averaged tasks (or averaged tasks missing from it: `BENCHMARK_TASKS` tasks are the ones trained by default and
- * averaged; a profile's `tasks` may also list other registered tasks with train and validation
- * files).
+ * outside `dir`, a trained task without train and validation files, a task with train and
+ * validation files but no group metrics (a profile may list it: its best evaluation and
+ * `scores.csv` column are its group score), an entry without a `sources.ts` `TASK_SOURCES`
+ * entry, and `BENCHMARK_TASKS` entries that are not the benchmark's averaged tasks, or averaged
+ * tasks missing from it (`BENCHMARK_TASKS` are the tasks trained by default and averaged; a
+ * profile's `tasks` may also list other registered tasks with train and validation files).
  * Run on {@link TASKS} when this module loads.
  *
  * @param tasks entries by registry key
@@ -653,8 +656,18 @@ export function checkTaskRegistry(
         );
       }
     });
+    const hasTrainAndEval = t.files.train !== undefined &&
+      (t.files.validation !== undefined || t.files.validation_matched !== undefined);
     if (t.inAverage && t.groupMetrics.length === 0) {
       fail(`${at}.groupMetrics`, "is empty, but inAverage is true: the average needs a score");
+    }
+    if (hasTrainAndEval && t.groupMetrics.length === 0) {
+      fail(
+        `${at}.groupMetrics`,
+        "is empty, but the task has train and validation files, so a profile's tasks may list " +
+          "it (benchmarks/runner.ts TRAINABLE_TASKS): its best evaluation and its scores.csv " +
+          "column are its group score, NaN without group metrics; name the metrics it is scored by",
+      );
     }
     if (t.labelKind === "map") {
       if (t.labelMap === undefined) fail(`${at}.labelMap`, `is missing; labelKind is "map"`);
@@ -675,8 +688,7 @@ export function checkTaskRegistry(
       });
     }
     if (t.inMixture) {
-      const hasEval = t.files.validation !== undefined || t.files.validation_matched !== undefined;
-      if (t.files.train === undefined || !hasEval) {
+      if (!hasTrainAndEval) {
         fail(`${at}.files`, "needs train and validation files: inMixture is true (it is trained)");
       }
       if (!(t.trainSize > 0)) {
