@@ -785,8 +785,18 @@ export function paramsPaperMatch(
   } else {
     match = paperMatch(paper, r, [...paperTablesOf(r.profile), "other_paper"]);
   }
+  return ofPaperConfiguration(match, r.method, r.config);
+}
+
+/**
+ * A paper row's parameter figures are of its method's default configuration: `match` as it is
+ * when the row's `config` counts the default's extra parameters (at {@link PAPER_TASKS} tasks),
+ * else no row and a note saying why (`params.csv`'s and `ablation.csv`'s `paper_row`).
+ */
+function ofPaperConfiguration(match: PaperMatch, method: string, config: unknown): PaperMatch {
   const p = match.row;
   if (p === undefined) return match;
+  const r = { method, config };
   const counts = (cfg: unknown): number | undefined => {
     try {
       const m = getMethod(r.method);
@@ -1117,8 +1127,9 @@ function mtlReference(c: Cell, mtlGroups: readonly Group[]): MtlReference {
  * SuperGLUE averages (as in {@link scoresTable}: the task count, the full average or the partial
  * mean of a task subset, each with its sample std over seeds), and the paper's #Params relative
  * to MTL from the paper's ablation table's row of the same model, label and method
- * (`paper_params_x_mtl`, its `paper_source`, and `paper_row`: {@link paperMatch}): the paper's
- * ablation tables give one #Params per row, not per benchmark.
+ * (`paper_params_x_mtl`, its `paper_source`, and `paper_row`: {@link paperMatch}), shown only
+ * beside a configuration that counts that row's (the default's) parameters, as in `params.csv`:
+ * the paper's ablation tables give one #Params per row, not per benchmark.
  *
  * @param results run results
  * @param paper the paper's reference rows
@@ -1165,7 +1176,13 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
       const ref = mtlReference(c, mtlGroups);
       return [`${(p.total / (ref.total ?? p.total - p.extra)).toFixed(3)}x`, ref.note];
     };
-    const { row: p, note: paperNote } = paperMatch(paper, g, ["ablation"]);
+    // The paper's figure is of its row's configuration, the default: not shown beside another
+    // (a run labelled as the paper's row but configured otherwise), as in params.csv.
+    const { row: p, note: paperNote } = ofPaperConfiguration(
+      paperMatch(paper, g, ["ablation"]),
+      g.method,
+      g.runs[0]!.spec.method.config,
+    );
     const avg = (b: BenchmarkName) => {
       const { xs, tasks, full } = benchAverages(g, b);
       if (xs.length === 0) return ["", "", "", "", ""];

@@ -1181,6 +1181,37 @@ Deno.test("ablation.csv takes the paper's figure from the row of the same model,
   assert.equal(paperX(find("t5-v1_1-base", "hyperformer_pp")), "");
 });
 
+Deno.test("ablation.csv shows the paper's figure only beside its row's configuration, as params.csv does", async () => {
+  // Labelled as the paper's row but with another hyper-prompt length: the paper's 1.02x counts
+  // the default length's parameters, not this row's.
+  const rs = await runs([
+    spec(
+      "ablation-mine",
+      "t5-v1_1-base",
+      "hyperprompt_global",
+      "HyperPrompt-Global",
+      0,
+      "glue",
+      "random",
+      {
+        method: { name: "hyperprompt_global", label: "HyperPrompt-Global", config: { length: 32 } },
+      },
+    ),
+    spec("ablation", "t5-v1_1-base", "hyperprompt_global", "HyperPrompt-Global", 0, "glue"),
+  ]);
+  const t = ablationTable(rs, readPaperTable());
+  const head = t[0] as string[];
+  const of = (profile: string) => t.slice(1).find((r) => r[head.indexOf("profile")] === profile)!;
+  const mine = of("ablation-mine");
+  assert.equal(mine[head.indexOf("paper_params_x_mtl")], "");
+  assert.equal(mine[head.indexOf("paper_source")], "");
+  assert.match(
+    String(mine[head.indexOf("paper_row")]),
+    /^none: paper row ablation: t5-v1_1-base HyperPrompt-Global is of hyperprompt_global's default configuration \(\d+ extra parameters at 8 tasks\); this row's configuration counts \d+$/,
+  );
+  assert.equal(of("ablation")[head.indexOf("paper_params_x_mtl")], "1.02x");
+});
+
 Deno.test("scores.csv takes the paper row of the profile's table, model, label and method, or says why none", async () => {
   const row = (table: string, method: string, name: string, glue: string): PaperRow => ({
     table,
