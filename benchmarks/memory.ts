@@ -1267,19 +1267,21 @@ class T5Replay {
     const { b, lt } = sh;
     const d = cfg.dModel, v = cfg.vocabSize;
     const li = sh.li;
-    // Embeddings: one gather of both stacks' ids (shared table), two slices.
+    // Embeddings (model/t5.ts sharedLookup): one gather of both stacks' ids (shared table), then
+    // one split into the encoder's and the decoder's rows. SplitV saves nothing (the gathered
+    // rows are freed with the forward tidy); its gradient is one Concat of the two stacks' row
+    // gradients (a new buffer of all the rows), made only once the encoder's backward is done,
+    // so the decoder's row gradient waits for it until then.
     const table = this.w("shared.weight", v * d);
     const rows = this.t.fresh(b * (li + lt) * d, table.path);
     this.t.op([[table, "new"]], [rows], []);
-    const slice = (n: number) => {
-      const out = this.t.fresh(n, rows.path);
-      this.t.op([[rows, "new"]], [out], [rows]); // Slice saves x; its gradient pads to x
-      return out;
-    };
-    const { enc, le } = this.encoder(this.reshape(slice(b * li * d)));
+    const encRows = this.t.fresh(b * li * d, rows.path);
+    const decRows = this.t.fresh(b * lt * d, rows.path);
+    this.t.op([[rows, "new"]], [encRows, decRows], []);
+    const { enc, le } = this.encoder(this.reshape(encRows));
     const crossKV = this.crossKVs(enc);
     // Decoder
-    let dec = this.drop(this.reshape(slice(b * lt * d)));
+    let dec = this.drop(this.reshape(decRows));
     const decBias = this.positionBias(
       "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
       lt,
