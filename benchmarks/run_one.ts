@@ -32,8 +32,9 @@
  *    resume from a checkpoint written before checkpoints carried them (trainer 50bcbf7) they are
  *    left out, and `tokensPerSecond` is the rate of the steps trained since.
  * 6. A stop request (`benchmarks/trainer.ts` `requestStop`) still pending when training returns
- *    (a signal during the last step's save) stops a hyper-prompt method's run before or between
- *    the batches of its attention mass when the last step's checkpoint exists
+ *    (a signal during the last step's save) stops a run that measures the attention mass (a
+ *    method with self-attention prefixes: {@link measuresAttentionMass}) before or between
+ *    the batches of it when the last step's checkpoint exists
  *    (`TrainingInterruptedError`, `attentionMassOwed`): no result, and a resume redoes only the
  *    attention mass.
  *
@@ -59,6 +60,7 @@ import {
 import { explainBackendFailure, selectBackend } from "../model/backend.ts";
 import { getMethod } from "../model/methods/mod.ts";
 import { methodAccounting } from "../model/methods/accounting.ts";
+import type { FlopPlan } from "../model/accounting.ts";
 import {
   BENCHMARK_TASKS,
   benchmarkAverage,
@@ -530,7 +532,7 @@ async function runOnBackbone(
       BENCHMARK_TASKS[spec.benchmark],
       (b, scores) => scorer.benchmarkAverage(b, scores),
     );
-    const attention = spec.method.name.startsWith("hyperprompt")
+    const attention = measuresAttentionMass(method.flopPlan(config, methodCfg))
       ? await promptAttentionMass(
         model,
         instance,
@@ -618,6 +620,34 @@ export function dataFiles(tasks: readonly string[]): string[] {
       (files[split] ?? []).map((f) => f.path)
     );
   });
+}
+
+/**
+ * Whether a run measures the attention mass on prompt columns ({@link promptAttentionMass}): when
+ * its method's `flopPlan` declares a self-attention prefix (`selfAttentionPrefix` of at least one
+ * slot in at least one stack), whatever the method's name. The mass is read through the
+ * `onAttention` hook, to which `model/t5.ts` reports how many key columns any method's
+ * `selfAttentionPrefix` hook prepended, so it needs nothing only the built-in methods have.
+ * Trained tensors that enter T5 elsewhere (Prompt-Tuning's encoder rows, adapters, elementwise
+ * tensors) add no such columns: those runs record none. (A method whose hook prepends keys that
+ * its plan does not declare has wrong FLOPs too, which `model/methods/accounting_test.ts`
+ * catches for the registered methods.)
+ *
+ * @param plan the method's FLOP plan (`Method.flopPlan`)
+ * @returns true where the run's result gets `attentionMass`
+ * @example
+ * ```ts
+ * import { measuresAttentionMass } from "./run_one.ts";
+ * console.assert(measuresAttentionMass({
+ *   freezeBackbone: false,
+ *   selfAttentionPrefix: { length: 16, stacks: ["encoder"] },
+ * }));
+ * console.assert(!measuresAttentionMass({ freezeBackbone: "all", encoderPrompt: 100 }));
+ * ```
+ */
+export function measuresAttentionMass(plan: FlopPlan): boolean {
+  const prefix = plan.selfAttentionPrefix;
+  return prefix !== undefined && prefix.length > 0 && prefix.stacks.length > 0;
 }
 
 /**

@@ -12,6 +12,7 @@ import {
   CONVERTED_TOKENIZER,
   dataFiles,
   DEFAULT_TOKENIZER,
+  measuresAttentionMass,
   runOne,
   runOneWith,
   type RunScorer,
@@ -26,6 +27,16 @@ import { gpuTest } from "../model/webgpu/testing.ts";
 import { bytesRead, headerBytes } from "../model/read_meter_testing.ts";
 import { serveHub } from "../model/hub_testing.ts";
 import { HAS_SPM, trainTinySpiece } from "../model/spm_testing.ts";
+import {
+  adapter,
+  hyperformerPP,
+  hyperpromptGlobal,
+  type MethodName,
+  METHODS,
+  mtl,
+  promptTuning,
+} from "../model/methods/mod.ts";
+import type { Method } from "../model/method.ts";
 
 /** Exact-match accuracy: independent of tasks/metrics.ts, for the resume test. */
 const EXACT: RunScorer = {
@@ -137,6 +148,65 @@ Deno.test({
     assert.equal(tf.memory().numTensors, 0, "runOne releases every tensor");
     await Deno.remove(out, { recursive: true });
   },
+});
+
+Deno.test({
+  name:
+    "runOne() measures the attention mass for a method with self-attention prefixes, by its flopPlan, not its name",
+  ignore: !HAVE,
+  fn: async () => {
+    // Registered for this test only: HyperPrompt-Global's hooks under a name that does not start
+    // with "hyperprompt" (prefixes declared in its flopPlan), and MTL's under one that does (no
+    // prefix). Before, the name decided: the first got no mass, the second one of zeros.
+    const registry = METHODS as unknown as Record<string, Method<unknown>>;
+    const prefixed = { ...hyperpromptGlobal, name: "run_one_test_prefix" } as Method<unknown>;
+    const plain = { ...mtl, name: "hyperprompt_run_one_test_none" } as Method<unknown>;
+    registry[prefixed.name] = prefixed;
+    registry[plain.name] = plain;
+    const out = await Deno.makeTempDir();
+    try {
+      const run = (name: string) =>
+        runOneWith(
+          // (a name outside MethodName, as a registered method's: see memory_test's)
+          spec({ name: name as MethodName, label: name, config: {} }, 6),
+          { outDir: join(out, name), dataDir: DATA },
+          EXACT,
+        );
+      const a = await run(prefixed.name);
+      assert.deepEqual(Object.keys(a.attentionMass ?? {}).sort(), ["cb", "rte_sg"]);
+      for (const m of Object.values(a.attentionMass!)) {
+        assert.equal(m.encoder.length, 2);
+        assert.equal(m.decoder.length, 2);
+        for (const x of [...m.encoder, ...m.decoder]) assert.ok(x > 0 && x <= 1, String(x));
+      }
+      const b = await run(plain.name);
+      assert.equal(b.attentionMass, undefined, "no self-attention prefix, no attention mass");
+      assert.equal(tf.memory().numTensors, 0, "runOne releases every tensor");
+    } finally {
+      delete registry[prefixed.name];
+      delete registry[plain.name];
+      await Deno.remove(out, { recursive: true });
+    }
+  },
+});
+
+Deno.test("measuresAttentionMass: a self-attention prefix of at least one slot in one stack", () => {
+  assert.equal(
+    measuresAttentionMass(
+      hyperpromptGlobal.flopPlan(preset("tiny-v1_1"), hyperpromptGlobal.defaults),
+    ),
+    true,
+  );
+  for (const m of [mtl, promptTuning, adapter, hyperformerPP] as Method<unknown>[]) {
+    assert.equal(measuresAttentionMass(m.flopPlan(preset("tiny-v1_1"), m.defaults)), false, m.name);
+  }
+  const plan = (length: number, stacks: ("encoder" | "decoder")[]) => ({
+    freezeBackbone: false as const,
+    selfAttentionPrefix: { length, stacks },
+  });
+  assert.equal(measuresAttentionMass(plan(1, ["decoder"])), true);
+  assert.equal(measuresAttentionMass(plan(0, ["encoder"])), false);
+  assert.equal(measuresAttentionMass(plan(4, [])), false);
 });
 
 Deno.test({
