@@ -22,15 +22,18 @@
  * stays on disk, for a resume that can pay it).
  * A request that comes after the last step's checkpoint (training done, its final state saved)
  * stops nothing here: {@link train} returns and the request stays for its caller (`runGrid` ends
- * the grid right after the run; `runOne` first stops before a hyper-prompt method's attention
- * mass, throwing {@link TrainingInterruptedError} with `attentionMassOwed`, and a resume loads the
- * last step's checkpoint, trains nothing and redoes only that). Before the loop reports its end to {@link watchCheckpointingLoops}
- * (whose observer, the bench, then removes its signal listeners) it lets the event loop turn once,
- * so that a signal received in the final save's last instants still reaches the listener.
+ * the grid right after the run; `runOne` first stops before the attention mass of a method with
+ * self-attention prefixes, throwing {@link TrainingInterruptedError} with `attentionMassOwed`, and
+ * a resume loads the last step's checkpoint, trains nothing and redoes only that). Before the loop
+ * reports its end to {@link watchCheckpointingLoops} (whose observer, the bench, then removes its
+ * signal listeners) it lets the event loop turn once, so that a signal received in the final
+ * save's last instants still reaches the listener.
  * A newest checkpoint that cannot be resumed (a corrupt or missing file, a state that is not a
- * trainer's, a trained variable of another shape) does not stop the run while an older one can: the resume falls back to the newest
- * that can, logs one line per folder skipped (which, and why), and leaves those folders as they
- * are; later saves do not prune the older checkpoints in their favour
+ * trainer's, a trained variable of another shape, an optimizer slot that this run's optimizer
+ * would not make or of another shape: {@link optimizerSlotShapes}) does not stop the run while an
+ * older one can: the resume falls back to the newest that can, logs one line per folder skipped
+ * (which, and why), and leaves those folders as they are; every check is made before anything is
+ * restored; later saves do not prune the older checkpoints in their favour
  * (`benchmarks/checkpointing.ts` `unusableSteps`). A checkpoint of another run (its `runKey`) or
  * of other trained variables is refused, not skipped.
  * A run that writes checkpoints also saves one after the step at which
@@ -47,7 +50,12 @@ import type { MethodInstance } from "../model/method.ts";
 import type { Example } from "../tasks/types.ts";
 import type { TaskEval, TrainSpec } from "./spec.ts";
 import { seedFor } from "./rng.ts";
-import { createOptimizer, type Optimizer } from "./optim.ts";
+import {
+  adafactorFactoredAxes,
+  createOptimizer,
+  type Optimizer,
+  type OptimizerConfig,
+} from "./optim.ts";
 import { addInPlace } from "../model/wasm_kernels.ts";
 import { learningRateAt } from "./schedule.ts";
 import {
@@ -776,6 +784,88 @@ function checkResumeState(dir: string, step: number, state: Record<string, unkno
 }
 
 /**
+ * The slots `createOptimizer(cfg)` (`benchmarks/optim.ts`) keeps for a variable of `shape` once
+ * the variable has had a gradient, by slot name (saved as `"<variable>/<slot>"`): Adafactor's
+ * `vr` and `vc` (the second moment's means over its two factored axes, each dropped from the
+ * shape) or, unfactored, `v` (the shape), and `m` (the shape) when `beta1` > 0; AdamW's `m` and
+ * `v` (the shape). `trainer_test.ts` compares it with the slots the optimizers make.
+ *
+ * @param cfg the optimizer's configuration
+ * @param shape the variable's shape
+ * @returns slot name → shape
+ * @example
+ * ```ts
+ * import { optimizerSlotShapes } from "./trainer.ts";
+ * const s = optimizerSlotShapes({ kind: "adafactor" }, [64, 32]);
+ * console.assert(s.get("vr")?.join() === "64" && s.get("vc")?.join() === "32");
+ * console.assert(optimizerSlotShapes({ kind: "adamw" }, [8]).get("m")?.join() === "8");
+ * ```
+ */
+export function optimizerSlotShapes(
+  cfg: OptimizerConfig,
+  shape: readonly number[],
+): Map<string, number[]> {
+  if (cfg.kind === "adamw") return new Map([["m", [...shape]], ["v", [...shape]]]);
+  const axes = adafactorFactoredAxes(shape, cfg.factored ?? true, cfg.minDimSizeToFactor);
+  const without = (axis: number) => shape.filter((_, i) => i !== axis);
+  const out = new Map<string, number[]>(
+    axes === null ? [["v", [...shape]]] : [["vr", without(axes[0])], ["vc", without(axes[1])]],
+  );
+  if ((cfg.beta1 ?? 0) > 0) out.set("m", [...shape]);
+  return out;
+}
+
+/**
+ * Why a checkpoint's optimizer slots cannot be restored for `params` under `cfg`, or undefined:
+ * a name that is not `"<variable>/<slot>"` of a trained variable and a slot
+ * {@link optimizerSlotShapes} names, another dtype than float32 or another shape, or a variable
+ * with some of its slots but not all (a variable without any is one that has had no gradient yet:
+ * the optimizer makes them at its first), or no slots at all after an update (`updates`, the
+ * state's `optimizerStep`: every update has a gradient of some variable).
+ */
+function checkSlots(
+  slots: ReadonlyMap<string, tf.Tensor>,
+  params: ReadonlyMap<string, tf.Variable>,
+  cfg: OptimizerConfig,
+  updates: unknown,
+): string | undefined {
+  if (slots.size === 0 && params.size > 0 && typeof updates === "number" && updates > 0) {
+    return `no slots, but state.json's "optimizerStep" says ${updates} updates were made`;
+  }
+  const seen = new Map<string, Set<string>>();
+  for (const [key, t] of slots) {
+    const cut = key.lastIndexOf("/");
+    const name = key.slice(0, Math.max(cut, 0)), slot = key.slice(cut + 1);
+    const v = cut > 0 ? params.get(name) : undefined;
+    if (v === undefined) {
+      return `slot "${key}" is not "<variable>/<slot>" of a variable this run trains`;
+    }
+    const want = optimizerSlotShapes(cfg, v.shape);
+    const shape = want.get(slot);
+    if (shape === undefined) {
+      return `slot "${key}": this run's ${cfg.kind} keeps ${
+        [...want.keys()].map((k) => `"${name}/${k}"`).join(", ")
+      } for that variable`;
+    }
+    if (!tf.util.arraysEqual(t.shape, shape) || t.dtype !== "float32") {
+      return `slot "${key}" is ${t.dtype} [${t.shape}], ` +
+        `this run's optimizer makes float32 [${shape}]`;
+    }
+    seen.set(name, (seen.get(name) ?? new Set()).add(slot));
+  }
+  for (const [name, have] of seen) {
+    const v = params.get(name)!;
+    const missing = [...optimizerSlotShapes(cfg, v.shape).keys()].filter((k) => !have.has(k));
+    if (missing.length > 0) {
+      return `variable "${name}" has slot${have.size > 1 ? "s" : ""} ${
+        [...have].map((k) => `"${name}/${k}"`).join(", ")
+      } but not ${missing.map((k) => `"${name}/${k}"`).join(", ")}`;
+    }
+  }
+  return undefined;
+}
+
+/**
  * Train a method on a backbone. Resumes from the newest checkpoint under `checkpointDir`.
  *
  * @param o model, method, hyperparameters, batches and callbacks
@@ -792,24 +882,23 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
   const varList = [...params.values()];
   const nameOf = new Map(varList.map((v) => [v.name, ""]));
   for (const [n, v] of params) nameOf.set(v.name, n);
-  const optimizer: Optimizer = createOptimizer(
-    t.optimizer === "adafactor"
-      ? {
-        kind: "adafactor",
-        weightDecay: t.weightDecay,
-        // The run spec's `train.adafactor` (recorded in the run id) wins over the programmatic
-        // option; absent both, Hugging Face's T5 fine-tuning Adafactor (benchmarks/optim.ts).
-        multiplyByParameterScale: t.adafactor?.multiplyByParameterScale ??
-          o.optimizerOptions?.multiplyByParameterScale ?? false,
-        ...(t.adafactor?.minDimSizeToFactor === undefined
-          ? {}
-          : { minDimSizeToFactor: t.adafactor.minDimSizeToFactor }),
-        ...(t.adafactor?.weightDecayRate === undefined
-          ? {}
-          : { weightDecayRate: t.adafactor.weightDecayRate }),
-      }
-      : { kind: "adamw", weightDecay: t.weightDecay },
-  );
+  const optimizerConfig: OptimizerConfig = t.optimizer === "adafactor"
+    ? {
+      kind: "adafactor",
+      weightDecay: t.weightDecay,
+      // The run spec's `train.adafactor` (recorded in the run id) wins over the programmatic
+      // option; absent both, Hugging Face's T5 fine-tuning Adafactor (benchmarks/optim.ts).
+      multiplyByParameterScale: t.adafactor?.multiplyByParameterScale ??
+        o.optimizerOptions?.multiplyByParameterScale ?? false,
+      ...(t.adafactor?.minDimSizeToFactor === undefined
+        ? {}
+        : { minDimSizeToFactor: t.adafactor.minDimSizeToFactor }),
+      ...(t.adafactor?.weightDecayRate === undefined
+        ? {}
+        : { weightDecayRate: t.adafactor.weightDecayRate }),
+    }
+    : { kind: "adamw", weightDecay: t.weightDecay };
+  const optimizer: Optimizer = createOptimizer(optimizerConfig);
   const ckptEnabled = o.checkpointDir !== undefined && t.checkpointEvery > 0;
   let losses: { step: number; loss: number }[] = [];
   let evals: TaskEval[] = [];
@@ -866,9 +955,15 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
           for (const [n, v] of params) {
             const saved = ck.variables.get(n)!;
             if (!tf.util.arraysEqual(saved.shape, v.shape) || saved.dtype !== v.dtype) {
-              return `${ck.dir}/variables.safetensors: variable "${n}" is ${saved.dtype} [${saved.shape}], this run's is ${v.dtype} [${v.shape}]`;
+              return `${ck.dir}/variables.safetensors: variable "${n}" is ` +
+                `${saved.dtype} [${saved.shape}], this run's is ${v.dtype} [${v.shape}]`;
             }
           }
+          // The optimizer's slots likewise (restored after the variables are assigned, a bad
+          // one would fail at the first update, or, missing, restart from zeros): each must be
+          // one this run's optimizer makes for its variable, with that shape.
+          const badSlot = checkSlots(ck.slots, params, optimizerConfig, ck.state.optimizerStep);
+          if (badSlot !== undefined) return `${ck.dir}/optimizer.safetensors: ${badSlot}`;
           try {
             checkResumeState(ck.dir, ck.step, ck.state);
           } catch (e) {

@@ -6,6 +6,7 @@ import type { MethodInstance } from "../model/method.ts";
 import { getMethod } from "../model/methods/mod.ts";
 import { DEFAULT_TRAIN, SpecError, type TaskEval, type TrainSpec, validateTrain } from "./spec.ts";
 import { Rng } from "./rng.ts";
+import { createOptimizer, type OptimizerConfig } from "./optim.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
 import { collate, disposeBatch } from "./batching.ts";
 import {
@@ -21,6 +22,7 @@ import {
   DEFAULT_CHECKPOINT_MINUTES,
   lossAndGrads,
   NonFiniteLossError,
+  optimizerSlotShapes,
   requestStop,
   stopRequested,
   train,
@@ -1070,6 +1072,110 @@ Deno.test("train() skips a checkpoint whose variable has another shape, naming i
     disposeT5(m);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("train() skips a checkpoint whose optimizer slots this run's optimizer would not make, naming the slot, before restoring anything", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const spec = { ...SPEC, steps: 4, evalEvery: 4, checkpointEvery: 2 };
+    const a = initT5(CONFIG, { seed: 1 });
+    await train(opts(a, { train: spec, checkpointDir: dir, runKey: "k" })); // steps 2 and 4
+    disposeT5(a);
+    const step4 = `${dir}/step-00000004`;
+    const good = await loadCheckpoint(step4);
+    // A matrix's factored slots (Adafactor, the default optimizer): vr and vc.
+    const vr = [...good.slots.keys()].find((k) => k.endsWith("/vr"))!;
+    const name = vr.slice(0, -3);
+    const shape = good.slots.get(vr)!.shape;
+    const three = tf.zeros([3]);
+    const without = (key: string) => new Map([...good.slots].filter(([k]) => k !== key));
+    const cases: [string, Map<string, tf.Tensor>, string][] = [
+      [
+        "another shape",
+        new Map([...good.slots, [vr, three]]),
+        `slot "${vr}" is float32 [3], this run's optimizer makes float32 [${shape}]`,
+      ],
+      [
+        "a slot the optimizer does not keep",
+        new Map([...good.slots, [`${name}/m`, three]]),
+        `slot "${name}/m": this run's adafactor keeps "${name}/vr", "${name}/vc" for that variable`,
+      ],
+      [
+        "a slot of no trained variable",
+        new Map([...good.slots, ["nope/v", three]]),
+        `slot "nope/v" is not "<variable>/<slot>" of a variable this run trains`,
+      ],
+      [
+        "one of a variable's slots missing",
+        without(`${name}/vc`),
+        `variable "${name}" has slot "${name}/vr" but not "${name}/vc"`,
+      ],
+      [
+        "no slots after 4 updates",
+        new Map(),
+        `no slots, but state.json's "optimizerStep" says 4 updates were made`,
+      ],
+    ];
+    for (const [what, slots, reason] of cases) {
+      await saveCheckpoint(dir, { variables: good.variables, slots, state: good.state });
+      const m = initT5(CONFIG, { seed: 1 });
+      const before = tf.memory().numTensors;
+      const log: string[] = [];
+      const out = await train(
+        opts(m, { train: spec, checkpointDir: dir, runKey: "k", log: (l) => log.push(l) }),
+      );
+      // Skipped for the older step 2 (so nothing of step 4 was restored), trained to the end.
+      assert.deepEqual(log, [
+        `${step4}: cannot be resumed (${step4}/optimizer.safetensors: ${reason}); resuming from the older ${dir}/step-00000002 instead (the folder is left as it is)`,
+      ], what);
+      assert.equal(out.resumedFrom, 2, what);
+      assert.equal(tf.memory().numTensors, before, `${what}: tensors leaked`);
+      disposeT5(m);
+    }
+    // The intact folder is resumed as before.
+    await saveCheckpoint(dir, good);
+    const m = initT5(CONFIG, { seed: 1 });
+    const log: string[] = [];
+    const out = await train(
+      opts(m, { train: spec, checkpointDir: dir, runKey: "k", log: (l) => log.push(l) }),
+    );
+    assert.deepEqual(log, []);
+    assert.equal(out.resumedFrom, 4);
+    disposeT5(m);
+    disposeCheckpoint(good);
+    three.dispose();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("optimizerSlotShapes: the slots each optimizer makes at its first update, by name and shape", () => {
+  const shapes: Record<string, number[]> = {
+    matrix: [64, 32],
+    prompts: [4, 16, 32],
+    wide: [256, 4, 128],
+    narrow: [130, 3],
+    vector: [8],
+  };
+  const configs: OptimizerConfig[] = [
+    { kind: "adafactor" },
+    { kind: "adafactor", minDimSizeToFactor: 128 },
+    { kind: "adafactor", beta1: 0.9, factored: false },
+    { kind: "adamw" },
+  ];
+  for (const cfg of configs) {
+    const params = new Map(Object.entries(shapes).map(([n, s]) => [n, tf.variable(tf.ones(s))]));
+    const grads = new Map([...params].map(([n, v]) => [n, tf.onesLike(v)]));
+    const opt = createOptimizer(cfg);
+    opt.apply(params, grads, 1e-3);
+    const made = [...opt.slots()].map(([k, t]) => `${k} [${t.shape}]`).sort();
+    const want = Object.entries(shapes).flatMap(([n, s]) =>
+      [...optimizerSlotShapes(cfg, s)].map(([k, shape]) => `${n}/${k} [${shape}]`)
+    ).sort();
+    assert.deepEqual(made, want, JSON.stringify(cfg));
+    opt.dispose();
+    tf.dispose([...params.values(), ...grads.values()]);
   }
 });
 
