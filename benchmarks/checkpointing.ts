@@ -21,10 +21,11 @@
  * {@link loadLatestCheckpoint} falls back to the newest that does, and says which it skipped and
  * why. A folder its user refuses (`LoadLatestOptions.checkState` or `check` throws: another run's)
  * stops the resume instead; `checkState` judges `state.json` before the weights are read, so such
- * a folder is refused whether or not its weights load. The skipped folders are left as they are (user data: nothing here renames or removes them
- * for being unusable); a save that is told of them (`SaveCheckpointOptions.unusableSteps`) does
- * not count them among the `keep` newest, so pruning never removes a good checkpoint in their
- * favour. A save of the same step replaces one, as any rerun of a step does.
+ * a folder is refused whether or not its weights load. The skipped folders are left as they are
+ * (user data: nothing here renames or removes them for being unusable); a save that is told of
+ * them (`SaveCheckpointOptions.unusableSteps`) does not count them among the `keep` newest, so
+ * pruning never removes a good checkpoint in their favour. A save of the same step replaces one,
+ * as any rerun of a step does.
  *
  * A save of a step that already has a checkpoint (a rerun after a kill between saves) never
  * leaves the step without a complete folder: the old one is renamed aside
@@ -382,9 +383,10 @@ export interface LoadLatestOptions {
 
 /**
  * Load the newest checkpoint under `root` that loads (and passes `opts.checkState` and
- * `opts.check`), or `undefined` if there is no checkpoint folder. A newer folder that does not load (a corrupt, truncated or
- * missing file, a `state.json` of another step) is skipped, left as it is, and reported in
- * {@link LatestCheckpoint.skipped}, so that a resume falls back to the older checkpoint kept.
+ * `opts.check`), or `undefined` if there is no checkpoint folder. A newer folder that does not
+ * load (a corrupt, truncated or missing file, a `state.json` of another step) is skipped, left as
+ * it is, and reported in {@link LatestCheckpoint.skipped}, so that a resume falls back to the
+ * older checkpoint kept.
  *
  * @param root the checkpoint folder
  * @param opts `checkState`: judges each folder's `state.json` first; `check`: each loaded

@@ -38,13 +38,14 @@
  * SIGINT or SIGTERM while a run that writes checkpoints (`train.checkpointEvery` > 0) trains: it
  * finishes the step in progress (an evaluation in progress is abandoned before its next decode
  * batch and recorded as owed), saves a checkpoint of it and stops, no other run starts, and
- * `--resume` continues from that step (redoing an owed evaluation first). A second signal stops the process at once. At
- * other times (profiles without checkpoints, pretraining, downloads, between runs) the signals
- * keep their default action, an immediate stop (exit 130 / 143): waiting would save nothing.
- * Result files and checkpoints are written atomically, so neither way leaves a partial one.
- * Against kills that cannot be caught (SIGKILL, an out-of-memory kill, a power cut), such a run
- * also saves a checkpoint once `--checkpoint-minutes` (default 30; 0 off) have passed since its
- * last one (`benchmarks/trainer.ts` `TrainOptions.checkpointMinutes`), whatever `checkpointEvery` says.
+ * `--resume` continues from that step (redoing an owed evaluation first). A second signal stops
+ * the process at once. At other times (profiles without checkpoints, pretraining, downloads,
+ * between runs) the signals keep their default action, an immediate stop (exit 130 / 143):
+ * waiting would save nothing. Result files and checkpoints are written atomically, so neither way
+ * leaves a partial one. Against kills that cannot be caught (SIGKILL, an out-of-memory kill, a
+ * power cut), such a run also saves a checkpoint once `--checkpoint-minutes` (default 30; 0 off)
+ * have passed since its last one (`benchmarks/trainer.ts` `TrainOptions.checkpointMinutes`),
+ * whatever `checkpointEvery` says.
  *
  * @module
  */
@@ -178,9 +179,9 @@ Options:
                        a run that writes checkpoints (the profile's train.checkpointEvery > 0)
                        also saves one after the step at which N minutes have passed since its
                        last one (default ${DEFAULT_CHECKPOINT_MINUTES}; 0: only every
-                       checkpointEvery steps), so a kill that cannot be caught (SIGKILL, out of memory, power cut) loses at
-                       most about N minutes; results and run ids do not change. The newest two
-                       checkpoints of a run are kept
+                       checkpointEvery steps), so a kill that cannot be caught (SIGKILL, out
+                       of memory, power cut) loses at most about N minutes; results and run
+                       ids do not change. The newest two checkpoints of a run are kept
   --help               this text
 
 Ctrl-C (SIGINT) or SIGTERM while a run that writes checkpoints trains: the run finishes its

@@ -241,7 +241,8 @@ export function readPaperTable(path: string = PAPER_TABLE): PaperRow[] {
     if (first !== undefined) {
       throw at(
         "method",
-        `table "${row.table}", model "${row.model}", method "${row.method}" is also on line ${first}`,
+        `table "${row.table}", model "${row.model}", method "${row.method}" ` +
+          `is also on line ${first}`,
       );
     }
     seen.set(key, line);
@@ -444,10 +445,11 @@ export const PROVENANCE_COLUMNS: readonly string[] = [
 ];
 
 /**
- * The provenance cells of a row ({@link PROVENANCE_COLUMNS}), from every run it averages (a per-task method's task runs each):
- * `seed_values`, `git_commit` (each distinct commit, `+dirty` when the tree had uncommitted
- * changes), `backend`, `device` and `software` (Deno and tfjs versions), distinct values sorted
- * and joined, so a row pooled from runs of two commits or two backends says so.
+ * The provenance cells of a row ({@link PROVENANCE_COLUMNS}), from every run it averages (a
+ * per-task method's task runs each): `seed_values`, `git_commit` (each distinct commit, `+dirty`
+ * when the tree had uncommitted changes), `backend`, `device` and `software` (Deno and tfjs
+ * versions), distinct values sorted and joined, so a row pooled from runs of two commits or two
+ * backends says so.
  */
 function provenanceCells(g: Group): string[] {
   const each = g.runs.flatMap((x) => perTaskParts(x) ?? [x]);
@@ -942,8 +944,8 @@ export function paramsTable(
  * rates, which is the same figure only when the runs trained equally long
  * (`per_task.ts` `mergedThroughput`); `tokens_per_second_from` says which (`totals`,
  * `mean of rates`, or `run's rate` for one run that records no totals: its `tokensPerSecond`,
- * whole-run except after a resume from a checkpoint written before checkpoints carried them). The last two columns state the FLOPs relative to MTL's, as the paper does
- * ({@link withMtlRatios}).
+ * whole-run except after a resume from a checkpoint written before checkpoints carried them). The
+ * last two columns state the FLOPs relative to MTL's, as the paper does ({@link withMtlRatios}).
  *
  * @param results run results
  * @param accounting `methodAccounting`

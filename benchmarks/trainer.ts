@@ -1001,7 +1001,8 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
             // in 0 ms and passing the rest for the whole run's throughput.
             throughputFromStep = step;
             (o.log ?? console.error)(
-              `${ck.dir}/state.json has no "tokens" or "trainMs" (written before checkpoints recorded them): the run's throughput counts only the steps after ${step}`,
+              `${ck.dir}/state.json has no "tokens" or "trainMs" (written before checkpoints ` +
+                `recorded them): the run's throughput counts only the steps after ${step}`,
             );
           } else {
             tokens = ck.state.tokens as number;

@@ -25,10 +25,10 @@
  * for {@link ABSENT_MAX_AGE_MS} (a day) after the check; after that the file is asked for again
  * (a completed folder too), and when the hub cannot be reached the record stands; when it answers
  * HTTP 401 or 403 instead (the repo has become gated or private, or the token is refused), the
- * call fails, saying so, how to pass a token, and that `HF_HUB_OFFLINE=1` uses the cache. `HF_ENDPOINT`
- * overrides the endpoint,
- * `HF_TOKEN` (or `HUGGING_FACE_HUB_TOKEN`) is sent as a bearer token to the endpoint's origin
- * only (not to the CDN it redirects to), and `HF_HUB_OFFLINE=1` forbids network access.
+ * call fails, saying so, how to pass a token, and that `HF_HUB_OFFLINE=1` uses the cache.
+ * `HF_ENDPOINT` overrides the endpoint, `HF_TOKEN` (or `HUGGING_FACE_HUB_TOKEN`) is sent as a
+ * bearer token to the endpoint's origin only (not to the CDN it redirects to), and
+ * `HF_HUB_OFFLINE=1` forbids network access.
  *
  * @module
  */
