@@ -551,7 +551,10 @@ export interface RunResult {
    * `fixture:<file>` (the offline GLUE tokenizer). Absent in results written before it existed.
    */
   readonly tokenizer?: string;
-  /** Attention mass per task on the hyper-prompt slots (prompt methods only). */
+  /**
+   * Attention mass per task on the hyper-prompt slots (methods with a self-attention prefix in
+   * their `flopPlan` only: `run_one.ts` `measuresAttentionMass`).
+   */
   readonly attentionMass?: Readonly<Record<string, AttentionMass>>;
   /**
    * The micro-batch the bench preflight chose for the device (rows per forward/backward pass,
