@@ -1500,7 +1500,8 @@ Deno.test("main() on wasm: runs are checked against the wasm heap, a micro-batch
     assert.equal(c2.out[1]!.slice(col).trim(), `${(heap(64) / 1e9).toFixed(1)} (micro 64)`);
 
     // T5 1.1 Base with AdamW: weights, gradients, accumulator and two moments do not fit even at
-    // micro-batch 1 (README "Base AdamW does not fit the wasm heap"): refused before any run.
+    // micro-batch 1 (README "Against the CPU target": "T5 1.1 Base fits only with Adafactor"):
+    // refused before any run.
     const baseAdamw = await tmpProfile(dir, {
       seeds: [0],
       models: ["t5-v1_1-base"],
