@@ -583,6 +583,7 @@ export function memoryInputFor(
     targetLength: t.maxTargetLength,
     dropout: t.dropout > 0,
     ...(t.zLoss ? { zLoss: t.zLoss } : {}),
+    ...(t.labelSmoothing ? { labelSmoothing: t.labelSmoothing } : {}),
     kernels,
     backprop,
     ...(submitBatch === undefined ? {} : { submitBatch }),

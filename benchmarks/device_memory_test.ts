@@ -409,9 +409,12 @@ function peakAt(s: RunSpec, m: number): number {
   return estimateTrainingMemory(memoryInputFor(s, CONFIG, "fused", m)).peak;
 }
 
-Deno.test("memoryInputFor: the run's z-loss reaches the estimate", () => {
+Deno.test("memoryInputFor: the run's z-loss and label smoothing reach the estimate", () => {
   assert.equal(memoryInputFor(spec({ zLoss: 1e-4 }), CONFIG, "composite").zLoss, 1e-4);
   assert.equal("zLoss" in memoryInputFor(spec(), CONFIG, "composite"), false);
+  const ls = memoryInputFor(spec({ labelSmoothing: 0.1 }), CONFIG, "composite");
+  assert.equal(ls.labelSmoothing, 0.1);
+  assert.equal("labelSmoothing" in memoryInputFor(spec(), CONFIG, "composite"), false);
   // On the stock ops it costs a few [tokens] tensors (benchmarks/memory_test.ts measures them).
   const at = (s: RunSpec) => estimateTrainingMemory(memoryInputFor(s, CONFIG, "composite", 8));
   assert.ok(at(spec({ zLoss: 1e-4 })).peak > at(spec()).peak);

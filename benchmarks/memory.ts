@@ -52,7 +52,9 @@
  * see {@link KernelSet}). T5X's z-loss ({@link MemoryInput.zLoss}) costs the stock ops a few
  * `[tokens]` tensors, and a fused cross-entropy kernel four `[tokens, vocab]` temporaries in the
  * backward pass unless its gradient kernel folds the term in (model/fused.ts
- * `LSE_GRAD_IN_KERNEL`: webgpu and wasm do). The composite set is validated against measured
+ * `LSE_GRAD_IN_KERNEL`: webgpu and wasm do). Label smoothing ({@link MemoryInput.labelSmoothing})
+ * costs the stock ops the Mean's gradient, three `[tokens, vocab]` at once, and the fused kernels
+ * nothing (ε is their attribute). The composite set is validated against measured
  * peaks on the cpu backend with both backward passes (benchmarks/memory_test.ts); the fused one follows the same rules with
  * the fused kernels' saved tensors, and is not measured in CI (no GPU there). On the software
  * Vulkan adapter (tiny-v1_1, low-memory backward pass, AdamW, batch 2–16 × 16–128 / 4–16) the
@@ -233,6 +235,15 @@ export interface MemoryInput {
    * (webgpu, wasm).
    */
   readonly zLoss?: number;
+  /**
+   * Label smoothing ε (`train.labelSmoothing`; default 0, none). With the stock ops
+   * (`"composite"`: cpu, tfjs-node) model/t5.ts `crossEntropyLoss` adds `ε·(lse − mean(x))`: the
+   * Mean's `[tokens]` output and a few `[tokens]` products, and in the backward pass the Mean's
+   * gradient of the logits' size (tfjs's `Mean_grad`: ones, their product with `dy` and the
+   * quotient, three `[tokens, vocab]` in its tidy, then one more gradient of the logits). The
+   * fused cross-entropy kernels (webgpu, wasm) take ε as an attribute: nothing is added.
+   */
+  readonly labelSmoothing?: number;
   /** Kernel set (default `"fused"`, the webgpu path; `"fused-wasm"` for wasm and wasm+blas). */
   readonly kernels?: KernelSet;
   /**
@@ -646,6 +657,7 @@ class T5Replay {
     submitBatch = 0,
     readonly xnn = false,
     readonly zLoss = 0,
+    readonly labelSmoothing = 0,
   ) {
     // The fused set on webgpu frees a sublayer's buffers one command batch late (Tape.deferOps;
     // wasm, and cpu, free at once: submitBatch 0);
@@ -1323,8 +1335,8 @@ class T5Replay {
     });
   }
   /**
-   * crossEntropyLoss (label smoothing 0): per-token loss, weighted mean; with
-   * {@link T5Replay.zLoss}, plus `z·lse²` per token.
+   * crossEntropyLoss: per-token loss, weighted mean; with {@link T5Replay.zLoss}, plus `z·lse²`
+   * per token; with {@link T5Replay.labelSmoothing} on the stock ops, the smoothing term.
    */
   xent(logits: T, n: number, v: number): T {
     const flat = this.reshape(logits);
@@ -1348,10 +1360,27 @@ class T5Replay {
       const e = this.un(a, "out");
       const s = this.un(e, "none", n, n * v); // Sum: gradient tiles dy to e's shape
       const lse = this.bin("add", mx, this.un(s, "in"), n);
-      // the picked logit: gatherRows over the flat logits (gradient: a scatter of n·v)
+      // the picked logit: gatherRows over flat.reshape([n·v]) (gradient: a scatter of n·v, the
+      // reshaped tensor's map entry: stock tfjs keeps it to the end of the pass even after
+      // flat's gradient, which aliases it, is summed into a new one)
       const picked = this.t.fresh(n, true);
-      this.t.op([[flat, "new"]], [picked], []);
+      this.t.op([[this.reshape(flat), "new"]], [picked], []);
       per = this.bin("add", lse, picked, n);
+      if (this.labelSmoothing > 0) {
+        // ε·(lse − mean(x)) + (1 − ε)·(lse − picked). Mean saves x; its gradient (tfjs Mean_grad:
+        // div(mul(reshape(dy), ones(x.shape)), v), in the thunk's tidy) has the ones, the
+        // product and the quotient (the gradient) alive at once: three [n, v], counted before
+        // the gradient is. (The cpu kernel's own x / v temporary, inside the Mean kernel, is no
+        // engine tensor: not counted, as no kernel's scratch is.)
+        const mean = this.un(flat, "in", n, 3 * n * v);
+        const smooth = this.bin("add", lse, mean, n);
+        per = this.bin(
+          "add",
+          this.bin("mul", per, this.t.leaf(1, false), n),
+          this.bin("mul", smooth, this.t.leaf(1, false), n),
+          n,
+        );
+      }
       if (z) per = this.bin("add", per, this.zTerm(lse), n);
     }
     const w = this.bin("mul", per, this.t.leaf(n, false), n);
@@ -1660,6 +1689,16 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
       }`,
     );
   }
+  const labelSmoothing = input.labelSmoothing ?? 0;
+  if (
+    !(typeof labelSmoothing === "number" && labelSmoothing >= 0 && labelSmoothing < 1)
+  ) {
+    throw new Error(
+      `benchmarks/memory.ts: field "labelSmoothing" must be a number in [0, 1), got ${
+        typeof labelSmoothing === "number" ? labelSmoothing : JSON.stringify(labelSmoothing)
+      }`,
+    );
+  }
   const replay = new T5Replay(
     cfg,
     (n) => backboneTrainable(freeze, n, cfg),
@@ -1670,6 +1709,7 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     defer,
     xnn,
     zLoss,
+    labelSmoothing,
   );
   const { loss } = replay.run({ b: m, li, lt });
   const saved = replay.t.savedElems();

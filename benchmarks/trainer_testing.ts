@@ -77,7 +77,8 @@ export async function toyTrain(
 export type TinyTrainingStep = MethodTrainingStep;
 
 /**
- * A tiny T5 (`presetName` with a 256-token vocabulary, dropout 0.1, seed 1), a method on tasks
+ * A tiny T5 (`presetName` with a 256-token vocabulary unless `vocabSize` says otherwise,
+ * dropout 0.1, seed 1), a method on tasks
  * "a" and "b" (seed 3), and `b` rows of `li` input and `lt` target tokens alternating the tasks
  * (with `ragged`, row i is `i % 3` input and `i % 2` target tokens shorter).
  *
@@ -91,13 +92,19 @@ export function tinyTrainingStep(opts: {
   readonly li: number;
   readonly lt: number;
   readonly ragged?: boolean;
+  /** Vocabulary size (default 256). */
+  readonly vocabSize?: number;
   /** Overrides of `DEFAULT_TRAIN` (`batchSize` is `b`). */
   readonly train?: Partial<TrainSpec>;
   /** Names the caller in config errors. */
   readonly where: string;
 }): TinyTrainingStep {
   const { b, li, lt } = opts;
-  const config = { ...preset(opts.presetName ?? "tiny-v1_1"), vocabSize: 256, dropoutRate: 0.1 };
+  const config = {
+    ...preset(opts.presetName ?? "tiny-v1_1"),
+    vocabSize: opts.vocabSize ?? 256,
+    dropoutRate: 0.1,
+  };
   return methodTrainingStep({
     config,
     modelSeed: 1,
