@@ -1134,12 +1134,17 @@ export function bareTaskName(name: string): string {
     .replace(/[_-](glue|super_?glue|sg)$/, "");
 }
 
-/** The benchmark a name's prefix or suffix names (`glue_cola`, `rte_sg`), if any. */
-function markedBenchmark(name: string): BenchmarkName | undefined {
+/**
+ * The benchmark a name's prefix or suffix names (`glue_cola`, `rte_sg`), if any, and that
+ * marker as written (`glue_`, `_sg`).
+ */
+function markedBenchmark(
+  name: string,
+): { benchmark: BenchmarkName; marker: string } | undefined {
   const m = /^(glue|super_?glue|sg)[_/:-]/.exec(name.toLowerCase()) ??
     /[_-](glue|super_?glue|sg)$/.exec(name.toLowerCase());
   if (m === null) return undefined;
-  return m[1] === "glue" ? "glue" : "super_glue";
+  return { benchmark: m[1] === "glue" ? "glue" : "super_glue", marker: m[0] };
 }
 
 /**
@@ -1148,7 +1153,9 @@ function markedBenchmark(name: string): BenchmarkName | undefined {
  * that benchmark's list, else the first of its tasks with the same bare name
  * ({@link bareTaskName}: `RTE`, `glue_rte` -> `rte`; under `super_glue`, `rte` -> `rte_sg`). A
  * task of the other benchmark (`boolq` under `glue`, `rte_sg` or `super_glue_rte` under `glue`)
- * is named as such rather than as unknown.
+ * is named as such rather than as unknown; a name carrying the other benchmark's marker that is
+ * none of its tasks (`sg_cola` or `super_glue/cola` under `glue`) is an error, not this
+ * benchmark's task of the same bare name.
  *
  * @param benchmark the benchmark the name is listed under
  * @param name the listed name
@@ -1185,11 +1192,19 @@ export function resolveListedTask(
     known.find((k) => bareTaskName(k) === bareTaskName(name));
   const hit = exact(own);
   if (hit !== undefined) return { task: hit };
-  // A prefix or suffix naming the other benchmark (`rte_sg`, `super_glue_rte` under glue).
+  // A prefix or suffix naming the other benchmark (`rte_sg`, `super_glue_rte` under glue): that
+  // benchmark's task, or an error; never this benchmark's task of the same bare name (`sg_cola`
+  // under glue is not GLUE's CoLA).
   const marked = markedBenchmark(name);
-  if (marked !== undefined && marked !== benchmark) {
+  if (marked !== undefined && marked.benchmark !== benchmark) {
     const wrong = elsewhere(exact) ?? elsewhere(bare);
     if (wrong !== undefined) return wrong;
+    return {
+      problem: `${show(name)}, listed under $.tasks.${benchmark}, carries "${marked.marker}", ` +
+        `which marks a ${marked.benchmark} task, and ${marked.benchmark} has no task ` +
+        `"${bareTaskName(name)}"; drop the marker for the ${benchmark} task or list a ` +
+        `${marked.benchmark} task under $.tasks.${marked.benchmark}`,
+    };
   }
   const loose = bare(own);
   if (loose !== undefined) return { task: loose };

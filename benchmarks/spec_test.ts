@@ -8,6 +8,7 @@ import {
   configId,
   DEFAULT_TRAIN,
   METHOD_NAMES,
+  resolveListedTask,
   runFileName,
   runId,
   type RunSpec,
@@ -510,6 +511,25 @@ Deno.test("listed tasks: any registered task with train and validation files; th
       `p.json:3: $.tasks.glue[0] "super_glue/rte" is a super_glue task ("rte_sg"); list it ` +
       "under $.tasks.super_glue",
     ],
+    // The other benchmark's marker on a name it has no task of: an error, not GLUE's CoLA.
+    [
+      { glue: ["sg_cola"] },
+      `p.json:3: $.tasks.glue[0] "sg_cola", listed under $.tasks.glue, carries "sg_", which ` +
+      `marks a super_glue task, and super_glue has no task "cola"; drop the marker for the glue ` +
+      "task or list a super_glue task under $.tasks.super_glue",
+    ],
+    [
+      { glue: ["rte", "super_glue/cola"] },
+      `p.json:3: $.tasks.glue[1] "super_glue/cola", listed under $.tasks.glue, carries ` +
+      `"super_glue/", which marks a super_glue task, and super_glue has no task "cola"; drop ` +
+      "the marker for the glue task or list a super_glue task under $.tasks.super_glue",
+    ],
+    [
+      { super_glue: ["glue_boolq"] },
+      `p.json:3: $.tasks.super_glue[0] "glue_boolq", listed under $.tasks.super_glue, carries ` +
+      `"glue_", which marks a glue task, and glue has no task "boolq"; drop the marker for the ` +
+      "super_glue task or list a glue task under $.tasks.glue",
+    ],
     [
       { super_glue: ["cb", "wnli"] },
       `p.json:3: $.tasks.super_glue[1] "wnli" is a glue task ("wnli"); list it under $.tasks.glue`,
@@ -525,6 +545,11 @@ Deno.test("listed tasks: any registered task with train and validation files; th
   for (const [tasks, message] of cases) {
     assertSpecError(() => validateProfile(minimal({ tasks }), src, REGISTRY), message);
   }
+  // The benchmark's own marker is dropped (`glue_cola`, `super_glue/rte`, `cb_sg`).
+  assert.equal(resolveListedTask("glue", "glue_cola", TRAINABLE_TASKS).task, "cola");
+  assert.equal(resolveListedTask("glue", "GLUE/CoLA", TRAINABLE_TASKS).task, "cola");
+  assert.equal(resolveListedTask("super_glue", "super_glue/rte", TRAINABLE_TASKS).task, "rte_sg");
+  assert.equal(resolveListedTask("super_glue", "cb_sg", TRAINABLE_TASKS).task, "cb");
   // The runner resolves the same way, and says the same.
   const catalog = {
     benchmarkTasks: (b: "glue" | "super_glue") => BENCHMARK_TASKS[b],
