@@ -694,3 +694,14 @@ Deno.test("unlabelled test files: MultiRC answers without label, ReCoRD queries 
     /^DataError: val\.jsonl:1: field "qas\.0\.answers": missing$/,
   );
 });
+
+Deno.test("mixture weights: the mirror's trained tasks load as many train examples as T5's weights", async () => {
+  // benchmarks/run_one.ts sizes the proportional mixture by the loaded train examples, so they
+  // must equal T5's fixed weights (reference §3.6, registry trainSize) for the sampling rates to
+  // be T5's. (QQP-clean, 363,846 rows against T5's 363,849, and the tasks not in the mirror are
+  // not checked here.)
+  const { getTask } = await import("./registry.ts");
+  for (const task of ["cola", "sst2", "mrpc", "stsb", "rte", "cb", "rte_sg"]) {
+    assert.equal((await load(task, "train")).length, getTask(task).trainSize, task);
+  }
+});

@@ -412,3 +412,53 @@ Deno.test("pearson: two points give exactly ±1, as SciPy's pearsonr (not 0.9999
   assert.ok(Number.isNaN(pearson([1, NaN], [2, 4])));
   assert.ok(Number.isNaN(pearson([1, 1], [2, 4])), "constant");
 });
+
+Deno.test("benchmark average is two-stage: metrics → group means → mean of the 8 groups", () => {
+  // Reference §2.2 (T5 compute_avg_glue): MRPC, STS-B, QQP and MNLI first average their two
+  // metrics, then the 8 groups are averaged. A flat mean over every metric value (HyperFormer's
+  // convention, §2.3) differs on these values, so the test tells the two conventions apart.
+  const metrics: Record<string, Record<string, number>> = {
+    cola: { matthews_corrcoef: 40 },
+    sst2: { accuracy: 90 },
+    mrpc: { f1: 80, accuracy: 60 },
+    stsb: { pearson_corrcoef: 70, spearman_corrcoef: 50 },
+    qqp: { f1: 66, accuracy: 88 },
+    mnli: { accuracy_matched: 84, accuracy_mismatched: 82 },
+    qnli: { accuracy: 91 },
+    rte: { accuracy: 70 },
+  };
+  const groups = Object.fromEntries(
+    Object.entries(metrics).map(([t, m]) => [t, groupScore(t, m)]),
+  );
+  assert.deepEqual(groups, {
+    cola: 40,
+    sst2: 90,
+    mrpc: 70,
+    stsb: 60,
+    qqp: 77,
+    mnli: 83,
+    qnli: 91,
+    rte: 70,
+  });
+  const avg = benchmarkAverage("glue", groups);
+  assert.equal(avg, (40 + 90 + 70 + 60 + 77 + 83 + 91 + 70) / 8);
+  const flat = Object.values(metrics).flatMap((m) => Object.values(m));
+  assert.equal(flat.length, 12);
+  assert.notEqual(avg, flat.reduce((a, b) => a + b, 0) / flat.length);
+  // SuperGLUE: CB, MultiRC and ReCoRD are two-metric groups; AX-b and AX-g stay out.
+  const sg: Record<string, Record<string, number>> = {
+    boolq: { accuracy: 80 },
+    cb: { mean_3class_f1: 70, accuracy: 90 },
+    copa: { accuracy: 60 },
+    multirc: { f1: 75, exact_match: 35 },
+    record: { f1: 72, em: 70 },
+    rte_sg: { accuracy: 85 },
+    wic: { accuracy: 65 },
+    wsc: { accuracy: 62 },
+  };
+  const sgGroups = Object.fromEntries(Object.entries(sg).map(([t, m]) => [t, groupScore(t, m)]));
+  assert.equal(
+    benchmarkAverage("super_glue", { ...sgGroups, axb: 0, axg: 0 }),
+    (80 + 80 + 60 + 55 + 71 + 85 + 65 + 62) / 8,
+  );
+});

@@ -276,3 +276,46 @@ Deno.test("CONVERTER_METRICS lists what scoreTask returns for each converter", (
     for (const m of got) assert.ok(CONVERTER_METRICS[spec.converter].includes(m), `${task} ${m}`);
   }
 });
+
+Deno.test("registry: every task's metrics and group metrics are T5's (reference §2.1, §2.2)", () => {
+  // [metrics reported, metrics averaged into the task's group score]. T5 glue_utils.py
+  // GLUE_METRICS / SUPERGLUE_METRICS and eval_utils.py METRIC_NAMES groups; WNLI's group is this
+  // suite's (a profile may list it), the diagnostics' metrics are the leaderboards' (T5: none).
+  const T5: Record<string, [string[], string[]]> = {
+    cola: [["matthews_corrcoef"], ["matthews_corrcoef"]],
+    sst2: [["accuracy"], ["accuracy"]],
+    mrpc: [["accuracy", "f1"], ["accuracy", "f1"]],
+    stsb: [["pearson_corrcoef", "spearman_corrcoef"], ["pearson_corrcoef", "spearman_corrcoef"]],
+    qqp: [["accuracy", "f1"], ["accuracy", "f1"]],
+    mnli: [["accuracy_matched", "accuracy_mismatched"], [
+      "accuracy_matched",
+      "accuracy_mismatched",
+    ]],
+    qnli: [["accuracy"], ["accuracy"]],
+    rte: [["accuracy"], ["accuracy"]],
+    wnli: [["accuracy"], ["accuracy"]],
+    ax: [[], []],
+    boolq: [["accuracy"], ["accuracy"]],
+    cb: [["accuracy", "mean_3class_f1"], ["accuracy", "mean_3class_f1"]],
+    copa: [["accuracy"], ["accuracy"]],
+    multirc: [["exact_match", "f1"], ["exact_match", "f1"]],
+    record: [["em", "f1"], ["em", "f1"]],
+    rte_sg: [["accuracy"], ["accuracy"]],
+    wic: [["accuracy"], ["accuracy"]],
+    wsc: [["accuracy"], ["accuracy"]],
+    axb: [["matthews_corrcoef"], []],
+    axg: [["accuracy", "gender_parity"], []],
+  };
+  assert.deepEqual(taskNames().sort(), Object.keys(T5).sort());
+  for (const [name, [metrics, group]] of Object.entries(T5)) {
+    const t = getTask(name);
+    assert.deepEqual([...t.metrics].sort(), metrics, `${name}.metrics`);
+    assert.deepEqual([...t.groupMetrics].sort(), group, `${name}.groupMetrics`);
+    // The group score is the unweighted mean of the group's metrics (distinct values: 10, 20, …).
+    const values = Object.fromEntries(t.metrics.map((m, i) => [m, 10 * (i + 1)]));
+    const want = group.length === 0
+      ? NaN
+      : group.reduce((s, m) => s + (values[m] as number), 0) / group.length;
+    assert.deepEqual(groupScore(name, values), want, `${name} group score`);
+  }
+});
