@@ -9,6 +9,7 @@ import { countT5Params, type FlopPlan, t5Flops } from "./accounting.ts";
 import type { T5Hooks } from "./hooks.ts";
 import { sharedPath } from "./shared_dir.ts";
 import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight, t5ParamShapes } from "./t5.ts";
+import { profiledMatmulFlops } from "./accounting_testing.ts";
 
 interface SizeRow {
   name: string;
@@ -93,21 +94,6 @@ Deno.test("countT5Params equals the shapes (t5-v1_1-small, all tiny) and the var
   }
   assert.equal(tf.memory().numTensors, 0);
 });
-
-/** FLOPs of the matmul kernels in a `tf.profile` (2 per multiply-add). */
-function profiledMatmulFlops(
-  kernels: readonly { name: string; inputShapes: (number[] | null)[]; outputShapes: number[][] }[],
-): number {
-  let total = 0;
-  for (const k of kernels) {
-    if (k.name !== "BatchMatMul" && k.name !== "_FusedMatMul" && k.name !== "MatMul") continue;
-    const a = k.inputShapes[0]!;
-    const out = k.outputShapes[0]!;
-    const inner = (a[a.length - 2]! * a[a.length - 1]!) / out[out.length - 2]!;
-    total += 2 * out.reduce((x, y) => x * y, 1) * inner;
-  }
-  return total;
-}
 
 Deno.test("t5Flops plan.elementwise: a trained bias after a sublayer of a frozen T5 counts the matmuls tfjs runs", async () => {
   await tf.setBackend("cpu");

@@ -104,6 +104,38 @@ export function rmsNormReference(
 }
 
 /**
+ * Float64 reference of T5X's softmax cross-entropy with label smoothing ε and z-loss z over
+ * `[rows, V]` logits: the mean over counted rows (label ≠ −100) of
+ * (1−ε)·nll + ε·(lse − mean logit) + z·lse², and its gradient per row r and logit j,
+ * [(1 + 2z·lse)·softmax_j − (1−ε)·[j = label] − ε/V] / count (0 for rows not counted).
+ */
+export function crossEntropyReference(
+  logits: Float32Array,
+  labels: readonly number[],
+  v: number,
+  eps: number,
+  z: number,
+): { loss: number; grad: Float64Array } {
+  const counted = labels.flatMap((k, i) => k === -100 ? [] : [i]);
+  let loss = 0;
+  const grad = new Float64Array(labels.length * v);
+  for (const r of counted) {
+    const row = Array.from(logits.subarray(r * v, (r + 1) * v));
+    const m = Math.max(...row);
+    const lse = m + Math.log(row.reduce((acc, y) => acc + Math.exp(y - m), 0));
+    const nll = lse - row[labels[r]!]!;
+    const smooth = lse - row.reduce((acc, y) => acc + y, 0) / v;
+    loss += ((1 - eps) * nll + eps * smooth + z * lse * lse) / counted.length;
+    row.forEach((y, j) => {
+      const onehot = j === labels[r] ? 1 : 0;
+      grad[r * v + j] = ((1 + 2 * z * lse) * Math.exp(y - lse) - (1 - eps) * onehot - eps / v) /
+        counted.length;
+    });
+  }
+  return { loss, grad };
+}
+
+/**
  * Asserts `|got − want| ≤ rel·|want| + abs` elementwise (NaN matches NaN).
  */
 export function assertClose(

@@ -9,6 +9,7 @@ import { installLowMemoryBackprop, uninstallLowMemoryBackprop } from "../backpro
 import { disposeBatch, makeBatch } from "./_test_util.ts";
 import { methodAccounting } from "./accounting.ts";
 import { type MethodName, METHODS } from "./mod.ts";
+import { profiledMatmulFlops } from "../accounting_testing.ts";
 
 Deno.test("methodAccounting() reproduces HyperFormer++ on t5-base, 8 tasks, r = 32 (spec §5.3)", () => {
   const a = methodAccounting(
@@ -192,22 +193,6 @@ Deno.test("methodAccounting() training FLOPs by hand on a tiny config, frozen an
   assert.equal(adapterTrained.trainFlops, 3 * 27_200);
 });
 
-/** FLOPs of the matmul kernels tfjs ran: 2·|out|·k, k = (a's last two dims) / out's rows. */
-function matmulFlops(
-  kernels: readonly { name: string; inputShapes: (number[] | null)[]; outputShapes: number[][] }[],
-): number {
-  let total = 0;
-  for (const k of kernels) {
-    if (/conv|einsum/i.test(k.name)) throw new Error(`unexpected kernel ${k.name}`);
-    if (k.name !== "BatchMatMul" && k.name !== "_FusedMatMul" && k.name !== "MatMul") continue;
-    const a = k.inputShapes[0]!;
-    const out = k.outputShapes[0]!;
-    const inner = (a[a.length - 2]! * a[a.length - 1]!) / out[out.length - 2]!;
-    total += 2 * out.reduce((x, y) => x * y, 1) * inner;
-  }
-  return total;
-}
-
 Deno.test("methodAccounting() FLOPs equal the matmul kernels tfjs runs for one training step (cpu)", async () => {
   await tf.setBackend("cpu");
   // T5 1.1 layout (gated GELU, untied lm_head), small enough for a quick step.
@@ -264,14 +249,14 @@ Deno.test("methodAccounting() FLOPs equal the matmul kernels tfjs runs for one t
       const loss = () =>
         crossEntropyLoss(forward(model, batch, { hooks }).logits, labels) as tf.Scalar;
       // tfjs hands back one profile object per engine, so each is read before the next.
-      const forwardFlops = matmulFlops(
+      const forwardFlops = profiledMatmulFlops(
         (await tf.profile(() => {
           tf.tidy(loss).dispose();
           return [];
         })).kernels,
       );
       const step = async () =>
-        matmulFlops(
+        profiledMatmulFlops(
           (await tf.profile(() => {
             const { value, grads } = tf.variableGrads(loss, vars);
             tf.dispose([value, ...Object.values(grads)]);
