@@ -571,12 +571,27 @@ export function memoryInputFor(
     method: spec.method.name,
     methodConfig: spec.method.config ?? {},
     numTasks: spec.tasks.length,
-    optimizer: t.optimizer === "adamw" ? { kind: "adamw" } : {
-      kind: "adafactor",
-      ...(t.adafactor?.minDimSizeToFactor === undefined
-        ? {}
-        : { minDimSizeToFactor: t.adafactor.minDimSizeToFactor }),
-    },
+    // What the op-by-op update's temporaries depend on (memory.ts OptimizerMemory), as
+    // benchmarks/trainer.ts `train` configures the optimizer.
+    optimizer: t.optimizer === "adamw"
+      ? { kind: "adamw", ...(t.weightDecay > 0 ? { weightDecay: t.weightDecay } : {}) }
+      : {
+        kind: "adafactor",
+        ...(t.adafactor?.minDimSizeToFactor === undefined
+          ? {}
+          : { minDimSizeToFactor: t.adafactor.minDimSizeToFactor }),
+        ...(t.adafactor?.multiplyByParameterScale ? { multiplyByParameterScale: true } : {}),
+        ...(t.weightDecay > 0 ? { weightDecay: t.weightDecay } : {}),
+        ...((t.adafactor?.weightDecayRate ?? 0) > 0
+          ? {
+            weightDecayRate: t.adafactor!.weightDecayRate!,
+            // benchmarks/schedule.ts: a warmup_linear schedule's step 0 has learning rate 0.
+            ...(t.schedule.kind === "warmup_linear" && t.schedule.warmupSteps > 0
+              ? { zeroLearningRateStep: true }
+              : {}),
+          }
+          : {}),
+      },
     batchSize: t.batchSize,
     ...(micro === undefined ? {} : { microBatchSize: micro }),
     inputLength: t.maxInputLength,

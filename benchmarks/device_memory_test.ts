@@ -420,6 +420,37 @@ Deno.test("memoryInputFor: the run's z-loss and label smoothing reach the estima
   assert.ok(at(spec({ zLoss: 1e-4 })).peak > at(spec()).peak);
 });
 
+Deno.test("memoryInputFor: the optimizer settings the op-by-op update's temporaries depend on reach the estimate", () => {
+  const opt = (train: Partial<RunSpec["train"]>) =>
+    memoryInputFor(spec(train), CONFIG, "composite").optimizer;
+  assert.deepEqual(opt({}), { kind: "adafactor" });
+  assert.deepEqual(opt({ optimizer: "adamw", weightDecay: 0.01 }), {
+    kind: "adamw",
+    weightDecay: 0.01,
+  });
+  const adafactor = { multiplyByParameterScale: true, minDimSizeToFactor: 128 };
+  assert.deepEqual(opt({ weightDecay: 0.01, adafactor }), {
+    kind: "adafactor",
+    ...adafactor,
+    weightDecay: 0.01,
+  });
+  // T5X's rate: applied apart (op by op on every backend) at a warmup_linear schedule's step 0.
+  const rate = { weightDecayRate: 1e-5 };
+  assert.deepEqual(opt({ adafactor: rate }), { kind: "adafactor", ...rate });
+  assert.deepEqual(
+    opt({ adafactor: rate, schedule: { kind: "warmup_linear", warmupSteps: 10 } }),
+    { kind: "adafactor", ...rate, zeroLearningRateStep: true },
+  );
+  // On the stock ops (cpu, tfjs-node) the decay term's temporaries raise the update phase; on
+  // webgpu's in-place update only where the step runs op by op.
+  const update = (train: Partial<RunSpec["train"]>, k: "composite" | "fused") =>
+    estimateTrainingMemory(memoryInputFor(spec(train), CONFIG, k)).phases.update;
+  assert.ok(update({ weightDecay: 0.01 }, "composite") > update({}, "composite"));
+  assert.equal(update({ weightDecay: 0.01 }, "fused"), update({}, "fused"));
+  const apart = { adafactor: { ...rate, multiplyByParameterScale: true } };
+  assert.ok(update(apart, "fused") > update({ adafactor: rate }, "fused"));
+});
+
 Deno.test("planDeviceMemory: the largest fitting micro-batch, once per configuration; refusals; unknown memory changes nothing", () => {
   const runs = [spec({}, 0), spec({}, 1)];
   const opts = {

@@ -201,8 +201,30 @@ export type OptimizerMemory =
     readonly minDimSizeToFactor?: number;
     /** First-moment decay; > 0 adds a full-size first moment (default 0). */
     readonly beta1?: number;
+    /**
+     * Mesh TF's relative step (`train.adafactor.multiplyByParameterScale`; default false): the
+     * op-by-op update also squares the parameter for its RMS.
+     */
+    readonly multiplyByParameterScale?: boolean;
+    /** `train.weightDecay` (default 0): the op-by-op update's decay term (product, difference). */
+    readonly weightDecay?: number;
+    /**
+     * T5X's `train.adafactor.weightDecayRate` (default 0): folded into the decay term, or, with
+     * the parameter scale or at a step whose learning rate is 0, a term of its own that the
+     * fused updates do not take (benchmarks/optim.ts: such a step runs op by op on every backend).
+     */
+    readonly weightDecayRate?: number;
+    /**
+     * Some step runs at learning rate 0 (a `warmup_linear` schedule's first step): with
+     * `weightDecayRate` > 0 that step runs op by op (default false).
+     */
+    readonly zeroLearningRateStep?: boolean;
   }
-  | { readonly kind: "adamw" };
+  | {
+    readonly kind: "adamw";
+    /** `train.weightDecay` (default 0): the op-by-op update's decay term (product, difference). */
+    readonly weightDecay?: number;
+  };
 
 /** What {@link estimateTrainingMemory} needs. */
 export interface MemoryInput {
@@ -1573,6 +1595,53 @@ function stateElems(shape: readonly number[], opt: OptimizerMemory): number {
   return s;
 }
 
+/**
+ * Elements that benchmarks/optim.ts's op-by-op update of one variable of `shape` holds at once
+ * beyond the weights, slots and gradients. Each variable is updated in its own `tf.tidy`, whose
+ * temporaries all live until it ends, and the variable's new value is made before `assign` frees
+ * the old one (a slot's new value replaces the old one at its assign: nothing added). Per op:
+ *
+ * - Adafactor: `g²`, `g² + ε1`; factored, the update `g·r·c` (two products; the factors are a
+ *   row and a column), unfactored the moment's two products, its rsqrt and `g·rsqrt(v)`; the
+ *   clipping (threshold 1, always on here) `u²` for the RMS and the quotient; with the parameter
+ *   scale `p²`; the product with the step; with a first moment its two products; the decay
+ *   term's product and difference (two such terms where T5X's rate is applied apart); the new
+ *   parameter. Unfactored 10, factored 8 at the defaults.
+ * - AdamW: the moments' products (four) and `g²`, `√v`, its quotient, `+ ε`, `m / denom`, its
+ *   product with the step, the new parameter (11); the decay term's two.
+ *
+ * The cast `g.toFloat()` of a float32 gradient shares its buffer. Measured on cpu at the
+ * embedding's `[4096, 64]` (benchmarks/memory_test.ts): before this was counted (6 of the
+ * largest variable's size, whatever its factoring), the update phase read 0.78 of the measured.
+ */
+function opByOpUpdateElems(shape: readonly number[], opt: OptimizerMemory): number {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const wd = (opt.weightDecay ?? 0) > 0;
+  if (opt.kind === "adamw") return n * (11 + (wd ? 2 : 0));
+  const factored = adafactorFactoredAxes(shape, opt.factored ?? true, opt.minDimSizeToFactor);
+  const scale = opt.multiplyByParameterScale ?? false;
+  const rate = (opt.weightDecayRate ?? 0) > 0;
+  // The decay terms of the step that has the most: T5X's rate folded into the decoupled decay,
+  // or, with the parameter scale or at a zero learning rate, a term of its own.
+  const apart = rate && (scale || (opt.zeroLearningRateStep ?? false));
+  const decay = apart ? (wd ? 2 : 0) + 2 : wd || rate ? 2 : 0;
+  return n * (2 + (factored === null ? 4 : 2) + 2 + (scale ? 1 : 0) + 1 +
+    ((opt.beta1 ?? 0) > 0 ? 2 : 0) + decay + 1);
+}
+
+/**
+ * Whether Adafactor's update runs op by op even where a fused in-place one exists (webgpu, wasm):
+ * a first moment (`beta1` > 0), or T5X's decay rate applied as a term of its own (with the
+ * parameter scale, or at a step of learning rate 0), which the fused updates do not take
+ * (benchmarks/optim.ts `Adafactor.apply`).
+ */
+function adafactorOpByOpEverywhere(opt: OptimizerMemory): boolean {
+  if (opt.kind !== "adafactor") return false;
+  const rate = (opt.weightDecayRate ?? 0) > 0;
+  return (opt.beta1 ?? 0) > 0 ||
+    rate && ((opt.multiplyByParameterScale ?? false) || (opt.zeroLearningRateStep ?? false));
+}
+
 function positiveInt(x: number, field: string): number {
   if (!Number.isInteger(x) || x < 1) {
     throw new Error(`benchmarks/memory.ts: field "${field}" must be a positive integer, got ${x}`);
@@ -1635,7 +1704,7 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
   const { acts, notes } = actsOf(numTasks);
 
   const shapes = t5ParamShapes(cfg);
-  let backbone = 0, trainedBackbone = 0, state = 0, largest = 0;
+  let backbone = 0, trainedBackbone = 0, state = 0, largest = 0, updateElems = 0;
   const trainedSizes: number[] = [];
   for (const [name, shape] of shapes) {
     const n = shape.reduce((a, b) => a * b, 1);
@@ -1644,13 +1713,20 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     trainedBackbone += n;
     state += stateElems(shape, input.optimizer);
     largest = Math.max(largest, n);
+    updateElems = Math.max(updateElems, opByOpUpdateElems(shape, input.optimizer));
     trainedSizes.push(n);
   }
   // The method's own variables, as one tensor for the gradient norm's squares (an upper bound
   // of its largest; with a frozen backbone, e.g. Prompt-Tuning, they are all that is squared).
+  // Their update's temporaries: 6 of that size, as before the backbone's were counted per
+  // variable; their shapes are not known here, and opByOpUpdateElems of one tensor of all of
+  // them (10 of its size) over-counts the methods whose parameters are spread over many
+  // variables (HyperPrompt-Global tiny-v1_1, benchmarks/memory_test.ts: the estimate 1.44 of
+  // the measured peak), while 6 measured 1.0-1.5 of their update phase on cpu.
   if (extra > 0) {
     trainedSizes.push(extra);
     largest = Math.max(largest, extra);
+    updateElems = Math.max(updateElems, 6 * extra);
   }
   // Unfactored: AdamW's two moments; Adafactor's second moment, and its first with beta1 > 0
   // (as stateElems counts the backbone's).
@@ -1761,9 +1837,10 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     ? trainedSizes.sort((a, b) => b - a).slice(0, Math.ceil(defer / 2))
       .reduce((a, b) => a + b, 0)
     : largest;
-  // Update phase: the op-by-op update's temporaries of the largest variable (≈ 6 of its size on
-  // the composite path; the fused kernels, webgpu's and wasm's, update in place).
-  const updateTmp = fused ? 0 : 6 * largest * bpe;
+  // Update phase: the op-by-op update's temporaries of the variable that has the most (one
+  // variable's tidy at a time; opByOpUpdateElems) on the composite path, and on every path for a
+  // step the fused updates do not take; else none (webgpu's and wasm's update in place).
+  const updateTmp = !fused || adafactorOpByOpEverywhere(input.optimizer) ? updateElems * bpe : 0;
   const phases = {
     forward: fixed + replay.t.fwd * bpe,
     backward: fixed + (saved + back.peak) * bpe,
