@@ -900,7 +900,7 @@ function factoredGroup(group: readonly AdafactorFactoredItem[], a: AdafactorAttr
  * first.
  *
  * @returns false (nothing done) when the backend lacks the internals, the shapes do not match,
- *   a tensor is not float32, or `parameterScaleEps2` is set (not supported here)
+ *   or a tensor is not float32 (`parameterScaleEps2` is handled, as in the grouped update)
  */
 export function adafactorFactoredInPlaceWebgpu(
   p: tf.Tensor,
