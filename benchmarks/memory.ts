@@ -121,6 +121,7 @@ import {
 import { backboneTrainable } from "../model/methods/_config.ts";
 import { adafactorFactoredAxes } from "./optim.ts";
 import { DEFAULT_SUBMIT_BATCH } from "../model/webgpu/submit_batch.ts";
+import { ADAFACTOR_UNFACTORED_MAX } from "../model/webgpu/in_place.ts";
 import { LSE_GRAD_IN_KERNEL } from "../model/fused.ts";
 
 /**
@@ -1642,6 +1643,39 @@ function adafactorOpByOpEverywhere(opt: OptimizerMemory): boolean {
     rate && ((opt.multiplyByParameterScale ?? false) || (opt.zeroLearningRateStep ?? false));
 }
 
+/**
+ * Whether benchmarks/optim.ts updates a backbone variable of `shape` op by op on the kernel set
+ * `kernels` (then {@link opByOpUpdateElems} of it is held): always on the stock ops; on the fused
+ * sets where the in-place updates decline it (model/fused.ts `updateAdafactor`,
+ * `updateAdafactorUnfactored`, `updateAdamW`):
+ *
+ * - Adafactor with a first moment or T5X's rate applied apart ({@link adafactorOpByOpEverywhere});
+ * - a factored variable that is not a matrix (every fused factored update takes rank 2 only);
+ * - wasm: a factored matrix whose column count is not a multiple of 4 (wasm_kernels.ts
+ *   `adafactorInPlace`; wasm has no `HpAdafactor` kernel to fall back to), e.g. T5 1.1 small's
+ *   `[32, 6]` relative attention bias at the default factoring;
+ * - webgpu: an unfactored variable of more than `ADAFACTOR_UNFACTORED_MAX` elements
+ *   (webgpu/in_place.ts), e.g. a d-64 model's `[32128, 64]` embedding at `minDimSizeToFactor`
+ *   128.
+ *
+ * AdamW's in-place updates take every float32 variable on both fused sets.
+ */
+function updatesOpByOp(
+  shape: readonly number[],
+  opt: OptimizerMemory,
+  kernels: KernelSet,
+): boolean {
+  if (kernels === "composite") return true;
+  if (opt.kind === "adamw") return false;
+  if (adafactorOpByOpEverywhere(opt)) return true;
+  const axes = adafactorFactoredAxes(shape, opt.factored ?? true, opt.minDimSizeToFactor);
+  if (axes === null) {
+    return kernels === "fused" && shape.reduce((a, b) => a * b, 1) > ADAFACTOR_UNFACTORED_MAX;
+  }
+  if (shape.length !== 2) return true;
+  return kernels !== "fused" && shape[1]! % 4 !== 0;
+}
+
 function positiveInt(x: number, field: string): number {
   if (!Number.isInteger(x) || x < 1) {
     throw new Error(`benchmarks/memory.ts: field "${field}" must be a positive integer, got ${x}`);
@@ -1704,8 +1738,9 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
   const { acts, notes } = actsOf(numTasks);
 
   const shapes = t5ParamShapes(cfg);
-  let backbone = 0, trainedBackbone = 0, state = 0, largest = 0, updateElems = 0;
+  let backbone = 0, trainedBackbone = 0, state = 0, largest = 0;
   const trainedSizes: number[] = [];
+  const trainedShapes: (readonly number[])[] = [];
   for (const [name, shape] of shapes) {
     const n = shape.reduce((a, b) => a * b, 1);
     backbone += n;
@@ -1713,7 +1748,7 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     trainedBackbone += n;
     state += stateElems(shape, input.optimizer);
     largest = Math.max(largest, n);
-    updateElems = Math.max(updateElems, opByOpUpdateElems(shape, input.optimizer));
+    trainedShapes.push(shape);
     trainedSizes.push(n);
   }
   // The method's own variables, as one tensor for the gradient norm's squares (an upper bound
@@ -1726,7 +1761,6 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
   if (extra > 0) {
     trainedSizes.push(extra);
     largest = Math.max(largest, extra);
-    updateElems = Math.max(updateElems, 6 * extra);
   }
   // Unfactored: AdamW's two moments; Adafactor's second moment, and its first with beta1 > 0
   // (as stateElems counts the backbone's).
@@ -1838,9 +1872,21 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
       .reduce((a, b) => a + b, 0)
     : largest;
   // Update phase: the op-by-op update's temporaries of the variable that has the most (one
-  // variable's tidy at a time; opByOpUpdateElems) on the composite path, and on every path for a
-  // step the fused updates do not take; else none (webgpu's and wasm's update in place).
-  const updateTmp = !fused || adafactorOpByOpEverywhere(input.optimizer) ? updateElems * bpe : 0;
+  // variable's tidy at a time; opByOpUpdateElems) among those updated op by op: all on the
+  // composite path; on the fused sets every variable of a step they do not take, else those
+  // their in-place updates decline (updatesOpByOp); the rest update in place.
+  let updateElems = 0;
+  for (const shape of trainedShapes) {
+    if (updatesOpByOp(shape, opt, kernels)) {
+      updateElems = Math.max(updateElems, opByOpUpdateElems(shape, opt));
+    }
+  }
+  // The method's variables (shapes not known here: taken as updated in place on the fused sets
+  // unless the whole step runs op by op).
+  if (extra > 0 && (!fused || adafactorOpByOpEverywhere(opt))) {
+    updateElems = Math.max(updateElems, 6 * extra);
+  }
+  const updateTmp = updateElems * bpe;
   const phases = {
     forward: fixed + replay.t.fwd * bpe,
     backward: fixed + (saved + back.peak) * bpe,

@@ -17,7 +17,8 @@ import { tinyTrainingStep } from "./trainer_testing.ts";
 import type { TrainSpec } from "./spec.ts";
 import { greedyDecode, t5ParamShapes } from "../model/t5.ts";
 import { bufferMeter } from "../model/buffer_meter_testing.ts";
-import { LSE_GRAD_IN_KERNEL } from "../model/fused.ts";
+import { LSE_GRAD_IN_KERNEL, updatePathsTaken } from "../model/fused.ts";
+import { ADAFACTOR_UNFACTORED_MAX } from "../model/webgpu/in_place.ts";
 import { selectBackend } from "../model/backend.ts";
 import { METHODS } from "../model/methods/mod.ts";
 import type { Method, MethodContext, MethodInstance } from "../model/method.ts";
@@ -274,6 +275,57 @@ Deno.test("memory: at a 4096-token vocabulary (the embedding the largest variabl
     );
   }
   assert.equal(tf.memory().numTensors, before, "no tensors leaked");
+});
+
+Deno.test("memory: on the fused sets the variables their in-place updates decline are counted as updated op by op", async () => {
+  const base = (config: T5Config, optimizer: OptimizerMemory, kernels: KernelSet) => {
+    const e = estimateTrainingMemory({
+      ...BASE_MTL,
+      config,
+      optimizer,
+      kernels,
+      batchSize: 2,
+      inputLength: 8,
+      targetLength: 4,
+    });
+    return e.phases.update - (e.weights + e.optimizerState + e.gradients);
+  };
+  // webgpu: an unfactored variable over ADAFACTOR_UNFACTORED_MAX (a d-64 model's [32128, 64]
+  // embedding at minDimSizeToFactor 128) runs op by op: 10 temporaries of its size
+  // (unfactored, memory.ts opByOpUpdateElems); before, none were counted.
+  const big = { ...PRESETS["tiny-v1_1"], vocabSize: 32128 };
+  assert.ok(32128 * 64 > ADAFACTOR_UNFACTORED_MAX);
+  assert.equal(base(big, OPT, "fused"), 10 * 32128 * 64 * 4);
+  assert.equal(base(PRESETS["tiny-v1_1"], OPT, "fused"), 0, "[4096, 64] is updated in place");
+  // wasm: a factored matrix whose columns are not a multiple of 4 (T5 1.1 small's [32, 6]
+  // relative attention bias, factored at the default rule) runs op by op: 8 of its size.
+  const small = PRESETS["t5-v1_1-small"];
+  const hf: OptimizerMemory = { kind: "adafactor" };
+  assert.equal(base(small, hf, "fused-wasm"), 8 * 32 * 6 * 4);
+  assert.equal(base(small, hf, "fused"), 0, "webgpu takes any matrix");
+  assert.equal(base(small, OPT, "fused-wasm"), 0, "[32, 6] unfactored at 128: in place");
+  assert.equal(base(small, { kind: "adamw" }, "fused-wasm"), 0);
+  // The premise on wasm: the [32, 6] matrix is declined by the fused update, a [32, 8] one not.
+  const info = await selectBackend("wasm", { log: () => {} });
+  try {
+    const before = tf.memory().numTensors;
+    for (const [cols, path] of [[6, "op by op"], [8, "in place"]] as const) {
+      const p = tf.tidy(() => tf.variable(tf.ones([32, cols])));
+      const g = tf.onesLike(p);
+      const opt = createOptimizer({ kind: "adafactor" });
+      updatePathsTaken(true);
+      opt.apply(new Map([["w", p]]), new Map([["w", g]]), 1e-3);
+      assert.deepEqual(
+        updatePathsTaken(true).adafactorFactored,
+        [path],
+        `${info.name} [32, ${cols}]`,
+      );
+      tf.dispose([p, g, ...opt.slots().values()]);
+    }
+    assert.equal(tf.memory().numTensors, before, "no tensors leaked");
+  } finally {
+    await tf.setBackend("cpu");
+  }
 });
 
 Deno.test("memory: prompt_tuning estimate within tolerance, both backward passes, no tensors leaked", async () => {
