@@ -978,7 +978,8 @@ export interface AdafactorAttrs {
   readonly weightDecay: number;
   /**
    * Set to scale the step by max(this, RMS(p)) (Mesh TF's `multiply_by_parameter_scale`, eps2).
-   * The factored update supports it on wasm only, the unfactored one everywhere it is fused.
+   * The factored update supports it in place (wasm, webgpu) but not as the `HpAdafactor`
+   * kernel; the unfactored one everywhere it is fused.
    */
   readonly parameterScaleEps2?: number;
 }
