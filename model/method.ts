@@ -79,6 +79,20 @@ export interface Method<C> {
   /** Closed-form parameter counts; must equal the instantiated variables. */
   countParams(config: T5Config, cfg: C, numTasks: number): MethodParamCounts;
   /**
+   * The shape of each variable {@link Method.create} makes, by its full name, without allocating
+   * them; must equal the instantiated variables' names and shapes (`methods_test.ts` checks every
+   * registered method). The memory estimate (`benchmarks/memory.ts`) reads it to count the
+   * optimizer update's temporaries per variable, as it does the backbone's: an op-by-op
+   * Adafactor update holds 8–10 × a variable's size, and which variables the fused in-place
+   * updates take depends on their shapes. Optional for a method added outside this repository:
+   * without it the estimate takes 6 × the method's parameter count on the stock ops, and says so.
+   */
+  variableShapes?(
+    config: T5Config,
+    cfg: C,
+    numTasks: number,
+  ): ReadonlyMap<string, readonly number[]>;
+  /**
    * What the method trains and where its trained tensors enter T5, for the closed-form matmul
    * FLOPs per example (`t5Flops(config, shape, plan)` in `model/accounting.ts`: the backbone, the
    * method's own per-token matmuls, and the gradient matmuls the backward pass runs for them).

@@ -191,6 +191,28 @@ export const adapter: Method<AdapterConfig> = {
       trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone, countT5Params(config)),
     };
   },
+  variableShapes(config: T5Config, cfg: AdapterConfig, numTasks: number) {
+    const d = config.dModel;
+    const a = bottleneck(config, cfg.reduction);
+    const out = new Map<string, readonly number[]>();
+    for (const stack of cfg.stacks) {
+      for (let layer = 0; layer < stackLayers(config, stack); layer++) {
+        for (const pos of cfg.positions) {
+          const p = `adapter.${stack}.${layer}.${pos}`;
+          out.set(`${p}.down.weight`, [numTasks, d, a]);
+          out.set(`${p}.down.bias`, [numTasks, a]);
+          out.set(`${p}.up.weight`, [numTasks, a, d]);
+          out.set(`${p}.up.bias`, [numTasks, d]);
+          if (cfg.layerNorm !== "none") {
+            const shape = cfg.layerNorm === "shared" ? [d] : [numTasks, d];
+            out.set(`${p}.layer_norm.weight`, shape);
+            out.set(`${p}.layer_norm.bias`, shape);
+          }
+        }
+      }
+    }
+    return out;
+  },
   /**
    * An adapter after each of `positions` in every block of `stacks`: per token down d·a and up
    * a·d multiply-adds = 4·d·a FLOPs. Its weights are trained, so the backward pass runs their

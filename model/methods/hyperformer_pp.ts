@@ -234,6 +234,31 @@ export const hyperformerPP: Method<HyperFormerPPConfig> = {
       trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone, countT5Params(config)),
     };
   },
+  variableShapes(config: T5Config, cfg: HyperFormerPPConfig, numTasks: number) {
+    const d = config.dModel;
+    const a = bottleneck(config, cfg.reduction);
+    const { taskEmbeddingDim: te, hiddenDim: e, projectedDim: t } = cfg;
+    const out = new Map<string, readonly number[]>();
+    const set = (n: string, shape: number[]) => out.set(`hyperformer_pp.${n}`, shape);
+    set("task_embedding", [numTasks, te]);
+    for (const s of STACKS) {
+      set(`${s}.layer_embedding`, [stackLayers(config, s), te]);
+      set(`${s}.position_embedding`, [2, te]);
+      set(`${s}.projector.fc1.weight`, [3 * te, e]);
+      set(`${s}.projector.fc1.bias`, [e]);
+      set(`${s}.projector.fc2.weight`, [e, t]);
+      set(`${s}.projector.fc2.bias`, [t]);
+      if (cfg.projectorLayerNorm) {
+        set(`${s}.projector.layer_norm.weight`, [t]);
+        set(`${s}.projector.layer_norm.bias`, [t]);
+      }
+      for (const [g, width] of generators(d, a, cfg)) {
+        set(`${s}.${g}.weight`, [t, width]);
+        set(`${s}.${g}.bias`, [width]);
+      }
+    }
+    return out;
+  },
   /**
    * Two adapters in every block of both stacks (after self-attention and feed-forward): per token
    * down d·a + up a·d multiply-adds = 4·d·a FLOPs each. Their weights are generated from trained

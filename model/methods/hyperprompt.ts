@@ -126,6 +126,29 @@ function makeLocal(kind: "share" | "sep"): Method<HyperPromptLocalConfig> {
         trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone, countT5Params(config)),
       };
     },
+    variableShapes(config: T5Config, cfg: HyperPromptLocalConfig, numTasks: number) {
+      const d = config.dModel;
+      const inner = innerDim(config);
+      const b = cfg.bottleneck;
+      const lead = sep ? [numTasks] : [];
+      const out = new Map<string, readonly number[]>([
+        [`${name}.prompts`, [numTasks, cfg.length, d]],
+      ]);
+      for (const stack of cfg.stacks) {
+        for (let layer = 0; layer < stackLayers(config, stack); layer++) {
+          for (const kv of ["key", "value"]) {
+            const p = `${name}.${stack}.${layer}.${kv}`;
+            out.set(`${p}.down`, [...lead, d, b]);
+            out.set(`${p}.up`, [...lead, b, inner]);
+            if (cfg.biases) {
+              out.set(`${p}.down_bias`, sep ? [numTasks, 1, b] : [b]);
+              out.set(`${p}.up_bias`, sep ? [numTasks, 1, inner] : [inner]);
+            }
+          }
+        }
+      }
+      return out;
+    },
     flopPlan(_config: T5Config, cfg: HyperPromptLocalConfig) {
       return hyperPromptFlopPlan(cfg);
     },

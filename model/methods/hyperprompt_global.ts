@@ -193,6 +193,35 @@ export const hyperpromptGlobal: Method<HyperPromptGlobalConfig> = {
       trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone, countT5Params(config)),
     };
   },
+  variableShapes(config: T5Config, cfg: HyperPromptGlobalConfig, numTasks: number) {
+    const d = config.dModel;
+    const inner = innerDim(config);
+    const { embeddingDim: te, hiddenDim: e, projectedDim: t, bottleneck: b } = cfg;
+    const out = new Map<string, readonly number[]>();
+    const set = (n: string, shape: number[]) => out.set(`hyperprompt_global.${n}`, shape);
+    set("prompts", [numTasks, cfg.length, d]);
+    set("task_embedding", [numTasks, te]);
+    set("layer_embedding", [conditionedBlocks(config, cfg.stacks), te]);
+    for (const o of new Set(cfg.stacks.map((s) => owner(cfg, s)))) {
+      set(`${o}.task_projector.fc1.weight`, [2 * te, e]);
+      set(`${o}.task_projector.fc1.bias`, [e]);
+      set(`${o}.task_projector.fc2.weight`, [e, t]);
+      set(`${o}.task_projector.fc2.bias`, [t]);
+      if (cfg.layerNorm) {
+        set(`${o}.task_projector.layer_norm.weight`, [t]);
+        set(`${o}.task_projector.layer_norm.bias`, [t]);
+      }
+      for (const kv of ["key", "value"]) {
+        set(`${o}.${kv}.down_generator.weight`, [t, d * b]);
+        set(`${o}.${kv}.up_generator.weight`, [t, b * inner]);
+        if (cfg.biases) {
+          set(`${o}.${kv}.down_generator.bias`, [d * b]);
+          set(`${o}.${kv}.up_generator.bias`, [b * inner]);
+        }
+      }
+    }
+    return out;
+  },
   flopPlan(_config: T5Config, cfg: HyperPromptGlobalConfig) {
     return hyperPromptFlopPlan(cfg);
   },

@@ -80,7 +80,7 @@ function trainedVars(model: T5Model, inst: MethodInstance): Map<string, tf.Varia
   return out;
 }
 
-Deno.test("METHODS countParams() equals the instantiated variables on tiny presets", () => {
+Deno.test("METHODS countParams() and variableShapes() equal the instantiated variables on tiny presets", () => {
   // Both tiny presets have h·d_kv = d and as many decoder as encoder blocks; the third config
   // (h·d_kv = 32 ≠ d = 64, 2 encoder and 3 decoder blocks, like T5 1.0 3B/11B's h·d_kv ≠ d)
   // makes a count that used d for h·d_kv, or one stack's depth for both, fail.
@@ -97,6 +97,16 @@ Deno.test("METHODS countParams() equals the instantiated variables on tiny prese
       for (const v of inst.variables.values()) size += v.size;
       const counts = m.countParams(model.config, cfg, TASKS.length);
       assert.equal(counts.extra, size, `${preset} ${name} ${JSON.stringify(raw)}`);
+      // The stated shapes (what the memory estimate's update phase reads): every created
+      // variable's name and shape, and no other name. Required of every registered method.
+      assert.ok(m.variableShapes, `${name}: Method.variableShapes is missing`);
+      const stated = m.variableShapes(model.config, cfg, TASKS.length);
+      const created = new Map([...inst.variables].map(([n, v]) => [n, v.shape]));
+      assert.deepEqual(
+        new Map([...stated].map(([n, s]) => [n, [...s]])),
+        created,
+        `${preset} ${name} ${JSON.stringify(raw)}: variableShapes`,
+      );
       let trainable = 0;
       for (const [n, v] of model.params) if (inst.isBackboneTrainable(n)) trainable += v.size;
       assert.equal(counts.trainedBackbone, trainable, `${preset} ${name} trained backbone`);

@@ -8,15 +8,16 @@
  *    per name), reach T5 only through the hooks of `model/hooks.ts` (`_tensor.ts`
  *    `groupTasks`, `rows` for per-task rows of a mixed batch), and describe its FLOPs with
  *    `flopPlan` (`model/accounting.ts` `FlopPlan`: an encoder prompt, a self-attention prefix,
- *    a bottleneck adapter, or trained tensors combined elementwise after a sublayer);
+ *    a bottleneck adapter, or trained tensors combined elementwise after a sublayer), and
+ *    state its variables' shapes with `variableShapes` (the memory estimate's update phase);
  * 2. one line in {@link METHODS} below (and its types in the exports): the profile validator
  *    (`benchmarks/spec.ts` `METHOD_NAMES`) takes the names from here, and a method outside
  *    `BUILTIN_METHOD_NAMES` (table order) sorts after the built-ins in the tables;
  * 3. its test settings: `SMALL` in `methods_test.ts` (the contract tests: counts equal the
  *    variables, a step trains exactly the trained variables, tasks condition the output,
- *    mixed batches equal per-task ones, no leaks, the loss falls) and its cases in
- *    `accounting_test.ts` (FLOPs equal the matmuls tfjs runs); both are typed by
- *    {@link MethodName}, so the type check names what is missing;
+ *    mixed batches equal per-task ones, no leaks, the loss falls; the stated shapes equal the
+ *    created variables) and its cases in `accounting_test.ts` (FLOPs equal the matmuls tfjs
+ *    runs); both are typed by {@link MethodName}, so the type check names what is missing;
  * 4. an entry in `benchmarks/profiles/smoke.json` (`benchmarks/profile_test.ts` requires every
  *    registered method there). The CI gate's profile `ci.json` must list the built-in methods
  *    only: adding the new one there changes the gate's grid, so `results/baselines/ci` must then

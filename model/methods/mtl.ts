@@ -62,6 +62,9 @@ export const mtl: Method<MtlConfig> = {
       trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone, countT5Params(config)),
     };
   },
+  variableShapes() {
+    return new Map<string, readonly number[]>();
+  },
   flopPlan(_config: T5Config, cfg: MtlConfig) {
     return { freezeBackbone: cfg.freezeBackbone };
   },

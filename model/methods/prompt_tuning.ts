@@ -247,6 +247,11 @@ function makePromptMethod(
         trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone, countT5Params(config)),
       };
     },
+    variableShapes(config: T5Config, cfg: PromptTuningConfig, numTasks: number) {
+      return new Map<string, readonly number[]>([
+        [`${name}.prompt`, [numTasks, cfg.length, config.dModel]],
+      ]);
+    },
     /**
      * The prompt lengthens the encoder input by l (encoder blocks and the decoder's
      * cross-attention keys/values grow); being trained, it makes every encoder matmul's input
