@@ -455,6 +455,10 @@ Deno.test("elementwise: Pow, Tanh, Select, Tile, GatherV2 equal cpu", opts, asyn
   x[2] = 0;
   x[3] = 25;
   const pos = x.map((v) => Math.abs(v) + 0.01);
+  // Relative tolerances. tanh: the kernel's double-precision tanh (< 1e-7 relative) and cpu's
+  // Math.tanh, each rounded to fp32 (half an ulp, 6e-8): 2e-7; measured 6.3e-8. pow: x·x·x or
+  // Math.pow in double, rounded to fp32 as cpu's Math.pow is: equal but at a double-rounding tie
+  // (one ulp, 1.2e-7), so 2e-7; measured 0. The others copy or select values: exact.
   const cases: [string, () => tf.Tensor, number][] = [
     ["tanh", () => tf.tanh(tf.tensor2d(x, [20, 30])), 2e-7],
     ["pow 2", () => tf.pow(tf.tensor2d(x, [20, 30]), 2), 2e-7],
@@ -504,11 +508,10 @@ Deno.test("elementwise: Pow, Tanh, Select, Tile, GatherV2 equal cpu", opts, asyn
         got[i] !== 0 || want[i] !== 0,
         `${name}[${i}]: ${got[i]} vs ${want[i]} (signed zero)`,
       );
+      // Relative, not absolute below 1: an absolute 2e-7 let any value under it pass for
+      // tanh(1e-6) or (1e-6)², which the inputs include to check the small end.
       const d = Math.abs(got[i]! - want[i]!);
-      assert.ok(
-        d <= tol * Math.max(1, Math.abs(want[i]!)),
-        `${name}[${i}]: ${got[i]} vs ${want[i]}`,
-      );
+      assert.ok(d <= tol * Math.abs(want[i]!), `${name}[${i}]: ${got[i]} vs ${want[i]}`);
     }
   }
   await tf.setBackend("wasm");
