@@ -761,6 +761,7 @@ Deno.test("planDeviceMemory: what a registered method's estimate cannot count is
   const opaque: Method<unknown> = {
     ...(mtl as Method<unknown>),
     name: "device_memory_test_opaque",
+    variableShapes: undefined,
     countParams: (config, cfg, numTasks) => ({
       extra: 100 * numTasks,
       trainedBackbone: mtl.countParams(config, cfg as MtlConfig, numTasks).trainedBackbone,
@@ -779,6 +780,9 @@ Deno.test("planDeviceMemory: what a registered method's estimate cannot count is
         `parameters enter T5 (encoderPrompt, selfAttentionPrefix, adapters, elementwise), so ` +
         `the memory estimate counts no activations of them (their weights, gradients and ` +
         `optimizer state are counted)`,
+        `Memory estimate: method "${opaque.name}": it states no variableShapes ` +
+        `(model/method.ts), so the memory estimate takes its optimizer update's temporaries as ` +
+        `6 × its 200 parameters on the stock ops and none on the fused kernel sets`,
       ]);
       assert.equal(plan.refusals.length, 0);
     }

@@ -1676,6 +1676,47 @@ function updatesOpByOp(
   return kernels !== "fused" && shape[1]! % 4 !== 0;
 }
 
+/**
+ * A method's stated variable shapes (`Method.variableShapes`), checked: each a list of positive
+ * integers, together as many elements as `countParams` says (`extra`); undefined when the method
+ * states none.
+ *
+ * @throws Error naming the method and the variable whose shape is malformed, or both totals
+ */
+function statedShapes(
+  name: string,
+  method: Method<unknown>,
+  cfg: T5Config,
+  parsed: unknown,
+  numTasks: number,
+  extra: number,
+): ReadonlyMap<string, readonly number[]> | undefined {
+  if (method.variableShapes === undefined) return undefined;
+  const shapes = method.variableShapes(cfg, parsed, numTasks);
+  const where = `benchmarks/memory.ts: method "${name}" variableShapes`;
+  if (!(shapes instanceof Map)) {
+    throw new Error(`${where}: must return a Map from variable name to shape`);
+  }
+  let total = 0;
+  for (const [v, shape] of shapes) {
+    if (!Array.isArray(shape) || !shape.every((x) => Number.isInteger(x) && x >= 1)) {
+      throw new Error(
+        `${where}: variable "${v}" has shape ${
+          JSON.stringify(shape)
+        }, not a list of positive integers`,
+      );
+    }
+    total += shape.reduce((a: number, b: number) => a * b, 1);
+  }
+  if (total !== extra) {
+    throw new Error(
+      `${where}: its ${shapes.size} variables hold ${total} elements, but countParams says ` +
+        `${extra} extra parameters`,
+    );
+  }
+  return shapes;
+}
+
 function positiveInt(x: number, field: string): number {
   if (!Number.isInteger(x) || x < 1) {
     throw new Error(`benchmarks/memory.ts: field "${field}" must be a positive integer, got ${x}`);
@@ -1686,14 +1727,15 @@ function positiveInt(x: number, field: string): number {
 /**
  * Estimates the device memory of one training step.
  *
- * Method variables' optimizer state is counted unfactored (their shapes are not known in closed
- * form here; an over-estimate of at most their Adafactor state, small next to the backbone).
+ * Method variables' optimizer state is counted unfactored (an over-estimate of at most their
+ * Adafactor state, small next to the backbone); their update's temporaries are counted per
+ * variable from `Method.variableShapes`, as the backbone's.
  *
  * @param input model, method, optimizer and shapes
  * @returns bytes per term and the peak
  * @throws Error naming a bad field (batch sizes, lengths, a micro-batch that does not divide the
  *   batch, an unknown method, a method's `flopPlan` field that is not a count or a list of stacks
- *   or sublayers)
+ *   or sublayers, a method's `variableShapes` that are malformed or disagree with `countParams`)
  * @example
  * ```ts
  * import { estimateTrainingMemory } from "./memory.ts";
@@ -1736,6 +1778,14 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
       tasks,
     );
   const { acts, notes } = actsOf(numTasks);
+  const methodShapes = statedShapes(input.method, method, cfg, parsed, numTasks, extra);
+  if (methodShapes === undefined && extra > 0) {
+    notes.push(
+      `method "${input.method}": it states no variableShapes (model/method.ts), so the memory ` +
+        `estimate takes its optimizer update's temporaries as 6 × its ${extra} parameters on ` +
+        `the stock ops and none on the fused kernel sets`,
+    );
+  }
 
   const shapes = t5ParamShapes(cfg);
   let backbone = 0, trainedBackbone = 0, state = 0, largest = 0;
@@ -1753,11 +1803,7 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
   }
   // The method's own variables, as one tensor for the gradient norm's squares (an upper bound
   // of its largest; with a frozen backbone, e.g. Prompt-Tuning, they are all that is squared).
-  // Their update's temporaries: 6 of that size, as before the backbone's were counted per
-  // variable; their shapes are not known here, and opByOpUpdateElems of one tensor of all of
-  // them (10 of its size) over-counts the methods whose parameters are spread over many
-  // variables (HyperPrompt-Global tiny-v1_1, benchmarks/memory_test.ts: the estimate 1.44 of
-  // the measured peak), while 6 measured 1.0-1.5 of their update phase on cpu.
+  // Their update's temporaries are counted per variable below, from Method.variableShapes.
   if (extra > 0) {
     trainedSizes.push(extra);
     largest = Math.max(largest, extra);
@@ -1881,9 +1927,18 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
       updateElems = Math.max(updateElems, opByOpUpdateElems(shape, opt));
     }
   }
-  // The method's variables (shapes not known here: taken as updated in place on the fused sets
-  // unless the whole step runs op by op).
-  if (extra > 0 && (!fused || adafactorOpByOpEverywhere(opt))) {
+  // The method's variables, the same way, by the shapes it states. A method that states none
+  // (one added outside this repository): 6 of its parameter count, taken as updated in place on
+  // the fused sets unless the whole step runs op by op (what every method got before the shapes
+  // were stated; opByOpUpdateElems of one tensor of all of them, 10 of its size, over-counts a
+  // method spread over many variables: HyperPrompt-Global tiny-v1_1 read 1.44 of the measured).
+  if (methodShapes !== undefined) {
+    for (const shape of methodShapes.values()) {
+      if (updatesOpByOp(shape, opt, kernels)) {
+        updateElems = Math.max(updateElems, opByOpUpdateElems(shape, opt));
+      }
+    }
+  } else if (extra > 0 && (!fused || adafactorOpByOpEverywhere(opt))) {
     updateElems = Math.max(updateElems, 6 * extra);
   }
   const updateTmp = updateElems * bpe;

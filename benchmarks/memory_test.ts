@@ -328,6 +328,58 @@ Deno.test("memory: on the fused sets the variables their in-place updates declin
   }
 });
 
+Deno.test("memory: a method's variables are counted in the update phase by their stated shapes, as the backbone's", () => {
+  // The update's temporaries beyond weights, slots and gradients (memory.ts opByOpUpdateElems of
+  // the variable with the most, among those updated op by op), with the backbone frozen so that
+  // only the method's variables are updated.
+  const tmp = (
+    method: string,
+    methodConfig: Record<string, unknown>,
+    optimizer: OptimizerMemory,
+    kernels: KernelSet,
+  ) => {
+    const e = estimateTrainingMemory({
+      ...BASE_MTL,
+      config: PRESETS["tiny-v1_1"],
+      method,
+      methodConfig: { ...methodConfig, freezeBackbone: "all" },
+      numTasks: 2,
+      optimizer,
+      kernels,
+      batchSize: 2,
+      inputLength: 8,
+      targetLength: 4,
+    });
+    return e.phases.update - (e.weights + e.optimizerState + e.gradients);
+  };
+  const hf: OptimizerMemory = { kind: "adafactor" };
+  // Prompt-Tuning's one [T, l, d] = [2, 16, 64] variable. Unfactored at minDimSizeToFactor 128:
+  // 10 of its size op by op (before: 6), in place on webgpu and wasm. Factored (Hugging Face's
+  // rule) it has three axes, which no fused update takes: 8 of its size on every kernel set
+  // (before: 6 on the stock ops, none on the fused sets).
+  const prompt = 2 * 16 * 64 * 4;
+  const pt = { init: "uniform", length: 16 };
+  assert.equal(tmp("prompt_tuning", pt, OPT, "composite"), 10 * prompt);
+  assert.equal(tmp("prompt_tuning", pt, OPT, "fused"), 0);
+  assert.equal(tmp("prompt_tuning", pt, OPT, "fused-wasm"), 0);
+  for (const kernels of ["composite", "fused", "fused-wasm"] as const) {
+    assert.equal(tmp("prompt_tuning", pt, hf, kernels), 8 * prompt, kernels);
+  }
+  // HyperFormer++ with a projector of width 6: its factored [3·t', 6] first layer has a column
+  // count that is not a multiple of 4, which wasm's in-place update declines (8 of its size op
+  // by op); webgpu takes it; at width 8 wasm takes it too.
+  const hpp = { reduction: 8, taskEmbeddingDim: 8, projectedDim: 8 };
+  assert.equal(tmp("hyperformer_pp", { ...hpp, hiddenDim: 6 }, hf, "fused-wasm"), 8 * 24 * 6 * 4);
+  assert.equal(tmp("hyperformer_pp", { ...hpp, hiddenDim: 6 }, hf, "fused"), 0);
+  assert.equal(tmp("hyperformer_pp", { ...hpp, hiddenDim: 8 }, hf, "fused-wasm"), 0);
+  // With a first moment every variable runs op by op: the largest method variable's 10
+  // (factored, + 2 for the moment) of the Vanilla Adapter's [T, d, a] = [2, 64, 8] matrices.
+  assert.equal(
+    tmp("adapter", { reduction: 8 }, { kind: "adafactor", beta1: 0.9 }, "fused"),
+    10 * 2 * 64 * 8 * 4,
+  );
+});
+
 Deno.test("memory: prompt_tuning estimate within tolerance, both backward passes, no tensors leaked", async () => {
   const before = tf.memory().numTensors;
   for (const mode of ["stock", "low-memory"] as const) {
@@ -961,8 +1013,13 @@ Deno.test("memory: a registered method outside the built-in ones is estimated fr
     for (const mode of ["stock", "low-memory"] as const) {
       const { peak, estimate } = await measure(mode, "tiny-v1_1", scratchBias.name, b, li, lt, b);
       assertClose(mode, estimate.peak, peak);
-      assert.equal(estimate.notes.length, 1, estimate.notes.join("\n"));
+      assert.equal(estimate.notes.length, 2, estimate.notes.join("\n"));
       assert.match(estimate.notes[0]!, /^method "memory_test_bias": .*elementwise tensors/);
+      // It states no variableShapes: its update's temporaries are 6 of its parameter count.
+      assert.match(
+        estimate.notes[1]!,
+        /^method "memory_test_bias": it states no variableShapes .* 6 × its 1024 parameters/,
+      );
       // The same method whose plan leaves the bias out (what every method outside the built-in
       // ones got before its plan was read: no activations of its tensors): it says so, and
       // counts less than the plan that names the bias.
@@ -977,7 +1034,7 @@ Deno.test("memory: a registered method outside the built-in ones is estimated fr
         { plan: false },
       );
       assert.equal(same, peak);
-      assert.equal(blind.notes.length, 1, blind.notes.join("\n"));
+      assert.equal(blind.notes.length, 2, blind.notes.join("\n"));
       assert.match(
         blind.notes[0]!,
         /^method "memory_test_bias": its flopPlan names no way its \d+ parameters enter T5/,
@@ -1008,7 +1065,7 @@ Deno.test("memory: a registered method outside the built-in ones is estimated fr
   }
 });
 
-Deno.test("memory: a method's malformed flopPlan is refused, naming the method and the field", () => {
+Deno.test("memory: a method's malformed flopPlan or variableShapes is refused, naming the method and the field", () => {
   const registry = METHODS as unknown as Record<string, Method<unknown>>;
   const cases: [FlopPlan, RegExp][] = [
     [
@@ -1039,6 +1096,38 @@ Deno.test("memory: a method's malformed flopPlan is refused, naming the method a
       };
       assert.throws(
         () => estimateTrainingMemory({ ...BASE_MTL, method: "memory_test_bad_plan" }),
+        message,
+      );
+    }
+  } finally {
+    delete registry.memory_test_bad_plan;
+  }
+  // Stated shapes that are malformed, or hold other than countParams's count, are refused too.
+  const shapeCases: [Map<string, number[]>, RegExp][] = [
+    [
+      new Map([["w", [2, 0]]]),
+      /method "memory_test_bad_plan" variableShapes: variable "w" has shape \[2,0\], not a list of positive integers/,
+    ],
+    [
+      new Map([["w", [3]]]),
+      /variableShapes: its 1 variables hold 3 elements, but countParams says 1024 extra parameters/,
+    ],
+  ];
+  try {
+    for (const [shapes, message] of shapeCases) {
+      registry.memory_test_bad_plan = {
+        ...(scratchBias as Method<unknown>),
+        name: "memory_test_bad_plan",
+        variableShapes: () => shapes,
+      };
+      assert.throws(
+        () =>
+          estimateTrainingMemory({
+            ...BASE_MTL,
+            config: PRESETS["tiny-v1_1"],
+            method: "memory_test_bad_plan",
+            numTasks: 2,
+          }),
         message,
       );
     }
