@@ -242,7 +242,9 @@ function classifyExample(
 ): Example {
   const pairs = spec.inputKeys.map((k) => [k, values[k] as string] as const);
   let target: string;
-  if (label === undefined) target = UNK;
+  // T5's preprocessors: an unlabelled row (TFDS label -1) gets "<unk>", except STS-B's, whose
+  // target is the label rounded like any other (`stsb`: round(-1 · 5) / 5 → "-1.0").
+  if (label === undefined) target = spec.converter === "stsb" ? stsbTarget(-1) : UNK;
   else if (spec.converter === "stsb") target = stsbTarget(label);
   else target = spec.labelWords[label] as string;
   const ex: Example = {
