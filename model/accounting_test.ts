@@ -9,7 +9,7 @@ import { countT5Params, type FlopPlan, t5Flops } from "./accounting.ts";
 import type { T5Hooks } from "./hooks.ts";
 import { sharedPath } from "./shared_dir.ts";
 import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight, t5ParamShapes } from "./t5.ts";
-import { profiledMatmulFlops } from "./accounting_testing.ts";
+import { profiledMatmulFlops, TINY_FLOP_CONFIG } from "./accounting_testing.ts";
 
 interface SizeRow {
   name: string;
@@ -97,14 +97,7 @@ Deno.test("countT5Params equals the shapes (t5-v1_1-small, all tiny) and the var
 
 Deno.test("t5Flops plan.elementwise: a trained bias after a sublayer of a frozen T5 counts the matmuls tfjs runs", async () => {
   await tf.setBackend("cpu");
-  const config = {
-    ...PRESETS["tiny-v1_1"],
-    dModel: 16,
-    numHeads: 2,
-    dKv: 8,
-    dFf: 24,
-    vocabSize: 64,
-  };
+  const config = TINY_FLOP_CONFIG;
   const [S, T] = [6, 3];
   const before = tf.memory().numTensors;
   const model = initT5(config, { seed: 5 });

@@ -4,6 +4,20 @@
  *
  * @module
  */
+import { PRESETS, type T5Config } from "./config.ts";
+
+/**
+ * The T5 1.1 layout (gated GELU, untied lm_head) at a size small enough for a quick profiled
+ * training step on cpu: d 16, 2 heads of 8, d_ff 24, vocabulary 64.
+ */
+export const TINY_FLOP_CONFIG: T5Config = Object.freeze({
+  ...PRESETS["tiny-v1_1"],
+  dModel: 16,
+  numHeads: 2,
+  dKv: 8,
+  dFf: 24,
+  vocabSize: 64,
+});
 
 /** A kernel record of `tf.profile`, as far as the count needs it. */
 export interface ProfiledKernel {

@@ -9,7 +9,7 @@ import { installLowMemoryBackprop, uninstallLowMemoryBackprop } from "../backpro
 import { disposeBatch, makeBatch } from "./_test_util.ts";
 import { methodAccounting } from "./accounting.ts";
 import { type MethodName, METHODS } from "./mod.ts";
-import { profiledMatmulFlops } from "../accounting_testing.ts";
+import { profiledMatmulFlops, TINY_FLOP_CONFIG } from "../accounting_testing.ts";
 
 Deno.test("methodAccounting() reproduces HyperFormer++ on t5-base, 8 tasks, r = 32 (spec §5.3)", () => {
   const a = methodAccounting(
@@ -195,15 +195,7 @@ Deno.test("methodAccounting() training FLOPs by hand on a tiny config, frozen an
 
 Deno.test("methodAccounting() FLOPs equal the matmul kernels tfjs runs for one training step (cpu)", async () => {
   await tf.setBackend("cpu");
-  // T5 1.1 layout (gated GELU, untied lm_head), small enough for a quick step.
-  const config: T5Config = {
-    ...PRESETS["tiny-v1_1"],
-    dModel: 16,
-    numHeads: 2,
-    dKv: 8,
-    dFf: 24,
-    vocabSize: 64,
-  };
+  const config: T5Config = TINY_FLOP_CONFIG;
   const [S, T] = [6, 3];
   const before = tf.memory().numTensors;
   const model = initT5(config, { seed: 5 });
