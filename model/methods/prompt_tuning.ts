@@ -126,8 +126,10 @@ function meanEmbeddings(table: tf.Tensor2D, rowIds: readonly (readonly number[])
 /**
  * {@link meanEmbeddings} where data cannot be read back synchronously (webgpu in Deno: tfjs reads
  * GPU data synchronously through a canvas, which Deno lacks), on the device: the gathered rows
- * times a matrix of weights 1/n, in float32 (equal to the float64 mean rounded once for words of
- * one or two sub-words; within an ulp or two of it for longer ones).
+ * times a matrix of weights 1/n, in float32. Equal to the float64 mean rounded once for words of
+ * one or two sub-words (weights 1 and 1/2 are exact); for n ≥ 3 within (n + 2)·2^-24·mean|x_t|
+ * of it (a float32 n-term sum's error bound, plus the rounding of 1/n and of the float64 mean),
+ * which is an ulp or two of the mean only where the sub-words' embeddings do not cancel.
  */
 function meanEmbeddingsOnDevice(
   table: tf.Tensor2D,

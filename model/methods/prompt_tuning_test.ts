@@ -10,7 +10,7 @@ import type { MethodContext } from "../method.ts";
 import { disposeT5, initT5, t5FromTensors, type T5Model } from "../t5.ts";
 import { T5Tokenizer } from "../tokenizer.ts";
 import { sharedPath } from "../shared_dir.ts";
-import { classLabelRows, promptTuning } from "./prompt_tuning.ts";
+import { classLabelRows, mtlPrompt, promptTuning } from "./prompt_tuning.ts";
 import { gpuTest } from "../webgpu/testing.ts";
 import { registerWebgpuKernels } from "../webgpu/mod.ts";
 
@@ -201,3 +201,105 @@ gpuTest(
   },
   () => assert.ok(registerWebgpuKernels()),
 );
+
+/** A table of seeded values in (−1, 1), both signs, full float32 mantissas (means round). */
+function randomTable(vocab: number): Float32Array {
+  const v = new Float32Array(vocab * D);
+  let s = 12345;
+  for (let i = 0; i < v.length; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    v[i] = (s / 2 ** 32) * 2 - 1;
+  }
+  return v;
+}
+
+/** The initial prompt of `method` with init "class_label" on the current backend, read async. */
+async function classLabelPrompt(
+  method: typeof promptTuning,
+  table: Float32Array,
+  labels: Map<string, number[][]>,
+  length: number,
+): Promise<number[][][]> {
+  const vocab = table.length / D;
+  const config: T5Config = { ...PRESETS["tiny-v1_1"], vocabSize: vocab, dModel: D };
+  const emb = tf.tidy(() => tf.variable(tf.tensor2d(table, [vocab, D]), false));
+  const inst = method.create(
+    {
+      config,
+      tasks: [...labels.keys()],
+      seed: 5,
+      backbone: new Map([["shared.weight", emb]]),
+      labelTokenIds: labels,
+    },
+    method.parseConfig({ length, init: "class_label", vocabSampleSize: vocab }, "test"),
+  );
+  const rows = (await inst.variables.get(`${method.name}.prompt`)!.array()) as number[][][];
+  inst.dispose();
+  emb.dispose();
+  return rows;
+}
+
+for (const kernels of ["custom kernels", "stock kernels"] as const) {
+  gpuTest(
+    `class-label init on webgpu (${kernels}) matches the cpu path: prompt_tuning and mtl_prompt`,
+    async () => {
+      // 200 × 8 values: over tfjs's 1,000-value CPU hand-off threshold
+      // (WEBGPU_CPU_HANDOFF_SIZE_THRESHOLD), so the gather and the matmul run on the GPU.
+      const table = randomTable(200);
+      const labels = new Map([
+        ["rte", [[5], [6, 7, 9], [20, 21, 22, 23, 24]]],
+        ["cola", [[10, 11], [30, 31, 32, 33, 34, 35, 36]]],
+      ]);
+      for (const method of [promptTuning, mtlPrompt]) {
+        await tf.setBackend("cpu");
+        const want = await classLabelPrompt(method, table, labels, 6);
+        await tf.setBackend("webgpu");
+        const gpu = tf.backend() as unknown as { readSync: (id: object) => unknown };
+        const readSync = gpu.readSync;
+        let syncReads = 0;
+        gpu.readSync = function (this: unknown, id: object) {
+          syncReads++;
+          return readSync.call(this, id);
+        };
+        const before = tf.memory().numTensors;
+        let got: number[][][];
+        try {
+          got = await classLabelPrompt(method, table, labels, 6);
+        } finally {
+          gpu.readSync = readSync;
+        }
+        assert.equal(tf.memory().numTensors, before, `${method.name}: tensors leaked`);
+        assert.equal(syncReads, 0, `${method.name}: synchronous read-back on webgpu`);
+        // Words of one or two pieces: weights 1 and 1/2 are exact, so the float32 matmul is the
+        // float64 mean rounded once, bit for bit. Longer words: the matmul sums n float32
+        // products of x_t and fl(1/n) (error ≤ γ_n·Σ|x_t|/n plus fl(1/n)'s u·Σ|x_t|/n, u = 2^-24;
+        // the zero weights of other rows add exact zeros) and the cpu path rounds its float64
+        // mean once (≤ u·|mean|): |gpu − cpu| ≤ (n + 2)·u·mean|x_t|. In ulps of the mean this is
+        // unbounded: the table has both signs, as real embeddings do, and where they cancel the
+        // mean is small (measured on llvmpipe: at most 1.3·u·mean|x_t|, which was 21 ulps of a
+        // 3-piece mean of 6e-3).
+        for (const [t, words] of [...labels.values()].entries()) {
+          for (const [i, ids] of words.entries()) {
+            const g = got[t]![i]!, w = want[t]![i]!;
+            const what = `${method.name} row ${t}/${i} (${ids.length} pieces)`;
+            if (ids.length <= 2) {
+              assert.deepEqual(g, w, what);
+              continue;
+            }
+            for (let j = 0; j < D; j++) {
+              const meanAbs = ids.reduce((a, id) => a + Math.abs(table[id * D + j]!), 0) /
+                ids.length;
+              const tol = (ids.length + 2) * 2 ** -24 * meanAbs;
+              assert.ok(Math.abs(g[j]! - w[j]!) <= tol, `${what}[${j}]: ${g[j]} vs ${w[j]}`);
+            }
+          }
+          // The sampled rows: single table rows, the same draws on both backends.
+          for (let i = words.length; i < 6; i++) {
+            assert.deepEqual(got[t]![i], want[t]![i], `${method.name} sampled row ${t}/${i}`);
+          }
+        }
+      }
+    },
+    kernels === "custom kernels" ? () => assert.ok(registerWebgpuKernels()) : undefined,
+  );
+}
