@@ -1728,8 +1728,9 @@ function positiveInt(x: number, field: string): number {
  * Estimates the device memory of one training step.
  *
  * Method variables' optimizer state is counted unfactored (an over-estimate of at most their
- * Adafactor state, small next to the backbone); their update's temporaries are counted per
- * variable from `Method.variableShapes`, as the backbone's.
+ * Adafactor state, small next to the backbone); their squares in the gradient norm and their
+ * update's temporaries are counted per variable from `Method.variableShapes`, as the backbone's
+ * (a method that states none: as one tensor of all its parameters).
  *
  * @param input model, method, optimizer and shapes
  * @returns bytes per term and the peak
@@ -1801,10 +1802,17 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     trainedShapes.push(shape);
     trainedSizes.push(n);
   }
-  // The method's own variables, as one tensor for the gradient norm's squares (an upper bound
-  // of its largest; with a frozen backbone, e.g. Prompt-Tuning, they are all that is squared).
-  // Their update's temporaries are counted per variable below, from Method.variableShapes.
-  if (extra > 0) {
+  // The method's own variables, squared by the gradient norm one at a time as a backbone
+  // variable is: by the shapes it states (Method.variableShapes), else as one tensor of all of
+  // them (an upper bound of its largest). With a frozen backbone, e.g. Prompt-Tuning, they are
+  // all that is squared. Their update's temporaries are counted per variable below.
+  if (methodShapes !== undefined) {
+    for (const shape of methodShapes.values()) {
+      const n = shape.reduce((a, b) => a * b, 1);
+      largest = Math.max(largest, n);
+      trainedSizes.push(n);
+    }
+  } else if (extra > 0) {
     trainedSizes.push(extra);
     largest = Math.max(largest, extra);
   }
