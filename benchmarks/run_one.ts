@@ -73,7 +73,7 @@ import {
 } from "../tasks/mod.ts";
 import { MixtureSampler } from "../tasks/mixture.ts";
 import type { Example, TaskSplit } from "../tasks/types.ts";
-import type { RunOneOptions, RunResult, RunSpec } from "./spec.ts";
+import { runFileName, type RunOneOptions, type RunResult, type RunSpec } from "./spec.ts";
 import { seedFor } from "./rng.ts";
 import * as tf from "@tensorflow/tfjs";
 import { attentionMass } from "../model/methods/attention_mass.ts";
@@ -389,6 +389,56 @@ export async function runOneWith(
   }
 }
 
+/**
+ * Runs a method's `create`, releasing what it allocated when it throws: a `create` that fails
+ * after making some of its variables (or intermediate tensors outside a `tf.tidy`) would leave
+ * them alive for the rest of the grid, since no instance comes back to dispose. Variables are not
+ * tracked by tfjs scopes (`tf.tidy` never disposes them), so the ones registered during the call
+ * are found by name in the engine's variable registry and disposed; other tensors made during the
+ * call are released by ending the tfjs scope opened around it. On success nothing is disposed:
+ * the instance owns what it made (its `dispose`), as without this wrapper.
+ *
+ * @param methodName the method's registry name, for the error
+ * @param context where, e.g. `run <id>`
+ * @param create the call to `method.create`
+ * @returns the instance
+ * @throws Error `<context>: method "<name>" could not be created: <cause>` (the original as
+ *   `cause`); a `WebAssembly.RuntimeError` is rethrown as it is (`explainBackendFailure` reads it)
+ */
+export function createReleasingOnThrow(
+  methodName: string,
+  context: string,
+  create: () => MethodInstance,
+): MethodInstance {
+  const engine = tf.engine();
+  const varsBefore = new Set(Object.keys(engine.registeredVariables));
+  engine.startScope(`create ${methodName}`);
+  let instance: MethodInstance;
+  try {
+    instance = create();
+  } catch (e) {
+    try {
+      // Disposes the scope's non-variable tensors, then the variables registered since.
+      engine.endScope();
+      for (const [name, v] of Object.entries(engine.registeredVariables)) {
+        if (!varsBefore.has(name)) v.dispose();
+      }
+    } catch {
+      // A backend that has stopped (wasm out of memory) cannot release: the cause matters more.
+    }
+    if (e instanceof WebAssembly.RuntimeError) throw e;
+    throw new Error(
+      `${context}: method "${methodName}" could not be created: ${
+        e instanceof Error ? e.message : String(e)
+      }`,
+      { cause: e },
+    );
+  }
+  // Ends the scope keeping every tensor it tracked: what the instance holds stays alive.
+  engine.endScope([...engine.state.activeScope.track]);
+  return instance;
+}
+
 /** What {@link runOneWith} has measured and chosen before the backbone is built. */
 interface RunStart {
   /** The code the run executes. */
@@ -425,13 +475,14 @@ async function runOnBackbone(
     // One id list per label word: a class-label prompt row is the mean of a word's sub-words.
     spec.tasks.map((task) => [task, labelWords(task).map((w) => noEos(tokenizer.encode(w)))]),
   );
-  const instance = method.create({
-    config,
-    tasks: spec.tasks,
-    seed: seedFor(spec.seed, "method-init"),
-    backbone: model.params,
-    labelTokenIds,
-  }, methodCfg);
+  const instance = createReleasingOnThrow(spec.method.name, `run ${spec.id}`, () =>
+    method.create({
+      config,
+      tasks: spec.tasks,
+      seed: seedFor(spec.seed, "method-init"),
+      backbone: model.params,
+      labelTokenIds,
+    }, methodCfg));
   try {
     const prefixes = spec.tasks.map((task) => getTask(task).prefix);
     const encodeOpts = {
@@ -492,7 +543,9 @@ async function runOnBackbone(
     );
     if (trainedNow !== acc.trained) {
       throw new Error(
-        `benchmarks/run_one.ts: ${spec.method.name} trains ${trainedNow} parameters but its accounting says ${acc.trained}`,
+        `benchmarks/run_one.ts: run ${spec.id} (${
+          runFileName(spec)
+        }): ${spec.method.name} trains ${trainedNow} parameters but its accounting says ${acc.trained}`,
       );
     }
     const outcome = await train({

@@ -4,7 +4,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { hubEnv, withEnv } from "../model/env_testing.ts";
 import { sharedPath } from "../model/shared_dir.ts";
-import { DEFAULT_TRAIN, runId, type RunSpec, validateRunResult } from "./spec.ts";
+import { DEFAULT_TRAIN, runFileName, runId, type RunSpec, validateRunResult } from "./spec.ts";
 import { listCheckpoints } from "./checkpointing.ts";
 import { clearStopRequest, requestStop, TrainingInterruptedError } from "./trainer.ts";
 import {
@@ -36,7 +36,8 @@ import {
   mtl,
   promptTuning,
 } from "../model/methods/mod.ts";
-import type { Method } from "../model/method.ts";
+import type { Method, MethodContext, MethodInstance } from "../model/method.ts";
+import { VarStore } from "../model/methods/_init.ts";
 
 /** Exact-match accuracy: independent of tasks/metrics.ts, for the resume test. */
 const EXACT: RunScorer = {
@@ -413,6 +414,100 @@ Deno.test({
       assert.equal(tf.memory().numTensors, before, `after failed run ${i + 1}`);
     }
     await Deno.remove(out, { recursive: true });
+  },
+});
+
+Deno.test({
+  name:
+    "runOne(): a method whose create throws after allocating releases its tensors, and the error names the method and run",
+  ignore: !HAVE,
+  fn: async () => {
+    // Registered for this test only: MTL, but its create makes a variable (through VarStore, as
+    // the built-in methods do), a bare tensor and a bare variable, then throws: no instance
+    // comes back to dispose them, so runOne must.
+    const registry = METHODS as unknown as Record<string, Method<unknown>>;
+    const name = "run_one_test_create_throws";
+    let made = 0;
+    const broken = {
+      ...mtl,
+      name,
+      create(ctx: MethodContext): MethodInstance {
+        const store = new VarStore(ctx.seed, name);
+        store.add("w", [4, 3], { kind: "normal", std: 1 });
+        tf.ones([5]);
+        tf.variable(tf.tidy(() => tf.zeros([2])));
+        made = tf.memory().numTensors;
+        throw new Error("scratch create failed after allocating");
+      },
+    } as Method<unknown>;
+    registry[name] = broken;
+    const out = await Deno.makeTempDir();
+    try {
+      const s = spec({ name: name as MethodName, label: name, config: {} }, 2);
+      await tf.ready();
+      const before = tf.memory().numTensors;
+      const err = await runOneWith(s, { outDir: out, dataDir: DATA }, EXACT).then(
+        () => assert.fail("runOne resolved"),
+        (e: unknown) => e as Error,
+      );
+      assert.equal(
+        err.message,
+        `run ${s.id}: method "${name}" could not be created: scratch create failed after allocating`,
+      );
+      assert.equal((err.cause as Error).message, "scratch create failed after allocating");
+      // The create ran and allocated beyond the backbone (3 tensors: two variables, one tensor).
+      assert.ok(made >= before + 3, `create allocated (${before} -> ${made})`);
+      assert.equal(tf.memory().numTensors, before, "what the failed create made is released");
+    } finally {
+      delete registry[name];
+      await Deno.remove(out, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "runOne(): trained parameters that do not match the accounting are refused, naming the run id and file",
+  ignore: !HAVE,
+  fn: async () => {
+    // Registered for this test only: MTL with one extra trained variable its accounting lacks.
+    const registry = METHODS as unknown as Record<string, Method<unknown>>;
+    const name = "run_one_test_miscounted";
+    const miscounted = {
+      ...mtl,
+      name,
+      create(ctx: MethodContext, cfg: unknown): MethodInstance {
+        const inner = (mtl as Method<unknown>).create(ctx, cfg);
+        const store = new VarStore(ctx.seed, name);
+        store.add("uncounted", [7], { kind: "zeros" });
+        return { ...inner, variables: store.vars, dispose: () => store.dispose() };
+      },
+    } as Method<unknown>;
+    registry[name] = miscounted;
+    const out = await Deno.makeTempDir();
+    try {
+      const s = spec({ name: name as MethodName, label: name, config: {} }, 2);
+      await tf.ready();
+      const before = tf.memory().numTensors;
+      const err = await runOneWith(s, { outDir: out, dataDir: DATA }, EXACT).then(
+        () => assert.fail("runOne resolved"),
+        (e: unknown) => e as Error,
+      );
+      assert.ok(
+        err.message.startsWith(
+          `benchmarks/run_one.ts: run ${s.id} (${runFileName(s)}): ${name} trains `,
+        ),
+        err.message,
+      );
+      const m = / trains (\d+) parameters but its accounting says (\d+)$/.exec(err.message);
+      assert.ok(m !== null, err.message);
+      assert.equal(Number(m[1]) - Number(m[2]), 7, "the uncounted variable's 7 parameters");
+      assert.ok(err.message.includes(`--${s.id}.json)`), "the file name ends with the id");
+      assert.equal(tf.memory().numTensors, before, "the refused run releases every tensor");
+    } finally {
+      delete registry[name];
+      await Deno.remove(out, { recursive: true });
+    }
   },
 });
 
