@@ -707,8 +707,18 @@ async function timeSteps(
   }
 }
 
-/** The steps of {@link timeSteps}: `step` trains `params` with `opt`, timing it in `optTimes`. */
-async function measureSteps(
+/**
+ * The steps of {@link timeSteps}: `step` trains `params` with `opt`, timing it in `optTimes`;
+ * on webgpu then 2 host-only steps, after which `params` and `opt` hold what the last timed step
+ * left (exported for `perf_test.ts`, which checks that).
+ *
+ * @param run the step, its optimizer and variables, and where `step` records optimizer times
+ * @param warm untimed steps first
+ * @param reps timed steps
+ * @param profile one more step under `tf.profile`
+ * @returns the step's measurements
+ */
+export async function measureSteps(
   { step, opt, params, optTimes }: {
     step: () => Promise<void>;
     opt: Optimizer;

@@ -5,6 +5,7 @@ import {
   freshReportPath,
   main,
   MATMUL_BATCHES,
+  measureSteps,
   optimizerPath,
   type PerfReport,
   planWasmT5,
@@ -18,6 +19,10 @@ import { planDeviceMemory, WASM_HEAP_BYTES, WASM_HEAP_MARGIN } from "./device_me
 import { DEFAULT_TRAIN, runId, type RunSpec } from "./spec.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
 import { countReads } from "./queued_timing_testing.ts";
+import { createOptimizer } from "./optim.ts";
+import { updatePathsTaken } from "../model/fused.ts";
+import { uniformValues } from "./rng.ts";
+import { registerWebgpuKernels, unregisterWebgpuKernels } from "../model/webgpu/mod.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 
@@ -510,6 +515,59 @@ gpuTest(
     // One AdamW dispatch per parameter instead of groups: more dispatches, the same path.
     assert.equal(ungrouped.optimizer, "adamw (in place)");
     assert.ok(ungrouped.gpuDispatches! > custom.gpuDispatches!, JSON.stringify(r.backends));
+  },
+);
+
+gpuTest(
+  "perf: webgpu host-only steps leave the weights and AdamW moments of the last timed step",
+  async () => {
+    // Both of perf's webgpu AdamW paths: op by op (tfjs's kernels, "webgpu/stock"), where the
+    // host-only steps assign never-computed new tensors to the weights and moments (without the
+    // restore the values differ: checked by skipping it), and in place (the custom kernels,
+    // "webgpu"), where they leave the buffers unwritten (there, without the restore, only the
+    // optimizer's step count is off: 4, not 2).
+    for (const inPlace of [false, true]) {
+      if (inPlace) assert.ok(registerWebgpuKernels());
+      else unregisterWebgpuKernels();
+      const what = inPlace ? "in place" : "op by op";
+      const p = tf.variable(tf.tensor2d(uniformValues(12 * 10, 81), [12, 10]), true, `p-${what}`);
+      const x = tf.tensor2d(uniformValues(10 * 3, 82), [10, 3]);
+      const params = new Map([[p.name, p]]);
+      const opt = createOptimizer({ kind: "adamw" });
+      const read = async () => ({
+        p: Array.from(await p.data()),
+        slots: await Promise.all(
+          [...opt.slots()].map(async ([k, t]) => [k, Array.from(await t.data())]),
+        ),
+      });
+      const warm = 1;
+      const reps = 1;
+      let calls = 0;
+      let lastTimed: Awaited<ReturnType<typeof read>> | undefined;
+      const step = async () => {
+        const { value, grads } = tf.variableGrads(() => tf.sum(tf.square(tf.matMul(p, x))), [p]);
+        opt.apply(params, new Map(Object.entries(grads)), 1e-2);
+        await value.data();
+        tf.dispose([value, ...Object.values(grads)]);
+        // What the last timed step left: read before measureSteps's host-only steps.
+        if (++calls === warm + reps) lastTimed = await read();
+      };
+      try {
+        updatePathsTaken(true); // as timeSteps: the paths of these steps only
+        const r = await measureSteps({ step, opt, params, optTimes: [] }, warm, reps, false);
+        assert.equal(optimizerPath("adamw", r.optimizerPaths), inPlace ? "in place" : "op by op");
+        // The host-only steps ran (else this test could not fail), through the same step.
+        assert.equal(r.hostOnlyMs?.length, 2, what);
+        assert.equal(calls, warm + reps + 2, what);
+        assert.equal(lastTimed?.slots.length, 2, `${what}: two AdamW moments`);
+        // Exact: the restore assigns saved copies (no arithmetic between them and the read).
+        assert.deepEqual(await read(), lastTimed, `${what}: weights and moments restored`);
+        assert.equal(opt.step, warm + reps, `${what}: optimizer step restored`);
+      } finally {
+        opt.dispose();
+        tf.dispose([p, x]);
+      }
+    }
   },
 );
 
