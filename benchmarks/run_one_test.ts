@@ -417,6 +417,33 @@ Deno.test({
   },
 });
 
+/**
+ * Registers `method` under its name for the call, runs a 2-step MTL-shaped run of it with
+ * {@link runOneWith} (which must reject), and returns the error with the run's spec and the
+ * tensor count before the run; the registry entry and the output folder are removed after.
+ */
+async function failedScratchRun(
+  method: Method<unknown>,
+  check: (err: Error, s: RunSpec, before: number) => void,
+): Promise<void> {
+  const registry = METHODS as unknown as Record<string, Method<unknown>>;
+  registry[method.name] = method;
+  const out = await Deno.makeTempDir();
+  try {
+    const s = spec({ name: method.name as MethodName, label: method.name, config: {} }, 2);
+    await tf.ready();
+    const before = tf.memory().numTensors;
+    const err = await runOneWith(s, { outDir: out, dataDir: DATA }, EXACT).then(
+      () => assert.fail("runOne resolved"),
+      (e: unknown) => e as Error,
+    );
+    check(err, s, before);
+  } finally {
+    delete registry[method.name];
+    await Deno.remove(out, { recursive: true });
+  }
+}
+
 Deno.test({
   name:
     "runOne(): a method whose create throws after allocating releases its tensors, and the error names the method and run",
@@ -425,7 +452,6 @@ Deno.test({
     // Registered for this test only: MTL, but its create makes a variable (through VarStore, as
     // the built-in methods do), a bare tensor and a bare variable, then throws: no instance
     // comes back to dispose them, so runOne must.
-    const registry = METHODS as unknown as Record<string, Method<unknown>>;
     const name = "run_one_test_create_throws";
     let made = 0;
     const broken = {
@@ -440,16 +466,7 @@ Deno.test({
         throw new Error("scratch create failed after allocating");
       },
     } as Method<unknown>;
-    registry[name] = broken;
-    const out = await Deno.makeTempDir();
-    try {
-      const s = spec({ name: name as MethodName, label: name, config: {} }, 2);
-      await tf.ready();
-      const before = tf.memory().numTensors;
-      const err = await runOneWith(s, { outDir: out, dataDir: DATA }, EXACT).then(
-        () => assert.fail("runOne resolved"),
-        (e: unknown) => e as Error,
-      );
+    await failedScratchRun(broken, (err, s, before) => {
       assert.equal(
         err.message,
         `run ${s.id}: method "${name}" could not be created: scratch create failed after allocating`,
@@ -458,10 +475,7 @@ Deno.test({
       // The create ran and allocated beyond the backbone (3 tensors: two variables, one tensor).
       assert.ok(made >= before + 3, `create allocated (${before} -> ${made})`);
       assert.equal(tf.memory().numTensors, before, "what the failed create made is released");
-    } finally {
-      delete registry[name];
-      await Deno.remove(out, { recursive: true });
-    }
+    });
   },
 });
 
@@ -471,7 +485,6 @@ Deno.test({
   ignore: !HAVE,
   fn: async () => {
     // Registered for this test only: MTL with one extra trained variable its accounting lacks.
-    const registry = METHODS as unknown as Record<string, Method<unknown>>;
     const name = "run_one_test_miscounted";
     const miscounted = {
       ...mtl,
@@ -483,16 +496,7 @@ Deno.test({
         return { ...inner, variables: store.vars, dispose: () => store.dispose() };
       },
     } as Method<unknown>;
-    registry[name] = miscounted;
-    const out = await Deno.makeTempDir();
-    try {
-      const s = spec({ name: name as MethodName, label: name, config: {} }, 2);
-      await tf.ready();
-      const before = tf.memory().numTensors;
-      const err = await runOneWith(s, { outDir: out, dataDir: DATA }, EXACT).then(
-        () => assert.fail("runOne resolved"),
-        (e: unknown) => e as Error,
-      );
+    await failedScratchRun(miscounted, (err, s, before) => {
       assert.ok(
         err.message.startsWith(
           `benchmarks/run_one.ts: run ${s.id} (${runFileName(s)}): ${name} trains `,
@@ -504,10 +508,7 @@ Deno.test({
       assert.equal(Number(m[1]) - Number(m[2]), 7, "the uncounted variable's 7 parameters");
       assert.ok(err.message.includes(`--${s.id}.json)`), "the file name ends with the id");
       assert.equal(tf.memory().numTensors, before, "the refused run releases every tensor");
-    } finally {
-      delete registry[name];
-      await Deno.remove(out, { recursive: true });
-    }
+    });
   },
 });
 
