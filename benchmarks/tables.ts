@@ -798,20 +798,19 @@ export function paramsPaperMatch(
 function ofPaperConfiguration(match: PaperMatch, method: string, config: unknown): PaperMatch {
   const p = match.row;
   if (p === undefined) return match;
-  const r = { method, config };
   const counts = (cfg: unknown): number | undefined => {
     try {
-      const m = getMethod(r.method);
+      const m = getMethod(method);
       const preset = PRESETS[p.model as keyof typeof PRESETS];
       return m.countParams(preset, m.parseConfig(cfg ?? {}, "tables"), PAPER_TASKS).extra;
     } catch {
       return undefined;
     }
   };
-  const own = counts(r.config), paperCount = counts({});
+  const own = counts(config), paperCount = counts({});
   if (own !== undefined && own === paperCount) return match;
   return {
-    note: `none: paper row ${paperRowName(p)} is of ${r.method}'s default configuration (${
+    note: `none: paper row ${paperRowName(p)} is of ${method}'s default configuration (${
       paperCount ?? "?"
     } extra parameters at ${PAPER_TASKS} tasks); this row's configuration ${
       own === undefined ? "does not parse" : `counts ${own}`
