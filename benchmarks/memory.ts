@@ -1479,26 +1479,24 @@ function methodActs(
     }
     return x;
   };
-  const stacks = (x: readonly Stack[] | undefined, field: string): readonly Stack[] => {
+  // A list of `a` and/or `b` (stacks or sublayers); absent: none.
+  const listOf = <S extends string>(
+    x: readonly S[] | undefined,
+    field: string,
+    [a, b]: readonly [S, S],
+  ): readonly S[] => {
     if (x === undefined) return [];
-    if (!Array.isArray(x) || !x.every((s) => s === "encoder" || s === "decoder")) {
+    if (!Array.isArray(x) || !x.every((s) => s === a || s === b)) {
       throw new Error(
-        `${where}: field "${field}" must list "encoder" and/or "decoder", got ${JSON.stringify(x)}`,
+        `${where}: field "${field}" must list "${a}" and/or "${b}", got ${JSON.stringify(x)}`,
       );
     }
     return x;
   };
-  const positions = (x: readonly Position[] | undefined, field: string): readonly Position[] => {
-    if (x === undefined) return [];
-    if (!Array.isArray(x) || !x.every((s) => s === "self_attention" || s === "feed_forward")) {
-      throw new Error(
-        `${where}: field "${field}" must list "self_attention" and/or "feed_forward", got ${
-          JSON.stringify(x)
-        }`,
-      );
-    }
-    return x;
-  };
+  const stacks = (x: readonly Stack[] | undefined, field: string) =>
+    listOf(x, field, ["encoder", "decoder"]);
+  const positions = (x: readonly Position[] | undefined, field: string) =>
+    listOf(x, field, ["self_attention", "feed_forward"]);
   const prefix = plan.selfAttentionPrefix;
   const adapters = plan.adapters;
   const elementwise = plan.elementwise;
@@ -1524,32 +1522,32 @@ function methodActs(
   }
   const notes: string[] = [];
   const said = (s: string) => notes.push(`method "${name}": ${s}`);
-  const enters = acts.promptLength > 0 ||
-    (acts.prefixLength > 0 && acts.prefixStacks.length > 0) ||
-    (acts.adapterStacks.length > 0 && acts.adapterPositions.length > 0) ||
-    (acts.elementwiseStacks.length > 0 && acts.elementwisePositions.length > 0);
-  if (extra > 0 && !enters) {
+  const hasPrefix = acts.prefixLength > 0 && acts.prefixStacks.length > 0;
+  const hasAdapters = acts.adapterStacks.length > 0 && acts.adapterPositions.length > 0;
+  const hasElementwise = acts.elementwiseStacks.length > 0 &&
+    acts.elementwisePositions.length > 0;
+  if (extra > 0 && !(acts.promptLength > 0 || hasPrefix || hasAdapters || hasElementwise)) {
     said(
       `its flopPlan names no way its ${extra} parameters enter T5 (encoderPrompt, ` +
         `selfAttentionPrefix, adapters, elementwise), so the memory estimate counts no ` +
         `activations of them (their weights, gradients and optimizer state are counted)`,
     );
   }
-  if (acts.prefixLength > 0 && acts.prefixStacks.length > 0) {
+  if (hasPrefix) {
     said(
       `the memory estimate counts its self-attention prefix as ${acts.prefixLength} trained ` +
         `keys and values per example and block; what makes them (a hypernetwork's ` +
         `activations) is not counted`,
     );
   }
-  if (acts.adapterStacks.length > 0 && acts.adapterPositions.length > 0) {
+  if (hasAdapters) {
     said(
       `the memory estimate counts its adapters as the Vanilla Adapter's ops (per-task weights, ` +
         `a per-task LayerNorm); what generates their weights (a hypernetwork's activations) is ` +
         `not counted`,
     );
   }
-  if (acts.elementwiseStacks.length > 0 && acts.elementwisePositions.length > 0) {
+  if (hasElementwise) {
     said(
       `the memory estimate counts its elementwise tensors as one trained row of dModel per ` +
         `example and sublayer, multiplied in (a per-task scale or bias); a larger one (per ` +
@@ -1789,7 +1787,8 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
   }
 
   const shapes = t5ParamShapes(cfg);
-  let backbone = 0, trainedBackbone = 0, state = 0, largest = 0;
+  let backbone = 0, trainedBackbone = 0, state = 0;
+  // The trained variables' sizes (gradient norm) and shapes (update phase).
   const trainedSizes: number[] = [];
   const trainedShapes: (readonly number[])[] = [];
   for (const [name, shape] of shapes) {
@@ -1798,23 +1797,20 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     if (!backboneTrainable(freeze, name, cfg)) continue;
     trainedBackbone += n;
     state += stateElems(shape, input.optimizer);
-    largest = Math.max(largest, n);
     trainedShapes.push(shape);
     trainedSizes.push(n);
   }
-  // The method's own variables, squared by the gradient norm one at a time as a backbone
-  // variable is: by the shapes it states (Method.variableShapes), else as one tensor of all of
-  // them (an upper bound of its largest). With a frozen backbone, e.g. Prompt-Tuning, they are
-  // all that is squared. Their update's temporaries are counted per variable below.
+  // The method's own variables, squared by the gradient norm and updated one at a time as a
+  // backbone variable is: by the shapes it states (Method.variableShapes), else as one tensor of
+  // all of them (an upper bound of its largest; its update is counted below). With a frozen
+  // backbone, e.g. Prompt-Tuning, they are all that is squared.
   if (methodShapes !== undefined) {
     for (const shape of methodShapes.values()) {
-      const n = shape.reduce((a, b) => a * b, 1);
-      largest = Math.max(largest, n);
-      trainedSizes.push(n);
+      trainedShapes.push(shape);
+      trainedSizes.push(shape.reduce((a, b) => a * b, 1));
     }
   } else if (extra > 0) {
     trainedSizes.push(extra);
-    largest = Math.max(largest, extra);
   }
   // Unfactored: AdamW's two moments; Adafactor's second moment, and its first with beta1 > 0
   // (as stateElems counts the backbone's).
@@ -1924,29 +1920,24 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
   const normSquares = defer > 0
     ? trainedSizes.sort((a, b) => b - a).slice(0, Math.ceil(defer / 2))
       .reduce((a, b) => a + b, 0)
-    : largest;
+    : trainedSizes.reduce((a, b) => Math.max(a, b), 0);
   // Update phase: the op-by-op update's temporaries of the variable that has the most (one
   // variable's tidy at a time; opByOpUpdateElems) among those updated op by op: all on the
   // composite path; on the fused sets every variable of a step they do not take, else those
-  // their in-place updates decline (updatesOpByOp); the rest update in place.
+  // their in-place updates decline (updatesOpByOp); the rest update in place. The method's
+  // variables are among trainedShapes by the shapes it states.
   let updateElems = 0;
   for (const shape of trainedShapes) {
     if (updatesOpByOp(shape, opt, kernels)) {
       updateElems = Math.max(updateElems, opByOpUpdateElems(shape, opt));
     }
   }
-  // The method's variables, the same way, by the shapes it states. A method that states none
-  // (one added outside this repository): 6 of its parameter count, taken as updated in place on
-  // the fused sets unless the whole step runs op by op (what every method got before the shapes
-  // were stated; opByOpUpdateElems of one tensor of all of them, 10 of its size, over-counts a
-  // method spread over many variables: HyperPrompt-Global tiny-v1_1 read 1.44 of the measured).
-  if (methodShapes !== undefined) {
-    for (const shape of methodShapes.values()) {
-      if (updatesOpByOp(shape, opt, kernels)) {
-        updateElems = Math.max(updateElems, opByOpUpdateElems(shape, opt));
-      }
-    }
-  } else if (extra > 0 && (!fused || adafactorOpByOpEverywhere(opt))) {
+  // A method that states no shapes (one added outside this repository): 6 of its parameter
+  // count, taken as updated in place on the fused sets unless the whole step runs op by op (what
+  // every method got before the shapes were stated; opByOpUpdateElems of one tensor of all of
+  // them, 10 of its size, over-counts a method spread over many variables: HyperPrompt-Global
+  // tiny-v1_1 read 1.44 of the measured).
+  if (methodShapes === undefined && extra > 0 && (!fused || adafactorOpByOpEverywhere(opt))) {
     updateElems = Math.max(updateElems, 6 * extra);
   }
   const updateTmp = updateElems * bpe;
