@@ -1026,7 +1026,19 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
     if (!codes.some((c) => sameCode(c, mine))) codes.push(mine);
     if (!microBatchSizes.includes(rowsPerPass)) microBatchSizes.push(rowsPerPass);
     let lastFinite = losses[losses.length - 1]?.loss;
-    const save = async () => {
+    // The newest checkpoint of this run: the step and folder a resume continues from, and
+    // whether it owes the step's evaluation.
+    let saved: { step: number; dir: string; evalOwed: boolean } | undefined = resumedFrom > 0
+      ? {
+        step: resumedFrom,
+        dir: join(o.checkpointDir!, checkpointDirName(resumedFrom)),
+        evalOwed,
+      }
+      : undefined;
+    // When the last checkpoint was saved (or the loop started): the wall-clock interval's origin.
+    let savedAt = now();
+    /** Saves a checkpoint of `step` and records it as the newest (`saved`). */
+    const saveStep = async () => {
       const dir = await saveCheckpoint(o.checkpointDir!, {
         variables: params,
         slots: optimizer.slots(),
@@ -1050,7 +1062,8 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
       }, { unusableSteps });
       // The skipped folder of this step (if any) was replaced by this checkpoint.
       unusableSteps.delete(step);
-      return dir;
+      saved = { step, dir, evalOwed };
+      savedAt = now();
     };
     /** One optimizer step: batch, loss and gradients, clipping, update; its loss recorded. */
     const oneStep = async (): Promise<void> => {
@@ -1115,22 +1128,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
       lastFinite = lossValue;
       await o.onStep?.(step, lossValue);
     };
-    // The newest checkpoint of this run: the step and folder a resume continues from, and
-    // whether it owes the step's evaluation.
-    let saved: { step: number; dir: string; evalOwed: boolean } | undefined = resumedFrom > 0
-      ? {
-        step: resumedFrom,
-        dir: join(o.checkpointDir!, checkpointDirName(resumedFrom)),
-        evalOwed,
-      }
-      : undefined;
     const shouldStop = o.shouldStop ?? stopRequested;
-    // When the last checkpoint was saved (or the loop started): the wall-clock interval's origin.
-    let savedAt = now();
-    const saveStep = async () => {
-      saved = { step, dir: await save(), evalOwed };
-      savedAt = now();
-    };
     /**
      * What follows a step (or, on a resume that owes it, the step resumed at): its evaluation
      * when due, then the scheduled checkpoint, or one when the wall-clock interval has passed (a
