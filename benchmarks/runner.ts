@@ -18,7 +18,13 @@
 import { join } from "node:path";
 import { DISCARDED_FOLDER, discardFolder, writeFileAtomic } from "../model/fs.ts";
 import { parseJsonFile } from "../model/json.ts";
-import { availableTasks, BENCHMARK_TASKS, sourceId, TASKS, type TaskSpec } from "../tasks/mod.ts";
+import {
+  availableTasks,
+  BENCHMARK_TASKS,
+  hasTrainAndValidation,
+  sourceId,
+  TASKS,
+} from "../tasks/mod.ts";
 import {
   type BackendChoice,
   type BenchmarkName,
@@ -52,12 +58,6 @@ export interface TaskCatalog {
    * (`tasks/data.ts` `availableTasks`).
    */
   isAvailable(benchmark: BenchmarkName, task: string, dataDir: string): boolean;
-}
-
-/** Whether a registry entry has train and validation files (MNLI: `validation_matched`). */
-function hasTrainAndValidation(t: TaskSpec): boolean {
-  return t.files.train !== undefined &&
-    (t.files.validation !== undefined || t.files.validation_matched !== undefined);
 }
 
 /**

@@ -656,8 +656,7 @@ export function checkTaskRegistry(
         );
       }
     });
-    const hasTrainAndEval = t.files.train !== undefined &&
-      (t.files.validation !== undefined || t.files.validation_matched !== undefined);
+    const hasTrainAndEval = hasTrainAndValidation(t);
     if (t.inAverage && t.groupMetrics.length === 0) {
       fail(`${at}.groupMetrics`, "is empty, but inAverage is true: the average needs a score");
     }
@@ -809,6 +808,15 @@ export function evalSplits(taskName: string): TaskSplit[] {
   if (spec.name === "mnli") return ["validation_matched", "validation_mismatched"];
   if (spec.files.validation === undefined) return ["test"];
   return ["validation"];
+}
+
+/**
+ * Whether a registry entry has train and validation files (MNLI: `validation_matched`): what a
+ * profile's `tasks` may list (`benchmarks/runner.ts` `TRAINABLE_TASKS`).
+ */
+export function hasTrainAndValidation(t: TaskSpec): boolean {
+  return t.files.train !== undefined &&
+    (t.files.validation !== undefined || t.files.validation_matched !== undefined);
 }
 
 /** The splits a task's registry entry has files for. */
