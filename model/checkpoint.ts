@@ -19,14 +19,15 @@ import {
   openWeightsFile,
   readAt,
   readOpenSafetensorsHeader,
+  readSafetensorsHeader,
   type SafetensorsDtype,
+  type SafetensorsFileHeader,
   type SafetensorsHeader,
   type TensorInfo,
   toTypedArray,
 } from "./safetensors.ts";
 import {
   checkUnchanged,
-  type FileIdentity,
   fileIdentity,
   makeHeldTempDir,
   pathExists,
@@ -166,28 +167,6 @@ export async function loadSafetensorsFile(
   return await loadSafetensorsWith(path, undefined, only, into);
 }
 
-/** A safetensors file's header, and the file's identity when it was read. */
-interface ReadHeader {
-  readonly header: SafetensorsHeader;
-  readonly identity: FileIdentity;
-}
-
-/**
- * A safetensors file's header, with the identity (size, times, inode) of the file it was read
- * from, for {@link loadSafetensorsWith} to check that the file it reads the data of is that one.
- */
-async function readSafetensorsHeaderOf(path: string): Promise<ReadHeader> {
-  const { file, stat } = await openWeightsFile(path, "safetensors file");
-  try {
-    return {
-      header: await readOpenSafetensorsHeader(file, stat.size, path),
-      identity: fileIdentity(stat),
-    };
-  } finally {
-    file.close();
-  }
-}
-
 /**
  * {@link loadSafetensorsFile}, given the file's header when it was read already (then only the
  * tensor data is read, after checking that the file is still the one the header was read from:
@@ -196,7 +175,7 @@ async function readSafetensorsHeaderOf(path: string): Promise<ReadHeader> {
  */
 async function loadSafetensorsWith(
   path: string,
-  read: ReadHeader | undefined,
+  read: SafetensorsFileHeader | undefined,
   only: ReadonlySet<string> | undefined,
   into: Map<string, tf.Tensor>,
 ): Promise<Map<string, tf.Tensor>> {
@@ -210,7 +189,7 @@ async function loadSafetensorsWith(
       // Rewritten since its header was read (even to the same size, or another file renamed over
       // it): the old header's offsets would read the new file's bytes as the old tensors.
       checkUnchanged(path, read.identity, identity, "since its header was read");
-      header = read.header;
+      header = read;
     }
     if (only) {
       for (const name of only) {
@@ -495,11 +474,11 @@ async function readHeaders(
 ): Promise<{
   tensors: Map<string, FolderTensorInfo>;
   torch: Map<string, TorchBinHeader>;
-  safetensors: Map<string, ReadHeader>;
+  safetensors: Map<string, SafetensorsFileHeader>;
 }> {
   const tensors = new Map<string, FolderTensorInfo>();
   const torch = new Map<string, TorchBinHeader>();
-  const safetensors = new Map<string, ReadHeader>();
+  const safetensors = new Map<string, SafetensorsFileHeader>();
   for (const { path, names } of files) {
     let header: {
       tensors: ReadonlyMap<string, { dtype: SafetensorsDtype; shape: readonly number[] }>;
@@ -509,9 +488,9 @@ async function readHeaders(
       torch.set(path, th);
       header = th;
     } else {
-      const sh = await readSafetensorsHeaderOf(path);
+      const sh = await readSafetensorsHeader(path);
       safetensors.set(path, sh);
-      header = sh.header;
+      header = sh;
     }
     for (const name of names ?? []) {
       if (!header.tensors.has(name)) {

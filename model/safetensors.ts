@@ -12,6 +12,7 @@
  */
 
 import { f16ArrayToF32, f32BitsToBf16, f32BitsToF16 } from "./float16.ts";
+import { type FileIdentity, fileIdentity } from "./fs.ts";
 
 export { bf16BitsToF32, f16BitsToF32, f32BitsToBf16, f32BitsToF16 } from "./float16.ts";
 
@@ -268,17 +269,29 @@ export async function readOpenSafetensorsHeader(
   return parseHeader(await readAt(file, 8, len, path, "its header"), size, path);
 }
 
+/** A safetensors file's header, with the identity of the file it was read from. */
+export interface SafetensorsFileHeader extends SafetensorsHeader {
+  /**
+   * The file as it was when this header was read (size, times, inode, device): a loader that
+   * reads the tensor data later checks that the file is still this one (`checkUnchanged`).
+   */
+  readonly identity: FileIdentity;
+}
+
 /**
  * Read only the header of a safetensors file (the tensor data is not read).
  *
  * @param path the file
- * @returns the parsed header
+ * @returns the parsed header, and the file's identity when it was read
  * @throws Error naming the file when it is missing, truncated or malformed
  */
-export async function readSafetensorsHeader(path: string): Promise<SafetensorsHeader> {
+export async function readSafetensorsHeader(path: string): Promise<SafetensorsFileHeader> {
   const { file, stat } = await openWeightsFile(path, "safetensors file");
   try {
-    return await readOpenSafetensorsHeader(file, stat.size, path);
+    return {
+      ...await readOpenSafetensorsHeader(file, stat.size, path),
+      identity: fileIdentity(stat),
+    };
   } finally {
     file.close();
   }
