@@ -92,6 +92,25 @@ const CONNECT_FAILURE = new RegExp(
   "i",
 );
 
+/** Most errors {@link errorChain} gives: an error and its first seven causes. */
+export const MAX_CAUSE_DEPTH = 8;
+
+/**
+ * An error and its causes (`e`, `e.cause`, `e.cause.cause`, …), as far as each is an `Error`, at
+ * most {@link MAX_CAUSE_DEPTH} of them, and each once (a cause that points back ends the chain).
+ *
+ * @param e anything thrown or rejected with
+ * @returns `e` and its causes in order; empty when `e` is no `Error`
+ */
+export function errorChain(e: unknown): Error[] {
+  const chain: Error[] = [];
+  for (let c = e; c instanceof Error && chain.length < MAX_CAUSE_DEPTH; c = c.cause) {
+    if (chain.includes(c)) break;
+    chain.push(c);
+  }
+  return chain;
+}
+
 /**
  * Whether a fetch's rejection `e` (a `TypeError`, as the Fetch standard has it) says that no
  * connection could be made ({@link CONNECT_FAILURE}, in its message or its causes').
@@ -100,21 +119,19 @@ const CONNECT_FAILURE = new RegExp(
  * @returns true for a DNS failure, a refused or unreachable connection, a blocked port
  */
 export function isConnectFailure(e: unknown): boolean {
-  let c: unknown = e;
-  for (let depth = 0; c instanceof Error && depth < 8; depth++, c = c.cause) {
-    if (CONNECT_FAILURE.test(c.message)) return true;
-  }
-  return false;
+  return errorChain(e).some((c) => CONNECT_FAILURE.test(c.message));
 }
 
 /**
  * The message of a fetch's rejection with its causes' (Deno's own is a bare "fetch failed"; the
  * reason, such as "Connection refused", is in its cause).
+ *
+ * @param e what the fetch rejected with
+ * @returns its message, then each cause's message in parentheses unless empty or already said
  */
 function fetchFailure(e: unknown): string {
   let message = e instanceof Error ? e.message : String(e);
-  let c: unknown = e instanceof Error ? e.cause : undefined;
-  for (let depth = 0; c instanceof Error && depth < 8; depth++, c = c.cause) {
+  for (const c of errorChain(e).slice(1)) {
     if (c.message !== "" && !message.includes(c.message)) message += ` (${c.message})`;
   }
   return message;

@@ -2,8 +2,11 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
   ConnectionError,
+  errorChain,
   fetchResumable,
   HttpStatusError,
+  isConnectFailure,
+  MAX_CAUSE_DEPTH,
   parseContentRange,
   TransferError,
 } from "./http.ts";
@@ -287,6 +290,38 @@ Deno.test("fetchResumable noRetry: a refused connection is final at once; a brok
     );
     assert.ok(seen[0] instanceof TransferError && !(seen[0] instanceof ConnectionError));
   });
+});
+
+Deno.test("errorChain: an error and its Error causes, bounded and cycle-safe; isConnectFailure reads them all", () => {
+  const root = new Error("Connection refused (os error 111)");
+  const mid = new Error("tcp connect error", { cause: root });
+  const top = new TypeError("fetch failed", { cause: mid });
+  assert.deepEqual(errorChain(top), [top, mid, root]);
+  assert.deepEqual(errorChain("fetch failed"), [], "no Error: no chain");
+  // A cause that is no Error ends the chain.
+  const withString = new Error("a", { cause: "b" });
+  assert.deepEqual(errorChain(withString), [withString]);
+  // A cycle ends where it comes back.
+  const x = new Error("x");
+  const y = new Error("y", { cause: x });
+  x.cause = y;
+  assert.deepEqual(errorChain(x), [x, y]);
+  // A long chain stops at MAX_CAUSE_DEPTH errors.
+  let deep = new Error("e0");
+  for (let i = 1; i < 20; i++) deep = new Error(`e${i}`, { cause: deep });
+  assert.deepEqual(
+    errorChain(deep).map((e) => e.message),
+    Array.from({ length: MAX_CAUSE_DEPTH }, (_, i) => `e${19 - i}`),
+  );
+  // The reason may be the top's message or any cause's, within the bound.
+  assert.equal(isConnectFailure(top), true);
+  assert.equal(isConnectFailure(new TypeError("dns error: failed to lookup address")), true);
+  assert.equal(
+    isConnectFailure(new TypeError("fetch failed", { cause: new Error("reset") })),
+    false,
+  );
+  assert.equal(isConnectFailure("connection refused"), false, "a string is no fetch rejection");
+  assert.equal(isConnectFailure(x), false);
 });
 
 Deno.test("ConnectionError: only a connection that could not be made; a server that closed it unanswered is retried", async () => {
