@@ -133,6 +133,13 @@ export interface TsvTable {
 /**
  * Parses a GLUE TSV: split on `\t`, no quote handling, every row must have exactly the header's
  * column count. A short final line with no trailing newline is reported as a truncated file.
+ *
+ * A fully empty line after the header (nothing but its line ending) is no row and is skipped, as
+ * TFDS's and HF's `csv.DictReader(delimiter="\t", quoting=QUOTE_NONE)` skip it, and as the row
+ * counts (`tasks/data.ts` `countRows`: non-empty lines) already count; row line numbers and later
+ * errors still count it. A line of only tabs, or of any other wrong column count, stays an error
+ * naming `file:line`; so does an empty header line. A header-less file (CoLA train and dev) skips
+ * blank lines too, where TFDS's plain `csv.reader` would fail on one (`row[3]` of an empty row).
  */
 export function parseTsv(text: string, file: string, opts: TsvOptions = {}): TsvTable {
   const lines = splitLines(text);
@@ -145,6 +152,9 @@ export function parseTsv(text: string, file: string, opts: TsvOptions = {}): Tsv
   } else {
     const first = lines[0];
     if (first === undefined) throw new DataError(file, 0, "empty file (no header line)");
+    if (first.text === "") {
+      throw new DataError(file, 1, "empty header line (the first line must name the columns)");
+    }
     header = first.text.replace(/^\ufeff/, "").split("\t");
     body = lines.slice(1);
     if (first.text.includes("\r")) {
@@ -172,6 +182,7 @@ export function parseTsv(text: string, file: string, opts: TsvOptions = {}): Tsv
   const skipped: number[] = [];
   const last = lines[lines.length - 1];
   for (const l of body) {
+    if (l.text === "") continue; // a blank line: no row (csv.DictReader skips it too)
     const parts = l.text.split("\t");
     if (parts.length !== header.length) {
       const isLast = l === last && !endsWithNewline;

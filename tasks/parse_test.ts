@@ -127,6 +127,46 @@ Deno.test("TSV: no quote handling, BOM stripped, CRLF tolerated, header columns 
   );
 });
 
+Deno.test("TSV: a fully empty line is skipped (as csv.DictReader does) and still counted in line numbers", () => {
+  // LF and CRLF blank lines, in a file with a header: no row, the next row keeps its line number.
+  const t = parseTsv("a\tb\n1\t2\n\n3\t4\r\n\r\n5\t6\n\n", "f.tsv");
+  assert.deepEqual(t.rows.map((r) => [r.line, r.cells.a, r.cells.b]), [
+    [2, "1", "2"],
+    [4, "3", "4"],
+    [6, "5", "6"],
+  ]);
+  assert.deepEqual(t.skipped, []);
+  // A header-less file (CoLA train/dev) too.
+  const c = parseTsv("x\ty\n\nz\tw", "cola.tsv", { columns: ["a", "b"] });
+  assert.deepEqual(c.rows.map((r) => r.line), [1, 3]);
+  // A later error names its line counting the skipped blank lines.
+  assert.throws(
+    () => parseTsv("a\tb\n\n\n1\t2\n3\n", "f.tsv"),
+    /^DataError: f\.tsv:5: field "b": expected 2 tab-separated columns, found 1$/,
+  );
+  // A line of only tabs is not empty: a wrong column count is an error naming file:line.
+  assert.throws(
+    () => parseTsv("a\tb\n\n\t\t\n", "f.tsv"),
+    /^DataError: f\.tsv:3: field "b": expected 2 tab-separated columns, found 3$/,
+  );
+  // Nor is a line of spaces.
+  assert.throws(() => parseTsv("a\tb\n \n", "f.tsv"), /^DataError: f\.tsv:2: .*found 1$/);
+  // An empty header line is no header.
+  assert.throws(
+    () => parseTsv("\na\tb\n1\t2\n", "f.tsv"),
+    /^DataError: f\.tsv:1: empty header line/,
+  );
+  // QQP mode: a blank line is no short row (so a validation file with one still loads).
+  const q = parseTsv("a\tb\n\n1\n2\t3\n", "q.tsv", { skipShortRows: true });
+  assert.deepEqual([q.rows.map((r) => r.line), q.skipped], [[4], [3]]);
+  const qqp = "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n\n7\t1\t2\tA?\tB?\t1\n";
+  const ex = examplesFromBytes("qqp", "validation", new TextEncoder().encode(qqp), "v.tsv");
+  assert.deepEqual(ex.examples.map((e) => [e.id, e.line, e.target]), [
+    ["qqp/validation/7", 3, "duplicate"],
+  ]);
+  assert.deepEqual([ex.rows, ex.skipped], [1, []]);
+});
+
 Deno.test("classic Mac CR line endings: the error says so, and quotes at most a clipped line", () => {
   const long = "x".repeat(5000);
   const rows = ["index\tsentence\tlabel", `0\t${long}\t1`, `1\t${long}\t0`];
