@@ -32,8 +32,12 @@ import {
   largestFittingMicroBatch,
   type MemoryEstimate,
   type MemoryInput,
+  type OptimizerMemory,
 } from "./memory.ts";
-import { perTaskTag, type RunSpec } from "./spec.ts";
+import type { OptimizerConfig } from "./optim.ts";
+import { learningRateAt } from "./schedule.ts";
+import { perTaskTag, type RunSpec, type TrainSpec } from "./spec.ts";
+import { optimizerConfigFor } from "./trainer.ts";
 
 /** The environment variable that states the device's memory in GB (10^9 bytes). */
 export const DEVICE_MEMORY_ENV = "HYPERPROMPT_DEVICE_MEMORY_GB";
@@ -542,6 +546,48 @@ export function kernelSetFor(
 }
 
 /**
+ * What the memory estimate needs of an optimizer configuration (memory.ts `OptimizerMemory`):
+ * every field of `cfg` that changes its slots or its update's temporaries, defaults left out
+ * (so the input, and the preflight's cache key, is that of a configuration without them).
+ *
+ * @param cfg the optimizer's configuration (benchmarks/trainer.ts `optimizerConfigFor`)
+ * @param zeroLearningRateStep whether some update runs at learning rate 0
+ *   ({@link hasZeroLearningRateStep}); it matters only with Adafactor's `weightDecayRate`
+ * @returns the estimate's optimizer input
+ */
+export function optimizerMemoryFor(
+  cfg: OptimizerConfig,
+  zeroLearningRateStep: boolean,
+): OptimizerMemory {
+  const wd = (cfg.weightDecay ?? 0) > 0 ? { weightDecay: cfg.weightDecay! } : {};
+  if (cfg.kind === "adamw") return { kind: "adamw", ...wd };
+  const rate = cfg.weightDecayRate ?? 0;
+  return {
+    kind: "adafactor",
+    ...(cfg.factored === false ? { factored: false } : {}),
+    ...(cfg.minDimSizeToFactor === undefined ? {} : { minDimSizeToFactor: cfg.minDimSizeToFactor }),
+    ...((cfg.beta1 ?? 0) > 0 ? { beta1: cfg.beta1! } : {}),
+    ...(cfg.multiplyByParameterScale ? { multiplyByParameterScale: true } : {}),
+    ...wd,
+    ...(rate > 0
+      ? { weightDecayRate: rate, ...(zeroLearningRateStep ? { zeroLearningRateStep } : {}) }
+      : {}),
+  };
+}
+
+/**
+ * Whether some update of a run has learning rate 0 (benchmarks/schedule.ts `learningRateAt`):
+ * the first, or none. The warmups ramp up from the first update (`warmup_linear`'s is 0 when it
+ * has warmup steps) and the decays stay above 0 before the run's end, so the first update's rate
+ * decides (a peak rate of 0 makes every update's 0).
+ *
+ * @param t the run's training settings
+ */
+export function hasZeroLearningRateStep(t: TrainSpec): boolean {
+  return t.steps > 0 && !(learningRateAt(t.schedule, t.learningRate, 0, t.steps) > 0);
+}
+
+/**
  * The memory estimate's input for a run.
  *
  * @param spec the run
@@ -571,27 +617,8 @@ export function memoryInputFor(
     method: spec.method.name,
     methodConfig: spec.method.config ?? {},
     numTasks: spec.tasks.length,
-    // What the op-by-op update's temporaries depend on (memory.ts OptimizerMemory), as
-    // benchmarks/trainer.ts `train` configures the optimizer.
-    optimizer: t.optimizer === "adamw"
-      ? { kind: "adamw", ...(t.weightDecay > 0 ? { weightDecay: t.weightDecay } : {}) }
-      : {
-        kind: "adafactor",
-        ...(t.adafactor?.minDimSizeToFactor === undefined
-          ? {}
-          : { minDimSizeToFactor: t.adafactor.minDimSizeToFactor }),
-        ...(t.adafactor?.multiplyByParameterScale ? { multiplyByParameterScale: true } : {}),
-        ...(t.weightDecay > 0 ? { weightDecay: t.weightDecay } : {}),
-        ...((t.adafactor?.weightDecayRate ?? 0) > 0
-          ? {
-            weightDecayRate: t.adafactor!.weightDecayRate!,
-            // benchmarks/schedule.ts: a warmup_linear schedule's step 0 has learning rate 0.
-            ...(t.schedule.kind === "warmup_linear" && t.schedule.warmupSteps > 0
-              ? { zeroLearningRateStep: true }
-              : {}),
-          }
-          : {}),
-      },
+    // The optimizer benchmarks/trainer.ts `train` creates (one source: `optimizerConfigFor`).
+    optimizer: optimizerMemoryFor(optimizerConfigFor(t), hasZeroLearningRateStep(t)),
     batchSize: t.batchSize,
     ...(micro === undefined ? {} : { microBatchSize: micro }),
     inputLength: t.maxInputLength,

@@ -10,10 +10,12 @@ import {
   deviceMemoryUsed,
   fittingMethodsAdvice,
   fmtGb,
+  hasZeroLearningRateStep,
   isWasmBackend,
   kernelSetFor,
   memoryInputFor,
   NVIDIA_SMI_TIMEOUT_MS,
+  optimizerMemoryFor,
   parseNvidiaSmiMemory,
   PIPE_GRACE_MS,
   planDeviceMemory,
@@ -28,6 +30,9 @@ import {
 } from "./device_memory.ts";
 import { DEVICE_MARGIN } from "./device_memory.ts";
 import { estimateTrainingMemory, largestFittingMicroBatch } from "./memory.ts";
+import type { OptimizerConfig } from "./optim.ts";
+import { optimizerConfigFor, optimizerSlotShapes } from "./trainer.ts";
+import { t5ParamShapes } from "../model/t5.ts";
 import { DEFAULT_TRAIN, runId, type RunSpec } from "./spec.ts";
 import { type MethodName, METHODS, mtl, type MtlConfig } from "../model/methods/mod.ts";
 import type { Method } from "../model/method.ts";
@@ -449,6 +454,57 @@ Deno.test("memoryInputFor: the optimizer settings the op-by-op update's temporar
   assert.equal(update({ weightDecay: 0.01 }, "fused"), update({}, "fused"));
   const apart = { adafactor: { ...rate, multiplyByParameterScale: true } };
   assert.ok(update(apart, "fused") > update({ adafactor: rate }, "fused"));
+});
+
+Deno.test("memoryInputFor: the estimate's optimizer state is the slots the trainer's optimizer keeps (optimizerConfigFor)", () => {
+  // MTL trains every backbone variable: the estimate's optimizer state must be, byte for byte,
+  // the float32 slots benchmarks/trainer.ts `optimizerSlotShapes` names for them (trainer_test
+  // checks those against the slots createOptimizer makes), under the configuration `train`
+  // creates its optimizer with.
+  const slotBytes = (cfg: OptimizerConfig) => {
+    let n = 0;
+    for (const [, shape] of t5ParamShapes(CONFIG)) {
+      for (const [, s] of optimizerSlotShapes(cfg, shape)) n += s.reduce((a, b) => a * b, 1);
+    }
+    return 4 * n;
+  };
+  const trains: Partial<RunSpec["train"]>[] = [
+    {},
+    // Every tiny-v1_1 matrix has a dimension of 64 (d_model): a threshold of 128 leaves them
+    // all unfactored.
+    { adafactor: { minDimSizeToFactor: 128 } },
+    { adafactor: { multiplyByParameterScale: true, weightDecayRate: 1e-5 }, weightDecay: 0.01 },
+    { optimizer: "adamw", weightDecay: 0.01 },
+  ];
+  const states = new Set<number>();
+  for (const train of trains) {
+    const s = spec(train);
+    const est = estimateTrainingMemory(memoryInputFor(s, CONFIG, "composite"));
+    assert.equal(est.optimizerState, slotBytes(optimizerConfigFor(s.train)), JSON.stringify(train));
+    states.add(est.optimizerState);
+  }
+  assert.equal(states.size, 3, "the factoring threshold and AdamW change the state");
+  // Settings a TrainSpec does not reach (a first moment, no factoring) reach the estimate too.
+  const input = memoryInputFor(spec(), CONFIG, "composite");
+  for (
+    const cfg of [
+      { kind: "adafactor", beta1: 0.9 },
+      { kind: "adafactor", factored: false },
+      { kind: "adafactor", beta1: 0.9, factored: false, minDimSizeToFactor: 128 },
+    ] satisfies OptimizerConfig[]
+  ) {
+    const est = estimateTrainingMemory({ ...input, optimizer: optimizerMemoryFor(cfg, false) });
+    assert.equal(est.optimizerState, slotBytes(cfg), JSON.stringify(cfg));
+  }
+});
+
+Deno.test("hasZeroLearningRateStep: a warmup_linear warmup's first update, or a peak rate of 0", () => {
+  const t = (train: Partial<RunSpec["train"]>) => hasZeroLearningRateStep(spec(train).train);
+  assert.equal(t({ schedule: { kind: "constant", warmupSteps: 0 } }), false);
+  assert.equal(t({ schedule: { kind: "warmup_linear", warmupSteps: 10 } }), true);
+  assert.equal(t({ schedule: { kind: "warmup_linear", warmupSteps: 0 } }), false);
+  assert.equal(t({ schedule: { kind: "warmup_rsqrt", warmupSteps: 10 } }), false);
+  assert.equal(t({ learningRate: 0 }), true);
 });
 
 Deno.test("planDeviceMemory: the largest fitting micro-batch, once per configuration; refusals; unknown memory changes nothing", () => {

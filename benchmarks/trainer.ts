@@ -272,8 +272,6 @@ export interface TrainOptions {
   readonly checkpointMinutes?: number;
   /** The clock of {@link TrainOptions.checkpointMinutes}, in ms (default `performance.now`; tests). */
   readonly now?: () => number;
-  /** Optimizer options beyond TrainSpec (e.g. Adafactor's parameter scale). */
-  readonly optimizerOptions?: { readonly multiplyByParameterScale?: boolean };
   /**
    * Where the resume's notes go: one line per newer checkpoint folder it skipped because it could
    * not be resumed, and one when the checkpoint it resumes from predates the throughput totals
@@ -784,6 +782,35 @@ function checkResumeState(dir: string, step: number, state: Record<string, unkno
 }
 
 /**
+ * The optimizer configuration {@link train} creates its optimizer with for `t`: the one source
+ * of it, which the bench's memory preflight also reads (`benchmarks/device_memory.ts`
+ * `memoryInputFor`), so that the preflight estimates the optimizer the run trains with.
+ * Adafactor takes `train.weightDecay` and `train.adafactor` (absent fields: Hugging Face's T5
+ * fine-tuning Adafactor, `benchmarks/optim.ts`); AdamW takes `train.weightDecay`.
+ *
+ * @param t the run's training settings
+ * @returns the configuration for `createOptimizer`
+ * @example
+ * ```ts
+ * import { optimizerConfigFor } from "./trainer.ts";
+ * import { DEFAULT_TRAIN } from "./spec.ts";
+ * const cfg = optimizerConfigFor({ ...DEFAULT_TRAIN, optimizer: "adamw", weightDecay: 0.01 });
+ * console.assert(cfg.kind === "adamw" && cfg.weightDecay === 0.01);
+ * ```
+ */
+export function optimizerConfigFor(t: TrainSpec): OptimizerConfig {
+  if (t.optimizer === "adamw") return { kind: "adamw", weightDecay: t.weightDecay };
+  const a = t.adafactor;
+  return {
+    kind: "adafactor",
+    weightDecay: t.weightDecay,
+    multiplyByParameterScale: a?.multiplyByParameterScale ?? false,
+    ...(a?.minDimSizeToFactor === undefined ? {} : { minDimSizeToFactor: a.minDimSizeToFactor }),
+    ...(a?.weightDecayRate === undefined ? {} : { weightDecayRate: a.weightDecayRate }),
+  };
+}
+
+/**
  * The slots `createOptimizer(cfg)` (`benchmarks/optim.ts`) keeps for a variable of `shape` once
  * the variable has had a gradient, by slot name (saved as `"<variable>/<slot>"`): Adafactor's
  * `vr` and `vc` (the second moment's means over its two factored axes, each dropped from the
@@ -882,22 +909,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
   const varList = [...params.values()];
   const nameOf = new Map(varList.map((v) => [v.name, ""]));
   for (const [n, v] of params) nameOf.set(v.name, n);
-  const optimizerConfig: OptimizerConfig = t.optimizer === "adafactor"
-    ? {
-      kind: "adafactor",
-      weightDecay: t.weightDecay,
-      // The run spec's `train.adafactor` (recorded in the run id) wins over the programmatic
-      // option; absent both, Hugging Face's T5 fine-tuning Adafactor (benchmarks/optim.ts).
-      multiplyByParameterScale: t.adafactor?.multiplyByParameterScale ??
-        o.optimizerOptions?.multiplyByParameterScale ?? false,
-      ...(t.adafactor?.minDimSizeToFactor === undefined
-        ? {}
-        : { minDimSizeToFactor: t.adafactor.minDimSizeToFactor }),
-      ...(t.adafactor?.weightDecayRate === undefined
-        ? {}
-        : { weightDecayRate: t.adafactor.weightDecayRate }),
-    }
-    : { kind: "adamw", weightDecay: t.weightDecay };
+  const optimizerConfig = optimizerConfigFor(t);
   const optimizer: Optimizer = createOptimizer(optimizerConfig);
   const ckptEnabled = o.checkpointDir !== undefined && t.checkpointEvery > 0;
   let losses: { step: number; loss: number }[] = [];

@@ -22,6 +22,7 @@ import {
   DEFAULT_CHECKPOINT_MINUTES,
   lossAndGrads,
   NonFiniteLossError,
+  optimizerConfigFor,
   optimizerSlotShapes,
   requestStop,
   stopRequested,
@@ -1176,6 +1177,68 @@ Deno.test("optimizerSlotShapes: the slots each optimizer makes at its first upda
     assert.deepEqual(made, want, JSON.stringify(cfg));
     opt.dispose();
     tf.dispose([...params.values(), ...grads.values()]);
+  }
+});
+
+Deno.test("optimizerConfigFor: train.optimizer, train.weightDecay and train.adafactor, Hugging Face's Adafactor by default", () => {
+  assert.deepEqual(optimizerConfigFor({ ...SPEC, optimizer: "adamw", weightDecay: 0.01 }), {
+    kind: "adamw",
+    weightDecay: 0.01,
+  });
+  // An override to AdamW drops Adafactor's settings (spec.ts TrainSpec.adafactor).
+  assert.deepEqual(
+    optimizerConfigFor({ ...SPEC, optimizer: "adamw", adafactor: { minDimSizeToFactor: 128 } }),
+    { kind: "adamw", weightDecay: 0 },
+  );
+  assert.deepEqual(optimizerConfigFor({ ...SPEC, optimizer: "adafactor" }), {
+    kind: "adafactor",
+    weightDecay: 0,
+    multiplyByParameterScale: false,
+  });
+  const adafactor = {
+    multiplyByParameterScale: true,
+    minDimSizeToFactor: 128,
+    weightDecayRate: 1e-5,
+  };
+  assert.deepEqual(optimizerConfigFor({ ...SPEC, optimizer: "adafactor", adafactor }), {
+    kind: "adafactor",
+    weightDecay: 0,
+    ...adafactor,
+  });
+});
+
+Deno.test("train() creates its optimizer from optimizerConfigFor(train): the slots it saves are that configuration's", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const trains: TrainSpec[] = [
+      { ...SPEC, optimizer: "adafactor" },
+      // Above every dimension: no variable factored (a full `v` instead of `vr` and `vc`).
+      { ...SPEC, optimizer: "adafactor", adafactor: { minDimSizeToFactor: 1 << 20 } },
+      { ...SPEC, optimizer: "adamw", weightDecay: 0.01 },
+    ];
+    const made = new Set<string>();
+    for (const [i, spec] of trains.entries()) {
+      const t = { ...spec, steps: 1, checkpointEvery: 1 };
+      const m = initT5(CONFIG, { seed: 1 });
+      try {
+        await train(opts(m, { train: t, checkpointDir: `${dir}/${i}` }));
+        const ck = await loadCheckpoint(`${dir}/${i}/step-00000001`);
+        const have = [...ck.slots].map(([k, x]) => `${k} [${x.shape}]`).sort();
+        disposeCheckpoint(ck);
+        const want = [...m.params].flatMap(([n, v]) =>
+          [...optimizerSlotShapes(optimizerConfigFor(t), v.shape)].map(([k, s]) =>
+            `${n}/${k} [${s}]`
+          )
+        ).sort();
+        assert.deepEqual(have, want, JSON.stringify(spec.adafactor ?? spec.optimizer));
+        made.add(have.join());
+      } finally {
+        disposeT5(m);
+      }
+    }
+    assert.equal(made.size, trains.length, "each configuration makes other slots");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
