@@ -37,7 +37,7 @@ import {
 import type { OptimizerConfig } from "./optim.ts";
 import { learningRateAt } from "./schedule.ts";
 import { perTaskTag, type RunSpec, type TrainSpec } from "./spec.ts";
-import { optimizerConfigFor } from "./trainer.ts";
+import { optimizerConfigFor, rowsPerPass } from "./trainer.ts";
 
 /** The environment variable that states the device's memory in GB (10^9 bytes). */
 export const DEVICE_MEMORY_ENV = "HYPERPROMPT_DEVICE_MEMORY_GB";
@@ -783,8 +783,9 @@ function decide(
   wasm: boolean,
 ): RunMemoryPlan & { note?: string; refusal?: string } {
   const t = spec.train;
-  const explicit = t.microBatchSize !== undefined && t.microBatchSize < t.batchSize;
-  const own = explicit ? t.microBatchSize! : t.batchSize;
+  // The rows per pass the trainer would use; smaller than the batch only when the spec sets them.
+  const own = rowsPerPass(t);
+  const explicit = own < t.batchSize;
   const estimate = estimateTrainingMemory(input);
   const base = {
     kernels: input.kernels!,

@@ -31,7 +31,7 @@ import {
 import { DEVICE_MARGIN } from "./device_memory.ts";
 import { estimateTrainingMemory, largestFittingMicroBatch } from "./memory.ts";
 import type { OptimizerConfig } from "./optim.ts";
-import { optimizerConfigFor, optimizerSlotShapes } from "./trainer.ts";
+import { optimizerConfigFor, optimizerSlotShapes, rowsPerPass } from "./trainer.ts";
 import { t5ParamShapes } from "../model/t5.ts";
 import { DEFAULT_TRAIN, runId, type RunSpec } from "./spec.ts";
 import { type MethodName, METHODS, mtl, type MtlConfig } from "../model/methods/mod.ts";
@@ -495,6 +495,18 @@ Deno.test("memoryInputFor: the estimate's optimizer state is the slots the train
   ) {
     const est = estimateTrainingMemory({ ...input, optimizer: optimizerMemoryFor(cfg, false) });
     assert.equal(est.optimizerState, slotBytes(cfg), JSON.stringify(cfg));
+  }
+});
+
+Deno.test("planDeviceMemory: a run not planned in micro-batches is estimated at the trainer's rows per pass (rowsPerPass)", () => {
+  const opts = { backendOf: () => GPU, configOf: () => CONFIG, modelName: () => "tiny-v1_1" };
+  for (const [micro, want] of [[undefined, 8], [8, 8], [16, 8], [4, 4], [2, 2]] as const) {
+    const s = spec(micro === undefined ? {} : { microBatchSize: micro });
+    const p = planDeviceMemory([s], { ...opts, device: undefined }).runs.get(s.id)!;
+    assert.equal(p.microBatchSize, want, `microBatchSize ${micro}`);
+    assert.equal(p.microBatchSize, rowsPerPass(s.train));
+    assert.equal(p.chosen, false);
+    assert.equal(p.estimate.peak, peakAt(s, want), "estimated at those rows");
   }
 });
 

@@ -565,6 +565,29 @@ function sliceBatch(batch: TrainBatch, start: number, size: number): TrainBatch 
 }
 
 /**
+ * The rows per forward/backward pass of a run's steps: `train.microBatchSize` when set and
+ * smaller than `train.batchSize`, else the batch (one pass per step, no gradient accumulation).
+ * The one rule of the trainer ({@link train}, `state.json` `microBatchSizes`) and of the bench's
+ * memory preflight (`benchmarks/device_memory.ts` `planDeviceMemory`, which estimates a run at
+ * it and chooses a micro-batch only where this is the whole batch).
+ *
+ * @param t the run's training settings
+ * @returns the rows per pass
+ * @throws Error when `train.microBatchSize` is smaller than the batch and does not divide it
+ *   (`validateTrain` refuses such a spec)
+ * @example
+ * ```ts
+ * import { rowsPerPass } from "./trainer.ts";
+ * import { DEFAULT_TRAIN } from "./spec.ts";
+ * console.assert(rowsPerPass({ ...DEFAULT_TRAIN, batchSize: 8, microBatchSize: 2 }) === 2);
+ * console.assert(rowsPerPass({ ...DEFAULT_TRAIN, batchSize: 8 }) === 8);
+ * ```
+ */
+export function rowsPerPass(t: TrainSpec): number {
+  return microSize(t, t.batchSize);
+}
+
+/**
  * Micro-batch size of a step: `train.microBatchSize` when set and smaller than the batch drawn,
  * else the whole batch (one pass, the path of runs without gradient accumulation).
  */
@@ -929,9 +952,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
   // The rows per pass of every session that ran this run's steps (`state.json`
   // `microBatchSizes`; TrainOutcome.microBatchSizes): this session's is added.
   let microBatchSizes: (number | null)[] = [];
-  const rowsPerPass = t.microBatchSize !== undefined && t.microBatchSize < t.batchSize
-    ? t.microBatchSize
-    : t.batchSize;
+  const passRows = rowsPerPass(t);
   // Steps of newer checkpoint folders the resume skipped (they could not be resumed): left in
   // place, and never pruned in favour of (saveCheckpoint `unusableSteps`).
   const unusableSteps = new Set<number>();
@@ -1036,7 +1057,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
     const resumedFrom = step;
     const mine = codeVersionOf(o.code ?? null);
     if (!codes.some((c) => sameCode(c, mine))) codes.push(mine);
-    if (!microBatchSizes.includes(rowsPerPass)) microBatchSizes.push(rowsPerPass);
+    if (!microBatchSizes.includes(passRows)) microBatchSizes.push(passRows);
     let lastFinite = losses[losses.length - 1]?.loss;
     // The newest checkpoint of this run: the step and folder a resume continues from, and
     // whether it owes the step's evaluation.

@@ -25,6 +25,7 @@ import {
   optimizerConfigFor,
   optimizerSlotShapes,
   requestStop,
+  rowsPerPass,
   stopRequested,
   train,
   TrainingInterruptedError,
@@ -1277,6 +1278,13 @@ Deno.test("train() without an evaluate callback refuses a checkpoint that owes a
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("rowsPerPass: train.microBatchSize below the batch, else the batch; one that does not divide it is refused", () => {
+  const rows = (microBatchSize?: number) =>
+    rowsPerPass({ ...SPEC, batchSize: 8, ...(microBatchSize ? { microBatchSize } : {}) });
+  assert.deepEqual([rows(), rows(8), rows(16), rows(4), rows(1)], [8, 8, 8, 4, 1]);
+  assert.throws(() => rows(3), /microBatchSize 3 does not divide the batch of 8 rows/);
 });
 
 Deno.test("train() records every session's micro-batch (state.json microBatchSizes); a checkpoint without it reads as unknown", async () => {
