@@ -3,6 +3,10 @@
  * derived from the method seed and the variable's name, so a variable's initial value does not
  * depend on creation order or on which other variables exist.
  *
+ * A method lists its variables once, as a {@link VarPlan} (name, shape, initialiser): its
+ * `variableShapes` returns the plan's {@link VarPlan.shapes} and its `create` the plan's
+ * {@link VarPlan.create}, so the stated shapes and the created variables cannot disagree.
+ *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
@@ -13,7 +17,8 @@ export type Init =
   | { readonly kind: "ones" }
   | { readonly kind: "normal"; readonly std: number }
   | { readonly kind: "uniform"; readonly scale: number }
-  | { readonly kind: "tensor"; readonly value: () => tf.Tensor };
+  /** A computed value; `shape` is the variable's, which the value must have. */
+  | { readonly kind: "tensor"; readonly value: (shape: readonly number[]) => tf.Tensor };
 
 /**
  * Derives a 31-bit seed from a root seed and a name (FNV-1a over the name, mixed with the seed).
@@ -57,22 +62,23 @@ export class VarStore {
    * @param init how to initialise it
    * @returns the variable
    */
-  add(name: string, shape: number[], init: Init): tf.Variable {
+  add(name: string, shape: readonly number[], init: Init): tf.Variable {
     const full = `${this.#prefix}.${name}`;
     if (this.vars.has(full)) throw new Error(`_init.ts: duplicate method variable "${full}"`);
     const seed = deriveSeed(this.#seed, full);
     const value = tf.tidy(() => {
+      const dims = [...shape];
       switch (init.kind) {
         case "zeros":
-          return tf.zeros(shape);
+          return tf.zeros(dims);
         case "ones":
-          return tf.ones(shape);
+          return tf.ones(dims);
         case "normal":
-          return tf.randomNormal(shape, 0, init.std, "float32", seed);
+          return tf.randomNormal(dims, 0, init.std, "float32", seed);
         case "uniform":
-          return tf.randomUniform(shape, -init.scale, init.scale, "float32", seed);
+          return tf.randomUniform(dims, -init.scale, init.scale, "float32", seed);
         case "tensor": {
-          const t = init.value();
+          const t = init.value(shape);
           if (t.shape.join(",") !== shape.join(",")) {
             throw new Error(
               `_init.ts: initial value of "${full}" has shape [${t.shape}], expected [${shape}]`,
@@ -92,5 +98,75 @@ export class VarStore {
   dispose(): void {
     for (const v of this.vars.values()) v.dispose();
     this.vars.clear();
+  }
+}
+
+/** One variable of a {@link VarPlan}: its name under the method prefix, shape and initialiser. */
+export interface VarSpec {
+  /** Name under the prefix (the full name is `prefix.name`). */
+  readonly name: string;
+  /** Its shape. */
+  readonly shape: readonly number[];
+  /** How it is initialised. */
+  readonly init: Init;
+}
+
+/**
+ * A method's variables, listed once: what `Method.variableShapes` states and what
+ * `Method.create` makes, so the two agree by construction.
+ *
+ * @example
+ * ```ts
+ * import { VarPlan } from "./_init.ts";
+ * const plan = new VarPlan("m");
+ * plan.add("w", [2, 3], { kind: "normal", std: 0.01 });
+ * console.assert(plan.shapes().get("m.w")?.join() === "2,3");
+ * ```
+ */
+export class VarPlan {
+  /** The variables by full name (`prefix.name`), in creation order. */
+  readonly specs = new Map<string, VarSpec>();
+  readonly #prefix: string;
+
+  /** @param prefix name prefix (the method name), joined with a dot */
+  constructor(prefix: string) {
+    this.#prefix = prefix;
+  }
+
+  /**
+   * Adds a variable `prefix.name`.
+   *
+   * @param name variable name under the prefix
+   * @param shape its shape
+   * @param init how to initialise it
+   * @throws Error naming a name already in the plan
+   */
+  add(name: string, shape: readonly number[], init: Init): void {
+    const full = `${this.#prefix}.${name}`;
+    if (this.specs.has(full)) throw new Error(`_init.ts: duplicate method variable "${full}"`);
+    this.specs.set(full, { name, shape: [...shape], init });
+  }
+
+  /** Each variable's shape by full name, in creation order (`Method.variableShapes`). */
+  shapes(): Map<string, readonly number[]> {
+    return new Map([...this.specs].map(([full, s]) => [full, s.shape]));
+  }
+
+  /**
+   * Creates the variables, in plan order, each seeded by its full name ({@link VarStore.add});
+   * if one cannot be created, those already made are disposed before the error propagates.
+   *
+   * @param seed the method seed
+   * @returns the variables
+   */
+  create(seed: number): VarStore {
+    const store = new VarStore(seed, this.#prefix);
+    try {
+      for (const s of this.specs.values()) store.add(s.name, s.shape, s.init);
+    } catch (e) {
+      store.dispose();
+      throw e;
+    }
+    return store;
   }
 }

@@ -15,6 +15,7 @@ import { PRESETS } from "../config.ts";
 import { disposeT5 } from "../t5.ts";
 import { getMethod, type MethodName } from "./mod.ts";
 import { context, tinyModel } from "./_test_util.ts";
+import { VarPlan, VarStore } from "./_init.ts";
 
 await tf.setBackend("cpu");
 
@@ -104,4 +105,28 @@ Deno.test("method variables start from the specified initialisers (spec §1.8)",
     inst.dispose();
   }
   disposeT5(model);
+});
+
+Deno.test("VarPlan: shapes() is what create() makes; a duplicate name or a failed init is refused, leak-free", () => {
+  const plan = new VarPlan("m");
+  plan.add("w", [2, 3], { kind: "normal", std: 0.01 });
+  plan.add("b", [3], { kind: "zeros" });
+  assert.throws(() => plan.add("w", [1], { kind: "ones" }), /duplicate method variable "m\.w"/);
+  const before = tf.memory().numTensors;
+  const store = plan.create(5);
+  assert.deepEqual(
+    [...store.vars].map(([n, v]) => [n, v.shape]),
+    [...plan.shapes()].map(([n, s]) => [n, [...s]]),
+  );
+  // Seeded per full name, as VarStore.add: the same value as a variable made directly.
+  const direct = new VarStore(5, "m");
+  direct.add("w", [2, 3], { kind: "normal", std: 0.01 });
+  assert.deepEqual(store.vars.get("m.w")!.dataSync(), direct.vars.get("m.w")!.dataSync());
+  direct.dispose();
+  store.dispose();
+  assert.equal(tf.memory().numTensors, before, "disposed");
+  // The third variable's value has the wrong shape: the two made before it are released.
+  plan.add("p", [2, 2], { kind: "tensor", value: () => tf.zeros([4]) });
+  assert.throws(() => plan.create(5), /initial value of "m\.p" has shape \[4\], expected \[2,2\]/);
+  assert.equal(tf.memory().numTensors, before, "a failed create() releases what it made");
 });
