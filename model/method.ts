@@ -74,17 +74,22 @@ export interface Method<C> {
    * @throws Error naming `source` and the offending field
    */
   parseConfig(raw: unknown, source: string): C;
-  /** Creates the method's variables for a backbone and task list. */
+  /**
+   * Creates the method's variables for a backbone and task list. The built-in methods list their
+   * variables once (`VarPlan` in `model/methods/_init.ts`: name, shape, initialiser) and build
+   * both this and {@link Method.variableShapes} from that list.
+   */
   create(ctx: MethodContext, cfg: C): MethodInstance;
   /** Closed-form parameter counts; must equal the instantiated variables. */
   countParams(config: T5Config, cfg: C, numTasks: number): MethodParamCounts;
   /**
    * The shape of each variable {@link Method.create} makes, by its full name, without allocating
    * them; must equal the instantiated variables' names and shapes (`methods_test.ts` checks every
-   * registered method). The memory estimate (`benchmarks/memory.ts`) reads it to count the
-   * optimizer update's temporaries per variable, as it does the backbone's: an op-by-op
-   * Adafactor update holds 8–10 × a variable's size, and which variables the fused in-place
-   * updates take depends on their shapes. Optional for a method added outside this repository:
+   * registered method). The built-in methods return their `VarPlan`'s `shapes()`, the list their
+   * `create` makes the variables from, so the two agree by construction. The memory estimate
+   * (`benchmarks/memory.ts`) reads it to count the optimizer update's temporaries per variable,
+   * as it does the backbone's: an op-by-op Adafactor update holds 8–10 × a variable's size, and
+   * which variables the fused in-place updates take depends on their shapes. Optional for a method added outside this repository:
    * without it the estimate takes 6 × the method's parameter count on the stock ops, and says so.
    */
   variableShapes?(

@@ -22,7 +22,7 @@ import {
   stackLayers,
   trainedBackboneParams,
 } from "./_config.ts";
-import { VarStore } from "./_init.ts";
+import { VarPlan } from "./_init.ts";
 import { groupTasks, presentTasks, taskAdapters } from "./_tensor.ts";
 
 /** Sublayers that can carry an adapter. */
@@ -98,6 +98,34 @@ export function bottleneck(config: T5Config, reduction: number): number {
 }
 
 /**
+ * The variables (what `create` makes, `variableShapes` states): per adapter position, per-task
+ * down/up weights N(0, initStd²) and zero biases, and the LayerNorm's γ one, β zero.
+ */
+function plan(config: T5Config, cfg: AdapterConfig, numTasks: number): VarPlan {
+  const d = config.dModel;
+  const a = bottleneck(config, cfg.reduction);
+  const out = new VarPlan("adapter");
+  const w = { kind: "normal", std: cfg.initStd } as const;
+  for (const stack of cfg.stacks) {
+    for (let layer = 0; layer < stackLayers(config, stack); layer++) {
+      for (const pos of cfg.positions) {
+        const p = `${stack}.${layer}.${pos}`;
+        out.add(`${p}.down.weight`, [numTasks, d, a], w);
+        out.add(`${p}.down.bias`, [numTasks, a], { kind: "zeros" });
+        out.add(`${p}.up.weight`, [numTasks, a, d], w);
+        out.add(`${p}.up.bias`, [numTasks, d], { kind: "zeros" });
+        if (cfg.layerNorm !== "none") {
+          const shape = cfg.layerNorm === "shared" ? [d] : [numTasks, d];
+          out.add(`${p}.layer_norm.weight`, shape, { kind: "ones" });
+          out.add(`${p}.layer_norm.bias`, shape, { kind: "zeros" });
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/**
  * The Vanilla Adapter method.
  *
  * @example
@@ -127,27 +155,8 @@ export const adapter: Method<AdapterConfig> = {
     return cfg;
   },
   create(ctx: MethodContext, cfg: AdapterConfig): MethodInstance {
-    const d = ctx.config.dModel;
-    const a = bottleneck(ctx.config, cfg.reduction);
     const numTasks = ctx.tasks.length;
-    const store = new VarStore(ctx.seed, "adapter");
-    const w = { kind: "normal", std: cfg.initStd } as const;
-    for (const stack of cfg.stacks) {
-      for (let layer = 0; layer < stackLayers(ctx.config, stack); layer++) {
-        for (const pos of cfg.positions) {
-          const p = `${stack}.${layer}.${pos}`;
-          store.add(`${p}.down.weight`, [numTasks, d, a], w);
-          store.add(`${p}.down.bias`, [numTasks, a], { kind: "zeros" });
-          store.add(`${p}.up.weight`, [numTasks, a, d], w);
-          store.add(`${p}.up.bias`, [numTasks, d], { kind: "zeros" });
-          if (cfg.layerNorm !== "none") {
-            const shape = cfg.layerNorm === "shared" ? [d] : [numTasks, d];
-            store.add(`${p}.layer_norm.weight`, shape, { kind: "ones" });
-            store.add(`${p}.layer_norm.bias`, shape, { kind: "zeros" });
-          }
-        }
-      }
-    }
+    const store = plan(ctx.config, cfg, numTasks).create(ctx.seed);
     const get = (n: string) => store.vars.get(`adapter.${n}`)!;
     return {
       name: "adapter",
@@ -192,26 +201,7 @@ export const adapter: Method<AdapterConfig> = {
     };
   },
   variableShapes(config: T5Config, cfg: AdapterConfig, numTasks: number) {
-    const d = config.dModel;
-    const a = bottleneck(config, cfg.reduction);
-    const out = new Map<string, readonly number[]>();
-    for (const stack of cfg.stacks) {
-      for (let layer = 0; layer < stackLayers(config, stack); layer++) {
-        for (const pos of cfg.positions) {
-          const p = `adapter.${stack}.${layer}.${pos}`;
-          out.set(`${p}.down.weight`, [numTasks, d, a]);
-          out.set(`${p}.down.bias`, [numTasks, a]);
-          out.set(`${p}.up.weight`, [numTasks, a, d]);
-          out.set(`${p}.up.bias`, [numTasks, d]);
-          if (cfg.layerNorm !== "none") {
-            const shape = cfg.layerNorm === "shared" ? [d] : [numTasks, d];
-            out.set(`${p}.layer_norm.weight`, shape);
-            out.set(`${p}.layer_norm.bias`, shape);
-          }
-        }
-      }
-    }
-    return out;
+    return plan(config, cfg, numTasks).shapes();
   },
   /**
    * An adapter after each of `positions` in every block of `stacks`: per token down d·a and up

@@ -20,7 +20,7 @@ import {
   stackLayers,
   trainedBackboneParams,
 } from "./_config.ts";
-import { VarStore } from "./_init.ts";
+import { VarPlan } from "./_init.ts";
 import { groupTasks, layerNorm, rows, taskAdapters } from "./_tensor.ts";
 import { bottleneck } from "./adapter.ts";
 
@@ -96,6 +96,39 @@ function generators(
 }
 
 /**
+ * The variables (what `create` makes, `variableShapes` states): the task embeddings, and per
+ * stack the layer-id and position embeddings N(0, embeddingStd²), the task projector and the
+ * generators (weights N(0, initStd²), biases zero, LayerNorm γ one, β zero).
+ */
+function plan(config: T5Config, cfg: HyperFormerPPConfig, numTasks: number): VarPlan {
+  const d = config.dModel;
+  const a = bottleneck(config, cfg.reduction);
+  const { taskEmbeddingDim: te, hiddenDim: e, projectedDim: t } = cfg;
+  const out = new VarPlan("hyperformer_pp");
+  const emb = { kind: "normal", std: cfg.embeddingStd } as const;
+  const w = { kind: "normal", std: cfg.initStd } as const;
+  const zeros = { kind: "zeros" } as const;
+  out.add("task_embedding", [numTasks, te], emb);
+  for (const s of STACKS) {
+    out.add(`${s}.layer_embedding`, [stackLayers(config, s), te], emb);
+    out.add(`${s}.position_embedding`, [2, te], emb);
+    out.add(`${s}.projector.fc1.weight`, [3 * te, e], w);
+    out.add(`${s}.projector.fc1.bias`, [e], zeros);
+    out.add(`${s}.projector.fc2.weight`, [e, t], w);
+    out.add(`${s}.projector.fc2.bias`, [t], zeros);
+    if (cfg.projectorLayerNorm) {
+      out.add(`${s}.projector.layer_norm.weight`, [t], { kind: "ones" });
+      out.add(`${s}.projector.layer_norm.bias`, [t], zeros);
+    }
+    for (const [g, width] of generators(d, a, cfg)) {
+      out.add(`${s}.${g}.weight`, [t, width], w);
+      out.add(`${s}.${g}.bias`, [width], zeros);
+    }
+  }
+  return out;
+}
+
+/**
  * The HyperFormer++ method.
  *
  * @example
@@ -132,28 +165,7 @@ export const hyperformerPP: Method<HyperFormerPPConfig> = {
     const d = ctx.config.dModel;
     const a = bottleneck(ctx.config, cfg.reduction);
     const numTasks = ctx.tasks.length;
-    const { taskEmbeddingDim: te, hiddenDim: e, projectedDim: t } = cfg;
-    const store = new VarStore(ctx.seed, "hyperformer_pp");
-    const emb = { kind: "normal", std: cfg.embeddingStd } as const;
-    const w = { kind: "normal", std: cfg.initStd } as const;
-    const zeros = { kind: "zeros" } as const;
-    store.add("task_embedding", [numTasks, te], emb);
-    for (const s of STACKS) {
-      store.add(`${s}.layer_embedding`, [stackLayers(ctx.config, s), te], emb);
-      store.add(`${s}.position_embedding`, [2, te], emb);
-      store.add(`${s}.projector.fc1.weight`, [3 * te, e], w);
-      store.add(`${s}.projector.fc1.bias`, [e], zeros);
-      store.add(`${s}.projector.fc2.weight`, [e, t], w);
-      store.add(`${s}.projector.fc2.bias`, [t], zeros);
-      if (cfg.projectorLayerNorm) {
-        store.add(`${s}.projector.layer_norm.weight`, [t], { kind: "ones" });
-        store.add(`${s}.projector.layer_norm.bias`, [t], zeros);
-      }
-      for (const [g, width] of generators(d, a, cfg)) {
-        store.add(`${s}.${g}.weight`, [t, width], w);
-        store.add(`${s}.${g}.bias`, [width], zeros);
-      }
-    }
+    const store = plan(ctx.config, cfg, numTasks).create(ctx.seed);
     const v = (n: string) => store.vars.get(`hyperformer_pp.${n}`)!;
 
     /** Generated adapter parameters for the present tasks: name → [u, width]. */
@@ -235,29 +247,7 @@ export const hyperformerPP: Method<HyperFormerPPConfig> = {
     };
   },
   variableShapes(config: T5Config, cfg: HyperFormerPPConfig, numTasks: number) {
-    const d = config.dModel;
-    const a = bottleneck(config, cfg.reduction);
-    const { taskEmbeddingDim: te, hiddenDim: e, projectedDim: t } = cfg;
-    const out = new Map<string, readonly number[]>();
-    const set = (n: string, shape: number[]) => out.set(`hyperformer_pp.${n}`, shape);
-    set("task_embedding", [numTasks, te]);
-    for (const s of STACKS) {
-      set(`${s}.layer_embedding`, [stackLayers(config, s), te]);
-      set(`${s}.position_embedding`, [2, te]);
-      set(`${s}.projector.fc1.weight`, [3 * te, e]);
-      set(`${s}.projector.fc1.bias`, [e]);
-      set(`${s}.projector.fc2.weight`, [e, t]);
-      set(`${s}.projector.fc2.bias`, [t]);
-      if (cfg.projectorLayerNorm) {
-        set(`${s}.projector.layer_norm.weight`, [t]);
-        set(`${s}.projector.layer_norm.bias`, [t]);
-      }
-      for (const [g, width] of generators(d, a, cfg)) {
-        set(`${s}.${g}.weight`, [t, width]);
-        set(`${s}.${g}.bias`, [width]);
-      }
-    }
-    return out;
+    return plan(config, cfg, numTasks).shapes();
   },
   /**
    * Two adapters in every block of both stacks (after self-attention and feed-forward): per token

@@ -19,7 +19,7 @@ import {
   stackLayers,
   trainedBackboneParams,
 } from "./_config.ts";
-import { VarStore } from "./_init.ts";
+import { VarPlan } from "./_init.ts";
 import { checkBatch, groupTasks, presentTasks, toBatch } from "./_tensor.ts";
 import {
   BASE_DEFAULTS,
@@ -37,6 +37,34 @@ export type HyperPromptLocalConfig = HyperPromptBaseConfig;
 function makeLocal(kind: "share" | "sep"): Method<HyperPromptLocalConfig> {
   const name = `hyperprompt_${kind}`;
   const sep = kind === "sep";
+  /**
+   * The variables (what `create` makes, `variableShapes` states): the global prompts
+   * U(−promptInitScale, promptInitScale), and per conditioned block the key and value local
+   * networks D, U N(0, hypernetInitStd²) (per task for Sep) with zero biases.
+   */
+  const plan = (config: T5Config, cfg: HyperPromptLocalConfig, numTasks: number): VarPlan => {
+    const d = config.dModel;
+    const inner = innerDim(config);
+    const b = cfg.bottleneck;
+    const lead = sep ? [numTasks] : [];
+    const w = { kind: "normal", std: cfg.hypernetInitStd } as const;
+    const out = new VarPlan(name);
+    out.add("prompts", [numTasks, cfg.length, d], { kind: "uniform", scale: cfg.promptInitScale });
+    for (const stack of cfg.stacks) {
+      for (let layer = 0; layer < stackLayers(config, stack); layer++) {
+        for (const kv of ["key", "value"]) {
+          const p = `${stack}.${layer}.${kv}`;
+          out.add(`${p}.down`, [...lead, d, b], w);
+          out.add(`${p}.up`, [...lead, b, inner], w);
+          if (cfg.biases) {
+            out.add(`${p}.down_bias`, sep ? [numTasks, 1, b] : [b], { kind: "zeros" });
+            out.add(`${p}.up_bias`, sep ? [numTasks, 1, inner] : [inner], { kind: "zeros" });
+          }
+        }
+      }
+    }
+    return out;
+  };
   return {
     name,
     description: sep
@@ -51,30 +79,9 @@ function makeLocal(kind: "share" | "sep"): Method<HyperPromptLocalConfig> {
     },
     create(ctx: MethodContext, cfg: HyperPromptLocalConfig): MethodInstance {
       const config = ctx.config;
-      const d = config.dModel;
-      const inner = innerDim(config);
-      const b = cfg.bottleneck;
       const numTasks = ctx.tasks.length;
-      const store = new VarStore(ctx.seed, name);
-      const lead = sep ? [numTasks] : [];
-      const w = { kind: "normal", std: cfg.hypernetInitStd } as const;
-      const prompts = store.add("prompts", [numTasks, cfg.length, d], {
-        kind: "uniform",
-        scale: cfg.promptInitScale,
-      });
-      for (const stack of cfg.stacks) {
-        for (let layer = 0; layer < stackLayers(config, stack); layer++) {
-          for (const kv of ["key", "value"]) {
-            const p = `${stack}.${layer}.${kv}`;
-            store.add(`${p}.down`, [...lead, d, b], w);
-            store.add(`${p}.up`, [...lead, b, inner], w);
-            if (cfg.biases) {
-              store.add(`${p}.down_bias`, sep ? [numTasks, 1, b] : [b], { kind: "zeros" });
-              store.add(`${p}.up_bias`, sep ? [numTasks, 1, inner] : [inner], { kind: "zeros" });
-            }
-          }
-        }
-      }
+      const store = plan(config, cfg, numTasks).create(ctx.seed);
+      const prompts = store.vars.get(`${name}.prompts`)!;
       const v = (n: string) => store.vars.get(`${name}.${n}`);
       return {
         name,
@@ -127,27 +134,7 @@ function makeLocal(kind: "share" | "sep"): Method<HyperPromptLocalConfig> {
       };
     },
     variableShapes(config: T5Config, cfg: HyperPromptLocalConfig, numTasks: number) {
-      const d = config.dModel;
-      const inner = innerDim(config);
-      const b = cfg.bottleneck;
-      const lead = sep ? [numTasks] : [];
-      const out = new Map<string, readonly number[]>([
-        [`${name}.prompts`, [numTasks, cfg.length, d]],
-      ]);
-      for (const stack of cfg.stacks) {
-        for (let layer = 0; layer < stackLayers(config, stack); layer++) {
-          for (const kv of ["key", "value"]) {
-            const p = `${name}.${stack}.${layer}.${kv}`;
-            out.set(`${p}.down`, [...lead, d, b]);
-            out.set(`${p}.up`, [...lead, b, inner]);
-            if (cfg.biases) {
-              out.set(`${p}.down_bias`, sep ? [numTasks, 1, b] : [b]);
-              out.set(`${p}.up_bias`, sep ? [numTasks, 1, inner] : [inner]);
-            }
-          }
-        }
-      }
-      return out;
+      return plan(config, cfg, numTasks).shapes();
     },
     flopPlan(_config: T5Config, cfg: HyperPromptLocalConfig) {
       return hyperPromptFlopPlan(cfg);

@@ -15,7 +15,7 @@ import type { Stack, T5Hooks } from "../hooks.ts";
 import type { Method, MethodContext, MethodInstance } from "../method.ts";
 import { countT5Params } from "../accounting.ts";
 import { backboneTrainable, ConfigReader, innerDim, trainedBackboneParams } from "./_config.ts";
-import { VarStore } from "./_init.ts";
+import { VarPlan } from "./_init.ts";
 import { checkBatch, groupTasks, layerNorm, presentTasks, rows, toBatch } from "./_tensor.ts";
 import {
   BASE_DEFAULTS,
@@ -59,6 +59,45 @@ function owner(cfg: HyperPromptGlobalConfig, stack: Stack): string {
 }
 
 /**
+ * The variables (what `create` makes, `variableShapes` states): the global prompts
+ * U(−promptInitScale, promptInitScale), the task and layer embeddings N(0, embeddingStd²), and
+ * per owner ({@link owner}) h_t and the generators W^{·} (weights N(0, hypernetInitStd²), biases
+ * zero, LayerNorm γ one, β zero).
+ */
+function plan(config: T5Config, cfg: HyperPromptGlobalConfig, numTasks: number): VarPlan {
+  const d = config.dModel;
+  const inner = innerDim(config);
+  const { embeddingDim: te, hiddenDim: e, projectedDim: t, bottleneck: b } = cfg;
+  const w = { kind: "normal", std: cfg.hypernetInitStd } as const;
+  const zeros = { kind: "zeros" } as const;
+  const emb = { kind: "normal", std: cfg.embeddingStd } as const;
+  const out = new VarPlan("hyperprompt_global");
+  out.add("prompts", [numTasks, cfg.length, d], { kind: "uniform", scale: cfg.promptInitScale });
+  out.add("task_embedding", [numTasks, te], emb);
+  out.add("layer_embedding", [conditionedBlocks(config, cfg.stacks), te], emb);
+  for (const o of new Set(cfg.stacks.map((s) => owner(cfg, s)))) {
+    out.add(`${o}.task_projector.fc1.weight`, [2 * te, e], w);
+    out.add(`${o}.task_projector.fc1.bias`, [e], zeros);
+    out.add(`${o}.task_projector.fc2.weight`, [e, t], w);
+    out.add(`${o}.task_projector.fc2.bias`, [t], zeros);
+    if (cfg.layerNorm) {
+      out.add(`${o}.task_projector.layer_norm.weight`, [t], { kind: "ones" });
+      out.add(`${o}.task_projector.layer_norm.bias`, [t], zeros);
+    }
+    for (const kv of ["key", "value"]) {
+      // Stored [t, out] ("in, out"), so that W·I is I·W here; reshape is row-major.
+      out.add(`${o}.${kv}.down_generator.weight`, [t, d * b], w);
+      out.add(`${o}.${kv}.up_generator.weight`, [t, b * inner], w);
+      if (cfg.biases) {
+        out.add(`${o}.${kv}.down_generator.bias`, [d * b], zeros);
+        out.add(`${o}.${kv}.up_generator.bias`, [b * inner], zeros);
+      }
+    }
+  }
+  return out;
+}
+
+/**
  * HyperPrompt-Global.
  *
  * @example
@@ -92,39 +131,12 @@ export const hyperpromptGlobal: Method<HyperPromptGlobalConfig> = {
     const d = config.dModel;
     const inner = innerDim(config);
     const b = cfg.bottleneck;
-    const { embeddingDim: te, hiddenDim: e, projectedDim: t } = cfg;
     const numTasks = ctx.tasks.length;
-    const store = new VarStore(ctx.seed, "hyperprompt_global");
-    const w = { kind: "normal", std: cfg.hypernetInitStd } as const;
-    const zeros = { kind: "zeros" } as const;
-    const emb = { kind: "normal", std: cfg.embeddingStd } as const;
-    const prompts = store.add("prompts", [numTasks, cfg.length, d], {
-      kind: "uniform",
-      scale: cfg.promptInitScale,
-    });
-    const taskEmb = store.add("task_embedding", [numTasks, te], emb);
-    const layerEmb = store.add("layer_embedding", [conditionedBlocks(config, cfg.stacks), te], emb);
-    const owners = [...new Set(cfg.stacks.map((s) => owner(cfg, s)))];
-    for (const o of owners) {
-      store.add(`${o}.task_projector.fc1.weight`, [2 * te, e], w);
-      store.add(`${o}.task_projector.fc1.bias`, [e], zeros);
-      store.add(`${o}.task_projector.fc2.weight`, [e, t], w);
-      store.add(`${o}.task_projector.fc2.bias`, [t], zeros);
-      if (cfg.layerNorm) {
-        store.add(`${o}.task_projector.layer_norm.weight`, [t], { kind: "ones" });
-        store.add(`${o}.task_projector.layer_norm.bias`, [t], zeros);
-      }
-      for (const kv of ["key", "value"]) {
-        // Stored [t, out] ("in, out"), so that W·I is I·W here; reshape is row-major.
-        store.add(`${o}.${kv}.down_generator.weight`, [t, d * b], w);
-        store.add(`${o}.${kv}.up_generator.weight`, [t, b * inner], w);
-        if (cfg.biases) {
-          store.add(`${o}.${kv}.down_generator.bias`, [d * b], zeros);
-          store.add(`${o}.${kv}.up_generator.bias`, [b * inner], zeros);
-        }
-      }
-    }
+    const store = plan(config, cfg, numTasks).create(ctx.seed);
     const v = (n: string) => store.vars.get(`hyperprompt_global.${n}`);
+    const prompts = v("prompts")!;
+    const taskEmb = v("task_embedding")!;
+    const layerEmb = v("layer_embedding")!;
     const linear = (x: tf.Tensor2D, p: string) => {
       const y = x.matMul(v(`${p}.weight`)!);
       const bias = v(`${p}.bias`);
@@ -194,33 +206,7 @@ export const hyperpromptGlobal: Method<HyperPromptGlobalConfig> = {
     };
   },
   variableShapes(config: T5Config, cfg: HyperPromptGlobalConfig, numTasks: number) {
-    const d = config.dModel;
-    const inner = innerDim(config);
-    const { embeddingDim: te, hiddenDim: e, projectedDim: t, bottleneck: b } = cfg;
-    const out = new Map<string, readonly number[]>();
-    const set = (n: string, shape: number[]) => out.set(`hyperprompt_global.${n}`, shape);
-    set("prompts", [numTasks, cfg.length, d]);
-    set("task_embedding", [numTasks, te]);
-    set("layer_embedding", [conditionedBlocks(config, cfg.stacks), te]);
-    for (const o of new Set(cfg.stacks.map((s) => owner(cfg, s)))) {
-      set(`${o}.task_projector.fc1.weight`, [2 * te, e]);
-      set(`${o}.task_projector.fc1.bias`, [e]);
-      set(`${o}.task_projector.fc2.weight`, [e, t]);
-      set(`${o}.task_projector.fc2.bias`, [t]);
-      if (cfg.layerNorm) {
-        set(`${o}.task_projector.layer_norm.weight`, [t]);
-        set(`${o}.task_projector.layer_norm.bias`, [t]);
-      }
-      for (const kv of ["key", "value"]) {
-        set(`${o}.${kv}.down_generator.weight`, [t, d * b]);
-        set(`${o}.${kv}.up_generator.weight`, [t, b * inner]);
-        if (cfg.biases) {
-          set(`${o}.${kv}.down_generator.bias`, [d * b]);
-          set(`${o}.${kv}.up_generator.bias`, [b * inner]);
-        }
-      }
-    }
-    return out;
+    return plan(config, cfg, numTasks).shapes();
   },
   flopPlan(_config: T5Config, cfg: HyperPromptGlobalConfig) {
     return hyperPromptFlopPlan(cfg);

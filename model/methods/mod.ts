@@ -4,12 +4,13 @@
  * Adding a method (`mtl.ts` is the smallest example, `adapter.ts` one with per-task variables):
  * 1. one file in this folder exporting a {@link Method} (`model/method.ts`): parse its config
  *    with `ConfigReader` (`_config.ts`: unknown and malformed fields are errors naming the
- *    profile file and the field's line), create variables with `VarStore` (`_init.ts`: seeded
- *    per name), reach T5 only through the hooks of `model/hooks.ts` (`_tensor.ts`
+ *    profile file and the field's line), list its variables once as a `VarPlan` (`_init.ts`:
+ *    name, shape and initialiser, seeded per name) whose `shapes()` is its `variableShapes`
+ *    (the memory estimate's update phase) and whose `create(seed)` makes them in `create`, so
+ *    the two cannot disagree, reach T5 only through the hooks of `model/hooks.ts` (`_tensor.ts`
  *    `groupTasks`, `rows` for per-task rows of a mixed batch), and describe its FLOPs with
  *    `flopPlan` (`model/accounting.ts` `FlopPlan`: an encoder prompt, a self-attention prefix,
- *    a bottleneck adapter, or trained tensors combined elementwise after a sublayer), and
- *    state its variables' shapes with `variableShapes` (the memory estimate's update phase);
+ *    a bottleneck adapter, or trained tensors combined elementwise after a sublayer);
  * 2. one line in {@link METHODS} below (and its types in the exports): the profile validator
  *    (`benchmarks/spec.ts` `METHOD_NAMES`) takes the names from here, and a method outside
  *    `BUILTIN_METHOD_NAMES` (table order) sorts after the built-ins in the tables;

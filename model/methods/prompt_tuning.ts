@@ -17,7 +17,7 @@ import {
   type FreezeBackbone,
   trainedBackboneParams,
 } from "./_config.ts";
-import { deriveSeed, VarStore } from "./_init.ts";
+import { deriveSeed, VarPlan } from "./_init.ts";
 import { checkBatch, groupTasks, rows } from "./_tensor.ts";
 
 /** Prompt-Tuning / MTL-Prompt configuration. */
@@ -155,6 +155,30 @@ function makePromptMethod(
   description: string,
   defaults: PromptTuningConfig,
 ): Method<PromptTuningConfig> {
+  /**
+   * The variable (what `create` makes, `variableShapes` states): the prompts `[T, l, d]`,
+   * U(−uniformScale, uniformScale), or for the class-label init the value `classLabel` computes
+   * (given by `create`, which has the backbone and label words; shapes alone need none).
+   */
+  const plan = (
+    config: T5Config,
+    cfg: PromptTuningConfig,
+    numTasks: number,
+    classLabel?: (shape: readonly number[]) => tf.Tensor,
+  ): VarPlan => {
+    const out = new VarPlan(name);
+    out.add(
+      "prompt",
+      [numTasks, cfg.length, config.dModel],
+      cfg.init === "uniform" ? { kind: "uniform", scale: cfg.uniformScale } : {
+        kind: "tensor",
+        value: classLabel ?? (() => {
+          throw new Error(`prompt_tuning.ts: the class-label prompt is computed by create()`);
+        }),
+      },
+    );
+    return out;
+  };
   return {
     name,
     description,
@@ -173,15 +197,9 @@ function makePromptMethod(
       return cfg;
     },
     create(ctx: MethodContext, cfg: PromptTuningConfig): MethodInstance {
-      const d = ctx.config.dModel;
       const numTasks = ctx.tasks.length;
-      const store = new VarStore(ctx.seed, name);
-      if (cfg.init === "uniform") {
-        store.add("prompt", [numTasks, cfg.length, d], {
-          kind: "uniform",
-          scale: cfg.uniformScale,
-        });
-      } else {
+      let classLabel: ((shape: readonly number[]) => tf.Tensor) | undefined;
+      if (cfg.init === "class_label") {
         // The table the encoder embeds its input with (t5.ts: its own table when it has one).
         const emb = (ctx.backbone.get("encoder.embed_tokens.weight") ??
           ctx.backbone.get("shared.weight")) as tf.Tensor2D | undefined;
@@ -213,12 +231,9 @@ function makePromptMethod(
           }
           return classLabelRows(labels, cfg.length, pool, deriveSeed(ctx.seed, `${name}.${task}`));
         });
-        store.add("prompt", [numTasks, cfg.length, d], {
-          kind: "tensor",
-          value: () =>
-            tf.tidy(() => meanEmbeddings(emb, rowIds).reshape([numTasks, cfg.length, d])),
-        });
+        classLabel = (shape) => tf.tidy(() => meanEmbeddings(emb, rowIds).reshape([...shape]));
       }
+      const store = plan(ctx.config, cfg, numTasks, classLabel).create(ctx.seed);
       const prompt = store.vars.get(`${name}.prompt`)!;
       return {
         name,
@@ -250,9 +265,7 @@ function makePromptMethod(
       };
     },
     variableShapes(config: T5Config, cfg: PromptTuningConfig, numTasks: number) {
-      return new Map<string, readonly number[]>([
-        [`${name}.prompt`, [numTasks, cfg.length, config.dModel]],
-      ]);
+      return plan(config, cfg, numTasks).shapes();
     },
     /**
      * The prompt lengthens the encoder input by l (encoder blocks and the decoder's
