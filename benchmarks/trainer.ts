@@ -30,10 +30,11 @@
  * save's last instants still reaches the listener.
  * A newest checkpoint that cannot be resumed (a corrupt or missing file, a state that is not a
  * trainer's, a trained variable of another shape, an optimizer slot that this run's optimizer
- * would not make or of another shape: {@link optimizerSlotShapes}) does not stop the run while an
- * older one can: the resume falls back to the newest that can, logs one line per folder skipped
- * (which, and why), and leaves those folders as they are; every check is made before anything is
- * restored; later saves do not prune the older checkpoints in their favour
+ * would not make or of another shape: {@link optimizerSlotShapes}, a batch-source state the
+ * source refuses: `state.json` `source`) does not stop the run while an older one can: the resume
+ * falls back to the newest that can, logs one line per folder skipped (which, and why), and leaves
+ * those folders as they are; every check is made before anything but the source (restored by its
+ * own check, the last) is restored; later saves do not prune the older checkpoints in their favour
  * (`benchmarks/checkpointing.ts` `unusableSteps`). A checkpoint of another run (its `runKey`) or
  * of other trained variables is refused, not skipped.
  * A run that writes checkpoints also saves one after the step at which
@@ -960,10 +961,11 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
     if (ckptEnabled) {
       const ck = await loadLatestCheckpoint(o.checkpointDir!, {
         // Another run's checkpoint, other trained variables, or an owed evaluation this call
-        // cannot redo: refused (thrown). A state that is not a trainer's: skipped, as a
-        // checkpoint that does not load is, for the next older one. Another run's is refused as
-        // soon as its state.json is read, so also when its weights would not load (a folder of
-        // another run is never passed over for an older one).
+        // cannot redo: refused (thrown). A state that is not a trainer's (a `source` the batch
+        // source refuses included): skipped, as a checkpoint that does not load is, for the next
+        // older one. Another run's is refused as soon as its state.json is read, so also when
+        // its weights would not load or its `source` is bad (a folder of another run is never
+        // passed over for an older one).
         checkState: (state, dir) => {
           if (o.runKey !== undefined && state.runKey !== o.runKey) {
             throw new Error(
@@ -1002,6 +1004,16 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
           } catch (e) {
             return (e as Error).message;
           }
+          // The batch source's state (the sampler's), last: a state it refuses (a damaged
+          // file; the runKey already says the folder is this run's) is skipped like any other
+          // damage. Restoring is the only check a BatchSource offers; a refused state leaves the
+          // source as it was (Rng, MixtureSampler check before they assign), and an older
+          // checkpoint's check restores its own over whatever another source left.
+          try {
+            o.source.restore(ck.state.source);
+          } catch (e) {
+            return `${ck.dir}/state.json: field "source": ${(e as Error).message}`;
+          }
           if (ck.state.evalOwed === ck.step && o.evaluate === undefined) {
             throw new Error(
               `${ck.dir}/state.json: field "evalOwed": the checkpoint owes the evaluation of step ${ck.step} (a stop abandoned it), but this resume has no evaluate callback to redo it; resume it with one (as runOne does), or the run's results would lack that evaluation`,
@@ -1018,11 +1030,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
             );
             unusableSteps.add(s.step);
           }
-          try {
-            o.source.restore(ck.state.source);
-          } catch (e) {
-            throw new Error(`${ck.dir}/state.json: field "source": ${(e as Error).message}`);
-          }
+          // The source was restored by `check`, the last thing it did before taking `ck`.
           for (const [n, v] of params) v.assign(ck.variables.get(n)!);
           optimizer.restore(ck.state.optimizerStep as number, ck.slots);
           losses = ck.state.losses as { step: number; loss: number }[];

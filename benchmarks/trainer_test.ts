@@ -984,6 +984,56 @@ Deno.test("train() falls back past a newest checkpoint that does not load; the r
   }
 });
 
+Deno.test("train() skips a newest checkpoint whose source state the batch source refuses; the resume from the older one is bit-identical; another run's is still refused", async () => {
+  const ref = await referenceRun();
+  const dir = await Deno.makeTempDir();
+  try {
+    const log: string[] = [];
+    const resumeOpts = (m: T5Model): Partial<TrainOptions> => ({
+      checkpointDir: dir,
+      runKey: "k",
+      evaluate: evalFn(m),
+      log: (l) => log.push(l),
+    });
+    await killedRun(7, resumeOpts); // checkpoints of steps 4 and 6 kept
+    const s6 = JSON.parse(await Deno.readTextFile(statePath(dir, 6)));
+    // Rng.restore refuses a generator state of 3 words: this run's folder (its runKey), damaged.
+    const damaged = JSON.stringify({ ...s6, source: { s: [1, 2, 3] } });
+    await Deno.writeTextFile(statePath(dir, 6), damaged);
+    // Also another run's: refused for that (checkState, before the source), not skipped.
+    await Deno.writeTextFile(
+      statePath(dir, 6),
+      JSON.stringify({ ...JSON.parse(damaged), runKey: "o" }),
+    );
+    const m = initT5(CONFIG, { seed: 1 });
+    const before = tf.memory().numTensors;
+    await assert.rejects(
+      () => train(opts(m, resumeOpts(m))),
+      /step-00000006: checkpoint belongs to run "o", not k/,
+    );
+    assert.deepEqual(log, []);
+    assert.equal(tf.memory().numTensors, before);
+    // This run's: skipped, naming the field and the source's reason, for step 4.
+    await Deno.writeTextFile(statePath(dir, 6), damaged);
+    const rb = await train(opts(m, resumeOpts(m)));
+    assert.equal(tf.memory().numTensors, before);
+    assert.equal(log.length, 1, log.join("\n"));
+    assert.match(
+      log[0]!,
+      new RegExp(
+        `^${dir}/step-00000006: cannot be resumed \\(${
+          statePath(dir, 6)
+        }: field "source": benchmarks/rng\\.ts Rng\\.restore: field "s" must be 4 unsigned 32-bit integers, got \\[1,2,3\\]\\); resuming from the older ${dir}/step-00000004 instead`,
+      ),
+    );
+    assert.equal(rb.resumedFrom, 4);
+    await assertSameAsReference(rb, m, ref);
+    disposeT5(m);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("train() refuses, not skips, another run's checkpoint; names every folder when none can be resumed", async () => {
   const dir = await Deno.makeTempDir();
   try {
@@ -1701,13 +1751,12 @@ Deno.test("train() refuses a checkpoint state without the fields a resume restor
       await assert.rejects(
         () => train(opts(m2, { train: spec, checkpointDir: dir, runKey: "k" })),
         (e: Error) => {
-          // A state that is not a trainer's is skipped like a checkpoint that does not load;
-          // with no older one, the error names it (`source`, restored later, directly).
+          // A state that is not a trainer's (its `source` included) is skipped like a checkpoint
+          // that does not load; with no older one, the error names it.
           assert.ok(
-            e.message.startsWith(`${file}: field "`) ||
-              e.message.startsWith(
-                `${dir}: no checkpoint can be resumed (1 tried, newest first): step-00000002: ${file}: field "`,
-              ),
+            e.message.startsWith(
+              `${dir}: no checkpoint can be resumed (1 tried, newest first): step-00000002: ${file}: field "`,
+            ),
             e.message,
           );
           assert.match(e.message, want);
