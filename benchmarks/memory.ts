@@ -82,7 +82,8 @@
  * (`taskAdapters` of model/methods/_tensor.ts): with several tasks present, the masked block
  * formulation (down projection of all present tasks at once `[rows, u·a]`, gelu_new, the task
  * mask, up projection, per-example bias rows, the post-adapter LayerNorm, the residual); with
- * HyperFormer++ also the generated weights of each (layer, position). Their gelu_new and LayerNorm are `tf.customGrad`s
+ * HyperFormer++ also, for each (layer, position), the task projector's ops and the generated
+ * weights. Their gelu_new and LayerNorm are `tf.customGrad`s
  * (model/methods/_tensor.ts) saving only the input, resp. x̂ and the per-row σ.
  *
  * Where a method's tensors enter T5 is read from its `flopPlan` (model/accounting.ts `FlopPlan`),
@@ -630,11 +631,20 @@ interface MethodActs {
    */
   readonly adapterNorm: "shared" | "per_task" | "generated" | "none";
   /**
-   * HyperFormer++: the adapter weights are generated per (layer, position) from a per-stack
-   * projector (`projector` parameters, output width `projected`) through per-stack generators;
+   * HyperFormer++: the adapter weights are generated per (layer, position) by a per-stack task
+   * projector `[task emb; layer emb; position emb]` (each `embedding` wide; `tasks` task rows
+   * shared by the stacks, `encoderLayers`/`decoderLayers` layer rows) → Linear(3·embedding →
+   * `hidden`) → ReLU → Linear(→ `projected`) [→ LayerNorm], then per-stack generators;
    * undefined for the Vanilla Adapter (per-task variables).
    */
-  readonly adapterHyper?: { readonly projector: number; readonly projected: number };
+  readonly adapterHyper?: {
+    readonly embedding: number;
+    readonly hidden: number;
+    readonly projected: number;
+    readonly layerNorm: boolean;
+    readonly encoderLayers: number;
+    readonly decoderLayers: number;
+  };
   /**
    * Parameters of a hypernetwork used by every conditioned layer (HyperPrompt-Global): each use
    * leaves a full-size gradient of them in the backward map.
@@ -1004,20 +1014,52 @@ class T5Replay {
     });
   }
   /**
-   * HyperFormer++'s generation for one (stack, layer, position): the task projector (counted as
-   * one op of its parameters) and each generator's `z·W + b` for the tasks present; returns the
-   * generated rows by name (`[tasks, width]`).
+   * HyperFormer++'s generation for one (stack, layer, position), op by op as
+   * model/methods/hyperformer_pp.ts `generate` runs it for the tasks present: the task projector
+   * (the task rows and the layer's and position's rows gathered, the latter two tiled to the
+   * tasks, joined, `fc1`, ReLU, `fc2`, the LayerNorm), then each generator's `z·W + b`; returns
+   * the generated rows by name (`[tasks, width]`). It runs again for every (layer, position), so
+   * each use leaves its own gradient of every projector and generator variable (full tables for
+   * the gathered embeddings) in the backward map, and its activations and their gradients.
    */
-  generate(stack: string, widths: readonly (readonly [string, number])[]): Map<string, T> {
-    const hyper = this.m.adapterHyper!;
+  generate(
+    stack: "encoder" | "decoder",
+    widths: readonly (readonly [string, number])[],
+  ): Map<string, T> {
+    const h = this.m.adapterHyper!;
     const u = this.presentTasks();
-    const proj = this.mw(`hyperformer.${stack}.projector`, hyper.projector);
-    const z = this.t.fresh(u * hyper.projected, true);
-    this.t.op([[proj, "new"]], [z], [proj]);
+    const te = h.embedding;
+    const p = `hyperformer.${stack}`;
+    const layers = stack === "encoder" ? h.encoderLayers : h.decoderLayers;
+    // rows(table, ids): gatherRows (saves only the indices; its gradient scatters to the table).
+    const task = this.gather(this.mw("hyperformer.task_embedding", this.m.tasks * te), u * te);
+    // One row each, tiled to the tasks (Tile saves its input).
+    const tiled = (table: T) => this.un(this.gather(table, te), "in", u * te, u * te);
+    const layerRow = tiled(this.mw(`${p}.layer_embedding`, layers * te));
+    const posRow = tiled(this.mw(`${p}.position_embedding`, 2 * te));
+    const joined = this.t.fresh(3 * u * te, true);
+    const parts = [task, layerRow, posRow];
+    this.t.op(parts.map((x) => [x, "new"] as const), [joined], parts); // Concat saves its inputs
+    const affine = (x: T, name: string, inn: number, out: number) =>
+      this.bin(
+        "add",
+        this.matmul(x, this.mw(`${p}.${name}.weight`, inn * out), u * out),
+        this.mw(`${p}.${name}.bias`, out),
+      );
+    const hidden = this.un(affine(joined, "projector.fc1", 3 * te, h.hidden), "in");
+    let z = affine(hidden, "projector.fc2", h.hidden, h.projected);
+    if (h.layerNorm) {
+      z = this.adapterLayerNorm(
+        z,
+        u,
+        this.mw(`${p}.projector.layer_norm.weight`, h.projected),
+        this.mw(`${p}.projector.layer_norm.bias`, h.projected),
+      );
+    }
     const out = new Map<string, T>();
     for (const [g, width] of widths) {
-      const w = this.mw(`hyperformer.${stack}.${g}.weight`, hyper.projected * width);
-      const bias = this.mw(`hyperformer.${stack}.${g}.bias`, width);
+      const w = this.mw(`${p}.${g}.weight`, h.projected * width);
+      const bias = this.mw(`${p}.${g}.bias`, width);
       out.set(g, this.bin("add", this.matmul(z, w, u * width), bias));
     }
     return out;
@@ -1445,13 +1487,15 @@ const IMPLEMENTATIONS: ReadonlyMap<unknown, Refinement> = new Map<unknown, Refin
     sharedHypernet: Math.max(0, extra - tasks * (p.length as number) * cfg.dModel),
   })],
   [adapterMethod, (p) => ({ adapterNorm: p.layerNorm as "shared" | "per_task" | "none" })],
-  [hyperformerPP, (p, cfg, _extra, tasks) => ({
+  [hyperformerPP, (p, cfg) => ({
     adapterNorm: p.conditionalLayerNorm ? "generated" : "none",
     adapterHyper: {
-      // per stack: task, layer and position embeddings, fc1, fc2, the projector's
-      // LayerNorm (small: counted as one tensor each use reads)
-      projector: hyperProjectorParams(cfg, p, tasks),
+      embedding: p.taskEmbeddingDim as number,
+      hidden: p.hiddenDim as number,
       projected: p.projectedDim as number,
+      layerNorm: p.projectorLayerNorm as boolean,
+      encoderLayers: cfg.numLayers,
+      decoderLayers: cfg.numDecoderLayers,
     },
   })],
 ]);
@@ -1555,15 +1599,6 @@ function methodActs(
     );
   }
   return { acts, notes };
-}
-
-/** HyperFormer++'s projector parameters of one stack (hyperformer_pp.ts countParams's terms). */
-function hyperProjectorParams(cfg: T5Config, p: Record<string, unknown>, tasks: number): number {
-  const te = p.taskEmbeddingDim as number, e = p.hiddenDim as number;
-  const t = p.projectedDim as number;
-  const layers = Math.max(cfg.numLayers, cfg.numDecoderLayers);
-  return tasks * te + (layers + 2) * te + 3 * te * e + e + e * t + t +
-    (p.projectorLayerNorm ? 2 * t : 0);
 }
 
 /**

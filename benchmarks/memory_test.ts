@@ -393,6 +393,33 @@ Deno.test("memory: a method's variables are counted in the update phase by their
   );
 });
 
+Deno.test("memory: HyperFormer++'s task projector is replayed op by op, its activations per (stack, layer, position) kept", () => {
+  // model/methods/hyperformer_pp.ts generate() runs the projector again for every adapter:
+  // fc1's output (saved by its bias Add), the Add's (saved by ReLU) and ReLU's (saved by fc2's
+  // matMul) are [u, hiddenDim] each, u = 2 tasks present. Counted as one op of the projector's
+  // parameters before (nothing of hiddenDim saved), the estimate of the measured row above
+  // (b8 32/8 micro 2, stock pass) missed 79 KB of saved tensors and 50 KB of gradients more
+  // than MTL's at the same shapes; with the ops replayed its gap to the measured peak no longer
+  // changes with hiddenDim (128 or 512) or projectedDim (64 or 256): -363068 bytes stock and
+  // -260276 low-memory at each (Adafactor state counted factored; MTL: -345276, -276532).
+  const cfg = PRESETS["tiny-v1_1"];
+  const saved = (hiddenDim: number) =>
+    estimateTrainingMemory({
+      ...BASE_MTL,
+      config: cfg,
+      method: "hyperformer_pp",
+      methodConfig: { hiddenDim },
+      numTasks: 2,
+      batchSize: 2,
+      inputLength: 16,
+      targetLength: 4,
+      dropout: false,
+      kernels: "composite",
+    }).savedActivations;
+  const uses = 2 * (cfg.numLayers + cfg.numDecoderLayers);
+  assert.equal(saved(160) - saved(128), uses * 3 * 2 * 32 * 4);
+});
+
 Deno.test("memory: prompt_tuning estimate within tolerance, both backward passes, no tensors leaked", async () => {
   const before = tf.memory().numTensors;
   for (const mode of ["stock", "low-memory"] as const) {
