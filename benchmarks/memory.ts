@@ -1760,10 +1760,10 @@ function positiveInt(x: number, field: string): number {
 /**
  * Estimates the device memory of one training step.
  *
- * Method variables' optimizer state is counted unfactored (an over-estimate of at most their
- * Adafactor state, small next to the backbone); their squares in the gradient norm and their
- * update's temporaries are counted per variable from `Method.variableShapes`, as the backbone's
- * (a method that states none: as one tensor of all its parameters).
+ * A method's variables are counted per variable from `Method.variableShapes`, as the backbone's:
+ * their optimizer state (Adafactor's factored moments included), their squares in the gradient
+ * norm and their update's temporaries. A method that states no shapes is counted as one tensor
+ * of all its parameters, its state unfactored (upper bounds).
  *
  * @param input model, method, optimizer and shapes
  * @returns bytes per term and the peak
@@ -1835,22 +1835,23 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     trainedShapes.push(shape);
     trainedSizes.push(n);
   }
-  // The method's own variables, squared by the gradient norm and updated one at a time as a
-  // backbone variable is: by the shapes it states (Method.variableShapes), else as one tensor of
-  // all of them (an upper bound of its largest; its update is counted below). With a frozen
-  // backbone, e.g. Prompt-Tuning, they are all that is squared.
+  // The method's own variables, given their optimizer slots, squared by the gradient norm and
+  // updated one at a time as a backbone variable is (benchmarks/optim.ts treats them alike): by
+  // the shapes it states (Method.variableShapes). A method that states none: one tensor of all
+  // of them (an upper bound of its largest; its update is counted below) with its state
+  // unfactored (AdamW's two moments; Adafactor's second moment, and its first with beta1 > 0),
+  // an upper bound. With a frozen backbone, e.g. Prompt-Tuning, they are all that is squared.
+  const opt = input.optimizer;
   if (methodShapes !== undefined) {
     for (const shape of methodShapes.values()) {
+      state += stateElems(shape, opt);
       trainedShapes.push(shape);
       trainedSizes.push(shape.reduce((a, b) => a * b, 1));
     }
   } else if (extra > 0) {
     trainedSizes.push(extra);
+    state += extra * (opt.kind === "adamw" ? 2 : (opt.beta1 ?? 0) > 0 ? 2 : 1);
   }
-  // Unfactored: AdamW's two moments; Adafactor's second moment, and its first with beta1 > 0
-  // (as stateElems counts the backbone's).
-  const opt = input.optimizer;
-  state += extra * (opt.kind === "adamw" ? 2 : (opt.beta1 ?? 0) > 0 ? 2 : 1);
   const trained = trainedBackbone + extra;
   const weights = (backbone + extra) * bpe;
   const gradients = trained * bpe;
