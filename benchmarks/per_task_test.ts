@@ -359,3 +359,102 @@ Deno.test("scoreVsParamsSvg() of merged runs: a Prompt-Tuning seed without a tas
   assert.equal(circles(svg), 1, titles(svg).join("; "));
   assert.ok(titles(svg).every((t) => t.startsWith("mtl ")), titles(svg).join("; "));
 });
+
+Deno.test("two configurations of one per-task method (an edited prompt length, a second profile), three seeds each: a row each, never merged or pooled", async () => {
+  const pt = (name: string, config: Record<string, unknown>) =>
+    grid(validateProfile({
+      name,
+      seeds: [0, 1, 2],
+      models: ["tiny-v1_1"],
+      benchmarks: ["glue"],
+      methods: [{ name: "prompt_tuning", label: "Prompt-Tuning", perTask: true, config }],
+      train: { steps: 4, evalEvery: 2, batchSize: 8 },
+    }, { file: `${name}.json` }));
+  // "pt" before and after its prompt length was edited (one label, stale results beside new
+  // ones), and "pt2" with pt's first configuration: three configurations, 8 task runs x 3 seeds.
+  const specs = [...pt("pt", {}), ...pt("pt", { length: 5 }), ...pt("pt2", {})];
+  const ids = [...new Set(specs.map((s) => configId(s)))];
+  assert.equal(ids.length, 3);
+  // The stale configuration lacks one task run in seed 2: only its row may say so.
+  const lost = (r: RunResult) =>
+    configId(r.spec) === ids[1] && r.spec.seed === 2 && r.spec.tasks[0] === "rte";
+  const all = await results(specs);
+  const rs = all.filter((r) => !lost(r));
+  assert.equal(rs.length, 3 * 3 * 8 - 1);
+
+  const merged = mergePerTaskRuns(rs);
+  assert.equal(merged.length, 3 * 3);
+  for (const m of merged) {
+    const parts = perTaskParts(m)!;
+    assert.equal(parts.length, configId(m.spec) === ids[1] && m.spec.seed === 2 ? 7 : 8);
+    assert.ok(
+      parts.every((p) => configId(p.spec) === configId(m.spec) && p.spec.seed === m.spec.seed),
+    );
+  }
+
+  const r2 = (x: number) => Math.round(x * 100) / 100;
+  const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const sd = (xs: readonly number[]) =>
+    Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1));
+  // Each configuration's seed averages by hand, from its own task runs only.
+  const seedAvg = (id: string, seed: number) =>
+    mean(
+      all.filter((r) => configId(r.spec) === id && r.spec.seed === seed)
+        .map((r) => r.best[r.spec.tasks[0]!]!.groupScore),
+    );
+  const avgOf = (id: string) => [0, 1, 2].map((s) => seedAvg(id, s));
+  // The fake's scores hash the run id, so pooling any two configurations would change a mean.
+  assert.notEqual(r2(mean(avgOf(ids[0]!))), r2(mean(avgOf(ids[2]!))));
+
+  const t = scoresTable(rs, []);
+  const rows = t.slice(1).filter((r) => column(t, r, "method") === "Prompt-Tuning");
+  assert.equal(rows.length, 3);
+  const rowOf = (id: string) => {
+    const found = rows.filter((r) => column(t, r, "config") === `glue:${id}`);
+    assert.equal(found.length, 1, id);
+    return found[0]!;
+  };
+  for (const [i, id] of ids.entries()) {
+    const row = rowOf(id);
+    assert.equal(column(t, row, "profile"), i === 2 ? "pt2" : "pt");
+    assert.equal(column(t, row, "seeds"), 3);
+    assert.equal(column(t, row, "seed_values"), "0,1,2");
+    for (const task of ALL.glue) {
+      const xs = rs.filter((r) => configId(r.spec) === id && r.spec.tasks[0] === task)
+        .map((r) => r.best[task]!.groupScore);
+      assert.equal(xs.length, i === 1 && task === "rte" ? 2 : 3, task);
+      assert.equal(column(t, row, `glue/${task}`), r2(mean(xs)), `${id} ${task}`);
+    }
+    if (i === 1) {
+      assert.equal(column(t, row, "missing_runs"), "glue/s2:rte");
+      assert.equal(column(t, row, "glue_avg"), "");
+    } else {
+      assert.equal(column(t, row, "missing_runs"), "");
+      assert.equal(column(t, row, "glue_tasks"), 8);
+      assert.equal(column(t, row, "glue_avg"), r2(mean(avgOf(id))));
+      assert.equal(column(t, row, "glue_std"), r2(sd(avgOf(id))));
+    }
+  }
+
+  // flops.csv: a row per configuration, each over its own task runs' totals.
+  const f = flopsTable(rs);
+  const frows = f.slice(1).filter((r) => column(f, r, "method") === "Prompt-Tuning");
+  assert.deepEqual(frows.map((r) => column(f, r, "config")).sort(), [...ids].sort());
+  for (const id of ids) {
+    const own = rs.filter((r) => configId(r.spec) === id);
+    const frow = frows.find((r) => column(f, r, "config") === id)!;
+    const sum = (g: (r: RunResult) => number) => own.reduce((a, r) => a + g(r), 0);
+    assert.equal(
+      column(f, frow, "tokens_per_second"),
+      r2(sum((r) => r.trainTokens!) / sum((r) => r.trainSeconds!)),
+    );
+  }
+
+  // The plot: one point per complete configuration, each named by its id (same label, model
+  // and benchmark); the configuration with a missing task run has none.
+  const titles = [...scoreVsParamsSvg(merged).matchAll(/<title>([^<]*)<\/title>/g)]
+    .map((m) => m[1]!);
+  for (const [i, id] of ids.entries()) {
+    assert.equal(titles.filter((x) => x.includes(`config ${id}`)).length, i === 1 ? 0 : 1, id);
+  }
+});
