@@ -509,7 +509,8 @@ async function headRows(quick: boolean, reps: number): Promise<Record<string, un
   }
 }
 
-interface StepResult {
+/** What {@link measureSteps} measures of a training step. */
+export interface StepResult {
   /** The first step: shader compilation included. */
   warmupMs: number;
   stepMs: number[];
@@ -544,8 +545,21 @@ async function timeStep(
   }
 }
 
-async function measureSteps(
-  opt: ReturnType<typeof createOptimizer>,
+/**
+ * The measurements of {@link timeStep} with a given optimizer: a warm-up step, `steps` timed
+ * steps, the forward pass and the gradients alone, one instrumented step ({@link hostBreakdown}),
+ * `max(steps, 2)` host-only steps (`hostOnlySteps`, between a snapshot of the weights and the
+ * optimizer's state and its restore, since the GPU computes nothing for them) and one profiled
+ * step. So the weights and the optimizer end as after `steps + 3` plain training steps.
+ *
+ * @param opt the optimizer the steps apply (kept; the caller disposes it)
+ * @param loss the scalar loss of `vars`
+ * @param vars the trained variables, by their names
+ * @param steps the timed steps
+ * @returns the timings
+ */
+export async function measureSteps(
+  opt: Optimizer,
   loss: () => tf.Scalar,
   vars: tf.Variable[],
   steps: number,

@@ -12,6 +12,7 @@ import {
   codeTracked,
   hostBreakdown,
   main,
+  measureSteps,
   microBatchPlan,
   microBatchRatio,
   reportGit,
@@ -23,6 +24,8 @@ import { gitState } from "./provenance.ts";
 import type { CommandRunner } from "./device_memory.ts";
 import { lowMemoryBackpropInstalled } from "../model/backprop.ts";
 import { backpropFromEnv } from "../model/backend.ts";
+import { createOptimizer } from "./optim.ts";
+import { registerWebgpuKernels } from "../model/webgpu/mod.ts";
 
 gpuTest("gpu_check --quick: every section runs and the report is written", async () => {
   const dir = await Deno.makeTempDir();
@@ -837,4 +840,79 @@ gpuTest(
       await Deno.remove(dir, { recursive: true });
     }
   },
+);
+
+/**
+ * measureSteps() on a tiny linear model, against plain training: its host-only steps run between
+ * `withTrainingRestored`'s snapshot and restore, so the weights, AdamW's moments and its step
+ * count must end as after `steps + 3` plain steps (warm-up, timed, instrumented, profiled) from
+ * the same start, bit for bit (same backend, same ops in the same order). On the cpu backend the
+ * host-only steps really train (its kernels never submit to a GPU queue), on webgpu they leave
+ * never-computed values: either way the state differs unless it is restored.
+ */
+async function measureStepsRestores(tag: string): Promise<void> {
+  const fill = (n: number, seed: number) =>
+    Float32Array.from({ length: n }, (_, i) => 0.5 * Math.sin(seed * 100 + i));
+  const tensors = tf.memory().numTensors;
+  const x = tf.tensor2d(fill(4 * 6, 1), [4, 6]);
+  const y = tf.tensor2d(fill(4 * 5, 2), [4, 5]);
+  const own = (init: tf.Tensor, name: string) => {
+    const v = tf.variable(init, true, `measure-${tag}-${name}`);
+    init.dispose(); // tf.variable copies
+    return v;
+  };
+  const make =
+    () => [own(tf.tensor2d(fill(6 * 5, 3), [6, 5]), "w"), own(tf.tensor1d(fill(5, 4)), "b")];
+  const lossOf = ([w, b]: tf.Variable[]) => () =>
+    tf.tidy(() => tf.mean(tf.square(tf.matMul(x, w!).add(b!).sub(y))) as tf.Scalar);
+  const state = async (vars: tf.Variable[], opt: ReturnType<typeof createOptimizer>) => ({
+    step: opt.step,
+    weights: await Promise.all(vars.map(async (v) => Array.from(await v.data()))),
+    slots: Object.fromEntries(
+      await Promise.all(
+        [...opt.slots()].map(async ([k, t]) => [k, Array.from(await t.data())] as const),
+      ),
+    ),
+  });
+  const steps = 2;
+  let vars = make();
+  let opt = createOptimizer({ kind: "adamw" });
+  const r = await measureSteps(opt, lossOf(vars), vars, steps);
+  assert.equal(r.hostOnlyMs.length, 2, "the host-only steps ran");
+  const measured = await state(vars, opt);
+  opt.dispose();
+  tf.dispose(vars);
+  // The same variable names (slot keys follow them) in plain training from the same start.
+  vars = make();
+  opt = createOptimizer({ kind: "adamw" });
+  const params = new Map(vars.map((v) => [v.name, v]));
+  for (let i = 0; i < steps + 3; i++) {
+    const { value, grads } = tf.variableGrads(lossOf(vars), vars);
+    opt.apply(params, new Map(Object.entries(grads)), 1e-4);
+    await value.data();
+    tf.dispose([value, ...Object.values(grads)]);
+  }
+  const plain = await state(vars, opt);
+  opt.dispose();
+  tf.dispose([...vars, x, y]);
+  assert.equal(plain.step, steps + 3);
+  assert.equal(Object.keys(plain.slots).length, 4, "AdamW's m and v of both variables");
+  assert.deepEqual(measured, plain, `${tag}: state after measureSteps`);
+  assert.equal(tf.memory().numTensors, tensors, `${tag}: tensors`);
+}
+
+Deno.test("gpu_check measureSteps(): after the host-only steps weights and AdamW moments are restored, bit-exact (cpu)", async () => {
+  const backend = tf.getBackend();
+  assert.ok(await tf.setBackend("cpu"));
+  try {
+    await measureStepsRestores("cpu");
+  } finally {
+    if (backend !== undefined) await tf.setBackend(backend);
+  }
+});
+
+gpuTest(
+  "gpu_check measureSteps(): after the host-only steps weights and AdamW moments are restored, bit-exact (webgpu, fused AdamW)",
+  () => measureStepsRestores("webgpu"),
+  () => assert.ok(registerWebgpuKernels()),
 );
