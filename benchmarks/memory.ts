@@ -737,9 +737,14 @@ class T5Replay {
     this.t.op([[a, "new"], [b, "new"]], [out], [a, b]);
     return out;
   }
-  reshape(x: T): T {
+  /**
+   * Reshape: shares its input's buffer. tfjs's Reshape saves its input for its gradient; with
+   * `keeps`, that is what keeps the buffer (the adapters' generated weights and pre-activation,
+   * which no other op saves), else another op saves it or nothing depends on it.
+   */
+  reshape(x: T, keeps = false): T {
     const out = this.t.alias(x);
-    this.t.op([[x, "alias"]], [out], []);
+    this.t.op([[x, "alias"]], [out], keeps ? [x] : []);
     return out;
   }
 
@@ -1101,7 +1106,9 @@ class T5Replay {
       ], ["down_bias", a]];
       if (norm === "generated") widths.push(["ln_gamma", d], ["ln_beta", d]);
       const gen = this.generate(stack, widths);
-      param = (name) => this.reshape(gen.get(name)!);
+      // `gen.reshape([u, d, a])` (and `[u, a, d]`) in hyperformer_pp.ts: the reshape keeps the
+      // generated rows, which the transposed W_down no longer shares.
+      param = (name) => this.reshape(gen.get(name)!, true);
     } else {
       const tasks = this.m.tasks;
       param = (name, width) => {
@@ -1143,9 +1150,11 @@ class T5Replay {
     // The mask zeroes the other tasks' blocks before gelu_new (model/methods/_tensor.ts
     // taskAdapters): it keeps only the mask, gelu keeps the masked pre-activation, the up
     // projection gelu's output.
+    // The pre-activation is reshaped to [b, n, u·a] before the mask: the reshape keeps it.
+    const pre = this.reshape(down, true);
     const mask = this.t.fresh(b * ua, false);
     const masked = this.t.fresh(down.n, down.path);
-    this.t.op([[down, "new"], [mask, "new"]], [masked], [mask]);
+    this.t.op([[pre, "new"], [mask, "new"]], [masked], [mask]);
     const act = this.adapterGelu(masked);
     const perRow = (t: T) => this.reshape(this.matmul(oneHot, t, b * d));
     let h = this.bin(

@@ -189,8 +189,10 @@ async function measure(
 // it does not replay HyperPrompt's and Prompt-Tuning's hooks op by op (counted by their main
 // tensors) nor scalars and index tensors. Measured, stock / low-memory backward pass: MTL
 // -7 %..-5 % / -9 %..-5 %, Prompt-Tuning -5 % / -7 %, HyperPrompt-Global +1 % / +11 %, Vanilla
-// Adapter -4 % / -5 %, HyperFormer++ -2 % / -1 % (0.1-1.3 points lower since the shared
-// embedding's split is modelled as model/t5.ts runs it, one Concat and no saved rows; before the
+// Adapter -4 % / -5 %, HyperFormer++ -2.5 % / -2.8 % (-2 % / -1 % while its Adafactor state
+// was counted unfactored, which hid its task projector's activations; 0.1-1.3 points lower
+// since the shared embedding's split is modelled as model/t5.ts runs it, one Concat and no
+// saved rows; before the
 // adapters' layer norms, biases, gelu_new and per-task gathers were modelled: -21 % / -18 % and
 // -27 % / -20 %; with their LayerNorm and gelu_new as custom gradients (model/methods/_tensor.ts),
 // the measured peaks fell 9 % / 8 % and 6 % / 5 %). Below the measured peak (unsafe: the
@@ -419,6 +421,41 @@ Deno.test("memory: HyperFormer++'s task projector is replayed op by op, its acti
     }).savedActivations;
   const uses = 2 * (cfg.numLayers + cfg.numDecoderLayers);
   assert.equal(saved(160) - saved(128), uses * 3 * 2 * 32 * 4);
+});
+
+Deno.test("memory: the adapters' reshapes keep HyperFormer++'s generated W_down and the pre-activation", () => {
+  // taskAdapters (model/methods/_tensor.ts) reshapes the generated W_down ([u, d·a] → [u, d, a])
+  // before transposing it, and the pre-activation ([rows, u·a] → [b, n, u·a]) before the mask;
+  // tfjs's Reshape saves its input, which keeps both (nothing else saves them). Per adapter and
+  // element of a, u = 2 tasks present, b = 2: the generated W_down and W_up (matMul and bias-Add
+  // outputs: 4d), W_down transposed (d), b_down (2), the pre-activation's matMul and Add outputs,
+  // the masked one and gelu_new's output (4 rows), the mask (b). Before the reshapes were
+  // counted, the sum missed the Add outputs of W_down and the pre-activation (40960 bytes for
+  // 51712), and the row above (b8 32/8 micro 2, stock) fell 95 KB further below its measured
+  // peak at reduction 4 than at 32 (gaps -458044 and -363068 bytes; ratios 0.978, 0.974); now
+  // -351548 and -349756 (0.983, 0.975), as MTL's -345276.
+  const cfg = PRESETS["tiny-v1_1"];
+  const [b, li, lt, u] = [2, 16, 4, 2];
+  const saved = (reduction: number) =>
+    estimateTrainingMemory({
+      ...BASE_MTL,
+      config: cfg,
+      method: "hyperformer_pp",
+      methodConfig: { reduction },
+      numTasks: u,
+      batchSize: b,
+      inputLength: li,
+      targetLength: lt,
+      dropout: false,
+      kernels: "composite",
+    }).savedActivations;
+  const d = cfg.dModel;
+  let perA = 0;
+  for (const [layers, len] of [[cfg.numLayers, li], [cfg.numDecoderLayers, lt]] as const) {
+    perA += 2 * layers * (5 * d + 2 + 4 * b * len + b);
+  }
+  // a = 2 at reduction 32, 4 at 16.
+  assert.equal(saved(16) - saved(32), 4 * u * 2 * perA);
 });
 
 Deno.test("memory: prompt_tuning estimate within tolerance, both backward passes, no tensors leaked", async () => {
