@@ -1145,58 +1145,45 @@ Deno.test("memory: a registered method outside the built-in ones is estimated fr
 
 Deno.test("memory: a method's malformed flopPlan or variableShapes is refused, naming the method and the field", () => {
   const registry = METHODS as unknown as Record<string, Method<unknown>>;
-  const cases: [FlopPlan, RegExp][] = [
+  const plan = (p: FlopPlan): Partial<Method<unknown>> => ({ flopPlan: () => p });
+  // Stated shapes that are malformed, or hold other than countParams's count (2 tasks: 1024).
+  const shapes = (s: Map<string, number[]>): Partial<Method<unknown>> => ({
+    variableShapes: () => s,
+  });
+  const cases: [Partial<Method<unknown>>, RegExp][] = [
     [
-      {
+      plan({
         freezeBackbone: "all",
         adapters: { bottleneck: 0, stacks: ["encoder"], positions: ["feed_forward"] },
-      },
+      }),
       /method "memory_test_bad_plan" flopPlan: field "adapters.bottleneck" must be an integer >= 1, got 0/,
     ],
     [
-      { freezeBackbone: false, encoderPrompt: 2.5 },
+      plan({ freezeBackbone: false, encoderPrompt: 2.5 }),
       /field "encoderPrompt" must be an integer >= 0, got 2.5/,
     ],
     [
-      {
+      plan({
         freezeBackbone: false,
         elementwise: { stacks: ["encoder"], positions: ["cross_attention" as "feed_forward"] },
-      },
+      }),
       /field "elementwise.positions" must list "self_attention" and\/or "feed_forward", got \["cross_attention"\]/,
     ],
-  ];
-  try {
-    for (const [plan, message] of cases) {
-      registry.memory_test_bad_plan = {
-        ...(scratchBias as Method<unknown>),
-        name: "memory_test_bad_plan",
-        flopPlan: () => plan,
-      };
-      assert.throws(
-        () => estimateTrainingMemory({ ...BASE_MTL, method: "memory_test_bad_plan" }),
-        message,
-      );
-    }
-  } finally {
-    delete registry.memory_test_bad_plan;
-  }
-  // Stated shapes that are malformed, or hold other than countParams's count, are refused too.
-  const shapeCases: [Map<string, number[]>, RegExp][] = [
     [
-      new Map([["w", [2, 0]]]),
+      shapes(new Map([["w", [2, 0]]])),
       /method "memory_test_bad_plan" variableShapes: variable "w" has shape \[2,0\], not a list of positive integers/,
     ],
     [
-      new Map([["w", [3]]]),
+      shapes(new Map([["w", [3]]])),
       /variableShapes: its 1 variables hold 3 elements, but countParams says 1024 extra parameters/,
     ],
   ];
   try {
-    for (const [shapes, message] of shapeCases) {
+    for (const [override, message] of cases) {
       registry.memory_test_bad_plan = {
         ...(scratchBias as Method<unknown>),
+        ...override,
         name: "memory_test_bad_plan",
-        variableShapes: () => shapes,
       };
       assert.throws(
         () =>
