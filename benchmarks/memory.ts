@@ -739,8 +739,8 @@ class T5Replay {
   }
   /**
    * Reshape: shares its input's buffer. tfjs's Reshape saves its input for its gradient; with
-   * `keeps`, that is what keeps the buffer (the adapters' generated weights and pre-activation,
-   * which no other op saves), else another op saves it or nothing depends on it.
+   * `keeps`, that is what keeps the buffer (the adapters' generated weights, which no other op
+   * saves), else another op saves it or nothing depends on it.
    */
   reshape(x: T, keeps = false): T {
     const out = this.t.alias(x);
@@ -1150,11 +1150,12 @@ class T5Replay {
     // The mask zeroes the other tasks' blocks before gelu_new (model/methods/_tensor.ts
     // taskAdapters): it keeps only the mask, gelu keeps the masked pre-activation, the up
     // projection gelu's output.
-    // The pre-activation is reshaped to [b, n, u·a] before the mask: the reshape keeps it.
-    const pre = this.reshape(down, true);
+    // The pre-activation is reshaped to [b, n, u·a] before the mask, and the reshape keeps it:
+    // saved here, without a node of its own (a reshape dispatches nothing on webgpu, whose
+    // deferred frees the backward walk counts in nodes).
     const mask = this.t.fresh(b * ua, false);
     const masked = this.t.fresh(down.n, down.path);
-    this.t.op([[pre, "new"], [mask, "new"]], [masked], [mask]);
+    this.t.op([[down, "new"], [mask, "new"]], [masked], [mask, down]);
     const act = this.adapterGelu(masked);
     const perRow = (t: T) => this.reshape(this.matmul(oneHot, t, b * d));
     let h = this.bin(
