@@ -116,6 +116,7 @@ import {
   type CommandRunner,
   DEVICE_MARGIN,
   DEVICE_MEMORY_ENV,
+  type DeviceMemory,
   deviceMemoryOverride,
   type DeviceMemoryPlan,
   fittingMethodsAdvice,
@@ -172,7 +173,9 @@ Options:
                        run whose estimated peak exceeds ${GPU_USABLE}% of it trains with the largest
                        micro-batch that fits, or is refused (exit 2) when none does; with
                        --dry-run, the table shows what every run would do on a GPU of that
-                       size. Runs on wasm and wasm+blas are checked likewise against the
+                       size. Where no run is on a GPU (cpu, wasm, a software WebGPU adapter),
+                       the runs train as specified and a note says the size is ignored.
+                       Runs on wasm and wasm+blas are checked likewise against the
                        4 GiB wasm heap (${WASM_USABLE}% usable, ${PLAIN_WASM_USABLE}% on plain
                        wasm, whose XNNPACK matmul keeps packed copies)
   --checkpoint-minutes N
@@ -357,6 +360,69 @@ export function isGpuBackend(
 ): boolean {
   if (info.name === "webgpu") return info.fallbackAdapter !== true;
   return info.name === "tensorflow" && info.adapter === "@tensorflow/tfjs-node-gpu";
+}
+
+/** What {@link statedMemoryUse} decided. */
+export interface StatedMemoryUse {
+  /**
+   * Plan every run as a GPU run of the stated size: only in a dry run where no run's backend is a
+   * GPU (the table `--device-memory` asks for, off the GPU machine).
+   */
+  readonly simulate: boolean;
+  /** The one line saying that the stated size is ignored; undefined when it is used or unset. */
+  readonly ignored?: string;
+}
+
+/** A backend for messages: webgpu on a software adapter and CPU tfjs-node say so. */
+function backendWords(p: BackendProbe): string {
+  if (p.gpu) return p.name;
+  if (p.name === "webgpu") return "webgpu on a software adapter, not a GPU";
+  return p.name === "tensorflow" ? "tensorflow on the CPU" : p.name;
+}
+
+/**
+ * What a stated GPU memory size (`--device-memory`, or `HYPERPROMPT_DEVICE_MEMORY_GB`) does. The
+ * preflight checks GPU runs only (WebGPU on a hardware adapter, tfjs-node-gpu; wasm runs against
+ * the wasm heap, whatever the size): when no run's backend is a GPU (cpu, wasm, tfjs-node, or
+ * WebGPU on a software adapter such as Mesa's llvmpipe or lavapipe, {@link isGpuBackend}), the
+ * runs train as specified and the size is ignored, which this says in one line. A dry run then
+ * still plans every run as on a GPU of that size, and says that the real run will not.
+ *
+ * @param probes the backend of each distinct backend choice of the runs
+ * @param stated the stated size ({@link deviceMemoryOverride}), if any
+ * @param dryRun whether this is `--dry-run`
+ * @returns whether to simulate a GPU (dry run only), and the line to log when the size is ignored
+ */
+export function statedMemoryUse(
+  probes: readonly BackendProbe[],
+  stated: DeviceMemory | undefined,
+  dryRun: boolean,
+): StatedMemoryUse {
+  if (stated === undefined || probes.length === 0 || probes.some((p) => p.gpu)) {
+    return { simulate: false };
+  }
+  const size = `${stated.source} (${fmtGb(stated.bytes)})`;
+  const other = probes.filter((p) => !isWasmBackend(p.name));
+  if (other.length === 0) {
+    // Every run is checked against the wasm heap: a GPU's size changes nothing, dry run or not.
+    return {
+      simulate: false,
+      ignored: `note: ${size} is ignored: no run here is on a GPU (${
+        [...new Set(probes.map((p) => p.name))].join(", ")
+      }: checked against the wasm heap instead)`,
+    };
+  }
+  const backends = [...new Set(other.map(backendWords))].join("; ");
+  return {
+    simulate: dryRun,
+    ignored: dryRun
+      ? `note: no run here is on a GPU (${backends}): the est. peak column, micro-batches and ` +
+        `refusals below are as on a GPU of ${size}; without --dry-run ${stated.source} is ` +
+        `ignored and the runs train as specified`
+      : `note: ${size} is ignored: no run here is on a GPU (${backends}), and the memory ` +
+        `preflight checks GPU runs only; the runs train as specified (--dry-run shows what a ` +
+        `GPU of that size would do)`,
+  };
 }
 
 /** A run's method label, with its task in brackets for one task's run of a `perTask` method. */
@@ -1051,6 +1117,11 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       refusals: [],
       notes: [],
     };
+    // What the dry-run table shows: `memory`, or with a stated size and no GPU here, every run
+    // planned as on a GPU of that size (which the real run does not do: it says so).
+    let shown = memory;
+    const stated = statedMemoryUse([...probes.values()], memoryOverride, values["dry-run"]);
+    if (stated.ignored !== undefined) error(stated.ignored);
     // The preflight: estimates for the dry-run table, and on a GPU or the wasm heap the
     // micro-batches or a refusal.
     if (anyGpu || anyWasm || values["dry-run"]) {
@@ -1072,40 +1143,46 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       } else if (anyGpu && device !== undefined) {
         error(`GPU memory: ${fmtGb(device.bytes)} (${device.source})`);
       }
-      memory = planDeviceMemory(specs, {
-        // A dry run with a stated memory size plans every run as on a GPU of that size (what
-        // `--device-memory` asks), so the table shows the micro-batches off the GPU machine too.
-        backendOf: !anyGpu && device !== undefined
-          ? (s) => ({ ...backendOf(s), gpu: true })
-          : backendOf,
-        device,
-        configOf: (s) => {
-          try {
-            return modelConfig(s.model);
-          } catch {
-            return undefined; // an unreadable config.json: the run itself says why
-          }
-        },
-        modelName: (s) => modelLabel(s.model),
-        // The backward pass each run's selectBackend installs (low-memory unless
-        // HYPERPROMPT_STOCK_BACKPROP=1): the stock one's backward peak is about twice as high.
-        backprop,
-        ...(submitBatch === undefined ? {} : { submitBatch }),
-      });
-      for (const n of memory.notes) error(n);
+      const plan = (asGpu: boolean) =>
+        planDeviceMemory(specs, {
+          backendOf: asGpu ? (s) => ({ ...backendOf(s), gpu: true }) : backendOf,
+          device,
+          configOf: (s) => {
+            try {
+              return modelConfig(s.model);
+            } catch {
+              return undefined; // an unreadable config.json: the run itself says why
+            }
+          },
+          modelName: (s) => modelLabel(s.model),
+          // The backward pass each run's selectBackend installs (low-memory unless
+          // HYPERPROMPT_STOCK_BACKPROP=1): the stock one's backward peak is about twice as high.
+          backprop,
+          ...(submitBatch === undefined ? {} : { submitBatch }),
+        });
+      // What the runs will do: a run whose backend is no GPU is not checked against the GPU.
+      memory = plan(false);
+      // A dry run with a stated memory size and no GPU here plans every run as on a GPU of that
+      // size (what `--device-memory` asks), so the table shows the micro-batches off the GPU
+      // machine too; statedMemoryUse's line says the real run does not.
+      shown = stated.simulate ? plan(true) : memory;
+      for (const n of shown.notes) error(n);
     }
-    const advice = fittingMethodsAdvice(specs, memory);
-    const refusedOn = new Set(
-      [...memory.runs.values()].filter((p) => p.fits === false).map((p) =>
-        p.wasmHeap === true ? "the wasm heap" : "the GPU's memory"
-      ),
-    );
-    const refused = memory.refusals.length === 0 ? undefined : `${memory.refusals.length} run(s) ` +
-      `cannot fit ${[...refusedOn].sort().join(" or ")}:\n  ${
-        memory.refusals.slice(0, 10).join("\n  ")
-      }${memory.refusals.length > 10 ? `\n  (and ${memory.refusals.length - 10} more)` : ""}${
+    const refusalsOf = (plan: DeviceMemoryPlan): string | undefined => {
+      if (plan.refusals.length === 0) return undefined;
+      const advice = fittingMethodsAdvice(specs, plan);
+      const on = new Set(
+        [...plan.runs.values()].filter((p) => p.fits === false).map((p) =>
+          p.wasmHeap === true ? "the wasm heap" : "the GPU's memory"
+        ),
+      );
+      return `${plan.refusals.length} run(s) cannot fit ${[...on].sort().join(" or ")}:\n  ${
+        plan.refusals.slice(0, 10).join("\n  ")
+      }${plan.refusals.length > 10 ? `\n  (and ${plan.refusals.length - 10} more)` : ""}${
         advice === undefined ? "" : `\n${advice}`
       }`;
+    };
+    const refused = refusalsOf(memory);
     if (values["dry-run"]) {
       const accounting = await loadAccounting();
       const rateName = specs.length > 0
@@ -1114,8 +1191,15 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         ? (probe ?? await probeWith("auto")).name
         : backend;
       const estimates = specs.map((s) => estimateRun(s, accounting, rateName));
-      printDryRun(specs, estimates, memory, rateName, log, profile.timeBudgetMinutes);
+      printDryRun(specs, estimates, shown, rateName, log, profile.timeBudgetMinutes);
       if (refused !== undefined) error(`warning: without --dry-run this is refused: ${refused}`);
+      const simulated = shown === memory ? undefined : refusalsOf(shown);
+      if (simulated !== undefined && simulated !== refused && memoryOverride !== undefined) {
+        error(
+          `warning: on a GPU of ${fmtGb(memoryOverride.bytes)} (${memoryOverride.source}) this ` +
+            `would be refused (here, with no GPU, the runs train as specified): ${simulated}`,
+        );
+      }
       return 0;
     }
     if (refused !== undefined) throw new UsageError(`Refused before training: ${refused}`);

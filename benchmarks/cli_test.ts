@@ -13,6 +13,7 @@ import {
   main,
   modelConfig,
   progressReporter,
+  statedMemoryUse,
 } from "./cli.ts";
 import { defaultTaskCatalog, expandGrid } from "./runner.ts";
 import { runFileName, type RunOneFn } from "./spec.ts";
@@ -1120,6 +1121,114 @@ Deno.test("main() on a GPU: the largest fitting micro-batch, recorded; a run tha
     assert.match(migNote[0]!, /\(WebGPU reports no total memory; GPU 0 is in MIG mode: .*\): runs/);
     assert.doesNotMatch(migNote[0]!, /\n/, "one line");
     assert.doesNotMatch(c4.err.join("\n"), /nvidia-smi gave none|GPU memory: /);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("statedMemoryUse: a stated size is used on a GPU, planned in a dry run elsewhere, and otherwise said to be ignored", () => {
+  const stated = { bytes: 85.5e9, source: "--device-memory" };
+  const gpu = { name: "webgpu", gpu: true };
+  const software = { name: "webgpu", gpu: false };
+  // A GPU among the runs' backends: the preflight uses the size; nothing to say.
+  assert.deepEqual(statedMemoryUse([gpu], stated, false), { simulate: false });
+  assert.deepEqual(statedMemoryUse([gpu, { name: "cpu", gpu: false }], stated, true), {
+    simulate: false,
+  });
+  // No size stated: nothing to ignore.
+  assert.deepEqual(statedMemoryUse([software], undefined, false), { simulate: false });
+  // A software WebGPU adapter is no GPU: the real run ignores the size and says so in one line;
+  // the dry run plans as on a GPU of that size and says the real run will not.
+  const real = statedMemoryUse([software], stated, false);
+  assert.equal(real.simulate, false);
+  assert.equal(
+    real.ignored,
+    "note: --device-memory (85.5 GB) is ignored: no run here is on a GPU (webgpu on a software " +
+      "adapter, not a GPU), and the memory preflight checks GPU runs only; the runs train as " +
+      "specified (--dry-run shows what a GPU of that size would do)",
+  );
+  const dry = statedMemoryUse([software], stated, true);
+  assert.equal(dry.simulate, true);
+  assert.match(dry.ignored!, /^note: no run here is on a GPU \(webgpu on a software adapter/);
+  assert.match(dry.ignored!, /without --dry-run --device-memory is ignored and the runs train as/);
+  // wasm only: checked against the wasm heap, dry run or not; no GPU simulated.
+  const env = { bytes: 80e9, source: "HYPERPROMPT_DEVICE_MEMORY_GB" };
+  for (const dryRun of [false, true]) {
+    const wasm = statedMemoryUse([{ name: "wasm+blas", gpu: false }], env, dryRun);
+    assert.equal(wasm.simulate, false);
+    assert.equal(
+      wasm.ignored,
+      "note: HYPERPROMPT_DEVICE_MEMORY_GB (80.0 GB) is ignored: no run here is on a GPU " +
+        "(wasm+blas: checked against the wasm heap instead)",
+    );
+  }
+});
+
+Deno.test("main(): --device-memory on a software WebGPU adapter: the dry run and the real run agree that nothing is refused", async () => {
+  const dir = await Deno.makeTempDir();
+  const profile = await tmpProfile(dir, {
+    benchmarks: ["glue"],
+    methods: [{ name: "mtl" }],
+    train: { steps: 2, evalEvery: 2, batchSize: 8, maxInputLength: 64, maxTargetLength: 4 },
+  });
+  const grid = expandGrid(await loadProfile(profile), {
+    dataDir: DATA,
+    catalog: await defaultTaskCatalog(),
+  });
+  const one = estimateTrainingMemory(memoryInputFor(grid[0]!, preset("tiny-v1_1"), "fused", 1));
+  // Half of what one row needs: a GPU of this size would refuse every run.
+  const tiny = String(one.peak * 0.5 / 1e9);
+  const smi = forbiddenCommand(); // no GPU here: nvidia-smi is not asked
+  const software = {
+    probe: () => Promise.resolve({ name: "webgpu", gpu: false }),
+    runCommand: smi.runCommand,
+  };
+  const { micro, runOne } = microRecorder();
+  const args = (out: string) => [
+    "--profile",
+    profile,
+    "--data-dir",
+    DATA,
+    "--out",
+    out,
+    "--no-tables",
+    "--backend",
+    "webgpu",
+    "--device-memory",
+    tiny,
+  ];
+  try {
+    // Dry run: the table is as on a GPU of that size, but it does not claim the real run refuses.
+    const c = capture();
+    assert.equal(
+      await main([...args(join(dir, "o1")), "--dry-run"], { ...c.opts, ...software }),
+      0,
+    );
+    const err = c.err.join("\n");
+    assert.doesNotMatch(err, /without --dry-run this is refused/);
+    assert.equal(c.err.filter((l) => l.startsWith("note: no run here is on a GPU")).length, 1, err);
+    assert.match(
+      err,
+      /warning: on a GPU of .* \(--device-memory\) this would be refused \(here, with no GPU, the runs train as specified\)/,
+    );
+    assert.match(c.out[1]!.slice(c.out[0]!.indexOf("est. peak GB")), /\(does not fit\)/);
+    // The real run: trains as specified (no micro-batch, no refusal), and says once that the size
+    // is ignored.
+    const c2 = capture();
+    assert.equal(
+      await main(args(join(dir, "o2")), { ...c2.opts, ...software, runOne }),
+      0,
+      c2.err.join("\n"),
+    );
+    assert.deepEqual(micro, [undefined, undefined]);
+    const ignored = c2.err.filter((l) => /--device-memory .* is ignored/.test(l));
+    assert.equal(ignored.length, 1, c2.err.join("\n"));
+    assert.match(
+      ignored[0]!,
+      /^note: --device-memory \(.*\) is ignored: no run here is on a GPU \(webgpu on a software adapter/,
+    );
+    assert.doesNotMatch(c2.err.join("\n"), /Refused|micro-batches of/);
+    assert.deepEqual(smi.calls, []);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
