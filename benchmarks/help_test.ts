@@ -2,8 +2,9 @@
  * Every command-line tool's `--help`: exit 0, no line wider than {@link HELP_WIDTH} columns, and
  * the flags it lists (each option line's first `--flag`) exactly the flags its parser accepts
  * (`declaredFlags` of `model/usage.ts`, recorded when the tool's entry point parses an unknown
- * flag, which it refuses with exit 2 before any work). `deno task bench`'s flags are also checked
- * against the option table of `benchmarks/README.md` and the synopsis in `README.md`.
+ * flag, which it refuses with exit 2 before any work, in the form of every tool's usage errors:
+ * the message alone, one line, no prefix). `deno task bench`'s flags are also checked against the
+ * option table of `benchmarks/README.md` and the synopsis in `README.md`.
  *
  * @module
  */
@@ -37,6 +38,12 @@ const TOOLS: [string, string | undefined, Entry][] = [
   ["gpu_check", "deno run -A benchmarks/gpu_check.ts", gpuCheck],
 ];
 
+/**
+ * The tools checked for the one form of a usage error (the message alone). gpu_check, a developer
+ * script, still starts its messages with its file name.
+ */
+const SHARED_ERROR_FORM = new Set(["download", "bench", "tables", "perf", "tune", "pretrain"]);
+
 /** Runs `entry` with `args`, returning the exit code and what it printed. */
 async function run(entry: Entry, args: string[]) {
   const out: string[] = [];
@@ -63,6 +70,11 @@ for (const [name, tool, entry] of TOOLS) {
     assert.equal(bad.code, 2, bad.err);
     assert.match(bad.err, /--zz-no-such-flag/);
     assert.equal(bad.out, "");
+    // Every tool prints a usage error the same way: the message alone, one line, no prefix (no
+    // "error:", no file name), ending with where the flags are listed.
+    if (tool !== undefined && SHARED_ERROR_FORM.has(name)) {
+      assert.equal(bad.err, `unknown flag --zz-no-such-flag; ${tool} --help lists the flags`);
+    }
     const declared = tool === undefined ? [] : declaredFlags(tool);
     assert.ok(declared !== undefined, `${name}: no parseFlags call named "${tool}"`);
     // --help is answered before the flags are parsed (runCli), so a parser need not declare it.

@@ -511,7 +511,7 @@ export function parseWorkload(spec: string): WorkloadSpec {
     const v = s.split(",").map(Number);
     if (v.length !== n || v.some((x) => !Number.isInteger(x) || x <= 0)) {
       throw new UsageError(
-        `benchmarks/perf.ts: --workloads "${spec}": expected ${n} positive integers`,
+        `--workloads "${spec}": expected ${n} positive integers`,
       );
     }
     return v;
@@ -520,7 +520,7 @@ export function parseWorkload(spec: string): WorkloadSpec {
     const v = nums(parts[1], 5, [16, 64, 256, 1024, 4]);
     if (v[2]! % v[4]! !== 0) {
       throw new UsageError(
-        `benchmarks/perf.ts: --workloads "${spec}": the width D ${v[2]} must be a multiple of ` +
+        `--workloads "${spec}": the width D ${v[2]} must be a multiple of ` +
           `the heads H ${v[4]}`,
       );
     }
@@ -532,12 +532,12 @@ export function parseWorkload(spec: string): WorkloadSpec {
       getPreset(preset);
     } catch (e) {
       // Its message lists the presets; say which workload named the unknown one.
-      throw new UsageError(`benchmarks/perf.ts: --workloads "${spec}": ${(e as Error).message}`);
+      throw new UsageError(`--workloads "${spec}": ${(e as Error).message}`);
     }
     const layers = layerText === undefined ? undefined : Number(layerText);
     if (more.length > 0 || (layers !== undefined && !(Number.isInteger(layers) && layers > 0))) {
       throw new UsageError(
-        `benchmarks/perf.ts: --workloads "${spec}": the layer count after "@" must be a ` +
+        `--workloads "${spec}": the layer count after "@" must be a ` +
           `positive integer`,
       );
     }
@@ -548,14 +548,14 @@ export function parseWorkload(spec: string): WorkloadSpec {
     const m = Number(micro);
     if (rest.length > 0 || shape === "" || !Number.isInteger(m) || m <= 0 || v[0]! % m !== 0) {
       throw new UsageError(
-        `benchmarks/perf.ts: --workloads "${spec}": the micro-batch after "/" must be a ` +
+        `--workloads "${spec}": the micro-batch after "/" must be a ` +
           `positive integer dividing the batch ${v[0]}`,
       );
     }
     return { ...base, nums: v, micro: m };
   }
   throw new UsageError(
-    `benchmarks/perf.ts: unknown workload "${spec}" (block[:B,S,D,F,H] or ` +
+    `unknown workload "${spec}" (block[:B,S,D,F,H] or ` +
       `t5:<preset>[@N][:B,Li,Lt[/M]])`,
   );
 }
@@ -998,19 +998,14 @@ const PERF_TAKES = {
 export async function main(args: string[]): Promise<PerfReport> {
   // The commit of the code this process runs (read before measuring: the tree may change).
   const git = gitState();
-  let values: FlagValues<typeof PERF_FLAGS>;
-  try {
-    values = parseFlags(args, {
-      tool: "deno task perf",
-      options: PERF_FLAGS,
-      takes: PERF_TAKES,
-      // "" measures none of them (the other kind only), as PERF_USAGE says; both: refused below.
-      allowEmpty: ["sizes", "workloads"],
-    });
-  } catch (e) {
-    // The tool's errors all start with its file.
-    throw new UsageError(`benchmarks/perf.ts: ${(e as Error).message}`, { cause: e });
-  }
+  // Its errors are one line, as every tool's (runCli prints the message alone).
+  const values: FlagValues<typeof PERF_FLAGS> = parseFlags(args, {
+    tool: "deno task perf",
+    options: PERF_FLAGS,
+    takes: PERF_TAKES,
+    // "" measures none of them (the other kind only), as PERF_USAGE says; both: refused below.
+    allowEmpty: ["sizes", "workloads"],
+  });
   const quick = values.quick;
   const list = (s: string | undefined, def: string[]) =>
     s === undefined ? def : s.split(",").map((x) => x.trim()).filter((x) => x !== "");
@@ -1018,7 +1013,7 @@ export async function main(args: string[]): Promise<PerfReport> {
     (x) => {
       const n = Number(x);
       if (!Number.isInteger(n) || n <= 0) {
-        throw new UsageError(`benchmarks/perf.ts: --sizes: bad "${x}"`);
+        throw new UsageError(`--sizes: bad "${x}"`);
       }
       return n;
     },
@@ -1032,26 +1027,26 @@ export async function main(args: string[]): Promise<PerfReport> {
   if (sizes.length === 0 && workloads.length === 0) {
     // A report of nothing would be saved as if measured.
     throw new UsageError(
-      `benchmarks/perf.ts: --sizes "${values.sizes ?? ""}" and --workloads ` +
+      `--sizes "${values.sizes ?? ""}" and --workloads ` +
         `"${values.workloads ?? ""}" leave nothing to measure; give a matMul size or a workload`,
     );
   }
   const reps = Number(values.steps ?? (quick ? 2 : 5));
   if (!Number.isInteger(reps) || reps < 1) {
     throw new UsageError(
-      `benchmarks/perf.ts: --steps must be a positive integer, got "${values.steps}"`,
+      `--steps must be a positive integer, got "${values.steps}"`,
     );
   }
   const maxSeconds = Number(values["max-seconds"] ?? (quick ? 5 : 60));
   if (!(maxSeconds > 0)) {
     throw new UsageError(
-      `benchmarks/perf.ts: --max-seconds must be a positive number, got "${values["max-seconds"]}"`,
+      `--max-seconds must be a positive number, got "${values["max-seconds"]}"`,
     );
   }
   const backendList = list(values.backends, ["cpu", "wasm", "wasm+blas", "webgpu"]);
   if (backendList.length === 0) {
     // `--backends ,`: a report of no backend would be saved as if measured.
-    throw new UsageError(`benchmarks/perf.ts: --backends "${values.backends}" names no backend`);
+    throw new UsageError(`--backends "${values.backends}" names no backend`);
   }
   for (const b of backendList) {
     if (
@@ -1059,7 +1054,7 @@ export async function main(args: string[]): Promise<PerfReport> {
         .test(b)
     ) {
       throw new UsageError(
-        `benchmarks/perf.ts: --backends: unknown "${b}" (cpu, wasm, wasm+blas, webgpu; ` +
+        `--backends: unknown "${b}" (cpu, wasm, wasm+blas, webgpu; ` +
           `wasm, wasm+blas and webgpu take "/stock" for tfjs's own kernels, wasm+blas and ` +
           `webgpu "/no-heads" for attention heads split by transposes, webgpu "/ungrouped" ` +
           `for one optimizer dispatch per parameter)`,
@@ -1069,17 +1064,17 @@ export async function main(args: string[]): Promise<PerfReport> {
   const optimizer = values.optimizer;
   if (optimizer !== "adamw" && optimizer !== "adafactor") {
     throw new UsageError(
-      `benchmarks/perf.ts: --optimizer must be adamw or adafactor, got "${optimizer}"`,
+      `--optimizer must be adamw or adafactor, got "${optimizer}"`,
     );
   }
   const rounds = Number(values.rounds);
   if (!Number.isInteger(rounds) || rounds < 1) {
     throw new UsageError(
-      `benchmarks/perf.ts: --rounds must be a positive integer, got "${values.rounds}"`,
+      `--rounds must be a positive integer, got "${values.rounds}"`,
     );
   }
   // A bad --out-dir must stop the command now, not after every measurement has run.
-  if (!values["no-save"]) checkOutputFolder("benchmarks/perf.ts: --out-dir", values["out-dir"]);
+  if (!values["no-save"]) checkOutputFolder("--out-dir", values["out-dir"]);
   // Rounds repeat the whole backend list, so A/B variants alternate on a noisy host.
   const backends = Array.from({ length: rounds }, () => backendList).flat();
 
@@ -1331,7 +1326,7 @@ export async function main(args: string[]): Promise<PerfReport> {
   ]);
   if (failures.length > 0) {
     throw new Error(
-      `benchmarks/perf.ts: ${failures.length} measurement(s) failed (${failures.join("; ")})${
+      `${failures.length} measurement(s) failed (${failures.join("; ")})${
         savedTo === undefined ? "" : `; the others are saved in ${savedTo}`
       }`,
     );

@@ -107,7 +107,7 @@ Deno.test("perf: bad options are rejected with the option name", async () => {
   await assert.rejects(main(["--backends", "tpu", "--no-save"]), /--backends: unknown "tpu"/);
   await assert.rejects(
     main(["--bogus"]),
-    { message: "benchmarks/perf.ts: unknown flag --bogus; deno task perf --help lists the flags" },
+    { message: "unknown flag --bogus; deno task perf --help lists the flags" },
   );
   await assert.rejects(main(["--steps", "0", "--no-save"]), /--steps must be a positive integer/);
   await assert.rejects(main(["--sizes", "0", "--no-save"]), /--sizes/);
@@ -137,7 +137,7 @@ Deno.test("perf: bad options are rejected with the option name", async () => {
 
 Deno.test("perf: an empty value is refused in one line naming the flag (exit 2), except --sizes and --workloads", async () => {
   const empty = (flag: string, takes: string, value = "") =>
-    `benchmarks/perf.ts: --${flag} needs a value (${takes}), got an empty one ("${value}": an ` +
+    `--${flag} needs a value (${takes}), got an empty one ("${value}": an ` +
     `unset variable?); deno task perf --help lists the flags`;
   const cases: [string[], string][] = [
     [["--backends="], empty("backends", "backends, comma-separated, e.g. cpu,wasm+blas")],
@@ -150,10 +150,10 @@ Deno.test("perf: an empty value is refused in one line naming the flag (exit 2),
     // "" is "none" for these two (PERF_USAGE), but not for both at once, nor a list of nothing.
     [
       ["--sizes=", "--workloads", " "],
-      `benchmarks/perf.ts: --sizes "" and --workloads " " leave nothing to measure; give a ` +
+      `--sizes "" and --workloads " " leave nothing to measure; give a ` +
       `matMul size or a workload`,
     ],
-    [["--backends", ","], `benchmarks/perf.ts: --backends "," names no backend`],
+    [["--backends", ","], `--backends "," names no backend`],
   ];
   const cwd = [...Deno.readDirSync(".")].map((e) => e.name).sort();
   for (const [args, message] of cases) {
@@ -200,46 +200,46 @@ Deno.test("perf: cli() prints a bad option or --out-dir as one line, exit 2, bef
     const cases: [string[], RegExp][] = [
       [
         ["--backend", "wasm"],
-        /^benchmarks\/perf\.ts: unknown flag --backend \(did you mean --backends\?\); deno task perf --help lists the flags$/,
+        /^unknown flag --backend \(did you mean --backends\?\); deno task perf --help lists the flags$/,
       ],
       [
         ["--steps"],
-        /^benchmarks\/perf\.ts: --steps needs a value \(a positive integer\); deno task perf --help lists the flags$/,
+        /^--steps needs a value \(a positive integer\); deno task perf --help lists the flags$/,
       ],
       [
         ["--steps", "--quick"],
-        /^benchmarks\/perf\.ts: --steps needs a value \(a positive integer\), got the flag --quick after it;/,
+        /^--steps needs a value \(a positive integer\), got the flag --quick after it;/,
       ],
       [
         ["--steps", "-3"],
-        /^benchmarks\/perf\.ts: --steps must be a positive integer, got "-3"$/,
+        /^--steps must be a positive integer, got "-3"$/,
       ],
       [
         ["--quick=1"],
-        /^benchmarks\/perf\.ts: --quick takes no value, got "--quick=1"; deno task perf/,
+        /^--quick takes no value, got "--quick=1"; deno task perf/,
       ],
       [
         ["--rounds", "2", "--rounds", "3"],
-        /^benchmarks\/perf\.ts: --rounds given twice \("2", then "3"\)/,
+        /^--rounds given twice \("2", then "3"\)/,
       ],
-      [["--backends", "gpu"], /^benchmarks\/perf\.ts: --backends: unknown "gpu"/],
-      [["--rounds", "x"], /^benchmarks\/perf\.ts: --rounds must be a positive integer, got "x"$/],
+      [["--backends", "gpu"], /^--backends: unknown "gpu"/],
+      [["--rounds", "x"], /^--rounds must be a positive integer, got "x"$/],
       [
         ["--workloads", "t5:nosuch"],
-        /^benchmarks\/perf\.ts: --workloads "t5:nosuch": Unknown T5 preset "nosuch"/,
+        /^--workloads "t5:nosuch": Unknown T5 preset "nosuch"/,
       ],
       [
         ["--workloads", "t5:tiny-v1_1:0,8,4"],
-        /^benchmarks\/perf\.ts: --workloads "t5:tiny-v1_1:0,8,4": expected 3 positive integers$/,
+        /^--workloads "t5:tiny-v1_1:0,8,4": expected 3 positive integers$/,
       ],
       [
         // Heads that do not divide the width failed inside tfjs, mid-run, with a shape error.
         ["--backends", "cpu", "--sizes", "8", "--workloads", "block:1,8,16,32,3"],
-        /^benchmarks\/perf\.ts: --workloads "block:1,8,16,32,3": the width D 16 must be a multiple of the heads H 3$/,
+        /^--workloads "block:1,8,16,32,3": the width D 16 must be a multiple of the heads H 3$/,
       ],
       [
         ["--backends", "cpu", "--sizes", "8", "--out-dir", file],
-        /^benchmarks\/perf\.ts: --out-dir .*a-file: is a file, not a folder$/,
+        /^--out-dir .*a-file: is a file, not a folder$/,
       ],
     ];
     for (const [args, want] of cases) {
@@ -255,10 +255,9 @@ Deno.test("perf: cli() prints a bad option or --out-dir as one line, exit 2, bef
     assert.match(out.join("\n"), /--backends LIST[\s\S]*--out-dir DIR/);
     // A failure while measuring or saving (here a stand-in for main) is exit 1, one line.
     const err: string[] = [];
-    const failing = (a: string[]) =>
-      Promise.reject(new Error(`benchmarks/perf.ts: ${a.join(" ")}: the step failed`));
+    const failing = (a: string[]) => Promise.reject(new Error(`${a.join(" ")}: the step failed`));
     assert.equal(await cli(["--quick"], { error: (s) => err.push(s), main: failing }), 1);
-    assert.deepEqual(err, ["benchmarks/perf.ts: --quick: the step failed"]);
+    assert.deepEqual(err, ["--quick: the step failed"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -637,7 +636,7 @@ Deno.test(
       assert.equal(err.length, 1);
       assert.match(
         err[0]!,
-        /^benchmarks\/perf\.ts: 1 measurement\(s\) failed \(cpu block:1,8,16,32,2: stand-in for an out-of-memory abort\); the others are saved in .*\.json$/,
+        /^1 measurement\(s\) failed \(cpu block:1,8,16,32,2: stand-in for an out-of-memory abort\); the others are saved in .*\.json$/,
       );
       const saved = JSON.parse(Deno.readTextFileSync(`${dir}/${files[0]}`)) as PerfReport;
       const cpu = saved.backends[0]!;
@@ -735,7 +734,7 @@ Deno.test(
       assert.equal(err.length, 1);
       assert.match(
         err[0]!,
-        /^benchmarks\/perf\.ts: 1 measurement\(s\) failed \(wasm\+blas: cannot start: model\/backend\.ts: wasm\+blas requested but BLAS is disabled .*\); the others are saved in .*\.json$/,
+        /^1 measurement\(s\) failed \(wasm\+blas: cannot start: model\/backend\.ts: wasm\+blas requested but BLAS is disabled .*\); the others are saved in .*\.json$/,
       );
       const files = [...Deno.readDirSync(dir)].map((e) => e.name);
       assert.equal(files.length, 1, "the report was saved");

@@ -922,7 +922,8 @@ export async function main(args: string[], opts: PretrainMainOptions = {}): Prom
     const hint = code === 2 && !/--help lists the flags$/.test((e as Error).message)
       ? " (deno task pretrain --help)"
       : "";
-    error(`error: ${e instanceof Error ? e.message : String(e)}${hint}`);
+    // One line, unprefixed, as every tool prints its errors (model/usage.ts runCli).
+    error(`${e instanceof Error ? e.message : String(e)}${hint}`);
     return code;
   }
 }

@@ -97,7 +97,7 @@ export interface TuneResult {
 function positiveInt(text: string, flag: string): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < 1) {
-    throw new UsageError(`benchmarks/tune.ts: ${flag} must be a positive integer, got "${text}"`);
+    throw new UsageError(`${flag} must be a positive integer, got "${text}"`);
   }
   return n;
 }
@@ -108,7 +108,7 @@ function positiveInt(text: string, flag: string): number {
  */
 function checkTableFile(out: string): void {
   checkOutputFile(
-    "benchmarks/tune.ts: --out",
+    "--out",
     out,
     `give the table's file name, e.g. ${join(out, "<adapter>.json")}`,
   );
@@ -120,7 +120,7 @@ function checkTableFile(out: string): void {
  * adapter is opened; at the default path (which needs the adapter) it is a failure while working.
  */
 async function readTable(path: string, named: boolean): Promise<MatMulTuningTable | undefined> {
-  const source = named ? `benchmarks/tune.ts: --out ${path}` : path;
+  const source = named ? `--out ${path}` : path;
   let text: string;
   try {
     text = await Deno.readTextFile(path);
@@ -128,7 +128,7 @@ async function readTable(path: string, named: boolean): Promise<MatMulTuningTabl
     if (e instanceof Deno.errors.NotFound) return undefined;
     const message = named
       ? `${source}: cannot read it: ${(e as Error).message}`
-      : `benchmarks/tune.ts: cannot read the table ${path}: ${(e as Error).message}`;
+      : `cannot read the table ${path}: ${(e as Error).message}`;
     throw named ? new UsageError(message, { cause: e }) : new Error(message, { cause: e });
   }
   return named
@@ -146,32 +146,27 @@ async function readTable(path: string, named: boolean): Promise<MatMulTuningTabl
  */
 export async function main(args: string[]): Promise<TuneResult> {
   const git = gitState();
-  let values;
-  try {
-    values = parseFlags(args, {
-      tool: "deno task tune",
-      options: {
-        workloads: { type: "string" },
-        reps: { type: "string" },
-        rounds: { type: "string" },
-        candidates: { type: "string" },
-        out: { type: "string" },
-        "include-fallback": { type: "boolean", default: false },
-        quick: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      takes: {
-        workloads: 'workloads, ";"-separated, e.g. t5:t5-v1_1-base@1:32,128,16',
-        reps: "a positive integer",
-        rounds: "a positive integer",
-        candidates: "choice names, comma-separated, e.g. stock,t64/k8",
-        out: "the table's JSON file",
-      },
-    });
-  } catch (e) {
-    // The tool's errors all start with its file.
-    throw new UsageError(`benchmarks/tune.ts: ${(e as Error).message}`, { cause: e });
-  }
+  // Its errors are one line, as every tool's (runCli prints the message alone).
+  const values = parseFlags(args, {
+    tool: "deno task tune",
+    options: {
+      workloads: { type: "string" },
+      reps: { type: "string" },
+      rounds: { type: "string" },
+      candidates: { type: "string" },
+      out: { type: "string" },
+      "include-fallback": { type: "boolean", default: false },
+      quick: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    takes: {
+      workloads: 'workloads, ";"-separated, e.g. t5:t5-v1_1-base@1:32,128,16',
+      reps: "a positive integer",
+      rounds: "a positive integer",
+      candidates: "choice names, comma-separated, e.g. stock,t64/k8",
+      out: "the table's JSON file",
+    },
+  });
   const quick = values.quick;
   const reps = positiveInt(values.reps ?? (quick ? "1" : "20"), "--reps");
   const rounds = positiveInt(values.rounds ?? (quick ? "1" : "3"), "--rounds");
@@ -183,19 +178,19 @@ export async function main(args: string[]): Promise<TuneResult> {
   if (specs.length === 0) {
     // Nothing would be measured, and the (merged) table rewritten as if tuned.
     throw new UsageError(
-      `benchmarks/tune.ts: --workloads "${values.workloads}" names no workload`,
+      `--workloads "${values.workloads}" names no workload`,
     );
   }
   const parsed = specs.map((spec) => {
     const w = parseWorkload(spec);
     if (w.kind !== "t5") {
       throw new UsageError(
-        `benchmarks/tune.ts: --workloads "${spec}": only t5 workloads are tuned`,
+        `--workloads "${spec}": only t5 workloads are tuned`,
       );
     }
     if (w.micro !== undefined) {
       throw new UsageError(
-        `benchmarks/tune.ts: --workloads "${spec}": micro-batches ("/M") are a wasm matter; ` +
+        `--workloads "${spec}": micro-batches ("/M") are a wasm matter; ` +
           "give the batch the GPU runs",
       );
     }
@@ -204,9 +199,9 @@ export async function main(args: string[]): Promise<TuneResult> {
   const candidateText = values.candidates ?? (quick ? QUICK_CANDIDATES : undefined);
   const only: MatMulChoice[] | undefined = candidateText?.split(",").map((s) => s.trim())
     .filter((s) => s !== "")
-    .map((s) => usageChecked(() => parseChoice(s, "benchmarks/tune.ts: --candidates")));
+    .map((s) => usageChecked(() => parseChoice(s, "--candidates")));
   if (only !== undefined && only.length === 0) {
-    throw new UsageError(`benchmarks/tune.ts: --candidates "${candidateText}" names no choice`);
+    throw new UsageError(`--candidates "${candidateText}" names no choice`);
   }
 
   // A table already at --out is read now: one that is no tuning table stops the run here.
@@ -220,7 +215,7 @@ export async function main(args: string[]): Promise<TuneResult> {
   const adapter = await requestTfjsAdapter();
   if (!adapter) {
     throw new Error(
-      "benchmarks/tune.ts: no WebGPU adapter (navigator.gpu.requestAdapter() gave none); " +
+      "no WebGPU adapter (navigator.gpu.requestAdapter() gave none); " +
         "tuning needs the GPU it tunes for",
     );
   }
@@ -228,7 +223,7 @@ export async function main(args: string[]): Promise<TuneResult> {
   const id = adapterId(info);
   if (info.isFallbackAdapter === true && !values["include-fallback"]) {
     throw new Error(
-      `benchmarks/tune.ts: ${id.description} is a software fallback adapter; its times say ` +
+      `${id.description} is a software fallback adapter; its times say ` +
         "nothing about a GPU (--include-fallback to run anyway)",
     );
   }
@@ -245,7 +240,7 @@ export async function main(args: string[]): Promise<TuneResult> {
     const name = (a: typeof id) =>
       sameStem ? describeAdapter(a) : `"${a.description}" (${adapterSlug(a)})`;
     throw new Error(
-      `benchmarks/tune.ts: ${path} holds the table of adapter ${name(old.adapter)}, not of ` +
+      `${path} holds the table of adapter ${name(old.adapter)}, not of ` +
         `${name(id)}, the adapter found; choose another --out (or remove ${path} to replace it)`,
     );
   }
@@ -255,13 +250,13 @@ export async function main(args: string[]): Promise<TuneResult> {
   await tf.ready();
   if (!registerWebgpuKernels({})) {
     throw new Error(
-      "benchmarks/tune.ts: the custom webgpu kernels are disabled (HYPERPROMPT_WEBGPU_KERNELS=0)",
+      "the custom webgpu kernels are disabled (HYPERPROMPT_WEBGPU_KERNELS=0)",
     );
   }
   const check = await selfCheckWebgpuKernels();
   if (!check.ok) {
     throw new Error(
-      `benchmarks/tune.ts: the custom kernels fail their self-check on ${id.description} ` +
+      `the custom kernels fail their self-check on ${id.description} ` +
         `(error ${check.maxRelErr}${check.error ? `; ${check.error}` : ""}); nothing to tune`,
     );
   }

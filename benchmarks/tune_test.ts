@@ -117,7 +117,7 @@ Deno.test("deno task tune: every flag that takes a value refuses an empty one in
       const err: string[] = [];
       assert.equal(await cli(args, { error: (s) => err.push(s) }), 2, args.join(" "));
       assert.deepEqual(err, [
-        `benchmarks/tune.ts: --${flag} needs a value (${takes}), got an empty one ("": an unset ` +
+        `--${flag} needs a value (${takes}), got an empty one ("": an unset ` +
         `variable?); deno task tune --help lists the flags`,
       ]);
     }
@@ -128,7 +128,10 @@ Deno.test("deno task tune: bad arguments are refused with the flag named", async
   await assert.rejects(main(["--reps=0"]), UsageError);
   await assert.rejects(main(["--reps=0"]), /--reps must be a positive integer, got "0"/);
   await assert.rejects(main(["--rounds=x"]), /--rounds must be a positive integer/);
-  await assert.rejects(main(["--frobnicate"]), /benchmarks\/tune\.ts: .*frobnicate.*--help/);
+  await assert.rejects(
+    main(["--frobnicate"]),
+    /: unknown flag --frobnicate; deno task tune --help lists the flags$/,
+  );
   await assert.rejects(main(["--workloads=block"]), /only t5 workloads are tuned/);
   // An empty list tuned nothing and rewrote the table as if tuned.
   await assert.rejects(main(["--workloads= ; "]), /--workloads " ; " names no workload/);
@@ -164,7 +167,7 @@ Deno.test("deno task tune: bad arguments are refused with the flag named", async
     await assert.rejects(main([`--out=${notJson}`]), UsageError);
     await assert.rejects(
       main([`--out=${notJson}`]),
-      new RegExp(`benchmarks/tune\\.ts: --out ${notJson}: not JSON`),
+      new RegExp(`--out ${notJson}: not JSON`),
     );
     assert.equal(await Deno.readTextFile(notJson), "not json");
     const other = `${dir}/other.json`;
@@ -191,23 +194,23 @@ Deno.test({
       const cases: [string[], RegExp][] = [
         [
           ["--frobnicate"],
-          /^benchmarks\/tune\.ts: unknown flag --frobnicate; deno task tune --help lists the flags$/,
+          /^unknown flag --frobnicate; deno task tune --help lists the flags$/,
         ],
         [
           ["--rep", "3"],
-          /^benchmarks\/tune\.ts: unknown flag --rep \(did you mean --reps\?\); deno task tune --help/,
+          /^unknown flag --rep \(did you mean --reps\?\); deno task tune --help/,
         ],
         [
           ["--reps"],
-          /^benchmarks\/tune\.ts: --reps needs a value \(a positive integer\); deno task tune --help/,
+          /^--reps needs a value \(a positive integer\); deno task tune --help/,
         ],
-        [["--quick", "yes"], /^benchmarks\/tune\.ts: unexpected argument "yes" after --quick, /],
-        [["--out", "-t.json"], /^benchmarks\/tune\.ts: --out needs a value .*--out=-t\.json\)/],
-        [["--rounds=1.5"], /^benchmarks\/tune\.ts: --rounds must be a positive integer/],
+        [["--quick", "yes"], /^unexpected argument "yes" after --quick, /],
+        [["--out", "-t.json"], /^--out needs a value .*--out=-t\.json\)/],
+        [["--rounds=1.5"], /^--rounds must be a positive integer/],
         [["--workloads=t5:nosuch"], /--workloads "t5:nosuch": Unknown T5 preset "nosuch"/],
-        [["--candidates=t99"], /^benchmarks\/tune\.ts: --candidates: .*unknown tile "t99"/],
+        [["--candidates=t99"], /^--candidates: .*unknown tile "t99"/],
         [[`--out=${dir}`], /--out .*: is a folder; give the table's file name/],
-        [[`--out=${notTable}`], /^benchmarks\/tune\.ts: --out .*table\.json: not JSON/],
+        [[`--out=${notTable}`], /^--out .*table\.json: not JSON/],
       ];
       for (const [args, want] of cases) {
         const err: string[] = [];
