@@ -80,7 +80,10 @@ export interface BatchSource {
   next(): TrainBatch;
   /** JSON state to resume from. */
   state(): unknown;
-  /** Restore a state from {@link BatchSource.state}. */
+  /**
+   * Restore a state from {@link BatchSource.state}; throws for a state it refuses, leaving the
+   * source as it was ({@link train} then skips that checkpoint for an older one).
+   */
   restore(state: unknown): void;
 }
 
@@ -1004,20 +1007,21 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
           } catch (e) {
             return (e as Error).message;
           }
-          // The batch source's state (the sampler's), last: a state it refuses (a damaged
-          // file; the runKey already says the folder is this run's) is skipped like any other
-          // damage. Restoring is the only check a BatchSource offers; a refused state leaves the
-          // source as it was (Rng, MixtureSampler check before they assign), and an older
-          // checkpoint's check restores its own over whatever another source left.
-          try {
-            o.source.restore(ck.state.source);
-          } catch (e) {
-            return `${ck.dir}/state.json: field "source": ${(e as Error).message}`;
-          }
           if (ck.state.evalOwed === ck.step && o.evaluate === undefined) {
             throw new Error(
               `${ck.dir}/state.json: field "evalOwed": the checkpoint owes the evaluation of step ${ck.step} (a stop abandoned it), but this resume has no evaluate callback to redo it; resume it with one (as runOne does), or the run's results would lack that evaluation`,
             );
+          }
+          // The batch source's state (the sampler's), last, so that a refusal above leaves the
+          // source untouched: a state it refuses (a damaged file; the runKey already says the
+          // folder is this run's) is skipped like any other damage. Restoring is the only check
+          // a BatchSource offers; a refused state leaves the source as it was (Rng,
+          // MixtureSampler check before they assign), and an older checkpoint's check restores
+          // its own over whatever another source left.
+          try {
+            o.source.restore(ck.state.source);
+          } catch (e) {
+            return `${ck.dir}/state.json: field "source": ${(e as Error).message}`;
           }
           return undefined;
         },

@@ -1293,7 +1293,7 @@ Deno.test("train() creates its optimizer from optimizerConfigFor(train): the slo
   }
 });
 
-Deno.test("train() without an evaluate callback refuses a checkpoint that owes an evaluation, keeping the debt", async () => {
+Deno.test("train() without an evaluate callback refuses a checkpoint that owes an evaluation, keeping the debt and the batch source as they were", async () => {
   const dir = await Deno.makeTempDir();
   try {
     await killedRun(3, (m) => ({ checkpointDir: dir, runKey: "k", evaluate: evalFn(m) }));
@@ -1302,8 +1302,10 @@ Deno.test("train() without an evaluate callback refuses a checkpoint that owes a
     const owing = JSON.stringify({ ...JSON.parse(await Deno.readTextFile(file)), evalOwed: 2 });
     await Deno.writeTextFile(file, owing);
     const m = initT5(CONFIG, { seed: 1 });
+    const source = new ToySource();
+    const fresh = JSON.stringify(source.state());
     await assert.rejects(
-      () => train(opts(m, { checkpointDir: dir, runKey: "k" })),
+      () => train(opts(m, { checkpointDir: dir, runKey: "k", source })),
       (e: Error) => {
         assert.equal(
           e.message,
@@ -1313,6 +1315,8 @@ Deno.test("train() without an evaluate callback refuses a checkpoint that owes a
       },
     );
     assert.equal(await Deno.readTextFile(file), owing, "the debt is kept");
+    // Refused before the checkpoint's batch-source state is restored (step 2's differs).
+    assert.equal(JSON.stringify(source.state()), fresh, "the batch source is left as it was");
     assert.deepEqual(await listCheckpoints(dir), [2]);
     // A resume that can pay it does so first.
     const onEval: number[] = [];
