@@ -89,8 +89,9 @@ export interface Method<C> {
    * `create` makes the variables from, so the two agree by construction. The memory estimate
    * (`benchmarks/memory.ts`) reads it to count the optimizer update's temporaries per variable,
    * as it does the backbone's: an op-by-op Adafactor update holds 8–10 × a variable's size, and
-   * which variables the fused in-place updates take depends on their shapes. Optional for a method added outside this repository:
-   * without it the estimate takes 6 × the method's parameter count on the stock ops, and says so.
+   * which variables the fused in-place updates take depends on their shapes. Optional for a
+   * method added outside this repository: without it the estimate takes 6 × the method's
+   * parameter count on the stock ops, and says so.
    */
   variableShapes?(
     config: T5Config,
