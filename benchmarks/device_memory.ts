@@ -690,10 +690,25 @@ export interface DeviceMemoryPlan {
   readonly notes: readonly string[];
 }
 
-/** Bytes as GB with one decimal (MB or bytes below 0.1 GB, so that a small size is not 0.0). */
-export function fmtGb(bytes: number): string {
-  if (bytes >= 1e8) return `${(bytes / 1e9).toFixed(1)} GB`;
-  return bytes >= 1e5 ? `${(bytes / 1e6).toFixed(1)} MB` : `${Math.round(bytes)} B`;
+/**
+ * Bytes as GB with one decimal, or `decimals` (MB or bytes below 0.1 GB, so that a small size is
+ * not 0.0).
+ */
+export function fmtGb(bytes: number, decimals = 1): string {
+  if (bytes >= 1e8) return `${(bytes / 1e9).toFixed(decimals)} GB`;
+  return bytes >= 1e5 ? `${(bytes / 1e6).toFixed(decimals)} MB` : `${Math.round(bytes)} B`;
+}
+
+/**
+ * Two sizes for "`over` exceeds `limit`", as {@link fmtGb} writes them, with one decimal more (up
+ * to 3) while two different sizes would read the same ("135.7 GB exceeds 135.7 GB").
+ *
+ * @returns `over` and `limit`, formatted
+ */
+export function fmtGbPair(over: number, limit: number): [string, string] {
+  let d = 1;
+  while (d < 3 && over !== limit && fmtGb(over, d) === fmtGb(limit, d)) d++;
+  return [fmtGb(over, d), fmtGb(limit, d)];
 }
 
 /** A short name of a run for messages. */
@@ -797,11 +812,18 @@ function decide(
   if (device === undefined) return base;
   const margin = wasm ? wasmHeapMargin(input.xnnMatMul) : DEVICE_MARGIN;
   const usable = device.bytes * (1 - margin);
-  const where = `${fmtGb(usable)} usable (${Math.round(100 * (1 - margin))}%) of ${
-    wasm ? "the wasm heap's" : "the GPU's"
-  } ${
-    fmtGb(device.bytes)
-  } (${device.source}); ${backend}, ${input.kernels} kernels, ${input.backprop} backward pass`;
+  // "<peak> … exceeds <usable> usable …": both with the decimals that tell them apart.
+  const exceeds = (peak: number): [string, string] => {
+    const [over, limit] = fmtGbPair(peak, usable);
+    return [
+      over,
+      `${limit} usable (${Math.round(100 * (1 - margin))}%) of ${
+        wasm ? "the wasm heap's" : "the GPU's"
+      } ${
+        fmtGb(device.bytes)
+      } (${device.source}); ${backend}, ${input.kernels} kernels, ${input.backprop} backward pass`,
+    ];
+  };
   // What to do when not even one row fits.
   const bigger = wasm
     ? `train on a GPU backend (--backend webgpu or tensorflow), or use ${
@@ -811,12 +833,11 @@ function decide(
   if (fitsDevice(estimate, device.bytes, margin)) return { ...base, fits: true };
   const best = largestFittingMicroBatch(input, device.bytes, margin);
   if (explicit) {
+    const [peak, where] = exceeds(estimate.peak);
     return {
       ...base,
       fits: false,
-      refusal: `estimated peak ${
-        fmtGb(estimate.peak)
-      } at train.microBatchSize ${own} exceeds ${where}; ${
+      refusal: `estimated peak ${peak} at train.microBatchSize ${own} exceeds ${where}; ${
         best === undefined
           ? `no micro-batch fits (micro-batch 1: ${
             fmtGb(estimateTrainingMemory({ ...input, microBatchSize: 1 }).peak)
@@ -827,30 +848,32 @@ function decide(
   }
   if (best === undefined) {
     const one = estimateTrainingMemory({ ...input, microBatchSize: 1 });
+    // The smallest estimate is the one that must read as more than the usable memory.
+    const [peakOne, where] = exceeds(one.peak);
     return {
       ...base,
       fits: false,
       refusal:
-        `estimated peak ${fmtGb(estimate.peak)} at batch ${t.batchSize}, ${
-          fmtGb(one.peak)
-        } even at micro-batch 1 (weights, gradients, accumulator and optimizer state alone: ${
+        `estimated peak ${
+          fmtGb(estimate.peak)
+        } at batch ${t.batchSize}, ${peakOne} even at micro-batch 1 (weights, gradients, accumulator and optimizer state alone: ${
           fmtGb(one.weights + one.gradients + one.accumulator + one.optimizerState)
         }), exceeds ${where}: ${bigger} (this trainer keeps fp32 weights and gradients on one ` +
         `device)${wasm ? "" : "; --device-memory GB overrides the size if it is wrong"}`,
     };
   }
   const chosen = estimateTrainingMemory({ ...input, microBatchSize: best });
+  const [peak, where] = exceeds(estimate.peak);
   return {
     ...base,
     microBatchSize: best,
     chosen: true,
     estimate: chosen,
     fits: true,
-    note: `Memory: ${model} ${spec.method.label}, batch ${t.batchSize}: estimated peak ${
-      fmtGb(estimate.peak)
-    } exceeds ${where}; training with micro-batches of ${best} (${
-      fmtGb(chosen.peak)
-    }; gradient accumulation, same optimizer steps; set train.microBatchSize to choose)`,
+    note:
+      `Memory: ${model} ${spec.method.label}, batch ${t.batchSize}: estimated peak ${peak} exceeds ${where}; training with micro-batches of ${best} (${
+        fmtGb(chosen.peak)
+      }; gradient accumulation, same optimizer steps; set train.microBatchSize to choose)`,
   };
 }
 

@@ -10,6 +10,7 @@ import {
   deviceMemoryUsed,
   fittingMethodsAdvice,
   fmtGb,
+  fmtGbPair,
   hasZeroLearningRateStep,
   isWasmBackend,
   kernelSetFor,
@@ -859,4 +860,12 @@ Deno.test("planDeviceMemory: what a registered method's estimate cannot count is
   } finally {
     delete registry[opaque.name];
   }
+});
+
+Deno.test("fmtGbPair: a size over a limit reads as more than it, one decimal more at a time, at most 3", () => {
+  assert.deepEqual(fmtGbPair(135.74e9, 135.66e9), ["135.74 GB", "135.66 GB"]);
+  assert.deepEqual(fmtGbPair(135.7404e9, 135.7396e9), ["135.740 GB", "135.740 GB"]); // 3 at most
+  assert.deepEqual(fmtGbPair(140e9, 135.66e9), ["140.0 GB", "135.7 GB"]); // apart at one
+  assert.deepEqual(fmtGbPair(0.2051e9, 0.2049e9), ["0.21 GB", "0.20 GB"]);
+  assert.deepEqual(fmtGbPair(0.2e6, 0.19e6), ["0.20 MB", "0.19 MB"]);
 });
