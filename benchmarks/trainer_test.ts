@@ -518,8 +518,15 @@ Deno.test("train() sees a real signal's stop request at the next step boundary (
       },
     })).then(() => undefined, (e) => e);
     assert.ok(err instanceof TrainingInterruptedError, String(err));
-    assert.equal(err.step, 1, "stopped after the step the signal came in");
-    assert.deepEqual(await listCheckpoints(dir), [1]);
+    // Normally step 1, the step the signal came in. Deno hands a signal to the event loop from
+    // its own thread, so on a loaded machine (CI's 2 cores running other tests) it may reach
+    // the loop one or two steps later (seen once: step 2). Without the yield it would be seen
+    // only at step 4's checkpoint writes, which this bound still tells apart.
+    assert.ok(
+      err.step >= 1 && err.step < 4,
+      `stopped at step ${err.step}, expected 1 (2-3 under load)`,
+    );
+    assert.deepEqual(await listCheckpoints(dir), [err.step]);
   } finally {
     Deno.removeSignalListener("SIGTERM", listener);
     clearStopRequest();
