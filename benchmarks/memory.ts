@@ -646,10 +646,19 @@ interface MethodActs {
     readonly decoderLayers: number;
   };
   /**
-   * Parameters of a hypernetwork used by every conditioned layer (HyperPrompt-Global): each use
-   * leaves a full-size gradient of them in the backward map.
+   * HyperPrompt-Global's task projector and generators (model/methods/hyperprompt_global.ts), used
+   * by every conditioned block ({@link T5Replay.globalHyperPrompts}); undefined for the others.
    */
-  readonly sharedHypernet: number;
+  readonly globalHyper?: {
+    readonly embedding: number;
+    readonly hidden: number;
+    readonly projected: number;
+    readonly layerNorm: boolean;
+    readonly biases: boolean;
+    readonly perStackHypernets: boolean;
+    /** Conditioned blocks (rows of the layer embedding). */
+    readonly blocks: number;
+  };
   /** Tasks present in a batch (the generated weights are per task). */
   readonly tasks: number;
   /** HyperPrompt's local bottleneck b (the generated D and U are d·b and b·h·d_kv). */
@@ -850,7 +859,6 @@ class T5Replay {
   /** The keys and values of the last {@link T5Replay.selfAttn}. */
   lastKV?: readonly [T, T];
   #sh?: Shapes;
-  #hyper?: T;
 
   positionBias(name: string, lq: number, lk: number): T {
     const h = this.cfg.numHeads;
@@ -894,20 +902,9 @@ class T5Replay {
     if (l > 0 && this.m.prefixStacks.includes(stack)) {
       // Hyper-prompts: per-example prefix keys/values [b, l, inner] joined before k and v;
       // the bias and mask get l more columns (zeros).
-      let src: T | undefined;
-      if (this.m.sharedHypernet > 0) {
-        // generated per task from the shared hypernetwork: a gradient of all of it per use
-        this.#hyper ??= this.methodLeaf(this.m.sharedHypernet, true);
-        src = this.t.fresh(this.m.tasks * (d + inner) * this.m.bottleneck * 2, true);
-        this.t.op([[this.#hyper, "new"]], [src], [this.#hyper]);
-      }
-      const kvLeaf = () => {
-        if (!src) return this.methodLeaf(b * l * inner);
-        const out = this.t.fresh(b * l * inner, true);
-        this.t.op([[src, "new"]], [out], [src]);
-        return out;
-      };
-      const pk = kvLeaf(), pv = kvLeaf();
+      const [pk, pv] = this.m.globalHyper
+        ? this.globalHyperPrompts(stack)
+        : [this.methodLeaf(b * l * inner), this.methodLeaf(b * l * inner)];
       const cat = (a: T, c: T, n: number) => {
         const out = this.t.fresh(n, a.path || c.path);
         this.t.op([[a, "new"], [c, "new"]], [out], [a, c]); // Concat saves all inputs
@@ -921,6 +918,71 @@ class T5Replay {
     }
     const a = this.attention(q, k, v, len, lk, bb, mm);
     return this.linear(a, `${p}.o.weight`, d, inner);
+  }
+  /**
+   * HyperPrompt-Global's `selfAttentionPrefix` hook (model/methods/hyperprompt_global.ts), op by
+   * op, for one conditioned block: the present tasks' embeddings and the block's layer embedding
+   * (tiled) joined, the task projector (Linear, ReLU, Linear, [LayerNorm]); for the keys and for
+   * the values, the generated `D` `[u, d, b]` and `U` `[u, b, h·d_kv]` (each a Linear of its
+   * generator variable, reshaped: the reshape keeps it), then `U(ReLU(P·D))` reshaped
+   * (model/methods/_hyperprompt.ts `hyperPrompt`) and spread over the batch (a gather, or a
+   * broadcast of one task's rows). Each variable is its own leaf, read by its own op, so the
+   * backward pass makes each one's per-use gradient (and its sum into the running one) at its
+   * own node, as tfjs does: not the whole hypernetwork's at once (which is what a single
+   * hypernetwork leaf counted: 1.11 of the measured peak, tiny-v1_1 b8 32/8 micro 2,
+   * low-memory backward pass).
+   * @returns the prefix keys and values, `[b, l, h·d_kv]` each
+   */
+  globalHyperPrompts(stack: "encoder" | "decoder"): readonly [T, T] {
+    const g = this.m.globalHyper!;
+    const d = this.cfg.dModel, inner = this.cfg.numHeads * this.cfg.dKv;
+    const { b } = this.sh;
+    const u = this.presentTasks(), tasks = this.m.tasks, te = g.embedding;
+    const l = this.m.prefixLength, bn = this.m.bottleneck;
+    const p = "hyperprompt_global";
+    const o = `${p}.${g.perStackHypernets ? stack : "shared"}`;
+    // presentTasks: the variable itself when every task is present, else a slice or a gather.
+    const present = (table: T, width: number) =>
+      u === tasks ? table : u === 1 ? this.slice(table, width) : this.gather(table, u * width);
+    const k = present(this.mw(`${p}.task_embedding`, tasks * te), te);
+    // rows(layerEmb, [m]) (a gather), tiled to the tasks (Tile saves its input)
+    const z = this.un(
+      this.gather(this.mw(`${p}.layer_embedding`, g.blocks * te), te),
+      "in",
+      u * te,
+    );
+    const joined = this.t.fresh(2 * u * te, true);
+    this.t.op([[k, "new"], [z, "new"]], [joined], [k, z]); // Concat saves its inputs
+    const linear = (x: T, name: string, inn: number, out: number, bias: boolean) => {
+      const y = this.matmul(x, this.mw(`${o}.${name}.weight`, inn * out), u * out);
+      return bias ? this.bin("add", y, this.mw(`${o}.${name}.bias`, out)) : y;
+    };
+    const hidden = this.un(linear(joined, "task_projector.fc1", 2 * te, g.hidden, true), "in");
+    let proj = linear(hidden, "task_projector.fc2", g.hidden, g.projected, true);
+    if (g.layerNorm) {
+      proj = this.adapterLayerNorm(
+        proj,
+        u,
+        this.mw(`${o}.task_projector.layer_norm.weight`, g.projected),
+        this.mw(`${o}.task_projector.layer_norm.bias`, g.projected),
+      );
+    }
+    const prompts = present(this.mw(`${p}.prompts`, tasks * l * d), l * d);
+    const gen = (kv: string) => {
+      const down = this.reshape(
+        linear(proj, `${kv}.down_generator`, g.projected, d * bn, g.biases),
+      );
+      const up = this.reshape(
+        linear(proj, `${kv}.up_generator`, g.projected, bn * inner, g.biases),
+      );
+      const h = this.un(this.matmul(prompts, down, u * l * bn), "in"); // ReLU saves its input
+      // the reshape keeps the product (no other op saves it)
+      const rows = this.reshape(this.matmul(h, up, u * l * inner), true);
+      // toBatch: a gather of each example's task rows; one task's rows are broadcast (Tile).
+      if (u > 1) return this.gather(rows, b * l * inner);
+      return b > 1 ? this.un(rows, "in", b * l * inner) : rows;
+    };
+    return [gen("key"), gen("value")];
   }
   ff(prefix: string, x: T): T {
     const d = this.cfg.dModel, f = this.cfg.dFf;
@@ -1491,10 +1553,21 @@ const IMPLEMENTATIONS: ReadonlyMap<unknown, Refinement> = new Map<unknown, Refin
   [mtlPrompt, () => ({})],
   [hyperpromptShare, () => ({})],
   [hyperpromptSep, () => ({})],
-  // Global: everything but the per-task prompts is the hypernetwork every layer uses.
-  [hyperpromptGlobal, (p, cfg, extra, tasks) => ({
+  // Global: the task projector and generators every conditioned block uses, op by op.
+  [hyperpromptGlobal, (p, cfg) => ({
     bottleneck: p.bottleneck as number,
-    sharedHypernet: Math.max(0, extra - tasks * (p.length as number) * cfg.dModel),
+    globalHyper: {
+      embedding: p.embeddingDim as number,
+      hidden: p.hiddenDim as number,
+      projected: p.projectedDim as number,
+      layerNorm: p.layerNorm as boolean,
+      biases: p.biases as boolean,
+      perStackHypernets: p.perStackHypernets as boolean,
+      blocks: (p.stacks as readonly Stack[]).reduce(
+        (n, s) => n + (s === "encoder" ? cfg.numLayers : cfg.numDecoderLayers),
+        0,
+      ),
+    },
   })],
   [adapterMethod, (p) => ({ adapterNorm: p.layerNorm as "shared" | "per_task" | "none" })],
   [hyperformerPP, (p, cfg) => ({
@@ -1555,7 +1628,6 @@ function methodActs(
   const adapters = plan.adapters;
   const elementwise = plan.elementwise;
   const acts: MethodActs = {
-    sharedHypernet: 0,
     tasks,
     bottleneck: 0,
     promptLength: count(plan.encoderPrompt, "encoderPrompt", 0),
@@ -1948,11 +2020,7 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     (n) => backboneTrainable(freeze, n, cfg),
     ops,
     false,
-    {
-      ...actsOf(1).acts,
-      // HyperPrompt-Global's shared hypernetwork is sized by the run's tasks (its parameters)
-      sharedHypernet: acts.sharedHypernet,
-    },
+    actsOf(1).acts,
     false,
     0,
     xnn,
