@@ -311,6 +311,17 @@ export function plotScope(results: readonly RunResult[]): string {
   }`;
 }
 
+/**
+ * The profile at the start of a point's or line's name when the plotted results come from several
+ * profiles (`ci `), else "" (the legend's scope names the one profile). The tables key their rows
+ * on the profile first, so the plots do too: the same configuration under two profiles is two
+ * points told apart by their profile, not by a configuration id (which hashes the profile).
+ */
+function profileTag(plotted: readonly RunResult[]): (r: RunResult) => string {
+  const several = new Set(plotted.map((r) => r.spec.profile)).size > 1;
+  return (r) => (several ? `${r.spec.profile} ` : "");
+}
+
 /** The marker of a benchmark's average in {@link scoreVsParamsSvg}. */
 const BENCHMARK_SHAPES: Readonly<Record<string, Shape>> = { glue: "circle", super_glue: "square" };
 const BENCHMARK_TITLES: Readonly<Record<string, string>> = {
@@ -325,9 +336,10 @@ const backboneOf = (r: RunResult) => backboneLabel(r.spec.backbone ?? "random");
  * Benchmark average (mean over seeds, 0-100) against extra parameters (% of the backbone, log
  * scale): one colour per method label; the marker's shape says the benchmark (circle GLUE, square
  * SuperGLUE) and a hollow marker a randomly initialised backbone, as the legend's key explains;
- * one point per model, backbone, benchmark and configuration (as in the tables, seeds are averaged
- * only within one {@link configId}; a point whose label shares its model and benchmark with
- * another configuration's carries the id). A run on a task subset is labelled with its task count
+ * one point per profile, model, backbone, benchmark and configuration (as in the tables, seeds are
+ * averaged only within one {@link configId}; a point's label starts with its profile when the plot
+ * shows several, and a point whose label shares its profile, model and benchmark with another
+ * configuration's carries the id). A run on a task subset is labelled with its task count
  * (`glue 2/8 tasks`), as the tables put it in `<benchmark>_partial_avg`, and the y axis says so
  * when any point is. A per-task method's configuration with a task run missing in any seed
  * (`per_task.ts` `missingTaskRuns` of a merged result) has no point, as its table row has no
@@ -337,12 +349,13 @@ const backboneOf = (r: RunResult) => backboneLabel(r.spec.backbone ?? "random");
  * @returns SVG text
  */
 export function scoreVsParamsSvg(results: readonly RunResult[]): string {
+  const profileOf = profileTag(results.filter((r) => r.averages[r.spec.benchmark] !== undefined));
   const baseKey = (r: RunResult) => {
     const b = r.spec.benchmark as BenchmarkName;
     const all = BENCHMARK_TASKS[b] ?? [];
     const n = all.filter((t) => t in r.best).length;
     const part = n < all.length ? ` ${n}/${all.length} tasks` : "";
-    return `${modelLabel(r.spec.model)} ${backboneOf(r)} ${b}${part}`;
+    return `${profileOf(r)}${modelLabel(r.spec.model)} ${backboneOf(r)} ${b}${part}`;
   };
   const configs = new Map<string, Set<string>>();
   for (const r of results) {
@@ -424,16 +437,19 @@ export function scoreVsParamsSvg(results: readonly RunResult[]): string {
  * Attention mass on hyper-prompts per layer (a fraction of the attention, 0-1, on a fixed 0-1
  * axis; encoder layers, then decoder layers offset by the encoder depth, with a dashed line where
  * the decoder starts when every line has the same encoder depth), mean over tasks and seeds: one
- * line per method label, model, backbone and benchmark; as in the tables, seeds are averaged only
- * within one configuration ({@link configId}; a line that shares its name with another
- * configuration's carries the id).
+ * line per method label, profile (named after the label when the plot shows several), model,
+ * backbone and benchmark; as in the tables, seeds are averaged only within one configuration
+ * ({@link configId}; a line that shares its name with another configuration's carries the id).
  *
  * @param results run results
  * @returns SVG text
  */
 export function attentionMassSvg(results: readonly RunResult[]): string {
+  const profileOf = profileTag(results.filter((r) => r.attentionMass !== undefined));
   const baseName = (r: RunResult) =>
-    `${r.spec.method.label} ${modelLabel(r.spec.model)} ${backboneOf(r)} ${r.spec.benchmark}`;
+    `${r.spec.method.label} ${profileOf(r)}${modelLabel(r.spec.model)} ${
+      backboneOf(r)
+    } ${r.spec.benchmark}`;
   const configs = new Map<string, Set<string>>();
   const encoderDepths = new Set<number>();
   for (const r of results) {

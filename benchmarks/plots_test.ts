@@ -1,0 +1,106 @@
+import assert from "node:assert/strict";
+import { fakeRunOne } from "./_fake_run_one.ts";
+import { attentionMassSvg, scoreVsParamsSvg } from "./plots.ts";
+import { configId, DEFAULT_TRAIN, runId, type RunResult, type RunSpec } from "./spec.ts";
+
+/** A run of `tiny-v1_1` on GLUE's RTE and CoLA (random backbone), 4 steps unless `edit` says. */
+function spec(
+  profile: string,
+  name: RunSpec["method"]["name"],
+  label: string,
+  seed: number,
+  edit: Partial<Omit<RunSpec, "id">> = {},
+): RunSpec {
+  const body: Omit<RunSpec, "id"> = {
+    profile,
+    model: "tiny-v1_1",
+    backbone: "random",
+    benchmark: "glue",
+    tasks: ["rte", "cola"],
+    method: { name, label, config: {} },
+    seed,
+    train: { ...DEFAULT_TRAIN, steps: 4, evalEvery: 2 },
+    backend: "cpu",
+    ...edit,
+  };
+  return { id: runId(body), ...body };
+}
+
+async function runs(specs: RunSpec[]): Promise<RunResult[]> {
+  return await Promise.all(specs.map((s) => fakeRunOne(s, { outDir: "", dataDir: "" })));
+}
+
+/** Each point's marker title (`<name> <label>: (x, y)`) or line title, in drawing order. */
+const titles = (svg: string) => [...svg.matchAll(/<title>([^<]*)<\/title>/g)].map((m) => m[1]!);
+
+/** The legend's entries (wrapped lines joined), the scope line first. */
+const legend = (svg: string) =>
+  [...svg.matchAll(/<text [^>]*>((?:<tspan[^>]*>[^<]*<\/tspan>)+)<\/text>/g)]
+    .map((m) => m[1]!.replace(/<\/tspan><tspan[^>]*>/g, " ").replace(/<[^>]+>/g, ""));
+
+Deno.test("scoreVsParamsSvg(): one configuration under two profiles is two points named by profile", async () => {
+  const rs = await runs([
+    spec("ci", "mtl", "mtl", 0),
+    spec("ci", "mtl", "mtl", 1),
+    spec("smoke", "mtl", "mtl", 0),
+  ]);
+  // The same configuration apart from the profile: the ids differ only because they hash it.
+  assert.notEqual(configId(rs[0]!.spec), configId(rs[2]!.spec));
+  const svg = scoreVsParamsSvg(rs);
+  const t = titles(svg);
+  assert.equal(t.length, 2, t.join("\n"));
+  assert.ok(t[0]!.startsWith("mtl ci tiny-v1_1 random glue 2/8 tasks: "), t[0]!);
+  assert.ok(t[1]!.startsWith("mtl smoke tiny-v1_1 random glue 2/8 tasks: "), t[1]!);
+  // ci's point is the mean of ci's two seeds only, smoke's its one run: each point's values
+  // (`(x, y)` in its title) are those of a plot of that profile's runs alone.
+  const values = (x: string) => x.slice(x.lastIndexOf(": "));
+  assert.equal(values(t[0]!), values(titles(scoreVsParamsSvg(rs.slice(0, 2)))[0]!));
+  assert.equal(values(t[1]!), values(titles(scoreVsParamsSvg(rs.slice(2)))[0]!));
+  // Told apart by the profile, as the tables' rows are, not by a configuration id.
+  assert.doesNotMatch(svg, /config /);
+  // One profile: the scope line names it and the points do not repeat it.
+  const one = scoreVsParamsSvg(rs.slice(0, 2));
+  assert.deepEqual(titles(one).map((x) => x.split(":")[0]), [
+    "mtl tiny-v1_1 random glue 2/8 tasks",
+  ]);
+  assert.equal(legend(one)[0], "profile ci; model tiny-v1_1");
+});
+
+Deno.test("scoreVsParamsSvg(): with several profiles, a configuration id only where one profile has two", async () => {
+  const steps8 = { train: { ...DEFAULT_TRAIN, steps: 8, evalEvery: 4 } };
+  const rs = await runs([
+    spec("ci", "mtl", "mtl", 0),
+    spec("ci", "mtl", "mtl", 0, steps8),
+    spec("smoke", "mtl", "mtl", 0),
+  ]);
+  const names = titles(scoreVsParamsSvg(rs)).map((x) => x.split(":")[0]).sort();
+  const base = "tiny-v1_1 random glue 2/8 tasks";
+  assert.deepEqual(
+    names,
+    [
+      `mtl ci ${base} config ${configId(rs[0]!.spec)}`,
+      `mtl ci ${base} config ${configId(rs[1]!.spec)}`,
+      `mtl smoke ${base}`,
+    ].sort(),
+  );
+});
+
+Deno.test("attentionMassSvg(): one configuration under two profiles is two lines named by profile", async () => {
+  const rs = await runs([
+    spec("ci", "hyperprompt_global", "HP", 0),
+    spec("smoke", "hyperprompt_global", "HP", 0),
+  ]);
+  const svg = attentionMassSvg(rs);
+  assert.equal(svg.match(/<polyline /g)?.length, 2);
+  assert.deepEqual(legend(svg), [
+    "profiles ci, smoke; model tiny-v1_1",
+    "HP ci tiny-v1_1 random glue",
+    "HP smoke tiny-v1_1 random glue",
+  ]);
+  assert.doesNotMatch(svg, /config /);
+  // One profile: named by the scope line only.
+  assert.deepEqual(legend(attentionMassSvg(rs.slice(1))), [
+    "profile smoke; model tiny-v1_1",
+    "HP tiny-v1_1 random glue",
+  ]);
+});
