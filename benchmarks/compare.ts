@@ -47,7 +47,12 @@ export interface Comparison {
 
 /**
  * Key matching a run with its baseline: profile, model, backbone, benchmark, method label (with
- * the task in brackets for one task's run of a per-task method) and seed.
+ * the task in brackets for one task's run of a per-task method) and seed. The configuration
+ * (`configId`) is deliberately not part of it: a run whose configuration changed is still gated
+ * against its baseline run, failing on `spec.id` beside any score, count or loss that moved
+ * (regenerate the baseline after an intended change), rather than being "missing" while the
+ * changed run goes ungated; a folder holding two configurations of one key is refused, naming
+ * both files ({@link compareResults}).
  *
  * @param r a run result
  * @returns e.g. `ci/tiny-v1_1/pretrained/glue/mtl/s0`, `paper-base/t5-v1_1-base/t5-v1_1-base/glue/Prompt-Tuning[cola]/s0`

@@ -211,6 +211,29 @@ Deno.test("compareResults() rejects a baseline holding two results for one run k
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("compareResults() gates a run whose method config was edited against its baseline run: spec.id fails, nothing is 'missing'", async () => {
+  const opts = { outDir: "/nonexistent", dataDir: "/nonexistent" };
+  const { id: _id, ...body } = spec("hp");
+  const editedBody = { ...body, method: { ...body.method, config: { length: 5 } } };
+  const base = await fakeRunOne(spec("hp"), opts);
+  const now = await fakeRunOne({ id: runId(editedBody), ...editedBody }, opts);
+  assert.notEqual(now.spec.id, base.spec.id);
+  // One key, as the configuration is not part of it: the edited run is compared (its scores,
+  // counts and losses too), and the changed configuration fails the gate by name.
+  assert.equal(runKey(now), runKey(base));
+  const c = compareResults([now], [base], TOL);
+  assert.equal(c.compared, 1);
+  assert.equal(c.ok, false);
+  assert.deepEqual(c.failures[0], {
+    run: runKey(base),
+    field: "spec.id",
+    baseline: base.spec.id,
+    current: now.spec.id,
+  });
+  assert.ok(c.failures.every((f) => f.run === runKey(base) && f.field !== "run"));
+  assert.doesNotMatch(c.notes.join("\n"), /no baseline run/);
+});
+
 Deno.test("compareResults() with a loss tolerance gates each step's loss, the tokenizer and the backbone", async () => {
   const [a, b] = await fixtures();
   const base = [a!, b!];
