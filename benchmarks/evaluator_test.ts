@@ -294,9 +294,10 @@ Deno.test("evaluate() sees a real signal's stop request at a batch boundary (it 
       tokenizer: {
         decode: (ids) => {
           // The signal arrives while the first batch is decoded (synchronous code). Deno hands
-          // it to the event loop from another thread, a few ms later (7 ms for a process's first
-          // signal here, tens under load): each row takes 10 ms of synchronous work here (the
-          // first after the signal), so that it has arrived by a batch boundary, as in a real decode.
+          // it to the event loop from another thread, a few ms later (7 ms for a process's
+          // first signal here, tens under load): each row takes 10 ms of synchronous work here
+          // (the first after the signal), so that it has arrived by a batch boundary, as in a
+          // real decode.
           if (++decoded === 1) Deno.kill(Deno.pid, "SIGTERM");
           const t0 = performance.now();
           while (performance.now() - t0 < 10);
