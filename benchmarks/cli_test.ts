@@ -723,6 +723,13 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
     };
     const out = join(dir, "out");
     const base = ["--profile", profile, "--data-dir", DATA, "--out", out];
+    // Two models whose names end alike (hub ids here; folders alike): one run key for the gate
+    // (it names a model by its last path segment), which compareResults would refuse only after
+    // the whole grid trained.
+    await Deno.mkdir(join(dir, "twins"));
+    const twins = await tmpProfile(join(dir, "twins"), {
+      models: [{ hf: "google/t5-base" }, { hf: "my-org/t5-base" }],
+    });
     const cases: [string[], Record<string, string>, RegExp][] = [
       [
         ["--profile", profile, "--data-dir", file],
@@ -755,6 +762,11 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
         [...base, "--compare", twice],
         {},
         /^--compare: Two results for the same baseline run key .*: .*a\.json and .*b\.json; /,
+      ],
+      [
+        ["--profile", twins, "--data-dir", DATA, "--out", out, "--compare", baselineDir],
+        {},
+        /^--compare: runs \S+ and \S+ of profile "tiny-grid" share the gate's run key tiny-grid\/t5-base\/random\/glue\/\S+\/s0 \(models \{"hf":"google\/t5-base"\} and \{"hf":"my-org\/t5-base"\}, backbones "random" and "random"\); /,
       ],
       // The ci baseline shares no run with this grid (another profile): the gate could only fail
       // every run as missing, or, in a shard, compare nothing, after all of them trained.
