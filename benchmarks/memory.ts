@@ -747,13 +747,17 @@ class T5Replay {
     return out;
   }
   /**
-   * Reshape: shares its input's buffer. tfjs's Reshape saves its input for its gradient; with
-   * `keeps`, that is what keeps the buffer (the adapters' generated weights, which no other op
-   * saves), else another op saves it or nothing depends on it.
+   * Reshape: its output shares its input's buffer on every backend modelled (the cpu, webgpu and
+   * wasm Reshape kernels `incRef` the input's data id: no copy, and on webgpu no dispatch), and
+   * tfjs's Reshape gradient saves its input (`reshapeGradConfig.inputsToSave: ['x']`, a clone of
+   * the same data id), so the buffer is kept until the backward pass ends (once, however many
+   * nodes save it: counted per buffer). Where another op saves the buffer anyway (a linear map's
+   * flattened input, which the matMul saves) this costs nothing; where none does (a matMul's
+   * output reshaped back, the adapters' generated weights) it is what keeps the buffer.
    */
-  reshape(x: T, keeps = false): T {
+  reshape(x: T): T {
     const out = this.t.alias(x);
-    this.t.op([[x, "alias"]], [out], keeps ? [x] : []);
+    this.t.op([[x, "alias"]], [out], [x]);
     return out;
   }
 
@@ -863,7 +867,10 @@ class T5Replay {
   positionBias(name: string, lq: number, lk: number): T {
     const h = this.cfg.numHeads;
     const table = this.w(name, this.cfg.relativeAttentionNumBuckets * h);
-    const rows = this.t.fresh(lq * lk * h, true); // gatherRows: customGrad saves the indices
+    // gatherRows: customGrad saves the indices; on the gradient's path only when the table is
+    // trained (with a frozen backbone neither the bias nor, through it, the scores of a block
+    // whose input has no gradient get one)
+    const rows = this.t.fresh(lq * lk * h, table.path);
     this.t.op([[table, "new"]], [rows], []);
     const tr = this.un(this.reshape(rows), "none"); // transpose [h, q, k]
     return this.reshape(tr);
@@ -976,8 +983,7 @@ class T5Replay {
         linear(proj, `${kv}.up_generator`, g.projected, bn * inner, g.biases),
       );
       const h = this.un(this.matmul(prompts, down, u * l * bn), "in"); // ReLU saves its input
-      // the reshape keeps the product (no other op saves it)
-      const rows = this.reshape(this.matmul(h, up, u * l * inner), true);
+      const rows = this.reshape(this.matmul(h, up, u * l * inner));
       // toBatch: a gather of each example's task rows; one task's rows are broadcast (Tile).
       if (u > 1) return this.gather(rows, b * l * inner);
       return b > 1 ? this.un(rows, "in", b * l * inner) : rows;
@@ -1170,7 +1176,7 @@ class T5Replay {
       const gen = this.generate(stack, widths);
       // `gen.reshape([u, d, a])` (and `[u, a, d]`) in hyperformer_pp.ts: the reshape keeps the
       // generated rows, which the transposed W_down no longer shares.
-      param = (name) => this.reshape(gen.get(name)!, true);
+      param = (name) => this.reshape(gen.get(name)!);
     } else {
       const tasks = this.m.tasks;
       param = (name, width) => {
