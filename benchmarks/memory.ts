@@ -89,12 +89,14 @@
  * Where a method's tensors enter T5 is read from its `flopPlan` (model/accounting.ts `FlopPlan`),
  * not its name: prompt rows joined to the encoder input, prefix keys and values per conditioned
  * self-attention, bottleneck adapters, and elementwise tensors after a sublayer (a trained row of
- * d per example, multiplied in). The built-in implementations add what their plan cannot say
- * (HyperPrompt-Global's shared hypernetwork, HyperPrompt-Share's and -Sep's local networks per
- * block, the adapters' LayerNorms, HyperFormer++'s generated weights). For another registered method, {@link MemoryEstimate.notes} names it and says what
- * its estimate assumes (its adapters as the Vanilla Adapter's ops, a prefix or adapter weights
- * without the activations of whatever generates them) or cannot count (parameters its plan
- * places nowhere: no activations of them), and the preflight logs it.
+ * d per example, added or multiplied in as the plan's `op` says; multiplied, the larger, where
+ * it does not). The built-in implementations add what their plan cannot say (HyperPrompt-Global's
+ * shared hypernetwork, HyperPrompt-Share's and -Sep's local networks per block, the adapters'
+ * LayerNorms, HyperFormer++'s generated weights). For another registered method,
+ * {@link MemoryEstimate.notes} names it and says what its estimate assumes (its adapters as the
+ * Vanilla Adapter's ops, a prefix or adapter weights without the activations of whatever
+ * generates them) or cannot count (parameters its plan places nowhere: no activations of them),
+ * and the preflight logs it.
  *
  * Not counted: the webgpu buffer pool keeps released buffers for reuse by exact size, so a device
  * holds at least the peak (about the peak for the fixed shapes of a run); framework/driver
@@ -676,11 +678,17 @@ interface MethodActs {
   /**
    * `FlopPlan.elementwise`: the sublayers after which a trained tensor is combined elementwise
    * with the output (a per-task bias or scale), replayed as one trained row of d per example
-   * multiplied in (Mul saves both inputs and its gradient of the hidden state is a new buffer:
-   * the larger of Add's and Mul's).
+   * added or multiplied in ({@link MethodActs.elementwiseOp}).
    */
   readonly elementwiseStacks: readonly Stack[];
   readonly elementwisePositions: readonly Position[];
+  /**
+   * `FlopPlan.elementwise.op`: both save their two inputs (tfjs `addGradConfig`,
+   * `mulGradConfig`); an Add passes the output's gradient on as the hidden state's and sums it
+   * for the row's, a Mul makes a new gradient of the hidden state and a product of its size for
+   * the row's. `"mul"` where the plan does not say: the larger of the two.
+   */
+  readonly elementwiseOp: "add" | "mul";
 }
 
 /** A sublayer an adapter or elementwise tensor follows. */
@@ -1322,7 +1330,7 @@ class T5Replay {
     if (!this.m.elementwiseStacks.includes(stack) || !this.m.elementwisePositions.includes(pos)) {
       return y;
     }
-    return this.bin("mul", y, this.methodLeaf(this.sh.b * this.cfg.dModel));
+    return this.bin(this.m.elementwiseOp, y, this.methodLeaf(this.sh.b * this.cfg.dModel));
   }
   /** A block's self-attention sublayer with its residual, in its own tidy. */
   block(stack: "encoder" | "decoder", i: number, x: T, len: number, bias: T, mask: T | null) {
@@ -1706,6 +1714,15 @@ function methodActs(
     }
     return x;
   };
+  const elementwiseOp = (x: unknown): "add" | "mul" => {
+    if (x === undefined) return "mul"; // not said: the larger of Add's and Mul's
+    if (x !== "add" && x !== "mul") {
+      throw new Error(
+        `${where}: field "elementwise.op" must be "add" or "mul", got ${JSON.stringify(x)}`,
+      );
+    }
+    return x;
+  };
   const stacks = (x: readonly Stack[] | undefined, field: string) =>
     listOf(x, field, ["encoder", "decoder"]);
   const positions = (x: readonly Position[] | undefined, field: string) =>
@@ -1727,6 +1744,7 @@ function methodActs(
     adapterNorm: "per_task",
     elementwiseStacks: stacks(elementwise?.stacks, "elementwise.stacks"),
     elementwisePositions: positions(elementwise?.positions, "elementwise.positions"),
+    elementwiseOp: elementwiseOp(elementwise?.op),
   };
   const refine = IMPLEMENTATIONS.get(method);
   if (refine !== undefined) {
@@ -1762,8 +1780,13 @@ function methodActs(
   if (hasElementwise) {
     said(
       `the memory estimate counts its elementwise tensors as one trained row of dModel per ` +
-        `example and sublayer, multiplied in (a per-task scale or bias); a larger one (per ` +
-        `token) is not counted`,
+        `example and sublayer, ${
+          elementwise?.op === "add"
+            ? "added (a per-task bias)"
+            : elementwise?.op === "mul"
+            ? "multiplied in (a per-task scale)"
+            : "multiplied in (its flopPlan's elementwise.op does not say; a Mul's is the larger)"
+        }; a larger one (per token) is not counted`,
     );
   }
   return { acts, notes };

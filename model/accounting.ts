@@ -104,6 +104,16 @@ export interface FlopPlan {
   readonly elementwise?: {
     readonly stacks: readonly Stack[];
     readonly positions: readonly ("self_attention" | "feed_forward")[];
+    /**
+     * How the trained tensor is combined with the sublayer's output: `"add"` (a bias) or
+     * `"mul"` (a scale). It does not change the FLOP count (elementwise ops are not counted,
+     * and either op makes the hidden state depend on the trained tensor alike); the memory
+     * estimate (benchmarks/memory.ts) models each op's saved tensors and gradients: an Add
+     * passes its output's gradient on as the sublayer output's, a Mul makes a new one (and a
+     * product of the output's size for the broadcast tensor's gradient). Absent: counted as a
+     * Mul, the larger of the two (an upper bound for a bias).
+     */
+    readonly op?: "add" | "mul";
   };
 }
 
@@ -132,7 +142,7 @@ const BACKBONE_TRAINED: FlopPlan = { freezeBackbone: false };
  * encoder prompt of l rows makes the encoder input S + l long (encoder blocks and cross-attention
  * keys/values grow), a self-attention prefix of l keys/values adds l key columns to q·kᵀ and
  * probs·v of each conditioned block (4·l·i FLOPs per query), an adapter 4·d·a FLOPs per token,
- * an elementwise trained tensor none.
+ * an elementwise trained tensor none (added or multiplied alike).
  *
  * Backward, per matmul Y = A·B of m·k·n multiply-adds: dA = dY·Bᵀ (2·m·k·n FLOPs) only when A
  * depends on a trained parameter, dB = Aᵀ·dY (the same) only when B does, as tfjs runs it

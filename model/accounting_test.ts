@@ -95,22 +95,25 @@ Deno.test("countT5Params equals the shapes (t5-v1_1-small, all tiny) and the var
   assert.equal(tf.memory().numTensors, 0);
 });
 
-Deno.test("t5Flops plan.elementwise: a trained bias after a sublayer of a frozen T5 counts the matmuls tfjs runs", async () => {
+Deno.test("t5Flops plan.elementwise: a trained bias or scale after a sublayer of a frozen T5 counts the matmuls tfjs runs", async () => {
   await tf.setBackend("cpu");
   const config = TINY_FLOP_CONFIG;
   const [S, T] = [6, 3];
   const before = tf.memory().numTensors;
   const model = initT5(config, { seed: 5 });
   const bias = tf.tidy(() => tf.variable(tf.fill([config.dModel], 0.1), true, "acct_test_bias"));
+  // The op (Add: a bias; Mul: a scale) does not change the count: both make the hidden state
+  // depend on the trained tensor from that sublayer on, and neither is a matmul.
   const cases: NonNullable<FlopPlan["elementwise"]>[] = [
     { stacks: ["decoder"], positions: ["feed_forward"] },
-    { stacks: ["encoder", "decoder"], positions: ["self_attention"] },
+    { stacks: ["encoder", "decoder"], positions: ["self_attention"], op: "add" },
+    { stacks: ["encoder"], positions: ["feed_forward"], op: "mul" },
   ];
   for (const where of cases) {
     const hooks: T5Hooks = {
       afterSublayer: (stack, _layer, sublayer, y) =>
         where.stacks.includes(stack) && (where.positions as string[]).includes(sublayer)
-          ? tf.add(y, bias)
+          ? where.op === "mul" ? tf.mul(y, bias) : tf.add(y, bias)
           : y,
     };
     // The matmuls of one step's gradient with respect to the bias alone (frozen backbone); the

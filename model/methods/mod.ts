@@ -10,7 +10,8 @@
  *    the two cannot disagree, reach T5 only through the hooks of `model/hooks.ts` (`_tensor.ts`
  *    `groupTasks`, `rows` for per-task rows of a mixed batch), and describe its FLOPs with
  *    `flopPlan` (`model/accounting.ts` `FlopPlan`: an encoder prompt, a self-attention prefix,
- *    a bottleneck adapter, or trained tensors combined elementwise after a sublayer);
+ *    a bottleneck adapter, or trained tensors combined elementwise after a sublayer, with the
+ *    `op` that combines them, `"add"` or `"mul"`, for the memory estimate);
  * 2. one line in {@link METHODS} below (and its types in the exports): the profile validator
  *    (`benchmarks/spec.ts` `METHOD_NAMES`) takes the names from here, and a method outside
  *    `BUILTIN_METHOD_NAMES` (table order) sorts after the built-ins in the tables;
