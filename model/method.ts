@@ -103,8 +103,8 @@ export interface Method<C> {
    * FLOPs per example (`t5Flops(config, shape, plan)` in `model/accounting.ts`: the backbone, the
    * method's own per-token matmuls, and the gradient matmuls the backward pass runs for them).
    * A plan names the ways trained tensors enter: an encoder prompt, a self-attention prefix, a
-   * bottleneck adapter, and `elementwise` tensors added after a sublayer without a matmul of
-   * their own (e.g. a per-task bias in `afterSublayer`, whose input gradients the backward pass
+   * bottleneck adapter, and `elementwise` tensors added or multiplied (`op`) after a sublayer
+   * without a matmul of their own (e.g. a per-task bias in `afterSublayer`, whose input gradients the backward pass
    * then needs with a frozen backbone). A method whose trained tensors enter some other way
    * cannot be described, and its training FLOPs come out too low; `accounting_test.ts` compares
    * every method's plan with the matmuls tfjs runs, so such a method fails there until
