@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { fakeRunOne } from "./_fake_run_one.ts";
+import { fakeRuns, fakeSpec } from "./results_testing.ts";
 import { attentionMassSvg, scoreVsParamsSvg } from "./plots.ts";
-import { configId, DEFAULT_TRAIN, runId, type RunResult, type RunSpec } from "./spec.ts";
+import { configId, DEFAULT_TRAIN, type RunSpec } from "./spec.ts";
 
 /** A run of `tiny-v1_1` on GLUE's RTE and CoLA (random backbone), 4 steps unless `edit` says. */
 function spec(
@@ -11,24 +11,10 @@ function spec(
   seed: number,
   edit: Partial<Omit<RunSpec, "id">> = {},
 ): RunSpec {
-  const body: Omit<RunSpec, "id"> = {
-    profile,
-    model: "tiny-v1_1",
-    backbone: "random",
-    benchmark: "glue",
-    tasks: ["rte", "cola"],
-    method: { name, label, config: {} },
-    seed,
-    train: { ...DEFAULT_TRAIN, steps: 4, evalEvery: 2 },
-    backend: "cpu",
-    ...edit,
-  };
-  return { id: runId(body), ...body };
+  return fakeSpec(profile, "tiny-v1_1", name, label, seed, "glue", "random", edit);
 }
 
-async function runs(specs: RunSpec[]): Promise<RunResult[]> {
-  return await Promise.all(specs.map((s) => fakeRunOne(s, { outDir: "", dataDir: "" })));
-}
+const runs = fakeRuns;
 
 /** Each point's marker title (`<name> <label>: (x, y)`) or line title, in drawing order. */
 const titles = (svg: string) => [...svg.matchAll(/<title>([^<]*)<\/title>/g)].map((m) => m[1]!);

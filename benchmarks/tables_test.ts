@@ -4,10 +4,10 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse } from "csv-parse/sync";
 import { BENCHMARK_TASKS } from "../tasks/registry.ts";
-import { fakeRunOne } from "./_fake_run_one.ts";
+import { fakeRuns, fakeSpec } from "./results_testing.ts";
 import { loadResults } from "./compare.ts";
 import { attentionMassSvg, scoreVsParamsSvg, seriesStyle } from "./plots.ts";
-import { configId, DEFAULT_TRAIN, runId, type RunResult, type RunSpec } from "./spec.ts";
+import { configId, DEFAULT_TRAIN, type RunResult, type RunSpec } from "./spec.ts";
 import { PRESETS } from "../model/config.ts";
 import {
   ablationTable,
@@ -25,34 +25,8 @@ import {
   writeTables,
 } from "./tables.ts";
 
-function spec(
-  profile: string,
-  model: string,
-  name: RunSpec["method"]["name"],
-  label: string,
-  seed: number,
-  benchmark: "glue" | "super_glue",
-  backbone: RunSpec["backbone"] = "random",
-  edit: Partial<Omit<RunSpec, "id">> = {},
-): RunSpec {
-  const body: Omit<RunSpec, "id"> = {
-    profile,
-    model,
-    backbone,
-    benchmark,
-    tasks: benchmark === "glue" ? ["rte", "cola"] : ["cb"],
-    method: { name, label, config: {} },
-    seed,
-    train: { ...DEFAULT_TRAIN, steps: 4, evalEvery: 2 },
-    backend: "cpu",
-    ...edit,
-  };
-  return { id: runId(body), ...body };
-}
-
-async function runs(specs: RunSpec[]): Promise<RunResult[]> {
-  return await Promise.all(specs.map((s) => fakeRunOne(s, { outDir: "", dataDir: "" })));
-}
+const spec = fakeSpec;
+const runs = fakeRuns;
 
 Deno.test("readPaperTable() gives every row a source and blank unknown scores", () => {
   const paper = readPaperTable();

@@ -1,0 +1,56 @@
+/**
+ * Fake run specs and results for the tests of the tables and plots (`tables_test.ts`,
+ * `plots_test.ts`): runs of `fakeRunOne`, with no training.
+ *
+ * @module
+ */
+import { fakeRunOne } from "./_fake_run_one.ts";
+import { DEFAULT_TRAIN, runId, type RunResult, type RunSpec } from "./spec.ts";
+
+/**
+ * A run spec: GLUE's RTE and CoLA (SuperGLUE's CB), 4 steps evaluated every 2, on cpu.
+ *
+ * @param profile the profile name
+ * @param model the model (a preset name)
+ * @param name the method key
+ * @param label the method label
+ * @param seed the seed
+ * @param benchmark the benchmark
+ * @param backbone the backbone (default random)
+ * @param edit fields to override
+ * @returns the spec, with its id
+ */
+export function fakeSpec(
+  profile: string,
+  model: string,
+  name: RunSpec["method"]["name"],
+  label: string,
+  seed: number,
+  benchmark: "glue" | "super_glue",
+  backbone: RunSpec["backbone"] = "random",
+  edit: Partial<Omit<RunSpec, "id">> = {},
+): RunSpec {
+  const body: Omit<RunSpec, "id"> = {
+    profile,
+    model,
+    backbone,
+    benchmark,
+    tasks: benchmark === "glue" ? ["rte", "cola"] : ["cb"],
+    method: { name, label, config: {} },
+    seed,
+    train: { ...DEFAULT_TRAIN, steps: 4, evalEvery: 2 },
+    backend: "cpu",
+    ...edit,
+  };
+  return { id: runId(body), ...body };
+}
+
+/**
+ * The fake results of `specs` (`_fake_run_one.ts`).
+ *
+ * @param specs the runs
+ * @returns their results
+ */
+export async function fakeRuns(specs: RunSpec[]): Promise<RunResult[]> {
+  return await Promise.all(specs.map((s) => fakeRunOne(s, { outDir: "", dataDir: "" })));
+}
