@@ -413,6 +413,29 @@ Deno.test("memory: a method's variables are counted in the update phase by their
   );
 });
 
+/**
+ * The saved activations a step of tiny-v1_1 is estimated to keep: batch 2, 16 input and 4 target
+ * tokens, no dropout, composite kernels (the closed-form method tests below).
+ */
+function tinySavedActivations(
+  method: string,
+  methodConfig: Record<string, unknown>,
+  numTasks: number,
+): number {
+  return estimateTrainingMemory({
+    ...BASE_MTL,
+    config: PRESETS["tiny-v1_1"],
+    method,
+    methodConfig,
+    numTasks,
+    batchSize: 2,
+    inputLength: 16,
+    targetLength: 4,
+    dropout: false,
+    kernels: "composite",
+  }).savedActivations;
+}
+
 Deno.test("memory: HyperFormer++'s task projector is replayed op by op, its activations per (stack, layer, position) kept", () => {
   // model/methods/hyperformer_pp.ts generate() runs the projector again for every adapter:
   // fc1's output (saved by its bias Add), the Add's (saved by ReLU) and ReLU's (saved by fc2's
@@ -423,19 +446,7 @@ Deno.test("memory: HyperFormer++'s task projector is replayed op by op, its acti
   // changes with hiddenDim (128 or 512) or projectedDim (64 or 256): -363068 bytes stock and
   // -260276 low-memory at each (Adafactor state counted factored; MTL: -345276, -276532).
   const cfg = PRESETS["tiny-v1_1"];
-  const saved = (hiddenDim: number) =>
-    estimateTrainingMemory({
-      ...BASE_MTL,
-      config: cfg,
-      method: "hyperformer_pp",
-      methodConfig: { hiddenDim },
-      numTasks: 2,
-      batchSize: 2,
-      inputLength: 16,
-      targetLength: 4,
-      dropout: false,
-      kernels: "composite",
-    }).savedActivations;
+  const saved = (hiddenDim: number) => tinySavedActivations("hyperformer_pp", { hiddenDim }, 2);
   const uses = 2 * (cfg.numLayers + cfg.numDecoderLayers);
   assert.equal(saved(160) - saved(128), uses * 3 * 2 * 32 * 4);
 });
@@ -449,18 +460,7 @@ Deno.test("memory: HyperPrompt-Share's and -Sep's local networks are replayed op
   const cfg = PRESETS["tiny-v1_1"];
   const [u, l] = [2, 16];
   const saved = (method: string, bottleneck: number, biases: boolean) =>
-    estimateTrainingMemory({
-      ...BASE_MTL,
-      config: cfg,
-      method,
-      methodConfig: { bottleneck, biases, length: l },
-      numTasks: u,
-      batchSize: 2,
-      inputLength: 16,
-      targetLength: 4,
-      dropout: false,
-      kernels: "composite",
-    }).savedActivations;
+    tinySavedActivations(method, { bottleneck, biases, length: l }, u);
   const blocks = cfg.numLayers + cfg.numDecoderLayers;
   for (const method of ["hyperprompt_share", "hyperprompt_sep"]) {
     for (const [biases, perUnit] of [[false, 2], [true, 3]] as const) {
