@@ -170,3 +170,32 @@ export class VarPlan {
     return store;
   }
 }
+
+/**
+ * Adds a task projector's variables (HyperFormer++'s, HyperPrompt-Global's): `prefix.fc1` [in,
+ * hidden] and `prefix.fc2` [hidden, out], weights by `weight` and zero biases, then with
+ * `layerNorm` its `prefix.layer_norm` γ (ones) and β (zeros), in that order.
+ *
+ * @param plan the method's variables
+ * @param prefix the projector's name under the method prefix
+ * @param dims input, hidden and output widths
+ * @param layerNorm whether it ends in a LayerNorm
+ * @param weight the weights' initialiser
+ */
+export function addTaskProjector(
+  plan: VarPlan,
+  prefix: string,
+  [input, hidden, out]: readonly [number, number, number],
+  layerNorm: boolean,
+  weight: Init,
+): void {
+  const zeros = { kind: "zeros" } as const;
+  plan.add(`${prefix}.fc1.weight`, [input, hidden], weight);
+  plan.add(`${prefix}.fc1.bias`, [hidden], zeros);
+  plan.add(`${prefix}.fc2.weight`, [hidden, out], weight);
+  plan.add(`${prefix}.fc2.bias`, [out], zeros);
+  if (layerNorm) {
+    plan.add(`${prefix}.layer_norm.weight`, [out], { kind: "ones" });
+    plan.add(`${prefix}.layer_norm.bias`, [out], zeros);
+  }
+}

@@ -20,7 +20,7 @@ import {
   stackLayers,
   trainedBackboneParams,
 } from "./_config.ts";
-import { VarPlan } from "./_init.ts";
+import { addTaskProjector, VarPlan } from "./_init.ts";
 import { groupTasks, layerNorm, rows, taskAdapters } from "./_tensor.ts";
 import { bottleneck } from "./adapter.ts";
 
@@ -112,14 +112,7 @@ function plan(config: T5Config, cfg: HyperFormerPPConfig, numTasks: number): Var
   for (const s of STACKS) {
     out.add(`${s}.layer_embedding`, [stackLayers(config, s), te], emb);
     out.add(`${s}.position_embedding`, [2, te], emb);
-    out.add(`${s}.projector.fc1.weight`, [3 * te, e], w);
-    out.add(`${s}.projector.fc1.bias`, [e], zeros);
-    out.add(`${s}.projector.fc2.weight`, [e, t], w);
-    out.add(`${s}.projector.fc2.bias`, [t], zeros);
-    if (cfg.projectorLayerNorm) {
-      out.add(`${s}.projector.layer_norm.weight`, [t], { kind: "ones" });
-      out.add(`${s}.projector.layer_norm.bias`, [t], zeros);
-    }
+    addTaskProjector(out, `${s}.projector`, [3 * te, e, t], cfg.projectorLayerNorm, w);
     for (const [g, width] of generators(d, a, cfg)) {
       out.add(`${s}.${g}.weight`, [t, width], w);
       out.add(`${s}.${g}.bias`, [width], zeros);

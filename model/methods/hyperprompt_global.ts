@@ -15,7 +15,7 @@ import type { Stack, T5Hooks } from "../hooks.ts";
 import type { Method, MethodContext, MethodInstance } from "../method.ts";
 import { countT5Params } from "../accounting.ts";
 import { backboneTrainable, ConfigReader, innerDim, trainedBackboneParams } from "./_config.ts";
-import { VarPlan } from "./_init.ts";
+import { addTaskProjector, VarPlan } from "./_init.ts";
 import { checkBatch, groupTasks, layerNorm, presentTasks, rows, toBatch } from "./_tensor.ts";
 import {
   BASE_DEFAULTS,
@@ -76,14 +76,7 @@ function plan(config: T5Config, cfg: HyperPromptGlobalConfig, numTasks: number):
   out.add("task_embedding", [numTasks, te], emb);
   out.add("layer_embedding", [conditionedBlocks(config, cfg.stacks), te], emb);
   for (const o of new Set(cfg.stacks.map((s) => owner(cfg, s)))) {
-    out.add(`${o}.task_projector.fc1.weight`, [2 * te, e], w);
-    out.add(`${o}.task_projector.fc1.bias`, [e], zeros);
-    out.add(`${o}.task_projector.fc2.weight`, [e, t], w);
-    out.add(`${o}.task_projector.fc2.bias`, [t], zeros);
-    if (cfg.layerNorm) {
-      out.add(`${o}.task_projector.layer_norm.weight`, [t], { kind: "ones" });
-      out.add(`${o}.task_projector.layer_norm.bias`, [t], zeros);
-    }
+    addTaskProjector(out, `${o}.task_projector`, [2 * te, e, t], cfg.layerNorm, w);
     for (const kv of ["key", "value"]) {
       // Stored [t, out] ("in, out"), so that W·I is I·W here; reshape is row-major.
       out.add(`${o}.${kv}.down_generator.weight`, [t, d * b], w);
