@@ -38,14 +38,17 @@
  * SIGINT or SIGTERM while a run that writes checkpoints (`train.checkpointEvery` > 0) trains: it
  * finishes the step in progress (an evaluation in progress is abandoned before its next decode
  * batch and recorded as owed), saves a checkpoint of it and stops, no other run starts, and
- * `--resume` continues from that step (redoing an owed evaluation first). A second signal stops
- * the process at once. At other times (profiles without checkpoints, pretraining, downloads,
- * between runs) the signals keep their default action, an immediate stop (exit 130 / 143):
- * waiting would save nothing. Result files and checkpoints are written atomically, so neither way
- * leaves a partial one. Against kills that cannot be caught (SIGKILL, an out-of-memory kill, a
- * power cut), such a run also saves a checkpoint once `--checkpoint-minutes` (default 30; 0 off)
- * have passed since its last one (`benchmarks/trainer.ts` `TrainOptions.checkpointMinutes`),
- * whatever `checkpointEvery` says.
+ * `--resume` continues from that step (redoing an owed evaluation first). One that comes after
+ * the run's last checkpoint (the run finishing: attention mass, result) lets it write its result,
+ * then stops the grid with the same exit code. A second signal stops the process at once. The
+ * listeners are installed from the start of such a run's training loop until its result is
+ * written ({@link interruptWhileCheckpointing}). At other times (profiles without checkpoints,
+ * pretraining, downloads, between runs) the signals keep their default action, an immediate stop
+ * (exit 130 / 143): waiting would save nothing. Result files and checkpoints are written
+ * atomically, so neither way leaves a partial one. Against kills that cannot be caught (SIGKILL,
+ * an out-of-memory kill, a power cut), such a run also saves a checkpoint once
+ * `--checkpoint-minutes` (default 30; 0 off) have passed since its last one
+ * (`benchmarks/trainer.ts` `TrainOptions.checkpointMinutes`), whatever `checkpointEvery` says.
  *
  * @module
  */
@@ -191,7 +194,8 @@ Ctrl-C (SIGINT) or SIGTERM while a run that writes checkpoints trains: the run f
 current step (an evaluation in progress is abandoned before its next decode batch), saves a
 checkpoint of it, no other run starts, no tables or gate are written, and bench
 exits 130 (SIGINT) or 143 (SIGTERM); --resume with the same flags continues from that step
-(redoing an abandoned evaluation first). A second signal stops at once (the steps since the
+(redoing an abandoned evaluation first). After the run's last checkpoint, the run writes its
+result, then bench stops with the same code. A second signal stops at once (the steps since the
 run's last checkpoint are lost). At other times (downloads, pretraining, runs without
 checkpoints, between runs) a signal stops at once, with the same exit codes.
 
@@ -620,6 +624,12 @@ export interface InterruptDeps {
   readonly requestStop: (reason: string) => boolean;
   /** `benchmarks/trainer.ts` `stopRequested`: the pending request, if any. */
   readonly stopRequested: () => string | undefined;
+  /**
+   * Whether the run whose training loop wrote checkpoints is still finishing: its loop has
+   * ended (the last step's checkpoint is saved) but its result is not yet written. A first
+   * signal then lets it finish and stops the grid after it (default: never).
+   */
+  readonly finishing?: () => boolean;
   /** Ends the process (default `Deno.exit`). */
   readonly exit: (code: number) => void;
   /** Where the lines go (stderr). */
@@ -631,9 +641,12 @@ export interface InterruptDeps {
 /**
  * The SIGINT/SIGTERM handler of `deno task bench`. The first signal, while a run that writes
  * checkpoints trains, asks it to stop at its next step boundary with a checkpoint (the grid then
- * ends with the signal's exit code, {@link SIGNAL_EXIT_CODES}); a second signal, or the first
- * when no such run trains (nothing would be saved by waiting), ends the process at once with
- * that code. Each says in one line what was kept and that `--resume` continues.
+ * ends with the signal's exit code, {@link SIGNAL_EXIT_CODES}); while such a run finishes after
+ * its last step's checkpoint ({@link InterruptDeps.finishing}), the same request lets it write
+ * its result (a run that measures the attention mass stops before it: `benchmarks/run_one.ts`)
+ * and stops the grid after it. A second signal, or the first when neither holds (nothing would
+ * be saved by waiting), ends the process at once with that code. Each says in one line what was
+ * kept and that `--resume` continues.
  *
  * @param deps the stop request, exit and output
  * @returns the handler, called with the signal's name
@@ -653,6 +666,16 @@ export function interruptHandler(deps: InterruptDeps): (signal: InterruptSignal)
       );
       return;
     }
+    if (first && deps.finishing?.() === true) {
+      deps.error(
+        `\n${signal}: the run in progress has trained its last step and saved its checkpoint; ` +
+          `it finishes and writes its result (one that measures the attention mass stops ` +
+          `before it, which --resume redoes), then the grid stops: no other run starts. ${
+            again(signal)
+          } again stops at once`,
+      );
+      return;
+    }
     deps.error(
       `\n${signal}: stopped at once${first ? "" : " (a second signal)"}. The results of the ` +
         `finished runs are in ${deps.out}; deno task bench --resume with the same flags skips ` +
@@ -668,39 +691,93 @@ function again(signal: InterruptSignal): string {
   return signal === "SIGINT" ? "Ctrl-C" : signal;
 }
 
+/** Adds and removes signal listeners (default `Deno.addSignalListener` and its pair). */
+export interface SignalListeners {
+  /** Adds one; throws where the platform cannot listen to that signal (Windows: SIGTERM). */
+  readonly add: (signal: Deno.Signal, listener: () => void) => void;
+  /** Removes one added by `add`. */
+  readonly remove: (signal: Deno.Signal, listener: () => void) => void;
+}
+
+/** The listening windows of {@link interruptWhileCheckpointing}. */
+export interface InterruptWindows {
+  /**
+   * Called between runs (`runGrid`'s `shouldStop`: before each run and after the last): closes a
+   * window whose training loop has ended, i.e. removes the listeners, so that the signals get
+   * their default action back. A window whose loop still runs stays open.
+   */
+  readonly betweenRuns: () => void;
+  /** Stops watching and removes the listeners (every path out of the grid). */
+  readonly close: () => void;
+}
+
 /**
- * {@link interruptHandler} as SIGINT and SIGTERM listeners, installed only while a training loop
- * that writes checkpoints runs (`benchmarks/trainer.ts` `watchCheckpointingLoops`): at other times
- * (downloads, pretraining, runs without checkpoints, between runs) the signals keep their default
- * action, which stops the process at once even in synchronous work, where a listener would wait
- * for it to yield and save nothing by waiting. SIGTERM is listened to only where the platform
- * allows it (not Windows).
+ * {@link interruptHandler} as SIGINT and SIGTERM listeners, installed when a training loop that
+ * writes checkpoints starts (`benchmarks/trainer.ts` `watchCheckpointingLoops`) and kept until
+ * the run it belongs to has returned and its result is written: runGrid's next check between
+ * runs ({@link InterruptWindows.betweenRuns}), or the end of the grid. A signal that reaches the
+ * process in the run's last instants (the final save, the attention mass, the result write) is
+ * dispatched to JavaScript only when the event loop next turns, milliseconds later under load; a
+ * listener removed at the loop's end would lose it (Deno drops a pending signal whose last
+ * listener goes), and one that came just after would stop the process by the default action
+ * before the result is written. Kept to the run's end, the listener turns it into a stop request:
+ * the run writes its result and the grid stops after it ({@link InterruptDeps.finishing}).
+ * (The removal itself still drops a signal that reached the process in the instants before it
+ * and is not yet dispatched; that edge now lies after the result is written and its checkpoints
+ * removed, whose file operations let the event loop turn, so such a signal is lost only when it
+ * comes in the last milliseconds of that cleanup, and no work is lost with it.)
+ * At other times (downloads, pretraining, runs without checkpoints, between runs) the signals
+ * keep their default action, which stops the process at once even in synchronous work, where a
+ * listener would wait for it to yield and save nothing by waiting. SIGTERM is listened to only
+ * where the platform allows it (not Windows). No work is added to a run: the listeners are added
+ * and removed once each per run that writes checkpoints.
  *
- * @param deps the stop request, exit and output
- * @returns stops watching and removes the listeners
+ * @param deps the stop request, exit and output (`finishing` is set here)
+ * @param signals adds and removes listeners (tests fake them)
+ * @param watch `watchCheckpointingLoops` (tests fake it)
+ * @returns the windows' controls
  */
-function interruptWhileCheckpointing(deps: InterruptDeps): () => void {
-  const handle = interruptHandler(deps);
+export function interruptWhileCheckpointing(
+  deps: Omit<InterruptDeps, "finishing">,
+  signals: SignalListeners = {
+    add: (s, l) => Deno.addSignalListener(s, l),
+    remove: (s, l) => Deno.removeSignalListener(s, l),
+  },
+  watch: (observer: (running: boolean) => void) => () => void = watchCheckpointingLoops,
+): InterruptWindows {
+  let training = false;
   let installed: [Deno.Signal, () => void][] = [];
+  const handle = interruptHandler({
+    ...deps,
+    finishing: () => !training && installed.length > 0,
+  });
   const remove = () => {
-    for (const [signal, listener] of installed) Deno.removeSignalListener(signal, listener);
+    const was = installed;
     installed = [];
+    for (const [signal, listener] of was) signals.remove(signal, listener);
   };
-  const unwatch = watchCheckpointingLoops((running) => {
-    if (!running) return remove();
+  const unwatch = watch((running) => {
+    training = running;
+    // The loop's end leaves the listeners: the run has yet to write its result.
+    if (!running || installed.length > 0) return;
     for (const signal of ["SIGINT", "SIGTERM"] as const) {
       const listener = () => handle(signal);
       try {
-        Deno.addSignalListener(signal, listener);
+        signals.add(signal, listener);
         installed.push([signal, listener]);
       } catch {
         // Not supported here (Windows: SIGTERM): its default action stays.
       }
     }
   });
-  return () => {
-    unwatch();
-    remove();
+  return {
+    betweenRuns: () => {
+      if (!training) remove();
+    },
+    close: () => {
+      unwatch();
+      remove();
+    },
   };
 }
 
@@ -1238,7 +1315,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
           `checkpoints (train.checkpointEvery 0)`,
       );
     }
-    const removeInterruptHandler = interruptWhileCheckpointing({
+    const interrupts = interruptWhileCheckpointing({
       requestStop,
       stopRequested,
       exit: opts.exit ?? ((code) => Deno.exit(code)),
@@ -1254,7 +1331,12 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         microBatchSizes: memory.microBatchSizes,
         // Every run's train() takes it (not part of the specs: run ids do not change).
         checkpointMinutes: minutes,
-        shouldStop: stopRequested,
+        // Before each run and after the last: the previous run's result is written, so its
+        // listeners come off (the signals stop at once again) before the request is read.
+        shouldStop: () => {
+          interrupts.betweenRuns();
+          return stopRequested();
+        },
         onEvent: reporter?.onEvent ?? ((e) => {
           if (e.kind === "start" && e.replaces !== undefined) {
             error(`rerunning ${e.spec.id}: ${replacing(e.replaces)}`);
@@ -1264,7 +1346,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     } finally {
       // Also when the grid stops early (the backend failed): the bars' timer must not outlive it.
       reporter?.stop();
-      removeInterruptHandler();
+      interrupts.close();
       // The request served this grid; a later main() in this process (tests) starts without it.
       clearStopRequest();
     }

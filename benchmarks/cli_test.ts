@@ -9,6 +9,7 @@ import {
   barName,
   fmtDuration,
   interruptHandler,
+  interruptWhileCheckpointing,
   isGpuBackend,
   main,
   modelConfig,
@@ -1716,6 +1717,89 @@ Deno.test("interruptHandler(): a first signal waits for the checkpoint, a second
   assert.match(b.calls.lines[0]!, /^\nSIGTERM: stopped at once\. The results of the finished runs/);
 });
 
+Deno.test("interruptWhileCheckpointing(): listeners from a checkpointing loop's start until the check after its run; a signal in between lets the run finish", () => {
+  const make = (sigterm: boolean) => {
+    const live = new Map<() => void, Deno.Signal>();
+    const calls = {
+      exits: [] as number[],
+      lines: [] as string[],
+      pending: undefined as string | undefined,
+    };
+    const loop = { running: false, observer: undefined as ((r: boolean) => void) | undefined };
+    const windows = interruptWhileCheckpointing(
+      {
+        requestStop: (r) => {
+          calls.pending ??= r;
+          return loop.running;
+        },
+        stopRequested: () => calls.pending,
+        exit: (code) => calls.exits.push(code),
+        error: (line) => calls.lines.push(line),
+        out: "OUT",
+      },
+      {
+        add: (signal, l) => {
+          if (signal === "SIGTERM" && !sigterm) throw new Error("not supported");
+          live.set(l, signal);
+        },
+        remove: (signal, l) => {
+          assert.equal(live.get(l), signal, "removes what it added");
+          live.delete(l);
+        },
+      },
+      (observer) => {
+        loop.observer = observer;
+        return () => loop.observer = undefined;
+      },
+    );
+    const setLoop = (running: boolean) => {
+      loop.running = running;
+      loop.observer!(running);
+    };
+    const signals = () => [...live.values()].sort();
+    const fire = (signal: Deno.Signal) => {
+      for (const [l, s] of [...live]) if (s === signal) l();
+    };
+    return { calls, windows, setLoop, signals, fire, loop };
+  };
+  const a = make(true);
+  // Downloads, pretraining, runs without checkpoints, between runs: the default action.
+  assert.deepEqual(a.signals(), []);
+  a.windows.betweenRuns();
+  a.setLoop(true);
+  assert.deepEqual(a.signals(), ["SIGINT", "SIGTERM"], "installed at the loop's start");
+  a.windows.betweenRuns();
+  assert.deepEqual(a.signals(), ["SIGINT", "SIGTERM"], "kept while the loop runs");
+  a.setLoop(false);
+  assert.deepEqual(a.signals(), ["SIGINT", "SIGTERM"], "kept after the loop: no result yet");
+  // A signal after the last checkpoint: a stop request, no exit; the run writes its result.
+  a.fire("SIGTERM");
+  assert.deepEqual(a.calls.exits, []);
+  assert.equal(a.calls.pending, "SIGTERM");
+  assert.match(
+    a.calls.lines[0]!,
+    /^\nSIGTERM: the run in progress has trained its last step and saved its checkpoint; it finishes and writes its result .*then the grid stops: no other run starts\. SIGTERM again stops at once$/,
+  );
+  a.fire("SIGTERM");
+  assert.deepEqual(a.calls.exits, [143], "a second signal stops at once");
+  a.windows.betweenRuns();
+  assert.deepEqual(a.signals(), [], "removed after the run: the default action is back");
+  // The next run's loop opens a window again; closing the grid removes it while the loop runs.
+  a.setLoop(true);
+  assert.deepEqual(a.signals(), ["SIGINT", "SIGTERM"]);
+  a.windows.close();
+  assert.deepEqual(a.signals(), [], "every listener removed");
+  assert.equal(a.loop.observer, undefined, "stopped watching");
+  // Where SIGTERM cannot be listened to (Windows), SIGINT's window is the same.
+  const b = make(false);
+  b.setLoop(true);
+  assert.deepEqual(b.signals(), ["SIGINT"]);
+  b.setLoop(false);
+  b.windows.betweenRuns();
+  assert.deepEqual(b.signals(), []);
+  b.windows.close();
+});
+
 /**
  * A runOne that really trains a tiny T5 (4 steps, checkpoints every 2), so that the bench's
  * signal handling meets the trainer's stop request; with `signalAt`, the first run sends this
@@ -1802,6 +1886,64 @@ Deno.test("main(): SIGTERM mid-run saves a checkpoint and exits 143; --resume fi
       assert.deepEqual(b.losses, a.losses, name);
     }
     assert.deepEqual([...readAll(out).keys()].sort(), [...readAll(ref).keys()].sort());
+  } finally {
+    Deno.removeSignalListener("SIGTERM", guard);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main(): SIGTERM just after a run's training loop ends: the run writes its result, then the grid stops with 143", async () => {
+  const dir = await Deno.makeTempDir();
+  const profile = await tmpProfile(dir, {
+    seeds: [0, 1],
+    benchmarks: ["glue"],
+    tasks: { glue: ["rte"] },
+    methods: [{ name: "mtl" }],
+    train: { ...TINY.train, checkpointEvery: 2 },
+  });
+  // Should the bench's listener be gone (as it was at the loop's end before), the signal goes
+  // here instead of ending the test process, and the run's assertion below fails.
+  const guard = () => {};
+  Deno.addSignalListener("SIGTERM", guard);
+  try {
+    const out = join(dir, "out");
+    let sent = false;
+    const runOne: RunOneFn = async (spec, opts) => {
+      const outcome = await toyTrain(spec, opts, {}, 11 + spec.seed);
+      if (!sent) {
+        sent = true;
+        // The loop has ended with its last checkpoint; the run has yet to return and be written.
+        Deno.kill(Deno.pid, "SIGTERM");
+        // Deno dispatches the signal milliseconds later (up to ~15 under load), while the run's
+        // remaining work (attention mass, result) would go on: this waits as that work would.
+        for (let i = 0; i < 500 && stopRequested() === undefined; i++) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        assert.equal(stopRequested(), "SIGTERM", "the bench's listener, still installed, saw it");
+      }
+      return { ...await fakeRunOne(spec, opts), losses: outcome.losses };
+    };
+    const exits: number[] = [];
+    const c = capture();
+    const code = await main(
+      ["--profile", profile, "--data-dir", DATA, "--no-tables", "--out", out],
+      { ...c.opts, runOne, exit: (n) => exits.push(n) },
+    );
+    const err = c.err.join("\n");
+    assert.equal(code, 143, err);
+    assert.deepEqual(exits, [], "the signal did not stop the process at once");
+    assert.match(err, /SIGTERM: the run in progress has trained its last step/);
+    assert.match(err, /Stopped by SIGTERM: 1 runs done, 0 skipped, 0 failed, 1 not started/);
+    const results = [...readAll(out).keys()].filter((n) => n.endsWith(".json"));
+    assert.equal(results.length, 1, `the first run's result is written: ${results}`);
+    const result = JSON.parse(Deno.readTextFileSync(join(out, results[0]!)));
+    assert.equal(result.losses.length, 4, "the result of the whole run");
+    assert.deepEqual(
+      [...Deno.readDirSync(out)].filter((e) => e.isDirectory).map((e) => e.name),
+      [],
+      "its checkpoints were removed with the result written; the second run never started",
+    );
+    assert.equal(stopRequested(), undefined, "the request ended with the grid");
   } finally {
     Deno.removeSignalListener("SIGTERM", guard);
     await Deno.remove(dir, { recursive: true });
