@@ -25,9 +25,10 @@
  * the grid right after the run; `runOne` first stops before the attention mass of a method with
  * self-attention prefixes, throwing {@link TrainingInterruptedError} with `attentionMassOwed`, and
  * a resume loads the last step's checkpoint, trains nothing and redoes only that). Before the loop
- * reports its end to {@link watchCheckpointingLoops} (whose observer, the bench, then removes its
- * signal listeners) it lets the event loop turn once, so that a signal received in the final
- * save's last instants still reaches the listener.
+ * returns it lets the event loop turn once, so that a signal received in the final save's last
+ * instants is, when it is dispatched at once, a stop request by then (and `runOne` sees it before
+ * the attention mass); one dispatched later still reaches the bench's listeners, which stay
+ * installed until the run's result is written (`benchmarks/cli.ts` `interruptWhileCheckpointing`).
  * A newest checkpoint that cannot be resumed (a corrupt or missing file, a state that is not a
  * trainer's, a trained variable of another shape, an optimizer slot that this run's optimizer
  * would not make or of another shape: {@link optimizerSlotShapes}, a batch-source state the
@@ -353,7 +354,8 @@ const loopObservers = new Set<(running: boolean) => void>();
  * Calls `observer(true)` when a {@link train} loop that writes checkpoints starts while none runs
  * (at once when one runs already), and `observer(false)` when the last one ends: the time in
  * which a stop request saves a checkpoint instead of losing the steps since the last one. The
- * bench listens to SIGINT and SIGTERM only then, so that otherwise they keep their default
+ * bench listens to SIGINT and SIGTERM from such a start until the run's result is written
+ * (`benchmarks/cli.ts` `interruptWhileCheckpointing`), so that otherwise they keep their default
  * action (an immediate stop, even in the middle of synchronous work).
  *
  * @param observer called with whether such a loop runs
@@ -1240,9 +1242,10 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
       if (ckptEnabled) {
         // A signal the process received since the event loop last turned (in the final save's
         // last steps, or the step or evaluation an error ended) reaches the bench's listener only
-        // when it turns again; ending the loop first would remove the listener and lose it. So
-        // it turns once here: the signal becomes the stop request, which the runner honours
-        // right after this run (the final state is saved) or stops the grid for.
+        // when it turns again. It turns once here, so that one dispatched at once is the stop
+        // request before the loop returns (runOne then stops before the attention mass); the
+        // listener stays installed until the run's result is written, for one dispatched later.
+        // The runner honours the request right after this run (the final state is saved).
         await yieldToEventLoop();
         checkpointingLoop(-1);
       }

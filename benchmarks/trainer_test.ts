@@ -535,14 +535,16 @@ Deno.test("train() sees a real signal's stop request at the next step boundary (
   }
 });
 
-Deno.test("train() lets the event loop turn after its last checkpoint before the loop ends, so a signal that came then is not dropped", async () => {
-  // The bench's listener is installed only while a loop that writes checkpoints runs
-  // (watchCheckpointingLoops): a signal the process received just before the loop ends is
-  // dispatched only when the event loop turns, so the loop must let it turn before it reports
-  // its end, or the listener is removed first and the signal is lost.
-  // A real SIGTERM here failed about 1 run in 7 on 2 loaded cores: Deno dispatched it 2-13 ms
-  // after the kill, sometimes just after the loop's one turn (a code matter, not this test's).
-  // What the loop does promise is checked instead: a zero-delay timer set in the final save's
+Deno.test("train() lets the event loop turn after its last checkpoint before the loop ends, so a signal that came then is a stop request when it returns", async () => {
+  // A signal the process received just before the loop ends is dispatched only when the event
+  // loop turns; the loop lets it turn before it reports its end, so that one dispatched at once
+  // is a stop request when train() returns (runOne then stops before the attention mass).
+  // One dispatched later (Deno took 2-13 ms on 2 loaded cores, sometimes past the loop's one
+  // turn) is not lost either: the bench keeps its listeners until the run's result is written
+  // (cli.ts interruptWhileCheckpointing; cli_test's real-SIGTERM test of a signal after the
+  // loop's end).
+  // A real signal's dispatch time is not the loop's to promise; what the loop does promise is
+  // checked: a zero-delay timer set in the final save's
   // synchronous code (where a signal's dispatch would wait) has run before the loop's end is
   // reported. Without the turn it has not: the end follows the save in microtasks alone.
   const dir = await Deno.makeTempDir();
