@@ -31,12 +31,13 @@
  *    (`trainTokens`, `trainSeconds`) are the whole run's, carried by its checkpoints; after a
  *    resume from a checkpoint written before checkpoints carried them (trainer 50bcbf7) they are
  *    left out, and `tokensPerSecond` is the rate of the steps trained since.
- * 6. A stop request (`benchmarks/trainer.ts` `requestStop`) still pending when training returns
- *    (a signal during the last step's save) stops a run that measures the attention mass (a
- *    method with self-attention prefixes: {@link measuresAttentionMass}) before or between
- *    the batches of it when the last step's checkpoint exists
+ * 6. A stop request (`benchmarks/trainer.ts` `requestStop`) pending when training returns or
+ *    made before the attention mass ends (a signal during the last step's save or after it: the
+ *    bench listens until the run's result is written) stops a run that measures the attention
+ *    mass (a method with self-attention prefixes: {@link measuresAttentionMass}) before or
+ *    between the batches of it when the last step's checkpoint exists
  *    (`TrainingInterruptedError`, `attentionMassOwed`): no result, and a resume redoes only the
- *    attention mass.
+ *    attention mass. A run that measures none returns its result; the request stops the grid.
  *
  * Seeds (all from `spec.seed` via `seedFor`): `"backbone-init"`, `"method-init"`, `"data"`,
  * `"dropout:<step>"` (in the trainer).
@@ -598,10 +599,10 @@ async function runOnBackbone(
           )
         ),
         spec.tasks,
-        // A stop request pending when training returned (a signal in the last step's save)
-        // ends the run here, between two batches, when the last step's checkpoint exists: the
-        // result is not written and a resume redoes only this. Without a checkpoint the run
-        // finishes: stopping would lose every step.
+        // A stop request pending when training returned or made since (a signal in the last
+        // step's save or after it) ends the run here, between two batches, when the last
+        // step's checkpoint exists: the result is not written and a resume redoes only this.
+        // Without a checkpoint the run finishes: stopping would lose every step.
         outcome.checkpoint === undefined ? undefined : {
           shouldStop: stopRequested,
           stopped: (reason) =>
