@@ -1255,9 +1255,14 @@ class T5Replay {
       ], ["down_bias", a]];
       if (norm === "generated") widths.push(["ln_gamma", d], ["ln_beta", d]);
       const gen = this.generate(stack, widths);
-      // `gen.reshape([u, d, a])` (and `[u, a, d]`) in hyperformer_pp.ts: the reshape keeps the
-      // generated rows, which the transposed W_down no longer shares.
-      param = (name) => this.reshape(gen.get(name)!);
+      // hyperformer_pp.ts reshapes the generated weights (`[u, d, a]`, `[u, a, d]`): the reshape
+      // keeps each, which the transposed W_down no longer shares. The biases and the LayerNorm's
+      // γ, β are used as generated (`[u, width]`): no reshape node, nothing kept by one (with
+      // one task present the LayerNorm does not save β).
+      param = (name) => {
+        const rows = gen.get(name)!;
+        return name.endsWith("_weight") ? this.reshape(rows) : rows;
+      };
     } else {
       const tasks = this.m.tasks;
       param = (name, width) => {
@@ -1322,9 +1327,10 @@ class T5Replay {
   }
   /**
    * `FlopPlan.elementwise` after a sublayer (after its adapter, if any): a trained row of d per
-   * example (e.g. its task's bias or scale, `rows(table, taskIds)`) multiplied into `y`; from here
-   * on the hidden state depends on a trained tensor, so a frozen backbone's ops after it save
-   * what their input gradients need.
+   * example (e.g. its task's bias or scale, `rows(table, taskIds)`) added to or multiplied into
+   * `y` as the plan's `op` says ({@link MethodActs.elementwiseOp}); from here on the hidden state
+   * depends on a trained tensor, so a frozen backbone's ops after it save what their input
+   * gradients need.
    */
   elementwise(stack: Stack, pos: Position, y: T): T {
     if (!this.m.elementwiseStacks.includes(stack) || !this.m.elementwisePositions.includes(pos)) {
@@ -1620,12 +1626,7 @@ class T5Replay {
 // Weights, gradients, optimizer state
 
 /** A built-in implementation's activation terms beyond its plan (see {@link IMPLEMENTATIONS}). */
-type Refinement = (
-  parsed: Record<string, unknown>,
-  cfg: T5Config,
-  extra: number,
-  tasks: number,
-) => Partial<MethodActs>;
+type Refinement = (parsed: Record<string, unknown>, cfg: T5Config) => Partial<MethodActs>;
 
 /**
  * What the built-in implementations do beyond what their `FlopPlan` says (how they make the
@@ -1748,7 +1749,7 @@ function methodActs(
   };
   const refine = IMPLEMENTATIONS.get(method);
   if (refine !== undefined) {
-    return { acts: { ...acts, ...refine(parsed, cfg, extra, tasks) }, notes: [] };
+    return { acts: { ...acts, ...refine(parsed, cfg) }, notes: [] };
   }
   const notes: string[] = [];
   const said = (s: string) => notes.push(`method "${name}": ${s}`);
@@ -1959,8 +1960,9 @@ function positiveInt(x: number, field: string): number {
  * @param input model, method, optimizer and shapes
  * @returns bytes per term and the peak
  * @throws Error naming a bad field (batch sizes, lengths, a micro-batch that does not divide the
- *   batch, an unknown method, a method's `flopPlan` field that is not a count or a list of stacks
- *   or sublayers, a method's `variableShapes` that are malformed or disagree with `countParams`)
+ *   batch, an unknown method, a method's `flopPlan` field that is not a count, a list of stacks
+ *   or sublayers, or an `elementwise.op` of "add" or "mul", a method's `variableShapes` that are
+ *   malformed or disagree with `countParams`)
  * @example
  * ```ts
  * import { estimateTrainingMemory } from "./memory.ts";

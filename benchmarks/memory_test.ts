@@ -485,20 +485,9 @@ Deno.test("memory: the adapters' reshapes keep HyperFormer++'s generated W_down 
   // peak at reduction 4 than at 32 (gaps -458044 and -363068 bytes; ratios 0.978, 0.974); now
   // -351548 and -349756 (0.983, 0.975), as MTL's -345276.
   const cfg = PRESETS["tiny-v1_1"];
+  // tinySavedActivations' shapes: batch 2, 16 / 4 tokens; 2 tasks present.
   const [b, li, lt, u] = [2, 16, 4, 2];
-  const saved = (reduction: number) =>
-    estimateTrainingMemory({
-      ...BASE_MTL,
-      config: cfg,
-      method: "hyperformer_pp",
-      methodConfig: { reduction },
-      numTasks: u,
-      batchSize: b,
-      inputLength: li,
-      targetLength: lt,
-      dropout: false,
-      kernels: "composite",
-    }).savedActivations;
+  const saved = (reduction: number) => tinySavedActivations("hyperformer_pp", { reduction }, u);
   const d = cfg.dModel;
   let perA = 0;
   for (const [layers, len] of [[cfg.numLayers, li], [cfg.numDecoderLayers, lt]] as const) {
@@ -506,6 +495,29 @@ Deno.test("memory: the adapters' reshapes keep HyperFormer++'s generated W_down 
   }
   // a = 2 at reduction 32, 4 at 16.
   assert.equal(saved(16) - saved(32), 4 * u * 2 * perA);
+});
+
+Deno.test("memory: HyperFormer++'s generated biases and LayerNorm rows are used as generated, not reshaped", () => {
+  // model/methods/hyperformer_pp.ts reshapes only the generated weights ([u, d, a], [u, a, d]);
+  // b_down, b_up, γ and β go to taskAdapters as the generators made them ([u, width]). With one
+  // task present (u = 1) the adapter adds b_down and b_up (an Add saves both inputs) and the
+  // conditional LayerNorm (model/methods/_tensor.ts layerNorm, a customGrad) saves x̂, σ and γ,
+  // not β. So the conditional LayerNorm adds per adapter x̂ (rows·d), σ (rows), γ's and β's
+  // generator products (saved by their bias Adds) and γ's row: rows·d + rows + 3d. The replay
+  // reshaped every generated row (a Reshape saves its input), which kept β's row too (+d per
+  // adapter) and put four reshape nodes per adapter that the code does not run into the
+  // backward walk (on webgpu its deferred frees are counted in nodes).
+  const cfg = PRESETS["tiny-v1_1"];
+  const [b, li, lt] = [2, 16, 4];
+  const d = cfg.dModel;
+  const saved = (conditionalLayerNorm: boolean) =>
+    tinySavedActivations("hyperformer_pp", { conditionalLayerNorm }, 1);
+  let want = 0;
+  for (const [layers, len] of [[cfg.numLayers, li], [cfg.numDecoderLayers, lt]] as const) {
+    const rows = b * len;
+    want += 2 * layers * (rows * d + rows + 3 * d) * 4;
+  }
+  assert.equal(saved(true) - saved(false), want);
 });
 
 Deno.test("memory: prompt_tuning estimate within tolerance, both backward passes, no tensors leaked", async () => {
