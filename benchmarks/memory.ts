@@ -970,36 +970,21 @@ class T5Replay {
     // presentTasks: the variable itself when every task is present, else a slice or a gather.
     const present = (table: T, width: number) => this.presentRows(table, width);
     const k = present(this.mw(`${p}.task_embedding`, tasks * te), te);
-    // rows(layerEmb, [m]) (a gather), tiled to the tasks (Tile saves its input)
-    const z = this.un(
-      this.gather(this.mw(`${p}.layer_embedding`, g.blocks * te), te),
-      "in",
-      u * te,
+    // rows(layerEmb, [m]) (a gather), tiled to the tasks
+    const z = this.tile(this.gather(this.mw(`${p}.layer_embedding`, g.blocks * te), te), u);
+    const proj = this.taskProjector(
+      `${o}.task_projector`,
+      [k, z],
+      g.hidden,
+      g.projected,
+      g.layerNorm,
     );
-    const joined = this.t.fresh(2 * u * te, true);
-    this.t.op([[k, "new"], [z, "new"]], [joined], [k, z]); // Concat saves its inputs
-    const linear = (x: T, name: string, inn: number, out: number, bias: boolean) => {
-      const y = this.matmul(x, this.mw(`${o}.${name}.weight`, inn * out), u * out);
-      return bias ? this.bin("add", y, this.mw(`${o}.${name}.bias`, out)) : y;
-    };
-    const hidden = this.un(linear(joined, "task_projector.fc1", 2 * te, g.hidden, true), "in");
-    let proj = linear(hidden, "task_projector.fc2", g.hidden, g.projected, true);
-    if (g.layerNorm) {
-      proj = this.adapterLayerNorm(
-        proj,
-        u,
-        this.mw(`${o}.task_projector.layer_norm.weight`, g.projected),
-        this.mw(`${o}.task_projector.layer_norm.bias`, g.projected),
-      );
-    }
     const prompts = present(this.mw(`${p}.prompts`, tasks * l * d), l * d);
     const gen = (kv: string) => {
-      const down = this.reshape(
-        linear(proj, `${kv}.down_generator`, g.projected, d * bn, g.biases),
-      );
-      const up = this.reshape(
-        linear(proj, `${kv}.up_generator`, g.projected, bn * inner, g.biases),
-      );
+      const generated = (name: string, width: number) =>
+        this.reshape(this.affine(proj, `${o}.${kv}.${name}`, g.projected, width, g.biases));
+      const down = generated("down_generator", d * bn);
+      const up = generated("up_generator", bn * inner);
       return this.hyperPromptRows(prompts, down, up, false);
     };
     return [gen("key"), gen("value")];
@@ -1069,7 +1054,50 @@ class T5Replay {
     if (upBias) y = this.bin("add", y, upBias);
     const rows = this.reshape(y);
     if (u > 1) return this.gather(rows, b * l * inner);
-    return b > 1 ? this.un(rows, "in", b * l * inner) : rows;
+    return b > 1 ? this.tile(rows, b) : rows;
+  }
+  /**
+   * `x` repeated `reps` times along axis 0 (`tf.tile`, and `tf.broadcastTo`, which runs a Tile):
+   * Tile saves its input, and its gradient (tfjs `tileGradConfig`) adds `reps` slices of `dy`
+   * one by one into `zerosLike(x)` in the gradient's tidy, so the zeros, the slices and the
+   * running sums, `2·reps` of `x`'s size, are alive before the last sum (`dx`).
+   */
+  tile(x: T, reps: number): T {
+    return this.un(x, "in", reps * x.n, 2 * reps * x.n);
+  }
+  /**
+   * A task projector (model/methods/_init.ts `addTaskProjector`'s variables under `name`:
+   * HyperFormer++'s per stack, HyperPrompt-Global's per owner) over the present tasks' rows
+   * `parts` (`[u, width]` each), op by op: the Concat (saves its inputs), `fc1`, ReLU (saves its
+   * input), `fc2`, and the LayerNorm when `layerNorm`. Returns `[u, projected]`.
+   */
+  taskProjector(
+    name: string,
+    parts: readonly T[],
+    hidden: number,
+    projected: number,
+    layerNorm: boolean,
+  ): T {
+    const u = this.presentTasks();
+    const joined = this.t.fresh(parts.reduce((n, x) => n + x.n, 0), true);
+    this.t.op(parts.map((x) => [x, "new"] as const), [joined], parts);
+    const h = this.un(this.affine(joined, `${name}.fc1`, joined.n / u, hidden), "in");
+    const z = this.affine(h, `${name}.fc2`, hidden, projected);
+    if (!layerNorm) return z;
+    return this.adapterLayerNorm(
+      z,
+      u,
+      this.mw(`${name}.layer_norm.weight`, projected),
+      this.mw(`${name}.layer_norm.bias`, projected),
+    );
+  }
+  /**
+   * `x·W (+ b)` of a method's Linear `name` (`[rows, inn]` → `[rows, out]`): its `.weight`
+   * variable `[inn, out]` and, with `bias`, its `.bias` `[out]` (the Add saves both inputs).
+   */
+  affine(x: T, name: string, inn: number, out: number, bias = true): T {
+    const y = this.matmul(x, this.mw(`${name}.weight`, inn * out), (x.n / inn) * out);
+    return bias ? this.bin("add", y, this.mw(`${name}.bias`, out)) : y;
   }
   ff(prefix: string, x: T): T {
     const d = this.cfg.dModel, f = this.cfg.dFf;
@@ -1187,35 +1215,21 @@ class T5Replay {
     const layers = stack === "encoder" ? h.encoderLayers : h.decoderLayers;
     // rows(table, ids): gatherRows (saves only the indices; its gradient scatters to the table).
     const task = this.gather(this.mw("hyperformer.task_embedding", this.m.tasks * te), u * te);
-    // One row each, tiled to the tasks (Tile saves its input).
-    const tiled = (table: T) => this.un(this.gather(table, te), "in", u * te, u * te);
-    const layerRow = tiled(this.mw(`${p}.layer_embedding`, layers * te));
-    const posRow = tiled(this.mw(`${p}.position_embedding`, 2 * te));
-    const joined = this.t.fresh(3 * u * te, true);
-    const parts = [task, layerRow, posRow];
-    this.t.op(parts.map((x) => [x, "new"] as const), [joined], parts); // Concat saves its inputs
-    const affine = (x: T, name: string, inn: number, out: number) =>
-      this.bin(
-        "add",
-        this.matmul(x, this.mw(`${p}.${name}.weight`, inn * out), u * out),
-        this.mw(`${p}.${name}.bias`, out),
-      );
-    const hidden = this.un(affine(joined, "projector.fc1", 3 * te, h.hidden), "in");
-    let z = affine(hidden, "projector.fc2", h.hidden, h.projected);
-    if (h.layerNorm) {
-      z = this.adapterLayerNorm(
-        z,
-        u,
-        this.mw(`${p}.projector.layer_norm.weight`, h.projected),
-        this.mw(`${p}.projector.layer_norm.bias`, h.projected),
-      );
-    }
+    // One row each, tiled to the tasks.
+    const tiled = (table: T) => this.tile(this.gather(table, te), u);
+    const z = this.taskProjector(
+      `${p}.projector`,
+      [
+        task,
+        tiled(this.mw(`${p}.layer_embedding`, layers * te)),
+        tiled(this.mw(`${p}.position_embedding`, 2 * te)),
+      ],
+      h.hidden,
+      h.projected,
+      h.layerNorm,
+    );
     const out = new Map<string, T>();
-    for (const [g, width] of widths) {
-      const w = this.mw(`${p}.${g}.weight`, h.projected * width);
-      const bias = this.mw(`${p}.${g}.bias`, width);
-      out.set(g, this.bin("add", this.matmul(z, w, u * width), bias));
-    }
+    for (const [g, width] of widths) out.set(g, this.affine(z, `${p}.${g}`, h.projected, width));
     return out;
   }
   /** Tasks present in a micro-batch: the method's tasks, at most one per row. */
