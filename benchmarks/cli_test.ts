@@ -17,7 +17,7 @@ import {
   statedMemoryUse,
 } from "./cli.ts";
 import { defaultTaskCatalog, expandGrid } from "./runner.ts";
-import { runFileName, type RunOneFn } from "./spec.ts";
+import { runFileName, type RunOneFn, type RunSpec } from "./spec.ts";
 import { DEFAULT_CHECKPOINT_MINUTES, requestStop, stopRequested } from "./trainer.ts";
 import { toyTrain } from "./trainer_testing.ts";
 import { preset } from "../model/config.ts";
@@ -56,6 +56,27 @@ async function tmpProfile(dir: string, extra: Record<string, unknown> = {}): Pro
   const file = join(dir, "tiny.json");
   await Deno.writeTextFile(file, JSON.stringify({ ...TINY, ...extra }, null, 2));
   return file;
+}
+
+/**
+ * A profile in `dir` (MTL on GLUE unless `extra` says) whose tiny steps' peak is set by
+ * activations, not weights (input 64: batch 8 > micro 4 > 2), and its grid.
+ */
+async function memoryGrid(
+  dir: string,
+  extra: Record<string, unknown> = {},
+): Promise<{ profile: string; grid: RunSpec[] }> {
+  const profile = await tmpProfile(dir, {
+    benchmarks: ["glue"],
+    methods: [{ name: "mtl" }],
+    train: { steps: 2, evalEvery: 2, batchSize: 8, maxInputLength: 64, maxTargetLength: 4 },
+    ...extra,
+  });
+  const grid = expandGrid(await loadProfile(profile), {
+    dataDir: DATA,
+    catalog: await defaultTaskCatalog(),
+  });
+  return { profile, grid };
 }
 
 function capture() {
@@ -1030,16 +1051,7 @@ Deno.test("progressReporter(): a stopped run's bar says so; its reason and check
 
 Deno.test("main() on a GPU: the largest fitting micro-batch, recorded; a run that cannot fit is refused; unknown memory changes nothing", async () => {
   const dir = await Deno.makeTempDir();
-  const profile = await tmpProfile(dir, {
-    benchmarks: ["glue"],
-    methods: [{ name: "mtl" }],
-    // Input 64: long enough that activations, not weights, set the peak (batch 8 > micro 4 > 2).
-    train: { steps: 2, evalEvery: 2, batchSize: 8, maxInputLength: 64, maxTargetLength: 4 },
-  });
-  const grid = expandGrid(await loadProfile(profile), {
-    dataDir: DATA,
-    catalog: await defaultTaskCatalog(),
-  });
+  const { profile, grid } = await memoryGrid(dir);
   assert.equal(grid.length, 2); // two seeds, one configuration
   const peak = (m: number) =>
     estimateTrainingMemory(memoryInputFor(grid[0]!, preset("tiny-v1_1"), "fused", m)).peak;
@@ -1179,15 +1191,7 @@ Deno.test("statedMemoryUse: a stated size is used on a GPU, planned in a dry run
 
 Deno.test("main(): --device-memory on a software WebGPU adapter: the dry run and the real run agree that nothing is refused", async () => {
   const dir = await Deno.makeTempDir();
-  const profile = await tmpProfile(dir, {
-    benchmarks: ["glue"],
-    methods: [{ name: "mtl" }],
-    train: { steps: 2, evalEvery: 2, batchSize: 8, maxInputLength: 64, maxTargetLength: 4 },
-  });
-  const grid = expandGrid(await loadProfile(profile), {
-    dataDir: DATA,
-    catalog: await defaultTaskCatalog(),
-  });
+  const { profile, grid } = await memoryGrid(dir);
   const one = estimateTrainingMemory(memoryInputFor(grid[0]!, preset("tiny-v1_1"), "fused", 1));
   // Half of what one row needs: a GPU of this size would refuse every run.
   const tiny = String(one.peak * 0.5 / 1e9);
@@ -1249,16 +1253,7 @@ Deno.test("main(): --device-memory on a software WebGPU adapter: the dry run and
 
 Deno.test("main() --dry-run: an est. peak column for the run's backend; --device-memory and HYPERPROMPT_DEVICE_MEMORY_GB are checked", async () => {
   const dir = await Deno.makeTempDir();
-  const profile = await tmpProfile(dir, {
-    benchmarks: ["glue"],
-    methods: [{ name: "mtl" }],
-    // Input 64: long enough that activations, not weights, set the peak (batch 8 > micro 4 > 2).
-    train: { steps: 2, evalEvery: 2, batchSize: 8, maxInputLength: 64, maxTargetLength: 4 },
-  });
-  const [spec] = expandGrid(await loadProfile(profile), {
-    dataDir: DATA,
-    catalog: await defaultTaskCatalog(),
-  });
+  const { profile, grid: [spec] } = await memoryGrid(dir);
   const bytes = (m: number, k: "fused" | "composite") =>
     estimateTrainingMemory(memoryInputFor(spec!, preset("tiny-v1_1"), k, m)).peak;
   const peak = (m: number, k: "fused" | "composite") => (bytes(m, k) / 1e9).toFixed(1);
@@ -1479,15 +1474,9 @@ Deno.test("main() --methods keeps the profile's runs of those labels: dry run, s
 
 Deno.test("main() on a GPU that fits only some methods: the refusal names them and the --methods that trains them", async () => {
   const dir = await Deno.makeTempDir();
-  const profile = await tmpProfile(dir, {
+  const { profile, grid } = await memoryGrid(dir, {
     seeds: [0],
-    benchmarks: ["glue"],
     methods: [{ name: "mtl" }, { name: "prompt_tuning", config: { length: 4 } }],
-    train: { steps: 2, evalEvery: 2, batchSize: 8, maxInputLength: 64, maxTargetLength: 4 },
-  });
-  const grid = expandGrid(await loadProfile(profile), {
-    dataDir: DATA,
-    catalog: await defaultTaskCatalog(),
   });
   const one = (label: string) =>
     estimateTrainingMemory(
