@@ -187,32 +187,46 @@ async function measure(
 
 // Tolerance: the estimate replays the ops of model/t5.ts and of the methods' hooks on shapes;
 // it does not replay Prompt-Tuning's hook op by op (counted by its main tensors) nor scalars and
-// index tensors. Measured, stock / low-memory backward pass: MTL -3.1 %..-1.7 % / -2.3 %..-0.6 %,
-// Prompt-Tuning -2.6 % / -1.1 %, HyperPrompt-Global -1.1 % / -0.2 %, HyperPrompt-Share and -Sep
-// -1.8 % / -1.0 % (-4.8 %..-5.2 % / -2.4 %..-3.0 % while their local networks were counted as
-// two per-example leaves per block), Vanilla Adapter -1.6 % / -0.5 %, HyperFormer++ -1.0 % /
-// -0.3 % (MTL -7 %..-5 % / -9 %..-5 %, Prompt-Tuning -5 % / -7 %, HyperPrompt-Global -2.5 % /
+// index tensors (the batch's ids and masks, the position buckets, the gathers' indices: the
+// gradient-norm phase's whole gap, 1.3-5.3 KB below), nor the temporaries tfjs's gradient
+// functions make inside their own tidies beyond those the replay names per op (what is left
+// of the gap with the stock backward pass: 130-860 KB at the rows below, against 28-376 KB
+// with the low-memory pass, which frees each node's inputs' gradients at once).
+//
+// Measured estimate/measured peak (cpu, deterministic: the same to 4 decimals in 3 runs of this
+// file, memory.ts at f2ae627), stock / low-memory backward pass: MTL 0.972-0.983 / 0.979-0.994 (tiny-relu
+// 0.969 / 0.977), Prompt-Tuning 0.974 / 0.989, HyperPrompt-Global 0.989 / 0.998, -Share and
+// -Sep 0.982 / 0.990, Vanilla Adapter 0.984 / 0.995, HyperFormer++ 0.991 / 0.997, the scratch
+// per-task bias 0.984 / 0.994, z-loss 0.983 / 0.994, vocabulary 4096 0.970 / 0.995-1.000;
+// wasm+blas (plain wasm, HYPERPROMPT_NO_BLAS=1, within 0.004 of it): Vanilla Adapter 0.982,
+// HyperPrompt-Share and -Sep 0.987, z-loss 0.980; gradient-norm phase 0.998-0.9996 everywhere.
+// History: MTL -7 %..-5 % / -9 %..-5 %, Prompt-Tuning -5 % / -7 %, HyperPrompt-Global -2.5 % /
 // -2.5 %, Vanilla Adapter -4 % / -5 %, HyperFormer++ -2.5 % / -2.8 % while a Reshape was counted
-// saving its input only where nothing else kept it: tfjs's Reshape gradient saves it always, which
-// keeps each linear map's output; Prompt-Tuning's also while T5's position bias was counted on
-// the gradient's path under a frozen backbone; HyperPrompt-Global +1 % / +11 % while its
-// hypernetwork was replayed as one leaf, all its variables' gradients made at one node;
-// HyperFormer++ -2 % / -1 % while its Adafactor state
-// was counted unfactored, which hid its task projector's activations; 0.1-1.3 points lower
-// since the shared embedding's split is modelled as model/t5.ts runs it, one Concat and no
-// saved rows; before the
-// adapters' layer norms, biases, gelu_new and per-task gathers were modelled: -21 % / -18 % and
-// -27 % / -20 %; with their LayerNorm and gelu_new as custom gradients (model/methods/_tensor.ts),
-// the measured peaks fell 9 % / 8 % and 6 % / 5 %). Below the measured peak (unsafe: the
-// preflight would let a run run out of memory): at most 12 %; above (a smaller micro-batch than
-// needed): at most 30 %.
-const UNDER = 0.12, OVER = 0.3;
-function assertClose(what: string, estimate: number, measured: number) {
+// saving its input only where nothing else kept it (a364ed6); HyperPrompt-Share and -Sep
+// -4.8 %..-5.2 % / -2.4 %..-3.0 % while their local networks were two per-example leaves per
+// block (fc7c2f7); HyperPrompt-Global +1 % / +11 % while its hypernetwork was one leaf
+// (c21ba88); HyperFormer++ -2 % / -1 % while its Adafactor state was counted unfactored; -21 % /
+// -18 % and -27 % / -20 % before the adapters' norms, biases and gathers were modelled.
+//
+// So a band of 0.96..1.02 (PEAK): the lowest default row (tiny-relu stock, 0.969) keeps 0.9
+// points of margin, while the regressions above (every one 2.5 points or more) fail it; above
+// 1.02 the preflight would pick a smaller micro-batch than needed for no reason the replay
+// knows of (the highest row reads 0.9999). Rows known to sit lower get their own band, each
+// with its reason where it is used (LABEL_SMOOTHING_STOCK, WASM_LONG_ATTENTION). The
+// gradient-norm phase (weights, slots, gradients, one square) within 0.99..1.01 (NORM).
+/** An allowed range of estimate / measured. */
+interface Band {
+  readonly lo: number;
+  readonly hi: number;
+}
+const PEAK: Band = { lo: 0.96, hi: 1.02 };
+const NORM: Band = { lo: 0.99, hi: 1.01 };
+function assertClose(what: string, estimate: number, measured: number, band: Band = PEAK) {
   const ratio = estimate / measured;
   assert.ok(
-    ratio >= 1 - UNDER && ratio <= 1 + OVER,
-    `${what}: estimate ${estimate} vs measured ${measured} (ratio ${ratio.toFixed(3)}, allowed ` +
-      `${1 - UNDER}..${1 + OVER})`,
+    ratio >= band.lo && ratio <= band.hi,
+    `${what}: estimate ${estimate} vs measured ${measured} (ratio ${ratio.toFixed(4)}, allowed ` +
+      `${band.lo}..${band.hi})`,
   );
 }
 
@@ -242,7 +256,7 @@ for (
     ["hyperformer_pp tiny-v1_1 b8 32/8 micro 2", ["tiny-v1_1", "hyperformer_pp", 8, 32, 8, 2]],
   ] as const
 ) {
-  Deno.test(`memory: estimate within -${UNDER * 100}%/+${OVER * 100}% of the measured peak, both backward passes (${label})`, async () => {
+  Deno.test(`memory: estimate within ${PEAK.lo}..${PEAK.hi} of the measured peak, both backward passes (${label})`, async () => {
     const [n, m, b, li, lt, micro] = args;
     const peaks: number[] = [];
     for (const mode of ["stock", "low-memory"] as const) {
@@ -250,8 +264,8 @@ for (
       peaks.push(peak);
       assertClose(mode, estimate.peak, peak);
       // The gradient-norm phase alone (weights, slots, gradients, one square; the batch's index
-      // tensors are not modelled): within the same tolerance.
-      assertClose(`${mode}: gradient norm`, estimate.phases["gradient norm"], normPeak);
+      // tensors are not modelled): 0.998-0.9996.
+      assertClose(`${mode}: gradient norm`, estimate.phases["gradient norm"], normPeak, NORM);
       // The optimizer's slots (a method's too, factored by their stated shapes) exactly as the
       // optimizer made them (counted unfactored before: HyperFormer++ read 1.158 of them,
       // HyperPrompt-Global 1.032).
@@ -566,6 +580,14 @@ Deno.test("memory: z-loss on cpu (stock ops, both backward passes) and wasm (fol
   }
 });
 
+// Logits-dominated shapes (8 × 2 / 32 tokens of 1024 logits, each [tokens, vocab] 1 MiB): with the
+// stock backward pass the estimate reads 0.9575 of the measured peak, 1.41 MB (1.35 of those
+// tensors) under, with or without label smoothing (low-memory: 0.995, 82 KB under). The
+// stock pass's gap grows with the logits (MTL's at 256 logits: 253 KB), so some temporary of the
+// loss's gradient at that size is not replayed (not attributed op by op); the band keeps 0.75
+// points of margin under it.
+const LABEL_SMOOTHING_STOCK: Band = { lo: 0.95, hi: PEAK.hi };
+
 Deno.test("memory: label smoothing on cpu (stock ops) within tolerance of the measured peak, both backward passes", async () => {
   // model/t5.ts crossEntropyLoss on the stock ops adds ε·(lse − mean(x)). Measured at 8 × 2 / 32
   // tokens of 1024 logits (the logits the largest tensors): label smoothing 0.1 adds 9224 bytes
@@ -579,8 +601,9 @@ Deno.test("memory: label smoothing on cpu (stock ops) within tolerance of the me
     const args = ["tiny-v1_1", "mtl", 8, 2, 32, 8, {}, "composite"] as const;
     const ls = await measure(mode, ...args, { labelSmoothing: 0.1, vocabSize: V });
     const plain = await measure(mode, ...args, { vocabSize: V });
-    assertClose(`${mode} labelSmoothing`, ls.estimate.peak, ls.peak);
-    assertClose(`${mode} plain`, plain.estimate.peak, plain.peak);
+    const band = mode === "stock" ? LABEL_SMOOTHING_STOCK : PEAK;
+    assertClose(`${mode} labelSmoothing`, ls.estimate.peak, ls.peak, band);
+    assertClose(`${mode} plain`, plain.estimate.peak, plain.peak, band);
     const measured = ls.peak - plain.peak, estimated = ls.estimate.peak - plain.estimate.peak;
     assert.ok(measured >= 0 && measured < full, `${mode}: label smoothing measured +${measured}`);
     assert.ok(
@@ -909,11 +932,17 @@ Deno.test("memory: the evaluation phase grows with its batch and can set the pea
 // batches). Measured by the buffer meter (every tensor of the wasm heap, the kernels' scratch
 // included; the heap also holds the module's own data and the allocator's fragmentation, which the
 // preflight's 15 % wasm margin covers, device_memory.ts WASM_HEAP_MARGIN), low-memory backward
-// pass: MTL 0.90-0.94 of the measured peak (tiny-v1_1 b16 128/16 to b4 32/8), the Vanilla Adapter
-// 0.97-0.98, HyperFormer++ 1.02, HyperPrompt-Global 0.99 (1.14 with its hypernetwork as one
-// leaf) and HyperPrompt-Share and -Sep 0.987 (0.969 and 0.963 with their local networks as two
-// per-example leaves per block) (b8 32/8 micro 2, wasm+blas); the webgpu
-// model (frees deferred by 64 dispatches) read 1.09-1.45 there. Same tolerance as on cpu.
+// pass, wasm+blas / plain wasm (HYPERPROMPT_NO_BLAS=1), the same in 3 runs: the Vanilla Adapter
+// (b4 32/8) 0.9815 / 0.9826, HyperPrompt-Share 0.9870 / 0.9875 and -Sep 0.9875 / 0.9880 (0.969
+// and 0.963 with their local networks as two per-example leaves per block; b8 32/8 micro 2);
+// the webgpu model (frees deferred by 64 dispatches) reads 1.09-1.45 there. Band: PEAK, as on
+// cpu, but for MTL at b16 128/16, which reads 0.9425 / 0.9461 of the heap's measured peak
+// (0.903 before a364ed6), 4.91 MB under: 1.17 of its [16, 4, 128, 128] attention scores
+// (4.19 MB) at the 32/8 rows' gap of 78-115 KB, so what is missing grows with the attention
+// (not attributed op by op; the fused-wasm kernels' scratch, which the meter counts and the
+// replay does not, is a candidate). Its band keeps 1.25 points of margin under it.
+const WASM_LONG_ATTENTION: Band = { lo: 0.93, hi: PEAK.hi };
+
 Deno.test("memory: the wasm estimate (fused-wasm kernels, frees at once) within tolerance of the wasm heap's measured peak", async () => {
   const info = await selectBackend("wasm", { log: () => {} });
   try {
@@ -928,7 +957,8 @@ Deno.test("memory: the wasm estimate (fused-wasm kernels, frees at once) within 
     ) {
       const before = tf.memory().numTensors;
       const { peak, estimate } = await measure("low-memory", n, m, b, li, lt, micro, {}, kernels);
-      assertClose(`${info.name} ${m} b${b} ${li}/${lt}`, estimate.peak, peak);
+      const band = li === 128 ? WASM_LONG_ATTENTION : PEAK;
+      assertClose(`${info.name} ${m} b${b} ${li}/${lt}`, estimate.peak, peak, band);
       assert.equal(tf.memory().numTensors, before, "no tensors leaked");
       // webgpu's deferred frees would over-estimate here (the model this kernel set replaces).
       const webgpu = estimateTrainingMemory({ ...estimateInput(estimate, n, m, b, li, lt, micro) });
