@@ -671,6 +671,13 @@ interface MethodActs {
     /** Biases on D and U (`[b]` and `[h·d_kv]`; Sep `[tasks, 1, b]` and `[tasks, 1, h·d_kv]`). */
     readonly biases: boolean;
   };
+  /**
+   * HyperPrompt's `positionBias` (model/methods/_hyperprompt.ts): `"relative"` looks the prefix
+   * columns' bias up in the stack's relative-position table in every conditioned block
+   * (model/t5.ts selfAttention, the prefix at positions -l … -1), `"zero"` joins zeros
+   * (model/layers.ts attention); `"zero"` for the other methods (a plan does not say).
+   */
+  readonly prefixPositionBias: "zero" | "relative";
   /** Tasks present in a batch (the generated weights are per task). */
   readonly tasks: number;
   /** HyperPrompt's local bottleneck b (the generated D and U are d·b and b·h·d_kv). */
@@ -926,7 +933,8 @@ class T5Replay {
     const l = this.m.prefixLength;
     if (l > 0 && this.m.prefixStacks.includes(stack)) {
       // Hyper-prompts: per-example prefix keys/values [b, l, inner] joined before k and v;
-      // the bias and mask get l more columns (zeros).
+      // the bias gets l more columns (zeros, or the relative bias: prefixBias), the mask l
+      // more zeros.
       const [pk, pv] = this.m.globalHyper
         ? this.globalHyperPrompts(stack)
         : this.m.localHyper
@@ -940,11 +948,25 @@ class T5Replay {
       lk = l + lkOwn;
       k = cat(pk, k, b * lk * inner);
       v = cat(pv, v, b * lk * inner);
-      bb = cat(this.t.fresh(bias.n / lkOwn * l, false), bias, bias.n / lkOwn * lk);
+      bb = cat(this.prefixBias(stack, len, l, bias.n / lkOwn * l), bias, bias.n / lkOwn * lk);
       if (mm) mm = cat(this.t.fresh(mm.n / lkOwn * l, false), mm, (mm.n / lkOwn) * lk);
     }
     const a = this.attention(q, k, v, len, lk, bb, mm);
     return this.linear(a, `${p}.o.weight`, d, inner);
+  }
+  /**
+   * The position bias of a conditioned block's `l` prefix columns for `lq` queries (`n` =
+   * h·lq·l elements), as model/layers.ts attention joins it before the keys' bias: `"zero"`
+   * a `tf.zeros` (off the gradient's path); `"relative"` the stack's table looked up again in
+   * every conditioned block (model/t5.ts selfAttention: positionBias with the prefix at
+   * -l … -1; a gather, reshape, transpose and expandDims, each block's own buffers, on the
+   * gradient's path when the table is trained), which attention's broadcastTo to the same
+   * shape clones (no new buffer).
+   */
+  prefixBias(stack: "encoder" | "decoder", lq: number, l: number, n: number): T {
+    if (this.m.prefixPositionBias === "zero") return this.t.fresh(n, false);
+    const name = `${stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight`;
+    return this.positionBias(name, lq, l);
   }
   /**
    * HyperPrompt-Global's `selfAttentionPrefix` hook (model/methods/hyperprompt_global.ts), op by
@@ -1657,14 +1679,17 @@ const IMPLEMENTATIONS: ReadonlyMap<unknown, Refinement> = new Map<unknown, Refin
   [hyperpromptShare, (p) => ({
     bottleneck: p.bottleneck as number,
     localHyper: { sep: false, biases: p.biases as boolean },
+    prefixPositionBias: p.positionBias as "zero" | "relative",
   })],
   [hyperpromptSep, (p) => ({
     bottleneck: p.bottleneck as number,
     localHyper: { sep: true, biases: p.biases as boolean },
+    prefixPositionBias: p.positionBias as "zero" | "relative",
   })],
   // Global: the task projector and generators every conditioned block uses, op by op.
   [hyperpromptGlobal, (p, cfg) => ({
     bottleneck: p.bottleneck as number,
+    prefixPositionBias: p.positionBias as "zero" | "relative",
     globalHyper: {
       embedding: p.embeddingDim as number,
       hidden: p.hiddenDim as number,
@@ -1748,6 +1773,7 @@ function methodActs(
   const acts: MethodActs = {
     tasks,
     bottleneck: 0,
+    prefixPositionBias: "zero",
     promptLength: count(plan.encoderPrompt, "encoderPrompt", 0),
     prefixLength: count(prefix?.length, "selfAttentionPrefix.length", 1),
     prefixStacks: stacks(prefix?.stacks, "selfAttentionPrefix.stacks"),

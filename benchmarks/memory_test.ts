@@ -487,6 +487,40 @@ Deno.test("memory: HyperPrompt-Share's and -Sep's local networks are replayed op
   }
 });
 
+Deno.test("memory: HyperPrompt's relative prefix position bias is replayed per conditioned block (closed form; measured on cpu, low-memory pass)", async () => {
+  // positionBias "relative" (model/methods/_hyperprompt.ts): model/t5.ts selfAttention looks the
+  // prefix columns' bias up in the stack's table in every conditioned block (gatherRows, reshape,
+  // transpose, expandDims: the gather's [lq, l, h] and the transpose's [h, lq, l] kept by the
+  // reshapes); "zero" joins one tf.zeros [h, lq, l] (kept by the Concat). So per block one
+  // [h, lq, l] more is saved. The estimate joined zeros for both before: 0 more.
+  const cfg = PRESETS["tiny-v1_1"];
+  const [li, lt, l, h] = [16, 4, 16, cfg.numHeads]; // tinySavedActivations' shapes
+  const want = 4 * h * l * (cfg.numLayers * li + cfg.numDecoderLayers * lt);
+  for (const method of ["hyperprompt_share", "hyperprompt_sep", "hyperprompt_global"]) {
+    const saved = (positionBias: string) =>
+      tinySavedActivations(method, { positionBias, length: l }, 2);
+    assert.equal(saved("relative") - saved("zero"), want, method);
+  }
+  // Measured (Share, b8 32/8 micro 2, backbone trained): what "relative" adds to the peak,
+  // estimated and measured (20736 and 25856 bytes; stock 62464 and 47104, see below), differs
+  // by the int32 bucket indices [lq, l] per block (5120 bytes), which the estimate leaves out
+  // as it does every index tensor: within 1 KB of that.
+  const before = tf.memory().numTensors;
+  const [b, mi, mt, micro] = [8, 32, 8, 2];
+  const run = (positionBias: string) =>
+    measure("low-memory", "tiny-v1_1", "hyperprompt_share", b, mi, mt, micro, { positionBias });
+  const zero = await run("zero"), rel = await run("relative");
+  assertClose("relative", rel.estimate.peak, rel.peak);
+  const indices = 4 * l * (cfg.numLayers * mi + cfg.numDecoderLayers * mt);
+  const measured = rel.peak - zero.peak, estimated = rel.estimate.peak - zero.estimate.peak;
+  assert.ok(measured > indices, `premise: relative adds ${measured} bytes`);
+  assert.ok(
+    Math.abs(measured - estimated - indices) <= 1024,
+    `relative: estimated +${estimated} bytes, measured +${measured} (indices ${indices})`,
+  );
+  assert.equal(tf.memory().numTensors, before, "no tensors leaked");
+});
+
 Deno.test("memory: the adapters' reshapes keep HyperFormer++'s generated W_down and the pre-activation", () => {
   // taskAdapters (model/methods/_tensor.ts) reshapes the generated W_down ([u, d·a] → [u, d, a])
   // before transposing it, and the pre-activation ([rows, u·a] → [b, n, u·a]) before the mask;
