@@ -396,7 +396,13 @@ interface T {
   readonly buf: Buf;
   readonly path: boolean;
 }
-type GradRule = "new" | "alias" | "none";
+/**
+ * How a node's gradient treats an input: a new buffer, the output's gradient passed on, none; or
+ * `"split"`: a new buffer made for an input off the gradient's path too (Concat's gradient
+ * splits dy into every input's slice, tfjs concatGradConfig), which stock tfjs keeps to the end
+ * of the pass and the low-memory pass frees after the node.
+ */
+type GradRule = "new" | "alias" | "none" | "split";
 interface Node {
   readonly inputs: readonly (readonly [T, GradRule])[];
   readonly outputs: readonly T[];
@@ -555,7 +561,16 @@ class Tape {
       // Gradients summed into an existing one: freed after the node by the low-memory pass.
       const scratch: Buf[] = [];
       for (const [x, rule] of node.inputs) {
-        if (!x.path || rule === "none") continue;
+        if (rule === "none") continue;
+        if (!x.path) {
+          if (rule === "split") {
+            const slice: Buf = { n: x.n, refs: 1 };
+            live += x.n;
+            bump(live);
+            if (low) scratch.push(slice);
+          }
+          continue;
+        }
         let dx: Buf;
         if (rule === "alias" && dy.n === x.n) {
           dx = dy;
@@ -942,7 +957,8 @@ class T5Replay {
         : [this.methodLeaf(b * l * inner), this.methodLeaf(b * l * inner)];
       const cat = (a: T, c: T, n: number) => {
         const out = this.t.fresh(n, a.path || c.path);
-        this.t.op([[a, "new"], [c, "new"]], [out], [a, c]); // Concat saves all inputs
+        // Concat saves all inputs; its gradient slices dy for each (the zeros' too: "split")
+        this.t.op([[a, "split"], [c, "split"]], [out], [a, c]);
         return out;
       };
       lk = l + lkOwn;
