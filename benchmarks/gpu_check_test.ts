@@ -695,13 +695,14 @@ Deno.test("gpu_check microBatchRatio(): a measured row's larger ratio, at least 
 
 Deno.test("gpu_check microBatchPlan(): the micro row's shape, or why it is skipped", () => {
   const h100 = 81559 * MIB;
-  const measured = { "step-low-memory": { ratio: 1.1, tfjsPeakRatio: 1 } };
+  const measured = { "step-low-memory": { ratio: 1.02, tfjsPeakRatio: 1 } };
   const failed = { "step-low-memory": { error: "out of memory" }, "step-stock": { error: "oom" } };
-  // Base on an 80 GB card: 64 fits 85.5 GB / 1.1 (the README's paper-base choice), capped at 32.
+  // Base on an 80 GB card: 64 fits 85.5 GB / 1.02 (the README's paper-base choice; at a measured
+  // ratio of 1.1 only 32 would), capped at 32.
   const base = microBatchPlan(false, h100, measured);
   assert.ok("shape" in base, JSON.stringify(base));
   assert.deepEqual(base.shape, { batch: 32, inLen: 512, outLen: 84 });
-  assert.match(base.chosenBy, /^largestFittingMicroBatch\(batch 128, 512\/84\) on .* \/ 1\.1 /);
+  assert.match(base.chosenBy, /^largestFittingMicroBatch\(batch 128, 512\/84\) on .* \/ 1\.02 /);
   assert.match(base.chosenBy, /: 64, at most 32$/);
   // A card too small for one row of 128 x 512 / 84 (the weights and optimizer state alone).
   const tiny = microBatchPlan(false, 2 * 2 ** 30, measured);
