@@ -1816,15 +1816,18 @@ function trainingRunOne(signalAt?: number, log = { steps: 0 }, killAt?: number):
   };
 }
 
+/** Two seeds of MTL on RTE, each saving a checkpoint every 2 steps (the signal tests). */
+const CHECKPOINTING_GRID = {
+  seeds: [0, 1],
+  benchmarks: ["glue"],
+  tasks: { glue: ["rte"] },
+  methods: [{ name: "mtl" }],
+  train: { ...TINY.train, checkpointEvery: 2 },
+};
+
 Deno.test("main(): SIGTERM mid-run saves a checkpoint and exits 143; --resume finishes bit-identically", async () => {
   const dir = await Deno.makeTempDir();
-  const profile = await tmpProfile(dir, {
-    seeds: [0, 1],
-    benchmarks: ["glue"],
-    tasks: { glue: ["rte"] },
-    methods: [{ name: "mtl" }],
-    train: { ...TINY.train, checkpointEvery: 2 },
-  });
+  const profile = await tmpProfile(dir, CHECKPOINTING_GRID);
   const base = ["--profile", profile, "--data-dir", DATA, "--no-tables"];
   // Should the handler not be installed, this keeps the signal from ending the test process.
   const guard = () => {};
@@ -1883,13 +1886,7 @@ Deno.test("main(): SIGTERM mid-run saves a checkpoint and exits 143; --resume fi
 
 Deno.test("main(): SIGTERM just after a run's training loop ends: the run writes its result, then the grid stops with 143", async () => {
   const dir = await Deno.makeTempDir();
-  const profile = await tmpProfile(dir, {
-    seeds: [0, 1],
-    benchmarks: ["glue"],
-    tasks: { glue: ["rte"] },
-    methods: [{ name: "mtl" }],
-    train: { ...TINY.train, checkpointEvery: 2 },
-  });
+  const profile = await tmpProfile(dir, CHECKPOINTING_GRID);
   // Should the bench's listener be gone (as it was at the loop's end before), the signal goes
   // here instead of ending the test process, and the run's assertion below fails.
   const guard = () => {};
