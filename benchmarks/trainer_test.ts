@@ -173,6 +173,14 @@ function evalFn(model: T5Model): (step: number) => Promise<TaskEval[]> {
   };
 }
 
+/**
+ * The options of a run of key "k" that checkpoints into `dir`, evaluates with {@link evalFn} and
+ * logs its resume notes into `log`.
+ */
+function resumingIn(dir: string, log: string[]): (m: T5Model) => Partial<TrainOptions> {
+  return (m) => ({ checkpointDir: dir, runKey: "k", evaluate: evalFn(m), log: (l) => log.push(l) });
+}
+
 async function snapshot(model: T5Model): Promise<Map<string, Float32Array>> {
   const out = new Map<string, Float32Array>();
   for (const [n, v] of model.params) out.set(n, (await v.data()) as Float32Array);
@@ -947,12 +955,7 @@ Deno.test("train() falls back past a newest checkpoint that does not load; the r
     const va = await snapshot(a);
     disposeT5(a);
     const log: string[] = [];
-    const resumeOpts = (m: T5Model): Partial<TrainOptions> => ({
-      checkpointDir: dir,
-      runKey: "k",
-      evaluate: evalFn(m),
-      log: (l) => log.push(l),
-    });
+    const resumeOpts = resumingIn(dir, log);
     await killedRun(7, resumeOpts); // checkpoints of steps 4 and 6 kept
     assert.deepEqual(await listCheckpoints(dir), [4, 6]);
     const bad = await truncateWeights(dir, 6);
@@ -991,12 +994,7 @@ Deno.test("train() skips a newest checkpoint whose source state the batch source
   const dir = await Deno.makeTempDir();
   try {
     const log: string[] = [];
-    const resumeOpts = (m: T5Model): Partial<TrainOptions> => ({
-      checkpointDir: dir,
-      runKey: "k",
-      evaluate: evalFn(m),
-      log: (l) => log.push(l),
-    });
+    const resumeOpts = resumingIn(dir, log);
     await killedRun(7, resumeOpts); // checkpoints of steps 4 and 6 kept
     const s6 = JSON.parse(await Deno.readTextFile(statePath(dir, 6)));
     // Rng.restore refuses a generator state of 3 words: this run's folder (its runKey), damaged.
