@@ -633,6 +633,12 @@ interface Shapes {
 interface MethodActs {
   /** Rows prepended to the encoder input (Prompt-Tuning). */
   readonly promptLength: number;
+  /**
+   * Prompt-Tuning: the prompt rows are its `[tasks, promptLength, d]` variable's rows gathered
+   * per example (model/methods/prompt_tuning.ts `rows(prompt, taskIds)`, a gatherRows: a forward
+   * buffer, and a gradient scattered into the variable's shape); absent: a per-example leaf.
+   */
+  readonly promptRows?: boolean;
   /** Prefix key/value slots per self-attention layer, and the stacks that get them. */
   readonly prefixLength: number;
   readonly prefixStacks: readonly ("encoder" | "decoder")[];
@@ -1447,7 +1453,10 @@ class T5Replay {
     const { b, li } = this.sh;
     let le = li;
     if (this.m.promptLength > 0) {
-      const p = this.methodLeaf(b * this.m.promptLength * this.cfg.dModel);
+      const n = b * this.m.promptLength * this.cfg.dModel;
+      const p = this.m.promptRows
+        ? this.gather(this.mw("prompt", this.m.tasks * (n / b)), n)
+        : this.methodLeaf(n);
       le = li + this.m.promptLength;
       const out = this.t.fresh(b * le * this.cfg.dModel, true);
       this.t.op([[p, "new"], [x, "new"]], [out], [p, x]);
@@ -1562,13 +1571,16 @@ class T5Replay {
     const d = cfg.dModel, v = cfg.vocabSize;
     const li = sh.li;
     // Embeddings (model/t5.ts sharedLookup): one gather of both stacks' ids (shared table), then
-    // one split into the encoder's and the decoder's rows. SplitV saves nothing (the gathered
-    // rows are freed with the forward tidy); its gradient is one Concat of the two stacks' row
-    // gradients (a new buffer of all the rows), made only once the encoder's backward is done,
-    // so the decoder's row gradient waits for it until then.
+    // one split into the encoder's and the decoder's rows. gatherRows ends in a Reshape (to
+    // the ids' shape, model/layers.ts), which saves the gathered rows, so they are kept to the
+    // end of the backward pass, frozen table or not (counted freed with the forward tidy before:
+    // b·(li + lt)·d under at every row). SplitV saves nothing; its gradient is one Concat of the
+    // two stacks' row gradients (a new buffer of all the rows), made only once the encoder's
+    // backward is done, so the decoder's row gradient waits for it until then.
     const table = this.w("shared.weight", v * d);
-    const rows = this.t.fresh(b * (li + lt) * d, table.path);
-    this.t.op([[table, "new"]], [rows], []);
+    const gathered = this.t.fresh(b * (li + lt) * d, table.path);
+    this.t.op([[table, "new"]], [gathered], []);
+    const rows = this.reshape(gathered);
     const encRows = this.t.fresh(b * li * d, rows.path);
     const decRows = this.t.fresh(b * lt * d, rows.path);
     this.t.op([[rows, "new"]], [encRows, decRows], []);
@@ -1689,7 +1701,7 @@ type Refinement = (parsed: Record<string, unknown>, cfg: T5Config) => Partial<Me
  */
 const IMPLEMENTATIONS: ReadonlyMap<unknown, Refinement> = new Map<unknown, Refinement>([
   [mtl, () => ({})],
-  [promptTuning, () => ({})],
+  [promptTuning, () => ({ promptRows: true })],
   [mtlPrompt, () => ({})],
   // Share / Sep: the global prompts and each block's local networks, op by op.
   [hyperpromptShare, (p) => ({

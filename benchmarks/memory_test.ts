@@ -1288,8 +1288,11 @@ Deno.test("memory: a registered method outside the built-in ones is estimated fr
       // of the Add hid part of that gap). With the position bias counted on the path (each
       // stack's first self-attention scores, softmax and dropout given gradients) the stock
       // estimate read 1.030.
+      // Since the shared lookup's gathered rows are counted as kept (its Reshape saves them):
+      // 0.9875 (stock) and 1.0001 (low-memory: over by 1.1 KB, the update temporaries counted
+      // as 6 of its parameters without variableShapes), so up to 1.01.
       const ratio = estimate.peak / peak;
-      assert.ok(ratio >= 0.98 && ratio <= 1, `${mode}: ratio ${ratio.toFixed(4)}`);
+      assert.ok(ratio >= 0.98 && ratio <= 1.01, `${mode}: ratio ${ratio.toFixed(4)}`);
       // The same tensor multiplied in (a scale), its plan not saying the op: counted as a Mul
       // (the larger), with a note saying so. What the Mul costs beyond the Add, measured and
       // estimated: stock 308224 and 309248 bytes (its gradient of the sublayer output a new
