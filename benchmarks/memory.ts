@@ -1459,7 +1459,9 @@ class T5Replay {
         : this.methodLeaf(n);
       le = li + this.m.promptLength;
       const out = this.t.fresh(b * le * this.cfg.dModel, true);
-      this.t.op([[p, "new"], [x, "new"]], [out], [p, x]);
+      // Concat saves both inputs; its gradient slices dy for each: the embedded tokens' slice
+      // too when the backbone is frozen and they are off the gradient's path ("split")
+      this.t.op([[p, "split"], [x, "split"]], [out], [p, x]);
       x = out;
       this.t.fresh(b * le, false); // the longer mask
     }
