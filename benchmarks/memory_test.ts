@@ -329,19 +329,24 @@ Deno.test("memory: at a 4096-token vocabulary (the embedding the largest variabl
   assert.equal(tf.memory().numTensors, before, "no tensors leaked");
 });
 
+/**
+ * The update phase's temporaries (its peak beyond weights, optimizer state and gradients) of a
+ * step of batch 2, 8 input and 4 target tokens, MTL's input unless `input` says.
+ */
+function updateTemporaries(input: Partial<MemoryInput>): number {
+  const e = estimateTrainingMemory({
+    ...BASE_MTL,
+    ...input,
+    batchSize: 2,
+    inputLength: 8,
+    targetLength: 4,
+  });
+  return e.phases.update - (e.weights + e.optimizerState + e.gradients);
+}
+
 Deno.test("memory: on the fused sets the variables their in-place updates decline are counted as updated op by op", async () => {
-  const base = (config: T5Config, optimizer: OptimizerMemory, kernels: KernelSet) => {
-    const e = estimateTrainingMemory({
-      ...BASE_MTL,
-      config,
-      optimizer,
-      kernels,
-      batchSize: 2,
-      inputLength: 8,
-      targetLength: 4,
-    });
-    return e.phases.update - (e.weights + e.optimizerState + e.gradients);
-  };
+  const base = (config: T5Config, optimizer: OptimizerMemory, kernels: KernelSet) =>
+    updateTemporaries({ config, optimizer, kernels });
   // webgpu: an unfactored variable over ADAFACTOR_UNFACTORED_MAX (a d-64 model's [32128, 64]
   // embedding at minDimSizeToFactor 128) runs op by op: 10 temporaries of its size
   // (unfactored, memory.ts opByOpUpdateElems); before, none were counted.
@@ -389,21 +394,15 @@ Deno.test("memory: a method's variables are counted in the update phase by their
     methodConfig: Record<string, unknown>,
     optimizer: OptimizerMemory,
     kernels: KernelSet,
-  ) => {
-    const e = estimateTrainingMemory({
-      ...BASE_MTL,
+  ) =>
+    updateTemporaries({
       config: PRESETS["tiny-v1_1"],
       method,
       methodConfig: { ...methodConfig, freezeBackbone: "all" },
       numTasks: 2,
       optimizer,
       kernels,
-      batchSize: 2,
-      inputLength: 8,
-      targetLength: 4,
     });
-    return e.phases.update - (e.weights + e.optimizerState + e.gradients);
-  };
   const hf: OptimizerMemory = { kind: "adafactor" };
   // Prompt-Tuning's one [T, l, d] = [2, 16, 64] variable. Unfactored at minDimSizeToFactor 128:
   // 10 of its size op by op (before: 6), in place on webgpu and wasm. Factored (Hugging Face's
