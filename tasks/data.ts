@@ -23,6 +23,7 @@ import {
   type TempPattern,
 } from "../model/fs.ts";
 import { sharedPath } from "../model/shared_dir.ts";
+import { decodeUtf8, parseDpr } from "./parse.ts";
 
 /**
  * Default data cache: `$HYPERPROMPT_CACHE/data` when that variable is set, else
@@ -349,7 +350,8 @@ function defaultCacheDirOr(): string {
 }
 
 /**
- * Counts the rows of a file's text the way {@link FileSpec.count} says, checking JSON lines parse.
+ * Counts the rows of a file's text the way {@link FileSpec.count} says, checking JSON lines parse
+ * (and DPR's records: `parse.ts` `parseDpr`).
  * Errors name `where` (the file) and the line.
  */
 export function countRows(
@@ -357,9 +359,10 @@ export function countRows(
   spec: Pick<FileSpec, "count" | "header">,
   where: string,
 ): number {
+  const kind = spec.count ?? "lines";
+  if (kind === "dpr_records") return parseDpr(text, where).length;
   const lines = text.split("\n");
   if (lines.length > 0 && lines[lines.length - 1] === "") lines.pop();
-  const kind = spec.count ?? "lines";
   if (kind === "lines") {
     const n = lines.filter((l) => l.replace(/\r$/, "") !== "").length;
     return spec.header ? Math.max(0, n - 1) : n;
@@ -403,6 +406,8 @@ export function countRowsBytes(
   where: string,
 ): number {
   const kind = spec.count ?? "lines";
+  // DPR's records span five lines (a small file: decoded whole).
+  if (kind === "dpr_records") return parseDpr(decodeUtf8(data, where), where).length;
   let n = 0;
   let start = 0;
   let line = 0;

@@ -35,6 +35,7 @@ import {
   type Endpoints,
   expandUrl,
   findTaskSource,
+  HF_REPOS,
   parquetShards,
   parquetTreeUrl,
   parquetUrl,
@@ -508,7 +509,18 @@ async function fromOfficial(
     if (!only || task.files.length !== 1) {
       throw new Error(`${task.id}: a single-file source needs one file`);
     }
-    out.set(only.path, await Deno.readFile(p));
+    const data = await Deno.readFile(p);
+    if (src.sha256Prefix === undefined && src.bytes === undefined) {
+      // Nothing else checks this raw file (DPR): one that is not the expected file (an HTML
+      // page served with status 200, a truncated transfer) is deleted now, not reused later.
+      try {
+        const n = ctx.countRows(data, only, only.path);
+        if (n !== only.rows) throw new Error(`${n} ${only.count ?? "rows"}, expected ${only.rows}`);
+      } catch (e) {
+        await discardRaw(ctx, p, url, `${p} from ${url}: not the expected file`, e);
+      }
+    }
+    out.set(only.path, data);
     return { files: out, from: [url] };
   }
   const urls = {
@@ -829,12 +841,21 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
       } catch (e) {
         fallbackReason = (e as Error).message;
         if (source === "official") failures.push({ task: task.id, reason: fallbackReason });
-        else {ctx.log(
+        else if (task.parquet !== false) {
+          ctx.log(
             `${task.id}: official source failed (${fallbackReason}); trying Hugging Face parquet`,
-          );}
+          );
+        }
       }
     }
-    if (!done && source !== "official") {
+    if (!done && source !== "official" && task.parquet === false) {
+      failures.push({
+        task: task.id,
+        reason: `${
+          fallbackReason ? `official: ${fallbackReason}; ` : ""
+        }no Hugging Face parquet source for this task (it is not in ${HF_REPOS[task.benchmark]})`,
+      });
+    } else if (!done && source !== "official") {
       try {
         const { files, from, rows } = await fromParquet(ctx, task);
         const checks = verifyFiles(ctx, task, files, false, "parquet", rows);

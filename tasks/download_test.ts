@@ -15,9 +15,11 @@ import {
   parseDownloadArgs,
   readManifest,
   retryDelayMs,
+  selectTasks,
   sha256Hex,
 } from "./download.ts";
-import { parquetShards, type TaskSource } from "./sources.ts";
+import { findTaskSource, parquetShards, type TaskSource } from "./sources.ts";
+import { examplesFromBytes } from "./load.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 import { flushesOf, recordFlushes, withOpenedFiles } from "../model/fs_testing.ts";
 
@@ -130,6 +132,7 @@ function serve(routes: Record<string, Served>) {
       superGlue: `${base}/sg`,
       senteval: `${base}/se`,
       hf: `${base}/hf`,
+      dpr: `${base}/dpr`,
     },
   };
 }
@@ -1281,4 +1284,53 @@ Deno.test("retryDelayMs: Retry-After in seconds or as a date, capped; else 1, 2,
   ) {
     assert.equal(new HttpStatusError("u", status, null).retryable, retryable, String(status));
   }
+});
+
+Deno.test("DPR: its train file from the authors' site, checked by its record count; no parquet fallback", async () => {
+  // The real source with a count of 2 records, so two hand-written records are the whole file.
+  const real = findTaskSource("dpr");
+  assert.equal(real.id, "super_glue/dpr");
+  assert.ok(selectTasks(["super_glue"]).includes(real), "--tasks super_glue fetches DPR too");
+  const dpr: TaskSource = { ...real, files: real.files.map((f) => ({ ...f, rows: 2 })) };
+  const body = "The bee landed on the flower because it had pollen.\nit\nThe bee,the flower\n" +
+    "the flower\n\nJim met Al and he left.\nhe\nJim,Al\nAl\n\n";
+  const routes: Record<string, Served> = {
+    "/dpr/train.c.txt": { body: enc.encode("<html>proxy login</html>\n") },
+  };
+  await withServer(routes, async (s, cacheDir) => {
+    const opts = { tasks: ["dpr"], taskSources: [dpr], source: "auto", retries: 0 } as const;
+    const err = await downloadRte(s, cacheDir, opts).then(() => undefined, (e: Error) => e);
+    assert.ok(err instanceof DownloadError, String(err));
+    // The page is not the file: deleted (never reused), and no Hugging Face request is made.
+    assert.match(
+      err.message,
+      /super_glue\/dpr: official: .*train\.c\.txt from .*\/dpr\/train\.c\.txt: not the expected file \(.*truncated record.*\) \(deleted\); no Hugging Face parquet source for this task/,
+    );
+    assert.deepEqual(s.log.map((l) => l.path), ["/dpr/train.c.txt"]);
+    assert.deepEqual((await listFiles(cacheDir)).filter((f) => !f.startsWith("locks/")), [
+      "manifest.json",
+    ]);
+    routes["/dpr/train.c.txt"] = { body: enc.encode(body) };
+    const res = await downloadRte(s, cacheDir, opts);
+    assert.deepEqual(res.map((r) => [r.task, r.status]), [["super_glue/dpr", "official"]]);
+    const path = join(cacheDir, "super_glue/DPR/train.c.txt");
+    assert.equal(await readText(path), body);
+    const m = await readManifest(cacheDir);
+    assert.equal(m.files["super_glue/DPR/train.c.txt"]?.rows, 2);
+    assert.equal(m.files["super_glue/DPR/train.c.txt"]?.verified, "rows");
+    const ex = examplesFromBytes("dpr", "train", await Deno.readFile(path), "t").examples;
+    assert.deepEqual(ex.map((e) => e.input), [
+      "wsc: The bee landed on the flower because *it* had pollen.",
+      "wsc: Jim met Al and *he* left.",
+    ]);
+    // --source parquet has nothing to fetch for it, and says so.
+    await Deno.remove(cacheDir, { recursive: true });
+    const pq = await downloadRte(s, cacheDir, { ...opts, source: "parquet" })
+      .then(() => "", (e: Error) => e.message);
+    assert.match(
+      pq,
+      /super_glue\/dpr: no Hugging Face parquet source for this task \(it is not in aps\/super_glue\)/,
+    );
+  });
+  assert.equal(countRowsBytes(enc.encode(body.replaceAll("\n", "\r\n")), real.files[0]!, "d"), 2);
 });

@@ -12,6 +12,7 @@ import {
   decodeUtf8,
   getPath,
   type JsonRow,
+  parseDpr,
   parseJsonl,
   parseTsv,
   pyFloat,
@@ -21,6 +22,7 @@ import {
   type Where,
 } from "./parse.ts";
 import {
+  dprSimpleInput,
   fixWsc,
   glueInput,
   multircInput,
@@ -59,7 +61,8 @@ const UNK = "<unk>";
  * Loads one split of a task from `dataDir` (official layout: `glue/CoLA/train.tsv`,
  * `super_glue/BoolQ/val.jsonl`, …) as T5 text-to-text examples. MultiRC gives one example per
  * answer; ReCoRD one per (query, answer) on train and one per query (all answers in
- * `answers`) otherwise; WSC train keeps only label==True rows. MNLI `validation` / `test` are
+ * `answers`) otherwise; WSC train keeps only label==True rows; DPR (train only) gives one
+ * example per four-line record. MNLI `validation` / `test` are
  * the matched then the mismatched file. A split the task has no file for returns `[]`. Short
  * rows dropped from QQP train are reported through `opts.onSkipped` (default: stderr). A
  * malformed file throws a {@link DataError} naming it by its path under `dataDir`
@@ -160,6 +163,8 @@ export function examplesFromBytes(
   const tag = fspec?.split ?? split;
   const res: FileExamples = spec.format === "tsv"
     ? tsvExamples(spec, tag, text, file, fspec?.columns)
+    : spec.format === "dpr"
+    ? { ...dprExamples(spec, tag, text, file), skipped: [] }
     : { ...jsonlExamples(spec, tag, text, file), skipped: [] };
   if (opts.file !== undefined && (opts.checkRows ?? true) && fspec?.rows !== undefined) {
     const ok = Array.isArray(fspec.rows) ? fspec.rows : [fspec.rows];
@@ -168,6 +173,8 @@ export function examplesFromBytes(
         ? "answers"
         : spec.converter === "record"
         ? "queries"
+        : spec.format === "dpr"
+        ? "records"
         : "rows";
       throw new DataError(
         file,
@@ -507,4 +514,28 @@ function wscExamples(
     examples.push(ex);
   });
   return { examples, rows: rows.length };
+}
+
+/**
+ * DPR (`dpr_v001_simple`): one example per record of `parse.ts` `parseDpr`, the input from
+ * `text.ts` `dprSimpleInput`, the target the correct candidate; `line` is the sentence's line.
+ */
+function dprExamples(
+  spec: TaskSpec,
+  split: TaskSplit,
+  text: string,
+  file: string,
+): { examples: Example[]; rows: number } {
+  const records = parseDpr(text, file);
+  const examples = records.map((r, i): Example => ({
+    task: spec.name,
+    id: exampleId(spec, split, String(i)),
+    input: dprSimpleInput(r.sentence, r.pronoun),
+    target: r.candidates[r.label] as string,
+    label: r.label,
+    split,
+    line: r.line,
+    file,
+  }));
+  return { examples, rows: records.length };
 }

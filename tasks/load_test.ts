@@ -706,3 +706,53 @@ Deno.test("mixture weights: the mirror's trained tasks load as many train exampl
     assert.equal((await load(task, "train")).length, getTask(task).trainSize, task);
   }
 });
+
+Deno.test("DPR (dpr_v001_simple, train only): T5 text, official count, errors by full path", async () => {
+  const text = "The bee landed on the flower because it had pollen.\nit\nThe bee,the flower\n" +
+    "the flower\n\nHe told Jim that he, the tall one, was late.\nhe\nJim, the man\nthe man\n\n";
+  const bytes = new TextEncoder().encode(text);
+  const { examples, rows } = examplesFromBytes("dpr", "train", bytes, "super_glue/DPR/train.c.txt");
+  assert.equal(rows, 2);
+  assert.deepEqual(examples.map((e) => [e.id, e.input, e.target, e.label, e.line]), [
+    [
+      "dpr/train/0",
+      "wsc: The bee landed on the flower because *it* had pollen.",
+      "the flower",
+      1,
+      1,
+    ],
+    ["dpr/train/1", "wsc: He told Jim that *he*, the tall one, was late.", "the man", 1, 6],
+  ]);
+  // The registry's count (1,322 records) is checked like any official file's.
+  assert.throws(
+    () =>
+      examplesFromBytes("dpr", "train", bytes, "super_glue/DPR/train.c.txt", {
+        file: { path: "super_glue/DPR/train.c.txt", rows: 1322 },
+      }),
+    /train\.c\.txt: expected 1322 records \(official count\), found 2/,
+  );
+  // No validation or test split: nothing to evaluate.
+  assert.deepEqual(await loadExamples("dpr", "validation", "/nonexistent-dir"), []);
+  await assert.rejects(
+    () => loadExamples("dpr", "train", "/nonexistent-dir"),
+    /missing data file .*super_glue\/DPR\/train\.c\.txt .*deno task download --tasks super_glue\/dpr/,
+  );
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(join(dir, "super_glue/DPR"), { recursive: true });
+    const bad = text.replace("\nthe man\n", "\nthe boy\n");
+    await Deno.writeTextFile(join(dir, "super_glue/DPR/train.c.txt"), bad);
+    await assert.rejects(
+      () => loadExamples("dpr", "train", dir),
+      (e: unknown) => {
+        assert.ok(e instanceof DataError);
+        assert.equal(e.file, join(dir, "super_glue/DPR/train.c.txt"));
+        assert.equal(e.line, 9);
+        assert.match(e.message, /"the boy" is not one of the candidates "Jim", "the man"/);
+        return true;
+      },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

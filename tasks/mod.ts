@@ -17,7 +17,9 @@ export {
 export {
   DataError,
   decodeUtf8,
+  type DprRecord,
   type JsonRow,
+  parseDpr,
   parseJsonl,
   parseTsv,
   pyFloat,

@@ -387,3 +387,113 @@ export function pyFloat(s: string): number | undefined {
   if (!re.test(t)) return undefined;
   return Number(t.replace(/_/g, ""));
 }
+
+/** One record of a DPR file (TFDS `definite_pronoun_resolution`), see {@link parseDpr}. */
+export interface DprRecord {
+  /** 1-based line of the record's sentence. */
+  line: number;
+  /** The sentence, stripped. */
+  sentence: string;
+  /** The pronoun to resolve, stripped. */
+  pronoun: string;
+  /** The two candidate antecedents, each stripped. */
+  candidates: [string, string];
+  /** Index of the correct antecedent in `candidates` (the first, should both be equal). */
+  label: number;
+}
+
+/**
+ * Parses a DPR file (`train.c.txt` / `test.c.txt` of Rahman and Ng's EMNLP 2012 data) as TFDS
+ * `definite_pronoun_resolution` reads it: records of four lines, each stripped (Python
+ * `str.strip()`, which also removes the `\r` of CRLF endings), then one blank line: the sentence,
+ * the pronoun, the two candidate antecedents separated by `,` (each stripped), the correct
+ * antecedent; the label is the correct antecedent's index among the candidates. Reading stops at
+ * the first empty sentence line, as TFDS's does.
+ *
+ * Where TFDS would go on silently, this throws a {@link DataError} naming the file and line: a
+ * correct antecedent that is not one of the candidates (TFDS: `list.index` raises), a record cut
+ * short by the end of the file (TFDS would read empty lines as an empty pronoun and candidates),
+ * an empty pronoun or correct antecedent, a candidates line without exactly two candidates (TFDS's
+ * feature holds two), a non-blank fifth line (the records are out of step), and text after the
+ * blank line that ended the records (TFDS would drop it).
+ *
+ * @param text the decoded file
+ * @param file the file's name in errors
+ * @returns the records, in file order
+ * @throws DataError naming `file`, the line and what is wrong
+ */
+export function parseDpr(text: string, file: string): DprRecord[] {
+  const lines = splitLines(text);
+  const out: DprRecord[] = [];
+  const FIELDS = ["sentence", "pronoun", "candidates", "correct antecedent"] as const;
+  let i = 0;
+  while (i < lines.length) {
+    const first = lines[i] as Line;
+    const sentence = pyStrip(first.text);
+    if (sentence === "") {
+      // TFDS stops here; anything after it would be dropped unnoticed.
+      const rest = lines.slice(i + 1).find((l) => pyStrip(l.text) !== "");
+      if (rest !== undefined) {
+        throw new DataError(
+          file,
+          rest.line,
+          `text after the blank line ${first.line} that ends the records (each record is ` +
+            "4 lines then one blank line; TFDS stops reading at an empty sentence line)",
+        );
+      }
+      break;
+    }
+    const got = lines.slice(i, i + 4);
+    if (got.length < 4) {
+      throw new DataError(
+        file,
+        first.line,
+        `truncated record: the file ends after ${got.length} of its 4 lines (${FIELDS.join(", ")})`,
+      );
+    }
+    const [, pLine, cLine, aLine] = got as [Line, Line, Line, Line];
+    const pronoun = pyStrip(pLine.text);
+    if (pronoun === "") throw new DataError(file, pLine.line, "empty", "pronoun");
+    const candidates = pyStrip(cLine.text).split(",").map(pyStrip);
+    if (candidates.length !== 2 || candidates.some((c) => c === "")) {
+      throw new DataError(
+        file,
+        cLine.line,
+        `expected two non-empty candidate antecedents separated by ",", got ${
+          JSON.stringify(clip(pyStrip(cLine.text)))
+        }`,
+        "candidates",
+      );
+    }
+    const correct = pyStrip(aLine.text);
+    const label = candidates.indexOf(correct);
+    if (label < 0) {
+      throw new DataError(
+        file,
+        aLine.line,
+        `${JSON.stringify(clip(correct))} is not one of the candidates ${
+          candidates.map((c) => JSON.stringify(c)).join(", ")
+        } (line ${cLine.line})`,
+        "correct antecedent",
+      );
+    }
+    const blank = lines[i + 4];
+    if (blank !== undefined && pyStrip(blank.text) !== "") {
+      throw new DataError(
+        file,
+        blank.line,
+        "expected the blank line that ends a record (each record is 4 lines: " +
+          `${FIELDS.join(", ")}), got ${JSON.stringify(clip(blank.text))}`,
+      );
+    }
+    out.push({
+      line: first.line,
+      sentence,
+      pronoun,
+      candidates: candidates as [string, string],
+      label,
+    });
+    i += 5;
+  }
+  return out;
+}

@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { examplesFromBytes } from "./load.ts";
-import { DataError, decodeUtf8, parseJsonl, parseTsv, pyFloat, splitLines } from "./parse.ts";
+import {
+  DataError,
+  decodeUtf8,
+  parseDpr,
+  parseJsonl,
+  parseTsv,
+  pyFloat,
+  splitLines,
+} from "./parse.ts";
 import type { TaskSplit } from "./types.ts";
 
 function testdata(name: string): string {
@@ -277,4 +285,63 @@ Deno.test("pyFloat: Unicode digits and spaces as CPython's float(), not str.stri
   for (const bad of ["\x1c1", "1\x1f", "1\u200b"]) {
     assert.equal(pyFloat(bad), undefined, JSON.stringify(bad));
   }
+});
+
+Deno.test("parseDpr: four stripped lines and a blank one per record, as TFDS reads them", () => {
+  const text = "  The bee landed on the flower because it had pollen. \n it\n" +
+    "The bee , the flower\nthe flower\n\n" +
+    "Sam and Jo Ann met; she waved.\nshe\nSam,Jo Ann\nJo Ann\n";
+  const recs = parseDpr(text, "d.txt");
+  assert.deepEqual(recs, [
+    {
+      line: 1,
+      sentence: "The bee landed on the flower because it had pollen.",
+      pronoun: "it",
+      candidates: ["The bee", "the flower"],
+      label: 1,
+    },
+    // The last record may end the file without its blank line; a candidate may hold spaces.
+    {
+      line: 6,
+      sentence: "Sam and Jo Ann met; she waved.",
+      pronoun: "she",
+      candidates: ["Sam", "Jo Ann"],
+      label: 1,
+    },
+  ]);
+  // CRLF line ends read the same (Python's strip removes the \r); reading stops at an empty
+  // sentence line, blank lines after it are fine.
+  assert.deepEqual(parseDpr(text.replaceAll("\n", "\r\n") + "\r\n\r\n", "d.txt"), recs);
+  assert.deepEqual(parseDpr("", "d.txt"), []);
+});
+
+Deno.test("parseDpr: a bad record is an error naming the file, its line and what is wrong", () => {
+  const rec = (s: string, p: string, c: string, a: string) => `${s}\n${p}\n${c}\n${a}\n\n`;
+  const ok = rec("A hit B because he was angry.", "he", "A,B", "A");
+  const fails = (text: string, re: RegExp) => {
+    assert.throws(() => parseDpr(text, "super_glue/DPR/train.c.txt"), (e: unknown) => {
+      assert.ok(e instanceof DataError, String(e));
+      assert.match(e.message, re);
+      return true;
+    });
+  };
+  fails(
+    ok + rec("C met D and she left.", "she", "C, D", "E"),
+    /^super_glue\/DPR\/train\.c\.txt:9: field "correct antecedent": "E" is not one of the candidates "C", "D" \(line 8\)$/,
+  );
+  // A final record cut short by the end of the file names its first line.
+  fails(
+    ok + "C met D and she left.\nshe\nC,D\n",
+    /train\.c\.txt:6: truncated record: the file ends after 3 of its 4 lines/,
+  );
+  fails(ok + "C met D and she left.\n", /:6: truncated record: the file ends after 1 of its 4/);
+  fails(
+    rec("A hit B.", "he", "A,B,C", "A"),
+    /:3: field "candidates": expected two non-empty candidate antecedents/,
+  );
+  fails(rec("A hit B.", "he", "A", "A"), /:3: field "candidates"/);
+  fails(rec("A hit B.", "  ", "A,B", "A"), /:2: field "pronoun": empty/);
+  // Out of step (a record of five lines) and records after the blank line that ends them.
+  fails("A hit B.\nhe\nA,B\nA\nextra\n", /:5: expected the blank line that ends a record/);
+  fails(ok + "\n\n" + ok, /:8: text after the blank line 6 that ends the records/);
 });

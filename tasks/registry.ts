@@ -26,8 +26,11 @@
  * `paper-*` profiles need its files. {@link checkTaskRegistry} runs on the
  * registry when this module loads and names the entry and field of a mistake.
  *
- * Not registered: DPR (`dpr_v001_simple`, part of T5's SuperGLUE mixture; not in the official
- * SuperGLUE downloads) and T5's `glue_wnli_v002_simple_eval` (WNLI recast as `wsc:`).
+ * Train-only: `dpr` (T5's `dpr_v001_simple` on TFDS `definite_pronoun_resolution`, weight 1,322 in
+ * T5's SuperGLUE mixture; not in the official SuperGLUE downloads, fetched from its authors'
+ * site): train files only, never evaluated nor averaged ({@link TRAIN_ONLY_TASKS}); a profile
+ * adds it to its SuperGLUE mixture with `extraTrainTasks` (`benchmarks/spec.ts`), as the paper
+ * profiles do. Not registered: T5's `glue_wnli_v002_simple_eval` (WNLI recast as `wsc:`).
  *
  * @module
  */
@@ -509,6 +512,33 @@ export const TASKS: Readonly<Record<string, TaskSpec>> = Object.freeze(
         "wsc_simple on wsc.fixed: target = span1_text (also on test); train keeps label==True " +
         "rows only (259 of 554); eval = `super_glue_wsc_v102_simple_eval`.",
     },
+    dpr: {
+      ...sgBase,
+      name: "dpr",
+      displayName: "DPR",
+      // TFDS definite_pronoun_resolution 1.1.0, T5's version pin `:1.1.0`.
+      version: "1.1.0",
+      t5Name: "dpr_v001_simple",
+      dir: "super_glue/DPR",
+      format: "dpr",
+      files: { train: [{ path: "super_glue/DPR/train.c.txt", rows: 1322 }] },
+      converter: "dpr_simple",
+      prefix: "wsc:",
+      inputKeys: ["sentence", "pronoun"],
+      fields: {},
+      labelWords: [],
+      // Never evaluated (T5 scores dpr_v001_simple by accuracy, but only trains it here).
+      metrics: [],
+      groupMetrics: [],
+      trainSize: 1322,
+      inMixture: true,
+      inAverage: false,
+      trainOnly: true,
+      notes: "Train only (T5's SuperGLUE mixture trains it beside wsc_simple; not in the " +
+        "SuperGLUE average): `wsc: ` + the sentence with its first ` <pronoun>` before a space, " +
+        "`.` or `,` marked `*<pronoun>*`; target = the correct candidate. TFDS's test.c.txt " +
+        "(564) is not used.",
+    },
     axb: {
       ...sgBase,
       name: "axb",
@@ -567,6 +597,19 @@ export const BENCHMARK_TASKS: Readonly<{ glue: string[]; super_glue: string[] }>
 });
 
 /**
+ * The train-only tasks of each benchmark (`trainOnly` entries of {@link TASKS}, in registry
+ * order): what a profile's `extraTrainTasks` may list. They are trained in a multi-task run's
+ * mixture after its evaluated tasks, never evaluated and never averaged.
+ */
+export const TRAIN_ONLY_TASKS: Readonly<{ glue: string[]; super_glue: string[] }> = Object.freeze({
+  glue: Object.values(TASKS).filter((t) => t.trainOnly && t.benchmark === "glue").map((t) =>
+    t.name
+  ),
+  super_glue: Object.values(TASKS).filter((t) => t.trainOnly && t.benchmark === "super_glue")
+    .map((t) => t.name),
+});
+
+/**
  * The metric names `scoreTask` (`tasks/metrics.ts`) computes for each converter; a name outside
  * these is never scored.
  */
@@ -585,6 +628,7 @@ export const CONVERTER_METRICS: Readonly<Record<TaskSpec["converter"], readonly 
     multirc: ["f1", "exact_match"],
     record: ["em", "f1"],
     wsc_simple: ["accuracy"],
+    dpr_simple: ["accuracy"],
   });
 
 /**
@@ -657,6 +701,25 @@ export function checkTaskRegistry(
       }
     });
     const hasTrainAndEval = hasTrainAndValidation(t);
+    if (t.trainOnly === true) {
+      if (t.files.train === undefined || hasTrainAndEval) {
+        fail(
+          `${at}.files`,
+          "must have train files and no validation files: trainOnly is true (trained, never " +
+            "evaluated); a task with validation files is an ordinary task a profile's tasks may list",
+        );
+      }
+      if (!t.inMixture || t.inAverage || t.metrics.length > 0) {
+        fail(
+          `${at}.trainOnly`,
+          "is true, so inMixture must be true, inAverage false and metrics empty (it is " +
+            "trained, never scored)",
+        );
+      }
+      if (!(t.trainSize > 0)) {
+        fail(`${at}.trainSize`, `is ${t.trainSize}; a train-only task needs a weight > 0`);
+      }
+    }
     if (t.inAverage && t.groupMetrics.length === 0) {
       fail(`${at}.groupMetrics`, "is empty, but inAverage is true: the average needs a score");
     }
@@ -686,7 +749,7 @@ export function checkTaskRegistry(
         }
       });
     }
-    if (t.inMixture) {
+    if (t.inMixture && t.trainOnly !== true) {
       if (!hasTrainAndEval) {
         fail(`${at}.files`, "needs train and validation files: inMixture is true (it is trained)");
       }
@@ -707,7 +770,16 @@ export function checkTaskRegistry(
       }
     });
     for (const t of Object.values(tasks)) {
-      if (t.benchmark === b && (t.inAverage || t.inMixture) && !listed.includes(t.name)) {
+      if (t.benchmark === b && t.trainOnly === true && listed.includes(t.name)) {
+        fail(
+          `TASKS.${t.name}`,
+          `has trainOnly true but is in BENCHMARK_TASKS.${b}: a task there is evaluated and averaged`,
+        );
+      }
+      if (
+        t.benchmark === b && t.trainOnly !== true && (t.inAverage || t.inMixture) &&
+        !listed.includes(t.name)
+      ) {
         fail(
           `TASKS.${t.name}`,
           `has ${
@@ -733,6 +805,9 @@ export function checkTaskRegistry(
 const ALIASES: Readonly<Record<string, string>> = Object.freeze({
   wsc_simple: "wsc",
   "wsc.fixed": "wsc",
+  dpr_simple: "dpr",
+  dpr_v001_simple: "dpr",
+  definite_pronoun_resolution: "dpr",
   "sst-2": "sst2",
   "sts-b": "stsb",
   "ax-b": "axb",
@@ -800,11 +875,13 @@ export function labelWords(taskName: string): string[] {
 
 /**
  * The splits a task is evaluated on: `["validation_matched", "validation_mismatched"]` for MNLI,
- * `["test"]` for the diagnostics (AX, AX-b, AX-g), `["validation"]` otherwise. Each name is a
+ * `["test"]` for the diagnostics (AX, AX-b, AX-g), none for a train-only task (DPR),
+ * `["validation"]` otherwise. Each name is a
  * valid `split` for `loadExamples`.
  */
 export function evalSplits(taskName: string): TaskSplit[] {
   const spec = getTask(taskName);
+  if (spec.trainOnly === true) return [];
   if (spec.name === "mnli") return ["validation_matched", "validation_mismatched"];
   if (spec.files.validation === undefined) return ["test"];
   return ["validation"];

@@ -9,6 +9,7 @@ import {
   sourceId,
   taskNames,
   TASKS,
+  TRAIN_ONLY_TASKS,
 } from "./registry.ts";
 import { compareCodePoints } from "./text.ts";
 import { groupScore, scoreTask } from "./metrics.ts";
@@ -35,20 +36,29 @@ const T5_WEIGHTS: Record<string, number> = {
   wsc: 259,
 };
 
-Deno.test("registry: 20 tasks, the 8+8 trained tasks carry the T5 mixture weights", () => {
-  assert.equal(taskNames().length, 20);
+Deno.test("registry: 21 tasks, the 8+8 trained tasks and train-only DPR carry the T5 mixture weights", () => {
+  assert.equal(taskNames().length, 21);
   for (const [name, w] of Object.entries(T5_WEIGHTS)) {
     const t = getTask(name);
     assert.equal(t.trainSize, w, name);
     assert.ok(t.inMixture && t.inAverage, name);
   }
-  const trained = taskNames().filter((n) => TASKS[n]?.inMixture);
+  const trained = taskNames().filter((n) => TASKS[n]?.inMixture && !TASKS[n]?.trainOnly);
   assert.deepEqual(trained.sort(), [...BENCHMARK_TASKS.glue, ...BENCHMARK_TASKS.super_glue].sort());
-  for (const n of ["wnli", "ax", "axb", "axg"]) assert.ok(!getTask(n).inAverage, n);
+  for (const n of ["wnli", "ax", "axb", "axg", "dpr"]) assert.ok(!getTask(n).inAverage, n);
+  // DPR: T5's super_glue_v102_proportional trains dpr_simple with weight 1,322 (reference §3.5),
+  // outside the SuperGLUE average (§2.2); train files only, so nothing to evaluate.
+  const dpr = getTask("dpr_v001_simple");
+  assert.equal(dpr.name, "dpr");
+  assert.equal(dpr.trainSize, 1322);
+  assert.ok(dpr.inMixture && dpr.trainOnly && dpr.benchmark === "super_glue");
+  assert.deepEqual(TRAIN_ONLY_TASKS, { glue: [], super_glue: ["dpr"] });
+  assert.deepEqual(Object.keys(dpr.files), ["train"]);
+  assert.deepEqual(evalSplits("dpr"), []);
 });
 
 Deno.test("registry: input keys sorted unless T5 gives an explicit order", () => {
-  const explicit = new Set(["multirc", "wic", "record", "stsb", "wsc"]);
+  const explicit = new Set(["multirc", "wic", "record", "stsb", "wsc", "dpr"]);
   for (const t of Object.values(TASKS)) {
     if (explicit.has(t.name)) continue;
     assert.deepEqual(t.inputKeys, [...t.inputKeys].sort(compareCodePoints), t.name);
@@ -73,6 +83,8 @@ Deno.test("registry: label maps agree with label words; official file layout", (
           f.path,
           t.benchmark === "glue"
             ? /^glue\/[^/]+\/[^/]+\.tsv$/
+            : t.format === "dpr"
+            ? /^super_glue\/DPR\/[^/]+\.c\.txt$/
             : /^super_glue\/[^/]+\/[^/]+\.jsonl$/,
         );
       }
@@ -90,7 +102,10 @@ Deno.test("getTask aliases, evalSplits, sourceId", () => {
   assert.equal(getTask("glue/cola").name, "cola");
   assert.equal(getTask("SST-2").name, "sst2");
   assert.equal(getTask("wsc_simple").name, "wsc");
-  assert.throws(() => getTask("dpr"), /unknown task "dpr"; known tasks: cola, sst2/);
+  assert.equal(getTask("super_glue/dpr").name, "dpr");
+  assert.equal(getTask("definite_pronoun_resolution").name, "dpr");
+  assert.throws(() => getTask("glue/dpr"), /dpr is a SuperGLUE task, not GLUE/);
+  assert.throws(() => getTask("dpr_test"), /unknown task "dpr_test"; known tasks: cola, sst2/);
   // MNLI's halves are splits of one task, not tasks that would load (and score) both halves.
   assert.throws(() => getTask("mnli_matched"), /unknown task "mnli_matched"/);
   assert.throws(() => getTask("mnli_mismatched"), /unknown task "mnli_mismatched"/);
@@ -228,6 +243,36 @@ Deno.test("checkTaskRegistry: an added or edited entry's mistakes name the entry
   );
 });
 
+Deno.test("checkTaskRegistry: a train-only entry (DPR) has train files only, is trained and never scored", () => {
+  const dpr = TASKS.dpr!;
+  const bad = (entry: Partial<TaskSpec>, bench = BENCHMARK_TASKS) => () =>
+    checkTaskRegistry({ ...TASKS, dpr: { ...dpr, ...entry } }, bench, "reg.ts");
+  assert.throws(
+    bad({ files: { ...dpr.files, validation: dpr.files.train! } }),
+    /^Error: reg\.ts: TASKS\.dpr\.files must have train files and no validation files: trainOnly is true/,
+  );
+  assert.throws(bad({ files: {} }), /TASKS\.dpr\.files must have train files/);
+  assert.throws(
+    bad({ inAverage: true }),
+    /TASKS\.dpr\.trainOnly is true, so inMixture must be true/,
+  );
+  assert.throws(bad({ inMixture: false }), /TASKS\.dpr\.trainOnly is true, so inMixture/);
+  assert.throws(
+    bad({ metrics: ["accuracy"] }),
+    /TASKS\.dpr\.trainOnly is true, so .*metrics empty/,
+  );
+  assert.throws(
+    bad({ trainSize: 0 }),
+    /TASKS\.dpr\.trainSize is 0; a train-only task needs a weight > 0/,
+  );
+  assert.throws(
+    bad({}, { ...BENCHMARK_TASKS, super_glue: [...BENCHMARK_TASKS.super_glue, "dpr"] }),
+    /BENCHMARK_TASKS\.super_glue\[8\] "dpr" must have inMixture and inAverage true/,
+  );
+  // Without trainOnly it is an ordinary trained task, which must be evaluated and listed.
+  assert.throws(bad({ trainOnly: false }), /TASKS\.dpr\.files needs train and validation files/);
+});
+
 Deno.test("a task a profile may list outside the averages has a group score: its best step and scores.csv column", () => {
   // A registered task with train and validation files can be listed in a profile's tasks
   // (benchmarks/runner.ts TRAINABLE_TASKS): the evaluator picks its best step by group score and
@@ -305,6 +350,8 @@ Deno.test("registry: every task's metrics and group metrics are T5's (reference 
     wsc: [["accuracy"], ["accuracy"]],
     axb: [["matthews_corrcoef"], []],
     axg: [["accuracy", "gender_parity"], []],
+    // Train only: T5 scores dpr_v001_simple by accuracy, but the mixture only trains it.
+    dpr: [[], []],
   };
   assert.deepEqual(taskNames().sort(), Object.keys(T5).sort());
   for (const [name, [metrics, group]] of Object.entries(T5)) {

@@ -29,7 +29,9 @@ export type RowCount =
   /** MultiRC: number of answers over all passages and questions. */
   | "multirc_answers"
   /** ReCoRD: number of queries (`qas`) over all passages. */
-  | "record_queries";
+  | "record_queries"
+  /** DPR: number of four-line records (`parse.ts` `parseDpr`, which also checks them). */
+  | "dpr_records";
 
 /** One file of the official layout. */
 export interface FileSpec {
@@ -104,10 +106,20 @@ export interface TaskSource {
   readonly files: readonly FileSpec[];
   /** How the files are obtained from the official host. */
   readonly official: OfficialSource;
+  /**
+   * `false`: no Hugging Face parquet fallback (DPR is not in the GLUE / SuperGLUE repositories
+   * of {@link HF_REPOS}); when the official source fails the download fails, saying so.
+   */
+  readonly parquet?: false;
 }
 
 /** Base URLs; each may be overridden (tests point them at a local server). */
 export interface Endpoints {
+  /**
+   * DPR's folder (Rahman and Ng, EMNLP 2012, as TFDS `definite_pronoun_resolution` downloads
+   * it), default `http://www.hlt.utdallas.edu/~vince/data/emnlp12`.
+   */
+  readonly dpr: string;
   /** GLUE data folder, default `https://dl.fbaipublicfiles.com/glue/data`. */
   readonly glue: string;
   /** SuperGLUE v2 folder, default `https://dl.fbaipublicfiles.com/glue/superglue/data/v2`. */
@@ -120,6 +132,7 @@ export interface Endpoints {
 
 /** The official hosts. */
 export const DEFAULT_ENDPOINTS: Endpoints = {
+  dpr: "http://www.hlt.utdallas.edu/~vince/data/emnlp12",
   glue: "https://dl.fbaipublicfiles.com/glue/data",
   superGlue: "https://dl.fbaipublicfiles.com/glue/superglue/data/v2",
   senteval: "https://dl.fbaipublicfiles.com/senteval/senteval_data",
@@ -484,11 +497,31 @@ const RAW_SOURCES: readonly Omit<TaskSource, "name">[] = [
     ]),
     official: sgZip("AX-g", 10413, "2d4e00d3"),
   },
+  {
+    // Train only: T5's SuperGLUE mixture trains dpr_v001_simple (reference §3.5); its test
+    // file (564 records) is not used. No digest is known: the row count is the check.
+    id: "super_glue/dpr",
+    benchmark: "super_glue",
+    folder: "DPR",
+    hfConfig: "dpr",
+    files: files("super_glue/DPR", [
+      {
+        name: "train.c.txt",
+        split: "train",
+        hfSplit: "train",
+        rows: 1322,
+        header: false,
+        count: "dpr_records",
+      },
+    ]),
+    official: { kind: "file", url: "{dpr}/train.c.txt" },
+    parquet: false,
+  },
 ];
 
 /**
  * Every task this suite can fetch. URLs carry `{glue}`, `{superGlue}`, `{senteval}` placeholders
- * filled from {@link Endpoints}. Row counts and sizes: reference §1.1–1.3. `name` is the task
+ * (and `{dpr}`) filled from {@link Endpoints}. Row counts and sizes: reference §1.1–1.3. `name` is the task
  * registry's name (the HF config; SuperGLUE RTE is `rte_sg`).
  */
 export const TASK_SOURCES: readonly TaskSource[] = RAW_SOURCES.map((t) => ({
@@ -537,9 +570,10 @@ export function findTaskSource(name: string): TaskSource {
   return pick;
 }
 
-/** Fills `{glue}`, `{superGlue}`, `{senteval}` in a source URL. */
+/** Fills `{glue}`, `{superGlue}`, `{senteval}`, `{dpr}` in a source URL. */
 export function expandUrl(url: string, endpoints: Endpoints): string {
   return url
+    .replace("{dpr}", endpoints.dpr.replace(/\/$/, ""))
     .replace("{glue}", endpoints.glue.replace(/\/$/, ""))
     .replace("{superGlue}", endpoints.superGlue.replace(/\/$/, ""))
     .replace("{senteval}", endpoints.senteval.replace(/\/$/, ""));

@@ -203,3 +203,31 @@ export function wscSimpleInput(ex: WscFields): string {
   const blanked = wscBlanked(ex);
   return ["wsc:", blanked.replaceAll(" X ", () => ` *${ex.span2_text}* `)].join(" ");
 }
+
+/**
+ * `definite_pronoun_resolution_simple` input (T5 task `dpr_v001_simple`): `wsc: ` and the
+ * sentence with the FIRST match of the RE2 pattern `" (" + pronoun + ")( |\.|,)"` replaced by
+ * `" *\1*\2"` (`regex_replace(..., replace_global=False)`): the pronoun is marked only where a
+ * space precedes it and a space, `.` or `,` follows it, so a sentence-initial pronoun, or one
+ * followed by another character, is left unmarked. T5 inserts the pronoun into the pattern
+ * unescaped; here it is escaped, so a pronoun holding a regex metacharacter matches itself (the
+ * DPR pronouns are words, on which both agree). The match is case-sensitive, as RE2's.
+ *
+ * @param sentence the stripped sentence
+ * @param pronoun the stripped pronoun
+ * @returns the T5 input
+ * @example
+ * ```ts
+ * import { dprSimpleInput } from "./text.ts";
+ * console.assert(dprSimpleInput("He said he was tired.", "he") === "wsc: He said *he* was tired.");
+ * ```
+ */
+export function dprSimpleInput(sentence: string, pronoun: string): string {
+  const esc = pronoun.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  // No `g` flag: the first match only. A function replacement, so `$` in the text stays literal.
+  const marked = sentence.replace(
+    new RegExp(` (${esc})( |\\.|,)`),
+    (_m, p: string, after: string) => ` *${p}*${after}`,
+  );
+  return `wsc: ${marked}`;
+}

@@ -3,6 +3,7 @@ import { sharedPath } from "../model/shared_dir.ts";
 import { loadExamples } from "./load.ts";
 import {
   compareCodePoints,
+  dprSimpleInput,
   fixWsc,
   glueInput,
   multircInput,
@@ -117,4 +118,33 @@ Deno.test("WSC simple input and wsc.fixed repairs", () => {
     () => wscSimpleInput({ ...base, span2_index: 0 }),
     /span2_index 0 must be in 1\.\.7/,
   );
+});
+
+Deno.test("dprSimpleInput: T5's first ` pronoun` before a space, `.` or `,` is starred, nothing else", () => {
+  // Marked before a space, a full stop and a comma; the first match only (the second "he" stays).
+  assert.equal(
+    dprSimpleInput("John told Bill he said he was late.", "he"),
+    "wsc: John told Bill *he* said he was late.",
+  );
+  assert.equal(
+    dprSimpleInput("The cat chased the dog, so it ran.", "it"),
+    "wsc: The cat chased the dog, so it ran.".replace("it ran", "*it* ran"),
+  );
+  assert.equal(
+    dprSimpleInput("Mary hugged Sue because she.", "she"),
+    "wsc: Mary hugged Sue because *she*.",
+  );
+  assert.equal(
+    dprSimpleInput("Tom paid Al because he, too, owed.", "he"),
+    "wsc: Tom paid Al because *he*, too, owed.",
+  );
+  // Sentence-initial: no space before it, so it is not marked; the later one is.
+  assert.equal(dprSimpleInput("He saw Tom and he left.", "He"), "wsc: He saw Tom and he left.");
+  assert.equal(dprSimpleInput("He saw Tom and he left.", "he"), "wsc: He saw Tom and *he* left.");
+  // Case-sensitive; a pronoun inside a word or before another character is not a match.
+  assert.equal(dprSimpleInput("They thanked them.", "the"), "wsc: They thanked them.");
+  assert.equal(dprSimpleInput("Ann met him; him!", "him"), "wsc: Ann met him; him!");
+  // A regex metacharacter in the pronoun matches itself only; `$` in the text stays literal.
+  assert.equal(dprSimpleInput("It cost $5 so h.s paid.", "h.s"), "wsc: It cost $5 so *h.s* paid.");
+  assert.equal(dprSimpleInput("It cost $5 so his paid.", "h.s"), "wsc: It cost $5 so his paid.");
 });

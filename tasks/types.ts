@@ -64,7 +64,13 @@ export type Converter =
   /** `preprocessors.record`: one example per answer (train) or per query (eval). */
   | "record"
   /** `preprocessors.wsc_simple` on TFDS `wsc.fixed` (train keeps only label==True rows). */
-  | "wsc_simple";
+  | "wsc_simple"
+  /**
+   * `preprocessors.definite_pronoun_resolution_simple` on TFDS `definite_pronoun_resolution`
+   * (DPR): `wsc: ` + the sentence with its first ` <pronoun>` before a space, `.` or `,` marked as
+   * `*<pronoun>*`; target = the correct candidate.
+   */
+  | "dpr_simple";
 
 /** How a raw label is decoded. */
 export type LabelKind =
@@ -103,8 +109,11 @@ export interface TaskSpec {
   t5Name: string;
   /** Folder under the data directory in the official layout (`glue/CoLA`, `super_glue/BoolQ`). */
   dir: string;
-  /** File format. */
-  format: "tsv" | "jsonl";
+  /**
+   * File format: GLUE TSV, SuperGLUE JSON lines, or DPR's four-line records (sentence, pronoun,
+   * `,`-separated candidates, correct candidate, then a blank line; `parse.ts` `parseDpr`).
+   */
+  format: "tsv" | "jsonl" | "dpr";
   /** Files of each split present in the official data. */
   files: Partial<Record<TaskSplit, TaskFile[]>>;
   /** Converter from raw rows to examples. */
@@ -144,6 +153,12 @@ export interface TaskSpec {
   inMixture: boolean;
   /** Whether the group score enters the benchmark average. */
   inAverage: boolean;
+  /**
+   * A task T5 trains in the mixture but never evaluates (DPR, `dpr_v001_simple`): train files
+   * only, no metrics, `inMixture` true and `inAverage` false, never in `BENCHMARK_TASKS`. A
+   * profile adds it to its multi-task runs with `extraTrainTasks` (`benchmarks/spec.ts`).
+   */
+  trainOnly?: boolean;
   /**
    * QQP only: drop train rows with fewer columns than the header (TFDS does; the old QQP.zip),
    * reporting their lines; a short validation or test row is an error.
