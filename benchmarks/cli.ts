@@ -88,6 +88,7 @@ import {
   type RunOneFn,
   type RunResult,
   type RunSpec,
+  trainedTasks,
 } from "./spec.ts";
 import {
   compareResults,
@@ -276,7 +277,8 @@ export function estimateRun(
     };
   }
   const t = spec.train;
-  const a = accounting(config, spec.method.name, spec.method.config, spec.tasks.length, {
+  // Per-task variables for every trained task (train-only ones too); evaluation of `tasks` only.
+  const a = accounting(config, spec.method.name, spec.method.config, trainedTasks(spec).length, {
     inputLength: t.maxInputLength,
     targetLength: t.maxTargetLength,
   });
@@ -474,7 +476,9 @@ function printDryRun(
       s.benchmark,
       runMethodLabel(s),
       `s${s.seed}`,
-      String(s.tasks.length),
+      // Evaluated tasks, then "+N" train-only ones (DPR in the paper profiles' SuperGLUE runs).
+      String(s.tasks.length) +
+      (s.trainOnlyTasks === undefined ? "" : `+${s.trainOnlyTasks.length}`),
       `${s.train.steps}x${s.train.batchSize}`,
       fmtSi(e.trainFlopsPerExample),
       fmtSi(e.totalFlops),

@@ -10,7 +10,7 @@ import { parseJsonFile } from "../model/json.ts";
 import { PRESETS } from "../model/config.ts";
 import { isHubRepoId } from "../model/hub.ts";
 import { getMethod } from "../model/methods/mod.ts";
-import { BENCHMARK_TASKS, TASKS } from "../tasks/registry.ts";
+import { BENCHMARK_TASKS, TASKS, TRAIN_ONLY_TASKS } from "../tasks/registry.ts";
 import { TRAINABLE_TASKS } from "./runner.ts";
 import {
   type Locator,
@@ -265,6 +265,7 @@ export function defaultChecks(): ProfileChecks {
     },
     benchmarkTasks: BENCHMARK_TASKS,
     trainableTasks: TRAINABLE_TASKS,
+    trainOnlyTasks: TRAIN_ONLY_TASKS,
     // Only the tasks a profile can list: a key of AX, AX-b or AX-g (or a metric only they
     // report, gender_parity) would match nothing any run evaluates.
     taskMetrics: Object.fromEntries(

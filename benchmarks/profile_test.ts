@@ -444,3 +444,49 @@ Deno.test("the ablation* profiles run §4.5's rows at Base and Large and §4.3's
     }
   }
 });
+
+Deno.test("the paper profiles train DPR in their SuperGLUE mixtures as T5 did (A19); ci and smoke do not", async () => {
+  for (const name of PAPER_PROFILES()) {
+    assert.deepEqual((await loadProfile(name)).extraTrainTasks, { super_glue: ["dpr"] }, name);
+    for (const s of await fullGrid(name)) {
+      const at = `${name} ${s.benchmark} ${s.method.label}${s.perTaskOf ? `[${s.tasks[0]}]` : ""}`;
+      // Multi-task SuperGLUE runs: the 8 evaluated tasks, then DPR; per-task runs train one task.
+      const want = s.benchmark === "super_glue" && s.perTaskOf === undefined ? ["dpr"] : undefined;
+      assert.deepEqual(s.trainOnlyTasks, want, at);
+    }
+  }
+  // Their data is the offline mirror (no DPR) and ci's committed baseline must keep its ids.
+  for (const name of ["ci", "smoke"]) {
+    const p = await loadProfile(name);
+    assert.equal(p.extraTrainTasks, undefined, name);
+    assert.ok((await fullGrid(name)).every((s) => !("trainOnlyTasks" in s)), name);
+  }
+});
+
+Deno.test("parseProfile(): extraTrainTasks errors name the file, line and path", async () => {
+  const checks = await defaultChecksAsync();
+  const p = (extra: string) =>
+    parseProfile(
+      `{\n  "name": "t",\n  "models": ["tiny-v1_1"],\n  "benchmarks": ["super_glue"],\n` +
+        `  "methods": [{ "name": "mtl" }],\n  "extraTrainTasks": ${extra}\n}`,
+      "t.json",
+      checks,
+    );
+  assert.deepEqual(p('{ "super_glue": ["super_glue/DPR"] }').extraTrainTasks, {
+    super_glue: ["dpr"],
+  });
+  assert.throws(
+    () => p('{ "super_glue": ["wsc"] }'),
+    /^SpecError: t\.json:6: \$\.extraTrainTasks\.super_glue\[0\] "wsc" is not a train-only super_glue task \(known: dpr\); an evaluated task goes under \$\.tasks$/,
+  );
+  assert.throws(
+    () => p('{ "glue": ["dpr"] }'),
+    /t\.json:6: \$\.extraTrainTasks\.glue\[0\] "dpr" is a super_glue task; list it under \$\.extraTrainTasks\.super_glue/,
+  );
+  assert.throws(
+    () => p('{ "super_glue": ["dpr", "dpr_v001_simple"] }'),
+    /\$\.extraTrainTasks\.super_glue\[1\] repeats task "dpr" \(already \$\.extraTrainTasks\.super_glue\[0\]\)/,
+  );
+  assert.throws(() => p('{ "superglue": ["dpr"] }'), /\$\.extraTrainTasks/);
+  assert.throws(() => p('["dpr"]'), /t\.json:6: \$\.extraTrainTasks must be/);
+});

@@ -74,7 +74,13 @@ import {
 } from "../tasks/mod.ts";
 import { MixtureSampler } from "../tasks/mixture.ts";
 import type { Example, TaskSplit } from "../tasks/types.ts";
-import { runFileName, type RunOneOptions, type RunResult, type RunSpec } from "./spec.ts";
+import {
+  runFileName,
+  type RunOneOptions,
+  type RunResult,
+  type RunSpec,
+  trainedTasks,
+} from "./spec.ts";
 import { seedFor } from "./rng.ts";
 import * as tf from "@tensorflow/tfjs";
 import { attentionMass } from "../model/methods/attention_mass.ts";
@@ -472,20 +478,23 @@ async function runOnBackbone(
   const methodCfg = method.parseConfig(spec.method.config, `run ${spec.id}: method.config`);
   const noEos = (ids: number[]) =>
     ids[ids.length - 1] === config.eosTokenId ? ids.slice(0, -1) : ids;
+  // Every trained task (task id = index): the evaluated ones, then the train-only ones (DPR),
+  // which are in the mixture and the method's per-task variables but never evaluated.
+  const trained = trainedTasks(spec);
   const labelTokenIds = new Map(
     // One id list per label word: a class-label prompt row is the mean of a word's sub-words.
-    spec.tasks.map((task) => [task, labelWords(task).map((w) => noEos(tokenizer.encode(w)))]),
+    trained.map((task) => [task, labelWords(task).map((w) => noEos(tokenizer.encode(w)))]),
   );
   const instance = createReleasingOnThrow(spec.method.name, `run ${spec.id}`, () =>
     method.create({
       config,
-      tasks: spec.tasks,
+      tasks: trained,
       seed: seedFor(spec.seed, "method-init"),
       backbone: model.params,
       labelTokenIds,
     }, methodCfg));
   try {
-    const prefixes = spec.tasks.map((task) => getTask(task).prefix);
+    const prefixes = trained.map((task) => getTask(task).prefix);
     const encodeOpts = {
       maxInputLength: t.maxInputLength,
       maxTargetLength: t.maxTargetLength,
@@ -493,10 +502,10 @@ async function runOnBackbone(
       keepTaskPrefix: instance.keepTaskPrefix,
     };
     const trainSets = await Promise.all(
-      spec.tasks.map((task) => loadExamples(task, "train", opts.dataDir)),
+      trained.map((task) => loadExamples(task, "train", opts.dataDir)),
     );
     const sampler = new MixtureSampler(
-      spec.tasks.map((task, i) => ({ task, size: trainSets[i]!.length })),
+      trained.map((task, i) => ({ task, size: trainSets[i]!.length })),
       {
         kind: t.mixture,
         temperature: t.temperature,
@@ -532,8 +541,8 @@ async function runOnBackbone(
         },
       }));
     }
-    const data = await dataProvenance(opts.dataDir, dataFiles(spec.tasks));
-    const acc = methodAccounting(config, spec.method.name, methodCfg, spec.tasks.length, {
+    const data = await dataProvenance(opts.dataDir, dataFiles(trained));
+    const acc = methodAccounting(config, spec.method.name, methodCfg, trained.length, {
       inputLength: t.maxInputLength,
       targetLength: t.maxTargetLength,
     });
@@ -554,7 +563,7 @@ async function runOnBackbone(
       instance,
       train: t,
       seed: spec.seed,
-      taskNames: spec.tasks,
+      taskNames: trained,
       source: batches,
       checkpointDir: join(opts.outDir, "checkpoints"),
       ...(opts.checkpointMinutes === undefined

@@ -18,6 +18,7 @@ import {
   type RunScorer,
 } from "./run_one.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
+import { methodAccounting } from "../model/methods/accounting.ts";
 import { preset, type T5Config } from "../model/config.ts";
 import { disposeT5, initT5, t5StateDict } from "../model/t5.ts";
 import { saveHfFolder } from "../model/checkpoint.ts";
@@ -1144,3 +1145,46 @@ gpuTest(
     assert.equal(tf.memory().numTensors, 0, "runOne releases every tensor");
   },
 );
+
+Deno.test({
+  name:
+    "runOne() with a train-only task (DPR): trained in the mixture and the method's tasks, never evaluated",
+  ignore: !HAVE,
+  fn: async () => {
+    const dataDir = await Deno.makeTempDir();
+    const out = await Deno.makeTempDir();
+    try {
+      await Deno.mkdir(join(dataDir, "super_glue/DPR"), { recursive: true });
+      for (const t of ["CB", "RTE"]) {
+        await Deno.symlink(join(DATA, "super_glue", t), join(dataDir, "super_glue", t));
+      }
+      // The registry's official count is checked: 1,322 records (two alternating ones).
+      const rec = (i: number) =>
+        i % 2 === 0
+          ? "The cup fell off the table because it was round.\nit\nThe cup,the table\nThe cup\n"
+          : "Anna thanked Beth because she, kindly, helped.\nshe\nAnna,Beth\nBeth\n";
+      const text = Array.from({ length: 1322 }, (_, i) => rec(i)).join("\n");
+      await Deno.writeTextFile(join(dataDir, "super_glue/DPR/train.c.txt"), text);
+      const base = spec({ name: "adapter", label: "adapter", config: {} }, 2);
+      const body = { ...base, id: undefined, trainOnlyTasks: ["dpr"] };
+      const s: RunSpec = { ...body, id: runId(body) };
+      const r = await runOne(s, { outDir: out, dataDir });
+      validateRunResult(JSON.parse(JSON.stringify(r)), { file: "runOne()" });
+      // Evaluated: the spec's tasks only; DPR has no evaluation, best score or average share.
+      assert.deepEqual(r.evals.map((e) => `${e.step}/${e.task}`), ["2/cb", "2/rte_sg"]);
+      assert.deepEqual(Object.keys(r.best).sort(), ["cb", "rte_sg"]);
+      // Trained: its file was read, and the adapter has per-task variables for three tasks.
+      const files = Object.keys((r.provenance as RunProvenance).data?.files ?? {});
+      assert.ok(files.includes("super_glue/DPR/train.c.txt"), files.join(", "));
+      const cfg = preset("tiny-v1_1");
+      const three = methodAccounting(cfg, "adapter", {}, 3, { inputLength: 48, targetLength: 6 });
+      const two = methodAccounting(cfg, "adapter", {}, 2, { inputLength: 48, targetLength: 6 });
+      assert.ok(three.trained > two.trained);
+      assert.equal(r.params.trained, three.trained);
+      assert.equal(tf.memory().numTensors, 0, "runOne releases every tensor");
+    } finally {
+      await Deno.remove(out, { recursive: true });
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
+});

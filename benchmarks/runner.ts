@@ -24,6 +24,7 @@ import {
   hasTrainAndValidation,
   sourceId,
   TASKS,
+  TRAIN_ONLY_TASKS,
 } from "../tasks/mod.ts";
 import {
   type BackendChoice,
@@ -31,6 +32,7 @@ import {
   BENCHMARKS,
   type Profile,
   resolveListedTask,
+  resolveTrainOnlyTask,
   runFileName,
   runId,
   type RunOneFn,
@@ -90,11 +92,12 @@ export const FALLBACK_BENCHMARK_TASKS: Readonly<Record<BenchmarkName, readonly s
 /**
  * Whether the registry's train and validation files of a task (`TASKS[task].files`) are all
  * under `dataDir` (MNLI's evaluation files are `validation_matched` and
- * `validation_mismatched`).
+ * `validation_mismatched`; a train-only task has only train files).
  */
 function fileCatalogAvailable(_benchmark: BenchmarkName, task: string, dataDir: string): boolean {
   const t = Object.hasOwn(TASKS, task) ? TASKS[task] : undefined;
-  if (t === undefined || !hasTrainAndValidation(t)) return false;
+  // A train-only task (DPR) has train files alone.
+  if (t === undefined || (!hasTrainAndValidation(t) && t.trainOnly !== true)) return false;
   const splits = Object.entries(t.files).filter(([split]) => split !== "test");
   return splits.flatMap(([, files]) => files ?? []).every((f) => {
     try {
@@ -215,9 +218,48 @@ export function missingProfileTasks(
 ): string[] {
   const catalog = opts.catalog ?? tasksCatalog();
   return profile.benchmarks.flatMap((b) =>
-    chosenTasks(profile, b, catalog).filter((t) => !catalog.isAvailable(b, t, opts.dataDir))
+    [...chosenTasks(profile, b, catalog), ...extraTrainTasks(profile, b)]
+      .filter((t) => !catalog.isAvailable(b, t, opts.dataDir))
       .map((t) => sourceId(t))
   );
+}
+
+/**
+ * The train-only tasks a profile adds to the mixture of its multi-task runs of `benchmark`
+ * (`extraTrainTasks`, validated against `tasks/registry.ts` `TRAIN_ONLY_TASKS`), in profile order.
+ */
+function extraTrainTasks(profile: Profile, benchmark: BenchmarkName): string[] {
+  return (profile.extraTrainTasks?.[benchmark] ?? []).map((name, i) => {
+    const r = resolveTrainOnlyTask(benchmark, name, TRAIN_ONLY_TASKS);
+    if (r.problem !== undefined) {
+      throw new Error(
+        `Profile "${profile.name}": $.extraTrainTasks.${benchmark}[${i}] ${r.problem}`,
+      );
+    }
+    return r.task;
+  });
+}
+
+/**
+ * The train-only tasks of a benchmark whose train files `dataDir` lacks: the same "missing task
+ * files" error (or, with `onMissing`, report) as an evaluated task's; never skipped, since a run
+ * without them would not train the mixture the profile asks for.
+ */
+function resolveExtraTrainTasks(
+  profile: Profile,
+  benchmark: BenchmarkName,
+  opts: ExpandOptions,
+): string[] {
+  const catalog = opts.catalog ?? tasksCatalog();
+  const extra = extraTrainTasks(profile, benchmark);
+  const missing = extra.filter((t) => !catalog.isAvailable(benchmark, t, opts.dataDir));
+  if (missing.length === 0) return extra;
+  const message = `Profile "${profile.name}": missing ${benchmark} train-only task files for ${
+    missing.join(", ")
+  } ($.extraTrainTasks.${benchmark}) under "${opts.dataDir}"; ${missingAdvice(opts)}`;
+  if (opts.onMissing === undefined) throw new Error(message);
+  opts.onMissing(message);
+  return extra;
 }
 
 function resolveTasks(
@@ -254,7 +296,10 @@ function resolveTasks(
  * seeds). Every spec carries one backbone, and the profile's `pretrain` overrides when it has
  * them (absent otherwise, so single-backbone profiles keep their run ids). A method entry with
  * `perTask` gives one run per task and seed (tasks in mixture order, then seeds), each with that
- * one task in `tasks` and the benchmark's tasks in `perTaskOf`.
+ * one task in `tasks` and the benchmark's tasks in `perTaskOf`. The profile's `extraTrainTasks`
+ * of a benchmark go into every multi-task run's `trainOnlyTasks` (trained after `tasks`, never
+ * evaluated), not into a per-task run: a per-task method (Prompt-Tuning as Lester et al. train
+ * it) trains one run per evaluated task, and a run of a task never evaluated would give no score.
  *
  * @param profile a validated profile
  * @param opts data dir, task catalog, backend override
@@ -264,7 +309,11 @@ function resolveTasks(
 export function expandGrid(profile: Profile, opts: ExpandOptions): RunSpec[] {
   const specs: RunSpec[] = [];
   const tasksOf = new Map<BenchmarkName, string[]>();
-  for (const b of profile.benchmarks) tasksOf.set(b, resolveTasks(profile, b, opts));
+  const extraOf = new Map<BenchmarkName, string[]>();
+  for (const b of profile.benchmarks) {
+    tasksOf.set(b, resolveTasks(profile, b, opts));
+    extraOf.set(b, resolveExtraTrainTasks(profile, b, opts));
+  }
   for (const model of profile.models) {
     for (const backbone of profile.backbones) {
       for (const benchmark of profile.benchmarks) {
@@ -272,9 +321,13 @@ export function expandGrid(profile: Profile, opts: ExpandOptions): RunSpec[] {
         for (const m of profile.methods) {
           const method = { name: m.name, label: m.label, config: m.config };
           // A per-task method: one single-task run per task (and seed), each naming them all.
-          const parts: { tasks: string[]; perTaskOf?: string[] }[] = m.perTask === true
-            ? tasks.map((t) => ({ tasks: [t], perTaskOf: tasks }))
-            : [{ tasks }];
+          // Train-only tasks join multi-task runs only (see above); absent when none, so the
+          // run ids of profiles without extraTrainTasks do not change.
+          const extra = extraOf.get(benchmark)!;
+          const parts: { tasks: string[]; perTaskOf?: string[]; trainOnlyTasks?: string[] }[] =
+            m.perTask === true
+              ? tasks.map((t) => ({ tasks: [t], perTaskOf: tasks }))
+              : [{ tasks, ...(extra.length === 0 ? {} : { trainOnlyTasks: extra }) }];
           for (const part of parts) {
             for (const seed of profile.seeds) {
               const body: Omit<RunSpec, "id"> = {

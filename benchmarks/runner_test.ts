@@ -10,6 +10,7 @@ import {
   expandGrid,
   FILE_CATALOG,
   inspectFinished,
+  missingProfileTasks,
   parseShard,
   readFinished,
   runGrid,
@@ -24,6 +25,7 @@ import {
   runId,
   type RunOneFn,
   type RunSpec,
+  trainedTasks,
   validateProfile,
 } from "./spec.ts";
 import { toyTrain } from "./trainer_testing.ts";
@@ -666,4 +668,66 @@ Deno.test("expandGrid(): a catalog without trainableTasks still accepts a regist
     catalog: { benchmarkTasks: (b) => FILE_CATALOG.benchmarkTasks(b), isAvailable: () => true },
   });
   assert.deepEqual(grid[0]?.tasks, ["rte", "wnli"]);
+});
+
+Deno.test("expandGrid(): extraTrainTasks (DPR) joins each multi-task run's mixture after its tasks, never a per-task run", async () => {
+  const catalog = await defaultTaskCatalog();
+  const methods = [
+    { name: "mtl" },
+    { name: "prompt_tuning", label: "PT", perTask: true },
+  ];
+  const base = expandGrid(profile({ methods }), { dataDir: DATA, catalog });
+  // Without extraTrainTasks no spec has the field: the ids of existing profiles do not change.
+  assert.ok(base.every((s) => !("trainOnlyTasks" in s)));
+  // The mirror has no DPR: the "task files missing" error, naming the field and what to do.
+  const withDpr = profile({ methods, extraTrainTasks: { super_glue: ["dpr_v001_simple"] } });
+  assert.throws(
+    () => expandGrid(withDpr, { dataDir: DATA, catalog }),
+    /^Error: Profile "t": missing super_glue train-only task files for dpr \(\$\.extraTrainTasks\.super_glue\) under ".*"; download them \(deno task download\) or pass --data-dir$/,
+  );
+  assert.deepEqual(missingProfileTasks(withDpr, { dataDir: DATA, catalog }), ["super_glue/dpr"]);
+  // With its train file beside the mirror's (links to the mirror's folders).
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const b of ["glue", "super_glue"]) {
+      await Deno.mkdir(join(dir, b));
+      for await (const e of Deno.readDir(join(DATA, b))) {
+        await Deno.symlink(join(DATA, b, e.name), join(dir, b, e.name));
+      }
+    }
+    await Deno.mkdir(join(dir, "super_glue/DPR"));
+    await Deno.writeTextFile(join(dir, "super_glue/DPR/train.c.txt"), "A hit B.\nhe\nA,B\nA\n");
+    assert.deepEqual(missingProfileTasks(withDpr, { dataDir: dir, catalog }), []);
+    for (const c of [catalog, FILE_CATALOG]) {
+      const grid = expandGrid(withDpr, { dataDir: dir, catalog: c });
+      const show = (s: RunSpec) =>
+        `${s.benchmark}/${s.method.label}/${s.tasks.join("+")}/${
+          s.trainOnlyTasks ?? "-"
+        }/s${s.seed}`;
+      assert.deepEqual(grid.map(show), [
+        "glue/mtl/rte+cola/-/s0",
+        "glue/mtl/rte+cola/-/s1",
+        "glue/PT/rte/-/s0",
+        "glue/PT/rte/-/s1",
+        "glue/PT/cola/-/s0",
+        "glue/PT/cola/-/s1",
+        "super_glue/mtl/cb/dpr/s0",
+        "super_glue/mtl/cb/dpr/s1",
+        "super_glue/PT/cb/-/s0",
+        "super_glue/PT/cb/-/s1",
+      ]);
+      // Only the SuperGLUE multi-task runs change (a new mixture, so new ids).
+      const changed = grid.filter((s, i) => s.id !== base[i]!.id).map(show);
+      assert.deepEqual(changed, ["super_glue/mtl/cb/dpr/s0", "super_glue/mtl/cb/dpr/s1"]);
+      assert.deepEqual(trainedTasks(grid[6]!), ["cb", "dpr"]);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  // Unchecked profiles (no registry lists given to validateProfile) are checked here.
+  assert.throws(
+    () =>
+      expandGrid(profile({ extraTrainTasks: { super_glue: ["wsc"] } }), { dataDir: DATA, catalog }),
+    /Profile "t": \$\.extraTrainTasks\.super_glue\[0\] "wsc" is not a train-only super_glue task \(known: dpr\); an evaluated task goes under \$\.tasks/,
+  );
 });

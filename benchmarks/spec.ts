@@ -306,6 +306,14 @@ export interface Profile {
   /** Task subset per benchmark; absent = every trained task of the benchmark. */
   readonly tasks?: Readonly<Partial<Record<BenchmarkName, readonly string[]>>>;
   /**
+   * Train-only tasks per benchmark (`tasks/registry.ts` `TRAIN_ONLY_TASKS`: DPR under
+   * `super_glue`), added to the mixture of each multi-task run of that benchmark after its
+   * evaluated tasks, as T5's SuperGLUE mixture trains `dpr_v001_simple`: trained, never evaluated
+   * nor averaged. Not added to the single-task runs of a `perTask` method (each trains and
+   * evaluates one task). Absent: none.
+   */
+  readonly extraTrainTasks?: Readonly<Partial<Record<BenchmarkName, readonly string[]>>>;
+  /**
    * When tasks are not listed: drop tasks whose files are missing from the data dir instead of
    * failing (the smoke profile runs on the partial offline mirror).
    */
@@ -365,8 +373,17 @@ export interface RunSpec {
   readonly pretrain?: Readonly<Partial<PretrainSpec>>;
   /** Benchmark trained in this run. */
   readonly benchmark: BenchmarkName;
-  /** Task names (keys of `tasks/mod.ts` `TASKS`), in mixture order; task id = index. */
+  /**
+   * The evaluated task names (keys of `tasks/mod.ts` `TASKS`), in mixture order; task id = index.
+   */
   readonly tasks: readonly string[];
+  /**
+   * Train-only tasks (the profile's `extraTrainTasks` of this benchmark), in the mixture after
+   * `tasks` (task ids `tasks.length` on): trained, never evaluated nor scored. Absent when there
+   * are none, so the run ids of profiles without them do not change. {@link trainedTasks} gives
+   * every trained task.
+   */
+  readonly trainOnlyTasks?: readonly string[];
   /**
    * Only for a run of a method entry with `perTask`: the benchmark's tasks whose single-task runs
    * together make the method's row, in mixture order; this run trains and evaluates `tasks[0]`,
@@ -662,6 +679,18 @@ export function configId(spec: Omit<RunSpec, "id"> | RunSpec): string {
   // `perTaskOf` (kept) names every task, so it differs from a multi-task run's.
   const body = rest.perTaskOf === undefined ? rest : { ...rest, tasks: undefined };
   return createHash("sha256").update(canonicalJson(body)).digest("hex").slice(0, 12);
+}
+
+/**
+ * Every task a run trains, in mixture order (task id = index): its evaluated `tasks`, then its
+ * train-only tasks ({@link RunSpec.trainOnlyTasks}). What sizes a method's per-task variables,
+ * the mixture and the FLOP and memory accounting.
+ *
+ * @param spec the run
+ * @returns the task names
+ */
+export function trainedTasks(spec: Pick<RunSpec, "tasks" | "trainOnlyTasks">): string[] {
+  return [...spec.tasks, ...(spec.trainOnlyTasks ?? [])];
 }
 
 /** Display name of a model reference: the preset name, or the last path segment of `hf`. */
@@ -1239,6 +1268,60 @@ function checkListedTasks(
   });
 }
 
+/**
+ * Resolve a name a profile lists under `$.extraTrainTasks.<benchmark>` to its registry name: one
+ * of `lists[benchmark]` (the train-only tasks, `tasks/registry.ts` `TRAIN_ONLY_TASKS`),
+ * case-insensitively, with a benchmark prefix (`super_glue/dpr`) or T5's and TFDS's names
+ * (`dpr_v001_simple`, `definite_pronoun_resolution`). An evaluated task, a task of the other
+ * benchmark or an unknown name gives the problem, to follow the field's path in an error.
+ *
+ * @param benchmark the benchmark it is listed under
+ * @param name the name as the profile gives it
+ * @param lists the train-only tasks per benchmark
+ * @returns the registry name, or what is wrong
+ */
+export function resolveTrainOnlyTask(
+  benchmark: BenchmarkName,
+  name: string,
+  lists: Readonly<Record<BenchmarkName, readonly string[]>>,
+): { task: string; problem?: undefined } | { task?: undefined; problem: string } {
+  const key = name.trim().toLowerCase().replace(/^(super_?glue|sg|glue)[_/\-:]/, "");
+  const canonical = TRAIN_ONLY_ALIASES[key] ?? key;
+  if (lists[benchmark].includes(canonical)) return { task: canonical };
+  const other = BENCHMARKS.find((b) => b !== benchmark && lists[b].includes(canonical));
+  if (other !== undefined) {
+    return {
+      problem: `${show(name)} is a ${other} task; list it under $.extraTrainTasks.${other}`,
+    };
+  }
+  const known = lists[benchmark].length === 0 ? "none" : lists[benchmark].join(", ");
+  return {
+    problem: `${show(name)} is not a train-only ${benchmark} task (known: ${known}); an ` +
+      "evaluated task goes under $.tasks",
+  };
+}
+
+function trainOnlyTask(
+  benchmark: BenchmarkName,
+  name: string,
+  lists: Readonly<Record<BenchmarkName, readonly string[]>> | undefined,
+  src: Source,
+  path: string,
+): string {
+  // Without the registry's list (a caller that injects no checks) the runner checks the names.
+  if (lists === undefined) return name;
+  const r = resolveTrainOnlyTask(benchmark, name, lists);
+  if (r.problem !== undefined) throw new SpecError(src, path, r.problem);
+  return r.task;
+}
+
+/** Other names of the train-only tasks (T5's and TFDS's), as `tasks/registry.ts` accepts them. */
+const TRAIN_ONLY_ALIASES: Readonly<Record<string, string>> = {
+  dpr_simple: "dpr",
+  dpr_v001_simple: "dpr",
+  definite_pronoun_resolution: "dpr",
+};
+
 /** Smallest trainable vocabulary: 100 sentinels plus 16 pieces (`model/spm.ts`). */
 const MIN_VOCAB = 116;
 
@@ -1307,6 +1390,13 @@ export interface ProfileChecks {
    * unknown, misplaced (a task of the other benchmark) or repeated tasks are errors.
    */
   readonly trainableTasks?: Readonly<Record<BenchmarkName, readonly string[]>>;
+  /**
+   * The tasks a profile's `extraTrainTasks` may list, per benchmark (`tasks/registry.ts`
+   * `TRAIN_ONLY_TASKS`). When given, a name there that is not one of them (or of another
+   * benchmark) is an error; when absent, the names are kept as given and the runner checks them.
+   * A repeated name is an error either way.
+   */
+  readonly trainOnlyTasks?: Readonly<Record<BenchmarkName, readonly string[]>>;
   /**
    * Metric names per canonical task name (`tasks/registry.ts` `TASKS[name].metrics`). When
    * given, tolerance keys must name one of them (see {@link Tolerances}).
@@ -1380,6 +1470,7 @@ export function validateProfile(
       "pretrain",
       "benchmarks",
       "tasks",
+      "extraTrainTasks",
       "skipMissingTasks",
       "methods",
       "train",
@@ -1442,6 +1533,26 @@ export function validateProfile(
       tasks[b] = arr(t[b], src, `$.tasks.${b}`).map((x, i) => str(x, src, `$.tasks.${b}[${i}]`));
       const lists = checks.trainableTasks ?? checks.benchmarkTasks;
       if (lists !== undefined) checkListedTasks(b, tasks[b], lists, src, `$.tasks.${b}`);
+    }
+  }
+  let extraTrainTasks: Partial<Record<BenchmarkName, string[]>> | undefined;
+  if (o.extraTrainTasks !== undefined) {
+    const t = obj(o.extraTrainTasks, src, "$.extraTrainTasks");
+    noExtraKeys(t, BENCHMARKS, src, "$.extraTrainTasks");
+    extraTrainTasks = {};
+    for (const b of BENCHMARKS) {
+      if (t[b] === undefined) continue;
+      const at = `$.extraTrainTasks.${b}`;
+      const names = arr(t[b], src, at).map((x, i) => str(x, src, `${at}[${i}]`));
+      extraTrainTasks[b] = names.map((name, i) =>
+        trainOnlyTask(b, name, checks.trainOnlyTasks, src, `${at}[${i}]`)
+      );
+      extraTrainTasks[b]!.forEach((n, i) => {
+        const j = extraTrainTasks![b]!.indexOf(n);
+        if (j < i) {
+          throw new SpecError(src, `${at}[${i}]`, `repeats task "${n}" (already ${at}[${j}])`);
+        }
+      });
     }
   }
   const skip = o.skipMissingTasks ?? false;
@@ -1517,6 +1628,7 @@ export function validateProfile(
     ...(pretrain === undefined ? {} : { pretrain }),
     benchmarks,
     ...(tasks === undefined ? {} : { tasks }),
+    ...(extraTrainTasks === undefined ? {} : { extraTrainTasks }),
     skipMissingTasks: skip,
     methods,
     train,
@@ -1670,6 +1782,11 @@ export function validateRunResult(raw: unknown, src: Source): RunResult {
   str(m.label, src, "$.spec.method.label");
   num(spec.seed, src, "$.spec.seed", { int: true, min: 0 });
   arr(spec.tasks, src, "$.spec.tasks").forEach((t, i) => str(t, src, `$.spec.tasks[${i}]`));
+  if (spec.trainOnlyTasks !== undefined) {
+    arr(spec.trainOnlyTasks, src, "$.spec.trainOnlyTasks").forEach((t, i) =>
+      str(t, src, `$.spec.trainOnlyTasks[${i}]`)
+    );
+  }
   if (spec.perTaskOf !== undefined) {
     const all = arr(spec.perTaskOf, src, "$.spec.perTaskOf").map((t, i) =>
       str(t, src, `$.spec.perTaskOf[${i}]`)
