@@ -254,9 +254,13 @@ function resolveExtraTrainTasks(
   const extra = extraTrainTasks(profile, benchmark);
   const missing = extra.filter((t) => !catalog.isAvailable(benchmark, t, opts.dataDir));
   if (missing.length === 0) return extra;
+  // Named with its files and the download command: the official SuperGLUE downloads lack DPR.
+  const files = missing.flatMap((t) => TASKS[t]?.files.train?.map((f) => f.path) ?? []);
   const message = `Profile "${profile.name}": missing ${benchmark} train-only task files for ${
     missing.join(", ")
-  } ($.extraTrainTasks.${benchmark}) under "${opts.dataDir}"; ${missingAdvice(opts)}`;
+  } ($.extraTrainTasks.${benchmark}: ${files.join(", ")}) under "${opts.dataDir}"; ${
+    missingAdvice(opts)
+  } (deno task download --tasks ${missing.map(sourceId).join(",")})`;
   if (opts.onMissing === undefined) throw new Error(message);
   opts.onMissing(message);
   return extra;

@@ -683,7 +683,7 @@ Deno.test("expandGrid(): extraTrainTasks (DPR) joins each multi-task run's mixtu
   const withDpr = profile({ methods, extraTrainTasks: { super_glue: ["dpr_v001_simple"] } });
   assert.throws(
     () => expandGrid(withDpr, { dataDir: DATA, catalog }),
-    /^Error: Profile "t": missing super_glue train-only task files for dpr \(\$\.extraTrainTasks\.super_glue\) under ".*"; download them \(deno task download\) or pass --data-dir$/,
+    /^Error: Profile "t": missing super_glue train-only task files for dpr \(\$\.extraTrainTasks\.super_glue: super_glue\/DPR\/train\.c\.txt\) under ".*"; download them \(deno task download\) or pass --data-dir \(deno task download --tasks super_glue\/dpr\)$/,
   );
   assert.deepEqual(missingProfileTasks(withDpr, { dataDir: DATA, catalog }), ["super_glue/dpr"]);
   // With its train file beside the mirror's (links to the mirror's folders).
