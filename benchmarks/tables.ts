@@ -69,6 +69,7 @@ import {
   modelLabel,
   type RunResult,
   type RunSpec,
+  trainedTasks,
 } from "./spec.ts";
 import { checkOutputFolder, isDirectory, pathExists, writeFilesAtomic } from "../model/fs.ts";
 import { parseFlags, runCli, UsageError } from "../model/usage.ts";
@@ -905,7 +906,8 @@ export function paramsTable(
       const [ratio, extraPct, trainedPerTaskPct] = paramCells(c);
       rows.push([
         ...runRowKey(g, c.benchmark),
-        r.spec.tasks.length,
+        // The tasks its parameters were counted for: train-only ones (DPR) have variables too.
+        trainedTasks(r.spec).length,
         p.total,
         p.extra,
         extraPct,

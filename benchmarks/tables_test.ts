@@ -336,6 +336,22 @@ Deno.test("paramsTable() shows a paper trained-per-task % only beside a run of i
   assert.equal(cell(1, "paper_row"), "main: tiny-v1_1 HyperFormer++");
 });
 
+Deno.test("paramsTable() counts a run's train-only tasks (DPR) in num_tasks, as its parameters are", async () => {
+  const rs = await runs([
+    spec("p", "tiny-v1_1", "adapter", "Vanilla Adapter", 0, "super_glue"),
+    spec("p", "tiny-v1_1", "adapter", "Vanilla Adapter", 0, "super_glue", "random", {
+      trainOnlyTasks: ["dpr"],
+    }),
+  ]);
+  const t = paramsTable(rs, []);
+  const head = t[0] as string[];
+  const cell = (run: number, col: string) =>
+    t.find((r) => r[head.indexOf("config")] === configId(rs[run]!.spec))![head.indexOf(col)];
+  // CB alone, then CB and DPR: run_one counts a method's per-task variables for both.
+  assert.equal(cell(0, "num_tasks"), 1);
+  assert.equal(cell(1, "num_tasks"), 2);
+});
+
 Deno.test("ablationTable() reports parameters relative to MTL; attention rows per layer", async () => {
   const rs = await runs([
     spec("ablation", "tiny-v1_1", "mtl", "MTL", 0, "glue"),
