@@ -182,7 +182,10 @@ export function examplesFromBytes(
         `expected ${
           ok.join(" or ")
         } ${what} (official count), found ${res.rows}: truncated or not the ` +
-          `official file (pass checkRows: false to skip this check)`,
+          `official file (deno task download --tasks ${
+            sourceId(spec.name)
+          } fetches the official one into the cache; a library caller may pass checkRows: ` +
+          "false to skip this check)",
       );
     }
   }
