@@ -41,6 +41,21 @@
  *   time: the gradients plus the largest trained variable's square (on webgpu, where a freed
  *   square waits for its command buffer, the squares of the submit batch's worth of the largest
  *   gradients).
+ * - Index tensors are counted where the step makes them: the batch (int32 input ids, decoder
+ *   input ids and labels, float32 attention mask; alive for the whole step, and a micro-batch's
+ *   slices of them during its passes: {@link MemoryEstimate.batchTensors}), the shared lookup's
+ *   joined ids, the position buckets, the methods' gather indices, the loss's label masks and
+ *   indices, Prompt-Tuning's mask of ones, each saved by its gather (or Concat, Where, Add) to
+ *   the end of the backward pass. int32 and float32 elements count 4 bytes each (the default
+ *   bytesPerElement), bool 1 (cpu, wasm; webgpu keeps bool in 4-byte words: 3 bytes per target
+ *   token more, not counted). Scalars are not counted (about 100 bytes at the measured rows).
+ * - Token embeddings: one lookup of both stacks' ids in `shared.weight` (model/t5.ts
+ *   sharedLookup), or, for a model whose config lists stacks with their own table
+ *   (`T5Config.ownEmbeddings`, which model/t5.ts t5FromTensors sets from the checkpoint's
+ *   tensors), one lookup per stack in its table; their weights, gradients and optimizer state
+ *   are counted from `t5ParamShapes`, which lists the own tables. A configuration read from a
+ *   `config.json` alone never lists them (the tensors decide), so an estimate made from it
+ *   before the weights are loaded counts one shared table.
  * - Bytes are counted per data buffer (a reshape, a clone, or a gradient that is `dy` reshaped,
  *   shares its input's buffer), which is what a GPU allocates; tfjs's `tf.memory().numBytes` and
  *   `tf.profile().peakBytes` count each tensor handle instead, and overstate that.
@@ -347,6 +362,13 @@ export interface MemoryEstimate {
   readonly accumulator: number;
   /** Optimizer slots. */
   readonly optimizerState: number;
+  /**
+   * The step's batch (benchmarks/trainer.ts: collate's int32 input ids, decoder input ids and
+   * labels and float32 attention mask, 4 bytes an element, alive for the whole step), and with
+   * micro-batches the micro-batch's slices of them (alive in its forward and backward pass):
+   * counted in every phase of the step, not in evaluation.
+   */
+  readonly batchTensors: number;
   /** The forward buffers of one micro-batch alive at the forward pass's peak. */
   readonly forwardActivations: number;
   /** Tensors one micro-batch's tape keeps for its backward pass. */
@@ -913,11 +935,13 @@ class T5Replay {
   positionBias(name: string, lq: number, lk: number): T {
     const h = this.cfg.numHeads;
     const table = this.w(name, this.cfg.relativeAttentionNumBuckets * h);
-    // gatherRows: customGrad saves the indices; on the gradient's path only when the table is
-    // trained (with a frozen backbone neither the bias nor, through it, the scores of a block
-    // whose input has no gradient get one)
+    // gatherRows of the int32 buckets [lq, lk] (model/layers.ts positionBuckets, a new tensor):
+    // the customGrad saves them; on the gradient's path only when the table is trained (with a
+    // frozen backbone neither the bias nor, through it, the scores of a block whose input has no
+    // gradient get one)
+    const buckets = this.index(lq * lk);
     const rows = this.t.fresh(lq * lk * h, table.path);
-    this.t.op([[table, "new"]], [rows], []);
+    this.t.op([[table, "new"]], [rows], [buckets]);
     const tr = this.un(this.reshape(rows), "none"); // transpose [h, q, k]
     return this.reshape(tr);
   }
@@ -1015,7 +1039,7 @@ class T5Replay {
     const present = (table: T, width: number) => this.presentRows(table, width);
     const k = present(this.mw(`${p}.task_embedding`, tasks * te), te);
     // rows(layerEmb, [m]) (a gather), tiled to the tasks
-    const z = this.tile(this.gather(this.mw(`${p}.layer_embedding`, g.blocks * te), te), u);
+    const z = this.tile(this.gather(this.mw(`${p}.layer_embedding`, g.blocks * te), te, 1), u);
     const proj = this.taskProjector(
       `${o}.task_projector`,
       [k, z],
@@ -1077,7 +1101,7 @@ class T5Replay {
   presentRows(table: T, width: number): T {
     const u = this.presentTasks();
     if (u === this.m.tasks) return table;
-    return u === 1 ? this.slice(table, width) : this.gather(table, u * width);
+    return u === 1 ? this.slice(table, width) : this.gather(table, u * width, u);
   }
   /**
    * model/methods/_hyperprompt.ts `hyperPrompt` and what follows it: `U(ReLU(P·D))` of the present
@@ -1097,7 +1121,7 @@ class T5Replay {
     let y = this.matmul(h, up, u * l * inner);
     if (upBias) y = this.bin("add", y, upBias);
     const rows = this.reshape(y);
-    if (u > 1) return this.gather(rows, b * l * inner);
+    if (u > 1) return this.gather(rows, b * l * inner, b);
     return b > 1 ? this.tile(rows, b) : rows;
   }
   /**
@@ -1184,11 +1208,24 @@ class T5Replay {
     this.t.op([[table, "new"]], [out], [table]); // its gradient pads dy to the table's shape
     return out;
   }
-  /** `gatherRows` of `n` elements of `x` (saves only the indices; gradient: a scatter to x). */
-  gather(x: T, n: number): T {
+  /**
+   * `gatherRows` of `n` elements of `x` at `indices` rows (model/methods/_tensor.ts `rows`: the
+   * int32 indices are a `tf.tensor1d` made for it, which the customGrad saves: alive until the
+   * backward pass ends; its gradient: a scatter to x).
+   */
+  gather(x: T, n: number, indices: number): T {
+    const idx = this.index(indices);
     const out = this.t.fresh(n, x.path);
-    this.t.op([[x, "new"]], [out], []);
+    this.t.op([[x, "new"]], [out], [idx]);
     return out;
+  }
+  /**
+   * A new int32 index buffer of `n` elements (gather indices, position buckets), off the
+   * gradient's path; a node that saves it keeps it to the end of the backward pass. Counted as
+   * `n` elements: 4 bytes each, as a float32 element (bytesPerElement's default).
+   */
+  index(n: number): T {
+    return this.t.fresh(n, false);
   }
   /** geluNew (model/fused.ts, composite on every backend), in its own tidy. */
   gelu(a: T): T {
@@ -1258,9 +1295,13 @@ class T5Replay {
     const p = `hyperformer.${stack}`;
     const layers = stack === "encoder" ? h.encoderLayers : h.decoderLayers;
     // rows(table, ids): gatherRows (saves only the indices; its gradient scatters to the table).
-    const task = this.gather(this.mw("hyperformer.task_embedding", this.m.tasks * te), u * te);
+    const task = this.gather(
+      this.mw("hyperformer.task_embedding", this.m.tasks * te),
+      u * te,
+      u,
+    );
     // One row each, tiled to the tasks.
-    const tiled = (table: T) => this.tile(this.gather(table, te), u);
+    const tiled = (table: T) => this.tile(this.gather(table, te, 1), u);
     const z = this.taskProjector(
       `${p}.projector`,
       [
@@ -1330,7 +1371,7 @@ class T5Replay {
         );
         if (name.startsWith("ln_") && norm === "shared") return v;
         if (u === tasks) return v;
-        return u === 1 ? this.slice(v, width) : this.gather(v, u * width);
+        return u === 1 ? this.slice(v, width) : this.gather(v, u * width, u);
       };
     }
     const rows = y.n / d;
@@ -1455,7 +1496,7 @@ class T5Replay {
     if (this.m.promptLength > 0) {
       const n = b * this.m.promptLength * this.cfg.dModel;
       const p = this.m.promptRows
-        ? this.gather(this.mw("prompt", this.m.tasks * (n / b)), n)
+        ? this.gather(this.mw("prompt", this.m.tasks * (n / b)), n, b)
         : this.methodLeaf(n);
       le = li + this.m.promptLength;
       const out = this.t.fresh(b * le * this.cfg.dModel, true);
@@ -1463,7 +1504,10 @@ class T5Replay {
       // too when the backbone is frozen and they are off the gradient's path ("split")
       this.t.op([[p, "split"], [x, "split"]], [out], [p, x]);
       x = out;
-      this.t.fresh(b * le, false); // the longer mask
+      // The longer mask: tf.concat of tf.ones [b, l] and the batch's mask (float32); the Concat
+      // saves its inputs (the ones), paddingMask's Sub the result.
+      const ones = this.index(b * this.m.promptLength);
+      this.t.op([], [], [ones, this.t.fresh(b * le, false)]);
     }
     x = this.drop(x);
     const encBias = this.positionBias(
@@ -1572,24 +1616,41 @@ class T5Replay {
     const { b, lt } = sh;
     const d = cfg.dModel, v = cfg.vocabSize;
     const li = sh.li;
-    // Embeddings (model/t5.ts sharedLookup): one gather of both stacks' ids (shared table), then
-    // one split into the encoder's and the decoder's rows. gatherRows ends in a Reshape (to
-    // the ids' shape, model/layers.ts), which saves the gathered rows, so they are kept to the
-    // end of the backward pass, frozen table or not (counted freed with the forward tidy before:
-    // b·(li + lt)·d under at every row). SplitV saves nothing; its gradient is one Concat of the
-    // two stacks' row gradients (a new buffer of all the rows), made only once the encoder's
-    // backward is done, so the decoder's row gradient waits for it until then.
     const table = this.w("shared.weight", v * d);
-    const gathered = this.t.fresh(b * (li + lt) * d, table.path);
-    this.t.op([[table, "new"]], [gathered], []);
-    const rows = this.reshape(gathered);
-    const encRows = this.t.fresh(b * li * d, rows.path);
-    const decRows = this.t.fresh(b * lt * d, rows.path);
-    this.t.op([[rows, "new"]], [encRows, decRows], []);
-    const { enc, le } = this.encoder(this.reshape(encRows));
+    const own = cfg.ownEmbeddings ?? [];
+    let encEmbedded: T, decRows: T | undefined;
+    if (own.length === 0) {
+      // Embeddings (model/t5.ts sharedLookup, both stacks on `shared.weight`): the two stacks'
+      // ids joined (a new int32 buffer of b·(li + lt), which gatherRows saves), one gather, then
+      // one split into the encoder's and the decoder's rows. gatherRows ends in a Reshape (to
+      // the ids' shape, model/layers.ts), which saves the gathered rows, so they are kept to the
+      // end of the backward pass, frozen table or not (counted freed with the forward tidy
+      // before: b·(li + lt)·d under at every row). SplitV saves nothing; its gradient is one
+      // Concat of the two stacks' row gradients (a new buffer of all the rows), made only once
+      // the encoder's backward is done, so the decoder's row gradient waits for it until then.
+      const ids = this.index(b * (li + lt));
+      const gathered = this.t.fresh(b * (li + lt) * d, table.path);
+      this.t.op([[table, "new"]], [gathered], [ids]);
+      const rows = this.reshape(gathered);
+      const encRows = this.t.fresh(b * li * d, rows.path);
+      decRows = this.t.fresh(b * lt * d, rows.path);
+      this.t.op([[rows, "new"]], [encRows, decRows], []);
+      encEmbedded = this.reshape(encRows);
+    } else {
+      // A stack with a table of its own (`config.ownEmbeddings`, set by model/t5.ts
+      // t5FromTensors for a checkpoint whose per-stack table is not `shared.weight`'s storage):
+      // sharedLookup declines, and runEncoder and runDecoder each gather from their stack's
+      // table (the encoder's before the encoder, the decoder's after the cross-attention keys
+      // and values). Each gatherRows saves its ids (a reshape of the batch's: no new buffer)
+      // and its Reshape the gathered rows; each table's gradient is its own scatter.
+      encEmbedded = this.embed("encoder", b * li * d);
+    }
+    const { enc, le } = this.encoder(encEmbedded);
     const crossKV = this.crossKVs(enc);
     // Decoder
-    let dec = this.drop(this.reshape(decRows));
+    let dec = this.drop(
+      decRows === undefined ? this.embed("decoder", b * lt * d) : this.reshape(decRows),
+    );
     const decBias = this.positionBias(
       "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
       lt,
@@ -1608,6 +1669,21 @@ class T5Replay {
     const out = cfg.tieWordEmbeddings ? table : this.w("lm_head.weight", v * d);
     const logits = this.reshape(this.projection(this.reshape(hdn), out, b * lt * v));
     return { loss: this.xent(logits, b * lt, v) };
+  }
+  /**
+   * One stack's own lookup (model/t5.ts runEncoder / runDecoder without sharedLookup): gatherRows
+   * of `n` elements from the stack's table (`<stack>.embed_tokens.weight` when listed in
+   * `config.ownEmbeddings`, else `shared.weight`), reshaped to the ids' shape.
+   */
+  embed(stack: "encoder" | "decoder", n: number): T {
+    const v = this.cfg.vocabSize, d = this.cfg.dModel;
+    const name = this.cfg.ownEmbeddings?.includes(stack)
+      ? `${stack}.embed_tokens.weight`
+      : "shared.weight";
+    const table = this.w(name, v * d);
+    const rows = this.t.fresh(n, table.path);
+    this.t.op([[table, "new"]], [rows], []);
+    return this.reshape(rows);
   }
   crossAttention(q: T, k: T, v: T, lq: number, lk: number, mask: T, zero: T): T {
     const { b } = this.sh;
@@ -1637,6 +1713,15 @@ class T5Replay {
   xent(logits: T, n: number, v: number): T {
     const flat = this.reshape(logits);
     const z = this.zLoss > 0;
+    // The labels' index tensors (model/t5.ts crossEntropyLoss): `valid` (bool [n], one byte an
+    // element on cpu and wasm: n / 4 elements of 4 bytes; webgpu stores bool in 4-byte words,
+    // 3n bytes more, not counted), saved by the Where that picks `safe` (int32 [n]) from the
+    // labels and a zerosLike (a transient); `safe` is saved by the kernel (fused) or by the Add
+    // that makes the picked logits' indices (composite).
+    const valid = this.index(n / 4);
+    this.t.transientFwd(n);
+    const safe = this.index(n);
+    this.t.op([], [], [valid, safe]);
     let per: T;
     if (this.k.xent) {
       // z-loss through a kernel that does not fold it into its gradient: the registered gradient
@@ -1659,8 +1744,11 @@ class T5Replay {
       // the picked logit: gatherRows over flat.reshape([n·v]) (gradient: a scatter of n·v, the
       // reshaped tensor's map entry: stock tfjs keeps it to the end of the pass even after
       // flat's gradient, which aliases it, is summed into a new one)
+      // Its int32 indices r·v + safe: the range and its product with v (saved by the Mul and the
+      // Add), and the sum (saved by gatherRows).
+      const indices = [this.index(n), this.index(n), this.index(n)];
       const picked = this.t.fresh(n, true);
-      this.t.op([[this.reshape(flat), "new"]], [picked], []);
+      this.t.op([[this.reshape(flat), "new"]], [picked], indices);
       per = this.bin("add", lse, picked, n);
       if (this.labelSmoothing > 0) {
         // ε·(lse − mean(x)) + (1 − ε)·(lse − picked). Mean saves x; its gradient (tfjs Mean_grad:
@@ -2192,7 +2280,14 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
   let packedElems = 0;
   for (const b of replay.packedWeights) packedElems += b.n;
   const xnnPackedWeights = xnn ? (packedElems + extra) * bpe : 0;
-  const fixed = weights + xnnPackedWeights + optimizerState + accumulator;
+  // The batch (benchmarks/trainer.ts oneStep: made before lossAndGrads, freed after the
+  // update): inputIds, attentionMask [batch, li], decoderInputIds, labels [batch, lt], 4 bytes
+  // an element whatever bytesPerElement says (int32, float32); lossAndGrads' micro-batch slices
+  // of them during a micro-batch's passes.
+  const batchBytes = 2 * batch * (li + lt) * 4;
+  const microBytes = m < batch ? 2 * m * (li + lt) * 4 : 0;
+  const fixed = weights + xnnPackedWeights + optimizerState + accumulator + batchBytes +
+    microBytes;
   // Evaluation: greedy decoding (no tape, no dropout) of rows of one task (benchmarks/evaluator.ts
   // decodes each task's set on its own), up to the longest input and target.
   const evalBatch = positiveInt(input.evalBatchSize ?? m, "evalBatchSize");
@@ -2241,8 +2336,9 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     backward: fixed + (saved + back.peak) * bpe,
     // benchmarks/trainer.ts globalGradNorm: one gradient's square at a time (its own tidy),
     // then the per-gradient scalars; measured in benchmarks/memory_test.ts.
-    "gradient norm": weights + xnnPackedWeights + optimizerState + gradients + normSquares * bpe,
-    update: weights + xnnPackedWeights + optimizerState + gradients + updateTmp,
+    "gradient norm": weights + xnnPackedWeights + optimizerState + batchBytes + gradients +
+      normSquares * bpe,
+    update: weights + xnnPackedWeights + optimizerState + batchBytes + gradients + updateTmp,
     // Between steps (benchmarks/trainer.ts): gradients and accumulator freed, slots kept.
     evaluation: weights + xnnPackedWeights + optimizerState + evalReplay.t.fwd * bpe,
   } as const;
@@ -2258,6 +2354,7 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     gradients,
     accumulator,
     optimizerState,
+    batchTensors: batchBytes + microBytes,
     forwardActivations: replay.t.fwd * bpe,
     savedActivations: saved * bpe,
     activationGradients: (back.peak - back.params) * bpe,
