@@ -1,0 +1,869 @@
+/**
+ * `deno task submission`: the GLUE / SuperGLUE leaderboard files of one table row, from the test
+ * predictions its runs wrote (`train.predictTest`: `<outDir>/test_predictions/<run file stem>/
+ * <task>.jsonl`, one `{"id", "split", "prediction"}` per test example, made with the weights of
+ * the task's best validation step; the run result's `testPredictions` names the folder and the
+ * step of each file).
+ *
+ * The row is chosen as the tables choose one (model, backbone, benchmark, method label, seed; a
+ * `perTask` method's task runs merged, `per_task.ts`), the predictions are joined on
+ * `Example.id` with the test files read by `tasks/load.ts` (which give the leaderboard's `idx`
+ * values, never guessed), turned into each leaderboard's label format as T5's
+ * `prepare_glue_submission.py` writes it (`shared/reference/glue-superglue.md` §3.7), and written
+ * under the official file names into a new folder (temp folder + rename), then zipped beside it.
+ *
+ * Formats (T5's script where it has the task; where it does not, noted in {@link SUBMISSION_FILES}):
+ * - GLUE: `<File>.tsv`, header `index\tprediction`, the test file's own index column. CoLA, SST-2,
+ *   MRPC, QQP: the class index (0/1; 1 = acceptable / positive / equivalent / duplicate, as the
+ *   test files' label columns); STS-B: the float; MNLI-m/-mm, QNLI, RTE, AX: the label word
+ *   (`entailment`, …); WNLI: `0` (not_entailment, the majority class) for every row: never trained
+ *   here (T5 trains WSC/DPR instead).
+ * - SuperGLUE: `<File>.jsonl`, one `{"idx": <int>, "label": …}` per line. BoolQ, WiC: `"true"` /
+ *   `"false"`; WSC: `"True"` / `"False"` (T5's `wsc_simple` rule against the test row's
+ *   referent); COPA: 0/1; CB, RTE, AX-b, AX-g: the label word; ReCoRD: the predicted text, `idx`
+ *   the query's; MultiRC nested per passage, `{"idx": p, "passage": {"questions": [{"idx": q,
+ *   "answers": [{"idx": a, "label": 0|1}]}]}}`.
+ *
+ * A prediction that is no valid label (decoded garbage) gets the task's first class (STS-B 0.0,
+ * WSC `"False"`), and each file's count of those is printed and written in `README.txt`.
+ *
+ * @module
+ */
+import { basename, dirname, join, resolve } from "node:path";
+import { zipSync } from "fflate";
+import { loadExamples } from "../tasks/load.ts";
+import { pyFloat } from "../tasks/parse.ts";
+import { classLabel, wscSimple } from "../tasks/postprocess.ts";
+import { getTask } from "../tasks/registry.ts";
+import type { BenchmarkName, Example, TaskSplit } from "../tasks/types.ts";
+import { defaultDataDir } from "../tasks/data.ts";
+import { makeHeldTempDir, swapFolderInto, writeFileAtomic } from "../model/fs.ts";
+import { parseFlags, runCli, UsageError } from "../model/usage.ts";
+import { describeResult, loadResults, resultSource } from "./compare.ts";
+import { mergePerTaskRuns, perTaskParts } from "./per_task.ts";
+import { backboneLabel, configId, modelLabel, type RunResult } from "./spec.ts";
+
+/**
+ * The `testPredictions` field of a run result (present only when the run's profile sets
+ * `train.predictTest`).
+ */
+export interface TestPredictions {
+  /** Folder of the prediction files, relative to the results folder (outDir). */
+  readonly dir: string;
+  /** Per written file (task name, incl. "ax"/"axb"/"axg"): the step whose weights made it. */
+  readonly files: Readonly<Record<string, { readonly step: number; readonly examples: number }>>;
+}
+
+/** How a leaderboard file writes a label. */
+export type LabelFormat =
+  /** The class index as a number (0/1). */
+  | "index"
+  /** The task's label word (`entailment`, `not_entailment`, …). */
+  | "word"
+  /** `"true"` / `"false"` (BoolQ, WiC). */
+  | "lowerBool"
+  /** `"True"` / `"False"` from T5's `wsc_simple` rule (WSC). */
+  | "wsc"
+  /** A float (STS-B). */
+  | "float"
+  /** The predicted text itself (ReCoRD). */
+  | "text"
+  /** MultiRC's nested per-passage rows, labels 0/1. */
+  | "multirc"
+  /** WNLI: `0` (not_entailment) on every test row, no predictions read. */
+  | "majority";
+
+/** One official file of a leaderboard submission. */
+export interface SubmissionFile {
+  /** The official file name (`CoLA.tsv`, `AX-b.jsonl`). */
+  readonly name: string;
+  /** The registry task whose predictions (and test file) it is made from. */
+  readonly task: string;
+  /** The test split (MNLI's halves); default `test`. */
+  readonly split: TaskSplit;
+  /** How labels are written. */
+  readonly format: LabelFormat;
+}
+
+function file(name: string, task: string, format: LabelFormat, split: TaskSplit = "test") {
+  return { name, task, split, format } as const;
+}
+
+/**
+ * The official files of each leaderboard, in its order (glue-superglue.md §3.7; T5's
+ * `prepare_glue_submission.py` for the label formats: its `USES_TEXT` tasks (CB, RTE, MNLI, QNLI)
+ * write label words, BoolQ/WiC `"false"/"true"`, WSC `"False"/"True"`, the others the class index
+ * or the STS-B float). T5's script has no entry for AX, AX-b and AX-g: they are written as the
+ * task they are predicted with (AX as MNLI, AX-b and AX-g as SuperGLUE RTE: label words), which
+ * is what the leaderboards' sample submissions hold; the reference is silent on that.
+ */
+export const SUBMISSION_FILES: Readonly<Record<BenchmarkName, readonly SubmissionFile[]>> = Object
+  .freeze({
+    glue: [
+      file("CoLA.tsv", "cola", "index"),
+      file("SST-2.tsv", "sst2", "index"),
+      file("MRPC.tsv", "mrpc", "index"),
+      file("STS-B.tsv", "stsb", "float"),
+      file("QQP.tsv", "qqp", "index"),
+      file("MNLI-m.tsv", "mnli", "word", "test_matched"),
+      file("MNLI-mm.tsv", "mnli", "word", "test_mismatched"),
+      file("QNLI.tsv", "qnli", "word"),
+      file("RTE.tsv", "rte", "word"),
+      file("WNLI.tsv", "wnli", "majority"),
+      file("AX.tsv", "ax", "word"),
+    ],
+    super_glue: [
+      file("BoolQ.jsonl", "boolq", "lowerBool"),
+      file("CB.jsonl", "cb", "word"),
+      file("COPA.jsonl", "copa", "index"),
+      file("MultiRC.jsonl", "multirc", "multirc"),
+      file("ReCoRD.jsonl", "record", "text"),
+      file("RTE.jsonl", "rte_sg", "word"),
+      file("WiC.jsonl", "wic", "lowerBool"),
+      file("WSC.jsonl", "wsc", "wsc"),
+      file("AX-b.jsonl", "axb", "word"),
+      file("AX-g.jsonl", "axg", "word"),
+    ],
+  });
+
+/** The trained task whose best step a diagnostic's predictions ride on. */
+const DIAGNOSTIC_OF: Readonly<Record<string, string>> = {
+  ax: "mnli",
+  axb: "rte_sg",
+  axg: "rte_sg",
+};
+
+/** An error in a result file or a prediction file: exit 1, naming the file (and line, field). */
+export class SubmissionError extends Error {
+  /** @param message the file, line or field, and what is wrong */
+  constructor(message: string) {
+    super(message);
+    this.name = "SubmissionError";
+  }
+}
+
+function show(v: unknown): string {
+  const s = JSON.stringify(v);
+  return s === undefined ? String(v) : s.length > 60 ? s.slice(0, 57) + "..." : s;
+}
+
+/**
+ * A result's `testPredictions`, checked: undefined when absent; otherwise `dir` a relative folder
+ * inside the results folder and every `files` entry `{step, examples}` of non-negative integers.
+ *
+ * @param r a run result (read by `loadResults`)
+ * @param source the file it came from, for errors
+ * @returns the field, or undefined when the run wrote no test predictions
+ * @throws SubmissionError `<file>: $.testPredictions.<field> …` when malformed
+ */
+export function readTestPredictions(r: RunResult, source: string): TestPredictions | undefined {
+  const raw = (r as unknown as Record<string, unknown>).testPredictions;
+  if (raw === undefined) return undefined;
+  const bad = (path: string, what: string, v: unknown): never => {
+    throw new SubmissionError(`${source}: $.testPredictions${path} ${what}, got ${show(v)}`);
+  };
+  const isObj = (v: unknown): v is Record<string, unknown> =>
+    v !== null && typeof v === "object" && !Array.isArray(v);
+  if (!isObj(raw)) bad("", "must be an object {dir, files}", raw);
+  const o = raw as Record<string, unknown>;
+  const dir = o.dir;
+  if (typeof dir !== "string" || dir === "") bad(".dir", "must be a non-empty string", dir);
+  const parts = (dir as string).split(/[\\/]/);
+  if ((dir as string).startsWith("/") || /^[A-Za-z]:/.test(dir as string) || parts.includes("..")) {
+    bad(".dir", 'must be a folder inside the results folder (relative, no "..")', dir);
+  }
+  if (!isObj(o.files)) bad(".files", "must be an object (task -> {step, examples})", o.files);
+  const files: Record<string, { step: number; examples: number }> = {};
+  for (const [task, e] of Object.entries(o.files as Record<string, unknown>)) {
+    const at = `.files.${task}`;
+    if (!isObj(e)) bad(at, "must be an object {step, examples}", e);
+    const entry = e as Record<string, unknown>;
+    for (const k of ["step", "examples"] as const) {
+      const v = entry[k];
+      if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
+        bad(`${at}.${k}`, "must be a non-negative integer", v);
+      }
+    }
+    files[task] = { step: entry.step as number, examples: entry.examples as number };
+  }
+  return { dir: dir as string, files };
+}
+
+/** Which row of the tables to submit: `undefined` fields match anything. */
+export interface RowCriteria {
+  /** The benchmark. */
+  readonly benchmark: BenchmarkName;
+  /** The method label (`spec.method.label`). */
+  readonly method: string;
+  /** The model label (`modelLabel`). */
+  readonly model?: string;
+  /** The backbone label (`backboneLabel`). */
+  readonly backbone?: string;
+  /** The seed. */
+  readonly seed?: number;
+  /** The profile name. */
+  readonly profile?: string;
+}
+
+/** One row of results as the tables would show it (before seeds are averaged). */
+function describeRow(r: RunResult): string {
+  const s = r.spec;
+  const files = (perTaskParts(r) ?? [r]).map((p) => basename(resultSource(p) ?? p.spec.id));
+  return `--profile ${s.profile} --model ${modelLabel(s.model)} --backbone ${
+    backboneLabel(s.backbone)
+  } --benchmark ${s.benchmark} --method ${s.method.label} --seed ${s.seed} (config ${
+    configId(s)
+  }: ${files.join(", ")})`;
+}
+
+/**
+ * The run(s) of one row: the results matching `c`, a `perTask` method's task runs merged into one
+ * candidate. Exactly one candidate must remain.
+ *
+ * @param results the results of a folder (`loadResults`)
+ * @param c what to match
+ * @returns the runs of the row (a per-task method's task runs, or the one multi-task run)
+ * @throws UsageError when nothing matches (listing the rows there are) or several rows match
+ *   (listing them)
+ */
+export function selectRow(results: readonly RunResult[], c: RowCriteria): RunResult[] {
+  const all = mergePerTaskRuns(results, describeResult);
+  const matching = all.filter((r) => {
+    const s = r.spec;
+    return s.benchmark === c.benchmark && s.method.label === c.method &&
+      (c.model === undefined || modelLabel(s.model) === c.model) &&
+      (c.backbone === undefined || backboneLabel(s.backbone) === c.backbone) &&
+      (c.seed === undefined || s.seed === c.seed) &&
+      (c.profile === undefined || s.profile === c.profile);
+  });
+  const list = (rs: readonly RunResult[]) => rs.map((r) => `\n  ${describeRow(r)}`).join("");
+  if (matching.length === 0) {
+    const there = all.filter((r) => r.spec.benchmark === c.benchmark);
+    throw new UsageError(
+      `no run matches ${criteriaText(c)}; the ${c.benchmark} rows there are:` +
+        (there.length === 0 ? " none" : list(there)),
+    );
+  }
+  if (matching.length > 1) {
+    throw new UsageError(
+      `${matching.length} rows match ${criteriaText(c)}; narrow the choice with --profile, ` +
+        `--model, --backbone or --seed (two configurations of one row: move the stale result ` +
+        `out of the folder):${list(matching)}`,
+    );
+  }
+  const row = matching[0]!;
+  return [...(perTaskParts(row) ?? [row])];
+}
+
+function criteriaText(c: RowCriteria): string {
+  const parts = [`--benchmark ${c.benchmark}`, `--method ${c.method}`];
+  if (c.profile !== undefined) parts.push(`--profile ${c.profile}`);
+  if (c.model !== undefined) parts.push(`--model ${c.model}`);
+  if (c.backbone !== undefined) parts.push(`--backbone ${c.backbone}`);
+  if (c.seed !== undefined) parts.push(`--seed ${c.seed}`);
+  return parts.join(" ");
+}
+
+/** One line of a `<task>.jsonl` prediction file. */
+export interface PredictionLine {
+  /** `Example.id` of the test example. */
+  readonly id: string;
+  /** Its split (`test`, MNLI `test_matched` / `test_mismatched`). */
+  readonly split: string;
+  /** The decoded text. */
+  readonly prediction: string;
+}
+
+/**
+ * Parses a prediction file: one `{"id", "split", "prediction"}` object per line (all strings),
+ * ids unique.
+ *
+ * @param text the file's text
+ * @param path the file, for errors
+ * @returns the lines, in file order
+ * @throws SubmissionError `<path>:<line>: …` for a malformed or repeated line
+ */
+export function parsePredictions(text: string, path: string): PredictionLine[] {
+  const out: PredictionLine[] = [];
+  const seen = new Map<string, number>();
+  const lines = text.split("\n");
+  if (lines.at(-1) === "") lines.pop();
+  lines.forEach((line, i) => {
+    const at = `${path}:${i + 1}`;
+    let v: unknown;
+    try {
+      v = JSON.parse(line);
+    } catch (e) {
+      throw new SubmissionError(`${at}: invalid JSON (${(e as Error).message})`);
+    }
+    if (v === null || typeof v !== "object" || Array.isArray(v)) {
+      throw new SubmissionError(`${at}: expected an object {"id", "split", "prediction"}`);
+    }
+    const o = v as Record<string, unknown>;
+    for (const k of ["id", "split", "prediction"]) {
+      if (typeof o[k] !== "string") {
+        throw new SubmissionError(`${at}: field "${k}" must be a string, got ${show(o[k])}`);
+      }
+    }
+    const id = o.id as string;
+    const first = seen.get(id);
+    if (first !== undefined) {
+      throw new SubmissionError(`${at}: id ${show(id)} repeats line ${first}`);
+    }
+    seen.set(id, i + 1);
+    out.push({ id, split: o.split as string, prediction: o.prediction as string });
+  });
+  return out;
+}
+
+/** The id as the test file has it: `Example.id` without its `<task>/<split>/` prefix. */
+function rawId(ex: Example): string {
+  const prefix = `${ex.task}/${ex.split ?? "test"}/`;
+  if (!ex.id.startsWith(prefix)) throw new Error(`example id ${ex.id} lacks "${prefix}"`);
+  return ex.id.slice(prefix.length);
+}
+
+/** A SuperGLUE `idx`: the integer (as T5's `int(idx)`), or the string when it is none. */
+function jsonIdx(s: string): number | string {
+  return /^-?\d+$/.test(s) ? Number(s) : s;
+}
+
+/** A converted file. */
+export interface ConvertedFile {
+  /** The file's text. */
+  readonly text: string;
+  /** Rows written (MultiRC: answers). */
+  readonly rows: number;
+  /** Predictions that were no valid label, replaced by the first class. */
+  readonly replaced: number;
+}
+
+/**
+ * Converts one task's test examples and their predictions (same order) into a leaderboard file.
+ *
+ * @param f the file
+ * @param examples the test examples in file order (`loadExamples`)
+ * @param predictions one decoded text per example (ignored for `majority`)
+ * @returns the file's text, its rows and the count of replaced invalid predictions
+ */
+export function convertFile(
+  f: SubmissionFile,
+  examples: readonly Example[],
+  predictions: readonly string[],
+): ConvertedFile {
+  const spec = getTask(f.task);
+  const words = spec.labelWords;
+  let replaced = 0;
+  const cls = (p: string): number => {
+    const c = classLabel(p, words);
+    if (c >= 0) return c;
+    replaced++;
+    return 0;
+  };
+  const label = (p: string, ex: Example): number | string => {
+    switch (f.format) {
+      case "index":
+        return cls(p);
+      case "word":
+        return words[cls(p)]!;
+      case "lowerBool":
+        return ["false", "true"][cls(p)]!;
+      case "wsc": {
+        let w = wscSimple(p, ex.target);
+        if (w < 0) [w, replaced] = [0, replaced + 1];
+        return w === 1 ? "True" : "False";
+      }
+      case "float": {
+        const v = pyFloat(p);
+        if (v === undefined || !Number.isFinite(v) || v < 0 || v > 5) {
+          replaced++;
+          return 0;
+        }
+        return v;
+      }
+      case "text":
+        return p;
+      case "majority":
+        return 0;
+      case "multirc":
+        return cls(p);
+    }
+  };
+  if (f.format === "multirc") {
+    // Nested as T5 writes it: passages, then questions, in order of first appearance.
+    const passages = new Map<string, Map<string, { idx: number | string; label: number }[]>>();
+    examples.forEach((ex, i) => {
+      const m = /^(.+)-(-?\d+)-(-?\d+)$/.exec(rawId(ex));
+      if (m === null) throw new Error(`MultiRC example id ${ex.id} is not <p>-<q>-<a>`);
+      let qs = passages.get(m[1]!);
+      if (qs === undefined) passages.set(m[1]!, qs = new Map());
+      let as = qs.get(m[2]!);
+      if (as === undefined) qs.set(m[2]!, as = []);
+      as.push({ idx: Number(m[3]), label: label(predictions[i]!, ex) as number });
+    });
+    const lines = [...passages].map(([p, qs]) =>
+      JSON.stringify({
+        idx: jsonIdx(p),
+        passage: {
+          questions: [...qs].map(([q, answers]) => ({ idx: Number(q), answers })),
+        },
+      })
+    );
+    return { text: lines.map((l) => l + "\n").join(""), rows: examples.length, replaced };
+  }
+  const values = examples.map((ex, i) => label(predictions[i] ?? "", ex));
+  if (f.name.endsWith(".tsv")) {
+    const cell = (v: number | string) =>
+      typeof v === "number" && Number.isInteger(v) && f.format === "float" ? v.toFixed(1) : v;
+    const rows = examples.map((ex, i) => `${rawId(ex)}\t${cell(values[i]!)}`);
+    return { text: ["index\tprediction", ...rows].join("\n") + "\n", rows: rows.length, replaced };
+  }
+  const lines = examples.map((ex, i) => {
+    // ReCoRD: the query's idx (the id is <passage idx>/<query idx>), as T5's `idx/query`.
+    const id = f.format === "text" ? rawId(ex).split("/").at(-1)! : rawId(ex);
+    return JSON.stringify({ idx: jsonIdx(id), label: values[i] });
+  });
+  return { text: lines.map((l) => l + "\n").join(""), rows: lines.length, replaced };
+}
+
+/** Options of {@link buildSubmission}. */
+export interface BuildOptions {
+  /** The results folder (or one results JSON file): `--runs`. */
+  readonly runs: string;
+  /** The row. */
+  readonly criteria: RowCriteria;
+  /** The data folder in the official layout (the test files). */
+  readonly dataDir: string;
+  /** Write what exists when tasks are missing, instead of refusing. */
+  readonly allowMissing?: boolean;
+  /** Where progress lines go (default `console.log`). */
+  readonly log?: (s: string) => void;
+}
+
+/** What {@link buildSubmission} made. */
+export interface Submission {
+  /** Official file name -> contents (README.txt included), in leaderboard order. */
+  readonly files: ReadonlyMap<string, string>;
+  /** Official files not written (no predictions, or no test file), with why. */
+  readonly missing: readonly { readonly name: string; readonly why: string }[];
+  /** Invalid predictions replaced, per written file. */
+  readonly replaced: Readonly<Record<string, number>>;
+}
+
+interface Source {
+  readonly run: RunResult;
+  readonly file: string;
+  readonly dir: string;
+  readonly step: number;
+  readonly examples: number;
+}
+
+/**
+ * Reads a row's test predictions and test files and converts them to the leaderboard's files.
+ *
+ * @param opts where to read, which row
+ * @returns the files (not yet written)
+ * @throws UsageError for a selection that is not one row, or missing files without
+ *   `allowMissing`; SubmissionError for a malformed result or prediction file, or predictions
+ *   that do not match the test file
+ */
+export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
+  const log = opts.log ?? ((s: string) => console.log(s));
+  const results = await loadResults(opts.runs);
+  const parts = selectRow(results, opts.criteria);
+  const sources = new Map<string, Source>();
+  const without: string[] = [];
+  for (const r of parts) {
+    const file = (resultSource(r) ?? r.spec.id).replace(/\[\d+\]$/, "");
+    const tp = readTestPredictions(r, file);
+    if (tp === undefined) {
+      without.push(basename(file));
+      continue;
+    }
+    for (const [task, e] of Object.entries(tp.files)) {
+      const twin = sources.get(task);
+      if (twin !== undefined) {
+        throw new SubmissionError(
+          `${file}: $.testPredictions.files.${task}: ${twin.file} has predictions of ${task} too`,
+        );
+      }
+      sources.set(task, { run: r, file, dir: join(dirname(file), tp.dir), ...e });
+    }
+  }
+  const files = new Map<string, string>();
+  const missing: { name: string; why: string }[] = [];
+  const replaced: Record<string, number> = {};
+  const notes: string[] = [];
+  const testCache = new Map<string, Example[]>();
+  const testOf = async (task: string, split: TaskSplit) => {
+    const key = `${task}/${split}`;
+    let ex = testCache.get(key);
+    if (ex === undefined) {
+      ex = await loadExamples(task, split, opts.dataDir, { checkRows: false });
+      testCache.set(key, ex);
+    }
+    return ex;
+  };
+  const predCache = new Map<string, Map<string, PredictionLine>>();
+  const readPreds = async (task: string, src: Source) => {
+    let m = predCache.get(task);
+    if (m !== undefined) return m;
+    const path = join(src.dir, `${task}.jsonl`);
+    let text: string;
+    try {
+      text = await Deno.readTextFile(path);
+    } catch (e) {
+      throw new SubmissionError(
+        `${path}: cannot read it (${(e as Error).message}); ${src.file} lists it in ` +
+          `$.testPredictions.files.${task}`,
+      );
+    }
+    const lines = parsePredictions(text, path);
+    if (lines.length !== src.examples) {
+      throw new SubmissionError(
+        `${path}: ${lines.length} predictions, but ${src.file} $.testPredictions.files.${task}` +
+          `.examples says ${src.examples} (a truncated or replaced file)`,
+      );
+    }
+    m = new Map(lines.map((l) => [l.id, l]));
+    predCache.set(task, m);
+    return m;
+  };
+  const used = new Map<string, Set<string>>();
+  for (const f of SUBMISSION_FILES[opts.criteria.benchmark]) {
+    const spec = getTask(f.task);
+    const testFile = spec.files[f.split]?.[0]?.path ?? "";
+    const hasTest = await Deno.stat(join(opts.dataDir, testFile)).then(() => true, () => false);
+    if (f.format === "majority") {
+      if (!hasTest) {
+        missing.push({ name: f.name, why: `no test file ${join(opts.dataDir, testFile)}` });
+        continue;
+      }
+      const examples = await testOf(f.task, f.split);
+      const c = convertFile(f, examples, []);
+      files.set(f.name, c.text);
+      replaced[f.name] = 0;
+      const ignored = sources.has(f.task) ? ` (the run's ${f.task} predictions are not used)` : "";
+      const line = `${f.name}: ${c.rows} rows, all 0 (not_entailment, the majority class): WNLI ` +
+        `is never trained here (T5 trains WSC/DPR instead)${ignored}`;
+      log(line);
+      notes.push(line);
+      continue;
+    }
+    const src = sources.get(f.task);
+    if (src === undefined) {
+      missing.push({
+        name: f.name,
+        why: `no ${f.task} test predictions in the row's runs` +
+          (without.length > 0
+            ? ` (${without.join(", ")} have no testPredictions: trained without train.predictTest)`
+            : ""),
+      });
+      continue;
+    }
+    if (!hasTest) {
+      missing.push({ name: f.name, why: `no test file ${join(opts.dataDir, testFile)}` });
+      continue;
+    }
+    const examples = await testOf(f.task, f.split);
+    const preds = await readPreds(f.task, src);
+    const path = join(src.dir, `${f.task}.jsonl`);
+    const texts = examples.map((ex) => {
+      const p = preds.get(ex.id);
+      if (p === undefined) {
+        throw new SubmissionError(
+          `${path}: no prediction for test example ${ex.id} (${ex.file}:${ex.line}); the ` +
+            "predictions were made from another test file than the one in the data folder",
+        );
+      }
+      const split = ex.split ?? "test";
+      if (p.split !== split) {
+        throw new SubmissionError(
+          `${path}: the prediction of ${ex.id} says split ${show(p.split)}, its test file ${split}`,
+        );
+      }
+      return p.prediction;
+    });
+    let u = used.get(f.task);
+    if (u === undefined) used.set(f.task, u = new Set());
+    for (const ex of examples) u.add(ex.id);
+    const c = convertFile(f, examples, texts);
+    files.set(f.name, c.text);
+    replaced[f.name] = c.replaced;
+    const trained = DIAGNOSTIC_OF[f.task] ?? f.task;
+    const best = src.run.best[trained]?.step;
+    const stale = best !== undefined && best !== src.step
+      ? `; WARNING: the run's best ${trained} step is ${best}, not ${src.step}`
+      : "";
+    const official = spec.files[f.split]?.[0]?.rows;
+    // Row units as the registry counts them (MultiRC answers, ReCoRD queries): a partial mirror
+    // is written, but said so.
+    const partial = typeof official === "number" && official !== examples.length
+      ? `; the official test file has ${official}`
+      : "";
+    const line = `${f.name}: ${c.rows} ${
+      f.format === "multirc" ? "answers" : "rows"
+    } from ${f.task}.jsonl, step ${src.step} of ${
+      basename(src.file)
+    }; ${c.replaced} invalid prediction(s) replaced by ${firstClass(f)}${partial}${stale}`;
+    log(line);
+    notes.push(line);
+  }
+  for (const [task, ids] of used) {
+    const extra = [...predCache.get(task)!.keys()].filter((id) => !ids.has(id));
+    if (extra.length > 0) {
+      throw new SubmissionError(
+        `${join(sources.get(task)!.dir, `${task}.jsonl`)}: ${extra.length} prediction(s) of no ` +
+          `test example in ${opts.dataDir} (first: ${extra[0]})`,
+      );
+    }
+  }
+  if (missing.length > 0) {
+    const text = missing.map((m) => `\n  ${m.name}: ${m.why}`).join("");
+    if (!opts.allowMissing) {
+      throw new UsageError(
+        `missing ${missing.length} of the ${
+          SUBMISSION_FILES[opts.criteria.benchmark].length
+        } leaderboard files (--allow-missing writes the others):${text}`,
+      );
+    }
+    log(`not written (--allow-missing):${text}`);
+  }
+  files.set("README.txt", readme(opts, parts, notes, missing));
+  return { files, missing, replaced };
+}
+
+function firstClass(f: SubmissionFile): string {
+  switch (f.format) {
+    case "float":
+      return "0.0";
+    case "wsc":
+      return '"False"';
+    case "lowerBool":
+      return '"false"';
+    case "text":
+      return "(none: any text is an answer)";
+    case "word":
+      return `"${getTask(f.task).labelWords[0]}"`;
+    default:
+      return `0 (${getTask(f.task).labelWords[0]})`;
+  }
+}
+
+function readme(
+  opts: BuildOptions,
+  parts: readonly RunResult[],
+  notes: readonly string[],
+  missing: readonly { name: string; why: string }[],
+): string {
+  const s = parts[0]!.spec;
+  const board = opts.criteria.benchmark === "glue" ? "GLUE" : "SuperGLUE";
+  return [
+    `${board} leaderboard submission: ${s.profile} / ${modelLabel(s.model)} / ${
+      backboneLabel(s.backbone)
+    } / ${s.method.label} / seed ${s.seed}`,
+    "Written by `deno task submission` (benchmarks/submission.ts) from the test predictions of",
+    "each task's best validation step (T5's convention).",
+    "",
+    "Runs:",
+    ...parts.map((r) =>
+      `  ${basename(resultSource(r) ?? r.spec.id)} (run ${r.spec.id}, git ${r.provenance.gitSha}${
+        r.provenance.gitDirty ? " dirty" : ""
+      })`
+    ),
+    "",
+    "Files:",
+    ...notes.map((n) => `  ${n}`),
+    ...(missing.length === 0
+      ? []
+      : ["", "Not written:", ...missing.map((m) => `  ${m.name}: ${m.why}`)]),
+    "",
+    "Invalid predictions (decoded text that is no label) are replaced by the task's first class",
+    "(STS-B 0.0, WSC False); the count per file is above.",
+    ...(opts.criteria.benchmark === "glue"
+      ? [
+        "WNLI.tsv: 0 (not_entailment, the majority class) for every row; WNLI is never trained",
+        "here (T5 trains WSC/DPR instead).",
+      ]
+      : []),
+    "",
+  ].join("\n");
+}
+
+/**
+ * Writes the files into a new folder `out` (built in a temporary folder beside it, then renamed
+ * into place) and the same files, at the zip's root, into `<out>.zip` (written atomically).
+ *
+ * @param out the folder (absent or empty)
+ * @param files file name -> contents
+ * @returns the zip's path
+ */
+export async function writeSubmission(
+  out: string,
+  files: ReadonlyMap<string, string>,
+): Promise<string> {
+  const parent = dirname(resolve(out));
+  await Deno.mkdir(parent, { recursive: true });
+  const tmp = await makeHeldTempDir(parent, `.${basename(out)}`);
+  const enc = new TextEncoder();
+  const zip: Record<string, Uint8Array> = {};
+  try {
+    for (const [name, text] of files) {
+      const bytes = enc.encode(text);
+      await Deno.writeFile(join(tmp.path, name), bytes);
+      zip[name] = bytes;
+    }
+    await swapFolderInto(tmp.path, resolve(out));
+  } catch (e) {
+    await Deno.remove(tmp.path, { recursive: true }).catch(() => {});
+    throw e;
+  } finally {
+    tmp.release();
+  }
+  const zipPath = `${out.replace(/[\\/]+$/, "")}.zip`;
+  await writeFileAtomic(zipPath, zipSync(zip, { level: 9 }));
+  return zipPath;
+}
+
+/** `deno task submission --help`. */
+export const SUBMISSION_USAGE =
+  `Usage: deno task submission --runs DIR --benchmark B --method LABEL --out DIR [options]
+
+Writes the GLUE or SuperGLUE leaderboard files of one row of results (a run trained with
+train.predictTest: the test predictions of each task's best validation step), and <out>.zip.
+
+  --runs DIR         folder of run result JSONs (or one JSON file of results)
+  --benchmark B      glue or super_glue
+  --method LABEL     the method label (a perTask method's task runs are taken together)
+  --model M          the model label, when several match
+  --backbone B       the backbone label (random, pretrained, ...), when several match
+  --seed N           the seed, when several match
+  --profile P        the profile, when several match
+  --data-dir DIR     the test files, official layout (default: the cache and ../shared/data, as bench)
+  --out DIR          a new (or empty) folder for the files; <DIR>.zip is written beside it
+  --allow-missing    write the files there are predictions for, listing the others
+  --help             this text
+
+Exit codes: 0 written, 1 an error reading the results, predictions or test files, or writing,
+2 bad arguments, no or several matching rows, or leaderboard files missing.`;
+
+/** Options of {@link main} (tests capture the output). */
+export interface SubmissionMainOptions {
+  /** Where `--help` and progress go (default `console.log`). */
+  readonly log?: (s: string) => void;
+  /** Where the error goes (default `console.error`). */
+  readonly error?: (s: string) => void;
+}
+
+/**
+ * `deno task submission`.
+ *
+ * @param args command-line arguments
+ * @param opts output sinks
+ * @returns the exit code (0 written or `--help`, 1 a failure, 2 bad arguments, selection or
+ *   missing files)
+ */
+export function main(args: string[], opts: SubmissionMainOptions = {}): Promise<number> {
+  const log = opts.log ?? ((s: string) => console.log(s));
+  const sinks = { log, ...(opts.error === undefined ? {} : { error: opts.error }) };
+  return runCli((a) => submissionCommand(a, log), args, SUBMISSION_USAGE, sinks);
+}
+
+async function submissionCommand(args: string[], log: (s: string) => void): Promise<void> {
+  const v = parseFlags(args, {
+    tool: "deno task submission",
+    options: {
+      runs: { type: "string" },
+      benchmark: { type: "string" },
+      method: { type: "string" },
+      model: { type: "string" },
+      backbone: { type: "string" },
+      seed: { type: "string" },
+      profile: { type: "string" },
+      "data-dir": { type: "string" },
+      out: { type: "string" },
+      "allow-missing": { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    takes: {
+      runs: "a folder of run result JSONs",
+      benchmark: "glue or super_glue",
+      method: "a method label",
+      model: "a model label",
+      backbone: "a backbone label",
+      seed: "a non-negative integer",
+      profile: "a profile name",
+      "data-dir": "a folder",
+      out: "a folder",
+    },
+  });
+  for (const k of ["runs", "benchmark", "method", "out"] as const) {
+    if (v[k] === undefined) throw new UsageError(`--${k} is required; --help lists the flags`);
+  }
+  if (v.benchmark !== "glue" && v.benchmark !== "super_glue") {
+    throw new UsageError(`--benchmark must be glue or super_glue, got "${v.benchmark}"`);
+  }
+  let seed: number | undefined;
+  if (v.seed !== undefined) {
+    seed = Number(v.seed);
+    if (!/^\d+$/.test(v.seed)) {
+      throw new UsageError(`--seed must be a non-negative integer, got "${v.seed}"`);
+    }
+  }
+  const out = v.out!;
+  await checkNewOutput(out);
+  if (!(await Deno.stat(v.runs!).then(() => true, () => false))) {
+    throw new UsageError(`--runs ${v.runs}: no such folder or file`);
+  }
+  const dataDir = v["data-dir"] ?? defaultDataDir();
+  if (v["data-dir"] !== undefined && !(await isDir(dataDir))) {
+    throw new UsageError(`--data-dir ${dataDir}: no such folder`);
+  }
+  const sub = await buildSubmission({
+    runs: v.runs!,
+    criteria: {
+      benchmark: v.benchmark,
+      method: v.method!,
+      ...(v.model === undefined ? {} : { model: v.model }),
+      ...(v.backbone === undefined ? {} : { backbone: v.backbone }),
+      ...(seed === undefined ? {} : { seed }),
+      ...(v.profile === undefined ? {} : { profile: v.profile }),
+    },
+    dataDir,
+    allowMissing: v["allow-missing"],
+    log,
+  });
+  const zip = await writeSubmission(out, sub.files);
+  log(`wrote ${sub.files.size} files to ${out} and ${zip}`);
+}
+
+async function isDir(p: string): Promise<boolean> {
+  return await Deno.stat(p).then((s) => s.isDirectory, () => false);
+}
+
+/** `--out` must be absent or an empty folder, and `<out>.zip` absent. */
+async function checkNewOutput(out: string): Promise<void> {
+  if (out.trim() === "") throw new UsageError("--out: an empty path; name a new folder");
+  let info: Deno.FileInfo | undefined;
+  try {
+    info = await Deno.stat(out);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) {
+      throw new UsageError(`--out ${out}: ${(e as Error).message}`);
+    }
+  }
+  if (info !== undefined) {
+    if (!info.isDirectory) throw new UsageError(`--out ${out}: is a file, not a folder`);
+    for await (const _ of Deno.readDir(out)) {
+      throw new UsageError(`--out ${out}: not empty; name a new folder (nothing is overwritten)`);
+    }
+  }
+  const zip = `${out.replace(/[\\/]+$/, "")}.zip`;
+  if (await Deno.stat(zip).then(() => true, () => false)) {
+    throw new UsageError(`--out ${out}: ${zip} exists; name a new folder (nothing is overwritten)`);
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,591 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { unzipSync } from "fflate";
+import { loadExamples } from "../tasks/load.ts";
+import { BENCHMARK_TASKS, getTask } from "../tasks/registry.ts";
+import type { Example, TaskSplit } from "../tasks/types.ts";
+import { sharedPath } from "../model/shared_dir.ts";
+import { declaredFlags, HELP_WIDTH } from "../model/usage.ts";
+import { fakeRuns, fakeSpec } from "./results_testing.ts";
+import { runFileName, type RunSpec } from "./spec.ts";
+import {
+  buildSubmission,
+  convertFile,
+  main,
+  SUBMISSION_FILES,
+  SUBMISSION_USAGE,
+  type SubmissionFile,
+} from "./submission.ts";
+
+const MIRROR = sharedPath("data");
+const enc = JSON.stringify;
+
+/** The prediction of the i-th test example of a task: its label words in turn, every 7th garbage. */
+function predictionOf(task: string, i: number): string {
+  if (i % 7 === 0) return "garbage!";
+  const t = getTask(task);
+  if (t.converter === "stsb") return ((i % 26) / 5).toFixed(1);
+  if (t.converter === "record") return `answer ${i}`;
+  if (t.converter === "wsc_simple") return i % 2 === 0 ? "the nobody" : "";
+  return t.labelWords[i % t.labelWords.length]!;
+}
+
+/** The test splits a task's prediction file covers (as the run writes them). */
+function testSplits(task: string): TaskSplit[] {
+  return task === "mnli" ? ["test_matched", "test_mismatched"] : ["test"];
+}
+
+/**
+ * Writes a fake run's result JSON into `dir`, with `testPredictions` for `tasks` (each task's
+ * prediction file made from the test files of `dataDir`, its best step the file's step).
+ */
+async function writeRun(
+  dir: string,
+  spec: RunSpec,
+  dataDir: string,
+  tasks: readonly string[],
+  edit: (r: Record<string, unknown>) => void = () => {},
+): Promise<string> {
+  const [result] = await fakeRuns([spec]);
+  const stem = runFileName(spec).replace(/\.json$/, "");
+  const rel = join("test_predictions", stem);
+  const files: Record<string, { step: number; examples: number }> = {};
+  for (const task of tasks) {
+    const lines: string[] = [];
+    for (const split of testSplits(task)) {
+      const ex = await loadExamples(task, split, dataDir, { checkRows: false });
+      ex.forEach((e, i) =>
+        lines.push(enc({ id: e.id, split: e.split ?? "test", prediction: predictionOf(task, i) }))
+      );
+    }
+    const trained = { ax: "mnli", axb: "rte_sg", axg: "rte_sg" }[task] ?? task;
+    const step = result!.best[trained]?.step ?? 2;
+    files[task] = { step, examples: lines.length };
+    await Deno.mkdir(join(dir, rel), { recursive: true });
+    await Deno.writeTextFile(join(dir, rel, `${task}.jsonl`), lines.join("\n") + "\n");
+  }
+  const raw = { ...result, testPredictions: { dir: rel, files } } as Record<string, unknown>;
+  edit(raw);
+  const path = join(dir, runFileName(spec));
+  await Deno.writeTextFile(path, JSON.stringify(raw));
+  return path;
+}
+
+async function writeTsv(path: string, rows: string[][]): Promise<void> {
+  await Deno.mkdir(join(path, ".."), { recursive: true });
+  await Deno.writeTextFile(path, rows.map((r) => r.join("\t")).join("\n") + "\n");
+}
+
+async function writeJsonl(path: string, rows: unknown[]): Promise<void> {
+  await Deno.mkdir(join(path, ".."), { recursive: true });
+  await Deno.writeTextFile(path, rows.map((r) => enc(r) + "\n").join(""));
+}
+
+/** The first `n` rows of a mirror's jsonl file, labels removed (a test file's shape). */
+async function unlabelled(rel: string, n: number): Promise<unknown[]> {
+  const text = await Deno.readTextFile(join(MIRROR, rel));
+  return text.split("\n").filter((l) => l !== "").slice(0, n).map((l) => {
+    const { label: _l, ...rest } = JSON.parse(l);
+    return rest;
+  });
+}
+
+/**
+ * A data folder: links to the mirror's test files of `real` (layout paths), plus tiny
+ * synthetic test files in the official layout for the tasks the mirror has no test file of.
+ */
+async function dataDir(real: readonly string[]): Promise<string> {
+  const d = await Deno.makeTempDir();
+  for (const rel of real) {
+    await Deno.mkdir(join(d, rel, ".."), { recursive: true });
+    await Deno.symlink(join(MIRROR, rel), join(d, rel));
+  }
+  const nli = (n: number) =>
+    Array.from({ length: n }, (_, i) => [String(i), `premise ${i}`, `hypothesis ${i}`]);
+  await writeTsv(join(d, "glue/QQP/test.tsv"), [["id", "question1", "question2"], ...nli(5)]);
+  await writeTsv(join(d, "glue/QNLI/test.tsv"), [["index", "question", "sentence"], ...nli(4)]);
+  await writeTsv(join(d, "glue/WNLI/test.tsv"), [["index", "sentence1", "sentence2"], ...nli(3)]);
+  await writeTsv(join(d, "glue/MNLI/test_matched.tsv"), [
+    ["index", "sentence1", "sentence2"],
+    ...nli(4),
+  ]);
+  // Indices as the official mismatched file: its own, not a continuation of matched.
+  await writeTsv(join(d, "glue/MNLI/test_mismatched.tsv"), [
+    ["index", "sentence1", "sentence2"],
+    ...nli(3).map(([i, a, b]) => [String(100 + Number(i)), a!, b!]),
+  ]);
+  await writeTsv(join(d, "glue/diagnostic/diagnostic.tsv"), [
+    ["index", "sentence1", "sentence2"],
+    ...nli(6),
+  ]);
+  const sg = (t: string) => join(d, "super_glue", t);
+  await writeJsonl(
+    join(sg("BoolQ"), "test.jsonl"),
+    await unlabelled("super_glue/BoolQ/val.jsonl", 4),
+  );
+  await writeJsonl(
+    join(sg("COPA"), "test.jsonl"),
+    await unlabelled("super_glue/COPA/val.jsonl", 4),
+  );
+  await writeJsonl(join(sg("WiC"), "test.jsonl"), await unlabelled("super_glue/WiC/val.jsonl", 4));
+  await writeJsonl(join(sg("WSC"), "test.jsonl"), await unlabelled("super_glue/WSC/val.jsonl", 4));
+  await writeJsonl(join(sg("MultiRC"), "test.jsonl"), [
+    {
+      idx: 0,
+      version: 1.1,
+      passage: {
+        text: "Sent 1: Ann ran.",
+        questions: [
+          {
+            question: "Who ran?",
+            idx: 0,
+            answers: [{ text: "Ann", idx: 0 }, { text: "Bo", idx: 1 }],
+          },
+          { question: "Did Ann run?", idx: 1, answers: [{ text: "yes", idx: 2 }] },
+        ],
+      },
+    },
+    {
+      idx: 1,
+      version: 1.1,
+      passage: {
+        text: "Sent 1: Bo sat.",
+        questions: [{ question: "Who sat?", idx: 2, answers: [{ text: "Bo", idx: 3 }] }],
+      },
+    },
+  ]);
+  await writeJsonl(join(sg("ReCoRD"), "test.jsonl"), [{
+    idx: 5,
+    source: "x",
+    passage: { text: "Alice met Bob.", entities: [{ start: 0, end: 4 }, { start: 10, end: 12 }] },
+    qas: [{ query: "@placeholder met Bob.", idx: 70 }, {
+      query: "Alice met @placeholder.",
+      idx: 71,
+    }],
+  }]);
+  await writeJsonl(join(sg("AX-b"), "AX-b.jsonl"), [
+    { sentence1: "A b.", sentence2: "A.", idx: "0", label: "entailment" },
+    { sentence1: "C d.", sentence2: "E.", idx: "1", label: "not_entailment" },
+  ]);
+  await writeJsonl(join(sg("AX-g"), "AX-g.jsonl"), [
+    { premise: "He ran.", hypothesis: "He moved.", idx: 0, pair_id: 1, label: "entailment" },
+    { premise: "She ran.", hypothesis: "She moved.", idx: 1, pair_id: 1, label: "entailment" },
+  ]);
+  return d;
+}
+
+const GLUE_REAL = ["CoLA", "SST-2", "MRPC", "STS-B", "RTE"].map((t) => `glue/${t}/test.tsv`);
+const SG_REAL = ["CB", "RTE"].map((t) => `super_glue/${t}/test.jsonl`);
+
+/** Runs `main`, capturing the output. */
+async function cli(args: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(args, { log: (s) => out.push(s), error: (s) => err.push(s) });
+  return { code, out: out.join("\n"), err: err.join("\n") };
+}
+
+/** The `index` column of a GLUE test file, read by splitting lines (independent of the loader). */
+async function indexColumn(rel: string, column = "index"): Promise<string[]> {
+  const lines = (await Deno.readTextFile(join(MIRROR, rel))).split("\n").filter((l) => l !== "");
+  const at = lines[0]!.split("\t").indexOf(column);
+  return lines.slice(1).map((l) => l.split("\t")[at]!);
+}
+
+function tsvRows(text: string): string[][] {
+  return text.trimEnd().split("\n").map((l) => l.split("\t"));
+}
+
+Deno.test("GLUE: every official file from a multi-task run; mirror ids, row counts and label formats", async () => {
+  const data = await dataDir(GLUE_REAL);
+  const runs = await Deno.makeTempDir();
+  try {
+    const tasks = ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte"];
+    await writeRun(
+      runs,
+      fakeSpec("p", "tiny-v1_1", "mtl", "mtl", 0, "glue", "random", { tasks }),
+      data,
+      [...tasks, "ax"],
+    );
+    const log: string[] = [];
+    const sub = await buildSubmission({
+      runs,
+      criteria: { benchmark: "glue", method: "mtl" },
+      dataDir: data,
+      log: (s) => log.push(s),
+    });
+    assert.deepEqual(sub.missing, []);
+    assert.deepEqual(
+      [...sub.files.keys()],
+      [...SUBMISSION_FILES.glue.map((f) => f.name), "README.txt"],
+    );
+    // Real mirror files: the official counts, the index column in file order.
+    const real: [string, string, number][] = [
+      ["CoLA.tsv", "glue/CoLA/test.tsv", 1063],
+      ["SST-2.tsv", "glue/SST-2/test.tsv", 1821],
+      ["MRPC.tsv", "glue/MRPC/test.tsv", 1725],
+      ["STS-B.tsv", "glue/STS-B/test.tsv", 1379],
+      ["RTE.tsv", "glue/RTE/test.tsv", 3000],
+    ];
+    for (const [name, rel, n] of real) {
+      const rows = tsvRows(sub.files.get(name)!);
+      assert.deepEqual(rows[0], ["index", "prediction"], name);
+      assert.equal(rows.length - 1, n, name);
+      assert.deepEqual(rows.slice(1).map((r) => r[0]), await indexColumn(rel), name);
+      // Every 7th prediction (i = 0, 7, ...) is garbage and replaced.
+      assert.equal(sub.replaced[name], Math.ceil(n / 7), name);
+      assert.ok(
+        log.some((l) =>
+          l.startsWith(`${name}: ${n} rows`) && l.includes(`${Math.ceil(n / 7)} invalid`)
+        ),
+        name,
+      );
+    }
+    const col = (name: string) => tsvRows(sub.files.get(name)!).slice(1).map((r) => r[1]);
+    // CoLA: class index (i % 2 gives unacceptable/acceptable; garbage -> 0).
+    assert.deepEqual(col("CoLA.tsv").slice(0, 4), ["0", "1", "0", "1"]);
+    // STS-B: the float; garbage -> 0.0; an integer written with one decimal.
+    assert.deepEqual(col("STS-B.tsv").slice(0, 6), ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]);
+    // RTE: the label word.
+    assert.deepEqual(col("RTE.tsv").slice(0, 3), ["entailment", "not_entailment", "entailment"]);
+    // MNLI's halves from one prediction file, each with its own test file's index.
+    assert.deepEqual(tsvRows(sub.files.get("MNLI-m.tsv")!).slice(1), [
+      ["0", "entailment"],
+      ["1", "neutral"],
+      ["2", "contradiction"],
+      ["3", "entailment"],
+    ]);
+    // Mismatched: its own test file's rows (the fake predictions restart at i = 0 per split).
+    assert.deepEqual(tsvRows(sub.files.get("MNLI-mm.tsv")!).slice(1), [
+      ["100", "entailment"],
+      ["101", "neutral"],
+      ["102", "contradiction"],
+    ]);
+    assert.equal(sub.replaced["MNLI-mm.tsv"], 1);
+    assert.deepEqual(col("QQP.tsv"), ["0", "1", "0", "1", "0"]);
+    assert.deepEqual(col("AX.tsv"), [
+      "entailment",
+      "neutral",
+      "contradiction",
+      "entailment",
+      "neutral",
+      "contradiction",
+    ]);
+    // WNLI: the majority class on every test row, said so.
+    assert.deepEqual(tsvRows(sub.files.get("WNLI.tsv")!).slice(1), [["0", "0"], ["1", "0"], [
+      "2",
+      "0",
+    ]]);
+    const readme = sub.files.get("README.txt")!;
+    assert.match(readme, /WNLI\.tsv: 3 rows, all 0 \(not_entailment, the majority class\)/);
+    assert.match(
+      readme,
+      /CoLA\.tsv: 1063 rows from cola\.jsonl, step \d+ of p--tiny-v1_1--random--glue--mtl--s0--/,
+    );
+    assert.ok(log.some((l) => l.includes("WNLI is never trained here")));
+  } finally {
+    await Deno.remove(runs, { recursive: true });
+    await Deno.remove(data, { recursive: true });
+  }
+});
+
+Deno.test("SuperGLUE: every official file; idx from the test files, MultiRC nested, label formats", async () => {
+  const data = await dataDir(SG_REAL);
+  const runs = await Deno.makeTempDir();
+  try {
+    const tasks = [...BENCHMARK_TASKS.super_glue];
+    await writeRun(
+      runs,
+      fakeSpec("p", "tiny-v1_1", "mtl", "mtl", 0, "super_glue", "random", { tasks }),
+      data,
+      [...tasks, "axb", "axg"],
+    );
+    const sub = await buildSubmission({
+      runs,
+      criteria: { benchmark: "super_glue", method: "mtl" },
+      dataDir: data,
+      log: () => {},
+    });
+    assert.deepEqual(sub.missing, []);
+    const rows = (name: string) =>
+      sub.files.get(name)!.trimEnd().split("\n").map((l) => JSON.parse(l));
+    // The mirror's real CB and RTE test files: every idx, in order, 250 and 3000 rows.
+    for (
+      const [name, rel, n] of [["CB.jsonl", "super_glue/CB/test.jsonl", 250], [
+        "RTE.jsonl",
+        "super_glue/RTE/test.jsonl",
+        3000,
+      ]] as const
+    ) {
+      const want = (await Deno.readTextFile(join(MIRROR, rel))).split("\n").filter((l) => l !== "")
+        .map((l) => JSON.parse(l).idx);
+      const got = rows(name);
+      assert.equal(got.length, n, name);
+      assert.deepEqual(got.map((r) => r.idx), want, name);
+      assert.equal(sub.replaced[name], Math.ceil(n / 7), name);
+    }
+    assert.deepEqual(rows("CB.jsonl").slice(0, 4).map((r) => r.label), [
+      "entailment", // garbage -> first class
+      "contradiction",
+      "neutral",
+      "entailment",
+    ]);
+    assert.deepEqual(rows("BoolQ.jsonl"), [
+      { idx: 0, label: "false" },
+      { idx: 1, label: "true" },
+      { idx: 2, label: "false" },
+      { idx: 3, label: "true" },
+    ]);
+    assert.deepEqual(rows("WiC.jsonl").map((r) => r.label), ["false", "true", "false", "true"]);
+    assert.deepEqual(rows("COPA.jsonl").map((r) => r.label), [0, 1, 0, 1]);
+    // WSC: i = 0 garbage -> no referent words -> "False" (valid, not replaced); i = 1, 3 empty
+    // (invalid -> "False", replaced); i = 2 "the nobody" names no referent -> "False".
+    assert.deepEqual(rows("WSC.jsonl").map((r) => r.label), ["False", "False", "False", "False"]);
+    assert.equal(sub.replaced["WSC.jsonl"], 2);
+    // ReCoRD: the query idx, the predicted text as it is.
+    assert.deepEqual(rows("ReCoRD.jsonl"), [
+      { idx: 70, label: "garbage!" },
+      { idx: 71, label: "answer 1" },
+    ]);
+    assert.equal(sub.replaced["ReCoRD.jsonl"], 0);
+    // MultiRC: nested per passage and question; answers 0..3 -> garbage (0), True, False, True.
+    assert.deepEqual(rows("MultiRC.jsonl"), [
+      {
+        idx: 0,
+        passage: {
+          questions: [
+            { idx: 0, answers: [{ idx: 0, label: 0 }, { idx: 1, label: 1 }] },
+            { idx: 1, answers: [{ idx: 2, label: 0 }] },
+          ],
+        },
+      },
+      { idx: 1, passage: { questions: [{ idx: 2, answers: [{ idx: 3, label: 1 }] }] } },
+    ]);
+    // AX-b's string idx becomes the integer (T5's int(idx)); labels are RTE's words.
+    assert.deepEqual(rows("AX-b.jsonl"), [
+      { idx: 0, label: "entailment" },
+      { idx: 1, label: "not_entailment" },
+    ]);
+    assert.deepEqual(rows("AX-g.jsonl"), [
+      { idx: 0, label: "entailment" },
+      { idx: 1, label: "not_entailment" },
+    ]);
+  } finally {
+    await Deno.remove(runs, { recursive: true });
+    await Deno.remove(data, { recursive: true });
+  }
+});
+
+Deno.test("convertFile(): WSC by the wsc_simple rule against the referent; STS-B out of range replaced", () => {
+  const ex = (i: number, target: string): Example => ({
+    task: "wsc",
+    id: `wsc/test/${i}`,
+    input: "",
+    target,
+    split: "test",
+  });
+  const wsc: SubmissionFile = { name: "WSC.jsonl", task: "wsc", split: "test", format: "wsc" };
+  const c = convertFile(wsc, [ex(0, "the dog"), ex(1, "Pete's"), ex(2, "Mark")], [
+    "dog",
+    "pete",
+    "the",
+  ]);
+  // "dog" names "the dog"; "pete" lacks the apostrophe -> False; "the" is empty once the
+  // determiner is dropped -> invalid, replaced by False.
+  assert.deepEqual(c.text.trimEnd().split("\n").map((l) => JSON.parse(l).label), [
+    "True",
+    "False",
+    "False",
+  ]);
+  assert.equal(c.replaced, 1);
+  const stsb: SubmissionFile = { name: "STS-B.tsv", task: "stsb", split: "test", format: "float" };
+  const sx = [0, 1, 2, 3].map((i) => ({ ...ex(i, "-1.0"), task: "stsb", id: `stsb/test/${i}` }));
+  const s = convertFile(stsb, sx, ["3.8", "7.5", "nan", "5"]);
+  assert.deepEqual(tsvRows(s.text).slice(1), [["0", "3.8"], ["1", "0.0"], ["2", "0.0"], [
+    "3",
+    "5.0",
+  ]]);
+  assert.equal(s.replaced, 2);
+});
+
+Deno.test("selection: a perTask method's task runs merge; several rows or none exit 2 listing them", async () => {
+  const runs = await Deno.makeTempDir();
+  const out = await Deno.makeTempDir();
+  try {
+    const pt = (task: string) =>
+      fakeSpec("p", "tiny-v1_1", "prompt_tuning", "Prompt-Tuning", 0, "glue", "pretrained", {
+        tasks: [task],
+        perTaskOf: BENCHMARK_TASKS.glue,
+      });
+    await writeRun(runs, pt("cola"), MIRROR, ["cola"]);
+    await writeRun(runs, pt("rte"), MIRROR, ["rte"]);
+    for (const seed of [0, 1]) {
+      await writeRun(runs, fakeSpec("p", "tiny-v1_1", "mtl", "mtl", seed, "glue"), MIRROR, ["rte"]);
+    }
+    const base = ["--runs", runs, "--benchmark", "glue", "--data-dir", MIRROR];
+    // Two seeds of MTL: ambiguous, both listed with the flags that choose them.
+    const two = await cli([...base, "--method", "mtl", "--out", join(out, "a")]);
+    assert.equal(two.code, 2, two.err);
+    assert.match(two.err, /2 rows match --benchmark glue --method mtl; narrow/);
+    assert.match(two.err, /--seed 0 \(config [0-9a-f]{12}: p--tiny-v1_1--random--glue--mtl--s0--/);
+    assert.match(two.err, /--seed 1 \(config/);
+    // No such method: the rows there are, listed.
+    const none = await cli([...base, "--method", "HyperPrompt", "--out", join(out, "a")]);
+    assert.equal(none.code, 2);
+    assert.match(none.err, /no run matches --benchmark glue --method HyperPrompt; the glue rows/);
+    assert.match(
+      none.err,
+      /--method Prompt-Tuning --seed 0 \(config [0-9a-f]{12}: .*cola.*, .*rte/,
+    );
+    // The per-task runs together: CoLA from one run, RTE from the other; the rest missing.
+    const pts = await cli([...base, "--method", "Prompt-Tuning", "--out", join(out, "pt")]);
+    assert.equal(pts.code, 2);
+    assert.match(
+      pts.err,
+      /missing 9 of the 11 leaderboard files \(--allow-missing writes the others\)/,
+    );
+    assert.match(pts.err, /\n {2}SST-2\.tsv: no sst2 test predictions in the row's runs/);
+    assert.match(pts.err, /\n {2}WNLI\.tsv: no test file /);
+    assert.doesNotMatch(pts.err, /(CoLA|RTE)\.tsv:/);
+    const ok = await cli([
+      ...base,
+      "--method",
+      "Prompt-Tuning",
+      "--out",
+      join(out, "pt"),
+      "--allow-missing",
+    ]);
+    assert.equal(ok.code, 0, ok.err);
+    assert.match(
+      ok.out,
+      /CoLA\.tsv: 1063 rows from cola\.jsonl, step \d+ of p--.*--Prompt-Tuning--cola--s0--/,
+    );
+    assert.match(
+      ok.out,
+      /RTE\.tsv: 3000 rows from rte\.jsonl, step \d+ of p--.*--Prompt-Tuning--rte--s0--/,
+    );
+    assert.match(ok.out, /not written \(--allow-missing\):\n {2}SST-2\.tsv/);
+    const names = [...Deno.readDirSync(join(out, "pt"))].map((e) => e.name).sort();
+    assert.deepEqual(names, ["CoLA.tsv", "README.txt", "RTE.tsv"]);
+    // The zip holds the same files at its root.
+    const zip = unzipSync(await Deno.readFile(join(out, "pt.zip")));
+    assert.deepEqual(Object.keys(zip).sort(), names);
+    for (const n of names) {
+      assert.deepEqual(zip[n], await Deno.readFile(join(out, "pt", n)), n);
+    }
+    assert.match(new TextDecoder().decode(zip["README.txt"]), /Not written:\n {2}SST-2\.tsv/);
+    // Nothing is overwritten: the folder (now full) and the zip are refused.
+    const again = await cli([...base, "--method", "Prompt-Tuning", "--out", join(out, "pt")]);
+    assert.equal(again.code, 2);
+    assert.match(again.err, /--out .*pt: not empty; name a new folder/);
+    await Deno.mkdir(join(out, "empty"));
+    await Deno.writeTextFile(join(out, "empty.zip"), "x");
+    const zipThere = await cli([...base, "--method", "Prompt-Tuning", "--out", join(out, "empty")]);
+    assert.equal(zipThere.code, 2);
+    assert.match(zipThere.err, /empty\.zip exists/);
+  } finally {
+    await Deno.remove(runs, { recursive: true });
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("bad input: a malformed testPredictions or prediction file exits 1 naming file and field", async () => {
+  const runs = await Deno.makeTempDir();
+  const out = await Deno.makeTempDir();
+  try {
+    const spec = (label: string) => fakeSpec("p", "tiny-v1_1", "mtl", label, 0, "glue");
+    const args = (label: string) => [
+      "--runs",
+      runs,
+      "--benchmark",
+      "glue",
+      "--method",
+      label,
+      "--data-dir",
+      MIRROR,
+      "--out",
+      join(out, label),
+      "--allow-missing",
+    ];
+    const f1 = await writeRun(runs, spec("a"), MIRROR, ["rte"], (r) => {
+      (r.testPredictions as { files: Record<string, unknown> }).files.rte = {
+        step: -1,
+        examples: 3,
+      };
+    });
+    const a = await cli(args("a"));
+    assert.equal(a.code, 1);
+    // Checked here, or already by validateRunResult where spec.ts checks the field: either way
+    // one line naming the file and the field.
+    assert.match(a.err, new RegExp(`^${f1}: \\$\\.testPredictions\\.files\\.rte\\.step must be `));
+    await Deno.remove(f1); // a malformed result fails the loading of its whole folder
+    const f2 = await writeRun(runs, spec("b"), MIRROR, ["rte"], (r) => {
+      (r.testPredictions as { dir: string }).dir = "../elsewhere";
+    });
+    const b = await cli(args("b"));
+    assert.equal(b.code, 1);
+    assert.match(
+      b.err,
+      new RegExp(`^${f2}: \\$\\.testPredictions\\.dir must be a folder `),
+    );
+    // A prediction file with one line fewer than its examples count; then one with a foreign id.
+    await Deno.remove(f2);
+    const f3 = await writeRun(runs, spec("c"), MIRROR, ["rte"]);
+    const r3 = JSON.parse(await Deno.readTextFile(f3));
+    const predFile = join(runs, r3.testPredictions.dir, "rte.jsonl");
+    const lines = (await Deno.readTextFile(predFile)).trimEnd().split("\n");
+    await Deno.writeTextFile(predFile, lines.slice(1).join("\n") + "\n");
+    const c = await cli(args("c"));
+    assert.equal(c.code, 1);
+    assert.match(
+      c.err,
+      /rte\.jsonl: 2999 predictions, but .* \$\.testPredictions\.files\.rte\.examples says 3000/,
+    );
+    const moved = [
+      enc({ id: "rte/test/9999", split: "test", prediction: "entailment" }),
+      ...lines.slice(1),
+    ];
+    await Deno.writeTextFile(predFile, moved.join("\n") + "\n");
+    const d = await cli(args("c"));
+    assert.equal(d.code, 1);
+    assert.match(
+      d.err,
+      /rte\.jsonl: no prediction for test example rte\/test\/0 \(glue\/RTE\/test\.tsv:2\)/,
+    );
+    await Deno.writeTextFile(predFile, lines[0] + "\n" + lines[0] + "\n");
+    const e = await cli(args("c"));
+    assert.equal(e.code, 1);
+    assert.match(e.err, /rte\.jsonl:2: id "rte\/test\/0" repeats line 1/);
+    // Nothing was written by a failed command.
+    assert.deepEqual([...Deno.readDirSync(out)], []);
+    // A run trained without predictTest: its tasks are missing, and the message says why.
+    const plain = (await fakeRuns([spec("d")]))[0]!;
+    await Deno.writeTextFile(join(runs, runFileName(spec("d"))), JSON.stringify(plain));
+    const g = await cli(args("d").filter((x) => x !== "--allow-missing"));
+    assert.equal(g.code, 2);
+    assert.match(
+      g.err,
+      /RTE\.tsv: no rte test predictions in the row's runs \(.*--d--s0--.*\.json have no testPredictions: trained without train\.predictTest\)/,
+    );
+  } finally {
+    await Deno.remove(runs, { recursive: true });
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("submission --help: exit 0, lines within the width, the parser's flags; arguments checked", async () => {
+  const help = await cli(["--help"]);
+  assert.equal(help.code, 0);
+  assert.deepEqual(help.out.split("\n").filter((l) => l.length > HELP_WIDTH), []);
+  assert.equal(help.out.split("\n")[0], SUBMISSION_USAGE.split("\n")[0]);
+  const bad = await cli(["--zz"]);
+  assert.equal(bad.code, 2);
+  const listed = help.out.split("\n").flatMap((l) => /^ {2}--([a-z-]+)/.exec(l)?.[1] ?? []).sort();
+  assert.deepEqual(listed, [...declaredFlags("deno task submission")!].sort());
+  const missing = await cli(["--runs", "x", "--benchmark", "glue", "--method", "m"]);
+  assert.equal(missing.code, 2);
+  assert.match(missing.err, /--out is required/);
+  const bench = await cli(["--runs", "x", "--benchmark", "glu", "--method", "m", "--out", "o"]);
+  assert.equal(bench.code, 2);
+  assert.match(bench.err, /--benchmark must be glue or super_glue, got "glu"/);
+});
