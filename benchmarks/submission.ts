@@ -680,7 +680,7 @@ function readme(
     "",
     "Invalid predictions (decoded text that is no label) are replaced by the task's first class",
     "(STS-B 0.0, WSC False); the count per file is above.",
-    ...(opts.criteria.benchmark === "glue"
+    ...(notes.some((n) => n.startsWith("WNLI.tsv"))
       ? [
         "WNLI.tsv: 0 (not_entailment, the majority class) for every row; WNLI is never trained",
         "here (T5 trains WSC/DPR instead).",

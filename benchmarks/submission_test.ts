@@ -278,6 +278,7 @@ Deno.test("GLUE: every official file from a multi-task run; mirror ids, row coun
     ]]);
     const readme = sub.files.get("README.txt")!;
     assert.match(readme, /WNLI\.tsv: 3 rows, all 0 \(not_entailment, the majority class\)/);
+    assert.match(readme, /WNLI\.tsv: 0 \(not_entailment, the majority class\) for every row/);
     assert.match(
       readme,
       /CoLA\.tsv: 1063 rows from cola\.jsonl, step \d+ of p--tiny-v1_1--random--glue--mtl--s0--/,
@@ -473,7 +474,10 @@ Deno.test("selection: a perTask method's task runs merge; several rows or none e
     for (const n of names) {
       assert.deepEqual(zip[n], await Deno.readFile(join(out, "pt", n)), n);
     }
-    assert.match(new TextDecoder().decode(zip["README.txt"]), /Not written:\n {2}SST-2\.tsv/);
+    const readme = new TextDecoder().decode(zip["README.txt"]);
+    assert.match(readme, /Not written:\n {2}SST-2\.tsv/);
+    // No WNLI file here (no test file in the mirror), so no claim about its rows.
+    assert.doesNotMatch(readme, /majority class/);
     // Nothing is overwritten: the folder (now full) and the zip are refused.
     const again = await cli([...base, "--method", "Prompt-Tuning", "--out", join(out, "pt")]);
     assert.equal(again.code, 2);
