@@ -19,6 +19,7 @@ import { cli as tune } from "./tune.ts";
 import { main as pretrain } from "./pretrain.ts";
 import { main as lossDiff } from "./loss_diff.ts";
 import { cli as gpuCheck } from "./gpu_check.ts";
+import { main as submission } from "./submission.ts";
 
 /** A tool's entry point with its output captured. */
 type Entry = (
@@ -34,6 +35,7 @@ const TOOLS: [string, string | undefined, Entry][] = [
   ["perf", "deno task perf", perf],
   ["tune", "deno task tune", tune],
   ["pretrain", "deno task pretrain", pretrain],
+  ["submission", "deno task submission", submission],
   ["loss_diff", undefined, lossDiff],
   ["gpu_check", "deno run -A benchmarks/gpu_check.ts", gpuCheck],
 ];
@@ -42,7 +44,15 @@ const TOOLS: [string, string | undefined, Entry][] = [
  * The tools checked for the one form of a usage error (the message alone). gpu_check, a developer
  * script, still starts its messages with its file name.
  */
-const SHARED_ERROR_FORM = new Set(["download", "bench", "tables", "perf", "tune", "pretrain"]);
+const SHARED_ERROR_FORM = new Set([
+  "download",
+  "bench",
+  "tables",
+  "perf",
+  "tune",
+  "pretrain",
+  "submission",
+]);
 
 /** Runs `entry` with `args`, returning the exit code and what it printed. */
 async function run(entry: Entry, args: string[]) {
