@@ -194,8 +194,95 @@ export class EvaluationStoppedError extends Error {
   }
 }
 
+/** Options of {@link decodeSet}: those of {@link evaluate} but the scorer. */
+export type DecodeOptions = Omit<EvaluateOptions, "scorer">;
+
 /**
- * Greedy-decode every evaluation set and score it. A stop request
+ * Greedy-decode one set's examples (in order of input length, batched, each row with its task
+ * id's method hooks; then the rows that {@link EvalSet.untightened} names decoded again to the
+ * run's limit): the predictions {@link evaluate} scores, and the test-set predictions of
+ * `benchmarks/run_one.ts`. A stop request ({@link EvaluateOptions.shouldStop}) abandons it before
+ * the next decode batch; no tensor outlives a batch.
+ *
+ * @param model the backbone
+ * @param instance the method
+ * @param set the examples, encoded
+ * @param opts step (for the stop error), batch size, special ids, tokenizer, stop check
+ * @returns one decoded text per example, in example order
+ * @throws Error for a batch size that is not a positive integer
+ * @throws EvaluationStoppedError when a stop is requested before a decode batch
+ */
+export async function decodeSet(
+  model: T5Model,
+  instance: MethodInstance,
+  set: EvalSet,
+  opts: DecodeOptions,
+): Promise<string[]> {
+  if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) {
+    throw new Error(
+      `benchmarks/evaluator.ts decodeSet: batchSize must be a positive integer, got ${opts.batchSize}`,
+    );
+  }
+  const shouldStop = opts.shouldStop ?? stopRequested;
+  const n = set.inputs.length;
+  const predictions = new Array<string>(n);
+  /** Decodes `which` (example indices) up to `maxNewTokens`; returns those that did not end. */
+  const decodeRows = async (which: readonly number[], maxNewTokens: number) => {
+    const running: number[] = [];
+    // Decode in order of length (less padding); predictions are put back in example order.
+    const order = [...which].sort((a, b) => set.inputs[a]!.length - set.inputs[b]!.length || a - b);
+    for (let s = 0; s < order.length; s += opts.batchSize) {
+      // Between batches no tensor is alive: abandoning here keeps nothing. A signal's
+      // listener runs only when the event loop turns, which decoding alone may never let it.
+      await yieldToEventLoop();
+      const stop = shouldStop();
+      if (stop !== undefined) {
+        throw new EvaluationStoppedError(stop, opts.step, set.task, s, order.length);
+      }
+      const rows = order.slice(s, s + opts.batchSize);
+      const len = Math.max(...rows.map((i) => set.inputs[i]!.length));
+      const ids = new Int32Array(rows.length * len).fill(opts.ids.padTokenId);
+      const mask = new Float32Array(rows.length * len);
+      rows.forEach((i, r) => {
+        ids.set(set.inputs[i]!, r * len);
+        mask.fill(1, r * len, r * len + set.inputs[i]!.length);
+      });
+      const inputIds = tf.tensor2d(ids, [rows.length, len], "int32");
+      const attentionMask = tf.tensor2d(mask, [rows.length, len], "float32");
+      let generated: number[][];
+      try {
+        generated = await greedyDecode(model, { inputIds, attentionMask }, {
+          maxNewTokens,
+          hooks: instance.hooks(rows.map(() => set.taskId)),
+        });
+      } finally {
+        inputIds.dispose();
+        attentionMask.dispose();
+      }
+      rows.forEach((i, r) => {
+        const g = generated[r]!;
+        const end = g.indexOf(opts.ids.eosTokenId);
+        if (end < 0) running.push(i);
+        predictions[i] = opts.tokenizer.decode(end < 0 ? g : g.slice(0, end), {
+          skipSpecialTokens: true,
+        });
+      });
+    }
+    return running;
+  };
+  const running = await decodeRows([...Array(n).keys()], set.maxNewTokens);
+  const full = set.untightened;
+  if (full !== undefined) {
+    // Rows cut off by the tightened limit whose text could still become (or stop being) a
+    // label word: decoded again to the run's limit.
+    const open = running.filter((i) => full.labelWords.some((w) => w.startsWith(predictions[i]!)));
+    if (open.length > 0) await decodeRows(open, full.maxNewTokens);
+  }
+  return predictions;
+}
+
+/**
+ * Greedy-decode every evaluation set ({@link decodeSet}) and score it. A stop request
  * ({@link EvaluateOptions.shouldStop}) abandons it before the next decode batch.
  *
  * @param model the backbone
@@ -217,67 +304,9 @@ export async function evaluate(
       `benchmarks/evaluator.ts evaluate: batchSize must be a positive integer, got ${opts.batchSize}`,
     );
   }
-  const shouldStop = opts.shouldStop ?? stopRequested;
   const out: TaskEval[] = [];
   for (const set of sets) {
-    const n = set.inputs.length;
-    const predictions = new Array<string>(n);
-    /** Decodes `which` (example indices) up to `maxNewTokens`; returns those that did not end. */
-    const decodeRows = async (which: readonly number[], maxNewTokens: number) => {
-      const running: number[] = [];
-      // Decode in order of length (less padding); predictions are put back in example order.
-      const order = [...which].sort((a, b) =>
-        set.inputs[a]!.length - set.inputs[b]!.length || a - b
-      );
-      for (let s = 0; s < order.length; s += opts.batchSize) {
-        // Between batches no tensor is alive: abandoning here keeps nothing. A signal's
-        // listener runs only when the event loop turns, which decoding alone may never let it.
-        await yieldToEventLoop();
-        const stop = shouldStop();
-        if (stop !== undefined) {
-          throw new EvaluationStoppedError(stop, opts.step, set.task, s, order.length);
-        }
-        const rows = order.slice(s, s + opts.batchSize);
-        const len = Math.max(...rows.map((i) => set.inputs[i]!.length));
-        const ids = new Int32Array(rows.length * len).fill(opts.ids.padTokenId);
-        const mask = new Float32Array(rows.length * len);
-        rows.forEach((i, r) => {
-          ids.set(set.inputs[i]!, r * len);
-          mask.fill(1, r * len, r * len + set.inputs[i]!.length);
-        });
-        const inputIds = tf.tensor2d(ids, [rows.length, len], "int32");
-        const attentionMask = tf.tensor2d(mask, [rows.length, len], "float32");
-        let generated: number[][];
-        try {
-          generated = await greedyDecode(model, { inputIds, attentionMask }, {
-            maxNewTokens,
-            hooks: instance.hooks(rows.map(() => set.taskId)),
-          });
-        } finally {
-          inputIds.dispose();
-          attentionMask.dispose();
-        }
-        rows.forEach((i, r) => {
-          const g = generated[r]!;
-          const end = g.indexOf(opts.ids.eosTokenId);
-          if (end < 0) running.push(i);
-          predictions[i] = opts.tokenizer.decode(end < 0 ? g : g.slice(0, end), {
-            skipSpecialTokens: true,
-          });
-        });
-      }
-      return running;
-    };
-    const running = await decodeRows([...Array(n).keys()], set.maxNewTokens);
-    const full = set.untightened;
-    if (full !== undefined) {
-      // Rows cut off by the tightened limit whose text could still become (or stop being) a
-      // label word: decoded again to the run's limit.
-      const open = running.filter((i) =>
-        full.labelWords.some((w) => w.startsWith(predictions[i]!))
-      );
-      if (open.length > 0) await decodeRows(open, full.maxNewTokens);
-    }
+    const predictions = await decodeSet(model, instance, set, opts);
     const metrics = opts.scorer.scoreTask(set.task, set.examples, predictions);
     out.push({
       step: opts.step,
@@ -290,6 +319,26 @@ export async function evaluate(
 }
 
 /**
+ * Whether an evaluation of a task beats the task's best so far (T5 `metric_group_max`): a higher
+ * group score (NaN counts as -Infinity), or the same score at an earlier step; anything beats no
+ * best at all. The one rule of {@link bestPerTask} and of the run's test-set predictions
+ * (`benchmarks/run_one.ts`: a task's test split is decoded exactly when its best changes).
+ *
+ * @param e the evaluation
+ * @param best the task's best so far (undefined: none yet)
+ * @returns true when `e` becomes the task's best
+ */
+export function improvesOn(
+  e: Pick<TaskEval, "step" | "groupScore">,
+  best: Pick<BestEval, "step" | "groupScore"> | undefined,
+): boolean {
+  if (best === undefined) return true;
+  const score = Number.isNaN(e.groupScore) ? -Infinity : e.groupScore;
+  const cur = Number.isNaN(best.groupScore) ? -Infinity : best.groupScore;
+  return score > cur || (score === cur && e.step < best.step);
+}
+
+/**
  * The best evaluation of each task: the step with the highest group score (the earliest on ties),
  * with that step's metrics (T5 `metric_group_max`; different tasks may come from different steps).
  *
@@ -299,10 +348,7 @@ export async function evaluate(
 export function bestPerTask(evals: readonly TaskEval[]): Record<string, BestEval> {
   const best: Record<string, BestEval> = {};
   for (const e of evals) {
-    const b = best[e.task];
-    const score = Number.isNaN(e.groupScore) ? -Infinity : e.groupScore;
-    const cur = b === undefined ? undefined : Number.isNaN(b.groupScore) ? -Infinity : b.groupScore;
-    if (cur === undefined || score > cur || (score === cur && e.step < b!.step)) {
+    if (improvesOn(e, best[e.task])) {
       best[e.task] = { step: e.step, metrics: e.metrics, groupScore: e.groupScore };
     }
   }

@@ -10,6 +10,7 @@ import {
   evalSubset,
   evaluate,
   EvaluationStoppedError,
+  improvesOn,
   makeEvalSet,
   type Scorer,
 } from "./evaluator.ts";
@@ -351,4 +352,25 @@ Deno.test("bestPerTask() takes each task's best step (earliest on ties); average
     super_glue: 55,
   });
   assert.deepEqual(benchmarkAverages("super_glue", { axb: withAx.axb }, ["rte"], () => -1), {});
+});
+
+Deno.test("improvesOn(): bestPerTask's rule, one evaluation at a time", () => {
+  const e = (step: number, groupScore: number) => ({ step, groupScore });
+  assert.equal(improvesOn(e(4, NaN), undefined), true, "anything beats no best");
+  assert.equal(improvesOn(e(8, 0), e(4, NaN)), true, "NaN counts as -Infinity");
+  assert.equal(improvesOn(e(8, NaN), e(4, NaN)), false, "a later NaN ties, and loses");
+  assert.equal(improvesOn(e(8, 50), e(4, 50)), false, "a later tie loses");
+  assert.equal(improvesOn(e(2, 50), e(4, 50)), true, "an earlier tie wins");
+  assert.equal(improvesOn(e(8, 50.5), e(4, 50)), true);
+  assert.equal(improvesOn(e(8, 49), e(4, 50)), false);
+  // bestPerTask folds exactly this rule over the evaluations in any order.
+  const evals: TaskEval[] = [e(8, 60), e(4, 60), e(12, NaN), e(2, 10)].map((x) => ({
+    ...x,
+    task: "cb",
+    metrics: {},
+  }));
+  let best: TaskEval | undefined;
+  for (const x of evals) if (improvesOn(x, best)) best = x;
+  assert.equal(bestPerTask(evals).cb!.step, best!.step);
+  assert.equal(best!.step, 4);
 });

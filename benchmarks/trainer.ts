@@ -246,11 +246,14 @@ export interface TrainOptions {
    * the run's {@link TrainOptions.shouldStop}, for `benchmarks/evaluator.ts` `evaluate`'s option
    * of that name: an evaluation that throws an error marked `evaluationStopped: true` with a
    * `reason` (`EvaluationStoppedError`) stops the run with a checkpoint that owes this
-   * evaluation (see {@link train}).
+   * evaluation (see {@link train}). `previous` is every evaluation of the run before this one
+   * (a resumed run's from its checkpoint too; not to be modified): what a caller needs to tell
+   * whether this one is a task's new best (`runOne`'s test-set predictions).
    */
   readonly evaluate?: (
     step: number,
     shouldStop: () => string | undefined,
+    previous: readonly TaskEval[],
   ) => Promise<TaskEval[]>;
   /** Called after every step (progress; tests throw here to simulate a kill). */
   readonly onStep?: (step: number, loss: number) => void | Promise<void>;
@@ -1190,7 +1193,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
         o.onEval?.(step);
         let done: TaskEval[];
         try {
-          done = await o.evaluate(step, shouldStop);
+          done = await o.evaluate(step, shouldStop, evals);
         } catch (e) {
           const stopped = e as { evaluationStopped?: unknown; reason?: unknown } | null;
           if (stopped?.evaluationStopped !== true || typeof stopped.reason !== "string") throw e;
