@@ -13,6 +13,8 @@
 import { BACKEND_NAMES, type BackendName } from "../model/backend.ts";
 import { createHash } from "node:crypto";
 import { type MethodName, METHODS } from "../model/methods/mod.ts";
+import { getTask } from "../tasks/registry.ts";
+import type { TaskSplit } from "../tasks/types.ts";
 
 /** Backend requested for a run: the names `model/backend.ts` accepts. */
 export type BackendChoice = BackendName;
@@ -262,6 +264,16 @@ export interface TrainSpec {
   readonly checkpointEvery: number;
   /** Validation examples scored per task and evaluation; `null` = the whole split. */
   readonly evalMaxExamples: number | null;
+  /**
+   * Leaderboard test-set predictions: whenever an evaluation makes a task's validation score a
+   * new best (`benchmarks/evaluator.ts` `improvesOn`, the rule of `bestPerTask`), the run
+   * greedy-decodes that task's whole test split(s) ({@link testSplits}; never capped by
+   * `evalMaxExamples`) and its diagnostics ({@link TEST_DIAGNOSTICS}) with the current weights
+   * and writes them to `<results>/test_predictions/<run file stem>/<task>.jsonl`
+   * ({@link RunResult.testPredictions}). Absent or false: none; false is left out of the
+   * canonical JSON, so the run ids of specs without it do not change.
+   */
+  readonly predictTest?: boolean;
 }
 
 /** Regression-gate tolerances: absolute score differences allowed (0-100 scale). */
@@ -581,6 +593,79 @@ export interface RunResult {
    * lists every session's when they differ.
    */
   readonly effectiveMicroBatchSize?: number;
+  /**
+   * Test-set predictions for the leaderboards (present only when `spec.train.predictTest`):
+   * where they are and, per file, the step whose weights made them (the task's best step; a
+   * diagnostic's is its host task's, {@link TEST_DIAGNOSTICS}).
+   */
+  readonly testPredictions?: TestPredictions;
+}
+
+/** {@link RunResult.testPredictions}. */
+export interface TestPredictions {
+  /**
+   * Folder of the prediction files, relative to the results folder (outDir):
+   * `test_predictions/<run file stem>` ({@link testPredictionsDir}).
+   */
+  readonly dir: string;
+  /**
+   * Per written file (`<dir>/<task>.jsonl`; task name, incl. "ax"/"axb"/"axg"): the step whose
+   * weights made it and its number of lines (examples).
+   */
+  readonly files: Readonly<Record<string, { readonly step: number; readonly examples: number }>>;
+}
+
+/**
+ * The diagnostics (test-only sets) whose leaderboard predictions come from a trained task's
+ * weights: AX from MNLI's, AX-b and AX-g from SuperGLUE RTE's (`rte_sg`), as T5 submits them.
+ */
+export const TEST_DIAGNOSTICS: Readonly<Record<string, readonly string[]>> = {
+  mnli: ["ax"],
+  rte_sg: ["axb", "axg"],
+};
+
+/**
+ * The test splits a task's leaderboard predictions cover: the registry's `test_*` splits when it
+ * lists any (MNLI: `test_matched`, `test_mismatched`), else `test` when it has a test file, else
+ * none (a train-only task).
+ *
+ * @param task a registry task name
+ * @returns the splits, each a valid `split` of `tasks/load.ts` `loadExamples`
+ */
+export function testSplits(task: string): TaskSplit[] {
+  const files = getTask(task).files;
+  const named = (Object.keys(files) as TaskSplit[]).filter((s) => s.startsWith("test_"));
+  if (named.length > 0) return named;
+  return files.test === undefined ? [] : ["test"];
+}
+
+/**
+ * The official number of test examples of a task's {@link testSplits} (the registry's row
+ * counts; the flattened count for MultiRC / ReCoRD), or 0 where the registry gives none: what a
+ * test-set decoding reads (for estimates).
+ *
+ * @param task a registry task name
+ */
+export function testRows(task: string): number {
+  const files = getTask(task).files;
+  return testSplits(task).reduce(
+    (a, split) =>
+      a + (files[split] ?? []).reduce((b, f) => {
+        const r = f.rows;
+        return b + (r === undefined ? 0 : Array.isArray(r) ? Math.max(...r) : r);
+      }, 0),
+    0,
+  );
+}
+
+/**
+ * The folder of a run's test-set predictions relative to its results folder:
+ * `test_predictions/<runFileName(spec) without .json>`.
+ *
+ * @param spec the run
+ */
+export function testPredictionsDir(spec: RunSpec): string {
+  return `test_predictions/${runFileName(spec).slice(0, -".json".length)}`;
 }
 
 /** Options of `runOne` (implemented in `benchmarks/run_one.ts`). */
@@ -591,6 +676,13 @@ export interface RunOneOptions {
    * The runner writes the result JSON itself, beside it.
    */
   readonly outDir: string;
+  /**
+   * The results folder, where a run with `train.predictTest` writes its test-set predictions
+   * (`<resultsDir>/test_predictions/<run file stem>/`, {@link testPredictionsDir}): they outlive
+   * the run's work folder. Default: the parent of {@link RunOneOptions.outDir}, as `runGrid` lays
+   * them out.
+   */
+  readonly resultsDir?: string;
   /** Root of the GLUE/SuperGLUE files. */
   readonly dataDir: string;
   /** Progress callback (step counts are optimizer steps; evaluation reports `phase: "eval"`). */
@@ -949,7 +1041,7 @@ export function validateTrain(
   const o = obj(v, src, path);
   noExtraKeys(
     o,
-    [...Object.keys(DEFAULT_TRAIN), "microBatchSize", "adafactor", "zLoss"],
+    [...Object.keys(DEFAULT_TRAIN), "microBatchSize", "adafactor", "zLoss", "predictTest"],
     src,
     path,
   );
@@ -993,6 +1085,8 @@ export function validateTrain(
   const micro = get("microBatchSize");
   const zRaw = get("zLoss");
   const zLoss = zRaw === undefined ? 0 : num(zRaw, src, p("zLoss"), { min: 0 });
+  const predictRaw = get("predictTest");
+  const predictTest = predictRaw === undefined ? false : bool(predictRaw, src, p("predictTest"));
   const t: TrainSpec = {
     optimizer,
     learningRate: num(get("learningRate"), src, p("learningRate"), { min: 0, minExclusive: true }),
@@ -1016,6 +1110,7 @@ export function validateTrain(
     ...(micro === undefined ? {} : { microBatchSize: dim(micro, src, p("microBatchSize"), 1) }),
     ...(adafactor === undefined ? {} : { adafactor }),
     ...(zLoss === 0 ? {} : { zLoss }),
+    ...(predictTest ? { predictTest } : {}),
   };
   if (t.microBatchSize !== undefined && t.batchSize % t.microBatchSize !== 0) {
     throw o.microBatchSize === undefined
@@ -1848,5 +1943,29 @@ export function validateRunResult(raw: unknown, src: Source): RunResult {
       );
     }
   }
+  if (o.testPredictions !== undefined) testPredictionsField(o.testPredictions, src);
   return o as unknown as RunResult;
+}
+
+/** Checks {@link RunResult.testPredictions}: a relative folder and, per file, step and count. */
+function testPredictionsField(v: unknown, src: Source): void {
+  const path = "$.testPredictions";
+  const t = obj(v, src, path);
+  noExtraKeys(t, ["dir", "files"], src, path);
+  const dir = str(t.dir, src, `${path}.dir`);
+  if (dir === "" || dir.startsWith("/") || dir.split(/[\\/]/).includes("..")) {
+    throw new SpecError(
+      src,
+      `${path}.dir`,
+      `must be a folder inside the results folder (relative, no ".."), got ${show(dir)}`,
+    );
+  }
+  const files = obj(t.files, src, `${path}.files`);
+  for (const [task, f] of Object.entries(files)) {
+    const fp = `${path}.files.${task}`;
+    const fo = obj(f, src, fp);
+    noExtraKeys(fo, ["step", "examples"], src, fp);
+    num(fo.step, src, `${fp}.step`, { int: true, min: 0 });
+    num(fo.examples, src, `${fp}.examples`, { int: true, min: 0 });
+  }
 }

@@ -14,6 +14,10 @@ import {
   type RunSpec,
   SpecError,
   tableOrder,
+  TEST_DIAGNOSTICS,
+  testPredictionsDir,
+  testRows,
+  testSplits,
   trainFor,
   validateProfile,
   validateRunResult,
@@ -821,4 +825,85 @@ Deno.test("per-task runs: the task in the file name, one configId over the tasks
     message:
       'r.json: $.spec.tasks must be one task of $.spec.perTaskOf (cola, rte) in a per-task run, got ["cola","rte"]',
   });
+});
+
+Deno.test("train.predictTest: validated, merged, in the spec and the run id only when true", () => {
+  const p = validateProfile(
+    minimal({
+      benchmarks: ["glue", "super_glue"],
+      train: { predictTest: true },
+      trainOverrides: { super_glue: { predictTest: false } },
+    }),
+    SRC,
+  );
+  assert.equal(p.train.predictTest, true);
+  assert.equal(trainFor(p, "glue").predictTest, true);
+  // false (set, or inherited from the default) is absent: the spec and its id are as without it.
+  const sg = trainFor(p, "super_glue");
+  assert.equal("predictTest" in sg, false);
+  const off = validateProfile(minimal({ train: { predictTest: false } }), SRC).train;
+  assert.deepEqual(off, DEFAULT_TRAIN);
+  assert.equal("predictTest" in off, false);
+  assert.equal(runId(rteSpec(off)), runId(rteSpec(DEFAULT_TRAIN)));
+  assert.notEqual(runId(rteSpec(p.train)), runId(rteSpec(DEFAULT_TRAIN)));
+  const at = (path: string) => (path.startsWith("$.train.") ? 5 : undefined);
+  for (const v of ["true", 1, null]) {
+    assertSpecError(
+      () => validateProfile(minimal({ train: { predictTest: v } }), { file: "p.json", locate: at }),
+      `p.json:5: $.train.predictTest must be true or false, got ${JSON.stringify(v)}`,
+    );
+  }
+});
+
+Deno.test("testSplits / testRows / testPredictionsDir: MNLI's two test files, the diagnostics', none for DPR", () => {
+  assert.deepEqual(testSplits("mnli"), ["test_matched", "test_mismatched"]);
+  assert.deepEqual(testSplits("cb"), ["test"]);
+  assert.deepEqual(testSplits("ax"), ["test"]);
+  assert.deepEqual(testSplits("dpr"), []);
+  assert.equal(testRows("mnli"), 9796 + 9847);
+  assert.equal(testRows("axb"), 1104);
+  assert.equal(testRows("dpr"), 0);
+  for (const [host, diags] of Object.entries(TEST_DIAGNOSTICS)) {
+    assert.ok(Object.hasOwn(TASKS, host), host);
+    for (const d of diags) assert.equal(TASKS[d]!.files.validation, undefined, d);
+  }
+  const body = rteSpec(DEFAULT_TRAIN);
+  const s = { ...body, id: runId(body) };
+  assert.equal(testPredictionsDir(s), `test_predictions/${runFileName(s).slice(0, -5)}`);
+});
+
+Deno.test("validateRunResult() checks testPredictions, naming the field", async () => {
+  const body: Omit<RunSpec, "id"> = {
+    profile: "ci",
+    model: "tiny-v1_1",
+    backbone: "random",
+    benchmark: "super_glue",
+    tasks: ["cb"],
+    method: { name: "mtl", label: "mtl", config: {} },
+    seed: 0,
+    train: { ...DEFAULT_TRAIN, steps: 2, evalEvery: 2, predictTest: true },
+    backend: "cpu",
+  };
+  const dirs = { outDir: "/nonexistent", dataDir: "/nonexistent" };
+  const good = JSON.parse(JSON.stringify(await fakeRunOne({ id: runId(body), ...body }, dirs)));
+  good.testPredictions = { dir: "test_predictions/x", files: { cb: { step: 2, examples: 250 } } };
+  assert.deepEqual(
+    validateRunResult(structuredClone(good), { file: "r.json" }).testPredictions,
+    good.testPredictions,
+  );
+  const cases: [unknown, string][] = [
+    [{ dir: "/abs", files: {} }, "$.testPredictions.dir must be a folder inside"],
+    [{ dir: "a/../..", files: {} }, "$.testPredictions.dir must be a folder inside"],
+    [{ dir: "d" }, "$.testPredictions.files must be an object, got undefined"],
+    [{ dir: "d", files: { cb: { step: -1, examples: 1 } } }, "$.testPredictions.files.cb.step"],
+    [{ dir: "d", files: { cb: { step: 1 } } }, "$.testPredictions.files.cb.examples"],
+  ];
+  for (const [tp, message] of cases) {
+    assert.throws(
+      () =>
+        validateRunResult({ ...structuredClone(good), testPredictions: tp }, { file: "r.json" }),
+      (e: unknown) => e instanceof SpecError && e.message.startsWith(`r.json: ${message}`),
+      message,
+    );
+  }
 });
