@@ -88,6 +88,8 @@ import {
   type RunOneFn,
   type RunResult,
   type RunSpec,
+  TEST_DIAGNOSTICS,
+  testRows,
   trainedTasks,
 } from "./spec.ts";
 import {
@@ -253,7 +255,10 @@ export function modelConfig(model: RunSpec["model"]): T5Config | undefined {
 /**
  * Estimate a run's FLOPs and wall time: training `trainFlops · batch · steps` plus evaluation
  * `forwardFlops · examples · tasks · evaluations` (examples default to 1,000 when the whole
- * split is scored), at {@link ASSUMED_FLOPS_PER_SECOND} of the backend. `trainFlops` is the
+ * split is scored) plus, with `train.predictTest`, `forwardFlops` times the official test
+ * examples of the tasks and their diagnostics at every evaluation (an upper bound: they are
+ * decoded only when an evaluation is a task's new best), at {@link ASSUMED_FLOPS_PER_SECOND} of
+ * the backend. `trainFlops` is the
  * method's own (its `freezeBackbone` included: a frozen backbone's weight gradients are not
  * counted, as tfjs does not compute them).
  *
@@ -291,7 +296,17 @@ export function estimateRun(
     };
   }
   const evals = Math.ceil(t.steps / t.evalEvery);
-  const evalExamples = (t.evalMaxExamples ?? 1000) * spec.tasks.length * evals;
+  // Test-set predictions (`train.predictTest`): at most one decoding of each task's test sets
+  // (its diagnostics' too, counted whether or not their files are present) per evaluation,
+  // counted as if every evaluation were a new best: an upper bound.
+  const testExamples = t.predictTest === true
+    ? spec.tasks.reduce(
+      (a, task) =>
+        a + testRows(task) + (TEST_DIAGNOSTICS[task] ?? []).reduce((b, d) => b + testRows(d), 0),
+      0,
+    ) * evals
+    : 0;
+  const evalExamples = (t.evalMaxExamples ?? 1000) * spec.tasks.length * evals + testExamples;
   const total = a.trainFlops * t.batchSize * t.steps + a.forwardFlops * evalExamples;
   const rate = assumedRate(backend);
   return {

@@ -45,7 +45,8 @@
  * @module
  */
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { writeFileAtomic } from "../model/fs.ts";
 import { preset, PUBLISHED_PRESETS, type T5Config } from "../model/config.ts";
 import { disposeT5, initT5, type T5Model } from "../model/t5.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
@@ -75,10 +76,16 @@ import {
 import { MixtureSampler } from "../tasks/mixture.ts";
 import type { Example, TaskSplit } from "../tasks/types.ts";
 import {
+  type BestEval,
   runFileName,
   type RunOneOptions,
   type RunResult,
   type RunSpec,
+  type TaskEval,
+  TEST_DIAGNOSTICS,
+  type TestPredictions,
+  testPredictionsDir,
+  testSplits,
   trainedTasks,
 } from "./spec.ts";
 import { seedFor } from "./rng.ts";
@@ -104,8 +111,10 @@ import {
 import {
   benchmarkAverages,
   bestPerTask,
+  decodeSet,
   type EvalSet,
   evaluate,
+  improvesOn,
   makeEvalSet,
   type Scorer,
 } from "./evaluator.ts";
@@ -520,14 +529,15 @@ async function runOnBackbone(
         encodeExample(ex, taskId, tokenizer, { ...encodeOpts, taskPrefix: prefixes[taskId]! }),
       config,
     );
-    const evalSets: EvalSet[] = [];
-    for (const [taskId, task] of spec.tasks.entries()) {
-      const bySplit: [TaskSplit, Example[]][] = [];
-      for (const split of evalSplits(task)) {
-        bySplit.push([split, await loadExamples(task, split, opts.dataDir)]);
-      }
-      evalSets.push(makeEvalSet(task, taskId, bySplit, {
-        cap: t.evalMaxExamples,
+    /** An evaluation set of `task`'s examples (each split's) under task id `taskId`. */
+    const setOf = (
+      task: string,
+      taskId: number,
+      bySplit: ReadonlyArray<readonly [TaskSplit, Example[]]>,
+      cap: number | null,
+    ) =>
+      makeEvalSet(task, taskId, bySplit, {
+        cap,
         maxTargetLength: t.maxTargetLength,
         labels: {
           words: labelWords(task),
@@ -536,12 +546,39 @@ async function runOnBackbone(
         encodeInput: (ex) => {
           const text = instance.keepTaskPrefix
             ? ex.input
-            : stripTaskPrefix(ex.input, prefixes[taskId]!);
+            : stripTaskPrefix(ex.input, getTask(task).prefix);
           return truncateWithEos(tokenizer.encode(text), t.maxInputLength, config.eosTokenId);
         },
-      }));
+      });
+    const evalSets: EvalSet[] = [];
+    for (const [taskId, task] of spec.tasks.entries()) {
+      const bySplit: [TaskSplit, Example[]][] = [];
+      for (const split of evalSplits(task)) {
+        bySplit.push([split, await loadExamples(task, split, opts.dataDir)]);
+      }
+      evalSets.push(setOf(task, taskId, bySplit, t.evalMaxExamples));
     }
-    const data = await dataProvenance(opts.dataDir, dataFiles(trained));
+    // Test-set predictions (`train.predictTest`): every test example, loaded and encoded once,
+    // before training, so that a missing test file fails the run before any step.
+    const decodeOpts = {
+      // As the evaluation decodes (see below).
+      batchSize: t.microBatchSize ?? t.batchSize,
+      ids: config,
+      tokenizer,
+    };
+    const predictions = spec.train.predictTest === true
+      ? await testPredictionWriter(
+        spec,
+        opts,
+        setOf,
+        (set, step, shouldStop) =>
+          decodeSet(model, instance, set, { ...decodeOpts, step, shouldStop }),
+      )
+      : undefined;
+    const data = await dataProvenance(opts.dataDir, [
+      ...dataFiles(trained),
+      ...(predictions?.files ?? []),
+    ]);
     const acc = methodAccounting(config, spec.method.name, methodCfg, trained.length, {
       inputLength: t.maxInputLength,
       targetLength: t.maxTargetLength,
@@ -571,24 +608,30 @@ async function runOnBackbone(
         : { checkpointMinutes: opts.checkpointMinutes }),
       runKey: spec.id,
       code: { ...git, backend: backend.name },
-      evaluate: (step, shouldStop) =>
-        evaluate(model, instance, evalSets, {
+      evaluate: async (step, shouldStop, previous) => {
+        const done = await evaluate(model, instance, evalSets, {
           step,
           // The trainer's stop request: an evaluation in progress is abandoned (and owed).
           shouldStop,
           // With a micro-batch (the profile's or the preflight's), evaluation too runs that many
           // rows at a time (its scores are per example; a batch of the full size may not fit
           // where training did not).
-          batchSize: t.microBatchSize ?? t.batchSize,
-          ids: config,
-          tokenizer,
+          ...decodeOpts,
           scorer,
-        }),
+        });
+        // The test sets of the tasks whose best this evaluation is; a stop in their decoding
+        // abandons the evaluation as one in the validation's does (redone in full on resume).
+        await predictions?.writer.afterEvaluation(previous, done, shouldStop);
+        return done;
+      },
       onStep: (step, loss) =>
         opts.onProgress?.({ phase: "train", step, totalSteps: t.steps, loss }),
       onEval: (step) => opts.onProgress?.({ phase: "eval", step, totalSteps: t.steps }),
     });
     const best = bestPerTask(outcome.evals);
+    const testPredictions: TestPredictions | undefined = predictions === undefined
+      ? undefined
+      : { dir: predictions.dir, files: await predictions.writer.finish(best) };
     const averages = benchmarkAverages(
       spec.benchmark,
       best,
@@ -663,6 +706,7 @@ async function runOnBackbone(
       backboneSource: source,
       tokenizer: tokenizerSource,
       ...(attention === undefined ? {} : { attentionMass: attention }),
+      ...(testPredictions === undefined ? {} : { testPredictions }),
     };
   } finally {
     instance.dispose();
@@ -759,4 +803,221 @@ export async function promptAttentionMass(
     out[taskNames[taskId] ?? String(taskId)] = { encoder: enc, decoder: dec };
   }
   return out;
+}
+
+/** One file of a run's test-set predictions. */
+export interface TestPredictionSet {
+  /** The file's name without `.jsonl`: the task's, or the diagnostic's (`ax`, `axb`, `axg`). */
+  readonly name: string;
+  /** The trained task whose new best rewrites the file: the task itself, or a diagnostic's host. */
+  readonly host: string;
+  /** Its examples in file order (MNLI: matched, then mismatched), encoded, with the host's id. */
+  readonly set: EvalSet;
+}
+
+/** Decodes a set with the current weights at `step` (`evaluator.ts` `decodeSet`). */
+export type DecodeFn = (
+  set: EvalSet,
+  step: number,
+  shouldStop: () => string | undefined,
+) => Promise<string[]>;
+
+/** What a written file's entry in {@link TestPredictionWriter.MANIFEST} holds. */
+type WrittenFile = { step: number; examples: number };
+
+/**
+ * Keeps a run's test-set prediction files (`<dir>/<name>.jsonl`, one JSON object a line in file
+ * order: `{"id", "split", "prediction"}`) those of each task's best step. After each evaluation
+ * ({@link TestPredictionWriter.afterEvaluation}) the sets of the tasks whose best it is (by
+ * `evaluator.ts` `improvesOn`, `bestPerTask`'s rule) are decoded and written atomically over the
+ * previous ones; the others are left as they are.
+ *
+ * Which step made each file is recorded in `<dir>/manifest.json` ({@link WrittenFile} per name),
+ * written (atomically) before the file it describes, so that a kill between the two leaves a
+ * claim the file does not meet yet, never a file older than its claim goes unnoticed: an entry
+ * whose step is not its host's best (by the evaluations the run has: a resumed run's come from
+ * its checkpoint) is a file of an evaluation the run no longer has (a fresh run's folder left by
+ * an earlier attempt, or the files of a session killed after its last checkpoint, whose redone
+ * evaluation was not a best again): it is removed, with a line on stderr, before anything is
+ * written and at the end ({@link TestPredictionWriter.finish}), so the result lists exactly the
+ * files on disk, each of its host's best step. A resumed run keeps the files of the tasks whose
+ * best did not change.
+ */
+export class TestPredictionWriter {
+  /** The manifest's file name in the folder. */
+  static readonly MANIFEST = "manifest.json";
+  #written: Record<string, WrittenFile> | undefined;
+
+  /**
+   * @param dir the folder (absolute, or relative to the working directory)
+   * @param sets the files' sets, in writing order
+   * @param decode greedy decoding of a set with the current weights
+   * @param log where the removal of a stale file is reported (default stderr)
+   */
+  constructor(
+    readonly dir: string,
+    readonly sets: readonly TestPredictionSet[],
+    readonly decode: DecodeFn,
+    readonly log: (line: string) => void = (l) => console.error(l),
+  ) {}
+
+  /** The manifest, read once (absent or unreadable: nothing written yet that can be trusted). */
+  async #manifest(): Promise<Record<string, WrittenFile>> {
+    if (this.#written !== undefined) return this.#written;
+    const path = join(this.dir, TestPredictionWriter.MANIFEST);
+    let written: Record<string, WrittenFile> = {};
+    try {
+      const raw = JSON.parse(await Deno.readTextFile(path)) as unknown;
+      if (raw !== null && typeof raw === "object" && !Array.isArray(raw)) {
+        written = raw as Record<string, WrittenFile>;
+      }
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) {
+        this.log(`${path}: unreadable (${(e as Error).message}); its files are written again`);
+      }
+    }
+    // An entry of a name this run does not write, or malformed, is dropped (and its file).
+    this.#written = {};
+    for (const [name, w] of Object.entries(written)) {
+      const ok = this.sets.some((s) => s.name === name) && w !== null && typeof w === "object" &&
+        Number.isInteger(w.step) && Number.isInteger(w.examples);
+      if (ok) this.#written[name] = { step: w.step, examples: w.examples };
+      else await Deno.remove(join(this.dir, `${name}.jsonl`)).catch(() => {});
+    }
+    return this.#written;
+  }
+
+  async #saveManifest(): Promise<void> {
+    await writeFileAtomic(
+      join(this.dir, TestPredictionWriter.MANIFEST),
+      JSON.stringify(this.#written, null, 2) + "\n",
+    );
+  }
+
+  /** Removes the files whose step is not their host's best step (or whose file is missing). */
+  async #dropStale(best: Readonly<Record<string, Pick<BestEval, "step">>>): Promise<void> {
+    const written = await this.#manifest();
+    let changed = false;
+    for (const s of this.sets) {
+      const w = written[s.name];
+      if (w === undefined) continue;
+      const want = best[s.host]?.step;
+      const file = join(this.dir, `${s.name}.jsonl`);
+      const present = existsSync(file);
+      if (w.step === want && present) continue;
+      delete written[s.name];
+      changed = true;
+      await Deno.remove(file).catch(() => {});
+      this.log(
+        `${file}: ${
+          present ? "removed: written" : "not written: claimed"
+        } at step ${w.step}, but ` +
+          `${s.host}'s best step is ${want ?? "none yet"} (an evaluation this run no longer has)`,
+      );
+    }
+    if (changed) await this.#saveManifest();
+  }
+
+  /**
+   * After an evaluation: decode and write the sets of the tasks whose best it is.
+   *
+   * @param previous the run's evaluations before this one
+   * @param done this evaluation's
+   * @param shouldStop the trainer's stop request, checked before every decode batch
+   */
+  async afterEvaluation(
+    previous: readonly TaskEval[],
+    done: readonly TaskEval[],
+    shouldStop: () => string | undefined,
+  ): Promise<void> {
+    const before = bestPerTask(previous);
+    await this.#dropStale(before);
+    const improved = new Map(
+      done.filter((e) => improvesOn(e, before[e.task])).map((e) => [e.task, e.step]),
+    );
+    for (const s of this.sets) {
+      const step = improved.get(s.host);
+      if (step === undefined) continue;
+      const predictions = await this.decode(s.set, step, shouldStop);
+      const text = s.set.examples.map((ex, i) =>
+        JSON.stringify({ id: ex.id, split: ex.split ?? "test", prediction: predictions[i] }) +
+        "\n"
+      ).join("");
+      // The claim first (see the class doc), then the file.
+      this.#written![s.name] = { step, examples: s.set.examples.length };
+      await this.#saveManifest();
+      await writeFileAtomic(join(this.dir, `${s.name}.jsonl`), text);
+    }
+  }
+
+  /**
+   * At the end of the run: drops what is not of a best step and lists the files.
+   *
+   * @param best the run's best evaluation per task
+   * @returns name → step and examples, sorted by name
+   */
+  async finish(
+    best: Readonly<Record<string, Pick<BestEval, "step">>>,
+  ): Promise<Record<string, WrittenFile>> {
+    await this.#dropStale(best);
+    const written = await this.#manifest();
+    return Object.fromEntries(
+      Object.keys(written).sort().map((k) => [k, { ...written[k]! }]),
+    );
+  }
+}
+
+/**
+ * The test-set predictions of a run (`train.predictTest`): each evaluated task's
+ * {@link testSplits}, then the diagnostics it hosts ({@link TEST_DIAGNOSTICS}) whose files are
+ * present (an absent one is skipped with a line on stderr); a trained task's missing test file is
+ * an error (`loadExamples`'s, naming the file and the download command).
+ *
+ * @param spec the run
+ * @param opts its options (results folder, data root)
+ * @param setOf makes a task's evaluation set under a task id (uncapped here)
+ * @param decode greedy decoding with the run's weights
+ * @returns the writer, its folder relative to the results folder, and the data files it reads
+ */
+async function testPredictionWriter(
+  spec: RunSpec,
+  opts: RunOneOptions,
+  setOf: (
+    task: string,
+    taskId: number,
+    bySplit: ReadonlyArray<readonly [TaskSplit, Example[]]>,
+    cap: null,
+  ) => EvalSet,
+  decode: DecodeFn,
+): Promise<{ writer: TestPredictionWriter; dir: string; files: string[] }> {
+  const sets: TestPredictionSet[] = [];
+  const files: string[] = [];
+  const load = async (name: string, taskId: number, host: string) => {
+    const bySplit: [TaskSplit, Example[]][] = [];
+    for (const split of testSplits(name)) {
+      bySplit.push([split, await loadExamples(name, split, opts.dataDir)]);
+      files.push(...(getTask(name).files[split] ?? []).map((f) => f.path));
+    }
+    sets.push({ name, host, set: setOf(name, taskId, bySplit, null) });
+  };
+  for (const [taskId, task] of spec.tasks.entries()) {
+    await load(task, taskId, task);
+    for (const diag of TEST_DIAGNOSTICS[task] ?? []) {
+      const paths = testSplits(diag).flatMap((s) => getTask(diag).files[s] ?? []).map((f) =>
+        f.path
+      );
+      const missing = paths.filter((f) => !existsSync(join(opts.dataDir, f)));
+      if (missing.length > 0) {
+        console.error(
+          `run ${spec.id}: no ${getTask(diag).displayName} test predictions (with ${task}'s): ` +
+            `${missing.map((f) => join(opts.dataDir, f)).join(", ")} not found`,
+        );
+        continue;
+      }
+      await load(diag, taskId, task);
+    }
+  }
+  const dir = testPredictionsDir(spec);
+  const root = opts.resultsDir ?? dirname(opts.outDir);
+  return { writer: new TestPredictionWriter(join(root, dir), sets, decode), dir, files };
 }

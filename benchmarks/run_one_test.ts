@@ -5,6 +5,8 @@ import { join } from "node:path";
 import { hubEnv, withEnv } from "../model/env_testing.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 import { DEFAULT_TRAIN, runFileName, runId, type RunSpec, validateRunResult } from "./spec.ts";
+import { loadExamples } from "../tasks/mod.ts";
+import { estimateRun } from "./cli.ts";
 import { listCheckpoints } from "./checkpointing.ts";
 import { clearStopRequest, requestStop, TrainingInterruptedError } from "./trainer.ts";
 import {
@@ -16,6 +18,7 @@ import {
   runOne,
   runOneWith,
   type RunScorer,
+  TestPredictionWriter,
 } from "./run_one.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
 import { methodAccounting } from "../model/methods/accounting.ts";
@@ -1187,4 +1190,208 @@ Deno.test({
       await Deno.remove(dataDir, { recursive: true });
     }
   },
+});
+
+/** A run on CB alone that predicts CB's test set; its scorer's score at step `s` is `scores[s]`. */
+function predictingRun(scores: Record<number, number>): {
+  spec: RunSpec;
+  scorer: RunScorer;
+  onProgress: (p: { phase: string; step: number }) => void;
+} {
+  const base = spec({ name: "mtl", label: "mtl", config: {} }, 12);
+  const body = {
+    ...base,
+    id: undefined,
+    tasks: ["cb"],
+    train: { ...base.train, evalEvery: 4, checkpointEvery: 4, predictTest: true },
+  };
+  let step = -1;
+  return {
+    spec: { ...body, id: runId(body) },
+    // Scripted validation scores (the decoding is real; only its score is chosen), so which
+    // evaluation is a new best does not hang on what 12 steps of a tiny model learn.
+    scorer: {
+      ...EXACT,
+      scoreTask: () => ({ accuracy: scores[step]! }),
+    },
+    onProgress: (p) => {
+      if (p.phase === "eval") step = p.step;
+    },
+  };
+}
+
+Deno.test({
+  name:
+    "runOne() with predictTest writes CB's test predictions at each new best only, and a resume keeps them",
+  ignore: !HAVE,
+  fn: async () => {
+    // Step 4: the first evaluation, a best (written); step 8: a higher score (rewritten); step
+    // 12, after the resume: a tie, not a best (the earliest step wins: step 8's file stays).
+    const { spec: s, scorer, onProgress } = predictingRun({ 4: 50, 8: 60, 12: 60 });
+    const root = await Deno.makeTempDir();
+    const stem = runFileName(s).slice(0, -".json".length);
+    const dir = join(root, "test_predictions", stem);
+    const file = join(dir, "cb.jsonl");
+    const manifest = () => JSON.parse(Deno.readTextFileSync(join(dir, "manifest.json")));
+    // What the folder held when the evaluations of steps 8 and 12 started.
+    const seen: Record<number, { ino: number | null; manifest: unknown }> = {};
+    const watch = (p: { phase: string; step: number }) => {
+      onProgress(p);
+      if (p.phase === "eval" && p.step > 4) {
+        seen[p.step] = { ino: Deno.statSync(file).ino, manifest: manifest() };
+      }
+    };
+    try {
+      // Killed after step 10 (checkpoints of steps 4 and 8 written), then resumed.
+      await assert.rejects(
+        () =>
+          runOneWith(s, {
+            outDir: join(root, stem),
+            dataDir: DATA,
+            onProgress: (p) => {
+              watch(p);
+              if (p.phase === "train" && p.step === 10) throw new Error("killed");
+            },
+          }, scorer),
+        /killed/,
+      );
+      assert.deepEqual(manifest(), { cb: { step: 8, examples: 250 } });
+      const r = await runOneWith(
+        s,
+        { outDir: join(root, stem), dataDir: DATA, onProgress: watch },
+        scorer,
+      );
+      assert.equal((r.provenance as RunProvenance).resumedFrom?.step, 8);
+      validateRunResult(JSON.parse(JSON.stringify(r)), { file: "runOne()" });
+      assert.equal(r.best.cb!.step, 8);
+      assert.deepEqual(r.testPredictions, {
+        dir: `test_predictions/${stem}`,
+        files: { cb: { step: 8, examples: 250 } },
+      });
+      // Written at step 4, rewritten at step 8; the resume (its evaluations of steps 4 and 8 from
+      // the checkpoint) kept step 8's through step 12's evaluation, a tie.
+      assert.deepEqual(seen[8]!.manifest, { cb: { step: 4, examples: 250 } });
+      assert.deepEqual(seen[12]!.manifest, { cb: { step: 8, examples: 250 } });
+      assert.notEqual(seen[12]!.ino, seen[8]!.ino, "rewritten at step 8's new best");
+      assert.equal(Deno.statSync(file).ino, seen[12]!.ino, "not rewritten at a tie");
+      assert.deepEqual(manifest(), r.testPredictions!.files);
+      // Every test example, in file order, one JSON object a line.
+      const want = await loadExamples("cb", "test", DATA);
+      const lines = (await Deno.readTextFile(file)).split("\n");
+      assert.equal(lines.pop(), "", "ends with a newline");
+      const rows = lines.map((l) => JSON.parse(l));
+      assert.deepEqual(rows.map((x) => x.id), want.map((e) => e.id));
+      for (const x of rows) {
+        assert.deepEqual(Object.keys(x), ["id", "split", "prediction"]);
+        assert.equal(x.split, "test");
+        assert.equal(typeof x.prediction, "string");
+      }
+      // The test file is part of the data the run read.
+      const prov = r.provenance as RunProvenance;
+      assert.ok(Object.hasOwn(prov.data?.files ?? {}, "super_glue/CB/test.jsonl"));
+      assert.equal(tf.memory().numTensors, 0, "runOne releases every tensor");
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
+Deno.test("TestPredictionWriter: a diagnostic follows its host's best; files of steps the run no longer has are removed", async () => {
+  const dir = await Deno.makeTempDir();
+  const ex = (task: string, n: number, split?: "test_matched") =>
+    Array.from({ length: n }, (_, i) => ({
+      task,
+      id: `${task}/test/${i}`,
+      input: "",
+      target: "<unk>",
+      ...(split === undefined ? {} : { split }),
+    }));
+  const set = (task: string, taskId: number, n: number, split?: "test_matched") => ({
+    task,
+    taskId,
+    examples: ex(task, n, split),
+    inputs: [],
+    maxNewTokens: 2,
+  });
+  const sets = [
+    { name: "rte_sg", host: "rte_sg", set: set("rte_sg", 0, 3) },
+    { name: "axb", host: "rte_sg", set: set("axb", 0, 2) },
+    { name: "mnli", host: "mnli", set: set("mnli", 1, 1, "test_matched") },
+  ];
+  const decoded: string[] = [];
+  const logs: string[] = [];
+  const decode = (s: { task: string; examples: unknown[] }, step: number) => {
+    decoded.push(`${step}/${s.task}`);
+    return Promise.resolve(s.examples.map((_, i) => `p${step}-${i}`));
+  };
+  const ev = (task: string, step: number, groupScore: number) => ({
+    task,
+    step,
+    groupScore,
+    metrics: {},
+  });
+  const never = () => undefined;
+  try {
+    const w = new TestPredictionWriter(dir, sets, decode, (l) => logs.push(l));
+    const e1 = [ev("rte_sg", 2, 10), ev("mnli", 2, NaN)];
+    await w.afterEvaluation([], e1, never);
+    // rte_sg drops, mnli's NaN becomes a number (NaN counts as -Infinity): mnli only.
+    const e2 = [ev("rte_sg", 4, 5), ev("mnli", 4, 1)];
+    await w.afterEvaluation(e1, e2, never);
+    assert.deepEqual(decoded, ["2/rte_sg", "2/axb", "2/mnli", "4/mnli"]);
+    assert.deepEqual(
+      (await Deno.readTextFile(join(dir, "axb.jsonl"))).split("\n"),
+      [
+        '{"id":"axb/test/0","split":"test","prediction":"p2-0"}',
+        '{"id":"axb/test/1","split":"test","prediction":"p2-1"}',
+        "",
+      ],
+    );
+    assert.equal(
+      await Deno.readTextFile(join(dir, "mnli.jsonl")),
+      '{"id":"mnli/test/0","split":"test_matched","prediction":"p4-0"}\n',
+    );
+    const files = await w.finish({ rte_sg: { step: 2 }, mnli: { step: 4 } });
+    assert.deepEqual(files, {
+      axb: { step: 2, examples: 2 },
+      mnli: { step: 4, examples: 1 },
+      rte_sg: { step: 2, examples: 3 },
+    });
+    assert.equal(logs.length, 0, logs.join("\n"));
+    // A resume whose checkpoint has only step 2's evaluations (step 4's session was lost, and
+    // its redone evaluation is no best): mnli's file of step 4 is not of the best step (2) any
+    // more, and is removed, logged, and left out of the result; the others stay.
+    const r = new TestPredictionWriter(dir, sets, decode, (l) => logs.push(l));
+    const e2b = [ev("rte_sg", 4, 5), ev("mnli", 4, -Infinity)];
+    await r.afterEvaluation(e1, e2b, never);
+    assert.equal(decoded.length, 4, "nothing decoded: no new best");
+    assert.equal(logs.length, 1);
+    assert.match(logs[0]!, /mnli\.jsonl: removed: written at step 4, but mnli's best step is 2/);
+    assert.deepEqual(await r.finish({ rte_sg: { step: 2 }, mnli: { step: 2 } }), {
+      axb: { step: 2, examples: 2 },
+      rte_sg: { step: 2, examples: 3 },
+    });
+    assert.equal(existsSync(join(dir, "mnli.jsonl")), false);
+    // A fresh run in the same folder (no evaluation yet): every earlier file goes.
+    const f = new TestPredictionWriter(dir, sets, decode, (l) => logs.push(l));
+    await f.afterEvaluation([], [ev("mnli", 2, 0)], never);
+    assert.deepEqual(await f.finish({ mnli: { step: 2 } }), { mnli: { step: 2, examples: 1 } });
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), [
+      "manifest.json",
+      "mnli.jsonl",
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("estimateRun() (--dry-run) adds the test-set decoding of a predictTest run: every evaluation, an upper bound", () => {
+  const base = spec({ name: "mtl", label: "mtl", config: {} }, 12); // cb + rte_sg, 2 evaluations
+  const on = { ...base, train: { ...base.train, predictTest: true } };
+  const cost = (s: RunSpec) => estimateRun(s, methodAccounting, "wasm");
+  const a = cost(base);
+  const b = cost(on);
+  // CB's 250 test examples, SuperGLUE RTE's 3,000 and its diagnostics' (AX-b 1,104, AX-g 356).
+  const rows = (250 + 3000 + 1104 + 356) * 2;
+  assert.ok(Math.abs(b.totalFlops! - a.totalFlops! - rows * a.inferenceFlopsPerExample!) < 1);
 });
