@@ -43,17 +43,6 @@ import { describeResult, loadResults, resultSource } from "./compare.ts";
 import { mergePerTaskRuns, perTaskParts } from "./per_task.ts";
 import { backboneLabel, configId, modelLabel, type RunResult } from "./spec.ts";
 
-/**
- * The `testPredictions` field of a run result (present only when the run's profile sets
- * `train.predictTest`).
- */
-export interface TestPredictions {
-  /** Folder of the prediction files, relative to the results folder (outDir). */
-  readonly dir: string;
-  /** Per written file (task name, incl. "ax"/"axb"/"axg"): the step whose weights made it. */
-  readonly files: Readonly<Record<string, { readonly step: number; readonly examples: number }>>;
-}
-
 /** How a leaderboard file writes a label. */
 export type LabelFormat =
   /** The class index as a number (0/1). */
@@ -145,48 +134,6 @@ export class SubmissionError extends Error {
 function show(v: unknown): string {
   const s = JSON.stringify(v);
   return s === undefined ? String(v) : s.length > 60 ? s.slice(0, 57) + "..." : s;
-}
-
-/**
- * A result's `testPredictions`, checked: undefined when absent; otherwise `dir` a relative folder
- * inside the results folder and every `files` entry `{step, examples}` of non-negative integers.
- *
- * @param r a run result (read by `loadResults`)
- * @param source the file it came from, for errors
- * @returns the field, or undefined when the run wrote no test predictions
- * @throws SubmissionError `<file>: $.testPredictions.<field> …` when malformed
- */
-export function readTestPredictions(r: RunResult, source: string): TestPredictions | undefined {
-  const raw = (r as unknown as Record<string, unknown>).testPredictions;
-  if (raw === undefined) return undefined;
-  const bad = (path: string, what: string, v: unknown): never => {
-    throw new SubmissionError(`${source}: $.testPredictions${path} ${what}, got ${show(v)}`);
-  };
-  const isObj = (v: unknown): v is Record<string, unknown> =>
-    v !== null && typeof v === "object" && !Array.isArray(v);
-  if (!isObj(raw)) bad("", "must be an object {dir, files}", raw);
-  const o = raw as Record<string, unknown>;
-  const dir = o.dir;
-  if (typeof dir !== "string" || dir === "") bad(".dir", "must be a non-empty string", dir);
-  const parts = (dir as string).split(/[\\/]/);
-  if ((dir as string).startsWith("/") || /^[A-Za-z]:/.test(dir as string) || parts.includes("..")) {
-    bad(".dir", 'must be a folder inside the results folder (relative, no "..")', dir);
-  }
-  if (!isObj(o.files)) bad(".files", "must be an object (task -> {step, examples})", o.files);
-  const files: Record<string, { step: number; examples: number }> = {};
-  for (const [task, e] of Object.entries(o.files as Record<string, unknown>)) {
-    const at = `.files.${task}`;
-    if (!isObj(e)) bad(at, "must be an object {step, examples}", e);
-    const entry = e as Record<string, unknown>;
-    for (const k of ["step", "examples"] as const) {
-      const v = entry[k];
-      if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
-        bad(`${at}.${k}`, "must be a non-negative integer", v);
-      }
-    }
-    files[task] = { step: entry.step as number, examples: entry.examples as number };
-  }
-  return { dir: dir as string, files };
 }
 
 /** Which row of the tables to submit: `undefined` fields match anything. */
@@ -475,7 +422,8 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
   const without: string[] = [];
   for (const r of parts) {
     const file = (resultSource(r) ?? r.spec.id).replace(/\[\d+\]$/, "");
-    const tp = readTestPredictions(r, file);
+    // Checked by loadResults (benchmarks/spec.ts validateRunResult: a relative folder, counts).
+    const tp = r.testPredictions;
     if (tp === undefined) {
       without.push(basename(file));
       continue;

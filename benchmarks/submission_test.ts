@@ -519,8 +519,8 @@ Deno.test("bad input: a malformed testPredictions or prediction file exits 1 nam
     });
     const a = await cli(args("a"));
     assert.equal(a.code, 1);
-    // Checked here, or already by validateRunResult where spec.ts checks the field: either way
-    // one line naming the file and the field.
+    // Checked by validateRunResult when loadResults reads the folder: one line naming the file
+    // and the field.
     assert.match(a.err, new RegExp(`^${f1}: \\$\\.testPredictions\\.files\\.rte\\.step must be `));
     await Deno.remove(f1); // a malformed result fails the loading of its whole folder
     const f2 = await writeRun(runs, spec("b"), MIRROR, ["rte"], (r) => {
