@@ -110,6 +110,7 @@ import {
 import { type AccountingFn, loadAccounting, writeTables } from "./tables.ts";
 import { join } from "node:path";
 import { checkOutputFolder } from "../model/fs.ts";
+import { checkpointOwnEmbeddings, type EmbeddingStack } from "../model/own_embeddings.ts";
 import {
   exitCodeOf,
   type FlagValues,
@@ -250,6 +251,53 @@ export function modelConfig(model: RunSpec["model"]): T5Config | undefined {
   const file = `${model.hf}/config.json`;
   if (!existsSync(file)) return undefined;
   return t5ConfigFromHf(parseJsonFile(Deno.readTextFileSync(file), file), file);
+}
+
+/**
+ * The local checkpoint folder a run's backbone weights are loaded from (`run_one.ts`
+ * `buildBackbone`): an `hf` backbone, or the `hf` model of a `"pretrained"` backbone. Undefined
+ * for a random init, a preset's pretrained checkpoint (published or built here: one shared table)
+ * and a hub id (its cached download is not looked at, as {@link modelConfig} does not).
+ *
+ * @param spec the run
+ * @returns the folder, or undefined
+ */
+export function weightsFolder(spec: Pick<RunSpec, "model" | "backbone">): string | undefined {
+  const hf = typeof spec.backbone === "object"
+    ? spec.backbone.hf
+    : spec.backbone === "pretrained" && typeof spec.model === "object"
+    ? spec.model.hf
+    : undefined;
+  return hf !== undefined && existsSync(`${hf}/config.json`) ? hf : undefined;
+}
+
+/**
+ * The configuration the memory preflight estimates a run with: {@link modelConfig}, plus the
+ * stacks whose token table the checkpoint loaded gives a table of its own (`ownEmbeddings`, as
+ * model/t5.ts `t5FromTensors` sets it), read from the weights folder's tensor index and, for the
+ * tables only, their bytes ({@link checkpointOwnEmbeddings}), without loading the checkpoint.
+ *
+ * @param spec the run
+ * @param ownOf the own tables of a weights folder (default {@link checkpointOwnEmbeddings}; a
+ *   caller estimating many runs passes a cached one); a folder it cannot read (throws) is
+ *   estimated with one shared table, and the run itself says what is wrong with it
+ * @returns the configuration, or undefined where {@link modelConfig} gives none
+ * @throws Error what {@link modelConfig} throws
+ */
+export async function preflightModelConfig(
+  spec: Pick<RunSpec, "model" | "backbone">,
+  ownOf: (dir: string) => Promise<readonly EmbeddingStack[]> = checkpointOwnEmbeddings,
+): Promise<T5Config | undefined> {
+  const config = modelConfig(spec.model);
+  const dir = weightsFolder(spec);
+  if (config === undefined || dir === undefined) return config;
+  let own: readonly EmbeddingStack[];
+  try {
+    own = await ownOf(dir);
+  } catch {
+    return config;
+  }
+  return own.length === 0 ? config : { ...config, ownEmbeddings: own };
 }
 
 /**
@@ -1263,17 +1311,26 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       } else if (anyGpu && device !== undefined) {
         error(`GPU memory: ${fmtGb(device.bytes)} (${device.source})`);
       }
+      // Each run's configuration, with the token tables its checkpoint gives the stacks (each
+      // weights folder's index and tables read once).
+      const owns = new Map<string, Promise<readonly EmbeddingStack[]>>();
+      const ownOf = (dir: string) => {
+        if (!owns.has(dir)) owns.set(dir, checkpointOwnEmbeddings(dir));
+        return owns.get(dir)!;
+      };
+      const configs = new Map<RunSpec, T5Config | undefined>();
+      for (const s of specs) {
+        try {
+          configs.set(s, await preflightModelConfig(s, ownOf));
+        } catch {
+          configs.set(s, undefined); // an unreadable config.json: the run itself says why
+        }
+      }
       const plan = (asGpu: boolean) =>
         planDeviceMemory(specs, {
           backendOf: asGpu ? (s) => ({ ...backendOf(s), gpu: true }) : backendOf,
           device,
-          configOf: (s) => {
-            try {
-              return modelConfig(s.model);
-            } catch {
-              return undefined; // an unreadable config.json: the run itself says why
-            }
-          },
+          configOf: (s) => configs.get(s),
           modelName: (s) => modelLabel(s.model),
           // The backward pass each run's selectBackend installs (low-memory unless
           // HYPERPROMPT_STOCK_BACKPROP=1): the stock one's backward peak is about twice as high.

@@ -13,6 +13,7 @@ import {
   isGpuBackend,
   main,
   modelConfig,
+  preflightModelConfig,
   progressReporter,
   statedMemoryUse,
 } from "./cli.ts";
@@ -20,9 +21,11 @@ import { defaultTaskCatalog, expandGrid } from "./runner.ts";
 import { runFileName, type RunOneFn, type RunSpec } from "./spec.ts";
 import { DEFAULT_CHECKPOINT_MINUTES, requestStop, stopRequested } from "./trainer.ts";
 import { toyTrain } from "./trainer_testing.ts";
-import { preset } from "../model/config.ts";
+import { preset, type T5Config } from "../model/config.ts";
+import { readSafetensorsHeader } from "../model/safetensors.ts";
 import { estimateTrainingMemory } from "./memory.ts";
 import {
+  DEVICE_MARGIN,
   memoryInputFor,
   WASM_HEAP_BYTES,
   WASM_HEAP_MARGIN,
@@ -1552,6 +1555,109 @@ Deno.test("modelConfig(): a preset, a folder's config.json, undefined for a hub 
       assert.ok(e.message.startsWith(`${file}:4:1: invalid JSON: `), e.message);
       return true;
     });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/**
+ * Two copies under `dir` of the untied HF fixture (three different token tables): `own`, whose
+ * decoder table is made a bit-identical copy of `shared.weight` (only the encoder's is its own
+ * once loaded), and `copy`, whose two stack tables both are (transformers 5's save of a tied
+ * model; the loader merges them).
+ */
+async function ownTableCheckpoints(dir: string): Promise<{ own: string; copy: string }> {
+  const src = sharedPath("fixtures", "hf-t5", "t5-tiny-v1_1-untied");
+  const weights = join(src, "model.safetensors");
+  const header = await readSafetensorsHeader(weights);
+  const range = (name: string) => {
+    const [b, e] = header.tensors.get(name)!.dataOffsets;
+    return [header.dataStart + b, header.dataStart + e] as const;
+  };
+  const make = async (name: string, copied: readonly string[]) => {
+    const folder = join(dir, name);
+    await Deno.mkdir(folder);
+    await Deno.copyFile(join(src, "config.json"), join(folder, "config.json"));
+    const bytes = await Deno.readFile(weights);
+    const table = bytes.slice(...range("shared.weight"));
+    for (const stack of copied) bytes.set(table, range(`${stack}.embed_tokens.weight`)[0]);
+    await Deno.writeFile(join(folder, "model.safetensors"), bytes);
+    return folder;
+  };
+  return { own: await make("own", ["decoder"]), copy: await make("copy", ["encoder", "decoder"]) };
+}
+
+Deno.test("preflightModelConfig: the encoder's own token table of the checkpoint a run loads, not a byte-equal copy's", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { own, copy } = await ownTableCheckpoints(dir);
+    const tiny = "tiny-v1_1";
+    // The checkpoint loaded: the hf model of a "pretrained" backbone, or an hf backbone.
+    assert.deepEqual(
+      await preflightModelConfig({ model: { hf: own }, backbone: "pretrained" }),
+      { ...modelConfig({ hf: own })!, ownEmbeddings: ["encoder"] },
+    );
+    assert.deepEqual(
+      await preflightModelConfig({ model: tiny, backbone: { hf: own } }),
+      { ...preset(tiny), ownEmbeddings: ["encoder"] },
+    );
+    // Equal copies are merged by the loader; a random init loads no weights at all.
+    const plain = modelConfig({ hf: copy });
+    assert.equal(plain?.ownEmbeddings, undefined);
+    assert.deepEqual(
+      await preflightModelConfig({ model: { hf: copy }, backbone: "pretrained" }),
+      plain,
+    );
+    assert.deepEqual(
+      await preflightModelConfig({ model: { hf: own }, backbone: "random" }),
+      modelConfig({ hf: own }),
+    );
+    // A folder whose index cannot be read: one shared table (the run itself says what is wrong).
+    await Deno.remove(join(own, "model.safetensors"));
+    assert.deepEqual(
+      await preflightModelConfig({ model: { hf: own }, backbone: "pretrained" }),
+      modelConfig({ hf: own }),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main() --dry-run: a checkpoint with its own encoder table is estimated with it, a byte-equal copy is not", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { own, copy } = await ownTableCheckpoints(dir);
+    // One profile folder per checkpoint (memoryGrid writes tiny.json into it).
+    const grid = async (folder: string) => {
+      const at = `${folder}-profile`;
+      await Deno.mkdir(at);
+      return await memoryGrid(at, { models: [{ hf: folder }], backbone: "pretrained" });
+    };
+    const [g1, g2] = [await grid(copy), await grid(own)];
+    const config = modelConfig({ hf: copy })!;
+    const peak = (spec: RunSpec, c: T5Config) =>
+      estimateTrainingMemory(memoryInputFor(spec, c, "composite", 8)).peak;
+    const shared = peak(g1.grid[0]!, config);
+    const withOwn = peak(g2.grid[0]!, { ...config, ownEmbeddings: ["encoder"] });
+    // At this fixture's 96-row vocabulary the encoder's own table (weights, gradient, two Adam
+    // slots: 4 x 12 KB) weighs less than the rows its separate lookup frees early, so its
+    // estimate is the lower one (~15.45 vs 15.50 MB); at T5's 32k rows it is far higher. Either
+    // way the preflight must plan with it: a stated size between the two fits only the lower.
+    assert.ok(Math.abs(withOwn - shared) > 10_000, `${withOwn} vs ${shared}`);
+    const gb = String((shared + withOwn) / 2 / (1 - DEVICE_MARGIN) / 1e9);
+    const cells = async (profile: string) => {
+      const c = capture();
+      const args = ["--profile", profile, "--data-dir", DATA, "--dry-run", "--backend", "cpu"];
+      assert.equal(await main([...args, "--device-memory", gb], c.opts), 0, c.err.join("\n"));
+      const col = c.out[0]!.indexOf("est. peak GB");
+      return c.out.slice(1, -1).filter((l) => l.length > col).map((l) => l.slice(col).trim());
+    };
+    const ofCopy = await cells(g1.profile);
+    const ofOwn = await cells(g2.profile);
+    assert.ok(ofCopy.length > 0 && ofCopy.length === ofOwn.length, `${ofCopy} / ${ofOwn}`);
+    const [fits, micro] = withOwn < shared ? [ofOwn, ofCopy] : [ofCopy, ofOwn];
+    for (const cell of fits) assert.match(cell, /^\d+\.\d$/);
+    for (const cell of micro) assert.match(cell, /^\d+\.\d \(micro [1-4]\)$/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
