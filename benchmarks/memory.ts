@@ -46,16 +46,19 @@
  *   slices of them during its passes: {@link MemoryEstimate.batchTensors}), the shared lookup's
  *   joined ids, the position buckets, the methods' gather indices, the loss's label masks and
  *   indices, Prompt-Tuning's mask of ones, each saved by its gather (or Concat, Where, Add) to
- *   the end of the backward pass. int32 and float32 elements count 4 bytes each (the default
- *   bytesPerElement), bool 1 (cpu, wasm; webgpu keeps bool in 4-byte words: 3 bytes per target
- *   token more, not counted). Scalars are not counted (about 100 bytes at the measured rows).
+ *   the end of the backward pass; in evaluation, the evaluator's input ids and attention mask
+ *   (alive for the whole decoding: {@link MemoryEstimate.evalBatchTensors}) and each decoding
+ *   step's decoder ids and position buckets. int32 and float32 elements count 4 bytes each (the
+ *   default bytesPerElement), bool 1 (cpu, wasm; webgpu keeps bool in 4-byte words: 3 bytes per
+ *   target token more, not counted). Scalars are not counted (about 100 bytes at the measured rows).
  * - Token embeddings: one lookup of both stacks' ids in `shared.weight` (model/t5.ts
  *   sharedLookup), or, for a model whose config lists stacks with their own table
  *   (`T5Config.ownEmbeddings`, which model/t5.ts t5FromTensors sets from the checkpoint's
  *   tensors), one lookup per stack in its table; their weights, gradients and optimizer state
  *   are counted from `t5ParamShapes`, which lists the own tables. A configuration read from a
- *   `config.json` alone never lists them (the tensors decide), so an estimate made from it
- *   before the weights are loaded counts one shared table.
+ *   `config.json` alone never lists them (the tensors decide); the bench's preflight
+ *   (benchmarks/cli.ts `preflightModelConfig`) adds them from the checkpoint's tensor index and
+ *   tables (model/own_embeddings.ts) before the weights are loaded.
  * - Bytes are counted per data buffer (a reshape, a clone, or a gradient that is `dy` reshaped,
  *   shares its input's buffer), which is what a GPU allocates; tfjs's `tf.memory().numBytes` and
  *   `tf.profile().peakBytes` count each tensor handle instead, and overstate that.
@@ -383,6 +386,14 @@ export interface MemoryEstimate {
    * caches, one step's activations and logits) at {@link MemoryEstimate.evalBatchSize} rows.
    */
   readonly evaluationActivations: number;
+  /**
+   * Evaluation's batch at {@link MemoryEstimate.evalBatchSize} rows: benchmarks/evaluator.ts's
+   * int32 input ids and float32 attention mask `[rows, inputLength]`, 4 bytes an element, alive
+   * for the whole decoding; counted in the evaluation phase only. (Each decoding step's int32
+   * decoder ids `[rows, 1]`, made and freed in the step's tidy, are in
+   * {@link MemoryEstimate.evaluationActivations}.)
+   */
+  readonly evalBatchTensors: number;
   /** Rows decoded together in evaluation. */
   readonly evalBatchSize: number;
   /** The largest phase of the training step (forward, backward, gradient norm, update). */
@@ -1586,6 +1597,8 @@ class T5Replay {
         ] as const,
     );
     this.t.scope(() => {
+      // The step's decoder ids [b, 1] (int32, made in the step's tidy), then their embeddings.
+      this.index(b);
       let x = this.reshape(this.t.fresh(b * d, false)); // the last tokens' embeddings
       const bias = this.positionBias(
         "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
@@ -2302,6 +2315,10 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     xnn,
   );
   evalReplay.evaluate({ b: evalBatch, li, lt });
+  // Evaluation's own batch (as the step's above): benchmarks/evaluator.ts's inputIds (int32)
+  // and attentionMask (float32) [rows, li], made before greedyDecode and freed after it, 4 bytes
+  // an element; each step's decoder ids are the replay's (made and freed in the step's tidy).
+  const evalBatchBytes = 2 * evalBatch * li * 4;
   // Gradient norm (benchmarks/trainer.ts globalGradNorm): each gradient's square in its own
   // tidy, so one at a time where frees are immediate; on webgpu a freed square waits for its
   // command buffer, and each gradient takes two dispatches (square, sum), so the squares of up to
@@ -2340,7 +2357,8 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
       normSquares * bpe,
     update: weights + xnnPackedWeights + optimizerState + batchBytes + gradients + updateTmp,
     // Between steps (benchmarks/trainer.ts): gradients and accumulator freed, slots kept.
-    evaluation: weights + xnnPackedWeights + optimizerState + evalReplay.t.fwd * bpe,
+    evaluation: weights + xnnPackedWeights + optimizerState + evalBatchBytes +
+      evalReplay.t.fwd * bpe,
   } as const;
   let peakPhase: MemoryPhase = "forward";
   let trainingPeak = 0;
@@ -2359,6 +2377,7 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     savedActivations: saved * bpe,
     activationGradients: (back.peak - back.params) * bpe,
     evaluationActivations: evalReplay.t.fwd * bpe,
+    evalBatchTensors: evalBatchBytes,
     evalBatchSize: evalBatch,
     trainingPeak,
     peak: phases[peakPhase],
