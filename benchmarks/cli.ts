@@ -80,6 +80,7 @@ import {
   shardGrid,
 } from "./runner.ts";
 import {
+  backboneHfRef,
   backboneLabel,
   BACKEND_CHOICES,
   type BackendChoice,
@@ -263,11 +264,7 @@ export function modelConfig(model: RunSpec["model"]): T5Config | undefined {
  * @returns the folder, or undefined
  */
 export function weightsFolder(spec: Pick<RunSpec, "model" | "backbone">): string | undefined {
-  const hf = typeof spec.backbone === "object"
-    ? spec.backbone.hf
-    : spec.backbone === "pretrained" && typeof spec.model === "object"
-    ? spec.model.hf
-    : undefined;
+  const hf = backboneHfRef(spec);
   return hf !== undefined && existsSync(`${hf}/config.json`) ? hf : undefined;
 }
 

@@ -76,6 +76,7 @@ import {
 import { MixtureSampler } from "../tasks/mixture.ts";
 import type { Example, TaskSplit } from "../tasks/types.ts";
 import {
+  backboneHfRef,
   type BestEval,
   runFileName,
   type RunOneOptions,
@@ -302,10 +303,10 @@ export async function buildBackbone(spec: RunSpec, dataDir: string): Promise<Bac
   // A checkpoint's folder; one from the hub holds only its config.json and tokenizer.json until
   // they pass the checks below (a T5-XXL's weights are 44 GB to download).
   let found: CheckpointFolder | undefined;
-  if (typeof spec.backbone === "object") found = await locateCheckpoint(spec.backbone.hf);
-  else if (spec.backbone === "pretrained") {
-    if (typeof spec.model === "object") found = await locateCheckpoint(spec.model.hf);
-    else if (PUBLISHED_PRESETS.includes(spec.model as never)) {
+  const hf = backboneHfRef(spec);
+  if (hf !== undefined) found = await locateCheckpoint(hf);
+  else if (spec.backbone === "pretrained" && typeof spec.model === "string") {
+    if (PUBLISHED_PRESETS.includes(spec.model as never)) {
       const hubId = hubIdOfPreset(spec.model);
       found = { dir: await fetchHubConfigFiles(hubId), hubId };
     } else found = { dir: await pretrainedFolder(spec, dataDir) };

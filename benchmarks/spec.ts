@@ -785,6 +785,21 @@ export function trainedTasks(spec: Pick<RunSpec, "tasks" | "trainOnlyTasks">): s
   return [...spec.tasks, ...(spec.trainOnlyTasks ?? [])];
 }
 
+/**
+ * The `hf` reference (local folder or hub id) a run's backbone weights are loaded from: an
+ * `{"hf"}` backbone, or the `{"hf"}` model of a `"pretrained"` backbone. Undefined for a random
+ * init and for a preset's pretrained checkpoint (published, or built here offline).
+ * `benchmarks/run_one.ts` `buildBackbone` loads from it; the memory preflight reads its tables.
+ *
+ * @param spec the run
+ * @returns the reference, or undefined
+ */
+export function backboneHfRef(spec: Pick<RunSpec, "model" | "backbone">): string | undefined {
+  if (typeof spec.backbone === "object") return spec.backbone.hf;
+  if (spec.backbone === "pretrained" && typeof spec.model === "object") return spec.model.hf;
+  return undefined;
+}
+
 /** Display name of a model reference: the preset name, or the last path segment of `hf`. */
 export function modelLabel(model: ModelRef): string {
   if (typeof model === "string") return model;

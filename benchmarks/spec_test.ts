@@ -3,6 +3,7 @@ import { BENCHMARK_TASKS, TASKS } from "../tasks/registry.ts";
 import { METHODS } from "../model/methods/mod.ts";
 import { expandGrid, TRAINABLE_TASKS } from "./runner.ts";
 import {
+  backboneHfRef,
   backboneLabel,
   BUILTIN_METHOD_NAMES,
   configId,
@@ -906,4 +907,14 @@ Deno.test("validateRunResult() checks testPredictions, naming the field", async 
       message,
     );
   }
+});
+
+Deno.test("backboneHfRef(): an hf backbone, or the hf model of a pretrained backbone; else none", () => {
+  const hf = { hf: "/ck/t5" };
+  assert.equal(backboneHfRef({ model: "tiny-v1_1", backbone: { hf: "/ck/b" } }), "/ck/b");
+  assert.equal(backboneHfRef({ model: hf, backbone: { hf: "/ck/b" } }), "/ck/b");
+  assert.equal(backboneHfRef({ model: hf, backbone: "pretrained" }), "/ck/t5");
+  assert.equal(backboneHfRef({ model: hf, backbone: "random" }), undefined);
+  assert.equal(backboneHfRef({ model: "t5-v1_1-base", backbone: "pretrained" }), undefined);
+  assert.equal(backboneHfRef({ model: "tiny-v1_1", backbone: "random" }), undefined);
 });
