@@ -1396,7 +1396,8 @@ export function resolveTrainOnlyTask(
   lists: Readonly<Record<BenchmarkName, readonly string[]>>,
 ): { task: string; problem?: undefined } | { task?: undefined; problem: string } {
   const key = name.trim().toLowerCase().replace(/^(super_?glue|sg|glue)[_/\-:]/, "");
-  const canonical = TRAIN_ONLY_ALIASES[key] ?? key;
+  // T5's and TFDS's names (`dpr_v001_simple`, …) by the registry's own aliases.
+  const canonical = knownTaskName(key) ?? key;
   if (lists[benchmark].includes(canonical)) return { task: canonical };
   const other = BENCHMARKS.find((b) => b !== benchmark && lists[b].includes(canonical));
   if (other !== undefined) {
@@ -1425,12 +1426,14 @@ function trainOnlyTask(
   return r.task;
 }
 
-/** Other names of the train-only tasks (T5's and TFDS's), as `tasks/registry.ts` accepts them. */
-const TRAIN_ONLY_ALIASES: Readonly<Record<string, string>> = {
-  dpr_simple: "dpr",
-  dpr_v001_simple: "dpr",
-  definite_pronoun_resolution: "dpr",
-};
+/** The registry's name of a task name or alias (`tasks/registry.ts` `getTask`), or undefined. */
+function knownTaskName(name: string): string | undefined {
+  try {
+    return getTask(name).name;
+  } catch {
+    return undefined;
+  }
+}
 
 /** Smallest trainable vocabulary: 100 sentinels plus 16 pieces (`model/spm.ts`). */
 const MIN_VOCAB = 116;
