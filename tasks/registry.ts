@@ -602,12 +602,13 @@ export const BENCHMARK_TASKS: Readonly<{ glue: string[]; super_glue: string[] }>
  * mixture after its evaluated tasks, never evaluated and never averaged.
  */
 export const TRAIN_ONLY_TASKS: Readonly<{ glue: string[]; super_glue: string[] }> = Object.freeze({
-  glue: Object.values(TASKS).filter((t) => t.trainOnly && t.benchmark === "glue").map((t) =>
-    t.name
-  ),
-  super_glue: Object.values(TASKS).filter((t) => t.trainOnly && t.benchmark === "super_glue")
-    .map((t) => t.name),
+  glue: trainOnlyOf("glue"),
+  super_glue: trainOnlyOf("super_glue"),
 });
+
+function trainOnlyOf(b: BenchmarkName): string[] {
+  return Object.values(TASKS).filter((t) => t.trainOnly && t.benchmark === b).map((t) => t.name);
+}
 
 /**
  * The metric names `scoreTask` (`tasks/metrics.ts`) computes for each converter; a name outside
