@@ -37,11 +37,18 @@ import { classLabel, wscSimple } from "../tasks/postprocess.ts";
 import { getTask } from "../tasks/registry.ts";
 import type { BenchmarkName, Example, TaskSplit } from "../tasks/types.ts";
 import { defaultDataDir } from "../tasks/data.ts";
-import { makeHeldTempDir, swapFolderInto, writeFileAtomic } from "../model/fs.ts";
+import {
+  checkOutputFolder,
+  isDirectory,
+  makeHeldTempDir,
+  pathExists,
+  swapFolderInto,
+  writeFileAtomic,
+} from "../model/fs.ts";
 import { parseFlags, runCli, UsageError } from "../model/usage.ts";
 import { describeResult, loadResults, resultSource } from "./compare.ts";
 import { mergePerTaskRuns, perTaskParts } from "./per_task.ts";
-import { backboneLabel, configId, modelLabel, type RunResult } from "./spec.ts";
+import { backboneLabel, configId, modelLabel, type RunResult, TEST_DIAGNOSTICS } from "./spec.ts";
 
 /** How a leaderboard file writes a label. */
 export type LabelFormat =
@@ -115,12 +122,10 @@ export const SUBMISSION_FILES: Readonly<Record<BenchmarkName, readonly Submissio
     ],
   });
 
-/** The trained task whose best step a diagnostic's predictions ride on. */
-const DIAGNOSTIC_OF: Readonly<Record<string, string>> = {
-  ax: "mnli",
-  axb: "rte_sg",
-  axg: "rte_sg",
-};
+/** The trained task whose best step a diagnostic's predictions ride on (`TEST_DIAGNOSTICS`). */
+const DIAGNOSTIC_OF: Readonly<Record<string, string>> = Object.fromEntries(
+  Object.entries(TEST_DIAGNOSTICS).flatMap(([host, diags]) => diags.map((d) => [d, host])),
+);
 
 /** An error in a result file or a prediction file: exit 1, naming the file (and line, field). */
 export class SubmissionError extends Error {
@@ -481,7 +486,7 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
   for (const f of SUBMISSION_FILES[opts.criteria.benchmark]) {
     const spec = getTask(f.task);
     const testFile = spec.files[f.split]?.[0]?.path ?? "";
-    const hasTest = await Deno.stat(join(opts.dataDir, testFile)).then(() => true, () => false);
+    const hasTest = await pathExists(join(opts.dataDir, testFile));
     if (f.format === "majority") {
       if (!hasTest) {
         missing.push({ name: f.name, why: `no test file ${join(opts.dataDir, testFile)}` });
@@ -760,11 +765,11 @@ async function submissionCommand(args: string[], log: (s: string) => void): Prom
   }
   const out = v.out!;
   await checkNewOutput(out);
-  if (!(await Deno.stat(v.runs!).then(() => true, () => false))) {
+  if (!(await pathExists(v.runs!))) {
     throw new UsageError(`--runs ${v.runs}: no such folder or file`);
   }
   const dataDir = v["data-dir"] ?? defaultDataDir();
-  if (v["data-dir"] !== undefined && !(await isDir(dataDir))) {
+  if (v["data-dir"] !== undefined && !(await isDirectory(dataDir))) {
     throw new UsageError(`--data-dir ${dataDir}: no such folder`);
   }
   const sub = await buildSubmission({
@@ -785,29 +790,17 @@ async function submissionCommand(args: string[], log: (s: string) => void): Prom
   log(`wrote ${sub.files.size} files to ${out} and ${zip}`);
 }
 
-async function isDir(p: string): Promise<boolean> {
-  return await Deno.stat(p).then((s) => s.isDirectory, () => false);
-}
-
 /** `--out` must be absent or an empty folder, and `<out>.zip` absent. */
 async function checkNewOutput(out: string): Promise<void> {
-  if (out.trim() === "") throw new UsageError("--out: an empty path; name a new folder");
-  let info: Deno.FileInfo | undefined;
-  try {
-    info = await Deno.stat(out);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) {
-      throw new UsageError(`--out ${out}: ${(e as Error).message}`);
-    }
-  }
-  if (info !== undefined) {
-    if (!info.isDirectory) throw new UsageError(`--out ${out}: is a file, not a folder`);
+  // A usable folder path (no file at it or above it), as every tool's --out.
+  checkOutputFolder("--out", out);
+  if (await isDirectory(out)) {
     for await (const _ of Deno.readDir(out)) {
       throw new UsageError(`--out ${out}: not empty; name a new folder (nothing is overwritten)`);
     }
   }
   const zip = `${out.replace(/[\\/]+$/, "")}.zip`;
-  if (await Deno.stat(zip).then(() => true, () => false)) {
+  if (await pathExists(zip)) {
     throw new UsageError(`--out ${out}: ${zip} exists; name a new folder (nothing is overwritten)`);
   }
 }
