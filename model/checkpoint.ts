@@ -136,15 +136,26 @@ async function equalTable(
     const t = into.get(other);
     if (other === name || t === undefined || t.dtype !== dtype) continue;
     if (t.shape.join(",") !== shape.join(",")) continue;
-    const prev = (await t.data()) as Float32Array | Int32Array;
-    // Bit patterns, not numbers: -0 and 0 differ, a NaN equals the same NaN.
-    const a = new Uint32Array(prev.buffer, prev.byteOffset, prev.length);
-    const b = new Uint32Array(values.buffer, values.byteOffset, values.length);
-    let i = 0;
-    while (i < a.length && a[i] === b[i]) i++;
-    if (i === a.length) return t;
+    if (sameBits((await t.data()) as Float32Array | Int32Array, values)) return t;
   }
   return undefined;
+}
+
+/**
+ * Whether two decoded tables (or chunks of them) hold the same bit patterns: the loader's test of
+ * an equal embedding table copy ({@link EMBEDDING_TABLES}). Bit patterns, not numbers: -0 and 0
+ * differ, a NaN equals the same NaN.
+ *
+ * @param a the first values
+ * @param b the second values
+ * @returns whether they have the same length and bits
+ */
+export function sameBits(a: Float32Array | Int32Array, b: Float32Array | Int32Array): boolean {
+  if (a.length !== b.length) return false;
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
 }
 
 /**

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { type FolderTensorInfo, inspectHfFolder } from "./checkpoint.ts";
+import { type FolderTensorInfo, inspectHfFolder, sameBits } from "./checkpoint.ts";
 import {
   dtypeBytes,
   numElements,
@@ -25,15 +25,6 @@ export type EmbeddingStack = "encoder" | "decoder";
 const CHUNK_ELEMENTS = 1 << 20;
 
 const isFloat = (d: SafetensorsDtype) => d === "F32" || d === "F16" || d === "BF16";
-
-/** Whether two decoded chunks hold the same bit patterns (as the loader's `equalTable`). */
-function sameBits(a: Float32Array | Int32Array, b: Float32Array | Int32Array): boolean {
-  if (a.length !== b.length) return false;
-  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
-  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
-  return true;
-}
 
 /**
  * Whether two safetensors tensors decode to the same values, bit for bit (float32 after the
