@@ -8,8 +8,8 @@
 import { join } from "node:path";
 import { parseJsonFile } from "../model/json.ts";
 import {
-  backboneLabel,
-  modelLabel,
+  type BackboneRef,
+  type ModelRef,
   type RunResult,
   type Tolerances,
   validateRunResult,
@@ -18,7 +18,7 @@ import { isPerTaskRun, mergePerTaskRuns, missingTaskRuns, perTaskParts } from ".
 
 /** One difference found by {@link compareResults}. */
 export interface GateDiff {
-  /** Run key (`profile/model/backbone/benchmark/method/seed`). */
+  /** Run key (`profile/model/backbone/benchmark/method/seed`, {@link runKey}). */
   readonly run: string;
   /** What differs, e.g. `best.cb.f1`, `params.extra`, `spec.id`. */
   readonly field: string;
@@ -46,22 +46,44 @@ export interface Comparison {
 }
 
 /**
+ * A model or backbone as {@link runKey} names it: a preset name, `random` or `pretrained` as they
+ * are, and an `{"hf"}` reference as `hf:` and the whole reference in JSON quotes, with `\`
+ * written `/`, repeated `/` and `.` segments dropped and no trailing `/`
+ * (`{"hf": "/data/t5-base/"}` -> `hf:"/data/t5-base"`). Two folders with the same last segment
+ * (`/a/t5-base`, `/b/t5-base`), or a folder and a hub id ending alike, are different references;
+ * a relative folder stays relative (not resolved against the working folder), so a baseline made
+ * on another machine keeps matching, and a leading `./` stays (it marks a folder, not a hub id).
+ * The quotes keep a key unambiguous although the reference holds `/`.
+ *
+ * @param ref the run's model or backbone
+ * @returns its part of the key
+ */
+export function refKey(ref: ModelRef | BackboneRef): string {
+  if (typeof ref === "string") return ref;
+  const absolute = /^[\\/]/.test(ref.hf);
+  const parts = ref.hf.split(/[\\/]+/).filter((p, i) => p !== "" && (p !== "." || i === 0));
+  return `hf:${JSON.stringify((absolute ? "/" : "") + parts.join("/"))}`;
+}
+
+/**
  * Key matching a run with its baseline: profile, model, backbone, benchmark, method label (with
- * the task in brackets for one task's run of a per-task method) and seed. The configuration
- * (`configId`) is deliberately not part of it: a run whose configuration changed is still gated
- * against its baseline run, failing on `spec.id` beside any score, count or loss that moved
- * (regenerate the baseline after an intended change), rather than being "missing" while the
+ * the task in brackets for one task's run of a per-task method) and seed; the model and backbone
+ * by their whole reference ({@link refKey}), so runs of two folders named alike are two keys. The
+ * configuration (`configId`) is deliberately not part of it: a run whose configuration changed is
+ * still gated against its baseline run, failing on `spec.id` beside any score, count or loss that
+ * moved (regenerate the baseline after an intended change), rather than being "missing" while the
  * changed run goes ungated; a folder holding two configurations of one key is refused, naming
  * both files ({@link compareResults}).
  *
  * @param r a run result
- * @returns e.g. `ci/tiny-v1_1/pretrained/glue/mtl/s0`, `paper-base/t5-v1_1-base/t5-v1_1-base/glue/Prompt-Tuning[cola]/s0`
+ * @returns e.g. `ci/tiny-v1_1/pretrained/glue/mtl/s0`,
+ *   `paper-base/t5-v1_1-base/hf:"google/t5-v1_1-base"/glue/Prompt-Tuning[cola]/s0`
  */
 export function runKey(r: Pick<RunResult, "spec">): string {
   const s = r.spec;
   const task = isPerTaskRun(r) ? `[${s.tasks[0]}]` : "";
-  return `${s.profile}/${modelLabel(s.model)}/${
-    backboneLabel(s.backbone ?? "random")
+  return `${s.profile}/${refKey(s.model)}/${
+    refKey(s.backbone ?? "random")
   }/${s.benchmark}/${s.method.label}${task}/s${s.seed}`;
 }
 

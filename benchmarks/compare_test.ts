@@ -3,6 +3,9 @@ import { join } from "node:path";
 import { fakeRunOne } from "./_fake_run_one.ts";
 import { compareResults, formatComparison, loadResults, runKey, toleranceFor } from "./compare.ts";
 import { TASKS } from "../tasks/registry.ts";
+import { repoPath, sharedPath } from "../model/shared_dir.ts";
+import { loadProfile } from "./profile.ts";
+import { defaultTaskCatalog, expandGrid } from "./runner.ts";
 import {
   DEFAULT_TRAIN,
   runId,
@@ -177,6 +180,54 @@ Deno.test("compareResults() matches runs by backbone too", async () => {
   assert.equal(c.ok, false);
   assert.deepEqual(c.failures.map((f) => [f.run, f.field]), [[runKey(rand), "run"]]);
   assert.match(c.notes.join("\n"), /pretrained\/super_glue\/mtl\/s0: no baseline run/);
+});
+
+Deno.test("runKey() names an hf model or backbone by its whole reference: folders named alike are two keys", async () => {
+  const opts = { outDir: "/nonexistent", dataDir: "/nonexistent" };
+  const at = (model: RunSpec["model"], backbone: RunSpec["backbone"] = "random") => {
+    const { id: _id, ...body } = spec("mtl");
+    const b = { ...body, model, backbone };
+    return { spec: { id: runId(b), ...b } };
+  };
+  const a = at({ hf: "/a/t5-base" });
+  const b = at({ hf: "/b/t5-base" });
+  assert.equal(runKey(a), 'ci/hf:"/a/t5-base"/random/super_glue/mtl/s0');
+  assert.equal(runKey(b), 'ci/hf:"/b/t5-base"/random/super_glue/mtl/s0');
+  // A local folder and a hub id ending alike; the same for backbones.
+  assert.notEqual(runKey(at({ hf: "models/t5-base" })), runKey(at({ hf: "google/t5-base" })));
+  assert.notEqual(
+    runKey(at("tiny-v1_1", { hf: "/a/ckpt" })),
+    runKey(at("tiny-v1_1", { hf: "/b/ckpt" })),
+  );
+  // One folder spelt two ways is one key (matched with its baseline, then gated on spec.id).
+  for (const same of ["/a/t5-base/", "/a//t5-base", "/a/./t5-base", "\\a\\t5-base"]) {
+    assert.equal(runKey(at({ hf: same })), runKey(a), same);
+  }
+  // A relative folder is not resolved, and its leading "./" (a folder, not a hub id) is kept.
+  assert.equal(runKey(at({ hf: "./t5-base/" })), 'ci/hf:"./t5-base"/random/super_glue/mtl/s0');
+  assert.notEqual(runKey(at({ hf: "./t5-base" })), runKey(at({ hf: "t5-base" })));
+  // The gate keeps them apart: each run is compared with its own baseline run.
+  const ra = await fakeRunOne(a.spec, opts);
+  const rb = await fakeRunOne(b.spec, opts);
+  const c = compareResults([ra, rb], [ra, rb], TOL);
+  assert.equal(c.ok, true);
+  assert.equal(c.compared, 2);
+  const lost = compareResults([ra], [ra, rb], TOL);
+  assert.deepEqual(lost.failures.map((f) => [f.run, f.field]), [[runKey(b), "run"]]);
+});
+
+Deno.test("runKey(): the committed ci baseline's runs keep their preset keys and match the ci grid's", async () => {
+  const profile = await loadProfile("ci");
+  const grid = expandGrid(profile, {
+    dataDir: sharedPath("data"),
+    catalog: await defaultTaskCatalog(),
+  });
+  const base = await loadResults(repoPath("results", "baselines", "ci"));
+  const keys = base.map(runKey).sort();
+  assert.deepEqual(grid.map((spec) => runKey({ spec })).sort(), keys);
+  assert.equal(new Set(keys).size, keys.length);
+  for (const k of keys) assert.match(k, /^ci\/tiny-v1_1\/pretrained\/(glue|super_glue)\/\w+\/s0$/);
+  assert.ok(keys.includes("ci/tiny-v1_1/pretrained/glue/mtl/s0"));
 });
 
 Deno.test("compareResults() rejects a baseline holding two results for one run key, in any file order", async () => {
