@@ -112,6 +112,7 @@ import { type AccountingFn, loadAccounting, writeTables } from "./tables.ts";
 import { join } from "node:path";
 import { checkOutputFolder } from "../model/fs.ts";
 import { checkpointOwnEmbeddings, type EmbeddingStack } from "../model/own_embeddings.ts";
+import { hubCacheFolder, hubDownloadComplete, isHubRepoId } from "../model/hub.ts";
 import {
   exitCodeOf,
   type FlagValues,
@@ -238,34 +239,109 @@ export interface RunEstimate {
   readonly seconds: number | null;
 }
 
+/** Whether `path` is a directory (false when it is missing or unreadable). */
+function isDirectorySync(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
 /**
- * The T5 configuration of a spec's model: a preset, or the `config.json` of a local folder.
+ * Where the files of an `hf` reference are, without network access: a local folder as it is (as
+ * model/pretrained.ts `locateCheckpoint` takes it), else, for a reference of a hub id's form, the
+ * hub cache folder a run downloads it into (model/hub.ts `hubCacheFolder`, with the revision and
+ * cache folder `run_one.ts` `buildBackbone` fetches with: `main`, `$HYPERPROMPT_CACHE/hub` …),
+ * whether or not it is there yet.
+ *
+ * @param hf the reference (a folder path or a hub id)
+ * @returns the folder, with the hub id when it is a hub cache folder; undefined for a path that is
+ *   neither a folder nor a hub id (the run itself says what is wrong with it)
+ */
+export function hfFolder(hf: string): { dir: string; hubId?: string } | undefined {
+  if (isDirectorySync(hf)) return { dir: hf };
+  return isHubRepoId(hf) ? { dir: hubCacheFolder(hf), hubId: hf } : undefined;
+}
+
+/**
+ * The T5 configuration of a spec's model: a preset, or the `config.json` of a local folder or,
+ * for a hub id, of its folder in the hub cache ({@link hfFolder}; read there, never downloaded).
  *
  * @param model the model reference
- * @returns the configuration, or undefined for an `hf` that is not a local folder holding a
- *   `config.json` (a hub id: its download in the hub cache is not looked at)
+ * @returns the configuration, or undefined for an `hf` whose folder holds no `config.json` (a hub
+ *   id not downloaded yet: {@link hubCacheNotes} says so)
  * @throws Error naming the file, line and column of invalid JSON, or the file and field of a
  *   bad value (`t5ConfigFromHf`)
  */
 export function modelConfig(model: RunSpec["model"]): T5Config | undefined {
   if (typeof model === "string") return preset(model);
-  const file = `${model.hf}/config.json`;
+  const dir = hfFolder(model.hf)?.dir;
+  if (dir === undefined) return undefined;
+  const file = `${dir}/config.json`;
   if (!existsSync(file)) return undefined;
   return t5ConfigFromHf(parseJsonFile(Deno.readTextFileSync(file), file), file);
 }
 
 /**
- * The local checkpoint folder a run's backbone weights are loaded from (`run_one.ts`
- * `buildBackbone`): an `hf` backbone, or the `hf` model of a `"pretrained"` backbone. Undefined
- * for a random init, a preset's pretrained checkpoint (published or built here: one shared table)
- * and a hub id (its cached download is not looked at, as {@link modelConfig} does not).
+ * The checkpoint folder a run's backbone weights are loaded from (`run_one.ts` `buildBackbone`):
+ * that of an `hf` backbone, or of the `hf` model of a `"pretrained"` backbone ({@link hfFolder}):
+ * a local folder holding `config.json`, or, for a hub id, its hub cache folder once a download
+ * of it completed there (model/hub.ts `hubDownloadComplete`: the weights the loader reads; never
+ * downloaded here). Undefined for a random init, a preset's pretrained checkpoint (published or
+ * built here: one shared table) and a hub id whose weights the cache does not hold yet
+ * ({@link hubCacheNotes} says so).
  *
  * @param spec the run
  * @returns the folder, or undefined
  */
 export function weightsFolder(spec: Pick<RunSpec, "model" | "backbone">): string | undefined {
   const hf = backboneHfRef(spec);
-  return hf !== undefined && existsSync(`${hf}/config.json`) ? hf : undefined;
+  const found = hf === undefined ? undefined : hfFolder(hf);
+  if (found === undefined || !existsSync(`${found.dir}/config.json`)) return undefined;
+  return found.hubId === undefined || hubDownloadComplete(found.dir) ? found.dir : undefined;
+}
+
+/**
+ * What the preflight and the dry run cannot see of the runs' hub ids, read from the hub cache
+ * alone: one line per hub id whose `config.json` is not there (its runs get no memory or FLOP
+ * estimate, and are not checked against the memory), and one per hub id whose weights are not
+ * (its runs are estimated with one shared token table, as the checkpoint may not have).
+ *
+ * @param specs the runs
+ * @returns the lines, in the order the runs first name the hub ids
+ */
+export function hubCacheNotes(specs: readonly Pick<RunSpec, "model" | "backbone">[]): string[] {
+  const noConfig = new Map<string, { dir: string; runs: number }>();
+  const noWeights = new Map<string, { dir: string; runs: number }>();
+  const count = (m: typeof noConfig, id: string, dir: string) =>
+    m.set(id, { dir, runs: (m.get(id)?.runs ?? 0) + 1 });
+  for (const s of specs) {
+    const model = typeof s.model === "object" ? hfFolder(s.model.hf) : undefined;
+    if (model?.hubId !== undefined && !existsSync(`${model.dir}/config.json`)) {
+      count(noConfig, model.hubId, model.dir);
+      continue; // no estimate at all: its weights do not matter
+    }
+    const hf = backboneHfRef(s);
+    const weights = hf === undefined ? undefined : hfFolder(hf);
+    if (weights?.hubId !== undefined && weightsFolder(s) === undefined) {
+      count(noWeights, weights.hubId, weights.dir);
+    }
+  }
+  const runs = (n: number) => `${n} run${n === 1 ? "" : "s"}`;
+  const then = "a run downloads it there (or name a local folder holding it instead), and the " +
+    "next preflight reads it; the preflight never downloads";
+  return [
+    ...[...noConfig].map(([id, { dir, runs: n }]) =>
+      `"${id}" is not in the hub cache (no ${dir}/config.json): its ${runs(n)} get no memory ` +
+      `or FLOP estimate and are not checked against the memory before training; ${then}`
+    ),
+    ...[...noWeights].map(([id, { dir, runs: n }]) =>
+      `the weights of "${id}" are not in the hub cache (no completed download in ${dir}): its ` +
+      `${runs(n)} are estimated with one token table shared by the encoder and decoder, which ` +
+      `the checkpoint may not have (a table of a stack's own needs more); ${then}`
+    ),
+  ];
 }
 
 /**
@@ -572,7 +648,7 @@ function printDryRun(
     // Nothing to add up: "0 FLOPs, about 0 s" would read as an estimate.
     log(
       `${specs.length} runs; no FLOP or time estimate (a model's size is known from a preset ` +
-        `or a local folder's config.json, not from a hub id)`,
+        `or a config.json, of a local folder or in the hub cache)`,
     );
     return;
   }
@@ -1323,6 +1399,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
           configs.set(s, undefined); // an unreadable config.json: the run itself says why
         }
       }
+      for (const n of hubCacheNotes(specs)) error(`note: ${n}`);
       const plan = (asGpu: boolean) =>
         planDeviceMemory(specs, {
           backendOf: asGpu ? (s) => ({ ...backendOf(s), gpu: true }) : backendOf,

@@ -4,10 +4,14 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { sharedPath } from "../model/shared_dir.ts";
-import { withEnv } from "../model/env_testing.ts";
+import { hubEnv, withEnv } from "../model/env_testing.ts";
+import { serveHub } from "../model/hub_testing.ts";
+import { fetchHubModel } from "../model/hub.ts";
+import { fetchHubConfigFiles } from "../model/pretrained.ts";
 import {
   barName,
   fmtDuration,
+  hubCacheNotes,
   interruptHandler,
   interruptWhileCheckpointing,
   isGpuBackend,
@@ -16,6 +20,7 @@ import {
   preflightModelConfig,
   progressReporter,
   statedMemoryUse,
+  weightsFolder,
 } from "./cli.ts";
 import { defaultTaskCatalog, expandGrid } from "./runner.ts";
 import { runFileName, type RunOneFn, type RunSpec } from "./spec.ts";
@@ -420,15 +425,30 @@ Deno.test("main() --dry-run lists the grid with FLOPs and time; --compare gates 
     0,
   );
   assert.match(c.out.at(-1)!, /^12 runs; .* FLOPs; about .* at an assumed 4\.00GFLOP\/s \(wasm\)$/);
-  // Models known only by a hub id have no size yet: no "0 FLOPs, about 0 s" line.
+  // Models known only by a hub id the hub cache (an empty one here) lacks have no size yet: no
+  // "0 FLOPs, about 0 s" line, and a note says why.
   c = capture();
   await Deno.mkdir(join(dir, "hub"));
   const hub = await tmpProfile(join(dir, "hub"), { models: [{ hf: "google/t5-v1_1-small" }] });
+  const cache = join(dir, "empty-cache");
   assert.equal(
-    await main(["--profile", hub, "--data-dir", DATA, "--dry-run", "--backend", "cpu"], c.opts),
+    await withEnv(
+      { HYPERPROMPT_CACHE: cache },
+      () => main(["--profile", hub, "--data-dir", DATA, "--dry-run", "--backend", "cpu"], c.opts),
+    ),
     0,
   );
-  assert.match(c.out.at(-1)!, /^12 runs; no FLOP or time estimate \(.*not from a hub id\)$/);
+  assert.match(c.out.at(-1)!, /^12 runs; no FLOP or time estimate \(.*in the hub cache\)$/);
+  assert.ok(
+    c.err.includes(
+      `note: "google/t5-v1_1-small" is not in the hub cache (no ${
+        join(cache, "hub", "models--google--t5-v1_1-small", "main")
+      }/config.json): its 12 runs get no memory or FLOP estimate and are not checked against ` +
+        `the memory before training; a run downloads it there (or name a local folder holding ` +
+        `it instead), and the next preflight reads it; the preflight never downloads`,
+    ),
+    c.err.join("\n"),
+  );
   // A per-task method's runs name their task (they differ only by id otherwise).
   c = capture();
   await Deno.mkdir(join(dir, "pt"));
@@ -1619,6 +1639,98 @@ Deno.test("preflightModelConfig: the encoder's own token table of the checkpoint
       modelConfig({ hf: own }),
     );
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("modelConfig, weightsFolder, preflightModelConfig, --dry-run: a hub id is read from the run's hub cache, never downloaded", async () => {
+  const dir = await Deno.makeTempDir();
+  const { own } = await ownTableCheckpoints(dir);
+  const cache = join(dir, "cache");
+  // The stand-in hub has all three repos: a download would succeed, so only the request log and
+  // the forbidden fetch show that none is attempted.
+  const hub = serveHub({ "org/own@main": own, "org/partial@main": own, "org/absent@main": own });
+  const realFetch = globalThis.fetch;
+  try {
+    await withEnv(hubEnv(hub.endpoint, cache), async () => {
+      // What runs leave in the cache: a completed download (a pretrained backbone), and the files
+      // a random init reads (config.json, no weights).
+      const full = await fetchHubModel("org/own");
+      const partial = await fetchHubConfigFiles("org/partial");
+      assert.equal(full, join(cache, "hub", "models--org--own", "main"));
+      const absent = join(cache, "hub", "models--org--absent", "main");
+      const requests = hub.requests.length;
+      let fetched = 0;
+      globalThis.fetch = (() => {
+        fetched++;
+        return Promise.reject(new Error("the preflight must not use the network"));
+      }) as typeof fetch;
+      try {
+        const want = modelConfig({ hf: own })!;
+        const pretrained = (hf: string) => ({ model: { hf }, backbone: "pretrained" as const });
+        // Completed: its config, its folder, and the encoder's own table the loader would give.
+        assert.deepEqual(modelConfig({ hf: "org/own" }), want);
+        assert.equal(weightsFolder(pretrained("org/own")), full);
+        assert.equal(weightsFolder({ model: "tiny-v1_1", backbone: { hf: "org/own" } }), full);
+        assert.deepEqual(await preflightModelConfig(pretrained("org/own")), {
+          ...want,
+          ownEmbeddings: ["encoder"],
+        });
+        // config.json only: the size is known, the weights are not (one shared table assumed).
+        assert.deepEqual(modelConfig({ hf: "org/partial" }), want);
+        assert.equal(weightsFolder(pretrained("org/partial")), undefined);
+        assert.deepEqual(await preflightModelConfig(pretrained("org/partial")), want);
+        // Not in the cache at all: unknown, as before.
+        assert.equal(modelConfig({ hf: "org/absent" }), undefined);
+        assert.equal(await preflightModelConfig(pretrained("org/absent")), undefined);
+        const specs = [
+          pretrained("org/own"),
+          pretrained("org/partial"),
+          pretrained("org/absent"),
+          { model: { hf: "org/absent" }, backbone: "random" as const },
+        ];
+        assert.deepEqual(hubCacheNotes(specs), [
+          `"org/absent" is not in the hub cache (no ${absent}/config.json): its 2 runs get no ` +
+          `memory or FLOP estimate and are not checked against the memory before training; a ` +
+          `run downloads it there (or name a local folder holding it instead), and the next ` +
+          `preflight reads it; the preflight never downloads`,
+          `the weights of "org/partial" are not in the hub cache (no completed download in ` +
+          `${partial}): its 1 run are estimated with one token table shared by the encoder and ` +
+          `decoder, which the checkpoint may not have (a table of a stack's own needs more); a ` +
+          `run downloads it there (or name a local folder holding it instead), and the next ` +
+          `preflight reads it; the preflight never downloads`,
+        ]);
+        // The dry run: the cached model is estimated, the absent one is not, and a note says why.
+        const at = join(dir, "profile");
+        await Deno.mkdir(at);
+        const { profile } = await memoryGrid(at, {
+          models: [{ hf: "org/own" }, { hf: "org/absent" }],
+          backbone: "pretrained",
+          seeds: [0],
+        });
+        const c = capture();
+        const args = ["--profile", profile, "--data-dir", DATA, "--dry-run", "--backend", "cpu"];
+        assert.equal(await main(args, c.opts), 0, c.err.join("\n"));
+        const col = c.out[0]!.indexOf("est. peak GB");
+        const rows = c.out.slice(1, -1).filter((l) => l.length > col);
+        const cells = (m: string) =>
+          rows.filter((l) => new RegExp(`\\s${m}\\s`).test(l)).map((l) => l.slice(col).trim());
+        assert.ok(cells("own").length > 0 && cells("own").every((x) => /^\d+\.\d$/.test(x)));
+        assert.ok(cells("absent").length > 0 && cells("absent").every((x) => x === "n/a"));
+        assert.match(c.out.at(-1)!, /; \d+ without estimate$/);
+        assert.ok(c.err.some((l) => l.startsWith(`note: "org/absent" is not in the hub cache`)));
+        // A completed download whose weights file has gone is not what the loader would read.
+        await Deno.remove(join(full, "model.safetensors"));
+        assert.equal(weightsFolder(pretrained("org/own")), undefined);
+        assert.equal(hubCacheNotes([pretrained("org/own")]).length, 1);
+      } finally {
+        globalThis.fetch = realFetch;
+      }
+      assert.equal(fetched, 0, "fetch was called");
+      assert.equal(hub.requests.length, requests, JSON.stringify(hub.requests.slice(requests)));
+    });
+  } finally {
+    await hub.close();
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -186,6 +186,23 @@ export function hubModelDir(cacheDir: string, repoId: string, revision = "main")
   return join(cacheDir, `models--${repoId.replace("/", "--")}`, encodeURIComponent(revision));
 }
 
+/**
+ * The cache folder every download of this module ({@link fetchHubModel}, {@link fetchHubFiles})
+ * puts a repo revision in: {@link hubModelDir} of `opts.cacheDir` (default
+ * {@link defaultHubCacheDir}) and `opts.revision` (default `main`). Nothing is read or created.
+ *
+ * @param repoId `org/name` (or a legacy `name`)
+ * @param opts cache folder and revision, as given to the downloads
+ * @returns the folder, whether or not it exists
+ * @throws Error for an invalid repo id or revision ({@link hubModelDir})
+ */
+export function hubCacheFolder(
+  repoId: string,
+  opts: Pick<FetchHubOptions, "cacheDir" | "revision"> = {},
+): string {
+  return hubModelDir(opts.cacheDir ?? defaultHubCacheDir(), repoId, opts.revision);
+}
+
 interface Ctx {
   repoId: string;
   revision: string;
@@ -527,7 +544,7 @@ function hubContext(repoId: string, opts: FetchHubOptions): Ctx {
     /\/+$/,
     "",
   );
-  const dir = hubModelDir(opts.cacheDir ?? defaultHubCacheDir(), repoId, revision);
+  const dir = hubCacheFolder(repoId, { ...opts, revision });
   const token = opts.token ?? env("HF_TOKEN") ?? env("HUGGING_FACE_HUB_TOKEN");
   return {
     repoId,
@@ -589,12 +606,23 @@ async function staleAbsence(ctx: Ctx): Promise<boolean> {
   return false;
 }
 
-async function readComplete(dir: string): Promise<boolean> {
+/**
+ * Whether a hub cache folder ({@link hubCacheFolder}) holds a completed {@link fetchHubModel}
+ * download: its completion record, and every file the record lists (`config.json` and the
+ * weights among them). Such a folder is what the loader reads: {@link fetchHubModel} returns it
+ * without downloading weights again. Reads the folder only (synchronously: a small file and a
+ * few `stat`s); never the network.
+ *
+ * @param dir the cache folder
+ * @returns true when the download completed and its files are all there
+ */
+export function hubDownloadComplete(dir: string): boolean {
   try {
-    const m = JSON.parse(await Deno.readTextFile(join(dir, COMPLETE_MARKER)));
+    const m = JSON.parse(Deno.readTextFileSync(join(dir, COMPLETE_MARKER)));
     if (!Array.isArray(m.files)) return false;
     for (const f of m.files) {
-      if (typeof f !== "string" || !(await pathExists(join(dir, f)))) return false;
+      if (typeof f !== "string") return false;
+      Deno.statSync(join(dir, f));
     }
     return true;
   } catch {
@@ -617,7 +645,7 @@ export async function fetchHubModel(repoId: string, opts: FetchHubOptions = {}):
   const offline = env("HF_HUB_OFFLINE") === "1";
   // Complete, unless a record of an optional file's 404 is due to be checked again (offline mode
   // takes what the folder holds).
-  if (!opts.force && await readComplete(dir) && (offline || !(await staleAbsence(ctx)))) {
+  if (!opts.force && hubDownloadComplete(dir) && (offline || !(await staleAbsence(ctx)))) {
     return dir;
   }
   if (offline) throw offlineModeError(ctx, "it is");
@@ -697,7 +725,7 @@ export async function fetchHubFiles(
   const ctx = hubContext(repoId, opts);
   const { dir } = ctx;
   const offline = env("HF_HUB_OFFLINE") === "1";
-  if (await readComplete(dir) && (offline || !(await staleAbsence(ctx)))) return dir;
+  if (hubDownloadComplete(dir) && (offline || !(await staleAbsence(ctx)))) return dir;
   // An optional file the hub answered 404 for is not missing while the record holds: the repo
   // has none.
   const missing = [];
