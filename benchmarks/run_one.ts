@@ -45,8 +45,8 @@
  * @module
  */
 import { existsSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { writeFileAtomic } from "../model/fs.ts";
+import { basename, dirname, join } from "node:path";
+import { discardFolder, TEMP_TAG_SOURCE, writeFileAtomic } from "../model/fs.ts";
 import { preset, PUBLISHED_PRESETS, type T5Config } from "../model/config.ts";
 import { disposeT5, initT5, type T5Model } from "../model/t5.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
@@ -120,6 +120,7 @@ import {
   type Scorer,
 } from "./evaluator.ts";
 import { codeGitState, collectProvenance, dataProvenance, resumeRecord } from "./provenance.ts";
+import { listCheckpoints } from "./checkpointing.ts";
 import {
   defaultCacheDir as pretrainCacheDir,
   ensurePretrainedBackbone,
@@ -391,6 +392,8 @@ export async function runOneWith(
 ): Promise<RunResult> {
   // The code this run executes: the state when this process loaded it, whatever changed since.
   const git = codeGitState();
+  // First, before anything that can fail: a fresh start's stale test predictions.
+  await discardStalePredictions(spec, opts);
   // Pretraining (first use only) selects its own backend: do it before this run's backend, and
   // before the run's clock starts (its time is the backbone's, in the cache's pretrain.json).
   if (usesTinyPretrained(spec)) await pretrainedFolder(spec, opts.dataDir);
@@ -837,9 +840,10 @@ type WrittenFile = { step: number; examples: number };
  * written (atomically) before the file it describes, so that a kill between the two leaves a
  * claim the file does not meet yet, never a file older than its claim goes unnoticed: an entry
  * whose step is not its host's best (by the evaluations the run has: a resumed run's come from
- * its checkpoint) is a file of an evaluation the run no longer has (a fresh run's folder left by
- * an earlier attempt, or the files of a session killed after its last checkpoint, whose redone
- * evaluation was not a best again): it is removed, with a line on stderr, before anything is
+ * its checkpoint) is a file of an evaluation the run no longer has (the files of a session killed
+ * after its last checkpoint, whose redone evaluation was not a best again; or of an earlier
+ * attempt at a fresh run, which `runOne` removes as a whole before it starts,
+ * {@link TestPredictionWriter.discard}): it is removed, with a line on stderr, before anything is
  * written and at the end ({@link TestPredictionWriter.finish}), so the result lists exactly the
  * files on disk, each of its host's best step. A resumed run keeps the files of the tasks whose
  * best did not change.
@@ -861,6 +865,35 @@ export class TestPredictionWriter {
     readonly decode: DecodeFn,
     readonly log: (line: string) => void = (l) => console.error(l),
   ) {}
+
+  /**
+   * Removes a folder of test-set predictions as a whole, for a run that starts afresh: renamed
+   * aside first (`model/fs.ts` `discardFolder`), so that a kill part-way leaves no file under
+   * `dir` (none that a manifest claims), only a `.<name>.del-<tag>` folder beside it, which the
+   * next call for the same `dir` removes.
+   *
+   * @param dir the folder (`<results>/test_predictions/<run file stem>`)
+   * @returns whether there was a folder to remove
+   */
+  static async discard(dir: string): Promise<boolean> {
+    const parent = dirname(dir);
+    const name = basename(dir);
+    const leftover = new RegExp(
+      `^\\.${name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\.del-${TEMP_TAG_SOURCE}$`,
+    );
+    try {
+      for await (const e of Deno.readDir(parent)) {
+        if (e.isDirectory && leftover.test(e.name)) {
+          await Deno.remove(join(parent, e.name), { recursive: true }).catch(() => {});
+        }
+      }
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    const present = existsSync(dir);
+    await discardFolder(dir);
+    return present;
+  }
 
   /** The manifest, read once (absent or unreadable: nothing written yet that can be trusted). */
   async #manifest(): Promise<Record<string, WrittenFile>> {
@@ -1019,6 +1052,36 @@ async function testPredictionWriter(
     }
   }
   const dir = testPredictionsDir(spec);
-  const root = opts.resultsDir ?? dirname(opts.outDir);
-  return { writer: new TestPredictionWriter(join(root, dir), sets, decode), dir, files };
+  return {
+    writer: new TestPredictionWriter(predictionsFolder(spec, opts), sets, decode),
+    dir,
+    files,
+  };
+}
+
+/** Where a run writes its test-set predictions: `<resultsDir>/test_predictions/<run file stem>`. */
+function predictionsFolder(spec: RunSpec, opts: RunOneOptions): string {
+  return join(opts.resultsDir ?? dirname(opts.outDir), testPredictionsDir(spec));
+}
+
+/**
+ * Before a `train.predictTest` run that starts afresh (checkpoints off, or no complete checkpoint
+ * under `<outDir>/checkpoints` to resume from): removes the test-set predictions an earlier run
+ * of this name left ({@link TestPredictionWriter.discard}), files and manifest, with a line on
+ * stderr. They are of evaluations this run does not have; the writer would drop them only at the
+ * first evaluation, so a run failing or stopped before it would leave them beside no result. A
+ * resume keeps them: the writer then keeps the files of its best steps and drops the others.
+ *
+ * @param spec the run
+ * @param opts its options (work folder, results folder)
+ */
+async function discardStalePredictions(spec: RunSpec, opts: RunOneOptions): Promise<void> {
+  if (spec.train.predictTest !== true) return;
+  const resumable = spec.train.checkpointEvery > 0 &&
+    (await listCheckpoints(join(opts.outDir, "checkpoints"))).length > 0;
+  if (resumable) return;
+  const dir = predictionsFolder(spec, opts);
+  if (await TestPredictionWriter.discard(dir)) {
+    console.error(`${dir}: removed: an earlier run's test predictions (this run starts afresh)`);
+  }
 }

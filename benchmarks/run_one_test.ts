@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { hubEnv, withEnv } from "../model/env_testing.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 import { DEFAULT_TRAIN, runFileName, runId, type RunSpec, validateRunResult } from "./spec.ts";
@@ -1294,6 +1294,80 @@ Deno.test({
       await Deno.remove(root, { recursive: true });
     }
   },
+});
+
+Deno.test({
+  name:
+    "runOne() with predictTest: a fresh run removes an earlier run's predictions before it starts, a resumed one keeps them",
+  ignore: !HAVE,
+  fn: async () => {
+    const { spec: s, scorer, onProgress } = predictingRun({ 4: 50, 8: 60, 12: 60 });
+    const root = await Deno.makeTempDir();
+    const stem = runFileName(s).slice(0, -".json".length);
+    const dir = join(root, "test_predictions", stem);
+    const manifest = () => JSON.parse(Deno.readTextFileSync(join(dir, "manifest.json")));
+    const killedAt = (step: number) => (p: { phase: string; step: number }) => {
+      onProgress(p);
+      if (p.phase === "train" && p.step === step) throw new Error("killed");
+    };
+    const run = (step: number) =>
+      assert.rejects(
+        () =>
+          runOneWith(
+            s,
+            { outDir: join(root, stem), dataDir: DATA, onProgress: killedAt(step) },
+            scorer,
+          ),
+        /killed/,
+      );
+    try {
+      // An earlier run of this name left its files (say it reached step 4, then its checkpoints
+      // were cleared for a fresh start); this one fails at step 1, before any evaluation.
+      await Deno.mkdir(dir, { recursive: true });
+      await Deno.writeTextFile(join(dir, "cb.jsonl"), '{"id":0,"split":"test","prediction":"x"}\n');
+      await Deno.writeTextFile(join(dir, "manifest.json"), '{"cb":{"step":4,"examples":1}}');
+      await run(1);
+      assert.equal(existsSync(dir), false, "the earlier run's folder is gone");
+      assert.deepEqual([...Deno.readDirSync(join(root, "test_predictions"))], []);
+      // Killed at step 6: step 4's evaluation wrote CB's file, and step 4's checkpoint exists.
+      await run(6);
+      assert.deepEqual(await listCheckpoints(join(root, stem, "checkpoints")), [4]);
+      assert.deepEqual(manifest(), { cb: { step: 4, examples: 250 } });
+      const ino = Deno.statSync(join(dir, "cb.jsonl")).ino;
+      // Resumed from it, killed again before the next evaluation: its files stay as they were.
+      await run(5);
+      assert.deepEqual(manifest(), { cb: { step: 4, examples: 250 } });
+      assert.equal(Deno.statSync(join(dir, "cb.jsonl")).ino, ino);
+      assert.equal(tf.memory().numTensors, 0, "runOne releases every tensor");
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
+Deno.test("TestPredictionWriter.discard(): the whole folder, and what a killed earlier removal of it left", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    const dir = join(root, "ci--m--b--glue--mtl--s0--abc");
+    assert.equal(await TestPredictionWriter.discard(dir), false, "nothing there");
+    await Deno.mkdir(dir);
+    await Deno.writeTextFile(join(dir, "cb.jsonl"), "{}\n");
+    await Deno.writeTextFile(
+      join(dir, TestPredictionWriter.MANIFEST),
+      '{"cb":{"step":4,"examples":1}}',
+    );
+    // A removal of this folder killed part-way, and another run's (not this call's to finish).
+    const mine = join(root, ".ci--m--b--glue--mtl--s0--abc.del-123-0123456789ab");
+    const other = join(root, ".ci--m--b--glue--mtl--s0--abcd.del-123-0123456789ab");
+    for (const d of [mine, other]) {
+      await Deno.mkdir(d);
+      await Deno.writeTextFile(join(d, "cb.jsonl"), "{}\n");
+    }
+    assert.equal(await TestPredictionWriter.discard(dir), true);
+    assert.deepEqual([...Deno.readDirSync(root)].map((e) => e.name), [basename(other)]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });
 
 Deno.test("TestPredictionWriter: a diagnostic follows its host's best; files of steps the run no longer has are removed", async () => {
