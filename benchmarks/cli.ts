@@ -1284,9 +1284,10 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     // cannot be used (2); from the default one, the download did not bring them (1).
     const grid = chosenData ? await expand().catch(asUsageError) : await expand();
     if (baseline !== undefined) {
-      // The gate matches runs by run key (compare.ts runKey), which names a model by its last
-      // path segment: two runs of one key (e.g. `hf` models /a/t5-base and /b/t5-base) would be
-      // refused only after the whole grid has trained.
+      // The gate matches runs by run key (compare.ts runKey), which names an `hf` model or
+      // backbone by its normalised reference (refKey): two runs of one key (two spellings of one
+      // reference, e.g. /a/t5-base and /a//t5-base/) would be refused only after the whole grid
+      // has trained.
       const byKey = new Map<string, RunSpec>();
       for (const spec of grid) {
         const key = runKey({ spec });
@@ -1300,8 +1301,9 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
               } ` +
               `and ${
                 JSON.stringify(spec.backbone ?? "random")
-              }); the gate names a model or backbone ` +
-              `by its folder's name, so give them folders of different names or compare them apart`,
+              }); the gate takes these references for one ` +
+              `(compare.ts refKey: separators unified, "." and repeated or trailing "/" dropped), ` +
+              `so list the model or backbone once in the profile, or compare them apart`,
           );
         }
         byKey.set(key, spec);

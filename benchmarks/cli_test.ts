@@ -768,12 +768,12 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
     };
     const out = join(dir, "out");
     const base = ["--profile", profile, "--data-dir", DATA, "--out", out];
-    // Two models whose names end alike (hub ids here; folders alike): one run key for the gate
-    // (it names a model by its last path segment), which compareResults would refuse only after
-    // the whole grid trained.
-    await Deno.mkdir(join(dir, "twins"));
+    // Two spellings of one model reference: one run key for the gate (compare.ts refKey drops
+    // repeated and trailing "/"), which compareResults would refuse only after the whole grid
+    // trained. (Two references ending alike are two keys.)
+    await Deno.mkdir(join(dir, "twins", "t5-base"), { recursive: true });
     const twins = await tmpProfile(join(dir, "twins"), {
-      models: [{ hf: "google/t5-base" }, { hf: "my-org/t5-base" }],
+      models: [{ hf: join(dir, "twins", "t5-base") }, { hf: `${dir}//twins/t5-base/` }],
     });
     const cases: [string[], Record<string, string>, RegExp][] = [
       [
@@ -811,7 +811,7 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
       [
         ["--profile", twins, "--data-dir", DATA, "--out", out, "--compare", baselineDir],
         {},
-        /^--compare: runs \S+ and \S+ of profile "tiny-grid" share the gate's run key tiny-grid\/t5-base\/random\/glue\/\S+\/s0 \(models \{"hf":"google\/t5-base"\} and \{"hf":"my-org\/t5-base"\}, backbones "random" and "random"\); /,
+        /^--compare: runs \S+ and \S+ of profile "tiny-grid" share the gate's run key tiny-grid\/hf:"\S+[^/]\/twins\/t5-base"\/random\/glue\/\S+\/s0 \(models \{"hf":"\S+[^/]\/twins\/t5-base"\} and \{"hf":"\S+\/\/twins\/t5-base\/"\}, backbones "random" and "random"\); the gate takes these references for one /,
       ],
       // The ci baseline shares no run with this grid (another profile): the gate could only fail
       // every run as missing, or, in a shard, compare nothing, after all of them trained.
