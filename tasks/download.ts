@@ -465,11 +465,15 @@ async function discardRaw(
   throw new VerifyError(`${what} (${(cause as Error).message}) (deleted)`);
 }
 
-/** Produces the task's files from the official hosts. */
+/**
+ * Produces the task's files from the official hosts, with the rows already counted of any file
+ * (for {@link verifyFiles}, which then does not count it again): a single raw file with neither
+ * digest nor size (DPR) is counted here, to delete one that is not the expected file.
+ */
 async function fromOfficial(
   ctx: Ctx,
   task: TaskSource,
-): Promise<{ files: Map<string, Uint8Array>; from: string[] }> {
+): Promise<{ files: Map<string, Uint8Array>; from: string[]; rows?: Map<string, number> }> {
   const src = task.official;
   const out = new Map<string, Uint8Array>();
   const enc = new TextEncoder();
@@ -510,17 +514,20 @@ async function fromOfficial(
       throw new Error(`${task.id}: a single-file source needs one file`);
     }
     const data = await Deno.readFile(p);
+    out.set(only.path, data);
     if (src.sha256Prefix === undefined && src.bytes === undefined) {
       // Nothing else checks this raw file (DPR): one that is not the expected file (an HTML
       // page served with status 200, a truncated transfer) is deleted now, not reused later.
+      // The produced file is these bytes: its count is passed on, not made twice.
+      let n = 0;
       try {
-        const n = ctx.countRows(data, only, only.path);
+        n = ctx.countRows(data, only, only.path);
         if (n !== only.rows) throw new Error(`${n} ${only.count ?? "rows"}, expected ${only.rows}`);
       } catch (e) {
         await discardRaw(ctx, p, url, `${p} from ${url}: not the expected file`, e);
       }
+      return { files: out, from: [url], rows: new Map([[only.path, n]]) };
     }
-    out.set(only.path, data);
     return { files: out, from: [url] };
   }
   const urls = {
@@ -653,7 +660,8 @@ async function fromParquet(
 /**
  * Checks produced files: row counts always, full sha256 where known and `checkSha`. A file's rows
  * are counted here unless `counted` has its count, made of the same bytes (a converted parquet
- * file is counted once, as it is converted); either count must equal the expected one.
+ * file is counted once, as it is converted; DPR's raw file once, as it is checked); either count
+ * must equal the expected one.
  */
 function verifyFiles(
   ctx: Ctx,
@@ -833,8 +841,8 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
     let done = false;
     if (source !== "parquet") {
       try {
-        const { files, from } = await fromOfficial(ctx, task);
-        const checks = verifyFiles(ctx, task, files, true, "official");
+        const { files, from, rows } = await fromOfficial(ctx, task);
+        const checks = verifyFiles(ctx, task, files, true, "official", rows);
         await commitFiles(ctx, task, files, checks, "official", from);
         results.push({ task: task.id, status: "official", files: [...files.keys()] });
         done = true;

@@ -1300,7 +1300,17 @@ Deno.test("DPR: its train file from the authors' site, checked by its record cou
     "/dpr/train.c.txt": { body: enc.encode("<html>proxy login</html>\n") },
   };
   await withServer(routes, async (s, cacheDir) => {
-    const opts = { tasks: ["dpr"], taskSources: [dpr], source: "auto", retries: 0 } as const;
+    const counted: string[] = [];
+    const countRows: typeof countRowsBytes = (data, spec, where) => (
+      counted.push(where), countRowsBytes(data, spec, where)
+    );
+    const opts = {
+      tasks: ["dpr"],
+      taskSources: [dpr],
+      source: "auto",
+      retries: 0,
+      countRows,
+    } as const;
     const err = await downloadRte(s, cacheDir, opts).then(() => undefined, (e: Error) => e);
     assert.ok(err instanceof DownloadError, String(err));
     // The page is not the file: deleted (never reused), and no Hugging Face request is made.
@@ -1313,8 +1323,11 @@ Deno.test("DPR: its train file from the authors' site, checked by its record cou
       "manifest.json",
     ]);
     routes["/dpr/train.c.txt"] = { body: enc.encode(body) };
+    counted.length = 0;
     const res = await downloadRte(s, cacheDir, opts);
     assert.deepEqual(res.map((r) => [r.task, r.status]), [["super_glue/dpr", "official"]]);
+    // Counted once: as the raw file is checked, the count passed on to the file's verification.
+    assert.deepEqual(counted, ["super_glue/DPR/train.c.txt"], "counted once");
     const path = join(cacheDir, "super_glue/DPR/train.c.txt");
     assert.equal(await readText(path), body);
     const m = await readManifest(cacheDir);
