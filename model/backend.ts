@@ -222,6 +222,17 @@ async function tinyOpWorks(): Promise<void> {
   if (v !== 10) throw new Error(`tiny op returned ${v}, expected 10`);
 }
 
+/**
+ * tfjs-backend-cpu prints a five-line "install our node backend" banner at its first write under
+ * Node (Deno counts as Node: tfjs's `IS_NODE`). The selection's own notes say why tensorflow was
+ * skipped and what to install, so the banner is turned off through the backend's `firstUse` flag
+ * (a tfjs that renamed the flag prints it again; nothing else changes).
+ */
+function muteCpuBanner(): void {
+  const b = tf.backend() as { firstUse?: unknown };
+  if (b.firstUse === true) b.firstUse = false;
+}
+
 async function trySetBackend(name: string): Promise<void> {
   let ok: boolean;
   try {
@@ -232,6 +243,7 @@ async function trySetBackend(name: string): Promise<void> {
   if (!ok || tf.getBackend() !== name) {
     throw new Error(`tf.setBackend("${name}") failed (tfjs printed the cause above)`);
   }
+  if (name === "cpu") muteCpuBanner();
   await tf.ready();
   await tinyOpWorks();
 }

@@ -34,6 +34,26 @@ Deno.test("cpu: explicit request starts the cpu backend and is recorded", opts, 
   assert.match(lines.join("\n"), /backend: cpu/);
 });
 
+Deno.test("cpu: tfjs-backend-cpu's install-tfjs-node banner is not printed (a fresh process)", async () => {
+  // In this process the cpu backend has long been used (its banner is once per backend), so a
+  // child process selects it first and writes through it. Its stdout and stderr are read.
+  const script = `import * as tf from "@tensorflow/tfjs";
+    import { selectBackend } from "${new URL("./backend.ts", import.meta.url).href}";
+    await selectBackend("cpu", { log: () => {} });
+    const t = tf.tensor1d([1, 2, 3]);
+    console.log((await t.data()).join(","));`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--quiet", script],
+    env: { HYPERPROMPT_BACKEND: "", NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, text);
+  assert.match(text, /^1,2,3$/m);
+  assert.doesNotMatch(text, /running TensorFlow\.js in Node\.js/);
+});
+
 Deno.test("tensorflow: explicit request throws and says how to install it", opts, async () => {
   await assert.rejects(
     withEnv(NO_ENV, () => selectBackend("tensorflow", quiet)),
