@@ -5,13 +5,16 @@
  *
  * Tables:
  * Runs are averaged over seeds only within one configuration: one profile, model, method label
- * and backbone (`random`, `pretrained`, or an `hf` folder name), and one resolved run spec
- * apart from the seed ({@link configId}; the `config` column). A row shows a method's GLUE and
- * SuperGLUE configurations side by side; when a folder holds results of several configurations of
- * one benchmark (e.g. stale results of an edited profile), each gets its own row instead of being
- * pooled. Two results of one run (same run id, or same configuration and seed) are an error
- * naming both files. The `backbone` column puts a method's pretrained and random rows side by
- * side.
+ * and backbone (`random`, `pretrained`, or an `hf` reference, each model and backbone told apart
+ * by its whole reference, `compare.ts` `refKey`), and one resolved run spec apart from the seed
+ * ({@link configId}; the `config` column). The `model` and `backbone` columns give a preset's
+ * name, or an `hf` reference's folder name, and where two references of one table share that
+ * name, enough of their paths to tell them apart (`a/t5-base`, `b/t5-base`: `labels.ts`
+ * `distinctLabels`). A row shows a method's GLUE and SuperGLUE configurations side by side; when
+ * a folder holds results of several configurations of one benchmark (e.g. stale results of an
+ * edited profile), each gets its own row instead of being pooled. Two results of one run (same
+ * run id, or same configuration and seed) are an error naming both files. The `backbone` column
+ * puts a method's pretrained and random rows side by side.
  *
  * - `scores.csv`: best group score per task (mean over seeds; GLUE then SuperGLUE, each in the
  *   benchmark's task order), the number of runs averaged,
@@ -55,12 +58,12 @@ import { countT5Params } from "../model/accounting.ts";
 import { repoPath } from "../model/shared_dir.ts";
 import { methodAccounting } from "../model/methods/accounting.ts";
 import { getMethod } from "../model/methods/mod.ts";
-import { describeResult, loadResults, rejectDuplicates } from "./compare.ts";
+import { describeResult, loadResults, refKey, rejectDuplicates } from "./compare.ts";
 import { mergedThroughput, mergePerTaskRuns, missingTaskRuns, perTaskParts } from "./per_task.ts";
 import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 import { attentionMassSvg, scoreVsParamsSvg } from "./plots.ts";
+import { type RunLabels, runLabels } from "./labels.ts";
 import {
-  backboneLabel,
   type BenchmarkName,
   BENCHMARKS,
   canonicalJson,
@@ -322,8 +325,17 @@ interface Cell {
  */
 interface Group {
   readonly profile: string;
+  /** The model's label, distinct among the table's models (`labels.ts` `runLabels`). */
   readonly model: string;
-  /** `random`, `pretrained` or the folder name of an `hf` backbone. */
+  /**
+   * The model's short label (`modelLabel`: a preset's name, an `hf` folder's name), which the
+   * paper's rows and the order by size go by: a folder named as a preset is that preset.
+   */
+  readonly modelName: string;
+  /**
+   * `random`, `pretrained` or the folder name of an `hf` backbone (with as much of its path as
+   * tells it from another of one name).
+   */
   readonly backbone: string;
   readonly label: string;
   readonly method: string;
@@ -343,12 +355,19 @@ function cellOf(g: Group, b: string): Cell | undefined {
 }
 
 /**
- * Group runs into rows without pooling configurations.
+ * Group runs into rows without pooling configurations: one row per profile, model and backbone
+ * reference (`refKey`), method label and name, and configuration per benchmark.
  *
+ * @param raw the runs
+ * @param labels the model and backbone labels (default: those of `raw`; a table of some of its
+ *   results passes those of all, so each model reads alike in every table)
  * @throws Error naming both files when two results are of the same run (same run id, or same
  *   configuration and seed)
  */
-function groupRuns(raw: readonly RunResult[]): Group[] {
+function groupRuns(
+  raw: readonly RunResult[],
+  labels: RunLabels = runLabels(raw.map((r) => r.spec)),
+): Group[] {
   const advice = "remove one (a copy, or a rerun into another folder)";
   rejectDuplicates(raw, (r) => r.spec.id, "run id", advice);
   // A per-task method's task runs of one configuration and seed become one result.
@@ -359,19 +378,20 @@ function groupRuns(raw: readonly RunResult[]): Group[] {
     "configuration",
     advice,
   );
-  const rows = new Map<string, Map<string, Cell>>();
+  const rows = new Map<string, { spec: RunSpec; cells: Map<string, Cell> }>();
   for (const r of results) {
     const s = r.spec;
-    const backbone = backboneLabel(s.backbone ?? "random");
+    // Whole references: two folders of one name are two rows (their labels then tell them apart).
     const key = JSON.stringify([
       s.profile,
-      modelLabel(s.model),
+      refKey(s.model),
       s.method.label,
-      backbone,
+      refKey(s.backbone ?? "random"),
       s.method.name,
     ]);
-    let cells = rows.get(key);
-    if (cells === undefined) rows.set(key, cells = new Map());
+    let row = rows.get(key);
+    if (row === undefined) rows.set(key, row = { spec: s, cells: new Map() });
+    const cells = row.cells;
     const config = configId(s);
     const ck = `${s.benchmark}/${config}`;
     let c = cells.get(ck);
@@ -379,8 +399,7 @@ function groupRuns(raw: readonly RunResult[]): Group[] {
     c.runs.push(r);
   }
   const groups: Group[] = [];
-  for (const [key, cellMap] of rows) {
-    const [profile, model, label, backbone, method] = JSON.parse(key) as string[];
+  for (const { spec: s, cells: cellMap } of rows.values()) {
     const bIndex = (b: BenchmarkName) => BENCHMARKS.indexOf(b);
     const cells = [...cellMap.values()].sort((a, b) =>
       bIndex(a.benchmark) - bIndex(b.benchmark) || cmp(a.config, b.config)
@@ -390,11 +409,12 @@ function groupRuns(raw: readonly RunResult[]): Group[] {
     // Several configurations of one benchmark: a row each, never combined or pooled.
     for (const part of oneEach ? [cells] : cells.map((c) => [c])) {
       groups.push({
-        profile: profile!,
-        model: model!,
-        backbone: backbone!,
-        label: label!,
-        method: method!,
+        profile: s.profile,
+        model: labels.model(s),
+        modelName: modelLabel(s.model),
+        backbone: labels.backbone(s),
+        label: s.method.label,
+        method: s.method.name,
         cells: part,
         runs: part.flatMap((c) => c.runs),
       });
@@ -402,7 +422,8 @@ function groupRuns(raw: readonly RunResult[]): Group[] {
   }
   const order = (m: string) => METHOD_NAMES.indexOf(m as never);
   return groups.sort((a, b) =>
-    cmp(a.profile, b.profile) || compareModels(a.model, b.model) ||
+    cmp(a.profile, b.profile) || compareModels(a.modelName, b.modelName) ||
+    cmp(a.model, b.model) ||
     order(a.method) - order(b.method) ||
     cmp(a.label, b.label) || cmp(a.backbone, b.backbone) || cmp(configCell(a), configCell(b))
   );
@@ -677,7 +698,8 @@ export function scoresTable(results: readonly RunResult[], paper: readonly Paper
       const c = cellOf(g, b);
       cells.push(...(c === undefined ? SCORE_PARAM_COLUMNS.map(() => "") : paramCells(c)));
     }
-    const { row: p, note } = paperMatch(paper, g);
+    // The paper's rows name presets: an hf folder named as one is matched by that name.
+    const { row: p, note } = paperMatch(paper, { ...g, model: g.modelName });
     cells.push(
       partial.glue ? "" : p?.glue_avg ?? "",
       partial.super_glue ? "" : p?.super_glue_avg ?? "",
@@ -917,7 +939,7 @@ export function paramsTable(
         ...paperCells({
           analytic: false,
           profile: g.profile,
-          model: g.model,
+          model: g.modelName,
           label: g.label,
           method: g.method,
           config: r.spec.method.config,
@@ -1167,7 +1189,10 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
     "config",
     ...PROVENANCE_COLUMNS,
   ]];
-  const groups = groupRuns(results.filter((r) => r.spec.profile.startsWith("ablation")));
+  const groups = groupRuns(
+    results.filter((r) => r.spec.profile.startsWith("ablation")),
+    runLabels(results.map((r) => r.spec)),
+  );
   const mtlGroups = groups.filter((x) => x.method === "mtl");
   for (const g of groups) {
     // Per benchmark: a method's count depends on the number of tasks (task embeddings, one
@@ -1182,7 +1207,7 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
     // The paper's figure is of its row's configuration, the default: not shown beside another
     // (a run labelled as the paper's row but configured otherwise), as in params.csv.
     const { row: p, note: paperNote } = ofPaperConfiguration(
-      paperMatch(paper, g, ["ablation"]),
+      paperMatch(paper, { ...g, model: g.modelName }, ["ablation"]),
       g.method,
       g.runs[0]!.spec.method.config,
     );

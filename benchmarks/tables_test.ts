@@ -1301,3 +1301,65 @@ Deno.test("flops.csv: tokens/s over seeds is their total tokens over their total
   assert.deepEqual(tps(flopsTable([old])), [3000, "run's rate"]);
   assert.deepEqual(tps(flopsTable([rs[0]!])), [1000, "totals"]);
 });
+
+Deno.test("tables keep two folders of one name apart: a row each, labelled by their paths", async () => {
+  const at = (m: string, bb: RunSpec["backbone"] = "random") =>
+    spec("p", "tiny-v1_1", "mtl", "MTL", 0, "glue", bb, { model: { hf: m } });
+  const rs = await runs([
+    at("/data/a/t5-base"),
+    at("/data/b/t5-base"),
+    // Another seed of the first: its row, seeds averaged.
+    spec("p", "tiny-v1_1", "mtl", "MTL", 1, "glue", "random", { model: { hf: "/data/a/t5-base" } }),
+    at("/data/a/t5-base", { hf: "/x/enc" }),
+    at("/data/a/t5-base", { hf: "/y/enc" }),
+  ]);
+  const s = scoresTable(rs, []);
+  const h = s[0] as string[];
+  const rows = s.slice(1).map((r) => [r[h.indexOf("model")], r[h.indexOf("backbone")]]);
+  assert.deepEqual(rows, [
+    ["a/t5-base", "random"],
+    ["a/t5-base", "x/enc"],
+    ["a/t5-base", "y/enc"],
+    ["b/t5-base", "random"],
+  ]);
+  assert.equal(s[1]![h.indexOf("seeds")], 2);
+  // Each row's scores are its own folder's runs only.
+  const b = rs[1]!;
+  assert.equal(s[4]![h.indexOf("glue_partial_avg")], Math.round(b.averages.glue! * 100) / 100);
+  // Every table names them alike, one row each.
+  for (const t of [paramsTable(rs, []), flopsTable(rs)]) {
+    const pairs = new Set(t.slice(1).map((r) => `${r[1]} ${r[2]}`));
+    assert.deepEqual([...pairs].sort(), rows.map((r) => r.join(" ")), String(t[0]));
+  }
+  // flops.csv's MTL ratios are each folder's own: 1 in every row, none left blank.
+  const f = flopsTable(rs);
+  const ratio = (f[0] as string[]).indexOf("train_flops_x_mtl");
+  assert.deepEqual(f.slice(1).map((r) => r[ratio]), [1, 1, 1, 1]);
+  // attention_mass.csv too (a method with hyper-prompts).
+  const hp = await runs(
+    ["/data/a/t5-base", "/data/b/t5-base"].map((m) =>
+      spec("p", "tiny-v1_1", "hyperprompt_global", "HP", 0, "glue", "random", { model: { hf: m } })
+    ),
+  );
+  const models = new Set(attentionTable(hp).slice(1).map((r) => r[1]));
+  assert.deepEqual([...models], ["a/t5-base", "b/t5-base"]);
+  // A folder whose name no other shares keeps its name alone, as before.
+  const one = scoresTable(rs.slice(0, 1), []);
+  assert.equal(one[1]![h.indexOf("model")], "t5-base");
+});
+
+Deno.test("a hub model named as a preset, beside the preset: two rows, both matched to the preset's paper row", async () => {
+  const paper = readPaperTable();
+  const rs = await runs([
+    spec("paper-base", "t5-v1_1-base", "mtl", "MTL", 0, "glue"),
+    spec("paper-base", "t5-v1_1-base", "mtl", "MTL", 0, "glue", "random", {
+      model: { hf: "google/t5-v1_1-base" },
+    }),
+  ]);
+  const t = scoresTable(rs, paper);
+  const h = t[0] as string[];
+  assert.deepEqual(
+    t.slice(1).map((r) => [r[h.indexOf("model")], r[h.indexOf("paper_row")]]),
+    [["google/t5-v1_1-base", "main: t5-v1_1-base MTL"], ["t5-v1_1-base", "main: t5-v1_1-base MTL"]],
+  );
+});
