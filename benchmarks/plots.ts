@@ -5,15 +5,9 @@
  * @module
  */
 import { BENCHMARK_TASKS } from "../tasks/registry.ts";
-import {
-  backboneLabel,
-  type BenchmarkName,
-  configId,
-  METHOD_NAMES,
-  modelLabel,
-  type RunResult,
-} from "./spec.ts";
+import { type BenchmarkName, configId, METHOD_NAMES, type RunResult } from "./spec.ts";
 import { missingTaskRuns } from "./per_task.ts";
+import { type RunLabels, runLabels } from "./labels.ts";
 
 const W = 680;
 const H = 400;
@@ -293,12 +287,17 @@ function plot(
 /**
  * What a plot's results come from, the first line of its legend: `profile ci; model tiny-v1_1`
  * (several: listed, sorted; more than three: counted), so a picture taken out of its folder still
- * says which runs it shows.
+ * says which runs it shows. Models are named as the tables name them (`labels.ts`: two folders of
+ * one name by enough of their paths to tell them apart).
  *
  * @param results the plotted results
+ * @param labels the model labels (default: those of `results`)
  * @returns the scope, or "" without results
  */
-export function plotScope(results: readonly RunResult[]): string {
+export function plotScope(
+  results: readonly RunResult[],
+  labels: RunLabels = runLabels(results.map((r) => r.spec)),
+): string {
   if (results.length === 0) return "";
   const list = (what: string, xs: readonly string[]) => {
     const u = [...new Set(xs)].sort();
@@ -307,7 +306,7 @@ export function plotScope(results: readonly RunResult[]): string {
       : `${what}${u.length > 1 ? "s" : ""} ${u.join(", ")}`;
   };
   return `${list("profile", results.map((r) => r.spec.profile))}; ${
-    list("model", results.map((r) => modelLabel(r.spec.model)))
+    list("model", results.map((r) => labels.model(r.spec)))
   }`;
 }
 
@@ -329,8 +328,19 @@ const BENCHMARK_TITLES: Readonly<Record<string, string>> = {
   super_glue: "SuperGLUE",
 };
 
-/** The backbone as the tables' `backbone` column says it (`random` too). */
-const backboneOf = (r: RunResult) => backboneLabel(r.spec.backbone ?? "random");
+/**
+ * The model and backbone of a run as the tables' `model` and `backbone` columns say them
+ * (`random` too; two folders of one name told apart by their paths, `labels.ts`), labelled
+ * among `results`.
+ */
+function labelsOf(results: readonly RunResult[]) {
+  const labels = runLabels(results.map((r) => r.spec));
+  return {
+    labels,
+    modelOf: (r: RunResult) => labels.model(r.spec),
+    backboneOf: (r: RunResult) => labels.backbone(r.spec),
+  };
+}
 
 /**
  * Benchmark average (mean over seeds, 0-100) against extra parameters (% of the backbone, log
@@ -349,13 +359,14 @@ const backboneOf = (r: RunResult) => backboneLabel(r.spec.backbone ?? "random");
  * @returns SVG text
  */
 export function scoreVsParamsSvg(results: readonly RunResult[]): string {
+  const { labels, modelOf, backboneOf } = labelsOf(results);
   const profileOf = profileTag(results.filter((r) => r.averages[r.spec.benchmark] !== undefined));
   const baseKey = (r: RunResult) => {
     const b = r.spec.benchmark as BenchmarkName;
     const all = BENCHMARK_TASKS[b] ?? [];
     const n = all.filter((t) => t in r.best).length;
     const part = n < all.length ? ` ${n}/${all.length} tasks` : "";
-    return `${profileOf(r)}${modelLabel(r.spec.model)} ${backboneOf(r)} ${b}${part}`;
+    return `${profileOf(r)}${modelOf(r)} ${backboneOf(r)} ${b}${part}`;
   };
   const configs = new Map<string, Set<string>>();
   for (const r of results) {
@@ -384,7 +395,7 @@ export function scoreVsParamsSvg(results: readonly RunResult[]): string {
       x: r.params.extraPct,
       ys: [],
       shape: BENCHMARK_SHAPES[r.spec.benchmark] ?? "triangle",
-      hollow: backboneOf(r) === "random",
+      hollow: (r.spec.backbone ?? "random") === "random",
       partial: BENCHMARK_TASKS[r.spec.benchmark as BenchmarkName]?.some((t) => !(t in r.best)) ??
         false,
     };
@@ -428,7 +439,10 @@ export function scoreVsParamsSvg(results: readonly RunResult[]): string {
     {
       logX: true,
       keys,
-      scope: plotScope(results.filter((r) => r.averages[r.spec.benchmark] !== undefined)),
+      scope: plotScope(
+        results.filter((r) => r.averages[r.spec.benchmark] !== undefined),
+        labels,
+      ),
     },
   );
 }
@@ -445,11 +459,10 @@ export function scoreVsParamsSvg(results: readonly RunResult[]): string {
  * @returns SVG text
  */
 export function attentionMassSvg(results: readonly RunResult[]): string {
+  const { labels, modelOf, backboneOf } = labelsOf(results);
   const profileOf = profileTag(results.filter((r) => r.attentionMass !== undefined));
   const baseName = (r: RunResult) =>
-    `${r.spec.method.label} ${profileOf(r)}${modelLabel(r.spec.model)} ${
-      backboneOf(r)
-    } ${r.spec.benchmark}`;
+    `${r.spec.method.label} ${profileOf(r)}${modelOf(r)} ${backboneOf(r)} ${r.spec.benchmark}`;
   const configs = new Map<string, Set<string>>();
   const encoderDepths = new Set<number>();
   for (const r of results) {
@@ -493,7 +506,7 @@ export function attentionMassSvg(results: readonly RunResult[]): string {
       integerX: true,
       yRange: [0, 1],
       vLines,
-      scope: plotScope(results.filter((r) => r.attentionMass !== undefined)),
+      scope: plotScope(results.filter((r) => r.attentionMass !== undefined), labels),
     },
   );
 }

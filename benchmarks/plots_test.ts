@@ -90,3 +90,28 @@ Deno.test("attentionMassSvg(): one configuration under two profiles is two lines
     "HP tiny-v1_1 random glue",
   ]);
 });
+
+Deno.test("plots name two folders of one name by their paths, never alike", async () => {
+  const rs = await runs(
+    ["/data/a/t5-base", "/data/b/t5-base"].map((m) =>
+      spec("ci", "hyperprompt_global", "HP", 0, { model: { hf: m } })
+    ),
+  );
+  const points = titles(scoreVsParamsSvg(rs)).map((x) => x.split(":")[0]);
+  assert.deepEqual(points, [
+    "HP a/t5-base random glue 2/8 tasks",
+    "HP b/t5-base random glue 2/8 tasks",
+  ]);
+  assert.deepEqual(legend(attentionMassSvg(rs)), [
+    "profile ci; models a/t5-base, b/t5-base",
+    "HP a/t5-base random glue",
+    "HP b/t5-base random glue",
+  ]);
+  // Told apart by their paths, not by configuration ids.
+  assert.doesNotMatch(scoreVsParamsSvg(rs) + attentionMassSvg(rs), /config /);
+  // One of them alone is named by its folder's name, as before.
+  assert.deepEqual(legend(attentionMassSvg(rs.slice(1))), [
+    "profile ci; model t5-base",
+    "HP t5-base random glue",
+  ]);
+});
