@@ -48,7 +48,15 @@ import {
 import { parseFlags, runCli, UsageError } from "../model/usage.ts";
 import { describeResult, loadResults, resultSource } from "./compare.ts";
 import { mergePerTaskRuns, perTaskParts } from "./per_task.ts";
-import { backboneLabel, configId, modelLabel, type RunResult, TEST_DIAGNOSTICS } from "./spec.ts";
+import {
+  backboneLabel,
+  configId,
+  modelLabel,
+  type RunResult,
+  type RunSpec,
+  TEST_DIAGNOSTICS,
+} from "./spec.ts";
+import { type RunLabels, runLabels } from "./labels.ts";
 
 /** How a leaderboard file writes a label. */
 export type LabelFormat =
@@ -147,9 +155,13 @@ export interface RowCriteria {
   readonly benchmark: BenchmarkName;
   /** The method label (`spec.method.label`). */
   readonly method: string;
-  /** The model label (`modelLabel`). */
+  /**
+   * The model label as the tables show it (`labels.ts`: `t5-base`, or `a/t5-base` where two
+   * folders of the folder's results are named `t5-base`), or the short label (`modelLabel`),
+   * which matches every model of that name when no model's label is `model` itself.
+   */
   readonly model?: string;
-  /** The backbone label (`backboneLabel`). */
+  /** The backbone label, matched as `model` is (`backboneLabel`, `labels.ts`). */
   readonly backbone?: string;
   /** The seed. */
   readonly seed?: number;
@@ -157,12 +169,15 @@ export interface RowCriteria {
   readonly profile?: string;
 }
 
-/** One row of results as the tables would show it (before seeds are averaged). */
-function describeRow(r: RunResult): string {
+/**
+ * One row of results as the tables would show it (before seeds are averaged), its model and
+ * backbone labelled among the folder's (`labels`), so that two folders of one name read apart.
+ */
+function describeRow(r: RunResult, labels: RunLabels): string {
   const s = r.spec;
   const files = (perTaskParts(r) ?? [r]).map((p) => basename(resultSource(p) ?? p.spec.id));
-  return `--profile ${s.profile} --model ${modelLabel(s.model)} --backbone ${
-    backboneLabel(s.backbone)
+  return `--profile ${s.profile} --model ${labels.model(s)} --backbone ${
+    labels.backbone(s)
   } --benchmark ${s.benchmark} --method ${s.method.label} --seed ${s.seed} (config ${
     configId(s)
   }: ${files.join(", ")})`;
@@ -180,15 +195,30 @@ function describeRow(r: RunResult): string {
  */
 export function selectRow(results: readonly RunResult[], c: RowCriteria): RunResult[] {
   const all = mergePerTaskRuns(results, describeResult);
+  // Labelled as the tables of this folder label them: two folders of one name (`/a/t5-base`,
+  // `/b/t5-base`) are `a/t5-base` and `b/t5-base`; `--model t5-base` then matches both, and is
+  // refused as ambiguous, listing the labels that choose one.
+  const labels = runLabels(all.map((r) => r.spec));
+  const byLabel = (wanted: string | undefined, label: (s: RunSpec) => string, short: Short) => {
+    if (wanted === undefined) return () => true;
+    const exact = all.some((r) => label(r.spec) === wanted);
+    return (s: RunSpec) => exact ? label(s) === wanted : short(s) === wanted;
+  };
+  const modelOk = byLabel(c.model, (s) => labels.model(s), (s) => modelLabel(s.model));
+  const backboneOk = byLabel(
+    c.backbone,
+    (s) => labels.backbone(s),
+    (s) => backboneLabel(s.backbone ?? "random"),
+  );
   const matching = all.filter((r) => {
     const s = r.spec;
     return s.benchmark === c.benchmark && s.method.label === c.method &&
-      (c.model === undefined || modelLabel(s.model) === c.model) &&
-      (c.backbone === undefined || backboneLabel(s.backbone) === c.backbone) &&
+      modelOk(s) && backboneOk(s) &&
       (c.seed === undefined || s.seed === c.seed) &&
       (c.profile === undefined || s.profile === c.profile);
   });
-  const list = (rs: readonly RunResult[]) => rs.map((r) => `\n  ${describeRow(r)}`).join("");
+  const list = (rs: readonly RunResult[]) =>
+    rs.map((r) => `\n  ${describeRow(r, labels)}`).join("");
   if (matching.length === 0) {
     const there = all.filter((r) => r.spec.benchmark === c.benchmark);
     throw new UsageError(
@@ -206,6 +236,9 @@ export function selectRow(results: readonly RunResult[], c: RowCriteria): RunRes
   const row = matching[0]!;
   return [...(perTaskParts(row) ?? [row])];
 }
+
+/** A run's short model or backbone label (`modelLabel`, `backboneLabel`). */
+type Short = (s: RunSpec) => string;
 
 function criteriaText(c: RowCriteria): string {
   const parts = [`--benchmark ${c.benchmark}`, `--method ${c.method}`];
@@ -603,6 +636,10 @@ function firstClass(f: SubmissionFile): string {
   }
 }
 
+/** A model or backbone as given: a preset's name, `random`, `pretrained`, or the whole `hf`. */
+const whole = (ref: RunSpec["model"] | RunSpec["backbone"]) =>
+  typeof ref === "string" ? ref : ref.hf;
+
 function readme(
   opts: BuildOptions,
   parts: readonly RunResult[],
@@ -612,8 +649,9 @@ function readme(
   const s = parts[0]!.spec;
   const board = opts.criteria.benchmark === "glue" ? "GLUE" : "SuperGLUE";
   return [
-    `${board} leaderboard submission: ${s.profile} / ${modelLabel(s.model)} / ${
-      backboneLabel(s.backbone)
+    // An hf model or backbone by its whole reference: its folder name alone may be two folders'.
+    `${board} leaderboard submission: ${s.profile} / ${whole(s.model)} / ${
+      whole(s.backbone ?? "random")
     } / ${s.method.label} / seed ${s.seed}`,
     "Written by `deno task submission` (benchmarks/submission.ts) from the test predictions of",
     "each task's best validation step (T5's convention).",
@@ -688,7 +726,8 @@ train.predictTest: the test predictions of each task's best validation step), an
   --runs DIR         folder of run result JSONs (or one JSON file of results)
   --benchmark B      glue or super_glue
   --method LABEL     the method label (a perTask method's task runs are taken together)
-  --model M          the model label, when several match
+  --model M          the model label as the tables show it (a folder's name, or a/t5-base
+                     where two folders share one), when several match
   --backbone B       the backbone label (random, pretrained, ...), when several match
   --seed N           the seed, when several match
   --profile P        the profile, when several match

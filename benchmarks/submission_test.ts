@@ -593,3 +593,47 @@ Deno.test("submission --help: exit 0, lines within the width, the parser's flags
   assert.equal(bench.code, 2);
   assert.match(bench.err, /--benchmark must be glue or super_glue, got "glu"/);
 });
+
+Deno.test("selection: two folders of one name are two rows; --model by the name alone is ambiguous", async () => {
+  const runs = await Deno.makeTempDir();
+  const out = await Deno.makeTempDir();
+  try {
+    const at = (hf: string) =>
+      fakeSpec("p", "tiny-v1_1", "mtl", "mtl", 0, "glue", "random", { model: { hf } });
+    await writeRun(runs, at("/data/a/t5-base"), MIRROR, ["rte"]);
+    const b = at("/data/b/t5-base");
+    await writeRun(runs, b, MIRROR, ["rte"]);
+    const base = ["--runs", runs, "--benchmark", "glue", "--method", "mtl", "--data-dir", MIRROR];
+    // The folders' name matches both: refused, listing the labels that choose each.
+    const two = await cli([...base, "--model", "t5-base", "--out", join(out, "x")]);
+    assert.equal(two.code, 2, two.err);
+    assert.match(two.err, /2 rows match --benchmark glue --method mtl --model t5-base; narrow/);
+    assert.match(two.err, /\n {2}--profile p --model a\/t5-base --backbone random /);
+    assert.match(two.err, /\n {2}--profile p --model b\/t5-base --backbone random /);
+    // The label of one: that folder's run only.
+    const one = await cli([
+      ...base,
+      "--model",
+      "b/t5-base",
+      "--out",
+      join(out, "b"),
+      "--allow-missing",
+    ]);
+    assert.equal(one.code, 0, one.err);
+    assert.match(
+      one.out,
+      new RegExp(`RTE\\.tsv: 3000 rows from rte\\.jsonl, step \\d+ of .*${b.id}`),
+    );
+    const readme = await Deno.readTextFile(join(out, "b", "README.txt"));
+    assert.match(readme, /^GLUE leaderboard submission: p \/ \/data\/b\/t5-base \/ random \/ mtl /);
+    assert.match(readme, new RegExp(`run ${b.id}`));
+    assert.equal(readme.match(/\(run [0-9a-f]+,/g)?.length, 1, readme);
+    // A label no row has: none matches, the rows listed.
+    const none = await cli([...base, "--model", "c/t5-base", "--out", join(out, "c")]);
+    assert.equal(none.code, 2);
+    assert.match(none.err, /no run matches .*--model c\/t5-base; the glue rows there are:/);
+  } finally {
+    await Deno.remove(runs, { recursive: true });
+    await Deno.remove(out, { recursive: true });
+  }
+});
