@@ -16,8 +16,9 @@
  * `validation_matched` / `validation_mismatched`).
  *
  * Adding a task: (1) its entry in {@link TASKS} (`converter` a key of {@link CONVERTER_METRICS},
- * `metrics` among what that converter computes); (2) a download source with the same files in
- * `sources.ts` `TASK_SOURCES` (`registry_test.ts` checks they agree; `availableTasks` in
+ * `metrics` among what that converter computes); (2) a download source in `sources.ts`
+ * `TASK_SOURCES` whose `name` is the entry's key, with the same files (`TaskSource` says what it
+ * needs; {@link checkTaskRegistry} checks they agree; `availableTasks` in
  * `data.ts` finds only tasks listed there, so without one a run reports the task's files
  * missing). A registered task with train and validation files can then be listed in a profile's
  * `tasks` (`benchmarks/runner.ts` `TRAINABLE_TASKS`) and gets its own `scores.csv` column, outside
@@ -35,7 +36,7 @@
  * @module
  */
 import type { BenchmarkName, TaskFile, TaskSpec, TaskSplit } from "./types.ts";
-import { TASK_SOURCES } from "./sources.ts";
+import { TASK_SOURCES, type TaskSource } from "./sources.ts";
 
 const GLUE_VERSION = "1.0.0";
 const SG_VERSION = "1.0.2";
@@ -640,7 +641,7 @@ export const CONVERTER_METRICS: Readonly<Record<TaskSpec["converter"], readonly 
  * outside `dir`, a trained task without train and validation files, a task with train and
  * validation files but no group metrics (a profile may list it: its best evaluation and
  * `scores.csv` column are its group score), an entry without a `sources.ts` `TASK_SOURCES`
- * entry, and `BENCHMARK_TASKS` entries that are not the benchmark's averaged tasks, or averaged
+ * entry of the same `name` or whose benchmark or file paths differ from that entry's, and `BENCHMARK_TASKS` entries that are not the benchmark's averaged tasks, or averaged
  * tasks missing from it (`BENCHMARK_TASKS` are the tasks trained by default and averaged; a
  * profile's `tasks` may also list other registered tasks with train and validation files).
  * Run on {@link TASKS} when this module loads.
@@ -648,6 +649,8 @@ export const CONVERTER_METRICS: Readonly<Record<TaskSpec["converter"], readonly 
  * @param tasks entries by registry key
  * @param benchmarkTasks the trained tasks of each benchmark
  * @param where how errors name the registry (default `tasks/registry.ts`)
+ * @param sources the download sources each entry must have one of, matched by `name` (default
+ *   `sources.ts` {@link TASK_SOURCES})
  * @throws Error naming `where`, the entry and field, the bad value and what is allowed
  * @example
  * ```ts
@@ -666,6 +669,7 @@ export function checkTaskRegistry(
   tasks: Readonly<Record<string, TaskSpec>>,
   benchmarkTasks: Readonly<Record<BenchmarkName, readonly string[]>>,
   where = "tasks/registry.ts",
+  sources: readonly Pick<TaskSource, "name" | "id" | "benchmark" | "files">[] = TASK_SOURCES,
 ): void {
   const fail = (path: string, what: string): never => {
     throw new Error(`${where}: ${path} ${what}`);
@@ -793,11 +797,31 @@ export function checkTaskRegistry(
     }
   }
   for (const t of Object.values(tasks)) {
-    if (!TASK_SOURCES.some((src) => src.name === t.name)) {
+    const src = sources.find((x) => x.name === t.name);
+    if (src === undefined) {
       fail(
         `TASKS.${t.name}`,
-        "has no entry in tasks/sources.ts TASK_SOURCES (registry name, files, download source): " +
-          "without one its files are never found present (data.ts availableTasks) nor downloaded",
+        `has no entry in tasks/sources.ts TASK_SOURCES whose name is ${JSON.stringify(t.name)} ` +
+          "(entries are matched by their name field, not by id or hfConfig; an entry gives the " +
+          "task's files and download source): without one its files are never found present " +
+          "(data.ts availableTasks) nor downloaded",
+      );
+    }
+    const from = `its tasks/sources.ts TASK_SOURCES entry (name ${JSON.stringify(t.name)}, id ` +
+      `${JSON.stringify(src!.id)})`;
+    if (src!.benchmark !== t.benchmark) {
+      fail(`TASKS.${t.name}.benchmark`, `is "${t.benchmark}" but ${from} is "${src!.benchmark}"`);
+    }
+    const mine = Object.values(t.files).flatMap((fs) => (fs ?? []).map((f) => f.path)).sort();
+    const theirs = src!.files.map((f) => f.path).sort();
+    const onlyMine = mine.filter((p) => !theirs.includes(p));
+    const onlyTheirs = theirs.filter((p) => !mine.includes(p));
+    if (onlyMine.length > 0 || onlyTheirs.length > 0) {
+      fail(
+        `TASKS.${t.name}.files`,
+        `and ${from} name different files: only here ${list(onlyMine) || "none"}; only there ` +
+          `${list(onlyTheirs) || "none"} (the loader reads the registry's, the download writes ` +
+          "the source's)",
       );
     }
   }
@@ -902,11 +926,16 @@ export function taskSplits(taskName: string): TaskSplit[] {
   return Object.keys(getTask(taskName).files) as TaskSplit[];
 }
 
-/** The data engineer's source id (`glue/cola`, `super_glue/rte`, …) of a task. */
+/**
+ * The data engineer's source id (`glue/cola`, `super_glue/rte`, …) of a task: the `id` of the
+ * `sources.ts` `TASK_SOURCES` entry whose `name` is the task's registry name.
+ */
 export function sourceId(taskName: string): string {
-  const spec = getTask(taskName);
-  const config = spec.name === "rte_sg" ? "rte" : spec.name;
-  return `${spec.benchmark}/${config}`;
+  const name = getTask(taskName).name;
+  const src = TASK_SOURCES.find((t) => t.name === name);
+  // checkTaskRegistry, run when this module loads, gives every registered task a source.
+  if (src === undefined) throw new Error(`task ${name} has no tasks/sources.ts TASK_SOURCES entry`);
+  return src.id;
 }
 
 // Checked when the module loads, so an edited entry fails every tool at once, naming the field.

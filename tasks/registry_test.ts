@@ -14,7 +14,7 @@ import {
 import { compareCodePoints } from "./text.ts";
 import { groupScore, scoreTask } from "./metrics.ts";
 import type { TaskSpec } from "./types.ts";
-import { findTaskSource, TASK_SOURCES } from "./sources.ts";
+import { findTaskSource, TASK_SOURCES, type TaskSource } from "./sources.ts";
 
 // T5 glue_utils.py GLUE_WEIGHT_MAPPING / SUPER_GLUE_WEIGHT_MAPPING (trained tasks).
 const T5_WEIGHTS: Record<string, number> = {
@@ -240,6 +240,53 @@ Deno.test("checkTaskRegistry: an added or edited entry's mistakes name the entry
   assert.throws(
     () => checkTaskRegistry(TASKS, { ...BENCHMARK_TASKS, glue: ["rtee"] }),
     /BENCHMARK_TASKS\.glue\[0\] "rtee" is not a key of TASKS/,
+  );
+});
+
+Deno.test("checkTaskRegistry: a task's source is found by its name, not its HF config", () => {
+  // SuperGLUE RTE's key (rte_sg) is not its HF config (rte); its source is found all the same.
+  assert.equal(findTaskSource(sourceId("rte_sg")).name, "rte_sg");
+  assert.equal(findTaskSource(sourceId("rte_sg")).hfConfig, "rte");
+  // A user's copy of GLUE RTE as rte_copy, outside the benchmark, its source falling back on
+  // Hugging Face's "rte" config: found by the name, wherever its HF config points.
+  const rte = TASKS.rte!;
+  const moved = (p: string) => p.replace("glue/RTE/", "glue/RTE_copy/");
+  const entry: TaskSpec = {
+    ...rte,
+    name: "rte_copy",
+    dir: "glue/RTE_copy",
+    inMixture: false,
+    inAverage: false,
+    files: Object.fromEntries(
+      Object.entries(rte.files).map((
+        [k, fs],
+      ) => [k, fs!.map((f) => ({ ...f, path: moved(f.path) }))]),
+    ),
+  };
+  const glueRte = findTaskSource("glue/rte");
+  const source: TaskSource = {
+    ...glueRte,
+    name: "rte_copy",
+    id: "glue/rte_copy",
+    folder: "RTE_copy",
+    files: glueRte.files.map((f) => ({ ...f, path: moved(f.path) })),
+  };
+  const tasks = { ...TASKS, rte_copy: entry };
+  const check = (sources: readonly TaskSource[]) => () =>
+    checkTaskRegistry(tasks, BENCHMARK_TASKS, "reg.ts", sources);
+  check([...TASK_SOURCES, source])();
+  // Without an entry of that name the message says what it matched on.
+  assert.throws(
+    check([...TASK_SOURCES, { ...source, name: "rte_cpy" }]),
+    /^Error: reg\.ts: TASKS\.rte_copy has no entry in tasks\/sources\.ts TASK_SOURCES whose name is "rte_copy" \(entries are matched by their name field, not by id or hfConfig;/,
+  );
+  assert.throws(
+    check([...TASK_SOURCES, { ...source, benchmark: "super_glue" }]),
+    /TASKS\.rte_copy\.benchmark is "glue" but its tasks\/sources\.ts TASK_SOURCES entry \(name "rte_copy", id "glue\/rte_copy"\) is "super_glue"/,
+  );
+  assert.throws(
+    check([...TASK_SOURCES, { ...source, files: source.files.slice(1) }]),
+    /TASKS\.rte_copy\.files and its tasks\/sources\.ts TASK_SOURCES entry \(name "rte_copy", id "glue\/rte_copy"\) name different files: only here "glue\/RTE_copy\/train\.tsv"; only there none/,
   );
 });
 

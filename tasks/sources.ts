@@ -90,25 +90,51 @@ export interface RawFile {
 /** The three raw inputs GLUE's script uses to build MRPC. */
 export type MrpcPart = "train" | "test" | "devIds";
 
-/** One task's data: its files, its official source, its Hugging Face parquet fallback. */
+/**
+ * One task's data: its files, its official source, its Hugging Face parquet fallback.
+ *
+ * A new task's entry in {@link TASK_SOURCES} needs: `name`, its key in the task registry
+ * (`tasks/registry.ts` `TASKS`; the two are matched by this name only, never by `id` or
+ * `hfConfig`); a new `id`; `files`, the same paths as the registry entry's files, under
+ * `<benchmark>/<folder>/` and no other entry's; `official`, where the download fetches them first;
+ * `hfConfig`, the Hugging Face config its parquet fallback converts (`hf_convert.ts` knows the
+ * configs of {@link HF_REPOS} listed here); and `parquet: false` when that fallback does not apply
+ * (a config `hf_convert.ts` does not convert, or data not on the hub, as DPR). Checked when this
+ * module loads ({@link checkTaskSources}).
+ */
 export interface TaskSource {
-  /** Canonical id, `<benchmark>/<hf config>`, e.g. `glue/cola`, `super_glue/rte`. */
+  /**
+   * Canonical id, `<benchmark>/<…>`, unique; for the built-in tasks `<benchmark>/<hf config>`
+   * (`glue/cola`, `super_glue/rte`). The download's task name and each file's `task` in the
+   * cache manifest.
+   */
   readonly id: string;
-  /** Task name in the tasks registry (`tasks/mod.ts` TASKS): `cola`, …, `rte_sg`, `axb`. */
+  /**
+   * The task's key in the tasks registry (`tasks/registry.ts` TASKS): `cola`, …, `rte_sg`, `axb`;
+   * unique. The registry, `data.ts` `availableTasks` and `registry.ts` `sourceId` find the entry
+   * by it.
+   */
   readonly name: string;
   /** Benchmark the task belongs to, also the top folder of its files. */
   readonly benchmark: Benchmark;
   /** Folder under `<root>/<benchmark>/`. */
   readonly folder: string;
-  /** Hugging Face dataset config (`cola`, `wsc`, `axb`, …). */
+  /**
+   * Hugging Face dataset config of the parquet fallback in `HF_REPOS[benchmark]` (`cola`, `rte`,
+   * `wsc`, `axb`, …), which also picks `hf_convert.ts`'s conversion of its rows; several tasks may
+   * share one. It also names the task's parquet downloads and download lock in the cache
+   * (`<benchmark>-<hfConfig>-…`), so it is set with `parquet: false` too (DPR: `dpr`).
+   */
   readonly hfConfig: string;
   /** Every file the task's folder must hold once written. */
   readonly files: readonly FileSpec[];
-  /** How the files are obtained from the official host. */
+  /** How the files are obtained from the official host (required: the download tries it first). */
   readonly official: OfficialSource;
   /**
-   * `false`: no Hugging Face parquet fallback (DPR is not in the GLUE / SuperGLUE repositories
-   * of {@link HF_REPOS}); when the official source fails the download fails, saying so.
+   * `false`: no Hugging Face parquet fallback, when the official source fails the download fails,
+   * saying so. Set it when {@link HF_REPOS} has no such config (DPR is not in the GLUE / SuperGLUE
+   * repositories) or `hf_convert.ts` does not convert `hfConfig` (it would fail with "no parquet
+   * converter for … config …").
    */
   readonly parquet?: false;
 }
@@ -237,9 +263,14 @@ function sgZip(folder: string, bytes: number, sha256Prefix: string): OfficialSou
   return { kind: "zip", url: `{superGlue}/${folder}.zip`, bytes, sha256Prefix, innerDir: folder };
 }
 
-/** The task table without registry names (see {@link TASK_SOURCES}). */
-const RAW_SOURCES: readonly Omit<TaskSource, "name">[] = [
+/**
+ * Every task this suite can fetch, each with its registry name (`name`). URLs carry `{glue}`,
+ * `{superGlue}`, `{senteval}` and `{dpr}` placeholders filled from {@link Endpoints}. Row counts
+ * and sizes: reference §1.1–1.3.
+ */
+export const TASK_SOURCES: readonly TaskSource[] = [
   {
+    name: "cola",
     id: "glue/cola",
     benchmark: "glue",
     folder: "CoLA",
@@ -252,6 +283,7 @@ const RAW_SOURCES: readonly Omit<TaskSource, "name">[] = [
     official: glueZip("CoLA.zip", "CoLA", 376971, "f212fcd8"),
   },
   {
+    name: "sst2",
     id: "glue/sst2",
     benchmark: "glue",
     folder: "SST-2",
@@ -264,6 +296,7 @@ const RAW_SOURCES: readonly Omit<TaskSource, "name">[] = [
     official: glueZip("SST-2.zip", "SST-2", 7439277, "d67e16fb"),
   },
   {
+    name: "mrpc",
     id: "glue/mrpc",
     benchmark: "glue",
     folder: "MRPC",
@@ -297,6 +330,7 @@ const RAW_SOURCES: readonly Omit<TaskSource, "name">[] = [
     },
   },
   {
+    name: "qqp",
     id: "glue/qqp",
     benchmark: "glue",
     folder: "QQP",
@@ -306,6 +340,7 @@ const RAW_SOURCES: readonly Omit<TaskSource, "name">[] = [
     official: glueZip("QQP-clean.zip", "QQP", 41696084),
   },
   {
+    name: "stsb",
     id: "glue/stsb",
     benchmark: "glue",
     folder: "STS-B",
@@ -318,6 +353,7 @@ const RAW_SOURCES: readonly Omit<TaskSource, "name">[] = [
     official: glueZip("STS-B.zip", "STS-B", 802872, "e60a6393"),
   },
   {
+    name: "mnli",
     id: "glue/mnli",
     benchmark: "glue",
     folder: "MNLI",
@@ -356,6 +392,7 @@ const RAW_SOURCES: readonly Omit<TaskSource, "name">[] = [
     official: glueZip("MNLI.zip", "MNLI", 312783507, "e7c1d896"),
   },
   {
+    name: "qnli",
     id: "glue/qnli",
     benchmark: "glue",
     folder: "QNLI",
@@ -364,6 +401,7 @@ const RAW_SOURCES: readonly Omit<TaskSource, "name">[] = [
     official: glueZip("QNLIv2.zip", "QNLI", 10627589),
   },
   {
+    name: "rte",
     id: "glue/rte",
     benchmark: "glue",
     folder: "RTE",
@@ -376,6 +414,7 @@ const RAW_SOURCES: readonly Omit<TaskSource, "name">[] = [
     official: glueZip("RTE.zip", "RTE", 697150, "6bf86de1"),
   },
   {
+    name: "wnli",
     id: "glue/wnli",
     benchmark: "glue",
     folder: "WNLI",
@@ -384,6 +423,7 @@ const RAW_SOURCES: readonly Omit<TaskSource, "name">[] = [
     official: glueZip("WNLI.zip", "WNLI", 28999, "ae0e8e4d"),
   },
   {
+    name: "ax",
     id: "glue/ax",
     benchmark: "glue",
     folder: "diagnostic",
@@ -394,6 +434,7 @@ const RAW_SOURCES: readonly Omit<TaskSource, "name">[] = [
     official: { kind: "file", url: "{glue}/AX.tsv", bytes: 222257, sha256Prefix: "0e13510b" },
   },
   {
+    name: "boolq",
     id: "super_glue/boolq",
     benchmark: "super_glue",
     folder: "BoolQ",
@@ -405,6 +446,7 @@ const RAW_SOURCES: readonly Omit<TaskSource, "name">[] = [
     official: sgZip("BoolQ", 4118001, "853fbe79"),
   },
   {
+    name: "cb",
     id: "super_glue/cb",
     benchmark: "super_glue",
     folder: "CB",
@@ -417,6 +459,7 @@ const RAW_SOURCES: readonly Omit<TaskSource, "name">[] = [
     official: sgZip("CB", 75482, "8d641383"),
   },
   {
+    name: "copa",
     id: "super_glue/copa",
     benchmark: "super_glue",
     folder: "COPA",
@@ -428,6 +471,7 @@ const RAW_SOURCES: readonly Omit<TaskSource, "name">[] = [
     official: sgZip("COPA", 43986, "405906cd"),
   },
   {
+    name: "multirc",
     id: "super_glue/multirc",
     benchmark: "super_glue",
     folder: "MultiRC",
@@ -436,6 +480,7 @@ const RAW_SOURCES: readonly Omit<TaskSource, "name">[] = [
     official: sgZip("MultiRC", 1116225, "b3cd4408"),
   },
   {
+    name: "record",
     id: "super_glue/record",
     benchmark: "super_glue",
     folder: "ReCoRD",
@@ -444,6 +489,7 @@ const RAW_SOURCES: readonly Omit<TaskSource, "name">[] = [
     official: sgZip("ReCoRD", 51757880, "30c7b651"),
   },
   {
+    name: "rte_sg",
     id: "super_glue/rte",
     benchmark: "super_glue",
     folder: "RTE",
@@ -456,6 +502,7 @@ const RAW_SOURCES: readonly Omit<TaskSource, "name">[] = [
     official: sgZip("RTE", 750920, "6310aab3"),
   },
   {
+    name: "wic",
     id: "super_glue/wic",
     benchmark: "super_glue",
     folder: "WiC",
@@ -467,6 +514,7 @@ const RAW_SOURCES: readonly Omit<TaskSource, "name">[] = [
     official: sgZip("WiC", 396213, "ee7e67f4"),
   },
   {
+    name: "wsc",
     id: "super_glue/wsc",
     benchmark: "super_glue",
     folder: "WSC",
@@ -478,6 +526,7 @@ const RAW_SOURCES: readonly Omit<TaskSource, "name">[] = [
     official: sgZip("WSC", 32751, "2ed6dfa9"),
   },
   {
+    name: "axb",
     id: "super_glue/axb",
     benchmark: "super_glue",
     folder: "AX-b",
@@ -488,6 +537,7 @@ const RAW_SOURCES: readonly Omit<TaskSource, "name">[] = [
     official: sgZip("AX-b", 33950, "43b45c55"),
   },
   {
+    name: "axg",
     id: "super_glue/axg",
     benchmark: "super_glue",
     folder: "AX-g",
@@ -500,6 +550,7 @@ const RAW_SOURCES: readonly Omit<TaskSource, "name">[] = [
   {
     // Train only: T5's SuperGLUE mixture trains dpr_v001_simple (reference §3.5); its test
     // file (564 records) is not used. No digest is known: the row count is the check.
+    name: "dpr",
     id: "super_glue/dpr",
     benchmark: "super_glue",
     folder: "DPR",
@@ -520,14 +571,59 @@ const RAW_SOURCES: readonly Omit<TaskSource, "name">[] = [
 ];
 
 /**
- * Every task this suite can fetch. URLs carry `{glue}`, `{superGlue}`, `{senteval}` placeholders
- * (and `{dpr}`) filled from {@link Endpoints}. Row counts and sizes: reference §1.1–1.3. `name` is the task
- * registry's name (the HF config; SuperGLUE RTE is `rte_sg`).
+ * Checks a source table for the mistakes an added entry can make, which would otherwise show up
+ * as a download that writes another task's files or a task never found: a `name` or `id` used
+ * twice, an `id` not `<benchmark>/…`, no files, or a file outside `<benchmark>/<folder>/` or
+ * listed by two entries (both would claim it in the cache manifest and the data folder).
+ * Run on {@link TASK_SOURCES} when this module loads.
+ *
+ * @param sources the table
+ * @param where how errors name the table (default `tasks/sources.ts`)
+ * @throws Error naming `where`, the entry (by index and name) and field, and the clash
  */
-export const TASK_SOURCES: readonly TaskSource[] = RAW_SOURCES.map((t) => ({
-  ...t,
-  name: t.benchmark === "super_glue" && t.hfConfig === "rte" ? "rte_sg" : t.hfConfig,
-}));
+export function checkTaskSources(
+  sources: readonly TaskSource[],
+  where = "tasks/sources.ts",
+): void {
+  const names = new Map<string, number>();
+  const ids = new Map<string, number>();
+  const paths = new Map<string, number>();
+  const label = (i: number) => `TASK_SOURCES[${i}] (name ${JSON.stringify(sources[i]!.name)})`;
+  const fail = (i: number, what: string): never => {
+    throw new Error(`${where}: ${label(i)}${what}`);
+  };
+  sources.forEach((t, i) => {
+    if (t.name === "") fail(i, ".name is empty; it must be the task's key in tasks/registry.ts");
+    const sameName = names.get(t.name);
+    if (sameName !== undefined) fail(i, `.name is also ${label(sameName)}'s; names are unique`);
+    names.set(t.name, i);
+    if (!t.id.startsWith(`${t.benchmark}/`) || t.id.length <= t.benchmark.length + 1) {
+      fail(i, `.id ${JSON.stringify(t.id)} is not "${t.benchmark}/<name>" (its benchmark)`);
+    }
+    const sameId = ids.get(t.id);
+    if (sameId !== undefined) fail(i, `.id ${JSON.stringify(t.id)} is also ${label(sameId)}'s`);
+    ids.set(t.id, i);
+    if (t.files.length === 0) fail(i, ".files is empty");
+    const dir = `${t.benchmark}/${t.folder}/`;
+    t.files.forEach((f, j) => {
+      if (!f.path.startsWith(dir)) {
+        fail(i, `.files[${j}].path ${JSON.stringify(f.path)} is not under "${dir}"`);
+      }
+      const other = paths.get(f.path);
+      if (other !== undefined && other !== i) {
+        fail(
+          i,
+          `.files[${j}].path ${JSON.stringify(f.path)} is also a file of ${label(other)}; ` +
+            "give each task its own folder",
+        );
+      }
+      paths.set(f.path, i);
+    });
+  });
+}
+
+// Checked when the module loads, so an added entry fails every tool at once, naming the field.
+checkTaskSources(TASK_SOURCES);
 
 /** Short names accepted besides the canonical ids (case-insensitive). */
 const ALIASES: Readonly<Record<string, string>> = {
@@ -537,18 +633,18 @@ const ALIASES: Readonly<Record<string, string>> = {
   "ax-b": "super_glue/axb",
   "ax-g": "super_glue/axg",
   "wsc.fixed": "super_glue/wsc",
-  rte_sg: "super_glue/rte",
 };
 
 /**
- * Finds a task source by id or common name: `glue/cola`, `cola`, `glue_cola`, `CoLA`,
- * `super_glue/rte`, `super_glue_rte`, `superglue-rte`, `sg_rte`, `axb`, `AX-b`, `boolq`…
- * Registry names (`rte_sg`) work too. A bare `rte` (or `ax`) means GLUE's; SuperGLUE's needs a `super_glue` / `superglue` / `sg` prefix.
- * Throws naming the known ids.
+ * Finds a task source by id, registry name (`TaskSource.name`: `rte_sg`) or common name:
+ * `glue/cola`, `cola`, `glue_cola`, `CoLA`, `super_glue/rte`, `super_glue_rte`, `superglue-rte`,
+ * `sg_rte`, `axb`, `AX-b`, `boolq`… A bare `rte` (or `ax`) means GLUE's; SuperGLUE's is `rte_sg`
+ * or needs a `super_glue` / `superglue` / `sg` prefix. Throws naming the known ids.
  */
 export function findTaskSource(name: string): TaskSource {
   const raw = name.trim().toLowerCase();
-  const direct = TASK_SOURCES.find((t) => t.id === raw);
+  const direct = TASK_SOURCES.find((t) => t.id === raw) ??
+    TASK_SOURCES.find((t) => t.name === raw);
   if (direct) return direct;
   const aliased = ALIASES[raw];
   if (aliased) return TASK_SOURCES.find((t) => t.id === aliased)!;
@@ -558,7 +654,7 @@ export function findTaskSource(name: string): TaskSource {
   const restId = ALIASES[rest]?.split("/")[1] ?? rest.replace(/-/g, "");
   const candidates = TASK_SOURCES.filter((t) =>
     (bench === undefined || t.benchmark === bench) &&
-    (t.hfConfig === restId || t.folder.toLowerCase() === rest)
+    (t.name === rest || t.hfConfig === restId || t.folder.toLowerCase() === rest)
   );
   // Bare names shared by both benchmarks (rte) resolve to GLUE.
   const pick = candidates.find((t) => t.benchmark === "glue") ?? candidates[0];
