@@ -86,6 +86,7 @@ import {
   type BackendChoice,
   modelLabel,
   perTaskTag,
+  profileNotes,
   type RunOneFn,
   type RunResult,
   type RunSpec,
@@ -1252,6 +1253,8 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         catalog: { benchmarkTasks: (b) => catalog.benchmarkTasks(b), isAvailable: () => true },
       })
     );
+    // Lists no run acts on (tasks of a benchmark not in the grid): said once, never refused.
+    for (const n of profileNotes(profile)) error(`note: ${n}`);
     if (!chosenData && !values["no-download"]) {
       const missing = missingProfileTasks(profile, {
         dataDir,

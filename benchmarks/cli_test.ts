@@ -193,6 +193,38 @@ Deno.test("cli --shard i/3 in three parallel processes merges into the tables of
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("main(): tasks listed for a benchmark not in the grid are a note, once, dry run or not", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const profile = await tmpProfile(dir, {
+      seeds: [0],
+      benchmarks: ["glue"],
+      tasks: { glue: ["rte"], super_glue: ["cb"] },
+      methods: [{ name: "mtl" }],
+    });
+    const note = `note: profile "tiny-grid" lists "tasks" for super_glue (cb), which no run ` +
+      `trains: super_glue is not in its "benchmarks" (glue)`;
+    const args = ["--profile", profile, "--data-dir", DATA, "--backend", "cpu", "--no-tables"];
+    for (const extra of [["--dry-run"], ["--out", join(dir, "runs")]]) {
+      const c = capture();
+      const opts = { ...c.opts, runOne: fakeRunOne };
+      assert.equal(await main([...args, ...extra], opts), 0, c.err.join("\n"));
+      assert.deepEqual(
+        c.err.filter((l) => l.includes("which no run trains")),
+        [note],
+        extra.join(" "),
+      );
+    }
+    // A profile whose every list is of a benchmark it trains gets no such note.
+    const both = await tmpProfile(dir, { seeds: [0], methods: [{ name: "mtl" }] });
+    const c = capture();
+    assert.equal(await main(["--profile", both, "--data-dir", DATA, "--dry-run"], c.opts), 0);
+    assert.ok(!c.err.some((l) => l.includes("which no run trains")), c.err.join("\n"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("main() reports bad arguments and profiles with exit code 2", async () => {
   const dir = await Deno.makeTempDir();
   let c = capture();

@@ -1758,6 +1758,38 @@ export function validateProfile(
 }
 
 /**
+ * What a profile says that no run of it acts on, one line each, for `deno task bench` (dry run or
+ * not) to print once as `note: …`: a `tasks` or `extraTrainTasks` list of a benchmark that is not
+ * in its `benchmarks`. Not an error: a profile may keep the list of a benchmark it switches off,
+ * and the names are still validated when it loads ({@link validateProfile}).
+ *
+ * @param profile a validated profile
+ * @returns the notes, without the `note: ` prefix; none when every list is of a listed benchmark
+ * @example
+ * ```ts
+ * import { profileNotes, type Profile } from "./spec.ts";
+ * const p = { name: "try", benchmarks: ["glue"], tasks: { glue: ["rte"], super_glue: ["cb"] } };
+ * console.assert(profileNotes(p as unknown as Profile)[0]!.startsWith('profile "try" lists'));
+ * ```
+ */
+export function profileNotes(
+  profile: Pick<Profile, "name" | "benchmarks" | "tasks" | "extraTrainTasks">,
+): string[] {
+  const notes: string[] = [];
+  for (const field of ["tasks", "extraTrainTasks"] as const) {
+    for (const b of BENCHMARKS) {
+      const names = profile[field]?.[b];
+      if (names === undefined || profile.benchmarks.includes(b)) continue;
+      notes.push(
+        `profile "${profile.name}" lists "${field}" for ${b} (${names.join(", ")}), which no ` +
+          `run trains: ${b} is not in its "benchmarks" (${profile.benchmarks.join(", ")})`,
+      );
+    }
+  }
+  return notes;
+}
+
+/**
  * The training spec of one benchmark and method: `profile.train`, then
  * `profile.trainOverrides[benchmark]`, then the method entry's `train`.
  *

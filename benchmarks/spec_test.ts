@@ -9,6 +9,7 @@ import {
   configId,
   DEFAULT_TRAIN,
   METHOD_NAMES,
+  profileNotes,
   resolveListedTask,
   runFileName,
   runId,
@@ -607,6 +608,32 @@ Deno.test("listed tasks: unknown and repeated tasks are errors, for benchmarks o
   for (const [tasks, message] of cases) {
     assertSpecError(() => validateProfile(minimal({ tasks }), src, REGISTRY), message);
   }
+});
+
+Deno.test("profileNotes: a task list of a benchmark the profile does not train is a note", () => {
+  const notes = (extra: Record<string, unknown>) =>
+    profileNotes(validateProfile(minimal(extra), SRC, REGISTRY));
+  assert.deepEqual(notes({}), []);
+  assert.deepEqual(notes({ tasks: { glue: ["rte"] } }), []);
+  assert.deepEqual(
+    notes({ benchmarks: ["glue", "super_glue"], tasks: { glue: ["rte"], super_glue: ["cb"] } }),
+    [],
+  );
+  assert.deepEqual(notes({ tasks: { glue: ["rte"], super_glue: ["cb", "RTE"] } }), [
+    `profile "x" lists "tasks" for super_glue (cb, RTE), which no run trains: super_glue is not ` +
+    `in its "benchmarks" (glue)`,
+  ]);
+  assert.deepEqual(
+    notes({ benchmarks: ["super_glue"], tasks: { glue: ["cola"] }, extraTrainTasks: {} }),
+    [
+      `profile "x" lists "tasks" for glue (cola), which no run trains: glue is not in its ` +
+      `"benchmarks" (super_glue)`,
+    ],
+  );
+  assert.deepEqual(notes({ extraTrainTasks: { super_glue: ["dpr"] } }), [
+    `profile "x" lists "extraTrainTasks" for super_glue (dpr), which no run trains: super_glue ` +
+    `is not in its "benchmarks" (glue)`,
+  ]);
 });
 
 Deno.test("listed tasks resolve in validateProfile as expandGrid resolves them", () => {
