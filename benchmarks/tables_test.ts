@@ -7,8 +7,10 @@ import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 import { fakeRuns, fakeSpec } from "./results_testing.ts";
 import { loadResults } from "./compare.ts";
 import { attentionMassSvg, scoreVsParamsSvg, seriesStyle } from "./plots.ts";
-import { configId, DEFAULT_TRAIN, type RunResult, type RunSpec } from "./spec.ts";
+import { configId, DEFAULT_TRAIN, type RunResult, type RunSpec, trainedTasks } from "./spec.ts";
 import { PRESETS } from "../model/config.ts";
+import { expandGrid } from "./runner.ts";
+import { loadProfile } from "./profile.ts";
 import {
   ablationTable,
   attentionTable,
@@ -186,7 +188,9 @@ Deno.test("paramsTable() has analytic rows for every published size reproducing 
   const t = paramsTable([], readPaperTable(), acc);
   const head = t[0] as string[];
   assert.equal(head[2], "backbone");
-  const row = t.find((r) => r[1] === "t5-base" && r[3] === "hyperformer_pp (frozen)")!;
+  const row = t.find((r) =>
+    r[1] === "t5-base" && r[3] === "hyperformer_pp (frozen except layer norms)"
+  )!;
   assert.equal(row[2], "", "analytic rows have no backbone");
   assert.equal(row[head.indexOf("extra")], 5_163_440); // spec §5.3
   assert.equal(row[head.indexOf("trained")], 5_211_056);
@@ -200,7 +204,66 @@ Deno.test("paramsTable() has analytic rows for every published size reproducing 
   assert.equal(full[head.indexOf("paper_trained_per_task_pct")], "");
   assert.equal(full[head.indexOf("paper_ratio")], "1.02");
   assert.equal(row[head.indexOf("paper_ratio")], "1.02");
-  assert.equal(t.filter((r) => r[0] === "analytic" && r[1] === "t5-v1_1-xxl").length, 13);
+  // The "(frozen)" row trains the task-conditioned parameters only (freezeBackbone "all"): not
+  // the setting of the paper's 0.29 %, so that % is not beside it; its ratio still is.
+  const all = t.find((r) => r[1] === "t5-base" && r[3] === "hyperformer_pp (frozen)")!;
+  assert.equal(all[head.indexOf("trained")], all[head.indexOf("extra")]);
+  assert.equal(all[head.indexOf("paper_trained_per_task_pct")], "");
+  assert.equal(all[head.indexOf("paper_ratio")], "1.02");
+  // 8 methods at their defaults, 5 frozen ("all") and HyperFormer++ frozen except layer norms.
+  assert.equal(t.filter((r) => r[0] === "analytic" && r[1] === "t5-v1_1-xxl").length, 14);
+});
+
+Deno.test("params.csv's analytic frozen rows count what the ablation profile's frozen runs train", async () => {
+  const acc = await loadAccounting();
+  const t = paramsTable([], readPaperTable(), acc);
+  const head = t[0] as string[];
+  const col = (r: (string | number)[], n: string) => r[head.indexOf(n)];
+  const analytic = (model: string, label: string) => {
+    const found = t.filter((r) =>
+      col(r, "source") === "analytic" && r[1] === model && r[3] === label
+    );
+    assert.equal(found.length, 1, `${model} ${label}`);
+    return found[0]!;
+  };
+  // The ablation's frozen runs as the runner expands them, counted as run_one.ts counts a run
+  // (methodAccounting at its model, method configuration and number of trained tasks).
+  const grid = expandGrid(await loadProfile("ablation"), {
+    dataDir: "unused",
+    catalog: { benchmarkTasks: (b) => BENCHMARK_TASKS[b], isAvailable: () => true },
+  });
+  const checked: string[] = [];
+  for (
+    const [label, method] of [
+      ["HyperPrompt-Global (frozen)", "hyperprompt_global"],
+      ["HyperFormer++ (frozen)", "hyperformer_pp"],
+    ] as const
+  ) {
+    const s = grid.find((s) => s.method.label === label && s.benchmark === "glue");
+    assert.ok(s, `ablation.json has no ${label} GLUE run`);
+    assert.equal(s.method.name, method);
+    assert.equal(trainedTasks(s).length, 8, "the analytic rows count 8 tasks, as a GLUE run");
+    // A preset's name (the run loads that size's checkpoint, `backbone`), so its counts are the
+    // preset's.
+    assert.ok(typeof s.model === "string" && s.model in PRESETS, JSON.stringify(s.model));
+    const model = s.model as keyof typeof PRESETS;
+    const run = acc(PRESETS[model], s.method.name, s.method.config, trainedTasks(s).length);
+    const row = analytic(model, `${method} (frozen)`);
+    assert.equal(col(row, "trained"), run.trained, `${label}: trained`);
+    assert.equal(col(row, "extra"), run.extra, `${label}: extra`);
+    assert.equal(col(row, "trained_per_task_pct"), roundHalfAway(run.trainedPerTaskPct, 4));
+    checked.push(label);
+  }
+  assert.equal(checked.length, 2);
+  // The except-layer-norms row trains the same extra parameters plus T5's layer-norm scales
+  // (what MTL trains with that freezing), so the two rows cannot be confused.
+  const base = PRESETS["t5-v1_1-base"];
+  const norms = acc(base, "mtl", { freezeBackbone: "except_layer_norms" }, 8).trained;
+  assert.ok(norms > 0);
+  const frozen = analytic("t5-v1_1-base", "hyperformer_pp (frozen)");
+  const exceptNorms = analytic("t5-v1_1-base", "hyperformer_pp (frozen except layer norms)");
+  assert.equal(Number(col(exceptNorms, "trained")) - Number(col(frozen, "trained")), norms);
+  assert.equal(col(exceptNorms, "extra"), col(frozen, "extra"));
 });
 
 Deno.test("params.csv takes the paper's figures from the row of the same table, model, label and method, at its configuration", async () => {
@@ -273,9 +336,18 @@ Deno.test("params.csv takes the paper's figures from the row of the same table, 
   const share = analytic(base, "hyperprompt_share");
   assert.equal(col(share, "paper_row"), `ablation: ${base} HyperPrompt-Share`);
   assert.match(String(col(share, "paper_source")), /not retrieved/);
-  // The deliberate case: the frozen analytic HyperFormer++ on T5 1.0 Base gets another paper's
-  // 0.29 % (its freeze_backbone), the default one only the ratio.
-  assert.deepEqual(figures(analytic("t5-base", "hyperformer_pp (frozen)")), ["1.02", "", "0.29"]);
+  // The deliberate case: the analytic HyperFormer++ frozen except its layer norms on T5 1.0 Base
+  // gets another paper's 0.29 % (its freeze_backbone), the fully frozen and the default one only
+  // the ratio.
+  assert.deepEqual(
+    figures(analytic("t5-base", "hyperformer_pp (frozen except layer norms)")),
+    ["1.02", "", "0.29"],
+  );
+  assert.equal(
+    col(analytic("t5-base", "hyperformer_pp (frozen except layer norms)"), "paper_row"),
+    "other_paper: t5-base HyperFormer++",
+  );
+  assert.deepEqual(figures(analytic("t5-base", "hyperformer_pp (frozen)")), ["1.02", "", ""]);
   assert.deepEqual(figures(analytic("t5-base", "hyperformer_pp")), ["1.02", "", ""]);
   assert.deepEqual(figures(analytic("t5-v1_1-large", "hyperprompt_global")), ["", "", ""]);
 });
