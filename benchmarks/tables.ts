@@ -872,9 +872,9 @@ function runRowKey(g: Group, benchmark: string): (string | number)[] {
 /**
  * (b) Parameters: analytic rows for every published size × method (8 tasks, default configs,
  * then the frozen-backbone variants of {@link ANALYTIC_VARIANTS}, whose `method` label says what
- * is frozen), then one row per run group (from the instantiated variables). Paper values where known: those
- * of the paper row {@link paramsPaperMatch} finds (`paper_row` names it, or says why none), the
- * trained-per-task % only beside a row of that paper row's `freeze_backbone`.
+ * is frozen), then one row per run group (from the instantiated variables). Paper values where
+ * known: those of the paper row {@link paramsPaperMatch} finds (`paper_row` names it, or says why
+ * none), the trained-per-task % only beside a row of that paper row's `freeze_backbone`.
  *
  * @param results run results
  * @param paper the paper's reference rows
