@@ -1286,32 +1286,9 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     // Task files missing from a folder named by --data-dir or HYPERPROMPT_DATA: that folder
     // cannot be used (2); from the default one, the download did not bring them (1).
     const grid = chosenData ? await expand().catch(asUsageError) : await expand();
-    if (baseline !== undefined) {
-      // The gate matches runs by run key (compare.ts runKey), which names an `hf` model or
-      // backbone by its normalised reference (refKey): two runs of one key (two spellings of one
-      // reference, e.g. /a/t5-base and /a//t5-base/) would be refused only after the whole grid
-      // has trained.
-      const byKey = new Map<string, RunSpec>();
-      for (const spec of grid) {
-        const key = runKey({ spec });
-        const first = byKey.get(key);
-        if (first !== undefined) {
-          throw new UsageError(
-            `--compare: runs ${first.id} and ${spec.id} of profile "${profile.name}" share the ` +
-              `gate's run key ${key} (models ${JSON.stringify(first.model)} and ` +
-              `${JSON.stringify(spec.model)}, backbones ${
-                JSON.stringify(first.backbone ?? "random")
-              } ` +
-              `and ${
-                JSON.stringify(spec.backbone ?? "random")
-              }); the gate takes these references for one ` +
-              `(compare.ts refKey: separators unified, "." and repeated or trailing "/" dropped), ` +
-              `so list the model or backbone once in the profile, or compare them apart`,
-          );
-        }
-        byKey.set(key, spec);
-      }
-    }
+    // The gate matches runs by run key (compare.ts runKey), which names an `hf` model or backbone
+    // by its one spelling (spec.ts normalHfRef, refKey): the profile holds its references in that
+    // spelling and refuses one twice, so no two runs of the grid share a key.
     // The shard is cut from the whole grid, then --methods keeps its runs of those methods: a
     // run's shard is the same with any --methods, so shards run with different selections never
     // overlap (sharding the selection instead would move runs between shards).

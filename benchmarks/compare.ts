@@ -10,6 +10,7 @@ import { parseJsonFile } from "../model/json.ts";
 import {
   type BackboneRef,
   type ModelRef,
+  normalHfRef,
   type RunResult,
   type Tolerances,
   validateRunResult,
@@ -47,12 +48,14 @@ export interface Comparison {
 
 /**
  * A model or backbone as {@link runKey} names it: a preset name, `random` or `pretrained` as they
- * are, and an `{"hf"}` reference as `hf:` and the whole reference in JSON quotes, with `\`
+ * are, and an `{"hf"}` reference as `hf:` and the whole reference in JSON quotes, in the one
+ * spelling `spec.ts` {@link normalHfRef} gives it (the form a validated profile holds): `\`
  * written `/`, repeated `/` and `.` segments dropped and no trailing `/`
- * (`{"hf": "/data/t5-base/"}` -> `hf:"/data/t5-base"`). Two folders with the same last segment
- * (`/a/t5-base`, `/b/t5-base`), or a folder and a hub id ending alike, are different references;
- * a relative folder stays relative (not resolved against the working folder), so a baseline made
- * on another machine keeps matching, and a leading `./` stays (it marks a folder, not a hub id).
+ * (`{"hf": "/data/t5-base/"}` -> `hf:"/data/t5-base"`), so a result file written from another
+ * spelling still matches. Two folders with the same last segment (`/a/t5-base`, `/b/t5-base`),
+ * or a folder and a hub id ending alike, are different references; a relative folder stays
+ * relative (not resolved against the working folder), so a baseline made on another machine
+ * keeps matching, and a leading `./` stays (it marks a folder, not a hub id).
  * The quotes keep a key unambiguous although the reference holds `/`.
  *
  * @param ref the run's model or backbone
@@ -60,9 +63,7 @@ export interface Comparison {
  */
 export function refKey(ref: ModelRef | BackboneRef): string {
   if (typeof ref === "string") return ref;
-  const absolute = /^[\\/]/.test(ref.hf);
-  const parts = ref.hf.split(/[\\/]+/).filter((p, i) => p !== "" && (p !== "." || i === 0));
-  return `hf:${JSON.stringify((absolute ? "/" : "") + parts.join("/"))}`;
+  return `hf:${JSON.stringify(normalHfRef(ref.hf))}`;
 }
 
 /**

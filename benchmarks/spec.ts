@@ -800,6 +800,25 @@ export function backboneHfRef(spec: Pick<RunSpec, "model" | "backbone">): string
   return undefined;
 }
 
+/**
+ * One spelling of an `{"hf"}` reference: `\` written `/`, repeated `/` and `.` segments dropped
+ * (a leading `./` stays: it marks a folder, not a hub id) and no trailing `/`
+ * (`/data//a/./t5-base/` -> `/data/a/t5-base`). A relative folder stays relative (not resolved
+ * against the working folder, so a baseline made on another machine keeps matching), and `..`
+ * segments stay. A hub id (`name`, `org/name`: no `\`, no empty or `.` segment) is returned
+ * exactly as written. Profiles are validated with their references in this form
+ * ({@link validateProfile}), so two spellings of one folder are one run id and configuration id;
+ * `compare.ts` `refKey` keys references by it, so a result file written before keeps its key.
+ *
+ * @param hf the reference as written
+ * @returns the reference in its one spelling
+ */
+export function normalHfRef(hf: string): string {
+  const absolute = /^[\\/]/.test(hf);
+  const parts = hf.split(/[\\/]+/).filter((p, i) => p !== "" && (p !== "." || i === 0));
+  return (absolute ? "/" : "") + parts.join("/");
+}
+
 /** Display name of a model reference: the preset name, or the last path segment of `hf`. */
 export function modelLabel(model: ModelRef): string {
   if (typeof model === "string") return model;
@@ -1002,7 +1021,8 @@ function hfRef(
   const hf = str(o.hf, src, `${path}.hf`);
   const problem = hfProblem?.(hf);
   if (problem !== undefined) throw new SpecError(src, `${path}.hf`, problem);
-  return { hf };
+  // Checked as written (a folder's own spelling), kept in one spelling (run ids hash it).
+  return { hf: normalHfRef(hf) };
 }
 
 /**
@@ -1611,6 +1631,16 @@ export function validateProfile(
   const models = arr(o.models, src, "$.models").map((m, i) =>
     validateModelRef(m, src, `$.models[${i}]`, checks.presetNames, checks.hfProblem)
   );
+  // One model twice (two spellings of one folder are one after normalHfRef) would give two
+  // identical grid cells.
+  const modelSeen = new Map<string, number>();
+  models.forEach((m, i) => {
+    const j = modelSeen.get(canonicalJson(m));
+    if (j !== undefined) {
+      throw new SpecError(src, `$.models[${i}]`, `repeats model ${show(m)} ($.models[${j}])`);
+    }
+    modelSeen.set(canonicalJson(m), i);
+  });
   const bbRaw = o.backbone ?? "random";
   const one = (v: unknown, path: string): BackboneRef =>
     typeof v === "string"

@@ -9,6 +9,7 @@ import {
   configId,
   DEFAULT_TRAIN,
   METHOD_NAMES,
+  normalHfRef,
   profileNotes,
   resolveListedTask,
   runFileName,
@@ -26,6 +27,7 @@ import {
 } from "./spec.ts";
 import { fakeRunOne } from "./_fake_run_one.ts";
 import { parseProfile } from "./profile.ts";
+import { isHubRepoId } from "../model/hub.ts";
 
 const SRC = { file: "profiles/x.json" };
 
@@ -634,6 +636,67 @@ Deno.test("profileNotes: a task list of a benchmark the profile does not train i
     `profile "x" lists "extraTrainTasks" for super_glue (dpr), which no run trains: super_glue ` +
     `is not in its "benchmarks" (glue)`,
   ]);
+});
+
+Deno.test("normalHfRef(): one spelling of a folder; a hub id exactly as written", () => {
+  for (
+    const [hf, want] of [
+      ["/data//a/t5-base/", "/data/a/t5-base"],
+      ["/data/./a/t5-base", "/data/a/t5-base"],
+      ["\\data\\a\\t5-base\\", "/data/a/t5-base"],
+      ["./ck/t5//", "./ck/t5"],
+      ["ck/../t5/", "ck/../t5"],
+      ["/data/a/t5-base", "/data/a/t5-base"],
+    ] as const
+  ) assert.equal(normalHfRef(hf), want, hf);
+  const hubIds = ["google/t5-v1_1-base", "t5-base", "org.x/name_1.2-b", "A-b/c.d", "x.y"];
+  for (const id of hubIds) {
+    assert.ok(isHubRepoId(id), id);
+    assert.equal(normalHfRef(id), id);
+  }
+});
+
+Deno.test("validateProfile(): two spellings of one hf folder are one reference and one run id", () => {
+  const catalog = {
+    benchmarkTasks: (b: "glue" | "super_glue") => BENCHMARK_TASKS[b],
+    isAvailable: () => true,
+  };
+  const grid = (hf: string) =>
+    expandGrid(validateProfile(minimal({ models: [{ hf }], backbone: { hf } }), SRC), {
+      dataDir: "/nonexistent",
+      catalog,
+    });
+  const a = grid("/data//a/t5-base/");
+  const b = grid("/data/a/t5-base");
+  assert.deepEqual(a[0]?.model, { hf: "/data/a/t5-base" });
+  assert.deepEqual(a[0]?.backbone, { hf: "/data/a/t5-base" });
+  assert.deepEqual(a.map((s) => s.id), b.map((s) => s.id));
+  assert.equal(configId(a[0]!), configId(b[0]!));
+  // Another folder is another run; a hub id is kept as written.
+  assert.notEqual(grid("/data/b/t5-base")[0]?.id, b[0]?.id);
+  assert.deepEqual(grid("google/t5-v1_1-base")[0]?.model, { hf: "google/t5-v1_1-base" });
+  // The hfProblem check sees the value as written.
+  const seen: string[] = [];
+  validateProfile(minimal({ models: [{ hf: "/x//y/" }] }), SRC, {
+    hfProblem: (hf) => void seen.push(hf),
+  });
+  assert.deepEqual(seen, ["/x//y/"]);
+  // Two spellings of one model in one profile are a repeat.
+  assertSpecError(
+    () =>
+      validateProfile(
+        minimal({ models: [{ hf: "/data/a/t5-base" }, "tiny-v1_1", { hf: "/data//a/t5-base/" }] }),
+        { file: "p.json" },
+      ),
+    `p.json: $.models[2] repeats model {"hf":"/data/a/t5-base"} ($.models[0])`,
+  );
+  assertSpecError(
+    () =>
+      validateProfile(minimal({ backbone: [{ hf: "/ck/t5" }, { hf: "/ck/./t5/" }] }), {
+        file: "p.json",
+      }),
+    `p.json: $.backbone[1] repeats backbone {"hf":"/ck/t5"}`,
+  );
 });
 
 Deno.test("listed tasks resolve in validateProfile as expandGrid resolves them", () => {
