@@ -81,10 +81,8 @@ import {
 } from "./runner.ts";
 import {
   backboneHfRef,
-  backboneLabel,
   BACKEND_CHOICES,
   type BackendChoice,
-  modelLabel,
   perTaskTag,
   profileNotes,
   type RunOneFn,
@@ -102,6 +100,7 @@ import {
   runKey,
 } from "./compare.ts";
 import { fakeRunOne } from "./_fake_run_one.ts";
+import { type RunLabels, runLabels } from "./labels.ts";
 import {
   clearStopRequest,
   DEFAULT_CHECKPOINT_MINUTES,
@@ -595,8 +594,14 @@ export function barName(s: RunSpec, width = 28): string {
   return `${s.benchmark}/${s.method.label.slice(0, room)}…${tail}`;
 }
 
+/**
+ * The dry-run plan: one line per run and the totals. Models and backbones are named as the
+ * tables name them (`labels`, labels.ts `runLabels` of the whole grid: `a/t5-base` and
+ * `b/t5-base` for two folders named `t5-base`).
+ */
 function printDryRun(
   specs: readonly RunSpec[],
+  labels: RunLabels,
   estimates: readonly RunEstimate[],
   memory: DeviceMemoryPlan,
   backend: string,
@@ -608,8 +613,8 @@ function printDryRun(
     return [
       String(i),
       s.id,
-      modelLabel(s.model),
-      backboneLabel(s.backbone ?? "random"),
+      labels.model(s),
+      labels.backbone(s),
       s.benchmark,
       runMethodLabel(s),
       `s${s.seed}`,
@@ -1286,6 +1291,9 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     // Task files missing from a folder named by --data-dir or HYPERPROMPT_DATA: that folder
     // cannot be used (2); from the default one, the download did not bring them (1).
     const grid = chosenData ? await expand().catch(asUsageError) : await expand();
+    // Models and backbones named as the tables name them, among the whole grid (so every shard
+    // names a folder alike): the dry-run plan and the preflight's refusals.
+    const labels = runLabels(grid);
     // The gate matches runs by run key (compare.ts runKey), which names an `hf` model or backbone
     // by its one spelling (spec.ts normalHfRef, refKey): the profile holds its references in that
     // spelling and refuses one twice, so no two runs of the grid share a key.
@@ -1387,7 +1395,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
           backendOf: asGpu ? (s) => ({ ...backendOf(s), gpu: true }) : backendOf,
           device,
           configOf: (s) => configs.get(s),
-          modelName: (s) => modelLabel(s.model),
+          modelName: (s) => labels.model(s),
           // The backward pass each run's selectBackend installs (low-memory unless
           // HYPERPROMPT_STOCK_BACKPROP=1): the stock one's backward peak is about twice as high.
           backprop,
@@ -1424,7 +1432,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         ? (probe ?? await probeWith("auto")).name
         : backend;
       const estimates = specs.map((s) => estimateRun(s, accounting, rateName));
-      printDryRun(specs, estimates, shown, rateName, log, profile.timeBudgetMinutes);
+      printDryRun(specs, labels, estimates, shown, rateName, log, profile.timeBudgetMinutes);
       if (refused !== undefined) error(`warning: without --dry-run this is refused: ${refused}`);
       const simulated = shown === memory ? undefined : refusalsOf(shown);
       if (simulated !== undefined && simulated !== refused && memoryOverride !== undefined) {

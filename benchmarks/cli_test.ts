@@ -435,6 +435,36 @@ Deno.test("main() refuses every bad flag, value and combination in one line nami
   }
 });
 
+Deno.test("main() --dry-run names two folders of one name as the tables do (labels.ts runLabels)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const a = join(dir, "a", "t5-base");
+    const b = join(dir, "b", "t5-base");
+    for (const f of [a, b]) await Deno.mkdir(f, { recursive: true });
+    const profile = await tmpProfile(dir, {
+      seeds: [0],
+      models: [{ hf: a }, { hf: b }],
+      backbone: [{ hf: a }, { hf: `${b}/` }],
+      benchmarks: ["glue"],
+      tasks: { glue: ["rte"] },
+      methods: [{ name: "mtl" }],
+    });
+    const c = capture();
+    const args = ["--profile", profile, "--data-dir", DATA, "--dry-run", "--backend", "cpu"];
+    assert.equal(await main(args, c.opts), 0, c.err.join("\n"));
+    assert.equal(c.out.length, 1 + 4 + 1, c.out.join("\n"));
+    const cells = c.out.slice(1, 5).map((line) => line.split(/\s{2,}/).slice(2, 4));
+    assert.deepEqual(cells, [
+      ["a/t5-base", "a/t5-base"],
+      ["a/t5-base", "b/t5-base"],
+      ["b/t5-base", "a/t5-base"],
+      ["b/t5-base", "b/t5-base"],
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("main() --dry-run lists the grid with FLOPs and time; --compare gates the results", async () => {
   const dir = await Deno.makeTempDir();
   const profile = await tmpProfile(dir);
