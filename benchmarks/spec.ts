@@ -13,7 +13,7 @@
 import { BACKEND_NAMES, type BackendName } from "../model/backend.ts";
 import { createHash } from "node:crypto";
 import { type MethodName, METHODS } from "../model/methods/mod.ts";
-import { getTask } from "../tasks/registry.ts";
+import { getTask, taskInBenchmark } from "../tasks/registry.ts";
 import type { TaskSplit } from "../tasks/types.ts";
 
 /** Backend requested for a run: the names `model/backend.ts` accepts. */
@@ -1309,16 +1309,20 @@ function markedBenchmark(
 /**
  * Resolve a task name that a profile lists under `benchmark` (`$.tasks.<benchmark>`), as both
  * the profile validator and the runner (`runner.ts` `expandGrid`) resolve it: an exact name of
- * that benchmark's list, else the first of its tasks with the same bare name
- * ({@link bareTaskName}: `RTE`, `glue_rte` -> `rte`; under `super_glue`, `rte` -> `rte_sg`). A
- * task of the other benchmark (`boolq` under `glue`, `rte_sg` or `super_glue_rte` under `glue`)
- * is named as such rather than as unknown; a name carrying the other benchmark's marker that is
- * none of its tasks (`sg_cola` or `super_glue/cola` under `glue`) is an error, not this
- * benchmark's task of the same bare name.
+ * that benchmark's list (case-insensitive), else the task of its source id or registry name
+ * `<benchmark>/<bare name>` (`tasks/registry.ts` `taskInBenchmark`, as `getTask` resolves
+ * `super_glue/rte`), the name's own benchmark marker dropped ({@link bareTaskName}: `RTE`,
+ * `glue_rte`, `GLUE/RTE` -> `rte`, so under `super_glue` `rte` is `rte_sg`, whose id is
+ * `super_glue/rte`). A task of the other benchmark (`boolq` under `glue`, `rte_sg` or
+ * `super_glue_rte` under `glue`) is named as such rather than as unknown; a name carrying the
+ * other benchmark's marker that is none of its tasks (`sg_cola` or `super_glue/cola` under
+ * `glue`) is an error, not this benchmark's task of the same bare name.
  *
  * @param benchmark the benchmark the name is listed under
  * @param name the listed name
- * @param lists the tasks a profile may list, per benchmark
+ * @param lists the tasks a profile may list, per benchmark (registry names)
+ * @param sources the task source table searched by id (default `tasks/sources.ts`
+ *   `TASK_SOURCES`; tests pass their own)
  * @returns the registry name, or what is wrong (to follow the name's JSON path)
  * @example
  * ```ts
@@ -1332,11 +1336,21 @@ export function resolveListedTask(
   benchmark: BenchmarkName,
   name: string,
   lists: Readonly<Record<BenchmarkName, readonly string[]>>,
+  sources?: Parameters<typeof taskInBenchmark>[2],
 ): { task: string; problem?: undefined } | { task?: undefined; problem: string } {
-  const others = BENCHMARKS.filter((b) => b !== benchmark);
-  const elsewhere = (find: (known: readonly string[]) => string | undefined) => {
-    for (const b of others) {
-      const hit = find(lists[b] ?? []);
+  const lower = name.toLowerCase();
+  // `b`'s listable task the name gives: its exact name, else `<b>/<bare name>` by source id or
+  // registry name.
+  const find = (b: BenchmarkName) => {
+    const known = lists[b] ?? [];
+    const exact = known.find((k) => k === lower);
+    if (exact !== undefined) return exact;
+    const byId = taskInBenchmark(b, bareTaskName(name), sources);
+    return byId !== undefined && known.includes(byId) ? byId : undefined;
+  };
+  const elsewhere = () => {
+    for (const b of BENCHMARKS.filter((b) => b !== benchmark)) {
+      const hit = find(b);
       if (hit !== undefined) {
         return {
           problem: `${show(name)} is a ${b} task ("${hit}"); list it under $.tasks.${b}`,
@@ -1346,17 +1360,14 @@ export function resolveListedTask(
     return undefined;
   };
   const own = lists[benchmark] ?? [];
-  const exact = (known: readonly string[]) => known.find((k) => k === name.toLowerCase());
-  const bare = (known: readonly string[]) =>
-    known.find((k) => bareTaskName(k) === bareTaskName(name));
-  const hit = exact(own);
-  if (hit !== undefined) return { task: hit };
+  const exact = own.find((k) => k === lower);
+  if (exact !== undefined) return { task: exact };
   // A prefix or suffix naming the other benchmark (`rte_sg`, `super_glue_rte` under glue): that
   // benchmark's task, or an error; never this benchmark's task of the same bare name (`sg_cola`
   // under glue is not GLUE's CoLA).
   const marked = markedBenchmark(name);
   if (marked !== undefined && marked.benchmark !== benchmark) {
-    const wrong = elsewhere(exact) ?? elsewhere(bare);
+    const wrong = elsewhere();
     if (wrong !== undefined) return wrong;
     return {
       problem: `${show(name)}, listed under $.tasks.${benchmark}, carries "${marked.marker}", ` +
@@ -1365,9 +1376,9 @@ export function resolveListedTask(
         `${marked.benchmark} task under $.tasks.${marked.benchmark}`,
     };
   }
-  const loose = bare(own);
-  if (loose !== undefined) return { task: loose };
-  return elsewhere(exact) ?? elsewhere(bare) ??
+  const hit = find(benchmark);
+  if (hit !== undefined) return { task: hit };
+  return elsewhere() ??
     { problem: `names unknown ${benchmark} task ${show(name)}; known: ${own.join(", ")}` };
 }
 

@@ -638,6 +638,31 @@ Deno.test("profileNotes: a task list of a benchmark the profile does not train i
   ]);
 });
 
+Deno.test("resolveListedTask(): a <benchmark>/<x> name is found by its source id, no naming convention", () => {
+  // A synthetic task whose registry name is not its id's last part plus a marker.
+  const sources = [
+    { name: "cola", id: "glue/cola", benchmark: "glue" as const },
+    { name: "rte_copy", id: "super_glue/rte2", benchmark: "super_glue" as const },
+  ];
+  const lists = { glue: ["cola"], super_glue: ["rte_copy"] };
+  for (const n of ["super_glue/rte2", "SG_RTE2", "rte2", "rte2_sg", "rte_copy"]) {
+    assert.equal(resolveListedTask("super_glue", n, lists, sources).task, "rte_copy", n);
+  }
+  assert.equal(
+    resolveListedTask("glue", "super_glue/rte2", lists, sources).problem,
+    `"super_glue/rte2" is a super_glue task ("rte_copy"); list it under $.tasks.super_glue`,
+  );
+  assert.equal(
+    resolveListedTask("glue", "rte2", lists, sources).problem,
+    `"rte2" is a super_glue task ("rte_copy"); list it under $.tasks.super_glue`,
+  );
+  // The real table: every listable task by its source id, its id's last part and its name.
+  assert.equal(resolveListedTask("super_glue", "RTE", TRAINABLE_TASKS).task, "rte_sg");
+  assert.equal(resolveListedTask("super_glue", "rte_sg", TRAINABLE_TASKS).task, "rte_sg");
+  assert.equal(resolveListedTask("super_glue", "RTE-SG", TRAINABLE_TASKS).task, "rte_sg");
+  assert.equal(resolveListedTask("glue", "rte", TRAINABLE_TASKS).task, "rte");
+});
+
 Deno.test("normalHfRef(): one spelling of a folder; a hub id exactly as written", () => {
   for (
     const [hf, want] of [

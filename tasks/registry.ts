@@ -858,12 +858,44 @@ export function taskNames(): string[] {
 }
 
 /**
+ * The registry name of the task `<benchmark>/<x>` names, by the `sources.ts` `TASK_SOURCES` table
+ * (every registered task has an entry there, with its registry `name` and its source `id`): the
+ * entry of `benchmark` whose `id` is `<benchmark>/<x>` (`super_glue/rte` -> `rte_sg`), else whose
+ * `name` is `x` (`super_glue/rte_sg`). `x` is read case-insensitively, as a registry alias
+ * (`sst-2`, `wsc.fixed`, …) where it is one, and failing that without its `-`s. No naming
+ * convention (such as a `_sg` suffix) is assumed: a task is found by what its entry says.
+ * {@link getTask} resolves a prefixed name with it, and `benchmarks/spec.ts` `resolveListedTask`
+ * a name a profile lists under a benchmark.
+ *
+ * @param benchmark the benchmark the name's prefix (or the list it is in) names
+ * @param x the name after the prefix
+ * @param sources the source table (default `TASK_SOURCES`; tests pass their own)
+ * @returns the registry name, or undefined when `benchmark` has no such task
+ */
+export function taskInBenchmark(
+  benchmark: BenchmarkName,
+  x: string,
+  sources: readonly Pick<TaskSource, "name" | "id" | "benchmark">[] = TASK_SOURCES,
+): string | undefined {
+  const key = x.trim().toLowerCase();
+  const base = own(ALIASES, key) ?? key;
+  const ofBenchmark = sources.filter((t) => t.benchmark === benchmark);
+  for (const c of [base, base.replace(/-/g, "")]) {
+    const hit = ofBenchmark.find((t) => t.id === `${benchmark}/${c}`) ??
+      ofBenchmark.find((t) => t.name === c);
+    if (hit !== undefined) return hit.name;
+  }
+  return undefined;
+}
+
+/**
  * The registry entry of a task by canonical name or alias (`wsc_simple`, `sst-2`, …), optionally
  * with a benchmark prefix as `findTaskSource` (`sources.ts`) accepts it: `glue`, `super_glue`,
  * `superglue` or `sg`, then `/`, `_`, `-` or `:` (`glue/cola`, `super_glue/rte`, `sg_rte`,
- * `superglue-axb`). The prefix selects the benchmark, so `superglue/rte` is SuperGLUE RTE
- * (`rte_sg`) and `glue/rte` GLUE RTE; a task of the other benchmark (`glue/boolq`,
- * `super_glue/ax`) is an error. Throws listing the known names.
+ * `superglue-axb`). The prefix selects the benchmark and the rest is that benchmark's task by
+ * source id or registry name ({@link taskInBenchmark}), so `superglue/rte` is SuperGLUE RTE
+ * (`rte_sg`, id `super_glue/rte`) and `glue/rte` GLUE RTE; a task of the other benchmark
+ * (`glue/boolq`, `super_glue/ax`) is an error. Throws listing the known names.
  */
 export function getTask(name: string): TaskSpec {
   const key = name.trim().toLowerCase();
@@ -874,12 +906,12 @@ export function getTask(name: string): TaskSpec {
   if (m !== null) {
     const bench: BenchmarkName = m[1] === "glue" ? "glue" : "super_glue";
     const rest = m[2] as string;
-    const base = own(ALIASES, rest) ?? rest;
-    const candidates = [base, base.replace(/-/g, ""), `${base}_sg`];
-    const found = candidates.map((c) => own(TASKS, c)).filter((t) => t !== undefined);
-    const spec = found.find((t) => t.benchmark === bench);
+    const found = taskInBenchmark(bench, rest);
+    const spec = found === undefined ? undefined : own(TASKS, found);
     if (spec !== undefined) return spec;
-    const other = found[0];
+    const otherBench: BenchmarkName = bench === "glue" ? "super_glue" : "glue";
+    const otherName = taskInBenchmark(otherBench, rest);
+    const other = otherName === undefined ? undefined : own(TASKS, otherName);
     if (other !== undefined) {
       throw new Error(
         `task "${name}": ${other.name} is a ${BENCHMARK_LABEL[other.benchmark]} task, not ` +

@@ -7,6 +7,7 @@ import {
   getTask,
   labelWords,
   sourceId,
+  taskInBenchmark,
   taskNames,
   TASKS,
   TRAIN_ONLY_TASKS,
@@ -147,6 +148,29 @@ Deno.test("getTask benchmark prefixes agree with findTaskSource", () => {
     /task "super_glue\/ax": ax is a GLUE task, not SuperGLUE/,
   );
   assert.throws(() => findTaskSource("super_glue/ax"), /unknown task/);
+});
+
+Deno.test("taskInBenchmark: <benchmark>/<x> by the source id or name, no naming convention", () => {
+  // Every source entry, by its id (through getTask too) and by its registry name.
+  for (const t of TASK_SOURCES) {
+    const x = t.id.slice(t.benchmark.length + 1);
+    assert.equal(taskInBenchmark(t.benchmark, x), t.name, t.id);
+    assert.equal(taskInBenchmark(t.benchmark, t.name), t.name, t.name);
+    assert.equal(getTask(t.id).name, t.name, t.id);
+    assert.equal(getTask(t.id.toUpperCase()).name, t.name, t.id);
+  }
+  assert.equal(taskInBenchmark("super_glue", "rte"), "rte_sg");
+  assert.equal(taskInBenchmark("glue", "rte"), "rte");
+  assert.equal(taskInBenchmark("glue", "SST-2"), "sst2");
+  assert.equal(taskInBenchmark("glue", "boolq"), undefined);
+  assert.equal(taskInBenchmark("super_glue", "constructor"), undefined);
+  // A synthetic entry whose name is not its id's last part plus "_sg" is found by its id only
+  // in its own benchmark.
+  const sources = [{ name: "rte_copy", id: "super_glue/rte2", benchmark: "super_glue" as const }];
+  assert.equal(taskInBenchmark("super_glue", "RTE2", sources), "rte_copy");
+  assert.equal(taskInBenchmark("super_glue", "rte_copy", sources), "rte_copy");
+  assert.equal(taskInBenchmark("glue", "rte2", sources), undefined);
+  assert.equal(taskInBenchmark("super_glue", "rte", sources), undefined);
 });
 
 Deno.test("getTask: names of Object's members are unknown tasks, with or without a prefix", () => {
