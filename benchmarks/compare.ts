@@ -30,8 +30,17 @@ export interface GateDiff {
   readonly baseline: number | string;
   /** This run's value, given as for `baseline`; `missing` when the run lacks the field. */
   readonly current: number | string;
-  /** Allowed absolute difference (scores only). */
+  /**
+   * Allowed absolute difference: scores' and averages' (from the profile's `tolerances`), and a
+   * step's loss (`tolerances.loss` relative, times the baseline's loss); absent where the values
+   * must be equal.
+   */
   readonly tolerance?: number;
+  /**
+   * `current − baseline` of the unrounded values (present when both are numbers): a score that
+   * fails by less than the 4 decimals of `baseline` and `current` still differs here.
+   */
+  readonly diff?: number;
 }
 
 /** Result of {@link compareResults}. */
@@ -203,6 +212,40 @@ function round(n: number): number {
   return Math.round(n * 1e4) / 1e4;
 }
 
+/**
+ * A failing difference and its tolerance as {@link formatComparison} prints them: an integer
+ * exactly, anything else to 3 significant digits (`5.42e-7`, `-1.5`; the integer part never
+ * rounded away; below 1e-3 in exponent form), or more where 3 would show the difference as 0 or as no larger than the
+ * tolerance (`1.00003` against `1`). Only differences beyond their tolerance are given here, so
+ * at 17 digits (exact) both are told apart.
+ *
+ * @param diff `current − baseline`
+ * @param tolerance the allowed absolute difference, if any
+ * @returns the two, as text
+ */
+export function formatDifference(
+  diff: number,
+  tolerance?: number,
+): { diff: string; tolerance?: string } {
+  if (!Number.isFinite(diff)) {
+    return {
+      diff: String(diff),
+      ...(tolerance === undefined ? {} : { tolerance: String(tolerance) }),
+    };
+  }
+  const at = (x: number, p: number) => Number(x.toPrecision(p));
+  // Below 1e-3 in exponent form (`5.42e-7`, not `0.000000542`).
+  const text = (x: number) => x !== 0 && Math.abs(x) < 1e-3 ? x.toExponential() : String(x);
+  const whole = Math.floor(Math.log10(Math.abs(diff) || 1)) + 1;
+  for (let p = Math.max(3, whole);; p++) {
+    const d = Number.isInteger(diff) ? diff : at(diff, p);
+    const t = tolerance === undefined ? undefined : at(tolerance, p);
+    if (p >= 17 || (d !== 0 && (t === undefined || Math.abs(d) > t))) {
+      return { diff: text(d), ...(t === undefined ? {} : { tolerance: text(t) }) };
+    }
+  }
+}
+
 /** Whether two scores differ by more than `t`; NaN (an undefined metric) equals only NaN. */
 function beyond(a: number, b: number, t: number): boolean {
   if (Number.isNaN(a) || Number.isNaN(b)) return Number.isNaN(a) !== Number.isNaN(b);
@@ -287,13 +330,21 @@ export function compareResults(
   let compared = 0;
   for (const [key, b] of [...base].sort(([x], [y]) => (x < y ? -1 : 1))) {
     const c = cur.get(key);
-    const fail = (field: string, bv: number | string, cv: number | string, tolerance?: number) =>
+    // `diff`: given for rounded scores (their unrounded difference), else current − baseline.
+    const fail = (
+      field: string,
+      bv: number | string,
+      cv: number | string,
+      tolerance?: number,
+      diff = typeof bv === "number" && typeof cv === "number" ? cv - bv : undefined,
+    ) =>
       failures.push({
         run: key,
         field,
         baseline: bv,
         current: cv,
         ...(tolerance === undefined ? {} : { tolerance }),
+        ...(diff === undefined ? {} : { diff }),
       });
     if (c === undefined) {
       if (!opts.partial) fail("run", "present", "missing");
@@ -311,8 +362,9 @@ export function compareResults(
         const cv = cb.metrics[metric];
         const t = toleranceFor(tol, task, metric);
         if (cv === undefined) fail(`best.${task}.${metric}`, round(bv), "missing", t);
-        else if (beyond(cv, bv, t)) fail(`best.${task}.${metric}`, round(bv), round(cv), t);
-        else if (cv !== bv && !Number.isNaN(cv)) {
+        else if (beyond(cv, bv, t)) {
+          fail(`best.${task}.${metric}`, round(bv), round(cv), t, cv - bv);
+        } else if (cv !== bv && !Number.isNaN(cv)) {
           notes.push(`${key}: best.${task}.${metric} ${round(bv)} -> ${round(cv)} (within ${t})`);
         }
       }
@@ -325,7 +377,7 @@ export function compareResults(
       const cv = c.averages[bench];
       const t = toleranceFor(tol, "average", bench);
       if (cv === undefined) fail(`averages.${bench}`, round(bv), "missing", t);
-      else if (beyond(cv, bv, t)) fail(`averages.${bench}`, round(bv), round(cv), t);
+      else if (beyond(cv, bv, t)) fail(`averages.${bench}`, round(bv), round(cv), t, cv - bv);
     }
     if (tol.loss !== undefined) gateLosses(b, c, tol.loss, fail);
     for (const k of ["total", "extra", "trained"] as const) {
@@ -394,13 +446,22 @@ function compareMergedAverages(
       if (opts.partial) notes.push(`${key}: ${field} not compared: ${why}`);
       else failures.push({ run: key, field, baseline: round(bv), current: why, tolerance: t });
     } else if (beyond(cv, bv, t)) {
-      failures.push({ run: key, field, baseline: round(bv), current: round(cv), tolerance: t });
+      failures.push({
+        run: key,
+        field,
+        baseline: round(bv),
+        current: round(cv),
+        tolerance: t,
+        diff: cv - bv,
+      });
     }
   }
 }
 
 /**
- * A readable report: one line per failure with baseline, current, difference and tolerance.
+ * A readable report: one line per failure with baseline, current, difference and tolerance (the
+ * difference of the unrounded values, never shown as 0 or within the tolerance when it fails:
+ * {@link formatDifference}).
  *
  * @param c the comparison
  * @returns multi-line text
@@ -412,11 +473,16 @@ export function formatComparison(c: Comparison): string {
     } (${c.compared} runs compared, ${c.failures.length} failures)`,
   ];
   for (const f of c.failures) {
-    const diff = typeof f.baseline === "number" && typeof f.current === "number"
-      ? ` (diff ${round(f.current - f.baseline)}${
-        f.tolerance === undefined ? ", must be equal" : `, tolerance ${f.tolerance}`
-      })`
-      : "";
+    const d = f.diff ??
+      (typeof f.baseline === "number" && typeof f.current === "number"
+        ? f.current - f.baseline
+        : undefined);
+    const shown = d === undefined ? undefined : formatDifference(d, f.tolerance);
+    const diff = shown === undefined
+      ? ""
+      : ` (diff ${shown.diff}${
+        shown.tolerance === undefined ? ", must be equal" : `, tolerance ${shown.tolerance}`
+      })`;
     lines.push(`  FAIL ${f.run}: ${f.field}: baseline ${f.baseline}, current ${f.current}${diff}`);
   }
   for (const n of c.notes) lines.push(`  note ${n}`);

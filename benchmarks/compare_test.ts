@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fakeRunOne } from "./_fake_run_one.ts";
-import { compareResults, formatComparison, loadResults, runKey, toleranceFor } from "./compare.ts";
+import {
+  compareResults,
+  formatComparison,
+  formatDifference,
+  loadResults,
+  runKey,
+  toleranceFor,
+} from "./compare.ts";
 import { TASKS } from "../tasks/registry.ts";
 import { repoPath, sharedPath } from "../model/shared_dir.ts";
 import { loadProfile } from "./profile.ts";
@@ -326,6 +333,69 @@ Deno.test("compareResults() with a loss tolerance gates each step's loss, the to
     tol,
   );
   assert.deepEqual(other.failures.map((f) => f.field), ["backbone"]);
+});
+
+Deno.test("formatComparison() shows every failing difference as non-zero and beyond its tolerance", async () => {
+  const [a, b] = await fixtures();
+  const base = [a!, b!];
+  const step = a!.losses[0]!.step;
+  const withLoss = (r: RunResult, loss: number): RunResult => ({
+    ...r,
+    losses: r.losses.map((l, i) => (i === 0 ? { ...l, loss } : l)),
+  });
+  // The operator's case: a loss failing by 5.4e-7 against 1e-5 relative (2.34e-7) printed as
+  // "diff 0" by 4-decimal rounding.
+  const loss = compareResults(
+    [withLoss(a!, 0.023417312651872635), b!],
+    [withLoss(a!, 0.02341785468161106), b!],
+    { ...TOL, loss: 1e-5 },
+  );
+  assert.equal(loss.ok, false);
+  assert.match(
+    formatComparison(loss),
+    new RegExp(
+      `losses\\[step ${step}\\]: baseline 0\\.02341785468161106, current 0\\.023417312651872635 ` +
+        `\\(diff -5\\.42e-7, tolerance 2\\.34e-7\\)`,
+    ),
+  );
+  // A score beyond a tolerance of 0 by less than its 4 printed decimals, and one beyond 1 by
+  // 3e-5: the unrounded difference, with the digits that tell it from the tolerance.
+  const tiny = compareResults([moved(a!, "cb", "accuracy", 3e-6), b!], base, {
+    ...TOL,
+    metrics: { ...TOL.metrics, accuracy: 0 },
+  });
+  assert.deepEqual(tiny.failures.map((f) => f.field), ["best.cb.accuracy"]);
+  assert.match(formatComparison(tiny), /best\.cb\.accuracy: .* \(diff 3e-6, tolerance 0\)/);
+  const edge = compareResults([moved(a!, "cb", "accuracy", 1.00003), b!], base, TOL);
+  assert.match(formatComparison(edge), /best\.cb\.accuracy: .* \(diff 1\.00003, tolerance 1\)/);
+  // Counts: the exact integer difference.
+  const big = { ...b!, params: { ...b!.params, total: b!.params.total + 123457 } };
+  assert.match(
+    formatComparison(compareResults([a!, big], base, TOL)),
+    /params\.total: baseline \d+, current \d+ \(diff 123457, must be equal\)/,
+  );
+  // formatDifference itself: 3 significant digits, more only where needed.
+  assert.deepEqual(formatDifference(-1.5000000000000036, 1), { diff: "-1.5", tolerance: "1" });
+  assert.deepEqual(formatDifference(5.4203e-7, 2.3417e-7), {
+    diff: "5.42e-7",
+    tolerance: "2.34e-7",
+  });
+  assert.deepEqual(formatDifference(2.3449e-7, 2.3441e-7), {
+    diff: "2.345e-7",
+    tolerance: "2.344e-7",
+  });
+  assert.deepEqual(formatDifference(2.34549e-7, 2.34541e-7), {
+    diff: "2.3455e-7",
+    tolerance: "2.3454e-7",
+  });
+  assert.deepEqual(formatDifference(1234.567, 1), { diff: "1235", tolerance: "1" });
+  assert.deepEqual(formatDifference(-7), { diff: "-7" });
+  assert.deepEqual(formatDifference(Number.NaN, 1), { diff: "NaN", tolerance: "1" });
+  // Neighbouring doubles (1 ulp apart): told apart at 17 digits.
+  const [x, t] = [0.1 + 0.2, 0.1 + 0.2 - 2 ** -54];
+  assert.ok(x > t);
+  const exact = formatDifference(x, t);
+  assert.ok(Number(exact.diff) > Number(exact.tolerance), JSON.stringify(exact));
 });
 
 Deno.test("profile tolerances accept a non-negative loss tolerance and name a bad one", () => {
