@@ -139,7 +139,10 @@ export interface TaskSource {
   readonly parquet?: false;
 }
 
-/** Base URLs; each may be overridden (tests point them at a local server). */
+/**
+ * Base URLs; each may be overridden: `download.ts` takes them from its `endpoints` option, else
+ * {@link ENDPOINTS_ENV}, else (`hf` only) `HF_ENDPOINT`, else {@link DEFAULT_ENDPOINTS}.
+ */
 export interface Endpoints {
   /**
    * DPR's folder (Rahman and Ng, EMNLP 2012, as TFDS `definite_pronoun_resolution` downloads
@@ -152,7 +155,10 @@ export interface Endpoints {
   readonly superGlue: string;
   /** SentEval data folder (MRPC), default `https://dl.fbaipublicfiles.com/senteval/senteval_data`. */
   readonly senteval: string;
-  /** Hugging Face host, default `https://huggingface.co`. */
+  /**
+   * Hugging Face host of the parquet fallback, default `https://huggingface.co` (`HF_ENDPOINT`
+   * when that is set, as for the model download).
+   */
   readonly hf: string;
 }
 
@@ -164,6 +170,109 @@ export const DEFAULT_ENDPOINTS: Endpoints = {
   senteval: "https://dl.fbaipublicfiles.com/senteval/senteval_data",
   hf: "https://huggingface.co",
 };
+
+/** The keys of {@link Endpoints}, as `HYPERPROMPT_DATA_ENDPOINTS` and `--endpoint` name them. */
+export const ENDPOINT_KEYS: readonly (keyof Endpoints)[] = [
+  "glue",
+  "superGlue",
+  "senteval",
+  "dpr",
+  "hf",
+];
+
+/**
+ * The environment variable pointing the data download at mirrors of the official hosts:
+ * `key=url,key=url` or a JSON object, keys {@link ENDPOINT_KEYS} (see {@link parseEndpoints}).
+ */
+export const ENDPOINTS_ENV = "HYPERPROMPT_DATA_ENDPOINTS";
+
+/** The endpoint key `name` stands for: exact, or any case with `_`/`-` ignored (`super_glue`). */
+function endpointKey(name: string): keyof Endpoints | undefined {
+  const norm = (k: string) => k.toLowerCase().replace(/[_-]/g, "");
+  return ENDPOINT_KEYS.find((k) => k === name) ?? ENDPOINT_KEYS.find((k) => norm(k) === norm(name));
+}
+
+/**
+ * Checks one endpoint's base URL: an absolute `http:` or `https:` URL without a query or
+ * fragment (the file names are appended to it).
+ *
+ * @param url the value
+ * @param named what gave it, for errors (`HYPERPROMPT_DATA_ENDPOINTS: glue`, `--endpoint glue`)
+ * @returns the URL as given, trimmed
+ * @throws Error naming `named` and the value
+ */
+export function checkEndpointUrl(url: string, named: string): string {
+  const u = url.trim();
+  if (u === "") throw new Error(`${named} is empty: give the base URL of a mirror`);
+  let parsed: URL;
+  try {
+    parsed = new URL(u);
+  } catch {
+    throw new Error(`${named} "${u}" is not a URL (e.g. https://mirror.example/glue)`);
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+    throw new Error(`${named} "${u}" is not an http: or https: URL`);
+  }
+  if (parsed.search !== "" || parsed.hash !== "") {
+    throw new Error(
+      `${named} "${u}" has a query or fragment; give a base URL the file names can follow`,
+    );
+  }
+  return u;
+}
+
+/**
+ * Parses endpoint overrides: `key=url` entries separated by commas, or a JSON object of
+ * `"key": "url"`. Keys are {@link ENDPOINT_KEYS} (case and `_`/`-` ignored, so `super_glue` is
+ * `superGlue`); each URL is checked by {@link checkEndpointUrl}.
+ *
+ * @param text the value
+ * @param named the variable or flag that gave it, for errors
+ * @returns the endpoints it sets
+ * @throws Error naming `named`, the entry and the allowed keys: an empty value or entry, an
+ *   unknown or repeated key, a value that is not an http(s) base URL, bad JSON
+ */
+export function parseEndpoints(text: string, named: string): Partial<Endpoints> {
+  const allowed = `allowed keys: ${ENDPOINT_KEYS.join(", ")}`;
+  const t = text.trim();
+  if (t === "") {
+    throw new Error(
+      `${named} is empty (an unset variable?): give key=url[,key=url…] (${allowed})`,
+    );
+  }
+  let entries: [string, unknown][];
+  if (t.startsWith("{") || t.startsWith("[")) {
+    let obj: unknown;
+    try {
+      obj = JSON.parse(t);
+    } catch (e) {
+      throw new Error(`${named}: not valid JSON (${(e as Error).message}); ${allowed}`);
+    }
+    if (obj === null || typeof obj !== "object" || Array.isArray(obj)) {
+      throw new Error(`${named}: expected a JSON object of key: URL; ${allowed}`);
+    }
+    entries = Object.entries(obj);
+  } else {
+    entries = t.split(",").map((part) => {
+      const p = part.trim();
+      const eq = p.indexOf("=");
+      if (p === "") throw new Error(`${named}: an empty entry in "${t}" (${allowed})`);
+      if (eq <= 0) throw new Error(`${named}: "${p}" is not key=url (${allowed})`);
+      return [p.slice(0, eq).trim(), p.slice(eq + 1)];
+    });
+  }
+  const out: Partial<Record<keyof Endpoints, string>> = {};
+  for (const [name, value] of entries) {
+    const key = endpointKey(name);
+    if (key === undefined) throw new Error(`${named}: unknown endpoint "${name}" (${allowed})`);
+    if (out[key] !== undefined) throw new Error(`${named}: ${key} given twice`);
+    if (typeof value !== "string") {
+      throw new Error(`${named}: ${key} must be a URL string, got ${JSON.stringify(value)}`);
+    }
+    out[key] = checkEndpointUrl(value, `${named}: ${key}`);
+  }
+  return out;
+}
 
 /** Hugging Face dataset repositories of the parquet fallback. */
 export const HF_REPOS: Readonly<Record<Benchmark, string>> = {

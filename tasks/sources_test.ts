@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { checkTaskSources, findTaskSource, TASK_SOURCES, type TaskSource } from "./sources.ts";
+import {
+  checkEndpointUrl,
+  checkTaskSources,
+  ENDPOINT_KEYS,
+  findTaskSource,
+  parseEndpoints,
+  TASK_SOURCES,
+  type TaskSource,
+} from "./sources.ts";
 
 Deno.test("TASK_SOURCES: registry names are written in the entries; ids and HF configs as before", () => {
   // The ids (manifest `task`, download names) and HF configs (parquet URLs, cache file and lock
@@ -80,4 +88,43 @@ Deno.test("checkTaskSources: an added entry's clashes name the entry, field and 
     bad({ folder: "RTE", files: findTaskSource("rte").files }),
     /\(name "rte_copy"\)\.files\[0\]\.path "glue\/RTE\/train\.tsv" is also a file of TASK_SOURCES\[7\] \(name "rte"\); give each task its own folder/,
   );
+});
+
+Deno.test("parseEndpoints: key=url lists and JSON objects; keys by any case or _/-; bad values named", () => {
+  assert.deepEqual(ENDPOINT_KEYS, ["glue", "superGlue", "senteval", "dpr", "hf"]);
+  assert.deepEqual(
+    parseEndpoints(
+      " glue=http://m/glue/ , SUPER_GLUE = https://m/sg,senteval=http://m:8080/se",
+      "V",
+    ),
+    { glue: "http://m/glue/", superGlue: "https://m/sg", senteval: "http://m:8080/se" },
+  );
+  assert.deepEqual(parseEndpoints('{"dpr": "http://m/dpr", "super-glue": "http://m/sg"}', "V"), {
+    dpr: "http://m/dpr",
+    superGlue: "http://m/sg",
+  });
+  // A URL may hold "=" (in its path); only the first one splits.
+  assert.deepEqual(parseEndpoints("hf=http://m/a=b", "V"), { hf: "http://m/a=b" });
+  const bad: [string, RegExp][] = [
+    [
+      "  ",
+      /^Error: V is empty \(an unset variable\?\).*allowed keys: glue, superGlue, senteval, dpr, hf/,
+    ],
+    ["glue=", /^Error: V: glue is empty: give the base URL of a mirror$/],
+    ["glue=http://a,", /^Error: V: an empty entry in "glue=http:\/\/a," \(allowed keys: /],
+    ["mrpc=http://a", /^Error: V: unknown endpoint "mrpc" \(allowed keys: glue, superGlue, /],
+    ["=http://a", /^Error: V: "=http:\/\/a" is not key=url/],
+    [
+      "glue=file:///srv/glue",
+      /^Error: V: glue "file:\/\/\/srv\/glue" is not an http: or https: URL$/,
+    ],
+    ["glue=http://a#x", /^Error: V: glue "http:\/\/a#x" has a query or fragment/],
+    ["glue=http://a,glue=http://b", /^Error: V: glue given twice$/],
+    ["[1]", /^Error: V: expected a JSON object/],
+    ["{}x", /^Error: V: not valid JSON/],
+    ['["glue"]', /^Error: V: expected a JSON object of key: URL; allowed keys: /],
+    ['{"glue": null}', /^Error: V: glue must be a URL string, got null$/],
+  ];
+  for (const [text, want] of bad) assert.throws(() => parseEndpoints(text, "V"), want, text);
+  assert.equal(checkEndpointUrl(" https://m/x ", "N"), "https://m/x");
 });
