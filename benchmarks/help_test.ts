@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { declaredFlags, HELP_WIDTH } from "../model/usage.ts";
 import { repoPath } from "../model/shared_dir.ts";
 import { main as download } from "../tasks/download.ts";
+import { DEFAULT_ENDPOINTS } from "../tasks/sources.ts";
 import { main as bench } from "./cli.ts";
 import { main as tables } from "./tables.ts";
 import { cli as perf } from "./perf.ts";
@@ -110,4 +111,19 @@ Deno.test("bench's flags: benchmarks/README.md's option table and README.md's sy
   assert.ok(synopsis !== undefined, "README.md has bench's synopsis");
   const listed = [...synopsis.matchAll(/\[--([a-z-]+)/g)].map((m) => m[1]!);
   assert.deepEqual(listed.filter((f) => f !== "help").sort(), declared, "README.md's synopsis");
+});
+
+Deno.test("download --help says how to point the download at a mirror, and the hosts it uses otherwise", async () => {
+  const { code, out } = await run(download, ["--help"]);
+  assert.equal(code, 0);
+  // The flag, the variable (shared with bench's download) and the parquet fallback's host.
+  assert.match(out, /^ {2}--endpoint K=URL +fetch from a mirror/m);
+  assert.match(
+    out,
+    /^HYPERPROMPT_DATA_ENDPOINTS: mirrors, .*\n.*deno task bench's download reads/m,
+  );
+  assert.match(out, /^except hf: \$HF_ENDPOINT when that is set/m);
+  for (const [k, url] of Object.entries(DEFAULT_ENDPOINTS)) {
+    assert.match(out, new RegExp(`^ {2}${k} +${url.replaceAll(".", "\\.")}$`, "m"), k);
+  }
 });

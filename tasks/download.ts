@@ -17,7 +17,10 @@
  *   ({@link IDLE_TIMEOUT_MS}) is aborted and retried (resuming).
  *
  * CLI: `deno task download --tasks cola,rte,super_glue/rte [--cache-dir DIR] [--source auto|official|parquet]
- * [--verify] [--keep-downloads] [--retries N] [--quiet]` (`--tasks all`, `--tasks glue`, `--tasks super_glue`).
+ * [--endpoint KEY=URL] [--verify] [--keep-downloads] [--retries N] [--quiet]` (`--tasks all`, `--tasks glue`,
+ * `--tasks super_glue`). Mirrors of the sources: `--endpoint`, else `HYPERPROMPT_DATA_ENDPOINTS`, else
+ * (the parquet fallback's host) `HF_ENDPOINT` ({@link resolveEndpoints}), for `deno task bench`'s
+ * download too.
  *
  * @module
  */
@@ -31,14 +34,18 @@ import { pyStrip } from "./parse.ts";
 import { convertRows, type Row } from "./hf_convert.ts";
 import { createProgress } from "./progress.ts";
 import {
+  checkEndpointUrl,
   DEFAULT_ENDPOINTS,
+  ENDPOINT_KEYS,
   type Endpoints,
+  ENDPOINTS_ENV,
   expandUrl,
   findTaskSource,
   HF_REPOS,
   parquetShards,
   parquetTreeUrl,
   parquetUrl,
+  parseEndpoints,
   type RawFile,
   TASK_SOURCES,
   type TaskSource,
@@ -60,6 +67,7 @@ import {
   within,
 } from "../model/http.ts";
 import { parseFlags, runCli, UsageError } from "../model/usage.ts";
+import { readEnv } from "../model/env.ts";
 
 // The transport (timeouts, retries, Range resume) lives in model/http.ts, shared with the hub
 // download; these names are still exported from here.
@@ -81,8 +89,14 @@ export interface DownloadOptions {
   cacheDir?: string;
   /** `auto` (official, then parquet on failure; default), `official` or `parquet` only. */
   source?: SourceChoice;
-  /** Base URLs (tests use a local server). */
+  /**
+   * Base URLs of the sources (a mirror; tests use a local server). Each one given here wins over
+   * {@link ENDPOINTS_ENV}'s, which wins over `HF_ENDPOINT` (for `hf`) and the official hosts
+   * ({@link resolveEndpoints}).
+   */
   endpoints?: Partial<Endpoints>;
+  /** What gave `endpoints`, for the log line naming the endpoints used; default `options`. */
+  endpointsFrom?: string;
   /** Re-hash files already in the manifest instead of trusting their size. */
   verify?: boolean;
   /** Keep the raw downloads (zips, parquet) after their files are written. */
@@ -109,6 +123,11 @@ export interface DownloadOptions {
   fetch?: typeof fetch;
   /** Row counter of produced files (default `countRowsBytes` of `data.ts`; tests count calls). */
   countRows?: typeof countRowsBytes;
+  /**
+   * Writes the manifest's text to its path (default an atomic write, `model/fs.ts`); tests make
+   * it fail as a full disk does.
+   */
+  writeManifest?: (path: string, text: string) => Promise<void>;
 }
 
 /** One file recorded in the manifest. */
@@ -180,26 +199,39 @@ export class DownloadError extends Error {
   readonly failures: readonly TaskFailure[];
   /** The tasks that did not fail, in the order they were tried. */
   readonly results: readonly TaskResult[];
+  /**
+   * Why the cache's manifest could not be saved at the end (naming its path), when it could not:
+   * said after the failures, never in their place.
+   */
+  readonly manifestError: string | undefined;
 
   /**
    * Builds the error and its message from the failures.
    *
    * @param failures the tasks that failed (at least one)
    * @param results what the other tasks gave
+   * @param manifestError why the manifest could not be saved, if it could not
    */
-  constructor(failures: readonly TaskFailure[], results: readonly TaskResult[]) {
+  constructor(
+    failures: readonly TaskFailure[],
+    results: readonly TaskResult[],
+    manifestError?: string,
+  ) {
     super(
       `download failed for ${failures.length} task(s):\n  ${
         failures.map((f) => `${f.task}: ${f.reason}`).join("\n  ")
       }\n` +
+        (manifestError === undefined ? "" : `Also, ${manifestError}\n`) +
         "Interrupted transfers stay in downloads/*.part under the cache and resume on the next run " +
         "(restarted when the server refuses the resume); raw files that fail their own check " +
         "(size, sha256, unreadable zip or parquet) are deleted. Without network access, copy an " +
         "offline mirror in the official layout (glue/<Task>/…, super_glue/<Task>/…) and give " +
-        "it to deno task bench or pretrain as --data-dir (or HYPERPROMPT_DATA).",
+        "it to deno task bench or pretrain as --data-dir (or HYPERPROMPT_DATA); to fetch from " +
+        `a mirror of the official hosts, set ${ENDPOINTS_ENV} (deno task download --help).`,
     );
     this.failures = failures;
     this.results = results;
+    this.manifestError = manifestError;
   }
 }
 
@@ -278,6 +310,12 @@ interface Ctx {
   log: (line: string) => void;
   fetch: typeof fetch;
   countRows: typeof countRowsBytes;
+  writeManifest: (path: string, text: string) => Promise<void>;
+  /**
+   * Why the last save of the manifest failed (naming its path), while its changes are unsaved;
+   * cleared by a save that succeeds (the pending changes are kept and saved then).
+   */
+  unsaved: string | undefined;
   /** Raw downloads made for the current task (deleted after unless kept). */
   raws: string[];
   /** This call's changes to the manifest not yet saved ({@link saveManifest} merges them). */
@@ -757,13 +795,37 @@ async function refreshManifest(ctx: Ctx, write: boolean): Promise<void> {
     }
     ctx.manifest = m;
     if (!write) return;
-    await writeAtomic(join(ctx.cacheDir, MANIFEST), JSON.stringify(m, null, 2) + "\n");
+    await ctx.writeManifest(join(ctx.cacheDir, MANIFEST), JSON.stringify(m, null, 2) + "\n");
     ctx.pending = { files: new Map(), archives: new Map() };
   }, { remove: true });
 }
 
-function saveManifest(ctx: Ctx): Promise<void> {
-  return refreshManifest(ctx, true);
+/**
+ * Saves the manifest ({@link refreshManifest}). A failure (a full disk) is not thrown, so that it
+ * never takes the place of a task's own error or of the failures' summary: it is kept in
+ * `ctx.unsaved` (naming the manifest's path) with the changes still pending, for the next save to
+ * retry; {@link download} reports it at the end if no later save succeeded. A failure with no
+ * changes pending loses nothing and is not kept.
+ */
+async function saveManifest(ctx: Ctx): Promise<void> {
+  try {
+    await refreshManifest(ctx, true);
+    ctx.unsaved = undefined;
+  } catch (e) {
+    const tasks = [...new Set([...ctx.pending.files.values()].map((f) => f.task))];
+    const lost = tasks.length > 0
+      ? `the files written for ${
+        tasks.join(", ")
+      } are in place but not listed in it, so the next run fetches them again`
+      : ctx.pending.archives.size > 0
+      ? "its record of the raw downloads is out of date (they are checked again when reused)"
+      : undefined;
+    // Nothing pending: the manifest on disk already holds all of this call's changes.
+    if (lost === undefined) return;
+    ctx.unsaved = `the download manifest ${join(ctx.cacheDir, MANIFEST)} could not be saved (${
+      (e as Error).message
+    }): ${lost}`;
+  }
 }
 
 /** Expands `all`, `glue`, `super_glue` and names into task sources (deduplicated, in order). */
@@ -791,26 +853,93 @@ export function selectTasks(
   return out;
 }
 
+/** The endpoints a download uses, and what gave each one. */
+export interface ResolvedEndpoints {
+  /** The base URLs. */
+  readonly endpoints: Endpoints;
+  /**
+   * What gave each: `default` (the official host), `HF_ENDPOINT`, {@link ENDPOINTS_ENV}, or the
+   * label of the `endpoints` option (`options`, or `--endpoint` from the command line).
+   */
+  readonly from: Readonly<Record<keyof Endpoints, string>>;
+}
+
+/**
+ * The base URLs a download uses: each from `given` (the `endpoints` option, `--endpoint`), else
+ * from {@link ENDPOINTS_ENV} (`key=url,…` or a JSON object; see `sources.ts` `parseEndpoints`),
+ * else, for the Hugging Face parquet fallback's host (`hf`), from `HF_ENDPOINT` (as the model
+ * download reads it), else the official host ({@link DEFAULT_ENDPOINTS}). An environment variable
+ * that cannot be read (no `--allow-env`) counts as unset.
+ *
+ * @param given endpoints that win over the environment's
+ * @param givenFrom what gave `given`, for {@link ResolvedEndpoints.from} (default `options`)
+ * @param env reads an environment variable (default the process's)
+ * @returns the endpoints and what gave each
+ * @throws Error naming the variable or `givenFrom`, the key and the allowed keys: an empty
+ *   value, an unknown key, a value that is not an http(s) base URL
+ */
+export function resolveEndpoints(
+  given: Partial<Endpoints> = {},
+  givenFrom = "options",
+  env: (name: string) => string | undefined = readEnv,
+): ResolvedEndpoints {
+  const endpoints: Record<keyof Endpoints, string> = { ...DEFAULT_ENDPOINTS };
+  const from = Object.fromEntries(ENDPOINT_KEYS.map((k) => [k, "default"])) as Record<
+    keyof Endpoints,
+    string
+  >;
+  const hf = env("HF_ENDPOINT");
+  if (hf !== undefined && hf.trim() !== "") {
+    endpoints.hf = checkEndpointUrl(hf, "HF_ENDPOINT");
+    from.hf = "HF_ENDPOINT";
+  }
+  const text = env(ENDPOINTS_ENV);
+  if (text !== undefined) {
+    for (const [k, v] of Object.entries(parseEndpoints(text, ENDPOINTS_ENV))) {
+      endpoints[k as keyof Endpoints] = v;
+      from[k as keyof Endpoints] = ENDPOINTS_ENV;
+    }
+  }
+  for (const k of ENDPOINT_KEYS) {
+    const v = given[k];
+    if (v === undefined) continue;
+    endpoints[k] = checkEndpointUrl(v, `${givenFrom}: ${k}`);
+    from[k] = givenFrom;
+  }
+  return { endpoints, from };
+}
+
+/**
+ * The endpoints that are not the official hosts, as `key=url (what gave it)` joined by `, `; an
+ * empty string when all are the official ones.
+ */
+export function describeEndpoints(r: ResolvedEndpoints): string {
+  return ENDPOINT_KEYS.filter((k) => r.from[k] !== "default")
+    .map((k) => `${k}=${r.endpoints[k]} (${r.from[k]})`).join(", ");
+}
+
 /**
  * Downloads the given tasks into the cache (official layout), verifying and recording each file.
  * Tasks whose files are already recorded (and present with the recorded size) are skipped.
  *
  * @param opts the tasks, the cache folder, the sources and the transfer settings
  * @returns per task: `cached`, or the source its files were written from
- * @throws DownloadError after trying every task, if any failed: each failure, and the results of
- *   the other tasks
- * @throws Error for an unknown task name (before the cache folder is made) or an unreadable
- *   manifest
+ * @throws DownloadError after trying every task, if any failed: each failure, the results of
+ *   the other tasks, and, after them, why the manifest could not be saved if it could not
+ * @throws Error for an unknown task name or a bad endpoint ({@link resolveEndpoints}; both before
+ *   the cache folder is made), an unreadable manifest, or, when no task failed, a manifest that
+ *   could not be saved (naming its path and the tasks it does not list)
  */
 export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
   const cacheDir = opts.cacheDir ?? defaultCacheDir();
   // Unknown task names stop here, before the cache folder is made.
   const tasks = selectTasks(opts.tasks, opts.taskSources ?? TASK_SOURCES);
+  const resolved = resolveEndpoints(opts.endpoints, opts.endpointsFrom);
   await Deno.mkdir(cacheDir, { recursive: true });
   const enc = new TextEncoder();
   const ctx: Ctx = {
     cacheDir,
-    endpoints: { ...DEFAULT_ENDPOINTS, ...opts.endpoints },
+    endpoints: resolved.endpoints,
     manifest: await readManifest(cacheDir),
     retries: opts.retries ?? 3,
     sleep: opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))),
@@ -821,11 +950,15 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
     }),
     fetch: opts.fetch ?? fetch,
     countRows: opts.countRows ?? countRowsBytes,
+    writeManifest: opts.writeManifest ?? writeAtomic,
+    unsaved: undefined,
     raws: [],
     pending: { files: new Map(), archives: new Map() },
     reached: new Set(),
   };
   const source = opts.source ?? "auto";
+  const named = describeEndpoints(resolved);
+  if (named !== "") ctx.log(`endpoints: ${named}`);
   const results: TaskResult[] = [];
   const failures: TaskFailure[] = [];
   // One task at a time under its lock, against the manifest as it is on disk then.
@@ -898,7 +1031,8 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
       { remove: true },
     );
   }
-  if (failures.length > 0) throw new DownloadError(failures, results);
+  if (failures.length > 0) throw new DownloadError(failures, results, ctx.unsaved);
+  if (ctx.unsaved !== undefined) throw new Error(ctx.unsaved);
   return results;
 }
 
@@ -908,6 +1042,7 @@ const DOWNLOAD_FLAGS = {
   "cache-dir": { type: "string" },
   source: { type: "string" },
   retries: { type: "string" },
+  endpoint: { type: "string", multiple: true },
   verify: { type: "boolean" },
   "keep-downloads": { type: "boolean" },
   quiet: { type: "boolean" },
@@ -919,7 +1054,8 @@ const DOWNLOAD_FLAGS = {
  * themselves is a one-line `UsageError` naming the flag, the value and what it takes). A flag's
  * value may follow it or be given as `--flag=value`; a value that is itself a flag
  * (`--tasks --cache-dir DIR`) is an error, as is a value given to a switch (`--verify=no`).
- * `--tasks` may be given several times; the names add up.
+ * `--tasks` may be given several times; the names add up. `--endpoint KEY=URL` (several times, or
+ * `KEY=URL,KEY=URL`) sets `endpoints` (see `sources.ts` `parseEndpoints`), each key once.
  *
  * @param args command-line arguments
  * @returns the download options, and whether `--help` was given
@@ -934,6 +1070,7 @@ export function parseDownloadArgs(args: string[]): DownloadOptions & { help?: bo
       "cache-dir": "a folder",
       source: "auto|official|parquet",
       retries: "a whole number of retries, e.g. 3",
+      endpoint: `K=URL, K one of ${ENDPOINT_KEYS.join(", ")}`,
     },
   });
   const o: DownloadOptions & { help?: boolean } = { tasks: [] };
@@ -957,6 +1094,14 @@ export function parseDownloadArgs(args: string[]): DownloadOptions & { help?: bo
     }
     o.retries = n;
   }
+  for (const value of v.endpoint ?? []) {
+    for (const [k, url] of Object.entries(parseEndpoints(value, "--endpoint"))) {
+      const key = k as keyof Endpoints;
+      if (o.endpoints?.[key] !== undefined) throw new Error(`--endpoint: ${key} given twice`);
+      o.endpoints = { ...o.endpoints, [key]: url };
+      o.endpointsFrom = "--endpoint";
+    }
+  }
   if (v.verify) o.verify = true;
   if (v["keep-downloads"]) o.keepDownloads = true;
   if (v.quiet) o.quiet = true;
@@ -973,12 +1118,15 @@ function downloadUsage(): string {
     cache = `none (${(e as Error).message})`;
   }
   return "Usage: deno task download --tasks all|glue|super_glue|cola,rte,super_glue/rte,... " +
-    "[--cache-dir DIR] [--source auto|official|parquet] [--verify] [--keep-downloads] " +
-    "[--retries N] [--quiet]\n\n" +
+    "[--cache-dir DIR] [--source auto|official|parquet] [--endpoint K=URL] [--verify] " +
+    "[--keep-downloads] [--retries N] [--quiet]\n\n" +
     "  --tasks LIST      all, glue, super_glue or task names, comma-separated (repeatable)\n" +
     "  --cache-dir DIR   the data folder to fill, in the official layout (default below)\n" +
     "  --source S        auto (official files, then Hugging Face parquet; default), official\n" +
     "                    or parquet\n" +
+    "  --endpoint K=URL  fetch from a mirror: URL is the base URL of source K, one of glue,\n" +
+    "                    superGlue, senteval (MRPC), dpr, hf (the Hugging Face parquet fallback);\n" +
+    "                    repeatable, or K=URL,K=URL; wins over the variable below\n" +
     "  --verify          re-hash the files the cache's manifest lists, not only their size\n" +
     "  --keep-downloads  keep the raw downloads (zips, parquet) once their files are written\n" +
     "  --retries N       extra attempts per file, resuming, after a broken transfer, 30 s\n" +
@@ -989,6 +1137,13 @@ function downloadUsage(): string {
     `cache default: ${cache} ($HYPERPROMPT_CACHE/data when that is set, else ` +
     `$XDG_CACHE_HOME/hyperprompt-bench/data, else ~/.cache/hyperprompt-bench/data)\n` +
     `tasks: ${TASK_SOURCES.map((t) => t.id).join(", ")}\n` +
+    `${ENDPOINTS_ENV}: mirrors, as --endpoint takes them (K=URL,K=URL) or as a JSON\n` +
+    `object ({"glue": "https://mirror.example/glue"}); deno task bench's download reads it too.\n` +
+    `Where neither names one, each source is its official host:\n` +
+    ENDPOINT_KEYS.map((k) => `  ${k.padEnd(9)} ${DEFAULT_ENDPOINTS[k]}\n`).join("") +
+    "except hf: $HF_ENDPOINT when that is set, as for the model download. The log's first line\n" +
+    "and the summary name the endpoints used that are not the official hosts; the cache's\n" +
+    "manifest.json records each file's URLs (from).\n" +
     "Exit codes: 0 done, 1 a download failed, 2 bad arguments (nothing fetched).";
 }
 
@@ -1030,6 +1185,7 @@ async function downloadCommand(
 ): Promise<void> {
   let o: DownloadOptions & { help?: boolean };
   let dir: string;
+  let endpoints: string;
   try {
     o = parseDownloadArgs(args);
   } catch (e) {
@@ -1046,6 +1202,8 @@ async function downloadCommand(
   }
   try {
     selectTasks(o.tasks); // an unknown task stops here, before the cache folder is made
+    // A bad HYPERPROMPT_DATA_ENDPOINTS or HF_ENDPOINT too (download() reads them again).
+    endpoints = describeEndpoints(resolveEndpoints(o.endpoints, o.endpointsFrom));
     dir = o.cacheDir ?? defaultCacheDir();
     checkOutputFolder(o.cacheDir === undefined ? "the cache folder" : "--cache-dir", dir);
   } catch (e) {
@@ -1053,7 +1211,10 @@ async function downloadCommand(
   }
   const { help: _, ...downloadOpts } = o;
   const res = await dl(downloadOpts);
-  log(`done: ${res.map((r) => `${r.task}=${r.status}`).join(" ")}\ndata dir: ${dir}`);
+  log(
+    `done: ${res.map((r) => `${r.task}=${r.status}`).join(" ")}\ndata dir: ${dir}` +
+      (endpoints === "" ? "" : `\nendpoints: ${endpoints}`),
+  );
 }
 
 if (import.meta.main) {

@@ -6,6 +6,7 @@ import { parquetWriteBuffer } from "hyparquet-writer";
 import { countRowsBytes } from "./data.ts";
 import {
   buildMrpc,
+  describeEndpoints,
   download,
   DownloadError,
   type DownloadOptions,
@@ -14,6 +15,7 @@ import {
   MAX_RETRY_AFTER_MS,
   parseDownloadArgs,
   readManifest,
+  resolveEndpoints,
   retryDelayMs,
   selectTasks,
   sha256Hex,
@@ -22,6 +24,7 @@ import { findTaskSource, parquetShards, type TaskSource } from "./sources.ts";
 import { examplesFromBytes } from "./load.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 import { flushesOf, recordFlushes, withOpenedFiles } from "../model/fs_testing.ts";
+import { withEnv } from "../model/env_testing.ts";
 
 const enc = new TextEncoder();
 /** Reads UTF-8 keeping a BOM (Deno.readTextFile drops it). */
@@ -274,7 +277,7 @@ Deno.test("download() failing for some tasks throws a DownloadError with each fa
     ]);
     assert.match(
       lines[2]!,
-      /^Interrupted transfers stay in downloads\/\*\.part .*to deno task bench or pretrain as --data-dir \(or HYPERPROMPT_DATA\)\.$/,
+      /^Interrupted transfers stay in downloads\/\*\.part .*to deno task bench or pretrain as --data-dir \(or HYPERPROMPT_DATA\); to fetch from a mirror of the official hosts, set HYPERPROMPT_DATA_ENDPOINTS \(deno task download --help\)\.$/,
     );
     // The task that did not fail was written.
     assert.equal(await readText(join(cacheDir, "glue/RTE/train.tsv")), TRAIN);
@@ -1199,8 +1202,9 @@ Deno.test("429, 408 and 5xx are retried after Retry-After or a doubling backoff;
     });
     assert.equal(res[0]?.status, "official");
     assert.deepEqual(waits, [7000, 2000, 4000]);
+    // (lines[0] names the test server's endpoints.)
     assert.equal(
-      lines[0],
+      lines[1],
       `glue-RTE.zip: GET ${s.endpoints.glue}/RTE.zip: HTTP 429; retrying in 7 s`,
     );
   });
@@ -1348,4 +1352,250 @@ Deno.test("DPR: its train file from the authors' site, checked by its record cou
     );
   });
   assert.equal(countRowsBytes(enc.encode(body.replaceAll("\n", "\r\n")), real.files[0]!, "d"), 2);
+});
+
+/** The tiny WNLI stand-in of the failure tests: a zip the test servers do not have (HTTP 404). */
+function tinyWnli(): TaskSource {
+  return {
+    ...tinyRte(),
+    id: "glue/wnli",
+    name: "wnli",
+    folder: "WNLI",
+    hfConfig: "wnli",
+    files: tinyRte().files.map((f) => ({ ...f, path: f.path.replace("RTE", "WNLI") })),
+    official: { kind: "zip", url: "{glue}/WNLI.zip", innerDir: "WNLI" },
+  };
+}
+
+/** A manifest writer failing as a full disk does, its first `times` calls (then writing). */
+function fullDisk(times = Infinity): (path: string, text: string) => Promise<void> {
+  let n = 0;
+  return (path, text) => {
+    if (n++ < times) {
+      const e = new Error("No space left on device (os error 28)");
+      return Promise.reject(Object.assign(e, { code: "ENOSPC" }));
+    }
+    return Deno.writeTextFile(path, text);
+  };
+}
+
+Deno.test("a manifest that cannot be saved (full disk) is added to the failures' summary, never in its place", async () => {
+  await withServer({ "/glue/RTE.zip": { body: makeZip() } }, async (s, cacheDir) => {
+    const manifest = join(cacheDir, "manifest.json");
+    const err = await downloadRte(s, cacheDir, {
+      tasks: ["wnli", "rte"],
+      taskSources: [tinyRte(), tinyWnli()],
+      retries: 0,
+      writeManifest: fullDisk(),
+    }).then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof DownloadError, String(err));
+    const reason = `GET ${s.endpoints.glue}/WNLI.zip: HTTP 404`;
+    // The failure is the task's own error, not the full disk; RTE's files were written.
+    assert.deepEqual(err.failures, [{ task: "glue/wnli", reason }]);
+    assert.deepEqual(err.results.map((r) => [r.task, r.status]), [["glue/rte", "official"]]);
+    const saved = `the download manifest ${manifest} could not be saved (No space left on device ` +
+      `(os error 28)): the files written for glue/rte are in place but not listed in it, so the ` +
+      `next run fetches them again`;
+    assert.equal(err.manifestError, saved);
+    assert.deepEqual(err.message.split("\n").slice(0, 3), [
+      "download failed for 1 task(s):",
+      `  glue/wnli: ${reason}`,
+      `Also, ${saved}`,
+    ]);
+    assert.equal(await readText(join(cacheDir, "glue/RTE/train.tsv")), TRAIN);
+    // A save that had nothing to add loses nothing: the summary alone.
+    const only = await downloadRte(s, cacheDir, {
+      tasks: ["wnli"],
+      taskSources: [tinyWnli()],
+      retries: 0,
+      writeManifest: fullDisk(),
+    }).then(() => undefined, (e: unknown) => e);
+    assert.ok(only instanceof DownloadError, String(only));
+    assert.equal(only.manifestError, undefined);
+    assert.match(only.message, /^download failed for 1 task\(s\):\n {2}glue\/wnli: GET .*\nInterr/);
+    // No task failed: the full disk is the error, naming the manifest and what it does not list.
+    await Deno.remove(cacheDir, { recursive: true });
+    const alone = await downloadRte(s, cacheDir, { writeManifest: fullDisk() })
+      .then(() => undefined, (e: unknown) => e);
+    assert.ok(alone instanceof Error && !(alone instanceof DownloadError), String(alone));
+    assert.equal(alone.message, saved);
+    // A later save that succeeds saves what the failed one could not: no error, RTE listed.
+    await Deno.remove(cacheDir, { recursive: true });
+    const res = await downloadRte(s, cacheDir, { writeManifest: fullDisk(1) });
+    assert.deepEqual(res.map((r) => [r.task, r.status]), [["glue/rte", "official"]]);
+    assert.deepEqual(Object.keys((await readManifest(cacheDir)).files).sort(), [
+      "glue/RTE/dev.tsv",
+      "glue/RTE/train.tsv",
+    ]);
+  });
+});
+
+Deno.test("resolveEndpoints: --endpoint/option over HYPERPROMPT_DATA_ENDPOINTS over HF_ENDPOINT over the official hosts", () => {
+  const env = (vars: Record<string, string>) => (n: string) => vars[n];
+  const none = resolveEndpoints(undefined, undefined, env({}));
+  assert.equal(none.endpoints.glue, "https://dl.fbaipublicfiles.com/glue/data");
+  assert.equal(none.endpoints.hf, "https://huggingface.co");
+  assert.equal(describeEndpoints(none), "");
+  // An empty HF_ENDPOINT is unset (as for the model download).
+  assert.equal(resolveEndpoints({}, "x", env({ HF_ENDPOINT: "" })).endpoints.hf, none.endpoints.hf);
+  const r = resolveEndpoints(
+    { superGlue: "http://flag/sg" },
+    "--endpoint",
+    env({
+      HF_ENDPOINT: "https://hf-mirror.example",
+      HYPERPROMPT_DATA_ENDPOINTS: "glue=http://m/glue, super_glue=http://m/sg",
+    }),
+  );
+  assert.deepEqual(r.endpoints, {
+    ...none.endpoints,
+    glue: "http://m/glue",
+    superGlue: "http://flag/sg",
+    hf: "https://hf-mirror.example",
+  });
+  assert.equal(
+    describeEndpoints(r),
+    "glue=http://m/glue (HYPERPROMPT_DATA_ENDPOINTS), superGlue=http://flag/sg (--endpoint), " +
+      "hf=https://hf-mirror.example (HF_ENDPOINT)",
+  );
+  // The variable's hf wins over HF_ENDPOINT.
+  const hf = resolveEndpoints(
+    {},
+    undefined,
+    env({
+      HF_ENDPOINT: "https://a.example",
+      HYPERPROMPT_DATA_ENDPOINTS: '{"hf": "https://b.example"}',
+    }),
+  );
+  assert.equal(describeEndpoints(hf), "hf=https://b.example (HYPERPROMPT_DATA_ENDPOINTS)");
+  assert.throws(
+    () => resolveEndpoints({}, undefined, env({ HF_ENDPOINT: "hf-mirror.example" })),
+    /^Error: HF_ENDPOINT "hf-mirror.example" is not a URL/,
+  );
+  assert.throws(
+    () => resolveEndpoints({ glue: "ftp://x" }, "options", env({})),
+    /^Error: options: glue "ftp:\/\/x" is not an http: or https: URL$/,
+  );
+});
+
+Deno.test("download() logs the endpoints that are not the official hosts first", async () => {
+  await withServer({ "/glue/RTE.zip": { body: makeZip() } }, async (s, cacheDir) => {
+    const lines: string[] = [];
+    await downloadRte(s, cacheDir, {
+      quiet: false,
+      log: (l) => lines.push(l),
+      endpoints: { glue: s.endpoints.glue },
+      endpointsFrom: "--endpoint",
+    });
+    assert.equal(lines[0], `endpoints: glue=${s.endpoints.glue} (--endpoint)`);
+    assert.equal(lines.at(-1), "glue/rte: 2 file(s) written and verified");
+  });
+});
+
+/** `n` well-formed DPR records (four lines, then a blank one). */
+function dprRecords(n: number): string {
+  let out = "";
+  for (let i = 0; i < n; i++) out += `Ann met Bo ${i} and she left.\nshe\nAnn,Bo\nAnn\n\n`;
+  return out;
+}
+
+Deno.test("main() (deno task download): HYPERPROMPT_DATA_ENDPOINTS and --endpoint point the download at a mirror", async () => {
+  const dpr = findTaskSource("dpr");
+  const body = enc.encode(dprRecords(dpr.files[0]!.rows));
+  await withServer({ "/dpr/train.c.txt": { body } }, async (s, cacheDir) => {
+    const mirror = s.endpoints.dpr;
+    const run = async (vars: Record<string, string | undefined>, args: string[]) => {
+      const out: string[] = [];
+      const err: string[] = [];
+      const code = await withEnv(
+        { HF_ENDPOINT: undefined, ...vars },
+        () =>
+          main(["--tasks", "dpr", "--cache-dir", cacheDir, "--quiet", "--retries", "0", ...args], {
+            log: (l) => out.push(l),
+            error: (l) => err.push(l),
+          }),
+      );
+      return { code, out: out.join("\n"), err: err.join("\n") };
+    };
+    // DPR has no parquet fallback: its only request goes to the mirror the variable names.
+    const viaEnv = await run({ HYPERPROMPT_DATA_ENDPOINTS: `dpr=${mirror}/` }, []);
+    assert.equal(viaEnv.code, 0, viaEnv.err);
+    assert.deepEqual(s.log.map((l) => l.path), ["/dpr/train.c.txt"]);
+    assert.equal(
+      viaEnv.out,
+      `done: super_glue/dpr=official\ndata dir: ${cacheDir}\n` +
+        `endpoints: dpr=${mirror}/ (HYPERPROMPT_DATA_ENDPOINTS)`,
+    );
+    // The manifest records where the file came from.
+    const m = await readManifest(cacheDir);
+    assert.deepEqual(m.files["super_glue/DPR/train.c.txt"]?.from, [`${mirror}/train.c.txt`]);
+    // --endpoint wins over the variable (which names a closed port here).
+    await Deno.remove(cacheDir, { recursive: true });
+    s.log.length = 0;
+    const viaFlag = await run(
+      { HYPERPROMPT_DATA_ENDPOINTS: '{"dpr": "http://127.0.0.1:9/x"}' },
+      ["--endpoint", `dpr=${mirror}`],
+    );
+    assert.equal(viaFlag.code, 0, viaFlag.err);
+    assert.deepEqual(s.log.map((l) => l.path), ["/dpr/train.c.txt"]);
+    assert.match(viaFlag.out, new RegExp(`\nendpoints: dpr=${mirror} \\(--endpoint\\)$`));
+  });
+});
+
+Deno.test("main() (deno task download): a bad HYPERPROMPT_DATA_ENDPOINTS, HF_ENDPOINT or --endpoint exits 2 naming it, nothing fetched", async () => {
+  const keys = /\(allowed keys: glue, superGlue, senteval, dpr, hf\)/;
+  const cases: [Record<string, string | undefined>, string[], RegExp][] = [
+    [{ HYPERPROMPT_DATA_ENDPOINTS: "" }, [], /^HYPERPROMPT_DATA_ENDPOINTS is empty .*allowed keys/],
+    [{ HYPERPROMPT_DATA_ENDPOINTS: "glue=" }, [], /^HYPERPROMPT_DATA_ENDPOINTS: glue is empty/],
+    [{ HYPERPROMPT_DATA_ENDPOINTS: "sg=http://m/sg" }, [], /: unknown endpoint "sg" \(allowed/],
+    [{ HYPERPROMPT_DATA_ENDPOINTS: "glue=http://a,," }, [], /: an empty entry in .*allowed/],
+    [{ HYPERPROMPT_DATA_ENDPOINTS: "http://m/glue" }, [], /: "http:\/\/m\/glue" is not key=url/],
+    [{ HYPERPROMPT_DATA_ENDPOINTS: "glue=ftp://m" }, [], /: glue "ftp:\/\/m" is not an http:/],
+    [{ HYPERPROMPT_DATA_ENDPOINTS: "glue=m.example" }, [], /: glue "m.example" is not a URL/],
+    [{ HYPERPROMPT_DATA_ENDPOINTS: '{"glue": 1}' }, [], /: glue must be a URL string, got 1/],
+    [{ HYPERPROMPT_DATA_ENDPOINTS: "{glue" }, [], /^HYPERPROMPT_DATA_ENDPOINTS: not valid JSON/],
+    [{ HYPERPROMPT_DATA_ENDPOINTS: "hf=http://a,HF=http://b" }, [], /: hf given twice/],
+    [{ HF_ENDPOINT: "hf-mirror.example" }, [], /^HF_ENDPOINT "hf-mirror.example" is not a URL/],
+    [{}, ["--endpoint", "nope=http://x"], /^--endpoint: unknown endpoint "nope" \(allowed/],
+    [{}, ["--endpoint", "glue"], /^--endpoint: "glue" is not key=url \(allowed/],
+    [{}, ["--endpoint", "glue=http://x/?a=1"], /^--endpoint: glue ".*" has a query or fragment/],
+    [{}, ["--endpoint", "glue=http://a", "--endpoint", "glue=http://b"], /: glue given twice/],
+  ];
+  const dir = await Deno.makeTempDir();
+  try {
+    let downloads = 0;
+    const fake = () => {
+      downloads++;
+      return Promise.resolve([]);
+    };
+    for (const [vars, flags, want] of cases) {
+      const what = `${JSON.stringify(vars)} ${flags.join(" ")}`;
+      const err: string[] = [];
+      const code = await withEnv(
+        { HYPERPROMPT_DATA_ENDPOINTS: undefined, HF_ENDPOINT: undefined, ...vars },
+        () =>
+          main(["--tasks", "cola", "--cache-dir", join(dir, "cache"), ...flags], {
+            error: (l) => err.push(l),
+            log: () => {},
+            download: fake,
+          }),
+      );
+      assert.equal(code, 2, what);
+      assert.equal(err.length, 1, what);
+      assert.ok(!err[0]!.includes("\n"), `one line: ${err[0]}`);
+      assert.match(err[0]!, want, what);
+      if (/unknown endpoint|not key=url|is empty \(/.test(err[0]!)) assert.match(err[0]!, keys);
+    }
+    assert.equal(downloads, 0);
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "no cache made");
+    // download() itself refuses a bad variable before making the cache folder.
+    await withEnv({ HYPERPROMPT_DATA_ENDPOINTS: "glue=" }, async () => {
+      await assert.rejects(
+        download({ tasks: ["cola"], cacheDir: join(dir, "cache") }),
+        /^Error: HYPERPROMPT_DATA_ENDPOINTS: glue is empty/,
+      );
+    });
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "no cache made");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
