@@ -9,7 +9,8 @@
  *   abandoned that step's evaluation, which a resume then redoes first; `code`, the code and
  *   backend that wrote it, and `codes`, every one that ran its steps; `microBatchSizes`, the rows
  *   per pass of every session that ran them; `tokens` and `trainMs`, the training tokens and
- *   step time so far, counted from step `tokensFromStep` when that is present).
+ *   step time so far, counted from step `tokensFromStep` when that is present; `wallMs`, the
+ *   run's wall time up to this save, summed over its sessions).
  * The folder is assembled under a temporary name, `.step-<8 digits>.tmp-<pid>-<12 hex>`, held
  * locked while the save runs (`makeHeldTempDir` in model/fs.ts), and renamed into place, so a
  * folder named `step-…` is always complete. A kill at any point leaves at worst such a temporary,

@@ -27,7 +27,10 @@
  * 5. Returns losses, every evaluation, the per-task best, benchmark averages, parameter and FLOP
  *    accounting, throughput and provenance (with the task files read, `provenance.data`, and the
  *    checkpoint resumed from, `provenance.resumedFrom`). The run's clock (`startedAt`,
- *    `wallSeconds`) starts after any offline backbone pretraining. The throughput totals
+ *    `wallSeconds`) starts after any offline backbone pretraining. `wallSeconds` is the whole
+ *    run's: after a resume, the earlier sessions' wall time up to the checkpoint resumed from
+ *    (its `state.json` `wallMs`; trainer `TrainOutcome.resumedWallSeconds`) plus this session's;
+ *    `startedAt` is this session's. The throughput totals
  *    (`trainTokens`, `trainSeconds`) are the whole run's, carried by its checkpoints; after a
  *    resume from a checkpoint written before checkpoints carried them (trainer 50bcbf7) they are
  *    left out, and `tokensPerSecond` is the rate of the steps trained since.
@@ -612,6 +615,8 @@ async function runOnBackbone(
         : { checkpointMinutes: opts.checkpointMinutes }),
       runKey: spec.id,
       code: { ...git, backend: backend.name },
+      // The run's clock: checkpoints record the wall time up to them from here.
+      clockStart: t0,
       evaluate: async (step, shouldStop, previous) => {
         const done = await evaluate(model, instance, evalSets, {
           step,
@@ -706,7 +711,8 @@ async function runOnBackbone(
       ...(outcome.throughputFromStep > 0
         ? {}
         : { trainTokens: outcome.tokens, trainSeconds: outcome.trainSeconds }),
-      wallSeconds: (performance.now() - t0) / 1000,
+      // The whole run's: the earlier sessions' (up to the checkpoint resumed from) and this one's.
+      wallSeconds: outcome.resumedWallSeconds + (performance.now() - t0) / 1000,
       backboneSource: source,
       tokenizer: tokenizerSource,
       ...(attention === undefined ? {} : { attentionMass: attention }),

@@ -230,6 +230,7 @@ Deno.test({
       for (const x of [...m.encoder, ...m.decoder]) assert.ok(x > 0 && x <= 1, String(x));
     }
     const outB = await Deno.makeTempDir();
+    const killedAt = performance.now();
     await assert.rejects(
       () =>
         runOneWith(s, {
@@ -241,17 +242,28 @@ Deno.test({
         }, EXACT),
       /killed/,
     );
+    const firstMs = performance.now() - killedAt;
     assert.equal(tf.memory().numTensors, 0, "a failed run releases every tensor");
-    // The checkpoint the resume starts from carries the tokens and training time of steps 1-4;
-    // 1000 hours are added to its time, so that a result counting it is told from one that
-    // counts only the resumed session (whose steps take about as long as steps 1-4).
+    // The checkpoint the resume starts from carries the tokens and training time of steps 1-4,
+    // and the first session's wall time up to it (its steps, setup and evaluation: more than
+    // their training time, less than the whole killed session); 1000 hours are added to both
+    // times, so that a result counting them is told from one that counts only the resumed
+    // session (whose steps take about as long as steps 1-4).
     const statePath = `${outB}/checkpoints/step-00000004/state.json`;
     const before = JSON.parse(await Deno.readTextFile(statePath)) as Record<string, number>;
     assert.ok(before.trainMs! > 0 && before.tokens! > 0);
+    assert.ok(
+      before.wallMs! > before.trainMs! && before.wallMs! < firstMs,
+      `wallMs ${before.wallMs}: not within trainMs ${before.trainMs} and the session's ${firstMs}`,
+    );
     const extraMs = 3.6e9;
     await Deno.writeTextFile(
       statePath,
-      JSON.stringify({ ...before, trainMs: before.trainMs! + extraMs }),
+      JSON.stringify({
+        ...before,
+        trainMs: before.trainMs! + extraMs,
+        wallMs: before.wallMs! + extraMs,
+      }),
     );
     const t0 = performance.now();
     const b = await runOneWith(s, { outDir: outB, dataDir: DATA }, EXACT);
@@ -279,6 +291,13 @@ Deno.test({
         sessionMs / 1000
       } s of this session`,
     );
+    // So is the wall time: the first session's up to the checkpoint plus this session's.
+    const carriedWall = (before.wallMs! + extraMs) / 1000;
+    assert.ok(
+      b.wallSeconds > carriedWall && b.wallSeconds < carriedWall + sessionMs / 1000,
+      `${b.wallSeconds} s: not ${carriedWall} s carried + at most ${sessionMs / 1000} s`,
+    );
+    assert.ok(b.wallSeconds > b.trainSeconds!, "wall time includes the training time");
     // A stop request pending when training returns (a signal during the last step's save): the
     // run ends before the attention mass, its result unreturned (so unwritten), the last
     // step's checkpoint kept; the resume trains nothing and redoes only the attention mass.
@@ -306,18 +325,22 @@ Deno.test({
     assert.deepEqual(await listCheckpoints(`${outB}/checkpoints`), [4, 8]);
     const c = await runOneWith(s, { outDir: outB, dataDir: DATA }, EXACT);
     assert.equal((c.provenance as RunProvenance).resumedFrom?.step, 8);
+    assert.ok(c.wallSeconds >= b.wallSeconds, "step 8's checkpoint carries b's session too");
     assert.deepEqual(c.losses, a.losses);
     assert.deepEqual(c.evals, a.evals);
     assert.deepEqual(c.attentionMass, a.attentionMass);
     // A resume from a checkpoint written before checkpoints carried the totals (trainer
     // 50bcbf7): the earlier steps' tokens and time are unknown, so the result leaves the totals
-    // out (they would pass for the whole run's) and its rate is that of the steps since.
+    // out (they would pass for the whole run's) and its rate is that of the steps since; its
+    // wall time counts this session only (nothing of the earlier ones is known).
     await Deno.remove(`${outB}/checkpoints/step-00000008`, { recursive: true });
-    const { tokens: _t, trainMs: _ms, ...legacy } = JSON.parse(
+    const { tokens: _t, trainMs: _ms, wallMs: _w, ...legacy } = JSON.parse(
       await Deno.readTextFile(statePath),
     );
     await Deno.writeTextFile(statePath, JSON.stringify(legacy));
+    const dAt = performance.now();
     const d = await runOneWith(s, { outDir: outB, dataDir: DATA }, EXACT);
+    assert.ok(d.wallSeconds * 1000 <= performance.now() - dAt, `${d.wallSeconds}`);
     validateRunResult(JSON.parse(JSON.stringify(d)), { file: "runOne()" });
     assert.equal((d.provenance as RunProvenance).resumedFrom?.step, 4);
     assert.deepEqual(d.losses, a.losses);

@@ -568,7 +568,18 @@ export interface RunResult {
    * devices' step times. Absent in results written before the field existed.
    */
   readonly trainSeconds?: number;
-  /** Wall time of the run. */
+  /**
+   * Wall time of the whole run, in seconds: from when `runOne`'s clock starts (after any offline
+   * backbone pretraining, before the backend and backbone: `provenance.startedAt`) to its
+   * result. A resumed run adds the earlier sessions' time up to the checkpoint it resumed from
+   * (carried in the checkpoint's `state.json` `wallMs`, `benchmarks/trainer.ts`): each session
+   * counts from its start to its last checkpoint, so the time a kill lost after a checkpoint is
+   * not counted and the steps redone are (once, in the session that redid them);
+   * `provenance.startedAt`/`finishedAt` are the last session's. After a resume from a checkpoint
+   * written before checkpoints carried `wallMs`, the earlier sessions count as their training
+   * steps' time (`trainMs`), or as 0 when that is missing too: a lower bound. Results of resumed runs
+   * written before checkpoints carried `wallMs` count their last session only.
+   */
   readonly wallSeconds: number;
   /** The weights actually loaded, e.g. `"random(seed=3)"` or a folder path / hub id. */
   readonly backboneSource: string;

@@ -281,9 +281,17 @@ export interface TrainOptions {
   /** The clock of {@link TrainOptions.checkpointMinutes}, in ms (default `performance.now`; tests). */
   readonly now?: () => number;
   /**
+   * The {@link TrainOptions.now} reading when this session of the run started (`runOne`: before
+   * it selects its backend and builds its backbone); default: when {@link train} is called. Each
+   * checkpoint's `state.json` `wallMs` is the earlier sessions' wall time
+   * ({@link TrainOutcome.resumedWallSeconds}) plus this session's up to that save.
+   */
+  readonly clockStart?: number;
+  /**
    * Where the resume's notes go: one line per newer checkpoint folder it skipped because it could
-   * not be resumed, and one when the checkpoint it resumes from predates the throughput totals
-   * ({@link TrainOutcome.throughputFromStep}) (default `console.error`).
+   * not be resumed, one when the checkpoint it resumes from predates the throughput totals
+   * ({@link TrainOutcome.throughputFromStep}), and one when it predates the wall time
+   * ({@link TrainOutcome.resumedWallSeconds}) (default `console.error`).
    */
   readonly log?: (line: string) => void;
 }
@@ -537,6 +545,16 @@ export interface TrainOutcome {
    */
   readonly throughputFromStep: number;
   /**
+   * Wall seconds of the sessions before this one, as the checkpoint resumed from records them
+   * (`state.json` `wallMs`: each session's time from its {@link TrainOptions.clockStart} to its
+   * last checkpoint; time after a session's last checkpoint, lost to a kill, is not counted, and
+   * its steps are counted again in the session that redoes them); 0 on a fresh start. A
+   * checkpoint written before checkpoints recorded it: its
+   * `trainMs` (the earlier sessions' training steps only: a lower bound), or 0 when it has none
+   * either, said in the log; the checkpoints this session writes carry that assumption on.
+   */
+  readonly resumedWallSeconds: number;
+  /**
    * The newest checkpoint folder of the run when {@link train} returns (that of its last step,
    * from which a resume does no step), or undefined when the run writes none.
    */
@@ -776,6 +794,14 @@ function checkResumeState(dir: string, step: number, state: Record<string, unkno
   ) {
     throw bad("microBatchSizes", "a non-empty array of positive integers or null", micro);
   }
+  // The run's wall time so far (absent in a checkpoint written before it existed).
+  const wallMs = state.wallMs;
+  if (
+    wallMs !== undefined &&
+    !(typeof wallMs === "number" && Number.isFinite(wallMs) && wallMs >= 0)
+  ) {
+    throw bad("wallMs", "a non-negative number", wallMs);
+  }
   // Throughput totals: both or neither (a checkpoint written before they existed has neither).
   const { tokens, trainMs, tokensFromStep: from } = state;
   if ((tokens === undefined) !== (trainMs === undefined)) {
@@ -951,6 +977,9 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
   let trainMs = 0;
   // The step after which `tokens` and `trainMs` count (TrainOutcome.throughputFromStep).
   let throughputFromStep = 0;
+  // The earlier sessions' wall time (TrainOutcome.resumedWallSeconds), and this one's origin.
+  let wallBeforeMs = 0;
+  const clockStart = o.clockStart ?? now();
   let resumedCode: CodeVersion | undefined;
   // Every code version that ran this run's steps so far, in order of first use (`state.json`
   // `codes`): this run's is added, so a later resume still sees an earlier segment's.
@@ -1059,6 +1088,22 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
             trainMs = ck.state.trainMs as number;
             throughputFromStep = (ck.state.tokensFromStep as number | undefined) ?? 0;
           }
+          if (typeof ck.state.wallMs === "number") wallBeforeMs = ck.state.wallMs;
+          else {
+            // Written before checkpoints carried it: its training steps' time, all that is known
+            // of the earlier sessions' (a lower bound), rather than passing this session's
+            // alone for the run's.
+            const known = ck.state.trainMs as number | undefined;
+            wallBeforeMs = known ?? 0;
+            (o.log ?? console.error)(
+              `${ck.dir}/state.json has no "wallMs" (written before checkpoints recorded it): ` +
+                `the run's wall time counts the sessions before step ${step} as ${
+                  known === undefined
+                    ? '0 s (it has no "trainMs" either)'
+                    : `their training steps' ${known / 1000} s ("trainMs")`
+                }`,
+            );
+          }
           evalOwed = ck.state.evalOwed === step;
           codes = checkpointCodes(ck.state);
           resumedCode = resumedCodeOf(codes, o.code);
@@ -1104,6 +1149,8 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
           evals,
           tokens,
           trainMs,
+          // Never negative (a clockStart ahead of `now` would make the checkpoint unresumable).
+          wallMs: wallBeforeMs + Math.max(0, now() - clockStart),
           // Only when some steps are not counted, so that a whole run's state is as before.
           ...(throughputFromStep > 0 ? { tokensFromStep: throughputFromStep } : {}),
           // Only when owed, so that a checkpoint owing none is as before the field existed.
@@ -1262,6 +1309,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
       tokens,
       trainSeconds: trainMs / 1000,
       throughputFromStep,
+      resumedWallSeconds: wallBeforeMs / 1000,
       ...(saved === undefined ? {} : { checkpoint: saved.dir }),
     };
   } finally {

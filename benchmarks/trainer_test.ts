@@ -1424,6 +1424,66 @@ Deno.test("train() resumed from a checkpoint without tokens/trainMs counts only 
   }
 });
 
+Deno.test("train() carries the run's wall time in its checkpoints (wallMs); one without it counts its trainMs, or 0, and says so", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const spec = { ...SPEC, steps: 4, evalEvery: 4, checkpointEvery: 2 };
+    const m = initT5(CONFIG, { seed: 1 });
+    // A standing clock: each session's wall time is exactly now - clockStart.
+    await killedRun(3, () => ({
+      train: spec,
+      checkpointDir: dir,
+      runKey: "k",
+      now: () => 5_000,
+      clockStart: 1_000,
+    }));
+    const first = JSON.parse(await Deno.readTextFile(statePath(dir, 2)));
+    assert.equal(first.wallMs, 4_000, "the first session's, up to its save");
+    const lines: string[] = [];
+    const resume = (clockStart: number) =>
+      train(opts(m, {
+        train: spec,
+        checkpointDir: dir,
+        runKey: "k",
+        now: () => 10_000,
+        clockStart,
+        log: (l) => lines.push(l),
+      }));
+    const r = await resume(9_500);
+    assert.equal(r.resumedFrom, 2);
+    assert.equal(r.resumedWallSeconds, 4, "the checkpoint's, not this session's alone");
+    const last = JSON.parse(await Deno.readTextFile(statePath(dir, 4)));
+    assert.equal(last.wallMs, 4_000 + 500, "carried on: the first session's and this one's");
+    assert.deepEqual(lines, []);
+    // Written before checkpoints carried it: the earlier sessions count as their trainMs.
+    const { wallMs: _w, ...noWall } = last;
+    assert.ok(noWall.trainMs > 0);
+    await Deno.writeTextFile(statePath(dir, 4), JSON.stringify(noWall));
+    const old = await resume(10_000);
+    assert.equal(old.resumedFrom, 4);
+    assert.equal(old.resumedWallSeconds, noWall.trainMs / 1000);
+    assert.deepEqual(lines, [
+      `${dir}/step-00000004/state.json has no "wallMs" (written before checkpoints recorded it): the run's wall time counts the sessions before step 4 as their training steps' ${
+        noWall.trainMs / 1000
+      } s ("trainMs")`,
+    ]);
+    // ... and without trainMs either (trainer 50bcbf7): as 0.
+    const { tokens: _t, trainMs: _ms, ...legacy } = noWall;
+    await Deno.writeTextFile(statePath(dir, 4), JSON.stringify(legacy));
+    lines.length = 0;
+    const older = await resume(10_000);
+    assert.equal(older.resumedWallSeconds, 0);
+    assert.equal(lines.length, 2, lines.join("\n"));
+    assert.equal(
+      lines[1],
+      `${dir}/step-00000004/state.json has no "wallMs" (written before checkpoints recorded it): the run's wall time counts the sessions before step 4 as 0 s (it has no "trainMs" either)`,
+    );
+    disposeT5(m);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("train() frees every tensor when a step fails after its gradients exist, or in its forward pass", async () => {
   const m = initT5(CONFIG, { seed: 1 });
   const dir = await Deno.makeTempDir();
@@ -1741,6 +1801,8 @@ Deno.test("train() refuses a checkpoint state without the fields a resume restor
       [{ ...good, tokens: "9" }, /field "tokens" must be a non-negative integer, got "9"/],
       [{ ...good, tokens: 2.5 }, /field "tokens" must be a non-negative integer, got 2\.5/],
       [{ ...good, trainMs: -1 }, /field "trainMs" must be a non-negative number, got -1/],
+      [{ ...good, wallMs: -1 }, /field "wallMs" must be a non-negative number, got -1/],
+      [{ ...good, wallMs: "9" }, /field "wallMs" must be a non-negative number, got "9"/],
       [{ ...good, trainMs: undefined }, /field "trainMs" must be given with field "tokens"/],
       [{ ...good, tokens: undefined }, /field "tokens" must be given with field "trainMs"/],
       [{ ...good, tokensFromStep: 3 }, /field "tokensFromStep" must be .* from 1 to 2 .*, got 3/],
