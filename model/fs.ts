@@ -6,6 +6,10 @@
  * temporaries a hard kill (SIGKILL, power cut) leaves behind, file locks ({@link withFileLock}),
  * and a file's identity across several reads of it ({@link fileIdentity}, {@link checkUnchanged}).
  *
+ * A failed write, flush, rename or folder creation of these helpers throws an error that names the
+ * file and what was being done, of the original error's class and with it as the cause
+ * ({@link fsError}): `<path>: writing failed: No space left on device (os error 28)`.
+ *
  * Every writer of the suite names its temporaries `<stem>.tmp-<pid>-<12 hex>` ({@link tempTag})
  * and holds an exclusive lock on the temporary (`flock`, {@link Deno.FsFile.lock}) from just after
  * creating it until it is renamed into place or removed. The kernel drops the lock when the
@@ -18,6 +22,63 @@
  */
 import { basename, dirname, join } from "node:path";
 import { UsageError } from "./usage.ts";
+
+/** Marks an error {@link fsError} gave a path, so that an outer helper does not name it twice. */
+const NAMED = Symbol("model/fs.ts: path named");
+
+/**
+ * The error `e` of a file-system operation on `path`, with a message that names the file and what
+ * was being done: `<path>: <doing> failed: <e's message>` (e.g. `/out/runs/x.json: writing failed:
+ * No space left on device (os error 28)`; the operating system's own message does not name the file
+ * for a write or a flush). It is a new instance of `e`'s own class, so a caller's
+ * `instanceof Deno.errors.NotFound` (or any other class) still holds, with `e`'s `code` (`ENOSPC`,
+ * `EACCES`, …) and `e` itself as its `cause`. An error already named so (by an inner helper) and
+ * anything that is not an `Error` are returned as they are. An error whose class is not built
+ * from a message alone (`DOMException`, a class with other parameters) becomes a plain `Error`
+ * with the message, `e`'s name, code and cause. {@link isLocalFileError} tells these errors apart.
+ *
+ * @param e what the operation threw
+ * @param path the file or folder it was about (the target, not a temporary, where there is one)
+ * @param doing what was being done, e.g. `writing`, `creating the folder`
+ * @returns the error to throw
+ * @example
+ * ```ts
+ * import { fsError } from "./fs.ts";
+ * const e = fsError(new Deno.errors.NotFound("No such file"), "/x/y.json", "reading");
+ * console.assert(e instanceof Deno.errors.NotFound);
+ * console.assert((e as Error).message === "/x/y.json: reading failed: No such file");
+ * ```
+ */
+export function fsError(e: unknown, path: string, doing: string): unknown {
+  if (!(e instanceof Error) || isLocalFileError(e)) return e;
+  const message = `${path}: ${doing} failed: ${e.message}`;
+  let out: Error | undefined;
+  try {
+    const made: unknown = Reflect.construct(e.constructor, [message, { cause: e }]);
+    if (made instanceof Error && made.message === message && made.name === e.name) out = made;
+  } catch { /* a class that is not built from a message */ }
+  if (out === undefined) {
+    out = new Error(message, { cause: e });
+    out.name = e.name;
+  }
+  if (out.cause !== e) out.cause = e;
+  const code = (e as { code?: unknown }).code;
+  if (code !== undefined) (out as { code?: unknown }).code = code;
+  Object.defineProperty(out, NAMED, { value: true });
+  return out;
+}
+
+/**
+ * Whether `e` is an error of a local file operation named by {@link fsError} (a full disk, a
+ * refused permission, an I/O error on a file of this machine): the download code gives these up at
+ * once instead of retrying them as network errors.
+ *
+ * @param e anything thrown
+ * @returns true for an error {@link fsError} made
+ */
+export function isLocalFileError(e: unknown): boolean {
+  return e instanceof Error && Object.hasOwn(e, NAMED);
+}
 
 /** Whether `stat(path)` finds something; other errors than "not found" are rethrown. */
 async function found(path: string, stat: (p: string) => Promise<unknown>): Promise<boolean> {
@@ -106,10 +167,10 @@ export async function discardFolder(dir: string, name = basename(dir)): Promise<
     await Deno.rename(dir, trash);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return; // a sweep finished it already
-    throw e;
+    throw fsError(e, dir, `moving the folder aside to ${basename(trash)} to remove it`);
   }
   await Deno.remove(trash, { recursive: true }).catch((e) => {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    if (!(e instanceof Deno.errors.NotFound)) throw fsError(e, trash, "removing the folder");
   });
 }
 
@@ -141,17 +202,32 @@ export async function swapFolderInto(
   onSwap?: (point: FolderSwapPoint) => void | Promise<void>,
 ): Promise<void> {
   let old: string | undefined;
+  let st: Deno.FileInfo | undefined;
   try {
-    const st = await Deno.stat(dir);
-    if (!st.isDirectory) throw new Error(`${dir}: exists and is not a directory`);
-    old = join(dirname(dir), `.${basename(dir)}.old-${tempTagOf(tmp)}`);
-    await Deno.rename(dir, old);
+    st = await Deno.stat(dir);
   } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    if (!(e instanceof Deno.errors.NotFound)) throw fsError(e, dir, "examining the folder");
+  }
+  if (st !== undefined) {
+    if (!st.isDirectory) throw new Error(`${dir}: exists and is not a directory`);
+    const aside = join(dirname(dir), `.${basename(dir)}.old-${tempTagOf(tmp)}`);
+    try {
+      await Deno.rename(dir, aside);
+      old = aside;
+    } catch (e) {
+      // Gone meanwhile: nothing to move aside.
+      if (!(e instanceof Deno.errors.NotFound)) {
+        throw fsError(e, dir, `moving the old folder aside to ${basename(aside)}`);
+      }
+    }
   }
   try {
     if (old) await onSwap?.("aside");
-    await Deno.rename(tmp, dir);
+    try {
+      await Deno.rename(tmp, dir);
+    } catch (e) {
+      throw fsError(e, dir, `renaming the new folder ${basename(tmp)} into place`);
+    }
   } catch (e) {
     if (old) await Deno.rename(old, dir).catch(() => {});
     throw e;
@@ -296,7 +372,7 @@ function lockNew(path: string, file: Deno.FsFile): boolean {
   } catch (e) {
     file.close();
     removeQuietly(path);
-    throw e;
+    throw fsError(e, path, "locking the new temporary");
   }
 }
 
@@ -314,7 +390,7 @@ function holdNewDir(path: string): HeldTemp | undefined {
     file = Deno.openSync(path, { read: true });
   } catch (e) {
     removeQuietly(path);
-    throw e;
+    throw fsError(e, path, "opening the new temporary folder to lock it");
   }
   return lockNew(path, file) ? holdHandle(path, file) : undefined;
 }
@@ -337,7 +413,11 @@ function lostError(path: string): Error {
 export function makeHeldTempDirSync(dir: string, stem: string): HeldTemp {
   for (let i = 1;; i++) {
     const path = join(dir, `${stem}.tmp-${tempTag()}`);
-    Deno.mkdirSync(path);
+    try {
+      Deno.mkdirSync(path);
+    } catch (e) {
+      throw fsError(e, path, "creating the temporary folder");
+    }
     const held = holdNewDir(path);
     if (held !== undefined) return held;
     if (i === CREATE_TRIES) throw lostError(path);
@@ -354,7 +434,11 @@ export function makeHeldTempDirSync(dir: string, stem: string): HeldTemp {
 export async function makeHeldTempDir(dir: string, stem: string): Promise<HeldTemp> {
   for (let i = 1;; i++) {
     const path = join(dir, `${stem}.tmp-${tempTag()}`);
-    await Deno.mkdir(path);
+    try {
+      await Deno.mkdir(path);
+    } catch (e) {
+      throw fsError(e, path, "creating the temporary folder");
+    }
     const held = holdNewDir(path);
     if (held !== undefined) return held;
     if (i === CREATE_TRIES) throw lostError(path);
@@ -369,8 +453,9 @@ const sweptFolders = new Set<string>();
  * is atomic), flushes it to disk and returns it, still locked. The name is
  * `<path>.tmp-<pid>-<12 hex>` ({@link tempTag}), so it never ends in the target's extension and
  * readers that list `*.json` or `*.csv` skip it. On failure (a stream that errors, a full disk, an
- * I/O error while flushing) the partial file is removed and the error is rethrown; `path` itself
- * is never touched. When `path` exists, the temporary gets its permission bits (so a renamed-in
+ * I/O error while flushing) the partial file is removed and the error is rethrown: a file-system
+ * error named `<path>: <what was being done> failed: …` ({@link fsError}, same class), a stream's
+ * own error as it is; `path` itself is never touched. When `path` exists, the temporary gets its permission bits (so a renamed-in
  * replacement keeps them). A file system that refuses the flush itself (`EINVAL`, `ENOTSUP`,
  * `EOPNOTSUPP`, as {@link syncFile} tolerates: on macOS every flush is `F_FULLFSYNC`, which SMB
  * and FUSE volumes refuse) does not fail the write.
@@ -393,22 +478,35 @@ export async function writeTempBeside(path: string, data: AtomicData): Promise<H
   let file: Deno.FsFile;
   for (let i = 1;; i++) {
     tmp = `${path}.tmp-${tempTag()}`;
-    file = await Deno.open(tmp, { write: true, createNew: true });
+    try {
+      file = await Deno.open(tmp, { write: true, createNew: true });
+    } catch (e) {
+      throw fsError(e, path, `creating its temporary file ${basename(tmp)}`);
+    }
     if (lockNew(tmp, file)) break;
     if (i === CREATE_TRIES) throw lostError(tmp);
   }
+  // A failed write names the target (the operating system's message does not); an error of the
+  // data stream itself (a serializer, a download) is its own and passes unchanged.
+  const write = async (bytes: Uint8Array) => {
+    try {
+      await writeAll(file, bytes);
+    } catch (e) {
+      throw fsError(e, path, `writing (to its temporary file ${basename(tmp)})`);
+    }
+  };
   try {
     await keepMode(path, tmp);
     if (data instanceof ReadableStream) {
-      for await (const chunk of data) await writeAll(file, chunk);
+      for await (const chunk of data) await write(chunk);
     } else {
-      await writeAll(file, typeof data === "string" ? new TextEncoder().encode(data) : data);
+      await write(typeof data === "string" ? new TextEncoder().encode(data) : data);
     }
     try {
       await file.syncData();
     } catch (e) {
       // A file system that cannot flush (macOS: F_FULLFSYNC on SMB or FUSE volumes), as syncFile.
-      rethrowUnlessRefusal(e);
+      rethrowUnlessRefusal(e, path, `flushing its temporary file ${basename(tmp)}`);
     }
   } catch (e) {
     await Deno.remove(tmp).catch(() => {});
@@ -431,9 +529,13 @@ async function keepMode(path: string, tmp: string): Promise<void> {
     mode = (await Deno.stat(path)).mode;
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return;
-    throw e;
+    throw fsError(e, path, "reading its permission bits");
   }
-  if (mode !== null) await Deno.chmod(tmp, mode & 0o777);
+  try {
+    if (mode !== null) await Deno.chmod(tmp, mode & 0o777);
+  } catch (e) {
+    throw fsError(e, path, `giving its temporary file ${basename(tmp)} its permission bits`);
+  }
 }
 
 /** Error codes with which a platform or file system refuses to open or flush a folder. */
@@ -494,10 +596,14 @@ export async function withFileLock<T>(
   // is not promised to be the same through a handle and through the name).
   const windows = Deno.build.os === "windows";
   const remove = options.remove === true;
-  await Deno.mkdir(dirname(path), { recursive: true });
+  await mkdirFor(path, "creating the lock file's folder");
   for (;;) {
-    using f = await Deno.open(path, { read: true, write: true, create: true });
-    await f.lock(true);
+    using f = await Deno.open(path, { read: true, write: true, create: true }).catch((e) => {
+      throw fsError(e, path, "opening the lock file");
+    });
+    await f.lock(true).catch((e) => {
+      throw fsError(e, path, "locking the lock file");
+    });
     const held = await f.stat();
     // Without an inode to compare, a removed file could not be told apart: it is kept.
     if (windows || held.ino === null) return await fn();
@@ -554,7 +660,7 @@ export async function syncDir(dir: string): Promise<void> {
   try {
     await file.sync();
   } catch (e) {
-    rethrowUnlessRefusal(e);
+    rethrowUnlessRefusal(e, dir, "flushing the folder");
   } finally {
     file.close();
   }
@@ -572,7 +678,7 @@ export function syncDirSync(dir: string): void {
   try {
     file.syncSync();
   } catch (e) {
-    rethrowUnlessRefusal(e);
+    rethrowUnlessRefusal(e, dir, "flushing the folder");
   } finally {
     file.close();
   }
@@ -595,11 +701,13 @@ export function syncDirSync(dir: string): void {
  * ```
  */
 export async function syncFile(path: string): Promise<void> {
-  using file = await Deno.open(path, { read: true });
+  using file = await Deno.open(path, { read: true }).catch((e) => {
+    throw fsError(e, path, "opening the file to flush it");
+  });
   try {
     await file.syncData();
   } catch (e) {
-    rethrowUnlessRefusal(e);
+    rethrowUnlessRefusal(e, path, "flushing the file");
   }
 }
 
@@ -613,12 +721,31 @@ function openFolderToFlush(dir: string): Deno.FsFile | undefined {
     return Deno.openSync(dir, { read: true });
   } catch (e) {
     if (isOpenRefusal(e)) return undefined;
-    throw e;
+    throw fsError(e, dir, "opening the folder to flush it");
   }
 }
 
-function rethrowUnlessRefusal(e: unknown): void {
-  if (!isRefusal(e)) throw e;
+/** Rethrows `e`, named ({@link fsError}), unless it is a refusal to flush that is tolerated. */
+function rethrowUnlessRefusal(e: unknown, path: string, doing: string): void {
+  if (!isRefusal(e)) throw fsError(e, path, doing);
+}
+
+/** Creates the folder of the file `path` (and its parents); a failure names `path`. */
+async function mkdirFor(path: string, doing = "creating its folder"): Promise<void> {
+  try {
+    await Deno.mkdir(dirname(path), { recursive: true });
+  } catch (e) {
+    throw fsError(e, path, doing);
+  }
+}
+
+/** Renames the temporary `tmp` onto `path`; a failure names `path`. */
+async function renameInto(tmp: string, path: string): Promise<void> {
+  try {
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    throw fsError(e, path, `renaming its temporary file ${basename(tmp)} into place`);
+  }
 }
 
 /** Whether opening a folder for {@link syncDir} failed for a reason it tolerates. */
@@ -638,16 +765,17 @@ function isRefusal(e: unknown): boolean {
  * temporary file beside the target ({@link writeTempBeside}, flushed), which is then renamed over
  * it, and the folder is flushed ({@link syncDir}) so the rename survives a power cut. A reader
  * sees the old file or the new one, never a part; on failure the temporary file is removed and
- * the old file is left as it was.
+ * the old file is left as it was, and the error names `path` and the step that failed
+ * ({@link fsError}: `<path>: writing failed: No space left on device (os error 28)`).
  *
  * @param path target file
  * @param data text, bytes or a stream of bytes
  */
 export async function writeFileAtomic(path: string, data: AtomicData): Promise<void> {
-  await Deno.mkdir(dirname(path), { recursive: true });
+  await mkdirFor(path);
   const tmp = await writeTempBeside(path, data);
   try {
-    await Deno.rename(tmp.path, path);
+    await renameInto(tmp.path, path);
   } catch (e) {
     await Deno.remove(tmp.path).catch(() => {});
     throw e;
@@ -674,14 +802,14 @@ export async function writeFilesAtomic(
   const all: HeldTemp[] = [];
   try {
     for (const [path, data] of files) {
-      await Deno.mkdir(dirname(path), { recursive: true });
+      await mkdirFor(path);
       const tmp = await writeTempBeside(path, data);
       all.push(tmp);
       temps.push([tmp, path]);
     }
     while (temps.length > 0) {
       const [tmp, path] = temps[0]!;
-      await Deno.rename(tmp.path, path);
+      await renameInto(tmp.path, path);
       temps.shift();
     }
   } catch (e) {

@@ -1,4 +1,4 @@
-import { deepEqual, equal, match, rejects, throws } from "node:assert/strict";
+import { deepEqual, equal, fail, match, rejects, throws } from "node:assert/strict";
 import { basename, join } from "node:path";
 import {
   checkOutputFolder,
@@ -8,14 +8,17 @@ import {
   FILE_TEMPS,
   fileChange,
   type FileIdentity,
+  fsError,
   isDirectory,
   isFileSync,
+  isLocalFileError,
   isTempInUse,
   makeHeldTempDir,
   makeHeldTempDirSync,
   pathExists,
   removeStaleTemps,
   removeStaleTempsSync,
+  swapFolderInto,
   syncDir,
   syncDirSync,
   syncFile,
@@ -353,6 +356,167 @@ Deno.test("writeFilesAtomic() replaces no file when one of them fails while bein
     );
     equal(await Deno.readTextFile(a) + await Deno.readTextFile(b), "a3b3");
     equal(names(dir).join(","), "a.csv,sub");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** ENOSPC as Deno gives it: a plain Error with the errno's code and no path in its message. */
+function diskFull(): Error {
+  return Object.assign(new Error("No space left on device (os error 28)"), { code: "ENOSPC" });
+}
+
+/** Runs `fn` with every write to a handle of a file named `*.tmp-*` failing with `err`. */
+async function withFailingTempWrites(err: () => Error, fn: () => Promise<unknown>): Promise<void> {
+  await withOpenedFiles((file, path) => {
+    if (/\.tmp-/.test(basename(path))) file.write = () => Promise.reject(err());
+    return file;
+  }, fn);
+}
+
+/** Checks that `e` is `raw` renamed: `<path>: <doing> failed: <raw message>`, same class, code. */
+function checkNamed(e: unknown, path: string, doing: RegExp, raw?: Error): true {
+  if (!(e instanceof Error)) throw new Error(`not an Error: ${e}`);
+  const cause = raw ?? (e.cause as Error);
+  const tail = ` failed: ${cause.message}`;
+  equal(e.message.startsWith(`${path}: `) && e.message.endsWith(tail), true, e.message);
+  match(e.message.slice(path.length + 2, e.message.length - tail.length), doing);
+  equal(e.cause, cause, "the original error is the cause");
+  equal(e.constructor, cause.constructor, "the class is kept");
+  equal((e as { code?: string }).code, (cause as { code?: string }).code);
+  equal(isLocalFileError(e), true);
+  return true;
+}
+
+Deno.test("a full disk while writing names the file (ENOSPC kept as code and cause) and leaves nothing half-written", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const run = join(dir, "runs", "a2bf87504e39.json");
+    await writeFileAtomic(run, "old");
+    let raw: Error | undefined;
+    const full = () => (raw = diskFull());
+    await withFailingTempWrites(full, async () => {
+      await rejects(writeFileAtomic(run, "new"), (e) => checkNamed(e, run, /^writing /, raw));
+      // A stream's chunks go through the same write.
+      await rejects(
+        writeFileAtomic(run, new Blob(["x"]).stream()),
+        (e) => checkNamed(e, run, /^writing /, raw),
+      );
+      // The tables: the file that could not be written is named, no table is replaced.
+      const scores = join(dir, "tables", "scores.csv");
+      await rejects(
+        writeFilesAtomic([[run, "a"], [scores, "b"]]),
+        (e) => checkNamed(e, run, /^writing /, raw),
+      );
+    });
+    equal(await Deno.readTextFile(run), "old");
+    deepEqual(names(join(dir, "runs")), ["a2bf87504e39.json"]);
+    equal(await pathExists(join(dir, "tables")), false, "the first failure stops the set");
+    // A class Deno has (EACCES): a caller's instanceof still holds.
+    await withFailingTempWrites(
+      () => (raw = new Deno.errors.PermissionDenied("denied")),
+      () =>
+        rejects(writeFileAtomic(run, "new"), (e) => {
+          equal(e instanceof Deno.errors.PermissionDenied, true);
+          return checkNamed(e, run, /^writing /, raw);
+        }),
+    );
+    deepEqual(names(join(dir, "runs")), ["a2bf87504e39.json"]);
+    // An I/O error while flushing names the file too.
+    await rejects(
+      withFailingSync(osError("EIO"), () => writeFileAtomic(run, "new"), "syncData"),
+      (e) => checkNamed(e, run, /^flushing its temporary file /),
+    );
+    equal(await Deno.readTextFile(run), "old");
+    deepEqual(names(join(dir, "runs")), ["a2bf87504e39.json"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a failed folder creation, rename or folder flush names the path and keeps the error's class", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // The folder is a file: mkdir fails, with the class a plain mkdir gives.
+    const file = join(dir, "runs");
+    await Deno.writeTextFile(file, "");
+    const target = join(file, "sub", "x.json");
+    const plain = await Deno.mkdir(join(file, "sub"), { recursive: true }).then(
+      () => fail("mkdir below a file succeeded"),
+      (e: Error) => e,
+    );
+    await rejects(writeFileAtomic(target, "x"), (e) => {
+      equal((e as Error).constructor, plain.constructor);
+      return checkNamed(e, target, /^creating its folder$/);
+    });
+    // The target is a folder that is not empty: the rename fails; no temporary is left.
+    const folder = join(dir, "out.json");
+    await Deno.mkdir(join(folder, "in"), { recursive: true });
+    await rejects(
+      writeFileAtomic(folder, "x"),
+      (e) => checkNamed(e, folder, /^renaming its temporary file out\.json\.tmp-\S+ into place$/),
+    );
+    await rejects(
+      writeFilesAtomic([[folder, "x"]]),
+      (e) => checkNamed(e, folder, /^renaming its temporary file /),
+    );
+    deepEqual(names(dir), ["out.json", "runs"]);
+    // A missing folder cannot be flushed: NotFound still, named.
+    const missing = join(dir, "missing");
+    await rejects(syncDir(missing), (e) => {
+      equal(e instanceof Deno.errors.NotFound, true);
+      return checkNamed(e, missing, /^opening the folder to flush it$/);
+    });
+    throws(() => syncDirSync(missing), Deno.errors.NotFound);
+    // A folder swap whose new folder is gone names the destination.
+    await rejects(
+      swapFolderInto(join(dir, `.dest.tmp-${Deno.pid}-0123456789ab`), join(dir, "dest")),
+      (e) =>
+        checkNamed(e, join(dir, "dest"), /^renaming the new folder \.dest\.tmp-\S+ into place$/),
+    );
+    // A temporary folder in a folder that is a file.
+    await rejects(makeHeldTempDir(file, ".ckpt"), (e) => {
+      equal((e as Error).message.startsWith(`${join(file, ".ckpt.tmp-")}`), true);
+      return checkNamed(e, (e as Error).message.split(": ")[0]!, /^creating the temporary folder$/);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("fsError() names an error once, keeps class, code and cause; a stream's own error passes unchanged", async () => {
+  const raw = Object.assign(new Deno.errors.NotFound("No such file (os error 2)"), {
+    code: "ENOENT",
+  });
+  const once = fsError(raw, "/a/b.json", "reading");
+  checkNamed(once, "/a/b.json", /^reading$/, raw);
+  equal(fsError(once, "/a", "writing"), once, "not named twice");
+  equal(fsError("text", "/a", "writing"), "text");
+  equal(isLocalFileError(raw), false);
+  // A class that is not built from a message: a plain Error with the message and the cause.
+  class Odd extends Error {
+    constructor(readonly n: number) {
+      super(`odd ${n}`);
+    }
+  }
+  const odd = fsError(new Odd(1), "/x", "writing") as Error;
+  equal(odd.message, "/x: writing failed: odd 1");
+  equal(isLocalFileError(odd), true);
+  const dom = fsError(new DOMException("gone", "NotFoundError"), "/x", "reading") as Error;
+  deepEqual([dom.constructor, dom.name, dom.message], [
+    Error,
+    "NotFoundError",
+    "/x: reading failed: gone",
+  ]);
+  // The data's own failure (a serializer, a download) is not a file error and is not renamed.
+  const dir = await Deno.makeTempDir();
+  try {
+    await rejects(writeFileAtomic(join(dir, "a.json"), failingStream("x")), (e) => {
+      equal((e as Error).message, "serializer failed mid-write");
+      equal(isLocalFileError(e), false);
+      return true;
+    });
+    deepEqual(names(dir), []);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
