@@ -15,8 +15,20 @@
  *
  * @module
  */
-import { join } from "node:path";
-import { DISCARDED_FOLDER, discardFolder, writeFileAtomic } from "../model/fs.ts";
+import { basename, dirname, join } from "node:path";
+import process from "node:process";
+import {
+  changedAgoMs,
+  DISCARDED_FOLDER,
+  discardFolder,
+  fileChange,
+  type FileIdentity,
+  fileIdentity,
+  pathExists,
+  TEMP_TAG_SOURCE,
+  tempTag,
+  writeFileAtomic,
+} from "../model/fs.ts";
 import { parseJsonFile } from "../model/json.ts";
 import {
   availableTasks,
@@ -464,7 +476,48 @@ export async function inspectFinished(
 
 /** Events reported by {@link runGrid}. */
 export type GridEvent =
-  | { readonly kind: "skip"; readonly spec: RunSpec; readonly index: number }
+  | {
+    readonly kind: "skip";
+    readonly spec: RunSpec;
+    readonly index: number;
+    /**
+     * Set when another process wrote the result during this grid: the holder of its claim as
+     * last seen (null when unknown: its claim was already released when this grid looked).
+     */
+    readonly doneBy?: RunClaimHolder | null;
+  }
+  | {
+    /**
+     * Another live process holds the run's claim: the grid passes it over now and waits for it
+     * after its other runs (null holder: its claim file is still being written).
+     */
+    readonly kind: "claimed";
+    readonly spec: RunSpec;
+    readonly index: number;
+    readonly holder: RunClaimHolder | null;
+  }
+  | {
+    /** A stale claim was taken over (before this grid trains the run): whose, and why stale. */
+    readonly kind: "takeover";
+    readonly spec: RunSpec;
+    readonly index: number;
+    readonly previous: RunClaimHolder | undefined;
+    readonly why: string;
+  }
+  | {
+    /**
+     * Once per poll while runs others train remain (`spec`, `index`: the first of them): each
+     * with its holder.
+     */
+    readonly kind: "waiting";
+    readonly spec: RunSpec;
+    readonly index: number;
+    readonly runs: readonly {
+      readonly spec: RunSpec;
+      readonly index: number;
+      readonly holder: RunClaimHolder | null;
+    }[];
+  }
   | {
     readonly kind: "start";
     readonly spec: RunSpec;
@@ -534,18 +587,34 @@ export interface RunGridOptions {
   readonly checkpointMinutes?: number;
   /**
    * Checked before each run starts, and once after the last: a reason (a signal's name) stops the
-   * grid there ({@link GridSummary.interrupted}; after the last run, with nothing left to start). The run in progress stops on its own (`benchmarks/trainer.ts`
-   * `requestStop`) by throwing an error marked `interrupted: true`, which also stops the grid.
+   * grid there ({@link GridSummary.interrupted}; after the last run, with nothing left to start).
+   * The run in progress stops on its own (`benchmarks/trainer.ts` `requestStop`) by throwing an
+   * error marked `interrupted: true`, which also stops the grid.
+   * While waiting for runs another process trains it is also checked every 200 ms, so a stop
+   * ends the wait promptly (those runs count as not started).
    */
   readonly shouldStop?: () => string | undefined;
+  /** Heartbeat, stale window and poll interval of the run claims (tests shorten them). */
+  readonly runLock?: RunLockTiming;
 }
+
+/** {@link GridSummary.interrupted}'s reason when a run failed for a full disk (`ENOSPC`). */
+export const NO_SPACE_REASON = "no space left on device";
 
 /** Summary of {@link runGrid}. */
 export interface GridSummary {
   /** Runs trained in this call whose result file was written (and work folder removed). */
   readonly done: number;
-  /** Runs skipped because `resume` found their result file already written. */
+  /**
+   * Runs skipped because `resume` found their result file already written, or because another
+   * process wrote it during this grid ({@link GridSummary.doneElsewhere}).
+   */
   readonly skipped: number;
+  /**
+   * The skipped runs that another process trained while this grid ran (present when any), with
+   * the holder of the claim as last seen (absent when its claim was already released).
+   */
+  readonly doneElsewhere?: readonly { readonly spec: RunSpec; readonly holder?: RunClaimHolder }[];
   /**
    * Runs that failed, in grid order, with their error; after a fatal backend error the runs
    * left are listed too, each with a "not run" error.
@@ -554,7 +623,9 @@ export interface GridSummary {
   /**
    * Set when a stop request ended the grid early: its reason, the run it stopped (absent when it
    * came between runs) with its error (where that run resumes), and how many runs were not
-   * started. The stopped run's work folder (its checkpoints) is kept for `resume`.
+   * started. The stopped run's work folder (its checkpoints) is kept for `resume`. A run that
+   * failed for a full disk stops the grid the same way, with the reason {@link NO_SPACE_REASON}
+   * (its error names the path).
    */
   readonly interrupted?: {
     readonly reason: string;
@@ -562,6 +633,362 @@ export interface GridSummary {
     readonly error?: Error;
     readonly notStarted: number;
   };
+}
+
+/** The environment variable that overrides the run-claim stale window, in seconds. */
+export const RUN_LOCK_STALE_ENV = "HYPERPROMPT_RUN_LOCK_STALE_S";
+
+/** How often a claim's holder refreshes its heartbeat (the claim file's mtime), by default. */
+export const RUN_LOCK_HEARTBEAT_MS = 30_000;
+
+/** How old a claim's heartbeat may get before the claim is stale, by default (3 minutes). */
+export const RUN_LOCK_STALE_MS = 180_000;
+
+/** How often a grid polls the runs another process trains, by default. */
+export const RUN_LOCK_POLL_MS = 10_000;
+
+/**
+ * The stale window of run claims: `HYPERPROMPT_RUN_LOCK_STALE_S` seconds when set (a plain
+ * decimal number of at least 60, two heartbeats: a shorter window would find live claims stale),
+ * else {@link RUN_LOCK_STALE_MS}.
+ *
+ * @param value the variable's value (default: read from the environment)
+ * @returns the window in ms
+ * @throws Error naming the variable and its value when it is not such a number
+ */
+export function runLockStaleMs(value: string | undefined = envValue(RUN_LOCK_STALE_ENV)): number {
+  if (value === undefined || value === "") return RUN_LOCK_STALE_MS;
+  const s = /^\d+(\.\d+)?$/.test(value) ? Number(value) : NaN;
+  if (!(s >= (2 * RUN_LOCK_HEARTBEAT_MS) / 1000) || !Number.isFinite(s)) {
+    throw new Error(
+      `${RUN_LOCK_STALE_ENV}="${value}": expected the seconds after which a run claim whose ` +
+        `heartbeat stopped is taken over, a plain number of at least ${
+          (2 * RUN_LOCK_HEARTBEAT_MS) / 1000
+        } (two heartbeats; default ${RUN_LOCK_STALE_MS / 1000})`,
+    );
+  }
+  return s * 1000;
+}
+
+function envValue(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined; // no env permission: the default
+  }
+}
+
+/** Timing of the run claims of {@link runGrid} (tests shorten them). */
+export interface RunLockTiming {
+  /** Heartbeat interval of a held claim (default {@link RUN_LOCK_HEARTBEAT_MS}). */
+  readonly heartbeatMs?: number;
+  /**
+   * Age of a heartbeat past which a claim is stale (default `HYPERPROMPT_RUN_LOCK_STALE_S`, else
+   * {@link RUN_LOCK_STALE_MS}).
+   */
+  readonly staleMs?: number;
+  /**
+   * Poll interval while waiting for runs another process trains (default
+   * {@link RUN_LOCK_POLL_MS}).
+   */
+  readonly pollMs?: number;
+}
+
+/** Who holds a run's claim (the JSON in its claim file, `<out>/<stem>.lock`). */
+export interface RunClaimHolder {
+  /** Host name of the holder (`Deno.hostname()`). */
+  readonly host: string;
+  /** Process id of the holder on its host. */
+  readonly pid: number;
+  /** When it claimed the run (ISO 8601). */
+  readonly started: string;
+  /** A random token: the holder removes or refreshes the file only while it holds this token. */
+  readonly token: string;
+  /** The run id. */
+  readonly run?: string;
+}
+
+/** The claim file of a run's result file (`<out>/<stem>.json` → `<out>/<stem>.lock`). */
+export function runLockFile(file: string): string {
+  return `${runWorkDir(file)}.lock`;
+}
+
+/** A claim file being taken over: `.<stem>.lock.stale-<tag>` (garbage once its taker is done). */
+const STALE_CLAIM = new RegExp(String.raw`^\..+\.lock\.stale-${TEMP_TAG_SOURCE}$`);
+
+/**
+ * The claims this process holds (any grid in it), token → claim file: a claim naming this host
+ * and pid with another token is an earlier process's (a container restarted under one pid).
+ */
+const HELD = new Map<string, string>(); // token → claim file
+
+let unloadListening = false;
+
+/**
+ * Removes this process's claim files on `Deno.exit` (a second Ctrl-C), synchronously, each only
+ * while it still holds the holder's token.
+ */
+function releaseHeldSync(): void {
+  for (const [token, path] of HELD) {
+    try {
+      const h = parseHolder(Deno.readTextFileSync(path));
+      if (h?.token === token) Deno.removeSync(path);
+    } catch {
+      // gone or unreadable: nothing to release
+    }
+  }
+  HELD.clear();
+}
+
+function thisHost(): string {
+  try {
+    return Deno.hostname();
+  } catch {
+    return "unknown-host";
+  }
+}
+
+function parseHolder(text: string): RunClaimHolder | undefined {
+  try {
+    const v = JSON.parse(text) as Partial<RunClaimHolder>;
+    return typeof v === "object" && v !== null && typeof v.host === "string" &&
+        typeof v.pid === "number" && typeof v.token === "string" && typeof v.started === "string"
+      ? v as RunClaimHolder
+      : undefined;
+  } catch {
+    return undefined; // being written (created, not yet filled), or not a claim
+  }
+}
+
+/** A claim file as read: its holder (undefined while being written) and heartbeat time. */
+interface ClaimSeen {
+  readonly holder: RunClaimHolder | undefined;
+  readonly heartbeat: number;
+}
+
+async function readClaim(path: string): Promise<ClaimSeen | undefined> {
+  try {
+    const info = await Deno.stat(path);
+    const text = await Deno.readTextFile(path);
+    return { holder: parseHolder(text), heartbeat: info.mtime?.getTime() ?? Date.now() };
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+}
+
+/** Whether process `pid` runs on this host (an error but "no such process" counts as yes). */
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: unknown }).code !== "ESRCH";
+  }
+}
+
+/** Why a claim is stale, or undefined when its holder is alive. */
+function staleness(seen: ClaimSeen, staleMs: number, host: string): string | undefined {
+  const age = Date.now() - seen.heartbeat;
+  if (age > staleMs) {
+    return `its heartbeat is ${Math.round(age / 1000)} s old (stale after ${staleMs / 1000} s)`;
+  }
+  const h = seen.holder;
+  if (h === undefined || h.host !== host) return undefined;
+  if (h.pid === Deno.pid) {
+    return HELD.has(h.token)
+      ? undefined
+      : `pid ${h.pid} is this process, which does not hold it (an earlier process with this pid)`;
+  }
+  return pidAlive(h.pid) ? undefined : `pid ${h.pid} is not running on this host`;
+}
+
+/**
+ * How a claim's holder is named in lines: `<host> pid <pid>`, or "another process" when unknown
+ * (its claim file is still being written, or was already released).
+ *
+ * @param h the holder, if known
+ * @returns the name
+ */
+export function holderName(h: RunClaimHolder | undefined): string {
+  return h === undefined ? "another process" : `${h.host} pid ${h.pid}`;
+}
+
+/** A claim this process holds, with its heartbeat. */
+interface HeldClaim {
+  readonly path: string;
+  readonly holder: RunClaimHolder;
+  /** Stops the heartbeat and removes the file if it is still this claim's. */
+  release(): Promise<void>;
+}
+
+/** What {@link claimRun} found: the claim, or the live holder of another process. */
+type ClaimOutcome =
+  | { readonly held: HeldClaim }
+  | { readonly other: RunClaimHolder | undefined };
+
+interface ClaimContext {
+  readonly host: string;
+  readonly heartbeatMs: number;
+  readonly staleMs: number;
+  readonly onTakeover: (previous: RunClaimHolder | undefined, why: string) => void;
+}
+
+/**
+ * Claims a run: creates its claim file exclusively (`createNew`, atomic on local and NFS v3+
+ * file systems) with this process's {@link RunClaimHolder}, and refreshes its mtime every
+ * `heartbeatMs` from an unref'd timer. A stale claim (heartbeat older than `staleMs`, or a
+ * holder on this host whose process is gone) is taken over: renamed to a unique name (one taker
+ * wins the rename), checked to be the claim judged stale (else, a live claim another taker made
+ * meanwhile, it is put back), removed, then created afresh.
+ */
+async function claimRun(path: string, runIdOf: string, ctx: ClaimContext): Promise<ClaimOutcome> {
+  let last: RunClaimHolder | undefined;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const holder: RunClaimHolder = {
+      host: ctx.host,
+      pid: Deno.pid,
+      started: new Date().toISOString(),
+      token: crypto.randomUUID(),
+      run: runIdOf,
+    };
+    let f: Deno.FsFile | undefined;
+    try {
+      f = await Deno.open(path, { write: true, createNew: true });
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+    }
+    if (f !== undefined) {
+      HELD.set(holder.token, path);
+      try {
+        await f.write(new TextEncoder().encode(JSON.stringify(holder) + "\n"));
+      } catch (e) {
+        HELD.delete(holder.token);
+        f.close();
+        await Deno.remove(path).catch(() => {});
+        throw e;
+      }
+      f.close();
+      if (!unloadListening) {
+        globalThis.addEventListener("unload", releaseHeldSync);
+        unloadListening = true;
+      }
+      return { held: heartbeat(path, holder, ctx.heartbeatMs) };
+    }
+    const seen = await readClaim(path);
+    if (seen === undefined) continue; // released meanwhile: claim it
+    last = seen.holder;
+    const why = staleness(seen, ctx.staleMs, ctx.host);
+    if (why === undefined) return { other: seen.holder };
+    const aside = join(dirname(path), `.${basename(path)}.stale-${tempTag()}`);
+    try {
+      await Deno.rename(path, aside);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) continue; // another taker won
+      throw e;
+    }
+    const moved = await readClaim(aside);
+    if (moved !== undefined && moved.holder?.token !== seen.holder?.token) {
+      // Another taker replaced the stale claim between our read and rename: put its live claim
+      // back (link fails if a third one already claimed it) and leave the run to it.
+      await Deno.link(aside, path).catch(() => {});
+      await Deno.remove(aside).catch(() => {});
+      return { other: moved.holder };
+    }
+    await Deno.remove(aside).catch(() => {});
+    ctx.onTakeover(seen.holder, why);
+  }
+  return { other: last };
+}
+
+function heartbeat(path: string, holder: RunClaimHolder, everyMs: number): HeldClaim {
+  let beating: Promise<void> = Promise.resolve();
+  let lost = false;
+  const beat = async () => {
+    try {
+      const h = parseHolder(await Deno.readTextFile(path));
+      if (h?.token !== holder.token) {
+        // Taken over (this process was suspended past the stale window): never touch another's.
+        lost = true;
+        clearInterval(timer);
+        return;
+      }
+      const now = new Date();
+      await Deno.utime(path, now, now);
+    } catch {
+      // A missed beat: the next one may succeed; a claim missing beats long enough goes stale.
+    }
+  };
+  const timer = setInterval(() => {
+    beating = beating.then(beat);
+  }, everyMs);
+  Deno.unrefTimer(timer);
+  return {
+    path,
+    holder,
+    release: async () => {
+      clearInterval(timer);
+      await beating;
+      HELD.delete(holder.token);
+      if (lost) return;
+      try {
+        const h = parseHolder(await Deno.readTextFile(path));
+        if (h?.token === holder.token) await Deno.remove(path);
+      } catch {
+        // Already gone, or unreadable: it goes stale.
+      }
+    },
+  };
+}
+
+/**
+ * Removes claim files left half taken over (`.<stem>.lock.stale-<tag>`, renamed by a taker that
+ * was killed before removing it) once older than `staleMs`. Housekeeping.
+ */
+async function sweepStaleClaims(outDir: string, staleMs: number): Promise<void> {
+  try {
+    for await (const e of Deno.readDir(outDir)) {
+      if (!e.isFile || !STALE_CLAIM.test(e.name)) continue;
+      const p = join(outDir, e.name);
+      const info = await Deno.stat(p).catch(() => undefined);
+      const ago = info === undefined ? undefined : changedAgoMs(info);
+      if (ago !== undefined && ago > staleMs) await Deno.remove(p).catch(() => {});
+    }
+  } catch {
+    // Unreadable: nothing to finish.
+  }
+}
+
+/** Whether an error (or one of its causes) is a full disk (`ENOSPC`, os error 28). */
+export function isNoSpaceError(e: unknown): boolean {
+  for (let x: unknown = e, depth = 0; x instanceof Error && depth < 8; x = x.cause, depth++) {
+    if ((x as { code?: unknown }).code === "ENOSPC") return true;
+    if (/No space left on device|os error 28\b/.test(x.message)) return true;
+  }
+  return false;
+}
+
+/** The identity of a run's result file, or null when there is none. */
+async function resultIdentity(file: string): Promise<FileIdentity | null> {
+  try {
+    return fileIdentity(await Deno.stat(file));
+  } catch {
+    return null;
+  }
+}
+
+/** Whether a result file changed since `was` (written by another process meanwhile). */
+function changedSince(was: FileIdentity | null, now: FileIdentity | null): boolean {
+  if (now === null) return false;
+  return was === null || fileChange(was, now) !== undefined;
+}
+
+/** Sleeps `ms`, in slices of at most 200 ms, ending early once `stop()` gives a reason. */
+async function sleepUnlessStopped(ms: number, stop: () => string | undefined): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end && stop() === undefined) {
+    await new Promise((r) => setTimeout(r, Math.min(200, end - Date.now())));
+  }
 }
 
 /** The work folder of a run's result file (`<out>/<stem>.json` → `<out>/<stem>`). */
@@ -614,49 +1041,94 @@ export async function removeEmptyFolders(dir: string): Promise<void> {
  * checkpoints. After a result is written, the run's work folder is removed; after a failure it
  * is removed only when it holds no file (no checkpoint to resume from). A stop request
  * (`opts.shouldStop` before a run, or a run's error marked `interrupted: true`) ends the grid
- * there ({@link GridSummary.interrupted}); the stopped run's checkpoints stay for `resume`.
+ * there ({@link GridSummary.interrupted}); the stopped run's checkpoints stay for `resume`. So
+ * does a run that fails for a full disk (`ENOSPC`): the grid stops there instead of starting the
+ * next run on it, reported as interrupted with the reason {@link NO_SPACE_REASON}.
+ *
+ * Several processes may run grids into one `outDir` (a requeued job, a replacement pod, a second
+ * terminal; on a shared file system across hosts): each run is trained by the process that
+ * claims it, with an exclusive claim file `<out>/<stem>.lock` ({@link RunClaimHolder}: host,
+ * pid, start, token) whose mtime its holder refreshes as a heartbeat while the run trains, and
+ * which it removes when the run ends (done, failed or stopped). A run claimed by a live process
+ * is passed over; after the other runs the grid polls those (`opts.runLock.pollMs`) until each
+ * has a result written meanwhile (counted as skipped, {@link GridSummary.doneElsewhere}) or its
+ * claim is released or goes stale (heartbeat older than the stale window, or its holder on this
+ * host gone): then this grid claims and trains it, from the other's checkpoints if any. A run
+ * whose result another process wrote during this grid is never trained again, with or without
+ * `resume`; a work folder is cleared or removed only under this grid's claim.
  *
  * @param specs the runs (one shard or the whole grid)
  * @param opts output folder, data root, `runOne`, resume flag, event sink
  * @returns counts and the failures (a run whose result was written but whose checkpoints could
  *   not be removed counts as failed, with a message saying so)
+ * @throws Error when `HYPERPROMPT_RUN_LOCK_STALE_S` is not a valid number of seconds
  */
 export async function runGrid(
   specs: readonly RunSpec[],
   opts: RunGridOptions,
 ): Promise<GridSummary> {
+  const staleMs = opts.runLock?.staleMs ?? runLockStaleMs();
+  const heartbeatMs = opts.runLock?.heartbeatMs ?? RUN_LOCK_HEARTBEAT_MS;
+  const pollMs = opts.runLock?.pollMs ?? RUN_LOCK_POLL_MS;
   await Deno.mkdir(opts.outDir, { recursive: true });
   await sweepDiscarded(opts.outDir);
+  await sweepStaleClaims(opts.outDir, staleMs);
   const emit = opts.onEvent ?? (() => {});
+  const host = thisHost();
+  const fileOf = (spec: RunSpec) => join(opts.outDir, runFileName(spec));
+  // The result files as this grid found them: one that changes was written by another process.
+  const initial = new Map<string, FileIdentity | null>();
+  for (const spec of specs) initial.set(spec.id, await resultIdentity(fileOf(spec)));
   let done = 0;
   let skipped = 0;
   const failed: { spec: RunSpec; error: Error }[] = [];
+  const doneElsewhere: { spec: RunSpec; holder?: RunClaimHolder }[] = [];
   let interrupted: GridSummary["interrupted"];
-  for (const [index, spec] of specs.entries()) {
-    const stop = opts.shouldStop?.();
-    if (stop !== undefined) {
-      interrupted = { reason: stop, notStarted: specs.length - index };
-      break;
-    }
-    const found = opts.resume ? await inspectFinished(opts.outDir, spec) : {};
-    const file = join(opts.outDir, runFileName(spec));
-    const workDir = runWorkDir(file);
-    if (found.result !== undefined) {
-      // Checkpoints left by a kill between writing the result and removing them: no longer needed.
-      await discardFolder(workDir).catch(() => {});
-      skipped++;
-      emit({ kind: "skip", spec, index });
-      continue;
-    }
-    emit({
-      kind: "start",
-      spec,
-      index,
-      ...(found.unusable === undefined ? {} : { replaces: found.unusable }),
+  let fatal: Error | undefined;
+  /** Claims a run; a claim file that cannot be written (a full disk) is the run's failure. */
+  const claim = (spec: RunSpec, index: number): Promise<ClaimOutcome | { failed: Error }> =>
+    claimRun(runLockFile(fileOf(spec)), spec.id, {
+      host,
+      heartbeatMs,
+      staleMs,
+      onTakeover: (previous, why) => emit({ kind: "takeover", spec, index, previous, why }),
+    }).catch((e) => {
+      const error = e instanceof Error ? e : new Error(String(e));
+      return {
+        failed: new Error(
+          `cannot claim the run (${runLockFile(fileOf(spec))}): ${error.message}`,
+          { cause: error },
+        ),
+      };
     });
+  /** A valid result of `spec` that another process wrote during this grid, if any. */
+  const writtenElsewhere = async (spec: RunSpec): Promise<boolean> =>
+    changedSince(initial.get(spec.id) ?? null, await resultIdentity(fileOf(spec))) &&
+    (await inspectFinished(opts.outDir, spec)).result !== undefined;
+  const countElsewhere = (spec: RunSpec, index: number, holder?: RunClaimHolder) => {
+    skipped++;
+    doneElsewhere.push({ spec, ...(holder === undefined ? {} : { holder }) });
+    emit({ kind: "skip", spec, index, doneBy: holder ?? null });
+  };
+
+  /**
+   * Trains one claimed run (the claim is released whatever happens). `continues`: keep its
+   * checkpoints (resume semantics). Returns true when the grid must stop.
+   */
+  const train = async (
+    spec: RunSpec,
+    index: number,
+    held: HeldClaim,
+    continues: boolean,
+    replaces: string | undefined,
+    notStartedAfter: () => number,
+  ): Promise<boolean> => {
+    const file = fileOf(spec);
+    const workDir = runWorkDir(file);
+    emit({ kind: "start", spec, index, ...(replaces === undefined ? {} : { replaces }) });
     try {
       // A fresh run must not pick up checkpoints of an earlier attempt (possibly other code).
-      if (!opts.resume) await discardFolder(workDir);
+      if (!continues) await discardFolder(workDir);
       await Deno.mkdir(workDir, { recursive: true });
       const micro = opts.microBatchSizes?.get(spec.id);
       const returned = await opts.runOne(spec, {
@@ -687,40 +1159,181 @@ export async function runGrid(
       }
       done++;
       emit({ kind: "done", spec, index, result, file });
+      return false;
     } catch (e) {
       const error = e instanceof Error ? e : new Error(String(e));
       // A run that failed before its first checkpoint leaves nothing to resume: no empty folder.
       await removeEmptyFolders(workDir);
-      const stopped = error as { interrupted?: unknown; reason?: unknown };
-      if (stopped.interrupted === true) {
-        // Stopped on request (a signal), not failed: its checkpoints stay for --resume.
-        interrupted = {
-          reason: typeof stopped.reason === "string" ? stopped.reason : "a stop request",
-          spec,
-          error,
-          notStarted: specs.length - index - 1,
-        };
-        emit({ kind: "interrupted", spec, index, error });
-        break;
-      }
-      failed.push({ spec, error });
-      emit({ kind: "error", spec, index, error });
-      if ((error as { fatal?: unknown }).fatal === true) {
-        // The backend cannot run anything more in this process: report the rest as not run.
-        for (const [later, rest] of specs.slice(index + 1).entries()) {
-          const notRun = new Error(
-            `not run: an earlier run stopped the backend (${error.message})`,
-          );
-          failed.push({ spec: rest, error: notRun });
-          emit({ kind: "error", spec: rest, index: index + 1 + later, error: notRun });
+      return settle(spec, index, error, notStartedAfter);
+    } finally {
+      await held.release();
+    }
+  };
+
+  /**
+   * Records a run's failure: a stop request or a full disk stops the grid (returns true), as
+   * does a fatal backend error; any other failure is listed and the grid goes on.
+   */
+  function settle(
+    spec: RunSpec,
+    index: number,
+    error: Error,
+    notStartedAfter: () => number,
+  ): boolean {
+    const stopped = error as { interrupted?: unknown; reason?: unknown };
+    if (stopped.interrupted === true || isNoSpaceError(error)) {
+      // Stopped on request (a signal), or the disk is full (every later run would fail on it
+      // too): not failed; its checkpoints stay for --resume.
+      interrupted = {
+        reason: stopped.interrupted === true
+          ? typeof stopped.reason === "string" ? stopped.reason : "a stop request"
+          : NO_SPACE_REASON,
+        spec,
+        error,
+        notStarted: notStartedAfter(),
+      };
+      emit({ kind: "interrupted", spec, index, error });
+      return true;
+    }
+    failed.push({ spec, error });
+    emit({ kind: "error", spec, index, error });
+    if ((error as { fatal?: unknown }).fatal === true) {
+      fatal = error;
+      return true;
+    }
+    return false;
+  }
+
+  // Runs another live process has claimed, in grid order: polled after the others.
+  const waiting: { spec: RunSpec; index: number; holder: RunClaimHolder | undefined }[] = [];
+  let stoppedAt = specs.length;
+  for (const [index, spec] of specs.entries()) {
+    const stop = opts.shouldStop?.();
+    if (stop !== undefined) {
+      interrupted = { reason: stop, notStarted: specs.length - index + waiting.length };
+      stoppedAt = index;
+      break;
+    }
+    const found = opts.resume ? await inspectFinished(opts.outDir, spec) : {};
+    const file = fileOf(spec);
+    const workDir = runWorkDir(file);
+    if (found.result !== undefined) {
+      // Checkpoints left by a kill between writing the result and removing them: no longer
+      // needed; removed under the run's claim only (a live process may be rerunning it).
+      if (await pathExists(workDir)) {
+        const c = await claim(spec, index);
+        if ("held" in c) {
+          await discardFolder(workDir).catch(() => {});
+          await c.held.release();
         }
+      }
+      skipped++;
+      emit({ kind: "skip", spec, index });
+      continue;
+    }
+    const c = await claim(spec, index);
+    if ("failed" in c) {
+      emit({ kind: "start", spec, index });
+      if (settle(spec, index, c.failed, () => specs.length - index - 1 + waiting.length)) {
+        stoppedAt = index + 1;
         break;
       }
+      continue;
+    }
+    if ("other" in c) {
+      waiting.push({ spec, index, holder: c.other });
+      emit({ kind: "claimed", spec, index, holder: c.other ?? null });
+      continue;
+    }
+    if (await writtenElsewhere(spec)) {
+      // Another process finished it after this grid started (and released its claim).
+      await c.held.release();
+      countElsewhere(spec, index);
+      continue;
+    }
+    const stopHere = await train(
+      spec,
+      index,
+      c.held,
+      opts.resume === true,
+      found.unusable,
+      () => specs.length - index - 1 + waiting.length,
+    );
+    if (stopHere) {
+      stoppedAt = index + 1;
+      break;
+    }
+  }
+  // The runs others train: wait for their results, or take over a claim that goes stale.
+  while (interrupted === undefined && fatal === undefined && waiting.length > 0) {
+    for (let i = 0; i < waiting.length && interrupted === undefined && fatal === undefined;) {
+      const w = waiting[i]!;
+      const stop = opts.shouldStop?.();
+      if (stop !== undefined) {
+        interrupted = { reason: stop, notStarted: waiting.length };
+        break;
+      }
+      if (await writtenElsewhere(w.spec)) {
+        waiting.splice(i, 1);
+        countElsewhere(w.spec, w.index, w.holder);
+        continue;
+      }
+      const c = await claim(w.spec, w.index);
+      if ("failed" in c) {
+        waiting.splice(i, 1);
+        emit({ kind: "start", spec: w.spec, index: w.index });
+        settle(w.spec, w.index, c.failed, () => waiting.length);
+        continue;
+      }
+      if ("other" in c) {
+        w.holder = c.other;
+        i++;
+        continue;
+      }
+      waiting.splice(i, 1);
+      if (await writtenElsewhere(w.spec)) {
+        // Its holder wrote the result, then released the claim, between the two looks.
+        await c.held.release();
+        countElsewhere(w.spec, w.index, w.holder);
+        continue;
+      }
+      // Released without a result (failed or stopped) or taken over from a dead holder: this
+      // grid trains it, from the checkpoints the other left.
+      await train(w.spec, w.index, c.held, true, undefined, () => waiting.length);
+    }
+    if (interrupted !== undefined || fatal !== undefined || waiting.length === 0) break;
+    emit({
+      kind: "waiting",
+      spec: waiting[0]!.spec,
+      index: waiting[0]!.index,
+      runs: waiting.map((w) => ({ spec: w.spec, index: w.index, holder: w.holder ?? null })),
+    });
+    const stop = () => opts.shouldStop?.();
+    await sleepUnlessStopped(pollMs, stop);
+    const reason = stop();
+    if (reason !== undefined) interrupted = { reason, notStarted: waiting.length };
+  }
+  if (fatal !== undefined) {
+    // The backend cannot run anything more in this process: report the rest as not run.
+    const rest = [
+      ...specs.slice(stoppedAt).map((spec, k) => ({ spec, index: stoppedAt + k })),
+      ...waiting,
+    ];
+    for (const { spec, index } of rest) {
+      const notRun = new Error(`not run: an earlier run stopped the backend (${fatal.message})`);
+      failed.push({ spec, error: notRun });
+      emit({ kind: "error", spec, index, error: notRun });
     }
   }
   // A request that came while the last run finished (its training loop had ended, or ended on
   // that very step) still ends the grid as stopped: no tables or gate, the signal's exit code.
   const late = interrupted === undefined ? opts.shouldStop?.() : undefined;
   if (late !== undefined) interrupted = { reason: late, notStarted: 0 };
-  return { done, skipped, failed, ...(interrupted === undefined ? {} : { interrupted }) };
+  return {
+    done,
+    skipped,
+    failed,
+    ...(doneElsewhere.length === 0 ? {} : { doneElsewhere }),
+    ...(interrupted === undefined ? {} : { interrupted }),
+  };
 }

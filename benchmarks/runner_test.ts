@@ -10,14 +10,18 @@ import {
   expandGrid,
   FILE_CATALOG,
   inspectFinished,
+  isNoSpaceError,
   missingProfileTasks,
+  NO_SPACE_REASON,
   parseShard,
   readFinished,
   runGrid,
+  runLockFile,
+  runLockStaleMs,
   shardGrid,
   writeFileAtomic,
 } from "./runner.ts";
-import { writeFileAtomic as sharedWriteFileAtomic } from "../model/fs.ts";
+import { pathExists, writeFileAtomic as sharedWriteFileAtomic } from "../model/fs.ts";
 import {
   bareTaskName,
   DEFAULT_TRAIN,
@@ -549,8 +553,12 @@ Deno.test("runGrid(): work folders go through a .del- name; a removal or cleanup
     } finally {
       Deno.remove = remove;
     }
-    assert.ok(removed.length >= 2, `removals: ${removed}`);
-    for (const p of removed) {
+    // The run's claim file goes too (removed in place: it is one file, replaced atomically).
+    const lock = `${work}.lock`;
+    assert.ok(removed.includes(lock), `removals: ${removed}`);
+    const folders = removed.filter((p) => p !== lock);
+    assert.ok(folders.length >= 2, `removals: ${removed}`);
+    for (const p of folders) {
       assert.notEqual(p, work, "the work folder is renamed before it is deleted");
       assert.match(
         p,
@@ -730,4 +738,368 @@ Deno.test("expandGrid(): extraTrainTasks (DPR) joins each multi-task run's mixtu
       expandGrid(profile({ extraTrainTasks: { super_glue: ["wsc"] } }), { dataDir: DATA, catalog }),
     /Profile "t": \$\.extraTrainTasks\.super_glue\[0\] "wsc" is not a train-only super_glue task \(known: dpr\); an evaluated task goes under \$\.tasks/,
   );
+});
+
+/** A claim file as another process writes it (`runner.ts` `RunClaimHolder`). */
+async function writeClaim(
+  out: string,
+  spec: RunSpec,
+  holder: { host: string; pid: number; token?: string },
+  ageMs = 0,
+): Promise<string> {
+  const path = runLockFile(join(out, runFileName(spec)));
+  await Deno.writeTextFile(
+    path,
+    JSON.stringify({ started: new Date().toISOString(), token: "their-token", ...holder }),
+  );
+  const t = new Date(Date.now() - ageMs);
+  await Deno.utime(path, t, t);
+  return path;
+}
+
+/** The names in `out` that are claim files or claims being taken over. */
+function claimFiles(out: string): string[] {
+  return [...Deno.readDirSync(out)].map((e) => e.name).filter((n) => n.includes(".lock"));
+}
+
+const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// Short claim timings for the tests (the defaults are 30 s, 3 min and 10 s).
+const FAST = { heartbeatMs: 20, staleMs: 5_000, pollMs: 20 };
+
+Deno.test("runGrid(): two concurrent grids on one folder train each run once", async () => {
+  const out = await Deno.makeTempDir();
+  try {
+    const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+    for (const resume of [false, true]) {
+      if (resume) {
+        // A second round into the same folder, with --resume: both skip every run.
+        const trained: string[] = [];
+        const runOne: RunOneFn = (s, o) => (trained.push(s.id), fakeRunOne(s, o));
+        const both = await Promise.all(
+          [0, 1].map(() =>
+            runGrid(grid, { outDir: out, dataDir: DATA, runOne, resume, runLock: FAST })
+          ),
+        );
+        assert.deepEqual(trained, []);
+        assert.deepEqual(both.map((s) => s.skipped), [grid.length, grid.length]);
+        continue;
+      }
+      const trained: string[][] = [[], []];
+      const grids = [0, 1].map((g) =>
+        runGrid(grid, {
+          outDir: out,
+          dataDir: DATA,
+          // Each run takes a while, so that the two grids overlap on every run.
+          runOne: async (spec, opts) => {
+            trained[g]!.push(spec.id);
+            await delay(15);
+            return fakeRunOne(spec, opts);
+          },
+          runLock: FAST,
+        })
+      );
+      const [a, b] = await Promise.all(grids);
+      const all = [...trained[0]!, ...trained[1]!].sort();
+      assert.deepEqual(all, grid.map((s) => s.id).sort(), "each run trained exactly once");
+      assert.ok(trained[0]!.length > 0 && trained[1]!.length > 0, "both grids trained");
+      for (const [s, mine] of [[a!, trained[0]!], [b!, trained[1]!]] as const) {
+        assert.equal(s.done, mine.length);
+        assert.equal(s.done + s.skipped, grid.length);
+        assert.deepEqual(s.failed, []);
+        assert.equal(s.doneElsewhere?.length ?? 0, s.skipped, "skipped: done by the other grid");
+      }
+      for (const s of grid) assert.ok(await readFinished(out, s));
+      assert.deepEqual(claimFiles(out), [], "no claim file left");
+    }
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("runGrid(): the claim names this process, beats while the run trains, and goes after done or failed", async () => {
+  const out = await Deno.makeTempDir();
+  try {
+    const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+    const seen: { host: string; pid: number; token: string; run: string }[] = [];
+    let beat = false;
+    const runOne: RunOneFn = async (spec, opts) => {
+      const lock = runLockFile(join(out, runFileName(spec)));
+      seen.push(JSON.parse(await Deno.readTextFile(lock)));
+      // An old mtime is refreshed by the heartbeat within a few beats.
+      const old = new Date(Date.now() - 3_600_000);
+      await Deno.utime(lock, old, old);
+      for (let i = 0; i < 50 && !beat; i++) {
+        await delay(10);
+        beat = Date.now() - (await Deno.stat(lock)).mtime!.getTime() < 60_000;
+      }
+      if (spec.id === grid[1]!.id) throw new Error("boom");
+      return fakeRunOne(spec, opts);
+    };
+    const s = await runGrid(grid.slice(0, 2), {
+      outDir: out,
+      dataDir: DATA,
+      runOne,
+      runLock: FAST,
+    });
+    assert.equal(s.done, 1);
+    assert.match(s.failed[0]!.error.message, /boom/);
+    assert.ok(beat, "the heartbeat refreshed the claim's mtime");
+    assert.deepEqual(seen.map((h) => [h.host, h.pid, h.run]), [
+      [Deno.hostname(), Deno.pid, grid[0]!.id],
+      [Deno.hostname(), Deno.pid, grid[1]!.id],
+    ]);
+    assert.notEqual(seen[0]!.token, seen[1]!.token);
+    assert.deepEqual(claimFiles(out), [], "released after done and after failed");
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("runGrid(): a stale claim (dead pid here, this pid's earlier process, or an old heartbeat elsewhere) is taken over", async () => {
+  const out = await Deno.makeTempDir();
+  try {
+    const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+    const child = new Deno.Command("true").spawn();
+    const deadPid = child.pid;
+    await child.status;
+    const host = Deno.hostname();
+    await writeClaim(out, grid[0]!, { host, pid: deadPid });
+    await writeClaim(out, grid[1]!, { host, pid: Deno.pid, token: "not-ours" });
+    await writeClaim(out, grid[2]!, { host: "elsewhere.example", pid: 4242 }, 600_000);
+    // A live claim from elsewhere, beating: not taken over (waited for, then stopped).
+    const live = await writeClaim(out, grid[3]!, { host: "elsewhere.example", pid: 4243 });
+    const takeovers: string[] = [];
+    let waited = false;
+    const s = await runGrid(grid.slice(0, 4), {
+      outDir: out,
+      dataDir: DATA,
+      runOne: fakeRunOne,
+      runLock: { ...FAST, staleMs: 60_000 },
+      onEvent: (e) => {
+        if (e.kind === "takeover") {
+          takeovers.push(`${e.index} ${e.previous?.host} ${e.previous?.pid}: ${e.why}`);
+        }
+        if (e.kind === "waiting") waited = true;
+      },
+      shouldStop: () => waited ? "SIGINT" : undefined,
+    });
+    assert.equal(s.done, 3);
+    assert.equal(takeovers.length, 3, takeovers.join("\n"));
+    assert.match(takeovers[0]!, new RegExp(`^0 ${host} ${deadPid}: pid ${deadPid} is not running`));
+    assert.match(takeovers[1]!, /^1 .*: pid \d+ is this process, which does not hold it/);
+    assert.match(takeovers[2]!, /^2 elsewhere\.example 4242: its heartbeat is 600 s old/);
+    assert.deepEqual(s.interrupted, { reason: "SIGINT", notStarted: 1 });
+    assert.deepEqual(claimFiles(out), [basename(live)], "only the live claim is left, untouched");
+    assert.equal(JSON.parse(await Deno.readTextFile(live)).pid, 4243);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("runGrid(): a run claimed by a live process is waited for and counted as done by it", async () => {
+  const out = await Deno.makeTempDir();
+  try {
+    const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+    const [a, b] = [grid[0]!, grid[1]!];
+    const lock = await writeClaim(out, a, { host: "other-host", pid: 77 });
+    // The other process: beats, then writes the result and releases its claim.
+    const beating = setInterval(() => {
+      const now = new Date();
+      Deno.utimeSync(lock, now, now);
+    }, 10);
+    let finishing: Promise<void> | undefined;
+    const trained: string[] = [];
+    const events: string[] = [];
+    let s;
+    try {
+      s = await runGrid([a, b], {
+        outDir: out,
+        dataDir: DATA,
+        runOne: (spec, opts) => (trained.push(spec.id), fakeRunOne(spec, opts)),
+        runLock: { ...FAST, staleMs: 1_000 },
+        onEvent: (e) => {
+          if (e.kind === "progress") return;
+          events.push(e.kind === "skip" ? `skip by ${e.doneBy?.host}` : e.kind);
+          if (e.kind === "waiting" && finishing === undefined) {
+            assert.deepEqual(e.runs.map((r) => [r.spec.id, r.holder?.pid]), [[a.id, 77]]);
+            finishing = (async () => {
+              await delay(50); // a few polls see it still claimed
+              const r = await fakeRunOne(a, { outDir: out, dataDir: DATA });
+              await writeFileAtomic(join(out, runFileName(a)), JSON.stringify(r));
+              clearInterval(beating);
+              await Deno.remove(lock);
+            })();
+          }
+        },
+      });
+    } finally {
+      clearInterval(beating);
+      await finishing;
+    }
+    assert.deepEqual(trained, [b.id], "the claimed run is not trained here");
+    assert.equal(s.done, 1);
+    assert.equal(s.skipped, 1);
+    assert.deepEqual(s.doneElsewhere?.map((d) => [d.spec.id, d.holder?.host, d.holder?.pid]), [
+      [a.id, "other-host", 77],
+    ]);
+    assert.deepEqual(events.slice(0, 4), ["claimed", "start", "done", "waiting"]);
+    assert.equal(events.at(-1), "skip by other-host");
+    assert.deepEqual(claimFiles(out), []);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("runGrid(): a claim that goes stale while waited for is taken over and the run continues from its checkpoints", async () => {
+  const out = await Deno.makeTempDir();
+  try {
+    const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+    const a = grid[0]!;
+    await writeClaim(out, a, { host: "other-host", pid: 78 });
+    const work = join(out, runFileName(a)).replace(/\.json$/, "");
+    await Deno.mkdir(join(work, "checkpoints", "step-00000002"), { recursive: true });
+    await Deno.writeTextFile(join(work, "checkpoints", "step-00000002", "state.json"), "{}");
+    const found: boolean[] = [];
+    const kinds: string[] = [];
+    const s = await runGrid([a], {
+      outDir: out,
+      dataDir: DATA,
+      // Without resume: a run taken over from a dead holder still keeps its checkpoints.
+      runOne: async (spec, opts) => {
+        found.push(await pathExists(join(opts.outDir, "checkpoints", "step-00000002")));
+        return fakeRunOne(spec, opts);
+      },
+      runLock: { ...FAST, staleMs: 200 },
+      onEvent: (e) => e.kind !== "progress" && kinds.push(e.kind),
+    });
+    assert.equal(s.done, 1);
+    assert.deepEqual(found, [true], "the other's checkpoint was there to resume from");
+    assert.equal(kinds[0], "claimed");
+    assert.ok(kinds.includes("waiting"));
+    assert.deepEqual(kinds.slice(-3), ["takeover", "start", "done"]);
+    assert.deepEqual(claimFiles(out), []);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("runGrid(): a stop while waiting ends the wait at once; a claimed finished run's folder is left alone", async () => {
+  const out = await Deno.makeTempDir();
+  try {
+    const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+    const [a, b] = [grid[0]!, grid[1]!];
+    // b finished earlier; a live process reruns it (its work folder holds its checkpoint).
+    await runGrid([b], { outDir: out, dataDir: DATA, runOne: fakeRunOne });
+    const workB = join(out, runFileName(b)).replace(/\.json$/, "");
+    await Deno.mkdir(workB);
+    await Deno.writeTextFile(join(workB, "live"), "");
+    await writeClaim(out, b, { host: "other-host", pid: 80 });
+    await writeClaim(out, a, { host: "other-host", pid: 79 });
+    let stop: string | undefined;
+    const started = Date.now();
+    const s = await runGrid([a, b], {
+      outDir: out,
+      dataDir: DATA,
+      runOne: () => Promise.reject(new Error("must not train")),
+      resume: true,
+      runLock: { ...FAST, pollMs: 60_000, staleMs: 120_000 },
+      onEvent: (e) => {
+        if (e.kind === "waiting") stop = "SIGTERM";
+      },
+      shouldStop: () => stop,
+    });
+    assert.ok(Date.now() - started < 2_000, "the 60 s poll did not delay the stop");
+    assert.equal(s.skipped, 1);
+    assert.deepEqual(s.interrupted, { reason: "SIGTERM", notStarted: 1 });
+    assert.deepEqual(s.failed, []);
+    assert.ok(await pathExists(join(workB, "live")), "another process's work folder is kept");
+    assert.equal(claimFiles(out).length, 2, "the other's claims are untouched");
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("runGrid(): a run that fails for a full disk (ENOSPC) stops the grid, reported as interrupted", async () => {
+  const out = await Deno.makeTempDir();
+  try {
+    const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+    const ckpt = join(out, "ckpt", "weights.bin");
+    // Deno's error for a full disk (as writeFile gives it, code and message), and the same
+    // wrapped by a caller that names what it was saving (the code only on the cause).
+    const enospc = () =>
+      Object.assign(new Error(`No space left on device (os error 28): write '${ckpt}'`), {
+        code: "ENOSPC",
+      });
+    const errors = [
+      enospc(),
+      new Error(`saving checkpoint step-3 to ${ckpt} failed`, { cause: enospc() }),
+    ];
+    for (const thrown of errors) {
+      const started: string[] = [];
+      const s = await runGrid(grid, {
+        outDir: out,
+        dataDir: DATA,
+        runOne: (spec, opts) => {
+          started.push(spec.id);
+          return spec.id === grid[1]!.id ? Promise.reject(thrown) : fakeRunOne(spec, opts);
+        },
+        runLock: FAST,
+      });
+      assert.deepEqual(started, [grid[0]!.id, grid[1]!.id], "no run starts after it");
+      assert.equal(s.interrupted?.reason, NO_SPACE_REASON);
+      assert.equal(s.interrupted?.spec?.id, grid[1]!.id);
+      assert.equal(s.interrupted?.notStarted, grid.length - 2);
+      assert.equal(s.interrupted?.error, thrown, "its error names the path");
+      assert.deepEqual(s.failed, []);
+      assert.deepEqual(claimFiles(out), []);
+    }
+    // The claim file itself cannot be created (the disk filled up between runs): the same stop;
+    // any other claim failure is that run's failure, and the grid goes on.
+    const lock1 = runLockFile(join(out, runFileName(grid[1]!)));
+    const open = Deno.open;
+    for (
+      const [thrown, stops] of [[enospc(), true], [
+        new Deno.errors.PermissionDenied("no"),
+        false,
+      ]] as const
+    ) {
+      const started: string[] = [];
+      Deno.open = (path, options) =>
+        String(path) === lock1 ? Promise.reject(thrown) : open(path, options);
+      let s;
+      try {
+        s = await runGrid(grid.slice(0, 3), {
+          outDir: out,
+          dataDir: DATA,
+          runOne: (spec, opts) => (started.push(spec.id), fakeRunOne(spec, opts)),
+          runLock: FAST,
+        });
+      } finally {
+        Deno.open = open;
+      }
+      const failure = stops ? s.interrupted?.error : s.failed[0]?.error;
+      assert.match(failure?.message ?? "", /^cannot claim the run \(.*\.lock\): /);
+      assert.equal(failure?.cause, thrown);
+      assert.deepEqual(started, stops ? [grid[0]!.id] : [grid[0]!.id, grid[2]!.id]);
+      assert.equal(s.interrupted?.reason, stops ? NO_SPACE_REASON : undefined);
+    }
+    assert.equal(isNoSpaceError(new Error("boom", { cause: new Error("bad data") })), false);
+    assert.equal(isNoSpaceError(Object.assign(new Error("x"), { code: "ENOSPC" })), true);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("runLockStaleMs() reads HYPERPROMPT_RUN_LOCK_STALE_S: seconds, at least two heartbeats", () => {
+  assert.equal(runLockStaleMs(undefined), 180_000);
+  assert.equal(runLockStaleMs(""), 180_000);
+  assert.equal(runLockStaleMs("600"), 600_000);
+  assert.equal(runLockStaleMs("90.5"), 90_500);
+  for (const bad of ["30", "-300", "1e3", "abc", " 300"]) {
+    assert.throws(
+      () => runLockStaleMs(bad),
+      new RegExp(`^Error: HYPERPROMPT_RUN_LOCK_STALE_S="${bad}": expected .* at least 60`),
+    );
+  }
 });
