@@ -73,10 +73,14 @@ import {
   expandGrid,
   type GridEvent,
   type GridSummary,
+  holderName,
   missingProfileTasks,
+  NO_SPACE_REASON,
   parseShard,
   readFinished,
   runGrid,
+  runLockFile,
+  runLockStaleMs,
   shardGrid,
 } from "./runner.ts";
 import {
@@ -85,6 +89,7 @@ import {
   type BackendChoice,
   perTaskTag,
   profileNotes,
+  runFileName,
   type RunOneFn,
   type RunResult,
   type RunSpec,
@@ -710,6 +715,7 @@ export function progressReporter(total: number, tty: boolean, stream?: Writable)
   const grid = multi.create(total, 0, { name: "grid".padEnd(28), unit: "runs", info: "" });
   let run: ReturnType<typeof multi.create> | undefined;
   let finished = 0;
+  const claimLine = claimLines();
   const onEvent = (e: GridEvent) => {
     const name = barName(e.spec);
     switch (e.kind) {
@@ -742,7 +748,12 @@ export function progressReporter(total: number, tty: boolean, stream?: Writable)
         // Only the bar: the summary main() prints next names the reason and the checkpoint once.
         run?.update({ info: "stopped" });
         break;
+      case "waiting":
+        grid.update(finished, { info: "waiting for runs other processes train" });
+        break;
     }
+    const line = claimLine(e);
+    if (line !== undefined) multi.log(`${line}\n`);
   };
   const stop = () => {
     // multi.log() only queues a message; the next redraw (up to 10 s away without a terminal)
@@ -753,6 +764,50 @@ export function progressReporter(total: number, tty: boolean, stream?: Writable)
     multi.stop();
   };
   return { onEvent, stop };
+}
+
+/** How often a line repeats the runs another process trains while the grid waits for them. */
+const WAITING_LINE_MS = 60_000;
+
+/**
+ * A writer of the lines of `runGrid`'s run-claim events: another process trains a run, a stale
+ * claim is taken over, a run was done by another process, and while the grid waits for such
+ * runs, a line naming them and their holders (the first at once, then at most once a minute).
+ *
+ * @returns the line of an event (without newline), or undefined for other events
+ */
+export function claimLines(): (e: GridEvent, now?: number) => string | undefined {
+  let lastWaiting = -Infinity;
+  return (e, now = Date.now()) => {
+    switch (e.kind) {
+      case "claimed":
+        return `run ${e.spec.id} is being trained by ${holderName(e.holder ?? undefined)} (${
+          runLockFile(runFileName(e.spec))
+        }); this grid waits for it after its other runs`;
+      case "takeover":
+        return `run ${e.spec.id}: taking over the stale claim of ${
+          holderName(e.previous)
+        }: ${e.why}`;
+      case "waiting": {
+        if (now - lastWaiting < WAITING_LINE_MS) return undefined;
+        lastWaiting = now;
+        const runs = e.runs.map((r) => `${r.spec.id} (${holderName(r.holder ?? undefined)})`);
+        return `waiting for ${e.runs.length} run(s) that other processes train: ${runs.join(", ")}`;
+      }
+      case "skip":
+        return e.doneBy === undefined
+          ? undefined
+          : `run ${e.spec.id} done by ${holderName(e.doneBy ?? undefined)}`;
+      default:
+        return undefined;
+    }
+  };
+}
+
+/** `, N done by other processes` when another process trained some of the skipped runs. */
+function elsewhere(summary: GridSummary): string {
+  const n = summary.doneElsewhere?.length ?? 0;
+  return n === 0 ? "" : ` (${n} done by other processes)`;
 }
 
 /** The signals `deno task bench` stops on with a checkpoint ({@link interruptHandler}). */
@@ -1171,6 +1226,8 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     // Every run's selectBackend reads it too: a bad value stops here, before any run.
     const backprop = backpropFromEnv();
     const submitBatch = submitBatchFromEnv();
+    // runGrid's claims read it before the first run: a bad value stops here, exit 2.
+    const runLockStale = usageChecked(() => runLockStaleMs());
     const memoryOverride = deviceMemoryOverride(values["device-memory"]);
     const minutesArg = values["checkpoint-minutes"];
     const minutes = minutesArg === undefined
@@ -1462,6 +1519,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       error,
       out: values.out,
     });
+    const claimLine = claimLines();
     try {
       summary = await runGrid(specs, {
         outDir: values.out,
@@ -1471,6 +1529,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         microBatchSizes: memory.microBatchSizes,
         // Every run's train() takes it (not part of the specs: run ids do not change).
         checkpointMinutes: minutes,
+        runLock: { staleMs: runLockStale },
         // Before each run and after the last: the previous run's result is written, so its
         // listeners come off (the signals stop at once again) before the request is read.
         shouldStop: () => {
@@ -1481,6 +1540,8 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
           if (e.kind === "start" && e.replaces !== undefined) {
             error(`rerunning ${e.spec.id}: ${replacing(e.replaces)}`);
           }
+          const claims = claimLine(e);
+          if (claims !== undefined) error(claims);
         }),
       });
     } finally {
@@ -1496,7 +1557,9 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       // The run's own message starts "stopped by <reason> after step …": the reason is said once.
       const stoppedRun = why?.message.replace(`stopped by ${reason} `, "stopped ") ?? "stopped";
       error(
-        `Stopped by ${reason}: ${summary.done} runs done, ${summary.skipped} skipped, ` +
+        `Stopped by ${reason}: ${summary.done} runs done, ${summary.skipped} skipped${
+          elsewhere(summary)
+        }, ` +
           `${summary.failed.length} failed, ${notStarted} not started${
             spec === undefined ? "" : `; run ${spec.id} ${stoppedRun}`
           }`,
@@ -1507,15 +1570,23 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
           // The signal came while the last run finished (runner.ts: it did not stop it).
           ? `Every run had finished; no tables or gate were written: deno task bench --resume ` +
             `with the same flags skips the runs and writes them`
-          : `To continue: deno task bench --resume with the same flags (finished runs are skipped)`,
+          : `To continue: ${
+            reason === NO_SPACE_REASON ? "free space on that disk, then " : ""
+          }deno task bench --resume with the same flags (finished runs are skipped)`,
       );
+      // A full disk is a failure, not a signal: exit 1 (the run's error names the path).
+      if (reason === NO_SPACE_REASON) return 1;
       return SIGNAL_EXIT_CODES[reason as InterruptSignal] ?? 130;
     }
     // A run that failed this time is left out of the tables and the gate, even when an earlier
     // attempt's result file is still in OUT: its numbers are not this code's, and gating them
     // would pass code that no longer runs.
     const failedIds = new Set(summary.failed.map((f) => f.spec.id));
-    error(`${summary.done} runs done, ${summary.skipped} skipped, ${summary.failed.length} failed`);
+    error(
+      `${summary.done} runs done, ${summary.skipped} skipped${
+        elsewhere(summary)
+      }, ${summary.failed.length} failed`,
+    );
     for (const f of summary.failed) error(`  FAILED ${f.spec.id}: ${f.error.message}`);
     if (shard !== undefined) {
       error(`Shard done; when every shard has finished: deno task tables --runs ${values.out}`);

@@ -10,6 +10,7 @@ import { fetchHubModel } from "../model/hub.ts";
 import { fetchHubConfigFiles } from "../model/pretrained.ts";
 import {
   barName,
+  claimLines,
   fmtDuration,
   hubCacheNotes,
   interruptHandler,
@@ -914,6 +915,11 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
         base,
         { HYPERPROMPT_WEBGPU_SUBMIT_BATCH: "lots" },
         /^HYPERPROMPT_WEBGPU_SUBMIT_BATCH must be a positive integer at most 1000000, got "lots"$/,
+      ],
+      [
+        base,
+        { HYPERPROMPT_RUN_LOCK_STALE_S: "10" },
+        /^HYPERPROMPT_RUN_LOCK_STALE_S="10": expected .* at least 60/,
       ],
     ];
     for (const [args, env, want] of cases) {
@@ -2241,6 +2247,79 @@ Deno.test("main(): a stop request while the last run finishes writes no tables a
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("main(): a run that fails for a full disk stops the grid, exits 1 and says to free space", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const profile = await tmpProfile(dir, {
+      seeds: [0, 1],
+      benchmarks: ["glue"],
+      tasks: { glue: ["rte"] },
+      methods: [{ name: "mtl" }],
+    });
+    const out = join(dir, "out");
+    const c = capture();
+    let runs = 0;
+    const code = await main(["--profile", profile, "--data-dir", DATA, "--out", out], {
+      ...c.opts,
+      runOne: () => {
+        runs++;
+        const e = new Error(`No space left on device (os error 28): write '${out}/x/weights.bin'`);
+        return Promise.reject(Object.assign(e, { code: "ENOSPC" }));
+      },
+    });
+    const err = c.err.join("\n");
+    assert.equal(code, 1, err);
+    assert.equal(runs, 1, "the second run did not start on the full disk");
+    assert.match(
+      err,
+      /Stopped by no space left on device: 0 runs done, 0 skipped, 0 failed, 1 not started; run \w+ No space left on device \(os error 28\): write '.*weights\.bin'/,
+    );
+    assert.match(err, /To continue: free space on that disk, then deno task bench --resume/);
+    assert.equal(existsSync(join(out, "tables")), false, "no tables");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("claimLines(): lines for runs other processes train, taken over or done; the waiting line once a minute", async () => {
+  const dir = await Deno.makeTempDir();
+  const { grid } = await memoryGrid(dir, { seeds: [0, 1] }).finally(() =>
+    Deno.remove(dir, { recursive: true })
+  );
+  const [a, b] = [grid[0]!, grid[1]!];
+  const holder = { host: "node7", pid: 42, started: "2026-01-01T00:00:00Z", token: "t" };
+  const line = claimLines();
+  assert.match(
+    line({ kind: "claimed", spec: a, index: 0, holder })!,
+    new RegExp(`^run ${a.id} is being trained by node7 pid 42 \\(.*\\.lock\\); this grid waits`),
+  );
+  assert.equal(
+    line({ kind: "takeover", spec: a, index: 0, previous: holder, why: "pid 42 is gone" }),
+    `run ${a.id}: taking over the stale claim of node7 pid 42: pid 42 is gone`,
+  );
+  assert.equal(
+    line({ kind: "skip", spec: a, index: 0, doneBy: holder }),
+    `run ${a.id} done by node7 pid 42`,
+  );
+  assert.equal(
+    line({ kind: "skip", spec: a, index: 0, doneBy: null }),
+    `run ${a.id} done by another process`,
+  );
+  assert.equal(line({ kind: "skip", spec: a, index: 0 }), undefined, "a plain resume skip");
+  const waiting = {
+    kind: "waiting" as const,
+    spec: a,
+    index: 0,
+    runs: [{ spec: a, index: 0, holder }, { spec: b, index: 1, holder: null }],
+  };
+  assert.equal(
+    line(waiting, 1_000),
+    `waiting for 2 run(s) that other processes train: ${a.id} (node7 pid 42), ${b.id} (another process)`,
+  );
+  assert.equal(line(waiting, 30_000), undefined, "not again within a minute");
+  assert.ok(line(waiting, 61_000));
 });
 
 Deno.test("main() --checkpoint-minutes: validated in one line, given to the runs' train() for the grid only", async () => {
