@@ -12,10 +12,13 @@
  *   416 ({@link fetchResumable}), with `ifRange` only a part of the file's current version; the
  *   part is flushed to disk before it is returned;
  * - a request the fetch itself rejects ({@link ConnectionError}: DNS, refused connection) may be
- *   given up at once ({@link ResumableOptions.noRetry}).
+ *   given up at once ({@link ResumableOptions.noRetry});
+ * - a failure of the local part file (a full disk, a refused permission, a read-only or failing
+ *   disk) is never retried: it fails at once, naming the file ({@link fsError}).
  *
  * @module
  */
+import { fsError, isLocalFileError } from "./fs.ts";
 
 /**
  * Default idle timeout: 30 s without a response or without a byte of the body (the README's "a
@@ -361,8 +364,11 @@ const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
  * @param part the file to write (its folder must exist); kept after a failure, for a resume
  * @param opts size checks, retries, timeouts, request function, progress, final check
  * @returns the size, where the last attempt resumed, and the attempts made
- * @throws HttpStatusError for a status that is not retried (or still failing after the retries),
- *   else the last attempt's error (messages start `GET <url>: ` or name the transfer)
+ * @throws HttpStatusError for a status that is not retried (or still failing after the retries);
+ *   an error of the local part file (a full disk, a refused permission), at once and never
+ *   retried, named `<part>: <what was being done> (GET <url>) failed: …` ({@link fsError}, of the
+ *   original error's class); else the last attempt's error (messages start `GET <url>: ` or name
+ *   the transfer)
  */
 export async function fetchResumable(
   url: string,
@@ -476,14 +482,20 @@ export async function fetchResumable(
             : undefined;
         }
         const bar = opts.progress?.(total);
-        using f = await Deno.open(part, { write: true, create: true, append, truncate: !append });
+        // A failure of a local file names it and is not retried (isLocalFileError, below).
+        const local = (p: string, doing: string) => (e: unknown): never => {
+          throw fsError(e, p, `${doing} (GET ${url})`);
+        };
+        using f = await Deno.open(part, { write: true, create: true, append, truncate: !append })
+          .catch(local(part, "opening the part file"));
         if (!append && opts.ifRange) {
           // The validator of the bytes about to be written (a weak one cannot serve If-Range),
           // recorded once the part is emptied: a kill in between leaves an empty part or the old
           // validator with the old bytes, never old bytes under the new validator.
           const etag = strongEtag(res);
-          if (etag !== undefined) await Deno.writeTextFile(etagPath, etag);
-          else await Deno.remove(etagPath).catch(() => {});
+          if (etag !== undefined) {
+            await Deno.writeTextFile(etagPath, etag).catch(local(etagPath, "writing"));
+          } else await Deno.remove(etagPath).catch(() => {});
         }
         let done = have;
         if (res.body) {
@@ -497,22 +509,34 @@ export async function fetchResumable(
                 reader.cancel().catch(() => {});
               }, () => `GET ${url}: no data for ${idle / 1000} s (at ${done} B)`);
             } catch (e) {
-              throw new TransferError((e as Error).message, { cause: e });
+              // The idle timeout's message names the URL already; a body cut off does not
+              // ("error reading a body from connection").
+              const message = (e as Error).message;
+              throw new TransferError(
+                message.startsWith(`GET ${url}: `) ? message : `GET ${url}: ${fetchFailure(e)}`,
+                { cause: e },
+              );
             }
             if (next.done) break;
             const chunk = next.value;
             let off = 0;
-            while (off < chunk.length) off += await f.write(chunk.subarray(off));
+            try {
+              while (off < chunk.length) off += await f.write(chunk.subarray(off));
+            } catch (e) {
+              local(part, `writing at ${done + off} B`)(e);
+            }
             done += chunk.length;
             bar?.update(done, total);
           }
         }
         // On disk before the caller's rename publishes it (a power cut must not leave an empty
         // file under the final name).
-        await f.syncData();
+        await f.syncData().catch(local(part, "flushing"));
         bar?.finish(have > 0 ? `(resumed at ${have} B)` : undefined);
       }
-      const size = (await Deno.stat(part)).size;
+      const size = (await Deno.stat(part).catch((e) => {
+        throw fsError(e, part, `examining the part file (GET ${url})`);
+      })).size;
       if (want !== undefined && size !== want) {
         if (size < want) throw new TransferError(`GET ${url}: got ${size} of ${want} bytes`);
         await dropPart();
@@ -538,6 +562,12 @@ export async function fetchResumable(
       return { bytes: size, resumedAt: have, attempts: attempt + 1 };
     } catch (e) {
       if (e instanceof FinalError) throw e.error;
+      // The local file failed (a full disk, a refused permission): another attempt cannot help.
+      // The response's body, if still open, is dropped with its connection.
+      if (isLocalFileError(e)) {
+        ctrl.abort();
+        throw e;
+      }
       lastErr = e;
       if (e instanceof HttpStatusError && !e.retryable) break;
       if (opts.noRetry?.(e, attempt)) break;

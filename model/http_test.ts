@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { withOpenedFiles } from "./fs_testing.ts";
 import {
   ConnectionError,
   errorChain,
@@ -371,4 +372,118 @@ Deno.test("ConnectionError: only a connection that could not be made; a server t
     } catch { /* closed when the server loop ended */ }
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+/** ENOSPC as Deno gives it: a plain Error with the errno's code and no path in its message. */
+function diskFull(): Error {
+  return Object.assign(new Error("No space left on device (os error 28)"), { code: "ENOSPC" });
+}
+
+Deno.test("fetchResumable: a local file that cannot be written fails at once, naming it; no retry", async () => {
+  await inTempDir(async (part, dir) => {
+    let requests = 0;
+    let cancelled = 0;
+    // /f: a whole small file; /slow: 3 bytes, then a body that stays open until cancelled.
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+      requests++;
+      if (!req.url.endsWith("/slow")) return new Response("abcdef");
+      // Ended by the server after 2 s if the client never drops it, so a regression fails the
+      // assertion below instead of hanging the server's shutdown.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      return new Response(
+        new ReadableStream<Uint8Array>({
+          start(c) {
+            c.enqueue(bytes("abc"));
+            timer = setTimeout(() => c.close(), 2000);
+          },
+          cancel() {
+            clearTimeout(timer);
+            cancelled++;
+          },
+        }),
+      );
+    });
+    const url = `http://127.0.0.1:${server.addr.port}/f`;
+    const slow = `http://127.0.0.1:${server.addr.port}/slow`;
+    const { waits, sleep } = recordingSleep();
+    const lines: string[] = [];
+    try {
+      // A full disk: every write to the part fails (Deno.open's handles, spied on).
+      await withOpenedFiles((file, path) => {
+        if (path === part) file.write = () => Promise.reject(diskFull());
+        return file;
+      }, () =>
+        assert.rejects(
+          fetchResumable(slow, part, { sleep, log: (l) => lines.push(l) }),
+          (e: unknown) => {
+            assert.ok(e instanceof Error && !(e instanceof TransferError), String(e));
+            assert.equal(
+              e.message,
+              `${part}: writing at 0 B (GET ${slow}) failed: No space left on device (os error 28)`,
+            );
+            assert.equal((e as { code?: string }).code, "ENOSPC");
+            assert.equal((e.cause as Error).message, "No space left on device (os error 28)");
+            return true;
+          },
+        ));
+      assert.equal(requests, 1, "one attempt");
+      assert.deepEqual(waits, [], "no wait");
+      assert.deepEqual(lines, [], "no retry line");
+      // The open body was dropped with its connection (else the server's shutdown would wait).
+      for (let i = 0; i < 100 && cancelled === 0; i++) await new Promise((r) => setTimeout(r, 5));
+      assert.equal(cancelled, 1, "the response body is cancelled");
+      // A part whose folder is a file (the OS's own error, ENOTDIR): the same, at once.
+      const blocker = join(dir, "blocker");
+      await Deno.writeTextFile(blocker, "");
+      const below = join(blocker, "f.part");
+      await assert.rejects(fetchResumable(url, below, { sleep }), (e: unknown) => {
+        assert.ok(e instanceof Deno.errors.NotADirectory, String(e));
+        assert.ok(e.message.startsWith(`${below}: opening the part file (GET ${url}) failed: `));
+        return true;
+      });
+      assert.equal(requests, 2, "one attempt");
+      assert.deepEqual(waits, []);
+      // Once the disk takes the bytes, the same download goes through.
+      assert.deepEqual(await fetchResumable(url, part, { sleep }), {
+        bytes: 6,
+        resumedAt: 0,
+        attempts: 1,
+      });
+    } finally {
+      await server.shutdown();
+    }
+  });
+});
+
+Deno.test("fetchResumable: the retry line of a body cut off names the URL", async () => {
+  await inTempDir(async (part) => {
+    const { waits, sleep } = recordingSleep();
+    const lines: string[] = [];
+    const cut = () =>
+      new Response(
+        new ReadableStream<Uint8Array>({
+          start(c) {
+            c.enqueue(bytes("abc"));
+          },
+          pull(c) {
+            c.error(new TypeError("error reading a body from connection"));
+          },
+        }),
+      );
+    const ranges: (string | null)[] = [];
+    const got = await fetchResumable("http://x.invalid/f", part, {
+      name: "rte.zip",
+      sleep,
+      log: (l) => lines.push(l),
+      fetch: scripted([
+        cut,
+        () => new Response("def", { status: 206, headers: { "content-range": "bytes 3-5/6" } }),
+      ], ranges),
+    });
+    assert.deepEqual(got, { bytes: 6, resumedAt: 3, attempts: 2 });
+    assert.deepEqual(waits, [1000]);
+    assert.deepEqual(lines, [
+      "rte.zip: GET http://x.invalid/f: error reading a body from connection; retrying in 1 s",
+    ]);
+  });
 });
