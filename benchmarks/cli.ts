@@ -16,7 +16,10 @@
  * Without `--data-dir` (and `$HYPERPROMPT_DATA`), the tasks the profile asks for that neither the
  * download cache nor the offline mirror has are downloaded into the cache first (official files,
  * Hugging Face parquet as the second source); when that fails (offline), the runs go on with the
- * tasks present, as the profile allows, and the reason is printed.
+ * tasks present, as the profile allows, and the reason is printed. That download reads its
+ * mirrors from `HYPERPROMPT_DATA_ENDPOINTS` and `HF_ENDPOINT` (`tasks/download.ts`
+ * `resolveEndpoints`); a bad value is refused before any work (exit 2), unless the download is
+ * off (`--data-dir`, `$HYPERPROMPT_DATA`, `--no-download`).
  *
  * Without `--resume` every run trains from step 0 (its checkpoint folder is cleared first); with
  * it, runs with a result are skipped and unfinished ones resume from their checkpoints.
@@ -62,9 +65,11 @@ import { backendFromEnv, backpropFromEnv, isBackendName } from "../model/backend
 import { submitBatchFromEnv } from "../model/webgpu/submit_batch.ts";
 import { checkDataDir, defaultCacheDir, defaultDataDir } from "../tasks/data.ts";
 import {
+  describeEndpoints,
   download,
   DownloadError,
   type DownloadOptions,
+  resolveEndpoints,
   type TaskResult,
 } from "../tasks/download.ts";
 import { listProfiles, loadProfile, profilePath } from "./profile.ts";
@@ -159,7 +164,12 @@ Options:
                        else per file the download cache where its manifest lists it, else the
                        offline mirror ../shared/data; tasks the profile needs that neither
                        has are downloaded into the cache first)
-  --no-download        do not download missing tasks (run with the tasks present)
+  --no-download        do not download missing tasks (run with the tasks present). The
+                       download fetches from the mirrors $HYPERPROMPT_DATA_ENDPOINTS names
+                       (K=URL,K=URL or JSON, as deno task download --endpoint takes them),
+                       else the official hosts ($HF_ENDPOINT for the parquet fallback); a
+                       bad value exits 2 before any work, unless --data-dir,
+                       $HYPERPROMPT_DATA or --no-download turn the download off
   --out DIR            results folder, one JSON per run (default: results/runs)
   --methods L1,L2,...  run only the profile's runs of these methods, by label (the method
                        column of --dry-run and the tables, without a per-task run's [task]);
@@ -1116,12 +1126,15 @@ export function parseBenchArgs(args: string[]): BenchArgs {
  * @param ids download ids of the missing tasks
  * @param dl the downloader
  * @param error where the lines go
+ * @param endpoints the endpoints that are not the official hosts, as `describeEndpoints` of
+ *   `tasks/download.ts` gives them (empty: all official), for the first line
  * @returns whether anything was written (a task whose status is not `cached`)
  */
 async function downloadMissing(
   ids: readonly string[],
   dl: (opts: DownloadOptions) => Promise<readonly TaskResult[]>,
   error: (s: string) => void,
+  endpoints: string,
 ): Promise<boolean> {
   let cacheDir: string;
   try {
@@ -1137,7 +1150,10 @@ async function downloadMissing(
     );
     return false;
   }
-  error(`Downloading ${ids.length} task(s) the profile needs into ${cacheDir}: ${ids.join(", ")}`);
+  error(
+    `Downloading ${ids.length} task(s) the profile needs into ${cacheDir}: ${ids.join(", ")}` +
+      (endpoints === "" ? "" : ` (endpoints: ${endpoints})`),
+  );
   let results: readonly TaskResult[] = [];
   let failed: string | undefined;
   try {
@@ -1173,6 +1189,27 @@ async function downloadMissing(
     );
   }
   return written.length > 0;
+}
+
+/**
+ * The mirrors bench's download of missing tasks would use (`tasks/download.ts`
+ * `resolveEndpoints`: `HYPERPROMPT_DATA_ENDPOINTS`, `HF_ENDPOINT`), as `describeEndpoints` names
+ * those that are not the official hosts (empty when all are).
+ *
+ * @returns the endpoints that are not the official hosts, `key=url (variable)` joined by `, `
+ * @throws UsageError naming the variable, the key and the allowed keys, and how to do without
+ *   the download
+ */
+function benchEndpoints(): string {
+  try {
+    return describeEndpoints(resolveEndpoints());
+  } catch (e) {
+    throw new UsageError(
+      `${(e as Error).message}; deno task bench reads it to download the tasks the profile ` +
+        `needs and the data lacks (--no-download or --data-dir: no download)`,
+      { cause: e },
+    );
+  }
 }
 
 /**
@@ -1277,6 +1314,12 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     // A named folder must exist; the default one may not yet (no cache, no mirror): the
     // download below creates it.
     if (chosenData) usageChecked(() => checkDataDir(dataDir, dataDirNamedBy));
+    // The download of missing tasks below (on unless a data folder is named or --no-download)
+    // reads HYPERPROMPT_DATA_ENDPOINTS and HF_ENDPOINT (tasks/download.ts resolveEndpoints): a
+    // bad value stops here (2), before the grid, not as a warning after which the runs go on
+    // without the tasks. Without the download they are not read, and not checked.
+    const downloads = !chosenData && !values["no-download"];
+    const endpoints = downloads ? benchEndpoints() : "";
     // Output folders and the baseline are checked before anything runs: a mistyped path must
     // not surface only after the whole grid has trained.
     checkOutputFolder("--out", values.out);
@@ -1317,15 +1360,18 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     );
     // Lists no run acts on (tasks of a benchmark not in the grid): said once, never refused.
     for (const n of profileNotes(profile)) error(`note: ${n}`);
-    if (!chosenData && !values["no-download"]) {
+    if (downloads) {
       const missing = missingProfileTasks(profile, {
         dataDir,
         catalog: await defaultTaskCatalog(),
       });
       if (missing.length > 0 && values["dry-run"]) {
-        error(`A run would first download: ${missing.join(", ")}`);
+        error(
+          `A run would first download: ${missing.join(", ")}` +
+            (endpoints === "" ? "" : ` (endpoints: ${endpoints})`),
+        );
       } else if (missing.length > 0) {
-        if (await downloadMissing(missing, opts.download ?? download, error)) {
+        if (await downloadMissing(missing, opts.download ?? download, error, endpoints)) {
           dataDir = defaultDataDir(); // the cache now lists the new files
         }
       }

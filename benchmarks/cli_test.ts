@@ -673,6 +673,91 @@ Deno.test("main() downloads the tasks the profile needs and the data lacks; offl
   }).finally(() => Deno.remove(dir, { recursive: true }));
 });
 
+Deno.test("main() refuses a bad HYPERPROMPT_DATA_ENDPOINTS or HF_ENDPOINT up front when it would download, and names the mirrors used", async () => {
+  const dir = await Deno.makeTempDir();
+  const env = {
+    HYPERPROMPT_DATA: undefined,
+    HYPERPROMPT_CACHE: join(dir, "cache"),
+    HYPERPROMPT_DATA_ENDPOINTS: undefined,
+    HF_ENDPOINT: undefined,
+  };
+  await withEnv(env, async () => {
+    const profile = await tmpProfile(dir, EVERY_GLUE_TASK);
+    const asked: DownloadOptions[] = [];
+    const offline = (o: DownloadOptions): Promise<TaskResult[]> => {
+      asked.push(o);
+      return Promise.reject(new DownloadError(o.tasks.map((task) => ({ task, reason: "x" })), []));
+    };
+    const bench = async (extra: string[], vars: Record<string, string | undefined>) => {
+      const c = capture();
+      const out = join(dir, `out-${asked.length}-${extra.join("")}`);
+      const code = await withEnv(
+        vars,
+        () =>
+          main(["--profile", profile, "--out", out, "--no-tables", ...extra], {
+            ...c.opts,
+            runOne: fakeRunOne,
+            download: offline,
+          }),
+      );
+      return { code, err: c.err.join("\n"), out };
+    };
+    // Refused (2) before the grid: one line naming the variable, nothing downloaded or written.
+    for (
+      const [vars, want] of [
+        [
+          { HYPERPROMPT_DATA_ENDPOINTS: "gleu=https://m/glue" },
+          /^HYPERPROMPT_DATA_ENDPOINTS: unknown endpoint "gleu"/,
+        ],
+        [{ HYPERPROMPT_DATA_ENDPOINTS: "glue=ftp://m/glue" }, /^HYPERPROMPT_DATA_ENDPOINTS: glue/],
+        [{ HF_ENDPOINT: "not a url" }, /^HF_ENDPOINT/],
+      ] as const
+    ) {
+      for (const extra of [[], ["--dry-run", "--backend", "cpu"]]) {
+        const r = await bench(extra, vars);
+        assert.equal(r.code, 2, r.err);
+        assert.match(r.err, want);
+        assert.match(r.err, /deno task bench reads it to download .*\(--no-download or --data-dir/);
+        assert.equal(r.err.split("\n").length, 1, r.err);
+        assert.ok(!existsSync(r.out), "nothing written");
+      }
+    }
+    assert.equal(asked.length, 0);
+    // Where bench downloads nothing, the variable is not read: the runs go on (0).
+    for (const extra of [["--no-download"], ["--data-dir", DATA]]) {
+      const r = await bench([...extra, "--dry-run", "--backend", "cpu"], {
+        HYPERPROMPT_DATA_ENDPOINTS: "gleu=https://m/glue",
+        HF_ENDPOINT: "not a url",
+      });
+      assert.equal(r.code, 0, r.err);
+      assert.doesNotMatch(r.err, /ENDPOINT/);
+    }
+    // A good value: the download's first line (and the dry run's) names the mirrors used.
+    const mirrors = {
+      HYPERPROMPT_DATA_ENDPOINTS: "glue=https://mirror.example/glue",
+      HF_ENDPOINT: "https://hf.example",
+    };
+    const named = "glue=https://mirror.example/glue (HYPERPROMPT_DATA_ENDPOINTS), " +
+      "hf=https://hf.example (HF_ENDPOINT)";
+    const dry = await bench(["--dry-run", "--backend", "cpu"], mirrors);
+    assert.equal(dry.code, 0, dry.err);
+    assert.ok(
+      dry.err.includes(
+        `A run would first download: glue/qqp, glue/mnli, glue/qnli (endpoints: ${named})`,
+      ),
+      dry.err,
+    );
+    const real = await bench([], mirrors);
+    assert.equal(real.code, 0, real.err);
+    assert.equal(asked.length, 1);
+    assert.ok(
+      real.err.includes(`: glue/qqp, glue/mnli, glue/qnli (endpoints: ${named})`),
+      real.err,
+    );
+    assert.match(real.err, /^Downloading 3 task\(s\) the profile needs into /m);
+  }).finally(() => Deno.remove(dir, { recursive: true }));
+});
+
 Deno.test("main() reads the tasks a partly failed download wrote, from the cache beside the mirror", async () => {
   const dir = await Deno.makeTempDir();
   const env = { HYPERPROMPT_DATA: undefined, HYPERPROMPT_CACHE: join(dir, "cache") };

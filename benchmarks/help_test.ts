@@ -127,3 +127,15 @@ Deno.test("download --help says how to point the download at a mirror, and the h
     assert.match(out, new RegExp(`^ {2}${k} +${url.replaceAll(".", "\\.")}$`, "m"), k);
   }
 });
+
+Deno.test("bench --help names the variables its download of missing tasks reads", async () => {
+  const { code, out } = await run(bench, ["--help"]);
+  assert.equal(code, 0);
+  const noDownload = /^ {2}--no-download .*\n(?: {23}.*\n)*/m.exec(out)?.[0] ?? "";
+  assert.match(noDownload, /\$HYPERPROMPT_DATA_ENDPOINTS/, out);
+  assert.match(noDownload, /\$HF_ENDPOINT/);
+  assert.match(
+    noDownload,
+    /bad value exits 2 before any work, unless --data-dir,\s+\$HYPERPROMPT_DATA or --no-download/,
+  );
+});
