@@ -4,7 +4,10 @@
  *
  * - Primary source: the official hosts (zips, AX.tsv, MRPC built from the SentEval files and the
  *   GLUE dev ids exactly as GLUE's `download_glue_data.py` does). Fallback when it fails:
- *   Hugging Face parquet files converted to the official file format (see `hf_convert.ts`).
+ *   Hugging Face parquet files converted to the official file format (see `hf_convert.ts`);
+ *   not after a local file error (a full disk, a refused permission: `model/fs.ts`
+ *   `isLocalFileError`), which fails the task naming the file: the fallback would write to the
+ *   same folder.
  * - Verification: every written file's row count; full sha256 where known (official source);
  *   archives by their known sha256 prefix and size. Full digests go to `<cache>/manifest.json`.
  * - Resumable: verified files are skipped; partial downloads continue with HTTP Range from
@@ -52,6 +55,8 @@ import {
 } from "./sources.ts";
 import {
   checkOutputFolder,
+  fsError,
+  isLocalFileError,
   syncDir,
   withFileLock,
   writeFileAtomic,
@@ -357,7 +362,9 @@ async function fetchRaw(
   want: Omit<RawFile, "url">,
 ): Promise<string> {
   const dir = join(ctx.cacheDir, "downloads");
-  await Deno.mkdir(dir, { recursive: true });
+  await Deno.mkdir(dir, { recursive: true }).catch((e) => {
+    throw fsError(e, dir, "creating the folder");
+  });
   const dest = join(dir, name);
   const part = `${dest}.part`;
   ctx.raws.push(dest, part);
@@ -386,7 +393,9 @@ async function fetchRaw(
       }
     },
   });
-  await Deno.rename(part, dest);
+  await Deno.rename(part, dest).catch((e) => {
+    throw fsError(e, dest, `renaming ${part} to it`);
+  });
   await syncDir(dir); // the new name survives a power cut
   setArchive(ctx, url, { sha256: digest, bytes: size });
   return dest;
@@ -972,6 +981,10 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
     }
     let fallbackReason: string | undefined;
     let done = false;
+    // A local file error (a full disk, a refused permission: model/fs.ts fsError, naming the
+    // file) of the official files: the parquet fallback would write to the same disk, so the
+    // task fails with it.
+    let localError = false;
     if (source !== "parquet") {
       try {
         const { files, from, rows } = await fromOfficial(ctx, task);
@@ -981,22 +994,31 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
         done = true;
       } catch (e) {
         fallbackReason = (e as Error).message;
+        localError = isLocalFileError(e);
         if (source === "official") failures.push({ task: task.id, reason: fallbackReason });
-        else if (task.parquet !== false) {
+        else if (localError) {
+          failures.push({
+            task: task.id,
+            reason: `official: ${fallbackReason} (a local file error: the Hugging Face parquet ` +
+              `fallback, which writes to the same folder, was not tried)`,
+          });
+        } else if (task.parquet !== false) {
           ctx.log(
             `${task.id}: official source failed (${fallbackReason}); trying Hugging Face parquet`,
           );
         }
       }
     }
-    if (!done && source !== "official" && task.parquet === false) {
+    if (done || localError || source === "official") {
+      // Nothing more to try: done, or the failure is recorded above.
+    } else if (task.parquet === false) {
       failures.push({
         task: task.id,
         reason: `${
           fallbackReason ? `official: ${fallbackReason}; ` : ""
         }no Hugging Face parquet source for this task (it is not in ${HF_REPOS[task.benchmark]})`,
       });
-    } else if (!done && source !== "official") {
+    } else {
       try {
         const { files, from, rows } = await fromParquet(ctx, task);
         const checks = verifyFiles(ctx, task, files, false, "parquet", rows);

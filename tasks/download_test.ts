@@ -682,6 +682,55 @@ Deno.test("failing primary falls back to Hugging Face parquet, converted to the 
   });
 });
 
+Deno.test("a local file error while writing the official files fails the task naming the file; no parquet fallback onto the same disk", async () => {
+  const hf = "/hf/datasets/nyu-mll/glue/resolve/main/rte";
+  const routes = {
+    "/glue/RTE.zip": { body: makeZip() },
+    [`${hf}/train-00000-of-00001.parquet`]: {
+      body: rteParquet(["A b.", 'C "d".', "E f."], ["A.", "C.", "G."], [0n, 1n, 0n]),
+    },
+    [`${hf}/validation-00000-of-00001.parquet`]: {
+      body: rteParquet(["X y.", "Z."], ["X.", "W."], [0n, 1n]),
+    },
+  };
+  const full = () =>
+    Object.assign(new Error("No space left on device (os error 28)"), { code: "ENOSPC" });
+  // Where the disk is full: the raw download's part file, or the task files' temp files.
+  for (const [where, fails] of [["part", /\.part$/], ["task file", /\.tsv\.tmp-/]] as const) {
+    await withServer(routes, async (s, cacheDir) => {
+      const lines: string[] = [];
+      let error: unknown;
+      await withOpenedFiles((file, path) => {
+        if (fails.test(path)) file.write = () => Promise.reject(full());
+        return file;
+      }, () =>
+        downloadRte(s, cacheDir, { source: "auto", retries: 2, log: (l) => lines.push(l) })
+          .catch((e) => (error = e)));
+      assert.ok(error instanceof DownloadError, `${where}: ${error}`);
+      assert.equal(error.failures.length, 1);
+      const reason = error.failures[0]!.reason;
+      const file = where === "part"
+        ? join(cacheDir, "downloads", "glue-RTE.zip.part")
+        : join(cacheDir, "glue/RTE/train.tsv");
+      assert.ok(reason.startsWith(`official: ${file}: writing `), `${where}: ${reason}`);
+      assert.match(reason, /failed: No space left on device \(os error 28\)/);
+      assert.match(reason, /parquet fallback, which writes to the same folder, was not tried/);
+      // No parquet requested, no "trying Hugging Face parquet" line; the zip fetched once.
+      assert.deepEqual(s.log.map((r) => r.path), ["/glue/RTE.zip"], where);
+      assert.ok(!lines.some((l) => /parquet/.test(l)), lines.join("\n"));
+      assert.deepEqual((await readManifest(cacheDir)).files, {});
+    });
+  }
+  // Any other failure of the official files still falls back (the zip answering 500).
+  await withServer(
+    { ...routes, "/glue/RTE.zip": { status: 500, body: new Uint8Array() } },
+    async (s, cacheDir) => {
+      const res = await downloadRte(s, cacheDir, { source: "auto", retries: 0 });
+      assert.equal(res[0]?.status, "parquet");
+    },
+  );
+});
+
 /**
  * Downloads the tiny RTE from Hugging Face parquet whose train file is `train` (validation good),
  * expects `error`, and checks that nothing of it stays: no task file, no raw parquet, no archive
