@@ -29,6 +29,7 @@ import {
 import {
   checkUnchanged,
   fileIdentity,
+  fsError,
   makeHeldTempDir,
   pathExists,
   recoverAsideFolders,
@@ -586,22 +587,41 @@ interface Entry {
   bytes: number;
 }
 
-async function writeShard(path: string, shard: Entry[]): Promise<void> {
+/**
+ * Writes one safetensors shard to `path` (a file of the save's temporary folder) and flushes it.
+ * A failure to create, write or flush it (a full disk) is thrown through `fsError` naming
+ * `target`, the file it becomes, and the temporary folder (class and code kept); a tensor that
+ * cannot be read back passes unchanged.
+ */
+async function writeShard(path: string, shard: Entry[], target: string): Promise<void> {
   // Wider dtypes first, as the reference writer orders them (stable: insertion order within a
   // width): each tensor's data starts at a multiple of its element size (the header is padded
   // to 8), which insertion order does not give when an I32 tensor follows an odd number of
   // F16/BF16 elements.
   const entries = shard.slice().sort((a, b) => dtypeBytes(b.dtype) - dtypeBytes(a.dtype));
   const { prefix } = encodeHeader(entries, { format: "pt" });
-  const file = await Deno.open(path, { write: true, createNew: true });
+  const where = `in the temporary folder ${basename(dirname(path))}`;
+  const step = async <T>(doing: string, f: () => Promise<T>): Promise<T> => {
+    try {
+      return await f();
+    } catch (e) {
+      throw fsError(e, target, `${doing} (${where})`);
+    }
+  };
+  const file = await step("creating", () => Deno.open(path, { write: true, createNew: true }));
   try {
-    await writeAll(file, prefix);
+    let at = 0;
+    const write = async (data: Uint8Array) => {
+      await step(`writing at ${at} B`, () => writeAll(file, data));
+      at += data.byteLength;
+    };
+    await write(prefix);
     for (const e of entries) {
       // Read asynchronously: webgpu in Deno cannot read GPU data back synchronously.
       const values = (await e.tensor.data()) as Float32Array | Int32Array;
-      await writeAll(file, encodeTypedArray(values, e.dtype));
+      await write(encodeTypedArray(values, e.dtype));
     }
-    await file.sync();
+    await step("flushing", () => file.sync());
   } finally {
     file.close();
   }
@@ -694,13 +714,13 @@ export async function saveHfFolder(
       JSON.stringify(gen, null, 2) + "\n",
     );
     if (shards.length === 1) {
-      await writeShard(join(tmp, WEIGHTS_NAME), shards[0]!);
+      await writeShard(join(tmp, WEIGHTS_NAME), shards[0]!, join(dir, WEIGHTS_NAME));
     } else {
       const weightMap: Record<string, string> = {};
       let total = 0;
       for (let i = 0; i < shards.length; i++) {
         const name = shardName(i + 1, shards.length);
-        await writeShard(join(tmp, name), shards[i]!);
+        await writeShard(join(tmp, name), shards[i]!, join(dir, name));
         for (const e of shards[i]!) {
           weightMap[e.name] = name;
           total += e.bytes;

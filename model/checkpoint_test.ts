@@ -16,8 +16,8 @@ import {
   saveHfFolder,
   type SaveSwapPoint,
 } from "./checkpoint.ts";
-import { makeHeldTempDir } from "./fs.ts";
-import { copyTree, flushesOf, recordFlushes } from "./fs_testing.ts";
+import { isLocalFileError, makeHeldTempDir } from "./fs.ts";
+import { copyTree, flushesOf, recordFlushes, withOpenedFiles } from "./fs_testing.ts";
 import { decodeSafetensors, f16BitsToF32, f32BitsToBf16, f32BitsToF16 } from "./safetensors.ts";
 import { readTorchBinHeader } from "./torch_bin.ts";
 
@@ -527,6 +527,68 @@ Deno.test("saving over an existing folder replaces it; a failed save leaves it i
   a.dispose();
   bad.dispose();
   await Deno.remove(tmp, { recursive: true });
+});
+
+Deno.test("a full disk or I/O error while writing or flushing a weights shard names the shard; the old folder stays", async () => {
+  const tmp = await Deno.makeTempDir();
+  const dir = join(tmp, "m");
+  const cfg = preset("tiny-relu");
+  const a = tf.tensor1d([1, 2]);
+  const b = tf.tensor1d([3, 4]);
+  const tensors = new Map([["a", a], ["b", b]]);
+  try {
+    await saveHfFolder(dir, cfg, new Map([["a", a]]));
+    const before = tf.memory().numTensors;
+    const full = () =>
+      Object.assign(new Error("No space left on device (os error 28)"), { code: "ENOSPC" });
+    const io = () => Object.assign(new Error("Input/output error (os error 5)"), { code: "EIO" });
+    // [which file's handles fail, how, the save's shard size, the file named, the step]
+    const cases: [RegExp, "write" | "sync", () => Error, number | undefined, string, RegExp][] = [
+      [/model\.safetensors$/, "write", full, undefined, "model.safetensors", /^writing at 0 B/],
+      [/model\.safetensors$/, "sync", io, undefined, "model.safetensors", /^flushing/],
+      // The second of two shards: its own name, not the first's.
+      [
+        /model-00002-of-00002/,
+        "write",
+        full,
+        8,
+        "model-00002-of-00002.safetensors",
+        /^writing at 0 B/,
+      ],
+    ];
+    for (const [which, method, err, maxShardBytes, name, doing] of cases) {
+      let raw: Error | undefined;
+      let thrown: unknown;
+      await withOpenedFiles((file, path) => {
+        if (!which.test(path)) return file;
+        const fail = () => Promise.reject(raw = err());
+        if (method === "write") file.write = fail;
+        else file.sync = fail;
+        return file;
+      }, () => saveHfFolder(dir, cfg, tensors, { maxShardBytes }).catch((e) => (thrown = e)));
+      assert.ok(thrown instanceof Error && raw !== undefined, `${name}: ${thrown}`);
+      const target = join(dir, name);
+      const tail = ` failed: ${raw.message}`;
+      assert.ok(thrown.message.startsWith(`${target}: `), thrown.message);
+      assert.ok(thrown.message.endsWith(tail), thrown.message);
+      const step = thrown.message.slice(target.length + 2, -tail.length);
+      assert.match(step, doing);
+      assert.match(step, / \(in the temporary folder \.m\.tmp-[^)]+\)$/);
+      assert.equal((thrown as { code?: string }).code, (raw as { code?: string }).code);
+      assert.equal(thrown.cause, raw);
+      assert.ok(isLocalFileError(thrown));
+      // The old folder is intact, no temporary folder is left, no tensor leaked.
+      const back = await loadHfFolder(dir);
+      assert.deepEqual([...back.tensors.keys()], ["a"]);
+      disposeAll(back.tensors);
+      assert.deepEqual([...Deno.readDirSync(tmp)].map((e) => e.name), ["m"]);
+      assert.equal(tf.memory().numTensors, before);
+    }
+  } finally {
+    a.dispose();
+    b.dispose();
+    await Deno.remove(tmp, { recursive: true });
+  }
 });
 
 Deno.test("saveHfFolder() flushes the parent folder once the new folder is in place", async () => {
