@@ -24,8 +24,9 @@ export interface GateDiff {
   /** What differs, e.g. `best.cb.f1`, `params.extra`, `spec.id`. */
   readonly field: string;
   /**
-   * The baseline's value (metric scores and averages rounded to 4 decimals), or a short
-   * description such as `present`, `12 steps` or `(none)`.
+   * The baseline's value (metric scores and averages rounded to 4 decimals, or to more digits
+   * where 4 would show it and `current` alike: {@link shownScores}), or a short description
+   * such as `present`, `12 steps` or `(none)`.
    */
   readonly baseline: number | string;
   /** This run's value, given as for `baseline`; `missing` when the run lacks the field. */
@@ -212,6 +213,34 @@ function round(n: number): number {
   return Math.round(n * 1e4) / 1e4;
 }
 
+/** `x` to `p` significant digits, as a number. */
+function toDigits(x: number, p: number): number {
+  return Number(x.toPrecision(p));
+}
+
+/**
+ * Two scores as a gate line shows them: each to 4 decimals ({@link round}), or, where that shows
+ * two different values alike (`79.9` and `79.9` for a difference of 3e-6), both to the fewest
+ * significant digits from there on (as {@link formatDifference} adds digits to a difference) at
+ * which they differ: `79.900003` and `79.9`. Equal values, and NaN or infinite ones, are rounded.
+ *
+ * @param b the baseline's value
+ * @param c the current value
+ * @returns the two values to show
+ */
+export function shownScores(b: number, c: number): [number, number] {
+  const pair: [number, number] = [round(b), round(c)];
+  if (pair[0] !== pair[1] || b === c || !Number.isFinite(b) || !Number.isFinite(c)) return pair;
+  // The digits of 4 decimals, then more: fewer could split them at a coarser rounding boundary
+  // (74.99999 and 75.00001 as 70 and 80).
+  const whole = Math.floor(Math.log10(Math.max(Math.abs(b), Math.abs(c)) || 1)) + 1;
+  for (let p = Math.max(1, whole + 4); p <= 17; p++) {
+    const [x, y] = [toDigits(b, p), toDigits(c, p)];
+    if (x !== y) return [x, y];
+  }
+  return [b, c];
+}
+
 /**
  * A failing difference and its tolerance as {@link formatComparison} prints them: an integer
  * exactly, anything else to 3 significant digits (`5.42e-7`, `-1.5`; the integer part never
@@ -363,9 +392,10 @@ export function compareResults(
         const t = toleranceFor(tol, task, metric);
         if (cv === undefined) fail(`best.${task}.${metric}`, round(bv), "missing", t);
         else if (beyond(cv, bv, t)) {
-          fail(`best.${task}.${metric}`, round(bv), round(cv), t, cv - bv);
+          fail(`best.${task}.${metric}`, ...shownScores(bv, cv), t, cv - bv);
         } else if (cv !== bv && !Number.isNaN(cv)) {
-          notes.push(`${key}: best.${task}.${metric} ${round(bv)} -> ${round(cv)} (within ${t})`);
+          const [x, y] = shownScores(bv, cv);
+          notes.push(`${key}: best.${task}.${metric} ${x} -> ${y} (within ${t})`);
         }
       }
     }
@@ -377,7 +407,9 @@ export function compareResults(
       const cv = c.averages[bench];
       const t = toleranceFor(tol, "average", bench);
       if (cv === undefined) fail(`averages.${bench}`, round(bv), "missing", t);
-      else if (beyond(cv, bv, t)) fail(`averages.${bench}`, round(bv), round(cv), t, cv - bv);
+      else if (beyond(cv, bv, t)) {
+        fail(`averages.${bench}`, ...shownScores(bv, cv), t, cv - bv);
+      }
     }
     if (tol.loss !== undefined) gateLosses(b, c, tol.loss, fail);
     for (const k of ["total", "extra", "trained"] as const) {
@@ -446,14 +478,8 @@ function compareMergedAverages(
       if (opts.partial) notes.push(`${key}: ${field} not compared: ${why}`);
       else failures.push({ run: key, field, baseline: round(bv), current: why, tolerance: t });
     } else if (beyond(cv, bv, t)) {
-      failures.push({
-        run: key,
-        field,
-        baseline: round(bv),
-        current: round(cv),
-        tolerance: t,
-        diff: cv - bv,
-      });
+      const [x, y] = shownScores(bv, cv);
+      failures.push({ run: key, field, baseline: x, current: y, tolerance: t, diff: cv - bv });
     }
   }
 }
@@ -461,7 +487,7 @@ function compareMergedAverages(
 /**
  * A readable report: one line per failure with baseline, current, difference and tolerance (the
  * difference of the unrounded values, never shown as 0 or within the tolerance when it fails:
- * {@link formatDifference}).
+ * {@link formatDifference}; two scores that differ are never shown alike: {@link shownScores}).
  *
  * @param c the comparison
  * @returns multi-line text

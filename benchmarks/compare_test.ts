@@ -7,6 +7,7 @@ import {
   formatDifference,
   loadResults,
   runKey,
+  shownScores,
   toleranceFor,
 } from "./compare.ts";
 import { TASKS } from "../tasks/registry.ts";
@@ -396,6 +397,46 @@ Deno.test("formatComparison() shows every failing difference as non-zero and bey
   assert.ok(x > t);
   const exact = formatDifference(x, t);
   assert.ok(Number(exact.diff) > Number(exact.tolerance), JSON.stringify(exact));
+});
+
+Deno.test("a failing score's baseline and current are shown with the digits that tell them apart", async () => {
+  const [a, b] = await fixtures();
+  const bench = a!.spec.benchmark;
+  // The operator's case: 79.9 against 79.900003 (diff 3e-6, tolerance 0), both read 79.9.
+  const score = (r: RunResult, v: number): RunResult => ({
+    ...r,
+    best: { ...r.best, cb: { ...r.best.cb!, metrics: { ...r.best.cb!.metrics, accuracy: v } } },
+    averages: { ...r.averages, [bench]: v },
+  });
+  const exact: Tolerances = { default: 0, metrics: {} };
+  const c = compareResults([score(a!, 79.900003), b!], [score(a!, 79.9), b!], exact);
+  assert.deepEqual(c.failures.map((f) => f.field), ["best.cb.accuracy", `averages.${bench}`]);
+  const text = formatComparison(c);
+  for (const field of ["best\\.cb\\.accuracy", `averages\\.${bench}`]) {
+    assert.match(
+      text,
+      new RegExp(`${field}: baseline 79\\.9, current 79\\.900003 \\(diff 3e-6, tolerance 0\\)`),
+    );
+  }
+  // A passing note likewise (within a tolerance of 1).
+  const within = compareResults([score(a!, 79.900003), b!], [score(a!, 79.9), b!], {
+    default: 1,
+    metrics: {},
+  });
+  assert.ok(within.ok);
+  assert.ok(within.notes.some((n) => n.endsWith("best.cb.accuracy 79.9 -> 79.900003 (within 1)")));
+  // Four decimals where they differ (as before), more only where they would not.
+  assert.deepEqual(shownScores(79.91234, 79.92345), [79.9123, 79.9235]);
+  assert.deepEqual(shownScores(79.90004, 79.90006), [79.9, 79.9001]);
+  assert.deepEqual(shownScores(79.900001, 79.900002), [79.900001, 79.900002]);
+  // Never split at a coarser boundary than 4 decimals (not 70 and 80).
+  assert.deepEqual(shownScores(74.99999, 75.00001), [74.99999, 75.00001]);
+  assert.deepEqual(shownScores(0.00001, 0.00002), [0.00001, 0.00002]);
+  assert.deepEqual(shownScores(50, 50), [50, 50]);
+  assert.deepEqual(shownScores(Number.NaN, 50), [Number.NaN, 50]);
+  // Neighbouring doubles: at 17 digits.
+  const [x, y] = shownScores(0.1 + 0.2, 0.3);
+  assert.ok(x !== y, `${x} ${y}`);
 });
 
 Deno.test("profile tolerances accept a non-negative loss tolerance and name a bad one", () => {
