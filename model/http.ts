@@ -388,6 +388,10 @@ export async function fetchResumable(
     await Deno.remove(part).catch(() => {});
     if (opts.ifRange) await Deno.remove(etagPath).catch(() => {});
   };
+  // A failure of a local file names it and is not retried (isLocalFileError, below).
+  const local = (p: string, doing: string) => (e: unknown): never => {
+    throw fsError(e, p, `${doing} (GET ${url})`);
+  };
   let lastErr: unknown;
   for (let attempt = 0; attempt <= retries; attempt++) {
     let have = 0;
@@ -482,10 +486,6 @@ export async function fetchResumable(
             : undefined;
         }
         const bar = opts.progress?.(total);
-        // A failure of a local file names it and is not retried (isLocalFileError, below).
-        const local = (p: string, doing: string) => (e: unknown): never => {
-          throw fsError(e, p, `${doing} (GET ${url})`);
-        };
         using f = await Deno.open(part, { write: true, create: true, append, truncate: !append })
           .catch(local(part, "opening the part file"));
         if (!append && opts.ifRange) {
@@ -534,9 +534,7 @@ export async function fetchResumable(
         await f.syncData().catch(local(part, "flushing"));
         bar?.finish(have > 0 ? `(resumed at ${have} B)` : undefined);
       }
-      const size = (await Deno.stat(part).catch((e) => {
-        throw fsError(e, part, `examining the part file (GET ${url})`);
-      })).size;
+      const size = (await Deno.stat(part).catch(local(part, "examining the part file"))).size;
       if (want !== undefined && size !== want) {
         if (size < want) throw new TransferError(`GET ${url}: got ${size} of ${want} bytes`);
         await dropPart();
