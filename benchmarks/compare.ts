@@ -262,13 +262,12 @@ export function formatDifference(
       ...(tolerance === undefined ? {} : { tolerance: String(tolerance) }),
     };
   }
-  const at = (x: number, p: number) => Number(x.toPrecision(p));
   // Below 1e-3 in exponent form (`5.42e-7`, not `0.000000542`).
   const text = (x: number) => x !== 0 && Math.abs(x) < 1e-3 ? x.toExponential() : String(x);
   const whole = Math.floor(Math.log10(Math.abs(diff) || 1)) + 1;
   for (let p = Math.max(3, whole);; p++) {
-    const d = Number.isInteger(diff) ? diff : at(diff, p);
-    const t = tolerance === undefined ? undefined : at(tolerance, p);
+    const d = Number.isInteger(diff) ? diff : toDigits(diff, p);
+    const t = tolerance === undefined ? undefined : toDigits(tolerance, p);
     if (p >= 17 || (d !== 0 && (t === undefined || Math.abs(d) > t))) {
       return { diff: text(d), ...(t === undefined ? {} : { tolerance: text(t) }) };
     }
