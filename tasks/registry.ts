@@ -797,23 +797,20 @@ export function checkTaskRegistry(
     }
   }
   for (const t of Object.values(tasks)) {
-    const src = sources.find((x) => x.name === t.name);
-    if (src === undefined) {
-      fail(
-        `TASKS.${t.name}`,
-        `has no entry in tasks/sources.ts TASK_SOURCES whose name is ${JSON.stringify(t.name)} ` +
-          "(entries are matched by their name field, not by id or hfConfig; an entry gives the " +
-          "task's files and download source): without one its files are never found present " +
-          "(data.ts availableTasks) nor downloaded",
-      );
-    }
+    const src = sources.find((x) => x.name === t.name) ?? fail(
+      `TASKS.${t.name}`,
+      `has no entry in tasks/sources.ts TASK_SOURCES whose name is ${JSON.stringify(t.name)} ` +
+        "(entries are matched by their name field, not by id or hfConfig; an entry gives the " +
+        "task's files and download source): without one its files are never found present " +
+        "(data.ts availableTasks) nor downloaded",
+    );
     const from = `its tasks/sources.ts TASK_SOURCES entry (name ${JSON.stringify(t.name)}, id ` +
-      `${JSON.stringify(src!.id)})`;
-    if (src!.benchmark !== t.benchmark) {
-      fail(`TASKS.${t.name}.benchmark`, `is "${t.benchmark}" but ${from} is "${src!.benchmark}"`);
+      `${JSON.stringify(src.id)})`;
+    if (src.benchmark !== t.benchmark) {
+      fail(`TASKS.${t.name}.benchmark`, `is "${t.benchmark}" but ${from} is "${src.benchmark}"`);
     }
     const mine = Object.values(t.files).flatMap((fs) => (fs ?? []).map((f) => f.path)).sort();
-    const theirs = src!.files.map((f) => f.path).sort();
+    const theirs = src.files.map((f) => f.path).sort();
     const onlyMine = mine.filter((p) => !theirs.includes(p));
     const onlyTheirs = theirs.filter((p) => !mine.includes(p));
     if (onlyMine.length > 0 || onlyTheirs.length > 0) {
