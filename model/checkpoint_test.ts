@@ -17,7 +17,13 @@ import {
   type SaveSwapPoint,
 } from "./checkpoint.ts";
 import { isLocalFileError, makeHeldTempDir } from "./fs.ts";
-import { copyTree, flushesOf, recordFlushes, withOpenedFiles } from "./fs_testing.ts";
+import {
+  copyTree,
+  diskFullError,
+  flushesOf,
+  recordFlushes,
+  withOpenedFiles,
+} from "./fs_testing.ts";
 import { decodeSafetensors, f16BitsToF32, f32BitsToBf16, f32BitsToF16 } from "./safetensors.ts";
 import { readTorchBinHeader } from "./torch_bin.ts";
 
@@ -539,18 +545,23 @@ Deno.test("a full disk or I/O error while writing or flushing a weights shard na
   try {
     await saveHfFolder(dir, cfg, new Map([["a", a]]));
     const before = tf.memory().numTensors;
-    const full = () =>
-      Object.assign(new Error("No space left on device (os error 28)"), { code: "ENOSPC" });
     const io = () => Object.assign(new Error("Input/output error (os error 5)"), { code: "EIO" });
     // [which file's handles fail, how, the save's shard size, the file named, the step]
     const cases: [RegExp, "write" | "sync", () => Error, number | undefined, string, RegExp][] = [
-      [/model\.safetensors$/, "write", full, undefined, "model.safetensors", /^writing at 0 B/],
+      [
+        /model\.safetensors$/,
+        "write",
+        diskFullError,
+        undefined,
+        "model.safetensors",
+        /^writing at 0 B/,
+      ],
       [/model\.safetensors$/, "sync", io, undefined, "model.safetensors", /^flushing/],
       // The second of two shards: its own name, not the first's.
       [
         /model-00002-of-00002/,
         "write",
-        full,
+        diskFullError,
         8,
         "model-00002-of-00002.safetensors",
         /^writing at 0 B/,

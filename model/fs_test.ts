@@ -29,7 +29,7 @@ import {
   writeFilesAtomic,
   writeTempBeside,
 } from "./fs.ts";
-import { fileFlushes, recordFlushes, withOpenedFiles } from "./fs_testing.ts";
+import { diskFullError, fileFlushes, recordFlushes, withOpenedFiles } from "./fs_testing.ts";
 import { UsageError } from "./usage.ts";
 
 /** A byte stream that yields `first`, then fails as a serializer or a full disk would. */
@@ -361,11 +361,6 @@ Deno.test("writeFilesAtomic() replaces no file when one of them fails while bein
   }
 });
 
-/** ENOSPC as Deno gives it: a plain Error with the errno's code and no path in its message. */
-function diskFull(): Error {
-  return Object.assign(new Error("No space left on device (os error 28)"), { code: "ENOSPC" });
-}
-
 /** Runs `fn` with every write to a handle of a file named `*.tmp-*` failing with `err`. */
 async function withFailingTempWrites(err: () => Error, fn: () => Promise<unknown>): Promise<void> {
   await withOpenedFiles((file, path) => {
@@ -394,7 +389,7 @@ Deno.test("a full disk while writing names the file (ENOSPC kept as code and cau
     const run = join(dir, "runs", "a2bf87504e39.json");
     await writeFileAtomic(run, "old");
     let raw: Error | undefined;
-    const full = () => (raw = diskFull());
+    const full = () => (raw = diskFullError());
     await withFailingTempWrites(full, async () => {
       await rejects(writeFileAtomic(run, "new"), (e) => checkNamed(e, run, /^writing /, raw));
       // A stream's chunks go through the same write.

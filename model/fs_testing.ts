@@ -155,3 +155,13 @@ export async function fileFlushes(fn: () => Promise<unknown> | unknown): Promise
   await withOpenedFiles(spy, fn);
   return flushed;
 }
+
+/**
+ * ENOSPC as Deno gives it: a plain Error with the errno's code and no path in its message (what
+ * a full disk throws from a write, flush or rename).
+ *
+ * @returns a new error
+ */
+export function diskFullError(): Error {
+  return Object.assign(new Error("No space left on device (os error 28)"), { code: "ENOSPC" });
+}

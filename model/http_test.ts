@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { withOpenedFiles } from "./fs_testing.ts";
+import { diskFullError, withOpenedFiles } from "./fs_testing.ts";
 import {
   ConnectionError,
   errorChain,
@@ -374,11 +374,6 @@ Deno.test("ConnectionError: only a connection that could not be made; a server t
   }
 });
 
-/** ENOSPC as Deno gives it: a plain Error with the errno's code and no path in its message. */
-function diskFull(): Error {
-  return Object.assign(new Error("No space left on device (os error 28)"), { code: "ENOSPC" });
-}
-
 Deno.test("fetchResumable: a local file that cannot be written fails at once, naming it; no retry", async () => {
   await inTempDir(async (part, dir) => {
     let requests = 0;
@@ -410,7 +405,7 @@ Deno.test("fetchResumable: a local file that cannot be written fails at once, na
     try {
       // A full disk: every write to the part fails (Deno.open's handles, spied on).
       await withOpenedFiles((file, path) => {
-        if (path === part) file.write = () => Promise.reject(diskFull());
+        if (path === part) file.write = () => Promise.reject(diskFullError());
         return file;
       }, () =>
         assert.rejects(

@@ -23,7 +23,7 @@ import {
 import { findTaskSource, parquetShards, type TaskSource } from "./sources.ts";
 import { examplesFromBytes } from "./load.ts";
 import { sharedPath } from "../model/shared_dir.ts";
-import { flushesOf, recordFlushes, withOpenedFiles } from "../model/fs_testing.ts";
+import { diskFullError, flushesOf, recordFlushes, withOpenedFiles } from "../model/fs_testing.ts";
 import { withEnv } from "../model/env_testing.ts";
 
 const enc = new TextEncoder();
@@ -693,15 +693,13 @@ Deno.test("a local file error while writing the official files fails the task na
       body: rteParquet(["X y.", "Z."], ["X.", "W."], [0n, 1n]),
     },
   };
-  const full = () =>
-    Object.assign(new Error("No space left on device (os error 28)"), { code: "ENOSPC" });
   // Where the disk is full: the raw download's part file, or the task files' temp files.
   for (const [where, fails] of [["part", /\.part$/], ["task file", /\.tsv\.tmp-/]] as const) {
     await withServer(routes, async (s, cacheDir) => {
       const lines: string[] = [];
       let error: unknown;
       await withOpenedFiles((file, path) => {
-        if (fails.test(path)) file.write = () => Promise.reject(full());
+        if (fails.test(path)) file.write = () => Promise.reject(diskFullError());
         return file;
       }, () =>
         downloadRte(s, cacheDir, { source: "auto", retries: 2, log: (l) => lines.push(l) })
@@ -1420,10 +1418,7 @@ function tinyWnli(): TaskSource {
 function fullDisk(times = Infinity): (path: string, text: string) => Promise<void> {
   let n = 0;
   return (path, text) => {
-    if (n++ < times) {
-      const e = new Error("No space left on device (os error 28)");
-      return Promise.reject(Object.assign(e, { code: "ENOSPC" }));
-    }
+    if (n++ < times) return Promise.reject(diskFullError());
     return Deno.writeTextFile(path, text);
   };
 }
