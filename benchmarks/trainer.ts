@@ -794,12 +794,10 @@ function checkResumeState(dir: string, step: number, state: Record<string, unkno
   ) {
     throw bad("microBatchSizes", "a non-empty array of positive integers or null", micro);
   }
+  const nonNegative = (v: unknown) => typeof v === "number" && Number.isFinite(v) && v >= 0;
   // The run's wall time so far (absent in a checkpoint written before it existed).
   const wallMs = state.wallMs;
-  if (
-    wallMs !== undefined &&
-    !(typeof wallMs === "number" && Number.isFinite(wallMs) && wallMs >= 0)
-  ) {
+  if (wallMs !== undefined && !nonNegative(wallMs)) {
     throw bad("wallMs", "a non-negative number", wallMs);
   }
   // Throughput totals: both or neither (a checkpoint written before they existed has neither).
@@ -811,10 +809,7 @@ function checkResumeState(dir: string, step: number, state: Record<string, unkno
   if (tokens !== undefined && !(Number.isInteger(tokens) && (tokens as number) >= 0)) {
     throw bad("tokens", "a non-negative integer", tokens);
   }
-  if (
-    trainMs !== undefined &&
-    !(typeof trainMs === "number" && Number.isFinite(trainMs) && trainMs >= 0)
-  ) {
+  if (trainMs !== undefined && !nonNegative(trainMs)) {
     throw bad("trainMs", "a non-negative number", trainMs);
   }
   if (
