@@ -78,16 +78,15 @@ import {
   expandGrid,
   type GridEvent,
   type GridSummary,
-  holderName,
   missingProfileTasks,
   NO_SPACE_REASON,
   parseShard,
   readFinished,
   runGrid,
   runLockFile,
-  runLockStaleMs,
   shardGrid,
 } from "./runner.ts";
+import { holderName, runLockStaleMs } from "./run_claim.ts";
 import {
   backboneHfRef,
   BACKEND_CHOICES,

@@ -17,7 +17,6 @@ import {
   readFinished,
   runGrid,
   runLockFile,
-  runLockStaleMs,
   shardGrid,
   writeFileAtomic,
 } from "./runner.ts";
@@ -740,7 +739,7 @@ Deno.test("expandGrid(): extraTrainTasks (DPR) joins each multi-task run's mixtu
   );
 });
 
-/** A claim file as another process writes it (`runner.ts` `RunClaimHolder`). */
+/** A claim file as another process writes it (`run_claim.ts` `RunClaimHolder`). */
 async function writeClaim(
   out: string,
   spec: RunSpec,
@@ -1088,18 +1087,5 @@ Deno.test("runGrid(): a run that fails for a full disk (ENOSPC) stops the grid, 
     assert.equal(isNoSpaceError(Object.assign(new Error("x"), { code: "ENOSPC" })), true);
   } finally {
     await Deno.remove(out, { recursive: true });
-  }
-});
-
-Deno.test("runLockStaleMs() reads HYPERPROMPT_RUN_LOCK_STALE_S: seconds, at least two heartbeats", () => {
-  assert.equal(runLockStaleMs(undefined), 180_000);
-  assert.equal(runLockStaleMs(""), 180_000);
-  assert.equal(runLockStaleMs("600"), 600_000);
-  assert.equal(runLockStaleMs("90.5"), 90_500);
-  for (const bad of ["30", "-300", "1e3", "abc", " 300"]) {
-    assert.throws(
-      () => runLockStaleMs(bad),
-      new RegExp(`^Error: HYPERPROMPT_RUN_LOCK_STALE_S="${bad}": expected .* at least 60`),
-    );
   }
 });

@@ -1,0 +1,353 @@
+/**
+ * Run claims: the mechanism by which several processes running grids into one output folder
+ * (`benchmarks/runner.ts` `runGrid`) train each run once. A process claims a run by creating its
+ * claim file (`<out>/<stem>.lock`, `runner.ts` `runLockFile`) exclusively, with its
+ * {@link RunClaimHolder} (host, pid, start, token); while it holds the claim it refreshes the
+ * file's mtime as a heartbeat, and it removes the file when the run ends (or, synchronously, on
+ * `Deno.exit`). A claim whose heartbeat is older than the stale window
+ * ({@link runLockStaleMs}), or whose holder on this host is gone, is stale and is taken over.
+ *
+ * @module
+ */
+import { basename, dirname, join } from "node:path";
+import process from "node:process";
+import { changedAgoMs, TEMP_TAG_SOURCE, tempTag } from "../model/fs.ts";
+
+/** The environment variable that overrides the run-claim stale window, in seconds. */
+export const RUN_LOCK_STALE_ENV = "HYPERPROMPT_RUN_LOCK_STALE_S";
+
+/** How often a claim's holder refreshes its heartbeat (the claim file's mtime), by default. */
+export const RUN_LOCK_HEARTBEAT_MS = 30_000;
+
+/** How old a claim's heartbeat may get before the claim is stale, by default (3 minutes). */
+export const RUN_LOCK_STALE_MS = 180_000;
+
+/** How often a grid polls the runs another process trains, by default. */
+export const RUN_LOCK_POLL_MS = 10_000;
+
+/**
+ * The stale window of run claims: `HYPERPROMPT_RUN_LOCK_STALE_S` seconds when set (a plain
+ * decimal number of at least 60, two heartbeats: a shorter window would find live claims stale),
+ * else {@link RUN_LOCK_STALE_MS}.
+ *
+ * @param value the variable's value (default: read from the environment)
+ * @returns the window in ms
+ * @throws Error naming the variable and its value when it is not such a number
+ */
+export function runLockStaleMs(value: string | undefined = envValue(RUN_LOCK_STALE_ENV)): number {
+  if (value === undefined || value === "") return RUN_LOCK_STALE_MS;
+  const s = /^\d+(\.\d+)?$/.test(value) ? Number(value) : NaN;
+  if (!(s >= (2 * RUN_LOCK_HEARTBEAT_MS) / 1000) || !Number.isFinite(s)) {
+    throw new Error(
+      `${RUN_LOCK_STALE_ENV}="${value}": expected the seconds after which a run claim whose ` +
+        `heartbeat stopped is taken over, a plain number of at least ${
+          (2 * RUN_LOCK_HEARTBEAT_MS) / 1000
+        } (two heartbeats; default ${RUN_LOCK_STALE_MS / 1000})`,
+    );
+  }
+  return s * 1000;
+}
+
+function envValue(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined; // no env permission: the default
+  }
+}
+
+/** Timing of the run claims of {@link runGrid} (tests shorten them). */
+export interface RunLockTiming {
+  /** Heartbeat interval of a held claim (default {@link RUN_LOCK_HEARTBEAT_MS}). */
+  readonly heartbeatMs?: number;
+  /**
+   * Age of a heartbeat past which a claim is stale (default `HYPERPROMPT_RUN_LOCK_STALE_S`, else
+   * {@link RUN_LOCK_STALE_MS}).
+   */
+  readonly staleMs?: number;
+  /**
+   * Poll interval while waiting for runs another process trains (default
+   * {@link RUN_LOCK_POLL_MS}).
+   */
+  readonly pollMs?: number;
+}
+
+/** Who holds a run's claim (the JSON in its claim file, `<out>/<stem>.lock`). */
+export interface RunClaimHolder {
+  /** Host name of the holder (`Deno.hostname()`). */
+  readonly host: string;
+  /** Process id of the holder on its host. */
+  readonly pid: number;
+  /** When it claimed the run (ISO 8601). */
+  readonly started: string;
+  /** A random token: the holder removes or refreshes the file only while it holds this token. */
+  readonly token: string;
+  /** The run id. */
+  readonly run?: string;
+}
+
+/** A claim file being taken over: `.<stem>.lock.stale-<tag>` (garbage once its taker is done). */
+const STALE_CLAIM = new RegExp(String.raw`^\..+\.lock\.stale-${TEMP_TAG_SOURCE}$`);
+
+/**
+ * The claims this process holds (any grid in it), token → claim file: a claim naming this host
+ * and pid with another token is an earlier process's (a container restarted under one pid).
+ */
+const HELD = new Map<string, string>(); // token → claim file
+
+let unloadListening = false;
+
+/**
+ * Removes this process's claim files on `Deno.exit` (a second Ctrl-C), synchronously, each only
+ * while it still holds the holder's token.
+ */
+function releaseHeldSync(): void {
+  for (const [token, path] of HELD) {
+    try {
+      const h = parseHolder(Deno.readTextFileSync(path));
+      if (h?.token === token) Deno.removeSync(path);
+    } catch {
+      // gone or unreadable: nothing to release
+    }
+  }
+  HELD.clear();
+}
+
+/** This host's name (`Deno.hostname()`), or "unknown-host" when it cannot be read. */
+export function thisHost(): string {
+  try {
+    return Deno.hostname();
+  } catch {
+    return "unknown-host";
+  }
+}
+
+function parseHolder(text: string): RunClaimHolder | undefined {
+  try {
+    const v = JSON.parse(text) as Partial<RunClaimHolder>;
+    return typeof v === "object" && v !== null && typeof v.host === "string" &&
+        typeof v.pid === "number" && typeof v.token === "string" && typeof v.started === "string"
+      ? v as RunClaimHolder
+      : undefined;
+  } catch {
+    return undefined; // being written (created, not yet filled), or not a claim
+  }
+}
+
+/** A claim file as read: its holder (undefined while being written) and heartbeat time. */
+interface ClaimSeen {
+  readonly holder: RunClaimHolder | undefined;
+  readonly heartbeat: number;
+}
+
+async function readClaim(path: string): Promise<ClaimSeen | undefined> {
+  try {
+    const info = await Deno.stat(path);
+    const text = await Deno.readTextFile(path);
+    return { holder: parseHolder(text), heartbeat: info.mtime?.getTime() ?? Date.now() };
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+}
+
+/** Whether process `pid` runs on this host (an error but "no such process" counts as yes). */
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: unknown }).code !== "ESRCH";
+  }
+}
+
+/** Why a claim is stale, or undefined when its holder is alive. */
+function staleness(seen: ClaimSeen, staleMs: number, host: string): string | undefined {
+  const age = Date.now() - seen.heartbeat;
+  if (age > staleMs) {
+    return `its heartbeat is ${Math.round(age / 1000)} s old (stale after ${staleMs / 1000} s)`;
+  }
+  const h = seen.holder;
+  if (h === undefined || h.host !== host) return undefined;
+  if (h.pid === Deno.pid) {
+    return HELD.has(h.token)
+      ? undefined
+      : `pid ${h.pid} is this process, which does not hold it (an earlier process with this pid)`;
+  }
+  return pidAlive(h.pid) ? undefined : `pid ${h.pid} is not running on this host`;
+}
+
+/**
+ * How a claim's holder is named in lines: `<host> pid <pid>`, or "another process" when unknown
+ * (its claim file is still being written, or was already released).
+ *
+ * @param h the holder, if known
+ * @returns the name
+ */
+export function holderName(h: RunClaimHolder | undefined): string {
+  return h === undefined ? "another process" : `${h.host} pid ${h.pid}`;
+}
+
+/** A claim this process holds, with its heartbeat. */
+export interface HeldClaim {
+  readonly path: string;
+  readonly holder: RunClaimHolder;
+  /** Stops the heartbeat and removes the file if it is still this claim's. */
+  release(): Promise<void>;
+}
+
+/** What {@link claimRun} found: the claim, or the live holder of another process. */
+export type ClaimOutcome =
+  | { readonly held: HeldClaim }
+  | { readonly other: RunClaimHolder | undefined };
+
+/** How {@link claimRun} claims: this host, the claim timing, and who hears of a takeover. */
+export interface ClaimContext {
+  /** This host's name ({@link thisHost}). */
+  readonly host: string;
+  /** Heartbeat interval of the claim once held. */
+  readonly heartbeatMs: number;
+  /** Age of a heartbeat past which another's claim is stale. */
+  readonly staleMs: number;
+  /** Called when a stale claim was taken over: its holder (if readable) and why it was stale. */
+  readonly onTakeover: (previous: RunClaimHolder | undefined, why: string) => void;
+}
+
+/**
+ * Claims a run: creates its claim file exclusively (`createNew`, atomic on local and NFS v3+
+ * file systems) with this process's {@link RunClaimHolder}, and refreshes its mtime every
+ * `heartbeatMs` from an unref'd timer. A stale claim (heartbeat older than `staleMs`, or a
+ * holder on this host whose process is gone) is taken over: renamed to a unique name (one taker
+ * wins the rename), checked to be the claim judged stale (else, a live claim another taker made
+ * meanwhile, it is put back), removed, then created afresh.
+ *
+ * @param path the claim file (`runner.ts` `runLockFile`)
+ * @param runIdOf the run id, recorded in the claim
+ * @param ctx host, timing and takeover callback
+ * @returns the held claim, or the holder of a live claim of another process (undefined when its
+ *   file is still being written)
+ * @throws the file system's error when the claim file cannot be created or written
+ */
+export async function claimRun(
+  path: string,
+  runIdOf: string,
+  ctx: ClaimContext,
+): Promise<ClaimOutcome> {
+  let last: RunClaimHolder | undefined;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const holder: RunClaimHolder = {
+      host: ctx.host,
+      pid: Deno.pid,
+      started: new Date().toISOString(),
+      token: crypto.randomUUID(),
+      run: runIdOf,
+    };
+    let f: Deno.FsFile | undefined;
+    try {
+      f = await Deno.open(path, { write: true, createNew: true });
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+    }
+    if (f !== undefined) {
+      HELD.set(holder.token, path);
+      try {
+        await f.write(new TextEncoder().encode(JSON.stringify(holder) + "\n"));
+      } catch (e) {
+        HELD.delete(holder.token);
+        f.close();
+        await Deno.remove(path).catch(() => {});
+        throw e;
+      }
+      f.close();
+      if (!unloadListening) {
+        globalThis.addEventListener("unload", releaseHeldSync);
+        unloadListening = true;
+      }
+      return { held: heartbeat(path, holder, ctx.heartbeatMs) };
+    }
+    const seen = await readClaim(path);
+    if (seen === undefined) continue; // released meanwhile: claim it
+    last = seen.holder;
+    const why = staleness(seen, ctx.staleMs, ctx.host);
+    if (why === undefined) return { other: seen.holder };
+    const aside = join(dirname(path), `.${basename(path)}.stale-${tempTag()}`);
+    try {
+      await Deno.rename(path, aside);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) continue; // another taker won
+      throw e;
+    }
+    const moved = await readClaim(aside);
+    if (moved !== undefined && moved.holder?.token !== seen.holder?.token) {
+      // Another taker replaced the stale claim between our read and rename: put its live claim
+      // back (link fails if a third one already claimed it) and leave the run to it.
+      await Deno.link(aside, path).catch(() => {});
+      await Deno.remove(aside).catch(() => {});
+      return { other: moved.holder };
+    }
+    await Deno.remove(aside).catch(() => {});
+    ctx.onTakeover(seen.holder, why);
+  }
+  return { other: last };
+}
+
+function heartbeat(path: string, holder: RunClaimHolder, everyMs: number): HeldClaim {
+  let beating: Promise<void> = Promise.resolve();
+  let lost = false;
+  const beat = async () => {
+    try {
+      const h = parseHolder(await Deno.readTextFile(path));
+      if (h?.token !== holder.token) {
+        // Taken over (this process was suspended past the stale window): never touch another's.
+        lost = true;
+        clearInterval(timer);
+        return;
+      }
+      const now = new Date();
+      await Deno.utime(path, now, now);
+    } catch {
+      // A missed beat: the next one may succeed; a claim missing beats long enough goes stale.
+    }
+  };
+  const timer = setInterval(() => {
+    beating = beating.then(beat);
+  }, everyMs);
+  Deno.unrefTimer(timer);
+  return {
+    path,
+    holder,
+    release: async () => {
+      clearInterval(timer);
+      await beating;
+      HELD.delete(holder.token);
+      if (lost) return;
+      try {
+        const h = parseHolder(await Deno.readTextFile(path));
+        if (h?.token === holder.token) await Deno.remove(path);
+      } catch {
+        // Already gone, or unreadable: it goes stale.
+      }
+    },
+  };
+}
+
+/**
+ * Removes claim files left half taken over (`.<stem>.lock.stale-<tag>`, renamed by a taker that
+ * was killed before removing it) once older than `staleMs`. Housekeeping.
+ *
+ * @param outDir the folder of the claim files
+ * @param staleMs the stale window
+ */
+export async function sweepStaleClaims(outDir: string, staleMs: number): Promise<void> {
+  try {
+    for await (const e of Deno.readDir(outDir)) {
+      if (!e.isFile || !STALE_CLAIM.test(e.name)) continue;
+      const p = join(outDir, e.name);
+      const info = await Deno.stat(p).catch(() => undefined);
+      const ago = info === undefined ? undefined : changedAgoMs(info);
+      if (ago !== undefined && ago > staleMs) await Deno.remove(p).catch(() => {});
+    }
+  } catch {
+    // Unreadable: nothing to finish.
+  }
+}
