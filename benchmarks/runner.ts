@@ -814,7 +814,7 @@ export async function runGrid(
 
   /**
    * Trains one claimed run (the claim is released whatever happens). `continues`: keep its
-   * checkpoints (resume semantics). Returns true when the grid must stop.
+   * checkpoints (resume semantics).
    */
   const train = async (
     spec: RunSpec,
@@ -823,7 +823,7 @@ export async function runGrid(
     continues: boolean,
     replaces: string | undefined,
     notStartedAfter: () => number,
-  ): Promise<boolean> => {
+  ): Promise<void> => {
     const file = fileOf(spec);
     const workDir = runWorkDir(file);
     emit({ kind: "start", spec, index, ...(replaces === undefined ? {} : { replaces }) });
@@ -860,27 +860,26 @@ export async function runGrid(
       }
       done++;
       emit({ kind: "done", spec, index, result, file });
-      return false;
     } catch (e) {
       const error = e instanceof Error ? e : new Error(String(e));
       // A run that failed before its first checkpoint leaves nothing to resume: no empty folder.
       await removeEmptyFolders(workDir);
-      return settle(spec, index, error, notStartedAfter);
+      settle(spec, index, error, notStartedAfter);
     } finally {
       await held.release();
     }
   };
 
   /**
-   * Records a run's failure: a stop request or a full disk stops the grid (returns true), as
-   * does a fatal backend error; any other failure is listed and the grid goes on.
+   * Records a run's failure: a stop request or a full disk stops the grid (`interrupted`), as
+   * does a fatal backend error (`fatal`); any other failure is listed and the grid goes on.
    */
   function settle(
     spec: RunSpec,
     index: number,
     error: Error,
     notStartedAfter: () => number,
-  ): boolean {
+  ): void {
     const stopped = error as { interrupted?: unknown; reason?: unknown };
     if (stopped.interrupted === true || isNoSpaceError(error)) {
       // Stopped on request (a signal), or the disk is full (every later run would fail on it
@@ -894,16 +893,45 @@ export async function runGrid(
         notStarted: notStartedAfter(),
       };
       emit({ kind: "interrupted", spec, index, error });
-      return true;
+      return;
     }
     failed.push({ spec, error });
     emit({ kind: "error", spec, index, error });
-    if ((error as { fatal?: unknown }).fatal === true) {
-      fatal = error;
-      return true;
-    }
-    return false;
+    if ((error as { fatal?: unknown }).fatal === true) fatal = error;
   }
+  /** Whether a stop, a full disk or a fatal backend error ended the grid. */
+  const ended = () => interrupted !== undefined || fatal !== undefined;
+
+  /**
+   * Claims a run and trains it, unless another live process holds its claim (returns that
+   * holder; undefined while its claim file is being written) or wrote its result since this
+   * grid started (counted as done by `doneBy`). A claim file that cannot be written (a full
+   * disk) is the run's failure.
+   */
+  const claimAndTrain = async (
+    spec: RunSpec,
+    index: number,
+    continues: boolean,
+    replaces: string | undefined,
+    notStartedAfter: () => number,
+    doneBy?: RunClaimHolder,
+  ): Promise<{ readonly other: RunClaimHolder | undefined } | undefined> => {
+    const c = await claim(spec, index);
+    if ("failed" in c) {
+      emit({ kind: "start", spec, index });
+      settle(spec, index, c.failed, notStartedAfter);
+      return undefined;
+    }
+    if ("other" in c) return c;
+    if (await writtenElsewhere(spec)) {
+      // Another process finished it (and released its claim) since this grid last looked.
+      await c.held.release();
+      countElsewhere(spec, index, doneBy);
+      return undefined;
+    }
+    await train(spec, index, c.held, continues, replaces, notStartedAfter);
+    return undefined;
+  };
 
   // Runs another live process has claimed, in grid order: polled after the others.
   const waiting: { spec: RunSpec; index: number; holder: RunClaimHolder | undefined }[] = [];
@@ -932,42 +960,24 @@ export async function runGrid(
       emit({ kind: "skip", spec, index });
       continue;
     }
-    const c = await claim(spec, index);
-    if ("failed" in c) {
-      emit({ kind: "start", spec, index });
-      if (settle(spec, index, c.failed, () => specs.length - index - 1 + waiting.length)) {
-        stoppedAt = index + 1;
-        break;
-      }
-      continue;
-    }
-    if ("other" in c) {
-      waiting.push({ spec, index, holder: c.other });
-      emit({ kind: "claimed", spec, index, holder: c.other ?? null });
-      continue;
-    }
-    if (await writtenElsewhere(spec)) {
-      // Another process finished it after this grid started (and released its claim).
-      await c.held.release();
-      countElsewhere(spec, index);
-      continue;
-    }
-    const stopHere = await train(
+    const claimed = await claimAndTrain(
       spec,
       index,
-      c.held,
       opts.resume === true,
       found.unusable,
       () => specs.length - index - 1 + waiting.length,
     );
-    if (stopHere) {
+    if (claimed !== undefined) {
+      waiting.push({ spec, index, holder: claimed.other });
+      emit({ kind: "claimed", spec, index, holder: claimed.other ?? null });
+    } else if (ended()) {
       stoppedAt = index + 1;
       break;
     }
   }
   // The runs others train: wait for their results, or take over a claim that goes stale.
-  while (interrupted === undefined && fatal === undefined && waiting.length > 0) {
-    for (let i = 0; i < waiting.length && interrupted === undefined && fatal === undefined;) {
+  while (!ended() && waiting.length > 0) {
+    for (let i = 0; i < waiting.length && !ended();) {
       const w = waiting[i]!;
       const stop = opts.shouldStop?.();
       if (stop !== undefined) {
@@ -979,30 +989,26 @@ export async function runGrid(
         countElsewhere(w.spec, w.index, w.holder);
         continue;
       }
-      const c = await claim(w.spec, w.index);
-      if ("failed" in c) {
+      // Still claimed: waited for on. Released without a result (failed or stopped) or taken
+      // over from a dead holder: this grid trains it, from the checkpoints the other left (a
+      // result written between the two looks counts as done by its holder). The runs not
+      // started after it are the others still waited for.
+      const claimed = await claimAndTrain(
+        w.spec,
+        w.index,
+        true,
+        undefined,
+        () => waiting.length - 1,
+        w.holder,
+      );
+      if (claimed === undefined) {
         waiting.splice(i, 1);
-        emit({ kind: "start", spec: w.spec, index: w.index });
-        settle(w.spec, w.index, c.failed, () => waiting.length);
-        continue;
-      }
-      if ("other" in c) {
-        w.holder = c.other;
+      } else {
+        w.holder = claimed.other;
         i++;
-        continue;
       }
-      waiting.splice(i, 1);
-      if (await writtenElsewhere(w.spec)) {
-        // Its holder wrote the result, then released the claim, between the two looks.
-        await c.held.release();
-        countElsewhere(w.spec, w.index, w.holder);
-        continue;
-      }
-      // Released without a result (failed or stopped) or taken over from a dead holder: this
-      // grid trains it, from the checkpoints the other left.
-      await train(w.spec, w.index, c.held, true, undefined, () => waiting.length);
     }
-    if (interrupted !== undefined || fatal !== undefined || waiting.length === 0) break;
+    if (ended() || waiting.length === 0) break;
     emit({
       kind: "waiting",
       spec: waiting[0]!.spec,
