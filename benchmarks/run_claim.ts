@@ -190,8 +190,6 @@ export function holderName(h: RunClaimHolder | undefined): string {
 
 /** A claim this process holds, with its heartbeat. */
 export interface HeldClaim {
-  readonly path: string;
-  readonly holder: RunClaimHolder;
   /** Stops the heartbeat and removes the file if it is still this claim's. */
   release(): Promise<void>;
 }
@@ -314,8 +312,6 @@ function heartbeat(path: string, holder: RunClaimHolder, everyMs: number): HeldC
   }, everyMs);
   Deno.unrefTimer(timer);
   return {
-    path,
-    holder,
     release: async () => {
       clearInterval(timer);
       await beating;
