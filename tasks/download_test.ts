@@ -241,15 +241,7 @@ Deno.test("download() failing for some tasks throws a DownloadError with each fa
   const s = serve({ "/glue/RTE.zip": { body: zip } });
   const cacheDir = await Deno.makeTempDir();
   // A second tiny task whose official zip the server does not have (HTTP 404).
-  const wnli: TaskSource = {
-    ...tinyRte(),
-    id: "glue/wnli",
-    name: "wnli",
-    folder: "WNLI",
-    hfConfig: "wnli",
-    files: tinyRte().files.map((f) => ({ ...f, path: f.path.replace("RTE", "WNLI") })),
-    official: { kind: "zip", url: "{glue}/WNLI.zip", innerDir: "WNLI" },
-  };
+  const wnli = tinyWnli();
   try {
     const err = await download({
       tasks: ["wnli", "rte"],
