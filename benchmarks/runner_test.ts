@@ -969,7 +969,9 @@ Deno.test("runGrid(): a claim that goes stale while waited for is taken over and
         found.push(await pathExists(join(opts.outDir, "checkpoints", "step-00000002")));
         return fakeRunOne(spec, opts);
       },
-      runLock: { ...FAST, staleMs: 200 },
+      // Long enough that the claim is still fresh when the grid first looks (a loaded runner),
+      // short enough that the wait sees it go stale.
+      runLock: { ...FAST, staleMs: 1_500 },
       onEvent: (e) => e.kind !== "progress" && kinds.push(e.kind),
     });
     assert.equal(s.done, 1);
