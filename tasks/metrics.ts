@@ -289,11 +289,13 @@ export function scoreTask(
   const words = spec.labelWords;
   switch (spec.converter) {
     case "stsb": {
-      // A target that is no number ("<unk>": an unlabelled test row) has no gold score; T5's
-      // string_to_float would make it -1.0 and score it, so refuse it as the other tasks do.
+      // An unlabelled test row has no gold score: the loader gives it T5's target "-1.0" (TFDS
+      // label -1, rounded as any label: tasks/load.ts), and a target that is no number ("<unk>")
+      // would be -1.0 through string_to_float. Gold scores lie in [0, 5], so a negative one (or
+      // no number) is refused, as the other tasks refuse "<unk>", instead of scored.
       const t = examples.map((e) => {
         const v = pyFloat(e.target);
-        if (v === undefined) {
+        if (v === undefined || v < 0) {
           throw new Error(
             `example ${e.id} has no gold score (target ${JSON.stringify(e.target)})`,
           );

@@ -379,6 +379,15 @@ Deno.test("scoreTask: unlabelled STS-B and ReCoRD examples are refused, naming t
     () => scoreTask("stsb", stsb, ["1.0", "2.0"]),
     /^Error: example stsb\/test\/7 has no gold score \(target "<unk>"\)$/,
   );
+  // What the loader gives an unlabelled STS-B row (tasks/load.ts: T5's round(-1 · 5) / 5).
+  const stsbTest = [
+    ex("stsb", "1.0", { id: "stsb/v/0" }),
+    ex("stsb", "-1.0", { id: "stsb/test/8" }),
+  ];
+  assert.throws(
+    () => scoreTask("stsb", stsbTest, ["1.0", "2.0"]),
+    /^Error: example stsb\/test\/8 has no gold score \(target "-1\.0"\)$/,
+  );
   const rec = [
     ex("record", "a", { id: "record/v/0/1/0", group: "0/1", answers: ["a", "b"] }),
     ex("record", "b", { id: "record/v/0/1/1", group: "0/1", answers: ["a", "b"] }),
