@@ -384,3 +384,55 @@ export function benchmarkAverages(
     : names.reduce((a, t) => a + scores[t]!, 0) / names.length;
   return { [benchmark]: value };
 }
+
+/**
+ * T5's own printed benchmark average, a second reading beside {@link benchmarkAverages}' (spec
+ * A11 keeps that one as the main column): `t5/scripts/parse_tb.py` `compute_avg_glue` adds an
+ * "Average GLUE Score" per evaluation step, and `eval_utils.metric_group_max` takes that
+ * column's maximum over steps like any other group's. So: at each step at which every one of
+ * `benchmarkTasks` was evaluated, `average` of that step's group scores (the recorded ones: MNLI's
+ * is already the mean of its matched and mismatched halves, a NaN metric already counted as 0);
+ * the highest of those step averages. A NaN step average counts as -Infinity, as in
+ * {@link improvesOn} (the result is NaN only when every step's is). A step lacking one of the
+ * tasks is skipped; tasks outside `benchmarkTasks` (WNLI, AX) are ignored. It never exceeds the
+ * average of the per-task bests when `average` is a mean, since that may take each task from
+ * its own step.
+ *
+ * @param benchmark the run's benchmark
+ * @param evals every evaluation of one run (one step sequence: not a `perTask` method's merged
+ *   task runs)
+ * @param benchmarkTasks the benchmark's averaged tasks
+ * @param average the official average over all tasks' group scores (tasks/mod.ts
+ *   `benchmarkAverage`)
+ * @returns the best single-step average, or undefined when no step evaluated every task
+ * @throws Error naming the task and step when a task has two evaluations at one step
+ */
+export function bestStepAverage(
+  benchmark: BenchmarkName,
+  evals: readonly Pick<TaskEval, "step" | "task" | "groupScore">[],
+  benchmarkTasks: readonly string[],
+  average: (b: BenchmarkName, scores: Record<string, number>) => number,
+): number | undefined {
+  const own = new Set(benchmarkTasks);
+  const byStep = new Map<number, Record<string, number>>();
+  for (const e of evals) {
+    if (!own.has(e.task)) continue;
+    let scores = byStep.get(e.step);
+    if (scores === undefined) byStep.set(e.step, scores = {});
+    if (Object.hasOwn(scores, e.task)) {
+      throw new Error(
+        `benchmarks/evaluator.ts bestStepAverage: task ${e.task} has two evaluations at step ` +
+          `${e.step} (evals); a run evaluates each task once per step`,
+      );
+    }
+    scores[e.task] = e.groupScore;
+  }
+  const rank = (x: number) => Number.isNaN(x) ? -Infinity : x;
+  let best: number | undefined;
+  for (const scores of byStep.values()) {
+    if (Object.keys(scores).length !== own.size) continue;
+    const v = average(benchmark, scores);
+    if (best === undefined || rank(v) > rank(best)) best = v;
+  }
+  return best;
+}

@@ -7,6 +7,7 @@ import type { Example } from "../tasks/types.ts";
 import {
   benchmarkAverages,
   bestPerTask,
+  bestStepAverage,
   evalSubset,
   evaluate,
   EvaluationStoppedError,
@@ -15,6 +16,8 @@ import {
   type Scorer,
 } from "./evaluator.ts";
 import type { TaskEval } from "./spec.ts";
+import { benchmarkAverage } from "../tasks/metrics.ts";
+import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 import { clearStopRequest, requestStop } from "./trainer.ts";
 
 await tf.setBackend("cpu");
@@ -373,4 +376,62 @@ Deno.test("improvesOn(): bestPerTask's rule, one evaluation at a time", () => {
   for (const x of evals) if (improvesOn(x, best)) best = x;
   assert.equal(bestPerTask(evals).cb!.step, best!.step);
   assert.equal(best!.step, 4);
+});
+
+/** GLUE group scores at one step, as evaluations (the brief's worked example's shape). */
+function stepEvals(step: number, scores: Record<string, number>): TaskEval[] {
+  return Object.entries(scores).map(([task, groupScore]) => ({
+    step,
+    task,
+    metrics: {},
+    groupScore,
+  }));
+}
+
+const SHARED = { mrpc: 85, stsb: 85, qqp: 85, mnli: 80, qnli: 88 };
+const WORKED: TaskEval[] = [
+  ...stepEvals(2000, { ...SHARED, cola: 60, sst2: 90, rte: 70 }),
+  ...stepEvals(4000, { ...SHARED, cola: 50, sst2: 94, rte: 78 }),
+];
+
+Deno.test("bestStepAverage(): T5 parse_tb's max over steps of the step average, below the mean of per-task bests", () => {
+  const glue = BENCHMARK_TASKS.glue;
+  // Step 2000: (60+90+85+85+85+80+88+70)/8 = 80.375; step 4000: (50+94+...+78)/8 = 80.625.
+  assert.equal(bestStepAverage("glue", WORKED, glue, benchmarkAverage), 80.625);
+  // The main column takes CoLA from step 2000 and SST-2, RTE from 4000: (60+94+...+78)/8.
+  assert.deepEqual(
+    benchmarkAverages("glue", bestPerTask(WORKED), glue, benchmarkAverage),
+    { glue: 81.875 },
+  );
+  // A step lacking one task (RTE) is skipped, however high its other scores; a task outside the
+  // average (AX, NaN group score) neither completes nor spoils a step.
+  const { rte: _rte, ...noRte } = { ...SHARED, cola: 99, sst2: 99, rte: 0 };
+  const more = [
+    ...WORKED,
+    ...stepEvals(6000, { ...noRte, mrpc: 99, ax: NaN }),
+    ...stepEvals(2000, { ax: NaN }),
+  ];
+  assert.equal(bestStepAverage("glue", more, glue, benchmarkAverage), 80.625);
+  // A step whose average is NaN ranks below every number (improvesOn's rule), wherever it is.
+  const nanFirst = [...stepEvals(1000, { ...SHARED, cola: NaN, sst2: 99, rte: 99 }), ...WORKED];
+  assert.equal(bestStepAverage("glue", nanFirst, glue, benchmarkAverage), 80.625);
+  assert.ok(Number.isNaN(bestStepAverage("glue", nanFirst.slice(0, 8), glue, benchmarkAverage)!));
+  // The average function is the caller's (the run's scorer), applied to the complete steps only.
+  const seen: number[] = [];
+  const avg = (_b: string, s: Record<string, number>) => {
+    seen.push(Object.keys(s).length);
+    return s["cola"]!;
+  };
+  assert.equal(bestStepAverage("glue", more, glue, avg), 60);
+  assert.deepEqual(seen, [8, 8]);
+  // No step evaluated every task (a partial run, or no evaluations at all): no value.
+  assert.equal(
+    bestStepAverage("glue", WORKED.filter((e) => e.task !== "rte"), glue, avg),
+    undefined,
+  );
+  assert.equal(bestStepAverage("glue", [], glue, avg), undefined);
+  assert.throws(
+    () => bestStepAverage("glue", [...WORKED, ...stepEvals(4000, { rte: 1 })], glue, avg),
+    /task rte has two evaluations at step 4000/,
+  );
 });
