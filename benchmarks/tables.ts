@@ -27,7 +27,11 @@
  *   from the ablation) or why there is none. `glue_avg` /
  *   `super_glue_avg` are the paper's average over all 8 tasks and are filled only when every one
  *   of them was run; a run on a task subset puts its plain mean in `glue_partial_avg` /
- *   `super_glue_partial_avg` instead, and its paper columns stay blank; `missing_runs` names the
+ *   `super_glue_partial_avg` instead, and its paper columns stay blank; `glue_best_step_avg` /
+ *   `super_glue_best_step_avg` (after each benchmark's partial columns) give T5's own printed
+ *   average beside the spec's (`t5/scripts/parse_tb.py`: the highest single-step average over
+ *   the evaluation steps; `evaluator.ts` `bestStepAverage`), mean over seeds, only where the
+ *   full average is and never for a per-task method; `missing_runs` names the
  *   absent task runs of a per-task method (`per_task.ts`: its task runs are merged into one row
  *   first), whose averages then stay blank; each row ends with the provenance of the runs it
  *   averages (seed values, git commits with a `+dirty` mark, backends, devices, Deno and tfjs
@@ -61,6 +65,8 @@ import { getMethod } from "../model/methods/mod.ts";
 import { describeResult, loadResults, refKey, rejectDuplicates } from "./compare.ts";
 import { mergedThroughput, mergePerTaskRuns, missingTaskRuns, perTaskParts } from "./per_task.ts";
 import { BENCHMARK_TASKS } from "../tasks/registry.ts";
+import { benchmarkAverage } from "../tasks/metrics.ts";
+import { bestStepAverage } from "./evaluator.ts";
 import { attentionMassSvg, scoreVsParamsSvg } from "./plots.ts";
 import { type RunLabels, runLabels } from "./labels.ts";
 import {
@@ -590,6 +596,34 @@ function benchAverages(
 }
 
 /**
+ * `<benchmark>_best_step_avg` of a row: T5's printed benchmark average (`evaluator.ts`
+ * {@link bestStepAverage}: the highest per-step average of a run's evaluations, with the main
+ * column's group scores and average function), the mean over the row's seeds. Blank unless every
+ * run of the row evaluated all 8 of the benchmark's tasks (`full`; no partial version), for a
+ * `perTask` method (its task runs have separate step sequences), and when a run has no step at
+ * which all 8 were evaluated (no per-step evaluations recorded): never a mean of the seeds that
+ * have one.
+ *
+ * @throws Error naming the result's file when a task has two evaluations at one step
+ */
+function bestStepAverageCell(g: Group, b: BenchmarkName, full: boolean): number | "" {
+  const runs = cellOf(g, b)?.runs ?? [];
+  if (!full || runs.length === 0 || runs.some((r) => r.spec.perTaskOf !== undefined)) return "";
+  const xs: number[] = [];
+  for (const r of runs) {
+    let x: number | undefined;
+    try {
+      x = bestStepAverage(b, r.evals, BENCHMARK_TASKS[b], benchmarkAverage);
+    } catch (e) {
+      throw new Error(`${describeResult(r)}: ${(e as Error).message}`);
+    }
+    if (x === undefined) return "";
+    xs.push(x);
+  }
+  return r2(mean(xs));
+}
+
+/**
  * `missing_runs` of a row: the task runs a per-task method lacks (failed, or not yet run), as
  * `<benchmark>/s<seed>:<task>,<task>` per incomplete seed; blank when none is missing. The
  * benchmark's average cells are then blank ({@link benchAverages}), never a mean of the tasks
@@ -611,7 +645,10 @@ function seedsCell(g: Group): string | number {
 /**
  * (a) Scores: per row, the best group score of each task (mean over seeds), the number of runs
  * averaged, and per benchmark the number of its tasks averaged with the average (mean and sample
- * std over seeds) in `<benchmark>_avg` when all 8 tasks ran, else in `<benchmark>_partial_avg`;
+ * std over seeds) in `<benchmark>_avg` when all 8 tasks ran, else in `<benchmark>_partial_avg`,
+ * then T5's best single-step average in `<benchmark>_best_step_avg` (mean over seeds; blank
+ * beside a partial average, for a per-task method and for runs without a step that evaluated
+ * every task: {@link bestStepAverageCell});
  * per benchmark the parameter overhead ({@link SCORE_PARAM_COLUMNS}, `params.csv`'s values); the
  * paper's averages (left blank next to a partial average) with their source and `paper_row`
  * (the paper row matched, {@link paperMatch}, or why none is: blank values, never another
@@ -651,6 +688,7 @@ export function scoresTable(results: readonly RunResult[], paper: readonly Paper
     `${b}_std`,
     `${b}_partial_avg`,
     `${b}_partial_std`,
+    `${b}_best_step_avg`,
   ];
   const head = [
     "profile",
@@ -693,6 +731,7 @@ export function scoresTable(results: readonly RunResult[], paper: readonly Paper
       const [avg, sd] = meanStdCells(xs);
       partial[b] = xs.length > 0 && !full;
       cells.push(xs.length ? n : "", ...(full ? [avg, sd, "", ""] : ["", "", avg, sd]));
+      cells.push(bestStepAverageCell(g, b, full));
     }
     for (const b of BENCHMARKS) {
       const c = cellOf(g, b);

@@ -4,6 +4,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse } from "csv-parse/sync";
 import { BENCHMARK_TASKS } from "../tasks/registry.ts";
+import { benchmarkAverage } from "../tasks/metrics.ts";
+import { benchmarkAverages, bestPerTask } from "./evaluator.ts";
 import { fakeRuns, fakeSpec } from "./results_testing.ts";
 import { loadResults } from "./compare.ts";
 import { attentionMassSvg, scoreVsParamsSvg, seriesStyle } from "./plots.ts";
@@ -166,7 +168,7 @@ Deno.test("scoresTable() averages seeds per task and benchmark and joins the pap
   assert.match(String(col("config")), /^glue:[0-9a-f]{12} super_glue:[0-9a-f]{12}$/);
   assert.match(
     toCsv(t).split("\n")[0]!,
-    /^profile,model,backbone,method,method_name,seeds,glue\/cola,glue\/rte,super_glue\/cb,glue_tasks,glue_avg,glue_std,glue_partial_avg,glue_partial_std,super_glue_tasks,/,
+    /^profile,model,backbone,method,method_name,seeds,glue\/cola,glue\/rte,super_glue\/cb,glue_tasks,glue_avg,glue_std,glue_partial_avg,glue_partial_std,glue_best_step_avg,super_glue_tasks,super_glue_avg,super_glue_std,super_glue_partial_avg,super_glue_partial_std,super_glue_best_step_avg,glue_params_ratio,/,
   );
 });
 
@@ -1032,7 +1034,7 @@ Deno.test("scores.csv gives each benchmark's parameter overhead, the values of p
     "super_glue_trained_per_task_pct",
   ];
   // Beside the averages, in main_table.csv's order (params_ratio, extra_pct, trained_per_task_pct).
-  const at = head.indexOf("super_glue_partial_std") + 1;
+  const at = head.indexOf("super_glue_best_step_avg") + 1;
   assert.deepEqual(head.slice(at, at + 7), [...cols, "paper_glue_avg"]);
   const row = t[1]!;
   const p = paramsTable(rs, []);
@@ -1434,4 +1436,101 @@ Deno.test("a hub model named as a preset, beside the preset: two rows, both matc
     t.slice(1).map((r) => [r[h.indexOf("model")], r[h.indexOf("paper_row")]]),
     [["google/t5-v1_1-base", "main: t5-v1_1-base MTL"], ["t5-v1_1-base", "main: t5-v1_1-base MTL"]],
   );
+});
+
+/** A full GLUE result with `evals` replaced (best and average recomputed as a run's are). */
+function withEvals(r: RunResult, evals: RunResult["evals"]): RunResult {
+  const best = bestPerTask(evals);
+  return {
+    ...r,
+    evals,
+    best,
+    averages: benchmarkAverages("glue", best, BENCHMARK_TASKS.glue, benchmarkAverage),
+  };
+}
+
+/** GLUE evaluations at one step with the given group scores. */
+function evalsAt(step: number, scores: Record<string, number>): RunResult["evals"] {
+  return Object.entries(scores).map(([task, groupScore]) => ({
+    step,
+    task,
+    metrics: {},
+    groupScore,
+  }));
+}
+
+Deno.test("scoresTable() gives T5's best single-step average beside the average of per-task bests", async () => {
+  const all = { tasks: [...BENCHMARK_TASKS.glue] };
+  const shared = { mrpc: 85, stsb: 85, qqp: 85, mnli: 80, qnli: 88 };
+  // The worked example: per step 80.375 (step 2000) and 80.625 (4000); per-task bests 81.875.
+  // Step 6000 lacks RTE: skipped, though the mean of its 7 tasks is higher (81.86; below each
+  // task's best, so the main column is the worked example's).
+  const worked = [
+    ...evalsAt(2000, { ...shared, cola: 60, sst2: 90, rte: 70 }),
+    ...evalsAt(4000, { ...shared, cola: 50, sst2: 94, rte: 78 }),
+    ...evalsAt(6000, { ...shared, cola: 58, sst2: 92 }),
+  ];
+  const plus = worked.map((e) => ({ ...e, groupScore: e.groupScore + 2.75 }));
+  const [s0, s1, other] = await runs([
+    spec("p", "tiny-v1_1", "mtl", "MTL", 0, "glue", "random", all),
+    spec("p", "tiny-v1_1", "mtl", "MTL", 1, "glue", "random", all),
+    spec("p", "tiny-v1_1", "adapter", "Adapter", 0, "glue", "random", all),
+  ]);
+  const t = scoresTable([withEvals(s0!, worked), withEvals(s1!, plus)], []);
+  const [head, row] = t as [string[], (string | number)[]];
+  const col = (n: string) => row[head.indexOf(n)];
+  // After each benchmark's own average columns, before the next benchmark's.
+  assert.equal(head.indexOf("glue_best_step_avg"), head.indexOf("glue_partial_std") + 1);
+  assert.equal(
+    head.indexOf("super_glue_best_step_avg"),
+    head.indexOf("super_glue_partial_std") + 1,
+  );
+  // Seeds 80.625 and 83.375: their mean (exact in binary and at 2 places), no std column; the
+  // main column is unchanged: 81.875 and 84.625.
+  assert.equal(col("glue_best_step_avg"), 82);
+  assert.equal(col("glue_avg"), 83.25);
+  assert.equal(col("glue_std"), roundHalfAway(2.75 / Math.SQRT2, 2));
+  assert.equal(col("super_glue_best_step_avg"), "", "no SuperGLUE runs");
+  // A seed without a step that evaluated every task (no per-step evaluations): blank, not the
+  // other seed's value.
+  const noSteps = withEvals(s1!, worked.filter((e) => e.step !== 4000 || e.task !== "rte"));
+  const noStepsRow = scoresTable([withEvals(s0!, worked), { ...noSteps, evals: [] }], [])[1]!;
+  assert.equal(noStepsRow[head.indexOf("glue_best_step_avg")], "");
+  const incomplete = scoresTable([withEvals(s0!, worked.filter((e) => e.task !== "rte"))], []);
+  assert.equal(incomplete[1]![head.indexOf("glue_best_step_avg")], "", "a step lacks RTE");
+  // The fake's own evaluations (steps 2 and 4, all 8 tasks): the higher step mean.
+  const stepMean = (step: number) =>
+    other!.evals.filter((e) => e.step === step).reduce((a, e) => a + e.groupScore, 0) / 8;
+  const fake = scoresTable([other!], []);
+  assert.equal(
+    fake[1]![head.indexOf("glue_best_step_avg")],
+    roundHalfAway(Math.max(stepMean(2), stepMean(4)), 2),
+  );
+  // Two evaluations of one task at one step are an error naming the result.
+  assert.throws(
+    () => scoresTable([withEvals(s0!, [...worked, ...evalsAt(2000, { rte: 1 })])], []),
+    /the result of run [0-9a-f]{12}: .*task rte has two evaluations at step 2000/,
+  );
+});
+
+Deno.test("scoresTable() leaves the best single-step average blank for partial and perTask rows", async () => {
+  const all = [...BENCHMARK_TASKS.glue];
+  const pt = all.map((task) =>
+    spec("p", "tiny-v1_1", "prompt_tuning", "PT", 0, "glue", "random", {
+      tasks: [task],
+      perTaskOf: all,
+    })
+  );
+  // The fake evaluates every task run at steps 2 and 4: merged, every step is complete, and
+  // only the perTask rule keeps the cell blank (separate step sequences).
+  const rs = await runs([...pt, spec("p", "tiny-v1_1", "mtl", "MTL", 0, "glue")]);
+  const t = scoresTable(rs, []);
+  const head = t[0] as string[];
+  const row = (m: string) => t.find((r) => r[head.indexOf("method")] === m)!;
+  const cell = (m: string, c: string) => row(m)[head.indexOf(c)];
+  assert.equal(typeof cell("PT", "glue_avg"), "number");
+  assert.equal(cell("PT", "glue_best_step_avg"), "");
+  // The MTL run of 2 tasks (RTE, CoLA): a partial average, no best-step one.
+  assert.equal(typeof cell("MTL", "glue_partial_avg"), "number");
+  assert.equal(cell("MTL", "glue_best_step_avg"), "");
 });
