@@ -2015,6 +2015,8 @@ export function validateRunResult(raw: unknown, src: Source): RunResult {
   }
   arr(o.evals, src, "$.evals", false).forEach((e, i) => {
     const eo = obj(e, src, `$.evals[${i}]`);
+    num(eo.step, src, `$.evals[${i}].step`, { int: true, min: 0 });
+    str(eo.task, src, `$.evals[${i}].task`);
     eo.groupScore = score(eo.groupScore, src, `$.evals[${i}].groupScore`);
     scores(eo.metrics, src, `$.evals[${i}].metrics`);
   });

@@ -868,6 +868,9 @@ Deno.test("validateRunResult() checks provenance, losses and tokenizer, naming t
     (r) => (r.provenance.resumedFrom.step = 0),
     "$.provenance.resumedFrom.step must be >= 1, got 0",
   );
+  // An evaluation without its step or task would be grouped under none (best-step averages).
+  bad((r) => delete r.evals[0].step, "$.evals[0].step must be an integer, got undefined");
+  bad((r) => (r.evals[1].task = ""), `$.evals[1].task must be a non-empty string, got ""`);
   bad(
     (r) => (r.provenance.resumedFrom.gitDirty = "yes"),
     `$.provenance.resumedFrom.gitDirty must be true or false, got "yes"`,
