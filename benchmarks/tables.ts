@@ -49,7 +49,8 @@
  * - `ablation.csv`: the ablation profiles' rows with parameters relative to the MTL runs of the
  *   same configuration per benchmark (`<benchmark>_mtl_reference` names them, or says that none
  *   matched), the paper's figure from its ablation table's row of the row's model, label and
- *   method (`paper_row` names it or says why none), and the same provenance columns;
+ *   method (`paper_row` names it or says why none), the averages as in `scores.csv` (the
+ *   best-step ones included, from the same cells), and the same provenance columns;
  * - `attention_mass.csv`: attention mass on hyper-prompts per layer (mean over seeds).
  *
  * @module
@@ -1207,15 +1208,18 @@ function mtlReference(c: Cell, mtlGroups: readonly Group[]): MtlReference {
  * and config id), or relative to the backbone where none matches (the column says so); blank
  * where the method did not run that benchmark. Then the runs averaged (`seeds`), GLUE and
  * SuperGLUE averages (as in {@link scoresTable}: the task count, the full average or the partial
- * mean of a task subset, each with its sample std over seeds), and the paper's #Params relative
- * to MTL from the paper's ablation table's row of the same model, label and method
- * (`paper_params_x_mtl`, its `paper_source`, and `paper_row`: {@link paperMatch}), shown only
- * beside a configuration that counts that row's (the default's) parameters, as in `params.csv`:
- * the paper's ablation tables give one #Params per row, not per benchmark.
+ * mean of a task subset, each with its sample std over seeds, then T5's best single-step average
+ * in `<benchmark>_best_step_avg`, the same cell as scores.csv's: {@link bestStepAverageCell}),
+ * and the paper's #Params relative to MTL from the paper's ablation table's row of the same
+ * model, label and method (`paper_params_x_mtl`, its `paper_source`, and `paper_row`:
+ * {@link paperMatch}), shown only beside a configuration that counts that row's (the default's)
+ * parameters, as in `params.csv`: the paper's ablation tables give one #Params per row, not per
+ * benchmark.
  *
  * @param results run results
  * @param paper the paper's reference rows
  * @returns the table
+ * @throws Error naming the result's file when a task has two evaluations at one step
  */
 export function ablationTable(results: readonly RunResult[], paper: readonly PaperRow[]): Table {
   const rows: Table = [[
@@ -1235,11 +1239,13 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
     "glue_std",
     "glue_partial_avg",
     "glue_partial_std",
+    "glue_best_step_avg",
     "super_glue_tasks",
     "super_glue_avg",
     "super_glue_std",
     "super_glue_partial_avg",
     "super_glue_partial_std",
+    "super_glue_best_step_avg",
     "paper_params_x_mtl",
     "paper_source",
     "paper_row",
@@ -1270,9 +1276,10 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
     );
     const avg = (b: BenchmarkName) => {
       const { xs, tasks, full } = benchAverages(g, b);
-      if (xs.length === 0) return ["", "", "", "", ""];
+      if (xs.length === 0) return ["", "", "", "", "", ""];
       const [avg, sd] = meanStdCells(xs);
-      return full ? [tasks, avg, sd, "", ""] : [tasks, "", "", avg, sd];
+      const best = bestStepAverageCell(g, b, full);
+      return full ? [tasks, avg, sd, "", "", best] : [tasks, "", "", avg, sd, best];
     };
     const [glueX, glueRef] = xMtl("glue");
     const [sgX, sgRef] = xMtl("super_glue");

@@ -1534,3 +1534,83 @@ Deno.test("scoresTable() leaves the best single-step average blank for partial a
   assert.equal(typeof cell("MTL", "glue_partial_avg"), "number");
   assert.equal(cell("MTL", "glue_best_step_avg"), "");
 });
+
+Deno.test("ablationTable() gives scores.csv's best single-step averages, placed and blanked as there", async () => {
+  const all = { tasks: [...BENCHMARK_TASKS.glue] };
+  const shared = { mrpc: 85, stsb: 85, qqp: 85, mnli: 80, qnli: 88 };
+  // The worked example (per step 80.375 and 80.625; step 6000 lacks RTE) and a second seed
+  // 2.75 above it: best-step 80.625 and 83.375, mean 82 (main column 83.25).
+  const worked = [
+    ...evalsAt(2000, { ...shared, cola: 60, sst2: 90, rte: 70 }),
+    ...evalsAt(4000, { ...shared, cola: 50, sst2: 94, rte: 78 }),
+    ...evalsAt(6000, { ...shared, cola: 58, sst2: 92 }),
+  ];
+  const plus = worked.map((e) => ({ ...e, groupScore: e.groupScore + 2.75 }));
+  const [s0, s1, sg] = await runs([
+    spec(
+      "ablation",
+      "tiny-v1_1",
+      "hyperprompt_global",
+      "HyperPrompt-Global",
+      0,
+      "glue",
+      "random",
+      all,
+    ),
+    spec(
+      "ablation",
+      "tiny-v1_1",
+      "hyperprompt_global",
+      "HyperPrompt-Global",
+      1,
+      "glue",
+      "random",
+      all,
+    ),
+    // A SuperGLUE subset (CB): a partial average, so a blank best-step cell in both tables.
+    spec("ablation", "tiny-v1_1", "hyperprompt_global", "HyperPrompt-Global", 0, "super_glue"),
+  ]);
+  const rs = [withEvals(s0!, worked), withEvals(s1!, plus), sg!];
+  const a = ablationTable(rs, []);
+  const s = scoresTable(rs, []);
+  const [ah, arow] = a as [string[], (string | number)[]];
+  const [sh, srow] = s as [string[], (string | number)[]];
+  assert.equal(a.length, 2);
+  assert.equal(s.length, 2);
+  // After each benchmark's own average columns, as in scores.csv.
+  assert.deepEqual(ah.slice(ah.indexOf("seeds"), ah.indexOf("paper_params_x_mtl")), [
+    "seeds",
+    "glue_tasks",
+    "glue_avg",
+    "glue_std",
+    "glue_partial_avg",
+    "glue_partial_std",
+    "glue_best_step_avg",
+    "super_glue_tasks",
+    "super_glue_avg",
+    "super_glue_std",
+    "super_glue_partial_avg",
+    "super_glue_partial_std",
+    "super_glue_best_step_avg",
+  ]);
+  assert.equal(new Set(ah).size, ah.length, ah.join());
+  assert.equal(arow.length, ah.length);
+  const acol = (n: string) => arow[ah.indexOf(n)];
+  const scol = (n: string) => srow[sh.indexOf(n)];
+  assert.equal(acol("glue_best_step_avg"), 82);
+  assert.equal(acol("glue_best_step_avg"), scol("glue_best_step_avg"));
+  assert.equal(acol("glue_avg"), 83.25, "main column unchanged");
+  assert.equal(typeof acol("super_glue_partial_avg"), "number");
+  assert.equal(acol("super_glue_best_step_avg"), "");
+  assert.equal(acol("super_glue_best_step_avg"), scol("super_glue_best_step_avg"));
+  // A seed without a step that evaluated every task blanks the row in both tables.
+  const blank = [withEvals(s0!, worked), { ...withEvals(s1!, plus), evals: [] }];
+  const ab = ablationTable(blank, [])[1]!;
+  assert.equal(ab[ah.indexOf("glue_best_step_avg")], "");
+  assert.equal(scoresTable(blank, [])[1]![sh.indexOf("glue_best_step_avg")], "");
+  // The same error as scores.csv's, naming the result, for two evaluations at one step.
+  assert.throws(
+    () => ablationTable([withEvals(s0!, [...worked, ...evalsAt(2000, { rte: 1 })])], []),
+    /the result of run [0-9a-f]{12}: .*task rte has two evaluations at step 2000/,
+  );
+});
