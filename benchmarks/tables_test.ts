@@ -1459,18 +1459,27 @@ function evalsAt(step: number, scores: Record<string, number>): RunResult["evals
   }));
 }
 
-Deno.test("scoresTable() gives T5's best single-step average beside the average of per-task bests", async () => {
+/**
+ * The best-step averages' worked example: all 8 GLUE tasks evaluated at steps 2000 and 4000, step
+ * 6000 without RTE (`worked`), and a second seed's evaluations 2.75 above it (`plus`).
+ */
+function workedExample() {
   const all = { tasks: [...BENCHMARK_TASKS.glue] };
   const shared = { mrpc: 85, stsb: 85, qqp: 85, mnli: 80, qnli: 88 };
-  // The worked example: per step 80.375 (step 2000) and 80.625 (4000); per-task bests 81.875.
-  // Step 6000 lacks RTE: skipped, though the mean of its 7 tasks is higher (81.86; below each
-  // task's best, so the main column is the worked example's).
   const worked = [
     ...evalsAt(2000, { ...shared, cola: 60, sst2: 90, rte: 70 }),
     ...evalsAt(4000, { ...shared, cola: 50, sst2: 94, rte: 78 }),
     ...evalsAt(6000, { ...shared, cola: 58, sst2: 92 }),
   ];
   const plus = worked.map((e) => ({ ...e, groupScore: e.groupScore + 2.75 }));
+  return { all, worked, plus };
+}
+
+Deno.test("scoresTable() gives T5's best single-step average beside the average of per-task bests", async () => {
+  // The worked example: per step 80.375 (step 2000) and 80.625 (4000); per-task bests 81.875.
+  // Step 6000 lacks RTE: skipped, though the mean of its 7 tasks is higher (81.86; below each
+  // task's best, so the main column is the worked example's).
+  const { all, worked, plus } = workedExample();
   const [s0, s1, other] = await runs([
     spec("p", "tiny-v1_1", "mtl", "MTL", 0, "glue", "random", all),
     spec("p", "tiny-v1_1", "mtl", "MTL", 1, "glue", "random", all),
@@ -1536,16 +1545,9 @@ Deno.test("scoresTable() leaves the best single-step average blank for partial a
 });
 
 Deno.test("ablationTable() gives scores.csv's best single-step averages, placed and blanked as there", async () => {
-  const all = { tasks: [...BENCHMARK_TASKS.glue] };
-  const shared = { mrpc: 85, stsb: 85, qqp: 85, mnli: 80, qnli: 88 };
   // The worked example (per step 80.375 and 80.625; step 6000 lacks RTE) and a second seed
   // 2.75 above it: best-step 80.625 and 83.375, mean 82 (main column 83.25).
-  const worked = [
-    ...evalsAt(2000, { ...shared, cola: 60, sst2: 90, rte: 70 }),
-    ...evalsAt(4000, { ...shared, cola: 50, sst2: 94, rte: 78 }),
-    ...evalsAt(6000, { ...shared, cola: 58, sst2: 92 }),
-  ];
-  const plus = worked.map((e) => ({ ...e, groupScore: e.groupScore + 2.75 }));
+  const { all, worked, plus } = workedExample();
   const [s0, s1, sg] = await runs([
     spec(
       "ablation",
