@@ -625,6 +625,21 @@ function bestStepAverageCell(g: Group, b: BenchmarkName, full: boolean): number 
 }
 
 /**
+ * A benchmark's average columns of a row, as `scores.csv` and `ablation.csv` write them:
+ * `<benchmark>_tasks`, `_avg`, `_std` (all 8 tasks ran), `_partial_avg`, `_partial_std` (a subset
+ * ran), `_best_step_avg` ({@link bestStepAverageCell}); all blank where the row has no average.
+ *
+ * @throws Error naming the result's file when a task has two evaluations at one step
+ */
+function averageCells(g: Group, b: BenchmarkName): (number | "")[] {
+  const { xs, tasks, full } = benchAverages(g, b);
+  if (xs.length === 0) return ["", "", "", "", "", ""];
+  const [avg, sd] = meanStdCells(xs);
+  const best = bestStepAverageCell(g, b, full);
+  return full ? [tasks, avg, sd, "", "", best] : [tasks, "", "", avg, sd, best];
+}
+
+/**
  * `missing_runs` of a row: the task runs a per-task method lacks (failed, or not yet run), as
  * `<benchmark>/s<seed>:<task>,<task>` per incomplete seed; blank when none is missing. The
  * benchmark's average cells are then blank ({@link benchAverages}), never a mean of the tasks
@@ -728,11 +743,9 @@ export function scoresTable(results: readonly RunResult[], paper: readonly Paper
     }
     const partial: Partial<Record<BenchmarkName, boolean>> = {};
     for (const b of BENCHMARKS) {
-      const { xs, tasks: n, full } = benchAverages(g, b);
-      const [avg, sd] = meanStdCells(xs);
-      partial[b] = xs.length > 0 && !full;
-      cells.push(xs.length ? n : "", ...(full ? [avg, sd, "", ""] : ["", "", avg, sd]));
-      cells.push(bestStepAverageCell(g, b, full));
+      const avg = averageCells(g, b);
+      partial[b] = avg[3] !== ""; // `_partial_avg`: a subset of the tasks ran
+      cells.push(...avg);
     }
     for (const b of BENCHMARKS) {
       const c = cellOf(g, b);
@@ -1274,13 +1287,6 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
       g.method,
       g.runs[0]!.spec.method.config,
     );
-    const avg = (b: BenchmarkName) => {
-      const { xs, tasks, full } = benchAverages(g, b);
-      if (xs.length === 0) return ["", "", "", "", "", ""];
-      const [avg, sd] = meanStdCells(xs);
-      const best = bestStepAverageCell(g, b, full);
-      return full ? [tasks, avg, sd, "", "", best] : [tasks, "", "", avg, sd, best];
-    };
     const [glueX, glueRef] = xMtl("glue");
     const [sgX, sgRef] = xMtl("super_glue");
     rows.push([
@@ -1295,8 +1301,8 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
       glueRef,
       sgRef,
       seedsCell(g),
-      ...avg("glue"),
-      ...avg("super_glue"),
+      ...averageCells(g, "glue"),
+      ...averageCells(g, "super_glue"),
       p?.params_ratio ? `${p.params_ratio}x` : "",
       p?.source ?? "",
       paperNote,
