@@ -119,7 +119,7 @@ import {
 } from "./trainer.ts";
 import { type AccountingFn, loadAccounting, writeTables } from "./tables.ts";
 import { join } from "node:path";
-import { checkOutputFolder } from "../model/fs.ts";
+import { checkOutputFolder, isDirectorySync } from "../model/fs.ts";
 import { checkpointOwnEmbeddings, type EmbeddingStack } from "../model/own_embeddings.ts";
 import { hubCacheFolder, hubDownloadComplete, isHubRepoId } from "../model/hub.ts";
 import {
@@ -251,15 +251,6 @@ export interface RunEstimate {
   readonly inferenceFlopsPerExample: number | null;
   readonly totalFlops: number | null;
   readonly seconds: number | null;
-}
-
-/** Whether `path` is a directory (false when it is missing or unreadable). */
-function isDirectorySync(path: string): boolean {
-  try {
-    return Deno.statSync(path).isDirectory;
-  } catch {
-    return false;
-  }
 }
 
 /**

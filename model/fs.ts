@@ -114,6 +114,15 @@ export function isFileSync(path: string): boolean {
 }
 
 /** Whether `path` is a directory (false when it is missing or unreadable). */
+export function isDirectorySync(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether `path` is a directory (false when it is missing or unreadable). */
 export async function isDirectory(path: string): Promise<boolean> {
   try {
     return (await Deno.stat(path)).isDirectory;

@@ -15,6 +15,7 @@ import {
   type TaskSource,
 } from "./sources.ts";
 import {
+  isDirectorySync,
   isFileSync as isFile,
   makeHeldTempDirSync,
   removeStaleTempsSync,
@@ -233,14 +234,6 @@ function cachedFiles(cacheDir: string): Record<string, true> {
     } catch { /* listed but gone */ }
   }
   return out;
-}
-
-function isDirectorySync(path: string): boolean {
-  try {
-    return Deno.statSync(path).isDirectory;
-  } catch {
-    return false;
-  }
 }
 
 /** Presence of one task's files in a data root, per coarse split. */
