@@ -885,7 +885,7 @@ export class TestPredictionWriter {
     const parent = dirname(dir);
     const name = basename(dir);
     const leftover = new RegExp(
-      `^\\.${name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\.del-${TEMP_TAG_SOURCE}$`,
+      `^\\.${RegExp.escape(name)}\\.del-${TEMP_TAG_SOURCE}$`,
     );
     try {
       for await (const e of Deno.readDir(parent)) {

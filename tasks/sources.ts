@@ -826,7 +826,7 @@ export function parquetTreeUrl(task: TaskSource, endpoints: Endpoints): string {
  */
 export function parquetShards(listing: unknown, hfSplit: string, where: string): string[] {
   if (!Array.isArray(listing)) throw new Error(`${where}: expected a JSON array of files`);
-  const esc = hfSplit.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const esc = RegExp.escape(hfSplit);
   const re = new RegExp(`(?:^|/)(${esc}-(\\d{5})-of-(\\d{5})\\.parquet)$`);
   const found: { name: string; i: number; n: number }[] = [];
   for (const e of listing) {

@@ -4,6 +4,7 @@ import {
   checkTaskSources,
   ENDPOINT_KEYS,
   findTaskSource,
+  parquetShards,
   parseEndpoints,
   TASK_SOURCES,
   type TaskSource,
@@ -127,4 +128,15 @@ Deno.test("parseEndpoints: key=url lists and JSON objects; keys by any case or _
   ];
   for (const [text, want] of bad) assert.throws(() => parseEndpoints(text, "V"), want, text);
   assert.equal(checkEndpointUrl(" https://m/x ", "N"), "https://m/x");
+});
+
+Deno.test("parquetShards: a split name is matched literally, its regex metacharacters too", () => {
+  const at = (...paths: string[]) => paths.map((path) => ({ type: "file", path }));
+  // "v.1+" as a pattern would also match "vx11-…" (`.` any character, `+` a repeat).
+  const listing = at("c/vx11-00000-of-00001.parquet", "c/v.1+-00000-of-00001.parquet");
+  assert.deepEqual(parquetShards(listing, "v.1+", "L"), ["v.1+-00000-of-00001.parquet"]);
+  assert.throws(
+    () => parquetShards(at("c/vx11-00000-of-00001.parquet"), "v.1+", "L"),
+    /^Error: L: no v\.1\+-NNNNN-of-NNNNN\.parquet listed$/,
+  );
 });

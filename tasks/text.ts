@@ -223,7 +223,7 @@ export function wscSimpleInput(ex: WscFields): string {
  * ```
  */
 export function dprSimpleInput(sentence: string, pronoun: string): string {
-  const esc = pronoun.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const esc = RegExp.escape(pronoun);
   // No `g` flag: the first match only. A function replacement, so `$` in the text stays literal.
   const marked = sentence.replace(
     new RegExp(` (${esc})( |\\.|,)`),
