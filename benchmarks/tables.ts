@@ -10,7 +10,9 @@
  * ({@link configId}; the `config` column). The `model` and `backbone` columns give a preset's
  * name, or an `hf` reference's folder name, and where two references of one table share that
  * name, enough of their paths to tell them apart (`a/t5-base`, `b/t5-base`: `labels.ts`
- * `distinctLabels`). A row shows a method's GLUE and SuperGLUE configurations side by side; when
+ * `distinctLabels`). A row shows a method's GLUE and SuperGLUE configurations side by side when
+ * their runs ran on the same backends and devices (the `backend` and `device` columns); else each
+ * benchmark gets its own row, so that a row's provenance describes all of its numbers. When
  * a folder holds results of several configurations of one benchmark (e.g. stale results of an
  * edited profile), each gets its own row instead of being pooled. Two results of one run (same
  * run id, or same configuration and seed) are an error naming both files. The `backbone` column
@@ -363,7 +365,8 @@ function cellOf(g: Group, b: string): Cell | undefined {
 
 /**
  * Group runs into rows without pooling configurations: one row per profile, model and backbone
- * reference (`refKey`), method label and name, and configuration per benchmark.
+ * reference (`refKey`), method label and name, and configuration per benchmark; benchmarks whose
+ * runs ran on different backends or devices ({@link setupOf}) get a row each.
  *
  * @param raw the runs
  * @param labels the model and backbone labels (default: those of `raw`; a table of some of its
@@ -413,8 +416,11 @@ function groupRuns(
     );
     for (const c of cells) c.runs.sort((a, b) => a.spec.seed - b.spec.seed);
     const oneEach = new Set(cells.map((c) => c.benchmark)).size === cells.length;
+    // Benchmarks run on other backends or devices: one row each, so that a row's provenance
+    // cells describe every number in it, not the GLUE numbers' setup beside the SuperGLUE ones'.
+    const oneSetup = new Set(cells.map(setupOf)).size <= 1;
     // Several configurations of one benchmark: a row each, never combined or pooled.
-    for (const part of oneEach ? [cells] : cells.map((c) => [c])) {
+    for (const part of oneEach && oneSetup ? [cells] : cells.map((c) => [c])) {
       groups.push({
         profile: s.profile,
         model: labels.model(s),
@@ -434,6 +440,16 @@ function groupRuns(
     order(a.method) - order(b.method) ||
     cmp(a.label, b.label) || cmp(a.backbone, b.backbone) || cmp(configCell(a), configCell(b))
   );
+}
+
+/**
+ * The backends and devices a cell's runs ran on (a per-task method's task runs each), distinct
+ * and sorted: what {@link groupRuns} compares before it puts two benchmarks in one row.
+ */
+function setupOf(c: Cell): string {
+  const each = c.runs.flatMap((x) => perTaskParts(x) ?? [x]);
+  const setups = each.map((r) => JSON.stringify([r.provenance.backend.name, r.provenance.device]));
+  return JSON.stringify([...new Set(setups)].sort());
 }
 
 /**

@@ -759,19 +759,17 @@ Deno.test("scoresTable() rows end with the provenance of the runs they average",
     spec("paper-base", "t5-v1_1-base", "mtl", "MTL", seed, "glue"),
     ...(seed < 2 ? [spec("paper-base", "t5-v1_1-base", "mtl", "MTL", seed, "super_glue")] : []),
   ]));
-  // Seed 1's GLUE run came from another, dirty tree, on another backend and device.
-  const i = rs.findIndex((r) => r.spec.seed === 1 && r.spec.benchmark === "glue");
-  const p = rs[i]!.provenance;
-  rs[i] = {
-    ...rs[i]!,
-    provenance: {
-      ...p,
-      gitSha: "0123abc",
-      gitDirty: true,
-      backend: { ...p.backend, name: "wasm" },
-      device: "other",
-    },
-  };
+  // Seed 1 ran on another backend and device (both benchmarks: one row), its GLUE run from
+  // another, dirty tree.
+  rs.forEach((r, i) => {
+    if (r.spec.seed !== 1) return;
+    const p = r.provenance;
+    const tree = r.spec.benchmark === "glue" ? { gitSha: "0123abc", gitDirty: true } : {};
+    rs[i] = {
+      ...r,
+      provenance: { ...p, ...tree, backend: { ...p.backend, name: "wasm" }, device: "other" },
+    };
+  });
   for (const t of [scoresTable(rs, []), ablationTable(rs.map((r) => relabel(r)), [])]) {
     const [head, row] = t as [string[], (string | number)[]];
     assert.deepEqual(head.slice(-5), [
@@ -792,6 +790,52 @@ Deno.test("scoresTable() rows end with the provenance of the runs they average",
   const [h, r] = scoresTable(rs.filter((x) => x.spec.seed === 0), []) as [string[], unknown[]];
   assert.equal(r[h.indexOf("seed_values")], "0");
   assert.equal(r[h.indexOf("git_commit")], "fake");
+});
+
+Deno.test("a method's GLUE and SuperGLUE runs on other backends or devices are a row each, not joined", async () => {
+  const rs = await runs([0, 1].flatMap((seed) => [
+    spec("paper-base", "t5-v1_1-base", "mtl", "MTL", seed, "glue"),
+    spec("paper-base", "t5-v1_1-base", "mtl", "MTL", seed, "super_glue"),
+  ]));
+  const on = (r: RunResult, backend: string, device: string): RunResult => ({
+    ...r,
+    provenance: { ...r.provenance, backend: { ...r.provenance.backend, name: backend }, device },
+  });
+  const rowsOf = (t: (string | number)[][]) => {
+    const head = t[0] as string[];
+    return t.slice(1).map((row) => (n: string) => row[head.indexOf(n)]);
+  };
+  // One setup: one row, both benchmarks' averages side by side.
+  for (const t of [scoresTable(rs, []), ablationTable(rs.map((r) => relabel(r)), [])]) {
+    const [row, ...more] = rowsOf(t);
+    assert.equal(more.length, 0);
+    assert.match(String(row!("config")), /^glue:\w+ super_glue:\w+$/);
+  }
+  // SuperGLUE on the GPU (another backend), or on another CPU (another device): a row each,
+  // whose provenance is that of its own numbers.
+  const cases: [RunResult[], string, string][] = [
+    [
+      rs.map((r) => r.spec.benchmark === "glue" ? r : on(r, "webgpu", "NVIDIA H100")),
+      "webgpu",
+      "NVIDIA H100",
+    ],
+    [rs.map((r) => r.spec.benchmark === "glue" ? r : on(r, "fake", "other")), "fake", "other"],
+  ];
+  for (const [mixed, backend, device] of cases) {
+    for (const t of [scoresTable(mixed, []), ablationTable(mixed.map((r) => relabel(r)), [])]) {
+      const [glue, sg, ...more] = rowsOf(t);
+      assert.equal(more.length, 0);
+      assert.match(String(glue!("config")), /^glue:\w+$/);
+      assert.deepEqual([glue!("backend"), glue!("device")], ["fake", "fake"]);
+      assert.notEqual(glue!("glue_partial_avg"), "");
+      assert.equal(glue!("super_glue_partial_avg"), "");
+      assert.match(String(sg!("config")), /^super_glue:\w+$/);
+      assert.deepEqual([sg!("backend"), sg!("device")], [backend, device]);
+      assert.equal(sg!("glue_partial_avg"), "");
+      assert.notEqual(sg!("super_glue_partial_avg"), "");
+      assert.equal(sg!("seeds"), 2);
+    }
+  }
 });
 
 /** The result as a run of the `ablation` profile (whose rows ablation.csv shows). */
