@@ -7,7 +7,8 @@
  *   Hugging Face parquet files converted to the official file format (see `hf_convert.ts`);
  *   not after a local file error (a full disk, a refused permission: `model/fs.ts`
  *   `isLocalFileError`), which fails the task naming the file: the fallback would write to the
- *   same folder.
+ *   same folder. The tasks after it are not tried either (they would fail at once on the same
+ *   disk): one line names them and the error.
  * - Verification: every written file's row count; full sha256 where known (official source);
  *   archives by their known sha256 prefix and size. Full digests go to `<cache>/manifest.json`.
  * - Resumable: verified files are skipped; partial downloads continue with HTTP Range from
@@ -186,16 +187,25 @@ export interface TaskFailure {
   readonly task: string;
   /**
    * Why: the official source's error (`--source official`), the parquet fallback's
-   * (`--source parquet`), or both (`official: …; parquet: …`).
+   * (`--source parquet`), or both (`official: …; parquet: …`); for a task not tried,
+   * `not tried: the previous write failed on the local disk: <path>: <error>`.
    */
   readonly reason: string;
+  /**
+   * True when the task was not tried at all: an earlier task failed on a local file (a full
+   * disk, a refused permission, a read-only folder: `model/fs.ts` `isLocalFileError`), which
+   * every later task would hit at once. Absent for a task that was tried.
+   */
+  readonly notTried?: true;
 }
 
 /**
- * Thrown by {@link download} when some tasks failed, once every task was tried: `failures` names
- * each failed task and why, `results` holds what the tasks that did not fail gave (written or
- * already cached), as {@link download} returns them. The message lists the failures, one a line,
- * then where interrupted transfers are kept and how to go on offline.
+ * Thrown by {@link download} when some tasks failed, once every task was tried or, after a local
+ * file error, skipped: `failures` names each failed or skipped task and why, `results` holds what
+ * the tasks that did not fail gave (written or already cached), as {@link download} returns them.
+ * The message lists the failures, one a line, the tasks not tried in one line (with the tasks
+ * that finished before them and what to do), then where interrupted transfers are kept and how
+ * to go on offline.
  */
 export class DownloadError extends Error {
   /** The error class's name, `"DownloadError"`. */
@@ -222,10 +232,22 @@ export class DownloadError extends Error {
     results: readonly TaskResult[],
     manifestError?: string,
   ) {
+    const tried = failures.filter((f) => !f.notTried);
+    const skipped = failures.filter((f) => f.notTried);
+    // The tasks not tried share their reason (the local file error that stopped the download).
+    const notTried = skipped.length === 0
+      ? ""
+      : `  ${skipped.map((f) => f.task).join(", ")}: ${skipped[0]!.reason}\n` +
+        (results.length === 0
+          ? ""
+          : `Finished before it (kept, listed in the manifest): ${
+            results.map((r) => `${r.task}=${r.status}`).join(" ")
+          }\n`) +
+        "Free space on that disk or make the folder writable, then run again.\n";
     super(
-      `download failed for ${failures.length} task(s):\n  ${
-        failures.map((f) => `${f.task}: ${f.reason}`).join("\n  ")
-      }\n` +
+      `download failed for ${tried.length} task(s)${
+        skipped.length === 0 ? "" : `, ${skipped.length} not tried`
+      }:\n${tried.map((f) => `  ${f.task}: ${f.reason}\n`).join("")}${notTried}` +
         (manifestError === undefined ? "" : `Also, ${manifestError}\n`) +
         "Interrupted transfers stay in downloads/*.part under the cache and resume on the next run " +
         "(restarted when the server refuses the resume); raw files that fail their own check " +
@@ -934,7 +956,10 @@ export function describeEndpoints(r: ResolvedEndpoints): string {
  * @param opts the tasks, the cache folder, the sources and the transfer settings
  * @returns per task: `cached`, or the source its files were written from
  * @throws DownloadError after trying every task, if any failed: each failure, the results of
- *   the other tasks, and, after them, why the manifest could not be saved if it could not
+ *   the other tasks, and, after them, why the manifest could not be saved if it could not. After
+ *   a local file error (a full disk, a refused permission, a read-only folder: `model/fs.ts`
+ *   `isLocalFileError`) the remaining tasks are not tried: each is a failure marked `notTried`,
+ *   logged in one line; a network error leaves the next tasks tried.
  * @throws Error for an unknown task name or a bad endpoint ({@link resolveEndpoints}; both before
  *   the cache folder is made), an unreadable manifest, or, when no task failed, a manifest that
  *   could not be saved (naming its path and the tasks it does not list)
@@ -970,6 +995,9 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
   if (named !== "") ctx.log(`endpoints: ${named}`);
   const results: TaskResult[] = [];
   const failures: TaskFailure[] = [];
+  // The message of the first local file error (a full disk, a refused permission, a read-only
+  // folder: it names the file): every later task would fail at once on it, so they are not tried.
+  let localFailure: string | undefined;
   // One task at a time under its lock, against the manifest as it is on disk then.
   const fetchTask = async (task: TaskSource): Promise<void> => {
     ctx.raws = [];
@@ -995,6 +1023,7 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
       } catch (e) {
         fallbackReason = (e as Error).message;
         localError = isLocalFileError(e);
+        if (localError) localFailure = fallbackReason;
         if (source === "official") failures.push({ task: task.id, reason: fallbackReason });
         else if (localError) {
           failures.push({
@@ -1031,6 +1060,7 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
         });
         done = true;
       } catch (e) {
+        if (isLocalFileError(e)) localFailure = (e as Error).message;
         failures.push({
           task: task.id,
           reason: `${fallbackReason ? `official: ${fallbackReason}; ` : ""}parquet: ${
@@ -1046,12 +1076,30 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
     }
     await saveManifest(ctx);
   };
+  const notTried: string[] = [];
   for (const task of tasks) {
-    await withFileLock(
-      join(cacheDir, LOCKS, `${task.benchmark}-${task.hfConfig}.lock`),
-      () => fetchTask(task),
-      { remove: true },
-    );
+    if (localFailure !== undefined) {
+      notTried.push(task.id);
+      continue;
+    }
+    try {
+      await withFileLock(
+        join(cacheDir, LOCKS, `${task.benchmark}-${task.hfConfig}.lock`),
+        () => fetchTask(task),
+        { remove: true },
+      );
+    } catch (e) {
+      // A local file error outside the task's sources (its lock file, the manifest's lock) is
+      // this task's failure; any other error (an unreadable manifest) ends the download.
+      if (!isLocalFileError(e)) throw e;
+      localFailure = (e as Error).message;
+      failures.push({ task: task.id, reason: localFailure });
+    }
+  }
+  if (notTried.length > 0) {
+    const reason = `not tried: the previous write failed on the local disk: ${localFailure}`;
+    ctx.log(`${notTried.join(", ")}: ${reason}`);
+    for (const task of notTried) failures.push({ task, reason, notTried: true });
   }
   if (failures.length > 0) throw new DownloadError(failures, results, ctx.unsaved);
   if (ctx.unsaved !== undefined) throw new Error(ctx.unsaved);

@@ -721,6 +721,103 @@ Deno.test("a local file error while writing the official files fails the task na
   );
 });
 
+/** A tiny stand-in of the GLUE task `name` (its folder `folder`), as tiny RTE's zip source. */
+function tinyTask(name: string, folder: string): TaskSource {
+  return {
+    ...tinyRte(),
+    id: `glue/${name}`,
+    name,
+    folder,
+    hfConfig: name,
+    files: tinyRte().files.map((f) => ({ ...f, path: f.path.replace("RTE", folder) })),
+    official: { kind: "zip", url: `{glue}/${folder}.zip`, innerDir: folder },
+  };
+}
+
+Deno.test("after a local file error the remaining tasks are not tried: one line says why, the finished ones are kept", async () => {
+  const hf = "/hf/datasets/nyu-mll/glue/resolve/main";
+  const routes = {
+    "/glue/RTE.zip": { body: makeZip() },
+    "/glue/WNLI.zip": { body: makeZip() },
+    [`${hf}/rte/train-00000-of-00001.parquet`]: {
+      body: rteParquet(["A b.", 'C "d".', "E f."], ["A.", "C.", "G."], [0n, 1n, 0n]),
+    },
+  };
+  const taskSources = [tinyRte(), tinyWnli(), tinyTask("cola", "CoLA"), tinyTask("sst2", "SST-2")];
+  const cases = [
+    // The full disk hits WNLI's raw download; COLA and SST-2 are not tried.
+    { fails: /glue-WNLI\.zip\.part$/, source: "auto", failed: "glue/wnli", skipped: 2 },
+    // COLA's lock file cannot be locked; WNLI's 404 before it (a network error) did not stop RTE
+    // nor COLA from being tried; SST-2 is not.
+    { fails: /glue-cola\.lock$/, source: "official", failed: "glue/cola", skipped: 1 },
+    // The parquet source's part file: the first task fails, the three others are not tried.
+    { fails: /glue-rte-train\.parquet\.part$/, source: "parquet", failed: "glue/rte", skipped: 3 },
+  ] as const;
+  for (const c of cases) {
+    await withServer(routes, async (s, cacheDir) => {
+      const lines: string[] = [];
+      let error: unknown;
+      await withOpenedFiles((file, path) => {
+        if (c.fails.test(path)) {
+          file.write = () => Promise.reject(diskFullError());
+          file.lock = () => Promise.reject(diskFullError());
+        }
+        return file;
+      }, () =>
+        downloadRte(s, cacheDir, {
+          tasks: ["rte", "wnli", "cola", "sst2"],
+          taskSources,
+          source: c.source,
+          retries: 0,
+          log: (l) => lines.push(l),
+        }).catch((e) => (error = e)));
+      const at = `${c.fails}`;
+      assert.ok(error instanceof DownloadError, `${at}: ${error}`);
+      const failed = error.failures.find((f) => f.task === c.failed);
+      assert.ok(failed !== undefined && !failed.notTried, `${at}: ${failed?.reason}`);
+      // The local error's message, as fsError names it: the file, then what failed.
+      const local =
+        /(\/[^ ]+): (writing|locking)[^;]* failed: No space left on device \(os error 28\)/
+          .exec(failed.reason);
+      assert.ok(local !== null && c.fails.test(local[1]!), `${at}: ${failed.reason}`);
+      const skipped = error.failures.filter((f) => f.notTried);
+      const ids = ["glue/rte", "glue/wnli", "glue/cola", "glue/sst2"].slice(4 - c.skipped);
+      assert.deepEqual(skipped.map((f) => f.task), ids, at);
+      const reason = `not tried: the previous write failed on the local disk: ${local[0]}`;
+      assert.ok(skipped.every((f) => f.reason === reason), `${at}: ${skipped[0]?.reason}`);
+      // One line for the tasks not tried, in the log and in the message.
+      const said = `${ids.join(", ")}: ${reason}`;
+      assert.deepEqual(lines.filter((l) => l.includes("not tried")), [said], at);
+      const message = error.message.split("\n");
+      assert.equal(
+        message[0],
+        `download failed for ${error.failures.length - c.skipped} task(s), ${c.skipped} not tried:`,
+      );
+      assert.equal(message.filter((l) => l.includes("not tried: ")).length, 1, error.message);
+      assert.ok(message.includes(`  ${said}`), error.message);
+      assert.ok(
+        message.includes("Free space on that disk or make the folder writable, then run again."),
+      );
+      // Nothing requested for the tasks not tried; no parquet fallback after a local error.
+      const asked = s.log.map((r) => r.path);
+      for (const folder of ids.map((id) => taskSources.find((t) => t.id === id)!.folder)) {
+        assert.ok(!asked.some((p) => p.includes(`/${folder}.zip`)), `${at}: ${asked}`);
+      }
+      if (c.source === "auto") assert.ok(!asked.some((p) => p.startsWith("/hf/")), `${asked}`);
+      // What finished before the error is in the results, on disk and in the manifest.
+      const done = c.source === "parquet" ? [] : ["glue/rte"];
+      assert.deepEqual(error.results.map((r) => r.task), done, at);
+      const listed = Object.values((await readManifest(cacheDir)).files).map((f) => f.task);
+      assert.deepEqual([...new Set(listed)], done, at);
+      if (done.length > 0) {
+        assert.ok(
+          message.includes("Finished before it (kept, listed in the manifest): glue/rte=official"),
+        );
+      }
+    });
+  }
+});
+
 /**
  * Downloads the tiny RTE from Hugging Face parquet whose train file is `train` (validation good),
  * expects `error`, and checks that nothing of it stays: no task file, no raw parquet, no archive
