@@ -721,19 +721,6 @@ Deno.test("a local file error while writing the official files fails the task na
   );
 });
 
-/** A tiny stand-in of the GLUE task `name` (its folder `folder`), as tiny RTE's zip source. */
-function tinyTask(name: string, folder: string): TaskSource {
-  return {
-    ...tinyRte(),
-    id: `glue/${name}`,
-    name,
-    folder,
-    hfConfig: name,
-    files: tinyRte().files.map((f) => ({ ...f, path: f.path.replace("RTE", folder) })),
-    official: { kind: "zip", url: `{glue}/${folder}.zip`, innerDir: folder },
-  };
-}
-
 Deno.test("after a local file error the remaining tasks are not tried: one line says why, the finished ones are kept", async () => {
   const hf = "/hf/datasets/nyu-mll/glue/resolve/main";
   const routes = {
@@ -743,7 +730,12 @@ Deno.test("after a local file error the remaining tasks are not tried: one line 
       body: rteParquet(["A b.", 'C "d".', "E f."], ["A.", "C.", "G."], [0n, 1n, 0n]),
     },
   };
-  const taskSources = [tinyRte(), tinyWnli(), tinyTask("cola", "CoLA"), tinyTask("sst2", "SST-2")];
+  const taskSources = [
+    tinyRte(),
+    tinyWnli(),
+    tinyOther("CoLA", "cola"),
+    tinyOther("SST-2", "sst2"),
+  ];
   const cases = [
     // The full disk hits WNLI's raw download; COLA and SST-2 are not tried.
     { fails: /glue-WNLI\.zip\.part$/, source: "auto", failed: "glue/wnli", skipped: 2 },
