@@ -1411,8 +1411,9 @@ export interface WriteTablesOptions {
 /**
  * Build every table and plot from the run JSONs in `runsDir` and write them atomically to
  * `outDir`: everything is built first, then every file goes to a temporary file beside its
- * target and only then are they renamed into place, so an error (a bad result, a full disk)
- * leaves the previous tables as they were, none half-written and none of a mixed generation.
+ * target and only then are they renamed into place, so an error (a bad result, a full disk, a
+ * folder where a table goes) leaves the previous tables as they were, none half-written and none
+ * of a mixed generation; only a kill during the few renames can leave old and new files mixed.
  * A folder without results is an error (headers alone would replace the previous tables).
  *
  * @param runsDir folder of run JSONs (all shards)
@@ -1443,6 +1444,14 @@ export async function writeTables(
     "attention_mass.svg": attentionMassSvg(mergePerTaskRuns(results, describeResult)),
   };
   const written = Object.entries(files).map(([name, text]) => [join(outDir, name), text] as const);
+  // A folder in a table's place would fail its rename after the earlier tables were replaced,
+  // leaving a mixed set: refuse before anything is written.
+  for (const [path] of written) {
+    const info = await Deno.lstat(path).catch(() => undefined);
+    if (info?.isDirectory) {
+      throw new Error(`${path}: a folder is where this table goes; move it away (nothing written)`);
+    }
+  }
   await writeFilesAtomic(written);
   return written.map(([path]) => path);
 }

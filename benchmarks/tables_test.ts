@@ -886,7 +886,7 @@ Deno.test("writeTables() that fails leaves the previous tables whole and no temp
     const snapshot = async () =>
       Object.fromEntries(
         await Promise.all(
-          [...Deno.readDirSync(out)].map(async (e) =>
+          [...Deno.readDirSync(out)].filter((e) => e.isFile).map(async (e) =>
             [e.name, await Deno.readTextFile(join(out, e.name))] as const
           ),
         ),
@@ -910,6 +910,27 @@ Deno.test("writeTables() that fails leaves the previous tables whole and no temp
       /accounting failed/,
     );
     assert.deepEqual(await snapshot(), before);
+    // A folder where the last table goes: its rename would fail after the other six were
+    // replaced; refused before any is, naming it.
+    const plot = join(out, "attention_mass.svg");
+    await Deno.remove(plot);
+    await Deno.mkdir(plot);
+    await Deno.writeTextFile(join(plot, "keep.txt"), "mine");
+    const { "attention_mass.svg": _, ...others } = before;
+    await assert.rejects(
+      writeTables(dir, out, { accounting: null }),
+      (e: Error) => {
+        assert.equal(
+          e.message,
+          `${plot}: a folder is where this table goes; move it away (nothing written)`,
+        );
+        return true;
+      },
+    );
+    assert.deepEqual(await snapshot(), others);
+    assert.equal(await Deno.readTextFile(join(plot, "keep.txt")), "mine");
+    await Deno.remove(plot, { recursive: true });
+    await Deno.writeTextFile(plot, before["attention_mass.svg"]!);
     // A folder without results (every run of a bench failed): an error, the tables untouched.
     const none = join(dir, "none");
     await Deno.mkdir(none);
