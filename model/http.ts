@@ -9,8 +9,9 @@
  *   {@link MAX_RETRY_AFTER_MS}) or else 1, 2, 4 s ({@link retryDelayMs});
  * - a transfer continues from the bytes already in its part file with an HTTP `Range` request
  *   (206), restarts cleanly when the server ignores the range (200), and accepts or restarts on
- *   416 ({@link fetchResumable}), with `ifRange` only a part of the file's current version; the
- *   part is flushed to disk before it is returned;
+ *   416 ({@link fetchResumable}), with `ifRange` only a part of the file's current version, with
+ *   `recordSource` only a part of the same URL and validators (`<part>.json`); the part is
+ *   flushed to disk before it is returned;
  * - a request the fetch itself rejects ({@link ConnectionError}: DNS, refused connection) may be
  *   given up at once ({@link ResumableOptions.noRetry});
  * - a failure of the local part file (a full disk, a refused permission, a read-only or failing
@@ -18,7 +19,7 @@
  *
  * @module
  */
-import { fsError, isLocalFileError } from "./fs.ts";
+import { fsError, isLocalFileError, writeFileAtomic } from "./fs.ts";
 
 /**
  * Default idle timeout: 30 s without a response or without a byte of the body (the README's "a
@@ -305,6 +306,18 @@ export interface ResumableOptions {
    * recorded) restarts the part too. Default false.
    */
   ifRange?: boolean;
+  /**
+   * Resume only bytes of this URL: `<part>.json` (written atomically each time the part starts
+   * from byte 0, before its first byte) records the URL and the validators (`ETag`,
+   * `Last-Modified`) of the response the part's bytes come from ({@link PartSource}). A part is
+   * restarted from byte 0, with one log line saying why, when its record names another URL (a
+   * switch of mirror between attempts), when it has no record (a part of an earlier version of
+   * this code, or a record lost: nothing ties its bytes to this URL), or when the answer to the
+   * resume (206, or the 416 of a complete part) carries an `ETag` or `Last-Modified` other than
+   * the recorded one (the file changed). The recorded strong `ETag` is sent as `If-Range` unless
+   * `ifRange` sends its own. Default false.
+   */
+  recordSource?: boolean;
   /** Extra attempts after the first; default 3. */
   retries?: number;
   /**
@@ -383,10 +396,12 @@ export async function fetchResumable(
   const get = opts.get ?? plainGet(opts.fetch);
   const want = opts.bytes;
   const etagPath = `${part}.etag`;
-  // The part and the validator of its bytes go together.
+  const sourcePath = partSourcePath(part);
+  // The part and the validator (and record of the source) of its bytes go together.
   const dropPart = async () => {
     await Deno.remove(part).catch(() => {});
     if (opts.ifRange) await Deno.remove(etagPath).catch(() => {});
+    if (opts.recordSource) await Deno.remove(sourcePath).catch(() => {});
   };
   // A failure of a local file names it and is not retried (isLocalFileError, below).
   const local = (p: string, doing: string) => (e: unknown): never => {
@@ -401,6 +416,23 @@ export async function fetchResumable(
     // Aborts the request in flight (the response wait, then its body) when it goes idle.
     let ctrl = new AbortController();
     try {
+      // Where the part's bytes came from (recordSource): another URL, or no record, restarts it.
+      let recorded: PartSource | undefined;
+      if (have > 0 && opts.recordSource) {
+        recorded = await readPartSource(part);
+        if (recorded === undefined || recorded.url !== url) {
+          log(
+            `${name}: the ${have} B part ${
+              recorded === undefined
+                ? `has no record of its source (${sourcePath})`
+                : `came from ${recorded.url}`
+            }, not ${url}; restarting from 0`,
+          );
+          await dropPart();
+          have = 0;
+          recorded = undefined;
+        }
+      }
       // The validator sent as If-Range with the last resume (undefined: none recorded).
       let sent: string | undefined;
       const open = async (from: number): Promise<Response> => {
@@ -410,10 +442,25 @@ export async function fetchResumable(
         if (from > 0 && opts.ifRange) {
           const etag = await Deno.readTextFile(etagPath).catch(() => "");
           if (etag !== "") headers["If-Range"] = sent = etag;
+        } else if (from > 0 && recorded?.etag !== undefined && !recorded.etag.startsWith("W/")) {
+          // A server that honours it answers a changed file 200 (a restart) instead of 206.
+          headers["If-Range"] = recorded.etag;
         }
         return await getWithin(get, url, headers, ctrl, idle);
       };
       let res = await open(have);
+      if ((res.status === 206 || res.status === 416) && have > 0 && recorded !== undefined) {
+        // The rest (or the end) of another version of the file than the part's: fetched whole.
+        const changed = changedSource(recorded, res);
+        if (changed !== undefined) {
+          await res.body?.cancel();
+          log(`${name}: the ${have} B part is of another version (${changed}); restarting from 0`);
+          await dropPart();
+          have = 0;
+          recorded = undefined;
+          res = await open(0);
+        }
+      }
       if (res.status === 206 && have > 0 && opts.ifRange) {
         // The rest of the file's current version (its strong ETag), which the part may not be
         // the start of: no validator was recorded for it (a part of an earlier version of this
@@ -497,6 +544,18 @@ export async function fetchResumable(
             await Deno.writeTextFile(etagPath, etag).catch(local(etagPath, "writing"));
           } else await Deno.remove(etagPath).catch(() => {});
         }
+        if (!append && opts.recordSource) {
+          // Where the bytes about to be written come from, recorded once the part is emptied
+          // (as the ETag above): a kill in between leaves an empty part, never bytes under
+          // another source's record.
+          const record: PartSource = { url };
+          const etag = res.headers.get("etag");
+          const modified = res.headers.get("last-modified");
+          if (etag !== null) record.etag = etag;
+          if (modified !== null) record.lastModified = modified;
+          await writeFileAtomic(sourcePath, JSON.stringify(record) + "\n")
+            .catch(local(sourcePath, "writing"));
+        }
         let done = have;
         if (res.body) {
           const reader = res.body.getReader();
@@ -557,6 +616,7 @@ export async function fetchResumable(
       }
       // Complete: the caller renames the part; its validator is of no more use.
       if (opts.ifRange) await Deno.remove(etagPath).catch(() => {});
+      if (opts.recordSource) await Deno.remove(sourcePath).catch(() => {});
       return { bytes: size, resumedAt: have, attempts: attempt + 1 };
     } catch (e) {
       if (e instanceof FinalError) throw e.error;
@@ -577,6 +637,68 @@ export async function fetchResumable(
     }
   }
   throw lastErr;
+}
+
+/**
+ * Where the bytes of a part file came from ({@link ResumableOptions.recordSource}), as
+ * `<part>.json` holds it.
+ */
+export interface PartSource {
+  /** The URL requested. */
+  url: string;
+  /** The `ETag` of the response that started the part, if it had one (weak ones included). */
+  etag?: string;
+  /** The `Last-Modified` of the response that started the part, if it had one. */
+  lastModified?: string;
+}
+
+/**
+ * The file that records where the bytes of the part file `part` came from: `<part>.json`.
+ *
+ * @param part the part file
+ * @returns its record's path
+ */
+export function partSourcePath(part: string): string {
+  return `${part}.json`;
+}
+
+/**
+ * The record of where the bytes of `part` came from ({@link partSourcePath}), or undefined when
+ * there is none or it is not one (unreadable, not JSON, no URL): such a part is not resumed.
+ *
+ * @param part the part file
+ * @returns the record, if there is a valid one
+ */
+export async function readPartSource(part: string): Promise<PartSource | undefined> {
+  try {
+    const v: unknown = JSON.parse(await Deno.readTextFile(partSourcePath(part)));
+    if (typeof v !== "object" || v === null) return undefined;
+    const { url, etag, lastModified } = v as Record<string, unknown>;
+    if (typeof url !== "string") return undefined;
+    const out: PartSource = { url };
+    if (typeof etag === "string") out.etag = etag;
+    if (typeof lastModified === "string") out.lastModified = lastModified;
+    return out;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * How the answer `res` to a resume says that the file is not the version the part was started
+ * from: an `ETag` or `Last-Modified` other than the recorded one (a validator either side lacks
+ * says nothing); undefined when none differs.
+ */
+function changedSource(recorded: PartSource, res: Response): string | undefined {
+  const etag = res.headers.get("etag");
+  if (recorded.etag !== undefined && etag !== null && etag !== recorded.etag) {
+    return `ETag ${recorded.etag}, now ${etag}`;
+  }
+  const modified = res.headers.get("last-modified");
+  if (
+    recorded.lastModified !== undefined && modified !== null && modified !== recorded.lastModified
+  ) return `Last-Modified ${recorded.lastModified}, now ${modified}`;
+  return undefined;
 }
 
 /** The strong `ETag` of `res` (a weak one cannot serve `If-Range`), if any. */

@@ -9,6 +9,8 @@ import {
   isConnectFailure,
   MAX_CAUSE_DEPTH,
   parseContentRange,
+  partSourcePath,
+  readPartSource,
   TransferError,
 } from "./http.ts";
 
@@ -229,6 +231,132 @@ Deno.test("fetchResumable ifRange: a complete part settled by 416 is accepted on
       fetch: scripted([unsatisfied('"v2"')], []),
     });
     assert.deepEqual(got, { bytes: 6, resumedAt: 6, attempts: 1 });
+  });
+});
+
+Deno.test("fetchResumable recordSource: a part is resumed only from its own URL and version", async () => {
+  await inTempDir(async (part) => {
+    const record = partSourcePath(part);
+    const A = "http://a.invalid/f";
+    const B = "http://b.invalid/f";
+    const whole = (headers: Record<string, string> = {}) => () =>
+      new Response("ABCDEF", { headers: { "content-length": "6", ...headers } });
+    const tail = (headers: Record<string, string> = {}) => () =>
+      new Response("DEF", {
+        status: 206,
+        headers: { "content-range": "bytes 3-5/6", ...headers },
+      });
+    const run = async (url: string, answers: (() => Response)[], ifRange: (string | null)[]) => {
+      const ranges: (string | null)[] = [];
+      const lines: string[] = [];
+      const get = scripted(answers, ranges);
+      const got = await fetchResumable(url, part, {
+        recordSource: true,
+        retries: 0,
+        sleep: noSleep,
+        log: (l) => lines.push(l),
+        fetch: (input, init) => {
+          ifRange.push(new Headers(init?.headers).get("if-range"));
+          return get(input, init);
+        },
+      });
+      return { got, ranges, lines };
+    };
+    // A transfer from A cut after 3 bytes leaves the part and its record: A's URL and validators,
+    // written before the first byte.
+    const cut = new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(bytes("abc"));
+      },
+      pull(c) {
+        c.error(new Error("cut"));
+      },
+    });
+    const v1 = { etag: '"v1"', "last-modified": "Mon, 01 Jun 2026 00:00:00 GMT" };
+    await assert.rejects(
+      run(A, [() => new Response(cut, { headers: { "content-length": "6", ...v1 } })], []),
+      TransferError,
+    );
+    assert.equal(await Deno.readTextFile(part), "abc");
+    const recordedV1 = { url: A, etag: '"v1"', lastModified: v1["last-modified"] };
+    assert.deepEqual(await readPartSource(part), recordedV1);
+    // The next attempt asks B (another mirror): A's bytes are not resumed from B.
+    const sent: (string | null)[] = [];
+    const fromB = await run(B, [whole()], sent);
+    assert.deepEqual(fromB.ranges, [null]);
+    assert.deepEqual(fromB.got, { bytes: 6, resumedAt: 0, attempts: 1 });
+    assert.equal(await Deno.readTextFile(part), "ABCDEF");
+    assert.deepEqual(fromB.lines, [
+      `${B}: the 3 B part came from ${A}, not ${B}; restarting from 0`,
+    ]);
+    await assert.rejects(Deno.stat(record), Deno.errors.NotFound, "complete: no record left");
+    // A part with no record (an earlier version of this code): not resumed either.
+    await Deno.writeFile(part, bytes("abc"));
+    const bare = await run(A, [whole()], []);
+    assert.deepEqual(bare.ranges, [null]);
+    assert.deepEqual(bare.lines, [
+      `${A}: the 3 B part has no record of its source (${record}), not ${A}; restarting from 0`,
+    ]);
+    // Its own URL, and the 206 of the same version (or with no validator): resumed, the recorded
+    // strong ETag sent as If-Range.
+    const sameVersion: Record<string, string>[] = [v1, {}, {
+      "last-modified": v1["last-modified"],
+    }];
+    for (const headers of sameVersion) {
+      await Deno.writeFile(part, bytes("ABC"));
+      await Deno.writeTextFile(record, JSON.stringify(recordedV1));
+      const ifRange: (string | null)[] = [];
+      const same = await run(A, [tail(headers)], ifRange);
+      assert.deepEqual(same.ranges, ["bytes=3-"], JSON.stringify(headers));
+      assert.deepEqual(ifRange, ['"v1"']);
+      assert.deepEqual(same.got, { bytes: 6, resumedAt: 3, attempts: 1 });
+      assert.equal(await Deno.readTextFile(part), "ABCDEF");
+      assert.deepEqual(same.lines, []);
+    }
+    // Its own URL, but the 206 (If-Range ignored) or the 416 of a complete part names another
+    // ETag or Last-Modified: the file changed; fetched whole (appended, "abcDEF" would mix two
+    // versions).
+    const changed = [
+      { what: "ETag", answer: tail({ etag: '"v2"' }), line: `ETag "v1", now "v2"` },
+      {
+        what: "Last-Modified",
+        answer: tail({ "last-modified": "Tue, 02 Jun 2026 00:00:00 GMT" }),
+        line: `Last-Modified ${v1["last-modified"]}, now Tue, 02 Jun 2026 00:00:00 GMT`,
+      },
+      {
+        what: "416",
+        answer: () =>
+          new Response(null, {
+            status: 416,
+            headers: { "content-range": "bytes */3", etag: '"v2"' },
+          }),
+        line: `ETag "v1", now "v2"`,
+      },
+    ];
+    for (const c of changed) {
+      await Deno.writeFile(part, bytes("abc"));
+      await Deno.writeTextFile(record, JSON.stringify(recordedV1));
+      const r = await run(A, [c.answer, whole({ etag: '"v2"' })], []);
+      assert.deepEqual(r.ranges, ["bytes=3-", null], c.what);
+      assert.deepEqual(r.got, { bytes: 6, resumedAt: 0, attempts: 1 }, c.what);
+      assert.equal(await Deno.readTextFile(part), "ABCDEF", c.what);
+      assert.deepEqual(r.lines, [
+        `${A}: the 3 B part is of another version (${c.line}); restarting from 0`,
+      ]);
+    }
+    // The 416 of a complete part of the same version: accepted, nothing fetched again.
+    await Deno.writeFile(part, bytes("abc"));
+    await Deno.writeTextFile(record, JSON.stringify(recordedV1));
+    const done = await run(A, [
+      () => new Response(null, { status: 416, headers: { "content-range": "bytes */3", ...v1 } }),
+    ], []);
+    assert.deepEqual(done.got, { bytes: 3, resumedAt: 3, attempts: 1 });
+    assert.deepEqual(done.lines, []);
+    // An unreadable record is no record.
+    await Deno.writeTextFile(record, "{not json");
+    assert.equal(await readPartSource(part), undefined);
+    await Deno.writeTextFile(record, JSON.stringify({ etag: '"v1"' }));
+    assert.equal(await readPartSource(part), undefined);
   });
 });
 

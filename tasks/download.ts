@@ -12,7 +12,10 @@
  * - Verification: every written file's row count; full sha256 where known (official source);
  *   archives by their known sha256 prefix and size. Full digests go to `<cache>/manifest.json`.
  * - Resumable: verified files are skipped; partial downloads continue with HTTP Range from
- *   `<cache>/downloads/<name>.part`. Writes are atomic (temp file + rename); a task's files are
+ *   `<cache>/downloads/<name>.part`, only from the URL (and the version: `ETag`,
+ *   `Last-Modified`) recorded in `<name>.part.json` (`model/http.ts` `recordSource`): a part
+ *   started from another mirror (`--endpoint`, `HYPERPROMPT_DATA_ENDPOINTS` changed between
+ *   runs), of another version, or with no record is restarted from byte 0, saying so. Writes are atomic (temp file + rename); a task's files are
  *   all verified before any is renamed into place; a failed check deletes the temp files.
  * - Concurrent runs sharing a cache: each task is checked, fetched and written under its lock
  *   (`<cache>/locks/<benchmark>-<config>.lock`), so it is fetched once and no `.part` is shared;
@@ -250,7 +253,8 @@ export class DownloadError extends Error {
       }:\n${tried.map((f) => `  ${f.task}: ${f.reason}\n`).join("")}${notTried}` +
         (manifestError === undefined ? "" : `Also, ${manifestError}\n`) +
         "Interrupted transfers stay in downloads/*.part under the cache and resume on the next run " +
-        "(restarted when the server refuses the resume); raw files that fail their own check " +
+        "(restarted when the server refuses the resume, or when they came from another URL or " +
+        "version of the file); raw files that fail their own check " +
         "(size, sha256, unreadable zip or parquet) are deleted. Without network access, copy an " +
         "offline mirror in the official layout (glue/<Task>/…, super_glue/<Task>/…) and give " +
         "it to deno task bench or pretrain as --data-dir (or HYPERPROMPT_DATA); to fetch from " +
@@ -371,7 +375,10 @@ function setArchive(ctx: Ctx, url: string, entry: Manifest["archives"][string] |
 
 /**
  * Fetches `url` into `<cache>/downloads/<name>`, resuming `<name>.part` with an HTTP Range
- * request, retrying broken transfers; checks size and sha256 prefix where known. Returns the
+ * request, retrying broken transfers; checks size and sha256 prefix where known. A part is
+ * resumed only from the URL and version its record `<name>.part.json` names (`recordSource`),
+ * else restarted from byte 0 with a log line: `<name>` does not name the host, so a part begun
+ * from one mirror is never finished with another's bytes. Returns the
  * path of the complete, verified file. A failed check deletes the file and throws naming it.
  * A 416 answer to the resume accepts the part when its size equals the expected size, or else
  * the total of the answer's `Content-Range: bytes *\/TOTAL`; otherwise the part is deleted and
@@ -399,6 +406,7 @@ async function fetchRaw(
   const { bytes: size } = await fetchResumable(url, part, {
     name,
     bytes: want.bytes,
+    recordSource: true,
     retries: ctx.retries,
     idleMs: ctx.idleTimeoutMs,
     sleep: ctx.sleep,

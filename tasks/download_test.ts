@@ -20,7 +20,8 @@ import {
   selectTasks,
   sha256Hex,
 } from "./download.ts";
-import { findTaskSource, parquetShards, type TaskSource } from "./sources.ts";
+import { findTaskSource, parquetShards, parquetUrl, type TaskSource } from "./sources.ts";
+import { partSourcePath } from "../model/http.ts";
 import { examplesFromBytes } from "./load.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 import { diskFullError, flushesOf, recordFlushes, withOpenedFiles } from "../model/fs_testing.ts";
@@ -377,7 +378,11 @@ Deno.test("a finished download's rename into downloads/ is followed by a flush o
   const zip = makeZip();
   await withServer({ "/glue/RTE.zip": { body: zip } }, async (s, cacheDir) => {
     const flushes = await recordFlushes(() => downloadRte(s, cacheDir, { keepDownloads: true }));
-    assert.deepEqual(flushesOf(flushes, join(cacheDir, "downloads")), [["glue-RTE.zip"]]);
+    // First the atomic write of the part's record of its source, then the rename.
+    assert.deepEqual(flushesOf(flushes, join(cacheDir, "downloads")), [
+      ["glue-RTE.zip.part", "glue-RTE.zip.part.json"],
+      ["glue-RTE.zip"],
+    ]);
   });
 });
 
@@ -582,6 +587,47 @@ Deno.test("GLUE's and SuperGLUE's RTE.zip do not share a download: a cut GLUE pa
     ]);
     assert.equal(await readText(join(cacheDir, "glue/RTE/train.tsv")), glueTrain);
   });
+});
+
+Deno.test("a part begun from one mirror is not resumed from another: restarted from 0, saying so", async () => {
+  // Mirror A's zip and mirror B's hold the same files, zipped differently (another order, so
+  // other bytes): A's first half joined to B's second half is no zip at all.
+  const trainA = TRAIN + "3\tlong " + "x".repeat(5000) + ".\tY.\tentailment\n";
+  const zipA = makeZip(trainA);
+  const zipB = zipSync({
+    "RTE/dev.tsv": enc.encode(DEV),
+    "RTE/train.tsv": enc.encode(trainA),
+  });
+  assert.notDeepEqual(zipA, zipB);
+  const cutAt = Math.floor(zipA.length / 2);
+  const b = serve({ "/glue/RTE.zip": { body: zipB } });
+  try {
+    await withServer({ "/glue/RTE.zip": { body: zipA, cutAt } }, async (a, cacheDir) => {
+      const opts = {
+        taskSources: [tinyRte({ trainRows: 4, trainSha: sha256Hex(enc.encode(trainA)) })],
+      };
+      // From A: cut half-way, the part and its record stay.
+      await assert.rejects(downloadRte(a, cacheDir, { ...opts, retries: 0 }), DownloadError);
+      const part = join(cacheDir, "downloads", "glue-RTE.zip.part");
+      assert.equal((await Deno.stat(part)).size, cutAt);
+      // The next run is pointed at B (--endpoint or HYPERPROMPT_DATA_ENDPOINTS changed).
+      const lines: string[] = [];
+      const res = await downloadRte(b, cacheDir, { ...opts, log: (l) => lines.push(l) });
+      assert.deepEqual(res.map((r) => [r.task, r.status]), [["glue/rte", "official"]]);
+      assert.deepEqual(b.log.map((r) => r.range), [null], "B's file fetched whole");
+      const from = `${a.endpoints.glue}/RTE.zip`;
+      const to = `${b.endpoints.glue}/RTE.zip`;
+      assert.deepEqual(lines.filter((l) => l.includes("restarting")), [
+        `glue-RTE.zip: the ${cutAt} B part came from ${from}, not ${to}; restarting from 0`,
+      ]);
+      assert.equal(await readText(join(cacheDir, "glue/RTE/train.tsv")), trainA);
+      assert.equal((await readManifest(cacheDir)).archives[to]?.sha256, sha256Hex(zipB));
+      // Nothing of the transfer is left: no part, no record.
+      assert.deepEqual(await listFiles(join(cacheDir, "downloads")), []);
+    });
+  } finally {
+    await b.server.shutdown();
+  }
 });
 
 /** {@link tinyRte} moved to another GLUE folder and config (`WNLI`, `wnli`): a second task. */
@@ -1141,6 +1187,9 @@ Deno.test("HTTP 416 on resume: a complete .part is accepted, a longer one is res
     try {
       await Deno.mkdir(join(cacheDir, "downloads"));
       await Deno.writeFile(join(cacheDir, part), partBytes);
+      // The part's record of its source: this URL (a part without one is not resumed).
+      const url = parquetUrl(axg, "test", resolveEndpoints().endpoints);
+      await Deno.writeTextFile(partSourcePath(join(cacheDir, part)), JSON.stringify({ url }));
       const log: (string | null)[] = [];
       const res = await download({
         tasks: ["axg"],
