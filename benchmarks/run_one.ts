@@ -48,8 +48,8 @@
  * @module
  */
 import { existsSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
-import { discardFolder, TEMP_TAG_SOURCE, writeFileAtomic } from "../model/fs.ts";
+import { dirname, join } from "node:path";
+import { discardFolder, writeFileAtomic } from "../model/fs.ts";
 import { preset, PUBLISHED_PRESETS, type T5Config } from "../model/config.ts";
 import { disposeT5, initT5, type T5Model } from "../model/t5.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
@@ -876,26 +876,13 @@ export class TestPredictionWriter {
    * Removes a folder of test-set predictions as a whole, for a run that starts afresh: renamed
    * aside first (`model/fs.ts` `discardFolder`), so that a kill part-way leaves no file under
    * `dir` (none that a manifest claims), only a `.<name>.del-<tag>` folder beside it, which the
-   * next call for the same `dir` removes.
+   * next call for the same `dir` removes (`discardFolder` does), as does the runner at the start
+   * of a grid.
    *
    * @param dir the folder (`<results>/test_predictions/<run file stem>`)
    * @returns whether there was a folder to remove
    */
   static async discard(dir: string): Promise<boolean> {
-    const parent = dirname(dir);
-    const name = basename(dir);
-    const leftover = new RegExp(
-      `^\\.${RegExp.escape(name)}\\.del-${TEMP_TAG_SOURCE}$`,
-    );
-    try {
-      for await (const e of Deno.readDir(parent)) {
-        if (e.isDirectory && leftover.test(e.name)) {
-          await Deno.remove(join(parent, e.name), { recursive: true }).catch(() => {});
-        }
-      }
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    }
     const present = existsSync(dir);
     await discardFolder(dir);
     return present;

@@ -15,14 +15,14 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import {
-  DISCARDED_FOLDER,
   discardFolder,
   fileChange,
   type FileIdentity,
   fileIdentity,
   pathExists,
+  removeDiscardedFolders,
   writeFileAtomic,
 } from "../model/fs.ts";
 import { parseJsonFile } from "../model/json.ts";
@@ -47,6 +47,7 @@ import {
   type RunProgress,
   type RunResult,
   type RunSpec,
+  testPredictionsDir,
   trainFor,
   validateRunResult,
 } from "./spec.ts";
@@ -701,21 +702,22 @@ export function runWorkDir(file: string): string {
 }
 
 /**
- * Finishes the removals of work folders that a kill interrupted. Work folders are removed with
- * `discardFolder`, through a `.<stem>.del-<tag>` name, so that a kill part-way through the delete
- * never leaves part of a checkpoint under the run's folder, where `--resume` would find it (and
- * fail on its missing files); this removes such folders in `outDir`. Housekeeping: what cannot be
- * removed stays.
+ * Finishes the removals of work folders and test-prediction folders that a kill interrupted.
+ * They are removed with `discardFolder`, through a `.<stem>.del-<tag>` name, so that a kill
+ * part-way through the delete never leaves part of a checkpoint under the run's folder, where
+ * `--resume` would find it (and fail on its missing files). `discardFolder` itself finishes the
+ * leftovers of the name it removes; this removes, at the start of a grid, those of every name
+ * (runs of other grids or shards, runs never discarded again) in `outDir` and in the
+ * test-prediction folders of `specs` (`model/fs.ts` `removeDiscardedFolders`). Housekeeping:
+ * what cannot be removed stays.
+ *
+ * @param outDir the grid's output folder
+ * @param specs the grid's runs (where their test predictions go)
  */
-async function sweepDiscarded(outDir: string): Promise<void> {
-  try {
-    for await (const e of Deno.readDir(outDir)) {
-      if (!e.isDirectory || !DISCARDED_FOLDER.test(e.name)) continue;
-      await Deno.remove(join(outDir, e.name), { recursive: true }).catch(() => {});
-    }
-  } catch {
-    // Unreadable: nothing to finish.
-  }
+async function sweepDiscarded(outDir: string, specs: readonly RunSpec[]): Promise<void> {
+  const parents = new Set([outDir]);
+  for (const spec of specs) parents.add(dirname(join(outDir, testPredictionsDir(spec))));
+  for (const parent of parents) await removeDiscardedFolders(parent);
 }
 
 /**
@@ -772,7 +774,7 @@ export async function runGrid(
   const heartbeatMs = opts.runLock?.heartbeatMs ?? RUN_LOCK_HEARTBEAT_MS;
   const pollMs = opts.runLock?.pollMs ?? RUN_LOCK_POLL_MS;
   await Deno.mkdir(opts.outDir, { recursive: true });
-  await sweepDiscarded(opts.outDir);
+  await sweepDiscarded(opts.outDir, specs);
   await sweepStaleClaims(opts.outDir, staleMs);
   const emit = opts.onEvent ?? (() => {});
   const host = thisHost();

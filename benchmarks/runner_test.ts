@@ -571,6 +571,16 @@ Deno.test("runGrid(): work folders go through a .del- name; a removal or cleanup
     await Deno.mkdir(join(cut, "checkpoints", "step-00000004"), { recursive: true });
     const other = join(out, ".notes"); // not a removal: kept
     await Deno.mkdir(other);
+    // Removals of names this grid never discards (another grid's run, test predictions of a run
+    // that never starts afresh again) are finished at its start too; the folders themselves stay.
+    const tp = join(out, "test_predictions");
+    const leftovers = [
+      join(out, ".p--m--b--glue--mtl--s0--0123.del-999999999-0123456789ab"),
+      join(tp, ".p--m--b--glue--mtl--s0--0123.del-999999999-0123456789ab"),
+    ];
+    for (const d of [...leftovers, join(tp, "p--m--b--glue--mtl--s0--0123")]) {
+      await Deno.mkdir(join(d, "x"), { recursive: true });
+    }
     const s = await runGrid([spec], {
       outDir: out,
       dataDir: DATA,
@@ -580,8 +590,11 @@ Deno.test("runGrid(): work folders go through a .del- name; a removal or cleanup
     assert.equal(s.skipped, 1);
     assert.deepEqual(
       [...Deno.readDirSync(out)].map((e) => e.name).sort(),
-      [".notes", runFileName(spec)],
+      [".notes", runFileName(spec), "test_predictions"],
     );
+    assert.deepEqual([...Deno.readDirSync(tp)].map((e) => e.name), [
+      "p--m--b--glue--mtl--s0--0123",
+    ]);
   } finally {
     await Deno.remove(out, { recursive: true });
   }

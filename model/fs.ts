@@ -162,15 +162,73 @@ export const TEMP_TAG_SOURCE = String.raw`(?<pid>\d+)-[0-9a-f]{12}`;
 export const DISCARDED_FOLDER = new RegExp(String.raw`^\..+\.del-${TEMP_TAG_SOURCE}$`);
 
 /**
+ * The names of the folders {@link discardFolder} leaves while it removes a folder:
+ * `.<name>.del-<tag>` for one `name` (matched literally), or for any name ({@link DISCARDED_FOLDER}).
+ *
+ * @param name the name part (as `discardFolder`'s `name`); omitted: any
+ * @returns the anchored pattern
+ * @example
+ * ```ts
+ * import { discardedFolderPattern } from "./fs.ts";
+ * const re = discardedFolderPattern("model.v1");
+ * console.assert(re.test(".model.v1.del-12-0123456789ab"));
+ * console.assert(!re.test(".modelXv1.del-12-0123456789ab"));
+ * ```
+ */
+export function discardedFolderPattern(name?: string): RegExp {
+  return name === undefined
+    ? DISCARDED_FOLDER
+    : new RegExp(String.raw`^\.${RegExp.escape(name)}\.del-${TEMP_TAG_SOURCE}$`);
+}
+
+/**
+ * Finishes the removals a kill cut short: removes the folders of `parent` named as
+ * {@link discardFolder} names a folder it is removing ({@link discardedFolderPattern}), of `name`
+ * only or of any name. Such a folder is garbage whoever made it (no reader loads it, no sweep
+ * restores it), so a removal in progress in another process may be finished here too; that one
+ * tolerates it. Housekeeping: a folder it cannot remove stays, a `parent` that is missing,
+ * unreadable or not both readable and writable without asking ({@link maySweep}) is left alone.
+ *
+ * @param parent the folder swept
+ * @param name only `.<name>.del-<tag>` (default: any name)
+ * @returns the names removed
+ */
+export async function removeDiscardedFolders(parent: string, name?: string): Promise<string[]> {
+  const done: string[] = [];
+  if (!maySweep(parent)) return done;
+  const re = discardedFolderPattern(name);
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(parent)];
+  } catch {
+    return done; // missing or unreadable: nothing to finish
+  }
+  for (const e of entries) {
+    if (!e.isDirectory || !re.test(e.name)) continue;
+    try {
+      await Deno.remove(join(parent, e.name), { recursive: true });
+      done.push(e.name);
+    } catch { /* gone meanwhile, or cannot be removed */ }
+  }
+  return done;
+}
+
+/**
  * Removes the folder `dir` by renaming it to `.<name>.del-<tag>` beside it first
  * ({@link DISCARDED_FOLDER}), then deleting that: a kill part-way through the delete leaves a
- * partial folder only under a name that no reader loads and no sweep restores, and the owner's
- * next sweep finishes the removal. A `dir` that is already gone is not an error.
+ * partial folder only under a name that no reader loads and no sweep restores. Each call first
+ * finishes what earlier calls for the same `name` in the same parent left so
+ * ({@link removeDiscardedFolders}), whether or not `dir` exists, so a caller needs no sweep of its
+ * own for the names it discards. A `dir` that is already gone is not an error, nor is another
+ * process's sweep removing the renamed folder at the same time.
  *
  * @param dir the folder to remove
  * @param name the name part of the discarded name (default: `dir`'s own name)
+ * @throws Error (naming the folder and the step) when `dir` cannot be renamed or the renamed
+ *   folder cannot be removed
  */
 export async function discardFolder(dir: string, name = basename(dir)): Promise<void> {
+  await removeDiscardedFolders(dirname(dir), name);
   const trash = join(dirname(dir), `.${name}.del-${tempTag()}`);
   try {
     await Deno.rename(dir, trash);
@@ -178,9 +236,17 @@ export async function discardFolder(dir: string, name = basename(dir)): Promise<
     if (e instanceof Deno.errors.NotFound) return; // a sweep finished it already
     throw fsError(e, dir, `moving the folder aside to ${basename(trash)} to remove it`);
   }
-  await Deno.remove(trash, { recursive: true }).catch((e) => {
-    if (!(e instanceof Deno.errors.NotFound)) throw fsError(e, trash, "removing the folder");
-  });
+  // A sweep removing the same folder at once can fail this removal part-way (an entry gone
+  // under it): once more, and only what is still there counts.
+  for (let attempt = 0;; attempt++) {
+    try {
+      await Deno.remove(trash, { recursive: true });
+      return;
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound || !(await entryExists(trash))) return;
+      if (attempt > 0) throw fsError(e, trash, "removing the folder");
+    }
+  }
 }
 
 /** The tag of a temporary named `….tmp-<tag>` ({@link tempTag}). */
@@ -265,7 +331,8 @@ export interface RecoverAsideOptions {
  * aside to `.<name>.old-<tag>` (the tag of the writer's held temporary `.<name>.tmp-<tag>`),
  * renaming the new one in and then removing the old one with {@link discardFolder}. For each
  * entry of `parent`:
- * - a folder whose removal was killed part-way ({@link DISCARDED_FOLDER}) is removed;
+ * - a folder whose removal was killed part-way ({@link DISCARDED_FOLDER}) is removed, before
+ *   anything else ({@link removeDiscardedFolders});
  * - an aside folder (`aside` matches, groups `name` and `tag`; `pid` when the tag is a
  *   {@link tempTag}) whose writer is not running (its temporary is gone or nobody holds it
  *   locked: the lock decides, not the pid, so a process restarted under the same pid recovers
@@ -285,8 +352,9 @@ export async function recoverAsideFolders(
   aside: RegExp,
   opts: RecoverAsideOptions = {},
 ): Promise<string[]> {
-  const done: string[] = [];
-  if (!maySweep(parent)) return done;
+  if (!maySweep(parent)) return [];
+  // First, so that the discardFolder calls below find none of them (they would not be listed).
+  const done = await removeDiscardedFolders(parent);
   let names: string[];
   try {
     names = [...Deno.readDirSync(parent)].map((e) => e.name);
@@ -298,11 +366,6 @@ export async function recoverAsideFolders(
     try {
       const info = await Deno.lstat(path);
       if (!info.isDirectory) continue;
-      if (DISCARDED_FOLDER.test(entry)) {
-        await Deno.remove(path, { recursive: true });
-        done.push(entry);
-        continue;
-      }
       const m = aside.exec(entry);
       if (!m?.groups || opts.liveTags?.has(m.groups.tag!)) continue;
       const { name, tag, pid } = m.groups as { name: string; tag: string; pid?: string };

@@ -3,6 +3,7 @@ import { basename, join } from "node:path";
 import {
   checkOutputFolder,
   DISCARDED_FOLDER,
+  discardedFolderPattern,
   discardFolder,
   entryExists,
   FILE_TEMPS,
@@ -16,6 +17,7 @@ import {
   makeHeldTempDir,
   makeHeldTempDirSync,
   pathExists,
+  removeDiscardedFolders,
   removeStaleTemps,
   removeStaleTempsSync,
   swapFolderInto,
@@ -71,6 +73,78 @@ Deno.test("discardFolder() renames a folder to .<name>.del-<tag> before deleting
     equal([...Deno.readDirSync(dir)].length, 0, "both removed");
   } finally {
     Deno.rename = rename;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("discardFolder() first removes what earlier removals of its name left, nothing of other names", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const tag = "123-0123456789ab";
+    // Leftovers of killed removals of "model.v1" (partial), of other names (one the unescaped
+    // pattern would take), a file of the name (not a folder), and a folder of another kind.
+    const mine = [`.model.v1.del-${tag}`, ".model.v1.del-9-fedcba987654"];
+    const others = [`.modelXv1.del-${tag}`, `.model.v1x.del-${tag}`, `.model.del-${tag}`];
+    for (const d of [...mine, ...others]) {
+      await Deno.mkdir(join(dir, d, "sub"), { recursive: true });
+      await Deno.writeTextFile(join(dir, d, "sub", "w.bin"), "x");
+    }
+    await Deno.writeTextFile(join(dir, `.model.v1.del-1-aaaaaaaaaaaa`), "a file");
+    await Deno.mkdir(join(dir, `.model.v1.old-${tag}`));
+    const kept = [...others, ".model.v1.del-1-aaaaaaaaaaaa", `.model.v1.old-${tag}`].sort();
+    // Also when the folder itself is gone already.
+    await discardFolder(join(dir, "model.v1"));
+    deepEqual(names(dir), kept);
+    for (const d of mine) await Deno.mkdir(join(dir, d));
+    await Deno.mkdir(join(dir, "model.v1"));
+    await Deno.writeTextFile(join(dir, "model.v1", "w.bin"), "x");
+    await discardFolder(join(dir, "model.v1"));
+    deepEqual(names(dir), kept);
+    // With any name: every .<name>.del-<tag> folder, and only those.
+    deepEqual((await removeDiscardedFolders(dir)).sort(), others.sort());
+    deepEqual(names(dir), [".model.v1.del-1-aaaaaaaaaaaa", `.model.v1.old-${tag}`]);
+    deepEqual(await removeDiscardedFolders(join(dir, "missing")), []);
+    equal(discardedFolderPattern(), DISCARDED_FOLDER);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("discardFolder(): a sweep removing its renamed folder at once is no error; a folder that stays is", async () => {
+  const dir = await Deno.makeTempDir();
+  const remove = Deno.remove;
+  try {
+    // Another process's sweep deletes the renamed folder under this removal, which then fails.
+    // Every try fails so, whatever it found (a sweep racing it would leave it no entry).
+    Deno.remove = async (path, options) => {
+      await remove(path, options).catch(() => {});
+      throw new Error("Directory not empty (os error 39)");
+    };
+    await Deno.mkdir(join(dir, "a"));
+    await discardFolder(join(dir, "a"));
+    deepEqual(names(dir), []);
+    // A try that fails part-way, the folder still there: once more.
+    let failures = 1;
+    Deno.remove = (path, options) =>
+      failures-- > 0 ? Promise.reject(new Error("Directory not empty")) : remove(path, options);
+    await Deno.mkdir(join(dir, "a"));
+    await discardFolder(join(dir, "a"));
+    deepEqual(names(dir), []);
+    // A removal that keeps failing while the folder is there: the error names it.
+    Deno.remove = () => Promise.reject(new Deno.errors.PermissionDenied("Permission denied"));
+    await Deno.mkdir(join(dir, "b"));
+    await rejects(
+      discardFolder(join(dir, "b")),
+      (e: Error) => {
+        match(
+          e.message,
+          /\/\.b\.del-\d+-[0-9a-f]{12}: removing the folder failed: Permission denied$/,
+        );
+        return e instanceof Deno.errors.PermissionDenied;
+      },
+    );
+  } finally {
+    Deno.remove = remove;
     await Deno.remove(dir, { recursive: true });
   }
 });
