@@ -862,18 +862,29 @@ export async function writeFileAtomic(path: string, data: AtomicData): Promise<v
  * is first written to a temporary file beside its target, and only when all of them are written
  * are they renamed into place, in order. A failure while writing (a stream that errors, a full
  * disk) removes every temporary file and leaves all targets as they were; only a failing rename
- * (a target that is a folder) can leave the earlier targets replaced and the later ones old.
- * Folders are created as needed, and flushed once all renames are done ({@link syncDir}).
+ * (a target that became a folder meanwhile) can leave the earlier targets replaced and the later
+ * ones old: a target that is a folder is refused before anything is written. Folders are
+ * created as needed, and flushed once all renames are done ({@link syncDir}).
  *
  * @param files target path → contents
+ * @throws Error `<path>: a folder is where this file goes; move it away (nothing written)`
  */
 export async function writeFilesAtomic(
   files: Iterable<readonly [string, AtomicData]>,
 ): Promise<void> {
+  const list = [...files];
+  // A folder in a target's place would fail its rename after the earlier targets were replaced,
+  // leaving a mixed set: refuse before anything is written.
+  for (const [path] of list) {
+    const info = await Deno.lstat(path).catch(() => undefined);
+    if (info?.isDirectory) {
+      throw new Error(`${path}: a folder is where this file goes; move it away (nothing written)`);
+    }
+  }
   const temps: [HeldTemp, string][] = [];
   const all: HeldTemp[] = [];
   try {
-    for (const [path, data] of files) {
+    for (const [path, data] of list) {
       await mkdirFor(path);
       const tmp = await writeTempBeside(path, data);
       all.push(tmp);

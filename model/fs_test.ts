@@ -435,6 +435,29 @@ Deno.test("writeFilesAtomic() replaces no file when one of them fails while bein
   }
 });
 
+Deno.test("writeFilesAtomic() refuses a folder in a target's place before replacing any file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const a = join(dir, "a.csv");
+    const last = join(dir, "last.svg");
+    await writeFilesAtomic([[a, "a1"]]);
+    await Deno.mkdir(last);
+    await Deno.writeTextFile(join(last, "kept"), "k");
+    // The folder is the last target: without the check, a.csv would be replaced before its
+    // rename fails.
+    await rejects(
+      writeFilesAtomic([[a, "a2"], [join(dir, "b.csv"), "b"], [last, "<svg/>"]]),
+      (e: Error) =>
+        e.message === `${last}: a folder is where this file goes; move it away (nothing written)`,
+    );
+    equal(await Deno.readTextFile(a), "a1");
+    equal(await Deno.readTextFile(join(last, "kept")), "k");
+    equal(names(dir).join(","), "a.csv,last.svg");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 /** Runs `fn` with every write to a handle of a file named `*.tmp-*` failing with `err`. */
 async function withFailingTempWrites(err: () => Error, fn: () => Promise<unknown>): Promise<void> {
   await withOpenedFiles((file, path) => {
@@ -525,10 +548,10 @@ Deno.test("a failed folder creation, rename or folder flush names the path and k
       writeFileAtomic(folder, "x"),
       (e) => checkNamed(e, folder, /^renaming its temporary file out\.json\.tmp-\S+ into place$/),
     );
-    await rejects(
-      writeFilesAtomic([[folder, "x"]]),
-      (e) => checkNamed(e, folder, /^renaming its temporary file /),
-    );
+    // writeFilesAtomic refuses it before writing (its own test above).
+    await rejects(writeFilesAtomic([[folder, "x"]]), {
+      message: `${folder}: a folder is where this file goes; move it away (nothing written)`,
+    });
     deepEqual(names(dir), ["out.json", "runs"]);
     // A missing folder cannot be flushed: NotFound still, named.
     const missing = join(dir, "missing");
