@@ -239,7 +239,6 @@ Deno.test("a tuning table whose choice or rule of thumb was never timed is refus
       entries: { "1x1 m8 n8 k8 NT": entry },
     });
   const at = 'entries["1x1 m8 n8 k8 NT"]';
-  const esc = (s: string) => s.replace(/[[\]".]/g, "\\$&");
   // As tune writes them: the choice timed; the rule's choice timed, or rejected on this device.
   parseTuningTable(text({ choice: "t64", heuristic: "t32", ms: { t32: 2, t64: 1 } }), "t.json");
   parseTuningTable(
@@ -248,13 +247,17 @@ Deno.test("a tuning table whose choice or rule of thumb was never timed is refus
   );
   assert.throws(
     () => parseTuningTable(text({ choice: "t128", heuristic: "t32", ms: { t32: 1 } }), "t.json"),
-    new RegExp(`^Error: t\\.json: ${esc(at)}\\.choice "t128" has no time in ${esc(at)}\\.ms$`),
+    new RegExp(
+      `^Error: t\\.json: ${RegExp.escape(at)}\\.choice "t128" has no time in ${
+        RegExp.escape(at)
+      }\\.ms$`,
+    ),
   );
   assert.throws(
     () => parseTuningTable(text({ choice: "t64", heuristic: "t32", ms: { t64: 1 } }), "t.json"),
     new RegExp(
-      `^Error: t\\.json: ${esc(at)}\\.heuristic "t32" has no time in ${
-        esc(at)
+      `^Error: t\\.json: ${RegExp.escape(at)}\\.heuristic "t32" has no time in ${
+        RegExp.escape(at)
       }\\.ms and is not rejected$`,
     ),
   );
