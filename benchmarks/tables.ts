@@ -10,9 +10,13 @@
  * ({@link configId}; the `config` column). The `model` and `backbone` columns give a preset's
  * name, or an `hf` reference's folder name, and where two references of one table share that
  * name, enough of their paths to tell them apart (`a/t5-base`, `b/t5-base`: `labels.ts`
- * `distinctLabels`). A row shows a method's GLUE and SuperGLUE configurations side by side when
- * their runs ran on the same backends and devices (the `backend` and `device` columns); else each
- * benchmark gets its own row, so that a row's provenance describes all of its numbers. When
+ * `distinctLabels`). Seeds are averaged only within one setup too: runs of one configuration
+ * that ran on different backends or devices (backend `auto` picks per machine) are a row each,
+ * which the `backend` and `device` columns tell apart (`params.csv`, whose counts do not depend
+ * on the machine, and `attention_mass.csv`, which has no such columns, keep a row per
+ * configuration). A row shows a method's GLUE and SuperGLUE configurations side by side when
+ * their runs ran on the same backends and devices; else each benchmark gets its own row, so that
+ * a row's provenance describes all of its numbers. When
  * a folder holds results of several configurations of one benchmark (e.g. stale results of an
  * edited profile), each gets its own row instead of being pooled. Two results of one run (same
  * run id, or same configuration and seed) are an error naming both files. The `backbone` column
@@ -364,19 +368,25 @@ function cellOf(g: Group, b: string): Cell | undefined {
 }
 
 /**
- * Group runs into rows without pooling configurations: one row per profile, model and backbone
- * reference (`refKey`), method label and name, and configuration per benchmark; benchmarks whose
- * runs ran on different backends or devices ({@link setupOf}) get a row each.
+ * Group runs into rows without pooling configurations or setups: one row per profile, model and
+ * backbone reference (`refKey`), method label and name, setup (the backends and devices the runs
+ * ran on, {@link setupOf}), and configuration per benchmark. So the seeds of one configuration
+ * that ran on different backends or devices (backend `auto` picks per machine; the config id
+ * records only the requested backend) are a row each, as are a method's GLUE and SuperGLUE runs
+ * of different setups: one row, one setup, which its `backend` and `device` cells name.
  *
  * @param raw the runs
  * @param labels the model and backbone labels (default: those of `raw`; a table of some of its
  *   results passes those of all, so each model reads alike in every table)
+ * @param bySetup split by setup (default); `false` for a table without backend and device
+ *   columns whose rows would otherwise be indistinguishable (`params.csv`, `attention_mass.csv`)
  * @throws Error naming both files when two results are of the same run (same run id, or same
  *   configuration and seed)
  */
 function groupRuns(
   raw: readonly RunResult[],
   labels: RunLabels = runLabels(raw.map((r) => r.spec)),
+  bySetup = true,
 ): Group[] {
   const advice = "remove one (a copy, or a rerun into another folder)";
   rejectDuplicates(raw, (r) => r.spec.id, "run id", advice);
@@ -403,7 +413,8 @@ function groupRuns(
     if (row === undefined) rows.set(key, row = { spec: s, cells: new Map() });
     const cells = row.cells;
     const config = configId(s);
-    const ck = `${s.benchmark}/${config}`;
+    // Seeds of other setups are other cells: never averaged together.
+    const ck = JSON.stringify([s.benchmark, config, bySetup ? setupOfRuns([r]) : ""]);
     let c = cells.get(ck);
     if (c === undefined) cells.set(ck, c = { benchmark: s.benchmark, config, runs: [] });
     c.runs.push(r);
@@ -415,22 +426,28 @@ function groupRuns(
       bIndex(a.benchmark) - bIndex(b.benchmark) || cmp(a.config, b.config)
     );
     for (const c of cells) c.runs.sort((a, b) => a.spec.seed - b.spec.seed);
-    const oneEach = new Set(cells.map((c) => c.benchmark)).size === cells.length;
-    // Benchmarks run on other backends or devices: one row each, so that a row's provenance
-    // cells describe every number in it, not the GLUE numbers' setup beside the SuperGLUE ones'.
-    const oneSetup = new Set(cells.map(setupOf)).size <= 1;
-    // Several configurations of one benchmark: a row each, never combined or pooled.
-    for (const part of oneEach && oneSetup ? [cells] : cells.map((c) => [c])) {
-      groups.push({
-        profile: s.profile,
-        model: labels.model(s),
-        modelName: modelLabel(s.model),
-        backbone: labels.backbone(s),
-        label: s.method.label,
-        method: s.method.name,
-        cells: part,
-        runs: part.flatMap((c) => c.runs),
-      });
+    // One row per setup, so that a row's provenance cells describe every number in it (not the
+    // GLUE numbers' setup beside the SuperGLUE ones', nor a CPU seed's beside a GPU seed's).
+    const bySetupKey = new Map<string, Cell[]>();
+    for (const c of cells) {
+      const k = bySetup ? setupOf(c) : "";
+      bySetupKey.set(k, [...(bySetupKey.get(k) ?? []), c]);
+    }
+    for (const same of bySetupKey.values()) {
+      const oneEach = new Set(same.map((c) => c.benchmark)).size === same.length;
+      // Several configurations of one benchmark: a row each, never combined or pooled.
+      for (const part of oneEach ? [same] : same.map((c) => [c])) {
+        groups.push({
+          profile: s.profile,
+          model: labels.model(s),
+          modelName: modelLabel(s.model),
+          backbone: labels.backbone(s),
+          label: s.method.label,
+          method: s.method.name,
+          cells: part,
+          runs: part.flatMap((c) => c.runs),
+        });
+      }
     }
   }
   const order = (m: string) => METHOD_NAMES.indexOf(m as never);
@@ -438,18 +455,34 @@ function groupRuns(
     cmp(a.profile, b.profile) || compareModels(a.modelName, b.modelName) ||
     cmp(a.model, b.model) ||
     order(a.method) - order(b.method) ||
-    cmp(a.label, b.label) || cmp(a.backbone, b.backbone) || cmp(configCell(a), configCell(b))
+    cmp(a.label, b.label) || cmp(a.backbone, b.backbone) || cmp(configCell(a), configCell(b)) ||
+    cmp(setupOfRuns(a.runs), setupOfRuns(b.runs))
   );
 }
 
 /**
- * The backends and devices a cell's runs ran on (a per-task method's task runs each), distinct
- * and sorted: what {@link groupRuns} compares before it puts two benchmarks in one row.
+ * The setup of a cell: the (backend, device) pairs its runs ran on (a per-task method's task runs
+ * each), distinct and sorted. {@link groupRuns} averages and joins only runs of one setup, so a
+ * cell's runs all have the same; more than one pair is a per-task method's seed whose task runs
+ * ran on several.
  */
 function setupOf(c: Cell): string {
-  const each = c.runs.flatMap((x) => perTaskParts(x) ?? [x]);
+  return setupOfRuns(c.runs);
+}
+
+/** {@link setupOf} of some runs: their (backend, device) pairs, distinct and sorted, as JSON. */
+function setupOfRuns(runs: readonly RunResult[]): string {
+  return JSON.stringify(setupPairs(runs));
+}
+
+/**
+ * The distinct (backend, device) pairs that runs ran on (a per-task method's task runs each),
+ * sorted.
+ */
+function setupPairs(runs: readonly RunResult[]): [string, string][] {
+  const each = runs.flatMap((x) => perTaskParts(x) ?? [x]);
   const setups = each.map((r) => JSON.stringify([r.provenance.backend.name, r.provenance.device]));
-  return JSON.stringify([...new Set(setups)].sort());
+  return [...new Set(setups)].sort().map((x) => JSON.parse(x) as [string, string]);
 }
 
 /**
@@ -493,8 +526,9 @@ export const PROVENANCE_COLUMNS: readonly string[] = [
  * The provenance cells of a row ({@link PROVENANCE_COLUMNS}), from every run it averages (a
  * per-task method's task runs each): `seed_values`, `git_commit` (each distinct commit, `+dirty`
  * when the tree had uncommitted changes), `backend`, `device` and `software` (Deno and tfjs
- * versions), distinct values sorted and joined, so a row pooled from runs of two commits or two
- * backends says so.
+ * versions), distinct values sorted and joined, so a row pooled from runs of two commits says
+ * so. Runs of two setups are not pooled ({@link groupRuns}), so `backend` and `device` have more
+ * than one value only for a per-task method whose task runs of one seed ran on several.
  */
 function provenanceCells(g: Group): string[] {
   const each = g.runs.flatMap((x) => perTaskParts(x) ?? [x]);
@@ -1008,7 +1042,9 @@ export function paramsTable(
       }
     }
   }
-  for (const g of groupRuns(results)) {
+  // Counts follow from the configuration, not the machine: one row per configuration (a row
+  // per setup would repeat it, told apart by nothing in this table).
+  for (const g of groupRuns(results, undefined, false)) {
     for (const c of g.cells) {
       const r = c.runs[0]!;
       const p = r.params;
@@ -1214,7 +1250,8 @@ function mtlReference(c: Cell, mtlGroups: readonly Group[]): MtlReference {
     const key = referenceKey(spec, withTrain);
     const found = mtlCells.filter((m) => referenceKey(m.cell.runs[0]!.spec, withTrain) === key);
     if (found.length === 0) continue;
-    const names = found.map((m) => `${m.group.label} ${m.cell.config}`).join(", ");
+    // MTL's runs of one configuration on two setups are two rows of one count: named once.
+    const names = [...new Set(found.map((m) => `${m.group.label} ${m.cell.config}`))].join(", ");
     const totals = new Set(found.map((m) => m.cell.runs[0]!.params.total));
     if (totals.size > 1) {
       return {
@@ -1351,7 +1388,9 @@ export function attentionTable(results: readonly RunResult[]): Table {
     "seeds",
     "config",
   ]];
-  for (const g of groupRuns(results)) {
+  // This table has no backend and device columns: one row per configuration, its seeds' mean
+  // whatever they ran on (scores.csv's rows name the setups).
+  for (const g of groupRuns(results, undefined, false)) {
     const byKey = new Map<string, number[]>();
     for (const r of g.runs) {
       for (const [task, am] of Object.entries(r.attentionMass ?? {})) {

@@ -759,16 +759,14 @@ Deno.test("scoresTable() rows end with the provenance of the runs they average",
     spec("paper-base", "t5-v1_1-base", "mtl", "MTL", seed, "glue"),
     ...(seed < 2 ? [spec("paper-base", "t5-v1_1-base", "mtl", "MTL", seed, "super_glue")] : []),
   ]));
-  // Seed 1 ran on another backend and device (both benchmarks: one row), its GLUE run from
-  // another, dirty tree.
+  // Seed 1 ran on another tfjs (both benchmarks), its GLUE run from another, dirty tree: pooled
+  // in one row (commits and versions are listed, not split; backends and devices are split:
+  // the next test).
   rs.forEach((r, i) => {
     if (r.spec.seed !== 1) return;
     const p = r.provenance;
     const tree = r.spec.benchmark === "glue" ? { gitSha: "0123abc", gitDirty: true } : {};
-    rs[i] = {
-      ...r,
-      provenance: { ...p, ...tree, backend: { ...p.backend, name: "wasm" }, device: "other" },
-    };
+    rs[i] = { ...r, provenance: { ...p, ...tree, tfjs: "other" } };
   });
   for (const t of [scoresTable(rs, []), ablationTable(rs.map((r) => relabel(r)), [])]) {
     const [head, row] = t as [string[], (string | number)[]];
@@ -782,9 +780,10 @@ Deno.test("scoresTable() rows end with the provenance of the runs they average",
     const col = (n: string) => row[head.indexOf(n)];
     assert.equal(col("seed_values"), "glue:0,1,2 super_glue:0,1");
     assert.equal(col("git_commit"), "0123abc+dirty fake");
-    assert.equal(col("backend"), "fake wasm");
-    assert.equal(col("device"), "fake | other");
-    assert.equal(col("software"), `deno ${Deno.version.deno} tfjs fake`);
+    assert.equal(col("backend"), "fake");
+    assert.equal(col("device"), "fake");
+    const deno = `deno ${Deno.version.deno}`;
+    assert.equal(col("software"), `${deno} tfjs fake | ${deno} tfjs other`);
   }
   // One commit; the benchmarks' seeds alike: one value each.
   const [h, r] = scoresTable(rs.filter((x) => x.spec.seed === 0), []) as [string[], unknown[]];
@@ -836,6 +835,72 @@ Deno.test("a method's GLUE and SuperGLUE runs on other backends or devices are a
       assert.equal(sg!("seeds"), 2);
     }
   }
+});
+
+Deno.test("seeds of one configuration on other backends or devices are a row each, never averaged", async () => {
+  // backend "auto" picks per machine and the config id records only the requested backend: seeds
+  // 0 and 2 on the CPU, seed 1 on a GPU, one configuration per benchmark.
+  const rs = (await runs([0, 1, 2].flatMap((seed) => [
+    spec("ablation", "t5-v1_1-base", "mtl", "MTL", seed, "glue"),
+    spec("ablation", "t5-v1_1-base", "mtl", "MTL", seed, "super_glue"),
+  ]))).map((r) =>
+    r.spec.seed !== 1 ? r : {
+      ...r,
+      provenance: {
+        ...r.provenance,
+        backend: { ...r.provenance.backend, name: "webgpu" },
+        device: "NVIDIA H100",
+      },
+    }
+  );
+  const glueAvg = (seeds: number[]) => {
+    const xs = rs.filter((r) => r.spec.benchmark === "glue" && seeds.includes(r.spec.seed))
+      .map((r) => r.averages.glue!);
+    return roundHalfAway(xs.reduce((a, b) => a + b, 0) / xs.length, 2);
+  };
+  assert.notEqual(glueAvg([0, 2]), glueAvg([0, 1, 2])); // else the pooled row would pass too
+  for (const t of [scoresTable(rs, []), ablationTable(rs, [])]) {
+    const head = t[0] as string[];
+    const rows = t.slice(1).map((row) => (n: string) => row[head.indexOf(n)]);
+    // One row per setup, both benchmarks in each (they ran on the same setups), told apart by
+    // their backend, device and seeds; each averages its own seeds only.
+    assert.deepEqual(
+      rows.map((c) => [c("backend"), c("device"), c("seed_values"), c("seeds")]),
+      [["fake", "fake", "0,2", 2], ["webgpu", "NVIDIA H100", "1", 1]],
+    );
+    assert.deepEqual(rows.map((c) => c("glue_partial_avg")), [glueAvg([0, 2]), glueAvg([1])]);
+    for (const c of rows) assert.match(String(c("config")), /^glue:\w+ super_glue:\w+$/);
+    assert.equal(new Set(rows.map((c) => c("config"))).size, 1);
+  }
+  // ablation.csv: MTL's two setups are one count, named once as the reference.
+  const ab = ablationTable(rs, []);
+  const ref = ab[1]![(ab[0] as string[]).indexOf("glue_mtl_reference")];
+  assert.match(String(ref), /^MTL \w+$/);
+  // flops.csv: a row per setup, each with its own seeds' throughput.
+  const flops = flopsTable(rs);
+  const fh = flops[0] as string[];
+  const glueRows = flops.filter((r) => r[0] === "run:ablation/glue");
+  const tps = (seeds: number[]) => {
+    const xs = rs.filter((r) => r.spec.benchmark === "glue" && seeds.includes(r.spec.seed));
+    const tokens = xs.reduce((a, r) => a + r.trainTokens!, 0);
+    return roundHalfAway(tokens / xs.reduce((a, r) => a + r.trainSeconds!, 0), 2);
+  };
+  assert.deepEqual(
+    glueRows.map((r) => ["backend", "device", "tokens_per_second"].map((n) => r[fh.indexOf(n)])),
+    [["fake", "fake", tps([0, 2])], ["webgpu", "NVIDIA H100", tps([1])]],
+  );
+  assert.notEqual(tps([0, 2]), tps([0, 1, 2]));
+  // params.csv (counts, no backend column) and attention_mass.csv (no backend column): a row per
+  // configuration, not a repeated one per setup.
+  assert.equal(paramsTable(rs, []).filter((r) => r[0] === "run:ablation/glue").length, 1);
+  const hp = (await runs(
+    [0, 1].map((seed) => spec("p", "tiny-v1_1", "hyperprompt_global", "HP", seed, "super_glue")),
+  )).map((r, i) => i === 0 ? r : { ...r, provenance: { ...r.provenance, device: "other" } });
+  const att = attentionTable(hp);
+  const ah = att[0] as string[];
+  const keys = att.slice(1).map((r) => JSON.stringify(r.slice(0, ah.indexOf("mass"))));
+  assert.equal(new Set(keys).size, keys.length);
+  assert.ok(att.slice(1).every((r) => r[ah.indexOf("seeds")] === 2));
 });
 
 /** The result as a run of the `ablation` profile (whose rows ablation.csv shows). */
