@@ -454,6 +454,37 @@ Deno.test("Adafactor parameter scale multiplies the step by max(eps2, RMS(p)) (f
   assert.ok(moved(on.values) < 0.1 * moved(off.values), `${moved(on.values)} ${moved(off.values)}`);
 });
 
+Deno.test("Adafactor parameter scale: a zero parameter (RMS 0) still moves, by lr·eps2 (cpu, fused wasm)", async () => {
+  // Zero-initialised tensors (HyperPrompt's biases, LayerNorm β) have RMS(p) = 0: the step is
+  // lr·max(eps2, 0) = lr·1e-3, not 0, or they would never train. A factored [4, 8] (rows a
+  // multiple of 4: wasm+simd's fused factored kernel) and a vector [8] (its unfactored kernel).
+  // The moves are ~1e-5 (lr 0.01 × eps2 × |u| ≲ 2), below close()'s absolute 1e-5 bound, so
+  // compare to 1e-3 of the largest reference move instead (float32 against float64 over two
+  // steps: ~1e-6 relative; a step without eps2 leaves the parameter at 0, 100 % off).
+  const cases: [number[], [number, number] | null][] = [[[4, 8], [1, 0]], [[8], null]];
+  for (const [shape, dims] of cases) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const p0 = new Array<number>(n).fill(0);
+    const grads = [1, 2].map((k) => wave(n, k + 1, 0.3));
+    const want = refAdafactorNd(shape, p0, grads, 0.01, dims, true);
+    const scale = Math.max(...want.map(Math.abs));
+    assert.ok(scale > 1e-5 && scale < 1e-4, `reference moves by lr·eps2·u: ${scale}`);
+    for (const path of ["cpu", "wasm+simd"] as const) {
+      await usePath(path);
+      const cfg = { kind: "adafactor", multiplyByParameterScale: true } as const;
+      const got = await stepsNd(cfg, shape, p0, grads);
+      got.values.forEach((x, i) =>
+        assert.ok(
+          Math.abs(x - want[i]!) <= 1e-3 * scale,
+          `zero parameter ${JSON.stringify(shape)} ${path}[${i}]: ${x} vs ${want[i]}`,
+        )
+      );
+    }
+  }
+  await enableSimdKernels(undefined);
+  await tf.setBackend("cpu");
+});
+
 Deno.test("Adafactor option validation names the field", () => {
   for (const bad of [0, -1, 1.5, NaN]) {
     assert.throws(
