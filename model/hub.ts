@@ -12,7 +12,10 @@
  * place, so the cache never holds a half-written file under a final name. A transfer that breaks,
  * sends nothing for 30 s, or is answered HTTP 408, 429 or 5xx is retried after the hub's
  * `Retry-After` (else 1, 2, 4 s), resuming the part with an HTTP `Range` request; a part left by
- * a killed or failed run is resumed by the next (`model/http.ts` `fetchResumable`). When the very
+ * a killed or failed run is resumed by the next (`model/http.ts` `fetchResumable`), only from the
+ * URL (so the `HF_ENDPOINT`) and version (`ETag`, `Last-Modified`) that `<file>.part.json`
+ * records; a part begun from another endpoint, of another version, or with no record (left by an
+ * earlier version of this code) is downloaded again from byte 0, saying so. When the very
  * first request of a call cannot connect at all (a DNS failure, a refused connection: offline), the
  * call gives up at once, without the retries' waits, saying the hub is unreachable. Concurrent
  * downloads of one file take turns on a lock file (`<repo folder>/.locks/<revision>--<file>.lock`),
@@ -58,6 +61,7 @@ import {
   type HttpGet,
   HttpStatusError,
   IDLE_TIMEOUT_MS,
+  partSourcePath,
   TransferError,
 } from "./http.ts";
 
@@ -479,7 +483,15 @@ async function downloadLocked(
     result = await fetchResumable(url, part, {
       name: `${ctx.repoId}/${file}`,
       checkLength: true,
+      // Two records go with the part, each restarting it on its own grounds: `<file>.part.etag`
+      // (ifRange: the strong ETag of its bytes, sent as If-Range; a resume answered with another
+      // strong ETag, or a part with none recorded whose answer has one, restarts) and
+      // `<file>.part.json` (recordSource: the URL and ETag/Last-Modified; a part of another URL,
+      // i.e. of another HF_ENDPOINT, or with no record, as parts of earlier versions of this
+      // code, restarts). Neither alone suffices: recordSource lets a validator one side lacks
+      // pass, and ifRange alone resumed endpoint A's bytes from an endpoint B that sends no ETag.
       ifRange: true,
+      recordSource: true,
       retries: ctx.retries,
       idleMs: ctx.idleMs,
       sleep: ctx.sleep,
@@ -496,6 +508,7 @@ async function downloadLocked(
         // The file is not there (any more): nothing to resume. Other statuses keep the part.
         await Deno.remove(part).catch(() => {});
         await Deno.remove(`${part}.etag`).catch(() => {});
+        await Deno.remove(partSourcePath(part)).catch(() => {});
       }
       if (e.status === 404 && optional) {
         await recordAbsent(ctx, file);

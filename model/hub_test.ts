@@ -10,7 +10,7 @@ import {
   fetchHubModel,
   hubModelDir,
 } from "./hub.ts";
-import { withEnv } from "./env_testing.ts";
+import { hubEnv, withEnv } from "./env_testing.ts";
 import { serveHub } from "./hub_testing.ts";
 import { flushesOf, recordFlushes } from "./fs_testing.ts";
 import { FILE_TEMPS, removeStaleTemps } from "./fs.ts";
@@ -279,8 +279,12 @@ Deno.test("fetchHubModel: a truncated download (injected fetch) is retried, then
     );
     assert.equal(calls, 4, "the first attempt and 3 retries");
     assert.deepEqual(waits, [1000, 2000, 4000]);
-    // Nothing under the final name: only the part, which a later run resumes.
-    assert.deepEqual(namesIn(hubModelDir(cache, "org/t")), ["config.json.part"], "nothing cached");
+    // Nothing under the final name: only the part, which a later run resumes, and the record of
+    // where its bytes came from (the server sent no ETag: no `.etag`).
+    assert.deepEqual(namesIn(hubModelDir(cache, "org/t")), [
+      "config.json.part",
+      "config.json.part.json",
+    ], "nothing cached");
   } finally {
     await Deno.remove(cache, { recursive: true });
   }
@@ -296,14 +300,19 @@ Deno.test("fetchHubModel: each downloaded file's folder is flushed once it is in
       fetchHubModel("org/tiny", { cacheDir: cache, endpoint: hub.endpoint })
     );
     // The record of the optional files the repo lacks (tokenizer.json, tokenizer_config.json,
-    // spiece.model) is written as each answers 404.
+    // spiece.model) is written as each answers 404. Each part's record of its source
+    // (`<file>.part.json`, written atomically) is flushed before its first byte.
     const absent = [".absent.json", "config.json", "generation_config.json"];
+    const part = (f: string) => [`${f}.part`, `${f}.part.etag`, `${f}.part.json`];
     assert.deepEqual(flushesOf(flushes, dir), [
+      part("config.json"),
       ["config.json"],
+      ["config.json", ...part("generation_config.json")],
       ["config.json", "generation_config.json"],
       absent,
       absent,
       absent,
+      [...absent, ...part("model.safetensors")],
       [...absent, "model.safetensors"],
       [
         ".absent.json",
@@ -405,11 +414,15 @@ Deno.test("fetchHubModel: a download in progress writes <file>.part under the fi
       /downloaded model\.safetensors is not a valid safetensors file/,
     );
     assert.ok(seen !== undefined);
-    assert.deepEqual(seen.names, ["config.json.part"], "the first file, mid-way: its part");
-    assert.deepEqual(seen.swept, [], "a sweep of temporaries does not take a part");
+    assert.deepEqual(
+      seen.names,
+      ["config.json.part", "config.json.part.json"],
+      "the first file, mid-way: its part and the record of its source",
+    );
+    assert.deepEqual(seen.swept, [], "a sweep of temporaries does not take a part or its record");
     if (Deno.build.os !== "windows") assert.equal(seen.lockFree, false, "locked while written");
     const left = namesIn(dir);
-    assert.ok(!left.some((n) => n.endsWith(".part") || n.includes(".tmp-")), `left: ${left}`);
+    assert.ok(!left.some((n) => n.includes(".part") || n.includes(".tmp-")), `left: ${left}`);
     assert.ok(left.includes("config.json"), `${left}`);
   } finally {
     await Deno.remove(cache, { recursive: true });
@@ -712,9 +725,14 @@ Deno.test("fetchHubModel: a part left by an earlier run is resumed, restarted wh
     etag?: string;
     ignoreRange?: boolean;
     answer?: (file: string, n: number) => Response | undefined;
+    /** Whether `<part>.json` records the part's source (this hub's URL and `etag`); default yes. */
+    record?: boolean;
     ranges: (string | null)[];
   }[] = [
     { what: "resumed", part: whole.slice(0, 100), etag, ranges: ["bytes=100-"] },
+    // No record of the part's source (left by a version of this code that kept none): nothing
+    // ties its bytes to this endpoint, so it is fetched whole at once, its ETag not asked about.
+    { what: "no source record", part: whole.slice(0, 100), etag, record: false, ranges: [null] },
     // No ETag recorded for the part (left by a version that kept none): its bytes may be of
     // another version of the file, so the 206 (of the current ETag) is dropped, fetched whole.
     { what: "no ETag recorded", part: whole.slice(0, 100), ranges: ["bytes=100-", null] },
@@ -765,6 +783,13 @@ Deno.test("fetchHubModel: a part left by an earlier run is resumed, restarted wh
       await Deno.mkdir(dir, { recursive: true });
       await Deno.writeFile(join(dir, "model.safetensors.part"), c.part);
       if (c.etag) await Deno.writeTextFile(join(dir, "model.safetensors.part.etag"), c.etag);
+      if (c.record !== false) {
+        const url = `${hub.endpoint}/org/tiny/resolve/main/model.safetensors`;
+        await Deno.writeTextFile(
+          join(dir, "model.safetensors.part.json"),
+          JSON.stringify(c.etag ? { url, etag: c.etag } : { url }),
+        );
+      }
       const { waits, sleep } = recordSleeps();
       await fetchHubModel("org/tiny", { cacheDir: cache, endpoint: hub.endpoint, sleep });
       const ranges = hub.requests.filter((r) => r.path.endsWith("/model.safetensors"))
@@ -772,7 +797,11 @@ Deno.test("fetchHubModel: a part left by an earlier run is resumed, restarted wh
       assert.deepEqual(ranges, c.ranges, c.what);
       const ifRanges = hub.requests.filter((r) => r.path.endsWith("/model.safetensors"))
         .map((r) => r.ifRange);
-      assert.deepEqual(ifRanges, c.ranges.map((_, i) => i === 0 ? c.etag ?? null : null), c.what);
+      assert.deepEqual(
+        ifRanges,
+        c.ranges.map((range, i) => i === 0 && range !== null ? c.etag ?? null : null),
+        c.what,
+      );
       assert.deepEqual(waits, [], c.what);
       assert.deepEqual(await Deno.readFile(join(dir, "model.safetensors")), whole, c.what);
       assert.ok(!namesIn(dir).some((n) => n.includes(".part")), c.what);
@@ -780,6 +809,60 @@ Deno.test("fetchHubModel: a part left by an earlier run is resumed, restarted wh
       await hub.close();
       await Deno.remove(cache, { recursive: true });
     }
+  }
+});
+
+Deno.test("fetchHubModel: a part cut on one HF_ENDPOINT is restarted, not resumed, on another that sends no ETag", async () => {
+  // Endpoint A serves another version of the weights than endpoint B (another mirror, or the
+  // file changed between runs); B is a plain server: no ETag, If-Range ignored.
+  const tmp = await Deno.makeTempDir();
+  const other = join(tmp, "other");
+  await Deno.mkdir(other);
+  await Deno.copyFile(join(UNTIED, "model.safetensors"), join(other, "model.safetensors"));
+  const mine = await Deno.readFile(join(RELU, "model.safetensors"));
+  const theirs = await Deno.readFile(join(other, "model.safetensors"));
+  assert.notDeepEqual(theirs.slice(0, 100), mine.slice(0, 100), "A's first bytes are not B's");
+  const a = serveHub({ "org/tiny@main": other }, { stallAt: () => 100 });
+  const b = serveHub({ "org/tiny@main": RELU }, { noEtag: true });
+  const cache = join(tmp, "cache");
+  const weights = { required: ["model.safetensors"] };
+  const dir = hubModelDir(cache, "org/tiny");
+  const part = join(dir, "model.safetensors.part");
+  const fromA = `${a.endpoint}/org/tiny/resolve/main/model.safetensors`;
+  const fromB = `${b.endpoint}/org/tiny/resolve/main/model.safetensors`;
+  try {
+    // Cut on A after 100 bytes, no retry: the part and its record of A are left.
+    await assert.rejects(
+      fetchHubFiles("org/tiny", weights, {
+        cacheDir: cache,
+        endpoint: a.endpoint,
+        retries: 0,
+        idleTimeoutMs: 300,
+      }),
+    );
+    assert.deepEqual(await Deno.readFile(part), theirs.slice(0, 100));
+    assert.equal(JSON.parse(await Deno.readTextFile(`${part}.json`)).url, fromA);
+    // The next run asks B: A's bytes are dropped (before, B's 206 without an ETag completed them
+    // into a file of two versions), B's file is fetched whole, saying why.
+    const lines: string[] = [];
+    const { waits, sleep } = recordSleeps();
+    await withEnv(
+      hubEnv(b.endpoint, cache),
+      () =>
+        fetchHubFiles("org/tiny", weights, { cacheDir: cache, sleep, log: (l) => lines.push(l) }),
+    );
+    assert.deepEqual(b.requests.map((r) => [r.range, r.ifRange]), [[null, null]]);
+    assert.deepEqual(await Deno.readFile(join(dir, "model.safetensors")), mine);
+    assert.deepEqual(waits, []);
+    assert.deepEqual(lines, [
+      `org/tiny/model.safetensors: the 100 B part came from ${fromA}, not ${fromB}; restarting from 0`,
+      `fetched org/tiny/model.safetensors (${mine.length} bytes)`,
+    ]);
+    assert.deepEqual(namesIn(dir), ["model.safetensors"], "no part, ETag or record left");
+  } finally {
+    await a.close();
+    await b.close();
+    await Deno.remove(tmp, { recursive: true });
   }
 });
 

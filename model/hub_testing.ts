@@ -38,6 +38,11 @@ export interface HubFaults {
   /** Answer every request with the whole file (200), as a server without range support. */
   ignoreRange?: boolean;
   /**
+   * Send no `ETag` and ignore `If-Range` (a range is always served), as a plain static file
+   * server or a mirror that keeps no validators.
+   */
+  noEtag?: boolean;
+  /**
    * Not a fault: the commit each answer of a known repo names in `X-Repo-Commit`, as the hub's
    * own answers do (read at each request, so a test can move the branch); default none.
    */
@@ -49,7 +54,7 @@ export interface HubFaults {
  * value the folder whose files it serves; an unknown repo or file answers HTTP 404. A
  * `Range: bytes=N-` request is answered 206 with `Content-Range` (416 with `bytes *\/SIZE` when N
  * is the size or more), unless `faults.ignoreRange` or an `If-Range` that is not the file's `ETag`
- * (its sha256, quoted); bodies have their `Content-Length`.
+ * (its sha256, quoted; sent unless `faults.noEtag`); bodies have their `Content-Length`.
  *
  * @param repos `"org/name@revision"` → local folder
  * @param faults answers, stalls and ignored ranges to inject (default none)
@@ -85,8 +90,8 @@ export function serveHub(repos: Record<string, string>, faults: HubFaults = {}):
     // A strong validator of the content (as the hub's CDN sends); an If-Range naming another
     // version gets the whole file.
     const etag = `"${await sha256Hex(body)}"`;
-    const headers: Record<string, string> = { etag, ...commit };
-    const current = ifRange === null || ifRange === etag;
+    const headers: Record<string, string> = faults.noEtag ? { ...commit } : { etag, ...commit };
+    const current = ifRange === null || ifRange === etag || faults.noEtag === true;
     const r = range && current && !faults.ignoreRange ? /^bytes=(\d+)-$/.exec(range) : null;
     if (r) {
       const start = Number(r[1]);
