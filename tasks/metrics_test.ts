@@ -226,6 +226,17 @@ Deno.test("CoLA MCC, CB F1+accuracy, AX-g parity, AX empty", () => {
   assert.ok(Number.isNaN(groupScore("axg", { accuracy: 50, gender_parity: 50 })));
 });
 
+Deno.test("matthewsCorrcoef keeps its sign: worse than chance is negative, as sklearn", () => {
+  // Inverted predictions: -1 exactly (cov_tp = 0·4 - 8 = -8, cov_pp = cov_tt = 8).
+  assert.equal(matthewsCorrcoef([0, 0, 1, 1], [1, 1, 0, 0]), -1);
+  // t [1,1,0,0,1], p [0,1,1,1,0]: tp 1, tn 0, fp 2, fn 2 -> (1·0 - 2·2)/sqrt(3·3·2·2) = -2/3.
+  close(matthewsCorrcoef([1, 1, 0, 0, 1], [0, 1, 1, 1, 0]), -2 / 3, "mcc -2/3");
+  // Through CoLA's scoring: a model that always answers the other word scores -100, not 100.
+  const words = ["acceptable", "acceptable", "unacceptable", "unacceptable"];
+  const cola = words.map((t) => ex("cola", t));
+  assert.equal(scoreTask("cola", cola, [...words].reverse()).matthews_corrcoef, -100);
+});
+
 Deno.test("benchmark averages: mean of 8 group scores; WNLI/AX ignored; missing tasks throw", () => {
   const glue = {
     cola: 60,
