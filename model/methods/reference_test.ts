@@ -212,6 +212,29 @@ for (const extra of GLOBAL_VARIANTS) {
   });
 }
 
+Deno.test("hyperprompt_*: the prefix carries the configured positionBias (A4: zero by default), every block", () => {
+  // model/t5.ts looks the prefix columns' bias up only when the prefix says "relative"
+  // (model/hooks_test.ts checks that lookup), so a hook that dropped the option would run
+  // "relative" configurations as "zero" without any other sign.
+  for (const name of ["hyperprompt_share", "hyperprompt_sep", "hyperprompt_global"] as const) {
+    for (const positionBias of [undefined, "zero", "relative"] as const) {
+      const raw = { length: 2, bottleneck: 2, ...(positionBias ? { positionBias } : {}) };
+      const { model, inst } = create(name, raw, 0);
+      for (const stack of ["encoder", "decoder"] as const) {
+        const layers = stack === "encoder" ? CFG.numLayers : CFG.numDecoderLayers;
+        for (let layer = 0; layer < layers; layer++) {
+          tf.tidy(() => {
+            const got = prefixOf(inst, [0, 1], stack, layer);
+            assert.equal(got.positionBias, positionBias ?? "zero", `${name} ${stack}.${layer}`);
+          });
+        }
+      }
+      inst.dispose();
+      disposeT5(model);
+    }
+  }
+});
+
 Deno.test("hyperformer_pp: adapter(y) = LN_cond(up(gelu_new(down(y)))) + y from generated weights", () => {
   const te = 5, e = 6, t = 7, r = 16;
   const a = Math.floor(D / r);
