@@ -1157,8 +1157,14 @@ async function downloadMissing(
   } catch (e) {
     if (e instanceof DownloadError) {
       results = e.results;
-      const first = e.failures[0];
-      failed = `download failed for ${e.failures.length} task(s)${
+      // After a local file error (a full disk) the remaining tasks are not tried (`notTried`):
+      // counted apart, as DownloadError's own message does, not as failures of their own.
+      const tried = e.failures.filter((f) => !f.notTried);
+      const skipped = e.failures.length - tried.length;
+      const first = tried[0] ?? e.failures[0];
+      failed = `download failed for ${tried.length} task(s)${
+        skipped === 0 ? "" : `, ${skipped} not tried`
+      }${
         first === undefined
           ? ""
           : ` (first: ${`${first.task}: ${first.reason.split("\n")[0]}`.slice(0, 300)})`

@@ -646,6 +646,38 @@ Deno.test("main() downloads the tasks the profile needs and the data lacks; offl
     // The run went on with the mirror's five GLUE tasks.
     const [result] = [...readAll(out).values()].map((t) => JSON.parse(t));
     assert.deepEqual(result.spec.tasks.length, 5);
+    // A local file error stops the download: the tasks after it, not tried, are counted apart
+    // (before, "download failed for 3 task(s)"), the first failure named is the one tried.
+    const full = "official: /cache/glue/QQP/train.tsv: writing failed: No space left on device";
+    const stopped = (): Promise<TaskResult[]> =>
+      Promise.reject(
+        new DownloadError([
+          { task: "glue/qqp", reason: full },
+          ...["glue/mnli", "glue/qnli"].map((task) => ({
+            task,
+            reason: "not tried: the previous write failed on the local disk",
+            notTried: true as const,
+          })),
+        ], []),
+      );
+    c = capture();
+    const outFull = join(dir, "out-full");
+    assert.equal(
+      await main(["--profile", profile, "--out", outFull, "--no-tables"], {
+        ...c.opts,
+        runOne: fakeRunOne,
+        download: stopped,
+      }),
+      0,
+    );
+    assert.ok(
+      c.err.includes(
+        `warning: download failed for 1 task(s), 2 not tried (first: glue/qqp: ${full}); going ` +
+          `on with the tasks present (--no-download skips this step; --data-dir names an offline ` +
+          `mirror)`,
+      ),
+      c.err.join("\n"),
+    );
     // --no-download, --data-dir and --dry-run download nothing (the dry run says what it would).
     asked.length = 0;
     for (
