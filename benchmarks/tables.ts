@@ -50,8 +50,9 @@
  * - `flops.csv`: FLOPs per example (train / inference), measured tokens/s (the seeds' total
  *   tokens over their total training seconds, a per-task method's seed counting its task runs'
  *   totals, or the mean of the rates for results written without those totals, `per_task.ts`
- *   `mergedThroughput`; `tokens_per_second_from` says which) and both FLOP counts relative to
- *   MTL's;
+ *   `mergedThroughput`; `tokens_per_second_from` says which; blank, as the wall time, for a
+ *   per-task seed whose task runs ran on several backends or devices) and both FLOP counts
+ *   relative to MTL's;
  * - `ablation.csv`: the ablation profiles' rows with parameters relative to the MTL runs of the
  *   same configuration per benchmark (`<benchmark>_mtl_reference` names them, or says that none
  *   matched), the paper's figure from its ablation table's row of the row's model, label and
@@ -1082,16 +1083,22 @@ export function paramsTable(
  * forward; with a frozen backbone (`freezeBackbone` "all", Prompt-Tuning's default, or
  * "except_layer_norms") the frozen weights' gradients are not computed, nor input gradients
  * upstream of the first trained tensor, so train is between 1 and 3 × forward (Prompt-Tuning on
- * T5 1.1 Base at 512/84: about 2.1). `wall_seconds` of a per-task method is the sum of its task
- * runs' times, blank while a task run is missing (scores.csv `missing_runs` names it).
- * `tokens_per_second` is the seeds' total training tokens over their total training seconds
- * (a per-task method's seed: its task runs' totals) when every run records them (`trainTokens`,
- * `trainSeconds`), else (results written before those fields) the unweighted mean of the runs'
- * rates, which is the same figure only when the runs trained equally long
- * (`per_task.ts` `mergedThroughput`); `tokens_per_second_from` says which (`totals`,
- * `mean of rates`, or `run's rate` for one run that records no totals: its `tokensPerSecond`,
- * whole-run except after a resume from a checkpoint written before checkpoints carried them). The
- * last two columns state the FLOPs relative to MTL's, as the paper does ({@link withMtlRatios}).
+ * T5 1.1 Base at 512/84: about 2.1). Times are a device's: a row's seeds ran on one backend and
+ * device (the seeds of other setups are other rows, {@link groupRuns}). `wall_seconds` of a
+ * per-task method is the sum of its task runs' times, blank while a task run is missing
+ * (scores.csv `missing_runs` names it). `tokens_per_second` is the seeds' total training tokens
+ * over their total training seconds (a per-task method's seed: its task runs' totals) when every
+ * run records them (`trainTokens`, `trainSeconds`), else (results written before those fields)
+ * the unweighted mean of the runs' rates, which is the same figure only when the runs trained
+ * equally long (`per_task.ts` `mergedThroughput`); `tokens_per_second_from` says which
+ * (`totals`, `mean of rates`, or `run's rate` for one run that records no totals: its
+ * `tokensPerSecond`, whole-run except after a resume from a checkpoint written before
+ * checkpoints carried them). Both are blank where a per-task method's task runs of one seed ran
+ * on several backends or devices, which the `backend` and `device` cells list
+ * (`tokens_per_second_from`: `none: task runs on <n> backends or devices`): a combined rate or
+ * time is no device's, and a row per setup would split the seed, whose FLOPs and scores are one
+ * row. The last two columns state the FLOPs relative to MTL's, as the paper does
+ * ({@link withMtlRatios}).
  *
  * @param results run results
  * @param accounting `methodAccounting`
@@ -1150,10 +1157,16 @@ export function flopsTable(results: readonly RunResult[], accounting?: Accountin
       const devices = [...new Set(each.map((x) => x.provenance.device))].sort();
       // Over seeds as over a per-task method's task runs: total tokens over total seconds.
       const throughput = mergedThroughput(rs);
+      // Times are the machine's: never combined across setups. The seeds of a cell share one
+      // (groupRuns); only a per-task method's task runs of one seed may have run on several,
+      // whose combined rate and summed time would be no device's (`backend`, `device` list them).
+      const setups = setupPairs(rs).length;
       // One run without recorded totals (written before the fields, or resumed from a checkpoint
       // without them: then its rate covers the steps since) has its own rate only; a per-task
       // method's merged result without totals is a mean of its task runs' rates.
-      const from = !throughput.mean
+      const from = setups > 1
+        ? `none: task runs on ${setups} backends or devices`
+        : !throughput.mean
         ? "totals"
         : rs.length === 1 && perTaskParts(r) === undefined
         ? "run's rate"
@@ -1164,11 +1177,13 @@ export function flopsTable(results: readonly RunResult[], accounting?: Accountin
         r.spec.train.maxTargetLength,
         r.flops.trainPerExample,
         r.flops.inferencePerExample,
-        r2(throughput.tokensPerSecond),
+        setups > 1 ? "" : r2(throughput.tokensPerSecond),
         from,
         // A per-task row with a task run missing has no whole wall time: the sum of the runs
         // present would pass for it (scores.csv's missing_runs names what is missing).
-        rs.some((x) => missingTaskRuns(x).length > 0) ? "" : r2(mean(rs.map((x) => x.wallSeconds))),
+        setups > 1 || rs.some((x) => missingTaskRuns(x).length > 0)
+          ? ""
+          : r2(mean(rs.map((x) => x.wallSeconds))),
         backends.join(" "),
         devices.join(" | "),
         c.config,

@@ -1506,6 +1506,48 @@ Deno.test("flops.csv: tokens/s over seeds is their total tokens over their total
   assert.deepEqual(tps(flopsTable([rs[0]!])), [1000, "totals"]);
 });
 
+Deno.test("flops.csv never combines a throughput across devices: a per-task seed's task runs on two is blank", async () => {
+  // Prompt-Tuning's GLUE task runs of one seed: CoLA on a GPU, the others on the CPU.
+  const all = [...BENCHMARK_TASKS.glue];
+  const pt = await runs(
+    all.map((task) =>
+      spec("p", "tiny-v1_1", "prompt_tuning", "PT", 0, "glue", "random", {
+        tasks: [task],
+        perTaskOf: all,
+      })
+    ),
+  );
+  const onGpu = (r: RunResult): RunResult => ({
+    ...r,
+    provenance: {
+      ...r.provenance,
+      backend: { ...r.provenance.backend, name: "webgpu" },
+      device: "NVIDIA H100",
+    },
+  });
+  const cells = (rs: RunResult[]) => {
+    const t = flopsTable(rs);
+    const head = t[0] as string[];
+    const names = ["tokens_per_second", "tokens_per_second_from", "wall_seconds", "backend"];
+    return t.filter((r) => r[0] === "run:p/glue").map((r) => names.map((n) => r[head.indexOf(n)]));
+  };
+  // One device: the task runs' totals, their summed wall time.
+  const tokens = pt.reduce((a, r) => a + r.trainTokens!, 0);
+  const seconds = pt.reduce((a, r) => a + r.trainSeconds!, 0);
+  assert.deepEqual(cells(pt), [[roundHalfAway(tokens / seconds, 2), "totals", all.length, "fake"]]);
+  // Two: one row (the seed is one result, its scores one row), no combined rate or time, and the
+  // backends listed.
+  const mixed = pt.map((r) => r.spec.tasks[0] === "cola" ? onGpu(r) : r);
+  assert.deepEqual(cells(mixed), [[
+    "",
+    "none: task runs on 2 backends or devices",
+    "",
+    "fake webgpu",
+  ]]);
+  // The same on one other device: a rate again.
+  assert.deepEqual(cells(pt.map(onGpu))[0]!.slice(1), ["totals", all.length, "webgpu"]);
+});
+
 Deno.test("tables keep two folders of one name apart: a row each, labelled by their paths", async () => {
   const at = (m: string, bb: RunSpec["backbone"] = "random") =>
     spec("p", "tiny-v1_1", "mtl", "MTL", 0, "glue", bb, { model: { hf: m } });
