@@ -115,12 +115,14 @@ function checkPrefix(
 }
 
 function scrambleBias(model: T5Model): void {
-  // A large relative-bias table so that bucket differences give clearly different log-ratios.
-  for (const stack of ["encoder", "decoder"]) {
+  // A large relative-bias table so that bucket differences give clearly different log-ratios;
+  // a different draw per stack, so that a stack reading the other's table fails (seeded by
+  // the name's length, both stacks drew the same table and that went unseen).
+  for (const [i, stack] of ["encoder", "decoder"].entries()) {
     const v = model.params.get(
       `${stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight`,
     )! as tf.Variable;
-    tf.tidy(() => v.assign(tf.randomNormal(v.shape, 0, 2, "float32", stack.length)));
+    tf.tidy(() => v.assign(tf.randomNormal(v.shape, 0, 2, "float32", 7 + i)));
   }
 }
 
