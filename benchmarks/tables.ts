@@ -1498,14 +1498,6 @@ export async function writeTables(
     "attention_mass.svg": attentionMassSvg(mergePerTaskRuns(results, describeResult)),
   };
   const written = Object.entries(files).map(([name, text]) => [join(outDir, name), text] as const);
-  // A folder in a table's place would fail its rename after the earlier tables were replaced,
-  // leaving a mixed set: refuse before anything is written.
-  for (const [path] of written) {
-    const info = await Deno.lstat(path).catch(() => undefined);
-    if (info?.isDirectory) {
-      throw new Error(`${path}: a folder is where this table goes; move it away (nothing written)`);
-    }
-  }
   await writeFilesAtomic(written);
   return written.map(([path]) => path);
 }

@@ -987,7 +987,7 @@ Deno.test("writeTables() that fails leaves the previous tables whole and no temp
       (e: Error) => {
         assert.equal(
           e.message,
-          `${plot}: a folder is where this table goes; move it away (nothing written)`,
+          `${plot}: a folder is where this file goes; move it away (nothing written)`,
         );
         return true;
       },
