@@ -570,7 +570,10 @@ gpuTest(
     // and with Mesh TF's parameter scale (the paper profiles'; the weight decay then scales too),
     // and with T5X's weightDecayRate (lr-independent): folded into the grouped kernels' decay
     // without the scale, op by op (no in-place dispatch) with it.
-    const shapes = [[40, 24], [24, 40], [24], [24], [7, 24], [24, 24], [24]];
+    // The last matrix and vector start at zero: RMS(p) = 0, so with the parameter scale their step
+    // is lr·eps2 (the floor), not 0 (benchmarks/optim_test.ts checks cpu against float64).
+    const shapes = [[40, 24], [24, 40], [24], [24], [7, 24], [24, 24], [24], [8, 24], [8]];
+    const zeroFrom = 7;
     const cases = [
       { multiplyByParameterScale: false, weightDecay: 0.1 },
       { multiplyByParameterScale: true, weightDecay: 0.1 },
@@ -581,7 +584,9 @@ gpuTest(
       const { multiplyByParameterScale } = c;
       const grouped = !(c.weightDecayRate !== undefined && multiplyByParameterScale);
       const run = async () => {
-        const ws = shapes.map((sh, i) => own(sh, 500 + i));
+        const ws = shapes.map((sh, i) =>
+          i >= zeroFrom ? tf.tidy(() => tf.variable(tf.zeros(sh))) : own(sh, 500 + i)
+        );
         const params = new Map(ws.map((w, i) => [`w${i}`, w]));
         const opt = createOptimizer({ kind: "adafactor", ...c });
         for (let s = 0; s < 3; s++) {
@@ -597,7 +602,7 @@ gpuTest(
         return out;
       };
       const { result: got, dispatches, programs } = await counting(run);
-      // 4 matrices (one group), 3 vectors (one group): 5 in-place dispatches per step.
+      // 5 matrices (one group), 4 vectors (one group): 5 in-place dispatches per step.
       assert.equal(
         dispatches - programs,
         grouped ? 3 * 5 : 0,
@@ -609,6 +614,8 @@ gpuTest(
       for (const [i, w] of want.entries()) {
         // float32 sums in another order: 1e-5 of the parameter scale.
         const scale = Math.max(...Array.from(w, Math.abs));
+        // A zero parameter moved (by lr·eps2 ≈ 1e-5 per step with the scale): not left at 0.
+        if (i >= zeroFrom) assert.ok(scale > 1e-6, `w${i} ${JSON.stringify(c)} moved: ${scale}`);
         assertClose(
           got[i]!,
           Array.from(w),
