@@ -61,6 +61,7 @@ import { existsSync } from "node:fs";
 import cliProgress from "cli-progress";
 import { preset, type T5Config, t5ConfigFromHf } from "../model/config.ts";
 import { parseJsonFile } from "../model/json.ts";
+import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
 import { backendFromEnv, backpropFromEnv, isBackendName } from "../model/backend.ts";
 import { submitBatchFromEnv } from "../model/webgpu/submit_batch.ts";
 import { checkDataDir, defaultCacheDir, defaultDataDir } from "../tasks/data.ts";
@@ -1732,5 +1733,8 @@ function asUsageError(e: unknown): never {
 }
 
 if (import.meta.main) {
+  // A write past `ulimit -f` then throws "File too large (os error 27)" naming the file, for
+  // the error paths to report, instead of SIGXFSZ ending the process silently (exit 153).
+  ignoreFileSizeSignal();
   Deno.exit(await main(Deno.args));
 }

@@ -51,6 +51,7 @@ import * as tf from "@tensorflow/tfjs";
 import { requestTfjsAdapter } from "../model/webgpu/adapter.ts";
 import process from "node:process";
 import { type BackendInfo, selectBackend } from "../model/backend.ts";
+import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
 import { preset as getPreset, type T5Config } from "../model/config.ts";
 import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../model/t5.ts";
 import { t5Flops } from "../model/accounting.ts";
@@ -1376,6 +1377,9 @@ export function cli(args: string[], opts: PerfCliOptions = {}): Promise<number> 
 }
 
 if (import.meta.main) {
+  // A write past `ulimit -f` then throws "File too large (os error 27)" naming the file, for
+  // the error paths to report, instead of SIGXFSZ ending the process silently (exit 153).
+  ignoreFileSizeSignal();
   // Exit explicitly only on failure: a measured run ends as it always did.
   const code = await cli(Deno.args);
   if (code !== 0) Deno.exit(code);

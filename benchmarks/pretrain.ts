@@ -21,6 +21,7 @@ import * as tf from "@tensorflow/tfjs";
 import { basename, dirname, join } from "node:path";
 import { createHash } from "node:crypto";
 import { preset, type T5Config } from "../model/config.ts";
+import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
 import {
   crossEntropyLoss,
   disposeT5,
@@ -929,5 +930,8 @@ export async function main(args: string[], opts: PretrainMainOptions = {}): Prom
 }
 
 if (import.meta.main) {
+  // A write past `ulimit -f` then throws "File too large (os error 27)" naming the file, for
+  // the error paths to report, instead of SIGXFSZ ending the process silently (exit 153).
+  ignoreFileSizeSignal();
   Deno.exit(await main(Deno.args));
 }

@@ -46,6 +46,7 @@ import {
   writeFileAtomic,
 } from "../model/fs.ts";
 import { parseFlags, runCli, UsageError } from "../model/usage.ts";
+import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
 import { describeResult, loadResults, resultSource } from "./compare.ts";
 import { mergePerTaskRuns, perTaskParts } from "./per_task.ts";
 import {
@@ -845,5 +846,8 @@ async function checkNewOutput(out: string): Promise<void> {
 }
 
 if (import.meta.main) {
+  // A write past `ulimit -f` then throws "File too large (os error 27)" naming the file, for
+  // the error paths to report, instead of SIGXFSZ ending the process silently (exit 153).
+  ignoreFileSizeSignal();
   Deno.exit(await main(Deno.args));
 }

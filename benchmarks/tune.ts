@@ -26,6 +26,7 @@ import * as tf from "@tensorflow/tfjs";
 import { requestTfjsAdapter } from "../model/webgpu/adapter.ts";
 import "@tensorflow/tfjs-backend-webgpu";
 import { raiseWebgpuLimits } from "../model/webgpu/device_limits.ts";
+import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
 import { dirname, join } from "node:path";
 import {
   adapterId,
@@ -334,6 +335,9 @@ export function cli(args: string[], opts: TuneCliOptions = {}): Promise<number> 
 }
 
 if (import.meta.main) {
+  // A write past `ulimit -f` then throws "File too large (os error 27)" naming the file, for
+  // the error paths to report, instead of SIGXFSZ ending the process silently (exit 153).
+  ignoreFileSizeSignal();
   // Exit explicitly only on failure: a tuning run ends as it always did.
   const code = await cli(Deno.args);
   if (code !== 0) Deno.exit(code);

@@ -76,6 +76,7 @@ import {
   within,
 } from "../model/http.ts";
 import { parseFlags, runCli, UsageError } from "../model/usage.ts";
+import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
 import { readEnv } from "../model/env.ts";
 
 // The transport (timeouts, retries, Range resume) lives in model/http.ts, shared with the hub
@@ -1296,5 +1297,8 @@ async function downloadCommand(
 }
 
 if (import.meta.main) {
+  // A write past `ulimit -f` then throws "File too large (os error 27)" naming the file, for
+  // the error paths to report, instead of SIGXFSZ ending the process silently (exit 153).
+  ignoreFileSizeSignal();
   Deno.exit(await main(Deno.args));
 }
