@@ -76,11 +76,11 @@ import {
 import { listProfiles, loadProfile, profilePath } from "./profile.ts";
 import {
   defaultTaskCatalog,
+  DISK_LIMITS,
   expandGrid,
   type GridEvent,
   type GridSummary,
   missingProfileTasks,
-  NO_SPACE_REASON,
   parseShard,
   readFinished,
   runGrid,
@@ -1597,6 +1597,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     if (summary.interrupted !== undefined) {
       // No tables and no gate: the grid is incomplete by request, not by failure.
       const { reason, spec, error: why, notStarted } = summary.interrupted;
+      const limit = DISK_LIMITS.find((l) => l.reason === reason);
       // The run's own message starts "stopped by <reason> after step …": the reason is said once.
       const stoppedRun = why?.message.replace(`stopped by ${reason} `, "stopped ") ?? "stopped";
       error(
@@ -1614,11 +1615,11 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
           ? `Every run had finished; no tables or gate were written: deno task bench --resume ` +
             `with the same flags skips the runs and writes them`
           : `To continue: ${
-            reason === NO_SPACE_REASON ? "free space on that disk, then " : ""
+            limit === undefined ? "" : `${limit.advice}, then `
           }deno task bench --resume with the same flags (finished runs are skipped)`,
       );
       // A full disk is a failure, not a signal: exit 1 (the run's error names the path).
-      if (reason === NO_SPACE_REASON) return 1;
+      if (limit !== undefined) return 1;
       return SIGNAL_EXIT_CODES[reason as InterruptSignal] ?? 130;
     }
     // A run that failed this time is left out of the tables and the gate, even when an earlier

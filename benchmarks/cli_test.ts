@@ -2400,6 +2400,39 @@ Deno.test("main(): a run that fails for a full disk stops the grid, exits 1 and 
   }
 });
 
+Deno.test("main(): a run that hits the file size limit (ulimit -f) stops the grid, exits 1 and says to raise it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const profile = await tmpProfile(dir, {
+      seeds: [0, 1],
+      benchmarks: ["glue"],
+      tasks: { glue: ["rte"] },
+      methods: [{ name: "mtl" }],
+    });
+    const out = join(dir, "out");
+    const c = capture();
+    let runs = 0;
+    const code = await main(["--profile", profile, "--data-dir", DATA, "--out", out], {
+      ...c.opts,
+      runOne: () => {
+        runs++;
+        // As Deno gives it once SIGXFSZ is listened to (no code on the error).
+        return Promise.reject(new Error(`File too large (os error 27): writefile '${out}/x.json'`));
+      },
+    });
+    const err = c.err.join("\n");
+    assert.equal(code, 1, err);
+    assert.equal(runs, 1, "the second run did not start");
+    assert.match(err, /Stopped by file size limit exceeded: 0 runs done, .*1 not started/);
+    assert.match(
+      err,
+      /To continue: raise the file size limit \(ulimit -f\), then deno task bench --resume/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("claimLines(): lines for runs other processes train, taken over or done; the waiting line once a minute", async () => {
   const dir = await Deno.makeTempDir();
   const { grid } = await memoryGrid(dir, { seeds: [0, 1] }).finally(() =>

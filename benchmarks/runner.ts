@@ -622,6 +622,44 @@ export interface RunGridOptions {
 /** {@link GridSummary.interrupted}'s reason when a run failed for a full disk (`ENOSPC`). */
 export const NO_SPACE_REASON = "no space left on device";
 
+/**
+ * A limit of the disk or the process that refuses every further write, so that every later run
+ * would fail on it too: its error code, its message as Deno gives it (the code is on the error
+ * only when `model/fs.ts` named the path), the grid's stop reason and what the user does.
+ */
+export interface DiskLimit {
+  readonly code: string;
+  readonly message: RegExp;
+  readonly reason: string;
+  readonly advice: string;
+}
+
+/**
+ * The disk limits that stop the grid: a full disk, a full quota, and the process's file size
+ * limit (`ulimit -f`; the bench entries listen to SIGXFSZ so that the write fails with EFBIG
+ * instead of the signal ending the process, `model/file_size_signal.ts`).
+ */
+export const DISK_LIMITS: readonly DiskLimit[] = [
+  {
+    code: "ENOSPC",
+    message: /No space left on device|os error 28\b/,
+    reason: NO_SPACE_REASON,
+    advice: "free space on that disk",
+  },
+  {
+    code: "EDQUOT",
+    message: /Disk quota exceeded|os error 122\b/,
+    reason: "disk quota exceeded",
+    advice: "free space within your disk quota",
+  },
+  {
+    code: "EFBIG",
+    message: /File too large|os error 27\b/,
+    reason: "file size limit exceeded",
+    advice: "raise the file size limit (ulimit -f)",
+  },
+];
+
 /** Summary of {@link runGrid}. */
 export interface GridSummary {
   /** Runs trained in this call whose result file was written (and work folder removed). */
@@ -646,7 +684,7 @@ export interface GridSummary {
    * came between runs) with its error (where that run resumes), and how many runs were not
    * started. The stopped run's work folder (its checkpoints) is kept for `resume`. A run that
    * failed for a full disk stops the grid the same way, with the reason {@link NO_SPACE_REASON}
-   * (its error names the path).
+   * (its error names the path), or another {@link DISK_LIMITS} reason.
    */
   readonly interrupted?: {
     readonly reason: string;
@@ -656,13 +694,18 @@ export interface GridSummary {
   };
 }
 
-/** Whether an error (or one of its causes) is a full disk (`ENOSPC`, os error 28). */
-export function isNoSpaceError(e: unknown): boolean {
+/**
+ * The {@link DISK_LIMITS} entry an error (or one of its causes) hit: a full disk (`ENOSPC`, os
+ * error 28), a full quota (`EDQUOT`, 122) or the file size limit (`EFBIG`, 27); undefined for
+ * any other error.
+ */
+export function diskLimitOf(e: unknown): DiskLimit | undefined {
   for (let x: unknown = e, depth = 0; x instanceof Error && depth < 8; x = x.cause, depth++) {
-    if ((x as { code?: unknown }).code === "ENOSPC") return true;
-    if (/No space left on device|os error 28\b/.test(x.message)) return true;
+    const code = (x as { code?: unknown }).code;
+    const hit = DISK_LIMITS.find((l) => l.code === code || l.message.test((x as Error).message));
+    if (hit !== undefined) return hit;
   }
-  return false;
+  return undefined;
 }
 
 /** The identity of a run's result file, or null when there is none. */
@@ -745,8 +788,9 @@ export async function removeEmptyFolders(dir: string): Promise<void> {
  * is removed only when it holds no file (no checkpoint to resume from). A stop request
  * (`opts.shouldStop` before a run, or a run's error marked `interrupted: true`) ends the grid
  * there ({@link GridSummary.interrupted}); the stopped run's checkpoints stay for `resume`. So
- * does a run that fails for a full disk (`ENOSPC`): the grid stops there instead of starting the
- * next run on it, reported as interrupted with the reason {@link NO_SPACE_REASON}.
+ * does a run that fails for a full disk (`ENOSPC`), a full quota or the file size limit
+ * ({@link DISK_LIMITS}): the grid stops there instead of starting the next run on it, reported
+ * as interrupted with that limit's reason ({@link NO_SPACE_REASON} for a full disk).
  *
  * Several processes may run grids into one `outDir` (a requeued job, a replacement pod, a second
  * terminal; on a shared file system across hosts): each run is trained by the process that
@@ -883,13 +927,16 @@ export async function runGrid(
     notStartedAfter: () => number,
   ): void {
     const stopped = error as { interrupted?: unknown; reason?: unknown };
-    if (stopped.interrupted === true || isNoSpaceError(error)) {
-      // Stopped on request (a signal), or the disk is full (every later run would fail on it
-      // too): not failed; its checkpoints stay for --resume.
+    const limit = stopped.interrupted === true ? undefined : diskLimitOf(error);
+    if (stopped.interrupted === true || limit !== undefined) {
+      // Stopped on request (a signal), or the disk refuses writes (every later run would fail on
+      // it too): not failed; its checkpoints stay for --resume.
       interrupted = {
-        reason: stopped.interrupted === true
-          ? typeof stopped.reason === "string" ? stopped.reason : "a stop request"
-          : NO_SPACE_REASON,
+        reason: limit !== undefined
+          ? limit.reason
+          : typeof stopped.reason === "string"
+          ? stopped.reason
+          : "a stop request",
         spec,
         error,
         notStarted: notStartedAfter(),

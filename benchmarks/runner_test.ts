@@ -7,10 +7,10 @@ import { BackendFatalError, explainBackendFailure } from "../model/backend.ts";
 import { fakeRunOne } from "./_fake_run_one.ts";
 import {
   defaultTaskCatalog,
+  diskLimitOf,
   expandGrid,
   FILE_CATALOG,
   inspectFinished,
-  isNoSpaceError,
   missingProfileTasks,
   NO_SPACE_REASON,
   parseShard,
@@ -1034,7 +1034,7 @@ Deno.test("runGrid(): a stop while waiting ends the wait at once; a claimed fini
   }
 });
 
-Deno.test("runGrid(): a run that fails for a full disk (ENOSPC) stops the grid, reported as interrupted", async () => {
+Deno.test("runGrid(): a run that fails for a full disk (ENOSPC), quota or file size limit stops the grid, reported as interrupted", async () => {
   const out = await Deno.makeTempDir();
   try {
     const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
@@ -1045,11 +1045,17 @@ Deno.test("runGrid(): a run that fails for a full disk (ENOSPC) stops the grid, 
       Object.assign(new Error(`No space left on device (os error 28): write '${ckpt}'`), {
         code: "ENOSPC",
       });
-    const errors = [
-      enospc(),
-      new Error(`saving checkpoint step-3 to ${ckpt} failed`, { cause: enospc() }),
+    const errors: [Error, string][] = [
+      [enospc(), NO_SPACE_REASON],
+      [
+        new Error(`saving checkpoint step-3 to ${ckpt} failed`, { cause: enospc() }),
+        NO_SPACE_REASON,
+      ],
+      // As Deno gives them without a code: ulimit -f (with SIGXFSZ listened to) and a full quota.
+      [new Error(`File too large (os error 27): writefile '${ckpt}'`), "file size limit exceeded"],
+      [new Error(`Disk quota exceeded (os error 122): write '${ckpt}'`), "disk quota exceeded"],
     ];
-    for (const thrown of errors) {
+    for (const [thrown, reason] of errors) {
       const started: string[] = [];
       const s = await runGrid(grid, {
         outDir: out,
@@ -1061,7 +1067,7 @@ Deno.test("runGrid(): a run that fails for a full disk (ENOSPC) stops the grid, 
         runLock: FAST,
       });
       assert.deepEqual(started, [grid[0]!.id, grid[1]!.id], "no run starts after it");
-      assert.equal(s.interrupted?.reason, NO_SPACE_REASON);
+      assert.equal(s.interrupted?.reason, reason);
       assert.equal(s.interrupted?.spec?.id, grid[1]!.id);
       assert.equal(s.interrupted?.notStarted, grid.length - 2);
       assert.equal(s.interrupted?.error, thrown, "its error names the path");
@@ -1098,8 +1104,11 @@ Deno.test("runGrid(): a run that fails for a full disk (ENOSPC) stops the grid, 
       assert.deepEqual(started, stops ? [grid[0]!.id] : [grid[0]!.id, grid[2]!.id]);
       assert.equal(s.interrupted?.reason, stops ? NO_SPACE_REASON : undefined);
     }
-    assert.equal(isNoSpaceError(new Error("boom", { cause: new Error("bad data") })), false);
-    assert.equal(isNoSpaceError(Object.assign(new Error("x"), { code: "ENOSPC" })), true);
+    assert.equal(diskLimitOf(new Error("boom", { cause: new Error("bad data") })), undefined);
+    assert.equal(
+      diskLimitOf(Object.assign(new Error("x"), { code: "ENOSPC" }))?.reason,
+      NO_SPACE_REASON,
+    );
   } finally {
     await Deno.remove(out, { recursive: true });
   }
