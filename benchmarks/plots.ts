@@ -8,6 +8,7 @@ import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 import { type BenchmarkName, configId, METHOD_NAMES, type RunResult } from "./spec.ts";
 import { missingTaskRuns } from "./per_task.ts";
 import { type RunLabels, runLabels } from "./labels.ts";
+import { setupOfRuns, setupPairs } from "./setups.ts";
 
 const W = 680;
 const H = 400;
@@ -321,6 +322,21 @@ function profileTag(plotted: readonly RunResult[]): (r: RunResult) => string {
   return (r) => (several ? `${r.spec.profile} ` : "");
 }
 
+/** A setup's (backend, device) pairs ({@link setupPairs}). */
+type Setup = readonly (readonly [string, string])[];
+
+/**
+ * A setup as a point's label ends with it, among the (distinct) setups of its configuration: its
+ * backends (`cpu`; `cpu + webgpu` for a per-task seed whose task runs ran on both) where they tell
+ * those setups apart, else each backend with its device (`webgpu (NVIDIA H100)`), as the tables'
+ * `backend` and `device` columns tell their rows apart.
+ */
+function setupText(setup: Setup, among: readonly Setup[]): string {
+  const backends = (x: Setup) => [...new Set(x.map(([b]) => b))].join(" + ");
+  const byBackend = new Set(among.map(backends)).size === among.length;
+  return byBackend ? backends(setup) : setup.map(([b, d]) => `${b} (${d})`).join(" + ");
+}
+
 /** The marker of a benchmark's average in {@link scoreVsParamsSvg}. */
 const BENCHMARK_SHAPES: Readonly<Record<string, Shape>> = { glue: "circle", super_glue: "square" };
 const BENCHMARK_TITLES: Readonly<Record<string, string>> = {
@@ -346,14 +362,17 @@ function labelsOf(results: readonly RunResult[]) {
  * Benchmark average (mean over seeds, 0-100) against extra parameters (% of the backbone, log
  * scale): one colour per method label; the marker's shape says the benchmark (circle GLUE, square
  * SuperGLUE) and a hollow marker a randomly initialised backbone, as the legend's key explains;
- * one point per profile, model, backbone, benchmark and configuration (as in the tables, seeds are
- * averaged only within one {@link configId}; a point's label starts with its profile when the plot
- * shows several, and a point whose label shares its profile, model and benchmark with another
- * configuration's carries the id). A run on a task subset is labelled with its task count
- * (`glue 2/8 tasks`), as the tables put it in `<benchmark>_partial_avg`, and the y axis says so
- * when any point is. A per-task method's configuration with a task run missing in any seed
- * (`per_task.ts` `missingTaskRuns` of a merged result) has no point, as its table row has no
- * average.
+ * one point per profile, model, backbone, benchmark, configuration and setup, as `scores.csv` has
+ * one row: seeds are averaged only within one {@link configId} and one setup (the backends and
+ * devices they ran on, `setups.ts` {@link setupOfRuns}, the tables' key), so a CPU seed and a GPU
+ * seed of one configuration are two points. A point's label starts with its profile when the plot
+ * shows several; a point whose label shares its profile, model and benchmark with another
+ * configuration's carries the id; a configuration's points of several setups end with theirs
+ * (`on cpu`, `on webgpu`; with the devices, `on webgpu (NVIDIA H100)`, where the backends alone do
+ * not tell them apart). A run on a task subset is labelled with its task count (`glue 2/8 tasks`),
+ * as the tables put it in `<benchmark>_partial_avg`, and the y axis says so when any point is. A
+ * per-task method's configuration and setup with a task run missing in any seed (`per_task.ts`
+ * `missingTaskRuns` of a merged result) has no point, as its table row has no average.
  *
  * @param results run results (per-task runs merged by `mergePerTaskRuns`)
  * @returns SVG text
@@ -368,30 +387,47 @@ export function scoreVsParamsSvg(results: readonly RunResult[]): string {
     const part = n < all.length ? ` ${n}/${all.length} tasks` : "";
     return `${profileOf(r)}${modelOf(r)} ${backboneOf(r)} ${b}${part}`;
   };
+  // The tables' setup key: seeds of other backends or devices are never averaged together.
+  const setupOf = (r: RunResult) => setupOfRuns([r]);
   const configs = new Map<string, Set<string>>();
+  const setups = new Map<string, Map<string, Setup>>();
   for (const r of results) {
     const k = `${r.spec.method.label}\u0000${baseKey(r)}`;
     const set = configs.get(k) ?? new Set();
     set.add(configId(r.spec));
     configs.set(k, set);
+    const ck = `${k}\u0000${configId(r.spec)}`;
+    setups.set(ck, (setups.get(ck) ?? new Map()).set(setupOf(r), setupPairs([r])));
   }
-  // As in the tables: a configuration whose per-task method lacks a task run in any seed
-  // (`per_task.ts`) has no average, never the mean of the seeds whose task runs all finished.
-  const incomplete = new Set(
-    results.filter((r) => missingTaskRuns(r).length > 0).map((r) => configId(r.spec)),
-  );
-  type Acc = { x: number; ys: number[]; shape: Shape; hollow: boolean; partial: boolean };
+  // As in the tables: a configuration and setup whose per-task method lacks a task run in any
+  // seed (`per_task.ts`) has no average, never the mean of the seeds whose task runs all finished.
+  const cellKey = (r: RunResult) => `${configId(r.spec)}\u0000${setupOf(r)}`;
+  const incomplete = new Set(results.filter((r) => missingTaskRuns(r).length > 0).map(cellKey));
+  type Acc = {
+    label: string;
+    x: number;
+    ys: number[];
+    shape: Shape;
+    hollow: boolean;
+    partial: boolean;
+  };
   const acc = new Map<string, Map<string, Acc>>();
   for (const r of results) {
     const y = r.averages[r.spec.benchmark];
-    if (y === undefined || incomplete.has(configId(r.spec))) continue;
+    if (y === undefined || incomplete.has(cellKey(r))) continue;
     const label = r.spec.method.label;
     const base = baseKey(r);
     const several = configs.get(`${label}\u0000${base}`)!.size > 1;
-    const key = `${base}${several ? ` config ${configId(r.spec)}` : ""}`;
+    const ofConfig = setups.get(`${label}\u0000${base}\u0000${configId(r.spec)}`)!;
+    const pointLabel = `${base}${several ? ` config ${configId(r.spec)}` : ""}${
+      ofConfig.size > 1 ? ` on ${setupText(setupPairs([r]), [...ofConfig.values()])}` : ""
+    }`;
+    // Keyed by the setup too, not by the label alone: two setups are never one point.
+    const key = `${pointLabel}\u0000${setupOf(r)}`;
     const m = acc.get(label) ?? new Map();
     acc.set(label, m);
     const p = m.get(key) ?? {
+      label: pointLabel,
       x: r.params.extraPct,
       ys: [],
       shape: BENCHMARK_SHAPES[r.spec.benchmark] ?? "triangle",
@@ -409,10 +445,10 @@ export function scoreVsParamsSvg(results: readonly RunResult[]): string {
   const series: Series[] = [...acc.keys()].sort((a, b) => order(a) - order(b) || (a < b ? -1 : 1))
     .map((name) => ({
       name,
-      points: [...acc.get(name)!].sort(([a], [b]) => (a < b ? -1 : 1)).map(([label, p]) => ({
+      points: [...acc.get(name)!].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, p]) => ({
         x: p.x,
         y: p.ys.reduce((a, b) => a + b, 0) / p.ys.length,
-        label,
+        label: p.label,
         shape: p.shape,
         hollow: p.hollow,
       })),
@@ -454,6 +490,11 @@ export function scoreVsParamsSvg(results: readonly RunResult[]): string {
  * line per method label, profile (named after the label when the plot shows several), model,
  * backbone and benchmark; as in the tables, seeds are averaged only within one configuration
  * ({@link configId}; a line that shares its name with another configuration's carries the id).
+ * Unlike {@link scoreVsParamsSvg}, seeds of one configuration that ran on other backends or
+ * devices share its line, so that the plot shows what `attention_mass.csv` holds: one row per
+ * configuration, that table having no backend or device column to tell two setups' rows apart
+ * (attention mass describes the trained model, which every backend trains to one spec; no
+ * throughput or time is averaged here).
  *
  * @param results run results
  * @returns SVG text

@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import { fakeRuns, fakeSpec } from "./results_testing.ts";
 import { attentionMassSvg, scoreVsParamsSvg } from "./plots.ts";
-import { configId, DEFAULT_TRAIN, type RunSpec } from "./spec.ts";
+import { configId, DEFAULT_TRAIN, type RunResult, type RunSpec } from "./spec.ts";
+import { mergePerTaskRuns } from "./per_task.ts";
+import { describeResult } from "./compare.ts";
+import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 
 /** A run of `tiny-v1_1` on GLUE's RTE and CoLA (random backbone), 4 steps unless `edit` says. */
 function spec(
@@ -114,4 +117,65 @@ Deno.test("plots name two folders of one name by their paths, never alike", asyn
     "profile ci; model t5-base",
     "HP t5-base random glue",
   ]);
+});
+
+Deno.test("scoreVsParamsSvg(): seeds of one configuration on two setups are two points, as in scores.csv", async () => {
+  // backend "auto": seeds 0 and 2 on the CPU, seed 1 on a GPU; one configuration.
+  const on = (r: RunResult, backend: string, device: string): RunResult => ({
+    ...r,
+    provenance: { ...r.provenance, backend: { ...r.provenance.backend, name: backend }, device },
+  });
+  const rs = (await runs([0, 1, 2].map((seed) => spec("ci", "mtl", "mtl", seed))))
+    .map((r) => r.spec.seed === 1 ? on(r, "webgpu", "NVIDIA H100") : r);
+  assert.equal(new Set(rs.map((r) => configId(r.spec))).size, 1);
+  const cpu = rs.filter((r) => r.spec.seed !== 1);
+  const values = (x: string) => x.slice(x.lastIndexOf(": "));
+  const alone = (xs: RunResult[]) => values(titles(scoreVsParamsSvg(xs))[0]!);
+  // The three seeds pooled (all on one setup) give another value, else a pooled point would pass.
+  assert.notEqual(alone(cpu), alone(rs.map((r) => on(r, "fake", "fake"))));
+  const t = titles(scoreVsParamsSvg(rs));
+  const base = "mtl tiny-v1_1 random glue 2/8 tasks";
+  // One point per setup, told apart by its backend, each the mean of its own seeds only (the
+  // values in `(x, y)` are those of a plot of that setup's runs alone).
+  assert.deepEqual(t.map((x) => x.split(":")[0]), [`${base} on fake`, `${base} on webgpu`]);
+  assert.equal(values(t[0]!), alone(cpu));
+  assert.equal(values(t[1]!), alone([rs[1]!]));
+  // One setup alone: no suffix, as before.
+  assert.deepEqual(titles(scoreVsParamsSvg(cpu)).map((x) => x.split(":")[0]), [base]);
+  // Same backend, other devices: the devices tell them apart.
+  const twoGpus = rs.map((r) => on(r, "webgpu", r.spec.seed === 1 ? "NVIDIA H100" : "AMD MI300"));
+  assert.deepEqual(titles(scoreVsParamsSvg(twoGpus)).map((x) => x.split(":")[0]), [
+    `${base} on webgpu (AMD MI300)`,
+    `${base} on webgpu (NVIDIA H100)`,
+  ]);
+});
+
+Deno.test("scoreVsParamsSvg(): a per-task seed missing a task run drops its own setup's point only", async () => {
+  // Prompt-Tuning's GLUE task runs: seed 0 all on the CPU, seed 1 on a GPU without CoLA. As in
+  // scores.csv, the GPU row has no average and the CPU row keeps its own.
+  const all = [...BENCHMARK_TASKS.glue];
+  const onGpu = (r: RunResult): RunResult => ({
+    ...r,
+    provenance: {
+      ...r.provenance,
+      backend: { ...r.provenance.backend, name: "webgpu" },
+      device: "NVIDIA H100",
+    },
+  });
+  const raw = await runs(
+    [0, 1].flatMap((seed) =>
+      all.filter((t) => seed === 0 || t !== "cola").map((task) =>
+        spec("p", "prompt_tuning", "PT", seed, { tasks: [task], perTaskOf: all })
+      )
+    ),
+  );
+  const rs = raw.map((r) => r.spec.seed === 1 ? onGpu(r) : r);
+  const merged = mergePerTaskRuns(rs, describeResult);
+  const cpuOnly = mergePerTaskRuns(rs.filter((r) => r.spec.seed === 0), describeResult);
+  const t = titles(scoreVsParamsSvg(merged));
+  assert.deepEqual(t, titles(scoreVsParamsSvg(cpuOnly)));
+  assert.deepEqual(t.map((x) => x.split(":")[0]), ["PT tiny-v1_1 random glue"]);
+  // On one setup, the missing task run leaves the configuration no point at all.
+  const oneSetup = mergePerTaskRuns(raw, describeResult);
+  assert.deepEqual(titles(scoreVsParamsSvg(oneSetup)), []);
 });

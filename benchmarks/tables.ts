@@ -76,6 +76,7 @@ import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 import { benchmarkAverage } from "../tasks/metrics.ts";
 import { bestStepAverage } from "./evaluator.ts";
 import { attentionMassSvg, scoreVsParamsSvg } from "./plots.ts";
+import { setupOfRuns, setupPairs } from "./setups.ts";
 import { type RunLabels, runLabels } from "./labels.ts";
 import {
   type BenchmarkName,
@@ -463,27 +464,12 @@ function groupRuns(
 
 /**
  * The setup of a cell: the (backend, device) pairs its runs ran on (a per-task method's task runs
- * each), distinct and sorted. {@link groupRuns} averages and joins only runs of one setup, so a
- * cell's runs all have the same; more than one pair is a per-task method's seed whose task runs
- * ran on several.
+ * each), distinct and sorted: `setups.ts` {@link setupOfRuns}, the key the score plot uses too.
+ * {@link groupRuns} averages and joins only runs of one setup, so a cell's runs all have the same;
+ * more than one pair is a per-task method's seed whose task runs ran on several.
  */
 function setupOf(c: Cell): string {
   return setupOfRuns(c.runs);
-}
-
-/** {@link setupOf} of some runs: their (backend, device) pairs, distinct and sorted, as JSON. */
-function setupOfRuns(runs: readonly RunResult[]): string {
-  return JSON.stringify(setupPairs(runs));
-}
-
-/**
- * The distinct (backend, device) pairs that runs ran on (a per-task method's task runs each),
- * sorted.
- */
-function setupPairs(runs: readonly RunResult[]): [string, string][] {
-  const each = runs.flatMap((x) => perTaskParts(x) ?? [x]);
-  const setups = each.map((r) => JSON.stringify([r.provenance.backend.name, r.provenance.device]));
-  return [...new Set(setups)].sort().map((x) => JSON.parse(x) as [string, string]);
 }
 
 /**
