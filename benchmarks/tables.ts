@@ -90,6 +90,7 @@ import {
   trainedTasks,
 } from "./spec.ts";
 import { checkOutputFolder, isDirectory, pathExists, writeFilesAtomic } from "../model/fs.ts";
+import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
 import { parseFlags, runCli, UsageError } from "../model/usage.ts";
 
 /** A table: header row then data rows. */
@@ -1562,5 +1563,7 @@ function noResultsMessage(runs: string): string {
 }
 
 if (import.meta.main) {
+  // A table written past `ulimit -f` fails with an error naming it, not a silent exit 153.
+  ignoreFileSizeSignal();
   Deno.exit(await main(Deno.args));
 }
