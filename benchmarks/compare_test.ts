@@ -456,3 +456,36 @@ Deno.test("profile tolerances accept a non-negative loss tolerance and name a ba
     /\$\.tolerances\.loss/,
   );
 });
+
+Deno.test("compareResults() fails on every gated count, and on a task, metric or average the current run lacks", async () => {
+  const base = await fixtures();
+  const r = base[0]!;
+  // Each count on its own: a gate that skipped one of them would pass this run.
+  const counts = [
+    ["params.total", { ...r, params: { ...r.params, total: r.params.total + 1 } }],
+    ["params.extra", { ...r, params: { ...r.params, extra: r.params.extra + 1 } }],
+    ["params.trained", { ...r, params: { ...r.params, trained: r.params.trained + 1 } }],
+    ["flops.trainPerExample", { ...r, flops: { ...r.flops, trainPerExample: 1 } }],
+    ["flops.inferencePerExample", { ...r, flops: { ...r.flops, inferencePerExample: 1 } }],
+  ] as const;
+  for (const [field, changed] of counts) {
+    const c = compareResults([changed, base[1]!], base, TOL);
+    assert.deepEqual(c.failures.map((f) => f.field), [field], field);
+  }
+  // Missing is a failure, not a pass: a metric, a whole task, a benchmark average.
+  const { accuracy: _, ...noAccuracy } = r.best["cb"]!.metrics;
+  const lacking = { ...r, best: { ...r.best, cb: { ...r.best["cb"]!, metrics: noAccuracy } } };
+  const { cb: __, ...noCb } = r.best;
+  assert.ok(r.averages.super_glue !== undefined, "the fake run has a super_glue average");
+  const noAverage = { ...r, averages: {} };
+  for (
+    const [field, current] of [
+      ["best.cb.accuracy", lacking],
+      ["best.cb", { ...r, best: noCb }],
+      ["averages.super_glue", noAverage],
+    ] as const
+  ) {
+    const c = compareResults([current, base[1]!], base, TOL);
+    assert.deepEqual(c.failures.map((f) => [f.field, f.current]), [[field, "missing"]], field);
+  }
+});
