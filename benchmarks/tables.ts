@@ -355,6 +355,12 @@ interface Group {
   readonly backbone: string;
   readonly label: string;
   readonly method: string;
+  /**
+   * The (backend, device) pairs every run of the row ran on (`setups.ts` {@link setupOfRuns}, a
+   * per-task method's task runs each; more than one pair is a per-task method's seed whose task
+   * runs ran on several), or "" in a table of {@link groupRuns} not split by setup.
+   */
+  readonly setup: string;
   /** At most one cell per benchmark, in {@link BENCHMARKS} order. */
   readonly cells: readonly Cell[];
   /** Every run of the cells. */
@@ -373,7 +379,7 @@ function cellOf(g: Group, b: string): Cell | undefined {
 /**
  * Group runs into rows without pooling configurations or setups: one row per profile, model and
  * backbone reference (`refKey`), method label and name, setup (the backends and devices the runs
- * ran on, {@link setupOf}), and configuration per benchmark. So the seeds of one configuration
+ * ran on, `setups.ts` {@link setupOfRuns}), and configuration per benchmark. So the seeds of one configuration
  * that ran on different backends or devices (backend `auto` picks per machine; the config id
  * records only the requested backend) are a row each, as are a method's GLUE and SuperGLUE runs
  * of different setups: one row, one setup, which its `backend` and `device` cells name.
@@ -401,9 +407,10 @@ function groupRuns(
     "configuration",
     advice,
   );
-  const rows = new Map<string, { spec: RunSpec; cells: Map<string, Cell> }>();
+  const rows = new Map<string, { spec: RunSpec; setup: string; cells: Map<string, Cell> }>();
   for (const r of results) {
     const s = r.spec;
+    const setup = bySetup ? setupOfRuns([r]) : "";
     // Whole references: two folders of one name are two rows (their labels then tell them apart).
     const key = JSON.stringify([
       s.profile,
@@ -411,46 +418,41 @@ function groupRuns(
       s.method.label,
       refKey(s.backbone ?? "random"),
       s.method.name,
+      // Seeds of other setups are other rows: never averaged together, and a row's provenance
+      // cells describe every number in it (not the GLUE numbers' setup beside the SuperGLUE
+      // ones', nor a CPU seed's beside a GPU seed's).
+      setup,
     ]);
     let row = rows.get(key);
-    if (row === undefined) rows.set(key, row = { spec: s, cells: new Map() });
+    if (row === undefined) rows.set(key, row = { spec: s, setup, cells: new Map() });
     const cells = row.cells;
     const config = configId(s);
-    // Seeds of other setups are other cells: never averaged together.
-    const ck = JSON.stringify([s.benchmark, config, bySetup ? setupOfRuns([r]) : ""]);
+    const ck = `${s.benchmark}/${config}`;
     let c = cells.get(ck);
     if (c === undefined) cells.set(ck, c = { benchmark: s.benchmark, config, runs: [] });
     c.runs.push(r);
   }
   const groups: Group[] = [];
-  for (const { spec: s, cells: cellMap } of rows.values()) {
+  for (const { spec: s, setup, cells: cellMap } of rows.values()) {
     const bIndex = (b: BenchmarkName) => BENCHMARKS.indexOf(b);
     const cells = [...cellMap.values()].sort((a, b) =>
       bIndex(a.benchmark) - bIndex(b.benchmark) || cmp(a.config, b.config)
     );
     for (const c of cells) c.runs.sort((a, b) => a.spec.seed - b.spec.seed);
-    // One row per setup, so that a row's provenance cells describe every number in it (not the
-    // GLUE numbers' setup beside the SuperGLUE ones', nor a CPU seed's beside a GPU seed's).
-    const bySetupKey = new Map<string, Cell[]>();
-    for (const c of cells) {
-      const k = bySetup ? setupOf(c) : "";
-      bySetupKey.set(k, [...(bySetupKey.get(k) ?? []), c]);
-    }
-    for (const same of bySetupKey.values()) {
-      const oneEach = new Set(same.map((c) => c.benchmark)).size === same.length;
-      // Several configurations of one benchmark: a row each, never combined or pooled.
-      for (const part of oneEach ? [same] : same.map((c) => [c])) {
-        groups.push({
-          profile: s.profile,
-          model: labels.model(s),
-          modelName: modelLabel(s.model),
-          backbone: labels.backbone(s),
-          label: s.method.label,
-          method: s.method.name,
-          cells: part,
-          runs: part.flatMap((c) => c.runs),
-        });
-      }
+    const oneEach = new Set(cells.map((c) => c.benchmark)).size === cells.length;
+    // Several configurations of one benchmark: a row each, never combined or pooled.
+    for (const part of oneEach ? [cells] : cells.map((c) => [c])) {
+      groups.push({
+        profile: s.profile,
+        model: labels.model(s),
+        modelName: modelLabel(s.model),
+        backbone: labels.backbone(s),
+        label: s.method.label,
+        method: s.method.name,
+        setup,
+        cells: part,
+        runs: part.flatMap((c) => c.runs),
+      });
     }
   }
   const order = (m: string) => METHOD_NAMES.indexOf(m as never);
@@ -459,18 +461,8 @@ function groupRuns(
     cmp(a.model, b.model) ||
     order(a.method) - order(b.method) ||
     cmp(a.label, b.label) || cmp(a.backbone, b.backbone) || cmp(configCell(a), configCell(b)) ||
-    cmp(setupOfRuns(a.runs), setupOfRuns(b.runs))
+    cmp(a.setup, b.setup)
   );
-}
-
-/**
- * The setup of a cell: the (backend, device) pairs its runs ran on (a per-task method's task runs
- * each), distinct and sorted: `setups.ts` {@link setupOfRuns}, the key the score plot uses too.
- * {@link groupRuns} averages and joins only runs of one setup, so a cell's runs all have the same;
- * more than one pair is a per-task method's seed whose task runs ran on several.
- */
-function setupOf(c: Cell): string {
-  return setupOfRuns(c.runs);
 }
 
 /**
