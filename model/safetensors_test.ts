@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { sharedPath } from "./shared_dir.ts";
 import { shrinkingAtFirstRead } from "./read_meter_testing.ts";
 import {
+  bf16BitsToF32,
   decodeSafetensors,
   encodeSafetensors,
   encodeTypedArray,
@@ -75,6 +76,14 @@ Deno.test("encode/decode round trip with all dtypes, scalar and empty tensors", 
   assert.deepEqual(g("scalar"), [7]);
   assert.deepEqual(g("empty"), []);
   assert.deepEqual(back.tensors.get("bf16")!.shape, [1, 5]);
+  // bfloat16 keeps float32's exponent and 8 significant bits: 1.5 and -2.25 are exact, 3e-8 is
+  // rounded to its nearest bfloat16 (0x3301), 65504 (11 bits) to 65536, Infinity stays.
+  assert.deepEqual(g("bf16"), [1.5, -2.25, bf16BitsToF32(0x3301), 65536, Infinity]);
+  assert.notEqual(bf16BitsToF32(0x3301), 0);
+  assert.ok(
+    Math.abs(bf16BitsToF32(0x3301) - 3e-8) < 3e-8 * 2 ** -8,
+    "the nearest bfloat16 of 3e-8",
+  );
 });
 
 Deno.test("f16 rounding: nearest even, subnormals, overflow, inf, nan", () => {
@@ -130,6 +139,11 @@ Deno.test("bf16 rounding: nearest even, inf, nan, subnormals", () => {
 Deno.test("I64 outside int32 range is an error naming the tensor", () => {
   const big = new Uint8Array(new BigInt64Array([2n ** 40n]).buffer);
   assert.throws(() => toTypedArray("I64", big, 'f: tensor "x"'), /tensor "x".*does not fit/);
+  // One past either end of int32 is refused too (it would wrap around in an Int32Array).
+  for (const x of [2n ** 31n, -(2n ** 31n) - 1n]) {
+    const b = new Uint8Array(new BigInt64Array([x]).buffer);
+    assert.throws(() => toTypedArray("I64", b, "t"), /I64 value .* does not fit in int32/, `${x}`);
+  }
 });
 
 function fileWithHeader(header: unknown, dataBytes: number, rawHeader?: string): Uint8Array {
