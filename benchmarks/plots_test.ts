@@ -19,6 +19,12 @@ function spec(
 
 const runs = fakeRuns;
 
+/** `r` as if it ran on `backend` and `device` (its setup: `setups.ts`). */
+const on = (r: RunResult, backend: string, device: string): RunResult => ({
+  ...r,
+  provenance: { ...r.provenance, backend: { ...r.provenance.backend, name: backend }, device },
+});
+
 /** Each point's marker title (`<name> <label>: (x, y)`) or line title, in drawing order. */
 const titles = (svg: string) => [...svg.matchAll(/<title>([^<]*)<\/title>/g)].map((m) => m[1]!);
 
@@ -121,10 +127,6 @@ Deno.test("plots name two folders of one name by their paths, never alike", asyn
 
 Deno.test("scoreVsParamsSvg(): seeds of one configuration on two setups are two points, as in scores.csv", async () => {
   // backend "auto": seeds 0 and 2 on the CPU, seed 1 on a GPU; one configuration.
-  const on = (r: RunResult, backend: string, device: string): RunResult => ({
-    ...r,
-    provenance: { ...r.provenance, backend: { ...r.provenance.backend, name: backend }, device },
-  });
   const rs = (await runs([0, 1, 2].map((seed) => spec("ci", "mtl", "mtl", seed))))
     .map((r) => r.spec.seed === 1 ? on(r, "webgpu", "NVIDIA H100") : r);
   assert.equal(new Set(rs.map((r) => configId(r.spec))).size, 1);
@@ -154,14 +156,7 @@ Deno.test("scoreVsParamsSvg(): a per-task seed missing a task run drops its own 
   // Prompt-Tuning's GLUE task runs: seed 0 all on the CPU, seed 1 on a GPU without CoLA. As in
   // scores.csv, the GPU row has no average and the CPU row keeps its own.
   const all = [...BENCHMARK_TASKS.glue];
-  const onGpu = (r: RunResult): RunResult => ({
-    ...r,
-    provenance: {
-      ...r.provenance,
-      backend: { ...r.provenance.backend, name: "webgpu" },
-      device: "NVIDIA H100",
-    },
-  });
+  const onGpu = (r: RunResult) => on(r, "webgpu", "NVIDIA H100");
   const raw = await runs(
     [0, 1].flatMap((seed) =>
       all.filter((t) => seed === 0 || t !== "cola").map((task) =>

@@ -32,6 +32,12 @@ import {
 const spec = fakeSpec;
 const runs = fakeRuns;
 
+/** `r` as if it ran on `backend` and `device` (its setup: `setups.ts`). */
+const on = (r: RunResult, backend: string, device: string): RunResult => ({
+  ...r,
+  provenance: { ...r.provenance, backend: { ...r.provenance.backend, name: backend }, device },
+});
+
 Deno.test("readPaperTable() gives every row a source and blank unknown scores", () => {
   const paper = readPaperTable();
   assert.ok(paper.length >= 20);
@@ -796,10 +802,6 @@ Deno.test("a method's GLUE and SuperGLUE runs on other backends or devices are a
     spec("paper-base", "t5-v1_1-base", "mtl", "MTL", seed, "glue"),
     spec("paper-base", "t5-v1_1-base", "mtl", "MTL", seed, "super_glue"),
   ]));
-  const on = (r: RunResult, backend: string, device: string): RunResult => ({
-    ...r,
-    provenance: { ...r.provenance, backend: { ...r.provenance.backend, name: backend }, device },
-  });
   const rowsOf = (t: (string | number)[][]) => {
     const head = t[0] as string[];
     return t.slice(1).map((row) => (n: string) => row[head.indexOf(n)]);
@@ -843,16 +845,7 @@ Deno.test("seeds of one configuration on other backends or devices are a row eac
   const rs = (await runs([0, 1, 2].flatMap((seed) => [
     spec("ablation", "t5-v1_1-base", "mtl", "MTL", seed, "glue"),
     spec("ablation", "t5-v1_1-base", "mtl", "MTL", seed, "super_glue"),
-  ]))).map((r) =>
-    r.spec.seed !== 1 ? r : {
-      ...r,
-      provenance: {
-        ...r.provenance,
-        backend: { ...r.provenance.backend, name: "webgpu" },
-        device: "NVIDIA H100",
-      },
-    }
-  );
+  ]))).map((r) => r.spec.seed !== 1 ? r : on(r, "webgpu", "NVIDIA H100"));
   const glueAvg = (seeds: number[]) => {
     const xs = rs.filter((r) => r.spec.benchmark === "glue" && seeds.includes(r.spec.seed))
       .map((r) => r.averages.glue!);
@@ -1517,14 +1510,7 @@ Deno.test("flops.csv never combines a throughput across devices: a per-task seed
       })
     ),
   );
-  const onGpu = (r: RunResult): RunResult => ({
-    ...r,
-    provenance: {
-      ...r.provenance,
-      backend: { ...r.provenance.backend, name: "webgpu" },
-      device: "NVIDIA H100",
-    },
-  });
+  const onGpu = (r: RunResult) => on(r, "webgpu", "NVIDIA H100");
   const cells = (rs: RunResult[]) => {
     const t = flopsTable(rs);
     const head = t[0] as string[];
