@@ -99,6 +99,31 @@ Deno.test("t5ConfigFromHf: published T5 1.0, T5 1.1, Flan-T5 and mT5 configs giv
   assert.equal(t5ConfigFromHf({ ...T5_SMALL, num_decoder_layers: null }, "x").numDecoderLayers, 6);
 });
 
+Deno.test("t5ConfigFromHf: numeric fields left out take T5Config's defaults", () => {
+  // transformers' T5Config: layer_norm_epsilon 1e-6, dropout_rate 0.1, 32 buckets up to distance
+  // 128, eos 1, pad 0. Published configs spell most of them out, so only a bare one tests these.
+  const {
+    layer_norm_epsilon: _eps,
+    dropout_rate: _drop,
+    relative_attention_num_buckets: _buckets,
+    eos_token_id: _eos,
+    pad_token_id: _pad,
+    ...bare
+  } = T5_SMALL;
+  const c = t5ConfigFromHf(bare, "bare");
+  assert.deepEqual(
+    [
+      c.layerNormEpsilon,
+      c.dropoutRate,
+      c.relativeAttentionNumBuckets,
+      c.relativeAttentionMaxDistance,
+      c.eosTokenId,
+      c.padTokenId,
+    ],
+    [1e-6, 0.1, 32, 128, 1, 0],
+  );
+});
+
 Deno.test("t5ConfigFromHf: without decoder_start_token_id, decoding starts from the pad token", () => {
   // T5 starts the decoder from pad; a config with another pad id and no start id used to start
   // from token 0 (a real token there) instead.
