@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { fakeRuns, fakeSpec } from "./results_testing.ts";
+import { fakeRuns, fakeSpec, on } from "./results_testing.ts";
 import { attentionMassSvg, scoreVsParamsSvg } from "./plots.ts";
 import { configId, DEFAULT_TRAIN, type RunResult, type RunSpec } from "./spec.ts";
 import { mergePerTaskRuns } from "./per_task.ts";
@@ -18,12 +18,6 @@ function spec(
 }
 
 const runs = fakeRuns;
-
-/** `r` as if it ran on `backend` and `device` (its setup: `setups.ts`). */
-const on = (r: RunResult, backend: string, device: string): RunResult => ({
-  ...r,
-  provenance: { ...r.provenance, backend: { ...r.provenance.backend, name: backend }, device },
-});
 
 /** Each point's marker title (`<name> <label>: (x, y)`) or line title, in drawing order. */
 const titles = (svg: string) => [...svg.matchAll(/<title>([^<]*)<\/title>/g)].map((m) => m[1]!);

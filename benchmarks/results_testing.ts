@@ -54,3 +54,18 @@ export function fakeSpec(
 export async function fakeRuns(specs: RunSpec[]): Promise<RunResult[]> {
   return await Promise.all(specs.map((s) => fakeRunOne(s, { outDir: "", dataDir: "" })));
 }
+
+/**
+ * `r` as if it ran on `backend` and `device` (its setup: `setups.ts`).
+ *
+ * @param r the result
+ * @param backend the backend name
+ * @param device the device
+ * @returns a copy with those in its provenance
+ */
+export function on(r: RunResult, backend: string, device: string): RunResult {
+  return {
+    ...r,
+    provenance: { ...r.provenance, backend: { ...r.provenance.backend, name: backend }, device },
+  };
+}

@@ -1,14 +1,8 @@
 import assert from "node:assert/strict";
-import { fakeRuns, fakeSpec } from "./results_testing.ts";
+import { fakeRuns, fakeSpec, on } from "./results_testing.ts";
 import { mergePerTaskRuns } from "./per_task.ts";
 import { describeResult } from "./compare.ts";
-import type { RunResult } from "./spec.ts";
 import { setupOfRuns, setupPairs } from "./setups.ts";
-
-const on = (r: RunResult, backend: string, device: string): RunResult => ({
-  ...r,
-  provenance: { ...r.provenance, backend: { ...r.provenance.backend, name: backend }, device },
-});
 
 Deno.test("setupPairs(): distinct (backend, device) pairs, sorted; a merged per-task seed's each", async () => {
   const rs = await fakeRuns(

@@ -6,7 +6,7 @@ import { parse } from "csv-parse/sync";
 import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 import { benchmarkAverage } from "../tasks/metrics.ts";
 import { benchmarkAverages, bestPerTask } from "./evaluator.ts";
-import { fakeRuns, fakeSpec } from "./results_testing.ts";
+import { fakeRuns, fakeSpec, on } from "./results_testing.ts";
 import { loadResults } from "./compare.ts";
 import { attentionMassSvg, scoreVsParamsSvg, seriesStyle } from "./plots.ts";
 import { configId, DEFAULT_TRAIN, type RunResult, type RunSpec, trainedTasks } from "./spec.ts";
@@ -31,12 +31,6 @@ import {
 
 const spec = fakeSpec;
 const runs = fakeRuns;
-
-/** `r` as if it ran on `backend` and `device` (its setup: `setups.ts`). */
-const on = (r: RunResult, backend: string, device: string): RunResult => ({
-  ...r,
-  provenance: { ...r.provenance, backend: { ...r.provenance.backend, name: backend }, device },
-});
 
 Deno.test("readPaperTable() gives every row a source and blank unknown scores", () => {
   const paper = readPaperTable();
