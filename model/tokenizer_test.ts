@@ -166,6 +166,12 @@ Deno.test("Unigram byte_fallback: a piece the vocabulary lacks becomes its UTF-8
   assert.deepEqual(e.tokens, ["▁", ...bytesOf("日本").map(hex), "</s>"]);
   assert.deepEqual(tok.encodeNoEos("日本"), e.ids.slice(0, -1));
   assert.equal(tok.decode(e.ids), "日本");
+  // A byte below 0x10 is spelled with two hex digits too: a tab is <0x09>, never <0x9>.
+  const tab = tok.encodeWithTokens("x\tb");
+  assert.ok(tab.tokens.includes("<0x09>"), JSON.stringify(tab.tokens));
+  assert.ok(tab.ids.includes(byteId.get(0x09)!), JSON.stringify(tab.ids));
+  assert.ok(!tab.ids.includes(2), "the tab is not <unk>");
+  assert.equal(tok.decode(tab.ids), "x\tb");
   // A byte piece missing (<0xF0> of 😀): the piece stays <unk>, as in Rust.
   assert.deepEqual(tok.encode("😀"), [space, 2, 1]);
   // Known text and special tokens are untouched.
