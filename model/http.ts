@@ -9,9 +9,9 @@
  *   {@link MAX_RETRY_AFTER_MS}) or else 1, 2, 4 s ({@link retryDelayMs});
  * - a transfer continues from the bytes already in its part file with an HTTP `Range` request
  *   (206), restarts cleanly when the server ignores the range (200), and accepts or restarts on
- *   416 ({@link fetchResumable}), with `ifRange` only a part of the file's current version, with
- *   `recordSource` only a part of the same URL and validators (`<part>.json`); the part is
- *   flushed to disk before it is returned;
+ *   416 ({@link fetchResumable}), with `recordSource` only a part of the same URL and validators
+ *   (its record `<part>.json`), with `ifRange` also only a part of the file's current version
+ *   (checked against the record's `ETag`); the part is flushed to disk before it is returned;
  * - a request the fetch itself rejects ({@link ConnectionError}: DNS, refused connection) may be
  *   given up at once ({@link ResumableOptions.noRetry});
  * - a failure of the local part file (a full disk, a refused permission, a read-only or failing
@@ -299,11 +299,13 @@ export interface ResumableOptions {
    */
   checkLength?: boolean;
   /**
-   * Resume only the same version of the file: the strong `ETag` of the response that started the
-   * part is kept in `<part>.etag` and sent as `If-Range`, so a server whose file changed since
-   * answers 200 with the whole new file (which restarts the part) instead of 206; a 206 whose
-   * strong `ETag` is not the one sent (a server that ignores `If-Range`, or a part with no `ETag`
-   * recorded) restarts the part too. Default false.
+   * Resume only the same version of the file, a stricter `recordSource` (which it implies): the
+   * part's record ({@link PartSource}) is kept as there, and its `ETag`, when strong, is sent as
+   * `If-Range`, so a server whose file changed since answers 200 with the whole new file (which
+   * restarts the part) instead of 206. Beyond `recordSource`, a 206 carrying a strong `ETag`
+   * other than the one sent (a server that ignores `If-Range`, or a part whose record has no
+   * strong `ETag`) restarts the part, and so does the 416 of a complete part when no `ETag` was
+   * sent or the 416 carries another strong one. Default false.
    */
   ifRange?: boolean;
   /**
@@ -314,8 +316,8 @@ export interface ResumableOptions {
    * switch of mirror between attempts), when it has no record (a part of an earlier version of
    * this code, or a record lost: nothing ties its bytes to this URL), or when the answer to the
    * resume (206, or the 416 of a complete part) carries an `ETag` or `Last-Modified` other than
-   * the recorded one (the file changed). The recorded strong `ETag` is sent as `If-Range` unless
-   * `ifRange` sends its own. Default false.
+   * the recorded one (the file changed). The recorded strong `ETag` is sent as `If-Range`.
+   * Default false; always on with `ifRange`.
    */
   recordSource?: boolean;
   /** Extra attempts after the first; default 3. */
@@ -395,13 +397,13 @@ export async function fetchResumable(
   const log = opts.log ?? (() => {});
   const get = opts.get ?? plainGet(opts.fetch);
   const want = opts.bytes;
-  const etagPath = `${part}.etag`;
   const sourcePath = partSourcePath(part);
-  // The part and the validator (and record of the source) of its bytes go together.
+  // ifRange is a stricter use of the same record.
+  const recordSource = opts.recordSource === true || opts.ifRange === true;
+  // The part and the record of its source go together.
   const dropPart = async () => {
-    await Deno.remove(part).catch(() => {});
-    if (opts.ifRange) await Deno.remove(etagPath).catch(() => {});
-    if (opts.recordSource) await Deno.remove(sourcePath).catch(() => {});
+    if (recordSource) await removePart(part);
+    else await Deno.remove(part).catch(() => {});
   };
   // A failure of a local file names it and is not retried (isLocalFileError, below).
   const local = (p: string, doing: string) => (e: unknown): never => {
@@ -418,7 +420,7 @@ export async function fetchResumable(
     try {
       // Where the part's bytes came from (recordSource): another URL, or no record, restarts it.
       let recorded: PartSource | undefined;
-      if (have > 0 && opts.recordSource) {
+      if (have > 0 && recordSource) {
         recorded = await readPartSource(part);
         if (recorded === undefined || recorded.url !== url) {
           log(
@@ -433,19 +435,18 @@ export async function fetchResumable(
           recorded = undefined;
         }
       }
-      // The validator sent as If-Range with the last resume (undefined: none recorded).
+      // The validator sent as If-Range with the last resume (undefined: none recorded): the
+      // record's ETag when strong (a weak one cannot serve If-Range).
       let sent: string | undefined;
       const open = async (from: number): Promise<Response> => {
         ctrl = new AbortController();
         const headers: Record<string, string> = from > 0 ? { Range: `bytes=${from}-` } : {};
-        sent = undefined;
-        if (from > 0 && opts.ifRange) {
-          const etag = await Deno.readTextFile(etagPath).catch(() => "");
-          if (etag !== "") headers["If-Range"] = sent = etag;
-        } else if (from > 0 && recorded?.etag !== undefined && !recorded.etag.startsWith("W/")) {
-          // A server that honours it answers a changed file 200 (a restart) instead of 206.
-          headers["If-Range"] = recorded.etag;
-        }
+        const etag = recorded?.etag;
+        sent = from > 0 && etag !== undefined && etag !== "" && !etag.startsWith("W/")
+          ? etag
+          : undefined;
+        // A server that honours it answers a changed file 200 (a restart) instead of 206.
+        if (sent !== undefined) headers["If-Range"] = sent;
         return await getWithin(get, url, headers, ctrl, idle);
       };
       let res = await open(have);
@@ -463,8 +464,8 @@ export async function fetchResumable(
       }
       if (res.status === 206 && have > 0 && opts.ifRange) {
         // The rest of the file's current version (its strong ETag), which the part may not be
-        // the start of: no validator was recorded for it (a part of an earlier version of this
-        // code, or lost), or the server ignored If-Range. Fetched whole instead.
+        // the start of: its record has no strong ETag, or the server ignored If-Range. Fetched
+        // whole instead.
         const etag = strongEtag(res);
         if (etag !== undefined && etag !== sent) {
           await res.body?.cancel();
@@ -535,19 +536,9 @@ export async function fetchResumable(
         const bar = opts.progress?.(total);
         using f = await Deno.open(part, { write: true, create: true, append, truncate: !append })
           .catch(local(part, "opening the part file"));
-        if (!append && opts.ifRange) {
-          // The validator of the bytes about to be written (a weak one cannot serve If-Range),
-          // recorded once the part is emptied: a kill in between leaves an empty part or the old
-          // validator with the old bytes, never old bytes under the new validator.
-          const etag = strongEtag(res);
-          if (etag !== undefined) {
-            await Deno.writeTextFile(etagPath, etag).catch(local(etagPath, "writing"));
-          } else await Deno.remove(etagPath).catch(() => {});
-        }
-        if (!append && opts.recordSource) {
-          // Where the bytes about to be written come from, recorded once the part is emptied
-          // (as the ETag above): a kill in between leaves an empty part, never bytes under
-          // another source's record.
+        if (!append && recordSource) {
+          // Where the bytes about to be written come from, recorded once the part is emptied:
+          // a kill in between leaves an empty part, never bytes under another source's record.
           const record: PartSource = { url };
           const etag = res.headers.get("etag");
           const modified = res.headers.get("last-modified");
@@ -614,9 +605,8 @@ export async function fetchResumable(
           throw new FinalError(e);
         }
       }
-      // Complete: the caller renames the part; its validator is of no more use.
-      if (opts.ifRange) await Deno.remove(etagPath).catch(() => {});
-      if (opts.recordSource) await Deno.remove(sourcePath).catch(() => {});
+      // Complete: the caller renames the part; its record is of no more use.
+      if (recordSource) await removePartRecord(part);
       return { bytes: size, resumedAt: have, attempts: attempt + 1 };
     } catch (e) {
       if (e instanceof FinalError) throw e.error;
@@ -660,6 +650,30 @@ export interface PartSource {
  */
 export function partSourcePath(part: string): string {
   return `${part}.json`;
+}
+
+/**
+ * Removes the record of where the bytes of `part` came from ({@link partSourcePath}), and the
+ * `<part>.etag` that versions of this code before the record kept beside a part (none is left
+ * behind). Missing files are no error.
+ *
+ * @param part the part file
+ */
+async function removePartRecord(part: string): Promise<void> {
+  await Deno.remove(partSourcePath(part)).catch(() => {});
+  await Deno.remove(`${part}.etag`).catch(() => {});
+}
+
+/**
+ * Drops the part file `part` of {@link fetchResumable} with its record of its source (and a
+ * `<part>.etag` left by an earlier version of this code): nothing of it is resumed. Missing files
+ * are no error.
+ *
+ * @param part the part file
+ */
+export async function removePart(part: string): Promise<void> {
+  await Deno.remove(part).catch(() => {});
+  await removePartRecord(part);
 }
 
 /**

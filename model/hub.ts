@@ -61,7 +61,7 @@ import {
   type HttpGet,
   HttpStatusError,
   IDLE_TIMEOUT_MS,
-  partSourcePath,
+  removePart,
   TransferError,
 } from "./http.ts";
 
@@ -483,15 +483,13 @@ async function downloadLocked(
     result = await fetchResumable(url, part, {
       name: `${ctx.repoId}/${file}`,
       checkLength: true,
-      // Two records go with the part, each restarting it on its own grounds: `<file>.part.etag`
-      // (ifRange: the strong ETag of its bytes, sent as If-Range; a resume answered with another
-      // strong ETag, or a part with none recorded whose answer has one, restarts) and
-      // `<file>.part.json` (recordSource: the URL and ETag/Last-Modified; a part of another URL,
-      // i.e. of another HF_ENDPOINT, or with no record, as parts of earlier versions of this
-      // code, restarts). Neither alone suffices: recordSource lets a validator one side lacks
-      // pass, and ifRange alone resumed endpoint A's bytes from an endpoint B that sends no ETag.
+      // The part's record `<file>.part.json` (the URL and ETag/Last-Modified of its bytes): a
+      // part of another URL (i.e. of another HF_ENDPOINT), with no record (as parts of earlier
+      // versions of this code), or answered with another ETag or Last-Modified restarts. ifRange
+      // (which implies the record) adds: the record's strong ETag is sent as If-Range, and a
+      // resume answered with another strong ETag, or a part whose record has none while the
+      // answer has one, restarts too (the record alone lets a validator one side lacks pass).
       ifRange: true,
-      recordSource: true,
       retries: ctx.retries,
       idleMs: ctx.idleMs,
       sleep: ctx.sleep,
@@ -506,9 +504,7 @@ async function downloadLocked(
     if (e instanceof HttpStatusError) {
       if (e.status === 404) {
         // The file is not there (any more): nothing to resume. Other statuses keep the part.
-        await Deno.remove(part).catch(() => {});
-        await Deno.remove(`${part}.etag`).catch(() => {});
-        await Deno.remove(partSourcePath(part)).catch(() => {});
+        await removePart(part);
       }
       if (e.status === 404 && optional) {
         await recordAbsent(ctx, file);
