@@ -293,6 +293,9 @@ Deno.test({
         deepEqual(tok.encode(text), [...await spmEncode(tiny.spiece, text), 1], text);
       }
       deepEqual(tok.encode("the <extra_id_0> mat").filter((i) => i >= n), [n + 99]);
+      // Metaspace prepend_scheme "always" (T5's legacy default): the text after a special token
+      // gets its own "▁" as the text's start does ("first" would spell "mat" without it).
+      deepEqual(tok.encode("<extra_id_0>mat"), [n + 99, ...tok.encode("mat")]);
       // tokenizer_config.json: 10 sentinels, listed as transformers saves them, one more token.
       const sentinels = Array.from({ length: 10 }, (_, i) => `<extra_id_${i}>`);
       await Deno.writeTextFile(
