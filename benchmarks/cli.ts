@@ -1159,13 +1159,9 @@ async function downloadMissing(
     if (e instanceof DownloadError) {
       results = e.results;
       // After a local file error (a full disk) the remaining tasks are not tried (`notTried`):
-      // counted apart, as DownloadError's own message does, not as failures of their own.
-      const tried = e.failures.filter((f) => !f.notTried);
-      const skipped = e.failures.length - tried.length;
-      const first = tried[0] ?? e.failures[0];
-      failed = `download failed for ${tried.length} task(s)${
-        skipped === 0 ? "" : `, ${skipped} not tried`
-      }${
+      // counted apart in the headline, and the first failure named is one that was tried.
+      const first = e.failures.find((f) => !f.notTried) ?? e.failures[0];
+      failed = `${e.headline}${
         first === undefined
           ? ""
           : ` (first: ${`${first.task}: ${first.reason.split("\n")[0]}`.slice(0, 300)})`

@@ -15,8 +15,9 @@
  *   `<cache>/downloads/<name>.part`, only from the URL (and the version: `ETag`,
  *   `Last-Modified`) recorded in `<name>.part.json` (`model/http.ts` `recordSource`): a part
  *   started from another mirror (`--endpoint`, `HYPERPROMPT_DATA_ENDPOINTS` changed between
- *   runs), of another version, or with no record is restarted from byte 0, saying so. Writes are atomic (temp file + rename); a task's files are
- *   all verified before any is renamed into place; a failed check deletes the temp files.
+ *   runs), of another version, or with no record is restarted from byte 0, saying so. Writes
+ *   are atomic (temp file + rename); a task's files are all verified before any is renamed into
+ *   place; a failed check deletes the temp files.
  * - Concurrent runs sharing a cache: each task is checked, fetched and written under its lock
  *   (`<cache>/locks/<benchmark>-<config>.lock`), so it is fetched once and no `.part` is shared;
  *   the manifest is re-read and merged under `<cache>/locks/manifest.lock` before each save.
@@ -223,6 +224,11 @@ export class DownloadError extends Error {
    * said after the failures, never in their place.
    */
   readonly manifestError: string | undefined;
+  /**
+   * The message's first line without its colon: `download failed for N task(s)`, then
+   * `, M not tried` when a local file error left tasks untried.
+   */
+  readonly headline: string;
 
   /**
    * Builds the error and its message from the failures.
@@ -248,10 +254,11 @@ export class DownloadError extends Error {
             results.map((r) => `${r.task}=${r.status}`).join(" ")
           }\n`) +
         "Free space on that disk or make the folder writable, then run again.\n";
+    const headline = `download failed for ${tried.length} task(s)${
+      skipped.length === 0 ? "" : `, ${skipped.length} not tried`
+    }`;
     super(
-      `download failed for ${tried.length} task(s)${
-        skipped.length === 0 ? "" : `, ${skipped.length} not tried`
-      }:\n${tried.map((f) => `  ${f.task}: ${f.reason}\n`).join("")}${notTried}` +
+      `${headline}:\n${tried.map((f) => `  ${f.task}: ${f.reason}\n`).join("")}${notTried}` +
         (manifestError === undefined ? "" : `Also, ${manifestError}\n`) +
         "Interrupted transfers stay in downloads/*.part under the cache and resume on the next run " +
         "(restarted when the server refuses the resume, or when they came from another URL or " +
@@ -264,6 +271,7 @@ export class DownloadError extends Error {
     this.failures = failures;
     this.results = results;
     this.manifestError = manifestError;
+    this.headline = headline;
   }
 }
 
@@ -379,8 +387,8 @@ function setArchive(ctx: Ctx, url: string, entry: Manifest["archives"][string] |
  * request, retrying broken transfers; checks size and sha256 prefix where known. A part is
  * resumed only from the URL and version its record `<name>.part.json` names (`recordSource`),
  * else restarted from byte 0 with a log line: `<name>` does not name the host, so a part begun
- * from one mirror is never finished with another's bytes. Returns the
- * path of the complete, verified file. A failed check deletes the file and throws naming it.
+ * from one mirror is never finished with another's bytes. Returns the path of the complete,
+ * verified file. A failed check deletes the file and throws naming it.
  * A 416 answer to the resume accepts the part when its size equals the expected size, or else
  * the total of the answer's `Content-Range: bytes *\/TOTAL`; otherwise the part is deleted and
  * the transfer restarts from byte 0 at once.
