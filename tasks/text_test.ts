@@ -91,6 +91,11 @@ Deno.test("WSC simple input and wsc.fixed repairs", () => {
     span2_text: "he",
   };
   assert.equal(wscSimpleInput(base), "wsc: Tom told Bob that *he* was late .");
+  // T5's regex_replace is global: a word "X" already in the text is marked as well (T5's quirk).
+  assert.equal(
+    wscSimpleInput({ ...base, text: "Tom met X and he left .", span2_index: 4 }),
+    "wsc: Tom met *he* and *he* left .",
+  );
   // Case repair and trailing-dot removal, as TFDS wsc.fixed does.
   const fixed = fixWsc({
     ...base,
