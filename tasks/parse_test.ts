@@ -133,6 +133,11 @@ Deno.test("TSV: no quote handling, BOM stripped, CRLF tolerated, header columns 
     () => parseTsv("a\tb\n2\t3\n1", "q.tsv", { skipShortRows: true }),
     /q\.tsv:3: .*truncated/,
   );
+  // Only short rows are dropped: a row with too many columns is still an error.
+  assert.throws(
+    () => parseTsv("a\tb\n1\t2\t3\n2\t3\n", "q.tsv", { skipShortRows: true }),
+    /q\.tsv:2: .*expected 2 tab-separated columns, found 3/,
+  );
 });
 
 Deno.test("TSV: a fully empty line is skipped (as csv.DictReader does) and still counted in line numbers", () => {
