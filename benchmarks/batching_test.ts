@@ -43,6 +43,8 @@ Deno.test("encodeExample() keeps or strips the task prefix", () => {
   });
   assert.deepEqual(stripped.input, [12, 4, 1]);
   assert.equal(stripTaskPrefix("cola sentence: x", "rte"), "cola sentence: x");
+  // The prefix is a whole word: "rte" does not strip "rtex".
+  assert.equal(stripTaskPrefix("rtex sentence: x", "rte"), "rtex sentence: x");
   assert.throws(
     () =>
       encodeExample(ex, 0, tok, {
@@ -69,6 +71,13 @@ Deno.test("collate() pads, masks, shifts labels right and counts tokens", async 
   assert.deepEqual(b.taskIds, [0, 2]);
   assert.equal(b.numTokens, 3 + 2 + 2 + 4);
   disposeBatch(b);
+  // The decoder starts from decoderStartTokenId, padding is padTokenId (here distinct ids).
+  const other = collate([
+    { input: [5, 1], target: [7, 8, 1], taskId: 0 },
+    { input: [5, 1], target: [1], taskId: 0 },
+  ], { padTokenId: 2, eosTokenId: 1, decoderStartTokenId: 3 });
+  assert.deepEqual(await other.decoderInputIds.array(), [[3, 7, 8], [3, 1, 2]]);
+  disposeBatch(other);
   assert.equal(tf.memory().numTensors, before);
   assert.throws(() => collate([], ids), /empty/);
 });
