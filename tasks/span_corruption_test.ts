@@ -42,6 +42,24 @@ Deno.test("randomSpansNoiseMask() has exactly T5's token and span counts on ever
   ok(Math.abs(mean - T5_SPAN_CORRUPTION.meanNoiseSpanLength) < 0.1, `mean span length ${mean}`);
 });
 
+Deno.test("randomSpansNoiseMask() draws each split of the noise tokens into spans equally often", () => {
+  // 3 noise tokens in 2 spans (length 20, density 0.15, mean span 1.5): spans of 1 then 2, or 2
+  // then 1, each with probability 1/2 under T5's uniform shuffle. A biased shuffle (one that
+  // never leaves an element in place) gives one split only. Binomial sd over 2000 draws ≈ 22:
+  // the ±150 band is about 7 sd.
+  const opts = { noiseDensity: 0.15, meanNoiseSpanLength: 1.5 };
+  deepEqual(noiseCounts(20, opts), { noiseTokens: 3, noiseSpans: 2 });
+  const rng = new Rng(5);
+  const draws = 2000;
+  let firstIsOne = 0;
+  for (let d = 0; d < draws; d++) {
+    const mask = randomSpansNoiseMask(20, () => rng.next(), opts);
+    const start = mask.indexOf(true);
+    if (!mask[start + 1]) firstIsOne++;
+  }
+  ok(Math.abs(firstIsOne - draws / 2) < 150, `first noise span of length 1 in ${firstIsOne}`);
+});
+
 Deno.test("randomSpansNoiseMask() spreads spans: positions away from the ends are noise at about the density", () => {
   // Over many draws at a fixed length, each non-initial position's noise rate stays near
   // 15/100 (binomial sd over 4000 draws ≈ 0.0056; 6 sd band = ±0.034, plus edge effects).
