@@ -379,10 +379,11 @@ function cellOf(g: Group, b: string): Cell | undefined {
 /**
  * Group runs into rows without pooling configurations or setups: one row per profile, model and
  * backbone reference (`refKey`), method label and name, setup (the backends and devices the runs
- * ran on, `setups.ts` {@link setupOfRuns}), and configuration per benchmark. So the seeds of one configuration
- * that ran on different backends or devices (backend `auto` picks per machine; the config id
- * records only the requested backend) are a row each, as are a method's GLUE and SuperGLUE runs
- * of different setups: one row, one setup, which its `backend` and `device` cells name.
+ * ran on, `setups.ts` {@link setupOfRuns}), and configuration per benchmark. So the seeds of one
+ * configuration that ran on different backends or devices (backend `auto` picks per machine; the
+ * config id records only the requested backend) are a row each, as are a method's GLUE and
+ * SuperGLUE runs of different setups: one row, one setup, which its `backend` and `device` cells
+ * name.
  *
  * @param raw the runs
  * @param labels the model and backbone labels (default: those of `raw`; a table of some of its

@@ -15,8 +15,8 @@
  * Installs a no-op SIGXFSZ listener, so that a write past the file size limit (`ulimit -f`)
  * throws `File too large (os error 27)` naming the file instead of ending the process silently
  * (exit 153). Called once at the start of each entry point that writes files (`deno task bench`,
- * `download`, `pretrain`, `submission`, `perf`, `tune`, `tables`); the listener does not keep the process
- * alive. Where the platform cannot listen to SIGXFSZ (Windows, which has no such signal) nothing
+ * `download`, `pretrain`, `submission`, `perf`, `tune`, `tables`); the listener does not keep the
+ * process alive. Where the platform cannot listen to SIGXFSZ (Windows, which has no such signal) nothing
  * is installed and nothing is thrown.
  *
  * @param add adds a signal listener (default `Deno.addSignalListener`; tests inject one)

@@ -163,7 +163,8 @@ export const DISCARDED_FOLDER = new RegExp(String.raw`^\..+\.del-${TEMP_TAG_SOUR
 
 /**
  * The names of the folders {@link discardFolder} leaves while it removes a folder:
- * `.<name>.del-<tag>` for one `name` (matched literally), or for any name ({@link DISCARDED_FOLDER}).
+ * `.<name>.del-<tag>` for one `name` (matched literally), or for any name
+ * ({@link DISCARDED_FOLDER}).
  *
  * @param name the name part (as `discardFolder`'s `name`); omitted: any
  * @returns the anchored pattern
