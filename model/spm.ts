@@ -171,9 +171,9 @@ export interface T5TokenizerExtras {
 /**
  * Converts a parsed SentencePiece model to a T5 `tokenizer.json` object, appending
  * {@link NUM_SENTINELS} sentinels as T5 does (`<extra_id_0>` gets the highest id), as
- * transformers' `T5Converter` does. Control and unknown pieces become special added tokens,
- * user-defined pieces (type 4) non-special ones (matched whole before segmentation, as
- * SentencePiece matches them).
+ * transformers' `T5Converter` does. Every piece keeps its score, of whatever type (the sentinels
+ * score 0). Control and unknown pieces become special added tokens, user-defined pieces (type 4)
+ * non-special ones (matched whole before segmentation, as SentencePiece matches them).
  *
  * @param model the parsed model; ids 0, 1, 2 must be `<pad>`, `</s>`, `<unk>`
  * @param source file name for error messages
@@ -201,7 +201,10 @@ export function sentencePieceToTokenizerJson(
       );
     }
   });
-  const vocab: [string, number][] = model.pieces.map((p) => [p.piece, p.type === 1 ? p.score : 0]);
+  // Every piece keeps its own score, whatever its type, as transformers' T5Converter
+  // (`[(piece.piece, piece.score) for piece in proto.pieces]`): the Unigram lattice still holds
+  // control and user-defined pieces, and the unknown piece's penalty follows the lowest score.
+  const vocab: [string, number][] = model.pieces.map((p) => [p.piece, p.score]);
   const added = [addedToken(0, "<pad>"), addedToken(1, "</s>"), addedToken(2, "<unk>")];
   // Other control (3) and unknown (2) pieces are special added tokens; user-defined ones (4) are
   // added tokens that are not special, as transformers' SpmConverter adds them.

@@ -115,6 +115,52 @@ Deno.test("sentencePieceToTokenizerJson() rejects a model without T5's special i
   throws(() => sentencePieceToTokenizerJson(model, "m.model"), /m\.model: piece 0 must be "<pad>"/);
 });
 
+/** A `ModelProto` holding `pieces` (field 1: piece 1, float32 score 2, type 3) and nothing else. */
+function modelProto(pieces: readonly [string, number, number][]): Uint8Array {
+  const out: number[] = [];
+  for (const [piece, score, type] of pieces) {
+    const text = [...new TextEncoder().encode(piece)];
+    const f32 = new Uint8Array(new Float32Array([score]).buffer);
+    const msg = [0x0a, text.length, ...text, 0x15, ...f32, 0x18, type];
+    out.push(0x0a, msg.length, ...msg);
+  }
+  return new Uint8Array(out);
+}
+
+Deno.test("sentencePieceToTokenizerJson() keeps every piece's score, as T5Converter, whatever its type", () => {
+  // spm_train scores control and user-defined pieces 0, so the model is built by hand: a
+  // user-defined "▁x" and a control "<ctl>" with scores of their own (exact in float32).
+  const pieces: [string, number, number][] = [
+    ["<pad>", 0, 3],
+    ["</s>", 0, 3],
+    ["<unk>", 0, 2],
+    ["▁", -2, 1],
+    ["x", -3, 1],
+    ["y", -3, 1],
+    ["▁x", -20, 4],
+    ["<ctl>", -7.5, 3],
+  ];
+  const model = parseSentencePieceModel(modelProto(pieces), "scored.model");
+  deepEqual(model.pieces, pieces.map(([piece, score, type]) => ({ piece, score, type })));
+  const json = sentencePieceToTokenizerJson(model, "scored.model", 2);
+  // transformers: vocab = [(piece.piece, piece.score) for piece in proto.pieces] + sentinels at 0.
+  deepEqual((json.model as { vocab: unknown }).vocab, [
+    ...pieces.map(([piece, score]) => [piece, score]),
+    ["<extra_id_1>", 0],
+    ["<extra_id_0>", 0],
+  ]);
+  deepEqual(
+    (json.added_tokens as { id: number; content: string; special: boolean }[])
+      .filter((t) => t.id >= 3 && t.id < pieces.length)
+      .map((t) => [t.id, t.content, t.special]),
+    [[6, "▁x", false], [7, "<ctl>", true]],
+  );
+  // The score decides the segmentation: "x y" has no "▁x" before Metaspace, so the added-token
+  // split leaves it to the Unigram lattice, where "▁x" at -20 loses to "▁" + "x" (-5); at 0 (the
+  // old conversion) it would win.
+  deepEqual(T5Tokenizer.fromJson(json, "scored").encode("x y"), [3, 4, 3, 5, 1]);
+});
+
 Deno.test("trainSentencePiece() explains a missing spm_train, and a missing corpus file", async () => {
   const dir = await Deno.makeTempDir();
   try {
