@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import { sharedPath } from "./shared_dir.ts";
-import { T5Tokenizer } from "./tokenizer.ts";
+import { T5Tokenizer, truncateWithEos } from "./tokenizer.ts";
 import { buildCharsmap, SMALL_MAP } from "./precompiled_testing.ts";
 
 const DIR = sharedPath("fixtures", "tokenizer", "unigram-glue-4k");
@@ -140,6 +140,35 @@ Deno.test("T5Tokenizer.decode() of no ids is the empty string (an empty greedy d
   );
   assert.equal(tok.decode([]), "");
   assert.equal(tok.decode([1]), "");
+});
+
+Deno.test("truncateWithEos() drops a trailing EOS, keeps maxLength - 1 ids, then appends EOS", async () => {
+  // A trailing EOS is removed before the cut, so an encoding that fits is returned as it is
+  // (kept, it would end in two EOS); an EOS elsewhere, or another id, is text and stays.
+  assert.deepEqual(truncateWithEos([5, 6, 1], 10, 1), [5, 6, 1]);
+  assert.deepEqual(truncateWithEos([5, 6, 7, 1], 4, 1), [5, 6, 7, 1]);
+  assert.deepEqual(truncateWithEos([5, 1, 6, 1], 10, 1), [5, 1, 6, 1]);
+  assert.deepEqual(truncateWithEos([5, 1], 10, 9), [5, 1, 9]);
+  // Too long: the first maxLength - 1 ids, then EOS (T5's append_eos_after_trim).
+  assert.deepEqual(truncateWithEos([5, 6, 7, 8, 1], 3, 1), [5, 6, 1]);
+  assert.deepEqual(truncateWithEos([5, 6, 7, 8], 3, 1), [5, 6, 1]);
+  assert.deepEqual(truncateWithEos([5, 6, 1], 1, 1), [1]);
+  assert.deepEqual(truncateWithEos([], 2, 1), [1]);
+  const ids = [5, 6, 7, 1];
+  assert.notEqual(truncateWithEos(ids, 10, 1), ids, "a new array");
+  assert.deepEqual(ids, [5, 6, 7, 1], "the input is left as it was");
+  for (const bad of [0, -1, 2.5, NaN]) {
+    assert.throws(
+      () => truncateWithEos([5, 1], bad, 1),
+      /truncateWithEos: maxLength must be a positive integer, got/,
+    );
+  }
+  // On a real encoding (ends with </s>): unchanged when it fits, cut to the length otherwise.
+  const tok = await T5Tokenizer.fromFile(join(DIR, "tokenizer.json"));
+  const enc = tok.encode("the movie was surprisingly good .");
+  assert.ok(enc.length > 4 && enc[enc.length - 1] === tok.eosTokenId);
+  assert.deepEqual(truncateWithEos(enc, enc.length, tok.eosTokenId), enc);
+  assert.deepEqual(truncateWithEos(enc, 4, tok.eosTokenId), [...enc.slice(0, 3), tok.eosTokenId]);
 });
 
 Deno.test("Unigram byte_fallback: a piece the vocabulary lacks becomes its UTF-8 byte pieces", async () => {
