@@ -7,6 +7,8 @@ import {
   fixWsc,
   glueInput,
   multircInput,
+  recordEntities,
+  recordInput,
   recordPassage,
   roundHalfEven,
   sortedUnique,
@@ -72,6 +74,43 @@ Deno.test("ReCoRD passage cleanup: punctuation keeps itself, others get a period
     ),
     "A. B. C? D\" E' F! G",
   );
+});
+
+Deno.test('ReCoRD entities: text[start:end+1] in code points, sorted unique; input joins them with ", "', () => {
+  // Code points: 😀 0, "Zoe" 1-3, "Ann" 9-11, "Bob" 17-19, "Bob Smith" 17-25, "Ａ" 27 (the
+  // last one; U+FF21 sorts before U+1F600 by code point, after it in UTF-16 code units).
+  const text = "\u{1F600}Zoe met Ann and Bob Smith \uFF21";
+  assert.equal(Array.from(text).length, 28);
+  const spans = [
+    { start: 17, end: 25 },
+    { start: 9, end: 11 },
+    { start: 1, end: 3 },
+    { start: 17, end: 19 },
+    { start: 9, end: 11 },
+    { start: 0, end: 0 },
+    { start: 27, end: 27 },
+  ];
+  // The end is inclusive (TFDS: text[start:end + 1]); a one-code-point span is the whole emoji.
+  assert.deepEqual(recordEntities(text, spans), {
+    entities: ["Ann", "Bob", "Bob Smith", "Zoe", "\uFF21", "\u{1F600}"],
+  });
+  // Out of range: the first bad span's index, no entities.
+  assert.deepEqual(recordEntities(text, [{ start: 1, end: 3 }, { start: 20, end: 28 }]), {
+    entities: [],
+    bad: 1,
+  });
+  assert.deepEqual(recordEntities(text, [{ start: 5, end: 4 }]), { entities: [], bad: 0 });
+  assert.deepEqual(recordEntities(text, [{ start: -1, end: 2 }]), { entities: [], bad: 0 });
+  // T5's record preprocessor: reduce_join(entities, separator=", "), fields joined by " ".
+  assert.equal(
+    recordInput(
+      "@placeholder met Ann",
+      ["Ann", "Bob Smith", "Zoe"],
+      "Ann met Bob.\n@highlight\nZoe",
+    ),
+    "record query: @placeholder met Ann entities: Ann, Bob Smith, Zoe passage: Ann met Bob. Zoe",
+  );
+  assert.equal(recordInput("q", [], "p"), "record query: q entities:  passage: p");
 });
 
 Deno.test("code-point order (Python sorted) differs from UTF-16 order above U+FFFF", () => {
