@@ -81,7 +81,12 @@ export function sortedUnique(xs: Iterable<string>): string[] {
 
 /**
  * ReCoRD entity strings: `text[start:end+1]` (end inclusive, Python code-point indices), sorted
- * unique. Returns `undefined` for the first span out of range (the caller reports it).
+ * unique by code point (TFDS's `sorted(set(...))`).
+ *
+ * @param text the passage text
+ * @param spans the entity spans, in code points, `end` inclusive
+ * @returns the entities; for a span out of range (or with `end < start`), no entities and `bad`,
+ *   the index of the first such span (the caller reports it)
  */
 export function recordEntities(
   text: string,
