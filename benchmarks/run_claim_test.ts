@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type ClaimContext, claimRun, holderName, runLockStaleMs, thisHost } from "./run_claim.ts";
+import {
+  type ClaimContext,
+  claimRun,
+  holderName,
+  runLockStaleMs,
+  sweepStaleClaims,
+  thisHost,
+} from "./run_claim.ts";
 
 Deno.test("runLockStaleMs() reads HYPERPROMPT_RUN_LOCK_STALE_S: seconds, at least two heartbeats", () => {
   assert.equal(runLockStaleMs(undefined), 180_000);
@@ -39,6 +46,61 @@ Deno.test("claimRun(): one holder at a time; a live holder is named; release fre
     assert.ok("held" in third);
     await third.held.release();
     assert.deepEqual(takeovers, []);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("claimRun(): a claim taken over meanwhile is neither refreshed nor removed by its old holder", async () => {
+  const out = await Deno.makeTempDir();
+  try {
+    const path = join(out, "run.lock");
+    const ctx: ClaimContext = {
+      host: thisHost(),
+      heartbeatMs: 10,
+      staleMs: 60_000,
+      onTakeover: () => {},
+    };
+    const first = await claimRun(path, "r1", ctx);
+    assert.ok("held" in first);
+    // Another process took the claim over (this one was suspended): its own token, an old mtime.
+    const other = { host: "elsewhere.example", pid: 4242, started: "2020-01-01T00:00:00.000Z" };
+    const text = JSON.stringify({ ...other, token: "not-ours", run: "r1" }) + "\n";
+    await Deno.writeTextFile(path, text);
+    const old = new Date(Date.now() - 3_600_000);
+    await Deno.utime(path, old, old);
+    // Ten heartbeat intervals: a beat that ignored the token would have refreshed the mtime.
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal((await Deno.stat(path)).mtime!.getTime(), old.getTime(), "not refreshed");
+    await first.held.release();
+    assert.equal(await Deno.readTextFile(path), text, "the new holder's claim is left alone");
+    // Taken over after the last beat (none came between): release reads the token itself.
+    await Deno.remove(path);
+    const second = await claimRun(path, "r1", { ...ctx, heartbeatMs: 60_000 });
+    assert.ok("held" in second);
+    await Deno.writeTextFile(path, text);
+    await second.held.release();
+    assert.equal(await Deno.readTextFile(path), text, "released without a beat: still left alone");
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("sweepStaleClaims() removes half-taken-over claim files older than the window only", async () => {
+  const out = await Deno.makeTempDir();
+  try {
+    const oldAside = join(out, `.a.lock.stale-${Deno.pid}-0123456789ab`);
+    const otherName = join(out, ".a.lock.stale-junk");
+    await Deno.writeTextFile(oldAside, "{}");
+    await Deno.writeTextFile(otherName, "{}");
+    // ctime cannot be set back: age the first two by waiting past a 150 ms window.
+    await new Promise((r) => setTimeout(r, 300));
+    const freshAside = join(out, `.b.lock.stale-${Deno.pid}-ba9876543210`);
+    await Deno.writeTextFile(freshAside, "{}");
+    await sweepStaleClaims(out, 150);
+    const left = [...Deno.readDirSync(out)].map((e) => e.name).sort();
+    // The fresh one may belong to a taker still at work; a name that is not a taker's stays.
+    assert.deepEqual(left, [".a.lock.stale-junk", `.b.lock.stale-${Deno.pid}-ba9876543210`]);
   } finally {
     await Deno.remove(out, { recursive: true });
   }
