@@ -1,7 +1,7 @@
 /**
  * Tests of the bind group cache (bind_group_cache.ts) on whatever adapter Deno's WebGPU gives
- * (here the software one): identical descriptors share one bind group, any other buffer, offset
- * or layout gets its own, the bound empties the cache, and uninstalling restores the device.
+ * (here the software one): identical descriptors share one bind group, any other buffer, offset,
+ * size or layout gets its own, the bound empties the cache, and uninstalling restores the device.
  * End to end, `fused_kernels_test.ts` trains a tiny T5 on webgpu with the cache on and compares
  * it with the cpu backend.
  */
@@ -23,7 +23,7 @@ const SHADER = `
 @compute @workgroup_size(1) fn main() { a[0] = b[0]; }`;
 
 gpuTest(
-  "bind group cache: same descriptor → same bind group; other buffer, offset or layout → new",
+  "bind group cache: same descriptor → same bind group; other buffer, offset, size or layout → new",
   // deno-lint-ignore require-await
   async () => {
     uninstallBindGroupCache();
@@ -39,12 +39,12 @@ gpuTest(
     });
     const usage = GPUBufferUsage.STORAGE;
     const [x, y, z] = [0, 1, 2].map(() => device.createBuffer({ size: 512, usage }));
-    const group = (p: GPUComputePipeline, a: GPUBuffer, b: GPUBuffer, offset = 0) =>
+    const group = (p: GPUComputePipeline, a: GPUBuffer, b: GPUBuffer, offset = 0, size = 256) =>
       device.createBindGroup({
         layout: p.getBindGroupLayout(0),
         entries: [
           { binding: 0, resource: { buffer: a } },
-          { binding: 1, resource: { buffer: b, offset, size: 256 } },
+          { binding: 1, resource: { buffer: b, offset, size } },
         ],
       });
     assert.equal(pipe.getBindGroupLayout(0), pipe.getBindGroupLayout(0), "one layout per pipeline");
@@ -63,7 +63,14 @@ gpuTest(
     const s = bindGroupCacheStats()!;
     assert.equal(s.clears, 1);
     assert.equal(s.size, 1);
-    assert.notEqual(group(pipe, x!, y!), g1, "emptied: made anew");
+    const g2 = group(pipe, x!, y!);
+    assert.notEqual(g2, g1, "emptied: made anew");
+    // The same buffers and offsets with another size (as a uniform arena slice of another length
+    // at a reused offset): a bind group of its own, else the shader would get the other range.
+    const g3 = group(pipe, x!, y!, 0, 128);
+    assert.notEqual(g3, g2, "other size");
+    assert.equal(group(pipe, x!, y!, 0, 128), g3, "same size again: cached");
+    assert.equal(bindGroupCacheStats()!.size, 3);
     uninstallBindGroupCache();
     assert.equal(bindGroupCacheStats(), undefined);
     assert.notEqual(pipe.getBindGroupLayout(0), pipe.getBindGroupLayout(0), "restored");
