@@ -151,8 +151,9 @@ function state(n: number, seed: number) {
 gpuTest(
   "in-place AdamW equals the three-dispatch kernel, with one dispatch and no new tensor",
   async () => {
-    // 1031 (odd: the scalar form, more than one workgroup) and 4096 (the vec4 form).
-    for (const n of [1031, 4096]) {
+    // 1031 (odd: the scalar form, more than one workgroup), 1030 (even but not a multiple of 4:
+    // the scalar form too; as vec4 its last two elements would be left out) and 4096 (vec4).
+    for (const n of [1031, 1030, 4096]) {
       const a = state(n, 10), b = state(n, 10);
       // Reference: the HpAdamW kernel (three dispatches), with the in-place path unregistered.
       registerInPlaceUpdates("webgpu", undefined);
