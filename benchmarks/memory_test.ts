@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { preset, PRESETS } from "../model/config.ts";
 import { globalGradNorm, lossAndGrads } from "./trainer.ts";
+import { collate } from "./batching.ts";
 import { createOptimizer } from "./optim.ts";
 import { installLowMemoryBackprop, uninstallLowMemoryBackprop } from "../model/backprop.ts";
 import {
@@ -1057,6 +1058,41 @@ Deno.test("memory: evaluation (greedy decoding) estimate within -3%/+5% of the m
     // Evaluation runs at the micro-batch (benchmarks/run_one.ts), the peak is the larger phase.
     assert.equal(estimate.evalBatchSize, b);
     assert.equal(estimate.peak, Math.max(estimate.trainingPeak, estimate.phases.evaluation));
+  }
+  assert.equal(tf.memory().numTensors, before);
+});
+
+Deno.test("memory: the batch terms are the bytes of the step's batch (collate), its micro-batch's slices and the evaluation's inputs", () => {
+  // batchTensors and evalBatchTensors are small beside the activations, within every measured
+  // band whether counted or not, so they are checked against the tensors themselves here.
+  const b = 8, m = 2, li = 12, lt = 5, evalRows = 3;
+  const input: MemoryInput = { ...BASE_MTL, batchSize: b, inputLength: li, targetLength: lt };
+  const rows = Array.from({ length: b }, (_, i) => ({
+    input: Array.from({ length: li }, (_, j) => 3 + ((i + j) % 50)),
+    target: Array.from({ length: lt }, (_, j) => 3 + ((i * j) % 50)),
+    taskId: 0,
+  }));
+  const before = tf.memory().numTensors;
+  const batch = collate(rows, { padTokenId: 0, eosTokenId: 1, decoderStartTokenId: 0 });
+  const four = [batch.inputIds, batch.attentionMask, batch.decoderInputIds, batch.labels];
+  const bytes = (ts: readonly tf.Tensor[]) => ts.reduce((a, t) => a + 4 * t.size, 0);
+  const firstRows = (ts: readonly tf.Tensor[], n: number) =>
+    ts.map((t) => tf.slice(t, [0, 0], [n, -1]));
+  const micro = firstRows(four, m);
+  // The evaluator's inputIds and attentionMask (benchmarks/evaluator.ts): [rows, li], as here.
+  const evalInputs = firstRows(four.slice(0, 2), evalRows);
+  try {
+    for (const t of four) assert.ok(t.dtype === "int32" || t.dtype === "float32", t.dtype);
+    const full = estimateTrainingMemory({ ...input, evalBatchSize: evalRows });
+    assert.equal(full.batchTensors, bytes(four));
+    assert.equal(full.evalBatchTensors, bytes(evalInputs));
+    const accumulating = estimateTrainingMemory({ ...input, microBatchSize: m });
+    assert.equal(accumulating.batchTensors, bytes(four) + bytes(micro));
+    // Whatever the weights' precision: ids and masks stay 4 bytes an element.
+    const half = estimateTrainingMemory({ ...input, evalBatchSize: evalRows, bytesPerElement: 2 });
+    assert.equal(half.batchTensors, full.batchTensors);
+  } finally {
+    tf.dispose([...four, ...micro, ...evalInputs]);
   }
   assert.equal(tf.memory().numTensors, before);
 });
