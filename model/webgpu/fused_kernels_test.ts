@@ -595,6 +595,35 @@ fusedTest(
 );
 
 fusedTest(
+  "webgpu attention softmax: a per-batch bias shared over heads and a per-head mask broadcast",
+  async () => {
+    // The other broadcasts of the kernel's bias and mask rows: a bias [B, 1, Q, K] (its own per
+    // batch row, shared over heads; its gradient sums over the heads, not the batch) and a mask
+    // [1, H, 1, K] (its own per head, shared over batch and queries). 9 keys: not a multiple of 4.
+    const [b, h, q, k] = [2, 3, 4, 9];
+    const shape: [number, number, number, number] = [b, h, q, k];
+    const sv = uniformValues(b * h * q * k, 71).map((v) => 4 * v);
+    const bv = uniformValues(b * q * k, 72);
+    const mv = Float32Array.from(
+      { length: h * k },
+      (_, i) => (i % k === Math.floor(i / k) ? -1e9 : 0),
+    );
+    const dyv = uniformValues(sv.length, 73);
+    const [got, want] = await gpuThenCpu(
+      () => softmaxAndGrads(sv, shape, bv, [b, 1, q, k], mv, [1, h, 1, k], dyv),
+      "softmax per-batch bias, per-head mask",
+    );
+    // Float32 sums over 9 keys (and, for the bias, 3 heads) in another order: 1e-5 relative.
+    for (const [i, name] of ["probs", "d scores", "d bias"].entries()) {
+      assert.equal(got[i]!.length, want[i]!.length, `${name} size`);
+      assertClose(got[i]!, want[i]!, 1e-5, name, 1e-6 * maxAbs(want[i]!));
+    }
+    // Head 1 masks key 1 for every batch row and query.
+    assert.equal(got[0]![(1 * h + 1) * q * k + 2 * k + 1], 0, "masked key of head 1");
+  },
+);
+
+fusedTest(
   "webgpu Adafactor kernel: optim.ts Adafactor matches its op-by-op update on cpu",
   async () => {
     assert.ok(tf.getKernel(ADAFACTOR, "webgpu") !== undefined);
