@@ -460,3 +460,17 @@ Deno.test("two configurations of one per-task method (an edited prompt length, a
     "Prompt-Tuning pt2 tiny-v1_1 random glue",
   ]);
 });
+
+Deno.test("mergePerTaskRuns(): task runs read in any order merge as in task order", async () => {
+  const rs = await results(grid());
+  // Result files are listed in whatever order the folder gives (a shard's, a rerun's).
+  const reversed = mergePerTaskRuns([...rs].reverse()).filter((r) => perTaskParts(r));
+  const ordered = mergePerTaskRuns(rs).filter((r) => perTaskParts(r));
+  assert.equal(reversed.length, 2);
+  for (const m of reversed) {
+    const twin = ordered.find((o) => o.spec.seed === m.spec.seed)!;
+    assert.deepEqual(perTaskParts(m)!.map((r) => r.spec.tasks[0]), ALL.glue);
+    assert.deepEqual(m.evals.map((e) => e.task), twin.evals.map((e) => e.task));
+    assert.deepEqual(Object.keys(m.best), ALL.glue);
+  }
+});
