@@ -215,6 +215,12 @@ Deno.test("runId() is stable under key order and changes with content", () => {
   };
   const reordered = { ...spec, method: { ...spec.method, config: { b: 2, a: 1 } } };
   assert.equal(runId(spec), runId(reordered));
+  // Objects inside arrays too (a result file read back may order their keys otherwise).
+  const inArray = (config: Record<string, unknown>) => ({
+    ...spec,
+    method: { ...spec.method, config: { layers: [config] } },
+  });
+  assert.equal(runId(inArray({ a: 1, b: 2 })), runId(inArray({ b: 2, a: 1 })));
   assert.notEqual(runId(spec), runId({ ...spec, seed: 1 }));
   assert.match(runId(spec), /^[0-9a-f]{12}$/);
   const full: RunSpec = { ...spec, id: runId(spec) };
@@ -936,6 +942,8 @@ Deno.test("per-task runs: the task in the file name, one configId over the tasks
   // A multi-task run of the same settings is another configuration.
   const { perTaskOf: _p, ...multi } = { ...body, tasks: ["cola", "rte"] };
   assert.notEqual(configId(multi), configId(cola));
+  // Per-task runs over another task set (a profile listing fewer tasks) are another configuration.
+  assert.notEqual(configId({ ...cola, perTaskOf: ["cola", "rte", "mrpc"] }), configId(cola));
   const good = await fakeRunOne(cola, { outDir: "", dataDir: "" });
   validateRunResult(structuredClone(good), { file: "r.json" });
   const bad = structuredClone(good) as unknown as { spec: { tasks: string[] } };
