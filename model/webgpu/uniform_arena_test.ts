@@ -106,6 +106,11 @@ async function chain(count: number): Promise<{ values: Float32Array[]; writes: n
     return write.apply(this, a);
   };
   const outs: tf.Tensor[] = [];
+  // A validation error (a uniform slice at an offset the device refuses, say) leaves the
+  // readback below waiting forever: seen here, it fails the test at once, named.
+  const device = (tf.backend() as unknown as { device: GPUDevice }).device;
+  device.pushErrorScope("validation");
+  let invalid: GPUError | null = null;
   try {
     for (let i = 0; i < count; i++) {
       const w = 1 + (i * 37) % 100;
@@ -115,6 +120,11 @@ async function chain(count: number): Promise<{ values: Float32Array[]; writes: n
     }
   } finally {
     queue.writeBuffer = write;
+    invalid = await device.popErrorScope();
+  }
+  if (invalid !== null) {
+    tf.dispose([x, row, ...outs]);
+    throw new Error(`GPU validation error while encoding the chain: ${invalid.message}`);
   }
   const values = await Promise.all(outs.map((t) => t.data() as Promise<Float32Array>));
   tf.dispose([x, row, ...outs]);
