@@ -85,3 +85,19 @@ Deno.test("uniformValues() is deterministic and within [-1, 1)", () => {
   // Uniform(-1, 1): sd of the mean of 1000 draws is 0.018; 5 sd = 0.09.
   assert.ok(Math.abs(mean) < 0.09, `mean ${mean}`);
 });
+
+Deno.test("Rng.nextInt has no modulo bias where 2^32 is far from a multiple of n", () => {
+  // n = 3 * 2^30: plain x % n would give [0, 2^30) twice the chance of the rest (1/2, not 1/3).
+  const n = 3 * 2 ** 30;
+  const rng = new Rng(7);
+  const draws = 6000;
+  let low = 0;
+  for (let i = 0; i < draws; i++) {
+    const x = rng.nextInt(n);
+    assert.ok(Number.isInteger(x) && x >= 0 && x < n, `${x}`);
+    if (x < 2 ** 30) low++;
+  }
+  // Binomial SD at 6000 draws: 0.0061 around 1/3; the biased 1/2 is 27 SDs away.
+  const share = low / draws;
+  assert.ok(Math.abs(share - 1 / 3) < 0.03, `share below 2^30: ${share}`);
+});

@@ -48,3 +48,19 @@ Deno.test({
   permissions: { env: false },
   fn: refusesInvalidNames,
 });
+
+Deno.test("readEnv: an error other than a permission refusal is not read as an unset variable", () => {
+  // Deno.env.get throws only for permissions and bad names (refused before it is called), so
+  // another failure is simulated: it must reach the caller, not become the default.
+  const get = Deno.env.get;
+  const failure = new Error("simulated failure of the environment");
+  Deno.env.get = () => {
+    throw failure;
+  };
+  try {
+    assert.throws(() => readEnv(NAME), (e) => e === failure);
+  } finally {
+    Deno.env.get = get;
+  }
+  assert.equal(Deno.env.get, get);
+});
