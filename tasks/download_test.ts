@@ -1503,6 +1503,14 @@ Deno.test("DPR: its train file from the authors' site, checked by its record cou
     assert.deepEqual((await listFiles(cacheDir)).filter((f) => !f.startsWith("locks/")), [
       "manifest.json",
     ]);
+    // A well-formed file of another record count (an older release) is not it either: deleted.
+    const oneRecord = body.slice(0, body.indexOf("\n\n") + 2);
+    routes["/dpr/train.c.txt"] = { body: enc.encode(oneRecord) };
+    const short = await downloadRte(s, cacheDir, opts).then(() => "", (e: Error) => e.message);
+    assert.match(short, /train\.c\.txt: not the expected file \(1 \w+, expected 2\) \(deleted\)/);
+    assert.deepEqual((await listFiles(cacheDir)).filter((f) => !f.startsWith("locks/")), [
+      "manifest.json",
+    ]);
     routes["/dpr/train.c.txt"] = { body: enc.encode(body) };
     counted.length = 0;
     const res = await downloadRte(s, cacheDir, opts);
