@@ -1075,6 +1075,44 @@ Deno.test("fetchHubModel: a recorded 404 of a branch holds for its commit, is as
   }
 });
 
+Deno.test("fetchHubFiles: a short hex revision (deadbeef) is a branch or tag, not a commit: its day-old 404 record is asked again", async () => {
+  // Only a full 40-hex-digit revision names an immutable commit whose recorded 404 holds
+  // forever; a short one may be a branch or tag of that spelling (or an abbreviation the hub
+  // resolves to whatever it matches now), so its record expires like main's.
+  const tmp = await Deno.makeTempDir();
+  const cache = join(tmp, "cache");
+  const revisions = ["deadbeef", "d".repeat(39)];
+  const hub = serveHub(Object.fromEntries(revisions.map((r) => [`org/tiny@${r}`, RELU])));
+  const files = { required: ["config.json"], optional: ["spiece.model"] };
+  const asked = (from: number) => hub.requests.slice(from).map((r) => basename(r.path));
+  try {
+    for (const revision of revisions) {
+      const opts = { cacheDir: cache, endpoint: hub.endpoint, revision };
+      const dir = hubModelDir(cache, "org/tiny", revision);
+      let n = hub.requests.length;
+      assert.equal(await fetchHubFiles("org/tiny", files, opts), dir);
+      assert.deepEqual(asked(n), ["config.json", "spiece.model"], revision);
+      // A fresh record holds: nothing asked.
+      n = hub.requests.length;
+      await fetchHubFiles("org/tiny", files, opts);
+      assert.deepEqual(asked(n), [], `${revision}: a fresh record is trusted`);
+      // More than a day old: asked for again (a commit's record would still hold).
+      const absent = join(dir, ".absent.json");
+      const rec = JSON.parse(await Deno.readTextFile(absent));
+      for (const c of Object.values(rec.checks) as { at: string }[]) {
+        c.at = new Date(Date.now() - ABSENT_MAX_AGE_MS - 60_000).toISOString();
+      }
+      await Deno.writeTextFile(absent, JSON.stringify(rec));
+      n = hub.requests.length;
+      await fetchHubFiles("org/tiny", files, opts);
+      assert.deepEqual(asked(n), ["spiece.model"], `${revision}: an old record is re-checked`);
+    }
+  } finally {
+    await hub.close();
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
 Deno.test("fetchHubModel: HTTP 401/403 while re-checking an old 404 record is an error saying how to pass a token; the cache stays", async () => {
   const cache = await Deno.makeTempDir();
   let refuse: number | undefined;
