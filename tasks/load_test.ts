@@ -369,6 +369,37 @@ const loadFixture = (task: string, split: TaskSplit, opts: LoadOptions = {}) =>
   loadExamples(task, split, FIXTURES, { checkRows: false, ...opts });
 const brief = (e: Example) => [e.id, e.input, e.target, e.label, e.split];
 
+Deno.test("loadExamples(): a train or dev file without the label column is refused, naming the file and the column", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(join(dir, "glue/RTE"), { recursive: true });
+    const unlabelled = "index\tsentence1\tsentence2\n0\tA.\tB.\n";
+    for (const [split, name] of [["train", "train.tsv"], ["validation", "dev.tsv"]] as const) {
+      const file = join(dir, "glue/RTE", name);
+      await Deno.writeTextFile(file, unlabelled);
+      const err = await loadExamples("rte", split, dir, { checkRows: false }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      // Before, without the label among the required columns, the rows loaded as unlabelled
+      // ("<unk>" targets): training on them, or scoring against them, would be silent garbage.
+      assert.ok(err instanceof DataError, `${split}: ${err}`);
+      assert.equal(
+        err.message,
+        `${file}:1: field "label": missing column (header: index | sentence1 | sentence2)`,
+      );
+    }
+    // A test file has no labels: the same columns load.
+    await Deno.writeTextFile(join(dir, "glue/RTE/test.tsv"), unlabelled);
+    const test = await loadExamples("rte", "test", dir, { checkRows: false });
+    assert.deepEqual(test.map(brief), [
+      ["rte/test/0", "rte sentence1: A. sentence2: B.", "<unk>", undefined, "test"],
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("MNLI: columns by header name (12/16/10), matched/mismatched tags, validation = both", async () => {
   assert.deepEqual((await loadFixture("mnli", "train")).map(brief), [
     [
