@@ -209,6 +209,11 @@ export interface ClaimContext {
   readonly staleMs: number;
   /** Called when a stale claim was taken over: its holder (if readable) and why it was stale. */
   readonly onTakeover: (previous: RunClaimHolder | undefined, why: string) => void;
+  /**
+   * Test-only: awaited after a stale claim is read and before it is renamed aside, so a test can
+   * let another taker replace it there (the race {@link claimRun} checks for). Default none.
+   */
+  readonly beforeTakeover?: () => Promise<void>;
 }
 
 /**
@@ -268,6 +273,7 @@ export async function claimRun(
     last = seen.holder;
     const why = staleness(seen, ctx.staleMs, ctx.host);
     if (why === undefined) return { other: seen.holder };
+    await ctx.beforeTakeover?.();
     const aside = join(dirname(path), `.${basename(path)}.stale-${tempTag()}`);
     try {
       await Deno.rename(path, aside);

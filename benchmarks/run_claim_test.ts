@@ -86,6 +86,47 @@ Deno.test("claimRun(): a claim taken over meanwhile is neither refreshed nor rem
   }
 });
 
+Deno.test("claimRun(): a live claim another taker made between our read and rename is put back and named", async () => {
+  const out = await Deno.makeTempDir();
+  try {
+    const path = join(out, "run.lock");
+    const claimOf = (token: string) =>
+      JSON.stringify({
+        host: "elsewhere.example",
+        pid: 4242,
+        started: "2020-01-01T00:00:00.000Z",
+        token,
+        run: "r1",
+      }) + "\n";
+    await Deno.writeTextFile(path, claimOf("stale-one"));
+    const old = new Date(Date.now() - 3_600_000);
+    await Deno.utime(path, old, old);
+    const live = claimOf("live-taker");
+    let raced = 0;
+    const takeovers: string[] = [];
+    const outcome = await claimRun(path, "r1", {
+      host: thisHost(),
+      heartbeatMs: 60_000,
+      staleMs: 60_000,
+      onTakeover: (_previous, why) => takeovers.push(why),
+      // Another taker wins the race: it moves the stale claim away and creates its own, fresh.
+      beforeTakeover: async () => {
+        if (raced++ > 0) return;
+        await Deno.remove(path);
+        await Deno.writeTextFile(path, live);
+      },
+    });
+    assert.equal(raced, 1);
+    assert.ok("other" in outcome, "the live claim is left to its taker, not taken over");
+    assert.equal(outcome.other?.token, "live-taker");
+    assert.equal(await Deno.readTextFile(path), live, "put back as it was");
+    assert.deepEqual([...Deno.readDirSync(out)].map((e) => e.name), ["run.lock"], "no aside left");
+    assert.deepEqual(takeovers, []);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
 Deno.test("sweepStaleClaims() removes half-taken-over claim files older than the window only", async () => {
   const out = await Deno.makeTempDir();
   try {
