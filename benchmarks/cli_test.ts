@@ -2366,7 +2366,7 @@ Deno.test("main(): a stop request while the last run finishes writes no tables a
   }
 });
 
-Deno.test("main(): a run that fails for a full disk stops the grid, exits 1 and says to free space", async () => {
+Deno.test("main(): a run that fails for a full disk or the file size limit stops the grid, exits 1 and says what to do", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const profile = await tmpProfile(dir, {
@@ -2375,59 +2375,44 @@ Deno.test("main(): a run that fails for a full disk stops the grid, exits 1 and 
       tasks: { glue: ["rte"] },
       methods: [{ name: "mtl" }],
     });
-    const out = join(dir, "out");
-    const c = capture();
-    let runs = 0;
-    const code = await main(["--profile", profile, "--data-dir", DATA, "--out", out], {
-      ...c.opts,
-      runOne: () => {
-        runs++;
-        const e = new Error(`No space left on device (os error 28): write '${out}/x/weights.bin'`);
-        return Promise.reject(Object.assign(e, { code: "ENOSPC" }));
+    const cases: { error: (out: string) => Error; stopped: RegExp; advice: RegExp }[] = [
+      {
+        error: (out) =>
+          Object.assign(
+            new Error(`No space left on device (os error 28): write '${out}/x/weights.bin'`),
+            { code: "ENOSPC" },
+          ),
+        stopped:
+          /Stopped by no space left on device: 0 runs done, 0 skipped, 0 failed, 1 not started; run \w+ No space left on device \(os error 28\): write '.*weights\.bin'/,
+        advice: /To continue: free space on that disk, then deno task bench --resume/,
       },
-    });
-    const err = c.err.join("\n");
-    assert.equal(code, 1, err);
-    assert.equal(runs, 1, "the second run did not start on the full disk");
-    assert.match(
-      err,
-      /Stopped by no space left on device: 0 runs done, 0 skipped, 0 failed, 1 not started; run \w+ No space left on device \(os error 28\): write '.*weights\.bin'/,
-    );
-    assert.match(err, /To continue: free space on that disk, then deno task bench --resume/);
-    assert.equal(existsSync(join(out, "tables")), false, "no tables");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("main(): a run that hits the file size limit (ulimit -f) stops the grid, exits 1 and says to raise it", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const profile = await tmpProfile(dir, {
-      seeds: [0, 1],
-      benchmarks: ["glue"],
-      tasks: { glue: ["rte"] },
-      methods: [{ name: "mtl" }],
-    });
-    const out = join(dir, "out");
-    const c = capture();
-    let runs = 0;
-    const code = await main(["--profile", profile, "--data-dir", DATA, "--out", out], {
-      ...c.opts,
-      runOne: () => {
-        runs++;
+      {
         // As Deno gives it once SIGXFSZ is listened to (no code on the error).
-        return Promise.reject(new Error(`File too large (os error 27): writefile '${out}/x.json'`));
+        error: (out) => new Error(`File too large (os error 27): writefile '${out}/x.json'`),
+        stopped:
+          /Stopped by file size limit exceeded: 0 runs done, 0 skipped, 0 failed, 1 not started; run \w+ File too large/,
+        advice:
+          /To continue: raise the file size limit \(ulimit -f\), then deno task bench --resume/,
       },
-    });
-    const err = c.err.join("\n");
-    assert.equal(code, 1, err);
-    assert.equal(runs, 1, "the second run did not start");
-    assert.match(err, /Stopped by file size limit exceeded: 0 runs done, .*1 not started/);
-    assert.match(
-      err,
-      /To continue: raise the file size limit \(ulimit -f\), then deno task bench --resume/,
-    );
+    ];
+    for (const [i, { error, stopped, advice }] of cases.entries()) {
+      const out = join(dir, `out${i}`);
+      const c = capture();
+      let runs = 0;
+      const code = await main(["--profile", profile, "--data-dir", DATA, "--out", out], {
+        ...c.opts,
+        runOne: () => {
+          runs++;
+          return Promise.reject(error(out));
+        },
+      });
+      const err = c.err.join("\n");
+      assert.equal(code, 1, err);
+      assert.equal(runs, 1, "the second run did not start");
+      assert.match(err, stopped);
+      assert.match(err, advice);
+      assert.equal(existsSync(join(out, "tables")), false, "no tables");
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
