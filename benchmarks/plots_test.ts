@@ -168,3 +168,25 @@ Deno.test("scoreVsParamsSvg(): a per-task seed missing a task run drops its own 
   const oneSetup = mergePerTaskRuns(raw, describeResult);
   assert.deepEqual(titles(scoreVsParamsSvg(oneSetup)), []);
 });
+
+Deno.test("scoreVsParamsSvg(): x on a log scale, 0 a decade left of the least positive x, ticks in %", async () => {
+  const rs = (await runs([
+    spec("ci", "mtl", "mtl", 0),
+    spec("ci", "prompt_tuning", "PT", 0),
+    spec("ci", "hyperprompt_global", "HP", 0),
+  ])).map((r, i) => ({ ...r, params: { ...r.params, extraPct: [0, 0.5, 5][i]! } }));
+  const svg = scoreVsParamsSvg(rs);
+  const cx = new Map(
+    [...svg.matchAll(/<circle cx="([\d.]+)"[^>]*><title>(\w+) /g)].map((m) => [m[2]!, +m[1]!]),
+  );
+  const [zero, half, five] = ["mtl", "PT", "HP"].map((l) => cx.get(l)!) as [number, number, number];
+  // The axis spans log10 0.05 (a tenth of the least positive x, where 0 is drawn) to log10 5:
+  // 0.5 sits halfway (a linear axis would put it at a tenth; 0 at the floor of 0.5, on it).
+  // Positions are printed to 0.1 px of a 500-odd px axis: 1e-2 of the span is ample.
+  assert.ok(zero < half && half < five, `${zero} ${half} ${five}`);
+  assert.ok(Math.abs((half - zero) / (five - zero) - 0.5) < 1e-2, `${zero} ${half} ${five}`);
+  // Ticks read percentages (10 ** the log position), 0 at the left edge.
+  const ticks = [...svg.matchAll(/<text x="[\d.]+" y="364" text-anchor="middle">([^<]*)</g)]
+    .map((m) => m[1]);
+  assert.deepEqual(ticks, ["0", "0.16", "0.50", "1.6", "5.0"]);
+});
