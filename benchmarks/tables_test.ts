@@ -779,6 +779,7 @@ Deno.test("scoresTable() rows end with the provenance of the runs they average",
     ]);
     const col = (n: string) => row[head.indexOf(n)];
     assert.equal(col("seed_values"), "glue:0,1,2 super_glue:0,1");
+    assert.equal(col("seeds"), "glue:3 super_glue:2", "seeds per benchmark where they differ");
     assert.equal(col("git_commit"), "0123abc+dirty fake");
     assert.equal(col("backend"), "fake");
     assert.equal(col("device"), "fake");
@@ -1767,4 +1768,97 @@ Deno.test("ablationTable() gives scores.csv's best single-step averages, placed 
     () => ablationTable([withEvals(s0!, [...worked, ...evalsAt(2000, { rte: 1 })])], []),
     /the result of run [0-9a-f]{12}: .*task rte has two evaluations at step 2000/,
   );
+});
+
+Deno.test("scoresTable(): a partial GLUE average gets no paper value; one seed lacking a task makes the row partial", async () => {
+  const rs = await runs([
+    spec(
+      "paper-base",
+      "t5-v1_1-base",
+      "hyperprompt_global",
+      "HyperPrompt",
+      0,
+      "glue",
+      "pretrained",
+      {
+        tasks: ["cola", "rte"],
+      },
+    ),
+    spec(
+      "paper-base",
+      "t5-v1_1-base",
+      "hyperprompt_global",
+      "HyperPrompt",
+      0,
+      "super_glue",
+      "pretrained",
+      {
+        tasks: [...BENCHMARK_TASKS.super_glue],
+      },
+    ),
+  ]);
+  const paper: PaperRow[] = [{
+    table: "main",
+    model: "t5-v1_1-base",
+    method: "HyperPrompt",
+    method_name: "hyperprompt_global",
+    glue_avg: "86.8",
+    super_glue_avg: "77.9",
+    params_ratio: "",
+    extra_pct: "",
+    trained_per_task_pct: "",
+    freeze_backbone: "",
+    source: "a test row",
+  }];
+  const [head, row] = scoresTable(rs, paper) as [string[], (string | number)[]];
+  const col = (n: string) => row[head.indexOf(n)];
+  assert.equal(col("glue_avg"), "");
+  assert.notEqual(col("glue_partial_avg"), "");
+  assert.equal(col("paper_glue_avg"), "", "no paper value next to a partial GLUE average");
+  assert.equal(col("super_glue_avg"), roundHalfAway(rs[1]!.averages.super_glue!, 2));
+  assert.equal(col("paper_super_glue_avg"), "77.9");
+  // Two seeds of one configuration, the second without an RTE evaluation: not all 8 tasks ran
+  // in every seed, so the mean is a partial average (never the full column), still 8 tasks.
+  const two = await runs(
+    [0, 1].map((seed) =>
+      spec("paper-base", "t5-v1_1-base", "mtl", "MTL", seed, "glue", "pretrained", {
+        tasks: [...BENCHMARK_TASKS.glue],
+      })
+    ),
+  );
+  const { rte: _, ...best } = two[1]!.best;
+  two[1] = { ...two[1]!, best };
+  const [h2, r2] = scoresTable(two, []) as [string[], (string | number)[]];
+  const c2 = (n: string) => r2[h2.indexOf(n)];
+  assert.equal(c2("glue_tasks"), 8);
+  assert.equal(c2("glue_avg"), "");
+  assert.equal(c2("glue_std"), "");
+  assert.equal(
+    c2("glue_partial_avg"),
+    roundHalfAway((two[0]!.averages.glue! + two[1]!.averages.glue!) / 2, 2),
+  );
+});
+
+Deno.test("flops.csv: no FLOP ratio where MTL rows of the same lengths disagree", async () => {
+  const steps8 = { train: { ...DEFAULT_TRAIN, steps: 8, evalEvery: 4 } };
+  const rs = await runs([
+    spec("p", "tiny-v1_1", "mtl", "MTL", 0, "glue"),
+    spec("p", "tiny-v1_1", "mtl", "MTL", 0, "glue", "random", steps8),
+    spec("p", "tiny-v1_1", "hyperprompt_global", "HP", 0, "glue"),
+  ]);
+  const flops = (r: RunResult, train: number): RunResult => ({
+    ...r,
+    flops: { trainPerExample: train, inferencePerExample: 1_000_000 },
+  });
+  const agree = [flops(rs[0]!, 3_000_000), flops(rs[1]!, 3_000_000), flops(rs[2]!, 3_300_000)];
+  const t = flopsTable(agree);
+  const head = t[0] as string[];
+  const hp = (tt: typeof t) => tt.find((r) => r[3] === "HP")!;
+  assert.equal(hp(t)[head.indexOf("train_flops_x_mtl")], 1.1, "two MTL rows of one count");
+  // MTL at two configurations of the same lengths counting different FLOPs: which is meant
+  // would be a guess, so the ratio is blank (the inference counts still agree).
+  const disagree = [agree[0]!, flops(rs[1]!, 3_100_000), agree[2]!];
+  const t2 = flopsTable(disagree);
+  assert.equal(hp(t2)[head.indexOf("train_flops_x_mtl")], "");
+  assert.equal(hp(t2)[head.indexOf("inference_flops_x_mtl")], 1);
 });
