@@ -63,6 +63,19 @@ Deno.test("parseJsonFile() names file:line:column and ignores a byte-order mark"
   assert.throws(() => parseJsonFile("[nul\u001b]", "p.json"), {
     message: "p.json:1:5: invalid JSON: Unexpected token '\\u001b'",
   });
+  // C1 controls (DEL, NEL) and the line and paragraph separators are escaped too: a NEL or
+  // U+2028 breaks the line in some terminals and editors, DEL is invisible.
+  const escaped: Record<string, string> = {
+    "\u007f": "\\u007f",
+    "\u0085": "\\u0085",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+  };
+  for (const [c, shown] of Object.entries(escaped)) {
+    assert.throws(() => parseJsonFile(`[nul${c}]`, "p.json"), {
+      message: `p.json:1:5: invalid JSON: Unexpected token '${shown}'`,
+    });
+  }
   assert.throws(() => parseJsonFile("", "empty.json"), {
     message: "empty.json:1:1: invalid JSON: Unexpected end of JSON input",
   });
