@@ -94,7 +94,9 @@ Deno.test("parseFlags(): every bad invocation is one UsageError line naming flag
     [["--step", "3"], `unknown flag --step (did you mean --steps?)${hint}`],
     [["--qiuck"], `unknown flag --qiuck (did you mean --quick?)${hint}`], // 2 edits
     [["--bogus"], `unknown flag --bogus${hint}`], // nothing near
-    [["--xy"], `unknown flag --xy${hint}`], // 2 edits from "out", but only 2 letters long
+    [["--xy"], `unknown flag --xy${hint}`], // nothing near (3 edits from "out")
+    [["--xu"], `unknown flag --xu${hint}`], // 2 edits from "out", but only 2 letters long
+    [["--o"], `unknown flag --o${hint}`], // begins "out", but one letter: no guess
     [["-x"], `unknown flag -x${hint}`], // one letter: no guess
     [["--profile", "ci"], `unknown flag --profile: deno task bench takes it${hint}`], // the hook
     [["stray"], `unexpected argument "stray": deno task demo takes only flags${hint}`],
@@ -123,6 +125,11 @@ Deno.test("parseFlags(): every bad invocation is one UsageError line naming flag
       `--steps needs a value (a positive integer), got the flag --quick after it${hint}`,
     ],
     [["--out", "-h"], `--out needs a value (a folder), got the flag -h after it${hint}`],
+    [
+      ["--out", "-hx"],
+      `--out needs a value (a folder), got "-hx", which reads as a flag (if it is the value: ` +
+      `--out=-hx)${hint}`,
+    ],
     [
       ["--out", "-x"],
       `--out needs a value (a folder), got "-x", which reads as a flag (if it is the value: ` +
