@@ -32,6 +32,8 @@ Deno.test("cpu: explicit request starts the cpu backend and is recorded", opts, 
   assert.equal(info.threads, 1);
   assert.deepEqual(currentBackendInfo(), info);
   assert.match(lines.join("\n"), /backend: cpu/);
+  // Asked for, the cpu backend is no fallback: the note is auto's alone.
+  assert.ok(!info.notes.some((n) => /falling back/.test(n)), info.notes.join("; "));
 });
 
 Deno.test("cpu: tfjs-backend-cpu's install-tfjs-node banner is not printed (a fresh process)", async () => {

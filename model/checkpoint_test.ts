@@ -979,6 +979,35 @@ Deno.test("loadHfFolder: equal copies of the embedding table are one tensor, and
   }
 });
 
+Deno.test("loadHfFolder: a stack's table with the shared table's bytes but another shape keeps its own shape", async () => {
+  // Equal bits are a tie only for tables of one shape: a [d_model, vocab] table holding the
+  // [vocab, d_model] table's bytes is another tensor (misshapen, for the checks to refuse).
+  const tmp = await Deno.makeTempDir();
+  const before = tf.memory().numTensors;
+  try {
+    const config = preset("tiny-v1_1");
+    const model = initT5(config, { seed: 5 });
+    const shared = model.params.get("shared.weight")!;
+    const [v, d] = shared.shape as [number, number];
+    const flipped = shared.reshape([d, v]);
+    const tensors = new Map<string, tf.Tensor>(model.params)
+      .set("encoder.embed_tokens.weight", flipped);
+    const dir = join(tmp, "m");
+    await saveHfFolder(dir, config, tensors);
+    const ck = await loadHfFolder(dir);
+    const enc = ck.tensors.get("encoder.embed_tokens.weight")!;
+    assert.notEqual(enc, ck.tensors.get("shared.weight"));
+    assert.deepEqual(enc.shape, [d, v]);
+    assert.deepEqual(ck.tensors.get("shared.weight")!.shape, [v, d]);
+    disposeAll(ck.tensors);
+    flipped.dispose();
+    disposeT5(model);
+    assert.equal(tf.memory().numTensors, before, "no leaked tensors");
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
 Deno.test("loadSafetensorsFile: a failed file disposes what it made, not a table it aliased from an earlier file", async () => {
   const tmp = await Deno.makeTempDir();
   const before = tf.memory().numTensors;
