@@ -110,6 +110,25 @@ Deno.test("jsonLocator() finds the line of nested values", () => {
   assert.equal(at("$.m[1]"), 5);
   assert.equal(at("$.m[1].name"), 6);
   assert.equal(at("$.nope"), undefined);
+  // An escaped quote inside a string (a key's or a value's) does not end it: later lines hold.
+  const quoted = jsonLocator('{\n  "d": "say \\"hi\\"",\n  "k\\"q": 1,\n  "b": 2\n}');
+  assert.equal(quoted('$.k"q'), 3);
+  assert.equal(quoted("$.b"), 4);
+});
+
+Deno.test("loadProfile(): a profile outside the built-in folder may be named unlike its file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = join(dir, "my-copy.json");
+    await Deno.writeTextFile(
+      file,
+      '{\n  "name": "t",\n  "models": ["tiny-v1_1"],\n  "benchmarks": ["glue"],\n' +
+        '  "methods": [{ "name": "mtl" }]\n}\n',
+    );
+    assert.equal((await loadProfile(file)).name, "t");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("a key given twice in a profile is an error naming both lines", async () => {
