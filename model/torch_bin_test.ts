@@ -710,3 +710,33 @@ Deno.test("readTorchBinTensors refuses a file rewritten since its header was rea
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("the unpickler's integer and memo opcodes: BININT2 is unsigned, LONG1 signed, MEMOIZE numbers from 0", async () => {
+  const dir = await Deno.makeTempDir();
+  const header = async (pkl: string) => {
+    const path = join(dir, "pytorch_model.bin");
+    await Deno.writeFile(path, zip(latin1(pkl), { "0": new Uint8Array(4) }));
+    return await readTorchBinHeader(path);
+  };
+  try {
+    // BININT2 (pickle's form of 256–65535): 40000 = 0x9c40 is a size, not -25536.
+    const wide = await header(strideZeroView(["M\x40\x9c"]));
+    assert.deepEqual(wide.tensors.get("w")!.shape, [40000]);
+    // LONG1 is two's complement: \xff is -1 (refused as a size), not 255.
+    await rejectsWith(
+      zip(latin1(strideZeroView(["\x8a\x01\xff"])), { "0": new Uint8Array(4) }),
+      /tensor size must be a non-negative integer, got -1\b/,
+    );
+    // Protocol 4 memoizes with MEMOIZE (no index: the memo's size) and refers back with BINGET:
+    // the second OrderedDict global is memo entry 0.
+    const p4 = strideZeroView(["K\x03"])
+      .replace("\x80\x02ccollections\nOrderedDict\n", "\x80\x04ccollections\nOrderedDict\n\x94")
+      .replace(/ccollections\nOrderedDict\n\)RtRu\.$/, "h\x00)RtRu.");
+    assert.ok(p4.includes("\x94") && p4.includes("h\x00)RtRu."), "the protocol 4 pickle");
+    const memo = await header(p4);
+    assert.deepEqual(memo.tensors.get("w")!.shape, [3]);
+    assert.deepEqual(memo.tensors.get("w")!.stride, [0]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
