@@ -45,3 +45,15 @@ Deno.test("a malformed precompiled_charsmap is refused, naming where it is", () 
     /t\.json: f: .*not base64/,
   );
 });
+
+Deno.test("PrecompiledCharsmap: CR LF is one cluster on the ASCII path too; replacements of any length", () => {
+  // A map with a rule for the cluster CR LF and replacements of 6 and 12 UTF-8 bytes.
+  const cm = new PrecompiledCharsmap(
+    buildCharsmap({ "\r\n": "\n", "\u337b": "\u5e73\u6210", "\u3300": "\u30a2\u30d1\u30fc\u30c8" }),
+    "crlf",
+  );
+  // ASCII text (no segmenter) and text with a non-ASCII character (segmented) agree.
+  assert.equal(cm.normalize("a\r\nb\rc\nd"), "a\nb\rc\nd");
+  assert.equal(cm.normalize("\u00e9\r\nb"), "\u00e9\nb");
+  assert.equal(cm.normalize("\u337b \u3300."), "\u5e73\u6210 \u30a2\u30d1\u30fc\u30c8.");
+});

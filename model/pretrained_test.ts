@@ -147,6 +147,15 @@ Deno.test("loadT5() refuses a tokenizer the model cannot embed, or with other </
   const tmp = await Deno.makeTempDir();
   try {
     const config = JSON.parse(await Deno.readTextFile(join(relu, "config.json")));
+    // One id too many is refused too (the boundary): 4,000 ids into 3,999 rows.
+    await Deno.writeTextFile(
+      join(tmp, "config.json"),
+      JSON.stringify({ ...config, vocab_size: 3999 }),
+    );
+    await rejects(
+      loadT5(tmp, { tokenizer: TOKENIZER }),
+      /the tokenizer has 4000 ids but the model's "vocab_size" is 3999/,
+    );
     for (
       const [field, message] of [
         ["eos_token_id", /"<\/s>" is id 1 but "eos_token_id" is 3/],
