@@ -13,6 +13,10 @@ Deno.test("learningRateAt() warmup_linear rises then decays to 0 at the end", ()
   assert.deepEqual(lrs.slice(0, 5), [0, 0.25, 0.5, 0.75, 1]);
   assert.equal(lrs[8], 0.5); // (12 - 8) / (12 - 4)
   assert.equal(lrs[12], 0);
+  // Past the last step (a resumed run given fewer steps) the rate stays 0, never negative.
+  assert.equal(learningRateAt(s, 1, 13, 12), 0);
+  // Warm-up as long as the run: no 0/0 at the last step.
+  assert.equal(learningRateAt({ kind: "warmup_linear", warmupSteps: 4 }, 1, 4, 4), 0);
   for (let i = 5; i < 13; i++) assert.ok(lrs[i]! < lrs[i - 1]!, "strictly decreasing after warmup");
 });
 
@@ -28,6 +32,12 @@ Deno.test("learningRateAt() warmup_rsqrt is continuous and decays as 1/sqrt(t)",
 
 Deno.test("learningRateAt() rejects bad input", () => {
   assert.throws(() => learningRateAt({ kind: "constant", warmupSteps: 0 }, 1, -1, 10), /step/);
+  for (const step of [1.5, NaN]) {
+    assert.throws(
+      () => learningRateAt({ kind: "constant", warmupSteps: 0 }, 1, step, 10),
+      new RegExp(`step must be a non-negative integer, got ${step}`),
+    );
+  }
   assert.throws(
     () => learningRateAt({ kind: "cosine", warmupSteps: 0 } as never, 1, 0, 10),
     /kind/,
