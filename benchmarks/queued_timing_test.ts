@@ -8,6 +8,7 @@ Deno.test("timeQueued: one read per batch (and one after the warm-up), every res
   const a = tf.ones([8, 8]);
   let calls = 0;
   const before = tf.memory().numTensors;
+  const t0 = performance.now();
   const { value, reads } = await countReads(() =>
     timeQueued(() => {
       calls++;
@@ -22,7 +23,11 @@ Deno.test("timeQueued: one read per batch (and one after the warm-up), every res
   assert.equal(reads, 1 + 3);
   assert.equal(value.reps, 4);
   assert.equal(value.batchMs.length, 3);
+  const wall = performance.now() - t0;
   assert.ok(value.batchMs.every((ms) => ms >= 2), JSON.stringify(value));
+  // Per call, not per batch: the batches' times (ms per call x calls) fit in the whole call's.
+  const batchesMs = value.batchMs.reduce((x, y) => x + y, 0) * value.reps;
+  assert.ok(batchesMs <= wall, `${batchesMs} > ${wall}`);
   assert.equal(tf.memory().numTensors, before, "results freed");
   a.dispose();
 });
@@ -43,8 +48,20 @@ Deno.test("runQueued: a call that throws frees the earlier results; bad counts a
     runQueued(() => tf.zeros([1]), 0),
     /count must be a positive integer, got 0/,
   );
+  // A fractional count would never reach its last call, so never wait for the device.
+  await assert.rejects(
+    runQueued(() => tf.zeros([1]), 2.5),
+    /count must be a positive integer, got 2.5/,
+  );
   await assert.rejects(
     timeQueued(() => tf.zeros([1]), { reps: 1, batches: 0 }),
     /batches must be a positive/,
   );
+  for (const warm of [-1, 0.5]) {
+    await assert.rejects(
+      timeQueued(() => tf.zeros([1]), { reps: 1, warm }),
+      new RegExp(`warm a non-negative integer, got 1, ${warm}`),
+    );
+  }
+  assert.equal(tf.memory().numTensors, before);
 });
