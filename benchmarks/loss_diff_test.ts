@@ -27,6 +27,12 @@ Deno.test("lossDiffs: relative loss differences and equal averages by run key, b
   assert.throws(() => lossDiffs(base, cur.slice(1)), /no current run /);
   const short = cur.map((r, i) => (i === 0 ? { ...r, losses: r.losses.slice(1) } : r));
   assert.throws(() => lossDiffs(base, short), /steps against/);
+  // More steps in CURRENT is another step count too, not compared over the baseline's.
+  const long = cur.map((r, i) => (i === 0 ? { ...r, losses: [...r.losses, r.losses[0]!] } : r));
+  assert.throws(
+    () => lossDiffs(base, long),
+    new RegExp(`${base[0]!.losses.length + 1} steps against ${base[0]!.losses.length}`),
+  );
 });
 
 Deno.test("main: 0 compared, 1 a run missing from CURRENT, 2 bad arguments; one line, no stack", async () => {
@@ -59,6 +65,7 @@ Deno.test("main: 0 compared, 1 a run missing from CURRENT, 2 bad arguments; one 
         [[ci], /takes two folders, BASELINE CURRENT; got 1 argument/],
         [[ci, `${dir}/none`], /^CURRENT .*none: no such folder or file$/],
         [[ci, ci, "--quiet"], /^unknown flag --quiet; /],
+        [["-q", ci], /^unknown flag -q; /], // not read as a folder named -q
       ] as const
     ) {
       const r = await run([...args]);
