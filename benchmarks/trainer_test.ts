@@ -5,7 +5,7 @@ import { disposeT5, initT5, type T5Model } from "../model/t5.ts";
 import type { MethodInstance } from "../model/method.ts";
 import { getMethod } from "../model/methods/mod.ts";
 import { DEFAULT_TRAIN, SpecError, type TaskEval, type TrainSpec, validateTrain } from "./spec.ts";
-import { Rng } from "./rng.ts";
+import { Rng, seedFor } from "./rng.ts";
 import { createOptimizer, type OptimizerConfig } from "./optim.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
 import { collate, disposeBatch } from "./batching.ts";
@@ -368,7 +368,8 @@ Deno.test("train() clips the global gradient norm before the update (PyTorch cli
   for (const g of byName.values()) for (const x of g) sq += x * x;
   const norm = Math.sqrt(sq);
   assert.ok(norm > 1e-3, `gradient norm ${norm}`);
-  for (const clipNorm of [1e-6, 1e9]) {
+  // A clip far below the norm, one just below it (a scale of 0.7: still applied), one above.
+  for (const clipNorm of [1e-6, 0.7 * norm, 1e9]) {
     const model = initT5(NO_DROPOUT, { seed: 1 });
     await train(opts(model, { train: { ...base, clipNorm } }));
     const p1 = await snapshot(model);
@@ -1668,6 +1669,35 @@ Deno.test("lossAndGrads: 4 micro-batches give the full batch's loss and gradient
   tf.dispose([full.value, acc.value, ...Object.values(full.grads), ...Object.values(acc.grads)]);
   disposeBatch(batch);
   disposeT5(model);
+});
+
+Deno.test("lossAndGrads: micro-batch k draws its dropout from seedFor(seed, micro:k), not one mask for all", async () => {
+  // Two copies of one row, micro-batches of 1: the loss is the mean of the row's loss under
+  // micro:0's dropout and under micro:1's, each as a one-row batch with that seed gives it.
+  const before = tf.memory().numTensors;
+  const model = initT5(CONFIG, { seed: 1 });
+  const varList = [...model.params.values()];
+  const row = new ToySource().data[0]!;
+  const two = collate([row, row], IDS);
+  const one = collate([row], IDS);
+  const o = opts(model, { train: { ...SPEC, labelSmoothing: 0 } });
+  const lossOf = async (batch: typeof one, train: TrainSpec, seed: number) => {
+    const r = await lossAndGrads({ ...o, train }, batch, varList, seed);
+    const v = (await r.value.data())[0]!;
+    tf.dispose([r.value, ...Object.values(r.grads)]);
+    return v;
+  };
+  const l0 = await lossOf(one, o.train, seedFor(5, "micro:0"));
+  const l1 = await lossOf(one, o.train, seedFor(5, "micro:1"));
+  const acc = await lossOf(two, { ...o.train, microBatchSize: 1 }, 5);
+  // Dropout 0.1 moves the loss by far more than fp32 rounding (1e-5 relative per op).
+  assert.ok(Math.abs(l0 - l1) > 1e-3, `the two masks give ${l0} and ${l1}`);
+  const want = (l0 + l1) / 2;
+  assert.ok(Math.abs(acc - want) <= 1e-5 * Math.abs(want), `loss ${acc} vs ${want}`);
+  disposeBatch(two);
+  disposeBatch(one);
+  disposeT5(model);
+  assert.equal(tf.memory().numTensors, before, "no leaked tensors");
 });
 
 Deno.test("train() with microBatchSize: same losses and variables as the full batch", async () => {
