@@ -1610,6 +1610,8 @@ Deno.test("main() --methods keeps the profile's runs of those labels: dry run, s
           /unknown method label "prompt_tuning\[rte\]" \(a per-task method is selected whole, by "prompt_tuning"\)/,
         ],
         ["mtl,", /--methods "mtl,": an empty label/],
+        // An unknown method with a task suffix: no per-task hint (it names no label either).
+        ["lora[rte]", /unknown method label "lora\[rte\]"; profile "tiny-grid" has/],
       ] as const
     ) {
       const bad = capture();
@@ -1656,6 +1658,19 @@ Deno.test("main() --methods keeps the profile's runs of those labels: dry run, s
       w.out.join("\n"),
       /FAIL tiny-grid\/tiny-v1_1\/random\/glue\/mtl\/s0: params\.total/,
     );
+    // In a shard the gate is partial: the baseline's runs of the other shard are not missing.
+    let compared = 0;
+    for (const i of [0, 1]) {
+      const s = capture();
+      const shardOut = join(dir, `shard${i}`);
+      const args = gated.map((a) => (a === out ? shardOut : a));
+      assert.equal(
+        await main([...args, "--shard", `${i}/2`], { ...s.opts, runOne: fakeRunOne }),
+        0,
+      );
+      compared += Number(/Regression gate: PASS \((\d+) runs compared/.exec(s.out.join("\n"))![1]);
+    }
+    assert.equal(compared, 4, "the two shards' gates together compare the selection's 4 runs");
     // --resume skips the selection's finished runs and runs no other method's.
     const r = capture();
     assert.equal(await main([...gated, "--resume"], { ...r.opts, runOne }), 0);
