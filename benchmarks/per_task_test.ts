@@ -121,6 +121,14 @@ Deno.test("mergePerTaskRuns(): task runs without training totals (older results)
     assert.equal(row[f[0]!.indexOf("tokens_per_second_from")], "mean of rates");
   }
   assert.equal(mergedThroughput(parts).mean, false);
+  // Totals of no training time: a rate of 0, never NaN (0 / 0) in flops.csv.
+  const idle = parts.map((r) => ({ ...r, trainTokens: 0, trainSeconds: 0 }));
+  assert.deepEqual(mergedThroughput(idle), {
+    tokensPerSecond: 0,
+    trainTokens: 0,
+    trainSeconds: 0,
+    mean: false,
+  });
 });
 
 Deno.test("mergePerTaskRuns(): a missing task run leaves no average and is named; a duplicate is refused", async () => {
