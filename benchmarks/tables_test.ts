@@ -32,6 +32,21 @@ import {
 const spec = fakeSpec;
 const runs = fakeRuns;
 
+/** A paper row of the main table with both averages: HyperPrompt-Global on T5 1.1 Base. */
+const HP_GLOBAL_BASE_ROW: PaperRow = {
+  table: "main",
+  model: "t5-v1_1-base",
+  method: "HyperPrompt",
+  method_name: "hyperprompt_global",
+  glue_avg: "86.8",
+  super_glue_avg: "77.9",
+  params_ratio: "",
+  extra_pct: "",
+  trained_per_task_pct: "",
+  freeze_backbone: "",
+  source: "a test row",
+};
+
 Deno.test("readPaperTable() gives every row a source and blank unknown scores", () => {
   const paper = readPaperTable();
   assert.ok(paper.length >= 20);
@@ -586,19 +601,7 @@ Deno.test("scoresTable() fills the full average and the paper column only when a
     },
   );
   const rs = await runs([full, part]);
-  const paper: PaperRow[] = [{
-    table: "main",
-    model: "t5-v1_1-base",
-    method: "HyperPrompt",
-    method_name: "hyperprompt_global",
-    glue_avg: "86.8",
-    super_glue_avg: "77.9",
-    params_ratio: "",
-    extra_pct: "",
-    trained_per_task_pct: "",
-    freeze_backbone: "",
-    source: "a test row",
-  }];
+  const paper: PaperRow[] = [HP_GLOBAL_BASE_ROW];
   const t = scoresTable(rs, paper);
   assert.equal(t.length, 2);
   const [head, row] = t as [string[], (string | number)[]];
@@ -1797,19 +1800,7 @@ Deno.test("scoresTable(): a partial GLUE average gets no paper value; one seed l
       },
     ),
   ]);
-  const paper: PaperRow[] = [{
-    table: "main",
-    model: "t5-v1_1-base",
-    method: "HyperPrompt",
-    method_name: "hyperprompt_global",
-    glue_avg: "86.8",
-    super_glue_avg: "77.9",
-    params_ratio: "",
-    extra_pct: "",
-    trained_per_task_pct: "",
-    freeze_backbone: "",
-    source: "a test row",
-  }];
+  const paper: PaperRow[] = [HP_GLOBAL_BASE_ROW];
   const [head, row] = scoresTable(rs, paper) as [string[], (string | number)[]];
   const col = (n: string) => row[head.indexOf(n)];
   assert.equal(col("glue_avg"), "");
