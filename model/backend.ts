@@ -263,7 +263,8 @@ async function startTensorflow(
       // The GPU package that failed before this one: why, in the record of every run.
       if (tried.length > 0) notes.push(`tensorflow: ${tried.join(" | ")}; using ${pkg}`);
       // tfjs-node-gpu runs on the CPU where TensorFlow finds no usable GPU (no CUDA or cuDNN
-      // libraries, no device): its backend says so (NodeJSKernelBackend.isUsingGpuDevice).
+      // libraries, no device): its backend says so (NodeJSKernelBackend.isUsingGpuDevice). A
+      // backend without the flag says nothing: the package's GPU is assumed.
       const onGpu = (tf.backend() as { isUsingGpuDevice?: unknown }).isUsingGpuDevice;
       if (pkg === "@tensorflow/tfjs-node-gpu" && onGpu === false) {
         notes.push(

@@ -69,7 +69,7 @@ Deno.test("tensorflow: explicit request throws and says how to install it", opts
  * kernels too, unless `kernels` is false: then the tiny op fails) with tfjs-node's
  * `isUsingGpuDevice` flag; any other package fails to import as a missing one does.
  */
-function fakeTfjsNode(present: Record<string, { gpu: boolean; kernels?: boolean }>) {
+function fakeTfjsNode(present: Record<string, { gpu?: boolean; kernels?: boolean }>) {
   const imported: string[] = [];
   const kernels = tf.getKernelsForBackend("cpu");
   let registered = false;
@@ -85,7 +85,11 @@ function fakeTfjsNode(present: Record<string, { gpu: boolean; kernels?: boolean 
       const cpu = tf.findBackendFactory("cpu")!;
       tf.registerBackend(
         "tensorflow",
-        () => Object.assign(cpu() as tf.KernelBackend, { isUsingGpuDevice: pkg.gpu }),
+        () =>
+          Object.assign(
+            cpu() as tf.KernelBackend,
+            pkg.gpu === undefined ? {} : { isUsingGpuDevice: pkg.gpu },
+          ),
       );
       registered = true;
       if (pkg.kernels ?? true) {
@@ -112,7 +116,7 @@ Deno.test(
     const CPU = "@tensorflow/tfjs-node";
     const cases: {
       what: string;
-      present: Record<string, { gpu: boolean; kernels?: boolean }>;
+      present: Record<string, { gpu?: boolean; kernels?: boolean }>;
       adapter: string;
       gpu: boolean;
       note?: RegExp;
@@ -120,6 +124,14 @@ Deno.test(
       {
         what: "tfjs-node-gpu on a GPU",
         present: { [GPU]: { gpu: true } },
+        adapter: GPU,
+        gpu: true,
+      },
+      {
+        // A backend without the flag (say, another tfjs-node-gpu version) says nothing against
+        // the package's GPU: only an explicit false means the CPU.
+        what: "tfjs-node-gpu whose backend lacks isUsingGpuDevice",
+        present: { [GPU]: {} },
         adapter: GPU,
         gpu: true,
       },
