@@ -12,6 +12,7 @@
 import { basename, dirname, join } from "node:path";
 import process from "node:process";
 import { changedAgoMs, TEMP_TAG_SOURCE, tempTag } from "../model/fs.ts";
+import { readEnv } from "../model/env.ts";
 
 /** The environment variable that overrides the run-claim stale window, in seconds. */
 export const RUN_LOCK_STALE_ENV = "HYPERPROMPT_RUN_LOCK_STALE_S";
@@ -34,7 +35,7 @@ export const RUN_LOCK_POLL_MS = 10_000;
  * @returns the window in ms
  * @throws Error naming the variable and its value when it is not such a number
  */
-export function runLockStaleMs(value: string | undefined = envValue(RUN_LOCK_STALE_ENV)): number {
+export function runLockStaleMs(value: string | undefined = readEnv(RUN_LOCK_STALE_ENV)): number {
   if (value === undefined || value === "") return RUN_LOCK_STALE_MS;
   const s = /^\d+(\.\d+)?$/.test(value) ? Number(value) : NaN;
   if (!(s >= (2 * RUN_LOCK_HEARTBEAT_MS) / 1000) || !Number.isFinite(s)) {
@@ -46,14 +47,6 @@ export function runLockStaleMs(value: string | undefined = envValue(RUN_LOCK_STA
     );
   }
   return s * 1000;
-}
-
-function envValue(name: string): string | undefined {
-  try {
-    return Deno.env.get(name);
-  } catch {
-    return undefined; // no env permission: the default
-  }
 }
 
 /** Timing of the run claims of {@link runGrid} (tests shorten them). */
