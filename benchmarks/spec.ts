@@ -921,6 +921,20 @@ export class SpecError extends Error {
   }
 }
 
+/**
+ * The first repeat among `keys`: the index of the first key equal to an earlier one, and that
+ * earlier one's index (a profile names each model and each backbone once).
+ */
+function firstRepeat(keys: readonly string[]): [number, number] | undefined {
+  const seen = new Map<string, number>();
+  for (const [i, k] of keys.entries()) {
+    const j = seen.get(k);
+    if (j !== undefined) return [i, j];
+    seen.set(k, i);
+  }
+  return undefined;
+}
+
 function show(v: unknown): string {
   const s = JSON.stringify(v);
   return s === undefined ? String(v) : s.length > 60 ? s.slice(0, 57) + "..." : s;
@@ -1655,14 +1669,11 @@ export function validateProfile(
   );
   // One model twice (two spellings of one folder are one after normalHfRef) would give two
   // identical grid cells.
-  const modelSeen = new Map<string, number>();
-  models.forEach((m, i) => {
-    const j = modelSeen.get(canonicalJson(m));
-    if (j !== undefined) {
-      throw new SpecError(src, `$.models[${i}]`, `repeats model ${show(m)} ($.models[${j}])`);
-    }
-    modelSeen.set(canonicalJson(m), i);
-  });
+  const modelRepeat = firstRepeat(models.map(canonicalJson));
+  if (modelRepeat !== undefined) {
+    const [i, j] = modelRepeat;
+    throw new SpecError(src, `$.models[${i}]`, `repeats model ${show(models[i])} ($.models[${j}])`);
+  }
   const bbRaw = o.backbone ?? "random";
   const one = (v: unknown, path: string): BackboneRef =>
     typeof v === "string"
@@ -1671,14 +1682,11 @@ export function validateProfile(
   const backbones: BackboneRef[] = Array.isArray(bbRaw)
     ? arr(bbRaw, src, "$.backbone").map((v, i) => one(v, `$.backbone[${i}]`))
     : [one(bbRaw, "$.backbone")];
-  const bbSeen = new Set<string>();
-  backbones.forEach((b, i) => {
-    const k = canonicalJson(b);
-    if (bbSeen.has(k)) {
-      throw new SpecError(src, `$.backbone[${i}]`, `repeats backbone ${show(b)}`);
-    }
-    bbSeen.add(k);
-  });
+  const bbRepeat = firstRepeat(backbones.map(canonicalJson));
+  if (bbRepeat !== undefined) {
+    const [i] = bbRepeat;
+    throw new SpecError(src, `$.backbone[${i}]`, `repeats backbone ${show(backbones[i])}`);
+  }
   const pretrain = o.pretrain === undefined
     ? undefined
     : validatePretrain(o.pretrain, src, "$.pretrain");
