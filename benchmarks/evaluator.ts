@@ -333,9 +333,14 @@ export function improvesOn(
   best: Pick<BestEval, "step" | "groupScore"> | undefined,
 ): boolean {
   if (best === undefined) return true;
-  const score = Number.isNaN(e.groupScore) ? -Infinity : e.groupScore;
-  const cur = Number.isNaN(best.groupScore) ? -Infinity : best.groupScore;
+  const score = rankOf(e.groupScore);
+  const cur = rankOf(best.groupScore);
   return score > cur || (score === cur && e.step < best.step);
+}
+
+/** A score as {@link improvesOn} and {@link bestStepAverage} rank it: NaN counts as -Infinity. */
+function rankOf(score: number): number {
+  return Number.isNaN(score) ? -Infinity : score;
 }
 
 /**
@@ -427,12 +432,11 @@ export function bestStepAverage(
     }
     scores[e.task] = e.groupScore;
   }
-  const rank = (x: number) => Number.isNaN(x) ? -Infinity : x;
   let best: number | undefined;
   for (const scores of byStep.values()) {
     if (Object.keys(scores).length !== own.size) continue;
     const v = average(benchmark, scores);
-    if (best === undefined || rank(v) > rank(best)) best = v;
+    if (best === undefined || rankOf(v) > rankOf(best)) best = v;
   }
   return best;
 }
