@@ -965,13 +965,8 @@ export function checkOutputFolder(flag: string, path: string): void {
  * @throws UsageError naming the flag when `path` is a folder or its folder cannot be made
  */
 export function checkOutputFile(named: string, path: string, hint: string): void {
-  let isFolder = false;
-  try {
-    isFolder = Deno.statSync(path).isDirectory;
-  } catch {
-    // Absent (or below a file: the folder check names it).
-  }
-  if (isFolder) throw new UsageError(`${named} ${path}: is a folder; ${hint}`);
+  // Absent (or below a file: the folder check names it) is not a folder.
+  if (isDirectorySync(path)) throw new UsageError(`${named} ${path}: is a folder; ${hint}`);
   checkOutputFolder(`${named} ${path}: the folder`, dirname(path));
 }
 

@@ -11,6 +11,7 @@ import {
   type FileIdentity,
   fsError,
   isDirectory,
+  isDirectorySync,
   isFileSync,
   isLocalFileError,
   isTempInUse,
@@ -188,14 +189,6 @@ async function foldersOpened(fn: () => Promise<void>): Promise<string[]> {
     return file;
   }, fn);
   return seen;
-}
-
-function isDirectorySync(path: string): boolean {
-  try {
-    return Deno.statSync(path).isDirectory;
-  } catch {
-    return false;
-  }
 }
 
 Deno.test("writeFileAtomic() and writeFilesAtomic() flush the folders they renamed into", async () => {

@@ -8,6 +8,7 @@
  */
 
 import { join } from "node:path";
+import { isDirectorySync } from "./fs.ts";
 
 /**
  * Copies the folder tree `src` into `dst`, each name passed through `rename` (tests take such a
@@ -32,14 +33,6 @@ export interface Flush {
   readonly dir: string;
   /** Its entries at the moment of the flush, sorted. */
   readonly entries: readonly string[];
-}
-
-function isFolder(path: string): boolean {
-  try {
-    return Deno.statSync(path).isDirectory;
-  } catch {
-    return false;
-  }
 }
 
 function listing(dir: string): string[] {
@@ -79,7 +72,10 @@ function watch(file: Deno.FsFile, dir: string, flushes: Flush[]): Deno.FsFile {
  */
 export async function recordFlushes(fn: () => Promise<unknown> | unknown): Promise<Flush[]> {
   const flushes: Flush[] = [];
-  await withOpenedFiles((file, path) => isFolder(path) ? watch(file, path, flushes) : file, fn);
+  await withOpenedFiles(
+    (file, path) => isDirectorySync(path) ? watch(file, path, flushes) : file,
+    fn,
+  );
   return flushes;
 }
 
@@ -135,7 +131,7 @@ export function flushesOf(flushes: readonly Flush[], dir: string): (readonly str
 export async function fileFlushes(fn: () => Promise<unknown> | unknown): Promise<string[]> {
   const flushed: string[] = [];
   const spy = (file: Deno.FsFile, path: string): Deno.FsFile => {
-    if (isFolder(path)) return file;
+    if (isDirectorySync(path)) return file;
     for (const m of ["sync", "syncData"] as const) {
       const f = file[m].bind(file);
       file[m] = () => {
