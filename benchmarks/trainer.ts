@@ -958,6 +958,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
   const everyMs = 60_000 *
     checkedMinutes(o.checkpointMinutes ?? DEFAULT_CHECKPOINT_MINUTES, "train(): checkpointMinutes");
   const now = o.now ?? (() => performance.now());
+  const log = o.log ?? console.error;
   const params = trainedVariables(o.model, o.instance);
   const varList = [...params.values()];
   const nameOf = new Map(varList.map((v) => [v.name, ""]));
@@ -1058,7 +1059,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
       if (ck !== undefined) {
         try {
           for (const s of ck.skipped) {
-            (o.log ?? console.error)(
+            log(
               `${s.dir}: cannot be resumed (${s.reason}); resuming from the older ${ck.dir} instead (the folder is left as it is)`,
             );
             unusableSteps.add(s.step);
@@ -1074,7 +1075,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
             // the outcome says so (throughputFromStep), rather than counting them as 0 tokens
             // in 0 ms and passing the rest for the whole run's throughput.
             throughputFromStep = step;
-            (o.log ?? console.error)(
+            log(
               `${ck.dir}/state.json has no "tokens" or "trainMs" (written before checkpoints ` +
                 `recorded them): the run's throughput counts only the steps after ${step}`,
             );
@@ -1090,7 +1091,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
             // alone for the run's.
             const known = ck.state.trainMs as number | undefined;
             wallBeforeMs = known ?? 0;
-            (o.log ?? console.error)(
+            log(
               `${ck.dir}/state.json has no "wallMs" (written before checkpoints recorded it): ` +
                 `the run's wall time counts the sessions before step ${step} as ${
                   known === undefined
