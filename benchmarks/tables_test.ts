@@ -1705,25 +1705,17 @@ Deno.test("ablationTable() gives scores.csv's best single-step averages, placed 
   // 2.75 above it: best-step 80.625 and 83.375, mean 82 (main column 83.25).
   const { all, worked, plus } = workedExample();
   const [s0, s1, sg] = await runs([
-    spec(
-      "ablation",
-      "tiny-v1_1",
-      "hyperprompt_global",
-      "HyperPrompt-Global",
-      0,
-      "glue",
-      "random",
-      all,
-    ),
-    spec(
-      "ablation",
-      "tiny-v1_1",
-      "hyperprompt_global",
-      "HyperPrompt-Global",
-      1,
-      "glue",
-      "random",
-      all,
+    ...[0, 1].map((seed) =>
+      spec(
+        "ablation",
+        "tiny-v1_1",
+        "hyperprompt_global",
+        "HyperPrompt-Global",
+        seed,
+        "glue",
+        "random",
+        all,
+      )
     ),
     // A SuperGLUE subset (CB): a partial average, so a blank best-step cell in both tables.
     spec("ablation", "tiny-v1_1", "hyperprompt_global", "HyperPrompt-Global", 0, "super_glue"),
