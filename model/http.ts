@@ -441,10 +441,7 @@ export async function fetchResumable(
       const open = async (from: number): Promise<Response> => {
         ctrl = new AbortController();
         const headers: Record<string, string> = from > 0 ? { Range: `bytes=${from}-` } : {};
-        const etag = recorded?.etag;
-        sent = from > 0 && etag !== undefined && etag !== "" && !etag.startsWith("W/")
-          ? etag
-          : undefined;
+        sent = from > 0 && recorded?.etag !== "" ? strongEtag(recorded?.etag) : undefined;
         // A server that honours it answers a changed file 200 (a restart) instead of 206.
         if (sent !== undefined) headers["If-Range"] = sent;
         return await getWithin(get, url, headers, ctrl, idle);
@@ -466,7 +463,7 @@ export async function fetchResumable(
         // The rest of the file's current version (its strong ETag), which the part may not be
         // the start of: its record has no strong ETag, or the server ignored If-Range. Fetched
         // whole instead.
-        const etag = strongEtag(res);
+        const etag = strongEtag(res.headers.get("etag"));
         if (etag !== undefined && etag !== sent) {
           await res.body?.cancel();
           log(`${name}: the ${have} B part ${otherVersion(sent, etag)}; restarting`);
@@ -485,7 +482,7 @@ export async function fetchResumable(
         // the 416 names another strong ETag (a server that ignores If-Range); with no validator
         // recorded nothing ties the part to this version, so it is fetched again.
         const total = want ?? parseContentRange(res.headers.get("content-range"))?.total;
-        const etag = strongEtag(res);
+        const etag = strongEtag(res.headers.get("etag"));
         const stale = opts.ifRange &&
           (sent === undefined || (etag !== undefined && etag !== sent));
         await res.body?.cancel();
@@ -715,10 +712,9 @@ function changedSource(recorded: PartSource, res: Response): string | undefined 
   return undefined;
 }
 
-/** The strong `ETag` of `res` (a weak one cannot serve `If-Range`), if any. */
-function strongEtag(res: Response): string | undefined {
-  const etag = res.headers.get("etag");
-  return etag === null || etag.startsWith("W/") ? undefined : etag;
+/** `etag` (a response's or a record's) when it is strong: a weak one cannot serve `If-Range`. */
+function strongEtag(etag: string | null | undefined): string | undefined {
+  return etag == null || etag.startsWith("W/") ? undefined : etag;
 }
 
 /** Why a part may be of another version than the server's current `etag` (a log line's middle). */
