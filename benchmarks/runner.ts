@@ -25,6 +25,7 @@ import {
   removeDiscardedFolders,
   writeFileAtomic,
 } from "../model/fs.ts";
+import { errorChain } from "../model/http.ts";
 import { parseJsonFile } from "../model/json.ts";
 import {
   availableTasks,
@@ -695,14 +696,14 @@ export interface GridSummary {
 }
 
 /**
- * The {@link DISK_LIMITS} entry an error (or one of its causes) hit: a full disk (`ENOSPC`, os
- * error 28), a full quota (`EDQUOT`, 122) or the file size limit (`EFBIG`, 27); undefined for
- * any other error.
+ * The {@link DISK_LIMITS} entry an error (or one of its causes, `model/http.ts` `errorChain`)
+ * hit: a full disk (`ENOSPC`, os error 28), a full quota (`EDQUOT`, 122) or the file size limit
+ * (`EFBIG`, 27); undefined for any other error.
  */
 export function diskLimitOf(e: unknown): DiskLimit | undefined {
-  for (let x: unknown = e, depth = 0; x instanceof Error && depth < 8; x = x.cause, depth++) {
+  for (const x of errorChain(e)) {
     const code = (x as { code?: unknown }).code;
-    const hit = DISK_LIMITS.find((l) => l.code === code || l.message.test((x as Error).message));
+    const hit = DISK_LIMITS.find((l) => l.code === code || l.message.test(x.message));
     if (hit !== undefined) return hit;
   }
   return undefined;
