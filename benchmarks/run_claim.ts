@@ -11,7 +11,7 @@
  */
 import { basename, dirname, join } from "node:path";
 import process from "node:process";
-import { changedAgoMs, TEMP_TAG_SOURCE, tempTag } from "../model/fs.ts";
+import { changedAgoMs, TEMP_TAG_SOURCE, tempTag, writeAll } from "../model/fs.ts";
 import { readEnv } from "../model/env.ts";
 
 /** The environment variable that overrides the run-claim stale window, in seconds. */
@@ -247,7 +247,7 @@ export async function claimRun(
     if (f !== undefined) {
       HELD.set(holder.token, path);
       try {
-        await f.write(new TextEncoder().encode(JSON.stringify(holder) + "\n"));
+        await writeAll(f, new TextEncoder().encode(JSON.stringify(holder) + "\n"));
       } catch (e) {
         HELD.delete(holder.token);
         f.close();

@@ -134,7 +134,13 @@ export async function isDirectory(path: string): Promise<boolean> {
 /** What {@link writeFileAtomic} and {@link writeFilesAtomic} write: text, bytes or a byte stream. */
 export type AtomicData = string | Uint8Array | ReadableStream<Uint8Array>;
 
-async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
+/**
+ * Writes all of `data` to `file` (one `write` may take fewer bytes than given).
+ *
+ * @param file an open file
+ * @param data the bytes
+ */
+export async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
   let off = 0;
   while (off < data.byteLength) off += await file.write(data.subarray(off));
 }
