@@ -386,18 +386,18 @@ function cellOf(g: Group, b: string): Cell | undefined {
  * name.
  *
  * @param raw the runs
- * @param labels the model and backbone labels (default: those of `raw`; a table of some of its
- *   results passes those of all, so each model reads alike in every table)
- * @param bySetup split by setup (default); `false` for a table without backend and device
+ * @param options `labels`: the model and backbone labels (default: those of `raw`; a table of
+ *   some of its results passes those of all, so each model reads alike in every table);
+ *   `bySetup`: split by setup (default `true`); `false` for a table without backend and device
  *   columns whose rows would otherwise be indistinguishable (`params.csv`, `attention_mass.csv`)
  * @throws Error naming both files when two results are of the same run (same run id, or same
  *   configuration and seed)
  */
 function groupRuns(
   raw: readonly RunResult[],
-  labels: RunLabels = runLabels(raw.map((r) => r.spec)),
-  bySetup = true,
+  options: { labels?: RunLabels; bySetup?: boolean } = {},
 ): Group[] {
+  const { labels = runLabels(raw.map((r) => r.spec)), bySetup = true } = options;
   const advice = "remove one (a copy, or a rerun into another folder)";
   rejectDuplicates(raw, (r) => r.spec.id, "run id", advice);
   // A per-task method's task runs of one configuration and seed become one result.
@@ -1025,7 +1025,7 @@ export function paramsTable(
   }
   // Counts follow from the configuration, not the machine: one row per configuration (a row
   // per setup would repeat it, told apart by nothing in this table).
-  for (const g of groupRuns(results, undefined, false)) {
+  for (const g of groupRuns(results, { bySetup: false })) {
     for (const c of g.cells) {
       const r = c.runs[0]!;
       const p = r.params;
@@ -1315,7 +1315,7 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
   ]];
   const groups = groupRuns(
     results.filter((r) => r.spec.profile.startsWith("ablation")),
-    runLabels(results.map((r) => r.spec)),
+    { labels: runLabels(results.map((r) => r.spec)) },
   );
   const mtlGroups = groups.filter((x) => x.method === "mtl");
   for (const g of groups) {
@@ -1385,7 +1385,7 @@ export function attentionTable(results: readonly RunResult[]): Table {
   ]];
   // This table has no backend and device columns: one row per configuration, its seeds' mean
   // whatever they ran on (scores.csv's rows name the setups).
-  for (const g of groupRuns(results, undefined, false)) {
+  for (const g of groupRuns(results, { bySetup: false })) {
     const byKey = new Map<string, number[]>();
     for (const r of g.runs) {
       for (const [task, am] of Object.entries(r.attentionMass ?? {})) {
