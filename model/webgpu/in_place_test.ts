@@ -33,8 +33,10 @@ import {
   adamwInPlaceWebgpu,
   adamwManyInPlaceSource,
   adamwManyInPlaceWebgpu,
+  dispatchInPlace,
   inPlaceSupport,
 } from "./in_place.ts";
+import { f32 } from "./wgsl.ts";
 import { uniformValues } from "../../benchmarks/rng.ts";
 import { createOptimizer, snapshotTraining, withTrainingRestored } from "../../benchmarks/optim.ts";
 import { gpuTest } from "./testing.ts";
@@ -117,6 +119,73 @@ Deno.test("in-place dispatch declines other backends with the reason", async () 
   assert.deepEqual(adamwManyInPlaceWebgpu([{ p: t, m: t, v: t, g: t }], ATTRS), [false]);
   t.dispose();
 });
+
+gpuTest(
+  "grouped AdamW shader: a variable's elements past its count are left alone",
+  async () => {
+    // Out-of-bounds accesses are dropped or clamped by WebGPU's robustness rules, and every tfjs
+    // tensor's buffer is exactly its size, so a bound of `i <= n` would not show through
+    // adamwManyInPlaceWebgpu. Here the shader's own source is dispatched over buffers one
+    // element (or one vec4) longer than the count in the uniforms: that last element, a
+    // sentinel, is in bounds for WebGPU and must keep its value. Two variables in one dispatch,
+    // so the second branch's bound is checked too; counts not multiples of 256, so a thread with
+    // i = n exists. Exact comparisons: the sentinel must be untouched bit for bit, and the
+    // elements before it come from the same shader as adamwInPlaceWebgpu's over exactly-sized
+    // tensors of the same values (the same float32 operations per element).
+    const SENTINEL = 12345;
+    const a = ATTRS;
+    for (const width of [1, 4] as const) {
+      const counts = width === 1 ? [5, 3] : [2, 1]; // in units of `width` floats
+      const before = tf.memory().numTensors;
+      const init = counts.map((n, j) =>
+        [1, 0.1, 0.01, 1].map((scale, s) =>
+          Array.from(
+            uniformValues(n * width, 200 + 10 * j + s).map((x) => Math.abs(x) * scale),
+          )
+        )
+      );
+      const padded = init.map((arrs) =>
+        arrs.map((x) => tf.tensor1d([...x, ...Array(width).fill(SENTINEL)]))
+      );
+      let start = 0;
+      const ranges = counts.map((n) => {
+        const r = { type: "uint32" as const, data: [n, start, 0, 0] };
+        start += Math.ceil(n / 256);
+        return r;
+      });
+      dispatchInPlace(
+        {
+          key: `test_adamwSentinel${width}_${counts.length}`,
+          name: "HpAdamWSentinelTest",
+          source: adamwManyInPlaceSource(width, counts.length),
+        },
+        padded.flatMap((ts) => ts.map((tensor, k) => ({ tensor, write: k < 3 }))),
+        [...[a.b1, a.c1, a.b2, a.c2, a.decay, a.step, a.invSqrtBc2, a.eps].map(f32), ...ranges],
+        [start, 1, 1],
+      );
+      for (const [j, arrs] of init.entries()) {
+        const n = counts[j]! * width;
+        const exact = arrs.map((x) => tf.tensor1d(x));
+        assert.ok(adamwInPlaceWebgpu(exact[0]!, exact[1]!, exact[2]!, exact[3]!, a));
+        for (const [k, name] of ["p", "m", "v"].entries()) {
+          const got = Array.from(await padded[j]![k]!.data());
+          assert.deepEqual(
+            got.slice(n),
+            Array(width).fill(SENTINEL),
+            `width ${width}, variable ${j}: ${name}'s element past the count is untouched`,
+          );
+          const want = Array.from(await exact[k]!.data());
+          assert.notDeepEqual(want, arrs[k], `${name} was updated`);
+          assert.deepEqual(got.slice(0, n), want, `width ${width}, variable ${j}: ${name}`);
+        }
+        tf.dispose(exact);
+      }
+      tf.dispose(padded.flat());
+      assert.equal(tf.memory().numTensors, before, "no tensor leaked");
+    }
+  },
+  () => assert.ok(registerWebgpuKernels()),
+);
 
 /** Runs `f` counting tfjs programs and compute dispatches (counters.ts). */
 async function counting<T>(f: () => T | Promise<T>): Promise<
