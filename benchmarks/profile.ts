@@ -138,11 +138,12 @@ function scanJson(text: string): { lines: Map<string, number>; duplicates: Dupli
 /**
  * Names of the built-in profiles, sorted.
  *
+ * @param builtIn the folder of built-in profiles (default {@link PROFILES_DIR}; tests pass another)
  * @returns profile names (file names without `.json`)
  */
-export function listProfiles(): string[] {
+export function listProfiles(builtIn: string = PROFILES_DIR): string[] {
   const names: string[] = [];
-  for (const e of Deno.readDirSync(PROFILES_DIR)) {
+  for (const e of Deno.readDirSync(builtIn)) {
     if (e.isFile && e.name.endsWith(".json")) names.push(e.name.slice(0, -5));
   }
   return names.sort();
@@ -152,12 +153,13 @@ export function listProfiles(): string[] {
  * The file a profile argument refers to: a built-in name (`smoke`) or a path to a JSON file.
  *
  * @param nameOrPath `--profile` value
+ * @param builtIn the folder of built-in profiles (default {@link PROFILES_DIR}; tests pass another)
  * @returns the JSON file path
  * @throws Error listing the built-in profiles when a name is unknown
  */
-export function profilePath(nameOrPath: string): string {
+export function profilePath(nameOrPath: string, builtIn: string = PROFILES_DIR): string {
   if (/^[A-Za-z0-9_.-]+$/.test(nameOrPath) && !nameOrPath.endsWith(".json")) {
-    const known = listProfiles();
+    const known = listProfiles(builtIn);
     if (!known.includes(nameOrPath)) {
       throw new Error(
         `Unknown profile "${nameOrPath}"; built-in profiles: ${
@@ -165,7 +167,7 @@ export function profilePath(nameOrPath: string): string {
         } (or pass a path to a .json file)`,
       );
     }
-    return join(PROFILES_DIR, `${nameOrPath}.json`);
+    return join(builtIn, `${nameOrPath}.json`);
   }
   return nameOrPath;
 }
@@ -197,8 +199,8 @@ export function parseProfile(text: string, file: string, checks?: ProfileChecks)
  * path, `readfile '/x.json'`, which the caller names already), with the built-in profiles where
  * the file is not there.
  */
-function unreadable(e: unknown): string {
-  const builtIn = () => `built-in profiles: ${listProfiles().join(", ")}`;
+function unreadable(e: unknown, dir: string): string {
+  const builtIn = () => `built-in profiles: ${listProfiles(dir).join(", ")}`;
   if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) {
     return `no such file (${builtIn()}, or a path to a profile JSON file)`;
   }
@@ -215,6 +217,7 @@ function unreadable(e: unknown): string {
  *
  * @param nameOrPath `--profile` value
  * @param checks cross-module checks (defaults: {@link defaultChecks})
+ * @param builtIn the folder of built-in profiles (default {@link PROFILES_DIR}; tests pass another)
  * @returns the validated profile
  * @throws Error naming `--profile` and the file when it cannot be read (no such file, a folder,
  *   no permission), or the file and line (and column, for a JSON syntax error) when it is no valid
@@ -223,17 +226,18 @@ function unreadable(e: unknown): string {
 export async function loadProfile(
   nameOrPath: string,
   checks?: ProfileChecks,
+  builtIn: string = PROFILES_DIR,
 ): Promise<Profile> {
-  const file = profilePath(nameOrPath);
+  const file = profilePath(nameOrPath, builtIn);
   let text: string;
   try {
     text = await Deno.readTextFile(file);
   } catch (e) {
-    throw new Error(`--profile ${file}: ${unreadable(e)}`, { cause: e });
+    throw new Error(`--profile ${file}: ${unreadable(e, builtIn)}`, { cause: e });
   }
   const p = parseProfile(text, file, checks ?? defaultChecks());
   const stem = basename(file).replace(/\.json$/, "");
-  if (file.startsWith(PROFILES_DIR) && p.name !== stem) {
+  if (file.startsWith(builtIn) && p.name !== stem) {
     throw new SpecError(
       { file, locate: jsonLocator(text) },
       "$.name",

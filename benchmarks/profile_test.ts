@@ -131,6 +131,36 @@ Deno.test("loadProfile(): a profile outside the built-in folder may be named unl
   }
 });
 
+Deno.test("loadProfile(): a built-in profile must be named as its file, by name or by path", async () => {
+  // A scratch folder stands in for benchmarks/profiles/ (loadProfile's third parameter).
+  const dir = await Deno.makeTempDir();
+  const profile = (name: string) =>
+    `{\n  "name": "${name}",\n  "models": ["tiny-v1_1"],\n  "benchmarks": ["glue"],\n` +
+    '  "methods": [{ "name": "mtl" }]\n}\n';
+  try {
+    await Deno.writeTextFile(join(dir, "good.json"), profile("good"));
+    await Deno.writeTextFile(join(dir, "copy.json"), profile("good"));
+    assert.equal((await loadProfile("good", undefined, dir)).name, "good");
+    assert.deepEqual(listProfiles(dir), ["copy", "good"]);
+    for (const arg of ["copy", join(dir, "copy.json")]) {
+      await assert.rejects(
+        () => loadProfile(arg, undefined, dir),
+        (e: unknown) => {
+          assert.ok(e instanceof Error);
+          assert.equal(
+            e.message,
+            `${join(dir, "copy.json")}:2: $.name must equal the file name "copy", got "good"`,
+          );
+          return true;
+        },
+        arg,
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a key given twice in a profile is an error naming both lines", async () => {
   const checks = await defaultChecksAsync();
   const text = '{\n  "name": "t",\n  "models": ["tiny-v1_1"],\n  "benchmarks": ["glue"],\n' +
