@@ -207,6 +207,11 @@ export interface ClaimContext {
    * let another taker replace it there (the race {@link claimRun} checks for). Default none.
    */
   readonly beforeTakeover?: () => Promise<void>;
+  /**
+   * Test-only: awaited after another taker's live claim was found renamed aside and before it is
+   * put back, so a test can let a third process claim the run there. Default none.
+   */
+  readonly beforePutBack?: () => Promise<void>;
 }
 
 /**
@@ -278,6 +283,7 @@ export async function claimRun(
     if (moved !== undefined && moved.holder?.token !== seen.holder?.token) {
       // Another taker replaced the stale claim between our read and rename: put its live claim
       // back (link fails if a third one already claimed it) and leave the run to it.
+      await ctx.beforePutBack?.();
       await Deno.link(aside, path).catch(() => {});
       await Deno.remove(aside).catch(() => {});
       return { other: moved.holder };

@@ -127,6 +127,53 @@ Deno.test("claimRun(): a live claim another taker made between our read and rena
   }
 });
 
+Deno.test("claimRun(): a third process's claim made before the put-back is kept, and no aside is left", async () => {
+  const out = await Deno.makeTempDir();
+  try {
+    const path = join(out, "run.lock");
+    const claimOf = (token: string) =>
+      JSON.stringify({
+        host: "elsewhere.example",
+        pid: 4242,
+        started: "2020-01-01T00:00:00.000Z",
+        token,
+        run: "r1",
+      }) + "\n";
+    await Deno.writeTextFile(path, claimOf("stale-one"));
+    const old = new Date(Date.now() - 3_600_000);
+    await Deno.utime(path, old, old);
+    const third = claimOf("third-taker");
+    const takeovers: string[] = [];
+    let putBacks = 0;
+    const outcome = await claimRun(path, "r1", {
+      host: thisHost(),
+      heartbeatMs: 60_000,
+      staleMs: 60_000,
+      onTakeover: (_previous, why) => takeovers.push(why),
+      // A second taker replaces the stale claim between our read and our rename …
+      beforeTakeover: async () => {
+        await Deno.remove(path);
+        await Deno.writeTextFile(path, claimOf("second-taker"));
+      },
+      // … and, while the second's claim is aside, a third process claims the run afresh.
+      beforePutBack: async () => {
+        putBacks++;
+        const f = await Deno.open(path, { write: true, createNew: true });
+        await f.write(new TextEncoder().encode(third));
+        f.close();
+      },
+    });
+    assert.equal(putBacks, 1);
+    assert.ok("other" in outcome, "the run is left to the live claims");
+    assert.equal(outcome.other?.token, "second-taker");
+    assert.equal(await Deno.readTextFile(path), third, "the third's claim is not overwritten");
+    assert.deepEqual([...Deno.readDirSync(out)].map((e) => e.name), ["run.lock"], "no aside left");
+    assert.deepEqual(takeovers, []);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
 Deno.test("sweepStaleClaims() removes half-taken-over claim files older than the window only", async () => {
   const out = await Deno.makeTempDir();
   try {
