@@ -1008,6 +1008,37 @@ Deno.test("loadHfFolder: a stack's table with the shared table's bytes but anoth
   }
 });
 
+Deno.test("loadSafetensorsFile: an int32 table with the float32 table's bits is not tied to it", async () => {
+  // Equal bits are a tie only for tables of one dtype: an I32 "encoder.embed_tokens.weight"
+  // holding the bit patterns of the F32 "shared.weight" is another tensor, and keeps int32.
+  const tmp = await Deno.makeTempDir();
+  const before = tf.memory().numTensors;
+  const values = new Float32Array([1, 2, 3, 4]);
+  const table = tf.tensor2d(values, [2, 2]);
+  const asInt = tf.tensor2d(new Int32Array(values.buffer.slice(0)), [2, 2], "int32");
+  try {
+    await saveHfFolder(
+      tmp,
+      preset("tiny-v1_1"),
+      new Map<string, tf.Tensor>([["shared.weight", table], [
+        "encoder.embed_tokens.weight",
+        asInt,
+      ]]),
+    );
+    const into = await loadSafetensorsFile(join(tmp, "model.safetensors"));
+    const shared = into.get("shared.weight")!, enc = into.get("encoder.embed_tokens.weight")!;
+    assert.notEqual(enc, shared);
+    assert.equal(shared.dtype, "float32");
+    assert.equal(enc.dtype, "int32");
+    assert.deepEqual([...await enc.data()], [...new Int32Array(values.buffer)]);
+    disposeAll(into);
+  } finally {
+    tf.dispose([table, asInt]);
+    await Deno.remove(tmp, { recursive: true });
+  }
+  assert.equal(tf.memory().numTensors, before, "no leaked tensors");
+});
+
 Deno.test("loadSafetensorsFile: a failed file disposes what it made, not a table it aliased from an earlier file", async () => {
   const tmp = await Deno.makeTempDir();
   const before = tf.memory().numTensors;
