@@ -73,6 +73,51 @@ Deno.test("checkpointOwnEmbeddings: a distinct table is the stack's own, a bit-i
   }
 });
 
+Deno.test("checkpointOwnEmbeddings: a table with the shared table's bits but another shape or dtype is the stack's own, as the loader decides", async () => {
+  // loadHfFolder ties only tables of one shape and dtype (checkpoint.ts equalTable): a
+  // [d_model, vocab] table holding the [vocab, d_model] table's bytes, or an I32 table holding
+  // the F32 table's bit patterns, stays a tensor of its own. Such a checkpoint is refused later
+  // by t5FromTensors, so the oracle here is the loader's tensor identity.
+  const tmp = await Deno.makeTempDir();
+  const before = tf.memory().numTensors;
+  try {
+    const config = preset("tiny-v1_1");
+    const model = initT5(config, { seed: 3 });
+    const shared = model.params.get("shared.weight")!;
+    const [v, d] = shared.shape as [number, number];
+    const flipped = shared.reshape([d, v]);
+    const asInt = tf.tensor(new Int32Array((await shared.data()).slice().buffer), [v, d], "int32");
+    const tensors = new Map<string, tf.Tensor>(model.params)
+      .set("encoder.embed_tokens.weight", flipped)
+      .set("decoder.embed_tokens.weight", asInt);
+    await saveHfFolder(tmp, config, tensors);
+    const ck = await loadHfFolder(tmp);
+    const loaded = ck.tensors.get("shared.weight");
+    assert.notEqual(ck.tensors.get("encoder.embed_tokens.weight"), loaded, "oracle: encoder");
+    assert.notEqual(ck.tensors.get("decoder.embed_tokens.weight"), loaded, "oracle: decoder");
+    for (const t of new Set(ck.tensors.values())) t.dispose();
+    assert.deepEqual(await checkpointOwnEmbeddings(tmp), ["encoder", "decoder"]);
+    // And each alone, beside an equal float32 copy in the other stack (which is not its own).
+    for (const [stack, table] of [["encoder", flipped], ["decoder", asInt]] as const) {
+      const other = stack === "encoder" ? "decoder" : "encoder";
+      const dir = join(tmp, stack);
+      await saveHfFolder(
+        dir,
+        config,
+        new Map<string, tf.Tensor>(model.params)
+          .set(`${stack}.embed_tokens.weight`, table)
+          .set(`${other}.embed_tokens.weight`, shared),
+      );
+      assert.deepEqual(await checkpointOwnEmbeddings(dir), [stack], stack);
+    }
+    tf.dispose([flipped, asInt]);
+    disposeT5(model);
+    assert.equal(tf.memory().numTensors, before, "no leaked tensors");
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
 Deno.test("checkpointOwnEmbeddings: the HF fixtures, safetensors and PyTorch, as the loader decides", async () => {
   const torch = new URL("./testdata/torch/", import.meta.url).pathname;
   // The relu fixture ties its tables; the generated untied one stores three different tables.
