@@ -658,6 +658,38 @@ function onWasm(specs: readonly RunSpec[], backend = "wasm+blas") {
   });
 }
 
+Deno.test("planDeviceMemory: runs of one configuration on a GPU and off it are planned apart", () => {
+  // tfjs-node-gpu ("tensorflow", a GPU) and the cpu backend share the composite kernel set, so
+  // two such runs of one configuration have the same memory input: only the device tells their
+  // plans apart (the GPU's memory for the one, none for the other).
+  const runs = [spec({}, 0), spec({}, 1)];
+  const onGpu: RunBackend = { name: "tensorflow", gpu: true };
+  const onCpu: RunBackend = { name: "cpu", gpu: false };
+  const at = (m: number) =>
+    estimateTrainingMemory(memoryInputFor(runs[0]!, CONFIG, "composite", m)).peak;
+  // A device where micro-batch 2 fits with the 10% margin and the whole batch of 8 does not.
+  const bytes = (at(2) / 0.9) * 1.001;
+  assert.ok(at(8) > 0.9 * bytes);
+  for (const gpuFirst of [true, false]) {
+    const gpuRun = runs[gpuFirst ? 0 : 1]!, cpuRun = runs[gpuFirst ? 1 : 0]!;
+    const plan = planDeviceMemory(runs, {
+      backendOf: (s) => s === gpuRun ? onGpu : onCpu,
+      device: { bytes, source: "test" },
+      configOf: () => CONFIG,
+      modelName: () => "tiny-v1_1",
+    });
+    const what = gpuFirst ? "GPU run first" : "cpu run first";
+    assert.deepEqual([...plan.microBatchSizes], [[gpuRun.id, 2]], what);
+    const g = plan.runs.get(gpuRun.id)!, c = plan.runs.get(cpuRun.id)!;
+    assert.equal(g.chosen, true, what);
+    assert.equal(g.estimate.peak, at(2), what);
+    assert.equal(c.chosen, false, what);
+    assert.equal(c.microBatchSize, 8, what);
+    assert.equal(c.estimate.peak, at(8), what);
+    assert.equal(plan.notes.length, 1, `${what}: ${plan.notes.join("\n")}`);
+  }
+});
+
 Deno.test("planDeviceMemory on wasm: checked against the wasm heap, micro-batch or refusal, wasm's kernel set", () => {
   // tiny-v1_1, batch 256 x 512 / 4 tokens: about 13 GB as one pass, 3.3 GB in passes of 64.
   const big = spec({ batchSize: 256, maxInputLength: 512 });
