@@ -1061,6 +1061,34 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
   }
 });
 
+Deno.test("main() --shard checks no default tables folder: it writes none", async () => {
+  // A shard writes no tables, so <out>/tables is neither checked nor touched: here it is a file,
+  // which the check of an unsharded run refuses (exit 2) before any run.
+  const dir = await Deno.makeTempDir();
+  try {
+    const profile = await tmpProfile(dir);
+    const out = join(dir, "out");
+    await Deno.mkdir(out);
+    await Deno.writeTextFile(join(out, "tables"), "not a folder");
+    const base = ["--profile", profile, "--data-dir", DATA, "--out", out];
+    const unsharded = capture();
+    assert.equal(await main(base, { ...unsharded.opts, runOne: fakeRunOne }), 2);
+    assert.match(unsharded.err.at(-1)!, /^--tables .*out\/tables: is a file, not a folder$/);
+    let runs = 0;
+    const counting: typeof fakeRunOne = (spec, o) => {
+      runs++;
+      return fakeRunOne(spec, o);
+    };
+    const c = capture();
+    assert.equal(await main([...base, "--shard", "0/3"], { ...c.opts, runOne: counting }), 0);
+    assert.equal(runs, 4, "the shard's runs (12 in the grid)");
+    assert.match(c.err.join("\n"), /Shard done; when every shard has finished: deno task tables/);
+    assert.equal(await Deno.readTextFile(join(out, "tables")), "not a folder");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("main() whose tables fail after the runs says so and exits 1, keeping the results", async () => {
   const dir = await Deno.makeTempDir();
   try {
