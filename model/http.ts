@@ -302,10 +302,9 @@ export interface ResumableOptions {
    * Resume only the same version of the file, a stricter `recordSource` (which it implies): the
    * part's record ({@link PartSource}) is kept as there, and its `ETag`, when strong, is sent as
    * `If-Range`, so a server whose file changed since answers 200 with the whole new file (which
-   * restarts the part) instead of 206. Beyond `recordSource`, a 206 carrying a strong `ETag`
-   * other than the one sent (a server that ignores `If-Range`, or a part whose record has no
-   * strong `ETag`) restarts the part, and so does the 416 of a complete part when no `ETag` was
-   * sent or the 416 carries another strong one. Default false.
+   * restarts the part) instead of 206. Beyond `recordSource`, the 416 of a complete part
+   * restarts it when no `ETag` was sent (nothing ties the part to the file's current version).
+   * Default false.
    */
   ifRange?: boolean;
   /**
@@ -316,8 +315,9 @@ export interface ResumableOptions {
    * switch of mirror between attempts), when it has no record (a part of an earlier version of
    * this code, or a record lost: nothing ties its bytes to this URL), or when the answer to the
    * resume (206, or the 416 of a complete part) carries an `ETag` or `Last-Modified` other than
-   * the recorded one (the file changed). The recorded strong `ETag` is sent as `If-Range`.
-   * Default false; always on with `ifRange`.
+   * the recorded one (the file changed), or only one of the record and the answer has one
+   * (nothing proves the bytes the same; the exceptions are in `changedSource`). The recorded
+   * strong `ETag` is sent as `If-Range`. Default false; always on with `ifRange`.
    */
   recordSource?: boolean;
   /** Extra attempts after the first; default 3. */
@@ -368,12 +368,12 @@ const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
  * attempt fails); a 200 (the server ignores ranges) restarts the part from byte 0. A 416 answer to
  * the resume accepts the part when its size equals `bytes`, or else the total of the answer's
  * `Content-Range: bytes *\/TOTAL`; otherwise the part is deleted and the transfer restarts from
- * byte 0 at once. A part longer than the file is deleted. With `ifRange`, a part is resumed or
- * accepted only while the server's `ETag` is the one it started with: a 206 carrying another
- * strong `ETag` (the server ignored `If-Range`, or no `ETag` was recorded for the part) restarts
- * it from byte 0, and so does a 416 when no `ETag` was recorded for the part or the 416 carries
- * another strong `ETag` (a 416 to the `If-Range` sent, with no `ETag` of its own, confirms the
- * version: a server honouring `If-Range` answers a changed file 200).
+ * byte 0 at once. A part longer than the file is deleted. With `recordSource` (or `ifRange`), a
+ * part is resumed or accepted only while the answer's validators (`ETag`, `Last-Modified`) are
+ * the ones it started with: one that differs, or is on one side only, restarts it from byte 0
+ * (a 416 to the `If-Range` sent, with no validators of its own, confirms the version: a server
+ * honouring `If-Range` answers a changed file 200); with `ifRange`, so does a 416 when no strong
+ * `ETag` was recorded for the part.
  *
  * @param url the URL
  * @param part the file to write (its folder must exist); kept after a failure, for a resume
@@ -441,7 +441,7 @@ export async function fetchResumable(
       const open = async (from: number): Promise<Response> => {
         ctrl = new AbortController();
         const headers: Record<string, string> = from > 0 ? { Range: `bytes=${from}-` } : {};
-        sent = from > 0 && recorded?.etag !== "" ? strongEtag(recorded?.etag) : undefined;
+        sent = from > 0 ? strongEtag(recorded?.etag) : undefined;
         // A server that honours it answers a changed file 200 (a restart) instead of 206.
         if (sent !== undefined) headers["If-Range"] = sent;
         return await getWithin(get, url, headers, ctrl, idle);
@@ -449,7 +449,7 @@ export async function fetchResumable(
       let res = await open(have);
       if ((res.status === 206 || res.status === 416) && have > 0 && recorded !== undefined) {
         // The rest (or the end) of another version of the file than the part's: fetched whole.
-        const changed = changedSource(recorded, res);
+        const changed = changedSource(recorded, res, sent);
         if (changed !== undefined) {
           await res.body?.cancel();
           log(`${name}: the ${have} B part is of another version (${changed}); restarting from 0`);
@@ -459,36 +459,23 @@ export async function fetchResumable(
           res = await open(0);
         }
       }
-      if (res.status === 206 && have > 0 && opts.ifRange) {
-        // The rest of the file's current version (its strong ETag), which the part may not be
-        // the start of: its record has no strong ETag, or the server ignored If-Range. Fetched
-        // whole instead.
-        const etag = strongEtag(res.headers.get("etag"));
-        if (etag !== undefined && etag !== sent) {
-          await res.body?.cancel();
-          log(`${name}: the ${have} B part ${otherVersion(sent, etag)}; restarting`);
-          await dropPart();
-          have = 0;
-          res = await open(0);
-        }
-      }
       let complete = false;
       // The file's size as the server states it (checkLength).
       let stated: number | undefined;
       if (res.status === 416 && have > 0) {
         // Nothing left to send from `have` on: complete if `have` is the file's size and, with
         // ifRange, the part is of the file's current version. A server that honours If-Range
-        // answers a changed file 200, not 416, so a 416 to the validator sent confirms it unless
-        // the 416 names another strong ETag (a server that ignores If-Range); with no validator
-        // recorded nothing ties the part to this version, so it is fetched again.
+        // answers a changed file 200, not 416, so a 416 to the validator sent confirms it (one
+        // that names other validators was restarted above); with no strong ETag recorded, none
+        // was sent and nothing ties the part to this version, so it is fetched again.
         const total = want ?? parseContentRange(res.headers.get("content-range"))?.total;
-        const etag = strongEtag(res.headers.get("etag"));
-        const stale = opts.ifRange &&
-          (sent === undefined || (etag !== undefined && etag !== sent));
+        const stale = opts.ifRange && sent === undefined;
         await res.body?.cancel();
         if (total === have && !stale) complete = true;
         else if (total === have) {
-          log(`${name}: the complete ${have} B part ${otherVersion(sent, etag)}; restarting`);
+          log(
+            `${name}: the complete ${have} B part may be of another version of the file (no strong ETag recorded); restarting`,
+          );
           await dropPart();
           have = 0;
           res = await open(0);
@@ -696,31 +683,64 @@ export async function readPartSource(part: string): Promise<PartSource | undefin
 }
 
 /**
- * How the answer `res` to a resume says that the file is not the version the part was started
- * from: an `ETag` or `Last-Modified` other than the recorded one (a validator either side lacks
- * says nothing); undefined when none differs.
+ * How the answer `res` (206 or 416) to a resume says that the file may not be the version the part
+ * was started from; undefined when nothing says so. A resume is safe only when a validator proves
+ * the bytes the same, so each of `ETag` and `Last-Modified` (an empty one, `""` or `W/""` included,
+ * is none) counts as a change when
+ *
+ * - the record and the answer both have it and they differ, or
+ * - only one of them has it (it was dropped, or appeared: nothing ties the part to this version),
+ *   except when the other validator proves the version: a `Last-Modified` on one side only is
+ *   no change when both sides have the same strong `ETag`; and a validator the record has and a
+ *   416 lacks is no change when the recorded strong `ETag` was sent as `If-Range` (`ifRangeSent`):
+ *   a 416 need carry no validators (a 206 must carry those a 200 would, RFC 9110 §15.3.7), and a
+ *   server that honours `If-Range` answers a changed file 200, not 416.
+ *
+ * Neither side having a validator says nothing: such a part is resumed on its URL alone.
+ *
+ * @param recorded the part's record
+ * @param res the answer to the resume
+ * @param ifRangeSent the `If-Range` sent with the resume (the record's strong `ETag`), if any
+ * @returns why the part may be of another version (a log line's middle), or undefined
  */
-function changedSource(recorded: PartSource, res: Response): string | undefined {
-  const etag = res.headers.get("etag");
-  if (recorded.etag !== undefined && etag !== null && etag !== recorded.etag) {
-    return `ETag ${recorded.etag}, now ${etag}`;
-  }
-  const modified = res.headers.get("last-modified");
-  if (
-    recorded.lastModified !== undefined && modified !== null && modified !== recorded.lastModified
-  ) return `Last-Modified ${recorded.lastModified}, now ${modified}`;
-  return undefined;
+function changedSource(
+  recorded: PartSource,
+  res: Response,
+  ifRangeSent: string | undefined,
+): string | undefined {
+  const was = { etag: validator(recorded.etag), modified: validator(recorded.lastModified) };
+  const now = {
+    etag: validator(res.headers.get("etag")),
+    modified: validator(res.headers.get("last-modified")),
+  };
+  const sameStrongEtag = strongEtag(was.etag) !== undefined && was.etag === now.etag;
+  const confirmed416 = res.status === 416 && ifRangeSent !== undefined;
+  const differs = (kind: string, before: string | undefined, after: string | undefined) => {
+    if (before === after) return undefined;
+    if (before !== undefined && after !== undefined) return `${kind} ${before}, now ${after}`;
+    // One side only.
+    if ((after === undefined && confirmed416) || (kind !== "ETag" && sameStrongEtag)) {
+      return undefined;
+    }
+    return `${kind} ${before ?? "none"}, now ${after ?? "none"}`;
+  };
+  return differs("ETag", was.etag, now.etag) ??
+    differs("Last-Modified", was.modified, now.modified);
 }
 
-/** `etag` (a response's or a record's) when it is strong: a weak one cannot serve `If-Range`. */
+/** A validator's value, or undefined when it is missing or empty (`""` or `W/""` for an ETag). */
+function validator(v: string | null | undefined): string | undefined {
+  const t = v?.trim();
+  return t === undefined || t === "" || t === '""' || t === 'W/""' ? undefined : t;
+}
+
+/**
+ * `etag` (a response's or a record's) when it is a strong validator: a weak one cannot serve
+ * `If-Range`, and an empty one ({@link validator}) is none.
+ */
 function strongEtag(etag: string | null | undefined): string | undefined {
-  return etag == null || etag.startsWith("W/") ? undefined : etag;
-}
-
-/** Why a part may be of another version than the server's current `etag` (a log line's middle). */
-function otherVersion(sent: string | undefined, etag: string | undefined): string {
-  const was = sent === undefined ? "no ETag recorded" : `ETag ${sent}`;
-  return `may be of another version of the file (${was}${etag ? `, now ${etag}` : ""})`;
+  const v = validator(etag);
+  return v === undefined || v.startsWith("W/") ? undefined : v;
 }
 
 /** Carries what `verify` threw past the retry loop. */

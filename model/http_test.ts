@@ -181,8 +181,13 @@ Deno.test("fetchResumable ifRange: a 206 of another version (If-Range ignored, o
         what: "no ETag recorded",
         recorded: undefined,
         answer: '"v2"',
-        line:
-          `${url}: the 3 B part may be of another version of the file (no ETag recorded, now "v2"); restarting`,
+        line: `${url}: the 3 B part is of another version (ETag none, now "v2"); restarting from 0`,
+      },
+      {
+        what: "the 206 has no ETag (a server that ignores If-Range and keeps no validators)",
+        recorded: '"v1"',
+        answer: null,
+        line: `${url}: the 3 B part is of another version (ETag "v1", now none); restarting from 0`,
       },
     ];
     for (const c of cases) {
@@ -197,11 +202,10 @@ Deno.test("fetchResumable ifRange: a 206 of another version (If-Range ignored, o
       // Complete: the record is removed, and no `.etag` was ever written.
       assert.deepEqual(namesIn(dir), ["f.part"], c.what);
     }
-    // The same version (the strong ETag sent as If-Range), or no ETag on the 206; or a weak ETag
-    // recorded (not sent: it cannot serve If-Range) and the same on the 206: resumed.
+    // The same version (the strong ETag sent as If-Range); or a weak ETag recorded (not sent: it
+    // cannot serve If-Range) and the same on the 206: resumed.
     const same = [
       { recorded: '"v1"', answer: '"v1"', sent: '"v1"' },
-      { recorded: '"v1"', answer: null, sent: '"v1"' },
       { recorded: 'W/"v1"', answer: 'W/"v1"', sent: null },
     ];
     for (const c of same) {
@@ -266,13 +270,19 @@ Deno.test("fetchResumable ifRange: a complete part settled by 416 is accepted on
         what: "no ETag recorded",
         recorded: undefined,
         answers: [unsatisfied('"v2"'), whole],
-        line: otherVersion(`no ETag recorded, now "v2"`),
+        line: `${url}: the 6 B part is of another version (ETag none, now "v2"); restarting from 0`,
       },
       {
         what: "no ETag either side",
         recorded: undefined,
         answers: [unsatisfied(), whole],
-        line: otherVersion("no ETag recorded"),
+        line: otherVersion("no strong ETag recorded"),
+      },
+      {
+        what: "the same weak ETag either side (no If-Range sent)",
+        recorded: 'W/"v1"',
+        answers: [unsatisfied('W/"v1"'), whole],
+        line: otherVersion("no strong ETag recorded"),
       },
     ];
     for (const c of cases) {
@@ -383,11 +393,9 @@ Deno.test("fetchResumable recordSource: a part is resumed only from its own URL 
     assert.deepEqual(bare.lines, [
       `${A}: the 3 B part has no record of its source (${record}), not ${A}; restarting from 0`,
     ]);
-    // Its own URL, and the 206 of the same version (or with no validator): resumed, the recorded
-    // strong ETag sent as If-Range.
-    const sameVersion: Record<string, string>[] = [v1, {}, {
-      "last-modified": v1["last-modified"],
-    }];
+    // Its own URL, and the 206 of the same version (the same strong ETag, whether or not it
+    // sends the Last-Modified too): resumed, the recorded strong ETag sent as If-Range.
+    const sameVersion: Record<string, string>[] = [v1, { etag: v1.etag }];
     for (const headers of sameVersion) {
       await Deno.writeFile(part, bytes("ABC"));
       await Deno.writeTextFile(record, JSON.stringify(recordedV1));
@@ -406,8 +414,15 @@ Deno.test("fetchResumable recordSource: a part is resumed only from its own URL 
       { what: "ETag", answer: tail({ etag: '"v2"' }), line: `ETag "v1", now "v2"` },
       {
         what: "Last-Modified",
-        answer: tail({ "last-modified": "Tue, 02 Jun 2026 00:00:00 GMT" }),
+        answer: tail({ etag: v1.etag, "last-modified": "Tue, 02 Jun 2026 00:00:00 GMT" }),
         line: `Last-Modified ${v1["last-modified"]}, now Tue, 02 Jun 2026 00:00:00 GMT`,
+      },
+      // A validator the record has and the 206 lacks: nothing proves the bytes the same.
+      { what: "no validator", answer: tail(), line: `ETag "v1", now none` },
+      {
+        what: "no ETag",
+        answer: tail({ "last-modified": v1["last-modified"] }),
+        line: `ETag "v1", now none`,
       },
       {
         what: "416",
@@ -443,6 +458,141 @@ Deno.test("fetchResumable recordSource: a part is resumed only from its own URL 
     assert.equal(await readPartSource(part), undefined);
     await Deno.writeTextFile(record, JSON.stringify({ etag: '"v1"' }));
     assert.equal(await readPartSource(part), undefined);
+  });
+});
+
+Deno.test("fetchResumable recordSource: a validator on one side only restarts the part, unless a matching strong ETag or a 416 to If-Range vouches for it", async () => {
+  await inTempDir(async (part) => {
+    const url = "http://x.invalid/f";
+    const LM = "Mon, 01 Jun 2026 00:00:00 GMT";
+    const whole = () => new Response("ABCDEF", { headers: { "content-length": "6" } });
+    const tail = (headers: Record<string, string>) => () =>
+      new Response("DEF", { status: 206, headers: { "content-range": "bytes 3-5/6", ...headers } });
+    const unsatisfied = (headers: Record<string, string>) => () =>
+      new Response(null, { status: 416, headers: { "content-range": "bytes */6", ...headers } });
+    const restart = (why: string) =>
+      `${url}: the ${why.startsWith("416") ? 6 : 3} B part is of another version (${
+        why.replace(/^416 /, "")
+      }); restarting from 0`;
+    const cases: {
+      what: string;
+      /** The record's validators (`etag`, `lastModified`); its URL is `url`. */
+      recorded: Record<string, string>;
+      answer: () => Response;
+      /** The If-Range sent with the resume (null: none). */
+      sent: string | null;
+      /** The log line of a restart; undefined: the part is resumed (or accepted) as it is. */
+      line?: string;
+    }[] = [
+      // Restarted: a validator dropped or appeared, with nothing else proving the version.
+      {
+        what: "ETag dropped, Last-Modified the same",
+        recorded: { etag: '"v1"', lastModified: LM },
+        answer: tail({ "last-modified": LM }),
+        sent: '"v1"',
+        line: restart(`ETag "v1", now none`),
+      },
+      {
+        what: "ETag appeared",
+        recorded: { lastModified: LM },
+        answer: tail({ etag: '"v2"', "last-modified": LM }),
+        sent: null,
+        line: restart(`ETag none, now "v2"`),
+      },
+      {
+        what: "Last-Modified dropped, no ETag",
+        recorded: { lastModified: LM },
+        answer: tail({}),
+        sent: null,
+        line: restart(`Last-Modified ${LM}, now none`),
+      },
+      {
+        what: "Last-Modified appeared, the same weak ETag (which proves no bytes)",
+        recorded: { etag: 'W/"v1"' },
+        answer: tail({ etag: 'W/"v1"', "last-modified": LM }),
+        sent: null,
+        line: restart(`Last-Modified none, now ${LM}`),
+      },
+      {
+        what: "a 416 without the Last-Modified recorded, no If-Range sent",
+        recorded: { lastModified: LM },
+        answer: unsatisfied({}),
+        sent: null,
+        line: restart(`416 Last-Modified ${LM}, now none`),
+      },
+      {
+        what: "a 416 with an ETag the record lacks",
+        recorded: { lastModified: LM },
+        answer: unsatisfied({ etag: '"v2"', "last-modified": LM }),
+        sent: null,
+        line: restart(`416 ETag none, now "v2"`),
+      },
+      {
+        what: "an empty ETag recorded, a strong one now",
+        recorded: { etag: '""' },
+        answer: tail({ etag: '"v2"' }),
+        sent: null,
+        line: restart(`ETag none, now "v2"`),
+      },
+      // Resumed: the same strong ETag either side proves the version whatever Last-Modified does.
+      {
+        what: "Last-Modified dropped, the same strong ETag",
+        recorded: { etag: '"v1"', lastModified: LM },
+        answer: tail({ etag: '"v1"' }),
+        sent: '"v1"',
+      },
+      {
+        what: "Last-Modified appeared, the same strong ETag",
+        recorded: { etag: '"v1"' },
+        answer: tail({ etag: '"v1"', "last-modified": LM }),
+        sent: '"v1"',
+      },
+      // A 416 need carry no validators; to the If-Range of the recorded strong ETag it confirms
+      // the version (a server honouring If-Range answers a changed file 200).
+      {
+        what: "a 416 without validators to the If-Range sent",
+        recorded: { etag: '"v1"', lastModified: LM },
+        answer: unsatisfied({}),
+        sent: '"v1"',
+      },
+      // No validator either side: nothing to compare, resumed on the URL alone.
+      { what: "no validators", recorded: {}, answer: tail({}), sent: null },
+      // An empty ETag is none: never sent as If-Range, and none on the 206 is no change.
+      { what: "an empty ETag recorded", recorded: { etag: "" }, answer: tail({}), sent: null },
+      { what: 'an ETag "" recorded', recorded: { etag: '""' }, answer: tail({}), sent: null },
+    ];
+    for (const c of cases) {
+      const is416 = c.what.startsWith("a 416");
+      await Deno.writeFile(part, bytes(is416 ? "ABCDEF" : "ABC"));
+      await Deno.writeTextFile(partSourcePath(part), JSON.stringify({ url, ...c.recorded }));
+      const ranges: (string | null)[] = [];
+      const ifRanges: (string | null)[] = [];
+      const lines: string[] = [];
+      const get = scripted([c.answer, whole], ranges);
+      const got = await fetchResumable(url, part, {
+        recordSource: true,
+        retries: 0,
+        sleep: noSleep,
+        log: (l) => lines.push(l),
+        fetch: (input, init) => {
+          ifRanges.push(new Headers(init?.headers).get("if-range"));
+          return get(input, init);
+        },
+      });
+      const from = is416 ? "bytes=6-" : "bytes=3-";
+      assert.equal(await Deno.readTextFile(part), "ABCDEF", c.what);
+      assert.equal(ifRanges[0], c.sent, c.what);
+      if (c.line === undefined) {
+        assert.deepEqual(ranges, [from], c.what);
+        assert.deepEqual(lines, [], c.what);
+        assert.deepEqual(got, { bytes: 6, resumedAt: is416 ? 6 : 3, attempts: 1 }, c.what);
+      } else {
+        assert.deepEqual(ranges, [from, null], c.what);
+        assert.deepEqual(ifRanges, [c.sent, null], c.what);
+        assert.deepEqual(lines, [c.line], c.what);
+        assert.deepEqual(got, { bytes: 6, resumedAt: 0, attempts: 1 }, c.what);
+      }
+    }
   });
 });
 
