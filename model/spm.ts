@@ -172,8 +172,10 @@ export interface T5TokenizerExtras {
  * Converts a parsed SentencePiece model to a T5 `tokenizer.json` object, appending
  * {@link NUM_SENTINELS} sentinels as T5 does (`<extra_id_0>` gets the highest id), as
  * transformers' `T5Converter` does. Every piece keeps its score, of whatever type (the sentinels
- * score 0). Control and unknown pieces become special added tokens, user-defined pieces (type 4)
- * non-special ones (matched whole before segmentation, as SentencePiece matches them).
+ * score 0). Control pieces (type 3) become special added tokens, user-defined pieces (type 4)
+ * added tokens (matched whole before segmentation, as SentencePiece matches them), special only
+ * when the piece is one of the tokenizer's special tokens (`<pad>`, `</s>`, `<unk>`, the
+ * additional special tokens, the sentinels), as transformers marks them.
  *
  * @param model the parsed model; ids 0, 1, 2 must be `<pad>`, `</s>`, `<unk>`
  * @param source file name for error messages
@@ -206,11 +208,23 @@ export function sentencePieceToTokenizerJson(
   // control and user-defined pieces, and the unknown piece's penalty follows the lowest score.
   const vocab: [string, number][] = model.pieces.map((p) => [p.piece, p.score]);
   const added = [addedToken(0, "<pad>"), addedToken(1, "</s>"), addedToken(2, "<unk>")];
-  // Other control (3) and unknown (2) pieces are special added tokens; user-defined ones (4) are
-  // added tokens that are not special, as transformers' SpmConverter adds them.
+  // Control (3) and user-defined (4) pieces are added tokens, as transformers' SpmConverter
+  // adds them (`if p.type in [3, 4]`): special when control, or when the piece is one of the
+  // tokenizer's special tokens (`p.type == 3 or p.piece in self.special_tokens`; T5TokenizerFast
+  // then marks its special tokens, here <pad>, </s>, <unk>, the additional special tokens and
+  // the sentinels). Other pieces, an unknown (2) one included, are the Unigram model's alone
+  // (SentencePiece allows one unknown piece, <unk> at 2, special as the unk token).
+  const specialTokens = new Set([
+    ...expect,
+    ...(extras.additionalSpecialTokens ?? []),
+    ...Array.from({ length: numSentinels }, (_, i) => `<extra_id_${i}>`),
+  ]);
   model.pieces.forEach((p, id) => {
-    if (id > 2 && (p.type === 2 || p.type === 3 || p.type === 4)) {
-      added.push({ ...addedToken(id, p.piece), special: p.type !== 4 });
+    if (id > 2 && (p.type === 3 || p.type === 4)) {
+      added.push({
+        ...addedToken(id, p.piece),
+        special: p.type === 3 || specialTokens.has(p.piece),
+      });
     }
   });
   const n = vocab.length;

@@ -161,6 +161,52 @@ Deno.test("sentencePieceToTokenizerJson() keeps every piece's score, as T5Conver
   deepEqual(T5Tokenizer.fromJson(json, "scored").encode("x y"), [3, 4, 3, 5, 1]);
 });
 
+Deno.test("sentencePieceToTokenizerJson() adds control and user-defined pieces, special as transformers marks them", () => {
+  // transformers' SpmConverter: `(id, p.piece, p.type == 3 or p.piece in special_tokens) ... if
+  // p.type in [3, 4]`, and T5TokenizerFast marks its special tokens (<pad>, </s>, <unk>, the
+  // additional special tokens, the sentinels) special. A piece of another type, an unknown (2)
+  // one here too (SentencePiece itself allows only <unk>), is no added token.
+  const pieces: [string, number, number][] = [
+    ["<pad>", 0, 3],
+    ["</s>", 0, 3],
+    ["<unk>", 0, 2],
+    ["▁", -2, 1],
+    ["x", -3, 1],
+    ["<odd>", -9, 2],
+    ["<usr>", 0, 4],
+    ["<extra_id_0>", 0, 4],
+    ["<ctl>", 0, 3],
+    ["<sep>", 0, 4],
+  ];
+  const model = parseSentencePieceModel(modelProto(pieces), "types.model");
+  const json = sentencePieceToTokenizerJson(model, "types.model", 2, {
+    additionalSpecialTokens: ["<sep>"],
+  });
+  const added = json.added_tokens as { id: number; content: string; special: boolean }[];
+  deepEqual(
+    added.filter((t) => t.id < pieces.length).map((t) => [t.id, t.content, t.special]),
+    [
+      [0, "<pad>", true],
+      [1, "</s>", true],
+      [2, "<unk>", true],
+      [6, "<usr>", false], // user-defined, not a special token
+      [7, "<extra_id_0>", true], // user-defined, one of the sentinels
+      [8, "<ctl>", true], // control
+      [9, "<sep>", true], // user-defined, an additional special token
+    ],
+  );
+  // Each added piece once, at its own id; the unknown-typed piece stays in the Unigram vocabulary.
+  equal(added.filter((t) => t.content === "<sep>").length, 1);
+  deepEqual((json.model as { vocab: [string, number][] }).vocab[5], ["<odd>", -9]);
+  // Without the additional token, "<sep>" is an ordinary user-defined piece.
+  const plain = sentencePieceToTokenizerJson(model, "types.model", 2);
+  deepEqual(
+    (plain.added_tokens as { id: number; content: string; special: boolean }[])
+      .filter((t) => t.id === 9).map((t) => t.special),
+    [false],
+  );
+});
+
 Deno.test("trainSentencePiece() explains a missing spm_train, and a missing corpus file", async () => {
   const dir = await Deno.makeTempDir();
   try {
