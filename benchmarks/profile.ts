@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { basename, join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { repoPath } from "../model/shared_dir.ts";
 import { parseJsonFile } from "../model/json.ts";
 import { PRESETS } from "../model/config.ts";
@@ -237,7 +237,9 @@ export async function loadProfile(
   }
   const p = parseProfile(text, file, checks ?? defaultChecks());
   const stem = basename(file).replace(/\.json$/, "");
-  if (file.startsWith(builtIn) && p.name !== stem) {
+  // The built-in folder by resolved path: a relative path into it is checked too, and a
+  // sibling whose name merely starts alike (`profiles-old/`) is not.
+  if (resolve(dirname(file)) === resolve(builtIn) && p.name !== stem) {
     throw new SpecError(
       { file, locate: jsonLocator(text) },
       "$.name",

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import {
   defaultChecks,
   defaultChecksAsync,
@@ -156,8 +156,31 @@ Deno.test("loadProfile(): a built-in profile must be named as its file, by name 
         arg,
       );
     }
+    // A relative path into the folder is the same file: checked too.
+    const relativeCopy = relative(Deno.cwd(), join(dir, "copy.json"));
+    await assert.rejects(
+      () => loadProfile(relativeCopy, undefined, dir),
+      /must equal the file name "copy", got "good"/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("loadProfile(): a sibling folder whose name starts like the built-in one is not it", async () => {
+  const dir = await Deno.makeTempDir();
+  const sibling = `${dir}-old`;
+  try {
+    await Deno.mkdir(sibling);
+    await Deno.writeTextFile(
+      join(sibling, "copy.json"),
+      '{\n  "name": "good",\n  "models": ["tiny-v1_1"],\n  "benchmarks": ["glue"],\n' +
+        '  "methods": [{ "name": "mtl" }]\n}\n',
+    );
+    assert.equal((await loadProfile(join(sibling, "copy.json"), undefined, dir)).name, "good");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(sibling, { recursive: true });
   }
 });
 
