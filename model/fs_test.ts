@@ -32,7 +32,13 @@ import {
   writeFilesAtomic,
   writeTempBeside,
 } from "./fs.ts";
-import { diskFullError, fileFlushes, recordFlushes, withOpenedFiles } from "./fs_testing.ts";
+import {
+  diskFullError,
+  fileFlushes,
+  flushesOf,
+  recordFlushes,
+  withOpenedFiles,
+} from "./fs_testing.ts";
 import { UsageError } from "./usage.ts";
 
 /** A byte stream that yields `first`, then fails as a serializer or a full disk would. */
@@ -150,6 +156,31 @@ Deno.test("discardFolder(): a sweep removing its renamed folder at once is no er
   }
 });
 
+Deno.test("writeFileAtomic(): a temporary swept away before it was locked is made again under a new name; three such losses fail, naming it", async () => {
+  if (Deno.build.os === "windows") return; // no locks there
+  const dir = await Deno.makeTempDir();
+  try {
+    const target = join(dir, "a.json");
+    // Another process's sweep removes the new temporary between its creation and its lock (the
+    // sweep held no lock on it yet): the first `lost` temporaries are removed as they are opened.
+    const sweeping = (lost: number) => (file: Deno.FsFile, path: string, o?: Deno.OpenOptions) => {
+      if (o?.createNew === true && path.includes(".tmp-") && lost-- > 0) Deno.removeSync(path);
+      return file;
+    };
+    await withOpenedFiles(sweeping(1), () => writeFileAtomic(target, "1"));
+    equal(await Deno.readTextFile(target), "1");
+    deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["a.json"]);
+    await rejects(
+      withOpenedFiles(sweeping(3), () => writeFileAtomic(target, "2")),
+      /a\.json\.tmp-\d+-[0-9a-f]{12}: temporary removed by another process before it could be locked$/,
+    );
+    equal(await Deno.readTextFile(target), "1", "the target untouched");
+    deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["a.json"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("writeFileAtomic() creates folders, replaces files and leaves no temporary file", async () => {
   const dir = await Deno.makeTempDir();
   try {
@@ -204,6 +235,15 @@ Deno.test("writeFileAtomic() and writeFilesAtomic() flush the folders they renam
       ),
       [a, b],
     );
+    // Each folder is flushed after the renames: the flush holds the new names, no temporary
+    // (a flush before the rename would make the temporary's name durable, not the target's).
+    const one = await recordFlushes(() => writeFileAtomic(join(a, "v.json"), "5"));
+    deepEqual(flushesOf(one, a), [["v.json", "w", "x.json", "y.csv"]]);
+    const set = await recordFlushes(() =>
+      writeFilesAtomic([[join(a, "u.csv"), "6"], [join(b, "t.csv"), "7"]])
+    );
+    deepEqual(flushesOf(set, a), [["u.csv", "v.json", "w", "x.json", "y.csv"]]);
+    deepEqual(flushesOf(set, b), [["t.csv", "z.csv"]]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
