@@ -52,7 +52,10 @@ Deno.test("parseContentRange: start and total of 206 and 416, malformed", () => 
   assert.deepEqual(parseContentRange("bytes 5-9/10"), { first: 5, total: 10 });
   assert.deepEqual(parseContentRange(" bytes */10 "), { first: undefined, total: 10 });
   assert.deepEqual(parseContentRange("bytes 5-9/*"), { first: 5, total: undefined });
-  for (const bad of [null, "", "items 5-9/10", "bytes 5-/10", "bytes 5-9", "bytes */x"]) {
+  const bads = [null, "", "items 5-9/10", "bytes 5-/10", "bytes 5-9", "bytes */x"];
+  // The whole header, not a part of it.
+  bads.push("bytes 5-9/10x", "xbytes 5-9/10", "bytes 5-9/10, bytes 0-1/10");
+  for (const bad of bads) {
     assert.equal(parseContentRange(bad), undefined, String(bad));
   }
 });
@@ -88,6 +91,88 @@ Deno.test("fetchResumable: a wrong resume offset restarts from 0; a stated size 
     assert.deepEqual(ranges, ["bytes=2-", "bytes=4-"]);
     assert.deepEqual(resumed, { bytes: 6, resumedAt: 4, attempts: 2 });
     assert.equal(await Deno.readTextFile(part), "abcdef");
+  });
+});
+
+Deno.test("fetchResumable: a 206 without a Content-Range is not appended; a 200 to a resume restarts at 0; 3 retries by default", async () => {
+  await inTempDir(async (part, dir) => {
+    const url = "http://x.invalid/f";
+    // A 206 whose start is not stated (no or a malformed Content-Range): nothing says where its
+    // bytes go, so the part is dropped and the next attempt fetches it all.
+    for (const headers of [{}, { "content-range": "bytes 3-5" }] as Record<string, string>[]) {
+      await Deno.writeFile(part, bytes("abc"));
+      const ranges: (string | null)[] = [];
+      const got = await fetchResumable(url, part, {
+        sleep: noSleep,
+        fetch: scripted([
+          () => new Response("DEF", { status: 206, headers }),
+          () => new Response("ABCDEF", { headers: { "content-length": "6" } }),
+        ], ranges),
+      });
+      assert.deepEqual(ranges, ["bytes=3-", null], JSON.stringify(headers));
+      assert.deepEqual(got, { bytes: 6, resumedAt: 0, attempts: 2 }, JSON.stringify(headers));
+      assert.equal(await Deno.readTextFile(part), "ABCDEF");
+    }
+    // A server that ignores Range answers 200: the part is written again from byte 0, and the
+    // progress is told the whole file's size (not the part's plus the body's).
+    await Deno.writeFile(part, bytes("abc"));
+    const totals: (number | undefined)[] = [];
+    const notes: (string | undefined)[] = [];
+    const whole = await fetchResumable(url, part, {
+      sleep: noSleep,
+      fetch: scripted([() => new Response("ABCDEF", { headers: { "content-length": "6" } })], []),
+      progress: (total) => {
+        totals.push(total);
+        return { update() {}, finish: (note) => void notes.push(note) };
+      },
+    });
+    assert.deepEqual(whole, { bytes: 6, resumedAt: 0, attempts: 1 });
+    assert.deepEqual(totals, [6]);
+    assert.deepEqual(notes, [undefined], "not 'resumed at 3 B'");
+    assert.equal(await Deno.readTextFile(part), "ABCDEF");
+    // A lasting 503: the first attempt and 3 retries (the default), after 1, 2 and 4 s.
+    await Deno.remove(part);
+    const { waits, sleep } = recordingSleep();
+    let calls = 0;
+    await assert.rejects(
+      fetchResumable(url, part, {
+        sleep,
+        fetch: () => (calls++, Promise.resolve(new Response("busy", { status: 503 }))),
+      }),
+      HttpStatusError,
+    );
+    assert.equal(calls, 4);
+    assert.deepEqual(waits, [1000, 2000, 4000]);
+    assert.deepEqual(namesIn(dir), []);
+  });
+});
+
+Deno.test("fetchResumable recordSource: a part dropped after a failed check takes its record with it", async () => {
+  await inTempDir(async (part, dir) => {
+    const url = "http://x.invalid/f";
+    const whole = () => new Response("ABCDEF", { headers: { etag: '"v1"' } });
+    await assert.rejects(
+      fetchResumable(url, part, {
+        recordSource: true,
+        sleep: noSleep,
+        fetch: scripted([whole], []),
+        verify: () => Promise.reject(new Error("bad digest")),
+      }),
+      /^Error: bad digest$/,
+    );
+    assert.deepEqual(namesIn(dir), [], "neither the part nor its record");
+    // Longer than the size expected: dropped, with its record.
+    await assert.rejects(
+      fetchResumable(url, part, {
+        recordSource: true,
+        bytes: 4,
+        retries: 0,
+        sleep: noSleep,
+        fetch: scripted([whole], []),
+      }),
+      /size 6 B, expected 4 B \(deleted\)/,
+    );
+    assert.deepEqual(namesIn(dir), []);
   });
 });
 
