@@ -663,8 +663,14 @@ export function makeWorkload(w: WorkloadSpec): Workload {
   return t5Workload(w);
 }
 
-/** trainFlops of a workload without allocating it (for the time estimate). */
-function estimateFlops(w: WorkloadSpec): number {
+/**
+ * trainFlops of a workload without allocating it (for the time estimate): the `trainFlops` that
+ * {@link makeWorkload} gives it.
+ *
+ * @param w the parsed workload
+ * @returns matmul FLOPs of one training step (forward + backward) for the whole batch
+ */
+export function estimateFlops(w: WorkloadSpec): number {
   const n = w.nums as [number, number, number, number, number];
   if (w.kind === "block") {
     const [B, S, D, F] = n;
@@ -920,7 +926,7 @@ const QUICK_WORKLOADS = ["block:2,16,64,128,4", "t5:tiny-v1_1:2,16,8"];
  * plus T5 1.1 Small at batch 4 and the encoder block of the engine notes for comparison with
  * earlier measurements.
  */
-const DEFAULT_WORKLOADS = [
+export const DEFAULT_WORKLOADS: readonly string[] = [
   "block",
   "t5:tiny-v1_1:32,64,16",
   "t5:mini-v1_1:16,64,16",
@@ -928,6 +934,9 @@ const DEFAULT_WORKLOADS = [
   "t5:t5-v1_1-small:32,128,16",
   "t5:t5-v1_1-base:32,128,16",
 ];
+
+/** The backends measured without `--backends` (webgpu only on a real adapter). */
+export const DEFAULT_BACKENDS: readonly string[] = ["cpu", "wasm", "wasm+blas", "webgpu"];
 
 /** `deno task perf --help`. */
 export const PERF_USAGE =
@@ -1023,7 +1032,7 @@ export async function main(args: string[]): Promise<PerfReport> {
     ? values.workloads.split(";").flatMap((s) => s.split(/\s+/)).filter((x) => x !== "")
     : quick
     ? QUICK_WORKLOADS
-    : DEFAULT_WORKLOADS;
+    : [...DEFAULT_WORKLOADS];
   const workloads = workloadNames.map((spec) => ({ spec, parsed: parseWorkload(spec) }));
   if (sizes.length === 0 && workloads.length === 0) {
     // A report of nothing would be saved as if measured.
@@ -1044,7 +1053,7 @@ export async function main(args: string[]): Promise<PerfReport> {
       `--max-seconds must be a positive number, got "${values["max-seconds"]}"`,
     );
   }
-  const backendList = list(values.backends, ["cpu", "wasm", "wasm+blas", "webgpu"]);
+  const backendList = list(values.backends, [...DEFAULT_BACKENDS]);
   if (backendList.length === 0) {
     // `--backends ,`: a report of no backend would be saved as if measured.
     throw new UsageError(`--backends "${values.backends}" names no backend`);

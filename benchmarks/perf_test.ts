@@ -2,17 +2,26 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import {
   cli,
+  DEFAULT_BACKENDS,
+  DEFAULT_WORKLOADS,
+  estimateFlops,
   freshReportPath,
   main,
+  makeWorkload,
   MATMUL_BATCHES,
   measureSteps,
   optimizerPath,
+  parseWorkload,
+  PERF_USAGE,
   type PerfReport,
   planWasmT5,
   type StepResult,
   timeMatMul,
   type WorkloadSpec,
 } from "./perf.ts";
+import process from "node:process";
+import { t5Flops } from "../model/accounting.ts";
+import { gitState } from "./provenance.ts";
 import { preset } from "../model/config.ts";
 import { estimateTrainingMemory } from "./memory.ts";
 import { planDeviceMemory, WASM_HEAP_BYTES, WASM_HEAP_MARGIN } from "./device_memory.ts";
@@ -750,3 +759,209 @@ Deno.test(
     }
   },
 );
+
+/**
+ * Runs `fn` with the cpu backend's BatchMatMul counting the FLOPs of every product it computes
+ * (2 · batch · M · N · K), independently of the workloads' own formulas.
+ */
+function countMatMulFlops<T>(fn: () => T): { value: T; flops: number } {
+  const mm = tf.getKernel("BatchMatMul", "cpu")!;
+  let flops = 0;
+  tf.unregisterKernel("BatchMatMul", "cpu");
+  tf.registerKernel({
+    ...mm,
+    kernelFunc: (args) => {
+      const a = args.inputs.a as tf.TensorInfo;
+      const b = args.inputs.b as tf.TensorInfo;
+      const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
+      const [ra, rb] = [a.shape.length, b.shape.length];
+      const m = transposeA ? a.shape[ra - 1]! : a.shape[ra - 2]!;
+      const k = transposeA ? a.shape[ra - 2]! : a.shape[ra - 1]!;
+      const n = transposeB ? b.shape[rb - 2]! : b.shape[rb - 1]!;
+      const size = (s: number[]) => s.slice(0, -2).reduce((x, y) => x * y, 1);
+      flops += 2 * Math.max(size(a.shape), size(b.shape)) * m * n * k;
+      return mm.kernelFunc(args);
+    },
+  });
+  try {
+    return { value: fn(), flops };
+  } finally {
+    tf.unregisterKernel("BatchMatMul", "cpu");
+    tf.registerKernel(mm);
+  }
+}
+
+Deno.test(
+  "perf: a workload's trainFlops are the matmul FLOPs its gradient pass computes, tokens input + target",
+  opts,
+  async () => {
+    await tf.setBackend("cpu");
+    for (
+      const [spec, tokens] of [
+        ["block:1,8,16,32,2", 1 * 8], // batch × sequence
+        ["t5:tiny-v1_1:2,8,4", 2 * (8 + 4)], // batch × (input + target tokens)
+        ["t5:tiny-v1_1@1:2,8,4", 2 * (8 + 4)],
+      ] as const
+    ) {
+      const parsed = parseWorkload(spec);
+      const w = makeWorkload(parsed);
+      try {
+        // Forward and backward products counted as the cpu kernel runs them: exact integers.
+        const fwd = countMatMulFlops(() => tf.dispose(w.loss())).flops;
+        const train = countMatMulFlops(() => {
+          const g = tf.variableGrads(w.loss, w.vars);
+          tf.dispose([g.value, ...Object.values(g.grads)]);
+        }).flops;
+        assert.ok(fwd > 0, spec);
+        assert.equal(w.trainFlops, train, `${spec}: trainFlops`);
+        assert.equal(train, 3 * fwd, `${spec}: the backward pass is 2× the forward`);
+        assert.equal(w.tokens, tokens, `${spec}: tokens`);
+        // The time estimate (skips) uses the same count without allocating the workload.
+        assert.equal(estimateFlops(parsed), w.trainFlops, `${spec}: estimateFlops`);
+      } finally {
+        w.dispose();
+      }
+    }
+    // The t5 count is model/accounting.ts's for the whole batch (forward + backward).
+    const w = makeWorkload(parseWorkload("t5:tiny-v1_1:2,8,4"));
+    w.dispose();
+    assert.equal(
+      w.trainFlops,
+      2 * t5Flops(preset("tiny-v1_1"), { inputLength: 8, targetLength: 4 }).train,
+    );
+  },
+);
+
+Deno.test(
+  "perf: measureSteps reports the timed steps only: their times, optimizer share, CPU per step, leaks",
+  opts,
+  async () => {
+    await tf.setBackend("cpu");
+    const cpuMs = () => {
+      const u = process.cpuUsage();
+      return (u.user + u.system) / 1000;
+    };
+    // Spins until this process has used `ms` more CPU milliseconds (not wall time: a busy host
+    // delays it without changing the count).
+    const burn = (ms: number) => {
+      const c0 = cpuMs();
+      while (cpuMs() - c0 < ms) { /* spin */ }
+    };
+    const warm = 2;
+    const reps = 4;
+    const optTimes: number[] = [];
+    const left: tf.Tensor[] = [];
+    let i = 0;
+    // Warm-up steps: 150 ms of CPU and an optimizer time of 100 ms; timed steps: 20 ms of CPU and
+    // optimizer times 1, 2, 3, 10 (median 2.5). Every step leaves one tensor behind.
+    const step = () => {
+      const timed = i >= warm;
+      optTimes.push(timed ? [1, 2, 3, 10][i - warm]! : 100);
+      burn(timed ? 20 : 150);
+      left.push(tf.scalar(i++));
+      return Promise.resolve();
+    };
+    const opt = createOptimizer({ kind: "adamw" });
+    try {
+      const r = await measureSteps({ step, opt, params: new Map(), optTimes }, warm, reps, false);
+      assert.equal(i, warm + reps);
+      assert.equal(r.times.length, reps, "the warm-up steps are not timed");
+      assert.ok(r.times.every((t) => t > 0), JSON.stringify(r.times));
+      assert.equal(r.optimizerMs, 2.5, "median of the timed steps' optimizer times");
+      // ≥ 20 ms per timed step by construction; the bound leaves 160 ms of other threads' CPU in
+      // the 4 steps (counting the warm-up's 300 ms, or not dividing by the steps, gives ≥ 80).
+      assert.ok(r.cpuMsPerStep >= 20 && r.cpuMsPerStep < 60, `cpu ${r.cpuMsPerStep} ms/step`);
+      // After the 2nd step and after the last: the 4 tensors left in between show as the leak.
+      assert.equal(
+        r.numTensors[1] - r.numTensors[0],
+        reps + warm - 2,
+        JSON.stringify(r.numTensors),
+      );
+    } finally {
+      opt.dispose();
+      tf.dispose(left);
+    }
+  },
+);
+
+Deno.test(
+  "perf: a step's median, tokens/s and effective GFLOP/s are computed from its timed steps",
+  opts,
+  async () => {
+    const g0 = gitState();
+    const r = await main([
+      "--backends",
+      "cpu",
+      "--sizes",
+      "",
+      "--workloads",
+      "block:1,8,16,32,2 t5:tiny-v1_1:2,8,4",
+      "--steps",
+      "2",
+      "--no-save",
+    ]);
+    const g1 = gitState();
+    const [block, t5] = r.backends[0]!.steps as [StepResult, StepResult];
+    for (const [s, tokens] of [[block, 8], [t5, 24]] as const) {
+      const what = `${s.workload}: ${JSON.stringify(s)}`;
+      assert.equal(s.reps, 2, what);
+      // 2 timed steps: the median is their mean (exact: the same sum and division).
+      assert.equal(s.medianMs, (s.minMs + s.maxMs) / 2, what);
+      assert.ok(s.minMs > 0 && s.minMs <= s.maxMs, what);
+      // Rates of the median step; relative 1e-12: one division and one multiplication in fp64.
+      const close = (x: number, y: number) => Math.abs(x - y) <= 1e-12 * Math.abs(y);
+      assert.ok(close(s.tokensPerSec * (s.medianMs / 1000), tokens), what);
+      assert.ok(close(s.effectiveGflops * s.medianMs * 1e6, s.trainFlops), what);
+      assert.ok(s.cpuMsPerStep > 0, what);
+    }
+    // Provenance: the commit with its dirty mark (when it did not change during the run).
+    if (g0.dirty === g1.dirty && g0.sha === g1.sha) {
+      assert.equal(r.gitSha, g0.sha + (g0.dirty ? "+dirty" : ""));
+    }
+    assert.equal(r.versions.tfjs, tf.version.tfjs);
+    assert.equal(r.machine.os, `${Deno.build.os}-${Deno.build.arch}`);
+  },
+);
+
+Deno.test(
+  "perf: a step estimated over --max-seconds from the matMul rate is skipped with its estimate",
+  opts,
+  async () => {
+    // The default block (5 GFLOP per step) at tfjs-cpu's matMul rate (about 1 GFLOP/s): seconds
+    // per step, over the 1 s limit. The estimate is 4 × the step's FLOPs at the matMul rate.
+    const r = await main([
+      "--backends",
+      "cpu",
+      "--sizes",
+      "64",
+      "--workloads",
+      "block",
+      "--max-seconds",
+      "1",
+      "--no-save",
+    ]);
+    const cpu = r.backends[0]!;
+    assert.deepEqual(cpu.steps, [], "not run");
+    assert.equal(cpu.skipped.length, 1, JSON.stringify(cpu.skipped));
+    const est = 4 * estimateFlops(parseWorkload("block")) / (cpu.matmul[0]!.gflops * 1e9);
+    assert.equal(
+      cpu.skipped[0]!.why,
+      `estimated ${est.toFixed(1)} s/step > --max-seconds 1 / 3 steps`,
+    );
+  },
+);
+
+Deno.test("perf: the default run covers the issue's shapes and every backend", () => {
+  // Issue 6: T5 1.1 Small and Base at batch 32, 128 input / 16 target tokens.
+  for (const w of ["t5:t5-v1_1-small:32,128,16", "t5:t5-v1_1-base:32,128,16"]) {
+    assert.ok(DEFAULT_WORKLOADS.includes(w), w);
+  }
+  for (const w of DEFAULT_WORKLOADS) parseWorkload(w); // each one a valid workload
+  assert.deepEqual(DEFAULT_BACKENDS, ["cpu", "wasm", "wasm+blas", "webgpu"]);
+  assert.match(
+    PERF_USAGE,
+    new RegExp(
+      `--backends LIST +${DEFAULT_BACKENDS.join(",").replace("+", "\\+")} \\(default: all`,
+    ),
+  );
+});
