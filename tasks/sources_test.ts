@@ -3,8 +3,10 @@ import {
   checkEndpointUrl,
   checkTaskSources,
   ENDPOINT_KEYS,
+  expandUrl,
   findTaskSource,
   parquetShards,
+  parquetUrl,
   parseEndpoints,
   TASK_SOURCES,
   type TaskSource,
@@ -130,7 +132,7 @@ Deno.test("parseEndpoints: key=url lists and JSON objects; keys by any case or _
   assert.equal(checkEndpointUrl(" https://m/x ", "N"), "https://m/x");
 });
 
-Deno.test("parquetShards: a split name is matched literally, its regex metacharacters too", () => {
+Deno.test("parquetShards: a split name is matched literally, its regex metacharacters too; a set missing its last shard is refused", () => {
   const at = (...paths: string[]) => paths.map((path) => ({ type: "file", path }));
   // "v.1+" as a pattern would also match "vx11-…" (`.` any character, `+` a repeat).
   const listing = at("c/vx11-00000-of-00001.parquet", "c/v.1+-00000-of-00001.parquet");
@@ -139,4 +141,62 @@ Deno.test("parquetShards: a split name is matched literally, its regex metachara
     () => parquetShards(at("c/vx11-00000-of-00001.parquet"), "v.1+", "L"),
     /^Error: L: no v\.1\+-NNNNN-of-NNNNN\.parquet listed$/,
   );
+  // The first shards of a set, its last one missing: not a full set.
+  assert.throws(
+    () => parquetShards(at("c/t-00000-of-00003.parquet", "c/t-00001-of-00003.parquet"), "t", "L"),
+    /^Error: L: t's shards are not a full set: t-00000-of-00003\.parquet, t-00001-of-00003\.parquet$/,
+  );
+});
+
+Deno.test("official URLs: each task's host (endpoint) and file, a trailing slash of an endpoint dropped", () => {
+  // Endpoints given with a trailing slash, as a mirror's URL often is: no "//" in the result.
+  const ends = { glue: "G/", superGlue: "S/", senteval: "E/", dpr: "D/", hf: "H/" };
+  const urls = TASK_SOURCES.map((t) => {
+    const o = t.official;
+    const raw = o.kind === "mrpc" ? Object.values(o.parts).map((p) => p.url) : [o.url];
+    return `${t.name}: ${raw.map((u) => expandUrl(u, ends)).join(" ")}`;
+  });
+  // Reference glue-superglue.md §1.1-1.3: GLUE's zips (QQP-clean, QNLIv2), MRPC from SentEval
+  // with GLUE's dev ids, SuperGLUE v2's zips, DPR from the authors' folder.
+  assert.deepEqual(urls, [
+    "cola: G/CoLA.zip",
+    "sst2: G/SST-2.zip",
+    "mrpc: E/msr_paraphrase_train.txt E/msr_paraphrase_test.txt G/mrpc_dev_ids.tsv",
+    "qqp: G/QQP-clean.zip",
+    "stsb: G/STS-B.zip",
+    "mnli: G/MNLI.zip",
+    "qnli: G/QNLIv2.zip",
+    "rte: G/RTE.zip",
+    "wnli: G/WNLI.zip",
+    "ax: G/AX.tsv",
+    "boolq: S/BoolQ.zip",
+    "cb: S/CB.zip",
+    "copa: S/COPA.zip",
+    "multirc: S/MultiRC.zip",
+    "record: S/ReCoRD.zip",
+    "rte_sg: S/RTE.zip",
+    "wic: S/WiC.zip",
+    "wsc: S/WSC.zip",
+    "axb: S/AX-b.zip",
+    "axg: S/AX-g.zip",
+    "dpr: D/train.c.txt",
+  ]);
+  assert.equal(
+    parquetUrl(findTaskSource("cola"), "train", ends),
+    "H/datasets/nyu-mll/glue/resolve/main/cola/train-00000-of-00001.parquet",
+  );
+});
+
+Deno.test("hfSplit: the parquet split of each file is its own split, except MNLI's matched and mismatched ones", () => {
+  // The parquet fallback fills each file from its hfSplit: MNLI's dev_mismatched.tsv filled from
+  // validation_matched would be a wrong file of a plausible size.
+  const differing = TASK_SOURCES.flatMap((t) => t.files)
+    .filter((f) => f.hfSplit !== f.split)
+    .map((f) => `${f.path} ${f.split} ${f.hfSplit}`);
+  assert.deepEqual(differing, [
+    "glue/MNLI/dev_matched.tsv validation validation_matched",
+    "glue/MNLI/dev_mismatched.tsv validation validation_mismatched",
+    "glue/MNLI/test_matched.tsv test test_matched",
+    "glue/MNLI/test_mismatched.tsv test test_mismatched",
+  ]);
 });
