@@ -19,6 +19,7 @@ import {
   retryDelayMs,
   selectTasks,
   sha256Hex,
+  writeAtomic,
 } from "./download.ts";
 import { findTaskSource, parquetShards, parquetUrl, type TaskSource } from "./sources.ts";
 import { partSourcePath } from "../model/http.ts";
@@ -1605,6 +1606,33 @@ Deno.test("a manifest that cannot be saved (full disk) is added to the failures'
     await Deno.remove(cacheDir, { recursive: true });
     const res = await downloadRte(s, cacheDir, { writeManifest: fullDisk(1) });
     assert.deepEqual(res.map((r) => [r.task, r.status]), [["glue/rte", "official"]]);
+    assert.deepEqual(Object.keys((await readManifest(cacheDir)).files).sort(), [
+      "glue/RTE/dev.tsv",
+      "glue/RTE/train.tsv",
+    ]);
+  });
+});
+
+Deno.test("a failed manifest save names only the tasks it left unlisted, not those an earlier save listed", async () => {
+  const wnliZip = zipSync({ "WNLI/train.tsv": enc.encode(TRAIN), "WNLI/dev.tsv": enc.encode(DEV) });
+  const routes = { "/glue/RTE.zip": { body: makeZip() }, "/glue/WNLI.zip": { body: wnliZip } };
+  await withServer(routes, async (s, cacheDir) => {
+    // The disk fills up after RTE's entries were saved: every save that would list WNLI fails.
+    const full = (path: string, text: string) =>
+      text.includes("glue/WNLI/") ? Promise.reject(diskFullError()) : writeAtomic(path, text);
+    const err = await downloadRte(s, cacheDir, {
+      tasks: ["rte", "wnli"],
+      taskSources: [tinyRte(), tinyWnli()],
+      retries: 0,
+      writeManifest: full,
+    }).then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof Error && !(err instanceof DownloadError), String(err));
+    assert.equal(
+      err.message,
+      `the download manifest ${join(cacheDir, "manifest.json")} could not be saved (No space ` +
+        `left on device (os error 28)): the files written for glue/wnli are in place but not ` +
+        `listed in it, so the next run fetches them again`,
+    );
     assert.deepEqual(Object.keys((await readManifest(cacheDir)).files).sort(), [
       "glue/RTE/dev.tsv",
       "glue/RTE/train.tsv",
