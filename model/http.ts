@@ -368,7 +368,9 @@ const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
  * attempt fails); a 200 (the server ignores ranges) restarts the part from byte 0. A 416 answer to
  * the resume accepts the part when its size equals `bytes`, or else the total of the answer's
  * `Content-Range: bytes *\/TOTAL`; otherwise the part is deleted and the transfer restarts from
- * byte 0 at once. A part longer than the file is deleted. With `recordSource` (or `ifRange`), a
+ * byte 0 at once. A part longer than the file is deleted: after a resume, the attempt fails and
+ * the retry starts from byte 0; a download from byte 0 longer than `bytes` or its stated length
+ * fails at once (downloading the same file again would not shorten it). With `recordSource` (or `ifRange`), a
  * part is resumed or accepted only while the answer's validators (`ETag`, `Last-Modified`) are
  * the ones it started with: one that differs, or is on one side only, restarts it from byte 0
  * (a 416 to the `If-Range` sent, with no validators of its own, confirms the version: a server
@@ -437,6 +439,10 @@ export async function fetchResumable(
       }
       // The validator sent as If-Range with the last resume (undefined: none recorded): the
       // record's ETag when strong (a weak one cannot serve If-Range).
+      // Too many bytes: a resumed part may have been joined wrongly, so it is retried from byte 0;
+      // the same from byte 0 is the file as served, and downloading it again would not change it.
+      const tooLong = (message: string) =>
+        have > 0 ? new Error(message) : new FinalError(new Error(message));
       let sent: string | undefined;
       const open = async (from: number): Promise<Response> => {
         ctrl = new AbortController();
@@ -572,14 +578,14 @@ export async function fetchResumable(
       if (want !== undefined && size !== want) {
         if (size < want) throw new TransferError(`GET ${url}: got ${size} of ${want} bytes`);
         await dropPart();
-        throw new Error(`${name}: size ${size} B, expected ${want} B (deleted)`);
+        throw tooLong(`${name}: size ${size} B, expected ${want} B (deleted)`);
       }
       if (stated !== undefined && size !== stated) {
         if (size < stated) {
           throw new TransferError(`${url}: download truncated (${size} of ${stated} bytes)`);
         }
         await dropPart();
-        throw new Error(`${url}: ${size} bytes, more than the ${stated} stated (deleted)`);
+        throw tooLong(`${url}: ${size} bytes, more than the ${stated} stated (deleted)`);
       }
       if (opts.verify) {
         try {

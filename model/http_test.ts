@@ -176,6 +176,40 @@ Deno.test("fetchResumable recordSource: a part dropped after a failed check take
   });
 });
 
+Deno.test("fetchResumable: too many bytes from byte 0 is final; after a resume it restarts from 0", async () => {
+  await inTempDir(async (part, dir) => {
+    const url = "http://x.invalid/f";
+    const ranges: (string | null)[] = [];
+    const whole = () => new Response("ABCDEF");
+    // From byte 0, longer than expected: one request, not four (the default three retries).
+    await assert.rejects(
+      fetchResumable(url, part, {
+        bytes: 4,
+        sleep: noSleep,
+        fetch: scripted([whole, whole, whole, whole], ranges),
+      }),
+      /^Error: http:\/\/x\.invalid\/f: size 6 B, expected 4 B \(deleted\)$/,
+    );
+    assert.deepEqual(ranges, [null]);
+    assert.deepEqual(namesIn(dir), []);
+    // A resume that ends up too long: the part is dropped and the retry starts from byte 0.
+    await Deno.writeTextFile(part, "ABC");
+    ranges.length = 0;
+    const tooLong = () =>
+      new Response("DEFG", { status: 206, headers: { "content-range": "bytes 3-6/7" } });
+    assert.deepEqual(
+      await fetchResumable(url, part, {
+        bytes: 6,
+        sleep: noSleep,
+        fetch: scripted([tooLong, whole], ranges),
+      }),
+      { bytes: 6, resumedAt: 0, attempts: 2 },
+    );
+    assert.deepEqual(ranges, ["bytes=3-", null]);
+    assert.equal(await Deno.readTextFile(part), "ABCDEF");
+  });
+});
+
 Deno.test("fetchResumable: verify's error is final and drops the part; 404 is not retried", async () => {
   await inTempDir(async (part) => {
     const { waits, sleep } = recordingSleep();
