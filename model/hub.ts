@@ -485,10 +485,10 @@ async function downloadLocked(
       checkLength: true,
       // The part's record `<file>.part.json` (the URL and ETag/Last-Modified of its bytes): a
       // part of another URL (i.e. of another HF_ENDPOINT), with no record (as parts of earlier
-      // versions of this code), or answered with another ETag or Last-Modified restarts. ifRange
+      // versions of this code), or answered with another ETag or Last-Modified, or with one that
+      // only the record or only the answer has, restarts (`http.ts` changedSource). ifRange
       // (which implies the record) adds: the record's strong ETag is sent as If-Range, and a
-      // resume answered with another strong ETag, or a part whose record has none while the
-      // answer has one, restarts too (the record alone lets a validator one side lacks pass).
+      // 416 restarts when the record has no strong ETag.
       ifRange: true,
       retries: ctx.retries,
       idleMs: ctx.idleMs,
