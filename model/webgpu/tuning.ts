@@ -597,19 +597,7 @@ export async function tuneShape(shape: MatMulShape, opts: TuneOptions): Promise<
         rejected[ran] = `relative L2 error ${err} against the stock kernel`;
         continue;
       }
-      const times: number[] = [];
-      for (let r = 0; r < rounds; r++) {
-        const t0 = performance.now();
-        let last: tf.Tensor | undefined;
-        for (let i = 0; i < reps; i++) {
-          last?.dispose();
-          last = run();
-        }
-        await waitFor(last!);
-        last!.dispose();
-        times.push((performance.now() - t0) / reps);
-      }
-      ms[ran] = Math.round(median(times) * 1e4) / 1e4;
+      ms[ran] = Math.round((await timeProducts(run, reps, rounds)) * 1e4) / 1e4;
     }
   } finally {
     active = saved;
@@ -617,19 +605,67 @@ export async function tuneShape(shape: MatMulShape, opts: TuneOptions): Promise<
     ref?.dispose();
   }
   const ruleRan = ranAs.get(heuristic) ?? heuristic;
-  const heuristicMs = ms[ruleRan];
-  let choice = ruleRan;
-  let best = heuristicMs ?? Infinity;
-  for (const [name, t] of Object.entries(ms)) {
-    if (t < best) [choice, best] = [name, t];
-  }
-  if (heuristicMs !== undefined && best > heuristicMs * (1 - TUNING_MARGIN)) choice = ruleRan;
   return {
-    choice,
+    choice: pickTunedChoice(ms, ruleRan),
     heuristic: ruleRan,
     ms,
     ...(Object.keys(rejected).length > 0 ? { rejected } : {}),
   };
+}
+
+/**
+ * Times one candidate as {@link tuneShape} does: `rounds` rounds of `reps` queued products, each
+ * round ended by a read of one element of its last product (the queue runs in order, so that
+ * waits for all of them); every product but the last is freed as the next is queued.
+ *
+ * @param run queues one product
+ * @param reps products per round
+ * @param rounds rounds
+ * @param now the clock, ms (default `performance.now`; tests pass their own)
+ * @returns the median round's ms per product
+ */
+export async function timeProducts(
+  run: () => tf.Tensor,
+  reps: number,
+  rounds: number,
+  now: () => number = () => performance.now(),
+): Promise<number> {
+  const times: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const t0 = now();
+    let last: tf.Tensor | undefined;
+    try {
+      for (let i = 0; i < reps; i++) {
+        last?.dispose();
+        last = run();
+      }
+      await waitFor(last!);
+    } finally {
+      last?.dispose();
+    }
+    times.push((now() - t0) / reps);
+  }
+  return median(times);
+}
+
+/**
+ * The choice {@link tuneShape} keeps among the timed ones: the fastest, unless the rule of thumb's
+ * was timed and the fastest is not more than {@link TUNING_MARGIN} faster than it (a difference
+ * within run-to-run noise changes no kernel). Where the rule's choice was not timed (its product
+ * was wrong), the fastest.
+ *
+ * @param ms ms per product of each timed choice, by name
+ * @param rule the name of what the rule of thumb ran
+ * @returns the name of the choice
+ */
+export function pickTunedChoice(ms: Readonly<Record<string, number>>, rule: string): string {
+  const ruleMs = ms[rule];
+  let choice = rule;
+  let best = ruleMs ?? Infinity;
+  for (const [name, t] of Object.entries(ms)) {
+    if (t < best) [choice, best] = [name, t];
+  }
+  return ruleMs !== undefined && best > ruleMs * (1 - TUNING_MARGIN) ? rule : choice;
 }
 
 // ---------------------------------------------------------------------------------------------

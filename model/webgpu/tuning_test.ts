@@ -20,10 +20,12 @@ import {
   parseChoice,
   parseShapeKey,
   parseTuningTable,
+  pickTunedChoice,
   sameAdapter,
   serializeTuningTable,
   setActiveTuning,
   shapeKey,
+  timeProducts,
   tunedChoice,
   tuneShape,
   TUNING_FORMAT,
@@ -42,6 +44,8 @@ import {
 } from "./mod.ts";
 import { uniformValues } from "../../benchmarks/rng.ts";
 import { gpuTest, withWebgpuKernel } from "./testing.ts";
+import { countReads } from "../../benchmarks/queued_timing_testing.ts";
+import { SPLIT_K_MIN_CHUNK } from "./matmul_kernels.ts";
 
 const ADAPTER = {
   vendor: "65541",
@@ -463,3 +467,104 @@ Deno.test("median(): the middle value, the mean of the two middle ones for an ev
   assert.deepEqual(xs, [2, 1], "the input is not sorted in place");
   assert.throws(() => median([]), /no values/);
 });
+
+Deno.test("pickTunedChoice: the fastest, unless within TUNING_MARGIN of the rule of thumb's", () => {
+  // TUNING_MARGIN is 3 %: 0.96 of the rule's time is a win, 0.98 is noise.
+  assert.equal(TUNING_MARGIN, 0.03);
+  assert.equal(pickTunedChoice({ t32: 1, t64: 0.96, stock: 1.5 }, "t32"), "t64");
+  assert.equal(pickTunedChoice({ t32: 1, t64: 0.98, stock: 1.5 }, "t32"), "t32");
+  // The fastest of several winners, whatever their order.
+  assert.equal(pickTunedChoice({ t32: 1, t64: 0.9, t128: 0.5, stock: 0.7 }, "t32"), "t128");
+  assert.equal(pickTunedChoice({ stock: 0.7, t128: 0.5, t64: 0.9, t32: 1 }, "t32"), "t128");
+  // The rule's own choice the fastest: kept.
+  assert.equal(pickTunedChoice({ stock: 2, t32: 1, t64: 3 }, "t32"), "t32");
+  // The rule's choice not timed (its product was wrong): the fastest of those timed.
+  assert.equal(pickTunedChoice({ stock: 2, t32: 1.99 }, "t64"), "t32");
+});
+
+Deno.test("timeProducts: the median round's ms per product, each round waited for, nothing left", async () => {
+  await tf.setBackend("cpu");
+  // A scripted clock: each product costs 1 ms in round 1, 3 ms in round 2, 2 ms in round 3.
+  const costs = [1, 3, 2];
+  const reps = 4;
+  let clock = 0;
+  let products = 0;
+  const run = () => {
+    clock += costs[Math.floor(products++ / reps)]!;
+    return tf.ones([2, 2]);
+  };
+  const before = tf.memory().numTensors;
+  const { value: ms, reads } = await countReads(() => timeProducts(run, reps, 3, () => clock));
+  assert.equal(ms, 2, "the median round (not the fastest), per product (not per round)");
+  assert.equal(products, 3 * reps);
+  assert.equal(reads, 3, "one read per round: its last product is waited for");
+  assert.equal(tf.memory().numTensors, before, "every product freed");
+  // An even number of rounds: the mean of the middle two.
+  products = 0;
+  assert.equal(await timeProducts(run, reps, 2, () => clock), 2);
+});
+
+Deno.test("tuningCandidates: K splits from K = 2 × SPLIT_K_MIN_CHUNK on, not below", () => {
+  const at = (k: number) =>
+    tuningCandidates(
+      { batchA: 1, batchB: 1, m: 64, n: 64, k, transposeA: true, transposeB: false },
+      LIMITS,
+    ).map(choiceName);
+  assert.ok(at(2 * SPLIT_K_MIN_CHUNK).includes("t64/k2"), at(2 * SPLIT_K_MIN_CHUNK).join());
+  assert.ok(!at(2 * SPLIT_K_MIN_CHUNK - 8).some((n) => n.includes("/k")));
+});
+
+gpuTest(
+  "tuneShape: a scripted clock's times give the margin's choice, by what the rule of thumb ran as",
+  async () => {
+    registerWebgpuKernels({});
+    // K = 16 is one slice: the rule's "t64/k2" runs (and is timed) as plain t64.
+    const shape = {
+      batchA: 1,
+      batchB: 1,
+      m: 24,
+      n: 20,
+      k: 16,
+      transposeA: true,
+      transposeB: false,
+    };
+    const key = shapeKey(shape);
+    const tune = async (costs: Record<string, number>) => {
+      // Each product advances the clock by the cost of the choice forced for it (by name asked).
+      let clock = 0;
+      const timed = (real: tf.KernelFunc): tf.KernelFunc => (args) => {
+        const forced = tunedChoice(shape, key);
+        if (forced !== undefined) clock += costs[choiceName(forced)]!;
+        return real(args);
+      };
+      const now = Object.getOwnPropertyDescriptor(performance, "now");
+      Object.defineProperty(performance, "now", { value: () => clock, configurable: true });
+      try {
+        return await countReads(() =>
+          withWebgpuKernel("BatchMatMul", timed, () =>
+            tuneShape(shape, {
+              reps: 3,
+              rounds: 2,
+              heuristic: parseChoice("t64/k2", "t"),
+              candidates: [parseChoice("t32", "t")],
+            }))
+        );
+      } finally {
+        if (now === undefined) delete (performance as { now?: unknown }).now;
+        else Object.defineProperty(performance, "now", now);
+      }
+    };
+    // t32 1 % faster than the rule's: within TUNING_MARGIN, the rule's (as it ran) stays.
+    const near = await tune({ stock: 1, "t64/k2": 1, t32: 0.99 });
+    assert.deepEqual(near.value, {
+      choice: "t64",
+      heuristic: "t64",
+      ms: { stock: 1, t64: 1, t32: 0.99 },
+    });
+    // Three candidates, each read once for its error check and once per round.
+    assert.equal(near.reads, 3 * (1 + 2));
+    // 10 % faster: t32.
+    const far = await tune({ stock: 1, "t64/k2": 1, t32: 0.9 });
+    assert.equal(far.value.choice, "t32");
+  },
+);
