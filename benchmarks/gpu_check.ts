@@ -235,10 +235,7 @@ async function correctnessSection(quick: boolean): Promise<Record<string, unknow
   // vec4-load tiles need multiples of 4 (elsewhere they load scalars, which `odd` would test).
   const aligned = quick ? [36, 28, 20] : [260, 132, 196];
   const batch = quick ? 2 : 3;
-  const rows: Record<string, unknown>[] = [];
-  const defaults = new Set<string>(MATMUL_TILES.map((t) => t.name));
-  let worst = 0; // over the tiles `auto` uses: decides `pass`
-  let worstCandidate = 0; // over MATMUL_TILE_CANDIDATES: decides whether one may be promoted
+  const rows: (CorrectnessRow & Record<string, unknown>)[] = [];
   // Every tile unsplit, then the default tiles with K split into 3 slices (`splitK`, which
   // `auto` uses for weight gradients): partial products and their sum.
   const runs: [MatMulTileName, number][] = [
@@ -281,10 +278,6 @@ async function correctnessSection(quick: boolean): Promise<Record<string, unknow
         } finally {
           tf.dispose(made);
         }
-        // A row with an error fails the check whatever its error figure.
-        const r = error !== undefined || Number.isNaN(rel) ? Infinity : rel;
-        if (defaults.has(tile)) worst = Math.max(worst, r);
-        else worstCandidate = Math.max(worstCandidate, r);
         rows.push({
           tile,
           splitK,
@@ -304,15 +297,65 @@ async function correctnessSection(quick: boolean): Promise<Record<string, unknow
   useVariant({ name: "tiled", kernels: {} });
   const fused = await selfCheckWebgpuKernels();
   useVariant(STOCK);
+  const verdict = correctnessVerdict(
+    rows,
+    new Set<string>(MATMUL_TILES.map((t) => t.name)),
+    fused.ok,
+  );
   return {
     shape: { batch, odd, aligned },
-    tolerance: 1e-5,
-    pass: worst <= 1e-5 && fused.ok,
-    worst,
-    candidatesPass: worstCandidate <= 1e-5,
-    worstCandidate,
+    tolerance: CORRECTNESS_TOLERANCE,
+    pass: verdict.pass,
+    worst: verdict.worst,
+    candidatesPass: verdict.candidatesPass,
+    worstCandidate: verdict.worstCandidate,
     rows,
     fused,
+  };
+}
+
+/** Largest relative L2 error of a tiled product against tfjs's kernel the correctness check passes. */
+export const CORRECTNESS_TOLERANCE = 1e-5;
+
+/** A row of the correctness section, as {@link correctnessVerdict} reads it. */
+export interface CorrectnessRow {
+  /** The tile that ran. */
+  readonly tile: string;
+  /** Relative L2 error against tfjs's kernel (Infinity or NaN where it was not measured). */
+  readonly relL2: number;
+  /** Why the row failed to run or to check (a shader rejected, the tiled kernel not run). */
+  readonly error?: string | undefined;
+}
+
+/**
+ * The correctness section's verdict: the worst error over the default tiles (`MATMUL_TILES`, what
+ * `auto` runs) and over the other candidates, a row with an error or a NaN figure counting as
+ * Infinity whatever its figure; `pass` when the default tiles' worst is at most
+ * {@link CORRECTNESS_TOLERANCE} and the fused kernels pass their self-check, `candidatesPass`
+ * when the candidates' is (whether one may be promoted).
+ *
+ * @param rows the section's rows
+ * @param defaults the names of the default tiles
+ * @param fusedOk whether the fused kernels passed their self-check
+ * @returns the verdict and the two worst errors
+ */
+export function correctnessVerdict(
+  rows: readonly CorrectnessRow[],
+  defaults: ReadonlySet<string>,
+  fusedOk: boolean,
+): { pass: boolean; worst: number; candidatesPass: boolean; worstCandidate: number } {
+  let worst = 0;
+  let worstCandidate = 0;
+  for (const row of rows) {
+    const r = row.error !== undefined || Number.isNaN(row.relL2) ? Infinity : row.relL2;
+    if (defaults.has(row.tile)) worst = Math.max(worst, r);
+    else worstCandidate = Math.max(worstCandidate, r);
+  }
+  return {
+    pass: worst <= CORRECTNESS_TOLERANCE && fusedOk,
+    worst,
+    candidatesPass: worstCandidate <= CORRECTNESS_TOLERANCE,
+    worstCandidate,
   };
 }
 
@@ -384,12 +427,28 @@ async function timeOp(op: () => tf.Tensor, reps: number, flop: number) {
   const ms = (await timeQueued(op, { reps, warm: 2 })).batchMs[0]!;
   const timed = await tf.time(() => op().dispose());
   const kernelMs = typeof timed.kernelMs === "number" ? timed.kernelMs : null;
+  return { ...matmulRates(flop, ms, kernelMs), tiles: webgpuKernelStats().tiled };
+}
+
+/**
+ * A matmul row's figures: wall ms per call and TFLOP/s (`flop` per call), and the same for the
+ * kernel time `tf.time` gave (null where it gave none, or 0); ms to 3 decimals, TFLOP/s to 4.
+ *
+ * @param flop FLOPs per call (2 · batch · M · N · K)
+ * @param ms wall ms per call
+ * @param kernelMs kernel ms of one call, or null
+ * @returns the row's rounded figures
+ */
+export function matmulRates(
+  flop: number,
+  ms: number,
+  kernelMs: number | null,
+): { ms: number; tflops: number; kernelMs: number | null; kernelTflops: number | null } {
   return {
     ms: round(ms),
     tflops: round(flop / ms / 1e9, 4),
     kernelMs: kernelMs === null ? null : round(kernelMs),
     kernelTflops: kernelMs ? round(flop / kernelMs / 1e9, 4) : null,
-    tiles: webgpuKernelStats().tiled,
   };
 }
 

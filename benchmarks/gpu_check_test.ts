@@ -10,8 +10,11 @@ import * as tf from "@tensorflow/tfjs";
 import {
   cli,
   codeTracked,
+  CORRECTNESS_TOLERANCE,
+  correctnessVerdict,
   hostBreakdown,
   main,
+  matmulRates,
   measureSteps,
   microBatchPlan,
   microBatchRatio,
@@ -236,6 +239,8 @@ gpuTest(
         // submitted, which memory.ts bounds by 64 nodes).
         assert.ok(Math.abs(r.tfjs.weights / r.estimate.weights - 1) < 1e-3, `${name} weights`);
         assert.ok(r.tfjsPeakRatio > 0.8 && r.tfjsPeakRatio <= 1.05, `${name} ${r.tfjsPeakRatio}`);
+        // Against the training step's estimate, as `ratio` (the row does not evaluate).
+        assert.equal(r.tfjsPeakRatio, Math.round((r.tfjs.peak / r.estimate.peak) * 1000) / 1000);
         assert.ok(r.tfjs.allocated >= r.tfjs.peak, `${name}: the pool holds the peak`);
       }
       assert.equal((mem["step-stock"] as MemoryRow).backprop, "stock");
@@ -704,6 +709,12 @@ Deno.test("gpu_check microBatchPlan(): the micro row's shape, or why it is skipp
   assert.deepEqual(base.shape, { batch: 32, inLen: 512, outLen: 84 });
   assert.match(base.chosenBy, /^largestFittingMicroBatch\(batch 128, 512\/84\) on .* \/ 1\.02 /);
   assert.match(base.chosenBy, /: 64, at most 32$/);
+  // The card's memory is divided by the measured ratio: at 1.1, 32 fits (not 64).
+  const higher = microBatchPlan(false, h100, { "step-low-memory": { ratio: 1.1 } });
+  assert.ok(
+    "shape" in higher && /\/ 1\.1 .*: 32, at most 32$/.test(higher.chosenBy),
+    JSON.stringify(higher),
+  );
   // A card too small for one row of 128 x 512 / 84 (the weights and optimizer state alone).
   const tiny = microBatchPlan(false, 2 * 2 ** 30, measured);
   assert.ok(
@@ -917,3 +928,50 @@ gpuTest(
   () => measureStepsRestores("webgpu"),
   () => assert.ok(registerWebgpuKernels()),
 );
+
+Deno.test("gpu_check correctnessVerdict(): the default tiles decide pass, a failed row counts as Infinity", () => {
+  assert.equal(CORRECTNESS_TOLERANCE, 1e-5);
+  const defaults = new Set(["t64", "t32"]);
+  const ok = [
+    { tile: "t64", relL2: 1e-5 }, // at the tolerance: passes
+    { tile: "t32", relL2: 3e-7 },
+    { tile: "t128k16", relL2: 2e-6 },
+  ];
+  assert.deepEqual(correctnessVerdict(ok, defaults, true), {
+    pass: true,
+    worst: 1e-5,
+    candidatesPass: true,
+    worstCandidate: 2e-6,
+  });
+  // The fused kernels' self-check failing fails the check.
+  assert.equal(correctnessVerdict(ok, defaults, false).pass, false);
+  // Over the tolerance in a default tile: fails; in a candidate: only candidatesPass.
+  const over = correctnessVerdict([...ok, { tile: "t32", relL2: 1.1e-5 }], defaults, true);
+  assert.deepEqual([over.pass, over.worst], [false, 1.1e-5]);
+  const cand = correctnessVerdict([...ok, { tile: "t128k16", relL2: 1.1e-5 }], defaults, true);
+  assert.deepEqual([cand.pass, cand.candidatesPass, cand.worstCandidate], [true, false, 1.1e-5]);
+  // A row with an error fails whatever its figure (e.g. the tiled kernel did not run: stock vs
+  // stock agrees exactly), and so does a NaN figure.
+  for (const bad of [{ relL2: 0, error: "the tiled kernel did not run" }, { relL2: NaN }]) {
+    const v = correctnessVerdict([...ok, { tile: "t64", ...bad }], defaults, true);
+    assert.deepEqual([v.pass, v.worst], [false, Infinity], JSON.stringify(bad));
+  }
+});
+
+Deno.test("gpu_check matmulRates(): TFLOP/s of the wall and kernel times, rounded", () => {
+  // 2·4096³ FLOPs in 10 ms: 13.7439 TFLOP/s; in 8 ms of kernel time: 17.1799.
+  const flop = 2 * 4096 ** 3;
+  assert.deepEqual(matmulRates(flop, 10.00049, 8), {
+    ms: 10,
+    tflops: 13.7432,
+    kernelMs: 8,
+    kernelTflops: 17.1799,
+  });
+  // No kernel time (the adapter gives none): null, not a rate of infinity.
+  assert.deepEqual(matmulRates(flop, 10, null), {
+    ms: 10,
+    tflops: 13.7439,
+    kernelMs: null,
+    kernelTflops: null,
+  });
+});
