@@ -69,8 +69,10 @@ Deno.test({
         },
       };
       await Deno.writeTextFile(out, serializeTuningTable(withExtra));
-      const r2 = await main(["--quick", "--include-fallback", `--out=${out}`]);
+      const r2 = await main(["--quick", "--include-fallback", "--rounds=2", `--out=${out}`]);
       assert.ok(r2?.table.entries[extraKey] !== undefined);
+      // The table records how it was measured (the first run's reps and rounds were both 1).
+      assert.deepEqual([r2.table.provenance.reps, r2.table.provenance.rounds], [1, 2]);
       assert.equal(Object.keys(r2!.table.entries).length, Object.keys(shapes).length + 1);
 
       // A table of another adapter at --out is refused before anything is measured.
