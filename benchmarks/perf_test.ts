@@ -898,6 +898,7 @@ Deno.test(
       "block:1,8,16,32,2 t5:tiny-v1_1:2,8,4",
       "--steps",
       "2",
+      "--profile",
       "--no-save",
     ]);
     const g1 = gitState();
@@ -913,6 +914,10 @@ Deno.test(
       assert.ok(close(s.tokensPerSec * (s.medianMs / 1000), tokens), what);
       assert.ok(close(s.effectiveGflops * s.medianMs * 1e6, s.trainFlops), what);
       assert.ok(s.cpuMsPerStep > 0, what);
+      // --profile: the kernels of one more step, and the peak of tensor bytes during it, which
+      // counts the weights and AdamW moments held between steps and the step's activations.
+      assert.ok(s.profile!.some((p) => p.kernel === "BatchMatMul" && p.count > 0), what);
+      assert.ok(s.peakTensorBytes! > s.tensorBytes, what);
     }
     // Provenance: the commit with its dirty mark (when it did not change during the run).
     if (g0.dirty === g1.dirty && g0.sha === g1.sha) {
