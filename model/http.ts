@@ -370,12 +370,12 @@ const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
  * `Content-Range: bytes *\/TOTAL`; otherwise the part is deleted and the transfer restarts from
  * byte 0 at once. A part longer than the file is deleted: after a resume, the attempt fails and
  * the retry starts from byte 0; a download from byte 0 longer than `bytes` or its stated length
- * fails at once (downloading the same file again would not shorten it). With `recordSource` (or `ifRange`), a
- * part is resumed or accepted only while the answer's validators (`ETag`, `Last-Modified`) are
- * the ones it started with: one that differs, or is on one side only, restarts it from byte 0
- * (a 416 to the `If-Range` sent, with no validators of its own, confirms the version: a server
- * honouring `If-Range` answers a changed file 200); with `ifRange`, so does a 416 when no strong
- * `ETag` was recorded for the part.
+ * fails at once (downloading the same file again would not shorten it). With `recordSource` (or
+ * `ifRange`), a part is resumed or accepted only while the answer's validators (`ETag`,
+ * `Last-Modified`) are the ones it started with: one that differs, or is on one side only,
+ * restarts it from byte 0 (a 416 to the `If-Range` sent, with no validators of its own, confirms
+ * the version: a server honouring `If-Range` answers a changed file 200); with `ifRange`, so does
+ * a 416 when no strong `ETag` was recorded for the part.
  *
  * @param url the URL
  * @param part the file to write (its folder must exist); kept after a failure, for a resume
@@ -437,12 +437,12 @@ export async function fetchResumable(
           recorded = undefined;
         }
       }
-      // The validator sent as If-Range with the last resume (undefined: none recorded): the
-      // record's ETag when strong (a weak one cannot serve If-Range).
       // Too many bytes: a resumed part may have been joined wrongly, so it is retried from byte 0;
       // the same from byte 0 is the file as served, and downloading it again would not change it.
       const tooLong = (message: string) =>
         have > 0 ? new Error(message) : new FinalError(new Error(message));
+      // The validator sent as If-Range with the last resume (undefined: none recorded): the
+      // record's ETag when strong (a weak one cannot serve If-Range).
       let sent: string | undefined;
       const open = async (from: number): Promise<Response> => {
         ctrl = new AbortController();
