@@ -970,3 +970,43 @@ Deno.test("perf: the default run covers the issue's shapes and every backend", (
     ),
   );
 });
+
+Deno.test(
+  "perf: timeMatMul reports the median batch's rate, the warm-up products untimed",
+  opts,
+  async () => {
+    await tf.setBackend("cpu");
+    // A scripted clock: each warm-up product costs 100 ms, each product of the 3 timed batches 3, 1
+    // and 2 ms (median 2 ms, fastest 1, slowest 3).
+    const [n, warm, reps] = [16, 2, 4];
+    let clock = 0;
+    let products = 0;
+    const mm = tf.getKernel("BatchMatMul", "cpu")!;
+    tf.unregisterKernel("BatchMatMul", "cpu");
+    tf.registerKernel({
+      ...mm,
+      kernelFunc: (args) => {
+        const p = products++;
+        clock += p < warm ? 100 : [3, 1, 2][Math.floor((p - warm) / reps)]!;
+        return mm.kernelFunc(args);
+      },
+    });
+    const now = Object.getOwnPropertyDescriptor(performance, "now");
+    Object.defineProperty(performance, "now", { value: () => clock, configurable: true });
+    let m;
+    try {
+      m = await timeMatMul(n, warm, reps);
+    } finally {
+      if (now === undefined) delete (performance as { now?: unknown }).now;
+      else Object.defineProperty(performance, "now", now);
+      tf.unregisterKernel("BatchMatMul", "cpu");
+      tf.registerKernel(mm);
+    }
+    assert.equal(products, warm + MATMUL_BATCHES * reps);
+    assert.deepEqual(
+      { medianMs: m.medianMs, minMs: m.minMs, maxMs: m.maxMs, reps: m.reps },
+      { medianMs: 2, minMs: 1, maxMs: 3, reps },
+    );
+    assert.equal(m.gflops, (2 * n ** 3) / (2 * 1e6)); // 2n³ FLOPs in the median 2 ms
+  },
+);
