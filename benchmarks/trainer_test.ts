@@ -28,6 +28,7 @@ import {
   rowsPerPass,
   stopRequested,
   train,
+  trainedVariables,
   TrainingInterruptedError,
   type TrainOptions,
   type TrainOutcome,
@@ -1902,3 +1903,143 @@ gpuTest(
     }
   },
 );
+
+Deno.test("train() clips by max_norm / (norm + 1e-6) as PyTorch does: with a gradient norm below 1e-6 the epsilon more than halves the factor", async () => {
+  // A frozen backbone and one trained vector added to the encoder input at scale 1e-7: its
+  // gradient is 1e-7 times the input gradient, a norm ~7e-7 (measured), where clip_grad_norm_'s
+  // factor max_norm / (norm + 1e-6) is under half of max_norm / norm. One AdamW step from 0 moves each
+  // entry by lr · g' / (|g'| + 1e-8) (m̂ = g', sqrt(v̂) = |g'|), g' the clipped gradient: with
+  // entries of g' near 1e-8 that move follows the factor, so the epsilon shows in the weights.
+  const SCALE = 1e-7;
+  const lr = 0.1;
+  const base: TrainSpec = {
+    ...SPEC,
+    optimizer: "adamw",
+    learningRate: lr,
+    labelSmoothing: 0,
+    steps: 1,
+    checkpointEvery: 0,
+  };
+  const withBias = (): { instance: MethodInstance; bias: tf.Variable } => {
+    const bias = tf.tidy(() => tf.variable(tf.zeros([CONFIG.dModel])));
+    return {
+      bias,
+      instance: {
+        name: "toy_input_bias",
+        variables: new Map([["toy.input_bias", bias]]),
+        keepTaskPrefix: true,
+        isBackboneTrainable: () => false,
+        hooks: () => ({
+          encoderInput: (embeds, mask) => ({
+            embeds: tf.add(embeds, tf.mul(bias, SCALE)) as tf.Tensor3D,
+            mask,
+          }),
+        }),
+        dispose: () => bias.dispose(),
+      },
+    };
+  };
+  const before = tf.memory().numTensors;
+  // The gradient of the first batch (ToySource's first draw is train()'s step 1).
+  const model0 = initT5(NO_DROPOUT, { seed: 1 });
+  const m0 = withBias();
+  const batch = new ToySource().next();
+  const { value, grads } = await lossAndGrads(
+    opts(model0, { instance: m0.instance, train: base }),
+    batch,
+    [m0.bias],
+    0,
+  );
+  const g = (await grads[m0.bias.name]!.data()) as Float32Array;
+  tf.dispose([value, ...Object.values(grads)]);
+  disposeBatch(batch);
+  m0.instance.dispose();
+  disposeT5(model0);
+  const norm = Math.hypot(...g);
+  assert.ok(norm > 1e-7 && norm < 1e-6, `gradient norm ${norm}: the premise is a norm near 1e-6`);
+  // A clip at half the norm: applied with or without the epsilon (factors ~0.21 and 0.5).
+  const clipNorm = norm / 2;
+  const model = initT5(NO_DROPOUT, { seed: 1 });
+  const m = withBias();
+  await train(opts(model, { instance: m.instance, train: { ...base, clipNorm } }));
+  const moved = (await m.bias.data()) as Float32Array;
+  m.instance.dispose();
+  disposeT5(model);
+  const moveFor = (coef: number) =>
+    Array.from(g, (gi) => -lr * (gi * coef) / (Math.abs(gi * coef) + 1e-8));
+  const want = moveFor(clipNorm / (norm + 1e-6));
+  const withoutEps = moveFor(clipNorm / norm);
+  // float32: moves <= lr = 0.1 from 0, each op ~1e-7 relative; 2e-6 allows it, far below the
+  // epsilon's effect (checked to exceed 1e-3 here, so the test can tell the two apart).
+  const worst = Math.max(...want.map((w, i) => Math.abs(moved[i]! - w)));
+  const gap = Math.max(...want.map((w, i) => Math.abs(withoutEps[i]! - w)));
+  assert.ok(gap > 1e-3, `the epsilon changes the moves by only ${gap}`);
+  assert.ok(worst <= 2e-6, `largest deviation ${worst} (without the epsilon: ${gap})`);
+  assert.equal(tf.memory().numTensors, before, "no leaked tensors");
+});
+
+Deno.test("train(): step s draws dropout seedFor(seed, dropout:<s-1>), a new mask each step, and counts each batch's numTokens", async () => {
+  // The same batch every step and a learning rate of 0 (AdamW, no weight decay: the weights
+  // never change): each step's loss is the dropout mask's alone, so step s's loss is
+  // lossAndGrads' with the seed of step s - 1, and two steps' losses differ.
+  const fixed = collate(new ToySource().data.slice(0, 4), IDS);
+  const rows = new ToySource().data.slice(0, 4);
+  const source: BatchSource = {
+    next: () => collate(rows, IDS),
+    state: () => null,
+    restore: () => {},
+  };
+  const t: TrainSpec = {
+    ...SPEC,
+    optimizer: "adamw",
+    learningRate: 0,
+    labelSmoothing: 0,
+    steps: 3,
+    checkpointEvery: 0,
+  };
+  const model = initT5(CONFIG, { seed: 1 });
+  const o = opts(model, { train: t, source });
+  const r = await train(o);
+  const varList = [...model.params.values()];
+  for (const [k, { step, loss }] of r.losses.entries()) {
+    assert.equal(step, k + 1);
+    const want = await lossAndGrads(o, fixed, varList, seedFor(o.seed, `dropout:${k}`));
+    const w = (await want.value.data())[0]!;
+    tf.dispose([want.value, ...Object.values(want.grads)]);
+    // The same ops on the same weights and mask: equal up to fp32 rounding (1e-6 relative).
+    assert.ok(Math.abs(loss - w) <= 1e-6 * Math.abs(w), `step ${step}: ${loss} vs ${w}`);
+  }
+  // Dropout 0.1 moves the loss by far more than rounding: a mask reused would give equal losses.
+  const [l1, l2, l3] = r.losses.map((l) => l.loss);
+  assert.ok(Math.abs(l1! - l2!) > 1e-3 && Math.abs(l2! - l3!) > 1e-3, `${l1}, ${l2}, ${l3}`);
+  assert.equal(r.tokens, 3 * fixed.numTokens, "the batches' input + target tokens");
+  disposeBatch(fixed);
+  disposeT5(model);
+});
+
+Deno.test("trainedVariables: a method variable named like a backbone weight is refused, frozen backbone or not", () => {
+  const model = initT5(CONFIG, { seed: 1 });
+  const v = tf.tidy(() => tf.variable(tf.zeros([2])));
+  try {
+    for (const trainable of [true, false]) {
+      const instance: MethodInstance = {
+        ...fullFinetune(() => trainable),
+        variables: new Map([["shared.weight", v]]),
+      };
+      assert.throws(
+        () => trainedVariables(model, instance),
+        /method variable "shared\.weight" collides with a backbone name/,
+        `backbone trainable: ${trainable}`,
+      );
+    }
+    // Another name is taken, beside the trainable backbone weights.
+    const ok = trainedVariables(model, {
+      ...fullFinetune(() => false),
+      variables: new Map([["toy.v", v]]),
+    });
+    assert.deepEqual([...ok.keys()], ["toy.v"]);
+  } finally {
+    v.dispose();
+    disposeT5(model);
+  }
+});
