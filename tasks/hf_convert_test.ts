@@ -591,3 +591,66 @@ Deno.test("ReCoRD and MultiRC from HF's flattened rows load as the same examples
     assert.deepEqual(load("multirc", split, convertRows(findTaskSource("multirc"), f, rows)), want);
   }
 });
+
+Deno.test("GLUE rows of every labelled train file and every test file load with each column in its place (QQP, MNLI, QNLI, … not in the mirror)", () => {
+  // T5's inputs name each field: a swapped pair of columns, or a label column too few, shows.
+  const cases: [string, Row, string][] = [
+    ["cola", { sentence: "S." }, "cola sentence: S."],
+    ["sst2", { sentence: "S." }, "sst2 sentence: S."],
+    ["mrpc", { sentence1: "A.", sentence2: "B." }, "mrpc sentence1: A. sentence2: B."],
+    ["qqp", { question1: "A?", question2: "B?" }, "qqp question1: A? question2: B?"],
+    ["mnli", { premise: "P.", hypothesis: "H." }, "mnli hypothesis: H. premise: P."],
+    ["qnli", { question: "Q?", sentence: "S." }, "qnli question: Q? sentence: S."],
+    ["rte", { sentence1: "A.", sentence2: "B." }, "rte sentence1: A. sentence2: B."],
+    ["wnli", { sentence1: "A.", sentence2: "B." }, "wnli sentence1: A. sentence2: B."],
+  ];
+  for (const [task, fields, input] of cases) {
+    const src = findTaskSource(task);
+    for (const split of ["train", "test"] as const) {
+      const file = src.files.find((f) => f.split === split)!;
+      // Label 1 (train): every binary task's second class, MNLI's "neutral".
+      const text = convertRows(src, file, [{
+        ...fields,
+        idx: 0,
+        label: split === "test" ? -1n : 1n,
+      }]);
+      const ex = examplesFromBytes(task, split, new TextEncoder().encode(text), file.path).examples;
+      assert.equal(ex.length, 1, `${file.path}`);
+      assert.equal(ex[0]!.input, input, file.path);
+      if (split === "train") assert.equal(ex[0]!.label, 1, `${file.path}: label`);
+    }
+  }
+});
+
+Deno.test("ReCoRD test rows carry no answers; a searched answer's end counts code points; AX-b's idx is a string", () => {
+  const passage = "\u{1D538}nn met Bob.";
+  const row = (answers: string[]) => ({
+    passage,
+    query: "@placeholder met Bob",
+    entities: ["Bob"],
+    answers,
+    idx: { passage: 0, query: 0 },
+  });
+  const src = findTaskSource("record");
+  // An answer that is no entity is searched in the passage: "𝔸nn" is 3 code points (4 UTF-16
+  // units), at 0, so its inclusive end is 2.
+  const dev = JSON.parse(
+    convertRows(src, spec("record", "super_glue/ReCoRD/val.jsonl"), [row(["\u{1D538}nn"])]),
+  );
+  assert.deepEqual(dev.qas[0].answers, [{ start: 0, end: 2, text: "\u{1D538}nn" }]);
+  assert.deepEqual(dev.passage.entities, [{ start: 8, end: 10 }]);
+  // Test: HF gives no answers ([]); the official test file has no "answers" key.
+  const test = JSON.parse(
+    convertRows(src, spec("record", "super_glue/ReCoRD/test.jsonl"), [row([])]),
+  );
+  assert.deepEqual(Object.keys(test.qas[0]), ["query", "idx"]);
+  // AX-b: the official idx is a string ("0"), unlike the other SuperGLUE files.
+  const axb = findTaskSource("axb");
+  const line = convertRows(axb, axb.files[0]!, [
+    { sentence1: "A.", sentence2: "B.", idx: 0, label: 1n },
+  ]);
+  assert.equal(
+    line.split("\n")[0],
+    '{"idx": "0", "label": "not_entailment", "sentence1": "A.", "sentence2": "B."}',
+  );
+});
