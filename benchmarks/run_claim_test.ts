@@ -9,6 +9,24 @@ import {
   thisHost,
 } from "./run_claim.ts";
 
+/** A claim of run "r1" by a process on another host, with `token`, as the claim file holds it. */
+function claimOf(token: string): string {
+  return JSON.stringify({
+    host: "elsewhere.example",
+    pid: 4242,
+    started: "2020-01-01T00:00:00.000Z",
+    token,
+    run: "r1",
+  }) + "\n";
+}
+
+/** Writes another host's claim ("stale-one") at `path`, last touched an hour ago: stale. */
+async function writeStaleClaim(path: string): Promise<void> {
+  await Deno.writeTextFile(path, claimOf("stale-one"));
+  const old = new Date(Date.now() - 3_600_000);
+  await Deno.utime(path, old, old);
+}
+
 Deno.test("runLockStaleMs() reads HYPERPROMPT_RUN_LOCK_STALE_S: seconds, at least two heartbeats", () => {
   assert.equal(runLockStaleMs(undefined), 180_000);
   assert.equal(runLockStaleMs(""), 180_000);
@@ -90,17 +108,7 @@ Deno.test("claimRun(): a live claim another taker made between our read and rena
   const out = await Deno.makeTempDir();
   try {
     const path = join(out, "run.lock");
-    const claimOf = (token: string) =>
-      JSON.stringify({
-        host: "elsewhere.example",
-        pid: 4242,
-        started: "2020-01-01T00:00:00.000Z",
-        token,
-        run: "r1",
-      }) + "\n";
-    await Deno.writeTextFile(path, claimOf("stale-one"));
-    const old = new Date(Date.now() - 3_600_000);
-    await Deno.utime(path, old, old);
+    await writeStaleClaim(path);
     const live = claimOf("live-taker");
     let raced = 0;
     const takeovers: string[] = [];
@@ -131,17 +139,7 @@ Deno.test("claimRun(): a third process's claim made before the put-back is kept,
   const out = await Deno.makeTempDir();
   try {
     const path = join(out, "run.lock");
-    const claimOf = (token: string) =>
-      JSON.stringify({
-        host: "elsewhere.example",
-        pid: 4242,
-        started: "2020-01-01T00:00:00.000Z",
-        token,
-        run: "r1",
-      }) + "\n";
-    await Deno.writeTextFile(path, claimOf("stale-one"));
-    const old = new Date(Date.now() - 3_600_000);
-    await Deno.utime(path, old, old);
+    await writeStaleClaim(path);
     const third = claimOf("third-taker");
     const takeovers: string[] = [];
     let putBacks = 0;
