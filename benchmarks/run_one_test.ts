@@ -353,6 +353,56 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "runOne() resumed at step 1 from a checkpoint without tokens/trainMs leaves the run's totals out",
+  ignore: !HAVE,
+  fn: async () => {
+    // The earliest resume that can miss the totals: step 1 (a checkpoint after every step,
+    // the run killed at step 2), where "steps before the resume are not counted" is
+    // throughputFromStep 1, the smallest value that must still leave the totals out.
+    const base = spec({ name: "mtl", label: "mtl", config: {} }, 2);
+    const body = { ...base, id: undefined, tasks: ["cb"] };
+    const s: RunSpec = { ...body, id: runId(body) };
+    const out = await Deno.makeTempDir();
+    try {
+      const opts = { outDir: out, dataDir: DATA, checkpointMinutes: 1e-9 };
+      await assert.rejects(
+        () =>
+          runOneWith(s, {
+            ...opts,
+            onProgress: (p) => {
+              if (p.phase === "train" && p.step === 2) throw new Error("killed");
+            },
+          }, EXACT),
+        /killed/,
+      );
+      assert.deepEqual(await listCheckpoints(`${out}/checkpoints`), [1]);
+      const statePath = `${out}/checkpoints/step-00000001/state.json`;
+      const { tokens, trainMs: _ms, wallMs: _w, ...legacy } = JSON.parse(
+        await Deno.readTextFile(statePath),
+      );
+      assert.ok(tokens > 0, `step 1's checkpoint counted ${tokens} tokens`);
+      await Deno.writeTextFile(statePath, JSON.stringify(legacy));
+      const r = await runOneWith(s, opts, EXACT);
+      validateRunResult(JSON.parse(JSON.stringify(r)), { file: "runOne()" });
+      assert.equal((r.provenance as RunProvenance).resumedFrom?.step, 1);
+      assert.deepEqual(r.losses.map((l) => l.step), [1, 2]);
+      assert.equal(r.trainTokens, undefined, "step 1's tokens are unknown");
+      assert.equal(r.trainSeconds, undefined, "step 1's seconds are unknown");
+      assert.ok(r.tokensPerSecond > 0, `${r.tokensPerSecond}`);
+      // The checkpoint of step 2 carries that its totals start after step 1.
+      const after = JSON.parse(
+        await Deno.readTextFile(`${out}/checkpoints/step-00000002/state.json`),
+      );
+      assert.equal(after.tokensFromStep, 1);
+      assert.equal(tf.memory().numTensors, 0, "runOne releases every tensor");
+    } finally {
+      await Deno.remove(out, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
   name: "runOne() in a process killed with SIGKILL resumes to the uninterrupted result",
   ignore: !HAVE,
   fn: async () => {
