@@ -18,6 +18,8 @@ import type { Stack, Sublayer, T5Hooks } from "../hooks.ts";
 import type { MethodInstance } from "../method.ts";
 import { crossEntropyLoss, disposeT5, forward, type T5Model } from "../t5.ts";
 import { getMethod } from "./mod.ts";
+import { adapter, bottleneck } from "./adapter.ts";
+import { hyperformerPP } from "./hyperformer_pp.ts";
 import { context, disposeBatch, makeBatch, tinyModel } from "./_test_util.ts";
 import {
   checkBatch,
@@ -467,4 +469,30 @@ Deno.test("taskAdapters: another task's huge finite pre-activations leave an exa
   assert.ok(inf.want[0]!.every(Number.isFinite), "task 0 alone is finite");
   assert.ok(inf.got[0]!.some(Number.isNaN), "task 0's input gradient in the mixed batch");
   assert.equal(tf.memory().numTensors, before, "tensors leaked");
+});
+
+Deno.test("bottleneck a = floor(d / r) (S6: input_dim // reduction_factor) in the adapters' variables and counts", () => {
+  // d = 100, r = 32: a = 3 (rounding up would give 4); every tested preset's d divides by r.
+  const config: T5Config = { ...CFG, dModel: 100 };
+  const ad = adapter, hf = hyperformerPP;
+  const adCfg = ad.parseConfig({}, "t"), hfCfg = hf.parseConfig({}, "t");
+  assert.equal(bottleneck(config, 32), 3);
+  assert.deepEqual(
+    ad.variableShapes!(config, adCfg, 2).get("adapter.encoder.0.feed_forward.down.weight"),
+    [2, 100, 3],
+  );
+  assert.deepEqual(
+    hf.variableShapes!(config, hfCfg, 2).get("hyperformer_pp.decoder.down_bias.weight"),
+    [64, 3],
+  );
+  // Per task and position d·a + a + a·d + d, a shared LayerNorm 2d per position.
+  const blocks = config.numLayers + config.numDecoderLayers;
+  assert.equal(
+    ad.countParams(config, adCfg, 2).extra,
+    blocks * 2 * (2 * (100 * 3 * 2 + 3 + 100) + 200),
+  );
+  assert.throws(
+    () => bottleneck(config, 101),
+    /adapter\.ts: reduction 101 leaves no bottleneck for d 100/,
+  );
 });

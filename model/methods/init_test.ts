@@ -65,6 +65,7 @@ function expected(method: MethodName, name: string, raw: Record<string, number>)
 
 const CASES: [MethodName, Record<string, number>][] = [
   ["prompt_tuning", { length: 8 }],
+  ["mtl_prompt", { length: 8 }],
   ["mtl_prompt", { length: 8, uniformScale: 0.2 }],
   ["adapter", { reduction: 16 }],
   ["adapter", { reduction: 16, initStd: 0.05 }],

@@ -320,6 +320,51 @@ Deno.test("parseConfig() rejects unknown and malformed fields, naming them", () 
     METHODS.hyperformer_pp.parseConfig({ freezeBackbone: true }, "j").freezeBackbone,
     "all",
   );
+  // A fractional count is malformed, not rounded or kept (a prompt of 2.5 rows).
+  assert.throws(
+    () => METHODS.mtl_prompt.parseConfig({ length: 2.5 }, "f.json"),
+    /f\.json: mtl_prompt config field "length" must be an integer >= 1, got 2\.5$/,
+  );
+  // Stacks in canonical order whatever the JSON order (HyperPrompt's block index m counts the
+  // encoder's blocks first).
+  assert.deepEqual(
+    METHODS.adapter.parseConfig({ stacks: ["decoder", "encoder"] }, "s").stacks,
+    ["encoder", "decoder"],
+  );
+});
+
+Deno.test("METHODS defaults follow the spec's baselines; the instance keeps the configured task prefix", () => {
+  // Spec §2.4 (Lester et al., A15): l = 100, class-label init with extra rows from the first
+  // 5,000 ids, backbone frozen.
+  const pt = METHODS.prompt_tuning.parseConfig({}, "d");
+  assert.deepEqual(
+    [pt.length, pt.init, pt.vocabSampleSize, pt.freezeBackbone],
+    [100, "class_label", 5000, "all"],
+  );
+  // Spec §2.5: MTL-Prompt uses HyperPrompt's l and uniform(0.5), whole model trained.
+  const mp = METHODS.mtl_prompt.parseConfig({}, "d");
+  assert.equal(mp.length, METHODS.hyperprompt_share.parseConfig({}, "d").length);
+  assert.deepEqual([mp.init, mp.uniformScale, mp.freezeBackbone], ["uniform", 0.5, false]);
+  // Spec §2.2 (A17): reduction 32 (S6's default config), backbone trained as MTL's.
+  const ad = METHODS.adapter.parseConfig({}, "d");
+  assert.deepEqual([ad.reduction, ad.freezeBackbone], [32, false]);
+  // Spec §2.1 and A12: the text task prefix is kept by default (MTL's only task signal), and
+  // the instance follows the option either way.
+  const model = tinyModel(TINY);
+  for (const name of NAMES) {
+    const m = getMethod(name);
+    const dflt = m.parseConfig({}, "d") as { keepTaskPrefix: boolean };
+    assert.equal(dflt.keepTaskPrefix, true, `${name} default`);
+    for (const keep of [false, true]) {
+      const inst = m.create(
+        context(model),
+        m.parseConfig({ ...SMALL[name], keepTaskPrefix: keep }, "d"),
+      );
+      assert.equal(inst.keepTaskPrefix, keep, `${name} keepTaskPrefix ${keep}`);
+      inst.dispose();
+    }
+  }
+  disposeT5(model);
 });
 
 Deno.test("parseConfig() rejects a zero initialiser scale, which would leave the method untrainable", () => {
