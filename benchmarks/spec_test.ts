@@ -1044,3 +1044,106 @@ Deno.test("backboneHfRef(): an hf backbone, or the hf model of a pretrained back
   assert.equal(backboneHfRef({ model: "t5-v1_1-base", backbone: "pretrained" }), undefined);
   assert.equal(backboneHfRef({ model: "tiny-v1_1", backbone: "random" }), undefined);
 });
+
+Deno.test("DEFAULT_TRAIN is the spec's assumed setup (§3.3 A10: T5 fine-tuning defaults; §3.4: every 2000 steps)", () => {
+  // A profile that leaves a field out trains with these (ci and smoke rely on some of them).
+  assert.equal(DEFAULT_TRAIN.optimizer, "adafactor");
+  assert.equal(DEFAULT_TRAIN.learningRate, 1e-3);
+  assert.deepEqual(DEFAULT_TRAIN.schedule, { kind: "constant", warmupSteps: 0 });
+  assert.equal(DEFAULT_TRAIN.batchSize, 128);
+  assert.equal(DEFAULT_TRAIN.maxInputLength, 512);
+  assert.equal(DEFAULT_TRAIN.maxTargetLength, 84);
+  assert.equal(DEFAULT_TRAIN.dropout, 0.1);
+  assert.equal(DEFAULT_TRAIN.mixture, "proportional");
+  assert.equal(DEFAULT_TRAIN.evalEvery, 2000);
+  assert.equal(DEFAULT_TRAIN.checkpointEvery, 2000);
+  assert.equal(DEFAULT_TRAIN.evalMaxExamples, null);
+});
+
+Deno.test("validateProfile(): seeds are a non-empty list without repeats; a label is a string", () => {
+  assertSpecError(
+    () => validateProfile(minimal({ seeds: [0, 1, 0] }), SRC),
+    "profiles/x.json: $.seeds must not repeat a seed",
+  );
+  assert.throws(
+    () => validateProfile(minimal({ seeds: [] }), SRC),
+    (e: unknown) => e instanceof SpecError && /^profiles\/x\.json: \$\.seeds /.test(e.message),
+  );
+  assert.throws(
+    () => validateProfile(minimal({ methods: [{ name: "mtl", label: 7 }] }), SRC),
+    (e: unknown) =>
+      e instanceof SpecError && /^profiles\/x\.json: \$\.methods\[0\]\.label /.test(e.message),
+  );
+  assert.deepEqual(validateProfile(minimal({ seeds: [2, 0] }), SRC).seeds, [2, 0]);
+});
+
+Deno.test("validateTrain(): a warmup longer than the run is refused for both warmup schedules", () => {
+  for (const kind of ["warmup_linear", "warmup_rsqrt"]) {
+    assertSpecError(
+      () =>
+        validateProfile(
+          minimal({ train: { steps: 10, schedule: { kind, warmupSteps: 11 } } }),
+          SRC,
+        ),
+      "profiles/x.json: $.train.schedule.warmupSteps must be <= steps (10), got 11",
+    );
+  }
+  // constant ignores the warmup.
+  validateProfile(minimal({ train: { steps: 10, schedule: { warmupSteps: 11 } } }), SRC);
+});
+
+Deno.test("runFileName(): a method label's unsafe characters become _", () => {
+  const body = rteSpec(DEFAULT_TRAIN);
+  const s = { ...body, method: { ...body.method, label: "HyperPrompt-Global (frozen)/l=4" } };
+  const spec = { ...s, id: runId(s) };
+  assert.equal(
+    runFileName(spec),
+    `x--tiny-v1_1--random--glue--HyperPrompt-Global_frozen_l_4--s0--${spec.id}.json`,
+  );
+});
+
+Deno.test("validateRunResult(): a missing or mistyped spec, score, params or timing field is refused by name", async () => {
+  const body: Omit<RunSpec, "id"> = {
+    ...rteSpec({ ...DEFAULT_TRAIN, steps: 4, evalEvery: 2 }),
+    benchmark: "super_glue",
+    tasks: ["cb"],
+    trainOnlyTasks: ["dpr"],
+  };
+  const dirs = { outDir: "/nonexistent", dataDir: "/nonexistent" };
+  const good = JSON.parse(JSON.stringify(await fakeRunOne({ id: runId(body), ...body }, dirs)));
+  validateRunResult(structuredClone(good), { file: "r.json" });
+  // deno-lint-ignore no-explicit-any -- edits reach into parsed JSON of any shape
+  const bad = (edit: (r: Record<string, any>) => void, field: string) => {
+    const r = structuredClone(good);
+    edit(r);
+    assert.throws(
+      () => validateRunResult(r, { file: "r.json" }),
+      (e: unknown) => e instanceof SpecError && e.message.startsWith(`r.json: ${field} must`),
+      field,
+    );
+  };
+  bad((r) => delete r.wallSeconds, "$.wallSeconds");
+  bad((r) => (r.wallSeconds = "3"), "$.wallSeconds");
+  bad((r) => delete r.backboneSource, "$.backboneSource");
+  bad((r) => delete r.params.trainedPerTaskPct, "$.params.trainedPerTaskPct");
+  bad((r) => (r.params.total = -1), "$.params.total");
+  bad((r) => delete r.flops.inferencePerExample, "$.flops.inferencePerExample");
+  bad((r) => delete r.spec.seed, "$.spec.seed");
+  bad((r) => (r.spec.seed = 0.5), "$.spec.seed");
+  bad((r) => (r.spec.benchmark = "glu"), "$.spec.benchmark");
+  bad((r) => (r.spec.profile = ""), "$.spec.profile");
+  bad((r) => (r.spec.method.label = 3), "$.spec.method.label");
+  bad((r) => (r.spec.trainOnlyTasks = [4]), "$.spec.trainOnlyTasks[0]");
+  bad((r) => (r.best.cb.groupScore = "71"), "$.best.cb.groupScore");
+  bad((r) => (r.best.cb.metrics.accuracy = "71"), "$.best.cb.metrics.accuracy");
+  const avg = Object.keys(good.averages)[0]!;
+  bad((r) => (r.averages[avg] = "x"), `$.averages.${avg}`);
+  bad((r) => (r.spec.perTaskOf = ["boolq", "copa"]), "$.spec.tasks");
+  // An undefined score (NaN, written null) is read back as NaN, in best and averages alike.
+  const nan = structuredClone(good);
+  nan.best.cb.groupScore = null;
+  nan.averages[avg] = null;
+  const read = validateRunResult(nan, { file: "r.json" });
+  assert.ok(Number.isNaN(read.best.cb!.groupScore));
+  assert.ok(Number.isNaN((read.averages as Record<string, number>)[avg]!));
+});
