@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { basename, join } from "node:path";
 import { sharedPath } from "../model/shared_dir.ts";
+import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import { BackendFatalError, explainBackendFailure } from "../model/backend.ts";
@@ -1111,5 +1112,64 @@ Deno.test("runGrid(): a run that fails for a full disk (ENOSPC), quota or file s
     );
   } finally {
     await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("expandGrid(): every model; without a tasks list the benchmark's tasks only; a repeated cell is refused", () => {
+  const all = { ...FILE_CATALOG, isAvailable: () => true };
+  const grid = expandGrid(profile({ models: ["tiny-v1_1", "mini-v1_1"], tasks: undefined }), {
+    dataDir: "unused",
+    catalog: all,
+  });
+  // models x benchmarks x methods x seeds, models outermost.
+  assert.equal(grid.length, 2 * 2 * 2 * 2);
+  assert.deepEqual(grid.map((s) => s.model), [
+    ...Array(8).fill("tiny-v1_1"),
+    ...Array(8).fill("mini-v1_1"),
+  ]);
+  // T5's mixtures (BENCHMARK_TASKS), not every trainable task: WNLI is listed-only.
+  const glue = grid.find((s) => s.benchmark === "glue")!;
+  assert.deepEqual(glue.tasks, [...BENCHMARK_TASKS.glue]);
+  assert.ok(!glue.tasks.includes("wnli"));
+  assert.deepEqual(grid.find((s) => s.benchmark === "super_glue")!.tasks, [
+    ...BENCHMARK_TASKS.super_glue,
+  ]);
+  // A profile validated without registry lists may repeat a task: a per-task method's two runs
+  // of it would be one cell twice.
+  const twice = profile({
+    tasks: { glue: ["rte", "rte"] },
+    benchmarks: ["glue"],
+    methods: [{ name: "prompt_tuning", perTask: true }],
+  });
+  assert.throws(
+    () => expandGrid(twice, { dataDir: "unused", catalog: all }),
+    /^Error: Profile "t": two grid cells are identical; check methods$/,
+  );
+});
+
+Deno.test("expandGrid(): skipMissingTasks skips only unlisted tasks, and never down to none", async () => {
+  const catalog = await defaultTaskCatalog();
+  // A task the profile lists is never skipped: its files missing is the usual error.
+  assert.throws(
+    () =>
+      expandGrid(profile({ tasks: { glue: ["rte", "mnli"] }, skipMissingTasks: true }), {
+        dataDir: DATA,
+        catalog,
+      }),
+    /missing glue task files for mnli under/,
+  );
+  // An empty data folder leaves no task to train: an error, not a grid of empty mixtures.
+  const empty = await Deno.makeTempDir();
+  try {
+    assert.throws(
+      () =>
+        expandGrid(profile({ tasks: undefined, benchmarks: ["glue"], skipMissingTasks: true }), {
+          dataDir: empty,
+          catalog,
+        }),
+      /^Error: Profile "t": no glue task has train and validation files under ".*"; download them/,
+    );
+  } finally {
+    await Deno.remove(empty, { recursive: true });
   }
 });
