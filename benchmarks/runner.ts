@@ -228,13 +228,24 @@ function chosenTasks(profile: Profile, benchmark: BenchmarkName, catalog: TaskCa
     BenchmarkName,
     readonly string[]
   >;
-  return listed.map((name, i) => {
+  const tasks = listed.map((name, i) => {
     const r = resolveListedTask(benchmark, name, lists);
     if (r.problem !== undefined) {
       throw new Error(`Profile "${profile.name}": $.tasks.${benchmark}[${i}] ${r.problem}`);
     }
     return r.task;
   });
+  // A profile validated without the registry's lists may name one task twice (`rte`,
+  // `glue/rte`): one mixture would train it twice over and the tables would score it once.
+  tasks.forEach((t, i) => {
+    const j = tasks.indexOf(t);
+    if (j < i) {
+      throw new Error(
+        `Profile "${profile.name}": $.tasks.${benchmark}[${i}] repeats task "${t}" (already $.tasks.${benchmark}[${j}])`,
+      );
+    }
+  });
+  return tasks;
 }
 
 /**

@@ -1134,17 +1134,15 @@ Deno.test("expandGrid(): every model; without a tasks list the benchmark's tasks
   assert.deepEqual(grid.find((s) => s.benchmark === "super_glue")!.tasks, [
     ...BENCHMARK_TASKS.super_glue,
   ]);
-  // A profile validated without registry lists may repeat a task: a per-task method's two runs
-  // of it would be one cell twice.
-  const twice = profile({
-    tasks: { glue: ["rte", "rte"] },
-    benchmarks: ["glue"],
-    methods: [{ name: "prompt_tuning", perTask: true }],
-  });
-  assert.throws(
-    () => expandGrid(twice, { dataDir: "unused", catalog: all }),
-    /^Error: Profile "t": two grid cells are identical; check methods$/,
-  );
+  // A profile validated without registry lists may repeat a task (two spellings of one): an
+  // error naming it, for a multi-task mixture and a per-task method alike.
+  for (const methods of [[{ name: "mtl" }], [{ name: "prompt_tuning", perTask: true }]]) {
+    const twice = profile({ tasks: { glue: ["rte", "glue/rte"] }, benchmarks: ["glue"], methods });
+    assert.throws(
+      () => expandGrid(twice, { dataDir: "unused", catalog: all }),
+      /^Error: Profile "t": \$\.tasks\.glue\[1\] repeats task "rte" \(already \$\.tasks\.glue\[0\]\)$/,
+    );
+  }
 });
 
 Deno.test("expandGrid(): skipMissingTasks skips only unlisted tasks, and never down to none", async () => {
