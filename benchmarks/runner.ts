@@ -39,6 +39,7 @@ import {
   type BackendChoice,
   type BenchmarkName,
   BENCHMARKS,
+  firstRepeat,
   type Profile,
   resolveListedTask,
   resolveTrainOnlyTask,
@@ -237,14 +238,15 @@ function chosenTasks(profile: Profile, benchmark: BenchmarkName, catalog: TaskCa
   });
   // A profile validated without the registry's lists may name one task twice (`rte`,
   // `glue/rte`): one mixture would train it twice over and the tables would score it once.
-  tasks.forEach((t, i) => {
-    const j = tasks.indexOf(t);
-    if (j < i) {
-      throw new Error(
-        `Profile "${profile.name}": $.tasks.${benchmark}[${i}] repeats task "${t}" (already $.tasks.${benchmark}[${j}])`,
-      );
-    }
-  });
+  const repeat = firstRepeat(tasks);
+  if (repeat !== undefined) {
+    const [i, j] = repeat;
+    throw new Error(
+      `Profile "${profile.name}": $.tasks.${benchmark}[${i}] repeats task "${
+        tasks[i]
+      }" (already $.tasks.${benchmark}[${j}])`,
+    );
+  }
   return tasks;
 }
 

@@ -923,9 +923,13 @@ export class SpecError extends Error {
 
 /**
  * The first repeat among `keys`: the index of the first key equal to an earlier one, and that
- * earlier one's index (a profile names each model and each backbone once).
+ * earlier one's index (a profile names each model, backbone and task once).
+ *
+ * @param keys the keys, in the profile's order
+ * @returns `[i, j]` with `keys[i] === keys[j]` and `j < i`, `i` the smallest such; undefined when
+ *   every key is distinct
  */
-function firstRepeat(keys: readonly string[]): [number, number] | undefined {
+export function firstRepeat(keys: readonly string[]): [number, number] | undefined {
   const seen = new Map<string, number>();
   for (const [i, k] of keys.entries()) {
     const j = seen.get(k);
@@ -1720,12 +1724,12 @@ export function validateProfile(
       extraTrainTasks[b] = names.map((name, i) =>
         trainOnlyTask(b, name, checks.trainOnlyTasks, src, `${at}[${i}]`)
       );
-      extraTrainTasks[b]!.forEach((n, i) => {
-        const j = extraTrainTasks![b]!.indexOf(n);
-        if (j < i) {
-          throw new SpecError(src, `${at}[${i}]`, `repeats task "${n}" (already ${at}[${j}])`);
-        }
-      });
+      const repeat = firstRepeat(extraTrainTasks[b]!);
+      if (repeat !== undefined) {
+        const [i, j] = repeat;
+        const n = extraTrainTasks[b]![i];
+        throw new SpecError(src, `${at}[${i}]`, `repeats task "${n}" (already ${at}[${j}])`);
+      }
     }
   }
   const skip = o.skipMissingTasks ?? false;
