@@ -14,10 +14,19 @@ import {
   TransferError,
 } from "./http.ts";
 
-/** A fetch answering each request with the next of `answers`, recording the `range` headers. */
-function scripted(answers: (() => Response)[], ranges: (string | null)[]): typeof fetch {
+/**
+ * A fetch answering each request with the next of `answers`, recording the `range` headers (and
+ * the `if-range` headers, given `ifRanges`).
+ */
+function scripted(
+  answers: (() => Response)[],
+  ranges: (string | null)[],
+  ifRanges?: (string | null)[],
+): typeof fetch {
   return ((_url: string | URL | Request, init?: RequestInit) => {
-    ranges.push(new Headers(init?.headers).get("range"));
+    const headers = new Headers(init?.headers);
+    ranges.push(headers.get("range"));
+    ifRanges?.push(headers.get("if-range"));
     const next = answers.shift();
     if (next === undefined) throw new Error("no more answers");
     return Promise.resolve(next());
@@ -265,16 +274,12 @@ Deno.test("fetchResumable ifRange: a 206 of another version (If-Range ignored, o
       const ranges: (string | null)[] = [];
       const ifRanges: (string | null)[] = [];
       const lines: string[] = [];
-      const get = scripted(answers, ranges);
       const got = await fetchResumable(url, part, {
         checkLength: true,
         ifRange: true,
         sleep: noSleep,
         log: (l) => lines.push(l),
-        fetch: (input, init) => {
-          ifRanges.push(new Headers(init?.headers).get("if-range"));
-          return get(input, init);
-        },
+        fetch: scripted(answers, ranges, ifRanges),
       });
       return { got, ranges, ifRanges, lines };
     };
@@ -464,16 +469,12 @@ Deno.test("fetchResumable recordSource: a part is resumed only from its own URL 
     const run = async (url: string, answers: (() => Response)[], ifRange: (string | null)[]) => {
       const ranges: (string | null)[] = [];
       const lines: string[] = [];
-      const get = scripted(answers, ranges);
       const got = await fetchResumable(url, part, {
         recordSource: true,
         retries: 0,
         sleep: noSleep,
         log: (l) => lines.push(l),
-        fetch: (input, init) => {
-          ifRange.push(new Headers(init?.headers).get("if-range"));
-          return get(input, init);
-        },
+        fetch: scripted(answers, ranges, ifRange),
       });
       return { got, ranges, lines };
     };
@@ -687,16 +688,12 @@ Deno.test("fetchResumable recordSource: a validator on one side only restarts th
       const ranges: (string | null)[] = [];
       const ifRanges: (string | null)[] = [];
       const lines: string[] = [];
-      const get = scripted([c.answer, whole], ranges);
       const got = await fetchResumable(url, part, {
         recordSource: true,
         retries: 0,
         sleep: noSleep,
         log: (l) => lines.push(l),
-        fetch: (input, init) => {
-          ifRanges.push(new Headers(init?.headers).get("if-range"));
-          return get(input, init);
-        },
+        fetch: scripted([c.answer, whole], ranges, ifRanges),
       });
       const from = is416 ? "bytes=6-" : "bytes=3-";
       assert.equal(await Deno.readTextFile(part), "ABCDEF", c.what);
