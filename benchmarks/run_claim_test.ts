@@ -82,8 +82,7 @@ Deno.test("claimRun(): a claim taken over meanwhile is neither refreshed nor rem
     const first = await claimRun(path, "r1", ctx);
     assert.ok("held" in first);
     // Another process took the claim over (this one was suspended): its own token, an old mtime.
-    const other = { host: "elsewhere.example", pid: 4242, started: "2020-01-01T00:00:00.000Z" };
-    const text = JSON.stringify({ ...other, token: "not-ours", run: "r1" }) + "\n";
+    const text = claimOf("not-ours");
     await Deno.writeTextFile(path, text);
     const old = new Date(Date.now() - 3_600_000);
     await Deno.utime(path, old, old);
