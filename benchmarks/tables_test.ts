@@ -47,6 +47,21 @@ const HP_GLOBAL_BASE_ROW: PaperRow = {
   source: "a test row",
 };
 
+/** Seed 0 of HyperPrompt-Global on pretrained T5 1.1 Base (HP_GLOBAL_BASE_ROW's row) on `tasks`. */
+const hpGlobalBase = (benchmark: "glue" | "super_glue", tasks: readonly string[]): RunSpec =>
+  spec(
+    "paper-base",
+    "t5-v1_1-base",
+    "hyperprompt_global",
+    "HyperPrompt",
+    0,
+    benchmark,
+    "pretrained",
+    {
+      tasks: [...tasks],
+    },
+  );
+
 Deno.test("readPaperTable() gives every row a source and blank unknown scores", () => {
   const paper = readPaperTable();
   assert.ok(paper.length >= 20);
@@ -576,30 +591,8 @@ Deno.test("tables reject two results of one run, naming both files", async () =>
 });
 
 Deno.test("scoresTable() fills the full average and the paper column only when all 8 tasks ran", async () => {
-  const full = spec(
-    "paper-base",
-    "t5-v1_1-base",
-    "hyperprompt_global",
-    "HyperPrompt",
-    0,
-    "glue",
-    "pretrained",
-    {
-      tasks: [...BENCHMARK_TASKS.glue],
-    },
-  );
-  const part = spec(
-    "paper-base",
-    "t5-v1_1-base",
-    "hyperprompt_global",
-    "HyperPrompt",
-    0,
-    "super_glue",
-    "pretrained",
-    {
-      tasks: ["cb", "rte_sg"],
-    },
-  );
+  const full = hpGlobalBase("glue", BENCHMARK_TASKS.glue);
+  const part = hpGlobalBase("super_glue", ["cb", "rte_sg"]);
   const rs = await runs([full, part]);
   const paper: PaperRow[] = [HP_GLOBAL_BASE_ROW];
   const t = scoresTable(rs, paper);
@@ -1767,30 +1760,8 @@ Deno.test("ablationTable() gives scores.csv's best single-step averages, placed 
 
 Deno.test("scoresTable(): a partial GLUE average gets no paper value; one seed lacking a task makes the row partial", async () => {
   const rs = await runs([
-    spec(
-      "paper-base",
-      "t5-v1_1-base",
-      "hyperprompt_global",
-      "HyperPrompt",
-      0,
-      "glue",
-      "pretrained",
-      {
-        tasks: ["cola", "rte"],
-      },
-    ),
-    spec(
-      "paper-base",
-      "t5-v1_1-base",
-      "hyperprompt_global",
-      "HyperPrompt",
-      0,
-      "super_glue",
-      "pretrained",
-      {
-        tasks: [...BENCHMARK_TASKS.super_glue],
-      },
-    ),
+    hpGlobalBase("glue", ["cola", "rte"]),
+    hpGlobalBase("super_glue", BENCHMARK_TASKS.super_glue),
   ]);
   const paper: PaperRow[] = [HP_GLOBAL_BASE_ROW];
   const [head, row] = scoresTable(rs, paper) as [string[], (string | number)[]];
