@@ -116,15 +116,16 @@ Deno.test("jsonLocator() finds the line of nested values", () => {
   assert.equal(quoted("$.b"), 4);
 });
 
+/** The text of a one-model, one-benchmark, MTL-only profile named `name`, one key a line. */
+const mtlProfile = (name: string) =>
+  `{\n  "name": "${name}",\n  "models": ["tiny-v1_1"],\n  "benchmarks": ["glue"],\n` +
+  '  "methods": [{ "name": "mtl" }]\n}\n';
+
 Deno.test("loadProfile(): a profile outside the built-in folder may be named unlike its file", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const file = join(dir, "my-copy.json");
-    await Deno.writeTextFile(
-      file,
-      '{\n  "name": "t",\n  "models": ["tiny-v1_1"],\n  "benchmarks": ["glue"],\n' +
-        '  "methods": [{ "name": "mtl" }]\n}\n',
-    );
+    await Deno.writeTextFile(file, mtlProfile("t"));
     assert.equal((await loadProfile(file)).name, "t");
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -134,12 +135,9 @@ Deno.test("loadProfile(): a profile outside the built-in folder may be named unl
 Deno.test("loadProfile(): a built-in profile must be named as its file, by name or by path", async () => {
   // A scratch folder stands in for benchmarks/profiles/ (loadProfile's third parameter).
   const dir = await Deno.makeTempDir();
-  const profile = (name: string) =>
-    `{\n  "name": "${name}",\n  "models": ["tiny-v1_1"],\n  "benchmarks": ["glue"],\n` +
-    '  "methods": [{ "name": "mtl" }]\n}\n';
   try {
-    await Deno.writeTextFile(join(dir, "good.json"), profile("good"));
-    await Deno.writeTextFile(join(dir, "copy.json"), profile("good"));
+    await Deno.writeTextFile(join(dir, "good.json"), mtlProfile("good"));
+    await Deno.writeTextFile(join(dir, "copy.json"), mtlProfile("good"));
     assert.equal((await loadProfile("good", undefined, dir)).name, "good");
     assert.deepEqual(listProfiles(dir), ["copy", "good"]);
     for (const arg of ["copy", join(dir, "copy.json")]) {
@@ -172,11 +170,7 @@ Deno.test("loadProfile(): a sibling folder whose name starts like the built-in o
   const sibling = `${dir}-old`;
   try {
     await Deno.mkdir(sibling);
-    await Deno.writeTextFile(
-      join(sibling, "copy.json"),
-      '{\n  "name": "good",\n  "models": ["tiny-v1_1"],\n  "benchmarks": ["glue"],\n' +
-        '  "methods": [{ "name": "mtl" }]\n}\n',
-    );
+    await Deno.writeTextFile(join(sibling, "copy.json"), mtlProfile("good"));
     assert.equal((await loadProfile(join(sibling, "copy.json"), undefined, dir)).name, "good");
   } finally {
     await Deno.remove(dir, { recursive: true });
