@@ -1996,8 +1996,8 @@ Deno.test("train(): step s draws dropout seedFor(seed, dropout:<s-1>), a new mas
   // The same batch every step and a learning rate of 0 (AdamW, no weight decay: the weights
   // never change): each step's loss is the dropout mask's alone, so step s's loss is
   // lossAndGrads' with the seed of step s - 1, and two steps' losses differ.
-  const fixed = collate(new ToySource().data.slice(0, 4), IDS);
   const rows = new ToySource().data.slice(0, 4);
+  const fixed = collate(rows, IDS);
   const source: BatchSource = {
     next: () => collate(rows, IDS),
     state: () => null,
