@@ -474,21 +474,20 @@ Deno.test("taskAdapters: another task's huge finite pre-activations leave an exa
 Deno.test("bottleneck a = floor(d / r) (S6: input_dim // reduction_factor) in the adapters' variables and counts", () => {
   // d = 100, r = 32: a = 3 (rounding up would give 4); every tested preset's d divides by r.
   const config: T5Config = { ...CFG, dModel: 100 };
-  const ad = adapter, hf = hyperformerPP;
-  const adCfg = ad.parseConfig({}, "t"), hfCfg = hf.parseConfig({}, "t");
+  const adCfg = adapter.parseConfig({}, "t"), hfCfg = hyperformerPP.parseConfig({}, "t");
   assert.equal(bottleneck(config, 32), 3);
   assert.deepEqual(
-    ad.variableShapes!(config, adCfg, 2).get("adapter.encoder.0.feed_forward.down.weight"),
+    adapter.variableShapes!(config, adCfg, 2).get("adapter.encoder.0.feed_forward.down.weight"),
     [2, 100, 3],
   );
   assert.deepEqual(
-    hf.variableShapes!(config, hfCfg, 2).get("hyperformer_pp.decoder.down_bias.weight"),
+    hyperformerPP.variableShapes!(config, hfCfg, 2).get("hyperformer_pp.decoder.down_bias.weight"),
     [64, 3],
   );
   // Per task and position d·a + a + a·d + d, a shared LayerNorm 2d per position.
   const blocks = config.numLayers + config.numDecoderLayers;
   assert.equal(
-    ad.countParams(config, adCfg, 2).extra,
+    adapter.countParams(config, adCfg, 2).extra,
     blocks * 2 * (2 * (100 * 3 * 2 + 3 + 100) + 200),
   );
   assert.throws(
