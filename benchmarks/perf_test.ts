@@ -27,6 +27,7 @@ import { estimateTrainingMemory } from "./memory.ts";
 import { planDeviceMemory, WASM_HEAP_BYTES, WASM_HEAP_MARGIN } from "./device_memory.ts";
 import { DEFAULT_TRAIN, runId, type RunSpec } from "./spec.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
+import { withKernel } from "../model/kernel_testing.ts";
 import { countReads } from "./queued_timing_testing.ts";
 import { createOptimizer } from "./optim.ts";
 import { updatePathsTaken } from "../model/fused.ts";
@@ -618,15 +619,9 @@ Deno.test(
   async () => {
     const dir = await Deno.makeTempDir();
     // Relu runs only in the block workload (T5 1.1 is gated GELU): make it throw on cpu.
-    const relu = tf.getKernel("Relu", "cpu")!;
-    tf.unregisterKernel("Relu", "cpu");
-    tf.registerKernel({
-      kernelName: "Relu",
-      backendName: "cpu",
-      kernelFunc: () => {
-        throw new Error("stand-in for an out-of-memory abort");
-      },
-    });
+    const throwing = () => () => {
+      throw new Error("stand-in for an out-of-memory abort");
+    };
     try {
       const err: string[] = [];
       const args = [
@@ -641,7 +636,13 @@ Deno.test(
         "--out-dir",
         dir,
       ];
-      assert.equal(await cli(args, { error: (s) => err.push(s) }), 1);
+      const code = await withKernel(
+        "cpu",
+        "Relu",
+        throwing,
+        () => cli(args, { error: (s) => err.push(s) }),
+      );
+      assert.equal(code, 1);
       const files = [...Deno.readDirSync(dir)].map((e) => e.name);
       assert.equal(files.length, 1, "the report was saved");
       assert.equal(err.length, 1);
@@ -657,8 +658,6 @@ Deno.test(
       assert.deepEqual(cpu.steps.map((s) => s.workload), ["t5:tiny-v1_1"], "the next one ran");
       assert.equal(cpu.matmul.length, 1);
     } finally {
-      tf.unregisterKernel("Relu", "cpu");
-      tf.registerKernel(relu);
       await Deno.remove(dir, { recursive: true });
     }
   },
@@ -672,21 +671,15 @@ Deno.test(
     // On cpu AdamW runs op by op, one Sqrt per variable (the block's loss has none): let the
     // first warm-up step pass (the AdamW moments then exist) and fail the second one's update
     // after its gradients were computed, as an out-of-memory abort mid-run would.
-    const sqrt = tf.getKernel("Sqrt", "cpu")!;
-    const matMul = tf.getKernel("BatchMatMul", "cpu")!;
     const vars = 8; // ln1, q, k, v, o, ln2, wi, wo
     let sqrtCalls = 0;
-    tf.unregisterKernel("Sqrt", "cpu");
-    tf.registerKernel({
-      ...sqrt,
-      kernelFunc: (args) => {
-        if (++sqrtCalls === vars + 1) throw new Error("stand-in for an abort in the second step");
-        return sqrt.kernelFunc(args);
-      },
-    });
-    try {
-      const before = tf.memory().numTensors;
-      const r = await main([
+    const failSecondUpdate = (sqrt: tf.KernelFunc): tf.KernelFunc => (args) => {
+      if (++sqrtCalls === vars + 1) throw new Error("stand-in for an abort in the second step");
+      return sqrt(args);
+    };
+    const before = tf.memory().numTensors;
+    const r = await withKernel("cpu", "Sqrt", failSecondUpdate, () =>
+      main([
         "--backends",
         "cpu",
         "--sizes",
@@ -696,38 +689,32 @@ Deno.test(
         "--steps",
         "1",
         "--no-save",
-      ]).catch((e) => e as Error);
-      assert.ok(r instanceof Error, "the failure ends the run in error");
-      assert.match(r.message, /cpu block:1,8,16,32,2: stand-in for an abort in the second step/);
-      assert.equal(sqrtCalls, vars + 1, "it failed in the second step's update");
-      // Without the fix: the 16 AdamW moments, the loss and the 8 gradients stayed allocated.
-      assert.equal(tf.memory().numTensors, before, "the failed step's tensors are freed");
+      ]).catch((e) => e as Error));
+    assert.ok(r instanceof Error, "the failure ends the run in error");
+    assert.match(r.message, /cpu block:1,8,16,32,2: stand-in for an abort in the second step/);
+    assert.equal(sqrtCalls, vars + 1, "it failed in the second step's update");
+    // Without the fix: the 16 AdamW moments, the loss and the 8 gradients stayed allocated.
+    assert.equal(tf.memory().numTensors, before, "the failed step's tensors are freed");
 
-      // A matmul that throws: its two operands are freed too. (Only the 16×16 product of the
-      // benchmark: the backend's start-up check runs a small matmul.)
-      tf.unregisterKernel("BatchMatMul", "cpu");
-      tf.registerKernel({
-        ...matMul,
-        kernelFunc: (args) => {
-          if ((args.inputs.a as tf.TensorInfo).shape.join() === "16,16") {
-            throw new Error("stand-in for a matmul abort");
-          }
-          return matMul.kernelFunc(args);
-        },
-      });
-      const m = await main(["--backends", "cpu", "--sizes", "16", "--workloads", "", "--no-save"])
-        .catch((e) => e as Error);
-      assert.ok(m instanceof Error);
-      assert.match(m.message, /cpu matmul 16: stand-in for a matmul abort/);
-      assert.equal(tf.memory().numTensors, before, "the failed matmul's operands are freed");
-    } finally {
-      tf.unregisterKernel("Sqrt", "cpu");
-      tf.registerKernel(sqrt);
-      if (tf.getKernel("BatchMatMul", "cpu") !== matMul) {
-        tf.unregisterKernel("BatchMatMul", "cpu");
-        tf.registerKernel(matMul);
+    // A matmul that throws: its two operands are freed too. (Only the 16×16 product of the
+    // benchmark: the backend's start-up check runs a small matmul.)
+    const failBenchmarkProduct = (matMul: tf.KernelFunc): tf.KernelFunc => (args) => {
+      if ((args.inputs.a as tf.TensorInfo).shape.join() === "16,16") {
+        throw new Error("stand-in for a matmul abort");
       }
-    }
+      return matMul(args);
+    };
+    const m = await withKernel(
+      "cpu",
+      "BatchMatMul",
+      failBenchmarkProduct,
+      () =>
+        main(["--backends", "cpu", "--sizes", "16", "--workloads", "", "--no-save"])
+          .catch((e) => e as Error),
+    );
+    assert.ok(m instanceof Error);
+    assert.match(m.message, /cpu matmul 16: stand-in for a matmul abort/);
+    assert.equal(tf.memory().numTensors, before, "the failed matmul's operands are freed");
   },
 );
 
@@ -762,33 +749,23 @@ Deno.test(
 
 /**
  * Runs `fn` with the cpu backend's BatchMatMul counting the FLOPs of every product it computes
- * (2 · batch · M · N · K), independently of the workloads' own formulas.
+ * (2 · batch · M · N · K), independently of the workloads' own formulas; returns that count.
  */
-function countMatMulFlops<T>(fn: () => T): { value: T; flops: number } {
-  const mm = tf.getKernel("BatchMatMul", "cpu")!;
+async function countMatMulFlops(fn: () => void): Promise<number> {
   let flops = 0;
-  tf.unregisterKernel("BatchMatMul", "cpu");
-  tf.registerKernel({
-    ...mm,
-    kernelFunc: (args) => {
-      const a = args.inputs.a as tf.TensorInfo;
-      const b = args.inputs.b as tf.TensorInfo;
-      const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
-      const [ra, rb] = [a.shape.length, b.shape.length];
-      const m = transposeA ? a.shape[ra - 1]! : a.shape[ra - 2]!;
-      const k = transposeA ? a.shape[ra - 2]! : a.shape[ra - 1]!;
-      const n = transposeB ? b.shape[rb - 2]! : b.shape[rb - 1]!;
-      const size = (s: number[]) => s.slice(0, -2).reduce((x, y) => x * y, 1);
-      flops += 2 * Math.max(size(a.shape), size(b.shape)) * m * n * k;
-      return mm.kernelFunc(args);
-    },
-  });
-  try {
-    return { value: fn(), flops };
-  } finally {
-    tf.unregisterKernel("BatchMatMul", "cpu");
-    tf.registerKernel(mm);
-  }
+  await withKernel("cpu", "BatchMatMul", (mm) => (args) => {
+    const a = args.inputs.a as tf.TensorInfo;
+    const b = args.inputs.b as tf.TensorInfo;
+    const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
+    const [ra, rb] = [a.shape.length, b.shape.length];
+    const m = transposeA ? a.shape[ra - 1]! : a.shape[ra - 2]!;
+    const k = transposeA ? a.shape[ra - 2]! : a.shape[ra - 1]!;
+    const n = transposeB ? b.shape[rb - 2]! : b.shape[rb - 1]!;
+    const size = (s: number[]) => s.slice(0, -2).reduce((x, y) => x * y, 1);
+    flops += 2 * Math.max(size(a.shape), size(b.shape)) * m * n * k;
+    return mm(args);
+  }, fn);
+  return flops;
 }
 
 Deno.test(
@@ -807,11 +784,11 @@ Deno.test(
       const w = makeWorkload(parsed);
       try {
         // Forward and backward products counted as the cpu kernel runs them: exact integers.
-        const fwd = countMatMulFlops(() => tf.dispose(w.loss())).flops;
-        const train = countMatMulFlops(() => {
+        const fwd = await countMatMulFlops(() => tf.dispose(w.loss()));
+        const train = await countMatMulFlops(() => {
           const g = tf.variableGrads(w.loss, w.vars);
           tf.dispose([g.value, ...Object.values(g.grads)]);
-        }).flops;
+        });
         assert.ok(fwd > 0, spec);
         assert.equal(w.trainFlops, train, `${spec}: trainFlops`);
         assert.equal(train, 3 * fwd, `${spec}: the backward pass is 2× the forward`);
@@ -981,26 +958,19 @@ Deno.test(
     const [n, warm, reps] = [16, 2, 4];
     let clock = 0;
     let products = 0;
-    const mm = tf.getKernel("BatchMatMul", "cpu")!;
-    tf.unregisterKernel("BatchMatMul", "cpu");
-    tf.registerKernel({
-      ...mm,
-      kernelFunc: (args) => {
-        const p = products++;
-        clock += p < warm ? 100 : [3, 1, 2][Math.floor((p - warm) / reps)]!;
-        return mm.kernelFunc(args);
-      },
-    });
+    const scripted = (mm: tf.KernelFunc): tf.KernelFunc => (args) => {
+      const p = products++;
+      clock += p < warm ? 100 : [3, 1, 2][Math.floor((p - warm) / reps)]!;
+      return mm(args);
+    };
     const now = Object.getOwnPropertyDescriptor(performance, "now");
     Object.defineProperty(performance, "now", { value: () => clock, configurable: true });
     let m;
     try {
-      m = await timeMatMul(n, warm, reps);
+      m = await withKernel("cpu", "BatchMatMul", scripted, () => timeMatMul(n, warm, reps));
     } finally {
       if (now === undefined) delete (performance as { now?: unknown }).now;
       else Object.defineProperty(performance, "now", now);
-      tf.unregisterKernel("BatchMatMul", "cpu");
-      tf.registerKernel(mm);
     }
     assert.equal(products, warm + MATMUL_BATCHES * reps);
     assert.deepEqual(

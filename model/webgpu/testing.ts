@@ -12,6 +12,7 @@ import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-webgpu";
 import { unregisterWebgpuKernels } from "./mod.ts";
 import { raiseWebgpuLimits } from "./device_limits.ts";
+import { withKernel } from "../kernel_testing.ts";
 
 /** Why no WebGPU adapter can be had here, or undefined when one can. */
 export async function probeAdapter(): Promise<string | undefined> {
@@ -65,27 +66,20 @@ export function gpuTest(name: string, fn: () => Promise<void>, setup?: () => voi
 
 /**
  * Runs `fn` with webgpu kernel `kernelName` replaced by `wrap` of the registered one (e.g. one
- * that drops an attribute, to check that a self-check catches it), and restores it afterwards.
+ * that drops an attribute, to check that a self-check catches it), and restores it afterwards,
+ * also when `fn` throws: {@link withKernel} on the webgpu backend.
  *
  * @param kernelName a kernel registered for webgpu
  * @param wrap builds the replacement from the registered kernel function
  * @param fn runs while the replacement is registered
+ * @returns what `fn` returns
  */
-export async function withWebgpuKernel<T>(
+export function withWebgpuKernel<T>(
   kernelName: string,
   wrap: (real: tf.KernelFunc) => tf.KernelFunc,
   fn: () => Promise<T>,
 ): Promise<T> {
-  const real = tf.getKernel(kernelName, "webgpu");
-  if (real === undefined) throw new Error(`model/webgpu/testing.ts: no webgpu ${kernelName}`);
-  tf.unregisterKernel(kernelName, "webgpu");
-  tf.registerKernel({ kernelName, backendName: "webgpu", kernelFunc: wrap(real.kernelFunc) });
-  try {
-    return await fn();
-  } finally {
-    tf.unregisterKernel(kernelName, "webgpu");
-    tf.registerKernel(real);
-  }
+  return withKernel("webgpu", kernelName, wrap, fn);
 }
 
 /**
