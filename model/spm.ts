@@ -175,7 +175,10 @@ export interface T5TokenizerExtras {
  * score 0). Control pieces (type 3) become special added tokens, user-defined pieces (type 4)
  * added tokens (matched whole before segmentation, as SentencePiece matches them), special only
  * when the piece is one of the tokenizer's special tokens (`<pad>`, `</s>`, `<unk>`, the
- * additional special tokens, the sentinels), as transformers marks them.
+ * additional special tokens, the sentinels), as transformers marks them. A model whose own pieces
+ * include a sentinel's text (a user-defined `<extra_id_i>`; `spm_train` as
+ * {@link trainSentencePiece} runs it never makes one) keeps that piece in the vocabulary, but the
+ * string is one added token, at the appended sentinel's id, as in transformers' tokenizer.
  *
  * @param model the parsed model; ids 0, 1, 2 must be `<pad>`, `</s>`, `<unk>`
  * @param source file name for error messages
@@ -206,53 +209,54 @@ export function sentencePieceToTokenizerJson(
   // Every piece keeps its own score, whatever its type, as transformers' T5Converter
   // (`[(piece.piece, piece.score) for piece in proto.pieces]`): the Unigram lattice still holds
   // control and user-defined pieces, and the unknown piece's penalty follows the lowest score.
+  // The sentinels follow, <extra_id_0> the highest id, as T5Converter's `vocab()` appends them.
   const vocab: [string, number][] = model.pieces.map((p) => [p.piece, p.score]);
-  const added = [addedToken(0, "<pad>"), addedToken(1, "</s>"), addedToken(2, "<unk>")];
+  for (let i = numSentinels - 1; i >= 0; i--) vocab.push([`<extra_id_${i}>`, 0]);
+  // A string's id in the Unigram model: its last entry, as the Rust library's `Unigram::from`
+  // fills `token_to_ids` (a map insert per entry, so a later entry wins). Only a sentinel can
+  // be there twice: a model whose own pieces include `<extra_id_i>` (a user-defined symbol)
+  // also has it appended, and the string then means the appended id, as in transformers.
+  const modelIds = new Map<string, number>();
+  vocab.forEach(([p], id) => modelIds.set(p, id));
+  // Added tokens as the Rust library's `AddedVocabulary::add_tokens` records them: one per
+  // string, at the id the string already has (an earlier added token's, else the model's), a new
+  // id after everything otherwise; adding it again updates its flags.
+  const addedIds = new Map<string, number>();
+  const addedAt = new Map<number, ReturnType<typeof addedToken>>();
+  const add = (content: string, special: boolean) => {
+    let id = addedIds.get(content) ?? modelIds.get(content);
+    if (id === undefined) {
+      // Not a piece: a new id after everything, as the fast tokenizer's add_special_tokens.
+      id = vocab.length;
+      vocab.push([content, 0]);
+      modelIds.set(content, id);
+    }
+    addedIds.set(content, id);
+    addedAt.set(id, { ...addedToken(id, content), special });
+  };
+  for (const p of expect) add(p, true);
   // Control (3) and user-defined (4) pieces are added tokens, as transformers' SpmConverter
   // adds them (`if p.type in [3, 4]`): special when control, or when the piece is one of the
   // tokenizer's special tokens (`p.type == 3 or p.piece in self.special_tokens`; T5TokenizerFast
   // then marks its special tokens, here <pad>, </s>, <unk>, the additional special tokens and
   // the sentinels). Other pieces, an unknown (2) one included, are the Unigram model's alone
   // (SentencePiece allows one unknown piece, <unk> at 2, special as the unk token).
+  const sentinels = Array.from({ length: numSentinels }, (_, i) => `<extra_id_${i}>`);
   const specialTokens = new Set([
     ...expect,
     ...(extras.additionalSpecialTokens ?? []),
-    ...Array.from({ length: numSentinels }, (_, i) => `<extra_id_${i}>`),
+    ...sentinels,
   ]);
   model.pieces.forEach((p, id) => {
     if (id > 2 && (p.type === 3 || p.type === 4)) {
-      added.push({
-        ...addedToken(id, p.piece),
-        special: p.type === 3 || specialTokens.has(p.piece),
-      });
+      add(p.piece, p.type === 3 || specialTokens.has(p.piece));
     }
   });
-  const n = vocab.length;
-  for (let i = numSentinels - 1; i >= 0; i--) {
-    const id = n + (numSentinels - 1 - i);
-    vocab.push([`<extra_id_${i}>`, 0]);
-    added.push(addedToken(id, `<extra_id_${i}>`));
-  }
-  const ids = new Map<string, number>();
-  vocab.forEach(([p], id) => {
-    if (!ids.has(p)) ids.set(p, id);
-  });
-  for (const token of extras.additionalSpecialTokens ?? []) {
-    const id = ids.get(token);
-    const entry = added.findIndex((t) => t.content === token);
-    if (id === undefined) {
-      // Not a piece: a new id after everything, as the fast tokenizer's add_special_tokens.
-      const next = vocab.length;
-      vocab.push([token, 0]);
-      ids.set(token, next);
-      added.push(addedToken(next, token));
-    } else if (entry < 0) {
-      added.push(addedToken(id, token));
-    } else {
-      added[entry] = addedToken(id, token);
-    }
-  }
-  added.sort((a, b) => a.id - b.id);
+  // Then T5TokenizerFast's special tokens: the sentinels, `<extra_id_0>` last (highest id), and
+  // the additional special tokens in list order.
+  for (let i = numSentinels - 1; i >= 0; i--) add(sentinels[i]!, true);
+  for (const token of extras.additionalSpecialTokens ?? []) add(token, true);
+  const added = [...addedAt.values()].sort((a, b) => a.id - b.id);
   const normalizers: unknown[] = [];
   if (model.precompiledCharsmap.length > 0) {
     normalizers.push({

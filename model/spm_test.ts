@@ -190,11 +190,13 @@ Deno.test("sentencePieceToTokenizerJson() adds control and user-defined pieces, 
       [1, "</s>", true],
       [2, "<unk>", true],
       [6, "<usr>", false], // user-defined, not a special token
-      [7, "<extra_id_0>", true], // user-defined, one of the sentinels
       [8, "<ctl>", true], // control
       [9, "<sep>", true], // user-defined, an additional special token
     ],
   );
+  // The user-defined "<extra_id_0>" (id 7) is one of the sentinels: the string is added once, at
+  // the appended sentinel's id (11); see the test below.
+  deepEqual(added.filter((t) => t.content === "<extra_id_0>").map((t) => t.id), [11]);
   // Each added piece once, at its own id; the unknown-typed piece stays in the Unigram vocabulary.
   equal(added.filter((t) => t.content === "<sep>").length, 1);
   deepEqual((json.model as { vocab: [string, number][] }).vocab[5], ["<odd>", -9]);
@@ -205,6 +207,93 @@ Deno.test("sentencePieceToTokenizerJson() adds control and user-defined pieces, 
       .filter((t) => t.id === 9).map((t) => t.special),
     [false],
   );
+});
+
+Deno.test("sentencePieceToTokenizerJson(): a user-defined <extra_id_i> piece and the appended sentinel are one token, the sentinel's id, as transformers", () => {
+  // T5's spiece.model has no <extra_id_i> pieces; a model trained with them as user-defined
+  // symbols has each twice in T5Converter's vocabulary (its piece, then the appended sentinel).
+  // The Rust Unigram model maps the string to its last entry (`token_to_ids.insert` per entry),
+  // and SpmConverter's `add_tokens` takes that id, so transformers' tokenizer.json holds
+  // "<extra_id_0>" once, at the sentinel's id; the piece's own id is never produced by encoding.
+  const pieces: [string, number, number][] = [
+    ["<pad>", 0, 3],
+    ["</s>", 0, 3],
+    ["<unk>", 0, 2],
+    ["▁", -2, 1],
+    ["x", -3, 1],
+    ["y", -3, 1],
+    ["<extra_id_0>", 0, 4],
+    ["<extra_id_5>", 0, 4], // not a sentinel with 2 of them: an ordinary user-defined piece
+  ];
+  const model = parseSentencePieceModel(modelProto(pieces), "dup.model");
+  for (const extras of [{}, { additionalSpecialTokens: ["<extra_id_0>", "<extra_id_1>"] }]) {
+    const json = sentencePieceToTokenizerJson(model, "dup.model", 2, extras);
+    // The vocabulary is T5Converter's: every piece, then the sentinels (<extra_id_0> the highest).
+    deepEqual(
+      (json.model as { vocab: [string, number][] }).vocab.map((v) => v[0]),
+      [...pieces.map((p) => p[0]), "<extra_id_1>", "<extra_id_0>"],
+    );
+    const added = json.added_tokens as { id: number; content: string; special: boolean }[];
+    deepEqual(added.map((t) => [t.id, t.content, t.special]), [
+      [0, "<pad>", true],
+      [1, "</s>", true],
+      [2, "<unk>", true],
+      [7, "<extra_id_5>", false],
+      [8, "<extra_id_1>", true],
+      [9, "<extra_id_0>", true],
+    ]);
+    const tok = T5Tokenizer.fromJson(json, "dup");
+    equal(tok.tokenToId("<extra_id_0>"), 9);
+    deepEqual(tok.encode("x <extra_id_0> y"), [3, 4, 3, 9, 3, 5, 1]);
+  }
+});
+
+Deno.test({
+  name:
+    "trainSentencePiece() never learns a sentinel's text as a piece: each <extra_id_i> once, the appended id, as T5's layout",
+  ignore: !hasSpm,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      // A corpus that is mostly sentinel text, alone, inside words and after a space. spm_train is
+      // given no --user_defined_symbols, and a learnt piece cannot cross from "<" or "_" (Common
+      // script) to "extra" (Latin) while --split_by_unicode_script is on (its default), so no
+      // piece spells a sentinel and each <extra_id_i> is only the sentinel appended after the
+      // pieces. (With --user_defined_symbols=<extra_id_0> this fails: the string is a piece too.)
+      const words = ["<extra_id_0>", "<extra_id_1>", "<extra_id_12>", "a<extra_id_0>b", "cat"];
+      const lines = Array.from(
+        { length: 300 },
+        (_, i) => Array.from({ length: 8 }, (_, j) => words[(i * 3 + j * 7) % 5]).join(" "),
+      );
+      const text = `${dir}/sentinels.txt`;
+      await Deno.writeTextFile(text, lines.join("\n") + "\n");
+      const path = await trainSentencePiece([text], { vocabSize: 4096, outDir: `${dir}/tok` });
+      const spiece = parseSentencePieceModel(
+        await Deno.readFile(`${dir}/tok/spiece.model`),
+        "spiece.model",
+      );
+      // Only <pad> and </s> are control pieces, <unk> the unknown one; every other is normal (1).
+      deepEqual(spiece.pieces.slice(0, 3).map((p) => p.type), [3, 3, 2]);
+      deepEqual(spiece.pieces.slice(3).filter((p) => p.type !== 1), []);
+      deepEqual(spiece.pieces.filter((p) => p.piece.includes("<extra_id_")), []);
+      const json = JSON.parse(await Deno.readTextFile(path));
+      const vocab = (json.model.vocab as [string, number][]).map((v) => v[0]);
+      const size = spiece.pieces.length + NUM_SENTINELS;
+      equal(vocab.length, size);
+      equal(new Set(vocab).size, size, "no string twice in the vocabulary");
+      const added = (json.added_tokens as { content: string }[]).map((t) => t.content);
+      equal(new Set(added).size, added.length, "no string twice in added_tokens");
+      const tok = T5Tokenizer.fromJson(json, path);
+      equal(tok.vocabSize, size);
+      for (const i of [0, 1, 12, 99]) equal(tok.tokenToId(`<extra_id_${i}>`), size - 1 - i);
+      deepEqual(tok.encode("<extra_id_12> cat").slice(0, 1), [size - 13]);
+      deepEqual(tok.encode("a<extra_id_0>b").filter((id) => id >= spiece.pieces.length), [
+        size - 1,
+      ]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
 
 Deno.test("trainSentencePiece() explains a missing spm_train, and a missing corpus file", async () => {
