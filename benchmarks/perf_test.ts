@@ -28,6 +28,7 @@ import { planDeviceMemory, WASM_HEAP_BYTES, WASM_HEAP_MARGIN } from "./device_me
 import { DEFAULT_TRAIN, runId, type RunSpec } from "./spec.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
 import { withKernel } from "../model/kernel_testing.ts";
+import { withClock } from "../model/clock_testing.ts";
 import { countReads } from "./queued_timing_testing.ts";
 import { createOptimizer } from "./optim.ts";
 import { updatePathsTaken } from "../model/fused.ts";
@@ -956,22 +957,15 @@ Deno.test(
     // A scripted clock: each warm-up product costs 100 ms, each product of the 3 timed batches 3, 1
     // and 2 ms (median 2 ms, fastest 1, slowest 3).
     const [n, warm, reps] = [16, 2, 4];
-    let clock = 0;
     let products = 0;
-    const scripted = (mm: tf.KernelFunc): tf.KernelFunc => (args) => {
-      const p = products++;
-      clock += p < warm ? 100 : [3, 1, 2][Math.floor((p - warm) / reps)]!;
-      return mm(args);
-    };
-    const now = Object.getOwnPropertyDescriptor(performance, "now");
-    Object.defineProperty(performance, "now", { value: () => clock, configurable: true });
-    let m;
-    try {
-      m = await withKernel("cpu", "BatchMatMul", scripted, () => timeMatMul(n, warm, reps));
-    } finally {
-      if (now === undefined) delete (performance as { now?: unknown }).now;
-      else Object.defineProperty(performance, "now", now);
-    }
+    const m = await withClock((clock) => {
+      const scripted = (mm: tf.KernelFunc): tf.KernelFunc => (args) => {
+        const p = products++;
+        clock.ms += p < warm ? 100 : [3, 1, 2][Math.floor((p - warm) / reps)]!;
+        return mm(args);
+      };
+      return withKernel("cpu", "BatchMatMul", scripted, () => timeMatMul(n, warm, reps));
+    });
     assert.equal(products, warm + MATMUL_BATCHES * reps);
     assert.deepEqual(
       { medianMs: m.medianMs, minMs: m.minMs, maxMs: m.maxMs, reps: m.reps },

@@ -44,6 +44,7 @@ import {
 } from "./mod.ts";
 import { uniformValues } from "../../benchmarks/rng.ts";
 import { gpuTest, withWebgpuKernel } from "./testing.ts";
+import { withClock } from "../clock_testing.ts";
 import { countReads } from "../../benchmarks/queued_timing_testing.ts";
 import { SPLIT_K_MIN_CHUNK } from "./matmul_kernels.ts";
 
@@ -531,16 +532,13 @@ gpuTest(
     const key = shapeKey(shape);
     const tune = async (costs: Record<string, number>) => {
       // Each product advances the clock by the cost of the choice forced for it (by name asked).
-      let clock = 0;
-      const timed = (real: tf.KernelFunc): tf.KernelFunc => (args) => {
-        const forced = tunedChoice(shape, key);
-        if (forced !== undefined) clock += costs[choiceName(forced)]!;
-        return real(args);
-      };
-      const now = Object.getOwnPropertyDescriptor(performance, "now");
-      Object.defineProperty(performance, "now", { value: () => clock, configurable: true });
-      try {
-        return await countReads(() =>
+      return await withClock((clock) => {
+        const timed = (real: tf.KernelFunc): tf.KernelFunc => (args) => {
+          const forced = tunedChoice(shape, key);
+          if (forced !== undefined) clock.ms += costs[choiceName(forced)]!;
+          return real(args);
+        };
+        return countReads(() =>
           withWebgpuKernel("BatchMatMul", timed, () =>
             tuneShape(shape, {
               reps: 3,
@@ -549,10 +547,7 @@ gpuTest(
               candidates: [parseChoice("t32", "t")],
             }))
         );
-      } finally {
-        if (now === undefined) delete (performance as { now?: unknown }).now;
-        else Object.defineProperty(performance, "now", now);
-      }
+      });
     };
     // t32 1 % faster than the rule's: within TUNING_MARGIN, the rule's (as it ran) stays.
     const near = await tune({ stock: 1, "t64/k2": 1, t32: 0.99 });
