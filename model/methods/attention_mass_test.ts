@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { PRESETS, type T5Config } from "../config.ts";
 import { disposeT5, forward } from "../t5.ts";
 import { attentionMass } from "./attention_mass.ts";
+import type { MethodInstance } from "../method.ts";
 import { METHODS } from "./mod.ts";
 import { context, disposeBatch, makeBatch, tinyModel } from "./_test_util.ts";
 import { gpuTest } from "../webgpu/testing.ts";
@@ -98,6 +99,99 @@ Deno.test("attentionMass() is zero without prompt columns (mtl, unconditioned st
   share.dispose();
   disposeBatch(batch);
   labels.dispose();
+  disposeT5(model);
+});
+
+Deno.test("attentionMass() of a method with both prompt key/value columns and encoder-input prompt rows counts only the key/value columns", async () => {
+  // No built-in method has both, but the hooks allow it (model/hooks.ts: encoderInput and
+  // selfAttentionPrefix) and a FlopPlan may declare both (encoderPrompt, selfAttentionPrefix), so
+  // an added method can: HyperPrompt-Global's 4 key/value prompts in every self-attention, and
+  // Prompt-Tuning's 3 rows prepended to the embedded encoder input. An encoder self-attention's
+  // columns are then [4 prompt keys | 3 soft-prompt rows | 6 tokens]: the mass is the first 4
+  // only, over the queries [3 soft-prompt rows (real) | the 6 tokens, padding skipped].
+  const P = 3;
+  const model = tinyModel(TINY);
+  const hp = METHODS.hyperprompt_global.create(
+    context(model),
+    METHODS.hyperprompt_global.parseConfig(GLOBAL, "test"),
+  );
+  const pt = METHODS.prompt_tuning.create(
+    context(model),
+    METHODS.prompt_tuning.parseConfig({ length: P, init: "uniform" }, "test"),
+  );
+  const both: MethodInstance = {
+    name: "hyperprompt_and_prompt_tuning",
+    variables: new Map([...hp.variables, ...pt.variables]),
+    keepTaskPrefix: true,
+    isBackboneTrainable: () => true,
+    hooks: (ids) => ({ ...hp.hooks(ids), encoderInput: pt.hooks(ids).encoderInput }),
+    dispose: () => {
+      hp.dispose();
+      pt.dispose();
+    },
+  };
+  const { batch, labels } = makeBatch(TINY, 3, 6, 3);
+  const taskIds = [0, 2, 1];
+  const before = tf.memory().numTensors;
+  const mass = await attentionMass(model, both, batch, taskIds);
+  assert.equal(tf.memory().numTensors, before, "attentionMass leaked tensors");
+
+  // Direct computation for every self-attention layer, from the full probabilities.
+  const tokenMask = batch.attentionMask.arraySync();
+  const direct = { encoder: [] as number[], decoder: [] as number[] };
+  // The same average over the first 4 + 3 columns (key/value prompts and soft prompts together).
+  const withSoft: number[] = [];
+  tf.tidy(() => {
+    const hooks = both.hooks(taskIds);
+    forward(model, batch, {
+      hooks: {
+        ...hooks,
+        onAttention(stack, layer, sublayer, probs, prefixLength) {
+          if (sublayer !== "self_attention") return;
+          const p = probs.arraySync();
+          const [b, heads, q, cols] = probs.shape;
+          assert.equal(prefixLength, GLOBAL.length);
+          const tokens = stack === "encoder" ? 6 : 3;
+          const rows = stack === "encoder" ? P + tokens : tokens;
+          assert.deepEqual([b, heads, q, cols], [3, TINY.numHeads, rows, prefixLength + rows]);
+          const average = (columns: number) => {
+            let sum = 0;
+            for (const [i, ex] of p.entries()) {
+              let exSum = 0, count = 0;
+              for (const head of ex) {
+                for (const [r, row] of head.entries()) {
+                  // The soft-prompt rows come first and are real queries; decoder rows all count.
+                  const counts = stack === "decoder" || r < P || tokenMask[i]![r - P] === 1;
+                  if (!counts) continue;
+                  exSum += row.slice(0, columns).reduce((a, x) => a + x, 0);
+                  count++;
+                }
+              }
+              sum += exSum / count;
+            }
+            return sum / p.length;
+          };
+          direct[stack][layer] = average(prefixLength);
+          if (stack === "encoder") withSoft[layer] = average(prefixLength + P);
+        },
+      },
+    });
+  });
+  for (const s of ["encoder", "decoder"] as const) {
+    assert.equal(mass[s].length, s === "encoder" ? TINY.numLayers : TINY.numDecoderLayers);
+    for (const [i, m] of mass[s].entries()) {
+      assert.ok(m > 0 && m < 1, `${s} ${i}: mass ${m}`);
+      // fp32 sums of a few dozen probabilities in a different order, as above.
+      assert.ok(Math.abs(direct[s][i]! - m) < 1e-6, `${s} ${i}: ${direct[s][i]} vs ${m}`);
+    }
+  }
+  // The soft-prompt columns hold mass of their own, so counting them would show here.
+  for (const [i, m] of mass.encoder.entries()) {
+    assert.ok(withSoft[i]! - m > 0.05, `encoder ${i}: soft-prompt columns add ${withSoft[i]! - m}`);
+  }
+  disposeBatch(batch);
+  labels.dispose();
+  both.dispose();
   disposeT5(model);
 });
 
