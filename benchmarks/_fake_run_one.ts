@@ -1,13 +1,14 @@
 /**
  * A fake `runOne` for tests of the runner, sharding, tables and the gate: it trains nothing and
  * returns a deterministic {@link RunResult} derived from the run's id. The CLI uses it when
- * `HYPERPROMPT_FAKE_RUN_ONE=1`.
+ * `HYPERPROMPT_FAKE_RUN_ONE=1`. {@link countingRunOne} wraps it for tests that check which runs
+ * were started and with what options.
  *
  * @module
  */
 import { createHash } from "node:crypto";
 import { TASKS } from "../tasks/registry.ts";
-import type { BestEval, RunOneOptions, RunResult, RunSpec, TaskEval } from "./spec.ts";
+import type { BestEval, RunOneFn, RunOneOptions, RunResult, RunSpec, TaskEval } from "./spec.ts";
 
 function unit(key: string): number {
   const h = createHash("sha256").update(key).digest();
@@ -119,4 +120,39 @@ export function fakeRunOne(spec: RunSpec, opts: RunOneOptions): Promise<RunResul
       : {}),
   };
   return Promise.resolve(result);
+}
+
+/** One call of a {@link countingRunOne} fake: the run and the options it was given. */
+export interface RunOneCall {
+  /** The run. */
+  readonly spec: RunSpec;
+  /** Its options (micro-batch size, checkpoint minutes, ...). */
+  readonly opts: RunOneOptions;
+}
+
+/** A {@link countingRunOne} fake and the record of its calls. */
+export interface CountingRunOne {
+  /** Records the call, then rejects (a run `fails` picks) or answers as {@link fakeRunOne}. */
+  readonly runOne: RunOneFn;
+  /** Every call so far, failed ones included, in call order; a test may empty it in between. */
+  readonly calls: RunOneCall[];
+}
+
+/**
+ * A fake `runOne` that records each call (spec and options) and answers as {@link fakeRunOne};
+ * the runs `fails` picks reject with `Error("this run broke")` instead, as a run that diverged or
+ * crashed would.
+ *
+ * @param fails which runs fail (none when absent)
+ * @returns the fake and its record of calls
+ */
+export function countingRunOne(fails?: (spec: RunSpec) => boolean): CountingRunOne {
+  const calls: RunOneCall[] = [];
+  return {
+    calls,
+    runOne: (spec, opts) => {
+      calls.push({ spec, opts });
+      return fails?.(spec) ? Promise.reject(new Error("this run broke")) : fakeRunOne(spec, opts);
+    },
+  };
 }

@@ -39,7 +39,7 @@ import {
 } from "./device_memory.ts";
 import { loadProfile } from "./profile.ts";
 import { Writable } from "node:stream";
-import { fakeRunOne } from "./_fake_run_one.ts";
+import { countingRunOne, fakeRunOne } from "./_fake_run_one.ts";
 import { writeTables } from "./tables.ts";
 import { DownloadError, type DownloadOptions, type TaskResult } from "../tasks/download.ts";
 
@@ -95,18 +95,6 @@ function capture() {
     out,
     err,
     opts: { log: (s: string) => out.push(s), error: (s: string) => err.push(s), progress: false },
-  };
-}
-
-/** A fake runOne that records the micro-batch each run was given (the preflight's choice). */
-function microRecorder(): { micro: (number | undefined)[]; runOne: typeof fakeRunOne } {
-  const micro: (number | undefined)[] = [];
-  return {
-    micro,
-    runOne: (spec, opts) => {
-      micro.push(opts.microBatchSize);
-      return fakeRunOne(spec, opts);
-    },
   };
 }
 
@@ -293,11 +281,7 @@ Deno.test("main(): every flag that takes a value refuses an empty one in one lin
     ["checkpoint-minutes", "minutes, e.g. 30 (0: off)"],
   ];
   const valid = ["--data-dir", DATA, "--out", join(dir, "out"), "--no-download"];
-  let runs = 0;
-  const runOne: typeof fakeRunOne = (...a) => {
-    runs++;
-    return fakeRunOne(...a);
-  };
+  const { calls, runOne } = countingRunOne();
   try {
     for (const [flag, takes] of flags) {
       // Both spellings, after a valid profile (the value is refused, not the profile).
@@ -319,7 +303,7 @@ Deno.test("main(): every flag that takes a value refuses an empty one in one lin
       2,
     );
     assert.match(c.err.join("\n"), /^--compare needs a value .*, got an empty one \(" ": /);
-    assert.equal(runs, 0);
+    assert.equal(calls.length, 0);
     assert.ok(!existsSync(join(dir, "out")), "no output folder made");
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -941,11 +925,7 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
       .filter((n) => n.endsWith(".json")).sort()[0]!;
     const one = await Deno.readTextFile(join(baselineDir, first));
     for (const name of ["a.json", "b.json"]) await Deno.writeTextFile(join(twice, name), one);
-    let runs = 0;
-    const counting: typeof fakeRunOne = (spec, o) => {
-      runs++;
-      return fakeRunOne(spec, o);
-    };
+    const { calls, runOne } = countingRunOne();
     const out = join(dir, "out");
     const base = ["--profile", profile, "--data-dir", DATA, "--out", out];
     // Two spellings of one model reference: one reference once the profile holds it in its one
@@ -1041,20 +1021,20 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
     ];
     for (const [args, env, want] of cases) {
       const c = capture();
-      const code = await withEnv(env, () => main(args, { ...c.opts, runOne: counting }));
+      const code = await withEnv(env, () => main(args, { ...c.opts, runOne }));
       assert.equal(code, 2, args.join(" "));
       assert.match(c.err.at(-1)!, want);
     }
-    assert.equal(runs, 0, "no run started");
+    assert.equal(calls.length, 0, "no run started");
     assert.ok(!(await Deno.stat(out).then(() => true, () => false)), "--out was not created");
     // --tables with --no-tables asks for two things: refused, whatever the folder.
     const c = capture();
     const args = [...base, "--no-tables", "--tables", join(file, "t")];
-    assert.equal(await main(args, { ...c.opts, runOne: counting }), 2);
+    assert.equal(await main(args, { ...c.opts, runOne }), 2);
     assert.match(c.err.join("\n"), /^--tables .* with --no-tables: /);
     // Without --tables, --no-tables writes none and checks no tables folder.
     const c2 = capture();
-    assert.equal(await main([...base, "--no-tables"], { ...c2.opts, runOne: counting }), 0);
+    assert.equal(await main([...base, "--no-tables"], { ...c2.opts, runOne }), 0);
     assert.ok(!existsSync(join(out, "tables")));
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -1074,14 +1054,10 @@ Deno.test("main() --shard checks no default tables folder: it writes none", asyn
     const unsharded = capture();
     assert.equal(await main(base, { ...unsharded.opts, runOne: fakeRunOne }), 2);
     assert.match(unsharded.err.at(-1)!, /^--tables .*out\/tables: is a file, not a folder$/);
-    let runs = 0;
-    const counting: typeof fakeRunOne = (spec, o) => {
-      runs++;
-      return fakeRunOne(spec, o);
-    };
+    const { calls, runOne } = countingRunOne();
     const c = capture();
-    assert.equal(await main([...base, "--shard", "0/3"], { ...c.opts, runOne: counting }), 0);
-    assert.equal(runs, 4, "the shard's runs (12 in the grid)");
+    assert.equal(await main([...base, "--shard", "0/3"], { ...c.opts, runOne }), 0);
+    assert.equal(calls.length, 4, "the shard's runs (12 in the grid)");
     assert.match(c.err.join("\n"), /Shard done; when every shard has finished: deno task tables/);
     assert.equal(await Deno.readTextFile(join(out, "tables")), "not a folder");
   } finally {
@@ -1119,12 +1095,11 @@ Deno.test("main() --compare counts a run that failed as missing, not its stale r
     assert.equal(await main(args, { ...capture().opts, runOne: fakeRunOne }), 0);
     // The same grid again, gated against the first results, with one run now failing: its
     // result file of the first attempt is still in --out.
-    const broken: typeof fakeRunOne = (spec, o) =>
+    const { runOne } = countingRunOne((spec) =>
       spec.method.label === "mtl" && spec.benchmark === "super_glue" && spec.seed === 0
-        ? Promise.reject(new Error("this run broke"))
-        : fakeRunOne(spec, o);
+    );
     const c = capture();
-    assert.equal(await main([...args, "--compare", out], { ...c.opts, runOne: broken }), 3);
+    assert.equal(await main([...args, "--compare", out], { ...c.opts, runOne }), 3);
     assert.match(c.err.join("\n"), /11 runs done, 0 skipped, 1 failed/);
     assert.match(c.out.join("\n"), /^Regression gate: FAIL \(11 runs compared, 1 failures\)/);
     assert.match(
@@ -1148,10 +1123,9 @@ Deno.test("main() leaves a run that failed out of the tables, not its earlier at
     type Spec = Parameters<typeof fakeRunOne>[0];
     const failing = (spec: Spec) =>
       spec.method.label === "mtl" && spec.benchmark === "super_glue" && spec.seed === 0;
-    const broken: typeof fakeRunOne = (spec, o) =>
-      failing(spec) ? Promise.reject(new Error("this run broke")) : fakeRunOne(spec, o);
+    const { runOne } = countingRunOne(failing);
     const c = capture();
-    assert.equal(await main(args, { ...c.opts, runOne: broken }), 1);
+    assert.equal(await main(args, { ...c.opts, runOne }), 1);
     assert.match(c.err.join("\n"), /11 runs done, 0 skipped, 1 failed/);
     const stale = [...Deno.readDirSync(out)].filter((e) =>
       e.isFile && failing(JSON.parse(Deno.readTextFileSync(join(out, e.name))).spec)
@@ -1299,7 +1273,9 @@ Deno.test("main() on a GPU: the largest fitting micro-batch, recorded; a run tha
     probe: () => Promise.resolve({ name: "webgpu", gpu: true }),
     runCommand: smi.runCommand,
   };
-  const { micro, runOne } = microRecorder();
+  const { calls, runOne } = countingRunOne();
+  // The micro-batch each run was given (the preflight's choice).
+  const micro = () => calls.map((call) => call.opts.microBatchSize);
   const args = (
     out: string,
   ) => ["--profile", profile, "--data-dir", DATA, "--out", out, "--no-tables"];
@@ -1311,7 +1287,7 @@ Deno.test("main() on a GPU: the largest fitting micro-batch, recorded; a run tha
       0,
       c.err.join("\n"),
     );
-    assert.deepEqual(micro, [2, 2]);
+    assert.deepEqual(micro(), [2, 2]);
     assert.equal(c.err.filter((l) => l.includes("training with micro-batches of 2")).length, 1);
     for (const s of grid) {
       const r = JSON.parse(Deno.readTextFileSync(join(out, runFileName(s))));
@@ -1320,7 +1296,7 @@ Deno.test("main() on a GPU: the largest fitting micro-batch, recorded; a run tha
     }
 
     // Not even one row fits: exit 2 before any run, naming the runs, estimate and device.
-    micro.length = 0;
+    calls.length = 0;
     const c2 = capture();
     const tiny = String(peak(1) * 0.5 / 1e9);
     assert.equal(
@@ -1331,7 +1307,7 @@ Deno.test("main() on a GPU: the largest fitting micro-batch, recorded; a run tha
       }),
       2,
     );
-    assert.equal(micro.length, 0);
+    assert.equal(calls.length, 0);
     const msg = c2.err.join("\n");
     assert.match(msg, /Refused before training: 2 run\(s\) cannot fit the GPU's memory/);
     assert.match(msg, new RegExp(`run ${grid[0]!.id} \\(tiny-v1_1, mtl, glue, s0\\)`));
@@ -1349,7 +1325,7 @@ Deno.test("main() on a GPU: the largest fitting micro-batch, recorded; a run tha
       }),
       0,
     );
-    assert.deepEqual(micro, [undefined, undefined]);
+    assert.deepEqual(micro(), [undefined, undefined]);
     const unknown = c3.err.filter((l) => l.includes("memory is unknown"));
     assert.equal(unknown.length, 1);
     assert.match(
@@ -1357,7 +1333,7 @@ Deno.test("main() on a GPU: the largest fitting micro-batch, recorded; a run tha
       /^note: the GPU's memory is unknown \(WebGPU reports no total memory; nvidia-smi not found \(no NVIDIA driver\)\): runs are not checked/,
     );
     // nvidia-smi answers but under MIG: the reason probeDeviceMemory gives, in the one line.
-    micro.length = 0;
+    calls.length = 0;
     const c4 = capture();
     const mig: string[] = [];
     assert.equal(
@@ -1376,7 +1352,7 @@ Deno.test("main() on a GPU: the largest fitting micro-batch, recorded; a run tha
       0,
     );
     assert.deepEqual(mig, ["--query-gpu=memory.total", "--query-gpu=mig.mode.current"]);
-    assert.deepEqual(micro, [undefined, undefined], "unknown: the runs train as specified");
+    assert.deepEqual(micro(), [undefined, undefined], "unknown: the runs train as specified");
     const migNote = c4.err.filter((l) => l.includes("memory is unknown"));
     assert.equal(migNote.length, 1, c4.err.join("\n"));
     assert.match(migNote[0]!, /\(WebGPU reports no total memory; GPU 0 is in MIG mode: .*\): runs/);
@@ -1436,7 +1412,9 @@ Deno.test("main(): --device-memory on a software WebGPU adapter: the dry run and
     probe: () => Promise.resolve({ name: "webgpu", gpu: false }),
     runCommand: smi.runCommand,
   };
-  const { micro, runOne } = microRecorder();
+  const { calls, runOne } = countingRunOne();
+  // The micro-batch each run was given (the preflight's choice).
+  const micro = () => calls.map((call) => call.opts.microBatchSize);
   const args = (out: string) => [
     "--profile",
     profile,
@@ -1473,7 +1451,7 @@ Deno.test("main(): --device-memory on a software WebGPU adapter: the dry run and
       0,
       c2.err.join("\n"),
     );
-    assert.deepEqual(micro, [undefined, undefined]);
+    assert.deepEqual(micro(), [undefined, undefined]);
     const ignored = c2.err.filter((l) => /--device-memory .* is ignored/.test(l));
     assert.equal(ignored.length, 1, c2.err.join("\n"));
     assert.match(
@@ -1661,13 +1639,9 @@ Deno.test("main() --methods keeps the profile's runs of those labels: dry run, s
     const out = join(dir, "out");
     const gated = [...base, "--out", out, "--no-tables", "--methods", "mtl", "--compare", baseline];
     const g = capture();
-    const ran: string[] = [];
-    const runOne: typeof fakeRunOne = (spec, o) => {
-      ran.push(spec.method.label);
-      return fakeRunOne(spec, o);
-    };
+    const { calls, runOne } = countingRunOne();
     assert.equal(await main(gated, { ...g.opts, runOne }), 0, g.out.join("\n"));
-    assert.deepEqual(ran, ["mtl", "mtl", "mtl", "mtl"]);
+    assert.deepEqual(calls.map((call) => call.spec.method.label), ["mtl", "mtl", "mtl", "mtl"]);
     assert.match(g.out.join("\n"), /Regression gate: PASS \(4 runs compared/);
     // A selected method's regression still fails it.
     const worse: typeof fakeRunOne = async (spec, o) => {
@@ -1717,7 +1691,7 @@ Deno.test("main() --methods keeps the profile's runs of those labels: dry run, s
       other.err.join("\n"),
       /none of its \d+ runs \(profile "ci"\) is a run of this selection \(shard 0\/2, methods mtl\)/,
     );
-    assert.equal(ran.length, 4);
+    assert.equal(calls.length, 4);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -1741,11 +1715,7 @@ Deno.test("main() on a GPU that fits only some methods: the refusal names them a
     probe: () => Promise.resolve({ name: "webgpu", gpu: true }),
     runCommand: smi.runCommand,
   };
-  const ran: string[] = [];
-  const runOne: typeof fakeRunOne = (spec, o) => {
-    ran.push(spec.method.label);
-    return fakeRunOne(spec, o);
-  };
+  const { calls, runOne } = countingRunOne();
   const args = [
     "--profile",
     profile,
@@ -1760,7 +1730,7 @@ Deno.test("main() on a GPU that fits only some methods: the refusal names them a
   try {
     const c = capture();
     assert.equal(await main(args, { ...c.opts, ...gpu, runOne }), 2);
-    assert.equal(ran.length, 0);
+    assert.equal(calls.length, 0);
     assert.match(
       c.err.join("\n"),
       /Refused before training: 1 run\(s\) cannot fit[^]*\nEvery run of "prompt_tuning" fits; "mtl" has runs that do not\. To train only the methods that fit, add --methods prompt_tuning$/,
@@ -1779,7 +1749,7 @@ Deno.test("main() on a GPU that fits only some methods: the refusal names them a
       0,
       f.err.join("\n"),
     );
-    assert.deepEqual(ran, ["prompt_tuning"]);
+    assert.deepEqual(calls.map((call) => call.spec.method.label), ["prompt_tuning"]);
     assert.deepEqual(smi.calls, [], "nvidia-smi was not run with --device-memory");
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -2025,7 +1995,9 @@ Deno.test("main() on wasm: runs are checked against the wasm heap, a micro-batch
     probe: () => Promise.resolve({ name: "wasm+blas", gpu: false }),
     runCommand: smi.runCommand,
   };
-  const { micro, runOne } = microRecorder();
+  const { calls, runOne } = countingRunOne();
+  // The micro-batch each run was given (the preflight's choice).
+  const micro = () => calls.map((call) => call.opts.microBatchSize);
   const args = (
     profile: string,
     out: string,
@@ -2039,7 +2011,7 @@ Deno.test("main() on wasm: runs are checked against the wasm heap, a micro-batch
       0,
       c.err.join("\n"),
     );
-    assert.deepEqual(micro, [64]);
+    assert.deepEqual(micro(), [64]);
     const note = c.err.filter((l) => l.includes("training with micro-batches of 64"));
     assert.equal(note.length, 1, c.err.join("\n"));
     assert.match(note[0]!, /usable \(85%\) of the wasm heap's 4\.3 GB/);
@@ -2073,13 +2045,13 @@ Deno.test("main() on wasm: runs are checked against the wasm heap, a micro-batch
         optimizer: "adamw",
       },
     });
-    micro.length = 0;
+    calls.length = 0;
     const c3 = capture();
     assert.equal(
       await main(args(baseAdamw, join(dir, "o3")), { ...c3.opts, ...wasm, runOne }),
       2,
     );
-    assert.equal(micro.length, 0);
+    assert.equal(calls.length, 0);
     const msg = c3.err.join("\n");
     assert.match(msg, /Refused before training: 1 run\(s\) cannot fit the wasm heap:/);
     assert.match(
@@ -2508,11 +2480,9 @@ Deno.test("main() --checkpoint-minutes: validated in one line, given to the runs
     methods: [{ name: "mtl" }],
   });
   const base = ["--profile", profile, "--data-dir", DATA, "--no-tables"];
-  const seen: number[] = [];
-  const runOne: RunOneFn = (spec, o) => {
-    seen.push(o.checkpointMinutes ?? NaN);
-    return fakeRunOne(spec, o);
-  };
+  const { calls, runOne } = countingRunOne();
+  // The checkpoint minutes each run was given.
+  const seen = () => calls.map((call) => call.opts.checkpointMinutes);
   try {
     // ("" is refused by parseFlags as every empty value: the empty-value test above.)
     for (const bad of ["abc", "30min", "1e3", "Infinity"]) {
@@ -2534,18 +2504,18 @@ Deno.test("main() --checkpoint-minutes: validated in one line, given to the runs
     const neg = capture();
     assert.equal(await main([...base, "--checkpoint-minutes=-1"], { ...neg.opts, runOne }), 2);
     assert.match(neg.err.join("\n"), /^--checkpoint-minutes must be .*got "-1"/);
-    assert.deepEqual(seen, [], "refused before any run");
+    assert.deepEqual(seen(), [], "refused before any run");
     for (
       const [args, want] of [[[], DEFAULT_CHECKPOINT_MINUTES], [["--checkpoint-minutes", "5"], 5], [
         ["--checkpoint-minutes", "0"],
         0,
       ], [["--checkpoint-minutes", "0.5"], 0.5]] as const
     ) {
-      seen.length = 0;
+      calls.length = 0;
       const c = capture();
       const out = join(dir, `out-${want}`);
       assert.equal(await main([...base, "--out", out, ...args], { ...c.opts, runOne }), 0);
-      assert.deepEqual(seen, [want], String(args));
+      assert.deepEqual(seen(), [want], String(args));
       assert.doesNotMatch(c.err.join("\n"), /changes nothing/);
     }
     // A profile whose runs write no checkpoints: the flag is said to change nothing.
