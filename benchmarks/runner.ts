@@ -276,15 +276,24 @@ export function missingProfileTasks(
  * (`extraTrainTasks`, validated against `tasks/registry.ts` `TRAIN_ONLY_TASKS`), in profile order.
  */
 function extraTrainTasks(profile: Profile, benchmark: BenchmarkName): string[] {
-  return (profile.extraTrainTasks?.[benchmark] ?? []).map((name, i) => {
+  const at = `$.extraTrainTasks.${benchmark}`;
+  const tasks = (profile.extraTrainTasks?.[benchmark] ?? []).map((name, i) => {
     const r = resolveTrainOnlyTask(benchmark, name, TRAIN_ONLY_TASKS);
     if (r.problem !== undefined) {
-      throw new Error(
-        `Profile "${profile.name}": $.extraTrainTasks.${benchmark}[${i}] ${r.problem}`,
-      );
+      throw new Error(`Profile "${profile.name}": ${at}[${i}] ${r.problem}`);
     }
     return r.task;
   });
+  // A profile validated without the registry's lists may name one task twice (`dpr`,
+  // `dpr_v001_simple`): the mixture would train it twice over, under two task ids.
+  const repeat = firstRepeat(tasks);
+  if (repeat !== undefined) {
+    const [i, j] = repeat;
+    throw new Error(
+      `Profile "${profile.name}": ${at}[${i}] repeats task "${tasks[i]}" (already ${at}[${j}])`,
+    );
+  }
+  return tasks;
 }
 
 /**

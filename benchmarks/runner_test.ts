@@ -753,6 +753,34 @@ Deno.test("expandGrid(): extraTrainTasks (DPR) joins each multi-task run's mixtu
   );
 });
 
+Deno.test("expandGrid(): extraTrainTasks naming one train-only task twice is an error naming both entries", () => {
+  // TRAIN_ONLY_TASKS has one SuperGLUE task (DPR), so a second entry can only be DPR again. A
+  // profile validated without the registry's lists (here) takes two spellings of it; the grid
+  // then trained the mixture "cb, dpr, dpr" (DPR twice, under two task ids).
+  const all = { benchmarkTasks: () => ["cb"], isAvailable: () => true };
+  const one = expandGrid(
+    profile({ benchmarks: ["super_glue"], extraTrainTasks: { super_glue: ["dpr"] } }),
+    { dataDir: "unused", catalog: all },
+  );
+  // 2 methods x 2 seeds, each evaluating cb and training cb then dpr.
+  assert.deepEqual(
+    one.map((s) => [s.method.name, s.seed, s.tasks, s.trainOnlyTasks, trainedTasks(s)]),
+    [
+      ["mtl", 0, ["cb"], ["dpr"], ["cb", "dpr"]],
+      ["mtl", 1, ["cb"], ["dpr"], ["cb", "dpr"]],
+      ["hyperprompt_global", 0, ["cb"], ["dpr"], ["cb", "dpr"]],
+      ["hyperprompt_global", 1, ["cb"], ["dpr"], ["cb", "dpr"]],
+    ],
+  );
+  for (const names of [["dpr", "super_glue/dpr_v001_simple"], ["DPR", "dpr"]]) {
+    const twice = profile({ benchmarks: ["super_glue"], extraTrainTasks: { super_glue: names } });
+    const expected =
+      /^Error: Profile "t": \$\.extraTrainTasks\.super_glue\[1\] repeats task "dpr" \(already \$\.extraTrainTasks\.super_glue\[0\]\)$/;
+    assert.throws(() => expandGrid(twice, { dataDir: "unused", catalog: all }), expected);
+    assert.throws(() => missingProfileTasks(twice, { dataDir: "unused", catalog: all }), expected);
+  }
+});
+
 /** A claim file as another process writes it (`run_claim.ts` `RunClaimHolder`). */
 async function writeClaim(
   out: string,
