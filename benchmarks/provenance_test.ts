@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { sharedPath } from "../model/shared_dir.ts";
+import { repoPath, sharedPath } from "../model/shared_dir.ts";
 import { chooseDataDir } from "../tasks/data.ts";
 import {
   codeGitState,
@@ -257,4 +257,79 @@ Deno.test("resumeRecord(): the sessions' micro-batches, recorded only when they 
     microBatchSizes: [null, 2],
   });
   assert.equal(resumeRecord(0, ck, clean, "webgpu", [8, 4]), undefined, "a fresh start");
+});
+
+Deno.test("collectProvenance() records each version under its own field, the adapter, the OS target and the data read", () => {
+  const backend = {
+    requested: "auto",
+    name: "webgpu",
+    tfBackend: "webgpu",
+    adapter: "NVIDIA H100",
+    threads: 1,
+    notes: [],
+  };
+  const data = {
+    dir: "/d",
+    kind: "mirror" as const,
+    sources: [],
+    files: { "glue/RTE/dev.tsv": { bytes: 3 } },
+  };
+  const p = collectProvenance(new Date(0), backend, new Date(1), { sha: "a", dirty: false }, {
+    data,
+  });
+  assert.deepEqual(
+    [p.deno, p.v8, p.typescript, p.os],
+    [Deno.version.deno, Deno.version.v8, Deno.version.typescript, Deno.build.target],
+  );
+  assert.deepEqual(p.backend, backend, "the adapter is kept");
+  assert.equal(p.device, "NVIDIA H100 (webgpu)");
+  assert.deepEqual(p.data, data);
+  assert.deepEqual(p.packages, pinnedPackages());
+  // tfjs-node's GPU build names its adapter too; a CPU backend never does.
+  assert.equal(
+    deviceDescription({ ...backend, name: "tensorflow", adapter: "GPU 0" }),
+    "GPU 0 (tensorflow)",
+  );
+  assert.match(
+    deviceDescription({ ...backend, name: "cpu", adapter: "GPU 0" }),
+    /^(?!GPU 0).* \(cpu, 1 threads\)$/,
+  );
+});
+
+Deno.test("gitState() reports the tree dirty exactly when git status lists a change", () => {
+  const out = new Deno.Command("git", { args: ["status", "--porcelain"], cwd: repoPath() })
+    .outputSync();
+  assert.ok(out.success);
+  const changed = new TextDecoder().decode(out.stdout).trim() !== "";
+  assert.equal(gitState().dirty, changed);
+});
+
+Deno.test("resumeRecord(): two unknown commits are not the same code (no git on either side)", () => {
+  const noGit = { sha: "unknown", dirty: false };
+  assert.deepEqual(resumeRecord(3, noGit, noGit), { step: 3, gitSha: "unknown", gitDirty: false });
+  assert.deepEqual(resumeRecord(3, undefined, noGit), {
+    step: 3,
+    gitSha: "unknown",
+    gitDirty: false,
+  });
+});
+
+Deno.test("dataProvenance() reads SHA256SUMS lines in binary mode ('*path') and without './'", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    await write(root, "glue/RTE/dev.tsv", "ab");
+    await write(root, "glue/RTE/train.tsv", "abc");
+    await write(
+      root,
+      "SHA256SUMS",
+      `${"4".repeat(64)} *./glue/RTE/dev.tsv\n${"5".repeat(64)}  glue/RTE/train.tsv\n`,
+    );
+    const d = await dataProvenance(root, ["glue/RTE/train.tsv", "glue/RTE/dev.tsv"]);
+    assert.deepEqual(d.files, {
+      "glue/RTE/dev.tsv": { bytes: 2, sha256: "4".repeat(64) },
+      "glue/RTE/train.tsv": { bytes: 3, sha256: "5".repeat(64) },
+    });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });
