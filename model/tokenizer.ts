@@ -163,7 +163,13 @@ export class T5Tokenizer {
   readonly #byteIds: ReadonlyMap<number, number> | undefined;
   /** The unknown piece's id, which the library gives a piece the vocabulary lacks. */
   readonly #unkId: number | undefined;
-  /** Vocabulary size including added tokens (32,100 for the published T5 tokenizer). */
+  /**
+   * Number of ids: the highest id of the vocabulary and its added tokens, plus one (32,100 for
+   * the published T5 tokenizer), so the rows a model's embedding table needs. Not the number of
+   * distinct strings: a string at two ids (a user-defined `<extra_id_i>` piece and the appended
+   * sentinel of that name, as transformers' T5Converter lays out such a `spiece.model`) counts
+   * both, and an added token's id past the model's vocabulary counts up to that id.
+   */
   readonly vocabSize: number;
   /** Id of `</s>`. */
   readonly eosTokenId: number;
@@ -189,7 +195,14 @@ export class T5Tokenizer {
       }
       this.#byteIds = ids;
     }
-    this.vocabSize = tok.get_vocab(true).size;
+    // The library keeps id -> string in `model.vocab`, added tokens written at their ids (holes
+    // where no id is): its length is the highest id + 1. `get_vocab(true).size` counted distinct
+    // strings, one fewer for each string held at two ids, which let a model one embedding row
+    // too small pass checkTokenizerFits.
+    const byId = tok.model?.vocab ?? [];
+    let size = byId.length;
+    while (size > 0 && byId[size - 1] === undefined) size--;
+    this.vocabSize = size;
     const eos = tok.token_to_id("</s>");
     const pad = tok.token_to_id("<pad>");
     if (eos === undefined) fail(source, `the vocabulary has no "</s>" token`);

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { sharedPath } from "./shared_dir.ts";
 import { T5Tokenizer, truncateWithEos } from "./tokenizer.ts";
 import { buildCharsmap, SMALL_MAP } from "./precompiled_testing.ts";
+import { sentencePieceToTokenizerJson } from "./spm.ts";
 
 const DIR = sharedPath("fixtures", "tokenizer", "unigram-glue-4k");
 
@@ -273,4 +274,41 @@ Deno.test("a Precompiled normalizer applies its charsmap, as the Rust library do
     () => T5Tokenizer.fromJson(json, "bad.json"),
     /^Error: bad\.json: invalid tokenizer: field "normalizer\.normalizers\[0\]\.precompiled_charsmap": precompiled_charsmap declares a trie of 0 bytes/,
   );
+});
+
+Deno.test("vocabSize is the highest id + 1: a string at two ids and an added token past the vocabulary count", () => {
+  // A spiece.model with a user-defined "<extra_id_0>" piece (id 6), converted as transformers'
+  // T5Converter does: the pieces, then the sentinels <extra_id_1> (8) and <extra_id_0> (9). The
+  // string is at ids 6 and 9 (encoding gives 9), so a model needs 10 embedding rows; counting
+  // distinct strings said 9, and a 9-row model passed checkTokenizerFits.
+  const piece = (p: string, score: number, type: number) => ({ piece: p, score, type });
+  const model = {
+    pieces: [
+      piece("<pad>", 0, 3),
+      piece("</s>", 0, 3),
+      piece("<unk>", 0, 2),
+      piece("\u2581", -2, 1),
+      piece("x", -3, 1),
+      piece("y", -3, 1),
+      piece("<extra_id_0>", 0, 4),
+      piece("z", -3, 1),
+    ],
+    precompiledCharsmap: new Uint8Array(),
+  };
+  const json = sentencePieceToTokenizerJson(model, "dup.model", 2);
+  const tok = T5Tokenizer.fromJson(json, "dup");
+  assert.equal(tok.idToToken(6), "<extra_id_0>");
+  assert.equal(tok.tokenToId("<extra_id_0>"), 9);
+  assert.equal(tok.vocabSize, 10);
+  const ids = tok.encode("x <extra_id_0> z");
+  assert.deepEqual(ids, [3, 4, 3, 9, 3, 7, 1]);
+  assert.ok(ids.every((id) => id < tok.vocabSize));
+
+  // An added token whose id lies past the model's vocabulary (ids 10 and 11 unused): 13 ids.
+  const added = json.added_tokens as Record<string, unknown>[];
+  const past = { ...added[added.length - 1], id: 12, content: "<sep>" };
+  const wide = T5Tokenizer.fromJson({ ...json, added_tokens: [...added, past] }, "wide");
+  assert.equal(wide.tokenToId("<sep>"), 12);
+  assert.equal(wide.vocabSize, 13);
+  assert.deepEqual(wide.encode("x<sep>"), [3, 4, 12, 1]);
 });
