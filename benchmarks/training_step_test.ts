@@ -10,6 +10,8 @@ import {
   syntheticRows,
 } from "./training_step.ts";
 import { disposeBatch } from "./batching.ts";
+import { getMethod } from "../model/methods/mod.ts";
+import { disposeT5, initT5 } from "../model/t5.ts";
 
 await tf.setBackend("cpu");
 
@@ -104,5 +106,39 @@ Deno.test("methodTrainingStep: a bad method configuration names the caller and l
     () => methodTrainingStep({ ...o, config: { ...CONFIG, vocabSize: SYNTHETIC_MAX_ID } }),
     /\(my caller\): the synthetic rows use token ids up to 201; the config's vocabSize 201/,
   );
+  assert.equal(tf.memory().numTensors, before);
+});
+
+Deno.test("methodTrainingStep: the backbone from modelSeed, the method's variables from methodSeed", async () => {
+  const before = tf.memory().numTensors;
+  const tasks = ["a", "b"];
+  const s = methodTrainingStep({
+    config: CONFIG,
+    modelSeed: 1,
+    method: "adapter",
+    tasks,
+    methodSeed: 3,
+    train: DEFAULT_TRAIN,
+    batchSize: 2,
+    inputLength: 4,
+    targetLength: 2,
+    where: "training_step_test",
+  });
+  const m = getMethod("adapter");
+  const ref = m.create(
+    { config: CONFIG, tasks, seed: 3, backbone: s.model.params },
+    m.parseConfig({}, "training_step_test"),
+  );
+  const model = initT5(CONFIG, { seed: 1 });
+  try {
+    const values = (vars: ReadonlyMap<string, tf.Variable>) =>
+      Promise.all([...vars].map(async ([n, v]) => [n, [...await v.data()]]));
+    assert.deepEqual(await values(s.instance.variables), await values(ref.variables));
+    assert.deepEqual(await values(s.model.params), await values(model.params));
+  } finally {
+    ref.dispose();
+    disposeT5(model);
+    s.dispose();
+  }
   assert.equal(tf.memory().numTensors, before);
 });
