@@ -15,7 +15,7 @@ import { PRESETS } from "../config.ts";
 import { disposeT5 } from "../t5.ts";
 import { getMethod, type MethodName } from "./mod.ts";
 import { context, tinyModel } from "./_test_util.ts";
-import { VarPlan, VarStore } from "./_init.ts";
+import { deriveSeed, VarPlan, VarStore } from "./_init.ts";
 
 await tf.setBackend("cpu");
 
@@ -130,4 +130,39 @@ Deno.test("VarPlan: shapes() is what create() makes; a duplicate name or a faile
   plan.add("p", [2, 2], { kind: "tensor", value: () => tf.zeros([4]) });
   assert.throws(() => plan.create(5), /initial value of "m\.p" has shape \[4\], expected \[2,2\]/);
   assert.equal(tf.memory().numTensors, before, "a failed create() releases what it made");
+});
+
+Deno.test("deriveSeed: every bit of the root seed and the name count; VarStore seeds by the full name", async () => {
+  const name = "adapter.encoder.0.down.weight";
+  // 64 root seeds (including above 2^32, beyond a 32-bit mix) and 3 names of one method (they
+  // share the method prefix): 192 distinct seeds (a chance collision among 192 31-bit values has
+  // probability < 1e-5). Names that differ in their first character only are not separated: the
+  // seed is XORed into FNV's basis, as the first character is (deriveSeed(2, "a.w") ===
+  // deriveSeed(1, "b.w")); a method's names never differ there.
+  const roots = [
+    ...Array.from({ length: 60 }, (_, i) => i),
+    2 ** 32,
+    2 ** 32 + 1,
+    2 ** 40,
+    2 ** 53 - 1,
+  ];
+  const seeds = roots.flatMap((r) =>
+    [name, "adapter.a.w", "adapter.b.w"].map((n) => deriveSeed(r, n))
+  );
+  assert.equal(new Set(seeds).size, seeds.length, "a repeated derived seed");
+  assert.ok(seeds.every((x) => Number.isInteger(x) && x >= 0 && x < 2 ** 31));
+  assert.equal(deriveSeed(7, name), deriveSeed(7, name), "deterministic");
+  // A variable's draw is tfjs's with deriveSeed(method seed, "prefix.name"): another method
+  // seed or another prefix draws other values.
+  const value = async (seed: number, prefix: string) => {
+    const store = new VarStore(seed, prefix);
+    const v = [...await store.add("w", [4, 8], { kind: "normal", std: 1 }).data()];
+    store.dispose();
+    return v;
+  };
+  const want = tf.randomNormal([4, 8], 0, 1, "float32", deriveSeed(5, "m.w"));
+  assert.deepEqual(await value(5, "m"), [...await want.data()]);
+  want.dispose();
+  assert.notDeepEqual(await value(6, "m"), await value(5, "m"), "the method seed is used");
+  assert.notDeepEqual(await value(5, "n"), await value(5, "m"), "the prefix is part of the name");
 });
