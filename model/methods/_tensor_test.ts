@@ -7,7 +7,7 @@ import { installLowMemoryBackprop, uninstallLowMemoryBackprop } from "../backpro
 import { openBlas } from "../wasm_kernels.ts";
 import { bufferMeter } from "../buffer_meter_testing.ts";
 import { geluNew as geluNewComposite } from "../fused.ts";
-import { geluNew, layerNorm, rows } from "./_tensor.ts";
+import { geluNew, groupTasks, layerNorm, rows } from "./_tensor.ts";
 
 // cpu first (the webgpu package imported for the gpu test would outrank it).
 await tf.setBackend("cpu");
@@ -284,4 +284,20 @@ Deno.test("layerNorm, geluNew keep only x̂ and σ, resp. the input, for the bac
   } finally {
     tf.dispose([x, g, b]);
   }
+});
+
+Deno.test("groupTasks: ids, members and slots of the tasks present; an id outside [0, numTasks) is named", () => {
+  const g = groupTasks([3, 1, 3, 0], 4, "x.ts");
+  assert.deepEqual(g.tasks, [0, 1, 3]);
+  assert.deepEqual(g.members, [[3], [1], [0, 2]]);
+  assert.deepEqual(g.slot, [2, 1, 2, 0]);
+  assert.equal(g.size, 4);
+  // numTasks itself is one past the last row of a per-task table (gathered silently on WebGPU).
+  for (const bad of [2, -1, 0.5, NaN]) {
+    assert.throws(
+      () => groupTasks([0, bad], 2, "x.ts"),
+      new RegExp(`^Error: x\\.ts: taskIds\\[1\\] = ${bad} is not a task id in \\[0, 2\\)$`),
+    );
+  }
+  assert.throws(() => groupTasks([], 2, "x.ts"), /x\.ts: hooks\(\) needs at least one task id/);
 });
