@@ -136,23 +136,29 @@ export interface CountingRunOne {
   readonly runOne: RunOneFn;
   /** Every call so far, failed ones included, in call order; a test may empty it in between. */
   readonly calls: RunOneCall[];
+  /** The ids of {@link calls}' runs, in call order: which runs were started. */
+  ids(): string[];
 }
 
 /**
  * A fake `runOne` that records each call (spec and options) and answers as {@link fakeRunOne};
- * the runs `fails` picks reject with `Error("this run broke")` instead, as a run that diverged or
- * crashed would.
+ * the runs `fails` picks reject instead, as a run that diverged or crashed would: with the
+ * `Error` `fails` returns (a backend's fatal error, a full disk), or `Error("this run broke")`
+ * when it returns `true`.
  *
- * @param fails which runs fail (none when absent)
+ * @param fails which runs fail, and optionally with what (none when absent)
  * @returns the fake and its record of calls
  */
-export function countingRunOne(fails?: (spec: RunSpec) => boolean): CountingRunOne {
+export function countingRunOne(fails?: (spec: RunSpec) => boolean | Error): CountingRunOne {
   const calls: RunOneCall[] = [];
   return {
     calls,
+    ids: () => calls.map((c) => c.spec.id),
     runOne: (spec, opts) => {
       calls.push({ spec, opts });
-      return fails?.(spec) ? Promise.reject(new Error("this run broke")) : fakeRunOne(spec, opts);
+      const failure = fails?.(spec);
+      if (failure instanceof Error) return Promise.reject(failure);
+      return failure ? Promise.reject(new Error("this run broke")) : fakeRunOne(spec, opts);
     },
   };
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { fakeRunOne } from "./_fake_run_one.ts";
+import { countingRunOne, fakeRunOne } from "./_fake_run_one.ts";
 import { expandGrid, runGrid } from "./runner.ts";
 import { configId, type RunResult, type RunSpec, validateProfile } from "./spec.ts";
 import {
@@ -290,9 +290,8 @@ Deno.test("runGrid() with a failing task run: the others are written, resume rer
   try {
     const specs = grid();
     const bad = specs.find((s) => s.perTaskOf && s.seed === 0 && s.tasks[0] === "mnli")!;
-    const failing = (s: RunSpec, o: Parameters<typeof fakeRunOne>[1]) =>
-      s.id === bad.id ? Promise.reject(new Error("diverged")) : fakeRunOne(s, o);
-    const first = await runGrid(specs, { outDir: dir, dataDir: "", runOne: failing });
+    const failing = countingRunOne((s) => s.id === bad.id);
+    const first = await runGrid(specs, { outDir: dir, dataDir: "", runOne: failing.runOne });
     assert.equal(first.done, specs.length - 1);
     assert.deepEqual(first.failed.map((f) => f.spec.id), [bad.id]);
     const files = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.endsWith(".json"));
@@ -305,17 +304,14 @@ Deno.test("runGrid() with a failing task run: the others are written, resume rer
     assert.equal(column(t, row, "missing_runs"), "glue/s0:mnli");
     assert.equal(column(t, row, "glue_avg"), "");
 
-    const calls: string[] = [];
+    const rerun = countingRunOne();
     const again = await runGrid(specs, {
       outDir: dir,
       dataDir: "",
       resume: true,
-      runOne: (s, o) => {
-        calls.push(s.id);
-        return fakeRunOne(s, o);
-      },
+      runOne: rerun.runOne,
     });
-    assert.deepEqual(calls, [bad.id]);
+    assert.deepEqual(rerun.ids(), [bad.id]);
     assert.equal(again.skipped, specs.length - 1);
     const t2 = scoresTable(await loadResults(dir), []);
     const row2 = t2.slice(1).find((r) => column(t2, r, "method") === "Prompt-Tuning")!;

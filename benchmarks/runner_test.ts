@@ -5,7 +5,7 @@ import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import { BackendFatalError, explainBackendFailure } from "../model/backend.ts";
-import { fakeRunOne } from "./_fake_run_one.ts";
+import { countingRunOne, fakeRunOne } from "./_fake_run_one.ts";
 import {
   defaultTaskCatalog,
   diskLimitOf,
@@ -197,11 +197,9 @@ Deno.test("parseShard() and shardGrid() split the grid into disjoint, complete s
 Deno.test("runGrid() writes one JSON per run, resumes, and survives a failing run", async () => {
   const out = await Deno.makeTempDir();
   const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
-  let calls = 0;
   const failing = grid[3]!.id;
   const failingEarly = grid[4]!.id;
   const runOne: typeof fakeRunOne = async (spec, opts) => {
-    calls++;
     if (spec.id === failing) {
       // Fails after writing a checkpoint: its folder stays, for --resume.
       await Deno.mkdir(join(opts.outDir, "checkpoints", "step-00000001"), { recursive: true });
@@ -240,7 +238,6 @@ Deno.test("runGrid() writes one JSON per run, resumes, and survives a failing ru
   assert.deepEqual([...Deno.readDirSync(out)].filter((e) => e.isDirectory).map((e) => e.name), [
     runFileName(grid[3]!).replace(/\.json$/, ""),
   ]);
-  calls = 0;
   const s2 = await runGrid(grid, { outDir: out, dataDir: DATA, runOne: fakeRunOne, resume: true });
   assert.equal(s2.skipped, grid.length - 2);
   assert.equal(s2.done, 2);
@@ -318,16 +315,11 @@ Deno.test("runGrid() writes results with the shared atomic helper; a failing wri
 Deno.test("runGrid() stops at a fatal backend error and reports the rest as not run", async () => {
   const out = await Deno.makeTempDir();
   const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
-  let calls = 0;
-  const runOne: typeof fakeRunOne = (spec, opts) => {
-    calls++;
-    if (spec.id === grid[1]!.id) {
-      return Promise.reject(new BackendFatalError("the wasm heap ran out"));
-    }
-    return fakeRunOne(spec, opts);
-  };
+  const { runOne, ids } = countingRunOne((spec) =>
+    spec.id === grid[1]!.id && new BackendFatalError("the wasm heap ran out")
+  );
   const s = await runGrid(grid, { outDir: out, dataDir: DATA, runOne });
-  assert.equal(calls, 2, "no run after the fatal one");
+  assert.deepEqual(ids(), [grid[0]!.id, grid[1]!.id], "no run after the fatal one");
   assert.equal(s.done, 1);
   assert.equal(s.failed.length, grid.length - 1);
   assert.match(s.failed[0]!.error.message, /heap ran out/);
@@ -369,18 +361,18 @@ Deno.test("runGrid() stops at a stop request: the stopped run keeps its checkpoi
 
   // A request between runs (shouldStop): the grid stops before the next run; --resume then
   // skips the finished run and goes on from the stopped one.
-  started.length = 0;
+  const resumed = countingRunOne();
   let checks = 0;
   const s2 = await runGrid(grid, {
     outDir: out,
     dataDir: DATA,
-    runOne: (spec, opts) => (started.push(spec.id), fakeRunOne(spec, opts)),
+    runOne: resumed.runOne,
     resume: true,
     shouldStop: () => ++checks > 2 ? "SIGTERM" : undefined,
   });
   assert.equal(s2.skipped, 1);
   assert.equal(s2.done, 1);
-  assert.deepEqual(started, [grid[1]!.id]);
+  assert.deepEqual(resumed.ids(), [grid[1]!.id]);
   assert.deepEqual(s2.interrupted, { reason: "SIGTERM", notStarted: grid.length - 2 });
   assert.ok(await readFinished(out, grid[1]!), "the stopped run finished on resume");
 
@@ -648,11 +640,7 @@ Deno.test("runGrid(): the preflight's micro-batch reaches runOne and the result 
     dataDir: DATA,
     catalog: await defaultTaskCatalog(),
   }).slice(0, 2);
-  const seen = new Map<string, number | undefined>();
-  const runOne: RunOneFn = (spec, opts) => {
-    seen.set(spec.id, opts.microBatchSize);
-    return fakeRunOne(spec, opts);
-  };
+  const { runOne, calls } = countingRunOne();
   const s = await runGrid(grid, {
     outDir: out,
     dataDir: DATA,
@@ -660,7 +648,10 @@ Deno.test("runGrid(): the preflight's micro-batch reaches runOne and the result 
     microBatchSizes: new Map([[grid[0]!.id, 2]]),
   });
   assert.equal(s.done, 2);
-  assert.deepEqual([...seen], [[grid[0]!.id, 2], [grid[1]!.id, undefined]]);
+  assert.deepEqual(calls.map((c) => [c.spec.id, c.opts.microBatchSize]), [
+    [grid[0]!.id, 2],
+    [grid[1]!.id, undefined],
+  ]);
   const r0 = JSON.parse(await Deno.readTextFile(join(out, runFileName(grid[0]!))));
   const r1 = JSON.parse(await Deno.readTextFile(join(out, runFileName(grid[1]!))));
   assert.equal(r0.effectiveMicroBatchSize, 2);
@@ -815,14 +806,13 @@ Deno.test("runGrid(): two concurrent grids on one folder train each run once", a
     for (const resume of [false, true]) {
       if (resume) {
         // A second round into the same folder, with --resume: both skip every run.
-        const trained: string[] = [];
-        const runOne: RunOneFn = (s, o) => (trained.push(s.id), fakeRunOne(s, o));
+        const { runOne, ids } = countingRunOne();
         const both = await Promise.all(
           [0, 1].map(() =>
             runGrid(grid, { outDir: out, dataDir: DATA, runOne, resume, runLock: FAST })
           ),
         );
-        assert.deepEqual(trained, []);
+        assert.deepEqual(ids(), []);
         assert.deepEqual(both.map((s) => s.skipped), [grid.length, grid.length]);
         continue;
       }
@@ -950,14 +940,14 @@ Deno.test("runGrid(): a run claimed by a live process is waited for and counted 
       Deno.utimeSync(lock, now, now);
     }, 10);
     let finishing: Promise<void> | undefined;
-    const trained: string[] = [];
+    const trained = countingRunOne();
     const events: string[] = [];
     let s;
     try {
       s = await runGrid([a, b], {
         outDir: out,
         dataDir: DATA,
-        runOne: (spec, opts) => (trained.push(spec.id), fakeRunOne(spec, opts)),
+        runOne: trained.runOne,
         runLock: { ...FAST, staleMs: 1_000 },
         onEvent: (e) => {
           if (e.kind === "progress") return;
@@ -978,7 +968,7 @@ Deno.test("runGrid(): a run claimed by a live process is waited for and counted 
       clearInterval(beating);
       await finishing;
     }
-    assert.deepEqual(trained, [b.id], "the claimed run is not trained here");
+    assert.deepEqual(trained.ids(), [b.id], "the claimed run is not trained here");
     assert.equal(s.done, 1);
     assert.equal(s.skipped, 1);
     assert.deepEqual(s.doneElsewhere?.map((d) => [d.spec.id, d.holder?.host, d.holder?.pid]), [
@@ -1085,17 +1075,9 @@ Deno.test("runGrid(): a run that fails for a full disk (ENOSPC), quota or file s
       [new Error(`Disk quota exceeded (os error 122): write '${ckpt}'`), "disk quota exceeded"],
     ];
     for (const [thrown, reason] of errors) {
-      const started: string[] = [];
-      const s = await runGrid(grid, {
-        outDir: out,
-        dataDir: DATA,
-        runOne: (spec, opts) => {
-          started.push(spec.id);
-          return spec.id === grid[1]!.id ? Promise.reject(thrown) : fakeRunOne(spec, opts);
-        },
-        runLock: FAST,
-      });
-      assert.deepEqual(started, [grid[0]!.id, grid[1]!.id], "no run starts after it");
+      const { runOne, ids } = countingRunOne((spec) => spec.id === grid[1]!.id && thrown);
+      const s = await runGrid(grid, { outDir: out, dataDir: DATA, runOne, runLock: FAST });
+      assert.deepEqual(ids(), [grid[0]!.id, grid[1]!.id], "no run starts after it");
       assert.equal(s.interrupted?.reason, reason);
       assert.equal(s.interrupted?.spec?.id, grid[1]!.id);
       assert.equal(s.interrupted?.notStarted, grid.length - 2);
@@ -1113,7 +1095,7 @@ Deno.test("runGrid(): a run that fails for a full disk (ENOSPC), quota or file s
         false,
       ]] as const
     ) {
-      const started: string[] = [];
+      const { runOne, ids } = countingRunOne();
       Deno.open = (path, options) =>
         String(path) === lock1 ? Promise.reject(thrown) : open(path, options);
       let s;
@@ -1121,7 +1103,7 @@ Deno.test("runGrid(): a run that fails for a full disk (ENOSPC), quota or file s
         s = await runGrid(grid.slice(0, 3), {
           outDir: out,
           dataDir: DATA,
-          runOne: (spec, opts) => (started.push(spec.id), fakeRunOne(spec, opts)),
+          runOne,
           runLock: FAST,
         });
       } finally {
@@ -1130,7 +1112,7 @@ Deno.test("runGrid(): a run that fails for a full disk (ENOSPC), quota or file s
       const failure = stops ? s.interrupted?.error : s.failed[0]?.error;
       assert.match(failure?.message ?? "", /^cannot claim the run \(.*\.lock\): /);
       assert.equal(failure?.cause, thrown);
-      assert.deepEqual(started, stops ? [grid[0]!.id] : [grid[0]!.id, grid[2]!.id]);
+      assert.deepEqual(ids(), stops ? [grid[0]!.id] : [grid[0]!.id, grid[2]!.id]);
       assert.equal(s.interrupted?.reason, stops ? NO_SPACE_REASON : undefined);
     }
     assert.equal(diskLimitOf(new Error("boom", { cause: new Error("bad data") })), undefined);
