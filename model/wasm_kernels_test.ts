@@ -13,6 +13,7 @@ import {
 import { adamwAttrs } from "./fused.ts";
 import { uniformValues } from "../benchmarks/rng.ts";
 import { bufferMeter } from "./buffer_meter_testing.ts";
+import { withKernel } from "./kernel_testing.ts";
 import { preset } from "./config.ts";
 import { crossEntropyLoss, disposeT5, forward, initT5 } from "./t5.ts";
 
@@ -573,14 +574,13 @@ Deno.test(
     // installed sharing kernel over otherwise stock kernels), so results must match exactly.
     await tf.setBackend("wasm");
     patchWasmElementwise();
-    const shared = tf.getKernel("Identity", "wasm")!;
+    const shared = tf.getKernel("Identity", "wasm")!.kernelFunc;
     unpatchWasmElementwise();
-    const stockIdentity = tf.getKernel("Identity", "wasm")!;
-    assert.notEqual(shared.kernelFunc, stockIdentity.kernelFunc, "patched kernel captured");
-    const useIdentity = (k: tf.KernelConfig) => {
-      tf.unregisterKernel("Identity", "wasm");
-      tf.registerKernel(k);
-    };
+    assert.notEqual(
+      shared,
+      tf.getKernel("Identity", "wasm")!.kernelFunc,
+      "patched kernel captured",
+    );
     const config = { ...preset("tiny-v1_1"), vocabSize: 64, dropoutRate: 0.1 };
     const model = initT5(config, { seed: 1 });
     const ids = (len: number, k: number) =>
@@ -624,8 +624,7 @@ Deno.test(
     };
     try {
       const stock = await step();
-      useIdentity(shared);
-      const sharing = await step();
+      const sharing = await withKernel("wasm", "Identity", () => shared, step);
       assert.deepEqual(sharing.loss, stock.loss, "loss");
       for (let i = 0; i < vars.length; i++) {
         assert.deepEqual(sharing.grads[i], stock.grads[i], `gradient of ${vars[i]!.name}`);
@@ -634,7 +633,6 @@ Deno.test(
       // Identity 5,722,572, sharing 3,889,660 (-32 %). Asserted: at least 20 % lower.
       assert.ok(sharing.peak <= 0.8 * stock.peak, `peak ${sharing.peak} vs stock ${stock.peak}`);
     } finally {
-      useIdentity(stockIdentity);
       patchWasmElementwise();
       tf.dispose([batch.inputIds, batch.attentionMask, batch.decoderInputIds, labels]);
       disposeT5(model);
