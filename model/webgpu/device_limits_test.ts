@@ -52,7 +52,9 @@ Deno.test("raiseWebgpuLimits wraps a backend's factory only before it starts", a
     tf.registerBackend(name, factory, 0);
     assert.equal(raiseWebgpuLimits(name), undefined);
     assert.notEqual(tf.findBackendFactory(name), factory, "the factory was replaced");
+    const raised = tf.findBackendFactory(name);
     assert.equal(raiseWebgpuLimits(name), undefined, "a second call is a no-op");
+    assert.equal(tf.findBackendFactory(name), raised, "a second call does not wrap again");
     assert.ok(await tf.setBackend(name));
     assert.deepEqual(seen, [hasGpu ? "wrapped" : "plain"], "the original factory ran once");
     if (hasGpu) assert.equal(GPUAdapter.prototype.requestDevice, requestDevice, "restored");
