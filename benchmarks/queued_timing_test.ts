@@ -65,3 +65,35 @@ Deno.test("runQueued: a call that throws frees the earlier results; bad counts a
   }
   assert.equal(tf.memory().numTensors, before);
 });
+
+/** The values of each backend read (`data()` of any tensor) while `fn` runs. */
+async function valuesRead(fn: () => Promise<unknown>): Promise<number[][]> {
+  const be = tf.backend() as unknown as { read: (...x: unknown[]) => Promise<ArrayLike<number>> };
+  const read = be.read;
+  const got: number[][] = [];
+  be.read = async function (this: unknown, ...x: unknown[]) {
+    const v = await read.apply(this, x);
+    got.push(Array.from(v));
+    return v;
+  };
+  try {
+    await fn();
+    return got;
+  } finally {
+    be.read = read;
+  }
+}
+
+Deno.test("runQueued waits by one element of the last call's result; warm 1 is one untimed call", async () => {
+  await tf.setBackend("cpu");
+  const before = tf.memory().numTensors;
+  let calls = 0;
+  // Call k's result is 100 values k: a read shows which call's result it was and how much of it.
+  const op = () => tf.fill([100], ++calls);
+  assert.deepEqual(await valuesRead(() => runQueued(op, 3)), [[3]]);
+  calls = 0;
+  const read = await valuesRead(() => timeQueued(op, { reps: 2, batches: 2, warm: 1 }));
+  assert.equal(calls, 1 + 2 * 2);
+  assert.deepEqual(read, [[1], [3], [5]], "after the warm-up call, then each batch's last");
+  assert.equal(tf.memory().numTensors, before);
+});
