@@ -1,0 +1,69 @@
+/**
+ * Tests of autotune.ts's bookkeeping: {@link tuneShapes} with every shape already measured (so
+ * nothing is timed and no GPU is needed; a stand-in backend gives the device limits it reads) and
+ * {@link newTuningTable}. Timing itself runs in `benchmarks/tune_test.ts` on a real adapter.
+ */
+import * as tf from "@tensorflow/tfjs";
+import assert from "node:assert/strict";
+import { newTuningTable, tuneShapes } from "./autotune.ts";
+import { TUNING_FORMAT, TUNING_VERSION } from "./tuning.ts";
+
+// cpu, not the webgpu backend that mod.ts's import registers (no adapter is needed here).
+await tf.setBackend("cpu");
+
+Deno.test("tuneShapes: per-step ms weighted by calls, the rule's and the tuned choice's; a rejected rule named", async () => {
+  const name = "hp-test-autotune";
+  const cpu = tf.findBackend("cpu")!;
+  tf.registerBackend(name, () => {
+    const be = new (cpu.constructor as new () => tf.KernelBackend)();
+    // What tuneShapes reads of a webgpu backend: its device's limits.
+    return Object.assign(be, { device: { limits: { maxComputeWorkgroupsPerDimension: 65535 } } });
+  }, 0);
+  try {
+    assert.ok(await tf.setBackend(name));
+    const calls = { "1x1 m8 n8 k8 NN": 3, "1x1 m64 n64 k64 NT": 2, "1x1 m4 n4 k4 NN": 1 };
+    const done = {
+      "1x1 m8 n8 k8 NN": { choice: "t32", heuristic: "stock", ms: { stock: 2, t32: 1 } },
+      "1x1 m64 n64 k64 NT": { choice: "t64", heuristic: "t32", ms: { t32: 5, t64: 4 } },
+      // The rule's own choice gave a wrong product here: not timed, so not in ms.
+      "1x1 m4 n4 k4 NN": { choice: "t32", heuristic: "stock", ms: { t32: 0.5 } },
+    };
+    const log: string[] = [];
+    const r = await tuneShapes(calls, { reps: 1, rounds: 1, done, log: (l) => log.push(l) });
+    assert.equal(r.ruleMs, 3 * 2 + 2 * 5);
+    assert.equal(r.tunedMs, 3 * 1 + 2 * 4 + 1 * 0.5);
+    assert.deepEqual(r.ruleRejected, ["1x1 m4 n4 k4 NN"]);
+    for (const [key, n] of Object.entries(calls)) {
+      assert.deepEqual(r.entries[key], { ...done[key as keyof typeof done], calls: n }, key);
+    }
+    // Largest products first.
+    assert.deepEqual(log.map((l) => l.split(" ×")[0]), [
+      "1x1 m64 n64 k64 NT",
+      "1x1 m8 n8 k8 NN",
+      "1x1 m4 n4 k4 NN",
+    ]);
+    assert.match(log[2]!, /stock rejected \(wrong product\) ms -> t32 0\.5 ms/);
+  } finally {
+    await tf.setBackend("cpu");
+    tf.removeBackend(name);
+  }
+});
+
+Deno.test("newTuningTable: format, version, adapter, entries, and the versions that measured them", () => {
+  const adapter = { vendor: "v", architecture: "a", device: "d", description: "GPU" };
+  const entries = {
+    "1x1 m8 n8 k8 NN": { choice: "t32", heuristic: "stock", ms: { stock: 2, t32: 1 } },
+  };
+  const t = newTuningTable(adapter, entries, { command: "tune", reps: 3 });
+  assert.equal(t.format, TUNING_FORMAT);
+  assert.equal(t.version, TUNING_VERSION);
+  assert.deepEqual(t.adapter, adapter);
+  assert.deepEqual(t.entries, entries);
+  assert.deepEqual(t.provenance, {
+    command: "tune",
+    reps: 3,
+    tfjs: tf.version.tfjs,
+    deno: Deno.version.deno,
+  });
+  assert.ok(Math.abs(Date.parse(t.created) - Date.now()) < 60_000, t.created);
+});
