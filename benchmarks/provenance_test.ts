@@ -42,6 +42,8 @@ Deno.test("pinnedPackages() lists the npm pins of deno.json", () => {
   const p = pinnedPackages();
   assert.equal(p["@tensorflow/tfjs"], "4.22.0");
   assert.match(p["cli-progress"] ?? "", /^\d+\.\d+\.\d+$/);
+  // Sorted by name (deno.json lists @tensorflow/tfjs before @huggingface/tokenizers).
+  assert.deepEqual(Object.keys(p), Object.keys(p).sort());
 });
 
 Deno.test("collectProvenance() records versions, backend, device and times", () => {

@@ -169,3 +169,12 @@ Deno.test("spanCorrupt(): sentinels count up in order in both halves, inputs alt
     equal(targets.length, noiseCounts(n).noiseTokens + spans);
   }
 });
+
+Deno.test("reassemble() refuses an input sentinel that the targets do not fill, naming it", () => {
+  const isSentinel = (id: number) => id >= 990;
+  deepEqual(reassemble([1, 999, 4], [999, 2, 3], isSentinel), [1, 2, 3, 4]);
+  throws(
+    () => reassemble([1, 999, 4, 998], [999, 2, 3], isSentinel),
+    /reassemble: sentinel 998 of the inputs is missing in the targets/,
+  );
+});
