@@ -1603,6 +1603,15 @@ Deno.test("main() --methods keeps the profile's runs of those labels: dry run, s
       seen.push(...mine);
     }
     assert.deepEqual(seen.sort(), [...all].sort());
+    // 12 shards of 12 runs, 4 of the method: some shard keeps none of them, and the dry run says
+    // the selection is empty (not that a model's size is unknown).
+    let empty: string[] | undefined;
+    for (let i = 0; i < 12 && empty === undefined; i++) {
+      const out = (await dry("--shard", `${i}/12`, "--methods", "hyperprompt_global")).out;
+      if (dryRunIds(out).length === 0) empty = out;
+    }
+    assert.ok(empty !== undefined, "a shard of 12 with no hyperprompt_global run");
+    assert.equal(empty.at(-1), "0 runs: the selection is empty, nothing to estimate");
 
     // Unknown labels: exit 2 before anything runs, naming the label and the profile's labels.
     for (
