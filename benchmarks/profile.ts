@@ -213,7 +213,8 @@ function unreadable(e: unknown, dir: string): string {
 }
 
 /**
- * Load a profile by built-in name or path. A profile file's `name` must equal its file name.
+ * Load a profile by built-in name or path. A built-in profile's `name` must equal its file name
+ * (`benchmarks/profiles/<name>.json`); a profile file elsewhere may have any name.
  *
  * @param nameOrPath `--profile` value
  * @param checks cross-module checks (defaults: {@link defaultChecks})

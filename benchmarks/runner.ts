@@ -251,8 +251,9 @@ function chosenTasks(profile: Profile, benchmark: BenchmarkName, catalog: TaskCa
 }
 
 /**
- * The tasks a profile's grid asks for (listed, or every task of each of its benchmarks) whose
- * train and validation files `dataDir` lacks, as download ids (`glue/mnli`, `super_glue/rte`):
+ * The tasks a profile's grid asks for (listed, or every task of each of its benchmarks, then its
+ * `extraTrainTasks`) whose files (train and validation; train only for a train-only task)
+ * `dataDir` lacks, as download ids (`glue/mnli`, `super_glue/rte`):
  * what `deno task bench` fetches before expanding the grid.
  *
  * @param profile a validated profile
@@ -364,7 +365,8 @@ function resolveTasks(
  * @param profile a validated profile
  * @param opts data dir, task catalog, backend override
  * @returns one spec per run; ids are stable hashes of the content
- * @throws Error naming the profile and the unknown or missing task
+ * @throws Error naming the profile and the unknown, missing or repeated task, or when two grid
+ *   cells are identical
  */
 export function expandGrid(profile: Profile, opts: ExpandOptions): RunSpec[] {
   const specs: RunSpec[] = [];

@@ -1363,7 +1363,8 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
 
 /**
  * (e) Attention mass on hyper-prompts per layer (mean over seeds), long format: a row per
- * profile, model, backbone, method label and name, benchmark, task, stack and layer.
+ * profile, model, backbone, method label and name, benchmark, task, stack and layer, per
+ * configuration (`config`), with the seeds averaged (`seeds`).
  *
  * @param results run results
  * @returns the table
