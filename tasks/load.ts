@@ -320,6 +320,23 @@ function idOf(row: JsonRow, key: string, fallback: number, at: Where): string {
   );
 }
 
+/**
+ * The label at `path` of a JSONL row, decoded by `decode`; absent, it is `undefined` on a test
+ * split and a "missing" {@link DataError} on train and validation (`labelled`).
+ */
+function rowLabel(
+  row: JsonRow,
+  path: string,
+  labelled: boolean,
+  at: Where,
+  decode: (raw: unknown) => number,
+): number | undefined {
+  const raw = getPath(row.value, path);
+  if (raw !== undefined) return decode(raw);
+  if (labelled) throw new DataError(at.file, at.line, "missing", path);
+  return undefined;
+}
+
 function jsonlExamples(
   spec: TaskSpec,
   split: TaskSplit,
@@ -345,11 +362,9 @@ function jsonlExamples(
           // parity is not scored; never a made-up id.
           else if (getPath(row.value, path) !== undefined) values[k] = idOf(row, path, i, at);
         }
-        const raw = spec.labelField === undefined ? undefined : getPath(row.value, spec.labelField);
-        if (raw === undefined && labelled && spec.labelField !== undefined) {
-          throw new DataError(file, row.line, "missing", spec.labelField);
-        }
-        const label = raw === undefined ? undefined : decodeLabel(spec, raw, at);
+        const label = spec.labelField === undefined
+          ? undefined
+          : rowLabel(row, spec.labelField, labelled, at, (raw) => decodeLabel(spec, raw, at));
         return classifyExample(
           spec,
           split,
@@ -387,10 +402,8 @@ function multircExamples(
         const ap = `${qp}.answers.${ai}`;
         const answer = reqString(v, `${ap}.text`, at);
         const aidx = String(reqInt(v, `${ap}.idx`, at));
-        const rawLabel = getPath(v, `${ap}.label`);
-        let label: number | undefined;
-        if (rawLabel !== undefined) label = boolLabel(rawLabel, `${ap}.label`, at);
-        else if (labelled) throw new DataError(file, row.line, "missing", `${ap}.label`);
+        const lp = `${ap}.label`;
+        const label = rowLabel(row, lp, labelled, at, (raw) => boolLabel(raw, lp, at));
         const ex: Example = {
           task: spec.name,
           id: exampleId(spec, split, `${pidx}-${qidx}-${aidx}`),
@@ -492,9 +505,7 @@ function wscExamples(
       span1_text: reqString(row.value, "target.span1_text", at),
       span2_text: reqString(row.value, "target.span2_text", at),
     };
-    let label: number | undefined;
-    if (row.value.label !== undefined) label = boolLabel(row.value.label, "label", at);
-    else if (labelled) throw new DataError(file, row.line, "missing", "label");
+    const label = rowLabel(row, "label", labelled, at, (raw) => boolLabel(raw, "label", at));
     if (split === "train" && label !== 1) return;
     let input: string;
     let fixed;

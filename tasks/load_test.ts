@@ -210,6 +210,11 @@ Deno.test("WSC train keeps only label==True rows; test targets are span1_text", 
   const testBytes = new TextEncoder().encode(line(undefined, 0) + "\n");
   const test = examplesFromBytes("wsc", "test", testBytes, "test.jsonl");
   assert.deepEqual([test.examples[0]?.target, test.examples[0]?.label], ["Tom", undefined]);
+  // The same unlabelled row in a labelled split is an error naming the field.
+  assert.throws(
+    () => examplesFromBytes("wsc", "validation", testBytes, "val.jsonl"),
+    /^DataError: val\.jsonl:1: field "label": missing$/,
+  );
 });
 
 Deno.test("MultiRC flattened per answer with markup removed; groups by question", () => {
@@ -725,6 +730,20 @@ Deno.test("unlabelled test files: MultiRC answers without label, ReCoRD queries 
   assert.throws(
     () => examplesFromBytes("record", "validation", rb, "val.jsonl"),
     /^DataError: val\.jsonl:1: field "qas\.0\.answers": missing$/,
+  );
+  // A classification task (BoolQ): no label gives "<unk>" on test, an error on validation.
+  const bq = new TextEncoder().encode(
+    JSON.stringify({ question: "q", passage: "p", idx: 7 }) + "\n",
+  );
+  const bt = examplesFromBytes("boolq", "test", bq, "test.jsonl").examples;
+  assert.deepEqual(bt.map((e) => [e.id, e.target, e.label]), [[
+    "boolq/test/7",
+    "<unk>",
+    undefined,
+  ]]);
+  assert.throws(
+    () => examplesFromBytes("boolq", "validation", bq, "val.jsonl"),
+    /^DataError: val\.jsonl:1: field "label": missing$/,
   );
 });
 
