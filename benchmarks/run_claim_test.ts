@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
   type ClaimContext,
+  type ClaimOutcome,
   claimRun,
   holderName,
   runLockStaleMs,
@@ -27,6 +28,30 @@ async function writeStaleClaim(path: string): Promise<void> {
   await Deno.utime(path, old, old);
 }
 
+/** Runs `body` in a fresh temporary folder `out` with claim file `path` (`out/run.lock`), then removes it. */
+async function inClaimDir(body: (out: string, path: string) => Promise<void>): Promise<void> {
+  const out = await Deno.makeTempDir();
+  try {
+    await body(out, join(out, "run.lock"));
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+}
+
+/** Asserts a lost takeover race in `out`: `outcome` names `token`'s claim; no aside, no takeover. */
+function assertLeftToOther(
+  out: string,
+  outcome: ClaimOutcome,
+  token: string,
+  takeovers: string[],
+  why: string,
+): void {
+  assert.ok("other" in outcome, why);
+  assert.equal(outcome.other?.token, token);
+  assert.deepEqual([...Deno.readDirSync(out)].map((e) => e.name), ["run.lock"], "no aside left");
+  assert.deepEqual(takeovers, []);
+}
+
 Deno.test("runLockStaleMs() reads HYPERPROMPT_RUN_LOCK_STALE_S: seconds, at least two heartbeats", () => {
   assert.equal(runLockStaleMs(undefined), 180_000);
   assert.equal(runLockStaleMs(""), 180_000);
@@ -40,10 +65,8 @@ Deno.test("runLockStaleMs() reads HYPERPROMPT_RUN_LOCK_STALE_S: seconds, at leas
   }
 });
 
-Deno.test("claimRun(): one holder at a time; a live holder is named; release frees it", async () => {
-  const out = await Deno.makeTempDir();
-  try {
-    const path = join(out, "run.lock");
+Deno.test("claimRun(): one holder at a time; a live holder is named; release frees it", () =>
+  inClaimDir(async (out, path) => {
     const takeovers: string[] = [];
     const ctx: ClaimContext = {
       host: thisHost(),
@@ -64,15 +87,10 @@ Deno.test("claimRun(): one holder at a time; a live holder is named; release fre
     assert.ok("held" in third);
     await third.held.release();
     assert.deepEqual(takeovers, []);
-  } finally {
-    await Deno.remove(out, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("claimRun(): a claim taken over meanwhile is neither refreshed nor removed by its old holder", async () => {
-  const out = await Deno.makeTempDir();
-  try {
-    const path = join(out, "run.lock");
+Deno.test("claimRun(): a claim taken over meanwhile is neither refreshed nor removed by its old holder", () =>
+  inClaimDir(async (_out, path) => {
     const ctx: ClaimContext = {
       host: thisHost(),
       heartbeatMs: 10,
@@ -98,15 +116,10 @@ Deno.test("claimRun(): a claim taken over meanwhile is neither refreshed nor rem
     await Deno.writeTextFile(path, text);
     await second.held.release();
     assert.equal(await Deno.readTextFile(path), text, "released without a beat: still left alone");
-  } finally {
-    await Deno.remove(out, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("claimRun(): a live claim another taker made between our read and rename is put back and named", async () => {
-  const out = await Deno.makeTempDir();
-  try {
-    const path = join(out, "run.lock");
+Deno.test("claimRun(): a live claim another taker made between our read and rename is put back and named", () =>
+  inClaimDir(async (out, path) => {
     await writeStaleClaim(path);
     const live = claimOf("live-taker");
     let raced = 0;
@@ -124,20 +137,13 @@ Deno.test("claimRun(): a live claim another taker made between our read and rena
       },
     });
     assert.equal(raced, 1);
-    assert.ok("other" in outcome, "the live claim is left to its taker, not taken over");
-    assert.equal(outcome.other?.token, "live-taker");
     assert.equal(await Deno.readTextFile(path), live, "put back as it was");
-    assert.deepEqual([...Deno.readDirSync(out)].map((e) => e.name), ["run.lock"], "no aside left");
-    assert.deepEqual(takeovers, []);
-  } finally {
-    await Deno.remove(out, { recursive: true });
-  }
-});
+    const why = "the live claim is left to its taker, not taken over";
+    assertLeftToOther(out, outcome, "live-taker", takeovers, why);
+  }));
 
-Deno.test("claimRun(): a third process's claim made before the put-back is kept, and no aside is left", async () => {
-  const out = await Deno.makeTempDir();
-  try {
-    const path = join(out, "run.lock");
+Deno.test("claimRun(): a third process's claim made before the put-back is kept, and no aside is left", () =>
+  inClaimDir(async (out, path) => {
     await writeStaleClaim(path);
     const third = claimOf("third-taker");
     const takeovers: string[] = [];
@@ -161,19 +167,13 @@ Deno.test("claimRun(): a third process's claim made before the put-back is kept,
       },
     });
     assert.equal(putBacks, 1);
-    assert.ok("other" in outcome, "the run is left to the live claims");
-    assert.equal(outcome.other?.token, "second-taker");
     assert.equal(await Deno.readTextFile(path), third, "the third's claim is not overwritten");
-    assert.deepEqual([...Deno.readDirSync(out)].map((e) => e.name), ["run.lock"], "no aside left");
-    assert.deepEqual(takeovers, []);
-  } finally {
-    await Deno.remove(out, { recursive: true });
-  }
-});
+    const why = "the run is left to the live claims";
+    assertLeftToOther(out, outcome, "second-taker", takeovers, why);
+  }));
 
-Deno.test("sweepStaleClaims() removes half-taken-over claim files older than the window only", async () => {
-  const out = await Deno.makeTempDir();
-  try {
+Deno.test("sweepStaleClaims() removes half-taken-over claim files older than the window only", () =>
+  inClaimDir(async (out) => {
     const oldAside = join(out, `.a.lock.stale-${Deno.pid}-0123456789ab`);
     const otherName = join(out, ".a.lock.stale-junk");
     await Deno.writeTextFile(oldAside, "{}");
@@ -186,7 +186,4 @@ Deno.test("sweepStaleClaims() removes half-taken-over claim files older than the
     const left = [...Deno.readDirSync(out)].map((e) => e.name).sort();
     // The fresh one may belong to a taker still at work; a name that is not a taker's stays.
     assert.deepEqual(left, [".a.lock.stale-junk", `.b.lock.stale-${Deno.pid}-ba9876543210`]);
-  } finally {
-    await Deno.remove(out, { recursive: true });
-  }
-});
+  }));
