@@ -33,48 +33,63 @@ async function corpus(dir: string): Promise<string> {
   return path;
 }
 
-Deno.test({
-  name: "trainSentencePiece() gives a T5-layout tokenizer.json that encodes as spm_encode does",
-  ignore: !hasSpm,
-  async fn() {
-    const dir = await Deno.makeTempDir();
-    try {
-      const text = await corpus(dir);
-      const path = await trainSentencePiece([text], { vocabSize: 1100, outDir: `${dir}/tok` });
-      const json = JSON.parse(await Deno.readTextFile(path));
-      const vocab = json.model.vocab as [string, number][];
-      equal(vocab.length, 1100);
-      deepEqual(vocab.slice(0, 3).map((v) => v[0]), ["<pad>", "</s>", "<unk>"]);
-      equal(vocab[1099]![0], "<extra_id_0>");
-      equal(vocab[1100 - NUM_SENTINELS]![0], "<extra_id_99>");
-      const tok = new Tokenizer(json, {});
-      const cases = [
-        "the movie was surprisingly good .",
-        "A man is  playing a guitar!",
-        "café 漢字 ½ ｆｕｌｌ-width",
-        "Unseen ☃ characters ⌘",
-        "",
-      ];
-      for (const c of cases) {
-        const out = await new Deno.Command("spm_encode", {
-          args: [`--model=${dir}/tok/spiece.model`, "--output_format=id"],
-          stdin: "piped",
-          stdout: "piped",
-        }).spawn();
-        const w = out.stdin.getWriter();
-        await w.write(new TextEncoder().encode(c + "\n"));
-        await w.close();
-        const res = await out.output();
-        const ref = new TextDecoder().decode(res.stdout).trim().split(/\s+/).filter((s) => s !== "")
-          .map(Number);
-        deepEqual(tok.encode(c).ids, [...ref, 1], `ids of ${JSON.stringify(c)}`);
-      }
-      deepEqual(tok.encode("<extra_id_0> good").ids.slice(0, 1), [1099]);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
+/** Runs `body` in a fresh temporary folder, removed afterwards whatever happens. */
+async function inTempDir(body: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** A test of `spm_train`/`spm_encode` (ignored where they are not installed) in a temporary folder. */
+function spmTest(name: string, body: (dir: string) => Promise<void>): void {
+  Deno.test({ name, ignore: !hasSpm, fn: () => inTempDir(body) });
+}
+
+/** A tokenizer.json's added tokens as `[id, content, special]` triples. */
+function addedTokens(json: Record<string, unknown>): [number, string, boolean][] {
+  const added = json.added_tokens as { id: number; content: string; special: boolean }[];
+  return added.map((t) => [t.id, t.content, t.special]);
+}
+
+spmTest(
+  "trainSentencePiece() gives a T5-layout tokenizer.json that encodes as spm_encode does",
+  async (dir) => {
+    const text = await corpus(dir);
+    const path = await trainSentencePiece([text], { vocabSize: 1100, outDir: `${dir}/tok` });
+    const json = JSON.parse(await Deno.readTextFile(path));
+    const vocab = json.model.vocab as [string, number][];
+    equal(vocab.length, 1100);
+    deepEqual(vocab.slice(0, 3).map((v) => v[0]), ["<pad>", "</s>", "<unk>"]);
+    equal(vocab[1099]![0], "<extra_id_0>");
+    equal(vocab[1100 - NUM_SENTINELS]![0], "<extra_id_99>");
+    const tok = new Tokenizer(json, {});
+    const cases = [
+      "the movie was surprisingly good .",
+      "A man is  playing a guitar!",
+      "café 漢字 ½ ｆｕｌｌ-width",
+      "Unseen ☃ characters ⌘",
+      "",
+    ];
+    for (const c of cases) {
+      const out = await new Deno.Command("spm_encode", {
+        args: [`--model=${dir}/tok/spiece.model`, "--output_format=id"],
+        stdin: "piped",
+        stdout: "piped",
+      }).spawn();
+      const w = out.stdin.getWriter();
+      await w.write(new TextEncoder().encode(c + "\n"));
+      await w.close();
+      const res = await out.output();
+      const ref = new TextDecoder().decode(res.stdout).trim().split(/\s+/).filter((s) => s !== "")
+        .map(Number);
+      deepEqual(tok.encode(c).ids, [...ref, 1], `ids of ${JSON.stringify(c)}`);
     }
+    deepEqual(tok.encode("<extra_id_0> good").ids.slice(0, 1), [1099]);
   },
-});
+);
 
 Deno.test("parseSentencePieceModel() names the file on truncated input", () => {
   throws(
@@ -115,6 +130,15 @@ Deno.test("sentencePieceToTokenizerJson() rejects a model without T5's special i
   throws(() => sentencePieceToTokenizerJson(model, "m.model"), /m\.model: piece 0 must be "<pad>"/);
 });
 
+/** Ids 0–4 of each hand-built model: T5's <pad>, </s> and <unk>, then "▁" and "x" (piece, score, type). */
+const FIRST_PIECES: readonly [string, number, number][] = [
+  ["<pad>", 0, 3],
+  ["</s>", 0, 3],
+  ["<unk>", 0, 2],
+  ["▁", -2, 1],
+  ["x", -3, 1],
+];
+
 /** A `ModelProto` holding `pieces` (field 1: piece 1, float32 score 2, type 3) and nothing else. */
 function modelProto(pieces: readonly [string, number, number][]): Uint8Array {
   const out: number[] = [];
@@ -131,11 +155,7 @@ Deno.test("sentencePieceToTokenizerJson() keeps every piece's score, as T5Conver
   // spm_train scores control and user-defined pieces 0, so the model is built by hand: a
   // user-defined "▁x" and a control "<ctl>" with scores of their own (exact in float32).
   const pieces: [string, number, number][] = [
-    ["<pad>", 0, 3],
-    ["</s>", 0, 3],
-    ["<unk>", 0, 2],
-    ["▁", -2, 1],
-    ["x", -3, 1],
+    ...FIRST_PIECES,
     ["y", -3, 1],
     ["▁x", -20, 4],
     ["<ctl>", -7.5, 3],
@@ -150,9 +170,7 @@ Deno.test("sentencePieceToTokenizerJson() keeps every piece's score, as T5Conver
     ["<extra_id_0>", 0],
   ]);
   deepEqual(
-    (json.added_tokens as { id: number; content: string; special: boolean }[])
-      .filter((t) => t.id >= 3 && t.id < pieces.length)
-      .map((t) => [t.id, t.content, t.special]),
+    addedTokens(json).filter(([id]) => id >= 3 && id < pieces.length),
     [[6, "▁x", false], [7, "<ctl>", true]],
   );
   // The score decides the segmentation: "x y" has no "▁x" before Metaspace, so the added-token
@@ -167,11 +185,7 @@ Deno.test("sentencePieceToTokenizerJson() adds control and user-defined pieces, 
   // additional special tokens, the sentinels) special. A piece of another type, an unknown (2)
   // one here too (SentencePiece itself allows only <unk>), is no added token.
   const pieces: [string, number, number][] = [
-    ["<pad>", 0, 3],
-    ["</s>", 0, 3],
-    ["<unk>", 0, 2],
-    ["▁", -2, 1],
-    ["x", -3, 1],
+    ...FIRST_PIECES,
     ["<odd>", -9, 2],
     ["<usr>", 0, 4],
     ["<extra_id_0>", 0, 4],
@@ -182,9 +196,9 @@ Deno.test("sentencePieceToTokenizerJson() adds control and user-defined pieces, 
   const json = sentencePieceToTokenizerJson(model, "types.model", 2, {
     additionalSpecialTokens: ["<sep>"],
   });
-  const added = json.added_tokens as { id: number; content: string; special: boolean }[];
+  const added = addedTokens(json);
   deepEqual(
-    added.filter((t) => t.id < pieces.length).map((t) => [t.id, t.content, t.special]),
+    added.filter(([id]) => id < pieces.length),
     [
       [0, "<pad>", true],
       [1, "</s>", true],
@@ -196,15 +210,14 @@ Deno.test("sentencePieceToTokenizerJson() adds control and user-defined pieces, 
   );
   // The user-defined "<extra_id_0>" (id 7) is one of the sentinels: the string is added once, at
   // the appended sentinel's id (11); see the test below.
-  deepEqual(added.filter((t) => t.content === "<extra_id_0>").map((t) => t.id), [11]);
+  deepEqual(added.filter(([, content]) => content === "<extra_id_0>").map(([id]) => id), [11]);
   // Each added piece once, at its own id; the unknown-typed piece stays in the Unigram vocabulary.
-  equal(added.filter((t) => t.content === "<sep>").length, 1);
+  equal(added.filter(([, content]) => content === "<sep>").length, 1);
   deepEqual((json.model as { vocab: [string, number][] }).vocab[5], ["<odd>", -9]);
   // Without the additional token, "<sep>" is an ordinary user-defined piece.
   const plain = sentencePieceToTokenizerJson(model, "types.model", 2);
   deepEqual(
-    (plain.added_tokens as { id: number; content: string; special: boolean }[])
-      .filter((t) => t.id === 9).map((t) => t.special),
+    addedTokens(plain).filter(([id]) => id === 9).map(([, , special]) => special),
     [false],
   );
 });
@@ -216,11 +229,7 @@ Deno.test("sentencePieceToTokenizerJson(): a user-defined <extra_id_i> piece and
   // and SpmConverter's `add_tokens` takes that id, so transformers' tokenizer.json holds
   // "<extra_id_0>" once, at the sentinel's id; the piece's own id is never produced by encoding.
   const pieces: [string, number, number][] = [
-    ["<pad>", 0, 3],
-    ["</s>", 0, 3],
-    ["<unk>", 0, 2],
-    ["▁", -2, 1],
-    ["x", -3, 1],
+    ...FIRST_PIECES,
     ["y", -3, 1],
     ["<extra_id_0>", 0, 4],
     ["<extra_id_5>", 0, 4], // not a sentinel with 2 of them: an ordinary user-defined piece
@@ -233,8 +242,7 @@ Deno.test("sentencePieceToTokenizerJson(): a user-defined <extra_id_i> piece and
       (json.model as { vocab: [string, number][] }).vocab.map((v) => v[0]),
       [...pieces.map((p) => p[0]), "<extra_id_1>", "<extra_id_0>"],
     );
-    const added = json.added_tokens as { id: number; content: string; special: boolean }[];
-    deepEqual(added.map((t) => [t.id, t.content, t.special]), [
+    deepEqual(addedTokens(json), [
       [0, "<pad>", true],
       [1, "</s>", true],
       [2, "<unk>", true],
@@ -248,57 +256,49 @@ Deno.test("sentencePieceToTokenizerJson(): a user-defined <extra_id_i> piece and
   }
 });
 
-Deno.test({
-  name:
-    "trainSentencePiece() never learns a sentinel's text as a piece: each <extra_id_i> once, the appended id, as T5's layout",
-  ignore: !hasSpm,
-  async fn() {
-    const dir = await Deno.makeTempDir();
-    try {
-      // A corpus that is mostly sentinel text, alone, inside words and after a space. spm_train is
-      // given no --user_defined_symbols, and a learnt piece cannot cross from "<" or "_" (Common
-      // script) to "extra" (Latin) while --split_by_unicode_script is on (its default), so no
-      // piece spells a sentinel and each <extra_id_i> is only the sentinel appended after the
-      // pieces. (With --user_defined_symbols=<extra_id_0> this fails: the string is a piece too.)
-      const words = ["<extra_id_0>", "<extra_id_1>", "<extra_id_12>", "a<extra_id_0>b", "cat"];
-      const lines = Array.from(
-        { length: 300 },
-        (_, i) => Array.from({ length: 8 }, (_, j) => words[(i * 3 + j * 7) % 5]).join(" "),
-      );
-      const text = `${dir}/sentinels.txt`;
-      await Deno.writeTextFile(text, lines.join("\n") + "\n");
-      const path = await trainSentencePiece([text], { vocabSize: 4096, outDir: `${dir}/tok` });
-      const spiece = parseSentencePieceModel(
-        await Deno.readFile(`${dir}/tok/spiece.model`),
-        "spiece.model",
-      );
-      // Only <pad> and </s> are control pieces, <unk> the unknown one; every other is normal (1).
-      deepEqual(spiece.pieces.slice(0, 3).map((p) => p.type), [3, 3, 2]);
-      deepEqual(spiece.pieces.slice(3).filter((p) => p.type !== 1), []);
-      deepEqual(spiece.pieces.filter((p) => p.piece.includes("<extra_id_")), []);
-      const json = JSON.parse(await Deno.readTextFile(path));
-      const vocab = (json.model.vocab as [string, number][]).map((v) => v[0]);
-      const size = spiece.pieces.length + NUM_SENTINELS;
-      equal(vocab.length, size);
-      equal(new Set(vocab).size, size, "no string twice in the vocabulary");
-      const added = (json.added_tokens as { content: string }[]).map((t) => t.content);
-      equal(new Set(added).size, added.length, "no string twice in added_tokens");
-      const tok = T5Tokenizer.fromJson(json, path);
-      equal(tok.vocabSize, size);
-      for (const i of [0, 1, 12, 99]) equal(tok.tokenToId(`<extra_id_${i}>`), size - 1 - i);
-      deepEqual(tok.encode("<extra_id_12> cat").slice(0, 1), [size - 13]);
-      deepEqual(tok.encode("a<extra_id_0>b").filter((id) => id >= spiece.pieces.length), [
-        size - 1,
-      ]);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+spmTest(
+  "trainSentencePiece() never learns a sentinel's text as a piece: each <extra_id_i> once, the appended id, as T5's layout",
+  async (dir) => {
+    // A corpus that is mostly sentinel text, alone, inside words and after a space. spm_train is
+    // given no --user_defined_symbols, and a learnt piece cannot cross from "<" or "_" (Common
+    // script) to "extra" (Latin) while --split_by_unicode_script is on (its default), so no
+    // piece spells a sentinel and each <extra_id_i> is only the sentinel appended after the
+    // pieces. (With --user_defined_symbols=<extra_id_0> this fails: the string is a piece too.)
+    const words = ["<extra_id_0>", "<extra_id_1>", "<extra_id_12>", "a<extra_id_0>b", "cat"];
+    const lines = Array.from(
+      { length: 300 },
+      (_, i) => Array.from({ length: 8 }, (_, j) => words[(i * 3 + j * 7) % 5]).join(" "),
+    );
+    const text = `${dir}/sentinels.txt`;
+    await Deno.writeTextFile(text, lines.join("\n") + "\n");
+    const path = await trainSentencePiece([text], { vocabSize: 4096, outDir: `${dir}/tok` });
+    const spiece = parseSentencePieceModel(
+      await Deno.readFile(`${dir}/tok/spiece.model`),
+      "spiece.model",
+    );
+    // Only <pad> and </s> are control pieces, <unk> the unknown one; every other is normal (1).
+    deepEqual(spiece.pieces.slice(0, 3).map((p) => p.type), [3, 3, 2]);
+    deepEqual(spiece.pieces.slice(3).filter((p) => p.type !== 1), []);
+    deepEqual(spiece.pieces.filter((p) => p.piece.includes("<extra_id_")), []);
+    const json = JSON.parse(await Deno.readTextFile(path));
+    const vocab = (json.model.vocab as [string, number][]).map((v) => v[0]);
+    const size = spiece.pieces.length + NUM_SENTINELS;
+    equal(vocab.length, size);
+    equal(new Set(vocab).size, size, "no string twice in the vocabulary");
+    const added = (json.added_tokens as { content: string }[]).map((t) => t.content);
+    equal(new Set(added).size, added.length, "no string twice in added_tokens");
+    const tok = T5Tokenizer.fromJson(json, path);
+    equal(tok.vocabSize, size);
+    for (const i of [0, 1, 12, 99]) equal(tok.tokenToId(`<extra_id_${i}>`), size - 1 - i);
+    deepEqual(tok.encode("<extra_id_12> cat").slice(0, 1), [size - 13]);
+    deepEqual(tok.encode("a<extra_id_0>b").filter((id) => id >= spiece.pieces.length), [
+      size - 1,
+    ]);
   },
-});
+);
 
-Deno.test("trainSentencePiece() explains a missing spm_train, and a missing corpus file", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test("trainSentencePiece() explains a missing spm_train, and a missing corpus file", () =>
+  inTempDir(async (dir) => {
     const text = `${dir}/corpus.txt`;
     await Deno.writeTextFile(text, "a line\n");
     await rejects(
@@ -315,46 +315,36 @@ Deno.test("trainSentencePiece() explains a missing spm_train, and a missing corp
         return true;
       },
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test({
-  name:
-    "trainSentencePiece() learns from lines longer than spm_train's default 4192 bytes, the same vocabulary run after run",
-  ignore: !hasSpm,
-  async fn() {
-    const dir = await Deno.makeTempDir();
-    try {
-      // Short lines, and one 80,000-byte line (longer than a 64 KiB read chunk, so its length is
-      // counted across chunks) holding the only q, j, k, v, w and x of the corpus. spm_train's
-      // default --max_sentence_length (4192) skips it: those letters then have no piece and
-      // "zqxjkvw" encodes to <unk>.
-      const words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"];
-      const lines = Array.from(
-        { length: 200 },
-        (_, i) => Array.from({ length: 10 }, (_, j) => words[(i * 7 + j * 3) % 8]).join(" "),
-      );
-      lines.splice(100, 0, "zqxjkvw ".repeat(10_000).trim());
-      const text = `${dir}/long.txt`;
-      await Deno.writeTextFile(text, lines.join("\n") + "\n");
-      const path = await trainSentencePiece([text], { vocabSize: 160, outDir: `${dir}/tok` });
-      const tok = await T5Tokenizer.fromFile(path);
-      const ids = tok.encode("zqxjkvw");
-      ok(!ids.includes(2), `"zqxjkvw" has <unk> (id 2) in ${JSON.stringify(ids)}`);
-      ok(
-        ids.length <= 3,
-        `"zqxjkvw" is learnt as a word: ${JSON.stringify(tok.encodeWithTokens("zqxjkvw").tokens)}`,
-      );
-      // Reproducible: a second training of the same corpus gives the same tokenizer.json.
-      const again = await trainSentencePiece([text], { vocabSize: 160, outDir: `${dir}/tok2` });
-      equal(await Deno.readTextFile(again), await Deno.readTextFile(path));
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+spmTest(
+  "trainSentencePiece() learns from lines longer than spm_train's default 4192 bytes, the same vocabulary run after run",
+  async (dir) => {
+    // Short lines, and one 80,000-byte line (longer than a 64 KiB read chunk, so its length is
+    // counted across chunks) holding the only q, j, k, v, w and x of the corpus. spm_train's
+    // default --max_sentence_length (4192) skips it: those letters then have no piece and
+    // "zqxjkvw" encodes to <unk>.
+    const words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"];
+    const lines = Array.from(
+      { length: 200 },
+      (_, i) => Array.from({ length: 10 }, (_, j) => words[(i * 7 + j * 3) % 8]).join(" "),
+    );
+    lines.splice(100, 0, "zqxjkvw ".repeat(10_000).trim());
+    const text = `${dir}/long.txt`;
+    await Deno.writeTextFile(text, lines.join("\n") + "\n");
+    const path = await trainSentencePiece([text], { vocabSize: 160, outDir: `${dir}/tok` });
+    const tok = await T5Tokenizer.fromFile(path);
+    const ids = tok.encode("zqxjkvw");
+    ok(!ids.includes(2), `"zqxjkvw" has <unk> (id 2) in ${JSON.stringify(ids)}`);
+    ok(
+      ids.length <= 3,
+      `"zqxjkvw" is learnt as a word: ${JSON.stringify(tok.encodeWithTokens("zqxjkvw").tokens)}`,
+    );
+    // Reproducible: a second training of the same corpus gives the same tokenizer.json.
+    const again = await trainSentencePiece([text], { vocabSize: 160, outDir: `${dir}/tok2` });
+    equal(await Deno.readTextFile(again), await Deno.readTextFile(path));
   },
-});
+);
 
 Deno.test("withSentinels() appends T5 sentinels to a tokenizer without them; ids stay put", async () => {
   const path = sharedPath("fixtures/tokenizer/unigram-glue-4k/tokenizer.json");
@@ -372,82 +362,67 @@ Deno.test("withSentinels() appends T5 sentinels to a tokenizer without them; ids
   throws(() => withSentinels({ model: { type: "BPE" } }, "x.json"), /x\.json: field "model"/);
 });
 
-Deno.test({
-  name:
-    "trainSentencePiece() on a corpus too small for the size gives fewer pieces, sentinels still on top",
-  ignore: !hasSpm,
-  async fn() {
-    const dir = await Deno.makeTempDir();
-    try {
-      const text = `${dir}/tiny.txt`;
-      await Deno.writeTextFile(text, "a few words\nof text\nthe cat sat on the mat\n");
-      // spm_train reaches only a few dozen pieces here; --hard_vocab_limit=false takes them.
-      const path = await trainSentencePiece([text], { vocabSize: 4096, outDir: `${dir}/tok` });
-      const json = JSON.parse(await Deno.readTextFile(path));
-      const vocab = (json.model.vocab as [string, number][]).map((v) => v[0]);
-      const pieces = vocab.length - NUM_SENTINELS;
-      ok(pieces > 3 && pieces < 100, `${pieces} pieces`);
-      deepEqual(vocab.slice(0, 3), ["<pad>", "</s>", "<unk>"]);
-      // T5's layout on the vocabulary there is: <extra_id_i> = size - 1 - i, right after the pieces.
-      for (let i = 0; i < NUM_SENTINELS; i++) equal(vocab[vocab.length - 1 - i], `<extra_id_${i}>`);
-      ok(vocab.slice(0, pieces).every((p) => !p.startsWith("<extra_id_")));
-      const added = (json.added_tokens as { id: number; content: string }[])
-        .filter((t) => t.content.startsWith("<extra_id_"));
-      deepEqual(
-        added.map((t) => [t.content, t.id]).sort((a, b) => Number(a[1]) - Number(b[1])),
-        Array.from(
-          { length: NUM_SENTINELS },
-          (_, k) => [`<extra_id_${NUM_SENTINELS - 1 - k}>`, pieces + k],
-        ),
-      );
-      const tok = new Tokenizer(json, {});
-      deepEqual(tok.encode("the cat <extra_id_0>").ids.slice(-2), [vocab.length - 1, 1]);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+spmTest(
+  "trainSentencePiece() on a corpus too small for the size gives fewer pieces, sentinels still on top",
+  async (dir) => {
+    const text = `${dir}/tiny.txt`;
+    await Deno.writeTextFile(text, "a few words\nof text\nthe cat sat on the mat\n");
+    // spm_train reaches only a few dozen pieces here; --hard_vocab_limit=false takes them.
+    const path = await trainSentencePiece([text], { vocabSize: 4096, outDir: `${dir}/tok` });
+    const json = JSON.parse(await Deno.readTextFile(path));
+    const vocab = (json.model.vocab as [string, number][]).map((v) => v[0]);
+    const pieces = vocab.length - NUM_SENTINELS;
+    ok(pieces > 3 && pieces < 100, `${pieces} pieces`);
+    deepEqual(vocab.slice(0, 3), ["<pad>", "</s>", "<unk>"]);
+    // T5's layout on the vocabulary there is: <extra_id_i> = size - 1 - i, right after the pieces.
+    for (let i = 0; i < NUM_SENTINELS; i++) equal(vocab[vocab.length - 1 - i], `<extra_id_${i}>`);
+    ok(vocab.slice(0, pieces).every((p) => !p.startsWith("<extra_id_")));
+    const added = (json.added_tokens as { id: number; content: string }[])
+      .filter((t) => t.content.startsWith("<extra_id_"));
+    deepEqual(
+      added.map((t) => [t.content, t.id]).sort((a, b) => Number(a[1]) - Number(b[1])),
+      Array.from(
+        { length: NUM_SENTINELS },
+        (_, k) => [`<extra_id_${NUM_SENTINELS - 1 - k}>`, pieces + k],
+      ),
+    );
+    const tok = new Tokenizer(json, {});
+    deepEqual(tok.encode("the cat <extra_id_0>").ids.slice(-2), [vocab.length - 1, 1]);
   },
-});
+);
 
-Deno.test({
-  name:
-    "trainSentencePiece() says in vocabSize terms when the corpus has more characters than pieces",
-  ignore: !hasSpm,
-  async fn() {
-    const dir = await Deno.makeTempDir();
-    try {
-      const text = `${dir}/chars.txt`;
-      // 40 distinct letters and digits, plus the space: spm_train needs a piece for each, and
-      // <pad>, </s>, <unk>.
-      await Deno.writeTextFile(text, "abcdefghijklmnopqrstuvwxyz 0123456789 ABCD\n".repeat(3));
-      let suggested = 0;
-      await rejects(
-        trainSentencePiece([text], { vocabSize: 120, outDir: `${dir}/tok` }),
-        (e: Error) => {
-          match(
-            e.message,
-            /^trainSentencePiece: vocabSize 120 leaves 20 pieces beside the 100 sentinels, but spm_train needs (\d+) for this corpus \(every character, <pad>, <\/s> and <unk>\); use a vocabSize of at least (\d+)/,
-          );
-          const [, need, size] = e.message.match(/needs (\d+) .* at least (\d+)/)!;
-          equal(Number(size), Number(need) + NUM_SENTINELS);
-          suggested = Number(size);
-          return true;
-        },
-      );
-      // The size it suggests trains.
-      await trainSentencePiece([text], { vocabSize: suggested, outDir: `${dir}/tok2` });
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+spmTest(
+  "trainSentencePiece() says in vocabSize terms when the corpus has more characters than pieces",
+  async (dir) => {
+    const text = `${dir}/chars.txt`;
+    // 40 distinct letters and digits, plus the space: spm_train needs a piece for each, and
+    // <pad>, </s>, <unk>.
+    await Deno.writeTextFile(text, "abcdefghijklmnopqrstuvwxyz 0123456789 ABCD\n".repeat(3));
+    let suggested = 0;
+    await rejects(
+      trainSentencePiece([text], { vocabSize: 120, outDir: `${dir}/tok` }),
+      (e: Error) => {
+        match(
+          e.message,
+          /^trainSentencePiece: vocabSize 120 leaves 20 pieces beside the 100 sentinels, but spm_train needs (\d+) for this corpus \(every character, <pad>, <\/s> and <unk>\); use a vocabSize of at least (\d+)/,
+        );
+        const [, need, size] = e.message.match(/needs (\d+) .* at least (\d+)/)!;
+        equal(Number(size), Number(need) + NUM_SENTINELS);
+        suggested = Number(size);
+        return true;
+      },
+    );
+    // The size it suggests trains.
+    await trainSentencePiece([text], { vocabSize: suggested, outDir: `${dir}/tok2` });
   },
-});
+);
 
 Deno.test({
   name:
     "convertSpieceFolder() converts a folder's spiece.model as T5Converter: the converter's own tokenizer.json, spm_encode's ids",
   ignore: !HAS_SPM,
-  async fn() {
-    const root = await Deno.makeTempDir();
-    try {
+  fn: () =>
+    inTempDir(async (root) => {
       const tiny = await trainTinySpiece(join(root, "tok"));
       const dir = join(root, "ckpt");
       await Deno.mkdir(dir);
@@ -502,10 +477,7 @@ Deno.test({
       equal((cfg.json.pre_tokenizer as { prepend_scheme: string }).prepend_scheme, "first");
       // Text without special tokens: the same ids as spm_encode.
       deepEqual(small.encode("the dog sat"), [...await spmEncode(tiny.spiece, "the dog sat"), 1]);
-    } finally {
-      await Deno.remove(root, { recursive: true });
-    }
-  },
+    }),
 });
 
 Deno.test("t5TokenizerConfig() reads transformers' T5Tokenizer settings and names the file and field", async () => {
@@ -547,8 +519,7 @@ Deno.test("t5TokenizerConfig() reads transformers' T5Tokenizer settings and name
   ];
   for (const [config, message] of bad) throws(() => t5TokenizerConfig(config, "c.json"), message);
   // In a folder: invalid JSON is located; a spiece.model that is not one is named.
-  const dir = await Deno.makeTempDir();
-  try {
+  await inTempDir(async (dir) => {
     await Deno.writeFile(join(dir, "spiece.model"), new Uint8Array([0x0a, 0x20]));
     await Deno.writeTextFile(join(dir, "tokenizer_config.json"), '{\n  "extra_ids": 100,\n}');
     await rejects(
@@ -560,7 +531,5 @@ Deno.test("t5TokenizerConfig() reads transformers' T5Tokenizer settings and name
       convertSpieceFolder(dir),
       new RegExp(`^Error: ${join(dir, "spiece.model")}: truncated protobuf field`),
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
