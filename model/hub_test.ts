@@ -11,7 +11,7 @@ import {
   hubModelDir,
 } from "./hub.ts";
 import { hubEnv, withEnv } from "./env_testing.ts";
-import { serveHub } from "./hub_testing.ts";
+import { type Hub, serveHub } from "./hub_testing.ts";
 import { flushesOf, recordFlushes } from "./fs_testing.ts";
 import { FILE_TEMPS, removeStaleTemps } from "./fs.ts";
 
@@ -35,6 +35,37 @@ async function sha256Hex(data: Uint8Array<ArrayBuffer>): Promise<string> {
 /** The names in `dir`, sorted. */
 function namesIn(dir: string): string[] {
   return [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+}
+
+/** A complete cache of org/tiny (the RELU fixture, no tokenizer): its files and markers, sorted. */
+const TINY_CACHED = [
+  ".absent.json",
+  ".complete.json",
+  "config.json",
+  "generation_config.json",
+  "model.safetensors",
+];
+
+/** Runs `body` in a fresh temporary folder, removed afterwards whatever happens. */
+async function inTempDir(body: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Runs `body` with a fresh cache folder and a hub serving org/tiny (RELU) at main; both go after. */
+function withTinyHub(body: (cache: string, hub: Hub) => Promise<void>): Promise<void> {
+  return inTempDir(async (cache) => {
+    const hub = serveHub({ "org/tiny@main": RELU });
+    try {
+      await body(cache, hub);
+    } finally {
+      await hub.close();
+    }
+  });
 }
 
 async function assertSameTensors(a: string, b: string): Promise<void> {
@@ -66,24 +97,15 @@ Deno.test("defaultHubCacheDir: beside the data cache, under hyperprompt-bench, f
   }
 });
 
-Deno.test("fetchHubModel: unsharded repo, optional 404s, cache reuse without network", async () => {
-  const cache = await Deno.makeTempDir();
-  const hub = serveHub({ "org/tiny@main": RELU });
-  try {
+Deno.test("fetchHubModel: unsharded repo, optional 404s, cache reuse without network", () =>
+  withTinyHub(async (cache, hub) => {
     const dir = await fetchHubModel("org/tiny", {
       cacheDir: cache,
       endpoint: hub.endpoint,
       token: "tok",
     });
     assert.equal(dir, hubModelDir(cache, "org/tiny", "main"));
-    const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
-    assert.deepEqual(names, [
-      ".absent.json",
-      ".complete.json",
-      "config.json",
-      "generation_config.json",
-      "model.safetensors",
-    ]);
+    assert.deepEqual(namesIn(dir), TINY_CACHED);
     assert.ok(hub.requests.some((r) => r.path.endsWith("/tokenizer.json")), "asked for tokenizer");
     // The optional files the repo lacks are recorded, not asked for again.
     assert.deepEqual(
@@ -103,11 +125,7 @@ Deno.test("fetchHubModel: unsharded repo, optional 404s, cache reuse without net
     const again = hub.requests.slice(n).map((r) => r.path.split("/").pop());
     assert.ok(again.includes("generation_config.json"));
     assert.ok(!again.includes("model.safetensors") && !again.includes("config.json"), `${again}`);
-  } finally {
-    await hub.close();
-    await Deno.remove(cache, { recursive: true });
-  }
-});
+  }));
 
 Deno.test("fetchHubModel: sharded repo with tokenizer, HF_ENDPOINT and HF_TOKEN from env", async () => {
   const tmp = await Deno.makeTempDir();
@@ -211,13 +229,12 @@ Deno.test("fetchHubModel: unknown repo, invalid download, and bad ids give clear
   }
 });
 
-Deno.test("fetchHubModel: unreachable endpoint says offline and how to use a local folder", async () => {
-  const cache = await Deno.makeTempDir();
-  // A port that was just free (connection refused), and port 1 (refused by fetch itself).
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const closedPort = (l.addr as Deno.NetAddr).port;
-  l.close();
-  try {
+Deno.test("fetchHubModel: unreachable endpoint says offline and how to use a local folder", () =>
+  inTempDir(async (cache) => {
+    // A port that was just free (connection refused), and port 1 (refused by fetch itself).
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const closedPort = (l.addr as Deno.NetAddr).port;
+    l.close();
     for (const endpoint of [`http://127.0.0.1:${closedPort}`, "http://127.0.0.1:1"]) {
       // The first request cannot connect: given up at once, not after the retries' 1, 2, 4 s
       // (which, before, kept an offline run waiting 7 s for this message).
@@ -255,19 +272,15 @@ Deno.test("fetchHubModel: unreachable endpoint says offline and how to use a loc
     );
     assert.deepEqual(waits, [1000, 2000, 4000]);
     assert.deepEqual(asked, ["config.json", ...Array(4).fill("generation_config.json")]);
-  } finally {
-    await Deno.remove(cache, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("fetchHubModel: a truncated download (injected fetch) is retried, then rejected and not cached", async () => {
-  const cache = await Deno.makeTempDir();
-  let calls = 0;
-  const fakeFetch = ((_url: string | URL | Request) => (
-    calls++, Promise.resolve(new Response("{}", { headers: { "content-length": "9999" } }))
-  )) as typeof fetch;
-  const { waits, sleep } = recordSleeps();
-  try {
+Deno.test("fetchHubModel: a truncated download (injected fetch) is retried, then rejected and not cached", () =>
+  inTempDir(async (cache) => {
+    let calls = 0;
+    const fakeFetch = ((_url: string | URL | Request) => (
+      calls++, Promise.resolve(new Response("{}", { headers: { "content-length": "9999" } }))
+    )) as typeof fetch;
+    const { waits, sleep } = recordSleeps();
     await assert.rejects(
       fetchHubModel("org/t", {
         cacheDir: cache,
@@ -285,16 +298,11 @@ Deno.test("fetchHubModel: a truncated download (injected fetch) is retried, then
       "config.json.part",
       "config.json.part.json",
     ], "nothing cached");
-  } finally {
-    await Deno.remove(cache, { recursive: true });
-  }
-});
+  }));
 
 Deno.test("fetchHubModel: each downloaded file's folder is flushed once it is in place, before the marker", async () => {
   if (Deno.build.os === "windows") return; // syncDir does nothing there
-  const cache = await Deno.makeTempDir();
-  const hub = serveHub({ "org/tiny@main": RELU });
-  try {
+  await withTinyHub(async (cache, hub) => {
     const dir = hubModelDir(cache, "org/tiny");
     const flushes = await recordFlushes(() =>
       fetchHubModel("org/tiny", { cacheDir: cache, endpoint: hub.endpoint })
@@ -314,24 +322,13 @@ Deno.test("fetchHubModel: each downloaded file's folder is flushed once it is in
       absent,
       [...absent, ...part("model.safetensors")],
       [...absent, "model.safetensors"],
-      [
-        ".absent.json",
-        ".complete.json",
-        "config.json",
-        "generation_config.json",
-        "model.safetensors",
-      ],
+      TINY_CACHED,
     ]);
-  } finally {
-    await hub.close();
-    await Deno.remove(cache, { recursive: true });
-  }
+  });
 });
 
-Deno.test("fetchHubModel: two concurrent fetches into one cache both succeed, no temp file left", async () => {
-  const cache = await Deno.makeTempDir();
-  const hub = serveHub({ "org/tiny@main": RELU });
-  try {
+Deno.test("fetchHubModel: two concurrent fetches into one cache both succeed, no temp file left", () =>
+  withTinyHub(async (cache, hub) => {
     // Each writes its own temporary completion marker: neither renames the other's away.
     for (let round = 0; round < 10; round++) {
       await Deno.remove(hubModelDir(cache, "org/tiny"), { recursive: true }).catch(() => {});
@@ -341,73 +338,54 @@ Deno.test("fetchHubModel: two concurrent fetches into one cache both succeed, no
         fetchHubModel("org/tiny", opts),
       ]);
       assert.equal(a, b);
-      const names = [...Deno.readDirSync(a)].map((e) => e.name).sort();
-      assert.deepEqual(names, [
-        ".absent.json",
-        ".complete.json",
-        "config.json",
-        "generation_config.json",
-        "model.safetensors",
-      ]);
+      assert.deepEqual(namesIn(a), TINY_CACHED);
     }
-  } finally {
-    await hub.close();
-    await Deno.remove(cache, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("fetchHubModel: a killed download's temporary is swept, a live one's is kept", async () => {
-  const cache = await Deno.makeTempDir();
-  const hub = serveHub({ "org/tiny@main": RELU });
-  const dir = hubModelDir(cache, "org/tiny");
-  await Deno.mkdir(dir, { recursive: true });
-  // Left by a process killed while downloading: not locked, another pid.
-  const dead = join(dir, "model.safetensors.tmp-999999-0123456789ab");
-  await Deno.writeTextFile(dead, "partial");
-  // One being written right now by another process's download: it holds the lock.
-  const live = join(dir, "other.bin.tmp-999998-abcdefabcdef");
-  const holder = await Deno.open(live, { write: true, createNew: true });
-  holder.lockSync(true);
-  try {
+Deno.test("fetchHubModel: a killed download's temporary is swept, a live one's is kept", () =>
+  withTinyHub(async (cache, hub) => {
+    const dir = hubModelDir(cache, "org/tiny");
+    await Deno.mkdir(dir, { recursive: true });
+    // Left by a process killed while downloading: not locked, another pid.
+    const dead = join(dir, "model.safetensors.tmp-999999-0123456789ab");
+    await Deno.writeTextFile(dead, "partial");
+    // One being written right now by another process's download: it holds the lock.
+    const live = join(dir, "other.bin.tmp-999998-abcdefabcdef");
+    using holder = await Deno.open(live, { write: true, createNew: true });
+    holder.lockSync(true);
     await fetchHubModel("org/tiny", { cacheDir: cache, endpoint: hub.endpoint });
     const names = [...Deno.readDirSync(dir)].map((e) => e.name);
     assert.ok(!names.includes(basename(dead)), `swept: ${names}`);
     assert.ok(names.includes(basename(live)), "a held temporary is left alone");
     assert.equal(names.filter((n) => n.includes(".tmp-")).length, 1, `${names}`);
-  } finally {
-    holder.close();
-    await hub.close();
-    await Deno.remove(cache, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("fetchHubModel: a download in progress writes <file>.part under the file's lock; sweeps keep it", async () => {
-  const cache = await Deno.makeTempDir();
-  const dir = hubModelDir(cache, "org/t");
-  let seen: { names: string[]; swept: string[]; lockFree: boolean } | undefined;
-  // The body comes in chunks ("{", spaces, "}"); before each, the folder is looked at, and the
-  // first look that finds a part is kept.
-  const fakeFetch = ((_url: string | URL | Request) => {
-    const chunks = ["{", " ", " ", " ", " ", "}"];
-    const body = new ReadableStream<Uint8Array>({
-      async pull(c) {
-        const names = namesIn(dir).filter((n) => !n.startsWith("."));
-        if (seen === undefined && names.some((n) => n.endsWith(".part"))) {
-          // Another process's lock attempt on the file being written fails while it is held.
-          using other = await Deno.open(
-            join(dirname(dir), ".locks", `main--${names[0]!.replace(/\.part$/, "")}.lock`),
-          );
-          const lockFree = other.tryLockSync(true);
-          seen = { names, swept: await removeStaleTemps(dir, FILE_TEMPS), lockFree };
-        }
-        const next = chunks.shift();
-        if (next === undefined) c.close();
-        else c.enqueue(new TextEncoder().encode(next));
-      },
-    });
-    return Promise.resolve(new Response(body));
-  }) as typeof fetch;
-  try {
+Deno.test("fetchHubModel: a download in progress writes <file>.part under the file's lock; sweeps keep it", () =>
+  inTempDir(async (cache) => {
+    const dir = hubModelDir(cache, "org/t");
+    let seen: { names: string[]; swept: string[]; lockFree: boolean } | undefined;
+    // The body comes in chunks ("{", spaces, "}"); before each, the folder is looked at, and the
+    // first look that finds a part is kept.
+    const fakeFetch = ((_url: string | URL | Request) => {
+      const chunks = ["{", " ", " ", " ", " ", "}"];
+      const body = new ReadableStream<Uint8Array>({
+        async pull(c) {
+          const names = namesIn(dir).filter((n) => !n.startsWith("."));
+          if (seen === undefined && names.some((n) => n.endsWith(".part"))) {
+            // Another process's lock attempt on the file being written fails while it is held.
+            using other = await Deno.open(
+              join(dirname(dir), ".locks", `main--${names[0]!.replace(/\.part$/, "")}.lock`),
+            );
+            const lockFree = other.tryLockSync(true);
+            seen = { names, swept: await removeStaleTemps(dir, FILE_TEMPS), lockFree };
+          }
+          const next = chunks.shift();
+          if (next === undefined) c.close();
+          else c.enqueue(new TextEncoder().encode(next));
+        },
+      });
+      return Promise.resolve(new Response(body));
+    }) as typeof fetch;
     // Every file is "{      }"; model.safetensors is then not a valid file, which ends the fetch.
     await assert.rejects(
       fetchHubModel("org/t", { cacheDir: cache, endpoint: "http://hub.invalid", fetch: fakeFetch }),
@@ -424,10 +402,7 @@ Deno.test("fetchHubModel: a download in progress writes <file>.part under the fi
     const left = namesIn(dir);
     assert.ok(!left.some((n) => n.includes(".part") || n.includes(".tmp-")), `left: ${left}`);
     assert.ok(left.includes("config.json"), `${left}`);
-  } finally {
-    await Deno.remove(cache, { recursive: true });
-  }
-});
+  }));
 
 Deno.test("fetchHubModel: follows relative and cross-origin redirects; token stays on the hub", async () => {
   const cdn = serveHub({ "org/tiny@main": RELU });
@@ -464,25 +439,22 @@ Deno.test("fetchHubModel: follows relative and cross-origin redirects; token sta
   }
 });
 
-Deno.test("fetchHubModel: HF_HUB_OFFLINE=1 uses the cache or explains how to go on", async () => {
-  const cache = await Deno.makeTempDir();
-  const hub = serveHub({ "org/tiny@main": RELU });
-  try {
+Deno.test("fetchHubModel: HF_HUB_OFFLINE=1 uses the cache or explains how to go on", () =>
+  withTinyHub(async (cache, hub) => {
     const dir = await fetchHubModel("org/tiny", { cacheDir: cache, endpoint: hub.endpoint });
     const n = hub.requests.length;
-    Deno.env.set("HF_HUB_OFFLINE", "1");
-    assert.equal(await fetchHubModel("org/tiny", { cacheDir: cache, endpoint: hub.endpoint }), dir);
-    await assert.rejects(
-      fetchHubModel("org/other", { cacheDir: cache, endpoint: hub.endpoint }),
-      /could not be fetched: HF_HUB_OFFLINE=1 .*local folder .*model\.safetensors \(or pytorch_model\.bin\) and tokenizer\.json \(or spiece\.model\)/,
-    );
+    await withEnv({ HF_HUB_OFFLINE: "1" }, async () => {
+      assert.equal(
+        await fetchHubModel("org/tiny", { cacheDir: cache, endpoint: hub.endpoint }),
+        dir,
+      );
+      await assert.rejects(
+        fetchHubModel("org/other", { cacheDir: cache, endpoint: hub.endpoint }),
+        /could not be fetched: HF_HUB_OFFLINE=1 .*local folder .*model\.safetensors \(or pytorch_model\.bin\) and tokenizer\.json \(or spiece\.model\)/,
+      );
+    });
     assert.equal(hub.requests.length, n, "no requests in offline mode");
-  } finally {
-    Deno.env.delete("HF_HUB_OFFLINE");
-    await hub.close();
-    await Deno.remove(cache, { recursive: true });
-  }
-});
+  }));
 
 Deno.test("fetchHubFiles: only the named files, into the folder fetchHubModel then completes", async () => {
   const tmp = await Deno.makeTempDir();
@@ -502,7 +474,7 @@ Deno.test("fetchHubFiles: only the named files, into the folder fetchHubModel th
     const dir = await fetchHubFiles("org/tiny", files, opts);
     assert.equal(dir, hubModelDir(cache, "org/tiny", "main"), "fetchHubModel's folder");
     assert.deepEqual(asked(0), ["config.json", "tokenizer.json"], "no weights requested");
-    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), [
+    assert.deepEqual(namesIn(dir), [
       "config.json",
       "tokenizer.json",
     ], "no completion marker: the weights are not there");
@@ -533,7 +505,7 @@ Deno.test("fetchHubFiles: only the named files, into the folder fetchHubModel th
     // An optional file the repo lacks (404) is no error; a required one is.
     n = hub.requests.length;
     const notok = await fetchHubFiles("org/notok", files, opts);
-    assert.deepEqual([...Deno.readDirSync(notok)].map((e) => e.name).sort(), [
+    assert.deepEqual(namesIn(notok), [
       ".absent.json",
       "config.json",
     ]);
