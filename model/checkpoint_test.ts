@@ -35,6 +35,21 @@ function disposeAll(m: Map<string, tf.Tensor>): void {
   for (const t of m.values()) t.dispose();
 }
 
+/**
+ * Runs `body` in a fresh temporary folder (removed afterwards, whatever happens) and asserts that
+ * it leaves as many tensors as there were before it.
+ */
+async function leakFreeInTempDir(body: (tmp: string) => Promise<void>): Promise<void> {
+  const tmp = await Deno.makeTempDir();
+  try {
+    const before = tf.memory().numTensors;
+    await body(tmp);
+    assert.equal(tf.memory().numTensors, before, "no leaked tensors");
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+}
+
 async function copyDir(from: string, to: string): Promise<void> {
   await Deno.mkdir(to, { recursive: true });
   for await (const e of Deno.readDir(from)) {
@@ -393,56 +408,56 @@ Deno.test("a folder of TF or Flax weights only: the error names them and how to 
 
 Deno.test("save then load round-trips float32 bit-exactly, sharded and unsharded", async () => {
   const src = await loadHfFolder(sharedPath("fixtures", "hf-t5", "t5-tiny-v1_1-untied"));
-  const tmp = await Deno.makeTempDir();
-  const before = tf.memory().numTensors;
-  for (const maxShardBytes of [undefined, 40_000]) {
-    const dir = join(tmp, "out", "model");
-    await saveHfFolder(dir, src.config, src.tensors, {
-      maxShardBytes,
-      extraFiles: { "tokenizer.json": "{}", "blob.bin": new Uint8Array([1, 2]) },
-    });
-    const files = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
-    if (maxShardBytes === undefined) {
-      assert.deepEqual(files, [
-        "blob.bin",
-        "config.json",
-        "generation_config.json",
-        "model.safetensors",
-        "tokenizer.json",
-      ]);
-    } else {
-      assert.ok(files.includes("model.safetensors.index.json"));
-      const shards = files.filter((f) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(f));
-      assert.ok(shards.length >= 7, `expected >= 7 shards, got ${shards.length}`);
-      for (const s of shards) {
-        const size = (await Deno.stat(join(dir, s))).size;
-        const raw = decodeSafetensors(await Deno.readFile(join(dir, s)), s);
-        const data = [...raw.tensors.values()].reduce((a, t) => a + t.data.byteLength, 0);
-        assert.ok(data <= 40_000 || raw.tensors.size === 1, `${s}: ${size} bytes`);
+  await leakFreeInTempDir(async (tmp) => {
+    for (const maxShardBytes of [undefined, 40_000]) {
+      const dir = join(tmp, "out", "model");
+      await saveHfFolder(dir, src.config, src.tensors, {
+        maxShardBytes,
+        extraFiles: { "tokenizer.json": "{}", "blob.bin": new Uint8Array([1, 2]) },
+      });
+      const files = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+      if (maxShardBytes === undefined) {
+        assert.deepEqual(files, [
+          "blob.bin",
+          "config.json",
+          "generation_config.json",
+          "model.safetensors",
+          "tokenizer.json",
+        ]);
+      } else {
+        assert.ok(files.includes("model.safetensors.index.json"));
+        const shards = files.filter((f) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(f));
+        assert.ok(shards.length >= 7, `expected >= 7 shards, got ${shards.length}`);
+        for (const s of shards) {
+          const size = (await Deno.stat(join(dir, s))).size;
+          const raw = decodeSafetensors(await Deno.readFile(join(dir, s)), s);
+          const data = [...raw.tensors.values()].reduce((a, t) => a + t.data.byteLength, 0);
+          assert.ok(data <= 40_000 || raw.tensors.size === 1, `${s}: ${size} bytes`);
+        }
       }
+      const info = await inspectHfFolder(dir);
+      assert.deepEqual([...info.tensors.keys()].sort(), [...src.tensors.keys()].sort());
+      for (const [k, t] of info.tensors) {
+        assert.deepEqual(t.shape, src.tensors.get(k)!.shape);
+        assert.equal(t.dtype, "F32");
+      }
+      if (maxShardBytes) {
+        assert.ok(new Set([...info.tensors.values()].map((t) => t.file)).size >= 7);
+      }
+      const back = await loadHfFolder(dir);
+      assert.deepEqual(back.config, src.config);
+      assert.deepEqual([...back.tensors.keys()].sort(), [...src.tensors.keys()].sort());
+      for (const [k, t] of src.tensors) {
+        const a = t.dataSync();
+        const b = back.tensors.get(k)!.dataSync();
+        assert.ok(a.every((v, i) => Object.is(v, b[i])), `${k} not bit-exact`);
+      }
+      disposeAll(back.tensors);
+      // No temp or old folders are left beside the destination.
+      assert.deepEqual([...Deno.readDirSync(join(tmp, "out"))].map((e) => e.name), ["model"]);
     }
-    const info = await inspectHfFolder(dir);
-    assert.deepEqual([...info.tensors.keys()].sort(), [...src.tensors.keys()].sort());
-    for (const [k, t] of info.tensors) {
-      assert.deepEqual(t.shape, src.tensors.get(k)!.shape);
-      assert.equal(t.dtype, "F32");
-    }
-    if (maxShardBytes) assert.ok(new Set([...info.tensors.values()].map((t) => t.file)).size >= 7);
-    const back = await loadHfFolder(dir);
-    assert.deepEqual(back.config, src.config);
-    assert.deepEqual([...back.tensors.keys()].sort(), [...src.tensors.keys()].sort());
-    for (const [k, t] of src.tensors) {
-      const a = t.dataSync();
-      const b = back.tensors.get(k)!.dataSync();
-      assert.ok(a.every((v, i) => Object.is(v, b[i])), `${k} not bit-exact`);
-    }
-    disposeAll(back.tensors);
-    // No temp or old folders are left beside the destination.
-    assert.deepEqual([...Deno.readDirSync(join(tmp, "out"))].map((e) => e.name), ["model"]);
-  }
-  assert.equal(tf.memory().numTensors, before, "no leaked tensors");
+  });
   disposeAll(src.tensors);
-  await Deno.remove(tmp, { recursive: true });
 });
 
 Deno.test("float16/bfloat16 saves round-trip to the rounded values", async () => {
@@ -847,99 +862,91 @@ Deno.test("a sweep during a save of this process leaves its moved-aside folder a
   }
 });
 
-Deno.test("a sharded folder: every tensor of each indexed shard is loaded, also one the index omits; a bad index is refused from the headers", async () => {
-  const before = tf.memory().numTensors;
-  const src = await loadHfFolder(sharedPath("fixtures", "hf-t5", "t5-tiny-v1_1-untied"));
-  const tmp = await Deno.makeTempDir();
-  const dir = join(tmp, "model");
-  try {
-    await saveHfFolder(dir, src.config, src.tensors, { maxShardBytes: 40_000 });
-    const indexPath = join(dir, "model.safetensors.index.json");
-    const text = await Deno.readTextFile(indexPath);
-    const writeIndex = (edit: (wm: Record<string, string>) => void) => {
-      const index = JSON.parse(text);
-      edit(index.weight_map);
-      return Deno.writeTextFile(indexPath, JSON.stringify(index));
-    };
-    const name = "encoder.final_layer_norm.weight";
-    const shard = JSON.parse(text).weight_map[name];
-    // Before, a tensor the weight_map omits was skipped silently (here a weight the model needs,
-    // then reported missing although its shard holds it).
-    await writeIndex((wm) => delete wm[name]);
-    const info = await inspectHfFolder(dir);
-    assert.equal(info.source, indexPath);
-    assert.equal(info.tensors.get(name)?.file, join(dir, shard));
-    const back = await loadHfFolder(dir);
-    assert.deepEqual([...back.tensors.keys()].sort(), [...src.tensors.keys()].sort());
-    assert.deepEqual(back.tensors.get(name)!.dataSync(), src.tensors.get(name)!.dataSync());
-    disposeAll(back.tensors);
-    // A name mapped to a shard without it, or a tensor in two files: refused before any tensor
-    // data is read (no tensor is made), naming both files.
-    const other = JSON.parse(text).weight_map["shared.weight"];
-    assert.notEqual(other, shard);
-    const made = tf.memory().numTensors;
-    await writeIndex((wm) => (wm[name] = other));
-    for (const f of [loadHfFolder, inspectHfFolder]) {
-      await assert.rejects(
-        f(dir),
-        new RegExp(
-          `${other}: tensor "${name}" not found \\(the index maps it to this shard\\)$`,
-        ),
-      );
+Deno.test("a sharded folder: every tensor of each indexed shard is loaded, also one the index omits; a bad index is refused from the headers", () =>
+  leakFreeInTempDir(async (tmp) => {
+    const src = await loadHfFolder(sharedPath("fixtures", "hf-t5", "t5-tiny-v1_1-untied"));
+    const dir = join(tmp, "model");
+    try {
+      await saveHfFolder(dir, src.config, src.tensors, { maxShardBytes: 40_000 });
+      const indexPath = join(dir, "model.safetensors.index.json");
+      const text = await Deno.readTextFile(indexPath);
+      const writeIndex = (edit: (wm: Record<string, string>) => void) => {
+        const index = JSON.parse(text);
+        edit(index.weight_map);
+        return Deno.writeTextFile(indexPath, JSON.stringify(index));
+      };
+      const name = "encoder.final_layer_norm.weight";
+      const shard = JSON.parse(text).weight_map[name];
+      // Before, a tensor the weight_map omits was skipped silently (here a weight the model needs,
+      // then reported missing although its shard holds it).
+      await writeIndex((wm) => delete wm[name]);
+      const info = await inspectHfFolder(dir);
+      assert.equal(info.source, indexPath);
+      assert.equal(info.tensors.get(name)?.file, join(dir, shard));
+      const back = await loadHfFolder(dir);
+      assert.deepEqual([...back.tensors.keys()].sort(), [...src.tensors.keys()].sort());
+      assert.deepEqual(back.tensors.get(name)!.dataSync(), src.tensors.get(name)!.dataSync());
+      disposeAll(back.tensors);
+      // A name mapped to a shard without it, or a tensor in two files: refused before any tensor
+      // data is read (no tensor is made), naming both files.
+      const other = JSON.parse(text).weight_map["shared.weight"];
+      assert.notEqual(other, shard);
+      const made = tf.memory().numTensors;
+      await writeIndex((wm) => (wm[name] = other));
+      for (const f of [loadHfFolder, inspectHfFolder]) {
+        await assert.rejects(
+          f(dir),
+          new RegExp(
+            `${other}: tensor "${name}" not found \\(the index maps it to this shard\\)$`,
+          ),
+        );
+      }
+      // A copy of the shard, indexed for that name: the original shard, still indexed for its
+      // other tensors, holds it too.
+      await Deno.copyFile(join(dir, shard), join(dir, "copy.safetensors"));
+      await writeIndex((wm) => (wm[name] = "copy.safetensors"));
+      for (const f of [loadHfFolder, inspectHfFolder]) {
+        await assert.rejects(f(dir), (e: Error) => {
+          const [a, b] = [join(dir, shard), join(dir, "copy.safetensors")];
+          const m = /^(.*): tensor "(.*)" appears in two files \(also in (.*)\)$/.exec(e.message);
+          assert.ok(m, e.message);
+          assert.deepEqual([m[1], m[3]].sort(), [a, b].sort());
+          assert.ok(src.tensors.has(m[2]!), e.message);
+          return true;
+        });
+      }
+      assert.equal(tf.memory().numTensors, made, "a refused folder made no tensor");
+    } finally {
+      disposeAll(src.tensors);
     }
-    // A copy of the shard, indexed for that name: the original shard, still indexed for its
-    // other tensors, holds it too.
-    await Deno.copyFile(join(dir, shard), join(dir, "copy.safetensors"));
-    await writeIndex((wm) => (wm[name] = "copy.safetensors"));
-    for (const f of [loadHfFolder, inspectHfFolder]) {
-      await assert.rejects(f(dir), (e: Error) => {
-        const [a, b] = [join(dir, shard), join(dir, "copy.safetensors")];
-        const m = /^(.*): tensor "(.*)" appears in two files \(also in (.*)\)$/.exec(e.message);
-        assert.ok(m, e.message);
-        assert.deepEqual([m[1], m[3]].sort(), [a, b].sort());
-        assert.ok(src.tensors.has(m[2]!), e.message);
-        return true;
-      });
-    }
-    assert.equal(tf.memory().numTensors, made, "a refused folder made no tensor");
-  } finally {
-    disposeAll(src.tensors);
-    await Deno.remove(tmp, { recursive: true });
-  }
-  assert.equal(tf.memory().numTensors, before, "no leaked tensors");
-});
+  }));
 
-Deno.test("T5 round trip: initT5 → saveHfFolder → loadHfFolder → t5FromTensors", async () => {
-  const tmp = await Deno.makeTempDir();
-  const before = tf.memory().numTensors;
-  for (const name of ["tiny-relu", "tiny-v1_1"]) {
-    const model = initT5(preset(name), { seed: 7 });
-    const dir = join(tmp, name);
-    await saveHfFolder(dir, model.config, model.params);
-    const ck = await loadHfFolder(dir);
-    const again = t5FromTensors(ck.config, ck.tensors, dir);
-    disposeAll(ck.tensors);
-    assert.deepEqual(again.config, model.config);
-    assert.deepEqual([...again.params.keys()].sort(), [...model.params.keys()].sort());
-    for (const [k, v] of model.params) {
-      const a = v.dataSync();
-      const b = again.params.get(k)!.dataSync();
-      assert.ok(a.every((x, i) => Object.is(x, b[i])), `${name}: ${k}`);
+Deno.test("T5 round trip: initT5 → saveHfFolder → loadHfFolder → t5FromTensors", () =>
+  leakFreeInTempDir(async (tmp) => {
+    for (const name of ["tiny-relu", "tiny-v1_1"]) {
+      const model = initT5(preset(name), { seed: 7 });
+      const dir = join(tmp, name);
+      await saveHfFolder(dir, model.config, model.params);
+      const ck = await loadHfFolder(dir);
+      const again = t5FromTensors(ck.config, ck.tensors, dir);
+      disposeAll(ck.tensors);
+      assert.deepEqual(again.config, model.config);
+      assert.deepEqual([...again.params.keys()].sort(), [...model.params.keys()].sort());
+      for (const [k, v] of model.params) {
+        const a = v.dataSync();
+        const b = again.params.get(k)!.dataSync();
+        assert.ok(a.every((x, i) => Object.is(x, b[i])), `${name}: ${k}`);
+      }
+      disposeT5(model);
+      disposeT5(again);
     }
-    disposeT5(model);
-    disposeT5(again);
-  }
-  assert.equal(tf.memory().numTensors, before, "no leaked tensors");
-  await Deno.remove(tmp, { recursive: true });
-});
+  }));
 
-Deno.test("loadHfFolder: equal copies of the embedding table are one tensor, and t5FromTensors ties them", async () => {
+Deno.test("loadHfFolder: equal copies of the embedding table are one tensor, and t5FromTensors ties them", () =>
   // transformers 5 saves shared.weight and both stacks' embed_tokens as equal copies; the loader
   // compares their bytes and gives one tensor, so t5FromTensors ties them without reading values
   // back (webgpu cannot synchronously). Unsharded, and sharded with one table per shard.
-  const tmp = await Deno.makeTempDir();
-  const before = tf.memory().numTensors;
-  try {
+  leakFreeInTempDir(async (tmp) => {
     const config = preset("tiny-v1_1");
     const model = initT5(config, { seed: 5 });
     const shared = model.params.get("shared.weight")!;
@@ -973,18 +980,12 @@ Deno.test("loadHfFolder: equal copies of the embedding table are one tensor, and
     }
     tf.dispose([copies.get("encoder.embed_tokens.weight")!, nudged]);
     disposeT5(model);
-    assert.equal(tf.memory().numTensors, before, "no leaked tensors");
-  } finally {
-    await Deno.remove(tmp, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("loadHfFolder: a stack's table with the shared table's bytes but another shape keeps its own shape", async () => {
+Deno.test("loadHfFolder: a stack's table with the shared table's bytes but another shape keeps its own shape", () =>
   // Equal bits are a tie only for tables of one shape: a [d_model, vocab] table holding the
   // [vocab, d_model] table's bytes is another tensor (misshapen, for the checks to refuse).
-  const tmp = await Deno.makeTempDir();
-  const before = tf.memory().numTensors;
-  try {
+  leakFreeInTempDir(async (tmp) => {
     const config = preset("tiny-v1_1");
     const model = initT5(config, { seed: 5 });
     const shared = model.params.get("shared.weight")!;
@@ -1002,84 +1003,74 @@ Deno.test("loadHfFolder: a stack's table with the shared table's bytes but anoth
     disposeAll(ck.tensors);
     flipped.dispose();
     disposeT5(model);
-    assert.equal(tf.memory().numTensors, before, "no leaked tensors");
-  } finally {
-    await Deno.remove(tmp, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("loadSafetensorsFile: an int32 table with the float32 table's bits is not tied to it", async () => {
+Deno.test("loadSafetensorsFile: an int32 table with the float32 table's bits is not tied to it", () =>
   // Equal bits are a tie only for tables of one dtype: an I32 "encoder.embed_tokens.weight"
   // holding the bit patterns of the F32 "shared.weight" is another tensor, and keeps int32.
-  const tmp = await Deno.makeTempDir();
-  const before = tf.memory().numTensors;
-  const values = new Float32Array([1, 2, 3, 4]);
-  const table = tf.tensor2d(values, [2, 2]);
-  const asInt = tf.tensor2d(new Int32Array(values.buffer.slice(0)), [2, 2], "int32");
-  try {
-    await saveHfFolder(
-      tmp,
-      preset("tiny-v1_1"),
-      new Map<string, tf.Tensor>([["shared.weight", table], [
-        "encoder.embed_tokens.weight",
-        asInt,
-      ]]),
-    );
-    const into = await loadSafetensorsFile(join(tmp, "model.safetensors"));
-    const shared = into.get("shared.weight")!, enc = into.get("encoder.embed_tokens.weight")!;
-    assert.notEqual(enc, shared);
-    assert.equal(shared.dtype, "float32");
-    assert.equal(enc.dtype, "int32");
-    assert.deepEqual([...await enc.data()], [...new Int32Array(values.buffer)]);
-    disposeAll(into);
-  } finally {
-    tf.dispose([table, asInt]);
-    await Deno.remove(tmp, { recursive: true });
-  }
-  assert.equal(tf.memory().numTensors, before, "no leaked tensors");
-});
+  leakFreeInTempDir(async (tmp) => {
+    const values = new Float32Array([1, 2, 3, 4]);
+    const table = tf.tensor2d(values, [2, 2]);
+    const asInt = tf.tensor2d(new Int32Array(values.buffer.slice(0)), [2, 2], "int32");
+    try {
+      await saveHfFolder(
+        tmp,
+        preset("tiny-v1_1"),
+        new Map<string, tf.Tensor>([["shared.weight", table], [
+          "encoder.embed_tokens.weight",
+          asInt,
+        ]]),
+      );
+      const into = await loadSafetensorsFile(join(tmp, "model.safetensors"));
+      const shared = into.get("shared.weight")!, enc = into.get("encoder.embed_tokens.weight")!;
+      assert.notEqual(enc, shared);
+      assert.equal(shared.dtype, "float32");
+      assert.equal(enc.dtype, "int32");
+      assert.deepEqual([...await enc.data()], [...new Int32Array(values.buffer)]);
+      disposeAll(into);
+    } finally {
+      tf.dispose([table, asInt]);
+    }
+  }));
 
-Deno.test("loadSafetensorsFile: a failed file disposes what it made, not a table it aliased from an earlier file", async () => {
-  const tmp = await Deno.makeTempDir();
-  const before = tf.memory().numTensors;
-  const table = tf.tensor2d([[1, 2], [3, 4]]);
-  const x = tf.tensor1d([5]);
-  try {
-    const cfg = preset("tiny-v1_1");
-    await saveHfFolder(
-      join(tmp, "a"),
-      cfg,
-      new Map<string, tf.Tensor>([["shared.weight", table], ["x", x]]),
-    );
-    // "b" holds an equal copy of the table (aliased to a's on load), then "x" again.
-    await saveHfFolder(
-      join(tmp, "b"),
-      cfg,
-      new Map<string, tf.Tensor>([["encoder.embed_tokens.weight", table], ["x", x]]),
-    );
-    const into = await loadSafetensorsFile(join(tmp, "a", "model.safetensors"));
-    const first = into.get("shared.weight")!;
-    const made = tf.memory().numTensors;
-    await assert.rejects(
-      loadSafetensorsFile(join(tmp, "b", "model.safetensors"), undefined, into),
-      /tensor "x" appears in two files/,
-    );
-    assert.ok(!into.has("encoder.embed_tokens.weight"), "the failed file's alias was kept");
-    assert.ok(!first.isDisposed, "the earlier file's table was disposed by a failed load");
-    assert.deepEqual([...first.dataSync()], [1, 2, 3, 4]);
-    assert.equal(tf.memory().numTensors, made, "the failed load made no tensor, or left one");
-    // Without the clash the copy is the earlier file's tensor.
-    into.get("x")!.dispose();
-    into.delete("x");
-    const b = await loadSafetensorsFile(join(tmp, "b", "model.safetensors"), undefined, into);
-    assert.equal(b.get("encoder.embed_tokens.weight"), first);
-    disposeAll(into);
-  } finally {
-    tf.dispose([table, x]);
-    await Deno.remove(tmp, { recursive: true });
-  }
-  assert.equal(tf.memory().numTensors, before, "no leaked tensors");
-});
+Deno.test("loadSafetensorsFile: a failed file disposes what it made, not a table it aliased from an earlier file", () =>
+  leakFreeInTempDir(async (tmp) => {
+    const table = tf.tensor2d([[1, 2], [3, 4]]);
+    const x = tf.tensor1d([5]);
+    try {
+      const cfg = preset("tiny-v1_1");
+      await saveHfFolder(
+        join(tmp, "a"),
+        cfg,
+        new Map<string, tf.Tensor>([["shared.weight", table], ["x", x]]),
+      );
+      // "b" holds an equal copy of the table (aliased to a's on load), then "x" again.
+      await saveHfFolder(
+        join(tmp, "b"),
+        cfg,
+        new Map<string, tf.Tensor>([["encoder.embed_tokens.weight", table], ["x", x]]),
+      );
+      const into = await loadSafetensorsFile(join(tmp, "a", "model.safetensors"));
+      const first = into.get("shared.weight")!;
+      const made = tf.memory().numTensors;
+      await assert.rejects(
+        loadSafetensorsFile(join(tmp, "b", "model.safetensors"), undefined, into),
+        /tensor "x" appears in two files/,
+      );
+      assert.ok(!into.has("encoder.embed_tokens.weight"), "the failed file's alias was kept");
+      assert.ok(!first.isDisposed, "the earlier file's table was disposed by a failed load");
+      assert.deepEqual([...first.dataSync()], [1, 2, 3, 4]);
+      assert.equal(tf.memory().numTensors, made, "the failed load made no tensor, or left one");
+      // Without the clash the copy is the earlier file's tensor.
+      into.get("x")!.dispose();
+      into.delete("x");
+      const b = await loadSafetensorsFile(join(tmp, "b", "model.safetensors"), undefined, into);
+      assert.equal(b.get("encoder.embed_tokens.weight"), first);
+      disposeAll(into);
+    } finally {
+      tf.dispose([table, x]);
+    }
+  }));
 
 gpuTest(
   "saveHfFolder writes tensors whose values live on the GPU (webgpu reads asynchronously)",
