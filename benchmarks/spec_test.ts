@@ -61,6 +61,17 @@ function assertSpecError(fn: () => unknown, message: string): void {
   assert.throws(fn, (e: unknown) => e instanceof SpecError && e.message === message, message);
 }
 
+/**
+ * Each `[train, message]` case: a profile with that `train` section is refused with exactly
+ * `message`, the error located at line 5 of p.json when its JSON path starts with `prefix`.
+ */
+function assertTrainErrors(prefix: string, cases: [Record<string, unknown>, string][]): void {
+  const locate = (path: string) => (path.startsWith(prefix) ? 5 : undefined);
+  for (const [train, message] of cases) {
+    assertSpecError(() => validateProfile(minimal({ train }), { file: "p.json", locate }), message);
+  }
+}
+
 Deno.test("validateProfile() fills defaults", () => {
   const p = validateProfile(minimal(), SRC);
   assert.deepEqual(p.seeds, [0]);
@@ -311,8 +322,7 @@ Deno.test("train.adafactor: validated with named errors, merged field by field, 
   assert.equal(runId(rteSpec(plain)), runId(rteSpec(DEFAULT_TRAIN)));
   assert.notEqual(runId(rteSpec(p.train)), runId(rteSpec(DEFAULT_TRAIN)));
 
-  const at = (path: string) => (path.startsWith("$.train.adafactor") ? 5 : undefined);
-  const cases: [Record<string, unknown>, string][] = [
+  assertTrainErrors("$.train.adafactor", [
     [
       { adafactor: { minDimSizeToFactor: 0 } },
       "p.json:5: $.train.adafactor.minDimSizeToFactor must be >= 1, got 0",
@@ -334,13 +344,7 @@ Deno.test("train.adafactor: validated with named errors, merged field by field, 
       { optimizer: "adamw", adafactor: { multiplyByParameterScale: true } },
       `p.json:5: $.train.adafactor applies to optimizer "adafactor" only; the optimizer is "adamw"`,
     ],
-  ];
-  for (const [train, message] of cases) {
-    assertSpecError(
-      () => validateProfile(minimal({ train }), { file: "p.json", locate: at }),
-      message,
-    );
-  }
+  ]);
 });
 
 Deno.test("train.zLoss and train.adafactor.weightDecayRate: validated, merged, in the run id only when non-zero", () => {
@@ -381,8 +385,7 @@ Deno.test("train.zLoss and train.adafactor.weightDecayRate: validated, merged, i
   );
   assert.equal(ids.size, 4, "each setting changes the run id");
 
-  const at = (path: string) => (path.startsWith("$.train.") ? 5 : undefined);
-  const cases: [Record<string, unknown>, string][] = [
+  assertTrainErrors("$.train.", [
     [{ zLoss: -1e-4 }, "p.json:5: $.train.zLoss must be >= 0, got -0.0001"],
     [{ zLoss: "1e-4" }, `p.json:5: $.train.zLoss must be a number, got "1e-4"`],
     [{ zLoss: null }, "p.json:5: $.train.zLoss must be a number, got null"],
@@ -398,13 +401,7 @@ Deno.test("train.zLoss and train.adafactor.weightDecayRate: validated, merged, i
       { optimizer: "adamw", adafactor: { weightDecayRate: 1e-5 } },
       `p.json:5: $.train.adafactor applies to optimizer "adafactor" only; the optimizer is "adamw"`,
     ],
-  ];
-  for (const [train, message] of cases) {
-    assertSpecError(
-      () => validateProfile(minimal({ train }), { file: "p.json", locate: at }),
-      message,
-    );
-  }
+  ]);
 });
 
 Deno.test("a partial schedule override keeps the inherited warmup", () => {
@@ -973,13 +970,13 @@ Deno.test("train.predictTest: validated, merged, in the spec and the run id only
   assert.equal("predictTest" in off, false);
   assert.equal(runId(rteSpec(off)), runId(rteSpec(DEFAULT_TRAIN)));
   assert.notEqual(runId(rteSpec(p.train)), runId(rteSpec(DEFAULT_TRAIN)));
-  const at = (path: string) => (path.startsWith("$.train.") ? 5 : undefined);
-  for (const v of ["true", 1, null]) {
-    assertSpecError(
-      () => validateProfile(minimal({ train: { predictTest: v } }), { file: "p.json", locate: at }),
+  assertTrainErrors(
+    "$.train.",
+    ["true", 1, null].map((v) => [
+      { predictTest: v },
       `p.json:5: $.train.predictTest must be true or false, got ${JSON.stringify(v)}`,
-    );
-  }
+    ]),
+  );
 });
 
 Deno.test("testSplits / testRows / testPredictionsDir: MNLI's two test files, the diagnostics', none for DPR", () => {
