@@ -4,7 +4,14 @@ import { existsSync } from "node:fs";
 import { basename, join } from "node:path";
 import { hubEnv, withEnv } from "../model/env_testing.ts";
 import { sharedPath } from "../model/shared_dir.ts";
-import { DEFAULT_TRAIN, runFileName, runId, type RunSpec, validateRunResult } from "./spec.ts";
+import {
+  DEFAULT_TRAIN,
+  runFileName,
+  runId,
+  type RunResult,
+  type RunSpec,
+  validateRunResult,
+} from "./spec.ts";
 import { loadExamples } from "../tasks/mod.ts";
 import { estimateRun } from "./cli.ts";
 import { listCheckpoints } from "./checkpointing.ts";
@@ -1265,75 +1272,86 @@ Deno.test({
   },
 });
 
-/** A run on CB alone that predicts CB's test set; its scorer's score at step `s` is `scores[s]`. */
-function predictingRun(scores: Record<number, number>): {
-  spec: RunSpec;
-  scorer: RunScorer;
-  onProgress: (p: { phase: string; step: number }) => void;
-} {
+/** A progress report of runOne (its `onProgress` argument). */
+type Progress = { phase: string; step: number };
+
+/**
+ * Runs `body` on a run on CB alone that predicts CB's test set, in a fresh folder `root` (removed
+ * afterwards, whatever happens), then asserts that runOne released every tensor. The run's scorer
+ * scores step `s` `scores[s]`; `run(hook)` runs it into `<root>/<stem>`, `hook` seeing each
+ * progress report after the scorer; `dir` is its test-predictions folder, `manifest()` reads the
+ * manifest there.
+ */
+async function inPredictingRoot(
+  scores: Record<number, number>,
+  body: (r: {
+    root: string;
+    stem: string;
+    dir: string;
+    manifest: () => unknown;
+    run: (hook: (p: Progress) => void) => Promise<RunResult>;
+  }) => Promise<void>,
+): Promise<void> {
   const base = spec({ name: "mtl", label: "mtl", config: {} }, 12);
-  const body = {
+  const unnamed = {
     ...base,
     id: undefined,
     tasks: ["cb"],
     train: { ...base.train, evalEvery: 4, checkpointEvery: 4, predictTest: true },
   };
+  const s: RunSpec = { ...unnamed, id: runId(unnamed) };
   let step = -1;
-  return {
-    spec: { ...body, id: runId(body) },
-    // Scripted validation scores (the decoding is real; only its score is chosen), so which
-    // evaluation is a new best does not hang on what 12 steps of a tiny model learn.
-    scorer: {
-      ...EXACT,
-      scoreTask: () => ({ accuracy: scores[step]! }),
-    },
-    onProgress: (p) => {
-      if (p.phase === "eval") step = p.step;
-    },
-  };
+  // Scripted validation scores (the decoding is real; only its score is chosen), so which
+  // evaluation is a new best does not hang on what 12 steps of a tiny model learn.
+  const scorer: RunScorer = { ...EXACT, scoreTask: () => ({ accuracy: scores[step]! }) };
+  const root = await Deno.makeTempDir();
+  const stem = runFileName(s).slice(0, -".json".length);
+  const dir = join(root, "test_predictions", stem);
+  const run = (hook: (p: Progress) => void) =>
+    runOneWith(s, {
+      outDir: join(root, stem),
+      dataDir: DATA,
+      onProgress: (p) => {
+        if (p.phase === "eval") step = p.step;
+        hook(p);
+      },
+    }, scorer);
+  try {
+    const manifest = () => JSON.parse(Deno.readTextFileSync(join(dir, "manifest.json")));
+    await body({ root, stem, dir, manifest, run });
+    assert.equal(tf.memory().numTensors, 0, "runOne releases every tensor");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 }
 
 Deno.test({
   name:
     "runOne() with predictTest writes CB's test predictions at each new best only, and a resume keeps them",
   ignore: !HAVE,
-  fn: async () => {
-    // Step 4: the first evaluation, a best (written); step 8: a higher score (rewritten); step
-    // 12, after the resume: a tie, not a best (the earliest step wins: step 8's file stays).
-    const { spec: s, scorer, onProgress } = predictingRun({ 4: 50, 8: 60, 12: 60 });
-    const root = await Deno.makeTempDir();
-    const stem = runFileName(s).slice(0, -".json".length);
-    const dir = join(root, "test_predictions", stem);
-    const file = join(dir, "cb.jsonl");
-    const manifest = () => JSON.parse(Deno.readTextFileSync(join(dir, "manifest.json")));
-    // What the folder held when the evaluations of steps 8 and 12 started.
-    const seen: Record<number, { ino: number | null; manifest: unknown }> = {};
-    const watch = (p: { phase: string; step: number }) => {
-      onProgress(p);
-      if (p.phase === "eval" && p.step > 4) {
-        seen[p.step] = { ino: Deno.statSync(file).ino, manifest: manifest() };
-      }
-    };
-    try {
+  // Step 4: the first evaluation, a best (written); step 8: a higher score (rewritten); step
+  // 12, after the resume: a tie, not a best (the earliest step wins: step 8's file stays).
+  fn: () =>
+    inPredictingRoot({ 4: 50, 8: 60, 12: 60 }, async ({ stem, dir, manifest, run }) => {
+      const file = join(dir, "cb.jsonl");
+      // What the folder held when the evaluations of steps 8 and 12 started.
+      const seen: Record<number, { ino: number | null; manifest: unknown }> = {};
+      const watch = (p: Progress) => {
+        if (p.phase === "eval" && p.step > 4) {
+          seen[p.step] = { ino: Deno.statSync(file).ino, manifest: manifest() };
+        }
+      };
       // Killed after step 10 (checkpoints of steps 4 and 8 written), then resumed.
       await assert.rejects(
         () =>
-          runOneWith(s, {
-            outDir: join(root, stem),
-            dataDir: DATA,
-            onProgress: (p) => {
-              watch(p);
-              if (p.phase === "train" && p.step === 10) throw new Error("killed");
-            },
-          }, scorer),
+          run((p) => {
+            watch(p);
+            if (p.phase === "train" && p.step === 10) throw new Error("killed");
+          }),
         /killed/,
       );
       assert.deepEqual(manifest(), { cb: { step: 8, examples: 250 } });
-      const r = await runOneWith(
-        s,
-        { outDir: join(root, stem), dataDir: DATA, onProgress: watch },
-        scorer,
-      );
+      const r = await run(watch);
       assert.equal((r.provenance as RunProvenance).resumedFrom?.step, 8);
       validateRunResult(JSON.parse(JSON.stringify(r)), { file: "runOne()" });
       assert.equal(r.best.cb!.step, 8);
@@ -1362,60 +1380,47 @@ Deno.test({
       // The test file is part of the data the run read.
       const prov = r.provenance as RunProvenance;
       assert.ok(Object.hasOwn(prov.data?.files ?? {}, "super_glue/CB/test.jsonl"));
-      assert.equal(tf.memory().numTensors, 0, "runOne releases every tensor");
-    } finally {
-      await Deno.remove(root, { recursive: true });
-    }
-  },
+    }),
 });
 
 Deno.test({
   name:
     "runOne() with predictTest: a fresh run removes an earlier run's predictions before it starts, a resumed one keeps them",
   ignore: !HAVE,
-  fn: async () => {
-    const { spec: s, scorer, onProgress } = predictingRun({ 4: 50, 8: 60, 12: 60 });
-    const root = await Deno.makeTempDir();
-    const stem = runFileName(s).slice(0, -".json".length);
-    const dir = join(root, "test_predictions", stem);
-    const manifest = () => JSON.parse(Deno.readTextFileSync(join(dir, "manifest.json")));
-    const killedAt = (step: number) => (p: { phase: string; step: number }) => {
-      onProgress(p);
-      if (p.phase === "train" && p.step === step) throw new Error("killed");
-    };
-    const run = (step: number) =>
-      assert.rejects(
-        () =>
-          runOneWith(
-            s,
-            { outDir: join(root, stem), dataDir: DATA, onProgress: killedAt(step) },
-            scorer,
-          ),
-        /killed/,
-      );
-    try {
-      // An earlier run of this name left its files (say it reached step 4, then its checkpoints
-      // were cleared for a fresh start); this one fails at step 1, before any evaluation.
-      await Deno.mkdir(dir, { recursive: true });
-      await Deno.writeTextFile(join(dir, "cb.jsonl"), '{"id":0,"split":"test","prediction":"x"}\n');
-      await Deno.writeTextFile(join(dir, "manifest.json"), '{"cb":{"step":4,"examples":1}}');
-      await run(1);
-      assert.equal(existsSync(dir), false, "the earlier run's folder is gone");
-      assert.deepEqual([...Deno.readDirSync(join(root, "test_predictions"))], []);
-      // Killed at step 6: step 4's evaluation wrote CB's file, and step 4's checkpoint exists.
-      await run(6);
-      assert.deepEqual(await listCheckpoints(join(root, stem, "checkpoints")), [4]);
-      assert.deepEqual(manifest(), { cb: { step: 4, examples: 250 } });
-      const ino = Deno.statSync(join(dir, "cb.jsonl")).ino;
-      // Resumed from it, killed again before the next evaluation: its files stay as they were.
-      await run(5);
-      assert.deepEqual(manifest(), { cb: { step: 4, examples: 250 } });
-      assert.equal(Deno.statSync(join(dir, "cb.jsonl")).ino, ino);
-      assert.equal(tf.memory().numTensors, 0, "runOne releases every tensor");
-    } finally {
-      await Deno.remove(root, { recursive: true });
-    }
-  },
+  fn: () =>
+    inPredictingRoot(
+      { 4: 50, 8: 60, 12: 60 },
+      async ({ root, stem, dir, manifest, run }) => {
+        const killedAt = (step: number) =>
+          assert.rejects(
+            () =>
+              run((p) => {
+                if (p.phase === "train" && p.step === step) throw new Error("killed");
+              }),
+            /killed/,
+          );
+        // An earlier run of this name left its files (say it reached step 4, then its checkpoints
+        // were cleared for a fresh start); this one fails at step 1, before any evaluation.
+        await Deno.mkdir(dir, { recursive: true });
+        await Deno.writeTextFile(
+          join(dir, "cb.jsonl"),
+          '{"id":0,"split":"test","prediction":"x"}\n',
+        );
+        await Deno.writeTextFile(join(dir, "manifest.json"), '{"cb":{"step":4,"examples":1}}');
+        await killedAt(1);
+        assert.equal(existsSync(dir), false, "the earlier run's folder is gone");
+        assert.deepEqual([...Deno.readDirSync(join(root, "test_predictions"))], []);
+        // Killed at step 6: step 4's evaluation wrote CB's file, and step 4's checkpoint exists.
+        await killedAt(6);
+        assert.deepEqual(await listCheckpoints(join(root, stem, "checkpoints")), [4]);
+        assert.deepEqual(manifest(), { cb: { step: 4, examples: 250 } });
+        const ino = Deno.statSync(join(dir, "cb.jsonl")).ino;
+        // Resumed from it, killed again before the next evaluation: its files stay as they were.
+        await killedAt(5);
+        assert.deepEqual(manifest(), { cb: { step: 4, examples: 250 } });
+        assert.equal(Deno.statSync(join(dir, "cb.jsonl")).ino, ino);
+      },
+    ),
 });
 
 Deno.test("TestPredictionWriter.discard(): the whole folder, and what a killed earlier removal of it left", async () => {
