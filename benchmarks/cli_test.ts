@@ -88,6 +88,28 @@ async function memoryGrid(
   return { profile, grid };
 }
 
+/** Runs `body` in a fresh temporary folder, removed afterwards whatever happens. */
+async function inTempDir(body: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/**
+ * Runs `body` in a fresh temporary folder `dir` (removed afterwards whatever happens) holding the
+ * {@link TINY} profile at `profile`; `out` is `<dir>/out`, not created.
+ */
+function inTinyProfileDir(
+  body: (p: { dir: string; profile: string; out: string }) => Promise<void>,
+): Promise<void> {
+  return inTempDir(async (dir) =>
+    body({ dir, profile: await tmpProfile(dir), out: join(dir, "out") })
+  );
+}
+
 function capture() {
   const out: string[] = [];
   const err: string[] = [];
@@ -125,66 +147,63 @@ function readAll(dir: string): Map<string, string> {
   return m;
 }
 
-Deno.test("cli --shard i/3 in three parallel processes merges into the tables of one unsharded run", async () => {
-  const dir = await Deno.makeTempDir();
-  const profile = await tmpProfile(dir);
-  const sharded = join(dir, "sharded");
-  const procs = [0, 1, 2].map((i) =>
-    new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        CLI,
-        "--profile",
-        profile,
-        "--data-dir",
-        DATA,
-        "--out",
-        sharded,
-        "--shard",
-        `${i}/3`,
-      ],
-      env: { HYPERPROMPT_FAKE_RUN_ONE: "1" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output()
-  );
-  const outs = await Promise.all(procs);
-  for (const o of outs) assert.equal(o.code, 0, new TextDecoder().decode(o.stderr));
-  const logs = outs.map((o) => new TextDecoder().decode(o.stderr)).join("\n");
-  assert.match(logs, /shard 0\/3: 4 of 12 runs/);
+Deno.test("cli --shard i/3 in three parallel processes merges into the tables of one unsharded run", () =>
+  inTinyProfileDir(async ({ dir, profile }) => {
+    const sharded = join(dir, "sharded");
+    const procs = [0, 1, 2].map((i) =>
+      new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          CLI,
+          "--profile",
+          profile,
+          "--data-dir",
+          DATA,
+          "--out",
+          sharded,
+          "--shard",
+          `${i}/3`,
+        ],
+        env: { HYPERPROMPT_FAKE_RUN_ONE: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output()
+    );
+    const outs = await Promise.all(procs);
+    for (const o of outs) assert.equal(o.code, 0, new TextDecoder().decode(o.stderr));
+    const logs = outs.map((o) => new TextDecoder().decode(o.stderr)).join("\n");
+    assert.match(logs, /shard 0\/3: 4 of 12 runs/);
 
-  const whole = join(dir, "whole");
-  const c = capture();
-  assert.equal(
-    await main(["--profile", profile, "--data-dir", DATA, "--out", whole], {
-      ...c.opts,
-      runOne: fakeRunOne,
-    }),
-    0,
-  );
-  // An unsharded run writes the tables after its runs; shards write none.
-  assert.ok(Deno.statSync(join(whole, "tables", "scores.csv")).isFile);
-  assert.match(c.err.join("\n"), /Tables: 7 files/);
-  assert.throws(() => Deno.statSync(join(sharded, "tables")), Deno.errors.NotFound);
-  const a = readAll(sharded);
-  const b = readAll(whole);
-  assert.equal(a.size, 12);
-  assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort());
+    const whole = join(dir, "whole");
+    const c = capture();
+    assert.equal(
+      await main(["--profile", profile, "--data-dir", DATA, "--out", whole], {
+        ...c.opts,
+        runOne: fakeRunOne,
+      }),
+      0,
+    );
+    // An unsharded run writes the tables after its runs; shards write none.
+    assert.ok(Deno.statSync(join(whole, "tables", "scores.csv")).isFile);
+    assert.match(c.err.join("\n"), /Tables: 7 files/);
+    assert.throws(() => Deno.statSync(join(sharded, "tables")), Deno.errors.NotFound);
+    const a = readAll(sharded);
+    const b = readAll(whole);
+    assert.equal(a.size, 12);
+    assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort());
 
-  await writeTables(sharded, join(dir, "ta"), { accounting: null });
-  await writeTables(whole, join(dir, "tb"), { accounting: null });
-  const ta = readAll(join(dir, "ta"));
-  const tb = readAll(join(dir, "tb"));
-  assert.equal(ta.size, 7);
-  for (const [name, text] of tb) assert.equal(ta.get(name), text, name);
-  assert.equal(ta.get("scores.csv")!.trim().split("\n").length, 1 + 3);
-  await Deno.remove(dir, { recursive: true });
-});
+    await writeTables(sharded, join(dir, "ta"), { accounting: null });
+    await writeTables(whole, join(dir, "tb"), { accounting: null });
+    const ta = readAll(join(dir, "ta"));
+    const tb = readAll(join(dir, "tb"));
+    assert.equal(ta.size, 7);
+    for (const [name, text] of tb) assert.equal(ta.get(name), text, name);
+    assert.equal(ta.get("scores.csv")!.trim().split("\n").length, 1 + 3);
+  }));
 
-Deno.test("main(): tasks listed for a benchmark not in the grid are a note, once, dry run or not", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test("main(): tasks listed for a benchmark not in the grid are a note, once, dry run or not", () =>
+  inTempDir(async (dir) => {
     const profile = await tmpProfile(dir, {
       seeds: [0],
       benchmarks: ["glue"],
@@ -209,80 +228,74 @@ Deno.test("main(): tasks listed for a benchmark not in the grid are a note, once
     const c = capture();
     assert.equal(await main(["--profile", both, "--data-dir", DATA, "--dry-run"], c.opts), 0);
     assert.ok(!c.err.some((l) => l.includes("which no run trains")), c.err.join("\n"));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("main() reports bad arguments and profiles with exit code 2", async () => {
-  const dir = await Deno.makeTempDir();
-  let c = capture();
-  assert.equal(await main(["--profile", "nope"], c.opts), 2);
-  assert.match(c.err.join("\n"), /Unknown profile "nope"; built-in profiles: .*ci/);
-  c = capture();
-  assert.equal(await main(["--profile", "ci", "--backend", "tpu"], c.opts), 2);
-  assert.match(c.err.join("\n"), /Unknown --backend "tpu"/);
-  c = capture();
-  assert.equal(await main(["--bogus"], c.opts), 2);
-  assert.deepEqual(c.err, ["unknown flag --bogus; deno task bench --help lists the flags"]);
-  c = capture();
-  const bad = await tmpProfile(dir, { methods: [{ name: "mtl" }, { name: "lora" }] });
-  assert.equal(await main(["--profile", bad, "--data-dir", DATA], c.opts), 2);
-  assert.match(c.err.join("\n"), /tiny\.json:\d+: \$\.methods\[1\]\.name must be one of/);
-  c = capture();
-  const missing = await tmpProfile(dir, { tasks: { glue: ["qqp"] } });
-  assert.equal(await main(["--profile", missing, "--data-dir", DATA], c.opts), 2);
-  assert.match(c.err.join("\n"), /missing glue task files for qqp/);
-  // The folder was named: the advice is to fill it or drop the flag, not to pass the flag.
-  assert.match(c.err.join("\n"), /that folder was named by --data-dir: put the files there/);
-  assert.doesNotMatch(c.err.join("\n"), /or pass --data-dir/);
-  c = capture();
-  assert.equal(await main(["--help"], c.opts), 0);
-  assert.match(c.out.join("\n"), /--shard i\/n[\s\S]*smoke/);
-  assert.match(c.out.join("\n"), /--checkpoint-minutes N\n +a run that writes checkpoints/);
-  assert.match(c.out.join("\n"), /exits 130 \(SIGINT\) or 143 \(SIGTERM\)[^]*A second signal/);
-  // The wasm heap's usable share is the preflight's, per backend (plain wasm keeps more free).
-  assert.match(
-    c.out.join("\n"),
-    new RegExp(
-      `wasm heap \\(${Math.round(100 * (1 - WASM_HEAP_MARGIN))}% usable,\\s+` +
-        `${Math.round(100 * (1 - WASM_XNN_HEAP_MARGIN))}%\\s+on\\s+plain\\s+wasm`,
-    ),
-  );
-  // The profiles' descriptions start in one column, ablation-large's too, and so do their
-  // continuation lines (wrapped to 100 columns).
-  const profileLines = c.out.join("\n").split("\nProfiles:\n")[1]!.split("\n");
-  assert.ok(profileLines.some((l) => l.startsWith("  ablation-large ")), profileLines.join("\n"));
-  const starts = new Set(profileLines.map((l) => /^ {2}(\S+)? +/.exec(l)![0].length));
-  assert.equal(starts.size, 1, profileLines.join("\n"));
-  assert.ok(profileLines.every((l) => l.length <= 100), profileLines.join("\n"));
-  // -h too, and after other flags, a mistyped one included, as in every tool (runCli).
-  c = capture();
-  assert.equal(await main(["--bogus", "--out", "-h"], c.opts), 0);
-  assert.deepEqual(c.err, []);
-  assert.match(c.out.join("\n"), /--shard i\/n[\s\S]*smoke/);
-  await Deno.remove(dir, { recursive: true });
-});
+Deno.test("main() reports bad arguments and profiles with exit code 2", () =>
+  inTempDir(async (dir) => {
+    let c = capture();
+    assert.equal(await main(["--profile", "nope"], c.opts), 2);
+    assert.match(c.err.join("\n"), /Unknown profile "nope"; built-in profiles: .*ci/);
+    c = capture();
+    assert.equal(await main(["--profile", "ci", "--backend", "tpu"], c.opts), 2);
+    assert.match(c.err.join("\n"), /Unknown --backend "tpu"/);
+    c = capture();
+    assert.equal(await main(["--bogus"], c.opts), 2);
+    assert.deepEqual(c.err, ["unknown flag --bogus; deno task bench --help lists the flags"]);
+    c = capture();
+    const bad = await tmpProfile(dir, { methods: [{ name: "mtl" }, { name: "lora" }] });
+    assert.equal(await main(["--profile", bad, "--data-dir", DATA], c.opts), 2);
+    assert.match(c.err.join("\n"), /tiny\.json:\d+: \$\.methods\[1\]\.name must be one of/);
+    c = capture();
+    const missing = await tmpProfile(dir, { tasks: { glue: ["qqp"] } });
+    assert.equal(await main(["--profile", missing, "--data-dir", DATA], c.opts), 2);
+    assert.match(c.err.join("\n"), /missing glue task files for qqp/);
+    // The folder was named: the advice is to fill it or drop the flag, not to pass the flag.
+    assert.match(c.err.join("\n"), /that folder was named by --data-dir: put the files there/);
+    assert.doesNotMatch(c.err.join("\n"), /or pass --data-dir/);
+    c = capture();
+    assert.equal(await main(["--help"], c.opts), 0);
+    assert.match(c.out.join("\n"), /--shard i\/n[\s\S]*smoke/);
+    assert.match(c.out.join("\n"), /--checkpoint-minutes N\n +a run that writes checkpoints/);
+    assert.match(c.out.join("\n"), /exits 130 \(SIGINT\) or 143 \(SIGTERM\)[^]*A second signal/);
+    // The wasm heap's usable share is the preflight's, per backend (plain wasm keeps more free).
+    assert.match(
+      c.out.join("\n"),
+      new RegExp(
+        `wasm heap \\(${Math.round(100 * (1 - WASM_HEAP_MARGIN))}% usable,\\s+` +
+          `${Math.round(100 * (1 - WASM_XNN_HEAP_MARGIN))}%\\s+on\\s+plain\\s+wasm`,
+      ),
+    );
+    // The profiles' descriptions start in one column, ablation-large's too, and so do their
+    // continuation lines (wrapped to 100 columns).
+    const profileLines = c.out.join("\n").split("\nProfiles:\n")[1]!.split("\n");
+    assert.ok(profileLines.some((l) => l.startsWith("  ablation-large ")), profileLines.join("\n"));
+    const starts = new Set(profileLines.map((l) => /^ {2}(\S+)? +/.exec(l)![0].length));
+    assert.equal(starts.size, 1, profileLines.join("\n"));
+    assert.ok(profileLines.every((l) => l.length <= 100), profileLines.join("\n"));
+    // -h too, and after other flags, a mistyped one included, as in every tool (runCli).
+    c = capture();
+    assert.equal(await main(["--bogus", "--out", "-h"], c.opts), 0);
+    assert.deepEqual(c.err, []);
+    assert.match(c.out.join("\n"), /--shard i\/n[\s\S]*smoke/);
+  }));
 
-Deno.test("main(): every flag that takes a value refuses an empty one in one line naming it (exit 2, nothing run or written)", async () => {
-  const dir = await Deno.makeTempDir();
-  const profile = await tmpProfile(dir);
-  // Each flag of OPTIONS that takes a value, and what --help says it takes.
-  const flags: [string, string][] = [
-    ["profile", "a built-in profile name or a profile JSON file"],
-    ["data-dir", "a folder"],
-    ["out", "a folder"],
-    ["methods", "method labels, comma-separated"],
-    ["shard", "i/n, e.g. 0/4"],
-    ["compare", "a baseline folder or JSON file"],
-    ["backend", "auto|tensorflow|webgpu|wasm|wasm+blas|cpu"],
-    ["tables", "a folder"],
-    ["device-memory", "the GPU's memory in GB, e.g. 80"],
-    ["checkpoint-minutes", "minutes, e.g. 30 (0: off)"],
-  ];
-  const valid = ["--data-dir", DATA, "--out", join(dir, "out"), "--no-download"];
-  const { calls, runOne } = countingRunOne();
-  try {
+Deno.test("main(): every flag that takes a value refuses an empty one in one line naming it (exit 2, nothing run or written)", () =>
+  inTinyProfileDir(async ({ dir, profile }) => {
+    // Each flag of OPTIONS that takes a value, and what --help says it takes.
+    const flags: [string, string][] = [
+      ["profile", "a built-in profile name or a profile JSON file"],
+      ["data-dir", "a folder"],
+      ["out", "a folder"],
+      ["methods", "method labels, comma-separated"],
+      ["shard", "i/n, e.g. 0/4"],
+      ["compare", "a baseline folder or JSON file"],
+      ["backend", "auto|tensorflow|webgpu|wasm|wasm+blas|cpu"],
+      ["tables", "a folder"],
+      ["device-memory", "the GPU's memory in GB, e.g. 80"],
+      ["checkpoint-minutes", "minutes, e.g. 30 (0: off)"],
+    ];
+    const valid = ["--data-dir", DATA, "--out", join(dir, "out"), "--no-download"];
+    const { calls, runOne } = countingRunOne();
     for (const [flag, takes] of flags) {
       // Both spellings, after a valid profile (the value is refused, not the profile).
       for (const empty of [[`--${flag}=`], [`--${flag}`, ""]]) {
@@ -305,91 +318,92 @@ Deno.test("main(): every flag that takes a value refuses an empty one in one lin
     assert.match(c.err.join("\n"), /^--compare needs a value .*, got an empty one \(" ": /);
     assert.equal(calls.length, 0);
     assert.ok(!existsSync(join(dir, "out")), "no output folder made");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("main() refuses every bad flag, value and combination in one line naming them (exit 2, no usage text)", async () => {
-  const dir = await Deno.makeTempDir();
-  const profile = await tmpProfile(dir);
-  const badJson = join(dir, "bad.json");
-  await Deno.writeTextFile(badJson, "{\n");
-  // Checked before the profile's grid: none of these reads data or runs anything.
-  const cases: [string[], RegExp][] = [
-    [
-      ["--device-memory", "-3"],
-      /^--device-memory must be .*\(a positive number, e\.g\. 80\), got "-3"$/,
-    ],
-    [["--device-memory=-3"], /^--device-memory must be .*got "-3"$/],
-    [["--device-memory", "0"], /^--device-memory must be .*got "0"$/],
-    [["--device-memory", "80GB"], /got "80GB" \(the number alone, without a unit\)$/],
-    [
-      ["--device-memory"],
-      /^--device-memory needs a value \(the GPU's memory in GB, e\.g\. 80\); .*--help/,
-    ],
-    [["--profile"], /^--profile needs a value \(a built-in profile name or a profile JSON file\)/],
-    [["--profile", "--dry-run"], /^--profile needs a value .*, got the flag --dry-run after it;/],
-    [
-      ["--profile", ""],
-      /^--profile needs a value \(a built-in profile name or a profile JSON file\), got an empty one \("": an unset variable\?\); deno task bench --help lists the flags$/,
-    ],
-    [["--profile", "nope"], /^Unknown profile "nope"; built-in profiles: /],
-    [
-      ["--profile", profile, "--profile", "ci"],
-      /^--profile given twice \(".*tiny\.json", then "ci"\)/,
-    ],
-    [["--backend"], /^--backend needs a value \(auto\|tensorflow\|webgpu\|wasm\|wasm\+blas\|cpu\)/],
-    [
-      ["--profile", profile, "--backend", "tpu"],
-      /^Unknown --backend "tpu"; expected one of auto, /,
-    ],
-    [["--profile", profile, "--methods"], /^--methods needs a value/],
-    [
-      ["--profile", profile, "--methods", "lora"],
-      /^--methods: unknown method label "lora"; profile "tiny-grid" has the methods "mtl", /,
-    ],
-    [["--shard", "-1/2"], /^Cannot parse --shard "-1\/2": expected i\/n with 0 <= i < n/],
-    [["--shard", "2/2"], /^Cannot parse --shard "2\/2"/],
-    [["--shard", "01/02"], /^Cannot parse --shard "01\/02": .*no sign, spaces or leading zeros/],
-    [["--shard", " 1/2"], /^Cannot parse --shard " 1\/2": /],
-    [
-      ["--profile", join(dir, "missing.json")],
-      /^--profile .*missing\.json: no such file \(built-in profiles: .*ci.*\)$/,
-    ],
-    [
-      ["--profile", dir],
-      /^--profile .*: is a folder, not a profile JSON file \(built-in profiles: /,
-    ],
-    [["--profile", badJson], /^.*bad\.json:2:1: invalid JSON: /],
-    [
-      ["--shard", "1/99999999999999999999"],
-      /^--shard "1\/99999999999999999999": n must be at most 9007199254740991$/,
-    ],
-    [
-      ["--shard", "0/2", "--tables", dir],
-      /^--tables .* with --shard 0\/2: a shard writes no tables/,
-    ],
-    [["--tables", dir, "--no-tables"], /^--tables .* with --no-tables: .*give one of them$/],
-    [
-      ["--out", "-x"],
-      /^--out needs a value \(a folder\), got "-x", which reads as a flag \(if it is the value: --out=-x\)/,
-    ],
-    [["--profile", profile, "--out", ""], /^--out needs a value \(a folder\), got an empty one/],
-    [
-      ["--profile", profile, "--data-dir", join(dir, "nope")],
-      /^--data-dir .*nope: no such folder$/,
-    ],
-    [["--profile", profile, "--compare", join(dir, "nope")], /^--compare: Cannot read results/],
-    [["--dry-run=yes"], /^--dry-run takes no value, got "--dry-run=yes"; deno task bench --help/],
-    [["--resume", "yes"], /^unexpected argument "yes" after --resume, which takes no value: /],
-    [["ci"], /^unexpected argument "ci": deno task bench takes only flags; /],
-    [["--dry"], /^unknown flag --dry \(did you mean --dry-run\?\); deno task bench --help/],
-    [["--device-mem", "80"], /^unknown flag --device-mem \(did you mean --device-memory\?\)/],
-    [["--tasks", "rte"], /^unknown flag --tasks: the profile chooses the tasks/],
-    [["-x"], /^unknown flag -x; deno task bench --help lists the flags$/],
-  ];
-  try {
+Deno.test("main() refuses every bad flag, value and combination in one line naming them (exit 2, no usage text)", () =>
+  inTinyProfileDir(async ({ dir, profile }) => {
+    const badJson = join(dir, "bad.json");
+    await Deno.writeTextFile(badJson, "{\n");
+    // Checked before the profile's grid: none of these reads data or runs anything.
+    const cases: [string[], RegExp][] = [
+      [
+        ["--device-memory", "-3"],
+        /^--device-memory must be .*\(a positive number, e\.g\. 80\), got "-3"$/,
+      ],
+      [["--device-memory=-3"], /^--device-memory must be .*got "-3"$/],
+      [["--device-memory", "0"], /^--device-memory must be .*got "0"$/],
+      [["--device-memory", "80GB"], /got "80GB" \(the number alone, without a unit\)$/],
+      [
+        ["--device-memory"],
+        /^--device-memory needs a value \(the GPU's memory in GB, e\.g\. 80\); .*--help/,
+      ],
+      [
+        ["--profile"],
+        /^--profile needs a value \(a built-in profile name or a profile JSON file\)/,
+      ],
+      [["--profile", "--dry-run"], /^--profile needs a value .*, got the flag --dry-run after it;/],
+      [
+        ["--profile", ""],
+        /^--profile needs a value \(a built-in profile name or a profile JSON file\), got an empty one \("": an unset variable\?\); deno task bench --help lists the flags$/,
+      ],
+      [["--profile", "nope"], /^Unknown profile "nope"; built-in profiles: /],
+      [
+        ["--profile", profile, "--profile", "ci"],
+        /^--profile given twice \(".*tiny\.json", then "ci"\)/,
+      ],
+      [
+        ["--backend"],
+        /^--backend needs a value \(auto\|tensorflow\|webgpu\|wasm\|wasm\+blas\|cpu\)/,
+      ],
+      [
+        ["--profile", profile, "--backend", "tpu"],
+        /^Unknown --backend "tpu"; expected one of auto, /,
+      ],
+      [["--profile", profile, "--methods"], /^--methods needs a value/],
+      [
+        ["--profile", profile, "--methods", "lora"],
+        /^--methods: unknown method label "lora"; profile "tiny-grid" has the methods "mtl", /,
+      ],
+      [["--shard", "-1/2"], /^Cannot parse --shard "-1\/2": expected i\/n with 0 <= i < n/],
+      [["--shard", "2/2"], /^Cannot parse --shard "2\/2"/],
+      [["--shard", "01/02"], /^Cannot parse --shard "01\/02": .*no sign, spaces or leading zeros/],
+      [["--shard", " 1/2"], /^Cannot parse --shard " 1\/2": /],
+      [
+        ["--profile", join(dir, "missing.json")],
+        /^--profile .*missing\.json: no such file \(built-in profiles: .*ci.*\)$/,
+      ],
+      [
+        ["--profile", dir],
+        /^--profile .*: is a folder, not a profile JSON file \(built-in profiles: /,
+      ],
+      [["--profile", badJson], /^.*bad\.json:2:1: invalid JSON: /],
+      [
+        ["--shard", "1/99999999999999999999"],
+        /^--shard "1\/99999999999999999999": n must be at most 9007199254740991$/,
+      ],
+      [
+        ["--shard", "0/2", "--tables", dir],
+        /^--tables .* with --shard 0\/2: a shard writes no tables/,
+      ],
+      [["--tables", dir, "--no-tables"], /^--tables .* with --no-tables: .*give one of them$/],
+      [
+        ["--out", "-x"],
+        /^--out needs a value \(a folder\), got "-x", which reads as a flag \(if it is the value: --out=-x\)/,
+      ],
+      [["--profile", profile, "--out", ""], /^--out needs a value \(a folder\), got an empty one/],
+      [
+        ["--profile", profile, "--data-dir", join(dir, "nope")],
+        /^--data-dir .*nope: no such folder$/,
+      ],
+      [["--profile", profile, "--compare", join(dir, "nope")], /^--compare: Cannot read results/],
+      [["--dry-run=yes"], /^--dry-run takes no value, got "--dry-run=yes"; deno task bench --help/],
+      [["--resume", "yes"], /^unexpected argument "yes" after --resume, which takes no value: /],
+      [["ci"], /^unexpected argument "ci": deno task bench takes only flags; /],
+      [["--dry"], /^unknown flag --dry \(did you mean --dry-run\?\); deno task bench --help/],
+      [["--device-mem", "80"], /^unknown flag --device-mem \(did you mean --device-memory\?\)/],
+      [["--tasks", "rte"], /^unknown flag --tasks: the profile chooses the tasks/],
+      [["-x"], /^unknown flag -x; deno task bench --help lists the flags$/],
+    ];
     for (const [args, expected] of cases) {
       const c = capture();
       assert.equal(await main(args, c.opts), 2, args.join(" "));
@@ -415,14 +429,10 @@ Deno.test("main() refuses every bad flag, value and combination in one line nami
       new TextDecoder().decode(out.stderr),
       `--device-memory must be the GPU's memory in GB (a positive number, e.g. 80), got "-3"\n`,
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("main() --dry-run names two folders of one name as the tables do (labels.ts runLabels)", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test("main() --dry-run names two folders of one name as the tables do (labels.ts runLabels)", () =>
+  inTempDir(async (dir) => {
     const a = join(dir, "a", "t5-base");
     const b = join(dir, "b", "t5-base");
     for (const f of [a, b]) await Deno.mkdir(f, { recursive: true });
@@ -445,126 +455,127 @@ Deno.test("main() --dry-run names two folders of one name as the tables do (labe
       ["b/t5-base", "a/t5-base"],
       ["b/t5-base", "b/t5-base"],
     ]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("main() --dry-run lists the grid with FLOPs and time; --compare gates the results", async () => {
-  const dir = await Deno.makeTempDir();
-  const profile = await tmpProfile(dir);
-  let c = capture();
-  assert.equal(
-    await main(["--profile", profile, "--data-dir", DATA, "--dry-run", "--backend", "cpu"], c.opts),
-    0,
-  );
-  assert.equal(c.out.length, 1 + 12 + 1);
-  assert.match(c.out[0]!, /^#\s+id\s+model\s+backbone\s+benchmark\s+method\s+seed\s+tasks/);
-  assert.match(c.out[1]!, /tiny-v1_1\s+random\s+glue\s+mtl\s+s0\s+2\s+4x2\s+\d/);
-  assert.match(c.out.at(-1)!, /^12 runs; .* FLOPs; about .* \(cpu\)$/);
-  // The summary names the rate assumed for the chosen backend.
-  c = capture();
-  assert.equal(
-    await main(
-      ["--profile", profile, "--data-dir", DATA, "--dry-run", "--backend", "wasm"],
-      c.opts,
-    ),
-    0,
-  );
-  assert.match(c.out.at(-1)!, /^12 runs; .* FLOPs; about .* at an assumed 4\.00GFLOP\/s \(wasm\)$/);
-  // Models known only by a hub id the hub cache (an empty one here) lacks have no size yet: no
-  // "0 FLOPs, about 0 s" line, and a note says why.
-  c = capture();
-  await Deno.mkdir(join(dir, "hub"));
-  const hub = await tmpProfile(join(dir, "hub"), { models: [{ hf: "google/t5-v1_1-small" }] });
-  const cache = join(dir, "empty-cache");
-  assert.equal(
-    await withEnv(
-      { HYPERPROMPT_CACHE: cache },
-      () => main(["--profile", hub, "--data-dir", DATA, "--dry-run", "--backend", "cpu"], c.opts),
-    ),
-    0,
-  );
-  assert.match(c.out.at(-1)!, /^12 runs; no FLOP or time estimate \(.*in the hub cache\)$/);
-  assert.ok(
-    c.err.includes(
-      `note: "google/t5-v1_1-small" is not in the hub cache (no ${
-        join(cache, "hub", "models--google--t5-v1_1-small", "main")
-      }/config.json): its 12 runs get no memory or FLOP estimate and are not checked against ` +
-        `the memory before training; a run downloads it there (or name a local folder holding ` +
-        `it instead), and the next preflight reads it; the preflight never downloads`,
-    ),
-    c.err.join("\n"),
-  );
-  // A per-task method's runs name their task (they differ only by id otherwise).
-  c = capture();
-  await Deno.mkdir(join(dir, "pt"));
-  const pt = await tmpProfile(join(dir, "pt"), {
-    seeds: [0],
-    methods: [{ name: "prompt_tuning", config: { length: 4 }, perTask: true }],
-  });
-  assert.equal(
-    await main(["--profile", pt, "--data-dir", DATA, "--dry-run", "--backend", "cpu"], c.opts),
-    0,
-  );
-  assert.equal(c.out.length, 1 + 3 + 1);
-  assert.match(c.out[1]!, /glue\s+prompt_tuning\[rte\]\s+s0\s+1\s/);
-  assert.match(c.out[2]!, /glue\s+prompt_tuning\[cola\]\s+s0\s+1\s/);
-  assert.match(c.out[3]!, /super_glue\s+prompt_tuning\[cb\]\s+s0\s+1\s/);
+Deno.test("main() --dry-run lists the grid with FLOPs and time; --compare gates the results", () =>
+  inTinyProfileDir(async ({ dir, profile }) => {
+    let c = capture();
+    assert.equal(
+      await main(
+        ["--profile", profile, "--data-dir", DATA, "--dry-run", "--backend", "cpu"],
+        c.opts,
+      ),
+      0,
+    );
+    assert.equal(c.out.length, 1 + 12 + 1);
+    assert.match(c.out[0]!, /^#\s+id\s+model\s+backbone\s+benchmark\s+method\s+seed\s+tasks/);
+    assert.match(c.out[1]!, /tiny-v1_1\s+random\s+glue\s+mtl\s+s0\s+2\s+4x2\s+\d/);
+    assert.match(c.out.at(-1)!, /^12 runs; .* FLOPs; about .* \(cpu\)$/);
+    // The summary names the rate assumed for the chosen backend.
+    c = capture();
+    assert.equal(
+      await main(
+        ["--profile", profile, "--data-dir", DATA, "--dry-run", "--backend", "wasm"],
+        c.opts,
+      ),
+      0,
+    );
+    assert.match(
+      c.out.at(-1)!,
+      /^12 runs; .* FLOPs; about .* at an assumed 4\.00GFLOP\/s \(wasm\)$/,
+    );
+    // Models known only by a hub id the hub cache (an empty one here) lacks have no size yet: no
+    // "0 FLOPs, about 0 s" line, and a note says why.
+    c = capture();
+    await Deno.mkdir(join(dir, "hub"));
+    const hub = await tmpProfile(join(dir, "hub"), { models: [{ hf: "google/t5-v1_1-small" }] });
+    const cache = join(dir, "empty-cache");
+    assert.equal(
+      await withEnv(
+        { HYPERPROMPT_CACHE: cache },
+        () => main(["--profile", hub, "--data-dir", DATA, "--dry-run", "--backend", "cpu"], c.opts),
+      ),
+      0,
+    );
+    assert.match(c.out.at(-1)!, /^12 runs; no FLOP or time estimate \(.*in the hub cache\)$/);
+    assert.ok(
+      c.err.includes(
+        `note: "google/t5-v1_1-small" is not in the hub cache (no ${
+          join(cache, "hub", "models--google--t5-v1_1-small", "main")
+        }/config.json): its 12 runs get no memory or FLOP estimate and are not checked against ` +
+          `the memory before training; a run downloads it there (or name a local folder holding ` +
+          `it instead), and the next preflight reads it; the preflight never downloads`,
+      ),
+      c.err.join("\n"),
+    );
+    // A per-task method's runs name their task (they differ only by id otherwise).
+    c = capture();
+    await Deno.mkdir(join(dir, "pt"));
+    const pt = await tmpProfile(join(dir, "pt"), {
+      seeds: [0],
+      methods: [{ name: "prompt_tuning", config: { length: 4 }, perTask: true }],
+    });
+    assert.equal(
+      await main(["--profile", pt, "--data-dir", DATA, "--dry-run", "--backend", "cpu"], c.opts),
+      0,
+    );
+    assert.equal(c.out.length, 1 + 3 + 1);
+    assert.match(c.out[1]!, /glue\s+prompt_tuning\[rte\]\s+s0\s+1\s/);
+    assert.match(c.out[2]!, /glue\s+prompt_tuning\[cola\]\s+s0\s+1\s/);
+    assert.match(c.out[3]!, /super_glue\s+prompt_tuning\[cb\]\s+s0\s+1\s/);
 
-  const base = join(dir, "base");
-  c = capture();
-  assert.equal(
-    await main(["--profile", profile, "--data-dir", DATA, "--out", base], {
-      ...c.opts,
-      runOne: fakeRunOne,
-    }),
-    0,
-  );
-  c = capture();
-  const out = join(dir, "out");
-  const args = ["--profile", profile, "--data-dir", DATA, "--out", out, "--compare", base];
-  assert.equal(await main(args, { ...c.opts, runOne: fakeRunOne }), 0);
-  assert.match(c.out.join("\n"), /Regression gate: PASS \(12 runs compared/);
-  // A runOne whose CB accuracy regressed by 5 points fails the gate with a readable diff.
-  const worse: typeof fakeRunOne = async (spec, o) => {
-    const r = await fakeRunOne(spec, o);
-    const cb = r.best["cb"];
-    if (!cb) return r;
-    return {
-      ...r,
-      best: {
-        ...r.best,
-        cb: { ...cb, metrics: { ...cb.metrics, accuracy: cb.metrics["accuracy"]! - 5 } },
-      },
+    const base = join(dir, "base");
+    c = capture();
+    assert.equal(
+      await main(["--profile", profile, "--data-dir", DATA, "--out", base], {
+        ...c.opts,
+        runOne: fakeRunOne,
+      }),
+      0,
+    );
+    c = capture();
+    const out = join(dir, "out");
+    const args = ["--profile", profile, "--data-dir", DATA, "--out", out, "--compare", base];
+    assert.equal(await main(args, { ...c.opts, runOne: fakeRunOne }), 0);
+    assert.match(c.out.join("\n"), /Regression gate: PASS \(12 runs compared/);
+    // A runOne whose CB accuracy regressed by 5 points fails the gate with a readable diff.
+    const worse: typeof fakeRunOne = async (spec, o) => {
+      const r = await fakeRunOne(spec, o);
+      const cb = r.best["cb"];
+      if (!cb) return r;
+      return {
+        ...r,
+        best: {
+          ...r.best,
+          cb: { ...cb, metrics: { ...cb.metrics, accuracy: cb.metrics["accuracy"]! - 5 } },
+        },
+      };
     };
-  };
-  c = capture();
-  assert.equal(
-    await main([...args.map((a) => (a === out ? join(dir, "out2") : a))], {
-      ...c.opts,
-      runOne: worse,
-    }),
-    3,
-  );
-  assert.match(
-    c.out.join("\n"),
-    /FAIL tiny-grid\/tiny-v1_1\/random\/super_glue\/mtl\/s0: best\.cb\.accuracy: .*\(diff -5, tolerance 0\.5\)/,
-  );
-  // --resume over a truncated result: the run is rerun, and the log says why.
-  const victim = [...Deno.readDirSync(out)].find((e) => e.name.endsWith(".json"))!.name;
-  await Deno.writeTextFile(join(out, victim), '{\n  "spec": {');
-  c = capture();
-  assert.equal(await main([...args, "--resume"], { ...c.opts, runOne: fakeRunOne }), 0);
-  assert.match(
-    c.err.join("\n"),
-    new RegExp(
-      `rerunning .*: its result file cannot be used \\(.*${victim}:\\d+:\\d+: invalid JSON`,
-    ),
-  );
-  assert.match(c.err.join("\n"), /1 runs done, 11 skipped, 0 failed/);
-  await Deno.remove(dir, { recursive: true });
-});
+    c = capture();
+    assert.equal(
+      await main([...args.map((a) => (a === out ? join(dir, "out2") : a))], {
+        ...c.opts,
+        runOne: worse,
+      }),
+      3,
+    );
+    assert.match(
+      c.out.join("\n"),
+      /FAIL tiny-grid\/tiny-v1_1\/random\/super_glue\/mtl\/s0: best\.cb\.accuracy: .*\(diff -5, tolerance 0\.5\)/,
+    );
+    // --resume over a truncated result: the run is rerun, and the log says why.
+    const victim = [...Deno.readDirSync(out)].find((e) => e.name.endsWith(".json"))!.name;
+    await Deno.writeTextFile(join(out, victim), '{\n  "spec": {');
+    c = capture();
+    assert.equal(await main([...args, "--resume"], { ...c.opts, runOne: fakeRunOne }), 0);
+    assert.match(
+      c.err.join("\n"),
+      new RegExp(
+        `rerunning .*: its result file cannot be used \\(.*${victim}:\\d+:\\d+: invalid JSON`,
+      ),
+    );
+    assert.match(c.err.join("\n"), /1 runs done, 11 skipped, 0 failed/);
+  }));
 
 Deno.test("main() without --profile picks smoke when the backend is not a GPU", async () => {
   Deno.env.set("HYPERPROMPT_FAKE_RUN_ONE", "1"); // the probe then reports the cpu backend
@@ -911,10 +922,8 @@ Deno.test("main() where no cache folder can be named warns and runs with the mir
   }).finally(() => Deno.remove(dir, { recursive: true }));
 });
 
-Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compare, HYPERPROMPT_BACKEND and HYPERPROMPT_STOCK_BACKPROP before any run", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const profile = await tmpProfile(dir);
+Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compare, HYPERPROMPT_BACKEND and HYPERPROMPT_STOCK_BACKPROP before any run", () =>
+  inTinyProfileDir(async ({ dir, profile }) => {
     const { file, empty, broken } = await badFolders(dir);
     // A baseline holding one run twice (a stale copy beside it): which one gates would depend on
     // the file order, so it is refused up front like a malformed one, not after the whole grid.
@@ -1036,18 +1045,12 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
     const c2 = capture();
     assert.equal(await main([...base, "--no-tables"], { ...c2.opts, runOne }), 0);
     assert.ok(!existsSync(join(out, "tables")));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("main() --shard checks no default tables folder: it writes none", async () => {
-  // A shard writes no tables, so <out>/tables is neither checked nor touched: here it is a file,
-  // which the check of an unsharded run refuses (exit 2) before any run.
-  const dir = await Deno.makeTempDir();
-  try {
-    const profile = await tmpProfile(dir);
-    const out = join(dir, "out");
+Deno.test("main() --shard checks no default tables folder: it writes none", () =>
+  inTinyProfileDir(async ({ profile, out }) => {
+    // A shard writes no tables, so <out>/tables is neither checked nor touched: here it is a file,
+    // which the check of an unsharded run refuses (exit 2) before any run.
     await Deno.mkdir(out);
     await Deno.writeTextFile(join(out, "tables"), "not a folder");
     const base = ["--profile", profile, "--data-dir", DATA, "--out", out];
@@ -1060,16 +1063,10 @@ Deno.test("main() --shard checks no default tables folder: it writes none", asyn
     assert.equal(calls.length, 4, "the shard's runs (12 in the grid)");
     assert.match(c.err.join("\n"), /Shard done; when every shard has finished: deno task tables/);
     assert.equal(await Deno.readTextFile(join(out, "tables")), "not a folder");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("main() whose tables fail after the runs says so and exits 1, keeping the results", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const profile = await tmpProfile(dir);
-    const out = join(dir, "out");
+Deno.test("main() whose tables fail after the runs says so and exits 1, keeping the results", () =>
+  inTinyProfileDir(async ({ profile, out }) => {
     await Deno.mkdir(out);
     await Deno.writeTextFile(join(out, "notes.json"), '{"a": 1}');
     const c = capture();
@@ -1081,16 +1078,10 @@ Deno.test("main() whose tables fail after the runs says so and exits 1, keeping 
     );
     const results = [...Deno.readDirSync(out)].filter((e) => e.name.endsWith(".json"));
     assert.equal(results.length, 12 + 1, "every run's result and notes.json");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("main() --compare counts a run that failed as missing, not its stale result file", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const profile = await tmpProfile(dir);
-    const out = join(dir, "out");
+Deno.test("main() --compare counts a run that failed as missing, not its stale result file", () =>
+  inTinyProfileDir(async ({ profile, out }) => {
     const args = ["--profile", profile, "--data-dir", DATA, "--out", out, "--no-tables"];
     assert.equal(await main(args, { ...capture().opts, runOne: fakeRunOne }), 0);
     // The same grid again, gated against the first results, with one run now failing: its
@@ -1106,16 +1097,10 @@ Deno.test("main() --compare counts a run that failed as missing, not its stale r
       c.out.join("\n"),
       /FAIL tiny-grid\/tiny-v1_1\/random\/super_glue\/mtl\/s0: run: baseline present, current missing/,
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("main() leaves a run that failed out of the tables, not its earlier attempt's result file", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const profile = await tmpProfile(dir);
-    const out = join(dir, "out");
+Deno.test("main() leaves a run that failed out of the tables, not its earlier attempt's result file", () =>
+  inTinyProfileDir(async ({ dir, profile, out }) => {
     const args = ["--profile", profile, "--data-dir", DATA, "--out", out];
     assert.equal(await main(args, { ...capture().opts, runOne: fakeRunOne }), 0);
     const before = Deno.readTextFileSync(join(out, "tables", "scores.csv"));
@@ -1143,10 +1128,7 @@ Deno.test("main() leaves a run that failed out of the tables, not its earlier at
     const after = Deno.readTextFileSync(join(out, "tables", "scores.csv"));
     assert.equal(after, Deno.readTextFileSync(join(without, "tables", "scores.csv")));
     assert.notEqual(after, before, "the failed run's cell changed (fewer seeds)");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
 Deno.test("isGpuBackend(): webgpu on hardware and tfjs-node-gpu pick paper-base; a software adapter, tfjs-node (CPU) and wasm do not", () => {
   assert.equal(isGpuBackend({ name: "webgpu", adapter: "NVIDIA H200" }), true);
@@ -1259,27 +1241,26 @@ Deno.test("progressReporter(): a stopped run's bar says so; its reason and check
   }
 });
 
-Deno.test("main() on a GPU: the largest fitting micro-batch, recorded; a run that cannot fit is refused; unknown memory changes nothing", async () => {
-  const dir = await Deno.makeTempDir();
-  const { profile, grid } = await memoryGrid(dir);
-  assert.equal(grid.length, 2); // two seeds, one configuration
-  const peak = (m: number) =>
-    estimateTrainingMemory(memoryInputFor(grid[0]!, preset("tiny-v1_1"), "fused", m)).peak;
-  // A device on which micro-batch 2 fits with the 10% margin and 4 does not.
-  const gb = String((peak(2) / 0.9) * 1.001 / 1e9);
-  assert.ok(peak(4) > 0.9 * Number(gb) * 1e9);
-  const smi = forbiddenCommand(); // --device-memory is given: nvidia-smi is not asked
-  const gpu = {
-    probe: () => Promise.resolve({ name: "webgpu", gpu: true }),
-    runCommand: smi.runCommand,
-  };
-  const { calls, runOne } = countingRunOne();
-  // The micro-batch each run was given (the preflight's choice).
-  const micro = () => calls.map((call) => call.opts.microBatchSize);
-  const args = (
-    out: string,
-  ) => ["--profile", profile, "--data-dir", DATA, "--out", out, "--no-tables"];
-  try {
+Deno.test("main() on a GPU: the largest fitting micro-batch, recorded; a run that cannot fit is refused; unknown memory changes nothing", () =>
+  inTempDir(async (dir) => {
+    const { profile, grid } = await memoryGrid(dir);
+    assert.equal(grid.length, 2); // two seeds, one configuration
+    const peak = (m: number) =>
+      estimateTrainingMemory(memoryInputFor(grid[0]!, preset("tiny-v1_1"), "fused", m)).peak;
+    // A device on which micro-batch 2 fits with the 10% margin and 4 does not.
+    const gb = String((peak(2) / 0.9) * 1.001 / 1e9);
+    assert.ok(peak(4) > 0.9 * Number(gb) * 1e9);
+    const smi = forbiddenCommand(); // --device-memory is given: nvidia-smi is not asked
+    const gpu = {
+      probe: () => Promise.resolve({ name: "webgpu", gpu: true }),
+      runCommand: smi.runCommand,
+    };
+    const { calls, runOne } = countingRunOne();
+    // The micro-batch each run was given (the preflight's choice).
+    const micro = () => calls.map((call) => call.opts.microBatchSize);
+    const args = (
+      out: string,
+    ) => ["--profile", profile, "--data-dir", DATA, "--out", out, "--no-tables"];
     const c = capture();
     const out = join(dir, "out");
     assert.equal(
@@ -1358,10 +1339,7 @@ Deno.test("main() on a GPU: the largest fitting micro-batch, recorded; a run tha
     assert.match(migNote[0]!, /\(WebGPU reports no total memory; GPU 0 is in MIG mode: .*\): runs/);
     assert.doesNotMatch(migNote[0]!, /\n/, "one line");
     assert.doesNotMatch(c4.err.join("\n"), /nvidia-smi gave none|GPU memory: /);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
 Deno.test("statedMemoryUse: a stated size is used on a GPU, planned in a dry run elsewhere, and otherwise said to be ignored", () => {
   const stated = { bytes: 85.5e9, source: "--device-memory" };
@@ -1401,34 +1379,33 @@ Deno.test("statedMemoryUse: a stated size is used on a GPU, planned in a dry run
   }
 });
 
-Deno.test("main(): --device-memory on a software WebGPU adapter: the dry run and the real run agree that nothing is refused", async () => {
-  const dir = await Deno.makeTempDir();
-  const { profile, grid } = await memoryGrid(dir);
-  const one = estimateTrainingMemory(memoryInputFor(grid[0]!, preset("tiny-v1_1"), "fused", 1));
-  // Half of what one row needs: a GPU of this size would refuse every run.
-  const tiny = String(one.peak * 0.5 / 1e9);
-  const smi = forbiddenCommand(); // no GPU here: nvidia-smi is not asked
-  const software = {
-    probe: () => Promise.resolve({ name: "webgpu", gpu: false }),
-    runCommand: smi.runCommand,
-  };
-  const { calls, runOne } = countingRunOne();
-  // The micro-batch each run was given (the preflight's choice).
-  const micro = () => calls.map((call) => call.opts.microBatchSize);
-  const args = (out: string) => [
-    "--profile",
-    profile,
-    "--data-dir",
-    DATA,
-    "--out",
-    out,
-    "--no-tables",
-    "--backend",
-    "webgpu",
-    "--device-memory",
-    tiny,
-  ];
-  try {
+Deno.test("main(): --device-memory on a software WebGPU adapter: the dry run and the real run agree that nothing is refused", () =>
+  inTempDir(async (dir) => {
+    const { profile, grid } = await memoryGrid(dir);
+    const one = estimateTrainingMemory(memoryInputFor(grid[0]!, preset("tiny-v1_1"), "fused", 1));
+    // Half of what one row needs: a GPU of this size would refuse every run.
+    const tiny = String(one.peak * 0.5 / 1e9);
+    const smi = forbiddenCommand(); // no GPU here: nvidia-smi is not asked
+    const software = {
+      probe: () => Promise.resolve({ name: "webgpu", gpu: false }),
+      runCommand: smi.runCommand,
+    };
+    const { calls, runOne } = countingRunOne();
+    // The micro-batch each run was given (the preflight's choice).
+    const micro = () => calls.map((call) => call.opts.microBatchSize);
+    const args = (out: string) => [
+      "--profile",
+      profile,
+      "--data-dir",
+      DATA,
+      "--out",
+      out,
+      "--no-tables",
+      "--backend",
+      "webgpu",
+      "--device-memory",
+      tiny,
+    ];
     // Dry run: the table is as on a GPU of that size, but it does not claim the real run refuses.
     const c = capture();
     assert.equal(
@@ -1460,19 +1437,15 @@ Deno.test("main(): --device-memory on a software WebGPU adapter: the dry run and
     );
     assert.doesNotMatch(c2.err.join("\n"), /Refused|micro-batches of/);
     assert.deepEqual(smi.calls, []);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("main() --dry-run: an est. peak column for the run's backend; --device-memory and HYPERPROMPT_DEVICE_MEMORY_GB are checked", async () => {
-  const dir = await Deno.makeTempDir();
-  const { profile, grid: [spec] } = await memoryGrid(dir);
-  const bytes = (m: number, k: "fused" | "composite") =>
-    estimateTrainingMemory(memoryInputFor(spec!, preset("tiny-v1_1"), k, m)).peak;
-  const peak = (m: number, k: "fused" | "composite") => (bytes(m, k) / 1e9).toFixed(1);
-  const args = ["--profile", profile, "--data-dir", DATA, "--dry-run"];
-  try {
+Deno.test("main() --dry-run: an est. peak column for the run's backend; --device-memory and HYPERPROMPT_DEVICE_MEMORY_GB are checked", () =>
+  inTempDir(async (dir) => {
+    const { profile, grid: [spec] } = await memoryGrid(dir);
+    const bytes = (m: number, k: "fused" | "composite") =>
+      estimateTrainingMemory(memoryInputFor(spec!, preset("tiny-v1_1"), k, m)).peak;
+    const peak = (m: number, k: "fused" | "composite") => (bytes(m, k) / 1e9).toFixed(1);
+    const args = ["--profile", profile, "--data-dir", DATA, "--dry-run"];
     // cpu: no GPU, composite kernels, the batch as specified.
     const c = capture();
     assert.equal(await main([...args, "--backend", "cpu"], c.opts), 0);
@@ -1540,10 +1513,7 @@ Deno.test("main() --dry-run: an est. peak column for the run's backend; --device
       assert.equal(await main(args, c4.opts), 2);
     });
     assert.match(c4.err.join("\n"), /HYPERPROMPT_DEVICE_MEMORY_GB must be .*"-1"/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
 Deno.test("barName keeps the seed and a per-task run's task visible in 28 characters", () => {
   const spec = (label: string, tasks: string[], perTaskOf?: string[]) =>
@@ -1568,16 +1538,14 @@ function dryRunIds(out: readonly string[]): string[] {
   return out.slice(1, -1).map((l) => l.trim().split(/\s+/)[1]!);
 }
 
-Deno.test("main() --methods keeps the profile's runs of those labels: dry run, shard, gate, resume; an unknown label is refused", async () => {
-  const dir = await Deno.makeTempDir();
-  const profile = await tmpProfile(dir);
-  const base = ["--profile", profile, "--data-dir", DATA];
-  const dry = async (...extra: string[]) => {
-    const c = capture();
-    assert.equal(await main([...base, "--dry-run", "--backend", "cpu", ...extra], c.opts), 0);
-    return c;
-  };
-  try {
+Deno.test("main() --methods keeps the profile's runs of those labels: dry run, shard, gate, resume; an unknown label is refused", () =>
+  inTinyProfileDir(async ({ dir, profile }) => {
+    const base = ["--profile", profile, "--data-dir", DATA];
+    const dry = async (...extra: string[]) => {
+      const c = capture();
+      assert.equal(await main([...base, "--dry-run", "--backend", "cpu", ...extra], c.opts), 0);
+      return c;
+    };
     // Two of the three methods: their 8 runs of the 12, and nothing else.
     const c = await dry("--methods", "prompt_tuning,mtl");
     assert.match(c.out.at(-1)!, /^8 runs; /);
@@ -1701,42 +1669,43 @@ Deno.test("main() --methods keeps the profile's runs of those labels: dry run, s
       /none of its \d+ runs \(profile "ci"\) is a run of this selection \(shard 0\/2, methods mtl\)/,
     );
     assert.equal(calls.length, 4);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("main() on a GPU that fits only some methods: the refusal names them and the --methods that trains them", async () => {
-  const dir = await Deno.makeTempDir();
-  const { profile, grid } = await memoryGrid(dir, {
-    seeds: [0],
-    methods: [{ name: "mtl" }, { name: "prompt_tuning", config: { length: 4 } }],
-  });
-  const one = (label: string) =>
-    estimateTrainingMemory(
-      memoryInputFor(grid.find((s) => s.method.label === label)!, preset("tiny-v1_1"), "fused", 1),
-    ).peak;
-  // A device on which Prompt-Tuning's frozen backbone fits at one row and MTL does not.
-  const bytes = (one("prompt_tuning") + one("mtl")) / 2 / 0.9;
-  assert.ok(one("prompt_tuning") < 0.9 * bytes && 0.9 * bytes < one("mtl"));
-  const smi = forbiddenCommand(); // --device-memory is given: nvidia-smi is not asked
-  const gpu = {
-    probe: () => Promise.resolve({ name: "webgpu", gpu: true }),
-    runCommand: smi.runCommand,
-  };
-  const { calls, runOne } = countingRunOne();
-  const args = [
-    "--profile",
-    profile,
-    "--data-dir",
-    DATA,
-    "--out",
-    join(dir, "out"),
-    "--no-tables",
-    "--device-memory",
-    String(bytes / 1e9),
-  ];
-  try {
+Deno.test("main() on a GPU that fits only some methods: the refusal names them and the --methods that trains them", () =>
+  inTempDir(async (dir) => {
+    const { profile, grid } = await memoryGrid(dir, {
+      seeds: [0],
+      methods: [{ name: "mtl" }, { name: "prompt_tuning", config: { length: 4 } }],
+    });
+    const one = (label: string) =>
+      estimateTrainingMemory(
+        memoryInputFor(
+          grid.find((s) => s.method.label === label)!,
+          preset("tiny-v1_1"),
+          "fused",
+          1,
+        ),
+      ).peak;
+    // A device on which Prompt-Tuning's frozen backbone fits at one row and MTL does not.
+    const bytes = (one("prompt_tuning") + one("mtl")) / 2 / 0.9;
+    assert.ok(one("prompt_tuning") < 0.9 * bytes && 0.9 * bytes < one("mtl"));
+    const smi = forbiddenCommand(); // --device-memory is given: nvidia-smi is not asked
+    const gpu = {
+      probe: () => Promise.resolve({ name: "webgpu", gpu: true }),
+      runCommand: smi.runCommand,
+    };
+    const { calls, runOne } = countingRunOne();
+    const args = [
+      "--profile",
+      profile,
+      "--data-dir",
+      DATA,
+      "--out",
+      join(dir, "out"),
+      "--no-tables",
+      "--device-memory",
+      String(bytes / 1e9),
+    ];
     const c = capture();
     assert.equal(await main(args, { ...c.opts, ...gpu, runOne }), 2);
     assert.equal(calls.length, 0);
@@ -1760,10 +1729,7 @@ Deno.test("main() on a GPU that fits only some methods: the refusal names them a
     );
     assert.deepEqual(calls.map((call) => call.spec.method.label), ["prompt_tuning"]);
     assert.deepEqual(smi.calls, [], "nvidia-smi was not run with --device-memory");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
 Deno.test("modelConfig(): a preset, a folder's config.json, undefined for a hub id not downloaded; bad JSON names file:line:column", async () => {
   assert.deepEqual(modelConfig("tiny-v1_1"), preset("tiny-v1_1"));
@@ -1814,9 +1780,8 @@ async function ownTableCheckpoints(dir: string): Promise<{ own: string; copy: st
   return { own: await make("own", ["decoder"]), copy: await make("copy", ["encoder", "decoder"]) };
 }
 
-Deno.test("preflightModelConfig: the encoder's own token table of the checkpoint a run loads, not a byte-equal copy's", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test("preflightModelConfig: the encoder's own token table of the checkpoint a run loads, not a byte-equal copy's", () =>
+  inTempDir(async (dir) => {
     const { own, copy } = await ownTableCheckpoints(dir);
     const tiny = "tiny-v1_1";
     // The checkpoint loaded: the hf model of a "pretrained" backbone, or an hf backbone.
@@ -1845,10 +1810,7 @@ Deno.test("preflightModelConfig: the encoder's own token table of the checkpoint
       await preflightModelConfig({ model: { hf: own }, backbone: "pretrained" }),
       modelConfig({ hf: own }),
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
 Deno.test("modelConfig, weightsFolder, preflightModelConfig, --dry-run: a hub id is read from the run's hub cache, never downloaded", async () => {
   const dir = await Deno.makeTempDir();
@@ -1942,9 +1904,8 @@ Deno.test("modelConfig, weightsFolder, preflightModelConfig, --dry-run: a hub id
   }
 });
 
-Deno.test("main() --dry-run: a checkpoint with its own encoder table is estimated with it, a byte-equal copy is not", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test("main() --dry-run: a checkpoint with its own encoder table is estimated with it, a byte-equal copy is not", () =>
+  inTempDir(async (dir) => {
     const { own, copy } = await ownTableCheckpoints(dir);
     // One profile folder per checkpoint (memoryGrid writes tiny.json into it).
     const grid = async (folder: string) => {
@@ -1977,41 +1938,37 @@ Deno.test("main() --dry-run: a checkpoint with its own encoder table is estimate
     const [fits, micro] = withOwn < shared ? [ofOwn, ofCopy] : [ofCopy, ofOwn];
     for (const cell of fits) assert.match(cell, /^\d+\.\d$/);
     for (const cell of micro) assert.match(cell, /^\d+\.\d \(micro [1-4]\)$/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("main() on wasm: runs are checked against the wasm heap, a micro-batch chosen or the run refused (exit 2), also in --dry-run's est. peak column", async () => {
-  const dir = await Deno.makeTempDir();
-  // tiny-v1_1 at batch 256 x 512 tokens: about 13 GB estimated as one pass, 3.3 GB in passes of
-  // 64, which fits 85% of the 4.29 GB heap (WASM_HEAP_MARGIN); 128 does not.
-  const big = await tmpProfile(dir, {
-    seeds: [0],
-    benchmarks: ["glue"],
-    methods: [{ name: "mtl" }],
-    train: { steps: 2, evalEvery: 2, batchSize: 256, maxInputLength: 512, maxTargetLength: 4 },
-  });
-  const [spec] = expandGrid(await loadProfile(big), {
-    dataDir: DATA,
-    catalog: await defaultTaskCatalog(),
-  });
-  const heap = (m: number) =>
-    estimateTrainingMemory(memoryInputFor(spec!, preset("tiny-v1_1"), "fused-wasm-blas", m)).peak;
-  assert.ok(heap(64) <= 0.85 * WASM_HEAP_BYTES && heap(128) > 0.85 * WASM_HEAP_BYTES);
-  const smi = forbiddenCommand(); // no GPU: nvidia-smi is not asked
-  const wasm = {
-    probe: () => Promise.resolve({ name: "wasm+blas", gpu: false }),
-    runCommand: smi.runCommand,
-  };
-  const { calls, runOne } = countingRunOne();
-  // The micro-batch each run was given (the preflight's choice).
-  const micro = () => calls.map((call) => call.opts.microBatchSize);
-  const args = (
-    profile: string,
-    out: string,
-  ) => ["--profile", profile, "--data-dir", DATA, "--out", out, "--no-tables"];
-  try {
+Deno.test("main() on wasm: runs are checked against the wasm heap, a micro-batch chosen or the run refused (exit 2), also in --dry-run's est. peak column", () =>
+  inTempDir(async (dir) => {
+    // tiny-v1_1 at batch 256 x 512 tokens: about 13 GB estimated as one pass, 3.3 GB in passes of
+    // 64, which fits 85% of the 4.29 GB heap (WASM_HEAP_MARGIN); 128 does not.
+    const big = await tmpProfile(dir, {
+      seeds: [0],
+      benchmarks: ["glue"],
+      methods: [{ name: "mtl" }],
+      train: { steps: 2, evalEvery: 2, batchSize: 256, maxInputLength: 512, maxTargetLength: 4 },
+    });
+    const [spec] = expandGrid(await loadProfile(big), {
+      dataDir: DATA,
+      catalog: await defaultTaskCatalog(),
+    });
+    const heap = (m: number) =>
+      estimateTrainingMemory(memoryInputFor(spec!, preset("tiny-v1_1"), "fused-wasm-blas", m)).peak;
+    assert.ok(heap(64) <= 0.85 * WASM_HEAP_BYTES && heap(128) > 0.85 * WASM_HEAP_BYTES);
+    const smi = forbiddenCommand(); // no GPU: nvidia-smi is not asked
+    const wasm = {
+      probe: () => Promise.resolve({ name: "wasm+blas", gpu: false }),
+      runCommand: smi.runCommand,
+    };
+    const { calls, runOne } = countingRunOne();
+    // The micro-batch each run was given (the preflight's choice).
+    const micro = () => calls.map((call) => call.opts.microBatchSize);
+    const args = (
+      profile: string,
+      out: string,
+    ) => ["--profile", profile, "--data-dir", DATA, "--out", out, "--no-tables"];
     const c = capture();
     const out = join(dir, "out");
     // --device-memory is the GPU's: it does not change the wasm heap's check.
@@ -2088,10 +2045,7 @@ Deno.test("main() on wasm: runs are checked against the wasm heap, a micro-batch
       /memory is unknown/,
       "no GPU: its memory is not looked for",
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
 Deno.test("interruptHandler(): a first signal waits for the checkpoint, a second or a needless wait exits", () => {
   const make = (training: boolean) => {
@@ -2363,9 +2317,8 @@ Deno.test("main(): SIGTERM just after a run's training loop ends: the run writes
   }
 });
 
-Deno.test("main(): a stop request while the last run finishes writes no tables and exits with the signal's code", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test("main(): a stop request while the last run finishes writes no tables and exits with the signal's code", () =>
+  inTempDir(async (dir) => {
     const profile = await tmpProfile(dir, {
       seeds: [0],
       benchmarks: ["glue"],
@@ -2385,14 +2338,10 @@ Deno.test("main(): a stop request while the last run finishes writes no tables a
     assert.match(err, /Every run had finished; no tables or gate were written: .*--resume/);
     assert.equal(existsSync(join(out, "tables")), false, "no tables");
     assert.equal(stopRequested(), undefined, "the request ended with the grid");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("main(): a run that fails for a full disk or the file size limit stops the grid, exits 1 and says what to do", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+Deno.test("main(): a run that fails for a full disk or the file size limit stops the grid, exits 1 and says what to do", () =>
+  inTempDir(async (dir) => {
     const profile = await tmpProfile(dir, {
       seeds: [0, 1],
       benchmarks: ["glue"],
@@ -2437,10 +2386,7 @@ Deno.test("main(): a run that fails for a full disk or the file size limit stops
       assert.match(err, advice);
       assert.equal(existsSync(join(out, "tables")), false, "no tables");
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
 Deno.test("claimLines(): lines for runs other processes train, taken over or done; the waiting line once a minute", async () => {
   const dir = await Deno.makeTempDir();
@@ -2481,18 +2427,17 @@ Deno.test("claimLines(): lines for runs other processes train, taken over or don
   assert.ok(line(waiting, 61_000));
 });
 
-Deno.test("main() --checkpoint-minutes: validated in one line, given to the runs' train() for the grid only", async () => {
-  const dir = await Deno.makeTempDir();
-  const profile = await tmpProfile(dir, {
-    seeds: [0],
-    benchmarks: ["glue"],
-    methods: [{ name: "mtl" }],
-  });
-  const base = ["--profile", profile, "--data-dir", DATA, "--no-tables"];
-  const { calls, runOne } = countingRunOne();
-  // The checkpoint minutes each run was given.
-  const seen = () => calls.map((call) => call.opts.checkpointMinutes);
-  try {
+Deno.test("main() --checkpoint-minutes: validated in one line, given to the runs' train() for the grid only", () =>
+  inTempDir(async (dir) => {
+    const profile = await tmpProfile(dir, {
+      seeds: [0],
+      benchmarks: ["glue"],
+      methods: [{ name: "mtl" }],
+    });
+    const base = ["--profile", profile, "--data-dir", DATA, "--no-tables"];
+    const { calls, runOne } = countingRunOne();
+    // The checkpoint minutes each run was given.
+    const seen = () => calls.map((call) => call.opts.checkpointMinutes);
     // ("" is refused by parseFlags as every empty value: the empty-value test above.)
     for (const bad of ["abc", "30min", "1e3", "Infinity"]) {
       const c = capture();
@@ -2556,23 +2501,19 @@ Deno.test("main() --checkpoint-minutes: validated in one line, given to the runs
       ),
       c.err.join("\n"),
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("main() --checkpoint-minutes: a run killed between scheduled checkpoints resumes from the timed one, bit-identically, same run id", async () => {
-  const dir = await Deno.makeTempDir();
-  // checkpointEvery 100 > steps: before the last step only the wall clock saves checkpoints.
-  const profile = await tmpProfile(dir, {
-    seeds: [0],
-    benchmarks: ["glue"],
-    tasks: { glue: ["rte"] },
-    methods: [{ name: "mtl" }],
-    train: { ...TINY.train, checkpointEvery: 100 },
-  });
-  const base = ["--profile", profile, "--data-dir", DATA, "--no-tables"];
-  try {
+Deno.test("main() --checkpoint-minutes: a run killed between scheduled checkpoints resumes from the timed one, bit-identically, same run id", () =>
+  inTempDir(async (dir) => {
+    // checkpointEvery 100 > steps: before the last step only the wall clock saves checkpoints.
+    const profile = await tmpProfile(dir, {
+      seeds: [0],
+      benchmarks: ["glue"],
+      tasks: { glue: ["rte"] },
+      methods: [{ name: "mtl" }],
+      train: { ...TINY.train, checkpointEvery: 100 },
+    });
+    const base = ["--profile", profile, "--data-dir", DATA, "--no-tables"];
     const ref = join(dir, "ref");
     assert.equal(
       await main([...base, "--out", ref], { ...capture().opts, runOne: trainingRunOne() }),
@@ -2627,7 +2568,4 @@ Deno.test("main() --checkpoint-minutes: a run killed between scheduled checkpoin
       0,
     );
     assert.equal(log2.steps, 4, "no timed checkpoint within 30 minutes: from step 0");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
