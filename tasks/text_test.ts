@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { sharedPath } from "../model/shared_dir.ts";
+import { stripTaskPrefix } from "../benchmarks/batching.ts";
 import { loadExamples } from "./load.ts";
+import { getTask } from "./registry.ts";
 import {
   compareCodePoints,
   dprSimpleInput,
@@ -191,4 +193,27 @@ Deno.test("dprSimpleInput: T5's first ` pronoun` before a space, `.` or `,` is s
   // A regex metacharacter in the pronoun matches itself only; `$` in the text stays literal.
   assert.equal(dprSimpleInput("It cost $5 so h.s paid.", "h.s"), "wsc: It cost $5 so *h.s* paid.");
   assert.equal(dprSimpleInput("It cost $5 so his paid.", "h.s"), "wsc: It cost $5 so his paid.");
+});
+
+Deno.test("a task's registry prefix is the first word of the inputs its builder writes (what keepTaskPrefix: false strips)", () => {
+  // The classify/stsb inputs are built from the registry prefix itself; these four builders
+  // write their own, and benchmarks/batching.ts stripTaskPrefix removes `${prefix} ` only when
+  // the input starts with it, so a registry prefix that differs is silently never stripped.
+  const inputs: Record<string, string> = {
+    wsc: wscSimpleInput({
+      text: "Tom told Bob that he was late .",
+      span1_index: 0,
+      span1_text: "Tom",
+      span2_index: 4,
+      span2_text: "he",
+    }),
+    dpr: dprSimpleInput("John told Bill he was late.", "he"),
+    multirc: multircInput("Q?", "A", "P."),
+    record: recordInput("@placeholder met Ann", ["Ann"], "Ann met Bob."),
+  };
+  for (const [task, input] of Object.entries(inputs)) {
+    const prefix = getTask(task).prefix;
+    assert.ok(input.startsWith(`${prefix} `), `${task}: ${JSON.stringify(prefix)} vs ${input}`);
+    assert.equal(stripTaskPrefix(input, prefix), input.slice(prefix.length + 1), task);
+  }
 });
