@@ -342,6 +342,10 @@ Deno.test("crossEntropyLoss: ignores -100, mean over counted tokens, label smoot
     const want = mean(nll.map((n, i) => (1 - eps) * n + eps * smooth[i]!));
     const gotS = crossEntropyLoss(logits, labels, { labelSmoothing: eps }).dataSync()[0]!;
     assert.ok(Math.abs(gotS - want) < 1e-6, `${gotS} vs ${want}`);
+    // One counted token: the mean is that token's loss (the denominator is the count, 1).
+    const one = tf.tensor2d([[2, -100], [-100, -100]], undefined, "int32");
+    const gotOne = crossEntropyLoss(logits, one).dataSync()[0]!;
+    assert.ok(Math.abs(gotOne - nll[0]!) < 1e-6, `${gotOne} vs ${nll[0]}`);
     const none = tf.fill([2, 2], -100, "int32") as tf.Tensor2D;
     assert.equal(crossEntropyLoss(logits, none).dataSync()[0], 0);
     assert.throws(() => crossEntropyLoss(logits, labels, { labelSmoothing: 1 }), /labelSmoothing/);
