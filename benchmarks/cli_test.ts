@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { badFolders } from "./cli_testing.ts";
+import { inTempDir } from "../model/fs_testing.ts";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -86,16 +87,6 @@ async function memoryGrid(
     catalog: await defaultTaskCatalog(),
   });
   return { profile, grid };
-}
-
-/** Runs `body` in a fresh temporary folder, removed afterwards whatever happens. */
-async function inTempDir(body: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  try {
-    await body(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 }
 
 /**

@@ -2,13 +2,29 @@
  * Test helpers for the folder flushes of `syncDir` and `syncDirSync` (model/fs.ts): which folder
  * was flushed, and what it held at that moment, so a test can check that a rename was followed
  * by a flush of the folder it renamed into; {@link fileFlushes}, which files' data was flushed;
- * and {@link copyTree}, a copy of a folder as a killed process left it.
+ * {@link copyTree}, a copy of a folder as a killed process left it; and {@link inTempDir}, a test
+ * body in a fresh temporary folder.
  *
  * @module
  */
 
 import { join } from "node:path";
 import { isDirectorySync } from "./fs.ts";
+
+/**
+ * Runs `body` in a fresh temporary folder, removed afterwards whether `body` returns or throws.
+ *
+ * @param body gets the folder's path
+ * @returns what `body` returns
+ */
+export async function inTempDir<T>(body: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await Deno.makeTempDir();
+  try {
+    return await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
 
 /**
  * Copies the folder tree `src` into `dst`, each name passed through `rename` (tests take such a

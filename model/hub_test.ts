@@ -12,7 +12,7 @@ import {
 } from "./hub.ts";
 import { hubEnv, withEnv } from "./env_testing.ts";
 import { type Hub, serveHub } from "./hub_testing.ts";
-import { flushesOf, recordFlushes } from "./fs_testing.ts";
+import { flushesOf, inTempDir, recordFlushes } from "./fs_testing.ts";
 import { FILE_TEMPS, removeStaleTemps } from "./fs.ts";
 
 await tf.setBackend("cpu");
@@ -45,16 +45,6 @@ const TINY_CACHED = [
   "generation_config.json",
   "model.safetensors",
 ];
-
-/** Runs `body` in a fresh temporary folder, removed afterwards whatever happens. */
-async function inTempDir(body: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  try {
-    await body(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 /** Runs `body` with a fresh cache folder and a hub serving org/tiny (RELU) at main; both go after. */
 function withTinyHub(body: (cache: string, hub: Hub) => Promise<void>): Promise<void> {

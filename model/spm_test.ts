@@ -10,6 +10,7 @@ import {
   trainSentencePiece,
   withSentinels,
 } from "./spm.ts";
+import { inTempDir } from "./fs_testing.ts";
 import { sharedPath } from "./shared_dir.ts";
 import { HAS_SPM, spmEncode, trainTinySpiece } from "./spm_testing.ts";
 import { T5Tokenizer } from "./tokenizer.ts";
@@ -31,16 +32,6 @@ async function corpus(dir: string): Promise<string> {
   const path = `${dir}/corpus.txt`;
   await Deno.writeTextFile(path, lines.join("\n"));
   return path;
-}
-
-/** Runs `body` in a fresh temporary folder, removed afterwards whatever happens. */
-async function inTempDir(body: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  try {
-    await body(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 }
 
 /** A test of `spm_train`/`spm_encode` (ignored where they are not installed) in a temporary folder. */
