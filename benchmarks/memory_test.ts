@@ -26,7 +26,7 @@ import { selectBackend } from "../model/backend.ts";
 import { METHODS } from "../model/methods/mod.ts";
 import type { Method, MethodContext, MethodInstance } from "../model/method.ts";
 import type { T5Config } from "../model/config.ts";
-import { countT5Params, type FlopPlan } from "../model/accounting.ts";
+import type { FlopPlan } from "../model/accounting.ts";
 import {
   backboneTrainable,
   ConfigReader,
@@ -1365,7 +1365,7 @@ const scratchBias: Method<ScratchBiasConfig> = {
   countParams(config: T5Config, cfg: ScratchBiasConfig, numTasks: number) {
     return {
       extra: 2 * (config.numLayers + config.numDecoderLayers) * numTasks * config.dModel,
-      trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone, countT5Params(config)),
+      trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone),
     };
   },
   flopPlan(_config: T5Config, cfg: ScratchBiasConfig): FlopPlan {

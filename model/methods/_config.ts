@@ -5,7 +5,7 @@
  * @module
  */
 import type { T5Config } from "../config.ts";
-import { sharedEmbeddingUnused } from "../accounting.ts";
+import { countT5Params, sharedEmbeddingUnused } from "../accounting.ts";
 
 /**
  * Which backbone weights stay fixed: `false` trains every T5 weight, `"all"` freezes the backbone,
@@ -181,16 +181,12 @@ export function t5LayerNormParams(config: T5Config): number {
  *
  * @param config the backbone
  * @param freeze the option
- * @param backboneTotal countT5Params(config)
  * @returns the count
  */
-export function trainedBackboneParams(
-  config: T5Config,
-  freeze: FreezeBackbone,
-  backboneTotal: number,
-): number {
+export function trainedBackboneParams(config: T5Config, freeze: FreezeBackbone): number {
   if (freeze === false) {
-    return backboneTotal - (sharedEmbeddingUnused(config) ? config.vocabSize * config.dModel : 0);
+    return countT5Params(config) -
+      (sharedEmbeddingUnused(config) ? config.vocabSize * config.dModel : 0);
   }
   if (freeze === "all") return 0;
   return t5LayerNormParams(config);

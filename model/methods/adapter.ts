@@ -14,7 +14,6 @@ import type * as tf from "@tensorflow/tfjs";
 import type { T5Config } from "../config.ts";
 import type { Stack, Sublayer, T5Hooks } from "../hooks.ts";
 import type { Method, MethodContext, MethodInstance } from "../method.ts";
-import { countT5Params } from "../accounting.ts";
 import {
   backboneTrainable,
   ConfigReader,
@@ -197,7 +196,7 @@ export const adapter: Method<AdapterConfig> = {
     const blocks = cfg.stacks.reduce((s, st) => s + stackLayers(config, st), 0);
     return {
       extra: blocks * cfg.positions.length * (numTasks * perTask + shared),
-      trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone, countT5Params(config)),
+      trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone),
     };
   },
   variableShapes(config: T5Config, cfg: AdapterConfig, numTasks: number) {

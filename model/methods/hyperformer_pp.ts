@@ -12,7 +12,6 @@ import * as tf from "@tensorflow/tfjs";
 import type { T5Config } from "../config.ts";
 import type { Stack, Sublayer, T5Hooks } from "../hooks.ts";
 import type { Method, MethodContext, MethodInstance } from "../method.ts";
-import { countT5Params } from "../accounting.ts";
 import {
   backboneTrainable,
   ConfigReader,
@@ -236,7 +235,7 @@ export const hyperformerPP: Method<HyperFormerPPConfig> = {
     }
     return {
       extra,
-      trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone, countT5Params(config)),
+      trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone),
     };
   },
   variableShapes(config: T5Config, cfg: HyperFormerPPConfig, numTasks: number) {

@@ -11,7 +11,6 @@ import type * as tf from "@tensorflow/tfjs";
 import type { T5Config } from "../config.ts";
 import type { Stack, T5Hooks } from "../hooks.ts";
 import type { Method, MethodContext, MethodInstance } from "../method.ts";
-import { countT5Params } from "../accounting.ts";
 import {
   backboneTrainable,
   ConfigReader,
@@ -130,7 +129,7 @@ function makeLocal(kind: "share" | "sep"): Method<HyperPromptLocalConfig> {
       const m = conditionedBlocks(config, cfg.stacks);
       return {
         extra: numTasks * cfg.length * config.dModel + (sep ? numTasks : 1) * m * perBlock,
-        trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone, countT5Params(config)),
+        trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone),
       };
     },
     variableShapes(config: T5Config, cfg: HyperPromptLocalConfig, numTasks: number) {

@@ -13,7 +13,6 @@ import * as tf from "@tensorflow/tfjs";
 import type { T5Config } from "../config.ts";
 import type { Stack, T5Hooks } from "../hooks.ts";
 import type { Method, MethodContext, MethodInstance } from "../method.ts";
-import { countT5Params } from "../accounting.ts";
 import { backboneTrainable, ConfigReader, innerDim, trainedBackboneParams } from "./_config.ts";
 import { addTaskProjector, VarPlan } from "./_init.ts";
 import { checkBatch, groupTasks, layerNorm, presentTasks, rows, toBatch } from "./_tensor.ts";
@@ -195,7 +194,7 @@ export const hyperpromptGlobal: Method<HyperPromptGlobalConfig> = {
       conditionedBlocks(config, cfg.stacks) * te + owners * perOwner;
     return {
       extra,
-      trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone, countT5Params(config)),
+      trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone),
     };
   },
   variableShapes(config: T5Config, cfg: HyperPromptGlobalConfig, numTasks: number) {

@@ -12,7 +12,6 @@ import {
   type FreezeBackbone,
   trainedBackboneParams,
 } from "./_config.ts";
-import { countT5Params } from "../accounting.ts";
 
 /** MTL configuration. */
 export interface MtlConfig {
@@ -59,7 +58,7 @@ export const mtl: Method<MtlConfig> = {
   countParams(config: T5Config, cfg: MtlConfig) {
     return {
       extra: 0,
-      trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone, countT5Params(config)),
+      trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone),
     };
   },
   variableShapes() {

@@ -10,7 +10,6 @@ import * as tf from "@tensorflow/tfjs";
 import type { T5Config } from "../config.ts";
 import type { T5Hooks } from "../hooks.ts";
 import type { Method, MethodContext, MethodInstance } from "../method.ts";
-import { countT5Params } from "../accounting.ts";
 import {
   backboneTrainable,
   ConfigReader,
@@ -261,7 +260,7 @@ function makePromptMethod(
     countParams(config: T5Config, cfg: PromptTuningConfig, numTasks: number) {
       return {
         extra: numTasks * cfg.length * config.dModel,
-        trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone, countT5Params(config)),
+        trainedBackbone: trainedBackboneParams(config, cfg.freezeBackbone),
       };
     },
     variableShapes(config: T5Config, cfg: PromptTuningConfig, numTasks: number) {
