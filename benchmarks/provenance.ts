@@ -219,11 +219,11 @@ async function listFolder(dir: string): Promise<FolderListing> {
   return { kind, listed };
 }
 
-function git(args: string[]): string | undefined {
+function git(args: string[], cwd: string): string | undefined {
   try {
     const out = new Deno.Command("git", {
       args,
-      cwd: repoPath(),
+      cwd,
       stdout: "piped",
       stderr: "null",
     }).outputSync();
@@ -234,15 +234,18 @@ function git(args: string[]): string | undefined {
 }
 
 /**
- * Git commit of the repository and whether the tree has uncommitted changes to tracked or
- * untracked-but-not-ignored files (`results/runs/` is ignored).
+ * Git commit of a repository and whether its tree has uncommitted changes to tracked or
+ * untracked-but-not-ignored files (this code's repository ignores `results/runs/`).
  *
- * @returns `{sha: "unknown", dirty: false}` outside a repository or without git
+ * @param dir a folder of the repository to read (git finds the repository holding it, as from a
+ *   parent folder); default this code's repository root
+ * @returns `{sha: "unknown", dirty: false}` outside a repository, in a repository without a
+ *   commit, for a folder that does not exist, or without git
  */
-export function gitState(): { sha: string; dirty: boolean } {
-  const sha = git(["rev-parse", "HEAD"]);
+export function gitState(dir: string = repoPath()): { sha: string; dirty: boolean } {
+  const sha = git(["rev-parse", "HEAD"], dir);
   if (sha === undefined) return { sha: "unknown", dirty: false };
-  const status = git(["status", "--porcelain"]) ?? "";
+  const status = git(["status", "--porcelain"], dir) ?? "";
   return { sha, dirty: status.length > 0 };
 }
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { repoPath, sharedPath } from "../model/shared_dir.ts";
 import { chooseDataDir } from "../tasks/data.ts";
 import {
@@ -298,17 +298,87 @@ Deno.test("collectProvenance() records each version under its own field, the ada
   );
 });
 
-Deno.test("gitState() reports the tree dirty exactly when git status lists a change", () => {
-  const changed = () => {
-    const out = new Deno.Command("git", { args: ["status", "--porcelain"], cwd: repoPath() })
-      .outputSync();
-    assert.ok(out.success);
-    return new TextDecoder().decode(out.stdout).trim() !== "";
+Deno.test("gitState() with no folder reads this repository: its HEAD, dirty exactly when git status lists a change", () => {
+  const read = () => {
+    const run = (args: string[]) => {
+      const out = new Deno.Command("git", { args, cwd: repoPath() }).outputSync();
+      assert.ok(out.success, `git ${args.join(" ")}`);
+      return new TextDecoder().decode(out.stdout).trim();
+    };
+    return { sha: run(["rev-parse", "HEAD"]), dirty: run(["status", "--porcelain"]) !== "" };
   };
-  // Read on both sides: another process may change the tree meanwhile.
-  const before = changed();
-  const dirty = gitState().dirty;
-  assert.ok(dirty === before || dirty === changed(), `gitState().dirty ${dirty}`);
+  // Read on both sides: another process may commit or change the tree meanwhile.
+  const before = read();
+  const g = gitState();
+  const after = read();
+  assert.ok(
+    [before, after].some((r) => r.sha === g.sha && r.dirty === g.dirty),
+    `gitState() ${JSON.stringify(g)}, git ${JSON.stringify(before)} then ${JSON.stringify(after)}`,
+  );
+});
+
+Deno.test("gitState(dir) on a temporary repository: its commit, dirty for a modified tracked or an untracked file, not for an ignored one", () => {
+  // CI's clone is clean, so the test above never sees a dirty tree; this repository can be made so.
+  const dir = Deno.makeTempDirSync();
+  // No repository above the temporary folder may stand in for it (TMPDIR inside a checkout).
+  const ceiling = Deno.env.get("GIT_CEILING_DIRECTORIES");
+  Deno.env.set("GIT_CEILING_DIRECTORIES", dirname(dir));
+  try {
+    const git = (...args: string[]) => {
+      const out = new Deno.Command("git", {
+        args: ["-c", "user.email=t@t", "-c", "user.name=t", "-c", "commit.gpgsign=false", ...args],
+        cwd: dir,
+        stdout: "piped",
+        stderr: "piped",
+      }).outputSync();
+      const text = (b: Uint8Array) => new TextDecoder().decode(b).trim();
+      assert.ok(out.success, `git ${args.join(" ")}: ${text(out.stderr)}`);
+      return text(out.stdout);
+    };
+    const noRepo = { sha: "unknown", dirty: false };
+    assert.deepEqual(gitState(dir), noRepo, "a folder that is not a repository");
+    assert.deepEqual(gitState(join(dir, "missing")), noRepo, "a folder that does not exist");
+
+    git("init", "-q");
+    Deno.writeTextFileSync(join(dir, "a.txt"), "one\n");
+    assert.deepEqual(gitState(dir), noRepo, "a repository without a commit has no HEAD");
+    Deno.writeTextFileSync(join(dir, ".gitignore"), "ignored/\n");
+    git("add", "a.txt", ".gitignore");
+    git("commit", "-q", "-m", "first");
+    const first = git("rev-parse", "HEAD");
+    assert.match(first, /^[0-9a-f]{40}$/);
+    assert.deepEqual(gitState(dir), { sha: first, dirty: false }, "clean after the commit");
+
+    Deno.writeTextFileSync(join(dir, "a.txt"), "two\n");
+    assert.deepEqual(gitState(dir), { sha: first, dirty: true }, "a modified tracked file");
+    Deno.writeTextFileSync(join(dir, "a.txt"), "one\n");
+    assert.deepEqual(gitState(dir), { sha: first, dirty: false }, "the change undone");
+
+    Deno.writeTextFileSync(join(dir, "new.txt"), "x\n");
+    assert.deepEqual(gitState(dir), { sha: first, dirty: true }, "an untracked file");
+    Deno.removeSync(join(dir, "new.txt"));
+    Deno.mkdirSync(join(dir, "ignored"));
+    Deno.writeTextFileSync(join(dir, "ignored", "run.json"), "{}\n");
+    assert.deepEqual(gitState(dir), { sha: first, dirty: false }, "an ignored file");
+
+    Deno.mkdirSync(join(dir, "sub"));
+    Deno.writeTextFileSync(join(dir, "sub", "b.txt"), "b\n");
+    git("add", "sub/b.txt");
+    assert.deepEqual(gitState(dir), { sha: first, dirty: true }, "a staged new file");
+    git("commit", "-q", "-m", "second");
+    const second = git("rev-parse", "HEAD");
+    assert.notEqual(second, first);
+    assert.deepEqual(gitState(dir), { sha: second, dirty: false }, "the next commit");
+    assert.deepEqual(
+      gitState(join(dir, "sub")),
+      { sha: second, dirty: false },
+      "a subfolder: the repository holding it",
+    );
+  } finally {
+    if (ceiling === undefined) Deno.env.delete("GIT_CEILING_DIRECTORIES");
+    else Deno.env.set("GIT_CEILING_DIRECTORIES", ceiling);
+    Deno.removeSync(dir, { recursive: true });
+  }
 });
 
 Deno.test("resumeRecord(): two unknown commits are not the same code (no git on either side)", () => {
