@@ -79,7 +79,7 @@ import { hostOnlySteps } from "../model/webgpu/counters.ts";
 import {
   newTuningTable,
   QUICK_TUNE_CANDIDATES,
-  recordGradientShapes,
+  recordGradientShapesAndDispose,
   tuneShapes,
 } from "../model/webgpu/autotune.ts";
 import {
@@ -1033,13 +1033,7 @@ async function tuneSection(
   git: { sha: string; dirty: boolean },
 ): Promise<Record<string, unknown>> {
   useVariant(TILED);
-  const w = t5Workload(quick, 1);
-  let calls: Record<string, number>;
-  try {
-    calls = await recordGradientShapes(w.loss, w.vars);
-  } finally {
-    w.dispose();
-  }
+  const calls = await recordGradientShapesAndDispose(t5Workload(quick, 1));
   const [reps, rounds] = quick ? [1, 1] : [5, 3];
   const candidates = quick ? QUICK_TUNE_CANDIDATES.map((c) => parseChoice(c, "quick")) : undefined;
   const r = await tuneShapes(calls, { reps, rounds, ...(candidates ? { candidates } : {}) });

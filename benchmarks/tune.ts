@@ -44,7 +44,7 @@ import {
 import {
   newTuningTable,
   QUICK_TUNE_CANDIDATES,
-  recordGradientShapes,
+  recordGradientShapesAndDispose,
   tuneShapes,
 } from "../model/webgpu/autotune.ts";
 import { describeAdapter, parseChoice, tuningPathFor } from "../model/webgpu/tuning.ts";
@@ -266,13 +266,7 @@ export async function main(args: string[]): Promise<TuneResult> {
   const entries: Record<string, TuningEntry> = {};
   const totals: TuneResult["workloads"] = [];
   for (const { spec, w } of parsed) {
-    const work = makeWorkload(w);
-    let calls: Record<string, number>;
-    try {
-      calls = await recordGradientShapes(work.loss, work.vars);
-    } finally {
-      work.dispose();
-    }
+    const calls = await recordGradientShapesAndDispose(makeWorkload(w));
     const r = await tuneShapes(calls, {
       reps,
       rounds,

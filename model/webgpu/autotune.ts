@@ -64,6 +64,26 @@ export function recordGradientShapes(
   });
 }
 
+/**
+ * {@link recordGradientShapes} of a workload, which is then disposed, also when the gradient pass
+ * throws (the error is rethrown): the shapes to tune are all `deno task tune` and the `tune` section
+ * of `benchmarks/gpu_check.ts` need of a workload before timing them.
+ *
+ * @param work the loss, its variables, and how to free them (the workload's tensors and model)
+ * @returns calls per shape key
+ */
+export async function recordGradientShapesAndDispose(work: {
+  readonly loss: () => tf.Scalar;
+  readonly vars: tf.Variable[];
+  readonly dispose: () => void;
+}): Promise<Record<string, number>> {
+  try {
+    return await recordGradientShapes(work.loss, work.vars);
+  } finally {
+    work.dispose();
+  }
+}
+
 /** Options of {@link tuneShapes}. */
 export interface TuneShapesOptions {
   /** Products per timed round. */

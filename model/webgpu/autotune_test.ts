@@ -1,11 +1,12 @@
 /**
  * Tests of autotune.ts's bookkeeping: {@link tuneShapes} with every shape already measured (so
  * nothing is timed and no GPU is needed; a stand-in backend gives the device limits it reads) and
- * {@link newTuningTable}. Timing itself runs in `benchmarks/tune_test.ts` on a real adapter.
+ * {@link newTuningTable}, and {@link recordGradientShapesAndDispose}'s order and cleanup (on cpu no
+ * custom kernel counts a shape). Timing itself runs in `benchmarks/tune_test.ts` on a real adapter.
  */
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
-import { newTuningTable, tuneShapes } from "./autotune.ts";
+import { newTuningTable, recordGradientShapesAndDispose, tuneShapes } from "./autotune.ts";
 import { TUNING_FORMAT, TUNING_VERSION } from "./tuning.ts";
 
 // cpu, not the webgpu backend that mod.ts's import registers (no adapter is needed here).
@@ -66,4 +67,38 @@ Deno.test("newTuningTable: format, version, adapter, entries, and the versions t
     deno: Deno.version.deno,
   });
   assert.ok(Math.abs(Date.parse(t.created) - Date.now()) < 60_000, t.created);
+});
+
+Deno.test("recordGradientShapesAndDispose: one gradient pass, then the workload disposed; also when the pass throws", async () => {
+  const before = tf.memory().numTensors;
+  const workload = (fail: boolean) => {
+    const events: string[] = [];
+    const init = tf.tensor1d([1, 2, 3]);
+    const w = tf.variable(init);
+    init.dispose(); // the variable holds its own reference to the data
+    const x = tf.tensor1d([4, 5, 6]);
+    return {
+      events,
+      vars: [w],
+      loss: (): tf.Scalar => {
+        events.push("loss");
+        if (fail) throw new Error("out of memory");
+        return tf.sum(tf.mul(w, x)) as tf.Scalar;
+      },
+      dispose: () => {
+        events.push("dispose");
+        tf.dispose([w, x]);
+      },
+    };
+  };
+  const ok = workload(false);
+  // On cpu no custom webgpu kernel ran, so no shape is counted; the pass still ran before dispose.
+  assert.deepEqual(await recordGradientShapesAndDispose(ok), {});
+  assert.deepEqual(ok.events, ["loss", "dispose"]);
+  assert.equal(tf.memory().numTensors, before, "the gradients and the workload are freed");
+
+  const bad = workload(true);
+  await assert.rejects(recordGradientShapesAndDispose(bad), /out of memory/);
+  assert.deepEqual(bad.events, ["loss", "dispose"]);
+  assert.equal(tf.memory().numTensors, before, "freed when the pass throws");
 });
