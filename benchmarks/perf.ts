@@ -302,7 +302,6 @@ export async function timeMatMul(n: number, warm: number, reps: number): Promise
 // ---------------------------------------------------------------------------------------------
 // Workloads
 
-/** A training workload: trainable variables, a loss closure, and its cost. */
 /** A measured training step: its variables, loss, FLOPs and how to free it. */
 export interface Workload {
   name: string;
