@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { preset, type T5Config } from "../model/config.ts";
-import { disposeT5, initT5, type T5Model } from "../model/t5.ts";
+import { disposeT5, forward, initT5, type T5Model } from "../model/t5.ts";
 import type { MethodInstance } from "../model/method.ts";
 import { getMethod } from "../model/methods/mod.ts";
 import { DEFAULT_TRAIN, SpecError, type TaskEval, type TrainSpec, validateTrain } from "./spec.ts";
@@ -292,6 +292,58 @@ Deno.test("train() adds train.zLoss to the loss (z·mean log_z²), and zLoss 0 t
   assert.ok(z.losses[0]! > plain.losses[0]! + 1e-4, `${z.losses[0]} vs ${plain.losses[0]}`);
   const moved = [...plain.s].filter(([n, x]) => x.some((v, i) => v !== z.s.get(n)![i]));
   assert.ok(moved.length > 0, "the z-loss gradient reached the update");
+});
+
+Deno.test("train() passes train.labelSmoothing to the loss: step 1's loss is (1−ε)·nll + ε·mean_v(−log p_v)", async () => {
+  const before = tf.memory().numTensors;
+  // Step 1's recorded loss, before any update: the initial weights (seed 1, no dropout) on the
+  // source's first batch. Read independently here: the logits of that batch, in float64.
+  const model = initT5(NO_DROPOUT, { seed: 1 });
+  const batch = new ToySource().next();
+  const { logits, encoderOutput } = forward(model, batch, { hooks: {}, training: true });
+  encoderOutput.dispose();
+  const x = await logits.data();
+  const labels = await batch.labels.data();
+  const v = logits.shape[2];
+  logits.dispose();
+  disposeBatch(batch);
+  disposeT5(model);
+  let nll = 0;
+  let smooth = 0;
+  let count = 0;
+  labels.forEach((label, t) => {
+    if (label === -100) return;
+    const row = Array.from(x.subarray(t * v, (t + 1) * v));
+    const top = Math.max(...row);
+    const lse = top + Math.log(row.reduce((s, r) => s + Math.exp(r - top), 0));
+    nll += lse - row[label]!;
+    smooth += lse - row.reduce((s, r) => s + r, 0) / v;
+    count++;
+  });
+  nll /= count;
+  smooth /= count;
+  const run = async (labelSmoothing: number) => {
+    const m = initT5(NO_DROPOUT, { seed: 1 });
+    const t: TrainSpec = { ...SPEC, steps: 1, checkpointEvery: 0, labelSmoothing };
+    const r = await train(opts(m, { train: t }));
+    disposeT5(m);
+    return r.losses[0]!.loss;
+  };
+  const eps = 0.3;
+  const plain = await run(0);
+  const smoothed = await run(eps);
+  const want = (1 - eps) * nll + eps * smooth;
+  // fp32: a log-sum-exp over 64 logits and a mean over 8 tokens, ~1e-5 relative per op; 1e-5
+  // of the loss (~17 here) is ~2e-4, while smoothing moves it by ε·|smooth − nll| (~1 here),
+  // checked to stay far above that.
+  const tol = 1e-5 * Math.max(nll, smooth);
+  assert.ok(
+    eps * Math.abs(smooth - nll) > 100 * tol,
+    `smoothing moves it by ${eps * (smooth - nll)}`,
+  );
+  assert.ok(Math.abs(plain - nll) <= tol, `ε 0: loss ${plain} vs nll ${nll}`);
+  assert.ok(Math.abs(smoothed - want) <= tol, `ε ${eps}: loss ${smoothed} vs ${want}`);
+  assert.equal(tf.memory().numTensors, before, "no leaked tensors");
 });
 
 Deno.test("train() gives each update the schedule's rate at its 0-based step, as Adafactor's absolute step", async () => {
