@@ -3,7 +3,7 @@ import * as tf from "@tensorflow/tfjs";
 import { preset, type T5Config } from "../model/config.ts";
 import { disposeT5, greedyDecode, initT5 } from "../model/t5.ts";
 import type { MethodInstance } from "../model/method.ts";
-import type { Example } from "../tasks/types.ts";
+import type { Example, TaskSplit } from "../tasks/types.ts";
 import {
   benchmarkAverages,
   bestPerTask,
@@ -90,6 +90,28 @@ Deno.test("makeEvalSet() splits the cap over splits and tightens decoding for la
       }),
     /task rte has 1 label words but 2 token id lists/,
   );
+});
+
+Deno.test("makeEvalSet() gives each split ceil(cap / splits) examples: an odd cap over MNLI's two scores one more", () => {
+  const split = (name: TaskSplit) =>
+    Array.from({ length: 20 }, (_, i) => ({ ...ex(i), id: `mnli/${name}/${i}` }));
+  const bySplit = (names: TaskSplit[]) => names.map((n) => [n, split(n)] as const);
+  /** Examples kept from each split, in the order given. */
+  const counts = (names: TaskSplit[], cap: number) => {
+    const s = makeEvalSet("mnli", 2, bySplit(names), {
+      cap,
+      encodeInput: () => [1],
+      maxTargetLength: 4,
+    });
+    return names.map((n) => s.examples.filter((e) => e.id.startsWith(`mnli/${n}/`)).length);
+  };
+  const mnli: TaskSplit[] = ["validation_matched", "validation_mismatched"];
+  // ceil(7 / 2) = 4 each: 8 in all, one more than the cap (rounding down would give 3 + 3).
+  assert.deepEqual(counts(mnli, 7), [4, 4]);
+  assert.deepEqual(counts(mnli, 1), [1, 1]);
+  assert.deepEqual(counts(mnli, 6), [3, 3]);
+  // Three splits, cap 7: ceil(7/3) = 3 each, where rounding to nearest or down gives 2.
+  assert.deepEqual(counts(["validation", ...mnli], 7), [3, 3, 3]);
 });
 
 Deno.test("evaluate() with a tightened limit scores as decoding to the run's limit", async () => {
