@@ -248,3 +248,74 @@ Deno.test("attention: prefix columns are prepended, never masked, broadcast from
     assert.throws(() => attention(q, k, v, 3), /not divisible by 3 heads/);
   });
 });
+
+Deno.test("layers leak nothing inside tf.tidy: values, gradients and refused inputs", () => {
+  // layers.ts's contract is that callers run its primitives inside tf.tidy; what must hold then is
+  // that nothing escapes the scope: no tensor kept by a custom gradient (gatherRows saves its
+  // indices for the tape), and no tensor made before an error (attention broadcasts a batch-1
+  // prefix before it checks the prefix's width and length).
+  const [b, h, lq, dk] = [2, 2, 3, 4];
+  const w = h * dk;
+  const q = tf.randomNormal([b, lq, w], 0, 1, "float32", 1) as tf.Tensor3D;
+  const table = tf.randomNormal([8, h], 0, 1, "float32", 2) as tf.Tensor2D;
+  const wi = tf.randomNormal([6, w], 0, 1, "float32", 3) as tf.Tensor2D;
+  const wo = tf.randomNormal([w, 6], 0, 1, "float32", 4) as tf.Tensor2D;
+  const pk = tf.randomNormal([1, 2, w], 0, 1, "float32", 5) as tf.Tensor3D;
+  const pv = tf.randomNormal([1, 2, w], 0, 1, "float32", 6) as tf.Tensor3D;
+  const mask = tf.tensor2d([[1, 1, 0], [1, 1, 1]]);
+  const inputs = [q, table, wi, wo, pk, pv, mask];
+  const before = tf.memory().numTensors;
+  const flat = (what: string, f: () => void) => {
+    const n = tf.memory().numTensors;
+    tf.tidy(f);
+    assert.equal(tf.memory().numTensors, n, `${what}: tensors leaked`);
+  };
+  // One loss over every primitive, differentiated in the query, the bias table and the weights.
+  const loss = (x: tf.Tensor, t: tf.Tensor, a: tf.Tensor, o: tf.Tensor) => {
+    const bias = positionBias(t as tf.Tensor2D, 0, lq, -2, lq + 2, true, 16);
+    const att = attention(x as tf.Tensor3D, x as tf.Tensor3D, x as tf.Tensor3D, h, {
+      bias: bias.slice([0, 0, 0, 2], [1, h, lq, lq]),
+      mask: tf.add(paddingMask(mask), causalMask(0, lq, lq)),
+      prefix: { key: pk, value: pv, positionBias: "relative" },
+      prefixBias: bias.slice([0, 0, 0, 0], [1, h, lq, 2]),
+      dropout: { rate: 0.1, seed: 7 },
+    });
+    const ff = feedForward(rmsNorm(att.out, tf.ones([w]) as tf.Tensor1D, 1e-6), {
+      wi: a as tf.Tensor2D,
+      wo: o as tf.Tensor2D,
+    }, { rate: 0.1, seed: 8 });
+    return tf.sum(tf.add(linear(ff, o.transpose() as tf.Tensor2D), 0));
+  };
+  flat("value", () => {
+    loss(q, table, wi, wo);
+  });
+  flat("gradient", () => {
+    const grads = tf.grads(loss)([q, table, wi, wo]);
+    assert.equal(grads.length, 4);
+    for (const g of grads) assert.ok(g.dataSync().every(Number.isFinite), "finite gradient");
+  });
+  flat("gatherRows gradient", () => {
+    tf.grad((t: tf.Tensor) => tf.sum(gatherRows(t, tf.tensor1d([1, 1, 3], "int32"))))(table);
+  });
+  const refused = (what: string, opts: () => Parameters<typeof attention>[4], re: RegExp) =>
+    flat(what, () => assert.throws(() => attention(q, q, q, h, opts()), re));
+  const narrow = tf.zeros([1, 2, w - 1]) as tf.Tensor3D;
+  const longer = tf.zeros([1, 3, w]) as tf.Tensor3D;
+  refused(
+    "width",
+    () => ({ prefix: { key: narrow, value: narrow, positionBias: "zero" } }),
+    /width/,
+  );
+  refused("length", () => ({ prefix: { key: pk, value: longer, positionBias: "zero" } }), /length/);
+  refused("batch", () => ({
+    prefix: { key: tf.tile(pk, [3, 1, 1]) as tf.Tensor3D, value: pv, positionBias: "zero" },
+  }), /neither 1 nor the batch/);
+  flat("feedForward weights", () =>
+    assert.throws(
+      () => feedForward(q, { wi, wo: tf.zeros([w, 5]) as tf.Tensor2D }),
+      /input last dim 6 != weight in-dim 5/,
+    ));
+  tf.dispose([narrow, longer]);
+  tf.dispose(inputs);
+  assert.equal(tf.memory().numTensors, before - inputs.length, "inputs disposed");
+});
