@@ -92,3 +92,41 @@ Deno.test(
     unregisterFusedWasmKernels();
   },
 );
+
+Deno.test("no tensor leaks: greedyDecode whose hook throws mid-decode (cpu)", async () => {
+  // By the throwing step greedyDecode holds the encoder output, its mask, the cross-attention
+  // keys/values and (cached) the self-attention keys/values of the steps before: all must go.
+  assert.ok(await tf.setBackend("cpu"));
+  const cfg = { ...preset("tiny-v1_1"), vocabSize: 128 };
+  const model = initT5(cfg, { seed: 3 });
+  const inputIds = tf.tensor2d([[5, 9, 13, 2, 1], [7, 8, 1, 0, 0]], undefined, "int32");
+  const attentionMask = tf.tensor2d([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]);
+  const before = tf.memory().numTensors;
+  for (const useCache of [true, false]) {
+    for (const failAt of [0, 2]) {
+      // Decoder self-attention sublayers seen so far; a step runs numDecoderLayers of them.
+      let seen = 0;
+      const hooks: T5Hooks = {
+        afterSublayer: (stack, _layer, sublayer, y) => {
+          if (stack === "decoder" && sublayer === "self_attention") {
+            if (seen++ === failAt * cfg.numDecoderLayers) throw new Error(`hook fails`);
+          }
+          return y;
+        },
+      };
+      await assert.rejects(
+        () =>
+          greedyDecode(model, { inputIds, attentionMask }, { maxNewTokens: 5, hooks, useCache }),
+        /hook fails/,
+      );
+      assert.equal(seen, failAt * cfg.numDecoderLayers + 1, "failed at the planned step");
+      assert.equal(
+        tf.memory().numTensors,
+        before,
+        `useCache ${useCache}, hook throws at step ${failAt}: tensors left`,
+      );
+    }
+  }
+  tf.dispose([inputIds, attentionMask]);
+  disposeT5(model);
+});
