@@ -13,6 +13,7 @@ import {
   TRAIN_ONLY_TASKS,
 } from "./registry.ts";
 import { compareCodePoints } from "./text.ts";
+import { examplesFromBytes } from "./load.ts";
 import { groupScore, scoreTask } from "./metrics.ts";
 import type { TaskSpec } from "./types.ts";
 import { findTaskSource, TASK_SOURCES, type TaskSource } from "./sources.ts";
@@ -447,5 +448,31 @@ Deno.test("registry: every task's metrics and group metrics are T5's (reference 
       ? NaN
       : group.reduce((s, m) => s + (values[m] as number), 0) / group.length;
     assert.deepEqual(groupScore(name, values), want, `${name} group score`);
+  }
+});
+
+Deno.test("COPA's labels are the integers 0 and 1: a boolean label is refused, naming the field", () => {
+  const row = (label: unknown) =>
+    new TextEncoder().encode(
+      JSON.stringify({
+        premise: "The man broke his toe.",
+        choice1: "He dropped a hammer on his foot.",
+        choice2: "He got a hole in his sock.",
+        question: "cause",
+        idx: 0,
+        label,
+      }) + "\n",
+    );
+  assert.equal(examplesFromBytes("copa", "validation", row(1), "c.jsonl").examples[0]?.label, 1);
+  assert.equal(examplesFromBytes("copa", "validation", row(0), "c.jsonl").examples[0]?.label, 0);
+  for (const bad of [true, "1", 2]) {
+    assert.throws(
+      () => examplesFromBytes("copa", "validation", row(bad), "c.jsonl"),
+      new RegExp(
+        `^DataError: c\\.jsonl:1: field "label": unknown label ${
+          JSON.stringify(bad)
+        } \\(expected 0 or 1\\)$`,
+      ),
+    );
   }
 });
