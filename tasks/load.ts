@@ -166,6 +166,7 @@ export function examplesFromBytes(
     : spec.format === "dpr"
     ? { ...dprExamples(spec, tag, text, file), skipped: [] }
     : { ...jsonlExamples(spec, tag, text, file), skipped: [] };
+  checkUniqueIds(spec, tag, res.examples, file);
   if (opts.file !== undefined && (opts.checkRows ?? true) && fspec?.rows !== undefined) {
     const ok = Array.isArray(fspec.rows) ? fspec.rows : [fspec.rows];
     if (!ok.includes(res.rows)) {
@@ -190,6 +191,39 @@ export function examplesFromBytes(
     }
   }
   return res;
+}
+
+/**
+ * Throws a {@link DataError} at the second of two examples of one file with the same id, naming
+ * the line of the first. The official files number their rows uniquely, so a repeated id is a
+ * copied line or a hand edit; loaded, one row would be counted twice while another is lost, and
+ * predictions keyed by id (submission files) would give both rows one answer.
+ */
+function checkUniqueIds(
+  spec: TaskSpec,
+  split: TaskSplit,
+  examples: readonly Example[],
+  file: string,
+): void {
+  const seen = new Map<string, number>();
+  const prefix = exampleId(spec, split, "");
+  for (const e of examples) {
+    const first = seen.get(e.id);
+    if (first === undefined) {
+      seen.set(e.id, e.line ?? 0);
+      continue;
+    }
+    // MultiRC and ReCoRD ids join several fields (paragraph-question-answer, passage/query).
+    const composite = spec.converter === "multirc" || spec.converter === "record";
+    const id = e.id.startsWith(prefix) ? e.id.slice(prefix.length) : e.id;
+    throw new DataError(
+      file,
+      e.line ?? 0,
+      `duplicate id ${JSON.stringify(id)}, already at line ${first} (every row of an official ` +
+        "file has its own id: a copied line or an edited id?)",
+      composite ? undefined : spec.idField ?? "idx",
+    );
+  }
 }
 
 function isTrainOrDev(split: TaskSplit): boolean {

@@ -296,6 +296,47 @@ Deno.test("ReCoRD: passage cleanup, sorted unique entities, per-answer train / p
   assert.equal(val.examples[0]?.target, "Ann");
 });
 
+Deno.test("a repeated id (a copied line, an edited idx) is an error naming both lines", () => {
+  const enc = new TextEncoder();
+  // A copied TSV row keeps the row count, so only the id check sees it.
+  const tsv = enc.encode(
+    "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n1\tc\td\tnot_entailment\n" +
+      "0\ta\tb\tentailment\n",
+  );
+  assert.throws(
+    () => examplesFromBytes("rte", "train", tsv, "glue/RTE/train.tsv"),
+    /^DataError: glue\/RTE\/train\.tsv:4: field "index": duplicate id "0", already at line 2 /,
+  );
+  const cb = (idx: number) =>
+    JSON.stringify({ premise: "p", hypothesis: "h", label: "neutral", idx });
+  assert.throws(
+    () => examplesFromBytes("cb", "validation", enc.encode([0, 1, 1].map(cb).join("\n")), "v"),
+    /^DataError: v:3: field "idx": duplicate id "1", already at line 2 /,
+  );
+  // MultiRC: the id joins paragraph, question and answer idx; two answers with one idx clash.
+  const multirc = {
+    idx: 0,
+    passage: {
+      text: "t",
+      questions: [{
+        question: "q",
+        idx: 0,
+        answers: [{ text: "a", idx: 0, label: 0 }, { text: "b", idx: 0, label: 1 }],
+      }],
+    },
+  };
+  assert.throws(
+    () => examplesFromBytes("multirc", "train", enc.encode(JSON.stringify(multirc)), "m"),
+    /^DataError: m:1: duplicate id "0-0-0", already at line 1 /,
+  );
+  // Distinct ids load.
+  assert.equal(
+    examplesFromBytes("cb", "validation", enc.encode([0, 1, 2].map(cb).join("\n")), "v")
+      .examples.length,
+    3,
+  );
+});
+
 Deno.test("official row count check catches a short file", () => {
   const bytes = new TextEncoder().encode(
     "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n",
