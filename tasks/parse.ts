@@ -34,21 +34,35 @@ export class DataError extends Error {
 
 /**
  * Decodes UTF-8 strictly (TextDecoder `fatal`). On invalid bytes, throws naming the first line
- * that holds them. A leading byte-order mark is removed.
+ * that holds them, the byte's 1-based position in that line and the bytes themselves; a file
+ * that ends inside a multi-byte character is reported as truncated, and a UTF-16 or gzip file
+ * as such. A leading byte-order mark is removed.
  */
 export function decodeUtf8(bytes: Uint8Array, file: string): string {
   try {
     return new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
   } catch {
+    const kind = encodingOf(bytes);
+    if (kind !== undefined) {
+      throw new DataError(file, 0, `invalid UTF-8: ${kind}`);
+    }
     let line = 1;
     let start = 0;
-    const dec = new TextDecoder("utf-8", { fatal: true });
     for (let i = 0; i <= bytes.length; i++) {
       if (i === bytes.length || bytes[i] === 0x0a) {
-        try {
-          dec.decode(bytes.subarray(start, i));
-        } catch {
-          throw new DataError(file, line, "invalid UTF-8");
+        const bad = firstInvalidUtf8(bytes, start, i);
+        if (bad !== undefined) {
+          const shown = [...bytes.subarray(bad.at, Math.min(bad.at + 4, i))]
+            .map((b) => b.toString(16).padStart(2, "0")).join(" ");
+          const where = `at byte ${bad.at - start + 1} of the line (${shown})`;
+          throw new DataError(
+            file,
+            line,
+            bad.cut && i === bytes.length
+              ? `invalid UTF-8: the file ends inside a multi-byte character ${where} ` +
+                "(truncated file?)"
+              : `invalid UTF-8 ${where}${bad.cut ? ": a multi-byte character cut short" : ""}`,
+          );
         }
         line++;
         start = i + 1;
@@ -56,6 +70,61 @@ export function decodeUtf8(bytes: Uint8Array, file: string): string {
     }
     throw new DataError(file, 0, "invalid UTF-8");
   }
+}
+
+const TO_UTF8 = "re-save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)";
+
+/** A file that is plainly not UTF-8 text: UTF-16 (by its byte-order mark) or gzip. */
+function encodingOf(bytes: Uint8Array): string | undefined {
+  const [a, b] = bytes;
+  if (a === 0xff && b === 0xfe) {
+    return `the file is UTF-16 (little-endian byte-order mark ff fe); ${TO_UTF8}`;
+  }
+  if (a === 0xfe && b === 0xff) {
+    return `the file is UTF-16 (big-endian byte-order mark fe ff); ${TO_UTF8}`;
+  }
+  if (a === 0x1f && b === 0x8b) {
+    return "the file is gzip-compressed (starts with 1f 8b); decompress it (gunzip)";
+  }
+  return undefined;
+}
+
+/**
+ * The first ill-formed UTF-8 sequence in `bytes[start, end)` (Unicode Table 3-7): its offset, and
+ * `cut` when it is a valid beginning that `end` cuts short; `undefined` when all is well-formed.
+ */
+function firstInvalidUtf8(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+): { at: number; cut: boolean } | undefined {
+  let i = start;
+  while (i < end) {
+    const c = bytes[i] as number;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    // Continuation bytes after the lead, and the range of the first of them.
+    let n: number, lo = 0x80, hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) n = 1;
+    else if (c >= 0xe0 && c <= 0xef) {
+      n = 2;
+      if (c === 0xe0) lo = 0xa0;
+      if (c === 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 3;
+      if (c === 0xf0) lo = 0x90;
+      if (c === 0xf4) hi = 0x8f;
+    } else return { at: i, cut: false };
+    for (let k = 1; k <= n; k++) {
+      if (i + k >= end) return { at: i, cut: true };
+      const d = bytes[i + k] as number;
+      if (k === 1 ? d < lo || d > hi : d < 0x80 || d > 0xbf) return { at: i, cut: false };
+    }
+    i += n + 1;
+  }
+  return undefined;
 }
 
 /** One physical line of a file. */

@@ -54,7 +54,12 @@ const BROKEN: Array<[string, TaskSplit, string, RegExp]> = [
     "stsb_bad_score.tsv",
     /^stsb_bad_score\.tsv:3: field "score": expected a score in \[0, 5\], got "four"$/,
   ],
-  ["sst2", "train", "sst2_invalid_utf8.tsv", /^sst2_invalid_utf8\.tsv:3: invalid UTF-8$/],
+  [
+    "sst2",
+    "train",
+    "sst2_invalid_utf8.tsv",
+    /^sst2_invalid_utf8\.tsv:3: invalid UTF-8 at byte 5 of the line \(ff fe 20 66\)$/,
+  ],
   [
     "cb",
     "train",
@@ -253,9 +258,48 @@ Deno.test("JSONL: blank lines skipped, non-objects rejected", () => {
 
 Deno.test("UTF-8: valid text decodes, invalid bytes name their line", () => {
   assert.equal(decodeUtf8(new Uint8Array([0xef, 0xbb, 0xbf, 0x61]), "f"), "a");
-  assert.throws(
-    () => decodeUtf8(new Uint8Array([0x61, 0x0a, 0x62, 0x0a, 0xc3]), "f"),
-    /^DataError: f:3: invalid UTF-8$/,
+  const bad = (bytes: number[], re: RegExp) =>
+    assert.throws(() => decodeUtf8(new Uint8Array(bytes), "f"), re);
+  const e9 = [0x63, 0x61, 0x66, 0xe9]; // "caf" then Latin-1 "é" (e9), which UTF-8 reads as the lead byte of three
+  // A download cut inside "é" (c3 a9): the last line ends in a lead byte.
+  bad(
+    [0x61, 0x0a, 0x62, 0x0a, 0xc3],
+    /^DataError: f:3: invalid UTF-8: the file ends inside a multi-byte character at byte 1 of the line \(c3\) \(truncated file\?\)$/,
+  );
+  bad(
+    [0x63, 0x61, 0x66, 0xc3, 0xa9, 0x0a, 0x61, 0xe2, 0x82],
+    /^DataError: f:2: .*ends inside a multi-byte character at byte 2 of the line \(e2 82\) \(truncated/,
+  );
+  // Cut short before a line ending is no truncated file.
+  bad(
+    [0x61, 0xc3, 0x0a, 0x62, 0x0a],
+    /^DataError: f:1: invalid UTF-8 at byte 2 of the line \(c3\): a multi-byte character cut short$/,
+  );
+  // Latin-1 "café " (e9 20), an overlong "/" (c0 af), a UTF-16 surrogate (ed a0 80), ff.
+  bad([...e9, 0x20, 0x0a], /^DataError: f:1: invalid UTF-8 at byte 4 of the line \(e9 20\)$/);
+  bad([0x0a, 0x61, 0xc0, 0xaf], /^DataError: f:2: invalid UTF-8 at byte 2 of the line \(c0 af\)$/);
+  bad(
+    [0xed, 0xa0, 0x80, 0x0a],
+    /^DataError: f:1: invalid UTF-8 at byte 1 of the line \(ed a0 80\)$/,
+  );
+  bad(
+    [0x61, 0x62, 0x63, 0xff, 0x64, 0x65],
+    /^DataError: f:1: invalid UTF-8 at byte 4 of the line \(ff 64 65\)$/,
+  );
+  // Valid 4-byte characters pass the scan (the invalid byte after them is found).
+  bad(
+    [0xf0, 0x9f, 0x98, 0x80, 0xff],
+    /^DataError: f:1: invalid UTF-8 at byte 5 of the line \(ff\)$/,
+  );
+  // Whole files that are not UTF-8 text say what they are.
+  bad(
+    [0xff, 0xfe, 0x61, 0x00],
+    /^DataError: f: invalid UTF-8: the file is UTF-16 \(little-endian byte-order mark ff fe\); re-save it as UTF-8/,
+  );
+  bad([0xfe, 0xff, 0x00, 0x61], /^DataError: f: invalid UTF-8: the file is UTF-16 \(big-endian/);
+  bad(
+    [0x1f, 0x8b, 0x08, 0x00],
+    /^DataError: f: invalid UTF-8: the file is gzip-compressed \(starts with 1f 8b\); decompress it/,
   );
   assert.deepEqual(splitLines("a\nb"), [{ line: 1, text: "a" }, { line: 2, text: "b" }]);
 });
