@@ -55,6 +55,25 @@ export function float32ToString(x: number): string {
   return String(f);
 }
 
+/**
+ * A 0/1 label of a labelled (train or validation) row. HF marks an unlabelled row -1: written as
+ * is, BoolQ/WiC/WSC read it as False and the others fail only when the cached file is loaded.
+ */
+function binary(v: unknown, where: string): 0 | 1 {
+  const i = num(v, where);
+  if (i !== 0 && i !== 1) {
+    throw new Error(`${where}: expected the label 0 or 1 in a labelled split, got ${i}`);
+  }
+  return i;
+}
+
+/** An STS-B score of a labelled row: a finite number in [0, 5] (HF marks unlabelled rows -1). */
+function score(v: unknown, where: string): number {
+  const x = num(v, where);
+  if (!(x >= 0 && x <= 5)) throw new Error(`${where}: expected a score in [0, 5], got ${x}`);
+  return x;
+}
+
 const LABELS: Readonly<Record<string, readonly string[]>> = {
   mnli: ["entailment", "neutral", "contradiction"],
   qnli: ["entailment", "not_entailment"],
@@ -93,7 +112,7 @@ function glueText(task: TaskSource, file: FileSpec, rows: readonly Row[]): strin
       return v;
     };
     const idx = num(r.idx, w("idx"));
-    const lab = () => num(r.label, w("label"));
+    const lab = () => binary(r.label, w("label"));
     switch (c) {
       case "cola":
         if (test) {
@@ -147,7 +166,7 @@ function glueText(task: TaskSource, file: FileSpec, rows: readonly Row[]): strin
           s("sentence1"),
           s("sentence2"),
         ];
-        if (!test) cells.push(float32ToString(num(r.label, w("label"))));
+        if (!test) cells.push(float32ToString(score(r.label, w("label"))));
         put(cells);
         break;
       }
@@ -311,7 +330,7 @@ function superGlueText(task: TaskSource, file: FileSpec, rows: readonly Row[]): 
     const s = (f: string) => str(r[f], w(f));
     const idx = num(r.idx, w("idx"));
     // Test splits carry label -1: the official test files have no label field.
-    const bool = () => (test ? undefined : num(r.label, w("label")) === 1);
+    const bool = () => (test ? undefined : binary(r.label, w("label")) === 1);
     const named = (cfg: string) => (test ? undefined : labelName(cfg, r.label, w("label")));
     let o: Record<string, unknown>;
     // Key order as in the official files.
@@ -329,7 +348,7 @@ function superGlueText(task: TaskSource, file: FileSpec, rows: readonly Row[]): 
           choice1: s("choice1"),
           choice2: s("choice2"),
           question: s("question"),
-          label: test ? undefined : num(r.label, w("label")),
+          label: test ? undefined : binary(r.label, w("label")),
           idx,
         };
         break;
@@ -414,7 +433,7 @@ function multircText(file: FileSpec, rows: readonly Row[], test: boolean): strin
       p.questions.set(qi, q);
     }
     const a: Record<string, unknown> = { text: str(r.answer, w("answer")), idx: ai };
-    if (!test) a.label = num(r.label, w("label"));
+    if (!test) a.label = binary(r.label, w("label"));
     q.answers.push(a);
   });
   const out = [...passages.values()].map((p) =>

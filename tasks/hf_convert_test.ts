@@ -160,6 +160,65 @@ Deno.test("CoLA, MNLI dev, AX: official column layout with placeholders", () => 
   }
 });
 
+Deno.test("a labelled split's row with HF's unlabelled -1 (or any non-0/1 label) is refused, not written", () => {
+  const conv = (task: string, path: string, row: Row) => () =>
+    convertRows(findTaskSource(task), spec(task, path), [row]);
+  // BoolQ, WiC, WSC used to write -1 and 2 as false; the others wrote -1 for the loader to trip on.
+  const cases: Array<[string, string, Row]> = [
+    ["boolq", "super_glue/BoolQ/val.jsonl", { question: "q", passage: "p", idx: 0 }],
+    ["copa", "super_glue/COPA/val.jsonl", {
+      premise: "p",
+      choice1: "a",
+      choice2: "b",
+      question: "cause",
+      idx: 0,
+    }],
+    ["wic", "super_glue/WiC/val.jsonl", {
+      word: "w",
+      sentence1: "a",
+      sentence2: "b",
+      idx: 0,
+      start1: 0,
+      start2: 0,
+      end1: 1,
+      end2: 1,
+    }],
+    ["sst2", "glue/SST-2/train.tsv", { sentence: "s", idx: 0 }],
+    ["cola", "glue/CoLA/train.tsv", { sentence: "s", idx: 0 }],
+    ["mrpc", "glue/MRPC/train.tsv", { sentence1: "a", sentence2: "b", idx: 0 }],
+  ];
+  for (const [task, path, row] of cases) {
+    for (const label of [-1n, 2n]) {
+      assert.throws(
+        conv(task, path, { ...row, label }),
+        new RegExp(
+          `^Error: ${path} \\(parquet row 0\\) field label: expected the label 0 or 1 in a ` +
+            `labelled split, got ${label}$`,
+        ),
+        `${task} ${label}`,
+      );
+    }
+    assert.doesNotThrow(conv(task, path, { ...row, label: 1n }), task);
+  }
+  const multirc = {
+    idx: { paragraph: 0, question: 0, answer: 0 },
+    paragraph: "p",
+    question: "q",
+    answer: "a",
+    label: -1n,
+  };
+  assert.throws(
+    conv("multirc", "super_glue/MultiRC/train.jsonl", multirc),
+    /field label: expected the label 0 or 1 in a labelled split, got -1$/,
+  );
+  for (const label of [-1, Number.NaN, 5.5]) {
+    assert.throws(
+      conv("stsb", "glue/STS-B/train.tsv", { sentence1: "a", sentence2: "b", idx: 0, label }),
+      new RegExp(`field label: expected a score in \\[0, 5\\], got ${label}$`),
+    );
+  }
+});
+
 Deno.test("MultiRC rows regroup into passages/questions/answers; test has no labels", () => {
   const row = (p: number, q: number, a: number, label: bigint) => ({
     paragraph: `para ${p}`,
