@@ -236,18 +236,22 @@ function chosenTasks(profile: Profile, benchmark: BenchmarkName, catalog: TaskCa
     }
     return r.task;
   });
-  // A profile validated without the registry's lists may name one task twice (`rte`,
-  // `glue/rte`): one mixture would train it twice over and the tables would score it once.
-  const repeat = firstRepeat(tasks);
-  if (repeat !== undefined) {
-    const [i, j] = repeat;
-    throw new Error(
-      `Profile "${profile.name}": $.tasks.${benchmark}[${i}] repeats task "${
-        tasks[i]
-      }" (already $.tasks.${benchmark}[${j}])`,
-    );
-  }
+  refuseRepeatedTask(profile, `$.tasks.${benchmark}`, tasks);
   return tasks;
+}
+
+/**
+ * Throws naming `at[i]` and `at[j]` when the resolved `tasks` name one task twice, which a profile
+ * validated without the registry's lists may (`rte` and `glue/rte`, `dpr` and `dpr_v001_simple`):
+ * one mixture would train it twice over, under two task ids, and the tables would score it once.
+ */
+function refuseRepeatedTask(profile: Profile, at: string, tasks: readonly string[]): void {
+  const repeat = firstRepeat(tasks);
+  if (repeat === undefined) return;
+  const [i, j] = repeat;
+  throw new Error(
+    `Profile "${profile.name}": ${at}[${i}] repeats task "${tasks[i]}" (already ${at}[${j}])`,
+  );
 }
 
 /**
@@ -285,15 +289,7 @@ function extraTrainTasks(profile: Profile, benchmark: BenchmarkName): string[] {
     }
     return r.task;
   });
-  // A profile validated without the registry's lists may name one task twice (`dpr`,
-  // `dpr_v001_simple`): the mixture would train it twice over, under two task ids.
-  const repeat = firstRepeat(tasks);
-  if (repeat !== undefined) {
-    const [i, j] = repeat;
-    throw new Error(
-      `Profile "${profile.name}": ${at}[${i}] repeats task "${tasks[i]}" (already ${at}[${j}])`,
-    );
-  }
+  refuseRepeatedTask(profile, at, tasks);
   return tasks;
 }
 
