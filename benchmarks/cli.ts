@@ -653,14 +653,14 @@ function printDryRun(
   const line = (r: string[]) => r.map((x, c) => x.padEnd(widths[c]!)).join("  ");
   log(line(head));
   for (const r of rows) log(line(r));
-  const known = estimates.filter((e) => e.seconds !== null);
-  const secs = known.reduce((a, e) => a + e.seconds!, 0);
-  const flops = known.reduce((a, e) => a + e.totalFlops!, 0);
   if (specs.length === 0) {
     // An empty selection (a shard or --methods that keeps no run): no model's size is missing.
     log("0 runs: the selection is empty, nothing to estimate");
     return;
   }
+  const known = estimates.filter((e) => e.seconds !== null);
+  const secs = known.reduce((a, e) => a + e.seconds!, 0);
+  const flops = known.reduce((a, e) => a + e.totalFlops!, 0);
   if (known.length === 0) {
     // Nothing to add up: "0 FLOPs, about 0 s" would read as an estimate.
     log(
