@@ -3,6 +3,11 @@
  * GELU (tanh approximation, "gelu_new"), LayerNorm, per-task gathering, and per-task adapters
  * over a mixed-task batch.
  *
+ * `rows`, `presentTasks`, `toBatch`, `geluNew` and `layerNorm` leave nothing but their result,
+ * inside a `tf.tidy` or not. `taskAdapters` leaves its intermediates in the caller's scope, as the
+ * primitives of model/layers.ts do: call it inside `tf.tidy` (the methods' hooks run inside
+ * model/t5.ts's scopes).
+ *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
@@ -11,19 +16,24 @@ import { GELU_C, GELU_K, geluNew as geluNewComposite } from "../fused.ts";
 
 /**
  * Rows of `table` on axis 0, differentiable on every backend (tfjs's own `gather` gradient needs
- * `UnsortedSegmentSum`, which the wasm backend lacks). A single index drops the axis.
+ * `UnsortedSegmentSum`, which the wasm backend lacks). A single index drops the axis. Runs in its
+ * own `tf.tidy`: only the result is left, outside a tidy too (the slice, the index tensor and the
+ * gather's own output are freed; under a gradient tape what the backward pass needs is kept by the
+ * tape).
  *
  * @param table `[rows, ...]`
  * @param idx one row index or a list of them
  * @returns `[...rest]` for one index, `[idx.length, ...rest]` for a list
  */
 export function rows<T extends tf.Tensor>(table: T, idx: number | readonly number[]): T {
-  if (typeof idx === "number") {
-    const size = table.shape.map((s, i) => (i === 0 ? 1 : s));
-    const begin = table.shape.map((_, i) => (i === 0 ? idx : 0));
-    return table.slice(begin, size).reshape(table.shape.slice(1)) as T;
-  }
-  return gatherRows(table, tf.tensor1d([...idx], "int32")) as T;
+  return tf.tidy(() => {
+    if (typeof idx === "number") {
+      const size = table.shape.map((s, i) => (i === 0 ? 1 : s));
+      const begin = table.shape.map((_, i) => (i === 0 ? idx : 0));
+      return table.slice(begin, size).reshape(table.shape.slice(1));
+    }
+    return gatherRows(table, tf.tensor1d([...idx], "int32"));
+  }) as T;
 }
 
 /** How a batch's examples split into tasks. */
@@ -174,6 +184,9 @@ function blockMasks(g: TaskGrouping, a: number): { oneHot: Float32Array; mask: F
  * zero to `[b, n, u·a]`), a min/max clamp one kernel more than the Mul; the step is NaN anyway
  * once the other task's own rows overflow.
  *
+ * Leaves its intermediates in the caller's scope: call it inside `tf.tidy` (the adapters' hooks
+ * run inside model/t5.ts's sublayer scopes).
+ *
  * @param y `[batch, n, d]`
  * @param g the batch grouping (`g.size` = batch)
  * @param p the adapter's parameters for `g.tasks`
@@ -239,7 +252,8 @@ export function taskAdapters(
 
 /**
  * Expands per-task rows (`[numTasksPresent, ...]`, in `g.tasks` order) to the batch: returns them
- * as they are (leading 1, broadcast) when one task is present, else gathers one row per example.
+ * as they are (leading 1, broadcast) when one task is present, else gathers one row per example
+ * ({@link rows}: nothing but the result is left, outside a tidy too).
  *
  * @param perTaskRows `[g.tasks.length, ...]`
  * @param g the batch grouping
@@ -252,8 +266,9 @@ export function toBatch<T extends tf.Tensor>(perTaskRows: T, g: TaskGrouping): T
 
 /**
  * Rows `g.tasks` of a per-task stack `[numTasks, ...]`: `stack` itself when every task is present
- * (no op; the caller must not dispose the result then), a slice for one task, else a gather. The
- * rows of absent tasks get exact zero gradients in every case.
+ * (no op; the caller must not dispose the result then), a slice for one task, else a gather
+ * ({@link rows}). Nothing but the result is left, outside a tidy too. The rows of absent tasks get
+ * exact zero gradients in every case.
  *
  * @param stack `[numTasks, ...]`
  * @param g the batch grouping

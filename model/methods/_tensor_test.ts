@@ -7,7 +7,7 @@ import { installLowMemoryBackprop, uninstallLowMemoryBackprop } from "../backpro
 import { openBlas } from "../wasm_kernels.ts";
 import { bufferMeter } from "../buffer_meter_testing.ts";
 import { geluNew as geluNewComposite } from "../fused.ts";
-import { geluNew, groupTasks, layerNorm, rows } from "./_tensor.ts";
+import { geluNew, groupTasks, layerNorm, presentTasks, rows, toBatch } from "./_tensor.ts";
 
 // cpu first (the webgpu package imported for the gpu test would outrank it).
 await tf.setBackend("cpu");
@@ -300,4 +300,70 @@ Deno.test("groupTasks: ids, members and slots of the tasks present; an id outsid
     );
   }
   assert.throws(() => groupTasks([], 2, "x.ts"), /x\.ts: hooks\(\) needs at least one task id/);
+});
+
+Deno.test("rows, presentTasks, toBatch outside a tidy leave only their result, under a tape too", async () => {
+  await tf.setBackend("cpu");
+  // A [numTasks = 4, 3, 2] per-task stack of small integers (exact in float32): row t holds
+  // 10·t + 0 … 5, so every value names its row.
+  const rowOf = (t: number) => Array.from({ length: 6 }, (_, i) => 10 * t + i);
+  const table = tf.tensor3d([0, 1, 2, 3].flatMap(rowOf), [4, 3, 2]);
+  const mixed = groupTasks([3, 1, 3], 4, "x.ts"); // tasks [1, 3], slot [1, 0, 1]
+  const one = groupTasks([2, 2], 4, "x.ts");
+  const every = groupTasks([2, 0, 3, 1], 4, "x.ts");
+  const twoRows = tf.tidy(() => presentTasks(table, mixed)); // rows 1 and 3
+  const oneRow = tf.tidy(() => presentTasks(table, one)); // row 2
+  // name, call, tensors it adds (1: its result; 0: it returns its input), the result's rows
+  const cases: [string, () => tf.Tensor, number, number[]][] = [
+    ["rows(table, 2)", () => rows(table, 2), 1, [2]],
+    ["rows(table, [3, 0, 3])", () => rows(table, [3, 0, 3]), 1, [3, 0, 3]],
+    ["presentTasks, tasks 1 and 3", () => presentTasks(table, mixed), 1, [1, 3]],
+    ["presentTasks, task 2 only", () => presentTasks(table, one), 1, [2]],
+    ["presentTasks, every task", () => presentTasks(table, every), 0, [0, 1, 2, 3]],
+    ["toBatch, tasks 1 and 3", () => toBatch(twoRows, mixed), 1, [3, 1, 3]],
+    ["toBatch, task 2 only", () => toBatch(oneRow, one), 0, [2]],
+  ];
+  try {
+    for (const [name, call, adds, want] of cases) {
+      const before = tf.memory().numTensors;
+      const out = call();
+      assert.equal(tf.memory().numTensors - before, adds, `${name}: tensors added`);
+      assert.deepEqual(
+        Array.from(await out.data()),
+        want.flatMap(rowOf),
+        `${name}: values`,
+      );
+      if (adds === 1) out.dispose();
+    }
+    // Under a tape (stock and the project's backward pass): the gradient reaches the table's
+    // rows through the scopes, and nothing but the value and the gradient is left.
+    const cs = Array.from({ length: 18 }, (_, i) => i + 1);
+    const c = tf.tensor3d(cs, [3, 3, 2]);
+    for (const mode of ["stock", "low-memory"] as const) {
+      if (mode === "low-memory") assert.ok(installLowMemoryBackprop());
+      try {
+        const before = tf.memory().numTensors;
+        const { value, grads } = tf.valueAndGrads((t: tf.Tensor) =>
+          toBatch(presentTasks(t, mixed), mixed).mul(c).sum()
+        )([table]);
+        assert.equal(tf.memory().numTensors - before, 2, `${mode}: tensors left by the tape`);
+        // Examples 0 and 2 read row 3, example 1 row 1: row 3 gets c[0] + c[2], row 1 c[1].
+        const grad = [
+          ...new Array(6).fill(0),
+          ...cs.slice(6, 12),
+          ...new Array(6).fill(0),
+          ...cs.slice(0, 6).map((x, i) => x + cs[12 + i]!),
+        ];
+        assert.deepEqual(Array.from(await grads[0]!.data()), grad, `${mode}: gradient`);
+        const read = [3, 1, 3].flatMap(rowOf);
+        assert.equal((await value.data())[0], cs.reduce((s, x, i) => s + x * read[i]!, 0));
+        tf.dispose([value, ...grads]);
+      } finally {
+        uninstallLowMemoryBackprop();
+      }
+    }
+    c.dispose();
+  } finally {
+    tf.dispose([table, twoRows, oneRow]);
+  }
 });
