@@ -63,10 +63,13 @@ export interface EvalSet {
  * than scoring nothing. Independent of the run seed, so every run scores the same examples.
  *
  * @param examples the split's examples
- * @param cap maximum examples (null: all)
+ * @param cap maximum examples, a positive integer (null: all)
  * @param key names the subset's random stream (e.g. `"rte/validation"`)
+ * @returns `examples` itself when `cap` is null or at least their number, else the subset
+ * @throws Error naming `cap` and `key` when `cap` is neither null nor a positive integer
  */
 export function evalSubset(examples: Example[], cap: number | null, key: string): Example[] {
+  checkCap(cap, `evalSubset (${key})`);
   if (cap === null || examples.length <= cap) return examples;
   const groups = new Map<string, number[]>();
   examples.forEach((e, i) => {
@@ -87,14 +90,28 @@ export function evalSubset(examples: Example[], cap: number | null, key: string)
 }
 
 /**
+ * Refuses an evaluation cap that is neither null nor a positive integer (0, negative, fractional,
+ * NaN, ±∞): a cap below 1 would still keep one group ({@link evalSubset} never scores nothing).
+ */
+function checkCap(cap: number | null, where: string): void {
+  if (cap !== null && !(Number.isInteger(cap) && cap >= 1)) {
+    throw new Error(
+      `benchmarks/evaluator.ts ${where}: cap must be a positive integer or null, got ${cap}`,
+    );
+  }
+}
+
+/**
  * Build a task's evaluation set from its examples.
  *
  * @param task task name
  * @param taskId task id
  * @param bySplit the examples of each evaluation split
- * @param opts cap, encoder and decoding length; the cap is shared by the splits, each getting
- *   ceil(cap / splits) ({@link evalSubset}), so MNLI's two splits under an odd cap score one more
- *   example than the cap in all
+ * @param opts cap, encoder and decoding length; the cap (a positive integer, or null: all) is
+ *   shared by the splits, each getting ceil(cap / splits) ({@link evalSubset}), so MNLI's two
+ *   splits under an odd cap score one more example than the cap in all
+ * @throws Error naming `cap` and the task when the cap is neither null nor a positive integer,
+ *   or when the label words and their token id lists differ in number
  */
 export function makeEvalSet(
   task: string,
@@ -115,7 +132,8 @@ export function makeEvalSet(
     };
   },
 ): EvalSet {
-  const per = opts.cap === null ? null : Math.max(1, Math.ceil(opts.cap / bySplit.length));
+  checkCap(opts.cap, `makeEvalSet: task ${task}`);
+  const per = opts.cap === null ? null : Math.ceil(opts.cap / bySplit.length);
   const examples = bySplit.flatMap(([split, exs]) => evalSubset(exs, per, `${task}/${split}`));
   const inputs = examples.map(opts.encodeInput);
   const base = { task, taskId, examples, inputs, maxNewTokens: opts.maxTargetLength };

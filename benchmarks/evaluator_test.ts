@@ -110,8 +110,45 @@ Deno.test("makeEvalSet() gives each split ceil(cap / splits) examples: an odd ca
   assert.deepEqual(counts(mnli, 7), [4, 4]);
   assert.deepEqual(counts(mnli, 1), [1, 1]);
   assert.deepEqual(counts(mnli, 6), [3, 3]);
+  // A cap at or above the examples (20 per split) keeps every one of each split.
+  assert.deepEqual(counts(mnli, 40), [20, 20]);
+  assert.deepEqual(counts(mnli, 41), [20, 20]);
+  assert.deepEqual(counts(mnli, 1000), [20, 20]);
   // Three splits, cap 7: ceil(7/3) = 3 each, where rounding to nearest or down gives 2.
   assert.deepEqual(counts(["validation", ...mnli], 7), [3, 3, 3]);
+});
+
+Deno.test("evalSubset() returns all examples for a cap at or above their number, a group past a smaller cap", () => {
+  const xs = Array.from({ length: 10 }, (_, i) => ex(i, `q${Math.floor(i / 5)}`));
+  // The examples themselves, not a copy: nothing is drawn.
+  for (const cap of [10, 11, 1000]) assert.equal(evalSubset(xs, cap, "k"), xs, `cap ${cap}`);
+  // A cap below the first group drawn keeps that group whole (5 examples), never nothing.
+  for (const cap of [1, 3, 9]) {
+    const got = evalSubset(xs, cap, "k");
+    assert.equal(got.length, 5, `cap ${cap}`);
+    assert.equal(new Set(got.map((e) => e.group)).size, 1, `cap ${cap}: one group`);
+  }
+});
+
+Deno.test("evalSubset(), makeEvalSet(): a cap that is not a positive integer is refused, naming cap", () => {
+  const xs = Array.from({ length: 20 }, (_, i) => ex(i));
+  const bySplit = [["validation_matched", xs], ["validation_mismatched", xs]] as const;
+  for (const cap of [0, -1, 1.5, NaN, Infinity]) {
+    assert.throws(
+      () => makeEvalSet("mnli", 2, bySplit, { cap, encodeInput: () => [1], maxTargetLength: 4 }),
+      new RegExp(
+        `^Error: benchmarks/evaluator\\.ts makeEvalSet: task mnli: cap must be a positive integer or null, got ${cap}$`,
+      ),
+      `makeEvalSet cap ${cap}`,
+    );
+    assert.throws(
+      () => evalSubset(xs, cap, "rte/validation"),
+      new RegExp(
+        `^Error: benchmarks/evaluator\\.ts evalSubset \\(rte/validation\\): cap must be a positive integer or null, got ${cap}$`,
+      ),
+      `evalSubset cap ${cap}`,
+    );
+  }
 });
 
 Deno.test("evaluate() with a tightened limit scores as decoding to the run's limit", async () => {
