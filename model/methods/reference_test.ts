@@ -244,65 +244,70 @@ Deno.test("hyperformer_pp: adapter(y) = LN_cond(up(gelu_new(down(y)))) + y from 
     // its epsilon matters: keep the projector at its initial scale (perturb 0.01).
     const { model, inst, val, mat } = create("hyperformer_pp", raw, 0.01);
     const h = (n: string) => `hyperformer_pp.${n}`;
-    const taskIds = [2, 0, 2];
     const n = 3;
-    const y = tf.randomNormal([taskIds.length, n, D], 0, 1, "float32", 77) as tf.Tensor3D;
+    const y = tf.randomNormal([3, n, D], 0, 1, "float32", 77) as tf.Tensor3D;
     const ys = y.arraySync() as number[][][];
     const pl = extra.projectorLayerNorm !== false, cl = extra.conditionalLayerNorm !== false;
-    for (const stack of ["encoder", "decoder"] as const) {
-      const layers = stack === "encoder" ? CFG.numLayers : CFG.numDecoderLayers;
-      for (let layer = 0; layer < layers; layer++) {
-        for (const pos of ["self_attention", "feed_forward"] as const) {
-          tf.tidy(() => {
-            const got = inst.hooks(taskIds).afterSublayer!(stack, layer, pos, y);
-            const lin = (x: number[], name: string): number[] => {
-              const w = matmul([x], mat(h(`${stack}.${name}.weight`)))[0]!;
-              const bias = val(h(`${stack}.${name}.bias`));
-              return w.map((v, j) => v + bias[j]!);
-            };
-            const want = taskIds.map((task, ex) => {
-              // [task; layer id; position (0 feed-forward, 1 self-attention)] (S6 order)
-              const x = [
-                ...mat(h("task_embedding"))[task]!,
-                ...mat(h(`${stack}.layer_embedding`))[layer]!,
-                ...mat(h(`${stack}.position_embedding`))[pos === "feed_forward" ? 0 : 1]!,
-              ];
-              let z = lin(relu([lin(x, "projector.fc1")])[0]!, "projector.fc2");
-              if (pl) {
-                // S6: nn.LayerNorm(t, eps=1e-6) after the task projector.
-                z = layerNorm(
-                  z,
-                  val(h(`${stack}.projector.layer_norm.weight`)),
-                  val(h(`${stack}.projector.layer_norm.bias`)),
-                  1e-6,
-                );
-              }
-              const down = reshape(lin(z, "down_weight"), D, a);
-              const up = reshape(lin(z, "up_weight"), a, D);
-              return ys[ex]!.map((row) => {
-                const mid = matmul([row], down)[0]!.map((v, j) =>
-                  geluNew(v + lin(z, "down_bias")[j]!)
-                );
-                let out = matmul([mid], up)[0]!.map((v, j) => v + lin(z, "up_bias")[j]!);
-                // F.layer_norm's default eps 1e-5 for the conditional LayerNorm.
-                if (cl) out = layerNorm(out, lin(z, "ln_gamma"), lin(z, "ln_beta"), 1e-5);
-                return out.map((v, j) => v + row[j]!);
+    // A mixed-task batch (the masked block adapters), and batches of one task, the first and
+    // the last (one generated row: the plain adapter, no mask).
+    for (const taskIds of [[2, 0, 2], [0, 0, 0], [2, 2, 2]]) {
+      for (const stack of ["encoder", "decoder"] as const) {
+        const layers = stack === "encoder" ? CFG.numLayers : CFG.numDecoderLayers;
+        for (let layer = 0; layer < layers; layer++) {
+          for (const pos of ["self_attention", "feed_forward"] as const) {
+            tf.tidy(() => {
+              const got = inst.hooks(taskIds).afterSublayer!(stack, layer, pos, y);
+              const lin = (x: number[], name: string): number[] => {
+                const w = matmul([x], mat(h(`${stack}.${name}.weight`)))[0]!;
+                const bias = val(h(`${stack}.${name}.bias`));
+                return w.map((v, j) => v + bias[j]!);
+              };
+              const want = taskIds.map((task, ex) => {
+                // [task; layer id; position (0 feed-forward, 1 self-attention)] (S6 order)
+                const x = [
+                  ...mat(h("task_embedding"))[task]!,
+                  ...mat(h(`${stack}.layer_embedding`))[layer]!,
+                  ...mat(h(`${stack}.position_embedding`))[pos === "feed_forward" ? 0 : 1]!,
+                ];
+                let z = lin(relu([lin(x, "projector.fc1")])[0]!, "projector.fc2");
+                if (pl) {
+                  // S6: nn.LayerNorm(t, eps=1e-6) after the task projector.
+                  z = layerNorm(
+                    z,
+                    val(h(`${stack}.projector.layer_norm.weight`)),
+                    val(h(`${stack}.projector.layer_norm.bias`)),
+                    1e-6,
+                  );
+                }
+                const down = reshape(lin(z, "down_weight"), D, a);
+                const up = reshape(lin(z, "up_weight"), a, D);
+                return ys[ex]!.map((row) => {
+                  const mid = matmul([row], down)[0]!.map((v, j) =>
+                    geluNew(v + lin(z, "down_bias")[j]!)
+                  );
+                  let out = matmul([mid], up)[0]!.map((v, j) => v + lin(z, "up_bias")[j]!);
+                  // F.layer_norm's default eps 1e-5 for the conditional LayerNorm.
+                  if (cl) out = layerNorm(out, lin(z, "ln_gamma"), lin(z, "ln_beta"), 1e-5);
+                  return out.map((v, j) => v + row[j]!);
+                });
               });
+              assertClose(
+                got,
+                want,
+                `hyperformer_pp ${
+                  JSON.stringify(extra)
+                } tasks [${taskIds}] ${stack}.${layer}.${pos}`,
+              );
             });
-            assertClose(
-              got,
-              want,
-              `hyperformer_pp ${JSON.stringify(extra)} ${stack}.${layer}.${pos}`,
-            );
+          }
+        }
+        // Cross-attention has no adapter.
+        if (stack === "decoder") {
+          tf.tidy(() => {
+            const same = inst.hooks(taskIds).afterSublayer!("decoder", 0, "cross_attention", y);
+            assert.equal(same, y);
           });
         }
-      }
-      // Cross-attention has no adapter.
-      if (stack === "decoder") {
-        tf.tidy(() => {
-          const same = inst.hooks(taskIds).afterSublayer!("decoder", 0, "cross_attention", y);
-          assert.equal(same, y);
-        });
       }
     }
     y.dispose();
@@ -323,53 +328,62 @@ Deno.test("adapter: per-task up(gelu_new(down(y))), LN shared (default) or per t
     const positions = (extra.positions as string[] | undefined) ??
       ["self_attention", "feed_forward"];
     const stacks = (extra.stacks as string[] | undefined) ?? ["encoder", "decoder"];
-    const taskIds = [1, 1, 0];
-    const y = tf.randomNormal([taskIds.length, 2, D], 0, 1, "float32", 78) as tf.Tensor3D;
+    const y = tf.randomNormal([3, 2, D], 0, 1, "float32", 78) as tf.Tensor3D;
     const ys = y.arraySync() as number[][][];
-    for (const stack of ["encoder", "decoder"] as const) {
-      const layers = stack === "encoder" ? CFG.numLayers : CFG.numDecoderLayers;
-      for (let layer = 0; layer < layers; layer++) {
-        for (const pos of ["self_attention", "feed_forward", "cross_attention"] as const) {
-          tf.tidy(() => {
-            const got = inst.hooks(taskIds).afterSublayer!(stack, layer, pos, y);
-            if (pos === "cross_attention" || !positions.includes(pos) || !stacks.includes(stack)) {
-              assert.equal(got, y, `${stack}.${layer}.${pos} has no adapter`);
-              return;
-            }
-            const p = `adapter.${stack}.${layer}.${pos}`;
-            const want = taskIds.map((task, ex) => {
-              const pick = (n: string) =>
-                (inst.variables.get(n)!.arraySync() as number[][] | number[][][])[task]!;
-              return ys[ex]!.map((row) => {
-                const db = pick(`${p}.down.bias`) as number[];
-                const mid = matmul([row], pick(`${p}.down.weight`) as Mat)[0]!.map((v, j) =>
-                  geluNew(v + db[j]!)
-                );
-                const ub = pick(`${p}.up.bias`) as number[];
-                let out = matmul([mid], pick(`${p}.up.weight`) as Mat)[0]!.map((v, j) =>
-                  v + ub[j]!
-                );
-                if (extra.layerNorm !== "none") {
-                  // S6's AdapterController: one LayerNorm per position, shared by the tasks.
-                  const ln = (n: string) =>
-                    extra.layerNorm === "per_task"
-                      ? pick(`${p}.${n}`) as number[]
-                      : inst.variables.get(`${p}.${n}`)!.arraySync() as number[];
-                  out = layerNorm(out, ln("layer_norm.weight"), ln("layer_norm.bias"), 1e-5);
-                }
-                return out.map((v, j) => v + row[j]!);
+    // Two of the three tasks (gathered rows, masked blocks), each task (the stacks as they are),
+    // and one task, the first and the last (a sliced row, the plain adapter, no mask).
+    for (const taskIds of [[1, 1, 0], [2, 0, 1], [0, 0, 0], [2, 2, 2]]) {
+      for (const stack of ["encoder", "decoder"] as const) {
+        const layers = stack === "encoder" ? CFG.numLayers : CFG.numDecoderLayers;
+        for (let layer = 0; layer < layers; layer++) {
+          for (const pos of ["self_attention", "feed_forward", "cross_attention"] as const) {
+            tf.tidy(() => {
+              const got = inst.hooks(taskIds).afterSublayer!(stack, layer, pos, y);
+              if (
+                pos === "cross_attention" || !positions.includes(pos) || !stacks.includes(stack)
+              ) {
+                assert.equal(got, y, `${stack}.${layer}.${pos} has no adapter`);
+                return;
+              }
+              const p = `adapter.${stack}.${layer}.${pos}`;
+              const want = taskIds.map((task, ex) => {
+                const pick = (n: string) =>
+                  (inst.variables.get(n)!.arraySync() as number[][] | number[][][])[task]!;
+                return ys[ex]!.map((row) => {
+                  const db = pick(`${p}.down.bias`) as number[];
+                  const mid = matmul([row], pick(`${p}.down.weight`) as Mat)[0]!.map((v, j) =>
+                    geluNew(v + db[j]!)
+                  );
+                  const ub = pick(`${p}.up.bias`) as number[];
+                  let out = matmul([mid], pick(`${p}.up.weight`) as Mat)[0]!.map((v, j) =>
+                    v + ub[j]!
+                  );
+                  if (extra.layerNorm !== "none") {
+                    // S6's AdapterController: one LayerNorm per position, shared by the tasks.
+                    const ln = (n: string) =>
+                      extra.layerNorm === "per_task"
+                        ? pick(`${p}.${n}`) as number[]
+                        : inst.variables.get(`${p}.${n}`)!.arraySync() as number[];
+                    out = layerNorm(out, ln("layer_norm.weight"), ln("layer_norm.bias"), 1e-5);
+                  }
+                  return out.map((v, j) => v + row[j]!);
+                });
               });
-            });
-            assert.equal(a, inst.variables.get(`${p}.down.weight`)!.shape[2]);
-            if (extra.layerNorm !== "none") {
-              const tasks = inst.variables.get(`${p}.down.weight`)!.shape[0]!;
-              assert.deepEqual(
-                inst.variables.get(`${p}.layer_norm.weight`)!.shape,
-                extra.layerNorm === "per_task" ? [tasks, D] : [D],
+              assert.equal(a, inst.variables.get(`${p}.down.weight`)!.shape[2]);
+              if (extra.layerNorm !== "none") {
+                const tasks = inst.variables.get(`${p}.down.weight`)!.shape[0]!;
+                assert.deepEqual(
+                  inst.variables.get(`${p}.layer_norm.weight`)!.shape,
+                  extra.layerNorm === "per_task" ? [tasks, D] : [D],
+                );
+              }
+              assertClose(
+                got,
+                want,
+                `adapter ${JSON.stringify(extra)} tasks [${taskIds}] ${stack}.${layer}.${pos}`,
               );
-            }
-            assertClose(got, want, `adapter ${stack}.${layer}.${pos}`);
-          });
+            });
+          }
         }
       }
     }
