@@ -342,16 +342,20 @@ function tsvExamples(
   return { examples, rows: table.rows.length, skipped: table.skipped };
 }
 
-function idOf(row: JsonRow, key: string, fallback: number, at: Where): string {
+/**
+ * The id at `key` of a JSONL row: a non-negative integer (every SuperGLUE file's `idx`) or, where
+ * `strings` (the default), a non-empty string (AX-b's `idx` is `"0"`, `"1"`, …), as a string.
+ * Every official JSONL file, and every file `hf_convert.ts` writes, has one on each row, so a
+ * missing one is an error rather than the row number: a made-up id would key a submission line to
+ * the wrong example.
+ */
+function idOf(row: JsonRow, key: string, at: Where, strings = true): string {
   const v = getPath(row.value, key);
-  if (v === undefined) return String(fallback);
-  if (typeof v === "number" || typeof v === "string") return String(v);
-  throw new DataError(
-    at.file,
-    at.line,
-    `expected an integer or string, got ${JSON.stringify(v)}`,
-    key,
-  );
+  if (v === undefined) throw new DataError(at.file, at.line, "missing", key);
+  if (typeof v === "number" && Number.isInteger(v) && v >= 0) return String(v);
+  if (strings && typeof v === "string" && v !== "") return v;
+  const want = strings ? "a non-negative integer or a non-empty string" : "a non-negative integer";
+  throw new DataError(at.file, at.line, `expected ${want}, got ${JSON.stringify(v)}`, key);
 }
 
 /**
@@ -387,14 +391,14 @@ function jsonlExamples(
       return wscExamples(spec, split, rows, file);
     default: {
       const labelled = isTrainOrDev(split);
-      const examples = rows.map((row, i) => {
+      const examples = rows.map((row) => {
         const at = { file, line: row.line };
         const values: Record<string, string> = {};
         for (const [k, path] of Object.entries(spec.fields)) {
           if (k !== "pair_id") values[k] = reqString(row.value, path, at);
           // AX-g: no pair_id (the Hugging Face fallback drops it) means no group, so gender
           // parity is not scored; never a made-up id.
-          else if (getPath(row.value, path) !== undefined) values[k] = idOf(row, path, i, at);
+          else if (getPath(row.value, path) !== undefined) values[k] = idOf(row, path, at);
         }
         const label = spec.labelField === undefined
           ? undefined
@@ -402,7 +406,7 @@ function jsonlExamples(
         return classifyExample(
           spec,
           split,
-          idOf(row, spec.idField ?? "idx", i, at),
+          idOf(row, spec.idField ?? "idx", at),
           values,
           label,
           at,
@@ -424,18 +428,18 @@ function multircExamples(
   for (const row of rows) {
     const at = { file, line: row.line };
     const v = row.value;
-    const pidx = idOf(row, "idx", examples.length, at);
+    const pidx = idOf(row, "idx", at);
     const paragraph = reqString(v, "passage.text", at);
     const questions = reqArray(v, "passage.questions", at);
     for (let qi = 0; qi < questions.length; qi++) {
       const qp = `passage.questions.${qi}`;
       const question = reqString(v, `${qp}.question`, at);
-      const qidx = String(reqInt(v, `${qp}.idx`, at));
+      const qidx = idOf(row, `${qp}.idx`, at, false);
       const answers = reqArray(v, `${qp}.answers`, at);
       for (let ai = 0; ai < answers.length; ai++) {
         const ap = `${qp}.answers.${ai}`;
         const answer = reqString(v, `${ap}.text`, at);
-        const aidx = String(reqInt(v, `${ap}.idx`, at));
+        const aidx = idOf(row, `${ap}.idx`, at, false);
         const lp = `${ap}.label`;
         const label = rowLabel(row, lp, labelled, at, (raw) => boolLabel(raw, lp, at));
         const ex: Example = {
@@ -469,7 +473,7 @@ function recordExamples(
   for (const row of rows) {
     const at = { file, line: row.line };
     const v = row.value;
-    const pidx = idOf(row, "idx", queries, at);
+    const pidx = idOf(row, "idx", at);
     const passage = reqString(v, "passage.text", at);
     const spans = reqArray(v, "passage.entities", at).map((_, i) => ({
       start: reqInt(v, `passage.entities.${i}.start`, at),
@@ -489,7 +493,7 @@ function recordExamples(
       queries++;
       const qp = `qas.${qi}`;
       const query = reqString(v, `${qp}.query`, at);
-      const qidx = idOf(row, `${qp}.idx`, qi, at);
+      const qidx = idOf(row, `${qp}.idx`, at);
       let answers: string[] = [];
       if (getPath(v, `${qp}.answers`) !== undefined) {
         const raw = reqArray(v, `${qp}.answers`, at);
@@ -530,7 +534,7 @@ function wscExamples(
 ): { examples: Example[]; rows: number } {
   const labelled = isTrainOrDev(split);
   const examples: Example[] = [];
-  rows.forEach((row, i) => {
+  rows.forEach((row) => {
     const at = { file, line: row.line };
     const raw = {
       text: reqString(row.value, "text", at),
@@ -551,7 +555,7 @@ function wscExamples(
     }
     const ex: Example = {
       task: spec.name,
-      id: exampleId(spec, split, idOf(row, "idx", i, at)),
+      id: exampleId(spec, split, idOf(row, "idx", at)),
       input,
       target: fixed.span1_text,
       split,

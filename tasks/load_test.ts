@@ -337,6 +337,62 @@ Deno.test("a repeated id (a copied line, an edited idx) is an error naming both 
   );
 });
 
+Deno.test("a JSONL id must be a non-negative integer or a non-empty string, and present", () => {
+  const enc = new TextEncoder();
+  const cb = (extra: Record<string, unknown>) =>
+    enc.encode(JSON.stringify({ premise: "p", hypothesis: "h", label: "neutral", ...extra }));
+  // A missing idx used to become the row number, keying a submission line to a made-up id.
+  assert.throws(
+    () => examplesFromBytes("cb", "validation", cb({}), "v.jsonl"),
+    /^DataError: v\.jsonl:1: field "idx": missing$/,
+  );
+  for (const bad of [2.5, -1, true, { a: 1 }, "", null, [0]]) {
+    assert.throws(
+      () => examplesFromBytes("cb", "validation", cb({ idx: bad }), "v.jsonl"),
+      new RegExp(
+        '^DataError: v\\.jsonl:1: field "idx": expected a non-negative integer or a ' +
+          "non-empty string, got ",
+      ),
+      JSON.stringify(bad),
+    );
+  }
+  // The official kinds load: an integer, and a string as AX-b has it.
+  for (const [idx, id] of [[0, "cb/validation/0"], ["17", "cb/validation/17"]] as const) {
+    assert.deepEqual(
+      examplesFromBytes("cb", "validation", cb({ idx }), "v.jsonl").examples.map((e) => e.id),
+      [id],
+    );
+  }
+  // The converters' top-level and nested ids are checked the same way.
+  const passage = { text: "t", entities: [{ start: 0, end: 0 }] };
+  const record = { passage, qas: [{ query: "@placeholder", idx: 0 }] };
+  assert.throws(
+    () => examplesFromBytes("record", "test", enc.encode(JSON.stringify(record)), "r"),
+    /^DataError: r:1: field "idx": missing$/,
+  );
+  const recordQ = { idx: 0, passage, qas: [{ query: "@placeholder", idx: 1.5 }] };
+  assert.throws(
+    () => examplesFromBytes("record", "test", enc.encode(JSON.stringify(recordQ)), "r"),
+    /^DataError: r:1: field "qas\.0\.idx": expected a non-negative integer /,
+  );
+  const multirc = {
+    passage: { text: "t", questions: [{ question: "q", idx: 0, answers: [] }] },
+  };
+  assert.throws(
+    () => examplesFromBytes("multirc", "test", enc.encode(JSON.stringify(multirc)), "m"),
+    /^DataError: m:1: field "idx": missing$/,
+  );
+  const wsc = {
+    text: "Tom said he ran .",
+    target: { span1_index: 0, span2_index: 2, span1_text: "Tom", span2_text: "he" },
+    idx: -3,
+  };
+  assert.throws(
+    () => examplesFromBytes("wsc", "test", enc.encode(JSON.stringify(wsc)), "w"),
+    /^DataError: w:1: field "idx": expected a non-negative integer /,
+  );
+});
+
 Deno.test("official row count check catches a short file", () => {
   const bytes = new TextEncoder().encode(
     "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n",
