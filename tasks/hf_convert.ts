@@ -486,8 +486,15 @@ function recordText(file: FileSpec, rows: readonly Row[]): string {
       const hits = p.entities.filter((e) => e.text === a);
       if (hits.length > 0) ansSpans.push(...hits.map((h) => ({ ...h })));
       else {
-        const st = codePointOccurrences(p.text, a)[0] ?? -1;
-        ansSpans.push({ start: st, end: st < 0 ? -1 : st + Array.from(a).length - 1, text: a });
+        // Official answers are passage spans (HF's answer strings are their texts), so one found
+        // nowhere means a corrupt row: refused rather than written with start/end -1.
+        const st = codePointOccurrences(p.text, a)[0];
+        if (st === undefined) {
+          throw new Error(
+            `${w("answers")}: answer ${JSON.stringify(a)} is neither an entity nor in the passage`,
+          );
+        }
+        ansSpans.push({ start: st, end: st + Array.from(a).length - 1, text: a });
       }
     }
     const qa: Record<string, unknown> = { query: str(r.query, w("query")), idx: qi };

@@ -698,6 +698,14 @@ Deno.test("ReCoRD test rows carry no answers; a searched answer's end counts cod
   );
   assert.deepEqual(dev.qas[0].answers, [{ start: 0, end: 2, text: "\u{1D538}nn" }]);
   assert.deepEqual(dev.passage.entities, [{ start: 8, end: 10 }]);
+  // An answer found nowhere (a corrupt row) is refused, naming the parquet row and field.
+  assert.throws(
+    () => convertRows(src, spec("record", "super_glue/ReCoRD/val.jsonl"), [row(["Tom"])]),
+    new RegExp(
+      '^Error: super_glue/ReCoRD/val\\.jsonl \\(parquet row 0\\) field answers: answer "Tom" ' +
+        "is neither an entity nor in the passage$",
+    ),
+  );
   // Test: HF gives no answers ([]); the official test file has no "answers" key.
   const test = JSON.parse(
     convertRows(src, spec("record", "super_glue/ReCoRD/test.jsonl"), [row([])]),
