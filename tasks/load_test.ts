@@ -382,6 +382,26 @@ Deno.test("a JSONL id must be a non-negative integer or a non-empty string, and 
     () => examplesFromBytes("multirc", "test", enc.encode(JSON.stringify(multirc)), "m"),
     /^DataError: m:1: field "idx": missing$/,
   );
+  // MultiRC's question and answer idx are integers in every official file: no string, no sign.
+  const multircAt = (qidx: unknown, aidx: unknown) => ({
+    idx: 0,
+    passage: {
+      text: "t",
+      questions: [{ question: "q", idx: qidx, answers: [{ text: "a", idx: aidx }] }],
+    },
+  });
+  for (const [q, a, field] of [[-1, 0, "question"], [0, "1", "answer"]] as const) {
+    const path = `passage\\.questions\\.0\\.${field === "question" ? "" : "answers\\.0\\."}idx`;
+    assert.throws(
+      () => examplesFromBytes("multirc", "test", enc.encode(JSON.stringify(multircAt(q, a))), "m"),
+      new RegExp(`^DataError: m:1: field "${path}": expected a non-negative integer, got `),
+    );
+  }
+  assert.deepEqual(
+    examplesFromBytes("multirc", "test", enc.encode(JSON.stringify(multircAt(3, 4))), "m")
+      .examples.map((e) => e.id),
+    ["multirc/test/0-3-4"],
+  );
   const wsc = {
     text: "Tom said he ran .",
     target: { span1_index: 0, span2_index: 2, span1_text: "Tom", span2_text: "he" },
