@@ -9,6 +9,7 @@ import {
   sweepStaleClaims,
   thisHost,
 } from "./run_claim.ts";
+import { inTempDir } from "../model/fs_testing.ts";
 
 /** A claim of run "r1" by a process on another host, with `token`, as the claim file holds it. */
 function claimOf(token: string): string {
@@ -28,17 +29,15 @@ async function writeStaleClaim(path: string): Promise<void> {
   await Deno.utime(path, old, old);
 }
 
-/** Runs `body` in a fresh temporary folder `out` with claim file `path` (`out/run.lock`), then removes it. */
-async function inClaimDir(body: (out: string, path: string) => Promise<void>): Promise<void> {
-  const out = await Deno.makeTempDir();
-  try {
-    await body(out, join(out, "run.lock"));
-  } finally {
-    await Deno.remove(out, { recursive: true });
-  }
+/**
+ * Runs `body` in a fresh temporary folder `out` (removed afterwards) with `path` its claim file,
+ * `out/run.lock`.
+ */
+function inClaimDir(body: (out: string, path: string) => Promise<void>): Promise<void> {
+  return inTempDir((out) => body(out, join(out, "run.lock")));
 }
 
-/** Asserts a lost takeover race in `out`: `outcome` names `token`'s claim; no aside, no takeover. */
+/** Asserts a lost takeover race in `out`: `outcome` names `token`'s claim; no aside or takeover. */
 function assertLeftToOther(
   out: string,
   outcome: ClaimOutcome,
