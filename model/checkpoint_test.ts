@@ -21,6 +21,7 @@ import {
   copyTree,
   diskFullError,
   flushesOf,
+  inTempDir,
   recordFlushes,
   withOpenedFiles,
 } from "./fs_testing.ts";
@@ -39,15 +40,12 @@ function disposeAll(m: Map<string, tf.Tensor>): void {
  * Runs `body` in a fresh temporary folder (removed afterwards, whatever happens) and asserts that
  * it leaves as many tensors as there were before it.
  */
-async function leakFreeInTempDir(body: (tmp: string) => Promise<void>): Promise<void> {
-  const tmp = await Deno.makeTempDir();
-  try {
+function leakFreeInTempDir(body: (tmp: string) => Promise<void>): Promise<void> {
+  return inTempDir(async (tmp) => {
     const before = tf.memory().numTensors;
     await body(tmp);
     assert.equal(tf.memory().numTensors, before, "no leaked tensors");
-  } finally {
-    await Deno.remove(tmp, { recursive: true });
-  }
+  });
 }
 
 async function copyDir(from: string, to: string): Promise<void> {
