@@ -43,17 +43,29 @@ Deno.test("progress without a terminal: the lines are at 25, 50 and 75 %; sizes 
   assert.match(g.at(-1)!, / 1\.5 KiB\/3\.00 GiB\n$/);
 });
 
-Deno.test("progress on a terminal redraws at most every 100 ms", () => {
+Deno.test("progress on a terminal redraws at most every 100 ms: the first update 100 ms after a drawing draws", () => {
+  // A scripted Date.now (what progress.ts reads), so that neither a slow machine nor a fast one
+  // decides the count. Times in ms after the first update; each update adds 250 bytes.
   const out: string[] = [];
-  const t0 = Date.now();
-  const p = createProgress("y", 1e6, { tty: true, write: (s) => out.push(s) });
-  for (let d = 1; d <= 2000; d++) p.update(d);
-  const ms = Date.now() - t0;
-  // The first update draws; then one more per 100 ms that passed (2000 updates take ~1 ms).
-  assert.ok(
-    out.length >= 1 && out.length <= 1 + Math.floor(ms / 100) + 1,
-    `${out.length} in ${ms} ms`,
-  );
-  p.finish();
+  const t0 = 1_700_000_000_000;
+  let ms = t0;
+  const now = Date.now;
+  Date.now = () => ms;
+  const drawnAt: number[] = [];
+  try {
+    const p = createProgress("y", 1e6, { tty: true, write: (s) => out.push(s) });
+    for (const [i, t] of [0, 50, 99, 100, 199, 250, 349, 350].entries()) {
+      ms = t0 + t;
+      const n = out.length;
+      p.update(250 * (i + 1));
+      if (out.length > n) drawnAt.push(t);
+    }
+    p.finish();
+  } finally {
+    Date.now = now;
+  }
+  // The first update draws; then 100 (= 0 + 100), 250 (not 199 < 100 + 100), 350 (= 250 + 100).
+  assert.deepEqual(drawnAt, [0, 100, 250, 350]);
+  assert.equal(out.length, drawnAt.length + 1, "and finish() draws the last line");
   assert.equal(out.at(-1), `\ry [${"-".repeat(24)}] 0% 2.0 KiB/976.6 KiB\x1b[K\n`);
 });
