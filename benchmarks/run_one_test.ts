@@ -3,6 +3,7 @@ import * as tf from "@tensorflow/tfjs";
 import { existsSync } from "node:fs";
 import { basename, join } from "node:path";
 import { hubEnv, withEnv } from "../model/env_testing.ts";
+import { inTempDir } from "../model/fs_testing.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 import {
   DEFAULT_TRAIN,
@@ -1304,25 +1305,22 @@ async function inPredictingRoot(
   // Scripted validation scores (the decoding is real; only its score is chosen), so which
   // evaluation is a new best does not hang on what 12 steps of a tiny model learn.
   const scorer: RunScorer = { ...EXACT, scoreTask: () => ({ accuracy: scores[step]! }) };
-  const root = await Deno.makeTempDir();
   const stem = runFileName(s).slice(0, -".json".length);
-  const dir = join(root, "test_predictions", stem);
-  const run = (hook: (p: Progress) => void) =>
-    runOneWith(s, {
-      outDir: join(root, stem),
-      dataDir: DATA,
-      onProgress: (p) => {
-        if (p.phase === "eval") step = p.step;
-        hook(p);
-      },
-    }, scorer);
-  try {
+  await inTempDir(async (root) => {
+    const dir = join(root, "test_predictions", stem);
+    const run = (hook: (p: Progress) => void) =>
+      runOneWith(s, {
+        outDir: join(root, stem),
+        dataDir: DATA,
+        onProgress: (p) => {
+          if (p.phase === "eval") step = p.step;
+          hook(p);
+        },
+      }, scorer);
     const manifest = () => JSON.parse(Deno.readTextFileSync(join(dir, "manifest.json")));
     await body({ root, stem, dir, manifest, run });
     assert.equal(tf.memory().numTensors, 0, "runOne releases every tensor");
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
+  });
 }
 
 Deno.test({
