@@ -133,19 +133,21 @@ Deno.test("VarPlan: shapes() is what create() makes; a duplicate name or a faile
 });
 
 Deno.test("deriveSeed: every bit of the root seed and the name count; VarStore seeds by the full name", async () => {
+  const before = tf.memory().numTensors;
   const name = "adapter.encoder.0.down.weight";
-  // 64 root seeds (including above 2^32, beyond a 32-bit mix) and 3 names of one method (they
-  // share the method prefix): 192 distinct seeds (a chance collision among 192 31-bit values has
-  // probability < 1e-5). Names that differ in their first character only are not separated: the
-  // seed is XORed into FNV's basis, as the first character is (deriveSeed(2, "a.w") ===
-  // deriveSeed(1, "b.w")); a method's names never differ there.
+  // 109 root seeds: 0..59, every single bit 2^k up to 2^52 (a mix that drops or merges bit k maps
+  // 2^k onto 0 or another root; 0..59 alone differ in bits 0..5 only), 2^32 + 1 and 2^53 - 1;
+  // and 3 names of one method (they share the method prefix): 327 distinct seeds (a chance
+  // collision among 327 31-bit values has probability < 3e-5). Names that differ in their first
+  // character only are not separated: the seed is XORed into FNV's basis, as the first character
+  // is (deriveSeed(2, "a.w") === deriveSeed(1, "b.w")); a method's names never differ there.
   const roots = [
     ...Array.from({ length: 60 }, (_, i) => i),
-    2 ** 32,
+    ...Array.from({ length: 53 - 6 }, (_, k) => 2 ** (k + 6)),
     2 ** 32 + 1,
-    2 ** 40,
     2 ** 53 - 1,
   ];
+  assert.equal(new Set(roots).size, 109);
   const seeds = roots.flatMap((r) =>
     [name, "adapter.a.w", "adapter.b.w"].map((n) => deriveSeed(r, n))
   );
@@ -165,4 +167,5 @@ Deno.test("deriveSeed: every bit of the root seed and the name count; VarStore s
   want.dispose();
   assert.notDeepEqual(await value(6, "m"), await value(5, "m"), "the method seed is used");
   assert.notDeepEqual(await value(5, "n"), await value(5, "m"), "the prefix is part of the name");
+  assert.equal(tf.memory().numTensors, before, "no leaked tensors");
 });
