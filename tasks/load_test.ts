@@ -432,6 +432,61 @@ Deno.test("official row count check catches a short file", () => {
   assert.equal(ok.examples.length, 1);
 });
 
+Deno.test("a GLUE file cut mid-line in its last column is refused: the official one ends with \\n", async () => {
+  const { getTask } = await import("./registry.ts");
+  const cut = (b: Uint8Array, n = 1) => b.subarray(0, b.length - n);
+  let checked = 0;
+  for (const task of ["cola", "sst2", "mrpc", "stsb", "rte"]) {
+    for (const split of ["train", "validation", "test"] as const) {
+      const file = getTask(task).files[split]![0]!;
+      const bytes = await Deno.readFile(join(DATA, file.path));
+      const ends = bytes[bytes.length - 1] === 10;
+      // The measurement the check rests on: every mirror file but CoLA dev ends with a newline.
+      assert.equal(ends, file.path !== "glue/CoLA/dev.tsv", file.path);
+      assert.equal(examplesFromBytes(task, split, bytes, file.path, { file }).rows, file.rows);
+      if (!ends) {
+        // CoLA dev cannot be told from a cut copy: a cut loads (every row, the last shorter).
+        assert.equal(examplesFromBytes(task, split, cut(bytes), file.path, { file }).rows, 1043);
+        continue;
+      }
+      // Every row is still there: a row count cannot see the cut.
+      assert.equal(examplesFromBytes(task, split, cut(bytes), file.path).rows, file.rows);
+      const lines = new TextDecoder().decode(bytes).split("\n").length - 1;
+      for (const checkRows of [true, false]) {
+        assert.throws(
+          () => examplesFromBytes(task, split, cut(bytes), file.path, { file, checkRows }),
+          new RegExp(
+            `^DataError: ${file.path.replace(/[.]/g, "\\.")}:${lines}: the file ends mid-line ` +
+              '\\(".*"\\), without the final newline the official file ends with: cut short',
+          ),
+          file.path,
+        );
+      }
+      checked++;
+    }
+  }
+  assert.equal(checked, 14);
+  // Through loadExamples, the message names the file under the data folder.
+  const dir = await Deno.makeTempDir();
+  try {
+    // Cut in the free-text last column: "\n" and two characters of sentence2.
+    const bytes = cut(await Deno.readFile(join(DATA, "glue/RTE/test.tsv")), 3);
+    const short = examplesFromBytes("rte", "test", bytes, "t").examples;
+    assert.equal(short.length, 3000);
+    assert.match(short[2999]!.input, / sentence2: .*[^.]$/);
+    await Deno.mkdir(join(dir, "glue/RTE"), { recursive: true });
+    await Deno.writeFile(join(dir, "glue/RTE/test.tsv"), bytes);
+    await assert.rejects(
+      () => loadExamples("rte", "test", dir, { checkRows: false }),
+      (e: unknown) =>
+        e instanceof DataError && e.file === join(dir, "glue/RTE/test.tsv") && e.line === 3001 &&
+        /--tasks glue\/rte\), or end your own file with a newline$/.test(e.detail),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("missing file names the path and what to run; unknown split is an error; absent split is empty", async () => {
   await assert.rejects(
     () => loadExamples("qnli", "train", "/nonexistent-dir"),
