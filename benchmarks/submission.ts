@@ -486,6 +486,11 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
     const key = `${task}/${split}`;
     let ex = testCache.get(key);
     if (ex === undefined) {
+      // No official row count check: the predictions are joined by id (a prediction of no row,
+      // or a row with none, is an error below) and a partial file is written with a note. A
+      // file cut mid-line keeps its ids; loadExamples refuses one whose official copy ends with
+      // a newline (the mirror's GLUE test files; QQP, MNLI, QNLI, WNLI and AX are unmeasured),
+      // and a cut JSON line does not parse.
       ex = await loadExamples(task, split, opts.dataDir, { checkRows: false });
       testCache.set(key, ex);
     }

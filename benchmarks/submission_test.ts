@@ -493,6 +493,37 @@ Deno.test("selection: a perTask method's task runs merge; several rows or none e
   }
 });
 
+Deno.test("a test file cut mid-line in its free-text last column exits 1 naming the file", async () => {
+  // The predictions come from the whole file; the copy read at submission lost its last two
+  // characters and final newline: every id still matches, so only the missing newline tells.
+  const data = await Deno.makeTempDir();
+  const runs = await Deno.makeTempDir();
+  const out = await Deno.makeTempDir();
+  try {
+    const spec = fakeSpec("p", "tiny-v1_1", "mtl", "mtl", 0, "glue", "random", { tasks: ["rte"] });
+    await writeRun(runs, spec, MIRROR, ["rte"]);
+    const rel = "glue/RTE/test.tsv";
+    const bytes = await Deno.readFile(join(MIRROR, rel));
+    await Deno.mkdir(join(data, "glue/RTE"), { recursive: true });
+    await Deno.writeFile(join(data, rel), bytes.subarray(0, bytes.length - 3));
+    const args = ["--runs", runs, "--benchmark", "glue", "--method", "mtl", "--data-dir", data];
+    const c = await cli([...args, "--out", join(out, "sub"), "--allow-missing"]);
+    assert.equal(c.code, 1, c.out);
+    assert.match(
+      c.err,
+      new RegExp(
+        `^${join(data, rel).replace(/[.]/g, "\\.")}:3001: the file ends mid-line \\(".*"\\), ` +
+          "without the final newline the official file ends with: cut short",
+      ),
+    );
+    // The whole file writes RTE.tsv.
+    await Deno.writeFile(join(data, rel), bytes);
+    assert.equal((await cli([...args, "--out", join(out, "ok"), "--allow-missing"])).code, 0);
+  } finally {
+    for (const d of [data, runs, out]) await Deno.remove(d, { recursive: true });
+  }
+});
+
 Deno.test("bad input: a malformed testPredictions or prediction file exits 1 naming file and field", async () => {
   const runs = await Deno.makeTempDir();
   const out = await Deno.makeTempDir();
