@@ -252,8 +252,10 @@ Deno.test("attention: prefix columns are prepended, never masked, broadcast from
 Deno.test("layers leak nothing inside tf.tidy: values, gradients and refused inputs", () => {
   // layers.ts's contract is that callers run its primitives inside tf.tidy; what must hold then is
   // that nothing escapes the scope: no tensor kept by a custom gradient (gatherRows saves its
-  // indices for the tape), and no tensor made before an error (attention broadcasts a batch-1
-  // prefix before it checks the prefix's width and length).
+  // indices for the tape), and none kept (tf.keep) or made a variable on a path that throws. A
+  // tensor merely made before an error (attention broadcasts a batch-1 prefix before it checks
+  // the prefix's width and length) is freed by the tidy itself, which ends its scope on a throw:
+  // the refused cases below catch a kept one only (and check each refusal's message).
   const [b, h, lq, dk] = [2, 2, 3, 4];
   const w = h * dk;
   const q = tf.randomNormal([b, lq, w], 0, 1, "float32", 1) as tf.Tensor3D;
