@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { repoPath, sharedPath } from "../model/shared_dir.ts";
+import { withEnv } from "../model/env_testing.ts";
+import { inTempDir } from "../model/fs_testing.ts";
 import { chooseDataDir } from "../tasks/data.ts";
 import {
   codeGitState,
@@ -156,44 +158,45 @@ async function writeManifest(
   );
 }
 
-Deno.test("dataProvenance() tells a download cache (official/parquet) from a mirror and a plain folder", async () => {
-  const root = await Deno.makeTempDir();
-  // A download cache: manifest.json says which file came from where.
-  const cache = join(root, "cache");
-  await write(cache, "glue/RTE/train.tsv", "abc");
-  await write(cache, "glue/RTE/dev.tsv", "de");
-  await writeManifest(cache, {
-    "glue/RTE/train.tsv": ["parquet", "1".repeat(64), 1],
-    "glue/RTE/dev.tsv": ["official", "2".repeat(64), 1],
-  });
-  const c = await dataProvenance(cache, ["glue/RTE/train.tsv", "glue/RTE/dev.tsv"]);
-  assert.equal(c.kind, "cache");
-  assert.equal(c.dir, await Deno.realPath(cache));
-  assert.deepEqual(c.sources, ["official", "parquet"]);
-  assert.deepEqual(c.files, {
-    "glue/RTE/dev.tsv": { bytes: 2, sha256: "2".repeat(64), source: "official" },
-    "glue/RTE/train.tsv": { bytes: 3, sha256: "1".repeat(64), source: "parquet" },
-  });
-  // A mirror copy: SHA256SUMS, no manifest.
-  const mirror = join(root, "mirror");
-  await write(mirror, "super_glue/CB/train.jsonl", "{}");
-  await write(mirror, "SHA256SUMS", `${"3".repeat(64)}  ./super_glue/CB/train.jsonl\n`);
-  const m = await dataProvenance(mirror, ["super_glue/CB/train.jsonl"]);
-  assert.equal(m.kind, "mirror");
-  assert.deepEqual(m.sources, []);
-  assert.deepEqual(m.files, { "super_glue/CB/train.jsonl": { bytes: 2, sha256: "3".repeat(64) } });
-  // Files put there by hand.
-  const plain = join(root, "plain");
-  await write(plain, "super_glue/CB/train.jsonl", "{}");
-  const f = await dataProvenance(plain, ["super_glue/CB/train.jsonl"]);
-  assert.equal(f.kind, "folder");
-  assert.deepEqual(f.files, { "super_glue/CB/train.jsonl": { bytes: 2 } });
-  await assert.rejects(
-    () => dataProvenance(plain, ["glue/RTE/train.tsv"]),
-    /glue\/RTE\/train\.tsv/,
-  );
-  await Deno.remove(root, { recursive: true });
-});
+Deno.test("dataProvenance() tells a download cache (official/parquet) from a mirror and a plain folder", () =>
+  inTempDir(async (root) => {
+    // A download cache: manifest.json says which file came from where.
+    const cache = join(root, "cache");
+    await write(cache, "glue/RTE/train.tsv", "abc");
+    await write(cache, "glue/RTE/dev.tsv", "de");
+    await writeManifest(cache, {
+      "glue/RTE/train.tsv": ["parquet", "1".repeat(64), 1],
+      "glue/RTE/dev.tsv": ["official", "2".repeat(64), 1],
+    });
+    const c = await dataProvenance(cache, ["glue/RTE/train.tsv", "glue/RTE/dev.tsv"]);
+    assert.equal(c.kind, "cache");
+    assert.equal(c.dir, await Deno.realPath(cache));
+    assert.deepEqual(c.sources, ["official", "parquet"]);
+    assert.deepEqual(c.files, {
+      "glue/RTE/dev.tsv": { bytes: 2, sha256: "2".repeat(64), source: "official" },
+      "glue/RTE/train.tsv": { bytes: 3, sha256: "1".repeat(64), source: "parquet" },
+    });
+    // A mirror copy: SHA256SUMS, no manifest.
+    const mirror = join(root, "mirror");
+    await write(mirror, "super_glue/CB/train.jsonl", "{}");
+    await write(mirror, "SHA256SUMS", `${"3".repeat(64)}  ./super_glue/CB/train.jsonl\n`);
+    const m = await dataProvenance(mirror, ["super_glue/CB/train.jsonl"]);
+    assert.equal(m.kind, "mirror");
+    assert.deepEqual(m.sources, []);
+    assert.deepEqual(m.files, {
+      "super_glue/CB/train.jsonl": { bytes: 2, sha256: "3".repeat(64) },
+    });
+    // Files put there by hand.
+    const plain = join(root, "plain");
+    await write(plain, "super_glue/CB/train.jsonl", "{}");
+    const f = await dataProvenance(plain, ["super_glue/CB/train.jsonl"]);
+    assert.equal(f.kind, "folder");
+    assert.deepEqual(f.files, { "super_glue/CB/train.jsonl": { bytes: 2 } });
+    await assert.rejects(
+      () => dataProvenance(plain, ["glue/RTE/train.tsv"]),
+      /glue\/RTE\/train\.tsv/,
+    );
+  }));
 
 Deno.test({
   name: "dataProvenance() of the offline mirror shared/data lists its SHA256SUMS digests",
@@ -211,9 +214,8 @@ Deno.test({
   },
 });
 
-Deno.test("dataProvenance() of the merged link folder reads each file's own folder's listing", async () => {
-  const root = await Deno.makeTempDir();
-  try {
+Deno.test("dataProvenance() of the merged link folder reads each file's own folder's listing", () =>
+  inTempDir(async (root) => {
     // RTE from the download cache (converted parquet), CB from the mirror.
     const cache = join(root, "cache");
     await write(cache, "glue/RTE/train.tsv", "abc");
@@ -239,10 +241,7 @@ Deno.test("dataProvenance() of the merged link folder reads each file's own fold
         from: { dir: await Deno.realPath(mirror), kind: "mirror" },
       },
     });
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
-});
+  }));
 
 Deno.test("resumeRecord(): the sessions' micro-batches, recorded only when they differ", () => {
   const clean = { sha: "a".repeat(40), dirty: false };
@@ -317,69 +316,72 @@ Deno.test("gitState() with no folder reads this repository: its HEAD, dirty exac
   );
 });
 
-Deno.test("gitState(dir) on a temporary repository: its commit, dirty for a modified tracked or an untracked file, not for an ignored one", () => {
+Deno.test("gitState(dir) on a temporary repository: its commit, dirty for a modified tracked or an untracked file, not for an ignored one", () =>
   // CI's clone is clean, so the test above never sees a dirty tree; this repository can be made so.
-  const dir = Deno.makeTempDirSync();
   // No repository above the temporary folder may stand in for it (TMPDIR inside a checkout).
-  const ceiling = Deno.env.get("GIT_CEILING_DIRECTORIES");
-  Deno.env.set("GIT_CEILING_DIRECTORIES", dirname(dir));
-  try {
-    const git = (...args: string[]) => {
-      const out = new Deno.Command("git", {
-        args: ["-c", "user.email=t@t", "-c", "user.name=t", "-c", "commit.gpgsign=false", ...args],
-        cwd: dir,
-        stdout: "piped",
-        stderr: "piped",
-      }).outputSync();
-      const text = (b: Uint8Array) => new TextDecoder().decode(b).trim();
-      assert.ok(out.success, `git ${args.join(" ")}: ${text(out.stderr)}`);
-      return text(out.stdout);
-    };
-    const noRepo = { sha: "unknown", dirty: false };
-    assert.deepEqual(gitState(dir), noRepo, "a folder that is not a repository");
-    assert.deepEqual(gitState(join(dir, "missing")), noRepo, "a folder that does not exist");
+  inTempDir((dir) =>
+    withEnv({ GIT_CEILING_DIRECTORIES: dirname(dir) }, () => {
+      const git = (...args: string[]) => {
+        const out = new Deno.Command("git", {
+          args: [
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "user.name=t",
+            "-c",
+            "commit.gpgsign=false",
+            ...args,
+          ],
+          cwd: dir,
+          stdout: "piped",
+          stderr: "piped",
+        }).outputSync();
+        const text = (b: Uint8Array) => new TextDecoder().decode(b).trim();
+        assert.ok(out.success, `git ${args.join(" ")}: ${text(out.stderr)}`);
+        return text(out.stdout);
+      };
+      const noRepo = { sha: "unknown", dirty: false };
+      assert.deepEqual(gitState(dir), noRepo, "a folder that is not a repository");
+      assert.deepEqual(gitState(join(dir, "missing")), noRepo, "a folder that does not exist");
 
-    git("init", "-q");
-    Deno.writeTextFileSync(join(dir, "a.txt"), "one\n");
-    assert.deepEqual(gitState(dir), noRepo, "a repository without a commit has no HEAD");
-    Deno.writeTextFileSync(join(dir, ".gitignore"), "ignored/\n");
-    git("add", "a.txt", ".gitignore");
-    git("commit", "-q", "-m", "first");
-    const first = git("rev-parse", "HEAD");
-    assert.match(first, /^[0-9a-f]{40}$/);
-    assert.deepEqual(gitState(dir), { sha: first, dirty: false }, "clean after the commit");
+      git("init", "-q");
+      Deno.writeTextFileSync(join(dir, "a.txt"), "one\n");
+      assert.deepEqual(gitState(dir), noRepo, "a repository without a commit has no HEAD");
+      Deno.writeTextFileSync(join(dir, ".gitignore"), "ignored/\n");
+      git("add", "a.txt", ".gitignore");
+      git("commit", "-q", "-m", "first");
+      const first = git("rev-parse", "HEAD");
+      assert.match(first, /^[0-9a-f]{40}$/);
+      assert.deepEqual(gitState(dir), { sha: first, dirty: false }, "clean after the commit");
 
-    Deno.writeTextFileSync(join(dir, "a.txt"), "two\n");
-    assert.deepEqual(gitState(dir), { sha: first, dirty: true }, "a modified tracked file");
-    Deno.writeTextFileSync(join(dir, "a.txt"), "one\n");
-    assert.deepEqual(gitState(dir), { sha: first, dirty: false }, "the change undone");
+      Deno.writeTextFileSync(join(dir, "a.txt"), "two\n");
+      assert.deepEqual(gitState(dir), { sha: first, dirty: true }, "a modified tracked file");
+      Deno.writeTextFileSync(join(dir, "a.txt"), "one\n");
+      assert.deepEqual(gitState(dir), { sha: first, dirty: false }, "the change undone");
 
-    Deno.writeTextFileSync(join(dir, "new.txt"), "x\n");
-    assert.deepEqual(gitState(dir), { sha: first, dirty: true }, "an untracked file");
-    Deno.removeSync(join(dir, "new.txt"));
-    Deno.mkdirSync(join(dir, "ignored"));
-    Deno.writeTextFileSync(join(dir, "ignored", "run.json"), "{}\n");
-    assert.deepEqual(gitState(dir), { sha: first, dirty: false }, "an ignored file");
+      Deno.writeTextFileSync(join(dir, "new.txt"), "x\n");
+      assert.deepEqual(gitState(dir), { sha: first, dirty: true }, "an untracked file");
+      Deno.removeSync(join(dir, "new.txt"));
+      Deno.mkdirSync(join(dir, "ignored"));
+      Deno.writeTextFileSync(join(dir, "ignored", "run.json"), "{}\n");
+      assert.deepEqual(gitState(dir), { sha: first, dirty: false }, "an ignored file");
 
-    Deno.mkdirSync(join(dir, "sub"));
-    Deno.writeTextFileSync(join(dir, "sub", "b.txt"), "b\n");
-    git("add", "sub/b.txt");
-    assert.deepEqual(gitState(dir), { sha: first, dirty: true }, "a staged new file");
-    git("commit", "-q", "-m", "second");
-    const second = git("rev-parse", "HEAD");
-    assert.notEqual(second, first);
-    assert.deepEqual(gitState(dir), { sha: second, dirty: false }, "the next commit");
-    assert.deepEqual(
-      gitState(join(dir, "sub")),
-      { sha: second, dirty: false },
-      "a subfolder: the repository holding it",
-    );
-  } finally {
-    if (ceiling === undefined) Deno.env.delete("GIT_CEILING_DIRECTORIES");
-    else Deno.env.set("GIT_CEILING_DIRECTORIES", ceiling);
-    Deno.removeSync(dir, { recursive: true });
-  }
-});
+      Deno.mkdirSync(join(dir, "sub"));
+      Deno.writeTextFileSync(join(dir, "sub", "b.txt"), "b\n");
+      git("add", "sub/b.txt");
+      assert.deepEqual(gitState(dir), { sha: first, dirty: true }, "a staged new file");
+      git("commit", "-q", "-m", "second");
+      const second = git("rev-parse", "HEAD");
+      assert.notEqual(second, first);
+      assert.deepEqual(gitState(dir), { sha: second, dirty: false }, "the next commit");
+      assert.deepEqual(
+        gitState(join(dir, "sub")),
+        { sha: second, dirty: false },
+        "a subfolder: the repository holding it",
+      );
+      return Promise.resolve(); // withEnv takes a promise; every check above is synchronous
+    })
+  ));
 
 Deno.test("resumeRecord(): two unknown commits are not the same code (no git on either side)", () => {
   const noGit = { sha: "unknown", dirty: false };
@@ -391,9 +393,8 @@ Deno.test("resumeRecord(): two unknown commits are not the same code (no git on 
   });
 });
 
-Deno.test("dataProvenance() reads SHA256SUMS lines in binary mode ('*path') and without './'", async () => {
-  const root = await Deno.makeTempDir();
-  try {
+Deno.test("dataProvenance() reads SHA256SUMS lines in binary mode ('*path') and without './'", () =>
+  inTempDir(async (root) => {
     await write(root, "glue/RTE/dev.tsv", "ab");
     await write(root, "glue/RTE/train.tsv", "abc");
     await write(
@@ -406,7 +407,4 @@ Deno.test("dataProvenance() reads SHA256SUMS lines in binary mode ('*path') and 
       "glue/RTE/dev.tsv": { bytes: 2, sha256: "4".repeat(64) },
       "glue/RTE/train.tsv": { bytes: 3, sha256: "5".repeat(64) },
     });
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
-});
+  }));
