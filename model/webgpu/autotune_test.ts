@@ -55,7 +55,9 @@ Deno.test("newTuningTable: format, version, adapter, entries, and the versions t
   const entries = {
     "1x1 m8 n8 k8 NN": { choice: "t32", heuristic: "stock", ms: { stock: 2, t32: 1 } },
   };
+  const t0 = Date.now();
   const t = newTuningTable(adapter, entries, { command: "tune", reps: 3 });
+  const t1 = Date.now();
   assert.equal(t.format, TUNING_FORMAT);
   assert.equal(t.version, TUNING_VERSION);
   assert.deepEqual(t.adapter, adapter);
@@ -66,7 +68,9 @@ Deno.test("newTuningTable: format, version, adapter, entries, and the versions t
     tfjs: tf.version.tfjs,
     deno: Deno.version.deno,
   });
-  assert.ok(Math.abs(Date.parse(t.created) - Date.now()) < 60_000, t.created);
+  // Stamped when it is made: between the two readings of the clock around the call (ISO, ms).
+  const created = Date.parse(t.created);
+  assert.ok(t0 <= created && created <= t1, `${t.created} not in [${t0}, ${t1}]`);
 });
 
 Deno.test("recordGradientShapesAndDispose: one gradient pass, then the workload disposed; also when the pass throws", async () => {
