@@ -117,41 +117,41 @@ Deno.test("fetchHubModel: unsharded repo, optional 404s, cache reuse without net
     assert.ok(!again.includes("model.safetensors") && !again.includes("config.json"), `${again}`);
   }));
 
-Deno.test("fetchHubModel: sharded repo with tokenizer, HF_ENDPOINT and HF_TOKEN from env", async () => {
-  const tmp = await Deno.makeTempDir();
-  const src = join(tmp, "src");
-  const ck = await loadHfFolder(UNTIED);
-  const tok = await Deno.readTextFile(
-    sharedPath("fixtures", "tokenizer", "unigram-glue-4k", "tokenizer.json"),
-  );
-  await saveHfFolder(src, ck.config, ck.tensors, {
-    maxShardBytes: 100_000,
-    extraFiles: { "tokenizer.json": tok },
-  });
-  for (const t of ck.tensors.values()) t.dispose();
-  const hub = serveHub({ "google/t5-x@v1.0": src });
-  Deno.env.set("HF_ENDPOINT", hub.endpoint + "/");
-  Deno.env.set("HF_TOKEN", "envtok");
-  try {
-    const dir = await fetchHubModel("google/t5-x", {
-      cacheDir: join(tmp, "cache"),
-      revision: "v1.0",
+Deno.test("fetchHubModel: sharded repo with tokenizer, HF_ENDPOINT and HF_TOKEN from env", () =>
+  inTempDir(async (tmp) => {
+    const src = join(tmp, "src");
+    const ck = await loadHfFolder(UNTIED);
+    const tok = await Deno.readTextFile(
+      sharedPath("fixtures", "tokenizer", "unigram-glue-4k", "tokenizer.json"),
+    );
+    await saveHfFolder(src, ck.config, ck.tensors, {
+      maxShardBytes: 100_000,
+      extraFiles: { "tokenizer.json": tok },
     });
-    const names = [...Deno.readDirSync(dir)].map((e) => e.name);
-    const shards = names.filter((n) => /^model-\d+-of-\d+\.safetensors$/.test(n));
-    assert.ok(shards.length >= 2, `shards: ${shards}`);
-    assert.ok(names.includes("tokenizer.json") && names.includes("model.safetensors.index.json"));
-    assert.ok(!names.some((n) => n.includes(".tmp-")), "no partial files left");
-    assert.equal(await Deno.readTextFile(join(dir, "tokenizer.json")), tok);
-    assert.ok(hub.requests.every((r) => r.auth === "Bearer envtok"));
-    await assertSameTensors(dir, src);
-  } finally {
-    Deno.env.delete("HF_ENDPOINT");
-    Deno.env.delete("HF_TOKEN");
-    await hub.close();
-    await Deno.remove(tmp, { recursive: true });
-  }
-});
+    for (const t of ck.tensors.values()) t.dispose();
+    const hub = serveHub({ "google/t5-x@v1.0": src });
+    try {
+      // Set for this test only; whatever the caller had is restored after it.
+      await withEnv({ HF_ENDPOINT: hub.endpoint + "/", HF_TOKEN: "envtok" }, async () => {
+        const dir = await fetchHubModel("google/t5-x", {
+          cacheDir: join(tmp, "cache"),
+          revision: "v1.0",
+        });
+        const names = [...Deno.readDirSync(dir)].map((e) => e.name);
+        const shards = names.filter((n) => /^model-\d+-of-\d+\.safetensors$/.test(n));
+        assert.ok(shards.length >= 2, `shards: ${shards}`);
+        assert.ok(
+          names.includes("tokenizer.json") && names.includes("model.safetensors.index.json"),
+        );
+        assert.ok(!names.some((n) => n.includes(".tmp-")), "no partial files left");
+        assert.equal(await Deno.readTextFile(join(dir, "tokenizer.json")), tok);
+        assert.ok(hub.requests.every((r) => r.auth === "Bearer envtok"));
+        await assertSameTensors(dir, src);
+      });
+    } finally {
+      await hub.close();
+    }
+  }));
 
 Deno.test("fetchHubModel: unknown repo, invalid download, and bad ids give clear errors", async () => {
   const tmp = await Deno.makeTempDir();
