@@ -301,7 +301,80 @@ Deno.test("UTF-8: valid text decodes, invalid bytes name their line", () => {
     [0x1f, 0x8b, 0x08, 0x00],
     /^DataError: f: invalid UTF-8: the file is gzip-compressed \(starts with 1f 8b\); decompress it/,
   );
+  // Only both bytes name the kind: ff or fe then "a", 1f (a valid control character) then 8c,
+  // or "a" then 8b, is an invalid byte of line 1.
+  bad([0xff, 0x61, 0x0a], /^DataError: f:1: invalid UTF-8 at byte 1 of the line \(ff 61\)$/);
+  bad([0xfe, 0x61, 0x0a], /^DataError: f:1: invalid UTF-8 at byte 1 of the line \(fe 61\)$/);
+  bad([0x1f, 0x8c, 0x0a], /^DataError: f:1: invalid UTF-8 at byte 2 of the line \(8c\)$/);
+  bad([0x61, 0x8b, 0x0a], /^DataError: f:1: invalid UTF-8 at byte 2 of the line \(8b\)$/);
   assert.deepEqual(splitLines("a\nb"), [{ line: 1, text: "a" }, { line: 2, text: "b" }]);
+});
+
+Deno.test("UTF-8: the invalid byte named agrees with TextDecoder at every boundary of Table 3-7", () => {
+  // Each lead byte at a boundary of Unicode Table 3-7 (80, bf continuation; c0, c1 never; c2..df;
+  // e0 with a0..bf; ed with 80..9f; f0 with 90..bf; f4 with 80..8f; f5..ff never), then up to 3
+  // bytes at the boundaries of the continuation ranges, a tab or an invalid lead, on line 2
+  // after "ab", the line ended by "\n" or by the file's end. The oracle is the WHATWG decoder:
+  // the first U+FFFD of a non-fatal decode starts the first ill-formed sequence (no input holds
+  // ef bf bd, U+FFFD's own encoding: bd is not in the lists), and that sequence is "cut short"
+  // when a streaming fatal decode of it up to the line's end returns "" without error.
+  const bytesOf = (hex: string) => hex.split(" ").map((h) => parseInt(h, 16));
+  const leads = bytesOf("41 80 bf c0 c1 c2 df e0 e1 ec ed ee ef f0 f1 f3 f4 f5 f8 ff");
+  const next = bytesOf("09 80 8f 90 9f a0 bf c0 ff");
+  const hex = (bytes: Uint8Array) =>
+    [...bytes].map((b) => b.toString(16).padStart(2, "0")).join(" ");
+  // Three bytes after a lead of four (f0..f7 and beyond), two after any other.
+  const tails: number[][] = [[]];
+  for (let len = 1; len <= 3; len++) {
+    for (const t of tails.filter((t) => t.length === len - 1)) {
+      for (const b of next) tails.push([...t, b]);
+    }
+  }
+  const head = [0x78, 0x0a, 0x61, 0x62]; // "x\nab"
+  let checked = 0;
+  for (const lead of leads) {
+    for (const tail of tails.filter((t) => t.length < 3 || lead >= 0xf0)) {
+      for (const end of [[0x0a], []]) {
+        const bytes = new Uint8Array([...head, lead, ...tail, ...end]);
+        let want: string;
+        try {
+          want = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+          assert.equal(decodeUtf8(bytes, "f"), want);
+          continue;
+        } catch (e) {
+          if (e instanceof assert.AssertionError) throw e;
+        }
+        const lenient = new TextDecoder().decode(bytes);
+        const at = new TextEncoder().encode(lenient.slice(0, lenient.indexOf("\ufffd"))).length;
+        const lineEnd = bytes.length - end.length;
+        let cut = false;
+        try {
+          cut = new TextDecoder("utf-8", { fatal: true })
+            .decode(bytes.subarray(at, lineEnd), { stream: true }) === "";
+        } catch {
+          // Ill-formed before the line's end: not cut short.
+        }
+        const where = `at byte ${at - 2 + 1} of the line (${
+          hex(bytes.subarray(at, Math.min(at + 4, lineEnd)))
+        })`;
+        want = cut && end.length === 0
+          ? `f:2: invalid UTF-8: the file ends inside a multi-byte character ${where} ` +
+            "(truncated file?)"
+          : `f:2: invalid UTF-8 ${where}${cut ? ": a multi-byte character cut short" : ""}`;
+        assert.throws(
+          () => decodeUtf8(bytes, "f"),
+          (e: unknown) => {
+            assert.ok(e instanceof DataError);
+            assert.equal(e.message, want, hex(bytes));
+            return true;
+          },
+        );
+        checked++;
+      }
+    }
+  }
+  // Most inputs are invalid; the valid ones (c2 80, e0 a0 80, f0 90 80 80, ...) decode above.
+  assert.ok(checked > 10_000, `${checked} invalid inputs checked`);
 });
 
 Deno.test("pyFloat follows Python float()", () => {
