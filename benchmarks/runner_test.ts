@@ -698,6 +698,21 @@ Deno.test("expandGrid(): extraTrainTasks (DPR) joins each multi-task run's mixtu
     /^Error: Profile "t": missing super_glue train-only task files for dpr \(\$\.extraTrainTasks\.super_glue: super_glue\/DPR\/train\.c\.txt\) under ".*"; download them \(deno task download\) or pass --data-dir \(deno task download --tasks super_glue\/dpr\)$/,
   );
   assert.deepEqual(missingProfileTasks(withDpr, { dataDir: DATA, catalog }), ["super_glue/dpr"]);
+  // With onMissing the same message is reported, once, and DPR is never skipped: the multi-task
+  // SuperGLUE runs keep it in their mixture (the run then fails on its files, not on a mixture
+  // other than the profile's).
+  const reported: string[] = [];
+  const kept = expandGrid(withDpr, {
+    dataDir: DATA,
+    catalog,
+    onMissing: (m) => reported.push(m),
+  });
+  assert.equal(reported.length, 1);
+  assert.match(reported[0]!, /^Profile "t": missing super_glue train-only task files for dpr \(/);
+  assert.deepEqual(
+    kept.filter((s) => s.benchmark === "super_glue").map((s) => s.trainOnlyTasks),
+    [["dpr"], ["dpr"], undefined, undefined],
+  );
   // With its train file beside the mirror's (links to the mirror's folders).
   const dir = await Deno.makeTempDir();
   try {
@@ -1153,6 +1168,15 @@ Deno.test("expandGrid(): every model; without a tasks list the benchmark's tasks
       /^Error: Profile "t": \$\.tasks\.glue\[1\] repeats task "rte" \(already \$\.tasks\.glue\[0\]\)$/,
     );
   }
+  // Past the first two entries too: the first entry that repeats an earlier one, and that one.
+  const later = profile({
+    tasks: { glue: ["cola", "rte", "glue/rte", "glue/cola"] },
+    benchmarks: ["glue"],
+  });
+  const laterError =
+    /^Error: Profile "t": \$\.tasks\.glue\[2\] repeats task "rte" \(already \$\.tasks\.glue\[1\]\)$/;
+  assert.throws(() => expandGrid(later, { dataDir: "unused", catalog: all }), laterError);
+  assert.throws(() => missingProfileTasks(later, { dataDir: "unused", catalog: all }), laterError);
 });
 
 Deno.test("expandGrid(): skipMissingTasks skips only unlisted tasks, and never down to none", async () => {
