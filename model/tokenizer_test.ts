@@ -312,3 +312,23 @@ Deno.test("vocabSize is the highest id + 1: a string at two ids and an added tok
   assert.equal(wide.vocabSize, 13);
   assert.deepEqual(wide.encode("x<sep>"), [3, 4, 12, 1]);
 });
+
+Deno.test("vocabSize is the highest id + 1 also when two strings share an id (a WordPiece vocab)", () => {
+  // The library sizes a WordPiece or BPE model's id -> string table by its number of strings (5
+  // here) and fills it by id, so "a" and "b" at id 3 leave id 4 empty: ids 0..3, 4 rows needed.
+  // Counting the table's length (or the strings) said 5.
+  const json = {
+    model: {
+      type: "WordPiece",
+      vocab: { "<pad>": 0, "</s>": 1, "[UNK]": 2, a: 3, b: 3 },
+      unk_token: "[UNK]",
+      continuing_subword_prefix: "##",
+      max_input_chars_per_word: 100,
+    },
+    pre_tokenizer: { type: "WhitespaceSplit" },
+    added_tokens: [],
+  };
+  const tok = T5Tokenizer.fromJson(json, "shared-id");
+  assert.equal(tok.vocabSize, 4);
+  assert.deepEqual(tok.encode("a b"), [3, 3, 1]);
+});
