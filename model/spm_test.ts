@@ -203,6 +203,32 @@ Deno.test("sentencePieceToTokenizerJson() adds control and user-defined pieces, 
   );
 });
 
+Deno.test("sentencePieceToTokenizerJson(): a control or user-defined piece right after <unk> (id 3) is an added token", () => {
+  // Only ids 0..2 (<pad>, </s>, <unk>, added first) are skipped by the piece loop; id 3 is the
+  // first piece it considers.
+  const pieces: [string, number, number][] = [
+    ["<pad>", 0, 3],
+    ["</s>", 0, 3],
+    ["<unk>", 0, 2],
+    ["<usr>", 0, 4],
+    ["<ctl>", 0, 3],
+    ["\u2581", -2, 1],
+    ["x", -3, 1],
+  ];
+  const model = parseSentencePieceModel(modelProto(pieces), "low.model");
+  const json = sentencePieceToTokenizerJson(model, "low.model", 1);
+  deepEqual(addedTokens(json), [
+    [0, "<pad>", true],
+    [1, "</s>", true],
+    [2, "<unk>", true],
+    [3, "<usr>", false],
+    [4, "<ctl>", true],
+    [7, "<extra_id_0>", true],
+  ]);
+  // Matched whole before segmentation, as SentencePiece matches a user-defined piece.
+  deepEqual(T5Tokenizer.fromJson(json, "low").encode("x<usr>x"), [5, 6, 3, 5, 6, 1]);
+});
+
 Deno.test("sentencePieceToTokenizerJson(): a user-defined <extra_id_i> piece and the appended sentinel are one token, the sentinel's id, as transformers", () => {
   // T5's spiece.model has no <extra_id_i> pieces; a model trained with them as user-defined
   // symbols has each twice in T5Converter's vocabulary (its piece, then the appended sentinel).
