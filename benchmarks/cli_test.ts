@@ -1571,6 +1571,14 @@ Deno.test("main() --methods keeps the profile's runs of those labels: dry run, s
     }
     assert.ok(empty !== undefined, "a shard of 12 with no hyperprompt_global run");
     assert.equal(empty.at(-1), "0 runs: the selection is empty, nothing to estimate");
+    // All it prints: the table's head (line 0, as in every dry run, which dryRunIds relies on)
+    // and that line.
+    assert.equal(empty.length, 2);
+    assert.match(empty[0]!, /^#\s+id\s+model\s+backbone\s+benchmark\s+method\s+seed\s+tasks\s/);
+    // A selection of one run is not empty: its estimate is summed.
+    const one = (await dry("--shard", "0/12")).out;
+    assert.equal(dryRunIds(one).length, 1);
+    assert.match(one.at(-1)!, /^1 runs; .+ FLOPs; about /);
 
     // Unknown labels: exit 2 before anything runs, naming the label and the profile's labels.
     for (
