@@ -263,6 +263,32 @@ Deno.test("sentencePieceToTokenizerJson(): a user-defined <extra_id_i> piece and
   }
 });
 
+Deno.test("sentencePieceToTokenizerJson(): an additional special token listed twice is one added token, one new id", () => {
+  // AddedVocabulary::add_tokens gives a string already added its earlier id, so "<new>" (not a
+  // piece) takes one id after the pieces and sentinels (8), however often it is listed, and
+  // "<extra_id_1>" keeps its sentinel's id.
+  const pieces: [string, number, number][] = [...FIRST_PIECES, ["y", -3, 1]];
+  const model = parseSentencePieceModel(modelProto(pieces), "twice.model");
+  const json = sentencePieceToTokenizerJson(model, "twice.model", 2, {
+    additionalSpecialTokens: ["<new>", "<extra_id_1>", "<new>"],
+  });
+  deepEqual(
+    (json.model as { vocab: [string, number][] }).vocab.map((v) => v[0]),
+    [...pieces.map((p) => p[0]), "<extra_id_1>", "<extra_id_0>", "<new>"],
+  );
+  deepEqual(addedTokens(json), [
+    [0, "<pad>", true],
+    [1, "</s>", true],
+    [2, "<unk>", true],
+    [6, "<extra_id_1>", true],
+    [7, "<extra_id_0>", true],
+    [8, "<new>", true],
+  ]);
+  const tok = T5Tokenizer.fromJson(json, "twice");
+  equal(tok.vocabSize, 9);
+  deepEqual(tok.encode("x<new>"), [3, 4, 8, 1]);
+});
+
 spmTest(
   "trainSentencePiece() never learns a sentinel's text as a piece: each <extra_id_i> once, the appended id, as T5's layout",
   async (dir) => {
