@@ -219,19 +219,18 @@ export function sentencePieceToTokenizerJson(
   const modelIds = new Map<string, number>();
   vocab.forEach(([p], id) => modelIds.set(p, id));
   // Added tokens as the Rust library's `AddedVocabulary::add_tokens` records them: one per
-  // string, at the id the string already has (an earlier added token's, else the model's), a new
-  // id after everything otherwise; adding it again updates its flags.
-  const addedIds = new Map<string, number>();
+  // string, at the id the string already has (the model's, or that of the new entry an earlier
+  // add made: `modelIds` holds both), a new id after everything otherwise; adding it again
+  // updates its flags.
   const addedAt = new Map<number, ReturnType<typeof addedToken>>();
   const add = (content: string, special: boolean) => {
-    let id = addedIds.get(content) ?? modelIds.get(content);
+    let id = modelIds.get(content);
     if (id === undefined) {
       // Not a piece: a new id after everything, as the fast tokenizer's add_special_tokens.
       id = vocab.length;
       vocab.push([content, 0]);
       modelIds.set(content, id);
     }
-    addedIds.set(content, id);
     addedAt.set(id, { ...addedToken(id, content), special });
   };
   for (const p of expect) add(p, true);
