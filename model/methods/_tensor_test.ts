@@ -296,7 +296,11 @@ Deno.test("groupTasks: ids, members and slots of the tasks present; an id outsid
   for (const bad of [2, -1, 0.5, NaN]) {
     assert.throws(
       () => groupTasks([0, bad], 2, "x.ts"),
-      new RegExp(`^Error: x\\.ts: taskIds\\[1\\] = ${bad} is not a task id in \\[0, 2\\)$`),
+      new RegExp(
+        `^Error: x\\.ts: taskIds\\[1\\] = ${
+          String(bad).replace(".", "\\.")
+        } is not a task id in \\[0, 2\\)$`,
+      ),
     );
   }
   assert.throws(() => groupTasks([], 2, "x.ts"), /x\.ts: hooks\(\) needs at least one task id/);

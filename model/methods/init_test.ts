@@ -153,7 +153,9 @@ Deno.test("deriveSeed: every bit of the root seed and the name count; VarStore s
   );
   assert.equal(new Set(seeds).size, seeds.length, "a repeated derived seed");
   assert.ok(seeds.every((x) => Number.isInteger(x) && x >= 0 && x < 2 ** 31));
-  assert.equal(deriveSeed(7, name), deriveSeed(7, name), "deterministic");
+  // Pinned (computed independently in Python from the FNV-1a definition): a change of
+  // deriveSeed changes every initial value, and with it the CI baseline.
+  assert.deepEqual([deriveSeed(7, name), deriveSeed(0, name)], [2066320975, 1404431770]);
   // A variable's draw is tfjs's with deriveSeed(method seed, "prefix.name"): another method
   // seed or another prefix draws other values.
   const value = async (seed: number, prefix: string) => {
