@@ -569,8 +569,8 @@ Deno.test("main() --dry-run lists the grid with FLOPs and time; --compare gates 
   }));
 
 Deno.test("main() without --profile picks smoke when the backend is not a GPU", async () => {
-  Deno.env.set("HYPERPROMPT_FAKE_RUN_ONE", "1"); // the probe then reports the cpu backend
-  try {
+  // The fake run makes the probe report the cpu backend; withEnv restores the caller's value.
+  await withEnv({ HYPERPROMPT_FAKE_RUN_ONE: "1" }, async () => {
     const c = capture();
     assert.equal(await main(["--dry-run", "--data-dir", DATA], c.opts), 0);
     assert.match(c.err.join("\n"), /No --profile: using "smoke" \(backend cpu, no GPU\)/);
@@ -583,9 +583,7 @@ Deno.test("main() without --profile picks smoke when the backend is not a GPU", 
       c.out.at(-1)!,
       /^warning: the estimate exceeds the profile's time budget of 10m00s$/,
     );
-  } finally {
-    Deno.env.delete("HYPERPROMPT_FAKE_RUN_ONE");
-  }
+  });
 });
 
 /** TINY over every GLUE task, skipping those without files (the mirror has 5 of the 8). */
