@@ -29,7 +29,7 @@
  *
  * @module
  */
-import type { FileSpec, TaskSource } from "./sources.ts";
+import { type FileSpec, officialFinalNewline, type TaskSource } from "./sources.ts";
 
 /** A parquet row as hyparquet returns it (`rowFormat: "object"`). */
 export type Row = Record<string, unknown>;
@@ -235,11 +235,9 @@ function glueText(task: TaskSource, file: FileSpec, rows: readonly Row[]): strin
         throw new Error(`no parquet converter for glue config ${c}`);
     }
   });
-  return out.length === 0 ? "" : out.join("\n") + (NO_FINAL_NEWLINE.has(file.path) ? "" : "\n");
+  const end = officialFinalNewline(file.path) === false ? "" : "\n";
+  return out.length === 0 ? "" : out.join("\n") + end;
 }
-
-/** Official GLUE files that end without a final newline (measured on the mirror): CoLA dev. */
-const NO_FINAL_NEWLINE: ReadonlySet<string> = new Set(["glue/CoLA/dev.tsv"]);
 
 /**
  * JSON text as Python's `json.dumps` writes it by default (the official SuperGLUE files):

@@ -6,6 +6,7 @@
  */
 import { join } from "node:path";
 import { getTask, sourceId } from "./registry.ts";
+import { officialFinalNewline } from "./sources.ts";
 import {
   boolLabel,
   DataError,
@@ -149,7 +150,7 @@ export interface FileExamples {
  * row count is not checked. Short rows are dropped (and returned in `skipped`) only from a train
  * split of a task with `skipShortRows` (QQP); on validation and test they throw naming the lines,
  * since an evaluation or test row must never disappear. With `opts.file`, a file whose official
- * copy ends with a newline (`ENDS_WITH_NEWLINE`) and that does not is refused as cut mid-line.
+ * copy ends with a newline (`officialFinalNewline`) and that does not is refused as cut mid-line.
  */
 export function examplesFromBytes(
   taskName: string,
@@ -168,7 +169,12 @@ export function examplesFromBytes(
     ? { ...dprExamples(spec, tag, text, file), skipped: [] }
     : { ...jsonlExamples(spec, tag, text, file), skipped: [] };
   checkUniqueIds(spec, tag, res.examples, file);
-  if (opts.file !== undefined && ENDS_WITH_NEWLINE.has(opts.file.path) && !text.endsWith("\n")) {
+  // A file cut in its free-text last column keeps every row count, so only the missing final
+  // newline tells, where the official file is measured to have one (with or without checkRows).
+  if (
+    opts.file !== undefined && officialFinalNewline(opts.file.path) === true &&
+    !text.endsWith("\n")
+  ) {
     const lines = text.split("\n");
     const last = lines[lines.length - 1] ?? "";
     const tail = last.length <= 60 ? last : `…${last.slice(-60)}`;
@@ -206,22 +212,6 @@ export function examplesFromBytes(
   }
   return res;
 }
-
-/**
- * Official files that end with a final newline, measured on `../shared/data` (byte-exact copies:
- * every GLUE TSV there but CoLA dev). One of them read without it was cut mid-line, and a cut in
- * its free-text last column loads a short last sentence with every row count right, so
- * {@link examplesFromBytes} refuses it (with or without `checkRows`). The GLUE files the mirror
- * lacks (QQP, MNLI, QNLI, WNLI, AX) are not measured, so not checked; SuperGLUE test files end
- * without one, and a JSON line cut anywhere no longer parses.
- */
-const ENDS_WITH_NEWLINE: ReadonlySet<string> = new Set([
-  "glue/CoLA/train.tsv",
-  "glue/CoLA/test.tsv",
-  ...["SST-2", "MRPC", "STS-B", "RTE"].flatMap((t) =>
-    ["train", "dev", "test"].map((s) => `glue/${t}/${s}.tsv`)
-  ),
-]);
 
 /**
  * Throws a {@link DataError} at the second of two examples of one file with the same id, naming

@@ -51,6 +51,25 @@ export interface FileSpec {
   readonly sha256?: string;
 }
 
+/**
+ * Whether the official file at `path` (layout path) ends with a newline, as measured on
+ * `../shared/data` (byte-exact copies): `false` for CoLA dev, `true` for every other GLUE TSV
+ * there, `undefined` where not measured (the GLUE files the mirror lacks: QQP, MNLI, QNLI, WNLI,
+ * AX; SuperGLUE, whose JSON lines cannot be cut unseen). `hf_convert.ts` writes the final newline
+ * unless `false`; `load.ts` refuses a file read without it where `true` (cut mid-line).
+ */
+export function officialFinalNewline(path: string): boolean | undefined {
+  return FINAL_NEWLINE.get(path);
+}
+
+const FINAL_NEWLINE: ReadonlyMap<string, boolean> = new Map([
+  ["glue/CoLA/dev.tsv", false],
+  ...["glue/CoLA/train.tsv", "glue/CoLA/test.tsv"].map((p) => [p, true] as const),
+  ...["SST-2", "MRPC", "STS-B", "RTE"].flatMap((t) =>
+    ["train", "dev", "test"].map((s) => [`glue/${t}/${s}.tsv`, true] as const)
+  ),
+]);
+
 /** Primary (official host) source of one task. */
 export type OfficialSource =
   /** A zip whose entries `<innerDir>/<file name>` become the task's files. */
