@@ -55,8 +55,9 @@ export interface FileSpec {
  * Whether the official file at `path` (layout path) ends with a newline, as measured on
  * `../shared/data` (byte-exact copies): `false` for CoLA dev, `true` for every other GLUE TSV
  * there, `undefined` where not measured (the GLUE files the mirror lacks: QQP, MNLI, QNLI, WNLI,
- * AX; SuperGLUE, whose JSON lines cannot be cut unseen). `hf_convert.ts` writes the final newline
- * unless `false`; `load.ts` refuses a file read without it where `true` (cut mid-line).
+ * AX; SuperGLUE, whose JSON lines cannot be cut unseen). `hf_convert.ts`'s GLUE writer ends a
+ * file with a newline unless `false` (its SuperGLUE writer ends every `test.jsonl` without one, as
+ * CB's and RTE's are, the rest with one); `load.ts` refuses a file read without it where `true`.
  */
 export function officialFinalNewline(path: string): boolean | undefined {
   return FINAL_NEWLINE.get(path);
