@@ -29,6 +29,8 @@ import { DEFAULT_TRAIN, runId, type RunSpec } from "./spec.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
 import { withKernel } from "../model/kernel_testing.ts";
 import { withClock } from "../model/clock_testing.ts";
+import { withEnv } from "../model/env_testing.ts";
+import { inTempDir } from "../model/fs_testing.ts";
 import { countReads } from "./queued_timing_testing.ts";
 import { createOptimizer } from "./optim.ts";
 import { updatePathsTaken } from "../model/fused.ts";
@@ -458,16 +460,12 @@ Deno.test(
         return b.skipped[0]!.why.replace(/^.*GB; /, "");
       });
     };
-    try {
-      Deno.env.set("HYPERPROMPT_STOCK_BACKPROP", "1");
+    await withEnv({ HYPERPROMPT_STOCK_BACKPROP: "1" }, async () => {
       assert.deepEqual(await skipped("wasm/stock,wasm"), [
         "composite kernels, stock backward pass; try --optimizer adafactor",
         "fused-wasm kernels, stock backward pass; try --optimizer adafactor",
       ]);
-    } finally {
-      if (had === undefined) Deno.env.delete("HYPERPROMPT_STOCK_BACKPROP");
-      else Deno.env.set("HYPERPROMPT_STOCK_BACKPROP", had);
-    }
+    });
     // Without the variable selectBackend installs the low-memory backward pass again.
     if (had === undefined) {
       assert.deepEqual(await skipped("wasm"), [
@@ -722,30 +720,25 @@ Deno.test(
 Deno.test(
   "perf: a backend named by --backends that cannot start is a failure (exit 1), the rest saved",
   opts,
-  async () => {
-    const dir = await Deno.makeTempDir();
-    const had = Deno.env.get("HYPERPROMPT_NO_BLAS");
-    Deno.env.set("HYPERPROMPT_NO_BLAS", "1"); // wasm+blas then refuses to start
-    try {
-      const err: string[] = [];
-      const args = ["--backends", "cpu,wasm+blas", "--sizes", "16", "--workloads", ""];
-      assert.equal(await cli([...args, "--out-dir", dir], { error: (s) => err.push(s) }), 1);
-      assert.equal(err.length, 1);
-      assert.match(
-        err[0]!,
-        /^1 measurement\(s\) failed \(wasm\+blas: cannot start: model\/backend\.ts: wasm\+blas requested but BLAS is disabled .*\); the others are saved in .*\.json$/,
-      );
-      const files = [...Deno.readDirSync(dir)].map((e) => e.name);
-      assert.equal(files.length, 1, "the report was saved");
-      const saved = JSON.parse(Deno.readTextFileSync(`${dir}/${files[0]}`)) as PerfReport;
-      assert.equal(saved.backends[0]!.matmul.length, 1, "cpu was measured");
-      assert.match(saved.backends[1]!.error ?? "", /BLAS is disabled/);
-    } finally {
-      if (had === undefined) Deno.env.delete("HYPERPROMPT_NO_BLAS");
-      else Deno.env.set("HYPERPROMPT_NO_BLAS", had);
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+  () =>
+    // HYPERPROMPT_NO_BLAS: wasm+blas then refuses to start.
+    inTempDir((dir) =>
+      withEnv({ HYPERPROMPT_NO_BLAS: "1" }, async () => {
+        const err: string[] = [];
+        const args = ["--backends", "cpu,wasm+blas", "--sizes", "16", "--workloads", ""];
+        assert.equal(await cli([...args, "--out-dir", dir], { error: (s) => err.push(s) }), 1);
+        assert.equal(err.length, 1);
+        assert.match(
+          err[0]!,
+          /^1 measurement\(s\) failed \(wasm\+blas: cannot start: model\/backend\.ts: wasm\+blas requested but BLAS is disabled .*\); the others are saved in .*\.json$/,
+        );
+        const files = [...Deno.readDirSync(dir)].map((e) => e.name);
+        assert.equal(files.length, 1, "the report was saved");
+        const saved = JSON.parse(Deno.readTextFileSync(`${dir}/${files[0]}`)) as PerfReport;
+        assert.equal(saved.backends[0]!.matmul.length, 1, "cpu was measured");
+        assert.match(saved.backends[1]!.error ?? "", /BLAS is disabled/);
+      })
+    ),
 );
 
 /**
