@@ -12,7 +12,7 @@
  * `prepare_glue_submission.py` writes it (`shared/reference/glue-superglue.md` §3.7), and written
  * under the official file names into a new folder (temp folder + rename), then zipped beside it.
  *
- * Formats (T5's script where it has the task; where it does not, noted in {@link SUBMISSION_FILES}):
+ * Formats (T5's script where it has the task; where it has not, noted in {@link SUBMISSION_FILES}):
  * - GLUE: `<File>.tsv`, header `index\tprediction`, the test file's own index column. CoLA, SST-2,
  *   MRPC, QQP: the class index (0/1; 1 = acceptable / positive / equivalent / duplicate, as the
  *   test files' label columns); STS-B: the float; MNLI-m/-mm, QNLI, RTE, AX: the label word
@@ -422,6 +422,12 @@ export interface BuildOptions {
   readonly dataDir: string;
   /** Write what exists when tasks are missing, instead of refusing. */
   readonly allowMissing?: boolean;
+  /**
+   * Write a file whose test file has another count of examples than the official one (the
+   * registry's `rows`: MultiRC answers, ReCoRD queries), with a note in its log line and
+   * `README.txt`, instead of refusing (a leaderboard rejects such a file).
+   */
+  readonly allowPartial?: boolean;
   /** Where progress lines go (default `console.log`). */
   readonly log?: (s: string) => void;
 }
@@ -446,12 +452,15 @@ interface Source {
 
 /**
  * Reads a row's test predictions and test files and converts them to the leaderboard's files.
+ * Every file is checked before any refusal, so one refusal lists all the missing files and all
+ * the partial ones (a test file of another example count than the official one, WNLI's too).
  *
  * @param opts where to read, which row
  * @returns the files (not yet written)
- * @throws UsageError for a selection that is not one row, or missing files without
- *   `allowMissing`; SubmissionError for a malformed result or prediction file, or predictions
- *   that do not match the test file
+ * @throws UsageError for a selection that is not one row, missing files without
+ *   `allowMissing`, or partial files without `allowPartial` (each with its count, the official
+ *   count and its test file); SubmissionError for a malformed result or prediction file, or
+ *   predictions that do not match the test file
  */
 export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
   const log = opts.log ?? ((s: string) => console.log(s));
@@ -479,6 +488,21 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
   }
   const files = new Map<string, string>();
   const missing: { name: string; why: string }[] = [];
+  const partial: string[] = [];
+  /**
+   * The note of a file whose test examples are not the official count (`""` when they are, or
+   * the registry has no count), in the registry's units (MultiRC answers, ReCoRD queries: one
+   * example each); the file is remembered for the refusal without `allowPartial`.
+   */
+  const partialNote = (f: SubmissionFile, examples: number, testPath: string): string => {
+    const official = getTask(f.task).files[f.split]?.[0]?.rows;
+    if (typeof official !== "number" || official === examples) return "";
+    const unit = f.format === "multirc" ? "answers" : f.format === "text" ? "queries" : "rows";
+    partial.push(
+      `${f.name}: ${examples} ${unit} in ${testPath}, the official test file has ${official}`,
+    );
+    return `; the official test file has ${official}`;
+  };
   const replaced: Record<string, number> = {};
   const notes: string[] = [];
   const testCache = new Map<string, Example[]>();
@@ -486,11 +510,12 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
     const key = `${task}/${split}`;
     let ex = testCache.get(key);
     if (ex === undefined) {
-      // No official row count check: the predictions are joined by id (a prediction of no row,
-      // or a row with none, is an error below) and a partial file is written with a note. A
-      // file cut mid-line keeps its ids; loadExamples refuses one whose official copy ends with
-      // a newline (the mirror's GLUE test files; QQP, MNLI, QNLI, WNLI and AX are unmeasured),
-      // and a cut JSON line does not parse.
+      // The official row count is not checked here: the predictions are joined by id (a
+      // prediction of no row, or a row with none, is an error below), and a test file of another
+      // count is refused after the loop (`partialNote`), or written with a note (allowPartial).
+      // A file cut mid-line keeps its ids; loadExamples refuses one whose official copy ends
+      // with a newline (the mirror's GLUE test files; QQP, MNLI, QNLI, WNLI and AX are
+      // unmeasured), and a cut JSON line does not parse.
       ex = await loadExamples(task, split, opts.dataDir, { checkRows: false });
       testCache.set(key, ex);
     }
@@ -536,8 +561,9 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
       files.set(f.name, c.text);
       replaced[f.name] = 0;
       const ignored = sources.has(f.task) ? ` (the run's ${f.task} predictions are not used)` : "";
+      const short = partialNote(f, examples.length, join(opts.dataDir, testFile));
       const line = `${f.name}: ${c.rows} rows, all 0 (not_entailment, the majority class): WNLI ` +
-        `is never trained here (T5 trains WSC/DPR instead)${ignored}`;
+        `is never trained here (T5 trains WSC/DPR instead)${ignored}${short}`;
       log(line);
       notes.push(line);
       continue;
@@ -587,17 +613,14 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
     const stale = best !== undefined && best !== src.step
       ? `; WARNING: the run's best ${trained} step is ${best}, not ${src.step}`
       : "";
-    const official = spec.files[f.split]?.[0]?.rows;
-    // Row units as the registry counts them (MultiRC answers, ReCoRD queries): a partial mirror
-    // is written, but said so.
-    const partial = typeof official === "number" && official !== examples.length
-      ? `; the official test file has ${official}`
-      : "";
+    // Row units as the registry counts them (MultiRC answers, ReCoRD queries: one example each):
+    // a partial test file is refused below, or written and said so (allowPartial).
+    const short = partialNote(f, examples.length, join(opts.dataDir, testFile));
     const line = `${f.name}: ${c.rows} ${
       f.format === "multirc" ? "answers" : "rows"
     } from ${f.task}.jsonl, step ${src.step} of ${
       basename(src.file)
-    }; ${c.replaced} invalid prediction(s) replaced by ${firstClass(f)}${partial}${stale}`;
+    }; ${c.replaced} invalid prediction(s) replaced by ${firstClass(f)}${short}${stale}`;
     log(line);
     notes.push(line);
   }
@@ -610,17 +633,25 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
       );
     }
   }
-  if (missing.length > 0) {
-    const text = missing.map((m) => `\n  ${m.name}: ${m.why}`).join("");
-    if (!opts.allowMissing) {
-      throw new UsageError(
-        `missing ${missing.length} of the ${
-          SUBMISSION_FILES[opts.criteria.benchmark].length
-        } leaderboard files (--allow-missing writes the others):${text}`,
-      );
-    }
-    log(`not written (--allow-missing):${text}`);
+  // One refusal for everything refused, so that a rerun with the flags it names succeeds.
+  const total = SUBMISSION_FILES[opts.criteria.benchmark].length;
+  const missingText = missing.map((m) => `\n  ${m.name}: ${m.why}`).join("");
+  const refusals: string[] = [];
+  if (missing.length > 0 && !opts.allowMissing) {
+    refusals.push(
+      `missing ${missing.length} of the ${total} leaderboard files (--allow-missing writes the ` +
+        `others):${missingText}`,
+    );
   }
+  if (partial.length > 0 && !opts.allowPartial) {
+    refusals.push(
+      `${partial.length} of the ${total} leaderboard files would be partial, their test files ` +
+        "not the official row count (a leaderboard rejects them; --allow-partial writes them " +
+        `with a note):${partial.map((p) => `\n  ${p}`).join("")}`,
+    );
+  }
+  if (refusals.length > 0) throw new UsageError(refusals.join("\n"));
+  if (missing.length > 0) log(`not written (--allow-missing):${missingText}`);
   files.set("README.txt", readme(opts, parts, notes, missing));
   return { files, missing, replaced };
 }
@@ -740,10 +771,12 @@ train.predictTest: the test predictions of each task's best validation step), an
   --data-dir DIR     the test files, official layout (default: the cache and ../shared/data, as bench)
   --out DIR          a new (or empty) folder for the files; <DIR>.zip is written beside it
   --allow-missing    write the files there are predictions for, listing the others
+  --allow-partial    write files whose test file is not the official row count (a
+                     leaderboard rejects them), with a note
   --help             this text
 
 Exit codes: 0 written, 1 an error reading the results, predictions or test files, or writing,
-2 bad arguments, no or several matching rows, or leaderboard files missing.`;
+2 bad arguments, no or several matching rows, or leaderboard files missing or partial.`;
 
 /** Options of {@link main} (tests capture the output). */
 export interface SubmissionMainOptions {
@@ -758,8 +791,8 @@ export interface SubmissionMainOptions {
  *
  * @param args command-line arguments
  * @param opts output sinks
- * @returns the exit code (0 written or `--help`, 1 a failure, 2 bad arguments, selection or
- *   missing files)
+ * @returns the exit code (0 written or `--help`, 1 a failure, 2 bad arguments, selection, or
+ *   missing or partial files)
  */
 export function main(args: string[], opts: SubmissionMainOptions = {}): Promise<number> {
   const log = opts.log ?? ((s: string) => console.log(s));
@@ -781,6 +814,7 @@ async function submissionCommand(args: string[], log: (s: string) => void): Prom
       "data-dir": { type: "string" },
       out: { type: "string" },
       "allow-missing": { type: "boolean", default: false },
+      "allow-partial": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
     takes: {
@@ -829,6 +863,7 @@ async function submissionCommand(args: string[], log: (s: string) => void): Prom
     },
     dataDir,
     allowMissing: v["allow-missing"],
+    allowPartial: v["allow-partial"],
     log,
   });
   const zip = await writeSubmission(out, sub.files);

@@ -8,6 +8,7 @@ import { sharedPath } from "../model/shared_dir.ts";
 import { declaredFlags, HELP_WIDTH } from "../model/usage.ts";
 import { fakeRuns, fakeSpec } from "./results_testing.ts";
 import { runFileName, type RunSpec } from "./spec.ts";
+import { UsageError } from "../model/usage.ts";
 import {
   buildSubmission,
   convertFile,
@@ -208,10 +209,12 @@ Deno.test("GLUE: every official file from a multi-task run; mirror ids, row coun
       [...tasks, "ax"],
     );
     const log: string[] = [];
+    // The synthetic QQP, MNLI, QNLI, WNLI and AX test files are not the official size.
     const sub = await buildSubmission({
       runs,
       criteria: { benchmark: "glue", method: "mtl" },
       dataDir: data,
+      allowPartial: true,
       log: (s) => log.push(s),
     });
     assert.deepEqual(sub.missing, []);
@@ -277,7 +280,16 @@ Deno.test("GLUE: every official file from a multi-task run; mirror ids, row coun
       "0",
     ]]);
     const readme = sub.files.get("README.txt")!;
-    assert.match(readme, /WNLI\.tsv: 3 rows, all 0 \(not_entailment, the majority class\)/);
+    assert.match(
+      readme,
+      /WNLI\.tsv: 3 rows, all 0 \(not_entailment, the majority class\).*; the official test file has 146\n/,
+    );
+    assert.match(
+      readme,
+      /QQP\.tsv: 5 rows from qqp\.jsonl, .*; the official test file has 390965\n/,
+    );
+    assert.match(readme, /MNLI-mm\.tsv: 3 rows .*; the official test file has 9847\n/);
+    assert.doesNotMatch(readme, /CoLA\.tsv: .*official/);
     assert.match(readme, /WNLI\.tsv: 0 \(not_entailment, the majority class\) for every row/);
     assert.match(
       readme,
@@ -301,12 +313,41 @@ Deno.test("SuperGLUE: every official file; idx from the test files, MultiRC nest
       data,
       [...tasks, "axb", "axg"],
     );
-    const sub = await buildSubmission({
+    const opts = {
       runs,
-      criteria: { benchmark: "super_glue", method: "mtl" },
+      criteria: { benchmark: "super_glue", method: "mtl" } as const,
       dataDir: data,
-      log: () => {},
-    });
+    };
+    // Refused: every synthetic test file is partial, in the registry's units (MultiRC answers,
+    // ReCoRD queries); the mirror's CB and RTE are the official size.
+    const refused = await buildSubmission({ ...opts, log: () => {} }).then(
+      () => assert.fail("a partial submission was built"),
+      (e: Error) => e,
+    );
+    assert.ok(refused instanceof UsageError, String(refused));
+    assert.match(
+      refused.message,
+      /^8 of the 10 leaderboard files would be partial, their test files not the official row count \(a leaderboard rejects them; --allow-partial writes them with a note\):/,
+    );
+    for (
+      const [name, n, unit, rel, official] of [
+        ["BoolQ.jsonl", 4, "rows", "super_glue/BoolQ/test.jsonl", 3245],
+        ["COPA.jsonl", 4, "rows", "super_glue/COPA/test.jsonl", 500],
+        ["MultiRC.jsonl", 4, "answers", "super_glue/MultiRC/test.jsonl", 9693],
+        ["ReCoRD.jsonl", 2, "queries", "super_glue/ReCoRD/test.jsonl", 10000],
+        ["WiC.jsonl", 4, "rows", "super_glue/WiC/test.jsonl", 1400],
+        ["WSC.jsonl", 4, "rows", "super_glue/WSC/test.jsonl", 146],
+        ["AX-b.jsonl", 2, "rows", "super_glue/AX-b/AX-b.jsonl", 1104],
+        ["AX-g.jsonl", 2, "rows", "super_glue/AX-g/AX-g.jsonl", 356],
+      ] as const
+    ) {
+      const want = `\n  ${name}: ${n} ${unit} in ${
+        join(data, rel)
+      }, the official test file has ${official}`;
+      assert.ok(refused.message.includes(want), `${want} not in ${refused.message}`);
+    }
+    assert.doesNotMatch(refused.message, /(CB|RTE)\.jsonl/);
+    const sub = await buildSubmission({ ...opts, allowPartial: true, log: () => {} });
     assert.deepEqual(sub.missing, []);
     const rows = (name: string) =>
       sub.files.get(name)!.trimEnd().split("\n").map((l) => JSON.parse(l));
@@ -374,6 +415,136 @@ Deno.test("SuperGLUE: every official file; idx from the test files, MultiRC nest
   } finally {
     await Deno.remove(runs, { recursive: true });
     await Deno.remove(data, { recursive: true });
+  }
+});
+
+Deno.test("partial test files: one refusal lists every one with both counts beside the missing, nothing written; --allow-partial writes them with the note", async () => {
+  const data = await dataDir(GLUE_REAL);
+  const runs = await Deno.makeTempDir();
+  const out = await Deno.makeTempDir();
+  try {
+    const tasks = ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte"];
+    // No AX predictions: AX.tsv is missing, not partial.
+    await writeRun(
+      runs,
+      fakeSpec("p", "tiny-v1_1", "mtl", "mtl", 0, "glue", "random", { tasks }),
+      data,
+      tasks,
+    );
+    const args = (sub: string, ...flags: string[]) => [
+      ...["--runs", runs, "--benchmark", "glue", "--method", "mtl", "--data-dir", data],
+      ...["--out", join(out, sub), ...flags],
+    ];
+    const partial = [
+      ["QQP.tsv", 5, "glue/QQP/test.tsv", 390965],
+      ["MNLI-m.tsv", 4, "glue/MNLI/test_matched.tsv", 9796],
+      ["MNLI-mm.tsv", 3, "glue/MNLI/test_mismatched.tsv", 9847],
+      ["QNLI.tsv", 4, "glue/QNLI/test.tsv", 5463],
+      ["WNLI.tsv", 3, "glue/WNLI/test.tsv", 146],
+    ] as const;
+    const listed = (err: string) => {
+      for (const [name, n, rel, official] of partial) {
+        const want = `\n  ${name}: ${n} rows in ${
+          join(data, rel)
+        }, the official test file has ${official}`;
+        assert.ok(err.includes(want), `${want} not in ${err}`);
+      }
+      // The mirror's files are the official size.
+      assert.doesNotMatch(err, /(CoLA|SST-2|MRPC|STS-B|RTE)\.tsv/);
+    };
+    // Missing and partial files refused at once, each listed.
+    const both = await cli(args("a"));
+    assert.equal(both.code, 2, both.err);
+    assert.match(
+      both.err,
+      /missing 1 of the 11 leaderboard files \(--allow-missing writes the others\):\n {2}AX\.tsv: no ax test predictions/,
+    );
+    assert.match(
+      both.err,
+      /\n5 of the 11 leaderboard files would be partial, their test files not the official row count \(a leaderboard rejects them; --allow-partial writes them with a note\):\n {2}QQP\.tsv: /,
+    );
+    listed(both.err);
+    // --allow-missing alone: still refused for the partial files only.
+    const one = await cli(args("a", "--allow-missing"));
+    assert.equal(one.code, 2, one.err);
+    assert.doesNotMatch(one.err, /missing|AX\.tsv/);
+    listed(one.err);
+    // --allow-partial alone: refused for the missing file only.
+    const other = await cli(args("a", "--allow-partial"));
+    assert.equal(other.code, 2, other.err);
+    assert.match(other.err, /^missing 1 of the 11 leaderboard files/);
+    assert.doesNotMatch(other.err, /partial/);
+    // Nothing written by a refusal: no folder, no zip.
+    assert.deepEqual([...Deno.readDirSync(out)], []);
+    // Both flags: written, each partial file's log line and README.txt line say so.
+    const ok = await cli(args("ok", "--allow-missing", "--allow-partial"));
+    assert.equal(ok.code, 0, ok.err);
+    const readme = await Deno.readTextFile(join(out, "ok", "README.txt"));
+    for (const [name, n, , official] of partial) {
+      const note = new RegExp(
+        `(^|\\n) *${
+          name.replace(".", "\\.")
+        }: ${n} rows[^\\n]*; the official test file has ${official}(\\n|$)`,
+      );
+      assert.match(ok.out, note, name);
+      assert.match(readme, note, name);
+    }
+    assert.equal(readme.match(/official test file has/g)?.length, partial.length, readme);
+    const names = [...Deno.readDirSync(join(out, "ok"))].map((e) => e.name);
+    assert.equal(names.length, 11, names.join(", ")); // 10 files and README.txt
+    assert.ok(await Deno.stat(join(out, "ok.zip")));
+  } finally {
+    for (const d of [data, runs, out]) await Deno.remove(d, { recursive: true });
+  }
+});
+
+Deno.test("full-size test files need no --allow-partial; WNLI counted as the others", async () => {
+  // The mirror's CoLA and RTE test files, and a WNLI test file of the official 146 rows.
+  const data = await Deno.makeTempDir();
+  const runs = await Deno.makeTempDir();
+  const out = await Deno.makeTempDir();
+  try {
+    for (const rel of ["glue/CoLA/test.tsv", "glue/RTE/test.tsv"]) {
+      await Deno.mkdir(join(data, rel, ".."), { recursive: true });
+      await Deno.symlink(join(MIRROR, rel), join(data, rel));
+    }
+    const wnli = (n: number) =>
+      writeTsv(join(data, "glue/WNLI/test.tsv"), [
+        ["index", "sentence1", "sentence2"],
+        ...Array.from({ length: n }, (_, i) => [String(i), `premise ${i}`, `hypothesis ${i}`]),
+      ]);
+    await wnli(146);
+    const tasks = ["cola", "rte"];
+    await writeRun(
+      runs,
+      fakeSpec("p", "tiny-v1_1", "mtl", "mtl", 0, "glue", "random", { tasks }),
+      data,
+      tasks,
+    );
+    const args = (sub: string) => [
+      ...["--runs", runs, "--benchmark", "glue", "--method", "mtl", "--data-dir", data],
+      ...["--out", join(out, sub), "--allow-missing"],
+    ];
+    const ok = await cli(args("ok"));
+    assert.equal(ok.code, 0, ok.err);
+    assert.match(ok.out, /\bWNLI\.tsv: 146 rows, all 0 /);
+    assert.match(ok.out, /\bCoLA\.tsv: 1063 rows /);
+    assert.match(ok.out, /\bRTE\.tsv: 3000 rows /);
+    assert.doesNotMatch(ok.out, /official/);
+    const readme = await Deno.readTextFile(join(out, "ok", "README.txt"));
+    assert.doesNotMatch(readme, /official/);
+    // One WNLI row fewer: refused, naming WNLI.tsv alone.
+    await wnli(145);
+    const cut = await cli(args("cut"));
+    assert.equal(cut.code, 2, cut.err);
+    assert.equal(
+      cut.err,
+      "1 of the 11 leaderboard files would be partial, their test files not the official row " +
+        "count (a leaderboard rejects them; --allow-partial writes them with a note):\n  " +
+        `WNLI.tsv: 145 rows in ${join(data, "glue/WNLI/test.tsv")}, the official test file has 146`,
+    );
+  } finally {
+    for (const d of [data, runs, out]) await Deno.remove(d, { recursive: true });
   }
 });
 
