@@ -33,6 +33,7 @@ import {
   validateProfile,
 } from "./spec.ts";
 import { toyTrain } from "./trainer_testing.ts";
+import { inTempDir } from "../model/fs_testing.ts";
 import { TrainingInterruptedError } from "./trainer.ts";
 import { resumeRecord, type RunProvenance } from "./provenance.ts";
 import { listCheckpoints } from "./checkpointing.ts";
@@ -194,57 +195,61 @@ Deno.test("parseShard() and shardGrid() split the grid into disjoint, complete s
   );
 });
 
-Deno.test("runGrid() writes one JSON per run, resumes, and survives a failing run", async () => {
-  const out = await Deno.makeTempDir();
-  const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
-  const failing = grid[3]!.id;
-  const failingEarly = grid[4]!.id;
-  const runOne: typeof fakeRunOne = async (spec, opts) => {
-    if (spec.id === failing) {
-      // Fails after writing a checkpoint: its folder stays, for --resume.
-      await Deno.mkdir(join(opts.outDir, "checkpoints", "step-00000001"), { recursive: true });
-      await Deno.writeTextFile(
-        join(opts.outDir, "checkpoints", "step-00000001", "state.json"),
-        "{}",
-      );
-      throw new Error("boom");
-    }
-    if (spec.id === failingEarly) {
-      // Fails before its first checkpoint (a corrupt data file): no empty folder is left.
-      await Deno.mkdir(join(opts.outDir, "checkpoints"), { recursive: true });
-      throw new Error("bad data");
-    }
-    return fakeRunOne(spec, opts);
-  };
-  const events: string[] = [];
-  const s1 = await runGrid(grid, {
-    outDir: out,
-    dataDir: DATA,
-    runOne,
-    onEvent: (e) => events.push(e.kind),
-  });
-  assert.equal(s1.done, grid.length - 2);
-  assert.equal(s1.failed.length, 2);
-  assert.match(s1.failed[0]!.error.message, /boom/);
-  assert.match(s1.failed[1]!.error.message, /bad data/);
-  assert.ok(events.includes("progress"));
-  const files = [...Deno.readDirSync(out)].filter((e) => e.name.endsWith(".json")).map((e) =>
-    e.name
-  );
-  assert.equal(files.length, grid.length - 2);
-  assert.ok(files.includes(runFileName(grid[0]!)));
-  assert.equal([...Deno.readDirSync(out)].filter((e) => e.name.includes(".tmp")).length, 0);
-  // Run folders are removed after success; a failed run's folder stays only with a checkpoint.
-  assert.deepEqual([...Deno.readDirSync(out)].filter((e) => e.isDirectory).map((e) => e.name), [
-    runFileName(grid[3]!).replace(/\.json$/, ""),
-  ]);
-  const s2 = await runGrid(grid, { outDir: out, dataDir: DATA, runOne: fakeRunOne, resume: true });
-  assert.equal(s2.skipped, grid.length - 2);
-  assert.equal(s2.done, 2);
-  const r = JSON.parse(await Deno.readTextFile(join(out, runFileName(grid[0]!))));
-  assert.equal(r.spec.id, grid[0]!.id);
-  await Deno.remove(out, { recursive: true });
-});
+Deno.test("runGrid() writes one JSON per run, resumes, and survives a failing run", () =>
+  inTempDir(async (out) => {
+    const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+    const failing = grid[3]!.id;
+    const failingEarly = grid[4]!.id;
+    const runOne: typeof fakeRunOne = async (spec, opts) => {
+      if (spec.id === failing) {
+        // Fails after writing a checkpoint: its folder stays, for --resume.
+        await Deno.mkdir(join(opts.outDir, "checkpoints", "step-00000001"), { recursive: true });
+        await Deno.writeTextFile(
+          join(opts.outDir, "checkpoints", "step-00000001", "state.json"),
+          "{}",
+        );
+        throw new Error("boom");
+      }
+      if (spec.id === failingEarly) {
+        // Fails before its first checkpoint (a corrupt data file): no empty folder is left.
+        await Deno.mkdir(join(opts.outDir, "checkpoints"), { recursive: true });
+        throw new Error("bad data");
+      }
+      return fakeRunOne(spec, opts);
+    };
+    const events: string[] = [];
+    const s1 = await runGrid(grid, {
+      outDir: out,
+      dataDir: DATA,
+      runOne,
+      onEvent: (e) => events.push(e.kind),
+    });
+    assert.equal(s1.done, grid.length - 2);
+    assert.equal(s1.failed.length, 2);
+    assert.match(s1.failed[0]!.error.message, /boom/);
+    assert.match(s1.failed[1]!.error.message, /bad data/);
+    assert.ok(events.includes("progress"));
+    const files = [...Deno.readDirSync(out)].filter((e) => e.name.endsWith(".json")).map((e) =>
+      e.name
+    );
+    assert.equal(files.length, grid.length - 2);
+    assert.ok(files.includes(runFileName(grid[0]!)));
+    assert.equal([...Deno.readDirSync(out)].filter((e) => e.name.includes(".tmp")).length, 0);
+    // Run folders are removed after success; a failed run's folder stays only with a checkpoint.
+    assert.deepEqual([...Deno.readDirSync(out)].filter((e) => e.isDirectory).map((e) => e.name), [
+      runFileName(grid[3]!).replace(/\.json$/, ""),
+    ]);
+    const s2 = await runGrid(grid, {
+      outDir: out,
+      dataDir: DATA,
+      runOne: fakeRunOne,
+      resume: true,
+    });
+    assert.equal(s2.skipped, grid.length - 2);
+    assert.equal(s2.done, 2);
+    const r = JSON.parse(await Deno.readTextFile(join(out, runFileName(grid[0]!))));
+    assert.equal(r.spec.id, grid[0]!.id);
+  }));
 
 Deno.test("runGrid() with resume says why it reruns over a result file it cannot use", async () => {
   const out = await Deno.makeTempDir();
@@ -312,98 +317,96 @@ Deno.test("runGrid() writes results with the shared atomic helper; a failing wri
   }
 });
 
-Deno.test("runGrid() stops at a fatal backend error and reports the rest as not run", async () => {
-  const out = await Deno.makeTempDir();
-  const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
-  const { runOne, ids } = countingRunOne((spec) =>
-    spec.id === grid[1]!.id && new BackendFatalError("the wasm heap ran out")
-  );
-  const s = await runGrid(grid, { outDir: out, dataDir: DATA, runOne });
-  assert.deepEqual(ids(), [grid[0]!.id, grid[1]!.id], "no run after the fatal one");
-  assert.equal(s.done, 1);
-  assert.equal(s.failed.length, grid.length - 1);
-  assert.match(s.failed[0]!.error.message, /heap ran out/);
-  assert.match(s.failed[1]!.error.message, /^not run: an earlier run stopped the backend/);
-  await Deno.remove(out, { recursive: true });
-});
+Deno.test("runGrid() stops at a fatal backend error and reports the rest as not run", () =>
+  inTempDir(async (out) => {
+    const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+    const { runOne, ids } = countingRunOne((spec) =>
+      spec.id === grid[1]!.id && new BackendFatalError("the wasm heap ran out")
+    );
+    const s = await runGrid(grid, { outDir: out, dataDir: DATA, runOne });
+    assert.deepEqual(ids(), [grid[0]!.id, grid[1]!.id], "no run after the fatal one");
+    assert.equal(s.done, 1);
+    assert.equal(s.failed.length, grid.length - 1);
+    assert.match(s.failed[0]!.error.message, /heap ran out/);
+    assert.match(s.failed[1]!.error.message, /^not run: an earlier run stopped the backend/);
+  }));
 
-Deno.test("runGrid() stops at a stop request: the stopped run keeps its checkpoints, none after it starts", async () => {
-  const out = await Deno.makeTempDir();
-  const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
-  const started: string[] = [];
-  const events: string[] = [];
-  // Run 1 finishes; run 2 is stopped by SIGINT after writing a checkpoint file.
-  const runOne: typeof fakeRunOne = async (spec, opts) => {
-    started.push(spec.id);
-    if (spec.id !== grid[1]!.id) return fakeRunOne(spec, opts);
-    const ck = join(opts.outDir, "checkpoints", "step-00000003");
-    await Deno.mkdir(ck, { recursive: true });
-    await Deno.writeTextFile(join(ck, "state.json"), "{}");
-    throw new TrainingInterruptedError("SIGINT", 3, 4, ck);
-  };
-  const s = await runGrid(grid, {
-    outDir: out,
-    dataDir: DATA,
-    runOne,
-    onEvent: (e) => e.kind !== "progress" && events.push(`${e.kind}:${e.index}`),
-  });
-  assert.deepEqual(started, [grid[0]!.id, grid[1]!.id], "no run started after the stop");
-  assert.equal(s.done, 1);
-  assert.deepEqual(s.failed, [], "a stopped run is not a failed one");
-  assert.equal(s.interrupted?.reason, "SIGINT");
-  assert.equal(s.interrupted?.spec?.id, grid[1]!.id);
-  assert.equal(s.interrupted?.notStarted, grid.length - 2);
-  assert.match(s.interrupted?.error?.message ?? "", /--resume continues from step 3/);
-  assert.deepEqual(events, ["start:0", "done:0", "start:1", "interrupted:1"]);
-  const work = join(out, runFileName(grid[1]!).replace(/\.json$/, ""));
-  assert.deepEqual(await listCheckpoints(join(work, "checkpoints")), [3], "checkpoint kept");
-  assert.equal(await readFinished(out, grid[1]!), undefined, "no result for the stopped run");
+Deno.test("runGrid() stops at a stop request: the stopped run keeps its checkpoints, none after it starts", () =>
+  inTempDir(async (out) => {
+    const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+    const started: string[] = [];
+    const events: string[] = [];
+    // Run 1 finishes; run 2 is stopped by SIGINT after writing a checkpoint file.
+    const runOne: typeof fakeRunOne = async (spec, opts) => {
+      started.push(spec.id);
+      if (spec.id !== grid[1]!.id) return fakeRunOne(spec, opts);
+      const ck = join(opts.outDir, "checkpoints", "step-00000003");
+      await Deno.mkdir(ck, { recursive: true });
+      await Deno.writeTextFile(join(ck, "state.json"), "{}");
+      throw new TrainingInterruptedError("SIGINT", 3, 4, ck);
+    };
+    const s = await runGrid(grid, {
+      outDir: out,
+      dataDir: DATA,
+      runOne,
+      onEvent: (e) => e.kind !== "progress" && events.push(`${e.kind}:${e.index}`),
+    });
+    assert.deepEqual(started, [grid[0]!.id, grid[1]!.id], "no run started after the stop");
+    assert.equal(s.done, 1);
+    assert.deepEqual(s.failed, [], "a stopped run is not a failed one");
+    assert.equal(s.interrupted?.reason, "SIGINT");
+    assert.equal(s.interrupted?.spec?.id, grid[1]!.id);
+    assert.equal(s.interrupted?.notStarted, grid.length - 2);
+    assert.match(s.interrupted?.error?.message ?? "", /--resume continues from step 3/);
+    assert.deepEqual(events, ["start:0", "done:0", "start:1", "interrupted:1"]);
+    const work = join(out, runFileName(grid[1]!).replace(/\.json$/, ""));
+    assert.deepEqual(await listCheckpoints(join(work, "checkpoints")), [3], "checkpoint kept");
+    assert.equal(await readFinished(out, grid[1]!), undefined, "no result for the stopped run");
 
-  // A request between runs (shouldStop): the grid stops before the next run; --resume then
-  // skips the finished run and goes on from the stopped one.
-  const resumed = countingRunOne();
-  let checks = 0;
-  const s2 = await runGrid(grid, {
-    outDir: out,
-    dataDir: DATA,
-    runOne: resumed.runOne,
-    resume: true,
-    shouldStop: () => ++checks > 2 ? "SIGTERM" : undefined,
-  });
-  assert.equal(s2.skipped, 1);
-  assert.equal(s2.done, 1);
-  assert.deepEqual(resumed.ids(), [grid[1]!.id]);
-  assert.deepEqual(s2.interrupted, { reason: "SIGTERM", notStarted: grid.length - 2 });
-  assert.ok(await readFinished(out, grid[1]!), "the stopped run finished on resume");
+    // A request between runs (shouldStop): the grid stops before the next run; --resume then
+    // skips the finished run and goes on from the stopped one.
+    const resumed = countingRunOne();
+    let checks = 0;
+    const s2 = await runGrid(grid, {
+      outDir: out,
+      dataDir: DATA,
+      runOne: resumed.runOne,
+      resume: true,
+      shouldStop: () => ++checks > 2 ? "SIGTERM" : undefined,
+    });
+    assert.equal(s2.skipped, 1);
+    assert.equal(s2.done, 1);
+    assert.deepEqual(resumed.ids(), [grid[1]!.id]);
+    assert.deepEqual(s2.interrupted, { reason: "SIGTERM", notStarted: grid.length - 2 });
+    assert.ok(await readFinished(out, grid[1]!), "the stopped run finished on resume");
 
-  // A request that comes while the last run finishes (its loop ended on that step, so it did not
-  // stop): the grid is still reported stopped, so the bench writes no tables and exits 130.
-  let requested: string | undefined;
-  const last = grid.at(-1)!;
-  const s3 = await runGrid(grid, {
-    outDir: out,
-    dataDir: DATA,
-    runOne: (spec, opts) => {
-      if (spec.id === last.id) requested = "SIGINT";
-      return fakeRunOne(spec, opts);
-    },
-    resume: true,
-    shouldStop: () => requested,
-  });
-  assert.equal(s3.done + s3.skipped, grid.length, "every run finished");
-  assert.deepEqual(s3.interrupted, { reason: "SIGINT", notStarted: 0 });
-  // Without a request, a whole grid is no stop.
-  const s4 = await runGrid(grid, {
-    outDir: out,
-    dataDir: DATA,
-    runOne: fakeRunOne,
-    resume: true,
-    shouldStop: () => undefined,
-  });
-  assert.equal(s4.interrupted, undefined);
-  assert.equal(s4.skipped, grid.length);
-  await Deno.remove(out, { recursive: true });
-});
+    // A request that comes while the last run finishes (its loop ended on that step, so it did not
+    // stop): the grid is still reported stopped, so the bench writes no tables and exits 130.
+    let requested: string | undefined;
+    const last = grid.at(-1)!;
+    const s3 = await runGrid(grid, {
+      outDir: out,
+      dataDir: DATA,
+      runOne: (spec, opts) => {
+        if (spec.id === last.id) requested = "SIGINT";
+        return fakeRunOne(spec, opts);
+      },
+      resume: true,
+      shouldStop: () => requested,
+    });
+    assert.equal(s3.done + s3.skipped, grid.length, "every run finished");
+    assert.deepEqual(s3.interrupted, { reason: "SIGINT", notStarted: 0 });
+    // Without a request, a whole grid is no stop.
+    const s4 = await runGrid(grid, {
+      outDir: out,
+      dataDir: DATA,
+      runOne: fakeRunOne,
+      resume: true,
+      shouldStop: () => undefined,
+    });
+    assert.equal(s4.interrupted, undefined);
+    assert.equal(s4.skipped, grid.length);
+  }));
 
 Deno.test("explainBackendFailure() turns a wasm trap into a fatal error that says what to do", async () => {
   assert.ok(await tf.setBackend("wasm"));
@@ -448,75 +451,74 @@ function toyRunOne(log: { evals: number; steps: number }, killAt?: number): RunO
   };
 }
 
-Deno.test("runGrid(): a rerun without --resume retrains; --resume continues; checkpoints go after success", async () => {
-  await tf.ready();
-  const out = await Deno.makeTempDir();
-  const body: Omit<RunSpec, "id"> = {
-    profile: "t",
-    model: "tiny-v1_1",
-    backbone: "random",
-    benchmark: "super_glue",
-    tasks: ["cb"],
-    method: { name: "mtl", label: "mtl", config: {} },
-    seed: 0,
-    train: { ...DEFAULT_TRAIN, steps: 4, batchSize: 2, evalEvery: 4, checkpointEvery: 2 },
-    backend: "cpu",
-  };
-  const spec: RunSpec = { id: runId(body), ...body };
-  const file = join(out, runFileName(spec));
-  const work = file.replace(/\.json$/, "");
-  const before = tf.memory().numTensors;
-  const read = async () => JSON.parse(await Deno.readTextFile(file));
+Deno.test("runGrid(): a rerun without --resume retrains; --resume continues; checkpoints go after success", () =>
+  inTempDir(async (out) => {
+    await tf.ready();
+    const body: Omit<RunSpec, "id"> = {
+      profile: "t",
+      model: "tiny-v1_1",
+      backbone: "random",
+      benchmark: "super_glue",
+      tasks: ["cb"],
+      method: { name: "mtl", label: "mtl", config: {} },
+      seed: 0,
+      train: { ...DEFAULT_TRAIN, steps: 4, batchSize: 2, evalEvery: 4, checkpointEvery: 2 },
+      backend: "cpu",
+    };
+    const spec: RunSpec = { id: runId(body), ...body };
+    const file = join(out, runFileName(spec));
+    const work = file.replace(/\.json$/, "");
+    const before = tf.memory().numTensors;
+    const read = async () => JSON.parse(await Deno.readTextFile(file));
 
-  // 1. Killed after step 3: the step-2 checkpoint stays in the run's folder.
-  const log = { evals: 0, steps: 0 };
-  const s1 = await runGrid([spec], { outDir: out, dataDir: DATA, runOne: toyRunOne(log, 3) });
-  assert.equal(s1.failed.length, 1);
-  assert.deepEqual(await listCheckpoints(join(work, "checkpoints")), [2]);
+    // 1. Killed after step 3: the step-2 checkpoint stays in the run's folder.
+    const log = { evals: 0, steps: 0 };
+    const s1 = await runGrid([spec], { outDir: out, dataDir: DATA, runOne: toyRunOne(log, 3) });
+    assert.equal(s1.failed.length, 1);
+    assert.deepEqual(await listCheckpoints(join(work, "checkpoints")), [2]);
 
-  // 2. --resume: continues from step 2 (steps 3 and 4 only), records it, then drops the folder.
-  Object.assign(log, { evals: 0, steps: 0 });
-  const s2 = await runGrid([spec], {
-    outDir: out,
-    dataDir: DATA,
-    runOne: toyRunOne(log),
-    resume: true,
-  });
-  assert.equal(s2.done, 1);
-  assert.deepEqual(log, { evals: 1, steps: 2 });
-  const r2 = await read();
-  assert.deepEqual(r2.provenance.resumedFrom, { step: 2 });
-  assert.deepEqual(r2.losses.map((l: { step: number }) => l.step), [1, 2, 3, 4]);
-  assert.equal(await Deno.stat(work).then(() => true, () => false), false, "checkpoints removed");
+    // 2. --resume: continues from step 2 (steps 3 and 4 only), records it, then drops the folder.
+    Object.assign(log, { evals: 0, steps: 0 });
+    const s2 = await runGrid([spec], {
+      outDir: out,
+      dataDir: DATA,
+      runOne: toyRunOne(log),
+      resume: true,
+    });
+    assert.equal(s2.done, 1);
+    assert.deepEqual(log, { evals: 1, steps: 2 });
+    const r2 = await read();
+    assert.deepEqual(r2.provenance.resumedFrom, { step: 2 });
+    assert.deepEqual(r2.losses.map((l: { step: number }) => l.step), [1, 2, 3, 4]);
+    assert.equal(await Deno.stat(work).then(() => true, () => false), false, "checkpoints removed");
 
-  // 3. --resume again: the finished run is skipped.
-  const s3 = await runGrid([spec], {
-    outDir: out,
-    dataDir: DATA,
-    runOne: toyRunOne(log),
-    resume: true,
-  });
-  assert.equal(s3.skipped, 1);
+    // 3. --resume again: the finished run is skipped.
+    const s3 = await runGrid([spec], {
+      outDir: out,
+      dataDir: DATA,
+      runOne: toyRunOne(log),
+      resume: true,
+    });
+    assert.equal(s3.skipped, 1);
 
-  // 4. Killed again, then rerun without --resume: the leftover checkpoint is ignored (the
-  //    folder is cleared), the run trains all 4 steps and evaluates anew.
-  await runGrid([spec], { outDir: out, dataDir: DATA, runOne: toyRunOne(log, 3) });
-  assert.deepEqual(await listCheckpoints(join(work, "checkpoints")), [2]);
-  Object.assign(log, { evals: 0, steps: 0 });
-  const s4 = await runGrid([spec], { outDir: out, dataDir: DATA, runOne: toyRunOne(log) });
-  assert.equal(s4.done, 1);
-  assert.deepEqual(log, { evals: 1, steps: 4 }, "trained from step 0 and evaluated");
-  const r4 = await read();
-  assert.equal(r4.provenance.resumedFrom, undefined);
-  assert.equal(await Deno.stat(work).then(() => true, () => false), false, "checkpoints removed");
+    // 4. Killed again, then rerun without --resume: the leftover checkpoint is ignored (the
+    //    folder is cleared), the run trains all 4 steps and evaluates anew.
+    await runGrid([spec], { outDir: out, dataDir: DATA, runOne: toyRunOne(log, 3) });
+    assert.deepEqual(await listCheckpoints(join(work, "checkpoints")), [2]);
+    Object.assign(log, { evals: 0, steps: 0 });
+    const s4 = await runGrid([spec], { outDir: out, dataDir: DATA, runOne: toyRunOne(log) });
+    assert.equal(s4.done, 1);
+    assert.deepEqual(log, { evals: 1, steps: 4 }, "trained from step 0 and evaluated");
+    const r4 = await read();
+    assert.equal(r4.provenance.resumedFrom, undefined);
+    assert.equal(await Deno.stat(work).then(() => true, () => false), false, "checkpoints removed");
 
-  // 5. A finished run rerun without --resume is trained again, not served from anything cached.
-  Object.assign(log, { evals: 0, steps: 0 });
-  await runGrid([spec], { outDir: out, dataDir: DATA, runOne: toyRunOne(log) });
-  assert.deepEqual(log, { evals: 1, steps: 4 });
-  assert.equal(tf.memory().numTensors, before);
-  await Deno.remove(out, { recursive: true });
-});
+    // 5. A finished run rerun without --resume is trained again, not served from anything cached.
+    Object.assign(log, { evals: 0, steps: 0 });
+    await runGrid([spec], { outDir: out, dataDir: DATA, runOne: toyRunOne(log) });
+    assert.deepEqual(log, { evals: 1, steps: 4 });
+    assert.equal(tf.memory().numTensors, before);
+  }));
 
 Deno.test("runGrid(): work folders go through a .del- name; a removal or cleanup a kill cut short is finished", async () => {
   const out = await Deno.makeTempDir();
@@ -634,44 +636,43 @@ Deno.test("expandGrid(): a perTask method gives one single-task run per task and
   assert.deepEqual(shards.flat().map((s) => s.id).sort(), grid.map((s) => s.id).sort());
 });
 
-Deno.test("runGrid(): the preflight's micro-batch reaches runOne and the result JSON, not the id; a bad one is not a result", async () => {
-  const out = await Deno.makeTempDir();
-  const grid = expandGrid(profile({ train: { steps: 2, evalEvery: 2, batchSize: 4 } }), {
-    dataDir: DATA,
-    catalog: await defaultTaskCatalog(),
-  }).slice(0, 2);
-  const { runOne, calls } = countingRunOne();
-  const s = await runGrid(grid, {
-    outDir: out,
-    dataDir: DATA,
-    runOne,
-    microBatchSizes: new Map([[grid[0]!.id, 2]]),
-  });
-  assert.equal(s.done, 2);
-  assert.deepEqual(calls.map((c) => [c.spec.id, c.opts.microBatchSize]), [
-    [grid[0]!.id, 2],
-    [grid[1]!.id, undefined],
-  ]);
-  const r0 = JSON.parse(await Deno.readTextFile(join(out, runFileName(grid[0]!))));
-  const r1 = JSON.parse(await Deno.readTextFile(join(out, runFileName(grid[1]!))));
-  assert.equal(r0.effectiveMicroBatchSize, 2);
-  assert.equal(r0.spec.id, grid[0]!.id);
-  assert.equal(r0.spec.train.microBatchSize, undefined);
-  assert.equal("effectiveMicroBatchSize" in r1, false);
-  // --resume finds the run by its unchanged id; a value that does not divide the batch is refused.
-  assert.ok(await readFinished(out, grid[0]!));
-  await Deno.writeTextFile(
-    join(out, runFileName(grid[0]!)),
-    JSON.stringify({ ...r0, effectiveMicroBatchSize: 3 }),
-  );
-  const bad = await inspectFinished(out, grid[0]!);
-  assert.equal(bad.result, undefined);
-  assert.match(
-    bad.unusable ?? "",
-    /effectiveMicroBatchSize.*must divide \$\.spec\.train\.batchSize \(4\), got 3/,
-  );
-  await Deno.remove(out, { recursive: true });
-});
+Deno.test("runGrid(): the preflight's micro-batch reaches runOne and the result JSON, not the id; a bad one is not a result", () =>
+  inTempDir(async (out) => {
+    const grid = expandGrid(profile({ train: { steps: 2, evalEvery: 2, batchSize: 4 } }), {
+      dataDir: DATA,
+      catalog: await defaultTaskCatalog(),
+    }).slice(0, 2);
+    const { runOne, calls } = countingRunOne();
+    const s = await runGrid(grid, {
+      outDir: out,
+      dataDir: DATA,
+      runOne,
+      microBatchSizes: new Map([[grid[0]!.id, 2]]),
+    });
+    assert.equal(s.done, 2);
+    assert.deepEqual(calls.map((c) => [c.spec.id, c.opts.microBatchSize]), [
+      [grid[0]!.id, 2],
+      [grid[1]!.id, undefined],
+    ]);
+    const r0 = JSON.parse(await Deno.readTextFile(join(out, runFileName(grid[0]!))));
+    const r1 = JSON.parse(await Deno.readTextFile(join(out, runFileName(grid[1]!))));
+    assert.equal(r0.effectiveMicroBatchSize, 2);
+    assert.equal(r0.spec.id, grid[0]!.id);
+    assert.equal(r0.spec.train.microBatchSize, undefined);
+    assert.equal("effectiveMicroBatchSize" in r1, false);
+    // --resume finds the run by its unchanged id; a value that does not divide the batch is refused.
+    assert.ok(await readFinished(out, grid[0]!));
+    await Deno.writeTextFile(
+      join(out, runFileName(grid[0]!)),
+      JSON.stringify({ ...r0, effectiveMicroBatchSize: 3 }),
+    );
+    const bad = await inspectFinished(out, grid[0]!);
+    assert.equal(bad.result, undefined);
+    assert.match(
+      bad.unusable ?? "",
+      /effectiveMicroBatchSize.*must divide \$\.spec\.train\.batchSize \(4\), got 3/,
+    );
+  }));
 
 Deno.test("expandGrid(): a catalog without trainableTasks still accepts a registered task outside BENCHMARK_TASKS", () => {
   // cli.ts wraps the catalog as { benchmarkTasks, isAvailable } for its grid check.
