@@ -12,7 +12,7 @@
  * `prepare_glue_submission.py` writes it (`shared/reference/glue-superglue.md` §3.7), and written
  * under the official file names into a new folder (temp folder + rename), then zipped beside it.
  *
- * Formats (T5's script where it has the task; where it has not, noted in {@link SUBMISSION_FILES}):
+ * Formats (T5's script where it has the task, else as noted in {@link SUBMISSION_FILES}):
  * - GLUE: `<File>.tsv`, header `index\tprediction`, the test file's own index column. CoLA, SST-2,
  *   MRPC, QQP: the class index (0/1; 1 = acceptable / positive / equivalent / duplicate, as the
  *   test files' label columns); STS-B: the float; MNLI-m/-mm, QNLI, RTE, AX: the label word
