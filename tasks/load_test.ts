@@ -487,6 +487,61 @@ Deno.test("a GLUE file cut mid-line in its last column is refused: the official 
   }
 });
 
+Deno.test("a cut file's refusal quotes its last line's final 60 characters and its line; one row is enough", async () => {
+  const { getTask } = await import("./registry.ts");
+  const file = getTask("rte").files.test![0]!;
+  const enc = new TextEncoder();
+  const header = "index\tsentence1\tsentence2\n";
+  // 61 characters after the tab, so the line is 63 long: the quote is "…" and its last 60.
+  const long = "0\tp\t" + "abcdefghij".repeat(6) + "X";
+  const cases: [string, string, number][] = [
+    [header + long, `…${long.slice(-60)}`, 2],
+    [header + "0\tp\th", "0\tp\th", 2], // 60 characters or fewer: the whole line
+    [`${header}0\tp\th\n1\tq\tcut`, "1\tq\tcut", 3],
+  ];
+  for (const [text, tail, line] of cases) {
+    for (const checkRows of [true, false]) {
+      assert.throws(
+        () => examplesFromBytes("rte", "test", enc.encode(text), "t.tsv", { file, checkRows }),
+        (e: unknown) =>
+          e instanceof DataError && e.line === line &&
+          e.detail.startsWith(`the file ends mid-line (${JSON.stringify(tail)}), without `),
+        `${JSON.stringify(text)} checkRows ${checkRows}`,
+      );
+    }
+    // With its final newline the same text loads (the row count aside).
+    const whole = examplesFromBytes("rte", "test", enc.encode(text + "\n"), "t.tsv", {
+      file,
+      checkRows: false,
+    });
+    assert.equal(whole.rows, line - 1);
+  }
+});
+
+Deno.test("AX-g: pair_id, when present, is checked as an id and becomes the group; absent, no group", () => {
+  const enc = new TextEncoder();
+  const axg = (extra: Record<string, unknown>) =>
+    enc.encode(
+      JSON.stringify({ hypothesis: "h", premise: "p", idx: 0, label: "entailment", ...extra }),
+    );
+  const load = (extra: Record<string, unknown>) =>
+    examplesFromBytes("axg", "test", axg(extra), "g.jsonl").examples.map((e) => [e.id, e.group]);
+  // The Hugging Face fallback drops pair_id: the row loads, without a group (parity not scored).
+  assert.deepEqual(load({}), [["axg/test/0", undefined]]);
+  assert.deepEqual(load({ pair_id: 551646 }), [["axg/test/0", "551646"]]);
+  assert.deepEqual(load({ pair_id: "237" }), [["axg/test/0", "237"]]);
+  for (const bad of [-1, 1.5, "", null, true, [1]]) {
+    assert.throws(
+      () => load({ pair_id: bad }),
+      new RegExp(
+        '^DataError: g\\.jsonl:1: field "pair_id": expected a non-negative integer or a ' +
+          `non-empty string, got ${JSON.stringify(bad).replace(/[.[\]]/g, "\\$&")}$`,
+      ),
+      JSON.stringify(bad),
+    );
+  }
+});
+
 Deno.test("missing file names the path and what to run; unknown split is an error; absent split is empty", async () => {
   await assert.rejects(
     () => loadExamples("qnli", "train", "/nonexistent-dir"),
