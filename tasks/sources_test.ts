@@ -1,10 +1,14 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
+import { sharedPath } from "../model/shared_dir.ts";
+import { TASKS } from "./registry.ts";
 import {
   checkEndpointUrl,
   checkTaskSources,
   ENDPOINT_KEYS,
   expandUrl,
   findTaskSource,
+  officialFinalNewline,
   parquetShards,
   parquetUrl,
   parseEndpoints,
@@ -199,4 +203,30 @@ Deno.test("hfSplit: the parquet split of each file is its own split, except MNLI
     "glue/MNLI/test_matched.tsv test test_matched",
     "glue/MNLI/test_mismatched.tsv test test_mismatched",
   ]);
+});
+
+Deno.test("officialFinalNewline: measured on the mirror's GLUE TSVs (only CoLA dev lacks it); else unknown", async () => {
+  const data = sharedPath("data");
+  const seen: Record<string, string[]> = { true: [], false: [], undefined: [] };
+  for (const spec of Object.values(TASKS)) {
+    for (const files of Object.values(spec.files)) {
+      for (const { path } of files ?? []) {
+        const got = officialFinalNewline(path);
+        seen[String(got)]!.push(path);
+        const bytes = await Deno.readFile(join(data, path)).catch(() => undefined);
+        // Measured: a GLUE file of the mirror (byte-exact copies) answers whether it ends with
+        // "\n"; a GLUE file the mirror lacks, and every SuperGLUE file, is not measured.
+        const want = path.startsWith("glue/") && bytes !== undefined
+          ? bytes[bytes.length - 1] === 10
+          : undefined;
+        assert.equal(got, want, path);
+      }
+    }
+  }
+  assert.deepEqual(seen.false, ["glue/CoLA/dev.tsv"]);
+  assert.equal(seen.true!.length, 14);
+  // Only layout paths, spelled exactly, are known.
+  for (const path of ["CoLA/dev.tsv", "glue/cola/dev.tsv", "glue/RTE/test.tsv.gz", ""]) {
+    assert.equal(officialFinalNewline(path), undefined, path);
+  }
 });
