@@ -698,6 +698,14 @@ Deno.test("ReCoRD test rows carry no answers; a searched answer's end counts cod
   );
   assert.deepEqual(dev.qas[0].answers, [{ start: 0, end: 2, text: "\u{1D538}nn" }]);
   assert.deepEqual(dev.passage.entities, [{ start: 8, end: 10 }]);
+  // A searched answer that occurs more than once takes its first occurrence (code point 13 is
+  // the second "Bob." here, past the entity "Bob" at 8).
+  const twice = JSON.parse(
+    convertRows(src, spec("record", "super_glue/ReCoRD/val.jsonl"), [
+      { ...row(["Bob."]), passage: passage + " Bob." },
+    ]),
+  );
+  assert.deepEqual(twice.qas[0].answers, [{ start: 8, end: 11, text: "Bob." }]);
   // An answer found nowhere (a corrupt row) is refused, naming the parquet row and field.
   assert.throws(
     () => convertRows(src, spec("record", "super_glue/ReCoRD/val.jsonl"), [row(["Tom"])]),
