@@ -95,6 +95,8 @@ Deno.test({
   name: "runOne() trains mtl on CB + RTE end to end: result structure, falling loss, no leak",
   ignore: !HAVE,
   fn: async () => {
+    await tf.ready();
+    const before = tf.memory().numTensors;
     const out = await Deno.makeTempDir();
     const s = spec({ name: "mtl", label: "mtl", config: {} });
     const phases: string[] = [];
@@ -158,7 +160,7 @@ Deno.test({
     for (const f of Object.values(prov.data!.files)) assert.match(f.sha256 ?? "", /^[0-9a-f]{64}$/);
     assert.equal(prov.resumedFrom, undefined, "trained from step 0");
     assert.ok(phases.includes("eval") && phases.filter((p) => p === "train").length === 12);
-    assert.equal(tf.memory().numTensors, 0, "runOne releases every tensor");
+    assert.equal(tf.memory().numTensors, before, "runOne releases every tensor");
     await Deno.remove(out, { recursive: true });
   },
 });
@@ -171,6 +173,8 @@ Deno.test({
     // Registered for this test only: HyperPrompt-Global's hooks under a name that does not start
     // with "hyperprompt" (prefixes declared in its flopPlan), and MTL's under one that does (no
     // prefix). Before, the name decided: the first got no mass, the second one of zeros.
+    await tf.ready();
+    const before = tf.memory().numTensors;
     const registry = METHODS as unknown as Record<string, Method<unknown>>;
     const prefixed = { ...hyperpromptGlobal, name: "run_one_test_prefix" } as Method<unknown>;
     const plain = { ...mtl, name: "hyperprompt_run_one_test_none" } as Method<unknown>;
@@ -194,7 +198,7 @@ Deno.test({
       }
       const b = await run(plain.name);
       assert.equal(b.attentionMass, undefined, "no self-attention prefix, no attention mass");
-      assert.equal(tf.memory().numTensors, 0, "runOne releases every tensor");
+      assert.equal(tf.memory().numTensors, before, "runOne releases every tensor");
     } finally {
       delete registry[prefixed.name];
       delete registry[plain.name];
@@ -226,6 +230,8 @@ Deno.test({
   name: "runOne() killed mid-run resumes to the uninterrupted result (hyperprompt_global)",
   ignore: !HAVE,
   fn: async () => {
+    await tf.ready();
+    const tensorsBefore = tf.memory().numTensors;
     const s = spec({ name: "hyperprompt_global", label: "hp", config: {} }, 8);
     const outA = await Deno.makeTempDir();
     const a = await runOneWith(s, { outDir: outA, dataDir: DATA }, EXACT);
@@ -251,7 +257,7 @@ Deno.test({
       /killed/,
     );
     const firstMs = performance.now() - killedAt;
-    assert.equal(tf.memory().numTensors, 0, "a failed run releases every tensor");
+    assert.equal(tf.memory().numTensors, tensorsBefore, "a failed run releases every tensor");
     // The checkpoint the resume starts from carries the tokens and training time of steps 1-4,
     // and the first session's wall time up to it (its steps, setup and evaluation: more than
     // their training time, less than the whole killed session); 1000 hours are added to both
@@ -329,7 +335,7 @@ Deno.test({
     } finally {
       clearStopRequest();
     }
-    assert.equal(tf.memory().numTensors, 0, "a stopped run releases every tensor");
+    assert.equal(tf.memory().numTensors, tensorsBefore, "a stopped run releases every tensor");
     assert.deepEqual(await listCheckpoints(`${outB}/checkpoints`), [4, 8]);
     const c = await runOneWith(s, { outDir: outB, dataDir: DATA }, EXACT);
     assert.equal((c.provenance as RunProvenance).resumedFrom?.step, 8);
@@ -368,6 +374,8 @@ Deno.test({
     // The earliest resume that can miss the totals: step 1 (a checkpoint after every step,
     // the run killed at step 2), where "steps before the resume are not counted" is
     // throughputFromStep 1, the smallest value that must still leave the totals out.
+    await tf.ready();
+    const before = tf.memory().numTensors;
     const base = spec({ name: "mtl", label: "mtl", config: {} }, 2);
     const body = { ...base, id: undefined, tasks: ["cb"] };
     const s: RunSpec = { ...body, id: runId(body) };
@@ -403,7 +411,7 @@ Deno.test({
         await Deno.readTextFile(`${out}/checkpoints/step-00000002/state.json`),
       );
       assert.equal(after.tokensFromStep, 1);
-      assert.equal(tf.memory().numTensors, 0, "runOne releases every tensor");
+      assert.equal(tf.memory().numTensors, before, "runOne releases every tensor");
     } finally {
       await Deno.remove(out, { recursive: true });
     }
@@ -1183,6 +1191,8 @@ gpuTest(
     // evaluation) fails the run. Same seeds and data order as on wasm: the same losses within
     // the tolerances stated below.
     assert.ok(HAVE, "the offline mirror (../shared/data) has SuperGLUE CB and RTE");
+    await tf.ready();
+    const before = tf.memory().numTensors;
     for (
       const method of [
         { name: "prompt_tuning", label: "prompt_tuning", config: {} },
@@ -1226,7 +1236,7 @@ gpuTest(
         assert.ok(gpu!.attentionMass !== undefined, "attention mass measured on the GPU");
       }
     }
-    assert.equal(tf.memory().numTensors, 0, "runOne releases every tensor");
+    assert.equal(tf.memory().numTensors, before, "runOne releases every tensor");
   },
 );
 
@@ -1235,6 +1245,8 @@ Deno.test({
     "runOne() with a train-only task (DPR): trained in the mixture and the method's tasks, never evaluated",
   ignore: !HAVE,
   fn: async () => {
+    await tf.ready();
+    const before = tf.memory().numTensors;
     const dataDir = await Deno.makeTempDir();
     const out = await Deno.makeTempDir();
     try {
@@ -1265,7 +1277,7 @@ Deno.test({
       const two = methodAccounting(cfg, "adapter", {}, 2, { inputLength: 48, targetLength: 6 });
       assert.ok(three.trained > two.trained);
       assert.equal(r.params.trained, three.trained);
-      assert.equal(tf.memory().numTensors, 0, "runOne releases every tensor");
+      assert.equal(tf.memory().numTensors, before, "runOne releases every tensor");
     } finally {
       await Deno.remove(out, { recursive: true });
       await Deno.remove(dataDir, { recursive: true });
@@ -1293,6 +1305,8 @@ async function inPredictingRoot(
     run: (hook: (p: Progress) => void) => Promise<RunResult>;
   }) => Promise<void>,
 ): Promise<void> {
+  await tf.ready();
+  const before = tf.memory().numTensors;
   const base = spec({ name: "mtl", label: "mtl", config: {} }, 12);
   const unnamed = {
     ...base,
@@ -1319,7 +1333,7 @@ async function inPredictingRoot(
       }, scorer);
     const manifest = () => JSON.parse(Deno.readTextFileSync(join(dir, "manifest.json")));
     await body({ root, stem, dir, manifest, run });
-    assert.equal(tf.memory().numTensors, 0, "runOne releases every tensor");
+    assert.equal(tf.memory().numTensors, before, "runOne releases every tensor");
   });
 }
 
