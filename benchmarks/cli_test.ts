@@ -2172,13 +2172,23 @@ Deno.test("interruptWhileCheckpointing(): listeners from a checkpointing loop's 
  * signal handling meets the trainer's stop request; with `signalAt`, the first run sends this
  * process SIGTERM after that step (SIGINT would stop `deno test` itself, which listens to it)
  * and waits until the handler has seen it. `log.steps` counts the steps trained; with `killAt`,
- * every run fails after that step, before its checkpoint (a kill nothing can catch).
+ * every run fails after that step, before its checkpoint (a kill nothing can catch). With
+ * `stepMinutes`, the trainer's clock (`TrainOptions.now`, what `--checkpoint-minutes` is measured
+ * on) is a scripted one of each run's own: 0 at the start, `stepMinutes` later after each step.
  */
-function trainingRunOne(signalAt?: number, log = { steps: 0 }, killAt?: number): RunOneFn {
+function trainingRunOne(
+  signalAt?: number,
+  log = { steps: 0 },
+  killAt?: number,
+  stepMinutes?: number,
+): RunOneFn {
   let signalled = false;
   return async (spec, opts) => {
+    let ms = 0;
     const outcome = await toyTrain(spec, opts, {
+      ...(stepMinutes === undefined ? {} : { now: () => ms }),
       onStep: async (step) => {
+        ms += 60_000 * (stepMinutes ?? 0);
         log.steps++;
         if (step === killAt) throw new Error("simulated kill");
         if (step !== signalAt || signalled) return;
@@ -2516,14 +2526,15 @@ Deno.test("main() --checkpoint-minutes: a run killed between scheduled checkpoin
       await main([...base, "--out", ref], { ...capture().opts, runOne: trainingRunOne() }),
       0,
     );
-    // 0.000001 min = 0.06 ms: a checkpoint after every step; the kill after step 3 comes before
-    // that step's, so the run's newest checkpoint is step 2's.
+    // The trainer's clock is scripted (one minute per step), so no real time decides: every
+    // 2 minutes is a checkpoint after step 2 only (step 3 is a minute after it); the kill after
+    // step 4 comes before that step's, so the run's newest checkpoint is step 2's.
     const out = join(dir, "out");
     const k = capture();
     assert.equal(
-      await main([...base, "--out", out, "--checkpoint-minutes", "0.000001"], {
+      await main([...base, "--out", out, "--checkpoint-minutes", "2"], {
         ...k.opts,
-        runOne: trainingRunOne(undefined, { steps: 0 }, 3),
+        runOne: trainingRunOne(undefined, { steps: 0 }, 4, 1),
       }),
       1,
     );
@@ -2547,12 +2558,13 @@ Deno.test("main() --checkpoint-minutes: a run killed between scheduled checkpoin
       assert.equal(b.losses.length, 4);
       assert.deepEqual(b.losses, a.losses, name);
     }
-    // Without the flag (default 30 minutes), the same kill leaves nothing to resume from.
+    // Without the flag (default 30 minutes), the same kill (4 minutes in) leaves nothing to
+    // resume from.
     const out2 = join(dir, "out2");
     assert.equal(
       await main([...base, "--out", out2], {
         ...capture().opts,
-        runOne: trainingRunOne(undefined, { steps: 0 }, 3),
+        runOne: trainingRunOne(undefined, { steps: 0 }, 4, 1),
       }),
       1,
     );
