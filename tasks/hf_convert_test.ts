@@ -5,7 +5,7 @@ import { countRows } from "./data.ts";
 import { convertRows, float32ToString, pyJson, type Row } from "./hf_convert.ts";
 import { examplesFromBytes } from "./load.ts";
 import { scoreTask } from "./metrics.ts";
-import { type FileSpec, findTaskSource } from "./sources.ts";
+import { type FileSpec, findTaskSource, TASK_SOURCES } from "./sources.ts";
 
 const MIRROR = sharedPath("data");
 const read = async (p: string) =>
@@ -728,4 +728,15 @@ Deno.test("ReCoRD test rows carry no answers; a searched answer's end counts cod
     line.split("\n")[0],
     '{"idx": "0", "label": "not_entailment", "sentence1": "A.", "sentence2": "B."}',
   );
+});
+
+Deno.test("no parquet rows convert to an empty file, never a lone newline, for every file", () => {
+  let n = 0;
+  for (const src of TASK_SOURCES) {
+    for (const file of src.files) {
+      assert.equal(convertRows(src, file, []), "", file.path);
+      n++;
+    }
+  }
+  assert.ok(n > 40, `${n} files`);
 });
