@@ -317,21 +317,23 @@ Deno.test("rows, presentTasks, toBatch outside a tidy leave only their result, u
   const every = groupTasks([2, 0, 3, 1], 4, "x.ts");
   const twoRows = tf.tidy(() => presentTasks(table, mixed)); // rows 1 and 3
   const oneRow = tf.tidy(() => presentTasks(table, one)); // row 2
-  // name, call, tensors it adds (1: its result; 0: it returns its input), the result's rows
-  const cases: [string, () => tf.Tensor, number, number[]][] = [
-    ["rows(table, 2)", () => rows(table, 2), 1, [2]],
-    ["rows(table, [3, 0, 3])", () => rows(table, [3, 0, 3]), 1, [3, 0, 3]],
-    ["presentTasks, tasks 1 and 3", () => presentTasks(table, mixed), 1, [1, 3]],
-    ["presentTasks, task 2 only", () => presentTasks(table, one), 1, [2]],
-    ["presentTasks, every task", () => presentTasks(table, every), 0, [0, 1, 2, 3]],
-    ["toBatch, tasks 1 and 3", () => toBatch(twoRows, mixed), 1, [3, 1, 3]],
-    ["toBatch, task 2 only", () => toBatch(oneRow, one), 0, [2]],
+  // name, call, tensors it adds (1: its result; 0: it returns its input), the result's rows and
+  // leading shape (a single index drops the axis; one task present keeps a leading 1)
+  const cases: [string, () => tf.Tensor, number, number[], number[]][] = [
+    ["rows(table, 2)", () => rows(table, 2), 1, [2], []],
+    ["rows(table, [3, 0, 3])", () => rows(table, [3, 0, 3]), 1, [3, 0, 3], [3]],
+    ["presentTasks, tasks 1 and 3", () => presentTasks(table, mixed), 1, [1, 3], [2]],
+    ["presentTasks, task 2 only", () => presentTasks(table, one), 1, [2], [1]],
+    ["presentTasks, every task", () => presentTasks(table, every), 0, [0, 1, 2, 3], [4]],
+    ["toBatch, tasks 1 and 3", () => toBatch(twoRows, mixed), 1, [3, 1, 3], [3]],
+    ["toBatch, task 2 only", () => toBatch(oneRow, one), 0, [2], [1]],
   ];
   try {
-    for (const [name, call, adds, want] of cases) {
+    for (const [name, call, adds, want, lead] of cases) {
       const before = tf.memory().numTensors;
       const out = call();
       assert.equal(tf.memory().numTensors - before, adds, `${name}: tensors added`);
+      assert.deepEqual(out.shape, [...lead, 3, 2], `${name}: shape`);
       assert.deepEqual(
         Array.from(await out.data()),
         want.flatMap(rowOf),
