@@ -458,8 +458,8 @@ interface Source {
  * @param opts where to read, which row
  * @returns the files (not yet written)
  * @throws UsageError for a selection that is not one row, missing files without
- *   `allowMissing`, or partial files without `allowPartial` (each with its count, the official
- *   count and its test file); SubmissionError for a malformed result or prediction file, or
+ *   `allowMissing` (with it too when none can be written), or partial files without
+ *   `allowPartial` (each with its count, the official count and its test file); SubmissionError for a malformed result or prediction file, or
  *   predictions that do not match the test file
  */
 export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
@@ -648,6 +648,14 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
       `${partial.length} of the ${total} leaderboard files would be partial, their test files ` +
         "not the official row count (a leaderboard rejects them; --allow-partial writes them " +
         `with a note):${partial.map((p) => `\n  ${p}`).join("")}`,
+    );
+  }
+  if (files.size === 0) {
+    // Nothing to write (no predictions matched a test file, or no test files there): a zip of
+    // README.txt alone is no submission, with or without --allow-missing.
+    throw new UsageError(
+      `no leaderboard file could be written (all ${total} missing; --allow-missing writes only ` +
+        `the ones there are):${missingText}`,
     );
   }
   if (refusals.length > 0) throw new UsageError(refusals.join("\n"));
@@ -867,7 +875,9 @@ async function submissionCommand(args: string[], log: (s: string) => void): Prom
     log,
   });
   const zip = await writeSubmission(out, sub.files);
-  log(`wrote ${sub.files.size} files to ${out} and ${zip}`);
+  // README.txt is always there; the count is of the leaderboard's own files.
+  const n = sub.files.size - 1;
+  log(`wrote ${n} leaderboard ${n === 1 ? "file" : "files"} and README.txt to ${out} and ${zip}`);
 }
 
 /** `--out` must be absent or an empty folder, and `<out>.zip` absent. */

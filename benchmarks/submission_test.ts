@@ -9,6 +9,7 @@ import { declaredFlags, HELP_WIDTH } from "../model/usage.ts";
 import { fakeRuns, fakeSpec } from "./results_testing.ts";
 import { runFileName, type RunSpec } from "./spec.ts";
 import { UsageError } from "../model/usage.ts";
+import { pathExists } from "../model/fs.ts";
 import {
   buildSubmission,
   convertFile,
@@ -637,6 +638,7 @@ Deno.test("selection: a perTask method's task runs merge; several rows or none e
       /RTE\.tsv: 3000 rows from rte\.jsonl, step \d+ of p--.*--Prompt-Tuning--rte--s0--/,
     );
     assert.match(ok.out, /not written \(--allow-missing\):\n {2}SST-2\.tsv/);
+    assert.match(ok.out, /\nwrote 2 leaderboard files and README\.txt to .*pt and .*pt\.zip$/);
     const names = [...Deno.readDirSync(join(out, "pt"))].map((e) => e.name).sort();
     assert.deepEqual(names, ["CoLA.tsv", "README.txt", "RTE.tsv"]);
     // The zip holds the same files at its root.
@@ -661,6 +663,36 @@ Deno.test("selection: a perTask method's task runs merge; several rows or none e
   } finally {
     await Deno.remove(runs, { recursive: true });
     await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("no leaderboard file to write (an empty --data-dir): exit 2 listing every file, nothing written, --allow-missing too", async () => {
+  const data = await Deno.makeTempDir();
+  const runs = await Deno.makeTempDir();
+  const out = await Deno.makeTempDir();
+  try {
+    const spec = fakeSpec("p", "tiny-v1_1", "mtl", "mtl", 0, "glue", "random", { tasks: ["rte"] });
+    await writeRun(runs, spec, MIRROR, ["rte"]);
+    const args = ["--runs", runs, "--benchmark", "glue", "--method", "mtl", "--data-dir", data];
+    for (const allow of [["--allow-missing"], ["--allow-missing", "--allow-partial"], []]) {
+      const sub = join(out, `sub${allow.length}`);
+      const c = await cli([...args, "--out", sub, ...allow]);
+      assert.equal(c.code, 2, `${allow}: ${c.out}`);
+      assert.match(
+        c.err,
+        /^no leaderboard file could be written \(all 11 missing; --allow-missing writes only the ones there are\):\n/,
+      );
+      // Every file, each with why, as the missing-file refusal lists them.
+      assert.equal(c.err.split("\n").length, 12, c.err);
+      assert.match(c.err, new RegExp(`\\n {2}RTE\\.tsv: no test file ${data}/glue/RTE/test\\.tsv`));
+      assert.match(c.err, /\n {2}CoLA\.tsv: no cola test predictions in the row's runs\n/);
+      assert.match(c.err, /\n {2}AX\.tsv: no ax test predictions/);
+      assert.doesNotMatch(c.out, /wrote/);
+      assert.equal(await pathExists(sub), false);
+      assert.equal(await pathExists(`${sub}.zip`), false);
+    }
+  } finally {
+    for (const d of [data, runs, out]) await Deno.remove(d, { recursive: true });
   }
 });
 
@@ -689,7 +721,9 @@ Deno.test("a test file cut mid-line in its free-text last column exits 1 naming 
     );
     // The whole file writes RTE.tsv.
     await Deno.writeFile(join(data, rel), bytes);
-    assert.equal((await cli([...args, "--out", join(out, "ok"), "--allow-missing"])).code, 0);
+    const ok = await cli([...args, "--out", join(out, "ok"), "--allow-missing"]);
+    assert.equal(ok.code, 0, ok.err);
+    assert.match(ok.out, /\nwrote 1 leaderboard file and README\.txt to /);
   } finally {
     for (const d of [data, runs, out]) await Deno.remove(d, { recursive: true });
   }
