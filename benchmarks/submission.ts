@@ -838,7 +838,10 @@ async function submissionCommand(args: string[], log: (s: string) => void): Prom
     },
   });
   for (const k of ["runs", "benchmark", "method", "out"] as const) {
-    if (v[k] === undefined) throw new UsageError(`--${k} is required; --help lists the flags`);
+    if (v[k] === undefined) {
+      // As parseFlags ends its lines (model/usage.ts): the whole command to run for the flags.
+      throw new UsageError(`--${k} is required; deno task submission --help lists the flags`);
+    }
   }
   if (v.benchmark !== "glue" && v.benchmark !== "super_glue") {
     throw new UsageError(`--benchmark must be glue or super_glue, got "${v.benchmark}"`);
