@@ -171,18 +171,34 @@ export function defaultCacheDir(): string {
  */
 export async function taskCorpus(dataDir: string): Promise<string[]> {
   const lines: string[] = [];
+  for (const [name, split] of corpusSplits(dataDir)) {
+    for (const ex of await loadExamples(name, split, dataDir)) {
+      lines.push(ex.input.replace(/\s+/g, " ").trim());
+    }
+  }
+  return [...new Set(lines)];
+}
+
+/**
+ * The splits {@link taskCorpus} reads from `dataDir`: every train and test split whose files
+ * are all there, except a split the benchmark scores, in task-name order. None means an empty
+ * corpus, known without reading a file.
+ *
+ * @param dataDir folder in the official layout
+ * @returns `[task, split]` pairs
+ */
+export function corpusSplits(dataDir: string): [string, "train" | "test"][] {
+  const out: [string, "train" | "test"][] = [];
   for (const name of Object.keys(TASKS).sort()) {
     const scored = new Set<string>(evalSplits(name));
     for (const split of ["train", "test"] as const) {
       if (scored.has(split)) continue;
       const files = getTask(name).files[split] ?? [];
       if (files.length === 0 || !files.every((f) => isFile(join(dataDir, f.path)))) continue;
-      for (const ex of await loadExamples(name, split, dataDir)) {
-        lines.push(ex.input.replace(/\s+/g, " ").trim());
-      }
+      out.push([name, split]);
     }
   }
-  return [...new Set(lines)];
+  return out;
 }
 
 /**
@@ -404,6 +420,22 @@ function corpusDataDir(dataDir: string | undefined): string {
   return dir;
 }
 
+/**
+ * What the default data folder was made of, for an error about it: ` (HYPERPROMPT_DATA)`,
+ * else the download cache and the mirror it is chosen from (`tasks/data.ts` defaultDataDir).
+ */
+function defaultFolders(): string {
+  if (dataDirFromEnv()) return " (HYPERPROMPT_DATA)";
+  let cache: string;
+  try {
+    cache = defaultDataCacheDir();
+  } catch (e) {
+    cache = `(none: ${(e as Error).message})`;
+  }
+  return ` (the default data folder: per file the download cache ${cache} where its manifest ` +
+    `lists it, else the mirror ${sharedPath("data")})`;
+}
+
 /** Whether `HYPERPROMPT_DATA` names the default data folder (set and not empty). */
 function dataDirFromEnv(): boolean {
   return (Deno.env.get("HYPERPROMPT_DATA") ?? "") !== "";
@@ -476,14 +508,20 @@ export async function pretrainBackbone(
 ): Promise<{ dir: string; cached: boolean; info: PretrainInfo }> {
   const log = opts.log ?? ((l: string) => console.error(l));
   const base = preset(opts.preset);
-  const corpusLines = opts.corpusFiles
-    ? (await Promise.all(opts.corpusFiles.map((f) => Deno.readTextFile(f))))
+  const dataDir = opts.corpusFiles ? undefined : corpusDataDir(opts.dataDir);
+  const corpusLines = dataDir === undefined
+    ? (await Promise.all(opts.corpusFiles!.map((f) => Deno.readTextFile(f))))
       .flatMap((t) => t.split("\n")).map((l) => l.trim()).filter((l) => l !== "")
-    : await taskCorpus(corpusDataDir(opts.dataDir));
+    : await taskCorpus(dataDir);
   if (corpusLines.length === 0) {
+    // The folder read, as resolved: a --data-dir is refused before this by `deno task pretrain`.
     throw new Error(
-      "pretrain: the corpus is empty (no train/test split present in the data folder and no " +
-        "--corpus files); run `deno task download` or pass --data-dir / --corpus",
+      dataDir === undefined
+        ? `pretrain: the corpus is empty: no non-blank line in ${opts.corpusFiles!.join(", ")}`
+        : `pretrain: the task corpus is empty: no train or test split of any task in ${dataDir}` +
+          (opts.dataDir === undefined ? defaultFolders() : "") + "; run `deno task download`, " +
+          "or pass --data-dir (a folder in the official layout: glue/<Task>/…, " +
+          "super_glue/<Task>/…) or --corpus",
     );
   }
   const corpusText = corpusLines.join("\n");
@@ -508,10 +546,7 @@ export async function pretrainBackbone(
     }
   }
   // Span corruption needs T5's sentinels; a tokenizer without them gets them appended.
-  const tokenizerJson = withSentinels(
-    parseJsonFile(await Deno.readTextFile(tokenizerFile), tokenizerFile) as Record<string, unknown>,
-    tokenizerFile,
-  );
+  const tokenizerJson = readTokenizerJson(await Deno.readTextFile(tokenizerFile), tokenizerFile);
   const tokenizerText = JSON.stringify(tokenizerJson);
   const key = (sha256(JSON.stringify({
     v: PRETRAIN_CODE_VERSION,
@@ -808,6 +843,43 @@ function fileArg(flag: string, path: string): void {
   if (!info.isFile) throw new UsageError(`${flag} ${path}: is a folder, not a file`);
 }
 
+/**
+ * Throws a {@link UsageError} starting `--tokenizer` unless `path` reads as a tokenizer that
+ * {@link pretrainBackbone} can use (JSON, a Unigram model, sentinels appended where missing, and
+ * a T5 tokenizer built from it): the file named on the command line, refused before any work.
+ */
+async function checkTokenizerFile(path: string): Promise<void> {
+  try {
+    T5Tokenizer.fromJson(readTokenizerJson(await Deno.readTextFile(path), path), path);
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    const message = e instanceof Error ? e.message : String(e);
+    // The messages name the file first (`<path>:<line>:<column>: …`, `<path>: field …`).
+    throw new UsageError(
+      `--tokenizer ${message.startsWith(path) ? message : `${path}: ${message}`}`,
+      { cause: e },
+    );
+  }
+}
+
+/**
+ * A `tokenizer.json`'s text parsed, checked to be an object, with T5's sentinels appended where
+ * it has none (span corruption needs them).
+ *
+ * @throws Error naming `path` (and the line for invalid JSON)
+ */
+function readTokenizerJson(text: string, path: string): Record<string, unknown> {
+  const json = parseJsonFile(text, path);
+  if (json === null || typeof json !== "object" || Array.isArray(json)) {
+    throw new Error(
+      `${path}: must be a tokenizer.json object, got ${
+        Array.isArray(json) ? "an array" : JSON.stringify(json)
+      }`,
+    );
+  }
+  return withSentinels(json as Record<string, unknown>, path);
+}
+
 /** Options of {@link main} (tests capture the output and replace the pretraining). */
 export interface PretrainMainOptions {
   readonly log?: (s: string) => void;
@@ -886,8 +958,22 @@ export async function main(args: string[], opts: PretrainMainOptions = {}): Prom
       // The task corpus is read from the folder HYPERPROMPT_DATA names: it must exist too.
       usageChecked(() => checkDataDir(defaultDataDir(), "HYPERPROMPT_DATA"));
     }
+    if (values.corpus === undefined && (dataDir || dataDirFromEnv())) {
+      // A named folder without any split of the task corpus is as unusable as a missing one.
+      const dir = dataDir || defaultDataDir();
+      if (corpusSplits(dir).length === 0) {
+        throw new UsageError(
+          `${dataDir ? `--data-dir ${dir}` : `HYPERPROMPT_DATA=${dir}`}: no train or test ` +
+            "split of any task there, so the task corpus would be empty; put the files there in " +
+            "the official layout (glue/<Task>/…, super_glue/<Task>/…), or pass --corpus",
+        );
+      }
+    }
     for (const f of values.corpus ?? []) fileArg("--corpus", f);
-    if (values.tokenizer !== undefined) fileArg("--tokenizer", values.tokenizer);
+    if (values.tokenizer !== undefined) {
+      fileArg("--tokenizer", values.tokenizer);
+      await checkTokenizerFile(values.tokenizer);
+    }
     const cacheDir = values["cache-dir"] ?? usageChecked(defaultCacheDir);
     checkOutputFolder(
       values["cache-dir"] === undefined ? "the cache folder" : "--cache-dir",

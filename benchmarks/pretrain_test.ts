@@ -454,6 +454,17 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
     await Deno.writeTextFile(file, "not json");
     const cache = join(dir, "cache");
     const base = ["--preset", "tiny-v1_1", "--cache-dir", cache];
+    // A folder without a train or test split: the task corpus would be empty.
+    const empty = join(dir, "empty");
+    await Deno.mkdir(join(empty, "glue", "RTE"), { recursive: true });
+    await Deno.writeTextFile(join(empty, "glue", "RTE", "dev.tsv"), "x\n"); // a scored split
+    const bpe = join(dir, "bpe.json");
+    await Deno.writeTextFile(bpe, JSON.stringify({ model: { type: "BPE", vocab: {} } }));
+    const list = join(dir, "list.json");
+    await Deno.writeTextFile(list, "[1]");
+    // Unigram but not a tokenizer T5Tokenizer can build: the check goes past withSentinels.
+    const unigram = join(dir, "unigram.json");
+    await Deno.writeTextFile(unigram, JSON.stringify({ model: { type: "Unigram", vocab: [] } }));
     const cases: [string[], RegExp][] = [
       [
         ["--stpes", "3"],
@@ -485,6 +496,28 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
       [[...base, "--lr", "Infinity"], /^--lr must be a positive number, got "Infinity"/],
       [[...base, "--corpus", join(dir, "nope.txt")], /^--corpus .*nope\.txt: no such file/],
       [[...base, "--tokenizer", dir], /^--tokenizer .*: is a folder, not a file/],
+      [
+        [...base, "--data-dir", empty],
+        new RegExp(
+          `^--data-dir ${empty}: no train or test split of any task there, so the task corpus ` +
+            "would be empty; put the files there in the official layout \\(glue/<Task>/…, " +
+            "super_glue/<Task>/…\\), or pass --corpus \\(deno task pretrain --help\\)$",
+        ),
+      ],
+      // A file named on the command line that cannot be used: 2, the flag first, then the file.
+      [
+        [...base, "--tokenizer", bpe],
+        /^--tokenizer \/\S*bpe\.json: field "model" must be a Unigram model with a vocab list /,
+      ],
+      [
+        [...base, "--tokenizer", file],
+        /^--tokenizer \/\S*a-file:1:2: invalid JSON: Unexpected token 'o' \(deno task pretrain/,
+      ],
+      [
+        [...base, "--tokenizer", list],
+        /^--tokenizer \/\S*list\.json: must be a tokenizer\.json object, got an array /,
+      ],
+      [[...base, "--tokenizer", unigram], /^--tokenizer \/\S*unigram\.json: /],
       [["--preset", "tiny-v1_1", "--cache-dir", file], /^--cache-dir .*a-file: is a file/],
       [["--preset", "nosuch"], /^Unknown T5 preset "nosuch"/],
     ];
@@ -505,6 +538,7 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
     const named: [string, RegExp][] = [
       [join(dir, "nope"), /^HYPERPROMPT_DATA=.*nope: no such folder \(deno task pretrain/],
       [file, /^HYPERPROMPT_DATA=.*a-file: is a file, not a folder \(deno task pretrain/],
+      [empty, /^HYPERPROMPT_DATA=.*empty: no train or test split of any task there, so the /],
     ];
     for (const [data, want] of named) {
       const err: string[] = [];
@@ -536,17 +570,28 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
       () => main([...base, "--corpus", corpusFile], { error: () => {}, pretrain }),
     );
     equal(pretrained, 1, "with --corpus the data folder is not read");
-    // A tokenizer file that is not JSON is named by pretrainBackbone.
-    const err: string[] = [];
+    // A tokenizer file that is not JSON is named by pretrainBackbone too.
     const corpus = join(dir, "corpus.txt");
     await Deno.writeTextFile(corpus, "a few words\nof text\n");
-    const args = [...base, "--corpus", corpus, "--tokenizer", file, "--steps", "1"];
-    equal(
-      await main(args, { error: (s) => err.push(s), log: () => {} }),
-      1,
-      "a failure while working",
+    await rejects(pretrainBackbone(quickOptions(dir, corpus, { tokenizer: file })), {
+      message: `${file}:1:2: invalid JSON: Unexpected token 'o'`,
+    });
+    // The default data folder (no --data-dir, no HYPERPROMPT_DATA) without a split: a failure
+    // while working (1, as data missing after a download), naming the folders it was made of.
+    const err: string[] = [];
+    const mirrorless = join(dir, "shared");
+    const code = await withEnv(
+      { HYPERPROMPT_DATA: undefined, HYPERPROMPT_SHARED: mirrorless, HYPERPROMPT_CACHE: empty },
+      () => main([...base, "--steps", "1"], { error: (s) => err.push(s), log: () => {} }),
     );
-    ok(/^\/\S*a-file:1:2: invalid JSON: Unexpected token 'o'$/.test(err[0]!), String(err[0]));
+    equal(code, 1, "a failure while working");
+    deepEqual(err, [
+      `pretrain: the task corpus is empty: no train or test split of any task in ${empty}/data ` +
+      `(the default data folder: per file the download cache ${empty}/data where its manifest ` +
+      `lists it, else the mirror ${mirrorless}/data); run \`deno task download\`, or pass ` +
+      "--data-dir (a folder in the official layout: glue/<Task>/…, super_glue/<Task>/…) or " +
+      "--corpus",
+    ]);
     const out: string[] = [];
     equal(await main(["--help"], { log: (s) => out.push(s) }), 0);
     equal(await main(["-h"], { log: () => {} }), 0, "-h is --help");
