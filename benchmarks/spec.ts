@@ -944,9 +944,17 @@ function show(v: unknown): string {
   return s === undefined ? String(v) : s.length > 60 ? s.slice(0, 57) + "..." : s;
 }
 
+/**
+ * What a field of the wrong type is told: `must be <what>, got <value>`, or, for an absent field
+ * (undefined: JSON has no such value), `is missing (must be <what>)`.
+ */
+function mustBe(what: string, v: unknown, sep = ","): string {
+  return v === undefined ? `is missing (must be ${what})` : `must be ${what}${sep} got ${show(v)}`;
+}
+
 function obj(v: unknown, src: Source, path: string): Record<string, unknown> {
   if (v === null || typeof v !== "object" || Array.isArray(v)) {
-    throw new SpecError(src, path, `must be an object, got ${show(v)}`);
+    throw new SpecError(src, path, mustBe("an object", v));
   }
   return v as Record<string, unknown>;
 }
@@ -970,7 +978,7 @@ function noExtraKeys(
 
 function str(v: unknown, src: Source, path: string): string {
   if (typeof v !== "string" || v.length === 0) {
-    throw new SpecError(src, path, `must be a non-empty string, got ${show(v)}`);
+    throw new SpecError(src, path, mustBe("a non-empty string", v));
   }
   return v;
 }
@@ -982,7 +990,7 @@ function oneOf<T extends string>(
   path: string,
 ): T {
   if (typeof v !== "string" || !(choices as readonly string[]).includes(v)) {
-    throw new SpecError(src, path, `must be one of ${choices.join(", ")}; got ${show(v)}`);
+    throw new SpecError(src, path, mustBe(`one of ${choices.join(", ")}`, v, ";"));
   }
   return v as T;
 }
@@ -1014,7 +1022,7 @@ function num(
     );
   }
   if (typeof v !== "number" || (opts.int && !Number.isInteger(v))) {
-    throw new SpecError(src, path, `must be ${what}, got ${show(v)}`);
+    throw new SpecError(src, path, mustBe(what, v));
   }
   const min = opts.min ?? (opts.int ? -MAX_INT : undefined);
   if (min !== undefined && (opts.minExclusive ? v <= min : v < min)) {
@@ -1034,7 +1042,7 @@ function dim(v: unknown, src: Source, path: string, min: number): number {
 }
 
 function arr(v: unknown, src: Source, path: string, nonEmpty = true): unknown[] {
-  if (!Array.isArray(v)) throw new SpecError(src, path, `must be an array, got ${show(v)}`);
+  if (!Array.isArray(v)) throw new SpecError(src, path, mustBe("an array", v));
   if (nonEmpty && v.length === 0) throw new SpecError(src, path, "must not be empty");
   return v;
 }
@@ -1217,7 +1225,7 @@ function validateAdafactor(
     throw new SpecError(
       src,
       `${path}.multiplyByParameterScale`,
-      `must be true or false, got ${show(scale)}`,
+      mustBe("true or false", scale),
     );
   }
   const minDim = o.minDimSizeToFactor ?? base?.minDimSizeToFactor;
@@ -1734,7 +1742,7 @@ export function validateProfile(
   }
   const skip = o.skipMissingTasks ?? false;
   if (typeof skip !== "boolean") {
-    throw new SpecError(src, "$.skipMissingTasks", `must be true or false, got ${show(skip)}`);
+    throw new SpecError(src, "$.skipMissingTasks", mustBe("true or false", skip));
   }
   const train = validateTrain(o.train ?? {}, src, "$.train");
   const trainOverrides: Partial<Record<BenchmarkName, Partial<TrainSpec>>> = {};
@@ -1894,7 +1902,7 @@ function scores(v: unknown, src: Source, path: string): void {
 
 function bool(v: unknown, src: Source, path: string): boolean {
   if (typeof v !== "boolean") {
-    throw new SpecError(src, path, `must be true or false, got ${show(v)}`);
+    throw new SpecError(src, path, mustBe("true or false", v));
   }
   return v;
 }
@@ -1982,6 +1990,16 @@ function trainTotals(o: Record<string, unknown>, tps: number, src: Source): void
  */
 export function validateRunResult(raw: unknown, src: Source): RunResult {
   const o = obj(raw, src, "$");
+  if (o.spec === undefined) {
+    // A stray JSON file in a results folder, say: said so, rather than its first missing field.
+    const keys = Object.keys(o);
+    throw new SpecError(
+      src,
+      "$.spec",
+      'is missing: not a run result (every run result has "spec"); its fields: ' +
+        (keys.length === 0 ? "none" : show(keys)),
+    );
+  }
   const spec = obj(o.spec, src, "$.spec");
   str(spec.id, src, "$.spec.id");
   str(spec.profile, src, "$.spec.profile");

@@ -28,6 +28,7 @@ import {
 import { fakeRunOne } from "./_fake_run_one.ts";
 import { parseProfile } from "./profile.ts";
 import { isHubRepoId } from "../model/hub.ts";
+import { loadResults } from "./compare.ts";
 
 const SRC = { file: "profiles/x.json" };
 
@@ -71,6 +72,71 @@ function assertTrainErrors(prefix: string, cases: [Record<string, unknown>, stri
     assertSpecError(() => validateProfile(minimal({ train }), { file: "p.json", locate }), message);
   }
 }
+
+Deno.test("validateProfile(): an absent field is said to be missing, a present one shown", () => {
+  const without = (key: string, extra: Record<string, unknown> = {}) => {
+    const p = minimal(extra);
+    delete p[key];
+    return p;
+  };
+  // Every type check (str, num, oneOf, arr, obj, bool) says "is missing" for an absent field.
+  const missing: [Record<string, unknown>, string][] = [
+    [without("name"), "$.name is missing (must be a non-empty string)"],
+    [without("models"), "$.models is missing (must be an array)"],
+    [minimal({ methods: [{ label: "m" }] }), "$.methods[0].name is missing (must be one of "],
+    [minimal({ methods: [{}] }), "$.methods[0].name is missing (must be one of "],
+  ];
+  for (const [raw, start] of missing) {
+    assert.throws(
+      () => validateProfile(raw, SRC),
+      (e: unknown) => e instanceof SpecError && e.message.startsWith(`profiles/x.json: ${start}`),
+      start,
+    );
+  }
+  // A value that is there is shown, never called missing ("undefined" only for an absent one).
+  assertSpecError(
+    () => validateProfile(minimal({ name: 3 }), SRC),
+    "profiles/x.json: $.name must be a non-empty string, got 3",
+  );
+  assertSpecError(
+    () => validateProfile(minimal({ name: null }), SRC),
+    "profiles/x.json: $.name must be a non-empty string, got null",
+  );
+  assertSpecError(
+    () => validateProfile(minimal({ backend: "gpu" }), SRC),
+    "profiles/x.json: $.backend must be one of auto, tensorflow, webgpu, wasm, wasm+blas, cpu; " +
+      'got "gpu"',
+  );
+});
+
+Deno.test('validateRunResult(): a JSON without "spec" is not a run result, the file named', async () => {
+  assertSpecError(
+    () => validateRunResult({ name: "x", version: 1 }, { file: "runs/stray.json" }),
+    'runs/stray.json: $.spec is missing: not a run result (every run result has "spec"); its ' +
+      'fields: ["name","version"]',
+  );
+  assertSpecError(
+    () => validateRunResult({}, { file: "runs/empty.json" }),
+    'runs/empty.json: $.spec is missing: not a run result (every run result has "spec"); its ' +
+      "fields: none",
+  );
+  // A "spec" that is there but not an object is a broken run result, not a stray file.
+  assertSpecError(
+    () => validateRunResult({ spec: 3 }, { file: "r.json" }),
+    "r.json: $.spec must be an object, got 3",
+  );
+  // As the tables and the submission read a results folder: the stray file named by its path.
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/package.json`, '{"name": "x"}\n');
+    await assert.rejects(loadResults(dir), {
+      message: `${dir}/package.json: $.spec is missing: not a run result (every run result has ` +
+        '"spec"); its fields: ["name"]',
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
 
 Deno.test("validateProfile() fills defaults", () => {
   const p = validateProfile(minimal(), SRC);
@@ -840,16 +906,16 @@ Deno.test("validateRunResult() checks provenance, losses and tokenizer, naming t
   );
   bad(
     (r) => delete r.provenance.gitDirty,
-    "$.provenance.gitDirty must be true or false, got undefined",
+    "$.provenance.gitDirty is missing (must be true or false)",
   );
   bad((r) => (r.provenance.gitSha = ""), `$.provenance.gitSha must be a non-empty string, got ""`);
   bad(
     (r) => (r.provenance.backend = {}),
-    "$.provenance.backend.name must be a non-empty string, got undefined",
+    "$.provenance.backend.name is missing (must be a non-empty string)",
   );
   bad(
     (r) => delete r.provenance.device,
-    "$.provenance.device must be a non-empty string, got undefined",
+    "$.provenance.device is missing (must be a non-empty string)",
   );
   bad(
     (r) => (r.provenance.data.kind = "hub"),
@@ -872,7 +938,7 @@ Deno.test("validateRunResult() checks provenance, losses and tokenizer, naming t
     "$.provenance.resumedFrom.step must be >= 1, got 0",
   );
   // An evaluation without its step or task would be grouped under none (best-step averages).
-  bad((r) => delete r.evals[0].step, "$.evals[0].step must be an integer, got undefined");
+  bad((r) => delete r.evals[0].step, "$.evals[0].step is missing (must be an integer)");
   bad((r) => (r.evals[1].task = ""), `$.evals[1].task must be a non-empty string, got ""`);
   bad(
     (r) => (r.provenance.resumedFrom.gitDirty = "yes"),
@@ -882,7 +948,7 @@ Deno.test("validateRunResult() checks provenance, losses and tokenizer, naming t
     (r) => (r.provenance.resumedFrom.backend = 3),
     "$.provenance.resumedFrom.backend must be a non-empty string, got 3",
   );
-  bad((r) => (r.losses[1] = { step: 2 }), "$.losses[1].loss must be a number, got undefined");
+  bad((r) => (r.losses[1] = { step: 2 }), "$.losses[1].loss is missing (must be a number)");
   bad((r) => (r.losses[0].step = 1.5), "$.losses[0].step must be an integer, got 1.5");
   bad((r) => (r.tokenizer = 7), "$.tokenizer must be a non-empty string, got 7");
   // The throughput's totals: optional (results written before them load), both or neither,
@@ -1018,7 +1084,7 @@ Deno.test("validateRunResult() checks testPredictions, naming the field", async 
   const cases: [unknown, string][] = [
     [{ dir: "/abs", files: {} }, "$.testPredictions.dir must be a folder inside"],
     [{ dir: "a/../..", files: {} }, "$.testPredictions.dir must be a folder inside"],
-    [{ dir: "d" }, "$.testPredictions.files must be an object, got undefined"],
+    [{ dir: "d" }, "$.testPredictions.files is missing (must be an object)"],
     [{ dir: "d", files: { cb: { step: -1, examples: 1 } } }, "$.testPredictions.files.cb.step"],
     [{ dir: "d", files: { cb: { step: 1 } } }, "$.testPredictions.files.cb.examples"],
   ];
@@ -1109,23 +1175,26 @@ Deno.test("validateRunResult(): a missing or mistyped spec, score, params or tim
   const dirs = { outDir: "/nonexistent", dataDir: "/nonexistent" };
   const good = JSON.parse(JSON.stringify(await fakeRunOne({ id: runId(body), ...body }, dirs)));
   validateRunResult(structuredClone(good), { file: "r.json" });
+  // An absent field is said to be missing ("is missing (must be …)"), a present one shown with
+  // its value ("must be …, got …").
   // deno-lint-ignore no-explicit-any -- edits reach into parsed JSON of any shape
-  const bad = (edit: (r: Record<string, any>) => void, field: string) => {
+  const bad = (edit: (r: Record<string, any>) => void, field: string, missing = false) => {
     const r = structuredClone(good);
     edit(r);
+    const start = `r.json: ${field} ${missing ? "is missing (must be " : "must "}`;
     assert.throws(
       () => validateRunResult(r, { file: "r.json" }),
-      (e: unknown) => e instanceof SpecError && e.message.startsWith(`r.json: ${field} must`),
+      (e: unknown) => e instanceof SpecError && e.message.startsWith(start),
       field,
     );
   };
-  bad((r) => delete r.wallSeconds, "$.wallSeconds");
+  bad((r) => delete r.wallSeconds, "$.wallSeconds", true);
   bad((r) => (r.wallSeconds = "3"), "$.wallSeconds");
-  bad((r) => delete r.backboneSource, "$.backboneSource");
-  bad((r) => delete r.params.trainedPerTaskPct, "$.params.trainedPerTaskPct");
+  bad((r) => delete r.backboneSource, "$.backboneSource", true);
+  bad((r) => delete r.params.trainedPerTaskPct, "$.params.trainedPerTaskPct", true);
   bad((r) => (r.params.total = -1), "$.params.total");
-  bad((r) => delete r.flops.inferencePerExample, "$.flops.inferencePerExample");
-  bad((r) => delete r.spec.seed, "$.spec.seed");
+  bad((r) => delete r.flops.inferencePerExample, "$.flops.inferencePerExample", true);
+  bad((r) => delete r.spec.seed, "$.spec.seed", true);
   bad((r) => (r.spec.seed = 0.5), "$.spec.seed");
   bad((r) => (r.spec.benchmark = "glu"), "$.spec.benchmark");
   bad((r) => (r.spec.profile = ""), "$.spec.profile");
