@@ -97,71 +97,73 @@ Deno.test({
   fn: async () => {
     await tf.ready();
     const before = tf.memory().numTensors;
-    const out = await Deno.makeTempDir();
-    const s = spec({ name: "mtl", label: "mtl", config: {} });
-    const phases: string[] = [];
-    const r = await runOne(s, {
-      outDir: out,
-      dataDir: DATA,
-      onProgress: (p) => phases.push(p.phase),
-      // A checkpoint after every step as well as every 4th (reaches train()): the newest two.
-      checkpointMinutes: 1e-9,
+    await inTempDir(async (out) => {
+      const s = spec({ name: "mtl", label: "mtl", config: {} });
+      const phases: string[] = [];
+      const r = await runOne(s, {
+        outDir: out,
+        dataDir: DATA,
+        onProgress: (p) => phases.push(p.phase),
+        // A checkpoint after every step as well as every 4th (reaches train()): the newest two.
+        checkpointMinutes: 1e-9,
+      });
+      assert.deepEqual(await listCheckpoints(`${out}/checkpoints`), [11, 12]);
+      validateRunResult(JSON.parse(JSON.stringify(r)), { file: "runOne()" });
+      assert.equal(r.spec, s);
+      assert.deepEqual(r.losses.map((l) => l.step), Array.from({ length: 12 }, (_, i) => i + 1));
+      const first = (r.losses[0]!.loss + r.losses[1]!.loss) / 2;
+      const last = (r.losses[10]!.loss + r.losses[11]!.loss) / 2;
+      // Random init starts near ln(4096) = 8.3; 12 steps must learn the label-word distribution.
+      assert.ok(last < first - 1, `loss ${first} -> ${last}`);
+      assert.deepEqual(r.evals.map((e) => `${e.step}/${e.task}`), [
+        "6/cb",
+        "6/rte_sg",
+        "12/cb",
+        "12/rte_sg",
+      ]);
+      for (const e of r.evals) {
+        assert.ok(e.groupScore >= 0 && e.groupScore <= 100, JSON.stringify(e));
+      }
+      assert.ok("f1" in r.evals[0]!.metrics || Object.keys(r.evals[0]!.metrics).length === 2);
+      assert.deepEqual(Object.keys(r.best).sort(), ["cb", "rte_sg"]);
+      const mean = (r.best.cb!.groupScore + r.best.rte_sg!.groupScore) / 2;
+      assert.ok(Math.abs(r.averages.super_glue! - mean) < 1e-9, "partial benchmark: plain mean");
+      assert.equal(r.params.extra, 0);
+      assert.equal(r.params.trained, r.params.total);
+      assert.ok(r.flops.trainPerExample > r.flops.inferencePerExample);
+      assert.ok(r.tokensPerSecond > 0 && r.wallSeconds > 0);
+      // The rate's two totals are recorded (per-task rows add them up): tokens over seconds.
+      assert.ok(Number.isInteger(r.trainTokens) && r.trainTokens! > 0, `${r.trainTokens}`);
+      assert.ok(r.trainSeconds! > 0 && r.trainSeconds! < r.wallSeconds, `${r.trainSeconds}`);
+      assert.equal(r.tokensPerSecond, r.trainTokens! / r.trainSeconds!);
+      assert.equal(r.backboneSource, "random(seed=1)");
+      // The task-corpus tokenizer (shared with the pretrained backbone) or, without spm_train,
+      // the fixture one; either way the run records which.
+      assert.match(r.tokenizer ?? "", /^(task-spm|fixture):.*tokenizer\.json$/);
+      assert.equal(r.attentionMass, undefined, "mtl has no prompt slots");
+      assert.equal(r.provenance.backend.tfBackend, "wasm");
+      // The code this process loaded, not the tree's state at the run (which others may change).
+      assert.deepEqual(
+        { sha: r.provenance.gitSha, dirty: r.provenance.gitDirty },
+        codeGitState(),
+      );
+      // Where the data came from: the offline mirror, each file read with its listed digest.
+      const prov = r.provenance as RunProvenance;
+      assert.equal(prov.data?.kind, "mirror");
+      assert.equal(prov.data?.dir, await Deno.realPath(DATA));
+      assert.deepEqual(Object.keys(prov.data?.files ?? {}), [
+        "super_glue/CB/train.jsonl",
+        "super_glue/CB/val.jsonl",
+        "super_glue/RTE/train.jsonl",
+        "super_glue/RTE/val.jsonl",
+      ]);
+      for (const f of Object.values(prov.data!.files)) {
+        assert.match(f.sha256 ?? "", /^[0-9a-f]{64}$/);
+      }
+      assert.equal(prov.resumedFrom, undefined, "trained from step 0");
+      assert.ok(phases.includes("eval") && phases.filter((p) => p === "train").length === 12);
+      assert.equal(tf.memory().numTensors, before, "runOne releases every tensor");
     });
-    assert.deepEqual(await listCheckpoints(`${out}/checkpoints`), [11, 12]);
-    validateRunResult(JSON.parse(JSON.stringify(r)), { file: "runOne()" });
-    assert.equal(r.spec, s);
-    assert.deepEqual(r.losses.map((l) => l.step), Array.from({ length: 12 }, (_, i) => i + 1));
-    const first = (r.losses[0]!.loss + r.losses[1]!.loss) / 2;
-    const last = (r.losses[10]!.loss + r.losses[11]!.loss) / 2;
-    // Random init starts near ln(4096) = 8.3; 12 steps must learn the label-word distribution.
-    assert.ok(last < first - 1, `loss ${first} -> ${last}`);
-    assert.deepEqual(r.evals.map((e) => `${e.step}/${e.task}`), [
-      "6/cb",
-      "6/rte_sg",
-      "12/cb",
-      "12/rte_sg",
-    ]);
-    for (const e of r.evals) {
-      assert.ok(e.groupScore >= 0 && e.groupScore <= 100, JSON.stringify(e));
-    }
-    assert.ok("f1" in r.evals[0]!.metrics || Object.keys(r.evals[0]!.metrics).length === 2);
-    assert.deepEqual(Object.keys(r.best).sort(), ["cb", "rte_sg"]);
-    const mean = (r.best.cb!.groupScore + r.best.rte_sg!.groupScore) / 2;
-    assert.ok(Math.abs(r.averages.super_glue! - mean) < 1e-9, "partial benchmark: plain mean");
-    assert.equal(r.params.extra, 0);
-    assert.equal(r.params.trained, r.params.total);
-    assert.ok(r.flops.trainPerExample > r.flops.inferencePerExample);
-    assert.ok(r.tokensPerSecond > 0 && r.wallSeconds > 0);
-    // The rate's two totals are recorded (per-task rows add them up): tokens over seconds.
-    assert.ok(Number.isInteger(r.trainTokens) && r.trainTokens! > 0, `${r.trainTokens}`);
-    assert.ok(r.trainSeconds! > 0 && r.trainSeconds! < r.wallSeconds, `${r.trainSeconds}`);
-    assert.equal(r.tokensPerSecond, r.trainTokens! / r.trainSeconds!);
-    assert.equal(r.backboneSource, "random(seed=1)");
-    // The task-corpus tokenizer (shared with the pretrained backbone) or, without spm_train,
-    // the fixture one; either way the run records which.
-    assert.match(r.tokenizer ?? "", /^(task-spm|fixture):.*tokenizer\.json$/);
-    assert.equal(r.attentionMass, undefined, "mtl has no prompt slots");
-    assert.equal(r.provenance.backend.tfBackend, "wasm");
-    // The code this process loaded, not the tree's state at the run (which others may change).
-    assert.deepEqual(
-      { sha: r.provenance.gitSha, dirty: r.provenance.gitDirty },
-      codeGitState(),
-    );
-    // Where the data came from: the offline mirror, each file read with its listed digest.
-    const prov = r.provenance as RunProvenance;
-    assert.equal(prov.data?.kind, "mirror");
-    assert.equal(prov.data?.dir, await Deno.realPath(DATA));
-    assert.deepEqual(Object.keys(prov.data?.files ?? {}), [
-      "super_glue/CB/train.jsonl",
-      "super_glue/CB/val.jsonl",
-      "super_glue/RTE/train.jsonl",
-      "super_glue/RTE/val.jsonl",
-    ]);
-    for (const f of Object.values(prov.data!.files)) assert.match(f.sha256 ?? "", /^[0-9a-f]{64}$/);
-    assert.equal(prov.resumedFrom, undefined, "trained from step 0");
-    assert.ok(phases.includes("eval") && phases.filter((p) => p === "train").length === 12);
-    assert.equal(tf.memory().numTensors, before, "runOne releases every tensor");
-    await Deno.remove(out, { recursive: true });
   },
 });
 
@@ -233,136 +235,136 @@ Deno.test({
     await tf.ready();
     const tensorsBefore = tf.memory().numTensors;
     const s = spec({ name: "hyperprompt_global", label: "hp", config: {} }, 8);
-    const outA = await Deno.makeTempDir();
-    const a = await runOneWith(s, { outDir: outA, dataDir: DATA }, EXACT);
-    assert.ok(a.params.extra > 0);
-    // Hyper-prompt attention mass: per task, one value in [0, 1] per block of each stack.
-    assert.deepEqual(Object.keys(a.attentionMass ?? {}).sort(), ["cb", "rte_sg"]);
-    for (const m of Object.values(a.attentionMass!)) {
-      assert.equal(m.encoder.length, 2);
-      assert.equal(m.decoder.length, 2);
-      for (const x of [...m.encoder, ...m.decoder]) assert.ok(x > 0 && x <= 1, String(x));
-    }
-    const outB = await Deno.makeTempDir();
-    const killedAt = performance.now();
-    await assert.rejects(
-      () =>
-        runOneWith(s, {
-          outDir: outB,
-          dataDir: DATA,
-          onProgress: (p) => {
-            if (p.phase === "train" && p.step === 7) throw new Error("killed");
-          },
-        }, EXACT),
-      /killed/,
-    );
-    const firstMs = performance.now() - killedAt;
-    assert.equal(tf.memory().numTensors, tensorsBefore, "a failed run releases every tensor");
-    // The checkpoint the resume starts from carries the tokens and training time of steps 1-4,
-    // and the first session's wall time up to it (its steps, setup and evaluation: more than
-    // their training time, less than the whole killed session); 1000 hours are added to both
-    // times, so that a result counting them is told from one that counts only the resumed
-    // session (whose steps take about as long as steps 1-4).
-    const statePath = `${outB}/checkpoints/step-00000004/state.json`;
-    const before = JSON.parse(await Deno.readTextFile(statePath)) as Record<string, number>;
-    assert.ok(before.trainMs! > 0 && before.tokens! > 0);
-    assert.ok(
-      before.wallMs! > before.trainMs! && before.wallMs! < firstMs,
-      `wallMs ${before.wallMs}: not within trainMs ${before.trainMs} and the session's ${firstMs}`,
-    );
-    const extraMs = 3.6e9;
-    await Deno.writeTextFile(
-      statePath,
-      JSON.stringify({
-        ...before,
-        trainMs: before.trainMs! + extraMs,
-        wallMs: before.wallMs! + extraMs,
-      }),
-    );
-    const t0 = performance.now();
-    const b = await runOneWith(s, { outDir: outB, dataDir: DATA }, EXACT);
-    const sessionMs = performance.now() - t0;
-    assert.equal((a.provenance as RunProvenance).resumedFrom, undefined);
-    // The resumed run says so, and names the code of the checkpoint unless provably its own.
-    const resumed = (b.provenance as RunProvenance).resumedFrom;
-    assert.equal(resumed?.step, 4);
-    const git = codeGitState(); // what the runs recorded (read once per process)
-    if (!git.dirty) assert.deepEqual(resumed, { step: 4 });
-    else assert.deepEqual(resumed, { step: 4, gitSha: git.sha, gitDirty: true });
-    assert.deepEqual(b.losses, a.losses);
-    assert.deepEqual(b.evals, a.evals);
-    assert.deepEqual(b.best, a.best);
-    assert.deepEqual(b.averages, a.averages);
-    assert.deepEqual(b.attentionMass, a.attentionMass, "same final weights");
-    // Throughput totals are the whole run's, not the resumed session's: the same tokens as the
-    // uninterrupted run (same batches), and the checkpoint's seconds plus this session's steps.
-    assert.equal(b.trainTokens, a.trainTokens);
-    assert.ok(b.trainTokens! > before.tokens!);
-    const carried = (before.trainMs! + extraMs) / 1000;
-    assert.ok(
-      b.trainSeconds! > carried && b.trainSeconds! < carried + sessionMs / 1000,
-      `${b.trainSeconds} s: not ${carried} s carried + at most ${
-        sessionMs / 1000
-      } s of this session`,
-    );
-    // So is the wall time: the first session's up to the checkpoint plus this session's.
-    const carriedWall = (before.wallMs! + extraMs) / 1000;
-    assert.ok(
-      b.wallSeconds > carriedWall && b.wallSeconds < carriedWall + sessionMs / 1000,
-      `${b.wallSeconds} s: not ${carriedWall} s carried + at most ${sessionMs / 1000} s`,
-    );
-    assert.ok(b.wallSeconds > b.trainSeconds!, "wall time includes the training time");
-    // A stop request pending when training returns (a signal during the last step's save): the
-    // run ends before the attention mass, its result unreturned (so unwritten), the last
-    // step's checkpoint kept; the resume trains nothing and redoes only the attention mass.
-    assert.deepEqual(await listCheckpoints(`${outB}/checkpoints`), [4, 8]);
-    requestStop("SIGTERM");
-    try {
-      const err = await runOneWith(s, { outDir: outB, dataDir: DATA }, EXACT).then(
-        () => undefined,
-        (e) => e,
+    await inTempDir(async (root) => {
+      const outA = await Deno.makeTempDir({ dir: root });
+      const a = await runOneWith(s, { outDir: outA, dataDir: DATA }, EXACT);
+      assert.ok(a.params.extra > 0);
+      // Hyper-prompt attention mass: per task, one value in [0, 1] per block of each stack.
+      assert.deepEqual(Object.keys(a.attentionMass ?? {}).sort(), ["cb", "rte_sg"]);
+      for (const m of Object.values(a.attentionMass!)) {
+        assert.equal(m.encoder.length, 2);
+        assert.equal(m.decoder.length, 2);
+        for (const x of [...m.encoder, ...m.decoder]) assert.ok(x > 0 && x <= 1, String(x));
+      }
+      const outB = await Deno.makeTempDir({ dir: root });
+      const killedAt = performance.now();
+      await assert.rejects(
+        () =>
+          runOneWith(s, {
+            outDir: outB,
+            dataDir: DATA,
+            onProgress: (p) => {
+              if (p.phase === "train" && p.step === 7) throw new Error("killed");
+            },
+          }, EXACT),
+        /killed/,
       );
-      assert.ok(err instanceof TrainingInterruptedError, String(err));
-      assert.equal(err.interrupted, true, "the runner stops the grid");
-      assert.equal(err.attentionMassOwed, true);
-      assert.equal(err.checkpoint, `${outB}/checkpoints/step-00000008`);
-      assert.equal(
-        err.message,
-        `stopped by SIGTERM after step 8 of 8, training and evaluations done, before its ` +
-          `attention mass; checkpoint ${outB}/checkpoints/step-00000008: --resume loads it and ` +
-          `redoes only the attention mass`,
+      const firstMs = performance.now() - killedAt;
+      assert.equal(tf.memory().numTensors, tensorsBefore, "a failed run releases every tensor");
+      // The checkpoint the resume starts from carries the tokens and training time of steps 1-4,
+      // and the first session's wall time up to it (its steps, setup and evaluation: more than
+      // their training time, less than the whole killed session); 1000 hours are added to both
+      // times, so that a result counting them is told from one that counts only the resumed
+      // session (whose steps take about as long as steps 1-4).
+      const statePath = `${outB}/checkpoints/step-00000004/state.json`;
+      const before = JSON.parse(await Deno.readTextFile(statePath)) as Record<string, number>;
+      assert.ok(before.trainMs! > 0 && before.tokens! > 0);
+      assert.ok(
+        before.wallMs! > before.trainMs! && before.wallMs! < firstMs,
+        `wallMs ${before.wallMs}: not within trainMs ${before.trainMs} and the session's ${firstMs}`,
       );
-    } finally {
-      clearStopRequest();
-    }
-    assert.equal(tf.memory().numTensors, tensorsBefore, "a stopped run releases every tensor");
-    assert.deepEqual(await listCheckpoints(`${outB}/checkpoints`), [4, 8]);
-    const c = await runOneWith(s, { outDir: outB, dataDir: DATA }, EXACT);
-    assert.equal((c.provenance as RunProvenance).resumedFrom?.step, 8);
-    assert.ok(c.wallSeconds >= b.wallSeconds, "step 8's checkpoint carries b's session too");
-    assert.deepEqual(c.losses, a.losses);
-    assert.deepEqual(c.evals, a.evals);
-    assert.deepEqual(c.attentionMass, a.attentionMass);
-    // A resume from a checkpoint written before checkpoints carried the totals (trainer
-    // 50bcbf7): the earlier steps' tokens and time are unknown, so the result leaves the totals
-    // out (they would pass for the whole run's) and its rate is that of the steps since; its
-    // wall time counts this session only (nothing of the earlier ones is known).
-    await Deno.remove(`${outB}/checkpoints/step-00000008`, { recursive: true });
-    const { tokens: _t, trainMs: _ms, wallMs: _w, ...legacy } = JSON.parse(
-      await Deno.readTextFile(statePath),
-    );
-    await Deno.writeTextFile(statePath, JSON.stringify(legacy));
-    const dAt = performance.now();
-    const d = await runOneWith(s, { outDir: outB, dataDir: DATA }, EXACT);
-    assert.ok(d.wallSeconds * 1000 <= performance.now() - dAt, `${d.wallSeconds}`);
-    validateRunResult(JSON.parse(JSON.stringify(d)), { file: "runOne()" });
-    assert.equal((d.provenance as RunProvenance).resumedFrom?.step, 4);
-    assert.deepEqual(d.losses, a.losses);
-    assert.equal(d.trainTokens, undefined);
-    assert.equal(d.trainSeconds, undefined);
-    assert.ok(d.tokensPerSecond > 0, `${d.tokensPerSecond}`);
-    await Deno.remove(outA, { recursive: true });
-    await Deno.remove(outB, { recursive: true });
+      const extraMs = 3.6e9;
+      await Deno.writeTextFile(
+        statePath,
+        JSON.stringify({
+          ...before,
+          trainMs: before.trainMs! + extraMs,
+          wallMs: before.wallMs! + extraMs,
+        }),
+      );
+      const t0 = performance.now();
+      const b = await runOneWith(s, { outDir: outB, dataDir: DATA }, EXACT);
+      const sessionMs = performance.now() - t0;
+      assert.equal((a.provenance as RunProvenance).resumedFrom, undefined);
+      // The resumed run says so, and names the code of the checkpoint unless provably its own.
+      const resumed = (b.provenance as RunProvenance).resumedFrom;
+      assert.equal(resumed?.step, 4);
+      const git = codeGitState(); // what the runs recorded (read once per process)
+      if (!git.dirty) assert.deepEqual(resumed, { step: 4 });
+      else assert.deepEqual(resumed, { step: 4, gitSha: git.sha, gitDirty: true });
+      assert.deepEqual(b.losses, a.losses);
+      assert.deepEqual(b.evals, a.evals);
+      assert.deepEqual(b.best, a.best);
+      assert.deepEqual(b.averages, a.averages);
+      assert.deepEqual(b.attentionMass, a.attentionMass, "same final weights");
+      // Throughput totals are the whole run's, not the resumed session's: the same tokens as the
+      // uninterrupted run (same batches), and the checkpoint's seconds plus this session's steps.
+      assert.equal(b.trainTokens, a.trainTokens);
+      assert.ok(b.trainTokens! > before.tokens!);
+      const carried = (before.trainMs! + extraMs) / 1000;
+      assert.ok(
+        b.trainSeconds! > carried && b.trainSeconds! < carried + sessionMs / 1000,
+        `${b.trainSeconds} s: not ${carried} s carried + at most ${
+          sessionMs / 1000
+        } s of this session`,
+      );
+      // So is the wall time: the first session's up to the checkpoint plus this session's.
+      const carriedWall = (before.wallMs! + extraMs) / 1000;
+      assert.ok(
+        b.wallSeconds > carriedWall && b.wallSeconds < carriedWall + sessionMs / 1000,
+        `${b.wallSeconds} s: not ${carriedWall} s carried + at most ${sessionMs / 1000} s`,
+      );
+      assert.ok(b.wallSeconds > b.trainSeconds!, "wall time includes the training time");
+      // A stop request pending when training returns (a signal during the last step's save): the
+      // run ends before the attention mass, its result unreturned (so unwritten), the last
+      // step's checkpoint kept; the resume trains nothing and redoes only the attention mass.
+      assert.deepEqual(await listCheckpoints(`${outB}/checkpoints`), [4, 8]);
+      requestStop("SIGTERM");
+      try {
+        const err = await runOneWith(s, { outDir: outB, dataDir: DATA }, EXACT).then(
+          () => undefined,
+          (e) => e,
+        );
+        assert.ok(err instanceof TrainingInterruptedError, String(err));
+        assert.equal(err.interrupted, true, "the runner stops the grid");
+        assert.equal(err.attentionMassOwed, true);
+        assert.equal(err.checkpoint, `${outB}/checkpoints/step-00000008`);
+        assert.equal(
+          err.message,
+          `stopped by SIGTERM after step 8 of 8, training and evaluations done, before its ` +
+            `attention mass; checkpoint ${outB}/checkpoints/step-00000008: --resume loads it and ` +
+            `redoes only the attention mass`,
+        );
+      } finally {
+        clearStopRequest();
+      }
+      assert.equal(tf.memory().numTensors, tensorsBefore, "a stopped run releases every tensor");
+      assert.deepEqual(await listCheckpoints(`${outB}/checkpoints`), [4, 8]);
+      const c = await runOneWith(s, { outDir: outB, dataDir: DATA }, EXACT);
+      assert.equal((c.provenance as RunProvenance).resumedFrom?.step, 8);
+      assert.ok(c.wallSeconds >= b.wallSeconds, "step 8's checkpoint carries b's session too");
+      assert.deepEqual(c.losses, a.losses);
+      assert.deepEqual(c.evals, a.evals);
+      assert.deepEqual(c.attentionMass, a.attentionMass);
+      // A resume from a checkpoint written before checkpoints carried the totals (trainer
+      // 50bcbf7): the earlier steps' tokens and time are unknown, so the result leaves the totals
+      // out (they would pass for the whole run's) and its rate is that of the steps since; its
+      // wall time counts this session only (nothing of the earlier ones is known).
+      await Deno.remove(`${outB}/checkpoints/step-00000008`, { recursive: true });
+      const { tokens: _t, trainMs: _ms, wallMs: _w, ...legacy } = JSON.parse(
+        await Deno.readTextFile(statePath),
+      );
+      await Deno.writeTextFile(statePath, JSON.stringify(legacy));
+      const dAt = performance.now();
+      const d = await runOneWith(s, { outDir: outB, dataDir: DATA }, EXACT);
+      assert.ok(d.wallSeconds * 1000 <= performance.now() - dAt, `${d.wallSeconds}`);
+      validateRunResult(JSON.parse(JSON.stringify(d)), { file: "runOne()" });
+      assert.equal((d.provenance as RunProvenance).resumedFrom?.step, 4);
+      assert.deepEqual(d.losses, a.losses);
+      assert.equal(d.trainTokens, undefined);
+      assert.equal(d.trainSeconds, undefined);
+      assert.ok(d.tokensPerSecond > 0, `${d.tokensPerSecond}`);
+    });
   },
 });
 
@@ -424,40 +426,40 @@ Deno.test({
   fn: async () => {
     const s = spec({ name: "mtl", label: "mtl", config: {} }, 8);
     const spec2 = { ...s, train: { ...s.train, checkpointEvery: 2, evalEvery: 4 } };
-    const outA = await Deno.makeTempDir();
-    const a = await runOne(spec2, { outDir: outA, dataDir: DATA });
-    const outB = await Deno.makeTempDir();
-    const code = `
-      import { runOne } from ${JSON.stringify(new URL("./run_one.ts", import.meta.url).href)};
-      await runOne(JSON.parse(Deno.args[0]), { outDir: Deno.args[1], dataDir: Deno.args[2] });
-      console.log("finished");`;
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["eval", code, JSON.stringify(spec2), outB, DATA],
-      cwd: new URL("..", import.meta.url).pathname,
-      stdout: "piped",
-      stderr: "null",
-    }).spawn();
-    // Kill as soon as the step-4 checkpoint exists: the child is then inside step 5.
-    const marker = `${outB}/checkpoints/step-00000004/state.json`;
-    const deadline = Date.now() + 120_000;
-    while (!existsSync(marker) && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    child.kill("SIGKILL");
-    const st = await child.output();
-    assert.equal(st.signal, "SIGKILL", "the child was killed, not finished");
-    assert.ok(!new TextDecoder().decode(st.stdout).includes("finished"));
-    const left = await listCheckpoints(`${outB}/checkpoints`);
-    assert.ok(
-      left.length > 0 && left[left.length - 1]! < 8,
-      `killed mid-run (checkpoints ${left})`,
-    );
-    const b = await runOne(spec2, { outDir: outB, dataDir: DATA });
-    assert.deepEqual(b.losses, a.losses);
-    assert.deepEqual(b.evals, a.evals);
-    assert.deepEqual(b.best, a.best);
-    await Deno.remove(outA, { recursive: true });
-    await Deno.remove(outB, { recursive: true });
+    await inTempDir(async (root) => {
+      const outA = await Deno.makeTempDir({ dir: root });
+      const a = await runOne(spec2, { outDir: outA, dataDir: DATA });
+      const outB = await Deno.makeTempDir({ dir: root });
+      const code = `
+        import { runOne } from ${JSON.stringify(new URL("./run_one.ts", import.meta.url).href)};
+        await runOne(JSON.parse(Deno.args[0]), { outDir: Deno.args[1], dataDir: Deno.args[2] });
+        console.log("finished");`;
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["eval", code, JSON.stringify(spec2), outB, DATA],
+        cwd: new URL("..", import.meta.url).pathname,
+        stdout: "piped",
+        stderr: "null",
+      }).spawn();
+      // Kill as soon as the step-4 checkpoint exists: the child is then inside step 5.
+      const marker = `${outB}/checkpoints/step-00000004/state.json`;
+      const deadline = Date.now() + 120_000;
+      while (!existsSync(marker) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      child.kill("SIGKILL");
+      const st = await child.output();
+      assert.equal(st.signal, "SIGKILL", "the child was killed, not finished");
+      assert.ok(!new TextDecoder().decode(st.stdout).includes("finished"));
+      const left = await listCheckpoints(`${outB}/checkpoints`);
+      assert.ok(
+        left.length > 0 && left[left.length - 1]! < 8,
+        `killed mid-run (checkpoints ${left})`,
+      );
+      const b = await runOne(spec2, { outDir: outB, dataDir: DATA });
+      assert.deepEqual(b.losses, a.losses);
+      assert.deepEqual(b.evals, a.evals);
+      assert.deepEqual(b.best, a.best);
+    });
   },
 });
 
@@ -496,17 +498,17 @@ Deno.test({
   fn: async () => {
     // A method configuration only runOne checks: it throws after buildBackbone.
     const s = spec({ name: "prompt_tuning", label: "pt", config: { length: -3 } }, 2);
-    const out = await Deno.makeTempDir();
-    await tf.ready();
-    const before = tf.memory().numTensors;
-    for (let i = 0; i < 2; i++) {
-      await assert.rejects(
-        () => runOneWith(s, { outDir: out, dataDir: DATA }, EXACT),
-        /length/,
-      );
-      assert.equal(tf.memory().numTensors, before, `after failed run ${i + 1}`);
-    }
-    await Deno.remove(out, { recursive: true });
+    await inTempDir(async (out) => {
+      await tf.ready();
+      const before = tf.memory().numTensors;
+      for (let i = 0; i < 2; i++) {
+        await assert.rejects(
+          () => runOneWith(s, { outDir: out, dataDir: DATA }, EXACT),
+          /length/,
+        );
+        assert.equal(tf.memory().numTensors, before, `after failed run ${i + 1}`);
+      }
+    });
   },
 });
 
@@ -609,57 +611,58 @@ Deno.test({
   name: "runOne(): startedAt and wallSeconds start after the offline backbone pretraining",
   ignore: !HAVE,
   fn: async () => {
-    const root = await Deno.makeTempDir();
-    // A data folder with RTE only (a small pretraining corpus) and a cold pretraining cache.
-    const data = join(root, "data");
-    await Deno.mkdir(join(data, "glue", "RTE"), { recursive: true });
-    for (const f of ["train.tsv", "dev.tsv"]) {
-      await Deno.copyFile(sharedPath(`data/glue/RTE/${f}`), join(data, "glue", "RTE", f));
-    }
-    const body: Omit<RunSpec, "id"> = {
-      ...spec({ name: "mtl", label: "mtl", config: {} }, 1),
-      backbone: "pretrained",
-      pretrain: { vocabSize: 500, steps: 3, batchSize: 4, chunkLength: 32 },
-      benchmark: "glue",
-      tasks: ["rte"],
-    };
-    const s = { ...body, id: runId(body) };
-    await tf.ready();
-    const before = tf.memory().numTensors;
-    const begin = Date.now();
-    const r = await withEnv(
-      { HYPERPROMPT_CACHE: join(root, "cache") },
-      () => runOneWith(s, { outDir: join(root, "run"), dataDir: data }, EXACT),
-    );
-    const end = Date.now();
-    assert.notEqual(r.backboneSource, "random(seed=1)");
-    const pretrained = (await Deno.stat(join(r.backboneSource, "pretrain.json"))).mtime!.getTime();
-    assert.ok(pretrained > begin, "the backbone was pretrained by this run");
-    const started = Date.parse(r.provenance.startedAt);
-    assert.ok(
-      started + 1 >= pretrained,
-      `startedAt ${r.provenance.startedAt} precedes the end of pretraining ${
-        new Date(pretrained).toISOString()
-      }`,
-    );
-    assert.ok(r.wallSeconds * 1000 <= end - pretrained + 1, `wallSeconds ${r.wallSeconds}`);
-    // A data folder made by hand: recorded as such, with the files read.
-    const prov = r.provenance as RunProvenance;
-    assert.equal(prov.data?.kind, "folder");
-    assert.deepEqual(Object.keys(prov.data?.files ?? {}), [
-      "glue/RTE/dev.tsv",
-      "glue/RTE/train.tsv",
-    ]);
-    assert.deepEqual(dataFiles(["rte"]), ["glue/RTE/train.tsv", "glue/RTE/dev.tsv"]);
-    // Neither the run that pretrained the backbone nor one on the cached backbone keeps a tensor.
-    assert.equal(tf.memory().numTensors, before, "pretraining and run release every tensor");
-    const again = await withEnv(
-      { HYPERPROMPT_CACHE: join(root, "cache") },
-      () => runOneWith(s, { outDir: join(root, "run2"), dataDir: data }, EXACT),
-    );
-    assert.equal(again.backboneSource, r.backboneSource, "the cached backbone");
-    assert.equal(tf.memory().numTensors, before);
-    await Deno.remove(root, { recursive: true });
+    await inTempDir(async (root) => {
+      // A data folder with RTE only (a small pretraining corpus) and a cold pretraining cache.
+      const data = join(root, "data");
+      await Deno.mkdir(join(data, "glue", "RTE"), { recursive: true });
+      for (const f of ["train.tsv", "dev.tsv"]) {
+        await Deno.copyFile(sharedPath(`data/glue/RTE/${f}`), join(data, "glue", "RTE", f));
+      }
+      const body: Omit<RunSpec, "id"> = {
+        ...spec({ name: "mtl", label: "mtl", config: {} }, 1),
+        backbone: "pretrained",
+        pretrain: { vocabSize: 500, steps: 3, batchSize: 4, chunkLength: 32 },
+        benchmark: "glue",
+        tasks: ["rte"],
+      };
+      const s = { ...body, id: runId(body) };
+      await tf.ready();
+      const before = tf.memory().numTensors;
+      const begin = Date.now();
+      const r = await withEnv(
+        { HYPERPROMPT_CACHE: join(root, "cache") },
+        () => runOneWith(s, { outDir: join(root, "run"), dataDir: data }, EXACT),
+      );
+      const end = Date.now();
+      assert.notEqual(r.backboneSource, "random(seed=1)");
+      const pretrained = (await Deno.stat(join(r.backboneSource, "pretrain.json"))).mtime!
+        .getTime();
+      assert.ok(pretrained > begin, "the backbone was pretrained by this run");
+      const started = Date.parse(r.provenance.startedAt);
+      assert.ok(
+        started + 1 >= pretrained,
+        `startedAt ${r.provenance.startedAt} precedes the end of pretraining ${
+          new Date(pretrained).toISOString()
+        }`,
+      );
+      assert.ok(r.wallSeconds * 1000 <= end - pretrained + 1, `wallSeconds ${r.wallSeconds}`);
+      // A data folder made by hand: recorded as such, with the files read.
+      const prov = r.provenance as RunProvenance;
+      assert.equal(prov.data?.kind, "folder");
+      assert.deepEqual(Object.keys(prov.data?.files ?? {}), [
+        "glue/RTE/dev.tsv",
+        "glue/RTE/train.tsv",
+      ]);
+      assert.deepEqual(dataFiles(["rte"]), ["glue/RTE/train.tsv", "glue/RTE/dev.tsv"]);
+      // Neither the run that pretrained the backbone nor one on the cached backbone keeps a tensor.
+      assert.equal(tf.memory().numTensors, before, "pretraining and run release every tensor");
+      const again = await withEnv(
+        { HYPERPROMPT_CACHE: join(root, "cache") },
+        () => runOneWith(s, { outDir: join(root, "run2"), dataDir: data }, EXACT),
+      );
+      assert.equal(again.backboneSource, r.backboneSource, "the cached backbone");
+      assert.equal(tf.memory().numTensors, before);
+    });
   },
 });
 
