@@ -65,6 +65,7 @@ import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
 import { backendFromEnv, backpropFromEnv, isBackendName } from "../model/backend.ts";
 import { submitBatchFromEnv } from "../model/webgpu/submit_batch.ts";
 import { checkDataDir, defaultCacheDir, defaultDataDir } from "../tasks/data.ts";
+import { sharedPath } from "../model/shared_dir.ts";
 import {
   describeEndpoints,
   download,
@@ -75,6 +76,7 @@ import {
 } from "../tasks/download.ts";
 import { listProfiles, loadProfile, profilePath } from "./profile.ts";
 import {
+  type DefaultDataRoots,
   defaultTaskCatalog,
   DISK_LIMITS,
   expandGrid,
@@ -119,7 +121,7 @@ import {
   watchCheckpointingLoops,
 } from "./trainer.ts";
 import { type AccountingFn, loadAccounting, writeTables } from "./tables.ts";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { checkOutputFolder, isDirectorySync } from "../model/fs.ts";
 import { checkpointOwnEmbeddings, type EmbeddingStack } from "../model/own_embeddings.ts";
 import { hubCacheFolder, hubDownloadComplete, isHubRepoId } from "../model/hub.ts";
@@ -1117,21 +1119,23 @@ export function parseBenchArgs(args: string[]): BenchArgs {
 
 /**
  * Downloads the tasks in `ids` into the default cache, printing one line per task written and a
- * short reason when some could not be fetched (offline: the runs go on with the tasks present).
+ * short reason when some could not be fetched (offline: the runs go on with the tasks present
+ * where the profile allows it, {@link GOING_ON}).
  *
  * @param ids download ids of the missing tasks
  * @param dl the downloader
  * @param error where the lines go
  * @param endpoints the endpoints that are not the official hosts, as `describeEndpoints` of
  *   `tasks/download.ts` gives them (empty: all official), for the first line
- * @returns whether anything was written (a task whose status is not `cached`)
+ * @returns whether anything was written (a task whose status is not `cached`), and whether some
+ *   task could not be downloaded (a warning was printed)
  */
 async function downloadMissing(
   ids: readonly string[],
   dl: (opts: DownloadOptions) => Promise<readonly TaskResult[]>,
   error: (s: string) => void,
   endpoints: string,
-): Promise<boolean> {
+): Promise<{ written: boolean; failed: boolean }> {
   let cacheDir: string;
   try {
     cacheDir = defaultCacheDir();
@@ -1142,9 +1146,9 @@ async function downloadMissing(
           " or pass --cache-dir",
           "",
         )
-      }; going on with the tasks present`,
+      }; ${GOING_ON}`,
     );
-    return false;
+    return { written: false, failed: true };
   }
   error(
     `Downloading ${ids.length} task(s) the profile needs into ${cacheDir}: ${ids.join(", ")}` +
@@ -1182,11 +1186,39 @@ async function downloadMissing(
   }
   if (failed !== undefined) {
     error(
-      `warning: ${failed}; going on with the tasks present (--no-download skips this step; ` +
-        `--data-dir names an offline mirror)`,
+      `warning: ${failed}; ${GOING_ON}; --no-download skips this step, --data-dir names an ` +
+        `offline mirror`,
     );
   }
-  return written.length > 0;
+  return { written: written.length > 0, failed: failed !== undefined };
+}
+
+/**
+ * What bench does after a failed download, as `runner.ts` `expandGrid` decides: a missing task is
+ * left out only where the profile has `skipMissingTasks` and lists no tasks of that benchmark;
+ * any other (a listed task, an `extraTrainTasks` one) stops bench with the missing-task error.
+ */
+const GOING_ON = "going on with the tasks present where the profile allows it (skipMissingTasks, " +
+  "for a benchmark whose tasks it does not list; else bench stops, naming them)";
+
+/**
+ * The roots behind the default data folder (`tasks/data.ts` `defaultDataDir`), for a
+ * missing-task message: the download cache (absent when none can be named) and the offline
+ * mirror, resolved as `chooseDataDir` resolves them.
+ */
+function defaultDataRoots(downloadFailed: boolean): DefaultDataRoots {
+  let cache: string | undefined;
+  try {
+    cache = resolve(defaultCacheDir());
+  } catch {
+    cache = undefined;
+  }
+  const mirror = resolve(sharedPath("data"));
+  return {
+    ...(cache === undefined ? {} : { cache }),
+    mirror,
+    ...(downloadFailed ? { downloadFailed } : {}),
+  };
 }
 
 /**
@@ -1358,6 +1390,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     );
     // Lists no run acts on (tasks of a benchmark not in the grid): said once, never refused.
     for (const n of profileNotes(profile)) error(`note: ${n}`);
+    let downloadFailed = false;
     if (downloads) {
       const missing = missingProfileTasks(profile, {
         dataDir,
@@ -1369,22 +1402,29 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
             (endpoints === "" ? "" : ` (endpoints: ${endpoints})`),
         );
       } else if (missing.length > 0) {
-        if (await downloadMissing(missing, opts.download ?? download, error, endpoints)) {
-          dataDir = defaultDataDir(); // the cache now lists the new files
-        }
+        const got = await downloadMissing(missing, opts.download ?? download, error, endpoints);
+        downloadFailed = got.failed;
+        if (got.written) dataDir = defaultDataDir(); // the cache now lists the new files
       }
     }
     if (!existsSync(dataDir)) {
       throw new Error(
         `no data folder: ${dataDir} does not exist (no download cache and no ../shared/data ` +
-          `mirror); run deno task download --tasks all, or pass --data-dir`,
+          `mirror)${
+            downloadFailed
+              ? "; bench could not download the tasks (the warning above says why): once that " +
+                "is fixed, rerun, or pass --data-dir"
+              : "; run deno task download --tasks all, or pass --data-dir"
+          }`,
       );
     }
     const backend = (backendArg as BackendChoice | undefined) ?? profile.backend;
     const expand = async () =>
       expandGrid(profile, {
         dataDir,
-        ...(dataDirNamedBy === undefined ? {} : { dataDirNamedBy }),
+        ...(dataDirNamedBy === undefined
+          ? { defaultData: defaultDataRoots(downloadFailed) }
+          : { dataDirNamedBy }),
         catalog: await defaultTaskCatalog(),
         ...(backendArg === undefined ? {} : { backend: backendArg as BackendChoice }),
         ...(values["dry-run"] ? { onMissing: (m: string) => error(`warning: ${m}`) } : {}),

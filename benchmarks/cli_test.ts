@@ -101,6 +101,11 @@ function inTinyProfileDir(
   );
 }
 
+/** `s` as a regular expression matching it literally. */
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+}
+
 function capture() {
   const out: string[] = [];
   const err: string[] = [];
@@ -657,8 +662,9 @@ Deno.test("main() downloads the tasks the profile needs and the data lacks; offl
     assert.ok(
       c.err.includes(
         `warning: download failed for 1 task(s), 2 not tried (first: glue/qqp: ${full}); going ` +
-          `on with the tasks present (--no-download skips this step; --data-dir names an offline ` +
-          `mirror)`,
+          `on with the tasks present where the profile allows it (skipMissingTasks, for a ` +
+          `benchmark whose tasks it does not list; else bench stops, naming them); --no-download ` +
+          `skips this step, --data-dir names an offline mirror`,
       ),
       c.err.join("\n"),
     );
@@ -843,7 +849,16 @@ Deno.test("main() with no cache and no mirror still downloads first, then names 
     // A failure while working (the download brought nothing), not a bad argument.
     assert.equal(rc, 1);
     assert.deepEqual(asked, [["glue/rte", "glue/cola", "super_glue/cb"]]);
-    assert.match(c.err.join("\n"), /no data folder: .* does not exist .*--data-dir/);
+    // It says the download failed rather than advising it.
+    assert.match(
+      c.err.at(-1)!,
+      new RegExp(
+        `^no data folder: .* does not exist \\(no download cache and no \\.\\.\\/shared\\/data ` +
+          `mirror\\); bench could not download the tasks \\(the warning above says why\\): once ` +
+          `that is fixed, rerun, ` +
+          `or pass --data-dir$`,
+      ),
+    );
     // Bad arguments and profiles are still refused (2), and before any download.
     asked.length = 0;
     const unknownTask = await tmpProfile(dir, { tasks: { glue: ["nope"] } });
@@ -882,7 +897,36 @@ Deno.test("main() whose download leaves a listed task missing from the default d
         ),
     });
     assert.equal(rc, 1, c.err.join("\n"));
-    assert.match(c.err.at(-1)!, /missing glue task files for qqp/);
+    // The warning says bench goes on only where the profile allows it (a listed task is needed),
+    // and the error that follows says the download failed (not to download again), naming the
+    // default data's two roots: the cache and the mirror, each looked in.
+    assert.match(
+      c.err.join("\n"),
+      /^warning: download failed for 7 task\(s\) \(first: glue\/qqp: offline\); going on with the tasks present where the profile allows it \(skipMissingTasks, for a benchmark whose tasks it does not list; else bench stops, naming them\); --no-download skips this step, --data-dir names an offline mirror$/m,
+    );
+    const cache = escapeRegExp(join(dir, "cache", "data"));
+    const mirror = escapeRegExp(DATA);
+    assert.match(
+      c.err.at(-1)!,
+      new RegExp(
+        `^Profile "tiny-grid": missing glue task files for qqp under the download cache ` +
+          `"${cache}" or the offline mirror "${mirror}"; bench could not download them \\(the ` +
+          `warning above says why\\); once that is fixed, rerun, or pass --data-dir naming a ` +
+          `folder that has them$`,
+      ),
+    );
+    assert.equal(c.err.filter((l) => /^Profile "tiny-grid": missing/.test(l)).length, 1);
+    // Without the download (--no-download) the same message advises it, naming the same roots.
+    const n = capture();
+    const args = ["--profile", profile, "--out", join(dir, "out"), "--no-download"];
+    assert.equal(await main(args, { ...n.opts, runOne: fakeRunOne }), 1, n.err.join("\n"));
+    assert.match(
+      n.err.at(-1)!,
+      new RegExp(
+        `for qqp under the download cache "${cache}" or the offline mirror "${mirror}"; ` +
+          `download them \\(deno task download\\) or pass --data-dir$`,
+      ),
+    );
   }).finally(() => Deno.remove(dir, { recursive: true }));
 });
 

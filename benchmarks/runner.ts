@@ -202,15 +202,49 @@ export interface ExpandOptions {
    * a missing-task message then says to put the files there, not to pass `--data-dir`.
    */
   readonly dataDirNamedBy?: string;
+  /**
+   * The roots behind the default data folder (used when {@link ExpandOptions.dataDirNamedBy} is
+   * absent): a missing-task message then names the folders looked in, not `dataDir` alone (one of
+   * them, or a folder of links to both), and what the download did.
+   */
+  readonly defaultData?: DefaultDataRoots;
+}
+
+/** The roots behind the default data folder (`tasks/data.ts` `defaultDataDir`). */
+export interface DefaultDataRoots {
+  /** The download cache's data folder (`defaultCacheDir`), absent when none can be named. */
+  readonly cache?: string;
+  /** The offline mirror (`sharedPath("data")`: `../shared/data`, `HYPERPROMPT_SHARED`). */
+  readonly mirror: string;
+  /**
+   * Whether `deno task bench` tried to download the missing tasks and could not (its warning
+   * came first): the message then says so instead of advising the download again.
+   */
+  readonly downloadFailed?: boolean;
+}
+
+/**
+ * Where missing task files were looked for: `under "<dataDir>"`, or with
+ * {@link ExpandOptions.defaultData} the cache and the mirror.
+ */
+function missingWhere(opts: ExpandOptions): string {
+  const roots = opts.dataDirNamedBy === undefined ? opts.defaultData : undefined;
+  if (roots === undefined) return `under "${opts.dataDir}"`;
+  const cache = roots.cache === undefined ? "" : `the download cache "${roots.cache}" or `;
+  return `under ${cache}the offline mirror "${roots.mirror}"`;
 }
 
 /** What to do about missing task files, for {@link ExpandOptions.dataDirNamedBy}. */
 function missingAdvice(opts: ExpandOptions): string {
-  return opts.dataDirNamedBy === undefined
-    ? "download them (deno task download) or pass --data-dir"
-    : `that folder was named by ${opts.dataDirNamedBy}: put the files there in the official ` +
+  if (opts.dataDirNamedBy !== undefined) {
+    return `that folder was named by ${opts.dataDirNamedBy}: put the files there in the official ` +
       `layout (glue/<Task>/…, super_glue/<Task>/…), or leave ${opts.dataDirNamedBy} out to use ` +
       "the download cache (deno task download)";
+  }
+  return opts.defaultData?.downloadFailed === true
+    ? "bench could not download them (the warning above says why); once that is fixed, rerun, " +
+      "or pass --data-dir naming a folder that has them"
+    : "download them (deno task download) or pass --data-dir";
 }
 
 /**
@@ -311,9 +345,13 @@ function resolveExtraTrainTasks(
   const files = missing.flatMap((t) => TASKS[t]?.files.train?.map((f) => f.path) ?? []);
   const message = `Profile "${profile.name}": missing ${benchmark} train-only task files for ${
     missing.join(", ")
-  } ($.extraTrainTasks.${benchmark}: ${files.join(", ")}) under "${opts.dataDir}"; ${
+  } ($.extraTrainTasks.${benchmark}: ${files.join(", ")}) ${missingWhere(opts)}; ${
     missingAdvice(opts)
-  } (deno task download --tasks ${missing.map(sourceId).join(",")})`;
+  }${
+    opts.dataDirNamedBy === undefined && opts.defaultData?.downloadFailed === true
+      ? ""
+      : ` (deno task download --tasks ${missing.map(sourceId).join(",")})`
+  }`;
   if (opts.onMissing === undefined) throw new Error(message);
   opts.onMissing(message);
   return extra;
@@ -333,16 +371,16 @@ function resolveTasks(
     const kept = chosen.filter((t) => !missing.includes(t));
     if (kept.length === 0) {
       throw new Error(
-        `Profile "${profile.name}": no ${benchmark} task has train and validation files under "${opts.dataDir}"; ${
-          missingAdvice(opts)
-        }`,
+        `Profile "${profile.name}": no ${benchmark} task has train and validation files ${
+          missingWhere(opts)
+        }; ${missingAdvice(opts)}`,
       );
     }
     return kept;
   }
   const message = `Profile "${profile.name}": missing ${benchmark} task files for ${
     missing.join(", ")
-  } under "${opts.dataDir}"; ${missingAdvice(opts)}`;
+  } ${missingWhere(opts)}; ${missingAdvice(opts)}`;
   if (opts.onMissing === undefined) throw new Error(message);
   opts.onMissing(message);
   return chosen;

@@ -10,6 +10,7 @@ import {
   defaultTaskCatalog,
   diskLimitOf,
   expandGrid,
+  type ExpandOptions,
   FILE_CATALOG,
   inspectFinished,
   missingProfileTasks,
@@ -1178,6 +1179,51 @@ Deno.test("expandGrid(): every model; without a tasks list the benchmark's tasks
     /^Error: Profile "t": \$\.tasks\.glue\[2\] repeats task "rte" \(already \$\.tasks\.glue\[1\]\)$/;
   assert.throws(() => expandGrid(later, { dataDir: "unused", catalog: all }), laterError);
   assert.throws(() => missingProfileTasks(later, { dataDir: "unused", catalog: all }), laterError);
+});
+
+Deno.test("expandGrid(): with the default data's roots, a missing task names each root and what the download did", async () => {
+  const catalog = await defaultTaskCatalog();
+  const mnli = profile({ tasks: { glue: ["mnli"] } });
+  const roots = { cache: "/c/data", mirror: DATA };
+  const message = (opts: Partial<ExpandOptions>, p = mnli) => {
+    try {
+      expandGrid(p, { dataDir: DATA, catalog, ...opts });
+    } catch (e) {
+      return (e as Error).message;
+    }
+    assert.fail("expected the missing-task error");
+  };
+  const where = `under the download cache "/c/data" or the offline mirror "${DATA}"`;
+  const failed = "bench could not download them (the warning above says why); once that is " +
+    "fixed, rerun, or pass --data-dir naming a folder that has them";
+  const advise = "download them (deno task download) or pass --data-dir";
+  const missing = 'Profile "t": missing glue task files for mnli';
+  assert.equal(message({ defaultData: roots }), `${missing} ${where}; ${advise}`);
+  assert.equal(
+    message({ defaultData: { ...roots, downloadFailed: true } }),
+    `${missing} ${where}; ${failed}`,
+  );
+  // No cache folder can be named: the mirror alone.
+  assert.equal(
+    message({ defaultData: { mirror: DATA, downloadFailed: true } }),
+    `${missing} under the offline mirror "${DATA}"; ${failed}`,
+  );
+  // A train-only task: after a failed download, no "deno task download" either.
+  const dpr = profile({ extraTrainTasks: { super_glue: ["dpr"] } });
+  assert.equal(
+    message({ defaultData: { ...roots, downloadFailed: true } }, dpr),
+    'Profile "t": missing super_glue train-only task files for dpr ' +
+      `($.extraTrainTasks.super_glue: super_glue/DPR/train.c.txt) ${where}; ${failed}`,
+  );
+  // A named folder: its own message, whatever the roots say.
+  const named = message({
+    dataDirNamedBy: "--data-dir",
+    defaultData: { ...roots, downloadFailed: true },
+  });
+  assert.ok(
+    named.startsWith(`${missing} under "${DATA}"; that folder was named by --data-dir: put`),
+    named,
+  );
 });
 
 Deno.test("expandGrid(): skipMissingTasks skips only unlisted tasks, and never down to none", async () => {
