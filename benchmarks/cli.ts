@@ -57,7 +57,7 @@
  */
 import process from "node:process";
 import type { Writable } from "node:stream";
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import cliProgress from "cli-progress";
 import { preset, type T5Config, t5ConfigFromHf } from "../model/config.ts";
 import { parseJsonFile } from "../model/json.ts";
@@ -1204,7 +1204,7 @@ const GOING_ON = "going on with the tasks present where the profile allows it (s
 /**
  * The roots behind the default data folder (`tasks/data.ts` `defaultDataDir`), for a
  * missing-task message: the download cache (absent when none can be named) and the offline
- * mirror, resolved as `chooseDataDir` resolves them.
+ * mirror, resolved as `chooseDataDir` resolves them, and whether the mirror exists.
  */
 function defaultDataRoots(downloadFailed: boolean): DefaultDataRoots {
   let cache: string | undefined;
@@ -1214,9 +1214,16 @@ function defaultDataRoots(downloadFailed: boolean): DefaultDataRoots {
     cache = undefined;
   }
   const mirror = resolve(sharedPath("data"));
+  let mirrorExists = false;
+  try {
+    mirrorExists = statSync(mirror).isDirectory();
+  } catch {
+    mirrorExists = false;
+  }
   return {
     ...(cache === undefined ? {} : { cache }),
     mirror,
+    mirrorExists,
     ...(downloadFailed ? { downloadFailed } : {}),
   };
 }
@@ -1409,8 +1416,8 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     }
     if (!existsSync(dataDir)) {
       throw new Error(
-        `no data folder: ${dataDir} does not exist (no download cache and no ../shared/data ` +
-          `mirror)${
+        `no data folder: ${dataDir} does not exist (no download cache and no offline mirror at ` +
+          `"${defaultDataRoots(false).mirror}"; HYPERPROMPT_SHARED=DIR names it)${
             downloadFailed
               ? "; bench could not download the tasks (the warning above says why): once that " +
                 "is fixed, rerun, or pass --data-dir"

@@ -849,12 +849,13 @@ Deno.test("main() with no cache and no mirror still downloads first, then names 
     // A failure while working (the download brought nothing), not a bad argument.
     assert.equal(rc, 1);
     assert.deepEqual(asked, [["glue/rte", "glue/cola", "super_glue/cb"]]);
-    // It says the download failed rather than advising it.
+    // It names the mirror looked for, and says the download failed rather than advising it.
     assert.match(
       c.err.at(-1)!,
       new RegExp(
-        `^no data folder: .* does not exist \\(no download cache and no \\.\\.\\/shared\\/data ` +
-          `mirror\\); bench could not download the tasks \\(the warning above says why\\): once ` +
+        `^no data folder: .* does not exist \\(no download cache and no offline mirror at ` +
+          `"${escapeRegExp(join(dir, "no-shared", "data"))}"; HYPERPROMPT_SHARED=DIR names ` +
+          `it\\); bench could not download the tasks \\(the warning above says why\\): once ` +
           `that is fixed, rerun, ` +
           `or pass --data-dir$`,
       ),
@@ -926,6 +927,30 @@ Deno.test("main() whose download leaves a listed task missing from the default d
         `for qqp under the download cache "${cache}" or the offline mirror "${mirror}"; ` +
           `download them \\(deno task download\\) or pass --data-dir$`,
       ),
+    );
+  }).finally(() => Deno.remove(dir, { recursive: true }));
+});
+
+Deno.test("main() with the default data folder and no mirror says where the mirror was looked for", async () => {
+  const dir = await Deno.makeTempDir();
+  const noShared = join(dir, "no-shared");
+  const env = {
+    HYPERPROMPT_DATA: undefined,
+    HYPERPROMPT_CACHE: join(dir, "cache"),
+    HYPERPROMPT_SHARED: noShared,
+  };
+  // A cache folder with no task in it: the default data folder exists, and lacks every task.
+  await Deno.mkdir(join(dir, "cache", "data"), { recursive: true });
+  const profile = await tmpProfile(dir, { seeds: [0], methods: [{ name: "mtl" }] });
+  await withEnv(env, async () => {
+    const c = capture();
+    const args = ["--profile", profile, "--out", join(dir, "out"), "--no-download"];
+    assert.equal(await main(args, { ...c.opts, runOne: fakeRunOne }), 1, c.err.join("\n"));
+    assert.equal(
+      c.err.at(-1)!,
+      `Profile "tiny-grid": missing glue task files for rte, cola under the download cache ` +
+        `"${join(dir, "cache", "data")}" (no offline mirror at "${join(noShared, "data")}"; ` +
+        `HYPERPROMPT_SHARED=DIR names it); download them (deno task download) or pass --data-dir`,
     );
   }).finally(() => Deno.remove(dir, { recursive: true }));
 });

@@ -216,6 +216,8 @@ export interface DefaultDataRoots {
   readonly cache?: string;
   /** The offline mirror (`sharedPath("data")`: `../shared/data`, `HYPERPROMPT_SHARED`). */
   readonly mirror: string;
+  /** Whether {@link DefaultDataRoots.mirror} exists (else the message says it does not). */
+  readonly mirrorExists: boolean;
   /**
    * Whether `deno task bench` tried to download the missing tasks and could not (its warning
    * came first): the message then says so instead of advising the download again.
@@ -225,13 +227,17 @@ export interface DefaultDataRoots {
 
 /**
  * Where missing task files were looked for: `under "<dataDir>"`, or with
- * {@link ExpandOptions.defaultData} the cache and the mirror.
+ * {@link ExpandOptions.defaultData} the cache and the mirror (saying when there is no mirror).
  */
 function missingWhere(opts: ExpandOptions): string {
   const roots = opts.dataDirNamedBy === undefined ? opts.defaultData : undefined;
   if (roots === undefined) return `under "${opts.dataDir}"`;
-  const cache = roots.cache === undefined ? "" : `the download cache "${roots.cache}" or `;
-  return `under ${cache}the offline mirror "${roots.mirror}"`;
+  const cache = roots.cache === undefined
+    ? `"${opts.dataDir}"`
+    : `the download cache "${roots.cache}"`;
+  return roots.mirrorExists
+    ? `under ${roots.cache === undefined ? "" : `${cache} or `}the offline mirror "${roots.mirror}"`
+    : `under ${cache} (no offline mirror at "${roots.mirror}"; HYPERPROMPT_SHARED=DIR names it)`;
 }
 
 /** What to do about missing task files, for {@link ExpandOptions.dataDirNamedBy}. */

@@ -1184,7 +1184,7 @@ Deno.test("expandGrid(): every model; without a tasks list the benchmark's tasks
 Deno.test("expandGrid(): with the default data's roots, a missing task names each root and what the download did", async () => {
   const catalog = await defaultTaskCatalog();
   const mnli = profile({ tasks: { glue: ["mnli"] } });
-  const roots = { cache: "/c/data", mirror: DATA };
+  const roots = { cache: "/c/data", mirror: DATA, mirrorExists: true };
   const message = (opts: Partial<ExpandOptions>, p = mnli) => {
     try {
       expandGrid(p, { dataDir: DATA, catalog, ...opts });
@@ -1203,9 +1203,15 @@ Deno.test("expandGrid(): with the default data's roots, a missing task names eac
     message({ defaultData: { ...roots, downloadFailed: true } }),
     `${missing} ${where}; ${failed}`,
   );
+  // No mirror: the cache alone, and where the mirror was looked for.
+  assert.equal(
+    message({ defaultData: { ...roots, mirror: "/nowhere/data", mirrorExists: false } }),
+    `${missing} under the download cache "/c/data" (no offline mirror at "/nowhere/data"; ` +
+      `HYPERPROMPT_SHARED=DIR names it); ${advise}`,
+  );
   // No cache folder can be named: the mirror alone.
   assert.equal(
-    message({ defaultData: { mirror: DATA, downloadFailed: true } }),
+    message({ defaultData: { mirror: DATA, mirrorExists: true, downloadFailed: true } }),
     `${missing} under the offline mirror "${DATA}"; ${failed}`,
   );
   // A train-only task: after a failed download, no "deno task download" either.
