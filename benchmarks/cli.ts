@@ -1680,8 +1680,15 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       }, ${summary.failed.length} failed`,
     );
     for (const f of summary.failed) error(`  FAILED ${f.spec.id}: ${f.error.message}`);
+    // No run of this grid finished (none done, none skipped: a result of an earlier bench, or of
+    // another process, counts): every one failed, and a failed run is left out of the tables, so
+    // there is nothing of this grid to tabulate. Said so, rather than as a table error advising
+    // to run bench, the command that just ran; the earlier tables in --tables stay as they were.
+    const noneFinished = summary.failed.length > 0 && summary.done + summary.skipped === 0;
     if (shard !== undefined) {
       error(`Shard done; when every shard has finished: deno task tables --runs ${values.out}`);
+    } else if (tablesDir !== undefined && noneFinished) {
+      error("No tables: no run succeeded (see the FAILED lines above)");
     } else if (tablesDir !== undefined) {
       try {
         const written = await writeTables(values.out, tablesDir, { exclude: failedIds });

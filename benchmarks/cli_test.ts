@@ -1138,6 +1138,31 @@ Deno.test("main() whose tables fail after the runs says so and exits 1, keeping 
     assert.equal(results.length, 12 + 1, "every run's result and notes.json");
   }));
 
+Deno.test("main() where every run fails writes no tables and says why; a skipped run's tables are written", () =>
+  inTinyProfileDir(async ({ profile, out }) => {
+    const args = ["--profile", profile, "--data-dir", DATA, "--out", out];
+    const allFail = countingRunOne(() => true);
+    const c = capture();
+    assert.equal(await main(args, { ...c.opts, runOne: allFail.runOne }), 1);
+    assert.equal(allFail.calls.length, 12);
+    const err = c.err.join("\n");
+    assert.match(err, /^0 runs done, 0 skipped, 12 failed$/m);
+    assert.equal(c.err.at(-1), "No tables: no run succeeded (see the FAILED lines above)");
+    assert.doesNotMatch(err, /Tables not written|deno task tables/);
+    assert.ok(!existsSync(join(out, "tables")), "no tables folder");
+    // Earlier results in --out: with --resume they are skipped, the failing runs left out, and
+    // the tables are written from the skipped ones (exit 1 for the failures all the same).
+    const mtl = ["--methods", "mtl"];
+    assert.equal(await main([...args, ...mtl], { ...capture().opts, runOne: fakeRunOne }), 0);
+    const r = capture();
+    assert.equal(await main([...args, "--resume"], { ...r.opts, runOne: allFail.runOne }), 1);
+    assert.match(r.err.join("\n"), /^0 runs done, 4 skipped, 8 failed$/m);
+    assert.match(r.err.at(-1)!, /^Tables: 7 files in .*out\/tables$/);
+    const scores = await Deno.readTextFile(join(out, "tables", "scores.csv"));
+    assert.match(scores, /\nmtl,|,mtl,/);
+    assert.doesNotMatch(scores, /hyperprompt_global/);
+  }));
+
 Deno.test("main() --compare counts a run that failed as missing, not its stale result file", () =>
   inTinyProfileDir(async ({ profile, out }) => {
     const args = ["--profile", profile, "--data-dir", DATA, "--out", out, "--no-tables"];
