@@ -1132,7 +1132,7 @@ Deno.test("main() whose tables fail after the runs says so and exits 1, keeping 
     assert.equal(await main(args, { ...c.opts, runOne: fakeRunOne }), 1);
     assert.match(
       c.err.join("\n"),
-      /Tables not written: .*notes\.json: \$\.spec must be an object.*The run results are in /,
+      /Tables not written: .*notes\.json: \$\.spec is missing: not a run result .*The run results are in /,
     );
     const results = [...Deno.readDirSync(out)].filter((e) => e.name.endsWith(".json"));
     assert.equal(results.length, 12 + 1, "every run's result and notes.json");
