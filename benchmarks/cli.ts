@@ -166,11 +166,12 @@ Options:
                        else per file the download cache where its manifest lists it, else the
                        offline mirror ../shared/data; tasks the profile needs that neither
                        has are downloaded into the cache first)
-  --no-download        do not download missing tasks (run with the tasks present). The
-                       download fetches from the mirrors $HYPERPROMPT_DATA_ENDPOINTS names
-                       (K=URL,K=URL or JSON, as deno task download --endpoint takes them),
-                       else the official hosts ($HF_ENDPOINT for the parquet fallback); a
-                       bad value exits 2 before any work, unless --data-dir,
+  --no-download        do not download missing tasks (run with the tasks present where the
+                       profile allows it). The download fetches from the mirrors
+                       $HYPERPROMPT_DATA_ENDPOINTS names (K=URL,K=URL or JSON, as deno task
+                       download --endpoint takes them), else the official hosts
+                       ($HF_ENDPOINT for the parquet fallback);
+                       a bad value exits 2 before any work, unless --data-dir,
                        $HYPERPROMPT_DATA or --no-download turn the download off
   --out DIR            results folder, one JSON per run (default: results/runs)
   --methods L1,L2,...  run only the profile's runs of these methods, by label (the method
