@@ -1174,7 +1174,7 @@ async function downloadMissing(
       failed = `${e.headline}${
         first === undefined
           ? ""
-          : ` (first: ${`${first.task}: ${first.reason.split("\n")[0]}`.slice(0, 300)})`
+          : ` (first: ${clip(`${first.task}: ${first.reason.split("\n")[0]}`, 300)})`
       }`;
     } else {
       // Not a per-task failure (an unreadable manifest, say): its first line.
@@ -1192,6 +1192,11 @@ async function downloadMissing(
     );
   }
   return { written: written.length > 0, failed: failed !== undefined };
+}
+
+/** `s` cut to at most `max` characters, ending in `…` where it was cut. */
+function clip(s: string, max: number): string {
+  return s.length <= max ? s : `${s.slice(0, max - 1)}…`;
 }
 
 /**

@@ -668,6 +668,22 @@ Deno.test("main() downloads the tasks the profile needs and the data lacks; offl
       ),
       c.err.join("\n"),
     );
+    // A long reason (several sources' errors, URLs) is cut to 300 characters, marked by "…".
+    const long = `official: GET https://dl.example/${"x".repeat(400)}`;
+    c = capture();
+    assert.equal(
+      await main(["--profile", profile, "--out", join(dir, "out-long"), "--no-tables"], {
+        ...c.opts,
+        runOne: fakeRunOne,
+        download: () => Promise.reject(new DownloadError([{ task: "glue/qqp", reason: long }], [])),
+      }),
+      0,
+    );
+    const cut = `glue/qqp: ${long}`.slice(0, 299);
+    assert.ok(
+      c.err.some((l) => l.includes(`(first: ${cut}…); going on`)),
+      c.err.join("\n"),
+    );
     // --no-download, --data-dir and --dry-run download nothing (the dry run says what it would).
     asked.length = 0;
     for (
