@@ -459,8 +459,9 @@ interface Source {
  * @returns the files (not yet written)
  * @throws UsageError for a selection that is not one row, missing files without
  *   `allowMissing` (with it too when none can be written), or partial files without
- *   `allowPartial` (each with its count, the official count and its test file); SubmissionError for a malformed result or prediction file, or
- *   predictions that do not match the test file
+ *   `allowPartial` (each with its count, the official count and its test file);
+ *   SubmissionError for a malformed result or prediction file, or predictions that do not match
+ *   the test file
  */
 export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
   const log = opts.log ?? ((s: string) => console.log(s));
