@@ -863,6 +863,21 @@ async function checkTokenizerFile(path: string): Promise<void> {
 }
 
 /**
+ * Throws a {@link UsageError} starting `--corpus` when the files named by `--corpus` hold no
+ * non-blank line between them: the corpus {@link pretrainBackbone} would read is empty.
+ */
+async function checkCorpusFiles(paths: readonly string[]): Promise<void> {
+  for (const p of paths) {
+    if ((await Deno.readTextFile(p)).trim() !== "") return;
+  }
+  throw new UsageError(
+    `--corpus ${paths.join(", ")}: no non-blank line in ${
+      paths.length === 1 ? "the file" : "any of the files"
+    }, so the corpus would be empty`,
+  );
+}
+
+/**
  * A `tokenizer.json`'s text parsed, checked to be an object, with T5's sentinels appended where
  * it has none (span corruption needs them).
  *
@@ -970,6 +985,7 @@ export async function main(args: string[], opts: PretrainMainOptions = {}): Prom
       }
     }
     for (const f of values.corpus ?? []) fileArg("--corpus", f);
+    if (values.corpus !== undefined) await checkCorpusFiles(values.corpus);
     if (values.tokenizer !== undefined) {
       fileArg("--tokenizer", values.tokenizer);
       await checkTokenizerFile(values.tokenizer);

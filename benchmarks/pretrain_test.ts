@@ -460,6 +460,11 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
     await Deno.writeTextFile(join(empty, "glue", "RTE", "dev.tsv"), "x\n"); // a scored split
     const bpe = join(dir, "bpe.json");
     await Deno.writeTextFile(bpe, JSON.stringify({ model: { type: "BPE", vocab: {} } }));
+    // Corpus files with only blank lines (spaces, tabs, CRLF) between them.
+    const blank = join(dir, "blank.txt");
+    await Deno.writeTextFile(blank, "\n  \n\t\r\n");
+    const blank2 = join(dir, "blank2.txt");
+    await Deno.writeTextFile(blank2, "");
     const list = join(dir, "list.json");
     await Deno.writeTextFile(list, "[1]");
     // Unigram but not a tokenizer T5Tokenizer can build: the check goes past withSentinels.
@@ -496,6 +501,10 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
       [[...base, "--lr", "Infinity"], /^--lr must be a positive number, got "Infinity"/],
       [[...base, "--corpus", join(dir, "nope.txt")], /^--corpus .*nope\.txt: no such file/],
       [[...base, "--tokenizer", dir], /^--tokenizer .*: is a folder, not a file/],
+      [
+        [...base, "--corpus", blank, "--corpus", blank2],
+        /^--corpus \/\S*blank\.txt, \/\S*blank2\.txt: no non-blank line in any of the files, so /,
+      ],
       [
         [...base, "--data-dir", empty],
         new RegExp(
