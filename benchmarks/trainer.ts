@@ -761,8 +761,12 @@ export function globalGradNorm(grads: Iterable<tf.Tensor>): tf.Scalar {
 function checkResumeState(dir: string, step: number, state: Record<string, unknown>): void {
   const bad = (field: string, want: string, got: unknown) =>
     new Error(
-      `${dir}/state.json: field "${field}" must be ${want}, got ${
-        Array.isArray(got) ? `${got.length} entries` : JSON.stringify(got)
+      `${dir}/state.json: field "${field}" ${
+        got === undefined
+          ? `is missing (must be ${want})`
+          : `must be ${want}, got ${
+            Array.isArray(got) ? `${got.length} entries` : JSON.stringify(got)
+          }`
       }`,
     );
   const os = state.optimizerStep;

@@ -1878,8 +1878,15 @@ Deno.test("train() refuses a checkpoint state without the fields a resume restor
     const m2 = initT5(CONFIG, { seed: 1 });
     const before = tf.memory().numTensors;
     const cases: [Record<string, unknown>, RegExp][] = [
-      [{ ...good, optimizerStep: undefined }, /field "optimizerStep" must be a non-negative/],
-      [{ ...good, losses: undefined }, /field "losses" must be .* 2 steps, got undefined/],
+      [
+        { ...good, optimizerStep: undefined },
+        /field "optimizerStep" is missing \(must be a non-neg/,
+      ],
+      [
+        { ...good, optimizerStep: -1 },
+        /field "optimizerStep" must be a non-negative integer, got -1/,
+      ],
+      [{ ...good, losses: undefined }, /field "losses" is missing \(must be .* 2 steps\)$/],
       [{ ...good, losses: good.losses.slice(1) }, /field "losses" .*, got 1 entries/],
       [{ ...good, evals: {} }, /field "evals" must be an array, got \{\}/],
       [{ ...good, source: null }, /field "source": /],
@@ -1900,8 +1907,14 @@ Deno.test("train() refuses a checkpoint state without the fields a resume restor
       [{ ...good, trainMs: -1 }, /field "trainMs" must be a non-negative number, got -1/],
       [{ ...good, wallMs: -1 }, /field "wallMs" must be a non-negative number, got -1/],
       [{ ...good, wallMs: "9" }, /field "wallMs" must be a non-negative number, got "9"/],
-      [{ ...good, trainMs: undefined }, /field "trainMs" must be given with field "tokens"/],
-      [{ ...good, tokens: undefined }, /field "tokens" must be given with field "trainMs"/],
+      [
+        { ...good, trainMs: undefined },
+        /field "trainMs" is missing \(must be given with field "tokens"\)/,
+      ],
+      [
+        { ...good, tokens: undefined },
+        /field "tokens" is missing \(must be given with field "trainMs"\)/,
+      ],
       [{ ...good, tokensFromStep: 3 }, /field "tokensFromStep" must be .* from 1 to 2 .*, got 3/],
       [{ ...good, tokensFromStep: 0 }, /field "tokensFromStep" must be .*, got 0/],
       [
