@@ -180,7 +180,7 @@ Deno.test("deno task tune: bad arguments are refused with the flag named", async
     await Deno.writeTextFile(other, '{"rows": []}');
     await assert.rejects(
       main([`--out=${other}`]),
-      new RegExp(`--out ${other}: format must be "[^"]+", got undefined`),
+      new RegExp(`--out ${other}: format is missing \\(must be "[^"]+"\\): not a tuning table`),
     );
   } finally {
     await Deno.remove(dir, { recursive: true });

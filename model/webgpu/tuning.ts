@@ -242,11 +242,19 @@ export function parseTuningTable(text: string, source: string): MatMulTuningTabl
     throw new Error(`${source}: ${field} ${what}`);
   };
   if (!isRecord(raw)) return fail("(top level)", "must be an object");
+  if (raw.format === undefined) {
+    fail("format", `is missing (must be "${TUNING_FORMAT}"): not a tuning table`);
+  }
   if (raw.format !== TUNING_FORMAT) {
     fail("format", `must be "${TUNING_FORMAT}", got ${JSON.stringify(raw.format)}`);
   }
   if (raw.version !== TUNING_VERSION) {
-    fail("version", `must be ${TUNING_VERSION}, got ${JSON.stringify(raw.version)}`);
+    fail(
+      "version",
+      raw.version === undefined
+        ? `is missing (must be ${TUNING_VERSION})`
+        : `must be ${TUNING_VERSION}, got ${JSON.stringify(raw.version)}`,
+    );
   }
   const ad = raw.adapter;
   if (!isRecord(ad)) return fail("adapter", "must be an object");

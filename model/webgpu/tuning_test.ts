@@ -126,6 +126,11 @@ Deno.test("parseTuningTable: errors name the file and the field", () => {
   };
   assert.throws(() => parseTuningTable("{", "a.json"), /a\.json: not JSON/);
   bad((x) => (x.format = "other"), /format must be "hyperprompt-webgpu-matmul-tuning"/);
+  bad(
+    (x) => delete x.format,
+    /: format is missing \(must be "hyperprompt-webgpu-matmul-tuning"\): not a /,
+  );
+  bad((x) => delete x.version, /: version is missing \(must be \d+\)$/);
   bad((x) => (x.version = 2), /version must be 1, got 2/);
   bad((x) => delete (x.adapter as Record<string, unknown>).description, /adapter\.description/);
   bad((x) => (x.created = "yesterday"), /created must be an ISO date/);
