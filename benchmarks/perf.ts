@@ -94,7 +94,7 @@ import {
 import { HEAD_CONTEXT, HEAD_SCORES } from "../model/heads.ts";
 import { wasmMatMulState } from "../model/wasm_kernels.ts";
 import { uniformValues } from "./rng.ts";
-import { gitState } from "./provenance.ts";
+import { gitState, readCpuinfo } from "./provenance.ts";
 import { quietWaylandProbe } from "../model/webgpu/wsi_env.ts";
 
 /** One matmul measurement. */
@@ -882,20 +882,6 @@ export function optimizerPath(
 
 // ---------------------------------------------------------------------------------------------
 // Machine and versions
-
-function readCpuinfo(): string {
-  try {
-    return Deno.readTextFileSync("/proc/cpuinfo");
-  } catch {
-    // Deno 2 may refuse /proc reads without --allow-all; `cat` works under --allow-run.
-    try {
-      const out = new Deno.Command("cat", { args: ["/proc/cpuinfo"], stderr: "null" }).outputSync();
-      return new TextDecoder().decode(out.stdout);
-    } catch {
-      return "";
-    }
-  }
-}
 
 function cpuModel(): string {
   const txt = readCpuinfo();

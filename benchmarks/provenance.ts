@@ -294,15 +294,29 @@ export function pinnedPackages(): Record<string, string> {
   return Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : 1)));
 }
 
-function cpuModel(): string {
+/**
+ * `/proc/cpuinfo`'s text, or "" where there is none (not Linux) or it cannot be read. Deno 2
+ * refuses reads of `/proc` without `--allow-all` (`NotCapable`), which the `deno task`s do not
+ * grant; `cat` reads it under `--allow-run`, which they do.
+ *
+ * @returns the file's text, or ""
+ */
+export function readCpuinfo(): string {
   try {
-    const info = Deno.readTextFileSync("/proc/cpuinfo");
-    const m = /^model name\s*:\s*(.+)$/m.exec(info);
-    if (m) return m[1]!.trim();
+    return Deno.readTextFileSync("/proc/cpuinfo");
   } catch {
-    // Not Linux.
+    try {
+      const out = new Deno.Command("cat", { args: ["/proc/cpuinfo"], stderr: "null" }).outputSync();
+      return out.success ? new TextDecoder().decode(out.stdout) : "";
+    } catch {
+      return "";
+    }
   }
-  return Deno.build.arch;
+}
+
+function cpuModel(): string {
+  const m = /^model name\s*:\s*(.+)$/m.exec(readCpuinfo());
+  return m ? m[1]!.trim() : Deno.build.arch;
 }
 
 /**

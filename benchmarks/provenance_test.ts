@@ -12,6 +12,7 @@ import {
   gitState,
   gitStateOnce,
   pinnedPackages,
+  readCpuinfo,
   resumeRecord,
 } from "./provenance.ts";
 
@@ -295,6 +296,27 @@ Deno.test("collectProvenance() records each version under its own field, the ada
     deviceDescription({ ...backend, name: "cpu", adapter: "GPU 0" }),
     /^(?!GPU 0).* \(cpu, 1 threads\)$/,
   );
+});
+
+Deno.test({
+  name:
+    "deviceDescription() names the CPU model under the tasks' permissions (Deno refuses /proc " +
+    "reads without --allow-all: readCpuinfo falls back to cat)",
+  ignore: Deno.build.os !== "linux",
+  fn() {
+    const text = new TextDecoder().decode(
+      new Deno.Command("cat", { args: ["/proc/cpuinfo"] }).outputSync().stdout,
+    );
+    assert.ok(text.length > 0, "cat /proc/cpuinfo printed something");
+    assert.equal(readCpuinfo(), text);
+    // Where the file names no model (some ARM kernels), the architecture stands in.
+    const model = /^model name\s*:\s*(.+)$/m.exec(text)?.[1]?.trim() ?? Deno.build.arch;
+    const cores = navigator.hardwareConcurrency;
+    assert.equal(
+      deviceDescription({ requested: "cpu", name: "cpu", tfBackend: "cpu", threads: 1, notes: [] }),
+      `${model} x${cores} (cpu, 1 threads)`,
+    );
+  },
 });
 
 Deno.test("gitState() with no folder reads this repository: its HEAD, dirty exactly when git status lists a change", () => {
