@@ -361,7 +361,7 @@ Deno.test("main() refuses every bad flag, value and combination in one line nami
         /^--methods: unknown method label "lora"; profile "tiny-grid" has the methods "mtl", /,
       ],
       [["--shard", "-1/2"], /^Cannot parse --shard "-1\/2": expected i\/n with 0 <= i < n/],
-      [["--shard", "2/2"], /^Cannot parse --shard "2\/2"/],
+      [["--shard", "2/2"], /^--shard "2\/2": i must be < n \(0-based/],
       [["--shard", "01/02"], /^Cannot parse --shard "01\/02": .*no sign, spaces or leading zeros/],
       [["--shard", " 1/2"], /^Cannot parse --shard " 1\/2": /],
       [
@@ -881,7 +881,7 @@ Deno.test("main() with no cache and no mirror still downloads first, then names 
     const unknownTask = await tmpProfile(dir, { tasks: { glue: ["nope"] } });
     const refused: [string[], RegExp][] = [
       [["--profile", profile, "--bogus"], /^unknown flag --bogus; /],
-      [["--profile", profile, "--shard", "3/3"], /^Cannot parse --shard "3\/3"/],
+      [["--profile", profile, "--shard", "3/3"], /^--shard "3\/3": i must be < n/],
       [["--profile", profile, "--backend", "tpu"], /^Unknown --backend "tpu"/],
       [["--profile", join(dir, "none.json")], /^--profile .*none\.json: no such file \(built-in/],
       [["--profile", unknownTask], /unknown glue task "nope"/],

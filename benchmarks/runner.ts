@@ -480,7 +480,15 @@ export function parseShard(text: string): Shard {
   const m = /^(0|[1-9]\d*)\/(0|[1-9]\d*)$/.exec(text);
   const index = m ? Number(m[1]) : NaN;
   const count = m ? Number(m[2]) : NaN;
-  if (!m || count < 1 || index >= count) {
+  // The form is right, the numbers are not: said so, not "cannot parse".
+  if (m && count < 1) throw new Error(`--shard "${text}": n must be at least 1, e.g. 0/4`);
+  if (m && index >= count) {
+    throw new Error(
+      `--shard "${text}": i must be < n (0-based: the shards of ${count} are 0/${count} to ` +
+        `${count - 1}/${count})`,
+    );
+  }
+  if (!m) {
     throw new Error(
       `Cannot parse --shard "${text}": expected i/n with 0 <= i < n, both plain decimal integers ` +
         `(no sign, spaces or leading zeros), e.g. 0/4 (Slurm: $SLURM_ARRAY_TASK_ID/$N with ` +

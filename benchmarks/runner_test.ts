@@ -164,7 +164,14 @@ Deno.test("expandGrid() errors on unknown or missing tasks, or skips missing one
 
 Deno.test("parseShard() and shardGrid() split the grid into disjoint, complete slices", async () => {
   assert.deepEqual(parseShard("2/3"), { index: 2, count: 3 });
-  assert.throws(() => parseShard("3/3"), /expected i\/n with 0 <= i < n/);
+  // The right form with numbers out of range: said so, with the range.
+  assert.throws(() => parseShard("3/3"), {
+    message: '--shard "3/3": i must be < n (0-based: the shards of 3 are 0/3 to 2/3)',
+  });
+  assert.throws(() => parseShard("5/2"), /--shard "5\/2": i must be < n .*0\/2 to 1\/2\)$/);
+  assert.throws(() => parseShard("0/0"), {
+    message: '--shard "0/0": n must be at least 1, e.g. 0/4',
+  });
   assert.throws(() => parseShard("1"), /Cannot parse --shard "1"/);
   assert.deepEqual(parseShard("0/1"), { index: 0, count: 1 });
   assert.deepEqual(parseShard("10/20"), { index: 10, count: 20 });
