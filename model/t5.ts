@@ -962,6 +962,13 @@ export function crossEntropyLoss(
       `model/t5.ts crossEntropyLoss: labels must be int32 [${b}, ${l}], got ${labels.dtype} [${labels.shape}]`,
     );
   }
+  // On cpu and wasm the labels are host memory (`dataSync` is a view on cpu, a copy out of the
+  // wasm heap on wasm): a label outside the vocabulary is named by its position before any
+  // kernel runs, whichever path computes the loss (the wasm kernel's own check names only a
+  // flattened row). Elsewhere (webgpu, tfjs-node) reading them back would stall every step: see
+  // the composite below.
+  const onHost = HOST_BACKENDS.includes(tf.getBackend());
+  if (onHost) checkVocab("crossEntropyLoss", "labels", labels.dataSync(), labels, v, -100);
   return tf.tidy(() => {
     const n = b * l;
     const flat = logits.reshape([n, v]);
@@ -978,12 +985,9 @@ export function crossEntropyLoss(
     }
     if (perToken === undefined) {
       // The composite reads label j of row r at flat index r·v + j: a label outside [0, v) would
-      // silently score a logit of a neighbouring row (the wasm kernel throws, as PyTorch does).
-      // On cpu the labels are host memory: such a label is an error naming it. Elsewhere (stock
-      // webgpu, tfjs-node) reading them back would stall every step, so that token's loss is
-      // NaN instead, as the webgpu kernel makes it, and training stops on the non-finite loss.
-      const onHost = tf.getBackend() === "cpu";
-      if (onHost) checkVocab("crossEntropyLoss", "labels", labels.dataSync(), labels, v, -100);
+      // silently score a logit of a neighbouring row. On cpu and wasm such a label was refused
+      // above. Elsewhere (stock webgpu, tfjs-node) that token's loss is NaN instead, as the
+      // webgpu kernel makes it, and training stops on the non-finite loss.
       const lse = tf.logSumExp(flat, -1); // [n]
       const rows = tf.range(0, n, 1, "int32");
       const picked = gatherRows(

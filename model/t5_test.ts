@@ -9,7 +9,13 @@ import "@tensorflow/tfjs-backend-wasm";
 import { installLowMemoryBackprop, uninstallLowMemoryBackprop } from "./backprop.ts";
 import { loadHfFolder } from "./checkpoint.ts";
 import { preset, type T5Config } from "./config.ts";
-import { DROPOUT, type DropoutMaskParams, dropoutMaskParams } from "./fused.ts";
+import {
+  DROPOUT,
+  type DropoutMaskParams,
+  dropoutMaskParams,
+  registerFusedWasmKernels,
+  unregisterFusedWasmKernels,
+} from "./fused.ts";
 import type { AttentionPrefix, Stack, T5Hooks } from "./hooks.ts";
 import { METHODS } from "./methods/mod.ts";
 import type { Method } from "./method.ts";
@@ -418,30 +424,52 @@ Deno.test("crossEntropyLoss zLoss: T5X's z·log_z² per counted token, value and
   tf.dispose([a, b, x, logits, labels]);
 });
 
-Deno.test("crossEntropyLoss: a label outside the vocabulary (not -100) is refused by position on cpu", async () => {
-  // The cpu composite reads row r's label j at flat index r·V + j, so without the check label V
-  // scored the next row's first logit and -1 the previous row's last (a finite, wrong loss).
-  const logits = tf.tensor3d([[[1, 2, 3], [0, 5, 0]], [[2, -1, 0.5], [3, 3, 1]]]);
-  for (
-    const [rows, where] of [
-      [[[2, 3], [0, 1]], "labels\\[0\\]\\[1\\] is 3"],
-      [[[2, -100], [-1, 1]], "labels\\[1\\]\\[0\\] is -1"],
-      [[[2, 1], [0, -101]], "labels\\[1\\]\\[1\\] is -101"],
-    ] as const
-  ) {
-    const labels = tf.tensor2d(rows.map((r) => [...r]), undefined, "int32");
-    await refuses(
-      where,
-      new RegExp(`crossEntropyLoss: ${where}, neither -100 \\(ignored\\) nor in the vocabulary`),
-      () => crossEntropyLoss(logits, labels),
-    );
-    labels.dispose();
+Deno.test("crossEntropyLoss: a label outside the vocabulary (not -100) is refused by position (cpu, wasm, wasm fused)", async () => {
+  // The composite reads row r's label j at flat index r·V + j, so without the check label V
+  // scored the next row's first logit and -1 the previous row's last (a finite, wrong loss); the
+  // wasm fused kernel refuses it too, but by its flattened row. Every backend whose labels are
+  // host memory names the label by [batch][position], with and without the z-loss's kernel.
+  const paths = [["cpu", false], ["wasm", false], ["wasm", true]] as const;
+  try {
+    for (const [backend, fused] of paths) {
+      assert.ok(await tf.setBackend(backend));
+      if (fused) registerFusedWasmKernels();
+      const logits = tf.tensor3d([[[1, 2, 3], [0, 5, 0]], [[2, -1, 0.5], [3, 3, 1]]]);
+      for (
+        const [rows, where] of [
+          [[[2, 3], [0, 1]], "labels\\[0\\]\\[1\\] is 3"],
+          [[[2, -100], [-1, 1]], "labels\\[1\\]\\[0\\] is -1"],
+          [[[2, 1], [0, -101]], "labels\\[1\\]\\[1\\] is -101"],
+        ] as const
+      ) {
+        const labels = tf.tensor2d(rows.map((r) => [...r]), undefined, "int32");
+        for (const zLoss of [0, 1e-4]) {
+          const what = `${backend}${fused ? " fused" : ""} zLoss ${zLoss}: ${where}`;
+          await refuses(
+            what,
+            new RegExp(
+              `^Error: model/t5\\.ts crossEntropyLoss: ${where}, neither -100 \\(ignored\\) nor in ` +
+                `the vocabulary \\[0, 3\\)$`,
+            ),
+            () => crossEntropyLoss(logits, labels, { zLoss }),
+          );
+        }
+        labels.dispose();
+      }
+      // Every valid label, -100 included, still gives the loss: fp32 log-sum-exp of 3 logits.
+      const ok = tf.tensor2d([[2, -100], [0, 2]], undefined, "int32");
+      const loss = crossEntropyLoss(logits, ok);
+      const lse = (xs: number[]) => Math.log(xs.reduce((a, x) => a + Math.exp(x), 0));
+      const want = ((lse([1, 2, 3]) - 3) + (lse([2, -1, 0.5]) - 2) + (lse([3, 3, 1]) - 1)) / 3;
+      const got = loss.dataSync()[0]!;
+      assert.ok(Math.abs(got - want) < 1e-6, `${backend} fused ${fused}: ${got} vs ${want}`);
+      tf.dispose([logits, ok, loss]);
+      if (fused) unregisterFusedWasmKernels();
+    }
+  } finally {
+    unregisterFusedWasmKernels();
+    await tf.setBackend("cpu"); // this file's other tests run on cpu
   }
-  // Every valid label, -100 included, still gives a loss.
-  const ok = tf.tensor2d([[2, -100], [0, 2]], undefined, "int32");
-  const loss = crossEntropyLoss(logits, ok);
-  assert.ok(Number.isFinite(loss.dataSync()[0]!));
-  tf.dispose([logits, ok, loss]);
 });
 
 Deno.test("shiftRight: start token, drop last, -100 → pad", () => {
