@@ -1476,8 +1476,10 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         throw new UsageError(
           `--compare ${values.compare}: none of its ${baseline.length} runs (profile ` +
             `${profiles.map((p) => `"${p}"`).join(", ")}) is a run of this ${
-              what === "" ? "grid" : methods === undefined ? "shard" : `selection (${what})`
-            } (profile "${profile.name}", ${specs.length} runs); the gate would compare nothing`,
+              what === "" ? "grid" : methods === undefined ? "shard" : "selection"
+            } (profile "${profile.name}"${what === "" ? "" : `, ${what}`}: ${specs.length} ${
+              specs.length === 1 ? "run" : "runs"
+            }); the gate would compare nothing`,
         );
       }
     }
