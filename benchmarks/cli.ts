@@ -1200,6 +1200,43 @@ function clip(s: string, max: number): string {
 }
 
 /**
+ * The notes `--resume` prints for work folders (checkpoints of an unfinished run) in `out` that
+ * belong to no run of `specs` but have one's profile, model, backbone, benchmark, method, task and
+ * seed: the same run started with other settings (a run id changes with `--backend` and the
+ * training settings), which this resume leaves as it is and trains afresh.
+ *
+ * @param out the results folder
+ * @param specs the runs about to train or be skipped
+ * @returns one line per such folder (none when `out` does not exist)
+ */
+export function otherRunsCheckpoints(out: string, specs: readonly RunSpec[]): string[] {
+  let names: string[];
+  try {
+    names = [...Deno.readDirSync(out)].filter((e) => e.isDirectory).map((e) => e.name);
+  } catch {
+    return [];
+  }
+  const own = new Set(specs.map((s) => runFileName(s).slice(0, -".json".length)));
+  const notes: string[] = [];
+  for (const spec of specs) {
+    const stem = runFileName(spec).slice(0, -".json".length);
+    const prefix = stem.slice(0, stem.length - spec.id.length);
+    for (const name of names) {
+      if (own.has(name) || !name.startsWith(prefix) || name.slice(prefix.length).includes("--")) {
+        continue;
+      }
+      notes.push(
+        `--resume: ${join(out, name)} holds checkpoints of the same run as ${stem} under another ` +
+          `run id (other settings: a run id changes with --backend and the training settings); ` +
+          "it is left as it is and this run trains from its own checkpoints or step 0 (resume " +
+          "that one with the flags that started it)",
+      );
+    }
+  }
+  return notes;
+}
+
+/**
  * What bench does after a failed download, as `runner.ts` `expandGrid` decides: a missing task is
  * left out only where the profile has `skipMissingTasks` and lists no tasks of that benchmark;
  * any other (a listed task, an `extraTrainTasks` one) stops bench with the missing-task error.
@@ -1610,6 +1647,9 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         `note: --checkpoint-minutes ${minutesArg} changes nothing here: no run writes ` +
           `checkpoints (train.checkpointEvery 0)`,
       );
+    }
+    if (values.resume) {
+      for (const n of otherRunsCheckpoints(values.out, specs)) error(`note: ${n}`);
     }
     const interrupts = interruptWhileCheckpointing({
       requestStop,

@@ -562,8 +562,21 @@ Deno.test("main() --dry-run lists the grid with FLOPs and time; --compare gates 
     // --resume over a truncated result: the run is rerun, and the log says why.
     const victim = [...Deno.readDirSync(out)].find((e) => e.name.endsWith(".json"))!.name;
     await Deno.writeTextFile(join(out, victim), '{\n  "spec": {');
+    // The checkpoints of the same run under another id (started with other settings): noted.
+    const other = victim.replace(/--[^-]+\.json$/, "--000000000000");
+    await Deno.mkdir(join(out, other, "step-00000002"), { recursive: true });
     c = capture();
     assert.equal(await main([...args, "--resume"], { ...c.opts, runOne: fakeRunOne }), 0);
+    const notes = c.err.filter((l) => l.startsWith("note: --resume: "));
+    assert.deepEqual(notes.length, 1, c.err.join("\n"));
+    assert.ok(
+      notes[0]!.startsWith(
+        `note: --resume: ${join(out, other)} holds checkpoints of the same run as ` +
+          `${victim.slice(0, -".json".length)} under another run id (other settings: `,
+      ),
+      String(notes[0]),
+    );
+    await Deno.remove(join(out, other), { recursive: true });
     assert.match(
       c.err.join("\n"),
       new RegExp(
