@@ -179,6 +179,33 @@ function mixSeed(seed: number, counter: number): number {
   return (x ^ (x >>> 16)) >>> 0;
 }
 
+/** The size fields of {@link T5Config}, each a positive integer (as `t5ConfigFromHf` reads it). */
+const SIZE_FIELDS = [
+  "vocabSize",
+  "dModel",
+  "dKv",
+  "dFf",
+  "numHeads",
+  "numLayers",
+  "numDecoderLayers",
+  "relativeAttentionNumBuckets",
+  "relativeAttentionMaxDistance",
+] as const satisfies readonly (keyof T5Config)[];
+
+/**
+ * Checks that every size field of `config` is a positive integer, before anything is allocated:
+ * a zero or fractional width would otherwise make tensors that fail later with a tfjs error
+ * naming no field, and NaN would make shapes tfjs refuses.
+ */
+function checkSizes(fn: string, config: T5Config): void {
+  for (const key of SIZE_FIELDS) {
+    const n = config[key];
+    if (!Number.isInteger(n) || n <= 0) {
+      throw new Error(`model/t5.ts ${fn}: config.${key} must be a positive integer, got ${n}`);
+    }
+  }
+}
+
 /**
  * A freshly initialised model, like HF `T5PreTrainedModel._init_weights` with
  * `initializer_factor` 1: normal(0, σ) with σ = 1 for embeddings and `lm_head`, dModel^-½ for
@@ -187,9 +214,17 @@ function mixSeed(seed: number, counter: number): number {
  * so the result does not depend on creation order or backend.
  *
  * @param config the configuration
- * @param opts.seed root seed
+ * @param opts.seed root seed, an integer (`Number.isSafeInteger`)
+ * @returns the model, whose variables the caller releases with {@link disposeT5}
+ * @throws Error naming a size field of `config` that is not a positive integer, or a seed that is
+ *   not an integer (before any tensor is made)
  */
 export function initT5(config: T5Config, opts: { seed: number }): T5Model {
+  checkSizes("initT5", config);
+  const seed: unknown = opts?.seed;
+  if (!Number.isSafeInteger(seed)) {
+    throw new Error(`model/t5.ts initT5: opts.seed must be an integer, got ${seed}`);
+  }
   const params = new Map<string, tf.Variable>();
   for (const [name, shape] of t5ParamShapes(config)) {
     const std = initStd(name, config);
@@ -260,7 +295,7 @@ function blocksNamed(names: Iterable<string>, stack: "encoder" | "decoder"): num
  * @param source the checkpoint (a folder, weights file or shard index), named by the names error
  * @param opts the dtypes accepted, and the configuration's file for the messages
  * @throws Error naming `source` with the missing and unexpected names, or the file holding a tensor
- *   whose dtype or shape is wrong
+ *   whose dtype or shape is wrong, or a size field of `config` that is not a positive integer
  */
 export function checkT5Checkpoint(
   config: T5Config,
@@ -268,6 +303,7 @@ export function checkT5Checkpoint(
   source: string,
   opts: CheckT5CheckpointOptions,
 ): void {
+  checkSizes("checkT5Checkpoint", config);
   const { ownEmbeddings: _ignored, ...plain } = config;
   const shapes = t5ParamShapes(plain);
   const optional = ["encoder.embed_tokens.weight", "decoder.embed_tokens.weight"];
@@ -358,7 +394,7 @@ function sameStorage(a: tf.Tensor, b: tf.Tensor): boolean {
  * @param tensors name → tensor
  * @param source where the tensors came from, for error messages
  * @throws Error naming `source` and the missing and unexpected tensors, or the tensor that is
- *   misshapen or not float32
+ *   misshapen or not float32, or a size field of `config` that is not a positive integer
  */
 export function t5FromTensors(
   config: T5Config,
@@ -366,6 +402,7 @@ export function t5FromTensors(
   source: string,
 ): T5Model {
   // The per-stack tables are decided by the tensors, not by a caller's `ownEmbeddings`.
+  checkSizes("t5FromTensors", config);
   const { ownEmbeddings: _ignored, ...plain } = config;
   const shapes = t5ParamShapes(plain);
   // Checked before any variable is made: a refused tensor leaves nothing allocated.

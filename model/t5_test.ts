@@ -125,6 +125,50 @@ Deno.test("initT5: deterministic per seed, HF standard deviations, norms are one
   [a, b, c].forEach(disposeT5);
 });
 
+Deno.test("initT5, t5FromTensors, checkT5Checkpoint: a size that is not a positive integer, or a seed that is not an integer, is refused by name before any tensor", () => {
+  const cfg = small("tiny-relu");
+  const before = tf.memory().numTensors;
+  const sizes = [
+    "vocabSize",
+    "dModel",
+    "dKv",
+    "dFf",
+    "numHeads",
+    "numLayers",
+    "numDecoderLayers",
+    "relativeAttentionNumBuckets",
+    "relativeAttentionMaxDistance",
+  ] as const;
+  for (const key of sizes) {
+    for (const bad of [0, -1, 1.5, NaN, undefined]) {
+      const over = { ...cfg, [key]: bad } as unknown as T5Config;
+      const re = new RegExp(`config\\.${key} must be a positive integer, got ${bad}$`);
+      assert.throws(() => initT5(over, { seed: 0 }), new RegExp(`initT5: ${re.source}`), key);
+      assert.throws(
+        () => t5FromTensors(over, new Map(), "mem"),
+        new RegExp(`t5FromTensors: ${re.source}`),
+        key,
+      );
+      assert.throws(
+        () => checkT5Checkpoint(over, new Map(), "mem", { dtypes: ["float32"] }),
+        new RegExp(`checkT5Checkpoint: ${re.source}`),
+        key,
+      );
+    }
+  }
+  for (const seed of [undefined, NaN, 1.5, Infinity, 2 ** 53]) {
+    assert.throws(
+      () => initT5(cfg, { seed } as unknown as { seed: number }),
+      new RegExp(`model/t5\\.ts initT5: opts\\.seed must be an integer, got ${seed}$`),
+      String(seed),
+    );
+  }
+  assert.equal(tf.memory().numTensors, before, "a refused config left tensors");
+  // Any safe integer is a seed, negative ones included.
+  for (const seed of [-1, 2 ** 53 - 1]) disposeT5(initT5(cfg, { seed }));
+  assert.equal(tf.memory().numTensors, before);
+});
+
 Deno.test("t5FromTensors: validates names, shapes, dtypes; per-stack embeddings only when distinct", () => {
   const cfg = small("tiny-v1_1");
   const src = initT5(cfg, { seed: 1 });
