@@ -28,6 +28,7 @@ import {
 } from "./safetensors.ts";
 import {
   checkUnchanged,
+  type FileIdentity,
   fileIdentity,
   fsError,
   makeHeldTempDir,
@@ -44,7 +45,9 @@ import {
 import { readTorchBinHeader, readTorchBinTensors, type TorchBinHeader } from "./torch_bin.ts";
 
 import { parseJsonFile } from "./json.ts";
+import { CheckpointError } from "./checkpoint_error.ts";
 
+export { CheckpointError } from "./checkpoint_error.ts";
 export { fetchHubModel, type FetchHubOptions } from "./hub.ts";
 
 /** Weights file of an unsharded checkpoint. */
@@ -93,18 +96,32 @@ async function readText(path: string, what: string): Promise<string> {
   try {
     return await Deno.readTextFile(path);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new Error(`${path}: missing ${what}`);
-    throw new Error(`${path}: cannot read ${what}: ${(e as Error).message}`);
+    if (e instanceof Deno.errors.NotFound) {
+      throw new CheckpointError(`${path}: not found`, { file: path, cause: e });
+    }
+    throw new CheckpointError(`${path}: cannot read ${what}: ${(e as Error).message}`, {
+      file: path,
+      cause: e,
+    });
   }
 }
 
 /**
  * Read and parse a JSON file.
  *
- * @throws Error naming the file when it is missing or not valid JSON
+ * @param path the file
+ * @param what what it is, for the error of a file that cannot be read
+ * @returns the parsed JSON
+ * @throws CheckpointError naming the file when it is not found, cannot be read or is not valid
+ *   JSON (with the line and column)
  */
 export async function readJsonFile(path: string, what = "JSON file"): Promise<unknown> {
-  return parseJsonFile(await readText(path, what), path);
+  const text = await readText(path, what);
+  try {
+    return parseJsonFile(text, path);
+  } catch (e) {
+    throw new CheckpointError((e as Error).message, { file: path, cause: e });
+  }
 }
 
 /**
@@ -200,12 +217,14 @@ async function loadSafetensorsWith(
     } else {
       // Rewritten since its header was read (even to the same size, or another file renamed over
       // it): the old header's offsets would read the new file's bytes as the old tensors.
-      checkUnchanged(path, read.identity, identity, "since its header was read");
+      sameFile(path, read.identity, identity, "since its header was read");
       header = read;
     }
     if (only) {
       for (const name of only) {
-        if (!header.tensors.has(name)) throw new Error(`${path}: tensor "${name}" not found`);
+        if (!header.tensors.has(name)) {
+          throw new CheckpointError(`${path}: tensor "${name}" not found`, { file: path });
+        }
       }
     }
     await putFileTensors(path, into, async (put) => {
@@ -214,16 +233,16 @@ async function loadSafetensorsWith(
         await put(name, async () => {
           const [b, e] = info.dataOffsets;
           const where = `${path}: tensor "${name}"`;
-          const bytes = await readAt(file, header.dataStart + b, e - b, where, "its data");
+          const bytes = await readAt(file, header.dataStart + b, e - b, where, "its data", path);
           return {
-            values: toTypedArray(info.dtype, bytes, where),
+            values: toTypedArray(info.dtype, bytes, where, path),
             shape: info.shape,
           };
         });
       }
       // Written to in place meanwhile: some tensors may be of the old file, some of the new (the
       // open file stays the same inode whatever is renamed over its path).
-      checkUnchanged(
+      sameFile(
         path,
         identity,
         fileIdentity(await file.stat()),
@@ -233,6 +252,15 @@ async function loadSafetensorsWith(
     return into;
   } finally {
     file.close();
+  }
+}
+
+/** `checkUnchanged` (model/fs.ts), throwing the {@link CheckpointError} of `path`. */
+function sameFile(path: string, was: FileIdentity, now: FileIdentity, since: string): void {
+  try {
+    checkUnchanged(path, was, now, since);
+  } catch (e) {
+    throw new CheckpointError((e as Error).message, { file: path, cause: e });
   }
 }
 
@@ -261,7 +289,9 @@ async function putFileTensors(
   const created = new Set<tf.Tensor>();
   try {
     await read(async (name, load) => {
-      if (into.has(name)) throw new Error(`${path}: tensor "${name}" appears in two files`);
+      if (into.has(name)) {
+        throw new CheckpointError(`${path}: tensor "${name}" appears in two files`, { file: path });
+      }
       const data = await load();
       let tensor: tf.Tensor;
       if ("sameAs" in data) {
@@ -289,32 +319,41 @@ async function putFileTensors(
  * Parse a `model.safetensors.index.json` object.
  *
  * @returns shard file name → tensor names stored in it
- * @throws Error naming the file and the bad field
+ * @throws CheckpointError naming the file (its `file`) and the bad field (its `field`)
  */
 export function parseIndex(json: unknown, source: string): Map<string, string[]> {
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
-    throw new Error(`${source}: index must be a JSON object`);
+    throw new CheckpointError(`${source}: index must be a JSON object`, { file: source });
   }
   const wm = (json as Record<string, unknown>).weight_map;
   if (typeof wm !== "object" || wm === null || Array.isArray(wm)) {
-    throw new Error(`${source}: missing or invalid field "weight_map" (expected an object)`);
+    throw new CheckpointError(
+      `${source}: missing or invalid field "weight_map" (expected an object)`,
+      { file: source, field: "weight_map" },
+    );
   }
   const shards = new Map<string, string[]>();
   for (const [name, file] of Object.entries(wm)) {
     if (
       typeof file !== "string" || /^\.*$/.test(file) || file.includes("/") || file.includes("\\")
     ) {
-      throw new Error(
+      throw new CheckpointError(
         `${source}: field "weight_map"."${name}" must be a shard file name, got ${
           JSON.stringify(file)
         }`,
+        { file: source, field: "weight_map" },
       );
     }
     const list = shards.get(file) ?? [];
     list.push(name);
     shards.set(file, list);
   }
-  if (shards.size === 0) throw new Error(`${source}: field "weight_map" is empty`);
+  if (shards.size === 0) {
+    throw new CheckpointError(`${source}: field "weight_map" is empty`, {
+      file: source,
+      field: "weight_map",
+    });
+  }
   return shards;
 }
 
@@ -354,7 +393,8 @@ export interface LoadHfFolderOptions {
  * @param dir the folder
  * @param opts the config already read, and a check of the headers' tensors before any data
  * @returns config and tensors (the caller owns and disposes the tensors)
- * @throws Error naming the file and tensor/field for any missing or malformed part, or what
+ * @throws CheckpointError naming the file (its `file`) and tensor/field for any missing,
+ *   malformed or truncated part (a missing shard with the index that lists it), or what
  *   `opts.check` throws
  */
 export async function loadHfFolder(
@@ -427,7 +467,9 @@ interface FolderLayout {
  */
 async function readFolderLayout(dir: string, read?: T5Config): Promise<FolderLayout> {
   const configPath = join(dir, "config.json");
-  if (!(await pathExists(dir))) throw new Error(`${dir}: checkpoint folder does not exist`);
+  if (!(await pathExists(dir))) {
+    throw new CheckpointError(`${dir}: checkpoint folder does not exist`, { file: dir });
+  }
   const config = read ??
     t5ConfigFromHf(await readJsonFile(configPath, "config.json"), configPath);
   const formats = [
@@ -451,13 +493,14 @@ async function readFolderLayout(dir: string, read?: T5Config): Promise<FolderLay
   }
   const other: string[] = [];
   for (const name of OTHER_WEIGHTS) if (await pathExists(join(dir, name))) other.push(name);
-  throw new Error(
+  throw new CheckpointError(
     `${dir}: no ${WEIGHTS_NAME}, ${WEIGHTS_INDEX_NAME}, ${TORCH_WEIGHTS_NAME} or ` +
       `${TORCH_WEIGHTS_INDEX_NAME}` +
       (other.length > 0
         ? `; it holds ${other.join(", ")}, which this loader does not read (safetensors and ` +
           `PyTorch only). ` + convertHint(dir)
         : ""),
+    { file: dir },
   );
 }
 
@@ -479,10 +522,11 @@ export interface FolderTensorInfo {
 /**
  * Every tensor of the weight files from their headers: each shard must hold the names its index
  * maps to it, and no name may be in two files. A shard's tensor the index omits is included.
- * Each file's header is returned too (by path), for loading without reading it again.
+ * Each file's header is returned too (by path), for loading without reading it again. A shard
+ * that is not there is an error naming the index (`source`) that lists it.
  */
 async function readHeaders(
-  { files, format }: Pick<FolderLayout, "files" | "format">,
+  { files, format, source }: Pick<FolderLayout, "files" | "format" | "source">,
 ): Promise<{
   tensors: Map<string, FolderTensorInfo>;
   torch: Map<string, TorchBinHeader>;
@@ -495,25 +539,43 @@ async function readHeaders(
     let header: {
       tensors: ReadonlyMap<string, { dtype: SafetensorsDtype; shape: readonly number[] }>;
     };
-    if (format === "torch") {
-      const th = await readTorchBinHeader(path);
-      torch.set(path, th);
-      header = th;
-    } else {
-      const sh = await readSafetensorsHeader(path);
-      safetensors.set(path, sh);
-      header = sh;
+    try {
+      if (format === "torch") {
+        const th = await readTorchBinHeader(path);
+        torch.set(path, th);
+        header = th;
+      } else {
+        const sh = await readSafetensorsHeader(path);
+        safetensors.set(path, sh);
+        header = sh;
+      }
+    } catch (e) {
+      // A shard the index lists but the folder lacks: which index lists it.
+      if (
+        names !== undefined && e instanceof CheckpointError &&
+        e.cause instanceof Deno.errors.NotFound
+      ) {
+        throw new CheckpointError(`${e.message} (a shard that ${source} lists)`, {
+          file: path,
+          cause: e,
+        });
+      }
+      throw e;
     }
     for (const name of names ?? []) {
       if (!header.tensors.has(name)) {
-        throw new Error(`${path}: tensor "${name}" not found (the index maps it to this shard)`);
+        throw new CheckpointError(
+          `${path}: tensor "${name}" not found (the index maps it to this shard)`,
+          { file: path },
+        );
       }
     }
     for (const [name, info] of header.tensors) {
       const other = tensors.get(name);
       if (other !== undefined) {
-        throw new Error(
+        throw new CheckpointError(
           `${path}: tensor "${name}" appears in two files (also in ${other.file})`,
+          { file: path },
         );
       }
       tensors.set(
@@ -541,7 +603,7 @@ async function readHeaders(
  * @param dir the folder
  * @returns config, name → header entry plus the file holding it, and `source`: the file that
  *   lists the weights (`model.safetensors`, `pytorch_model.bin`, or the sharded index)
- * @throws Error naming the file and tensor, as {@link loadHfFolder} does
+ * @throws CheckpointError naming the file and tensor, as {@link loadHfFolder} does
  */
 export async function inspectHfFolder(
   dir: string,

@@ -9,6 +9,7 @@ import { bytesRead } from "./read_meter_testing.ts";
 import { unzipSync } from "fflate";
 import { gpuTest } from "./webgpu/testing.ts";
 import {
+  CheckpointError,
   inspectHfFolder,
   loadHfFolder,
   loadSafetensorsFile,
@@ -293,67 +294,132 @@ Deno.test("a read that fails for another reason than the end of the file is not 
   assert.equal(tf.memory().numTensors, before, "nothing is left");
 });
 
-Deno.test("loadHfFolder errors name the file and field", async () => {
+/** `s` as a regular expression matching itself. */
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/**
+ * Asserts that `p` rejects with a {@link CheckpointError} whose message matches `re` and whose
+ * `file` and `field` are those given.
+ */
+async function rejectsCheckpoint(
+  p: Promise<unknown>,
+  re: RegExp,
+  file: string,
+  field?: string,
+): Promise<void> {
+  await assert.rejects(p, (e: unknown) => {
+    assert.ok(e instanceof CheckpointError, `not a CheckpointError: ${e}`);
+    assert.equal(e.name, "CheckpointError");
+    assert.match(e.message, re);
+    assert.equal(e.file, file, e.message);
+    assert.equal(e.field, field, e.message);
+    return true;
+  });
+}
+
+Deno.test("loadHfFolder errors are CheckpointErrors naming the file and field", async () => {
   const tmp = await Deno.makeTempDir();
   const dir = join(tmp, "ck");
-  await assert.rejects(loadHfFolder(dir), /ck: checkpoint folder does not exist/);
+  await rejectsCheckpoint(loadHfFolder(dir), /ck: checkpoint folder does not exist$/, dir);
   await copyDir(sharedPath("fixtures", "hf-t5", "t5-tiny-relu"), dir);
-  await Deno.remove(join(dir, "config.json"));
-  await assert.rejects(loadHfFolder(dir), /config\.json: missing config\.json/);
-  await Deno.writeTextFile(join(dir, "config.json"), "{ not json");
-  await assert.rejects(loadHfFolder(dir), /config\.json:1:3: invalid JSON/);
-  await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify({ d_model: 32 }));
-  await assert.rejects(loadHfFolder(dir), /config\.json: missing field "num_layers"/);
-  await Deno.copyFile(
-    sharedPath("fixtures", "hf-t5", "t5-tiny-relu", "config.json"),
-    join(dir, "config.json"),
+  const config = join(dir, "config.json");
+  await Deno.remove(config);
+  // The file is named once: "<dir>/config.json: not found".
+  await rejectsCheckpoint(
+    loadHfFolder(dir),
+    new RegExp(`^${escapeRe(config)}: not found$`),
+    config,
   );
+  await Deno.writeTextFile(config, "{ not json");
+  await rejectsCheckpoint(loadHfFolder(dir), /config\.json:1:3: invalid JSON/, config);
+  await Deno.writeTextFile(config, JSON.stringify({ d_model: 32 }));
+  await rejectsCheckpoint(
+    loadHfFolder(dir),
+    /config\.json: missing field "num_layers"/,
+    config,
+    "num_layers",
+  );
+  const fixtureConfig = await Deno.readTextFile(
+    sharedPath("fixtures", "hf-t5", "t5-tiny-relu", "config.json"),
+  );
+  await Deno.writeTextFile(config, JSON.stringify({ ...JSON.parse(fixtureConfig), d_ff: "64" }));
+  await rejectsCheckpoint(
+    inspectHfFolder(dir),
+    /config\.json: field "d_ff" must be a number, got "64" \(string\)$/,
+    config,
+    "d_ff",
+  );
+  await Deno.writeTextFile(config, fixtureConfig);
   const w = join(dir, "model.safetensors");
   const bytes = await Deno.readFile(w);
   await Deno.writeFile(w, bytes.subarray(0, bytes.byteLength - 100));
   const before = tf.memory().numTensors;
-  await assert.rejects(
+  await rejectsCheckpoint(
     loadHfFolder(dir),
-    /model\.safetensors: tensor ".*": data_offsets .* out of range/,
+    /model\.safetensors: tensor ".*": data_offsets .* out of range \(data section has \d+ bytes\) \(the file is truncated: an interrupted download\?\)$/,
+    w,
   );
   assert.equal(tf.memory().numTensors, before, "partial loads are disposed");
   await Deno.writeFile(w, bytes.subarray(0, 100));
-  await assert.rejects(loadHfFolder(dir), /model\.safetensors: truncated safetensors header/);
+  await rejectsCheckpoint(loadHfFolder(dir), /model\.safetensors: truncated safetensors header/, w);
   await Deno.remove(w);
-  await assert.rejects(
+  await rejectsCheckpoint(
     loadHfFolder(dir),
     /no model\.safetensors, model\.safetensors\.index\.json, pytorch_model\.bin or pytorch_model\.bin\.index\.json$/,
+    dir,
   );
-  await Deno.writeTextFile(join(dir, "model.safetensors.index.json"), JSON.stringify({ x: 1 }));
-  await assert.rejects(loadHfFolder(dir), /index\.json: missing or invalid field "weight_map"/);
+  const index = join(dir, "model.safetensors.index.json");
+  await Deno.writeTextFile(index, JSON.stringify({ x: 1 }));
+  await rejectsCheckpoint(
+    loadHfFolder(dir),
+    /index\.json: missing or invalid field "weight_map"/,
+    index,
+    "weight_map",
+  );
   await Deno.writeTextFile(
-    join(dir, "model.safetensors.index.json"),
+    index,
     JSON.stringify({ weight_map: { "shared.weight": "model-00001-of-00002.safetensors" } }),
   );
-  await assert.rejects(
-    loadHfFolder(dir),
-    /model-00001-of-00002\.safetensors: missing safetensors file/,
-  );
-  // A shard name that is a folder: "Is a directory (os error 21)" named nothing before.
-  for (const shard of ["..", "."]) {
-    await Deno.writeTextFile(
-      join(dir, "model.safetensors.index.json"),
-      JSON.stringify({ weight_map: { "shared.weight": shard } }),
+  // A shard the index lists but the folder lacks: the error names the index too.
+  const shard = join(dir, "model-00001-of-00002.safetensors");
+  for (const load of [loadHfFolder, inspectHfFolder]) {
+    await rejectsCheckpoint(
+      load(dir),
+      new RegExp(
+        `^${escapeRe(shard)}: missing safetensors file \\(a shard that ${
+          escapeRe(index)
+        } lists\\)$`,
+      ),
+      shard,
     );
-    await assert.rejects(
+  }
+  // A shard name that is a folder: "Is a directory (os error 21)" named nothing before.
+  for (const name of ["..", "."]) {
+    await Deno.writeTextFile(index, JSON.stringify({ weight_map: { "shared.weight": name } }));
+    await rejectsCheckpoint(
       loadHfFolder(dir),
       /index\.json: field "weight_map"\."shared\.weight" must be a shard file name, got "\.{1,2}"/,
+      index,
+      "weight_map",
     );
   }
   await Deno.mkdir(join(dir, "sub.safetensors"));
   await Deno.writeTextFile(
-    join(dir, "model.safetensors.index.json"),
+    index,
     JSON.stringify({ weight_map: { "shared.weight": "sub.safetensors" } }),
   );
-  await assert.rejects(loadHfFolder(dir), /sub\.safetensors: not a safetensors file \(a folder/);
-  await assert.rejects(
+  const sub = join(dir, "sub.safetensors");
+  await rejectsCheckpoint(
+    loadHfFolder(dir),
+    /sub\.safetensors: not a safetensors file \(a folder/,
+    sub,
+  );
+  await rejectsCheckpoint(
     inspectHfFolder(dir),
     /sub\.safetensors: not a safetensors file \(a folder/,
+    sub,
   );
   await Deno.remove(tmp, { recursive: true });
 });

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { CheckpointError } from "./checkpoint_error.ts";
 
 /** Feed-forward variant: T5 1.0 uses ReLU (`wi`, `wo`); T5 1.1 uses gated GELU (`wi_0`, `wi_1`, `wo`). */
 export type FeedForwardProj = "relu" | "gated-gelu";
@@ -195,23 +196,33 @@ function field<T>(
   const v = json[key];
   if (v === undefined || v === null) {
     if (fallback !== undefined) return fallback;
-    throw new Error(`${source}: missing field "${key}" (expected a ${kind})`);
+    throw new CheckpointError(`${source}: missing field "${key}" (expected a ${kind})`, {
+      file: source,
+      field: key,
+    });
   }
   const actual: string = typeof v;
   if (actual !== kind) {
-    throw new Error(
+    throw new CheckpointError(
       `${source}: field "${key}" must be a ${kind}, got ${JSON.stringify(v)} (${typeof v})`,
+      { file: source, field: key },
     );
   }
   if (kind === "number" && !Number.isFinite(v as number)) {
-    throw new Error(`${source}: field "${key}" must be a finite number, got ${String(v)}`);
+    throw new CheckpointError(
+      `${source}: field "${key}" must be a finite number, got ${String(v)}`,
+      { file: source, field: key },
+    );
   }
   return v as T;
 }
 
 function positiveInt(n: number, key: string, source: string): number {
   if (!Number.isInteger(n) || n <= 0) {
-    throw new Error(`${source}: field "${key}" must be a positive integer, got ${n}`);
+    throw new CheckpointError(`${source}: field "${key}" must be a positive integer, got ${n}`, {
+      file: source,
+      field: key,
+    });
   }
   return n;
 }
@@ -222,8 +233,9 @@ function positiveInt(n: number, key: string, source: string): number {
  * @param json the parsed JSON
  * @param source where it came from, used in error messages (a file path)
  * @returns the validated configuration
- * @throws Error naming the source and the offending field (also for a `model_type` other than
- *   `t5` or `mt5`: other architectures share field names but not weights)
+ * @throws CheckpointError naming the source (its `file`) and the offending field (its `field`;
+ *   also for a `model_type` other than `t5` or `mt5`: other architectures share field names but
+ *   not weights)
  * @example
  * ```ts
  * const cfg = t5ConfigFromHf({ d_model: 32, d_kv: 8, d_ff: 64, num_heads: 4, num_layers: 2,
@@ -233,14 +245,15 @@ function positiveInt(n: number, key: string, source: string): number {
  */
 export function t5ConfigFromHf(json: unknown, source: string): T5Config {
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
-    throw new Error(`${source}: a T5 config must be a JSON object`);
+    throw new CheckpointError(`${source}: a T5 config must be a JSON object`, { file: source });
   }
   const j = json as HfJson;
   const modelType = j.model_type;
   if (modelType !== undefined && modelType !== "t5" && modelType !== "mt5") {
-    throw new Error(
+    throw new CheckpointError(
       `${source}: field "model_type" is ${JSON.stringify(modelType)}; only T5 and mT5 ` +
         `checkpoints ("t5", "mt5") are supported`,
+      { file: source, field: "model_type" },
     );
   }
   const numLayers = positiveInt(field(j, "num_layers", "number", source), "num_layers", source);
@@ -258,8 +271,9 @@ export function t5ConfigFromHf(json: unknown, source: string): T5Config {
   if (ffRaw === "relu") feedForwardProj = "relu";
   else if (ffRaw === "gated-gelu" || ffRaw === "gated-gelu_new") feedForwardProj = "gated-gelu";
   else {
-    throw new Error(
+    throw new CheckpointError(
       `${source}: field "feed_forward_proj" must be "relu" or "gated-gelu", got "${ffRaw}"`,
+      { file: source, field: "feed_forward_proj" },
     );
   }
   const tie = field<boolean>(j, "tie_word_embeddings", "boolean", source, !mt5);
@@ -304,18 +318,23 @@ export function t5ConfigFromHf(json: unknown, source: string): T5Config {
     ] as const
   ) {
     if (!Number.isInteger(id) || id < 0 || id >= cfg.vocabSize) {
-      throw new Error(
+      throw new CheckpointError(
         `${source}: field "${key}" must be a token id in [0, ${cfg.vocabSize}) ("vocab_size"), ` +
           `got ${id}`,
+        { file: source, field: key },
       );
     }
   }
   if (cfg.dropoutRate < 0 || cfg.dropoutRate >= 1) {
-    throw new Error(`${source}: field "dropout_rate" must be in [0, 1), got ${cfg.dropoutRate}`);
+    throw new CheckpointError(
+      `${source}: field "dropout_rate" must be in [0, 1), got ${cfg.dropoutRate}`,
+      { file: source, field: "dropout_rate" },
+    );
   }
   if (!(cfg.layerNormEpsilon > 0)) {
-    throw new Error(
+    throw new CheckpointError(
       `${source}: field "layer_norm_epsilon" must be positive, got ${cfg.layerNormEpsilon}`,
+      { file: source, field: "layer_norm_epsilon" },
     );
   }
   return cfg;

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { sharedPath } from "./shared_dir.ts";
 import { preset, PRESETS, t5ConfigFromHf, t5ConfigToHf } from "./config.ts";
+import { CheckpointError } from "./checkpoint_error.ts";
 
 // The config.json of published checkpoints, as on the hub (task_specific_params and other fields
 // transformers ignores for the architecture left out).
@@ -161,7 +162,7 @@ Deno.test("t5ConfigFromHf: other architectures and bad token ids are errors nami
     assert.throws(
       () => t5ConfigFromHf({ ...T5_V1_1_SMALL, model_type: modelType }, file),
       new RegExp(
-        `^Error: some/config\\.json: field "model_type" is "${modelType}"; only T5 and mT5`,
+        `^CheckpointError: some/config\\.json: field "model_type" is "${modelType}"; only T5 and mT5`,
       ),
     );
   }
@@ -187,4 +188,50 @@ Deno.test("t5ConfigFromHf: other architectures and bad token ids are errors nami
     () => t5ConfigFromHf({ ...T5_SMALL, eos_token_id: [1] }, file),
     /field "eos_token_id" must be a number, got \[1\]/,
   );
+});
+
+Deno.test("t5ConfigFromHf: each bad or missing field is a CheckpointError with the file and field", () => {
+  const file = "ck/config.json";
+  const bare: Record<string, unknown> = { ...T5_SMALL };
+  delete bare.d_model;
+  for (
+    const [json, field, message] of [
+      [bare, "d_model", /: missing field "d_model" \(expected a number\)$/],
+      [{ ...T5_SMALL, d_ff: "2048" }, "d_ff", /: field "d_ff" must be a number, got "2048"/],
+      [
+        { ...T5_SMALL, num_heads: 0 },
+        "num_heads",
+        /: field "num_heads" must be a positive integer/,
+      ],
+      [{ ...T5_SMALL, d_kv: Infinity }, "d_kv", /: field "d_kv" must be a finite number/],
+      [{ ...T5_SMALL, model_type: "bart" }, "model_type", /: field "model_type" is "bart"/],
+      [
+        { ...T5_SMALL, feed_forward_proj: "x" },
+        "feed_forward_proj",
+        /: field "feed_forward_proj" must/,
+      ],
+      [
+        { ...T5_SMALL, pad_token_id: -1 },
+        "pad_token_id",
+        /: field "pad_token_id" must be a token id/,
+      ],
+      [{ ...T5_SMALL, dropout_rate: 1 }, "dropout_rate", /: field "dropout_rate" must be in/],
+      [
+        { ...T5_SMALL, layer_norm_epsilon: 0 },
+        "layer_norm_epsilon",
+        /: field "layer_norm_epsilon" must be positive/,
+      ],
+      [[T5_SMALL], undefined, /: a T5 config must be a JSON object$/],
+    ] as const
+  ) {
+    assert.throws(() => t5ConfigFromHf(json, file), (e: unknown) => {
+      assert.ok(e instanceof CheckpointError, `not a CheckpointError: ${e}`);
+      assert.match(e.message, new RegExp(`^ck/config\\.json${message.source}`));
+      assert.equal(e.file, file);
+      assert.equal(e.field, field, e.message);
+      return true;
+    });
+  }
+  // An unknown preset is no checkpoint's error.
+  assert.throws(() => preset("t5-nano"), (e: unknown) => !(e instanceof CheckpointError));
 });

@@ -13,6 +13,7 @@
 
 import { f16ArrayToF32, f32BitsToBf16, f32BitsToF16 } from "./float16.ts";
 import { type FileIdentity, fileIdentity } from "./fs.ts";
+import { CheckpointError } from "./checkpoint_error.ts";
 
 export { bf16BitsToF32, f16BitsToF32, f32BitsToBf16, f32BitsToF16 } from "./float16.ts";
 
@@ -71,24 +72,29 @@ export function dtypeBytes(dtype: SafetensorsDtype): number {
  * @param fileSize total file size in bytes
  * @param source file name for errors
  * @returns the header length N
- * @throws Error naming the source when the file is too short or N is out of range
+ * @throws CheckpointError naming the source when the file is too short or N is out of range
  */
 export function parseHeaderLength(prefix: Uint8Array, fileSize: number, source: string): number {
   if (prefix.byteLength < 8 || fileSize < 8) {
-    throw new Error(
+    throw new CheckpointError(
       `${source}: truncated safetensors file (${fileSize} bytes; the 8-byte header length is missing)`,
+      { file: source },
     );
   }
   const n = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
   if (n > BigInt(MAX_HEADER_BYTES)) {
-    throw new Error(`${source}: safetensors header length ${n} exceeds ${MAX_HEADER_BYTES} bytes`);
+    throw new CheckpointError(
+      `${source}: safetensors header length ${n} exceeds ${MAX_HEADER_BYTES} bytes`,
+      { file: source },
+    );
   }
   const len = Number(n);
   if (8 + len > fileSize) {
-    throw new Error(
+    throw new CheckpointError(
       `${source}: truncated safetensors header: header length ${len} needs ${
         8 + len
       } bytes but the file has ${fileSize}`,
+      { file: source },
     );
   }
   return len;
@@ -101,8 +107,9 @@ export function parseHeaderLength(prefix: Uint8Array, fileSize: number, source: 
  * @param fileSize total file size, used to bound `data_offsets`
  * @param source file name for errors
  * @returns the parsed header
- * @throws Error naming the source and tensor for invalid JSON, unknown dtypes, bad shapes,
- *   offsets out of range, overlapping tensors, or a size that does not match shape × dtype
+ * @throws CheckpointError naming the source and tensor for invalid JSON, unknown dtypes, bad
+ *   shapes, offsets out of range (a data section shorter than they say: "the file is truncated"),
+ *   overlapping tensors, or a size that does not match shape × dtype
  */
 export function parseHeader(
   headerBytes: Uint8Array,
@@ -113,10 +120,15 @@ export function parseHeader(
   try {
     json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(headerBytes));
   } catch (e) {
-    throw new Error(`${source}: safetensors header is not valid JSON: ${(e as Error).message}`);
+    throw new CheckpointError(
+      `${source}: safetensors header is not valid JSON: ${(e as Error).message}`,
+      { file: source },
+    );
   }
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
-    throw new Error(`${source}: safetensors header must be a JSON object`);
+    throw new CheckpointError(`${source}: safetensors header must be a JSON object`, {
+      file: source,
+    });
   }
   const dataStart = 8 + headerBytes.byteLength;
   const dataLen = fileSize - dataStart;
@@ -125,25 +137,33 @@ export function parseHeader(
   for (const [name, v] of Object.entries(json as Record<string, unknown>)) {
     if (name === "__metadata__") {
       if (typeof v !== "object" || v === null || Array.isArray(v)) {
-        throw new Error(`${source}: "__metadata__" must be an object of strings`);
+        throw new CheckpointError(`${source}: "__metadata__" must be an object of strings`, {
+          file: source,
+        });
       }
       for (const [k, s] of Object.entries(v)) {
         if (typeof s !== "string") {
-          throw new Error(`${source}: "__metadata__"."${k}" must be a string, got ${typeof s}`);
+          throw new CheckpointError(
+            `${source}: "__metadata__"."${k}" must be a string, got ${typeof s}`,
+            { file: source },
+          );
         }
       }
       metadata = v as Record<string, string>;
       continue;
     }
     const where = `${source}: tensor "${name}"`;
-    if (typeof v !== "object" || v === null) throw new Error(`${where}: entry must be an object`);
+    if (typeof v !== "object" || v === null) {
+      throw new CheckpointError(`${where}: entry must be an object`, { file: source });
+    }
     const e = v as Record<string, unknown>;
     const dtype = e.dtype;
     if (typeof dtype !== "string" || !Object.hasOwn(DTYPE_BYTES, dtype)) {
-      throw new Error(
+      throw new CheckpointError(
         `${where}: unknown or unsupported dtype ${JSON.stringify(dtype)} (supported: ${
           Object.keys(DTYPE_BYTES).join(", ")
         })`,
+        { file: source },
       );
     }
     const shape = e.shape;
@@ -151,27 +171,37 @@ export function parseHeader(
       !Array.isArray(shape) ||
       !shape.every((d) => typeof d === "number" && Number.isInteger(d) && d >= 0)
     ) {
-      throw new Error(`${where}: "shape" must be an array of non-negative integers`);
+      throw new CheckpointError(`${where}: "shape" must be an array of non-negative integers`, {
+        file: source,
+      });
     }
     const off = e.data_offsets;
     if (
       !Array.isArray(off) || off.length !== 2 ||
       !off.every((d) => typeof d === "number" && Number.isInteger(d) && d >= 0)
     ) {
-      throw new Error(`${where}: "data_offsets" must be [begin, end] non-negative integers`);
+      throw new CheckpointError(
+        `${where}: "data_offsets" must be [begin, end] non-negative integers`,
+        { file: source },
+      );
     }
     const [begin, end] = off as [number, number];
     if (begin > end || end > dataLen) {
-      throw new Error(
-        `${where}: data_offsets [${begin}, ${end}] out of range (data section has ${dataLen} bytes)`,
+      // A data section shorter than the header's offsets say: the file was cut short.
+      const truncated = begin <= end ? " (the file is truncated: an interrupted download?)" : "";
+      throw new CheckpointError(
+        `${where}: data_offsets [${begin}, ${end}] out of range (data section has ${dataLen} ` +
+          `bytes)${truncated}`,
+        { file: source },
       );
     }
     const want = numElements(shape as number[]) * DTYPE_BYTES[dtype as SafetensorsDtype];
     if (end - begin !== want) {
-      throw new Error(
+      throw new CheckpointError(
         `${where}: data_offsets span ${end - begin} bytes but shape [${
           shape.join(", ")
         }] x ${dtype} needs ${want}`,
+        { file: source },
       );
     }
     tensors.set(name, {
@@ -192,27 +222,30 @@ export function parseHeader(
     const [begin, end] = t.dataOffsets;
     if (begin < cursor) {
       const [pn, p] = prev!;
-      throw new Error(
+      throw new CheckpointError(
         `${source}: tensors "${pn}" [${
           p.dataOffsets.join(", ")
         }] and "${name}" [${begin}, ${end}] overlap`,
+        { file: source },
       );
     }
     if (begin > cursor) {
-      throw new Error(
+      throw new CheckpointError(
         `${source}: data section not fully covered: tensor "${name}" starts at byte ${begin} but ${
           prev === undefined ? "the data section starts at 0" : `"${prev[0]}" ends at ${cursor}`
         } (a hole of ${begin - cursor} bytes)`,
+        { file: source },
       );
     }
     cursor = end;
     prev = [name, t];
   }
   if (cursor !== dataLen) {
-    throw new Error(
+    throw new CheckpointError(
       `${source}: data section not fully covered: ${dataLen - cursor} trailing bytes after ${
         prev === undefined ? "the header (no tensors)" : `tensor "${prev[0]}" (ends at ${cursor})`
       }; the last tensor must end at the end of the file`,
+      { file: source },
     );
   }
   return { tensors, metadata, dataStart };
@@ -224,7 +257,7 @@ export function parseHeader(
  * @param path the file
  * @param kind what it should be, for errors, e.g. `safetensors file`
  * @returns the open file and its stat
- * @throws Error naming the file when it is missing, cannot be opened or is no file
+ * @throws CheckpointError naming the file when it is missing, cannot be opened or is no file
  */
 export async function openWeightsFile(
   path: string,
@@ -234,12 +267,21 @@ export async function openWeightsFile(
   try {
     file = await Deno.open(path, { read: true });
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new Error(`${path}: missing ${kind}`);
-    throw new Error(`${path}: cannot open: ${(e as Error).message}`);
+    if (e instanceof Deno.errors.NotFound) {
+      throw new CheckpointError(`${path}: missing ${kind}`, { file: path, cause: e });
+    }
+    throw new CheckpointError(`${path}: cannot open: ${(e as Error).message}`, {
+      file: path,
+      cause: e,
+    });
   }
   try {
     const stat = await file.stat();
-    if (!stat.isFile) throw new Error(`${path}: not a ${kind} (a folder or other non-file)`);
+    if (!stat.isFile) {
+      throw new CheckpointError(`${path}: not a ${kind} (a folder or other non-file)`, {
+        file: path,
+      });
+    }
     return { file, stat };
   } catch (e) {
     file.close();
@@ -254,7 +296,8 @@ export async function openWeightsFile(
  * @param size its size when it was opened
  * @param path the file, for errors
  * @returns the parsed header
- * @throws Error naming the file when it is truncated (or shrank since it was opened) or malformed
+ * @throws CheckpointError naming the file when it is truncated (or shrank since it was opened)
+ *   or malformed
  */
 export async function readOpenSafetensorsHeader(
   file: Deno.FsFile,
@@ -283,7 +326,7 @@ export interface SafetensorsFileHeader extends SafetensorsHeader {
  *
  * @param path the file
  * @returns the parsed header, and the file's identity when it was read
- * @throws Error naming the file when it is missing, truncated or malformed
+ * @throws CheckpointError naming the file when it is missing, truncated or malformed
  */
 export async function readSafetensorsHeader(path: string): Promise<SafetensorsFileHeader> {
   const { file, stat } = await openWeightsFile(path, "safetensors file");
@@ -329,8 +372,9 @@ export async function readExactly(
  * @param length how many bytes
  * @param where the file, and the tensor or record being read, for errors
  * @param what what the bytes are, for errors
+ * @param path the file, the error's `file` (default `where`)
  * @returns the bytes
- * @throws Error beginning with `where` when the read fails
+ * @throws CheckpointError beginning with `where` when the read fails
  */
 export async function readAt(
   file: Deno.FsFile,
@@ -338,6 +382,7 @@ export async function readAt(
   length: number,
   where: string,
   what: string,
+  path: string = where,
 ): Promise<Uint8Array> {
   try {
     return await readExactly(file, position, length);
@@ -347,11 +392,11 @@ export async function readAt(
     const shrank = message.startsWith("unexpected end of file")
       ? "; the file is shorter than when it was opened (truncated or rewritten meanwhile?)"
       : "";
-    throw new Error(
+    throw new CheckpointError(
       `${where}: ${message} while reading ${what} (bytes ${position}–${
         position + length
       })${shrank}`,
-      { cause: e },
+      { file: path, cause: e },
     );
   }
 }
@@ -388,11 +433,14 @@ export function decodeSafetensors(
  * @param dtype element type of `data`
  * @param data the bytes (any alignment; copied)
  * @param where tensor description for errors (I64 values outside the int32 range)
+ * @param path the file, the error's `file` (default `where`)
+ * @throws CheckpointError beginning with `where` for an I64 value outside the int32 range
  */
 export function toTypedArray(
   dtype: SafetensorsDtype,
   data: Uint8Array,
   where = "tensor",
+  path: string = where,
 ): Float32Array | Int32Array {
   const copy = data.slice();
   switch (dtype) {
@@ -416,7 +464,10 @@ export function toTypedArray(
       for (let i = 0; i < v.length; i++) {
         const x = v[i]!;
         if (x > 2147483647n || x < -2147483648n) {
-          throw new Error(`${where}: I64 value ${x} at index ${i} does not fit in int32`);
+          throw new CheckpointError(
+            `${where}: I64 value ${x} at index ${i} does not fit in int32`,
+            { file: path },
+          );
         }
         out[i] = Number(x);
       }

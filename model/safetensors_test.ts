@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { sharedPath } from "./shared_dir.ts";
 import { shrinkingAtFirstRead } from "./read_meter_testing.ts";
+import { CheckpointError } from "./checkpoint_error.ts";
 import {
   bf16BitsToF32,
   decodeSafetensors,
@@ -154,37 +155,56 @@ function fileWithHeader(header: unknown, dataBytes: number, rawHeader?: string):
   return out;
 }
 
+/** Asserts that `fn` throws a {@link CheckpointError} of file `t.st` whose message matches `re`. */
+function throwsCheckpoint(fn: () => unknown, re: RegExp): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof CheckpointError, `not a CheckpointError: ${e}`);
+    assert.match(e.message, re);
+    assert.equal(e.file, "t.st");
+    return true;
+  });
+}
+
 Deno.test("malformed files give errors naming the file and tensor", () => {
   const ok = { a: { dtype: "F32", shape: [2], data_offsets: [0, 8] } };
-  assert.throws(() => decodeSafetensors(new Uint8Array(5), "t.st"), /t\.st: truncated/);
+  throwsCheckpoint(() => decodeSafetensors(new Uint8Array(5), "t.st"), /t\.st: truncated/);
   const trunc = fileWithHeader(ok, 8).subarray(0, 12);
-  assert.throws(() => decodeSafetensors(trunc, "t.st"), /t\.st: truncated safetensors header/);
-  assert.throws(
+  throwsCheckpoint(() => decodeSafetensors(trunc, "t.st"), /t\.st: truncated safetensors header/);
+  throwsCheckpoint(
     () => decodeSafetensors(fileWithHeader(null, 0, "{bad json"), "t.st"),
     /t\.st: safetensors header is not valid JSON/,
   );
   const bad = (h: unknown, n: number) => () => decodeSafetensors(fileWithHeader(h, n), "t.st");
-  assert.throws(bad(ok, 4), /t\.st: tensor "a": data_offsets \[0, 8\] out of range/);
-  assert.throws(
+  // A data section shorter than the header says: a cut-short file, which the error says.
+  throwsCheckpoint(
+    bad(ok, 4),
+    /^t\.st: tensor "a": data_offsets \[0, 8\] out of range \(data section has 4 bytes\) \(the file is truncated: an interrupted download\?\)$/,
+  );
+  // Offsets that are backwards are no truncation.
+  throwsCheckpoint(
+    bad({ a: { dtype: "F32", shape: [2], data_offsets: [8, 0] } }, 8),
+    /^t\.st: tensor "a": data_offsets \[8, 0\] out of range \(data section has 8 bytes\)$/,
+  );
+  throwsCheckpoint(
     bad({ a: { dtype: "F32", shape: [3], data_offsets: [0, 8] } }, 8),
     /tensor "a": data_offsets span 8 bytes but shape \[3\] x F32 needs 12/,
   );
-  assert.throws(
+  throwsCheckpoint(
     bad({ a: { dtype: "C64", shape: [1], data_offsets: [0, 8] } }, 8),
     /tensor "a": unknown or unsupported dtype "C64"/,
   );
-  assert.throws(
+  throwsCheckpoint(
     bad({
       a: { dtype: "F32", shape: [2], data_offsets: [0, 8] },
       b: { dtype: "F32", shape: [2], data_offsets: [4, 12] },
     }, 12),
     /tensors "a" \[0, 8\] and "b" \[4, 12\] overlap/,
   );
-  assert.throws(
+  throwsCheckpoint(
     bad({ a: { dtype: "F32", shape: [-1], data_offsets: [0, 8] } }, 8),
     /tensor "a": "shape"/,
   );
-  assert.throws(() => parseHeader(new TextEncoder().encode("[]"), 10, "t.st"), /JSON object/);
+  throwsCheckpoint(() => parseHeader(new TextEncoder().encode("[]"), 10, "t.st"), /JSON object/);
 });
 
 Deno.test("the data section must be tiled exactly: trailing bytes and holes are errors", async () => {

@@ -37,6 +37,7 @@ import {
   toTypedArray,
 } from "./safetensors.ts";
 import { checkUnchanged, type FileIdentity, fileIdentity } from "./fs.ts";
+import { CheckpointError } from "./checkpoint_error.ts";
 
 /** Largest `data.pkl` accepted (a T5-XXL state dict's is under 1 MB). */
 export const MAX_PICKLE_BYTES = 256 * 1024 * 1024;
@@ -304,7 +305,7 @@ async function entryDataStart(
     throw new Error(`${where}: local header beyond the file`);
   }
   const h = new DataView(
-    (await readAt(file, entry.localHeaderOffset, 30, where, "its local header")).buffer,
+    (await readAt(file, entry.localHeaderOffset, 30, where, "its local header", path)).buffer,
   );
   if (h.getUint32(0, true) !== 0x04034b50) {
     throw new Error(`${where}: no local header at byte ${entry.localHeaderOffset}`);
@@ -834,17 +835,31 @@ function unpickle(b: Uint8Array, source: string, opts: UnpickleOptions): Unpickl
  *
  * @param path the `.bin` file
  * @returns the tensors and storages
- * @throws Error naming the file (and tensor, opcode or global) when it is missing, not a PyTorch
- *   checkpoint, truncated, or its pickle holds anything but a mapping of names to tensors of
- *   F32, F16, BF16, I32 or I64
+ * @throws CheckpointError naming the file (and tensor, opcode or global) when it is missing, not
+ *   a PyTorch checkpoint, truncated, or its pickle holds anything but a mapping of names to
+ *   tensors of F32, F16, BF16, I32 or I64
  */
 export async function readTorchBinHeader(path: string): Promise<TorchBinHeader> {
-  const { file, size, identity } = await openFile(path);
   try {
-    return { ...await readHeaderOf(file, size, path), identity };
-  } finally {
-    file.close();
+    const { file, size, identity } = await openFile(path);
+    try {
+      return { ...await readHeaderOf(file, size, path), identity };
+    } finally {
+      file.close();
+    }
+  } catch (e) {
+    throw asCheckpointError(e, path);
   }
+}
+
+/**
+ * What the readers of `path` throw, as a {@link CheckpointError} of that file: the plain errors
+ * of this module (each names the file) with their message, the original as `cause`; any other
+ * (a CheckpointError already, or a bug's TypeError) as it is.
+ */
+function asCheckpointError(e: unknown, path: string): unknown {
+  if (!(e instanceof Error) || e.constructor !== Error) return e;
+  return new CheckpointError(e.message, { file: path, cause: e });
 }
 
 async function readHeaderOf(
@@ -1119,7 +1134,7 @@ async function readLegacyHeader(
         `${where}: truncated file: its element count at byte ${off} ends past the file's ${size} bytes`,
       );
     }
-    const countBytes = await readAt(file, off, 8, where, "its element count");
+    const countBytes = await readAt(file, off, 8, where, "its element count", path);
     const count = new DataView(countBytes.buffer).getBigUint64(0, true);
     if (count !== BigInt(s.numel)) {
       throw new Error(
@@ -1227,11 +1242,25 @@ function gather(
  * @param path the `.bin` file
  * @param header its {@link readTorchBinHeader} (read again when omitted)
  * @param only read only these names (all when omitted)
- * @throws Error naming the file and tensor when the file ends early, or naming the file ("changed
- *   while being read; rerun") when it is not the file `header` was read from (size, modification
- *   or status-change time, inode or device differ) or was written to while its tensors were read
+ * @throws CheckpointError naming the file and tensor when the file ends early, or naming the file
+ *   ("changed while being read; rerun") when it is not the file `header` was read from (size,
+ *   modification or status-change time, inode or device differ) or was written to while its
+ *   tensors were read
  */
 export async function* readTorchBinTensors(
+  path: string,
+  header?: TorchBinHeader,
+  only?: ReadonlySet<string>,
+): AsyncGenerator<TorchTensorRead> {
+  try {
+    yield* readTensorsOf(path, header, only);
+  } catch (e) {
+    throw asCheckpointError(e, path);
+  }
+}
+
+/** {@link readTorchBinTensors}, whose errors are plain. */
+async function* readTensorsOf(
   path: string,
   header?: TorchBinHeader,
   only?: ReadonlySet<string>,
@@ -1282,13 +1311,14 @@ export async function* readTorchBinTensors(
           span * es,
           where,
           "its data",
+          path,
         );
         bytes = isContiguous(info.shape, info.stride)
           ? raw
           : gather(raw, es, info.shape, info.stride);
       }
       views.set(view, name);
-      yield { name, info, values: toTypedArray(storage.dtype, bytes, where) };
+      yield { name, info, values: toTypedArray(storage.dtype, bytes, where, path) };
     }
     // Written to in place while its tensors were read: some may be of the old file, some of the
     // new (the open file is the same inode whatever is renamed over its path meanwhile).

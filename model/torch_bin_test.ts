@@ -9,7 +9,7 @@ import {
   type TorchTensorRead,
 } from "./torch_bin.ts";
 import { bytesRead, shrinkingAtFirstRead } from "./read_meter_testing.ts";
-import { loadHfFolder } from "./checkpoint.ts";
+import { CheckpointError, loadHfFolder } from "./checkpoint.ts";
 import { sharedPath } from "./shared_dir.ts";
 
 const DIR = new URL("./testdata/torch/", import.meta.url).pathname;
@@ -132,6 +132,8 @@ async function rejectsWith(bytes: Uint8Array, pattern: RegExp): Promise<void> {
     await assert.rejects(readTorchBinHeader(path), (e: Error) => {
       assert.match(e.message, pattern);
       assert.ok(e.message.startsWith(path), `names the file: ${e.message}`);
+      assert.ok(e instanceof CheckpointError, `not a CheckpointError: ${e}`);
+      assert.equal(e.file, path);
       return true;
     });
   } finally {
@@ -319,6 +321,8 @@ Deno.test("a checkpoint that shrinks while being read: the error names the file 
   const names = (re: RegExp) => (e: Error) => {
     assert.ok(e.message.startsWith(`${path}: `), `names the file: ${e.message}`);
     assert.match(e.message, re);
+    assert.ok(e instanceof CheckpointError, `not a CheckpointError: ${e}`);
+    assert.equal(e.file, path);
     return true;
   };
   try {

@@ -1,0 +1,38 @@
+/**
+ * {@link CheckpointError}: the error of a checkpoint that is missing or unusable, in a module of
+ * its own so that `config.ts`, `safetensors.ts` and `torch_bin.ts`, which `checkpoint.ts`
+ * imports, can throw it without an import cycle.
+ *
+ * @module
+ */
+
+/**
+ * A checkpoint file (or folder) that is missing, malformed, truncated or mismatched: its
+ * `config.json`, weights (safetensors, PyTorch `.bin`, a sharded index or shard) or tokenizer.
+ * Thrown by `loadT5`, `loadHfFolder`, `inspectHfFolder`, `t5ConfigFromHf` and the readers under
+ * them, so that a caller can tell a bad checkpoint from the hub being unreachable
+ * (`HubOfflineError`) without matching message text. The message names the file (and field).
+ *
+ * @example
+ * ```ts
+ * const e = new CheckpointError("ck/config.json: not found", { file: "ck/config.json" });
+ * console.assert(e instanceof Error && e.name === "CheckpointError" && e.field === undefined);
+ * ```
+ */
+export class CheckpointError extends Error {
+  /** The file (or folder) at fault, as the message names it. */
+  readonly file: string;
+  /** The field of `file` at fault (a `config.json` or index field), when there is one. */
+  readonly field?: string;
+
+  /**
+   * @param message the whole message, naming the file (and field)
+   * @param opts the file, the field and the error that caused it
+   */
+  constructor(message: string, opts: { file: string; field?: string; cause?: unknown }) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = "CheckpointError";
+    this.file = opts.file;
+    if (opts.field !== undefined) this.field = opts.field;
+  }
+}
