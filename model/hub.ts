@@ -304,8 +304,22 @@ async function recordAbsent(ctx: Ctx, file: string, found = false): Promise<void
   );
 }
 
-/** The hub could not be reached (after the retries, or at once: {@link ConnectionError}). */
-class HubOfflineError extends Error {}
+/**
+ * The hub could not be reached (after the retries, or at once: {@link ConnectionError}), or
+ * `HF_HUB_OFFLINE=1` forbids asking it for a file the cache lacks: the message says so and how
+ * to use a local folder instead. `loadT5` throws it too (its message saying that the source was
+ * taken as a hub id), so a caller can tell "offline" from a bad checkpoint (`CheckpointError`).
+ */
+export class HubOfflineError extends Error {
+  /**
+   * @param message what could not be fetched, and how to go on
+   * @param options the error that caused it
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "HubOfflineError";
+  }
+}
 
 function offlineError(ctx: Ctx, url: string, cause: unknown): Error {
   const why = cause instanceof Error ? cause.message : String(cause);
@@ -572,7 +586,7 @@ function hubContext(repoId: string, opts: FetchHubOptions): Ctx {
 
 /** HF_HUB_OFFLINE=1 and `what` ("it is", or the files that are) not in the cache. */
 function offlineModeError(ctx: Ctx, what: string): Error {
-  return new Error(
+  return new HubOfflineError(
     `Model "${ctx.repoId}" (revision "${ctx.revision}") could not be fetched: HF_HUB_OFFLINE=1 ` +
       `(offline mode) and ${what} not in the cache at ${ctx.dir}. Unset HF_HUB_OFFLINE, or use a ` +
       `local folder instead: pass the path of a folder holding config.json, model.safetensors ` +
@@ -645,8 +659,9 @@ export function hubDownloadComplete(dir: string): boolean {
  * @param repoId `org/name` (or a legacy `name`) on the hub
  * @param opts revision, cache folder, endpoint, token, fetch implementation
  * @returns the local folder, ready for `loadHfFolder`
- * @throws Error saying the model could not be fetched (offline, HTTP status, invalid file), and
- *   how to use a local folder instead when the hub is unreachable
+ * @throws Error saying the model could not be fetched (HTTP status, invalid file); a
+ *   {@link HubOfflineError} when the hub is unreachable or `HF_HUB_OFFLINE=1` and the cache lacks
+ *   it, saying how to use a local folder instead
  */
 export async function fetchHubModel(repoId: string, opts: FetchHubOptions = {}): Promise<string> {
   const ctx = hubContext(repoId, opts);
@@ -708,7 +723,8 @@ export interface HubFiles {
  * @param opts revision, cache folder, endpoint, token, fetch implementation (`force` ignored)
  * @returns the local folder, holding the required files and the optional ones the repo has
  * @throws Error for a file name that is not a plain name, or saying a file could not be fetched
- *   (offline, HTTP status, invalid file), and how to use a local folder instead
+ *   (HTTP status, invalid file); a {@link HubOfflineError} when offline (the hub unreachable, or
+ *   `HF_HUB_OFFLINE=1` and the cache lacks it), saying how to use a local folder instead
  * @example
  * ```ts ignore
  * import { join } from "node:path";

@@ -9,6 +9,7 @@ import {
   fetchHubFiles,
   fetchHubModel,
   hubModelDir,
+  HubOfflineError,
 } from "./hub.ts";
 import { hubEnv, withEnv } from "./env_testing.ts";
 import { type Hub, serveHub } from "./hub_testing.ts";
@@ -232,6 +233,9 @@ Deno.test("fetchHubModel: unreachable endpoint says offline and how to use a loc
       await assert.rejects(
         fetchHubModel("google-t5/t5-small", { cacheDir: cache, endpoint, sleep }),
         (e: Error) => {
+          // Its own class, so that a caller tells "offline" from a bad checkpoint.
+          assert.ok(e instanceof HubOfflineError, `not a HubOfflineError: ${e}`);
+          assert.equal(e.name, "HubOfflineError");
           assert.match(e.message, /Model "google-t5\/t5-small" could not be fetched/);
           assert.match(e.message, /offline/);
           assert.match(e.message, /local folder/);
@@ -519,10 +523,14 @@ Deno.test("fetchHubFiles: only the named files, into the folder fetchHubModel th
     n = hub.requests.length;
     await withEnv({ HF_HUB_OFFLINE: "1" }, async () => {
       assert.equal(await fetchHubFiles("org/notok", files, opts), notok);
-      await assert.rejects(
-        fetchHubFiles("org/other", files, opts),
-        /could not be fetched: HF_HUB_OFFLINE=1 \(offline mode\) and config\.json is not in the cache/,
-      );
+      await assert.rejects(fetchHubFiles("org/other", files, opts), (e: Error) => {
+        assert.ok(e instanceof HubOfflineError, `not a HubOfflineError: ${e}`);
+        assert.match(
+          e.message,
+          /could not be fetched: HF_HUB_OFFLINE=1 \(offline mode\) and config\.json is not in the cache/,
+        );
+        return true;
+      });
     });
     assert.equal(hub.requests.length, n, "no requests in offline mode");
   } finally {

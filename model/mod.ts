@@ -23,7 +23,7 @@ export * from "./methods/mod.ts";
 export * from "./usage.ts";
 // Types the exports above name in their signatures (their modules are not part of the API).
 export type { SafetensorsDtype } from "./safetensors.ts";
-export type { FetchHubOptions } from "./hub.ts";
+export { type FetchHubOptions, HubOfflineError } from "./hub.ts";
 export {
   type AdapterId,
   type MatMulTuningTable,

@@ -6,7 +6,12 @@
  * ```ts ignore
  * import { generate, loadT5, teacherForced } from "./mod.ts";
  * const t5 = await loadT5("path/to/t5-folder"); // or "google/t5-v1_1-small" when online
- * const { loss } = await teacherForced(t5, ["rte sentence1: A. sentence2: B."], ["entailment"]);
+ * const { logits, loss } = await teacherForced(
+ *   t5,
+ *   ["rte sentence1: A. sentence2: B."],
+ *   ["entailment"],
+ * );
+ * logits.dispose();
  * console.log(loss, await generate(t5, ["cola sentence: The book was read."]));
  * ```
  *
@@ -15,7 +20,14 @@
 import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
 import { type FolderTensorInfo, loadHfFolder, readJsonFile } from "./checkpoint.ts";
-import { fetchHubFiles, fetchHubModel, type FetchHubOptions, isHubRepoId } from "./hub.ts";
+import {
+  fetchHubFiles,
+  fetchHubModel,
+  type FetchHubOptions,
+  HubOfflineError,
+  isHubRepoId,
+} from "./hub.ts";
+import { CheckpointError } from "./checkpoint_error.ts";
 import { type T5Config, t5ConfigFromHf } from "./config.ts";
 import {
   checkT5Checkpoint,
@@ -75,8 +87,10 @@ export interface LoadT5Options {
  * @param source a folder path or a hub id such as `google/t5-v1_1-small`
  * @param opts tokenizer fallback and hub options
  * @returns model, tokenizer and folder; release with {@link disposeLoadedT5}
- * @throws Error naming the folder and file when something is missing or malformed, or saying
- *   that the hub is unreachable and how to use a local folder instead
+ * @throws CheckpointError naming the folder and file (its `file`, and `field`) when something
+ *   is missing, malformed or mismatched (the tokenizer too); HubOfflineError (model/hub.ts)
+ *   saying that the hub is unreachable (or `HF_HUB_OFFLINE=1` and the cache lacks a file) and
+ *   how to use a local folder instead; Error for another hub failure (an HTTP status)
  */
 export async function loadT5(source: string, opts: LoadT5Options = {}): Promise<LoadedT5> {
   const { convertedFrom: _, ...t5 } = await loadCheckpoint(await locateCheckpoint(source, opts), {
@@ -151,7 +165,8 @@ export interface LoadedCheckpoint extends LoadedT5 {
  * @param folder the folder (and hub id)
  * @param opts tokenizer, log, extra check, config overrides, hub options
  * @returns model, tokenizer and folder; release with {@link disposeLoadedT5}
- * @throws Error naming the folder and file when something is missing, malformed or mismatched
+ * @throws CheckpointError naming the folder and file when something is missing, malformed or
+ *   mismatched, as {@link loadT5} does (HubOfflineError, Error for a hub failure)
  */
 export async function loadCheckpoint(
   folder: CheckpointFolder,
@@ -209,7 +224,7 @@ export async function loadCheckpoint(
  *
  * @param folder the folder
  * @returns the configuration and the file's path (for errors)
- * @throws Error naming the file (and field) that is missing or malformed
+ * @throws CheckpointError naming the file (and field) that is missing or malformed
  */
 export async function readFolderConfig(
   folder: string,
@@ -255,16 +270,21 @@ const SPIECE_FILES = { required: [], optional: ["spiece.model", "tokenizer_confi
  * @param dir the folder
  * @param hubId the hub id the folder caches, if it is a hub cache folder
  * @param alternative what else the caller accepts (e.g. an option naming a tokenizer)
- * @returns the error, naming the folder and both files
+ * @returns the error, naming the folder and both files (its `file`: the folder)
  */
-export function noTokenizerError(dir: string, hubId?: string, alternative?: string): Error {
+export function noTokenizerError(
+  dir: string,
+  hubId?: string,
+  alternative?: string,
+): CheckpointError {
   const cache = hubId === undefined ? "" : `; if the hub repo "${hubId}" has spiece.model, this ` +
     `cache folder was completed by a version that did not download it: delete ${dir} and run ` +
     `again`;
-  return new Error(
+  return new CheckpointError(
     `${dir}: no tokenizer.json and no spiece.model beside the weights; a checkpoint needs its ` +
       `own tokenizer (put the model's tokenizer.json, or its spiece.model and ` +
       `tokenizer_config.json, in the folder${alternative ? `, or ${alternative}` : ""})${cache}`,
+    { file: dir },
   );
 }
 
@@ -372,6 +392,8 @@ export type HubSourceOptions = Pick<LoadT5Options, "revision" | "cacheDir" | "en
  * @param fetch what to download
  * @param opts revision, cache folder, endpoint
  * @returns the hub cache folder
+ * @throws CheckpointError for a file or a path that is no hub id; HubOfflineError when `fetch`
+ *   throws one (the hub unreachable); Error for another failure of `fetch`
  */
 export async function fetchHubSource(
   source: string,
@@ -385,15 +407,17 @@ export async function fetchHubSource(
     // Absent: a hub id, or a folder path with a mistake.
   }
   if (isFile) {
-    throw new Error(
+    throw new CheckpointError(
       `${source}: is a file; expected a Hugging Face folder (config.json, ` +
         `model.safetensors or pytorch_model.bin, tokenizer.json or spiece.model) or a hub id ` +
         `such as "google/t5-v1_1-small"`,
+      { file: source },
     );
   }
   if (!isHubRepoId(source)) {
-    throw new Error(
+    throw new CheckpointError(
       `${source}: folder not found (and not a hub id such as "google/t5-v1_1-small")`,
+      { file: source },
     );
   }
   try {
@@ -403,10 +427,12 @@ export async function fetchHubSource(
       ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
     });
   } catch (e) {
-    throw new Error(
-      `"${source}" is not a local folder, so it was taken as a hub id: ${(e as Error).message}`,
-      { cause: e },
-    );
+    const message = `"${source}" is not a local folder, so it was taken as a hub id: ${
+      (e as Error).message
+    }`;
+    // Offline stays a HubOfflineError, so that a caller can tell it from a bad checkpoint.
+    if (e instanceof HubOfflineError) throw new HubOfflineError(message, { cause: e });
+    throw new Error(message, { cause: e });
   }
 }
 
@@ -420,6 +446,8 @@ export async function fetchHubSource(
  *
  * @param tensors the tensors the headers list (a copy: the encoder's table may be added to it)
  * @param source the weights file or sharded index, named by the errors
+ * @throws CheckpointError whose `file` is `source` for a weight missing, unexpected, or of the
+ *   wrong dtype or shape (the message names the shard holding it)
  */
 function checkWeightHeaders(
   tensors: Map<string, FolderTensorInfo>,
@@ -429,10 +457,15 @@ function checkWeightHeaders(
 ): void {
   const encoderTable = tensors.get("encoder.embed_tokens.weight");
   if (!tensors.has("shared.weight") && encoderTable) tensors.set("shared.weight", encoderTable);
-  checkT5Checkpoint(config, tensors, source, {
-    dtypes: ["F32", "F16", "BF16"],
-    configSource: configPath,
-  });
+  try {
+    checkT5Checkpoint(config, tensors, source, {
+      dtypes: ["F32", "F16", "BF16"],
+      configSource: configPath,
+    });
+  } catch (e) {
+    // A weight missing, unexpected, or of the wrong dtype or shape: a bad checkpoint.
+    throw new CheckpointError((e as Error).message, { file: source, cause: e });
+  }
 }
 
 /**
@@ -447,14 +480,16 @@ function checkWeightHeaders(
  * @param tok the tokenizer
  * @param config the model's configuration
  * @param configPath where `config` came from (a `config.json`, or a preset's name), for errors
- * @throws Error naming the tokenizer file and `configPath`, with the sizes or the ids that differ
+ * @throws CheckpointError naming the tokenizer file and `configPath` (its `file`, the field its
+ *   `field`), with the sizes or the ids that differ
  */
 export function checkTokenizerFits(tok: T5Tokenizer, config: T5Config, configPath: string): void {
   const where = `tokenizer ${tok.source} and ${configPath}`;
   if (tok.vocabSize > config.vocabSize) {
-    throw new Error(
+    throw new CheckpointError(
       `${where} do not match: the tokenizer has ${tok.vocabSize} ids but the model's ` +
         `"vocab_size" is ${config.vocabSize} (is it the model's own tokenizer?)`,
+      { file: configPath, field: "vocab_size" },
     );
   }
   for (
@@ -464,7 +499,10 @@ export function checkTokenizerFits(tok: T5Tokenizer, config: T5Config, configPat
     ] as const
   ) {
     if (t !== c) {
-      throw new Error(`${where} do not match: "${name}" is id ${t} but "${field}" is ${c}`);
+      throw new CheckpointError(
+        `${where} do not match: "${name}" is id ${t} but "${field}" is ${c}`,
+        { file: configPath, field },
+      );
     }
   }
 }

@@ -22,6 +22,19 @@ import { parseSentencePieceModel, sentencePieceToTokenizerJson } from "./spm.ts"
 import { T5Tokenizer } from "./tokenizer.ts";
 import { serveHub } from "./hub_testing.ts";
 import { withEnv } from "./env_testing.ts";
+import { CheckpointError } from "./checkpoint_error.ts";
+import { HubOfflineError } from "./hub.ts";
+
+/** A validator for `rejects`: a {@link CheckpointError} matching `re`, of `file` and `field`. */
+function checkpointError(re: RegExp, file: string, field?: string): (e: unknown) => boolean {
+  return (e) => {
+    ok(e instanceof CheckpointError, `not a CheckpointError: ${e}`);
+    ok(re.test(e.message), e.message);
+    equal(e.file, file, e.message);
+    equal(e.field, field, e.message);
+    return true;
+  };
+}
 
 const TOKENIZER = sharedPath("fixtures/tokenizer/unigram-glue-4k/tokenizer.json");
 
@@ -85,18 +98,41 @@ Deno.test("loadT5() + teacherForced() + generate() on a saved folder", async () 
 
 Deno.test("loadT5() explains a folder without tokenizer.json and an offline hub id", async () => {
   const fixture = sharedPath("fixtures/hf-t5/t5-tiny-relu");
-  await rejects(loadT5(fixture), /no tokenizer\.json/);
+  await rejects(loadT5(fixture), checkpointError(/no tokenizer\.json/, fixture));
+  const cacheDir = await Deno.makeTempDir();
   Deno.env.set("HF_HUB_OFFLINE", "1");
   try {
-    await rejects(
-      loadT5("nobody/no-such-model", { cacheDir: await Deno.makeTempDir() }),
-      (e: Error) => {
-        ok(/no-such-model/.test(e.message), e.message);
-        return true;
-      },
-    );
+    await rejects(loadT5("nobody/no-such-model", { cacheDir }), (e: Error) => {
+      // Offline is its own class (the hub's error as the cause), not a bad checkpoint.
+      ok(e instanceof HubOfflineError, `not a HubOfflineError: ${e}`);
+      ok(!(e instanceof CheckpointError));
+      ok(e.cause instanceof HubOfflineError);
+      ok(/no-such-model/.test(e.message), e.message);
+      ok(/HF_HUB_OFFLINE=1 \(offline mode\)/.test(e.message), e.message);
+      ok(/local folder/.test(e.message), e.message);
+      return true;
+    });
   } finally {
     Deno.env.delete("HF_HUB_OFFLINE");
+  }
+  // An unreachable hub (a port that was just free: connection refused) is one too.
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const endpoint = `http://127.0.0.1:${(l.addr as Deno.NetAddr).port}`;
+  l.close();
+  try {
+    await rejects(loadT5("nobody/no-such-model", { cacheDir, endpoint }), (e: Error) => {
+      ok(e instanceof HubOfflineError, `not a HubOfflineError: ${e}`);
+      ok(
+        e.message.startsWith(
+          `"nobody/no-such-model" is not a local folder, so it was taken as a hub id: `,
+        ),
+        e.message,
+      );
+      ok(/The hub is unreachable/.test(e.message), e.message);
+      return true;
+    });
+  } finally {
+    await Deno.remove(cacheDir, { recursive: true });
   }
 });
 
@@ -112,8 +148,13 @@ Deno.test("loadT5() says when the source is a file or a missing folder, and when
       );
       return true;
     });
-    await rejects(loadT5("./t5-folder-typo"), /^Error: \.\/t5-folder-typo: folder not found/);
+    await rejects(
+      loadT5("./t5-folder-typo"),
+      /^CheckpointError: \.\/t5-folder-typo: folder not found/,
+    );
     await rejects(loadT5(TOKENIZER), (e: Error) => {
+      ok(e instanceof CheckpointError, `not a CheckpointError: ${e}`);
+      equal(e.file, TOKENIZER);
       ok(e.message.startsWith(`${TOKENIZER}: is a file; expected a Hugging Face folder`));
       return true;
     });
@@ -137,6 +178,9 @@ Deno.test("loadT5() refuses a tokenizer the model cannot embed, or with other </
   const before = tf.memory().numTensors;
   // The reference tokenizer has 4,000 ids; the fixture model embeds 96.
   await rejects(loadT5(relu, { tokenizer: TOKENIZER }), (e: Error) => {
+    ok(e instanceof CheckpointError, `not a CheckpointError: ${e}`);
+    equal(e.file, join(relu, "config.json"));
+    equal(e.field, "vocab_size");
     equal(
       e.message,
       `tokenizer ${TOKENIZER} and ${join(relu, "config.json")} do not match: the tokenizer has ` +
@@ -167,7 +211,10 @@ Deno.test("loadT5() refuses a tokenizer the model cannot embed, or with other </
         join(tmp, "config.json"),
         JSON.stringify({ ...config, vocab_size: 4096, [field]: 3 }),
       );
-      await rejects(loadT5(tmp, { tokenizer: TOKENIZER }), message);
+      await rejects(
+        loadT5(tmp, { tokenizer: TOKENIZER }),
+        checkpointError(message, join(tmp, "config.json"), field),
+      );
     }
   } finally {
     await Deno.remove(tmp, { recursive: true });
@@ -246,6 +293,9 @@ Deno.test("loadT5() names the shard file of a weight with the wrong shape or dty
       const shard = join(dir, index.weight_map[name]);
       ok(/model-0000[2-9]-of-/.test(shard), `${shard}: not in the first shard`);
       await rejects(loadT5(dir), (e: Error) => {
+        // A bad checkpoint: its file is the weights' list (here the sharded index).
+        ok(e instanceof CheckpointError, `not a CheckpointError: ${e}`);
+        equal(e.file, join(dir, "model.safetensors.index.json"));
         equal(
           e.message,
           i === 0
