@@ -15,7 +15,10 @@ import type { T5Hooks } from "./hooks.ts";
 export interface MethodContext {
   /** The backbone's configuration. */
   readonly config: T5Config;
-  /** Task names; the index of a name is its task id in {@link MethodInstance.hooks}. */
+  /**
+   * Task names, at least one (`create` refuses an empty list); the index of a name is its task id
+   * in {@link MethodInstance.hooks}.
+   */
   readonly tasks: readonly string[];
   /** Seed for the method's own initialisers (derived by purpose from the run's root seed). */
   readonly seed: number;
@@ -77,7 +80,8 @@ export interface Method<C> {
   /**
    * Creates the method's variables for a backbone and task list. The built-in methods list their
    * variables once (`VarPlan` in `model/methods/_init.ts`: name, shape, initialiser) and build
-   * both this and {@link Method.variableShapes} from that list.
+   * both this and {@link Method.variableShapes} from that list. They refuse an empty
+   * `ctx.tasks` (`contextTasks` in `model/methods/_init.ts`) before making any variable.
    */
   create(ctx: MethodContext, cfg: C): MethodInstance;
   /** Closed-form parameter counts; must equal the instantiated variables. */

@@ -10,6 +10,28 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import type { MethodContext } from "../method.ts";
+
+/**
+ * The number of tasks a method's `create` builds its variables for: `ctx.tasks.length`, which
+ * every built-in `create` (MTL's too) takes from here, so that an empty or missing task list is
+ * refused before any variable is made (with none, a method's per-task tables have no rows and
+ * its `hooks` accept no task id).
+ *
+ * @param ctx the context given to `create`
+ * @param where the method, for the error (e.g. `model/methods/adapter.ts adapter.create`)
+ * @returns `ctx.tasks.length`, at least 1
+ * @throws Error naming `where` and `ctx.tasks` when it lists no task
+ */
+export function contextTasks(ctx: MethodContext, where: string): number {
+  const tasks: unknown = ctx.tasks;
+  if (!Array.isArray(tasks) || tasks.length === 0) {
+    throw new Error(
+      `${where}: ctx.tasks must list at least one task name, got ${JSON.stringify(tasks)}`,
+    );
+  }
+  return tasks.length;
+}
 
 /** How a variable is initialised. */
 export type Init =

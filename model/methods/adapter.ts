@@ -21,7 +21,7 @@ import {
   stackLayers,
   trainedBackboneParams,
 } from "./_config.ts";
-import { VarPlan } from "./_init.ts";
+import { contextTasks, VarPlan } from "./_init.ts";
 import { groupTasks, presentTasks, taskAdapters } from "./_tensor.ts";
 
 /** Sublayers that can carry an adapter. */
@@ -154,7 +154,7 @@ export const adapter: Method<AdapterConfig> = {
     return cfg;
   },
   create(ctx: MethodContext, cfg: AdapterConfig): MethodInstance {
-    const numTasks = ctx.tasks.length;
+    const numTasks = contextTasks(ctx, "model/methods/adapter.ts adapter.create");
     const store = plan(ctx.config, cfg, numTasks).create(ctx.seed);
     const get = (n: string) => store.vars.get(`adapter.${n}`)!;
     return {

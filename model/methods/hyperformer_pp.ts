@@ -19,7 +19,7 @@ import {
   stackLayers,
   trainedBackboneParams,
 } from "./_config.ts";
-import { addTaskProjector, VarPlan } from "./_init.ts";
+import { addTaskProjector, contextTasks, VarPlan } from "./_init.ts";
 import { groupTasks, layerNorm, rows, taskAdapters } from "./_tensor.ts";
 import { bottleneck } from "./adapter.ts";
 
@@ -156,7 +156,7 @@ export const hyperformerPP: Method<HyperFormerPPConfig> = {
   create(ctx: MethodContext, cfg: HyperFormerPPConfig): MethodInstance {
     const d = ctx.config.dModel;
     const a = bottleneck(ctx.config, cfg.reduction);
-    const numTasks = ctx.tasks.length;
+    const numTasks = contextTasks(ctx, "model/methods/hyperformer_pp.ts hyperformer_pp.create");
     const store = plan(ctx.config, cfg, numTasks).create(ctx.seed);
     const v = (n: string) => store.vars.get(`hyperformer_pp.${n}`)!;
 

@@ -18,7 +18,7 @@ import {
   stackLayers,
   trainedBackboneParams,
 } from "./_config.ts";
-import { VarPlan } from "./_init.ts";
+import { contextTasks, VarPlan } from "./_init.ts";
 import { checkBatch, groupTasks, presentTasks, toBatch } from "./_tensor.ts";
 import {
   BASE_DEFAULTS,
@@ -78,7 +78,7 @@ function makeLocal(kind: "share" | "sep"): Method<HyperPromptLocalConfig> {
     },
     create(ctx: MethodContext, cfg: HyperPromptLocalConfig): MethodInstance {
       const config = ctx.config;
-      const numTasks = ctx.tasks.length;
+      const numTasks = contextTasks(ctx, `model/methods/hyperprompt.ts ${name}.create`);
       const store = plan(config, cfg, numTasks).create(ctx.seed);
       const prompts = store.vars.get(`${name}.prompts`)!;
       const v = (n: string) => store.vars.get(`${name}.${n}`);

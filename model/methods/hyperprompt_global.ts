@@ -14,7 +14,7 @@ import type { T5Config } from "../config.ts";
 import type { Stack, T5Hooks } from "../hooks.ts";
 import type { Method, MethodContext, MethodInstance } from "../method.ts";
 import { backboneTrainable, ConfigReader, innerDim, trainedBackboneParams } from "./_config.ts";
-import { addTaskProjector, VarPlan } from "./_init.ts";
+import { addTaskProjector, contextTasks, VarPlan } from "./_init.ts";
 import { checkBatch, groupTasks, layerNorm, presentTasks, rows, toBatch } from "./_tensor.ts";
 import {
   BASE_DEFAULTS,
@@ -123,7 +123,10 @@ export const hyperpromptGlobal: Method<HyperPromptGlobalConfig> = {
     const d = config.dModel;
     const inner = innerDim(config);
     const b = cfg.bottleneck;
-    const numTasks = ctx.tasks.length;
+    const numTasks = contextTasks(
+      ctx,
+      "model/methods/hyperprompt_global.ts hyperprompt_global.create",
+    );
     const store = plan(config, cfg, numTasks).create(ctx.seed);
     const v = (n: string) => store.vars.get(`hyperprompt_global.${n}`);
     const prompts = v("prompts")!;

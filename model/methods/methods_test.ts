@@ -7,7 +7,7 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import { PRESETS, type T5Config } from "../config.ts";
-import type { MethodInstance } from "../method.ts";
+import type { MethodContext, MethodInstance } from "../method.ts";
 import { crossEntropyLoss, disposeT5, forward, type Seq2SeqBatch, type T5Model } from "../t5.ts";
 import { selectBackend } from "../backend.ts";
 import { getMethod, type MethodName, METHODS } from "./mod.ts";
@@ -363,6 +363,27 @@ Deno.test("METHODS defaults follow the spec's baselines; the instance keeps the 
       assert.equal(inst.keepTaskPrefix, keep, `${name} keepTaskPrefix ${keep}`);
       inst.dispose();
     }
+  }
+  disposeT5(model);
+});
+
+Deno.test("METHODS create() refuses an empty task list by name, before making any variable (mtl too)", () => {
+  const model = tinyModel(TINY);
+  const before = tf.memory().numTensors;
+  for (const name of NAMES) {
+    const m = getMethod(name);
+    const cfg = m.parseConfig(SMALL[name], "d");
+    for (const [tasks, shown] of [[[], "\\[\\]"], [undefined, "undefined"]] as const) {
+      assert.throws(
+        () => m.create({ ...context(model), tasks } as unknown as MethodContext, cfg),
+        new RegExp(
+          `^Error: model/methods/\\w+\\.ts ${name}\\.create: ctx\\.tasks must list at least ` +
+            `one task name, got ${shown}$`,
+        ),
+        `${name} ${shown}`,
+      );
+    }
+    assert.equal(tf.memory().numTensors, before, `${name}: a refused create left tensors`);
   }
   disposeT5(model);
 });

@@ -12,6 +12,7 @@ import {
   type FreezeBackbone,
   trainedBackboneParams,
 } from "./_config.ts";
+import { contextTasks } from "./_init.ts";
 
 /** MTL configuration. */
 export interface MtlConfig {
@@ -46,6 +47,9 @@ export const mtl: Method<MtlConfig> = {
     return cfg;
   },
   create(ctx: MethodContext, cfg: MtlConfig): MethodInstance {
+    // MTL has no per-task variable and its hooks ignore the task ids, but an empty task list is
+    // refused here too, as by every method, so that no caller relies on MTL taking one.
+    contextTasks(ctx, "model/methods/mtl.ts mtl.create");
     return {
       name: "mtl",
       variables: new Map(),

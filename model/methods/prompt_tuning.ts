@@ -16,7 +16,7 @@ import {
   type FreezeBackbone,
   trainedBackboneParams,
 } from "./_config.ts";
-import { deriveSeed, VarPlan } from "./_init.ts";
+import { contextTasks, deriveSeed, VarPlan } from "./_init.ts";
 import { checkBatch, groupTasks, rows } from "./_tensor.ts";
 
 /** Prompt-Tuning / MTL-Prompt configuration. */
@@ -196,7 +196,7 @@ function makePromptMethod(
       return cfg;
     },
     create(ctx: MethodContext, cfg: PromptTuningConfig): MethodInstance {
-      const numTasks = ctx.tasks.length;
+      const numTasks = contextTasks(ctx, `model/methods/prompt_tuning.ts ${name}.create`);
       let classLabel: ((shape: readonly number[]) => tf.Tensor) | undefined;
       if (cfg.init === "class_label") {
         // The table the encoder embeds its input with (t5.ts: its own table when it has one).
