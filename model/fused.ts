@@ -1043,7 +1043,8 @@ export function adafactorFactoredReference(
  * place in three SIMD passes (`wasm_kernels.ts` adafactorInPlace), on webgpu as four dispatches
  * instead of ≈ 25, in place where registered (`webgpu/in_place.ts`; else the `HpAdafactor`
  * kernel, five dispatches, whose outputs are assigned): `vr ← b·vr + (1−b)·mean_c(g² + ε1)`,
- * `vc` likewise over rows, `u = g·rsqrt(vr/mean(vr))·rsqrt(vc)`, `p ← p·(1 − lr·wd) − lr·u / max(1, RMS(u)/threshold)`.
+ * `vc` likewise over rows, `u = g·rsqrt(vr/mean(vr))·rsqrt(vc)`,
+ * `p ← p·(1 − lr·wd) − lr·u / max(1, RMS(u)/threshold)`.
  *
  * @returns whether the update was done; false leaves everything unchanged (the caller then runs
  *   the op-by-op update)

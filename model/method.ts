@@ -73,8 +73,13 @@ export interface Method<C> {
   /** Default configuration (every ambiguity of the specification is an option here). */
   readonly defaults: C;
   /**
-   * Validates a raw JSON configuration (partial; defaults fill the rest).
-   * @throws Error naming `source` and the offending field
+   * Validates a raw JSON configuration (partial; defaults fill the rest). `null` and `undefined`
+   * mean `{}` (every default).
+   *
+   * @param raw the parsed JSON object
+   * @param source where it came from (a file path), for error messages
+   * @returns the full configuration
+   * @throws Error naming `source` and the offending field, or saying `raw` is not an object
    */
   parseConfig(raw: unknown, source: string): C;
   /**
@@ -108,11 +113,11 @@ export interface Method<C> {
    * method's own per-token matmuls, and the gradient matmuls the backward pass runs for them).
    * A plan names the ways trained tensors enter: an encoder prompt, a self-attention prefix, a
    * bottleneck adapter, and `elementwise` tensors added or multiplied (`op`) after a sublayer
-   * without a matmul of their own (e.g. a per-task bias in `afterSublayer`, whose input gradients the backward pass
-   * then needs with a frozen backbone). A method whose trained tensors enter some other way
-   * cannot be described, and its training FLOPs come out too low; `accounting_test.ts` compares
-   * every method's plan with the matmuls tfjs runs, so such a method fails there until
-   * `FlopPlan` (`model/accounting.ts`) learns its case.
+   * without a matmul of their own (e.g. a per-task bias in `afterSublayer`, whose input gradients
+   * the backward pass then needs with a frozen backbone). A method whose trained tensors enter
+   * some other way cannot be described, and its training FLOPs come out too low;
+   * `accounting_test.ts` compares every method's plan with the matmuls tfjs runs, so such a
+   * method fails there until `FlopPlan` (`model/accounting.ts`) learns its case.
    */
   flopPlan(config: T5Config, cfg: C): FlopPlan;
 }

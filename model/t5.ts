@@ -52,7 +52,10 @@ export interface Seq2SeqBatch {
   inputIds: tf.Tensor2D;
   /** Encoder mask, float32 `[batch, inputLength]`, 1 = token, 0 = padding. */
   attentionMask: tf.Tensor2D;
-  /** Decoder input ids (labels shifted right, see {@link shiftRight}), int32 `[batch, targetLength]`. */
+  /**
+   * Decoder input ids (labels shifted right, see {@link shiftRight}), int32
+   * `[batch, targetLength]`.
+   */
   decoderInputIds: tf.Tensor2D;
 }
 
@@ -73,7 +76,10 @@ export interface ForwardOptions {
 export interface ForwardResult {
   /** Next-token logits `[batch, targetLength, vocabSize]`. */
   logits: tf.Tensor3D;
-  /** Encoder output after the final layer norm `[batch, encoderLength, dModel]` (includes rows a hook prepended). */
+  /**
+   * Encoder output after the final layer norm `[batch, encoderLength, dModel]` (includes rows a
+   * hook prepended).
+   */
   encoderOutput: tf.Tensor3D;
 }
 
@@ -143,7 +149,9 @@ export function t5ParamShapes(config: T5Config): Map<string, number[]> {
   return shapes;
 }
 
-/** Std of HF `_init_weights` (initializer_factor 1) for one parameter name; 0 marks a norm (ones). */
+/**
+ * Std of HF `_init_weights` (initializer_factor 1) for one parameter name; 0 marks a norm (ones).
+ */
 function initStd(name: string, config: T5Config): number {
   const d = config.dModel;
   if (name.endsWith("layer_norm.weight")) return 0;
@@ -393,6 +401,8 @@ function sameStorage(a: tf.Tensor, b: tf.Tensor): boolean {
  * @param config the configuration the tensors follow
  * @param tensors name → tensor
  * @param source where the tensors came from, for error messages
+ * @returns the model, with `ownEmbeddings` in its config when a stack has its own table; its
+ *   variables are the caller's to release with {@link disposeT5}
  * @throws Error naming `source` and the missing and unexpected tensors, or the tensor that is
  *   misshapen or not float32, or a size field of `config` that is not a positive integer
  */
@@ -559,7 +569,10 @@ function residual(
   return d ? dropoutAdd(x, h, d.rate, d.seed) : tf.add(x, h);
 }
 
-/** The feed-forward sublayer `prefix` (e.g. `encoder.block.3.layer.1`) of a block, with its residual. */
+/**
+ * The feed-forward sublayer `prefix` (e.g. `encoder.block.3.layer.1`) of a block, with its
+ * residual.
+ */
 function feedForwardSublayer(
   ctx: Ctx,
   stack: Stack,
@@ -968,6 +981,7 @@ export function forward(
  * @param labels int32 `[batch, length]`
  * @param opts.labelSmoothing ε in [0, 1) (default 0)
  * @param opts.zLoss z ≥ 0 (default 0)
+ * @returns the mean loss over counted tokens, a float32 scalar (0 when every label is -100)
  * @throws Error naming a label that is neither -100 nor in `[0, vocab)` (cpu and wasm; on webgpu
  *   and tfjs-node, whose labels would have to be read back from the device, that token's loss,
  *   and so the mean, is NaN instead)
@@ -1058,6 +1072,8 @@ export function crossEntropyLoss(
  *
  * @param labels int32 `[batch, length]`
  * @param config supplies the start and pad ids
+ * @returns the decoder input ids, int32 `[batch, length]`
+ * @throws Error when `labels` is not int32 of rank 2
  */
 export function shiftRight(labels: tf.Tensor2D, config: T5Config): tf.Tensor2D {
   if (labels.rank !== 2 || labels.dtype !== "int32") {
@@ -1083,7 +1099,10 @@ export interface GreedyOptions {
   maxNewTokens: number;
   /** Method hooks (called for the encoder once and for the decoder at every step). */
   hooks?: T5Hooks;
-  /** Reuse decoder self-attention keys/values between steps (default true); same tokens either way. */
+  /**
+   * Reuse decoder self-attention keys/values between steps (default true); same tokens either
+   * way.
+   */
   useCache?: boolean;
   /** Stop a row at its first EOS and the batch when all rows stopped (default true). */
   stopAtEos?: boolean;
@@ -1094,6 +1113,10 @@ export interface GreedyOptions {
  * keys/values run once; with `useCache` each step feeds only the newest token and appends its
  * self-attention keys/values to a cache. Leaves no tensors behind.
  *
+ * @param model the model
+ * @param input encoder token ids, int32 `[batch, inputLength]`, and their mask, float32
+ *   `[batch, inputLength]` (1 = token, 0 = padding); neither is disposed
+ * @param opts the number of tokens to generate, hooks, cache and EOS handling
  * @returns per row the generated tokens without the start token; with `stopAtEos` a row ends
  *   with its first EOS (kept), otherwise every row has `maxNewTokens` tokens
  * @throws Error naming the input with a wrong rank, dtype or shape, an empty batch, an id outside

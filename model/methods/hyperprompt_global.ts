@@ -97,7 +97,8 @@ function plan(config: T5Config, cfg: HyperPromptGlobalConfig, numTasks: number):
  * import { hyperpromptGlobal } from "./hyperprompt_global.ts";
  * import { PRESETS } from "../config.ts";
  * const cfg = hyperpromptGlobal.parseConfig({ length: 100 }, "inline");
- * console.assert(hyperpromptGlobal.countParams(PRESETS["t5-v1_1-base"], cfg, 8).extra === 3_786_944);
+ * const counts = hyperpromptGlobal.countParams(PRESETS["t5-v1_1-base"], cfg, 8);
+ * console.assert(counts.extra === 3_786_944);
  * ```
  */
 export const hyperpromptGlobal: Method<HyperPromptGlobalConfig> = {

@@ -54,7 +54,7 @@ const VARIANTS: [MethodName, Record<string, unknown>][] = [
 ];
 
 const NAMES = Object.keys(METHODS) as MethodName[];
-/** tiny-v1_1 with a 256-token vocabulary: the output layer dominates the cost on the cpu backend. */
+/** tiny-v1_1 with a 256-token vocabulary: the output layer dominates the cost on cpu. */
 const TINY: T5Config = { ...PRESETS["tiny-v1_1"], vocabSize: 256 };
 
 function create(model: T5Model, name: MethodName, raw: Record<string, unknown>) {

@@ -29,7 +29,7 @@ function toyRow(i: number, offset = 0): number[] {
   return Array.from({ length: D }, (_, j) => offset + i + j / 16);
 }
 
-/** A tiny model whose `shared.weight` is the toy table (and optionally a distinct encoder table). */
+/** A tiny model whose `shared.weight` is the toy table (optionally a distinct encoder table). */
 function toyModel(vocab: number, encoderOffset?: number): T5Model {
   const config: T5Config = { ...PRESETS["tiny-v1_1"], vocabSize: vocab, dModel: D };
   const init = initT5(config, { seed: 1 });
