@@ -6,6 +6,7 @@
  * @module
  */
 import type { T5Config } from "./config.ts";
+import { checkSizes } from "./t5_sizes.ts";
 import type { Stack } from "./hooks.ts";
 
 /**
@@ -27,8 +28,10 @@ import type { Stack } from "./hooks.ts";
  *
  * @param config the configuration
  * @returns number of parameters
+ * @throws Error naming a size field of `config` that is not a positive integer
  */
 export function countT5Params(config: T5Config): number {
+  checkSizes("model/accounting.ts", "countT5Params", config);
   const d = config.dModel;
   const inner = config.numHeads * config.dKv;
   const g = config.feedForwardProj === "gated-gelu" ? 3 : 2;
@@ -167,12 +170,14 @@ const BACKBONE_TRAINED: FlopPlan = { freezeBackbone: false };
  * @param shape input (S) and target (T) lengths in tokens
  * @param plan what is trained and the method's additions (default: backbone trained, no method)
  * @returns forward and forward+backward FLOPs per example
+ * @throws Error naming a size field of `config` or a length that is not a positive integer
  */
 export function t5Flops(
   config: T5Config,
   shape: { inputLength: number; targetLength: number },
   plan: FlopPlan = BACKBONE_TRAINED,
 ): T5Flops {
+  checkSizes("model/accounting.ts", "t5Flops", config);
   const { inputLength: s0, targetLength: t } = shape;
   if (!(Number.isInteger(s0) && s0 > 0 && Number.isInteger(t) && t > 0)) {
     throw new Error(

@@ -151,3 +151,21 @@ Deno.test("t5Flops plan.elementwise: a trained bias or scale after a sublayer of
   disposeT5(model);
   assert.equal(tf.memory().numTensors, before);
 });
+
+Deno.test("countT5Params / t5Flops refuse a size field that is not a positive integer, naming it", () => {
+  const base = preset("tiny-v1_1");
+  for (const bad of [0, -1, 1.5, NaN]) {
+    for (const key of ["dModel", "numHeads", "relativeAttentionMaxDistance"] as const) {
+      const config = { ...base, [key]: bad };
+      assert.throws(() => countT5Params(config), {
+        message: `model/accounting.ts countT5Params: config.${key} must be a positive integer, ` +
+          `got ${bad}`,
+      });
+      assert.throws(() => t5Flops(config, { inputLength: 8, targetLength: 4 }), {
+        message:
+          `model/accounting.ts t5Flops: config.${key} must be a positive integer, got ${bad}`,
+      });
+    }
+  }
+  assert.ok(countT5Params(base) > 0, "a valid configuration is counted");
+});

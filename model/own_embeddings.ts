@@ -52,8 +52,9 @@ async function equalSafetensors(
       const at = starts.get(t.file)! + t.dataOffsets![0] + from * es;
       return toTypedArray(
         t.dtype,
-        await readAt(opened.get(t.file)!, at, count * es, where, "its data"),
+        await readAt(opened.get(t.file)!, at, count * es, where, "its data", t.file),
         where,
+        t.file,
       );
     };
     for (let from = 0; from < n; from += chunkElements) {

@@ -19,6 +19,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { T5Config } from "./config.ts";
+import { checkSizes } from "./t5_sizes.ts";
 import { dropout, dropoutAdd, softmaxCrossEntropy, softmaxCrossEntropyWithLse } from "./fused.ts";
 import type { Stack, Sublayer, T5Hooks } from "./hooks.ts";
 import {
@@ -187,33 +188,6 @@ function mixSeed(seed: number, counter: number): number {
   return (x ^ (x >>> 16)) >>> 0;
 }
 
-/** The size fields of {@link T5Config}, each a positive integer (as `t5ConfigFromHf` reads it). */
-const SIZE_FIELDS = [
-  "vocabSize",
-  "dModel",
-  "dKv",
-  "dFf",
-  "numHeads",
-  "numLayers",
-  "numDecoderLayers",
-  "relativeAttentionNumBuckets",
-  "relativeAttentionMaxDistance",
-] as const satisfies readonly (keyof T5Config)[];
-
-/**
- * Checks that every size field of `config` is a positive integer, before anything is allocated:
- * a zero or fractional width would otherwise make tensors that fail later with a tfjs error
- * naming no field, and NaN would make shapes tfjs refuses.
- */
-function checkSizes(fn: string, config: T5Config): void {
-  for (const key of SIZE_FIELDS) {
-    const n = config[key];
-    if (!Number.isInteger(n) || n <= 0) {
-      throw new Error(`model/t5.ts ${fn}: config.${key} must be a positive integer, got ${n}`);
-    }
-  }
-}
-
 /**
  * A freshly initialised model, like HF `T5PreTrainedModel._init_weights` with
  * `initializer_factor` 1: normal(0, σ) with σ = 1 for embeddings and `lm_head`, dModel^-½ for
@@ -228,7 +202,7 @@ function checkSizes(fn: string, config: T5Config): void {
  *   not an integer (before any tensor is made)
  */
 export function initT5(config: T5Config, opts: { seed: number }): T5Model {
-  checkSizes("initT5", config);
+  checkSizes("model/t5.ts", "initT5", config);
   const seed: unknown = opts?.seed;
   if (!Number.isSafeInteger(seed)) {
     throw new Error(`model/t5.ts initT5: opts.seed must be an integer, got ${seed}`);
@@ -311,7 +285,7 @@ export function checkT5Checkpoint(
   source: string,
   opts: CheckT5CheckpointOptions,
 ): void {
-  checkSizes("checkT5Checkpoint", config);
+  checkSizes("model/t5.ts", "checkT5Checkpoint", config);
   const { ownEmbeddings: _ignored, ...plain } = config;
   const shapes = t5ParamShapes(plain);
   const optional = ["encoder.embed_tokens.weight", "decoder.embed_tokens.weight"];
@@ -412,7 +386,7 @@ export function t5FromTensors(
   source: string,
 ): T5Model {
   // The per-stack tables are decided by the tensors, not by a caller's `ownEmbeddings`.
-  checkSizes("t5FromTensors", config);
+  checkSizes("model/t5.ts", "t5FromTensors", config);
   const { ownEmbeddings: _ignored, ...plain } = config;
   const shapes = t5ParamShapes(plain);
   // Checked before any variable is made: a refused tensor leaves nothing allocated.
