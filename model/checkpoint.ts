@@ -120,7 +120,7 @@ export async function readJsonFile(path: string, what = "JSON file"): Promise<un
   try {
     return parseJsonFile(text, path);
   } catch (e) {
-    throw new CheckpointError((e as Error).message, { file: path, cause: e });
+    throw CheckpointError.from(e, path);
   }
 }
 
@@ -260,7 +260,7 @@ function sameFile(path: string, was: FileIdentity, now: FileIdentity, since: str
   try {
     checkUnchanged(path, was, now, since);
   } catch (e) {
-    throw new CheckpointError((e as Error).message, { file: path, cause: e });
+    throw CheckpointError.from(e, path);
   }
 }
 

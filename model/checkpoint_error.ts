@@ -35,4 +35,18 @@ export class CheckpointError extends Error {
     this.file = opts.file;
     if (opts.field !== undefined) this.field = opts.field;
   }
+
+  /**
+   * What a reader of `file` throws for `e`: a plain `Error` (the lower-level checks', each
+   * naming the file) as a CheckpointError of `file` with its message, `e` as its cause; any other
+   * (a CheckpointError already, or a bug's TypeError) as it is.
+   *
+   * @param e what was thrown
+   * @param file the file being read
+   * @returns the error to throw
+   */
+  static from(e: unknown, file: string): unknown {
+    if (!(e instanceof Error) || e.constructor !== Error) return e;
+    return new CheckpointError(e.message, { file, cause: e });
+  }
 }

@@ -464,7 +464,7 @@ function checkWeightHeaders(
     });
   } catch (e) {
     // A weight missing, unexpected, or of the wrong dtype or shape: a bad checkpoint.
-    throw new CheckpointError((e as Error).message, { file: source, cause: e });
+    throw CheckpointError.from(e, source);
   }
 }
 

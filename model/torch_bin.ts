@@ -848,18 +848,8 @@ export async function readTorchBinHeader(path: string): Promise<TorchBinHeader> 
       file.close();
     }
   } catch (e) {
-    throw asCheckpointError(e, path);
+    throw CheckpointError.from(e, path);
   }
-}
-
-/**
- * What the readers of `path` throw, as a {@link CheckpointError} of that file: the plain errors
- * of this module (each names the file) with their message, the original as `cause`; any other
- * (a CheckpointError already, or a bug's TypeError) as it is.
- */
-function asCheckpointError(e: unknown, path: string): unknown {
-  if (!(e instanceof Error) || e.constructor !== Error) return e;
-  return new CheckpointError(e.message, { file: path, cause: e });
 }
 
 async function readHeaderOf(
@@ -1255,7 +1245,7 @@ export async function* readTorchBinTensors(
   try {
     yield* readTensorsOf(path, header, only);
   } catch (e) {
-    throw asCheckpointError(e, path);
+    throw CheckpointError.from(e, path);
   }
 }
 
