@@ -64,8 +64,12 @@ import { parseJsonFile } from "../model/json.ts";
 import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
 import { backendFromEnv, backpropFromEnv, isBackendName } from "../model/backend.ts";
 import { submitBatchFromEnv } from "../model/webgpu/submit_batch.ts";
-import { checkDataDir, defaultCacheDir, defaultDataDir } from "../tasks/data.ts";
-import { sharedPath } from "../model/shared_dir.ts";
+import {
+  checkDataDir,
+  defaultCacheDir,
+  defaultDataDir,
+  defaultDataRoots as dataRoots,
+} from "../tasks/data.ts";
 import {
   describeEndpoints,
   download,
@@ -121,7 +125,7 @@ import {
   watchCheckpointingLoops,
 } from "./trainer.ts";
 import { type AccountingFn, loadAccounting, writeTables } from "./tables.ts";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { checkOutputFolder, isDirectorySync } from "../model/fs.ts";
 import { checkpointOwnEmbeddings, type EmbeddingStack } from "../model/own_embeddings.ts";
 import { hubCacheFolder, hubDownloadComplete, isHubRepoId } from "../model/hub.ts";
@@ -1245,18 +1249,12 @@ const GOING_ON = "going on with the tasks present where the profile allows it (s
   "for a benchmark whose tasks it does not list; else bench stops, naming them)";
 
 /**
- * The roots behind the default data folder (`tasks/data.ts` `defaultDataDir`), for a
- * missing-task message: the download cache (absent when none can be named) and the offline
- * mirror, resolved as `chooseDataDir` resolves them, and whether the mirror exists.
+ * The roots behind the default data folder (`tasks/data.ts` `defaultDataRoots`: the download
+ * cache, absent when none can be named, and the offline mirror), for a missing-task message, with
+ * whether the mirror exists and whether bench's download failed.
  */
 function defaultDataRoots(downloadFailed: boolean): DefaultDataRoots {
-  let cache: string | undefined;
-  try {
-    cache = resolve(defaultCacheDir());
-  } catch {
-    cache = undefined;
-  }
-  const mirror = resolve(sharedPath("data"));
+  const { cache, mirror } = dataRoots();
   let mirrorExists = false;
   try {
     mirrorExists = statSync(mirror).isDirectory();

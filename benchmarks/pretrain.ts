@@ -59,6 +59,7 @@ import {
   checkDataDir,
   defaultCacheDir as defaultDataCacheDir,
   defaultDataDir,
+  defaultDataRoots,
   resolveDataDir,
 } from "../tasks/data.ts";
 import { loadExamples } from "../tasks/load.ts";
@@ -422,18 +423,14 @@ function corpusDataDir(dataDir: string | undefined): string {
 
 /**
  * What the default data folder was made of, for an error about it: ` (HYPERPROMPT_DATA)`,
- * else the download cache and the mirror it is chosen from (`tasks/data.ts` defaultDataDir).
+ * else the download cache and the mirror it is chosen from (`tasks/data.ts` defaultDataRoots).
  */
 function defaultFolders(): string {
   if (dataDirFromEnv()) return " (HYPERPROMPT_DATA)";
-  let cache: string;
-  try {
-    cache = defaultDataCacheDir();
-  } catch (e) {
-    cache = `(none: ${(e as Error).message})`;
-  }
-  return ` (the default data folder: per file the download cache ${cache} where its manifest ` +
-    `lists it, else the mirror ${sharedPath("data")})`;
+  const { cache, noCache, mirror } = defaultDataRoots();
+  return ` (the default data folder: per file the download cache ${
+    cache ?? `(none: ${noCache})`
+  } where its manifest lists it, else the mirror ${mirror})`;
 }
 
 /** Whether `HYPERPROMPT_DATA` names the default data folder (set and not empty). */

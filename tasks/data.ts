@@ -90,13 +90,34 @@ export function checkDataDir(dir: string, namedBy = "--data-dir"): void {
 export function defaultDataDir(): string {
   const env = Deno.env.get("HYPERPROMPT_DATA");
   if (env) return env;
-  let cache: string | undefined;
+  const { cache, mirror } = defaultDataRoots();
+  return chooseDataDir({ cacheDir: cache, mirrorDir: mirror });
+}
+
+/** The two roots {@link defaultDataDir} chooses from (see {@link defaultDataRoots}). */
+export interface DataRoots {
+  /** The download cache ({@link defaultCacheDir}), resolved; absent when none can be named. */
+  readonly cache?: string;
+  /** Why no cache folder can be named ({@link defaultCacheDir}'s error), when `cache` is absent. */
+  readonly noCache?: string;
+  /** The offline mirror `shared/data` beside the repository (`HYPERPROMPT_SHARED`), resolved. */
+  readonly mirror: string;
+}
+
+/**
+ * The download cache and the offline mirror that {@link defaultDataDir} picks each file from
+ * (when `HYPERPROMPT_DATA` is not set), resolved as {@link chooseDataDir} resolves them: for a
+ * message that names the folders looked in.
+ *
+ * @returns the roots
+ */
+export function defaultDataRoots(): DataRoots {
+  const mirror = resolve(sharedPath("data"));
   try {
-    cache = defaultCacheDir();
-  } catch {
-    cache = undefined;
+    return { cache: resolve(defaultCacheDir()), mirror };
+  } catch (e) {
+    return { noCache: (e as Error).message, mirror };
   }
-  return chooseDataDir({ cacheDir: cache, mirrorDir: sharedPath("data") });
 }
 
 /** Options of {@link chooseDataDir}. */
