@@ -91,6 +91,7 @@ import {
   readFinished,
   runGrid,
   runLockFile,
+  runWorkDir,
   shardGrid,
 } from "./runner.ts";
 import { holderName, runLockStaleMs } from "./run_claim.ts";
@@ -1220,10 +1221,12 @@ export function otherRunsCheckpoints(out: string, specs: readonly RunSpec[]): st
   } catch {
     return [];
   }
-  const own = new Set(specs.map((s) => runFileName(s).slice(0, -".json".length)));
+  // A run's work folder is its result file's name without `.json` (runner.ts `runWorkDir`).
+  const stems = specs.map((s) => runWorkDir(runFileName(s)));
+  const own = new Set(stems);
   const notes: string[] = [];
-  for (const spec of specs) {
-    const stem = runFileName(spec).slice(0, -".json".length);
+  for (const [i, spec] of specs.entries()) {
+    const stem = stems[i]!;
     const prefix = stem.slice(0, stem.length - spec.id.length);
     for (const name of names) {
       if (own.has(name) || !name.startsWith(prefix) || name.slice(prefix.length).includes("--")) {
