@@ -12,6 +12,7 @@
  */
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
+import { CheckpointError } from "./checkpoint_error.ts";
 import { writeFileAtomic } from "./fs.ts";
 import { parseJsonFile } from "./json.ts";
 
@@ -36,9 +37,14 @@ export interface SentencePieceModel {
 /** Number of sentinel tokens T5 appends to its vocabulary. */
 export const NUM_SENTINELS = 100;
 
+/** Reads a protobuf message; `base` is its first byte's offset in the file, for the messages. */
 class ProtoReader {
   pos = 0;
-  constructor(readonly buf: Uint8Array, readonly source: string) {}
+  constructor(readonly buf: Uint8Array, readonly source: string, readonly base = 0) {}
+  /** The file offset of the next byte. */
+  get at(): number {
+    return this.base + this.pos;
+  }
   get done(): boolean {
     return this.pos >= this.buf.length;
   }
@@ -47,27 +53,32 @@ class ProtoReader {
     let shift = 0;
     for (;;) {
       if (this.pos >= this.buf.length) {
-        throw new Error(`${this.source}: truncated protobuf varint at byte ${this.pos}`);
+        this.fail(`truncated protobuf varint at byte ${this.at}`);
       }
       const b = this.buf[this.pos++]!;
       result += (b & 0x7f) * 2 ** shift;
       if ((b & 0x80) === 0) return result;
       shift += 7;
-      if (shift > 63) throw new Error(`${this.source}: malformed varint at byte ${this.pos}`);
+      if (shift > 63) this.fail(`malformed varint at byte ${this.at}`);
     }
   }
   bytes(): Uint8Array {
     const n = this.varint();
     if (this.pos + n > this.buf.length) {
-      throw new Error(`${this.source}: truncated protobuf field (${n} bytes at byte ${this.pos})`);
+      this.fail(`truncated protobuf field (${n} bytes at byte ${this.at})`);
     }
     const out = this.buf.subarray(this.pos, this.pos + n);
     this.pos += n;
     return out;
   }
+  /** A length-delimited field read as a message of its own, its offsets the file's. */
+  message(): ProtoReader {
+    const out = this.bytes();
+    return new ProtoReader(out, this.source, this.at - out.length);
+  }
   float32(): number {
     if (this.pos + 4 > this.buf.length) {
-      throw new Error(`${this.source}: truncated float at byte ${this.pos}`);
+      this.fail(`truncated float at byte ${this.at}`);
     }
     const v = new DataView(this.buf.buffer, this.buf.byteOffset + this.pos, 4).getFloat32(0, true);
     this.pos += 4;
@@ -78,18 +89,22 @@ class ProtoReader {
     else if (wire === 1) this.fixed(8);
     else if (wire === 2) this.bytes();
     else if (wire === 5) this.fixed(4);
-    else throw new Error(`${this.source}: unsupported protobuf wire type ${wire} at ${this.pos}`);
+    else this.fail(`unsupported protobuf wire type ${wire} at ${this.at}`);
   }
   /** Skips a fixed-width field (fixed64/double: 8 bytes; fixed32/float: 4), bounds-checked. */
   private fixed(n: number): void {
     if (this.pos + n > this.buf.length) {
-      throw new Error(
-        `${this.source}: truncated protobuf fixed${
-          n * 8
-        } field at byte ${this.pos} (${n} bytes needed, ${this.buf.length - this.pos} left)`,
+      this.fail(
+        `truncated protobuf fixed${n * 8} field at byte ${this.at} (${n} bytes needed, ${
+          this.buf.length - this.pos
+        } left)`,
       );
     }
     this.pos += n;
+  }
+  /** Throws the {@link CheckpointError} of the file, the message naming the byte position. */
+  fail(message: string): never {
+    throw new CheckpointError(`${this.source}: ${message}`, { file: this.source });
   }
 }
 
@@ -100,7 +115,8 @@ class ProtoReader {
  * @param bytes the file's bytes
  * @param source file name for error messages
  * @returns the pieces in id order and the character map
- * @throws Error naming the file when the protobuf is truncated or holds no pieces
+ * @throws CheckpointError naming the file (its `file`) and the byte position when the protobuf
+ *   is truncated or malformed, or a piece is not UTF-8; the file when it holds no pieces
  */
 export function parseSentencePieceModel(bytes: Uint8Array, source: string): SentencePieceModel {
   const r = new ProtoReader(bytes, source);
@@ -112,7 +128,7 @@ export function parseSentencePieceModel(bytes: Uint8Array, source: string): Sent
     const fieldNo = Math.floor(key / 8);
     const wire = key & 7;
     if (fieldNo === 1 && wire === 2) {
-      const sub = new ProtoReader(r.bytes(), source);
+      const sub = r.message();
       let piece = "";
       let score = 0;
       let type = 1;
@@ -120,14 +136,24 @@ export function parseSentencePieceModel(bytes: Uint8Array, source: string): Sent
         const k = sub.varint();
         const f = Math.floor(k / 8);
         const w = k & 7;
-        if (f === 1 && w === 2) piece = text.decode(sub.bytes());
-        else if (f === 2 && w === 5) score = sub.float32();
+        if (f === 1 && w === 2) {
+          const raw = sub.bytes();
+          const at = sub.at - raw.length;
+          try {
+            piece = text.decode(raw);
+          } catch (e) {
+            throw new CheckpointError(
+              `${source}: piece ${pieces.length} (at byte ${at}) is not valid UTF-8`,
+              { file: source, cause: e },
+            );
+          }
+        } else if (f === 2 && w === 5) score = sub.float32();
         else if (f === 3 && w === 0) type = sub.varint();
         else sub.skip(w);
       }
       pieces.push({ piece, score, type });
     } else if (fieldNo === 3 && wire === 2) {
-      const sub = new ProtoReader(r.bytes(), source);
+      const sub = r.message();
       while (!sub.done) {
         const k = sub.varint();
         if (Math.floor(k / 8) === 2 && (k & 7) === 2) charsmap = new Uint8Array(sub.bytes());
@@ -137,7 +163,11 @@ export function parseSentencePieceModel(bytes: Uint8Array, source: string): Sent
       r.skip(wire);
     }
   }
-  if (pieces.length === 0) throw new Error(`${source}: no pieces found; not a SentencePiece model`);
+  if (pieces.length === 0) {
+    throw new CheckpointError(`${source}: no pieces found; not a SentencePiece model`, {
+      file: source,
+    });
+  }
   return { pieces, precompiledCharsmap: charsmap };
 }
 
@@ -200,9 +230,10 @@ export function sentencePieceToTokenizerJson(
   const expect = ["<pad>", "</s>", "<unk>"];
   expect.forEach((p, i) => {
     if (model.pieces[i]?.piece !== p) {
-      throw new Error(
+      throw new CheckpointError(
         `${source}: piece ${i} must be "${p}" (T5 layout: train with --pad_id=0 --eos_id=1 ` +
           `--unk_id=2 --bos_id=-1), got "${model.pieces[i]?.piece}"`,
+        { file: source },
       );
     }
   });
@@ -311,7 +342,13 @@ export function withSentinels(
 ): Record<string, unknown> {
   const model = json["model"] as { type?: string; vocab?: unknown } | undefined;
   if (model?.type !== "Unigram" || !Array.isArray(model.vocab)) {
-    throw new Error(`${source}: field "model" must be a Unigram model with a vocab list`);
+    throw new CheckpointError(
+      `${source}: field "model" must be a Unigram model with a vocab list`,
+      {
+        file: source,
+        field: "model",
+      },
+    );
   }
   const vocab = model.vocab as [string, number][];
   if (vocab.some((v) => v[0] === "<extra_id_0>")) return json;
@@ -481,29 +518,31 @@ export interface T5TokenizerConfig extends T5TokenizerExtras {
  * @param config the parsed file (`undefined`: none, T5's defaults)
  * @param source the file, for error messages
  * @returns the settings
- * @throws Error naming the file and the field for a value of the wrong type, or sentinel counts
- *   that disagree
+ * @throws CheckpointError naming the file (its `file`) and the field (its `field`) for a value
+ *   of the wrong type, or sentinel counts that disagree
  */
 export function t5TokenizerConfig(config: unknown, source: string): T5TokenizerConfig {
   if (config === undefined) return { extraIds: NUM_SENTINELS };
   if (typeof config !== "object" || config === null || Array.isArray(config)) {
-    throw new Error(`${source}: must be a JSON object`);
+    throw new CheckpointError(`${source}: must be a JSON object`, { file: source });
   }
   const c = config as Record<string, unknown>;
   const extraIds = c["extra_ids"] ?? NUM_SENTINELS;
   if (typeof extraIds !== "number" || !Number.isInteger(extraIds) || extraIds < 0) {
-    throw new Error(
+    throw new CheckpointError(
       `${source}: field "extra_ids" must be an integer >= 0, got ${JSON.stringify(c["extra_ids"])}`,
+      { file: source, field: "extra_ids" },
     );
   }
   let additional: string[] | undefined;
   const list = c["additional_special_tokens"];
   if (list !== undefined && list !== null) {
     if (!Array.isArray(list)) {
-      throw new Error(
+      throw new CheckpointError(
         `${source}: field "additional_special_tokens" must be a list of tokens, got ${
           JSON.stringify(list)
         }`,
+        { file: source, field: "additional_special_tokens" },
       );
     }
     additional = list.map((t, i) => {
@@ -511,26 +550,29 @@ export function t5TokenizerConfig(config: unknown, source: string): T5TokenizerC
         ? (t as { content?: unknown }).content
         : t;
       if (typeof content !== "string" || content === "") {
-        throw new Error(
+        throw new CheckpointError(
           `${source}: field "additional_special_tokens[${i}]" must be a non-empty string or an ` +
             `object with a "content" string, got ${JSON.stringify(t)}`,
+          { file: source, field: `additional_special_tokens[${i}]` },
         );
       }
       return content;
     });
     const sentinels = new Set(additional.filter((t) => t.includes("<extra_id_"))).size;
     if (sentinels > 0 && extraIds > 0 && sentinels !== extraIds) {
-      throw new Error(
+      throw new CheckpointError(
         `${source}: field "extra_ids" is ${extraIds} but "additional_special_tokens" holds ` +
           `${sentinels} <extra_id_…> tokens; transformers refuses this too (they must agree)`,
+        { file: source, field: "extra_ids" },
       );
     }
   }
   for (const field of ["legacy", "add_prefix_space"]) {
     const v = c[field];
     if (v !== undefined && v !== null && typeof v !== "boolean") {
-      throw new Error(
+      throw new CheckpointError(
         `${source}: field "${field}" must be true or false, got ${JSON.stringify(v)}`,
+        { file: source, field },
       );
     }
   }
@@ -568,8 +610,9 @@ export interface ConvertedSpiece {
  *
  * @param dir the folder
  * @returns the converted tokenizer, or undefined when the folder has no `spiece.model`
- * @throws Error naming the file: a malformed `spiece.model` or `tokenizer_config.json` (with
- *   line and column for invalid JSON, the field for a bad value), or pieces 0–2 not T5's
+ * @throws CheckpointError naming the file (its `file`): one that cannot be read, a malformed
+ *   `spiece.model` (with the byte position) or `tokenizer_config.json` (with line and column for
+ *   invalid JSON, the field for a bad value), or pieces 0–2 not T5's
  */
 export async function convertSpieceFolder(dir: string): Promise<ConvertedSpiece | undefined> {
   const spiece = join(dir, "spiece.model");
@@ -578,7 +621,10 @@ export async function convertSpieceFolder(dir: string): Promise<ConvertedSpiece 
     bytes = await Deno.readFile(spiece);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return undefined;
-    throw new Error(`${spiece}: cannot read: ${(e as Error).message}`);
+    throw new CheckpointError(`${spiece}: cannot read: ${(e as Error).message}`, {
+      file: spiece,
+      cause: e,
+    });
   }
   const configPath = join(dir, "tokenizer_config.json");
   let configText: string | undefined;
@@ -586,13 +632,20 @@ export async function convertSpieceFolder(dir: string): Promise<ConvertedSpiece 
     configText = await Deno.readTextFile(configPath);
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) {
-      throw new Error(`${configPath}: cannot read: ${(e as Error).message}`);
+      throw new CheckpointError(`${configPath}: cannot read: ${(e as Error).message}`, {
+        file: configPath,
+        cause: e,
+      });
     }
   }
-  const settings = t5TokenizerConfig(
-    configText === undefined ? undefined : parseJsonFile(configText, configPath),
-    configPath,
-  );
+  let configJson: unknown;
+  try {
+    configJson = configText === undefined ? undefined : parseJsonFile(configText, configPath);
+  } catch (e) {
+    // `file:line:column: invalid JSON: …`
+    throw CheckpointError.from(e, configPath);
+  }
+  const settings = t5TokenizerConfig(configJson, configPath);
   const model = parseSentencePieceModel(bytes, spiece);
   const json = sentencePieceToTokenizerJson(model, spiece, settings.extraIds, settings);
   return {

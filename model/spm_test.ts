@@ -10,10 +10,25 @@ import {
   trainSentencePiece,
   withSentinels,
 } from "./spm.ts";
+import { CheckpointError } from "./checkpoint_error.ts";
 import { inTempDir } from "./fs_testing.ts";
 import { sharedPath } from "./shared_dir.ts";
 import { HAS_SPM, spmEncode, trainTinySpiece } from "./spm_testing.ts";
 import { T5Tokenizer } from "./tokenizer.ts";
+
+/**
+ * A matcher for `throws` and `rejects`: a {@link CheckpointError} whose `file` and `field` are
+ * the ones given and whose message matches `message`.
+ */
+function checkpointError(file: string, field: string | undefined, message: RegExp) {
+  return (e: unknown): true => {
+    ok(e instanceof CheckpointError, `a CheckpointError, got ${String(e)}`);
+    equal(e.file, file, "file");
+    equal(e.field, field, "field");
+    match(e.message, message);
+    return true;
+  };
+}
 
 const hasSpm = await new Deno.Command("spm_encode", {
   args: ["--help"],
@@ -93,14 +108,37 @@ Deno.test("parseSentencePieceModel() names the file on truncated input", () => {
     /f64\.model: truncated protobuf fixed64 field at byte 11 \(8 bytes needed, 5 left\)/,
   );
   // Inside a piece message too.
+  // Inside a piece message too, at its offset in the file (the piece's message starts at byte 2).
   throws(
     () =>
       parseSentencePieceModel(
         new Uint8Array([0x0a, 0x05, 0x0a, 0x01, 0x61, 0x3d, 0x00]),
         "p.model",
       ),
-    /p\.model: truncated protobuf fixed32 field/,
+    checkpointError("p.model", undefined, /^p\.model: truncated protobuf fixed32 field at byte 6 /),
   );
+  // Every one is a CheckpointError of the file.
+  for (
+    const [bytes, message] of [
+      [[0x0a, 0x20, 0x0a], /^x\.model: truncated protobuf field \(32 bytes at byte 2\)$/],
+      [[0x0a, 0x80], /^x\.model: truncated protobuf varint at byte 2$/],
+      [[0x0a, ...Array(10).fill(0x80)], /^x\.model: malformed varint at byte 11$/],
+      [[0x0a, 0x02, 0x15, 0x00], /^x\.model: truncated float at byte 3$/],
+      [[0x0b], /^x\.model: unsupported protobuf wire type 3 at 1$/],
+      [[], /^x\.model: no pieces found; not a SentencePiece model$/],
+      // A piece (field 1 of the piece at byte 2, its 2 bytes at byte 4) that is not UTF-8.
+      [
+        [0x0a, 0x04, 0x0a, 0x02, 0xc3, 0x28],
+        /^x\.model: piece 0 \(at byte 4\) is not valid UTF-8$/,
+      ],
+    ] as const
+  ) {
+    throws(
+      () => parseSentencePieceModel(new Uint8Array(bytes), "x.model"),
+      checkpointError("x.model", undefined, message),
+      String(message),
+    );
+  }
 });
 
 Deno.test("sentencePieceToTokenizerJson() rejects a model without T5's special ids", () => {
@@ -108,7 +146,10 @@ Deno.test("sentencePieceToTokenizerJson() rejects a model without T5's special i
     pieces: [{ piece: "<unk>", score: 0, type: 2 }, { piece: "a", score: -1, type: 1 }],
     precompiledCharsmap: new Uint8Array(),
   };
-  throws(() => sentencePieceToTokenizerJson(model, "m.model"), /m\.model: piece 0 must be "<pad>"/);
+  throws(
+    () => sentencePieceToTokenizerJson(model, "m.model"),
+    checkpointError("m.model", undefined, /^m\.model: piece 0 must be "<pad>"/),
+  );
 });
 
 /** Ids 0–4 of each hand-built model: T5's <pad>, </s> and <unk>, then "▁" and "x" (piece, score, type). */
@@ -392,7 +433,10 @@ Deno.test("withSentinels() appends T5 sentinels to a tokenizer without them; ids
   equal(tok.encode("<extra_id_99>").ids[0], 4000);
   deepEqual(tok.encode("a <extra_id_1> b").ids.filter((i: number) => i >= 4000), [4098]);
   equal(withSentinels(out, path), out, "already has sentinels: unchanged");
-  throws(() => withSentinels({ model: { type: "BPE" } }, "x.json"), /x\.json: field "model"/);
+  throws(
+    () => withSentinels({ model: { type: "BPE" } }, "x.json"),
+    checkpointError("x.json", "model", /^x\.json: field "model"/),
+  );
 });
 
 spmTest(
@@ -530,39 +574,66 @@ Deno.test("t5TokenizerConfig() reads transformers' T5Tokenizer settings and name
     additionalSpecialTokens: ["<x>"],
   });
   const bad: [unknown, RegExp][] = [
-    [[], /^Error: c\.json: must be a JSON object$/],
-    [{ extra_ids: -1 }, /^Error: c\.json: field "extra_ids" must be an integer >= 0, got -1$/],
+    [[], /^CheckpointError: c\.json: must be a JSON object$/],
+    [
+      { extra_ids: -1 },
+      /^CheckpointError: c\.json: field "extra_ids" must be an integer >= 0, got -1$/,
+    ],
     [
       { extra_ids: "100" },
-      /^Error: c\.json: field "extra_ids" must be an integer >= 0, got "100"$/,
+      /^CheckpointError: c\.json: field "extra_ids" must be an integer >= 0, got "100"$/,
     ],
     [
       { additional_special_tokens: "<x>" },
-      /^Error: c\.json: field "additional_special_tokens" must be a list of tokens, got "<x>"$/,
+      /^CheckpointError: c\.json: field "additional_special_tokens" must be a list of tokens, got "<x>"$/,
     ],
     [
       { additional_special_tokens: ["<x>", { special: true }] },
-      /^Error: c\.json: field "additional_special_tokens\[1\]" must be a non-empty string or an object/,
+      /^CheckpointError: c\.json: field "additional_special_tokens\[1\]" must be a non-empty string or an object/,
     ],
     [
       { extra_ids: 100, additional_special_tokens: ["<extra_id_0>", "<extra_id_1>"] },
-      /^Error: c\.json: field "extra_ids" is 100 but "additional_special_tokens" holds 2 <extra_id_…> tokens/,
+      /^CheckpointError: c\.json: field "extra_ids" is 100 but "additional_special_tokens" holds 2 <extra_id_…> tokens/,
     ],
-    [{ legacy: "no" }, /^Error: c\.json: field "legacy" must be true or false, got "no"$/],
+    [
+      { legacy: "no" },
+      /^CheckpointError: c\.json: field "legacy" must be true or false, got "no"$/,
+    ],
   ];
   for (const [config, message] of bad) throws(() => t5TokenizerConfig(config, "c.json"), message);
+  const fields = [undefined, "extra_ids", "extra_ids", "additional_special_tokens"];
+  fields.push("additional_special_tokens[1]", "extra_ids", "legacy");
+  bad.forEach(([config], i) =>
+    throws(() => t5TokenizerConfig(config, "c.json"), checkpointError("c.json", fields[i], /./))
+  );
   // In a folder: invalid JSON is located; a spiece.model that is not one is named.
   await inTempDir(async (dir) => {
     await Deno.writeFile(join(dir, "spiece.model"), new Uint8Array([0x0a, 0x20]));
     await Deno.writeTextFile(join(dir, "tokenizer_config.json"), '{\n  "extra_ids": 100,\n}');
     await rejects(
       convertSpieceFolder(dir),
-      new RegExp(`^Error: ${join(dir, "tokenizer_config.json")}:3:1: invalid JSON`),
+      new RegExp(`^CheckpointError: ${join(dir, "tokenizer_config.json")}:3:1: invalid JSON`),
+    );
+    await rejects(
+      convertSpieceFolder(dir),
+      checkpointError(join(dir, "tokenizer_config.json"), undefined, /:3:1: invalid JSON/),
     );
     await Deno.remove(join(dir, "tokenizer_config.json"));
     await rejects(
       convertSpieceFolder(dir),
-      new RegExp(`^Error: ${join(dir, "spiece.model")}: truncated protobuf field`),
+      new RegExp(`^CheckpointError: ${join(dir, "spiece.model")}: truncated protobuf field`),
+    );
+    await rejects(
+      convertSpieceFolder(dir),
+      checkpointError(join(dir, "spiece.model"), undefined, /: truncated protobuf field/),
+    );
+    // A file that cannot be read (a folder) is named too.
+    await Deno.writeTextFile(join(dir, "tokenizer_config.json"), "{}");
+    await Deno.remove(join(dir, "spiece.model"));
+    await Deno.mkdir(join(dir, "spiece.model"));
+    await rejects(
+      convertSpieceFolder(dir),
+      checkpointError(join(dir, "spiece.model"), undefined, /spiece\.model: cannot read: /),
     );
   });
 });

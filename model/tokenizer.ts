@@ -11,6 +11,7 @@
  * @module
  */
 import { PrecompiledNormalizer, Tokenizer } from "@huggingface/tokenizers";
+import { CheckpointError } from "./checkpoint_error.ts";
 import { parseJsonFile } from "./json.ts";
 import { PrecompiledCharsmap } from "./precompiled.ts";
 
@@ -49,8 +50,9 @@ export interface DecodeOptions {
   cleanUpTokenizationSpaces?: boolean;
 }
 
-function fail(source: string, message: string): never {
-  throw new Error(`${source}: invalid tokenizer: ${message}`);
+/** Throws the {@link CheckpointError} of an invalid tokenizer `source`, naming `field` if any. */
+function fail(source: string, message: string, field?: string): never {
+  throw new CheckpointError(`${source}: invalid tokenizer: ${message}`, { file: source, field });
 }
 
 /** Parse every `Precompiled` charsmap of a normalizer config (nested in `Sequence`s). */
@@ -60,12 +62,23 @@ function validateNormalizer(n: unknown, field: string, source: string): void {
   if (o.type === "Sequence" && Array.isArray(o.normalizers)) {
     o.normalizers.forEach((c, i) => validateNormalizer(c, `${field}.normalizers[${i}]`, source));
   } else if (o.type === "Precompiled") {
-    const f = `field "${field}.precompiled_charsmap"`;
-    if (typeof o.precompiled_charsmap !== "string") fail(source, `${f} must be a base64 string`);
-    charsmaps.set(
-      o,
-      PrecompiledCharsmap.fromBase64(o.precompiled_charsmap, `${source}: invalid tokenizer: ${f}`),
-    );
+    const name = `${field}.precompiled_charsmap`;
+    const f = `field "${name}"`;
+    if (typeof o.precompiled_charsmap !== "string") {
+      fail(source, `${f} must be a base64 string`, name);
+    }
+    let map: PrecompiledCharsmap;
+    try {
+      map = PrecompiledCharsmap.fromBase64(
+        o.precompiled_charsmap,
+        `${source}: invalid tokenizer: ${f}`,
+      );
+    } catch (e) {
+      // Its message already names the source and the field.
+      if (!(e instanceof Error) || e.constructor !== Error) throw e;
+      throw new CheckpointError(e.message, { file: source, field: name, cause: e });
+    }
+    charsmaps.set(o, map);
   }
 }
 
@@ -79,10 +92,10 @@ function validate(json: unknown, source: string): Record<string, unknown> {
   const j = json as Record<string, unknown>;
   const model = j.model;
   if (typeof model !== "object" || model === null || Array.isArray(model)) {
-    fail(source, `missing or invalid field "model" (expected an object)`);
+    fail(source, `missing or invalid field "model" (expected an object)`, "model");
   }
   const m = model as Record<string, unknown>;
-  if (typeof m.type !== "string") fail(source, `missing field "model.type"`);
+  if (typeof m.type !== "string") fail(source, `missing field "model.type"`, "model.type");
   // The library builds any other type that has an array "vocab" as a Unigram model (and others as
   // a legacy word model), so a misspelled "Unigramm" or an unsupported "WordLevel" loaded
   // silently, without the Unigram checks below.
@@ -92,15 +105,24 @@ function validate(json: unknown, source: string): Record<string, unknown> {
       `field "model.type" must be one of ${MODEL_TYPES.join(", ")} (T5's is Unigram), got ${
         JSON.stringify(m.type)
       }`,
+      "model.type",
     );
   }
   if (m.type === "Unigram") {
     if (!Array.isArray(m.vocab) || m.vocab.length === 0) {
-      fail(source, `field "model.vocab" must be a non-empty array of [piece, score] pairs`);
+      fail(
+        source,
+        `field "model.vocab" must be a non-empty array of [piece, score] pairs`,
+        "model.vocab",
+      );
     }
     m.vocab.forEach((e: unknown, i: number) => {
       if (!Array.isArray(e) || typeof e[0] !== "string" || typeof e[1] !== "number") {
-        fail(source, `field "model.vocab[${i}]" must be a [piece, score] pair`);
+        fail(
+          source,
+          `field "model.vocab[${i}]" must be a [piece, score] pair`,
+          `model.vocab[${i}]`,
+        );
       }
     });
     // Rust's Unigram reads it as an optional usize: a negative, fractional or string id (which
@@ -115,11 +137,12 @@ function validate(json: unknown, source: string): Record<string, unknown> {
         `field "model.unk_id" must be an index into "model.vocab" (an integer in 0..${
           m.vocab.length - 1
         }) or null, got ${JSON.stringify(unk)}`,
+        "model.unk_id",
       );
     }
   }
   if (j.added_tokens !== undefined && !Array.isArray(j.added_tokens)) {
-    fail(source, `field "added_tokens" must be an array`);
+    fail(source, `field "added_tokens" must be an array`, "added_tokens");
   }
   validateNormalizer(j.normalizer, "normalizer", source);
   return j;
@@ -219,7 +242,9 @@ export class T5Tokenizer {
    *
    * @param json the parsed object
    * @param source where it came from, used in error messages
-   * @throws Error naming the source and the invalid field
+   * @returns the tokenizer
+   * @throws CheckpointError naming the source (its `file`) and the invalid field (its `field`,
+   *   when one is at fault; the library's own refusal names none)
    */
   static fromJson(json: unknown, source = "tokenizer.json"): T5Tokenizer {
     const j = validate(json, source);
@@ -250,24 +275,41 @@ export class T5Tokenizer {
   /**
    * Load a `tokenizer.json` file (or the `tokenizer.json` inside a folder).
    *
-   * @throws Error naming the file when it is missing, not JSON, or not a valid tokenizer
+   * @param path the file, or a folder holding `tokenizer.json`
+   * @returns the tokenizer
+   * @throws CheckpointError naming the file (its `file`) when it is missing, cannot be read, is
+   *   not JSON (with line and column) or is not a valid tokenizer (with the field)
    */
   static async fromFile(path: string): Promise<T5Tokenizer> {
     let file = path;
     try {
       if ((await Deno.stat(path)).isDirectory) file = `${path.replace(/\/+$/, "")}/tokenizer.json`;
     } catch (e) {
-      if (e instanceof Deno.errors.NotFound) throw new Error(`${path}: tokenizer file not found`);
+      if (e instanceof Deno.errors.NotFound) {
+        throw new CheckpointError(`${path}: tokenizer file not found`, { file: path, cause: e });
+      }
       throw e;
     }
     let text: string;
     try {
       text = await Deno.readTextFile(file);
     } catch (e) {
-      if (e instanceof Deno.errors.NotFound) throw new Error(`${file}: tokenizer file not found`);
-      throw new Error(`${file}: cannot read tokenizer: ${(e as Error).message}`);
+      if (e instanceof Deno.errors.NotFound) {
+        throw new CheckpointError(`${file}: tokenizer file not found`, { file, cause: e });
+      }
+      throw new CheckpointError(`${file}: cannot read tokenizer: ${(e as Error).message}`, {
+        file,
+        cause: e,
+      });
     }
-    return T5Tokenizer.fromJson(parseJsonFile(text, file), file);
+    let json: unknown;
+    try {
+      json = parseJsonFile(text, file);
+    } catch (e) {
+      // `file:line:column: invalid JSON: …`
+      throw CheckpointError.from(e, file);
+    }
+    return T5Tokenizer.fromJson(json, file);
   }
 
   /**

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
+import { CheckpointError } from "./checkpoint_error.ts";
 import { sharedPath } from "./shared_dir.ts";
 import { T5Tokenizer, truncateWithEos } from "./tokenizer.ts";
 import { buildCharsmap, SMALL_MAP } from "./precompiled_testing.ts";
@@ -13,6 +14,20 @@ interface Case {
   ids: number[];
   tokens: string[];
   decoded: string;
+}
+
+/**
+ * A matcher for `assert.throws` and `assert.rejects`: a {@link CheckpointError} whose `file` and
+ * `field` are the ones given and whose message matches `message`.
+ */
+function checkpointError(file: string, field: string | undefined, message: RegExp) {
+  return (e: unknown): true => {
+    assert.ok(e instanceof CheckpointError, `a CheckpointError, got ${String(e)}`);
+    assert.equal(e.file, file, "file");
+    assert.equal(e.field, field, "field");
+    assert.match(e.message, message);
+    return true;
+  };
 }
 
 const REF: { cases: Case[] } = JSON.parse(await Deno.readTextFile(join(DIR, "reference.json")));
@@ -62,35 +77,110 @@ Deno.test("a tokenizer.json without a post-processor still gets </s> appended", 
   }
 });
 
-Deno.test("malformed tokenizer files give errors naming the file", async () => {
+Deno.test("malformed tokenizer files give CheckpointErrors naming the file and the field", async () => {
   const tmp = await Deno.makeTempDir();
   const p = join(tmp, "tokenizer.json");
   try {
-    await assert.rejects(T5Tokenizer.fromFile(p), /tokenizer\.json: tokenizer file not found/);
+    await assert.rejects(
+      T5Tokenizer.fromFile(p),
+      checkpointError(p, undefined, /tokenizer\.json: tokenizer file not found/),
+    );
+    await assert.rejects(
+      T5Tokenizer.fromFile(join(tmp, "absent")),
+      checkpointError(join(tmp, "absent"), undefined, /absent: tokenizer file not found/),
+    );
+    await Deno.mkdir(join(tmp, "dir", "tokenizer.json"), { recursive: true });
+    const unreadable = join(tmp, "dir", "tokenizer.json");
+    await assert.rejects(
+      // A folder's tokenizer.json that is a folder itself.
+      T5Tokenizer.fromFile(join(tmp, "dir")),
+      checkpointError(unreadable, undefined, /tokenizer\.json: cannot read tokenizer: /),
+    );
     await Deno.writeTextFile(p, "{ nope");
-    await assert.rejects(T5Tokenizer.fromFile(p), (e: Error) => {
-      assert.ok(e.message.startsWith(`${p}:1:3: invalid JSON`), e.message);
-      return true;
-    });
+    await assert.rejects(
+      T5Tokenizer.fromFile(p),
+      checkpointError(p, undefined, new RegExp(`^${p}:1:3: invalid JSON`)),
+    );
     await Deno.writeTextFile(p, JSON.stringify({ version: "1.0" }));
     await assert.rejects(
       T5Tokenizer.fromFile(p),
-      /tokenizer\.json: invalid tokenizer: missing or invalid field "model"/,
+      checkpointError(
+        p,
+        "model",
+        /tokenizer\.json: invalid tokenizer: missing or invalid field "model"/,
+      ),
+    );
+    await Deno.writeTextFile(p, JSON.stringify({ model: { vocab: [] } }));
+    await assert.rejects(
+      T5Tokenizer.fromFile(p),
+      checkpointError(p, "model.type", /invalid tokenizer: missing field "model\.type"/),
     );
     await Deno.writeTextFile(p, JSON.stringify({ model: { type: "Unigram", vocab: "x" } }));
-    await assert.rejects(T5Tokenizer.fromFile(p), /invalid tokenizer: field "model\.vocab"/);
+    await assert.rejects(
+      T5Tokenizer.fromFile(p),
+      checkpointError(p, "model.vocab", /invalid tokenizer: field "model\.vocab"/),
+    );
+    await Deno.writeTextFile(
+      p,
+      JSON.stringify({ model: { type: "Unigram", vocab: [["a", 0], 1] } }),
+    );
+    await assert.rejects(
+      T5Tokenizer.fromFile(p),
+      checkpointError(p, "model.vocab[1]", /invalid tokenizer: field "model\.vocab\[1\]"/),
+    );
     const json = JSON.parse(await Deno.readTextFile(join(DIR, "tokenizer.json")));
+    await Deno.writeTextFile(p, JSON.stringify({ ...json, added_tokens: {} }));
+    await assert.rejects(
+      T5Tokenizer.fromFile(p),
+      checkpointError(
+        p,
+        "added_tokens",
+        /invalid tokenizer: field "added_tokens" must be an array/,
+      ),
+    );
+    await Deno.writeTextFile(p, JSON.stringify({ ...json, normalizer: { type: "Precompiled" } }));
+    await assert.rejects(
+      T5Tokenizer.fromFile(p),
+      checkpointError(
+        p,
+        "normalizer.precompiled_charsmap",
+        /invalid tokenizer: field "normalizer\.precompiled_charsmap" must be a base64 string/,
+      ),
+    );
+    await Deno.writeTextFile(
+      p,
+      JSON.stringify({
+        ...json,
+        added_tokens: json.added_tokens.filter((t: { content: string }) => t.content !== "</s>"),
+        model: {
+          ...json.model,
+          vocab: json.model.vocab.filter(([piece]: [string, number]) => piece !== "</s>"),
+        },
+      }),
+    );
+    await assert.rejects(
+      T5Tokenizer.fromFile(p),
+      checkpointError(p, undefined, /invalid tokenizer: the vocabulary has no "<\/s>" token/),
+    );
+    // The library's own refusal names no field.
     json.normalizer = { type: "Weird" };
     await Deno.writeTextFile(p, JSON.stringify(json));
-    await assert.rejects(T5Tokenizer.fromFile(p), /tokenizer\.json: invalid tokenizer: .*Weird/);
+    await assert.rejects(
+      T5Tokenizer.fromFile(p),
+      checkpointError(p, undefined, /tokenizer\.json: invalid tokenizer: .*Weird/),
+    );
     // A model type the library does not implement was built as a Unigram model, unchecked.
     for (const type of ["Unigramm", "unigram", "WordLevel"]) {
       const j = JSON.parse(await Deno.readTextFile(join(DIR, "tokenizer.json")));
       j.model.type = type;
       assert.throws(
         () => T5Tokenizer.fromJson(j, "t.json"),
+        checkpointError("t.json", "model.type", /./),
+      );
+      assert.throws(
+        () => T5Tokenizer.fromJson(j, "t.json"),
         new RegExp(
-          `^Error: t\\.json: invalid tokenizer: field "model\\.type" must be one of Unigram, BPE, ` +
+          `^CheckpointError: t\\.json: invalid tokenizer: field "model\\.type" must be one of Unigram, BPE, ` +
             `WordPiece \\(T5's is Unigram\\), got "${type}"$`,
         ),
       );
@@ -106,8 +196,12 @@ Deno.test("model.unk_id: an id that is no index is refused; without one, an unkn
   for (const bad of [-1, 1.5, "2", 4000]) {
     assert.throws(
       () => T5Tokenizer.fromJson({ ...json, model: { ...json.model, unk_id: bad } }, "bad.json"),
+      checkpointError("bad.json", "model.unk_id", /./),
+    );
+    assert.throws(
+      () => T5Tokenizer.fromJson({ ...json, model: { ...json.model, unk_id: bad } }, "bad.json"),
       new RegExp(
-        `^Error: bad\\.json: invalid tokenizer: field "model\\.unk_id" must be an index into ` +
+        `^CheckpointError: bad\\.json: invalid tokenizer: field "model\\.unk_id" must be an index into ` +
           `"model\\.vocab" \\(an integer in 0\\.\\.3999\\) or null, got ${
             JSON.stringify(bad).replace(".", "\\.")
           }$`,
@@ -272,7 +366,11 @@ Deno.test("a Precompiled normalizer applies its charsmap, as the Rust library do
   json.normalizer.normalizers[0].precompiled_charsmap = "AAAAAA==";
   assert.throws(
     () => T5Tokenizer.fromJson(json, "bad.json"),
-    /^Error: bad\.json: invalid tokenizer: field "normalizer\.normalizers\[0\]\.precompiled_charsmap": precompiled_charsmap declares a trie of 0 bytes/,
+    /^CheckpointError: bad\.json: invalid tokenizer: field "normalizer\.normalizers\[0\]\.precompiled_charsmap": precompiled_charsmap declares a trie of 0 bytes/,
+  );
+  assert.throws(
+    () => T5Tokenizer.fromJson(json, "bad.json"),
+    checkpointError("bad.json", "normalizer.normalizers[0].precompiled_charsmap", /./),
   );
 });
 
