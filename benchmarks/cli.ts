@@ -699,6 +699,19 @@ function replacing(reason: string): string {
 }
 
 /**
+ * The line of a run that resumes from a checkpoint (`runGrid`'s `resumed` event), printed with
+ * or without a terminal, so a log says where a resumed run took up its work.
+ *
+ * @param e the event
+ * @returns e.g. `run 0123456789ab (glue/mtl/s0): resumed from its checkpoint of step 3 of 4`
+ */
+export function resumedLine(e: Extract<GridEvent, { kind: "resumed" }>): string {
+  return `run ${e.spec.id} (${
+    barName(e.spec).trim()
+  }): resumed from its checkpoint of step ${e.step} of ${e.spec.train.steps}`;
+}
+
+/**
  * The progress bars of `deno task bench` (grid and current run), on stderr. On a terminal they
  * change no terminal mode: the cursor stays visible and each line is cut to the terminal's width
  * by the writer rather than by turning line wrapping off, so a run stopped by Ctrl-C (SIGINT's
@@ -742,6 +755,9 @@ export function progressReporter(total: number, tty: boolean, stream?: Writable)
         }
         if (run) multi.remove(run);
         run = multi.create(e.spec.train.steps, 0, { name, unit: "steps", info: "" });
+        break;
+      case "resumed":
+        multi.log(`${resumedLine(e)}\n`);
         break;
       case "progress":
         if (e.progress.phase === "train") {
@@ -1680,6 +1696,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
           if (e.kind === "start" && e.replaces !== undefined) {
             error(`rerunning ${e.spec.id}: ${replacing(e.replaces)}`);
           }
+          if (e.kind === "resumed") error(resumedLine(e));
           const claims = claimLine(e);
           if (claims !== undefined) error(claims);
         }),

@@ -2310,9 +2310,12 @@ function trainingRunOne(
     let ms = 0;
     const outcome = await toyTrain(spec, opts, {
       ...(stepMinutes === undefined ? {} : { now: () => ms }),
-      onStep: async (step) => {
+      onStep: async (step, loss) => {
         ms += 60_000 * (stepMinutes ?? 0);
         log.steps++;
+        // Reported as run_one.ts does: a resumed run's first report is the step after its
+        // checkpoint's.
+        opts.onProgress?.({ phase: "train", step, totalSteps: spec.train.steps, loss });
         if (step === killAt) throw new Error("simulated kill");
         if (step !== signalAt || signalled) return;
         signalled = true;
@@ -2323,7 +2326,9 @@ function trainingRunOne(
         assert.equal(stopRequested(), "SIGTERM", "the bench's handler saw the signal");
       },
     }, 11 + spec.seed);
-    return { ...await fakeRunOne(spec, opts), losses: outcome.losses };
+    // The steps were reported above; the fake's own reports (every step from 1) would not be.
+    const { onProgress: _, ...quiet } = opts;
+    return { ...await fakeRunOne(spec, quiet), losses: outcome.losses };
   };
 }
 
@@ -2632,6 +2637,78 @@ Deno.test("main() --checkpoint-minutes: validated in one line, given to the runs
       c.err.join("\n"),
     );
   }));
+
+Deno.test("main() --resume: each resumed run says in one line the checkpoint step it resumes from, an older kept one when the newest does not load; a fresh run says none", () =>
+  inTempDir(async (dir) => {
+    const profile = await tmpProfile(dir, {
+      ...CHECKPOINTING_GRID,
+      train: { ...CHECKPOINTING_GRID.train, steps: 6 },
+    });
+    const base = ["--profile", profile, "--data-dir", DATA, "--no-tables"];
+    const out = join(dir, "out");
+    // Both runs killed after step 5: their checkpoints of steps 2 and 4 are kept.
+    const k = capture();
+    assert.equal(
+      await main([...base, "--out", out], {
+        ...k.opts,
+        runOne: trainingRunOne(undefined, { steps: 0 }, 5),
+      }),
+      1,
+    );
+    assert.ok(!k.err.some((l) => l.includes("resumed")), k.err.join("\n"));
+    const work = [...Deno.readDirSync(out)].filter((e) => e.isDirectory).map((e) => e.name).sort();
+    assert.equal(work.length, 2, `${work}`);
+    const idOf = (seed: number) => work.find((n) => n.includes(`--s${seed}--`))!.split("--").pop();
+    // Seed 1's newest checkpoint does not load (its weights cut short): it resumes from step 2.
+    const s1 = work.find((n) => n.includes("--s1--"))!;
+    const ck = join(out, s1, "checkpoints", "step-00000004");
+    const weights = [...Deno.readDirSync(ck)].find((e) => e.name.startsWith("variables"))!.name;
+    Deno.writeTextFileSync(join(ck, weights), "cut");
+    const r = capture();
+    const log = { steps: 0 };
+    assert.equal(
+      await main([...base, "--out", out, "--resume"], {
+        ...r.opts,
+        runOne: trainingRunOne(undefined, log),
+      }),
+      0,
+      r.err.join("\n"),
+    );
+    assert.equal(log.steps, 2 + 4, "seed 0 trained steps 5-6, seed 1 steps 3-6");
+    assert.deepEqual(r.err.filter((l) => l.includes("resumed")), [
+      `run ${idOf(0)} (glue/mtl/s0): resumed from its checkpoint of step 4 of 6`,
+      `run ${idOf(1)} (glue/mtl/s1): resumed from its checkpoint of step 2 of 6`,
+    ]);
+    // A fresh run under --resume says nothing of the kind.
+    const f = capture();
+    assert.equal(
+      await main([...base, "--out", join(dir, "fresh"), "--resume"], {
+        ...f.opts,
+        runOne: trainingRunOne(),
+      }),
+      0,
+    );
+    assert.ok(!f.err.some((l) => l.includes("resumed")), f.err.join("\n"));
+  }));
+
+Deno.test("progressReporter(): a resumed run's line is written with or without a terminal", async () => {
+  const dir = await Deno.makeTempDir();
+  const [spec] = expandGrid(await loadProfile(await tmpProfile(dir)), { dataDir: DATA });
+  await Deno.remove(dir, { recursive: true });
+  for (const tty of [false, true]) {
+    const { chunks, stream } = recordingStream(tty, 200);
+    const reporter = progressReporter(1, tty, stream);
+    reporter.onEvent({ kind: "start", spec: spec!, index: 0 });
+    reporter.onEvent({ kind: "resumed", spec: spec!, index: 0, step: 2 });
+    reporter.stop();
+    const text = chunks.join("");
+    const want = `run ${spec!.id} (${
+      barName(spec!).trim()
+    }): resumed from its checkpoint of step 2 of ${spec!.train.steps}\n`;
+    assert.ok(text.includes(want), `tty ${tty}: ${JSON.stringify(text)}`);
+    assert.equal(text.split("resumed from").length, 2, `tty ${tty}: once`);
+  }
+});
 
 Deno.test("main() --checkpoint-minutes: a run killed between scheduled checkpoints resumes from the timed one, bit-identically, same run id", () =>
   inTempDir(async (dir) => {

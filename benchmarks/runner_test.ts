@@ -29,6 +29,7 @@ import {
   runFileName,
   runId,
   type RunOneFn,
+  type RunProgress,
   type RunSpec,
   trainedTasks,
   validateProfile,
@@ -486,14 +487,19 @@ Deno.test("runGrid(): a rerun without --resume retrains; --resume continues; che
     assert.deepEqual(await listCheckpoints(join(work, "checkpoints")), [2]);
 
     // 2. --resume: continues from step 2 (steps 3 and 4 only), records it, then drops the folder.
+    //    This runOne reports every step from 1 (fakeRunOne's), so the "resumed" event comes from
+    //    the result's provenance, once, just before "done".
     Object.assign(log, { evals: 0, steps: 0 });
+    const kinds: string[] = [];
     const s2 = await runGrid([spec], {
       outDir: out,
       dataDir: DATA,
       runOne: toyRunOne(log),
       resume: true,
+      onEvent: (e) => kinds.push(e.kind === "resumed" ? `resumed ${e.step}` : e.kind),
     });
     assert.equal(s2.done, 1);
+    assert.deepEqual(kinds.filter((k) => k !== "progress"), ["start", "resumed 2", "done"]);
     assert.deepEqual(log, { evals: 1, steps: 2 });
     const r2 = await read();
     assert.deepEqual(r2.provenance.resumedFrom, { step: 2 });
@@ -514,7 +520,14 @@ Deno.test("runGrid(): a rerun without --resume retrains; --resume continues; che
     await runGrid([spec], { outDir: out, dataDir: DATA, runOne: toyRunOne(log, 3) });
     assert.deepEqual(await listCheckpoints(join(work, "checkpoints")), [2]);
     Object.assign(log, { evals: 0, steps: 0 });
-    const s4 = await runGrid([spec], { outDir: out, dataDir: DATA, runOne: toyRunOne(log) });
+    kinds.length = 0;
+    const s4 = await runGrid([spec], {
+      outDir: out,
+      dataDir: DATA,
+      runOne: toyRunOne(log),
+      onEvent: (e) => kinds.push(e.kind),
+    });
+    assert.ok(!kinds.includes("resumed"), `a fresh run is not resumed: ${kinds}`);
     assert.equal(s4.done, 1);
     assert.deepEqual(log, { evals: 1, steps: 4 }, "trained from step 0 and evaluated");
     const r4 = await read();
@@ -526,6 +539,84 @@ Deno.test("runGrid(): a rerun without --resume retrains; --resume continues; che
     await runGrid([spec], { outDir: out, dataDir: DATA, runOne: toyRunOne(log) });
     assert.deepEqual(log, { evals: 1, steps: 4 });
     assert.equal(tf.memory().numTensors, before);
+  }));
+
+Deno.test("runGrid(): a continued run's 'resumed' event comes once, before the first report that tells its step, else before 'done'", () =>
+  inTempDir(async (out) => {
+    const [spec] = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+    const cases: {
+      what: string;
+      resume: boolean;
+      reports: RunProgress[];
+      resumedFrom?: number;
+      want: string[];
+    }[] = [
+      {
+        what: "first report: the evaluation the checkpoint of step 3 owes",
+        resume: true,
+        reports: [{ phase: "eval", step: 3, totalSteps: 4 }, {
+          phase: "train",
+          step: 4,
+          totalSteps: 4,
+        }],
+        resumedFrom: 3,
+        want: ["start", "resumed 3", "eval 3", "train 4", "done"],
+      },
+      {
+        what: "first report: train step 3 (from 2); the provenance does not say it twice",
+        resume: true,
+        reports: [{ phase: "train", step: 3, totalSteps: 4 }],
+        resumedFrom: 2,
+        want: ["start", "resumed 2", "train 3", "done"],
+      },
+      {
+        what: "resumed at the last step: no report, the provenance says it",
+        resume: true,
+        reports: [],
+        resumedFrom: 4,
+        want: ["start", "resumed 4", "done"],
+      },
+      {
+        what: "a fresh run under resume",
+        resume: true,
+        reports: [{ phase: "train", step: 1, totalSteps: 4 }],
+        want: ["start", "train 1", "done"],
+      },
+      {
+        what: "not continuing: the folder was cleared, whatever the reports say",
+        resume: false,
+        reports: [{ phase: "train", step: 3, totalSteps: 4 }],
+        want: ["start", "train 3", "done"],
+      },
+    ];
+    for (const c of cases) {
+      await Deno.remove(join(out, runFileName(spec!))).catch(() => {});
+      const events: string[] = [];
+      const runOne: RunOneFn = async (s, opts) => {
+        for (const p of c.reports) opts.onProgress?.(p);
+        const fake = await fakeRunOne(s, { ...opts, onProgress: () => {} });
+        const provenance: RunProvenance = {
+          ...fake.provenance,
+          ...(c.resumedFrom === undefined ? {} : { resumedFrom: { step: c.resumedFrom } }),
+        };
+        return { ...fake, provenance };
+      };
+      await runGrid([spec!], {
+        outDir: out,
+        dataDir: DATA,
+        runOne,
+        resume: c.resume,
+        onEvent: (e) =>
+          events.push(
+            e.kind === "resumed"
+              ? `resumed ${e.step}`
+              : e.kind === "progress"
+              ? `${e.progress.phase} ${e.progress.step}`
+              : e.kind,
+          ),
+      });
+      assert.deepEqual(events, c.want, c.what);
+    }
   }));
 
 Deno.test("runGrid(): work folders go through a .del- name; a removal or cleanup a kill cut short is finished", async () => {
