@@ -313,7 +313,8 @@ export interface FolderTokenizer {
  *
  * @param dir the folder
  * @returns the tokenizer and where it came from, or undefined when the folder has neither file
- * @throws Error naming the file that is malformed
+ * @throws CheckpointError naming the file that is malformed or cannot be read (its `file`, and
+ *   the field its `field` when one is at fault)
  */
 export async function loadFolderTokenizer(dir: string): Promise<FolderTokenizer | undefined> {
   const file = join(dir, "tokenizer.json");
@@ -351,8 +352,10 @@ export async function loadFolderTokenizer(dir: string): Promise<FolderTokenizer 
  * @param config its `config.json` (see {@link t5ConfigFromHf}), the model's configuration
  * @param configPath the `config.json` named by the errors
  * @returns the model (release with `disposeT5`); no tensor is left on an error
- * @throws Error naming the weights file (or sharded index) and `config.json` for a missing,
- *   unexpected, misshapen or wrongly typed weight, or the file that cannot be read
+ * @throws CheckpointError naming the weights file (or sharded index) and `config.json` for a
+ *   missing, unexpected, misshapen or wrongly typed weight, or feed-forward weights of the other
+ *   kind than `feed_forward_proj` (then `config.json` and that field are its `file` and `field`),
+ *   or the file that cannot be read
  */
 export async function loadT5Weights(
   dir: string,
@@ -447,7 +450,9 @@ export async function fetchHubSource(
  * @param tensors the tensors the headers list (a copy: the encoder's table may be added to it)
  * @param source the weights file or sharded index, named by the errors
  * @throws CheckpointError whose `file` is `source` for a weight missing, unexpected, or of the
- *   wrong dtype or shape (the message names the shard holding it)
+ *   wrong dtype or shape (the message names the shard holding it); whose `file` is `configPath`
+ *   and `field` `feed_forward_proj` for feed-forward weights of the other kind (see
+ *   {@link checkFeedForwardKind})
  */
 function checkWeightHeaders(
   tensors: Map<string, FolderTensorInfo>,
@@ -457,6 +462,7 @@ function checkWeightHeaders(
 ): void {
   const encoderTable = tensors.get("encoder.embed_tokens.weight");
   if (!tensors.has("shared.weight") && encoderTable) tensors.set("shared.weight", encoderTable);
+  checkFeedForwardKind(tensors.keys(), source, config, configPath);
   try {
     checkT5Checkpoint(config, tensors, source, {
       dtypes: ["F32", "F16", "BF16"],
@@ -466,6 +472,49 @@ function checkWeightHeaders(
     // A weight missing, unexpected, or of the wrong dtype or shape: a bad checkpoint.
     throw CheckpointError.from(e, source);
   }
+}
+
+/** The feed-forward input weights of each kind: ReLU's `wi`, gated-GELU's `wi_0` and `wi_1`. */
+const FF_WEIGHTS = {
+  relu: /\.DenseReluDense\.wi\.weight$/,
+  "gated-gelu": /\.DenseReluDense\.wi_[01]\.weight$/,
+} as const;
+
+/**
+ * Refuses weights whose feed-forward layers are all of the other kind than the configuration's
+ * `feed_forward_proj` (gated-GELU's `wi_0`/`wi_1` against `"relu"`, ReLU's `wi` against
+ * `"gated-gelu"`), naming the field, where the names check would only list every block's
+ * feed-forward weights as missing and unexpected. Weights with both kinds are left to that check.
+ *
+ * @param names the weights' names
+ * @param source the weights file or sharded index
+ * @param config the configuration
+ * @param configPath the `config.json` it came from
+ * @throws CheckpointError whose `file` is `configPath` and `field` `feed_forward_proj`
+ */
+function checkFeedForwardKind(
+  names: Iterable<string>,
+  source: string,
+  config: T5Config,
+  configPath: string,
+): void {
+  const want = config.feedForwardProj;
+  // A value outside the type (from JavaScript) is left to the names check.
+  if (!Object.hasOwn(FF_WEIGHTS, want)) return;
+  const other = want === "relu" ? "gated-gelu" : "relu";
+  let found: string | undefined;
+  for (const name of names) {
+    if (FF_WEIGHTS[want].test(name)) return;
+    found ??= FF_WEIGHTS[other].test(name) ? name : undefined;
+  }
+  if (found === undefined) return;
+  const kind = other === "relu" ? `ReLU ("wi")` : `gated-GELU ("wi_0", "wi_1")`;
+  throw new CheckpointError(
+    `${configPath}: field "feed_forward_proj" is "${want}" but the feed-forward weights of ` +
+      `${source} are ${kind}, e.g. "${found}"; the checkpoint needs "feed_forward_proj": ` +
+      `"${other}"`,
+    { file: configPath, field: "feed_forward_proj" },
+  );
 }
 
 /**

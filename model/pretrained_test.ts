@@ -172,6 +172,109 @@ Deno.test("loadT5() says when the source is a file or a missing folder, and when
   }
 });
 
+Deno.test("loadT5(): a malformed tokenizer.json, spiece.model or tokenizer_config.json is a CheckpointError naming it", async () => {
+  await tf.setBackend("cpu");
+  const dir = await folder();
+  const t5 = join(dir, "t5");
+  const tokenizer = join(t5, "tokenizer.json");
+  const before = tf.memory().numTensors;
+  try {
+    await Deno.writeTextFile(tokenizer, "{\n  nope");
+    await rejects(loadT5(t5), checkpointError(/tokenizer\.json:2:3: invalid JSON/, tokenizer));
+    await Deno.writeTextFile(tokenizer, JSON.stringify({ model: { type: "WordLevel" } }));
+    await rejects(
+      loadT5(t5),
+      checkpointError(
+        /tokenizer\.json: invalid tokenizer: field "model\.type"/,
+        tokenizer,
+        "model.type",
+      ),
+    );
+    // No tokenizer.json: spiece.model (converted in memory) and tokenizer_config.json.
+    await Deno.remove(tokenizer);
+    const spiece = join(t5, "spiece.model");
+    await Deno.writeFile(spiece, new Uint8Array([0x0a, 0x20]));
+    await rejects(loadT5(t5), checkpointError(/spiece\.model: truncated protobuf field/, spiece));
+    const config = join(t5, "tokenizer_config.json");
+    await Deno.writeTextFile(config, JSON.stringify({ extra_ids: -1 }));
+    await rejects(
+      loadT5(t5),
+      checkpointError(/tokenizer_config\.json: field "extra_ids" must be/, config, "extra_ids"),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  equal(tf.memory().numTensors, before);
+});
+
+Deno.test("loadT5() refuses feed-forward weights of the other kind than config.json's feed_forward_proj, naming the field", async () => {
+  await tf.setBackend("cpu");
+  for (
+    const [saved, claimed, kind, example] of [
+      [
+        "gated-gelu",
+        "relu",
+        `gated-GELU ("wi_0", "wi_1")`,
+        "encoder.block.0.layer.1.DenseReluDense.wi_0.weight",
+      ],
+      ["relu", "gated-gelu", `ReLU ("wi")`, "encoder.block.0.layer.1.DenseReluDense.wi.weight"],
+    ] as const
+  ) {
+    const dir = await Deno.makeTempDir();
+    const model = initT5(
+      { ...preset("tiny-v1_1"), feedForwardProj: saved, dropoutRate: 0 },
+      { seed: 3 },
+    );
+    await saveHfFolder(dir, model.config, t5StateDict(model), {
+      extraFiles: { "tokenizer.json": await Deno.readTextFile(TOKENIZER) },
+    });
+    for (const v of model.params.values()) v.dispose();
+    const configPath = join(dir, "config.json");
+    const config = JSON.parse(await Deno.readTextFile(configPath));
+    await Deno.writeTextFile(configPath, JSON.stringify({ ...config, feed_forward_proj: claimed }));
+    const before = tf.memory().numTensors;
+    try {
+      const read = await bytesRead(() =>
+        rejects(
+          loadT5(dir),
+          checkpointError(
+            new RegExp(
+              `^${configPath}: field "feed_forward_proj" is "${claimed}" but the feed-forward ` +
+                `weights of ${join(dir, "model.safetensors")} are ${
+                  kind.replace(/[()]/g, "\\$&")
+                }, e\\.g\\. "${example.replaceAll(".", "\\.")}"; the checkpoint needs ` +
+                `"feed_forward_proj": "${saved}"$`,
+            ),
+            configPath,
+            "feed_forward_proj",
+          ),
+        )
+      );
+      ok(read <= await headerBytes(dir), `${saved}: ${read} bytes read, more than the headers`);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+    equal(tf.memory().numTensors, before, saved);
+  }
+  // Both kinds: left to the names check, which lists them.
+  const wi = "encoder.block.0.layer.1.DenseReluDense.wi.weight";
+  const dir = await editedFolder((t) => t.set(wi, tf.zeros([64, 32])));
+  const configPath = join(dir, "config.json");
+  const config = JSON.parse(await Deno.readTextFile(configPath));
+  await Deno.writeTextFile(configPath, JSON.stringify({ ...config, feed_forward_proj: "relu" }));
+  try {
+    await rejects(
+      loadT5(dir),
+      checkpointError(
+        /model\.safetensors: the tensor names do not match the T5 configuration for .*: 3 missing/,
+        join(dir, "model.safetensors"),
+      ),
+    );
+  } finally {
+    await Deno.remove(join(dir, ".."), { recursive: true });
+  }
+});
+
 Deno.test("loadT5() refuses a tokenizer the model cannot embed, or with other </s>/<pad> ids, before reading weights", async () => {
   await tf.setBackend("cpu");
   const relu = sharedPath("fixtures/hf-t5/t5-tiny-relu");
