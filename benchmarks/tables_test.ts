@@ -1057,6 +1057,40 @@ Deno.test("main() (deno task tables) names a bad flag, folder or result in one l
   }
 });
 
+Deno.test("main() (deno task tables): a stray JSON among the results (notes, a truncated result) is one line naming it, exit 1, no table written", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const runs = join(dir, "runs");
+    const ci = fileURLToPath(new URL("../results/baselines/ci", import.meta.url));
+    await Deno.mkdir(runs);
+    const names = [...Deno.readDirSync(ci)].map((e) => e.name).filter((n) => n.endsWith(".json"));
+    for (const n of names) await Deno.copyFile(join(ci, n), join(runs, n));
+    const out = join(dir, "tables");
+    const first = Deno.readTextFileSync(join(ci, names.sort()[0]!));
+    const cases: [string, string, RegExp][] = [
+      [
+        "notes.json",
+        '{"note": "rerun rte"}',
+        /^.*runs\/notes\.json: \$\.spec is missing: not a run result .*its fields: \["note"\]$/,
+      ],
+      ["cut.json", first.slice(0, 200), /^.*runs\/cut\.json:\d+:\d+: invalid JSON: /],
+    ];
+    for (const [name, text, want] of cases) {
+      Deno.writeTextFileSync(join(runs, name), text);
+      const err: string[] = [];
+      assert.equal(await main(["--runs", runs, "--out", out], { error: (s) => err.push(s) }), 1);
+      assert.equal(err.length, 1, name);
+      assert.match(err[0]!, want);
+      assert.equal(await Deno.stat(out).then(() => true, () => false), false, "no tables");
+      Deno.removeSync(join(runs, name));
+    }
+    // Without it the same folder gives the tables.
+    assert.equal(await main(["--runs", runs, "--out", out], { log: () => {} }), 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("main() (deno task tables): an empty --runs or --out is refused in one line (exit 2), nothing written to the current folder", async () => {
   const dir = await Deno.makeTempDir();
   // Real results, so that only the empty value can stop the command.
