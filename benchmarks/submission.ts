@@ -47,7 +47,7 @@ import {
 } from "../model/fs.ts";
 import { parseFlags, runCli, UsageError } from "../model/usage.ts";
 import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
-import { describeResult, loadResults, resultSource } from "./compare.ts";
+import { describeResult, loadResults, rejectDuplicates, resultSource } from "./compare.ts";
 import { mergePerTaskRuns, perTaskParts } from "./per_task.ts";
 import {
   backboneLabel,
@@ -192,9 +192,11 @@ function describeRow(r: RunResult, labels: RunLabels): string {
  * @param c what to match
  * @returns the runs of the row (a per-task method's task runs, or the one multi-task run)
  * @throws UsageError when nothing matches (listing the rows there are) or several rows match
- *   (listing them)
+ *   (listing them); Error naming both files when two results are of one run id (a copy)
  */
 export function selectRow(results: readonly RunResult[], c: RowCriteria): RunResult[] {
+  // Two files of one run (a copy): no flag could choose between them, so say so, as tables does.
+  rejectDuplicates(results, (r) => r.spec.id, "run id", "remove one (a copy) from the folder");
   const all = mergePerTaskRuns(results, describeResult);
   // Labelled as the tables of this folder label them: two folders of one name (`/a/t5-base`,
   // `/b/t5-base`) are `a/t5-base` and `b/t5-base`; `--model t5-base` then matches both, and is
@@ -575,7 +577,9 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
         name: f.name,
         why: `no ${f.task} test predictions in the row's runs` +
           (without.length > 0
-            ? ` (${without.join(", ")} have no testPredictions: trained without train.predictTest)`
+            ? ` (${without.join(", ")} ${
+              without.length === 1 ? "has" : "have"
+            } no testPredictions: trained without train.predictTest)`
             : ""),
       });
       continue;

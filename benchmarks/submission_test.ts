@@ -581,6 +581,31 @@ Deno.test("convertFile(): WSC by the wsc_simple rule against the referent; STS-B
   assert.equal(s.replaced, 2);
 });
 
+Deno.test("selection: two files of one run id exit 1 naming both, not 'narrow the choice'", async () => {
+  const runs = await Deno.makeTempDir();
+  const out = await Deno.makeTempDir();
+  try {
+    const spec = fakeSpec("p", "tiny-v1_1", "mtl", "mtl", 0, "glue");
+    const file = await writeRun(runs, spec, MIRROR, ["rte"]);
+    await Deno.copyFile(file, join(runs, "copy.json"));
+    const r = await cli([
+      ...["--runs", runs, "--benchmark", "glue", "--data-dir", MIRROR, "--method", "mtl"],
+      ...["--out", join(out, "a")],
+    ]);
+    assert.equal(r.code, 1, r.err);
+    assert.match(
+      r.err,
+      new RegExp(`Two results for the same run id ${spec.id}: .*copy\\.json and .*--s0--`),
+    );
+    assert.match(r.err, /remove one \(a copy\) from the folder/);
+    assert.doesNotMatch(r.err, /narrow the choice/);
+    await assert.rejects(Deno.stat(join(out, "a")), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(runs, { recursive: true });
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
 Deno.test("selection: a perTask method's task runs merge; several rows or none exit 2 listing them", async () => {
   const runs = await Deno.makeTempDir();
   const out = await Deno.makeTempDir();
@@ -805,7 +830,7 @@ Deno.test("bad input: a malformed testPredictions or prediction file exits 1 nam
     assert.equal(g.code, 2);
     assert.match(
       g.err,
-      /RTE\.tsv: no rte test predictions in the row's runs \(.*--d--s0--.*\.json have no testPredictions: trained without train\.predictTest\)/,
+      /RTE\.tsv: no rte test predictions in the row's runs \(.*--d--s0--.*\.json has no testPredictions: trained without train\.predictTest\)/,
     );
   } finally {
     await Deno.remove(runs, { recursive: true });
