@@ -396,9 +396,9 @@ Deno.test("loadT5() names the shard file of a weight with the wrong shape or dty
       const shard = join(dir, index.weight_map[name]);
       ok(/model-0000[2-9]-of-/.test(shard), `${shard}: not in the first shard`);
       await rejects(loadT5(dir), (e: Error) => {
-        // A bad checkpoint: its file is the weights' list (here the sharded index).
+        // A bad checkpoint: its file is the shard holding the tensor, as the message says.
         ok(e instanceof CheckpointError, `not a CheckpointError: ${e}`);
-        equal(e.file, join(dir, "model.safetensors.index.json"));
+        equal(e.file, shard);
         equal(
           e.message,
           i === 0

@@ -20,6 +20,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { T5Config } from "./config.ts";
 import { checkSizes } from "./t5_sizes.ts";
+import { CheckpointError } from "./checkpoint_error.ts";
 import { dropout, dropoutAdd, softmaxCrossEntropy, softmaxCrossEntropyWithLse } from "./fused.ts";
 import type { Stack, Sublayer, T5Hooks } from "./hooks.ts";
 import {
@@ -276,8 +277,10 @@ function blocksNamed(names: Iterable<string>, stack: "encoder" | "decoder"): num
  * @param tensors name → dtype, shape and file
  * @param source the checkpoint (a folder, weights file or shard index), named by the names error
  * @param opts the dtypes accepted, and the configuration's file for the messages
- * @throws Error naming `source` with the missing and unexpected names, or the file holding a tensor
- *   whose dtype or shape is wrong, or a size field of `config` that is not a positive integer
+ * @throws CheckpointError naming `source` (its `file`) with the missing and unexpected names, or
+ *   the file holding a tensor whose dtype or shape is wrong (its `file`: the shard where the
+ *   tensors name one); Error for a size field of `config` that is not a positive integer (the
+ *   configuration object, not a file)
  */
 export function checkT5Checkpoint(
   config: T5Config,
@@ -319,10 +322,11 @@ export function checkT5Checkpoint(
       const got = blocksNamed(tensors.keys(), stack);
       if (got !== want) layers.push(`${got} ${stack} blocks where "${field}" is ${want}`);
     }
-    throw new Error(
+    throw new CheckpointError(
       `${source}: the tensor names do not match the T5 configuration${forConfig}: ` +
         parts.join(" and ") +
         (layers.length > 0 ? `; the checkpoint has ${layers.join(", ")}` : ""),
+      { file: source },
     );
   }
   const dtypes = opts.dtypes.length === 1
@@ -331,13 +335,15 @@ export function checkT5Checkpoint(
   const check = (name: string, shape: readonly number[]) => {
     const t = tensors.get(name);
     if (t === undefined) return;
-    const where = `${t.file ?? source}: tensor "${name}"`;
+    const file = t.file ?? source;
+    const where = `${file}: tensor "${name}"`;
     if (!opts.dtypes.includes(t.dtype)) {
-      throw new Error(`${where} has dtype ${t.dtype}, expected ${dtypes}`);
+      throw new CheckpointError(`${where} has dtype ${t.dtype}, expected ${dtypes}`, { file });
     }
     if (t.shape.join(",") !== shape.join(",")) {
-      throw new Error(
+      throw new CheckpointError(
         `${where} has shape [${t.shape.join(", ")}], expected [${shape.join(", ")}]${forConfig}`,
+        { file },
       );
     }
   };
@@ -377,8 +383,9 @@ function sameStorage(a: tf.Tensor, b: tf.Tensor): boolean {
  * @param source where the tensors came from, for error messages
  * @returns the model, with `ownEmbeddings` in its config when a stack has its own table; its
  *   variables are the caller's to release with {@link disposeT5}
- * @throws Error naming `source` and the missing and unexpected tensors, or the tensor that is
- *   misshapen or not float32, or a size field of `config` that is not a positive integer
+ * @throws CheckpointError naming `source` and the missing and unexpected tensors, or the tensor
+ *   that is misshapen or not float32 ({@link checkT5Checkpoint}); Error for a size field of
+ *   `config` that is not a positive integer
  */
 export function t5FromTensors(
   config: T5Config,

@@ -8,6 +8,7 @@ import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import { installLowMemoryBackprop, uninstallLowMemoryBackprop } from "./backprop.ts";
 import { loadHfFolder } from "./checkpoint.ts";
+import { CheckpointError } from "./checkpoint_error.ts";
 import { preset, type T5Config } from "./config.ts";
 import {
   DROPOUT,
@@ -1012,7 +1013,7 @@ Deno.test("t5FromTensors / checkT5Checkpoint: one error lists the missing and th
       assert.throws(
         () =>
           checkT5Checkpoint(cfg, headers, "idx", { dtypes: ["F32", "BF16"], configSource: "c" }),
-        /^Error: idx: the tensor names do not match the T5 configuration for c: 14 missing \("decoder\.block\.1\.layer\.0\.SelfAttention\.q\.weight", .*, and 6 more\) and none unexpected; the checkpoint has 1 decoder blocks where "num_decoder_layers" is 2$/,
+        /^CheckpointError: idx: the tensor names do not match the T5 configuration for c: 14 missing \("decoder\.block\.1\.layer\.0\.SelfAttention\.q\.weight", .*, and 6 more\) and none unexpected; the checkpoint has 1 decoder blocks where "num_decoder_layers" is 2$/,
       );
       const complete = new Map<string, CheckpointTensor>();
       for (const [name, shape] of t5ParamShapes(cfg)) {
@@ -1026,7 +1027,31 @@ Deno.test("t5FromTensors / checkT5Checkpoint: one error lists the missing and th
       });
       assert.throws(
         () => checkT5Checkpoint(cfg, complete, "idx", { dtypes: ["F32", "F16", "BF16"] }),
-        /^Error: g: tensor "lm_head\.weight" has dtype I64, expected F32, F16 or BF16$/,
+        /^CheckpointError: g: tensor "lm_head\.weight" has dtype I64, expected F32, F16 or BF16$/,
+      );
+      // Typed for a direct caller too (not only through loadT5): the file is the tensor's own
+      // (its shard), else the source; the names error's is the source.
+      const fileOf = (f: () => void) => {
+        try {
+          f();
+        } catch (e) {
+          assert.ok(e instanceof CheckpointError, String(e));
+          return e.file;
+        }
+        assert.fail("no error");
+      };
+      assert.equal(
+        fileOf(() => checkT5Checkpoint(cfg, complete, "idx", { dtypes: ["F32", "BF16"] })),
+        "g",
+      );
+      complete.set("lm_head.weight", { dtype: "F32", shape: [1, 1] });
+      assert.equal(
+        fileOf(() => checkT5Checkpoint(cfg, complete, "idx", { dtypes: ["F32", "BF16"] })),
+        "idx",
+      );
+      assert.equal(
+        fileOf(() => checkT5Checkpoint(cfg, headers, "idx", { dtypes: ["BF16"] })),
+        "idx",
       );
     } finally {
       disposeT5(deeper);
