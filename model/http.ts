@@ -290,7 +290,12 @@ export interface TransferProgress {
 export interface ResumableOptions {
   /** Name of the transfer in log lines and errors (default the URL). */
   name?: string;
-  /** The file's size when known beforehand: the part must end at exactly this size. */
+  /**
+   * The file's size when known beforehand: the part must end at exactly this size. Fewer bytes
+   * are a cut transfer, resumed, unless the server stated that size for its file and sent all of
+   * it (another version: the part is dropped, and fetched from byte 0 the error is final, as
+   * too many bytes are).
+   */
   bytes?: number;
   /**
    * Check the part's size against the server's own: `Content-Length` of a 200, the total of
@@ -437,9 +442,11 @@ export async function fetchResumable(
           recorded = undefined;
         }
       }
-      // Too many bytes: a resumed part may have been joined wrongly, so it is retried from byte 0;
-      // the same from byte 0 is the file as served, and downloading it again would not change it.
-      const tooLong = (message: string) =>
+      // A size other than expected that is not a cut transfer (too many bytes, or all the bytes
+      // the server states for a shorter file): a resumed part may have been joined wrongly, so it
+      // is retried from byte 0; the same from byte 0 is the file as served, and downloading it
+      // again would not change it.
+      const wrongSize = (message: string) =>
         have > 0 ? new Error(message) : new FinalError(new Error(message));
       // The validator sent as If-Range with the last resume (undefined: none recorded): the
       // record's ETag when strong (a weak one cannot serve If-Range).
@@ -468,6 +475,10 @@ export async function fetchResumable(
       let complete = false;
       // The file's size as the server states it (checkLength).
       let stated: number | undefined;
+      // The file's size as the server states it (Content-Length of a 200, Content-Range's total
+      // of a 206; unencoded bodies only), whatever checkLength: a part of that size holds all
+      // the server's bytes, so one shorter than `want` is the server's file, not a cut transfer.
+      let served: number | undefined;
       if (res.status === 416 && have > 0) {
         // Nothing left to send from `have` on: complete if `have` is the file's size and, with
         // ifRange, the part is of the file's current version. A server that honours If-Range
@@ -515,13 +526,16 @@ export async function fetchResumable(
         } else have = 0;
         const len = Number(res.headers.get("content-length") ?? NaN);
         const total = want ?? (Number.isFinite(len) ? have + len : undefined);
-        if (opts.checkLength && res.headers.get("content-encoding") === null) {
-          stated = res.status === 206
-            ? parseContentRange(res.headers.get("content-range"))?.total ??
-              (Number.isFinite(len) ? have + len : undefined)
+        if (res.headers.get("content-encoding") === null) {
+          served = res.status === 206
+            ? parseContentRange(res.headers.get("content-range"))?.total
             : Number.isFinite(len)
             ? len
             : undefined;
+          if (opts.checkLength) {
+            stated = served ??
+              (res.status === 206 && Number.isFinite(len) ? have + len : undefined);
+          }
         }
         const bar = opts.progress?.(total);
         using f = await Deno.open(part, { write: true, create: true, append, truncate: !append })
@@ -576,16 +590,23 @@ export async function fetchResumable(
       }
       const size = (await Deno.stat(part).catch(local(part, "examining the part file"))).size;
       if (want !== undefined && size !== want) {
+        if (size < want && size === served) {
+          // Every byte the server has, fewer than expected: another version of the file.
+          await dropPart();
+          throw wrongSize(
+            `${name}: the server's file is ${size} B, expected ${want} B (another version of the file?; deleted)`,
+          );
+        }
         if (size < want) throw new TransferError(`GET ${url}: got ${size} of ${want} bytes`);
         await dropPart();
-        throw tooLong(`${name}: size ${size} B, expected ${want} B (deleted)`);
+        throw wrongSize(`${name}: size ${size} B, expected ${want} B (deleted)`);
       }
       if (stated !== undefined && size !== stated) {
         if (size < stated) {
           throw new TransferError(`${url}: download truncated (${size} of ${stated} bytes)`);
         }
         await dropPart();
-        throw tooLong(`${url}: ${size} bytes, more than the ${stated} stated (deleted)`);
+        throw wrongSize(`${url}: ${size} bytes, more than the ${stated} stated (deleted)`);
       }
       if (opts.verify) {
         try {

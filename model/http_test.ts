@@ -219,6 +219,117 @@ Deno.test("fetchResumable: too many bytes from byte 0 is final; after a resume i
   });
 });
 
+Deno.test("fetchResumable: a complete file shorter than expected is final from byte 0 (part and record dropped); a cut one resumes", async () => {
+  await inTempDir(async (part, dir) => {
+    // A real server: its 200 states Content-Length 3, and all 3 bytes come, from byte 0.
+    let requests = 0;
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => {
+      requests++;
+      return new Response("abc", { headers: { etag: '"v2"' } });
+    });
+    const url = `http://127.0.0.1:${server.addr.port}/f`;
+    const { waits, sleep } = recordingSleep();
+    const lines: string[] = [];
+    try {
+      await assert.rejects(
+        fetchResumable(url, part, {
+          name: "cola.zip",
+          bytes: 6,
+          recordSource: true,
+          sleep,
+          log: (l) => lines.push(l),
+        }),
+        /^Error: cola\.zip: the server's file is 3 B, expected 6 B \(another version of the file\?; deleted\)$/,
+      );
+    } finally {
+      await server.shutdown();
+    }
+    assert.equal(requests, 1, "one request: fetching it again would give the same bytes");
+    assert.deepEqual(waits, []);
+    assert.equal(lines.length, 0, lines.join("\n"));
+    assert.deepEqual(namesIn(dir), [], "neither the part nor its record is kept to resume");
+    // A resume whose 206 states a shorter total and brings the part to it: the part may have
+    // been joined wrongly, so it is dropped and fetched from byte 0, which is then final.
+    await Deno.writeTextFile(part, "ab");
+    const ranges: (string | null)[] = [];
+    await assert.rejects(
+      fetchResumable("http://x.invalid/f", part, {
+        bytes: 6,
+        sleep,
+        log: (l) => lines.push(l),
+        fetch: scripted([
+          () => new Response("c", { status: 206, headers: { "content-range": "bytes 2-2/3" } }),
+          () => new Response("abc", { headers: { "content-length": "3" } }),
+          () => new Response("abc", { headers: { "content-length": "3" } }),
+        ], ranges),
+      }),
+      /^Error: http:\/\/x\.invalid\/f: the server's file is 3 B, expected 6 B \(another/,
+    );
+    assert.deepEqual(ranges, ["bytes=2-", null]);
+    assert.deepEqual(namesIn(dir), []);
+    // An encoded body's Content-Length is not the file's size: a short one is retried as before.
+    lines.length = 0;
+    await assert.rejects(
+      fetchResumable("http://x.invalid/f", part, {
+        bytes: 6,
+        retries: 1,
+        sleep: noSleep,
+        log: (l) => lines.push(l),
+        fetch: scripted([
+          () =>
+            new Response("abc", {
+              headers: { "content-length": "3", "content-encoding": "gzip" },
+            }),
+          () => new Response("d", { status: 206, headers: { "content-range": "bytes 3-3/6" } }),
+        ], []),
+      }),
+      (e: unknown) =>
+        e instanceof TransferError && e.message === "GET http://x.invalid/f: got 4 of 6 bytes",
+    );
+    assert.deepEqual(lines, [
+      "http://x.invalid/f: GET http://x.invalid/f: got 3 of 6 bytes; retrying in 1 s",
+    ]);
+    await Deno.remove(part);
+  });
+  await inTempDir(async (part) => {
+    // A transfer cut mid-body (Content-Length 6, 3 bytes, then the connection closes): kept
+    // and resumed, as before.
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (l.addr as Deno.NetAddr).port;
+    const heads: string[] = [];
+    const served = (async () => {
+      let n = 0;
+      for await (const c of l) {
+        const buf = new Uint8Array(4096);
+        const got = await c.read(buf);
+        heads.push(new TextDecoder().decode(buf.subarray(0, got ?? 0)).toLowerCase());
+        await c.write(
+          bytes(
+            n++ === 0
+              ? "HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nabc"
+              : "HTTP/1.1 206 Partial Content\r\ncontent-range: bytes 3-5/6\r\ncontent-length: 3\r\nconnection: close\r\n\r\ndef",
+          ),
+        );
+        c.close();
+        if (n === 2) break;
+      }
+    })();
+    const { waits, sleep } = recordingSleep();
+    try {
+      const got = await fetchResumable(`http://127.0.0.1:${port}/f`, part, { bytes: 6, sleep });
+      assert.deepEqual(got, { bytes: 6, resumedAt: 3, attempts: 2 });
+      assert.deepEqual(waits, [1000]);
+      assert.ok(heads[1]?.includes("range: bytes=3-"), heads[1]);
+      assert.equal(await Deno.readTextFile(part), "abcdef");
+      await served;
+    } finally {
+      try {
+        l.close();
+      } catch { /* closed when the server loop ended */ }
+    }
+  });
+});
+
 Deno.test("fetchResumable: verify's error is final and drops the part; 404 is not retried", async () => {
   await inTempDir(async (part) => {
     const { waits, sleep } = recordingSleep();
