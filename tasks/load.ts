@@ -163,11 +163,22 @@ export function examplesFromBytes(
   const fspec = opts.file ?? splitFiles(spec, split)[0];
   const text = decodeUtf8(bytes, file);
   const tag = fspec?.split ?? split;
-  const res: FileExamples = spec.format === "tsv"
-    ? tsvExamples(spec, tag, text, file, fspec?.columns)
-    : spec.format === "dpr"
-    ? { ...dprExamples(spec, tag, text, file), skipped: [] }
-    : { ...jsonlExamples(spec, tag, text, file), skipped: [] };
+  // What to do about a registry file that is not the official one (cut short, empty, miscounted).
+  const refetch = `deno task download --tasks ${sourceId(spec.name)}`;
+  let res: FileExamples;
+  try {
+    res = spec.format === "tsv"
+      ? tsvExamples(spec, tag, text, file, fspec?.columns)
+      : spec.format === "dpr"
+      ? { ...dprExamples(spec, tag, text, file), skipped: [] }
+      : { ...jsonlExamples(spec, tag, text, file), skipped: [] };
+  } catch (e) {
+    // An empty file (a TSV's "no header line") is not the official one: none is empty.
+    if (e instanceof DataError && text === "") {
+      throw new DataError(e.file, e.line, `${e.detail}; fetch it again (${refetch})`, e.field);
+    }
+    throw e;
+  }
   checkUniqueIds(spec, tag, res.examples, file);
   // A file cut in its free-text last column keeps every row count, so only the missing final
   // newline tells, where the official file is measured to have one (with or without checkRows).
@@ -175,6 +186,8 @@ export function examplesFromBytes(
     opts.file !== undefined && officialFinalNewline(opts.file.path) === true &&
     !text.endsWith("\n")
   ) {
+    // Not cut mid-line: nothing came at all (a header-less TSV parses as no rows).
+    if (text === "") throw new DataError(file, 0, `empty file; fetch it again (${refetch})`);
     const lines = text.split("\n");
     const last = lines[lines.length - 1] ?? "";
     const tail = last.length <= 60 ? last : `…${last.slice(-60)}`;
@@ -183,8 +196,7 @@ export function examplesFromBytes(
       lines.length,
       `the file ends mid-line (${JSON.stringify(tail)}), without the final newline the official ` +
         "file ends with: cut short, so its last row may be incomplete (a cut in the last column " +
-        "keeps the row count); fetch it again (deno task download --tasks " +
-        `${sourceId(spec.name)}), or end your own file with a newline`,
+        `keeps the row count); fetch it again (${refetch}), or end your own file with a newline`,
     );
   }
   if (opts.file !== undefined && (opts.checkRows ?? true) && fspec?.rows !== undefined) {
@@ -203,10 +215,8 @@ export function examplesFromBytes(
         `expected ${
           ok.join(" or ")
         } ${what} (official count), found ${res.rows}: truncated or not the ` +
-          `official file (deno task download --tasks ${
-            sourceId(spec.name)
-          } fetches the official one into the cache; a library caller may pass checkRows: ` +
-          "false to skip this check)",
+          `official file (${refetch} fetches the official one into the cache; a library ` +
+          "caller may pass checkRows: false to skip this check)",
       );
     }
   }

@@ -487,6 +487,53 @@ Deno.test("a GLUE file cut mid-line in its last column is refused: the official 
   }
 });
 
+Deno.test("an empty data file is refused naming it and the download that fetches the official one", async () => {
+  const { taskNames, getTask, sourceId } = await import("./registry.ts");
+  const dir = await Deno.makeTempDir();
+  try {
+    const said = new Map<string, number>();
+    for (const task of taskNames()) {
+      for (const split of ["train", "validation", "test"] as const) {
+        // The split's first file: MNLI's second would not be reached.
+        const file = getTask(task).files[split]?.[0];
+        if (file === undefined) continue;
+        const abs = join(dir, file.path);
+        await Deno.mkdir(join(abs, ".."), { recursive: true });
+        await Deno.writeFile(abs, new Uint8Array());
+        for (const checkRows of [true, false]) {
+          let message: string;
+          try {
+            // A JSON or header-less file with no row check loads as no examples.
+            const got = await loadExamples(task, split, dir, { checkRows });
+            assert.ok(!checkRows && got.length === 0, `${file.path} ${checkRows}`);
+            continue;
+          } catch (e) {
+            message = (e as Error).message;
+          }
+          const remedy = `deno task download --tasks ${sourceId(task)}`;
+          assert.ok(message.includes(remedy), message);
+          const kind = message.startsWith(`${abs}: empty file (no header line); fetch it again (`)
+            ? "header"
+            : message === `${abs}: empty file; fetch it again (${remedy})`
+            ? "empty"
+            : /: expected \d+ \w+ \(official count\), found 0: /.test(message)
+            ? "rows"
+            : message;
+          said.set(kind, (said.get(kind) ?? 0) + 1);
+        }
+        await Deno.remove(abs);
+      }
+    }
+    // TSVs with a header line (CoLA test, SST-2, MRPC, STS-B, RTE, ...) both ways; CoLA train
+    // (no header line, and its official file ends with a newline) both ways; the others' counts.
+    assert.deepEqual([...said.keys()].sort(), ["empty", "header", "rows"]);
+    assert.equal(said.get("empty"), 2, "CoLA train, with and without the row check");
+    assert.ok(said.get("header")! >= 20, JSON.stringify([...said]));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a cut file's refusal quotes its last line's final 60 characters and its line; one row is enough", async () => {
   const { getTask } = await import("./registry.ts");
   const file = getTask("rte").files.test![0]!;
