@@ -37,6 +37,7 @@ import { sharedPath } from "../model/shared_dir.ts";
 import {
   checkOutputFolder,
   isDirectory,
+  isDirectorySync,
   isFileSync as isFile,
   makeHeldTempDir,
   removeStaleTemps,
@@ -60,6 +61,7 @@ import {
   defaultCacheDir as defaultDataCacheDir,
   defaultDataDir,
   defaultDataRoots,
+  noMirrorNote,
   resolveDataDir,
 } from "../tasks/data.ts";
 import { loadExamples } from "../tasks/load.ts";
@@ -423,14 +425,17 @@ function corpusDataDir(dataDir: string | undefined): string {
 
 /**
  * What the default data folder was made of, for an error about it: ` (HYPERPROMPT_DATA)`,
- * else the download cache and the mirror it is chosen from (`tasks/data.ts` defaultDataRoots).
+ * else the download cache and the mirror it is chosen from (`tasks/data.ts` defaultDataRoots),
+ * or that there is no mirror and how to name one (`tasks/data.ts` noMirrorNote).
  */
 function defaultFolders(): string {
   if (dataDirFromEnv()) return " (HYPERPROMPT_DATA)";
   const { cache, noCache, mirror } = defaultDataRoots();
   return ` (the default data folder: per file the download cache ${
     cache ?? `(none: ${noCache})`
-  } where its manifest lists it, else the mirror ${mirror})`;
+  } where its manifest lists it, ${
+    isDirectorySync(mirror) ? `else the mirror ${mirror}` : noMirrorNote(mirror)
+  })`;
 }
 
 /** Whether `HYPERPROMPT_DATA` names the default data folder (set and not empty). */

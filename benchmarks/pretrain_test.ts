@@ -597,10 +597,22 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
     deepEqual(err, [
       `pretrain: the task corpus is empty: no train or test split of any task in ${empty}/data ` +
       `(the default data folder: per file the download cache ${empty}/data where its manifest ` +
-      `lists it, else the mirror ${mirrorless}/data); run \`deno task download\`, or pass ` +
-      "--data-dir (a folder in the official layout: glue/<Task>/…, super_glue/<Task>/…) or " +
-      "--corpus",
+      `lists it, no offline mirror at "${mirrorless}/data"; HYPERPROMPT_SHARED=DIR names it); ` +
+      "run `deno task download`, or pass --data-dir (a folder in the official layout: " +
+      "glue/<Task>/…, super_glue/<Task>/…) or --corpus",
     ]);
+    // A mirror that exists but holds no task: named as the mirror read.
+    await Deno.mkdir(join(mirrorless, "data"), { recursive: true });
+    err.length = 0;
+    await withEnv(
+      { HYPERPROMPT_DATA: undefined, HYPERPROMPT_SHARED: mirrorless, HYPERPROMPT_CACHE: empty },
+      () => main([...base, "--steps", "1"], { error: (s) => err.push(s), log: () => {} }),
+    );
+    equal(err.length, 1);
+    ok(
+      err[0]!.includes(`where its manifest lists it, else the mirror ${mirrorless}/data); `),
+      err[0],
+    );
     const out: string[] = [];
     equal(await main(["--help"], { log: (s) => out.push(s) }), 0);
     equal(await main(["-h"], { log: () => {} }), 0, "-h is --help");

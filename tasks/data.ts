@@ -120,6 +120,18 @@ export function defaultDataRoots(): DataRoots {
   }
 }
 
+/**
+ * What a message about the default data folder says when the offline mirror `mirror`
+ * ({@link DataRoots.mirror}) does not exist: `no offline mirror at "<mirror>"; HYPERPROMPT_SHARED=DIR
+ * names it`. One wording for every tool that names the folders looked in.
+ *
+ * @param mirror the mirror folder, resolved
+ * @returns the words, without surrounding punctuation
+ */
+export function noMirrorNote(mirror: string): string {
+  return `no offline mirror at "${mirror}"; HYPERPROMPT_SHARED=DIR names it`;
+}
+
 /** Options of {@link chooseDataDir}. */
 export interface ChooseDataDirOptions {
   /** The download cache (files count only where its `manifest.json` lists them). */
