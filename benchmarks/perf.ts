@@ -20,7 +20,8 @@
  * Options: `--backends cpu,wasm,wasm+blas` `--sizes 256,512,1024,2048` `--workloads block,t5:tiny-v1_1,...`
  * `--quick` (CI: small shapes, seconds) `--include-fallback-webgpu` `--steps N` `--profile`
  * (per-kernel times of one step) `--out-dir DIR` `--no-save` `--max-seconds S` (skip a
- * measurement whose estimate exceeds S seconds) `--rounds N` (repeat the backend list N times so
+ * measurement whose estimate exceeds S seconds, or time it once, with a line saying so, when only
+ * its full count would) `--rounds N` (repeat the backend list N times so
  * that A/B variants alternate). A backend written `wasm+blas/stock` (or `wasm/stock`) keeps tfjs's
  * own wasm elementwise kernels, for before/after comparisons of model/wasm_kernels.ts;
  * `webgpu/stock` runs tfjs's own webgpu kernels (no model/webgpu/ kernels, op-by-op optimizer).
@@ -920,14 +921,18 @@ export const DEFAULT_WORKLOADS: readonly string[] = [
   "t5:t5-v1_1-base:32,128,16",
 ];
 
-/** The backends measured without `--backends` (webgpu only on a real adapter). */
+/**
+ * The backends measured without `--backends` (webgpu only on a real adapter; naming it in
+ * `--backends` measures any adapter, a software one with a warning).
+ */
 export const DEFAULT_BACKENDS: readonly string[] = ["cpu", "wasm", "wasm+blas", "webgpu"];
 
 /** `deno task perf --help`. */
 export const PERF_USAGE =
   `deno task perf [options]   training-step and matMul speed per tfjs backend
 
-  --backends LIST       cpu,wasm,wasm+blas,webgpu (default: all; webgpu only on a real adapter);
+  --backends LIST       cpu,wasm,wasm+blas,webgpu (default list: all, webgpu only on a real
+                        adapter; naming webgpu measures any adapter, a software one too);
                         append /stock to wasm, wasm+blas or webgpu for tfjs's own kernels,
                         /no-heads to wasm+blas or webgpu for heads split by transposes,
                         /ungrouped to webgpu for one optimizer dispatch per parameter
@@ -939,7 +944,10 @@ export const PERF_USAGE =
   --steps N             timed steps per workload after 2 warm-up steps (default 5)
   --optimizer NAME      adamw (default) or adafactor
   --rounds N            repeat the backend list N times (A/B variants alternate; default 1)
-  --max-seconds S       skip a measurement estimated over S seconds (default 60)
+  --max-seconds S       skip a measurement estimated over S seconds (default 60); one whose
+                        full count only would exceed S is timed once (1 step, or 1 product per
+                        batch), with a line saying so. Estimates scale the median matMul rate
+                        of --sizes (1 GFLOP/s without sizes): with small sizes they are high
   --profile             per-kernel times of one step (tf.profile)
   --include-fallback-webgpu   also measure a software WebGPU adapter
   --quick               CI mode, seconds: default sizes 64,128, workloads
@@ -1008,7 +1016,10 @@ export async function main(args: string[]): Promise<PerfReport> {
     (x) => {
       const n = Number(x);
       if (!Number.isInteger(n) || n <= 0) {
-        throw new UsageError(`--sizes: bad "${x}"`);
+        throw badFlag(
+          `--sizes: "${x}" is not a positive integer (matMul sizes n, comma-separated, ` +
+            `e.g. 256,512)`,
+        );
       }
       return n;
     },
@@ -1018,37 +1029,40 @@ export async function main(args: string[]): Promise<PerfReport> {
     : quick
     ? QUICK_WORKLOADS
     : [...DEFAULT_WORKLOADS];
-  const workloads = workloadNames.map((spec) => ({ spec, parsed: parseWorkload(spec) }));
+  const workloads = workloadNames.map((spec) => ({
+    spec,
+    parsed: withHelpPointer(PERF_TOOL, () => parseWorkload(spec)),
+  }));
   if (sizes.length === 0 && workloads.length === 0) {
     // A report of nothing would be saved as if measured.
-    throw new UsageError(
+    throw badFlag(
       `--sizes "${values.sizes ?? ""}" and --workloads ` +
         `"${values.workloads ?? ""}" leave nothing to measure; give a matMul size or a workload`,
     );
   }
   const reps = Number(values.steps ?? (quick ? 2 : 5));
   if (!Number.isInteger(reps) || reps < 1) {
-    throw new UsageError(
+    throw badFlag(
       `--steps must be a positive integer, got "${values.steps}"`,
     );
   }
   const maxSeconds = Number(values["max-seconds"] ?? (quick ? 5 : 60));
   if (!(maxSeconds > 0)) {
-    throw new UsageError(
+    throw badFlag(
       `--max-seconds must be a positive number, got "${values["max-seconds"]}"`,
     );
   }
   const backendList = list(values.backends, [...DEFAULT_BACKENDS]);
   if (backendList.length === 0) {
     // `--backends ,`: a report of no backend would be saved as if measured.
-    throw new UsageError(`--backends "${values.backends}" names no backend`);
+    throw badFlag(`--backends "${values.backends}" names no backend`);
   }
   for (const b of backendList) {
     if (
       !/^(cpu|(webgpu|wasm(\+blas)?)(\/stock)?|(webgpu|wasm\+blas)\/no-heads|webgpu\/ungrouped)$/
         .test(b)
     ) {
-      throw new UsageError(
+      throw badFlag(
         `--backends: unknown "${b}" (cpu, wasm, wasm+blas, webgpu; ` +
           `wasm, wasm+blas and webgpu take "/stock" for tfjs's own kernels, wasm+blas and ` +
           `webgpu "/no-heads" for attention heads split by transposes, webgpu "/ungrouped" ` +
@@ -1058,13 +1072,13 @@ export async function main(args: string[]): Promise<PerfReport> {
   }
   const optimizer = values.optimizer;
   if (optimizer !== "adamw" && optimizer !== "adafactor") {
-    throw new UsageError(
+    throw badFlag(
       `--optimizer must be adamw or adafactor, got "${optimizer}"`,
     );
   }
   const rounds = Number(values.rounds);
   if (!Number.isInteger(rounds) || rounds < 1) {
-    throw new UsageError(
+    throw badFlag(
       `--rounds must be a positive integer, got "${values.rounds}"`,
     );
   }
@@ -1131,7 +1145,8 @@ export async function main(args: string[]): Promise<PerfReport> {
       let nrep = quick
         ? 2
         : Math.max(2, Math.min(10, Math.floor(2 / MATMUL_BATCHES / Math.max(est, 1e-3))));
-      if (est * products(nrep) > maxSeconds) nrep = 1;
+      const full = est * products(nrep);
+      if (full > maxSeconds) nrep = 1;
       if (est * products(nrep) > maxSeconds) {
         r.skipped.push({
           what: `matmul ${n}`,
@@ -1139,6 +1154,13 @@ export async function main(args: string[]): Promise<PerfReport> {
         });
         console.log(`  matmul n=${n}: skipped (estimated ${est.toFixed(1)} s each)`);
         continue;
+      }
+      if (nrep === 1) {
+        // Fewer products than the usual count: say why, or the report's reps look arbitrary.
+        console.log(
+          `  matmul n=${n}: 1 product per batch: estimated ${+full.toPrecision(3)} s > ` +
+            `--max-seconds ${maxSeconds} (from the rate at the size before)`,
+        );
       }
       let m: MatMulResult;
       try {
@@ -1170,7 +1192,8 @@ export async function main(args: string[]): Promise<PerfReport> {
       const est = (4 * flops) / (rate * 1e9);
       const warm = 2;
       let nrep = reps;
-      if (est * (warm + nrep) > maxSeconds) nrep = 1;
+      const full = est * (warm + nrep);
+      if (full > maxSeconds) nrep = 1;
       if (est * (warm + nrep) > maxSeconds) {
         r.skipped.push({
           what: spec,
@@ -1178,6 +1201,13 @@ export async function main(args: string[]): Promise<PerfReport> {
         });
         console.log(`  step ${spec}: skipped (estimated ${est.toFixed(1)} s/step)`);
         continue;
+      }
+      if (nrep < reps) {
+        // Fewer steps than --steps: say why (the estimate scales the matMul rate, which small
+        // --sizes understate), or the report's 1 rep looks like a bug.
+        console.log(
+          `  step ${spec}: ${stepsNote(full, maxSeconds, warm, reps, r.matmul.length > 0)}`,
+        );
       }
       let run = parsed;
       let heapEstimate: number | undefined;
@@ -1343,6 +1373,57 @@ export async function freshReportPath(dir: string, date: string, name: string): 
   for (let n = 1;; n++) {
     const path = `${dir}/${stamp}-${name}${n === 1 ? "" : `-${n}`}.json`;
     if (!(await entryExists(path))) return path;
+  }
+}
+
+/**
+ * The line of a workload timed for 1 step instead of `--steps`, its full count's estimate over
+ * `--max-seconds`.
+ *
+ * @param full the estimated seconds of `warm` + `reps` steps
+ * @param maxSeconds `--max-seconds`
+ * @param warm the warm-up steps
+ * @param reps `--steps`
+ * @param measuredRate whether the estimate scales a measured matMul rate (else 1 GFLOP/s)
+ * @returns e.g. `1 step: estimated 12 s > --max-seconds 5 (2 warm-up + 5 steps at 4× ...)`
+ */
+export function stepsNote(
+  full: number,
+  maxSeconds: number,
+  warm: number,
+  reps: number,
+  measuredRate: boolean,
+): string {
+  return `1 step: estimated ${+full.toPrecision(3)} s > --max-seconds ${maxSeconds} (${warm} ` +
+    `warm-up + ${reps} steps at 4× the FLOPs over ${
+      measuredRate ? "the median matMul rate of --sizes" : "1 GFLOP/s (no --sizes measured)"
+    })`;
+}
+
+/** The command, as the errors' pointer to `--help` names it. */
+const PERF_TOOL = "deno task perf";
+
+/** A bad flag value (exit 2), ending as `parseFlags`'s errors do with the pointer to `--help`. */
+function badFlag(message: string): UsageError {
+  return new UsageError(`${message}; ${PERF_TOOL} --help lists the flags`);
+}
+
+/**
+ * Runs an argument check and ends the {@link UsageError} it throws with the pointer to the
+ * tool's `--help`, as `parseFlags` (model/usage.ts) ends its own (once: one that already ends
+ * so is rethrown as it is).
+ *
+ * @param tool the command, e.g. `deno task perf`
+ * @param check the check; its result is returned
+ * @returns what `check` returned
+ * @throws UsageError with the pointer; any other error as it was
+ */
+export function withHelpPointer<T>(tool: string, check: () => T): T {
+  try {
+    return check();
+  } catch (e) {
+    if (!(e instanceof UsageError) || e.message.endsWith("--help lists the flags")) throw e;
+    throw new UsageError(`${e.message}; ${tool} --help lists the flags`, { cause: e });
   }
 }
 

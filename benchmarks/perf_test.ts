@@ -16,6 +16,7 @@ import {
   type PerfReport,
   planWasmT5,
   type StepResult,
+  stepsNote,
   timeMatMul,
   type WorkloadSpec,
 } from "./perf.ts";
@@ -116,6 +117,52 @@ Deno.test("perf: quick run measures matmul and a training step per backend", opt
   }
 });
 
+Deno.test("perf: a workload whose --steps would pass --max-seconds runs 1 step and says why", async () => {
+  // Without --sizes the rate is 1 GFLOP/s, so the estimate is exact: 4 × FLOPs per step.
+  const spec = "block:1,8,16,32,2";
+  const perStep = (4 * estimateFlops(parseWorkload(spec))) / 1e9;
+  const run = async (maxSeconds: number) => {
+    const lines: string[] = [];
+    const log = console.log;
+    console.log = (...a: unknown[]) => lines.push(a.join(" "));
+    try {
+      const args = ["--backends", "cpu", "--sizes", "", "--workloads", spec, "--steps", "5"];
+      const r = await main([...args, "--max-seconds", String(maxSeconds), "--no-save"]);
+      return { step: r.backends[0]!.steps[0]!, lines };
+    } finally {
+      console.log = log;
+    }
+  };
+  // 2 warm-up + 5 steps over the limit, 2 + 1 within it: 1 step, and the line naming both.
+  const max = perStep * 5;
+  const fewer = await run(max);
+  assert.equal(fewer.step.reps, 1);
+  const note = stepsNote(perStep * 7, max, 2, 5, false);
+  assert.match(note, /^1 step: estimated \S+ s > --max-seconds \S+ \(2 warm-up \+ 5 steps at 4× /);
+  assert.match(note, /over 1 GFLOP\/s \(no --sizes measured\)\)$/);
+  assert.deepEqual(fewer.lines.filter((l) => l.includes("1 step")), [`  step ${spec}: ${note}`]);
+  // Within the limit: every step, no such line.
+  const all = await run(perStep * 8);
+  assert.equal(all.step.reps, 5);
+  assert.deepEqual(all.lines.filter((l) => l.includes("1 step")), []);
+  assert.match(
+    stepsNote(12.345, 5, 2, 5, true),
+    /^1 step: estimated 12\.3 s .*matMul rate of --sizes\)$/,
+  );
+});
+
+Deno.test("perf: --help says how --max-seconds cuts the steps and that a named webgpu is any adapter", () => {
+  const help = PERF_USAGE.replace(/\s+/g, " ");
+  assert.match(
+    help,
+    /--max-seconds S skip a measurement estimated over S seconds \(default 60\); one whose full count only would exceed S is timed once/,
+  );
+  assert.match(
+    help,
+    /default list: all, webgpu only on a real adapter; naming webgpu measures any adapter/,
+  );
+});
+
 Deno.test("perf: bad options are rejected with the option name", async () => {
   await assert.rejects(main(["--backends", "tpu", "--no-save"]), /--backends: unknown "tpu"/);
   await assert.rejects(
@@ -164,9 +211,9 @@ Deno.test("perf: an empty value is refused in one line naming the flag (exit 2),
     [
       ["--sizes=", "--workloads", " "],
       `--sizes "" and --workloads " " leave nothing to measure; give a ` +
-      `matMul size or a workload`,
+      `matMul size or a workload; deno task perf --help lists the flags`,
     ],
-    [["--backends", ","], `--backends "," names no backend`],
+    [["--backends", ","], `--backends "," names no backend; deno task perf --help lists the flags`],
   ];
   const cwd = [...Deno.readDirSync(".")].map((e) => e.name).sort();
   for (const [args, message] of cases) {
@@ -225,7 +272,7 @@ Deno.test("perf: cli() prints a bad option or --out-dir as one line, exit 2, bef
       ],
       [
         ["--steps", "-3"],
-        /^--steps must be a positive integer, got "-3"$/,
+        /^--steps must be a positive integer, got "-3"; deno task perf --help lists the flags$/,
       ],
       [
         ["--quick=1"],
@@ -235,20 +282,42 @@ Deno.test("perf: cli() prints a bad option or --out-dir as one line, exit 2, bef
         ["--rounds", "2", "--rounds", "3"],
         /^--rounds given twice \("2", then "3"\)/,
       ],
-      [["--backends", "gpu"], /^--backends: unknown "gpu"/],
-      [["--rounds", "x"], /^--rounds must be a positive integer, got "x"$/],
+      [
+        ["--backends", "gpu"],
+        /^--backends: unknown "gpu" .*\); deno task perf --help lists the flags$/,
+      ],
+      [
+        ["--rounds", "x"],
+        /^--rounds must be a positive integer, got "x"; deno task perf --help lists the flags$/,
+      ],
+      // What --sizes takes, not just "bad"; 0 is no size either.
+      ...["abc", "0", "2.5"].map((x): [string[], RegExp] => [
+        ["--sizes", `256,${x}`],
+        new RegExp(
+          `^--sizes: "${x}" is not a positive integer \\(matMul sizes n, comma-separated, ` +
+            `e\\.g\\. 256,512\\); deno task perf --help lists the flags$`,
+        ),
+      ]),
+      [
+        ["--max-seconds", "0"],
+        /^--max-seconds must be a positive number, got "0"; deno task perf --help lists the flags$/,
+      ],
+      [
+        ["--optimizer", "sgd"],
+        /^--optimizer must be adamw or adafactor, got "sgd"; deno task perf --help lists the flags$/,
+      ],
       [
         ["--workloads", "t5:nosuch"],
-        /^--workloads "t5:nosuch": Unknown T5 preset "nosuch"/,
+        /^--workloads "t5:nosuch": Unknown T5 preset "nosuch".*; deno task perf --help lists the flags$/,
       ],
       [
         ["--workloads", "t5:tiny-v1_1:0,8,4"],
-        /^--workloads "t5:tiny-v1_1:0,8,4": expected 3 positive integers$/,
+        /^--workloads "t5:tiny-v1_1:0,8,4": expected 3 positive integers; deno task perf --help/,
       ],
       [
         // Heads that do not divide the width failed inside tfjs, mid-run, with a shape error.
         ["--backends", "cpu", "--sizes", "8", "--workloads", "block:1,8,16,32,3"],
-        /^--workloads "block:1,8,16,32,3": the width D 16 must be a multiple of the heads H 3$/,
+        /^--workloads "block:1,8,16,32,3": the width D 16 must be a multiple of the heads H 3; deno task perf --help lists the flags$/,
       ],
       [
         ["--backends", "cpu", "--sizes", "8", "--out-dir", file],
@@ -937,7 +1006,7 @@ Deno.test("perf: the default run covers the issue's shapes and every backend", (
   assert.match(
     PERF_USAGE,
     new RegExp(
-      `--backends LIST +${DEFAULT_BACKENDS.join(",").replace("+", "\\+")} \\(default: all`,
+      `--backends LIST +${DEFAULT_BACKENDS.join(",").replace("+", "\\+")} \\(default list: all`,
     ),
   );
 });
