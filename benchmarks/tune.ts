@@ -31,6 +31,8 @@ import { dirname, join } from "node:path";
 import {
   adapterId,
   adapterSlug,
+  MATMUL_TILE_CANDIDATES,
+  MATMUL_TILES,
   type MatMulChoice,
   type MatMulTuningTable,
   mergeTuningTables,
@@ -48,7 +50,8 @@ import {
   tuneShapes,
 } from "../model/webgpu/autotune.ts";
 import { describeAdapter, parseChoice, tuningPathFor } from "../model/webgpu/tuning.ts";
-import { makeWorkload, parseWorkload } from "./perf.ts";
+import { SPLIT_K_MAX } from "../model/webgpu/matmul_kernels.ts";
+import { makeWorkload, parseWorkload, withHelpPointer } from "./perf.ts";
 import { checkOutputFile, writeFileAtomic } from "../model/fs.ts";
 import { type CliOptions, parseFlags, runCli, usageChecked, UsageError } from "../model/usage.ts";
 import { gitState } from "./provenance.ts";
@@ -95,10 +98,46 @@ export interface TuneResult {
   }[];
 }
 
+/** The command, as the errors' pointer to `--help` names it. */
+const TUNE_TOOL = "deno task tune";
+
+/** A bad flag value (exit 2), ending as `parseFlags`'s errors do with the pointer to `--help`. */
+function badFlag(message: string): UsageError {
+  return new UsageError(`${message}; ${TUNE_TOOL} --help lists the flags`);
+}
+
+/**
+ * What `--candidates` takes, for its error: every choice name (each tile also with K slices).
+ *
+ * @returns e.g. `stock, t128, t64, …; each tile also as <tile>/kS, S K slices 1 to 16 (t64/k8)`
+ */
+export function knownChoices(): string {
+  const tiles = [...MATMUL_TILES, ...MATMUL_TILE_CANDIDATES].map((t) => t.name);
+  return `stock, ${tiles.join(", ")}; each tile also as <tile>/kS, S K slices 1 to ` +
+    `${SPLIT_K_MAX} (e.g. t64/k8)`;
+}
+
+/**
+ * One `--candidates` name as a choice: an unknown tile is refused listing every choice (the
+ * kernel module's own error named its function and left out "stock" and the "/kS" forms).
+ *
+ * @param name a choice name, e.g. `t64/k8`
+ * @returns the choice
+ * @throws UsageError naming `--candidates`, the name and what it takes
+ */
+export function candidateChoice(name: string): MatMulChoice {
+  const tile = /^([a-z0-9]+)(?:\/k\d+)?$/.exec(name)?.[1];
+  const tiles = [...MATMUL_TILES, ...MATMUL_TILE_CANDIDATES].map((t) => t.name as string);
+  if (name !== "stock" && tile !== undefined && !tiles.includes(tile)) {
+    throw badFlag(`--candidates "${name}": unknown choice; known: ${knownChoices()}`);
+  }
+  return withHelpPointer(TUNE_TOOL, () => usageChecked(() => parseChoice(name, "--candidates")));
+}
+
 function positiveInt(text: string, flag: string): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < 1) {
-    throw new UsageError(`${flag} must be a positive integer, got "${text}"`);
+    throw badFlag(`${flag} must be a positive integer, got "${text}"`);
   }
   return n;
 }
@@ -149,7 +188,7 @@ export async function main(args: string[]): Promise<TuneResult> {
   const git = gitState();
   // Its errors are one line, as every tool's (runCli prints the message alone).
   const values = parseFlags(args, {
-    tool: "deno task tune",
+    tool: TUNE_TOOL,
     options: {
       workloads: { type: "string" },
       reps: { type: "string" },
@@ -178,19 +217,19 @@ export async function main(args: string[]): Promise<TuneResult> {
     : DEFAULT_TUNE_WORKLOADS;
   if (specs.length === 0) {
     // Nothing would be measured, and the (merged) table rewritten as if tuned.
-    throw new UsageError(
+    throw badFlag(
       `--workloads "${values.workloads}" names no workload`,
     );
   }
   const parsed = specs.map((spec) => {
-    const w = parseWorkload(spec);
+    const w = withHelpPointer(TUNE_TOOL, () => parseWorkload(spec));
     if (w.kind !== "t5") {
-      throw new UsageError(
+      throw badFlag(
         `--workloads "${spec}": only t5 workloads are tuned`,
       );
     }
     if (w.micro !== undefined) {
-      throw new UsageError(
+      throw badFlag(
         `--workloads "${spec}": micro-batches ("/M") are a wasm matter; ` +
           "give the batch the GPU runs",
       );
@@ -200,9 +239,9 @@ export async function main(args: string[]): Promise<TuneResult> {
   const candidateText = values.candidates ?? (quick ? QUICK_CANDIDATES : undefined);
   const only: MatMulChoice[] | undefined = candidateText?.split(",").map((s) => s.trim())
     .filter((s) => s !== "")
-    .map((s) => usageChecked(() => parseChoice(s, "--candidates")));
+    .map(candidateChoice);
   if (only !== undefined && only.length === 0) {
-    throw new UsageError(`--candidates "${candidateText}" names no choice`);
+    throw badFlag(`--candidates "${candidateText}" names no choice`);
   }
 
   // A table already at --out is read now: one that is no tuning table stops the run here.

@@ -7,9 +7,11 @@
 
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
-import { cli, main } from "./tune.ts";
+import { cli, knownChoices, main } from "./tune.ts";
 import { UsageError } from "../model/usage.ts";
 import {
+  MATMUL_TILE_CANDIDATES,
+  MATMUL_TILES,
   parseTuningTable,
   resetWebgpuKernelStats,
   serializeTuningTable,
@@ -147,7 +149,28 @@ Deno.test("deno task tune: bad arguments are refused with the flag named", async
     main(["--workloads=t5:tiny-v1_1:8,16,4/2"]),
     /micro-batches .* give the batch the GPU runs/,
   );
-  await assert.rejects(main(["--candidates=stock,t99"]), /--candidates: .*unknown tile "t99"/);
+  // An unknown tile is a usage error listing every choice, not the kernel module's own error.
+  const known = [...MATMUL_TILES, ...MATMUL_TILE_CANDIDATES].map((t) => t.name);
+  assert.equal(
+    knownChoices(),
+    `stock, ${known.join(", ")}; each tile also as <tile>/kS, S K slices 1 to 16 (e.g. t64/k8)`,
+  );
+  for (const bad of ["t99", "t99/k4", "stock/k4"]) {
+    await assert.rejects(main([`--candidates=stock,${bad}`]), (e: Error) => {
+      assert.ok(e instanceof UsageError, bad);
+      assert.equal(
+        e.message,
+        `--candidates "${bad}": unknown choice; known: ${knownChoices()}; ` +
+          `deno task tune --help lists the flags`,
+      );
+      return true;
+    });
+  }
+  // A name that is no choice at all (bad K slices) keeps parseChoice's message, and the pointer.
+  await assert.rejects(
+    main(["--candidates=t64/k0"]),
+    /^UsageError: --candidates: "t64\/k0" is not a kernel choice .*; deno task tune --help lists the flags$/,
+  );
   await assert.rejects(
     main(["--workloads=t5:nosuch"]),
     /--workloads "t5:nosuch": Unknown T5 preset "nosuch"/,
@@ -212,9 +235,21 @@ Deno.test({
         ],
         [["--quick", "yes"], /^unexpected argument "yes" after --quick, /],
         [["--out", "-t.json"], /^--out needs a value .*--out=-t\.json\)/],
-        [["--rounds=1.5"], /^--rounds must be a positive integer/],
-        [["--workloads=t5:nosuch"], /--workloads "t5:nosuch": Unknown T5 preset "nosuch"/],
-        [["--candidates=t99"], /^--candidates: .*unknown tile "t99"/],
+        [
+          ["--rounds=1.5"],
+          /^--rounds must be a positive integer, got "1\.5"; deno task tune --help lists the flags$/,
+        ],
+        [
+          ["--reps=x"],
+          /^--reps must be a positive integer, got "x"; deno task tune --help lists the flags$/,
+        ],
+        [
+          ["--workloads=t5:nosuch"],
+          /^--workloads "t5:nosuch": Unknown T5 preset "nosuch".*; deno task tune --help lists the flags$/,
+        ],
+        [["--workloads=block"], /^--workloads "block": only t5 .*; deno task tune --help lists/],
+        [["--candidates=,"], /^--candidates "," names no choice; deno task tune --help lists/],
+        [["--candidates=t99"], /^--candidates "t99": unknown choice; known: stock, t128, /],
         [[`--out=${dir}`], /--out .*: is a folder; give the table's file name/],
         [[`--out=${notTable}`], /^--out .*table\.json: not JSON/],
       ];
