@@ -37,7 +37,13 @@ import { join } from "node:path";
 import { unzipSync } from "fflate";
 import { parquetReadObjects } from "hyparquet";
 import { compressors } from "hyparquet-compressors";
-import { countRowsBytes, defaultCacheDir } from "./data.ts";
+import {
+  availableTasks,
+  countRowsBytes,
+  defaultCacheDir,
+  defaultDataRoots,
+  noMirrorNote,
+} from "./data.ts";
 import { pyStrip } from "./parse.ts";
 import { convertRows, type Row } from "./hf_convert.ts";
 import { createProgress } from "./progress.ts";
@@ -61,6 +67,7 @@ import {
 import {
   checkOutputFolder,
   fsError,
+  isFileSync,
   isLocalFileError,
   syncDir,
   withFileLock,
@@ -73,6 +80,7 @@ import {
   getWithin as getWithinIdle,
   HttpStatusError,
   IDLE_TIMEOUT_MS,
+  isConnectFailure,
   plainGet,
   within,
 } from "../model/http.ts";
@@ -96,6 +104,12 @@ export type SourceChoice = "auto" | "official" | "parquet";
 export interface DownloadOptions {
   /** Task names or ids (see `findTaskSource`); `all`, `glue`, `super_glue` expand. */
   tasks: readonly string[];
+  /**
+   * The offline mirror that `deno task bench` and `pretrain` read without a download (default
+   * `tasks/data.ts` `defaultDataRoots().mirror`): when no host could be reached, the error names
+   * the failed tasks it holds ({@link DownloadError}).
+   */
+  mirrorDir?: string;
   /** Cache / data root (default {@link defaultCacheDir}). */
   cacheDir?: string;
   /** `auto` (official, then parquet on failure; default), `official` or `parquet` only. */
@@ -202,6 +216,26 @@ export interface TaskFailure {
    * every later task would hit at once. Absent for a task that was tried.
    */
   readonly notTried?: true;
+  /**
+   * The first error, when every source tried for the task failed to connect (DNS, a refused or
+   * unreachable connection: `model/http.ts` `isConnectFailure`): offline, or no host reachable.
+   */
+  readonly unreachable?: string;
+}
+
+/**
+ * The failed tasks a mirror holds, for {@link DownloadError} when no host could be reached: the
+ * mirror folder and the ids of those tasks (none when it does not exist).
+ */
+export interface MirrorTasks {
+  /** The mirror folder, resolved. */
+  readonly dir: string;
+  /** Whether the folder exists. */
+  readonly exists: boolean;
+  /** The ids of the failed tasks whose files it holds (`tasks/data.ts` `availableTasks`). */
+  readonly tasks: readonly string[];
+  /** The other failed tasks it holds some files of: `<id> (<split>, …)`, e.g. only validation. */
+  readonly partial?: readonly string[];
 }
 
 /**
@@ -236,11 +270,14 @@ export class DownloadError extends Error {
    * @param failures the tasks that failed (at least one)
    * @param results what the other tasks gave
    * @param manifestError why the manifest could not be saved, if it could not
+   * @param mirror the offline mirror and the failed tasks it holds: named when no host could be
+   *   reached for any task
    */
   constructor(
     failures: readonly TaskFailure[],
     results: readonly TaskResult[],
     manifestError?: string,
+    mirror?: MirrorTasks,
   ) {
     const tried = failures.filter((f) => !f.notTried);
     const skipped = failures.filter((f) => f.notTried);
@@ -257,6 +294,21 @@ export class DownloadError extends Error {
     const headline = `download failed for ${tried.length} task(s)${
       skipped.length === 0 ? "" : `, ${skipped.length} not tried`
     }`;
+    // Offline (every source of every task failed to connect): one line, not one per task.
+    const offline = skipped.length === 0 && tried.every((f) => f.unreachable !== undefined);
+    if (offline) {
+      super(
+        `${headline}: no host could be reached (first error: ${tried[0]!.unreachable}): ` +
+          `offline?\n  not fetched: ${tried.map((f) => f.task).join(", ")}\n` +
+          (manifestError === undefined ? "" : `Also, ${manifestError}\n`) +
+          offlineAdvice(tried.map((f) => f.task), mirror),
+      );
+      this.failures = failures;
+      this.results = results;
+      this.manifestError = manifestError;
+      this.headline = headline;
+      return;
+    }
     super(
       `${headline}:\n${tried.map((f) => `  ${f.task}: ${f.reason}\n`).join("")}${notTried}` +
         (manifestError === undefined ? "" : `Also, ${manifestError}\n`) +
@@ -273,6 +325,36 @@ export class DownloadError extends Error {
     this.manifestError = manifestError;
     this.headline = headline;
   }
+}
+
+/**
+ * What to do when no host could be reached: which of the failed tasks the offline mirror already
+ * holds (read by bench and pretrain without a download), or that there is no mirror; then how to
+ * get the others.
+ */
+function offlineAdvice(failed: readonly string[], mirror: MirrorTasks | undefined): string {
+  const held = new Set(mirror?.tasks ?? []);
+  const others = failed.filter((t) => !held.has(t));
+  const lines: string[] = [];
+  if (mirror !== undefined && !mirror.exists) lines.push(`(${noMirrorNote(mirror.dir)})`);
+  if (mirror !== undefined && held.size > 0) {
+    lines.push(
+      `Already in the offline mirror ${mirror.dir}, which deno task bench and pretrain read ` +
+        `without a download: ${[...held].join(", ")}`,
+    );
+  }
+  if (mirror !== undefined && (mirror.partial ?? []).length > 0) {
+    lines.push(`Partly there (only these splits): ${mirror.partial!.join(", ")}`);
+  }
+  if (others.length > 0) {
+    lines.push(
+      `${held.size > 0 ? `For ${others.join(", ")}: run` : "Run"} this again with network ` +
+        "access; or give deno task bench or pretrain an offline mirror in the official layout " +
+        "(glue/<Task>/…, super_glue/<Task>/…) as --data-dir (or HYPERPROMPT_DATA); or, to fetch " +
+        `from a mirror of the official hosts, set ${ENDPOINTS_ENV} (deno task download --help).`,
+    );
+  }
+  return lines.join("\n");
 }
 
 const MANIFEST = "manifest.json";
@@ -1015,6 +1097,8 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
   // The message of the first local file error (a full disk, a refused permission, a read-only
   // folder: it names the file): every later task would fail at once on it, so they are not tried.
   let localFailure: string | undefined;
+  // Whether a task's official source was logged as unreachable (later ones get a short line).
+  let unreachableSaid = false;
   // One task at a time under its lock, against the manifest as it is on disk then.
   const fetchTask = async (task: TaskSource): Promise<void> => {
     ctx.raws = [];
@@ -1025,7 +1109,12 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
       return;
     }
     let fallbackReason: string | undefined;
+    // The official source's error when it could not connect (offline), for TaskFailure.
+    let officialUnreachable: string | undefined;
     let done = false;
+    // The official source's connection error, for a failure that ends with it.
+    const unreachable = () =>
+      officialUnreachable === undefined ? {} : { unreachable: officialUnreachable };
     // A local file error (a full disk, a refused permission: model/fs.ts fsError, naming the
     // file) of the official files: the parquet fallback would write to the same disk, so the
     // task fails with it.
@@ -1039,19 +1128,25 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
         done = true;
       } catch (e) {
         fallbackReason = (e as Error).message;
+        if (isConnectFailure(e)) officialUnreachable = fallbackReason;
         localError = isLocalFileError(e);
         if (localError) localFailure = fallbackReason;
-        if (source === "official") failures.push({ task: task.id, reason: fallbackReason });
-        else if (localError) {
+        if (source === "official") {
+          failures.push({ task: task.id, reason: fallbackReason, ...unreachable() });
+        } else if (localError) {
           failures.push({
             task: task.id,
             reason: `official: ${fallbackReason} (a local file error: the Hugging Face parquet ` +
               `fallback, which writes to the same folder, was not tried)`,
           });
         } else if (task.parquet !== false) {
+          // Offline, every task fails so: the error once, then a short line per task.
           ctx.log(
-            `${task.id}: official source failed (${fallbackReason}); trying Hugging Face parquet`,
+            officialUnreachable !== undefined && unreachableSaid
+              ? `${task.id}: official source unreachable too; trying Hugging Face parquet`
+              : `${task.id}: official source failed (${fallbackReason}); trying Hugging Face parquet`,
           );
+          if (officialUnreachable !== undefined) unreachableSaid = true;
         }
       }
     }
@@ -1063,6 +1158,7 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
         reason: `${
           fallbackReason ? `official: ${fallbackReason}; ` : ""
         }no Hugging Face parquet source for this task (it is not in ${HF_REPOS[task.benchmark]})`,
+        ...unreachable(),
       });
     } else {
       try {
@@ -1078,11 +1174,16 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
         done = true;
       } catch (e) {
         if (isLocalFileError(e)) localFailure = (e as Error).message;
+        const parquetUnreachable = isConnectFailure(e) &&
+          (fallbackReason === undefined || officialUnreachable !== undefined);
         failures.push({
           task: task.id,
           reason: `${fallbackReason ? `official: ${fallbackReason}; ` : ""}parquet: ${
             (e as Error).message
           }`,
+          ...(parquetUnreachable
+            ? { unreachable: officialUnreachable ?? (e as Error).message }
+            : {}),
         });
       }
     }
@@ -1118,9 +1219,45 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
     ctx.log(`${notTried.join(", ")}: ${reason}`);
     for (const task of notTried) failures.push({ task, reason, notTried: true });
   }
-  if (failures.length > 0) throw new DownloadError(failures, results, ctx.unsaved);
+  if (failures.length > 0) {
+    const mirror = failures.every((f) => f.unreachable !== undefined)
+      ? mirrorTasks(opts.mirrorDir, failures.map((f) => f.task))
+      : undefined;
+    throw new DownloadError(failures, results, ctx.unsaved, mirror);
+  }
   if (ctx.unsaved !== undefined) throw new Error(ctx.unsaved);
   return results;
+}
+
+/**
+ * The offline mirror (`dir`, else `tasks/data.ts` `defaultDataRoots().mirror`) and which of the
+ * task ids `failed` it holds.
+ */
+function mirrorTasks(dir: string | undefined, failed: readonly string[]): MirrorTasks {
+  const mirror = dir ?? defaultDataRoots().mirror;
+  const exists = (() => {
+    try {
+      return Deno.statSync(mirror).isDirectory;
+    } catch {
+      return false;
+    }
+  })();
+  const names = new Set(exists ? availableTasks(mirror) : []);
+  const tasks: string[] = [];
+  const partial: string[] = [];
+  for (const id of failed) {
+    const src = TASK_SOURCES.find((t) => t.id === id);
+    if (src === undefined || !exists) continue;
+    if (names.has(src.name)) {
+      tasks.push(id);
+      continue;
+    }
+    const splits = [
+      ...new Set(src.files.filter((f) => isFileSync(join(mirror, f.path))).map((f) => f.split)),
+    ];
+    if (splits.length > 0) partial.push(`${id} (${splits.join(", ")})`);
+  }
+  return { dir: mirror, exists, tasks, partial };
 }
 
 /** The flags of `deno task download`, as `parseArgs` takes them. */

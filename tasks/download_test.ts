@@ -1438,6 +1438,78 @@ Deno.test("offline: a connection error from a host that has not answered is not 
   });
 });
 
+Deno.test("offline: no host reachable is one line, with the failed tasks the mirror holds", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // A mirror holding CoLA whole and BoolQ's validation file only.
+    const mirror = join(dir, "mirror");
+    for (const f of ["glue/CoLA/train.tsv", "glue/CoLA/dev.tsv", "super_glue/BoolQ/val.jsonl"]) {
+      await Deno.mkdir(join(mirror, f, ".."), { recursive: true });
+      await Deno.copyFile(sharedPath("data", f), join(mirror, f));
+    }
+    const dns = "error sending request: client error (Connect): dns error";
+    const offline: typeof fetch = () => Promise.reject(new TypeError(dns));
+    const tasks = ["glue/cola", "glue/rte", "super_glue/boolq"];
+    const run = async (mirrorDir: string, fetcher: typeof fetch) => {
+      const lines: string[] = [];
+      const err = await download({
+        tasks,
+        cacheDir: join(dir, "cache"),
+        mirrorDir,
+        endpoints: {},
+        fetch: fetcher,
+        sleep: () => Promise.resolve(),
+        log: (l) => lines.push(l),
+        quiet: true,
+      }).then(() => undefined, (e: unknown) => e);
+      assert.ok(err instanceof DownloadError, String(err));
+      return { err, lines };
+    };
+    const { err, lines } = await run(mirror, offline);
+    // The live log: the error once, then a short line per task.
+    assert.equal(lines.length, 3, lines.join("\n"));
+    assert.ok(lines[0]!.startsWith("glue/cola: official source failed (GET "), String(lines[0]));
+    assert.ok(lines[0]!.includes("dns error"), String(lines[0]));
+    assert.deepEqual(lines.slice(1), [
+      "glue/rte: official source unreachable too; trying Hugging Face parquet",
+      "super_glue/boolq: official source unreachable too; trying Hugging Face parquet",
+    ]);
+    assert.ok(err.failures.every((f) => f.unreachable?.includes("dns error")));
+    const text = err.message.split("\n");
+    assert.match(
+      text[0]!,
+      /^download failed for 3 task\(s\): no host could be reached \(first error: GET https:\/\/\S+CoLA\.zip: .*dns error.*\): offline\?$/,
+    );
+    assert.equal(err.headline, "download failed for 3 task(s)");
+    assert.deepEqual(text.slice(1, 4), [
+      "  not fetched: glue/cola, glue/rte, super_glue/boolq",
+      `Already in the offline mirror ${mirror}, which deno task bench and pretrain read without ` +
+      "a download: glue/cola",
+      "Partly there (only these splits): super_glue/boolq (validation)",
+    ]);
+    assert.ok(text[4]!.startsWith("For glue/rte, super_glue/boolq: run this again with network"));
+    assert.equal(text.length, 5, "no per-task repeat of the error");
+    // No mirror: said, with how to name one.
+    const none = join(dir, "none");
+    const { err: noMirror } = await run(none, offline);
+    assert.equal(
+      noMirror.message.split("\n")[2],
+      `(no offline mirror at "${none}"; HYPERPROMPT_SHARED=DIR names it)`,
+    );
+    // A host that answered (a 404 for RTE's parquet): not offline, each task's reason as before.
+    const mixed: typeof fetch = (input) =>
+      String(input instanceof Request ? input.url : input).includes("RTE")
+        ? Promise.resolve(new Response("no", { status: 404 }))
+        : Promise.reject(new TypeError(dns));
+    const { err: some, lines: someLines } = await run(mirror, mixed);
+    assert.match(some.message, /^download failed for 3 task\(s\):\n {2}glue\/cola: official: /);
+    assert.ok(!some.message.includes("offline?"), some.message);
+    assert.ok(!someLines[1]!.includes("unreachable too"), String(someLines[1]));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("retryDelayMs: Retry-After in seconds or as a date, capped; else 1, 2, 4 ... 30 s", () => {
   const now = Date.parse("2026-11-27T03:00:00Z");
   assert.deepEqual([0, 1, 2, 3, 4, 5, 9].map((a) => retryDelayMs(a, null, now)), [
