@@ -636,6 +636,7 @@ async function runOnBackbone(
       onStep: (step, loss) =>
         opts.onProgress?.({ phase: "train", step, totalSteps: t.steps, loss }),
       onEval: (step) => opts.onProgress?.({ phase: "eval", step, totalSteps: t.steps }),
+      onResume: (step) => opts.onProgress?.({ phase: "resume", step, totalSteps: t.steps }),
     });
     const best = bestPerTask(outcome.evals);
     const testPredictions: TestPredictions | undefined = predictions === undefined

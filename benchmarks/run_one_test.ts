@@ -9,6 +9,7 @@ import {
   DEFAULT_TRAIN,
   runFileName,
   runId,
+  type RunProgress,
   type RunResult,
   type RunSpec,
   validateRunResult,
@@ -283,8 +284,19 @@ Deno.test({
         }),
       );
       const t0 = performance.now();
-      const b = await runOneWith(s, { outDir: outB, dataDir: DATA }, EXACT);
+      const reports: RunProgress[] = [];
+      const b = await runOneWith(
+        s,
+        { outDir: outB, dataDir: DATA, onProgress: (p) => void reports.push(p) },
+        EXACT,
+      );
       const sessionMs = performance.now() - t0;
+      // The resume is reported first, once, with its checkpoint's step; then step 5 onwards.
+      assert.deepEqual(reports.slice(0, 2).map((p) => `${p.phase} ${p.step}/${p.totalSteps}`), [
+        `resume 4/${s.train.steps}`,
+        `train 5/${s.train.steps}`,
+      ]);
+      assert.equal(reports.filter((p) => p.phase === "resume").length, 1);
       assert.equal((a.provenance as RunProvenance).resumedFrom, undefined);
       // The resumed run says so, and names the code of the checkpoint unless provably its own.
       const resumed = (b.provenance as RunProvenance).resumedFrom;

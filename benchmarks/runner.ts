@@ -35,7 +35,6 @@ import {
   TASKS,
   TRAIN_ONLY_TASKS,
 } from "../tasks/mod.ts";
-import type { RunProvenance } from "./provenance.ts";
 import {
   type BackendChoice,
   type BenchmarkName,
@@ -627,13 +626,10 @@ export type GridEvent =
     /**
      * A run that continues from a checkpoint (with `resume`, or one waited on while another
      * process held it): the step of the checkpoint it resumes from, an older kept one when the
-     * newest could not be resumed (`benchmarks/trainer.ts`). Once per run, before that run's
-     * first `progress` event that tells it: a train report of step s > 1 as the run's first
-     * report (the trainer reports every step: from s − 1), or an evaluation of step s > 0 as its
-     * first (the evaluation the checkpoint owes: from s). A run that reports nothing that tells
-     * it (resumed at its last step; a `runOne` that reports every step from 1 whatever it
-     * resumed) has it just before its `done` event, from `provenance.resumedFrom`; a fresh run
-     * has none.
+     * newest could not be resumed (`benchmarks/trainer.ts` `TrainOptions.onResume`). It is
+     * `runOne`'s `phase: "resume"` progress report (`RunProgress`), which is not passed on as a
+     * `progress` event: once per resumed run, before its first `progress` event (also when
+     * nothing is left to do); a fresh run has none.
      */
     readonly kind: "resumed";
     readonly spec: RunSpec;
@@ -970,24 +966,17 @@ export async function runGrid(
       if (!continues) await discardFolder(workDir);
       await Deno.mkdir(workDir, { recursive: true });
       const micro = opts.microBatchSizes?.get(spec.id);
-      // The "resumed" event: said at most once, from the first report when that tells it.
-      let firstReport = true;
-      let resumedSaid = false;
-      const sayResumed = (step: number) => {
-        resumedSaid = true;
-        emit({ kind: "resumed", spec, index, step });
-      };
       const returned = await opts.runOne(spec, {
         outDir: workDir,
         dataDir: opts.dataDir,
-        onProgress: (progress) => {
-          if (firstReport && continues) {
-            const from = progress.phase === "train" ? progress.step - 1 : progress.step;
-            if (from > 0) sayResumed(from);
-          }
-          firstReport = false;
-          emit({ kind: "progress", spec, index, progress });
-        },
+        // runOne's `resume` report (the trainer's, once) is the run's `resumed` event, not a
+        // `progress` one: no step was done.
+        onProgress: (progress) =>
+          emit(
+            progress.phase === "resume"
+              ? { kind: "resumed", spec, index, step: progress.step }
+              : { kind: "progress", spec, index, progress },
+          ),
         ...(micro === undefined ? {} : { microBatchSize: micro }),
         ...(opts.checkpointMinutes === undefined
           ? {}
@@ -1011,8 +1000,6 @@ export async function runGrid(
         );
       }
       done++;
-      const resumedFrom = (result.provenance as RunProvenance).resumedFrom?.step;
-      if (!resumedSaid && resumedFrom !== undefined) sayResumed(resumedFrom);
       emit({ kind: "done", spec, index, result, file });
     } catch (e) {
       const error = e instanceof Error ? e : new Error(String(e));

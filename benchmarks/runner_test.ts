@@ -541,52 +541,41 @@ Deno.test("runGrid(): a rerun without --resume retrains; --resume continues; che
     assert.equal(tf.memory().numTensors, before);
   }));
 
-Deno.test("runGrid(): a continued run's 'resumed' event comes once, before the first report that tells its step, else before 'done'", () =>
+Deno.test("runGrid(): runOne's 'resume' report is the run's 'resumed' event (not a progress one); nothing else makes one", () =>
   inTempDir(async (out) => {
     const [spec] = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
     const cases: {
       what: string;
-      resume: boolean;
       reports: RunProgress[];
       resumedFrom?: number;
       want: string[];
     }[] = [
       {
-        what: "first report: the evaluation the checkpoint of step 3 owes",
-        resume: true,
-        reports: [{ phase: "eval", step: 3, totalSteps: 4 }, {
-          phase: "train",
-          step: 4,
-          totalSteps: 4,
-        }],
+        what: "resumed from step 3, whose evaluation the checkpoint owes",
+        reports: [
+          { phase: "resume", step: 3, totalSteps: 4 },
+          { phase: "eval", step: 3, totalSteps: 4 },
+          { phase: "train", step: 4, totalSteps: 4, loss: 1 },
+        ],
         resumedFrom: 3,
         want: ["start", "resumed 3", "eval 3", "train 4", "done"],
       },
       {
-        what: "first report: train step 3 (from 2); the provenance does not say it twice",
-        resume: true,
-        reports: [{ phase: "train", step: 3, totalSteps: 4 }],
-        resumedFrom: 2,
-        want: ["start", "resumed 2", "train 3", "done"],
-      },
-      {
-        what: "resumed at the last step: no report, the provenance says it",
-        resume: true,
-        reports: [],
+        what: "resumed at the last step: the report alone",
+        reports: [{ phase: "resume", step: 4, totalSteps: 4 }],
         resumedFrom: 4,
         want: ["start", "resumed 4", "done"],
       },
       {
-        what: "a fresh run under resume",
-        resume: true,
-        reports: [{ phase: "train", step: 1, totalSteps: 4 }],
-        want: ["start", "train 1", "done"],
+        what: "a runOne that reports no resume: none is guessed from its first step or provenance",
+        reports: [{ phase: "train", step: 3, totalSteps: 4, loss: 1 }],
+        resumedFrom: 2,
+        want: ["start", "train 3", "done"],
       },
       {
-        what: "not continuing: the folder was cleared, whatever the reports say",
-        resume: false,
-        reports: [{ phase: "train", step: 3, totalSteps: 4 }],
-        want: ["start", "train 3", "done"],
+        what: "a fresh run",
+        reports: [{ phase: "train", step: 1, totalSteps: 4, loss: 1 }],
+        want: ["start", "train 1", "done"],
       },
     ];
     for (const c of cases) {
@@ -605,7 +594,7 @@ Deno.test("runGrid(): a continued run's 'resumed' event comes once, before the f
         outDir: out,
         dataDir: DATA,
         runOne,
-        resume: c.resume,
+        resume: true,
         onEvent: (e) =>
           events.push(
             e.kind === "resumed"

@@ -696,7 +696,10 @@ export interface RunOneOptions {
   readonly resultsDir?: string;
   /** Root of the GLUE/SuperGLUE files. */
   readonly dataDir: string;
-  /** Progress callback (step counts are optimizer steps; evaluation reports `phase: "eval"`). */
+  /**
+   * Progress callback (step counts are optimizer steps; evaluation reports `phase: "eval"`, a
+   * resume from a checkpoint `phase: "resume"` first).
+   */
   readonly onProgress?: (p: RunProgress) => void;
   /**
    * Rows per forward/backward pass chosen for this device by the bench preflight
@@ -717,9 +720,16 @@ export interface RunOneOptions {
 
 /** A progress report from `runOne`. */
 export interface RunProgress {
-  /** `train`: an optimizer step finished; `eval`: an evaluation is starting. */
-  readonly phase: "train" | "eval";
-  /** Optimizer steps done so far (the step just finished, or the step being evaluated). */
+  /**
+   * `train`: an optimizer step finished; `eval`: an evaluation is starting; `resume`: the run
+   * continues from its checkpoint of `step` (`benchmarks/trainer.ts` `TrainOptions.onResume`:
+   * once, before any other report of the run, and only for a resumed run; no step is done).
+   */
+  readonly phase: "train" | "eval" | "resume";
+  /**
+   * Optimizer steps done so far (the step just finished, the step being evaluated, or the step
+   * of the checkpoint resumed from).
+   */
   readonly step: number;
   /** The run's total optimizer steps (`train.steps`). */
   readonly totalSteps: number;

@@ -260,6 +260,12 @@ export interface TrainOptions {
   /** Called when an evaluation starts (a resume's owed evaluation too). */
   readonly onEval?: (step: number) => void;
   /**
+   * Called once when the run resumes from a checkpoint, with that checkpoint's step (≥ 1): the one
+   * loaded, an older kept one when the newest could not be resumed. Before the first step or
+   * evaluation of this session (also when nothing is left to do); never for a fresh run.
+   */
+  readonly onResume?: (step: number) => void;
+  /**
    * Checked before every step: a reason (a signal's name) stops the run there
    * ({@link TrainingInterruptedError}, after saving a checkpoint of the step when checkpoints are
    * enabled); passed to {@link TrainOptions.evaluate}, whose evaluation it abandons between
@@ -1117,6 +1123,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
       }
     }
     const resumedFrom = step;
+    if (resumedFrom > 0) o.onResume?.(resumedFrom);
     const mine = codeVersionOf(o.code ?? null);
     if (!codes.some((c) => sameCode(c, mine))) codes.push(mine);
     if (!microBatchSizes.includes(passRows)) microBatchSizes.push(passRows);

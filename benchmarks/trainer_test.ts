@@ -769,11 +769,15 @@ Deno.test("train() stopped during an evaluation: the checkpoint owes it, the res
       disposeT5(b);
     }
     const c = initT5(CONFIG, { seed: 1 });
-    const onEval: number[] = [];
-    const rc = await run(c, { onEval: (st) => onEval.push(st) });
+    const seen: string[] = [];
+    const rc = await run(c, {
+      onEval: (st) => void seen.push(`eval ${st}`),
+      onResume: (st) => void seen.push(`resume ${st}`),
+    });
     assert.equal(rc.resumedFrom, s);
-    // Owed (s = 8): redone first; paid by the second stop (s = 3): not again.
-    assert.deepEqual(onEval, s === 8 ? [8] : [6, 8]);
+    // Owed (s = 8): redone first; paid by the second stop (s = 3): not again. The resume's step
+    // is reported before either (at the last step too, where no step is left).
+    assert.deepEqual(seen, s === 8 ? ["resume 8", "eval 8"] : ["resume 3", "eval 6", "eval 8"]);
     await assertSameAsReference(rc, c, { ra, va });
     assert.deepEqual(bestPerTask(rc.evals), bestPerTask(ra.evals));
     disposeT5(c);
@@ -1000,12 +1004,24 @@ async function truncateWeights(dir: string, step: number): Promise<string> {
   return file;
 }
 
-Deno.test("train() falls back past a newest checkpoint that does not load; the resume is bit-identical and keeps the older one", async () => {
+Deno.test("train() falls back past a newest checkpoint that does not load; the resume is bit-identical and keeps the older one; onResume gets the step loaded", async () => {
   const dirA = await Deno.makeTempDir();
   const dir = await Deno.makeTempDir();
   try {
+    // The reports of each segment, in order (onResume, onEval, onStep).
+    let seen: string[] = [];
+    const reports: Partial<TrainOptions> = {
+      onResume: (s) => void seen.push(`resume ${s}`),
+      onEval: (s) => void seen.push(`eval ${s}`),
+    };
     const a = initT5(CONFIG, { seed: 1 });
-    const ra = await train(opts(a, { checkpointDir: dirA, runKey: "k", evaluate: evalFn(a) }));
+    const ra = await train(opts(a, {
+      checkpointDir: dirA,
+      runKey: "k",
+      evaluate: evalFn(a),
+      ...reports,
+    }));
+    assert.deepEqual(seen, ["eval 4", "eval 8"], "a fresh run reports no resume");
     const va = await snapshot(a);
     disposeT5(a);
     const log: string[] = [];
@@ -1016,7 +1032,13 @@ Deno.test("train() falls back past a newest checkpoint that does not load; the r
     const badBytes = await Deno.readFile(bad);
     // Resumed from step 4, saving every step, killed after step 6 (before saving it): the save
     // of step 5 must not prune step 4 in favour of the bad step 6.
-    await killedRun(6, (m) => ({ ...resumeOpts(m), train: { ...SPEC, checkpointEvery: 1 } }));
+    seen = [];
+    await killedRun(6, (m) => ({
+      ...resumeOpts(m),
+      ...reports,
+      train: { ...SPEC, checkpointEvery: 1 },
+    }));
+    assert.deepEqual(seen, ["resume 4"], "the older kept checkpoint's step, once, first");
     const skipLine = (from: number) =>
       new RegExp(
         `^${dir}/step-00000006: cannot be resumed \\(${bad}: .+\\); resuming from the older ${dir}/step-0000000${from} instead \\(the folder is left as it is\\)$`,
@@ -1028,7 +1050,13 @@ Deno.test("train() falls back past a newest checkpoint that does not load; the r
     // The last segment: step 6 skipped again, resumed from 5, to the end.
     const b = initT5(CONFIG, { seed: 1 });
     const before = tf.memory().numTensors;
-    const rb = await train(opts(b, resumeOpts(b)));
+    seen = [];
+    const rb = await train(opts(b, {
+      ...resumeOpts(b),
+      ...reports,
+      onStep: (s) => void seen.push(`step ${s}`),
+    }));
+    assert.deepEqual(seen, ["resume 5", "step 6", "step 7", "step 8", "eval 8"]);
     assert.equal(tf.memory().numTensors, before);
     assert.equal(log.length, 2);
     assert.match(log[1]!, skipLine(5));

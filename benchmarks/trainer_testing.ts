@@ -18,9 +18,9 @@ import { type MethodTrainingStep, methodTrainingStep } from "./training_step.ts"
 /**
  * Trains a tiny T5 (tiny-v1_1, 64-token vocabulary, no dropout, seed 1) with no method on 8 toy
  * pairs (batches of 2 drawn by an `Rng` of `rngSeed`), with the run's train spec and seed, its
- * checkpoints in `<opts.outDir>/checkpoints` and `opts.checkpointMinutes` passed on, as
- * `benchmarks/run_one.ts` does; `extra` adds or overrides trainer options (`onStep`, `evaluate`,
- * `code`, `taskNames`). The model is disposed before it returns or throws.
+ * checkpoints in `<opts.outDir>/checkpoints` and `opts.checkpointMinutes` passed on, and a resume
+ * reported to `opts.onProgress` (`phase: "resume"`), as `benchmarks/run_one.ts` does; `extra` adds
+ * or overrides trainer options (`onStep`, `evaluate`, `code`, `taskNames`, `onResume`). The model is disposed before it returns or throws.
  *
  * @param spec the run
  * @param opts the runner's options for it
@@ -66,6 +66,9 @@ export async function toyTrain(
         ? {}
         : { checkpointMinutes: opts.checkpointMinutes }),
       runKey: spec.id,
+      // As runOne reports it: the checkpoint step a resumed run continues from.
+      onResume: (step) =>
+        opts.onProgress?.({ phase: "resume", step, totalSteps: spec.train.steps }),
       ...extra,
     });
   } finally {
