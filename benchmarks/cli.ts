@@ -114,6 +114,7 @@ import {
   formatComparison,
   loadResults,
   rejectDuplicates,
+  resultSource,
   runKey,
 } from "./compare.ts";
 import { fakeRunOne } from "./_fake_run_one.ts";
@@ -758,13 +759,15 @@ export function progressReporter(total: number, tty: boolean, stream?: Writable)
         break;
       case "resumed":
         multi.log(`${resumedLine(e)}\n`);
+        run?.update(e.step, { info: "resumed" });
         break;
       case "progress":
         if (e.progress.phase === "train") {
           run?.update(e.progress.step, {
             info: e.progress.loss === undefined ? "train" : `loss ${e.progress.loss.toFixed(4)}`,
           });
-        } else run?.update(e.progress.step, { info: "eval" });
+        } else if (e.progress.phase === "eval") run?.update(e.progress.step, { info: "eval" });
+        // A `resume` report is the `resumed` event (runGrid), never a progress one.
         break;
       case "done":
         run?.update(e.spec.train.steps, { info: "done" });
@@ -1534,6 +1537,27 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
             } (profile "${profile.name}"${what === "" ? "" : `, ${what}`}: ${specs.length} ${
               specs.length === 1 ? "run" : "runs"
             }); the gate would compare nothing`,
+        );
+      }
+    }
+    if (baseline !== undefined) {
+      // Results of another profile beside the grid's: none is a run of this grid, so the gate
+      // would fail each as missing once the whole grid has trained (a shard's would skip them:
+      // refused too, as the same folder is for the whole grid).
+      const others = baseline.filter((r) => r.spec.profile !== profile.name);
+      if (others.length > 0) {
+        const named = others.slice(0, 3).map((r) =>
+          `${resultSource(r) ?? r.spec.id} (profile "${r.spec.profile}")`
+        );
+        if (others.length > 3) named.push(`${others.length - 3} more`);
+        throw new UsageError(
+          `--compare ${values.compare}: ${others.length} of its ${baseline.length} runs ${
+            others.length === 1 ? "is" : "are"
+          } of another profile than this grid's "${profile.name}": ${named.join(", ")}; move ${
+            others.length === 1 ? "it" : "them"
+          } out of the baseline (the gate would fail ${
+            others.length === 1 ? "it" : "them"
+          } as missing after the whole grid has trained)`,
         );
       }
     }

@@ -1204,11 +1204,39 @@ Deno.test("main() --compare counts a run that failed as missing, not its stale r
     const c = capture();
     assert.equal(await main([...args, "--compare", out], { ...c.opts, runOne }), 3);
     assert.match(c.err.join("\n"), /11 runs done, 0 skipped, 1 failed/);
-    assert.match(c.out.join("\n"), /^Regression gate: FAIL \(11 runs compared, 1 failures\)/);
+    assert.match(c.out.join("\n"), /^Regression gate: FAIL \(11 runs compared, 1 failure\)/);
     assert.match(
       c.out.join("\n"),
       /FAIL tiny-grid\/tiny-v1_1\/random\/super_glue\/mtl\/s0: run: baseline present, current missing/,
     );
+  }));
+
+Deno.test("main() --compare refuses before any run a baseline holding a result of another profile, naming it", () =>
+  inTinyProfileDir(async ({ dir, profile, out }) => {
+    const args = ["--profile", profile, "--data-dir", DATA, "--no-tables"];
+    assert.equal(await main([...args, "--out", out], { ...capture().opts, runOne: fakeRunOne }), 0);
+    // The grid's 12 results plus one of the ci profile (copied from its baseline).
+    const ci = fileURLToPath(new URL("../results/baselines/ci", import.meta.url));
+    const stray = [...Deno.readDirSync(ci)].map((e) => e.name).filter((n) => n.endsWith(".json"))
+      .sort()[0]!;
+    await Deno.copyFile(join(ci, stray), join(out, stray));
+    for (const more of [[], ["--shard", "0/2"]]) {
+      const { calls, runOne } = countingRunOne();
+      const c = capture();
+      const rc = await main([...args, ...more, "--out", join(dir, "again"), "--compare", out], {
+        ...c.opts,
+        runOne,
+      });
+      assert.equal(rc, 2, c.err.join("\n"));
+      assert.equal(calls.length, 0, "refused before any run");
+      assert.equal(c.err.length, 1, c.err.join("\n"));
+      assert.equal(
+        c.err[0],
+        `--compare ${out}: 1 of its 13 runs is of another profile than this grid's "tiny-grid": ` +
+          `${join(out, stray)} (profile "ci"); move it out of the baseline (the gate would fail ` +
+          `it as missing after the whole grid has trained)`,
+      );
+    }
   }));
 
 Deno.test("main() leaves a run that failed out of the tables, not its earlier attempt's result file", () =>
@@ -2313,8 +2341,7 @@ function trainingRunOne(
       onStep: async (step, loss) => {
         ms += 60_000 * (stepMinutes ?? 0);
         log.steps++;
-        // Reported as run_one.ts does: a resumed run's first report is the step after its
-        // checkpoint's.
+        // Reported as run_one.ts does (toyTrain reports a resume's checkpoint step first).
         opts.onProgress?.({ phase: "train", step, totalSteps: spec.train.steps, loss });
         if (step === killAt) throw new Error("simulated kill");
         if (step !== signalAt || signalled) return;

@@ -38,6 +38,11 @@ export interface GateDiff {
    */
   readonly tolerance?: number;
   /**
+   * The relative tolerance `tolerance` was derived from (a step's loss: `tolerances.loss`), shown
+   * beside it: `tolerance 1e-5 relative (4.58e-5)`.
+   */
+  readonly relativeTolerance?: number;
+  /**
    * `current − baseline` of the unrounded values (present when both are numbers): a score that
    * fails by less than the 4 decimals of `baseline` and `current` still differs here.
    */
@@ -50,7 +55,10 @@ export interface Comparison {
   readonly ok: boolean;
   /** Differences that fail the gate. */
   readonly failures: readonly GateDiff[];
-  /** Informational lines (new runs without a baseline, scores that moved within tolerance). */
+  /**
+   * Informational lines (new runs without a baseline, scores and benchmark averages that moved
+   * within tolerance).
+   */
   readonly notes: readonly string[];
   /** Runs compared. */
   readonly compared: number;
@@ -262,8 +270,7 @@ export function formatDifference(
       ...(tolerance === undefined ? {} : { tolerance: String(tolerance) }),
     };
   }
-  // Below 1e-3 in exponent form (`5.42e-7`, not `0.000000542`).
-  const text = (x: number) => x !== 0 && Math.abs(x) < 1e-3 ? x.toExponential() : String(x);
+  const text = exponentText;
   const whole = Math.floor(Math.log10(Math.abs(diff) || 1)) + 1;
   for (let p = Math.max(3, whole);; p++) {
     const d = Number.isInteger(diff) ? diff : toDigits(diff, p);
@@ -272,6 +279,11 @@ export function formatDifference(
       return { diff: text(d), ...(t === undefined ? {} : { tolerance: text(t) }) };
     }
   }
+}
+
+/** A number as a gate line shows it: below 1e-3 in exponent form (`5.42e-7`, not `0.000000542`). */
+function exponentText(x: number): string {
+  return x !== 0 && Math.abs(x) < 1e-3 ? x.toExponential() : String(x);
 }
 
 /** Whether two scores differ by more than `t`; NaN (an undefined metric) equals only NaN. */
@@ -294,7 +306,14 @@ function gateLosses(
   b: RunResult,
   c: RunResult,
   rel: number,
-  fail: (field: string, bv: number | string, cv: number | string, tolerance?: number) => void,
+  fail: (
+    field: string,
+    bv: number | string,
+    cv: number | string,
+    tolerance?: number,
+    diff?: number,
+    relative?: number,
+  ) => void,
 ): void {
   if ((c.tokenizer ?? "") !== (b.tokenizer ?? "")) {
     fail("tokenizer", b.tokenizer ?? "(none)", c.tokenizer ?? "(none)");
@@ -310,7 +329,7 @@ function gateLosses(
   for (const [i, bl] of b.losses.entries()) {
     const cl = c.losses[i]!.loss;
     if (beyond(cl, bl.loss, rel * Math.abs(bl.loss))) {
-      fail(`losses[step ${bl.step}]`, bl.loss, cl, rel * Math.abs(bl.loss));
+      fail(`losses[step ${bl.step}]`, bl.loss, cl, rel * Math.abs(bl.loss), undefined, rel);
       return;
     }
   }
@@ -365,6 +384,7 @@ export function compareResults(
       cv: number | string,
       tolerance?: number,
       diff = typeof bv === "number" && typeof cv === "number" ? cv - bv : undefined,
+      relative?: number,
     ) =>
       failures.push({
         run: key,
@@ -372,6 +392,7 @@ export function compareResults(
         baseline: bv,
         current: cv,
         ...(tolerance === undefined ? {} : { tolerance }),
+        ...(relative === undefined ? {} : { relativeTolerance: relative }),
         ...(diff === undefined ? {} : { diff }),
       });
     if (c === undefined) {
@@ -408,6 +429,10 @@ export function compareResults(
       if (cv === undefined) fail(`averages.${bench}`, round(bv), "missing", t);
       else if (beyond(cv, bv, t)) {
         fail(`averages.${bench}`, ...shownScores(bv, cv), t, cv - bv);
+      } else if (cv !== bv && !Number.isNaN(cv)) {
+        // Noted as a score that moved within its tolerance is.
+        const [x, y] = shownScores(bv, cv);
+        notes.push(`${key}: averages.${bench} ${x} -> ${y} (within ${t})`);
       }
     }
     if (tol.loss !== undefined) gateLosses(b, c, tol.loss, fail);
@@ -479,6 +504,9 @@ function compareMergedAverages(
     } else if (beyond(cv, bv, t)) {
       const [x, y] = shownScores(bv, cv);
       failures.push({ run: key, field, baseline: x, current: y, tolerance: t, diff: cv - bv });
+    } else if (cv !== bv && !Number.isNaN(cv)) {
+      const [x, y] = shownScores(bv, cv);
+      notes.push(`${key}: ${field} ${x} -> ${y} (within ${t})`);
     }
   }
 }
@@ -495,7 +523,9 @@ export function formatComparison(c: Comparison): string {
   const lines = [
     `Regression gate: ${
       c.ok ? "PASS" : "FAIL"
-    } (${c.compared} runs compared, ${c.failures.length} failures)`,
+    } (${c.compared} runs compared, ${c.failures.length} ${
+      c.failures.length === 1 ? "failure" : "failures"
+    })`,
   ];
   for (const f of c.failures) {
     const d = f.diff ??
@@ -506,7 +536,11 @@ export function formatComparison(c: Comparison): string {
     const diff = shown === undefined
       ? ""
       : ` (diff ${shown.diff}${
-        shown.tolerance === undefined ? ", must be equal" : `, tolerance ${shown.tolerance}`
+        shown.tolerance === undefined
+          ? ", must be equal"
+          : f.relativeTolerance === undefined
+          ? `, tolerance ${shown.tolerance}`
+          : `, tolerance ${exponentText(f.relativeTolerance)} relative (${shown.tolerance})`
       })`;
     lines.push(`  FAIL ${f.run}: ${f.field}: baseline ${f.baseline}, current ${f.current}${diff}`);
   }

@@ -10,7 +10,7 @@ import {
   shownScores,
   toleranceFor,
 } from "./compare.ts";
-import { TASKS } from "../tasks/registry.ts";
+import { BENCHMARK_TASKS, TASKS } from "../tasks/registry.ts";
 import { repoPath, sharedPath } from "../model/shared_dir.ts";
 import { loadProfile } from "./profile.ts";
 import { defaultTaskCatalog, expandGrid } from "./runner.ts";
@@ -95,6 +95,52 @@ Deno.test("compareResults() passes identical results and moves within tolerance"
   );
   assert.equal(within.ok, true, formatComparison(within));
   assert.match(within.notes.join("\n"), /best\.cb\.mean_3class_f1 .* \(within 2\)/);
+  // A benchmark average that moved within its tolerance is noted as a score is.
+  const avg = base[0]!.averages.super_glue!;
+  const shifted = { ...base[0]!, averages: { ...base[0]!.averages, super_glue: avg + 0.25 } };
+  const withinAvg = compareResults([shifted, base[1]!], base, TOL);
+  assert.equal(withinAvg.ok, true, formatComparison(withinAvg));
+  assert.deepEqual(withinAvg.notes, [
+    `ci/tiny-v1_1/random/super_glue/mtl/s0: averages.super_glue ${Math.round(avg * 1e4) / 1e4} -> ${
+      Math.round((avg + 0.25) * 1e4) / 1e4
+    } (within 0.5)`,
+  ]);
+});
+
+Deno.test("compareResults() notes a merged per-task average that moved within tolerance", async () => {
+  const p = validateProfile({
+    name: "pt",
+    seeds: [0],
+    models: ["tiny-v1_1"],
+    benchmarks: ["glue"],
+    methods: [{ name: "prompt_tuning", label: "PT", perTask: true }],
+    train: { steps: 4, evalEvery: 2, batchSize: 8 },
+  }, { file: "pt.json" });
+  const specs = expandGrid(p, {
+    dataDir: "/nonexistent",
+    catalog: { benchmarkTasks: (b) => BENCHMARK_TASKS[b], isAvailable: () => true },
+  });
+  const opts = { outDir: "/nonexistent", dataDir: "/nonexistent" };
+  const rs = await Promise.all(specs.map((s) => fakeRunOne(s, opts)));
+  // CoLA's score up 0.4 (within the default 0.5): its run and the merged GLUE average (up 0.05,
+  // the mean of 8 tasks) are notes, not failures.
+  const up = rs.map((r) => {
+    if (r.spec.tasks[0] !== "cola") return r;
+    const x = structuredClone(r);
+    const b = x.best.cola! as { groupScore: number; metrics: Record<string, number> };
+    b.groupScore += 0.4;
+    for (const k of Object.keys(b.metrics)) b.metrics[k]! += 0.4;
+    return x;
+  });
+  const c = compareResults(up, rs, { default: 0.5, metrics: {} });
+  assert.equal(c.ok, true, formatComparison(c));
+  const merged = c.notes.filter((n) => n.includes("per-task runs merged"));
+  assert.equal(merged.length, 1, c.notes.join("\n"));
+  assert.match(
+    merged[0]!,
+    /^pt\/tiny-v1_1\/random\/glue\/PT\/s0: averages\.glue \(per-task runs merged\) [\d.]+ -> [\d.]+ \(within 0\.5\)$/,
+  );
+  assert.ok(c.notes.some((n) => /PT\[cola\]\/s0: best\.cola\./.test(n)), c.notes.join("\n"));
 });
 
 Deno.test("compareResults() fails on a score beyond tolerance, count changes, missing runs", async () => {
@@ -103,7 +149,7 @@ Deno.test("compareResults() fails on a score beyond tolerance, count changes, mi
   assert.equal(worse.ok, false);
   assert.deepEqual(worse.failures.map((f) => f.field), ["best.cb.accuracy"]);
   const text = formatComparison(worse);
-  assert.match(text, /^Regression gate: FAIL \(2 runs compared, 1 failures\)/);
+  assert.match(text, /^Regression gate: FAIL \(2 runs compared, 1 failure\)\n/);
   assert.match(
     text,
     /FAIL ci\/tiny-v1_1\/random\/super_glue\/mtl\/s0: best\.cb\.accuracy: baseline [\d.]+, current [\d.]+ \(diff -1\.5, tolerance 1\)/,
@@ -117,6 +163,7 @@ Deno.test("compareResults() fails on a score beyond tolerance, count changes, mi
     "params.extra",
   ]);
   assert.match(formatComparison(counts), /params\.extra: .*must be equal/);
+  assert.match(formatComparison(counts), /^Regression gate: FAIL \(2 runs compared, 2 failures\)/);
 
   const missing = compareResults([base[0]!], base, TOL);
   assert.deepEqual(missing.failures.map((f) => `${f.run} ${f.field}`), [
@@ -356,7 +403,7 @@ Deno.test("formatComparison() shows every failing difference as non-zero and bey
     formatComparison(loss),
     new RegExp(
       `losses\\[step ${step}\\]: baseline 0\\.02341785468161106, current 0\\.023417312651872635 ` +
-        `\\(diff -5\\.42e-7, tolerance 2\\.34e-7\\)`,
+        `\\(diff -5\\.42e-7, tolerance 1e-5 relative \\(2\\.34e-7\\)\\)`,
     ),
   );
   // A score beyond a tolerance of 0 by less than its 4 printed decimals, and one beyond 1 by
