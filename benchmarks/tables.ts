@@ -1448,7 +1448,8 @@ export interface WriteTablesOptions {
  * `outDir`: everything is built first, then every file goes to a temporary file beside its
  * target and only then are they renamed into place, so an error (a bad result, a full disk, a
  * folder where a table goes) leaves the previous tables as they were, none half-written and none
- * of a mixed generation; only a kill during the few renames can leave old and new files mixed.
+ * of a mixed generation, and `outDir` is created only then (an error leaves no new folder); only a
+ * kill during the few renames can leave old and new files mixed.
  * A folder without results is an error (headers alone would replace the previous tables).
  *
  * @param runsDir folder of run JSONs (all shards)
@@ -1468,7 +1469,6 @@ export async function writeTables(
   const accounting = opts.accounting === null
     ? undefined
     : opts.accounting ?? await loadAccounting();
-  await Deno.mkdir(outDir, { recursive: true });
   const files: Record<string, string> = {
     "scores.csv": toCsv(scoresTable(results, paper)),
     "params.csv": toCsv(paramsTable(results, paper, accounting)),
@@ -1479,6 +1479,9 @@ export async function writeTables(
     "attention_mass.svg": attentionMassSvg(mergePerTaskRuns(results, describeResult)),
   };
   const written = Object.entries(files).map(([name, text]) => [join(outDir, name), text] as const);
+  // Only now that every table is built: a failure above (two results of one run) leaves no new,
+  // empty output folder behind.
+  await Deno.mkdir(outDir, { recursive: true });
   await writeFilesAtomic(written);
   return written.map(([path]) => path);
 }
@@ -1544,7 +1547,8 @@ async function argumentProblem(runs: string, out: string): Promise<string | unde
   } catch (e) {
     return (e as Error).message;
   }
-  if (!(await pathExists(runs))) return `--runs ${runs}: no such folder`;
+  // A folder or one JSON file of results (as submission's --runs says it).
+  if (!(await pathExists(runs))) return `--runs ${runs}: no such folder or file`;
   if (!(await isDirectory(runs))) return undefined; // a JSON file of results, as loadResults reads
   for await (const e of Deno.readDir(runs)) if (e.name.endsWith(".json")) return undefined;
   return `--runs ${noResultsMessage(runs)}`;

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { badFolders } from "./cli_testing.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { pathExists } from "../model/fs.ts";
 import { parse } from "csv-parse/sync";
 import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 import { benchmarkAverage } from "../tasks/metrics.ts";
@@ -581,6 +582,7 @@ Deno.test("tables reject two results of one run, naming both files", async () =>
     () => writeTables(dir, join(dir, "tables"), { accounting: null }),
     /Two results for the same run id .*a\.json and .*copy-of-a\.json/,
   );
+  assert.equal(await pathExists(join(dir, "tables")), false, "no output folder is created");
   // Same configuration and seed under another id (a hand-edited file): also rejected.
   const relabelled = { ...a!, spec: { ...a!.spec, id: "000000000000" } };
   assert.throws(
@@ -1016,7 +1018,12 @@ Deno.test("main() (deno task tables) names a bad flag, folder or result in one l
       ],
       [["--out", empty, "--out", out], 2, /^--out given twice \(".*empty", then ".*tables"\)/],
       [["stray"], 2, /^unexpected argument "stray": deno task tables takes only flags; /],
-      [["--runs", join(dir, "nope"), "--out", out], 2, /^--runs .*nope: no such folder$/],
+      [["--runs", join(dir, "nope"), "--out", out], 2, /^--runs .*nope: no such folder or file$/],
+      [
+        ["--runs", join(dir, "nope.json"), "--out", out],
+        2,
+        /^--runs .*nope\.json: no such folder or file$/,
+      ],
       [["--runs", empty, "--out", out], 2, /^--runs .*empty: no run results \(\*\.json\) there/],
       [["--runs", broken, "--out", file], 2, /^--out .*a-file: is a file, not a folder$/],
       [
