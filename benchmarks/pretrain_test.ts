@@ -611,7 +611,7 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
     equal(err.length, 1);
     ok(
       err[0]!.includes(`where its manifest lists it, else the mirror ${mirrorless}/data); `),
-      err[0],
+      err[0]!,
     );
     const out: string[] = [];
     equal(await main(["--help"], { log: (s) => out.push(s) }), 0);

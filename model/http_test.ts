@@ -319,7 +319,7 @@ Deno.test("fetchResumable: a complete file shorter than expected is final from b
       const got = await fetchResumable(`http://127.0.0.1:${port}/f`, part, { bytes: 6, sleep });
       assert.deepEqual(got, { bytes: 6, resumedAt: 3, attempts: 2 });
       assert.deepEqual(waits, [1000]);
-      assert.ok(heads[1]?.includes("range: bytes=3-"), heads[1]);
+      assert.ok(heads[1]?.includes("range: bytes=3-"), String(heads[1]));
       assert.equal(await Deno.readTextFile(part), "abcdef");
       await served;
     } finally {
