@@ -1044,6 +1044,12 @@ Deno.test("t5FromTensors / checkT5Checkpoint: one error lists the missing and th
         fileOf(() => checkT5Checkpoint(cfg, complete, "idx", { dtypes: ["F32", "BF16"] })),
         "g",
       );
+      // A misshapen tensor of a shard: the file is that shard, as for a wrong dtype.
+      complete.set("lm_head.weight", { dtype: "F32", shape: [1, 1], file: "g" });
+      assert.equal(
+        fileOf(() => checkT5Checkpoint(cfg, complete, "idx", { dtypes: ["F32", "BF16"] })),
+        "g",
+      );
       complete.set("lm_head.weight", { dtype: "F32", shape: [1, 1] });
       assert.equal(
         fileOf(() => checkT5Checkpoint(cfg, complete, "idx", { dtypes: ["F32", "BF16"] })),
