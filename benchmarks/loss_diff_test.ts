@@ -41,6 +41,15 @@ Deno.test("lossDiffs: relative loss differences and equal averages by run key, b
       return true;
     },
   );
+  // In key order whatever the baseline's order (a folder's file order).
+  assert.throws(
+    () => lossDiffs([...base].reverse(), cur.slice(4), "CURRENT dir"),
+    (e: Error) => {
+      const first = base.slice(0, 4).map(runKey).sort().slice(0, 3).join(", ");
+      assert.ok(e.message.endsWith(`runs: ${first} and 1 more`), e.message);
+      return true;
+    },
+  );
   assert.throws(
     () => lossDiffs(base, cur.filter((r) => runKey(r) !== keys[0])),
     new RegExp(
