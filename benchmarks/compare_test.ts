@@ -219,6 +219,12 @@ Deno.test("compareResults() treats NaN (null in JSON) as equal only to NaN", asy
   assert.equal(compareResults([loaded!], [loaded!], TOL).ok, true);
   const c = compareResults([base[0]!], [loaded!], TOL);
   assert.deepEqual(c.failures.map((f) => f.field), ["best.cb.mean_3class_f1"]);
+  // A benchmark average undefined (NaN) in both did not move: no "within tolerance" note.
+  const bench = Object.keys(base[0]!.averages)[0]!;
+  const nanAvg = { ...base[0]!, averages: { ...base[0]!.averages, [bench]: NaN } };
+  const same = compareResults([nanAvg], [nanAvg], TOL);
+  assert.equal(same.ok, true, formatComparison(same));
+  assert.deepEqual(same.notes, []);
   await Deno.remove(dir, { recursive: true });
 });
 
