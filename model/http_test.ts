@@ -290,6 +290,34 @@ Deno.test("fetchResumable: a complete file shorter than expected is final from b
       "http://x.invalid/f: GET http://x.invalid/f: got 3 of 6 bytes; retrying in 1 s",
     ]);
     await Deno.remove(part);
+    // A 206 of an unknown total ("bytes 2-2/*") states no file size: its Content-Length is the
+    // range's, so a part short of `bytes` is a cut transfer, resumed (not another version).
+    await Deno.writeTextFile(part, "ab");
+    lines.length = 0;
+    const resumed = await fetchResumable("http://x.invalid/f", part, {
+      bytes: 6,
+      retries: 1,
+      sleep: noSleep,
+      log: (l) => lines.push(l),
+      fetch: scripted([
+        () =>
+          new Response("c", {
+            status: 206,
+            headers: { "content-range": "bytes 2-2/*", "content-length": "1" },
+          }),
+        () =>
+          new Response("def", {
+            status: 206,
+            headers: { "content-range": "bytes 3-5/6", "content-length": "3" },
+          }),
+      ], ranges),
+    });
+    assert.equal(resumed.bytes, 6);
+    assert.equal(await Deno.readTextFile(part), "abcdef");
+    assert.deepEqual(lines, [
+      "http://x.invalid/f: GET http://x.invalid/f: got 3 of 6 bytes; retrying in 1 s",
+    ]);
+    await Deno.remove(part);
   });
   await inTempDir(async (part) => {
     // A transfer cut mid-body (Content-Length 6, 3 bytes, then the connection closes): kept
