@@ -267,6 +267,20 @@ Deno.test("fetchResumable: a complete file shorter than expected is final from b
     );
     assert.deepEqual(ranges, ["bytes=2-", null]);
     assert.deepEqual(namesIn(dir), []);
+    // A longer file, all of it served from byte 0: "size" is the error (more bytes than
+    // expected), final too, the part dropped.
+    await assert.rejects(
+      fetchResumable("http://x.invalid/f", part, {
+        bytes: 6,
+        sleep,
+        fetch: scripted(
+          [() => new Response("abcdefgh", { headers: { "content-length": "8" } })],
+          [],
+        ),
+      }),
+      /^Error: http:\/\/x\.invalid\/f: size 8 B, expected 6 B \(deleted\)$/,
+    );
+    assert.deepEqual(namesIn(dir), []);
     // An encoded body's Content-Length is not the file's size: a short one is retried as before.
     lines.length = 0;
     await assert.rejects(
