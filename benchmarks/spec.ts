@@ -1599,6 +1599,18 @@ export interface ProfileChecks {
    * each of its runs fails to load the model.
    */
   readonly hfProblem?: (hf: string) => string | undefined;
+  /**
+   * What is wrong with a method's resolved configuration (what `parseMethodConfig` returned) on a
+   * preset model of the grid (undefined: nothing), e.g. an adapter `reduction` beyond the preset's
+   * d, which leaves no bottleneck; `field` names the configuration field at fault (absent: the
+   * configuration as a whole). Checked for every method and every preset in `models`; an
+   * `{"hf": ...}` model's sizes are known only when it loads, so it is not checked here.
+   */
+  readonly methodModelProblem?: (
+    name: MethodName,
+    config: Readonly<Record<string, unknown>>,
+    preset: string,
+  ) => { readonly field?: string; readonly reason: string } | undefined;
 }
 
 /**
@@ -1630,6 +1642,36 @@ function parseMethodConfigAt(
     }
     const field = at(`${path}.${key}`);
     throw new Error(field + e.message.slice(source.length), { cause: e });
+  }
+}
+
+/**
+ * Each method configuration against each preset model of the grid ({@link
+ * ProfileChecks.methodModelProblem}): a problem is an error at the field it names,
+ * `$.methods[i].config.<field>` (its line, or the nearest written one when the field is a
+ * default), else at `$.methods[i].config`, naming the model and its index in `$.models`.
+ */
+function checkMethodsOnModels(
+  problem: NonNullable<ProfileChecks["methodModelProblem"]>,
+  raw: readonly unknown[],
+  methods: readonly MethodEntry[],
+  models: readonly ModelRef[],
+  src: Source,
+): void {
+  for (const [i, m] of methods.entries()) {
+    for (const [j, model] of models.entries()) {
+      if (typeof model !== "string") continue;
+      const p = problem(m.name, m.config, model);
+      if (p === undefined) continue;
+      const path = `$.methods[${i}].config${p.field === undefined ? "" : `.${p.field}`}`;
+      const cfg = (raw[i] as Record<string, unknown>).config as Record<string, unknown> | undefined;
+      const written = p.field === undefined || (cfg !== undefined && Object.hasOwn(cfg, p.field));
+      throw new SpecError(
+        src,
+        path,
+        `${p.reason}, on model "${model}" ($.models[${j}])${written ? "" : " (the default)"}`,
+      );
+    }
   }
 }
 
@@ -1813,9 +1855,16 @@ export function validateProfile(
       ...(perTask ? { perTask } : {}),
     };
   });
+  if (checks.methodModelProblem !== undefined) {
+    checkMethodsOnModels(checks.methodModelProblem, o.methods as unknown[], methods, models, src);
+  }
+  const description = o.description ?? "";
+  if (typeof description !== "string") {
+    throw new SpecError(src, "$.description", mustBe("a string", description));
+  }
   const profile: Profile = {
     name,
-    description: o.description === undefined ? "" : str(o.description, src, "$.description"),
+    description,
     backend: oneOf(o.backend ?? "auto", BACKEND_CHOICES, src, "$.backend"),
     seeds,
     models,
@@ -1841,12 +1890,13 @@ export function validateProfile(
 
 /**
  * What a profile says that no run of it acts on, one line each, for `deno task bench` (dry run or
- * not) to print once as `note: …`: a `tasks` or `extraTrainTasks` list of a benchmark that is not
- * in its `benchmarks`. Not an error: a profile may keep the list of a benchmark it switches off,
- * and the names are still validated when it loads ({@link validateProfile}).
+ * not) to print once as `note: …`: a `tasks` or `extraTrainTasks` list, or `trainOverrides`, of a
+ * benchmark that is not in its `benchmarks`. Not an error: a profile may keep the settings of a
+ * benchmark it switches off, and they are still validated when it loads ({@link validateProfile}).
  *
  * @param profile a validated profile
- * @returns the notes, without the `note: ` prefix; none when every list is of a listed benchmark
+ * @returns the notes, without the `note: ` prefix; none when every list and override is of a
+ *   listed benchmark
  * @example
  * ```ts
  * import { profileNotes, type Profile } from "./spec.ts";
@@ -1855,7 +1905,9 @@ export function validateProfile(
  * ```
  */
 export function profileNotes(
-  profile: Pick<Profile, "name" | "benchmarks" | "tasks" | "extraTrainTasks">,
+  profile:
+    & Pick<Profile, "name" | "benchmarks" | "tasks" | "extraTrainTasks">
+    & Partial<Pick<Profile, "trainOverrides">>,
 ): string[] {
   const notes: string[] = [];
   for (const field of ["tasks", "extraTrainTasks"] as const) {
@@ -1867,6 +1919,17 @@ export function profileNotes(
           `run trains: ${b} is not in its "benchmarks" (${profile.benchmarks.join(", ")})`,
       );
     }
+  }
+  for (const b of BENCHMARKS) {
+    const o = profile.trainOverrides?.[b];
+    if (o === undefined || profile.benchmarks.includes(b)) continue;
+    notes.push(
+      `profile "${profile.name}" gives "trainOverrides" for ${b} (${
+        Object.keys(o).join(", ")
+      }), which no run trains with: ${b} is not in its "benchmarks" (${
+        profile.benchmarks.join(", ")
+      })`,
+    );
   }
   return notes;
 }

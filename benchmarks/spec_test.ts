@@ -9,6 +9,7 @@ import {
   configId,
   DEFAULT_TRAIN,
   METHOD_NAMES,
+  type MethodName,
   normalHfRef,
   profileNotes,
   resolveListedTask,
@@ -705,6 +706,90 @@ Deno.test("profileNotes: a task list of a benchmark the profile does not train i
     `profile "x" lists "extraTrainTasks" for super_glue (dpr), which no run trains: super_glue ` +
     `is not in its "benchmarks" (glue)`,
   ]);
+});
+
+Deno.test("profileNotes: trainOverrides of a benchmark the profile does not train is a note", () => {
+  const notes = (extra: Record<string, unknown>) =>
+    profileNotes(validateProfile(minimal(extra), SRC, REGISTRY));
+  assert.deepEqual(notes({ trainOverrides: { glue: { steps: 3 } } }), []);
+  assert.deepEqual(notes({ trainOverrides: { super_glue: { steps: 3, batchSize: 4 } } }), [
+    `profile "x" gives "trainOverrides" for super_glue (steps, batchSize), which no run trains ` +
+    `with: super_glue is not in its "benchmarks" (glue)`,
+  ]);
+});
+
+Deno.test('description: absent or empty is "" (the README\'s default); a non-string is an error', () => {
+  assert.equal(validateProfile(minimal(), SRC).description, "");
+  assert.equal(validateProfile(minimal({ description: "" }), SRC).description, "");
+  assert.equal(validateProfile(minimal({ description: "a b" }), SRC).description, "a b");
+  assertSpecError(
+    () => validateProfile(minimal({ description: 3 }), SRC),
+    "profiles/x.json: $.description must be a string, got 3",
+  );
+});
+
+Deno.test("methodModelProblem: checked per method and preset model, at the field it names", () => {
+  const seen: string[] = [];
+  const checks = {
+    parseMethodConfig: (_n: MethodName, raw: unknown) => ({ reduction: 32, ...(raw as object) }),
+    methodModelProblem: (name: MethodName, cfg: Readonly<Record<string, unknown>>, m: string) => {
+      seen.push(`${name}@${m}`);
+      if (name === "adapter" && m === "t5-small" && (cfg.reduction as number) > 100) {
+        return { field: "reduction", reason: "is too large" };
+      }
+      return name === "hyperformer_pp" && m === "t5-small" ? { reason: "does not fit" } : undefined;
+    },
+  };
+  const written: Record<string, number> = { "$.methods[1]": 7, "$.methods[1].config": 8 };
+  const lines = (p: string): number | undefined => written[p];
+  const src = { file: "p.json", locate: lines };
+  const models = ["tiny-v1_1", { hf: "org/m" }, "t5-small"];
+  const ok = validateProfile(
+    minimal({ models, methods: [{ name: "mtl" }, { name: "adapter" }] }),
+    src,
+    checks,
+  );
+  assert.equal(ok.methods.length, 2);
+  // {"hf": ...} models are left to run time: their sizes are known only when they load.
+  assert.deepEqual(seen, [
+    "mtl@tiny-v1_1",
+    "mtl@t5-small",
+    "adapter@tiny-v1_1",
+    "adapter@t5-small",
+  ]);
+  assertSpecError(
+    () =>
+      validateProfile(
+        minimal({
+          models,
+          methods: [{ name: "mtl" }, { name: "adapter", config: { reduction: 101 } }],
+        }),
+        { file: "p.json", locate: (p) => p === "$.methods[1].config.reduction" ? 9 : lines(p) },
+        checks,
+      ),
+    'p.json:9: $.methods[1].config.reduction is too large, on model "t5-small" ($.models[2])',
+  );
+  // A default, not written: the path of the field, the line of the nearest written ancestor.
+  assertSpecError(
+    () =>
+      validateProfile(
+        minimal({ models, methods: [{ name: "mtl" }, { name: "adapter", config: {} }] }),
+        src,
+        { ...checks, parseMethodConfig: () => ({ reduction: 500 }) },
+      ),
+    'p.json:8: $.methods[1].config.reduction is too large, on model "t5-small" ($.models[2]) ' +
+      "(the default)",
+  );
+  // No field named: the method's config as a whole.
+  assertSpecError(
+    () =>
+      validateProfile(
+        minimal({ models, methods: [{ name: "mtl" }, { name: "hyperformer_pp" }] }),
+        src,
+        checks,
+      ),
+    'p.json:8: $.methods[1].config does not fit, on model "t5-small" ($.models[2])',
+  );
 });
 
 Deno.test("resolveListedTask(): a <benchmark>/<x> name is found by its source id, no naming convention", () => {
