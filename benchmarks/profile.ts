@@ -7,9 +7,10 @@
 import { basename, dirname, join, resolve } from "node:path";
 import { repoPath } from "../model/shared_dir.ts";
 import { parseJsonFile } from "../model/json.ts";
-import { PRESETS } from "../model/config.ts";
+import { PRESETS, type T5Config } from "../model/config.ts";
 import { isHubRepoId } from "../model/hub.ts";
 import { getMethod } from "../model/methods/mod.ts";
+import { reductionProblem } from "../model/methods/adapter.ts";
 import { BENCHMARK_TASKS, TASKS, TRAIN_ONLY_TASKS } from "../tasks/registry.ts";
 import { TRAINABLE_TASKS } from "./runner.ts";
 import {
@@ -188,7 +189,11 @@ export function parseProfile(text: string, file: string, checks?: ProfileChecks)
     throw new SpecError(
       { file, locate: () => twice.line },
       twice.path,
-      `is given twice (lines ${twice.firstLine} and ${twice.line}); JSON keeps only the last`,
+      `is given twice (${
+        twice.firstLine === twice.line
+          ? `both on line ${twice.line}`
+          : `lines ${twice.firstLine} and ${twice.line}`
+      }); JSON keeps only the last`,
     );
   }
   return validateProfile(raw, { file, locate: (p) => lines.get(p) }, checks ?? defaultChecks());
@@ -279,7 +284,46 @@ export function defaultChecks(): ProfileChecks {
       [...TRAINABLE_TASKS.glue, ...TRAINABLE_TASKS.super_glue].map((k) => [k, TASKS[k]!.metrics]),
     ),
     hfProblem: hfSourceProblem,
+    methodModelProblem,
   };
+}
+
+/**
+ * What is wrong with a method's resolved configuration on a preset model (see
+ * `ProfileChecks.methodModelProblem`): a `reduction` (Adapter, HyperFormer++) that leaves no
+ * bottleneck at the preset's d; else anything that stops the method's parameter count, variable
+ * shapes or FLOP plan on that preset (no other field of the built-in methods depends on the model's
+ * sizes: HyperPrompt's `length` and `bottleneck` and Prompt-Tuning's `length` fit any d and input
+ * length, and `vocabSampleSize` is capped at the vocabulary).
+ *
+ * @param name the method
+ * @param config its resolved configuration (`parseConfig`'s, as JSON)
+ * @param preset a preset name (`model/config.ts` `PRESETS`); an unknown one is not checked here
+ * @returns the problem, with the field it is about, or undefined
+ */
+export function methodModelProblem(
+  name: MethodName,
+  config: Readonly<Record<string, unknown>>,
+  preset: string,
+): { field?: string; reason: string } | undefined {
+  const presets: Readonly<Record<string, T5Config>> = PRESETS;
+  const model = Object.hasOwn(presets, preset) ? presets[preset] : undefined;
+  if (model === undefined) return undefined;
+  const r = config.reduction;
+  if (typeof r === "number") {
+    const reason = reductionProblem(model.dModel, r);
+    if (reason !== undefined) return { field: "reduction", reason: `is ${r}, which ${reason}` };
+  }
+  const method = getMethod(name);
+  try {
+    const cfg = method.parseConfig(config, `${name} config`);
+    method.countParams(model, cfg, 1);
+    method.variableShapes?.(model, cfg, 1);
+    method.flopPlan(model, cfg);
+  } catch (e) {
+    return { reason: `does not fit: ${e instanceof Error ? e.message : String(e)}` };
+  }
+  return undefined;
 }
 
 /**

@@ -19,6 +19,9 @@ import {
   type RunSpec,
 } from "./spec.ts";
 import { readPaperTable } from "./tables.ts";
+
+/** The hint `parseJsonFile` adds to a syntax error at a comment or a trailing comma. */
+const NO_COMMENTS = " (JSON allows no comments or trailing commas)";
 import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 
 Deno.test("listProfiles() lists the built-in profiles", () => {
@@ -77,7 +80,7 @@ Deno.test("loadProfile() names --profile and the file in one line when it cannot
       [join(file, "x.json"), /^--profile .*a-file\.json\/x\.json: no such file \(built-in/],
       [dir, new RegExp(`^--profile ${dir}: is a folder, not a profile JSON file \\(built-in`)],
       // Bad JSON: the file, line and column.
-      [file, `${file}:3:15: invalid JSON: Unexpected token ']'`],
+      [file, `${file}:3:15: invalid JSON: Unexpected token ']'${NO_COMMENTS}`],
     ];
     for (const [arg, want] of cases) {
       await assert.rejects(() => loadProfile(arg), (e: unknown) => {
@@ -178,7 +181,7 @@ Deno.test("loadProfile(): a sibling folder whose name starts like the built-in o
   }
 });
 
-Deno.test("a key given twice in a profile is an error naming both lines", async () => {
+Deno.test("a key given twice in a profile is an error naming both lines (or the one)", async () => {
   const checks = await defaultChecksAsync();
   const text = '{\n  "name": "t",\n  "models": ["tiny-v1_1"],\n  "benchmarks": ["glue"],\n' +
     '  "methods": [{ "name": "mtl", "label": "a", "label": "b" }],\n' +
@@ -188,7 +191,7 @@ Deno.test("a key given twice in a profile is an error naming both lines", async 
     () => parseProfile(text, "t.json", checks),
     (e: Error) =>
       e.message ===
-        "t.json:5: $.methods[0].label is given twice (lines 5 and 5); JSON keeps only the last",
+        "t.json:5: $.methods[0].label is given twice (both on line 5); JSON keeps only the last",
   );
   const once = text.replace(', "label": "b"', "");
   assert.throws(
@@ -202,6 +205,42 @@ Deno.test("a key given twice in a profile is an error naming both lines", async 
     undefined,
   );
   parseProfile(once.replace(',\n  "train": { "steps": 8 }', ""), "t.json", checks);
+});
+
+Deno.test("a method config that does not fit a preset model of the grid is an error at its field", () => {
+  const checks = defaultChecks();
+  const text = (models: string, config: string, name = "adapter") =>
+    `{\n  "name": "t",\n  "models": ${models},\n  "benchmarks": ["glue"],\n  "methods": [\n` +
+    `    { "name": "mtl" },\n    {\n      "name": "${name}",\n      "config": {\n` +
+    `        "initStd": 0.02,\n        "reduction": ${config}\n      }\n    }\n  ]\n}\n`;
+  const tiny = '["tiny-v1_1"]';
+  for (const name of ["adapter", "hyperformer_pp"]) {
+    assert.throws(() => parseProfile(text(tiny, "65", name), "t.json", checks), {
+      name: "SpecError",
+      message: "t.json:11: $.methods[1].config.reduction is 65, which leaves no bottleneck for " +
+        "d 64 (floor(64 / 65) = 0; the reduction must be at most 64), on model " +
+        '"tiny-v1_1" ($.models[0])',
+    }, name);
+    // At most d: a bottleneck of 1.
+    assert.equal(parseProfile(text(tiny, "64", name), "t.json", checks).methods[1]!.name, name);
+  }
+  // Every preset of the grid: t5-small (d 512) takes 100, tiny-v1_1 (d 64) does not.
+  assert.throws(() => parseProfile(text('["t5-small", "tiny-v1_1"]', "100"), "t.json", checks), {
+    message:
+      /^t\.json:11: \$\.methods\[1\]\.config\.reduction is 100, .* on model "tiny-v1_1" \(\$\.models\[1\]\)$/,
+  });
+  // An {"hf": ...} model's d is known only when it loads: left to run time.
+  const hf = '[{ "hf": "org/some-t5" }]';
+  assert.equal(parseProfile(text(hf, "100000"), "t.json", checks).methods.length, 2);
+  // No other field of a built-in method depends on the model's sizes.
+  assert.equal(
+    checks.methodModelProblem?.(
+      "hyperprompt_global",
+      { length: 999, bottleneck: 999 },
+      "tiny-v1_1",
+    ),
+    undefined,
+  );
 });
 
 Deno.test("parseProfile() errors name file, line and path; method configs are checked", async () => {
@@ -244,7 +283,7 @@ Deno.test("parseProfile() errors name file, line and path; method configs are ch
   // A trailing comma in an array: V8 names no position (and quotes the text); the line is found.
   assert.throws(
     () => parseProfile('{\n  "name": "t",\n  "seeds": [0, 1,]\n}\n', "t.json", checks),
-    { message: "t.json:3:18: invalid JSON: Unexpected token ']'" },
+    { message: `t.json:3:18: invalid JSON: Unexpected token ']'${NO_COMMENTS}` },
   );
   // A byte-order mark (some editors write one) is not an error.
   assert.throws(

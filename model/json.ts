@@ -16,6 +16,8 @@ export interface JsonSyntaxLocation {
   readonly column: number;
   /** V8's message without "in JSON at position …" or its excerpt of the text. */
   readonly message: string;
+  /** 0-based offset of the error in the text (UTF-16 code units). */
+  readonly offset: number;
 }
 
 const AT_POSITION = / at position (\d+)(?: \(line \d+ column \d+\))?$/;
@@ -80,7 +82,7 @@ export function jsonSyntaxLocation(text: string, error: unknown): JsonSyntaxLoca
   const before = text.slice(0, offset);
   const line = before.split("\n").length;
   const column = offset - (before.lastIndexOf("\n") + 1) + 1;
-  return { line, column, message: printable(message) };
+  return { line, column, message: printable(message), offset };
 }
 
 const ESCAPES: Readonly<Record<string, string>> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
@@ -101,9 +103,35 @@ function printable(message: string): string {
   return out;
 }
 
+/** The hint for the usual mistakes of JSON written by hand, which V8's message does not name. */
+const NO_COMMENTS = " (JSON allows no comments or trailing commas)";
+
+/**
+ * A hint for a syntax error at `offset` that is a comment (`//`, `/*`: the character there is
+ * `/`) or a trailing comma (a `}` or `]` there whose previous non-space character is `,`), else
+ * "". V8 names neither: "Expected double-quoted property name", "Unexpected token ']'".
+ *
+ * @param text the JSON text
+ * @param offset where `JSON.parse` failed ({@link JsonSyntaxLocation.offset})
+ * @returns the hint, with a leading space, or ""
+ * @example
+ * ```ts
+ * import { jsonSyntaxHint } from "./json.ts";
+ * console.assert(jsonSyntaxHint('{"a": 1, }', 9) !== "");
+ * console.assert(jsonSyntaxHint("[1 2]", 3) === "");
+ * ```
+ */
+export function jsonSyntaxHint(text: string, offset: number): string {
+  const c = text[offset];
+  if (c === "/") return NO_COMMENTS;
+  if (c !== "}" && c !== "]") return "";
+  return /,\s*$/.test(text.slice(0, offset)) ? NO_COMMENTS : "";
+}
+
 /**
  * `JSON.parse` for a file's text: a leading byte-order mark is ignored, and a syntax error is
- * thrown as `file:line:column: invalid JSON: <what>`.
+ * thrown as `file:line:column: invalid JSON: <what>`, with a hint where it is a comment or a
+ * trailing comma ({@link jsonSyntaxHint}).
  *
  * @param text the file's text
  * @param file the file named in errors
@@ -116,6 +144,10 @@ export function parseJsonFile(text: string, file: string): unknown {
     return JSON.parse(body);
   } catch (e) {
     const at = jsonSyntaxLocation(body, e);
-    throw new Error(`${file}:${at.line}:${at.column}: invalid JSON: ${at.message}`);
+    throw new Error(
+      `${file}:${at.line}:${at.column}: invalid JSON: ${at.message}${
+        jsonSyntaxHint(body, at.offset)
+      }`,
+    );
   }
 }

@@ -1,11 +1,15 @@
 import assert from "node:assert/strict";
-import { jsonSyntaxLocation, parseJsonFile } from "./json.ts";
+import { jsonSyntaxHint, jsonSyntaxLocation, parseJsonFile } from "./json.ts";
 
+/** The line, column and message of `text`'s syntax error (its offset is checked to match). */
 function locate(text: string) {
   try {
     JSON.parse(text);
   } catch (e) {
-    return jsonSyntaxLocation(text, e);
+    const { offset, ...at } = jsonSyntaxLocation(text, e);
+    const before = text.slice(0, offset).split("\n");
+    assert.deepEqual([before.length, before.at(-1)!.length + 1], [at.line, at.column]);
+    return at;
   }
   throw new Error("the text parsed");
 }
@@ -46,7 +50,10 @@ Deno.test("parseJsonFile() names file:line:column and ignores a byte-order mark"
   assert.deepEqual(parseJsonFile('\ufeff{"a": [1]}', "p.json"), { a: [1] });
   assert.throws(
     () => parseJsonFile('{\n  "seeds": [0,]\n}', "profiles/x.json"),
-    { message: "profiles/x.json:2:15: invalid JSON: Unexpected token ']'" },
+    {
+      message: "profiles/x.json:2:15: invalid JSON: Unexpected token ']' (JSON allows no " +
+        "comments or trailing commas)",
+    },
   );
   // A control character V8 quotes raw is escaped: the error stays one line, and a CR (a CRLF
   // file) does not send the terminal's cursor back over the file name.
@@ -79,4 +86,37 @@ Deno.test("parseJsonFile() names file:line:column and ignores a byte-order mark"
   assert.throws(() => parseJsonFile("", "empty.json"), {
     message: "empty.json:1:1: invalid JSON: Unexpected end of JSON input",
   });
+});
+
+Deno.test("parseJsonFile() hints at a comment or a trailing comma, and at nothing else", () => {
+  const hint = " (JSON allows no comments or trailing commas)";
+  const cases: [string, string][] = [
+    ['{\n  "a": 1,\n}', "p.json:3:1: invalid JSON: Expected double-quoted property name" + hint],
+    ['{\n  "a": [1, 2 ,\n  ]\n}', "p.json:3:3: invalid JSON: Unexpected token ']'" + hint],
+    [
+      '{\n  // the seeds\n  "seeds": [0]\n}',
+      "p.json:2:3: invalid JSON: Expected property name or '}'" + hint,
+    ],
+    [
+      '{\n  "seeds": [0], /* x */\n  "a": 1\n}',
+      "p.json:2:17: invalid JSON: Expected double-quoted property name" + hint,
+    ],
+    [
+      '{\n  "a": 1 /\n}',
+      "p.json:2:10: invalid JSON: Expected ',' or '}' after property value" + hint,
+    ],
+    // Not a comment or trailing comma: no hint.
+    [
+      '{\n  "a": 1\n  "b": 2\n}',
+      "p.json:3:3: invalid JSON: Expected ',' or '}' after property value",
+    ],
+    ["[1, , 2]", "p.json:1:5: invalid JSON: Unexpected token ','"],
+    ['{"a": }', "p.json:1:7: invalid JSON: Unexpected token '}'"],
+  ];
+  for (const [text, message] of cases) {
+    assert.throws(() => parseJsonFile(text, "p.json"), { message }, text);
+  }
+  assert.equal(jsonSyntaxHint("[1,]", 3), hint);
+  assert.equal(jsonSyntaxHint("[1]", 2), "");
+  assert.equal(jsonSyntaxHint("", 0), "");
 });

@@ -85,15 +85,33 @@ function parsePositions(raw: unknown, source: string): AdapterPosition[] {
   return [...raw] as AdapterPosition[];
 }
 
-/** Bottleneck width a = floor(d / r). */
+/**
+ * What is wrong with a reduction factor r at model width d (undefined: nothing), worded to follow
+ * "reduction r" in a message: the bottleneck floor(d / r) must be at least 1, i.e. r <= d.
+ * Adapter and HyperFormer++ share it; a profile checks it against each preset model of its grid
+ * before anything runs.
+ *
+ * @param dModel the model width d
+ * @param reduction the reduction factor r (an integer >= 1, as `parseConfig` reads it)
+ * @returns the problem, in words, or undefined
+ * @example
+ * ```ts
+ * import { reductionProblem } from "./adapter.ts";
+ * console.assert(reductionProblem(64, 64) === undefined);
+ * console.assert(reductionProblem(64, 65)!.includes("at most 64"));
+ * ```
+ */
+export function reductionProblem(dModel: number, reduction: number): string | undefined {
+  if (Math.floor(dModel / reduction) >= 1) return undefined;
+  return `leaves no bottleneck for d ${dModel} ` +
+    `(floor(${dModel} / ${reduction}) = 0; the reduction must be at most ${dModel})`;
+}
+
+/** Bottleneck width a = floor(d / r); throws when that is 0 ({@link reductionProblem}). */
 export function bottleneck(config: T5Config, reduction: number): number {
-  const a = Math.floor(config.dModel / reduction);
-  if (a < 1) {
-    throw new Error(
-      `adapter.ts: reduction ${reduction} leaves no bottleneck for d ${config.dModel}`,
-    );
-  }
-  return a;
+  const problem = reductionProblem(config.dModel, reduction);
+  if (problem !== undefined) throw new Error(`adapter.ts: reduction ${reduction} ${problem}`);
+  return Math.floor(config.dModel / reduction);
 }
 
 /**
