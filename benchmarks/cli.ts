@@ -1561,6 +1561,30 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         );
       }
     }
+    if (baseline !== undefined && gateBaseline !== undefined) {
+      // Results of this profile that are no run of the whole grid (a seed, model, backbone,
+      // benchmark or method the profile no longer has): the gate would fail each as missing once
+      // the whole grid has trained. Matched against the whole grid, so a shard refuses what the
+      // whole grid would (runs of other shards are in it); with --methods, the baseline's runs of
+      // the other methods are not gated (gateBaseline), so not refused either.
+      const keys = new Set(grid.map((spec) => runKey({ spec })));
+      const stale = gateBaseline.filter((r) => !keys.has(runKey(r)));
+      if (stale.length > 0) {
+        const named = stale.slice(0, 3).map((r) =>
+          `${resultSource(r) ?? r.spec.id} (${runKey(r)})`
+        );
+        if (stale.length > 3) named.push(`${stale.length - 3} more`);
+        const one = stale.length === 1;
+        throw new UsageError(
+          `--compare ${values.compare}: ${stale.length} of its ${baseline.length} runs ${
+            one ? "is" : "are"
+          } no run of this grid (profile "${profile.name}": ${grid.length} runs): ${
+            named.join(", ")
+          }; regenerate the baseline, or move ${one ? "it" : "them"} out of it (the gate would ` +
+            `fail ${one ? "it" : "them"} as missing after the whole grid has trained)`,
+        );
+      }
+    }
     const scope = what === ""
       ? `${grid.length} runs`
       : `${what}: ${specs.length} of ${grid.length} runs`;

@@ -1239,6 +1239,69 @@ Deno.test("main() --compare refuses before any run a baseline holding a result o
     }
   }));
 
+Deno.test("main() --compare refuses before any run a baseline's results of this profile that are no run of its grid", () =>
+  inTinyProfileDir(async ({ dir, profile, out }) => {
+    const args = ["--profile", profile, "--data-dir", DATA, "--no-tables"];
+    assert.equal(await main([...args, "--out", out], { ...capture().opts, runOne: fakeRunOne }), 0);
+    // Seed 2 of two methods, from the same profile with a third seed (since removed from it).
+    await Deno.mkdir(join(dir, "wider"));
+    const wider = await tmpProfile(join(dir, "wider"), { seeds: [0, 1, 2] });
+    const extra = join(dir, "extra");
+    const more = ["--methods", "prompt_tuning,hyperprompt_global"];
+    assert.equal(
+      await main(["--profile", wider, "--data-dir", DATA, "--no-tables", ...more, "--out", extra], {
+        ...capture().opts,
+        runOne: fakeRunOne,
+      }),
+      0,
+    );
+    const stale = [...Deno.readDirSync(extra)].map((e) => e.name)
+      .filter((n) => n.endsWith(".json") && n.includes("--s2--")).sort();
+    assert.equal(stale.length, 4);
+    for (const n of stale) await Deno.copyFile(join(extra, n), join(out, n));
+    const key = (n: string) => {
+      const [p, model, backbone, bench, label] = n.split("--");
+      return `${p}/${model}/${backbone}/${bench}/${label}/s2`;
+    };
+    const named = (ns: string[]) => ns.map((n) => `${join(out, n)} (${key(n)})`).join(", ");
+    const refusal = (n: number, ns: string) =>
+      `--compare ${out}: ${n} of its 16 runs are no run of this grid (profile "tiny-grid": 12 ` +
+      `runs): ${ns}; regenerate the baseline, or move them out of it (the gate would fail them ` +
+      `as missing after the whole grid has trained)`;
+    const cases: [string[], string | undefined][] = [
+      [[], refusal(4, `${named(stale.slice(0, 3))}, 1 more`)],
+      // The other shard's runs are in the grid: only the stale ones are refused, in any shard.
+      [["--shard", "0/2"], refusal(4, `${named(stale.slice(0, 3))}, 1 more`)],
+      [["--shard", "1/2"], refusal(4, `${named(stale.slice(0, 3))}, 1 more`)],
+      [
+        ["--methods", "prompt_tuning"],
+        refusal(2, named(stale.filter((n) => n.includes("--prompt_tuning--")))),
+      ],
+      // The gate does not count the baseline's runs of unselected methods: not refused either.
+      [["--methods", "mtl"], undefined],
+    ];
+    for (const [i, [flags, want]] of cases.entries()) {
+      const { calls, runOne } = countingRunOne();
+      const c = capture();
+      const rc = await main(
+        [...args, ...flags, "--out", join(dir, `again${i}`), "--compare", out],
+        {
+          ...c.opts,
+          runOne,
+        },
+      );
+      if (want === undefined) {
+        assert.equal(rc, 0, `${flags.join(" ")}: ${c.err.join("\n")}`);
+        assert.equal(calls.length, 4);
+        assert.match(c.out.join("\n"), /^Regression gate: PASS \(4 runs compared/);
+        continue;
+      }
+      assert.equal(rc, 2, `${flags.join(" ")}: ${c.err.join("\n")}`);
+      assert.equal(calls.length, 0, "refused before any run");
+      assert.deepEqual(c.err, [want], flags.join(" "));
+    }
+  }));
+
 Deno.test("main() leaves a run that failed out of the tables, not its earlier attempt's result file", () =>
   inTinyProfileDir(async ({ dir, profile, out }) => {
     const args = ["--profile", profile, "--data-dir", DATA, "--out", out];
