@@ -69,6 +69,7 @@ import {
   defaultCacheDir,
   defaultDataDir,
   defaultDataRoots as dataRoots,
+  noMirrorNote,
 } from "../tasks/data.ts";
 import {
   describeEndpoints,
@@ -1479,13 +1480,14 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     }
     if (!existsSync(dataDir)) {
       throw new Error(
-        `no data folder: ${dataDir} does not exist (no download cache and no offline mirror at ` +
-          `"${defaultDataRoots(false).mirror}"; HYPERPROMPT_SHARED=DIR names it)${
-            downloadFailed
-              ? "; bench could not download the tasks (the warning above says why): once that " +
-                "is fixed, rerun, or pass --data-dir"
-              : "; run deno task download --tasks all, or pass --data-dir"
-          }`,
+        `no data folder: ${dataDir} does not exist (no download cache and ${
+          noMirrorNote(defaultDataRoots(false).mirror)
+        })${
+          downloadFailed
+            ? "; bench could not download the tasks (the warning above says why): once that " +
+              "is fixed, rerun, or pass --data-dir"
+            : "; run deno task download --tasks all, or pass --data-dir"
+        }`,
       );
     }
     const backend = (backendArg as BackendChoice | undefined) ?? profile.backend;

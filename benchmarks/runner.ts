@@ -27,6 +27,7 @@ import {
 } from "../model/fs.ts";
 import { errorChain } from "../model/http.ts";
 import { parseJsonFile } from "../model/json.ts";
+import { noMirrorNote } from "../tasks/data.ts";
 import {
   availableTasks,
   BENCHMARK_TASKS,
@@ -237,7 +238,7 @@ function missingWhere(opts: ExpandOptions): string {
     : `the download cache "${roots.cache}"`;
   return roots.mirrorExists
     ? `under ${roots.cache === undefined ? "" : `${cache} or `}the offline mirror "${roots.mirror}"`
-    : `under ${cache} (no offline mirror at "${roots.mirror}"; HYPERPROMPT_SHARED=DIR names it)`;
+    : `under ${cache} (${noMirrorNote(roots.mirror)})`;
 }
 
 /** What to do about missing task files, for {@link ExpandOptions.dataDirNamedBy}. */
