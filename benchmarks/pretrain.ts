@@ -18,7 +18,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { createHash } from "node:crypto";
 import { preset, type T5Config } from "../model/config.ts";
 import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
@@ -404,8 +404,7 @@ export async function ensureTaskTokenizer(
   const lines = await taskCorpus(dataDir);
   if (lines.length === 0) {
     throw new Error(
-      `tokenizer: the task corpus of "${dataDir}" is empty (no train/test split present); ` +
-        "run `deno task download` or pass --data-dir",
+      `tokenizer: the task corpus is empty: ${emptyCorpus(dataDir, isDefaultDataDir(dataDir))}`,
     );
   }
   const text = lines.join("\n");
@@ -436,6 +435,29 @@ function defaultFolders(): string {
   } where its manifest lists it, ${
     isDirectorySync(mirror) ? `else the mirror ${mirror}` : noMirrorNote(mirror)
   })`;
+}
+
+/**
+ * Why a task corpus read from `dataDir` is empty and what to do, for both empty-corpus errors:
+ * the folder, what it was made of when it is the default data folder ({@link defaultFolders}),
+ * and the remedy.
+ */
+function emptyCorpus(dataDir: string, isDefault: boolean): string {
+  return `no train or test split of any task in ${dataDir}${isDefault ? defaultFolders() : ""}` +
+    "; run `deno task download`, or pass --data-dir (a folder in the official layout: " +
+    "glue/<Task>/…, super_glue/<Task>/…)";
+}
+
+/**
+ * Whether `dataDir` is the default data folder: the one `HYPERPROMPT_DATA` names, else the
+ * download cache or the mirror (`tasks/data.ts` defaultDataDir picks one of them whole when no
+ * file of the other counts, as for an empty corpus; a folder of links has files).
+ */
+function isDefaultDataDir(dataDir: string): boolean {
+  const dir = resolve(dataDir);
+  if (dataDirFromEnv()) return dir === resolve(Deno.env.get("HYPERPROMPT_DATA")!);
+  const { cache, mirror } = defaultDataRoots();
+  return dir === cache || dir === mirror;
 }
 
 /** Whether `HYPERPROMPT_DATA` names the default data folder (set and not empty). */
@@ -520,10 +542,9 @@ export async function pretrainBackbone(
     throw new Error(
       dataDir === undefined
         ? `pretrain: the corpus is empty: no non-blank line in ${opts.corpusFiles!.join(", ")}`
-        : `pretrain: the task corpus is empty: no train or test split of any task in ${dataDir}` +
-          (opts.dataDir === undefined ? defaultFolders() : "") + "; run `deno task download`, " +
-          "or pass --data-dir (a folder in the official layout: glue/<Task>/…, " +
-          "super_glue/<Task>/…) or --corpus",
+        : `pretrain: the task corpus is empty: ${
+          emptyCorpus(dataDir, opts.dataDir === undefined)
+        } or --corpus`,
     );
   }
   const corpusText = corpusLines.join("\n");

@@ -255,6 +255,45 @@ Deno.test({
   },
 });
 
+Deno.test("ensureTaskTokenizer() refuses an empty corpus naming the folder, and what the default data folder was made of", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const named = join(dir, "named");
+    const cache = join(dir, "cache");
+    const shared = join(dir, "shared");
+    for (const d of [named, join(cache, "data")]) await Deno.mkdir(d, { recursive: true });
+    const opts = { vocabSize: 500, cacheDir: join(dir, "tok"), log: () => {} };
+    const remedy = "; run `deno task download`, or pass --data-dir (a folder in the official " +
+      "layout: glue/<Task>/…, super_glue/<Task>/…)";
+    const cases: [Record<string, string | undefined>, string, string][] = [
+      // A folder of its own: named, without the default folder's roots.
+      [{ HYPERPROMPT_DATA: undefined }, named, named],
+      // The default data folder (here the download cache: no mirror), with the roots it is
+      // chosen from, as pretrainBackbone says it.
+      [
+        { HYPERPROMPT_DATA: undefined },
+        join(cache, "data"),
+        `${cache}/data (the default data folder: per file the download cache ${cache}/data where ` +
+        `its manifest lists it, no offline mirror at "${shared}/data"; HYPERPROMPT_SHARED=DIR ` +
+        "names it)",
+      ],
+      [{ HYPERPROMPT_DATA: named }, named, `${named} (HYPERPROMPT_DATA)`],
+    ];
+    for (const [env, dataDir, where] of cases) {
+      await withEnv(
+        { HYPERPROMPT_SHARED: shared, HYPERPROMPT_CACHE: cache, ...env },
+        () =>
+          rejects(() => ensureTaskTokenizer(dataDir, opts), {
+            message: `tokenizer: the task corpus is empty: no train or test split of any task in ` +
+              `${where}${remedy}`,
+          }),
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("ensureTaskTokenizer() removes the temporaries of killed trainings when it opens the cache", async () => {
   const dir = await Deno.makeTempDir();
   try {
