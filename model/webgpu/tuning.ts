@@ -27,7 +27,6 @@ import {
   SPLIT_K_MAX,
   SPLIT_K_MIN_CHUNK,
   splitPlan,
-  tileByName,
   tileWorkgroupBytes,
   vec4Fits,
 } from "./matmul_kernels.ts";
@@ -127,12 +126,29 @@ export function parseChoice(name: string, where: string): MatMulChoice {
         `and K slices such as "t128/k8", 1 to ${SPLIT_K_MAX} slices)`,
     );
   }
-  try {
-    tileByName(m[1]!);
-  } catch (e) {
-    throw new Error(`${where}: ${e instanceof Error ? e.message : String(e)}`);
+  if (!tileNames().includes(m[1]!)) {
+    throw new Error(
+      `${where}: "${name}": unknown tile "${m[1]}"; known choices: ${knownChoices()}`,
+    );
   }
   return { kernel: "tiled", tile: m[1] as MatMulTileName, splits };
+}
+
+/** The names of every tile, the heuristic's and the tuning candidates. */
+function tileNames(): string[] {
+  return [...MATMUL_TILES, ...MATMUL_TILE_CANDIDATES].map((t) => t.name);
+}
+
+/**
+ * Every name {@link parseChoice} reads, for an error: `stock`, each tile, and the `<tile>/kS`
+ * form.
+ *
+ * @returns the list, e.g. `stock, t32, t64, …; each tile also as <tile>/kS, S K slices 1 to 16
+ *   (e.g. t64/k8)`
+ */
+export function knownChoices(): string {
+  return `stock, ${tileNames().join(", ")}; each tile also as <tile>/kS, S K slices 1 to ` +
+    `${SPLIT_K_MAX} (e.g. t64/k8)`;
 }
 
 /** Which adapter a table was measured on (`GPUAdapterInfo`'s fields). */

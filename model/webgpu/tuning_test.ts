@@ -14,6 +14,7 @@ import {
   adapterSlug,
   choiceName,
   findTuningTable,
+  knownChoices,
   type MatMulTuningTable,
   median,
   mergeTuningTables,
@@ -34,7 +35,7 @@ import {
   tuningCandidates,
   tuningPathFor,
 } from "./tuning.ts";
-import { chooseSplit } from "./matmul_kernels.ts";
+import { chooseSplit, MATMUL_TILE_CANDIDATES, MATMUL_TILES } from "./matmul_kernels.ts";
 import {
   registerWebgpuKernels,
   resetWebgpuKernelStats,
@@ -80,7 +81,18 @@ Deno.test("choiceName and parseChoice round-trip; unknown tiles and slice counts
     assert.equal(choiceName(parseChoice(name, "w")), name);
   }
   assert.deepEqual(parseChoice("t128/k8", "w"), { kernel: "tiled", tile: "t128", splits: 8 });
-  assert.throws(() => parseChoice("t999", "f: e.choice"), /f: e\.choice: .*unknown tile "t999"/);
+  // An unknown tile names the choice and every known one, not the kernel module's function.
+  const known = knownChoices();
+  const tiles = [...MATMUL_TILES, ...MATMUL_TILE_CANDIDATES].map((t) => t.name).join(", ");
+  assert.equal(
+    known,
+    `stock, ${tiles}; each tile also as <tile>/kS, S K slices 1 to 16 (e.g. t64/k8)`,
+  );
+  for (const [name, tile] of [["t999", "t999"], ["t99/k4", "t99"]] as const) {
+    assert.throws(() => parseChoice(name, "f: e.choice"), {
+      message: `f: e.choice: "${name}": unknown tile "${tile}"; known choices: ${known}`,
+    });
+  }
   assert.throws(() => parseChoice("t128/k0", "w"), /not a kernel choice/);
   assert.throws(() => parseChoice("t128/k17", "w"), /1 to 16 slices/);
   assert.throws(() => parseChoice("t128/k08", "w"), /not a kernel choice/);
