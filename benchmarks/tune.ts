@@ -31,8 +31,6 @@ import { dirname, join } from "node:path";
 import {
   adapterId,
   adapterSlug,
-  MATMUL_TILE_CANDIDATES,
-  MATMUL_TILES,
   type MatMulChoice,
   type MatMulTuningTable,
   mergeTuningTables,
@@ -50,7 +48,6 @@ import {
   tuneShapes,
 } from "../model/webgpu/autotune.ts";
 import { describeAdapter, parseChoice, tuningPathFor } from "../model/webgpu/tuning.ts";
-import { SPLIT_K_MAX } from "../model/webgpu/matmul_kernels.ts";
 import { makeWorkload, parseWorkload, withHelpPointer } from "./perf.ts";
 import { checkOutputFile, writeFileAtomic } from "../model/fs.ts";
 import { type CliOptions, parseFlags, runCli, usageChecked, UsageError } from "../model/usage.ts";
@@ -107,30 +104,14 @@ function badFlag(message: string): UsageError {
 }
 
 /**
- * What `--candidates` takes, for its error: every choice name (each tile also with K slices).
- *
- * @returns e.g. `stock, t128, t64, …; each tile also as <tile>/kS, S K slices 1 to 16 (t64/k8)`
- */
-export function knownChoices(): string {
-  const tiles = [...MATMUL_TILES, ...MATMUL_TILE_CANDIDATES].map((t) => t.name);
-  return `stock, ${tiles.join(", ")}; each tile also as <tile>/kS, S K slices 1 to ` +
-    `${SPLIT_K_MAX} (e.g. t64/k8)`;
-}
-
-/**
- * One `--candidates` name as a choice: an unknown tile is refused listing every choice (the
- * kernel module's own error named its function and left out "stock" and the "/kS" forms).
+ * One `--candidates` name as a choice: an unknown tile or a malformed name is refused by
+ * `parseChoice`, whose error lists every choice, ending with the pointer to `--help`.
  *
  * @param name a choice name, e.g. `t64/k8`
  * @returns the choice
  * @throws UsageError naming `--candidates`, the name and what it takes
  */
 export function candidateChoice(name: string): MatMulChoice {
-  const tile = /^([a-z0-9]+)(?:\/k\d+)?$/.exec(name)?.[1];
-  const tiles = [...MATMUL_TILES, ...MATMUL_TILE_CANDIDATES].map((t) => t.name as string);
-  if (name !== "stock" && tile !== undefined && !tiles.includes(tile)) {
-    throw badFlag(`--candidates "${name}": unknown choice; known: ${knownChoices()}`);
-  }
   return withHelpPointer(TUNE_TOOL, () => usageChecked(() => parseChoice(name, "--candidates")));
 }
 

@@ -7,7 +7,8 @@
 
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
-import { cli, knownChoices, main } from "./tune.ts";
+import { cli, main } from "./tune.ts";
+import { knownChoices } from "../model/webgpu/tuning.ts";
 import { UsageError } from "../model/usage.ts";
 import {
   MATMUL_TILE_CANDIDATES,
@@ -155,12 +156,13 @@ Deno.test("deno task tune: bad arguments are refused with the flag named", async
     knownChoices(),
     `stock, ${known.join(", ")}; each tile also as <tile>/kS, S K slices 1 to 16 (e.g. t64/k8)`,
   );
-  for (const bad of ["t99", "t99/k4", "stock/k4"]) {
+  const unknown = [["t99", "t99"], ["t99/k4", "t99"], ["stock/k4", "stock"]] as const;
+  for (const [bad, tile] of unknown) {
     await assert.rejects(main([`--candidates=stock,${bad}`]), (e: Error) => {
       assert.ok(e instanceof UsageError, bad);
       assert.equal(
         e.message,
-        `--candidates "${bad}": unknown choice; known: ${knownChoices()}; ` +
+        `--candidates: "${bad}": unknown tile "${tile}"; known choices: ${knownChoices()}; ` +
           `deno task tune --help lists the flags`,
       );
       return true;
@@ -249,7 +251,10 @@ Deno.test({
         ],
         [["--workloads=block"], /^--workloads "block": only t5 .*; deno task tune --help lists/],
         [["--candidates=,"], /^--candidates "," names no choice; deno task tune --help lists/],
-        [["--candidates=t99"], /^--candidates "t99": unknown choice; known: stock, t128, /],
+        [
+          ["--candidates=t99"],
+          /^--candidates: "t99": unknown tile "t99"; known choices: stock, t128, /,
+        ],
         [[`--out=${dir}`], /--out .*: is a folder; give the table's file name/],
         [[`--out=${notTable}`], /^--out .*table\.json: not JSON/],
       ];
