@@ -468,6 +468,8 @@ function fmtSi(n: number | null): string {
 /** Seconds as `1h02m`, `3m05s` or `12s`. */
 export function fmtDuration(s: number | null): string {
   if (s === null) return "n/a";
+  // Under a second: its first digit (a 0.01-minute budget is 0.6s, not 1s).
+  if (s > 0 && s < 1) return `${Number(s.toPrecision(1))}s`;
   // Rounded once, to the unit shown, before splitting: 179.6 s is 3m00s, not 2m60s.
   const secs = Math.round(s);
   if (secs < 60) return `${secs}s`;

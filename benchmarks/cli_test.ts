@@ -1237,6 +1237,17 @@ Deno.test("main() --compare refuses before any run a baseline holding a result o
           `it as missing after the whole grid has trained)`,
       );
     }
+    // Four such files: three named, then how many more.
+    const strays = [...Deno.readDirSync(ci)].map((e) => e.name).filter((n) => n.endsWith(".json"))
+      .sort().slice(1, 4);
+    for (const n of strays) await Deno.copyFile(join(ci, n), join(out, n));
+    const c = capture();
+    const rc = await main([...args, "--out", join(dir, "again"), "--compare", out], c.opts);
+    assert.equal(rc, 2, c.err.join("\n"));
+    assert.match(
+      c.err[0] ?? "",
+      /: 4 of its 16 runs are of another profile than this grid's "tiny-grid": (.*\(profile "ci"\), ){3}1 more; move them out of the baseline \(the gate would fail them as/,
+    );
   }));
 
 Deno.test("main() --compare refuses before any run a baseline's results of this profile that are no run of its grid", () =>
@@ -1348,6 +1359,9 @@ Deno.test("fmtDuration() rounds before splitting into units: no 2m60s or 1h60m",
   const cases: [number | null, string][] = [
     [null, "n/a"],
     [0, "0s"],
+    [0.04, "0.04s"],
+    [0.6, "0.6s"],
+    [0.96, "1s"],
     [59.4, "59s"],
     [59.6, "1m00s"],
     [60, "1m00s"],
