@@ -1545,47 +1545,45 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       }
     }
     if (baseline !== undefined) {
-      // Results of another profile beside the grid's: none is a run of this grid, so the gate
-      // would fail each as missing once the whole grid has trained (a shard's would skip them:
-      // refused too, as the same folder is for the whole grid).
-      const others = baseline.filter((r) => r.spec.profile !== profile.name);
-      if (others.length > 0) {
-        const named = others.slice(0, 3).map((r) =>
-          `${resultSource(r) ?? r.spec.id} (profile "${r.spec.profile}")`
-        );
-        if (others.length > 3) named.push(`${others.length - 3} more`);
+      // Baseline results the gate would fail as missing once the whole grid has trained, refused
+      // now: what `kind` of runs they are, each `named`, then the advice (`it` / `them`).
+      const refuse = (
+        rs: readonly RunResult[],
+        kind: string,
+        named: (r: RunResult) => string,
+        advice: (it: string) => string,
+      ) => {
+        if (rs.length === 0) return;
+        const one = rs.length === 1;
+        const list = rs.slice(0, 3).map((r) => `${resultSource(r) ?? r.spec.id} (${named(r)})`);
+        if (rs.length > 3) list.push(`${rs.length - 3} more`);
         throw new UsageError(
-          `--compare ${values.compare}: ${others.length} of its ${baseline.length} runs ${
-            others.length === 1 ? "is" : "are"
-          } of another profile than this grid's "${profile.name}": ${named.join(", ")}; move ${
-            others.length === 1 ? "it" : "them"
-          } out of the baseline (the gate would fail ${
-            others.length === 1 ? "it" : "them"
+          `--compare ${values.compare}: ${rs.length} of its ${baseline.length} runs ${
+            one ? "is" : "are"
+          } ${kind}: ${list.join(", ")}; ${advice(one ? "it" : "them")} (the gate would fail ${
+            one ? "it" : "them"
           } as missing after the whole grid has trained)`,
         );
-      }
-    }
-    if (baseline !== undefined && gateBaseline !== undefined) {
+      };
+      // Results of another profile beside the grid's: none is a run of this grid (a shard's gate
+      // would skip them: refused too, as the same folder is for the whole grid).
+      refuse(
+        baseline.filter((r) => r.spec.profile !== profile.name),
+        `of another profile than this grid's "${profile.name}"`,
+        (r) => `profile "${r.spec.profile}"`,
+        (it) => `move ${it} out of the baseline`,
+      );
       // Results of this profile that are no run of the whole grid (a seed, model, backbone,
-      // benchmark or method the profile no longer has): the gate would fail each as missing once
-      // the whole grid has trained. Matched against the whole grid, so a shard refuses what the
-      // whole grid would (runs of other shards are in it); with --methods, the baseline's runs of
-      // the other methods are not gated (gateBaseline), so not refused either.
-      const keys = new Set(grid.map((spec) => runKey({ spec })));
-      const stale = gateBaseline.filter((r) => !keys.has(runKey(r)));
-      if (stale.length > 0) {
-        const named = stale.slice(0, 3).map((r) =>
-          `${resultSource(r) ?? r.spec.id} (${runKey(r)})`
-        );
-        if (stale.length > 3) named.push(`${stale.length - 3} more`);
-        const one = stale.length === 1;
-        throw new UsageError(
-          `--compare ${values.compare}: ${stale.length} of its ${baseline.length} runs ${
-            one ? "is" : "are"
-          } no run of this grid (profile "${profile.name}": ${grid.length} runs): ${
-            named.join(", ")
-          }; regenerate the baseline, or move ${one ? "it" : "them"} out of it (the gate would ` +
-            `fail ${one ? "it" : "them"} as missing after the whole grid has trained)`,
+      // benchmark or method the profile no longer has). Matched against the whole grid, so a
+      // shard refuses what the whole grid would (runs of other shards are in it); with --methods,
+      // the baseline's runs of the other methods are not gated (gateBaseline), so not refused.
+      if (gateBaseline !== undefined) {
+        const keys = new Set(grid.map((spec) => runKey({ spec })));
+        refuse(
+          gateBaseline.filter((r) => !keys.has(runKey(r))),
+          `no run of this grid (profile "${profile.name}": ${grid.length} runs)`,
+          (r) => runKey(r),
+          (it) => `regenerate the baseline, or move ${it} out of it`,
         );
       }
     }
