@@ -399,12 +399,14 @@ Deno.test("loadT5() names the shard file of a weight with the wrong shape or dty
         // A bad checkpoint: its file is the shard holding the tensor, as the message says.
         ok(e instanceof CheckpointError, `not a CheckpointError: ${e}`);
         equal(e.file, shard);
+        // The config.json field that decides the wrong dimension (none for a wrong dtype).
+        equal((e as CheckpointError).field, i === 0 ? "d_ff" : undefined);
         equal(
           e.message,
           i === 0
             ? `${shard}: tensor "${name}" has shape [64, 64], expected [64, 128] for ${
               join(dir, "config.json")
-            }`
+            } ("d_ff" gives dimension 1: 128)`
             : `${shard}: tensor "${name}" has dtype I32, expected F32, F16 or BF16`,
         );
         return true;

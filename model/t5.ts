@@ -18,7 +18,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import type { T5Config } from "./config.ts";
+import { type T5Config, t5ConfigToHf } from "./config.ts";
 import { checkSizes } from "./t5_sizes.ts";
 import { CheckpointError } from "./checkpoint_error.ts";
 import { dropout, dropoutAdd, softmaxCrossEntropy, softmaxCrossEntropyWithLse } from "./fused.ts";
@@ -262,6 +262,57 @@ function blocksNamed(names: Iterable<string>, stack: "encoder" | "decoder"): num
   return n;
 }
 
+/** The size fields of a configuration that decide weight shapes ({@link t5ParamShapes}). */
+const SIZE_FIELDS = [
+  "vocabSize",
+  "dModel",
+  "dKv",
+  "dFf",
+  "numHeads",
+  "relativeAttentionNumBuckets",
+] as const;
+
+/**
+ * The `config.json` field that decides the one dimension in which a weight's shape differs from
+ * the configuration's, found by changing each size field in turn and seeing which dimensions of
+ * {@link t5ParamShapes} follow (so the shapes' own formulas decide, not a copy of them), and named
+ * as `config.json` names it ({@link t5ConfigToHf}). Undefined when the ranks differ, when more
+ * than one dimension differs, or when no single field or `num_heads`·`d_kv` decides it.
+ *
+ * @param config the configuration (sizes already checked)
+ * @param name the weight
+ * @param got the shape the checkpoint gives it
+ * @returns the dimension, its label for the message (`"d_ff"`, `"num_heads" × "d_kv"`), and
+ *   `field` when one field alone decides it
+ */
+function decidingField(
+  config: T5Config,
+  name: string,
+  got: readonly number[],
+): { axis: number; label: string; field?: string } | undefined {
+  const want = t5ParamShapes(config).get(name);
+  if (want === undefined || want.length !== got.length) return undefined;
+  const axes = want.flatMap((n, i) => n === got[i] ? [] : [i]);
+  if (axes.length !== 1) return undefined;
+  const axis = axes[0]!;
+  const hf = t5ConfigToHf(config);
+  const fields: string[] = [];
+  for (const f of SIZE_FIELDS) {
+    const changed = { ...config, [f]: config[f] + 1 };
+    if (t5ParamShapes(changed).get(name)?.[axis] === want[axis]) continue;
+    const changedHf = t5ConfigToHf(changed);
+    // The key whose value follows the field (the arrays, `architectures`, are other objects).
+    const key = Object.keys(hf).find((k) => typeof hf[k] !== "object" && hf[k] !== changedHf[k]);
+    if (key !== undefined) fields.push(key);
+  }
+  if (fields.length === 1) return { axis, label: `"${fields[0]}"`, field: fields[0]! };
+  // The attention projections' inner width is the product of the two.
+  if (fields.length === 2 && fields.includes("num_heads") && fields.includes("d_kv")) {
+    return { axis, label: `"num_heads" × "d_kv"` };
+  }
+  return undefined;
+}
+
 /**
  * Checks a checkpoint's tensor names, dtypes and shapes against a T5 configuration, from their
  * descriptions alone (no values are read: a loader checks the safetensors headers before reading
@@ -279,8 +330,11 @@ function blocksNamed(names: Iterable<string>, stack: "encoder" | "decoder"): num
  * @param opts the dtypes accepted, and the configuration's file for the messages
  * @throws CheckpointError naming `source` (its `file`) with the missing and unexpected names, or
  *   the file holding a tensor whose dtype or shape is wrong (its `file`: the shard where the
- *   tensors name one); Error for a size field of `config` that is not a positive integer (the
- *   configuration object, not a file)
+ *   tensors name one); a wrong shape's message names the `config.json` field that gives the
+ *   one dimension that differs (`"d_ff"`, `"num_heads" × "d_kv"`), and its `field` is that field
+ *   when one alone decides it (a field of `opts.configSource`, not of the weights `file`); Error
+ *   for a size field of `config` that is not a positive integer (the configuration object, not a
+ *   file)
  */
 export function checkT5Checkpoint(
   config: T5Config,
@@ -341,9 +395,15 @@ export function checkT5Checkpoint(
       throw new CheckpointError(`${where} has dtype ${t.dtype}, expected ${dtypes}`, { file });
     }
     if (t.shape.join(",") !== shape.join(",")) {
+      const decides = decidingField(plain, name, t.shape);
+      const why = decides === undefined
+        ? ""
+        : ` (${decides.label} gives dimension ${decides.axis}: ${shape[decides.axis]})`;
       throw new CheckpointError(
-        `${where} has shape [${t.shape.join(", ")}], expected [${shape.join(", ")}]${forConfig}`,
-        { file },
+        `${where} has shape [${t.shape.join(", ")}], expected [${
+          shape.join(", ")
+        }]${forConfig}${why}`,
+        decides?.field === undefined ? { file } : { file, field: decides.field },
       );
     }
   };

@@ -1068,6 +1068,73 @@ Deno.test("t5FromTensors / checkT5Checkpoint: one error lists the missing and th
   }
 });
 
+Deno.test("checkT5Checkpoint: a misshapen weight names the config.json field that decides the wrong dimension", () => {
+  // tiny-v1_1 with d_kv 8 and num_heads 4 (unequal to each other and to the other sizes, so a
+  // mistaken field could not give the same numbers).
+  const cfg: T5Config = { ...preset("tiny-v1_1"), dKv: 8, numHeads: 4 };
+  const { vocabSize: v, dModel: d, dFf: ff } = cfg;
+  const inner = cfg.numHeads * cfg.dKv;
+  const cases: [string, number[], string, string | undefined][] = [
+    // [weight, its shape in the checkpoint, the message's tail, the error's field]
+    [
+      "decoder.block.1.layer.2.DenseReluDense.wo.weight",
+      [d, ff + 1],
+      ` ("d_ff" gives dimension 1: ${ff})`,
+      "d_ff",
+    ],
+    [
+      "encoder.block.0.layer.1.DenseReluDense.wi_0.weight",
+      [ff, d + 2],
+      ` ("d_model" gives dimension 1: ${d})`,
+      "d_model",
+    ],
+    ["shared.weight", [v + 128, d], ` ("vocab_size" gives dimension 0: ${v})`, "vocab_size"],
+    [
+      "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+      [cfg.relativeAttentionNumBuckets * 2, cfg.numHeads],
+      ` ("relative_attention_num_buckets" gives dimension 0: ${cfg.relativeAttentionNumBuckets})`,
+      "relative_attention_num_buckets",
+    ],
+    [
+      "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+      [cfg.relativeAttentionNumBuckets, cfg.numHeads + 1],
+      ` ("num_heads" gives dimension 1: ${cfg.numHeads})`,
+      "num_heads",
+    ],
+    // Two fields decide it: both named, no single field.
+    [
+      "decoder.block.0.layer.1.EncDecAttention.q.weight",
+      [inner * 2, d],
+      ` ("num_heads" × "d_kv" gives dimension 0: ${inner})`,
+      undefined,
+    ],
+    // Two dimensions, or the rank, differ: no field is named.
+    ["encoder.block.0.layer.0.SelfAttention.o.weight", [inner, d], "", undefined],
+    ["encoder.final_layer_norm.weight", [d, 1], "", undefined],
+  ];
+  for (const [name, shape, tail, field] of cases) {
+    const tensors = new Map<string, CheckpointTensor>();
+    for (const [n, s] of t5ParamShapes(cfg)) tensors.set(n, { dtype: "F32", shape: s });
+    tensors.set(name, { dtype: "F32", shape, file: "shard" });
+    const want = t5ParamShapes(cfg).get(name)!;
+    assert.throws(
+      () => checkT5Checkpoint(cfg, tensors, "idx", { dtypes: ["F32"], configSource: "c.json" }),
+      (e: Error) => {
+        assert.ok(e instanceof CheckpointError, String(e));
+        assert.equal(
+          e.message,
+          `shard: tensor "${name}" has shape [${shape.join(", ")}], expected [${
+            want.join(", ")
+          }] for c.json${tail}`,
+        );
+        assert.equal(e.file, "shard");
+        assert.equal(e.field, field, name);
+        return true;
+      },
+    );
+  }
+});
+
 Deno.test("t5FromTensors: a refused per-stack embedding table leaves no variable behind", () => {
   const cfg = small("tiny-v1_1");
   const model = initT5(cfg, { seed: 2 });
