@@ -1,7 +1,8 @@
 /**
  * Provenance of a run: git commit and dirty flag, runtime and package versions, backend, device,
  * host and timestamps (recorded in every {@link RunResult}), plus where the task data came from
- * ({@link DataProvenance}) and, for a run resumed from a checkpoint, which step and code it
+ * ({@link DataProvenance}), which checkpoint files the backbone was read from
+ * ({@link CheckpointProvenance}) and, for a run resumed from a checkpoint, which step and code it
  * resumed from ({@link ResumeRecord}).
  *
  * @module
@@ -11,6 +12,7 @@ import { hostname } from "node:os";
 import { join, resolve, sep as SEP } from "node:path";
 import { repoPath, sharedPath } from "../model/shared_dir.ts";
 import { readManifest } from "../tasks/download.ts";
+import type { CheckpointFileRecord } from "../model/checkpoint.ts";
 import type { BackendRecord, Provenance } from "./spec.ts";
 
 /** One task file a run read, as found in its data folder. */
@@ -78,10 +80,36 @@ export interface ResumeRecord {
   readonly microBatchSizes?: readonly (number | null)[];
 }
 
-/** A run's {@link Provenance} with the data it read and the checkpoint it resumed from. */
+/**
+ * The Hugging Face checkpoint folder a run's backbone was read from: an `{"hf": …}` model or
+ * backbone (a local folder or a hub id), a published preset's pretrained backbone (its hub
+ * repo), or the offline-pretrained backbone of a tiny preset (its cache folder). The run id
+ * hashes the spec, which names only the folder: these digests say which weights trained.
+ */
+export interface CheckpointProvenance {
+  /** The folder read (the hub cache folder for a hub id). */
+  readonly dir: string;
+  /** The hub repo, when the folder is its cache. */
+  readonly hubId?: string;
+  /**
+   * Each file read, by name relative to `dir`, sorted (`model/pretrained.ts` `checkpointFiles`):
+   * `config.json`, the tokenizer's (`tokenizer.json`, or `spiece.model` and
+   * `tokenizer_config.json`) and the weights (the single file, or the sharded index and its
+   * shards; none for a random init from the folder's config), with its size and sha256 when the
+   * run loaded it.
+   */
+  readonly files: Readonly<Record<string, CheckpointFileRecord>>;
+}
+
+/** A run's {@link Provenance} with the data and checkpoint it read and the one it resumed from. */
 export interface RunProvenance extends Provenance {
   /** Where the task files came from (absent in results written before it was recorded). */
   readonly data?: DataProvenance;
+  /**
+   * The checkpoint folder the backbone (or, for a random init, its config and tokenizer) was read
+   * from; absent for a random init from a preset, and in results written before it was recorded.
+   */
+  readonly checkpoint?: CheckpointProvenance;
   /** The checkpoint the run resumed from; absent when it trained from step 0. */
   readonly resumedFrom?: ResumeRecord;
 }
@@ -348,8 +376,9 @@ export function tfBackendRecord(): BackendRecord {
  * @param finishedAt when it finished (default now)
  * @param git the repository state when the run started ({@link gitState}); read now if omitted,
  *   which names the wrong commit when the tree changed while the run went on
- * @param extra the data the run read ({@link dataProvenance}) and the checkpoint it resumed
- *   from ({@link resumeRecord}), recorded when given
+ * @param extra the data the run read ({@link dataProvenance}), the checkpoint folder its
+ *   backbone came from ({@link CheckpointProvenance}) and the checkpoint it resumed from
+ *   ({@link resumeRecord}), recorded when given
  * @returns the provenance record
  */
 export function collectProvenance(
@@ -357,7 +386,11 @@ export function collectProvenance(
   backend: BackendRecord = tfBackendRecord(),
   finishedAt: Date = new Date(),
   git: { sha: string; dirty: boolean } = gitState(),
-  extra: { data?: DataProvenance; resumedFrom?: ResumeRecord } = {},
+  extra: {
+    data?: DataProvenance;
+    checkpoint?: CheckpointProvenance;
+    resumedFrom?: ResumeRecord;
+  } = {},
 ): RunProvenance {
   const { sha, dirty } = git;
   return {
@@ -382,6 +415,7 @@ export function collectProvenance(
     startedAt: startedAt.toISOString(),
     finishedAt: finishedAt.toISOString(),
     ...(extra.data === undefined ? {} : { data: extra.data }),
+    ...(extra.checkpoint === undefined ? {} : { checkpoint: extra.checkpoint }),
     ...(extra.resumedFrom === undefined ? {} : { resumedFrom: extra.resumedFrom }),
   };
 }

@@ -48,12 +48,14 @@
  * @module
  */
 import { existsSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { discardFolder, writeFileAtomic } from "../model/fs.ts";
-import { preset, PUBLISHED_PRESETS, type T5Config } from "../model/config.ts";
+import { preset, PUBLISHED_PRESETS, type T5Config, t5ConfigToHf } from "../model/config.ts";
+import { CheckpointError } from "../model/checkpoint_error.ts";
 import { disposeT5, initT5, type T5Model } from "../model/t5.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
 import {
+  checkpointFiles,
   type CheckpointFolder,
   checkTokenizerFits,
   fetchHubConfigFiles,
@@ -122,7 +124,13 @@ import {
   makeEvalSet,
   type Scorer,
 } from "./evaluator.ts";
-import { codeGitState, collectProvenance, dataProvenance, resumeRecord } from "./provenance.ts";
+import {
+  type CheckpointProvenance,
+  codeGitState,
+  collectProvenance,
+  dataProvenance,
+  resumeRecord,
+} from "./provenance.ts";
 import { listCheckpoints } from "./checkpointing.ts";
 import {
   defaultCacheDir as pretrainCacheDir,
@@ -151,6 +159,8 @@ interface Backbone {
   source: string;
   /** How the tokenizer was chosen. */
   tokenizerSource: string;
+  /** The checkpoint folder's files read (recorded as `provenance.checkpoint`). */
+  checkpoint?: CheckpointProvenance;
 }
 
 /** A tokenizer and how it was chosen (recorded as `RunResult.tokenizer`). */
@@ -261,15 +271,18 @@ export async function pretrainedFolder(spec: RunSpec, dataDir: string): Promise<
   });
 }
 
-/** The shape fields a backbone's config.json must share with the model preset a run names. */
+/**
+ * The shape fields a backbone's config.json must share with the model preset a run names, by
+ * their config.json names (`model/config.ts` `t5ConfigToHf` maps the configuration to them).
+ */
 const SHAPE_FIELDS = [
-  "dModel",
-  "dKv",
-  "dFf",
-  "numHeads",
-  "numLayers",
-  "numDecoderLayers",
-  "feedForwardProj",
+  "d_model",
+  "d_kv",
+  "d_ff",
+  "num_heads",
+  "num_layers",
+  "num_decoder_layers",
+  "feed_forward_proj",
 ] as const;
 
 /**
@@ -280,17 +293,20 @@ const SHAPE_FIELDS = [
  * @param folder the backbone folder
  * @param config its config.json
  * @param model the run's model preset
- * @throws Error naming the folder, the preset and each field that differs
+ * @throws CheckpointError naming the folder's config.json (its `file`), the preset and each
+ *   field that differs by its config.json name (the first is its `field`)
  */
 export function checkBackboneShape(folder: string, config: T5Config, model: string): void {
-  const want = preset(model);
-  const diff = SHAPE_FIELDS.filter((f) => config[f] !== want[f]).map((f) =>
-    `${f} ${config[f]} (${model}: ${want[f]})`
-  );
-  if (diff.length > 0) {
-    throw new Error(
-      `${folder}/config.json is not a ${model}: ${diff.join(", ")}; name the model that matches ` +
+  const got = t5ConfigToHf(config);
+  const want = t5ConfigToHf(preset(model));
+  const fields = SHAPE_FIELDS.filter((f) => got[f] !== want[f]);
+  if (fields.length > 0) {
+    const file = `${folder}/config.json`;
+    const diff = fields.map((f) => `${f} ${got[f]} (${model}: ${want[f]})`);
+    throw new CheckpointError(
+      `${file} is not a ${model}: ${diff.join(", ")}; name the model that matches ` +
         `the backbone, or give the backbone of ${model}`,
+      { file, field: fields[0]! },
     );
   }
 }
@@ -328,19 +344,28 @@ export async function buildBackbone(spec: RunSpec, dataDir: string): Promise<Bac
         : {}),
       configOverrides: { dropoutRate },
     });
+    let files;
+    try {
+      files = await checkpointFiles(ck.dir, { weights: true });
+    } catch (e) {
+      disposeT5(ck.model);
+      throw e;
+    }
     return {
       model: ck.model,
       tokenizer: ck.tokenizer,
       source: ck.dir,
       tokenizerSource: ownTokenizerSource(ck.convertedFrom),
+      checkpoint: checkpointRecord(ck.dir, found.hubId, files),
     };
   }
   // Random init: a preset, or the configuration of an HF folder (its weights are not read).
   let base: T5Config;
   let baseSource: string;
   let tokFolder: string | undefined;
+  let hubIdOf: string | undefined;
   if (typeof spec.model === "object") {
-    tokFolder = (await locateCheckpoint(spec.model.hf)).dir;
+    ({ dir: tokFolder, hubId: hubIdOf } = await locateCheckpoint(spec.model.hf));
     ({ config: base, path: baseSource } = await readFolderConfig(tokFolder));
   } else {
     base = preset(spec.model);
@@ -355,9 +380,30 @@ export async function buildBackbone(spec: RunSpec, dataDir: string): Promise<Bac
   const config = { ...base, vocabSize, dropoutRate };
   // The tokenizer ends texts with its own </s>; training and evaluation use the config's ids.
   checkTokenizerFits(tokenizer, config, baseSource);
+  // The folder's config and tokenizer (its weights are not read), hashed before any tensor.
+  const checkpoint = tokFolder === undefined ? undefined : checkpointRecord(
+    tokFolder,
+    hubIdOf,
+    await checkpointFiles(tokFolder, { weights: false }),
+  );
   const seed = seedFor(spec.seed, "backbone-init");
   const model = initT5(config, { seed });
-  return { model, tokenizer, source: `random(seed=${spec.seed})`, tokenizerSource };
+  return {
+    model,
+    tokenizer,
+    source: `random(seed=${spec.seed})`,
+    tokenizerSource,
+    ...(checkpoint === undefined ? {} : { checkpoint }),
+  };
+}
+
+/** {@link CheckpointProvenance} of a folder (absolute: a relative `hf` is the cwd's). */
+function checkpointRecord(
+  dir: string,
+  hubId: string | undefined,
+  files: CheckpointProvenance["files"],
+): CheckpointProvenance {
+  return { dir: resolve(dir), ...(hubId === undefined ? {} : { hubId }), files };
 }
 
 /**
@@ -482,7 +528,7 @@ async function runOnBackbone(
   spec: RunSpec,
   opts: RunOneOptions,
   scorer: RunScorer,
-  { model, tokenizer, source, tokenizerSource }: Backbone,
+  { model, tokenizer, source, tokenizerSource, checkpoint }: Backbone,
   { git, startedAt, t0, backend }: RunStart,
 ): Promise<RunResult> {
   // The bench preflight's micro-batch for this device (not in the spec: the run id stays).
@@ -684,6 +730,7 @@ async function runOnBackbone(
       spec,
       provenance: collectProvenance(startedAt, backend, new Date(), git, {
         data,
+        ...(checkpoint === undefined ? {} : { checkpoint }),
         resumedFrom: resumeRecord(
           outcome.resumedFrom,
           outcome.resumedCode,

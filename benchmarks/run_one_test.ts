@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { existsSync } from "node:fs";
-import { basename, join } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { hubEnv, withEnv } from "../model/env_testing.ts";
 import { inTempDir } from "../model/fs_testing.ts";
 import { sharedPath } from "../model/shared_dir.ts";
@@ -33,7 +33,8 @@ import { T5Tokenizer } from "../model/tokenizer.ts";
 import { methodAccounting } from "../model/methods/accounting.ts";
 import { preset, type T5Config } from "../model/config.ts";
 import { disposeT5, initT5, t5StateDict } from "../model/t5.ts";
-import { saveHfFolder } from "../model/checkpoint.ts";
+import { CheckpointError, saveHfFolder } from "../model/checkpoint.ts";
+import { checkpointFiles } from "../model/pretrained.ts";
 import { selectBackend } from "../model/backend.ts";
 import { codeGitState, type RunProvenance } from "./provenance.ts";
 import { gpuTest } from "../model/webgpu/testing.ts";
@@ -138,6 +139,8 @@ Deno.test({
       assert.ok(r.trainSeconds! > 0 && r.trainSeconds! < r.wallSeconds, `${r.trainSeconds}`);
       assert.equal(r.tokensPerSecond, r.trainTokens! / r.trainSeconds!);
       assert.equal(r.backboneSource, "random(seed=1)");
+      const ck = (r.provenance as RunProvenance).checkpoint;
+      assert.equal(ck, undefined, "a preset's random init reads no checkpoint folder");
       // The task-corpus tokenizer (shared with the pretrained backbone) or, without spm_train,
       // the fixture one; either way the run records which.
       assert.match(r.tokenizer ?? "", /^(task-spm|fixture):.*tokenizer\.json$/);
@@ -647,6 +650,14 @@ Deno.test({
       );
       const end = Date.now();
       assert.notEqual(r.backboneSource, "random(seed=1)");
+      // The offline-pretrained folder's files are recorded as an {hf} folder's are.
+      const ck = (r.provenance as RunProvenance).checkpoint;
+      assert.equal(ck?.dir, resolve(r.backboneSource));
+      assert.deepEqual(
+        ck?.files["model.safetensors"],
+        await digestOf(join(r.backboneSource, "model.safetensors")),
+      );
+      assert.ok(ck?.files["config.json"] !== undefined && ck.files["tokenizer.json"] !== undefined);
       const pretrained = (await Deno.stat(join(r.backboneSource, "pretrain.json"))).mtime!
         .getTime();
       assert.ok(pretrained > begin, "the backbone was pretrained by this run");
@@ -784,11 +795,14 @@ backboneTest(
       assert.rejects(
         () => buildBackbone(s, DATA),
         (e: Error) =>
+          // config.json's own field names (not the T5Config ones); the first one is `field`.
+          e instanceof CheckpointError && e.file === `${dir}/config.json` &&
+          e.field === "d_ff" &&
           e.message ===
-            `${dir}/config.json is not a tiny-v1_1: dFf ${
+            `${dir}/config.json is not a tiny-v1_1: d_ff ${
                 2 * tiny.dFf
               } (tiny-v1_1: ${tiny.dFf}), ` +
-              `numLayers ${tiny.numLayers + 1} (tiny-v1_1: ${tiny.numLayers}); name the model ` +
+              `num_layers ${tiny.numLayers + 1} (tiny-v1_1: ${tiny.numLayers}); name the model ` +
               `that matches the backbone, or give the backbone of tiny-v1_1`,
       )
     );
@@ -993,6 +1007,54 @@ backboneTest(
   },
 );
 
+/** Size and sha256 of a file, by Web Crypto over its whole bytes (not the code under test). */
+async function digestOf(path: string): Promise<{ bytes: number; sha256: string }> {
+  const bytes = await Deno.readFile(path);
+  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return {
+    bytes: bytes.length,
+    sha256: [...hash].map((b) => b.toString(16).padStart(2, "0")).join(""),
+  };
+}
+
+backboneTest(
+  "buildBackbone(): an {hf} folder's files read are recorded with size and sha256 (weights only when loaded), and a replaced weights file gives another digest",
+  async (dir) => {
+    // Before, a result named only the folder: it could not say which weights it trained.
+    await saveFixtureFolder(dir, preset("tiny-v1_1"));
+    const want = async (names: string[]) =>
+      Object.fromEntries(
+        await Promise.all(names.map(async (n) => [n, await digestOf(join(dir, n))])),
+      );
+    const trained = await buildBackbone({ ...MTL, backbone: { hf: dir } }, DATA);
+    disposeT5(trained.model);
+    assert.deepEqual(trained.checkpoint, {
+      dir,
+      files: await want(["config.json", "model.safetensors", "tokenizer.json"]),
+    });
+    const random = await buildBackbone({ ...MTL, model: { hf: dir } }, DATA);
+    disposeT5(random.model);
+    assert.deepEqual(random.checkpoint, {
+      dir,
+      files: await want(["config.json", "tokenizer.json"]),
+    });
+    // Other weights under the same name (another seed): another digest, not the cached one.
+    const old = trained.checkpoint!.files["model.safetensors"]!.sha256;
+    await Deno.remove(dir, { recursive: true });
+    let other: tf.Tensor | undefined;
+    await saveFixtureFolder(dir, preset("tiny-v1_1"), (t) => {
+      other = tf.tidy(() => t.get("shared.weight")!.add(1));
+      t.set("shared.weight", other);
+    });
+    other!.dispose();
+    const again = await buildBackbone({ ...MTL, backbone: { hf: dir } }, DATA);
+    disposeT5(again.model);
+    const now = again.checkpoint!.files["model.safetensors"]!;
+    assert.notEqual(now.sha256, old);
+    assert.deepEqual(now, await digestOf(join(dir, "model.safetensors")));
+  },
+);
+
 backboneTest(
   "buildBackbone(): a checkpoint folder's config.json and weights are read once (loadT5's loader)",
   async (dir) => {
@@ -1005,6 +1067,9 @@ backboneTest(
     };
     let built: Awaited<ReturnType<typeof buildBackbone>> | undefined;
     let read: number;
+    // The provenance's digests of the folder's files, taken first: hashed once per process per
+    // unchanged file, the build's own hashing then reads nothing, and the count is the loader's.
+    await checkpointFiles(dir, { weights: true });
     try {
       read = await bytesRead(async () =>
         built = await buildBackbone({ ...MTL, backbone: { hf: dir } }, DATA)
@@ -1026,8 +1091,10 @@ backboneTest(
     const s = { ...MTL, model: { hf: dir } };
     assert.equal(s.backbone, "random");
     let built: Awaited<ReturnType<typeof buildBackbone>> | undefined;
+    // The digests of config.json and tokenizer.json (not the weights), taken first as above.
+    await checkpointFiles(dir, { weights: false });
     const read = await bytesRead(async () => built = await buildBackbone(s, DATA));
-    assert.equal(read, 0, "no safetensors file is read");
+    assert.equal(read, 0, "no safetensors file is read (nor hashed)");
     const b = built!;
     try {
       assert.equal(b.source, "random(seed=1)");

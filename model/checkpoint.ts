@@ -9,6 +9,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import { createHash } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 import { type T5Config, t5ConfigFromHf, t5ConfigToHf } from "./config.ts";
 import {
@@ -462,6 +463,99 @@ interface FolderLayout {
 }
 
 /**
+ * The weight files of a checkpoint folder (names per shard when sharded): safetensors first, as
+ * transformers prefers them, then PyTorch's; undefined when it has neither.
+ */
+async function findWeights(dir: string): Promise<Omit<FolderLayout, "config"> | undefined> {
+  const formats = [
+    ["safetensors", WEIGHTS_NAME, WEIGHTS_INDEX_NAME],
+    ["torch", TORCH_WEIGHTS_NAME, TORCH_WEIGHTS_INDEX_NAME],
+  ] as const;
+  for (const [format, name, index] of formats) {
+    const single = join(dir, name);
+    if (await pathExists(single)) return { files: [{ path: single }], source: single, format };
+    const indexPath = join(dir, index);
+    if (!(await pathExists(indexPath))) continue;
+    const shards = parseIndex(await readJsonFile(indexPath, "index"), indexPath);
+    return {
+      files: [...shards].map(([file, names]) => ({ path: join(dir, file), names })),
+      source: indexPath,
+      format,
+    };
+  }
+  return undefined;
+}
+
+/**
+ * The weight files {@link loadHfFolder} reads from a folder, relative to it: the single file
+ * (`model.safetensors`, else `pytorch_model.bin`), or the sharded index and each shard it names.
+ *
+ * @param dir the checkpoint folder
+ * @returns the names, in the order read (none when the folder has no weights)
+ * @throws CheckpointError naming a sharded index that is malformed
+ */
+export async function weightFileNames(dir: string): Promise<string[]> {
+  const w = await findWeights(dir);
+  if (w === undefined) return [];
+  const rel = (path: string) => path.slice(dir.length + 1);
+  const shards = w.files.map((f) => rel(f.path));
+  return w.source === w.files[0]?.path ? shards : [rel(w.source), ...shards];
+}
+
+/** A checkpoint file as a run read it: its size and content hash. */
+export interface CheckpointFileRecord {
+  /** Size in bytes. */
+  readonly bytes: number;
+  /** Hex sha256 of its bytes. */
+  readonly sha256: string;
+}
+
+/** Digests of files hashed in this process, by real path, size and modification time. */
+const DIGESTS = new Map<string, Promise<string>>();
+
+async function sha256Stream(path: string): Promise<string> {
+  const h = createHash("sha256");
+  using f = await Deno.open(path);
+  const buf = new Uint8Array(1 << 20);
+  for (;;) {
+    const n = await f.read(buf);
+    if (n === null) break;
+    h.update(buf.subarray(0, n));
+  }
+  return h.digest("hex");
+}
+
+/**
+ * The size and sha256 of a file, read streaming (1 MiB at a time; Web Crypto has no streaming
+ * sha256, so node:crypto's, as `tasks/download.ts` hashes data files). Each file is hashed once
+ * per process while its real path, size and modification time stay the same (a grid runs many
+ * runs on one backbone): the first call reads the whole file, at disk speed (the 44 GB of a
+ * T5-XXL's weights take minutes), later ones only stat it.
+ *
+ * @param path the file
+ * @returns its size and hex sha256
+ * @throws CheckpointError naming the file when it cannot be read
+ */
+export async function fileDigest(path: string): Promise<CheckpointFileRecord> {
+  try {
+    const real = await Deno.realPath(path);
+    const st = await Deno.stat(real);
+    const key = `${real}\0${st.size}\0${st.mtime?.getTime() ?? "?"}`;
+    let digest = DIGESTS.get(key);
+    if (digest === undefined) {
+      DIGESTS.set(key, digest = sha256Stream(real));
+      digest.catch(() => DIGESTS.delete(key));
+    }
+    return { bytes: st.size, sha256: await digest };
+  } catch (e) {
+    throw new CheckpointError(`${path}: cannot hash (${(e as Error).message})`, {
+      file: path,
+      cause: e,
+    });
+  }
+}
+
+/**
  * The config and weight files of a checkpoint folder (names per shard when sharded): safetensors
  * first, as transformers prefers them, then PyTorch's.
  */
@@ -472,25 +566,8 @@ async function readFolderLayout(dir: string, read?: T5Config): Promise<FolderLay
   }
   const config = read ??
     t5ConfigFromHf(await readJsonFile(configPath, "config.json"), configPath);
-  const formats = [
-    ["safetensors", WEIGHTS_NAME, WEIGHTS_INDEX_NAME],
-    ["torch", TORCH_WEIGHTS_NAME, TORCH_WEIGHTS_INDEX_NAME],
-  ] as const;
-  for (const [format, name, index] of formats) {
-    const single = join(dir, name);
-    if (await pathExists(single)) {
-      return { config, files: [{ path: single }], source: single, format };
-    }
-    const indexPath = join(dir, index);
-    if (!(await pathExists(indexPath))) continue;
-    const shards = parseIndex(await readJsonFile(indexPath, "index"), indexPath);
-    return {
-      config,
-      files: [...shards].map(([file, names]) => ({ path: join(dir, file), names })),
-      source: indexPath,
-      format,
-    };
-  }
+  const weights = await findWeights(dir);
+  if (weights !== undefined) return { config, ...weights };
   const other: string[] = [];
   for (const name of OTHER_WEIGHTS) if (await pathExists(join(dir, name))) other.push(name);
   throw new CheckpointError(

@@ -10,12 +10,14 @@ import { unzipSync } from "fflate";
 import { gpuTest } from "./webgpu/testing.ts";
 import {
   CheckpointError,
+  fileDigest,
   inspectHfFolder,
   loadHfFolder,
   loadSafetensorsFile,
   removeStaleSaveTemps,
   saveHfFolder,
   type SaveSwapPoint,
+  weightFileNames,
 } from "./checkpoint.ts";
 import { isLocalFileError, makeHeldTempDir } from "./fs.ts";
 import {
@@ -1364,5 +1366,54 @@ Deno.test("pytorch_model.bin: a config mismatch is refused from the pickle (zip 
     assert.equal(tf.memory().numTensors, before, "no leaked tensors");
   } finally {
     await Deno.remove(relu, { recursive: true });
+  }
+});
+
+Deno.test("fileDigest: size and sha256, hashed once per process per (path, size, mtime); weightFileNames lists the index and its shards", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "w.bin");
+    // Over the 1 MiB read buffer, so the hash spans several reads.
+    const bytes = new Uint8Array(1_500_000).map((_, i) => (i * 7 + (i >> 11)) & 255);
+    await Deno.writeFile(path, bytes);
+    const sha = async (b: Uint8Array<ArrayBuffer>) =>
+      [...new Uint8Array(await crypto.subtle.digest("SHA-256", b))]
+        .map((x) => x.toString(16).padStart(2, "0")).join("");
+    assert.deepEqual(await fileDigest(path), { bytes: bytes.length, sha256: await sha(bytes) });
+    // Same size, same mtime: the process's digest is reused (the file is only stat'ed).
+    const { mtime } = await Deno.stat(path);
+    const other = bytes.map((b) => b ^ 1);
+    await Deno.writeFile(path, other);
+    await Deno.utime(path, mtime!, mtime!);
+    const read = await bytesRead(() => fileDigest(path));
+    assert.equal(read, 0, "a cached digest reads nothing");
+    assert.equal((await fileDigest(path)).sha256, await sha(bytes));
+    // Another mtime: hashed again.
+    await Deno.utime(path, mtime!, new Date(mtime!.getTime() + 5000));
+    assert.equal((await fileDigest(path)).sha256, await sha(other));
+    await assert.rejects(
+      () => fileDigest(join(dir, "none")),
+      (e: Error) =>
+        e instanceof CheckpointError && e.file === join(dir, "none") &&
+        e.message.startsWith(`${join(dir, "none")}: cannot hash`),
+    );
+    // A sharded folder: the index, then each shard.
+    const cfg = { ...preset("tiny-v1_1"), dropoutRate: 0 };
+    const model = initT5(cfg, { seed: 1 });
+    try {
+      await saveHfFolder(join(dir, "sharded"), cfg, t5StateDict(model), { maxShardBytes: 40_000 });
+      await saveHfFolder(join(dir, "single"), cfg, t5StateDict(model));
+    } finally {
+      disposeT5(model);
+    }
+    const names = await weightFileNames(join(dir, "sharded"));
+    assert.equal(names[0], "model.safetensors.index.json");
+    assert.ok(
+      names.length > 2 && names.slice(1).every((n) => /^model-\d+-of-\d+\.safetensors$/.test(n)),
+    );
+    assert.deepEqual(await weightFileNames(join(dir, "single")), ["model.safetensors"]);
+    assert.deepEqual(await weightFileNames(dir), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

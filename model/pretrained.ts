@@ -19,7 +19,14 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
-import { type FolderTensorInfo, loadHfFolder, readJsonFile } from "./checkpoint.ts";
+import {
+  type CheckpointFileRecord,
+  fileDigest,
+  type FolderTensorInfo,
+  loadHfFolder,
+  readJsonFile,
+  weightFileNames,
+} from "./checkpoint.ts";
 import {
   fetchHubFiles,
   fetchHubModel,
@@ -216,6 +223,38 @@ export async function loadCheckpoint(
     dir: weightsDir,
     ...(convertedFrom !== undefined ? { convertedFrom } : {}),
   };
+}
+
+/**
+ * The files of a checkpoint folder that a load reads, each with its size and sha256
+ * ({@link fileDigest}: hashed once per process while the file is unchanged): `config.json`, the
+ * tokenizer's (`tokenizer.json`, else `spiece.model` and, when present, the
+ * `tokenizer_config.json` its conversion reads: {@link loadFolderTokenizer}) and, with
+ * `opts.weights`, the weight files (the single file, or the sharded index and its shards:
+ * {@link weightFileNames}). Hashing reads every byte: about as long again as loading the weights
+ * the first time (a T5-XXL's 44 GB take minutes; the tiny test checkpoints, milliseconds). A
+ * local folder and a hub cache folder are hashed alike (this cache keeps each file under its
+ * name, not under the hub's content hash).
+ *
+ * @param dir the folder, as loaded ({@link LoadedT5.dir})
+ * @param opts whether the weights were read (not for a random init from the folder's config)
+ * @returns relative file name → size and sha256, sorted by name
+ * @throws CheckpointError naming a file that cannot be read
+ */
+export async function checkpointFiles(
+  dir: string,
+  opts: { readonly weights: boolean },
+): Promise<Record<string, CheckpointFileRecord>> {
+  const names = ["config.json"];
+  if (await pathExists(join(dir, "tokenizer.json"))) names.push("tokenizer.json");
+  else if (await pathExists(join(dir, "spiece.model"))) {
+    names.push("spiece.model");
+    if (await pathExists(join(dir, "tokenizer_config.json"))) names.push("tokenizer_config.json");
+  }
+  if (opts.weights) names.push(...await weightFileNames(dir));
+  const out: Record<string, CheckpointFileRecord> = {};
+  for (const name of [...new Set(names)].sort()) out[name] = await fileDigest(join(dir, name));
+  return out;
 }
 
 /**
