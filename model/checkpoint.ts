@@ -9,7 +9,6 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { createHash } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 import { type T5Config, t5ConfigFromHf, t5ConfigToHf } from "./config.ts";
 import {
@@ -47,6 +46,7 @@ import { readTorchBinHeader, readTorchBinTensors, type TorchBinHeader } from "./
 
 import { parseJsonFile } from "./json.ts";
 import { CheckpointError } from "./checkpoint_error.ts";
+import { sha256File } from "./hash.ts";
 
 export { CheckpointError } from "./checkpoint_error.ts";
 export { fetchHubModel, type FetchHubOptions } from "./hub.ts";
@@ -513,24 +513,12 @@ export interface CheckpointFileRecord {
 /** Digests of files hashed in this process, by real path, size and modification time. */
 const DIGESTS = new Map<string, Promise<string>>();
 
-async function sha256Stream(path: string): Promise<string> {
-  const h = createHash("sha256");
-  using f = await Deno.open(path);
-  const buf = new Uint8Array(1 << 20);
-  for (;;) {
-    const n = await f.read(buf);
-    if (n === null) break;
-    h.update(buf.subarray(0, n));
-  }
-  return h.digest("hex");
-}
-
 /**
- * The size and sha256 of a file, read streaming (1 MiB at a time; Web Crypto has no streaming
- * sha256, so node:crypto's, as `tasks/download.ts` hashes data files). Each file is hashed once
- * per process while its real path, size and modification time stay the same (a grid runs many
- * runs on one backbone): the first call reads the whole file, at disk speed (the 44 GB of a
- * T5-XXL's weights take minutes), later ones only stat it.
+ * The size and sha256 of a file, read streaming (`model/hash.ts` `sha256File`, as
+ * `tasks/download.ts` hashes data files). Each file is hashed once per process while its real
+ * path, size and modification time stay the same (a grid runs many runs on one backbone): the
+ * first call reads the whole file, at disk speed (the 44 GB of a T5-XXL's weights take minutes),
+ * later ones only stat it.
  *
  * @param path the file
  * @returns its size and hex sha256
@@ -543,7 +531,7 @@ export async function fileDigest(path: string): Promise<CheckpointFileRecord> {
     const key = `${real}\0${st.size}\0${st.mtime?.getTime() ?? "?"}`;
     let digest = DIGESTS.get(key);
     if (digest === undefined) {
-      DIGESTS.set(key, digest = sha256Stream(real));
+      DIGESTS.set(key, digest = sha256File(real));
       digest.catch(() => DIGESTS.delete(key));
     }
     return { bytes: st.size, sha256: await digest };

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { fmix32, isUint32 } from "./hash.ts";
+import { join } from "node:path";
+import { fmix32, isUint32, sha256File } from "./hash.ts";
 
 Deno.test("fmix32() is murmur3's finaliser: reference values, u32 wrap-around, a bijection on a sample", () => {
   // fmix32(1) of the reference implementation (MurmurHash3.cpp); 0 is its fixed point.
@@ -39,5 +40,26 @@ Deno.test("isUint32(): integers in [0, 2^32 - 1] only", () => {
   for (const x of [0, 1, 0xffffffff]) assert.equal(isUint32(x), true, String(x));
   for (const x of [-1, 2 ** 32, 1.5, NaN, Infinity, "1", null, undefined]) {
     assert.equal(isUint32(x), false, String(x));
+  }
+});
+
+Deno.test("sha256File(): the streaming hash of a file over several 1 MiB reads equals Web Crypto's of its bytes; an empty file's is the known empty digest", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "f.bin");
+    // 2.5 MiB: two full reads and a partial one (a chunk dropped or repeated changes the digest).
+    const bytes = new Uint8Array(2.5 * (1 << 20)).map((_, i) => (i * 31 + (i >> 13)) & 255);
+    await Deno.writeFile(path, bytes);
+    const want = [...new Uint8Array(await crypto.subtle.digest("SHA-256", bytes))]
+      .map((b) => b.toString(16).padStart(2, "0")).join("");
+    assert.equal(await sha256File(path), want);
+    await Deno.writeFile(path, new Uint8Array(0));
+    assert.equal(
+      await sha256File(path),
+      "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    );
+    await assert.rejects(() => sha256File(join(dir, "none")), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

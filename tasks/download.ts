@@ -87,6 +87,7 @@ import {
 import { parseFlags, runCli, UsageError } from "../model/usage.ts";
 import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
 import { readEnv } from "../model/env.ts";
+import { sha256File } from "../model/hash.ts";
 
 // The transport (timeouts, retries, Range resume) lives in model/http.ts, shared with the hub
 // download; these names are still exported from here.
@@ -393,18 +394,6 @@ export const writeAtomic: typeof writeFileAtomic = writeFileAtomic;
 /** Hex sha256 of bytes. */
 export function sha256Hex(data: Uint8Array): string {
   return createHash("sha256").update(data).digest("hex");
-}
-
-async function sha256File(path: string): Promise<string> {
-  const h = createHash("sha256");
-  using f = await Deno.open(path);
-  const buf = new Uint8Array(1 << 20);
-  for (;;) {
-    const n = await f.read(buf);
-    if (n === null) break;
-    h.update(buf.subarray(0, n));
-  }
-  return h.digest("hex");
 }
 
 /**
