@@ -1982,7 +1982,8 @@ function bool(v: unknown, src: Source, path: string): boolean {
 
 /**
  * Checks the provenance fields that readers use (the gate's clean-tree rule, the tables' backend
- * and device columns) and, where present, the data and resume records (`provenance.ts`).
+ * and device columns) and, where present, the data, checkpoint and resume records
+ * (`provenance.ts`; results written before a record existed lack it and still load).
  */
 function provenance(v: unknown, src: Source, path: string): void {
   const p = obj(v, src, path);
@@ -2003,6 +2004,19 @@ function provenance(v: unknown, src: Source, path: string): void {
       num(fo.bytes, src, `${at}.bytes`, { int: true, min: 0 });
       if (fo.sha256 !== undefined && !/^[0-9a-f]{64}$/.test(String(fo.sha256))) {
         throw new SpecError(src, `${at}.sha256`, `must be 64 hex digits, got ${show(fo.sha256)}`);
+      }
+    }
+  }
+  if (p.checkpoint !== undefined) {
+    const c = obj(p.checkpoint, src, `${path}.checkpoint`);
+    str(c.dir, src, `${path}.checkpoint.dir`);
+    if (c.hubId !== undefined) str(c.hubId, src, `${path}.checkpoint.hubId`);
+    for (const [file, f] of Object.entries(obj(c.files, src, `${path}.checkpoint.files`))) {
+      const at = `${path}.checkpoint.files["${file}"]`;
+      const fo = obj(f, src, at);
+      num(fo.bytes, src, `${at}.bytes`, { int: true, min: 0 });
+      if (typeof fo.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(fo.sha256)) {
+        throw new SpecError(src, `${at}.sha256`, mustBe("64 lowercase hex digits", fo.sha256));
       }
     }
   }

@@ -963,6 +963,14 @@ Deno.test("validateRunResult() checks provenance, losses and tokenizer, naming t
       "super_glue/CB/train.jsonl": { bytes: 10, sha256: "a".repeat(64), source: "official" },
     },
   };
+  good.provenance.checkpoint = {
+    dir: "/models/t5",
+    hubId: "google/t5-v1_1-small",
+    files: {
+      "config.json": { bytes: 600, sha256: "b".repeat(64) },
+      "model.safetensors": { bytes: 0, sha256: "0123456789abcdef".repeat(4) },
+    },
+  };
   good.provenance.resumedFrom = {
     step: 2,
     gitSha: "abc",
@@ -1017,6 +1025,61 @@ Deno.test("validateRunResult() checks provenance, losses and tokenizer, naming t
   bad(
     (r) => (r.provenance.data.files["super_glue/CB/train.jsonl"].sha256 = "xyz"),
     `$.provenance.data.files["super_glue/CB/train.jsonl"].sha256 must be 64 hex digits, got "xyz"`,
+  );
+  // The checkpoint files a run read: optional (results written before it load); when given, a
+  // folder, an optional hub id, and each file's integer size and full lowercase hex sha256.
+  const noCheckpoint = structuredClone(good);
+  delete noCheckpoint.provenance.checkpoint;
+  validateRunResult(noCheckpoint, { file: "r.json" });
+  const local = structuredClone(good);
+  delete local.provenance.checkpoint.hubId;
+  validateRunResult(local, { file: "r.json" });
+  const ckFile = `$.provenance.checkpoint.files["model.safetensors"]`;
+  bad(
+    (r) => delete r.provenance.checkpoint.dir,
+    "$.provenance.checkpoint.dir is missing (must be a non-empty string)",
+  );
+  bad(
+    (r) => (r.provenance.checkpoint.hubId = 5),
+    "$.provenance.checkpoint.hubId must be a non-empty string, got 5",
+  );
+  bad(
+    (r) => (r.provenance.checkpoint.files = []),
+    `$.provenance.checkpoint.files must be an object, got []`,
+  );
+  bad(
+    (r) => (r.provenance.checkpoint.files["model.safetensors"] = "x"),
+    `${ckFile} must be an object, got "x"`,
+  );
+  bad(
+    (r) => (r.provenance.checkpoint.files["model.safetensors"].bytes = 1.5),
+    `${ckFile}.bytes must be an integer, got 1.5`,
+  );
+  bad(
+    (r) => (r.provenance.checkpoint.files["model.safetensors"].bytes = -1),
+    `${ckFile}.bytes must be >= 0, got -1`,
+  );
+  bad(
+    (r) => delete r.provenance.checkpoint.files["config.json"].bytes,
+    `$.provenance.checkpoint.files["config.json"].bytes is missing (must be an integer)`,
+  );
+  // Uppercase (sha256sum writes lowercase, and --resume compares the strings) and one digit
+  // short; the value shown is cut to 57 characters and "...".
+  bad(
+    (r) => (r.provenance.checkpoint.files["model.safetensors"].sha256 = "A".repeat(64)),
+    `${ckFile}.sha256 must be 64 lowercase hex digits, got "${"A".repeat(56)}...`,
+  );
+  bad(
+    (r) => (r.provenance.checkpoint.files["model.safetensors"].sha256 = "a".repeat(63)),
+    `${ckFile}.sha256 must be 64 lowercase hex digits, got "${"a".repeat(56)}...`,
+  );
+  bad(
+    (r) => (r.provenance.checkpoint.files["model.safetensors"].sha256 = 7),
+    `${ckFile}.sha256 must be 64 lowercase hex digits, got 7`,
+  );
+  bad(
+    (r) => delete r.provenance.checkpoint.files["model.safetensors"].sha256,
+    `${ckFile}.sha256 is missing (must be 64 lowercase hex digits)`,
   );
   bad(
     (r) => (r.provenance.resumedFrom.step = 0),
