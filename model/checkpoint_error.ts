@@ -22,7 +22,11 @@
 export class CheckpointError extends Error {
   /** The file (or folder) at fault, as the message names it. */
   readonly file: string;
-  /** The field of `file` at fault (a `config.json` or index field), when there is one. */
+  /**
+   * The field at fault, when there is one: a field of `file` (a `config.json` or index field)
+   * or, for a weight of the wrong shape (`file` the weights file or shard), the field of the
+   * checkpoint's `config.json` that gives the wrong dimension (`d_ff`, `num_heads`, ...).
+   */
   readonly field?: string;
 
   /**
