@@ -26,6 +26,7 @@ import {
   writeFileAtomic,
 } from "../model/fs.ts";
 import { errorChain } from "../model/http.ts";
+import { type CheckpointFileRecord, fileDigest } from "../model/checkpoint.ts";
 import { parseJsonFile } from "../model/json.ts";
 import { noMirrorNote } from "../tasks/data.ts";
 import {
@@ -54,6 +55,7 @@ import {
   trainFor,
   validateRunResult,
 } from "./spec.ts";
+import type { CheckpointProvenance, RunProvenance } from "./provenance.ts";
 import {
   type ClaimOutcome,
   claimRun,
@@ -530,24 +532,33 @@ export { writeFileAtomic } from "../model/fs.ts";
  *
  * @param outDir results folder
  * @param spec the run
- * @returns the result, or undefined when absent, unreadable or for another spec
+ * @returns the result, or undefined when absent, unreadable, for another spec or trained on
+ *   checkpoint files that changed since ({@link inspectFinished})
  */
 export async function readFinished(outDir: string, spec: RunSpec): Promise<RunResult | undefined> {
   return (await inspectFinished(outDir, spec)).result;
 }
 
 /**
- * A run's result file as `--resume` finds it: the result when it is valid and belongs to `spec`;
- * otherwise, when the file exists, why it cannot be used (not JSON, not a run result, another
- * run's), so that rerunning over it is said, not silent.
+ * A run's result file as `--resume` finds it: the result when it is valid, belongs to `spec` and,
+ * when it records the checkpoint files its backbone was read from (`provenance.checkpoint`), was
+ * trained on the bytes those files hold now; otherwise, when the file exists, why it cannot be
+ * used (not JSON, not a run result, another run's, its checkpoint changed:
+ * {@link checkpointChange}), so that rerunning over it is said, not silent. The run id hashes the
+ * spec, which names only the checkpoint folder: without the digests, weights replaced under the
+ * same folder would keep the old result.
  *
  * @param outDir results folder
  * @param spec the run
+ * @param opts `checkpoint: false` skips the checkpoint check (a result another process wrote
+ *   during this grid: trained on what that host's folder held then, and the folder may be
+ *   another host's path)
  * @returns `{ result }`, `{ unusable }` naming the file and the reason, or `{}` when absent
  */
 export async function inspectFinished(
   outDir: string,
   spec: RunSpec,
+  opts: { readonly checkpoint?: boolean } = {},
 ): Promise<{ result?: RunResult; unusable?: string }> {
   const file = join(outDir, runFileName(spec));
   let text: string;
@@ -564,9 +575,41 @@ export async function inspectFinished(
   } catch (e) {
     return { unusable: (e as Error).message };
   }
-  return r.spec.id === spec.id
-    ? { result: r }
-    : { unusable: `${file}: holds run ${r.spec.id}, not ${spec.id}` };
+  if (r.spec.id !== spec.id) return { unusable: `${file}: holds run ${r.spec.id}, not ${spec.id}` };
+  const ck = (r.provenance as RunProvenance).checkpoint;
+  const changed = opts.checkpoint === false ? undefined : await checkpointChange(ck);
+  return changed === undefined ? { result: r } : {
+    unusable: `${file}: its checkpoint ${ck!.dir} changed since it was trained (${changed})`,
+  };
+}
+
+/**
+ * The first file of a result's checkpoint record (`provenance.checkpoint`, in its order) whose
+ * bytes are no longer the ones the run read: each recorded file of `dir` is hashed again
+ * (`model/checkpoint.ts` `fileDigest`: once per process while its path, size and modification
+ * time stay the same; the first look at a large checkpoint reads all of it).
+ *
+ * @param ck the record (undefined: a result without one, accepted as it is)
+ * @returns undefined when every file is unchanged; else `<name>: sha256 <old 12 digits>… now
+ *   <new 12>…`, `<name>: missing`, or the error that hashing it gave
+ */
+export async function checkpointChange(
+  ck: CheckpointProvenance | undefined,
+): Promise<string | undefined> {
+  if (ck === undefined) return undefined;
+  for (const [name, was] of Object.entries(ck.files)) {
+    let now: CheckpointFileRecord;
+    try {
+      now = await fileDigest(join(ck.dir, name));
+    } catch (e) {
+      if ((e as Error).cause instanceof Deno.errors.NotFound) return `${name}: missing`;
+      return (e as Error).message;
+    }
+    if (now.sha256 !== was.sha256) {
+      return `${name}: sha256 ${was.sha256.slice(0, 12)}… now ${now.sha256.slice(0, 12)}…`;
+    }
+  }
+  return undefined;
 }
 
 /** Events reported by {@link runGrid}. */
@@ -940,7 +983,7 @@ export async function runGrid(
   /** A valid result of `spec` that another process wrote during this grid, if any. */
   const writtenElsewhere = async (spec: RunSpec): Promise<boolean> =>
     changedSince(initial.get(spec.id) ?? null, await resultIdentity(fileOf(spec))) &&
-    (await inspectFinished(opts.outDir, spec)).result !== undefined;
+    (await inspectFinished(opts.outDir, spec, { checkpoint: false })).result !== undefined;
   const countElsewhere = (spec: RunSpec, index: number, holder?: RunClaimHolder) => {
     skipped++;
     doneElsewhere.push({ spec, ...(holder === undefined ? {} : { holder }) });

@@ -39,6 +39,7 @@ import { inTempDir } from "../model/fs_testing.ts";
 import { TrainingInterruptedError } from "./trainer.ts";
 import { resumeRecord, type RunProvenance } from "./provenance.ts";
 import { listCheckpoints } from "./checkpointing.ts";
+import { checkpointFiles } from "../model/pretrained.ts";
 
 const DATA = sharedPath("data");
 
@@ -291,6 +292,86 @@ Deno.test("runGrid() with resume says why it reruns over a result file it cannot
     }
   } finally {
     await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("runGrid() with resume reruns a finished run whose recorded checkpoint files changed (naming the first), and keeps one whose files did not or that records none", async () => {
+  const out = await Deno.makeTempDir();
+  const ck = await Deno.makeTempDir();
+  try {
+    const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+    const [a, b, c, d] = [grid[0]!, grid[1]!, grid[2]!, grid[3]!];
+    // Each new content has another size: fileDigest's per-process cache keys on (path, size,
+    // mtime), and two writes within one millisecond would share an mtime.
+    await Deno.writeTextFile(join(ck, "config.json"), `{"d_model": 8}`);
+    await Deno.writeTextFile(join(ck, "model.safetensors"), "weights v1");
+    await Deno.writeTextFile(join(ck, "tokenizer.json"), "{}");
+    // As runOne records them (model/pretrained.ts checkpointFiles: name-sorted, size and sha256),
+    // for a, b and c; d records none (a preset's random init, or a result older than the field).
+    const withCheckpoint: typeof fakeRunOne = async (spec, opts) => {
+      const r = await fakeRunOne(spec, opts);
+      if (spec.id === d.id) return r;
+      const files = await checkpointFiles(ck, { weights: true });
+      return { ...r, provenance: { ...r.provenance, checkpoint: { dir: ck, files } } };
+    };
+    const trained: string[] = [];
+    const starts = new Map<string, string | undefined>();
+    const run = (specs: RunSpec[]) =>
+      runGrid(specs, {
+        outDir: out,
+        dataDir: DATA,
+        runOne: (spec, opts) => (trained.push(spec.id), withCheckpoint(spec, opts)),
+        resume: true,
+        onEvent: (e) => e.kind === "start" && starts.set(e.spec.id, e.replaces),
+      });
+    await run([a, b, d]);
+    const firstOld = (await checkpointFiles(ck, { weights: true }))["model.safetensors"]!.sha256;
+    trained.length = 0;
+    starts.clear();
+    // Nothing changed: every finished run is kept.
+    assert.deepEqual([(await run([a, b, d])).skipped, trained], [3, []]);
+    // The weights replaced under the same folder (same run ids): a and b train again, each
+    // saying which file changed; d, without a record, is kept as before.
+    await Deno.writeTextFile(join(ck, "model.safetensors"), "weights v22");
+    const firstNew = (await checkpointFiles(ck, { weights: true }))["model.safetensors"]!.sha256;
+    const s = await run([a, b, d]);
+    assert.deepEqual([s.skipped, s.done, trained], [1, 2, [a.id, b.id]]);
+    for (const x of [a, b]) {
+      assert.equal(
+        starts.get(x.id),
+        `${join(out, runFileName(x))}: its checkpoint ${ck} changed since it was trained ` +
+          `(model.safetensors: sha256 ${firstOld.slice(0, 12)}… now ${firstNew.slice(0, 12)}…)`,
+      );
+    }
+    // Rewritten with the new digests: kept on the next resume.
+    trained.length = 0;
+    assert.deepEqual([(await run([a, b, d])).skipped, trained], [3, []]);
+    // A recorded file gone (the tokenizer now spiece.model, say) counts as changed.
+    await run([c]);
+    await Deno.remove(join(ck, "tokenizer.json"));
+    starts.clear();
+    trained.length = 0;
+    assert.deepEqual([(await run([c])).done, trained], [1, [c.id]]);
+    assert.equal(
+      starts.get(c.id),
+      `${join(out, runFileName(c))}: its checkpoint ${ck} changed since it was trained ` +
+        `(tokenizer.json: missing)`,
+    );
+    // Of several changed files, the first in the record's (sorted) order is named: a recorded
+    // the tokenizer (now missing) and the weights (now v3).
+    await Deno.writeTextFile(join(ck, "model.safetensors"), "weights v333");
+    await run([a]);
+    assert.match(
+      starts.get(a.id)!,
+      /\(model\.safetensors: sha256 [0-9a-f]{12}… now [0-9a-f]{12}…\)$/,
+    );
+    // readFinished applies the same check; a result without a record is read as before.
+    await Deno.writeTextFile(join(ck, "model.safetensors"), "weights v4444");
+    assert.equal(await readFinished(out, a), undefined);
+    assert.equal((await readFinished(out, d))?.spec.id, d.id);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+    await Deno.remove(ck, { recursive: true });
   }
 });
 
