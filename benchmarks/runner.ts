@@ -589,14 +589,19 @@ export async function inspectFinished(
  * (`model/checkpoint.ts` `fileDigest`: once per process while its path, size and modification
  * time stay the same; the first look at a large checkpoint reads all of it).
  *
+ * A `dir` that is not here at all cannot be checked, and the result is accepted: it was trained
+ * on another machine (a shared `--out`, results copied from elsewhere, a node-local hub cache) or
+ * on a cache folder since cleared (an offline-pretrained backbone is rebuilt when a run needs it).
+ * A file missing from a folder that is here counts as changed.
+ *
  * @param ck the record (undefined: a result without one, accepted as it is)
- * @returns undefined when every file is unchanged; else `<name>: sha256 <old 12 digits>… now
- *   <new 12>…`, `<name>: missing`, or the error that hashing it gave
+ * @returns undefined when every file is unchanged or `dir` is not here; else `<name>: sha256 <old
+ *   12 digits>… now <new 12>…`, `<name>: missing`, or the error that hashing it gave
  */
 export async function checkpointChange(
   ck: CheckpointProvenance | undefined,
 ): Promise<string | undefined> {
-  if (ck === undefined) return undefined;
+  if (ck === undefined || !(await pathExists(ck.dir))) return undefined;
   for (const [name, was] of Object.entries(ck.files)) {
     let now: CheckpointFileRecord;
     try {

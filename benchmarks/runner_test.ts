@@ -357,8 +357,8 @@ Deno.test("runGrid() with resume reruns a finished run whose recorded checkpoint
       `${join(out, runFileName(c))}: its checkpoint ${ck} changed since it was trained ` +
         `(tokenizer.json: missing)`,
     );
-    // Of several changed files, the first in the record's (sorted) order is named: a recorded
-    // the tokenizer (now missing) and the weights (now v3).
+    // Of several changed files, the first in the record's (sorted) order is named: of the
+    // tokenizer (now missing) and the weights (now v3), the weights.
     await Deno.writeTextFile(join(ck, "model.safetensors"), "weights v333");
     await run([a]);
     assert.match(
@@ -369,6 +369,16 @@ Deno.test("runGrid() with resume reruns a finished run whose recorded checkpoint
     await Deno.writeTextFile(join(ck, "model.safetensors"), "weights v4444");
     assert.equal(await readFinished(out, a), undefined);
     assert.equal((await readFinished(out, d))?.spec.id, d.id);
+    // The folder not here at all (another machine's, a cleared cache): it cannot be checked, and
+    // the finished results are kept rather than trained again.
+    await run([a, b]);
+    await Deno.rename(ck, `${ck}-away`);
+    trained.length = 0;
+    try {
+      assert.deepEqual([(await run([a, b])).skipped, trained], [2, []]);
+    } finally {
+      await Deno.rename(`${ck}-away`, ck);
+    }
   } finally {
     await Deno.remove(out, { recursive: true });
     await Deno.remove(ck, { recursive: true });
