@@ -19,7 +19,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { type T5Config, t5ConfigToHf } from "./config.ts";
-import { checkSizes } from "./t5_sizes.ts";
+import { checkSizes, SIZE_FIELDS } from "./t5_sizes.ts";
 import { CheckpointError } from "./checkpoint_error.ts";
 import { dropout, dropoutAdd, softmaxCrossEntropy, softmaxCrossEntropyWithLse } from "./fused.ts";
 import type { Stack, Sublayer, T5Hooks } from "./hooks.ts";
@@ -262,19 +262,10 @@ function blocksNamed(names: Iterable<string>, stack: "encoder" | "decoder"): num
   return n;
 }
 
-/** The size fields of a configuration that decide weight shapes ({@link t5ParamShapes}). */
-const SIZE_FIELDS = [
-  "vocabSize",
-  "dModel",
-  "dKv",
-  "dFf",
-  "numHeads",
-  "relativeAttentionNumBuckets",
-] as const;
-
 /**
  * The `config.json` field that decides the one dimension in which a weight's shape differs from
- * the configuration's, found by changing each size field in turn and seeing which dimensions of
+ * the configuration's, found by changing each size field in turn (`t5_sizes.ts` `SIZE_FIELDS`; the
+ * layer counts and the bucket distance move no weight's shape) and seeing which dimensions of
  * {@link t5ParamShapes} follow (so the shapes' own formulas decide, not a copy of them), and named
  * as `config.json` names it ({@link t5ConfigToHf}). Undefined when the ranks differ, when more
  * than one dimension differs, or when no single field or `num_heads`·`d_kv` decides it.
