@@ -42,15 +42,17 @@ export class CheckpointError extends Error {
 
   /**
    * What a reader of `file` throws for `e`: a plain `Error` (the lower-level checks', each
-   * naming the file) as a CheckpointError of `file` with its message, `e` as its cause; any other
-   * (a CheckpointError already, or a bug's TypeError) as it is.
+   * naming the file) as a CheckpointError of `file` (and `field`, when the check was of one) with
+   * its message, `e` as its cause; any other (a CheckpointError already, or a bug's TypeError) as
+   * it is.
    *
    * @param e what was thrown
    * @param file the file being read
+   * @param field the field of `file` being checked, when the check was of one
    * @returns the error to throw
    */
-  static from(e: unknown, file: string): unknown {
+  static from(e: unknown, file: string, field?: string): unknown {
     if (!(e instanceof Error) || e.constructor !== Error) return e;
-    return new CheckpointError(e.message, { file, cause: e });
+    return new CheckpointError(e.message, { file, field, cause: e });
   }
 }

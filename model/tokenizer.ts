@@ -75,8 +75,7 @@ function validateNormalizer(n: unknown, field: string, source: string): void {
       );
     } catch (e) {
       // Its message already names the source and the field.
-      if (!(e instanceof Error) || e.constructor !== Error) throw e;
-      throw new CheckpointError(e.message, { file: source, field: name, cause: e });
+      throw CheckpointError.from(e, source, name);
     }
     charsmaps.set(o, map);
   }
