@@ -9,7 +9,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join, relative } from "node:path";
 import { type T5Config, t5ConfigFromHf, t5ConfigToHf } from "./config.ts";
 import {
   dtypeBytes,
@@ -497,7 +497,8 @@ async function findWeights(dir: string): Promise<Omit<FolderLayout, "config"> | 
 export async function weightFileNames(dir: string): Promise<string[]> {
   const w = await findWeights(dir);
   if (w === undefined) return [];
-  const rel = (path: string) => path.slice(dir.length + 1);
+  // `join` normalises (`./ck/x` is `ck/x`), so the names are taken relative, not sliced off.
+  const rel = (path: string) => relative(dir, path);
   const shards = w.files.map((f) => rel(f.path));
   return w.source === w.files[0]?.path ? shards : [rel(w.source), ...shards];
 }

@@ -1413,6 +1413,17 @@ Deno.test("fileDigest: size and sha256, hashed once per process per (path, size,
     );
     assert.deepEqual(await weightFileNames(join(dir, "single")), ["model.safetensors"]);
     assert.deepEqual(await weightFileNames(dir), []);
+    // The folder as a profile may spell it (a leading `./`, a trailing `/`): the same names.
+    const cwd = Deno.cwd();
+    Deno.chdir(dir);
+    try {
+      for (const spelt of ["./single", "single/", "./single/"]) {
+        assert.deepEqual(await weightFileNames(spelt), ["model.safetensors"], spelt);
+      }
+      assert.deepEqual(await weightFileNames("./sharded/"), names);
+    } finally {
+      Deno.chdir(cwd);
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
