@@ -134,6 +134,7 @@ import { checkpointOwnEmbeddings, type EmbeddingStack } from "../model/own_embed
 import { hubCacheFolder, hubDownloadComplete, isHubRepoId } from "../model/hub.ts";
 import {
   exitCodeOf,
+  flagError,
   type FlagValues,
   parseFlags,
   usageChecked,
@@ -1109,9 +1110,10 @@ const VALUE_OF = {
 export function parseCheckpointMinutes(text: string): number {
   const minutes = /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(text) ? Number(text) : NaN;
   if (!Number.isFinite(minutes)) {
-    throw new UsageError(
+    throw flagError(
+      "deno task bench",
       `--checkpoint-minutes must be a number of minutes ≥ 0 (0: off; e.g. 30), got ` +
-        `${JSON.stringify(text)}; deno task bench --help lists the flags`,
+        JSON.stringify(text),
     );
   }
   return minutes;

@@ -79,10 +79,12 @@ import {
 import { checkOutputFolder, entryExists, writeFileAtomic } from "../model/fs.ts";
 import {
   type CliOptions,
+  flagError,
   type FlagValues,
   parseFlags,
   runCli,
   UsageError,
+  withHelpPointer,
 } from "../model/usage.ts";
 import { countGpuWork, hostOnlySteps } from "../model/webgpu/counters.ts";
 import { timeQueued } from "./queued_timing.ts";
@@ -1403,28 +1405,9 @@ export function stepsNote(
 /** The command, as the errors' pointer to `--help` names it. */
 const PERF_TOOL = "deno task perf";
 
-/** A bad flag value (exit 2), ending as `parseFlags`'s errors do with the pointer to `--help`. */
+/** A bad flag value (exit 2), ending with the pointer to `--help` (`flagError`). */
 function badFlag(message: string): UsageError {
-  return new UsageError(`${message}; ${PERF_TOOL} --help lists the flags`);
-}
-
-/**
- * Runs an argument check and ends the {@link UsageError} it throws with the pointer to the
- * tool's `--help`, as `parseFlags` (model/usage.ts) ends its own (once: one that already ends
- * so is rethrown as it is).
- *
- * @param tool the command, e.g. `deno task perf`
- * @param check the check; its result is returned
- * @returns what `check` returned
- * @throws UsageError with the pointer; any other error as it was
- */
-export function withHelpPointer<T>(tool: string, check: () => T): T {
-  try {
-    return check();
-  } catch (e) {
-    if (!(e instanceof UsageError) || e.message.endsWith("--help lists the flags")) throw e;
-    throw new UsageError(`${e.message}; ${tool} --help lists the flags`, { cause: e });
-  }
+  return flagError(PERF_TOOL, message);
 }
 
 /** Records a measurement that threw in `r.failed` (the run goes on; {@link main} ends in error). */

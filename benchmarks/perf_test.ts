@@ -18,10 +18,8 @@ import {
   type StepResult,
   stepsNote,
   timeMatMul,
-  withHelpPointer,
   type WorkloadSpec,
 } from "./perf.ts";
-import { UsageError } from "../model/usage.ts";
 import process from "node:process";
 import { t5Flops } from "../model/accounting.ts";
 import { gitState } from "./provenance.ts";
@@ -1038,26 +1036,3 @@ Deno.test(
     assert.equal(m.gflops, (2 * n ** 3) / (2 * 1e6)); // 2n³ FLOPs in the median 2 ms
   },
 );
-
-Deno.test("perf: withHelpPointer() ends a usage error with the --help pointer once", () => {
-  const fails = (message: string) => () => {
-    throw new UsageError(message);
-  };
-  assert.equal(withHelpPointer("t", () => 3), 3);
-  assert.throws(
-    () => withHelpPointer("deno task t", fails("--x: bad")),
-    (e: Error) =>
-      e instanceof UsageError && e.message === "--x: bad; deno task t --help lists the flags",
-  );
-  // Already ending with a pointer (parseFlags's own, or a nested check's): rethrown as it is.
-  const pointed = "--x: bad; deno task t --help lists the flags";
-  assert.throws(
-    () => withHelpPointer("deno task t", fails(pointed)),
-    (e: Error) => e instanceof UsageError && e.message === pointed,
-  );
-  // Any other error as it was.
-  assert.throws(() =>
-    withHelpPointer("t", () => {
-      throw new RangeError("r");
-    }), /^RangeError: r$/);
-});

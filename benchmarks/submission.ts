@@ -45,7 +45,7 @@ import {
   swapFolderInto,
   writeFileAtomic,
 } from "../model/fs.ts";
-import { parseFlags, runCli, UsageError } from "../model/usage.ts";
+import { flagError, parseFlags, runCli, UsageError } from "../model/usage.ts";
 import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
 import { describeResult, loadResults, rejectDuplicates, resultSource } from "./compare.ts";
 import { mergePerTaskRuns, perTaskParts } from "./per_task.ts";
@@ -845,7 +845,7 @@ async function submissionCommand(args: string[], log: (s: string) => void): Prom
   for (const k of ["runs", "benchmark", "method", "out"] as const) {
     if (v[k] === undefined) {
       // As parseFlags ends its lines (model/usage.ts): the whole command to run for the flags.
-      throw new UsageError(`--${k} is required; deno task submission --help lists the flags`);
+      throw flagError("deno task submission", `--${k} is required`);
     }
   }
   if (v.benchmark !== "glue" && v.benchmark !== "super_glue") {

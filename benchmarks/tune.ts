@@ -48,9 +48,17 @@ import {
   tuneShapes,
 } from "../model/webgpu/autotune.ts";
 import { describeAdapter, parseChoice, tuningPathFor } from "../model/webgpu/tuning.ts";
-import { makeWorkload, parseWorkload, withHelpPointer } from "./perf.ts";
+import { makeWorkload, parseWorkload } from "./perf.ts";
 import { checkOutputFile, writeFileAtomic } from "../model/fs.ts";
-import { type CliOptions, parseFlags, runCli, usageChecked, UsageError } from "../model/usage.ts";
+import {
+  type CliOptions,
+  flagError,
+  parseFlags,
+  runCli,
+  usageChecked,
+  UsageError,
+  withHelpPointer,
+} from "../model/usage.ts";
 import { gitState } from "./provenance.ts";
 import { quietWaylandProbe } from "../model/webgpu/wsi_env.ts";
 
@@ -98,9 +106,9 @@ export interface TuneResult {
 /** The command, as the errors' pointer to `--help` names it. */
 const TUNE_TOOL = "deno task tune";
 
-/** A bad flag value (exit 2), ending as `parseFlags`'s errors do with the pointer to `--help`. */
+/** A bad flag value (exit 2), ending with the pointer to `--help` (`flagError`). */
 function badFlag(message: string): UsageError {
-  return new UsageError(`${message}; ${TUNE_TOOL} --help lists the flags`);
+  return flagError(TUNE_TOOL, message);
 }
 
 /**

@@ -81,6 +81,37 @@ export function usageChecked<T>(check: () => T): T {
 }
 
 /**
+ * A bad value of one of `tool`'s flags (exit 2), ending as {@link parseFlags}'s errors do with
+ * the pointer to the tool's `--help`.
+ *
+ * @param tool the command, e.g. `deno task perf`
+ * @param message one line naming the flag, the value and what it takes
+ * @returns the error to throw
+ */
+export function flagError(tool: string, message: string): UsageError {
+  return new UsageError(`${message}; ${tool} --help lists the flags`);
+}
+
+/**
+ * Runs an argument check and ends the {@link UsageError} it throws with the pointer to the
+ * tool's `--help`, as {@link parseFlags} ends its own (once: one that already ends so is
+ * rethrown as it is).
+ *
+ * @param tool the command, e.g. `deno task perf`
+ * @param check the check; its result is returned
+ * @returns what `check` returned
+ * @throws UsageError with the pointer; any other error as it was
+ */
+export function withHelpPointer<T>(tool: string, check: () => T): T {
+  try {
+    return check();
+  } catch (e) {
+    if (!(e instanceof UsageError) || e.message.endsWith("--help lists the flags")) throw e;
+    throw new UsageError(`${e.message}; ${tool} --help lists the flags`, { cause: e });
+  }
+}
+
+/**
  * The exit code of an error that stopped a command: {@link EXIT_USAGE} (2) for a
  * {@link UsageError}, {@link EXIT_FAILURE} (1) for anything else.
  *
@@ -309,7 +340,7 @@ export function parseFlags<O extends ParseArgsOptionsConfig>(
     tokens: true,
   });
   const fail = (what: string): never => {
-    throw new UsageError(`${what}; ${spec.tool} --help lists the flags`);
+    throw flagError(spec.tool, what);
   };
   const known = (name: string) => Object.hasOwn(options, name);
   const shorts = new Set(Object.values(options).map((o) => o.short).filter((s) => s !== undefined));

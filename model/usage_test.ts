@@ -8,6 +8,7 @@ import {
   runCli,
   usageChecked,
   UsageError,
+  withHelpPointer,
   wrapHelp,
 } from "./usage.ts";
 
@@ -231,4 +232,27 @@ Deno.test("runCli: --help text is wrapped to HELP_WIDTH columns", async () => {
   equal(out.length, 1);
   ok(out[0]!.split("\n").every((l) => l.length <= HELP_WIDTH), out[0]!);
   equal(out[0], wrapHelp(usage));
+});
+
+Deno.test("withHelpPointer() ends a usage error with the --help pointer once", () => {
+  const fails = (message: string) => () => {
+    throw new UsageError(message);
+  };
+  equal(withHelpPointer("t", () => 3), 3);
+  throws(
+    () => withHelpPointer("deno task t", fails("--x: bad")),
+    (e: Error) =>
+      e instanceof UsageError && e.message === "--x: bad; deno task t --help lists the flags",
+  );
+  // Already ending with a pointer (parseFlags's own, or a nested check's): rethrown as it is.
+  const pointed = "--x: bad; deno task t --help lists the flags";
+  throws(
+    () => withHelpPointer("deno task t", fails(pointed)),
+    (e: Error) => e instanceof UsageError && e.message === pointed,
+  );
+  // Any other error as it was.
+  throws(() =>
+    withHelpPointer("t", () => {
+      throw new RangeError("r");
+    }), /^RangeError: r$/);
 });
