@@ -104,6 +104,7 @@ import {
   profileNotes,
   runFileName,
   type RunOneFn,
+  type RunProgress,
   type RunResult,
   type RunSpec,
   TEST_DIAGNOSTICS,
@@ -717,6 +718,31 @@ export function resumedLine(e: Extract<GridEvent, { kind: "resumed" }>): string 
 }
 
 /**
+ * The info label of a run's progress bar for a progress report: each phase its own, so that a
+ * phase added to `RunProgress` fails to compile here rather than being drawn as another.
+ *
+ * @param p the report
+ * @returns `loss 0.1234` (or `train` without a loss), `eval`, or `resumed` (runGrid passes a
+ *   `resume` report on as its `resumed` event, never as a progress one; drawn alike if it did)
+ */
+export function progressInfo(p: RunProgress): string {
+  switch (p.phase) {
+    case "train":
+      return p.loss === undefined ? "train" : `loss ${p.loss.toFixed(4)}`;
+    case "eval":
+      return "eval";
+    case "resume":
+      return "resumed";
+    default: {
+      // Exhaustive: a new phase is a compile error here. At run time (an untyped caller) the
+      // bar shows the phase's own name, never another's.
+      const phase: never = p.phase;
+      return String(phase);
+    }
+  }
+}
+
+/**
  * The progress bars of `deno task bench` (grid and current run), on stderr. On a terminal they
  * change no terminal mode: the cursor stays visible and each line is cut to the terminal's width
  * by the writer rather than by turning line wrapping off, so a run stopped by Ctrl-C (SIGINT's
@@ -766,12 +792,7 @@ export function progressReporter(total: number, tty: boolean, stream?: Writable)
         run?.update(e.step, { info: "resumed" });
         break;
       case "progress":
-        if (e.progress.phase === "train") {
-          run?.update(e.progress.step, {
-            info: e.progress.loss === undefined ? "train" : `loss ${e.progress.loss.toFixed(4)}`,
-          });
-        } else if (e.progress.phase === "eval") run?.update(e.progress.step, { info: "eval" });
-        // A `resume` report is the `resumed` event (runGrid), never a progress one.
+        run?.update(e.progress.step, { info: progressInfo(e.progress) });
         break;
       case "done":
         run?.update(e.spec.train.steps, { info: "done" });

@@ -20,12 +20,13 @@ import {
   main,
   modelConfig,
   preflightModelConfig,
+  progressInfo,
   progressReporter,
   statedMemoryUse,
   weightsFolder,
 } from "./cli.ts";
 import { defaultTaskCatalog, expandGrid } from "./runner.ts";
-import { runFileName, type RunOneFn, type RunSpec } from "./spec.ts";
+import { runFileName, type RunOneFn, type RunProgress, type RunSpec } from "./spec.ts";
 import { DEFAULT_CHECKPOINT_MINUTES, requestStop, stopRequested } from "./trainer.ts";
 import { toyTrain } from "./trainer_testing.ts";
 import { preset, type T5Config } from "../model/config.ts";
@@ -2882,3 +2883,16 @@ Deno.test("main() --checkpoint-minutes: a run killed between scheduled checkpoin
     );
     assert.equal(log2.steps, 4, "no timed checkpoint within 30 minutes: from step 0");
   }));
+
+Deno.test("progressInfo(): each progress phase has its own bar label", () => {
+  assert.equal(progressInfo({ phase: "train", step: 2, totalSteps: 4 }), "train");
+  assert.equal(
+    progressInfo({ phase: "train", step: 2, totalSteps: 4, loss: 1.23456 }),
+    "loss 1.2346",
+  );
+  assert.equal(progressInfo({ phase: "eval", step: 2, totalSteps: 4 }), "eval");
+  assert.equal(progressInfo({ phase: "resume", step: 2, totalSteps: 4 }), "resumed");
+  // An untyped caller's unknown phase is drawn under its own name, not as another phase.
+  const odd = { phase: "warmup", step: 1, totalSteps: 4 } as unknown as RunProgress;
+  assert.equal(progressInfo(odd), "warmup");
+});
