@@ -229,9 +229,14 @@ Deno.test("a method config that does not fit a preset model of the grid is an er
     message:
       /^t\.json:11: \$\.methods\[1\]\.config\.reduction is 100, .* on model "tiny-v1_1" \(\$\.models\[1\]\)$/,
   });
-  // An {"hf": ...} model's d is known only when it loads: left to run time.
+  // An {"hf": ...} model's d is known only when it loads: left to run time, up to the size bound
+  // every model shares (model/methods/_config.ts MAX_SIZE_FIELD, past every T5's d).
   const hf = '[{ "hf": "org/some-t5" }]';
-  assert.equal(parseProfile(text(hf, "100000"), "t.json", checks).methods.length, 2);
+  assert.equal(parseProfile(text(hf, "32768"), "t.json", checks).methods.length, 2);
+  assert.throws(() => parseProfile(text(hf, "100000"), "t.json", checks), {
+    message: 't.json:11: $.methods[1].config.reduction: adapter config field "reduction" must ' +
+      "be an integer from 1 to 32768, got 100000",
+  });
   // No other field of a built-in method depends on the model's sizes.
   assert.equal(
     checks.methodModelProblem?.(
@@ -275,6 +280,14 @@ Deno.test("parseProfile() errors name file, line and path; method configs are ch
   assert.throws(
     () => parseProfile(multiLine.replace('"yes"', '"all"'), "t.json", checks),
     /^Error: t\.json:14: \$\.methods\[1\]\.config\.lenght: unknown mtl_prompt config field "lenght"/,
+  );
+  // An absurd size is refused at its line (it used to load, and its run crashed allocating).
+  assert.throws(
+    () => parseProfile(multiLine.replace('"reduction": 4', '"reduction": 1e9'), "t.json", checks),
+    {
+      message: "t.json:9: $.methods[0].config.reduction: adapter config field " +
+        '"reduction" must be an integer from 1 to 32768, got 1000000000',
+    },
   );
   assert.throws(
     () => parseProfile("{ nope", "t.json", checks),

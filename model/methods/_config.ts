@@ -14,6 +14,21 @@ import { countT5Params, sharedEmbeddingUnused } from "../accounting.ts";
  */
 export type FreezeBackbone = false | "all" | "except_layer_norms";
 
+/**
+ * The largest value {@link ConfigReader.int} accepts for a method's size field (prompt `length`,
+ * `bottleneck`, `reduction`, the hypernetworks' `*Dim` fields): 2^15 = 32,768. A sanity bound,
+ * not a fit check (the memory preflight sizes a run on its device): at it, a Prompt-Tuning
+ * prompt prepended to the input makes each attention matrix of one example and head at least
+ * 2^30 scores (4 GiB in f32), a HyperPrompt's keys and values per block 2^15 × d_model per
+ * example; a `reduction` above it exceeds every T5's d_model (at most 4,096), leaving no
+ * bottleneck; the hypernetwork sizes are 256 times the paper's largest (128), and at it one
+ * HyperFormer++ generator weight (`projectedDim` × d_model·d_model/r) has 2^34 elements on T5 1.1
+ * XXL at the default r, past a TF.js tensor's 2^31. Every paper setting is 100 or less (5,000 for
+ * `vocabSampleSize`, which has its own bound). Beyond it, a profile passed and its run crashed
+ * allocating (V8 out of memory, naming no file or field).
+ */
+export const MAX_SIZE_FIELD = 2 ** 15;
+
 /** A JSON object being read field by field; unknown keys are an error. */
 export class ConfigReader {
   readonly #obj: Record<string, unknown>;
@@ -56,12 +71,12 @@ export class ConfigReader {
     return this.#get(key);
   }
 
-  /** An integer field `>= min`. */
-  int(key: string, fallback: number, min = 1): number {
+  /** An integer field in `[min, max]` (by default a size: 1 to {@link MAX_SIZE_FIELD}). */
+  int(key: string, fallback: number, min = 1, max = MAX_SIZE_FIELD): number {
     const v = this.#get(key);
     if (v === undefined) return fallback;
-    if (typeof v !== "number" || !Number.isInteger(v) || v < min) {
-      this.#fail(key, `an integer >= ${min}`, v);
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
+      this.#fail(key, `an integer from ${min} to ${max}`, v);
     }
     return v;
   }

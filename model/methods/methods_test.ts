@@ -294,7 +294,7 @@ Deno.test("parseConfig() rejects unknown and malformed fields, naming them", () 
   );
   assert.throws(
     () => METHODS.adapter.parseConfig({ reduction: 0 }, "y.json"),
-    /y\.json: adapter config field "reduction" must be an integer >= 1/,
+    /y\.json: adapter config field "reduction" must be an integer from 1 to 32768/,
   );
   // The adapter's LayerNorm: shared by default (S6), "post" is the old name of "per_task".
   assert.equal(METHODS.adapter.parseConfig({}, "a").layerNorm, "shared");
@@ -323,7 +323,46 @@ Deno.test("parseConfig() rejects unknown and malformed fields, naming them", () 
   // A fractional count is malformed, not rounded or kept (a prompt of 2.5 rows).
   assert.throws(
     () => METHODS.mtl_prompt.parseConfig({ length: 2.5 }, "f.json"),
-    /f\.json: mtl_prompt config field "length" must be an integer >= 1, got 2\.5$/,
+    /f\.json: mtl_prompt config field "length" must be an integer from 1 to 32768, got 2\.5$/,
+  );
+  // An absurd size is refused when read (it used to pass and crash the run allocating), for
+  // every method's size fields; the bound itself is valid. vocabSampleSize, capped at the
+  // vocabulary when used, goes up to the largest int32 id.
+  const sizes: [keyof typeof METHODS, string][] = [
+    ["prompt_tuning", "length"],
+    ["mtl_prompt", "length"],
+    ["adapter", "reduction"],
+    ["hyperformer_pp", "reduction"],
+    ["hyperformer_pp", "taskEmbeddingDim"],
+    ["hyperformer_pp", "hiddenDim"],
+    ["hyperformer_pp", "projectedDim"],
+    ["hyperprompt_share", "length"],
+    ["hyperprompt_sep", "bottleneck"],
+    ["hyperprompt_global", "length"],
+    ["hyperprompt_global", "bottleneck"],
+    ["hyperprompt_global", "embeddingDim"],
+    ["hyperprompt_global", "hiddenDim"],
+    ["hyperprompt_global", "projectedDim"],
+  ];
+  for (const [method, field] of sizes) {
+    assert.throws(
+      () => METHODS[method].parseConfig({ [field]: 1e9 }, "h.json"),
+      new RegExp(
+        `^Error: h\\.json: ${method} config field "${field}" must be an integer from 1 to ` +
+          `32768, got 1000000000$`,
+      ),
+      `${method}.${field}`,
+    );
+    const ok = METHODS[method].parseConfig({ [field]: 32768 }, "h.json") as unknown;
+    assert.equal((ok as Record<string, unknown>)[field], 32768, `${method}.${field}`);
+  }
+  assert.equal(
+    METHODS.prompt_tuning.parseConfig({ vocabSampleSize: 250112 }, "v").vocabSampleSize,
+    250112,
+  );
+  assert.throws(
+    () => METHODS.prompt_tuning.parseConfig({ vocabSampleSize: 2 ** 31 }, "v.json"),
+    /v\.json: prompt_tuning config field "vocabSampleSize" must be an integer from 1 to 2147483647/,
   );
   // Stacks in canonical order whatever the JSON order (HyperPrompt's block index m counts the
   // encoder's blocks first).

@@ -188,7 +188,8 @@ function makePromptMethod(
         length: r.int("length", defaults.length),
         init: r.oneOf("init", ["uniform", "class_label"] as const, defaults.init),
         uniformScale: r.num("uniformScale", defaults.uniformScale),
-        vocabSampleSize: r.int("vocabSampleSize", defaults.vocabSampleSize),
+        // Capped at the vocabulary when used, so only a bound on any id: token ids are int32.
+        vocabSampleSize: r.int("vocabSampleSize", defaults.vocabSampleSize, 1, 2 ** 31 - 1),
         freezeBackbone: r.freeze("freezeBackbone", defaults.freezeBackbone),
         keepTaskPrefix: r.bool("keepTaskPrefix", defaults.keepTaskPrefix),
       };
