@@ -25,7 +25,9 @@
  *   "answers": [{"idx": a, "label": 0|1}]}]}}`.
  *
  * A prediction that is no valid label (decoded garbage) gets the task's first class (STS-B 0.0,
- * WSC `"False"`), and each file's count of those is printed and written in `README.txt`.
+ * WSC `"False"`), and each file's count of those is printed and written in `README.txt`. An
+ * STS-B prediction that is a finite number outside [0, 5] is clipped to the nearer bound (a valid
+ * number near the scale's end, not garbage; T5's script writes it as it is), counted apart.
  *
  * @module
  */
@@ -324,6 +326,8 @@ export interface ConvertedFile {
   readonly rows: number;
   /** Predictions that were no valid label, replaced by the first class. */
   readonly replaced: number;
+  /** STS-B predictions that were finite numbers outside [0, 5], clipped to it (else 0). */
+  readonly clipped: number;
 }
 
 /**
@@ -332,7 +336,8 @@ export interface ConvertedFile {
  * @param f the file
  * @param examples the test examples in file order (`loadExamples`)
  * @param predictions one decoded text per example (ignored for `majority`)
- * @returns the file's text, its rows and the count of replaced invalid predictions
+ * @returns the file's text, its rows, the count of replaced invalid predictions and of clipped
+ *   STS-B ones
  */
 export function convertFile(
   f: SubmissionFile,
@@ -342,6 +347,7 @@ export function convertFile(
   const spec = getTask(f.task);
   const words = spec.labelWords;
   let replaced = 0;
+  let clipped = 0;
   const cls = (p: string): number => {
     const c = classLabel(p, words);
     if (c >= 0) return c;
@@ -363,9 +369,14 @@ export function convertFile(
       }
       case "float": {
         const v = pyFloat(p);
-        if (v === undefined || !Number.isFinite(v) || v < 0 || v > 5) {
+        if (v === undefined || !Number.isFinite(v)) {
           replaced++;
           return 0;
+        }
+        // A number past an end of the scale (5.2, -0.3): the nearer bound, not 0.
+        if (v < 0 || v > 5) {
+          clipped++;
+          return Math.min(5, Math.max(0, v));
         }
         return v;
       }
@@ -397,21 +408,27 @@ export function convertFile(
         },
       })
     );
-    return { text: lines.map((l) => l + "\n").join(""), rows: examples.length, replaced };
+    return {
+      text: lines.map((l) => l + "\n").join(""),
+      rows: examples.length,
+      replaced,
+      clipped,
+    };
   }
   const values = examples.map((ex, i) => label(predictions[i] ?? "", ex));
   if (f.name.endsWith(".tsv")) {
     const cell = (v: number | string) =>
       typeof v === "number" && Number.isInteger(v) && f.format === "float" ? v.toFixed(1) : v;
     const rows = examples.map((ex, i) => `${rawId(ex)}\t${cell(values[i]!)}`);
-    return { text: ["index\tprediction", ...rows].join("\n") + "\n", rows: rows.length, replaced };
+    const text = ["index\tprediction", ...rows].join("\n") + "\n";
+    return { text, rows: rows.length, replaced, clipped };
   }
   const lines = examples.map((ex, i) => {
     // ReCoRD: the query's idx (the id is <passage idx>/<query idx>), as T5's `idx/query`.
     const id = f.format === "text" ? rawId(ex).split("/").at(-1)! : rawId(ex);
     return JSON.stringify({ idx: jsonIdx(id), label: values[i] });
   });
-  return { text: lines.map((l) => l + "\n").join(""), rows: lines.length, replaced };
+  return { text: lines.map((l) => l + "\n").join(""), rows: lines.length, replaced, clipped };
 }
 
 /** Options of {@link buildSubmission}. */
@@ -442,6 +459,8 @@ export interface Submission {
   readonly missing: readonly { readonly name: string; readonly why: string }[];
   /** Invalid predictions replaced, per written file. */
   readonly replaced: Readonly<Record<string, number>>;
+  /** STS-B predictions outside [0, 5] clipped to it, per written file (0 for the others). */
+  readonly clipped: Readonly<Record<string, number>>;
 }
 
 interface Source {
@@ -507,6 +526,7 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
     return `; the official test file has ${official}`;
   };
   const replaced: Record<string, number> = {};
+  const clipped: Record<string, number> = {};
   const notes: string[] = [];
   const testCache = new Map<string, Example[]>();
   const testOf = async (task: string, split: TaskSplit) => {
@@ -563,6 +583,7 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
       const c = convertFile(f, examples, []);
       files.set(f.name, c.text);
       replaced[f.name] = 0;
+      clipped[f.name] = 0;
       const ignored = sources.has(f.task) ? ` (the run's ${f.task} predictions are not used)` : "";
       const short = partialNote(f, examples.length, join(opts.dataDir, testFile));
       const line = `${f.name}: ${c.rows} rows, all 0 (not_entailment, the majority class): WNLI ` +
@@ -613,6 +634,7 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
     const c = convertFile(f, examples, texts);
     files.set(f.name, c.text);
     replaced[f.name] = c.replaced;
+    clipped[f.name] = c.clipped;
     const trained = DIAGNOSTIC_OF[f.task] ?? f.task;
     const best = src.run.best[trained]?.step;
     const stale = best !== undefined && best !== src.step
@@ -623,9 +645,9 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
     const short = partialNote(f, examples.length, join(opts.dataDir, testFile));
     const line = `${f.name}: ${c.rows} ${
       f.format === "multirc" ? "answers" : "rows"
-    } from ${f.task}.jsonl, step ${src.step} of ${
-      basename(src.file)
-    }; ${c.replaced} invalid prediction(s) replaced by ${firstClass(f)}${short}${stale}`;
+    } from ${f.task}.jsonl, step ${src.step} of ${basename(src.file)}; ${
+      replacedText(f, c)
+    }${short}${stale}`;
     log(line);
     notes.push(line);
   }
@@ -666,7 +688,14 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
   if (refusals.length > 0) throw new UsageError(refusals.join("\n"));
   if (missing.length > 0) log(`not written (--allow-missing):${missingText}`);
   files.set("README.txt", readme(opts, parts, notes, missing));
-  return { files, missing, replaced };
+  return { files, missing, replaced, clipped };
+}
+
+/** A file's count of replaced predictions, and of clipped ones where there are some. */
+function replacedText(f: SubmissionFile, c: ConvertedFile): string {
+  if (f.format === "text") return "any text is an answer: nothing replaced";
+  const clip = c.clipped > 0 ? `, ${c.clipped} out of [0, 5] clipped to it` : "";
+  return `${c.replaced} invalid prediction(s) replaced by ${firstClass(f)}${clip}`;
 }
 
 function firstClass(f: SubmissionFile): string {
@@ -677,8 +706,6 @@ function firstClass(f: SubmissionFile): string {
       return '"False"';
     case "lowerBool":
       return '"false"';
-    case "text":
-      return "(none: any text is an answer)";
     case "word":
       return `"${getTask(f.task).labelWords[0]}"`;
     default:
@@ -721,6 +748,9 @@ function readme(
     "",
     "Invalid predictions (decoded text that is no label) are replaced by the task's first class",
     "(STS-B 0.0, WSC False); the count per file is above.",
+    ...(notes.some((n) => n.startsWith("STS-B.tsv") && n.includes(" clipped to it"))
+      ? ["STS-B predictions outside [0, 5] are clipped to it (not replaced); counted above."]
+      : []),
     ...(notes.some((n) => n.startsWith("WNLI.tsv"))
       ? [
         "WNLI.tsv: 0 (not_entailment, the majority class) for every row; WNLI is never trained",

@@ -22,11 +22,14 @@ import {
 const MIRROR = sharedPath("data");
 const enc = JSON.stringify;
 
-/** The prediction of the i-th test example of a task: its label words in turn, every 7th garbage. */
+/**
+ * The prediction of the i-th test example of a task: its label words in turn, every 7th garbage;
+ * STS-B 0.0, 0.2, ... 4.8, then 5.2 (out of range: clipped to 5.0).
+ */
 function predictionOf(task: string, i: number): string {
   if (i % 7 === 0) return "garbage!";
   const t = getTask(task);
-  if (t.converter === "stsb") return ((i % 26) / 5).toFixed(1);
+  if (t.converter === "stsb") return i % 26 === 25 ? "5.2" : ((i % 26) / 5).toFixed(1);
   if (t.converter === "record") return `answer ${i}`;
   if (t.converter === "wsc_simple") return i % 2 === 0 ? "the nobody" : "";
   return t.labelWords[i % t.labelWords.length]!;
@@ -248,8 +251,23 @@ Deno.test("GLUE: every official file from a multi-task run; mirror ids, row coun
     const col = (name: string) => tsvRows(sub.files.get(name)!).slice(1).map((r) => r[1]);
     // CoLA: class index (i % 2 gives unacceptable/acceptable; garbage -> 0).
     assert.deepEqual(col("CoLA.tsv").slice(0, 4), ["0", "1", "0", "1"]);
-    // STS-B: the float; garbage -> 0.0; an integer written with one decimal.
+    // STS-B: the float; garbage -> 0.0; an integer written with one decimal; 5.2 clipped to 5.0
+    // (i = 25, 51, ... less the garbage 7th rows: 45 of the 1379), counted apart.
     assert.deepEqual(col("STS-B.tsv").slice(0, 6), ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]);
+    assert.deepEqual(col("STS-B.tsv").slice(24, 27), ["4.8", "5.0", "0.0"]);
+    const clipped = Array.from({ length: 1379 }, (_, i) => i)
+      .filter((i) => i % 26 === 25 && i % 7 !== 0).length;
+    assert.equal(clipped, 45);
+    assert.equal(sub.clipped["STS-B.tsv"], clipped);
+    const stsbLine = log.find((l) => l.startsWith("STS-B.tsv: "));
+    assert.match(
+      stsbLine ?? "",
+      new RegExp(
+        `; 197 invalid prediction\\(s\\) replaced by 0\\.0, ${clipped} out of \\[0, 5\\] clipped to it(;|$)`,
+      ),
+    );
+    // Only said where there are some.
+    assert.equal(log.filter((l) => l.includes("clipped")).length, 1, log.join("\n"));
     // RTE: the label word.
     assert.deepEqual(col("RTE.tsv").slice(0, 3), ["entailment", "not_entailment", "entailment"]);
     // MNLI's halves from one prediction file, each with its own test file's index.
@@ -291,6 +309,8 @@ Deno.test("GLUE: every official file from a multi-task run; mirror ids, row coun
     );
     assert.match(readme, /MNLI-mm\.tsv: 3 rows .*; the official test file has 9847\n/);
     assert.doesNotMatch(readme, /CoLA\.tsv: .*official/);
+    assert.ok(readme.includes(`\n  ${stsbLine}\n`), readme);
+    assert.match(readme, /STS-B predictions outside \[0, 5\] are clipped to it/);
     assert.match(readme, /WNLI\.tsv: 0 \(not_entailment, the majority class\) for every row/);
     assert.match(
       readme,
@@ -348,7 +368,8 @@ Deno.test("SuperGLUE: every official file; idx from the test files, MultiRC nest
       assert.ok(refused.message.includes(want), `${want} not in ${refused.message}`);
     }
     assert.doesNotMatch(refused.message, /(CB|RTE)\.jsonl/);
-    const sub = await buildSubmission({ ...opts, allowPartial: true, log: () => {} });
+    const log: string[] = [];
+    const sub = await buildSubmission({ ...opts, allowPartial: true, log: (s) => log.push(s) });
     assert.deepEqual(sub.missing, []);
     const rows = (name: string) =>
       sub.files.get(name)!.trimEnd().split("\n").map((l) => JSON.parse(l));
@@ -391,6 +412,11 @@ Deno.test("SuperGLUE: every official file; idx from the test files, MultiRC nest
       { idx: 71, label: "answer 1" },
     ]);
     assert.equal(sub.replaced["ReCoRD.jsonl"], 0);
+    assert.match(
+      log.find((l) => l.startsWith("ReCoRD.jsonl: ")) ?? "",
+      /; any text is an answer: nothing replaced(;|$)/,
+    );
+    assert.doesNotMatch(log.join("\n"), /replaced by \(none/);
     // MultiRC: nested per passage and question; answers 0..3 -> garbage (0), True, False, True.
     assert.deepEqual(rows("MultiRC.jsonl"), [
       {
@@ -549,7 +575,7 @@ Deno.test("full-size test files need no --allow-partial; WNLI counted as the oth
   }
 });
 
-Deno.test("convertFile(): WSC by the wsc_simple rule against the referent; STS-B out of range replaced", () => {
+Deno.test("convertFile(): WSC by the wsc_simple rule against the referent; STS-B out of range clipped, no number replaced", () => {
   const ex = (i: number, target: string): Example => ({
     task: "wsc",
     id: `wsc/test/${i}`,
@@ -572,13 +598,18 @@ Deno.test("convertFile(): WSC by the wsc_simple rule against the referent; STS-B
   ]);
   assert.equal(c.replaced, 1);
   const stsb: SubmissionFile = { name: "STS-B.tsv", task: "stsb", split: "test", format: "float" };
-  const sx = [0, 1, 2, 3].map((i) => ({ ...ex(i, "-1.0"), task: "stsb", id: `stsb/test/${i}` }));
-  const s = convertFile(stsb, sx, ["3.8", "7.5", "nan", "5"]);
-  assert.deepEqual(tsvRows(s.text).slice(1), [["0", "3.8"], ["1", "0.0"], ["2", "0.0"], [
-    "3",
-    "5.0",
-  ]]);
-  assert.equal(s.replaced, 2);
+  const preds = ["3.8", "7.5", "nan", "5", "-0.3", "5.2", "inf", "-inf", "x", "0"];
+  const sx = preds.map((_, i) => ({ ...ex(i, "-1.0"), task: "stsb", id: `stsb/test/${i}` }));
+  const s = convertFile(stsb, sx, preds);
+  // A finite number out of [0, 5] is clipped to the nearer bound; nan, inf and text are 0.0.
+  assert.deepEqual(
+    tsvRows(s.text).slice(1).map((r) => r[1]),
+    ["3.8", "5.0", "0.0", "5.0", "0.0", "5.0", "0.0", "0.0", "0.0", "0.0"],
+  );
+  assert.equal(s.replaced, 4);
+  assert.equal(s.clipped, 3);
+  // Other formats clip nothing.
+  assert.equal(c.clipped, 0);
 });
 
 Deno.test("selection: two files of one run id exit 1 naming both, not 'narrow the choice'", async () => {
