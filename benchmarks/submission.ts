@@ -10,7 +10,9 @@
  * `Example.id` with the test files read by `tasks/load.ts` (which give the leaderboard's `idx`
  * values, never guessed), turned into each leaderboard's label format as T5's
  * `prepare_glue_submission.py` writes it (`shared/reference/glue-superglue.md` §3.7), and written
- * under the official file names into a new folder (temp folder + rename), then zipped beside it.
+ * under the official file names into a new folder (temp folder + rename) with a `README.txt` of
+ * where each came from, and the leaderboard files alone zipped beside it (the servers expect only
+ * the task files, as T5's script writes them: `README.txt` stays out of the zip).
  *
  * Formats (T5's script where it has the task, else as noted in {@link SUBMISSION_FILES}):
  * - GLUE: `<File>.tsv`, header `index\tprediction`, the test file's own index column. CoLA, SST-2,
@@ -137,6 +139,9 @@ export const SUBMISSION_FILES: Readonly<Record<BenchmarkName, readonly Submissio
 const DIAGNOSTIC_OF: Readonly<Record<string, string>> = Object.fromEntries(
   Object.entries(TEST_DIAGNOSTICS).flatMap(([host, diags]) => diags.map((d) => [d, host])),
 );
+
+/** The provenance file written beside the leaderboard files, and left out of the zip. */
+const README = "README.txt";
 
 /** An error in a result file or a prediction file: exit 1, naming the file (and line, field). */
 export class SubmissionError extends Error {
@@ -678,8 +683,8 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
     );
   }
   if (files.size === 0) {
-    // Nothing to write (no predictions matched a test file, or no test files there): a zip of
-    // README.txt alone is no submission, with or without --allow-missing.
+    // Nothing to write (no predictions matched a test file, or no test files there): README.txt
+    // and an empty zip are no submission, with or without --allow-missing.
     throw new UsageError(
       `no leaderboard file could be written (all ${total} missing; --allow-missing writes only ` +
         `the ones there are):${missingText}`,
@@ -687,7 +692,7 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
   }
   if (refusals.length > 0) throw new UsageError(refusals.join("\n"));
   if (missing.length > 0) log(`not written (--allow-missing):${missingText}`);
-  files.set("README.txt", readme(opts, parts, notes, missing));
+  files.set(README, readme(opts, parts, notes, missing));
   return { files, missing, replaced, clipped };
 }
 
@@ -763,7 +768,8 @@ function readme(
 
 /**
  * Writes the files into a new folder `out` (built in a temporary folder beside it, then renamed
- * into place) and the same files, at the zip's root, into `<out>.zip` (written atomically).
+ * into place) and the same files but `README.txt`, at the zip's root, into `<out>.zip` (written
+ * atomically): the leaderboard servers expect the task files alone (glue-superglue.md §3.7).
  *
  * @param out the folder (absent or empty)
  * @param files file name -> contents
@@ -782,7 +788,7 @@ export async function writeSubmission(
     for (const [name, text] of files) {
       const bytes = enc.encode(text);
       await Deno.writeFile(join(tmp.path, name), bytes);
-      zip[name] = bytes;
+      if (name !== README) zip[name] = bytes;
     }
     await swapFolderInto(tmp.path, resolve(out));
   } catch (e) {
@@ -801,7 +807,9 @@ export const SUBMISSION_USAGE =
   `Usage: deno task submission --runs DIR --benchmark B --method LABEL --out DIR [options]
 
 Writes the GLUE or SuperGLUE leaderboard files of one row of results (a run trained with
-train.predictTest: the test predictions of each task's best validation step), and <out>.zip.
+train.predictTest: the test predictions of each task's best validation step) and a README.txt of
+where each came from into a folder, and the leaderboard files alone (no README.txt, which a
+leaderboard may reject) into <out>.zip.
 
   --runs DIR         folder of run result JSONs (or one JSON file of results)
   --benchmark B      glue or super_glue
@@ -913,9 +921,13 @@ async function submissionCommand(args: string[], log: (s: string) => void): Prom
     log,
   });
   const zip = await writeSubmission(out, sub.files);
-  // README.txt is always there; the count is of the leaderboard's own files.
+  // README.txt is always there; the count is of the leaderboard's own files, the zip's.
   const n = sub.files.size - 1;
-  log(`wrote ${n} leaderboard ${n === 1 ? "file" : "files"} and README.txt to ${out} and ${zip}`);
+  const what = `${n} leaderboard ${n === 1 ? "file" : "files"}`;
+  log(
+    `wrote ${what} and ${README} to ${out}, the leaderboard ${n === 1 ? "file" : "files"} ` +
+      `alone to ${zip}`,
+  );
 }
 
 /** `--out` must be absent or an empty folder, and `<out>.zip` absent. */

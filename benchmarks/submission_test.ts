@@ -519,7 +519,8 @@ Deno.test("partial test files: one refusal lists every one with both counts besi
     assert.equal(readme.match(/official test file has/g)?.length, partial.length, readme);
     const names = [...Deno.readDirSync(join(out, "ok"))].map((e) => e.name);
     assert.equal(names.length, 11, names.join(", ")); // 10 files and README.txt
-    assert.ok(await Deno.stat(join(out, "ok.zip")));
+    const zipped = Object.keys(unzipSync(await Deno.readFile(join(out, "ok.zip"))));
+    assert.deepEqual(zipped.sort(), names.filter((n) => n !== "README.txt").sort());
   } finally {
     for (const d of [data, runs, out]) await Deno.remove(d, { recursive: true });
   }
@@ -694,16 +695,20 @@ Deno.test("selection: a perTask method's task runs merge; several rows or none e
       /RTE\.tsv: 3000 rows from rte\.jsonl, step \d+ of p--.*--Prompt-Tuning--rte--s0--/,
     );
     assert.match(ok.out, /not written \(--allow-missing\):\n {2}SST-2\.tsv/);
-    assert.match(ok.out, /\nwrote 2 leaderboard files and README\.txt to .*pt and .*pt\.zip$/);
+    assert.match(
+      ok.out,
+      /\nwrote 2 leaderboard files and README\.txt to .*pt, the leaderboard files alone to .*pt\.zip$/,
+    );
     const names = [...Deno.readDirSync(join(out, "pt"))].map((e) => e.name).sort();
     assert.deepEqual(names, ["CoLA.tsv", "README.txt", "RTE.tsv"]);
-    // The zip holds the same files at its root.
+    // The zip holds the leaderboard files alone at its root, as the servers expect (no
+    // README.txt: glue-superglue.md 3.7 and T5's script write only the task files).
     const zip = unzipSync(await Deno.readFile(join(out, "pt.zip")));
-    assert.deepEqual(Object.keys(zip).sort(), names);
-    for (const n of names) {
+    assert.deepEqual(Object.keys(zip).sort(), ["CoLA.tsv", "RTE.tsv"]);
+    for (const n of Object.keys(zip)) {
       assert.deepEqual(zip[n], await Deno.readFile(join(out, "pt", n)), n);
     }
-    const readme = new TextDecoder().decode(zip["README.txt"]);
+    const readme = await Deno.readTextFile(join(out, "pt", "README.txt"));
     assert.match(readme, /Not written:\n {2}SST-2\.tsv/);
     // No WNLI file here (no test file in the mirror), so no claim about its rows.
     assert.doesNotMatch(readme, /majority class/);
@@ -874,6 +879,8 @@ Deno.test("submission --help: exit 0, lines within the width, the parser's flags
   assert.equal(help.code, 0);
   assert.deepEqual(help.out.split("\n").filter((l) => l.length > HELP_WIDTH), []);
   assert.equal(help.out.split("\n")[0], SUBMISSION_USAGE.split("\n")[0]);
+  // The zip's contents as writeSubmission makes them: no README.txt.
+  assert.match(help.out, /the leaderboard files alone \(no README\.txt,[^)]*\) into <out>\.zip/);
   const bad = await cli(["--zz"]);
   assert.equal(bad.code, 2);
   const listed = help.out.split("\n").flatMap((l) => /^ {2}--([a-z-]+)/.exec(l)?.[1] ?? []).sort();
