@@ -29,8 +29,10 @@ export interface PromptTuningConfig {
    * sub-word tokens (`MethodContext.labelTokenIds`, in label order, at most `length` labels), as
    * the official `prompts.from_embedded_list` / `from_class_labels.gin` and Lester et al. §2.2
    * do; the remaining rows are embeddings of distinct tokens drawn (seeded) from the first
-   * `vocabSampleSize` ids, label sub-words excluded. Embeddings come from the table the encoder
-   * uses (`encoder.embed_tokens.weight` when the checkpoint has its own, else `shared.weight`).
+   * `vocabSampleSize` ids, label sub-words excluded (unless every one of those ids is a label
+   * sub-word, e.g. a tiny vocabulary: then none is excluded). Embeddings come from the table the
+   * encoder uses (`encoder.embed_tokens.weight` when the checkpoint has its own, else
+   * `shared.weight`).
    */
   readonly init: "uniform" | "class_label";
   /** Half-width of the uniform initialiser. */
@@ -59,11 +61,13 @@ function mulberry32(seed: number): () => number {
  * Which token embeddings make up each row of one task's class-label prompt: row i < (number of
  * labels) is label word i's sub-word ids (the row is their mean embedding); each remaining row is
  * one token id drawn (seeded) from [0, pool), distinct and not a label sub-word while the pool
- * lasts, then with replacement.
+ * lasts, then with replacement. When every id of the pool is a label sub-word (a tiny vocabulary
+ * or `vocabSampleSize`), the draws exclude none (the official `from_sample_of_embeddings`
+ * excludes no id at all): the label rows come first, the rest repeat label tokens.
  *
  * @param labels the task's label words, each as its sub-word token ids (non-empty)
  * @param length prompt length (labels beyond it are dropped)
- * @param pool ids [0, pool) to sample the remaining rows from
+ * @param pool ids [0, pool) to sample the remaining rows from (an integer >= 1)
  * @param seed sampling seed
  * @returns `length` lists of token ids, one per prompt row
  */
@@ -76,12 +80,17 @@ export function classLabelRows(
   const rows = labels.slice(0, length).map((ids) => [...ids]);
   const need = length - rows.length;
   if (need > 0) {
-    const taken = new Set(labels.flat());
-    const candidates: number[] = [];
-    for (let i = 0; i < pool; i++) if (!taken.has(i)) candidates.push(i);
-    if (candidates.length === 0) {
-      throw new Error(`prompt_tuning.ts: no token id in [0, ${pool}) left to sample prompt rows`);
+    if (!Number.isInteger(pool) || pool < 1) {
+      throw new Error(
+        `prompt_tuning.ts classLabelRows: the pool of token ids [0, pool) to sample prompt rows ` +
+          `from must be an integer >= 1, got ${pool}`,
+      );
     }
+    const taken = new Set(labels.flat());
+    let candidates: number[] = [];
+    for (let i = 0; i < pool; i++) if (!taken.has(i)) candidates.push(i);
+    // Every id of the pool is a label sub-word: draw from all of them rather than fail.
+    if (candidates.length === 0) candidates = Array.from({ length: pool }, (_, i) => i);
     const rand = mulberry32(seed);
     // Partial Fisher-Yates: distinct draws while the pool lasts, then with replacement.
     for (let k = 0; k < need; k++) {

@@ -117,7 +117,62 @@ Deno.test("classLabelRows: label lists first (truncated to the length), then dis
   assert.deepEqual([...new Set(drawn.slice(0, 4))].sort(), [0, 3, 4, 5]);
   assert.ok([0, 3, 4, 5].includes(drawn[4]!));
   assert.deepEqual(classLabelRows([[1, 2]], 6, 6, 1), r, "seeded");
-  assert.throws(() => classLabelRows([[0, 1]], 3, 2, 1), /no token id in \[0, 2\) left/);
+  // Every id of the pool a label sub-word: the draws exclude none (distinct while they last).
+  const all = classLabelRows([[0, 1]], 4, 2, 1);
+  assert.deepEqual(all[0], [0, 1]);
+  assert.deepEqual(all.slice(1, 3).map((x) => x[0]!).sort(), [0, 1]);
+  assert.ok([0, 1].includes(all[3]![0]!) && all[3]!.length === 1, `${all[3]}`);
+  assert.throws(
+    () => classLabelRows([[1]], 3, 0, 1),
+    /classLabelRows: the pool of token ids \[0, pool\) .* must be an integer >= 1, got 0$/,
+  );
+});
+
+Deno.test("class-label init with a hand-made tokenizer whose first ids are all label sub-words", () => {
+  // Tokenizer-dependent: RTE's label words take ids 0-3 here, the whole vocabSampleSize pool.
+  const tok = T5Tokenizer.fromJson({
+    added_tokens: [],
+    pre_tokenizer: { type: "Metaspace", replacement: "\u2581", prepend_scheme: "always" },
+    model: {
+      type: "Unigram",
+      unk_id: 5,
+      vocab: [
+        ["\u2581entailment", -1],
+        ["\u2581not", -1],
+        ["_", -1],
+        ["entailment", -1],
+        ["</s>", 0],
+        ["<unk>", 0],
+        ["<pad>", 0],
+      ],
+    },
+  }, "hand-made tokenizer.json");
+  const words = ["entailment", "not_entailment"].map((w) => tok.encodeNoEos(w));
+  assert.deepEqual(words, [[0], [1, 2, 3]]);
+  const model = toyModel(7);
+  const before = tf.memory().numTensors;
+  const ctx: MethodContext = {
+    config: model.config,
+    tasks: ["rte"],
+    seed: 5,
+    backbone: model.params,
+    labelTokenIds: new Map([["rte", words]]),
+  };
+  const cfg = promptTuning.parseConfig({ length: 5, vocabSampleSize: 4 }, "test");
+  const inst = promptTuning.create(ctx, cfg);
+  const rows = (inst.variables.get("prompt_tuning.prompt")!.arraySync() as number[][][])[0]!;
+  inst.dispose();
+  assert.equal(tf.memory().numTensors, before, "create + dispose left tensors");
+  assertClose(rows[0]!, mean([0]), "label row 0");
+  assertClose(rows[1]!, mean([1, 2, 3]), "label row 1");
+  // The other three: distinct single tokens of the pool [0, 4), label sub-words included.
+  const sampled = rows.slice(2).map((r) => Math.round(r[0]!));
+  assert.equal(new Set(sampled).size, 3, `${sampled}`);
+  for (const [k, id] of sampled.entries()) {
+    assert.ok(id >= 0 && id < 4, `sampled id ${id}`);
+    assert.deepEqual(rows[2 + k], toyRow(id), `sampled row ${k}`);
+  }
+  disposeT5(model);
 });
 
 Deno.test("class-label init reads the encoder's own embedding table when it has one", () => {
