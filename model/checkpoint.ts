@@ -46,7 +46,7 @@ import { readTorchBinHeader, readTorchBinTensors, type TorchBinHeader } from "./
 
 import { parseJsonFile } from "./json.ts";
 import { CheckpointError } from "./checkpoint_error.ts";
-import { sha256File } from "./hash.ts";
+import { recordedSha256, sha256File } from "./hash.ts";
 
 export { CheckpointError } from "./checkpoint_error.ts";
 export { fetchHubModel, type FetchHubOptions } from "./hub.ts";
@@ -519,7 +519,12 @@ const DIGESTS = new Map<string, Promise<string>>();
  * `tasks/download.ts` hashes data files). Each file is hashed once per process while its real
  * path, size and modification time stay the same (a grid runs many runs on one backbone): the
  * first call reads the whole file, at disk speed (the 44 GB of a T5-XXL's weights take minutes),
- * later ones only stat it.
+ * later ones only stat it. A file that a hub download recorded the sha256 of
+ * (`.<name>.sha256.json` beside it: `model/hash.ts` `recordedSha256`) is not read at all while its
+ * size and modification time are those recorded: the recorded digest is returned (a record that
+ * does not fit the file is ignored, and the file hashed). Trade-off: a file changed in place
+ * without a change of size or modification time (or a record edited to fit) is given the
+ * recorded digest, not its bytes'.
  *
  * @param path the file
  * @returns its size and hex sha256
@@ -532,7 +537,10 @@ export async function fileDigest(path: string): Promise<CheckpointFileRecord> {
     const key = `${real}\0${st.size}\0${st.mtime?.getTime() ?? "?"}`;
     let digest = DIGESTS.get(key);
     if (digest === undefined) {
-      DIGESTS.set(key, digest = sha256File(real));
+      DIGESTS.set(
+        key,
+        digest = recordedSha256(real, st).then((recorded) => recorded ?? sha256File(real)),
+      );
       digest.catch(() => DIGESTS.delete(key));
     }
     return { bytes: st.size, sha256: await digest };

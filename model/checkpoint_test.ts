@@ -20,6 +20,7 @@ import {
   weightFileNames,
 } from "./checkpoint.ts";
 import { isLocalFileError, makeHeldTempDir } from "./fs.ts";
+import { recordSha256 } from "./hash.ts";
 import {
   copyTree,
   diskFullError,
@@ -1366,6 +1367,45 @@ Deno.test("pytorch_model.bin: a config mismatch is refused from the pickle (zip 
     assert.equal(tf.memory().numTensors, before, "no leaked tensors");
   } finally {
     await Deno.remove(relu, { recursive: true });
+  }
+});
+
+Deno.test("fileDigest: a download's sha256 record that fits the file is taken without reading it; a stale one is ignored", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const sha = async (b: Uint8Array<ArrayBuffer>) =>
+      [...new Uint8Array(await crypto.subtle.digest("SHA-256", b))]
+        .map((x) => x.toString(16).padStart(2, "0")).join("");
+    const bytes = new Uint8Array(300_000).map((_, i) => (i * 5 + (i >> 9)) & 255);
+    // A record whose digest is not the bytes' but whose size and mtime fit: taken as it is (the
+    // documented trade-off), which proves the file was not read.
+    const fits = join(dir, "model.safetensors");
+    await Deno.writeFile(fits, bytes);
+    const recorded = "0".repeat(64);
+    await recordSha256(fits, recorded, true);
+    let got: unknown;
+    const read = await bytesRead(async () => got = await fileDigest(fits));
+    assert.deepEqual(got, { bytes: bytes.length, sha256: recorded });
+    assert.equal(read, 0, "the file is not read");
+    // The file rewritten after its record (another mtime, or another size): the record is
+    // ignored and the bytes hashed.
+    const touched = join(dir, "a.safetensors");
+    await Deno.writeFile(touched, bytes);
+    await recordSha256(touched, recorded, true);
+    const { mtime } = await Deno.stat(touched);
+    await Deno.utime(touched, mtime!, new Date(mtime!.getTime() + 5000));
+    assert.deepEqual(await fileDigest(touched), { bytes: bytes.length, sha256: await sha(bytes) });
+    const grown = join(dir, "b.safetensors");
+    await Deno.writeFile(grown, bytes.subarray(1));
+    await recordSha256(grown, recorded, true);
+    const st = await Deno.stat(grown);
+    await Deno.writeFile(grown, bytes);
+    await Deno.utime(grown, st.atime!, st.mtime!);
+    assert.deepEqual(await fileDigest(grown), { bytes: bytes.length, sha256: await sha(bytes) });
+    // The record is never taken for a weights file.
+    assert.deepEqual(await weightFileNames(dir), ["model.safetensors"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

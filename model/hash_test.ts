@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { fmix32, isUint32, sha256File } from "./hash.ts";
+import {
+  fmix32,
+  isUint32,
+  recordedSha256,
+  recordSha256,
+  sha256File,
+  sha256RecordPath,
+} from "./hash.ts";
 
 Deno.test("fmix32() is murmur3's finaliser: reference values, u32 wrap-around, a bijection on a sample", () => {
   // fmix32(1) of the reference implementation (MurmurHash3.cpp); 0 is its fixed point.
@@ -59,6 +66,47 @@ Deno.test("sha256File(): the streaming hash of a file over several 1 MiB reads e
       "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
     );
     await assert.rejects(() => sha256File(join(dir, "none")), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("recordSha256() / recordedSha256(): the record beside a file is taken while its name, size and mtime fit; else ignored", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "model.safetensors");
+    await Deno.writeFile(path, new Uint8Array([1, 2, 3]));
+    const sha = "ab".repeat(32);
+    await recordSha256(path, sha, true);
+    assert.equal(sha256RecordPath(path), join(dir, ".model.safetensors.sha256.json"));
+    const st = await Deno.stat(path);
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(sha256RecordPath(path))), {
+      file: "model.safetensors",
+      bytes: 3,
+      mtimeMs: st.mtime!.getTime(),
+      sha256: sha,
+      hubVerified: true,
+    });
+    assert.equal(await recordedSha256(path, st), sha);
+    // Another size, another mtime: stale.
+    assert.equal(await recordedSha256(path, { ...st, size: 4 }), undefined, "size");
+    const later = new Date(st.mtime!.getTime() + 1000);
+    assert.equal(await recordedSha256(path, { ...st, mtime: later }), undefined, "mtime");
+    assert.equal(await recordedSha256(path, { ...st, mtime: null }), undefined, "no mtime");
+    // A record moved beside another file (of the same size and mtime) names another file.
+    const other = join(dir, "pytorch_model.bin");
+    await Deno.copyFile(sha256RecordPath(path), sha256RecordPath(other));
+    assert.equal(await recordedSha256(other, st), undefined, "another file's record");
+    // Malformed records: no digest, not hex, not JSON; and no record at all.
+    const record = JSON.parse(await Deno.readTextFile(sha256RecordPath(path)));
+    for (const bad of [{ ...record, sha256: undefined }, { ...record, sha256: "AB".repeat(32) }]) {
+      await Deno.writeTextFile(sha256RecordPath(path), JSON.stringify(bad));
+      assert.equal(await recordedSha256(path, st), undefined, JSON.stringify(bad));
+    }
+    await Deno.writeTextFile(sha256RecordPath(path), "{");
+    assert.equal(await recordedSha256(path, st), undefined, "not JSON");
+    await Deno.remove(sha256RecordPath(path));
+    assert.equal(await recordedSha256(path, st), undefined, "no record");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

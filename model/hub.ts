@@ -9,7 +9,14 @@
  *
  * Each file is downloaded to `<file>.part` beside it, checked (its size against the hub's
  * `Content-Length` or `Content-Range`, JSON, safetensors or PyTorch headers) and renamed into
- * place, so the cache never holds a half-written file under a final name. A transfer that breaks,
+ * place, so the cache never holds a half-written file under a final name. Its bytes are hashed
+ * (sha256) as they stream in from byte 0 (a part resumed with `Range`, or settled by a 416, is
+ * hashed whole once complete); when the hub named the file's sha256 (an LFS file: the
+ * `X-Linked-Etag`, else the `ETag`, of the hub's own answers, when 64 hex digits), a part of
+ * another sha256 is deleted and the download fails, naming the repo, the file and both digests.
+ * The sha256 is recorded beside the file (`.<file>.sha256.json`, with its size and modification
+ * time: `model/hash.ts` `recordSha256`), so `model/checkpoint.ts` `fileDigest` need not read the
+ * file again. A transfer that breaks,
  * sends nothing for 30 s, or is answered HTTP 408, 429 or 5xx is retried after the hub's
  * `Retry-After` (else 1, 2, 4 s), resuming the part with an HTTP `Range` request; a part left by
  * a killed or failed run is resumed by the next (`model/http.ts` `fetchResumable`), only from the
@@ -35,6 +42,7 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 import {
   convertHint,
@@ -45,6 +53,7 @@ import {
   WEIGHTS_NAME,
 } from "./checkpoint.ts";
 import { readEnv } from "./env.ts";
+import { recordSha256, sha256File } from "./hash.ts";
 import { readSafetensorsHeader } from "./safetensors.ts";
 import { readTorchBinHeader } from "./torch_bin.ts";
 import {
@@ -339,9 +348,16 @@ function offlineError(ctx: Ctx, url: string, cause: unknown): Error {
  * hub's own origin (the hub redirects large files to a CDN with pre-signed URLs); `headers` (a
  * `Range`) go to every hop, and `signal` aborts whichever hop is in flight.
  */
-function hubGet(ctx: Ctx): HttpGet {
+function hubGet(ctx: Ctx, digest?: DownloadDigest): HttpGet {
   const origin = new URL(ctx.endpoint).origin;
   return async (url, headers, signal) => {
+    // What this request learns replaces what an earlier attempt learnt.
+    const attempt = digest === undefined ? undefined : {};
+    if (digest !== undefined) {
+      digest.expected = undefined;
+      digest.streamed = undefined;
+      digest.attempt = attempt;
+    }
     let current = url;
     for (let hop = 0; hop <= 10; hop++) {
       const sameOrigin = new URL(current).origin === origin;
@@ -359,13 +375,77 @@ function hubGet(ctx: Ctx): HttpGet {
       // The commit the revision resolves to (the hub's own answers name it, the CDN's do not).
       const commit = sameOrigin ? res.headers.get("x-repo-commit") : null;
       if (commit !== null && isCommitSha(commit)) ctx.commit = commit;
+      if (digest !== undefined && sameOrigin) {
+        digest.expected = lfsSha256(res.headers) ?? digest.expected;
+      }
       const location = res.headers.get("location");
-      if (res.status < 300 || res.status >= 400 || location === null) return res;
+      if (res.status < 300 || res.status >= 400 || location === null) {
+        // A whole body (from byte 0) is hashed as it streams; a 206's is only the part's tail.
+        return digest !== undefined && res.status === 200 && res.body !== null
+          ? hashingResponse(res, res.body, digest, attempt!)
+          : res;
+      }
       await res.body?.cancel();
       current = new URL(location, current).href;
     }
     throw new RedirectLoop(`too many redirects from ${url}`);
   };
+}
+
+/**
+ * What one download learns of its file's sha256 (reset by each request, so it is the last
+ * attempt's: the one whose bytes completed the part).
+ */
+interface DownloadDigest {
+  /** The sha256 the hub named for the file ({@link lfsSha256}), if any. */
+  expected?: string;
+  /** The sha256 and size of a whole (200) body, once it has streamed to its end. */
+  streamed?: { sha256: string; bytes: number };
+  /** The request the record is of (a body of an earlier one that ends late is not taken). */
+  attempt?: object;
+}
+
+/**
+ * The sha256 the hub names for an LFS file: its `X-Linked-Etag`, else its `ETag` (as
+ * huggingface_hub reads them), with a `W/` prefix and quotes taken off, when that is 64 hex
+ * digits. A file kept in git has the 40-digit sha1 of its git blob there instead: none.
+ */
+function lfsSha256(headers: Headers): string | undefined {
+  const raw = headers.get("x-linked-etag") ?? headers.get("etag");
+  if (raw === null) return undefined;
+  const v = raw.trim().replace(/^W\//, "").replace(/^"(.*)"$/, "$1").toLowerCase();
+  return /^[0-9a-f]{64}$/.test(v) ? v : undefined;
+}
+
+/**
+ * `res` with its body hashed as it is read: once the body has ended, `digest.streamed` holds its
+ * sha256 and size (unless a later request has begun meanwhile).
+ */
+function hashingResponse(
+  res: Response,
+  body: ReadableStream<Uint8Array>,
+  digest: DownloadDigest,
+  attempt: object,
+): Response {
+  const h = createHash("sha256");
+  let bytes = 0;
+  const hashed = body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, out) {
+        h.update(chunk);
+        bytes += chunk.length;
+        out.enqueue(chunk);
+      },
+      flush() {
+        if (digest.attempt === attempt) digest.streamed = { sha256: h.digest("hex"), bytes };
+      },
+    }),
+  );
+  return new Response(hashed, {
+    status: res.status,
+    statusText: res.statusText,
+    headers: res.headers,
+  });
 }
 
 /** More than 10 redirects: the hub is reachable, so not an offline error. */
@@ -492,6 +572,8 @@ async function downloadLocked(
 ): Promise<boolean> {
   const url = `${ctx.endpoint}/${ctx.repoId}/resolve/${encodeURIComponent(ctx.revision)}/${file}`;
   const part = `${dest}.part`;
+  const digest: DownloadDigest = {};
+  let sha256 = "";
   let result;
   try {
     result = await fetchResumable(url, part, {
@@ -508,11 +590,24 @@ async function downloadLocked(
       idleMs: ctx.idleMs,
       sleep: ctx.sleep,
       log: ctx.log,
-      get: hubGet(ctx),
+      get: hubGet(ctx, digest),
       // Offline: the call's first request cannot connect; the retries' waits would only delay
       // the message. Once anything has answered, every failure is retried.
       noRetry: (e) => e instanceof ConnectionError && !ctx.reached,
-      verify: (path) => checkDownloaded(url, file, path),
+      verify: async (path, bytes) => {
+        await checkDownloaded(url, file, path);
+        // The streamed hash when the part is that body, else (resumed, or settled by a 416) the
+        // part's bytes read again.
+        const s = digest.streamed;
+        sha256 = s !== undefined && s.bytes === bytes ? s.sha256 : await sha256File(path);
+        if (digest.expected !== undefined && sha256 !== digest.expected) {
+          throw new Error(
+            `Model "${ctx.repoId}": ${file} downloaded from ${url} has sha256 ${sha256}, but the ` +
+              `hub names ${digest.expected} (its X-Linked-Etag or ETag): the download is corrupt ` +
+              `and was deleted; run again to download it again`,
+          );
+        }
+      },
     });
   } catch (e) {
     if (e instanceof HttpStatusError) {
@@ -555,6 +650,9 @@ async function downloadLocked(
   await Deno.rename(part, dest);
   // The new name survives a power cut before the completion marker names the file.
   await syncDir(dirname(dest));
+  // After the rename (which keeps the modification time recorded): a crash before leaves no
+  // record, and the file is hashed when its digest is asked for.
+  await recordSha256(dest, sha256, digest.expected !== undefined);
   const resumed = result.resumedAt > 0 ? `, resumed at ${result.resumedAt}` : "";
   ctx.log?.(`fetched ${ctx.repoId}/${file} (${result.bytes} bytes${resumed})`);
   return true;

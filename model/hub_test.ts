@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { basename, dirname, join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { sharedPath } from "./shared_dir.ts";
-import { loadHfFolder, saveHfFolder } from "./checkpoint.ts";
+import { fileDigest, loadHfFolder, saveHfFolder } from "./checkpoint.ts";
 import {
   ABSENT_MAX_AGE_MS,
   defaultHubCacheDir,
@@ -13,6 +13,7 @@ import {
 } from "./hub.ts";
 import { hubEnv, withEnv } from "./env_testing.ts";
 import { type Hub, serveHub } from "./hub_testing.ts";
+import { bytesRead } from "./read_meter_testing.ts";
 import { flushesOf, inTempDir, recordFlushes } from "./fs_testing.ts";
 import { FILE_TEMPS, removeStaleTemps } from "./fs.ts";
 
@@ -38,10 +39,19 @@ function namesIn(dir: string): string[] {
   return [...Deno.readDirSync(dir)].map((e) => e.name).sort();
 }
 
-/** A complete cache of org/tiny (the RELU fixture, no tokenizer): its files and markers, sorted. */
+/** The record of a downloaded file's sha256 beside it (`model/hash.ts` `sha256RecordPath`). */
+const sidecar = (file: string) => `.${file}.sha256.json`;
+
+/**
+ * A complete cache of org/tiny (the RELU fixture, no tokenizer): its files, markers and the
+ * downloaded files' sha256 records, sorted.
+ */
 const TINY_CACHED = [
   ".absent.json",
   ".complete.json",
+  sidecar("config.json"),
+  sidecar("generation_config.json"),
+  sidecar("model.safetensors"),
   "config.json",
   "generation_config.json",
   "model.safetensors",
@@ -303,19 +313,30 @@ Deno.test("fetchHubModel: each downloaded file's folder is flushed once it is in
     );
     // The record of the optional files the repo lacks (tokenizer.json, tokenizer_config.json,
     // spiece.model) is written as each answers 404. Each part's record of its source
-    // (`<file>.part.json`, written atomically) is flushed before its first byte.
-    const absent = [".absent.json", "config.json", "generation_config.json"];
+    // (`<file>.part.json`, written atomically) is flushed before its first byte; each file's
+    // sha256 record, once the file is in place.
+    const config = [sidecar("config.json"), "config.json"];
+    const absent = [
+      ".absent.json",
+      sidecar("config.json"),
+      sidecar("generation_config.json"),
+      "config.json",
+      "generation_config.json",
+    ];
     const part = (f: string) => [`${f}.part`, `${f}.part.json`];
     assert.deepEqual(flushesOf(flushes, dir), [
       part("config.json"),
       ["config.json"],
-      ["config.json", ...part("generation_config.json")],
-      ["config.json", "generation_config.json"],
+      config,
+      [...config, ...part("generation_config.json")],
+      [...config, "generation_config.json"],
+      absent.slice(1),
       absent,
       absent,
       absent,
       [...absent, ...part("model.safetensors")],
       [...absent, "model.safetensors"],
+      TINY_CACHED.filter((f) => f !== ".complete.json"),
       TINY_CACHED,
     ]);
   });
@@ -469,6 +490,8 @@ Deno.test("fetchHubFiles: only the named files, into the folder fetchHubModel th
     assert.equal(dir, hubModelDir(cache, "org/tiny", "main"), "fetchHubModel's folder");
     assert.deepEqual(asked(0), ["config.json", "tokenizer.json"], "no weights requested");
     assert.deepEqual(namesIn(dir), [
+      sidecar("config.json"),
+      sidecar("tokenizer.json"),
       "config.json",
       "tokenizer.json",
     ], "no completion marker: the weights are not there");
@@ -501,6 +524,7 @@ Deno.test("fetchHubFiles: only the named files, into the folder fetchHubModel th
     const notok = await fetchHubFiles("org/notok", files, opts);
     assert.deepEqual(namesIn(notok), [
       ".absent.json",
+      sidecar("config.json"),
       "config.json",
     ]);
     assert.deepEqual(asked(n), ["config.json", "tokenizer.json"]);
@@ -831,7 +855,11 @@ Deno.test("fetchHubModel: a part cut on one HF_ENDPOINT is restarted, not resume
       `org/tiny/model.safetensors: the 100 B part came from ${fromA}, not ${fromB}; restarting from 0`,
       `fetched org/tiny/model.safetensors (${mine.length} bytes)`,
     ]);
-    assert.deepEqual(namesIn(dir), ["model.safetensors"], "no part, ETag or record left");
+    assert.deepEqual(
+      namesIn(dir),
+      [sidecar("model.safetensors"), "model.safetensors"],
+      "no part, ETag or record of it left; its sha256 recorded",
+    );
   } finally {
     await a.close();
     await b.close();
@@ -1147,5 +1175,136 @@ Deno.test("fetchHubModel: HTTP 401/403 while re-checking an old 404 record is an
   } finally {
     await hub.close();
     await Deno.remove(cache, { recursive: true });
+  }
+});
+
+/** The sha256 record beside `file` in `dir`, as written (`model/hash.ts` `recordSha256`). */
+async function sha256Record(dir: string, file: string): Promise<unknown> {
+  return JSON.parse(await Deno.readTextFile(join(dir, sidecar(file))));
+}
+
+Deno.test("fetchHubModel: an LFS file is checked against the hub's X-Linked-Etag and its sha256 recorded; a git file's too; fileDigest reads the record", async () => {
+  const lfs = (f: string) => f === "model.safetensors";
+  // noEtag: the hub's own answers name no sha256 for config.json and generation_config.json
+  // (as for files kept in git, whose ETag is a git sha1): only the 302's X-Linked-Etag does.
+  await inTempDir(async (cache) => {
+    const hub = serveHub({ "org/tiny@main": RELU }, { lfs, noEtag: true });
+    try {
+      let dir = "";
+      const read = await bytesRead(async () =>
+        dir = await fetchHubModel("org/tiny", { cacheDir: cache, endpoint: hub.endpoint })
+      );
+      // Hashed as it streamed in: the file is not read again (its header is, to check it).
+      const size = (await Deno.stat(join(dir, "model.safetensors"))).size;
+      assert.ok(read < size / 10, `${read} bytes read back of ${size}`);
+      assert.ok(
+        hub.requests.some((r) => r.path === "/cdn/org/tiny/main/model.safetensors"),
+        "the weights came through the redirect",
+      );
+      assert.deepEqual(namesIn(dir), TINY_CACHED);
+      for (const [file, hubVerified] of [["model.safetensors", true], ["config.json", false]]) {
+        const path = join(dir, file as string);
+        const bytes = await Deno.readFile(path);
+        const st = await Deno.stat(path);
+        assert.deepEqual(await sha256Record(dir, file as string), {
+          file,
+          bytes: bytes.length,
+          mtimeMs: st.mtime!.getTime(),
+          sha256: await sha256Hex(bytes),
+          hubVerified,
+        }, `${file}`);
+        assert.deepEqual(await fileDigest(path), {
+          bytes: bytes.length,
+          sha256: await sha256Hex(bytes),
+        });
+      }
+    } finally {
+      await hub.close();
+    }
+  });
+});
+
+Deno.test("fetchHubModel: an LFS file whose bytes are not of the hub's sha256 is deleted and refused, naming both", async () => {
+  const lfs = (f: string) => f === "model.safetensors";
+  const whole = await Deno.readFile(join(RELU, "model.safetensors"));
+  const bad = whole.slice();
+  bad[bad.length - 1] = bad.at(-1)! ^ 0xff;
+  const [good, got] = [await sha256Hex(whole), await sha256Hex(bad)];
+  await inTempDir(async (cache) => {
+    // The last byte is tensor data: the safetensors header check passes; only the hash differs.
+    const hub = serveHub({ "org/tiny@main": RELU }, { lfs, corrupt: lfs });
+    try {
+      await assert.rejects(
+        fetchHubModel("org/tiny", { cacheDir: cache, endpoint: hub.endpoint }),
+        new RegExp(
+          `Model "org/tiny": model\\.safetensors downloaded from ${hub.endpoint}/org/tiny/` +
+            `resolve/main/model\\.safetensors has sha256 ${got}, but the hub names ${good} ` +
+            `\\(its X-Linked-Etag or ETag\\): the download is corrupt and was deleted; run again`,
+        ),
+      );
+      const names = namesIn(hubModelDir(cache, "org/tiny"));
+      assert.ok(!names.some((n) => n.includes("model.safetensors")), `${names}`);
+      assert.ok(!names.includes(".complete.json"), `${names}`);
+    } finally {
+      await hub.close();
+    }
+  });
+});
+
+Deno.test("fetchHubModel: a resumed LFS part is hashed whole: a part of other first bytes is refused, a good one recorded", async () => {
+  const lfs = (f: string) => f === "model.safetensors";
+  const whole = await Deno.readFile(join(RELU, "model.safetensors"));
+  const sha = await sha256Hex(whole);
+  // A part that ends 100 bytes into the tensor data (after the 8-byte length and the JSON
+  // header), and one of those bytes changed: the header check passes; only the hash differs.
+  const cut = 8 + Number(new DataView(whole.buffer).getBigUint64(0, true)) + 100;
+  const bad = whole.slice(0, cut);
+  bad[cut - 1] = bad.at(-1)! ^ 0xff;
+  for (const [what, head] of [["good", whole.slice(0, cut)], ["bad", bad]] as const) {
+    await inTempDir(async (cache) => {
+      const hub = serveHub({ "org/tiny@main": RELU }, { lfs });
+      try {
+        const dir = hubModelDir(cache, "org/tiny");
+        await Deno.mkdir(dir, { recursive: true });
+        await Deno.writeFile(join(dir, "model.safetensors.part"), head);
+        // The part's source record: the resolve URL, and the CDN's ETag its bytes came with.
+        const url = `${hub.endpoint}/org/tiny/resolve/main/model.safetensors`;
+        await Deno.writeTextFile(
+          join(dir, "model.safetensors.part.json"),
+          JSON.stringify({ url, etag: `"${sha.slice(0, 32)}"` }),
+        );
+        const lines: string[] = [];
+        const fetching = fetchHubModel("org/tiny", {
+          cacheDir: cache,
+          endpoint: hub.endpoint,
+          log: (l) => lines.push(l),
+        });
+        const ranges = () =>
+          hub.requests.filter((r) => r.path.startsWith("/cdn/") && r.range !== null)
+            .map((r) => r.range);
+        if (what === "bad") {
+          await assert.rejects(fetching, new RegExp(`but the hub names ${sha} `));
+          assert.deepEqual(ranges(), [`bytes=${cut}-`], "resumed, not restarted");
+          assert.ok(!namesIn(dir).some((n) => n.includes("model.safetensors")), `${namesIn(dir)}`);
+          return;
+        }
+        await fetching;
+        assert.deepEqual(ranges(), [`bytes=${cut}-`], "resumed, not restarted");
+        assert.ok(
+          lines.includes(
+            `fetched org/tiny/model.safetensors (${whole.length} bytes, resumed at ${cut})`,
+          ),
+        );
+        assert.deepEqual(
+          await Deno.readFile(join(dir, "model.safetensors")),
+          whole,
+        );
+        const record = await sha256Record(dir, "model.safetensors") as Record<string, unknown>;
+        assert.equal(record.sha256, sha);
+        assert.equal(record.hubVerified, true);
+      } finally {
+        await hub.close();
+      }
+    });
   }
 });

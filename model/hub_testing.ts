@@ -47,6 +47,15 @@ export interface HubFaults {
    * own answers do (read at each request, so a test can move the branch); default none.
    */
   commit?: () => string;
+  /**
+   * Not a fault: the files it returns true for are served as the hub serves LFS files: their
+   * resolve URL answers 302 naming their sha256 in `X-Linked-Etag` (and, unless `noEtag`, `ETag`),
+   * to `/cdn/<repo>/<revision>/<file>` on this server, which serves the bytes with an `ETag` that
+   * is not their sha256 (its first 32 hex digits, as a CDN's MD5 would be).
+   */
+  lfs?: (file: string) => boolean;
+  /** Serves the files it returns true for with their last byte changed (the headers unchanged). */
+  corrupt?: (file: string) => boolean;
 }
 
 /**
@@ -69,7 +78,10 @@ export function serveHub(repos: Record<string, string>, faults: HubFaults = {}):
     const range = req.headers.get("range");
     const ifRange = req.headers.get("if-range");
     requests.push({ path, auth: req.headers.get("authorization"), range, ifRange });
-    const m = path.match(/^\/(.+)\/resolve\/([^/]+)\/([^/]+)$/);
+    const cdn = path.startsWith("/cdn/");
+    const m = cdn
+      ? path.match(/^\/cdn\/(.+)\/([^/]+)\/([^/]+)$/)
+      : path.match(/^\/(.+)\/resolve\/([^/]+)\/([^/]+)$/);
     const folder = m ? repos[`${m[1]}@${m[2]}`] : undefined;
     if (!m || !folder) return new Response("Repository not found", { status: 404 });
     const file = m[3]!;
@@ -77,7 +89,7 @@ export function serveHub(repos: Record<string, string>, faults: HubFaults = {}):
     counts.set(path, n + 1);
     const injected = faults.answer?.(file, n, req);
     if (injected !== undefined) return injected;
-    const commit: Record<string, string> = faults.commit
+    const commit: Record<string, string> = faults.commit && !cdn
       ? { "x-repo-commit": faults.commit() }
       : {};
     let body: Uint8Array<ArrayBuffer>;
@@ -87,9 +99,23 @@ export function serveHub(repos: Record<string, string>, faults: HubFaults = {}):
       return new Response("Entry not found", { status: 404, headers: commit });
     }
     let status = 200;
+    const sha256 = await sha256Hex(body);
+    if (!cdn && faults.lfs?.(file)) {
+      return new Response(null, {
+        status: 302,
+        headers: {
+          location: `/cdn/${m[1]}/${m[2]}/${file}`,
+          "x-linked-etag": `"${sha256}"`,
+          "x-linked-size": String(body.length),
+          ...(faults.noEtag ? {} : { etag: `"${sha256}"` }),
+          ...commit,
+        },
+      });
+    }
+    if (faults.corrupt?.(file) && body.length > 0) body[body.length - 1] = body.at(-1)! ^ 0xff;
     // A strong validator of the content (as the hub's CDN sends); an If-Range naming another
     // version gets the whole file.
-    const etag = `"${await sha256Hex(body)}"`;
+    const etag = cdn ? `"${sha256.slice(0, 32)}"` : `"${sha256}"`;
     const headers: Record<string, string> = faults.noEtag ? { ...commit } : { etag, ...commit };
     const current = ifRange === null || ifRange === etag || faults.noEtag === true;
     const r = range && current && !faults.ignoreRange ? /^bytes=(\d+)-$/.exec(range) : null;
