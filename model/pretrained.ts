@@ -227,14 +227,16 @@ export async function loadCheckpoint(
 
 /**
  * The files of a checkpoint folder that a load reads, each with its size and sha256
- * ({@link fileDigest}: hashed once per process while the file is unchanged): `config.json`, the
- * tokenizer's (`tokenizer.json`, else `spiece.model` and, when present, the
- * `tokenizer_config.json` its conversion reads: {@link loadFolderTokenizer}) and, with
+ * ({@link fileDigest}: hashed once per process while the file is unchanged, and not read at all
+ * when a hub download recorded its sha256 beside it and the file is unchanged since):
+ * `config.json`, the tokenizer's ({@link folderTokenizerFiles}, the files
+ * {@link loadFolderTokenizer} reads) and, with
  * `opts.weights`, the weight files (the single file, or the sharded index and its shards:
  * {@link weightFileNames}). Hashing reads every byte: about as long again as loading the weights
  * the first time (a T5-XXL's 44 GB take minutes; the tiny test checkpoints, milliseconds). A
- * local folder and a hub cache folder are hashed alike (this cache keeps each file under its
- * name, not under the hub's content hash).
+ * local folder is hashed; a hub cache folder's files (kept under their names, not under the hub's
+ * content hash) have the sha256 their download computed (and, for LFS files, checked against the
+ * hub's) recorded beside them.
  *
  * @param dir the folder, as loaded ({@link LoadedT5.dir})
  * @param opts whether the weights were read (not for a random init from the folder's config)
@@ -245,12 +247,7 @@ export async function checkpointFiles(
   dir: string,
   opts: { readonly weights: boolean },
 ): Promise<Record<string, CheckpointFileRecord>> {
-  const names = ["config.json"];
-  if (await pathExists(join(dir, "tokenizer.json"))) names.push("tokenizer.json");
-  else if (await pathExists(join(dir, "spiece.model"))) {
-    names.push("spiece.model");
-    if (await pathExists(join(dir, "tokenizer_config.json"))) names.push("tokenizer_config.json");
-  }
+  const names = ["config.json", ...await folderTokenizerFiles(dir)];
   if (opts.weights) names.push(...await weightFileNames(dir));
   const out: Record<string, CheckpointFileRecord> = {};
   for (const name of [...new Set(names)].sort()) out[name] = await fileDigest(join(dir, name));
@@ -343,6 +340,23 @@ export interface FolderTokenizer {
 }
 
 /**
+ * The files a folder's own tokenizer is read from ({@link loadFolderTokenizer}), relative to it:
+ * `tokenizer.json`; else `spiece.model` and, when present, the `tokenizer_config.json` whose
+ * settings its conversion follows; else none. {@link checkpointFiles} records these, so the files
+ * a result names are the ones its tokenizer came from.
+ *
+ * @param dir the folder
+ * @returns the file names, in the order above (empty when the folder has no tokenizer)
+ */
+export async function folderTokenizerFiles(dir: string): Promise<string[]> {
+  if (await pathExists(join(dir, "tokenizer.json"))) return ["tokenizer.json"];
+  if (!(await pathExists(join(dir, "spiece.model")))) return [];
+  return await pathExists(join(dir, "tokenizer_config.json"))
+    ? ["spiece.model", "tokenizer_config.json"]
+    : ["spiece.model"];
+}
+
+/**
  * The tokenizer of a Hugging Face T5 folder: its `tokenizer.json`, else its `spiece.model`
  * converted in memory as transformers' `T5Converter` converts it on load (`model/spm.ts`
  * `convertSpieceFolder`: `extra_ids` sentinels, default 100, `<extra_id_0>` the highest id, and
@@ -356,10 +370,13 @@ export interface FolderTokenizer {
  *   the field its `field` when one is at fault)
  */
 export async function loadFolderTokenizer(dir: string): Promise<FolderTokenizer | undefined> {
-  const file = join(dir, "tokenizer.json");
-  if (await pathExists(file)) {
+  // The choice checkpointFiles records (the conversion reads tokenizer_config.json when present).
+  const files = await folderTokenizerFiles(dir);
+  if (files[0] === "tokenizer.json") {
+    const file = join(dir, "tokenizer.json");
     return { tokenizer: await T5Tokenizer.fromFile(file), source: file, note: `tokenizer ${file}` };
   }
+  if (files[0] !== "spiece.model") return undefined;
   const converted = await convertSpieceFolder(dir);
   if (converted === undefined) return undefined;
   const source = `${converted.spiece} (converted to tokenizer.json in memory)`;

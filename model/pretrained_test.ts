@@ -7,9 +7,12 @@ import { crossEntropyLoss, forward, initT5, t5StateDict } from "./t5.ts";
 import { sharedPath } from "./shared_dir.ts";
 import { bytesRead, headerBytes } from "./read_meter_testing.ts";
 import {
+  checkpointFiles,
   disposeLoadedT5,
   fetchHubConfigFiles,
+  folderTokenizerFiles,
   generate,
+  loadFolderTokenizer,
   loadT5,
   teacherForced,
 } from "./pretrained.ts";
@@ -960,5 +963,60 @@ spieceTest(
     } finally {
       await repo.close();
     }
+  },
+);
+
+/**
+ * The files {@link loadFolderTokenizer} says it read from `dir`: its `tokenizer.json`, or the
+ * `spiece.model` it converted and the `tokenizer_config.json` whose settings its note names.
+ */
+async function tokenizerFilesRead(dir: string): Promise<string[]> {
+  const t = await loadFolderTokenizer(dir);
+  if (t === undefined) return [];
+  if (t.convertedFrom === undefined) return [basename(t.source)];
+  const config = t.note.includes(`settings of ${join(dir, "tokenizer_config.json")}`);
+  return [basename(t.convertedFrom), ...(config ? ["tokenizer_config.json"] : [])];
+}
+
+/** The tokenizer files {@link checkpointFiles} records for `dir` (no weights). */
+async function tokenizerFilesRecorded(dir: string): Promise<string[]> {
+  return Object.keys(await checkpointFiles(dir, { weights: false }))
+    .filter((f) => f !== "config.json");
+}
+
+Deno.test("folderTokenizerFiles: tokenizer.json, else spiece.model and its tokenizer_config.json; checkpointFiles records what loadFolderTokenizer reads", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const relu = sharedPath("fixtures/hf-t5/t5-tiny-relu");
+    await Deno.copyFile(join(relu, "config.json"), join(dir, "config.json"));
+    deepEqual(await folderTokenizerFiles(dir), []);
+    deepEqual(await tokenizerFilesRecorded(dir), []);
+    equal(await loadFolderTokenizer(dir), undefined);
+    // Names only (the spiece.model is not read to choose): the conversions are spieceTest's.
+    await Deno.writeTextFile(join(dir, "spiece.model"), "not read");
+    deepEqual(await folderTokenizerFiles(dir), ["spiece.model"]);
+    deepEqual(await tokenizerFilesRecorded(dir), ["spiece.model"]);
+    await Deno.writeTextFile(join(dir, "tokenizer_config.json"), "{}");
+    deepEqual(await folderTokenizerFiles(dir), ["spiece.model", "tokenizer_config.json"]);
+    deepEqual(await tokenizerFilesRecorded(dir), ["spiece.model", "tokenizer_config.json"]);
+    // tokenizer.json wins over spiece.model, in the load and in the record.
+    const tok = sharedPath("fixtures", "tokenizer", "unigram-glue-4k", "tokenizer.json");
+    await Deno.copyFile(tok, join(dir, "tokenizer.json"));
+    deepEqual(await folderTokenizerFiles(dir), ["tokenizer.json"]);
+    deepEqual(await tokenizerFilesRead(dir), ["tokenizer.json"]);
+    deepEqual(await tokenizerFilesRecorded(dir), ["tokenizer.json"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+spieceTest(
+  "loadFolderTokenizer and checkpointFiles agree on a spiece.model folder, with and without tokenizer_config.json",
+  async ({ dir }) => {
+    deepEqual(await tokenizerFilesRead(dir), ["spiece.model", "tokenizer_config.json"]);
+    deepEqual(await tokenizerFilesRecorded(dir), await tokenizerFilesRead(dir));
+    await Deno.remove(join(dir, "tokenizer_config.json"));
+    deepEqual(await tokenizerFilesRead(dir), ["spiece.model"]);
+    deepEqual(await tokenizerFilesRecorded(dir), await tokenizerFilesRead(dir));
   },
 );
