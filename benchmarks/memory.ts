@@ -2339,7 +2339,8 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
       updateElems = Math.max(updateElems, opByOpUpdateElems(shape, opt));
     }
   }
-  // A method that states no shapes (one added outside this repository): 6 of its parameter
+  // A method that states no shapes (one still in the making: methods_test.ts requires them of
+  // every method registered in METHODS, the only ones a profile runs): 6 of its parameter
   // count, taken as updated in place on the fused sets unless the whole step runs op by op (what
   // every method got before the shapes were stated; opByOpUpdateElems of one tensor of all of
   // them, 10 of its size, over-counts a method spread over many variables: HyperPrompt-Global

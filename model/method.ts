@@ -98,9 +98,13 @@ export interface Method<C> {
    * `create` makes the variables from, so the two agree by construction. The memory estimate
    * (`benchmarks/memory.ts`) reads it to count the optimizer update's temporaries per variable,
    * as it does the backbone's: an op-by-op Adafactor update holds 8–10 × a variable's size, and
-   * which variables the fused in-place updates take depends on their shapes. Optional for a
-   * method added outside this repository: without it the estimate takes 6 × the method's
-   * parameter count on the stock ops, and says so.
+   * which variables the fused in-place updates take depends on their shapes. Optional in the
+   * type only: a method runs once registered in `METHODS` (`model/methods/mod.ts`; profiles name
+   * its keys), and the contract test `methods_test.ts` fails a registered method without it.
+   * Without it (a method still in the making) the estimate counts the method's variables as one
+   * tensor of all its parameters with unfactored optimizer state, takes its update's
+   * temporaries as 6 × its parameter count on the stock ops (none on the fused kernel sets),
+   * and logs a note saying so.
    */
   variableShapes?(
     config: T5Config,
