@@ -181,10 +181,59 @@ export function holderName(h: RunClaimHolder | undefined): string {
   return h === undefined ? "another process" : `${h.host} pid ${h.pid}`;
 }
 
+/**
+ * Whether a claim file still holds this process's claim ({@link HeldClaim.check}): `ours`, or
+ * the holder that replaced it (undefined when the file is gone or still being written).
+ */
+export type ClaimCheck =
+  | { readonly ours: true }
+  | { readonly ours: false; readonly holder: RunClaimHolder | undefined };
+
 /** A claim this process holds, with its heartbeat. */
 export interface HeldClaim {
+  /**
+   * Whether the claim was found lost: its file held another token, or was gone, at a heartbeat
+   * or a {@link HeldClaim.check} (another process took it over while this one was paused past
+   * the stale window). Once lost, the heartbeat stops and {@link HeldClaim.release} leaves the
+   * file alone.
+   */
+  readonly lost: boolean;
+  /**
+   * Re-reads the claim file now and compares its token with this claim's (an unreadable file
+   * other than a missing one counts as still ours: a missed look, as a missed beat). A claim not
+   * ours is {@link HeldClaim.lost} from then on.
+   */
+  check(): Promise<ClaimCheck>;
   /** Stops the heartbeat and removes the file if it is still this claim's. */
   release(): Promise<void>;
+}
+
+/**
+ * The stop check that `runGrid` passes to `runOne` beside its options (`RunOneOptions` does not
+ * carry it; `benchmarks/run_one.ts` reads it): a reason once the run's claim is lost, so that
+ * the run stops at its next step without saving a checkpoint (the work folder is the new
+ * holder's), by throwing a {@link ClaimLostError}.
+ */
+export interface ClaimStopOption {
+  /** The reason the claim is lost, or undefined while this process holds it. */
+  readonly claimLost?: () => string | undefined;
+}
+
+/**
+ * A run stopped because its claim was lost ({@link ClaimStopOption.claimLost}): nothing of it is
+ * kept or saved; `runGrid` leaves the run to the claim's new holder.
+ */
+export class ClaimLostError extends Error {
+  /** Marks the error for callers that do not import this class. */
+  readonly claimLost = true;
+  /**
+   * @param reason {@link ClaimStopOption.claimLost}'s reason
+   * @param step the optimizer steps done when the run stopped
+   */
+  constructor(readonly reason: string, readonly step: number) {
+    super(`stopped after step ${step}: ${reason}`);
+    this.name = "ClaimLostError";
+  }
 }
 
 /** What {@link claimRun} found: the claim, or the live holder of another process. */
@@ -297,15 +346,26 @@ export async function claimRun(
 function heartbeat(path: string, holder: RunClaimHolder, everyMs: number): HeldClaim {
   let beating: Promise<void> = Promise.resolve();
   let lost = false;
-  const beat = async () => {
+  /** Reads the claim file: whether it is still ours (a missing file is not). */
+  const look = async (): Promise<ClaimCheck> => {
+    let text: string;
     try {
-      const h = parseHolder(await Deno.readTextFile(path));
-      if (h?.token !== holder.token) {
-        // Taken over (this process was suspended past the stale window): never touch another's.
-        lost = true;
-        clearInterval(timer);
-        return;
-      }
+      text = await Deno.readTextFile(path);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) return { ours: true }; // a missed look
+      text = "";
+    }
+    const h = parseHolder(text);
+    if (h?.token === holder.token) return { ours: true };
+    // Taken over (this process was suspended past the stale window): never touch another's.
+    lost = true;
+    clearInterval(timer);
+    return { ours: false, holder: h };
+  };
+  const beat = async () => {
+    if (lost) return;
+    try {
+      if (!(await look()).ours) return;
       const now = new Date();
       await Deno.utime(path, now, now);
     } catch {
@@ -317,6 +377,10 @@ function heartbeat(path: string, holder: RunClaimHolder, everyMs: number): HeldC
   }, everyMs);
   Deno.unrefTimer(timer);
   return {
+    get lost() {
+      return lost;
+    },
+    check: () => look(),
     release: async () => {
       clearInterval(timer);
       await beating;

@@ -117,6 +117,38 @@ Deno.test("claimRun(): a claim taken over meanwhile is neither refreshed nor rem
     assert.equal(await Deno.readTextFile(path), text, "released without a beat: still left alone");
   }));
 
+Deno.test("HeldClaim: lost and check() tell a claim taken over (another token, or the file gone) from a held one", () =>
+  inClaimDir(async (_out, path) => {
+    const ctx: ClaimContext = {
+      host: thisHost(),
+      heartbeatMs: 10,
+      staleMs: 60_000,
+      onTakeover: () => {},
+    };
+    const first = await claimRun(path, "r1", ctx);
+    assert.ok("held" in first);
+    await new Promise((r) => setTimeout(r, 50)); // beats that find it ours
+    assert.equal(first.held.lost, false);
+    assert.deepEqual(await first.held.check(), { ours: true });
+    await Deno.writeTextFile(path, claimOf("not-ours"));
+    // Found by a heartbeat, without a check …
+    for (let i = 0; i < 100 && !first.held.lost; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(first.held.lost, true, "a beat found it lost");
+    const c = await first.held.check();
+    assert.ok(!c.ours);
+    assert.equal(holderName(c.holder), "elsewhere.example pid 4242");
+    await first.held.release();
+    // … or by a check, before any beat: a claim file gone is lost too.
+    await Deno.remove(path);
+    const second = await claimRun(path, "r1", { ...ctx, heartbeatMs: 60_000 });
+    assert.ok("held" in second);
+    await Deno.remove(path);
+    assert.equal(second.held.lost, false, "no beat yet");
+    assert.deepEqual(await second.held.check(), { ours: false, holder: undefined });
+    assert.equal(second.held.lost, true);
+    await second.held.release();
+  }));
+
 Deno.test("claimRun(): a live claim another taker made between our read and rename is put back and named", () =>
   inClaimDir(async (out, path) => {
     await writeStaleClaim(path);

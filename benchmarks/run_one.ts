@@ -95,6 +95,7 @@ import {
   trainedTasks,
 } from "./spec.ts";
 import { seedFor } from "./rng.ts";
+import { ClaimLostError, type ClaimStopOption } from "./run_claim.ts";
 import * as tf from "@tensorflow/tfjs";
 import { attentionMass } from "../model/methods/attention_mass.ts";
 import type { MethodInstance } from "../model/method.ts";
@@ -410,11 +411,17 @@ function checkpointRecord(
  * Train and evaluate one run.
  *
  * @param spec the run
- * @param opts output folder (checkpoints), data root, progress callback
+ * @param opts output folder (checkpoints), data root, progress callback; and `runGrid`'s
+ *   `claimLost` check ({@link ClaimStopOption}): once it gives a reason the run stops after its
+ *   step (or evaluation) in progress, saving no checkpoint and writing no test prediction
  * @returns the run's result
  * @throws NonFiniteLossError (from the trainer) on a NaN/Inf loss; the caller writes no row
+ * @throws ClaimLostError once `opts.claimLost` gives a reason
  */
-export async function runOne(spec: RunSpec, opts: RunOneOptions): Promise<RunResult> {
+export async function runOne(
+  spec: RunSpec,
+  opts: RunOneOptions & ClaimStopOption,
+): Promise<RunResult> {
   try {
     return await runOneWith(spec, opts, { scoreTask, groupScore, benchmarkAverage });
   } catch (e) {
@@ -436,7 +443,7 @@ export interface RunScorer extends Scorer {
  */
 export async function runOneWith(
   spec: RunSpec,
-  opts: RunOneOptions,
+  opts: RunOneOptions & ClaimStopOption,
   scorer: RunScorer,
 ): Promise<RunResult> {
   // The code this run executes: the state when this process loaded it, whatever changed since.
@@ -526,7 +533,7 @@ interface RunStart {
  */
 async function runOnBackbone(
   spec: RunSpec,
-  opts: RunOneOptions,
+  opts: RunOneOptions & ClaimStopOption,
   scorer: RunScorer,
   { model, tokenizer, source, tokenizerSource, checkpoint }: Backbone,
   { git, startedAt, t0, backend }: RunStart,
@@ -648,6 +655,14 @@ async function runOnBackbone(
         }): ${spec.method.name} trains ${trainedNow} parameters but its accounting says ${acc.trained}`,
       );
     }
+    // Another process took the run's claim over (this one was paused past the stale window):
+    // stop at once, saving nothing (a step's onStep and an evaluation's end come before the
+    // trainer's checkpoint of that step; the folder is the new holder's). Not a stop request:
+    // the trainer saves a checkpoint only for those.
+    const claimCheck = (step: number): void => {
+      const lost = opts.claimLost?.();
+      if (lost !== undefined) throw new ClaimLostError(lost, step);
+    };
     const outcome = await train({
       model,
       instance,
@@ -664,26 +679,37 @@ async function runOnBackbone(
       // The run's clock: checkpoints record the wall time up to them from here.
       clockStart: t0,
       evaluate: async (step, shouldStop, previous) => {
-        const done = await evaluate(model, instance, evalSets, {
-          step,
-          // The trainer's stop request: an evaluation in progress is abandoned (and owed).
-          shouldStop,
-          // With a micro-batch (the profile's or the preflight's), evaluation too runs that many
-          // rows at a time (its scores are per example; a batch of the full size may not fit
-          // where training did not).
-          ...decodeOpts,
-          scorer,
-        });
+        let done: TaskEval[];
+        try {
+          done = await evaluate(model, instance, evalSets, {
+            step,
+            // The trainer's stop request, or a lost claim: an evaluation in progress is abandoned
+            // (the lost claim's error replaces the stop's below, so that nothing is saved).
+            shouldStop: () => opts.claimLost?.() ?? shouldStop(),
+            // With a micro-batch (the profile's or the preflight's), evaluation too runs that many
+            // rows at a time (its scores are per example; a batch of the full size may not fit
+            // where training did not).
+            ...decodeOpts,
+            scorer,
+          });
+        } catch (e) {
+          claimCheck(step);
+          throw e;
+        }
+        claimCheck(step);
         // The test sets of the tasks whose best this evaluation is; a stop in their decoding
         // abandons the evaluation as one in the validation's does (redone in full on resume).
         await predictions?.writer.afterEvaluation(previous, done, shouldStop);
         return done;
       },
-      onStep: (step, loss) =>
-        opts.onProgress?.({ phase: "train", step, totalSteps: t.steps, loss }),
+      onStep: (step, loss) => {
+        opts.onProgress?.({ phase: "train", step, totalSteps: t.steps, loss });
+        claimCheck(step);
+      },
       onEval: (step) => opts.onProgress?.({ phase: "eval", step, totalSteps: t.steps }),
       onResume: (step) => opts.onProgress?.({ phase: "resume", step, totalSteps: t.steps }),
     });
+    claimCheck(t.steps);
     const best = bestPerTask(outcome.evals);
     const testPredictions: TestPredictions | undefined = predictions === undefined
       ? undefined

@@ -18,6 +18,7 @@ import { loadExamples } from "../tasks/mod.ts";
 import { estimateRun } from "./cli.ts";
 import { listCheckpoints } from "./checkpointing.ts";
 import { clearStopRequest, requestStop, TrainingInterruptedError } from "./trainer.ts";
+import { ClaimLostError } from "./run_claim.ts";
 import {
   buildBackbone,
   CONVERTED_TOKENIZER,
@@ -380,6 +381,40 @@ Deno.test({
       assert.equal(d.trainSeconds, undefined);
       assert.ok(d.tokensPerSecond > 0, `${d.tokensPerSecond}`);
     });
+  },
+});
+
+Deno.test({
+  name:
+    "runOne() whose claim is lost (claimLost) stops after its step or evaluation, saving no checkpoint of it",
+  ignore: !HAVE,
+  fn: async () => {
+    await tf.ready();
+    const before = tf.memory().numTensors;
+    const base = spec({ name: "mtl", label: "mtl", config: {} }, 2);
+    const body = { ...base, id: undefined, tasks: ["cb"] };
+    const s: RunSpec = { ...body, id: runId(body) };
+    // A checkpoint after every step (the wall-clock interval): a stop that saved one would show.
+    // The single evaluation is at step 2 (evalEvery 6).
+    for (const [when, step, kept] of [["train 1", 1, []], ["eval 2", 2, [1]]] as const) {
+      await inTempDir(async (out) => {
+        let lost = false;
+        const err = await runOneWith(s, {
+          outDir: out,
+          dataDir: DATA,
+          checkpointMinutes: 1e-9,
+          onProgress: (p) => {
+            if (`${p.phase} ${p.step}` === when) lost = true;
+          },
+          claimLost: () => lost ? "taken over by taker.example pid 9" : undefined,
+        }, EXACT).then(() => undefined, (e) => e);
+        assert.ok(err instanceof ClaimLostError, `${when}: ${err}`);
+        assert.equal(err.step, step);
+        assert.equal(err.message, `stopped after step ${step}: taken over by taker.example pid 9`);
+        assert.deepEqual(await listCheckpoints(`${out}/checkpoints`), kept, `${when}: saved none`);
+      });
+    }
+    assert.equal(tf.memory().numTensors, before, "a run stopped on its lost claim leaks nothing");
   },
 });
 

@@ -55,11 +55,14 @@ import {
   trainFor,
   validateRunResult,
 } from "./spec.ts";
+import type { RunOneOptions } from "./spec.ts";
 import type { CheckpointProvenance, RunProvenance } from "./provenance.ts";
 import {
   type ClaimOutcome,
   claimRun,
+  type ClaimStopOption,
   type HeldClaim,
+  holderName,
   RUN_LOCK_HEARTBEAT_MS,
   RUN_LOCK_POLL_MS,
   type RunClaimHolder,
@@ -754,6 +757,11 @@ export interface RunGridOptions {
   readonly shouldStop?: () => string | undefined;
   /** Heartbeat, stale window and poll interval of the run claims (tests shorten them). */
   readonly runLock?: RunLockTiming;
+  /**
+   * Where a line goes that is no event's: a run whose claim another process took over while this
+   * one was paused ({@link GridSummary.leftToOthers}). Default `console.error`.
+   */
+  readonly log?: (line: string) => void;
 }
 
 /** {@link GridSummary.interrupted}'s reason when a run failed for a full disk (`ENOSPC`). */
@@ -811,6 +819,16 @@ export interface GridSummary {
    * the holder of the claim as last seen (absent when its claim was already released).
    */
   readonly doneElsewhere?: readonly { readonly spec: RunSpec; readonly holder?: RunClaimHolder }[];
+  /**
+   * Runs whose claim another process took over while this one trained them (this process was
+   * paused past the stale window; present when any), with the new holder as read then (absent
+   * when unknown): this grid wrote no result for them and removed nothing of theirs, and waited
+   * for them as for any run another process holds, so each is also counted where that wait
+   * ended: skipped ({@link GridSummary.doneElsewhere}) once its new holder wrote the result,
+   * done or failed when its claim went stale or was released and this grid trained it after
+   * all, not started when a stop ended the wait. Neither failed nor done by themselves.
+   */
+  readonly leftToOthers?: readonly { readonly spec: RunSpec; readonly holder?: RunClaimHolder }[];
   /**
    * Runs that failed, in grid order, with their error; after a fatal backend error the runs
    * left are listed too, each with a "not run" error.
@@ -939,7 +957,12 @@ export async function removeEmptyFolders(dir: string): Promise<void> {
  * claim is released or goes stale (heartbeat older than the stale window, or its holder on this
  * host gone): then this grid claims and trains it, from the other's checkpoints if any. A run
  * whose result another process wrote during this grid is never trained again, with or without
- * `resume`; a work folder is cleared or removed only under this grid's claim.
+ * `resume`; a work folder is cleared or removed only under this grid's claim. A claim another
+ * process took over while this one trained the run (this process paused past the stale window)
+ * stops the run at its next step, saving nothing (`benchmarks/run_one.ts`); the claim file is
+ * read again before the result is written and before the folder is removed: a run whose claim
+ * is no longer this grid's writes and removes nothing, is logged (`opts.log`) and is waited for
+ * as a run another process holds ({@link GridSummary.leftToOthers}).
  *
  * @param specs the runs (one shard or the whole grid)
  * @param opts output folder, data root, `runOne`, resume flag, event sink
@@ -967,6 +990,8 @@ export async function runGrid(
   let skipped = 0;
   const failed: { spec: RunSpec; error: Error }[] = [];
   const doneElsewhere: { spec: RunSpec; holder?: RunClaimHolder }[] = [];
+  const leftToOthers: { spec: RunSpec; holder?: RunClaimHolder }[] = [];
+  const log = opts.log ?? ((line: string) => console.error(line));
   let interrupted: GridSummary["interrupted"];
   let fatal: Error | undefined;
   /** Claims a run; a claim file that cannot be written (a full disk) is the run's failure. */
@@ -996,8 +1021,32 @@ export async function runGrid(
   };
 
   /**
+   * Whether `held` is still this grid's claim of `spec`; when another process took it over (this
+   * one was paused past the stale window), logs so, records the run in `leftToOthers` and returns
+   * the new holder (undefined when unknown) for the grid to wait on.
+   */
+  const takenOver = async (
+    spec: RunSpec,
+    held: HeldClaim,
+  ): Promise<{ readonly other: RunClaimHolder | undefined } | undefined> => {
+    const c = await held.check();
+    if (c.ours) return undefined;
+    log(
+      `run ${spec.id}: its claim was taken over by ${
+        holderName(c.holder)
+      } while this process was paused (longer than the stale window, ${
+        staleMs / 1000
+      } s); leaving the run to it`,
+    );
+    leftToOthers.push({ spec, ...(c.holder === undefined ? {} : { holder: c.holder }) });
+    return { other: c.holder };
+  };
+
+  /**
    * Trains one claimed run (the claim is released whatever happens). `continues`: keep its
-   * checkpoints (resume semantics).
+   * checkpoints (resume semantics). When the claim turns out taken over by another process
+   * (this one was paused past the stale window), nothing is written or removed: returns the new
+   * holder, to wait on as on any run another process trains.
    */
   const train = async (
     spec: RunSpec,
@@ -1006,16 +1055,17 @@ export async function runGrid(
     continues: boolean,
     replaces: string | undefined,
     notStartedAfter: () => number,
-  ): Promise<void> => {
+  ): Promise<{ readonly other: RunClaimHolder | undefined } | undefined> => {
     const file = fileOf(spec);
     const workDir = runWorkDir(file);
     emit({ kind: "start", spec, index, ...(replaces === undefined ? {} : { replaces }) });
+    let left: { readonly other: RunClaimHolder | undefined } | undefined;
     try {
       // A fresh run must not pick up checkpoints of an earlier attempt (possibly other code).
       if (!continues) await discardFolder(workDir);
       await Deno.mkdir(workDir, { recursive: true });
       const micro = opts.microBatchSizes?.get(spec.id);
-      const returned = await opts.runOne(spec, {
+      const runOpts: RunOneOptions & ClaimStopOption = {
         outDir: workDir,
         dataDir: opts.dataDir,
         // runOne's `resume` report (the trainer's, once) is the run's `resumed` event, not a
@@ -1030,15 +1080,33 @@ export async function runGrid(
         ...(opts.checkpointMinutes === undefined
           ? {}
           : { checkpointMinutes: opts.checkpointMinutes }),
-      });
+        // Once another process took the claim over, the run stops at its next step, saving
+        // nothing (`benchmarks/run_one.ts`): its folder is the new holder's.
+        claimLost: () =>
+          held.lost
+            ? `run ${spec.id}: its claim was taken over by another process (${runLockFile(file)})`
+            : undefined,
+      };
+      const returned = await opts.runOne(spec, runOpts);
       if (returned.spec.id !== spec.id) {
         throw new Error(`runOne returned the result of run ${returned.spec.id} for run ${spec.id}`);
       }
       const result = micro === undefined
         ? returned
         : { ...returned, effectiveMicroBatchSize: micro };
+      // Paused past the stale window and taken over meanwhile: the result file and the folder
+      // are the new holder's (which may be writing them now).
+      left = await takenOver(spec, held);
+      if (left !== undefined) return left;
       await writeFileAtomic(file, JSON.stringify(result, null, 2) + "\n");
-      // The result is final: its checkpoints only served to resume an unfinished run.
+      // The result is final: its checkpoints only served to resume an unfinished run (unless
+      // taken over in between: the folder is the new holder's; the result, written while the
+      // claim was still ours a moment ago, stays, and the run counts as done here).
+      if (!(await held.check()).ours) {
+        done++;
+        emit({ kind: "done", spec, index, result, file });
+        return undefined;
+      }
       try {
         await discardFolder(workDir);
       } catch (e) {
@@ -1052,12 +1120,17 @@ export async function runGrid(
       emit({ kind: "done", spec, index, result, file });
     } catch (e) {
       const error = e instanceof Error ? e : new Error(String(e));
+      // Stopped (or failed) after the claim was taken over: not this grid's failure to report,
+      // and the folder is the new holder's.
+      if (left === undefined) left = await takenOver(spec, held).catch(() => undefined);
+      if (left !== undefined) return left;
       // A run that failed before its first checkpoint leaves nothing to resume: no empty folder.
       await removeEmptyFolders(workDir);
       settle(spec, index, error, notStartedAfter);
     } finally {
       await held.release();
     }
+    return undefined;
   };
 
   /**
@@ -1122,8 +1195,7 @@ export async function runGrid(
       countElsewhere(spec, index, doneBy);
       return undefined;
     }
-    await train(spec, index, c.held, continues, replaces, notStartedAfter);
-    return undefined;
+    return await train(spec, index, c.held, continues, replaces, notStartedAfter);
   };
 
   // Runs another live process has claimed, in grid order: polled after the others.
@@ -1162,7 +1234,10 @@ export async function runGrid(
     );
     if (claimed !== undefined) {
       waiting.push({ spec, index, holder: claimed.other });
-      emit({ kind: "claimed", spec, index, holder: claimed.other ?? null });
+      // A run left to the process that took its claim over has had its line already.
+      if (leftToOthers.at(-1)?.spec !== spec) {
+        emit({ kind: "claimed", spec, index, holder: claimed.other ?? null });
+      }
     } else if (ended()) {
       stoppedAt = index + 1;
       break;
@@ -1234,6 +1309,7 @@ export async function runGrid(
     skipped,
     failed,
     ...(doneElsewhere.length === 0 ? {} : { doneElsewhere }),
+    ...(leftToOthers.length === 0 ? {} : { leftToOthers }),
     ...(interrupted === undefined ? {} : { interrupted }),
   };
 }

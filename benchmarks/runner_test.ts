@@ -39,6 +39,7 @@ import { inTempDir } from "../model/fs_testing.ts";
 import { TrainingInterruptedError } from "./trainer.ts";
 import { resumeRecord, type RunProvenance } from "./provenance.ts";
 import { listCheckpoints } from "./checkpointing.ts";
+import { ClaimLostError, type ClaimStopOption } from "./run_claim.ts";
 import { checkpointFiles } from "../model/pretrained.ts";
 
 const DATA = sharedPath("data");
@@ -1207,6 +1208,121 @@ Deno.test("runGrid(): a claim that goes stale while waited for is taken over and
     assert.ok(kinds.includes("waiting"));
     assert.deepEqual(kinds.slice(-3), ["takeover", "start", "done"]);
     assert.deepEqual(claimFiles(out), []);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("runGrid(): a claim taken over while its run trained (this process paused): no result written, folder kept, one line, the run left to the taker", async () => {
+  const out = await Deno.makeTempDir();
+  try {
+    const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+    const [a, b] = [grid[0]!, grid[1]!];
+    const fileA = join(out, runFileName(a));
+    const workA = fileA.replace(/\.json$/, "");
+    // What the taker (another host) wrote: its claim over ours, and its own result, later.
+    const theirs = { ...(await fakeRunOne(a, { outDir: out, dataDir: DATA })), wallSeconds: 99 };
+    const lines: string[] = [];
+    const events: string[] = [];
+    let beating: ReturnType<typeof setInterval> | undefined;
+    let finishing: Promise<void> | undefined;
+    let s;
+    try {
+      s = await runGrid([a, b], {
+        outDir: out,
+        dataDir: DATA,
+        runLock: { ...FAST, staleMs: 60_000 },
+        log: (line) => lines.push(line),
+        // Run a: its checkpoint is written, then (this process paused past the stale window) the
+        // claim is another's; the fake knows nothing of claimLost and returns its result.
+        runOne: async (spec, opts) => {
+          if (spec.id !== a.id) return fakeRunOne(spec, opts);
+          await Deno.mkdir(join(opts.outDir, "checkpoints", "step-00000002"), { recursive: true });
+          await Deno.writeTextFile(join(opts.outDir, "checkpoints", "step-00000002", "x"), "");
+          const lock = await writeClaim(out, a, { host: "taker.example", pid: 4321 });
+          beating = setInterval(() => {
+            const now = new Date();
+            Deno.utimeSync(lock, now, now);
+          }, 10);
+          return fakeRunOne(spec, opts);
+        },
+        onEvent: (e) => {
+          if (e.kind === "progress") return;
+          events.push(`${e.kind} ${e.spec.id === a.id ? "a" : "b"}`);
+          if (e.kind === "waiting" && finishing === undefined) {
+            finishing = (async () => {
+              // Nothing of a's was written or removed by this grid, which is waiting for it.
+              assert.equal(await pathExists(fileA), false, "no result written");
+              assert.ok(await pathExists(join(workA, "checkpoints", "step-00000002", "x")));
+              await writeFileAtomic(fileA, JSON.stringify(theirs));
+              clearInterval(beating);
+              await Deno.remove(runLockFile(fileA));
+            })();
+          }
+        },
+      });
+    } finally {
+      clearInterval(beating);
+      await finishing;
+    }
+    assert.deepEqual(lines, [
+      `run ${a.id}: its claim was taken over by taker.example pid 4321 while this process was ` +
+      `paused (longer than the stale window, 60 s); leaving the run to it`,
+    ]);
+    // Not failed, not done: left to the taker, then counted as done by it (skipped).
+    assert.equal(s.done, 1);
+    assert.deepEqual(s.failed, []);
+    assert.equal(s.skipped, 1);
+    assert.deepEqual(s.leftToOthers?.map((l) => [l.spec.id, l.holder?.host, l.holder?.pid]), [
+      [a.id, "taker.example", 4321],
+    ]);
+    assert.deepEqual(s.doneElsewhere?.map((d) => [d.spec.id, d.holder?.pid]), [[a.id, 4321]]);
+    assert.deepEqual(events.slice(0, 4), ["start a", "start b", "done b", "waiting a"]);
+    assert.equal(events.at(-1), "skip a");
+    assert.equal(JSON.parse(await Deno.readTextFile(fileA)).wallSeconds, 99, "theirs is kept");
+    assert.ok(await pathExists(join(workA, "checkpoints", "step-00000002", "x")), "not discarded");
+    assert.deepEqual(claimFiles(out), []);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("runGrid(): a run that stops on its lost claim (runOne's claimLost) is left to the taker, not failed", async () => {
+  const out = await Deno.makeTempDir();
+  try {
+    const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+    const a = grid[0]!;
+    const lines: string[] = [];
+    const seen: (string | undefined)[] = [];
+    let stop: string | undefined;
+    const s = await runGrid([a], {
+      outDir: out,
+      dataDir: DATA,
+      runLock: { ...FAST, staleMs: 60_000 },
+      log: (line) => lines.push(line),
+      // As benchmarks/run_one.ts does: claimLost is checked after each step.
+      runOne: async (spec, opts) => {
+        const lost = (opts as ClaimStopOption).claimLost!;
+        seen.push(lost());
+        await Deno.writeTextFile(runLockFile(join(out, runFileName(spec))), "{}");
+        for (let i = 0; i < 100 && lost() === undefined; i++) await delay(10);
+        const reason = lost();
+        seen.push(reason);
+        throw reason === undefined ? new Error("never lost") : new ClaimLostError(reason, 3);
+      },
+      onEvent: (e) => {
+        if (e.kind === "waiting") stop = "SIGTERM";
+      },
+      shouldStop: () => stop,
+    });
+    assert.equal(seen[0], undefined, "held at first");
+    assert.match(seen[1] ?? "", /its claim was taken over by another process \(.*\.lock\)$/);
+    assert.deepEqual(s.failed, []);
+    assert.equal(s.done, 0);
+    assert.deepEqual(s.leftToOthers?.map((l) => [l.spec.id, l.holder]), [[a.id, undefined]]);
+    assert.deepEqual(s.interrupted, { reason: "SIGTERM", notStarted: 1 });
+    assert.match(lines.join("\n"), /^run .*: its claim was taken over by another process while/);
+    assert.deepEqual(claimFiles(out).length, 1, "the taker's claim file is left alone");
   } finally {
     await Deno.remove(out, { recursive: true });
   }
