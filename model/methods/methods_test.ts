@@ -12,6 +12,10 @@ import { crossEntropyLoss, disposeT5, forward, type Seq2SeqBatch, type T5Model }
 import { selectBackend } from "../backend.ts";
 import { getMethod, type MethodName, METHODS } from "./mod.ts";
 import { context, disposeBatch, makeBatch, subBatch, TASKS, tinyModel } from "./_test_util.ts";
+import * as root from "../../mod.ts";
+import * as configHelpers from "./_config.ts";
+import * as initHelpers from "./_init.ts";
+import * as tensorHelpers from "./_tensor.ts";
 
 // wasm (with the project's matmul kernels): about 4x faster than cpu for the training loops here.
 await selectBackend("wasm", { log: () => {} });
@@ -481,4 +485,58 @@ Deno.test("parseConfig() rejects a zero initialiser scale, which would leave the
   disposeBatch(batch);
   labels.dispose();
   disposeT5(model);
+});
+
+Deno.test("the method-author helpers the docs name are exported from the package's mod.ts", () => {
+  // deno.json exports only ./mod.ts: a method written against the package can use only what it
+  // re-exports. Each helper is the module's own (not a copy), and the types compile from root.
+  const same: [string, unknown, unknown][] = [
+    ["ConfigReader", root.ConfigReader, configHelpers.ConfigReader],
+    ["MAX_SIZE_FIELD", root.MAX_SIZE_FIELD, configHelpers.MAX_SIZE_FIELD],
+    ["backboneTrainable", root.backboneTrainable, configHelpers.backboneTrainable],
+    ["trainedBackboneParams", root.trainedBackboneParams, configHelpers.trainedBackboneParams],
+    ["t5LayerNormParams", root.t5LayerNormParams, configHelpers.t5LayerNormParams],
+    ["stackLayers", root.stackLayers, configHelpers.stackLayers],
+    ["innerDim", root.innerDim, configHelpers.innerDim],
+    ["contextTasks", root.contextTasks, initHelpers.contextTasks],
+    ["deriveSeed", root.deriveSeed, initHelpers.deriveSeed],
+    ["VarPlan", root.VarPlan, initHelpers.VarPlan],
+    ["VarStore", root.VarStore, initHelpers.VarStore],
+    ["groupTasks", root.groupTasks, tensorHelpers.groupTasks],
+    ["checkBatch", root.checkBatch, tensorHelpers.checkBatch],
+    ["rows", root.rows, tensorHelpers.rows],
+    ["presentTasks", root.presentTasks, tensorHelpers.presentTasks],
+    ["toBatch", root.toBatch, tensorHelpers.toBatch],
+  ];
+  for (const [name, fromRoot, own] of same) {
+    assert.ok(fromRoot !== undefined, `mod.ts does not export ${name}`);
+    assert.equal(fromRoot, own, `mod.ts ${name} is not model/methods' own`);
+  }
+  // A method author's use of them through mod.ts alone, types included.
+  const cfg = new root.ConfigReader({ length: 3 }, "author.json", "author");
+  assert.equal(cfg.int("length", 1, 1), 3);
+  const init: root.Init = { kind: "zeros" };
+  const plan = new root.VarPlan("author");
+  plan.add("table", [2, 4], init);
+  const spec: root.VarSpec | undefined = plan.specs.get("author.table");
+  assert.deepEqual(spec?.shape, [2, 4]);
+  const before = tf.memory().numTensors;
+  const store: root.VarStore = plan.create(1);
+  const g: root.TaskGrouping = root.groupTasks([1, 0, 1], 2, "author.ts");
+  root.checkBatch(g, 3);
+  assert.throws(() => root.checkBatch(g, 2), /author\.ts: batch of 2 but hooks\(\) got 3/);
+  const table = store.vars.get("author.table")!;
+  tf.dispose([root.toBatch(root.presentTasks(table, g), g), root.rows(table, 0)]);
+  store.dispose();
+  assert.equal(tf.memory().numTensors, before, "tensors leaked");
+  // contextTasks reads ctx.tasks only.
+  const ctx = { tasks: ["a", "b"] } as unknown as root.MethodContext;
+  assert.equal(root.contextTasks(ctx, "author.ts"), 2);
+  assert.equal(root.stackLayers(TINY, "decoder"), TINY.numDecoderLayers);
+  assert.equal(root.innerDim(TINY), TINY.numHeads * TINY.dKv);
+  assert.equal(
+    root.trainedBackboneParams(TINY, "except_layer_norms"),
+    root.t5LayerNormParams(TINY),
+  );
+  assert.equal(root.backboneTrainable("all", "shared.weight", TINY), false);
 });

@@ -2,8 +2,9 @@
  * Registry of the multi-task methods compared in the benchmark.
  *
  * Adding a method (`mtl.ts` is the smallest example, `adapter.ts` one with per-task variables):
- * 1. one file in this folder exporting a {@link Method} (`model/method.ts`): parse its config
- *    with `ConfigReader` (`_config.ts`: unknown and malformed fields are errors naming the
+ * 1. one file in this folder exporting a {@link Method} (`model/method.ts`), using the helpers
+ *    this module re-exports (so they are importable from the package's `mod.ts` too): parse its
+ *    config with `ConfigReader` (`_config.ts`: unknown and malformed fields are errors naming the
  *    profile file and the field's line), list its variables once as a `VarPlan` (`_init.ts`:
  *    name, shape and initialiser, seeded per name) whose `shapes()` is its `variableShapes`
  *    (the memory estimate's update phase) and whose `create(seed)` makes them in `create`, so
@@ -40,6 +41,46 @@ import { mtl } from "./mtl.ts";
 import { mtlPrompt, promptTuning } from "./prompt_tuning.ts";
 
 export type { FreezeBackbone } from "./_config.ts";
+
+// The method-author helpers the steps above name, re-exported so that they reach the package's
+// `mod.ts` (the only entry of deno.json's exports). Each keeps its own documentation.
+
+/** Reads a method's JSON config field by field (`_config.ts`); unknown keys are an error. */
+export { ConfigReader } from "./_config.ts";
+/** The largest size field {@link ConfigReader} `int` accepts by default (`_config.ts`). */
+export { MAX_SIZE_FIELD } from "./_config.ts";
+/** Whether a backbone weight is trained under a {@link FreezeBackbone} option (`_config.ts`). */
+export { backboneTrainable } from "./_config.ts";
+/** Trained backbone parameters under a {@link FreezeBackbone} option (`_config.ts`). */
+export { trainedBackboneParams } from "./_config.ts";
+/** Number of T5 LayerNorm scale parameters of a backbone (`_config.ts`). */
+export { t5LayerNormParams } from "./_config.ts";
+/** Layers of the encoder or decoder stack (`_config.ts`). */
+export { stackLayers } from "./_config.ts";
+/** Attention inner width heads·d_kv (`_config.ts`). */
+export { innerDim } from "./_config.ts";
+/** A method's task count from its `create` context, refusing an empty task list (`_init.ts`). */
+export { contextTasks } from "./_init.ts";
+/** Seed of one variable, derived from the method seed and its name (`_init.ts`). */
+export { deriveSeed } from "./_init.ts";
+/** A method's variables listed once: `shapes()` for `variableShapes`, `create` (`_init.ts`). */
+export { VarPlan } from "./_init.ts";
+/** The variables a {@link VarPlan} creates, by full name (`_init.ts`). */
+export { VarStore } from "./_init.ts";
+/** One variable of a {@link VarPlan} and how it is initialised (`_init.ts`). */
+export type { Init, VarSpec } from "./_init.ts";
+/** Groups a batch's examples by task id, as a method's `hooks(taskIds)` does (`_tensor.ts`). */
+export { groupTasks } from "./_tensor.ts";
+/** How a batch's examples split into tasks (`_tensor.ts`). */
+export type { TaskGrouping } from "./_tensor.ts";
+/** Refuses a hook's batch whose size differs from the task ids of `hooks()` (`_tensor.ts`). */
+export { checkBatch } from "./_tensor.ts";
+/** Rows of a table on axis 0, differentiable on every backend (`_tensor.ts`). */
+export { rows } from "./_tensor.ts";
+/** Rows of the tasks present in a batch from a per-task stack (`_tensor.ts`). */
+export { presentTasks } from "./_tensor.ts";
+/** Per-task rows expanded to the batch, one row per example (`_tensor.ts`). */
+export { toBatch } from "./_tensor.ts";
 export type { HyperPromptBaseConfig } from "./_hyperprompt.ts";
 export type { AdapterConfig, AdapterLayerNorm, AdapterPosition } from "./adapter.ts";
 export type { HyperFormerPPConfig } from "./hyperformer_pp.ts";
