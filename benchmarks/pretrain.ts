@@ -45,7 +45,9 @@ import {
   syncFile,
   TEMP_TAG_SOURCE,
   type TempPattern,
+  withFileLock,
 } from "../model/fs.ts";
+import { thisHost } from "./run_claim.ts";
 import { parseJsonFile } from "../model/json.ts";
 import { exitCodeOf, parseFlags, usageChecked, UsageError, wrapHelp } from "../model/usage.ts";
 import {
@@ -484,13 +486,15 @@ async function cachedInfo(dir: string): Promise<PretrainInfo | undefined> {
 
 /**
  * Puts the backbone folder that `save` writes in place as `dir` unless a finished one is there
- * already. Two processes that missed the cache for the same key (two bench runs on a cold cache)
- * both pretrain; the first to finish publishes and goes on to load the folder. The second must
- * not swap its own in (the same settings, so the same weights): a swap moves the first one's
- * folder aside and deletes it under its reader. So the folder is built in a held temporary beside
- * `dir` (`.<name>.tmp-<tag>`, which `removeStaleSaveTemps` sweeps once its builder has ended)
- * and renamed in, which fails where `dir` exists. A `dir` without `pretrain.json` (not a
- * finished backbone) is replaced by `save(dir)`, as before.
+ * already. Pretrainings of one folder take turns ({@link withBackboneLock}), so normally the
+ * second finds the first one's folder and trains nothing; this is the fallback where the lock
+ * excludes no one (a file system without working `flock`, a process of older code). Two
+ * processes that then both pretrain: the first to finish publishes and goes on to load the
+ * folder. The second must not swap its own in (the same settings, so the same weights): a swap
+ * moves the first one's folder aside and deletes it under its reader. So the folder is built in
+ * a held temporary beside `dir` (`.<name>.tmp-<tag>`, which `removeStaleSaveTemps` sweeps once
+ * its builder has ended) and renamed in, which fails where `dir` exists. A `dir` without
+ * `pretrain.json` (not a finished backbone) is replaced by `save(dir)`, as before.
  *
  * @returns undefined when this folder was published, else the record of the one found in place
  */
@@ -518,6 +522,81 @@ async function publishIfAbsent(
   } finally {
     await Deno.remove(held.path, { recursive: true }).catch(() => {});
     held.release();
+  }
+}
+
+/** How long a pretraining waits for its backbone's lock before it says what it waits for. */
+const LOCK_NOTE_MS = 250;
+
+/** Who holds a backbone's lock: `.locks/<folder>.holder.json`, written by the holder. */
+interface BackboneLockHolder {
+  readonly host: string;
+  readonly pid: number;
+  /** When it took the lock (ISO 8601). */
+  readonly since: string;
+}
+
+/** The holder recorded in `file`, or undefined when there is none (or it cannot be read). */
+function readLockHolder(file: string): BackboneLockHolder | undefined {
+  try {
+    const v = JSON.parse(Deno.readTextFileSync(file)) as Partial<BackboneLockHolder>;
+    return typeof v.host === "string" && typeof v.pid === "number" && typeof v.since === "string"
+      ? v as BackboneLockHolder
+      : undefined;
+  } catch {
+    return undefined; // none, or half written: the note then names no holder
+  }
+}
+
+/**
+ * Runs `fn` (look the backbone `dir` up again, else pretrain and publish it) holding the lock
+ * `<backbones>/.locks/<folder>.lock` (`model/fs.ts` `withFileLock`, removed by its holder after
+ * use): pretrainings of the same folder, in other processes or in this one, take turns, so only
+ * the first trains and the others find its folder. The kernel drops the lock when its holder
+ * ends, however it ends (Ctrl-C, a kill): a lock file left behind is taken over by the next
+ * process, never waited on. The holder records its host, pid and start in
+ * `<folder>.holder.json` beside the lock (the lock file itself must stay empty), and removes it
+ * when done; a process still waiting after {@link LOCK_NOTE_MS} says once what it waits for.
+ */
+async function withBackboneLock<T>(
+  dir: string,
+  log: (line: string) => void,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const locks = join(dirname(dir), ".locks");
+  const lock = join(locks, `${basename(dir)}.lock`);
+  const holderFile = join(locks, `${basename(dir)}.holder.json`);
+  let holding = false;
+  const note = setTimeout(() => {
+    if (holding) return;
+    const h = readLockHolder(holderFile);
+    const who = h === undefined
+      ? "another run"
+      : `another run (pid ${h.pid} on ${h.host}, since ${h.since})`;
+    log(
+      `pretrain: waiting for ${who} pretraining the same backbone ${dir} to finish (lock ${lock}); ` +
+        "then this run uses it (or trains it, should that run publish none)",
+    );
+  }, LOCK_NOTE_MS);
+  try {
+    return await withFileLock(lock, async () => {
+      holding = true;
+      clearTimeout(note);
+      const holder: BackboneLockHolder = {
+        host: thisHost(),
+        pid: Deno.pid,
+        since: new Date().toISOString(),
+      };
+      // Only a note for waiters: a failed write costs the pid in their line, not the run.
+      await Deno.writeTextFile(holderFile, JSON.stringify(holder)).catch(() => {});
+      try {
+        return await fn();
+      } finally {
+        await Deno.remove(holderFile).catch(() => {});
+      }
+    }, { remove: true });
+  } finally {
+    clearTimeout(note);
   }
 }
 
@@ -595,183 +674,201 @@ export async function pretrainBackbone(
     log(`pretrain: using cached backbone ${dir}`);
     return { dir, cached: true, info: found };
   }
+  // Missed: take turns with other pretrainings of this folder (two bench processes on a cold
+  // cache), so that the second waits and uses the first one's backbone instead of training too.
+  return await withBackboneLock(dir, log, async () => {
+    const built = await cachedInfo(dir);
+    if (built !== undefined) {
+      log(`pretrain: using cached backbone ${dir} (built by another run while this one waited)`);
+      return { dir, cached: true, info: built };
+    }
+    return await build();
+  });
 
-  const work = await Deno.makeTempDir({ prefix: "pretrain-" });
-  // Released in the `finally` below, also when the pretraining fails (a bench grid goes on in
-  // this process): the weights, the optimizer's slots, and the backend the caller had selected.
-  let heldModel: T5Model | undefined;
-  let heldOptimizer: Optimizer | undefined;
-  let restoreBackend: BackendName | undefined;
-  try {
-    const tokenizerPath = tokenizerFile;
-    const tokenizer = T5Tokenizer.fromJson(tokenizerJson, tokenizerFile);
-    // The sentinels' ids, <extra_id_0> first, looked up once.
-    const sentinelIds: number[] = [];
-    for (;;) {
-      const id = tokenizer.tokenToId(`<extra_id_${sentinelIds.length}>`);
-      if (id === undefined) break;
-      sentinelIds.push(id);
-    }
-    if (sentinelIds.length === 0) {
-      throw new Error(`${tokenizerPath}: no <extra_id_0> sentinel; span corruption needs them`);
-    }
-    const sentinel = (i: number): number => {
-      const id = sentinelIds[i];
-      if (id === undefined) throw new Error(`${tokenizerPath}: missing sentinel <extra_id_${i}>`);
-      return id;
-    };
-    // Each noise span takes one sentinel, and a full chunk has the most spans: refuse a chunk
-    // length that would run out of them before the corpus is tokenized.
-    const sentinels = sentinelIds.length;
-    const spans = (n: number) => noiseCounts(n, T5_SPAN_CORRUPTION).noiseSpans;
-    if (spans(opts.chunkLength) > sentinels) {
-      let fits = opts.chunkLength - 1;
-      while (fits > 1 && spans(fits) > sentinels) fits--;
-      throw new Error(
-        `pretrain: a chunk of ${opts.chunkLength} tokens has ${spans(opts.chunkLength)} noise ` +
-          `spans but ${tokenizerPath} has ${sentinels} sentinels (<extra_id_0> … ` +
-          `<extra_id_${sentinels - 1}>); lower --chunk-length to ${fits} or less`,
-      );
-    }
-    const config: T5Config = {
-      ...base,
-      vocabSize: roundUp(tokenizer.vocabSize, 128),
-      dropoutRate: 0,
-    };
-
-    // Pack the tokenized corpus into fixed-length chunks (without EOS), as T5 does.
-    const stream = corpusStream(
-      corpusLines,
-      (line) => tokenizer.encode(line),
-      8 * opts.steps * opts.batchSize * opts.chunkLength,
-      seedFor(opts.seed, "pretrain/corpus-order"),
-    );
-    const chunks: number[][] = [];
-    for (let i = 0; i + opts.chunkLength <= stream.length; i += opts.chunkLength) {
-      chunks.push(stream.slice(i, i + opts.chunkLength));
-    }
-    if (chunks.length < opts.batchSize) {
-      throw new Error(
-        `pretrain: the corpus gives ${chunks.length} chunks of ${opts.chunkLength} tokens, ` +
-          `fewer than one batch (${opts.batchSize}); add text or lower --chunk-length`,
-      );
-    }
-    log(`pretrain: ${stream.length} tokens in ${chunks.length} chunks; ${opts.steps} steps`);
-
-    const previous = currentBackendInfo()?.requested as BackendName | undefined;
-    // "wasm" is the pure wasm engine here, never OpenBLAS (which selectBackend's "wasm" takes when
-    // installed): its kernels have no CPU-specific paths, so the weights are the same on every
-    // host (the ci profile's backbone); OpenBLAS picks its kernels by CPU family.
-    const pureWasm = opts.backend === "wasm";
-    const backend = await selectBackend(opts.backend ?? "auto", {
-      log: () => {},
-      ...(pureWasm ? { blas: false } : {}),
-    });
-    // Give the caller (a fine-tuning run) back the backend it had selected (its BLAS too).
-    if (previous !== undefined && (previous !== backend.requested || pureWasm)) {
-      restoreBackend = previous;
-    }
-    const model: T5Model = initT5(config, { seed: seedFor(opts.seed, "pretrain/init") });
-    heldModel = model;
-    // HF's init gives an untied lm_head std 1, so logits start with std ≈ √d and the first loss
-    // is ~5× ln(vocab). From scratch, scale it by d^-½ (the tied layout's output scaling) so
-    // training starts near ln(vocab).
-    const head = model.params.get("lm_head.weight");
-    // assign() shares the new value's data, so the value itself is disposed with the tidy.
-    if (head) tf.tidy(() => head.assign(tf.mul(head, config.dModel ** -0.5)));
-    log(`pretrain: backend ${backend.name}${backend.adapter ? ` (${backend.adapter})` : ""}`);
-    const optimizer = createOptimizer({ kind: "adamw", weightDecay: 0 });
-    heldOptimizer = optimizer;
-    const rng = new Rng(seedFor(opts.seed, "pretrain/data"));
-    const losses: { step: number; loss: number }[] = [];
-    const inLen = opts.chunkLength + 2;
-    const tgtLen = Math.ceil(opts.chunkLength * 0.15) * 2 + 4;
-    const t0 = performance.now();
-    const warmup = Math.max(1, Math.floor(opts.steps * 0.05));
-    const params = model.params as ReadonlyMap<string, tf.Variable>;
-    // tf.variableGrads keys gradients by the tfjs variable name; map them back to HF names.
-    const hfName = new Map([...params].map(([name, v]) => [v.name, name]));
-    for (let step = 1; step <= opts.steps; step++) {
-      const inputs: number[][] = [];
-      const targets: number[][] = [];
-      for (let b = 0; b < opts.batchSize; b++) {
-        const chunk = chunks[rng.nextInt(chunks.length)]!;
-        const ex = spanCorrupt(chunk, () => rng.next(), sentinel);
-        inputs.push([...ex.inputs, config.eosTokenId]);
-        targets.push([...ex.targets, config.eosTokenId]);
+  /** Pretrains the backbone and publishes it as `dir` (under the lock). */
+  async function build(): Promise<{ dir: string; cached: boolean; info: PretrainInfo }> {
+    const work = await Deno.makeTempDir({ prefix: "pretrain-" });
+    // Released in the `finally` below, also when the pretraining fails (a bench grid goes on in
+    // this process): the weights, the optimizer's slots, and the backend the caller had selected.
+    let heldModel: T5Model | undefined;
+    let heldOptimizer: Optimizer | undefined;
+    let restoreBackend: BackendName | undefined;
+    try {
+      const tokenizerPath = tokenizerFile;
+      const tokenizer = T5Tokenizer.fromJson(tokenizerJson, tokenizerFile);
+      // The sentinels' ids, <extra_id_0> first, looked up once.
+      const sentinelIds: number[] = [];
+      for (;;) {
+        const id = tokenizer.tokenToId(`<extra_id_${sentinelIds.length}>`);
+        if (id === undefined) break;
+        sentinelIds.push(id);
       }
-      const lr = opts.learningRate * Math.min(1, step / warmup);
-      const loss = tf.tidy(() => {
-        const inputIds = padRows(inputs, inLen);
-        const attentionMask = tf.cast(tf.notEqual(inputIds, 0), "float32") as tf.Tensor2D;
-        const labelsRaw = padRows(targets, tgtLen);
-        const labels = tf.where(
-          tf.notEqual(labelsRaw, 0),
-          labelsRaw,
-          tf.fill(labelsRaw.shape, -100, "int32"),
-        ) as tf.Tensor2D;
-        const decoderInputIds = tf.concat([
-          tf.fill([opts.batchSize, 1], config.decoderStartTokenId, "int32"),
-          labelsRaw.slice([0, 0], [opts.batchSize, tgtLen - 1]),
-        ], 1) as tf.Tensor2D;
-        const { value, grads } = tf.variableGrads(() => {
-          const { logits } = forward(model, { inputIds, attentionMask, decoderInputIds }, {
-            training: true,
-          });
-          return crossEntropyLoss(logits, labels);
-        });
-        const named = new Map(Object.entries(grads).map(([k, g]) => [hfName.get(k) ?? k, g]));
-        optimizer.apply(params, named, lr);
-        return value;
+      if (sentinelIds.length === 0) {
+        throw new Error(`${tokenizerPath}: no <extra_id_0> sentinel; span corruption needs them`);
+      }
+      const sentinel = (i: number): number => {
+        const id = sentinelIds[i];
+        if (id === undefined) throw new Error(`${tokenizerPath}: missing sentinel <extra_id_${i}>`);
+        return id;
+      };
+      // Each noise span takes one sentinel, and a full chunk has the most spans: refuse a chunk
+      // length that would run out of them before the corpus is tokenized.
+      const sentinels = sentinelIds.length;
+      const spans = (n: number) => noiseCounts(n, T5_SPAN_CORRUPTION).noiseSpans;
+      if (spans(opts.chunkLength) > sentinels) {
+        let fits = opts.chunkLength - 1;
+        while (fits > 1 && spans(fits) > sentinels) fits--;
+        throw new Error(
+          `pretrain: a chunk of ${opts.chunkLength} tokens has ${spans(opts.chunkLength)} noise ` +
+            `spans but ${tokenizerPath} has ${sentinels} sentinels (<extra_id_0> … ` +
+            `<extra_id_${sentinels - 1}>); lower --chunk-length to ${fits} or less`,
+        );
+      }
+      const config: T5Config = {
+        ...base,
+        vocabSize: roundUp(tokenizer.vocabSize, 128),
+        dropoutRate: 0,
+      };
+
+      // Pack the tokenized corpus into fixed-length chunks (without EOS), as T5 does.
+      const stream = corpusStream(
+        corpusLines,
+        (line) => tokenizer.encode(line),
+        8 * opts.steps * opts.batchSize * opts.chunkLength,
+        seedFor(opts.seed, "pretrain/corpus-order"),
+      );
+      const chunks: number[][] = [];
+      for (let i = 0; i + opts.chunkLength <= stream.length; i += opts.chunkLength) {
+        chunks.push(stream.slice(i, i + opts.chunkLength));
+      }
+      if (chunks.length < opts.batchSize) {
+        throw new Error(
+          `pretrain: the corpus gives ${chunks.length} chunks of ${opts.chunkLength} tokens, ` +
+            `fewer than one batch (${opts.batchSize}); add text or lower --chunk-length`,
+        );
+      }
+      log(`pretrain: ${stream.length} tokens in ${chunks.length} chunks; ${opts.steps} steps`);
+
+      const previous = currentBackendInfo()?.requested as BackendName | undefined;
+      // "wasm" is the pure wasm engine here, never OpenBLAS (which selectBackend's "wasm" takes when
+      // installed): its kernels have no CPU-specific paths, so the weights are the same on every
+      // host (the ci profile's backbone); OpenBLAS picks its kernels by CPU family.
+      const pureWasm = opts.backend === "wasm";
+      const backend = await selectBackend(opts.backend ?? "auto", {
+        log: () => {},
+        ...(pureWasm ? { blas: false } : {}),
       });
-      const v = (await loss.data())[0]!;
-      loss.dispose();
-      if (!Number.isFinite(v)) {
-        throw new Error(`pretrain: non-finite loss ${v} at step ${step}; lower --lr`);
+      // Give the caller (a fine-tuning run) back the backend it had selected (its BLAS too).
+      if (previous !== undefined && (previous !== backend.requested || pureWasm)) {
+        restoreBackend = previous;
       }
-      if (step === 1 || step % 20 === 0 || step === opts.steps) {
-        losses.push({ step, loss: v });
-        const sec = (performance.now() - t0) / 1000;
-        log(`pretrain: step ${step}/${opts.steps} loss ${v.toFixed(4)} (${sec.toFixed(1)} s)`);
+      const model: T5Model = initT5(config, { seed: seedFor(opts.seed, "pretrain/init") });
+      heldModel = model;
+      // HF's init gives an untied lm_head std 1, so logits start with std ≈ √d and the first loss
+      // is ~5× ln(vocab). From scratch, scale it by d^-½ (the tied layout's output scaling) so
+      // training starts near ln(vocab).
+      const head = model.params.get("lm_head.weight");
+      // assign() shares the new value's data, so the value itself is disposed with the tidy.
+      if (head) tf.tidy(() => head.assign(tf.mul(head, config.dModel ** -0.5)));
+      log(`pretrain: backend ${backend.name}${backend.adapter ? ` (${backend.adapter})` : ""}`);
+      const optimizer = createOptimizer({ kind: "adamw", weightDecay: 0 });
+      heldOptimizer = optimizer;
+      const rng = new Rng(seedFor(opts.seed, "pretrain/data"));
+      const losses: { step: number; loss: number }[] = [];
+      const inLen = opts.chunkLength + 2;
+      const tgtLen = Math.ceil(opts.chunkLength * 0.15) * 2 + 4;
+      const t0 = performance.now();
+      const warmup = Math.max(1, Math.floor(opts.steps * 0.05));
+      const params = model.params as ReadonlyMap<string, tf.Variable>;
+      // tf.variableGrads keys gradients by the tfjs variable name; map them back to HF names.
+      const hfName = new Map([...params].map(([name, v]) => [v.name, name]));
+      for (let step = 1; step <= opts.steps; step++) {
+        const inputs: number[][] = [];
+        const targets: number[][] = [];
+        for (let b = 0; b < opts.batchSize; b++) {
+          const chunk = chunks[rng.nextInt(chunks.length)]!;
+          const ex = spanCorrupt(chunk, () => rng.next(), sentinel);
+          inputs.push([...ex.inputs, config.eosTokenId]);
+          targets.push([...ex.targets, config.eosTokenId]);
+        }
+        const lr = opts.learningRate * Math.min(1, step / warmup);
+        const loss = tf.tidy(() => {
+          const inputIds = padRows(inputs, inLen);
+          const attentionMask = tf.cast(tf.notEqual(inputIds, 0), "float32") as tf.Tensor2D;
+          const labelsRaw = padRows(targets, tgtLen);
+          const labels = tf.where(
+            tf.notEqual(labelsRaw, 0),
+            labelsRaw,
+            tf.fill(labelsRaw.shape, -100, "int32"),
+          ) as tf.Tensor2D;
+          const decoderInputIds = tf.concat([
+            tf.fill([opts.batchSize, 1], config.decoderStartTokenId, "int32"),
+            labelsRaw.slice([0, 0], [opts.batchSize, tgtLen - 1]),
+          ], 1) as tf.Tensor2D;
+          const { value, grads } = tf.variableGrads(() => {
+            const { logits } = forward(model, { inputIds, attentionMask, decoderInputIds }, {
+              training: true,
+            });
+            return crossEntropyLoss(logits, labels);
+          });
+          const named = new Map(Object.entries(grads).map(([k, g]) => [hfName.get(k) ?? k, g]));
+          optimizer.apply(params, named, lr);
+          return value;
+        });
+        const v = (await loss.data())[0]!;
+        loss.dispose();
+        if (!Number.isFinite(v)) {
+          throw new Error(`pretrain: non-finite loss ${v} at step ${step}; lower --lr`);
+        }
+        if (step === 1 || step % 20 === 0 || step === opts.steps) {
+          losses.push({ step, loss: v });
+          const sec = (performance.now() - t0) / 1000;
+          log(`pretrain: step ${step}/${opts.steps} loss ${v.toFixed(4)} (${sec.toFixed(1)} s)`);
+        }
       }
-    }
-    const info: PretrainInfo = {
-      key,
-      preset: opts.preset,
-      corpus: {
-        files: opts.corpusFiles ?? [`tasks:${corpusDataDir(opts.dataDir)}`],
-        sha256: corpusHash,
-        lines: corpusLines.length,
-      },
-      tokenizer: tokenizerLabel,
-      steps: opts.steps,
-      batchSize: opts.batchSize,
-      chunkLength: opts.chunkLength,
-      learningRate: opts.learningRate,
-      seed: opts.seed,
-      losses,
-      wallSeconds: (performance.now() - t0) / 1000,
-      backend: backend.name,
-    };
-    const tensors = t5StateDict(model);
-    const published = await publishIfAbsent(dir, (folder) =>
-      saveHfFolder(folder, config, tensors, {
-        extraFiles: {
-          "tokenizer.json": tokenizerText,
-          "pretrain.json": JSON.stringify(info, null, 2),
+      const info: PretrainInfo = {
+        key,
+        preset: opts.preset,
+        corpus: {
+          files: opts.corpusFiles ?? [`tasks:${corpusDataDir(opts.dataDir)}`],
+          sha256: corpusHash,
+          lines: corpusLines.length,
         },
-      }));
-    if (published !== undefined) {
-      log(`pretrain: ${dir} was published meanwhile by another run of the same settings; using it`);
-      return { dir, cached: true, info: published };
+        tokenizer: tokenizerLabel,
+        steps: opts.steps,
+        batchSize: opts.batchSize,
+        chunkLength: opts.chunkLength,
+        learningRate: opts.learningRate,
+        seed: opts.seed,
+        losses,
+        wallSeconds: (performance.now() - t0) / 1000,
+        backend: backend.name,
+      };
+      const tensors = t5StateDict(model);
+      const published = await publishIfAbsent(
+        dir,
+        (folder) =>
+          saveHfFolder(folder, config, tensors, {
+            extraFiles: {
+              "tokenizer.json": tokenizerText,
+              "pretrain.json": JSON.stringify(info, null, 2),
+            },
+          }),
+      );
+      if (published !== undefined) {
+        log(
+          `pretrain: ${dir} was published meanwhile by another run of the same settings; using it`,
+        );
+        return { dir, cached: true, info: published };
+      }
+      log(`pretrain: wrote ${dir}`);
+      return { dir, cached: false, info };
+    } finally {
+      heldOptimizer?.dispose();
+      if (heldModel !== undefined) disposeT5(heldModel);
+      if (restoreBackend !== undefined) await selectBackend(restoreBackend, { log: () => {} });
+      await Deno.remove(work, { recursive: true }).catch(() => {});
     }
-    log(`pretrain: wrote ${dir}`);
-    return { dir, cached: false, info };
-  } finally {
-    heldOptimizer?.dispose();
-    if (heldModel !== undefined) disposeT5(heldModel);
-    if (restoreBackend !== undefined) await selectBackend(restoreBackend, { log: () => {} });
-    await Deno.remove(work, { recursive: true }).catch(() => {});
   }
 }
 

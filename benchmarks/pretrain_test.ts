@@ -5,7 +5,7 @@ import { withEnv } from "../model/env_testing.ts";
 import * as tf from "@tensorflow/tfjs";
 import { type BackendName, currentBackendInfo, selectBackend } from "../model/backend.ts";
 import { loadHfFolder } from "../model/checkpoint.ts";
-import { isDirectory, makeHeldTempDir } from "../model/fs.ts";
+import { isDirectory, makeHeldTempDir, withFileLock } from "../model/fs.ts";
 import { fileFlushes, flushesOf, recordFlushes } from "../model/fs_testing.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
 import { sharedPath } from "../model/shared_dir.ts";
@@ -935,10 +935,11 @@ Deno.test("pretrainBackbone() keeps the folder that a concurrent pretraining of 
     equal(mine.cached, true, "the folder returned is the one found in place");
     deepEqual(mine.info, theirs.info);
     deepEqual(
-      [...Deno.readDirSync(backbones)].map((e) => e.name),
-      [basename(target)],
+      [...Deno.readDirSync(backbones)].map((e) => e.name).sort(),
+      [".locks", basename(target)],
       "nothing of this process's save is left beside it",
     );
+    deepEqual([...Deno.readDirSync(join(backbones, ".locks"))], [], "no lock file left");
     equal(tf.memory().numTensors, tensors);
 
     // A folder of that name that is no finished backbone (no pretrain.json) is replaced.
@@ -977,6 +978,170 @@ Deno.test("pretrainBackbone() names the file when a cached pretrain.json is not 
       Deno.errors.NotADirectory,
     );
     deepEqual(lines.filter((l) => l.includes(" step ")), [], "no training started");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** The lock and holder record of a backbone folder's pretraining (`withBackboneLock`). */
+function backboneLock(folder: string): { lock: string; holder: string } {
+  const locks = join(folder, "..", ".locks");
+  return {
+    lock: join(locks, `${basename(folder)}.lock`),
+    holder: join(locks, `${basename(folder)}.holder.json`),
+  };
+}
+
+/** Whether `path` names anything. */
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+/** The line a pretraining logs once it starts training (one per training). */
+const TRAINS = /^pretrain: \d+ tokens in \d+ chunks; \d+ steps$/;
+
+Deno.test("pretrainBackbone() waits while another run holds the folder's lock, says for whom, then uses its backbone", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const base = quickOptions(dir, await rteCorpusFile(dir, 60), { steps: 2 });
+    // The other run's folder (the key does not depend on the cache root).
+    const theirs = await pretrainBackbone({ ...base, cacheDir: join(dir, "other") });
+    const target = join(dir, "cache", "backbones", basename(theirs.dir));
+    const { lock, holder } = backboneLock(target);
+    const lines: string[] = [];
+    const tensors = tf.memory().numTensors;
+    let mine: Promise<Awaited<ReturnType<typeof pretrainBackbone>>> | undefined;
+    // Another run holds the lock (recording itself as its holder does), pretrains and publishes.
+    await withFileLock(lock, async () => {
+      await Deno.writeTextFile(
+        holder,
+        JSON.stringify({ host: "elsewhere", pid: 4242, since: "2025-01-02T03:04:05.000Z" }),
+      );
+      mine = pretrainBackbone({ ...base, log: (l) => lines.push(l) });
+      for (let i = 0; i < 600 && !lines.some((l) => l.includes("waiting")); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await Deno.mkdir(target, { recursive: true });
+      for (const e of Deno.readDirSync(theirs.dir)) {
+        await Deno.copyFile(join(theirs.dir, e.name), join(target, e.name));
+      }
+      await Deno.remove(holder);
+    }, { remove: true });
+    const got = await mine!;
+    deepEqual(lines, [
+      `pretrain: waiting for another run (pid 4242 on elsewhere, since ` +
+      `2025-01-02T03:04:05.000Z) pretraining the same backbone ${target} to finish (lock ` +
+      `${lock}); then this run uses it (or trains it, should that run publish none)`,
+      `pretrain: using cached backbone ${target} (built by another run while this one waited)`,
+    ]);
+    deepEqual([got.dir, got.cached], [target, true]);
+    deepEqual(got.info, theirs.info);
+    equal(tf.memory().numTensors, tensors);
+    deepEqual([await exists(lock), await exists(holder)], [false, false], "lock files left");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("pretrainBackbone(): two concurrent pretrainings of one folder train once; the other uses that backbone", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const base = quickOptions(dir, await rteCorpusFile(dir, 60), { steps: 3 });
+    const logs: string[][] = [[], []];
+    const tensors = tf.memory().numTensors;
+    const [a, b] = await Promise.all(
+      logs.map((lines) => pretrainBackbone({ ...base, log: (l) => lines.push(l) })),
+    );
+    equal(logs.flat().filter((l) => TRAINS.test(l)).length, 1, logs.flat().join("\n"));
+    deepEqual([a!.cached, b!.cached].sort(), [false, true]);
+    equal(a!.dir, b!.dir);
+    deepEqual(a!.info, b!.info);
+    equal(tf.memory().numTensors, tensors);
+    deepEqual([...Deno.readDirSync(join(a!.dir, "..", ".locks"))], [], "lock files left");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("pretrainBackbone(): a holder stopped by SIGINT leaves a lock that the next process takes over at once", async () => {
+  if (Deno.build.os === "windows") return; // no SIGINT to send there
+  const dir = await Deno.makeTempDir();
+  try {
+    const base = quickOptions(dir, await rteCorpusFile(dir, 60), { steps: 2 });
+    const script = join(dir, "holder.ts");
+    const pretrainUrl = new URL("./pretrain.ts", import.meta.url).href;
+    // The holder stops at its first step (blocking, as synchronous training would) until killed.
+    await Deno.writeTextFile(
+      script,
+      `import { pretrainBackbone } from ${JSON.stringify(pretrainUrl)};
+await pretrainBackbone({
+  ...JSON.parse(Deno.args[0]),
+  log: (l) => {
+    console.log(l);
+    if (l.startsWith("pretrain: step 1/")) {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 600_000);
+    }
+  },
+});
+`,
+    );
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--no-check",
+        "--config",
+        new URL("../deno.json", import.meta.url).pathname,
+        "--allow-read",
+        "--allow-write",
+        "--allow-env",
+        "--allow-ffi",
+        "--allow-sys",
+        "--allow-run",
+        script,
+        JSON.stringify(base),
+      ],
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    let out = "";
+    const decoder = new TextDecoder();
+    for await (const chunk of child.stdout) {
+      out += decoder.decode(chunk, { stream: true });
+      if (out.includes("pretrain: step 1/")) break;
+    }
+    ok(out.includes("pretrain: step 1/"), `the holder did not start training:\n${out}`);
+    child.kill("SIGINT");
+    const status = await child.status;
+    equal(status.signal, "SIGINT");
+    // It held the lock when it was stopped: the lock file and its record are left behind.
+    const locks = join(base.cacheDir, "backbones", ".locks");
+    const names = [...Deno.readDirSync(locks)].map((e) => e.name).sort();
+    equal(names.length, 2, names.join(", "));
+    const holder = JSON.parse(await Deno.readTextFile(join(locks, names[0]!)));
+    equal(holder.pid, child.pid);
+    ok(names[1]!.endsWith(".lock"), names.join(", "));
+
+    const lines: string[] = [];
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const got = await Promise.race([
+      pretrainBackbone({ ...base, log: (l) => lines.push(l) }),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error("blocked by the stopped holder's lock")),
+          60_000,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
+    equal(got.cached, false);
+    equal(lines.filter((l) => TRAINS.test(l)).length, 1, lines.join("\n"));
+    deepEqual(lines.filter((l) => l.includes("waiting")), [], "it did not wait");
+    deepEqual([...Deno.readDirSync(locks)], [], "the stale lock files are removed after use");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
