@@ -5,7 +5,9 @@
  * {@link RunClaimHolder} (host, pid, start, token); while it holds the claim it refreshes the
  * file's mtime as a heartbeat, and it removes the file when the run ends (or, synchronously, on
  * `Deno.exit`). A claim whose heartbeat is older than the stale window
- * ({@link runLockStaleMs}), or whose holder on this host is gone, is stale and is taken over.
+ * ({@link runLockStaleMs}), or whose holder on this host is gone, is stale and is taken over;
+ * a holder known to share this machine's boot and pid namespace ({@link RunClaimHolder.bootId},
+ * {@link RunClaimHolder.pidNs}) is asked instead: alive, it holds the claim whatever its heartbeat.
  *
  * @module
  */
@@ -77,6 +79,87 @@ export interface RunClaimHolder {
   readonly token: string;
   /** The run id. */
   readonly run?: string;
+  /**
+   * This boot of the holder's machine (`/proc/sys/kernel/random/boot_id`), when readable: with
+   * {@link RunClaimHolder.pidNs}, what tells that its pid means a process here (a container
+   * shares the host name of another, or of the host, without sharing its pids).
+   */
+  readonly bootId?: string;
+  /** The holder's pid namespace (`readlink /proc/self/ns/pid`, e.g. `pid:[4026531836]`). */
+  readonly pidNs?: string;
+  /**
+   * The holder's start time (`/proc/<pid>/stat` field 22, clock ticks since boot), when
+   * readable: a live pid with another start time is an unrelated process that reused the pid.
+   */
+  readonly pidStart?: string;
+}
+
+/** What places a process on this machine ({@link RunClaimHolder}'s optional fields). */
+export interface MachineIdentity {
+  readonly bootId?: string;
+  readonly pidNs?: string;
+}
+
+/**
+ * Reads a `/proc` file's text (`link`: its link target) directly, or, where Deno allows that only
+ * with `--allow-all` (its rule for `/proc`), by `cat` or `readlink` (`--allow-run`, as the bench
+ * runs): undefined when neither can. A child's `/proc/self` names the same pid namespace.
+ */
+function readProc(path: string, link = false): string | undefined {
+  try {
+    return link ? Deno.readLinkSync(path) : Deno.readTextFileSync(path);
+  } catch {
+    // Not allowed here, or not there: ask a child process.
+  }
+  try {
+    const out = new Deno.Command(link ? "readlink" : "cat", {
+      args: [path],
+      stdout: "piped",
+      stderr: "null",
+    }).outputSync();
+    return out.success ? new TextDecoder().decode(out.stdout).trim() : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+let machine: MachineIdentity | undefined;
+let ownStartTime: string | null | undefined;
+
+/** This process's {@link processStart} (read once). */
+function ownStart(): string | undefined {
+  ownStartTime ??= processStart(Deno.pid) ?? null;
+  return ownStartTime ?? undefined;
+}
+
+/**
+ * This process's boot id and pid namespace, each when readable (Linux; read once).
+ *
+ * @returns the fields found (none off Linux)
+ */
+export function thisMachine(): MachineIdentity {
+  if (machine === undefined) {
+    const bootId = readProc("/proc/sys/kernel/random/boot_id")?.trim();
+    const pidNs = readProc("/proc/self/ns/pid", true)?.trim();
+    machine = { ...(bootId ? { bootId } : {}), ...(pidNs ? { pidNs } : {}) };
+  }
+  return machine;
+}
+
+/**
+ * The start time of process `pid` as this machine reports it (`/proc/<pid>/stat` field 22, after
+ * the command name, which may hold spaces and parentheses), or undefined when not readable.
+ *
+ * @param pid the process
+ * @returns its start time in clock ticks since boot, as written there
+ */
+export function processStart(pid: number): string | undefined {
+  const stat = readProc(`/proc/${pid}/stat`);
+  if (stat === undefined) return undefined;
+  // Fields 3 onwards follow the last ")": field 22 is the 20th of them.
+  const rest = stat.slice(stat.lastIndexOf(")") + 1).trim().split(/\s+/);
+  const start = rest[19];
+  return start !== undefined && /^\d+$/.test(start) ? start : undefined;
 }
 
 /** A claim file being taken over: `.<stem>.lock.stale-<tag>` (garbage once its taker is done). */
@@ -118,10 +201,18 @@ export function thisHost(): string {
 function parseHolder(text: string): RunClaimHolder | undefined {
   try {
     const v = JSON.parse(text) as Partial<RunClaimHolder>;
-    return typeof v === "object" && v !== null && typeof v.host === "string" &&
-        typeof v.pid === "number" && typeof v.token === "string" && typeof v.started === "string"
-      ? v as RunClaimHolder
-      : undefined;
+    if (
+      typeof v !== "object" || v === null || typeof v.host !== "string" ||
+      typeof v.pid !== "number" || typeof v.token !== "string" || typeof v.started !== "string"
+    ) return undefined;
+    // An optional field of another type is as good as absent (a claim of other code).
+    const { bootId, pidNs, pidStart, ...rest } = v as RunClaimHolder;
+    return {
+      ...rest,
+      ...(typeof bootId === "string" ? { bootId } : {}),
+      ...(typeof pidNs === "string" ? { pidNs } : {}),
+      ...(typeof pidStart === "string" ? { pidStart } : {}),
+    };
   } catch {
     return undefined; // being written (created, not yet filled), or not a claim
   }
@@ -154,19 +245,54 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-/** Why a claim is stale, or undefined when its holder is alive. */
+/**
+ * Whether a holder is known to run on this machine: its host, boot id and pid namespace are
+ * this process's (true); known not to (false: same host name, another boot or pid namespace, as
+ * in a container); or unknown (undefined: a claim without those fields, or this process cannot
+ * read its own).
+ */
+function onThisMachine(h: RunClaimHolder, host: string): boolean | undefined {
+  if (h.host !== host) return false;
+  const me = thisMachine();
+  if (
+    h.bootId === undefined || h.pidNs === undefined || me.bootId === undefined ||
+    me.pidNs === undefined
+  ) return undefined;
+  return h.bootId === me.bootId && h.pidNs === me.pidNs;
+}
+
+/** Why a claim of this process's pid is stale, or undefined when this process holds it. */
+function ownPidStaleness(h: RunClaimHolder): string | undefined {
+  return HELD.has(h.token)
+    ? undefined
+    : `pid ${h.pid} is this process, which does not hold it (an earlier process with this pid)`;
+}
+
+/**
+ * Why a claim is stale, or undefined when its holder is alive. A holder known to run on this
+ * machine ({@link onThisMachine}) is asked directly: alive (and, when its start time is
+ * recorded, started then: not a reuse of its pid), it holds the claim whatever its heartbeat's
+ * age (its event loop may be blocked by a long synchronous step). Otherwise the heartbeat's age
+ * decides, and, for a claim of this host name without the machine fields, the pid too.
+ */
 function staleness(seen: ClaimSeen, staleMs: number, host: string): string | undefined {
+  const h = seen.holder;
+  const here = h === undefined ? false : onThisMachine(h, host);
+  if (h !== undefined && here === true) {
+    if (h.pid === Deno.pid) return ownPidStaleness(h);
+    if (!pidAlive(h.pid)) return `pid ${h.pid} is not running on this host`;
+    const start = h.pidStart === undefined ? undefined : processStart(h.pid);
+    if (start !== undefined && start !== h.pidStart) {
+      return `pid ${h.pid} is another process now (started at tick ${start}, not ${h.pidStart})`;
+    }
+    return undefined;
+  }
   const age = Date.now() - seen.heartbeat;
   if (age > staleMs) {
     return `its heartbeat is ${Math.round(age / 1000)} s old (stale after ${staleMs / 1000} s)`;
   }
-  const h = seen.holder;
-  if (h === undefined || h.host !== host) return undefined;
-  if (h.pid === Deno.pid) {
-    return HELD.has(h.token)
-      ? undefined
-      : `pid ${h.pid} is this process, which does not hold it (an earlier process with this pid)`;
-  }
+  if (h === undefined || here === false) return undefined;
+  if (h.pid === Deno.pid) return ownPidStaleness(h);
   return pidAlive(h.pid) ? undefined : `pid ${h.pid} is not running on this host`;
 }
 
@@ -267,7 +393,9 @@ export interface ClaimContext {
  * Claims a run: creates its claim file exclusively (`createNew`, atomic on local and NFS v3+
  * file systems) with this process's {@link RunClaimHolder}, and refreshes its mtime every
  * `heartbeatMs` from an unref'd timer. A stale claim (heartbeat older than `staleMs`, or a
- * holder on this host whose process is gone) is taken over: renamed to a unique name (one taker
+ * holder on this host whose process is gone; a holder on this machine, same host, boot id and
+ * pid namespace, is stale only when its process is gone or its pid reused, whatever its
+ * heartbeat) is taken over: renamed to a unique name (one taker
  * wins the rename), checked to be the claim judged stale (else, a live claim another taker made
  * meanwhile, it is put back), removed, then created afresh.
  *
@@ -285,12 +413,15 @@ export async function claimRun(
 ): Promise<ClaimOutcome> {
   let last: RunClaimHolder | undefined;
   for (let attempt = 0; attempt < 5; attempt++) {
+    const pidStart = ownStart();
     const holder: RunClaimHolder = {
       host: ctx.host,
       pid: Deno.pid,
       started: new Date().toISOString(),
       token: crypto.randomUUID(),
       run: runIdOf,
+      ...thisMachine(),
+      ...(pidStart === undefined ? {} : { pidStart }),
     };
     let f: Deno.FsFile | undefined;
     try {

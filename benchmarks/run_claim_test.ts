@@ -5,9 +5,11 @@ import {
   type ClaimOutcome,
   claimRun,
   holderName,
+  processStart,
   runLockStaleMs,
   sweepStaleClaims,
   thisHost,
+  thisMachine,
 } from "./run_claim.ts";
 import { inTempDir } from "../model/fs_testing.ts";
 
@@ -202,6 +204,104 @@ Deno.test("claimRun(): a third process's claim made before the put-back is kept,
     const why = "the run is left to the live claims";
     assertLeftToOther(out, outcome, "second-taker", takeovers, why);
   }));
+
+Deno.test({
+  name:
+    "claimRun(): a holder on this machine (host, boot id, pid namespace) is asked, whatever its heartbeat; elsewhere or unknown, the heartbeat decides",
+  ignore: thisMachine().pidNs === undefined || thisMachine().bootId === undefined ||
+    processStart(Deno.pid) === undefined,
+  fn: () =>
+    inClaimDir(async (_out, path) => {
+      const me = thisMachine();
+      // A live process of this machine whose event loop is blocked: a silent heartbeat.
+      const child = new Deno.Command("sleep", { args: ["30"] }).spawn();
+      try {
+        const start = processStart(child.pid)!;
+        const takeovers: string[] = [];
+        const ctx: ClaimContext = {
+          host: thisHost(),
+          heartbeatMs: 60_000,
+          staleMs: 60_000,
+          onTakeover: (_previous, why) => takeovers.push(why),
+        };
+        /** Claims over a claim of `fields` an hour old; true when it was taken over. */
+        const takenOver = async (fields: Record<string, unknown>): Promise<boolean> => {
+          await Deno.writeTextFile(
+            path,
+            JSON.stringify({
+              host: thisHost(),
+              pid: child.pid,
+              started: "2020-01-01T00:00:00.000Z",
+              token: "theirs",
+              ...fields,
+            }),
+          );
+          const old = new Date(Date.now() - 3_600_000);
+          await Deno.utime(path, old, old);
+          const outcome = await claimRun(path, "r1", ctx);
+          if ("held" in outcome) await outcome.held.release();
+          return "held" in outcome;
+        };
+        assert.equal(await takenOver({ ...me, pidStart: start }), false, "alive here: held");
+        assert.equal(await takenOver({ ...me }), false, "alive here, start not recorded: held");
+        assert.deepEqual(takeovers, []);
+        assert.equal(await takenOver({ ...me, pidStart: "1" }), true, "a reused pid");
+        assert.match(
+          takeovers.at(-1)!,
+          /^pid \d+ is another process now \(started at tick \d+, not 1\)$/,
+        );
+        // Another pid namespace (a container with this host name) or boot: the pid means
+        // nothing here; the old heartbeat decides.
+        assert.equal(await takenOver({ ...me, pidNs: "pid:[1]", pidStart: start }), true);
+        assert.equal(await takenOver({ ...me, bootId: "another-boot", pidStart: start }), true);
+        // A claim of older code (no machine fields): as before, the heartbeat first.
+        assert.equal(await takenOver({}), true);
+        assert.match(takeovers.at(-1)!, /^its heartbeat is 3600 s old/);
+        // The claims this process writes carry the fields.
+        const mine = await claimRun(path, "r1", ctx);
+        assert.ok("held" in mine);
+        const written = JSON.parse(await Deno.readTextFile(path));
+        assert.deepEqual(
+          [written.bootId, written.pidNs, written.pidStart],
+          [me.bootId, me.pidNs, processStart(Deno.pid)],
+        );
+        await mine.held.release();
+      } finally {
+        child.kill();
+        await child.status;
+      }
+    }),
+});
+
+Deno.test({
+  name:
+    "claimRun(): a holder in another pid namespace with this host name, heartbeat fresh, is not judged by its pid",
+  ignore: thisMachine().pidNs === undefined || thisMachine().bootId === undefined,
+  fn: () =>
+    inClaimDir(async (_out, path) => {
+      const child = new Deno.Command("true").spawn();
+      await child.status; // a pid that is dead here, and may be alive in the holder's container
+      await Deno.writeTextFile(
+        path,
+        JSON.stringify({
+          host: thisHost(),
+          pid: child.pid,
+          started: "2020-01-01T00:00:00.000Z",
+          token: "theirs",
+          ...thisMachine(),
+          pidNs: "pid:[1]",
+        }),
+      );
+      const outcome = await claimRun(path, "r1", {
+        host: thisHost(),
+        heartbeatMs: 60_000,
+        staleMs: 60_000,
+        onTakeover: () => {},
+      });
+      assert.ok("other" in outcome, "the live claim of another container is left alone");
+      assert.equal(outcome.other?.token, "theirs");
+    }),
+});
 
 Deno.test("sweepStaleClaims() removes half-taken-over claim files older than the window only", () =>
   inClaimDir(async (out) => {
