@@ -224,6 +224,7 @@ Deno.test("methodAccounting() FLOPs equal the matmul kernels tfjs runs for one t
   const cases = (Object.entries(byMethod) as [MethodName, Record<string, unknown>[]][])
     .flatMap(([name, raws]) => raws.map((raw) => [name, raw] as const));
   for (const [name, raw] of cases) {
+    const beforeCase = tf.memory().numTensors;
     const m = METHODS[name];
     const inst = m.create(
       { config, tasks: ["rte", "cola"], seed: 3, backbone: model.params },
@@ -271,6 +272,8 @@ Deno.test("methodAccounting() FLOPs equal the matmul kernels tfjs runs for one t
     assert.equal((three.train - one.train) / 2, acc.trainFlops, `${where}: train`);
     assert.equal((three.lowMemory - one.lowMemory) / 2, acc.trainFlops, `${where}: low-memory`);
     inst.dispose();
+    // Per case, so that a leak names the method and config that left it.
+    assert.equal(tf.memory().numTensors, beforeCase, `${where}: tensors leaked`);
   }
   disposeT5(model);
   assert.equal(tf.memory().numTensors, before);
