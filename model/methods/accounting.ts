@@ -8,7 +8,7 @@
  * @module
  */
 import type { T5Config } from "../config.ts";
-import type { SequenceShape } from "../method.ts";
+import type { Method, SequenceShape } from "../method.ts";
 import { countT5Params, t5Flops } from "../accounting.ts";
 import { getMethod } from "./mod.ts";
 
@@ -40,14 +40,17 @@ export interface MethodAccounting {
 }
 
 /**
- * Parameter and FLOP accounting for a method.
+ * Parameter and FLOP accounting for a method: a registered one by its key, or any
+ * {@link Method} object (e.g. one being written, before it is registered in `METHODS`).
  *
  * @param config the backbone
- * @param methodName a key of METHODS
+ * @param method a key of METHODS, or the method itself
  * @param cfg the method configuration (raw partial JSON or parsed; defaults fill the rest)
  * @param numTasks number of co-trained tasks
  * @param shape sequence lengths for the FLOP figures
  * @returns the accounting
+ * @throws Error for an unknown method name, a `numTasks` that is not a positive integer, or a
+ *   config the method's `parseConfig` refuses
  * @example
  * ```ts
  * import { methodAccounting } from "./accounting.ts";
@@ -58,7 +61,7 @@ export interface MethodAccounting {
  */
 export function methodAccounting(
   config: T5Config,
-  methodName: string,
+  method: string | Method<unknown>,
   cfg: unknown,
   numTasks: number,
   shape?: SequenceShape,
@@ -66,15 +69,15 @@ export function methodAccounting(
   if (!Number.isInteger(numTasks) || numTasks < 1) {
     throw new Error(`methodAccounting: numTasks must be a positive integer, got ${numTasks}`);
   }
-  const method = getMethod(methodName);
-  const parsed = method.parseConfig(cfg, `methodAccounting(${methodName})`);
+  const m = typeof method === "string" ? getMethod(method) : method;
+  const parsed = m.parseConfig(cfg, `methodAccounting(${m.name})`);
   const backbone = countT5Params(config);
-  const { extra, trainedBackbone } = method.countParams(config, parsed, numTasks);
+  const { extra, trainedBackbone } = m.countParams(config, parsed, numTasks);
   const trained = trainedBackbone + extra;
   let forwardFlops: number | null = null;
   let trainFlops: number | null = null;
   if (shape !== undefined) {
-    const flops = t5Flops(config, shape, method.flopPlan(config, parsed));
+    const flops = t5Flops(config, shape, m.flopPlan(config, parsed));
     forwardFlops = flops.forward;
     trainFlops = flops.train;
   }

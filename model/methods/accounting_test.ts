@@ -9,6 +9,9 @@ import { installLowMemoryBackprop, uninstallLowMemoryBackprop } from "../backpro
 import { disposeBatch, makeBatch } from "./_test_util.ts";
 import { methodAccounting } from "./accounting.ts";
 import { type MethodName, METHODS } from "./mod.ts";
+import { attentionMass } from "./attention_mass.ts";
+import type { Method } from "../method.ts";
+import * as root from "../../mod.ts";
 import { profiledMatmulFlops, TINY_FLOP_CONFIG } from "../accounting_testing.ts";
 
 Deno.test("methodAccounting() reproduces HyperFormer++ on t5-base, 8 tasks, r = 32 (spec §5.3)", () => {
@@ -277,6 +280,59 @@ Deno.test("methodAccounting() FLOPs equal the matmul kernels tfjs runs for one t
   }
   disposeT5(model);
   assert.equal(tf.memory().numTensors, before);
+});
+
+Deno.test("methodAccounting() takes an unregistered Method object; it and attentionMass reach mod.ts", () => {
+  // A per-task bias after each encoder feed-forward sublayer on a frozen backbone, written here
+  // and registered nowhere (its create is never called by the accounting).
+  const bias: Method<{ readonly freezeBackbone: "all" }> = {
+    name: "task_bias",
+    description: "per-task bias (test)",
+    defaults: { freezeBackbone: "all" },
+    parseConfig(raw: unknown, source: string) {
+      const r = new root.ConfigReader(raw, source, "task_bias");
+      r.done();
+      return { freezeBackbone: "all" } as const;
+    },
+    create() {
+      throw new Error("task_bias.create is not called by methodAccounting");
+    },
+    countParams: (config, _cfg, numTasks) => ({
+      extra: numTasks * config.numLayers * config.dModel,
+      trainedBackbone: 0,
+    }),
+    flopPlan: () => ({
+      freezeBackbone: "all",
+      elementwise: { stacks: ["encoder"], positions: ["feed_forward"], op: "add" },
+    }),
+  };
+  const config = PRESETS["t5-v1_1-small"];
+  const shape = { inputLength: 16, targetLength: 4 };
+  const a = methodAccounting(config, bias as Method<unknown>, {}, 4, shape);
+  const extra = 4 * config.numLayers * config.dModel;
+  const backbone = countT5Params(config);
+  assert.equal(a.backbone, backbone);
+  assert.equal(a.extra, extra);
+  assert.equal(a.total, backbone + extra);
+  assert.equal(a.trained, extra);
+  assert.equal(a.trainedPerTaskPct, (100 * extra) / 4 / backbone);
+  const flops = t5Flops(config, shape, bias.flopPlan(config, { freezeBackbone: "all" }));
+  assert.equal(a.forwardFlops, flops.forward);
+  assert.equal(a.trainFlops, flops.train);
+  // The method's own name in a config error, as for a registered one.
+  assert.throws(
+    () => methodAccounting(config, bias as Method<unknown>, { x: 1 }, 4),
+    /methodAccounting\(task_bias\): unknown task_bias config field "x"/,
+  );
+  // A registered method by key or as an object: the same figures.
+  assert.deepEqual(
+    methodAccounting(config, METHODS.adapter as Method<unknown>, {}, 4, shape),
+    methodAccounting(config, "adapter", {}, 4, shape),
+  );
+  assert.equal(root.methodAccounting, methodAccounting, "mod.ts methodAccounting");
+  assert.equal(root.attentionMass, attentionMass, "mod.ts attentionMass");
+  const typed: root.MethodAccounting = root.methodAccounting(config, "mtl", {}, 1);
+  assert.equal(typed.extra, 0);
 });
 
 Deno.test("methodAccounting() rejects bad task counts and configs", () => {

@@ -81,6 +81,15 @@ export { rows } from "./_tensor.ts";
 export { presentTasks } from "./_tensor.ts";
 /** Per-task rows expanded to the batch, one row per example (`_tensor.ts`). */
 export { toBatch } from "./_tensor.ts";
+
+/** Parameter and FLOP accounting of a method, registered (by key) or not (`accounting.ts`). */
+export { methodAccounting } from "./accounting.ts";
+/** Result of {@link methodAccounting} (`accounting.ts`). */
+export type { MethodAccounting } from "./accounting.ts";
+/** Per-layer attention mass on a method's prompt columns (`attention_mass.ts`). */
+export { attentionMass } from "./attention_mass.ts";
+/** Result and options of {@link attentionMass} (`attention_mass.ts`). */
+export type { AttentionMass, AttentionMassOptions } from "./attention_mass.ts";
 export type { HyperPromptBaseConfig } from "./_hyperprompt.ts";
 export type { AdapterConfig, AdapterLayerNorm, AdapterPosition } from "./adapter.ts";
 export type { HyperFormerPPConfig } from "./hyperformer_pp.ts";
