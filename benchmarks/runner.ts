@@ -56,7 +56,7 @@ import {
   validateRunResult,
 } from "./spec.ts";
 import type { RunOneOptions } from "./spec.ts";
-import type { CheckpointProvenance, RunProvenance } from "./provenance.ts";
+import { type CheckpointProvenance, codeGitState, type RunProvenance } from "./provenance.ts";
 import {
   type ClaimOutcome,
   claimRun,
@@ -730,7 +730,9 @@ export interface RunGridOptions {
   /**
    * Skip runs whose result file already exists for the same spec id, and let an unfinished run
    * resume from its checkpoints. Without it every run trains from step 0 (its work folder is
-   * cleared first).
+   * cleared first). A kept result that other code trained (its `provenance.gitSha` or
+   * `gitDirty` differ from this process's) is still kept, with one `note:` line per grid
+   * (`opts.log`) counting them.
    */
   readonly resume?: boolean;
   /** Event sink (progress bars, logs). */
@@ -762,6 +764,16 @@ export interface RunGridOptions {
    * one was paused ({@link GridSummary.leftToOthers}). Default `console.error`.
    */
   readonly log?: (line: string) => void;
+  /**
+   * The code this process runs, to tell `resume` results trained at other code (default
+   * `benchmarks/provenance.ts` `codeGitState`; tests).
+   */
+  readonly code?: () => { readonly sha: string; readonly dirty: boolean };
+}
+
+/** A commit as the `--resume` note names it: `<sha>`, `+dirty` after it when dirty. */
+function codeLabel(sha: string | undefined, dirty: boolean | undefined): string {
+  return `${sha ?? "unknown"}${dirty === true ? "+dirty" : ""}`;
 }
 
 /** {@link GridSummary.interrupted}'s reason when a run failed for a full disk (`ENOSPC`). */
@@ -992,6 +1004,8 @@ export async function runGrid(
   const doneElsewhere: { spec: RunSpec; holder?: RunClaimHolder }[] = [];
   const leftToOthers: { spec: RunSpec; holder?: RunClaimHolder }[] = [];
   const log = opts.log ?? ((line: string) => console.error(line));
+  /** The commits of the finished results `resume` kept that other code trained, one per result. */
+  const otherCode: string[] = [];
   let interrupted: GridSummary["interrupted"];
   let fatal: Error | undefined;
   /** Claims a run; a claim file that cannot be written (a full disk) is the run's failure. */
@@ -1221,6 +1235,12 @@ export async function runGrid(
           await c.held.release();
         }
       }
+      // Trained by other code (the run id hashes the spec, not the code): kept, and said once.
+      const p = found.result.provenance as RunProvenance;
+      const now = (opts.code ?? codeGitState)();
+      if (p.gitSha !== now.sha || p.gitDirty !== now.dirty) {
+        otherCode.push(codeLabel(p.gitSha, p.gitDirty));
+      }
       skipped++;
       emit({ kind: "skip", spec, index });
       continue;
@@ -1242,6 +1262,17 @@ export async function runGrid(
       stoppedAt = index + 1;
       break;
     }
+  }
+  if (otherCode.length > 0) {
+    const now = (opts.code ?? codeGitState)();
+    log(
+      `note: ${otherCode.length} finished result(s) in ${opts.outDir} were trained at other code (${
+        [...new Set(otherCode)].join(", ")
+      }, now ${
+        codeLabel(now.sha, now.dirty)
+      }); they are kept (the run id covers the spec, not the code): rerun without --resume to ` +
+        `retrain them`,
+    );
   }
   // The runs others train: wait for their results, or take over a claim that goes stale.
   while (!ended() && waiting.length > 0) {

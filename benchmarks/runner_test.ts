@@ -262,6 +262,53 @@ Deno.test("runGrid() writes one JSON per run, resumes, and survives a failing ru
     assert.equal(r.spec.id, grid[0]!.id);
   }));
 
+Deno.test("runGrid() with resume keeps results trained at other code, and says so once per grid", () =>
+  inTempDir(async (out) => {
+    const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+    const specs = grid.slice(0, 4);
+    // Results of three commits: the fake's own ("fake", clean), one of "abc" dirty, one current.
+    await runGrid(specs, { outDir: out, dataDir: DATA, runOne: fakeRunOne, log: () => {} });
+    const rewrite = async (spec: RunSpec, gitSha: string, gitDirty: boolean) => {
+      const file = join(out, runFileName(spec));
+      const r = JSON.parse(await Deno.readTextFile(file));
+      await Deno.writeTextFile(
+        file,
+        JSON.stringify({ ...r, provenance: { ...r.provenance, gitSha, gitDirty } }),
+      );
+    };
+    await rewrite(specs[1]!, "abc", true);
+    await rewrite(specs[2]!, "now1", false);
+    await rewrite(specs[3]!, "now1", true); // the same commit, but dirty: other code too
+    const lines: string[] = [];
+    const { runOne, ids } = countingRunOne();
+    const s = await runGrid(specs, {
+      outDir: out,
+      dataDir: DATA,
+      runOne,
+      resume: true,
+      log: (line) => lines.push(line),
+      code: () => ({ sha: "now1", dirty: false }),
+    });
+    assert.deepEqual(ids(), [], "every result is kept");
+    assert.equal(s.skipped, 4);
+    assert.deepEqual(lines, [
+      `note: 3 finished result(s) in ${out} were trained at other code (fake, abc+dirty, ` +
+      `now1+dirty, now now1); they are kept (the run id covers the spec, not the code): rerun ` +
+      `without --resume to retrain them`,
+    ]);
+    // All at this code: no note.
+    lines.length = 0;
+    await runGrid(specs.slice(2, 3), {
+      outDir: out,
+      dataDir: DATA,
+      runOne,
+      resume: true,
+      log: (line) => lines.push(line),
+      code: () => ({ sha: "now1", dirty: false }),
+    });
+    assert.deepEqual(lines, []);
+  }));
+
 Deno.test("runGrid() with resume says why it reruns over a result file it cannot use", async () => {
   const out = await Deno.makeTempDir();
   try {
