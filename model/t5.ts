@@ -22,7 +22,7 @@ import { type T5Config, t5ConfigToHf } from "./config.ts";
 import { checkSizes, SIZE_FIELDS } from "./t5_sizes.ts";
 import { CheckpointError } from "./checkpoint_error.ts";
 import { dropout, dropoutAdd, softmaxCrossEntropy, softmaxCrossEntropyWithLse } from "./fused.ts";
-import type { Stack, Sublayer, T5Hooks } from "./hooks.ts";
+import type { AttentionPrefix, Stack, Sublayer, T5Hooks } from "./hooks.ts";
 import {
   attention,
   causalMask,
@@ -602,6 +602,48 @@ function residual(
 }
 
 /**
+ * Checks what a `selfAttentionPrefix` hook returned, right after the call, so that a mistake
+ * names the hook, stack and block (model/layers.ts would report it after broadcasting, naming
+ * neither, and read any `positionBias` but "relative" as "zero"). The hook's tensors are freed
+ * with the sublayer's `tf.tidy` when this throws.
+ *
+ * @throws Error naming the hook, stack and block, what was returned and what was expected
+ */
+function checkPrefix(
+  pre: AttentionPrefix,
+  stack: Stack,
+  layer: number,
+  batch: number,
+  cfg: T5Config,
+): void {
+  const where = `model/t5.ts: selfAttentionPrefix hook (${stack} block ${layer}) returned`;
+  const width = cfg.numHeads * cfg.dKv;
+  const expected = `[1 or ${batch} (the batch), l, ${width} (numHeads·dKv = ${cfg.numHeads}·` +
+    `${cfg.dKv})]`;
+  for (const part of ["key", "value"] as const) {
+    const t: unknown = pre[part];
+    if (!(t instanceof tf.Tensor)) {
+      throw new Error(`${where} ${part} ${String(t)}, not a tensor; expected ${expected}`);
+    }
+    const [b, , w] = t.shape;
+    if (t.rank !== 3 || (b !== 1 && b !== batch) || w !== width) {
+      throw new Error(`${where} ${part} of shape [${t.shape}]; expected ${expected}`);
+    }
+  }
+  if (pre.key.shape[1] !== pre.value.shape[1]) {
+    throw new Error(
+      `${where} key of shape [${pre.key.shape}] and value of shape [${pre.value.shape}]; ` +
+        `expected equal lengths l`,
+    );
+  }
+  if (pre.positionBias !== "zero" && pre.positionBias !== "relative") {
+    throw new Error(
+      `${where} positionBias ${JSON.stringify(pre.positionBias)}; expected "zero" or "relative"`,
+    );
+  }
+}
+
+/**
  * The feed-forward sublayer `prefix` (e.g. `encoder.block.3.layer.1`) of a block, with its
  * residual.
  */
@@ -655,6 +697,7 @@ function selfAttention(
   let kv = projectKV(ctx, prefix, x);
   if (past) kv = { k: tf.concat([past.k, kv.k], 1), v: tf.concat([past.v, kv.v], 1) };
   const pre = ctx.hooks.selfAttentionPrefix?.(stack, layer, x.shape[0]);
+  if (pre !== undefined) checkPrefix(pre, stack, layer, x.shape[0], cfg);
   let prefixBias: tf.Tensor | undefined;
   if (pre && pre.positionBias === "relative") {
     const l = pre.key.shape[1];
