@@ -40,7 +40,11 @@ export interface AttentionPrefix {
   readonly positionBias: "zero" | "relative";
 }
 
-/** Per-batch hooks. All optional; an empty object leaves T5 unchanged. */
+/**
+ * Per-batch hooks. All optional; an empty object leaves T5 unchanged. A method's hooks are built
+ * for one batch's task ids, and each hook with per-task state refuses a batch of another size
+ * (`MethodInstance.hooks` in `model/method.ts`).
+ */
 export interface T5Hooks {
   /**
    * Called once on the embedded encoder input (after token embedding, before dropout and the

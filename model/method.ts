@@ -54,11 +54,25 @@ export interface MethodInstance {
   readonly name: string;
   /** The method's own variables by name (saved under these names in checkpoints). */
   readonly variables: ReadonlyMap<string, tf.Variable>;
-  /** Whether the text task prefix ("rte sentence1: …") is kept in the inputs. */
+  /**
+   * Whether the text task prefix ("rte sentence1: …") is kept in the inputs: the config's
+   * `keepTaskPrefix` field, which every method's {@link Method.parseConfig} reads, default true
+   * (spec A12: MTL's only task signal). `methods_test.ts` checks the default and that the
+   * instance follows the field either way.
+   */
   readonly keepTaskPrefix: boolean;
   /** Whether a backbone variable (Hugging Face name) is trained with this method. */
   isBackboneTrainable(name: string): boolean;
-  /** Hooks for a batch whose example i belongs to task `taskIds[i]`. */
+  /**
+   * Hooks for a batch whose example i belongs to task `taskIds[i]` (ids index
+   * {@link MethodContext.tasks}; `groupTasks` refuses others by index). Every hook that uses
+   * per-task state (`encoderInput`, `selfAttentionPrefix`, `afterSublayer`, whichever the method
+   * has) must refuse a batch whose size differs from `taskIds.length`, naming both (`checkBatch`
+   * in `model/methods/_tensor.ts`, re-exported by `model/methods/mod.ts`): with one task present
+   * the per-task tensors would broadcast over any batch, so the mismatch would pass silently.
+   * `methods_test.ts` checks every registered method with one and with two ids for a batch of
+   * 3; a method without per-task state (MTL) may ignore the ids.
+   */
   hooks(taskIds: readonly number[]): T5Hooks;
   /** Releases the method's variables. */
   dispose(): void;
@@ -70,7 +84,11 @@ export interface Method<C> {
   readonly name: string;
   /** One line for `--help` and tables. */
   readonly description: string;
-  /** Default configuration (every ambiguity of the specification is an option here). */
+  /**
+   * Default configuration (every ambiguity of the specification is an option here). Every
+   * method's configuration has a `keepTaskPrefix` field, default true (spec A12), that
+   * {@link MethodInstance.keepTaskPrefix} follows (`methods_test.ts` checks both).
+   */
   readonly defaults: C;
   /**
    * Validates a raw JSON configuration (partial; defaults fill the rest). `null` and `undefined`

@@ -247,7 +247,9 @@ Deno.test("METHODS hooks reject a batch whose size differs from the task ids, na
       assert.throws(
         run,
         new RegExp(`^Error: ${name}\\.ts: batch of 3 but hooks\\(\\) got ${ids.length} task ids$`),
-        `${name} ${JSON.stringify(ids)}`,
+        `${name} hooks(${JSON.stringify(ids)}) on a batch of 3: every hook with per-task ` +
+          `state must refuse a batch whose size differs from the task ids, naming both ` +
+          `(checkBatch; MethodInstance.hooks in model/method.ts)`,
       );
     }
     inst.dispose();
@@ -397,13 +399,22 @@ Deno.test("METHODS defaults follow the spec's baselines; the instance keeps the 
   for (const name of NAMES) {
     const m = getMethod(name);
     const dflt = m.parseConfig({}, "d") as { keepTaskPrefix: boolean };
-    assert.equal(dflt.keepTaskPrefix, true, `${name} default`);
+    assert.equal(
+      dflt.keepTaskPrefix,
+      true,
+      `${name}: parseConfig({}).keepTaskPrefix must default to true (spec A12; ` +
+        `MethodInstance.keepTaskPrefix in model/method.ts)`,
+    );
     for (const keep of [false, true]) {
       const inst = m.create(
         context(model),
         m.parseConfig({ ...SMALL[name], keepTaskPrefix: keep }, "d"),
       );
-      assert.equal(inst.keepTaskPrefix, keep, `${name} keepTaskPrefix ${keep}`);
+      assert.equal(
+        inst.keepTaskPrefix,
+        keep,
+        `${name}: create() must give the instance the config's keepTaskPrefix (${keep})`,
+      );
       inst.dispose();
     }
   }
