@@ -1,6 +1,7 @@
 /**
- * Private helpers for parsing method configurations (partial JSON objects merged over defaults)
- * and for the backbone-freezing option every method shares.
+ * Method-author helpers (re-exported by `model/methods/mod.ts`) for parsing method configurations
+ * (partial JSON objects merged over defaults) and for the backbone-freezing option every method
+ * shares.
  *
  * @module
  */

@@ -1,7 +1,8 @@
 /**
- * Private helpers: seeded variable creation for methods. Every variable's initialiser seed is
- * derived from the method seed and the variable's name, so a variable's initial value does not
- * depend on creation order or on which other variables exist.
+ * Method-author helpers (re-exported by `model/methods/mod.ts`): seeded variable creation for
+ * methods. Every variable's initialiser seed is derived from the method seed and the variable's
+ * name, so a variable's initial value does not depend on creation order or on which other
+ * variables exist.
  *
  * A method lists its variables once, as a {@link VarPlan} (name, shape, initialiser): its
  * `variableShapes` returns the plan's {@link VarPlan.shapes} and its `create` the plan's

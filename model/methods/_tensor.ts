@@ -1,7 +1,7 @@
 /**
- * Private tensor helpers shared by the methods: per-task grouping of a mixed-task batch,
- * GELU (tanh approximation, "gelu_new"), LayerNorm, per-task gathering, and per-task adapters
- * over a mixed-task batch.
+ * Tensor helpers shared by the methods (re-exported by `model/methods/mod.ts` for method
+ * authors): per-task grouping of a mixed-task batch, GELU (tanh approximation, "gelu_new"),
+ * LayerNorm, per-task gathering, and per-task adapters over a mixed-task batch.
  *
  * `rows`, `presentTasks`, `toBatch`, `geluNew` and `layerNorm` leave nothing but their result,
  * inside a `tf.tidy` or not. `taskAdapters` leaves its intermediates in the caller's scope, as the
