@@ -752,11 +752,15 @@ export function progressInfo(p: RunProgress): string {
  * @param total number of runs of the grid
  * @param tty whether the stream is a terminal
  * @param stream where the bars go (default stderr; tests pass their own)
- * @returns the grid event handler, and `stop`, to call once the grid has finished or failed (it
- *   writes the messages still queued, e.g. the last run's FAILED line, then the final bars)
+ * @returns the grid event handler; `log`, which writes a line above the bars (`runGrid`'s
+ *   `log` lines: a run left to the process that took its claim over, the `--resume` note on
+ *   results of other code), as the handler writes its own lines; and `stop`, to call once the
+ *   grid has finished or failed (it writes the messages still queued, e.g. the last run's FAILED
+ *   line, then the final bars)
  */
 export function progressReporter(total: number, tty: boolean, stream?: Writable): {
   onEvent: (e: GridEvent) => void;
+  log: (line: string) => void;
   stop: () => void;
 } {
   const multi = new cliProgress.MultiBar({
@@ -821,7 +825,7 @@ export function progressReporter(total: number, tty: boolean, stream?: Writable)
     if (queued === undefined || queued.length > 0) multi.update();
     multi.stop();
   };
-  return { onEvent, stop };
+  return { onEvent, log: (line: string) => multi.log(`${line}\n`), stop };
 }
 
 /** How often a line repeats the runs another process trains while the grid waits for them. */
@@ -1759,6 +1763,9 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         // Every run's train() takes it (not part of the specs: run ids do not change).
         checkpointMinutes: minutes,
         runLock: { staleMs: runLockStale },
+        // The grid's own lines (a run left to the process that took its claim over, --resume's
+        // note on results of other code): above the bars, not across them.
+        log: reporter?.log ?? error,
         // Before each run and after the last: the previous run's result is written, so its
         // listeners come off (the signals stop at once again) before the request is read.
         shouldStop: () => {

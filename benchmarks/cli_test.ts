@@ -25,7 +25,7 @@ import {
   statedMemoryUse,
   weightsFolder,
 } from "./cli.ts";
-import { defaultTaskCatalog, expandGrid } from "./runner.ts";
+import { defaultTaskCatalog, expandGrid, runLockFile } from "./runner.ts";
 import { runFileName, type RunOneFn, type RunProgress, type RunSpec } from "./spec.ts";
 import { DEFAULT_CHECKPOINT_MINUTES, requestStop, stopRequested } from "./trainer.ts";
 import { toyTrain } from "./trainer_testing.ts";
@@ -2896,3 +2896,61 @@ Deno.test("progressInfo(): each progress phase has its own bar label", () => {
   const odd = { phase: "warmup", step: 1, totalSteps: 4 } as unknown as RunProgress;
   assert.equal(progressInfo(odd), "warmup");
 });
+
+Deno.test("progressReporter().log writes runGrid's own lines above the bars, once, with or without a terminal", async () => {
+  const dir = await Deno.makeTempDir();
+  const [spec] = expandGrid(await loadProfile(await tmpProfile(dir)), { dataDir: DATA });
+  await Deno.remove(dir, { recursive: true });
+  for (const tty of [false, true]) {
+    const { chunks, stream } = recordingStream(tty, 200);
+    const reporter = progressReporter(1, tty, stream);
+    reporter.onEvent({ kind: "start", spec: spec!, index: 0 });
+    reporter.log(`run ${spec!.id}: its claim was taken over by another process; leaving it`);
+    reporter.stop();
+    const text = chunks.join("");
+    const want = `run ${spec!.id}: its claim was taken over by another process; leaving it\n`;
+    assert.ok(text.includes(want), `tty ${tty}: ${JSON.stringify(text)}`);
+    assert.equal(text.split("leaving it").length, 2, `tty ${tty}: once`);
+    assert.ok(text.indexOf("leaving it") < text.lastIndexOf("runs"), `tty ${tty}: before the bars`);
+  }
+});
+
+/**
+ * A `runOne` under which another process takes over the claim of the run whose id is `id` while
+ * it trains (writes its own claim file), and writes that run's result itself: runGrid leaves the
+ * run to it and counts it as done by it.
+ */
+function takenOverRunOne(out: string, id: () => string | undefined): RunOneFn {
+  return async (spec, opts) => {
+    const result = await fakeRunOne(spec, opts);
+    if (spec.id !== id()) return result;
+    const file = join(out, runFileName(spec));
+    await Deno.writeTextFile(runLockFile(file), "{}");
+    await Deno.writeTextFile(file, JSON.stringify({ ...result, wallSeconds: 99 }, null, 2));
+    return result;
+  };
+}
+
+Deno.test("main(): a run whose claim another process took over is said in bench's own stream, not on console.error", () =>
+  inTinyProfileDir(async ({ profile, out }) => {
+    const args = ["--profile", profile, "--data-dir", DATA, "--out", out, "--methods", "mtl"];
+    let first: string | undefined;
+    const c = capture();
+    const runOne = takenOverRunOne(out, () => first);
+    const code = await main([...args, "--no-tables"], {
+      ...c.opts,
+      runOne: (spec, opts) => {
+        first ??= spec.id;
+        return runOne(spec, opts);
+      },
+    });
+    assert.equal(code, 0, c.err.join("\n"));
+    const err = c.err.join("\n");
+    assert.match(
+      err,
+      new RegExp(
+        `^run ${first}: its claim was taken over by another process while this process`,
+        "m",
+      ),
+    );
+  }));
