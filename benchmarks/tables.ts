@@ -529,7 +529,8 @@ const SCORE_TABLES: readonly string[] = ["main", "ablation"];
 /**
  * The paper tables a profile's rows are compared with: an `ablation…` profile reproduces the
  * ablation (§4.5), a `paper-…` profile the main results (§4.2); another profile (a user's own) is
- * compared with either, when only one of them has its row.
+ * compared with both: where both have its row, the one with figures, or either when their figures
+ * agree ({@link amongMatches}).
  *
  * @param profile the profile name
  * @returns keys of {@link PAPER_TABLES}
@@ -553,19 +554,74 @@ export interface PaperMatch {
 
 const paperRowName = (p: PaperRow) => `${p.table}: ${p.model} ${p.method}`;
 
+/** The paper's row names joined for a note: `<row> and <row>`. */
+const paperRowNames = (ps: readonly PaperRow[]) => ps.map(paperRowName).join(" and ");
+
+/**
+ * The paper's figures a table row takes from its paper row, in a fixed order (blank: unknown).
+ * Of several rows that match, {@link amongMatches} keeps those with a figure here.
+ */
+export type PaperFigures = (p: PaperRow) => readonly string[];
+
+/** What `scores.csv` takes from its paper row: the GLUE and SuperGLUE averages. */
+export const SCORE_FIGURES: PaperFigures = (p) => [p.glue_avg, p.super_glue_avg];
+
+/**
+ * Of several paper rows that match one table row, the one whose figures the table shows: rows
+ * with no figure in the cells being filled (`figures`) are dropped when another has one (the main
+ * results' HyperPrompt at T5 1.1 Base, of no parameter figure, beside the ablation's
+ * HyperPrompt-Global and its 1.02x); of those left, rows whose figures agree (all blank
+ * included) are one answer, the first taken and all named; figures that differ are refused
+ * (`ambiguous`, with `why` appended).
+ *
+ * @param found the matching rows, at least two
+ * @param figures the figures the table takes from a row
+ * @param why what the `ambiguous` note ends with (e.g. what would choose one)
+ * @returns the row, or the ambiguous note
+ */
+export function amongMatches(
+  found: readonly PaperRow[],
+  figures: PaperFigures,
+  why: string,
+): PaperMatch {
+  const withFigure = found.filter((p) => figures(p).some((v) => v !== ""));
+  const kept = withFigure.length > 0 ? withFigure : found;
+  const dropped = found.filter((p) => !kept.includes(p));
+  const droppedNote = dropped.length === 0
+    ? ""
+    : ` (also matched, without a figure here: ${paperRowNames(dropped)})`;
+  const key = (p: PaperRow) => JSON.stringify(figures(p));
+  if (kept.every((p) => key(p) === key(kept[0]!))) {
+    const agree = kept.length === 1
+      ? ""
+      : withFigure.length === 0
+      ? " (none with a figure here)"
+      : " (the same figures)";
+    return { row: kept[0]!, note: `${paperRowNames(kept)}${agree}${droppedNote}` };
+  }
+  return {
+    note: `ambiguous: paper rows ${
+      paperRowNames(kept)
+    } match with different figures${droppedNote}; ${why}`,
+  };
+}
+
 /**
  * The paper's row for a table row, matched exactly as the paper keys its rows: one of `tables`,
  * the same model (never the rows of unknown size), the same row label and the same method
  * (`method_name`). A label alone is not enough (a row of another method labelled like the
  * paper's), nor a method alone (an ablation's `HyperPrompt-Global l=4` is not its
  * `HyperPrompt-Global`, and a label equal to a method name would take whichever row of that
- * method came first). Several matches (tables that both have the row, for a profile that does
- * not say which it reproduces) are refused; the note says so, as it says when the paper's row of
- * this model and label is of another method or in a table the profile is not compared with.
+ * method came first). Of several matches (tables that both have the row, for a profile that does
+ * not say which it reproduces) the one with figures is taken, or either when their figures agree
+ * ({@link amongMatches}); figures that differ are refused and the note says so, as it says when
+ * the paper's row of this model and label is of another method or in a table the profile is not
+ * compared with.
  *
  * @param paper the paper's reference rows
  * @param g the table row's profile, model, label and method
  * @param tables the tables that may match (default: {@link paperTablesOf} the profile)
+ * @param figures the figures the table takes from the row (default {@link SCORE_FIGURES})
  * @returns the row, or the reason there is none
  */
 export function paperMatch(
@@ -577,15 +633,17 @@ export function paperMatch(
     readonly method: string;
   },
   tables: readonly string[] = paperTablesOf(g.profile),
+  figures: PaperFigures = SCORE_FIGURES,
 ): PaperMatch {
   const named = paper.filter((p) => p.model !== "" && p.model === g.model && p.method === g.label);
   const found = named.filter((p) => tables.includes(p.table) && p.method_name === g.method);
   if (found.length === 1) return { row: found[0]!, note: paperRowName(found[0]!) };
   if (found.length > 1) {
-    return {
-      note: `ambiguous: paper rows ${found.map(paperRowName).join(" and ")} both match; ` +
-        `a profile named paper-… (main) or ablation… (ablation) says which it reproduces`,
-    };
+    return amongMatches(
+      found,
+      figures,
+      "a profile named paper-… (main) or ablation… (ablation) says which it reproduces",
+    );
   }
   const other = named.find((p) => tables.includes(p.table));
   if (other !== undefined) {
@@ -869,9 +927,11 @@ function paramCells(c: Cell): [number, number, number] {
  * method, in the tables its profile is compared with), and also with another paper's rows
  * (`other_paper`, e.g. HyperFormer++'s own figures on T5 1.0 Base). An analytic row (a method at
  * its default configuration, labelled by its registry key, not by a paper label) is matched by
- * model and method in the main results, the ablation and another paper's rows, and only when
- * exactly one of them has it (at T5 1.1 Base the main results' HyperPrompt and the ablation's
- * HyperPrompt-Global are both `hyperprompt_global`: neither is taken).
+ * model and method in the main results, the ablation and another paper's rows. Where several
+ * rows match, the one with a figure in the cells `params.csv` fills ({@link paramsFigures}) is
+ * taken, or either when their figures agree, and none when they differ ({@link amongMatches}):
+ * at T5 1.1 Base the main results' HyperPrompt and the ablation's HyperPrompt-Global are both
+ * `hyperprompt_global`, and only the ablation's gives a parameter figure (1.02x).
  *
  * The paper's parameter figures are of its row's configuration, the method's default: a row whose
  * configuration counts other parameters (e.g. a hyper-prompt length of 4) gets none of them, and
@@ -894,6 +954,7 @@ export function paramsPaperMatch(
     & ({ readonly analytic: true } | { readonly analytic: false; readonly profile: string }),
 ): PaperMatch {
   let match: PaperMatch;
+  const figures: PaperFigures = (p) => paramsFigures(p, r.method, r.config);
   if (r.analytic) {
     const found = paper.filter((p) =>
       p.model !== "" && p.model === r.model && p.method_name === r.method &&
@@ -903,15 +964,26 @@ export function paramsPaperMatch(
       ? { row: found[0]!, note: paperRowName(found[0]!) }
       : found.length === 0
       ? { note: "" }
-      : {
-        note: `ambiguous: paper rows ${
-          found.map(paperRowName).join(" and ")
-        } are all ${r.method} at this size`,
-      };
+      : amongMatches(found, figures, `all are ${r.method} at this size`);
   } else {
-    match = paperMatch(paper, r, [...paperTablesOf(r.profile), "other_paper"]);
+    match = paperMatch(paper, r, [...paperTablesOf(r.profile), "other_paper"], figures);
   }
   return ofPaperConfiguration(match, r.method, r.config);
+}
+
+/**
+ * The paper's figures `params.csv` shows beside a row of `method` at `config`: the ratio, the
+ * extra % and the trained-per-task %, this one only where the paper row's `freeze_backbone` is the
+ * row's (the ratio and extra % do not depend on what is trained; the trained-per-task % does).
+ *
+ * @param p the paper's row
+ * @param method the row's method
+ * @param config the row's method configuration
+ * @returns `[params_ratio, extra_pct, trained_per_task_pct]`, blank where not shown
+ */
+export function paramsFigures(p: PaperRow, method: string, config: unknown): readonly string[] {
+  const trained = p.freeze_backbone === freezeSetting(method, config) ? p.trained_per_task_pct : "";
+  return [p.params_ratio, p.extra_pct, trained];
 }
 
 /**
@@ -990,15 +1062,11 @@ export function paramsTable(
     "paper_row",
     "config",
   ]];
-  // The ratio and extra % do not depend on what is trained; the trained-per-task % does, so the
-  // paper's is shown only beside a row that trains the same part of the backbone.
+  // The paper's trained-per-task % only beside a row that trains the same part of the backbone.
   const paperCells = (row: Parameters<typeof paramsPaperMatch>[1]) => {
     const { row: p, note } = paramsPaperMatch(paper, row);
     if (p === undefined) return ["", "", "", "", note];
-    const trained = p.freeze_backbone === freezeSetting(row.method, row.config)
-      ? p.trained_per_task_pct
-      : "";
-    return [p.params_ratio, p.extra_pct, trained, p.source, note];
+    return [...paramsFigures(p, row.method, row.config), p.source, note];
   };
   if (accounting) {
     for (const model of PUBLISHED_PRESETS) {
@@ -1331,7 +1399,12 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
     // The paper's figure is of its row's configuration, the default: not shown beside another
     // (a run labelled as the paper's row but configured otherwise), as in params.csv.
     const { row: p, note: paperNote } = ofPaperConfiguration(
-      paperMatch(paper, { ...g, model: g.modelName }, ["ablation"]),
+      paperMatch(
+        paper,
+        { ...g, model: g.modelName },
+        ["ablation"],
+        (p) => [p.params_ratio],
+      ),
       g.method,
       g.runs[0]!.spec.method.config,
     );

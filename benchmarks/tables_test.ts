@@ -21,7 +21,9 @@ import {
   flopsTable,
   loadAccounting,
   main,
+  paperMatch,
   type PaperRow,
+  paramsPaperMatch,
   paramsTable,
   readPaperTable,
   roundHalfAway,
@@ -357,14 +359,15 @@ Deno.test("params.csv takes the paper's figures from the row of the same table, 
   assert.deepEqual(figures(run(5)), ["1.02", "", "0.29"]);
   assert.equal(col(run(5), "paper_row"), "other_paper: t5-base HyperFormer++");
 
-  // Analytic rows carry a registry key, not a paper label: matched by model and method when one
-  // paper row has them. At T5 1.1 Base the main results' HyperPrompt and the ablation's
-  // HyperPrompt-Global both do: neither figure is taken.
+  // Analytic rows carry a registry key, not a paper label: matched by model and method. At T5
+  // 1.1 Base the main results' HyperPrompt and the ablation's HyperPrompt-Global both are
+  // hyperprompt_global; only the ablation's gives a parameter figure, so it is taken.
   const g = analytic(base, "hyperprompt_global");
-  assert.deepEqual(figures(g), ["", "", ""]);
-  assert.match(
-    String(col(g, "paper_row")),
-    /^ambiguous: paper rows main: t5-v1_1-base HyperPrompt and ablation: t5-v1_1-base HyperPrompt-Global/,
+  assert.deepEqual(figures(g), ["1.02", "", ""]);
+  assert.equal(
+    col(g, "paper_row"),
+    `ablation: ${base} HyperPrompt-Global (also matched, without a figure here: main: ${base} ` +
+      "HyperPrompt)",
   );
   const share = analytic(base, "hyperprompt_share");
   assert.equal(col(share, "paper_row"), `ablation: ${base} HyperPrompt-Share`);
@@ -383,6 +386,99 @@ Deno.test("params.csv takes the paper's figures from the row of the same table, 
   assert.deepEqual(figures(analytic("t5-base", "hyperformer_pp (frozen)")), ["1.02", "", ""]);
   assert.deepEqual(figures(analytic("t5-base", "hyperformer_pp")), ["1.02", "", ""]);
   assert.deepEqual(figures(analytic("t5-v1_1-large", "hyperprompt_global")), ["", "", ""]);
+});
+
+Deno.test("of several matching paper rows, the one with a figure is taken; differing figures are ambiguous", () => {
+  const base = "t5-v1_1-base";
+  const row = (table: string, method: string, ratio: string, glue = ""): PaperRow => ({
+    table,
+    model: base,
+    method,
+    method_name: "hyperprompt_global",
+    glue_avg: glue,
+    super_glue_avg: "",
+    params_ratio: ratio,
+    extra_pct: "",
+    trained_per_task_pct: "",
+    freeze_backbone: "",
+    source: `${table} ${method}`,
+  });
+  const analytic = {
+    analytic: true,
+    model: base,
+    label: "x",
+    method: "hyperprompt_global",
+  } as const;
+  const match = (paper: PaperRow[]) => paramsPaperMatch(paper, { ...analytic, config: {} });
+  // One of two with a figure: that one, the other named.
+  const one = match([
+    row("main", "HyperPrompt", ""),
+    row("ablation", "HyperPrompt-Global", "1.02"),
+  ]);
+  assert.equal(one.row?.table, "ablation");
+  assert.equal(
+    one.note,
+    `ablation: ${base} HyperPrompt-Global (also matched, without a figure here: main: ${base} ` +
+      "HyperPrompt)",
+  );
+  // Two with different figures: neither.
+  const two = match([
+    row("main", "HyperPrompt", "1.03"),
+    row("ablation", "HyperPrompt-Global", "1.02"),
+  ]);
+  assert.equal(two.row, undefined);
+  assert.equal(
+    two.note,
+    `ambiguous: paper rows main: ${base} HyperPrompt and ablation: ${base} HyperPrompt-Global ` +
+      "match with different figures; all are hyperprompt_global at this size",
+  );
+  // Two that agree (or both blank): the first, both named.
+  const same = match([
+    row("main", "HyperPrompt", "1.02"),
+    row("ablation", "HyperPrompt-G", "1.02"),
+  ]);
+  assert.equal(same.row?.table, "main");
+  assert.match(
+    same.note,
+    /^main: .* HyperPrompt and ablation: .* HyperPrompt-G \(the same figures\)$/,
+  );
+  const blank = match([row("main", "HyperPrompt", ""), row("ablation", "HyperPrompt-G", "")]);
+  assert.equal(blank.row?.table, "main");
+  assert.match(blank.note, /\(none with a figure here\)$/);
+  // Only the figures the table takes count: a GLUE average does not choose a params.csv row,
+  // while scores.csv (paperMatch, a user's profile: both tables) takes the row that has one.
+  const byScore = match([
+    row("main", "HyperPrompt", "", "86.8"),
+    row("ablation", "HyperPrompt-Global", "1.02"),
+  ]);
+  assert.equal(byScore.row?.table, "ablation");
+  const scores = paperMatch(
+    [row("main", "HyperPrompt", "", "86.8"), row("ablation", "HyperPrompt", "1.02")],
+    { profile: "mine", model: base, label: "HyperPrompt", method: "hyperprompt_global" },
+  );
+  assert.equal(scores.row?.table, "main");
+  assert.match(scores.note, /^main: .* \(also matched, without a figure here: ablation: .*\)$/);
+});
+
+Deno.test("deno task tables on the ci baseline: params.csv shows the ablation's 1.02 beside HyperPrompt-Global at Base", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const runs = fileURLToPath(new URL("../results/baselines/ci", import.meta.url));
+    assert.equal(await main(["--runs", runs, "--out", dir], { log: () => {} }), 0);
+    const rows = parse(Deno.readTextFileSync(join(dir, "params.csv")), {
+      columns: true,
+    }) as Record<string, string>[];
+    for (const label of ["hyperprompt_global", "hyperprompt_global (frozen)"]) {
+      const r = rows.find((r) =>
+        r.source === "analytic" && r.model === "t5-v1_1-base" && r.method === label
+      );
+      assert.ok(r, label);
+      assert.equal(r.paper_ratio, "1.02", label);
+      assert.match(r.paper_row!, /^ablation: t5-v1_1-base HyperPrompt-Global \(also matched/);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("ablationTable() states the seeds averaged and their std, as scores.csv does", async () => {
@@ -1476,10 +1572,14 @@ Deno.test("scores.csv takes the paper row of the profile's table, model, label a
   // The profile says which table it reproduces; each takes its own table's MTL.
   assert.deepEqual(get("paper-base", "MTL", "mtl"), ["85.0", "main: t5-v1_1-base MTL"]);
   assert.deepEqual(get("ablation", "MTL", "mtl"), ["84.0", "ablation: t5-v1_1-base MTL"]);
-  // A profile of its own matches either table: both have MTL at Base, so neither is taken.
+  // A profile of its own matches either table: both have MTL at Base, with different averages,
+  // so neither is taken.
   const [x, why] = get("mine", "MTL", "mtl");
   assert.equal(x, "");
-  assert.match(why, /^ambiguous: paper rows main: .* MTL and ablation: .* MTL both match/);
+  assert.match(
+    why,
+    /^ambiguous: paper rows main: .* MTL and ablation: .* MTL match with different figures; a profile named paper-/,
+  );
   // Only the ablation has HyperPrompt-Global: the main results' profile does not take it.
   const [y, notHere] = get("paper-base", "HyperPrompt-Global", "hyperprompt_global");
   assert.equal(y, "");
