@@ -872,6 +872,44 @@ function elsewhere(summary: GridSummary): string {
   return n === 0 ? "" : ` (${n} done by other processes)`;
 }
 
+/**
+ * The summary's words on the runs this process left to the process that took their claim over
+ * while it was paused (`runner.ts` {@link GridSummary.leftToOthers}). Each is already counted
+ * where it ended, so the words say where, never adding to the counts: done by that process
+ * (among the skipped), done here after all (its claim went stale or was released, and this grid
+ * trained it), failed here, or, in a stopped grid, stopped, or done here or not started (the
+ * summary does not tell those two apart).
+ *
+ * @param summary the grid's summary
+ * @returns `; 1 run left to the process that took its claim over while this one was paused
+ *   (counted above: 1 done by it)`, or "" when there is none
+ */
+export function leftToOthersNote(summary: GridSummary): string {
+  // A run taken over twice (trained here again after all, then taken over again) is one run.
+  const ids = [...new Set((summary.leftToOthers ?? []).map((l) => l.spec.id))];
+  if (ids.length === 0) return "";
+  const byOthers = new Set((summary.doneElsewhere ?? []).map((d) => d.spec.id));
+  const failed = new Set(summary.failed.map((f) => f.spec.id));
+  const stopped = summary.interrupted?.spec?.id;
+  const count = (pick: (id: string) => boolean) => ids.filter(pick).length;
+  const doneByIt = count((id) => byOthers.has(id));
+  const failedHere = count((id) => !byOthers.has(id) && failed.has(id));
+  const stoppedHere = count((id) => !byOthers.has(id) && !failed.has(id) && id === stopped);
+  const rest = ids.length - doneByIt - failedHere - stoppedHere;
+  const ways = [
+    [doneByIt, "done by it"],
+    [rest, summary.interrupted === undefined ? "done here after all" : "done here or not started"],
+    [failedHere, "failed here"],
+    [stoppedHere, "stopped here"],
+  ] as const;
+  const n = ids.length;
+  return `; ${n} run${n === 1 ? "" : "s"} left to the process that took ${
+    n === 1 ? "its claim" : "their claims"
+  } over while this one was paused (counted above: ${
+    ways.filter(([k]) => k > 0).map(([k, what]) => `${k} ${what}`).join(", ")
+  })`;
+}
+
 /** The signals `deno task bench` stops on with a checkpoint ({@link interruptHandler}). */
 export type InterruptSignal = "SIGINT" | "SIGTERM";
 
@@ -1798,7 +1836,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         `Stopped by ${reason}: ${summary.done} runs done, ${summary.skipped} skipped${
           elsewhere(summary)
         }, ` +
-          `${summary.failed.length} failed, ${notStarted} not started${
+          `${summary.failed.length} failed, ${notStarted} not started${leftToOthersNote(summary)}${
             spec === undefined ? "" : `; run ${spec.id} ${stoppedRun}`
           }`,
       );
@@ -1823,7 +1861,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     error(
       `${summary.done} runs done, ${summary.skipped} skipped${
         elsewhere(summary)
-      }, ${summary.failed.length} failed`,
+      }, ${summary.failed.length} failed${leftToOthersNote(summary)}`,
     );
     for (const f of summary.failed) error(`  FAILED ${f.spec.id}: ${f.error.message}`);
     // No run of this grid finished (none done, none skipped: a result of an earlier bench, or of

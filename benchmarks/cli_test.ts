@@ -17,6 +17,7 @@ import {
   interruptHandler,
   interruptWhileCheckpointing,
   isGpuBackend,
+  leftToOthersNote,
   main,
   modelConfig,
   preflightModelConfig,
@@ -2931,7 +2932,7 @@ function takenOverRunOne(out: string, id: () => string | undefined): RunOneFn {
   };
 }
 
-Deno.test("main(): a run whose claim another process took over is said in bench's own stream, not on console.error", () =>
+Deno.test("main(): a run whose claim another process took over is said in bench's own stream (not on console.error) and in the summary, counted once", () =>
   inTinyProfileDir(async ({ profile, out }) => {
     const args = ["--profile", profile, "--data-dir", DATA, "--out", out, "--methods", "mtl"];
     let first: string | undefined;
@@ -2953,4 +2954,40 @@ Deno.test("main(): a run whose claim another process took over is said in bench'
         "m",
       ),
     );
+    // Counted once, as done by the other process (skipped), and said so.
+    assert.match(
+      err,
+      /^3 runs done, 1 skipped \(1 done by other processes\), 0 failed; 1 run left to the process that took its claim over while this one was paused \(counted above: 1 done by it\)$/m,
+    );
   }));
+
+Deno.test("leftToOthersNote(): a run left to the process that took its claim over is said where it was counted, never counted again", () => {
+  const spec = (id: string) => ({ id }) as RunSpec;
+  const [a, b, c, d] = ["a", "b", "c", "d"].map(spec) as [RunSpec, RunSpec, RunSpec, RunSpec];
+  const base = { done: 0, skipped: 0, failed: [] };
+  assert.equal(leftToOthersNote(base), "");
+  assert.equal(leftToOthersNote({ ...base, leftToOthers: [] }), "");
+  const head = "left to the process that took";
+  // Done by it (skipped), done here after all, failed here; a run taken over twice is one run.
+  assert.equal(
+    leftToOthersNote({
+      done: 1,
+      skipped: 1,
+      doneElsewhere: [{ spec: a }],
+      failed: [{ spec: c, error: new Error("x") }],
+      leftToOthers: [{ spec: a }, { spec: b }, { spec: c }, { spec: b }],
+    }),
+    `; 3 runs ${head} their claims over while this one was paused (counted above: 1 done by it, ` +
+      "1 done here after all, 1 failed here)",
+  );
+  // A stopped grid: the run it stopped is said; the others were done here or not started.
+  assert.equal(
+    leftToOthersNote({
+      ...base,
+      leftToOthers: [{ spec: a }, { spec: d }],
+      interrupted: { reason: "SIGINT", spec: d, notStarted: 1 },
+    }),
+    `; 2 runs ${head} their claims over while this one was paused (counted above: 1 done here ` +
+      "or not started, 1 stopped here)",
+  );
+});
