@@ -1567,6 +1567,8 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         catalog: await defaultTaskCatalog(),
         ...(backendArg === undefined ? {} : { backend: backendArg as BackendChoice }),
         ...(values["dry-run"] ? { onMissing: (m: string) => error(`warning: ${m}`) } : {}),
+        // Tasks skipMissingTasks leaves out: said (the tables' averages are partial), not refused.
+        onNote: (m: string) => error(`note: ${m}`),
       });
     // Task files missing from a folder named by --data-dir or HYPERPROMPT_DATA: that folder
     // cannot be used (2); from the default one, the download did not bring them (1).

@@ -2991,3 +2991,23 @@ Deno.test("leftToOthersNote(): a run left to the process that took its claim ove
       "or not started, 1 stopped here)",
   );
 });
+
+Deno.test("main(): the tasks skipMissingTasks leaves out are one note, run or --dry-run", () =>
+  inTempDir(async (dir) => {
+    const profile = await tmpProfile(dir, EVERY_GLUE_TASK);
+    for (const extra of [[], ["--dry-run", "--backend", "cpu"]]) {
+      const c = capture();
+      const args = ["--profile", profile, "--data-dir", DATA, "--out", join(dir, "out")];
+      const code = await main([...args, "--no-tables", ...extra], {
+        ...c.opts,
+        runOne: fakeRunOne,
+      });
+      assert.equal(code, 0, c.err.join("\n"));
+      const notes = c.err.filter((l) => l.includes("leaving out"));
+      assert.deepEqual(notes, [
+        `note: Profile "tiny-grid": leaving out glue tasks qqp, mnli, qnli (skipMissingTasks; no ` +
+        `train and validation files under "${DATA}"): its glue averages cover the other 5 tasks ` +
+        "only",
+      ], `${extra}`);
+    }
+  }));

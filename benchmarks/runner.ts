@@ -204,6 +204,12 @@ export interface ExpandOptions {
    */
   readonly onMissing?: (message: string) => void;
   /**
+   * Told once per benchmark the tasks the profile's `skipMissingTasks` leaves out for their
+   * missing files, as a note (not an error): that benchmark's averages then cover the other
+   * tasks only. Default: said nowhere.
+   */
+  readonly onNote?: (message: string) => void;
+  /**
    * What named `dataDir` (`"--data-dir"`, `"HYPERPROMPT_DATA"`), absent for the default folder:
    * a missing-task message then says to put the files there, not to pass `--data-dir`.
    */
@@ -388,6 +394,15 @@ function resolveTasks(
         }; ${missingAdvice(opts)}`,
       );
     }
+    opts.onNote?.(
+      `Profile "${profile.name}": leaving out ${benchmark} task${missing.length === 1 ? "" : "s"} ${
+        missing.join(", ")
+      } (skipMissingTasks; no train and validation files ${
+        missingWhere(opts)
+      }): its ${benchmark} averages cover the other ${kept.length} task${
+        kept.length === 1 ? "" : "s"
+      } only`,
+    );
     return kept;
   }
   const message = `Profile "${profile.name}": missing ${benchmark} task files for ${

@@ -1573,7 +1573,7 @@ Deno.test("expandGrid(): with the default data's roots, a missing task names eac
   );
 });
 
-Deno.test("expandGrid(): skipMissingTasks skips only unlisted tasks, and never down to none", async () => {
+Deno.test("expandGrid(): skipMissingTasks skips only unlisted tasks, says which, and never down to none", async () => {
   const catalog = await defaultTaskCatalog();
   // A task the profile lists is never skipped: its files missing is the usual error.
   assert.throws(
@@ -1584,6 +1584,21 @@ Deno.test("expandGrid(): skipMissingTasks skips only unlisted tasks, and never d
       }),
     /missing glue task files for mnli under/,
   );
+  // The tasks it leaves out: one note per benchmark (onNote), none where none is left out.
+  const notes: string[] = [];
+  const onNote = (m: string) => notes.push(m);
+  const every = profile({ tasks: undefined, skipMissingTasks: true });
+  expandGrid(every, { dataDir: DATA, catalog, onNote });
+  assert.equal(notes.length, 2, notes.join("\n"));
+  assert.equal(
+    notes[0],
+    `Profile "t": leaving out glue tasks qqp, mnli, qnli (skipMissingTasks; no train and ` +
+      `validation files under "${DATA}"): its glue averages cover the other 5 tasks only`,
+  );
+  assert.match(notes[1]!, /^Profile "t": leaving out super_glue tasks? [a-z_, ]+ \(skipMiss/);
+  notes.length = 0;
+  expandGrid(profile({ skipMissingTasks: true }), { dataDir: DATA, catalog, onNote });
+  assert.deepEqual(notes, []);
   // An empty data folder leaves no task to train: an error, not a grid of empty mixtures.
   const empty = await Deno.makeTempDir();
   try {
