@@ -405,9 +405,14 @@ function resolveTasks(
     );
     return kept;
   }
+  // The profile lists none of the benchmark's tasks and some have files: skipMissingTasks would
+  // run those, so it is named as the other way out.
+  const skipping = listed === undefined && missing.length < chosen.length
+    ? `, or set "skipMissingTasks": true in the profile to run the tasks present (partial averages)`
+    : "";
   const message = `Profile "${profile.name}": missing ${benchmark} task files for ${
     missing.join(", ")
-  } ${missingWhere(opts)}; ${missingAdvice(opts)}`;
+  } ${missingWhere(opts)}; ${missingAdvice(opts)}${skipping}`;
   if (opts.onMissing === undefined) throw new Error(message);
   opts.onMissing(message);
   return chosen;

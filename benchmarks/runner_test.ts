@@ -142,10 +142,26 @@ Deno.test("expandGrid() errors on unknown or missing tasks, or skips missing one
     /for mnli under .*; that folder was named by HYPERPROMPT_DATA: .* leave HYPERPROMPT_DATA out/,
   );
   const noTasks = { tasks: undefined, benchmarks: ["glue"] };
+  // No task listed and some present: skipMissingTasks is named as the other way out.
+  assert.throws(() => expandGrid(profile(noTasks), { dataDir: DATA, catalog }), {
+    message: `Profile "t": missing glue task files for qqp, mnli, qnli under "${DATA}"; download ` +
+      `them (deno task download) or pass --data-dir, or set "skipMissingTasks": true in the ` +
+      "profile to run the tasks present (partial averages)",
+  });
+  // Not where it would not help: a listed task missing, or no task of the benchmark present.
   assert.throws(
-    () => expandGrid(profile(noTasks), { dataDir: DATA, catalog }),
-    /missing glue task files for/,
+    () => expandGrid(profile({ tasks: { glue: ["rte", "mnli"] } }), { dataDir: DATA, catalog }),
+    (e: Error) => /for mnli under/.test(e.message) && !e.message.includes("skipMissingTasks"),
   );
+  const empty = await Deno.makeTempDir();
+  try {
+    assert.throws(
+      () => expandGrid(profile(noTasks), { dataDir: empty, catalog }),
+      (e: Error) => /missing glue task files for/.test(e.message) && !/skipMiss/.test(e.message),
+    );
+  } finally {
+    await Deno.remove(empty, { recursive: true });
+  }
   const smoke = expandGrid(profile({ ...noTasks, skipMissingTasks: true }), {
     dataDir: DATA,
     catalog,
