@@ -64,7 +64,7 @@ export function deriveSeed(seed: number, name: string): number {
 /** Collects a method's variables by name; creation is seeded per name. */
 export class VarStore {
   /** The variables, in creation order. */
-  readonly vars = new Map<string, tf.Variable>();
+  readonly vars: Map<string, tf.Variable> = new Map<string, tf.Variable>();
   readonly #seed: number;
   readonly #prefix: string;
 
@@ -148,7 +148,7 @@ export interface VarSpec {
  */
 export class VarPlan {
   /** The variables by full name (`prefix.name`), in creation order. */
-  readonly specs = new Map<string, VarSpec>();
+  readonly specs: Map<string, VarSpec> = new Map<string, VarSpec>();
   readonly #prefix: string;
 
   /** @param prefix name prefix (the method name), joined with a dot */
