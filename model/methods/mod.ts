@@ -90,6 +90,8 @@ export type { MethodAccounting } from "./accounting.ts";
 export { attentionMass } from "./attention_mass.ts";
 /** Result and options of {@link attentionMass} (`attention_mass.ts`). */
 export type { AttentionMass, AttentionMassOptions } from "./attention_mass.ts";
+/** A method instance's variables to and from one safetensors file (`weights.ts`). */
+export { loadMethodVariables, saveMethodVariables } from "./weights.ts";
 export type { HyperPromptBaseConfig } from "./_hyperprompt.ts";
 export type { AdapterConfig, AdapterLayerNorm, AdapterPosition } from "./adapter.ts";
 export type { HyperFormerPPConfig } from "./hyperformer_pp.ts";
