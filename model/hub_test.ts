@@ -1308,3 +1308,64 @@ Deno.test("fetchHubModel: a resumed LFS part is hashed whole: a part of other fi
     });
   }
 });
+
+Deno.test("fetchHubModel: the sha256 is the hub's X-Linked-Etag (W/ and upper case taken off) of its last answer, never its ETag beside it nor the CDN's 64-hex ETag", async () => {
+  // Kills: ETag read before X-Linked-Etag; an earlier hop's digest kept over the last one's;
+  // the CDN's answers read for the sha256 (no statement of the hub's); the W/ prefix or
+  // upper-case hex digits not normalised.
+  const whole = await Deno.readFile(join(RELU, "model.safetensors"));
+  const sha = await sha256Hex(whole);
+  // 64 hex digits, not the file's sha256: taken as the expected digest, the download fails.
+  const other = "ab".repeat(32);
+  const cdn = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    const file = basename(new URL(req.url).pathname);
+    let body: Uint8Array<ArrayBuffer>;
+    try {
+      body = await Deno.readFile(join(RELU, file));
+    } catch {
+      return new Response("Entry not found", { status: 404 });
+    }
+    return new Response(body, {
+      headers: { etag: `"${other}"`, "content-length": String(body.length) },
+    });
+  });
+  const cdnBase = `http://127.0.0.1:${cdn.addr.port}`;
+  const hub = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const path = new URL(req.url).pathname;
+    // A renamed repo: for the weights, the hub's first answer (a redirect on its own origin) has
+    // a 64-hex ETag that is not the file's; the last answer of the hub's own names the sha256.
+    if (path.startsWith("/old-name/")) {
+      return new Response(null, {
+        status: 307,
+        headers: {
+          location: path.replace("/old-name/", "/org/tiny/"),
+          ...(basename(path) === "model.safetensors" ? { etag: `"${other}"` } : {}),
+        },
+      });
+    }
+    const lfs = basename(path) === "model.safetensors";
+    return new Response(null, {
+      status: 302,
+      headers: {
+        location: cdnBase + path,
+        ...(lfs ? { "x-linked-etag": `W/"${sha.toUpperCase()}"`, etag: `"${other}"` } : {}),
+      },
+    });
+  });
+  try {
+    await inTempDir(async (cache) => {
+      const dir = await fetchHubModel("old-name", {
+        cacheDir: cache,
+        endpoint: `http://127.0.0.1:${hub.addr.port}`,
+      });
+      const record = await sha256Record(dir, "model.safetensors") as Record<string, unknown>;
+      assert.equal(record.sha256, sha);
+      assert.equal(record.hubVerified, true, "the X-Linked-Etag named the sha256");
+      const config = await sha256Record(dir, "config.json") as Record<string, unknown>;
+      assert.equal(config.hubVerified, false, "the hub named no sha256 for config.json");
+    });
+  } finally {
+    await hub.shutdown();
+    await cdn.shutdown();
+  }
+});
