@@ -49,7 +49,7 @@
  */
 import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { discardFolder, writeFileAtomic } from "../model/fs.ts";
+import { discardFolder, makeHeldTempDir, swapFolderInto, writeFileAtomic } from "../model/fs.ts";
 import { preset, PUBLISHED_PRESETS, type T5Config, t5ConfigToHf } from "../model/config.ts";
 import { CheckpointError } from "../model/checkpoint_error.ts";
 import { disposeT5, initT5, type T5Model } from "../model/t5.ts";
@@ -66,6 +66,7 @@ import {
 } from "../model/pretrained.ts";
 import { explainBackendFailure, selectBackend } from "../model/backend.ts";
 import { getMethod } from "../model/methods/mod.ts";
+import { saveMethodVariables } from "../model/methods/weights.ts";
 import { methodAccounting } from "../model/methods/accounting.ts";
 import type { FlopPlan } from "../model/accounting.ts";
 import {
@@ -83,16 +84,19 @@ import type { Example, TaskSplit } from "../tasks/types.ts";
 import {
   backboneHfRef,
   type BestEval,
+  FINAL_WEIGHTS_FOLDER,
   runFileName,
   type RunOneOptions,
   type RunResult,
   type RunSpec,
+  type SavedWeights,
   type TaskEval,
   TEST_DIAGNOSTICS,
   type TestPredictions,
   testPredictionsDir,
   testSplits,
   trainedTasks,
+  weightsDir,
 } from "./spec.ts";
 import { seedFor } from "./rng.ts";
 import { ClaimLostError, type ClaimStopOption } from "./run_claim.ts";
@@ -710,6 +714,11 @@ async function runOnBackbone(
       onResume: (step) => opts.onProgress?.({ phase: "resume", step, totalSteps: t.steps }),
     });
     claimCheck(t.steps);
+    // `train.saveWeights`: the last step's method variables, into the work folder (the runner
+    // moves them out once the run is done).
+    const weights = spec.train.saveWeights === true
+      ? await saveFinalWeights(spec, opts.outDir, model, instance)
+      : undefined;
     const best = bestPerTask(outcome.evals);
     const testPredictions: TestPredictions | undefined = predictions === undefined
       ? undefined
@@ -791,10 +800,47 @@ async function runOnBackbone(
       tokenizer: tokenizerSource,
       ...(attention === undefined ? {} : { attentionMass: attention }),
       ...(testPredictions === undefined ? {} : { testPredictions }),
+      ...(weights === undefined ? {} : { weights }),
     };
   } finally {
     instance.dispose();
   }
+}
+
+/**
+ * Writes a run's kept weights (`train.saveWeights`) into `<workDir>/final/`
+ * ({@link FINAL_WEIGHTS_FOLDER}): the method's variables as `method.safetensors`
+ * (`model/methods/weights.ts`). The folder is built under a temporary name and swapped in, so
+ * `final/` is complete or absent at every instant (a `final/` of an earlier attempt is
+ * replaced). A trained backbone is not saved (`backboneTrained` says so).
+ *
+ * @param spec the run
+ * @param workDir its work folder
+ * @param model the backbone
+ * @param instance the trained method instance
+ * @returns the result's `weights` field: where the runner will move the folder
+ */
+async function saveFinalWeights(
+  spec: RunSpec,
+  workDir: string,
+  model: T5Model,
+  instance: MethodInstance,
+): Promise<SavedWeights> {
+  const held = await makeHeldTempDir(workDir, `.${FINAL_WEIGHTS_FOLDER}`);
+  try {
+    await saveMethodVariables(join(held.path, "method.safetensors"), instance);
+    await swapFolderInto(held.path, join(workDir, FINAL_WEIGHTS_FOLDER));
+  } catch (e) {
+    await Deno.remove(held.path, { recursive: true }).catch(() => {});
+    throw e;
+  } finally {
+    held.release();
+  }
+  return {
+    dir: weightsDir(spec),
+    step: spec.train.steps,
+    backboneTrained: [...model.params.keys()].some((name) => instance.isBackboneTrainable(name)),
+  };
 }
 
 /**

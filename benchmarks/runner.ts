@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import {
   discardFolder,
   fileChange,
@@ -23,6 +23,8 @@ import {
   fileIdentity,
   pathExists,
   removeDiscardedFolders,
+  swapFolderInto,
+  tempTag,
   writeFileAtomic,
 } from "../model/fs.ts";
 import { errorChain } from "../model/http.ts";
@@ -41,6 +43,7 @@ import {
   type BackendChoice,
   type BenchmarkName,
   BENCHMARKS,
+  FINAL_WEIGHTS_FOLDER,
   firstRepeat,
   type Profile,
   resolveListedTask,
@@ -951,6 +954,33 @@ async function sweepDiscarded(outDir: string, specs: readonly RunSpec[]): Promis
 }
 
 /**
+ * Moves a run's kept weights (`<work folder>/final/`, written by `runOne` with
+ * `train.saveWeights`) to `dest` (`<out>/weights/<run file stem>/`), so that `dest` holds a
+ * complete folder at every instant: renamed first to a temporary beside `dest`
+ * (`.<stem>.tmp-<tag>`, the same file system: the work folder is in `<out>`), then swapped in
+ * (`model/fs.ts` `swapFolderInto`: weights an earlier run of that name left are replaced).
+ *
+ * @param from the run's `final/` folder
+ * @param dest where the weights go
+ * @throws Error naming `from` when the run wrote no weights there, or the failing rename
+ */
+export async function keepWeights(from: string, dest: string): Promise<void> {
+  if (!(await pathExists(from))) {
+    throw new Error(`${from}: not found: the run's result names weights, but it wrote none there`);
+  }
+  await Deno.mkdir(dirname(dest), { recursive: true });
+  const tmp = join(dirname(dest), `.${basename(dest)}.tmp-${tempTag()}`);
+  try {
+    await Deno.rename(from, tmp);
+  } catch (e) {
+    throw new Error(`${from}: cannot move the run's weights to ${tmp}: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+  await swapFolderInto(tmp, dest);
+}
+
+/**
  * Removes `dir` and the folders below it that hold no file (deepest first); a folder with a file
  * anywhere below it is kept, as is everything that cannot be read.
  *
@@ -1132,6 +1162,13 @@ export async function runGrid(
       // are the new holder's (which may be writing them now).
       left = await takenOver(spec, held);
       if (left !== undefined) return left;
+      // Kept weights (`train.saveWeights`): in place before the result that names them.
+      if (result.weights !== undefined) {
+        await keepWeights(
+          join(workDir, FINAL_WEIGHTS_FOLDER),
+          join(opts.outDir, result.weights.dir),
+        );
+      }
       await writeFileAtomic(file, JSON.stringify(result, null, 2) + "\n");
       // The result is final: its checkpoints only served to resume an unfinished run (unless
       // taken over in between: the folder is the new holder's; the result, written while the

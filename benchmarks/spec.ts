@@ -274,6 +274,16 @@ export interface TrainSpec {
    * canonical JSON, so the run ids of specs without it do not change.
    */
   readonly predictTest?: boolean;
+  /**
+   * Keep the run's trained weights: at the end of training the run writes its method's
+   * variables (the final step's, not necessarily those of each task's best evaluation step, which
+   * the scores are of) to `final/method.safetensors` in its work folder, and the runner moves
+   * that folder to `<results>/weights/<run file stem>/` ({@link weightsDir}) before it writes the
+   * result ({@link RunResult.weights}). A trained (unfrozen) backbone is not saved. Absent or
+   * false: nothing is kept; false is left out of the canonical JSON, so the run ids of specs
+   * without it do not change (set, it changes the run id, as `predictTest` does).
+   */
+  readonly saveWeights?: boolean;
 }
 
 /** Regression-gate tolerances: absolute score differences allowed (0-100 scale). */
@@ -610,6 +620,32 @@ export interface RunResult {
    * diagnostic's is its host task's, {@link TEST_DIAGNOSTICS}).
    */
   readonly testPredictions?: TestPredictions;
+  /**
+   * The run's kept weights (present only when `spec.train.saveWeights`): where the runner put
+   * them and which step's they are.
+   */
+  readonly weights?: SavedWeights;
+}
+
+/** {@link RunResult.weights}. */
+export interface SavedWeights {
+  /**
+   * Folder of the weights, relative to the results folder (outDir): `weights/<run file stem>`
+   * ({@link weightsDir}), holding `method.safetensors` (`model/methods/weights.ts`
+   * `loadMethodVariables` puts it into a method instance built from the result's `spec`).
+   */
+  readonly dir: string;
+  /**
+   * The optimizer step whose weights they are: the last (`spec.train.steps`). The scores are of
+   * each task's best evaluation step (`best`), which may be an earlier one.
+   */
+  readonly step: number;
+  /**
+   * Whether the method trained backbone weights too (an unfrozen backbone): those are not kept,
+   * so the method's variables alone do not reproduce the run's model; false when the backbone
+   * was frozen (the run's `backboneSource` and provenance name it).
+   */
+  readonly backboneTrained: boolean;
 }
 
 /** {@link RunResult.testPredictions}. */
@@ -679,11 +715,29 @@ export function testPredictionsDir(spec: RunSpec): string {
   return `test_predictions/${runFileName(spec).slice(0, -".json".length)}`;
 }
 
+/**
+ * The folder in a run's work folder ({@link RunOneOptions.outDir}) where `runOne` puts its kept
+ * weights (`train.saveWeights`) at the end of training, for the runner to move to
+ * {@link weightsDir}.
+ */
+export const FINAL_WEIGHTS_FOLDER = "final";
+
+/**
+ * The folder of a run's kept weights (`train.saveWeights`) relative to its results folder:
+ * `weights/<runFileName(spec) without .json>`.
+ *
+ * @param spec the run
+ */
+export function weightsDir(spec: RunSpec): string {
+  return `weights/${runFileName(spec).slice(0, -".json".length)}`;
+}
+
 /** Options of `runOne` (implemented in `benchmarks/run_one.ts`). */
 export interface RunOneOptions {
   /**
-   * A folder for this run only (`<out>/<runFileName without .json>/`): its checkpoints; the
-   * runner empties it before a fresh run and removes it once the result is written.
+   * A folder for this run only (`<out>/<runFileName without .json>/`): its checkpoints and, with
+   * `train.saveWeights`, its kept weights ({@link FINAL_WEIGHTS_FOLDER}); the runner empties it
+   * before a fresh run, moves the weights out and removes it once the result is written.
    * The runner writes the result JSON itself, beside it.
    */
   readonly outDir: string;
@@ -1123,7 +1177,14 @@ export function validateTrain(
   const o = obj(v, src, path);
   noExtraKeys(
     o,
-    [...Object.keys(DEFAULT_TRAIN), "microBatchSize", "adafactor", "zLoss", "predictTest"],
+    [
+      ...Object.keys(DEFAULT_TRAIN),
+      "microBatchSize",
+      "adafactor",
+      "zLoss",
+      "predictTest",
+      "saveWeights",
+    ],
     src,
     path,
   );
@@ -1169,6 +1230,8 @@ export function validateTrain(
   const zLoss = zRaw === undefined ? 0 : num(zRaw, src, p("zLoss"), { min: 0 });
   const predictRaw = get("predictTest");
   const predictTest = predictRaw === undefined ? false : bool(predictRaw, src, p("predictTest"));
+  const saveRaw = get("saveWeights");
+  const saveWeights = saveRaw === undefined ? false : bool(saveRaw, src, p("saveWeights"));
   const t: TrainSpec = {
     optimizer,
     learningRate: num(get("learningRate"), src, p("learningRate"), { min: 0, minExclusive: true }),
@@ -1193,6 +1256,7 @@ export function validateTrain(
     ...(adafactor === undefined ? {} : { adafactor }),
     ...(zLoss === 0 ? {} : { zLoss }),
     ...(predictTest ? { predictTest } : {}),
+    ...(saveWeights ? { saveWeights } : {}),
   };
   if (t.microBatchSize !== undefined && t.batchSize % t.microBatchSize !== 0) {
     throw o.microBatchSize === undefined
@@ -2165,7 +2229,25 @@ export function validateRunResult(raw: unknown, src: Source): RunResult {
     }
   }
   if (o.testPredictions !== undefined) testPredictionsField(o.testPredictions, src);
+  if (o.weights !== undefined) weightsField(o.weights, src);
   return o as unknown as RunResult;
+}
+
+/** Checks {@link RunResult.weights}: a relative folder, a step and whether the backbone trained. */
+function weightsField(v: unknown, src: Source): void {
+  const path = "$.weights";
+  const w = obj(v, src, path);
+  noExtraKeys(w, ["dir", "step", "backboneTrained"], src, path);
+  const dir = str(w.dir, src, `${path}.dir`);
+  if (dir === "" || dir.startsWith("/") || dir.split(/[\\/]/).includes("..")) {
+    throw new SpecError(
+      src,
+      `${path}.dir`,
+      `must be a folder inside the results folder (relative, no ".."), got ${show(dir)}`,
+    );
+  }
+  num(w.step, src, `${path}.step`, { int: true, min: 0 });
+  bool(w.backboneTrained, src, `${path}.backboneTrained`);
 }
 
 /** Checks {@link RunResult.testPredictions}: a relative folder and, per file, step and count. */
