@@ -318,3 +318,67 @@ Deno.test("sweepStaleClaims() removes half-taken-over claim files older than the
     // The fresh one may belong to a taker still at work; a name that is not a taker's stays.
     assert.deepEqual(left, [".a.lock.stale-junk", `.b.lock.stale-${Deno.pid}-ba9876543210`]);
   }));
+
+Deno.test({
+  name:
+    "claimRun(): on this machine a dead pid or this pid without the claim is stale at once, a pidStart of another type is as absent, and a command name with ')' is read past",
+  ignore: thisMachine().pidNs === undefined || thisMachine().bootId === undefined ||
+    processStart(Deno.pid) === undefined,
+  fn: () =>
+    inClaimDir(async (out, path) => {
+      // Kills: the pidAlive check dropped for a holder on this machine; this process's own pid
+      // judged alive whatever HELD says; a non-string pidStart kept; the stat line split at the
+      // first ')' instead of the last.
+      const me = thisMachine();
+      const takeovers: string[] = [];
+      const ctx: ClaimContext = {
+        host: thisHost(),
+        heartbeatMs: 60_000,
+        staleMs: 60_000,
+        onTakeover: (_previous, why) => takeovers.push(why),
+      };
+      /** Claims over a fresh claim of `fields`; true when it was taken over. */
+      const takenOver = async (fields: Record<string, unknown>): Promise<boolean> => {
+        await Deno.writeTextFile(
+          path,
+          JSON.stringify({
+            host: thisHost(),
+            started: "2020-01-01T00:00:00.000Z",
+            token: "theirs",
+            ...me,
+            ...fields,
+          }),
+        );
+        const outcome = await claimRun(path, "r1", ctx);
+        if ("held" in outcome) await outcome.held.release();
+        return "held" in outcome;
+      };
+      const gone = new Deno.Command("true").spawn();
+      await gone.status;
+      assert.equal(await takenOver({ pid: gone.pid }), true, "a dead pid here, heartbeat fresh");
+      assert.equal(takeovers.at(-1), `pid ${gone.pid} is not running on this host`);
+      assert.equal(await takenOver({ pid: Deno.pid }), true, "this pid, a claim it does not hold");
+      assert.match(takeovers.at(-1)!, /is this process, which does not hold it/);
+      // A command name with ") " in it: the start time is field 22 counted after the last ')'.
+      const exe = join(out, "s) 1 2 (x");
+      await Deno.copyFile("/bin/sleep", exe);
+      await Deno.chmod(exe, 0o755);
+      const child = new Deno.Command(exe, { args: ["30"] }).spawn();
+      try {
+        const stat = new TextDecoder().decode(
+          (await new Deno.Command("cat", { args: [`/proc/${child.pid}/stat`] }).output()).stdout,
+        );
+        const start = stat.slice(stat.lastIndexOf(")") + 1).trim().split(/\s+/)[19]!;
+        assert.ok(stat.includes("(s) 1 2 (x)"), stat);
+        assert.equal(processStart(child.pid), start);
+        const n = takeovers.length;
+        assert.equal(await takenOver({ pid: child.pid, pidStart: start }), false, "alive: held");
+        // A pidStart of another type (other code's claim) is as good as absent: held.
+        assert.equal(await takenOver({ pid: child.pid, pidStart: Number(start) }), false);
+        assert.equal(takeovers.length, n, `${takeovers.slice(n)}`);
+      } finally {
+        child.kill();
+        await child.status;
+      }
+    }),
+});
