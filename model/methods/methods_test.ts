@@ -359,6 +359,12 @@ Deno.test("parseConfig() rejects unknown and malformed fields, naming them", () 
       ),
       `${method}.${field}`,
     );
+    // The bound itself is the largest accepted: one above it is refused.
+    assert.throws(
+      () => METHODS[method].parseConfig({ [field]: 32769 }, "h.json"),
+      /must be an integer from 1 to 32768, got 32769$/,
+      `${method}.${field} 32769`,
+    );
     const ok = METHODS[method].parseConfig({ [field]: 32768 }, "h.json") as unknown;
     assert.equal((ok as Record<string, unknown>)[field], 32768, `${method}.${field}`);
   }
