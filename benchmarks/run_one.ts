@@ -48,17 +48,20 @@
  * @module
  */
 import { existsSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { dirname, join, resolve } from "node:path";
 import { discardFolder, makeHeldTempDir, swapFolderInto, writeFileAtomic } from "../model/fs.ts";
 import { preset, PUBLISHED_PRESETS, type T5Config, t5ConfigToHf } from "../model/config.ts";
 import { CheckpointError } from "../model/checkpoint_error.ts";
-import { disposeT5, initT5, type T5Model } from "../model/t5.ts";
+import { disposeT5, initT5, type T5Model, t5StateDict } from "../model/t5.ts";
+import { saveHfFolder } from "../model/checkpoint.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
 import {
   checkpointFiles,
   type CheckpointFolder,
   checkTokenizerFits,
   fetchHubConfigFiles,
+  folderTokenizerFiles,
   loadCheckpoint,
   loadFolderTokenizer,
   locateCheckpoint,
@@ -89,6 +92,7 @@ import {
   type RunOneOptions,
   type RunResult,
   type RunSpec,
+  SAVED_BACKBONE_FOLDER,
   type SavedWeights,
   type TaskEval,
   TEST_DIAGNOSTICS,
@@ -717,7 +721,10 @@ async function runOnBackbone(
     // `train.saveWeights`: the last step's method variables, into the work folder (the runner
     // moves them out once the run is done).
     const weights = spec.train.saveWeights === true
-      ? await saveFinalWeights(spec, opts.outDir, model, instance)
+      ? await saveFinalWeights(spec, opts.outDir, model, instance, {
+        tokenizerSource,
+        ...(checkpoint === undefined ? {} : { checkpoint }),
+      })
       : undefined;
     const best = bestPerTask(outcome.evals);
     const testPredictions: TestPredictions | undefined = predictions === undefined
@@ -810,25 +817,50 @@ async function runOnBackbone(
 /**
  * Writes a run's kept weights (`train.saveWeights`) into `<workDir>/final/`
  * ({@link FINAL_WEIGHTS_FOLDER}): the method's variables as `method.safetensors`
- * (`model/methods/weights.ts`). The folder is built under a temporary name and swapped in, so
- * `final/` is complete or absent at every instant (a `final/` of an earlier attempt is
- * replaced). A trained backbone is not saved (`backboneTrained` says so).
+ * (`model/methods/weights.ts`) and, when any backbone weight was trainable, the backbone as a
+ * Hugging Face folder `backbone/` ({@link SAVED_BACKBONE_FOLDER}: `config.json`,
+ * `generation_config.json`, `model.safetensors`, and the run's tokenizer files, see
+ * {@link backboneTokenizerFiles}), which `{"hf": "<that folder>"}` loads. The folder is built
+ * under a temporary name and swapped in, so `final/` is complete or absent at every instant (a
+ * `final/` of an earlier attempt is replaced). Tokenizer files that cannot be copied fail
+ * nothing: the backbone is written without them, one line on stderr and the result's
+ * `weights.backboneTokenizerMissing` say so.
  *
  * @param spec the run
  * @param workDir its work folder
- * @param model the backbone
+ * @param model the backbone (its variables as trained)
  * @param instance the trained method instance
+ * @param tok where the run's tokenizer came from (`RunResult.tokenizer`) and the checkpoint
+ *   folder read, if any (`provenance.checkpoint`)
  * @returns the result's `weights` field: where the runner will move the folder
  */
-async function saveFinalWeights(
+export async function saveFinalWeights(
   spec: RunSpec,
   workDir: string,
   model: T5Model,
   instance: MethodInstance,
+  tok: { readonly tokenizerSource: string; readonly checkpoint?: CheckpointProvenance },
 ): Promise<SavedWeights> {
+  const backboneTrained = [...model.params.keys()].some((name) =>
+    instance.isBackboneTrainable(name)
+  );
+  let tokenizerMissing = false;
   const held = await makeHeldTempDir(workDir, `.${FINAL_WEIGHTS_FOLDER}`);
   try {
     await saveMethodVariables(join(held.path, "method.safetensors"), instance);
+    if (backboneTrained) {
+      const files = await backboneTokenizerFiles(tok.tokenizerSource, tok.checkpoint);
+      if (typeof files === "string") {
+        tokenizerMissing = true;
+        console.error(
+          `benchmarks/run_one.ts: run ${spec.id}: the saved backbone has no tokenizer: ${files}`,
+        );
+      }
+      // The model's own variables (not copies): saveHfFolder reads them and creates no tensor.
+      await saveHfFolder(join(held.path, SAVED_BACKBONE_FOLDER), model.config, t5StateDict(model), {
+        ...(typeof files === "string" ? {} : { extraFiles: files }),
+      });
+    }
     await swapFolderInto(held.path, join(workDir, FINAL_WEIGHTS_FOLDER));
   } catch (e) {
     await Deno.remove(held.path, { recursive: true }).catch(() => {});
@@ -839,8 +871,69 @@ async function saveFinalWeights(
   return {
     dir: weightsDir(spec),
     step: spec.train.steps,
-    backboneTrained: [...model.params.keys()].some((name) => instance.isBackboneTrainable(name)),
+    backboneTrained,
+    ...(backboneTrained ? { backbone: SAVED_BACKBONE_FOLDER } : {}),
+    ...(tokenizerMissing ? { backboneTokenizerMissing: tok.tokenizerSource } : {}),
   };
+}
+
+/**
+ * The tokenizer files of a saved backbone folder, read from where the run's tokenizer came from
+ * (`RunResult.tokenizer`): `backbone` (the checkpoint folder's `tokenizer.json`) or
+ * `backbone:spiece.model` (its `spiece.model` and, when present, `tokenizer_config.json`, which
+ * a load converts as the run did), each file's sha256 checked against the one the run recorded
+ * (`provenance.checkpoint.files`) when it did; `task-spm:<file>` and `fixture:<file>` (a
+ * `tokenizer.json`) as `tokenizer.json`.
+ *
+ * @param source the run's tokenizer source
+ * @param checkpoint the checkpoint folder the run read, if any
+ * @returns file name → contents, or why they cannot be copied (an unknown source, a missing or
+ *   unreadable file, or one changed since the run read it)
+ */
+async function backboneTokenizerFiles(
+  source: string,
+  checkpoint: CheckpointProvenance | undefined,
+): Promise<Record<string, Uint8Array> | string> {
+  const read = async (path: string): Promise<Uint8Array | string> => {
+    try {
+      return await Deno.readFile(path);
+    } catch (e) {
+      return `${path}: cannot read (${(e as Error).message})`;
+    }
+  };
+  for (const prefix of ["task-spm:", "fixture:"]) {
+    if (!source.startsWith(prefix)) continue;
+    const path = source.slice(prefix.length);
+    if (!path.endsWith("tokenizer.json")) return `${source}: not a tokenizer.json`;
+    const bytes = await read(path);
+    return typeof bytes === "string" ? bytes : { "tokenizer.json": bytes };
+  }
+  const first = source === "backbone"
+    ? "tokenizer.json"
+    : source === CONVERTED_TOKENIZER
+    ? "spiece.model"
+    : undefined;
+  if (first === undefined) return `tokenizer source ${JSON.stringify(source)} is not a file`;
+  if (checkpoint === undefined) return `tokenizer source ${source}: no checkpoint folder recorded`;
+  let names: string[];
+  try {
+    names = await folderTokenizerFiles(checkpoint.dir);
+  } catch (e) {
+    return `${checkpoint.dir}: cannot list its tokenizer files (${(e as Error).message})`;
+  }
+  if (names[0] !== first) return `${checkpoint.dir}: ${first} is gone since the run read it`;
+  const out: Record<string, Uint8Array> = {};
+  for (const name of names) {
+    const path = join(checkpoint.dir, name);
+    const bytes = await read(path);
+    if (typeof bytes === "string") return bytes;
+    const recorded = checkpoint.files[name]?.sha256;
+    if (recorded !== undefined && createHash("sha256").update(bytes).digest("hex") !== recorded) {
+      return `${path}: changed since the run read it (sha256 differs from provenance.checkpoint)`;
+    }
+    out[name] = bytes;
+  }
+  return out;
 }
 
 /**

@@ -279,9 +279,10 @@ export interface TrainSpec {
    * variables (the final step's, not necessarily those of each task's best evaluation step, which
    * the scores are of) to `final/method.safetensors` in its work folder, and the runner moves
    * that folder to `<results>/weights/<run file stem>/` ({@link weightsDir}) before it writes the
-   * result ({@link RunResult.weights}). A trained (unfrozen) backbone is not saved. Absent or
-   * false: nothing is kept; false is left out of the canonical JSON, so the run ids of specs
-   * without it do not change (set, it changes the run id, as `predictTest` does).
+   * result ({@link RunResult.weights}); a trained (unfrozen) backbone is saved beside them as a
+   * Hugging Face folder `backbone/` with the run's tokenizer ({@link SavedWeights.backbone}).
+   * Absent or false: nothing is kept; false is left out of the canonical JSON, so the run ids of
+   * specs without it do not change (set, it changes the run id, as `predictTest` does).
    */
   readonly saveWeights?: boolean;
 }
@@ -641,12 +642,30 @@ export interface SavedWeights {
    */
   readonly step: number;
   /**
-   * Whether the method trained backbone weights too (an unfrozen backbone): those are not kept,
-   * so the method's variables alone do not reproduce the run's model; false when the backbone
-   * was frozen (the run's `backboneSource` and provenance name it).
+   * Whether the method trained backbone weights too (an unfrozen backbone): then they are kept in
+   * {@link SavedWeights.backbone}; false when the backbone was frozen (the run's `backboneSource`
+   * and provenance name it, and no backbone is kept).
    */
   readonly backboneTrained: boolean;
+  /**
+   * Present when `backboneTrained` (absent in results written before it was kept): the folder
+   * inside `dir`
+   * ({@link SAVED_BACKBONE_FOLDER}) holding the trained backbone as a Hugging Face folder
+   * (`config.json`, `generation_config.json`, `model.safetensors`) with the run's tokenizer files
+   * (`tokenizer.json`, or `spiece.model` and `tokenizer_config.json`), which `{"hf": "<results
+   * folder>/<dir>/backbone"}` loads with the run's tokenizer.
+   */
+  readonly backbone?: string;
+  /**
+   * Present when the run's tokenizer could not be copied into {@link SavedWeights.backbone} (a
+   * source that is not a file, or a file gone or changed since the run read it): that source
+   * (`RunResult.tokenizer`); the folder then has no tokenizer (give one when loading it).
+   */
+  readonly backboneTokenizerMissing?: string;
 }
+
+/** The folder of a kept trained backbone inside a run's weights folder ({@link SavedWeights}). */
+export const SAVED_BACKBONE_FOLDER = "backbone";
 
 /** {@link RunResult.testPredictions}. */
 export interface TestPredictions {
@@ -2233,11 +2252,19 @@ export function validateRunResult(raw: unknown, src: Source): RunResult {
   return o as unknown as RunResult;
 }
 
-/** Checks {@link RunResult.weights}: a relative folder, a step and whether the backbone trained. */
+/**
+ * Checks {@link RunResult.weights}: a relative folder, a step, whether the backbone trained and,
+ * only then, the kept backbone's folder and a tokenizer it lacks.
+ */
 function weightsField(v: unknown, src: Source): void {
   const path = "$.weights";
   const w = obj(v, src, path);
-  noExtraKeys(w, ["dir", "step", "backboneTrained"], src, path);
+  noExtraKeys(
+    w,
+    ["dir", "step", "backboneTrained", "backbone", "backboneTokenizerMissing"],
+    src,
+    path,
+  );
   const dir = str(w.dir, src, `${path}.dir`);
   if (dir === "" || dir.startsWith("/") || dir.split(/[\\/]/).includes("..")) {
     throw new SpecError(
@@ -2247,7 +2274,30 @@ function weightsField(v: unknown, src: Source): void {
     );
   }
   num(w.step, src, `${path}.step`, { int: true, min: 0 });
-  bool(w.backboneTrained, src, `${path}.backboneTrained`);
+  const trained = bool(w.backboneTrained, src, `${path}.backboneTrained`);
+  // Absent with backboneTrained: a result written before the backbone was kept.
+  if (w.backbone !== undefined) {
+    const folder = str(w.backbone, src, `${path}.backbone`);
+    if (!trained || folder !== SAVED_BACKBONE_FOLDER) {
+      throw new SpecError(
+        src,
+        `${path}.backbone`,
+        trained
+          ? `must be ${show(SAVED_BACKBONE_FOLDER)}, got ${show(folder)}`
+          : "must be absent when backboneTrained is false (a frozen backbone is not kept)",
+      );
+    }
+  }
+  if (w.backboneTokenizerMissing !== undefined) {
+    str(w.backboneTokenizerMissing, src, `${path}.backboneTokenizerMissing`);
+    if (w.backbone === undefined) {
+      throw new SpecError(
+        src,
+        `${path}.backboneTokenizerMissing`,
+        "must be absent when no backbone is kept",
+      );
+    }
+  }
 }
 
 /** Checks {@link RunResult.testPredictions}: a relative folder and, per file, step and count. */
