@@ -11,6 +11,7 @@ import * as tf from "@tensorflow/tfjs";
 import { hostname } from "node:os";
 import { join, resolve, sep as SEP } from "node:path";
 import { repoPath, sharedPath } from "../model/shared_dir.ts";
+import { commandOutput, readProc } from "../model/env.ts";
 import { readManifest } from "../tasks/download.ts";
 import type { CheckpointFileRecord } from "../model/checkpoint.ts";
 import type { BackendRecord, Provenance } from "./spec.ts";
@@ -248,17 +249,7 @@ async function listFolder(dir: string): Promise<FolderListing> {
 }
 
 function git(args: string[], cwd: string): string | undefined {
-  try {
-    const out = new Deno.Command("git", {
-      args,
-      cwd,
-      stdout: "piped",
-      stderr: "null",
-    }).outputSync();
-    return out.success ? new TextDecoder().decode(out.stdout).trim() : undefined;
-  } catch {
-    return undefined;
-  }
+  return commandOutput("git", args, cwd)?.trim();
 }
 
 /**
@@ -330,16 +321,7 @@ export function pinnedPackages(): Record<string, string> {
  * @returns the file's text, or ""
  */
 export function readCpuinfo(): string {
-  try {
-    return Deno.readTextFileSync("/proc/cpuinfo");
-  } catch {
-    try {
-      const out = new Deno.Command("cat", { args: ["/proc/cpuinfo"], stderr: "null" }).outputSync();
-      return out.success ? new TextDecoder().decode(out.stdout) : "";
-    } catch {
-      return "";
-    }
-  }
+  return readProc("/proc/cpuinfo") ?? "";
 }
 
 function cpuModel(): string {

@@ -14,7 +14,7 @@
 import { basename, dirname, join } from "node:path";
 import process from "node:process";
 import { changedAgoMs, TEMP_TAG_SOURCE, tempTag, writeAll } from "../model/fs.ts";
-import { readEnv } from "../model/env.ts";
+import { readEnv, readProc } from "../model/env.ts";
 
 /** The environment variable that overrides the run-claim stale window, in seconds. */
 export const RUN_LOCK_STALE_ENV = "HYPERPROMPT_RUN_LOCK_STALE_S";
@@ -98,29 +98,6 @@ export interface RunClaimHolder {
 export interface MachineIdentity {
   readonly bootId?: string;
   readonly pidNs?: string;
-}
-
-/**
- * Reads a `/proc` file's text (`link`: its link target) directly, or, where Deno allows that only
- * with `--allow-all` (its rule for `/proc`), by `cat` or `readlink` (`--allow-run`, as the bench
- * runs): undefined when neither can. A child's `/proc/self` names the same pid namespace.
- */
-function readProc(path: string, link = false): string | undefined {
-  try {
-    return link ? Deno.readLinkSync(path) : Deno.readTextFileSync(path);
-  } catch {
-    // Not allowed here, or not there: ask a child process.
-  }
-  try {
-    const out = new Deno.Command(link ? "readlink" : "cat", {
-      args: [path],
-      stdout: "piped",
-      stderr: "null",
-    }).outputSync();
-    return out.success ? new TextDecoder().decode(out.stdout).trim() : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 let machine: MachineIdentity | undefined;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { withEnv } from "./env_testing.ts";
-import { readEnv } from "./env.ts";
+import { commandOutput, readEnv, readProc } from "./env.ts";
 
 const NAME = "HYPERPROMPT_ENV_TEST_VARIABLE";
 
@@ -63,4 +63,19 @@ Deno.test("readEnv: an error other than a permission refusal is not read as an u
     Deno.env.get = get;
   }
   assert.equal(Deno.env.get, get);
+});
+
+Deno.test("commandOutput: stdout of a command that succeeds, in its cwd; undefined on failure or a missing program", () => {
+  assert.equal(commandOutput("sh", ["-c", "echo hi; echo err >&2"]), "hi\n");
+  assert.equal(commandOutput("sh", ["-c", "pwd"], "/tmp")?.trim(), Deno.realPathSync("/tmp"));
+  assert.equal(commandOutput("sh", ["-c", "echo partial; exit 3"]), undefined);
+  assert.equal(commandOutput("no-such-program-hyperprompt", []), undefined);
+});
+
+Deno.test("readProc: a /proc file and a link target on Linux; undefined for a missing path", () => {
+  if (Deno.build.os !== "linux") return;
+  const stat = readProc(`/proc/${Deno.pid}/stat`);
+  assert.ok(stat?.startsWith(`${Deno.pid} (`), stat);
+  assert.match(readProc("/proc/self/ns/pid", true) ?? "", /^pid:\[\d+\]/);
+  assert.equal(readProc("/proc/no-such-file-hyperprompt"), undefined);
 });
