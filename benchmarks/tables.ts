@@ -1608,20 +1608,34 @@ async function tablesCommand(args: string[], log: (s: string) => void): Promise<
     },
     takes: { runs: "a folder of run result JSONs or a JSON file", out: "a folder" },
   });
-  const bad = await argumentProblem(values.runs, values.out);
+  const runsGiven = args.some((a) => a === "--runs" || a.startsWith("--runs="));
+  const bad = await argumentProblem(values.runs, values.out, runsGiven);
   if (bad !== undefined) throw new UsageError(bad);
   for (const f of await writeTables(values.runs, values.out)) log(f);
 }
 
-/** What is wrong with `--runs` and `--out` before anything is read, or undefined. */
-async function argumentProblem(runs: string, out: string): Promise<string | undefined> {
+/**
+ * What is wrong with `--runs` and `--out` before anything is read, or undefined. `runsGiven`:
+ * whether `--runs` was typed (a default folder that is missing is named as the default, with
+ * what writes it, not as a flag the user never gave).
+ */
+async function argumentProblem(
+  runs: string,
+  out: string,
+  runsGiven: boolean,
+): Promise<string | undefined> {
   try {
     checkOutputFolder("--out", out);
   } catch (e) {
     return (e as Error).message;
   }
   // A folder or one JSON file of results (as submission's --runs says it).
-  if (!(await pathExists(runs))) return `--runs ${runs}: no such folder or file`;
+  if (!(await pathExists(runs))) {
+    return runsGiven
+      ? `--runs ${runs}: no such folder or file`
+      : `no results in ${runs} (the default --runs): run deno task bench first (it writes ` +
+        `them there), or pass --runs DIR`;
+  }
   if (!(await isDirectory(runs))) return undefined; // a JSON file of results, as loadResults reads
   for await (const e of Deno.readDir(runs)) if (e.name.endsWith(".json")) return undefined;
   return `--runs ${noResultsMessage(runs)}`;
