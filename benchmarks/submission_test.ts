@@ -50,6 +50,7 @@ async function writeRun(
   dataDir: string,
   tasks: readonly string[],
   edit: (r: Record<string, unknown>) => void = () => {},
+  predict: (task: string, i: number) => string = predictionOf,
 ): Promise<string> {
   const [result] = await fakeRuns([spec]);
   const stem = runFileName(spec).replace(/\.json$/, "");
@@ -60,7 +61,7 @@ async function writeRun(
     for (const split of testSplits(task)) {
       const ex = await loadExamples(task, split, dataDir, { checkRows: false });
       ex.forEach((e, i) =>
-        lines.push(enc({ id: e.id, split: e.split ?? "test", prediction: predictionOf(task, i) }))
+        lines.push(enc({ id: e.id, split: e.split ?? "test", prediction: predict(task, i) }))
       );
     }
     const trained = { ax: "mnli", axb: "rte_sg", axg: "rte_sg" }[task] ?? task;
@@ -317,6 +318,41 @@ Deno.test("GLUE: every official file from a multi-task run; mirror ids, row coun
       /CoLA\.tsv: 1063 rows from cola\.jsonl, step \d+ of p--tiny-v1_1--random--glue--mtl--s0--/,
     );
     assert.ok(log.some((l) => l.includes("WNLI is never trained here")));
+  } finally {
+    await Deno.remove(runs, { recursive: true });
+    await Deno.remove(data, { recursive: true });
+  }
+});
+
+Deno.test("GLUE: STS-B predictions all in [0, 5]: README.txt has no line on clipping", async () => {
+  // Kills the mutant that says the clipping line whenever an STS-B.tsv note exists.
+  const data = await dataDir(GLUE_REAL);
+  const runs = await Deno.makeTempDir();
+  try {
+    await writeRun(
+      runs,
+      fakeSpec("p", "tiny-v1_1", "mtl", "mtl", 0, "glue", "random", { tasks: ["stsb"] }),
+      data,
+      ["stsb"],
+      undefined,
+      // predictionOf's STS-B values without its 5.2 (each 26th row): 0.0 ... 5.0, garbage kept.
+      (task, i) => i % 26 === 25 && i % 7 !== 0 ? "5.0" : predictionOf(task, i),
+    );
+    const log: string[] = [];
+    const sub = await buildSubmission({
+      runs,
+      criteria: { benchmark: "glue", method: "mtl" },
+      dataDir: data,
+      allowMissing: true,
+      allowPartial: true, // WNLI's synthetic test file
+      log: (s) => log.push(s),
+    });
+    assert.equal(sub.clipped["STS-B.tsv"], 0);
+    assert.equal(sub.replaced["STS-B.tsv"], 197);
+    const readme = sub.files.get("README.txt")!;
+    assert.match(readme, /\n {2}STS-B\.tsv: 1379 rows from stsb\.jsonl, /);
+    assert.doesNotMatch(readme, /clipped/, readme);
+    assert.equal(log.filter((l) => l.includes("clipped")).length, 0, log.join("\n"));
   } finally {
     await Deno.remove(runs, { recursive: true });
     await Deno.remove(data, { recursive: true });
