@@ -82,6 +82,24 @@ Deno.test("forward refuses a selfAttentionPrefix result of a wrong shape or bias
       ),
     ],
     [
+      // Kills the mutant dropping the rank check (its first three dims are right).
+      "rank-4 key",
+      prefixAt("encoder", 0, prefix([1, 3, WIDTH, 1], [1, 3, WIDTH])),
+      new RegExp(
+        `\\(encoder block 0\\) returned key of shape \\[1,3,${WIDTH},1\\]; ${expected}$`,
+      ),
+    ],
+    [
+      // Kills the mutant dropping the tensor check (it would fail reading undefined's shape).
+      "value not a tensor",
+      prefixAt("decoder", 0, () => ({
+        key: tf.zeros([1, 3, WIDTH]) as tf.Tensor3D,
+        value: undefined as unknown as tf.Tensor3D,
+        positionBias: "zero",
+      })),
+      new RegExp(`\\(decoder block 0\\) returned value undefined, not a tensor; ${expected}$`),
+    ],
+    [
       "key and value of different lengths",
       prefixAt("decoder", 0, prefix([1, 3, WIDTH], [1, 2, WIDTH])),
       new RegExp(

@@ -151,6 +151,94 @@ Deno.test("loadMethodVariables: a missing and an extra tensor are refused", asyn
   });
 });
 
+/**
+ * Saves `a` with its first variable replaced by `replacement` (same name), then checks that
+ * loading into `b` is refused as a CheckpointError matching `message`, with no variable changed
+ * and no tensor leaked.
+ */
+async function refusedWithFirstReplaced(
+  a: MethodInstance,
+  b: MethodInstance,
+  dir: string,
+  replacement: (v: tf.Variable) => tf.Variable,
+  message: RegExp,
+): Promise<void> {
+  const [first, ...rest] = [...a.variables];
+  const [name, v] = first!;
+  const other = replacement(v);
+  try {
+    const edited: MethodInstance = { ...a, variables: new Map([[name, other], ...rest]) };
+    const path = join(dir, "edited.safetensors");
+    await saveMethodVariables(path, edited);
+    const before = await bitsOf(b);
+    const tensors = tf.memory().numTensors;
+    await assert.rejects(
+      () => loadMethodVariables(path, b),
+      (e: unknown) => {
+        assert.ok(e instanceof CheckpointError, String(e));
+        assert.equal(e.file, path);
+        assert.match(e.message, message);
+        return true;
+      },
+    );
+    assert.equal(tf.memory().numTensors, tensors, "no tensor leaked");
+    assert.deepEqual(await bitsOf(b), before, "no variable changed");
+  } finally {
+    other.dispose();
+  }
+}
+
+Deno.test("loadMethodVariables: a tensor of lower rank whose dims are the variable's first is refused", async () => {
+  // Kills the mutant dropping the rank comparison (only the file's dims compared).
+  await withInstances("hyperprompt_global", GLOBAL, GLOBAL, async (a, b, dir) => {
+    await refusedWithFirstReplaced(
+      a,
+      b,
+      dir,
+      (v) => {
+        assert.ok(v.rank >= 2, "the first variable has rank >= 2");
+        return tf.variable(tf.zeros(v.shape.slice(0, -1)));
+      },
+      /: tensor ".*" has shape \[\d+(, \d+)*\], but the variable has \[/,
+    );
+  });
+});
+
+Deno.test("loadMethodVariables: an I32 tensor for a float32 variable is refused", async () => {
+  // Kills the mutant dropping the dtype check (int values would be cast into the variable).
+  await withInstances("hyperprompt_global", GLOBAL, GLOBAL, async (a, b, dir) => {
+    await refusedWithFirstReplaced(
+      a,
+      b,
+      dir,
+      (v) => tf.variable(tf.zeros(v.shape, "int32")),
+      /: tensor ".*" is I32, but the variable is float32 \(F32\)$/,
+    );
+  });
+});
+
+Deno.test("saveMethodVariables/loadMethodVariables: an int32 variable round-trips as I32", async () => {
+  // Kills the mutant dropping int32 from the saved types (the save would refuse it).
+  await withInstances("prompt_tuning", { length: 4 }, { length: 4 }, async (a, b, dir) => {
+    const ints = tf.variable(tf.tensor1d([3, -7, 2147483647, -2147483648], "int32"));
+    const zeros = tf.variable(tf.zeros([4], "int32"));
+    try {
+      const withInts = (m: MethodInstance, v: tf.Variable): MethodInstance => ({
+        ...m,
+        variables: new Map([...m.variables, ["ints", v]]),
+      });
+      const path = join(dir, "ints.safetensors");
+      await saveMethodVariables(path, withInts(a, ints));
+      await loadMethodVariables(path, withInts(b, zeros));
+      assert.deepEqual([...(await zeros.data())], [3, -7, 2147483647, -2147483648]);
+      assert.equal(zeros.dtype, "int32");
+    } finally {
+      ints.dispose();
+      zeros.dispose();
+    }
+  });
+});
+
 Deno.test("the package's entry exports both functions", () => {
   assert.equal(root.saveMethodVariables, saveMethodVariables);
   assert.equal(root.loadMethodVariables, loadMethodVariables);
