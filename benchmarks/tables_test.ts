@@ -1496,6 +1496,67 @@ Deno.test("ablation.csv takes the paper's figure from the row of the same model,
   assert.equal(paperX(find("t5-v1_1-base", "hyperformer_pp")), "");
 });
 
+/** A paper row of T5 1.1 Base's hyperprompt_global labelled `label`, blank but for the given. */
+function globalRow(table: string, label: string, fill: Partial<PaperRow>): PaperRow {
+  return {
+    table,
+    model: "t5-v1_1-base",
+    method: label,
+    method_name: "hyperprompt_global",
+    glue_avg: "",
+    super_glue_avg: "",
+    params_ratio: "",
+    extra_pct: "",
+    trained_per_task_pct: "",
+    freeze_backbone: "",
+    source: `${table} ${label} ${JSON.stringify(fill)}`,
+    ...fill,
+  };
+}
+
+Deno.test("ablation.csv: of two matching ablation rows, the one with a ratio is taken, not one with only a score", async () => {
+  // Kills the mutant giving ablation.csv's paperMatch the score figures instead of the ratio.
+  const paper = [
+    globalRow("ablation", "HyperPrompt-Global", { glue_avg: "86.0" }),
+    globalRow("ablation", "HyperPrompt-Global", { params_ratio: "1.02" }),
+  ];
+  const rs = await runs([
+    spec("ablation", "t5-v1_1-base", "mtl", "MTL", 0, "glue"),
+    spec("ablation", "t5-v1_1-base", "hyperprompt_global", "HyperPrompt-Global", 0, "glue"),
+  ]);
+  const t = ablationTable(rs, paper);
+  const head = t[0] as string[];
+  const r = t.slice(1).find((r) => r[head.indexOf("method_name")] === "hyperprompt_global")!;
+  assert.equal(r[head.indexOf("paper_params_x_mtl")], "1.02x");
+  assert.match(String(r[head.indexOf("paper_source")]), /params_ratio/);
+  assert.match(
+    String(r[head.indexOf("paper_row")]),
+    /^ablation: t5-v1_1-base HyperPrompt-Global \(also matched, without a figure here: /,
+  );
+});
+
+Deno.test("params.csv: a run row matching two tables takes the one with a parameter figure, whatever their scores", () => {
+  // Kills the mutant dropping params' figures from paramsPaperMatch's paperMatch call (the score
+  // figures, which differ here, would make it ambiguous).
+  const paper = [
+    globalRow("main", "HyperPrompt-Global", { glue_avg: "86.8" }),
+    globalRow("ablation", "HyperPrompt-Global", { glue_avg: "87.0", params_ratio: "1.02" }),
+  ];
+  const m = paramsPaperMatch(paper, {
+    analytic: false,
+    profile: "mine",
+    model: "t5-v1_1-base",
+    label: "HyperPrompt-Global",
+    method: "hyperprompt_global",
+    config: {},
+  });
+  assert.equal(m.row?.table, "ablation", m.note);
+  assert.match(
+    m.note,
+    /^ablation: t5-v1_1-base HyperPrompt-Global \(also matched, without a figure/,
+  );
+});
+
 Deno.test("ablation.csv shows the paper's figure only beside its row's configuration, as params.csv does", async () => {
   // Labelled as the paper's row but with another hyper-prompt length: the paper's 1.02x counts
   // the default length's parameters, not this row's.
