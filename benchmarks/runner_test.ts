@@ -323,6 +323,40 @@ Deno.test("runGrid() with resume keeps results trained at other code, and says s
       code: () => ({ sha: "now1", dirty: false }),
     });
     assert.deepEqual(lines, []);
+    // This process dirty at now1: a dirty now1 result is this code, a clean one is not (kills the
+    // mutant judging a result by its own dirty flag alone, not against this process's).
+    const dirtyLines: string[] = [];
+    await runGrid(specs.slice(2, 4), {
+      outDir: out,
+      dataDir: DATA,
+      runOne,
+      resume: true,
+      log: (line) => dirtyLines.push(line),
+      code: () => ({ sha: "now1", dirty: true }),
+    });
+    assert.deepEqual(dirtyLines, [
+      `note: 1 finished result(s) in ${out} were trained at other code (now1, now now1+dirty); ` +
+      `they are kept (the run id covers the spec, not the code): rerun without --resume to ` +
+      `retrain them`,
+    ]);
+    // Two results of one other commit: counted twice, named once (kills the mutants listing the
+    // commit per result and counting commits instead of results).
+    await rewrite(specs[2]!, "abc", true);
+    const twiceLines: string[] = [];
+    await runGrid(specs.slice(1, 3), {
+      outDir: out,
+      dataDir: DATA,
+      runOne,
+      resume: true,
+      log: (line) => twiceLines.push(line),
+      code: () => ({ sha: "now1", dirty: false }),
+    });
+    assert.deepEqual(twiceLines, [
+      `note: 2 finished result(s) in ${out} were trained at other code (abc+dirty, now now1); ` +
+      `they are kept (the run id covers the spec, not the code): rerun without --resume to ` +
+      `retrain them`,
+    ]);
+    assert.deepEqual(ids(), [], "every result is kept");
   }));
 
 Deno.test("runGrid() with resume says why it reruns over a result file it cannot use", async () => {
