@@ -722,8 +722,10 @@ export function resumedLine(e: Extract<GridEvent, { kind: "resumed" }>): string 
  * phase added to `RunProgress` fails to compile here rather than being drawn as another.
  *
  * @param p the report
- * @returns `loss 0.1234` (or `train` without a loss), `eval`, or `resumed` (runGrid passes a
- *   `resume` report on as its `resumed` event, never as a progress one; drawn alike if it did)
+ * @returns `loss 0.1234` (or `train` without a loss), `eval`, `eval rte 1,200/3,000` (a
+ *   validation set's decoding: rows done of rows to decode), `test rte 1,200/3,000` (a test
+ *   set's, `train.predictTest`), or `resumed` (runGrid passes a `resume` report on as its
+ *   `resumed` event, never as a progress one; drawn alike if it did)
  */
 export function progressInfo(p: RunProgress): string {
   switch (p.phase) {
@@ -731,15 +733,24 @@ export function progressInfo(p: RunProgress): string {
       return p.loss === undefined ? "train" : `loss ${p.loss.toFixed(4)}`;
     case "eval":
       return "eval";
+    case "decode":
+      return `${p.split === "test" ? "test" : "eval"} ${p.task} ${fmtCount(p.done)}/${
+        fmtCount(p.total)
+      }`;
     case "resume":
       return "resumed";
     default: {
       // Exhaustive: a new phase is a compile error here. At run time (an untyped caller) the
       // bar shows the phase's own name, never another's.
-      const phase: never = p.phase;
-      return String(phase);
+      const odd: never = p;
+      return String((odd as { phase: unknown }).phase);
     }
   }
+}
+
+/** A count with thousands separators: `390,965`. */
+function fmtCount(n: number): string {
+  return n.toLocaleString("en-US");
 }
 
 /**
@@ -796,7 +807,12 @@ export function progressReporter(total: number, tty: boolean, stream?: Writable)
         run?.update(e.step, { info: "resumed" });
         break;
       case "progress":
-        run?.update(e.progress.step, { info: progressInfo(e.progress) });
+        // A decoding report (one per decode batch) changes only the label: its step is the
+        // evaluation's, already set, and a value update per batch would fill the ETA's buffer
+        // with one step. The bars redraw on their own timer (10 s without a terminal), so a
+        // report costs no output.
+        if (e.progress.phase === "decode") run?.update({ info: progressInfo(e.progress) });
+        else run?.update(e.progress.step, { info: progressInfo(e.progress) });
         break;
       case "done":
         run?.update(e.spec.train.steps, { info: "done" });

@@ -179,6 +179,13 @@ export interface EvaluateOptions {
    * SIGINT/SIGTERM handler, so that a stop does not wait for a full dev set's greedy decoding.
    */
   readonly shouldStop?: () => string | undefined;
+  /**
+   * Decode progress of each set ({@link decodeSet}): called with `done` 0 before its first decode
+   * batch and after every batch, `done` rising to `total` (the set's rows, plus those decoded
+   * again to the run's limit once the first pass has found them: {@link EvalSet.untightened}).
+   * Synchronous, on the decoding's path: it should only record the numbers.
+   */
+  readonly onDecoded?: (task: string, done: number, total: number) => void;
 }
 
 /**
@@ -220,12 +227,14 @@ export type DecodeOptions = Omit<EvaluateOptions, "scorer">;
  * id's method hooks; then the rows that {@link EvalSet.untightened} names decoded again to the
  * run's limit): the predictions {@link evaluate} scores, and the test-set predictions of
  * `benchmarks/run_one.ts`. A stop request ({@link EvaluateOptions.shouldStop}) abandons it before
- * the next decode batch; no tensor outlives a batch.
+ * the next decode batch; no tensor outlives a batch. Progress goes to
+ * {@link EvaluateOptions.onDecoded} after each batch.
  *
  * @param model the backbone
  * @param instance the method
  * @param set the examples, encoded
- * @param opts step (for the stop error), batch size, special ids, tokenizer, stop check
+ * @param opts step (for the stop error), batch size, special ids, tokenizer, stop check,
+ *   progress callback
  * @returns one decoded text per example, in example order
  * @throws Error for a batch size that is not a positive integer
  * @throws EvaluationStoppedError when a stop is requested before a decode batch
@@ -244,6 +253,10 @@ export async function decodeSet(
   const shouldStop = opts.shouldStop ?? stopRequested;
   const n = set.inputs.length;
   const predictions = new Array<string>(n);
+  // Rows decoded and to decode, over both passes (the second's rows join `total` when known).
+  let done = 0;
+  let total = n;
+  opts.onDecoded?.(set.task, done, total);
   /** Decodes `which` (example indices) up to `maxNewTokens`; returns those that did not end. */
   const decodeRows = async (which: readonly number[], maxNewTokens: number) => {
     const running: number[] = [];
@@ -285,6 +298,8 @@ export async function decodeSet(
           skipSpecialTokens: true,
         });
       });
+      done += rows.length;
+      opts.onDecoded?.(set.task, done, total);
     }
     return running;
   };
@@ -294,7 +309,11 @@ export async function decodeSet(
     // Rows cut off by the tightened limit whose text could still become (or stop being) a
     // label word: decoded again to the run's limit.
     const open = running.filter((i) => full.labelWords.some((w) => w.startsWith(predictions[i]!)));
-    if (open.length > 0) await decodeRows(open, full.maxNewTokens);
+    if (open.length > 0) {
+      total += open.length;
+      opts.onDecoded?.(set.task, done, total);
+      await decodeRows(open, full.maxNewTokens);
+    }
   }
   return predictions;
 }
@@ -306,7 +325,7 @@ export async function decodeSet(
  * @param model the backbone
  * @param instance the method (its hooks see each row's task id)
  * @param sets evaluation sets
- * @param opts step, batch size, tokenizer and scorer
+ * @param opts step, batch size, tokenizer and scorer (and progress callback: each set's decoding)
  * @returns one {@link TaskEval} per set
  * @throws Error for a batch size that is not a positive integer
  * @throws EvaluationStoppedError when a stop is requested before a decode batch

@@ -634,13 +634,32 @@ async function runOnBackbone(
       ids: config,
       tokenizer,
     };
+    // Each decode batch of an evaluation's validation or test sets, to the progress callback.
+    const decoded = (split: "validation" | "test", step: number) =>
+      opts.onProgress === undefined ? {} : {
+        onDecoded: (task: string, done: number, total: number) =>
+          opts.onProgress?.({
+            phase: "decode",
+            step,
+            totalSteps: t.steps,
+            split,
+            task,
+            done,
+            total,
+          }),
+      };
     const predictions = spec.train.predictTest === true
       ? await testPredictionWriter(
         spec,
         opts,
         setOf,
         (set, step, shouldStop) =>
-          decodeSet(model, instance, set, { ...decodeOpts, step, shouldStop }),
+          decodeSet(model, instance, set, {
+            ...decodeOpts,
+            ...decoded("test", step),
+            step,
+            shouldStop,
+          }),
       )
       : undefined;
     const data = await dataProvenance(opts.dataDir, [
@@ -698,6 +717,7 @@ async function runOnBackbone(
             // rows at a time (its scores are per example; a batch of the full size may not fit
             // where training did not).
             ...decodeOpts,
+            ...decoded("validation", step),
             scorer,
           });
         } catch (e) {

@@ -770,8 +770,10 @@ export interface RunOneOptions {
   /** Root of the GLUE/SuperGLUE files. */
   readonly dataDir: string;
   /**
-   * Progress callback (step counts are optimizer steps; evaluation reports `phase: "eval"`, a
-   * resume from a checkpoint `phase: "resume"` first).
+   * Progress callback (step counts are optimizer steps; an evaluation reports `phase: "eval"` as
+   * it starts, then `phase: "decode"` after each decode batch of its validation sets and of the
+   * test sets it rewrites; a resume from a checkpoint reports `phase: "resume"` first). Called
+   * synchronously from the run's loop: keep it cheap (the bench's bars only store the report).
    */
   readonly onProgress?: (p: RunProgress) => void;
   /**
@@ -791,12 +793,16 @@ export interface RunOneOptions {
   readonly checkpointMinutes?: number;
 }
 
-/** A progress report from `runOne`. */
-export interface RunProgress {
+/** A progress report from `runOne`: of a step ({@link RunStepProgress}) or of a decoding. */
+export type RunProgress = RunStepProgress | RunDecodeProgress;
+
+/** A report of `runOne`'s steps: one finished, an evaluation starting, or a resume. */
+export interface RunStepProgress {
   /**
-   * `train`: an optimizer step finished; `eval`: an evaluation is starting; `resume`: the run
-   * continues from its checkpoint of `step` (`benchmarks/trainer.ts` `TrainOptions.onResume`:
-   * once, before any other report of the run, and only for a resumed run; no step is done).
+   * `train`: an optimizer step finished; `eval`: an evaluation is starting (once per evaluation;
+   * its decoding is reported by {@link RunDecodeProgress}); `resume`: the run continues from its
+   * checkpoint of `step` (`benchmarks/trainer.ts` `TrainOptions.onResume`: once, before any
+   * other report of the run, and only for a resumed run; no step is done).
    */
   readonly phase: "train" | "eval" | "resume";
   /**
@@ -808,6 +814,33 @@ export interface RunProgress {
   readonly totalSteps: number;
   /** Training loss of the step just done (`train` reports only). */
   readonly loss?: number;
+}
+
+/**
+ * A report of an evaluation's greedy decoding (`benchmarks/evaluator.ts` `decodeSet`), per task:
+ * once before its first decode batch (`done` 0) and after each batch, `done` rising to `total`.
+ * The validation sets are decoded first (`split: "validation"`), then, with `train.predictTest`,
+ * the test sets of the tasks whose best this evaluation is (`split: "test"`, a diagnostic under
+ * its own name, e.g. `axb`).
+ */
+export interface RunDecodeProgress {
+  readonly phase: "decode";
+  /** The step being evaluated. */
+  readonly step: number;
+  /** The run's total optimizer steps (`train.steps`). */
+  readonly totalSteps: number;
+  /** Which set is decoded: the task's evaluation set or its test-set predictions. */
+  readonly split: "validation" | "test";
+  /** The task (or diagnostic) whose set is decoded. */
+  readonly task: string;
+  /** Rows decoded so far. */
+  readonly done: number;
+  /**
+   * Rows to decode: the set's examples, plus the rows decoded again to the run's limit
+   * (`EvalSet.untightened`) once the first pass has found them (so it may grow, to at most
+   * twice the examples).
+   */
+  readonly total: number;
 }
 
 /** Signature of `runOne`, injectable into the runner (tests pass a fake). */
