@@ -75,7 +75,7 @@ Deno.test("commandOutput: stdout of a command that succeeds, in its cwd; undefin
 Deno.test("readProc: a /proc file and a link target on Linux; undefined for a missing path", () => {
   if (Deno.build.os !== "linux") return;
   const stat = readProc(`/proc/${Deno.pid}/stat`);
-  assert.ok(stat?.startsWith(`${Deno.pid} (`), stat);
+  assert.ok(stat?.startsWith(`${Deno.pid} (`), String(stat));
   assert.match(readProc("/proc/self/ns/pid", true) ?? "", /^pid:\[\d+\]/);
   assert.equal(readProc("/proc/no-such-file-hyperprompt"), undefined);
 });
