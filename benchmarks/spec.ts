@@ -2298,14 +2298,7 @@ function weightsField(v: unknown, src: Source): void {
     src,
     path,
   );
-  const dir = str(w.dir, src, `${path}.dir`);
-  if (dir === "" || dir.startsWith("/") || dir.split(/[\\/]/).includes("..")) {
-    throw new SpecError(
-      src,
-      `${path}.dir`,
-      `must be a folder inside the results folder (relative, no ".."), got ${show(dir)}`,
-    );
-  }
+  resultsFolder(w.dir, src, `${path}.dir`);
   num(w.step, src, `${path}.step`, { int: true, min: 0 });
   const trained = bool(w.backboneTrained, src, `${path}.backboneTrained`);
   // Absent with backboneTrained: a result written before the backbone was kept.
@@ -2333,19 +2326,25 @@ function weightsField(v: unknown, src: Source): void {
   }
 }
 
+/** A folder named relative to the results folder, inside it (not empty, not absolute, no ".."). */
+function resultsFolder(v: unknown, src: Source, path: string): string {
+  const dir = str(v, src, path);
+  if (dir === "" || dir.startsWith("/") || dir.split(/[\\/]/).includes("..")) {
+    throw new SpecError(
+      src,
+      path,
+      `must be a folder inside the results folder (relative, no ".."), got ${show(dir)}`,
+    );
+  }
+  return dir;
+}
+
 /** Checks {@link RunResult.testPredictions}: a relative folder and, per file, step and count. */
 function testPredictionsField(v: unknown, src: Source): void {
   const path = "$.testPredictions";
   const t = obj(v, src, path);
   noExtraKeys(t, ["dir", "files"], src, path);
-  const dir = str(t.dir, src, `${path}.dir`);
-  if (dir === "" || dir.startsWith("/") || dir.split(/[\\/]/).includes("..")) {
-    throw new SpecError(
-      src,
-      `${path}.dir`,
-      `must be a folder inside the results folder (relative, no ".."), got ${show(dir)}`,
-    );
-  }
+  resultsFolder(t.dir, src, `${path}.dir`);
   const files = obj(t.files, src, `${path}.files`);
   for (const [task, f] of Object.entries(files)) {
     const fp = `${path}.files.${task}`;
