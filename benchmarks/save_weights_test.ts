@@ -95,6 +95,9 @@ Deno.test("validateRunResult() checks weights, naming the field", async () => {
   validateRunResult(structuredClone({ ...base, weights: older }), { file: "r.json" });
   const cases: [unknown, string][] = [
     [{ ...ok, dir: "../w" }, "$.weights.dir must be a folder inside the results folder"],
+    // Kill the mutants dropping the absolute-path check and reading ".." at the start only.
+    [{ ...ok, dir: "/tmp/w" }, "$.weights.dir must be a folder inside the results folder"],
+    [{ ...ok, dir: "weights/../../w" }, "$.weights.dir must be a folder inside the results folder"],
     [{ ...ok, step: -1 }, "$.weights.step must be"],
     [{ ...ok, backboneTrained: "no" }, "$.weights.backboneTrained must be true or false"],
     [{ ...ok, extra: 1 }, "$.weights"],
