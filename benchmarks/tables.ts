@@ -1594,6 +1594,9 @@ export function main(args: string[], opts: TablesMainOptions = {}): Promise<numb
   return runCli((a) => tablesCommand(a, log), args, TABLES_USAGE, sinks);
 }
 
+/** `--runs` when not given: where `deno task bench` writes its results by default. */
+const DEFAULT_RUNS = "results/runs";
+
 /**
  * The work of {@link main}: a bad argument throws a `UsageError` (one line, `parseFlags` of
  * `model/usage.ts` for the flags themselves), a failure its error.
@@ -1602,16 +1605,17 @@ async function tablesCommand(args: string[], log: (s: string) => void): Promise<
   const values = parseFlags(args, {
     tool: "deno task tables",
     options: {
-      runs: { type: "string", default: "results/runs" },
+      // No parser default: whether --runs was given decides how a missing folder is named.
+      runs: { type: "string" },
       out: { type: "string", default: "results/tables" },
       help: { type: "boolean", short: "h", default: false },
     },
     takes: { runs: "a folder of run result JSONs or a JSON file", out: "a folder" },
   });
-  const runsGiven = args.some((a) => a === "--runs" || a.startsWith("--runs="));
-  const bad = await argumentProblem(values.runs, values.out, runsGiven);
+  const runs = values.runs ?? DEFAULT_RUNS;
+  const bad = await argumentProblem(runs, values.out, values.runs !== undefined);
   if (bad !== undefined) throw new UsageError(bad);
-  for (const f of await writeTables(values.runs, values.out)) log(f);
+  for (const f of await writeTables(runs, values.out)) log(f);
 }
 
 /**
