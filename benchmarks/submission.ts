@@ -692,7 +692,8 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
   }
   if (refusals.length > 0) throw new UsageError(refusals.join("\n"));
   if (missing.length > 0) log(`not written (--allow-missing):${missingText}`);
-  files.set(README, readme(opts, parts, notes, missing));
+  const anyClipped = Object.values(clipped).some((k) => k > 0);
+  files.set(README, readme(opts, parts, notes, missing, anyClipped));
   return { files, missing, replaced, clipped };
 }
 
@@ -727,6 +728,7 @@ function readme(
   parts: readonly RunResult[],
   notes: readonly string[],
   missing: readonly { name: string; why: string }[],
+  anyClipped: boolean,
 ): string {
   const s = parts[0]!.spec;
   const board = opts.criteria.benchmark === "glue" ? "GLUE" : "SuperGLUE";
@@ -753,7 +755,7 @@ function readme(
     "",
     "Invalid predictions (decoded text that is no label) are replaced by the task's first class",
     "(STS-B 0.0, WSC False); the count per file is above.",
-    ...(notes.some((n) => n.startsWith("STS-B.tsv") && n.includes(" clipped to it"))
+    ...(anyClipped
       ? ["STS-B predictions outside [0, 5] are clipped to it (not replaced); counted above."]
       : []),
     ...(notes.some((n) => n.startsWith("WNLI.tsv"))
