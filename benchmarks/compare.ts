@@ -47,6 +47,79 @@ export interface GateDiff {
    * fails by less than the 4 decimals of `baseline` and `current` still differs here.
    */
   readonly diff?: number;
+  /**
+   * What the failure means, printed after it: for `spec.id`, the configuration fields that differ
+   * ({@link specDifferences}) and what to do.
+   */
+  readonly detail?: string;
+}
+
+/** One field in which two run specs differ ({@link specDifferences}). */
+export interface SpecDifference {
+  /** Dotted path from the spec, e.g. `spec.backend`, `spec.method.config.length`. */
+  readonly path: string;
+  /** The baseline's value as text (`(absent)` where it has none). */
+  readonly baseline: string;
+  /** The current value as text (`(absent)` where it has none). */
+  readonly current: string;
+}
+
+/**
+ * The fields in which two run specs (or any JSON values) differ, depth first in key order, the
+ * top-level `id` left out (it is derived from the rest). Objects are compared key by key, arrays
+ * element by element (a length change is one difference: the array's own path); other values
+ * by their JSON text. Strings are shown bare, other values as JSON cut to 60 characters.
+ *
+ * @param baseline the baseline run's spec
+ * @param current the current run's spec
+ * @param path the prefix of every path
+ * @returns the differences, empty when the two are equal
+ */
+export function specDifferences(
+  baseline: unknown,
+  current: unknown,
+  path = "spec",
+): SpecDifference[] {
+  const out: SpecDifference[] = [];
+  const isObject = (x: unknown): x is Record<string, unknown> =>
+    typeof x === "object" && x !== null && !Array.isArray(x);
+  const show = (x: unknown): string => {
+    if (x === undefined) return "(absent)";
+    if (typeof x === "string") return x;
+    const text = JSON.stringify(x);
+    return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+  };
+  const walk = (b: unknown, c: unknown, at: string, top: boolean): void => {
+    if (isObject(b) && isObject(c)) {
+      const keys = [...new Set([...Object.keys(b), ...Object.keys(c)])].sort();
+      for (const k of keys) {
+        if (!(top && k === "id")) walk(b[k], c[k], `${at}.${k}`, false);
+      }
+    } else if (Array.isArray(b) && Array.isArray(c) && b.length === c.length) {
+      b.forEach((x, i) => walk(x, c[i], `${at}[${i}]`, false));
+    } else if (JSON.stringify(b) !== JSON.stringify(c)) {
+      out.push({ path: at, baseline: show(b), current: show(c) });
+    }
+  };
+  walk(baseline, current, path, true);
+  return out;
+}
+
+/**
+ * The `detail` of a `spec.id` failure: the first three differing fields and what to do.
+ *
+ * @param diffs the spec's differences
+ * @returns one line of text
+ */
+function specIdDetail(diffs: readonly SpecDifference[]): string {
+  const shown = diffs.slice(0, 3).map((d) =>
+    `${d.path}: baseline ${d.baseline}, current ${d.current}`
+  );
+  const more = diffs.length > 3 ? `; and ${diffs.length - 3} more` : "";
+  const what = diffs.length === 0
+    ? "the run id changed though no spec field differs (the id's derivation changed)"
+    : `the configuration changed: ${shown.join("; ")}${more}`;
+  return `${what}. If intended, regenerate the baseline (benchmarks/README.md "Regression gate")`;
 }
 
 /** Result of {@link compareResults}. */
@@ -267,7 +340,7 @@ export function formatDifference(
   if (!Number.isFinite(diff)) {
     return {
       diff: String(diff),
-      ...(tolerance === undefined ? {} : { tolerance: String(tolerance) }),
+      ...(tolerance === undefined ? {} : { tolerance: exponentText(toDigits(tolerance, 3)) }),
     };
   }
   const text = exponentText;
@@ -321,9 +394,15 @@ function gateLosses(
   const bk = backboneKey(b.backboneSource);
   const ck = backboneKey(c.backboneSource);
   if (bk !== ck) fail("backbone", bk, ck);
-  const steps = (r: RunResult) => r.losses.map((l) => l.step).join(",");
-  if (steps(b) !== steps(c)) {
+  if (b.losses.length !== c.losses.length) {
     fail("losses.steps", `${b.losses.length} steps`, `${c.losses.length} steps`);
+    return;
+  }
+  const at = b.losses.findIndex((l, i) => l.step !== c.losses[i]!.step);
+  if (at >= 0) {
+    // The same count: name the first entry whose step differs.
+    const steps = (r: RunResult) => `entry ${at} is step ${r.losses[at]!.step}`;
+    fail("losses.steps", steps(b), steps(c));
     return;
   }
   for (const [i, bl] of b.losses.entries()) {
@@ -400,7 +479,15 @@ export function compareResults(
       continue;
     }
     compared++;
-    if (c.spec.id !== b.spec.id) fail("spec.id", b.spec.id, c.spec.id);
+    if (c.spec.id !== b.spec.id) {
+      failures.push({
+        run: key,
+        field: "spec.id",
+        baseline: b.spec.id,
+        current: c.spec.id,
+        detail: specIdDetail(specDifferences(b.spec, c.spec)),
+      });
+    }
     for (const [task, bb] of Object.entries(b.best)) {
       const cb = c.best[task];
       if (cb === undefined) {
@@ -521,11 +608,9 @@ function compareMergedAverages(
  */
 export function formatComparison(c: Comparison): string {
   const lines = [
-    `Regression gate: ${
-      c.ok ? "PASS" : "FAIL"
-    } (${c.compared} runs compared, ${c.failures.length} ${
-      c.failures.length === 1 ? "failure" : "failures"
-    })`,
+    `Regression gate: ${c.ok ? "PASS" : "FAIL"} (${c.compared} ${
+      c.compared === 1 ? "run" : "runs"
+    } compared, ${c.failures.length} ${c.failures.length === 1 ? "failure" : "failures"})`,
   ];
   for (const f of c.failures) {
     const d = f.diff ??
@@ -543,6 +628,7 @@ export function formatComparison(c: Comparison): string {
           : `, tolerance ${exponentText(f.relativeTolerance)} relative (${shown.tolerance})`
       })`;
     lines.push(`  FAIL ${f.run}: ${f.field}: baseline ${f.baseline}, current ${f.current}${diff}`);
+    if (f.detail !== undefined) lines.push(`    ${f.detail}`);
   }
   for (const n of c.notes) lines.push(`  note ${n}`);
   return lines.join("\n");

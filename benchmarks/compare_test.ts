@@ -8,6 +8,7 @@ import {
   loadResults,
   runKey,
   shownScores,
+  specDifferences,
   toleranceFor,
 } from "./compare.ts";
 import { BENCHMARK_TASKS, TASKS } from "../tasks/registry.ts";
@@ -341,7 +342,13 @@ Deno.test("compareResults() gates a run whose method config was edited against i
     field: "spec.id",
     baseline: base.spec.id,
     current: now.spec.id,
+    detail: "the configuration changed: spec.method.config.length: baseline (absent), current 5. " +
+      'If intended, regenerate the baseline (benchmarks/README.md "Regression gate")',
   });
+  assert.match(
+    formatComparison(c),
+    /FAIL [^\n]*: spec\.id: baseline \w+, current \w+\n {4}the configuration changed: spec\.method\.config\.length: baseline \(absent\)/,
+  );
   assert.ok(c.failures.every((f) => f.run === runKey(base) && f.field !== "run"));
   assert.doesNotMatch(c.notes.join("\n"), /no baseline run/);
 });
@@ -372,6 +379,13 @@ Deno.test("compareResults() with a loss tolerance gates each step's loss, the to
   // Fewer steps, another tokenizer or another backbone fail; the backbone's folder may move.
   const fewer = compareResults([{ ...a!, losses: a!.losses.slice(1) }, b!], base, tol);
   assert.deepEqual(fewer.failures.map((f) => f.field), ["losses.steps"]);
+  // The same count of steps, one step number changed: the first entry that differs is named.
+  const renumbered = a!.losses.map((l, i) => (i === 1 ? { ...l, step: l.step + 1 } : l));
+  const shifted = compareResults([{ ...a!, losses: renumbered }, b!], base, tol);
+  assert.deepEqual(
+    shifted.failures.map((f) => [f.field, f.baseline, f.current]),
+    [["losses.steps", `entry 1 is step ${step2}`, `entry 1 is step ${step2 + 1}`]],
+  );
   const tok = compareResults([{ ...a!, tokenizer: "fixture:/x/tokenizer.json" }, b!], base, tol);
   assert.deepEqual(tok.failures.map((f) => f.field), ["tokenizer"]);
   const at = (dir: string, key: string) => ({ ...a!, backboneSource: `${dir}/backbones/${key}` });
@@ -541,4 +555,55 @@ Deno.test("compareResults() fails on every gated count, and on a task, metric or
     const c = compareResults([current, base[1]!], base, TOL);
     assert.deepEqual(c.failures.map((f) => [f.field, f.current]), [[field, "missing"]], field);
   }
+});
+
+Deno.test("specDifferences() names each differing field by its dotted path, leaves out the top-level id", () => {
+  const base = {
+    id: "a",
+    backend: "cpu",
+    method: { name: "hp", config: { length: 4 } },
+    tasks: ["rte", "cb"],
+  };
+  const now = {
+    id: "b",
+    backend: "wasm",
+    method: { name: "hp", config: { length: 4, m: 2 } },
+    tasks: ["rte", "copa"],
+  };
+  assert.deepEqual(specDifferences(base, now), [
+    { path: "spec.backend", baseline: "cpu", current: "wasm" },
+    { path: "spec.method.config.m", baseline: "(absent)", current: "2" },
+    { path: "spec.tasks[1]", baseline: "cb", current: "copa" },
+  ]);
+  // A length change is one difference at the array's path; nested ids are fields like any other.
+  assert.deepEqual(specDifferences({ x: [1] }, { x: [1, 2] }, "s"), [
+    { path: "s.x", baseline: "[1]", current: "[1,2]" },
+  ]);
+  assert.deepEqual(specDifferences({ x: { id: 1 } }, { x: { id: 2 } }), [
+    { path: "spec.x.id", baseline: "1", current: "2" },
+  ]);
+  assert.deepEqual(specDifferences(base, { ...base, id: "other" }), []);
+  // Long values are cut to 60 characters.
+  const long = specDifferences({ v: "" }, { v: { k: "x".repeat(100) } })[0]!;
+  assert.equal(long.current.length, 60);
+  assert.ok(long.current.endsWith("..."));
+});
+
+Deno.test("formatComparison() says 1 run, and prints a NaN loss's tolerance to 3 digits", () => {
+  const c = {
+    ok: false,
+    compared: 1,
+    notes: [],
+    failures: [{
+      run: "k",
+      field: "losses[step 4]",
+      baseline: 4.942928314208985,
+      current: Number.NaN,
+      tolerance: 4.942928314208985e-5,
+      relativeTolerance: 1e-5,
+    }],
+  };
+  const text = formatComparison(c);
+  assert.match(text, /^Regression gate: FAIL \(1 run compared, 1 failure\)\n/);
+  assert.match(text, /\(diff NaN, tolerance 1e-5 relative \(4\.94e-5\)\)$/m);
 });
