@@ -118,6 +118,7 @@ import {
   rejectDuplicates,
   resultSource,
   runKey,
+  specDifferences,
 } from "./compare.ts";
 import { fakeRunOne } from "./_fake_run_one.ts";
 import { type RunLabels, runLabels } from "./labels.ts";
@@ -1667,6 +1668,34 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
           `no run of this grid (profile "${profile.name}": ${grid.length} runs)`,
           (r) => runKey(r),
           (it) => `regenerate the baseline, or move ${it} out of it`,
+        );
+      }
+    }
+    if (gateBaseline !== undefined) {
+      // Runs whose configuration differs from their baseline run's (same run key, another run
+      // id): the gate fails them on `spec.id` once they have trained. Said now, not refused: their
+      // scores and counts are still compared, which is what an intended change wants to see.
+      const byKey = new Map(gateBaseline.map((r) => [runKey(r), r]));
+      const changed = specs.flatMap((spec) => {
+        const b = byKey.get(runKey({ spec }));
+        return b === undefined || b.spec.id === spec.id ? [] : [{ b, spec }];
+      });
+      if (changed.length > 0) {
+        const list = changed.slice(0, 3).map(({ b, spec }) => {
+          const d = specDifferences(b.spec, spec)[0];
+          return `${runKey(b)} (${
+            d === undefined ? "run id" : `${d.path}: baseline ${d.baseline}, current ${d.current}`
+          })`;
+        });
+        if (changed.length > 3) list.push(`${changed.length - 3} more`);
+        const one = changed.length === 1;
+        error(
+          `--compare ${values.compare}: ${changed.length} ${
+            one ? "run's" : "runs'"
+          } configuration ` +
+            `differs from ${one ? "its" : "their"} baseline run's: ${list.join(", ")}; the gate ` +
+            `will fail ${one ? "it" : "them"} on spec.id (exit 3) after training. If the change ` +
+            `is intended, regenerate the baseline (benchmarks/README.md "Regression gate")`,
         );
       }
     }

@@ -1252,6 +1252,57 @@ Deno.test("main() --compare refuses before any run a baseline holding a result o
     );
   }));
 
+Deno.test("main() --compare says before training which runs' configuration differs from their baseline run, and still trains and gates them", () =>
+  inTinyProfileDir(async ({ dir, profile, out }) => {
+    const args = ["--data-dir", DATA, "--no-tables", "--methods", "prompt_tuning"];
+    assert.equal(
+      await main(["--profile", profile, ...args, "--out", out], {
+        ...capture().opts,
+        runOne: fakeRunOne,
+      }),
+      0,
+    );
+    // The same grid: no such line, and the gate passes.
+    const same = capture();
+    const again = ["--profile", profile, ...args, "--compare", out];
+    assert.equal(
+      await main([...again, "--out", join(dir, "same")], { ...same.opts, runOne: fakeRunOne }),
+      0,
+    );
+    assert.doesNotMatch(same.err.join("\n"), /configuration differs/);
+    // Prompt-Tuning's length edited: its 4 runs (2 benchmarks, 2 seeds) have new run ids.
+    await Deno.mkdir(join(dir, "edited"));
+    const edited = await tmpProfile(join(dir, "edited"), {
+      methods: [{ name: "prompt_tuning", config: { length: 5 } }],
+    });
+    const { calls, runOne } = countingRunOne();
+    const c = capture();
+    const rc = await main(
+      ["--profile", edited, ...args, "--compare", out, "--out", join(dir, "e")],
+      {
+        ...c.opts,
+        runOne,
+      },
+    );
+    assert.equal(rc, 3, "the gate fails them on spec.id");
+    assert.equal(calls.length, 4, "said, not refused: every run trains");
+    const said = c.err.findIndex((l) => l.includes("configuration differs"));
+    assert.ok(said >= 0, c.err.join("\n"));
+    assert.ok(
+      said < c.err.findIndex((l) => l.startsWith('Profile "tiny-grid"')),
+      "before training",
+    );
+    assert.match(
+      c.err[said]!,
+      new RegExp(
+        `^--compare ${escapeRegExp(out)}: 4 runs' configuration differs from their baseline ` +
+          `run's: (tiny-grid/tiny-v1_1/[^ ]+/prompt_tuning/s[01] \\(spec\\.method\\.config\\.length: ` +
+          `baseline 4, current 5\\), ){3}1 more; the gate will fail them on spec\\.id \\(exit 3\\) ` +
+          `after training\\. If the change is intended, regenerate the baseline`,
+      ),
+    );
+  }));
+
 Deno.test("main() --compare refuses before any run a baseline's results of this profile that are no run of its grid", () =>
   inTinyProfileDir(async ({ dir, profile, out }) => {
     const args = ["--profile", profile, "--data-dir", DATA, "--no-tables"];
