@@ -42,6 +42,7 @@ import {
 } from "./device_memory.ts";
 import { loadProfile } from "./profile.ts";
 import { Writable } from "node:stream";
+import process from "node:process";
 import { countingRunOne, fakeRunOne } from "./_fake_run_one.ts";
 import { writeTables } from "./tables.ts";
 import { DownloadError, type DownloadOptions, type TaskResult } from "../tasks/download.ts";
@@ -3061,4 +3062,33 @@ Deno.test("main(): the tasks skipMissingTasks leaves out are one note, run or --
         "only",
       ], `${extra}`);
     }
+  }));
+
+Deno.test("main() routes the grid's own notes above the bars when it draws them, else to error", () =>
+  inTinyProfileDir(async ({ profile, out }) => {
+    const args = ["--profile", profile, "--data-dir", DATA, "--no-tables", "--methods", "mtl"];
+    const run = [...args, "--out", out];
+    assert.equal(await main(run, { ...capture().opts, runOne: fakeRunOne }), 0);
+    // The fake's results record commit "fake": --resume keeps them and notes the other code.
+    const note = /note: 4 finished result\(s\) in .* were trained at other code \(fake/;
+    const plain = capture();
+    assert.equal(await main([...run, "--resume"], { ...plain.opts, runOne: fakeRunOne }), 0);
+    assert.match(plain.err.join("\n"), note, "without bars: through error");
+    // With bars (progress not turned off): on the bars' stream (stderr), not through error,
+    // which would draw it across them.
+    const barred = capture();
+    const { progress: _, ...withBars } = barred.opts;
+    const written: string[] = [];
+    const write = process.stderr.write;
+    process.stderr.write = ((chunk: string | Uint8Array) => {
+      written.push(typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk));
+      return true;
+    }) as typeof process.stderr.write;
+    try {
+      assert.equal(await main([...run, "--resume"], { ...withBars, runOne: fakeRunOne }), 0);
+    } finally {
+      process.stderr.write = write;
+    }
+    assert.doesNotMatch(barred.err.join("\n"), note);
+    assert.match(written.join(""), note, "above the bars");
   }));
