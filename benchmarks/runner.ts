@@ -21,10 +21,14 @@ import {
   fileChange,
   type FileIdentity,
   fileIdentity,
+  makeHeldTempDir,
   pathExists,
+  recoverAsideFolders,
   removeDiscardedFolders,
+  removeStaleTemps,
   swapFolderInto,
-  tempTag,
+  TEMP_TAG_SOURCE,
+  type TempPattern,
   writeFileAtomic,
 } from "../model/fs.ts";
 import { errorChain } from "../model/http.ts";
@@ -566,10 +570,11 @@ export async function readFinished(outDir: string, spec: RunSpec): Promise<RunRe
 }
 
 /**
- * A run's result file as `--resume` finds it: the result when it is valid, belongs to `spec` and,
- * when it records the checkpoint files its backbone was read from (`provenance.checkpoint`), was
- * trained on the bytes those files hold now; otherwise, when the file exists, why it cannot be
- * used (not JSON, not a run result, another run's, its checkpoint changed:
+ * A run's result file as `--resume` finds it: the result when it is valid, belongs to `spec`,
+ * has its kept weights (`weights`, `train.saveWeights`) in `outDir` and, when it records the
+ * checkpoint files its backbone was read from (`provenance.checkpoint`), was trained on the bytes
+ * those files hold now; otherwise, when the file exists, why it cannot be used (not JSON, not a
+ * run result, another run's, its weights missing, its checkpoint changed:
  * {@link checkpointChange}), so that rerunning over it is said, not silent. The run id hashes the
  * spec, which names only the checkpoint folder: without the digests, weights replaced under the
  * same folder would keep the old result.
@@ -602,6 +607,11 @@ export async function inspectFinished(
     return { unusable: (e as Error).message };
   }
   if (r.spec.id !== spec.id) return { unusable: `${file}: holds run ${r.spec.id}, not ${spec.id}` };
+  // Kept weights (`train.saveWeights`) are in place before the result that names them is written:
+  // a result whose folder is gone (deleted, or results copied without it) lacks what it promises.
+  if (r.weights !== undefined && !(await pathExists(join(outDir, r.weights.dir)))) {
+    return { unusable: `${file}: its kept weights ${join(outDir, r.weights.dir)} are missing` };
+  }
   const ck = (r.provenance as RunProvenance).checkpoint;
   const changed = opts.checkpoint === false ? undefined : await checkpointChange(ck);
   return changed === undefined ? { result: r } : {
@@ -951,14 +961,35 @@ async function sweepDiscarded(outDir: string, specs: readonly RunSpec[]): Promis
   const parents = new Set([outDir]);
   for (const spec of specs) parents.add(dirname(join(outDir, testPredictionsDir(spec))));
   for (const parent of parents) await removeDiscardedFolders(parent);
+  // Kept weights (`<out>/weights/`): {@link keepWeights}' temporaries nobody holds (a process
+  // killed while moving them in), a folder moved aside by a killed swap (renamed back when its
+  // name is empty), and removals a kill interrupted.
+  const weights = join(outDir, WEIGHTS_FOLDER);
+  await removeStaleTemps(weights, WEIGHTS_TEMPS);
+  await recoverAsideFolders(weights, WEIGHTS_ASIDE);
 }
+
+/** The folder of `<out>` that holds every run's kept weights (`spec.ts` `weightsDir`). */
+const WEIGHTS_FOLDER = "weights";
+
+/** {@link keepWeights}' temporaries: `.<run file stem>.tmp-<pid>-<12 hex>`, held locked. */
+const WEIGHTS_TEMPS: TempPattern = {
+  kind: "directory",
+  held: new RegExp(String.raw`^\..+\.tmp-${TEMP_TAG_SOURCE}$`),
+};
+
+/** Kept weights a swap moved aside: `.<run file stem>.old-<tag of the swap's temporary>`. */
+const WEIGHTS_ASIDE = new RegExp(String.raw`^\.(?<name>.+)\.old-(?<tag>${TEMP_TAG_SOURCE})$`);
 
 /**
  * Moves a run's kept weights (`<work folder>/final/`, written by `runOne` with
  * `train.saveWeights`) to `dest` (`<out>/weights/<run file stem>/`), so that `dest` holds a
- * complete folder at every instant: renamed first to a temporary beside `dest`
- * (`.<stem>.tmp-<tag>`, the same file system: the work folder is in `<out>`), then swapped in
- * (`model/fs.ts` `swapFolderInto`: weights an earlier run of that name left are replaced).
+ * complete folder at every instant: `final/`'s entries are renamed into a temporary beside `dest`
+ * (`.<stem>.tmp-<tag>`, held locked so that no other process's sweep takes it; the same file
+ * system: the work folder is in `<out>`), which is then swapped in (`model/fs.ts`
+ * `swapFolderInto`: weights an earlier run of that name left are replaced). A kill in between
+ * leaves a temporary nobody holds, removed by the next grid's sweep (the run has no result yet,
+ * so it trains again and keeps new weights). A failure removes the temporary.
  *
  * @param from the run's `final/` folder
  * @param dest where the weights go
@@ -969,15 +1000,26 @@ export async function keepWeights(from: string, dest: string): Promise<void> {
     throw new Error(`${from}: not found: the run's result names weights, but it wrote none there`);
   }
   await Deno.mkdir(dirname(dest), { recursive: true });
-  const tmp = join(dirname(dest), `.${basename(dest)}.tmp-${tempTag()}`);
+  const held = await makeHeldTempDir(dirname(dest), `.${basename(dest)}`);
   try {
-    await Deno.rename(from, tmp);
+    try {
+      for (const e of [...Deno.readDirSync(from)].map((e) => e.name).sort()) {
+        await Deno.rename(join(from, e), join(held.path, e));
+      }
+      await Deno.remove(from);
+    } catch (e) {
+      throw new Error(
+        `${from}: cannot move the run's weights to ${held.path}: ${(e as Error).message}`,
+        { cause: e },
+      );
+    }
+    await swapFolderInto(held.path, dest);
   } catch (e) {
-    throw new Error(`${from}: cannot move the run's weights to ${tmp}: ${(e as Error).message}`, {
-      cause: e,
-    });
+    await Deno.remove(held.path, { recursive: true }).catch(() => {});
+    throw e;
+  } finally {
+    held.release();
   }
-  await swapFolderInto(tmp, dest);
 }
 
 /**

@@ -22,7 +22,11 @@ import {
   shardGrid,
   writeFileAtomic,
 } from "./runner.ts";
-import { pathExists, writeFileAtomic as sharedWriteFileAtomic } from "../model/fs.ts";
+import {
+  makeHeldTempDir,
+  pathExists,
+  writeFileAtomic as sharedWriteFileAtomic,
+} from "../model/fs.ts";
 import {
   bareTaskName,
   DEFAULT_TRAIN,
@@ -33,6 +37,7 @@ import {
   type RunSpec,
   trainedTasks,
   validateProfile,
+  weightsDir,
 } from "./spec.ts";
 import { toyTrain } from "./trainer_testing.ts";
 import { inTempDir } from "../model/fs_testing.ts";
@@ -1664,3 +1669,73 @@ Deno.test("expandGrid(): skipMissingTasks skips only unlisted tasks, says which,
     await Deno.remove(empty, { recursive: true });
   }
 });
+
+Deno.test("runGrid() with resume reruns a finished run whose kept weights folder is gone, and says why", () =>
+  inTempDir(async (out) => {
+    const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+    const specs = grid.slice(0, 2);
+    await runGrid(specs, { outDir: out, dataDir: DATA, runOne: fakeRunOne, log: () => {} });
+    // Both results name kept weights (train.saveWeights); only the first one's folder is here.
+    for (const spec of specs) {
+      const file = join(out, runFileName(spec));
+      const r = JSON.parse(await Deno.readTextFile(file));
+      const weights = { dir: weightsDir(spec), step: 2, backboneTrained: false };
+      await Deno.writeTextFile(file, JSON.stringify({ ...r, weights }));
+    }
+    await Deno.mkdir(join(out, weightsDir(specs[0]!)), { recursive: true });
+    const { runOne, ids } = countingRunOne();
+    const replaced: (string | undefined)[] = [];
+    const s = await runGrid(specs, {
+      outDir: out,
+      dataDir: DATA,
+      runOne,
+      resume: true,
+      log: () => {},
+      onEvent: (e) => {
+        if (e.kind === "start") replaced.push(e.replaces);
+      },
+    });
+    assert.deepEqual(ids(), [specs[1]!.id], "the first kept, the second trained again");
+    assert.equal(s.skipped, 1);
+    assert.deepEqual(replaced, [
+      `${join(out, runFileName(specs[1]!))}: its kept weights ` +
+      `${join(out, weightsDir(specs[1]!))} are missing`,
+    ]);
+  }));
+
+Deno.test("runGrid() sweeps what killed weight moves left in <out>/weights, and keeps a live one", () =>
+  inTempDir(async (out) => {
+    const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+    const w = join(out, "weights");
+    await Deno.mkdir(w);
+    const dead = (n: number) => `999999-0123456789a${n}`; // tags of a process that has ended
+    const folder = async (name: string) => {
+      await Deno.mkdir(join(w, name));
+      await Deno.writeTextFile(join(w, name, "method.safetensors"), name);
+    };
+    await folder(`.a.tmp-${dead(1)}`); // killed while moving weights in: nobody holds it
+    await folder(`.b.old-${dead(2)}`); // killed between the swap's two renames: b is missing
+    await folder("c");
+    await folder(`.c.old-${dead(3)}`); // killed before removing the old c
+    await folder(`.d.del-${dead(4)}`); // killed while removing
+    const live = await makeHeldTempDir(w, ".e"); // another grid moving weights in now
+    try {
+      await runGrid(grid.slice(0, 1), {
+        outDir: out,
+        dataDir: DATA,
+        runOne: fakeRunOne,
+        log: () => {},
+      });
+      assert.deepEqual(
+        [...Deno.readDirSync(w)].map((e) => e.name).sort(),
+        [basename(live.path), "b", "c"],
+      );
+      assert.equal(
+        await Deno.readTextFile(join(w, "b", "method.safetensors")),
+        `.b.old-${dead(2)}`,
+      );
+      assert.equal(await Deno.readTextFile(join(w, "c", "method.safetensors")), "c");
+    } finally {
+      live.release();
+    }
+  }));
