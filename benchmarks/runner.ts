@@ -802,6 +802,11 @@ export interface RunGridOptions {
    * `benchmarks/provenance.ts` `codeGitState`; tests).
    */
   readonly code?: () => { readonly sha: string; readonly dirty: boolean };
+  /**
+   * Called (and awaited) once a run's result file is written, before its work folder is removed
+   * (tests of a claim taken over, or a kill, at that point).
+   */
+  readonly onResultWritten?: (spec: RunSpec, file: string) => void | Promise<void>;
 }
 
 /** A commit as the `--resume` note names it: `<sha>`, `+dirty` after it when dirty. */
@@ -1212,6 +1217,7 @@ export async function runGrid(
         );
       }
       await writeFileAtomic(file, JSON.stringify(result, null, 2) + "\n");
+      await opts.onResultWritten?.(spec, file);
       // The result is final: its checkpoints only served to resume an unfinished run (unless
       // taken over in between: the folder is the new holder's; the result, written while the
       // claim was still ours a moment ago, stays, and the run counts as done here).

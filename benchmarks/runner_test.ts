@@ -1739,3 +1739,32 @@ Deno.test("runGrid() sweeps what killed weight moves left in <out>/weights, and 
       live.release();
     }
   }));
+
+Deno.test("runGrid(): a claim taken over just after the result was written leaves the run's folder to its new holder", () =>
+  inTempDir(async (out) => {
+    const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+    const spec = grid[0]!;
+    const file = join(out, runFileName(spec));
+    const workDir = file.slice(0, -".json".length);
+    const s = await runGrid([spec], {
+      outDir: out,
+      dataDir: DATA,
+      log: () => {},
+      runOne: async (spec, opts) => {
+        // A checkpoint: what the new holder would resume from.
+        await Deno.writeTextFile(join(opts.outDir, "checkpoint.txt"), "step 2");
+        return await fakeRunOne(spec, opts);
+      },
+      onResultWritten: async (_spec, written) => {
+        assert.equal(written, file);
+        await Deno.writeTextFile(runLockFile(file), "{}"); // another process's claim now
+      },
+    });
+    // The result, written while the claim was still ours, stays and counts as done here; the
+    // folder and the claim file are the new holder's.
+    assert.equal(s.done, 1);
+    assert.equal(s.failed.length, 0);
+    assert.ok(await pathExists(file));
+    assert.equal(await Deno.readTextFile(join(workDir, "checkpoint.txt")), "step 2");
+    assert.equal(await Deno.readTextFile(runLockFile(file)), "{}");
+  }));
