@@ -910,7 +910,7 @@ export async function saveFinalWeights(
  * @returns file name → contents, or why they cannot be copied (an unknown source, a missing or
  *   unreadable file, or one changed since the run read it)
  */
-async function backboneTokenizerFiles(
+export async function backboneTokenizerFiles(
   source: string,
   checkpoint: CheckpointProvenance | undefined,
 ): Promise<Record<string, Uint8Array> | string> {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { existsSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { basename, join, resolve } from "node:path";
 import { hubEnv, withEnv } from "../model/env_testing.ts";
 import { inTempDir } from "../model/fs_testing.ts";
@@ -20,6 +21,7 @@ import { listCheckpoints } from "./checkpointing.ts";
 import { clearStopRequest, requestStop, TrainingInterruptedError } from "./trainer.ts";
 import { ClaimLostError } from "./run_claim.ts";
 import {
+  backboneTokenizerFiles,
   buildBackbone,
   CONVERTED_TOKENIZER,
   dataFiles,
@@ -1676,3 +1678,86 @@ Deno.test("estimateRun() (--dry-run) adds the test-set decoding of a predictTest
   const rows = (250 + 3000 + 1104 + 356) * 2;
   assert.ok(Math.abs(b.totalFlops! - a.totalFlops! - rows * a.inferenceFlopsPerExample!) < 1);
 });
+
+Deno.test("backboneTokenizerFiles(): the run's tokenizer files by source, checked against what the run read", () =>
+  inTempDir(async (dir) => {
+    const enc = new TextEncoder();
+    const sha = (s: string) => createHash("sha256").update(enc.encode(s)).digest("hex");
+    const rec = (s: string) => ({ bytes: s.length, sha256: sha(s) });
+    const text = (files: Record<string, Uint8Array> | string) =>
+      typeof files === "string" ? files : Object.fromEntries(
+        Object.entries(files).map(([k, v]) => [k, new TextDecoder().decode(v)]),
+      );
+    // task-spm / fixture: a tokenizer.json only, copied as tokenizer.json.
+    const tj = join(dir, "tokenizer.json");
+    await Deno.writeTextFile(tj, "TJ");
+    for (const prefix of ["task-spm:", "fixture:"]) {
+      assert.deepEqual(text(await backboneTokenizerFiles(`${prefix}${tj}`, undefined)), {
+        "tokenizer.json": "TJ",
+      });
+      const sp = join(dir, "spiece.model");
+      assert.equal(
+        await backboneTokenizerFiles(`${prefix}${sp}`, undefined),
+        `${prefix}${sp}: not a tokenizer.json`,
+      );
+      assert.match(
+        text(
+          await backboneTokenizerFiles(
+            `${prefix}${join(dir, "gone", "tokenizer.json")}`,
+            undefined,
+          ),
+        ) as string,
+        /gone\/tokenizer\.json: cannot read/,
+      );
+    }
+    assert.equal(
+      await backboneTokenizerFiles("default", undefined),
+      'tokenizer source "default" is not a file',
+    );
+    assert.equal(
+      await backboneTokenizerFiles("backbone", undefined),
+      "tokenizer source backbone: no checkpoint folder recorded",
+    );
+    // A checkpoint folder with tokenizer.json ("backbone").
+    const hf = join(dir, "hf");
+    await Deno.mkdir(hf);
+    await Deno.writeTextFile(join(hf, "tokenizer.json"), "HF");
+    const ck = { dir: hf, files: { "tokenizer.json": rec("HF") } };
+    assert.deepEqual(text(await backboneTokenizerFiles("backbone", ck)), {
+      "tokenizer.json": "HF",
+    });
+    // Its run converted spiece.model: the folder has tokenizer.json now (the kind changed).
+    assert.equal(
+      await backboneTokenizerFiles(CONVERTED_TOKENIZER, ck),
+      `${hf}: spiece.model is gone since the run read it`,
+    );
+    // Changed since the run read it: not copied.
+    await Deno.writeTextFile(join(hf, "tokenizer.json"), "HF2");
+    assert.equal(
+      await backboneTokenizerFiles("backbone", ck),
+      `${join(hf, "tokenizer.json")}: changed since the run read it (sha256 differs from ` +
+        "provenance.checkpoint)",
+    );
+    // A spiece.model folder: spiece.model and tokenizer_config.json, each checked.
+    const sp = join(dir, "sp");
+    await Deno.mkdir(sp);
+    await Deno.writeTextFile(join(sp, "spiece.model"), "SP");
+    await Deno.writeTextFile(join(sp, "tokenizer_config.json"), "{}");
+    const spk = {
+      dir: sp,
+      files: { "spiece.model": rec("SP"), "tokenizer_config.json": rec("{}") },
+    };
+    assert.deepEqual(text(await backboneTokenizerFiles(CONVERTED_TOKENIZER, spk)), {
+      "spiece.model": "SP",
+      "tokenizer_config.json": "{}",
+    });
+    assert.equal(
+      await backboneTokenizerFiles("backbone", spk),
+      `${sp}: tokenizer.json is gone since the run read it`,
+    );
+    await Deno.writeTextFile(join(sp, "tokenizer_config.json"), '{"x":1}');
+    assert.match(
+      text(await backboneTokenizerFiles(CONVERTED_TOKENIZER, spk)) as string,
+      /tokenizer_config\.json: changed since the run read it/,
+    );
+  }));
