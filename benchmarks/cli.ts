@@ -114,6 +114,7 @@ import {
 import {
   compareResults,
   formatComparison,
+  formatSpecDifference,
   loadResults,
   rejectDuplicates,
   resultSource,
@@ -1683,19 +1684,17 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       if (changed.length > 0) {
         const list = changed.slice(0, 3).map(({ b, spec }) => {
           const d = specDifferences(b.spec, spec)[0];
-          return `${runKey(b)} (${
-            d === undefined ? "run id" : `${d.path}: baseline ${d.baseline}, current ${d.current}`
-          })`;
+          return `${runKey(b)} (${d === undefined ? "run id" : formatSpecDifference(d)})`;
         });
         if (changed.length > 3) list.push(`${changed.length - 3} more`);
-        const one = changed.length === 1;
+        const [runs, their, them] = changed.length === 1
+          ? ["run's", "its", "it"]
+          : ["runs'", "their", "them"];
         error(
-          `--compare ${values.compare}: ${changed.length} ${
-            one ? "run's" : "runs'"
-          } configuration ` +
-            `differs from ${one ? "its" : "their"} baseline run's: ${list.join(", ")}; the gate ` +
-            `will fail ${one ? "it" : "them"} on spec.id (exit 3) after training. If the change ` +
-            `is intended, regenerate the baseline (benchmarks/README.md "Regression gate")`,
+          `--compare ${values.compare}: ${changed.length} ${runs} configuration differs from ` +
+            `${their} baseline run's: ${list.join(", ")}; the gate will fail ${them} on spec.id ` +
+            `(exit 3) after training. If the change is intended, regenerate the baseline ` +
+            `(benchmarks/README.md "Regression gate")`,
         );
       }
     }

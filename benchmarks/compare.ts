@@ -106,15 +106,23 @@ export function specDifferences(
 }
 
 /**
+ * One {@link SpecDifference} as the gate says it: `spec.backend: baseline cpu, current wasm`.
+ *
+ * @param d the difference
+ * @returns one line of text
+ */
+export function formatSpecDifference(d: SpecDifference): string {
+  return `${d.path}: baseline ${d.baseline}, current ${d.current}`;
+}
+
+/**
  * The `detail` of a `spec.id` failure: the first three differing fields and what to do.
  *
  * @param diffs the spec's differences
  * @returns one line of text
  */
 function specIdDetail(diffs: readonly SpecDifference[]): string {
-  const shown = diffs.slice(0, 3).map((d) =>
-    `${d.path}: baseline ${d.baseline}, current ${d.current}`
-  );
+  const shown = diffs.slice(0, 3).map(formatSpecDifference);
   const more = diffs.length > 3 ? `; and ${diffs.length - 3} more` : "";
   const what = diffs.length === 0
     ? "the run id changed though no spec field differs (the id's derivation changed)"
