@@ -67,6 +67,7 @@ import {
   resolveDataDir,
 } from "../tasks/data.ts";
 import { loadExamples } from "../tasks/load.ts";
+import { DataError } from "../tasks/parse.ts";
 import { evalSplits, getTask, TASKS } from "../tasks/registry.ts";
 import { createOptimizer, type Optimizer } from "./optim.ts";
 import { Rng, seedFor } from "./rng.ts";
@@ -173,13 +174,27 @@ export function defaultCacheDir(): string {
  *
  * @param dataDir folder in the official layout
  * @returns one line per example
+ * @throws DataError of the first malformed file, its detail saying that the corpus read it: every
+ *   run on the tiny presets' task tokenizer or pretrained backbone reads every task's files, so a
+ *   run of one benchmark can fail for a file of another
  */
 export async function taskCorpus(dataDir: string): Promise<string[]> {
   const lines: string[] = [];
   for (const [name, split] of corpusSplits(dataDir)) {
-    for (const ex of await loadExamples(name, split, dataDir)) {
-      lines.push(ex.input.replace(/\s+/g, " ").trim());
+    let examples;
+    try {
+      examples = await loadExamples(name, split, dataDir);
+    } catch (e) {
+      if (!(e instanceof DataError)) throw e;
+      throw new DataError(
+        e.file,
+        e.line,
+        `${e.detail} (read for the task corpus of the tiny presets' tokenizer and pretrained ` +
+          `backbone: every task's train and test files under ${dataDir}; fix or remove the file)`,
+        e.field,
+      );
     }
+    for (const ex of examples) lines.push(ex.input.replace(/\s+/g, " ").trim());
   }
   return [...new Set(lines)];
 }

@@ -10,6 +10,7 @@ import { fileFlushes, flushesOf, recordFlushes } from "../model/fs_testing.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 import { loadExamples } from "../tasks/load.ts";
+import { DataError } from "../tasks/parse.ts";
 import { evalSplits } from "../tasks/registry.ts";
 import { trainSentencePiece } from "../model/spm.ts";
 import {
@@ -80,6 +81,34 @@ Deno.test("taskCorpus() leaves out a test split the benchmark scores (the diagno
     const corpus = await taskCorpus(dataDir);
     ok(corpus.length > 100, `RTE's train inputs are there: ${corpus.length}`);
     deepEqual(corpus.filter((l) => l.includes("diagnostic")), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("taskCorpus() names a malformed file of any task, and why the corpus read it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const dataDir = await rteOnlyDataDir(dir);
+    // A SuperGLUE file broken on its line 2: a GLUE-only run reads it too, through the corpus.
+    await Deno.mkdir(join(dataDir, "super_glue", "CB"), { recursive: true });
+    const cb = (await Deno.readTextFile(sharedPath("data/super_glue/CB/train.jsonl"))).split("\n");
+    cb[1] = cb[1]!.slice(0, 30);
+    await Deno.writeTextFile(join(dataDir, "super_glue", "CB", "train.jsonl"), cb.join("\n"));
+    await rejects(() => taskCorpus(dataDir), (e: unknown) => {
+      ok(e instanceof DataError, String(e));
+      equal(e.line, 2);
+      ok(e.file.endsWith(join("super_glue", "CB", "train.jsonl")), e.file);
+      ok(e.detail.startsWith("invalid JSON: "), e.detail);
+      ok(
+        e.message.endsWith(
+          "(read for the task corpus of the tiny presets' tokenizer and pretrained backbone: " +
+            `every task's train and test files under ${dataDir}; fix or remove the file)`,
+        ),
+        e.message,
+      );
+      return true;
+    });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
