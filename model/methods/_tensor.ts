@@ -46,7 +46,10 @@ export interface TaskGrouping {
   readonly slot: readonly number[];
   /** Batch size. */
   readonly size: number;
-  /** The method file, for error messages (e.g. `"adapter.ts"`). */
+  /**
+   * The method file (and the method, where one file holds several), for error messages (e.g.
+   * `"model/methods/adapter.ts"`, `"model/methods/hyperprompt.ts hyperprompt_share"`).
+   */
   readonly where: string;
 }
 

@@ -181,7 +181,7 @@ export const adapter: Method<AdapterConfig> = {
       keepTaskPrefix: cfg.keepTaskPrefix,
       isBackboneTrainable: (n) => backboneTrainable(cfg.freezeBackbone, n, ctx.config),
       hooks(taskIds: readonly number[]): T5Hooks {
-        const g = groupTasks(taskIds, numTasks, "adapter.ts");
+        const g = groupTasks(taskIds, numTasks, "model/methods/adapter.ts");
         return {
           afterSublayer(stack: Stack, layer: number, sublayer: Sublayer, y: tf.Tensor3D) {
             if (!cfg.stacks.includes(stack)) return y;

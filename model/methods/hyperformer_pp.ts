@@ -196,7 +196,7 @@ export const hyperformerPP: Method<HyperFormerPPConfig> = {
       keepTaskPrefix: cfg.keepTaskPrefix,
       isBackboneTrainable: (n) => backboneTrainable(cfg.freezeBackbone, n, ctx.config),
       hooks(taskIds: readonly number[]): T5Hooks {
-        const grp = groupTasks(taskIds, numTasks, "hyperformer_pp.ts");
+        const grp = groupTasks(taskIds, numTasks, "model/methods/hyperformer_pp.ts");
         return {
           afterSublayer(stack: Stack, layer: number, sublayer: Sublayer, y: tf.Tensor3D) {
             if (sublayer === "cross_attention") return y;

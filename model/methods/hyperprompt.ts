@@ -88,7 +88,7 @@ function makeLocal(kind: "share" | "sep"): Method<HyperPromptLocalConfig> {
         keepTaskPrefix: cfg.keepTaskPrefix,
         isBackboneTrainable: (n) => backboneTrainable(cfg.freezeBackbone, n, ctx.config),
         hooks(taskIds: readonly number[]): T5Hooks {
-          const g = groupTasks(taskIds, numTasks, `${name}.ts`);
+          const g = groupTasks(taskIds, numTasks, `model/methods/hyperprompt.ts ${name}`);
           return {
             selfAttentionPrefix(stack: Stack, layer: number, batch: number) {
               checkBatch(g, batch);

@@ -144,7 +144,7 @@ export const hyperpromptGlobal: Method<HyperPromptGlobalConfig> = {
       keepTaskPrefix: cfg.keepTaskPrefix,
       isBackboneTrainable: (n) => backboneTrainable(cfg.freezeBackbone, n, ctx.config),
       hooks(taskIds: readonly number[]): T5Hooks {
-        const g = groupTasks(taskIds, numTasks, "hyperprompt_global.ts");
+        const g = groupTasks(taskIds, numTasks, "model/methods/hyperprompt_global.ts");
         return {
           selfAttentionPrefix(stack: Stack, layer: number, batch: number) {
             checkBatch(g, batch);

@@ -6,6 +6,8 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { repoPath } from "../shared_dir.ts";
 import { PRESETS, type T5Config } from "../config.ts";
 import type { MethodContext, MethodInstance } from "../method.ts";
 import { crossEntropyLoss, disposeT5, forward, type Seq2SeqBatch, type T5Model } from "../t5.ts";
@@ -231,6 +233,28 @@ Deno.test("METHODS a mixed-task batch gives the logits of per-task batches", () 
   disposeT5(model);
 });
 
+/** Where each method's hooks say they are, as errors name it: a file that exists, and the method. */
+const HOOK_WHERE: Record<string, string> = {
+  prompt_tuning: "model/methods/prompt_tuning.ts prompt_tuning",
+  mtl_prompt: "model/methods/prompt_tuning.ts mtl_prompt",
+  adapter: "model/methods/adapter.ts",
+  hyperformer_pp: "model/methods/hyperformer_pp.ts",
+  hyperprompt_share: "model/methods/hyperprompt.ts hyperprompt_share",
+  hyperprompt_sep: "model/methods/hyperprompt.ts hyperprompt_sep",
+  hyperprompt_global: "model/methods/hyperprompt_global.ts",
+};
+
+/** `s` as a regular expression matching it literally. */
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+}
+
+Deno.test("METHODS hooks name a file that exists", () => {
+  for (const where of Object.values(HOOK_WHERE)) {
+    assert.ok(existsSync(repoPath(where.split(" ")[0]!)), where);
+  }
+});
+
 Deno.test("METHODS hooks reject a batch whose size differs from the task ids, naming both", () => {
   const model = tinyModel(TINY);
   const { batch, labels } = makeBatch(TINY, 3, 6, 3);
@@ -246,7 +270,11 @@ Deno.test("METHODS hooks reject a batch whose size differs from the task ids, na
       }
       assert.throws(
         run,
-        new RegExp(`^Error: ${name}\\.ts: batch of 3 but hooks\\(\\) got ${ids.length} task ids$`),
+        new RegExp(
+          `^Error: ${
+            escapeRe(HOOK_WHERE[name]!)
+          }: batch of 3 but hooks\\(\\) got ${ids.length} task ids$`,
+        ),
         `${name} hooks(${JSON.stringify(ids)}) on a batch of 3: every hook with per-task ` +
           `state must refuse a batch whose size differs from the task ids, naming both ` +
           `(checkBatch; MethodInstance.hooks in model/method.ts)`,

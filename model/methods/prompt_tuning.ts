@@ -250,7 +250,7 @@ function makePromptMethod(
         keepTaskPrefix: cfg.keepTaskPrefix,
         isBackboneTrainable: (n) => backboneTrainable(cfg.freezeBackbone, n, ctx.config),
         hooks(taskIds: readonly number[]): T5Hooks {
-          const g = groupTasks(taskIds, numTasks, `${name}.ts`);
+          const g = groupTasks(taskIds, numTasks, `model/methods/prompt_tuning.ts ${name}`);
           const ids = [...taskIds];
           return {
             encoderInput(embeds, mask) {
