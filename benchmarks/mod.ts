@@ -18,6 +18,8 @@
 export * from "./spec.ts";
 export * from "./profile.ts";
 export * from "./runner.ts";
+/** Trains and evaluates one run: what `runGrid` takes as `runOne` (`run_one.ts`). */
+export { runOne } from "./run_one.ts";
 export * from "./compare.ts";
 export * from "./tables.ts";
 export * from "./per_task.ts";

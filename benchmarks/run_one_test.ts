@@ -1761,3 +1761,8 @@ Deno.test("backboneTokenizerFiles(): the run's tokenizer files by source, checke
       /tokenizer_config\.json: changed since the run read it/,
     );
   }));
+
+Deno.test("the package entry offers runOne (runGrid's runOne, the docs' onProgress)", async () => {
+  const root = await import("../mod.ts");
+  assert.equal(root.benchmarks.runOne, runOne);
+});
