@@ -28,6 +28,8 @@ export interface MethodContext {
    * Token ids of each task's label words, by task name: one id list per label word (its
    * sub-words, without EOS), in label order. For class-label prompt initialisation (one prompt
    * row per label word, the mean of its sub-word embeddings); absent when not needed.
+   * Prompt-Tuning's default `init: "class_label"` needs it: a run builds it as
+   * `labelWords(task).map((w) => tokenizer.encode(w))`, each list without its final EOS.
    */
   readonly labelTokenIds?: ReadonlyMap<string, readonly (readonly number[])[]>;
 }
