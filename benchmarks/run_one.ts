@@ -54,7 +54,7 @@ import { discardFolder, makeHeldTempDir, swapFolderInto, writeFileAtomic } from 
 import { preset, PUBLISHED_PRESETS, type T5Config, t5ConfigToHf } from "../model/config.ts";
 import { CheckpointError } from "../model/checkpoint_error.ts";
 import { disposeT5, initT5, type T5Model, t5StateDict } from "../model/t5.ts";
-import { saveHfFolder } from "../model/checkpoint.ts";
+import { type CheckpointFileRecord, fileDigest, saveHfFolder } from "../model/checkpoint.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
 import {
   checkpointFiles,
@@ -168,6 +168,12 @@ interface Backbone {
   source: string;
   /** How the tokenizer was chosen. */
   tokenizerSource: string;
+  /**
+   * The size and sha256 of the `tokenizer.json` read for a `task-spm:` or `fixture:` source
+   * (a folder's own tokenizer files are in {@link Backbone.checkpoint}), which a kept backbone's
+   * copy must match ({@link backboneTokenizerFiles}).
+   */
+  tokenizerFile?: CheckpointFileRecord;
   /** The checkpoint folder's files read (recorded as `provenance.checkpoint`). */
   checkpoint?: CheckpointProvenance;
 }
@@ -176,6 +182,14 @@ interface Backbone {
 interface ChosenTokenizer {
   tokenizer: T5Tokenizer;
   source: string;
+  /** The digest of a `task-spm:` or `fixture:` source's file ({@link Backbone.tokenizerFile}). */
+  file?: CheckpointFileRecord;
+}
+
+/** A `tokenizer.json` read as the run's tokenizer, with its digest. */
+async function tokenizerFromFile(path: string, source: string): Promise<ChosenTokenizer> {
+  const tokenizer = await T5Tokenizer.fromFile(path);
+  return { tokenizer, source, file: await fileDigest(path) };
 }
 
 async function fixtureTokenizer(why: string): Promise<ChosenTokenizer> {
@@ -184,10 +198,7 @@ async function fixtureTokenizer(why: string): Promise<ChosenTokenizer> {
       `benchmarks/run_one.ts: no tokenizer: ${why} and the offline tokenizer ${DEFAULT_TOKENIZER} is missing (set HYPERPROMPT_SHARED)`,
     );
   }
-  return {
-    tokenizer: await T5Tokenizer.fromFile(DEFAULT_TOKENIZER),
-    source: `fixture:${DEFAULT_TOKENIZER}`,
-  };
+  return await tokenizerFromFile(DEFAULT_TOKENIZER, `fixture:${DEFAULT_TOKENIZER}`);
 }
 
 /** What `RunResult.tokenizer` says of a backbone folder's tokenizer converted from spiece.model. */
@@ -255,7 +266,7 @@ export async function randomInitTokenizer(
       cacheDir: pretrainCacheDir(),
       log: () => {},
     });
-    return { tokenizer: await T5Tokenizer.fromFile(tok.path), source: `task-spm:${tok.path}` };
+    return await tokenizerFromFile(tok.path, `task-spm:${tok.path}`);
   } catch (e) {
     if (!(e instanceof SpmUnavailableError)) throw e;
     return await fixtureTokenizer(`${e.message}`);
@@ -380,7 +391,7 @@ export async function buildBackbone(spec: RunSpec, dataDir: string): Promise<Bac
     base = preset(spec.model);
     baseSource = `the preset ${spec.model}`;
   }
-  const { tokenizer, source: tokenizerSource } = await randomInitTokenizer(
+  const { tokenizer, source: tokenizerSource, file: tokenizerFile } = await randomInitTokenizer(
     spec,
     dataDir,
     tokFolder,
@@ -402,6 +413,7 @@ export async function buildBackbone(spec: RunSpec, dataDir: string): Promise<Bac
     tokenizer,
     source: `random(seed=${spec.seed})`,
     tokenizerSource,
+    ...(tokenizerFile === undefined ? {} : { tokenizerFile }),
     ...(checkpoint === undefined ? {} : { checkpoint }),
   };
 }
@@ -543,7 +555,7 @@ async function runOnBackbone(
   spec: RunSpec,
   opts: RunOneOptions & ClaimStopOption,
   scorer: RunScorer,
-  { model, tokenizer, source, tokenizerSource, checkpoint }: Backbone,
+  { model, tokenizer, source, tokenizerSource, tokenizerFile, checkpoint }: Backbone,
   { git, startedAt, t0, backend }: RunStart,
 ): Promise<RunResult> {
   // The bench preflight's micro-batch for this device (not in the spec: the run id stays).
@@ -743,6 +755,7 @@ async function runOnBackbone(
     const weights = spec.train.saveWeights === true
       ? await saveFinalWeights(spec, opts.outDir, model, instance, {
         tokenizerSource,
+        ...(tokenizerFile === undefined ? {} : { tokenizerFile }),
         ...(checkpoint === undefined ? {} : { checkpoint }),
       })
       : undefined;
@@ -850,8 +863,9 @@ async function runOnBackbone(
  * @param workDir its work folder
  * @param model the backbone (its variables as trained)
  * @param instance the trained method instance
- * @param tok where the run's tokenizer came from (`RunResult.tokenizer`) and the checkpoint
- *   folder read, if any (`provenance.checkpoint`)
+ * @param tok where the run's tokenizer came from (`RunResult.tokenizer`), the digest of its
+ *   `tokenizer.json` for a `task-spm:` or `fixture:` source, and the checkpoint folder read, if
+ *   any (`provenance.checkpoint`)
  * @returns the result's `weights` field: where the runner will move the folder
  */
 export async function saveFinalWeights(
@@ -859,7 +873,11 @@ export async function saveFinalWeights(
   workDir: string,
   model: T5Model,
   instance: MethodInstance,
-  tok: { readonly tokenizerSource: string; readonly checkpoint?: CheckpointProvenance },
+  tok: {
+    readonly tokenizerSource: string;
+    readonly tokenizerFile?: CheckpointFileRecord;
+    readonly checkpoint?: CheckpointProvenance;
+  },
 ): Promise<SavedWeights> {
   const backboneTrained = [...model.params.keys()].some((name) =>
     instance.isBackboneTrainable(name)
@@ -869,7 +887,11 @@ export async function saveFinalWeights(
   try {
     await saveMethodVariables(join(held.path, "method.safetensors"), instance);
     if (backboneTrained) {
-      const files = await backboneTokenizerFiles(tok.tokenizerSource, tok.checkpoint);
+      const files = await backboneTokenizerFiles(
+        tok.tokenizerSource,
+        tok.checkpoint,
+        tok.tokenizerFile,
+      );
       if (typeof files === "string") {
         tokenizerMissing = true;
         console.error(
@@ -903,16 +925,20 @@ export async function saveFinalWeights(
  * `backbone:spiece.model` (its `spiece.model` and, when present, `tokenizer_config.json`, which
  * a load converts as the run did), each file's sha256 checked against the one the run recorded
  * (`provenance.checkpoint.files`) when it did; `task-spm:<file>` and `fixture:<file>` (a
- * `tokenizer.json`) as `tokenizer.json`.
+ * `tokenizer.json`) as `tokenizer.json`, its sha256 checked against `file` when given (the digest
+ * taken when the run read it: a task tokenizer rebuilt or a fixture replaced since is not copied
+ * as the run's).
  *
  * @param source the run's tokenizer source
  * @param checkpoint the checkpoint folder the run read, if any
+ * @param file the digest of a `task-spm:` or `fixture:` source's file when the run read it
  * @returns file name → contents, or why they cannot be copied (an unknown source, a missing or
  *   unreadable file, or one changed since the run read it)
  */
 export async function backboneTokenizerFiles(
   source: string,
   checkpoint: CheckpointProvenance | undefined,
+  file?: CheckpointFileRecord,
 ): Promise<Record<string, Uint8Array> | string> {
   const read = async (path: string): Promise<Uint8Array | string> => {
     try {
@@ -921,12 +947,17 @@ export async function backboneTokenizerFiles(
       return `${path}: cannot read (${(e as Error).message})`;
     }
   };
+  const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
   for (const prefix of ["task-spm:", "fixture:"]) {
     if (!source.startsWith(prefix)) continue;
     const path = source.slice(prefix.length);
     if (!path.endsWith("tokenizer.json")) return `${source}: not a tokenizer.json`;
     const bytes = await read(path);
-    return typeof bytes === "string" ? bytes : { "tokenizer.json": bytes };
+    if (typeof bytes === "string") return bytes;
+    if (file !== undefined && sha256(bytes) !== file.sha256) {
+      return `${path}: changed since the run read it (sha256 differs from the one taken then)`;
+    }
+    return { "tokenizer.json": bytes };
   }
   const first = source === "backbone"
     ? "tokenizer.json"
@@ -948,7 +979,7 @@ export async function backboneTokenizerFiles(
     const bytes = await read(path);
     if (typeof bytes === "string") return bytes;
     const recorded = checkpoint.files[name]?.sha256;
-    if (recorded !== undefined && createHash("sha256").update(bytes).digest("hex") !== recorded) {
+    if (recorded !== undefined && sha256(bytes) !== recorded) {
       return `${path}: changed since the run read it (sha256 differs from provenance.checkpoint)`;
     }
     out[name] = bytes;

@@ -13,6 +13,7 @@ import {
   type RunProgress,
   type RunResult,
   type RunSpec,
+  trainedTasks,
   validateRunResult,
 } from "./spec.ts";
 import { loadExamples } from "../tasks/mod.ts";
@@ -30,13 +31,14 @@ import {
   runOne,
   runOneWith,
   type RunScorer,
+  saveFinalWeights,
   TestPredictionWriter,
 } from "./run_one.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
 import { methodAccounting } from "../model/methods/accounting.ts";
 import { preset, type T5Config } from "../model/config.ts";
 import { disposeT5, initT5, t5StateDict } from "../model/t5.ts";
-import { CheckpointError, saveHfFolder } from "../model/checkpoint.ts";
+import { CheckpointError, fileDigest, saveHfFolder } from "../model/checkpoint.ts";
 import { checkpointFiles } from "../model/pretrained.ts";
 import { selectBackend } from "../model/backend.ts";
 import { codeGitState, type RunProvenance } from "./provenance.ts";
@@ -1302,6 +1304,139 @@ backboneTest(
   !HAS_SPM,
 );
 
+/**
+ * Keeps `b`'s backbone as a run with `train.saveWeights` does (MTL trains every backbone weight),
+ * from the tokenizer source, digest and checkpoint that `buildBackbone` gave; returns the kept
+ * backbone folder.
+ */
+async function keepBackbone(
+  b: Awaited<ReturnType<typeof buildBackbone>>,
+  work: string,
+): Promise<string> {
+  await Deno.mkdir(work, { recursive: true });
+  const instance = mtl.create(
+    { config: b.model.config, tasks: trainedTasks(MTL), seed: 5, backbone: b.model.params },
+    mtl.parseConfig({}, "t"),
+  );
+  try {
+    const w = await saveFinalWeights(MTL, work, b.model, instance, {
+      tokenizerSource: b.tokenizerSource,
+      ...(b.tokenizerFile === undefined ? {} : { tokenizerFile: b.tokenizerFile }),
+      ...(b.checkpoint === undefined ? {} : { checkpoint: b.checkpoint }),
+    });
+    assert.equal(w.backboneTokenizerMissing, undefined, "the tokenizer is kept");
+    assert.equal(w.backbone, "backbone");
+  } finally {
+    instance.dispose();
+  }
+  return join(work, "final", "backbone");
+}
+
+/**
+ * Loads a kept backbone folder back as `{"hf": folder}` and asserts that its tokenizer is the run's:
+ * chosen the same way (`tokenizerSource`), as many ids, and every text encoded to the same ids.
+ */
+async function assertSameTokenizer(
+  folder: string,
+  run: Awaited<ReturnType<typeof buildBackbone>>,
+  source: string,
+  texts: readonly string[],
+): Promise<void> {
+  const again = await buildBackbone({ ...MTL, backbone: { hf: folder } }, DATA);
+  try {
+    assert.equal(again.tokenizerSource, source);
+    assert.equal(again.tokenizer.vocabSize, run.tokenizer.vocabSize);
+    for (const text of texts) {
+      assert.deepEqual(again.tokenizer.encode(text), run.tokenizer.encode(text), text);
+    }
+  } finally {
+    disposeT5(again.model);
+  }
+}
+
+backboneTest(
+  "saveFinalWeights(): a converted spiece.model run keeps spiece.model and tokenizer_config.json; {hf} loads the run's tokenizer",
+  async (root) => {
+    const { dir, ref } = await spieceCheckpoint(root);
+    // A setting only tokenizer_config.json gives: a token kept whole (left out, it is split).
+    await Deno.writeTextFile(
+      join(dir, "tokenizer_config.json"),
+      JSON.stringify({ additional_special_tokens: ["<kept>"] }),
+    );
+    const b = await buildBackbone({ ...MTL, backbone: { hf: dir } }, DATA);
+    try {
+      assert.equal(b.tokenizerSource, CONVERTED_TOKENIZER);
+      const kept = b.tokenizer.encode("the <kept> cat");
+      assert.ok(kept.includes(b.tokenizer.tokenToId("<kept>")!), `${kept}`);
+      const folder = await keepBackbone(b, join(root, "work"));
+      // As the run read it: spiece.model and its settings, not a tokenizer.json of another kind.
+      assert.deepEqual([...Deno.readDirSync(folder)].map((e) => e.name).sort(), [
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "spiece.model",
+        "tokenizer_config.json",
+      ]);
+      for (const name of ["spiece.model", "tokenizer_config.json"]) {
+        assert.deepEqual(
+          await Deno.readFile(join(folder, name)),
+          await Deno.readFile(join(dir, name)),
+        );
+      }
+      const texts = ["the cat sat on the mat", "a good  day <extra_id_1>", "the <kept> cat"];
+      await assertSameTokenizer(folder, b, CONVERTED_TOKENIZER, texts);
+      assert.deepEqual(b.tokenizer.encode(texts[0]!), ref.encode(texts[0]!));
+    } finally {
+      disposeT5(b.model);
+    }
+  },
+  !HAS_SPM,
+);
+
+backboneTest(
+  "saveFinalWeights(): a fixture-tokenizer run keeps its tokenizer.json, checked against the digest taken when read; {hf} loads it",
+  async (root) => {
+    // A random init from a folder's config that has no tokenizer: the fixture's.
+    const cfg = join(root, "cfg");
+    await saveFixtureSizedCheckpoint(cfg, preset("tiny-v1_1"));
+    const b = await buildBackbone({ ...MTL, model: { hf: cfg } }, DATA);
+    try {
+      assert.equal(b.tokenizerSource, `fixture:${DEFAULT_TOKENIZER}`);
+      assert.deepEqual(b.tokenizerFile, await fileDigest(DEFAULT_TOKENIZER));
+      const folder = await keepBackbone(b, join(root, "work"));
+      assert.deepEqual([...Deno.readDirSync(folder)].map((e) => e.name).sort(), [
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+      ]);
+      const texts = [
+        "The movie was not good.",
+        "premise: a cat. hypothesis: an animal <extra_id_0>",
+      ];
+      await assertSameTokenizer(folder, b, "backbone", texts);
+      // A file that is not the one the run read (its digest differs) is not kept as the run's.
+      const other = { ...b, tokenizerFile: { bytes: 1, sha256: "0".repeat(64) } };
+      const instance = mtl.create(
+        { config: b.model.config, tasks: trainedTasks(MTL), seed: 5, backbone: b.model.params },
+        mtl.parseConfig({}, "t"),
+      );
+      await Deno.mkdir(join(root, "work2"));
+      try {
+        const w = await saveFinalWeights(MTL, join(root, "work2"), other.model, instance, {
+          tokenizerSource: other.tokenizerSource,
+          tokenizerFile: other.tokenizerFile,
+        });
+        assert.equal(w.backboneTokenizerMissing, `fixture:${DEFAULT_TOKENIZER}`);
+      } finally {
+        instance.dispose();
+      }
+    } finally {
+      disposeT5(b.model);
+    }
+  },
+);
+
 gpuTest(
   "runOne() on webgpu: prompt methods train, checkpoint, evaluate and report as on wasm",
   async () => {
@@ -1695,6 +1830,14 @@ Deno.test("backboneTokenizerFiles(): the run's tokenizer files by source, checke
       assert.deepEqual(text(await backboneTokenizerFiles(`${prefix}${tj}`, undefined)), {
         "tokenizer.json": "TJ",
       });
+      // With the digest taken when the run read it: the same file, or refused.
+      assert.deepEqual(text(await backboneTokenizerFiles(`${prefix}${tj}`, undefined, rec("TJ"))), {
+        "tokenizer.json": "TJ",
+      });
+      assert.equal(
+        await backboneTokenizerFiles(`${prefix}${tj}`, undefined, rec("T0")),
+        `${tj}: changed since the run read it (sha256 differs from the one taken then)`,
+      );
       const sp = join(dir, "spiece.model");
       assert.equal(
         await backboneTokenizerFiles(`${prefix}${sp}`, undefined),
