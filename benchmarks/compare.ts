@@ -16,6 +16,7 @@ import {
   validateRunResult,
 } from "./spec.ts";
 import { isPerTaskRun, mergePerTaskRuns, missingTaskRuns, perTaskParts } from "./per_task.ts";
+import type { RunProvenance } from "./provenance.ts";
 
 /** One difference found by {@link compareResults}. */
 export interface GateDiff {
@@ -379,6 +380,24 @@ function backboneKey(source: string): string {
 }
 
 /**
+ * How the gate tells two runs' tokenizers apart. When both results recorded the digest of their
+ * `task-spm:`/`fixture:` file (`provenance.tokenizerFile`), the kind and the sha256: the file may
+ * sit at another path on another machine, and a vocabulary retrained in place keeps its path.
+ * Otherwise (a baseline written before digests were recorded, a backbone's own tokenizer) the
+ * `tokenizer` strings.
+ */
+function tokenizerKeys(b: RunResult, c: RunResult): [string, string] {
+  const name = (r: RunResult) => r.tokenizer ?? "(none)";
+  const bf = (b.provenance as RunProvenance).tokenizerFile;
+  const cf = (c.provenance as RunProvenance).tokenizerFile;
+  if (bf === undefined || cf === undefined) return [name(b), name(c)];
+  const kind = (r: RunResult) => name(r).slice(0, name(r).indexOf(":") + 1);
+  if (kind(b) === kind(c) && bf.sha256 === cf.sha256) return [kind(b), kind(c)];
+  const shown = (r: RunResult, sha256: string) => `${name(r)} (sha256 ${sha256.slice(0, 12)})`;
+  return [shown(b, bf.sha256), shown(c, cf.sha256)];
+}
+
+/**
  * The reproduction checks of {@link compareResults} under a loss tolerance: the same inputs
  * (tokenizer, backbone), the same training steps, and each step's loss within `rel` relative.
  * Only the first step beyond tolerance is reported (later steps follow from it).
@@ -396,9 +415,8 @@ function gateLosses(
     relative?: number,
   ) => void,
 ): void {
-  if ((c.tokenizer ?? "") !== (b.tokenizer ?? "")) {
-    fail("tokenizer", b.tokenizer ?? "(none)", c.tokenizer ?? "(none)");
-  }
+  const [bt, ct] = tokenizerKeys(b, c);
+  if (bt !== ct) fail("tokenizer", bt, ct);
   const bk = backboneKey(b.backboneSource);
   const ck = backboneKey(c.backboneSource);
   if (bk !== ck) fail("backbone", bk, ck);
@@ -431,7 +449,8 @@ function gateLosses(
  * metric or benchmark average beyond tolerance; any change of `params.total`, `params.extra`,
  * `params.trained`, `flops.trainPerExample`, `flops.inferencePerExample`. With `tol.loss`, also
  * on a different list of training steps, the first step whose loss moved by more than
- * `tol.loss` relative, another tokenizer, or another backbone (the last path segment of
+ * `tol.loss` relative, another tokenizer (by sha256 when both results recorded one, else by
+ * `tokenizer`), or another backbone (the last path segment of
  * `backboneSource`: the cache key of an offline backbone, or a hub snapshot).
  *
  * @param current results of this run

@@ -388,6 +388,46 @@ Deno.test("compareResults() with a loss tolerance gates each step's loss, the to
   );
   const tok = compareResults([{ ...a!, tokenizer: "fixture:/x/tokenizer.json" }, b!], base, tol);
   assert.deepEqual(tok.failures.map((f) => f.field), ["tokenizer"]);
+  // With both files' digests, the kind and the sha256 decide, not the path: the same file on
+  // another machine passes; a vocabulary retrained in place (same path) fails, saying so.
+  const spm = (path: string, sha: string): RunResult => ({
+    ...a!,
+    tokenizer: `task-spm:${path}`,
+    provenance: { ...a!.provenance, tokenizerFile: { bytes: 9, sha256: sha.repeat(64) } },
+  } as RunResult);
+  const spmBase = [spm("/home/me/.cache/spm/tokenizer.json", "a"), b!];
+  const elsewhere = compareResults([spm("/ci/cache/spm/tokenizer.json", "a"), b!], spmBase, tol);
+  assert.equal(elsewhere.ok, true, formatComparison(elsewhere));
+  const retrained = compareResults(
+    [spm("/home/me/.cache/spm/tokenizer.json", "c"), b!],
+    spmBase,
+    tol,
+  );
+  assert.deepEqual(retrained.failures.map((f) => [f.field, f.baseline, f.current]), [[
+    "tokenizer",
+    `task-spm:/home/me/.cache/spm/tokenizer.json (sha256 ${"a".repeat(12)})`,
+    `task-spm:/home/me/.cache/spm/tokenizer.json (sha256 ${"c".repeat(12)})`,
+  ]]);
+  // The same file as the fixture's is another tokenizer kind: fails.
+  const fixture = { ...spm("/s/tokenizer.json", "a"), tokenizer: "fixture:/s/tokenizer.json" };
+  assert.deepEqual(compareResults([fixture, b!], spmBase, tol).failures.map((f) => f.field), [
+    "tokenizer",
+  ]);
+  // A baseline written before digests were recorded: the paths are compared, as before.
+  const oldBase = [
+    { ...spm("/home/me/.cache/spm/tokenizer.json", "a"), provenance: a!.provenance },
+    b!,
+  ];
+  assert.equal(
+    compareResults([spm("/home/me/.cache/spm/tokenizer.json", "c"), b!], oldBase, tol).ok,
+    true,
+  );
+  assert.deepEqual(
+    compareResults([spm("/ci/spm/tokenizer.json", "a"), b!], oldBase, tol).failures.map((f) =>
+      f.field
+    ),
+    ["tokenizer"],
+  );
   const at = (dir: string, key: string) => ({ ...a!, backboneSource: `${dir}/backbones/${key}` });
   const moved = compareResults(
     [at("/ci/cache", "tiny-v1_1-0123456789abcdef"), b!],

@@ -111,6 +111,13 @@ export interface RunProvenance extends Provenance {
    * from; absent for a random init from a preset, and in results written before it was recorded.
    */
   readonly checkpoint?: CheckpointProvenance;
+  /**
+   * The size and sha256 of the `tokenizer.json` read for a `task-spm:<file>` or `fixture:<file>`
+   * tokenizer (`RunResult.tokenizer` names the file; a checkpoint folder's own tokenizer files
+   * are in {@link RunProvenance.checkpoint}): a vocabulary retrained in place keeps the path.
+   * Absent for other tokenizers and in results written before it was recorded.
+   */
+  readonly tokenizerFile?: CheckpointFileRecord;
   /** The checkpoint the run resumed from; absent when it trained from step 0. */
   readonly resumedFrom?: ResumeRecord;
 }
@@ -359,7 +366,8 @@ export function tfBackendRecord(): BackendRecord {
  * @param git the repository state when the run started ({@link gitState}); read now if omitted,
  *   which names the wrong commit when the tree changed while the run went on
  * @param extra the data the run read ({@link dataProvenance}), the checkpoint folder its
- *   backbone came from ({@link CheckpointProvenance}) and the checkpoint it resumed from
+ *   backbone came from ({@link CheckpointProvenance}), the `tokenizer.json` of a `task-spm:` or
+ *   `fixture:` tokenizer ({@link RunProvenance.tokenizerFile}) and the checkpoint it resumed from
  *   ({@link resumeRecord}), recorded when given
  * @returns the provenance record
  */
@@ -371,6 +379,7 @@ export function collectProvenance(
   extra: {
     data?: DataProvenance;
     checkpoint?: CheckpointProvenance;
+    tokenizerFile?: CheckpointFileRecord;
     resumedFrom?: ResumeRecord;
   } = {},
 ): RunProvenance {
@@ -398,6 +407,9 @@ export function collectProvenance(
     finishedAt: finishedAt.toISOString(),
     ...(extra.data === undefined ? {} : { data: extra.data }),
     ...(extra.checkpoint === undefined ? {} : { checkpoint: extra.checkpoint }),
+    ...(extra.tokenizerFile === undefined ? {} : {
+      tokenizerFile: { bytes: extra.tokenizerFile.bytes, sha256: extra.tokenizerFile.sha256 },
+    }),
     ...(extra.resumedFrom === undefined ? {} : { resumedFrom: extra.resumedFrom }),
   };
 }

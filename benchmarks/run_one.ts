@@ -806,6 +806,7 @@ async function runOnBackbone(
       provenance: collectProvenance(startedAt, backend, new Date(), git, {
         data,
         ...(checkpoint === undefined ? {} : { checkpoint }),
+        ...(tokenizerFile === undefined ? {} : { tokenizerFile }),
         resumedFrom: resumeRecord(
           outcome.resumedFrom,
           outcome.resumedCode,

@@ -149,6 +149,11 @@ Deno.test({
       // The task-corpus tokenizer (shared with the pretrained backbone) or, without spm_train,
       // the fixture one; either way the run records which.
       assert.match(r.tokenizer ?? "", /^(task-spm|fixture):.*tokenizer\.json$/);
+      // And that file's size and sha256 (a vocabulary retrained in place keeps its path).
+      assert.deepEqual(
+        (r.provenance as RunProvenance).tokenizerFile,
+        await fileDigest(r.tokenizer!.slice(r.tokenizer!.indexOf(":") + 1)),
+      );
       assert.equal(r.attentionMass, undefined, "mtl has no prompt slots");
       assert.equal(r.provenance.backend.tfBackend, "wasm");
       // The code this process loaded, not the tree's state at the run (which others may change).
@@ -1071,6 +1076,8 @@ backboneTest(
       dir,
       files: await want(["config.json", "model.safetensors", "tokenizer.json"]),
     });
+    // The folder's own tokenizer is in those files: no separate tokenizer file digest.
+    assert.equal(trained.tokenizerFile, undefined);
     const random = await buildBackbone({ ...MTL, model: { hf: dir } }, DATA);
     disposeT5(random.model);
     assert.deepEqual(random.checkpoint, {

@@ -2136,6 +2136,14 @@ function provenance(v: unknown, src: Source, path: string): void {
       }
     }
   }
+  if (p.tokenizerFile !== undefined) {
+    const at = `${path}.tokenizerFile`;
+    const fo = obj(p.tokenizerFile, src, at);
+    num(fo.bytes, src, `${at}.bytes`, { int: true, min: 0 });
+    if (typeof fo.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(fo.sha256)) {
+      throw new SpecError(src, `${at}.sha256`, mustBe("64 lowercase hex digits", fo.sha256));
+    }
+  }
   if (p.resumedFrom !== undefined) {
     const r = obj(p.resumedFrom, src, `${path}.resumedFrom`);
     num(r.step, src, `${path}.resumedFrom.step`, { int: true, min: 1 });
@@ -2239,6 +2247,17 @@ export function validateRunResult(raw: unknown, src: Source): RunResult {
     lo.loss = score(lo.loss, src, `$.losses[${i}].loss`); // a diverged step's NaN is written null
   });
   if (o.tokenizer !== undefined) str(o.tokenizer, src, "$.tokenizer");
+  const tokFile = (o.provenance as Record<string, unknown>).tokenizerFile;
+  if (tokFile !== undefined && !/^(task-spm|fixture):./.test(String(o.tokenizer ?? ""))) {
+    // The digest is of a `task-spm:`/`fixture:` file: beside another tokenizer it names no file.
+    throw new SpecError(
+      src,
+      "$.provenance.tokenizerFile",
+      `is given for a tokenizer read from no such file ($.tokenizer is ${
+        o.tokenizer === undefined ? "absent" : show(o.tokenizer)
+      }; only a task-spm:<file> or fixture:<file> tokenizer has one)`,
+    );
+  }
   const best = obj(o.best, src, "$.best");
   for (const [task, b] of Object.entries(best)) {
     const bo = obj(b, src, `$.best.${task}`);

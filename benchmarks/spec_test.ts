@@ -1081,6 +1081,41 @@ Deno.test("validateRunResult() checks provenance, losses and tokenizer, naming t
     (r) => delete r.provenance.checkpoint.files["model.safetensors"].sha256,
     `${ckFile}.sha256 is missing (must be 64 lowercase hex digits)`,
   );
+  // A task-spm:/fixture: tokenizer's file digest: optional; when given, an integer size and a
+  // full lowercase sha256, and only beside such a tokenizer (another names no file).
+  const spm = structuredClone(good);
+  spm.tokenizer = "task-spm:/cache/spm/tokenizer.json";
+  spm.provenance.tokenizerFile = { bytes: 12, sha256: "b".repeat(64) };
+  validateRunResult(structuredClone(spm), { file: "r.json" });
+  validateRunResult({ ...structuredClone(spm), tokenizer: "fixture:/s/t.json" }, { file: "r" });
+  // deno-lint-ignore no-explicit-any
+  const badSpm = (edit: (r: Record<string, any>) => void, message: string) => {
+    const r = structuredClone(spm);
+    edit(r);
+    assert.throws(() => validateRunResult(r, { file: "r.json" }), SpecError, message);
+  };
+  badSpm(
+    (r) => (r.provenance.tokenizerFile.sha256 = "B".repeat(64)),
+    `$.provenance.tokenizerFile.sha256 must be 64 lowercase hex digits, got "${"B".repeat(56)}...`,
+  );
+  badSpm(
+    (r) => delete r.provenance.tokenizerFile.bytes,
+    "$.provenance.tokenizerFile.bytes is missing (must be an integer)",
+  );
+  badSpm(
+    (r) => (r.provenance.tokenizerFile = "x"),
+    `$.provenance.tokenizerFile must be an object, got "x"`,
+  );
+  badSpm(
+    (r) => (r.tokenizer = "backbone"),
+    `$.provenance.tokenizerFile is given for a tokenizer read from no such file ($.tokenizer is ` +
+      `"backbone"; only a task-spm:<file> or fixture:<file> tokenizer has one)`,
+  );
+  badSpm(
+    (r) => delete r.tokenizer,
+    "$.provenance.tokenizerFile is given for a tokenizer read from no such file ($.tokenizer is " +
+      "absent;",
+  );
   bad(
     (r) => (r.provenance.resumedFrom.step = 0),
     "$.provenance.resumedFrom.step must be >= 1, got 0",
