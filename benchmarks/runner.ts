@@ -876,7 +876,9 @@ export interface GridSummary {
    * for them as for any run another process holds, so each is also counted where that wait
    * ended: skipped ({@link GridSummary.doneElsewhere}) once its new holder wrote the result,
    * done or failed when its claim went stale or was released and this grid trained it after
-   * all, not started when a stop ended the wait. Neither failed nor done by themselves.
+   * all, not started when a stop ended the wait. Neither failed nor done by themselves. Each run
+   * once, with its last taker, even when it was taken over again after this grid trained it
+   * after all.
    */
   readonly leftToOthers?: readonly { readonly spec: RunSpec; readonly holder?: RunClaimHolder }[];
   /**
@@ -1149,6 +1151,10 @@ export async function runGrid(
         staleMs / 1000
       } s); leaving the run to it`,
     );
+    // Once per run, with its latest taker (it may be taken over again after this grid trained
+    // it after all), last: the grid loop reads the last entry.
+    const earlier = leftToOthers.findIndex((l) => l.spec === spec);
+    if (earlier >= 0) leftToOthers.splice(earlier, 1);
     leftToOthers.push({ spec, ...(c.holder === undefined ? {} : { holder: c.holder }) });
     return { other: c.holder };
   };

@@ -1389,6 +1389,71 @@ Deno.test("runGrid(): a claim taken over while its run trained (this process pau
   }
 });
 
+Deno.test("runGrid(): a run taken over twice (trained again after the first taker let go) is left to others once, with its last taker", async () => {
+  const out = await Deno.makeTempDir();
+  try {
+    const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+    const a = grid[0]!;
+    const fileA = join(out, runFileName(a));
+    const theirs = { ...(await fakeRunOne(a, { outDir: out, dataDir: DATA })), wallSeconds: 99 };
+    const lines: string[] = [];
+    const events: string[] = [];
+    let beating: ReturnType<typeof setInterval> | undefined;
+    let calls = 0;
+    let waits = 0;
+    let letGo: Promise<void> | undefined;
+    let s;
+    try {
+      s = await runGrid([a], {
+        outDir: out,
+        dataDir: DATA,
+        runLock: { ...FAST, staleMs: 60_000 },
+        log: (line) => lines.push(line),
+        // Each attempt: another host's claim over ours while we trained (this process paused).
+        runOne: async (spec, opts) => {
+          calls++;
+          const lock = await writeClaim(out, a, { host: `taker${calls}.example`, pid: calls });
+          beating = setInterval(() => {
+            const now = new Date();
+            Deno.utimeSync(lock, now, now);
+          }, 10);
+          return fakeRunOne(spec, opts);
+        },
+        onEvent: (e) => {
+          if (e.kind === "progress") return;
+          events.push(e.kind);
+          if (e.kind !== "waiting") return;
+          waits++;
+          // The first taker lets go without a result (the grid trains the run after all); the
+          // second writes its result.
+          const last = waits === 2;
+          letGo = (async () => {
+            clearInterval(beating);
+            if (last) await writeFileAtomic(fileA, JSON.stringify(theirs));
+            await Deno.remove(runLockFile(fileA));
+          })();
+        },
+      });
+    } finally {
+      clearInterval(beating);
+      await letGo;
+    }
+    assert.equal(calls, 2, events.join(" "));
+    assert.equal(lines.length, 2, "one line per takeover");
+    assert.match(lines[1]!, /taken over by taker2\.example pid 2 /);
+    // Listed once, with the last taker; counted once, where its second wait ended.
+    assert.deepEqual(s.leftToOthers?.map((l) => [l.spec.id, l.holder?.host]), [
+      [a.id, "taker2.example"],
+    ]);
+    assert.equal(s.skipped, 1);
+    assert.equal(s.done, 0);
+    assert.deepEqual(s.failed, []);
+    assert.equal(events.filter((k) => k === "claimed").length, 0, events.join(" "));
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
 Deno.test("runGrid(): a run that stops on its lost claim (runOne's claimLost) is left to the taker, not failed", async () => {
   const out = await Deno.makeTempDir();
   try {
