@@ -323,6 +323,29 @@ export function weightsFolder(spec: Pick<RunSpec, "model" | "backbone">): string
 }
 
 /**
+ * The summary's lines for the failed runs, one per error message in order of first failure:
+ * runs that failed alike (a malformed task file every run reads, a missing backbone) share one
+ * line naming them all, rather than repeating a long message per run (each run's own line was
+ * printed as it failed).
+ *
+ * @param failed the grid's failed runs (`GridSummary.failed`)
+ * @returns lines like `  FAILED <id>: <message>` or `  FAILED <id>, <id> (2 runs): <message>`
+ */
+export function failedLines(
+  failed: readonly { readonly spec: { readonly id: string }; readonly error: Error }[],
+): string[] {
+  const byMessage = new Map<string, string[]>();
+  for (const f of failed) {
+    const ids = byMessage.get(f.error.message);
+    if (ids === undefined) byMessage.set(f.error.message, [f.spec.id]);
+    else ids.push(f.spec.id);
+  }
+  return [...byMessage].map(([message, ids]) =>
+    `  FAILED ${ids.join(", ")}${ids.length > 1 ? ` (${ids.length} runs)` : ""}: ${message}`
+  );
+}
+
+/**
  * What the preflight and the dry run cannot see of the runs' hub ids, read from the hub cache
  * alone: one line per hub id whose `config.json` is not there (its runs get no memory or FLOP
  * estimate, and are not checked against the memory), and one per hub id whose weights are not
@@ -1886,7 +1909,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
             spec === undefined ? "" : `; run ${spec.id} ${stoppedRun}`
           }`,
       );
-      for (const f of summary.failed) error(`  FAILED ${f.spec.id}: ${f.error.message}`);
+      for (const line of failedLines(summary.failed)) error(line);
       error(
         spec === undefined && notStarted === 0
           // The signal came while the last run finished (runner.ts: it did not stop it).
@@ -1909,7 +1932,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         elsewhere(summary)
       }, ${summary.failed.length} failed${leftToOthersNote(summary)}`,
     );
-    for (const f of summary.failed) error(`  FAILED ${f.spec.id}: ${f.error.message}`);
+    for (const line of failedLines(summary.failed)) error(line);
     // No run of this grid finished (none done, none skipped: a result of an earlier bench, or of
     // another process, counts): every one failed, and a failed run is left out of the tables, so
     // there is nothing of this grid to tabulate. Said so, rather than as a table error advising

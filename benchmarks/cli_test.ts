@@ -12,6 +12,7 @@ import { fetchHubConfigFiles } from "../model/pretrained.ts";
 import {
   barName,
   claimLines,
+  failedLines,
   fmtDuration,
   hubCacheNotes,
   interruptHandler,
@@ -1179,6 +1180,12 @@ Deno.test("main() where every run fails writes no tables and says why; a skipped
     assert.equal(allFail.calls.length, 12);
     const err = c.err.join("\n");
     assert.match(err, /^0 runs done, 0 skipped, 12 failed$/m);
+    // One cause: one summary line naming every run (each run's own line came as it failed).
+    assert.ok(
+      c.err.includes(`  FAILED ${allFail.ids().join(", ")} (12 runs): this run broke`),
+      err,
+    );
+    assert.equal(c.err.filter((l) => l.startsWith("  FAILED")).length, 1, err);
     assert.equal(c.err.at(-1), "No tables: no run succeeded (see the FAILED lines above)");
     assert.doesNotMatch(err, /Tables not written|deno task tables/);
     assert.ok(!existsSync(join(out, "tables")), "no tables folder");
@@ -3012,6 +3019,21 @@ Deno.test("main(): a run whose claim another process took over is said in bench'
       /^3 runs done, 1 skipped \(1 done by other processes\), 0 failed; 1 run left to the process that took its claim over while this one was paused \(counted above: 1 done by it\)$/m,
     );
   }));
+
+Deno.test("failedLines(): runs that failed alike share a line, in order of first failure", () => {
+  const f = (id: string, message: string) => ({ spec: { id }, error: new Error(message) });
+  assert.deepEqual(failedLines([]), []);
+  assert.deepEqual(failedLines([f("a", "x: broke")]), ["  FAILED a: x: broke"]);
+  assert.deepEqual(
+    failedLines([f("a", "data.tsv:5: bad"), f("b", "oom"), f("c", "data.tsv:5: bad")]),
+    ["  FAILED a, c (2 runs): data.tsv:5: bad", "  FAILED b: oom"],
+  );
+  // Messages that differ only in part are different causes: one line each.
+  assert.deepEqual(failedLines([f("a", "step 3: NaN"), f("b", "step 4: NaN")]), [
+    "  FAILED a: step 3: NaN",
+    "  FAILED b: step 4: NaN",
+  ]);
+});
 
 Deno.test("leftToOthersNote(): a run left to the process that took its claim over is said where it was counted, never counted again", () => {
   const spec = (id: string) => ({ id }) as RunSpec;
