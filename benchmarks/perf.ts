@@ -1072,6 +1072,14 @@ export async function main(args: string[]): Promise<PerfReport> {
       );
     }
   }
+  const twice = backendList.find((b, i) => backendList.indexOf(b) !== i);
+  if (twice !== undefined) {
+    // Measured twice in a row, then saved as one list: --rounds is the way to repeat.
+    throw badFlag(
+      `--backends names ${twice} twice; --rounds N repeats the whole list (A/B variants ` +
+        `alternate)`,
+    );
+  }
   const optimizer = values.optimizer;
   if (optimizer !== "adamw" && optimizer !== "adafactor") {
     throw badFlag(

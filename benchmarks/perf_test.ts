@@ -195,7 +195,7 @@ Deno.test("perf: bad options are rejected with the option name", async () => {
   }
 });
 
-Deno.test("perf: an empty value is refused in one line naming the flag (exit 2), except --sizes and --workloads", async () => {
+Deno.test("perf: an empty value (except --sizes or --workloads alone) or a repeated backend is refused in one line naming the flag (exit 2)", async () => {
   const empty = (flag: string, takes: string, value = "") =>
     `--${flag} needs a value (${takes}), got an empty one ("${value}": an ` +
     `unset variable?); deno task perf --help lists the flags`;
@@ -214,6 +214,12 @@ Deno.test("perf: an empty value is refused in one line naming the flag (exit 2),
       `matMul size or a workload; deno task perf --help lists the flags`,
     ],
     [["--backends", ","], `--backends "," names no backend; deno task perf --help lists the flags`],
+    // A repeated backend (a typo, or an attempt at repetition): --rounds repeats.
+    [
+      ["--backends", "cpu,wasm,cpu"],
+      "--backends names cpu twice; --rounds N repeats the whole list (A/B variants alternate); " +
+      "deno task perf --help lists the flags",
+    ],
   ];
   const cwd = [...Deno.readDirSync(".")].map((e) => e.name).sort();
   for (const [args, message] of cases) {

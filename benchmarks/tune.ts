@@ -226,11 +226,15 @@ export async function main(args: string[]): Promise<TuneResult> {
     return { spec, w };
   });
   const candidateText = values.candidates ?? (quick ? QUICK_CANDIDATES : undefined);
-  const only: MatMulChoice[] | undefined = candidateText?.split(",").map((s) => s.trim())
-    .filter((s) => s !== "")
-    .map(candidateChoice);
+  const names = candidateText?.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const only: MatMulChoice[] | undefined = names?.map(candidateChoice);
   if (only !== undefined && only.length === 0) {
     throw badFlag(`--candidates "${candidateText}" names no choice`);
+  }
+  const twice = names?.find((n, i) => names.indexOf(n) !== i);
+  if (twice !== undefined) {
+    // Timed twice and kept once: --rounds is the way to more timings.
+    throw badFlag(`--candidates names ${twice} twice; --rounds N times each candidate N times`);
   }
 
   // A table already at --out is read now: one that is no tuning table stops the run here.

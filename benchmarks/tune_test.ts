@@ -252,6 +252,10 @@ Deno.test({
         [["--workloads=block"], /^--workloads "block": only t5 .*; deno task tune --help lists/],
         [["--candidates=,"], /^--candidates "," names no choice; deno task tune --help lists/],
         [
+          ["--candidates=stock,t64, stock"],
+          /^--candidates names stock twice; --rounds N times each candidate N times; deno task /,
+        ],
+        [
           ["--candidates=t99"],
           /^--candidates: "t99": unknown tile "t99"; known choices: stock, t128, /,
         ],
