@@ -304,6 +304,53 @@ export function modelConfig(model: RunSpec["model"]): T5Config | undefined {
 }
 
 /**
+ * The `config.json` files of the Hugging Face folders the runs read (an `hf` model's, and the
+ * folder an `hf` or `"pretrained"` backbone's weights come from) that cannot be used: invalid
+ * JSON, a bad or missing field (`t5ConfigFromHf`), or none in a local folder. Checked before any
+ * run, as every run of such a folder would fail at its start, after the runs before it trained.
+ * A hub id's cache folder without one is not downloaded yet (the run downloads it): not listed.
+ *
+ * @param specs the runs
+ * @returns one line per file, `<file>: <what is wrong> (run <id>, …)`, in grid order
+ */
+export function unreadableConfigs(specs: readonly RunSpec[]): string[] {
+  const problems = new Map<string, { why: string | undefined; runs: string[] }>();
+  for (const spec of specs) {
+    const refs = [typeof spec.model === "string" ? undefined : spec.model.hf, backboneHfRef(spec)];
+    for (const ref of new Set(refs)) {
+      const found = ref === undefined ? undefined : hfFolder(ref);
+      if (found === undefined) continue; // no such folder: refused when the profile was read
+      const file = `${found.dir}/config.json`;
+      let seen = problems.get(file);
+      if (seen === undefined) {
+        let why: string | undefined;
+        if (!existsSync(file)) {
+          why = found.hubId === undefined
+            ? "missing (a Hugging Face model folder holds its config.json)"
+            : undefined;
+        } else {
+          try {
+            t5ConfigFromHf(parseJsonFile(Deno.readTextFileSync(file), file), file);
+          } catch (e) {
+            why = e instanceof Error ? e.message : String(e);
+          }
+        }
+        problems.set(file, seen = { why, runs: [] });
+      }
+      if (seen.why !== undefined && !seen.runs.includes(spec.id)) seen.runs.push(spec.id);
+    }
+  }
+  return [...problems].filter(([, p]) => p.why !== undefined).map(([file, p]) => {
+    // The parser's messages name the file already; a missing one is named here.
+    const what = p.why!.includes(file) ? p.why! : `${file}: ${p.why}`;
+    const runs = p.runs.length > 3
+      ? `${p.runs.slice(0, 3).join(", ")} and ${p.runs.length - 3} more`
+      : p.runs.join(", ");
+    return `${what} (run${p.runs.length > 1 ? "s" : ""} ${runs})`;
+  });
+}
+
+/**
  * The checkpoint folder a run's backbone weights are loaded from (`run_one.ts` `buildBackbone`):
  * that of an `hf` backbone, or of the `hf` model of a `"pretrained"` backbone ({@link hfFolder}):
  * a local folder holding `config.json`, or, for a hub id, its hub cache folder once a download
@@ -436,7 +483,12 @@ export function estimateRun(
   accounting: AccountingFn | undefined,
   backend: string,
 ): RunEstimate {
-  const config = modelConfig(spec.model);
+  let config: T5Config | undefined;
+  try {
+    config = modelConfig(spec.model);
+  } catch {
+    config = undefined; // an unusable config.json: the dry run warns (unreadableConfigs)
+  }
   if (accounting === undefined || config === undefined) {
     return {
       trainFlopsPerExample: null,
@@ -1725,6 +1777,17 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       ? `${grid.length} runs`
       : `${what}: ${specs.length} of ${grid.length} runs`;
     error(`Profile "${profile.name}" (${scope}); data ${dataDir}; out ${values.out}`);
+    // A checkpoint folder whose config.json cannot be used fails each of its runs at its start:
+    // refused now (a dry run lists the grid and says so).
+    const badConfigs = unreadableConfigs(specs);
+    const configRefusal = badConfigs.length === 0
+      ? undefined
+      : `${badConfigs.length} checkpoint config.json file(s) cannot be used:\n  ${
+        badConfigs.join("\n  ")
+      }`;
+    if (configRefusal !== undefined && !values["dry-run"]) {
+      throw new UsageError(`Refused before training: ${configRefusal}`);
+    }
     // The backend each run would use: one probe per distinct choice (the default profile's probe
     // above is that of its choice).
     const probes = new Map<string, BackendProbe>();
@@ -1827,7 +1890,9 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         : backend;
       const estimates = specs.map((s) => estimateRun(s, accounting, rateName));
       printDryRun(specs, labels, estimates, shown, rateName, log, profile.timeBudgetMinutes);
-      if (refused !== undefined) error(`warning: without --dry-run this is refused: ${refused}`);
+      for (const r of [configRefusal, refused]) {
+        if (r !== undefined) error(`warning: without --dry-run this is refused: ${r}`);
+      }
       const simulated = shown === memory ? undefined : refusalsOf(shown);
       if (simulated !== undefined && simulated !== refused && memoryOverride !== undefined) {
         error(

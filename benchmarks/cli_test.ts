@@ -25,6 +25,7 @@ import {
   progressInfo,
   progressReporter,
   statedMemoryUse,
+  unreadableConfigs,
   weightsFolder,
 } from "./cli.ts";
 import { defaultTaskCatalog, expandGrid, runLockFile } from "./runner.ts";
@@ -2038,6 +2039,83 @@ Deno.test("modelConfig(): a preset, a folder's config.json, undefined for a hub 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("unreadableConfigs(): each unusable config.json of the folders the runs read, once, with its runs", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const good = join(dir, "good");
+    const badJson = join(dir, "bad-json");
+    const badField = join(dir, "bad-field");
+    const empty = join(dir, "empty");
+    for (const f of [good, badJson, badField, empty]) await Deno.mkdir(f);
+    const relu = sharedPath("fixtures", "hf-t5", "t5-tiny-relu", "config.json");
+    await Deno.copyFile(relu, join(good, "config.json"));
+    await Deno.writeTextFile(join(badJson, "config.json"), `{\n  "d_model": 64,\n}\n`);
+    const cfg = JSON.parse(await Deno.readTextFile(relu));
+    delete cfg.num_layers;
+    await Deno.writeTextFile(join(badField, "config.json"), JSON.stringify(cfg));
+    const spec = (id: string, model: RunSpec["model"], backbone: RunSpec["backbone"]) =>
+      ({ id, model, backbone }) as RunSpec;
+    assert.deepEqual(
+      unreadableConfigs([
+        spec("r0", "tiny-v1_1", "pretrained"),
+        spec("r1", { hf: good }, "pretrained"),
+        // A hub id whose cache folder has no config.json yet: the run downloads it.
+        spec("r2", { hf: "org/not-downloaded-here" }, "random"),
+        spec("r3", { hf: badJson }, "random"),
+        // A backbone folder is read too; the model's and the backbone's folder the same: once.
+        spec("r4", "tiny-v1_1", { hf: badField }),
+        spec("r5", { hf: badField }, { hf: badField }),
+        spec("r6", { hf: empty }, "pretrained"),
+        spec("r7", { hf: badJson }, "pretrained"),
+      ]),
+      [
+        `${badJson}/config.json:3:1: invalid JSON: Expected double-quoted property name ` +
+        `(JSON allows no comments or trailing commas) (runs r3, r7)`,
+        `${badField}/config.json: missing field "num_layers" (expected a number) (runs r4, r5)`,
+        `${empty}/config.json: missing (a Hugging Face model folder holds its config.json) (run r6)`,
+      ],
+    );
+    // More than three runs of one file: the first three and a count.
+    const many = ["a", "b", "c", "d", "e"].map((id) => spec(id, { hf: empty }, "random"));
+    assert.match(unreadableConfigs(many)[0]!, /\(runs a, b, c and 2 more\)$/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main() refuses a grid whose checkpoint config.json cannot be used before any run (exit 2, nothing written); --dry-run lists it and warns", () =>
+  inTempDir(async (dir) => {
+    const broken = join(dir, "broken");
+    await Deno.mkdir(broken);
+    await Deno.writeTextFile(join(broken, "config.json"), "{}");
+    const profile = await tmpProfile(dir, {
+      seeds: [0],
+      models: ["tiny-v1_1", { hf: broken }],
+      benchmarks: ["glue"],
+      tasks: { glue: ["rte"] },
+      methods: [{ name: "mtl" }],
+    });
+    const out = join(dir, "out");
+    const runs = countingRunOne();
+    const c = capture();
+    const args = ["--profile", profile, "--data-dir", DATA, "--out", out, "--backend", "cpu"];
+    assert.equal(await main(args, { ...c.opts, runOne: runs.runOne }), 2, c.err.join("\n"));
+    assert.deepEqual(runs.calls, [], "no run started: not even the good model's");
+    assert.match(
+      c.err.join("\n"),
+      /Refused before training: 1 checkpoint config\.json file\(s\) cannot be used:\n {2}\S+\/broken\/config\.json: missing field "\w+" .*\(run \w{12}\)/,
+    );
+    assert.equal(existsSync(out), false, "nothing written");
+    const d = capture();
+    assert.equal(await main([...args, "--dry-run"], d.opts), 0, d.err.join("\n"));
+    assert.equal(d.out.length, 1 + 2 + 1, "both runs listed");
+    assert.match(d.out[2]!, /broken .* n\/a /);
+    assert.match(
+      d.err.join("\n"),
+      /warning: without --dry-run this is refused: 1 checkpoint config\.json file\(s\) cannot be used:\n {2}\S+\/broken\/config\.json: missing field/,
+    );
+  }));
 
 /**
  * Two copies under `dir` of the untied HF fixture (three different token tables): `own`, whose
