@@ -62,7 +62,7 @@ import cliProgress from "cli-progress";
 import { preset, type T5Config, t5ConfigFromHf } from "../model/config.ts";
 import { parseJsonFile } from "../model/json.ts";
 import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
-import { backendFromEnv, backpropFromEnv, isBackendName } from "../model/backend.ts";
+import { backendFromEnv, backendHint, backpropFromEnv, isBackendName } from "../model/backend.ts";
 import { submitBatchFromEnv } from "../model/webgpu/submit_batch.ts";
 import {
   checkDataDir,
@@ -1514,7 +1514,9 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     const backendArg = values.backend;
     if (backendArg !== undefined && !isBackendName(backendArg)) {
       throw new UsageError(
-        `Unknown --backend "${backendArg}"; expected one of ${BACKEND_CHOICES.join(", ")}`,
+        `Unknown --backend "${backendArg}"; expected one of ${BACKEND_CHOICES.join(", ")}${
+          backendHint(backendArg)
+        }`,
       );
     }
     // The variable stands in for --backend wherever a backend is "auto" (the default profile's

@@ -358,7 +358,15 @@ Deno.test("main() refuses every bad flag, value and combination in one line nami
       ],
       [
         ["--profile", profile, "--backend", "tpu"],
-        /^Unknown --backend "tpu"; expected one of auto, /,
+        /^Unknown --backend "tpu"; expected one of auto, .*cpu$/,
+      ],
+      [
+        ["--profile", profile, "--backend", "gpu"],
+        /^Unknown --backend "gpu"; expected one of auto, .*cpu; a GPU is reached through webgpu /,
+      ],
+      [
+        ["--profile", profile, "--backend", "WASM+BLAS"],
+        /^Unknown --backend "WASM\+BLAS"; expected one of .*; did you mean wasm\+blas\?$/,
       ],
       [["--profile", profile, "--methods"], /^--methods needs a value/],
       [
@@ -1102,7 +1110,7 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
       [
         base,
         { HYPERPROMPT_BACKEND: "gpu" },
-        /^HYPERPROMPT_BACKEND="gpu" is not one of auto, tensorflow, webgpu, wasm, wasm\+blas, cpu$/,
+        /^HYPERPROMPT_BACKEND="gpu" is not one of auto, tensorflow, webgpu, wasm, wasm\+blas, cpu; a GPU is reached through webgpu .* and auto takes the GPU when there is one$/,
       ],
       [
         base,

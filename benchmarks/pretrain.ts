@@ -53,6 +53,7 @@ import { exitCodeOf, parseFlags, usageChecked, UsageError, wrapHelp } from "../m
 import {
   BACKEND_NAMES,
   backendFromEnv,
+  backendHint,
   type BackendName,
   currentBackendInfo,
   selectBackend,
@@ -1096,7 +1097,9 @@ export async function main(args: string[], opts: PretrainMainOptions = {}): Prom
     const backend = values.backend;
     if (backend !== undefined && !(BACKEND_NAMES as readonly string[]).includes(backend)) {
       throw new UsageError(
-        `--backend must be one of ${BACKEND_NAMES.join(", ")}, got "${backend}"`,
+        `--backend must be one of ${BACKEND_NAMES.join(", ")}, got "${backend}"${
+          backendHint(backend)
+        }`,
       );
     }
     backendFromEnv(); // the variable stands in for --backend auto: a bad value stops here too

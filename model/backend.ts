@@ -149,6 +149,24 @@ export function isBackendName(name: string): name is BackendName {
 }
 
 /**
+ * What to add to a refusal of a backend name that is none of {@link BACKEND_NAMES}: the name in
+ * other case or with spaces (`WebGPU`, ` cpu`), or where a word for a GPU (`gpu`, `cuda`,
+ * `vulkan`, …) leads.
+ *
+ * @param value the name given
+ * @returns `""`, or text starting `"; "`
+ */
+export function backendHint(value: string): string {
+  const plain = value.trim().toLowerCase();
+  if (isBackendName(plain)) return `; did you mean ${plain}?`;
+  if (/^(gpu|cuda|nvidia|vulkan|metal|d3d12|dx12|tfjs-node-gpu|node-gpu)$/.test(plain)) {
+    return "; a GPU is reached through webgpu (WebGPU: Vulkan, Metal or D3D12) or tensorflow " +
+      "(tfjs-node-gpu: CUDA), and auto takes the GPU when there is one";
+  }
+  return "";
+}
+
+/**
  * The backend `HYPERPROMPT_BACKEND` names, checked: a command-line tool calls it with its other
  * argument checks, so that a bad value stops the command before any work (exit code 2) instead
  * of failing in {@link selectBackend} once the work has started.
@@ -161,7 +179,9 @@ export function backendFromEnv(): BackendName | undefined {
   if (value === undefined || value === "") return undefined;
   if (!isBackendName(value)) {
     throw new UsageError(
-      `HYPERPROMPT_BACKEND="${value}" is not one of ${BACKEND_NAMES.join(", ")}`,
+      `HYPERPROMPT_BACKEND="${value}" is not one of ${BACKEND_NAMES.join(", ")}${
+        backendHint(value)
+      }`,
     );
   }
   return value;
@@ -557,7 +577,9 @@ export async function selectBackend(
   let requested: BackendName = name;
   if (!isBackendName(requested)) {
     throw new Error(
-      `model/backend.ts: unknown backend "${name}"; expected one of ${BACKEND_NAMES.join(", ")}`,
+      `model/backend.ts: unknown backend "${name}"; expected one of ${BACKEND_NAMES.join(", ")}${
+        backendHint(name)
+      }`,
     );
   }
   const notes: string[] = [];
@@ -567,7 +589,7 @@ export async function selectBackend(
       throw new Error(
         `model/backend.ts: HYPERPROMPT_BACKEND="${envName}" is not one of ${
           BACKEND_NAMES.join(", ")
-        }`,
+        }${backendHint(envName)}`,
       );
     }
     notes.push(`HYPERPROMPT_BACKEND=${envName} replaced "auto"`);

@@ -294,15 +294,31 @@ Deno.test("backendFromEnv(): a bad HYPERPROMPT_BACKEND is an argument error nami
     await withEnv({ HYPERPROMPT_BACKEND: "wasm+blas" }, () => Promise.resolve(backendFromEnv())),
     "wasm+blas",
   );
-  for (const bad of ["gpu9", "WASM", " cpu"]) {
+  const gpu = "; a GPU is reached through webgpu (WebGPU: Vulkan, Metal or D3D12) or tensorflow " +
+    "(tfjs-node-gpu: CUDA), and auto takes the GPU when there is one";
+  for (
+    const [bad, hint] of [
+      ["gpu9", ""],
+      ["WASM", "; did you mean wasm?"],
+      [" cpu", "; did you mean cpu?"],
+      ["gpu", gpu],
+      ["CUDA", gpu],
+    ]
+  ) {
     await assert.rejects(
       withEnv({ HYPERPROMPT_BACKEND: bad }, () => Promise.resolve().then(backendFromEnv)),
       (e: Error) =>
         e instanceof UsageError &&
         e.message ===
-          `HYPERPROMPT_BACKEND="${bad}" is not one of auto, tensorflow, webgpu, wasm, wasm+blas, cpu`,
+          `HYPERPROMPT_BACKEND="${bad}" is not one of auto, tensorflow, webgpu, wasm, wasm+blas, ` +
+            `cpu${hint}`,
     );
   }
+  // selectBackend's own checks (a library caller) say the same.
+  await assert.rejects(
+    selectBackend("WebGPU" as BackendName),
+    /unknown backend "WebGPU"; expected one of .*cpu; did you mean webgpu\?$/,
+  );
 });
 
 /** The backprop note of a selection (exactly one). */
