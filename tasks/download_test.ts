@@ -1118,7 +1118,7 @@ Deno.test("a parquet whose rows do not convert is deleted with its archive entry
     new Uint8Array(
       parquetWriteBuffer({ columnData: [{ name: "sentence1", data: ["A."], type: "STRING" }] }),
     ),
-    /train-00000-of-00001\.parquet: cannot convert its rows \(.*field idx: expected a number.*\) \(deleted\)/,
+    /train-00000-of-00001\.parquet: cannot convert its rows \(.*field idx: missing \(expected a number\); the parquet's columns: sentence1 \(another version .*\)\) \(deleted\)/,
   );
 });
 

@@ -34,13 +34,18 @@ import { type FileSpec, officialFinalNewline, type TaskSource } from "./sources.
 /** A parquet row as hyparquet returns it (`rowFormat: "object"`). */
 export type Row = Record<string, unknown>;
 
+/** A field a row lacks: {@link convertRows} adds the parquet's columns to the message. */
+class MissingField extends Error {}
+
 function num(v: unknown, where: string): number {
   if (typeof v === "bigint") return Number(v);
   if (typeof v === "number") return v;
+  if (v === undefined) throw new MissingField(`${where}: missing (expected a number)`);
   throw new Error(`${where}: expected a number, got ${typeof v}`);
 }
 
 function str(v: unknown, where: string): string {
+  if (v === undefined) throw new MissingField(`${where}: missing (expected a string)`);
   if (typeof v !== "string") throw new Error(`${where}: expected a string, got ${typeof v}`);
   return v;
 }
@@ -92,7 +97,16 @@ function labelName(config: string, v: unknown, where: string): string {
 
 /** Converts the rows of one parquet split into the text of the official file `file`. */
 export function convertRows(task: TaskSource, file: FileSpec, rows: readonly Row[]): string {
-  return task.benchmark === "glue" ? glueText(task, file, rows) : superGlueText(task, file, rows);
+  try {
+    return task.benchmark === "glue" ? glueText(task, file, rows) : superGlueText(task, file, rows);
+  } catch (e) {
+    // A column renamed or dropped in another version of the dataset: say which it has.
+    if (!(e instanceof MissingField) || rows[0] === undefined) throw e;
+    throw new Error(
+      `${e.message}; the parquet's columns: ${Object.keys(rows[0]).join(", ")} (another ` +
+        `version of the dataset than ${task.id}'s conversion expects)`,
+    );
+  }
 }
 
 function glueText(task: TaskSource, file: FileSpec, rows: readonly Row[]): string {

@@ -147,6 +147,33 @@ Deno.test("CoLA, MNLI dev, AX: official column layout with placeholders", () => 
       ]),
     /glue\/RTE\/train\.tsv \(parquet row 0\) field sentence1: contains a tab/,
   );
+  // A column the conversion reads is missing (another version of the dataset): the message says
+  // so and lists the columns the parquet has; a field of the wrong type says its type.
+  assert.throws(
+    () =>
+      convertRows(findTaskSource("rte"), spec("rte", "glue/RTE/train.tsv"), [
+        { sentence1: "a", sentence2: "c", idx: 0 },
+      ]),
+    new RegExp(
+      "^Error: glue/RTE/train\\.tsv \\(parquet row 0\\) field label: missing \\(expected a " +
+        "number\\); the parquet's columns: sentence1, sentence2, idx \\(another version of the " +
+        "dataset than glue/rte's conversion expects\\)$",
+    ),
+  );
+  assert.throws(
+    () =>
+      convertRows(findTaskSource("rte"), spec("rte", "glue/RTE/train.tsv"), [
+        { sentence1: "a", premise: "c", label: 0n, idx: 0 },
+      ]),
+    /field sentence2: missing \(expected a string\); the parquet's columns: sentence1, premise, /,
+  );
+  assert.throws(
+    () =>
+      convertRows(findTaskSource("rte"), spec("rte", "glue/RTE/train.tsv"), [
+        { sentence1: "a", sentence2: 7, label: 0n, idx: 0 },
+      ]),
+    /^Error: glue\/RTE\/train\.tsv \(parquet row 0\) field sentence2: expected a string, got number$/,
+  );
   // The parquet column is named, wherever it lands in the TSV line (MNLI: premise is column 9).
   for (const [bad, what] of [["a\nb", "line break"], ["a\rb", "line break"], ["a\tb", "tab"]]) {
     assert.throws(
