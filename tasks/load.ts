@@ -58,6 +58,15 @@ function logSkipped(file: string, lines: number[]): void {
 
 const UNK = "<unk>";
 
+/** The number of the first blank line followed by a non-blank one (1-based), if any. */
+function innerBlankLine(text: string): number | undefined {
+  const lines = text.split("\n");
+  let last = lines.length - 1;
+  while (last >= 0 && lines[last]!.trim() === "") last--;
+  for (let i = 0; i < last; i++) if (lines[i]!.trim() === "") return i + 1;
+  return undefined;
+}
+
 /**
  * Loads one split of a task from `dataDir` (official layout: `glue/CoLA/train.tsv`,
  * `super_glue/BoolQ/val.jsonl`, …) as T5 text-to-text examples. MultiRC gives one example per
@@ -209,13 +218,17 @@ export function examplesFromBytes(
         : spec.format === "dpr"
         ? "records"
         : "rows";
+      // A row emptied by hand reads as a blank line, which parsing skips: name it.
+      const blank = spec.format === "dpr" ? undefined : innerBlankLine(text);
       throw new DataError(
         file,
         0,
         `expected ${
           ok.join(" or ")
         } ${what} (official count), found ${res.rows}: truncated or not the ` +
-          `official file (${refetch} fetches the official one into the cache; a library ` +
+          `official file${
+            blank === undefined ? "" : ` (line ${blank} is blank, which an official file has not)`
+          } (${refetch} fetches the official one into the cache; a library ` +
           "caller may pass checkRows: false to skip this check)",
       );
     }

@@ -430,6 +430,39 @@ Deno.test("official row count check catches a short file", () => {
     checkRows: false,
   });
   assert.equal(ok.examples.length, 1);
+  // A row emptied by hand (a blank line between rows, TSV or JSON lines) is named; blank lines
+  // at the end are not, nor are they in the count's message when there is none inside.
+  const enc = new TextEncoder();
+  const row = (i: number) =>
+    JSON.stringify({ premise: "p", hypothesis: "h", label: "neutral", idx: i });
+  const cases: [string, string, string, string][] = [
+    [
+      "rte",
+      "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n\n2\tc\td\tentailment\n",
+      "glue/RTE/train.tsv",
+      " (line 3 is blank, ",
+    ],
+    ["cb", `${row(0)}\n  \n${row(2)}\n`, "super_glue/CB/train.jsonl", " (line 2 is blank, "],
+    [
+      "rte",
+      "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n\n\n",
+      "glue/RTE/train.tsv",
+      "",
+    ],
+  ];
+  for (const [task, text, path, hint] of cases) {
+    assert.throws(
+      () =>
+        examplesFromBytes(task, "train", enc.encode(text), path, {
+          file: { path: "x", rows: 250 },
+        }),
+      (e: Error) => {
+        const tail = e.message.split("truncated or not the official file")[1] ?? "";
+        assert.equal(tail.startsWith(hint === "" ? " (deno task" : hint), true, e.message);
+        return true;
+      },
+    );
+  }
 });
 
 Deno.test("a GLUE file cut mid-line in its last column is refused: the official one ends with \\n", async () => {
