@@ -1161,7 +1161,7 @@ export async function main(args: string[], opts: PretrainMainOptions = {}): Prom
     const code = exitCodeOf(e);
     // parseFlags's lines end with their own pointer to --help.
     const hint = code === 2 && !/--help lists the flags$/.test((e as Error).message)
-      ? " (deno task pretrain --help)"
+      ? "; deno task pretrain --help lists the flags"
       : "";
     // One line, unprefixed, as every tool prints its errors (model/usage.ts runCli).
     error(`${e instanceof Error ? e.message : String(e)}${hint}`);

@@ -1404,7 +1404,9 @@ async function downloadCommand(
   } catch (e) {
     // parseFlags's line already ends with the pointer to --help.
     if (e instanceof UsageError) throw e;
-    throw new UsageError(`${(e as Error).message} (deno task download --help)`, { cause: e });
+    throw new UsageError(`${(e as Error).message}; deno task download --help lists the flags`, {
+      cause: e,
+    });
   }
   if (o.tasks.length === 0) {
     throw new UsageError(
@@ -1420,7 +1422,9 @@ async function downloadCommand(
     dir = o.cacheDir ?? defaultCacheDir();
     checkOutputFolder(o.cacheDir === undefined ? "the cache folder" : "--cache-dir", dir);
   } catch (e) {
-    throw new UsageError(`${(e as Error).message} (deno task download --help)`, { cause: e });
+    throw new UsageError(`${(e as Error).message}; deno task download --help lists the flags`, {
+      cause: e,
+    });
   }
   const { help: _, ...downloadOpts } = o;
   const res = await dl(downloadOpts);
