@@ -109,8 +109,13 @@ import {
   type RunSpec,
   TEST_DIAGNOSTICS,
   testRows,
+  testSplits,
   trainedTasks,
 } from "./spec.ts";
+import { loadExamples } from "../tasks/load.ts";
+import { DataError } from "../tasks/parse.ts";
+import { evalSplits } from "../tasks/registry.ts";
+import type { TaskSplit } from "../tasks/types.ts";
 import {
   compareResults,
   formatComparison,
@@ -367,6 +372,58 @@ export function weightsFolder(spec: Pick<RunSpec, "model" | "backbone">): string
   const found = hf === undefined ? undefined : hfFolder(hf);
   if (found === undefined || !existsSync(`${found.dir}/config.json`)) return undefined;
   return found.hubId === undefined || hubDownloadComplete(found.dir) ? found.dir : undefined;
+}
+
+/**
+ * The task files the runs read that cannot be parsed (a malformed row, a wrong header, a file cut
+ * short or not the official one: `tasks/load.ts` `loadExamples`, as the runs load them): each
+ * trained task's train split, each evaluated task's validation splits, and with
+ * `train.predictTest` its test splits, each read once. Checked before any run, as every run
+ * reading such a file would fail at its start, after the runs before it trained. A missing file
+ * is not listed (the grid's expansion refuses those, or leaves their tasks out).
+ *
+ * @param specs the runs
+ * @param dataDir the data folder the runs read
+ * @returns one line per problem, the loader's message (file, line, field) and its runs
+ */
+export async function malformedTaskFiles(
+  specs: readonly RunSpec[],
+  dataDir: string,
+): Promise<string[]> {
+  const reads = new Map<string, { task: string; split: TaskSplit; runs: string[] }>();
+  for (const spec of specs) {
+    const pairs: [string, TaskSplit][] = [
+      ...trainedTasks(spec).map((t): [string, TaskSplit] => [t, "train"]),
+      ...spec.tasks.flatMap((t) => evalSplits(t).map((s): [string, TaskSplit] => [t, s])),
+      ...(spec.train.predictTest === true
+        ? spec.tasks.flatMap((t) => testSplits(t).map((s): [string, TaskSplit] => [t, s]))
+        : []),
+    ];
+    for (const [task, split] of pairs) {
+      const key = `${task}\0${split}`;
+      const r = reads.get(key) ?? { task, split, runs: [] };
+      reads.set(key, r);
+      if (!r.runs.includes(spec.id)) r.runs.push(spec.id);
+    }
+  }
+  // One line per message (two splits of one file, e.g. a task's test split read as a
+  // diagnostic's too, say it once), with every run that reads it.
+  const problems = new Map<string, string[]>();
+  for (const { task, split, runs } of reads.values()) {
+    try {
+      await loadExamples(task, split, dataDir, { onSkipped: () => {} });
+    } catch (e) {
+      if (!(e instanceof DataError)) continue; // a missing file: the expansion's business
+      const all = problems.get(e.message) ?? [];
+      problems.set(e.message, [...all, ...runs.filter((id) => !all.includes(id))]);
+    }
+  }
+  return [...problems].map(([message, runs]) => {
+    const shown = runs.length > 3
+      ? `${runs.slice(0, 3).join(", ")} and ${runs.length - 3} more`
+      : runs.join(", ");
+    return `${message} (run${runs.length > 1 ? "s" : ""} ${shown})`;
+  });
 }
 
 /**
@@ -1789,6 +1846,29 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       }`;
     if (configRefusal !== undefined && !values["dry-run"]) {
       throw new UsageError(`Refused before training: ${configRefusal}`);
+    }
+    if (!values["dry-run"]) {
+      // A malformed task file fails every run that reads it at its start: refused now. With
+      // --resume, the runs that already have a result are skipped, so their files are not read.
+      const toRun = values.resume === true
+        ? specs.filter((s) => !existsSync(join(values.out, runFileName(s))))
+        : specs;
+      const checkStart = performance.now();
+      const bad = await malformedTaskFiles(toRun, dataDir);
+      const checkSeconds = (performance.now() - checkStart) / 1000;
+      // About 1 s per 15 MB of files on 2 cores (the full GLUE + SuperGLUE files are hundreds of
+      // MB): where that time went is said.
+      if (checkSeconds > 5) {
+        error(`Read the task files the runs train and evaluate on (${fmtDuration(checkSeconds)})`);
+      }
+      if (bad.length > 0) {
+        const e = new Error(
+          `Refused before training: ${bad.length} task file problem(s):\n  ${bad.join("\n  ")}`,
+        );
+        // A folder named by --data-dir or HYPERPROMPT_DATA cannot be used (2); the default
+        // one's files came from the download or the offline mirror (1), as for missing files.
+        throw chosenData ? asUsageError(e) : e;
+      }
     }
     // The backend each run would use: one probe per distinct choice (the default profile's probe
     // above is that of its choice).

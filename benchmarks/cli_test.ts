@@ -20,6 +20,7 @@ import {
   isGpuBackend,
   leftToOthersNote,
   main,
+  malformedTaskFiles,
   modelConfig,
   preflightModelConfig,
   progressInfo,
@@ -827,15 +828,21 @@ Deno.test("main() reads the tasks a partly failed download wrote, from the cache
   const env = { HYPERPROMPT_DATA: undefined, HYPERPROMPT_CACHE: join(dir, "cache") };
   await withEnv(env, async () => {
     const profile = await tmpProfile(dir, EVERY_GLUE_TASK);
-    // Writes QQP's train and dev files (and their manifest entries), fails MNLI and QNLI.
+    // Writes QQP's train and dev files (and their manifest entries), fails MNLI and QNLI. The
+    // files hold the official row counts, as bench reads every file before training.
+    const qqp = (rows: number) =>
+      "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n" +
+      Array.from({ length: rows }, (_, i) => `${i}\t${2 * i}\t${2 * i + 1}\tA?\tB?\t${i % 2}\n`)
+        .join("");
     const partly = async (o: DownloadOptions): Promise<TaskResult[]> => {
       const cache = o.cacheDir!;
       const files = ["glue/QQP/train.tsv", "glue/QQP/dev.tsv"];
       const manifest: Record<string, unknown> = {};
-      for (const f of files) {
+      for (const [f, rows] of [[files[0]!, 363_846], [files[1]!, 40_430]] as const) {
         await Deno.mkdir(join(cache, "glue/QQP"), { recursive: true });
-        await Deno.writeTextFile(join(cache, f), "x");
-        manifest[f] = { task: "glue/qqp", bytes: 1 };
+        const text = qqp(rows);
+        await Deno.writeTextFile(join(cache, f), text);
+        manifest[f] = { task: "glue/qqp", bytes: new TextEncoder().encode(text).length };
       }
       await Deno.writeTextFile(
         join(cache, "manifest.json"),
@@ -2091,6 +2098,100 @@ Deno.test("unreadableConfigs(): each unusable config.json of the folders the run
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** A data folder under `dir` with the mirror's RTE, CoLA and CB, and the profile over it. */
+async function copiedData(dir: string): Promise<string> {
+  const data = join(dir, "data");
+  for (const f of ["glue/RTE", "glue/CoLA", "super_glue/CB"]) {
+    await Deno.mkdir(join(data, f), { recursive: true });
+    for (const e of Deno.readDirSync(join(DATA, f))) {
+      await Deno.copyFile(join(DATA, f, e.name), join(data, f, e.name));
+    }
+  }
+  return data;
+}
+
+Deno.test("malformedTaskFiles(): each file the runs read that does not parse, once, with its runs; test files only with predictTest", () =>
+  inTempDir(async (dir) => {
+    const data = await copiedData(dir);
+    const grid = expandGrid(await loadProfile(await tmpProfile(dir, { seeds: [0] })), {
+      dataDir: data,
+    });
+    assert.deepEqual(await malformedTaskFiles(grid, data), [], "the mirror's files parse");
+    // CB train: a cut JSON line; RTE dev: a renamed label column; CoLA test: a short row.
+    const cb = join(data, "super_glue/CB/train.jsonl");
+    const lines = (await Deno.readTextFile(cb)).split("\n");
+    lines[4] = lines[4]!.slice(0, 30);
+    await Deno.writeTextFile(cb, lines.join("\n"));
+    const rte = join(data, "glue/RTE/dev.tsv");
+    const text = await Deno.readTextFile(rte);
+    await Deno.writeTextFile(rte, text.replace("\tlabel\n", "\tgold\n"));
+    const cola = join(data, "glue/CoLA/test.tsv");
+    await Deno.writeTextFile(
+      cola,
+      (await Deno.readTextFile(cola)).replace(/\n(\d+)\t[^\n]*\n/, "\n$1\n"),
+    );
+    const ids = (benchmark: string) =>
+      grid.filter((s) => s.benchmark === benchmark).map((s) => s.id);
+    // Three runs per benchmark (three methods, one seed): all named.
+    const three = (xs: string[]) => (assert.equal(xs.length, 3), xs.join(", "));
+    assert.deepEqual(await malformedTaskFiles(grid, data), [
+      `${rte}:1: field "label": missing column (header: index | sentence1 | sentence2 | gold) ` +
+      `(runs ${three(ids("glue"))})`,
+      `${cb}:5: invalid JSON: Unterminated string (column 31) (runs ${three(ids("super_glue"))})`,
+    ]);
+    // One run reading it: "run <id>"; the test split is read with predictTest only.
+    const one = grid.filter((s) => s.benchmark === "glue").slice(0, 1).map((s) => ({
+      ...s,
+      train: { ...s.train, predictTest: true },
+    }));
+    const got = await malformedTaskFiles(one, data);
+    assert.equal(got.length, 2, got.join("\n"));
+    assert.match(got[0]!, new RegExp(`^${rte}:1: .* \\(run ${one[0]!.id}\\)$`));
+    assert.match(got[1]!, new RegExp(`^${cola}:\\d+: .* \\(run ${one[0]!.id}\\)$`));
+  }));
+
+Deno.test("main() refuses a grid whose task file does not parse before any run (exit 2 for --data-dir, nothing written); --resume skips the finished runs' files", () =>
+  inTempDir(async (dir) => {
+    const data = await copiedData(dir);
+    const profile = await tmpProfile(dir, { seeds: [0], methods: [{ name: "mtl" }] });
+    const out = join(dir, "out");
+    const args = ["--profile", profile, "--data-dir", data, "--out", out, "--no-tables"];
+    // The super_glue run trains first, then the file it read breaks.
+    const grid = expandGrid(await loadProfile(profile), { dataDir: data });
+    const sg = grid.filter((s) => s.benchmark === "super_glue").map((s) => s.method.label);
+    assert.equal(sg.length, 1);
+    const first = countingRunOne();
+    assert.equal(await main(args, { ...capture().opts, runOne: first.runOne }), 0);
+    const cb = join(data, "super_glue/CB/val.jsonl");
+    await Deno.writeTextFile(cb, "{\n", { append: true });
+    // Without --resume every run trains again: refused, no run started, nothing written.
+    await Deno.remove(out, { recursive: true });
+    const runs = countingRunOne();
+    const c = capture();
+    assert.equal(await main(args, { ...c.opts, runOne: runs.runOne }), 2, c.err.join("\n"));
+    assert.deepEqual(runs.calls, []);
+    assert.match(
+      c.err.join("\n"),
+      /Refused before training: 1 task file problem\(s\):\n {2}\S+\/super_glue\/CB\/val\.jsonl:\d+: invalid JSON: .* \(run \w{12}\)/,
+    );
+    assert.equal(existsSync(out), false, "nothing written");
+    // With --resume and that run's result in OUT, its files are not read: the others train.
+    const sgRun = grid.find((s) => s.benchmark === "super_glue")!;
+    await Deno.mkdir(out);
+    await Deno.writeTextFile(
+      join(out, runFileName(sgRun)),
+      JSON.stringify(await fakeRunOne(sgRun, { outDir: out, dataDir: data })),
+    );
+    const resumed = countingRunOne();
+    const r = capture();
+    assert.equal(
+      await main([...args, "--resume"], { ...r.opts, runOne: resumed.runOne }),
+      0,
+      r.err.join("\n"),
+    );
+    assert.deepEqual(resumed.ids(), grid.filter((s) => s !== sgRun).map((s) => s.id));
+  }));
 
 Deno.test("main() refuses a grid whose checkpoint config.json cannot be used before any run (exit 2, nothing written); --dry-run lists it and warns", () =>
   inTempDir(async (dir) => {
