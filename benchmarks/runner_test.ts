@@ -1087,6 +1087,14 @@ async function writeClaim(
   return path;
 }
 
+/** Keeps a claim file fresh every 10 ms, as its holder's heartbeat does; clear it to stop. */
+function beatClaim(lock: string): ReturnType<typeof setInterval> {
+  return setInterval(() => {
+    const now = new Date();
+    Deno.utimeSync(lock, now, now);
+  }, 10);
+}
+
 /** The names in `out` that are claim files or claims being taken over. */
 function claimFiles(out: string): string[] {
   return [...Deno.readDirSync(out)].map((e) => e.name).filter((n) => n.includes(".lock"));
@@ -1233,10 +1241,7 @@ Deno.test("runGrid(): a run claimed by a live process is waited for and counted 
     const [a, b] = [grid[0]!, grid[1]!];
     const lock = await writeClaim(out, a, { host: "other-host", pid: 77 });
     // The other process: beats, then writes the result and releases its claim.
-    const beating = setInterval(() => {
-      const now = new Date();
-      Deno.utimeSync(lock, now, now);
-    }, 10);
+    const beating = beatClaim(lock);
     let finishing: Promise<void> | undefined;
     const trained = countingRunOne();
     const events: string[] = [];
@@ -1342,10 +1347,7 @@ Deno.test("runGrid(): a claim taken over while its run trained (this process pau
           await Deno.mkdir(join(opts.outDir, "checkpoints", "step-00000002"), { recursive: true });
           await Deno.writeTextFile(join(opts.outDir, "checkpoints", "step-00000002", "x"), "");
           const lock = await writeClaim(out, a, { host: "taker.example", pid: 4321 });
-          beating = setInterval(() => {
-            const now = new Date();
-            Deno.utimeSync(lock, now, now);
-          }, 10);
+          beating = beatClaim(lock);
           return fakeRunOne(spec, opts);
         },
         onEvent: (e) => {
@@ -1413,10 +1415,7 @@ Deno.test("runGrid(): a run taken over twice (trained again after the first take
         runOne: async (spec, opts) => {
           calls++;
           const lock = await writeClaim(out, a, { host: `taker${calls}.example`, pid: calls });
-          beating = setInterval(() => {
-            const now = new Date();
-            Deno.utimeSync(lock, now, now);
-          }, 10);
+          beating = beatClaim(lock);
           return fakeRunOne(spec, opts);
         },
         onEvent: (e) => {
