@@ -406,8 +406,8 @@ export async function malformedTaskFiles(
       if (!r.runs.includes(spec.id)) r.runs.push(spec.id);
     }
   }
-  // One line per message (two splits of one file, e.g. a task's test split read as a
-  // diagnostic's too, say it once), with every run that reads it.
+  // One line per message (a file read for two tasks or splits says it once), with every run
+  // that reads it.
   const problems = new Map<string, string[]>();
   for (const { task, split, runs } of reads.values()) {
     try {
