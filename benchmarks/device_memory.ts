@@ -456,6 +456,7 @@ export function deviceMemoryOverride(
 
 /** The device's memory when it is not known, and why (one line, for the log). */
 export interface UnknownDeviceMemory {
+  /** No figure. */
   readonly bytes: null;
   /** Why: no nvidia-smi, it failed or was stopped, it printed no figure, or a GPU is in MIG mode. */
   readonly reason: string;

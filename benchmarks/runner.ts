@@ -823,9 +823,13 @@ export const NO_SPACE_REASON = "no space left on device";
  * only when `model/fs.ts` named the path), the grid's stop reason and what the user does.
  */
 export interface DiskLimit {
+  /** The error's `code` (`ENOSPC`, `EFBIG`, …). */
   readonly code: string;
+  /** Its message as Deno gives it when the error carries no code. */
   readonly message: RegExp;
+  /** The grid's stop reason ({@link GridSummary.interrupted}). */
   readonly reason: string;
+  /** What the user does before `--resume`. */
   readonly advice: string;
 }
 

@@ -824,6 +824,7 @@ export interface RunStepProgress {
  * its own name, e.g. `axb`).
  */
 export interface RunDecodeProgress {
+  /** Tells this report from the other {@link RunProgress} kinds. */
   readonly phase: "decode";
   /** The step being evaluated. */
   readonly step: number;

@@ -30,6 +30,8 @@ export class CheckpointError extends Error {
   readonly field?: string;
 
   /**
+   * The error, with the file (and field) it names.
+   *
    * @param message the whole message, naming the file (and field)
    * @param opts the file, the field and the error that caused it
    */

@@ -321,6 +321,8 @@ async function recordAbsent(ctx: Ctx, file: string, found = false): Promise<void
  */
 export class HubOfflineError extends Error {
   /**
+   * The error, named `HubOfflineError`.
+   *
    * @param message what could not be fetched, and how to go on
    * @param options the error that caused it
    */

@@ -38,6 +38,8 @@ export class ConfigReader {
   readonly #seen = new Set<string>();
 
   /**
+   * A reader of one method's `config` object, which must be a JSON object.
+   *
    * @param raw the parsed JSON (undefined or null mean `{}`)
    * @param source where it came from (a file path), for error messages
    * @param method the method name, for error messages

@@ -69,6 +69,8 @@ export class VarStore {
   readonly #prefix: string;
 
   /**
+   * An empty store whose variables are named `<prefix>.<name>` and seeded from `seed` by name.
+   *
    * @param seed the method seed
    * @param prefix name prefix (the method name), joined with a dot
    */
@@ -151,7 +153,11 @@ export class VarPlan {
   readonly specs: Map<string, VarSpec> = new Map<string, VarSpec>();
   readonly #prefix: string;
 
-  /** @param prefix name prefix (the method name), joined with a dot */
+  /**
+   * An empty collection whose names are `<prefix>.<name>`.
+   *
+   * @param prefix name prefix (the method name), joined with a dot
+   */
   constructor(prefix: string) {
     this.#prefix = prefix;
   }
