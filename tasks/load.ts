@@ -186,6 +186,22 @@ export function examplesFromBytes(
     if (e instanceof DataError && text === "") {
       throw new DataError(e.file, e.line, `${e.detail}; fetch it again (${refetch})`, e.field);
     }
+    // A row that does not parse on the last line of a file whose official copy ends with a
+    // newline and this one does not (a cut label reads as an unknown label, a cut row as missing
+    // columns): the file was cut. Where the parser itself guessed so, the same advice.
+    if (!(e instanceof DataError)) throw e;
+    const official = opts.file !== undefined && officialFinalNewline(opts.file.path) === true;
+    const lastLine = !text.endsWith("\n") && e.line === text.split("\n").length;
+    if ((official && lastLine) || e.detail.endsWith(" (truncated file?)")) {
+      throw new DataError(
+        e.file,
+        e.line,
+        `${e.detail.replace(/ \(truncated file\?\)$/, "")}; the file ends mid-line here${
+          official ? ", without the final newline the official file ends with" : ""
+        }: cut short? fetch it again (${refetch})`,
+        e.field,
+      );
+    }
     throw e;
   }
   checkUniqueIds(spec, tag, res.examples, file);

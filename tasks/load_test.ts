@@ -567,6 +567,56 @@ Deno.test("an empty data file is refused naming it and the download that fetches
   }
 });
 
+Deno.test("a row that does not parse on the last line of a file without its final newline is said to be cut, with the download", async () => {
+  const { getTask } = await import("./registry.ts");
+  const enc = new TextEncoder();
+  const rte = getTask("rte").files.train![0]!;
+  const text = new TextDecoder().decode(await Deno.readFile(join(DATA, rte.path)));
+  const lines = text.split("\n").length - 1; // the official file ends with its newline
+  // Cut inside the label ("not_enta"): before, "unknown label" alone, as if the file were edited.
+  const inLabel = text.slice(0, text.lastIndexOf("entailment") + 4);
+  assert.throws(
+    () => examplesFromBytes("rte", "train", enc.encode(inLabel), rte.path, { file: rte }),
+    (e: unknown) =>
+      e instanceof DataError && e.line === lines && e.field === "label" &&
+      /^unknown label "\w+" \(expected entailment, not_entailment\); the file ends mid-line here, without the final newline the official file ends with: cut short\? fetch it again \(deno task download --tasks glue\/rte\)$/
+        .test(e.detail),
+  );
+  // Cut mid-row (columns missing): the parser's "(truncated file?)" becomes the same advice.
+  const half = text.slice(0, text.indexOf("\t", text.length / 2));
+  const at = half.split("\n").length;
+  assert.throws(
+    () => examplesFromBytes("rte", "train", enc.encode(half), rte.path, { file: rte }),
+    (e: unknown) =>
+      e instanceof DataError && e.line === at &&
+      /found \d; the file ends mid-line here, without the final newline the official file ends with: cut short\? fetch it again \(deno task download --tasks glue\/rte\)$/
+        .test(e.detail),
+  );
+  // A cut JSON line (SuperGLUE's final newline is not measured): the parser's guess, advised.
+  const cb = getTask("cb").files.train![0]!;
+  const jsonl = new TextDecoder().decode(await Deno.readFile(join(DATA, cb.path)));
+  const cutJson = jsonl.slice(0, jsonl.length - 20);
+  assert.throws(
+    () => examplesFromBytes("cb", "train", enc.encode(cutJson), cb.path, { file: cb }),
+    (e: unknown) =>
+      e instanceof DataError && e.line === cutJson.split("\n").length &&
+      /^invalid JSON: .*; the file ends mid-line here: cut short\? fetch it again \(deno task download --tasks super_glue\/cb\)$/
+        .test(e.detail),
+  );
+  // A hand-made file of one row without a newline that lacks a field: no guess of a cut.
+  assert.throws(
+    () => examplesFromBytes("cb", "validation", enc.encode('{"premise": "p"}'), "v.jsonl"),
+    (e: unknown) => e instanceof DataError && e.detail === "missing",
+  );
+  // A bad row that is not the last, or a last row in a file that ends with its newline: as it was.
+  const edited = text.replace("\tentailment\n", "\tmaybe\n");
+  assert.throws(
+    () => examplesFromBytes("rte", "train", enc.encode(edited), rte.path, { file: rte }),
+    (e: unknown) =>
+      e instanceof DataError && /^unknown label "maybe" \(expected [^)]*\)$/.test(e.detail),
+  );
+});
+
 Deno.test("a cut file's refusal quotes its last line's final 60 characters and its line; one row is enough", async () => {
   const { getTask } = await import("./registry.ts");
   const file = getTask("rte").files.test![0]!;

@@ -40,7 +40,7 @@ const BROKEN: Array<[string, TaskSplit, string, RegExp]> = [
     "rte",
     "validation",
     "rte_truncated.tsv",
-    /^rte_truncated\.tsv:3: field "label": expected 4 tab-separated columns, found 3 \(truncated file\?\)$/,
+    /^rte_truncated\.tsv:3: field "label": expected 4 tab-separated columns, found 3; the file ends mid-line here: cut short\? fetch it again \(deno task download --tasks glue\/rte\)$/,
   ],
   [
     "mnli",
@@ -71,7 +71,7 @@ const BROKEN: Array<[string, TaskSplit, string, RegExp]> = [
     "cb",
     "train",
     "cb_truncated.jsonl",
-    /^cb_truncated\.jsonl:2: invalid JSON: .*\(truncated file\?\)$/,
+    /^cb_truncated\.jsonl:2: invalid JSON: .*; the file ends mid-line here: cut short\? fetch it again \(deno task download --tasks super_glue\/cb\)$/,
   ],
   [
     "cb",
