@@ -13,7 +13,7 @@ import { join, resolve, sep as SEP } from "node:path";
 import { repoPath, sharedPath } from "../model/shared_dir.ts";
 import { commandOutput, readProc } from "../model/env.ts";
 import { readManifest } from "../tasks/download.ts";
-import type { CheckpointFileRecord } from "../model/checkpoint.ts";
+import { type CheckpointFileRecord, fileDigest } from "../model/checkpoint.ts";
 import type { BackendRecord, Provenance } from "./spec.ts";
 
 /** One task file a run read, as found in its data folder. */
@@ -21,10 +21,17 @@ export interface DataFileRecord {
   /** Size in bytes when the run read it. */
   readonly bytes: number;
   /**
-   * The sha256 the folder's listing gives for it (the download cache's `manifest.json`, or the
-   * mirror's `SHA256SUMS`); not recomputed here. Absent when the folder lists none for it.
+   * Its sha256 as the run read it (hashed once per process, `model/checkpoint.ts` `fileDigest`).
+   * Absent only in results written before it was hashed, which gave the folder's listing's.
    */
   readonly sha256?: string;
+  /**
+   * The sha256 the folder's listing gives for it (the download cache's `manifest.json`, or the
+   * mirror's `SHA256SUMS`), present when it differs from {@link DataFileRecord.sha256}: the file
+   * was changed after it was listed (edited in place, line endings converted), so it is not the
+   * file the listing vouches for.
+   */
+  readonly listedSha256?: string;
   /**
    * How the download cache produced it: `official` (the official files) or `parquet` (Hugging
    * Face parquet converted to the official format, `tasks/hf_convert.ts`). Absent outside a
@@ -179,13 +186,14 @@ async function readSums(path: string): Promise<Map<string, string>> {
 
 /**
  * Where a run's task files came from: the folder, its kind (offline mirror, download cache or
- * other), and per file its size and, when the folder lists them, its sha256 and (download cache)
- * whether it is an official file or converted Hugging Face parquet.
+ * other), and per file its size, its sha256 (hashed), the listing's digest when that differs, and
+ * (download cache) whether it is an official file or converted Hugging Face parquet.
  *
  * @param dataDir the data folder the run read
  * @param files the files it read, relative to `dataDir` (`glue/RTE/train.tsv`, …)
  * @returns the record
- * @throws Error naming the file when a listed file is missing or a listing cannot be read
+ * @throws Error naming the file when a file is missing or cannot be hashed, or a listing cannot
+ *   be read
  */
 export async function dataProvenance(
   dataDir: string,
@@ -215,9 +223,12 @@ export async function dataProvenance(
     const at = await folder(root);
     const l = at.listed.get(f);
     if (l?.source !== undefined) sources.add(l.source);
+    // The bytes read, not the listing's word for them: a listed file edited since is told apart.
+    const { sha256 } = await fileDigest(join(dir, f));
     out[f] = {
       bytes,
-      ...(l === undefined ? {} : { sha256: l.sha256 }),
+      sha256,
+      ...(l === undefined || l.sha256 === sha256 ? {} : { listedSha256: l.sha256 }),
       ...(l?.source === undefined ? {} : { source: l.source }),
       ...(root === dir ? {} : { from: { dir: root, kind: at.kind } }),
     };

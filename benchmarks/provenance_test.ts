@@ -159,14 +159,23 @@ async function writeManifest(
   );
 }
 
-Deno.test("dataProvenance() tells a download cache (official/parquet) from a mirror and a plain folder", () =>
+/** The hex sha256 of a text. */
+async function sha256Of(text: string): Promise<string> {
+  const hash = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)),
+  );
+  return [...hash].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+Deno.test("dataProvenance() tells a download cache (official/parquet) from a mirror and a plain folder; each file hashed, a listing that differs kept beside", () =>
   inTempDir(async (root) => {
-    // A download cache: manifest.json says which file came from where.
+    // A download cache: manifest.json says which file came from where. train.tsv is as listed;
+    // dev.tsv was changed after the download listed it (its listed digest is another).
     const cache = join(root, "cache");
     await write(cache, "glue/RTE/train.tsv", "abc");
     await write(cache, "glue/RTE/dev.tsv", "de");
     await writeManifest(cache, {
-      "glue/RTE/train.tsv": ["parquet", "1".repeat(64), 1],
+      "glue/RTE/train.tsv": ["parquet", await sha256Of("abc"), 1],
       "glue/RTE/dev.tsv": ["official", "2".repeat(64), 1],
     });
     const c = await dataProvenance(cache, ["glue/RTE/train.tsv", "glue/RTE/dev.tsv"]);
@@ -174,10 +183,15 @@ Deno.test("dataProvenance() tells a download cache (official/parquet) from a mir
     assert.equal(c.dir, await Deno.realPath(cache));
     assert.deepEqual(c.sources, ["official", "parquet"]);
     assert.deepEqual(c.files, {
-      "glue/RTE/dev.tsv": { bytes: 2, sha256: "2".repeat(64), source: "official" },
-      "glue/RTE/train.tsv": { bytes: 3, sha256: "1".repeat(64), source: "parquet" },
+      "glue/RTE/dev.tsv": {
+        bytes: 2,
+        sha256: await sha256Of("de"),
+        listedSha256: "2".repeat(64),
+        source: "official",
+      },
+      "glue/RTE/train.tsv": { bytes: 3, sha256: await sha256Of("abc"), source: "parquet" },
     });
-    // A mirror copy: SHA256SUMS, no manifest.
+    // A mirror copy: SHA256SUMS, no manifest; its file edited since (CRLF endings, say).
     const mirror = join(root, "mirror");
     await write(mirror, "super_glue/CB/train.jsonl", "{}");
     await write(mirror, "SHA256SUMS", `${"3".repeat(64)}  ./super_glue/CB/train.jsonl\n`);
@@ -185,14 +199,20 @@ Deno.test("dataProvenance() tells a download cache (official/parquet) from a mir
     assert.equal(m.kind, "mirror");
     assert.deepEqual(m.sources, []);
     assert.deepEqual(m.files, {
-      "super_glue/CB/train.jsonl": { bytes: 2, sha256: "3".repeat(64) },
+      "super_glue/CB/train.jsonl": {
+        bytes: 2,
+        sha256: await sha256Of("{}"),
+        listedSha256: "3".repeat(64),
+      },
     });
-    // Files put there by hand.
+    // Files put there by hand: hashed too.
     const plain = join(root, "plain");
     await write(plain, "super_glue/CB/train.jsonl", "{}");
     const f = await dataProvenance(plain, ["super_glue/CB/train.jsonl"]);
     assert.equal(f.kind, "folder");
-    assert.deepEqual(f.files, { "super_glue/CB/train.jsonl": { bytes: 2 } });
+    assert.deepEqual(f.files, {
+      "super_glue/CB/train.jsonl": { bytes: 2, sha256: await sha256Of("{}") },
+    });
     await assert.rejects(
       () => dataProvenance(plain, ["glue/RTE/train.tsv"]),
       /glue\/RTE\/train\.tsv/,
@@ -211,7 +231,14 @@ Deno.test({
   fn: async () => {
     const d = await dataProvenance(sharedPath("data"), ["super_glue/CB/train.jsonl"]);
     assert.equal(d.kind, "mirror");
-    assert.match(d.files["super_glue/CB/train.jsonl"]?.sha256 ?? "", /^[0-9a-f]{64}$/);
+    // The mirror's files are as its SHA256SUMS lists them: hashed, and no listed digest beside.
+    const cb = d.files["super_glue/CB/train.jsonl"];
+    assert.match(cb?.sha256 ?? "", /^[0-9a-f]{64}$/);
+    assert.equal(cb?.listedSha256, undefined);
+    assert.match(
+      await Deno.readTextFile(sharedPath("data/SHA256SUMS")),
+      new RegExp(`^${cb?.sha256}\\s+\\*?(\\./)?super_glue/CB/train\\.jsonl$`, "m"),
+    );
   },
 });
 
@@ -232,13 +259,15 @@ Deno.test("dataProvenance() of the merged link folder reads each file's own fold
     assert.deepEqual(p.files, {
       "glue/RTE/train.tsv": {
         bytes: 3,
-        sha256: "1".repeat(64),
+        sha256: await sha256Of("abc"),
+        listedSha256: "1".repeat(64),
         source: "parquet",
         from: { dir: await Deno.realPath(cache), kind: "cache" },
       },
       "super_glue/CB/train.jsonl": {
         bytes: 2,
-        sha256: "3".repeat(64),
+        sha256: await sha256Of("{}"),
+        listedSha256: "3".repeat(64),
         from: { dir: await Deno.realPath(mirror), kind: "mirror" },
       },
     });
@@ -425,8 +454,13 @@ Deno.test("dataProvenance() reads SHA256SUMS lines in binary mode ('*path') and 
       `${"4".repeat(64)} *./glue/RTE/dev.tsv\n${"5".repeat(64)}  glue/RTE/train.tsv\n`,
     );
     const d = await dataProvenance(root, ["glue/RTE/train.tsv", "glue/RTE/dev.tsv"]);
+    // Both lines read (their digests differ from the files', so both are kept beside).
     assert.deepEqual(d.files, {
-      "glue/RTE/dev.tsv": { bytes: 2, sha256: "4".repeat(64) },
-      "glue/RTE/train.tsv": { bytes: 3, sha256: "5".repeat(64) },
+      "glue/RTE/dev.tsv": { bytes: 2, sha256: await sha256Of("ab"), listedSha256: "4".repeat(64) },
+      "glue/RTE/train.tsv": {
+        bytes: 3,
+        sha256: await sha256Of("abc"),
+        listedSha256: "5".repeat(64),
+      },
     });
   }));

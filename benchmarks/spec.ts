@@ -2119,8 +2119,10 @@ function provenance(v: unknown, src: Source, path: string): void {
       const at = `${path}.data.files["${file}"]`;
       const fo = obj(f, src, at);
       num(fo.bytes, src, `${at}.bytes`, { int: true, min: 0 });
-      if (fo.sha256 !== undefined && !/^[0-9a-f]{64}$/.test(String(fo.sha256))) {
-        throw new SpecError(src, `${at}.sha256`, `must be 64 hex digits, got ${show(fo.sha256)}`);
+      for (const k of ["sha256", "listedSha256"]) {
+        if (fo[k] !== undefined && !/^[0-9a-f]{64}$/.test(String(fo[k]))) {
+          throw new SpecError(src, `${at}.${k}`, `must be 64 hex digits, got ${show(fo[k])}`);
+        }
       }
     }
   }

@@ -1026,6 +1026,10 @@ Deno.test("validateRunResult() checks provenance, losses and tokenizer, naming t
     (r) => (r.provenance.data.files["super_glue/CB/train.jsonl"].sha256 = "xyz"),
     `$.provenance.data.files["super_glue/CB/train.jsonl"].sha256 must be 64 hex digits, got "xyz"`,
   );
+  bad(
+    (r) => (r.provenance.data.files["super_glue/CB/train.jsonl"].listedSha256 = 5),
+    `$.provenance.data.files["super_glue/CB/train.jsonl"].listedSha256 must be 64 hex digits, got 5`,
+  );
   // The checkpoint files a run read: optional (results written before it load); when given, a
   // folder, an optional hub id, and each file's integer size and full lowercase hex sha256.
   const noCheckpoint = structuredClone(good);
