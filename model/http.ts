@@ -398,6 +398,8 @@ export async function fetchResumable(
   opts: ResumableOptions = {},
 ): Promise<ResumableResult> {
   const name = opts.name ?? url;
+  // A size refusal names the URL too: which mirror served another version of the file.
+  const sized = name === url ? url : `${name} (${url})`;
   const retries = opts.retries ?? 3;
   const idle = opts.idleMs ?? IDLE_TIMEOUT_MS;
   const sleep = opts.sleep ?? defaultSleep;
@@ -594,12 +596,14 @@ export async function fetchResumable(
           // Every byte the server has, fewer than expected: another version of the file.
           await dropPart();
           throw wrongSize(
-            `${name}: the server's file is ${size} B, expected ${want} B (another version of the file?; deleted)`,
+            `${sized}: the server's file is ${size} B, expected ${want} B (another version of the file?; deleted)`,
           );
         }
         if (size < want) throw new TransferError(`GET ${url}: got ${size} of ${want} bytes`);
         await dropPart();
-        throw wrongSize(`${name}: size ${size} B, expected ${want} B (deleted)`);
+        throw wrongSize(
+          `${sized}: size ${size} B, expected ${want} B (another version of the file?; deleted)`,
+        );
       }
       if (stated !== undefined && size !== stated) {
         if (size < stated) {

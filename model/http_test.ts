@@ -179,7 +179,7 @@ Deno.test("fetchResumable recordSource: a part dropped after a failed check take
         sleep: noSleep,
         fetch: scripted([whole], []),
       }),
-      /size 6 B, expected 4 B \(deleted\)/,
+      /size 6 B, expected 4 B \(another version of the file\?; deleted\)/,
     );
     assert.deepEqual(namesIn(dir), []);
   });
@@ -197,7 +197,7 @@ Deno.test("fetchResumable: too many bytes from byte 0 is final; after a resume i
         sleep: noSleep,
         fetch: scripted([whole, whole, whole, whole], ranges),
       }),
-      /^Error: http:\/\/x\.invalid\/f: size 6 B, expected 4 B \(deleted\)$/,
+      /^Error: http:\/\/x\.invalid\/f: size 6 B, expected 4 B \(another version of the file\?; deleted\)$/,
     );
     assert.deepEqual(ranges, [null]);
     assert.deepEqual(namesIn(dir), []);
@@ -239,7 +239,7 @@ Deno.test("fetchResumable: a complete file shorter than expected is final from b
           sleep,
           log: (l) => lines.push(l),
         }),
-        /^Error: cola\.zip: the server's file is 3 B, expected 6 B \(another version of the file\?; deleted\)$/,
+        /^Error: cola\.zip \(http:\/\/127\.0\.0\.1:\d+\/f\): the server's file is 3 B, expected 6 B \(another version of the file\?; deleted\)$/,
       );
     } finally {
       await server.shutdown();
@@ -278,7 +278,7 @@ Deno.test("fetchResumable: a complete file shorter than expected is final from b
           [],
         ),
       }),
-      /^Error: http:\/\/x\.invalid\/f: size 8 B, expected 6 B \(deleted\)$/,
+      /^Error: http:\/\/x\.invalid\/f: size 8 B, expected 6 B \(another version of the file\?; deleted\)$/,
     );
     assert.deepEqual(namesIn(dir), []);
     // An encoded body's Content-Length is not the file's size: a short one is retried as before.
