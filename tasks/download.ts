@@ -852,15 +852,30 @@ function verifyFiles(
   return res;
 }
 
+/**
+ * Whether every file of `task` is in the cache as its manifest lists it. A listed file that is
+ * gone, of another size or (with `verify`) of another sha256 is said in one line, as the task is
+ * then fetched again.
+ */
 async function isCached(ctx: Ctx, task: TaskSource, verify: boolean): Promise<boolean> {
   for (const f of task.files) {
     const m = ctx.manifest.files[f.path];
     if (!m) return false;
+    const path = join(ctx.cacheDir, f.path);
+    let why: string | undefined;
     try {
-      const st = await Deno.stat(join(ctx.cacheDir, f.path));
-      if (st.size !== m.bytes) return false;
-      if (verify && (await sha256File(join(ctx.cacheDir, f.path))) !== m.sha256) return false;
-    } catch {
+      const st = await Deno.stat(path);
+      if (st.size !== m.bytes) why = `is ${st.size} B, the manifest lists ${m.bytes} B`;
+      else if (verify && (await sha256File(path)) !== m.sha256) {
+        why = "has another sha256 than the manifest lists (changed since it was downloaded)";
+      }
+    } catch (e) {
+      why = e instanceof Deno.errors.NotFound
+        ? "is gone"
+        : `cannot be read (${(e as Error).message})`;
+    }
+    if (why !== undefined) {
+      ctx.log(`${task.id}: ${path} ${why}: fetching the task again`);
       return false;
     }
   }

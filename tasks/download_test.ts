@@ -235,6 +235,28 @@ Deno.test("official zip: files extracted byte-exact, verified, manifest, then ca
     });
     assert.equal(again[0]?.status, "cached");
     assert.equal(s.log.length, before, "a cached task makes no request");
+    // A byte changed in place (same size): cached without --verify; with it, fetched again and
+    // said why. A file gone: fetched again, said too.
+    const dev = join(cacheDir, "glue/RTE/dev.tsv");
+    await Deno.writeTextFile(dev, "X" + DEV.slice(1));
+    const opts = { tasks: ["glue/rte"], cacheDir, endpoints: s.endpoints, taskSources: sources };
+    const lines: string[] = [];
+    // The task's lines (the first one names the test server's endpoints).
+    const log = (l: string) => l.startsWith("glue/rte: ") && lines.push(l);
+    assert.equal((await download({ ...opts, log }))[0]?.status, "cached");
+    assert.deepEqual(lines, ["glue/rte: up to date"]);
+    lines.length = 0;
+    assert.equal((await download({ ...opts, log, verify: true }))[0]?.status, "official");
+    assert.equal(
+      lines[0],
+      `glue/rte: ${dev} has another sha256 than the manifest lists (changed since it was ` +
+        "downloaded): fetching the task again",
+    );
+    assert.equal(await readText(dev), DEV, "the official bytes are back");
+    await Deno.remove(dev);
+    lines.length = 0;
+    assert.equal((await download({ ...opts, log }))[0]?.status, "official");
+    assert.equal(lines[0], `glue/rte: ${dev} is gone: fetching the task again`);
   });
 });
 
