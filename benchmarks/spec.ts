@@ -1248,14 +1248,14 @@ export function validateTrain(
   const sched = sRaw as Record<string, unknown>;
   const schedule: ScheduleSpec = {
     kind: oneOf(
-      sched.kind ?? base.schedule.kind,
+      orDefault(sched.kind, base.schedule.kind),
       ["constant", "warmup_linear", "warmup_rsqrt"],
       src,
       p("schedule.kind"),
     ),
     // A partial override (`{"kind": "warmup_rsqrt"}`) keeps the inherited warmup.
     warmupSteps: num(
-      sched.warmupSteps ?? base.schedule.warmupSteps,
+      orDefault(sched.warmupSteps, base.schedule.warmupSteps),
       src,
       p("schedule.warmupSteps"),
       {
@@ -1347,7 +1347,7 @@ function validateAdafactor(
   if (v === undefined) return base;
   const o = obj(v, src, path);
   noExtraKeys(o, ADAFACTOR_FIELDS, src, path);
-  const scale = o.multiplyByParameterScale ?? base?.multiplyByParameterScale;
+  const scale = orDefault(o.multiplyByParameterScale, base?.multiplyByParameterScale);
   if (scale !== undefined && typeof scale !== "boolean") {
     throw new SpecError(
       src,
@@ -1355,7 +1355,7 @@ function validateAdafactor(
       mustBe("true or false", scale),
     );
   }
-  const minDim = o.minDimSizeToFactor ?? base?.minDimSizeToFactor;
+  const minDim = orDefault(o.minDimSizeToFactor, base?.minDimSizeToFactor);
   const rateRaw = o.weightDecayRate === undefined ? base?.weightDecayRate : o.weightDecayRate;
   const rate = rateRaw === undefined
     ? 0
@@ -1395,7 +1395,7 @@ function validateTolerances(
     }
   }
   return {
-    default: num(o.default ?? 0, src, `${path}.default`, { min: 0 }),
+    default: num(orDefault(o.default, 0), src, `${path}.default`, { min: 0 }),
     metrics,
     ...(o.loss === undefined ? {} : { loss: num(o.loss, src, `${path}.loss`, { min: 0 }) }),
   };
@@ -1839,7 +1839,7 @@ export function validateProfile(
       `must use only letters, digits, ".", "_", "-"; got ${show(name)}`,
     );
   }
-  const seeds = arr(o.seeds ?? [0], src, "$.seeds").map((s, i) =>
+  const seeds = arr(orDefault(o.seeds, [0]), src, "$.seeds").map((s, i) =>
     num(s, src, `$.seeds[${i}]`, { int: true, min: 0 })
   );
   if (new Set(seeds).size !== seeds.length) {
@@ -1855,7 +1855,7 @@ export function validateProfile(
     const [i, j] = modelRepeat;
     throw new SpecError(src, `$.models[${i}]`, `repeats model ${show(models[i])} ($.models[${j}])`);
   }
-  const bbRaw = o.backbone ?? "random";
+  const bbRaw = orDefault(o.backbone, "random");
   const one = (v: unknown, path: string): BackboneRef =>
     typeof v === "string"
       ? oneOf<"random" | "pretrained">(v, ["random", "pretrained"], src, path)
@@ -1909,11 +1909,11 @@ export function validateProfile(
       }
     }
   }
-  const skip = o.skipMissingTasks ?? false;
+  const skip = orDefault(o.skipMissingTasks, false);
   if (typeof skip !== "boolean") {
     throw new SpecError(src, "$.skipMissingTasks", mustBe("true or false", skip));
   }
-  const train = validateTrain(o.train ?? {}, src, "$.train");
+  const train = validateTrain(orDefault(o.train, {}), src, "$.train");
   const trainOverrides: Partial<Record<BenchmarkName, Partial<TrainSpec>>> = {};
   if (o.trainOverrides !== undefined) {
     const to = obj(o.trainOverrides, src, "$.trainOverrides");
@@ -1975,14 +1975,14 @@ export function validateProfile(
   if (checks.methodModelProblem !== undefined) {
     checkMethodsOnModels(checks.methodModelProblem, o.methods as unknown[], methods, models, src);
   }
-  const description = o.description ?? "";
+  const description = orDefault(o.description, "");
   if (typeof description !== "string") {
     throw new SpecError(src, "$.description", mustBe("a string", description));
   }
   const profile: Profile = {
     name,
     description,
-    backend: oneOf(o.backend ?? "auto", BACKEND_CHOICES, src, "$.backend"),
+    backend: oneOf(orDefault(o.backend, "auto"), BACKEND_CHOICES, src, "$.backend"),
     seeds,
     models,
     backbones,
@@ -2082,6 +2082,14 @@ export function trainFor(
 function score(v: unknown, src: Source, path: string): number {
   if (v === null) return NaN;
   return num(v, src, path);
+}
+
+/**
+ * A profile field's value, or `fallback` when the field is absent. Only absent: a `null` is
+ * passed on, for the field's check to refuse (`"train": null` must not train with the defaults).
+ */
+function orDefault<T>(v: unknown, fallback: T): unknown {
+  return v === undefined ? fallback : v;
 }
 
 /** Replaces null scores of a metrics record by NaN, in place; throws on other non-numbers. */

@@ -149,6 +149,37 @@ Deno.test("validateProfile() fills defaults", () => {
   assert.equal(p.methods[0]?.label, "mtl");
 });
 
+Deno.test("validateProfile(): a field set to null is refused naming it, never taken as its default", () => {
+  // Before, `"train": null` trained with every default, `"backbone": null` ran random inits.
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{ train: null }, /\$\.train must be an object, got null/],
+    [{ backbone: null }, /\$\.backbone .*null/],
+    [{ seeds: null }, /\$\.seeds must be an array, got null/],
+    [{ backend: null }, /\$\.backend must be one of .*; got null/],
+    [{ description: null }, /\$\.description must be a string, got null/],
+    [{ skipMissingTasks: null }, /\$\.skipMissingTasks must be true or false, got null/],
+    [{ train: { schedule: { kind: null } } }, /\$\.train\.schedule\.kind must be one of/],
+    [{ train: { schedule: { warmupSteps: null } } }, /\$\.train\.schedule\.warmupSteps /],
+    [{ tolerances: { default: null } }, /\$\.tolerances\.default /],
+    [
+      { train: { optimizer: "adafactor", adafactor: { multiplyByParameterScale: null } } },
+      /\$\.train\.adafactor\.multiplyByParameterScale must be true or false, got null/,
+    ],
+    [
+      { train: { optimizer: "adafactor", adafactor: { minDimSizeToFactor: null } } },
+      /\$\.train\.adafactor\.minDimSizeToFactor /,
+    ],
+  ];
+  for (const [extra, want] of cases) {
+    assert.throws(() => validateProfile(minimal(extra), SRC), SpecError, undefined);
+    assert.throws(() => validateProfile(minimal(extra), SRC), want, JSON.stringify(extra));
+  }
+  // null keeps its meaning where it has one: no clipping, no cap on evaluation examples.
+  const p = validateProfile(minimal({ train: { clipNorm: null, evalMaxExamples: null } }), SRC);
+  assert.equal(p.train.clipNorm, null);
+  assert.equal(p.train.evalMaxExamples, null);
+});
+
 Deno.test("validateProfile() errors name the file, line and JSON path", () => {
   const bad = minimal({ train: { learningRate: "x" } });
   assert.throws(
