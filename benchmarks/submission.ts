@@ -40,7 +40,7 @@ import { pyFloat } from "../tasks/parse.ts";
 import { classLabel, wscSimple } from "../tasks/postprocess.ts";
 import { getTask } from "../tasks/registry.ts";
 import type { BenchmarkName, Example, TaskSplit } from "../tasks/types.ts";
-import { defaultDataDir } from "../tasks/data.ts";
+import { checkDataDir, defaultDataDir } from "../tasks/data.ts";
 import {
   checkOutputFolder,
   isDirectory,
@@ -904,8 +904,13 @@ async function submissionCommand(args: string[], log: (s: string) => void): Prom
     throw new UsageError(`--runs ${v.runs}: no such folder or file`);
   }
   const dataDir = v["data-dir"] ?? defaultDataDir();
-  if (v["data-dir"] !== undefined && !(await isDirectory(dataDir))) {
-    throw new UsageError(`--data-dir ${dataDir}: no such folder`);
+  if (v["data-dir"] !== undefined) {
+    // As bench and pretrain say it: missing, or a file where the folder should be.
+    try {
+      checkDataDir(dataDir);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
   }
   const sub = await buildSubmission({
     runs: v.runs!,

@@ -929,6 +929,22 @@ Deno.test("submission --help: exit 0, lines within the width, the parser's flags
   const bench = await cli(["--runs", "x", "--benchmark", "glu", "--method", "m", "--out", "o"]);
   assert.equal(bench.code, 2);
   assert.match(bench.err, /--benchmark must be glue or super_glue, got "glu"/);
+  // --data-dir: missing, or a file where the folder should be, said as bench says it.
+  const runs = await Deno.makeTempDir();
+  try {
+    const file = join(runs, "a-file");
+    await Deno.writeTextFile(file, "");
+    const base = ["--runs", runs, "--benchmark", "glue", "--method", "m"];
+    for (
+      const [dir, why] of [[file, "is a file, not a folder"], [join(runs, "no"), "no such folder"]]
+    ) {
+      const r = await cli([...base, "--out", join(runs, "o"), "--data-dir", dir!]);
+      assert.equal(r.code, 2, r.err);
+      assert.equal(r.err, `--data-dir ${dir}: ${why}`);
+    }
+  } finally {
+    await Deno.remove(runs, { recursive: true });
+  }
 });
 
 Deno.test("selection: two folders of one name are two rows; --model by the name alone is ambiguous", async () => {
