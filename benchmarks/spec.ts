@@ -2088,7 +2088,7 @@ function score(v: unknown, src: Source, path: string): number {
  * A profile field's value, or `fallback` when the field is absent. Only absent: a `null` is
  * passed on, for the field's check to refuse (`"train": null` must not train with the defaults).
  */
-function orDefault<T>(v: unknown, fallback: T): unknown {
+function orDefault(v: unknown, fallback: unknown): unknown {
   return v === undefined ? fallback : v;
 }
 
@@ -2103,6 +2103,15 @@ function bool(v: unknown, src: Source, path: string): boolean {
     throw new SpecError(src, path, mustBe("true or false", v));
   }
   return v;
+}
+
+/** Checks a file's size and sha256 as `model/checkpoint.ts` `fileDigest` records them. */
+function fileRecord(v: unknown, src: Source, at: string): void {
+  const fo = obj(v, src, at);
+  num(fo.bytes, src, `${at}.bytes`, { int: true, min: 0 });
+  if (typeof fo.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(fo.sha256)) {
+    throw new SpecError(src, `${at}.sha256`, mustBe("64 lowercase hex digits", fo.sha256));
+  }
 }
 
 /**
@@ -2139,22 +2148,10 @@ function provenance(v: unknown, src: Source, path: string): void {
     str(c.dir, src, `${path}.checkpoint.dir`);
     if (c.hubId !== undefined) str(c.hubId, src, `${path}.checkpoint.hubId`);
     for (const [file, f] of Object.entries(obj(c.files, src, `${path}.checkpoint.files`))) {
-      const at = `${path}.checkpoint.files["${file}"]`;
-      const fo = obj(f, src, at);
-      num(fo.bytes, src, `${at}.bytes`, { int: true, min: 0 });
-      if (typeof fo.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(fo.sha256)) {
-        throw new SpecError(src, `${at}.sha256`, mustBe("64 lowercase hex digits", fo.sha256));
-      }
+      fileRecord(f, src, `${path}.checkpoint.files["${file}"]`);
     }
   }
-  if (p.tokenizerFile !== undefined) {
-    const at = `${path}.tokenizerFile`;
-    const fo = obj(p.tokenizerFile, src, at);
-    num(fo.bytes, src, `${at}.bytes`, { int: true, min: 0 });
-    if (typeof fo.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(fo.sha256)) {
-      throw new SpecError(src, `${at}.sha256`, mustBe("64 lowercase hex digits", fo.sha256));
-    }
-  }
+  if (p.tokenizerFile !== undefined) fileRecord(p.tokenizerFile, src, `${path}.tokenizerFile`);
   if (p.resumedFrom !== undefined) {
     const r = obj(p.resumedFrom, src, `${path}.resumedFrom`);
     num(r.step, src, `${path}.resumedFrom.step`, { int: true, min: 1 });
