@@ -335,7 +335,7 @@ export function unreadableConfigs(specs: readonly RunSpec[]): string[] {
             : undefined;
         } else {
           try {
-            t5ConfigFromHf(parseJsonFile(Deno.readTextFileSync(file), file), file);
+            modelConfig({ hf: ref! });
           } catch (e) {
             why = e instanceof Error ? e.message : String(e);
           }
