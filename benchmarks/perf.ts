@@ -66,7 +66,7 @@ import { fmtGb, WASM_HEAP_BYTES, wasmHeapMargin } from "./device_memory.ts";
 import { lowMemoryBackpropInstalled } from "../model/backprop.ts";
 import { createOptimizer, type Optimizer, withTrainingRestored } from "./optim.ts";
 import { lossAndGrads } from "./trainer.ts";
-import { DEFAULT_TRAIN } from "./spec.ts";
+import { DEFAULT_TRAIN, firstRepeat } from "./spec.ts";
 import type { BackendWasm } from "@tensorflow/tfjs-backend-wasm";
 import { activeSimdKernels, wasmBackendMemory } from "../model/wasm_simd.ts";
 import {
@@ -1072,12 +1072,12 @@ export async function main(args: string[]): Promise<PerfReport> {
       );
     }
   }
-  const twice = backendList.find((b, i) => backendList.indexOf(b) !== i);
+  const twice = firstRepeat(backendList);
   if (twice !== undefined) {
     // Measured twice in a row, then saved as one list: --rounds is the way to repeat.
     throw badFlag(
-      `--backends names ${twice} twice; --rounds N repeats the whole list (A/B variants ` +
-        `alternate)`,
+      `--backends names ${backendList[twice[0]]} twice; --rounds N repeats the whole list (A/B ` +
+        `variants alternate)`,
     );
   }
   const optimizer = values.optimizer;

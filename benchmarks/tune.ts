@@ -49,6 +49,7 @@ import {
 } from "../model/webgpu/autotune.ts";
 import { describeAdapter, parseChoice, tuningPathFor } from "../model/webgpu/tuning.ts";
 import { makeWorkload, parseWorkload } from "./perf.ts";
+import { firstRepeat } from "./spec.ts";
 import { checkOutputFile, writeFileAtomic } from "../model/fs.ts";
 import {
   type CliOptions,
@@ -231,10 +232,12 @@ export async function main(args: string[]): Promise<TuneResult> {
   if (only !== undefined && only.length === 0) {
     throw badFlag(`--candidates "${candidateText}" names no choice`);
   }
-  const twice = names?.find((n, i) => names.indexOf(n) !== i);
+  const twice = names === undefined ? undefined : firstRepeat(names);
   if (twice !== undefined) {
     // Timed twice and kept once: --rounds is the way to more timings.
-    throw badFlag(`--candidates names ${twice} twice; --rounds N times each candidate N times`);
+    throw badFlag(
+      `--candidates names ${names![twice[0]]} twice; --rounds N times each candidate N times`,
+    );
   }
 
   // A table already at --out is read now: one that is no tuning table stops the run here.
