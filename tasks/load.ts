@@ -182,14 +182,14 @@ export function examplesFromBytes(
       ? { ...dprExamples(spec, tag, text, file), skipped: [] }
       : { ...jsonlExamples(spec, tag, text, file), skipped: [] };
   } catch (e) {
+    if (!(e instanceof DataError)) throw e;
     // An empty file (a TSV's "no header line") is not the official one: none is empty.
-    if (e instanceof DataError && text === "") {
+    if (text === "") {
       throw new DataError(e.file, e.line, `${e.detail}; fetch it again (${refetch})`, e.field);
     }
     // A row that does not parse on the last line of a file whose official copy ends with a
     // newline and this one does not (a cut label reads as an unknown label, a cut row as missing
     // columns): the file was cut. Where the parser itself guessed so, the same advice.
-    if (!(e instanceof DataError)) throw e;
     const official = opts.file !== undefined && officialFinalNewline(opts.file.path) === true;
     const lastLine = !text.endsWith("\n") && e.line === text.split("\n").length;
     if ((official && lastLine) || e.detail.endsWith(" (truncated file?)")) {
