@@ -347,12 +347,16 @@ export function unreadableConfigs(specs: readonly RunSpec[]): string[] {
   }
   return [...problems].filter(([, p]) => p.why !== undefined).map(([file, p]) => {
     // The parser's messages name the file already; a missing one is named here.
-    const what = p.why!.includes(file) ? p.why! : `${file}: ${p.why}`;
-    const runs = p.runs.length > 3
-      ? `${p.runs.slice(0, 3).join(", ")} and ${p.runs.length - 3} more`
-      : p.runs.join(", ");
-    return `${what} (run${p.runs.length > 1 ? "s" : ""} ${runs})`;
+    return withRuns(p.why!.includes(file) ? p.why! : `${file}: ${p.why}`, p.runs);
   });
+}
+
+/** A pre-run refusal's line: `<problem> (run <id>)` or `(runs <id>, <id>, <id> and N more)`. */
+function withRuns(problem: string, runs: readonly string[]): string {
+  const shown = runs.length > 3
+    ? `${runs.slice(0, 3).join(", ")} and ${runs.length - 3} more`
+    : runs.join(", ");
+  return `${problem} (run${runs.length > 1 ? "s" : ""} ${shown})`;
 }
 
 /**
@@ -418,12 +422,7 @@ export async function malformedTaskFiles(
       problems.set(e.message, [...all, ...runs.filter((id) => !all.includes(id))]);
     }
   }
-  return [...problems].map(([message, runs]) => {
-    const shown = runs.length > 3
-      ? `${runs.slice(0, 3).join(", ")} and ${runs.length - 3} more`
-      : runs.join(", ");
-    return `${message} (run${runs.length > 1 ? "s" : ""} ${shown})`;
-  });
+  return [...problems].map(([message, runs]) => withRuns(message, runs));
 }
 
 /**
