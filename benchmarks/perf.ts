@@ -963,6 +963,9 @@ reason; so is a backend of the default list that cannot start), 1 a measurement 
 backend named by --backends could not start (the others are still saved), 2 bad arguments
 (nothing measured).`;
 
+/** Where `deno task perf` saves its JSON report when `--out-dir` is not given. */
+const DEFAULT_OUT_DIR = "results/perf";
+
 /** The flags of `deno task perf`, as `parseArgs` takes them. */
 const PERF_FLAGS = {
   backends: { type: "string" },
@@ -972,7 +975,7 @@ const PERF_FLAGS = {
   "include-fallback-webgpu": { type: "boolean", default: false },
   steps: { type: "string" },
   profile: { type: "boolean", default: false },
-  "out-dir": { type: "string", default: "results/perf" },
+  "out-dir": { type: "string" },
   "no-save": { type: "boolean", default: false },
   "max-seconds": { type: "string" },
   rounds: { type: "string", default: "1" },
@@ -1092,8 +1095,16 @@ export async function main(args: string[]): Promise<PerfReport> {
       `--rounds must be a positive integer, got "${values.rounds}"`,
     );
   }
+  if (values["no-save"] && values["out-dir"] !== undefined) {
+    // One of them is a mistake: measuring for minutes, then not saving where asked, is worse.
+    throw badFlag(
+      `--no-save and --out-dir ${values["out-dir"]} contradict (print only, or save there); ` +
+        "drop one",
+    );
+  }
+  const outDir = values["out-dir"] ?? DEFAULT_OUT_DIR;
   // A bad --out-dir must stop the command now, not after every measurement has run.
-  if (!values["no-save"]) checkOutputFolder("--out-dir", values["out-dir"]);
+  if (!values["no-save"]) checkOutputFolder("--out-dir", outDir);
   // Rounds repeat the whole backend list, so A/B variants alternate on a noisy host.
   const backends = Array.from({ length: rounds }, () => backendList).flat();
 
@@ -1340,7 +1351,7 @@ export async function main(args: string[]): Promise<PerfReport> {
   };
   let savedTo: string | undefined;
   if (!values["no-save"]) {
-    const dir = values["out-dir"];
+    const dir = outDir;
     await Deno.mkdir(dir, { recursive: true });
     const path = await freshReportPath(
       dir,

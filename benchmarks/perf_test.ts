@@ -170,6 +170,11 @@ Deno.test("perf: bad options are rejected with the option name", async () => {
     { message: "unknown flag --bogus; deno task perf --help lists the flags" },
   );
   await assert.rejects(main(["--steps", "0", "--no-save"]), /--steps must be a positive integer/);
+  // Both given: nothing is measured (the saving half would be dropped after the measuring).
+  await assert.rejects(
+    main(["--no-save", "--out-dir", "/tmp/perf-nowhere", "--backends", "cpu", "--sizes", "8"]),
+    /--no-save and --out-dir \/tmp\/perf-nowhere contradict .*drop one/,
+  );
   await assert.rejects(main(["--sizes", "0", "--no-save"]), /--sizes/);
   await assert.rejects(
     main(["--workloads", "gpt", "--backends", "cpu", "--sizes", "8", "--no-save"]),
