@@ -1090,6 +1090,20 @@ export async function main(args: string[], opts: PretrainMainOptions = {}): Prom
         "cache-dir": "a folder",
       },
     });
+    // Pairs where one flag would be dropped without a word: refused, naming what each one does.
+    if (values.tokenizer !== undefined && values["vocab-size"] !== undefined) {
+      throw new UsageError(
+        `--tokenizer ${values.tokenizer} and --vocab-size ${values["vocab-size"]} contradict: ` +
+          "--vocab-size sizes a vocabulary trained here with spm_train, --tokenizer uses an " +
+          "existing one as it is; drop one",
+      );
+    }
+    if (values.corpus !== undefined && values["data-dir"] !== undefined) {
+      throw new UsageError(
+        `--corpus and --data-dir ${values["data-dir"]} contradict: --data-dir is read only for ` +
+          "the task corpus, which --corpus replaces; drop one",
+      );
+    }
     const lr = values.lr === undefined ? PRETRAIN_DEFAULTS.learningRate : Number(values.lr);
     if (!(lr > 0) || !Number.isFinite(lr)) {
       throw new UsageError(`--lr must be a positive number, got "${values.lr}"`);

@@ -595,6 +595,15 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
         /^--tokenizer \/\S*list\.json: must be a tokenizer\.json object, got an array;/,
       ],
       [[...base, "--tokenizer", unigram], /^--tokenizer \/\S*unigram\.json: /],
+      // Pairs of which one would be dropped silently (the first named file is never read).
+      [
+        [...base, "--tokenizer", bpe, "--vocab-size", "512"],
+        /^--tokenizer \/\S*bpe\.json and --vocab-size 512 contradict: --vocab-size sizes a vocab/,
+      ],
+      [
+        [...base, "--corpus", blank, "--data-dir", empty],
+        /^--corpus and --data-dir \/\S*empty contradict: --data-dir is read only for the task /,
+      ],
       [["--preset", "tiny-v1_1", "--cache-dir", file], /^--cache-dir .*a-file: is a file/],
       [["--preset", "nosuch"], /^Unknown T5 preset "nosuch"/],
     ];
