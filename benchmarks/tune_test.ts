@@ -198,7 +198,7 @@ Deno.test("deno task tune: bad arguments are refused with the flag named", async
     await assert.rejects(main([`--out=${notJson}`]), UsageError);
     await assert.rejects(
       main([`--out=${notJson}`]),
-      new RegExp(`--out ${notJson}: not JSON`),
+      new RegExp(`--out ${notJson}:1:2: invalid JSON: `),
     );
     assert.equal(await Deno.readTextFile(notJson), "not json");
     const other = `${dir}/other.json`;
@@ -260,7 +260,7 @@ Deno.test({
           /^--candidates: "t99": unknown tile "t99"; known choices: stock, t128, /,
         ],
         [[`--out=${dir}`], /--out .*: is a folder; give the table's file name/],
-        [[`--out=${notTable}`], /^--out .*table\.json: not JSON/],
+        [[`--out=${notTable}`], /^--out .*table\.json:1:2: invalid JSON: /],
       ];
       for (const [args, want] of cases) {
         const err: string[] = [];

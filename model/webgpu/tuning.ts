@@ -19,6 +19,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { waitFor } from "./counters.ts";
+import { parseJsonFile } from "../json.ts";
 import {
   MATMUL_TILE_CANDIDATES,
   MATMUL_TILES,
@@ -246,14 +247,8 @@ function isRecord(x: unknown): x is Record<string, unknown> {
  * @throws Error naming `source` and the field (e.g. `entries["1x1 m8 n8 k8 NT"].choice`)
  */
 export function parseTuningTable(text: string, source: string): MatMulTuningTable {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new Error(
-      `${source}: not JSON (${e instanceof Error ? e.message : String(e)})`,
-    );
-  }
+  // A syntax error names line and column (a hand-edited table), a byte-order mark is ignored.
+  const raw: unknown = parseJsonFile(text, source);
   const fail = (field: string, what: string): never => {
     throw new Error(`${source}: ${field} ${what}`);
   };

@@ -136,7 +136,12 @@ Deno.test("parseTuningTable: errors name the file and the field", () => {
       return true;
     });
   };
-  assert.throws(() => parseTuningTable("{", "a.json"), /a\.json: not JSON/);
+  assert.throws(() => parseTuningTable("{", "a.json"), /a\.json:1:2: invalid JSON: /);
+  // One line with line and column, also for text V8 quotes back (its own message spans lines).
+  assert.throws(
+    () => parseTuningTable('{"format": "x",\n  "version": 1,,\n}', "b.json"),
+    (e: Error) => /^b\.json:2:16: invalid JSON: [^\n]*$/.test(e.message),
+  );
   bad((x) => (x.format = "other"), /format must be "hyperprompt-webgpu-matmul-tuning"/);
   bad(
     (x) => delete x.format,
