@@ -53,6 +53,7 @@ import {
   WEIGHTS_NAME,
 } from "./checkpoint.ts";
 import { readEnv } from "./env.ts";
+import { parseJsonFile } from "./json.ts";
 import { recordSha256, sha256File } from "./hash.ts";
 import { readSafetensorsHeader } from "./safetensors.ts";
 import { readTorchBinHeader } from "./torch_bin.ts";
@@ -465,9 +466,10 @@ function lockPath(ctx: Ctx, file: string): string {
 async function checkDownloaded(url: string, file: string, part: string): Promise<void> {
   if (file.endsWith(".json")) {
     try {
-      JSON.parse(await Deno.readTextFile(part));
+      parseJsonFile(await Deno.readTextFile(part), file);
     } catch (e) {
-      throw new Error(`${url}: downloaded ${file} is not valid JSON: ${(e as Error).message}`);
+      // "<file>:<line>:<column>: invalid JSON: <what>", one line (V8's own quotes the text).
+      throw new Error(`${url}: downloaded ${(e as Error).message}`);
     }
     return;
   }

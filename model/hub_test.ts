@@ -191,8 +191,30 @@ Deno.test("fetchHubModel: unknown repo, invalid download, and bad ids give clear
     await Deno.mkdir(tfOnly);
     await Deno.copyFile(join(RELU, "config.json"), join(tfOnly, "config.json"));
     await Deno.writeFile(join(tfOnly, "tf_model.h5"), new Uint8Array(8));
-    const binHub = serveHub({ "org/bin@main": bin, "org/tf@main": tfOnly });
+    // An index that is not JSON (a proxy's page): named with line and column, and not kept.
+    const badIndex = join(tmp, "bad-index");
+    await Deno.mkdir(badIndex);
+    await Deno.copyFile(join(RELU, "config.json"), join(badIndex, "config.json"));
+    await Deno.writeTextFile(
+      join(badIndex, "model.safetensors.index.json"),
+      "<html>rate limited</html>",
+    );
+    const binHub = serveHub({
+      "org/bin@main": bin,
+      "org/tf@main": tfOnly,
+      "org/bad-index@main": badIndex,
+    });
     try {
+      await assert.rejects(
+        fetchHubModel("org/bad-index", { cacheDir: cache, endpoint: binHub.endpoint }),
+        /\/org\/bad-index\/resolve\/main\/model\.safetensors\.index\.json: downloaded model\.safetensors\.index\.json:1:1: invalid JSON: Unexpected token '<'$/,
+      );
+      assert.ok(
+        ![...Deno.readDirSync(hubModelDir(cache, "org/bad-index"))].some((e) =>
+          e.name.startsWith("model.")
+        ),
+        "the invalid index is not kept",
+      );
       await assert.rejects(
         fetchHubModel("org/bin", { cacheDir: cache, endpoint: binHub.endpoint }),
         /downloaded pytorch_model\.bin is not a valid PyTorch checkpoint: pytorch_model\.bin: not a PyTorch checkpoint/,
