@@ -1971,6 +1971,14 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         : backend;
       const estimates = specs.map((s) => estimateRun(s, accounting, rateName));
       printDryRun(specs, labels, estimates, shown, rateName, log, profile.timeBudgetMinutes);
+      if (gateBaseline !== undefined) {
+        // Its checks above passed; the gate compares trained results, so nothing is gated here.
+        error(
+          `note: --compare ${values.compare}: its ${gateBaseline.length} runs were checked ` +
+            "against the grid; the gate compares trained results, so it runs only without " +
+            "--dry-run (exit 3 if it fails)",
+        );
+      }
       for (const r of [configRefusal, refused]) {
         if (r !== undefined) error(`warning: without --dry-run this is refused: ${r}`);
       }

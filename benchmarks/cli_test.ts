@@ -548,6 +548,20 @@ Deno.test("main() --dry-run lists the grid with FLOPs and time; --compare gates 
     const args = ["--profile", profile, "--data-dir", DATA, "--out", out, "--compare", base];
     assert.equal(await main(args, { ...c.opts, runOne: fakeRunOne }), 0);
     assert.match(c.out.join("\n"), /Regression gate: PASS \(12 runs compared/);
+    // A dry run with --compare checks the baseline against the grid, gates nothing, and says so.
+    c = capture();
+    assert.equal(
+      await main([...args, "--dry-run", "--backend", "cpu"], { ...c.opts, runOne: fakeRunOne }),
+      0,
+    );
+    assert.ok(!c.out.join("\n").includes("Regression gate"), c.out.join("\n"));
+    assert.ok(
+      c.err.includes(
+        `note: --compare ${base}: its 12 runs were checked against the grid; the gate compares ` +
+          "trained results, so it runs only without --dry-run (exit 3 if it fails)",
+      ),
+      c.err.join("\n"),
+    );
     // A runOne whose CB accuracy regressed by 5 points fails the gate with a readable diff.
     const worse: typeof fakeRunOne = async (spec, o) => {
       const r = await fakeRunOne(spec, o);
