@@ -1303,8 +1303,14 @@ export function parseDownloadArgs(args: string[]): DownloadOptions & { help?: bo
   });
   const o: DownloadOptions & { help?: boolean } = { tasks: [] };
   for (const value of v.tasks ?? []) {
-    const names = value.split(",").map((n) => n.trim()).filter((n) => n !== "");
-    if (names.length === 0) throw new Error(`--tasks "${value}" names no task`);
+    const names = value.split(",").map((n) => n.trim());
+    if (names.every((n) => n === "")) throw new Error(`--tasks "${value}" names no task`);
+    // "glue,,cb": a name lost in editing, not nothing; as bench --methods refuses an empty label.
+    if (names.includes("")) {
+      throw new Error(
+        `--tasks "${value}": an empty item (a stray comma?); give task names separated by commas`,
+      );
+    }
     o.tasks = [...o.tasks, ...names];
   }
   if (v["cache-dir"] !== undefined) o.cacheDir = v["cache-dir"];

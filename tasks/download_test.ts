@@ -1266,6 +1266,11 @@ Deno.test("main() (deno task download) refuses bad arguments in one line, exit 2
         /^--source must be .*"hf"; deno task download --help lists the flags$/,
       ],
       [["--tasks", ","], /^--tasks "," names no task/],
+      [
+        ["--tasks", "glue,,cb"],
+        /^--tasks "glue,,cb": an empty item \(a stray comma\?\); give task names separated by commas/,
+      ],
+      [["--tasks", "cola,"], /^--tasks "cola,": an empty item/],
       [["--tasks="], /^--tasks needs a value \(.*\), got an empty one \("": an unset variable\?\)/],
       [
         ["--tasks", "cola", "--retries", "-1"],
