@@ -142,6 +142,11 @@ Deno.test("deno task tune: bad arguments are refused with the flag named", async
     /: unknown flag --frobnicate; deno task tune --help lists the flags$/,
   );
   await assert.rejects(main(["--workloads=block"]), /only t5 workloads are tuned/);
+  // A block of a shape perf would refuse: its kind is what is wrong here, said first.
+  await assert.rejects(
+    main(["--workloads=block:1,2,30,4,7"]),
+    /--workloads "block:1,2,30,4,7": only t5 workloads are tuned \(t5:<preset>\[@N\]/,
+  );
   // An empty list tuned nothing and rewrote the table as if tuned.
   await assert.rejects(main(["--workloads= ; "]), /--workloads " ; " names no workload/);
   await assert.rejects(main(["--candidates=,"]), /--candidates "," names no choice/);
