@@ -56,6 +56,7 @@ import {
   expandUrl,
   findTaskSource,
   HF_REPOS,
+  MissingSplitError,
   parquetShards,
   parquetTreeUrl,
   parquetUrl,
@@ -772,8 +773,23 @@ async function fromParquet(
     } catch (e) {
       // Not stored as one file: the split is sharded (large configs); list and fetch its shards.
       if (!(e instanceof HttpStatusError) || e.status !== 404) throw e;
-      urls = (await listParquetShards(ctx, task, f.hfSplit))
-        .map((n) => parquetUrl(task, f.hfSplit, ctx.endpoints, n));
+      let names: string[];
+      try {
+        names = await listParquetShards(ctx, task, f.hfSplit);
+      } catch (listed) {
+        // Neither one file nor shards: the split is what is missing, so the error starts with
+        // its file, then says how shards were looked for (another error, e.g. 503: as it is).
+        const missing = listed instanceof MissingSplitError ||
+          (listed instanceof HttpStatusError && listed.status === 404);
+        if (!missing) throw listed;
+        throw new Error(
+          `${e.message}, and no shards of it either (${(listed as Error).message}): the ` +
+            `parquet export of ${HF_REPOS[task.benchmark]} has no "${f.hfSplit}" split of ` +
+            `"${task.hfConfig}" there (--endpoint hf=… another mirror, or --source official)`,
+          { cause: listed },
+        );
+      }
+      urls = names.map((n) => parquetUrl(task, f.hfSplit, ctx.endpoints, n));
       for (const u of urls) paths.push(await fetchOne(u));
     }
     let rows: Row[] = [];

@@ -962,12 +962,40 @@ Deno.test("a split stored as several parquet shards is found in the hub's listin
     const urls = Object.keys((await readManifest(cacheDir)).archives);
     assert.ok(urls.every((u) => !u.includes("/train-")), `archive entry kept: ${urls}`);
   });
-  // No listing either (an old mirror of the hub): the error names the listing's URL.
+  // A listing without the split: the error starts with the split's file, then the listing.
+  routes[listing] = {
+    body: enc.encode(JSON.stringify([{ type: "file", path: "rte/test-00000-of-00001.parquet" }])),
+  };
+  await withServer(routes, async (s, cacheDir) => {
+    await assert.rejects(
+      downloadRte(s, cacheDir, { source: "parquet", retries: 0 }),
+      (e: Error) => {
+        assert.match(
+          e.message,
+          new RegExp(
+            "glue/rte: parquet: GET http://\\S+/rte/train-00000-of-00001\\.parquet: HTTP 404, and no shards of it " +
+              "either \\(http://\\S+/tree/main/rte: no train-NNNNN-of-NNNNN\\.parquet listed\\): " +
+              'the parquet export of nyu-mll/glue has no "train" split of "rte" there ',
+          ),
+        );
+        return true;
+      },
+    );
+  });
+  // No listing either (an old mirror of the hub): the error names the file, then the listing.
   delete routes[listing];
   await withServer(routes, async (s, cacheDir) => {
     await assert.rejects(
       downloadRte(s, cacheDir, { source: "parquet", retries: 0 }),
-      /api\/datasets\/nyu-mll\/glue\/tree\/main\/rte: HTTP 404/,
+      /train-00000-of-00001\.parquet: HTTP 404, and no shards of it either \(GET \S+api\/datasets\/nyu-mll\/glue\/tree\/main\/rte: HTTP 404\)/,
+    );
+  });
+  // A listing that fails otherwise (503, not retried here): as it is, not called a missing split.
+  routes[listing] = { status: 503, body: enc.encode("busy") };
+  await withServer(routes, async (s, cacheDir) => {
+    await assert.rejects(
+      downloadRte(s, cacheDir, { source: "parquet", retries: 0 }),
+      (e: Error) => /tree\/main\/rte: HTTP 503/.test(e.message) && !/no shards/.test(e.message),
     );
   });
 });
@@ -992,7 +1020,7 @@ Deno.test("parquetShards: shard order, other splits ignored, incomplete sets and
   );
   assert.throws(
     () => parquetShards(at("mnli/validation_matched-00000-of-00001.parquet"), "validation", "L"),
-    /^Error: L: no validation-NNNNN-of-NNNNN\.parquet listed$/,
+    /^MissingSplitError: L: no validation-NNNNN-of-NNNNN\.parquet listed$/,
   );
   assert.throws(
     () =>

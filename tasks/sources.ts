@@ -833,6 +833,12 @@ export function parquetTreeUrl(task: TaskSource, endpoints: Endpoints): string {
     `${task.hfConfig}`;
 }
 
+/** {@link parquetShards}'s error for a listing without any shard of the split. */
+export class MissingSplitError extends Error {
+  /** The error class's name, `"MissingSplitError"`. */
+  override name = "MissingSplitError";
+}
+
 /**
  * The shard file names of `hfSplit` in a hub folder listing (`<split>-NNNNN-of-MMMMM.parquet`),
  * in shard order.
@@ -841,8 +847,8 @@ export function parquetTreeUrl(task: TaskSource, endpoints: Endpoints): string {
  * @param hfSplit the split
  * @param where the listing's URL, for errors
  * @returns the names, at least one
- * @throws Error when the listing is not an array of entries, has no shard of the split, or its
- *   shards are not the full numbered set
+ * @throws Error when the listing is not an array of entries or its shards are not the full
+ *   numbered set; {@link MissingSplitError} when it has no shard of the split
  */
 export function parquetShards(listing: unknown, hfSplit: string, where: string): string[] {
   if (!Array.isArray(listing)) throw new Error(`${where}: expected a JSON array of files`);
@@ -854,7 +860,9 @@ export function parquetShards(listing: unknown, hfSplit: string, where: string):
     const m = typeof path === "string" ? re.exec(path) : null;
     if (m) found.push({ name: m[1]!, i: Number(m[2]), n: Number(m[3]) });
   }
-  if (found.length === 0) throw new Error(`${where}: no ${hfSplit}-NNNNN-of-NNNNN.parquet listed`);
+  if (found.length === 0) {
+    throw new MissingSplitError(`${where}: no ${hfSplit}-NNNNN-of-NNNNN.parquet listed`);
+  }
   found.sort((a, b) => a.i - b.i);
   const n = found[0]!.n;
   if (found.some((f, i) => f.i !== i || f.n !== n) || found.length !== n) {

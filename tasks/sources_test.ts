@@ -143,7 +143,7 @@ Deno.test("parquetShards: a split name is matched literally, its regex metachara
   assert.deepEqual(parquetShards(listing, "v.1+", "L"), ["v.1+-00000-of-00001.parquet"]);
   assert.throws(
     () => parquetShards(at("c/vx11-00000-of-00001.parquet"), "v.1+", "L"),
-    /^Error: L: no v\.1\+-NNNNN-of-NNNNN\.parquet listed$/,
+    /^MissingSplitError: L: no v\.1\+-NNNNN-of-NNNNN\.parquet listed$/,
   );
   // The first shards of a set, its last one missing: not a full set.
   assert.throws(
