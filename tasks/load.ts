@@ -392,13 +392,40 @@ function tsvExamples(
     const at = { file, line: row.line };
     const values: Record<string, string> = {};
     for (const [k, col] of Object.entries(spec.fields)) values[k] = row.cells[col] as string;
-    const label = hasLabel
-      ? decodeLabel(spec, row.cells[spec.labelField as string], at)
-      : undefined;
+    let label: number | undefined;
+    try {
+      label = hasLabel ? decodeLabel(spec, row.cells[spec.labelField as string], at) : undefined;
+    } catch (e) {
+      throw headerHint(e, row, columns);
+    }
     const id = hasId ? (row.cells[spec.idField as string] as string) : String(i);
     return classifyExample(spec, split, id, values, label, at);
   });
   return { examples, rows: table.rows.length, skipped: table.skipped };
+}
+
+/**
+ * `e` (a label's {@link DataError}) with a hint when its row is the first of a header-less file
+ * (`columns` given) and a cell there is a column's name: a header line added to the file, which
+ * the official one has not (CoLA's train and dev), reads as a row with an unknown label.
+ */
+function headerHint(
+  e: unknown,
+  row: { readonly line: number; readonly cells: Readonly<Record<string, string | undefined>> },
+  columns: readonly string[] | undefined,
+): unknown {
+  if (!(e instanceof DataError) || columns === undefined || row.line !== 1) return e;
+  const names = new Set(columns.map((c) => c.toLowerCase()));
+  const cells = Object.values(row.cells).filter((c) => c !== undefined);
+  if (!cells.some((c) => names.has(c.trim().toLowerCase()))) return e;
+  return new DataError(
+    e.file,
+    e.line,
+    `${e.detail}; line 1 reads as a header (${
+      cells.map((c) => JSON.stringify(c)).join(", ")
+    }); the official file has none (its columns: ${columns.join(", ")}): remove that line`,
+    e.field,
+  );
 }
 
 /**

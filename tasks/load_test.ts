@@ -91,6 +91,33 @@ Deno.test("CoLA: header-less train/dev (dev without final newline), test with he
   ]);
 });
 
+Deno.test("CoLA: a header line added to a header-less file is named as such, not only as a label", () => {
+  const rows = "gj04\t1\t\tOur friends won't buy this.\ngj04\t0\t*\tThey drank the pub.\n";
+  const header = "source\tlabel\tauthor_label\tsentence\n";
+  const bytes = new TextEncoder().encode(header + rows);
+  assert.throws(
+    () => examplesFromBytes("cola", "train", bytes, "train.tsv", { checkRows: false }),
+    (e: Error) => {
+      assert.match(
+        e.message,
+        /^train\.tsv:1: field "label": unknown label "label" \(expected 0, 1\); line 1 reads as a header \("source", "label", "author_label", "sentence"\); the official file has none \(its columns: source, label, author_label, sentence\): remove that line$/,
+      );
+      return true;
+    },
+  );
+  // A bad label on line 1 that is no column name: the plain error, no header hint.
+  const bad = new TextEncoder().encode("gj04\t2\t\tA.\n" + rows);
+  assert.throws(
+    () => examplesFromBytes("cola", "train", bad, "train.tsv", { checkRows: false }),
+    (e: Error) => /unknown label "2" \(expected 0, 1\)$/.test(e.message),
+  );
+  // Without the added line the same rows load.
+  const ok = examplesFromBytes("cola", "train", new TextEncoder().encode(rows), "train.tsv", {
+    checkRows: false,
+  });
+  assert.equal(ok.examples.length, 2);
+});
+
 Deno.test("SST-2 keeps the trailing space; MRPC BOM header and quotes kept verbatim", async () => {
   const sst = await load("sst2", "train");
   assert.equal(sst[0]?.input, "sst2 sentence: hide new secretions from the parental units ");
