@@ -224,14 +224,23 @@ function endpointKey(name: string): keyof Endpoints | undefined {
 export function checkEndpointUrl(url: string, named: string): string {
   const u = url.trim();
   if (u === "") throw new Error(`${named} is empty: give the base URL of a mirror`);
+  // A folder given for a mirror: the files on disk need no download at all.
+  const folderHint = /^(\/|\.{1,2}[\\/]|~|[A-Za-z]:[\\/]|file:)/i.test(u)
+    ? "; a folder that holds the task files in the official layout needs no download: give " +
+      "it to deno task bench or pretrain as --data-dir (or HYPERPROMPT_DATA)"
+    : "";
   let parsed: URL;
   try {
     parsed = new URL(u);
   } catch {
-    throw new Error(`${named} "${u}" is not a URL (e.g. https://mirror.example/glue)`);
+    throw new Error(
+      `${named} "${u}" is not a URL (e.g. https://mirror.example/glue)${folderHint}`,
+    );
   }
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-    throw new Error(`${named} "${u}" is not an http: or https: URL`);
+    throw new Error(
+      `${named} "${u}" is not an http: or https: URL${folderHint}`,
+    );
   }
   if (parsed.search !== "" || parsed.hash !== "") {
     throw new Error(
