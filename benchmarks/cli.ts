@@ -1830,6 +1830,21 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
             `(benchmarks/README.md "Regression gate")`,
         );
       }
+      // Runs the baseline lacks train but are not gated: said now, not only among the notes
+      // after the whole grid (a baseline folder with files missing would pass, gating fewer).
+      const ungated = specs.filter((spec) => !byKey.has(runKey({ spec })));
+      if (ungated.length > 0) {
+        error(
+          `note: --compare ${values.compare}: ${
+            withRuns(
+              `${ungated.length} of the ${specs.length} runs ${
+                ungated.length === 1 ? "has" : "have"
+              } no baseline run, so the gate will not gate ${ungated.length === 1 ? "it" : "them"}`,
+              ungated.map((spec) => runKey({ spec })),
+            )
+          }`,
+        );
+      }
     }
     const scope = what === ""
       ? `${grid.length} runs`

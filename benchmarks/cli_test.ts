@@ -29,6 +29,7 @@ import {
   unreadableConfigs,
   weightsFolder,
 } from "./cli.ts";
+import { runKey } from "./compare.ts";
 import { defaultTaskCatalog, expandGrid, runLockFile } from "./runner.ts";
 import { runFileName, type RunOneFn, type RunProgress, type RunSpec } from "./spec.ts";
 import { DEFAULT_CHECKPOINT_MINUTES, requestStop, stopRequested } from "./trainer.ts";
@@ -559,6 +560,29 @@ Deno.test("main() --dry-run lists the grid with FLOPs and time; --compare gates 
       c.err.includes(
         `note: --compare ${base}: its 12 runs were checked against the grid; the gate compares ` +
           "trained results, so it runs only without --dry-run (exit 3 if it fails)",
+      ),
+      c.err.join("\n"),
+    );
+    assert.ok(!c.err.some((l) => l.includes("no baseline run")), c.err.join("\n"));
+    // A baseline with a run's file removed: before training, that run is said to be ungated.
+    const fewer = join(dir, "fewer");
+    await Deno.mkdir(fewer);
+    const files = [...Deno.readDirSync(base)].map((e) => e.name).filter((n) => n.endsWith(".json"))
+      .sort();
+    for (const f of files.slice(1)) await Deno.copyFile(join(base, f), join(fewer, f));
+    const dropped = JSON.parse(await Deno.readTextFile(join(base, files[0]!)));
+    c = capture();
+    assert.equal(
+      await main(
+        ["--profile", profile, "--data-dir", DATA, "--out", out, "--compare", fewer, "--dry-run"],
+        { ...c.opts, runOne: fakeRunOne },
+      ),
+      0,
+    );
+    assert.ok(
+      c.err.includes(
+        `note: --compare ${fewer}: 1 of the 12 runs has no baseline run, so the gate will not ` +
+          `gate it (run ${runKey(dropped)})`,
       ),
       c.err.join("\n"),
     );

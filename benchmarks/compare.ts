@@ -144,6 +144,8 @@ export interface Comparison {
   readonly notes: readonly string[];
   /** Runs compared. */
   readonly compared: number;
+  /** Run keys of current runs that have no baseline run, so were not gated (each also a note). */
+  readonly ungated: readonly string[];
 }
 
 /**
@@ -505,6 +507,16 @@ export function compareResults(
       if (!opts.partial) fail("run", "present", "missing");
       continue;
     }
+    // What only the current run has: the baseline cannot gate it, so it fails rather than pass.
+    const unbased = (field: string, cv: number | string) =>
+      failures.push({
+        run: key,
+        field,
+        baseline: "missing",
+        current: cv,
+        detail: "the baseline run lacks it (made by an older version, or edited): regenerate " +
+          'the baseline (benchmarks/README.md "Regression gate")',
+      });
     compared++;
     if (c.spec.id !== b.spec.id) {
       failures.push({
@@ -532,14 +544,28 @@ export function compareResults(
           notes.push(`${key}: best.${task}.${metric} ${x} -> ${y} (within ${t})`);
         }
       }
+      // A metric only the current run has would pass ungated: the baseline predates it (or was
+      // edited), so it is regenerated rather than trusted.
+      for (const [metric, cv] of Object.entries(cb.metrics)) {
+        if (!Object.hasOwn(bb.metrics, metric)) unbased(`best.${task}.${metric}`, round(cv));
+      }
+    }
+    // Likewise a task: with equal run ids (else spec.id failed above) the tasks are the same.
+    for (const [task, cb] of Object.entries(c.best)) {
+      if (!Object.hasOwn(b.best, task)) {
+        unbased(`best.${task}`, `present (${Object.keys(cb.metrics).join(", ")})`);
+      }
     }
     // One task's run of a per-task method: its "average" is that task's score, already gated;
     // the benchmark average is gated once its task runs are merged, below.
     for (const bench of isPerTaskRun(b) ? [] : ["glue", "super_glue"] as const) {
       const bv = b.averages[bench];
-      if (bv === undefined) continue;
       const cv = c.averages[bench];
       const t = toleranceFor(tol, "average", bench);
+      if (bv === undefined) {
+        if (cv !== undefined) unbased(`averages.${bench}`, round(cv));
+        continue;
+      }
       if (cv === undefined) fail(`averages.${bench}`, round(bv), "missing", t);
       else if (beyond(cv, bv, t)) {
         fail(`averages.${bench}`, ...shownScores(bv, cv), t, cv - bv);
@@ -558,9 +584,8 @@ export function compareResults(
     }
   }
   compareMergedAverages(current, baseline, tol, opts, failures, notes);
-  for (const key of cur.keys()) {
-    if (!base.has(key)) notes.push(`${key}: no baseline run (not gated)`);
-  }
+  const ungated = [...cur.keys()].filter((key) => !base.has(key));
+  for (const key of ungated) notes.push(`${key}: no baseline run (not gated)`);
   if (opts.partial && compared === 0 && cur.size > 0) {
     // A shard's runs absent from the baseline are only notes; when none of them has a baseline
     // run (another profile's baseline, say), the gate would pass without comparing anything.
@@ -572,7 +597,7 @@ export function compareResults(
       current: `none of ${cur.size} runs has a baseline run (is it this profile's baseline?)`,
     });
   }
-  return { ok: failures.length === 0, failures, notes, compared };
+  return { ok: failures.length === 0, failures, notes, compared, ungated };
 }
 
 /**
@@ -637,7 +662,12 @@ export function formatComparison(c: Comparison): string {
   const lines = [
     `Regression gate: ${c.ok ? "PASS" : "FAIL"} (${c.compared} ${
       c.compared === 1 ? "run" : "runs"
-    } compared, ${c.failures.length} ${c.failures.length === 1 ? "failure" : "failures"})`,
+    } compared, ${
+      // In the headline: a pass that left runs ungated is not a pass of the whole grid.
+      c.ungated.length === 0
+        ? ""
+        : `${c.ungated.length} ${c.ungated.length === 1 ? "run" : "runs"} not gated (no baseline ` +
+          "run), "}${c.failures.length} ${c.failures.length === 1 ? "failure" : "failures"})`,
   ];
   for (const f of c.failures) {
     const d = f.diff ??

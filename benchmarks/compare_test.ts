@@ -242,6 +242,14 @@ Deno.test("compareResults() matches runs by backbone too", async () => {
   assert.equal(c.ok, false);
   assert.deepEqual(c.failures.map((f) => [f.run, f.field]), [[runKey(rand), "run"]]);
   assert.match(c.notes.join("\n"), /pretrained\/super_glue\/mtl\/s0: no baseline run/);
+  assert.deepEqual(c.ungated, [runKey(pre)]);
+  // A pass that gated only some runs says how many were not, in its headline.
+  const some = compareResults([rand, pre], [rand], TOL);
+  assert.equal(some.ok, true);
+  assert.match(
+    formatComparison(some).split("\n")[0]!,
+    /^Regression gate: PASS \(1 run compared, 1 run not gated \(no baseline run\), 0 failures\)$/,
+  );
 });
 
 Deno.test("runKey() names an hf model or backbone by its whole reference: folders named alike are two keys", async () => {
@@ -594,6 +602,14 @@ Deno.test("compareResults() fails on every gated count, and on a task, metric or
   ) {
     const c = compareResults([current, base[1]!], base, TOL);
     assert.deepEqual(c.failures.map((f) => [f.field, f.current]), [[field, "missing"]], field);
+    // The other way round (the baseline lacks it): a failure too, not a pass that gates nothing.
+    const back = compareResults(base, [current, base[1]!], TOL);
+    assert.deepEqual(
+      back.failures.map((f) => [f.field, f.baseline]),
+      [[field, "missing"]],
+      `${field}: ${formatComparison(back)}`,
+    );
+    assert.match(back.failures[0]!.detail ?? "", /^the baseline run lacks it .*: regenerate the /);
   }
 });
 
@@ -633,6 +649,7 @@ Deno.test("formatComparison() says 1 run, and prints a NaN loss's tolerance to 3
   const c = {
     ok: false,
     compared: 1,
+    ungated: [],
     notes: [],
     failures: [{
       run: "k",
