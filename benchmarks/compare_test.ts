@@ -396,6 +396,21 @@ Deno.test("compareResults() with a loss tolerance gates each step's loss, the to
   );
   const tok = compareResults([{ ...a!, tokenizer: "fixture:/x/tokenizer.json" }, b!], base, tol);
   assert.deepEqual(tok.failures.map((f) => f.field), ["tokenizer"]);
+  assert.match(
+    formatComparison(tok),
+    /FAIL .*: tokenizer: baseline .*, current fixture:\/x\/tokenizer\.json\n {4}another tokenizer gives other losses: if that is intended, regenerate the baseline /,
+  );
+  // A baseline written before results recorded a tokenizer: said so, not "(none)".
+  const { tokenizer: _, ...noTokenizer } = a!;
+  const unrecorded = compareResults(
+    [{ ...a!, tokenizer: "backbone" }, b!],
+    [noTokenizer as RunResult, b!],
+    tol,
+  );
+  assert.deepEqual(unrecorded.failures.map((f) => [f.field, f.baseline]), [[
+    "tokenizer",
+    "(not recorded: an older result)",
+  ]]);
   // With both files' digests, the kind and the sha256 decide, not the path: the same file on
   // another machine passes; a vocabulary retrained in place (same path) fails, saying so.
   const spm = (path: string, sha: string): RunResult => ({
@@ -449,6 +464,7 @@ Deno.test("compareResults() with a loss tolerance gates each step's loss, the to
     tol,
   );
   assert.deepEqual(other.failures.map((f) => f.field), ["backbone"]);
+  assert.match(other.failures[0]!.detail ?? "", /^another backbone gives other losses: if /);
 });
 
 Deno.test("formatComparison() shows every failing difference as non-zero and beyond its tolerance", async () => {
