@@ -406,7 +406,10 @@ Deno.test("main() refuses every bad flag, value and combination in one line nami
         ["--profile", profile, "--data-dir", join(dir, "nope")],
         /^--data-dir .*nope: no such folder$/,
       ],
-      [["--profile", profile, "--compare", join(dir, "nope")], /^--compare: Cannot read results/],
+      [
+        ["--profile", profile, "--compare", join(dir, "nope")],
+        /^--compare: \S*nope: no such folder or file \(of run results\)$/,
+      ],
       [["--dry-run=yes"], /^--dry-run takes no value, got "--dry-run=yes"; deno task bench --help/],
       [["--resume", "yes"], /^unexpected argument "yes" after --resume, which takes no value: /],
       [["ci"], /^unexpected argument "ci": deno task bench takes only flags; /],
@@ -1113,7 +1116,7 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
       [
         [...base, "--compare", join(dir, "nope")],
         {},
-        /^--compare: Cannot read results ".*nope": no such file or folder$/,
+        /^--compare: \S*nope: no such folder or file \(of run results\)$/,
       ],
       [[...base, "--compare", empty], {}, /^--compare .*empty: no run results \(\*\.json\) there/],
       [[...base, "--compare", broken], {}, /^--compare: .*broken\/r\.json:1:10: invalid JSON/],

@@ -260,7 +260,7 @@ export async function loadResults(path: string): Promise<RunResult[]> {
   try {
     info = await Deno.stat(path);
   } catch {
-    throw new Error(`Cannot read results "${path}": no such file or folder`);
+    throw new Error(`${path}: no such folder or file (of run results)`);
   }
   const files: string[] = [];
   if (info.isDirectory) {
@@ -271,14 +271,29 @@ export async function loadResults(path: string): Promise<RunResult[]> {
   } else files.push(path);
   const out: RunResult[] = [];
   for (const file of files) {
-    const raw = parseJsonFile(await Deno.readTextFile(file), file);
     const add = (r: RunResult, source: string) => {
       SOURCES.set(r, source);
       out.push(r);
     };
-    if (Array.isArray(raw)) {
-      raw.forEach((r, i) => add(validateRunResult(r, { file: `${file}[${i}]` }), `${file}[${i}]`));
-    } else add(validateRunResult(raw, { file }), file);
+    try {
+      const raw = parseJsonFile(await Deno.readTextFile(file), file);
+      if (Array.isArray(raw)) {
+        raw.forEach((r, i) =>
+          add(validateRunResult(r, { file: `${file}[${i}]` }), `${file}[${i}]`)
+        );
+      } else add(validateRunResult(raw, { file }), file);
+    } catch (e) {
+      // What to do: a folder's every *.json is taken for a result; a file was named as one.
+      throw new Error(
+        `${(e as Error).message}; ${
+          info.isDirectory
+            ? `every *.json directly in ${path} is read as a run result: fix this one or move ` +
+              "it out of the folder"
+            : "expected a run result (or an array of them) as bench writes, or a folder of them"
+        }`,
+        { cause: e },
+      );
+    }
   }
   return out;
 }

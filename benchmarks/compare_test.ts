@@ -202,9 +202,28 @@ Deno.test("loadResults() reads a folder or a JSON array and names bad files", as
   await Deno.writeTextFile(arr, JSON.stringify([base[0], { ...base[1], params: { total: "x" } }]));
   await assert.rejects(
     () => loadResults(arr),
-    /arr\.json\[1\]: \$\.params\.total must be a number/,
+    /arr\.json\[1\]: \$\.params\.total must be a number.*; expected a run result \(or an array of them\) as bench writes, or a folder of them$/,
   );
-  await assert.rejects(() => loadResults(join(dir, "nope")), /Cannot read results/);
+  // In a folder, a broken file says that every *.json there is read, and what to do.
+  await Deno.remove(arr);
+  await Deno.writeTextFile(join(dir, "notes.json"), '{"todo": 1}');
+  await assert.rejects(
+    () => loadResults(dir),
+    (e: Error) => {
+      assert.match(
+        e.message,
+        new RegExp(
+          `^${dir}/notes\\.json: .*; every \\*\\.json directly in ${dir} is read as a run ` +
+            "result: fix this one or move it out of the folder$",
+        ),
+      );
+      return true;
+    },
+  );
+  await assert.rejects(
+    () => loadResults(join(dir, "nope")),
+    /nope: no such folder or file \(of run results\)$/,
+  );
   await Deno.remove(dir, { recursive: true });
 });
 

@@ -1125,7 +1125,7 @@ Deno.test("main() (deno task tables) names a bad flag, folder or result in one l
       [
         ["--runs", broken, "--out", out],
         1,
-        /^.*broken\/r\.json:1:10: invalid JSON: Unexpected end of JSON input$/,
+        /^.*broken\/r\.json:1:10: invalid JSON: Unexpected end of JSON input; every \*\.json directly in \S*broken is read as a run result: fix this one or move it out of the folder$/,
       ],
     ];
     for (const [args, code, want] of cases) {
@@ -1174,7 +1174,7 @@ Deno.test("main() (deno task tables): a stray JSON among the results (notes, a t
       [
         "notes.json",
         '{"note": "rerun rte"}',
-        /^.*runs\/notes\.json: \$\.spec is missing: not a run result .*its fields: \["note"\]$/,
+        /^.*runs\/notes\.json: \$\.spec is missing: not a run result .*its fields: \["note"\]; every \*\.json directly in \S*runs is read as a run result: fix this one or move it out of the folder$/,
       ],
       ["cut.json", first.slice(0, 200), /^.*runs\/cut\.json:\d+:\d+: invalid JSON: /],
     ];
