@@ -248,6 +248,17 @@ export function rejectDuplicates(
 }
 
 /**
+ * The error for a folder of run results without any (`deno task tables`, `submission`).
+ *
+ * @param runs the folder
+ * @returns the message, starting with the folder
+ */
+export function noResultsMessage(runs: string): string {
+  return `${runs}: no run results (*.json) there; deno task bench writes them (its --out, ` +
+    `default results/runs)`;
+}
+
+/**
  * Read run results from a folder (every `*.json` directly inside, sorted by name) or from one
  * JSON file (a result or an array of results). {@link resultSource} then names the file of each.
  *

@@ -51,7 +51,13 @@ import {
 } from "../model/fs.ts";
 import { flagError, parseFlags, runCli, UsageError } from "../model/usage.ts";
 import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
-import { describeResult, loadResults, rejectDuplicates, resultSource } from "./compare.ts";
+import {
+  describeResult,
+  loadResults,
+  noResultsMessage,
+  rejectDuplicates,
+  resultSource,
+} from "./compare.ts";
 import { mergePerTaskRuns, perTaskParts } from "./per_task.ts";
 import {
   backboneLabel,
@@ -492,6 +498,8 @@ interface Source {
 export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
   const log = opts.log ?? ((s: string) => console.log(s));
   const results = await loadResults(opts.runs);
+  // Not "no run matches …; the rows there are: none": nothing there is a result at all.
+  if (results.length === 0) throw new UsageError(`--runs ${noResultsMessage(opts.runs)}`);
   const parts = selectRow(results, opts.criteria);
   const sources = new Map<string, Source>();
   const without: string[] = [];

@@ -695,6 +695,22 @@ Deno.test("selection: a perTask method's task runs merge; several rows or none e
     assert.match(two.err, /2 rows match --benchmark glue --method mtl; narrow/);
     assert.match(two.err, /--seed 0 \(config [0-9a-f]{12}: p--tiny-v1_1--random--glue--mtl--s0--/);
     assert.match(two.err, /--seed 1 \(config/);
+    // A folder with no result at all: said as such (as tables says it), nothing written.
+    const emptyRuns = join(out, "no-runs");
+    await Deno.mkdir(emptyRuns);
+    const nothing = await cli([
+      ...base.map((a) => (a === runs ? emptyRuns : a)),
+      "--method",
+      "mtl",
+      "--out",
+      join(out, "a"),
+    ]);
+    assert.equal(nothing.code, 2, nothing.err);
+    assert.match(
+      nothing.err,
+      /^--runs \S*no-runs: no run results \(\*\.json\) there; deno task bench writes them /,
+    );
+    assert.equal(await pathExists(join(out, "a")), false, "nothing written");
     // No such method: the rows there are, listed.
     const none = await cli([...base, "--method", "HyperPrompt", "--out", join(out, "a")]);
     assert.equal(none.code, 2);

@@ -70,7 +70,13 @@ import { countT5Params } from "../model/accounting.ts";
 import { repoPath } from "../model/shared_dir.ts";
 import { methodAccounting } from "../model/methods/accounting.ts";
 import { getMethod } from "../model/methods/mod.ts";
-import { describeResult, loadResults, refKey, rejectDuplicates } from "./compare.ts";
+import {
+  describeResult,
+  loadResults,
+  noResultsMessage,
+  refKey,
+  rejectDuplicates,
+} from "./compare.ts";
 import { mergedThroughput, mergePerTaskRuns, missingTaskRuns, perTaskParts } from "./per_task.ts";
 import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 import { benchmarkAverage } from "../tasks/metrics.ts";
@@ -1643,12 +1649,6 @@ async function argumentProblem(
   if (!(await isDirectory(runs))) return undefined; // a JSON file of results, as loadResults reads
   for await (const e of Deno.readDir(runs)) if (e.name.endsWith(".json")) return undefined;
   return `--runs ${noResultsMessage(runs)}`;
-}
-
-/** The error for a folder of run results without any. */
-function noResultsMessage(runs: string): string {
-  return `${runs}: no run results (*.json) there; deno task bench writes them (its --out, ` +
-    `default results/runs)`;
 }
 
 if (import.meta.main) {
