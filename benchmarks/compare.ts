@@ -11,6 +11,7 @@ import {
   type BackboneRef,
   type ModelRef,
   normalHfRef,
+  runId,
   type RunResult,
   type Tolerances,
   validateRunResult,
@@ -550,7 +551,18 @@ export function compareResults(
           'the baseline (benchmarks/README.md "Regression gate")',
       });
     compared++;
-    if (c.spec.id !== b.spec.id) {
+    const hashed = runId(b.spec);
+    if (hashed !== b.spec.id) {
+      // Its id still matches, so its edited configuration would otherwise pass unnoticed.
+      failures.push({
+        run: key,
+        field: "spec.id",
+        baseline: `${b.spec.id} (its spec hashes to ${hashed})`,
+        current: c.spec.id,
+        detail: "the baseline result's spec was edited after the run wrote it (or another " +
+          'version wrote it): regenerate the baseline (benchmarks/README.md "Regression gate")',
+      });
+    } else if (c.spec.id !== b.spec.id) {
       failures.push({
         run: key,
         field: "spec.id",

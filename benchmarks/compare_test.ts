@@ -648,6 +648,18 @@ Deno.test("compareResults() fails on every gated count, and on a task, metric or
   }
 });
 
+Deno.test("compareResults() fails a baseline run whose spec was edited after it was written (its id kept)", async () => {
+  const base = await fixtures();
+  const b = structuredClone(base[0]!);
+  (b.spec.train as { learningRate: number }).learningRate *= 2;
+  const c = compareResults(base, [b, base[1]!], TOL);
+  assert.deepEqual(c.failures.map((f) => [f.field, f.baseline]), [[
+    "spec.id",
+    `${b.spec.id} (its spec hashes to ${runId(b.spec)})`,
+  ]]);
+  assert.match(c.failures[0]!.detail!, /spec was edited after the run wrote it .*: regenerate/);
+});
+
 Deno.test("specDifferences() names each differing field by its dotted path, leaves out the top-level id", () => {
   const base = {
     id: "a",

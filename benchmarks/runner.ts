@@ -607,6 +607,15 @@ export async function inspectFinished(
     return { unusable: (e as Error).message };
   }
   if (r.spec.id !== spec.id) return { unusable: `${file}: holds run ${r.spec.id}, not ${spec.id}` };
+  // Its id matches but its spec does not hash to it: edited after it was written (another
+  // learning rate, say), so what it reports is not this run's.
+  const hashed = runId(r.spec);
+  if (hashed !== spec.id) {
+    return {
+      unusable: `${file}: its spec hashes to ${hashed}, not to its id ${spec.id}: edited after ` +
+        "the run wrote it",
+    };
+  }
   // Kept weights (`train.saveWeights`) are in place before the result that names them is written:
   // a result whose folder is gone (deleted, or results copied without it) lacks what it promises.
   if (r.weights !== undefined && !(await pathExists(join(outDir, r.weights.dir)))) {

@@ -368,29 +368,39 @@ Deno.test("runGrid() with resume says why it reruns over a result file it cannot
   const out = await Deno.makeTempDir();
   try {
     const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
-    const [a, b, c] = [grid[0]!, grid[1]!, grid[2]!];
-    await runGrid([a], { outDir: out, dataDir: DATA, runOne: fakeRunOne });
+    const [a, b, c, d] = [grid[0]!, grid[1]!, grid[2]!, grid[3]!];
+    await runGrid([a, d], { outDir: out, dataDir: DATA, runOne: fakeRunOne });
     const fileOf = (s: RunSpec) => join(out, runFileName(s));
     // b: truncated JSON (a crash of an older version, or an editor); c: another run's result.
     await Deno.writeTextFile(fileOf(b), (await Deno.readTextFile(fileOf(a))).slice(0, 200));
     await Deno.copyFile(fileOf(a), fileOf(c));
+    // d: its own id, its spec edited by hand (another learning rate): not this run's result.
+    const edited = JSON.parse(await Deno.readTextFile(fileOf(d)));
+    edited.spec.train.learningRate *= 2;
+    await Deno.writeTextFile(fileOf(d), JSON.stringify(edited));
     const starts = new Map<string, string | undefined>();
-    const s = await runGrid([a, b, c], {
+    const s = await runGrid([a, b, c, d], {
       outDir: out,
       dataDir: DATA,
       runOne: fakeRunOne,
       resume: true,
       onEvent: (e) => e.kind === "start" && starts.set(e.spec.id, e.replaces),
     });
-    assert.deepEqual([s.skipped, s.done], [1, 2]);
+    assert.deepEqual([s.skipped, s.done], [1, 3]);
     assert.equal(starts.has(a.id), false, "the valid result is kept");
+    assert.match(
+      starts.get(d.id)!,
+      new RegExp(
+        `${runFileName(d)}: its spec hashes to [0-9a-f]{12}, not to its id ${d.id}: edited after`,
+      ),
+    );
     assert.match(starts.get(b.id)!, new RegExp(`${runFileName(b)}:\\d+:\\d+: invalid JSON`));
     assert.match(
       starts.get(c.id)!,
       new RegExp(`${runFileName(c)}: holds run ${a.id}, not ${c.id}`),
     );
-    // Both were replaced by their own results.
-    for (const x of [b, c]) {
+    // Each was replaced by its own result.
+    for (const x of [b, c, d]) {
       assert.equal(JSON.parse(await Deno.readTextFile(fileOf(x))).spec.id, x.id);
     }
   } finally {
