@@ -2081,7 +2081,12 @@ export function trainFor(
  */
 function score(v: unknown, src: Source, path: string): number {
   if (v === null) return NaN;
-  return num(v, src, path);
+  // Every metric is a percentage (correlations down to -100): 250 is a hand edit or a 0-1 slip.
+  return num(v, src, path, {
+    min: -100,
+    max: 100,
+    maxWhy: "scores are percentages, as bench writes them",
+  });
 }
 
 /**

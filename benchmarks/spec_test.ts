@@ -132,7 +132,8 @@ Deno.test('validateRunResult(): a JSON without "spec" is not a run result, the f
     await Deno.writeTextFile(`${dir}/package.json`, '{"name": "x"}\n');
     await assert.rejects(loadResults(dir), {
       message: `${dir}/package.json: $.spec is missing: not a run result (every run result has ` +
-        '"spec"); its fields: ["name"]',
+        `"spec"); its fields: ["name"]; every *.json directly in ${dir} is read as a run ` +
+        "result: fix this one or move it out of the folder",
     });
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -1420,6 +1421,21 @@ Deno.test("validateRunResult(): a missing or mistyped spec, score, params or tim
   bad((r) => (r.spec.trainOnlyTasks = [4]), "$.spec.trainOnlyTasks[0]");
   bad((r) => (r.best.cb.groupScore = "71"), "$.best.cb.groupScore");
   bad((r) => (r.best.cb.metrics.accuracy = "71"), "$.best.cb.metrics.accuracy");
+  // Scores are percentages: beyond ±100 is a hand edit or a 0-1 slip (correlations reach -100).
+  bad((r) => (r.best.cb.metrics.accuracy = 250), "$.best.cb.metrics.accuracy");
+  bad((r) => (r.evals[0].groupScore = -100.5), "$.evals[0].groupScore");
+  const negative = structuredClone(good);
+  negative.best.cb.metrics.accuracy = -100;
+  negative.best.cb.groupScore = 100;
+  assert.equal(validateRunResult(negative, { file: "r.json" }).best.cb!.metrics.accuracy, -100);
+  assert.throws(
+    () => {
+      const x = structuredClone(good);
+      x.averages[Object.keys(good.averages)[0]!] = 101;
+      validateRunResult(x, { file: "r.json" });
+    },
+    /\$\.averages\.\w+ must be <= 100 \(scores are percentages, as bench writes them\), got 101/,
+  );
   const avg = Object.keys(good.averages)[0]!;
   bad((r) => (r.averages[avg] = "x"), `$.averages.${avg}`);
   bad((r) => (r.spec.perTaskOf = ["boolq", "copa"]), "$.spec.tasks");
