@@ -79,6 +79,7 @@ import {
 import { checkOutputFolder, entryExists, writeFileAtomic } from "../model/fs.ts";
 import {
   type CliOptions,
+  commaList,
   flagError,
   type FlagValues,
   parseFlags,
@@ -1015,9 +1016,10 @@ export async function main(args: string[]): Promise<PerfReport> {
     allowEmpty: ["sizes", "workloads"],
   });
   const quick = values.quick;
-  const list = (s: string | undefined, def: string[]) =>
-    s === undefined ? def : s.split(",").map((x) => x.trim()).filter((x) => x !== "");
-  const sizes = list(values.sizes, quick ? ["64", "128"] : ["256", "512", "1024", "2048"]).map(
+  const list = (s: string | undefined, def: string[], flag: string, items: string) =>
+    s === undefined ? def : withHelpPointer(PERF_TOOL, () => commaList(s, flag, items));
+  const defaultSizes = quick ? ["64", "128"] : ["256", "512", "1024", "2048"];
+  const sizes = list(values.sizes, defaultSizes, "--sizes", "matMul sizes").map(
     (x) => {
       const n = Number(x);
       if (!Number.isInteger(n) || n <= 0) {
@@ -1057,7 +1059,7 @@ export async function main(args: string[]): Promise<PerfReport> {
       `--max-seconds must be a positive number, got "${values["max-seconds"]}"`,
     );
   }
-  const backendList = list(values.backends, [...DEFAULT_BACKENDS]);
+  const backendList = list(values.backends, [...DEFAULT_BACKENDS], "--backends", "backends");
   if (backendList.length === 0) {
     // `--backends ,`: a report of no backend would be saved as if measured.
     throw badFlag(`--backends "${values.backends}" names no backend`);

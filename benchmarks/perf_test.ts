@@ -170,6 +170,15 @@ Deno.test("perf: bad options are rejected with the option name", async () => {
     { message: "unknown flag --bogus; deno task perf --help lists the flags" },
   );
   await assert.rejects(main(["--steps", "0", "--no-save"]), /--steps must be a positive integer/);
+  // A stray comma: an empty item is refused, not dropped (a name lost in editing).
+  await assert.rejects(
+    main(["--backends", "cpu,,wasm", "--sizes", "8", "--no-save"]),
+    /--backends "cpu,,wasm": an empty item \(a stray comma\?\); give backends separated by /,
+  );
+  await assert.rejects(
+    main(["--backends", "cpu", "--sizes", "8,", "--no-save"]),
+    /--sizes "8,": an empty item .*; deno task perf --help lists the flags$/,
+  );
   // Both given: nothing is measured (the saving half would be dropped after the measuring).
   await assert.rejects(
     main(["--no-save", "--out-dir", "/tmp/perf-nowhere", "--backends", "cpu", "--sizes", "8"]),

@@ -53,6 +53,7 @@ import { firstRepeat } from "./spec.ts";
 import { checkOutputFile, writeFileAtomic } from "../model/fs.ts";
 import {
   type CliOptions,
+  commaList,
   flagError,
   parseFlags,
   runCli,
@@ -228,7 +229,9 @@ export async function main(args: string[]): Promise<TuneResult> {
     return { spec, w };
   });
   const candidateText = values.candidates ?? (quick ? QUICK_CANDIDATES : undefined);
-  const names = candidateText?.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const names = candidateText === undefined
+    ? undefined
+    : withHelpPointer(TUNE_TOOL, () => commaList(candidateText, "--candidates", "choice names"));
   const only: MatMulChoice[] | undefined = names?.map(candidateChoice);
   if (only !== undefined && only.length === 0) {
     throw badFlag(`--candidates "${candidateText}" names no choice`);

@@ -150,6 +150,10 @@ Deno.test("deno task tune: bad arguments are refused with the flag named", async
   // An empty list tuned nothing and rewrote the table as if tuned.
   await assert.rejects(main(["--workloads= ; "]), /--workloads " ; " names no workload/);
   await assert.rejects(main(["--candidates=,"]), /--candidates "," names no choice/);
+  await assert.rejects(
+    main(["--candidates=stock,,t64"]),
+    /--candidates "stock,,t64": an empty item \(a stray comma\?\); give choice names /,
+  );
   await assert.rejects(main(["--workloads="]), UsageError);
   await assert.rejects(
     main(["--workloads=t5:tiny-v1_1:8,16,4/2"]),

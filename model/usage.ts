@@ -93,6 +93,28 @@ export function flagError(tool: string, message: string): UsageError {
 }
 
 /**
+ * The items of a comma-separated flag value, trimmed: none for a value of only commas and blanks
+ * (the caller says what that names), and a {@link UsageError} for an empty item among others
+ * (`glue,,cb`, `cola,`): a name lost in editing, which dropping would hide.
+ *
+ * @param value the flag's value
+ * @param flag the flag, e.g. `--tasks`, for the error
+ * @param items what the items are, e.g. `task names`, for the error
+ * @returns the items, in order
+ * @throws UsageError naming the flag and the value
+ */
+export function commaList(value: string, flag: string, items: string): string[] {
+  const parts = value.split(",").map((p) => p.trim());
+  if (parts.every((p) => p === "")) return [];
+  if (parts.includes("")) {
+    throw new UsageError(
+      `${flag} "${value}": an empty item (a stray comma?); give ${items} separated by commas`,
+    );
+  }
+  return parts;
+}
+
+/**
  * Runs an argument check and ends the {@link UsageError} it throws with the pointer to the
  * tool's `--help`, as {@link parseFlags} ends its own (once: one that already ends so is
  * rethrown as it is).

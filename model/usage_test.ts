@@ -1,5 +1,6 @@
 import { deepEqual, equal, ok, throws } from "node:assert/strict";
 import {
+  commaList,
   EXIT_FAILURE,
   EXIT_USAGE,
   exitCodeOf,
@@ -11,6 +12,22 @@ import {
   withHelpPointer,
   wrapHelp,
 } from "./usage.ts";
+
+Deno.test("commaList(): trimmed items; none for only commas; an empty item among others refused", () => {
+  deepEqual(commaList(" cola , rte", "--tasks", "task names"), ["cola", "rte"]);
+  deepEqual(commaList(" , ", "--tasks", "task names"), []);
+  deepEqual(commaList("", "--tasks", "task names"), []);
+  for (const v of ["glue,,cb", "cola,", ",cola", "a, ,b"]) {
+    throws(
+      () => commaList(v, "--tasks", "task names"),
+      (e: unknown) =>
+        e instanceof UsageError &&
+        e.message ===
+          `--tasks "${v}": an empty item (a stray comma?); give task names separated by commas`,
+      v,
+    );
+  }
+});
 
 Deno.test("exitCodeOf(): 2 for a UsageError, 1 for any other error or value", () => {
   equal(EXIT_USAGE, 2);

@@ -85,7 +85,7 @@ import {
   plainGet,
   within,
 } from "../model/http.ts";
-import { parseFlags, runCli, UsageError } from "../model/usage.ts";
+import { commaList, parseFlags, runCli, UsageError } from "../model/usage.ts";
 import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
 import { readEnv } from "../model/env.ts";
 import { sha256File } from "../model/hash.ts";
@@ -1319,14 +1319,8 @@ export function parseDownloadArgs(args: string[]): DownloadOptions & { help?: bo
   });
   const o: DownloadOptions & { help?: boolean } = { tasks: [] };
   for (const value of v.tasks ?? []) {
-    const names = value.split(",").map((n) => n.trim());
-    if (names.every((n) => n === "")) throw new Error(`--tasks "${value}" names no task`);
-    // "glue,,cb": a name lost in editing, not nothing; as bench --methods refuses an empty label.
-    if (names.includes("")) {
-      throw new Error(
-        `--tasks "${value}": an empty item (a stray comma?); give task names separated by commas`,
-      );
-    }
+    const names = commaList(value, "--tasks", "task names");
+    if (names.length === 0) throw new Error(`--tasks "${value}" names no task`);
     o.tasks = [...o.tasks, ...names];
   }
   if (v["cache-dir"] !== undefined) o.cacheDir = v["cache-dir"];
