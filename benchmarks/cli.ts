@@ -59,13 +59,16 @@ import process from "node:process";
 import type { Writable } from "node:stream";
 import { existsSync, statSync } from "node:fs";
 import cliProgress from "cli-progress";
-import { preset, type T5Config, t5ConfigFromHf } from "../model/config.ts";
+import { preset, PUBLISHED_PRESETS, type T5Config, t5ConfigFromHf } from "../model/config.ts";
 import { parseJsonFile } from "../model/json.ts";
 import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
 import { backendFromEnv, backendHint, backpropFromEnv, isBackendName } from "../model/backend.ts";
 import { submitBatchFromEnv } from "../model/webgpu/submit_batch.ts";
+import { webgpuKernelsFromEnv } from "../model/webgpu/kernels_env.ts";
 import {
   checkDataDir,
+  corpusReadNote,
+  corpusSplits,
   defaultCacheDir,
   defaultDataDir,
   defaultDataRoots as dataRoots,
@@ -379,12 +382,28 @@ export function weightsFolder(spec: Pick<RunSpec, "model" | "backbone">): string
 }
 
 /**
+ * Whether a run reads the task corpus (every task's train and test files in the data folder,
+ * `tasks/data.ts` `corpusSplits`): a tiny preset's run from no checkpoint folder, whose tokenizer
+ * (`run_one.ts` `randomInitTokenizer`) or offline-pretrained backbone (`pretrainedFolder`) is
+ * trained on it, the corpus read in full at the run's start even when they are cached.
+ *
+ * @param spec the run
+ * @returns true when it reads the corpus
+ */
+export function readsTaskCorpus(spec: Pick<RunSpec, "model" | "backbone">): boolean {
+  return typeof spec.model === "string" && !PUBLISHED_PRESETS.includes(spec.model as never) &&
+    typeof spec.backbone === "string";
+}
+
+/**
  * The task files the runs read that cannot be parsed (a malformed row, a wrong header, a file cut
  * short or not the official one: `tasks/load.ts` `loadExamples`, as the runs load them): each
- * trained task's train split, each evaluated task's validation splits, and with
- * `train.predictTest` its test splits, each read once. Checked before any run, as every run
- * reading such a file would fail at its start, after the runs before it trained. A missing file
- * is not listed (the grid's expansion refuses those, or leaves their tasks out).
+ * trained task's train split, each evaluated task's validation splits, with `train.predictTest`
+ * its test splits, and for a run that reads the task corpus ({@link readsTaskCorpus}) every
+ * corpus split of the folder, of tasks outside the grid too; each read once. Checked before any
+ * run, as every run reading such a file would fail at its start, after the runs before it
+ * trained. A missing file is not listed (the grid's expansion refuses those, or leaves their
+ * tasks out).
  *
  * @param specs the runs
  * @param dataDir the data folder the runs read
@@ -394,7 +413,19 @@ export async function malformedTaskFiles(
   specs: readonly RunSpec[],
   dataDir: string,
 ): Promise<string[]> {
-  const reads = new Map<string, { task: string; split: TaskSplit; runs: string[] }>();
+  const reads = new Map<
+    string,
+    { task: string; split: TaskSplit; runs: string[]; corpusOnly: boolean }
+  >();
+  const read = (task: string, split: TaskSplit, id: string, corpus: boolean) => {
+    const key = `${task}\0${split}`;
+    const r = reads.get(key) ?? { task, split, runs: [], corpusOnly: true };
+    reads.set(key, r);
+    if (!r.runs.includes(id)) r.runs.push(id);
+    if (!corpus) r.corpusOnly = false;
+  };
+  // Listed once: the same for every run that reads it.
+  const corpus = specs.some(readsTaskCorpus) ? corpusSplits(dataDir) : [];
   for (const spec of specs) {
     const pairs: [string, TaskSplit][] = [
       ...trainedTasks(spec).map((t): [string, TaskSplit] => [t, "train"]),
@@ -403,23 +434,23 @@ export async function malformedTaskFiles(
         ? spec.tasks.flatMap((t) => testSplits(t).map((s): [string, TaskSplit] => [t, s]))
         : []),
     ];
-    for (const [task, split] of pairs) {
-      const key = `${task}\0${split}`;
-      const r = reads.get(key) ?? { task, split, runs: [] };
-      reads.set(key, r);
-      if (!r.runs.includes(spec.id)) r.runs.push(spec.id);
+    for (const [task, split] of pairs) read(task, split, spec.id, false);
+    if (readsTaskCorpus(spec)) {
+      for (const [task, split] of corpus) read(task, split, spec.id, true);
     }
   }
   // One line per message (a file read for two tasks or splits says it once), with every run
   // that reads it.
   const problems = new Map<string, string[]>();
-  for (const { task, split, runs } of reads.values()) {
+  for (const { task, split, runs, corpusOnly } of reads.values()) {
     try {
       await loadExamples(task, split, dataDir, { onSkipped: () => {} });
     } catch (e) {
       if (!(e instanceof DataError)) continue; // a missing file: the expansion's business
-      const all = problems.get(e.message) ?? [];
-      problems.set(e.message, [...all, ...runs.filter((id) => !all.includes(id))]);
+      // A file of a task outside the grid: why these runs read it at all.
+      const message = corpusOnly ? `${e.message} ${corpusReadNote(dataDir)}` : e.message;
+      const all = problems.get(message) ?? [];
+      problems.set(message, [...all, ...runs.filter((id) => !all.includes(id))]);
     }
   }
   return [...problems].map(([message, runs]) => withRuns(message, runs));
@@ -1582,6 +1613,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     // Every run's selectBackend reads it too: a bad value stops here, before any run.
     const backprop = backpropFromEnv();
     const submitBatch = submitBatchFromEnv();
+    webgpuKernelsFromEnv(); // as HYPERPROMPT_WEBGPU_SUBMIT_BATCH: read by every webgpu run
     // runGrid's claims read it before the first run: a bad value stops here, exit 2.
     const runLockStale = usageChecked(() => runLockStaleMs());
     const memoryOverride = deviceMemoryOverride(values["device-memory"]);

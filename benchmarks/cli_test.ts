@@ -25,11 +25,13 @@ import {
   preflightModelConfig,
   progressInfo,
   progressReporter,
+  readsTaskCorpus,
   statedMemoryUse,
   unreadableConfigs,
   weightsFolder,
 } from "./cli.ts";
 import { runKey } from "./compare.ts";
+import { corpusReadNote } from "../tasks/data.ts";
 import { defaultTaskCatalog, expandGrid, runLockFile } from "./runner.ts";
 import { runFileName, type RunOneFn, type RunProgress, type RunSpec } from "./spec.ts";
 import { DEFAULT_CHECKPOINT_MINUTES, requestStop, stopRequested } from "./trainer.ts";
@@ -1172,6 +1174,11 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
       ],
       [
         base,
+        { HYPERPROMPT_WEBGPU_KERNELS: "none" },
+        /^HYPERPROMPT_WEBGPU_KERNELS must be 0 or off \(tfjs's own kernels\), all or transposed /,
+      ],
+      [
+        base,
         { HYPERPROMPT_RUN_LOCK_STALE_S: "10" },
         /^HYPERPROMPT_RUN_LOCK_STALE_S="10": expected .* at least 60/,
       ],
@@ -2152,6 +2159,14 @@ async function copiedData(dir: string): Promise<string> {
   return data;
 }
 
+Deno.test("readsTaskCorpus(): a tiny preset from no checkpoint folder, random or pretrained; not a published preset or an hf model or backbone", () => {
+  assert.equal(readsTaskCorpus({ model: "tiny-v1_1", backbone: "random" }), true);
+  assert.equal(readsTaskCorpus({ model: "tiny-v1_1", backbone: "pretrained" }), true);
+  assert.equal(readsTaskCorpus({ model: "t5-v1_1-small", backbone: "random" }), false);
+  assert.equal(readsTaskCorpus({ model: "tiny-v1_1", backbone: { hf: "/ck/tiny" } }), false);
+  assert.equal(readsTaskCorpus({ model: { hf: "/ck/tiny" }, backbone: "pretrained" }), false);
+});
+
 Deno.test("malformedTaskFiles(): each file the runs read that does not parse, once, with its runs; test files only with predictTest", () =>
   inTempDir(async (dir) => {
     const data = await copiedData(dir);
@@ -2172,17 +2187,34 @@ Deno.test("malformedTaskFiles(): each file the runs read that does not parse, on
       cola,
       (await Deno.readTextFile(cola)).replace(/\n(\d+)\t[^\n]*\n/, "\n$1\n"),
     );
+    // Runs from a published checkpoint read only their own tasks' files (no task corpus).
+    const published = grid.map((s) => ({ ...s, model: "t5-small" as const }));
     const ids = (benchmark: string) =>
-      grid.filter((s) => s.benchmark === benchmark).map((s) => s.id);
+      published.filter((s) => s.benchmark === benchmark).map((s) => s.id);
     // Three runs per benchmark (three methods, one seed): all named.
     const three = (xs: string[]) => (assert.equal(xs.length, 3), xs.join(", "));
+    const rteLine = `${rte}:1: field "label": missing column (header: index | sentence1 | ` +
+      "sentence2 | gold)";
+    const cbLine = `${cb}:5: invalid JSON: Unterminated string (column 31)`;
+    assert.deepEqual(await malformedTaskFiles(published, data), [
+      `${rteLine} (runs ${three(ids("glue"))})`,
+      `${cbLine} (runs ${three(ids("super_glue"))})`,
+    ]);
+    // The tiny preset's runs read the task corpus too (every task's train and test files, at
+    // their start): CB's train for the glue runs as well, and CoLA's test file, which no run
+    // trains or evaluates on, is named with why it was read.
+    assert.ok(grid.every(readsTaskCorpus));
+    const all = grid.map((s) => s.id);
+    const six = `${all.slice(0, 3).join(", ")} and 3 more`;
+    const glueFirst = grid.filter((s) => s.benchmark === "glue").map((s) => s.id);
     assert.deepEqual(await malformedTaskFiles(grid, data), [
-      `${rte}:1: field "label": missing column (header: index | sentence1 | sentence2 | gold) ` +
-      `(runs ${three(ids("glue"))})`,
-      `${cb}:5: invalid JSON: Unterminated string (column 31) (runs ${three(ids("super_glue"))})`,
+      `${rteLine} (runs ${three(glueFirst)})`,
+      `${cbLine} (runs ${six})`,
+      `${cola}:2: field "sentence": expected 2 tab-separated columns, found 1 ` +
+      `${corpusReadNote(data)} (runs ${six})`,
     ]);
     // One run reading it: "run <id>"; the test split is read with predictTest only.
-    const one = grid.filter((s) => s.benchmark === "glue").slice(0, 1).map((s) => ({
+    const one = published.filter((s) => s.benchmark === "glue").slice(0, 1).map((s) => ({
       ...s,
       train: { ...s.train, predictTest: true },
     }));

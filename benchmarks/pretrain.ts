@@ -61,6 +61,8 @@ import {
 import { noiseCounts, spanCorrupt, T5_SPAN_CORRUPTION } from "../tasks/span_corruption.ts";
 import {
   checkDataDir,
+  corpusReadNote,
+  corpusSplits,
   defaultCacheDir as defaultDataCacheDir,
   defaultDataDir,
   defaultDataRoots,
@@ -69,7 +71,6 @@ import {
 } from "../tasks/data.ts";
 import { loadExamples } from "../tasks/load.ts";
 import { DataError } from "../tasks/parse.ts";
-import { evalSplits, getTask, TASKS } from "../tasks/registry.ts";
 import { createOptimizer, type Optimizer } from "./optim.ts";
 import { Rng, seedFor } from "./rng.ts";
 
@@ -190,36 +191,13 @@ export async function taskCorpus(dataDir: string): Promise<string[]> {
       throw new DataError(
         e.file,
         e.line,
-        `${e.detail} (read for the task corpus of the tiny presets' tokenizer and pretrained ` +
-          `backbone: every task's train and test files under ${dataDir}; fix or remove the file)`,
+        `${e.detail} ${corpusReadNote(dataDir)}`,
         e.field,
       );
     }
     for (const ex of examples) lines.push(ex.input.replace(/\s+/g, " ").trim());
   }
   return [...new Set(lines)];
-}
-
-/**
- * The splits {@link taskCorpus} reads from `dataDir`: every train and test split whose files
- * are all there, except a split the benchmark scores, in task-name order. None means an empty
- * corpus, known without reading a file.
- *
- * @param dataDir folder in the official layout
- * @returns `[task, split]` pairs
- */
-export function corpusSplits(dataDir: string): [string, "train" | "test"][] {
-  const out: [string, "train" | "test"][] = [];
-  for (const name of Object.keys(TASKS).sort()) {
-    const scored = new Set<string>(evalSplits(name));
-    for (const split of ["train", "test"] as const) {
-      if (scored.has(split)) continue;
-      const files = getTask(name).files[split] ?? [];
-      if (files.length === 0 || !files.every((f) => isFile(join(dataDir, f.path)))) continue;
-      out.push([name, split]);
-    }
-  }
-  return out;
 }
 
 /**

@@ -25,6 +25,7 @@ import {
 } from "../model/fs.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 import { decodeUtf8, parseDpr } from "./parse.ts";
+import { evalSplits, getTask, TASKS } from "./registry.ts";
 
 /**
  * Default data cache: `$HYPERPROMPT_CACHE/data` when that variable is set, else
@@ -456,4 +457,39 @@ export function countRowsBytes(
     start = i + 1;
   }
   return kind === "lines" && spec.header ? Math.max(0, n - 1) : n;
+}
+
+/**
+ * The splits of the task corpus (`benchmarks/pretrain.ts` `taskCorpus`: the text the tiny
+ * presets' tokenizer and offline backbone are trained on) in `dataDir`: every train and test
+ * split whose files are all there, except a split the benchmark scores, in task-name order. None
+ * means an empty corpus, known without reading a file.
+ *
+ * @param dataDir folder in the official layout
+ * @returns `[task, split]` pairs
+ */
+export function corpusSplits(dataDir: string): [string, "train" | "test"][] {
+  const out: [string, "train" | "test"][] = [];
+  for (const name of Object.keys(TASKS).sort()) {
+    const scored = new Set<string>(evalSplits(name));
+    for (const split of ["train", "test"] as const) {
+      if (scored.has(split)) continue;
+      const files = getTask(name).files[split] ?? [];
+      if (files.length === 0 || !files.every((f) => isFile(join(dataDir, f.path)))) continue;
+      out.push([name, split]);
+    }
+  }
+  return out;
+}
+
+/**
+ * The note a malformed corpus file's error ends with: why a run of one benchmark read a file of
+ * another (`benchmarks/pretrain.ts` `taskCorpus`, `benchmarks/cli.ts` `malformedTaskFiles`).
+ *
+ * @param dataDir the data folder
+ * @returns the note, in parentheses
+ */
+export function corpusReadNote(dataDir: string): string {
+  return "(read for the task corpus of the tiny presets' tokenizer and pretrained backbone: " +
+    `every task's train and test files under ${dataDir}; fix or remove the file)`;
 }

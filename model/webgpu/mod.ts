@@ -68,7 +68,7 @@ import {
 } from "./tuning.ts";
 import { installUniformArena, uninstallUniformArena } from "./uniform_arena.ts";
 import { DEFAULT_SUBMIT_BATCH, submitBatchFromEnv } from "./submit_batch.ts";
-import { readEnv } from "../env.ts";
+import { webgpuKernelsFromEnv } from "./kernels_env.ts";
 import { installBindGroupCache, uninstallBindGroupCache } from "./bind_group_cache.ts";
 import {
   adafactorFactoredReference,
@@ -108,6 +108,7 @@ export { type BindGroupCacheStats, bindGroupCacheStats } from "./bind_group_cach
 export { uniformArenaInstalled } from "./uniform_arena.ts";
 export { adamwGroupSize } from "./in_place.ts";
 export { DEFAULT_SUBMIT_BATCH, SUBMIT_BATCH_ENV, submitBatchFromEnv } from "./submit_batch.ts";
+export { WEBGPU_KERNELS_ENV, webgpuKernelsFromEnv } from "./kernels_env.ts";
 export {
   type AdapterId,
   adapterId,
@@ -379,15 +380,15 @@ function resolveOptions(opts: WebgpuKernelOptions): Required<WebgpuKernelOptions
  *   webgpu backend is not registered, i.e. `@tensorflow/tfjs-backend-webgpu` was not imported)
  */
 export function registerWebgpuKernels(opts: WebgpuKernelOptions = {}): boolean {
-  const env = readEnv("HYPERPROMPT_WEBGPU_KERNELS"); // unreadable (no --allow-env): the options
-  if (env === "0" || env === "off") {
+  const env = webgpuKernelsFromEnv(); // a bad value throws, naming it
+  if (env === "off") {
     unregisterWebgpuKernels();
     return false;
   }
   const batchEnv = submitBatchFromEnv();
   const options = resolveOptions({
     ...opts,
-    ...(env === "all" || env === "transposed" ? { cover: env } : {}),
+    ...(env === undefined ? {} : { cover: env }),
     ...(batchEnv === undefined ? {} : { submitBatch: batchEnv }),
   });
   const original = installed?.original ?? tf.getKernel("BatchMatMul", "webgpu");
