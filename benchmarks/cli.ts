@@ -183,8 +183,8 @@ Options:
                        (default: smoke without a GPU, paper-base with one)
   --data-dir DIR       GLUE/SuperGLUE files in the official layout (default: $HYPERPROMPT_DATA,
                        else per file the download cache where its manifest lists it, else the
-                       offline mirror ../shared/data; tasks the profile needs that neither
-                       has are downloaded into the cache first)
+                       offline mirror ../shared/data, $HYPERPROMPT_SHARED/data when set; tasks
+                       the profile needs that neither has are downloaded into the cache first)
   --no-download        do not download missing tasks (run with the tasks present where the
                        profile allows it). The download fetches from the mirrors
                        $HYPERPROMPT_DATA_ENDPOINTS names (K=URL,K=URL or JSON, as deno task
@@ -202,9 +202,10 @@ Options:
   --dry-run            list the grid with estimated FLOPs and time; run nothing
   --compare BASELINE   after running, gate the results against a baseline folder or JSON
                        (read first: a missing, empty or malformed baseline, or one with no
-                       run of this grid, is an error);
+                       run of this grid, is refused with exit 2);
                        exit 3 with a diff when a score moves beyond tolerance or a count changes
-  --backend X          ${BACKEND_CHOICES.join("|")} (default: the profile's)
+  --backend X          ${BACKEND_CHOICES.join("|")} (default: the profile's; its auto is
+                       replaced by $HYPERPROMPT_BACKEND when set)
   --resume             skip runs whose result JSON already exists; an unfinished run resumes
                        from its checkpoints in OUT/<run file name without .json>/ (without
                        --resume every run starts from step 0: that folder is cleared first).
@@ -1902,8 +1903,9 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       const checkStart = performance.now();
       const bad = await malformedTaskFiles(toRun, dataDir);
       const checkSeconds = (performance.now() - checkStart) / 1000;
-      // 0.84 s for the smoke profile's files from the offline mirror (at most 11 MB) on 2 cores;
-      // the full GLUE + SuperGLUE files are hundreds of MB: where that time went is said.
+      // About 1 s for the smoke profile's files, its task corpus included, from the offline
+      // mirror (at most 14 MB) on 2 cores; the full GLUE + SuperGLUE files are hundreds of MB:
+      // where that time went is said.
       if (checkSeconds > 5) {
         error(`Read the task files the runs train and evaluate on (${fmtDuration(checkSeconds)})`);
       }
@@ -2008,6 +2010,13 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         advice === undefined ? "" : `\n${advice}`
       }`;
     };
+    // Said in a dry run too: it shows what the command would do.
+    if (minutesArg !== undefined && !specs.some((s) => s.train.checkpointEvery > 0)) {
+      error(
+        `note: --checkpoint-minutes ${minutesArg} changes nothing here: no run writes ` +
+          `checkpoints (train.checkpointEvery 0)`,
+      );
+    }
     const refused = refusalsOf(memory);
     if (values["dry-run"]) {
       const accounting = await loadAccounting();
@@ -2044,12 +2053,6 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     const reporter = opts.progress === false ? undefined : progressReporter(specs.length, tty);
     let tablesFailed = false;
     let summary: GridSummary;
-    if (minutesArg !== undefined && !specs.some((s) => s.train.checkpointEvery > 0)) {
-      error(
-        `note: --checkpoint-minutes ${minutesArg} changes nothing here: no run writes ` +
-          `checkpoints (train.checkpointEvery 0)`,
-      );
-    }
     if (values.resume) {
       for (const n of otherRunsCheckpoints(values.out, specs)) error(`note: ${n}`);
     }

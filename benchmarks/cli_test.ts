@@ -3061,6 +3061,28 @@ Deno.test("main() --checkpoint-minutes: validated in one line, given to the runs
       ),
       c.err.join("\n"),
     );
+    // A dry run says it too (it shows what the command would do), and trains nothing.
+    const dry = capture();
+    const counted = countingRunOne();
+    assert.equal(
+      await main([
+        "--profile",
+        none,
+        "--data-dir",
+        DATA,
+        "--out",
+        join(dir, "d"),
+        "--checkpoint-minutes",
+        "5",
+        "--dry-run",
+      ], { ...dry.opts, runOne: counted.runOne }),
+      0,
+    );
+    assert.deepEqual(counted.calls, []);
+    assert.ok(
+      dry.err.some((l) => l.startsWith("note: --checkpoint-minutes 5 changes nothing here")),
+      dry.err.join("\n"),
+    );
   }));
 
 Deno.test("main() --resume: each resumed run says in one line the checkpoint step it resumes from, an older kept one when the newest does not load; a fresh run says none", () =>

@@ -942,7 +942,7 @@ export const PERF_USAGE =
   --workloads LIST      ";"- or space-separated: block[:B,S,D,F,H] | t5:<preset>[@N][:B,Li,Lt[/M]]
                         (M: micro-batch upper bound; on wasm the heap plan may pick less;
                         @N: N encoder and N decoder layers instead of the preset's);
-                        "" for none (matMuls only)
+                        "" for none (matMuls only); default: ${DEFAULT_WORKLOADS.join(" ")}
   --sizes LIST          matMul sizes n (n×n×n), default 256,512,1024,2048; "" for none
   --steps N             timed steps per workload after 2 warm-up steps (default 5)
   --optimizer NAME      adamw (default) or adafactor

@@ -898,7 +898,8 @@ Pretrains a tiny T5 on span corruption and caches it as a Hugging Face folder.
 
   --preset NAME        model preset (default ${PRETRAIN_DEFAULTS.preset})
   --data-dir DIR       data folder in the official layout (default: $HYPERPROMPT_DATA, else per
-                       file the download cache where its manifest lists it, else ../shared/data)
+                       file the download cache where its manifest lists it, else
+                       ../shared/data, $HYPERPROMPT_SHARED/data when set)
   --corpus FILE        text file(s), one document per line (repeatable); replaces the task corpus
   --tokenizer FILE     existing tokenizer.json with sentinels (default: train one with spm_train)
   --vocab-size N       size of a trained vocabulary incl. 100 sentinels
@@ -909,8 +910,9 @@ Pretrains a tiny T5 on span corruption and caches it as a Hugging Face folder.
   --lr X               AdamW learning rate (default ${PRETRAIN_DEFAULTS.learningRate})
   --seed N             root seed (default ${PRETRAIN_DEFAULTS.seed})
   --backend X          ${BACKEND_NAMES.join(", ")}
-                       (default auto; cpu is pure JS and wasm is pure wasm, never OpenBLAS:
-                       the same weights on every host)
+                       (default auto, which $HYPERPROMPT_BACKEND replaces when set; cpu is
+                       pure JS and wasm is pure wasm, never OpenBLAS: the same weights on
+                       every host)
   --cache-dir DIR      cache root (default $HYPERPROMPT_CACHE, else
                        $XDG_CACHE_HOME/hyperprompt-bench, else ~/.cache/hyperprompt-bench)
   --help               this text

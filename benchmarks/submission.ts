@@ -829,7 +829,8 @@ leaderboard may reject) into <out>.zip.
   --backbone B       the backbone label (random, pretrained, ...), when several match
   --seed N           the seed, when several match
   --profile P        the profile, when several match
-  --data-dir DIR     the test files, official layout (default: the cache and ../shared/data, as bench)
+  --data-dir DIR     the test files, official layout (default: $HYPERPROMPT_DATA, else the cache
+                     and ../shared/data, as bench)
   --out DIR          a new (or empty) folder for the files; <DIR>.zip is written beside it
   --allow-missing    write the files there are predictions for, listing the others
   --allow-partial    write files whose test file is not the official row count (a
