@@ -1896,10 +1896,15 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     }
     if (!values["dry-run"]) {
       // A malformed task file fails every run that reads it at its start: refused now. With
-      // --resume, the runs that already have a result are skipped, so their files are not read.
-      const toRun = values.resume === true
-        ? specs.filter((s) => !existsSync(join(values.out, runFileName(s))))
-        : specs;
+      // --resume, the runs whose result runGrid will keep are skipped, so their files are not
+      // read; a result it retrains (malformed, edited, its checkpoint changed) is not kept here
+      // either (a checkpoint hashed here is not hashed again: model/checkpoint.ts fileDigest).
+      const toRun: RunSpec[] = [];
+      for (const s of specs) {
+        if (values.resume !== true || await readFinished(values.out, s) === undefined) {
+          toRun.push(s);
+        }
+      }
       const checkStart = performance.now();
       const bad = await malformedTaskFiles(toRun, dataDir);
       const checkSeconds = (performance.now() - checkStart) / 1000;

@@ -2264,6 +2264,19 @@ Deno.test("main() refuses a grid whose task file does not parse before any run (
       r.err.join("\n"),
     );
     assert.deepEqual(resumed.ids(), grid.filter((s) => s !== sgRun).map((s) => s.id));
+    // A result --resume would not keep (cut short: the run trains again) does not excuse the
+    // run's files: refused before any run, as without --resume.
+    const file = join(out, runFileName(sgRun));
+    await Deno.writeTextFile(file, (await Deno.readTextFile(file)).slice(0, 100));
+    const again = countingRunOne();
+    const a = capture();
+    assert.equal(
+      await main([...args, "--resume"], { ...a.opts, runOne: again.runOne }),
+      2,
+      a.err.join("\n"),
+    );
+    assert.deepEqual(again.calls, []);
+    assert.match(a.err.join("\n"), /Refused before training: 1 task file problem\(s\):/);
   }));
 
 Deno.test("main() refuses a grid whose checkpoint config.json cannot be used before any run (exit 2, nothing written); --dry-run lists it and warns", () =>
