@@ -124,6 +124,7 @@ import {
   formatComparison,
   formatSpecDifference,
   loadResults,
+  REGENERATE_BASELINE,
   rejectDuplicates,
   resultSource,
   runKey,
@@ -1859,8 +1860,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         error(
           `--compare ${values.compare}: ${changed.length} ${runs} configuration differs from ` +
             `${their} baseline run's: ${list.join(", ")}; the gate will fail ${them} on spec.id ` +
-            `(exit 3) after training. If the change is intended, regenerate the baseline ` +
-            `(benchmarks/README.md "Regression gate")`,
+            `(exit 3) after training. If the change is intended, ${REGENERATE_BASELINE}`,
         );
       }
       // Runs the baseline lacks train but are not gated: said now, not only among the notes

@@ -117,6 +117,10 @@ export function formatSpecDifference(d: SpecDifference): string {
   return `${d.path}: baseline ${d.baseline}, current ${d.current}`;
 }
 
+/** What to do when the baseline no longer stands for the runs: said by several failures. */
+export const REGENERATE_BASELINE =
+  'regenerate the baseline (benchmarks/README.md "Regression gate")';
+
 /**
  * The `detail` of a `spec.id` failure: the first three differing fields and what to do.
  *
@@ -129,7 +133,7 @@ function specIdDetail(diffs: readonly SpecDifference[]): string {
   const what = diffs.length === 0
     ? "the run id changed though no spec field differs (the id's derivation changed)"
     : `the configuration changed: ${shown.join("; ")}${more}`;
-  return `${what}. If intended, regenerate the baseline (benchmarks/README.md "Regression gate")`;
+  return `${what}. If intended, ${REGENERATE_BASELINE}`;
 }
 
 /** Result of {@link compareResults}. */
@@ -448,8 +452,7 @@ function gateLosses(
 ): void {
   // Other inputs: the losses cannot match, which says nothing about the code; say what to do.
   const advice = (what: string) =>
-    `another ${what} gives other losses: if that is intended, regenerate the baseline ` +
-    '(benchmarks/README.md "Regression gate")';
+    `another ${what} gives other losses: if that is intended, ${REGENERATE_BASELINE}`;
   const [bt, ct] = tokenizerKeys(b, c);
   if (bt !== ct) differs("tokenizer", bt, ct, advice("tokenizer"));
   const bk = backboneKey(b.backboneSource);
@@ -480,7 +483,8 @@ function gateLosses(
  *
  * Fails on: a baseline run missing from `current` (unless `partial`); with `partial`, current
  * runs none of which has a baseline run (nothing would be compared); a different spec id (the
- * resolved configuration changed: update the baseline); a task or metric missing; a best
+ * resolved configuration changed: update the baseline), or a baseline spec that no longer hashes
+ * to its id (edited); a task, metric or benchmark average missing from either run; a best
  * metric or benchmark average beyond tolerance; any change of `params.total`, `params.extra`,
  * `params.trained`, `flops.trainPerExample`, `flops.inferencePerExample`. With `tol.loss`, also
  * on a different list of training steps, the first step whose loss moved by more than
@@ -547,8 +551,8 @@ export function compareResults(
         field,
         baseline: "missing",
         current: cv,
-        detail: "the baseline run lacks it (made by an older version, or edited): regenerate " +
-          'the baseline (benchmarks/README.md "Regression gate")',
+        detail:
+          `the baseline run lacks it (made by an older version, or edited): ${REGENERATE_BASELINE}`,
       });
     compared++;
     const hashed = runId(b.spec);
@@ -560,7 +564,7 @@ export function compareResults(
         baseline: `${b.spec.id} (its spec hashes to ${hashed})`,
         current: c.spec.id,
         detail: "the baseline result's spec was edited after the run wrote it (or another " +
-          'version wrote it): regenerate the baseline (benchmarks/README.md "Regression gate")',
+          `version wrote it): ${REGENERATE_BASELINE}`,
       });
     } else if (c.spec.id !== b.spec.id) {
       failures.push({
