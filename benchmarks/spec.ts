@@ -15,6 +15,7 @@ import { createHash } from "node:crypto";
 import { type MethodName, METHODS } from "../model/methods/mod.ts";
 import { getTask, taskInBenchmark } from "../tasks/registry.ts";
 import type { TaskSplit } from "../tasks/types.ts";
+import { nearestName } from "../model/usage.ts";
 
 /** Backend requested for a run: the names `model/backend.ts` accepts. */
 export type BackendChoice = BackendName;
@@ -1084,10 +1085,12 @@ function noExtraKeys(
 ): void {
   for (const k of Object.keys(o)) {
     if (!known.includes(k)) {
+      const near = nearestName(k, known);
       throw new SpecError(
         src,
         `${path}.${k}`,
-        `is not a known field; known fields: ${known.join(", ")}`,
+        `is not a known field${near === undefined ? "" : ` (did you mean ${near}?)`}; known ` +
+          `fields: ${known.join(", ")}`,
       );
     }
   }

@@ -203,8 +203,28 @@ Deno.test("validateProfile() errors name the file, line and JSON path", () => {
   );
   assert.throws(
     () => validateProfile(minimal({ trian: {} }), SRC),
-    /\$\.trian is not a known field/,
+    /\$\.trian is not a known field \(did you mean train\?\); known fields: /,
   );
+  // The nearest known field within 2 edits, or the one it begins: suggested; none otherwise.
+  for (
+    const [field, near] of [
+      ["learning_rate", "learningRate"],
+      ["learning", "learningRate"],
+      ["stpes", "steps"],
+      ["zzz", undefined],
+    ] as const
+  ) {
+    assert.throws(
+      () => validateProfile(minimal({ train: { [field]: 1 } }), SRC),
+      (e: Error) =>
+        e.message.includes(
+          `$.train.${field} is not a known field${
+            near === undefined ? "" : ` (did you mean ${near}?)`
+          }; known fields: `,
+        ),
+      field,
+    );
+  }
   assert.throws(
     () => validateProfile(minimal({ methods: [{ name: "mtl" }, { name: "mtl" }] }), SRC),
     /\$\.methods\[1\]\.label repeats label "mtl"/,
@@ -375,7 +395,10 @@ Deno.test("validateProfile() validates pretrain overrides with file, line and pa
     [{ vocabSize: 100 }, /\$\.pretrain\.vocabSize must be >= 116, got 100/],
     [{ seed: -1 }, /\$\.pretrain\.seed must be >= 0, got -1/],
     [{ backend: "gpu" }, /\$\.pretrain\.backend must be one of auto, .*; got "gpu"/],
-    [{ stpes: 3 }, /\$\.pretrain\.stpes is not a known field; known fields: steps, /],
+    [
+      { stpes: 3 },
+      /\$\.pretrain\.stpes is not a known field \(did you mean steps\?\); known fields: steps, /,
+    ],
   ];
   for (const [pre, re] of cases) {
     assert.throws(() => validateProfile(minimal({ pretrain: pre }), SRC), re);

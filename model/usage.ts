@@ -293,10 +293,15 @@ function editDistance(a: string, b: string): number {
 }
 
 /**
- * The known flag an unknown one was probably meant to be: the only one it is a prefix of, else
- * the nearest within 2 edits (fewer than the name's length, so `--xy` suggests nothing).
+ * The known name an unknown one was probably meant to be (a flag, a profile field): the only one
+ * it is a prefix of, else the nearest within 2 edits (fewer than the name's length, so `xy`
+ * suggests nothing).
+ *
+ * @param name the unknown name
+ * @param names the known names
+ * @returns the suggestion, or undefined
  */
-function nearestFlag(name: string, names: readonly string[]): string | undefined {
+export function nearestName(name: string, names: readonly string[]): string | undefined {
   const prefixed = names.filter((n) => name.length >= 2 && n.startsWith(name));
   if (prefixed.length === 1) return prefixed[0];
   let best: string | undefined;
@@ -399,7 +404,7 @@ export function parseFlags<O extends ParseArgsOptionsConfig>(
       if (own !== undefined) fail(`unknown flag ${t.rawName}: ${own}`);
       // A one-letter flag (`-x`) resembles too many names to suggest one.
       const near = t.rawName.startsWith("--")
-        ? nearestFlag(t.name, Object.keys(options))
+        ? nearestName(t.name, Object.keys(options))
         : undefined;
       fail(`unknown flag ${t.rawName}${near === undefined ? "" : ` (did you mean --${near}?)`}`);
       continue;

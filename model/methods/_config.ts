@@ -7,6 +7,7 @@
  */
 import type { T5Config } from "../config.ts";
 import { countT5Params, sharedEmbeddingUnused } from "../accounting.ts";
+import { nearestName } from "../usage.ts";
 
 /**
  * Which backbone weights stay fixed: `false` trains every T5 weight, `"all"` freezes the backbone,
@@ -151,10 +152,11 @@ export class ConfigReader {
   done(): void {
     for (const k of Object.keys(this.#obj)) {
       if (!this.#seen.has(k)) {
+        const near = nearestName(k, [...this.#seen]);
         throw new Error(
-          `${this.#source}: unknown ${this.#method} config field "${k}"; known fields: ${
-            [...this.#seen].join(", ")
-          }`,
+          `${this.#source}: unknown ${this.#method} config field "${k}"${
+            near === undefined ? "" : ` (did you mean ${near}?)`
+          }; known fields: ${[...this.#seen].join(", ")}`,
         );
       }
     }

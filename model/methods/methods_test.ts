@@ -324,7 +324,7 @@ Deno.test("getMethod() lists the known methods for an unknown name", () => {
 Deno.test("parseConfig() rejects unknown and malformed fields, naming them", () => {
   assert.throws(
     () => METHODS.hyperprompt_global.parseConfig({ lenght: 3 }, "x.json"),
-    /x\.json: unknown hyperprompt_global config field "lenght"/,
+    /x\.json: unknown hyperprompt_global config field "lenght" \(did you mean length\?\); known /,
   );
   assert.throws(
     () => METHODS.adapter.parseConfig({ reduction: 0 }, "y.json"),
