@@ -4,7 +4,9 @@
  *
  * @module
  */
-import { basename, dirname, join, resolve } from "node:path";
+import { existsSync } from "node:fs";
+import { basename, dirname, isAbsolute, join, resolve } from "node:path";
+import { readEnv } from "../model/env.ts";
 import { repoPath } from "../model/shared_dir.ts";
 import { parseJsonFile } from "../model/json.ts";
 import { PRESETS, type T5Config } from "../model/config.ts";
@@ -204,10 +206,10 @@ export function parseProfile(text: string, file: string, checks?: ProfileChecks)
  * path, `readfile '/x.json'`, which the caller names already), with the built-in profiles where
  * the file is not there.
  */
-function unreadable(e: unknown, dir: string): string {
+function unreadable(e: unknown, dir: string, file: string): string {
   const builtIn = () => `built-in profiles: ${listProfiles(dir).join(", ")}`;
   if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) {
-    return `no such file (${builtIn()}, or a path to a profile JSON file)`;
+    return `no such file (${builtIn()}, or a path to a profile JSON file${relativeNote(file)})`;
   }
   if (e instanceof Deno.errors.IsADirectory) {
     return `is a folder, not a profile JSON file (${builtIn()})`;
@@ -239,7 +241,7 @@ export async function loadProfile(
   try {
     text = await Deno.readTextFile(file);
   } catch (e) {
-    throw new Error(`--profile ${file}: ${unreadable(e, builtIn)}`, { cause: e });
+    throw new Error(`--profile ${file}: ${unreadable(e, builtIn, file)}`, { cause: e });
   }
   const p = parseProfile(text, file, checks ?? defaultChecks());
   const stem = basename(file).replace(/\.json$/, "");
@@ -335,14 +337,37 @@ export function methodModelProblem(
  * @returns the problem, or undefined
  */
 export function hfSourceProblem(hf: string): string | undefined {
+  let info: Deno.FileInfo | undefined;
   try {
-    if (Deno.statSync(hf).isDirectory) return undefined;
+    info = Deno.statSync(hf);
   } catch {
     // No such folder: perhaps a hub id.
   }
+  if (info?.isDirectory) return undefined;
+  if (info !== undefined) {
+    return `names a file, not a model folder (one holding config.json and the weights, as ` +
+      "save_pretrained writes it)";
+  }
   if (isHubRepoId(hf)) return undefined;
-  return `names neither a folder (there is none at "${hf}") nor a hub id ("name" or ` +
-    `"org/name")`;
+  return `names neither a folder (there is none at "${hf}"${relativeNote(hf)}) nor a hub id ` +
+    `("name" or "org/name")`;
+}
+
+/**
+ * For a relative path that was not found: where it was looked for (`deno task` runs in the
+ * repository root, not the shell's folder), and the file of that name in the shell's folder
+ * (`INIT_CWD`, which `deno task` sets) if there is one.
+ */
+function relativeNote(path: string): string {
+  if (isAbsolute(path)) return "";
+  const shell = readEnv("INIT_CWD");
+  const there = shell === undefined || resolve(shell) === resolve(".")
+    ? undefined
+    : resolve(shell, path);
+  const found = there !== undefined && existsSync(there);
+  return `; relative paths are read from ${resolve(".")}${
+    found ? `: there is one at ${there}, give that absolute path` : ""
+  }`;
 }
 
 /**

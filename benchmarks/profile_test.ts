@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { join, relative } from "node:path";
+import { withEnv } from "../model/env_testing.ts";
 import {
   defaultChecks,
   defaultChecksAsync,
@@ -74,6 +75,14 @@ Deno.test("loadProfile() names --profile and the file in one line when it cannot
         new RegExp(
           `^--profile ${dir}/missing\\.json: no such file \\(built-in profiles: .*\\bci\\b.*, ` +
             `or a path to a profile JSON file\\)$`,
+        ),
+      ],
+      // Relative: where it was looked for.
+      [
+        "no-such-dir-x/p.json",
+        new RegExp(
+          `^--profile no-such-dir-x/p\\.json: no such file \\(built-in profiles: .*, or a path to a ` +
+            `profile JSON file; relative paths are read from ${Deno.cwd()}\\)$`,
         ),
       ],
       // A path below a file is no such file either.
@@ -391,6 +400,30 @@ Deno.test("an {hf} model or backbone that is neither a folder nor a hub id is a 
       () => parseProfile(text('"tiny-v1_1"', '["random", { "hf": "a/b/c" }]'), "t.json", checks),
       /^SpecError: t\.json:4: \$\.backbone\[1\]\.hf names neither a folder .*"a\/b\/c"/,
     );
+    // A file is named as such, not as missing.
+    const file = join(dir, "config.json");
+    await Deno.writeTextFile(file, "{}");
+    assert.throws(
+      () => parseProfile(text(`{ "hf": "${file}" }`, '"random"'), "t.json", checks),
+      {
+        message: `t.json:3: $.models[0].hf names a file, not a model folder (one holding ` +
+          "config.json and the weights, as save_pretrained writes it)",
+      },
+    );
+    // A relative path is read from the current folder (the repository root under deno task):
+    // said, and where the shell's folder (INIT_CWD) has it, that absolute path.
+    await Deno.mkdir(join(dir, "t5"));
+    await withEnv({ INIT_CWD: dir }, () => {
+      assert.throws(
+        () => parseProfile(text('{ "hf": "t5-folder-x/../t5" }', '"random"'), "t.json", checks),
+        {
+          message: `t.json:3: $.models[0].hf names neither a folder (there is none at ` +
+            `"t5-folder-x/../t5"; relative paths are read from ${Deno.cwd()}: there is one at ` +
+            `${join(dir, "t5")}, give that absolute path) nor a hub id ("name" or "org/name")`,
+        },
+      );
+      return Promise.resolve();
+    });
     // A folder, or a hub id (fetched when a run needs it), is fine.
     const ok = parseProfile(
       text(`{ "hf": "${dir}" }`, '{ "hf": "google/t5-v1_1-small" }'),

@@ -1884,6 +1884,14 @@ export function validateProfile(
   if (o.tasks !== undefined) {
     const t = obj(o.tasks, src, "$.tasks");
     noExtraKeys(t, BENCHMARKS, src, "$.tasks");
+    if (Object.keys(t).length === 0) {
+      // Read as "no list given" it would train every task, unlike an empty list, refused below.
+      throw new SpecError(
+        src,
+        "$.tasks",
+        "must list the tasks of at least one benchmark; leave it out for every task",
+      );
+    }
     tasks = {};
     for (const b of BENCHMARKS) {
       if (t[b] === undefined) continue;

@@ -629,6 +629,12 @@ Deno.test("listed tasks: any registered task with train and validation files; th
     }`,
   );
   const cases: [Record<string, unknown>, string][] = [
+    // An empty object read as "no list" trained every task; an empty list is refused alike.
+    [
+      {},
+      "p.json:3: $.tasks must list the tasks of at least one benchmark; leave it out for every task",
+    ],
+    [{ glue: [] }, "p.json:3: $.tasks.glue must not be empty"],
     [
       { glue: ["rte", "boolq"] },
       `p.json:3: $.tasks.glue[1] "boolq" is a super_glue task ("boolq"); list it under ` +
