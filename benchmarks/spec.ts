@@ -13,7 +13,7 @@
 import { BACKEND_NAMES, type BackendName } from "../model/backend.ts";
 import { createHash } from "node:crypto";
 import { type MethodName, METHODS } from "../model/methods/mod.ts";
-import { getTask, taskInBenchmark } from "../tasks/registry.ts";
+import { BENCHMARK_TASKS, getTask, taskInBenchmark } from "../tasks/registry.ts";
 import type { TaskSplit } from "../tasks/types.ts";
 import { nearestName } from "../model/usage.ts";
 
@@ -2019,7 +2019,8 @@ export function validateProfile(
 /**
  * What a profile says that no run of it acts on, one line each, for `deno task bench` (dry run or
  * not) to print once as `note: …`: a `tasks` or `extraTrainTasks` list, or `trainOverrides`, of a
- * benchmark that is not in its `benchmarks`. Not an error: a profile may keep the settings of a
+ * benchmark that is not in its `benchmarks`; a tolerance of a task or benchmark average that no
+ * run evaluates. Not an error: a profile may keep the settings of a
  * benchmark it switches off, and they are still validated when it loads ({@link validateProfile}).
  *
  * @param profile a validated profile
@@ -2035,7 +2036,7 @@ export function validateProfile(
 export function profileNotes(
   profile:
     & Pick<Profile, "name" | "benchmarks" | "tasks" | "extraTrainTasks">
-    & Partial<Pick<Profile, "trainOverrides">>,
+    & Partial<Pick<Profile, "trainOverrides" | "tolerances">>,
 ): string[] {
   const notes: string[] = [];
   for (const field of ["tasks", "extraTrainTasks"] as const) {
@@ -2057,6 +2058,29 @@ export function profileNotes(
       }), which no run trains with: ${b} is not in its "benchmarks" (${
         profile.benchmarks.join(", ")
       })`,
+    );
+  }
+  // A tolerance of a task or average no run evaluates gates nothing: a typo'd task list, or one
+  // narrowed since. The key itself was checked against the registry when the profile loaded.
+  const evaluated = new Set(
+    profile.benchmarks.flatMap((b) =>
+      (profile.tasks?.[b] ?? BENCHMARK_TASKS[b]).map((t) => taskInBenchmark(b, t) ?? t)
+    ),
+  );
+  for (const key of Object.keys(profile.tolerances?.metrics ?? {})) {
+    const slash = key.indexOf("/");
+    if (slash < 0) continue;
+    const [task, rest] = [key.slice(0, slash), key.slice(slash + 1)];
+    const unused = task === "average"
+      ? !profile.benchmarks.includes(rest as BenchmarkName)
+      : !evaluated.has(task);
+    if (!unused) continue;
+    notes.push(
+      `profile "${profile.name}" gives a tolerance for "${key}", which no run is gated on: ${
+        task === "average"
+          ? `${rest} is not in its "benchmarks" (${profile.benchmarks.join(", ")})`
+          : `no run evaluates ${task} (tasks: ${[...evaluated].join(", ")})`
+      }`,
     );
   }
   return notes;

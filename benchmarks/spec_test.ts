@@ -779,6 +779,34 @@ Deno.test("profileNotes: trainOverrides of a benchmark the profile does not trai
   ]);
 });
 
+Deno.test("profileNotes: a tolerance of a task or average no run evaluates is a note", () => {
+  const notes = (extra: Record<string, unknown>) =>
+    profileNotes(validateProfile(minimal(extra), SRC, REGISTRY));
+  const tolerances = (metrics: Record<string, number>) => ({ default: 0.5, metrics });
+  // Listed tasks (an alias too), a bare metric, this benchmark's average: gated, no note.
+  assert.deepEqual(
+    notes({
+      tasks: { glue: ["RTE", "cola"] },
+      tolerances: tolerances({ "rte/accuracy": 1, accuracy: 1, "average/glue": 1 }),
+    }),
+    [],
+  );
+  assert.deepEqual(
+    notes({
+      tasks: { glue: ["rte"] },
+      tolerances: tolerances({ "cola/matthews_corrcoef": 1, "average/super_glue": 1 }),
+    }),
+    [
+      `profile "x" gives a tolerance for "cola/matthews_corrcoef", which no run is gated on: no ` +
+      "run evaluates cola (tasks: rte)",
+      `profile "x" gives a tolerance for "average/super_glue", which no run is gated on: ` +
+      `super_glue is not in its "benchmarks" (glue)`,
+    ],
+  );
+  // Without a task list, every task of the benchmark is evaluated.
+  assert.deepEqual(notes({ tolerances: tolerances({ "cola/matthews_corrcoef": 1 }) }), []);
+});
+
 Deno.test('description: absent or empty is "" (the README\'s default); a non-string is an error', () => {
   assert.equal(validateProfile(minimal(), SRC).description, "");
   assert.equal(validateProfile(minimal({ description: "" }), SRC).description, "");
