@@ -82,7 +82,7 @@ import {
   resolveEndpoints,
   type TaskResult,
 } from "../tasks/download.ts";
-import { listProfiles, loadProfile, profilePath } from "./profile.ts";
+import { builtInNameNote, listProfiles, loadProfile, profilePath } from "./profile.ts";
 import {
   type DefaultDataRoots,
   defaultTaskCatalog,
@@ -1653,6 +1653,8 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       );
     }
     const profile = await loadProfile(profileName).catch(asUsageError);
+    const shadow = builtInNameNote(profilePath(profileName), profile.name);
+    if (shadow !== undefined) error(`note: ${shadow}`);
     const methods = values.methods === undefined
       ? undefined
       : selectMethods(values.methods, profile.methods.map((m) => m.label), profile.name);

@@ -176,6 +176,31 @@ export function profilePath(nameOrPath: string, builtIn: string = PROFILES_DIR):
 }
 
 /**
+ * For a profile file outside the built-in folder whose `name` is a built-in profile's (a copy of
+ * `ci.json` edited but not renamed): a note that its runs carry that profile's name, so a
+ * `--compare` against the built-in's baseline matches them (and fails them on `spec.id`), and
+ * their result files share the built-in's prefix in an `--out`.
+ *
+ * @param file the profile file read
+ * @param name its `name`
+ * @param builtIn the folder of built-in profiles (default {@link PROFILES_DIR}; tests pass another)
+ * @returns the note, or undefined
+ */
+export function builtInNameNote(
+  file: string,
+  name: string,
+  builtIn: string = PROFILES_DIR,
+): string | undefined {
+  if (resolve(dirname(file)) === resolve(builtIn) || !listProfiles(builtIn).includes(name)) {
+    return undefined;
+  }
+  return `${file} is named "${name}", as the built-in profile ${
+    join(builtIn, `${name}.json`)
+  } is: its runs are keyed as that profile's (results ${name}--…, and a --compare against its ` +
+    `baseline fails them on spec.id); give it a name of its own to tell them apart`;
+}
+
+/**
  * Parse and validate profile JSON text.
  *
  * @param text JSON source

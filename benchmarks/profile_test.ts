@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join, relative } from "node:path";
 import { withEnv } from "../model/env_testing.ts";
 import {
+  builtInNameNote,
   defaultChecks,
   defaultChecksAsync,
   jsonDuplicateKey,
@@ -10,6 +11,7 @@ import {
   loadProfile,
   parseProfile,
   profilePath,
+  PROFILES_DIR,
 } from "./profile.ts";
 import { expandGrid } from "./runner.ts";
 import {
@@ -57,6 +59,18 @@ Deno.test("loadProfile() validates every built-in profile, method configs includ
   const pb = await loadProfile("paper-base", checks);
   assert.equal(pb.trainOverrides.super_glue?.maxTargetLength, 62);
   assert.equal(pb.methods.find((m) => m.name === "prompt_tuning")?.train?.learningRate, 0.3);
+});
+
+Deno.test("builtInNameNote(): a profile file elsewhere named as a built-in one gets a note; the built-in itself and other names none", () => {
+  const copy = "/tmp/mine/ci.json";
+  assert.equal(
+    builtInNameNote(copy, "ci"),
+    `${copy} is named "ci", as the built-in profile ${join(PROFILES_DIR, "ci.json")} is: its ` +
+      "runs are keyed as that profile's (results ci--…, and a --compare against its baseline " +
+      "fails them on spec.id); give it a name of its own to tell them apart",
+  );
+  assert.equal(builtInNameNote(join(PROFILES_DIR, "ci.json"), "ci"), undefined);
+  assert.equal(builtInNameNote(copy, "ci-lr2"), undefined);
 });
 
 Deno.test("profilePath() names the known profiles for an unknown name", () => {
