@@ -189,7 +189,11 @@ export async function loadCheckpoint(
   } else {
     // Trained weights index their embedding rows by their own vocabulary: no other tokenizer.
     own = await loadFolderTokenizer(dir);
-    if (own === undefined) throw noTokenizerError(dir, hubId, opts.noTokenizerAlternative);
+    if (own === undefined) {
+      // A folder without config.json is no checkpoint folder: that, not the tokenizer, is said.
+      await readFolderConfig(dir);
+      throw noTokenizerError(dir, hubId, opts.noTokenizerAlternative);
+    }
     ({ tokenizer, source: tokenizerSource } = own);
   }
   // The config and the weights' headers (safetensors, or the `.bin` pickle) first: a mismatched
@@ -266,7 +270,34 @@ export async function readFolderConfig(
   folder: string,
 ): Promise<{ config: T5Config; path: string }> {
   const path = join(folder, "config.json");
+  if (!(await pathExists(path)) && await isDirectory(folder)) {
+    // Not a checkpoint folder at all (a parent, a transformers cache's repo folder): say so.
+    throw new CheckpointError(
+      `${path}: not found: ${folder} is no Hugging Face checkpoint folder (save_pretrained ` +
+        `writes config.json beside the weights and the tokenizer)${await snapshotHint(folder)}`,
+      { file: path },
+    );
+  }
   return { config: t5ConfigFromHf(await readJsonFile(path, "config.json"), path), path };
+}
+
+/**
+ * For a transformers cache's repo folder (`models--org--name`, whose files are under
+ * `snapshots/<commit>/`): the snapshot folders holding a `config.json`, as advice.
+ */
+async function snapshotHint(folder: string): Promise<string> {
+  const snapshots = join(folder, "snapshots");
+  if (!(await isDirectory(snapshots))) return "";
+  const found: string[] = [];
+  for await (const e of Deno.readDir(snapshots)) {
+    if (await pathExists(join(snapshots, e.name, "config.json"))) {
+      found.push(join(snapshots, e.name));
+    }
+  }
+  return found.length === 0
+    ? ""
+    : `; a transformers cache keeps the checkpoint in ${found.sort().join(" or ")}: give that ` +
+      "folder";
 }
 
 /** Hub download options of {@link fetchHubConfigFiles} (those of `fetchHubModel`). */

@@ -102,6 +102,35 @@ Deno.test("loadT5() + teacherForced() + generate() on a saved folder", async () 
 Deno.test("loadT5() explains a folder without tokenizer.json and an offline hub id", async () => {
   const fixture = sharedPath("fixtures/hf-t5/t5-tiny-relu");
   await rejects(loadT5(fixture), checkpointError(/no tokenizer\.json/, fixture));
+  // A folder that is no checkpoint folder at all (no config.json either): said so, not that the
+  // tokenizer is missing; a transformers cache's repo folder names its snapshot.
+  const repo = await Deno.makeTempDir({ prefix: "models--org--t5-" });
+  const snapshot = join(repo, "snapshots", "0123abcd");
+  await Deno.mkdir(snapshot, { recursive: true });
+  await Deno.copyFile(join(fixture, "config.json"), join(snapshot, "config.json"));
+  try {
+    await rejects(
+      loadT5(repo),
+      checkpointError(
+        new RegExp(
+          `^${repo}/config\\.json: not found: ${repo} is no Hugging Face checkpoint folder ` +
+            `\\(save_pretrained writes config\\.json beside the weights and the tokenizer\\); a ` +
+            `transformers cache keeps the checkpoint in ${snapshot}: give that folder$`,
+        ),
+        join(repo, "config.json"),
+      ),
+    );
+    await Deno.remove(join(repo, "snapshots"), { recursive: true });
+    await rejects(
+      loadT5(repo),
+      checkpointError(
+        /is no Hugging Face checkpoint folder \(save_pretrained [^;]*\)$/,
+        join(repo, "config.json"),
+      ),
+    );
+  } finally {
+    await Deno.remove(repo, { recursive: true });
+  }
   const cacheDir = await Deno.makeTempDir();
   Deno.env.set("HF_HUB_OFFLINE", "1");
   try {
