@@ -145,6 +145,13 @@ import { checkOutputFolder, isDirectorySync } from "../model/fs.ts";
 import { checkpointOwnEmbeddings, type EmbeddingStack } from "../model/own_embeddings.ts";
 import { hubCacheFolder, hubDownloadComplete, isHubRepoId } from "../model/hub.ts";
 import {
+  TORCH_WEIGHTS_INDEX_NAME,
+  TORCH_WEIGHTS_NAME,
+  WEIGHTS_INDEX_NAME,
+  WEIGHTS_NAME,
+} from "../model/checkpoint.ts";
+import { noTokenizerError } from "../model/pretrained.ts";
+import {
   exitCodeOf,
   flagError,
   type FlagValues,
@@ -313,17 +320,27 @@ export function modelConfig(model: RunSpec["model"]): T5Config | undefined {
   return t5ConfigFromHf(parseJsonFile(Deno.readTextFileSync(file), file), file);
 }
 
+/** The weight files a checkpoint folder may hold, as `model/checkpoint.ts` looks for them. */
+const WEIGHT_FILES = [
+  WEIGHTS_NAME,
+  WEIGHTS_INDEX_NAME,
+  TORCH_WEIGHTS_NAME,
+  TORCH_WEIGHTS_INDEX_NAME,
+] as const;
+
 /**
  * The `config.json` files of the Hugging Face folders the runs read (an `hf` model's, and the
  * folder an `hf` or `"pretrained"` backbone's weights come from) that cannot be used: invalid
- * JSON, a bad or missing field (`t5ConfigFromHf`), or none in a local folder. Checked before any
- * run, as every run of such a folder would fail at its start, after the runs before it trained.
- * A hub id's cache folder without one is not downloaded yet (the run downloads it): not listed.
+ * JSON, a bad or missing field (`t5ConfigFromHf`), or none in a local folder; and a local folder
+ * an `hf` backbone's weights are read from that has no weight file or no tokenizer of its own.
+ * Checked before any run, as every run of such a folder would fail at its start, after the runs
+ * before it trained. A hub id's cache folder without them is not downloaded yet (the run
+ * downloads it): not listed.
  *
  * @param specs the runs
  * @returns one line per file, `<file>: <what is wrong> (run <id>, …)`, in grid order
  */
-export function unreadableConfigs(specs: readonly RunSpec[]): string[] {
+export function unusableCheckpoints(specs: readonly RunSpec[]): string[] {
   const problems = new Map<string, { why: string | undefined; runs: string[] }>();
   for (const spec of specs) {
     const refs = [typeof spec.model === "string" ? undefined : spec.model.hf, backboneHfRef(spec)];
@@ -348,6 +365,31 @@ export function unreadableConfigs(specs: readonly RunSpec[]): string[] {
         problems.set(file, seen = { why, runs: [] });
       }
       if (seen.why !== undefined && !seen.runs.includes(spec.id)) seen.runs.push(spec.id);
+    }
+    // The folder the backbone's weights are read from needs them and its own tokenizer (trained
+    // weights index their rows by it): a local one lacking either fails the run at its start.
+    const weightsRef = backboneHfRef(spec);
+    const local = weightsRef === undefined ? undefined : hfFolder(weightsRef);
+    // (After its config.json is found usable: one problem of a folder at a time.)
+    if (
+      local !== undefined && local.hubId === undefined &&
+      problems.get(`${local.dir}/config.json`)?.why === undefined
+    ) {
+      const dir = local.dir;
+      const lacks = [
+        ...(WEIGHT_FILES.some((f) => existsSync(join(dir, f))) ? [] : [
+          `${dir}: no ${WEIGHT_FILES.slice(0, -1).join(", ")} or ${WEIGHT_FILES.at(-1)}: ` +
+          "the backbone's weights are read from this folder",
+        ]),
+        ...(["tokenizer.json", "spiece.model"].some((f) => existsSync(join(dir, f)))
+          ? []
+          : [noTokenizerError(dir).message]),
+      ];
+      for (const why of lacks) {
+        const seen = problems.get(why) ?? { why, runs: [] };
+        problems.set(why, seen);
+        if (!seen.runs.includes(spec.id)) seen.runs.push(spec.id);
+      }
     }
   }
   return [...problems].filter(([, p]) => p.why !== undefined).map(([file, p]) => {
@@ -576,7 +618,7 @@ export function estimateRun(
   try {
     config = modelConfig(spec.model);
   } catch {
-    config = undefined; // an unusable config.json: the dry run warns (unreadableConfigs)
+    config = undefined; // an unusable config.json: the dry run warns (unusableCheckpoints)
   }
   if (accounting === undefined || config === undefined) {
     return {
@@ -1885,12 +1927,12 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       ? `${grid.length} runs`
       : `${what}: ${specs.length} of ${grid.length} runs`;
     error(`Profile "${profile.name}" (${scope}); data ${dataDir}; out ${values.out}`);
-    // A checkpoint folder whose config.json cannot be used fails each of its runs at its start:
-    // refused now (a dry run lists the grid and says so).
-    const badConfigs = unreadableConfigs(specs);
+    // A checkpoint folder whose config.json, weights or tokenizer cannot be used fails each of
+    // its runs at its start: refused now (a dry run lists the grid and says so).
+    const badConfigs = unusableCheckpoints(specs);
     const configRefusal = badConfigs.length === 0
       ? undefined
-      : `${badConfigs.length} checkpoint config.json file(s) cannot be used:\n  ${
+      : `${badConfigs.length} checkpoint folder problem(s) (config.json, weights, tokenizer):\n  ${
         badConfigs.join("\n  ")
       }`;
     if (configRefusal !== undefined && !values["dry-run"]) {

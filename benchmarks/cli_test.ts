@@ -27,7 +27,7 @@ import {
   progressReporter,
   readsTaskCorpus,
   statedMemoryUse,
-  unreadableConfigs,
+  unusableCheckpoints,
   weightsFolder,
 } from "./cli.ts";
 import { runKey } from "./compare.ts";
@@ -2103,7 +2103,7 @@ Deno.test("modelConfig(): a preset, a folder's config.json, undefined for a hub 
   }
 });
 
-Deno.test("unreadableConfigs(): each unusable config.json of the folders the runs read, once, with its runs", async () => {
+Deno.test("unusableCheckpoints(): each unusable config.json of the folders the runs read, and a backbone folder without weights or tokenizer, once, with its runs", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const good = join(dir, "good");
@@ -2113,6 +2113,16 @@ Deno.test("unreadableConfigs(): each unusable config.json of the folders the run
     for (const f of [good, badJson, badField, empty]) await Deno.mkdir(f);
     const relu = sharedPath("fixtures", "hf-t5", "t5-tiny-relu", "config.json");
     await Deno.copyFile(relu, join(good, "config.json"));
+    // A backbone's folder needs weights and its own tokenizer too (names only are looked at).
+    await Deno.writeTextFile(join(good, "model.safetensors"), "");
+    await Deno.writeTextFile(join(good, "tokenizer.json"), "");
+    const noWeights = join(dir, "no-weights");
+    const noTokenizer = join(dir, "no-tokenizer");
+    for (const [f, file] of [[noWeights, "spiece.model"], [noTokenizer, "pytorch_model.bin"]]) {
+      await Deno.mkdir(f!);
+      await Deno.copyFile(relu, join(f!, "config.json"));
+      await Deno.writeTextFile(join(f!, file!), "");
+    }
     await Deno.writeTextFile(join(badJson, "config.json"), `{\n  "d_model": 64,\n}\n`);
     const cfg = JSON.parse(await Deno.readTextFile(relu));
     delete cfg.num_layers;
@@ -2120,7 +2130,7 @@ Deno.test("unreadableConfigs(): each unusable config.json of the folders the run
     const spec = (id: string, model: RunSpec["model"], backbone: RunSpec["backbone"]) =>
       ({ id, model, backbone }) as RunSpec;
     assert.deepEqual(
-      unreadableConfigs([
+      unusableCheckpoints([
         spec("r0", "tiny-v1_1", "pretrained"),
         spec("r1", { hf: good }, "pretrained"),
         // A hub id whose cache folder has no config.json yet: the run downloads it.
@@ -2131,17 +2141,26 @@ Deno.test("unreadableConfigs(): each unusable config.json of the folders the run
         spec("r5", { hf: badField }, { hf: badField }),
         spec("r6", { hf: empty }, "pretrained"),
         spec("r7", { hf: badJson }, "pretrained"),
+        // Random init from a folder reads its config (and its tokenizer, if any) only.
+        spec("r8", { hf: noWeights }, "random"),
+        spec("r9", { hf: noWeights }, "pretrained"),
+        spec("r10", "tiny-v1_1", { hf: noTokenizer }),
       ]),
       [
         `${badJson}/config.json:3:1: invalid JSON: Expected double-quoted property name ` +
         `(JSON allows no comments or trailing commas) (runs r3, r7)`,
         `${badField}/config.json: missing field "num_layers" (expected a number) (runs r4, r5)`,
         `${empty}/config.json: missing (a Hugging Face model folder holds its config.json) (run r6)`,
+        `${noWeights}: no model.safetensors, model.safetensors.index.json, pytorch_model.bin or ` +
+        "pytorch_model.bin.index.json: the backbone's weights are read from this folder (run r9)",
+        `${noTokenizer}: no tokenizer.json and no spiece.model beside the weights; a checkpoint ` +
+        "needs its own tokenizer (put the model's tokenizer.json, or its spiece.model and " +
+        "tokenizer_config.json, in the folder) (run r10)",
       ],
     );
     // More than three runs of one file: the first three and a count.
     const many = ["a", "b", "c", "d", "e"].map((id) => spec(id, { hf: empty }, "random"));
-    assert.match(unreadableConfigs(many)[0]!, /\(runs a, b, c and 2 more\)$/);
+    assert.match(unusableCheckpoints(many)[0]!, /\(runs a, b, c and 2 more\)$/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -2299,7 +2318,7 @@ Deno.test("main() refuses a grid whose checkpoint config.json cannot be used bef
     assert.deepEqual(runs.calls, [], "no run started: not even the good model's");
     assert.match(
       c.err.join("\n"),
-      /Refused before training: 1 checkpoint config\.json file\(s\) cannot be used:\n {2}\S+\/broken\/config\.json: missing field "\w+" .*\(run \w{12}\)/,
+      /Refused before training: 1 checkpoint folder problem\(s\) \(config\.json, weights, tokenizer\):\n {2}\S+\/broken\/config\.json: missing field "\w+" .*\(run \w{12}\)/,
     );
     assert.equal(existsSync(out), false, "nothing written");
     const d = capture();
@@ -2308,7 +2327,7 @@ Deno.test("main() refuses a grid whose checkpoint config.json cannot be used bef
     assert.match(d.out[2]!, /broken .* n\/a /);
     assert.match(
       d.err.join("\n"),
-      /warning: without --dry-run this is refused: 1 checkpoint config\.json file\(s\) cannot be used:\n {2}\S+\/broken\/config\.json: missing field/,
+      /warning: without --dry-run this is refused: 1 checkpoint folder problem\(s\) \(config\.json, weights, tokenizer\):\n {2}\S+\/broken\/config\.json: missing field/,
     );
   }));
 
