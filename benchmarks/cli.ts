@@ -549,18 +549,23 @@ export function hubCacheNotes(specs: readonly Pick<RunSpec, "model" | "backbone"
       count(noWeights, weights.hubId, weights.dir);
     }
   }
-  const runs = (n: number) => `${n} run${n === 1 ? "" : "s"}`;
+  // "its run gets …", "its 12 runs get …"
+  const runs = (n: number, verb: string, plural: string) =>
+    n === 1 ? `run ${verb}` : `${n} runs ${plural}`;
   const then = "a run downloads it there (or name a local folder holding it instead), and the " +
     "next preflight reads it; the preflight never downloads";
   return [
     ...[...noConfig].map(([id, { dir, runs: n }]) =>
-      `"${id}" is not in the hub cache (no ${dir}/config.json): its ${runs(n)} get no memory ` +
-      `or FLOP estimate and are not checked against the memory before training; ${then}`
+      `"${id}" is not in the hub cache (no ${dir}/config.json): its ${
+        runs(n, "gets", "get")
+      } no memory or FLOP estimate and ${
+        n === 1 ? "is" : "are"
+      } not checked against the memory before training; ${then}`
     ),
     ...[...noWeights].map(([id, { dir, runs: n }]) =>
       `the weights of "${id}" are not in the hub cache (no completed download in ${dir}): its ` +
-      `${runs(n)} are estimated with one token table shared by the encoder and decoder, which ` +
-      `the checkpoint may not have (a table of a stack's own needs more); ${then}`
+      `${runs(n, "is", "are")} estimated with one token table shared by the encoder and ` +
+      `decoder, which the checkpoint may not have (a table of a stack's own needs more); ${then}`
     ),
   ];
 }

@@ -2436,13 +2436,18 @@ Deno.test("modelConfig, weightsFolder, preflightModelConfig, --dry-run: a hub id
           pretrained("org/absent"),
           { model: { hf: "org/absent" }, backbone: "random" as const },
         ];
+        // One run: "its run gets … and is", not "its 1 run get … and are".
+        assert.match(
+          hubCacheNotes([pretrained("org/absent")])[0]!,
+          /: its run gets no memory or FLOP estimate and is not checked against the memory /,
+        );
         assert.deepEqual(hubCacheNotes(specs), [
           `"org/absent" is not in the hub cache (no ${absent}/config.json): its 2 runs get no ` +
           `memory or FLOP estimate and are not checked against the memory before training; a ` +
           `run downloads it there (or name a local folder holding it instead), and the next ` +
           `preflight reads it; the preflight never downloads`,
           `the weights of "org/partial" are not in the hub cache (no completed download in ` +
-          `${partial}): its 1 run are estimated with one token table shared by the encoder and ` +
+          `${partial}): its run is estimated with one token table shared by the encoder and ` +
           `decoder, which the checkpoint may not have (a table of a stack's own needs more); a ` +
           `run downloads it there (or name a local folder holding it instead), and the next ` +
           `preflight reads it; the preflight never downloads`,
