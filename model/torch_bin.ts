@@ -159,7 +159,13 @@ export async function readZipDirectory(
   size: number,
   path: string,
 ): Promise<Map<string, ZipEntry>> {
-  const notZip = `${path}: not a zip file (no end of central directory record)`;
+  // A file that starts as a zip but has no end record was cut short (torch.save writes one).
+  const head = size >= 4 ? await readAt(file, 0, 4, path, "the first bytes") : new Uint8Array();
+  const startsAsZip = head[0] === 0x50 && head[1] === 0x4b && head[2] === 3 && head[3] === 4;
+  const notZip = startsAsZip
+    ? `${path}: a zip file cut short (no end of central directory record after ${size} bytes): ` +
+      "an interrupted download or copy? fetch the file again"
+    : `${path}: not a zip file (no end of central directory record)`;
   if (size < 22) throw new Error(notZip);
   // The end record is 22 bytes plus a comment of up to 65,535; torch.save writes none, so the
   // last 42 bytes (with a ZIP64 locator before it) are tried first.
