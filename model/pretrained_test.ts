@@ -226,7 +226,13 @@ Deno.test("loadT5(): a malformed tokenizer.json, spiece.model or tokenizer_confi
     await Deno.remove(tokenizer);
     const spiece = join(t5, "spiece.model");
     await Deno.writeFile(spiece, new Uint8Array([0x0a, 0x20]));
-    await rejects(loadT5(t5), checkpointError(/spiece\.model: truncated protobuf field/, spiece));
+    await rejects(
+      loadT5(t5),
+      checkpointError(
+        /spiece\.model: not a SentencePiece model \(truncated protobuf field/,
+        spiece,
+      ),
+    );
     const config = join(t5, "tokenizer_config.json");
     await Deno.writeTextFile(config, JSON.stringify({ extra_ids: -1 }));
     await rejects(

@@ -104,7 +104,12 @@ class ProtoReader {
   }
   /** Throws the {@link CheckpointError} of the file, the message naming the byte position. */
   fail(message: string): never {
-    throw new CheckpointError(`${this.source}: ${message}`, { file: this.source });
+    // What it means for the user first: the protobuf detail is for whoever debugs the file.
+    throw new CheckpointError(
+      `${this.source}: not a SentencePiece model (${message}): replace it with the model's own ` +
+        "spiece.model",
+      { file: this.source },
+    );
   }
 }
 

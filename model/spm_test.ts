@@ -90,7 +90,7 @@ spmTest(
 Deno.test("parseSentencePieceModel() names the file on truncated input", () => {
   throws(
     () => parseSentencePieceModel(new Uint8Array([0x0a, 0x20, 0x0a]), "x.model"),
-    /x\.model: truncated/,
+    /x\.model: not a SentencePiece model \(truncated/,
   );
   throws(() => parseSentencePieceModel(new Uint8Array([]), "y.model"), /y\.model: no pieces/);
   // One piece ("a", score 0), then an unknown field cut short inside its fixed-width value: a
@@ -101,11 +101,11 @@ Deno.test("parseSentencePieceModel() names the file on truncated input", () => {
   equal(parseSentencePieceModel(model(0x39, 1, 2, 3, 4, 5, 6, 7, 8), "ok.model").pieces.length, 1);
   throws(
     () => parseSentencePieceModel(model(0x3d, 1, 2), "f32.model"),
-    /f32\.model: truncated protobuf fixed32 field at byte 11 \(4 bytes needed, 2 left\)/,
+    /f32\.model: not a SentencePiece model \(truncated protobuf fixed32 field at byte 11 \(4 bytes needed, 2 left\)/,
   );
   throws(
     () => parseSentencePieceModel(model(0x39, 1, 2, 3, 4, 5), "f64.model"),
-    /f64\.model: truncated protobuf fixed64 field at byte 11 \(8 bytes needed, 5 left\)/,
+    /f64\.model: not a SentencePiece model \(truncated protobuf fixed64 field at byte 11 \(8 bytes needed, 5 left\)/,
   );
   // Inside a piece message too.
   // Inside a piece message too, at its offset in the file (the piece's message starts at byte 2).
@@ -115,16 +115,35 @@ Deno.test("parseSentencePieceModel() names the file on truncated input", () => {
         new Uint8Array([0x0a, 0x05, 0x0a, 0x01, 0x61, 0x3d, 0x00]),
         "p.model",
       ),
-    checkpointError("p.model", undefined, /^p\.model: truncated protobuf fixed32 field at byte 6 /),
+    checkpointError(
+      "p.model",
+      undefined,
+      /^p\.model: not a SentencePiece model \(truncated protobuf fixed32 field at byte 6 /,
+    ),
   );
   // Every one is a CheckpointError of the file.
   for (
     const [bytes, message] of [
-      [[0x0a, 0x20, 0x0a], /^x\.model: truncated protobuf field \(32 bytes at byte 2\)$/],
-      [[0x0a, 0x80], /^x\.model: truncated protobuf varint at byte 2$/],
-      [[0x0a, ...Array(10).fill(0x80)], /^x\.model: malformed varint at byte 11$/],
-      [[0x0a, 0x02, 0x15, 0x00], /^x\.model: truncated float at byte 3$/],
-      [[0x0b], /^x\.model: unsupported protobuf wire type 3 at 1$/],
+      [
+        [0x0a, 0x20, 0x0a],
+        /^x\.model: not a SentencePiece model \(truncated protobuf field \(32 bytes at byte 2\)\): replace it with the model's own spiece\.model$/,
+      ],
+      [
+        [0x0a, 0x80],
+        /^x\.model: not a SentencePiece model \(truncated protobuf varint at byte 2\): replace /,
+      ],
+      [
+        [0x0a, ...Array(10).fill(0x80)],
+        /^x\.model: not a SentencePiece model \(malformed varint at byte 11\): replace /,
+      ],
+      [
+        [0x0a, 0x02, 0x15, 0x00],
+        /^x\.model: not a SentencePiece model \(truncated float at byte 3\): replace /,
+      ],
+      [
+        [0x0b],
+        /^x\.model: not a SentencePiece model \(unsupported protobuf wire type 3 at 1\): replace /,
+      ],
       [[], /^x\.model: no pieces found; not a SentencePiece model$/],
       // A piece (field 1 of the piece at byte 2, its 2 bytes at byte 4) that is not UTF-8.
       [
@@ -621,11 +640,19 @@ Deno.test("t5TokenizerConfig() reads transformers' T5Tokenizer settings and name
     await Deno.remove(join(dir, "tokenizer_config.json"));
     await rejects(
       convertSpieceFolder(dir),
-      new RegExp(`^CheckpointError: ${join(dir, "spiece.model")}: truncated protobuf field`),
+      new RegExp(
+        `^CheckpointError: ${
+          join(dir, "spiece.model")
+        }: not a SentencePiece model \\(truncated protobuf field`,
+      ),
     );
     await rejects(
       convertSpieceFolder(dir),
-      checkpointError(join(dir, "spiece.model"), undefined, /: truncated protobuf field/),
+      checkpointError(
+        join(dir, "spiece.model"),
+        undefined,
+        /: not a SentencePiece model \(truncated protobuf field/,
+      ),
     );
     // A file that cannot be read (a folder) is named too.
     await Deno.writeTextFile(join(dir, "tokenizer_config.json"), "{}");
