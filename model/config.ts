@@ -256,6 +256,19 @@ export function t5ConfigFromHf(json: unknown, source: string): T5Config {
       { file: source, field: "model_type" },
     );
   }
+  // An encoder-only checkpoint (sentence-embedding T5s) has no decoder to train or generate with:
+  // said in one line, not as the decoder's missing tensors.
+  const arch = (j as { architectures?: unknown }).architectures;
+  const encoderOnly = Array.isArray(arch) && arch.length > 0 &&
+    arch.every((a) => typeof a === "string" && /EncoderModel$/.test(a));
+  if (encoderOnly) {
+    throw new CheckpointError(
+      `${source}: field "architectures" is ${JSON.stringify(arch)}: an encoder-only ` +
+        "checkpoint; an encoder-decoder one (T5ForConditionalGeneration, " +
+        "MT5ForConditionalGeneration) is needed",
+      { file: source, field: "architectures" },
+    );
+  }
   const numLayers = positiveInt(field(j, "num_layers", "number", source), "num_layers", source);
   // A field the file leaves out takes transformers' default for its model_type: MT5Config's
   // are gated-GELU and untied, T5Config's ReLU and tied.

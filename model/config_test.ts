@@ -206,6 +206,11 @@ Deno.test("t5ConfigFromHf: each bad or missing field is a CheckpointError with t
       [{ ...T5_SMALL, d_kv: Infinity }, "d_kv", /: field "d_kv" must be a finite number/],
       [{ ...T5_SMALL, model_type: "bart" }, "model_type", /: field "model_type" is "bart"/],
       [
+        { ...T5_SMALL, architectures: ["T5EncoderModel"] },
+        "architectures",
+        /: field "architectures" is \["T5EncoderModel"\]: an encoder-only checkpoint; an encoder-decoder one \(T5ForConditionalGeneration, MT5ForConditionalGeneration\) is needed$/,
+      ],
+      [
         { ...T5_SMALL, feed_forward_proj: "x" },
         "feed_forward_proj",
         /: field "feed_forward_proj" must/,
