@@ -185,7 +185,10 @@ export async function loadCheckpoint(
   let own: FolderTokenizer | undefined;
   if (opts.tokenizer !== undefined) {
     tokenizer = await T5Tokenizer.fromFile(opts.tokenizer);
-    tokenizerSource = opts.tokenizer;
+    // The file read: a folder's tokenizer.json (as T5Tokenizer.fromFile reads it).
+    tokenizerSource = await isDirectory(opts.tokenizer)
+      ? join(opts.tokenizer, "tokenizer.json")
+      : opts.tokenizer;
   } else {
     // Trained weights index their embedding rows by their own vocabulary: no other tokenizer.
     own = await loadFolderTokenizer(dir);

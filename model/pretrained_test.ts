@@ -92,6 +92,10 @@ Deno.test("loadT5() + teacherForced() + generate() on a saved folder", async () 
     equal(out.length, 2);
     for (const s of out) equal(typeof s, "string");
     equal(tf.memory().numTensors, loaded, "teacherForced and generate leave no tensors");
+    // { tokenizer } naming a folder: its tokenizer.json is read, and named as the source.
+    const named = await loadT5(join(dir, "t5"), { tokenizer: join(dir, "t5") });
+    equal(named.tokenizerSource, join(dir, "t5", "tokenizer.json"));
+    disposeLoadedT5(named);
   } finally {
     disposeLoadedT5(t5);
     await Deno.remove(dir, { recursive: true });

@@ -305,7 +305,15 @@ export class T5Tokenizer {
     try {
       json = parseJsonFile(text, file);
     } catch (e) {
-      // `file:line:column: invalid JSON: …`
+      // `file:line:column: invalid JSON: …`; a SentencePiece model (a protobuf: its first byte
+      // is field 1's tag, 0x0a) given for a tokenizer.json is said to be one.
+      if (file.endsWith(".model") || text.charCodeAt(0) === 0x0a) {
+        throw new CheckpointError(
+          `${(e as Error).message}; is it a SentencePiece model? this takes a tokenizer.json ` +
+            "(a checkpoint folder's spiece.model is read from the folder itself)",
+          { file, cause: e },
+        );
+      }
       throw CheckpointError.from(e, file);
     }
     return T5Tokenizer.fromJson(json, file);

@@ -101,6 +101,20 @@ Deno.test("malformed tokenizer files give CheckpointErrors naming the file and t
       T5Tokenizer.fromFile(p),
       checkpointError(p, undefined, new RegExp(`^${p}:1:3: invalid JSON`)),
     );
+    // A SentencePiece model given for a tokenizer.json: said to be one, by its name or bytes.
+    const spm = join(tmp, "spiece.model");
+    await Deno.writeFile(spm, new Uint8Array([0x0a, 0x05, 0x0a, 0x01, 0x61, 0x15, 0, 0, 0, 0]));
+    for (const f of [spm, p]) {
+      if (f === p) await Deno.copyFile(spm, p); // by its bytes alone
+      await assert.rejects(
+        T5Tokenizer.fromFile(f),
+        checkpointError(
+          f,
+          undefined,
+          /: invalid JSON: .*; is it a SentencePiece model\? this takes a tokenizer\.json /,
+        ),
+      );
+    }
     await Deno.writeTextFile(p, JSON.stringify({ version: "1.0" }));
     await assert.rejects(
       T5Tokenizer.fromFile(p),
