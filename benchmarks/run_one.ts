@@ -535,6 +535,38 @@ export function createReleasingOnThrow(
   return instance;
 }
 
+/**
+ * The warning for a run whose `train.maxTargetLength` is shorter than a label of a task it
+ * trains: such targets are cut (`batching.ts` `encodeExample` truncates to the length, EOS kept),
+ * so no prediction can match that label, and the task's score falls without a word otherwise.
+ * A warning, not a refusal: a tiny regression profile may cut labels on purpose (the ci
+ * profile's 6 tokens cut some labels of its task tokenizer), and its baseline stands as made.
+ *
+ * @param spec the run, named in the warning
+ * @param maxTargetLength the run's target length
+ * @param tasks the tasks it trains
+ * @param tokens a label's length in tokens as targets are encoded (EOS included)
+ * @returns the warning naming the field, the labels cut and the length they need; undefined
+ *   when every label fits
+ */
+export function labelsCut(
+  spec: Pick<RunSpec, "id">,
+  maxTargetLength: number,
+  tasks: readonly string[],
+  tokens: (word: string) => number,
+): string | undefined {
+  const cut = tasks.flatMap((task) =>
+    labelWords(task).map((word) => ({ task, word, n: tokens(word) }))
+  ).filter((l) => l.n > maxTargetLength);
+  if (cut.length === 0) return undefined;
+  const longest = cut.reduce((a, b) => (b.n > a.n ? b : a));
+  return `run ${spec.id}: train.maxTargetLength ${maxTargetLength} is shorter than ` +
+    `${cut.length} label(s) (${
+      cut.slice(0, 3).map((l) => `${l.task} "${l.word}": ${l.n} tokens with EOS`).join(", ")
+    }${cut.length > 3 ? ", …" : ""}): those targets are cut and no prediction can match them; ` +
+    `${longest.n} fits every label`;
+}
+
 /** What {@link runOneWith} has measured and chosen before the backbone is built. */
 interface RunStart {
   /** The code the run executes. */
@@ -570,6 +602,8 @@ async function runOnBackbone(
   // Every trained task (task id = index): the evaluated ones, then the train-only ones (DPR),
   // which are in the mixture and the method's per-task variables but never evaluated.
   const trained = trainedTasks(spec);
+  const cut = labelsCut(spec, t.maxTargetLength, trained, (w) => tokenizer.encode(w).length);
+  if (cut !== undefined) console.error(`warning: ${cut}`);
   const labelTokenIds = new Map(
     // One id list per label word: a class-label prompt row is the mean of a word's sub-words.
     trained.map((task) => [task, labelWords(task).map((w) => noEos(tokenizer.encode(w)))]),

@@ -27,6 +27,7 @@ import {
   CONVERTED_TOKENIZER,
   dataFiles,
   DEFAULT_TOKENIZER,
+  labelsCut,
   measuresAttentionMass,
   runOne,
   runOneWith,
@@ -221,6 +222,24 @@ Deno.test({
       await Deno.remove(out, { recursive: true });
     }
   },
+});
+
+Deno.test("labelsCut(): a label longer than maxTargetLength (EOS included) is named with the length that fits; none when all fit", () => {
+  // Lengths by word, as a tokenizer would give them with EOS.
+  const n: Record<string, number> = {
+    entailment: 3,
+    not_entailment: 6,
+    acceptable: 4,
+    unacceptable: 5,
+  };
+  const tokens = (w: string) => n[w]!;
+  assert.equal(labelsCut({ id: "r" }, 6, ["rte", "cola"], tokens), undefined);
+  assert.equal(
+    labelsCut({ id: "r" }, 4, ["rte", "cola"], tokens),
+    'run r: train.maxTargetLength 4 is shorter than 2 label(s) (rte "not_entailment": 6 tokens ' +
+      'with EOS, cola "unacceptable": 5 tokens with EOS): those targets are cut and no ' +
+      "prediction can match them; 6 fits every label",
+  );
 });
 
 Deno.test("measuresAttentionMass: a self-attention prefix of at least one slot in one stack", () => {
