@@ -3076,21 +3076,12 @@ Deno.test("main() --checkpoint-minutes: validated in one line, given to the runs
       methods: [{ name: "mtl" }],
       train: { ...TINY.train, checkpointEvery: 0 },
     });
+    const args = (out: string, flag: string) => [
+      ...["--profile", none, "--data-dir", DATA, "--out", join(dir, out)],
+      ...["--checkpoint-minutes", "5", flag],
+    ];
     const c = capture();
-    assert.equal(
-      await main([
-        "--profile",
-        none,
-        "--data-dir",
-        DATA,
-        "--no-tables",
-        "--out",
-        join(dir, "n"),
-        "--checkpoint-minutes",
-        "5",
-      ], { ...c.opts, runOne }),
-      0,
-    );
+    assert.equal(await main(args("n", "--no-tables"), { ...c.opts, runOne }), 0);
     assert.ok(
       c.err.includes(
         "note: --checkpoint-minutes 5 changes nothing here: no run writes checkpoints " +
@@ -3101,20 +3092,7 @@ Deno.test("main() --checkpoint-minutes: validated in one line, given to the runs
     // A dry run says it too (it shows what the command would do), and trains nothing.
     const dry = capture();
     const counted = countingRunOne();
-    assert.equal(
-      await main([
-        "--profile",
-        none,
-        "--data-dir",
-        DATA,
-        "--out",
-        join(dir, "d"),
-        "--checkpoint-minutes",
-        "5",
-        "--dry-run",
-      ], { ...dry.opts, runOne: counted.runOne }),
-      0,
-    );
+    assert.equal(await main(args("d", "--dry-run"), { ...dry.opts, runOne: counted.runOne }), 0);
     assert.deepEqual(counted.calls, []);
     assert.ok(
       dry.err.some((l) => l.startsWith("note: --checkpoint-minutes 5 changes nothing here")),
