@@ -16,6 +16,7 @@ import { type MethodName, METHODS } from "../model/methods/mod.ts";
 import { BENCHMARK_TASKS, getTask, taskInBenchmark } from "../tasks/registry.ts";
 import type { TaskSplit } from "../tasks/types.ts";
 import { nearestName } from "../model/usage.ts";
+import { PUBLISHED_PRESETS } from "../model/config.ts";
 
 /** Backend requested for a run: the names `model/backend.ts` accepts. */
 export type BackendChoice = BackendName;
@@ -2036,7 +2037,7 @@ export function validateProfile(
 export function profileNotes(
   profile:
     & Pick<Profile, "name" | "benchmarks" | "tasks" | "extraTrainTasks">
-    & Partial<Pick<Profile, "trainOverrides" | "tolerances">>,
+    & Partial<Pick<Profile, "trainOverrides" | "tolerances" | "models" | "backbones" | "pretrain">>,
 ): string[] {
   const notes: string[] = [];
   for (const field of ["tasks", "extraTrainTasks"] as const) {
@@ -2059,6 +2060,24 @@ export function profileNotes(
         profile.benchmarks.join(", ")
       })`,
     );
+  }
+  // Pretraining settings no run reads: only a tiny preset's runs use them, a "pretrained" backbone
+  // every one, a random one vocabSize alone (the size of its task tokenizer).
+  const given = Object.keys(profile.pretrain ?? {});
+  if (given.length > 0 && profile.models !== undefined && profile.backbones !== undefined) {
+    const tiny = profile.models.some((m) =>
+      typeof m === "string" && !PUBLISHED_PRESETS.includes(m as never)
+    );
+    const unused = tiny && profile.backbones.includes("pretrained")
+      ? []
+      : given.filter((k) => !(tiny && profile.backbones!.includes("random") && k === "vocabSize"));
+    if (unused.length > 0) {
+      notes.push(
+        `profile "${profile.name}" gives "pretrain" (${unused.join(", ")}), which no run uses: ` +
+          `only a tiny preset's "pretrained" backbone is pretrained here (its random runs read ` +
+          `vocabSize alone, the size of their task tokenizer)`,
+      );
+    }
   }
   // A tolerance of a task or average no run evaluates gates nothing: a typo'd task list, or one
   // narrowed since. The key itself was checked against the registry when the profile loaded.

@@ -779,6 +779,24 @@ Deno.test("profileNotes: trainOverrides of a benchmark the profile does not trai
   ]);
 });
 
+Deno.test("profileNotes: pretrain settings no run uses are a note (a tiny preset's random runs read vocabSize)", () => {
+  const notes = (extra: Record<string, unknown>) =>
+    profileNotes(validateProfile(minimal(extra), SRC, REGISTRY));
+  const note = (fields: string) =>
+    `profile "x" gives "pretrain" (${fields}), which no run uses: only a tiny preset's ` +
+    `"pretrained" backbone is pretrained here (its random runs read vocabSize alone, the size ` +
+    "of their task tokenizer)";
+  assert.deepEqual(notes({ backbone: "pretrained", pretrain: { steps: 3, vocabSize: 512 } }), []);
+  assert.deepEqual(notes({ backbone: "random", pretrain: { vocabSize: 512 } }), []);
+  assert.deepEqual(notes({ backbone: "random", pretrain: { steps: 3, vocabSize: 512 } }), [
+    note("steps"),
+  ]);
+  assert.deepEqual(
+    notes({ models: ["t5-small"], backbone: "pretrained", pretrain: { vocabSize: 512 } }),
+    [note("vocabSize")],
+  );
+});
+
 Deno.test("profileNotes: a tolerance of a task or average no run evaluates is a note", () => {
   const notes = (extra: Record<string, unknown>) =>
     profileNotes(validateProfile(minimal(extra), SRC, REGISTRY));
