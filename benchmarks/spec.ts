@@ -2083,7 +2083,10 @@ export function profileNotes(
   // narrowed since. The key itself was checked against the registry when the profile loaded.
   const evaluated = new Set(
     profile.benchmarks.flatMap((b) =>
-      (profile.tasks?.[b] ?? BENCHMARK_TASKS[b]).map((t) => taskInBenchmark(b, t) ?? t)
+      // Registry names, as validateProfile resolved them (`glue_rte`, `RTE` are rte).
+      (profile.tasks?.[b] ?? BENCHMARK_TASKS[b]).map((t) =>
+        taskInBenchmark(b, bareTaskName(t)) ?? t
+      )
     ),
   );
   for (const key of Object.keys(profile.tolerances?.metrics ?? {})) {
