@@ -59,7 +59,7 @@ import process from "node:process";
 import type { Writable } from "node:stream";
 import { existsSync, statSync } from "node:fs";
 import cliProgress from "cli-progress";
-import { preset, PUBLISHED_PRESETS, type T5Config, t5ConfigFromHf } from "../model/config.ts";
+import { isUnpublishedPreset, preset, type T5Config, t5ConfigFromHf } from "../model/config.ts";
 import { parseJsonFile } from "../model/json.ts";
 import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
 import { backendFromEnv, backendHint, backpropFromEnv, isBackendName } from "../model/backend.ts";
@@ -435,8 +435,7 @@ export function weightsFolder(spec: Pick<RunSpec, "model" | "backbone">): string
  * @returns true when it reads the corpus
  */
 export function readsTaskCorpus(spec: Pick<RunSpec, "model" | "backbone">): boolean {
-  return typeof spec.model === "string" && !PUBLISHED_PRESETS.includes(spec.model as never) &&
-    typeof spec.backbone === "string";
+  return isUnpublishedPreset(spec.model) && typeof spec.backbone === "string";
 }
 
 /**

@@ -51,7 +51,13 @@ import { existsSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { dirname, join, resolve } from "node:path";
 import { discardFolder, makeHeldTempDir, swapFolderInto, writeFileAtomic } from "../model/fs.ts";
-import { preset, PUBLISHED_PRESETS, type T5Config, t5ConfigToHf } from "../model/config.ts";
+import {
+  isUnpublishedPreset,
+  preset,
+  PUBLISHED_PRESETS,
+  type T5Config,
+  t5ConfigToHf,
+} from "../model/config.ts";
 import { CheckpointError } from "../model/checkpoint_error.ts";
 import { disposeT5, initT5, type T5Model, t5StateDict } from "../model/t5.ts";
 import { type CheckpointFileRecord, fileDigest, saveHfFolder } from "../model/checkpoint.ts";
@@ -230,8 +236,7 @@ async function folderTokenizer(folder: string | undefined): Promise<ChosenTokeni
 
 /** Whether a run's backbone is the offline span-corruption one (a tiny preset, pretrained). */
 function usesTinyPretrained(spec: RunSpec): boolean {
-  return spec.backbone === "pretrained" && typeof spec.model === "string" &&
-    !PUBLISHED_PRESETS.includes(spec.model as never);
+  return spec.backbone === "pretrained" && isUnpublishedPreset(spec.model);
 }
 
 /**

@@ -16,7 +16,7 @@ import { type MethodName, METHODS } from "../model/methods/mod.ts";
 import { BENCHMARK_TASKS, getTask, taskInBenchmark } from "../tasks/registry.ts";
 import type { TaskSplit } from "../tasks/types.ts";
 import { nearestName } from "../model/usage.ts";
-import { PUBLISHED_PRESETS } from "../model/config.ts";
+import { isUnpublishedPreset } from "../model/config.ts";
 
 /** Backend requested for a run: the names `model/backend.ts` accepts. */
 export type BackendChoice = BackendName;
@@ -2065,9 +2065,7 @@ export function profileNotes(
   // every one, a random one vocabSize alone (the size of its task tokenizer).
   const given = Object.keys(profile.pretrain ?? {});
   if (given.length > 0 && profile.models !== undefined && profile.backbones !== undefined) {
-    const tiny = profile.models.some((m) =>
-      typeof m === "string" && !PUBLISHED_PRESETS.includes(m as never)
-    );
+    const tiny = profile.models.some(isUnpublishedPreset);
     const unused = tiny && profile.backbones.includes("pretrained")
       ? []
       : given.filter((k) => !(tiny && profile.backbones!.includes("random") && k === "vocabSize"));

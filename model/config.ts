@@ -169,6 +169,18 @@ export const PUBLISHED_PRESETS: readonly PresetName[] = [
 ];
 
 /**
+ * Whether a model reference names a preset with no released checkpoint (the tiny ones): its
+ * pretrained backbone is built here by span corruption, and its tokenizer is trained on the task
+ * corpus, where a published preset's come from the hub.
+ *
+ * @param model a preset name, or anything else a profile allows (`{"hf": ...}`)
+ * @returns true for an unpublished preset's name
+ */
+export function isUnpublishedPreset(model: unknown): boolean {
+  return typeof model === "string" && !PUBLISHED_PRESETS.includes(model as PresetName);
+}
+
+/**
  * Look up a preset by name.
  *
  * @param name a key of {@link PRESETS}
