@@ -86,6 +86,7 @@ import {
   within,
 } from "../model/http.ts";
 import { commaList, parseFlags, runCli, UsageError } from "../model/usage.ts";
+import { parseJsonFile } from "../model/json.ts";
 import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
 import { readEnv } from "../model/env.ts";
 import { sha256File } from "../model/hash.ts";
@@ -740,13 +741,8 @@ async function listParquetShards(ctx: Ctx, task: TaskSource, hfSplit: string): P
     () => ctrl.abort(),
     () => `GET ${url}: no data for ${idle / 1000} s`,
   );
-  let listing: unknown;
-  try {
-    listing = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${url}: not JSON (${(e as Error).message})`);
-  }
-  return parquetShards(listing, hfSplit, url);
+  // A syntax error as `<url>:<line>:<column>: invalid JSON: <what>`, one line (a proxy's page).
+  return parquetShards(parseJsonFile(text, url), hfSplit, url);
 }
 
 /**

@@ -990,6 +990,14 @@ Deno.test("a split stored as several parquet shards is found in the hub's listin
       /train-00000-of-00001\.parquet: HTTP 404, and no shards of it either \(GET \S+api\/datasets\/nyu-mll\/glue\/tree\/main\/rte: HTTP 404\)/,
     );
   });
+  // A listing that is not JSON (a proxy's page): its URL, line and column, in one line.
+  routes[listing] = { body: enc.encode("<html>\nrate limited\n</html>") };
+  await withServer(routes, async (s, cacheDir) => {
+    await assert.rejects(
+      downloadRte(s, cacheDir, { source: "parquet", retries: 0 }),
+      /api\/datasets\/nyu-mll\/glue\/tree\/main\/rte:1:1: invalid JSON: Unexpected token '<'[^\n]*\n/,
+    );
+  });
   // A listing that fails otherwise (503, not retried here): as it is, not called a missing split.
   routes[listing] = { status: 503, body: enc.encode("busy") };
   await withServer(routes, async (s, cacheDir) => {
