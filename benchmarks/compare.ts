@@ -544,36 +544,30 @@ export function compareResults(
       if (!opts.partial) fail("run", "present", "missing");
       continue;
     }
+    // A failure that says what to do (`detail`) rather than how far a value moved.
+    const failWhy = (field: string, bv: number | string, cv: number | string, detail: string) =>
+      failures.push({ run: key, field, baseline: bv, current: cv, detail });
     // What only the current run has: the baseline cannot gate it, so it fails rather than pass.
     const unbased = (field: string, cv: number | string) =>
-      failures.push({
-        run: key,
+      failWhy(
         field,
-        baseline: "missing",
-        current: cv,
-        detail:
-          `the baseline run lacks it (made by an older version, or edited): ${REGENERATE_BASELINE}`,
-      });
+        "missing",
+        cv,
+        `the baseline run lacks it (made by an older version, or edited): ${REGENERATE_BASELINE}`,
+      );
     compared++;
     const hashed = runId(b.spec);
     if (hashed !== b.spec.id) {
       // Its id still matches, so its edited configuration would otherwise pass unnoticed.
-      failures.push({
-        run: key,
-        field: "spec.id",
-        baseline: `${b.spec.id} (its spec hashes to ${hashed})`,
-        current: c.spec.id,
-        detail: "the baseline result's spec was edited after the run wrote it (or another " +
-          `version wrote it): ${REGENERATE_BASELINE}`,
-      });
+      failWhy(
+        "spec.id",
+        `${b.spec.id} (its spec hashes to ${hashed})`,
+        c.spec.id,
+        "the baseline result's spec was edited after the run wrote it (or another version " +
+          `wrote it): ${REGENERATE_BASELINE}`,
+      );
     } else if (c.spec.id !== b.spec.id) {
-      failures.push({
-        run: key,
-        field: "spec.id",
-        baseline: b.spec.id,
-        current: c.spec.id,
-        detail: specIdDetail(specDifferences(b.spec, c.spec)),
-      });
+      failWhy("spec.id", b.spec.id, c.spec.id, specIdDetail(specDifferences(b.spec, c.spec)));
     }
     for (const [task, bb] of Object.entries(b.best)) {
       const cb = c.best[task];
@@ -623,16 +617,7 @@ export function compareResults(
         notes.push(`${key}: averages.${bench} ${x} -> ${y} (within ${t})`);
       }
     }
-    if (tol.loss !== undefined) {
-      gateLosses(
-        b,
-        c,
-        tol.loss,
-        fail,
-        (field, bv, cv, detail) =>
-          failures.push({ run: key, field, baseline: bv, current: cv, detail }),
-      );
-    }
+    if (tol.loss !== undefined) gateLosses(b, c, tol.loss, fail, failWhy);
     for (const k of ["total", "extra", "trained"] as const) {
       if (c.params[k] !== b.params[k]) fail(`params.${k}`, b.params[k], c.params[k]);
     }
