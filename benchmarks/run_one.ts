@@ -544,8 +544,9 @@ export function createReleasingOnThrow(
  * The warning for a run whose `train.maxTargetLength` is shorter than a label of a task it
  * trains: such targets are cut (`batching.ts` `encodeExample` truncates to the length, EOS kept),
  * so no prediction can match that label, and the task's score falls without a word otherwise.
- * A warning, not a refusal: a tiny regression profile may cut labels on purpose (the ci
- * profile's 6 tokens cut some labels of its task tokenizer), and its baseline stands as made.
+ * A warning, not a refusal: a tiny regression profile may cut labels on purpose, and a baseline
+ * made so stands as made (the ci profile's 7 tokens fit every label of its task tokenizer,
+ * CoLA's "unacceptable" taking all 7).
  *
  * @param spec the run, named in the warning
  * @param maxTargetLength the run's target length
