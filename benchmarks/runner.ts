@@ -49,6 +49,7 @@ import {
   BENCHMARKS,
   FINAL_WEIGHTS_FOLDER,
   firstRepeat,
+  pretrainReadBy,
   type Profile,
   resolveListedTask,
   resolveTrainOnlyTask,
@@ -427,8 +428,9 @@ function resolveTasks(
 
 /**
  * Expand a profile into its grid, in profile order (models, backbones, benchmarks, methods,
- * seeds). Every spec carries one backbone, and the profile's `pretrain` overrides when it has
- * them (absent otherwise, so single-backbone profiles keep their run ids). A method entry with
+ * seeds). Every spec carries one backbone, and those of the profile's `pretrain` overrides that
+ * the run reads (`pretrainReadBy`; absent when none, so a random run's id does not follow
+ * pretraining settings it does not use). A method entry with
  * `perTask` gives one run per task and seed (tasks in mixture order, then seeds), each with that
  * one task in `tasks` and the benchmark's tasks in `perTaskOf`. The profile's `extraTrainTasks`
  * of a benchmark go into every multi-task run's `trainOnlyTasks` (trained after `tasks`, never
@@ -451,6 +453,8 @@ export function expandGrid(profile: Profile, opts: ExpandOptions): RunSpec[] {
   }
   for (const model of profile.models) {
     for (const backbone of profile.backbones) {
+      // The pretraining settings this model and backbone read (none for most).
+      const pretrain = pretrainReadBy(profile.pretrain, model, backbone);
       for (const benchmark of profile.benchmarks) {
         const tasks = tasksOf.get(benchmark)!;
         for (const m of profile.methods) {
@@ -469,7 +473,7 @@ export function expandGrid(profile: Profile, opts: ExpandOptions): RunSpec[] {
                 profile: profile.name,
                 model,
                 backbone,
-                ...(profile.pretrain === undefined ? {} : { pretrain: profile.pretrain }),
+                ...(pretrain === undefined ? {} : { pretrain }),
                 benchmark,
                 ...part,
                 method,

@@ -80,7 +80,7 @@ Deno.test("expandGrid() expands models x backbones x benchmarks x methods x seed
   assert.equal(cpu[0]?.backend, "cpu");
 });
 
-Deno.test("expandGrid() repeats every cell per backbone; pretrain overrides enter the ids", async () => {
+Deno.test("expandGrid() repeats every cell per backbone; the pretrain overrides a run reads enter its id, others not", async () => {
   const catalog = await defaultTaskCatalog();
   const one = expandGrid(profile(), { dataDir: DATA, catalog });
   const two = expandGrid(profile({ backbone: ["pretrained", "random"] }), {
@@ -123,6 +123,35 @@ Deno.test("expandGrid() repeats every cell per backbone; pretrain overrides ente
     catalog,
   });
   assert.notEqual(pre[0]?.id, pre8[0]?.id);
+  // A run carries only the pretraining settings it reads: a random init, vocabSize alone (its
+  // task tokenizer's size); a published preset, none. So its id (its --resume, its baseline)
+  // does not follow pretraining settings it never uses.
+  const mixed = (pretrain: Record<string, unknown>) =>
+    expandGrid(
+      profile({
+        models: ["tiny-v1_1", "t5-v1_1-small"],
+        backbone: ["pretrained", "random"],
+        benchmarks: ["glue"],
+        methods: [{ name: "mtl" }],
+        seeds: [0],
+        pretrain,
+      }),
+      { dataDir: DATA, catalog },
+    );
+  const m7 = mixed({ steps: 7, vocabSize: 2048 });
+  const m8 = mixed({ steps: 8, vocabSize: 2048 });
+  assert.deepEqual(m7.map((s) => [s.model, s.backbone, s.pretrain]), [
+    ["tiny-v1_1", "pretrained", { steps: 7, vocabSize: 2048 }],
+    ["tiny-v1_1", "random", { vocabSize: 2048 }],
+    ["t5-v1_1-small", "pretrained", undefined],
+    ["t5-v1_1-small", "random", undefined],
+  ]);
+  assert.deepEqual(m7.map((s, i) => s.id === m8[i]!.id), [false, true, true, true]);
+  assert.equal("pretrain" in m7[2]!, false);
+  // Without vocabSize a random run carries none, and has the id of a profile without pretrain.
+  const steps = mixed({ steps: 7 });
+  assert.equal("pretrain" in steps[1]!, false);
+  assert.equal(steps[1]!.id, mixed({})[1]!.id);
   assert.notEqual(runFileName(two[0]!), runFileName(two[one.length]!));
   assert.match(runFileName(two[0]!), /^t--tiny-v1_1--pretrained--glue--mtl--s0--/);
 });

@@ -123,6 +123,31 @@ export const PRETRAIN_FIELDS: readonly (keyof PretrainSpec)[] = [
 ];
 
 /**
+ * The pretraining settings a run of `model` with `backbone` reads, of a profile's `pretrain`
+ * overrides: a tiny (unpublished) preset's `"pretrained"` backbone reads them all (they build
+ * it); its random init reads `vocabSize` alone (the size of the task tokenizer it shares with
+ * the pretrained backbone); any other run none. Only these enter the run's spec, so pretraining
+ * settings a run does not use leave its id (and `--resume`, and the gate) alone.
+ *
+ * @param pretrain the profile's overrides (undefined: none)
+ * @param model the run's model
+ * @param backbone the run's backbone
+ * @returns the overrides the run reads; undefined when none
+ */
+export function pretrainReadBy(
+  pretrain: Readonly<Partial<PretrainSpec>> | undefined,
+  model: ModelRef,
+  backbone: BackboneRef,
+): Readonly<Partial<PretrainSpec>> | undefined {
+  if (pretrain === undefined || !isUnpublishedPreset(model)) return undefined;
+  if (backbone === "pretrained") return pretrain;
+  if (backbone === "random" && pretrain.vocabSize !== undefined) {
+    return { vocabSize: pretrain.vocabSize };
+  }
+  return undefined;
+}
+
+/**
  * Short label of a backbone for tables and file names: `random`, `pretrained`, or the last
  * path segment of an `hf` reference.
  *
@@ -392,8 +417,10 @@ export interface RunSpec {
   /** Backbone weights. */
   readonly backbone: BackboneRef;
   /**
-   * The profile's pretraining overrides (absent when it has none, so run ids of profiles
-   * without the field do not change); they change the pretrained backbone and the tokenizer.
+   * The profile's pretraining overrides that this run reads ({@link pretrainReadBy}: all of them
+   * for a tiny preset's pretrained backbone, `vocabSize` for its random init, none otherwise);
+   * absent when none, so run ids of profiles without the field do not change. They change the
+   * pretrained backbone and the tokenizer.
    */
   readonly pretrain?: Readonly<Partial<PretrainSpec>>;
   /** Benchmark trained in this run. */
@@ -2065,10 +2092,12 @@ export function profileNotes(
   // every one, a random one vocabSize alone (the size of its task tokenizer).
   const given = Object.keys(profile.pretrain ?? {});
   if (given.length > 0 && profile.models !== undefined && profile.backbones !== undefined) {
-    const tiny = profile.models.some(isUnpublishedPreset);
-    const unused = tiny && profile.backbones.includes("pretrained")
-      ? []
-      : given.filter((k) => !(tiny && profile.backbones!.includes("random") && k === "vocabSize"));
+    const read = new Set(
+      profile.models.flatMap((m) =>
+        profile.backbones!.flatMap((b) => Object.keys(pretrainReadBy(profile.pretrain, m, b) ?? {}))
+      ),
+    );
+    const unused = given.filter((k) => !read.has(k));
     if (unused.length > 0) {
       notes.push(
         `profile "${profile.name}" gives "pretrain" (${unused.join(", ")}), which no run uses: ` +
