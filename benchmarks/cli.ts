@@ -103,6 +103,7 @@ import {
   backboneHfRef,
   BACKEND_CHOICES,
   type BackendChoice,
+  conditionedTasks,
   perTaskTag,
   profileNotes,
   runFileName,
@@ -633,11 +634,18 @@ export function estimateRun(
     };
   }
   const t = spec.train;
-  // Per-task variables for every trained task (train-only ones too); evaluation of `tasks` only.
-  const a = accounting(config, spec.method.name, spec.method.config, trainedTasks(spec).length, {
-    inputLength: t.maxInputLength,
-    targetLength: t.maxTargetLength,
-  });
+  // Per-task variables for every task the method tells apart (a train-only one too, unless it
+  // shares an evaluated task's id); evaluation of `tasks` only.
+  const a = accounting(
+    config,
+    spec.method.name,
+    spec.method.config,
+    conditionedTasks(spec).length,
+    {
+      inputLength: t.maxInputLength,
+      targetLength: t.maxTargetLength,
+    },
+  );
   if (a.trainFlops === null || a.forwardFlops === null) {
     return {
       trainFlopsPerExample: null,

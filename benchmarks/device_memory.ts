@@ -36,7 +36,7 @@ import {
 } from "./memory.ts";
 import type { OptimizerConfig } from "./optim.ts";
 import { learningRateAt } from "./schedule.ts";
-import { perTaskTag, type RunSpec, trainedTasks, type TrainSpec } from "./spec.ts";
+import { conditionedTasks, perTaskTag, type RunSpec, type TrainSpec } from "./spec.ts";
 import { optimizerConfigFor, rowsPerPass } from "./trainer.ts";
 
 /** The environment variable that states the device's memory in GB (10^9 bytes). */
@@ -617,8 +617,8 @@ export function memoryInputFor(
     config,
     method: spec.method.name,
     methodConfig: spec.method.config ?? {},
-    // Every trained task's per-task variables, train-only ones (DPR) too.
-    numTasks: trainedTasks(spec).length,
+    // The per-task variables of every task the method tells apart (DPR's unless it shares WSC's).
+    numTasks: conditionedTasks(spec).length,
     // The optimizer benchmarks/trainer.ts `train` creates (one source: `optimizerConfigFor`).
     optimizer: optimizerMemoryFor(optimizerConfigFor(t), hasZeroLearningRateStep(t)),
     batchSize: t.batchSize,

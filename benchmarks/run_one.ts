@@ -93,6 +93,7 @@ import type { Example, TaskSplit } from "../tasks/types.ts";
 import {
   backboneHfRef,
   type BestEval,
+  conditionedTasks,
   FINAL_WEIGHTS_FOLDER,
   runFileName,
   type RunOneOptions,
@@ -105,6 +106,7 @@ import {
   type TestPredictions,
   testPredictionsDir,
   testSplits,
+  trainedTaskIds,
   trainedTasks,
   weightsDir,
 } from "./spec.ts";
@@ -605,19 +607,23 @@ async function runOnBackbone(
   const methodCfg = method.parseConfig(spec.method.config, `run ${spec.id}: method.config`);
   const noEos = (ids: number[]) =>
     ids[ids.length - 1] === config.eosTokenId ? ids.slice(0, -1) : ids;
-  // Every trained task (task id = index): the evaluated ones, then the train-only ones (DPR),
-  // which are in the mixture and the method's per-task variables but never evaluated.
+  // Every trained task, in mixture order: the evaluated ones, then the train-only ones (DPR),
+  // which are in the mixture but never evaluated; each carries the task id `trainedIds` gives,
+  // an index into `conditioned`, the tasks the method's per-task variables are for (DPR shares
+  // WSC's where the run has WSC).
   const trained = trainedTasks(spec);
+  const trainedIds = trainedTaskIds(spec);
+  const conditioned = conditionedTasks(spec);
   const cut = labelsCut(spec, t.maxTargetLength, trained, (w) => tokenizer.encode(w).length);
   if (cut !== undefined) console.error(`warning: ${cut}`);
   const labelTokenIds = new Map(
     // One id list per label word: a class-label prompt row is the mean of a word's sub-words.
-    trained.map((task) => [task, labelWords(task).map((w) => noEos(tokenizer.encode(w)))]),
+    conditioned.map((task) => [task, labelWords(task).map((w) => noEos(tokenizer.encode(w)))]),
   );
   const instance = createReleasingOnThrow(spec.method.name, `run ${spec.id}`, () =>
     method.create({
       config,
-      tasks: trained,
+      tasks: conditioned,
       seed: seedFor(spec.seed, "method-init"),
       backbone: model.params,
       labelTokenIds,
@@ -645,8 +651,9 @@ async function runOnBackbone(
     const batches = new MixtureBatches(
       sampler,
       trainSets,
-      (ex: Example, taskId: number) =>
-        encodeExample(ex, taskId, tokenizer, { ...encodeOpts, taskPrefix: prefixes[taskId]! }),
+      // The sampler's index is the task's place in `trained`; the example carries its task id.
+      (ex: Example, i: number) =>
+        encodeExample(ex, trainedIds[i]!, tokenizer, { ...encodeOpts, taskPrefix: prefixes[i]! }),
       config,
     );
     /** An evaluation set of `task`'s examples (each split's) under task id `taskId`. */
@@ -718,7 +725,7 @@ async function runOnBackbone(
       ...dataFiles(trained),
       ...(predictions?.files ?? []),
     ]);
-    const acc = methodAccounting(config, spec.method.name, methodCfg, trained.length, {
+    const acc = methodAccounting(config, spec.method.name, methodCfg, conditioned.length, {
       inputLength: t.maxInputLength,
       targetLength: t.maxTargetLength,
     });
@@ -747,7 +754,8 @@ async function runOnBackbone(
       instance,
       train: t,
       seed: spec.seed,
-      taskNames: trained,
+      // Named by task id, as the batch's taskIds are (DPR's examples as WSC's where it shares).
+      taskNames: conditioned,
       source: batches,
       checkpointDir: join(opts.outDir, "checkpoints"),
       ...(opts.checkpointMinutes === undefined

@@ -1557,6 +1557,26 @@ Deno.test({
       const two = methodAccounting(cfg, "adapter", {}, 2, { inputLength: 48, targetLength: 6 });
       assert.ok(three.trained > two.trained);
       assert.equal(r.params.trained, three.trained);
+      // With WSC in the run, DPR's examples carry WSC's task id (its wsc: format, T5's mixture):
+      // the adapter has two tasks' variables, and the run trains and evaluates CB and WSC.
+      // The mirror has WSC's val.jsonl only: a train file of the official 554 rows from its rows.
+      const wscDir = join(dataDir, "super_glue", "WSC");
+      await Deno.mkdir(wscDir);
+      await Deno.copyFile(join(DATA, "super_glue", "WSC", "val.jsonl"), join(wscDir, "val.jsonl"));
+      const val = Deno.readTextFileSync(join(wscDir, "val.jsonl")).trim().split("\n");
+      const rows = Array.from(
+        { length: 554 },
+        (_, i) => JSON.stringify({ ...JSON.parse(val[i % val.length]!), idx: i }),
+      );
+      await Deno.writeTextFile(join(wscDir, "train.jsonl"), rows.join("\n") + "\n");
+      const wscBody = { ...body, tasks: ["cb", "wsc"] };
+      const w = await runOne({ ...wscBody, id: runId(wscBody) }, {
+        outDir: join(out, "wsc"),
+        dataDir,
+      });
+      assert.deepEqual(Object.keys(w.best).sort(), ["cb", "wsc"]);
+      assert.equal(w.params.trained, two.trained);
+      assert.ok(w.losses.every((l) => Number.isFinite(l.loss)));
       assert.equal(tf.memory().numTensors, before, "runOne releases every tensor");
     } finally {
       await Deno.remove(out, { recursive: true });

@@ -21,12 +21,12 @@ import { keepWeights, runGrid } from "./runner.ts";
 import { DEFAULT_TOKENIZER, runOne, saveFinalWeights } from "./run_one.ts";
 import { fakeRunOne } from "./_fake_run_one.ts";
 import {
+  conditionedTasks,
   DEFAULT_TRAIN,
   runFileName,
   runId,
   type RunResult,
   type RunSpec,
-  trainedTasks,
   validateRunResult,
   weightsDir,
 } from "./spec.ts";
@@ -152,7 +152,7 @@ Deno.test({
       const method = getMethod("prompt_tuning");
       const instance = method.create({
         config: model.config,
-        tasks: trainedTasks(s),
+        tasks: conditionedTasks(s),
         seed: 5,
         backbone: model.params,
         labelTokenIds: new Map([["cb", [[5], [6], [7]]]]),
@@ -274,7 +274,7 @@ Deno.test("saveFinalWeights(): a trained backbone bit for bit with its folder's 
     const method = getMethod("mtl");
     const instance = method.create({
       config: model.config,
-      tasks: trainedTasks(s),
+      tasks: conditionedTasks(s),
       seed: 5,
       backbone: model.params,
       labelTokenIds: new Map([["cb", [[5], [6], [7]]]]),

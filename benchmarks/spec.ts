@@ -431,7 +431,8 @@ export interface RunSpec {
   readonly tasks: readonly string[];
   /**
    * Train-only tasks (the profile's `extraTrainTasks` of this benchmark), in the mixture after
-   * `tasks` (task ids `tasks.length` on): trained, never evaluated nor scored. Absent when there
+   * `tasks`: trained, never evaluated nor scored; each with a task id of its own after
+   * `tasks`', or that of the task it shares one with ({@link trainedTaskIds}). Absent when there
    * are none, so the run ids of profiles without them do not change. {@link trainedTasks} gives
    * every trained task.
    */
@@ -931,15 +932,49 @@ export function configId(spec: Omit<RunSpec, "id"> | RunSpec): string {
 }
 
 /**
- * Every task a run trains, in mixture order (task id = index): its evaluated `tasks`, then its
- * train-only tasks ({@link RunSpec.trainOnlyTasks}). What sizes a method's per-task variables,
- * the mixture and the FLOP and memory accounting.
+ * Every task a run trains, in mixture order: its evaluated `tasks`, then its train-only tasks
+ * ({@link RunSpec.trainOnlyTasks}). What the mixture samples and the data files read; the task
+ * ids its examples carry are {@link trainedTaskIds}'.
  *
  * @param spec the run
  * @returns the task names
  */
 export function trainedTasks(spec: Pick<RunSpec, "tasks" | "trainOnlyTasks">): string[] {
   return [...spec.tasks, ...(spec.trainOnlyTasks ?? [])];
+}
+
+/**
+ * The tasks a run's method tells apart (task id = index): its evaluated `tasks`, then each
+ * train-only task that does not share the task id of one of them (`tasks/types.ts`
+ * `sharesTaskIdWith`: DPR trains WSC's id where the run has WSC, so SuperGLUE has the paper's 8
+ * tasks). What sizes a method's per-task variables and the parameter, FLOP and memory
+ * accounting.
+ *
+ * @param spec the run
+ * @returns the task names
+ */
+export function conditionedTasks(spec: Pick<RunSpec, "tasks" | "trainOnlyTasks">): string[] {
+  return [...spec.tasks, ...(spec.trainOnlyTasks ?? []).filter((t) => sharedId(spec, t) < 0)];
+}
+
+/**
+ * The task id each of {@link trainedTasks} carries: its index in {@link conditionedTasks}.
+ *
+ * @param spec the run
+ * @returns one id per trained task, in mixture order
+ */
+export function trainedTaskIds(spec: Pick<RunSpec, "tasks" | "trainOnlyTasks">): number[] {
+  const conditioned = conditionedTasks(spec);
+  return trainedTasks(spec).map((t) => {
+    const shared = sharedId(spec, t);
+    return shared >= 0 ? shared : conditioned.indexOf(t);
+  });
+}
+
+/** The index in `spec.tasks` of the task whose id train-only `task` shares; -1 when none. */
+function sharedId(spec: Pick<RunSpec, "tasks">, task: string): number {
+  const host = spec.tasks.includes(task) ? undefined : getTask(task).sharesTaskIdWith;
+  return host === undefined ? -1 : spec.tasks.indexOf(host);
 }
 
 /**

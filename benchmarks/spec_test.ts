@@ -6,6 +6,7 @@ import {
   backboneHfRef,
   backboneLabel,
   BUILTIN_METHOD_NAMES,
+  conditionedTasks,
   configId,
   DEFAULT_TRAIN,
   METHOD_NAMES,
@@ -22,6 +23,8 @@ import {
   testPredictionsDir,
   testRows,
   testSplits,
+  trainedTaskIds,
+  trainedTasks,
   trainFor,
   validateProfile,
   validateRunResult,
@@ -1526,4 +1529,24 @@ Deno.test("validateRunResult(): a missing or mistyped spec, score, params or tim
   const read = validateRunResult(nan, { file: "r.json" });
   assert.ok(Number.isNaN(read.best.cb!.groupScore));
   assert.ok(Number.isNaN((read.averages as Record<string, number>)[avg]!));
+});
+
+Deno.test("conditionedTasks() / trainedTaskIds(): DPR carries WSC's task id where the run trains WSC, else one of its own", () => {
+  // The paper's SuperGLUE mixture: 8 tasks the method tells apart, DPR trained as WSC.
+  const sg = {
+    tasks: ["boolq", "cb", "copa", "multirc", "record", "rte_sg", "wic", "wsc"],
+    trainOnlyTasks: ["dpr"],
+  };
+  assert.deepEqual(trainedTasks(sg), [...sg.tasks, "dpr"]);
+  assert.deepEqual(conditionedTasks(sg), sg.tasks);
+  assert.deepEqual(trainedTaskIds(sg), [0, 1, 2, 3, 4, 5, 6, 7, 7]);
+  // WSC elsewhere in the list: its index, whatever it is.
+  assert.deepEqual(trainedTaskIds({ tasks: ["wsc", "cb"], trainOnlyTasks: ["dpr"] }), [0, 1, 0]);
+  // Without WSC, DPR is a task of its own after the evaluated ones.
+  const noWsc = { tasks: ["cb", "rte_sg"], trainOnlyTasks: ["dpr"] };
+  assert.deepEqual(conditionedTasks(noWsc), ["cb", "rte_sg", "dpr"]);
+  assert.deepEqual(trainedTaskIds(noWsc), [0, 1, 2]);
+  // No train-only task: the evaluated tasks, ids in order.
+  assert.deepEqual(conditionedTasks({ tasks: ["rte", "cola"] }), ["rte", "cola"]);
+  assert.deepEqual(trainedTaskIds({ tasks: ["rte", "cola"] }), [0, 1]);
 });

@@ -88,12 +88,12 @@ import {
   type BenchmarkName,
   BENCHMARKS,
   canonicalJson,
+  conditionedTasks,
   configId,
   METHOD_NAMES,
   modelLabel,
   type RunResult,
   type RunSpec,
-  trainedTasks,
 } from "./spec.ts";
 import { checkOutputFolder, isDirectory, pathExists, writeFilesAtomic } from "../model/fs.ts";
 import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
@@ -1106,8 +1106,9 @@ export function paramsTable(
       const [ratio, extraPct, trainedPerTaskPct] = paramCells(c);
       rows.push([
         ...runRowKey(g, c.benchmark),
-        // The tasks its parameters were counted for: train-only ones (DPR) have variables too.
-        trainedTasks(r.spec).length,
+        // The tasks its parameters were counted for: a train-only one (DPR) has variables too,
+        // unless it shares an evaluated task's id (DPR with WSC).
+        conditionedTasks(r.spec).length,
         p.total,
         p.extra,
         extraPct,

@@ -537,10 +537,14 @@ Deno.test("paramsTable() shows a paper trained-per-task % only beside a run of i
   assert.equal(cell(1, "paper_row"), "main: tiny-v1_1 HyperFormer++");
 });
 
-Deno.test("paramsTable() counts a run's train-only tasks (DPR) in num_tasks, as its parameters are", async () => {
+Deno.test("paramsTable() counts a run's train-only tasks (DPR) in num_tasks as its parameters are: not when DPR shares WSC's id", async () => {
   const rs = await runs([
     spec("p", "tiny-v1_1", "adapter", "Vanilla Adapter", 0, "super_glue"),
     spec("p", "tiny-v1_1", "adapter", "Vanilla Adapter", 0, "super_glue", "random", {
+      trainOnlyTasks: ["dpr"],
+    }),
+    spec("p", "tiny-v1_1", "adapter", "Vanilla Adapter", 0, "super_glue", "random", {
+      tasks: ["cb", "wsc"],
       trainOnlyTasks: ["dpr"],
     }),
   ]);
@@ -551,6 +555,8 @@ Deno.test("paramsTable() counts a run's train-only tasks (DPR) in num_tasks, as 
   // CB alone, then CB and DPR: run_one counts a method's per-task variables for both.
   assert.equal(cell(0, "num_tasks"), 1);
   assert.equal(cell(1, "num_tasks"), 2);
+  // CB and WSC with DPR: DPR trains WSC's task variables, so two tasks' worth.
+  assert.equal(cell(2, "num_tasks"), 2);
 });
 
 Deno.test("ablationTable() reports parameters relative to MTL; attention rows per layer", async () => {

@@ -109,7 +109,8 @@ export class MixtureBatches implements BatchSource {
   /**
    * @param sampler the seeded mixture sampler (task ids index `examples`)
    * @param examples training examples per task id
-   * @param encode tokenizer + truncation of one example
+   * @param encode tokenizer + truncation of one example, given its index in `examples` (the
+   *   caller maps it to the task id the example carries)
    * @param ids pad / decoder-start ids
    */
   constructor(

@@ -535,6 +535,8 @@ export const TASKS: Readonly<Record<string, TaskSpec>> = Object.freeze(
       inMixture: true,
       inAverage: false,
       trainOnly: true,
+      // Its examples are WSC's format and train WSC's task variables: the paper's 8 SuperGLUE tasks.
+      sharesTaskIdWith: "wsc",
       notes: "Train only (T5's SuperGLUE mixture trains it beside wsc_simple; not in the " +
         "SuperGLUE average): `wsc: ` + the sentence with its first ` <pronoun>` before a space, " +
         "`.` or `,` marked `*<pronoun>*`; target = the correct candidate. TFDS's test.c.txt " +
@@ -723,6 +725,22 @@ export function checkTaskRegistry(
       }
       if (!(t.trainSize > 0)) {
         fail(`${at}.trainSize`, `is ${t.trainSize}; a train-only task needs a weight > 0`);
+      }
+    }
+    if (t.sharesTaskIdWith !== undefined) {
+      const host = tasks[t.sharesTaskIdWith];
+      if (t.trainOnly !== true) {
+        fail(
+          `${at}.sharesTaskIdWith`,
+          "is set, but trainOnly is not true: an evaluated task has its own task id",
+        );
+      } else if (host === undefined || host.benchmark !== t.benchmark || host.trainOnly === true) {
+        fail(
+          `${at}.sharesTaskIdWith`,
+          `${
+            JSON.stringify(t.sharesTaskIdWith)
+          } is not an evaluated ${t.benchmark} task of the registry`,
+        );
       }
     }
     if (t.inAverage && t.groupMetrics.length === 0) {

@@ -353,8 +353,31 @@ Deno.test("checkTaskRegistry: a train-only entry (DPR) has train files only, is 
     bad({}, { ...BENCHMARK_TASKS, super_glue: [...BENCHMARK_TASKS.super_glue, "dpr"] }),
     /BENCHMARK_TASKS\.super_glue\[8\] "dpr" must have inMixture and inAverage true/,
   );
-  // Without trainOnly it is an ordinary trained task, which must be evaluated and listed.
-  assert.throws(bad({ trainOnly: false }), /TASKS\.dpr\.files needs train and validation files/);
+  // Without trainOnly it is an ordinary trained task, which must be evaluated and listed (and
+  // has a task id of its own).
+  const { sharesTaskIdWith: _, ...ownId } = dpr;
+  assert.throws(
+    () => checkTaskRegistry({ ...TASKS, dpr: { ...ownId, trainOnly: false } }, BENCHMARK_TASKS),
+    /TASKS\.dpr\.files needs train and validation files/,
+  );
+  assert.throws(bad({ trainOnly: false }), /TASKS\.dpr\.sharesTaskIdWith is set, but trainOnly/);
+  // The task whose id it shares: an evaluated task of its benchmark.
+  assert.equal(dpr.sharesTaskIdWith, "wsc");
+  for (const host of ["nope", "rte", "dpr"]) {
+    assert.throws(
+      bad({ sharesTaskIdWith: host }),
+      new RegExp(
+        `^Error: reg\\.ts: TASKS\\.dpr\\.sharesTaskIdWith "${host}" is not an evaluated ` +
+          "super_glue task of the registry$",
+      ),
+      host,
+    );
+  }
+  const wsc = TASKS.wsc!;
+  assert.throws(
+    () => checkTaskRegistry({ ...TASKS, wsc: { ...wsc, sharesTaskIdWith: "cb" } }, BENCHMARK_TASKS),
+    /TASKS\.wsc\.sharesTaskIdWith is set, but trainOnly is not true/,
+  );
 });
 
 Deno.test("a task a profile may list outside the averages has a group score: its best step and scores.csv column", () => {

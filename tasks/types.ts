@@ -160,6 +160,14 @@ export interface TaskSpec {
    */
   trainOnly?: boolean;
   /**
+   * A train-only task only: the evaluated task of its benchmark whose task id its examples carry
+   * when a run trains both (DPR: `"wsc"`, whose `wsc:` format it has, as T5 mixes
+   * `dpr_v001_simple` beside `wsc_simple`). Its examples then train that task's per-task method
+   * variables and the method has one task fewer (SuperGLUE's 8, as the paper counts); in a run
+   * without that task it has its own id. Absent: always its own id.
+   */
+  sharesTaskIdWith?: string;
+  /**
    * QQP only: drop train rows with fewer columns than the header (TFDS does; the old QQP.zip),
    * reporting their lines; a short validation or test row is an error.
    */
