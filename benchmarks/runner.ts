@@ -64,6 +64,7 @@ import {
   validateRunResult,
 } from "./spec.ts";
 import type { RunOneOptions } from "./spec.ts";
+import { listCheckpoints } from "./checkpointing.ts";
 import { type CheckpointProvenance, codeGitState, type RunProvenance } from "./provenance.ts";
 import {
   type ClaimOutcome,
@@ -1195,8 +1196,19 @@ export async function runGrid(
     emit({ kind: "start", spec, index, ...(replaces === undefined ? {} : { replaces }) });
     let left: { readonly other: RunClaimHolder | undefined } | undefined;
     try {
-      // A fresh run must not pick up checkpoints of an earlier attempt (possibly other code).
-      if (!continues) await discardFolder(workDir);
+      // A fresh run must not pick up checkpoints of an earlier attempt (possibly other code);
+      // one that had some says so, since --resume would have continued from them.
+      if (!continues) {
+        const steps = await listCheckpoints(join(workDir, "checkpoints"));
+        if (steps.length > 0) {
+          log(
+            `run ${spec.id} (${basename(file)}): discarding its checkpoint of step ` +
+              `${Math.max(...steps)} of ${spec.train.steps} and training from step 0, as ` +
+              `without --resume; rerun with --resume to continue a stopped run from its checkpoint`,
+          );
+        }
+        await discardFolder(workDir);
+      }
       await Deno.mkdir(workDir, { recursive: true });
       const micro = opts.microBatchSizes?.get(spec.id);
       const runOpts: RunOneOptions & ClaimStopOption = {

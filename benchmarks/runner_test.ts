@@ -1324,6 +1324,56 @@ Deno.test("runGrid(): a run claimed by a live process is waited for and counted 
   }
 });
 
+Deno.test("runGrid() without resume says it discards a stopped run's checkpoint (naming its step and --resume); with resume, or with none, no line", async () => {
+  const out = await Deno.makeTempDir();
+  try {
+    const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+    const a = grid[0]!;
+    const work = join(out, runFileName(a)).replace(/\.json$/, "");
+    const leave = async () => {
+      for (const step of [2, 4]) {
+        const dir = join(work, "checkpoints", `step-0000000${step}`);
+        await Deno.mkdir(dir, { recursive: true });
+        await Deno.writeTextFile(join(dir, "state.json"), "{}");
+      }
+    };
+    const attempt = async (resume: boolean) => {
+      const lines: string[] = [];
+      const found: boolean[] = [];
+      const s = await runGrid([a], {
+        outDir: out,
+        dataDir: DATA,
+        resume,
+        log: (l) => lines.push(l),
+        runOne: async (spec, opts) => {
+          found.push(await pathExists(join(opts.outDir, "checkpoints", "step-00000004")));
+          return fakeRunOne(spec, opts);
+        },
+      });
+      assert.equal(s.done, 1);
+      await Deno.remove(join(out, runFileName(a)));
+      return { lines, found };
+    };
+    await leave();
+    const fresh = await attempt(false);
+    assert.deepEqual(fresh.found, [false], "trained from step 0");
+    assert.deepEqual(fresh.lines, [
+      `run ${a.id} (${runFileName(a)}): discarding its checkpoint of step 4 of ` +
+      `${a.train.steps} and training from step 0, as without --resume; rerun with --resume to ` +
+      "continue a stopped run from its checkpoint",
+    ]);
+    // No checkpoint: nothing to say.
+    assert.deepEqual((await attempt(false)).lines, []);
+    // With --resume the run continues from it, and nothing is said.
+    await leave();
+    const resumed = await attempt(true);
+    assert.deepEqual(resumed.found, [true]);
+    assert.deepEqual(resumed.lines, []);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
 Deno.test("runGrid(): a claim that goes stale while waited for is taken over and the run continues from its checkpoints", async () => {
   const out = await Deno.makeTempDir();
   try {
