@@ -431,8 +431,8 @@ export interface RunSpec {
   readonly tasks: readonly string[];
   /**
    * Train-only tasks (the profile's `extraTrainTasks` of this benchmark), in the mixture after
-   * `tasks`: trained, never evaluated nor scored; each with a task id of its own after
-   * `tasks`', or that of the task it shares one with ({@link trainedTaskIds}). Absent when there
+   * `tasks`: trained, never evaluated nor scored; each with a task id of its own (after those of
+   * `tasks`) or that of the task it shares one with ({@link trainedTaskIds}). Absent when there
    * are none, so the run ids of profiles without them do not change. {@link trainedTasks} gives
    * every trained task.
    */
