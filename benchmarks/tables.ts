@@ -111,6 +111,7 @@ export type Table = (string | number)[][];
 export const PAPER_TABLES: Readonly<Record<string, string>> = {
   main: "the paper's main results (§4.2)",
   ablation: "the paper's ablation (§4.5)",
+  frozen: "the paper's tuning-all vs task-conditioned-only comparison (§4.3)",
   abstract: "the paper's abstract",
   other_paper: "another paper",
 };
@@ -530,19 +531,19 @@ function provenanceCells(g: Group): string[] {
 }
 
 /** The paper tables whose rows hold GLUE and SuperGLUE averages of a method at a model size. */
-const SCORE_TABLES: readonly string[] = ["main", "ablation"];
+const SCORE_TABLES: readonly string[] = ["main", "ablation", "frozen"];
 
 /**
  * The paper tables a profile's rows are compared with: an `ablation…` profile reproduces the
- * ablation (§4.5), a `paper-…` profile the main results (§4.2); another profile (a user's own) is
- * compared with both: where both have its row, the one with figures, or either when their figures
- * agree ({@link amongMatches}).
+ * ablation (§4.5) and the frozen-backbone comparison (§4.3), a `paper-…` profile the main results
+ * (§4.2); another profile (a user's own) is compared with all three: where two have its row, the
+ * one with figures, or either when their figures agree ({@link amongMatches}).
  *
  * @param profile the profile name
  * @returns keys of {@link PAPER_TABLES}
  */
 export function paperTablesOf(profile: string): readonly string[] {
-  if (profile.startsWith("ablation")) return ["ablation"];
+  if (profile.startsWith("ablation")) return ["ablation", "frozen"];
   if (profile.startsWith("paper-")) return ["main"];
   return SCORE_TABLES;
 }

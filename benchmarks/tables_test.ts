@@ -77,6 +77,21 @@ Deno.test("readPaperTable() gives every row a source and blank unknown scores", 
       p.method === "HyperFormer++" && p.params_ratio === "1.02" && p.trained_per_task_pct === "0.29"
     ),
   );
+  // The ablation profile's frozen-backbone rows have the §4.3 table's place, to be filled from
+  // the PDF; its full-training rows stay the ablation's (§4.5).
+  for (
+    const [label, method] of [
+      ["HyperFormer++ (frozen)", "hyperformer_pp"],
+      ["HyperPrompt-Global (frozen)", "hyperprompt_global"],
+    ] as const
+  ) {
+    const g = { profile: "ablation", model: "t5-v1_1-base", label, method };
+    assert.equal(paperMatch(paper, g).note, `frozen: t5-v1_1-base ${label}`);
+    // A main-table profile is not compared with it.
+    assert.equal(paperMatch(paper, { ...g, profile: "paper-base" }).row, undefined);
+  }
+  const full = { profile: "ablation", model: "t5-v1_1-base", label: "HyperFormer++" };
+  assert.equal(paperMatch(paper, { ...full, method: "hyperformer_pp" }).row?.table, "ablation");
 });
 
 Deno.test("readPaperTable() refuses a bad paper table naming file, line and column", async () => {
@@ -142,7 +157,7 @@ Deno.test("readPaperTable() refuses a bad paper table naming file, line and colu
       // Without its table a row could be matched to another table's runs.
       [
         `${head}\n${good}\nmain_results,t5-v1_1-base,Adapter,adapter,,,,,,,src\n`,
-        /:3: column table: "main_results" is not a table; known: main, ablation, abstract/,
+        /:3: column table: "main_results" is not a table; known: main, ablation, frozen, abstract/,
       ],
       [
         `${head}\n${good}\nmain,t5-base,HyperFormer++,hyperformer_pp,,,1.02,,0.29,frozen,src\n`,
