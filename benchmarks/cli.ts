@@ -112,13 +112,14 @@ import {
   type RunResult,
   type RunSpec,
   TEST_DIAGNOSTICS,
+  testFilePaths,
   testRows,
   testSplits,
   trainedTasks,
 } from "./spec.ts";
 import { loadExamples } from "../tasks/load.ts";
 import { DataError } from "../tasks/parse.ts";
-import { evalSplits } from "../tasks/registry.ts";
+import { evalSplits, getTask, sourceId } from "../tasks/registry.ts";
 import type { TaskSplit } from "../tasks/types.ts";
 import {
   compareResults,
@@ -405,6 +406,40 @@ function withRuns(problem: string, runs: readonly string[]): string {
     ? `${runs.slice(0, 3).join(", ")} and ${runs.length - 3} more`
     : runs.join(", ");
   return `${problem} (run${runs.length > 1 ? "s" : ""} ${shown})`;
+}
+
+/**
+ * The diagnostic test sets ({@link TEST_DIAGNOSTICS}: AX with MNLI, AX-b and AX-g with SuperGLUE
+ * RTE) that runs with `train.predictTest` would predict beside their task's test set but whose
+ * test files are missing from the data folder: such a run skips them (one line on stderr at its
+ * start), and their leaderboard files can then come only from a new run, since predictions are
+ * written as the run trains. Said before any run (and by a dry run), naming the files.
+ *
+ * @param specs the runs
+ * @param dataDir the data folder the runs read
+ * @returns one line per diagnostic, naming its missing files, how to get them, and its runs
+ */
+export function missingDiagnosticTests(specs: readonly RunSpec[], dataDir: string): string[] {
+  const missing = new Map<string, { files: string[]; runs: string[] }>();
+  for (const s of specs) {
+    if (s.train.predictTest !== true) continue;
+    for (const diag of s.tasks.flatMap((t) => TEST_DIAGNOSTICS[t] ?? [])) {
+      const files = testFilePaths(diag).filter((f) => !existsSync(join(dataDir, f)));
+      if (files.length === 0) continue;
+      const m = missing.get(diag) ?? { files, runs: [] };
+      missing.set(diag, m);
+      m.runs.push(s.id);
+    }
+  }
+  return [...missing].map(([diag, { files, runs }]) =>
+    withRuns(
+      `no ${getTask(diag).displayName} test predictions: ${
+        files.map((f) => join(dataDir, f)).join(", ")
+      } not found, and the leaderboard zip needs that file, which only a run writes; get it ` +
+        `first (deno task download --tasks ${sourceId(diag)}) if you will submit`,
+      runs,
+    )
+  );
 }
 
 /**
@@ -1939,6 +1974,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       ? `${grid.length} runs`
       : `${what}: ${specs.length} of ${grid.length} runs`;
     error(`Profile "${profile.name}" (${scope}); data ${dataDir}; out ${values.out}`);
+    for (const n of missingDiagnosticTests(specs, dataDir)) error(`note: ${n}`);
     // A checkpoint folder whose config.json, weights or tokenizer cannot be used fails each of
     // its runs at its start: refused now (a dry run lists the grid and says so).
     const badConfigs = unusableCheckpoints(specs);

@@ -21,6 +21,7 @@ import {
   leftToOthersNote,
   main,
   malformedTaskFiles,
+  missingDiagnosticTests,
   modelConfig,
   preflightModelConfig,
   progressInfo,
@@ -3410,4 +3411,44 @@ Deno.test("main() routes the grid's own notes above the bars when it draws them,
     }
     assert.doesNotMatch(barred.err.join("\n"), note);
     assert.match(written.join(""), note, "above the bars");
+  }));
+
+Deno.test("missingDiagnosticTests(): a predictTest run of SuperGLUE RTE whose AX-b / AX-g test files are missing is named before training (and by a dry run); none without predictTest or with the files", () =>
+  inTempDir(async (dir) => {
+    const data = join(dir, "data");
+    await Deno.mkdir(join(data, "super_glue"), { recursive: true });
+    for (const t of ["CB", "RTE"]) {
+      await Deno.symlink(join(DATA, "super_glue", t), join(data, "super_glue", t));
+    }
+    const profile = await tmpProfile(dir, {
+      seeds: [0],
+      benchmarks: ["super_glue"],
+      tasks: { super_glue: ["cb", "rte_sg"] },
+      methods: [{ name: "mtl" }, { name: "hyperprompt_global", config: { length: 4 } }],
+      train: { ...TINY.train, predictTest: true },
+    });
+    const grid = expandGrid(await loadProfile(profile), { dataDir: data });
+    const ids = grid.map((s) => s.id).join(", ");
+    const line = (name: string, file: string, id: string) =>
+      `no ${name} test predictions: ${join(data, "super_glue", file)} not found, and the ` +
+      "leaderboard zip needs that file, which only a run writes; get it first (deno task " +
+      `download --tasks super_glue/${id}) if you will submit (runs ${ids})`;
+    assert.deepEqual(missingDiagnosticTests(grid, data), [
+      line("AX-b", "AX-b/AX-b.jsonl", "axb"),
+      line("AX-g", "AX-g/AX-g.jsonl", "axg"),
+    ]);
+    // Without predictTest nothing is predicted, so nothing is missing.
+    const plain = grid.map((s) => ({ ...s, train: { ...s.train, predictTest: false } }));
+    assert.deepEqual(missingDiagnosticTests(plain, data), []);
+    // With AX-b's file there, AX-g's alone.
+    await Deno.mkdir(join(data, "super_glue/AX-b"));
+    await Deno.writeTextFile(join(data, "super_glue/AX-b/AX-b.jsonl"), "");
+    assert.deepEqual(missingDiagnosticTests(grid, data), [line("AX-g", "AX-g/AX-g.jsonl", "axg")]);
+    // A dry run says it too.
+    const c = capture();
+    assert.equal(await main(["--profile", profile, "--data-dir", data, "--dry-run"], c.opts), 0);
+    assert.ok(
+      c.err.includes(`note: ${line("AX-g", "AX-g/AX-g.jsonl", "axg")}`),
+      c.err.join("\n"),
+    );
   }));

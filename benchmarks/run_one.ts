@@ -103,6 +103,7 @@ import {
   type SavedWeights,
   type TaskEval,
   TEST_DIAGNOSTICS,
+  testFilePaths,
   type TestPredictions,
   testPredictionsDir,
   testSplits,
@@ -1343,10 +1344,7 @@ async function testPredictionWriter(
   for (const [taskId, task] of spec.tasks.entries()) {
     await load(task, taskId, task);
     for (const diag of TEST_DIAGNOSTICS[task] ?? []) {
-      const paths = testSplits(diag).flatMap((s) => getTask(diag).files[s] ?? []).map((f) =>
-        f.path
-      );
-      const missing = paths.filter((f) => !existsSync(join(opts.dataDir, f)));
+      const missing = testFilePaths(diag).filter((f) => !existsSync(join(opts.dataDir, f)));
       if (missing.length > 0) {
         console.error(
           `run ${spec.id}: no ${getTask(diag).displayName} test predictions (with ${task}'s): ` +

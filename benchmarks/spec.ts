@@ -721,6 +721,18 @@ export const TEST_DIAGNOSTICS: Readonly<Record<string, readonly string[]>> = {
 };
 
 /**
+ * The files (relative to the data folder) of a task's {@link testSplits}: for a diagnostic of
+ * {@link TEST_DIAGNOSTICS}, what must be there when a `train.predictTest` run starts for its
+ * predictions to be written at all.
+ *
+ * @param task a registry task name
+ * @returns the paths, in split order
+ */
+export function testFilePaths(task: string): string[] {
+  return testSplits(task).flatMap((s) => getTask(task).files[s] ?? []).map((f) => f.path);
+}
+
+/**
  * The test splits a task's leaderboard predictions cover: the registry's `test_*` splits when it
  * lists any (MNLI: `test_matched`, `test_mismatched`), else `test` when it has a test file, else
  * none (a train-only task).

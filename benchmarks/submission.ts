@@ -158,6 +158,19 @@ export class SubmissionError extends Error {
   }
 }
 
+/**
+ * One JSON Lines record as T5's `prepare_glue_submission.py` writes it with `json.dumps`, whose
+ * `ensure_ascii` escapes every non-ASCII character (a surrogate pair as two escapes): the file
+ * is pure ASCII, and a U+2028 / U+2029 / U+0085 in a prediction cannot split its line for a
+ * reader that splits on them (Python's `str.splitlines`).
+ */
+function jsonLine(v: unknown): string {
+  return JSON.stringify(v).replace(
+    /[\u0080-\uffff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
 function show(v: unknown): string {
   const s = JSON.stringify(v);
   return s === undefined ? String(v) : s.length > 60 ? s.slice(0, 57) + "..." : s;
@@ -392,7 +405,8 @@ export function convertFile(
         return v;
       }
       case "text":
-        return p;
+        // As T5 writes a ReCoRD answer: stripped (`l.strip()`).
+        return p.trim();
       case "majority":
         return 0;
       case "multirc":
@@ -412,7 +426,7 @@ export function convertFile(
       as.push({ idx: Number(m[3]), label: label(predictions[i]!, ex) as number });
     });
     const lines = [...passages].map(([p, qs]) =>
-      JSON.stringify({
+      jsonLine({
         idx: jsonIdx(p),
         passage: {
           questions: [...qs].map(([q, answers]) => ({ idx: Number(q), answers })),
@@ -437,7 +451,7 @@ export function convertFile(
   const lines = examples.map((ex, i) => {
     // ReCoRD: the query's idx (the id is <passage idx>/<query idx>), as T5's `idx/query`.
     const id = f.format === "text" ? rawId(ex).split("/").at(-1)! : rawId(ex);
-    return JSON.stringify({ idx: jsonIdx(id), label: values[i] });
+    return jsonLine({ idx: jsonIdx(id), label: values[i] });
   });
   return { text: lines.map((l) => l + "\n").join(""), rows: lines.length, replaced, clipped };
 }
@@ -614,7 +628,12 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
             ? ` (${without.join(", ")} ${
               without.length === 1 ? "has" : "have"
             } no testPredictions: trained without train.predictTest)`
-            : ""),
+            : "") +
+          // A run skips a diagnostic whose test file was missing when it started (one line on
+          // its stderr): the likely why, when it is missing now too.
+          (hasTest || !Object.hasOwn(DIAGNOSTIC_OF, f.task)
+            ? ""
+            : `; its test file ${join(opts.dataDir, testFile)} is not there either`),
       });
       continue;
     }
@@ -940,9 +959,15 @@ async function submissionCommand(args: string[], log: (s: string) => void): Prom
   // README.txt is always there; the count is of the leaderboard's own files, the zip's.
   const n = sub.files.size - 1;
   const what = `${n} leaderboard ${n === 1 ? "file" : "files"}`;
+  const absent = sub.missing.map((m) => m.name);
   log(
     `wrote ${what} and ${README} to ${out}, the leaderboard ${n === 1 ? "file" : "files"} ` +
-      `alone to ${zip}`,
+      `alone to ${zip}` +
+      (absent.length === 0
+        ? ""
+        : `; INCOMPLETE (--allow-missing): without ${
+          absent.join(", ")
+        }, which a leaderboard rejects: use it to check the files, not to upload`),
   );
 }
 
