@@ -415,6 +415,18 @@ function peakAt(s: RunSpec, m: number): number {
   return estimateTrainingMemory(memoryInputFor(s, CONFIG, "fused", m)).peak;
 }
 
+Deno.test("memoryInputFor: per-task variables for the tasks the method tells apart (DPR shares WSC's where the run has WSC)", () => {
+  const sg = (tasks: string[]): RunSpec => ({
+    ...spec(),
+    benchmark: "super_glue",
+    tasks,
+    trainOnlyTasks: ["dpr"],
+  });
+  assert.equal(memoryInputFor(sg(["cb", "wsc"]), CONFIG, "composite").numTasks, 2);
+  assert.equal(memoryInputFor(sg(["cb", "rte_sg"]), CONFIG, "composite").numTasks, 3);
+  assert.equal(memoryInputFor(spec(), CONFIG, "composite").numTasks, 2);
+});
+
 Deno.test("memoryInputFor: the run's z-loss and label smoothing reach the estimate", () => {
   assert.equal(memoryInputFor(spec({ zLoss: 1e-4 }), CONFIG, "composite").zLoss, 1e-4);
   assert.equal("zLoss" in memoryInputFor(spec(), CONFIG, "composite"), false);

@@ -1557,6 +1557,15 @@ Deno.test({
       const two = methodAccounting(cfg, "adapter", {}, 2, { inputLength: 48, targetLength: 6 });
       assert.ok(three.trained > two.trained);
       assert.equal(r.params.trained, three.trained);
+      // Prompt-Tuning's class-label init reads each conditioned task's label words, DPR's too
+      // when it has an id of its own (no WSC here).
+      const pt = spec({ name: "prompt_tuning", label: "pt", config: { length: 4 } }, 2);
+      const ptBody = { ...pt, id: undefined, trainOnlyTasks: ["dpr"] };
+      const p = await runOne({ ...ptBody, id: runId(ptBody) }, {
+        outDir: join(out, "pt"),
+        dataDir,
+      });
+      assert.deepEqual(Object.keys(p.best).sort(), ["cb", "rte_sg"]);
       // With WSC in the run, DPR's examples carry WSC's task id (its wsc: format, T5's mixture):
       // the adapter has two tasks' variables, and the run trains and evaluates CB and WSC.
       // The mirror has WSC's val.jsonl only: a train file of the official 554 rows from its rows.

@@ -1330,8 +1330,8 @@ Deno.test("runGrid() without resume says it discards a stopped run's checkpoint 
     const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
     const a = grid[0]!;
     const work = join(out, runFileName(a)).replace(/\.json$/, "");
-    const leave = async () => {
-      for (const step of [2, 4]) {
+    const leave = async (steps = [2, 4]) => {
+      for (const step of steps) {
         const dir = join(work, "checkpoints", `step-0000000${step}`);
         await Deno.mkdir(dir, { recursive: true });
         await Deno.writeTextFile(join(dir, "state.json"), "{}");
@@ -1362,8 +1362,13 @@ Deno.test("runGrid() without resume says it discards a stopped run's checkpoint 
       `${a.train.steps} and training from step 0, as without --resume; rerun with --resume to ` +
       "continue a stopped run from its checkpoint",
     ]);
-    // No checkpoint: nothing to say.
+    // No checkpoint: nothing to say; a single one is named too.
     assert.deepEqual((await attempt(false)).lines, []);
+    await leave([2]);
+    assert.match(
+      (await attempt(false)).lines.join("\n"),
+      /^run \S+ \(.*\): discarding its checkpoint of step 2 of /,
+    );
     // With --resume the run continues from it, and nothing is said.
     await leave();
     const resumed = await attempt(true);

@@ -12,6 +12,7 @@ import {
   METHOD_NAMES,
   type MethodName,
   normalHfRef,
+  pretrainReadBy,
   profileNotes,
   resolveListedTask,
   runFileName,
@@ -798,6 +799,27 @@ Deno.test("profileNotes: pretrain settings no run uses are a note (a tiny preset
     notes({ models: ["t5-small"], backbone: "pretrained", pretrain: { vocabSize: 512 } }),
     [note("vocabSize")],
   );
+  // What any of the models reads counts: the tiny preset's pretrained backbone reads them all.
+  assert.deepEqual(
+    notes({
+      models: ["t5-small", "tiny-v1_1"],
+      backbone: "pretrained",
+      pretrain: { steps: 3, vocabSize: 512 },
+    }),
+    [],
+  );
+});
+
+Deno.test("pretrainReadBy(): all for a tiny preset's pretrained backbone, vocabSize for its random init, none for a published preset or an hf backbone", () => {
+  const all = { steps: 3, vocabSize: 512 };
+  assert.deepEqual(pretrainReadBy(all, "tiny-v1_1", "pretrained"), all);
+  assert.deepEqual(pretrainReadBy(all, "tiny-v1_1", "random"), { vocabSize: 512 });
+  assert.equal(pretrainReadBy({ steps: 3 }, "tiny-v1_1", "random"), undefined);
+  assert.equal(pretrainReadBy(all, "tiny-v1_1", { hf: "./models/t5" }), undefined);
+  assert.equal(pretrainReadBy(all, "t5-v1_1-small", "pretrained"), undefined);
+  assert.equal(pretrainReadBy(all, "t5-v1_1-small", "random"), undefined);
+  assert.equal(pretrainReadBy(all, { hf: "./models/t5" }, "pretrained"), undefined);
+  assert.equal(pretrainReadBy(undefined, "tiny-v1_1", "pretrained"), undefined);
 });
 
 Deno.test("profileNotes: a tolerance of a task or average no run evaluates is a note", () => {

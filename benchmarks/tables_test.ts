@@ -87,8 +87,9 @@ Deno.test("readPaperTable() gives every row a source and blank unknown scores", 
   ) {
     const g = { profile: "ablation", model: "t5-v1_1-base", label, method };
     assert.equal(paperMatch(paper, g).note, `frozen: t5-v1_1-base ${label}`);
-    // A main-table profile is not compared with it.
+    // A main-table profile is not compared with it; a user's own profile is.
     assert.equal(paperMatch(paper, { ...g, profile: "paper-base" }).row, undefined);
+    assert.equal(paperMatch(paper, { ...g, profile: "mine" }).row?.table, "frozen");
   }
   const full = { profile: "ablation", model: "t5-v1_1-base", label: "HyperFormer++" };
   assert.equal(paperMatch(paper, { ...full, method: "hyperformer_pp" }).row?.table, "ablation");
