@@ -468,7 +468,9 @@ function groupRuns(
     cmp(a.profile, b.profile) || compareModels(a.modelName, b.modelName) ||
     cmp(a.model, b.model) ||
     order(a.method) - order(b.method) ||
-    cmp(a.label, b.label) || cmp(a.backbone, b.backbone) || cmp(configCell(a), configCell(b)) ||
+    // Numbers in labels by value: the length study's l=4, l=32, l=64, l=100, not l=100 first.
+    a.label.localeCompare(b.label, "en", { numeric: true }) || cmp(a.label, b.label) ||
+    cmp(a.backbone, b.backbone) || cmp(configCell(a), configCell(b)) ||
     cmp(a.setup, b.setup)
   );
 }

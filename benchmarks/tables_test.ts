@@ -497,6 +497,19 @@ Deno.test("deno task tables on the ci baseline: params.csv shows the ablation's 
   }
 });
 
+Deno.test("ablationTable() and scoresTable() order one method's rows by label with numbers by value (the length study: l=4, l=32, l=64, l=100)", async () => {
+  const rs = await runs(
+    [100, 4, 64, 32].map((l) =>
+      spec("ablation", "tiny-v1_1", "hyperprompt_global", `HyperPrompt-Global l=${l}`, 0, "glue")
+    ),
+  );
+  const want = [4, 32, 64, 100].map((l) => `HyperPrompt-Global l=${l}`);
+  for (const t of [ablationTable(rs, []), scoresTable(rs, [])]) {
+    const at = (t[0] as string[]).indexOf("method");
+    assert.deepEqual(t.slice(1).map((r) => r[at]), want);
+  }
+});
+
 Deno.test("ablationTable() states the seeds averaged and their std, as scores.csv does", async () => {
   const rs = await runs(
     [0, 1, 2].map((seed) =>
