@@ -435,8 +435,9 @@ export function missingDiagnosticTests(specs: readonly RunSpec[], dataDir: strin
     withRuns(
       `no ${getTask(diag).displayName} test predictions: ${
         files.map((f) => join(dataDir, f)).join(", ")
-      } not found, and the leaderboard zip needs that file, which only a run writes; get it ` +
-        `first (deno task download --tasks ${sourceId(diag)}) if you will submit`,
+      } not found, so these runs will predict no ${getTask(diag).displayName}, whose ` +
+        `predictions the leaderboard zip needs and only a run writes; get the file first (deno ` +
+        `task download --tasks ${sourceId(diag)}) if you will submit`,
       runs,
     )
   );

@@ -3430,9 +3430,10 @@ Deno.test("missingDiagnosticTests(): a predictTest run of SuperGLUE RTE whose AX
     const grid = expandGrid(await loadProfile(profile), { dataDir: data });
     const ids = grid.map((s) => s.id).join(", ");
     const line = (name: string, file: string, id: string) =>
-      `no ${name} test predictions: ${join(data, "super_glue", file)} not found, and the ` +
-      "leaderboard zip needs that file, which only a run writes; get it first (deno task " +
-      `download --tasks super_glue/${id}) if you will submit (runs ${ids})`;
+      `no ${name} test predictions: ${join(data, "super_glue", file)} not found, so these ` +
+      `runs will predict no ${name}, whose predictions the leaderboard zip needs and only a run ` +
+      `writes; get the file first (deno task download --tasks super_glue/${id}) if you will ` +
+      `submit (runs ${ids})`;
     assert.deepEqual(missingDiagnosticTests(grid, data), [
       line("AX-b", "AX-b/AX-b.jsonl", "axb"),
       line("AX-g", "AX-g/AX-g.jsonl", "axg"),

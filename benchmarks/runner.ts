@@ -16,6 +16,7 @@
  * @module
  */
 import { basename, dirname, join } from "node:path";
+import { existsSync } from "node:fs";
 import {
   discardFolder,
   fileChange,
@@ -59,6 +60,8 @@ import {
   type RunProgress,
   type RunResult,
   type RunSpec,
+  TEST_DIAGNOSTICS,
+  testFilePaths,
   testPredictionsDir,
   trainFor,
   validateRunResult,
@@ -318,8 +321,9 @@ function refuseRepeatedTask(profile: Profile, at: string, tasks: readonly string
 /**
  * The tasks a profile's grid asks for (listed, or every task of each of its benchmarks, then its
  * `extraTrainTasks`) whose files (train and validation; train only for a train-only task)
- * `dataDir` lacks, as download ids (`glue/mnli`, `super_glue/rte`):
- * what `deno task bench` fetches before expanding the grid.
+ * `dataDir` lacks, and with `train.predictTest` the diagnostics their runs predict (AX with MNLI,
+ * AX-b and AX-g with SuperGLUE RTE) whose test files it lacks, as download ids (`glue/mnli`,
+ * `super_glue/rte`): what `deno task bench` fetches before expanding the grid.
  *
  * @param profile a validated profile
  * @param opts data dir and task catalog
@@ -330,11 +334,23 @@ export function missingProfileTasks(
   opts: Pick<ExpandOptions, "dataDir" | "catalog">,
 ): string[] {
   const catalog = opts.catalog ?? tasksCatalog();
-  return profile.benchmarks.flatMap((b) =>
-    [...chosenTasks(profile, b, catalog), ...extraTrainTasks(profile, b)]
-      .filter((t) => !catalog.isAvailable(b, t, opts.dataDir))
-      .map((t) => sourceId(t))
-  );
+  return profile.benchmarks.flatMap((b) => {
+    const chosen = chosenTasks(profile, b, catalog);
+    // With train.predictTest, the diagnostics their tasks' runs predict beside their test sets
+    // (AX, AX-b, AX-g), whose test files must be there when a run starts.
+    const predicts = profile.methods.some((m) => trainFor(profile, b, m).predictTest === true);
+    const diagnostics = predicts
+      ? chosen.flatMap((t) => TEST_DIAGNOSTICS[t] ?? []).filter((d) =>
+        testFilePaths(d).some((f) => !existsSync(join(opts.dataDir, f)))
+      )
+      : [];
+    return [
+      ...[...chosen, ...extraTrainTasks(profile, b)].filter((t) =>
+        !catalog.isAvailable(b, t, opts.dataDir)
+      ),
+      ...diagnostics,
+    ].map((t) => sourceId(t));
+  });
 }
 
 /**

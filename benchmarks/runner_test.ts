@@ -1004,6 +1004,37 @@ Deno.test("expandGrid(): a catalog without trainableTasks still accepts a regist
   assert.deepEqual(grid[0]?.tasks, ["rte", "wnli"]);
 });
 
+Deno.test("missingProfileTasks(): with predictTest, the diagnostics its tasks' runs predict (AX-b, AX-g with SuperGLUE RTE) whose test files are missing; not without predictTest", async () => {
+  const catalog = await defaultTaskCatalog();
+  const sg = (train: Record<string, unknown>) =>
+    profile({
+      benchmarks: ["super_glue"],
+      tasks: { super_glue: ["cb", "rte_sg"] },
+      train: { steps: 4, evalEvery: 2, batchSize: 2, ...train },
+    });
+  // The mirror has CB and SuperGLUE RTE with their test files, not AX-b or AX-g.
+  assert.deepEqual(missingProfileTasks(sg({}), { dataDir: DATA, catalog }), []);
+  assert.deepEqual(missingProfileTasks(sg({ predictTest: true }), { dataDir: DATA, catalog }), [
+    "super_glue/axb",
+    "super_glue/axg",
+  ]);
+  // Present (a folder holding them): nothing to fetch.
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(join(dir, "super_glue"));
+    for (const t of ["CB", "RTE"]) {
+      await Deno.symlink(join(DATA, "super_glue", t), join(dir, "super_glue", t));
+    }
+    for (const f of ["AX-b/AX-b.jsonl", "AX-g/AX-g.jsonl"]) {
+      await Deno.mkdir(join(dir, "super_glue", f, ".."), { recursive: true });
+      await Deno.writeTextFile(join(dir, "super_glue", f), "");
+    }
+    assert.deepEqual(missingProfileTasks(sg({ predictTest: true }), { dataDir: dir, catalog }), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("expandGrid(): extraTrainTasks (DPR) joins each multi-task run's mixture after its tasks, never a per-task run", async () => {
   const catalog = await defaultTaskCatalog();
   const methods = [
