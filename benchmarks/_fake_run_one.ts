@@ -8,7 +8,15 @@
  */
 import { createHash } from "node:crypto";
 import { TASKS } from "../tasks/registry.ts";
-import type { BestEval, RunOneFn, RunOneOptions, RunResult, RunSpec, TaskEval } from "./spec.ts";
+import {
+  type BestEval,
+  conditionedTasks,
+  type RunOneFn,
+  type RunOneOptions,
+  type RunResult,
+  type RunSpec,
+  type TaskEval,
+} from "./spec.ts";
 
 function unit(key: string): number {
   const h = createHash("sha256").update(key).digest();
@@ -99,7 +107,7 @@ export function fakeRunOne(spec: RunSpec, opts: RunOneOptions): Promise<RunResul
       extra,
       extraPct: (100 * extra) / backbone,
       trained,
-      trainedPerTaskPct: (100 * trained) / spec.tasks.length / backbone,
+      trainedPerTaskPct: (100 * trained) / conditionedTasks(spec).length / backbone,
     },
     flops: {
       trainPerExample: 6 * total * (spec.train.maxInputLength + spec.train.maxTargetLength),

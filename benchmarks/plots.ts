@@ -442,7 +442,9 @@ export function scoreVsParamsSvg(results: readonly RunResult[]): string {
     const r = results.find((x) => x.spec.method.label === label)!;
     return METHOD_NAMES.indexOf(r.spec.method.name);
   };
-  const series: Series[] = [...acc.keys()].sort((a, b) => order(a) - order(b) || (a < b ? -1 : 1))
+  const series: Series[] = [...acc.keys()].sort((a, b) =>
+    order(a) - order(b) || a.localeCompare(b, "en", { numeric: true }) || (a < b ? -1 : 1)
+  )
     .map((name) => ({
       name,
       points: [...acc.get(name)!].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, p]) => ({
@@ -527,7 +529,10 @@ export function attentionMassSvg(results: readonly RunResult[]): string {
       });
     }
   }
-  const series: Series[] = [...acc.keys()].sort().map((name) => ({
+  // Labels with numbers by value (l=4 before l=32), as the tables order them.
+  const series: Series[] = [...acc.keys()].sort((a, b) =>
+    a.localeCompare(b, "en", { numeric: true }) || (a < b ? -1 : 1)
+  ).map((name) => ({
     name,
     points: acc.get(name)!.map((vs, i) => ({ x: i, y: vs.reduce((a, b) => a + b, 0) / vs.length })),
   }));

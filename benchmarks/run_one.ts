@@ -755,8 +755,11 @@ async function runOnBackbone(
       instance,
       train: t,
       seed: spec.seed,
-      // Named by task id, as the batch's taskIds are (DPR's examples as WSC's where it shares).
-      taskNames: conditioned,
+      // Named by task id, as the batch's taskIds are: the trained tasks carrying it (`wsc+dpr`
+      // where DPR shares WSC's).
+      taskNames: conditioned.map((_, id) =>
+        trained.filter((_, i) => trainedIds[i] === id).join("+")
+      ),
       source: batches,
       checkpointDir: join(opts.outDir, "checkpoints"),
       ...(opts.checkpointMinutes === undefined

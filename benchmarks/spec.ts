@@ -274,7 +274,8 @@ export interface TrainSpec {
   /**
    * T5X's z-loss: `zLoss · log_z²` added to each counted target token's loss (log_z = logsumexp
    * of the token's logits), averaged as the cross-entropy is (same tokens, same denominator); its
-   * gradient flows through log_z (Lester et al.'s Prompt-Tuning: 1e-4, spec §2.4). The recorded
+   * gradient flows through log_z (Lester et al.'s Prompt-Tuning: 1e-4, spec §2.4; Mesh TF's
+   * `Unitransformer` default 1e-4, which every run of the paper and ablation profiles uses). The recorded
    * training loss includes it, as T5X's `loss` does. Absent or 0: none (0 is left out of the
    * canonical JSON, so the run ids of specs without it do not change).
    */

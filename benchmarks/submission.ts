@@ -36,7 +36,7 @@
 import { basename, dirname, join, resolve } from "node:path";
 import { zipSync } from "fflate";
 import { loadExamples } from "../tasks/load.ts";
-import { pyFloat } from "../tasks/parse.ts";
+import { pyFloat, pyStrip } from "../tasks/parse.ts";
 import { classLabel, wscSimple } from "../tasks/postprocess.ts";
 import { getTask } from "../tasks/registry.ts";
 import type { BenchmarkName, Example, TaskSplit } from "../tasks/types.ts";
@@ -159,14 +159,15 @@ export class SubmissionError extends Error {
 }
 
 /**
- * One JSON Lines record as T5's `prepare_glue_submission.py` writes it with `json.dumps`, whose
- * `ensure_ascii` escapes every non-ASCII character (a surrogate pair as two escapes): the file
- * is pure ASCII, and a U+2028 / U+2029 / U+0085 in a prediction cannot split its line for a
- * reader that splits on them (Python's `str.splitlines`).
+ * One JSON Lines record escaped as T5's `prepare_glue_submission.py` writes it with `json.dumps`,
+ * whose `ensure_ascii` escapes DEL and every non-ASCII character (a surrogate pair as two
+ * escapes), but compact (no spaces after `,` and `:`): the file is pure printable ASCII, and a
+ * U+2028 / U+2029 / U+0085 in a prediction cannot split its line for a reader that splits on
+ * them (Python's `str.splitlines`).
  */
 function jsonLine(v: unknown): string {
   return JSON.stringify(v).replace(
-    /[\u0080-\uffff]/g,
+    /[\u007f-\uffff]/g,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
   );
 }
@@ -405,8 +406,8 @@ export function convertFile(
         return v;
       }
       case "text":
-        // As T5 writes a ReCoRD answer: stripped (`l.strip()`).
-        return p.trim();
+        // As T5 writes a ReCoRD answer: stripped as Python's `l.strip()` strips.
+        return pyStrip(p);
       case "majority":
         return 0;
       case "multirc":

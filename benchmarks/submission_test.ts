@@ -663,19 +663,26 @@ Deno.test("convertFile(): JSON Lines as T5's json.dumps writes them: ASCII only 
     target: "",
     split: "test",
   });
-  const c = convertFile(record, [ex(7), ex(8), ex(9)], [" Zürich \n", "a\u2028b", "😀"]);
+  const c = convertFile(record, [ex(7), ex(8), ex(9), ex(10)], [
+    " Zürich \n",
+    "a\u2028b",
+    "😀",
+    // Python's strip() takes \x1c (a separator), not U+FEFF; DEL is escaped.
+    "\x1cx\x7f\ufeff",
+  ]);
   // Byte for byte Python's json.dumps(..., ensure_ascii=True) but compact, as the other files.
   assert.equal(
     c.text,
     '{"idx":7,"label":"Z\\u00fcrich"}\n' +
       '{"idx":8,"label":"a\\u2028b"}\n' +
-      '{"idx":9,"label":"\\ud83d\\ude00"}\n',
+      '{"idx":9,"label":"\\ud83d\\ude00"}\n' +
+      '{"idx":10,"label":"x\\u007f\\ufeff"}\n',
   );
-  assert.ok([...c.text].every((ch) => ch.charCodeAt(0) < 0x80), "ASCII only");
+  assert.ok([...c.text].every((ch) => ch.charCodeAt(0) < 0x7f), "printable ASCII only");
   // Three lines whichever separators a reader splits on; each parses back to the prediction.
   assert.deepEqual(
     c.text.trimEnd().split("\n").map((l) => JSON.parse(l).label),
-    ["Zürich", "a\u2028b", "😀"],
+    ["Zürich", "a\u2028b", "😀", "x\x7f\ufeff"],
   );
 });
 

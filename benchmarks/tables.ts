@@ -651,7 +651,7 @@ export function paperMatch(
     return amongMatches(
       found,
       figures,
-      "a profile named paper-… (main) or ablation… (ablation) says which it reproduces",
+      "a profile named paper-… (main) or ablation… (ablation, frozen) says which it reproduces",
     );
   }
   const other = named.find((p) => tables.includes(p.table));

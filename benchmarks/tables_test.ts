@@ -508,6 +508,12 @@ Deno.test("ablationTable() and scoresTable() order one method's rows by label wi
     const at = (t[0] as string[]).indexOf("method");
     assert.deepEqual(t.slice(1).map((r) => r[at]), want);
   }
+  // The plots' legends too.
+  for (const svg of [scoreVsParamsSvg(rs), attentionMassSvg(rs)]) {
+    const first = want.map((w) => svg.indexOf(`${w} `));
+    assert.ok(first.every((i) => i >= 0), svg.slice(0, 300));
+    assert.deepEqual([...first].sort((a, b) => a - b), first);
+  }
 });
 
 Deno.test("ablationTable() states the seeds averaged and their std, as scores.csv does", async () => {

@@ -101,22 +101,22 @@ export interface SamplerLike {
 export class MixtureBatches implements BatchSource {
   readonly #sampler: SamplerLike;
   readonly #examples: readonly (readonly Example[])[];
-  readonly #encode: (ex: Example, taskId: number) => EncodedExample;
+  readonly #encode: (ex: Example, i: number) => EncodedExample;
   readonly #ids: SpecialIds;
   readonly #cache = new Map<number, EncodedExample>();
   readonly #offsets: number[];
 
   /**
-   * @param sampler the seeded mixture sampler (task ids index `examples`)
-   * @param examples training examples per task id
-   * @param encode tokenizer + truncation of one example, given its index in `examples` (the
-   *   caller maps it to the task id the example carries)
+   * @param sampler the seeded mixture sampler (its `task` indexes `examples`)
+   * @param examples training examples per mixture entry (a trained task, in mixture order)
+   * @param encode tokenizer + truncation of one example, given its entry's index in `examples`
+   *   (the caller maps it to the task id the example carries)
    * @param ids pad / decoder-start ids
    */
   constructor(
     sampler: SamplerLike,
     examples: readonly (readonly Example[])[],
-    encode: (ex: Example, taskId: number) => EncodedExample,
+    encode: (ex: Example, i: number) => EncodedExample,
     ids: SpecialIds,
   ) {
     this.#sampler = sampler;

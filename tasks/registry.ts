@@ -741,6 +741,13 @@ export function checkTaskRegistry(
             JSON.stringify(t.sharesTaskIdWith)
           } is not an evaluated ${t.benchmark} task of the registry`,
         );
+      } else if (host.prefix !== t.prefix) {
+        // One task id, one input format: a method keyed by task cannot tell the two apart.
+        fail(
+          `${at}.sharesTaskIdWith`,
+          `names ${t.sharesTaskIdWith}, whose prefix ${JSON.stringify(host.prefix)} is not this ` +
+            `task's ${JSON.stringify(t.prefix)}: tasks sharing a task id share its input format`,
+        );
       }
     }
     if (t.inAverage && t.groupMetrics.length === 0) {

@@ -373,6 +373,10 @@ Deno.test("checkTaskRegistry: a train-only entry (DPR) has train files only, is 
       host,
     );
   }
+  assert.throws(
+    bad({ prefix: "dpr:" }),
+    /^Error: reg\.ts: TASKS\.dpr\.sharesTaskIdWith names wsc, whose prefix "wsc:" is not this task's "dpr:": tasks sharing a task id share its input format$/,
+  );
   const wsc = TASKS.wsc!;
   assert.throws(
     () => checkTaskRegistry({ ...TASKS, wsc: { ...wsc, sharesTaskIdWith: "cb" } }, BENCHMARK_TASKS),
