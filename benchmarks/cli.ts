@@ -104,6 +104,7 @@ import {
   BACKEND_CHOICES,
   type BackendChoice,
   conditionedTasks,
+  missingTestFiles,
   perTaskTag,
   profileNotes,
   runFileName,
@@ -112,7 +113,6 @@ import {
   type RunResult,
   type RunSpec,
   TEST_DIAGNOSTICS,
-  testFilePaths,
   testRows,
   testSplits,
   trainedTasks,
@@ -424,7 +424,7 @@ export function missingDiagnosticTests(specs: readonly RunSpec[], dataDir: strin
   for (const s of specs) {
     if (s.train.predictTest !== true) continue;
     for (const diag of s.tasks.flatMap((t) => TEST_DIAGNOSTICS[t] ?? [])) {
-      const files = testFilePaths(diag).filter((f) => !existsSync(join(dataDir, f)));
+      const files = missingTestFiles(diag, dataDir);
       if (files.length === 0) continue;
       const m = missing.get(diag) ?? { files, runs: [] };
       missing.set(diag, m);

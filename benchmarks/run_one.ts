@@ -95,6 +95,7 @@ import {
   type BestEval,
   conditionedTasks,
   FINAL_WEIGHTS_FOLDER,
+  missingTestFiles,
   runFileName,
   type RunOneOptions,
   type RunResult,
@@ -103,7 +104,6 @@ import {
   type SavedWeights,
   type TaskEval,
   TEST_DIAGNOSTICS,
-  testFilePaths,
   type TestPredictions,
   testPredictionsDir,
   testSplits,
@@ -1347,7 +1347,7 @@ async function testPredictionWriter(
   for (const [taskId, task] of spec.tasks.entries()) {
     await load(task, taskId, task);
     for (const diag of TEST_DIAGNOSTICS[task] ?? []) {
-      const missing = testFilePaths(diag).filter((f) => !existsSync(join(opts.dataDir, f)));
+      const missing = missingTestFiles(diag, opts.dataDir);
       if (missing.length > 0) {
         console.error(
           `run ${spec.id}: no ${getTask(diag).displayName} test predictions (with ${task}'s): ` +

@@ -16,7 +16,6 @@
  * @module
  */
 import { basename, dirname, join } from "node:path";
-import { existsSync } from "node:fs";
 import {
   discardFolder,
   fileChange,
@@ -50,6 +49,7 @@ import {
   BENCHMARKS,
   FINAL_WEIGHTS_FOLDER,
   firstRepeat,
+  missingTestFiles,
   pretrainReadBy,
   type Profile,
   resolveListedTask,
@@ -61,7 +61,6 @@ import {
   type RunResult,
   type RunSpec,
   TEST_DIAGNOSTICS,
-  testFilePaths,
   testPredictionsDir,
   trainFor,
   validateRunResult,
@@ -341,7 +340,7 @@ export function missingProfileTasks(
     const predicts = profile.methods.some((m) => trainFor(profile, b, m).predictTest === true);
     const diagnostics = predicts
       ? chosen.flatMap((t) => TEST_DIAGNOSTICS[t] ?? []).filter((d) =>
-        testFilePaths(d).some((f) => !existsSync(join(opts.dataDir, f)))
+        missingTestFiles(d, opts.dataDir).length > 0
       )
       : [];
     return [

@@ -12,6 +12,8 @@
  */
 import { BACKEND_NAMES, type BackendName } from "../model/backend.ts";
 import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { type MethodName, METHODS } from "../model/methods/mod.ts";
 import { BENCHMARK_TASKS, getTask, taskInBenchmark } from "../tasks/registry.ts";
 import type { TaskSplit } from "../tasks/types.ts";
@@ -275,8 +277,8 @@ export interface TrainSpec {
    * T5X's z-loss: `zLoss · log_z²` added to each counted target token's loss (log_z = logsumexp
    * of the token's logits), averaged as the cross-entropy is (same tokens, same denominator); its
    * gradient flows through log_z (Lester et al.'s Prompt-Tuning: 1e-4, spec §2.4; Mesh TF's
-   * `Unitransformer` default 1e-4, which every run of the paper and ablation profiles uses). The recorded
-   * training loss includes it, as T5X's `loss` does. Absent or 0: none (0 is left out of the
+   * `Unitransformer` default 1e-4, which every run of the paper and ablation profiles uses).
+   * The recorded training loss includes it, as T5X's `loss` does. Absent or 0: none (0 is left out of the
    * canonical JSON, so the run ids of specs without it do not change).
    */
   readonly zLoss?: number;
@@ -722,15 +724,18 @@ export const TEST_DIAGNOSTICS: Readonly<Record<string, readonly string[]>> = {
 };
 
 /**
- * The files (relative to the data folder) of a task's {@link testSplits}: for a diagnostic of
+ * The files of a task's {@link testSplits} that the data folder lacks: for a diagnostic of
  * {@link TEST_DIAGNOSTICS}, what must be there when a `train.predictTest` run starts for its
- * predictions to be written at all.
+ * predictions to be written at all (the run skips it otherwise; bench downloads it first and
+ * names what is still missing).
  *
  * @param task a registry task name
- * @returns the paths, in split order
+ * @param dataDir the data folder
+ * @returns the missing paths, relative to `dataDir`, in split order
  */
-export function testFilePaths(task: string): string[] {
-  return testSplits(task).flatMap((s) => getTask(task).files[s] ?? []).map((f) => f.path);
+export function missingTestFiles(task: string, dataDir: string): string[] {
+  return testSplits(task).flatMap((s) => getTask(task).files[s] ?? []).map((f) => f.path)
+    .filter((f) => !existsSync(join(dataDir, f)));
 }
 
 /**
