@@ -100,3 +100,16 @@ export function runLabels(specs: Iterable<Pick<RunSpec, "model" | "backbone">>):
     backbone: (s) => of(backbones, s.backbone ?? "random"),
   };
 }
+
+/**
+ * The order of row labels in the tables and of series in the plots: numbers by value (the
+ * ablation's `HyperPrompt-Global l=4`, `l=32`, `l=64`, `l=100`, not `l=100` first), then by code
+ * unit where collation ties, so the order is total and the same on every host.
+ *
+ * @param a a label
+ * @param b a label
+ * @returns negative, zero or positive as `a` sorts before, with or after `b`
+ */
+export function compareLabels(a: string, b: string): number {
+  return a.localeCompare(b, "en", { numeric: true }) || (a < b ? -1 : a > b ? 1 : 0);
+}

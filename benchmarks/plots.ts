@@ -7,7 +7,7 @@
 import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 import { type BenchmarkName, configId, METHOD_NAMES, type RunResult } from "./spec.ts";
 import { missingTaskRuns } from "./per_task.ts";
-import { type RunLabels, runLabels } from "./labels.ts";
+import { compareLabels, type RunLabels, runLabels } from "./labels.ts";
 import { setupOfRuns, setupPairs } from "./setups.ts";
 
 const W = 680;
@@ -443,7 +443,7 @@ export function scoreVsParamsSvg(results: readonly RunResult[]): string {
     return METHOD_NAMES.indexOf(r.spec.method.name);
   };
   const series: Series[] = [...acc.keys()].sort((a, b) =>
-    order(a) - order(b) || a.localeCompare(b, "en", { numeric: true }) || (a < b ? -1 : 1)
+    order(a) - order(b) || compareLabels(a, b)
   )
     .map((name) => ({
       name,
@@ -529,10 +529,7 @@ export function attentionMassSvg(results: readonly RunResult[]): string {
       });
     }
   }
-  // Labels with numbers by value (l=4 before l=32), as the tables order them.
-  const series: Series[] = [...acc.keys()].sort((a, b) =>
-    a.localeCompare(b, "en", { numeric: true }) || (a < b ? -1 : 1)
-  ).map((name) => ({
+  const series: Series[] = [...acc.keys()].sort(compareLabels).map((name) => ({
     name,
     points: acc.get(name)!.map((vs, i) => ({ x: i, y: vs.reduce((a, b) => a + b, 0) / vs.length })),
   }));

@@ -83,7 +83,7 @@ import { benchmarkAverage } from "../tasks/metrics.ts";
 import { bestStepAverage } from "./evaluator.ts";
 import { attentionMassSvg, scoreVsParamsSvg } from "./plots.ts";
 import { setupOfRuns, setupPairs } from "./setups.ts";
-import { type RunLabels, runLabels } from "./labels.ts";
+import { compareLabels, type RunLabels, runLabels } from "./labels.ts";
 import {
   type BenchmarkName,
   BENCHMARKS,
@@ -468,9 +468,8 @@ function groupRuns(
     cmp(a.profile, b.profile) || compareModels(a.modelName, b.modelName) ||
     cmp(a.model, b.model) ||
     order(a.method) - order(b.method) ||
-    // Numbers in labels by value: the length study's l=4, l=32, l=64, l=100, not l=100 first.
-    a.label.localeCompare(b.label, "en", { numeric: true }) || cmp(a.label, b.label) ||
-    cmp(a.backbone, b.backbone) || cmp(configCell(a), configCell(b)) ||
+    compareLabels(a.label, b.label) || cmp(a.backbone, b.backbone) ||
+    cmp(configCell(a), configCell(b)) ||
     cmp(a.setup, b.setup)
   );
 }
