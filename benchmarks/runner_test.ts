@@ -43,7 +43,7 @@ import { toyTrain } from "./trainer_testing.ts";
 import { inTempDir } from "../model/fs_testing.ts";
 import { TrainingInterruptedError } from "./trainer.ts";
 import { resumeRecord, type RunProvenance } from "./provenance.ts";
-import { listCheckpoints } from "./checkpointing.ts";
+import { checkpointDirName, listCheckpoints } from "./checkpointing.ts";
 import { ClaimLostError, type ClaimStopOption } from "./run_claim.ts";
 import { checkpointFiles } from "../model/pretrained.ts";
 
@@ -60,6 +60,14 @@ function profile(extra: Record<string, unknown> = {}) {
     train: { steps: 4, evalEvery: 2, batchSize: 2 },
     ...extra,
   }, { file: "t.json" });
+}
+
+/** A checkpoint folder of `step` in a run's work folder, as `listCheckpoints` finds one. */
+async function fakeCheckpoint(work: string, step: number): Promise<string> {
+  const dir = join(work, "checkpoints", checkpointDirName(step));
+  await Deno.mkdir(dir, { recursive: true });
+  await Deno.writeTextFile(join(dir, "state.json"), "{}");
+  return dir;
 }
 
 Deno.test("expandGrid() expands models x backbones x benchmarks x methods x seeds with stable ids", async () => {
@@ -582,9 +590,7 @@ Deno.test("runGrid() stops at a stop request: the stopped run keeps its checkpoi
     const runOne: typeof fakeRunOne = async (spec, opts) => {
       started.push(spec.id);
       if (spec.id !== grid[1]!.id) return fakeRunOne(spec, opts);
-      const ck = join(opts.outDir, "checkpoints", "step-00000003");
-      await Deno.mkdir(ck, { recursive: true });
-      await Deno.writeTextFile(join(ck, "state.json"), "{}");
+      const ck = await fakeCheckpoint(opts.outDir, 3);
       throw new TrainingInterruptedError("SIGINT", 3, 4, ck);
     };
     const s = await runGrid(grid, {
@@ -848,8 +854,7 @@ Deno.test("runGrid(): work folders go through a .del- name; a removal or cleanup
     const spec = grid[0]!;
     const work = join(out, runFileName(spec)).replace(/\.json$/, "");
     const leaveCheckpoint = async () => {
-      await Deno.mkdir(join(work, "checkpoints", "step-00000002"), { recursive: true });
-      await Deno.writeTextFile(join(work, "checkpoints", "step-00000002", "state.json"), "{}");
+      await fakeCheckpoint(work, 2);
     };
     // A fresh run clears its folder, and removes it after success, never deleting it in place
     // (a delete killed part-way would leave a partial step folder that --resume then loads).
@@ -1362,11 +1367,7 @@ Deno.test("runGrid() without resume says it discards a stopped run's checkpoint 
     const a = grid[0]!;
     const work = join(out, runFileName(a)).replace(/\.json$/, "");
     const leave = async (steps = [2, 4]) => {
-      for (const step of steps) {
-        const dir = join(work, "checkpoints", `step-0000000${step}`);
-        await Deno.mkdir(dir, { recursive: true });
-        await Deno.writeTextFile(join(dir, "state.json"), "{}");
-      }
+      for (const step of steps) await fakeCheckpoint(work, step);
     };
     const attempt = async (resume: boolean) => {
       const lines: string[] = [];
@@ -1417,8 +1418,7 @@ Deno.test("runGrid(): a claim that goes stale while waited for is taken over and
     const a = grid[0]!;
     await writeClaim(out, a, { host: "other-host", pid: 78 });
     const work = join(out, runFileName(a)).replace(/\.json$/, "");
-    await Deno.mkdir(join(work, "checkpoints", "step-00000002"), { recursive: true });
-    await Deno.writeTextFile(join(work, "checkpoints", "step-00000002", "state.json"), "{}");
+    await fakeCheckpoint(work, 2);
     const found: boolean[] = [];
     const kinds: string[] = [];
     const s = await runGrid([a], {
