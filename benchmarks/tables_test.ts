@@ -10,7 +10,14 @@ import { benchmarkAverages, bestPerTask } from "./evaluator.ts";
 import { fakeRuns, fakeSpec, on } from "./results_testing.ts";
 import { loadResults } from "./compare.ts";
 import { attentionMassSvg, scoreVsParamsSvg, seriesStyle } from "./plots.ts";
-import { configId, DEFAULT_TRAIN, type RunResult, type RunSpec, trainedTasks } from "./spec.ts";
+import {
+  configId,
+  DEFAULT_TRAIN,
+  METHOD_NAMES,
+  type RunResult,
+  type RunSpec,
+  trainedTasks,
+} from "./spec.ts";
 import { PRESETS } from "../model/config.ts";
 import { expandGrid } from "./runner.ts";
 import { loadProfile } from "./profile.ts";
@@ -93,6 +100,23 @@ Deno.test("readPaperTable() gives every row a source and blank unknown scores", 
   }
   const full = { profile: "ablation", model: "t5-v1_1-base", label: "HyperFormer++" };
   assert.equal(paperMatch(paper, { ...full, method: "hyperformer_pp" }).row?.table, "ablation");
+});
+
+Deno.test("the tables' method order is each paper table's own (main results, ablation)", () => {
+  // groupRuns sorts rows by METHOD_NAMES: every paper table of a model lists its methods in
+  // that order (the ablation's MTL-Prompt right after MTL, before HyperFormer++).
+  const paper = readPaperTable();
+  const sequences = new Map<string, string[]>();
+  for (const p of paper.filter((p) => p.table === "main" || p.table === "ablation")) {
+    const key = `${p.table} ${p.model}`;
+    sequences.set(key, [...(sequences.get(key) ?? []), p.method_name]);
+  }
+  assert.ok(sequences.has("ablation t5-v1_1-base") && sequences.has("main t5-v1_1-base"));
+  const rank = (m: string) => METHOD_NAMES.indexOf(m as never);
+  for (const [key, methods] of sequences) {
+    const unique = [...new Set(methods)];
+    assert.deepEqual([...unique].sort((a, b) => rank(a) - rank(b)), unique, key);
+  }
 });
 
 Deno.test("readPaperTable() refuses a bad paper table naming file, line and column", async () => {
