@@ -470,7 +470,9 @@ export async function trainSentencePiece(
   ];
   let out: Deno.CommandOutput;
   try {
-    out = await new Deno.Command(opts.spmTrain ?? "spm_train", { args, stderr: "piped" }).output();
+    out = await outputStoppedWithUs(
+      new Deno.Command(opts.spmTrain ?? "spm_train", { args, stdout: "null", stderr: "piped" }),
+    );
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
       throw new Error(
@@ -504,6 +506,49 @@ export async function trainSentencePiece(
   await writeFileAtomic(target, JSON.stringify(json));
   await Deno.remove(`${prefix}.vocab`).catch(() => {});
   return target;
+}
+
+/**
+ * Runs `command` to its end, as `Command.output()`, but a SIGINT or SIGTERM that reaches this
+ * process meanwhile stops the child too: the child gets the signal, then this process gets it
+ * again with the listeners removed, so whatever handles it without them (the default action:
+ * exit) does. Without this, `kill <deno pid>` (a job scheduler's stop, unlike Ctrl-C in a
+ * terminal, which signals the whole process group) left `spm_train` running for minutes,
+ * writing into the cache after the process that started it had gone.
+ *
+ * @param command the command (stdout and stderr as it sets them)
+ * @returns the child's output
+ */
+export async function outputStoppedWithUs(command: Deno.Command): Promise<Deno.CommandOutput> {
+  const child = command.spawn();
+  const listeners: [Deno.Signal, () => void][] = [];
+  const removeAll = () => {
+    for (const [signal, listener] of listeners.splice(0)) {
+      Deno.removeSignalListener(signal, listener);
+    }
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    const listener = () => {
+      try {
+        child.kill(signal);
+      } catch {
+        // Already exited.
+      }
+      removeAll();
+      Deno.kill(Deno.pid, signal);
+    };
+    try {
+      Deno.addSignalListener(signal, listener);
+      listeners.push([signal, listener]);
+    } catch {
+      // Not supported here (Windows: SIGTERM): its default action stays.
+    }
+  }
+  try {
+    return await child.output();
+  } finally {
+    removeAll();
+  }
 }
 
 /** What a `tokenizer_config.json` says about the tokenizer converted from `spiece.model`. */

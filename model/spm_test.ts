@@ -390,6 +390,66 @@ spmTest(
   },
 );
 
+/** Whether process `pid` runs (a zombie, ended but not yet reaped, does not). */
+async function running(pid: string): Promise<boolean> {
+  if (Deno.build.os === "linux") {
+    // Through cat: Deno lets only --allow-all read /proc.
+    const cat = await new Deno.Command("cat", { args: [`/proc/${pid}/stat`], stderr: "null" })
+      .output();
+    return cat.success && !/^\d+ \(.*\) Z /.test(new TextDecoder().decode(cat.stdout));
+  }
+  return (await new Deno.Command("kill", { args: ["-0", pid], stderr: "null" }).output()).success;
+}
+
+Deno.test({
+  name: "trainSentencePiece(): SIGTERM or SIGINT to this process stops spm_train too, then us",
+  ignore: Deno.build.os === "windows",
+  fn: () =>
+    inTempDir(async (dir) => {
+      // A stand-in for spm_train that says its pid and waits a minute: the process that runs
+      // trainSentencePiece is signalled, as a job scheduler stops a job (not its process group).
+      const fake = `${dir}/spm_train`;
+      await Deno.writeTextFile(fake, `#!/bin/sh\necho $$ > "$SPM_PID"\nexec sleep 60\n`);
+      await Deno.chmod(fake, 0o755);
+      await Deno.writeTextFile(`${dir}/corpus.txt`, "a line\n");
+      for (const signal of ["SIGTERM", "SIGINT"] as const) {
+        const pidFile = `${dir}/${signal}.pid`;
+        const script = `import { trainSentencePiece } from "${
+          new URL("./spm.ts", import.meta.url).href
+        }";
+          await trainSentencePiece([${JSON.stringify(`${dir}/corpus.txt`)}], {
+            vocabSize: 500, outDir: ${JSON.stringify(`${dir}/tok`)}, spmTrain: ${
+          JSON.stringify(fake)
+        } });
+          console.log("finished");`;
+        const proc = new Deno.Command(Deno.execPath(), {
+          args: ["eval", "--quiet", script],
+          env: { SPM_PID: pidFile, NO_COLOR: "1" },
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn();
+        let pid = "";
+        for (let i = 0; i < 600 && pid === ""; i++) {
+          await new Promise((r) => setTimeout(r, 100));
+          pid = (await Deno.readTextFile(pidFile).catch(() => "")).trim();
+        }
+        ok(pid !== "", `${signal}: the fake spm_train started`);
+        // The listeners are added right after the spawn: give them a moment.
+        await new Promise((r) => setTimeout(r, 300));
+        proc.kill(signal);
+        const out = await proc.output();
+        equal(out.signal, signal, `${signal}: the process ends by the signal`);
+        equal(new TextDecoder().decode(out.stdout), "", `${signal}: nothing after the signal`);
+        let alive = true;
+        for (let i = 0; i < 50 && alive; i++) {
+          alive = await running(pid);
+          if (alive) await new Promise((r) => setTimeout(r, 100));
+        }
+        ok(!alive, `${signal}: spm_train (pid ${pid}) stopped with the process`);
+      }
+    }),
+});
+
 Deno.test("trainSentencePiece() explains a missing spm_train, and a missing corpus file", () =>
   inTempDir(async (dir) => {
     const text = `${dir}/corpus.txt`;
