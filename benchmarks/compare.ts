@@ -447,6 +447,7 @@ function gateLosses(
     tolerance?: number,
     diff?: number,
     relative?: number,
+    detail?: string,
   ) => void,
   differs: (field: string, bv: string, cv: string, detail: string) => void,
 ): void {
@@ -472,10 +473,31 @@ function gateLosses(
   for (const [i, bl] of b.losses.entries()) {
     const cl = c.losses[i]!.loss;
     if (beyond(cl, bl.loss, rel * Math.abs(bl.loss))) {
-      fail(`losses[step ${bl.step}]`, bl.loss, cl, rel * Math.abs(bl.loss), undefined, rel);
+      const tol = rel * Math.abs(bl.loss);
+      fail(`losses[step ${bl.step}]`, bl.loss, cl, tol, undefined, rel, otherSetup(b, c));
       return;
     }
   }
+}
+
+/**
+ * Why two runs' losses may differ whatever the code: they ran on other backends, or on one
+ * backend other than tfjs's plain-JavaScript `cpu` on other devices (BLAS and GPU kernels sum in
+ * another order per machine); `undefined` when neither. A profile whose backend is `auto` picks
+ * per machine, and the gate's failure would otherwise not say it.
+ */
+function otherSetup(b: RunResult, c: RunResult): string | undefined {
+  const setup = (r: RunResult) => {
+    const p = r.provenance as RunProvenance;
+    return { name: p.backend.name, device: p.device, requested: p.backend.requested };
+  };
+  const x = setup(b), y = setup(c);
+  if (x.name === y.name && (x.name === "cpu" || x.device === y.device)) return undefined;
+  return `the baseline ran on ${x.name} (${x.device}), this run on ${y.name} (${y.device}); ` +
+    "other kernels round otherwise, so losses differ beyond the loss tolerance whatever the " +
+    `code: rerun with --backend ${x.name}${
+      x.name === y.name ? " on the baseline's device" : ""
+    } (this run's backend was ${JSON.stringify(y.requested)}), or ${REGENERATE_BASELINE}`;
 }
 
 /**
@@ -530,6 +552,7 @@ export function compareResults(
       tolerance?: number,
       diff = typeof bv === "number" && typeof cv === "number" ? cv - bv : undefined,
       relative?: number,
+      detail?: string,
     ) =>
       failures.push({
         run: key,
@@ -539,6 +562,7 @@ export function compareResults(
         ...(tolerance === undefined ? {} : { tolerance }),
         ...(relative === undefined ? {} : { relativeTolerance: relative }),
         ...(diff === undefined ? {} : { diff }),
+        ...(detail === undefined ? {} : { detail }),
       });
     if (c === undefined) {
       if (!opts.partial) fail("run", "present", "missing");

@@ -403,6 +403,48 @@ Deno.test("compareResults() with a loss tolerance gates each step's loss, the to
   assert.equal(bad.ok, false);
   assert.deepEqual(bad.failures.map((f) => f.field), [`losses[step ${a!.losses[0]!.step}]`]);
   assert.match(formatComparison(bad), /losses\[step \d+\]: baseline [\d.]+, current [\d.]+/);
+  assert.equal(bad.failures[0]!.detail, undefined, "the same backend and device: no detail");
+  // On another backend (`auto` picks per machine) or, beyond plain-JS cpu, another device: the
+  // failure says where each ran and what to do.
+  const on = (r: RunResult, name: string, device: string): RunResult => ({
+    ...r,
+    provenance: {
+      ...r.provenance,
+      backend: { ...r.provenance.backend, name, requested: "auto" },
+      device,
+    },
+  });
+  const moved2 = scaled(a!, step2, 1 + 1e-3);
+  const otherBackend = compareResults(
+    [on(moved2, "webgpu", "NVIDIA H200 (webgpu)"), b!],
+    base,
+    tol,
+  );
+  assert.match(
+    formatComparison(otherBackend),
+    new RegExp(
+      `losses\\[step ${step2}\\]: baseline [\\d.]+, current [\\d.]+ \\(diff [^\n]*\\)\n {4}` +
+        `the baseline ran on ${a!.provenance.backend.name} \\(.*\\), this run on webgpu ` +
+        `\\(NVIDIA H200 \\(webgpu\\)\\);.* rerun with --backend ${a!.provenance.backend.name} ` +
+        `\\(this run's backend was "auto"\\)`,
+    ),
+  );
+  const blas = (r: RunResult, device: string) => on(r, "wasm+blas", device);
+  const otherDevice = compareResults(
+    [blas(moved2, "AMD EPYC x16 (wasm+blas, 16 threads)"), b!],
+    [blas(a!, "Intel Xeon x2 (wasm+blas, 2 threads)"), b!],
+    tol,
+  );
+  assert.match(
+    otherDevice.failures[0]!.detail ?? "",
+    /--backend wasm\+blas on the baseline's device/,
+  );
+  const cpuDevices = compareResults(
+    [on(moved2, "cpu", "AMD EPYC x16 (cpu, 1 threads)"), b!],
+    [on(a!, "cpu", "Intel Xeon x2 (cpu, 1 threads)"), b!],
+    tol,
+  );
+  assert.equal(cpuDevices.failures[0]!.detail, undefined, "plain-JS cpu: any device alike");
   // Fewer steps, another tokenizer or another backbone fail; the backbone's folder may move.
   const fewer = compareResults([{ ...a!, losses: a!.losses.slice(1) }, b!], base, tol);
   assert.deepEqual(fewer.failures.map((f) => f.field), ["losses.steps"]);
