@@ -1111,14 +1111,23 @@ export class SpecError extends Error {
   readonly file: string;
   /** What is wrong: the part of the message after the path. */
   readonly reason: string;
-  /** Create an error; `message` is the part after the path. */
-  constructor(src: Source, path: string, message: string) {
+  /**
+   * The other errors found in the same file, each on a line of its own after this one's in the
+   * message ({@link validateProfile} checks every independent part of a profile).
+   */
+  readonly others: readonly SpecError[];
+  /** Create an error; `message` is the part after the path; `others` follow it. */
+  constructor(src: Source, path: string, message: string, others: readonly SpecError[] = []) {
     const line = src.locate === undefined ? undefined : locateNearest(src.locate, path);
-    super(`${src.file}${line === undefined ? "" : `:${line}`}: ${path} ${message}`);
+    super(
+      `${src.file}${line === undefined ? "" : `:${line}`}: ${path} ${message}` +
+        others.map((e) => `\n${e.message}`).join(""),
+    );
     this.name = "SpecError";
     this.path = path;
     this.file = src.file;
     this.reason = message;
+    this.others = others;
   }
 }
 
@@ -1885,7 +1894,9 @@ function checkMethodsOnModels(
  * @param src the file it came from (and an optional line locator)
  * @param checks optional cross-module checks
  * @returns the validated profile with defaults filled
- * @throws SpecError naming file, line and JSON path
+ * @throws SpecError naming file, line and JSON path; where several independent parts are wrong
+ *   (the name, the seeds, the models, each method entry, the training settings, …), the first
+ *   error of each, one per line (`others`), so that one load names every part to fix
  */
 export function validateProfile(
   raw: unknown,
@@ -1893,78 +1904,109 @@ export function validateProfile(
   checks: ProfileChecks = {},
 ): Profile {
   const o = obj(raw, src, "$");
-  noExtraKeys(
-    o,
-    [
-      "$schema",
-      "name",
-      "description",
-      "backend",
-      "seeds",
-      "models",
-      "backbone",
-      "pretrain",
-      "benchmarks",
-      "tasks",
-      "extraTrainTasks",
-      "skipMissingTasks",
-      "methods",
-      "train",
-      "trainOverrides",
-      "tolerances",
-      "timeBudgetMinutes",
-    ],
-    src,
-    "$",
-  );
-  const name = str(o.name, src, "$.name");
-  if (!/^[A-Za-z0-9._-]+$/.test(name)) {
-    throw new SpecError(
+  // Every independent part is checked, so one load names all their errors (a part's first).
+  const errors: SpecError[] = [];
+  const attempt = <T>(check: () => T): T | undefined => {
+    try {
+      return check();
+    } catch (e) {
+      if (!(e instanceof SpecError)) throw e;
+      errors.push(e);
+      return undefined;
+    }
+  };
+  attempt(() =>
+    noExtraKeys(
+      o,
+      [
+        "$schema",
+        "name",
+        "description",
+        "backend",
+        "seeds",
+        "models",
+        "backbone",
+        "pretrain",
+        "benchmarks",
+        "tasks",
+        "extraTrainTasks",
+        "skipMissingTasks",
+        "methods",
+        "train",
+        "trainOverrides",
+        "tolerances",
+        "timeBudgetMinutes",
+      ],
       src,
-      "$.name",
-      `must use only letters, digits, ".", "_", "-"; got ${show(name)}`,
+      "$",
+    )
+  );
+  const name = attempt(() => {
+    const name = str(o.name, src, "$.name");
+    if (!/^[A-Za-z0-9._-]+$/.test(name)) {
+      throw new SpecError(
+        src,
+        "$.name",
+        `must use only letters, digits, ".", "_", "-"; got ${show(name)}`,
+      );
+    }
+    return name;
+  });
+  const seeds = attempt(() => {
+    const seeds = arr(orDefault(o.seeds, [0]), src, "$.seeds").map((s, i) =>
+      num(s, src, `$.seeds[${i}]`, { int: true, min: 0 })
     );
-  }
-  const seeds = arr(orDefault(o.seeds, [0]), src, "$.seeds").map((s, i) =>
-    num(s, src, `$.seeds[${i}]`, { int: true, min: 0 })
-  );
-  if (new Set(seeds).size !== seeds.length) {
-    throw new SpecError(src, "$.seeds", "must not repeat a seed");
-  }
-  const models = arr(o.models, src, "$.models").map((m, i) =>
-    validateModelRef(m, src, `$.models[${i}]`, checks.presetNames, checks.hfProblem)
-  );
-  // One model twice (two spellings of one folder are one after normalHfRef) would give two
-  // identical grid cells.
-  const modelRepeat = firstRepeat(models.map(canonicalJson));
-  if (modelRepeat !== undefined) {
-    const [i, j] = modelRepeat;
-    throw new SpecError(src, `$.models[${i}]`, `repeats model ${show(models[i])} ($.models[${j}])`);
-  }
-  const bbRaw = orDefault(o.backbone, "random");
-  const one = (v: unknown, path: string): BackboneRef =>
-    typeof v === "string"
-      ? oneOf<"random" | "pretrained">(v, ["random", "pretrained"], src, path)
-      : hfRef(v, src, path, checks.hfProblem);
-  const backbones: BackboneRef[] = Array.isArray(bbRaw)
-    ? arr(bbRaw, src, "$.backbone").map((v, i) => one(v, `$.backbone[${i}]`))
-    : [one(bbRaw, "$.backbone")];
-  const bbRepeat = firstRepeat(backbones.map(canonicalJson));
-  if (bbRepeat !== undefined) {
-    const [i] = bbRepeat;
-    throw new SpecError(src, `$.backbone[${i}]`, `repeats backbone ${show(backbones[i])}`);
-  }
+    if (new Set(seeds).size !== seeds.length) {
+      throw new SpecError(src, "$.seeds", "must not repeat a seed");
+    }
+    return seeds;
+  });
+  const models = attempt(() => {
+    const models = arr(o.models, src, "$.models").map((m, i) =>
+      validateModelRef(m, src, `$.models[${i}]`, checks.presetNames, checks.hfProblem)
+    );
+    // One model twice (two spellings of one folder are one after normalHfRef) would give two
+    // identical grid cells.
+    const modelRepeat = firstRepeat(models.map(canonicalJson));
+    if (modelRepeat !== undefined) {
+      const [i, j] = modelRepeat;
+      throw new SpecError(
+        src,
+        `$.models[${i}]`,
+        `repeats model ${show(models[i])} ($.models[${j}])`,
+      );
+    }
+    return models;
+  });
+  const backbones = attempt(() => {
+    const bbRaw = orDefault(o.backbone, "random");
+    const one = (v: unknown, path: string): BackboneRef =>
+      typeof v === "string"
+        ? oneOf<"random" | "pretrained">(v, ["random", "pretrained"], src, path)
+        : hfRef(v, src, path, checks.hfProblem);
+    const backbones: BackboneRef[] = Array.isArray(bbRaw)
+      ? arr(bbRaw, src, "$.backbone").map((v, i) => one(v, `$.backbone[${i}]`))
+      : [one(bbRaw, "$.backbone")];
+    const bbRepeat = firstRepeat(backbones.map(canonicalJson));
+    if (bbRepeat !== undefined) {
+      const [i] = bbRepeat;
+      throw new SpecError(src, `$.backbone[${i}]`, `repeats backbone ${show(backbones[i])}`);
+    }
+    return backbones;
+  });
   const pretrain = o.pretrain === undefined
     ? undefined
-    : validatePretrain(o.pretrain, src, "$.pretrain");
-  const benchmarks = arr(o.benchmarks, src, "$.benchmarks").map((b, i) =>
-    oneOf(b, BENCHMARKS, src, `$.benchmarks[${i}]`)
-  );
-  if (new Set(benchmarks).size !== benchmarks.length) {
-    throw new SpecError(src, "$.benchmarks", "must not repeat a benchmark");
-  }
-  let tasks: Partial<Record<BenchmarkName, string[]>> | undefined;
-  if (o.tasks !== undefined) {
+    : attempt(() => validatePretrain(o.pretrain, src, "$.pretrain"));
+  const benchmarks = attempt(() => {
+    const benchmarks = arr(o.benchmarks, src, "$.benchmarks").map((b, i) =>
+      oneOf(b, BENCHMARKS, src, `$.benchmarks[${i}]`)
+    );
+    if (new Set(benchmarks).size !== benchmarks.length) {
+      throw new SpecError(src, "$.benchmarks", "must not repeat a benchmark");
+    }
+    return benchmarks;
+  });
+  const tasks = o.tasks === undefined ? undefined : attempt(() => {
     const t = obj(o.tasks, src, "$.tasks");
     noExtraKeys(t, BENCHMARKS, src, "$.tasks");
     if (Object.keys(t).length === 0) {
@@ -1975,19 +2017,19 @@ export function validateProfile(
         "must list the tasks of at least one benchmark; leave it out for every task",
       );
     }
-    tasks = {};
+    const tasks: Partial<Record<BenchmarkName, string[]>> = {};
     for (const b of BENCHMARKS) {
       if (t[b] === undefined) continue;
       tasks[b] = arr(t[b], src, `$.tasks.${b}`).map((x, i) => str(x, src, `$.tasks.${b}[${i}]`));
       const lists = checks.trainableTasks ?? checks.benchmarkTasks;
       if (lists !== undefined) checkListedTasks(b, tasks[b], lists, src, `$.tasks.${b}`);
     }
-  }
-  let extraTrainTasks: Partial<Record<BenchmarkName, string[]>> | undefined;
-  if (o.extraTrainTasks !== undefined) {
+    return tasks;
+  });
+  const extraTrainTasks = o.extraTrainTasks === undefined ? undefined : attempt(() => {
     const t = obj(o.extraTrainTasks, src, "$.extraTrainTasks");
     noExtraKeys(t, BENCHMARKS, src, "$.extraTrainTasks");
-    extraTrainTasks = {};
+    const extraTrainTasks: Partial<Record<BenchmarkName, string[]>> = {};
     for (const b of BENCHMARKS) {
       if (t[b] === undefined) continue;
       const at = `$.extraTrainTasks.${b}`;
@@ -2002,99 +2044,130 @@ export function validateProfile(
         throw new SpecError(src, `${at}[${i}]`, `repeats task "${n}" (already ${at}[${j}])`);
       }
     }
-  }
-  const skip = orDefault(o.skipMissingTasks, false);
-  if (typeof skip !== "boolean") {
-    throw new SpecError(src, "$.skipMissingTasks", mustBe("true or false", skip));
-  }
-  const train = validateTrain(orDefault(o.train, {}), src, "$.train");
-  const trainOverrides: Partial<Record<BenchmarkName, Partial<TrainSpec>>> = {};
-  if (o.trainOverrides !== undefined) {
-    const to = obj(o.trainOverrides, src, "$.trainOverrides");
-    noExtraKeys(to, BENCHMARKS, src, "$.trainOverrides");
-    for (const b of BENCHMARKS) {
-      if (to[b] === undefined) continue;
-      // Validate the merged result now so errors surface at load time.
-      validateTrain(to[b], src, `$.trainOverrides.${b}`, train);
-      trainOverrides[b] = to[b] as Partial<TrainSpec>;
-    }
-  }
-  const labels = new Set<string>();
-  const methods = arr(o.methods, src, "$.methods").map((m, i): MethodEntry => {
-    const path = `$.methods[${i}]`;
-    const mo = obj(m, src, path);
-    noExtraKeys(mo, ["name", "label", "config", "train", "perTask"], src, path);
-    const perTask = mo.perTask === undefined ? false : bool(mo.perTask, src, `${path}.perTask`);
-    const mname = oneOf(mo.name, METHOD_NAMES, src, `${path}.name`);
-    const label = mo.label === undefined ? mname : str(mo.label, src, `${path}.label`);
-    if (labels.has(label)) {
-      throw new SpecError(
-        src,
-        `${path}.label`,
-        `repeats label "${label}"; give each method entry a unique label`,
-      );
-    }
-    labels.add(label);
-    const rawCfg = mo.config === undefined ? {} : obj(mo.config, src, `${path}.config`);
-    const config = checks.parseMethodConfig
-      ? parseMethodConfigAt(checks.parseMethodConfig, mname, rawCfg, src, `${path}.config`)
-      : rawCfg;
-    let mtrain: Partial<TrainSpec> | undefined;
-    if (mo.train !== undefined) {
-      // Validate the method's overrides merged over each benchmark's resolved settings (the
-      // spec its runs will train with), so errors that only appear after merging (a micro-batch
-      // that does not divide the profile's batch) surface here, with this file and path.
-      for (const b of benchmarks) {
-        const bo = trainOverrides[b];
-        const base = bo === undefined
-          ? train
-          : validateTrain(bo, src, `$.trainOverrides.${b}`, train);
-        try {
-          validateTrain(mo.train, src, `${path}.train`, base);
-        } catch (e) {
-          if (!(e instanceof SpecError) || bo === undefined) throw e;
-          throw new SpecError(src, e.path, `${e.reason} (merged over $.trainOverrides.${b})`);
-        }
-      }
-      mtrain = mo.train as Partial<TrainSpec>;
-    }
-    return {
-      name: mname,
-      label,
-      config,
-      ...(mtrain === undefined ? {} : { train: mtrain }),
-      ...(perTask ? { perTask } : {}),
-    };
+    return extraTrainTasks;
   });
-  if (checks.methodModelProblem !== undefined) {
-    checkMethodsOnModels(checks.methodModelProblem, o.methods as unknown[], methods, models, src);
+  const skip = attempt(() => {
+    const skip = orDefault(o.skipMissingTasks, false);
+    if (typeof skip !== "boolean") {
+      throw new SpecError(src, "$.skipMissingTasks", mustBe("true or false", skip));
+    }
+    return skip;
+  });
+  const train = attempt(() => validateTrain(orDefault(o.train, {}), src, "$.train"));
+  // Checked merged over the profile's `train`: only where that is valid.
+  const trainOverrides = train === undefined ? undefined : attempt(() => {
+    const trainOverrides: Partial<Record<BenchmarkName, Partial<TrainSpec>>> = {};
+    if (o.trainOverrides !== undefined) {
+      const to = obj(o.trainOverrides, src, "$.trainOverrides");
+      noExtraKeys(to, BENCHMARKS, src, "$.trainOverrides");
+      for (const b of BENCHMARKS) {
+        if (to[b] === undefined) continue;
+        // Validate the merged result now so errors surface at load time.
+        validateTrain(to[b], src, `$.trainOverrides.${b}`, train);
+        trainOverrides[b] = to[b] as Partial<TrainSpec>;
+      }
+    }
+    return trainOverrides;
+  });
+  const labels = new Set<string>();
+  const methods = attempt(() => arr(o.methods, src, "$.methods"))?.map((m, i) =>
+    attempt((): MethodEntry => {
+      const path = `$.methods[${i}]`;
+      const mo = obj(m, src, path);
+      noExtraKeys(mo, ["name", "label", "config", "train", "perTask"], src, path);
+      const perTask = mo.perTask === undefined ? false : bool(mo.perTask, src, `${path}.perTask`);
+      const mname = oneOf(mo.name, METHOD_NAMES, src, `${path}.name`);
+      const label = mo.label === undefined ? mname : str(mo.label, src, `${path}.label`);
+      if (labels.has(label)) {
+        throw new SpecError(
+          src,
+          `${path}.label`,
+          `repeats label "${label}"; give each method entry a unique label`,
+        );
+      }
+      labels.add(label);
+      const rawCfg = mo.config === undefined ? {} : obj(mo.config, src, `${path}.config`);
+      const config = checks.parseMethodConfig
+        ? parseMethodConfigAt(checks.parseMethodConfig, mname, rawCfg, src, `${path}.config`)
+        : rawCfg;
+      let mtrain: Partial<TrainSpec> | undefined;
+      if (mo.train !== undefined) {
+        // Validate the method's overrides merged over each benchmark's resolved settings (the
+        // spec its runs will train with), so errors that only appear after merging (a
+        // micro-batch that does not divide the profile's batch) surface here, with this file
+        // and path; not where those settings are invalid themselves (reported already).
+        const bases = train === undefined || trainOverrides === undefined || !benchmarks
+          ? []
+          : benchmarks.map((b) => {
+            const bo = trainOverrides[b];
+            const base = bo === undefined
+              ? train
+              : validateTrain(bo, src, `$.trainOverrides.${b}`, train);
+            return [bo === undefined ? undefined : b, base] as const;
+          });
+        for (const [b, base] of bases) {
+          try {
+            validateTrain(mo.train, src, `${path}.train`, base);
+          } catch (e) {
+            if (!(e instanceof SpecError) || b === undefined) throw e;
+            throw new SpecError(src, e.path, `${e.reason} (merged over $.trainOverrides.${b})`);
+          }
+        }
+        mtrain = mo.train as Partial<TrainSpec>;
+      }
+      return {
+        name: mname,
+        label,
+        config,
+        ...(mtrain === undefined ? {} : { train: mtrain }),
+        ...(perTask ? { perTask } : {}),
+      };
+    })
+  );
+  const entries = methods?.every((m) => m !== undefined) ? methods as MethodEntry[] : undefined;
+  if (checks.methodModelProblem !== undefined && entries !== undefined && models !== undefined) {
+    const problem = checks.methodModelProblem;
+    attempt(() => checkMethodsOnModels(problem, o.methods as unknown[], entries, models, src));
   }
-  const description = orDefault(o.description, "");
-  if (typeof description !== "string") {
-    throw new SpecError(src, "$.description", mustBe("a string", description));
+  const description = attempt(() => {
+    const description = orDefault(o.description, "");
+    if (typeof description !== "string") {
+      throw new SpecError(src, "$.description", mustBe("a string", description));
+    }
+    return description;
+  });
+  const backend = attempt(() =>
+    oneOf(orDefault(o.backend, "auto"), BACKEND_CHOICES, src, "$.backend")
+  );
+  const tolerances = attempt(() =>
+    validateTolerances(o.tolerances, src, "$.tolerances", checks.taskMetrics)
+  );
+  const timeBudgetMinutes = o.timeBudgetMinutes === undefined
+    ? undefined
+    : attempt(() =>
+      num(o.timeBudgetMinutes, src, "$.timeBudgetMinutes", { min: 0, minExclusive: true })
+    );
+  const [first, ...others] = errors;
+  if (first !== undefined) {
+    throw others.length === 0 ? first : new SpecError(src, first.path, first.reason, others);
   }
   const profile: Profile = {
-    name,
-    description,
-    backend: oneOf(orDefault(o.backend, "auto"), BACKEND_CHOICES, src, "$.backend"),
-    seeds,
-    models,
-    backbones,
+    name: name!,
+    description: description!,
+    backend: backend!,
+    seeds: seeds!,
+    models: models!,
+    backbones: backbones!,
     ...(pretrain === undefined ? {} : { pretrain }),
-    benchmarks,
+    benchmarks: benchmarks!,
     ...(tasks === undefined ? {} : { tasks }),
     ...(extraTrainTasks === undefined ? {} : { extraTrainTasks }),
-    skipMissingTasks: skip,
-    methods,
-    train,
-    trainOverrides,
-    tolerances: validateTolerances(o.tolerances, src, "$.tolerances", checks.taskMetrics),
-    ...(o.timeBudgetMinutes === undefined ? {} : {
-      timeBudgetMinutes: num(o.timeBudgetMinutes, src, "$.timeBudgetMinutes", {
-        min: 0,
-        minExclusive: true,
-      }),
-    }),
+    skipMissingTasks: skip!,
+    methods: entries!,
+    train: train!,
+    trainOverrides: trainOverrides!,
+    tolerances: tolerances!,
+    ...(timeBudgetMinutes === undefined ? {} : { timeBudgetMinutes }),
   };
   return profile;
 }

@@ -78,6 +78,58 @@ function assertTrainErrors(prefix: string, cases: [Record<string, unknown>, stri
   }
 }
 
+Deno.test("validateProfile(): one load names the first error of every independent part", () => {
+  const lines: Record<string, number> = {
+    "$.name": 2,
+    "$.seeds[1]": 3,
+    "$.methods[0].name": 7,
+    "$.methods[1].train.steps": 9,
+    "$.train.batchSize": 12,
+    "$.trian": 14,
+  };
+  const raw = minimal({
+    name: "bad name",
+    seeds: [0, -1],
+    methods: [{ name: "lora" }, { name: "mtl", train: { steps: 0 } }],
+    train: { batchSize: 0 },
+    trian: {},
+  });
+  const messages = (raw: Record<string, unknown>) => {
+    try {
+      validateProfile(raw, { file: "p.json", locate: (path) => lines[path] });
+    } catch (e) {
+      assert.ok(e instanceof SpecError);
+      assert.deepEqual(
+        e.others.map((o) => o.path),
+        e.message.split("\n").slice(1).map((l) => l.split(" ")[1]),
+      );
+      return e.message.split("\n").map((l) => l.replace(/ (must|is) .*$/, ""));
+    }
+    assert.fail("no error");
+  };
+  // In the order the parts are checked, each on its line. A method entry's training settings
+  // are checked merged over the profile's, so not while those are invalid.
+  assert.deepEqual(messages(raw), [
+    "p.json:14: $.trian",
+    "p.json:2: $.name",
+    "p.json:3: $.seeds[1]",
+    "p.json:12: $.train.batchSize",
+    "p.json:7: $.methods[0].name",
+  ]);
+  assert.deepEqual(messages({ ...raw, train: {} }), [
+    "p.json:14: $.trian",
+    "p.json:2: $.name",
+    "p.json:3: $.seeds[1]",
+    "p.json:7: $.methods[0].name",
+    "p.json:9: $.methods[1].train.steps",
+  ]);
+  // A single error is thrown as it is.
+  assertSpecError(
+    () => validateProfile(minimal({ seeds: [1, 1] }), SRC),
+    "profiles/x.json: $.seeds must not repeat a seed",
+  );
+});
+
 Deno.test("validateProfile(): an absent field is said to be missing, a present one shown", () => {
   const without = (key: string, extra: Record<string, unknown> = {}) => {
     const p = minimal(extra);
