@@ -158,6 +158,8 @@ function isCommitSha(revision: string): boolean {
 interface AbsentCheck {
   commit?: string;
   at?: number;
+  /** The endpoint that answered the 404 (a record of another endpoint is stale). */
+  endpoint?: string;
 }
 
 /** An environment variable's value; unset, empty and unreadable (no `--allow-env`) are alike. */
@@ -256,9 +258,16 @@ async function absentFiles(ctx: Ctx): Promise<Map<string, AbsentCheck>> {
           // A record of an earlier version has no checks: stale, unless the revision is pinned.
           const c = typeof checks[f] === "object" && checks[f] !== null ? checks[f] : {};
           const at = typeof c.at === "string" ? Date.parse(c.at) : NaN;
+          // Each check's endpoint; a record of an earlier version has the record's alone.
+          const endpoint = typeof c.endpoint === "string"
+            ? c.endpoint
+            : typeof m.endpoint === "string"
+            ? m.endpoint
+            : undefined;
           absent.set(f, {
             commit: typeof c.commit === "string" ? c.commit : undefined,
             at: Number.isFinite(at) ? at : undefined,
+            endpoint,
           });
         }
       }
@@ -275,7 +284,8 @@ async function absentFiles(ctx: Ctx): Promise<Map<string, AbsentCheck>> {
  * revision is a commit sha, or the hub named the record's commit in this call), `"renew"` (held
  * so, but older than {@link ABSENT_MAX_AGE_MS}: its time is to be renewed), `"trusted"` (the
  * commit is not known yet and the check is younger than that) or `"stale"` (another commit, or
- * older): the file is asked for again.
+ * older, or another endpoint's answer: a mirror still syncing, or a wrong `HF_ENDPOINT` since
+ * corrected): the file is asked for again.
  */
 async function absence(
   ctx: Ctx,
@@ -283,6 +293,7 @@ async function absence(
 ): Promise<"none" | "held" | "renew" | "trusted" | "stale"> {
   const check = (await absentFiles(ctx)).get(file);
   if (check === undefined) return "none";
+  if (check.endpoint !== undefined && check.endpoint !== ctx.endpoint) return "stale";
   if (isCommitSha(ctx.revision)) return "held";
   const age = check.at === undefined ? Infinity : Date.now() - check.at;
   const fresh = age >= 0 && age < ABSENT_MAX_AGE_MS;
@@ -301,12 +312,12 @@ async function recordAbsent(ctx: Ctx, file: string, found = false): Promise<void
   ctx.absent = undefined;
   const absent = await absentFiles(ctx);
   if (found) absent.delete(file);
-  else absent.set(file, { commit: ctx.commit, at: Date.now() });
+  else absent.set(file, { commit: ctx.commit, at: Date.now(), endpoint: ctx.endpoint });
   const { repoId, revision, endpoint } = ctx;
   const files = [...absent.keys()].sort();
   const checks = Object.fromEntries(files.map((f) => {
-    const { commit, at } = absent.get(f)!;
-    return [f, { commit, at: at === undefined ? undefined : new Date(at).toISOString() }];
+    const { commit, at, endpoint } = absent.get(f)!;
+    return [f, { commit, at: at === undefined ? undefined : new Date(at).toISOString(), endpoint }];
   }));
   await writeFileAtomic(
     join(ctx.dir, ABSENT_MARKER),
@@ -647,7 +658,23 @@ async function downloadLocked(
         cause: e,
       });
     }
-    // No connection, a reset, an idle transfer: after every retry.
+    // The hub answered this call, then a transfer broke off or stalled (not a connection that
+    // could not be made: the network gone), after every retry: not offline, and the part is kept
+    // for the next run to resume.
+    if (e instanceof TransferError && !(e instanceof ConnectionError) && ctx.reached) {
+      const kept = await Deno.stat(part).then((s) => s.size, () => 0);
+      throw new Error(
+        `Model "${ctx.repoId}": ${file} could not be fetched from ${url}: the hub answered, but ` +
+          `the transfer failed after ${ctx.retries} ${ctx.retries === 1 ? "retry" : "retries"} ` +
+          `(${e.message})${
+            kept > 0
+              ? `; the ${kept} bytes received are kept in ${part}: run again to resume from there`
+              : "; run again"
+          }`,
+        { cause: e },
+      );
+    }
+    // No connection: after every retry, or at once when nothing has answered in this call.
     if (e instanceof TransferError) throw offlineError(ctx, url, e);
     throw e;
   }
@@ -787,11 +814,21 @@ export async function fetchHubModel(repoId: string, opts: FetchHubOptions = {}):
   // The optional files skipped before the call learnt the commit, if it is not the record's.
   files.push(...await recheckTrusted(ctx));
   if (!weights) {
+    // Some of them may be a recorded 404 not asked for again in this call: say so, and how.
+    const recorded = [...(await absentFiles(ctx)).entries()].filter(([f]) => isWeightsFile(f));
+    const record = recorded.length === 0
+      ? ""
+      : ` (${
+        recorded.map(([f, c]) =>
+          `${f}: HTTP 404${c.at === undefined ? "" : ` at ${new Date(c.at).toISOString()}`}`
+        ).join(", ")
+      }, recorded in ${join(dir, ABSENT_MARKER)} and not asked for again for a day unless the ` +
+        `hub names another commit: delete that file to ask again)`;
     throw new Error(
       `Model "${repoId}" (revision "${revision}") on ${endpoint} has none of ${WEIGHTS_NAME}, ` +
-        `${WEIGHTS_INDEX_NAME}, ${TORCH_WEIGHTS_NAME} or ${TORCH_WEIGHTS_INDEX_NAME}; only ` +
-        `safetensors and PyTorch checkpoints are read. If it has TensorFlow or Flax weights only, ` +
-        convertHint(repoId, "<local folder>").replace(/^Convert/, "convert") +
+        `${WEIGHTS_INDEX_NAME}, ${TORCH_WEIGHTS_NAME} or ${TORCH_WEIGHTS_INDEX_NAME}${record}; ` +
+        `only safetensors and PyTorch checkpoints are read. If it has TensorFlow or Flax weights ` +
+        `only, ` + convertHint(repoId, "<local folder>").replace(/^Convert/, "convert") +
         ` Then pass that folder in place of the hub id.`,
     );
   }

@@ -300,6 +300,86 @@ Deno.test("fetchHubModel: unreachable endpoint says offline and how to use a loc
     assert.deepEqual(asked, ["config.json", ...Array(4).fill("generation_config.json")]);
   }));
 
+Deno.test("fetchHubModel: a transfer that keeps stalling after the hub answered is no 'offline': the part is kept, to resume", () =>
+  inTempDir(async (cache) => {
+    const hub = serveHub({ "org/tiny@main": RELU }, {
+      stallAt: (file) => (file === "model.safetensors" ? 100 : undefined),
+    });
+    const { waits, sleep } = recordSleeps();
+    try {
+      await assert.rejects(
+        fetchHubModel("org/tiny", {
+          cacheDir: cache,
+          endpoint: hub.endpoint,
+          idleTimeoutMs: 1000,
+          retries: 1,
+          sleep,
+        }),
+        (e: Error) => {
+          assert.ok(!(e instanceof HubOfflineError), `${e.name}: ${e.message}`);
+          assert.match(
+            e.message,
+            new RegExp(
+              `^Model "org/tiny": model\\.safetensors could not be fetched from .*: the hub ` +
+                `answered, but the transfer failed after 1 retry \\(.*no data for 1 s.*\\); ` +
+                `the 200 bytes received are kept in .*model\\.safetensors\\.part: run again ` +
+                `to resume from there$`,
+            ),
+          );
+          return true;
+        },
+      );
+      assert.deepEqual(waits, [1000]);
+      // 100 bytes an attempt, the retry resuming the first's.
+      const dir = hubModelDir(cache, "org/tiny");
+      assert.equal(Deno.statSync(join(dir, "model.safetensors.part")).size, 200);
+    } finally {
+      await hub.close();
+    }
+  }));
+
+Deno.test("fetchHubModel: a 404 recorded on another endpoint is asked for again; a lasting one is named with its record", async () => {
+  const tmp = await Deno.makeTempDir();
+  // A mirror still syncing: no weights, no tokenizer yet.
+  const partial = join(tmp, "partial");
+  const full = join(tmp, "full");
+  for (const d of [partial, full]) {
+    await Deno.mkdir(d);
+    for (const f of ["config.json", "generation_config.json"]) {
+      await Deno.copyFile(join(RELU, f), join(d, f));
+    }
+  }
+  await Deno.copyFile(join(RELU, "model.safetensors"), join(full, "model.safetensors"));
+  const tok = sharedPath("fixtures", "tokenizer", "unigram-glue-4k", "tokenizer.json");
+  await Deno.copyFile(tok, join(full, "tokenizer.json"));
+  const syncing = serveHub({ "org/tiny@main": partial });
+  const mirror = serveHub({ "org/tiny@main": full });
+  const cache = join(tmp, "cache");
+  const dir = hubModelDir(cache, "org/tiny");
+  try {
+    await assert.rejects(
+      fetchHubModel("org/tiny", { cacheDir: cache, endpoint: syncing.endpoint }),
+      new RegExp(
+        `has none of model\\.safetensors, .* \\(model\\.safetensors: HTTP 404 at \\d{4}-.*, ` +
+          `recorded in ${join(dir, ".absent.json").replaceAll(".", "\\.")} and not asked for ` +
+          `again for a day unless the hub names another commit: delete that file to ask again\\)`,
+      ),
+    );
+    // The record is of that endpoint: the corrected HF_ENDPOINT asks for every file again.
+    // Before, its day-old-at-most 404s were trusted, the weights and tokenizer never asked for.
+    const n = mirror.requests.length;
+    const got = await fetchHubModel("org/tiny", { cacheDir: cache, endpoint: mirror.endpoint });
+    const asked = mirror.requests.slice(n).map((r) => basename(r.path));
+    assert.ok(asked.includes("model.safetensors") && asked.includes("tokenizer.json"), `${asked}`);
+    assert.ok(namesIn(got).includes("tokenizer.json"));
+    await assertSameTensors(got, RELU);
+  } finally {
+    await syncing.close();
+    await mirror.close();
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
 Deno.test("fetchHubModel: a truncated download (injected fetch) is retried, then rejected and not cached", () =>
   inTempDir(async (cache) => {
     let calls = 0;

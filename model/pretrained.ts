@@ -335,7 +335,8 @@ const SPIECE_FILES = { required: [], optional: ["spiece.model", "tokenizer_confi
 /**
  * The error for a checkpoint folder with neither `tokenizer.json` nor `spiece.model`. For a hub
  * cache folder it adds that a cache completed before `spiece.model` was among the files
- * downloaded lacks it although the repo has it (deleting the folder downloads it again).
+ * downloaded, or while a recorded 404 of them held, lacks them although the repo may have them
+ * (deleting the folder downloads them again).
  *
  * @param dir the folder
  * @param hubId the hub id the folder caches, if it is a hub cache folder
@@ -347,9 +348,10 @@ export function noTokenizerError(
   hubId?: string,
   alternative?: string,
 ): CheckpointError {
-  const cache = hubId === undefined ? "" : `; if the hub repo "${hubId}" has spiece.model, this ` +
-    `cache folder was completed by a version that did not download it: delete ${dir} and run ` +
-    `again`;
+  const cache = hubId === undefined ? "" : `; if the hub repo "${hubId}" has tokenizer.json or ` +
+    `spiece.model, this cache folder was completed without them (by a version that did not ` +
+    `download spiece.model, or within a day of the hub answering HTTP 404 for them, which ` +
+    `${join(dir, ".absent.json")} records): delete ${dir} and run again`;
   return new CheckpointError(
     `${dir}: no tokenizer.json and no spiece.model beside the weights; a checkpoint needs its ` +
       `own tokenizer (put the model's tokenizer.json, or its spiece.model and ` +

@@ -925,8 +925,10 @@ spieceTest(
             `${cached}: no tokenizer.json and no spiece.model beside the weights; a checkpoint ` +
               `needs its own tokenizer (put the model's tokenizer.json, or its spiece.model and ` +
               `tokenizer_config.json, in the folder, or pass { tokenizer: "FILE" }); if the ` +
-              `hub repo "google/t5-spiece" has spiece.model, this cache folder was completed by ` +
-              `a version that did not download it: delete ${cached} and run again`,
+              `hub repo "google/t5-spiece" has tokenizer.json or spiece.model, this cache ` +
+              `folder was completed without them (by a version that did not download ` +
+              `spiece.model, or within a day of the hub answering HTTP 404 for them, which ` +
+              `${join(cached, ".absent.json")} records): delete ${cached} and run again`,
           );
           return true;
         },
