@@ -271,8 +271,11 @@ function git(args: string[], cwd: string): string | undefined {
 }
 
 /**
- * Git commit of a repository and whether its tree has uncommitted changes to tracked or
- * untracked-but-not-ignored files (this code's repository ignores `results/runs/`).
+ * Git commit of a repository and whether its tree has uncommitted changes: to tracked files, or
+ * untracked files that are not ignored (this code's repository ignores `results/runs/`), but for
+ * untracked files under the top `results/` folder, where the tools write what they measure
+ * (`results/perf/`, `results/tuning/`, a baseline being made) before it is committed: the first
+ * report would otherwise mark every later one's commit modified, though no code changed.
  *
  * @param dir a folder of the repository to read (git finds the repository holding it, as from a
  *   parent folder); default this code's repository root
@@ -282,8 +285,10 @@ function git(args: string[], cwd: string): string | undefined {
 export function gitState(dir: string = repoPath()): { sha: string; dirty: boolean } {
   const sha = git(["rev-parse", "HEAD"], dir);
   if (sha === undefined) return { sha: "unknown", dirty: false };
-  const status = git(["status", "--porcelain"], dir) ?? "";
-  return { sha, dirty: status.length > 0 };
+  // Porcelain paths are relative to the repository root; quoted when unusual.
+  const changes = (git(["status", "--porcelain"], dir) ?? "").split("\n")
+    .filter((line) => line !== "" && !/^\?\? "?results\//.test(line));
+  return { sha, dirty: changes.length > 0 };
 }
 
 /**

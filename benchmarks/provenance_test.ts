@@ -22,6 +22,34 @@ Deno.test("gitState() reads the commit of this repository", () => {
   assert.equal(typeof g.dirty, "boolean");
 });
 
+Deno.test("gitState(): an edit or a new file is a change; a new file under results/ (a tool's report) is not", async () => {
+  const dir = await Deno.makeTempDir();
+  const run = async (...args: string[]) => {
+    const out = await new Deno.Command("git", { args, cwd: dir, stdout: "null", stderr: "piped" })
+      .output();
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  };
+  try {
+    await run("init", "-q");
+    await Deno.writeTextFile(join(dir, "mod.ts"), "export {};\n");
+    await run("add", "mod.ts");
+    await run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one");
+    assert.equal(gitState(dir).dirty, false);
+    await Deno.mkdir(join(dir, "results", "perf"), { recursive: true });
+    await Deno.writeTextFile(join(dir, "results", "perf", "a b.json"), "{}");
+    assert.equal(gitState(dir).dirty, false, "a report under results/: no code changed");
+    // From a subfolder too (porcelain paths are the root's).
+    assert.equal(gitState(join(dir, "results")).dirty, false);
+    await Deno.writeTextFile(join(dir, "new.ts"), "export {};\n");
+    assert.equal(gitState(dir).dirty, true, "an untracked source file");
+    await Deno.remove(join(dir, "new.ts"));
+    await Deno.writeTextFile(join(dir, "mod.ts"), "export const x = 1;\n");
+    assert.equal(gitState(dir).dirty, true, "an edit");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("gitStateOnce() reads the state once: a commit or edit later does not change it", () => {
   const states = [
     { sha: "a".repeat(40), dirty: false },
