@@ -270,6 +270,32 @@ function cpuSeconds(): number {
 export const MATMUL_BATCHES = 3;
 
 /**
+ * The seconds of one n×n×n matMul, its result read back, on the current backend: the first
+ * size's estimate for `--max-seconds` (no rate is known yet). The first product on a backend
+ * includes its warm-up (kernel compilation, allocation), so this overestimates: a limit it
+ * keeps is kept.
+ *
+ * @param n the size
+ * @returns seconds
+ */
+export async function probeMatMulSeconds(n: number): Promise<number> {
+  const a = tf.tensor2d(uniformValues(n * n, n), [n, n]);
+  const b = tf.tensor2d(uniformValues(n * n, n + 1), [n, n]);
+  try {
+    const t0 = performance.now();
+    const c = tf.matMul(a, b);
+    try {
+      await c.data();
+    } finally {
+      c.dispose();
+    }
+    return (performance.now() - t0) / 1000;
+  } finally {
+    tf.dispose([a, b]);
+  }
+}
+
+/**
  * Times matmuls at n: `warm` untimed products, then {@link MATMUL_BATCHES} batches of `reps`
  * products, queued, each batch ended by one read of one element of its last product
  * (`timeQueued`, benchmarks/queued_timing.ts): the time covers every product's work but one
@@ -949,8 +975,10 @@ export const PERF_USAGE =
   --rounds N            repeat the backend list N times (A/B variants alternate; default 1)
   --max-seconds S       skip a measurement estimated over S seconds (default 60); one whose
                         full count only would exceed S is timed once (1 step, or 1 product per
-                        batch), with a line saying so. Estimates scale the median matMul rate
-                        of --sizes (1 GFLOP/s without sizes): with small sizes they are high
+                        batch), with a line saying so. A matMul size's estimate scales the rate
+                        at the size before (the first size: one product timed first); a
+                        workload's, the median matMul rate of --sizes (1 GFLOP/s without
+                        sizes): with small sizes they are high
   --profile             per-kernel times of one step (tf.profile)
   --include-fallback-webgpu   also measure a software WebGPU adapter
   --quick               CI mode, seconds: default sizes 64,128, workloads
@@ -1158,31 +1186,45 @@ export async function main(args: string[]): Promise<PerfReport> {
       console.log(`\n== ${b}: cannot start: ${r.error}`);
       continue;
     }
-    // Matmul sizes in increasing order; estimate from the last rate to skip hopeless sizes.
+    // Matmul sizes in increasing order; estimate from the last rate to skip hopeless sizes, and
+    // the first size from one product timed first (its warm-up included: an overestimate).
     let lastRate = 0;
     for (const n of [...sizes].sort((x, y) => x - y)) {
       const est = lastRate > 0 ? (2 * n ** 3) / (lastRate * 1e9) : 0;
+      let bound = est, from = "the rate at the size before";
+      if (lastRate === 0) {
+        try {
+          bound = await probeMatMulSeconds(n);
+        } catch (e) {
+          failed(r, `matmul ${n}`, e);
+          continue;
+        }
+        from = `one product timed first, ${+bound.toPrecision(3)} s`;
+      }
       const warm = 2;
       // Products per batch: about 2 s in all, over MATMUL_BATCHES batches.
       const products = (reps: number) => warm + MATMUL_BATCHES * reps;
       let nrep = quick
         ? 2
         : Math.max(2, Math.min(10, Math.floor(2 / MATMUL_BATCHES / Math.max(est, 1e-3))));
-      const full = est * products(nrep);
+      const full = bound * products(nrep);
       if (full > maxSeconds) nrep = 1;
-      if (est * products(nrep) > maxSeconds) {
+      if (bound * products(nrep) > maxSeconds) {
         r.skipped.push({
           what: `matmul ${n}`,
-          why: `estimated ${(est * products(nrep)).toFixed(0)} s > --max-seconds ${maxSeconds}`,
+          why: `estimated ${(bound * products(nrep)).toFixed(0)} s > --max-seconds ${maxSeconds}` +
+            ` (from ${from})`,
         });
-        console.log(`  matmul n=${n}: skipped (estimated ${est.toFixed(1)} s each)`);
+        console.log(
+          `  matmul n=${n}: skipped (estimated ${bound.toFixed(1)} s each, from ${from})`,
+        );
         continue;
       }
       if (nrep === 1) {
         // Fewer products than the usual count: say why, or the report's reps look arbitrary.
         console.log(
           `  matmul n=${n}: 1 product per batch: estimated ${+full.toPrecision(3)} s > ` +
-            `--max-seconds ${maxSeconds} (from the rate at the size before)`,
+            `--max-seconds ${maxSeconds} (from ${from})`,
         );
       }
       let m: MatMulResult;

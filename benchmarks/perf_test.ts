@@ -1016,6 +1016,34 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "perf: the first matMul size, with no rate before it, is estimated from one product and skipped over --max-seconds",
+  opts,
+  async () => {
+    // n = 512 on tfjs-cpu (about 1 GFLOP/s): 0.3 s or more a product, so even 1 product per
+    // batch (2 warm-up + 3 timed) exceeds 0.5 s. Before, the first size had no estimate and ran
+    // 32 products (about 20 s) whatever the limit.
+    const r = await main([
+      "--backends",
+      "cpu",
+      "--sizes",
+      "512",
+      "--workloads",
+      "",
+      "--max-seconds",
+      "0.5",
+      "--no-save",
+    ]);
+    const cpu = r.backends[0]!;
+    assert.deepEqual(cpu.matmul, [], "not timed");
+    assert.equal(cpu.skipped.length, 1, JSON.stringify(cpu.skipped));
+    assert.match(
+      cpu.skipped[0]!.why,
+      /^estimated \d+ s > --max-seconds 0\.5 \(from one product timed first, [\d.]+ s\)$/,
+    );
+  },
+);
+
 Deno.test("perf: the default run covers the issue's shapes and every backend", () => {
   // Issue 6: T5 1.1 Small and Base at batch 32, 128 input / 16 target tokens.
   for (const w of ["t5:t5-v1_1-small:32,128,16", "t5:t5-v1_1-base:32,128,16"]) {
