@@ -358,7 +358,8 @@ async function startWebGpu(
   const probe = await probeWebGpu();
   if (!probe.ok) {
     const why = `webgpu unavailable: ${probe.why}`;
-    if (explicit) throw new Error(`model/backend.ts: ${why}; use --backend wasm or cpu`);
+    // Worded for every tool: bench's flag is --backend, perf's --backends.
+    if (explicit) throw new Error(`model/backend.ts: ${why}; choose the wasm or cpu backend`);
     notes.push(why);
     return undefined;
   }
