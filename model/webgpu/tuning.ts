@@ -228,10 +228,26 @@ export interface MatMulTuningTable {
   readonly adapter: AdapterId;
   /** ISO time of the (last) tuning run. */
   readonly created: string;
-  /** How it was measured: versions, repetitions, the workload. */
+  /** How it was measured: versions, repetitions, the workload (the last run's). */
   readonly provenance: Readonly<Record<string, string | number>>;
   /** By {@link shapeKey}. */
   readonly entries: Readonly<Record<string, TuningEntry>>;
+  /**
+   * The earlier runs whose entries the table still holds ({@link mergeTuningTables}), oldest
+   * first: each one's `created` and `provenance` and the keys of the entries it measured. The
+   * entries no earlier run names are the last run's. Absent in a table of one run.
+   */
+  readonly earlier?: readonly TuningRun[];
+}
+
+/** An earlier tuning run of a merged table ({@link MatMulTuningTable.earlier}). */
+export interface TuningRun {
+  /** ISO time of the run. */
+  readonly created: string;
+  /** How it measured (as {@link MatMulTuningTable.provenance}). */
+  readonly provenance: Readonly<Record<string, string | number>>;
+  /** The keys of the table's entries it measured. */
+  readonly entries: readonly string[];
 }
 
 function isRecord(x: unknown): x is Record<string, unknown> {
@@ -336,6 +352,41 @@ export function parseTuningTable(text: string, source: string): MatMulTuningTabl
         : { rejected: { ...(e.rejected as Record<string, string>) } }),
     };
   }
+  let earlier: TuningRun[] | undefined;
+  if (raw.earlier !== undefined) {
+    if (!Array.isArray(raw.earlier)) return fail("earlier", "must be an array");
+    earlier = [];
+    const named = new Map<string, number>();
+    for (const [i, run] of (raw.earlier as unknown[]).entries()) {
+      const at = `earlier[${i}]`;
+      if (!isRecord(run)) return fail(at, "must be an object");
+      if (typeof run.created !== "string" || Number.isNaN(Date.parse(run.created))) {
+        fail(`${at}.created`, `must be an ISO date, got ${JSON.stringify(run.created)}`);
+      }
+      if (!isRecord(run.provenance)) return fail(`${at}.provenance`, "must be an object");
+      for (const [k, v] of Object.entries(run.provenance)) {
+        if (typeof v !== "string" && typeof v !== "number") {
+          fail(`${at}.provenance.${k}`, "must be a string or a number");
+        }
+      }
+      if (!Array.isArray(run.entries)) return fail(`${at}.entries`, "must be an array");
+      for (const [j, key] of (run.entries as unknown[]).entries()) {
+        if (typeof key !== "string" || !Object.hasOwn(entries, key)) {
+          fail(`${at}.entries[${j}]`, `must be a key of entries, got ${JSON.stringify(key)}`);
+        }
+        const before = named.get(key as string);
+        if (before !== undefined) {
+          fail(`${at}.entries[${j}]`, `${JSON.stringify(key)} is named by earlier[${before}] too`);
+        }
+        named.set(key as string, i);
+      }
+      earlier.push({
+        created: run.created as string,
+        provenance: { ...(run.provenance as Record<string, string | number>) },
+        entries: [...(run.entries as string[])],
+      });
+    }
+  }
   return {
     format: TUNING_FORMAT,
     version: TUNING_VERSION,
@@ -343,6 +394,7 @@ export function parseTuningTable(text: string, source: string): MatMulTuningTabl
     created: raw.created as string,
     provenance: { ...(prov as Record<string, string | number>) },
     entries,
+    ...(earlier === undefined ? {} : { earlier }),
   };
 }
 
@@ -354,7 +406,10 @@ export function serializeTuningTable(t: MatMulTuningTable): string {
 }
 
 /**
- * A table with `fresh`'s entries over `old`'s (other workloads' shapes kept).
+ * A table with `fresh`'s entries over `old`'s (other workloads' shapes kept), `fresh`'s
+ * `created` and `provenance`, and in `earlier` the runs of `old` whose entries it keeps, each
+ * with the keys of those entries: every entry's measurement stays described by the run that
+ * made it (times, repetitions, candidates, workload, commit).
  *
  * @throws Error when the two were measured on different adapters
  */
@@ -368,7 +423,22 @@ export function mergeTuningTables(
         `(${describeAdapter(old.adapter)} / ${describeAdapter(fresh.adapter)})`,
     );
   }
-  return { ...fresh, entries: { ...old.entries, ...fresh.entries } };
+  const kept = (key: string) => !Object.hasOwn(fresh.entries, key);
+  const byEarlier = new Set((old.earlier ?? []).flatMap((r) => r.entries));
+  const earlier = [
+    ...(old.earlier ?? []),
+    {
+      created: old.created,
+      provenance: old.provenance,
+      entries: Object.keys(old.entries).filter((k) => !byEarlier.has(k)).sort(),
+    },
+  ].map((r) => ({ ...r, entries: r.entries.filter(kept) })).filter((r) => r.entries.length > 0);
+  const { earlier: _, ...last } = fresh;
+  return {
+    ...last,
+    entries: { ...old.entries, ...fresh.entries },
+    ...(earlier.length === 0 ? {} : { earlier }),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -177,6 +177,48 @@ Deno.test("mergeTuningTables keeps other shapes, takes the fresh entry, refuses 
   assert.deepEqual(Object.keys(m.entries).sort(), ["1x1 m8 n8 k8 NT", "1x1 m8 n8 k8 TN"]);
   assert.equal(m.entries["1x1 m8 n8 k8 TN"]!.choice, "stock");
   assert.ok(sameAdapter(m.adapter, ADAPTER));
+  // The entry kept from the old table stays described by the run that measured it; the table's
+  // own provenance is the fresh run's. Before, the old run's provenance was lost.
+  const later = { ...fresh, created: "2026-11-27T09:00:00.000Z", provenance: { reps: 2 } };
+  const m2 = mergeTuningTables(old, later);
+  assert.deepEqual(m2.provenance, { reps: 2 });
+  assert.deepEqual(m2.earlier, [{
+    created: old.created,
+    provenance: old.provenance,
+    entries: ["1x1 m8 n8 k8 NT"],
+  }]);
+  // A third run over both: the runs whose entries remain, oldest first; one replaced wholly goes.
+  const third = table({
+    "1x1 m8 n8 k8 NT": { choice: "t32", heuristic: "t32", ms: { t32: 1 } },
+    "1x1 m16 n8 k8 NT": { choice: "t32", heuristic: "t32", ms: { t32: 1 } },
+  });
+  const m3 = mergeTuningTables(m2, { ...third, created: "2026-11-28T09:00:00.000Z" });
+  assert.deepEqual(m3.earlier, [{
+    created: later.created,
+    provenance: later.provenance,
+    entries: ["1x1 m8 n8 k8 TN"],
+  }]);
+  // What is written reads back the same; a key no entry has, or named twice, is refused.
+  const text = serializeTuningTable(m3);
+  assert.equal(serializeTuningTable(parseTuningTable(text, "t.json")), text);
+  assert.deepEqual(parseTuningTable(text, "t.json").earlier, m3.earlier);
+  const edited = (f: (x: { earlier: { entries: string[] }[] }) => void) => {
+    const x = JSON.parse(text);
+    f(x);
+    return JSON.stringify(x);
+  };
+  assert.throws(
+    () => parseTuningTable(edited((x) => x.earlier[0]!.entries.push("1x1 m9 n8 k8 NT")), "t.json"),
+    /t\.json: earlier\[0\]\.entries\[1\] must be a key of entries, got "1x1 m9 n8 k8 NT"/,
+  );
+  assert.throws(
+    () =>
+      parseTuningTable(
+        edited((x) => x.earlier.push({ ...x.earlier[0]!, entries: ["1x1 m8 n8 k8 TN"] })),
+        "t.json",
+      ),
+    /earlier\[1\]\.entries\[0\] "1x1 m8 n8 k8 TN" is named by earlier\[0\] too/,
+  );
   assert.throws(
     () => mergeTuningTables(old, { ...fresh, adapter: { ...ADAPTER, device: "1" } }),
     /different adapters \(".*" \(vendor ".*", architecture ".*", device "0"\) \/ ".*" \(vendor ".*", architecture ".*", device "1"\)\)/,
