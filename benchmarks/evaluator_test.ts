@@ -47,7 +47,7 @@ Deno.test("evalSubset() is deterministic, capped, keeps groups whole and file or
   const xs = Array.from({ length: 50 }, (_, i) => ex(i, `q${Math.floor(i / 5)}`));
   const a = evalSubset(xs, 12, "k");
   assert.deepEqual(a, evalSubset(xs, 12, "k"));
-  assert.ok(a.length <= 12 && a.length >= 10, `size ${a.length}`);
+  assert.equal(a.length, 15, "whole groups of 5 until 12 or more");
   const groups = new Set(a.map((e) => e.group));
   for (const g of groups) assert.equal(a.filter((e) => e.group === g).length, 5, "whole groups");
   const idx = a.map((e) => xs.indexOf(e));
@@ -56,6 +56,30 @@ Deno.test("evalSubset() is deterministic, capped, keeps groups whole and file or
   assert.equal(evalSubset(xs, null, "k"), xs);
   const singles = Array.from({ length: 30 }, (_, i) => ex(i));
   assert.equal(evalSubset(singles, 7, "k").length, 7);
+});
+
+Deno.test("evalSubset(): a group's size does not decide whether it is taken (no bias to small groups)", () => {
+  // 400 questions of 1 to 12 answers (6.5 on average). Every subset is the groups drawn until
+  // the cap is reached, so over many keys the kept questions average about 6.5 answers too;
+  // skipping groups that would pass the cap kept 4.4 at cap 20.
+  const xs: ReturnType<typeof ex>[] = [];
+  for (let q = 0; q < 400; q++) {
+    for (let a = 0; a < 1 + (q * 7) % 12; a++) xs.push(ex(xs.length, `q${q}`));
+  }
+  const all = xs.length / 400;
+  let answers = 0, questions = 0;
+  for (let k = 0; k < 200; k++) {
+    const sub = evalSubset(xs, 20, `k${k}`);
+    const groups = new Set(sub.map((e) => e.group));
+    // At the cap or past it by less than the last group.
+    assert.ok(sub.length >= 20 && sub.length < 20 + 12, `${sub.length}`);
+    answers += sub.length;
+    questions += groups.size;
+  }
+  // Tolerance: the sample mean of ~700 group sizes (sd 3.5) has an sd of ~0.13; the cut at the
+  // cap drops a group's overshoot, not its size. 0.6 is about 4.5 sd: no chance failure.
+  const kept = answers / questions;
+  assert.ok(Math.abs(kept - all) < 0.6, `kept ${kept.toFixed(2)} answers a question, all ${all}`);
 });
 
 Deno.test("makeEvalSet() splits the cap over splits and tightens decoding for labels", () => {
@@ -122,12 +146,14 @@ Deno.test("evalSubset() returns all examples for a cap at or above their number,
   const xs = Array.from({ length: 10 }, (_, i) => ex(i, `q${Math.floor(i / 5)}`));
   // The examples themselves, not a copy: nothing is drawn.
   for (const cap of [10, 11, 1000]) assert.equal(evalSubset(xs, cap, "k"), xs, `cap ${cap}`);
-  // A cap below the first group drawn keeps that group whole (5 examples), never nothing.
-  for (const cap of [1, 3, 9]) {
+  // A cap at or below the first group drawn keeps that group whole (5 examples), never nothing.
+  for (const cap of [1, 3, 5]) {
     const got = evalSubset(xs, cap, "k");
     assert.equal(got.length, 5, `cap ${cap}`);
     assert.equal(new Set(got.map((e) => e.group)).size, 1, `cap ${cap}: one group`);
   }
+  // Past the first group, the next is drawn whole: 10.
+  assert.equal(evalSubset(xs, 9, "k").length, 10);
 });
 
 Deno.test("evalSubset(), makeEvalSet(): a cap that is not a positive integer is refused, naming cap", () => {

@@ -294,7 +294,11 @@ export interface TrainSpec {
   readonly evalEvery: number;
   /** Write a resumable checkpoint every this many steps; 0 disables. */
   readonly checkpointEvery: number;
-  /** Validation examples scored per task and evaluation; `null` = the whole split. */
+  /**
+   * Validation examples scored per task and evaluation, a seeded subset of whole groups
+   * (`evaluator.ts` `evalSubset`: MultiRC's questions may pass it by less than one question's
+   * answers); `null` = the whole split.
+   */
   readonly evalMaxExamples: number | null;
   /**
    * Leaderboard test-set predictions: whenever an evaluation makes a task's validation score a
