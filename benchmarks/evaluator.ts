@@ -11,6 +11,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { greedyDecode, type T5Model } from "../model/t5.ts";
 import type { MethodInstance } from "../model/method.ts";
+import { T5_UNK_SURFACE } from "../model/tokenizer.ts";
 import type { Example, TaskSplit } from "../tasks/types.ts";
 import type { BenchmarkName, BestEval, TaskEval } from "./spec.ts";
 import { Rng, seedFor } from "./rng.ts";
@@ -27,7 +28,7 @@ export interface Scorer {
 
 /** A tokenizer's decoding side (`model/tokenizer.ts` `T5Tokenizer` satisfies it). */
 export interface TokenDecoder {
-  decode(ids: number[], opts?: { skipSpecialTokens?: boolean }): string;
+  decode(ids: number[], opts?: { skipSpecialTokens?: boolean; unknownAs?: string }): string;
 }
 
 /** One task's evaluation examples, tokenized. */
@@ -297,8 +298,11 @@ export async function decodeSet(
         const g = generated[r]!;
         const end = g.indexOf(opts.ids.eosTokenId);
         if (end < 0) running.push(i);
+        // As T5 decodes: `<unk>` and the sentinels are " ⁇ ", never dropped (a generation
+        // `<extra_id_0> entailment` is no label word); `<pad>` goes.
         predictions[i] = opts.tokenizer.decode(end < 0 ? g : g.slice(0, end), {
           skipSpecialTokens: true,
+          unknownAs: T5_UNK_SURFACE,
         });
       });
       done += rows.length;

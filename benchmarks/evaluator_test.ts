@@ -236,14 +236,17 @@ Deno.test("evaluate() batches by length, matches one-by-one decoding, leaks noth
     groupScore: (_t, m) => (m.accuracy! + m.f1!) / 2,
   };
   const decode = (ids: number[]) => ids.map((i) => `t${i}`).join(" ");
+  const options: unknown[] = [];
   const before = tf.memory().numTensors;
   const r = await evaluate(model, NO_METHOD, [set], {
     step: 7,
     batchSize: 2,
     ids: IDS,
-    tokenizer: { decode },
+    tokenizer: { decode: (ids, o) => (options.push(o), decode(ids)) },
     scorer,
   });
+  // Decoded as T5 does: <unk> and the sentinels written as SentencePiece's " ⁇ ", not dropped.
+  assert.deepEqual(options, inputs.map(() => ({ skipSpecialTokens: true, unknownAs: " \u2047 " })));
   assert.equal(tf.memory().numTensors, before);
   assert.deepEqual(r, [{ step: 7, task: "t", metrics: { accuracy: 50, f1: 70 }, groupScore: 60 }]);
   for (let i = 0; i < inputs.length; i++) {

@@ -44,11 +44,22 @@ export interface DecodeOptions {
   /** Drop special tokens (`<pad>`, `</s>`, `<unk>`, ids outside the vocabulary). Default true. */
   skipSpecialTokens?: boolean;
   /**
+   * Write this text for `<unk>`, each sentinel (`<extra_id_N>`) and each id outside the
+   * vocabulary instead of dropping them (with `skipSpecialTokens`), as T5 decodes a generation:
+   * seqio's `SentencePieceVocabulary` maps the ids past the base vocabulary (the sentinels) to
+   * `<unk>`, which SentencePiece writes as {@link T5_UNK_SURFACE}. So a generation such as
+   * `<extra_id_0> entailment` is not the label word. Default: dropped.
+   */
+  unknownAs?: string;
+  /**
    * Apply transformers' `clean_up_tokenization_spaces` (" ," → ","). Default false, as the
    * `tokenizers` library decodes and as T5's own checkpoints are configured.
    */
   cleanUpTokenizationSpaces?: boolean;
 }
+
+/** How SentencePiece writes `<unk>` when it decodes (its `unk_surface`, " \u2047 "). */
+export const T5_UNK_SURFACE = " \u2047 ";
 
 /** Throws the {@link CheckpointError} of an invalid tokenizer `source`, naming `field` if any. */
 function fail(source: string, message: string, field?: string): never {
@@ -391,15 +402,33 @@ export class T5Tokenizer {
    * Decode ids to text.
    *
    * @param ids token ids (ids outside the vocabulary decode as `<unk>` or are skipped)
-   * @param opts special-token skipping (default on) and space clean-up (default off)
+   * @param opts special-token skipping (default on), space clean-up (default off) and what
+   *   `<unk>` and the sentinels become (default: as the other special tokens)
    */
   decode(ids: readonly number[], opts: DecodeOptions = {}): string {
+    const { unknownAs } = opts;
+    if (unknownAs !== undefined && (opts.skipSpecialTokens ?? true)) {
+      // Each run between unknown ids decoded alone, the runs joined by the unknown's text.
+      const runs: number[][] = [[]];
+      for (const id of ids) {
+        if (this.#unknown(id)) runs.push([]);
+        else runs[runs.length - 1]!.push(id);
+      }
+      return runs.map((r) => this.decode(r, { ...opts, unknownAs: undefined })).join(unknownAs);
+    }
     // The library rejects an empty id list; greedy decoding can legitimately produce one.
     if (ids.length === 0) return "";
     return this.#tok.decode([...ids], {
       skip_special_tokens: opts.skipSpecialTokens ?? true,
       clean_up_tokenization_spaces: opts.cleanUpTokenizationSpaces ?? false,
     });
+  }
+
+  /** Whether T5 decodes `id` as `<unk>`: it is `<unk>`, a sentinel, or no id of the vocabulary. */
+  #unknown(id: number): boolean {
+    const token = this.#tok.id_to_token(id);
+    return token === undefined || id === this.#unkId || token === "<unk>" ||
+      /^<extra_id_\d+>$/.test(token);
   }
 
   /** Id of a token string, or undefined when it is not in the vocabulary. */

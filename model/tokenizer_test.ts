@@ -3,9 +3,9 @@ import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import { CheckpointError } from "./checkpoint_error.ts";
 import { sharedPath } from "./shared_dir.ts";
-import { T5Tokenizer, truncateWithEos } from "./tokenizer.ts";
+import { T5_UNK_SURFACE, T5Tokenizer, truncateWithEos } from "./tokenizer.ts";
 import { buildCharsmap, SMALL_MAP } from "./precompiled_testing.ts";
-import { sentencePieceToTokenizerJson } from "./spm.ts";
+import { sentencePieceToTokenizerJson, withSentinels } from "./spm.ts";
 
 const DIR = sharedPath("fixtures", "tokenizer", "unigram-glue-4k");
 
@@ -241,6 +241,34 @@ Deno.test("model.unk_id: an id that is no index is refused; without one, an unkn
       );
     }
   }
+});
+
+Deno.test("T5Tokenizer.decode() with unknownAs writes <unk>, sentinels and unknown ids as T5 does, not dropped", async () => {
+  const file = join(DIR, "tokenizer.json");
+  const json = JSON.parse(await Deno.readTextFile(file));
+  const tok = T5Tokenizer.fromJson(withSentinels(json, file), file);
+  const label = tok.encodeNoEos("entailment");
+  const sentinel = tok.tokenToId("<extra_id_0>")!;
+  assert.ok(sentinel >= 4000, "appended after the pieces");
+  const t5 = { unknownAs: T5_UNK_SURFACE };
+  // Before, each of these decoded as the label word itself.
+  for (
+    const [ids, want] of [
+      [[2, ...label], " \u2047 entailment"],
+      [[sentinel, ...label], " \u2047 entailment"],
+      [[...label, 2], "entailment \u2047 "],
+      [[0, sentinel, 2, ...label], " \u2047  \u2047 entailment"],
+      [[tok.vocabSize + 5, ...label], " \u2047 entailment"],
+    ] as const
+  ) {
+    assert.equal(tok.decode(ids, t5), want, JSON.stringify(ids));
+    assert.equal(tok.decode(ids), "entailment", "without unknownAs: dropped, as before");
+  }
+  // <pad> and </s> still go; a generation of the label alone is the label.
+  assert.equal(tok.decode([0, ...label, 1], t5), "entailment");
+  assert.equal(tok.decode([], t5), "");
+  // Without skipping specials nothing is replaced.
+  assert.equal(tok.decode([2, ...label], { ...t5, skipSpecialTokens: false }), "<unk> entailment");
 });
 
 Deno.test("T5Tokenizer.decode() of no ids is the empty string (an empty greedy decode)", async () => {
