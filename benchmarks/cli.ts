@@ -1990,11 +1990,11 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     if (!values["dry-run"]) {
       // A malformed task file fails every run that reads it at its start: refused now. With
       // --resume, the runs whose result runGrid will keep are skipped, so their files are not
-      // read; a result it retrains (malformed, edited, its checkpoint changed) is not kept here
-      // either (a checkpoint hashed here is not hashed again: model/checkpoint.ts fileDigest).
+      // read; a result it retrains (malformed, edited, its checkpoint or data changed) is not
+      // kept here either (a checkpoint hashed here is not hashed again: model/checkpoint.ts fileDigest).
       const toRun: RunSpec[] = [];
       for (const s of specs) {
-        if (values.resume !== true || await readFinished(values.out, s) === undefined) {
+        if (values.resume !== true || await readFinished(values.out, s, dataDir) === undefined) {
           toRun.push(s);
         }
       }

@@ -146,6 +146,7 @@ import {
   type CheckpointProvenance,
   codeGitState,
   collectProvenance,
+  type DataProvenance,
   dataProvenance,
   resumeRecord,
 } from "./provenance.ts";
@@ -766,6 +767,7 @@ async function runOnBackbone(
         ? {}
         : { checkpointMinutes: opts.checkpointMinutes }),
       runKey: spec.id,
+      inputs: runInputs(data, checkpoint, tokenizerFile),
       code: { ...git, backend: backend.name },
       // The run's clock: checkpoints record the wall time up to them from here.
       clockStart: t0,
@@ -1038,6 +1040,33 @@ export async function backboneTokenizerFiles(
     out[name] = bytes;
   }
   return out;
+}
+
+/**
+ * The digests of what a run reads besides its spec (the trainer's `inputs`, checked on resume):
+ * each data file's (`data:<path in the data folder>`), the backbone folder's files'
+ * (`backbone:<name>`: its weights, config and tokenizer) and a task tokenizer's
+ * (`tokenizer.json`), where hashed.
+ *
+ * @param data the data files read
+ * @param checkpoint the backbone folder's files read, if any
+ * @param tokenizerFile a `task-spm:` or `fixture:` tokenizer's file, if any
+ * @returns name → sha256
+ */
+export function runInputs(
+  data: DataProvenance,
+  checkpoint: CheckpointProvenance | undefined,
+  tokenizerFile: CheckpointFileRecord | undefined,
+): Record<string, string> {
+  const inputs: Record<string, string> = {};
+  for (const [path, f] of Object.entries(data.files)) {
+    if (f.sha256 !== undefined) inputs[`data:${path}`] = f.sha256;
+  }
+  for (const [name, f] of Object.entries(checkpoint?.files ?? {})) {
+    inputs[`backbone:${name}`] = f.sha256;
+  }
+  if (tokenizerFile !== undefined) inputs["tokenizer.json"] = tokenizerFile.sha256;
+  return inputs;
 }
 
 /**

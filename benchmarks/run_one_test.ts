@@ -306,6 +306,26 @@ Deno.test({
         before.wallMs! > before.trainMs! && before.wallMs! < firstMs,
         `wallMs ${before.wallMs}: not within trainMs ${before.trainMs} and the session's ${firstMs}`,
       );
+      // The same run over other data (one label of RTE's train file changed) refuses the
+      // checkpoint, naming the file: before, it resumed, training steps 5-8 on the new file.
+      const edited = join(root, "edited-data");
+      for (const task of ["CB", "RTE"]) {
+        await Deno.mkdir(join(edited, "super_glue", task), { recursive: true });
+        for (const f of Deno.readDirSync(join(DATA, "super_glue", task))) {
+          await Deno.copyFile(
+            join(DATA, "super_glue", task, f.name),
+            join(edited, "super_glue", task, f.name),
+          );
+        }
+      }
+      const rteTrain = join(edited, "super_glue", "RTE", "train.jsonl");
+      const text = await Deno.readTextFile(rteTrain);
+      await Deno.writeTextFile(rteTrain, text.replace('"not_entailment"', '"entailment"'));
+      await assert.rejects(
+        runOneWith(s, { outDir: outB, dataDir: edited }, EXACT),
+        /step-00000004: checkpoint was trained on other inputs than this run reads: data:super_glue\/RTE\/train\.jsonl was sha256 [0-9a-f]{12}…, is now sha256 [0-9a-f]{12}…/,
+      );
+      assert.equal(tf.memory().numTensors, tensorsBefore, "a refused resume releases every tensor");
       const extraMs = 3.6e9;
       await Deno.writeTextFile(
         statePath,

@@ -67,7 +67,12 @@ import {
 } from "./spec.ts";
 import type { RunOneOptions } from "./spec.ts";
 import { listCheckpoints } from "./checkpointing.ts";
-import { type CheckpointProvenance, codeGitState, type RunProvenance } from "./provenance.ts";
+import {
+  type CheckpointProvenance,
+  codeGitState,
+  type DataProvenance,
+  type RunProvenance,
+} from "./provenance.ts";
 import {
   type ClaimOutcome,
   claimRun,
@@ -582,11 +587,17 @@ export { writeFileAtomic } from "../model/fs.ts";
  *
  * @param outDir results folder
  * @param spec the run
+ * @param dataDir the data folder the run would read now: its recorded data files must be there
+ *   unchanged (unchecked when absent)
  * @returns the result, or undefined when absent, unreadable, for another spec or trained on
- *   checkpoint files that changed since ({@link inspectFinished})
+ *   checkpoint or data files that changed since ({@link inspectFinished})
  */
-export async function readFinished(outDir: string, spec: RunSpec): Promise<RunResult | undefined> {
-  return (await inspectFinished(outDir, spec)).result;
+export async function readFinished(
+  outDir: string,
+  spec: RunSpec,
+  dataDir?: string,
+): Promise<RunResult | undefined> {
+  return (await inspectFinished(outDir, spec, dataDir === undefined ? {} : { dataDir })).result;
 }
 
 /**
@@ -601,15 +612,16 @@ export async function readFinished(outDir: string, spec: RunSpec): Promise<RunRe
  *
  * @param outDir results folder
  * @param spec the run
- * @param opts `checkpoint: false` skips the checkpoint check (a result another process wrote
- *   during this grid: trained on what that host's folder held then, and the folder may be
- *   another host's path)
+ * @param opts `checkpoint: false` skips the checkpoint and data checks (a result another process
+ *   wrote during this grid: trained on what that host's folder held then, and the folder may be
+ *   another host's path); `dataDir`: the data folder the run would read now, whose files must
+ *   be the ones the result records (`provenance.data`, {@link dataChange})
  * @returns `{ result }`, `{ unusable }` naming the file and the reason, or `{}` when absent
  */
 export async function inspectFinished(
   outDir: string,
   spec: RunSpec,
-  opts: { readonly checkpoint?: boolean } = {},
+  opts: { readonly checkpoint?: boolean; readonly dataDir?: string } = {},
 ): Promise<{ result?: RunResult; unusable?: string }> {
   const file = join(outDir, runFileName(spec));
   let text: string;
@@ -643,9 +655,50 @@ export async function inspectFinished(
   }
   const ck = (r.provenance as RunProvenance).checkpoint;
   const changed = opts.checkpoint === false ? undefined : await checkpointChange(ck);
-  return changed === undefined ? { result: r } : {
-    unusable: `${file}: its checkpoint ${ck!.dir} changed since it was trained (${changed})`,
+  if (changed !== undefined) {
+    return {
+      unusable: `${file}: its checkpoint ${ck!.dir} changed since it was trained (${changed})`,
+    };
+  }
+  const data = (r.provenance as RunProvenance).data;
+  const dataChanged = opts.checkpoint === false || opts.dataDir === undefined
+    ? undefined
+    : await dataChange(data, opts.dataDir);
+  return dataChanged === undefined ? { result: r } : {
+    unusable: `${file}: its data changed since it was trained (${dataChanged} in ${opts.dataDir})`,
   };
+}
+
+/**
+ * The first data file a result records (`provenance.data.files`, in its order) whose bytes in
+ * `dataDir`, the folder the run would read now, are not the ones it was trained and evaluated on:
+ * the run id hashes the spec, which names the tasks, not their files' bytes, so a result of
+ * another data folder, or of a file since edited or downloaded again, would otherwise be kept.
+ * A record without digests (a result written before they were recorded) is accepted.
+ *
+ * @param data the result's data record (undefined: accepted)
+ * @param dataDir the data folder of this grid
+ * @returns undefined when every recorded file is the same; else `<path>: sha256 <old 12
+ *   digits>… now <new 12>…`, `<path>: missing`, or the error hashing it gave
+ */
+export async function dataChange(
+  data: DataProvenance | undefined,
+  dataDir: string,
+): Promise<string | undefined> {
+  for (const [path, was] of Object.entries(data?.files ?? {})) {
+    if (was.sha256 === undefined) continue;
+    let now: CheckpointFileRecord;
+    try {
+      now = await fileDigest(join(dataDir, path));
+    } catch (e) {
+      if ((e as Error).cause instanceof Deno.errors.NotFound) return `${path}: missing`;
+      return (e as Error).message;
+    }
+    if (now.sha256 !== was.sha256) {
+      return `${path}: sha256 ${was.sha256.slice(0, 12)}… now ${now.sha256.slice(0, 12)}…`;
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -1377,7 +1430,9 @@ export async function runGrid(
       stoppedAt = index;
       break;
     }
-    const found = opts.resume ? await inspectFinished(opts.outDir, spec) : {};
+    const found = opts.resume
+      ? await inspectFinished(opts.outDir, spec, { dataDir: opts.dataDir })
+      : {};
     const file = fileOf(spec);
     const workDir = runWorkDir(file);
     if (found.result !== undefined) {

@@ -46,6 +46,7 @@ import { resumeRecord, type RunProvenance } from "./provenance.ts";
 import { checkpointDirName, listCheckpoints } from "./checkpointing.ts";
 import { ClaimLostError, type ClaimStopOption } from "./run_claim.ts";
 import { checkpointFiles } from "../model/pretrained.ts";
+import { fileDigest } from "../model/checkpoint.ts";
 
 const DATA = sharedPath("data");
 
@@ -442,6 +443,62 @@ Deno.test("runGrid() with resume says why it reruns over a result file it cannot
     }
   } finally {
     await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("runGrid() with resume reruns a finished run whose recorded data files changed in the grid's data folder, naming the first; keeps one whose files did not", async () => {
+  const out = await Deno.makeTempDir();
+  const data = await Deno.makeTempDir();
+  try {
+    const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+    const [a, b] = [grid[0]!, grid[1]!];
+    await Deno.mkdir(join(data, "glue", "RTE"), { recursive: true });
+    const train = join(data, "glue", "RTE", "train.tsv");
+    await Deno.writeTextFile(train, "index\tsentence1\tsentence2\tlabel\n");
+    // As runOne records them (provenance.data: each file read, its size and sha256); b without.
+    const withData: typeof fakeRunOne = async (spec, opts) => {
+      const r = await fakeRunOne(spec, opts);
+      if (spec.id === b.id) return r;
+      const files = { "glue/RTE/train.tsv": await fileDigest(train) };
+      const dataRecord = { dir: data, kind: "folder" as const, sources: [], files };
+      return { ...r, provenance: { ...r.provenance, data: dataRecord } };
+    };
+    const trained: string[] = [];
+    const starts = new Map<string, string | undefined>();
+    const run = () =>
+      runGrid([a, b], {
+        outDir: out,
+        dataDir: data,
+        runOne: (spec, opts) => (trained.push(spec.id), withData(spec, opts)),
+        resume: true,
+        onEvent: (e) => e.kind === "start" && starts.set(e.spec.id, e.replaces),
+      });
+    await run();
+    const old = (await fileDigest(train)).sha256;
+    trained.length = 0;
+    assert.deepEqual([(await run()).skipped, trained], [2, []], "nothing changed: kept");
+    // The file edited (or another copy downloaded) under the same path: a trains again, saying
+    // which file; before, its result of the old bytes was kept. b records no data: kept.
+    await Deno.writeTextFile(train, "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n");
+    const now = (await fileDigest(train)).sha256;
+    const s = await run();
+    assert.deepEqual([s.skipped, s.done, trained], [1, 1, [a.id]]);
+    assert.equal(
+      starts.get(a.id),
+      `${join(out, runFileName(a))}: its data changed since it was trained (glue/RTE/train.tsv: ` +
+        `sha256 ${old.slice(0, 12)}… now ${now.slice(0, 12)}… in ${data})`,
+    );
+    // The file missing from the grid's data folder counts as changed; readFinished checks too.
+    await Deno.remove(train);
+    assert.equal(await readFinished(out, a, data), undefined);
+    assert.ok(await readFinished(out, a), "without a data folder: unchecked");
+    assert.match(
+      (await inspectFinished(out, a, { dataDir: data })).unusable ?? "",
+      /\(glue\/RTE\/train\.tsv: missing in /,
+    );
+  } finally {
+    await Deno.remove(out, { recursive: true });
+    await Deno.remove(data, { recursive: true });
   }
 });
 

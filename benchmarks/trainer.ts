@@ -238,6 +238,16 @@ export interface TrainOptions {
   /** Identifies the run; a checkpoint written for another key is refused on resume. */
   readonly runKey?: string;
   /**
+   * What the run reads besides its settings and code, by name, each its sha256 (`runOne`: the
+   * data files, `data:<path in the data folder>`, and the backbone's and tokenizer's files):
+   * stored in every checkpoint, and a resume refuses a checkpoint whose recorded inputs differ
+   * (a name whose digest changed, or that only one side has), naming the first, so that no run
+   * trains its first steps on one file and the rest on another (the run id hashes the spec,
+   * which names folders, not their bytes). A checkpoint written before it was recorded is
+   * resumed as before.
+   */
+  readonly inputs?: Readonly<Record<string, string>>;
+  /**
    * The code this run executes (`provenance.ts` `gitState()`), stored in every checkpoint so a
    * resume can report which code wrote it ({@link TrainOutcome.resumedCode}).
    */
@@ -756,6 +766,27 @@ export function globalGradNorm(grads: Iterable<tf.Tensor>): tf.Scalar {
 }
 
 /**
+ * How a checkpoint's recorded inputs ({@link TrainOptions.inputs}) differ from this run's: the
+ * first name (in sorted order) whose sha256 differs or that only one side has; undefined when
+ * they agree, or when either side has none (a checkpoint written before they were recorded, or
+ * a caller that gives none).
+ */
+function inputChange(
+  recorded: unknown,
+  now: Readonly<Record<string, string>> | undefined,
+): string | undefined {
+  if (now === undefined || typeof recorded !== "object" || recorded === null) return undefined;
+  const was = recorded as Record<string, unknown>;
+  const short = (v: unknown) => typeof v === "string" ? `sha256 ${v.slice(0, 12)}…` : "absent";
+  for (const name of [...new Set([...Object.keys(was), ...Object.keys(now)])].sort()) {
+    const a = Object.hasOwn(was, name) ? was[name] : undefined;
+    const b = Object.hasOwn(now, name) ? now[name] : undefined;
+    if (a !== b) return `${name} was ${short(a)}, is now ${short(b)}`;
+  }
+  return undefined;
+}
+
+/**
  * Checks the fields of a checkpoint's state that a resume restores (a state that is JSON but not
  * a trainer's, e.g. edited by hand), so that the error names the file and the field rather than
  * failing later, or continuing with histories that miss steps.
@@ -1019,6 +1050,14 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
                 `remove the folder or use another output directory`,
             );
           }
+          const changed = inputChange(state.inputs, o.inputs);
+          if (changed !== undefined) {
+            throw new Error(
+              `${dir}: checkpoint was trained on other inputs than this run reads: ${changed}; ` +
+                `put that file back to resume it, or train the run from step 0 (bench: without ` +
+                `--resume, which clears its checkpoints)`,
+            );
+          }
           return undefined;
         },
         check: (ck) => {
@@ -1148,6 +1187,8 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
         state: {
           step,
           runKey: o.runKey ?? null,
+          // Only when given, so that a run without them writes the state as before.
+          ...(o.inputs === undefined ? {} : { inputs: o.inputs }),
           code: o.code ?? null,
           codes,
           microBatchSizes,

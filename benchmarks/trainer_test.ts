@@ -930,6 +930,51 @@ Deno.test("train() without checkpoints stops at once on a request, saying a resu
   assert.deepEqual(seen, [], "a loop without checkpoints is not reported");
 });
 
+Deno.test("train() refuses to resume a checkpoint trained on other inputs (a data file's digest), naming it", async () => {
+  const dir = await Deno.makeTempDir();
+  const spec = { ...SPEC, steps: 4, evalEvery: 4, checkpointEvery: 2 };
+  const inputs = {
+    "data:glue/RTE/train.tsv": "a".repeat(64),
+    "backbone:config.json": "c".repeat(64),
+  };
+  await killedRun(3, () => ({ train: spec, checkpointDir: dir, runKey: "k", inputs }));
+  const state = JSON.parse(await Deno.readTextFile(`${dir}/step-00000002/state.json`));
+  assert.deepEqual(state.inputs, inputs, "recorded in the checkpoint");
+  const m = initT5(CONFIG, { seed: 1 });
+  const resume = (given?: Record<string, string>) =>
+    train(opts(m, {
+      train: spec,
+      checkpointDir: dir,
+      runKey: "k",
+      ...(given === undefined ? {} : { inputs: given }),
+    }));
+  // Another train.tsv (edited, or another data folder's): refused, the file named. Before, the
+  // run resumed, training steps 3-4 on the new file and recording only it.
+  await assert.rejects(
+    resume({ ...inputs, "data:glue/RTE/train.tsv": "b".repeat(64) }),
+    new RegExp(
+      "step-00000002: checkpoint was trained on other inputs than this run reads: " +
+        "data:glue/RTE/train\\.tsv was sha256 a{12}…, is now sha256 b{12}…; put that file " +
+        "back to resume it, or train the run from step 0",
+    ),
+  );
+  // A file only one side has (another task set would change the run id; another backbone's
+  // files would not).
+  await assert.rejects(
+    resume({ "data:glue/RTE/train.tsv": "a".repeat(64) }),
+    /backbone:config\.json was sha256 c{12}…, is now absent/,
+  );
+  // The same inputs resume.
+  assert.equal((await resume(inputs)).resumedFrom, 2);
+  // A checkpoint written before inputs were recorded resumes as before.
+  const last = `${dir}/step-00000004/state.json`;
+  const { inputs: _drop, ...legacy } = JSON.parse(await Deno.readTextFile(last));
+  await Deno.writeTextFile(last, JSON.stringify(legacy));
+  assert.equal((await resume({ "data:other": "d".repeat(64) })).resumedFrom, 4);
+  disposeT5(m);
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test("train() stores the code version in checkpoints and reports it on resume", async () => {
   const dir = await Deno.makeTempDir();
   const spec = { ...SPEC, steps: 4, evalEvery: 4, checkpointEvery: 2 };
