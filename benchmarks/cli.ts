@@ -2171,6 +2171,8 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         microBatchSizes: memory.microBatchSizes,
         // Every run's train() takes it (not part of the specs: run ids do not change).
         checkpointMinutes: minutes,
+        // Kept results of another backend than the runs' resolves to here are named.
+        resolvedBackend: (s) => backendOf(s).name,
         runLock: { staleMs: runLockStale },
         // The grid's own lines (a run left to the process that took its claim over, --resume's
         // note on results of other code): above the bars, not across them.

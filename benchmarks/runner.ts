@@ -885,6 +885,12 @@ export interface RunGridOptions {
    */
   readonly code?: () => { readonly sha: string; readonly dirty: boolean };
   /**
+   * The backend a run's requested one (`spec.backend`) resolves to in this process (`auto`
+   * picks per machine), to tell `resume` results trained on another (`provenance.backend.name`):
+   * kept, as the run id records only the requested backend, and said once. Absent: not told.
+   */
+  readonly resolvedBackend?: (spec: RunSpec) => string | undefined;
+  /**
    * Called (and awaited) once a run's result file is written, before its work folder is removed
    * (tests of a claim taken over, or a kill, at that point).
    */
@@ -1191,6 +1197,8 @@ export async function runGrid(
   const log = opts.log ?? ((line: string) => console.error(line));
   /** The commits of the finished results `resume` kept that other code trained, one per result. */
   const otherCode: string[] = [];
+  /** Likewise the backends of those trained on another backend than this process resolves. */
+  const otherBackend: string[] = [];
   let interrupted: GridSummary["interrupted"];
   let fatal: Error | undefined;
   /** Claims a run; a claim file that cannot be written (a full disk) is the run's failure. */
@@ -1451,6 +1459,12 @@ export async function runGrid(
       if (p.gitSha !== now.sha || p.gitDirty !== now.dirty) {
         otherCode.push(codeLabel(p.gitSha, p.gitDirty));
       }
+      const resolved = opts.resolvedBackend?.(spec);
+      if (resolved !== undefined && p.backend.name !== resolved) {
+        otherBackend.push(
+          `${p.backend.name} (run id's backend "${spec.backend}", now ${resolved})`,
+        );
+      }
       skipped++;
       emit({ kind: "skip", spec, index });
       continue;
@@ -1472,6 +1486,15 @@ export async function runGrid(
       stoppedAt = index + 1;
       break;
     }
+  }
+  if (otherBackend.length > 0) {
+    log(
+      `note: ${otherBackend.length} finished result(s) in ${opts.outDir} were trained on another ` +
+        `backend than their runs resolve to here (${
+          [...new Set(otherBackend)].join(", ")
+        }); they are kept (the run id records the requested backend, not the one it resolved ` +
+        `to; their numbers differ in the last digits): rerun without --resume to retrain them`,
+    );
   }
   if (otherCode.length > 0) {
     const now = (opts.code ?? codeGitState)();

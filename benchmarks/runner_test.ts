@@ -321,6 +321,38 @@ Deno.test("runGrid() writes one JSON per run, resumes, and survives a failing ru
     assert.equal(r.spec.id, grid[0]!.id);
   }));
 
+Deno.test("runGrid() with resume keeps results trained on another backend than theirs resolves to, and says so once", () =>
+  inTempDir(async (out) => {
+    const specs = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() })
+      .slice(0, 3);
+    // The fake records backend "fake"; the runs ask for "auto" (the profile's).
+    await runGrid(specs, { outDir: out, dataDir: DATA, runOne: fakeRunOne, log: () => {} });
+    const lines: string[] = [];
+    const { runOne, ids } = countingRunOne();
+    const resume = (resolved: string) =>
+      runGrid(specs, {
+        outDir: out,
+        dataDir: DATA,
+        runOne,
+        resume: true,
+        log: (line) => lines.push(line),
+        code: () => ({ sha: "fake", dirty: false }),
+        resolvedBackend: () => resolved,
+      });
+    assert.equal((await resume("fake")).skipped, 3);
+    assert.deepEqual(lines, [], "the backend they ran on: no note");
+    // "auto" now resolves to cpu (another machine, HYPERPROMPT_BACKEND): kept, and said. Before,
+    // nothing was said (the run id records "auto" either way).
+    assert.equal((await resume("cpu")).skipped, 3);
+    assert.deepEqual(ids(), [], "kept");
+    assert.deepEqual(lines, [
+      `note: 3 finished result(s) in ${out} were trained on another backend than their runs ` +
+      `resolve to here (fake (run id's backend "auto", now cpu)); they are kept (the run id ` +
+      `records the requested backend, not the one it resolved to; their numbers differ in the ` +
+      `last digits): rerun without --resume to retrain them`,
+    ]);
+  }));
+
 Deno.test("runGrid() with resume keeps results trained at other code, and says so once per grid", () =>
   inTempDir(async (out) => {
     const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
