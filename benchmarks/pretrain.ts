@@ -595,6 +595,19 @@ async function withBackboneLock<T>(
 }
 
 /**
+ * The backend `auto` resolves to in this process (`selectBackend`, with HYPERPROMPT_BACKEND
+ * and what is installed), the backend the caller had selected selected again after.
+ */
+async function resolvedAutoBackend(): Promise<string> {
+  const previous = currentBackendInfo()?.requested as BackendName | undefined;
+  const info = await selectBackend("auto", { log: () => {} });
+  if (previous !== undefined && previous !== "auto") {
+    await selectBackend(previous, { log: () => {} });
+  }
+  return info.name;
+}
+
+/**
  * Builds (or reuses from the cache) a span-corruption-pretrained backbone.
  *
  * @param opts settings (see {@link PretrainOptions})
@@ -644,6 +657,11 @@ export async function pretrainBackbone(
   // Span corruption needs T5's sentinels; a tokenizer without them gets them appended.
   const tokenizerJson = readTokenizerJson(await Deno.readTextFile(tokenizerFile), tokenizerFile);
   const tokenizerText = JSON.stringify(tokenizerJson);
+  // The backend the weights are computed on: "auto" as it resolves here (its kernels round
+  // otherwise: a cache shared by a GPU and a CPU machine, or HYPERPROMPT_BACKEND, would give one
+  // key two backbones), selected for a moment and the caller's selected again.
+  const auto = opts.backend === undefined || opts.backend === "auto";
+  const backendKey = auto ? await resolvedAutoBackend() : opts.backend;
   const key = (sha256(JSON.stringify({
     v: PRETRAIN_CODE_VERSION,
     base,
@@ -655,7 +673,7 @@ export async function pretrainBackbone(
     learningRate: opts.learningRate,
     seed: opts.seed,
     objective: T5_SPAN_CORRUPTION,
-    ...(opts.backend === undefined || opts.backend === "auto" ? {} : { backend: opts.backend }),
+    backend: backendKey,
     // "wasm" is pure wasm (see below); a folder built before that used OpenBLAS where installed.
     ...(opts.backend === "wasm" ? { blas: false } : {}),
   }))).slice(0, 16);

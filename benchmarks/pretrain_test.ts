@@ -870,6 +870,16 @@ Deno.test("pretrainBackbone(): every setting that changes the weights is in the 
       ok(!dirs.has(r.dir), `${what}: a new folder`);
       dirs.add(r.dir);
     }
+    // "auto" is keyed by what it resolves to here: to cpu, the cpu backbone (the same
+    // computation); to another backend, another folder. Before, every "auto" was one key, so the
+    // first machine to fill a shared cache decided the weights the others read.
+    const auto = (to: string) =>
+      withEnv({ HYPERPROMPT_BACKEND: to }, () => pretrainBackbone({ ...base, backend: "auto" }));
+    const autoCpu = await auto("cpu");
+    deepEqual([autoCpu.cached, autoCpu.dir], [true, first.dir]);
+    const autoWasm = await auto("wasm");
+    equal(autoWasm.cached, false, "auto resolving to wasm: not the cpu backbone");
+    ok(!dirs.has(autoWasm.dir));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
