@@ -76,6 +76,12 @@ export class TransferError extends Error {}
 export class ConnectionError extends TransferError {}
 
 /**
+ * A {@link TransferError} of a request whose redirects never ended (fetch gave up after its 20:
+ * a redirect loop, a misconfigured mirror): not retried, as a loop does not go away in seconds.
+ */
+export class RedirectLimitError extends TransferError {}
+
+/**
  * What a fetch rejection (or its causes) says when no connection could be made: Deno's
  * `client error (Connect)` (DNS, TCP connect, TLS), or the OS's words for it; and Deno's refusal
  * of a blocked port. A reset or a connection closed unanswered (`client error (SendRequest)`)
@@ -190,6 +196,9 @@ export async function getWithin(
     // one of a server that was reached (a reset, a connection closed unanswered) is retried.
     if (e instanceof TypeError && isConnectFailure(e)) {
       throw new ConnectionError(message, { cause: e });
+    }
+    if (e instanceof TypeError && /maximum number of redirects/i.test(message)) {
+      throw new RedirectLimitError(`${message} (a redirect loop?)`, { cause: e });
     }
     throw new TransferError(message, { cause: e });
   }
@@ -633,6 +642,7 @@ export async function fetchResumable(
       }
       lastErr = e;
       if (e instanceof HttpStatusError && !e.retryable) break;
+      if (e instanceof RedirectLimitError) break;
       if (opts.noRetry?.(e, attempt)) break;
       if (attempt < retries) {
         const wait = retryDelayMs(attempt, e instanceof HttpStatusError ? e.retryAfter : null);

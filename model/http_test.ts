@@ -11,6 +11,7 @@ import {
   parseContentRange,
   partSourcePath,
   readPartSource,
+  RedirectLimitError,
   TransferError,
 } from "./http.ts";
 
@@ -924,6 +925,30 @@ Deno.test("fetchResumable noRetry: a refused connection is final at once; a brok
     );
     assert.ok(seen[0] instanceof TransferError && !(seen[0] instanceof ConnectionError));
   });
+});
+
+Deno.test("fetchResumable: a redirect loop (a real server's) is final at once, said as such; no retry", async () => {
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (req) => new Response(null, { status: 302, headers: { location: new URL(req.url).pathname } }),
+  );
+  try {
+    await inTempDir(async (part) => {
+      const { waits, sleep } = recordingSleep();
+      const url = `http://127.0.0.1:${server.addr.port}/loop/f`;
+      await assert.rejects(
+        fetchResumable(url, part, { sleep }),
+        (e: unknown) =>
+          e instanceof RedirectLimitError &&
+          /^GET http:\/\/127\.0\.0\.1:\d+\/loop\/f: .*redirects.* \(a redirect loop\?\)$/i
+            .test(e.message),
+      );
+      // Before, it waited 1 + 2 + 4 s through three retries of the same loop.
+      assert.deepEqual(waits, []);
+    });
+  } finally {
+    await server.shutdown();
+  }
 });
 
 Deno.test("errorChain: an error and its Error causes, bounded and cycle-safe; isConnectFailure reads them all", () => {

@@ -608,7 +608,10 @@ async function downloadLocked(
       get: hubGet(ctx, digest),
       // Offline: the call's first request cannot connect; the retries' waits would only delay
       // the message. Once anything has answered, every failure is retried.
-      noRetry: (e) => e instanceof ConnectionError && !ctx.reached,
+      // A redirect loop does not go away in seconds either.
+      noRetry: (e) =>
+        (e instanceof ConnectionError && !ctx.reached) ||
+        (e instanceof TransferError && e.cause instanceof RedirectLoop),
       verify: async (path, bytes) => {
         await checkDownloaded(url, file, path);
         // The streamed hash when the part is that body, else (resumed, or settled by a 416) the

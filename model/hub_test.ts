@@ -556,6 +556,31 @@ Deno.test("fetchHubModel: follows relative and cross-origin redirects; token sta
   }
 });
 
+Deno.test("fetchHubModel: a redirect loop fails at once, naming it, not retried", () =>
+  inTempDir(async (cache) => {
+    let asked = 0;
+    const hub = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+      asked++;
+      return new Response(null, { status: 302, headers: { location: new URL(req.url).pathname } });
+    });
+    const { waits, sleep } = recordSleeps();
+    try {
+      await assert.rejects(
+        fetchHubModel("org/tiny", {
+          cacheDir: cache,
+          endpoint: `http://127.0.0.1:${hub.addr.port}`,
+          sleep,
+        }),
+        /Model "org\/tiny" could not be fetched: too many redirects from .*config\.json/,
+      );
+      // One request and its 10 redirects; before, a retry asked the same loop again.
+      assert.deepEqual(waits, []);
+      assert.equal(asked, 11);
+    } finally {
+      await hub.shutdown();
+    }
+  }));
+
 Deno.test("fetchHubModel: HF_HUB_OFFLINE=1 uses the cache or explains how to go on", () =>
   withTinyHub(async (cache, hub) => {
     const dir = await fetchHubModel("org/tiny", { cacheDir: cache, endpoint: hub.endpoint });
