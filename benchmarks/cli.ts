@@ -1527,7 +1527,8 @@ async function downloadMissing(
       cacheDir,
       retries: 1,
       fetch: connectTimeoutFetch,
-      log: () => {},
+      // Its retries, waits for another process's download and per-task lines, marked as its.
+      log: (line) => error(`download: ${line}`),
     });
   } catch (e) {
     if (e instanceof DownloadError) {

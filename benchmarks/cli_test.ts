@@ -679,6 +679,7 @@ Deno.test("main() downloads the tasks the profile needs and the data lacks; offl
     const asked: DownloadOptions[] = [];
     const offline = (o: DownloadOptions): Promise<TaskResult[]> => {
       asked.push(o);
+      o.log?.("glue/qqp: official: dns error; retrying in 1 s");
       return Promise.reject(
         new DownloadError([
           { task: "glue/mnli", reason: "official: error sending request: dns error" },
@@ -699,6 +700,8 @@ Deno.test("main() downloads the tasks the profile needs and the data lacks; offl
       err,
       /Downloading 3 task\(s\) the profile needs into .*: glue\/qqp, glue\/mnli, glue\/qnli/,
     );
+    // The download's own lines (its retries, its waits for another process) are shown, marked.
+    assert.match(err, /^download: glue\/qqp: official: dns error; retrying in 1 s$/m);
     assert.match(
       err,
       /warning: download failed for 3 task\(s\) \(first: glue\/mnli: official: error sending request: dns error\); going on with the tasks present/,

@@ -632,7 +632,15 @@ export interface FileLockOptions {
    * fails until every handle is closed).
    */
   remove?: boolean;
+  /**
+   * Called once when the lock is not had within {@link LOCK_WAIT_NOTICE_MS} (another holder):
+   * the caller says what it waits for, rather than seeming to hang.
+   */
+  onWait?: () => void;
 }
+
+/** How long {@link withFileLock} waits for the lock before it calls `onWait`. */
+export const LOCK_WAIT_NOTICE_MS = 500;
 
 /**
  * Holds an exclusive lock (`flock`) on the file `path` (created empty, with its folder, when
@@ -676,13 +684,22 @@ export async function withFileLock<T>(
   const windows = Deno.build.os === "windows";
   const remove = options.remove === true;
   await mkdirFor(path, "creating the lock file's folder");
+  let noticed = false;
   for (;;) {
     using f = await Deno.open(path, { read: true, write: true, create: true }).catch((e) => {
       throw fsError(e, path, "opening the lock file");
     });
-    await f.lock(true).catch((e) => {
-      throw fsError(e, path, "locking the lock file");
-    });
+    const notice = options.onWait === undefined || noticed ? undefined : setTimeout(() => {
+      noticed = true;
+      options.onWait?.();
+    }, LOCK_WAIT_NOTICE_MS);
+    try {
+      await f.lock(true).catch((e) => {
+        throw fsError(e, path, "locking the lock file");
+      });
+    } finally {
+      clearTimeout(notice);
+    }
     const held = await f.stat();
     // Without an inode to compare, a removed file could not be told apart: it is kept.
     if (windows || held.ino === null) return await fn();

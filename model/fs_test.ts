@@ -15,6 +15,7 @@ import {
   isFileSync,
   isLocalFileError,
   isTempInUse,
+  LOCK_WAIT_NOTICE_MS,
   makeHeldTempDir,
   makeHeldTempDirSync,
   pathExists,
@@ -845,6 +846,34 @@ Deno.test("withFileLock: holders of one lock file take turns (also after a throw
     equal(await second, 2);
     deepEqual(events, ["first in", "first out", "second in"]);
     equal((await Deno.stat(lock)).size, 0, "the lock file stays, empty");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("withFileLock onWait: called once when another holder keeps the lock, never when it is free", async () => {
+  const dir = await Deno.makeTempDir();
+  const lock = join(dir, "y.lock");
+  try {
+    let waits = 0;
+    const onWait = () => void waits++;
+    equal(await withFileLock(lock, () => Promise.resolve(1), { onWait }), 1);
+    await new Promise((r) => setTimeout(r, LOCK_WAIT_NOTICE_MS + 100));
+    equal(waits, 0, "free: no notice, and none after");
+    const held = signal();
+    const inFirst = signal();
+    const first = withFileLock(lock, async () => {
+      inFirst.fire();
+      await held.promise;
+    });
+    await inFirst.promise;
+    const second = withFileLock(lock, () => Promise.resolve(2), { onWait });
+    await new Promise((r) => setTimeout(r, LOCK_WAIT_NOTICE_MS + 300));
+    equal(waits, 1, "told while it waits");
+    held.fire();
+    await first;
+    equal(await second, 2);
+    equal(waits, 1, "once");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -1217,11 +1217,13 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
       continue;
     }
     try {
-      await withFileLock(
-        join(cacheDir, LOCKS, `${task.benchmark}-${task.hfConfig}.lock`),
-        () => fetchTask(task),
-        { remove: true },
-      );
+      const lock = join(cacheDir, LOCKS, `${task.benchmark}-${task.hfConfig}.lock`);
+      await withFileLock(lock, () => fetchTask(task), {
+        remove: true,
+        // Another process fetches it into this cache: said, rather than seeming to hang.
+        onWait: () =>
+          ctx.log(`${task.id}: waiting for another process that fetches it into ${cacheDir}`),
+      });
     } catch (e) {
       // A local file error outside the task's sources (its lock file, the manifest's lock) is
       // this task's failure; any other error (an unreadable manifest) ends the download.

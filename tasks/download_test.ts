@@ -26,6 +26,7 @@ import { partSourcePath } from "../model/http.ts";
 import { examplesFromBytes } from "./load.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 import { diskFullError, flushesOf, recordFlushes, withOpenedFiles } from "../model/fs_testing.ts";
+import { LOCK_WAIT_NOTICE_MS, withFileLock } from "../model/fs.ts";
 import { withEnv } from "../model/env_testing.ts";
 
 const enc = new TextEncoder();
@@ -696,6 +697,30 @@ Deno.test("concurrent runs sharing a cache keep each other's manifest entries an
       `${s.endpoints.glue}/WNLI.zip`,
     ]);
     assert.equal(await readText(join(cacheDir, "glue/WNLI/train.tsv")), TRAIN);
+  });
+});
+
+Deno.test("a run that waits for another process's download of a task says so", async () => {
+  await withServer({ "/glue/RTE.zip": { body: makeZip() } }, async (s, cacheDir) => {
+    // Another process holds the task's lock (as its download does) a while.
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let locked!: () => void;
+    const isLocked = new Promise<void>((r) => (locked = r));
+    const other = withFileLock(join(cacheDir, "locks", "glue-rte.lock"), async () => {
+      locked();
+      await held;
+    }, { remove: true });
+    await isLocked;
+    const lines: string[] = [];
+    const run = downloadRte(s, cacheDir, { log: (l) => lines.push(l) });
+    await new Promise((r) => setTimeout(r, LOCK_WAIT_NOTICE_MS + 300));
+    assert.deepEqual(lines.filter((l) => !l.startsWith("endpoints: ")), [
+      `glue/rte: waiting for another process that fetches it into ${cacheDir}`,
+    ]);
+    release();
+    await other;
+    assert.deepEqual((await run).map((r) => r.status), ["official"]);
   });
 });
 
