@@ -244,6 +244,11 @@ export interface PerfReport {
     memoryGiB: number;
     /** 1/5/15-minute load averages at the end (a busy shared host slows wall-clock times). */
     loadavg: number[];
+    /**
+     * `DENO_WEBGPU_BACKEND` (wgpu's driver API: `vulkan`, `gl`; the adapter's name is the same
+     * under each, its times are not), `(default)` when unset; absent in older reports.
+     */
+    webgpuBackend?: string;
   };
   versions: { deno: string; v8: string; typescript: string; tfjs: string };
   args: string[];
@@ -1383,6 +1388,7 @@ export async function main(args: string[]): Promise<PerfReport> {
       os: `${Deno.build.os}-${Deno.build.arch}`,
       memoryGiB: memoryGiB(),
       loadavg: Deno.loadavg(),
+      webgpuBackend: Deno.env.get("DENO_WEBGPU_BACKEND") || "(default)",
     },
     versions: {
       deno: Deno.version.deno,

@@ -985,6 +985,7 @@ Deno.test(
     }
     assert.equal(r.versions.tfjs, tf.version.tfjs);
     assert.equal(r.machine.os, `${Deno.build.os}-${Deno.build.arch}`);
+    assert.equal(r.machine.webgpuBackend, Deno.env.get("DENO_WEBGPU_BACKEND") || "(default)");
   },
 );
 

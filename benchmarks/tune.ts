@@ -335,6 +335,8 @@ export async function main(args: string[]): Promise<TuneResult> {
     rounds,
     candidates: candidateText ?? "all",
     git: `${git.sha}${git.dirty ? "+dirty" : ""}`,
+    // wgpu's driver API (vulkan, gl): one adapter name, other kernels' times.
+    webgpuBackend: Deno.env.get("DENO_WEBGPU_BACKEND") || "(default)",
   });
   const table = old === undefined ? fresh : mergeTuningTables(old, fresh);
   await Deno.mkdir(dirname(path), { recursive: true });

@@ -61,6 +61,11 @@ Deno.test({
       assert.equal(r.workloads[0]!.shapes, Object.keys(shapes).length);
       assert.equal(table.provenance.candidates, "stock,t32,t64");
       assert.equal(table.provenance.reps, 1);
+      assert.equal(
+        table.provenance.webgpuBackend,
+        Deno.env.get("DENO_WEBGPU_BACKEND") || "(default)",
+        "wgpu's driver API: the adapter's name is the same under vulkan and gl",
+      );
 
       // A second run keeps entries of other workloads that are in the file.
       const extraKey = "1x1 m4096 n768 k3072 NT";
