@@ -76,6 +76,13 @@ export class TransferError extends Error {}
 export class ConnectionError extends TransferError {}
 
 /**
+ * A {@link TransferError} of a response that is an HTML page (`Content-Type: text/html`) where a
+ * file was asked for: a login or error page served with status 200, a mirror's index. Not
+ * retried: a retry would get the same page.
+ */
+export class HtmlPageError extends TransferError {}
+
+/**
  * A {@link TransferError} of a request whose redirects never ended (fetch gave up after its 20:
  * a redirect loop, a misconfigured mirror): not retried, as a loop does not go away in seconds.
  */
@@ -522,6 +529,20 @@ export async function fetchResumable(
         if (!(res.ok || res.status === 206)) {
           await res.body?.cancel();
           throw new HttpStatusError(url, res.status, res.headers.get("retry-after"));
+        }
+        // An HTML page where a data file or checkpoint was asked for (a login or error page
+        // served as 200, a mirror's index): said as such rather than failing later as a file
+        // that does not parse; not retried.
+        const type = res.headers.get("content-type") ?? "";
+        if (/^\s*text\/html\b/i.test(type) && !/\.html?$/i.test(new URL(url).pathname)) {
+          await res.body?.cancel();
+          throw new FinalError(
+            new HtmlPageError(
+              `GET ${url}: the server answered with an HTML page (Content-Type: ${type.trim()}), ` +
+                "not the file: an error or login page, or a mirror's index; check the URL and " +
+                "the endpoint",
+            ),
+          );
         }
         let append = false;
         if (res.status === 206) {

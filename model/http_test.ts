@@ -5,6 +5,7 @@ import {
   ConnectionError,
   errorChain,
   fetchResumable,
+  HtmlPageError,
   HttpStatusError,
   isConnectFailure,
   MAX_CAUSE_DEPTH,
@@ -949,6 +950,35 @@ Deno.test("fetchResumable: a redirect loop (a real server's) is final at once, s
   } finally {
     await server.shutdown();
   }
+});
+
+Deno.test("fetchResumable: an HTML page where a file was asked for is final at once, said as such, nothing kept", async () => {
+  await inTempDir(async (part) => {
+    const { waits, sleep } = recordingSleep();
+    let calls = 0;
+    const page = () => (calls++,
+      new Response("<html><body>Sign in</body></html>", {
+        headers: { "content-type": "text/html; charset=utf-8" },
+      }));
+    await assert.rejects(
+      fetchResumable("http://x.invalid/glue/RTE.zip", part, { sleep, fetch: scripted([page], []) }),
+      (e: unknown) =>
+        e instanceof HtmlPageError &&
+        e.message ===
+          "GET http://x.invalid/glue/RTE.zip: the server answered with an HTML page " +
+            "(Content-Type: text/html; charset=utf-8), not the file: an error or login page, or " +
+            "a mirror's index; check the URL and the endpoint",
+    );
+    assert.equal(calls, 1, "not retried");
+    assert.deepEqual(waits, []);
+    assert.equal(await Deno.stat(part).then(() => true, () => false), false, "no part kept");
+    // A page asked for as a page is a file like any other.
+    const got = await fetchResumable("http://x.invalid/index.html", part, {
+      sleep,
+      fetch: scripted([page], []),
+    });
+    assert.equal(got.bytes, "<html><body>Sign in</body></html>".length);
+  });
 });
 
 Deno.test("errorChain: an error and its Error causes, bounded and cycle-safe; isConnectFailure reads them all", () => {

@@ -68,6 +68,7 @@ import {
 import {
   ConnectionError,
   fetchResumable,
+  HtmlPageError,
   type HttpGet,
   HttpStatusError,
   IDLE_TIMEOUT_MS,
@@ -658,6 +659,11 @@ async function downloadLocked(
     }
     if (e instanceof TransferError && e.message.startsWith(`${url}: download truncated`)) {
       throw new Error(`${e.message}; run again to resume from the ${file}.part kept`, {
+        cause: e,
+      });
+    }
+    if (e instanceof HtmlPageError) {
+      throw new Error(`Model "${ctx.repoId}": ${file} could not be fetched: ${e.message}`, {
         cause: e,
       });
     }

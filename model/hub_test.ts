@@ -581,6 +581,35 @@ Deno.test("fetchHubModel: a redirect loop fails at once, naming it, not retried"
     }
   }));
 
+Deno.test("fetchHubModel: an HTML page for a file (a proxy's login page) fails at once, saying so", () =>
+  inTempDir(async (cache) => {
+    const hub = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen() {} },
+      () => new Response("<html>Sign in</html>", { headers: { "content-type": "text/html" } }),
+    );
+    const { waits, sleep } = recordSleeps();
+    try {
+      await assert.rejects(
+        fetchHubModel("org/tiny", {
+          cacheDir: cache,
+          endpoint: `http://127.0.0.1:${hub.addr.port}`,
+          sleep,
+        }),
+        (e: Error) => {
+          assert.ok(!(e instanceof HubOfflineError), e.message);
+          assert.match(
+            e.message,
+            /^Model "org\/tiny": config\.json could not be fetched: GET .*\/config\.json: the server answered with an HTML page \(Content-Type: text\/html\)/,
+          );
+          return true;
+        },
+      );
+      assert.deepEqual(waits, [], "not retried");
+    } finally {
+      await hub.shutdown();
+    }
+  }));
+
 Deno.test("fetchHubModel: HF_HUB_OFFLINE=1 uses the cache or explains how to go on", () =>
   withTinyHub(async (cache, hub) => {
     const dir = await fetchHubModel("org/tiny", { cacheDir: cache, endpoint: hub.endpoint });
