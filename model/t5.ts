@@ -1175,8 +1175,10 @@ export interface GreedyOptions {
   /** Method hooks (called for the encoder once and for the decoder at every step). */
   hooks?: T5Hooks;
   /**
-   * Reuse decoder self-attention keys/values between steps (default true); same tokens either
-   * way.
+   * Reuse decoder self-attention keys/values between steps (default true). On `cpu` the logits
+   * are the full pass's bit for bit; on wasm and WebGPU a row's matmul sums in another order
+   * alone than in a batch, so they agree to float rounding (about 1e-6 of the largest logit),
+   * and a near-tie could take another token.
    */
   useCache?: boolean;
   /** Stop a row at its first EOS and the batch when all rows stopped (default true). */
