@@ -36,9 +36,9 @@ export interface AttentionPrefix {
    * Relative-position bias on the l prefix columns: `"zero"` adds none (a position-free memory,
    * the specification's default reading A4); `"relative"` places the prefix at positions
    * -l … -1 before the first token and uses the layer's relative-position buckets (as a prefix
-   * in Hugging Face's past keys/values): beyond the buckets' exact range every prompt slot falls
-   * in the farthest-left bucket (T5's 32 buckets, distance 128, l = 16: encoder queries from
-   * position 45 on, decoder ones from 112 on), where the far-left tokens are too.
+   * in Hugging Face's past keys/values): far from the start the l slots share one logarithmic
+   * bucket, with tokens to the query's left (T5's 32 buckets, distance 128, l = 16: all 16 in one
+   * bucket for encoder queries from position 45 on, decoder ones from 112 on).
    */
   readonly positionBias: "zero" | "relative";
 }
