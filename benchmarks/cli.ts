@@ -5,7 +5,7 @@
  * ```
  * deno task bench [--profile NAME|PATH] [--data-dir DIR] [--no-download] [--out DIR]
  *                 [--methods LABEL[,LABEL...]] [--shard i/n] [--dry-run] [--compare BASELINE]
- *                 [--backend X] [--resume] [--tables DIR] [--no-tables] [--device-memory GB]
+ *                 [--backend X] [--resume|--restart] [--tables DIR] [--no-tables] [--device-memory GB]
  *                 [--checkpoint-minutes N] [--help]
  * ```
  *
@@ -21,8 +21,10 @@
  * `resolveEndpoints`); a bad value is refused before any work (exit 2), unless the download is
  * off (`--data-dir`, `$HYPERPROMPT_DATA`, `--no-download`).
  *
- * Without `--resume` every run trains from step 0 (its checkpoint folder is cleared first); with
- * it, runs with a result are skipped and unfinished ones resume from their checkpoints.
+ * Without `--resume` every run trains from step 0; with it, runs with a result are skipped and
+ * unfinished ones resume from their checkpoints. A run with checkpoints of an unfinished attempt
+ * needs one of `--resume` and `--restart` (which deletes them): without either, bench refuses
+ * to start (exit 2), naming those runs.
  *
  * Before any training, each run on a GPU backend gets a memory estimate
  * (`benchmarks/device_memory.ts`): where the GPU's memory is known (`--device-memory`,
@@ -97,6 +99,7 @@ import {
   runLockFile,
   runWorkDir,
   shardGrid,
+  unfinishedCheckpoints,
 } from "./runner.ts";
 import { holderName, runLockStaleMs } from "./run_claim.ts";
 import {
@@ -218,8 +221,11 @@ Options:
                        replaced by $HYPERPROMPT_BACKEND when set)
   --resume             skip runs whose result JSON already exists; an unfinished run resumes
                        from its checkpoints in OUT/<run file name without .json>/ (without
-                       --resume every run starts from step 0: that folder is cleared first).
-                       A run's checkpoints are deleted once its result JSON is written
+                       --resume every run starts from step 0). A run's checkpoints are deleted
+                       once its result JSON is written
+  --restart            train from step 0 the runs that have checkpoints of an unfinished
+                       attempt, deleting them; without --resume or --restart, bench refuses to
+                       start when a run has some (a forgotten --resume would lose that work)
   --tables DIR         where the CSV tables and plots go after the runs (default: OUT/tables);
                        shards write none (--tables with --shard is refused): run
                        deno task tables once all have finished
@@ -1413,6 +1419,7 @@ const OPTIONS = {
   compare: { type: "string" },
   backend: { type: "string" },
   resume: { type: "boolean", default: false },
+  restart: { type: "boolean", default: false },
   tables: { type: "string" },
   "no-tables": { type: "boolean", default: false },
   "device-memory": { type: "string" },
@@ -1717,6 +1724,12 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     const probeWith = opts.probe ?? probeBackend;
     const shardArg = values.shard;
     const shard = shardArg === undefined ? undefined : usageChecked(() => parseShard(shardArg));
+    if (values.resume && values.restart) {
+      throw new UsageError(
+        "--resume with --restart: the one continues unfinished runs from their checkpoints, " +
+          "the other deletes those and trains them from step 0; give one of them",
+      );
+    }
     if (values.tables !== undefined && values["no-tables"]) {
       throw new UsageError(
         `--tables ${values.tables} with --no-tables: the one asks for the tables there, the ` +
@@ -1977,6 +1990,21 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       : `${what}: ${specs.length} of ${grid.length} runs`;
     error(`Profile "${profile.name}" (${scope}); data ${dataDir}; out ${values.out}`);
     for (const n of missingDiagnosticTests(specs, dataDir)) error(`note: ${n}`);
+    // Checkpoints of an earlier attempt that did not finish (stopped, preempted): a run without
+    // --resume would delete them and train from step 0, hours of work lost to a missing flag.
+    if (!values.resume && !values.restart) {
+      const unfinished = await unfinishedCheckpoints(values.out, specs, runLockStale);
+      if (unfinished.length > 0) {
+        const what = withRuns(
+          `${unfinished.length} run(s) of the grid have checkpoints in ${values.out} of an ` +
+            `earlier attempt that did not finish`,
+          unfinished,
+        ) + ": --resume continues them from there (and skips the finished runs); --restart " +
+          "trains them from step 0, deleting their checkpoints";
+        if (values["dry-run"]) error(`warning: a run would be refused: ${what}`);
+        else throw new UsageError(`Refused before training: ${what}`);
+      }
+    }
     // A checkpoint folder whose config.json, weights or tokenizer cannot be used fails each of
     // its runs at its start: refused now (a dry run lists the grid and says so).
     const badConfigs = unusableCheckpoints(specs);

@@ -2302,6 +2302,61 @@ Deno.test("main() refuses a grid whose task file does not parse before any run (
     assert.match(a.err.join("\n"), /Refused before training: 1 task file problem\(s\):/);
   }));
 
+Deno.test("main() refuses to start over runs with checkpoints of an unfinished attempt unless told --resume or --restart", () =>
+  inTempDir(async (dir) => {
+    const profile = await tmpProfile(dir, { seeds: [0], methods: [{ name: "mtl" }] });
+    const out = join(dir, "out");
+    const args = ["--profile", profile, "--out", out, "--no-tables"];
+    const grid = expandGrid(await loadProfile(profile), {
+      dataDir: sharedPath("data"),
+      catalog: await defaultTaskCatalog(),
+    });
+    const stopped = grid[0]!;
+    // A stopped (or preempted) run's checkpoint of step 4, no claim left.
+    const ckpt = join(out, runFileName(stopped).slice(0, -".json".length), "checkpoints");
+    await Deno.mkdir(join(ckpt, "step-00000004"), { recursive: true });
+    // Without a flag: refused before any run, the checkpoint kept. Before, the run deleted it
+    // and trained from step 0, then said --resume would have continued it.
+    const none = countingRunOne();
+    const c = capture();
+    assert.equal(await main(args, { ...c.opts, runOne: none.runOne }), 2, c.err.join("\n"));
+    assert.deepEqual(none.calls, []);
+    assert.match(
+      c.err.join("\n"),
+      new RegExp(
+        `Refused before training: 1 run\\(s\\) of the grid have checkpoints in ${out} of an ` +
+          `earlier attempt that did not finish \\(run ${stopped.id} \\(.*\\.json\\): step 4 of ` +
+          `${stopped.train.steps}\\): --resume continues them from there .*; --restart trains ` +
+          `them from step 0, deleting their checkpoints`,
+      ),
+    );
+    assert.ok(existsSync(join(ckpt, "step-00000004")), "kept");
+    // The dry run warns.
+    const d = capture();
+    assert.equal(await main([...args, "--dry-run"], d.opts), 0, d.err.join("\n"));
+    assert.match(d.err.join("\n"), /warning: a run would be refused: 1 run\(s\) of the grid/);
+    // Both flags: refused.
+    const both = capture();
+    assert.equal(await main([...args, "--resume", "--restart"], both.opts), 2);
+    assert.match(both.err.join("\n"), /--resume with --restart: .*give one of them/);
+    // --restart: every run trains, the stopped one from step 0, saying so.
+    const restarted = countingRunOne();
+    const r = capture();
+    assert.equal(
+      await main([...args, "--restart"], { ...r.opts, runOne: restarted.runOne }),
+      0,
+      r.err.join("\n"),
+    );
+    assert.deepEqual(restarted.ids(), grid.map((s) => s.id));
+    assert.match(
+      r.err.join("\n"),
+      new RegExp(
+        `run ${stopped.id} \\(.*\\): discarding its checkpoint of step 4 of \\d+ and ` +
+          `training from step 0 \\(--restart\\)`,
+      ),
+    );
+  }));
+
 Deno.test("main() refuses a grid whose checkpoint config.json cannot be used before any run (exit 2, nothing written); --dry-run lists it and warns", () =>
   inTempDir(async (dir) => {
     const broken = join(dir, "broken");

@@ -274,6 +274,19 @@ function staleness(seen: ClaimSeen, staleMs: number, host: string): string | und
 }
 
 /**
+ * Whether a run's claim file is held by a live process (not stale: {@link staleness}); false
+ * when there is none.
+ *
+ * @param path the claim file (`runner.ts` `runLockFile`)
+ * @param staleMs the stale window
+ * @returns true while a live process holds it
+ */
+export async function claimIsLive(path: string, staleMs: number): Promise<boolean> {
+  const seen = await readClaim(path);
+  return seen !== undefined && staleness(seen, staleMs, thisHost()) === undefined;
+}
+
+/**
  * How a claim's holder is named in lines: `<host> pid <pid>`, or "another process" when unknown
  * (its claim file is still being written, or was already released).
  *

@@ -74,6 +74,7 @@ import {
   type RunProvenance,
 } from "./provenance.ts";
 import {
+  claimIsLive,
   type ClaimOutcome,
   claimRun,
   type ClaimStopOption,
@@ -581,6 +582,34 @@ export function shardGrid(specs: readonly RunSpec[], shard: Shard): RunSpec[] {
  * the previous file is left intact.
  */
 export { writeFileAtomic } from "../model/fs.ts";
+
+/**
+ * The runs of `specs` that have checkpoints in `outDir` of an earlier attempt that did not finish
+ * (stopped, preempted, killed) and whose claim no live process holds: a grid without `resume`
+ * would delete them and train from step 0, so `deno task bench` refuses to start unless told
+ * which (`--resume` continues them, `--restart` deletes them).
+ *
+ * @param outDir results folder
+ * @param specs the runs
+ * @param staleMs the claims' stale window
+ * @returns one line per such run: `<id> (<result file>): step <s> of <steps>`
+ */
+export async function unfinishedCheckpoints(
+  outDir: string,
+  specs: readonly RunSpec[],
+  staleMs: number,
+): Promise<string[]> {
+  const lines: string[] = [];
+  for (const spec of specs) {
+    const file = join(outDir, runFileName(spec));
+    const steps = await listCheckpoints(join(runWorkDir(file), "checkpoints"));
+    if (steps.length === 0 || await claimIsLive(runLockFile(file), staleMs)) continue;
+    lines.push(
+      `${spec.id} (${basename(file)}): step ${Math.max(...steps)} of ${spec.train.steps}`,
+    );
+  }
+  return lines;
+}
 
 /**
  * Read a finished run's result if its file exists and belongs to `spec`.
@@ -1279,8 +1308,7 @@ export async function runGrid(
         if (steps.length > 0) {
           log(
             `run ${spec.id} (${basename(file)}): discarding its checkpoint of step ` +
-              `${Math.max(...steps)} of ${spec.train.steps} and training from step 0, as ` +
-              `without --resume; rerun with --resume to continue a stopped run from its checkpoint`,
+              `${Math.max(...steps)} of ${spec.train.steps} and training from step 0 (--restart)`,
           );
         }
         await discardFolder(workDir);

@@ -19,7 +19,9 @@ import {
   readFinished,
   runGrid,
   runLockFile,
+  runWorkDir,
   shardGrid,
+  unfinishedCheckpoints,
   writeFileAtomic,
 } from "./runner.ts";
 import {
@@ -44,7 +46,7 @@ import { inTempDir } from "../model/fs_testing.ts";
 import { TrainingInterruptedError } from "./trainer.ts";
 import { resumeRecord, type RunProvenance } from "./provenance.ts";
 import { checkpointDirName, listCheckpoints } from "./checkpointing.ts";
-import { ClaimLostError, type ClaimStopOption } from "./run_claim.ts";
+import { ClaimLostError, claimRun, type ClaimStopOption, thisHost } from "./run_claim.ts";
 import { checkpointFiles } from "../model/pretrained.ts";
 import { fileDigest } from "../model/checkpoint.ts";
 
@@ -477,6 +479,39 @@ Deno.test("runGrid() with resume says why it reruns over a result file it cannot
     await Deno.remove(out, { recursive: true });
   }
 });
+
+Deno.test("unfinishedCheckpoints(): runs with checkpoints whose claim no live process holds, with their step", () =>
+  inTempDir(async (out) => {
+    const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
+    const [a, b, c] = [grid[0]!, grid[1]!, grid[2]!];
+    const ckpt = (s: RunSpec, step: number) =>
+      Deno.mkdir(
+        join(runWorkDir(join(out, runFileName(s))), "checkpoints", checkpointDirName(step)),
+        { recursive: true },
+      );
+    await ckpt(a, 4);
+    await ckpt(a, 8);
+    await ckpt(b, 2);
+    assert.deepEqual(await unfinishedCheckpoints(out, [a, b, c], 60_000), [
+      `${a.id} (${runFileName(a)}): step 8 of ${a.train.steps}`,
+      `${b.id} (${runFileName(b)}): step 2 of ${b.train.steps}`,
+    ]);
+    // b's claim held by a live process (this one): its checkpoints are that process's work.
+    const held = await claimRun(runLockFile(join(out, runFileName(b))), b.id, {
+      host: thisHost(),
+      heartbeatMs: 60_000,
+      staleMs: 60_000,
+      onTakeover: () => {},
+    });
+    assert.ok("held" in held);
+    try {
+      assert.deepEqual(await unfinishedCheckpoints(out, [a, b, c], 60_000), [
+        `${a.id} (${runFileName(a)}): step 8 of ${a.train.steps}`,
+      ]);
+    } finally {
+      await held.held.release();
+    }
+  }));
 
 Deno.test("runGrid() with resume reruns a finished run whose recorded data files changed in the grid's data folder, naming the first; keeps one whose files did not", async () => {
   const out = await Deno.makeTempDir();
@@ -1480,8 +1515,7 @@ Deno.test("runGrid() without resume says it discards a stopped run's checkpoint 
     assert.deepEqual(fresh.found, [false], "trained from step 0");
     assert.deepEqual(fresh.lines, [
       `run ${a.id} (${runFileName(a)}): discarding its checkpoint of step 4 of ` +
-      `${a.train.steps} and training from step 0, as without --resume; rerun with --resume to ` +
-      "continue a stopped run from its checkpoint",
+      `${a.train.steps} and training from step 0 (--restart)`,
     ]);
     // No checkpoint: nothing to say; a single one is named too.
     assert.deepEqual((await attempt(false)).lines, []);
