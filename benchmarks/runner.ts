@@ -327,7 +327,8 @@ function refuseRepeatedTask(profile: Profile, at: string, tasks: readonly string
  * The tasks a profile's grid asks for (listed, or every task of each of its benchmarks, then its
  * `extraTrainTasks`) whose files (train and validation; train only for a train-only task)
  * `dataDir` lacks, and with `train.predictTest` the diagnostics their runs predict (AX with MNLI,
- * AX-b and AX-g with SuperGLUE RTE) whose test files it lacks, as download ids (`glue/mnli`,
+ * AX-b and AX-g with SuperGLUE RTE) and, for GLUE, WNLI (whose test file the submission's
+ * `WNLI.tsv` is made from) whose test files it lacks, as download ids (`glue/mnli`,
  * `super_glue/rte`): what `deno task bench` fetches before expanding the grid.
  *
  * @param profile a validated profile
@@ -349,11 +350,18 @@ export function missingProfileTasks(
         missingTestFiles(d, opts.dataDir).length > 0
       )
       : [];
+    // GLUE's submission has WNLI.tsv, the majority class for every row of WNLI's test file (T5
+    // trains no WNLI): `deno task submission` reads that file, which no run does.
+    const forSubmission = predicts && b === "glue" && !chosen.includes("wnli") &&
+        missingTestFiles("wnli", opts.dataDir).length > 0
+      ? ["wnli"]
+      : [];
     return [
       ...[...chosen, ...extraTrainTasks(profile, b)].filter((t) =>
         !catalog.isAvailable(b, t, opts.dataDir)
       ),
       ...diagnostics,
+      ...forSubmission,
     ].map((t) => sourceId(t));
   });
 }

@@ -1164,6 +1164,33 @@ Deno.test("missingProfileTasks(): with predictTest, the diagnostics its tasks' r
   }
 });
 
+Deno.test("missingProfileTasks(): with predictTest on GLUE, WNLI's test file for the submission's WNLI.tsv, which no run reads", async () => {
+  const catalog = await defaultTaskCatalog();
+  const glue = (train: Record<string, unknown>) =>
+    profile({
+      benchmarks: ["glue"],
+      tasks: { glue: ["rte"] },
+      train: { steps: 4, evalEvery: 2, batchSize: 2, ...train },
+    });
+  // The mirror has RTE with its test file, no WNLI.
+  assert.deepEqual(missingProfileTasks(glue({}), { dataDir: DATA, catalog }), []);
+  assert.deepEqual(missingProfileTasks(glue({ predictTest: true }), { dataDir: DATA, catalog }), [
+    "glue/wnli",
+  ]);
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(join(dir, "glue", "WNLI"), { recursive: true });
+    await Deno.symlink(join(DATA, "glue", "RTE"), join(dir, "glue", "RTE"));
+    await Deno.writeTextFile(join(dir, "glue", "WNLI", "test.tsv"), "");
+    assert.deepEqual(
+      missingProfileTasks(glue({ predictTest: true }), { dataDir: dir, catalog }),
+      [],
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("expandGrid(): extraTrainTasks (DPR) joins each multi-task run's mixture after its tasks, never a per-task run", async () => {
   const catalog = await defaultTaskCatalog();
   const methods = [

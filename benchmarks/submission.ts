@@ -38,7 +38,7 @@ import { zipSync } from "fflate";
 import { loadExamples } from "../tasks/load.ts";
 import { pyFloat, pyStrip } from "../tasks/parse.ts";
 import { classLabel, wscSimple } from "../tasks/postprocess.ts";
-import { getTask } from "../tasks/registry.ts";
+import { getTask, sourceId } from "../tasks/registry.ts";
 import type { BenchmarkName, Example, TaskSplit } from "../tasks/types.ts";
 import { checkDataDir, defaultDataDir } from "../tasks/data.ts";
 import {
@@ -602,9 +602,15 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
     const spec = getTask(f.task);
     const testFile = spec.files[f.split]?.[0]?.path ?? "";
     const hasTest = await pathExists(join(opts.dataDir, testFile));
+    // Where a test file is missing, how to get it (bench fetches only what its runs read).
+    const getIt = `; get it with deno task download --tasks ${sourceId(f.task)} (into the cache; ` +
+      "--data-dir names another folder)";
     if (f.format === "majority") {
       if (!hasTest) {
-        missing.push({ name: f.name, why: `no test file ${join(opts.dataDir, testFile)}` });
+        missing.push({
+          name: f.name,
+          why: `no test file ${join(opts.dataDir, testFile)}${getIt}`,
+        });
         continue;
       }
       const examples = await testOf(f.task, f.split);
@@ -639,7 +645,7 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
       continue;
     }
     if (!hasTest) {
-      missing.push({ name: f.name, why: `no test file ${join(opts.dataDir, testFile)}` });
+      missing.push({ name: f.name, why: `no test file ${join(opts.dataDir, testFile)}${getIt}` });
       continue;
     }
     const examples = await testOf(f.task, f.split);

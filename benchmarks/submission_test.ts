@@ -764,7 +764,11 @@ Deno.test("selection: a perTask method's task runs merge; several rows or none e
       /missing 9 of the 11 leaderboard files \(--allow-missing writes the others\)/,
     );
     assert.match(pts.err, /\n {2}SST-2\.tsv: no sst2 test predictions in the row's runs/);
-    assert.match(pts.err, /\n {2}WNLI\.tsv: no test file /);
+    // With how to get it: no run reads WNLI's test file, so bench may not have fetched it.
+    assert.match(
+      pts.err,
+      /\n {2}WNLI\.tsv: no test file \S+; get it with deno task download --tasks glue\/wnli \(into the cache; --data-dir names another folder\)/,
+    );
     assert.doesNotMatch(pts.err, /(CoLA|RTE)\.tsv:/);
     const ok = await cli([
       ...base,
@@ -834,7 +838,13 @@ Deno.test("no leaderboard file to write (an empty --data-dir): exit 2 listing ev
       );
       // Every file, each with why, as the missing-file refusal lists them.
       assert.equal(c.err.split("\n").length, 12, c.err);
-      assert.match(c.err, new RegExp(`\\n {2}RTE\\.tsv: no test file ${data}/glue/RTE/test\\.tsv`));
+      assert.match(
+        c.err,
+        new RegExp(
+          `\\n {2}RTE\\.tsv: no test file ${data}/glue/RTE/test\\.tsv; get it with deno task ` +
+            "download --tasks glue/rte",
+        ),
+      );
       assert.match(c.err, /\n {2}CoLA\.tsv: no cola test predictions in the row's runs\n/);
       // A diagnostic's predictions are skipped by a run that starts without its test file: that
       // file's absence is said with them (a task's own, which fails its run, is not).
