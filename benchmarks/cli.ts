@@ -120,6 +120,7 @@ import {
   testSplits,
   trainedTasks,
 } from "./spec.ts";
+import { listCheckpoints } from "./checkpointing.ts";
 import { loadExamples } from "../tasks/load.ts";
 import { DataError } from "../tasks/parse.ts";
 import { evalSplits, getTask, sourceId } from "../tasks/registry.ts";
@@ -219,6 +220,8 @@ Options:
                        exit 3 with a diff when a score moves beyond tolerance or a count changes
   --backend X          ${BACKEND_CHOICES.join("|")} (default: the profile's; its auto is
                        replaced by $HYPERPROMPT_BACKEND when set)
+  --assume-tflops T    the sustained rate (TFLOP/s) the dry run's time estimates assume,
+                       in place of its guess for the backend (webgpu 2): a measured one
   --resume             skip runs whose result JSON already exists; an unfinished run resumes
                        from its checkpoints in OUT/<run file name without .json>/ (without
                        --resume every run starts from step 0). A run's checkpoints are deleted
@@ -642,9 +645,27 @@ export async function preflightModelConfig(
 }
 
 /**
+ * The official number of examples of a task's evaluation split(s) (`evalSplits`: MNLI's two),
+ * from the registry's row counts (MultiRC's answers); undefined where it gives none.
+ */
+function validationRows(task: string): number | undefined {
+  const files = getTask(task).files;
+  let n = 0;
+  for (const split of evalSplits(task)) {
+    for (const f of files[split] ?? []) {
+      const r = f.rows;
+      if (r === undefined) return undefined;
+      n += Array.isArray(r) ? Math.max(...r) : r;
+    }
+  }
+  return n;
+}
+
+/**
  * Estimate a run's FLOPs and wall time: training `trainFlops · batch · steps` plus evaluation
- * `forwardFlops · examples · tasks · evaluations` (examples default to 1,000 when the whole
- * split is scored) plus, with `train.predictTest`, `forwardFlops` times the official test
+ * `forwardFlops · examples · evaluations`, the examples each task's whole validation split(s)
+ * (the registry's official row counts; 1,000 where it gives none) or the profile's
+ * `evalMaxExamples` of them, plus, with `train.predictTest`, `forwardFlops` times the official test
  * examples of the tasks and their diagnostics at every evaluation (an upper bound: they are
  * decoded only when an evaluation is a task's new best), at {@link ASSUMED_FLOPS_PER_SECOND} of
  * the backend. `trainFlops` is the
@@ -654,12 +675,14 @@ export async function preflightModelConfig(
  * @param spec the run
  * @param accounting `methodAccounting` (undefined: no estimate)
  * @param backend backend name used for the rate
+ * @param flopsPerSecond the rate to assume instead (`--assume-tflops`)
  * @returns the estimate; nulls where unknown
  */
 export function estimateRun(
   spec: RunSpec,
   accounting: AccountingFn | undefined,
   backend: string,
+  flopsPerSecond?: number,
 ): RunEstimate {
   let config: T5Config | undefined;
   try {
@@ -707,9 +730,15 @@ export function estimateRun(
       0,
     ) * evals
     : 0;
-  const evalExamples = (t.evalMaxExamples ?? 1000) * spec.tasks.length * evals + testExamples;
+  // Each evaluation scores a task's whole validation split(s) (the registry's official row
+  // counts), or the profile's cap of them.
+  const evalExamples = spec.tasks.reduce((a, task) => {
+        const rows = validationRows(task);
+        const cap = t.evalMaxExamples;
+        return a + (cap === null ? rows ?? 1000 : Math.min(cap, rows ?? cap));
+      }, 0) * evals + testExamples;
   const total = a.trainFlops * t.batchSize * t.steps + a.forwardFlops * evalExamples;
-  const rate = assumedRate(backend);
+  const rate = flopsPerSecond ?? assumedRate(backend);
   return {
     trainFlopsPerExample: a.trainFlops,
     inferenceFlopsPerExample: a.forwardFlops,
@@ -876,6 +905,14 @@ export function barName(s: RunSpec, width = 28): string {
   return `${s.benchmark}/${s.method.label.slice(0, room)}…${tail}`;
 }
 
+/** A run's state in `--out` as `--resume` finds it, for a dry run's estimate of what is left. */
+export interface DryRunLeft {
+  /** Its result is there and would be kept. */
+  readonly done: boolean;
+  /** The step of its newest checkpoint (0: none). */
+  readonly fromStep: number;
+}
+
 /**
  * The dry-run plan: one line per run and the totals. Models and backbones are named as the
  * tables name them (`labels`, labels.ts `runLabels` of the whole grid: `a/t5-base` and
@@ -884,12 +921,25 @@ export function barName(s: RunSpec, width = 28): string {
 function printDryRun(
   specs: readonly RunSpec[],
   labels: RunLabels,
-  estimates: readonly RunEstimate[],
+  allEstimates: readonly RunEstimate[],
   memory: DeviceMemoryPlan,
   backend: string,
   log: (s: string) => void,
   budgetMinutes?: number,
+  left?: readonly DryRunLeft[],
+  flopsPerSecond?: number,
 ): void {
+  // With --resume, each run's work still to do: none for a kept result, the steps after a
+  // checkpoint's (its evaluations alike) for one that resumes.
+  const estimates = left === undefined ? allEstimates : allEstimates.map((e, i) => {
+    const l = left[i]!;
+    const part = l.done ? 0 : 1 - l.fromStep / specs[i]!.train.steps;
+    return {
+      ...e,
+      totalFlops: e.totalFlops === null ? null : e.totalFlops * part,
+      seconds: e.seconds === null ? null : e.seconds * part,
+    };
+  });
   const rows = specs.map((s, i) => {
     const e = estimates[i]!;
     return [
@@ -908,6 +958,9 @@ function printDryRun(
       fmtSi(e.totalFlops),
       fmtDuration(e.seconds),
       peakCell(s, memory),
+      ...(left === undefined
+        ? []
+        : [left[i]!.done ? "finished" : left[i]!.fromStep > 0 ? `from ${left[i]!.fromStep}` : ""]),
     ];
   });
   const head = [
@@ -924,6 +977,7 @@ function printDryRun(
     "total FLOPs",
     "est. time",
     "est. peak GB",
+    ...(left === undefined ? [] : ["--resume"]),
   ];
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
   const line = (r: string[]) => r.map((x, c) => x.padEnd(widths[c]!)).join("  ");
@@ -945,10 +999,16 @@ function printDryRun(
     );
     return;
   }
+  const kept = left === undefined ? "" : (() => {
+    const done = left.filter((l) => l.done).length;
+    const part = left.filter((l) => !l.done && l.fromStep > 0).length;
+    return ` (with --resume: ${done} finished, ${part} resuming from a checkpoint; the FLOPs and ` +
+      "time are those left)";
+  })();
   log(
-    `${specs.length} runs; ${fmtSi(flops)} FLOPs; about ${fmtDuration(secs)} at an assumed ${
-      fmtSi(assumedRate(backend))
-    }FLOP/s (${backend})${
+    `${specs.length} runs${kept}; ${fmtSi(flops)} FLOPs; about ${fmtDuration(secs)} at an assumed ${
+      fmtSi(flopsPerSecond ?? assumedRate(backend))
+    }FLOP/s (${flopsPerSecond === undefined ? backend : `${backend}, --assume-tflops`})${
       known.length < estimates.length ? `; ${estimates.length - known.length} without estimate` : ""
     }`,
   );
@@ -1424,6 +1484,7 @@ const OPTIONS = {
   "no-tables": { type: "boolean", default: false },
   "device-memory": { type: "string" },
   "checkpoint-minutes": { type: "string" },
+  "assume-tflops": { type: "string" },
   help: { type: "boolean", short: "h", default: false },
 } as const;
 
@@ -1439,7 +1500,27 @@ const VALUE_OF = {
   tables: "a folder",
   "device-memory": "the GPU's memory in GB, e.g. 80",
   "checkpoint-minutes": "minutes, e.g. 30 (0: off)",
+  "assume-tflops": "a rate in TFLOP/s, e.g. 8",
 } as const;
+
+/**
+ * Parses `--assume-tflops`: the sustained rate, in TFLOP/s above 0, that a dry run's time
+ * estimates assume in place of {@link ASSUMED_FLOPS_PER_SECOND}'s guess for the backend.
+ *
+ * @param text the flag's value
+ * @returns TFLOP/s
+ * @throws UsageError (one line) naming the flag and the value
+ */
+export function parseAssumedTflops(text: string): number {
+  const t = /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(text) ? Number(text) : NaN;
+  if (!(Number.isFinite(t) && t > 0)) {
+    throw flagError(
+      "deno task bench",
+      `--assume-tflops must be a rate in TFLOP/s above 0 (e.g. 8), got ${JSON.stringify(text)}`,
+    );
+  }
+  return t;
+}
 
 /**
  * Parses `--checkpoint-minutes`: a number of minutes ≥ 0 (0 turns the wall-clock checkpoints
@@ -1721,6 +1802,11 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     const minutes = minutesArg === undefined
       ? DEFAULT_CHECKPOINT_MINUTES
       : parseCheckpointMinutes(minutesArg);
+    const tflops = values["assume-tflops"];
+    const rate = tflops === undefined ? undefined : parseAssumedTflops(tflops) * 1e12;
+    if (rate !== undefined && !values["dry-run"]) {
+      error("note: --assume-tflops changes only a dry run's time estimates; this is no dry run");
+    }
     const probeWith = opts.probe ?? probeBackend;
     const shardArg = values.shard;
     const shard = shardArg === undefined ? undefined : usageChecked(() => parseShard(shardArg));
@@ -2152,8 +2238,30 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         : backend === "auto"
         ? (probe ?? await probeWith("auto")).name
         : backend;
-      const estimates = specs.map((s) => estimateRun(s, accounting, rateName));
-      printDryRun(specs, labels, estimates, shown, rateName, log, profile.timeBudgetMinutes);
+      const estimates = specs.map((s) => estimateRun(s, accounting, rateName, rate));
+      // With --resume, what is left: finished runs kept, unfinished ones from their checkpoint.
+      let left: DryRunLeft[] | undefined;
+      if (values.resume) {
+        left = [];
+        for (const s of specs) {
+          const done = await readFinished(values.out, s, dataDir) !== undefined;
+          const steps = done ? [] : await listCheckpoints(
+            join(runWorkDir(join(values.out, runFileName(s))), "checkpoints"),
+          );
+          left.push({ done, fromStep: steps.length === 0 ? 0 : Math.max(...steps) });
+        }
+      }
+      printDryRun(
+        specs,
+        labels,
+        estimates,
+        shown,
+        rateName,
+        log,
+        profile.timeBudgetMinutes,
+        left,
+        rate,
+      );
       if (gateBaseline !== undefined) {
         // Its checks above passed; the gate compares trained results, so nothing is gated here.
         error(

@@ -2357,6 +2357,85 @@ Deno.test("main() refuses to start over runs with checkpoints of an unfinished a
     );
   }));
 
+Deno.test("main() --dry-run --resume estimates what is left: finished runs none, a stopped one from its checkpoint", () =>
+  inTempDir(async (dir) => {
+    const profile = await tmpProfile(dir, { seeds: [0], methods: [{ name: "mtl" }] });
+    const out = join(dir, "out");
+    const args = ["--profile", profile, "--out", out, "--dry-run"];
+    const grid = expandGrid(await loadProfile(profile), {
+      dataDir: sharedPath("data"),
+      catalog: await defaultTaskCatalog(),
+    });
+    assert.equal(grid.length, 2);
+    const [done, stopped] = [grid[0]!, grid[1]!];
+    const totalLine = (err: string) => err.split("\n").find((l) => /^2 runs/.test(l)) ?? "";
+    const flopsOf = (line: string) => line.match(/; ([\d.]+\w?) FLOPs;/)?.[1];
+    const before = capture();
+    assert.equal(await main([...args, "--resume"], before.opts), 0);
+    const all = totalLine(before.out.join("\n") + before.err.join("\n"));
+    assert.match(all, /^2 runs \(with --resume: 0 finished, 0 resuming/);
+    await Deno.mkdir(out, { recursive: true });
+    await Deno.writeTextFile(
+      join(out, runFileName(done)),
+      JSON.stringify(await fakeRunOne(done, { outDir: out, dataDir: sharedPath("data") })),
+    );
+    const half = stopped.train.steps / 2;
+    await Deno.mkdir(
+      join(
+        out,
+        runFileName(stopped).slice(0, -".json".length),
+        "checkpoints",
+        `step-${String(half).padStart(8, "0")}`,
+      ),
+      { recursive: true },
+    );
+    const c = capture();
+    assert.equal(await main([...args, "--resume"], c.opts), 0, c.err.join("\n"));
+    const text = c.out.join("\n") + "\n" + c.err.join("\n");
+    const line = totalLine(text);
+    assert.match(
+      line,
+      /^2 runs \(with --resume: 1 finished, 1 resuming from a checkpoint; the FLOPs and time are those left\)/,
+    );
+    assert.notEqual(flopsOf(line), flopsOf(all), "less is left");
+    assert.match(text, new RegExp(`${done.id} .* finished`));
+    assert.match(text, new RegExp(`${stopped.id} .* from ${half}`));
+  }));
+
+Deno.test("main() --assume-tflops sets the dry run's rate; a bad value is refused; without --dry-run a note", () =>
+  inTempDir(async (dir) => {
+    const profile = await tmpProfile(dir, { seeds: [0], methods: [{ name: "mtl" }] });
+    const args = ["--profile", profile, "--out", join(dir, "out"), "--dry-run", "--backend", "cpu"];
+    const total = async (extra: string[]) => {
+      const c = capture();
+      assert.equal(await main([...args, ...extra], c.opts), 0, c.err.join("\n"));
+      return [...c.out, ...c.err].find((l) => /^2 runs;/.test(l)) ?? "";
+    };
+    assert.match(await total([]), /at an assumed 110MFLOP\/s \(cpu\)$/);
+    assert.match(
+      await total(["--assume-tflops", "2.5"]),
+      /at an assumed 2\.50TFLOP\/s \(cpu, --assume-tflops\)$/,
+    );
+    for (const bad of ["0", "-1", "x", "1e3"]) {
+      const c = capture();
+      assert.equal(await main([...args, "--assume-tflops", bad], c.opts), 2, bad);
+      assert.match(c.err.join("\n"), /--assume-tflops must be a rate in TFLOP\/s above 0/);
+    }
+    const run = capture();
+    const runs = countingRunOne();
+    assert.equal(
+      await main(
+        ["--profile", profile, "--out", join(dir, "out2"), "--no-tables", "--assume-tflops", "3"],
+        { ...run.opts, runOne: runs.runOne },
+      ),
+      0,
+    );
+    assert.match(
+      run.err.join("\n"),
+      /note: --assume-tflops changes only a dry run's time estimates/,
+    );
+  }));
+
 Deno.test("main() refuses a grid whose checkpoint config.json cannot be used before any run (exit 2, nothing written); --dry-run lists it and warns", () =>
   inTempDir(async (dir) => {
     const broken = join(dir, "broken");

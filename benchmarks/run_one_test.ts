@@ -1889,6 +1889,21 @@ Deno.test("estimateRun() (--dry-run) adds the test-set decoding of a predictTest
   assert.ok(Math.abs(b.totalFlops! - a.totalFlops! - rows * a.inferenceFlopsPerExample!) < 1);
 });
 
+Deno.test("estimateRun() (--dry-run) counts each evaluation's whole validation splits (official rows), or the cap", () => {
+  const base = spec({ name: "mtl", label: "mtl", config: {} }, 12); // cb + rte_sg, 2 evaluations
+  const whole = { ...base, train: { ...base.train, evalMaxExamples: null } };
+  const capped = { ...base, train: { ...base.train, evalMaxExamples: 100 } };
+  const cost = (s: RunSpec) => estimateRun(s, methodAccounting, "wasm");
+  const total = cost(whole).totalFlops!;
+  const f = cost(whole).inferenceFlopsPerExample!;
+  const train = whole.train.steps * whole.train.batchSize * cost(whole).trainFlopsPerExample!;
+  // CB's 56 validation examples and SuperGLUE RTE's 277, at each of 2 evaluations (before, 1,000
+  // a task whatever its split: 2,000 against 333).
+  assert.ok(Math.abs(total - train - (56 + 277) * 2 * f) < 1);
+  // A cap of 100: CB's 56 (all), RTE's 100.
+  assert.ok(Math.abs(cost(capped).totalFlops! - train - (56 + 100) * 2 * f) < 1);
+});
+
 Deno.test("backboneTokenizerFiles(): the run's tokenizer files by source, checked against what the run read", () =>
   inTempDir(async (dir) => {
     const enc = new TextEncoder();
