@@ -1103,7 +1103,23 @@ export function progressReporter(total: number, tty: boolean, stream?: Writable)
     linewrap: true,
     noTTYOutput: !tty,
     notTTYSchedule: 10000,
-    format: "{name} |{bar}| {value}/{total} {unit} | ETA {eta_formatted} | {info}",
+    // No ETA before the first unit is done: cli-progress shows "0s" there, which on a grid of
+    // runs that take days reads as "almost done".
+    format: (
+      options: Record<string, unknown>,
+      params: { readonly value: number; readonly total: number },
+      payload: Record<string, unknown>,
+    ): string =>
+      cliProgress.Format.Formatter(
+        {
+          ...options,
+          format: `{name} |{bar}| {value}/{total} {unit} | ETA ${
+            params.value === 0 && params.total > 0 ? "?" : "{eta_formatted}"
+          } | {info}`,
+        },
+        params,
+        payload,
+      ),
     etaBuffer: 20,
     stream: stream ?? process.stderr,
   }, cliProgress.Presets.shades_classic);

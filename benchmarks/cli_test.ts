@@ -1526,6 +1526,8 @@ Deno.test("progressReporter() on a terminal hides no cursor, keeps wrapping and 
   await Deno.remove(dir, { recursive: true });
   const reporter = progressReporter(1, true, stream);
   reporter.onEvent({ kind: "start", spec: spec!, index: 0 });
+  // A redraw of the bars before any step (a terminal's bars redraw on a timer).
+  await new Promise((r) => setTimeout(r, 300));
   for (let step = 1; step <= spec!.train.steps; step++) {
     reporter.onEvent({
       kind: "progress",
@@ -1539,6 +1541,9 @@ Deno.test("progressReporter() on a terminal hides no cursor, keeps wrapping and 
   reporter.stop();
   const text = chunks.join("");
   assert.match(text, /grid .*\| 1\/1 runs/, "the bars were drawn");
+  // Before any run is done the grid's ETA is unknown, not "0s".
+  assert.match(text, /grid .*\| 0\/1 runs \| ETA \? \|/);
+  assert.doesNotMatch(text, /0\/1 runs \| ETA 0s/);
   assert.ok(!text.includes("\x1b[?25l"), "the cursor was hidden");
   assert.ok(!text.includes("\x1b[?7l"), "line wrapping was turned off");
   // deno-lint-ignore no-control-regex
