@@ -1514,7 +1514,7 @@ const VALUE_OF = {
   compare: "a baseline folder or JSON file",
   backend: BACKEND_CHOICES.join("|"),
   tables: "a folder",
-  "device-memory": "the GPU's memory in GB, e.g. 80",
+  "device-memory": "the GPU's memory in GB of 10⁹ bytes, e.g. 85.5 (an 80 GB H100)",
   "checkpoint-minutes": "minutes, e.g. 30 (0: off)",
   "assume-tflops": "a rate in TFLOP/s, e.g. 8",
 } as const;

@@ -297,7 +297,7 @@ Deno.test("main(): every flag that takes a value refuses an empty one in one lin
       ["compare", "a baseline folder or JSON file"],
       ["backend", "auto|tensorflow|webgpu|wasm|wasm+blas|cpu"],
       ["tables", "a folder"],
-      ["device-memory", "the GPU's memory in GB, e.g. 80"],
+      ["device-memory", "the GPU's memory in GB of 10⁹ bytes, e.g. 85.5 (an 80 GB H100)"],
       ["checkpoint-minutes", "minutes, e.g. 30 (0: off)"],
     ];
     const valid = ["--data-dir", DATA, "--out", join(dir, "out"), "--no-download"];
@@ -334,14 +334,14 @@ Deno.test("main() refuses every bad flag, value and combination in one line nami
     const cases: [string[], RegExp][] = [
       [
         ["--device-memory", "-3"],
-        /^--device-memory must be .*\(a positive number, e\.g\. 80\), got "-3"$/,
+        /^--device-memory must be .*\(a positive number, e\.g\. 85\.5 for an 80 GB H100, whose nvidia-smi says 81559 MiB\), got "-3"$/,
       ],
       [["--device-memory=-3"], /^--device-memory must be .*got "-3"$/],
       [["--device-memory", "0"], /^--device-memory must be .*got "0"$/],
       [["--device-memory", "80GB"], /got "80GB" \(the number alone, without a unit\)$/],
       [
         ["--device-memory"],
-        /^--device-memory needs a value \(the GPU's memory in GB, e\.g\. 80\); .*--help/,
+        /^--device-memory needs a value \(the GPU's memory in GB of 10⁹ bytes, e\.g\. 85\.5 \(an 80 GB H100\)\); .*--help/,
       ],
       [
         ["--profile"],
@@ -444,7 +444,8 @@ Deno.test("main() refuses every bad flag, value and combination in one line nami
     assert.equal(new TextDecoder().decode(out.stdout), "");
     assert.equal(
       new TextDecoder().decode(out.stderr),
-      `--device-memory must be the GPU's memory in GB (a positive number, e.g. 80), got "-3"\n`,
+      `--device-memory must be the GPU's memory in GB of 10⁹ bytes (a positive number, e.g. ` +
+        `85.5 for an 80 GB H100, whose nvidia-smi says 81559 MiB), got "-3"\n`,
     );
   }));
 

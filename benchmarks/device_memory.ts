@@ -418,7 +418,8 @@ export function parseDeviceMemoryGb(text: string, name: string): number {
       ? " (the number alone, without a unit)"
       : "";
     throw new UsageError(
-      `${name} must be the GPU's memory in GB (a positive number, e.g. 80), got "${text}"${unit}`,
+      `${name} must be the GPU's memory in GB of 10⁹ bytes (a positive number, e.g. 85.5 for ` +
+        `an 80 GB H100, whose nvidia-smi says 81559 MiB), got "${text}"${unit}`,
     );
   }
   return gb * 1e9;
