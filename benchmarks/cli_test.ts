@@ -2708,6 +2708,8 @@ Deno.test("main() on wasm: runs are checked against the wasm heap, a micro-batch
     const note = c.err.filter((l) => l.includes("training with micro-batches of 64"));
     assert.equal(note.length, 1, c.err.join("\n"));
     assert.match(note[0]!, /usable \(85%\) of the wasm heap's 4\.3 GB/);
+    // Named with its benchmark: a method's GLUE and SuperGLUE runs have lines of their own.
+    assert.match(note[0]!, new RegExp(`^Memory: \\S+ ${spec!.benchmark} \\S+, batch `));
     assert.equal(
       JSON.parse(Deno.readTextFileSync(join(out, runFileName(spec!)))).effectiveMicroBatchSize,
       64,

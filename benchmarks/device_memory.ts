@@ -874,7 +874,7 @@ function decide(
     estimate: chosen,
     fits: true,
     note:
-      `Memory: ${model} ${spec.method.label}, batch ${t.batchSize}: estimated peak ${peak} exceeds ${where}; training with micro-batches of ${best} (${
+      `Memory: ${model} ${spec.benchmark} ${spec.method.label}, batch ${t.batchSize}: estimated peak ${peak} exceeds ${where}; training with micro-batches of ${best} (${
         fmtGb(chosen.peak)
       }; gradient accumulation, same optimizer steps; set train.microBatchSize to choose)`,
   };
