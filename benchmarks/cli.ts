@@ -218,8 +218,8 @@ Options:
                        (read first: a missing, empty or malformed baseline, or one with no
                        run of this grid, is refused with exit 2);
                        exit 3 with a diff when a score moves beyond tolerance or a count changes
-  --backend X          ${BACKEND_CHOICES.join("|")} (default: the profile's; its auto is
-                       replaced by $HYPERPROMPT_BACKEND when set)
+  --backend X          ${BACKEND_CHOICES.join("|")} (default: the profile's;
+                       its auto is replaced by $HYPERPROMPT_BACKEND when set)
   --assume-tflops T    the sustained rate (TFLOP/s) the dry run's time estimates assume,
                        in place of its guess for the backend (webgpu 2): a measured one
   --resume             skip runs whose result JSON already exists; an unfinished run resumes
