@@ -873,10 +873,25 @@ Deno.test("pretrainBackbone(): every setting that changes the weights is in the 
     // "auto" is keyed by what it resolves to here: to cpu, the cpu backbone (the same
     // computation); to another backend, another folder. Before, every "auto" was one key, so the
     // first machine to fill a shared cache decided the weights the others read.
-    const auto = (to: string) =>
-      withEnv({ HYPERPROMPT_BACKEND: to }, () => pretrainBackbone({ ...base, backend: "auto" }));
+    // The caller's backend is selected again after "auto" is resolved for the key, on a cache
+    // hit and after a build alike (a fine-tuning run calls this after selecting its own).
+    const auto = async (to: string) => {
+      await selectBackend("cpu", { log: () => {} });
+      const r = await withEnv(
+        { HYPERPROMPT_BACKEND: to },
+        () => pretrainBackbone({ ...base, backend: "auto" }),
+      );
+      equal(currentBackendInfo()?.requested, "cpu", `the caller's cpu again after auto → ${to}`);
+      return r;
+    };
     const autoCpu = await auto("cpu");
     deepEqual([autoCpu.cached, autoCpu.dir], [true, first.dir]);
+    await selectBackend("wasm", { log: () => {} });
+    const hit = await withEnv(
+      { HYPERPROMPT_BACKEND: "cpu" },
+      () => pretrainBackbone({ ...base, backend: "auto" }),
+    );
+    deepEqual([hit.cached, currentBackendInfo()?.requested], [true, "wasm"], "a cache hit too");
     const autoWasm = await auto("wasm");
     equal(autoWasm.cached, false, "auto resolving to wasm: not the cpu backbone");
     ok(!dirs.has(autoWasm.dir));

@@ -285,8 +285,9 @@ function git(args: string[], cwd: string): string | undefined {
 export function gitState(dir: string = repoPath()): { sha: string; dirty: boolean } {
   const sha = git(["rev-parse", "HEAD"], dir);
   if (sha === undefined) return { sha: "unknown", dirty: false };
-  // Porcelain paths are relative to the repository root; quoted when unusual.
-  const changes = (git(["status", "--porcelain"], dir) ?? "").split("\n")
+  // Porcelain lines are "XY PATH" (not trimmed: X is a space for a change not staged), PATH
+  // relative to the repository root, quoted when unusual.
+  const changes = (commandOutput("git", ["status", "--porcelain"], dir) ?? "").split("\n")
     .filter((line) => line !== "" && !/^\?\? "?results\//.test(line));
   return { sha, dirty: changes.length > 0 };
 }

@@ -32,14 +32,33 @@ Deno.test("gitState(): an edit or a new file is a change; a new file under resul
   try {
     await run("init", "-q");
     await Deno.writeTextFile(join(dir, "mod.ts"), "export {};\n");
-    await run("add", "mod.ts");
+    // A committed report, as this repository has: git then lists new reports one by one.
+    await Deno.mkdir(join(dir, "results", "perf"), { recursive: true });
+    await Deno.writeTextFile(join(dir, "results", "perf", "old.json"), "{}");
+    await Deno.writeTextFile(join(dir, "results", "perf", "old2.json"), "{}");
+    await run("add", "mod.ts", "results");
     await run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one");
     assert.equal(gitState(dir).dirty, false);
-    await Deno.mkdir(join(dir, "results", "perf"), { recursive: true });
+    // A new report (its name quoted by git: a space) is no change of the code.
     await Deno.writeTextFile(join(dir, "results", "perf", "a b.json"), "{}");
-    assert.equal(gitState(dir).dirty, false, "a report under results/: no code changed");
+    await Deno.writeTextFile(join(dir, "results", "perf", "c.json"), "{}");
+    assert.equal(gitState(dir).dirty, false, "new reports under results/: no code changed");
     // From a subfolder too (porcelain paths are the root's).
     assert.equal(gitState(join(dir, "results")).dirty, false);
+    // A committed file under results/ edited is a change; so is a new file in a folder that is
+    // merely named results elsewhere, and any untracked source file.
+    // (Two: git's first status line loses its leading space to a trim, the second keeps it.)
+    await Deno.writeTextFile(join(dir, "results", "perf", "old.json"), "{ }");
+    await Deno.writeTextFile(join(dir, "results", "perf", "old2.json"), "{ }");
+    assert.equal(gitState(dir).dirty, true, "edited tracked reports");
+    await run("checkout", "--", "results/perf/old.json");
+    assert.equal(gitState(dir).dirty, true, "an edited tracked report");
+    await run("checkout", "--", "results/perf/old2.json");
+    assert.equal(gitState(dir).dirty, false);
+    await Deno.mkdir(join(dir, "src", "results"), { recursive: true });
+    await Deno.writeTextFile(join(dir, "src", "results", "x.ts"), "export {};\n");
+    assert.equal(gitState(dir).dirty, true, "src/results/x.ts is code");
+    await Deno.remove(join(dir, "src"), { recursive: true });
     await Deno.writeTextFile(join(dir, "new.ts"), "export {};\n");
     assert.equal(gitState(dir).dirty, true, "an untracked source file");
     await Deno.remove(join(dir, "new.ts"));

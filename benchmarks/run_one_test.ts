@@ -29,6 +29,7 @@ import {
   DEFAULT_TOKENIZER,
   labelsCut,
   measuresAttentionMass,
+  runInputs,
   runOne,
   runOneWith,
   type RunScorer,
@@ -1887,6 +1888,37 @@ Deno.test("estimateRun() (--dry-run) adds the test-set decoding of a predictTest
   // CB's 250 test examples, SuperGLUE RTE's 3,000 and its diagnostics' (AX-b 1,104, AX-g 356).
   const rows = (250 + 3000 + 1104 + 356) * 2;
   assert.ok(Math.abs(b.totalFlops! - a.totalFlops! - rows * a.inferenceFlopsPerExample!) < 1);
+});
+
+Deno.test("runInputs(): the sha256 of each data file, the backbone folder's files and a task tokenizer's, by kind", () => {
+  const rec = (c: string) => ({ bytes: 1, sha256: c.repeat(64) });
+  const data = {
+    dir: "/d",
+    kind: "folder" as const,
+    sources: [],
+    files: {
+      "glue/RTE/train.tsv": rec("a"),
+      "glue/RTE/dev.tsv": rec("b"),
+      // A result written before files were hashed: nothing to compare, left out.
+      "glue/RTE/old.tsv": { bytes: 1 },
+    },
+  };
+  const checkpoint = {
+    dir: "/ck",
+    files: { "config.json": rec("c"), "model.safetensors": rec("d") },
+  };
+  assert.deepEqual(runInputs(data, checkpoint, rec("e")), {
+    "data:glue/RTE/train.tsv": "a".repeat(64),
+    "data:glue/RTE/dev.tsv": "b".repeat(64),
+    "backbone:config.json": "c".repeat(64),
+    "backbone:model.safetensors": "d".repeat(64),
+    "tokenizer.json": "e".repeat(64),
+  });
+  // A random init from a preset: data only.
+  assert.deepEqual(Object.keys(runInputs(data, undefined, undefined)), [
+    "data:glue/RTE/train.tsv",
+    "data:glue/RTE/dev.tsv",
+  ]);
 });
 
 Deno.test("estimateRun() (--dry-run) counts each evaluation's whole validation splits (official rows), or the cap", () => {

@@ -520,13 +520,21 @@ Deno.test("runGrid() with resume reruns a finished run whose recorded data files
     const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
     const [a, b] = [grid[0]!, grid[1]!];
     await Deno.mkdir(join(data, "glue", "RTE"), { recursive: true });
+    const dev = join(data, "glue", "RTE", "dev.tsv");
     const train = join(data, "glue", "RTE", "train.tsv");
+    await Deno.writeTextFile(dev, "index\tsentence1\tsentence2\tlabel\n");
     await Deno.writeTextFile(train, "index\tsentence1\tsentence2\tlabel\n");
-    // As runOne records them (provenance.data: each file read, its size and sha256); b without.
+    // As runOne records them (provenance.data: each file read, its size and sha256; sorted, so
+    // the train file comes second and is checked too); b records none, and a file without a
+    // digest (a result written before they were recorded) is accepted.
     const withData: typeof fakeRunOne = async (spec, opts) => {
       const r = await fakeRunOne(spec, opts);
       if (spec.id === b.id) return r;
-      const files = { "glue/RTE/train.tsv": await fileDigest(train) };
+      const files = {
+        "glue/RTE/dev.tsv": await fileDigest(dev),
+        "glue/RTE/old.tsv": { bytes: 3 },
+        "glue/RTE/train.tsv": await fileDigest(train),
+      };
       const dataRecord = { dir: data, kind: "folder" as const, sources: [], files };
       return { ...r, provenance: { ...r.provenance, data: dataRecord } };
     };

@@ -198,6 +198,34 @@ Deno.test("mergeTuningTables keeps other shapes, takes the fresh entry, refuses 
     provenance: later.provenance,
     entries: ["1x1 m8 n8 k8 TN"],
   }]);
+  // Three runs that each keep entries: every earlier run is carried forward with its own keys,
+  // none named twice, and the table reads back.
+  const k = (m: number) => `1x1 m${m} n8 k8 NT`;
+  const e = { choice: "t32", heuristic: "t32", ms: { t32: 1 } };
+  const r1 = {
+    ...table({ [k(8)]: e, [k(16)]: e, [k(24)]: e }),
+    created: "2026-11-01T00:00:00.000Z",
+  };
+  const r2 = {
+    ...table({ [k(16)]: e }),
+    created: "2026-11-02T00:00:00.000Z",
+    provenance: { r: 2 },
+  };
+  const r3 = {
+    ...table({ [k(24)]: e }),
+    created: "2026-11-03T00:00:00.000Z",
+    provenance: { r: 3 },
+  };
+  const three = mergeTuningTables(mergeTuningTables(r1, r2), r3);
+  assert.deepEqual(three.provenance, { r: 3 });
+  assert.deepEqual(three.earlier, [
+    { created: r1.created, provenance: r1.provenance, entries: [k(8)] },
+    { created: r2.created, provenance: { r: 2 }, entries: [k(16)] },
+  ]);
+  assert.deepEqual(
+    parseTuningTable(serializeTuningTable(three), "t3.json").earlier,
+    three.earlier,
+  );
   // What is written reads back the same; a key no entry has, or named twice, is refused.
   const text = serializeTuningTable(m3);
   assert.equal(serializeTuningTable(parseTuningTable(text, "t.json")), text);
