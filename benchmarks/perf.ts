@@ -274,6 +274,39 @@ function cpuSeconds(): number {
 /** Batches of queued products {@link timeMatMul} times (median, fastest and slowest of these). */
 export const MATMUL_BATCHES = 3;
 
+/** Untimed products before {@link timeMatMul}'s batches, in `deno task perf`. */
+const MATMUL_WARM = 2;
+
+/**
+ * How many products per batch `deno task perf` times at a matMul size: about 2 s in all over
+ * {@link MATMUL_BATCHES} batches by the estimate `est` (2 to 10; 2 with `quick`; 10 when
+ * nothing is known, `est` 0), 1 when that count would take longer than `maxSeconds` by the
+ * bound, none (skipped) when even 1 would.
+ *
+ * @param est seconds per product from the rate at the size before (0: none before)
+ * @param bound the seconds per product the limit is checked with (`est`, or the first size's
+ *   product timed first)
+ * @param maxSeconds `--max-seconds`
+ * @param quick `--quick`
+ * @returns the products per batch, the time the usual count would take, and the estimate
+ *   that skips the size (undefined: measured)
+ */
+export function matmulReps(
+  est: number,
+  bound: number,
+  maxSeconds: number,
+  quick: boolean,
+): { nrep: number; full: number; skip?: number } {
+  const products = (reps: number) => MATMUL_WARM + MATMUL_BATCHES * reps;
+  let nrep = quick
+    ? 2
+    : Math.max(2, Math.min(10, Math.floor(2 / MATMUL_BATCHES / Math.max(est, 1e-3))));
+  const full = bound * products(nrep);
+  if (full > maxSeconds) nrep = 1;
+  const one = bound * products(nrep);
+  return one > maxSeconds ? { nrep, full, skip: one } : { nrep, full };
+}
+
 /**
  * The seconds of one n×n×n matMul, its result read back, on the current backend: the first
  * size's estimate for `--max-seconds` (no rate is known yet). The first product on a backend
@@ -1206,19 +1239,12 @@ export async function main(args: string[]): Promise<PerfReport> {
         }
         from = `one product timed first, ${+bound.toPrecision(3)} s`;
       }
-      const warm = 2;
-      // Products per batch: about 2 s in all, over MATMUL_BATCHES batches.
-      const products = (reps: number) => warm + MATMUL_BATCHES * reps;
-      let nrep = quick
-        ? 2
-        : Math.max(2, Math.min(10, Math.floor(2 / MATMUL_BATCHES / Math.max(est, 1e-3))));
-      const full = bound * products(nrep);
-      if (full > maxSeconds) nrep = 1;
-      if (bound * products(nrep) > maxSeconds) {
+      const warm = MATMUL_WARM;
+      const { nrep, full, skip } = matmulReps(est, bound, maxSeconds, quick);
+      if (skip !== undefined) {
         r.skipped.push({
           what: `matmul ${n}`,
-          why: `estimated ${(bound * products(nrep)).toFixed(0)} s > --max-seconds ${maxSeconds}` +
-            ` (from ${from})`,
+          why: `estimated ${skip.toFixed(0)} s > --max-seconds ${maxSeconds} (from ${from})`,
         });
         console.log(
           `  matmul n=${n}: skipped (estimated ${bound.toFixed(1)} s each, from ${from})`,

@@ -9,6 +9,7 @@ import {
   main,
   makeWorkload,
   MATMUL_BATCHES,
+  matmulReps,
   measureSteps,
   optimizerPath,
   parseWorkload,
@@ -1044,6 +1045,23 @@ Deno.test(
     );
   },
 );
+
+Deno.test("matmulReps(): about 2 s of products; 1 a batch when that exceeds --max-seconds; skipped when 1 does", () => {
+  // The first size: nothing known (est 0) but the product timed first (bound).
+  assert.deepEqual(matmulReps(0, 0.001, 60, false), { nrep: 10, full: 0.032 });
+  // 32 products would pass the limit, 5 (2 warm + 3 × 1) do not: 1 a batch, measured.
+  const one = matmulReps(0, 0.1, 1, false);
+  assert.equal(one.nrep, 1);
+  assert.ok(Math.abs(one.full - 3.2) < 1e-9, `${one.full}`);
+  assert.equal(one.skip, undefined);
+  // Even 5 products pass it: skipped, with that estimate.
+  const skipped = matmulReps(0, 0.3, 1, false);
+  assert.equal(skipped.nrep, 1);
+  assert.ok(Math.abs(skipped.skip! - 1.5) < 1e-9, `${skipped.skip}`);
+  // A later size: the rate before sets the count (0.1 s: 6 a batch), the bound the limit.
+  assert.equal(matmulReps(0.1, 0.1, 60, false).nrep, 6);
+  assert.equal(matmulReps(0.1, 0.1, 60, true).nrep, 2, "--quick");
+});
 
 Deno.test("perf: the default run covers the issue's shapes and every backend", () => {
   // Issue 6: T5 1.1 Small and Base at batch 32, 128 input / 16 target tokens.

@@ -964,8 +964,9 @@ Deno.test("train() refuses to resume a checkpoint trained on other inputs (a dat
     resume({ "data:glue/RTE/train.tsv": "a".repeat(64) }),
     /backbone:config\.json was sha256 c{12}…, is now absent/,
   );
-  // The same inputs resume.
+  // The same inputs resume; so does a caller that gives none (nothing to compare).
   assert.equal((await resume(inputs)).resumedFrom, 2);
+  assert.equal((await resume()).resumedFrom, 4);
   // A checkpoint written before inputs were recorded resumes as before.
   const last = `${dir}/step-00000004/state.json`;
   const { inputs: _drop, ...legacy } = JSON.parse(await Deno.readTextFile(last));

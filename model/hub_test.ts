@@ -360,8 +360,16 @@ Deno.test("fetchHubModel: a 404 recorded on another endpoint is asked for again;
     await assert.rejects(
       fetchHubModel("org/tiny", { cacheDir: cache, endpoint: syncing.endpoint }),
       new RegExp(
-        `has none of model\\.safetensors, .* \\(model\\.safetensors: HTTP 404 at \\d{4}-.*, ` +
-          `recorded in ${join(dir, ".absent.json").replaceAll(".", "\\.")} and not asked for ` +
+        // The weights' 404s, each once, and no other file's (tokenizer.json's is recorded too).
+        `has none of model\\.safetensors, .* \\(${
+          [
+            "model.safetensors",
+            "model.safetensors.index.json",
+            "pytorch_model.bin",
+            "pytorch_model.bin.index.json",
+          ]
+            .map((f) => `${f.replaceAll(".", "\\.")}: HTTP 404 at \\d{4}-[\\d:.TZ-]+`).join(", ")
+        }, recorded in ${join(dir, ".absent.json").replaceAll(".", "\\.")} and not asked for ` +
           `again for a day unless the hub names another commit: delete that file to ask again\\)`,
       ),
     );
@@ -375,6 +383,62 @@ Deno.test("fetchHubModel: a 404 recorded on another endpoint is asked for again;
     await assertSameTensors(got, RELU);
   } finally {
     await syncing.close();
+    await mirror.close();
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("fetchHubModel: no response at all (not even a refused connection) is offline, not 'the hub answered'", () =>
+  inTempDir(async (cache) => {
+    const silent = ((_u: string | URL | Request, init?: RequestInit) =>
+      new Promise<Response>((_, reject) =>
+        init?.signal?.addEventListener("abort", () =>
+          reject(new DOMException("aborted")))
+      )) as typeof fetch;
+    await assert.rejects(
+      fetchHubModel("org/t", {
+        cacheDir: cache,
+        endpoint: "http://hub.invalid",
+        fetch: silent,
+        retries: 0,
+        idleTimeoutMs: 50,
+      }),
+      (e: Error) => {
+        assert.ok(e instanceof HubOfflineError, `${e.name}: ${e.message}`);
+        assert.match(e.message, /no response within 0\.05 s/);
+        return true;
+      },
+    );
+  }));
+
+Deno.test("fetchHubModel: a 404 record of an earlier version (its endpoint the record's only) is of that endpoint too", async () => {
+  const tmp = await Deno.makeTempDir();
+  const full = join(tmp, "full");
+  await Deno.mkdir(full);
+  for (const f of Deno.readDirSync(RELU)) {
+    await Deno.copyFile(join(RELU, f.name), join(full, f.name));
+  }
+  const tok = sharedPath("fixtures", "tokenizer", "unigram-glue-4k", "tokenizer.json");
+  const first = serveHub({ "org/tiny@main": RELU }); // no tokenizer.json
+  const mirror = serveHub({ "org/tiny@main": full });
+  const cache = join(tmp, "cache");
+  const dir = hubModelDir(cache, "org/tiny");
+  try {
+    await fetchHubModel("org/tiny", { cacheDir: cache, endpoint: first.endpoint });
+    // As an earlier version wrote it: the endpoint on the record, none on each check.
+    const record = JSON.parse(await Deno.readTextFile(join(dir, ".absent.json")));
+    for (const c of Object.values(record.checks) as Record<string, unknown>[]) delete c.endpoint;
+    await Deno.writeTextFile(join(dir, ".absent.json"), JSON.stringify(record));
+    await Deno.copyFile(tok, join(full, "tokenizer.json"));
+    const n = mirror.requests.length;
+    const got = await fetchHubModel("org/tiny", { cacheDir: cache, endpoint: mirror.endpoint });
+    assert.ok(
+      mirror.requests.slice(n).some((r) => r.path.endsWith("/tokenizer.json")),
+      "asked the new endpoint",
+    );
+    assert.ok(namesIn(got).includes("tokenizer.json"));
+  } finally {
+    await first.close();
     await mirror.close();
     await Deno.remove(tmp, { recursive: true });
   }
