@@ -32,6 +32,8 @@ import {
   weightsFolder,
 } from "./cli.ts";
 import { runKey } from "./compare.ts";
+import { dataProvenance } from "./provenance.ts";
+import { dataFiles } from "./run_one.ts";
 import { corpusReadNote } from "../tasks/data.ts";
 import { defaultTaskCatalog, expandGrid, runLockFile } from "./runner.ts";
 import { runFileName, type RunOneFn, type RunProgress, type RunSpec } from "./spec.ts";
@@ -2187,6 +2189,46 @@ async function copiedData(dir: string): Promise<string> {
   }
   return data;
 }
+
+Deno.test("main() --resume: a kept result of another backend is named; one whose data file changed is retrained, so its file is checked first", () =>
+  inTempDir(async (dir) => {
+    const data = await copiedData(dir);
+    const profile = await tmpProfile(dir, { seeds: [0], methods: [{ name: "mtl" }] });
+    const out = join(dir, "out");
+    const args = ["--profile", profile, "--data-dir", data, "--out", out, "--no-tables"];
+    // As runOne records it: each data file read, with its sha256 (the fake records none).
+    const withData: RunOneFn = async (spec, o) => {
+      const r = await fakeRunOne(spec, o);
+      return {
+        ...r,
+        provenance: {
+          ...r.provenance,
+          data: await dataProvenance(o.dataDir, dataFiles(spec.tasks)),
+        },
+      };
+    };
+    assert.equal(await main(args, { ...capture().opts, runOne: withData }), 0);
+    // The fake records backend "fake"; here the runs' "auto" resolves to another.
+    const kept = capture();
+    const none = countingRunOne();
+    assert.equal(await main([...args, "--resume"], { ...kept.opts, runOne: none.runOne }), 0);
+    assert.deepEqual(none.calls, []);
+    assert.match(
+      kept.err.join("\n"),
+      /note: 2 finished result\(s\) in .* were trained on another backend than their runs resolve to here \(fake \(run id's backend "auto", now /,
+    );
+    // CB's validation file made unparsable: the SuperGLUE result is retrained (its data changed),
+    // so the file is read before any run and refused (exit 2), not found broken mid-grid.
+    await Deno.writeTextFile(join(data, "super_glue/CB/val.jsonl"), "{\n", { append: true });
+    const c = capture();
+    const runs = countingRunOne();
+    assert.equal(await main([...args, "--resume"], { ...c.opts, runOne: runs.runOne }), 2);
+    assert.deepEqual(runs.calls, []);
+    assert.match(
+      c.err.join("\n"),
+      /Refused before training: 1 task file problem\(s\):\n {2}\S+\/super_glue\/CB\/val\.jsonl/,
+    );
+  }));
 
 Deno.test("readsTaskCorpus(): a tiny preset from no checkpoint folder, random or pretrained; not a published preset or an hf model or backbone", () => {
   assert.equal(readsTaskCorpus({ model: "tiny-v1_1", backbone: "random" }), true);
