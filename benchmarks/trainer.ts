@@ -1054,8 +1054,8 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
           if (changed !== undefined) {
             throw new Error(
               `${dir}: checkpoint was trained on other inputs than this run reads: ${changed}; ` +
-                `put that file back to resume it, or train the run from step 0 (bench: without ` +
-                `--resume, which clears its checkpoints)`,
+                `put that file back to resume it, or train the run from step 0 (bench: ` +
+                `--restart, which deletes its checkpoints)`,
             );
           }
           return undefined;
