@@ -12,6 +12,7 @@ import { fetchHubConfigFiles } from "../model/pretrained.ts";
 import {
   barName,
   claimLines,
+  estimateRun,
   failedLines,
   fmtDuration,
   hubCacheNotes,
@@ -32,6 +33,7 @@ import {
   weightsFolder,
 } from "./cli.ts";
 import { runKey } from "./compare.ts";
+import { methodAccounting } from "../model/methods/accounting.ts";
 import { dataProvenance } from "./provenance.ts";
 import { dataFiles } from "./run_one.ts";
 import { corpusReadNote } from "../tasks/data.ts";
@@ -1547,6 +1549,8 @@ Deno.test("progressReporter() on a terminal hides no cursor, keeps wrapping and 
   // Before any run is done the grid's ETA is unknown, not "0s".
   assert.match(text, /grid .*\| 0\/1 runs \| ETA \? \|/);
   assert.doesNotMatch(text, /0\/1 runs \| ETA 0s/);
+  // Once a run is done, a time.
+  assert.match(text, /grid .*\| 1\/1 runs \| ETA \d+s \|/);
   assert.ok(!text.includes("\x1b[?25l"), "the cursor was hidden");
   assert.ok(!text.includes("\x1b[?7l"), "line wrapping was turned off");
   // deno-lint-ignore no-control-regex
@@ -2409,10 +2413,11 @@ Deno.test("main() --dry-run --resume estimates what is left: finished runs none,
   inTempDir(async (dir) => {
     const profile = await tmpProfile(dir, { seeds: [0], methods: [{ name: "mtl" }] });
     const out = join(dir, "out");
-    const args = ["--profile", profile, "--out", out, "--dry-run"];
+    const args = ["--profile", profile, "--out", out, "--dry-run", "--backend", "cpu"];
     const grid = expandGrid(await loadProfile(profile), {
       dataDir: sharedPath("data"),
       catalog: await defaultTaskCatalog(),
+      backend: "cpu",
     });
     assert.equal(grid.length, 2);
     const [done, stopped] = [grid[0]!, grid[1]!];
@@ -2446,6 +2451,10 @@ Deno.test("main() --dry-run --resume estimates what is left: finished runs none,
       /^2 runs \(with --resume: 1 finished, 1 resuming from a checkpoint; the FLOPs and time are those left\)/,
     );
     assert.notEqual(flopsOf(line), flopsOf(all), "less is left");
+    // Exactly: nothing of the finished run, the second half of the stopped one (its training
+    // and its evaluations alike).
+    const left = estimateRun(stopped, methodAccounting, "cpu").seconds! / 2;
+    assert.match(line, new RegExp(`; about ${fmtDuration(left)} at an assumed `));
     assert.match(text, new RegExp(`${done.id} .* finished`));
     assert.match(text, new RegExp(`${stopped.id} .* from ${half}`));
   }));
@@ -2464,6 +2473,19 @@ Deno.test("main() --assume-tflops sets the dry run's rate; a bad value is refuse
       await total(["--assume-tflops", "2.5"]),
       /at an assumed 2\.50TFLOP\/s \(cpu, --assume-tflops\)$/,
     );
+    // The time is the runs' FLOPs at that rate: 0.0001 TFLOP/s (100 MFLOP/s) against cpu's 110.
+    const grid = expandGrid(await loadProfile(profile), {
+      dataDir: sharedPath("data"),
+      catalog: await defaultTaskCatalog(),
+      backend: "cpu",
+    });
+    const at = (rate?: number) =>
+      fmtDuration(
+        grid.reduce((a, s) => a + estimateRun(s, methodAccounting, "cpu", rate).seconds!, 0),
+      );
+    assert.notEqual(at(1e8), at());
+    assert.match(await total(["--assume-tflops", "0.0001"]), new RegExp(`; about ${at(1e8)} at `));
+    assert.match(await total([]), new RegExp(`; about ${at()} at `));
     for (const bad of ["0", "-1", "x", "1e3"]) {
       const c = capture();
       assert.equal(await main([...args, "--assume-tflops", bad], c.opts), 2, bad);

@@ -1934,6 +1934,12 @@ Deno.test("estimateRun() (--dry-run) counts each evaluation's whole validation s
   assert.ok(Math.abs(total - train - (56 + 277) * 2 * f) < 1);
   // A cap of 100: CB's 56 (all), RTE's 100.
   assert.ok(Math.abs(cost(capped).totalFlops! - train - (56 + 100) * 2 * f) < 1);
+  // MNLI: both validation splits, matched 9,815 and mismatched 9,832.
+  const mnli = cost({ ...whole, benchmark: "glue", tasks: ["mnli"] });
+  const mnliTrain = whole.train.steps * whole.train.batchSize * mnli.trainFlopsPerExample!;
+  assert.ok(
+    Math.abs(mnli.totalFlops! - mnliTrain - (9815 + 9832) * 2 * mnli.inferenceFlopsPerExample!) < 1,
+  );
 });
 
 Deno.test("backboneTokenizerFiles(): the run's tokenizer files by source, checked against what the run read", () =>

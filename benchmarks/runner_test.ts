@@ -504,13 +504,26 @@ Deno.test("unfinishedCheckpoints(): runs with checkpoints whose claim no live pr
       onTakeover: () => {},
     });
     assert.ok("held" in held);
+    const claimFile = runLockFile(join(out, runFileName(b)));
+    let text: string;
     try {
       assert.deepEqual(await unfinishedCheckpoints(out, [a, b, c], 60_000), [
         `${a.id} (${runFileName(a)}): step 8 of ${a.train.steps}`,
       ]);
+      text = await Deno.readTextFile(claimFile);
     } finally {
       await held.held.release();
     }
+    // The claim a killed (SIGKILL, preempted) process leaves: its pid gone, its heartbeat fresh.
+    // Its checkpoints are nobody's work now: listed, as the ones without a claim.
+    const dead = JSON.parse(text);
+    dead.pid = 4_000_000;
+    delete dead.pidStart;
+    await Deno.writeTextFile(claimFile, JSON.stringify(dead));
+    assert.deepEqual(await unfinishedCheckpoints(out, [a, b, c], 60_000), [
+      `${a.id} (${runFileName(a)}): step 8 of ${a.train.steps}`,
+      `${b.id} (${runFileName(b)}): step 2 of ${b.train.steps}`,
+    ]);
   }));
 
 Deno.test("runGrid() with resume reruns a finished run whose recorded data files changed in the grid's data folder, naming the first; keeps one whose files did not", async () => {
