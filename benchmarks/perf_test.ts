@@ -990,24 +990,19 @@ Deno.test(
   },
 );
 
+/** `deno task perf` on the cpu backend alone with these sizes, workloads and limit; not saved. */
+function onCpu(sizes: string, workloads: string, maxSeconds: string) {
+  const args = ["--sizes", sizes, "--workloads", workloads, "--max-seconds", maxSeconds];
+  return main(["--backends", "cpu", ...args, "--no-save"]);
+}
+
 Deno.test(
   "perf: a step estimated over --max-seconds from the matMul rate is skipped with its estimate",
   opts,
   async () => {
     // The default block (5 GFLOP per step) at tfjs-cpu's matMul rate (about 1 GFLOP/s): seconds
     // per step, over the 1 s limit. The estimate is 4 × the step's FLOPs at the matMul rate.
-    const r = await main([
-      "--backends",
-      "cpu",
-      "--sizes",
-      "64",
-      "--workloads",
-      "block",
-      "--max-seconds",
-      "1",
-      "--no-save",
-    ]);
-    const cpu = r.backends[0]!;
+    const cpu = (await onCpu("64", "block", "1")).backends[0]!;
     assert.deepEqual(cpu.steps, [], "not run");
     assert.equal(cpu.skipped.length, 1, JSON.stringify(cpu.skipped));
     const est = 4 * estimateFlops(parseWorkload("block")) / (cpu.matmul[0]!.gflops * 1e9);
@@ -1025,18 +1020,7 @@ Deno.test(
     // n = 512 on tfjs-cpu (about 1 GFLOP/s): 0.3 s or more a product, so even 1 product per
     // batch (2 warm-up + 3 timed) exceeds 0.5 s. Before, the first size had no estimate and ran
     // 32 products (about 20 s) whatever the limit.
-    const r = await main([
-      "--backends",
-      "cpu",
-      "--sizes",
-      "512",
-      "--workloads",
-      "",
-      "--max-seconds",
-      "0.5",
-      "--no-save",
-    ]);
-    const cpu = r.backends[0]!;
+    const cpu = (await onCpu("512", "", "0.5")).backends[0]!;
     assert.deepEqual(cpu.matmul, [], "not timed");
     assert.equal(cpu.skipped.length, 1, JSON.stringify(cpu.skipped));
     assert.match(

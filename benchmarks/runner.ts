@@ -724,18 +724,28 @@ export async function dataChange(
 ): Promise<string | undefined> {
   for (const [path, was] of Object.entries(data?.files ?? {})) {
     if (was.sha256 === undefined) continue;
-    let now: CheckpointFileRecord;
-    try {
-      now = await fileDigest(join(dataDir, path));
-    } catch (e) {
-      if ((e as Error).cause instanceof Deno.errors.NotFound) return `${path}: missing`;
-      return (e as Error).message;
-    }
-    if (now.sha256 !== was.sha256) {
-      return `${path}: sha256 ${was.sha256.slice(0, 12)}… now ${now.sha256.slice(0, 12)}…`;
-    }
+    const changed = await digestChange(join(dataDir, path), path, was.sha256);
+    if (changed !== undefined) return changed;
   }
   return undefined;
+}
+
+/**
+ * Whether `file` (named `name` in the message) no longer has the sha256 `was`: undefined when it
+ * has, else `<name>: sha256 <old 12 digits>… now <new 12>…`, `<name>: missing`, or the error that
+ * hashing it gave.
+ */
+async function digestChange(file: string, name: string, was: string): Promise<string | undefined> {
+  let now: CheckpointFileRecord;
+  try {
+    now = await fileDigest(file);
+  } catch (e) {
+    if ((e as Error).cause instanceof Deno.errors.NotFound) return `${name}: missing`;
+    return (e as Error).message;
+  }
+  return now.sha256 === was
+    ? undefined
+    : `${name}: sha256 ${was.slice(0, 12)}… now ${now.sha256.slice(0, 12)}…`;
 }
 
 /**
@@ -758,16 +768,8 @@ export async function checkpointChange(
 ): Promise<string | undefined> {
   if (ck === undefined || !(await pathExists(ck.dir))) return undefined;
   for (const [name, was] of Object.entries(ck.files)) {
-    let now: CheckpointFileRecord;
-    try {
-      now = await fileDigest(join(ck.dir, name));
-    } catch (e) {
-      if ((e as Error).cause instanceof Deno.errors.NotFound) return `${name}: missing`;
-      return (e as Error).message;
-    }
-    if (now.sha256 !== was.sha256) {
-      return `${name}: sha256 ${was.sha256.slice(0, 12)}… now ${now.sha256.slice(0, 12)}…`;
-    }
+    const changed = await digestChange(join(ck.dir, name), name, was.sha256);
+    if (changed !== undefined) return changed;
   }
   return undefined;
 }

@@ -22,6 +22,33 @@ await tf.setBackend("cpu");
 const RELU = sharedPath("fixtures", "hf-t5", "t5-tiny-relu");
 const UNTIED = sharedPath("fixtures", "hf-t5", "t5-tiny-v1_1-untied");
 
+/** The fixture tokenizer.json (the RELU fixture has none). */
+const GLUE_TOKENIZER = sharedPath("fixtures", "tokenizer", "unigram-glue-4k", "tokenizer.json");
+
+/**
+ * A repo folder `root/name` holding `files` of the RELU fixture and, with `tokenizer`,
+ * {@link GLUE_TOKENIZER} as its tokenizer.json.
+ */
+async function reluRepo(
+  root: string,
+  name: string,
+  files: readonly string[],
+  tokenizer = false,
+): Promise<string> {
+  const dir = join(root, name);
+  await Deno.mkdir(dir);
+  for (const f of files) await Deno.copyFile(join(RELU, f), join(dir, f));
+  if (tokenizer) await Deno.copyFile(GLUE_TOKENIZER, join(dir, "tokenizer.json"));
+  return dir;
+}
+
+/** `fetchHubModel` of org/tiny from `hub` into `cache`: the files it asked `hub` for, and the folder. */
+async function fetchTinyFrom(hub: Hub, cache: string): Promise<{ asked: string[]; dir: string }> {
+  const n = hub.requests.length;
+  const dir = await fetchHubModel("org/tiny", { cacheDir: cache, endpoint: hub.endpoint });
+  return { asked: hub.requests.slice(n).map((r) => basename(r.path)), dir };
+}
+
 /** A `sleep` that records the waits asked for instead of waiting. */
 function recordSleeps(): { waits: number[]; sleep: (ms: number) => Promise<void> } {
   const waits: number[] = [];
@@ -341,17 +368,9 @@ Deno.test("fetchHubModel: a transfer that keeps stalling after the hub answered 
 Deno.test("fetchHubModel: a 404 recorded on another endpoint is asked for again; a lasting one is named with its record", async () => {
   const tmp = await Deno.makeTempDir();
   // A mirror still syncing: no weights, no tokenizer yet.
-  const partial = join(tmp, "partial");
-  const full = join(tmp, "full");
-  for (const d of [partial, full]) {
-    await Deno.mkdir(d);
-    for (const f of ["config.json", "generation_config.json"]) {
-      await Deno.copyFile(join(RELU, f), join(d, f));
-    }
-  }
-  await Deno.copyFile(join(RELU, "model.safetensors"), join(full, "model.safetensors"));
-  const tok = sharedPath("fixtures", "tokenizer", "unigram-glue-4k", "tokenizer.json");
-  await Deno.copyFile(tok, join(full, "tokenizer.json"));
+  const configs = ["config.json", "generation_config.json"];
+  const partial = await reluRepo(tmp, "partial", configs);
+  const full = await reluRepo(tmp, "full", [...configs, "model.safetensors"], true);
   const syncing = serveHub({ "org/tiny@main": partial });
   const mirror = serveHub({ "org/tiny@main": full });
   const cache = join(tmp, "cache");
@@ -375,15 +394,12 @@ Deno.test("fetchHubModel: a 404 recorded on another endpoint is asked for again;
     );
     // The record is of that endpoint: the corrected HF_ENDPOINT asks for every file again.
     // Before, its day-old-at-most 404s were trusted, the weights and tokenizer never asked for.
-    const n = mirror.requests.length;
-    const got = await fetchHubModel("org/tiny", { cacheDir: cache, endpoint: mirror.endpoint });
-    const asked = mirror.requests.slice(n).map((r) => basename(r.path));
+    const { asked, dir: got } = await fetchTinyFrom(mirror, cache);
     assert.ok(asked.includes("model.safetensors") && asked.includes("tokenizer.json"), `${asked}`);
     assert.ok(namesIn(got).includes("tokenizer.json"));
     await assertSameTensors(got, RELU);
   } finally {
-    await syncing.close();
-    await mirror.close();
+    await Promise.all([syncing.close(), mirror.close()]);
     await Deno.remove(tmp, { recursive: true });
   }
 });
@@ -413,12 +429,7 @@ Deno.test("fetchHubModel: no response at all (not even a refused connection) is 
 
 Deno.test("fetchHubModel: a 404 record of an earlier version (its endpoint the record's only) is of that endpoint too", async () => {
   const tmp = await Deno.makeTempDir();
-  const full = join(tmp, "full");
-  await Deno.mkdir(full);
-  for (const f of Deno.readDirSync(RELU)) {
-    await Deno.copyFile(join(RELU, f.name), join(full, f.name));
-  }
-  const tok = sharedPath("fixtures", "tokenizer", "unigram-glue-4k", "tokenizer.json");
+  const full = await reluRepo(tmp, "full", [...Deno.readDirSync(RELU)].map((e) => e.name));
   const first = serveHub({ "org/tiny@main": RELU }); // no tokenizer.json
   const mirror = serveHub({ "org/tiny@main": full });
   const cache = join(tmp, "cache");
@@ -429,17 +440,12 @@ Deno.test("fetchHubModel: a 404 record of an earlier version (its endpoint the r
     const record = JSON.parse(await Deno.readTextFile(join(dir, ".absent.json")));
     for (const c of Object.values(record.checks) as Record<string, unknown>[]) delete c.endpoint;
     await Deno.writeTextFile(join(dir, ".absent.json"), JSON.stringify(record));
-    await Deno.copyFile(tok, join(full, "tokenizer.json"));
-    const n = mirror.requests.length;
-    const got = await fetchHubModel("org/tiny", { cacheDir: cache, endpoint: mirror.endpoint });
-    assert.ok(
-      mirror.requests.slice(n).some((r) => r.path.endsWith("/tokenizer.json")),
-      "asked the new endpoint",
-    );
+    await Deno.copyFile(GLUE_TOKENIZER, join(full, "tokenizer.json"));
+    const { asked, dir: got } = await fetchTinyFrom(mirror, cache);
+    assert.ok(asked.includes("tokenizer.json"), `asked the new endpoint: ${asked}`);
     assert.ok(namesIn(got).includes("tokenizer.json"));
   } finally {
-    await first.close();
-    await mirror.close();
+    await Promise.all([first.close(), mirror.close()]);
     await Deno.remove(tmp, { recursive: true });
   }
 });
@@ -620,58 +626,56 @@ Deno.test("fetchHubModel: follows relative and cross-origin redirects; token sta
   }
 });
 
+/**
+ * `fetchHubModel` of org/tiny from a local server that answers every request with `answer`,
+ * expected to fail: its error and the waits between attempts it asked for.
+ */
+async function failedFetchServed(
+  cache: string,
+  answer: (req: Request) => Response,
+): Promise<{ error: Error; waits: number[] }> {
+  const hub = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, answer);
+  const { waits, sleep } = recordSleeps();
+  try {
+    const endpoint = `http://127.0.0.1:${hub.addr.port}`;
+    const error = await fetchHubModel("org/tiny", { cacheDir: cache, endpoint, sleep }).then(
+      (dir) => assert.fail(`fetched into ${dir}`),
+      (e: Error) => e,
+    );
+    return { error, waits };
+  } finally {
+    await hub.shutdown();
+  }
+}
+
 Deno.test("fetchHubModel: a redirect loop fails at once, naming it, not retried", () =>
   inTempDir(async (cache) => {
     let asked = 0;
-    const hub = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const { error, waits } = await failedFetchServed(cache, (req) => {
       asked++;
       return new Response(null, { status: 302, headers: { location: new URL(req.url).pathname } });
     });
-    const { waits, sleep } = recordSleeps();
-    try {
-      await assert.rejects(
-        fetchHubModel("org/tiny", {
-          cacheDir: cache,
-          endpoint: `http://127.0.0.1:${hub.addr.port}`,
-          sleep,
-        }),
-        /Model "org\/tiny" could not be fetched: too many redirects from .*config\.json/,
-      );
-      // One request and its 10 redirects; before, a retry asked the same loop again.
-      assert.deepEqual(waits, []);
-      assert.equal(asked, 11);
-    } finally {
-      await hub.shutdown();
-    }
+    assert.match(
+      error.message,
+      /Model "org\/tiny" could not be fetched: too many redirects from .*config\.json/,
+    );
+    // One request and its 10 redirects; before, a retry asked the same loop again.
+    assert.deepEqual(waits, []);
+    assert.equal(asked, 11);
   }));
 
 Deno.test("fetchHubModel: an HTML page for a file (a proxy's login page) fails at once, saying so", () =>
   inTempDir(async (cache) => {
-    const hub = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen() {} },
+    const { error, waits } = await failedFetchServed(
+      cache,
       () => new Response("<html>Sign in</html>", { headers: { "content-type": "text/html" } }),
     );
-    const { waits, sleep } = recordSleeps();
-    try {
-      await assert.rejects(
-        fetchHubModel("org/tiny", {
-          cacheDir: cache,
-          endpoint: `http://127.0.0.1:${hub.addr.port}`,
-          sleep,
-        }),
-        (e: Error) => {
-          assert.ok(!(e instanceof HubOfflineError), e.message);
-          assert.match(
-            e.message,
-            /^Model "org\/tiny": config\.json could not be fetched: GET .*\/config\.json: the server answered with an HTML page \(Content-Type: text\/html\)/,
-          );
-          return true;
-        },
-      );
-      assert.deepEqual(waits, [], "not retried");
-    } finally {
-      await hub.shutdown();
-    }
+    assert.ok(!(error instanceof HubOfflineError), error.message);
+    assert.match(
+      error.message,
+      /^Model "org\/tiny": config\.json could not be fetched: GET .*\/config\.json: the server answered with an HTML page \(Content-Type: text\/html\)/,
+    );
+    assert.deepEqual(waits, [], "not retried");
   }));
 
 Deno.test("fetchHubModel: HF_HUB_OFFLINE=1 uses the cache or explains how to go on", () =>
