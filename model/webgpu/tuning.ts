@@ -288,16 +288,24 @@ export function parseTuningTable(text: string, source: string): MatMulTuningTabl
   for (const f of ["vendor", "architecture", "device", "description"]) {
     if (typeof ad[f] !== "string") fail(`adapter.${f}`, "must be a string");
   }
-  if (typeof raw.created !== "string" || Number.isNaN(Date.parse(raw.created))) {
-    fail("created", `must be an ISO date, got ${JSON.stringify(raw.created)}`);
-  }
-  const prov = raw.provenance;
-  if (!isRecord(prov)) return fail("provenance", "must be an object");
-  for (const [k, v] of Object.entries(prov)) {
-    if (typeof v !== "string" && typeof v !== "number") {
-      fail(`provenance.${k}`, "must be a string or a number");
+  // A run's `created` and `provenance`: the table's (the last run's), and each earlier run's.
+  const runOf = (x: Record<string, unknown>, at: string) => {
+    if (typeof x.created !== "string" || Number.isNaN(Date.parse(x.created))) {
+      fail(`${at}created`, `must be an ISO date, got ${JSON.stringify(x.created)}`);
     }
-  }
+    const prov = x.provenance;
+    if (!isRecord(prov)) return fail(`${at}provenance`, "must be an object");
+    for (const [k, v] of Object.entries(prov)) {
+      if (typeof v !== "string" && typeof v !== "number") {
+        fail(`${at}provenance.${k}`, "must be a string or a number");
+      }
+    }
+    return {
+      created: x.created as string,
+      provenance: { ...(prov as Record<string, string | number>) },
+    };
+  };
+  const last = runOf(raw, "");
   if (!isRecord(raw.entries)) return fail("entries", "must be an object");
   const entries: Record<string, TuningEntry> = {};
   for (const [key, e] of Object.entries(raw.entries)) {
@@ -360,15 +368,7 @@ export function parseTuningTable(text: string, source: string): MatMulTuningTabl
     for (const [i, run] of (raw.earlier as unknown[]).entries()) {
       const at = `earlier[${i}]`;
       if (!isRecord(run)) return fail(at, "must be an object");
-      if (typeof run.created !== "string" || Number.isNaN(Date.parse(run.created))) {
-        fail(`${at}.created`, `must be an ISO date, got ${JSON.stringify(run.created)}`);
-      }
-      if (!isRecord(run.provenance)) return fail(`${at}.provenance`, "must be an object");
-      for (const [k, v] of Object.entries(run.provenance)) {
-        if (typeof v !== "string" && typeof v !== "number") {
-          fail(`${at}.provenance.${k}`, "must be a string or a number");
-        }
-      }
+      const { created, provenance } = runOf(run, `${at}.`);
       if (!Array.isArray(run.entries)) return fail(`${at}.entries`, "must be an array");
       for (const [j, key] of (run.entries as unknown[]).entries()) {
         if (typeof key !== "string" || !Object.hasOwn(entries, key)) {
@@ -380,19 +380,14 @@ export function parseTuningTable(text: string, source: string): MatMulTuningTabl
         }
         named.set(key as string, i);
       }
-      earlier.push({
-        created: run.created as string,
-        provenance: { ...(run.provenance as Record<string, string | number>) },
-        entries: [...(run.entries as string[])],
-      });
+      earlier.push({ created, provenance, entries: [...(run.entries as string[])] });
     }
   }
   return {
     format: TUNING_FORMAT,
     version: TUNING_VERSION,
     adapter: adapterId(ad as unknown as GPUAdapterInfo),
-    created: raw.created as string,
-    provenance: { ...(prov as Record<string, string | number>) },
+    ...last,
     entries,
     ...(earlier === undefined ? {} : { earlier }),
   };
