@@ -119,6 +119,7 @@ import {
   testRows,
   testSplits,
   trainedTasks,
+  validationRows,
 } from "./spec.ts";
 import { listCheckpoints } from "./checkpointing.ts";
 import { loadExamples } from "../tasks/load.ts";
@@ -645,23 +646,6 @@ export async function preflightModelConfig(
 }
 
 /**
- * The official number of examples of a task's evaluation split(s) (`evalSplits`: MNLI's two),
- * from the registry's row counts (MultiRC's answers); undefined where it gives none.
- */
-function validationRows(task: string): number | undefined {
-  const files = getTask(task).files;
-  let n = 0;
-  for (const split of evalSplits(task)) {
-    for (const f of files[split] ?? []) {
-      const r = f.rows;
-      if (r === undefined) return undefined;
-      n += Array.isArray(r) ? Math.max(...r) : r;
-    }
-  }
-  return n;
-}
-
-/**
  * Estimate a run's FLOPs and wall time: training `trainFlops · batch · steps` plus evaluation
  * `forwardFlops · examples · evaluations`, the examples each task's whole validation split(s)
  * (the registry's official row counts; 1,000 where it gives none) or the profile's
@@ -999,12 +983,11 @@ function printDryRun(
     );
     return;
   }
-  const kept = left === undefined ? "" : (() => {
-    const done = left.filter((l) => l.done).length;
-    const part = left.filter((l) => !l.done && l.fromStep > 0).length;
-    return ` (with --resume: ${done} finished, ${part} resuming from a checkpoint; the FLOPs and ` +
-      "time are those left)";
-  })();
+  const kept = left === undefined
+    ? ""
+    : ` (with --resume: ${left.filter((l) => l.done).length} finished, ${
+      left.filter((l) => !l.done && l.fromStep > 0).length
+    } resuming from a checkpoint; the FLOPs and time are those left)`;
   log(
     `${specs.length} runs${kept}; ${fmtSi(flops)} FLOPs; about ${fmtDuration(secs)} at an assumed ${
       fmtSi(flopsPerSecond ?? assumedRate(backend))

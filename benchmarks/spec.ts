@@ -15,8 +15,8 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { type MethodName, METHODS } from "../model/methods/mod.ts";
-import { BENCHMARK_TASKS, getTask, taskInBenchmark } from "../tasks/registry.ts";
-import type { TaskSplit } from "../tasks/types.ts";
+import { BENCHMARK_TASKS, evalSplits, getTask, taskInBenchmark } from "../tasks/registry.ts";
+import type { TaskFile, TaskSplit } from "../tasks/types.ts";
 import { nearestName } from "../model/usage.ts";
 import { isUnpublishedPreset } from "../model/config.ts";
 
@@ -767,15 +767,36 @@ export function testSplits(task: string): TaskSplit[] {
  * @param task a registry task name
  */
 export function testRows(task: string): number {
+  return splitFiles(task, testSplits(task)).reduce((a, f) => a + (fileRows(f) ?? 0), 0);
+}
+
+/**
+ * The official number of examples of a task's evaluation split(s) (`evalSplits`: MNLI's two),
+ * from the registry's row counts (MultiRC's answers); undefined where it gives none (for
+ * estimates).
+ *
+ * @param task a registry task name
+ */
+export function validationRows(task: string): number | undefined {
+  let n = 0;
+  for (const f of splitFiles(task, evalSplits(task))) {
+    const rows = fileRows(f);
+    if (rows === undefined) return undefined;
+    n += rows;
+  }
+  return n;
+}
+
+/** The registry's files of `splits` of a task, in split order. */
+function splitFiles(task: string, splits: readonly TaskSplit[]): TaskFile[] {
   const files = getTask(task).files;
-  return testSplits(task).reduce(
-    (a, split) =>
-      a + (files[split] ?? []).reduce((b, f) => {
-        const r = f.rows;
-        return b + (r === undefined ? 0 : Array.isArray(r) ? Math.max(...r) : r);
-      }, 0),
-    0,
-  );
+  return splits.flatMap((split) => files[split] ?? []);
+}
+
+/** A registry file's official row count (the largest where versions differ), if it gives one. */
+function fileRows(f: TaskFile): number | undefined {
+  const r = f.rows;
+  return r === undefined ? undefined : Array.isArray(r) ? Math.max(...r) : r;
 }
 
 /**
