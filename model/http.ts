@@ -85,6 +85,8 @@ export class HtmlPageError extends TransferError {}
 /**
  * A {@link TransferError} of a request whose redirects never ended (fetch gave up after its 20:
  * a redirect loop, a misconfigured mirror): not retried, as a loop does not go away in seconds.
+ * A caller's {@link HttpGet} that follows redirects itself (the hub's) throws one too, which
+ * {@link getWithin} passes on as the cause of its TransferError: not retried either.
  */
 export class RedirectLimitError extends TransferError {}
 
@@ -663,7 +665,9 @@ export async function fetchResumable(
       }
       lastErr = e;
       if (e instanceof HttpStatusError && !e.retryable) break;
-      if (e instanceof RedirectLimitError) break;
+      if (e instanceof RedirectLimitError || (e as Error).cause instanceof RedirectLimitError) {
+        break;
+      }
       if (opts.noRetry?.(e, attempt)) break;
       if (attempt < retries) {
         const wait = retryDelayMs(attempt, e instanceof HttpStatusError ? e.retryAfter : null);

@@ -72,6 +72,7 @@ import {
   type HttpGet,
   HttpStatusError,
   IDLE_TIMEOUT_MS,
+  RedirectLimitError,
   removePart,
   TransferError,
 } from "./http.ts";
@@ -463,8 +464,11 @@ function hashingResponse(
   });
 }
 
-/** More than 10 redirects: the hub is reachable, so not an offline error. */
-class RedirectLoop extends Error {}
+/**
+ * More than 10 redirects: the hub is reachable, so not an offline error; a redirect limit, so
+ * not retried (`http.ts` {@link RedirectLimitError}).
+ */
+class RedirectLoop extends RedirectLimitError {}
 
 /**
  * Where concurrent downloads of `file` take turns: `<repo folder>/.locks/<revision>--<file>.lock`,
@@ -609,10 +613,7 @@ async function downloadLocked(
       get: hubGet(ctx, digest),
       // Offline: the call's first request cannot connect; the retries' waits would only delay
       // the message. Once anything has answered, every failure is retried.
-      // A redirect loop does not go away in seconds either.
-      noRetry: (e) =>
-        (e instanceof ConnectionError && !ctx.reached) ||
-        (e instanceof TransferError && e.cause instanceof RedirectLoop),
+      noRetry: (e) => e instanceof ConnectionError && !ctx.reached,
       verify: async (path, bytes) => {
         await checkDownloaded(url, file, path);
         // The streamed hash when the part is that body, else (resumed, or settled by a 416) the
