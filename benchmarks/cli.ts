@@ -1023,6 +1023,31 @@ export function resumedLine(e: Extract<GridEvent, { kind: "resumed" }>): string 
 }
 
 /**
+ * The line of a finished run whose best evaluation of some task has an undefined metric (NaN:
+ * Pearson or Spearman of a constant prediction or gold column, as in SciPy), which its group
+ * score and the benchmark average count as 0; so a log says why a score is low, not only the
+ * results file's `null`. Usually a run too short or an evaluation cap too small to tell.
+ *
+ * @param e the event
+ * @returns e.g. `run 0123456789ab (glue/mtl/s0): undefined metrics (constant predictions or
+ *   gold), each counted as 0: stsb pearson, spearman (step 4)`, or undefined when every metric is
+ *   a number
+ */
+export function undefinedMetricsLine(
+  e: Extract<GridEvent, { kind: "done" }>,
+): string | undefined {
+  const parts: string[] = [];
+  for (const [task, best] of Object.entries(e.result.best)) {
+    const names = Object.entries(best.metrics).filter(([, v]) => Number.isNaN(v)).map(([k]) => k);
+    if (names.length > 0) parts.push(`${task} ${names.join(", ")} (step ${best.step})`);
+  }
+  if (parts.length === 0) return undefined;
+  return `run ${e.spec.id} (${
+    barName(e.spec).trim()
+  }): undefined metrics (constant predictions or gold), each counted as 0: ${parts.join("; ")}`;
+}
+
+/**
  * The info label of a run's progress bar for a progress report: each phase its own, so that a
  * phase added to `RunProgress` fails to compile here rather than being drawn as another.
  *
@@ -1135,10 +1160,13 @@ export function progressReporter(total: number, tty: boolean, stream?: Writable)
         if (e.progress.phase === "decode") run?.update({ info: progressInfo(e.progress) });
         else run?.update(e.progress.step, { info: progressInfo(e.progress) });
         break;
-      case "done":
+      case "done": {
         run?.update(e.spec.train.steps, { info: "done" });
+        const undefinedMetrics = undefinedMetricsLine(e);
+        if (undefinedMetrics !== undefined) multi.log(`${undefinedMetrics}\n`);
         grid.update(++finished, { info: `${e.file.split("/").pop()}` });
         break;
+      }
       case "error":
         multi.log(`FAILED ${e.spec.id} (${name.trim()}): ${e.error.message}\n`);
         grid.update(++finished, { info: "failed" });
@@ -2324,6 +2352,10 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
             error(`rerunning ${e.spec.id}: ${replacing(e.replaces)}`);
           }
           if (e.kind === "resumed") error(resumedLine(e));
+          if (e.kind === "done") {
+            const undefinedMetrics = undefinedMetricsLine(e);
+            if (undefinedMetrics !== undefined) error(undefinedMetrics);
+          }
           const claims = claimLine(e);
           if (claims !== undefined) error(claims);
         }),

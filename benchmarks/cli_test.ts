@@ -3482,6 +3482,47 @@ Deno.test("progressReporter().log writes runGrid's own lines above the bars, onc
   }
 });
 
+/** `fakeRunOne`, whose result's best evaluation of its first task has an undefined `pearson`. */
+const undefinedPearsonRunOne: RunOneFn = async (spec, opts) => {
+  const result = await fakeRunOne(spec, opts);
+  const [task, best] = Object.entries(result.best)[0]!;
+  const metrics = { ...best.metrics, pearson: NaN };
+  return { ...result, best: { ...result.best, [task]: { ...best, metrics } } };
+};
+
+Deno.test("main(): a finished run whose best evaluation has an undefined metric says so, with and without bars", () =>
+  inTinyProfileDir(async ({ profile, out }) => {
+    const args = ["--profile", profile, "--data-dir", DATA, "--methods", "mtl", "--no-tables"];
+    const c = capture();
+    assert.equal(
+      await main([...args, "--out", out], { ...c.opts, runOne: undefinedPearsonRunOne }),
+      0,
+      c.err.join("\n"),
+    );
+    const lines = c.err.filter((l) => l.includes("undefined metrics"));
+    assert.equal(lines.length, 4, c.err.join("\n")); // 2 benchmarks × 2 seeds, each once
+    assert.match(
+      lines.find((l) => l.includes("(glue/mtl/s0)"))!,
+      /^run [0-9a-f]{12} \(glue\/mtl\/s0\): undefined metrics \(constant predictions or gold\), each counted as 0: \w+ pearson \(step \d+\)$/,
+    );
+    // Nothing is said of a run whose metrics are all numbers.
+    const plain = capture();
+    assert.equal(
+      await main([...args, "--out", `${out}2`], { ...plain.opts, runOne: fakeRunOne }),
+      0,
+    );
+    assert.ok(!plain.err.some((l) => l.includes("undefined metrics")), plain.err.join("\n"));
+    // With bars, the line is written above them.
+    const [spec] = expandGrid(await loadProfile(profile), { dataDir: DATA });
+    const result = await undefinedPearsonRunOne(spec!, {} as Parameters<RunOneFn>[1]);
+    const { chunks, stream } = recordingStream(false, 200);
+    const reporter = progressReporter(1, false, stream);
+    reporter.onEvent({ kind: "start", spec: spec!, index: 0 });
+    reporter.onEvent({ kind: "done", spec: spec!, index: 0, result, file: join(out, "r.json") });
+    reporter.stop();
+    assert.equal(chunks.join("").split("undefined metrics").length, 2, chunks.join(""));
+  }));
+
 /**
  * A `runOne` under which another process takes over the claim of the run whose id is `id` while
  * it trains (writes its own claim file), and writes that run's result itself: runGrid leaves the
