@@ -932,13 +932,14 @@ Deno.test({
 
 Deno.test({
   name:
-    "withFileLock remove: a waiter whose file its holder removed, while another holds the new file, locks again and waits",
+    "withFileLock remove: a waiter whose file its holder removed, while another holds the new file, locks again and waits (told it waits once)",
   ignore: NO_INODE_REMOVAL,
   async fn() {
     const dir = await Deno.makeTempDir();
     const lock = join(dir, "x.lock");
     try {
       const events: string[] = [];
+      let bWaits = 0;
       const [hIn, hGo, cIn, cGo] = [signal(), signal(), signal(), signal()];
       const [bOpened, bGo, bRetried, bIn] = [signal(), signal(), signal(), signal()];
       // Each lock() on the lock file, in order: the holder H, the waiter B (held back until bGo
@@ -964,11 +965,13 @@ Deno.test({
             entered();
             await go;
             events.push(`${name} out`);
-          }, { remove: true });
+          }, { remove: true, ...(name === "B" ? { onWait: () => void bWaits++ } : {}) });
         const h = holder("H", hIn.fire, hGo.promise);
         await hIn.promise;
         const b = holder("B", bIn.fire, Promise.resolve());
         await bOpened.promise; // B holds a handle of H's file and is about to lock it
+        await new Promise((r) => setTimeout(r, LOCK_WAIT_NOTICE_MS + 200));
+        equal(bWaits, 1, "B, waiting for H, is told");
         hGo.fire();
         await h;
         equal(await entryExists(lock), false, "H removed its lock file");
@@ -981,6 +984,8 @@ Deno.test({
         ]);
         equal(first, "locked again");
         deepEqual(events, ["H in", "H out", "C in"]);
+        await new Promise((r) => setTimeout(r, LOCK_WAIT_NOTICE_MS + 200));
+        equal(bWaits, 1, "B, waiting again (for C), is not told twice");
         cGo.fire();
         await Promise.all([b, c]);
         deepEqual(events, ["H in", "H out", "C in", "C out", "B in", "B out"]);
