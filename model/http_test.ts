@@ -956,12 +956,25 @@ Deno.test("fetchResumable: an HTML page where a file was asked for is final at o
   await inTempDir(async (part) => {
     const { waits, sleep } = recordingSleep();
     let calls = 0;
+    let cancelled = 0;
     const page = () => (calls++,
       new Response("<html><body>Sign in</body></html>", {
         headers: { "content-type": "text/html; charset=utf-8" },
       }));
+    // A page whose body stays open until cancelled: the refusal lets go of it.
+    const openPage = () => (calls++,
+      new Response(
+        new ReadableStream<Uint8Array>({
+          start: (c) => c.enqueue(new TextEncoder().encode("<html><body>Sign in")),
+          cancel: () => void cancelled++,
+        }),
+        { headers: { "content-type": "text/html; charset=utf-8" } },
+      ));
     await assert.rejects(
-      fetchResumable("http://x.invalid/glue/RTE.zip", part, { sleep, fetch: scripted([page], []) }),
+      fetchResumable("http://x.invalid/glue/RTE.zip", part, {
+        sleep,
+        fetch: scripted([openPage], []),
+      }),
       (e: unknown) =>
         e instanceof HtmlPageError &&
         e.message ===
@@ -970,6 +983,7 @@ Deno.test("fetchResumable: an HTML page where a file was asked for is final at o
             "a mirror's index; check the URL and the endpoint",
     );
     assert.equal(calls, 1, "not retried");
+    assert.equal(cancelled, 1, "the page's body is cancelled, not left open");
     assert.deepEqual(waits, []);
     assert.equal(await Deno.stat(part).then(() => true, () => false), false, "no part kept");
     // A page asked for as a page is a file like any other.
