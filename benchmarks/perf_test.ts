@@ -1042,6 +1042,10 @@ Deno.test("matmulReps(): about 2 s of products; 1 a batch when that exceeds --ma
   const skipped = matmulReps(0, 0.3, 1, false);
   assert.equal(skipped.nrep, 1);
   assert.ok(Math.abs(skipped.skip! - 1.5) < 1e-9, `${skipped.skip}`);
+  // Exactly at the limit is within it (0.25 s: exact in binary): 32 products of 8 s keep 10 a
+  // batch under --max-seconds 8, and 5 of 1.25 s are measured under 1.25.
+  assert.deepEqual(matmulReps(0, 0.25, 8, false), { nrep: 10, full: 8 });
+  assert.deepEqual(matmulReps(0, 0.25, 1.25, false), { nrep: 1, full: 8 });
   // A later size: the rate before sets the count (0.1 s: 6 a batch), the bound the limit.
   assert.equal(matmulReps(0.1, 0.1, 60, false).nrep, 6);
   assert.equal(matmulReps(0.1, 0.1, 60, true).nrep, 2, "--quick");
