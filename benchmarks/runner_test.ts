@@ -1198,6 +1198,13 @@ Deno.test("missingProfileTasks(): with predictTest on GLUE, WNLI's test file for
   assert.deepEqual(missingProfileTasks(glue({ predictTest: true }), { dataDir: DATA, catalog }), [
     "glue/wnli",
   ]);
+  // A profile that lists WNLI itself asks for it once.
+  const withWnli = profile({
+    benchmarks: ["glue"],
+    tasks: { glue: ["rte", "wnli"] },
+    train: { steps: 4, evalEvery: 2, batchSize: 2, predictTest: true },
+  });
+  assert.deepEqual(missingProfileTasks(withWnli, { dataDir: DATA, catalog }), ["glue/wnli"]);
   const dir = await Deno.makeTempDir();
   try {
     await Deno.mkdir(join(dir, "glue", "WNLI"), { recursive: true });
