@@ -288,7 +288,11 @@ export interface TrainSpec {
   readonly clipNorm: number | null;
   /** Examples-proportional mixed-task batches, or temperature-sampled single-task batches. */
   readonly mixture: "proportional" | "temperature";
-  /** Sampling temperature for `mixture: "temperature"`. */
+  /**
+   * Sampling temperature for `mixture: "temperature"`. A profile that sets it with a
+   * proportional mixture is refused; one inherited by an override that picks "proportional" is
+   * the default (10), unread, so it changes no run id.
+   */
   readonly temperature: number;
   /** Evaluate every this many steps (and at the last step). */
   readonly evalEvery: number;
@@ -1396,6 +1400,19 @@ export function validateTrain(
     }
     adafactor = undefined; // inherited settings do not apply once an override picks AdamW
   }
+  const mixture = oneOf(get("mixture"), ["proportional", "temperature"], src, p("mixture"));
+  if (mixture !== "temperature" && o.temperature !== undefined) {
+    throw new SpecError(
+      src,
+      p("temperature"),
+      `applies to mixture "temperature" only; the mixture is ${show(mixture)}`,
+    );
+  }
+  // Unread by a proportional mixture: the default, so that an inherited temperature (an override
+  // that picks "proportional") changes no run id.
+  const temperature = mixture === "temperature"
+    ? num(get("temperature"), src, p("temperature"), { min: 0, minExclusive: true })
+    : DEFAULT_TRAIN.temperature;
   const clip = get("clipNorm");
   const evalMax = get("evalMaxExamples");
   const micro = get("microBatchSize");
@@ -1417,8 +1434,8 @@ export function validateTrain(
     dropout: num(get("dropout"), src, p("dropout"), { min: 0, max: 0.99 }),
     labelSmoothing: num(get("labelSmoothing"), src, p("labelSmoothing"), { min: 0, max: 0.99 }),
     clipNorm: clip === null ? null : num(clip, src, p("clipNorm"), { min: 0, minExclusive: true }),
-    mixture: oneOf(get("mixture"), ["proportional", "temperature"], src, p("mixture")),
-    temperature: num(get("temperature"), src, p("temperature"), { min: 0, minExclusive: true }),
+    mixture,
+    temperature,
     evalEvery: num(get("evalEvery"), src, p("evalEvery"), { int: true, min: 1 }),
     checkpointEvery: num(get("checkpointEvery"), src, p("checkpointEvery"), { int: true, min: 0 }),
     evalMaxExamples: evalMax === null

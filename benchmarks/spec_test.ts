@@ -582,6 +582,40 @@ Deno.test("train.zLoss and train.adafactor.weightDecayRate: validated, merged, i
   ]);
 });
 
+Deno.test("train.temperature: read by a temperature mixture only; with a proportional one refused, or (inherited) the default, no run id of its own", () => {
+  const p = validateProfile(
+    minimal({
+      benchmarks: ["glue", "super_glue"],
+      train: { mixture: "temperature", temperature: 5 },
+      trainOverrides: { super_glue: { mixture: "proportional" } },
+    }),
+    SRC,
+  );
+  assert.equal(p.train.temperature, 5);
+  const sg = trainFor(p, "super_glue");
+  assert.equal(sg.mixture, "proportional");
+  assert.equal(sg.temperature, DEFAULT_TRAIN.temperature, "inherited, unread: the default");
+  assert.equal(runId(rteSpec(sg)), runId(rteSpec(DEFAULT_TRAIN)));
+  // Another temperature is another run of a temperature mixture.
+  const t10 = validateProfile(minimal({ train: { mixture: "temperature" } }), SRC).train;
+  assert.equal(t10.temperature, 10);
+  assert.notEqual(runId(rteSpec(t10)), runId(rteSpec(p.train)));
+  assertTrainErrors("$.train.temperature", [
+    [
+      { temperature: 5 },
+      `p.json:5: $.train.temperature applies to mixture "temperature" only; the mixture is "proportional"`,
+    ],
+    [
+      { mixture: "proportional", temperature: 10 },
+      `p.json:5: $.train.temperature applies to mixture "temperature" only; the mixture is "proportional"`,
+    ],
+    [
+      { mixture: "temperature", temperature: 0 },
+      "p.json:5: $.train.temperature must be > 0, got 0",
+    ],
+  ]);
+});
+
 Deno.test("a partial schedule override keeps the inherited warmup", () => {
   const p = validateProfile(
     minimal({
