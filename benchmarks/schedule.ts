@@ -1,9 +1,13 @@
 /**
- * Learning-rate schedules of {@link ScheduleSpec}: constant, linear warmup then linear decay to 0
- * at the last step (Hugging Face `get_linear_schedule_with_warmup`), and linear warmup then
- * inverse-square-root decay (fairseq's `inverse_sqrt`). The last is not T5 pre-training's
- * `rsqrt_decay`, 1/sqrt(max(step, warmup)), which holds the peak rate through the warmup instead
- * of ramping up to it; after the warmup the two agree (scaled to the peak rate).
+ * Learning-rate schedules of {@link ScheduleSpec}: constant, linear warmup then linear decay
+ * towards 0 (Hugging Face `get_linear_schedule_with_warmup`, exactly: with a warmup the first
+ * rate is 0; the last is `peak / (total - warmup)`), and linear warmup then inverse-square-root
+ * decay, the shape of fairseq's `inverse_sqrt` one update ahead: update k here has the rate
+ * fairseq gives update k + 1 (fairseq's first update has its `warmup_init_lr`, 0 by default;
+ * here `peak / warmup`, never 0). Neither is T5 pre-training's `rsqrt_decay`,
+ * 1/sqrt(max(step, warmup)), which holds the peak rate through the warmup instead of ramping up
+ * to it; after the warmup it and `warmup_rsqrt` (scaled to the peak) differ at update k
+ * (0-based, T5's step k) by a factor sqrt(k / (k + 1)), which tends to 1.
  *
  * @module
  */
