@@ -162,7 +162,7 @@ export class MixtureBatches implements BatchSource {
 /**
  * Thrown when the loss or the gradient norm is NaN or infinite; no result should be written. The
  * message names which of the two was not finite (a finite loss with NaN gradients is reported as
- * such, with the loss's value).
+ * such, with the loss's value; an infinite norm of finite gradients as an overflow).
  */
 export class NonFiniteLossError extends Error {
   /**
@@ -187,8 +187,13 @@ export class NonFiniteLossError extends Error {
       xs.length === 0
         ? "none"
         : xs.slice(0, 8).join(", ") + (xs.length > 8 ? `, … (${xs.length})` : "");
+    // Finite gradients whose squares sum past float32's largest value (an element above about
+    // 1.8e19) make an infinite norm that no gradient list would explain.
+    const overflow = badGradients.length === 0 && gradNorm === Infinity
+      ? "; every gradient is finite: the sum of their squares overflows float32"
+      : "";
     const what = Number.isFinite(loss)
-      ? `non-finite gradient norm ${gradNorm} at step ${step} (training loss ${loss} is finite)`
+      ? `non-finite gradient norm ${gradNorm} at step ${step} (training loss ${loss} is finite${overflow})`
       : `non-finite training loss ${loss} at step ${step}`;
     super(
       `benchmarks/trainer.ts: ${what}; batch tasks: ${

@@ -1713,6 +1713,38 @@ Deno.test("train() names a non-finite gradient norm as such when the loss is fin
   disposeT5(model);
 });
 
+Deno.test("train() names an infinite gradient norm of finite gradients as an overflow", async () => {
+  // A method variable at 0 entering the forward pass as w·1e30: the loss is unchanged, and w's
+  // gradient (1e30 times a sum of small ones) is finite, but its square overflows float32.
+  const model = initT5(NO_DROPOUT, { seed: 1 });
+  const zero = tf.zeros([1]);
+  const probe = tf.variable(zero, true);
+  zero.dispose();
+  const instance: MethodInstance = {
+    ...fullFinetune(),
+    variables: new Map([["probe", probe]]),
+    hooks: () => ({
+      encoderInput: (embeds, mask) => ({
+        embeds: tf.add(embeds, tf.mul(probe, 1e30)) as tf.Tensor3D,
+        mask,
+      }),
+    }),
+  };
+  const before = tf.memory().numTensors;
+  const err = await train(opts(model, { instance, train: { ...SPEC, checkpointEvery: 0 } }))
+    .then(() => undefined, (e) => e);
+  assert.ok(err instanceof NonFiniteLossError, String(err));
+  assert.equal(err.gradNorm, Infinity);
+  assert.deepEqual(err.badGradients, []);
+  assert.match(
+    err.message,
+    /non-finite gradient norm Infinity at step 1 \(training loss [0-9.]+ is finite; every gradient is finite: the sum of their squares overflows float32\)/,
+  );
+  assert.equal(tf.memory().numTensors, before);
+  probe.dispose();
+  disposeT5(model);
+});
+
 Deno.test("train() with a hyper-prompt method: method variables train, numTensors stays flat", async () => {
   const model = initT5(CONFIG, { seed: 1 });
   const m = getMethod("hyperprompt_global");
