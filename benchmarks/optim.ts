@@ -16,6 +16,24 @@
  * checkpoint can save them bit-exactly and {@link Optimizer.restore} can put them back; a
  * resumed run then continues with exactly the numbers of an uninterrupted one.
  *
+ * Where this differs from the references, by design:
+ * - A fine-tuning run's step count starts at 1 with zero slots, so its first Adafactor update has
+ *   beta2 = 0 (as Hugging Face's Adafactor on a fresh optimizer). T5's Mesh TF fine-tuning goes
+ *   on counting from the pretrained checkpoint's global step (5e5 to 1e6: beta2 ≈ 0.99997 from
+ *   the first update); Hugging Face checkpoints carry neither that step nor Adafactor's slots,
+ *   and a large step over zero slots would not be T5's either.
+ * - AdamW's bias correction uses the optimizer's step, not PyTorch's per-parameter step: the
+ *   same while every trained variable has a gradient at every step, which holds for every method
+ *   here (a per-task variable's gradient is zero in the rows of tasks a batch lacks, never
+ *   absent).
+ * - A method's per-task parameters are one `[T, …]` variable, so Adafactor's update clipping and
+ *   parameter scale take the RMS over all tasks' rows together (the update's rows of tasks
+ *   absent from the batch are zeros), not per task as one variable per task would.
+ * - Weight decay (`weightDecay`, `weightDecayRate`) applies to every trained variable, layer
+ *   norms, biases and prompts included; Hugging Face's Trainer leaves biases and layer norms out
+ *   of AdamW's decay. No profile here sets `weightDecay`; Prompt-Tuning's `weightDecayRate`
+ *   decays only its prompt (the backbone is frozen), as T5X does.
+ *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
