@@ -2511,7 +2511,9 @@ export function validateRunResult(raw: unknown, src: Source): RunResult {
   arr(o.losses, src, "$.losses", false).forEach((l, i) => {
     const lo = obj(l, src, `$.losses[${i}]`);
     num(lo.step, src, `$.losses[${i}].step`, { int: true, min: 0 });
-    lo.loss = score(lo.loss, src, `$.losses[${i}].loss`); // a diverged step's NaN is written null
+    // A diverged step's NaN is written null. No upper bound: a loss is no percentage (a random
+    // T5 1.1 Base starts above 100).
+    lo.loss = lo.loss === null ? NaN : num(lo.loss, src, `$.losses[${i}].loss`, { min: 0 });
   });
   if (o.tokenizer !== undefined) str(o.tokenizer, src, "$.tokenizer");
   const tokFile = (o.provenance as Record<string, unknown>).tokenizerFile;

@@ -1206,6 +1206,10 @@ Deno.test("validateRunResult() checks provenance, losses and tokenizer, naming t
   const nan = structuredClone(good);
   nan.losses[0].loss = null;
   assert.ok(Number.isNaN(validateRunResult(nan, { file: "r.json" }).losses[0]!.loss));
+  // A loss is no percentage: a random T5 1.1 Base's first is above 100.
+  const high = structuredClone(good);
+  high.losses[0].loss = 104.52;
+  assert.equal(validateRunResult(high, { file: "r.json" }).losses[0]!.loss, 104.52);
   // deno-lint-ignore no-explicit-any -- edits reach into parsed JSON of any shape
   const bad = (edit: (r: Record<string, any>) => void, message: string) => {
     const r = structuredClone(good);
@@ -1360,6 +1364,7 @@ Deno.test("validateRunResult() checks provenance, losses and tokenizer, naming t
   );
   bad((r) => (r.losses[1] = { step: 2 }), "$.losses[1].loss is missing (must be a number)");
   bad((r) => (r.losses[0].step = 1.5), "$.losses[0].step must be an integer, got 1.5");
+  bad((r) => (r.losses[0].loss = -0.5), "$.losses[0].loss must be >= 0, got -0.5");
   bad((r) => (r.tokenizer = 7), "$.tokenizer must be a non-empty string, got 7");
   // The throughput's totals: optional (results written before them load), both or neither,
   // non-negative, the tokens an integer, and the rate their quotient.
