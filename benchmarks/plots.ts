@@ -189,8 +189,12 @@ function plot(
   const tx = (x: number) => (opts.logX ? Math.log10(Math.max(x, floor)) : x);
   let [x0, x1] = [Math.min(...all.map((p) => tx(p.x))), Math.max(...all.map((p) => tx(p.x)))];
   let [y0, y1] = [Math.min(...all.map((p) => p.y)), Math.max(...all.map((p) => p.y))];
+  // Every x 0 on a log axis (an MTL-only table: no extra parameters): the points at the left
+  // edge, whose tick reads 0, and no other tick (the axis has no scale to show).
+  const onlyZero = zeroAtEdge && positive.length === 0;
   if (opts.integerX) [x0, x1] = [x0 - 0.5, x1 + 0.5];
-  if (x1 === x0) [x0, x1] = [x0 - 1, x1 + 1];
+  if (onlyZero) x1 = x0 + 1;
+  else if (x1 === x0) [x0, x1] = [x0 - 1, x1 + 1];
   if (opts.yRange !== undefined) {
     [y0, y1] = [Math.min(y0, opts.yRange[0]), Math.max(y1, opts.yRange[1])];
   } else {
@@ -214,7 +218,7 @@ function plot(
         py(y).toFixed(1)
       }" text-anchor="end" dominant-baseline="middle">${fmt(y)}</text>`,
     );
-    if (opts.integerX) continue;
+    if (opts.integerX || (onlyZero && i > 0)) continue;
     const xt = x0 + ((x1 - x0) * i) / 4;
     const xv = opts.logX ? 10 ** xt : xt;
     const xpos = M.left + (i / 4) * (W - M.left - M.right);

@@ -190,3 +190,17 @@ Deno.test("scoreVsParamsSvg(): x on a log scale, 0 a decade left of the least po
     .map((m) => m[1]);
   assert.deepEqual(ticks, ["0", "0.16", "0.50", "1.6", "5.0"]);
 });
+
+Deno.test("scoreVsParamsSvg(): when every x is 0 (MTL alone), the points sit at the left edge, whose only tick reads 0", async () => {
+  const rs = (await runs([spec("ci", "mtl", "mtl", 0), spec("ci", "mtl", "mtl", 1)]))
+    .map((r) => ({ ...r, params: { ...r.params, extraPct: 0 } }));
+  const svg = scoreVsParamsSvg(rs);
+  const left = Number(svg.match(/<rect x="([\d.]+)"/)![1]);
+  const cxs = [...svg.matchAll(/<circle cx="([\d.]+)"[^>]*><title>/g)].map((m) => +m[1]!);
+  assert.ok(cxs.length > 0, svg);
+  for (const cx of cxs) assert.equal(cx, left, `at the left edge (${left}), got ${cx}`);
+  const ticks = [...svg.matchAll(/<text x="([\d.]+)" y="364" text-anchor="middle">([^<]*)</g)]
+    .map((m) => [+m[1]!, m[2]]);
+  assert.deepEqual(ticks, [[left, "0"]]);
+  assert.match(svg, /0 drawn at the left edge/);
+});
