@@ -955,7 +955,8 @@ Deno.test("train() refuses to resume a checkpoint trained on other inputs (a dat
     new RegExp(
       "step-00000002: checkpoint was trained on other inputs than this run reads: " +
         "data:glue/RTE/train\\.tsv was sha256 a{12}…, is now sha256 b{12}…; put that file " +
-        "back to resume it, or train the run from step 0",
+        "back to resume it, or train the run from step 0 \\(bench: --restart, which deletes its " +
+        "checkpoints\\)$",
     ),
   );
   // A file only one side has (another task set would change the run id; another backbone's
