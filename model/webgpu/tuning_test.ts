@@ -150,8 +150,27 @@ Deno.test("parseTuningTable: errors name the file and the field", () => {
   bad((x) => delete x.version, /: version is missing \(must be \d+\)$/);
   bad((x) => (x.version = 2), /version must be 1, got 2/);
   bad((x) => delete (x.adapter as Record<string, unknown>).description, /adapter\.description/);
-  bad((x) => (x.created = "yesterday"), /created must be an ISO date/);
-  bad((x) => ((x.provenance as Record<string, unknown>).reps = [1]), /provenance\.reps/);
+  bad((x) => (x.created = "yesterday"), /: created must be an ISO date/);
+  bad((x) => ((x.provenance as Record<string, unknown>).reps = [1]), /: provenance\.reps/);
+  // An earlier run's fields are checked alike, named by their path.
+  const withEarlier =
+    (edit: (run: Record<string, unknown>) => void) => (x: Record<string, unknown>) => {
+      const run = {
+        created: x.created,
+        provenance: structuredClone(x.provenance),
+        entries: ["1x1 m8 n8 k8 NT"],
+      };
+      edit(run);
+      x.earlier = [run];
+    };
+  const accepted = structuredClone(good);
+  withEarlier(() => {})(accepted);
+  assert.equal(parseTuningTable(JSON.stringify(accepted), "t.json").earlier?.length, 1);
+  bad(withEarlier((r) => (r.created = "yesterday")), /: earlier\[0\]\.created must be an ISO date/);
+  bad(
+    withEarlier((r) => ((r.provenance as Record<string, unknown>).reps = [1])),
+    /: earlier\[0\]\.provenance\.reps/,
+  );
   const entries = (x: Record<string, unknown>) => x.entries as Record<string, unknown>;
   const entry = (x: Record<string, unknown>) =>
     entries(x)["1x1 m8 n8 k8 NT"] as Record<string, unknown>;
