@@ -2486,6 +2486,16 @@ export function validateRunResult(raw: unknown, src: Source): RunResult {
   oneOf(m.name, METHOD_NAMES, src, "$.spec.method.name");
   str(m.label, src, "$.spec.method.label");
   num(spec.seed, src, "$.spec.seed", { int: true, min: 0 });
+  // What the tables, the gate and the FLOPs table read of the spec (any preset name: a result of
+  // a preset this version lacks still loads).
+  validateModelRef(spec.model, src, "$.spec.model");
+  if (typeof spec.backbone === "string" || spec.backbone === undefined) {
+    oneOf(spec.backbone, ["random", "pretrained"], src, "$.spec.backbone");
+  } else hfRef(spec.backbone, src, "$.spec.backbone");
+  const train = obj(spec.train, src, "$.spec.train");
+  for (const k of ["steps", "batchSize", "maxInputLength", "maxTargetLength"]) {
+    num(train[k], src, `$.spec.train.${k}`, { int: true, min: 1 });
+  }
   arr(spec.tasks, src, "$.spec.tasks").forEach((t, i) => str(t, src, `$.spec.tasks[${i}]`));
   if (spec.trainOnlyTasks !== undefined) {
     arr(spec.trainOnlyTasks, src, "$.spec.trainOnlyTasks").forEach((t, i) =>
@@ -2570,8 +2580,34 @@ export function validateRunResult(raw: unknown, src: Source): RunResult {
   }
   if (o.testPredictions !== undefined) testPredictionsField(o.testPredictions, src);
   if (o.weights !== undefined) weightsField(o.weights, src);
+  if (o.attentionMass !== undefined) attentionMassField(o.attentionMass, src);
   return o as unknown as RunResult;
 }
+
+/**
+ * Checks {@link RunResult.attentionMass}: per task, the encoder's and decoder's per-layer shares
+ * of attention, each a number in [0, 1] (a float32 sum of softmax weights may pass 1 by rounding:
+ * by at most {@link MASS_SLACK}).
+ */
+function attentionMassField(v: unknown, src: Source): void {
+  for (const [task, m] of Object.entries(obj(v, src, "$.attentionMass"))) {
+    const path = `$.attentionMass.${task}`;
+    const mo = obj(m, src, path);
+    noExtraKeys(mo, ["encoder", "decoder"], src, path);
+    for (const stack of ["encoder", "decoder"]) {
+      arr(mo[stack], src, `${path}.${stack}`, false).forEach((x, i) =>
+        num(x, src, `${path}.${stack}[${i}]`, {
+          min: 0,
+          max: 1 + MASS_SLACK,
+          maxWhy: "a share of attention",
+        })
+      );
+    }
+  }
+}
+
+/** How far a recorded attention share may pass 1: float32 rounding of a sum of about 1. */
+const MASS_SLACK = 1e-5;
 
 /**
  * Checks {@link RunResult.weights}: a relative folder, a step, whether the backbone trained and,

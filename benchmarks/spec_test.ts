@@ -1365,6 +1365,44 @@ Deno.test("validateRunResult() checks provenance, losses and tokenizer, naming t
   bad((r) => (r.losses[1] = { step: 2 }), "$.losses[1].loss is missing (must be a number)");
   bad((r) => (r.losses[0].step = 1.5), "$.losses[0].step must be an integer, got 1.5");
   bad((r) => (r.losses[0].loss = -0.5), "$.losses[0].loss must be >= 0, got -0.5");
+  // What the tables and the gate read of the spec: named, not a TypeError of a reader.
+  bad((r) => delete r.spec.model, "$.spec.model is missing (must be an object)");
+  bad((r) => (r.spec.model = { hf: "" }), `$.spec.model.hf must be a non-empty string, got ""`);
+  bad(
+    (r) => (r.spec.backbone = "rand"),
+    `$.spec.backbone must be one of random, pretrained; got "rand"`,
+  );
+  bad(
+    (r) => delete r.spec.backbone,
+    "$.spec.backbone is missing (must be one of random, pretrained)",
+  );
+  bad((r) => delete r.spec.train, "$.spec.train is missing (must be an object)");
+  bad(
+    (r) => (r.spec.train.maxInputLength = 0),
+    "$.spec.train.maxInputLength must be >= 1, got 0",
+  );
+  const withMass = (edit: (m: { encoder: unknown[]; decoder: unknown[] }) => void) =>
+  // deno-lint-ignore no-explicit-any -- edits reach into parsed JSON of any shape
+  (r: Record<string, any>) => {
+    r.attentionMass = { cb: { encoder: [0.5, 0], decoder: [0.25, 1] } };
+    edit(r.attentionMass.cb);
+  };
+  validateRunResult(
+    { ...structuredClone(good), attentionMass: { cb: { encoder: [0.5, 0], decoder: [1] } } },
+    { file: "r.json" },
+  );
+  bad(
+    withMass((m) => (m.encoder[1] = null)),
+    "$.attentionMass.cb.encoder[1] must be a number, got null",
+  );
+  bad(
+    withMass((m) => (m.decoder[0] = 1.5)),
+    "$.attentionMass.cb.decoder[0] must be <= 1.00001 (a share of attention), got 1.5",
+  );
+  bad(
+    withMass((m) => (m.decoder[0] = -0.1)),
+    "$.attentionMass.cb.decoder[0] must be >= 0, got -0.1",
+  );
   bad((r) => (r.tokenizer = 7), "$.tokenizer must be a non-empty string, got 7");
   // The throughput's totals: optional (results written before them load), both or neither,
   // non-negative, the tokens an integer, and the rate their quotient.
