@@ -2433,15 +2433,20 @@ Deno.test("main() --dry-run --resume estimates what is left: finished runs none,
       JSON.stringify(await fakeRunOne(done, { outDir: out, dataDir: sharedPath("data") })),
     );
     const half = stopped.train.steps / 2;
-    await Deno.mkdir(
-      join(
-        out,
-        runFileName(stopped).slice(0, -".json".length),
-        "checkpoints",
-        `step-${String(half).padStart(8, "0")}`,
-      ),
-      { recursive: true },
-    );
+    const checkpoint = (spec: RunSpec, step: number) =>
+      Deno.mkdir(
+        join(
+          out,
+          runFileName(spec).slice(0, -".json".length),
+          "checkpoints",
+          `step-${String(step).padStart(8, "0")}`,
+        ),
+        { recursive: true },
+      );
+    await checkpoint(stopped, half);
+    // A finished run whose checkpoints are still there (stopped between writing its result and
+    // removing its folder) is finished, not resuming.
+    await checkpoint(done, half);
     const c = capture();
     assert.equal(await main([...args, "--resume"], c.opts), 0, c.err.join("\n"));
     const text = c.out.join("\n") + "\n" + c.err.join("\n");
