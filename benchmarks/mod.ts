@@ -20,6 +20,32 @@ export * from "./profile.ts";
 export * from "./runner.ts";
 /** Trains and evaluates one run: what `runGrid` takes as `runOne` (`run_one.ts`). */
 export { runOne } from "./run_one.ts";
+/**
+ * What `runOne` throws when a run cannot finish (a NaN or infinite loss or gradient norm, a stop
+ * request such as Ctrl-C, a lost run claim), and the stop request itself (`trainer.ts`,
+ * `run_claim.ts`): a caller driving its own runs tells them from a bug by `instanceof`.
+ */
+export {
+  clearStopRequest,
+  NonFiniteLossError,
+  requestStop,
+  stopRequested,
+  TrainingInterruptedError,
+} from "./trainer.ts";
+export { ClaimLostError, type ClaimStopOption } from "./run_claim.ts";
+/**
+ * The optimizers `runOne` trains with (Adafactor as Hugging Face or Mesh TensorFlow set it, and
+ * AdamW; `optim.ts`), and the configuration a run's `train` settings give (`trainer.ts`), for a
+ * training loop of one's own over `forward` and `crossEntropyLoss`.
+ */
+export {
+  type AdafactorConfig,
+  type AdamWConfig,
+  createOptimizer,
+  type Optimizer,
+  type OptimizerConfig,
+} from "./optim.ts";
+export { optimizerConfigFor } from "./trainer.ts";
 export * from "./compare.ts";
 export * from "./tables.ts";
 export * from "./per_task.ts";

@@ -572,7 +572,10 @@ const paperRowNames = (ps: readonly PaperRow[]) => ps.map(paperRowName).join(" a
 export type PaperFigures = (p: PaperRow) => readonly string[];
 
 /** What `scores.csv` takes from its paper row: the GLUE and SuperGLUE averages. */
-export const SCORE_FIGURES: PaperFigures = (p) => [p.glue_avg, p.super_glue_avg];
+export const SCORE_FIGURES: PaperFigures = (p): readonly string[] => [
+  p.glue_avg,
+  p.super_glue_avg,
+];
 
 /**
  * Of several paper rows that match one table row, the one whose figures the table shows: rows

@@ -22,7 +22,7 @@ export * from "./pretrained.ts";
 export * from "./methods/mod.ts";
 export * from "./usage.ts";
 // Types the exports above name in their signatures (their modules are not part of the API).
-export type { SafetensorsDtype } from "./safetensors.ts";
+export type { SafetensorsDtype, TensorInfo } from "./safetensors.ts";
 export { type FetchHubOptions, HubOfflineError } from "./hub.ts";
 export {
   type AdapterId,
@@ -30,5 +30,6 @@ export {
   TUNING_FORMAT,
   TUNING_VERSION,
   type TuningEntry,
+  type TuningRun,
 } from "./webgpu/tuning.ts";
 export type { TunedSelfCheck, WebgpuSelfCheck } from "./webgpu/mod.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { repoPath, sharedPath } from "./shared_dir.ts";
+import { pathUnder, repoPath, sharedPath } from "./shared_dir.ts";
 import { withEnv } from "./env_testing.ts";
 
 const BESIDE = fileURLToPath(new URL("../../shared", import.meta.url));
@@ -12,6 +12,24 @@ Deno.test("sharedPath: HYPERPROMPT_SHARED overrides; unset or empty means ../sha
   assert.equal(await at("/elsewhere"), "/elsewhere/data/glue");
   assert.equal(await at(undefined), join(BESIDE, "data", "glue"));
   assert.equal(await at(""), join(BESIDE, "data", "glue"), "empty is not a relative root");
+  assert.equal(
+    await withEnv({ HYPERPROMPT_SHARED: undefined }, () => Promise.resolve(sharedPath())),
+    BESIDE,
+    "no trailing separator",
+  );
+});
+
+Deno.test("pathUnder: a file path under a file: folder; a web address under another (imported from a server)", () => {
+  assert.equal(
+    pathUnder(new URL("file:///srv/repo/"), ["benchmarks", "profiles"]),
+    join("/srv/repo/benchmarks/profiles"),
+  );
+  assert.equal(pathUnder(new URL("file:///srv/repo/"), []), join("/srv/repo"));
+  assert.equal(pathUnder(new URL("file:///"), []), "/");
+  assert.equal(
+    pathUnder(new URL("https://example.org/hp/v1/"), ["benchmarks", "profiles"]),
+    "https://example.org/hp/v1/benchmarks/profiles",
+  );
 });
 
 Deno.test("repoPath: paths under the repository root", () => {

@@ -1,0 +1,48 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { inTempDir } from "./model/fs_testing.ts";
+import * as hp from "./mod.ts";
+import { NonFiniteLossError, TrainingInterruptedError } from "./benchmarks/trainer.ts";
+import { ClaimLostError } from "./benchmarks/run_claim.ts";
+import { createOptimizer } from "./benchmarks/optim.ts";
+
+const ROOT = fileURLToPath(new URL(".", import.meta.url));
+
+Deno.test("mod.ts is importable from another project's script (the clone's --config), with no permission at all", () =>
+  inTempDir(async (dir) => {
+    // A script outside the repository, as a library user's: it imports the suite by path and
+    // runs under the clone's import map, with no --allow-* flag (importing reads no environment,
+    // file, network or command).
+    const main = join(dir, "main.ts");
+    await Deno.writeTextFile(
+      main,
+      `import * as hp from ${JSON.stringify(new URL("./mod.ts", import.meta.url).href)};\n` +
+        `console.log(typeof hp.initT5, typeof hp.benchmarks.runOne, hp.benchmarks.PROFILES_DIR);\n`,
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-prompt", "--no-check", "--config", join(ROOT, "deno.json"), main],
+      cwd: dir,
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, text);
+    assert.equal(text, `function function ${join(ROOT, "benchmarks", "profiles")}\n`);
+  }));
+
+Deno.test("mod.ts exports what runOne throws, the stop request and the optimizers runOne trains with", () => {
+  assert.equal(hp.benchmarks.NonFiniteLossError, NonFiniteLossError);
+  assert.equal(hp.benchmarks.TrainingInterruptedError, TrainingInterruptedError);
+  assert.equal(hp.benchmarks.ClaimLostError, ClaimLostError);
+  assert.equal(hp.benchmarks.createOptimizer, createOptimizer);
+  const opt = hp.benchmarks.createOptimizer(
+    hp.benchmarks.optimizerConfigFor({ ...hp.benchmarks.DEFAULT_TRAIN, optimizer: "adamw" }),
+  );
+  assert.equal(opt.kind, "adamw");
+  opt.dispose();
+  assert.equal(hp.benchmarks.stopRequested(), undefined);
+  assert.equal(typeof hp.benchmarks.requestStop, "function");
+  assert.equal(typeof hp.benchmarks.clearStopRequest, "function");
+});
