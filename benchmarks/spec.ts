@@ -593,7 +593,12 @@ export interface RunResult {
   readonly evals: readonly TaskEval[];
   /** Best evaluation per task. */
   readonly best: Readonly<Record<string, BestEval>>;
-  /** Benchmark average of the per-task best group scores (present for the run's benchmark). */
+  /**
+   * Benchmark average of the per-task best group scores (present for the run's benchmark): the
+   * official average when the run evaluated all of the benchmark's tasks, else the plain mean of
+   * those it evaluated, which this field does not mark (the tables tell the two apart by the
+   * tasks in `best`: `glue_partial_avg`); `evaluator.ts` `benchmarkAverages`.
+   */
   readonly averages: { readonly glue?: number; readonly super_glue?: number };
   /** Parameter accounting of the backbone and method. */
   readonly params: ParamCounts;
