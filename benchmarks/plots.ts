@@ -69,6 +69,33 @@ const fmt = (
   x: number,
 ) => (Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 1 ? x.toFixed(1) : x.toPrecision(2));
 
+/**
+ * Ticks at round values inside [lo, hi]: multiples of the step of 1, 2, 2.5 or 5 times a power of
+ * ten that gives at most 6 of them (at least 3 over any range wider than a rounding error), each
+ * labelled with the step's decimals (no `-0`).
+ *
+ * @param lo the axis's lower end
+ * @param hi its upper end (> lo)
+ * @returns the ticks, in increasing order
+ */
+export function niceTicks(lo: number, hi: number): { value: number; label: string }[] {
+  const span = hi - lo;
+  if (!(span > 0) || !Number.isFinite(span)) return [{ value: lo, label: fmt(lo) }];
+  const mag = 10 ** Math.floor(Math.log10(span / 5));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((st) => span / st <= 5)!;
+  const decimals = Math.max(0, -Math.floor(Math.log10(step) + 1e-9)) +
+    (Number.isInteger(Math.round((step / mag) * 10) / 10) ? 0 : 1);
+  const out: { value: number; label: string }[] = [];
+  for (let k = Math.ceil(lo / step - 1e-9); k * step <= hi + step * 1e-9; k++) {
+    const value = k * step;
+    out.push({
+      value,
+      label: (value === 0 ? 0 : value).toFixed(decimals).replace(/^-(0\.?0*)$/, "$1"),
+    });
+  }
+  return out;
+}
+
 /** Words of `s` packed greedily into lines of at most `n` characters (a longer word is cut). */
 function wrap(s: string, n: number): string[] {
   const lines: string[] = [];
@@ -211,13 +238,14 @@ function plot(
   ];
   const xTick = (xpos: number, text: string) =>
     `<text x="${xpos.toFixed(1)}" y="${H - M.bottom + 14}" text-anchor="middle">${text}</text>`;
-  for (let i = 0; i <= 4; i++) {
-    const y = y0 + ((y1 - y0) * i) / 4;
+  for (const { value, label } of niceTicks(y0, y1)) {
     body.push(
       `<text x="${M.left - 4}" y="${
-        py(y).toFixed(1)
-      }" text-anchor="end" dominant-baseline="middle">${fmt(y)}</text>`,
+        py(value).toFixed(1)
+      }" text-anchor="end" dominant-baseline="middle">${label}</text>`,
     );
+  }
+  for (let i = 0; i <= 4; i++) {
     if (opts.integerX || (onlyZero && i > 0)) continue;
     const xt = x0 + ((x1 - x0) * i) / 4;
     const xv = opts.logX ? 10 ** xt : xt;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { fakeRuns, fakeSpec, on } from "./results_testing.ts";
-import { attentionMassSvg, scoreVsParamsSvg } from "./plots.ts";
+import { attentionMassSvg, niceTicks, scoreVsParamsSvg } from "./plots.ts";
 import { configId, DEFAULT_TRAIN, type RunResult, type RunSpec } from "./spec.ts";
 import { mergePerTaskRuns } from "./per_task.ts";
 import { describeResult } from "./compare.ts";
@@ -203,4 +203,37 @@ Deno.test("scoreVsParamsSvg(): when every x is 0 (MTL alone), the points sit at 
     .map((m) => [+m[1]!, m[2]]);
   assert.deepEqual(ticks, [[left, "0"]]);
   assert.match(svg, /0 drawn at the left edge/);
+});
+
+Deno.test("niceTicks(): round values inside the range, 3 to 6 of them, labelled with the step's decimals", () => {
+  const labels = (lo: number, hi: number) => niceTicks(lo, hi).map((t) => t.label);
+  assert.deepEqual(labels(-2.9, 39.1), ["0", "10", "20", "30"]);
+  assert.deepEqual(labels(-0.08, 1.08), ["0.00", "0.25", "0.50", "0.75", "1.00"]);
+  assert.deepEqual(labels(-1, 1), ["-1.0", "-0.5", "0.0", "0.5", "1.0"]);
+  assert.deepEqual(labels(27.5, 28.7), ["27.50", "27.75", "28.00", "28.25", "28.50"]);
+  for (const [lo, hi] of [[-2.9, 39.1], [0, 1e-4], [3, 3.5], [-100, 250], [0.12, 0.85]]) {
+    const t = niceTicks(lo!, hi!);
+    assert.ok(t.length >= 3 && t.length <= 6, `${lo}..${hi}: ${t.length}`);
+    for (const { value } of t) assert.ok(value >= lo! - 1e-12 && value <= hi! + 1e-12);
+    assert.ok(!t.some((x) => x.label.startsWith("-0") && Number(x.label) === 0), "no -0");
+  }
+  // A range of nothing (one value) is one tick.
+  assert.deepEqual(niceTicks(5, 5), [{ value: 5, label: "5.0" }]);
+});
+
+Deno.test("scoreVsParamsSvg(): the score axis's ticks are round numbers", async () => {
+  const rs = (await runs([
+    spec("ci", "mtl", "mtl", 0),
+    spec("ci", "prompt_tuning", "PT", 0),
+  ])).map((r, i) => ({
+    ...r,
+    params: { ...r.params, extraPct: [0, 0.5][i]! },
+    averages: { glue: [-2.9, 36.11][i]! },
+  }));
+  const yTicks = [
+    ...scoreVsParamsSvg(rs).matchAll(
+      /text-anchor="end" dominant-baseline="middle">([^<]*)</g,
+    ),
+  ].map((m) => m[1]);
+  assert.deepEqual(yTicks, ["0", "10", "20", "30"]);
 });
