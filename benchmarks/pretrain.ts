@@ -10,7 +10,9 @@
  * 2. trains a T5-layout SentencePiece-Unigram vocabulary on it with `spm_train` unless a
  *    `tokenizer.json` is given, cached on its own by corpus hash and size
  *    ({@link ensureTaskTokenizer}), so random-init runs share it;
- * 3. trains the preset on span corruption (noise density 0.15, mean span 3) over packed chunks;
+ * 3. trains the preset on span corruption (noise density 0.15, mean span 3) over packed chunks,
+ *    each batch's chunks drawn uniformly with replacement (T5 streams C4 without replacement; the
+ *    corpus holds many times the chunks a pretraining draws, so repeats are rare);
  * 4. writes a Hugging Face folder (`config.json`, `model.safetensors`, `tokenizer.json`,
  *    `pretrain.json`) into a cache keyed by a hash of the corpus and every setting, so it is built
  *    once and reused.
