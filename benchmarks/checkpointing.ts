@@ -290,6 +290,22 @@ async function readStateJson(dir: string): Promise<Record<string, unknown>> {
 }
 
 /**
+ * Whether a checkpoint owes its step's evaluation (`state.json` `evalOwed` is its step: a stop
+ * abandoned the evaluation, which a resume does first). For estimates: false where the state
+ * cannot be read (a resume would then skip the folder, or stop on it, and say why).
+ *
+ * @param dir a `step-…` folder
+ */
+export async function checkpointOwesEvaluation(dir: string): Promise<boolean> {
+  try {
+    const state = await readStateJson(dir);
+    return Number.isInteger(state.step) && state.evalOwed === state.step;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Checks the `step` of a checkpoint's state: an integer, the step its folder's name says.
  *
  * @throws Error naming `state.json` and the field

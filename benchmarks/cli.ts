@@ -119,9 +119,10 @@ import {
   testRows,
   testSplits,
   trainedTasks,
+  type TrainSpec,
   validationRows,
 } from "./spec.ts";
-import { listCheckpoints } from "./checkpointing.ts";
+import { checkpointDirName, checkpointOwesEvaluation, listCheckpoints } from "./checkpointing.ts";
 import { loadExamples } from "../tasks/load.ts";
 import { DataError } from "../tasks/parse.ts";
 import { evalSplits, getTask, sourceId } from "../tasks/registry.ts";
@@ -289,10 +290,27 @@ function assumedRate(backend: string): number {
   return ASSUMED_FLOPS_PER_SECOND[backend] ?? ASSUMED_FLOPS_PER_SECOND["wasm+blas"]!;
 }
 
+/**
+ * The evaluations a run does after step `from` (0: all of them): one every `evalEvery` steps and
+ * one at the last step, as the trainer evaluates.
+ *
+ * @param t the run's training settings
+ * @param from the step done (a checkpoint's), 0 to `t.steps`
+ */
+export function evaluationsAfter(t: Pick<TrainSpec, "steps" | "evalEvery">, from: number): number {
+  const all = Math.ceil(t.steps / t.evalEvery);
+  return from >= t.steps ? 0 : all - Math.floor(from / t.evalEvery);
+}
+
 /** Per-example FLOPs of one run, when accounting is available. */
 export interface RunEstimate {
   readonly trainFlopsPerExample: number | null;
   readonly inferenceFlopsPerExample: number | null;
+  /**
+   * FLOPs of one evaluation (its validation rows and, with `predictTest`, its test rows, at the
+   * maximum lengths): how much an evaluation still owed adds (`--dry-run --resume`).
+   */
+  readonly evalFlops: number | null;
   readonly totalFlops: number | null;
   readonly seconds: number | null;
 }
@@ -678,6 +696,7 @@ export function estimateRun(
     return {
       trainFlopsPerExample: null,
       inferenceFlopsPerExample: null,
+      evalFlops: null,
       totalFlops: null,
       seconds: null,
     };
@@ -699,11 +718,12 @@ export function estimateRun(
     return {
       trainFlopsPerExample: null,
       inferenceFlopsPerExample: null,
+      evalFlops: null,
       totalFlops: null,
       seconds: null,
     };
   }
-  const evals = Math.ceil(t.steps / t.evalEvery);
+  const evals = evaluationsAfter(t, 0);
   // Test-set predictions (`train.predictTest`): at most one decoding of each task's test sets
   // (its diagnostics' too, counted whether or not their files are present) per evaluation,
   // counted as if every evaluation were a new best: an upper bound.
@@ -712,20 +732,22 @@ export function estimateRun(
       (a, task) =>
         a + testRows(task) + (TEST_DIAGNOSTICS[task] ?? []).reduce((b, d) => b + testRows(d), 0),
       0,
-    ) * evals
+    )
     : 0;
   // Each evaluation scores a task's whole validation split(s) (the registry's official row
   // counts), or the profile's cap of them.
   const evalExamples = spec.tasks.reduce((a, task) => {
-        const rows = validationRows(task);
-        const cap = t.evalMaxExamples;
-        return a + (cap === null ? rows ?? 1000 : Math.min(cap, rows ?? cap));
-      }, 0) * evals + testExamples;
-  const total = a.trainFlops * t.batchSize * t.steps + a.forwardFlops * evalExamples;
+    const rows = validationRows(task);
+    const cap = t.evalMaxExamples;
+    return a + (cap === null ? rows ?? 1000 : Math.min(cap, rows ?? cap));
+  }, 0) + testExamples;
+  const evalFlops = a.forwardFlops * evalExamples;
+  const total = a.trainFlops * t.batchSize * t.steps + evalFlops * evals;
   const rate = flopsPerSecond ?? assumedRate(backend);
   return {
     trainFlopsPerExample: a.trainFlops,
     inferenceFlopsPerExample: a.forwardFlops,
+    evalFlops,
     totalFlops: total,
     seconds: total / rate,
   };
@@ -733,6 +755,7 @@ export function estimateRun(
 
 function fmtSi(n: number | null): string {
   if (n === null) return "n/a";
+  if (n === 0) return "0"; // nothing left (a finished run under --resume), not "0.00"
   const units = ["", "K", "M", "G", "T", "P", "E"];
   let i = 0;
   while (Math.abs(n) >= 1000 && i < units.length - 1) {
@@ -895,6 +918,11 @@ export interface DryRunLeft {
   readonly done: boolean;
   /** The step of its newest checkpoint (0: none). */
   readonly fromStep: number;
+  /**
+   * That checkpoint owes its step's evaluation (a stop abandoned it: `state.json` `evalOwed`),
+   * which a resume does first.
+   */
+  readonly evalOwed?: boolean;
 }
 
 /**
@@ -913,15 +941,19 @@ function printDryRun(
   left?: readonly DryRunLeft[],
   flopsPerSecond?: number,
 ): void {
-  // With --resume, each run's work still to do: none for a kept result, the steps after a
-  // checkpoint's (its evaluations alike) for one that resumes.
+  // With --resume, each run's work still to do: none for a kept result; for one that resumes,
+  // the steps after its checkpoint's, the evaluations after that step, and the evaluation the
+  // checkpoint owes, if any.
   const estimates = left === undefined ? allEstimates : allEstimates.map((e, i) => {
     const l = left[i]!;
-    const part = l.done ? 0 : 1 - l.fromStep / specs[i]!.train.steps;
+    const t = specs[i]!.train;
+    if (e.totalFlops === null || e.seconds === null || e.trainFlopsPerExample === null) return e;
+    const flops = l.done ? 0 : e.trainFlopsPerExample * t.batchSize * (t.steps - l.fromStep) +
+      e.evalFlops! * (evaluationsAfter(t, l.fromStep) + (l.evalOwed ? 1 : 0));
     return {
       ...e,
-      totalFlops: e.totalFlops === null ? null : e.totalFlops * part,
-      seconds: e.seconds === null ? null : e.seconds * part,
+      totalFlops: flops,
+      seconds: e.totalFlops === 0 ? 0 : e.seconds * (flops / e.totalFlops),
     };
   });
   const rows = specs.map((s, i) => {
@@ -942,9 +974,13 @@ function printDryRun(
       fmtSi(e.totalFlops),
       fmtDuration(e.seconds),
       peakCell(s, memory),
-      ...(left === undefined
-        ? []
-        : [left[i]!.done ? "finished" : left[i]!.fromStep > 0 ? `from ${left[i]!.fromStep}` : ""]),
+      ...(left === undefined ? [] : [
+        left[i]!.done
+          ? "finished"
+          : left[i]!.fromStep > 0
+          ? `from ${left[i]!.fromStep}${left[i]!.evalOwed ? " (evaluation owed)" : ""}`
+          : "",
+      ]),
     ];
   });
   const head = [
@@ -978,7 +1014,9 @@ function printDryRun(
   if (known.length === 0) {
     // Nothing to add up: "0 FLOPs, about 0 s" would read as an estimate.
     log(
-      `${specs.length} runs; no FLOP or time estimate (a model's size is known from a preset ` +
+      `${specs.length} ${
+        specs.length === 1 ? "run" : "runs"
+      }; no FLOP or time estimate (a model's size is known from a preset ` +
         `or a config.json, of a local folder or in the hub cache)`,
     );
     return;
@@ -989,11 +1027,13 @@ function printDryRun(
       left.filter((l) => !l.done && l.fromStep > 0).length
     } resuming from a checkpoint; the FLOPs and time are those left)`;
   log(
-    `${specs.length} runs${kept}; ${fmtSi(flops)} FLOPs; about ${fmtDuration(secs)} at an assumed ${
-      fmtSi(flopsPerSecond ?? assumedRate(backend))
-    }FLOP/s (${flopsPerSecond === undefined ? backend : `${backend}, --assume-tflops`})${
+    `${specs.length} ${specs.length === 1 ? "run" : "runs"}${kept}; ${fmtSi(flops)} FLOPs; about ${
+      fmtDuration(secs)
+    } at an assumed ${fmtSi(flopsPerSecond ?? assumedRate(backend))}FLOP/s (${
+      flopsPerSecond === undefined ? backend : `${backend}, --assume-tflops`
+    })${
       known.length < estimates.length ? `; ${estimates.length - known.length} without estimate` : ""
-    }`,
+    }; every row at the maximum lengths, an upper bound (benchmarks/README.md, --assume-tflops)`,
   );
   if (budgetMinutes !== undefined && secs > 60 * budgetMinutes) {
     log(
@@ -1090,7 +1130,8 @@ function fmtCount(n: number): string {
  * default action, exit 130, which can restore nothing) leaves the terminal as it was. Without a
  * terminal they print a line every 10 s (and one per run), with no cursor movement.
  *
- * @param total number of runs of the grid
+ * @param total number of runs of the grid (the grid bar counts those this process trains: a
+ *   skipped one, done before, leaves its total)
  * @param tty whether the stream is a terminal
  * @param stream where the bars go (default stderr; tests pass their own)
  * @returns the grid event handler; `log`, which writes a line above the bars (`runGrid`'s
@@ -1134,12 +1175,16 @@ export function progressReporter(total: number, tty: boolean, stream?: Writable)
   const grid = multi.create(total, 0, { name: "grid".padEnd(28), unit: "runs", info: "" });
   let run: ReturnType<typeof multi.create> | undefined;
   let finished = 0;
+  let skipped = 0;
   const claimLine = claimLines();
   const onEvent = (e: GridEvent) => {
     const name = barName(e.spec);
     switch (e.kind) {
       case "skip":
-        grid.update(++finished, { info: `skipped ${name.trim()} (done)` });
+        // A run done before (--resume, or by another process) leaves the bar: counted as done,
+        // it would make the ETA, a rate of runs done, read seconds for the runs still to train.
+        grid.setTotal(total - ++skipped);
+        grid.update(finished, { info: `skipped ${name.trim()} (done)` });
         break;
       case "start":
         if (e.replaces !== undefined) {
@@ -2272,10 +2317,15 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         left = [];
         for (const s of specs) {
           const done = await readFinished(values.out, s, dataDir) !== undefined;
-          const steps = done ? [] : await listCheckpoints(
-            join(runWorkDir(join(values.out, runFileName(s))), "checkpoints"),
-          );
-          left.push({ done, fromStep: steps.length === 0 ? 0 : Math.max(...steps) });
+          const root = join(runWorkDir(join(values.out, runFileName(s))), "checkpoints");
+          const steps = done ? [] : await listCheckpoints(root);
+          const fromStep = steps.length === 0 ? 0 : Math.max(...steps);
+          left.push({
+            done,
+            fromStep,
+            evalOwed: fromStep > 0 &&
+              await checkpointOwesEvaluation(join(root, checkpointDirName(fromStep))),
+          });
         }
       }
       printDryRun(

@@ -13,6 +13,7 @@ import {
   barName,
   claimLines,
   estimateRun,
+  evaluationsAfter,
   failedLines,
   fmtDuration,
   hubCacheNotes,
@@ -492,7 +493,10 @@ Deno.test("main() --dry-run lists the grid with FLOPs and time; --compare gates 
     assert.equal(c.out.length, 1 + 12 + 1);
     assert.match(c.out[0]!, /^#\s+id\s+model\s+backbone\s+benchmark\s+method\s+seed\s+tasks/);
     assert.match(c.out[1]!, /tiny-v1_1\s+random\s+glue\s+mtl\s+s0\s+2\s+4x2\s+\d/);
-    assert.match(c.out.at(-1)!, /^12 runs; .* FLOPs; about .* \(cpu\)$/);
+    assert.match(
+      c.out.at(-1)!,
+      /^12 runs; .* FLOPs; about .* \(cpu\); every row at the maximum lengths, an upper bound \(benchmarks\/README\.md, --assume-tflops\)$/,
+    );
     // The summary names the rate assumed for the chosen backend.
     c = capture();
     assert.equal(
@@ -504,7 +508,7 @@ Deno.test("main() --dry-run lists the grid with FLOPs and time; --compare gates 
     );
     assert.match(
       c.out.at(-1)!,
-      /^12 runs; .* FLOPs; about .* at an assumed 4\.00GFLOP\/s \(wasm\)$/,
+      /^12 runs; .* FLOPs; about .* at an assumed 4\.00GFLOP\/s \(wasm\); every row at /,
     );
     // Models known only by a hub id the hub cache (an empty one here) lacks have no size yet: no
     // "0 FLOPs, about 0 s" line, and a note says why.
@@ -655,7 +659,7 @@ Deno.test("main() without --profile picks smoke when the backend is not a GPU", 
     const c = capture();
     assert.equal(await main(["--dry-run", "--data-dir", DATA], c.opts), 0);
     assert.match(c.err.join("\n"), /No --profile: using "smoke" \(backend cpu, no GPU\)/);
-    assert.ok(c.out.some((l) => /^32 runs; .*\(cpu\)$/.test(l)), c.out.join("\n"));
+    assert.ok(c.out.some((l) => /^32 runs; .*\(cpu\); every row at /.test(l)), c.out.join("\n"));
     // Its two backbones give each cell two rows, told apart by the backbone column.
     assert.equal(c.out.filter((l) => /\smini-v1_1\s+pretrained\s+glue\s+mtl\s/.test(l)).length, 1);
     assert.equal(c.out.filter((l) => /\smini-v1_1\s+random\s+glue\s+mtl\s/.test(l)).length, 1);
@@ -1509,6 +1513,32 @@ Deno.test("fmtDuration() rounds before splitting into units: no 2m60s or 1h60m",
   for (const [s, want] of cases) assert.equal(fmtDuration(s), want, String(s));
 });
 
+Deno.test("progressReporter(): runs skipped as done leave the grid bar, whose ETA stays unknown until a run it trains is done", async () => {
+  const { chunks, stream } = recordingStream(true, 120);
+  const dir = await Deno.makeTempDir();
+  const grid = expandGrid(await loadProfile(await tmpProfile(dir)), { dataDir: DATA });
+  await Deno.remove(dir, { recursive: true });
+  const [a, b, c] = grid as [RunSpec, RunSpec, RunSpec];
+  const reporter = progressReporter(3, true, stream);
+  reporter.onEvent({ kind: "skip", spec: a, index: 0 });
+  reporter.onEvent({ kind: "skip", spec: b, index: 1 });
+  reporter.onEvent({ kind: "start", spec: c, index: 2 });
+  await new Promise((r) => setTimeout(r, 300)); // a redraw
+  const before = chunks.join("");
+  reporter.onEvent({
+    kind: "done",
+    spec: c,
+    index: 2,
+    result: await fakeRunOne(c, { outDir: "out", dataDir: DATA }),
+    file: `out/${c.id}.json`,
+  });
+  reporter.stop();
+  const text = chunks.join("");
+  assert.match(before, /grid .*\| 0\/1 runs \| ETA \? \|/);
+  assert.doesNotMatch(text, /\/3 runs/, "skipped runs are not the grid's to train");
+  assert.match(text, /grid .*\| 1\/1 runs/);
+});
+
 /** A writable stream that records what is written, as a terminal (`tty`) of `columns` or not. */
 function recordingStream(tty: boolean, columns: number): { chunks: string[]; stream: Writable } {
   const chunks: string[] = [];
@@ -1945,7 +1975,7 @@ Deno.test("main() --methods keeps the profile's runs of those labels: dry run, s
     // A selection of one run is not empty: its estimate is summed.
     const one = (await dry("--shard", "0/12")).out;
     assert.equal(dryRunIds(one).length, 1);
-    assert.match(one.at(-1)!, /^1 runs; .+ FLOPs; about /);
+    assert.match(one.at(-1)!, /^1 run; .+ FLOPs; about /);
 
     // Unknown labels: exit 2 before anything runs, naming the label and the profile's labels.
     for (
@@ -2460,9 +2490,47 @@ Deno.test("main() --dry-run --resume estimates what is left: finished runs none,
     // and its evaluations alike).
     const left = estimateRun(stopped, methodAccounting, "cpu").seconds! / 2;
     assert.match(line, new RegExp(`; about ${fmtDuration(left)} at an assumed `));
-    assert.match(text, new RegExp(`${done.id} .* finished`));
+    // Nothing left of the finished run: "0" FLOPs (not "0.00") and 0 s.
+    assert.match(text, new RegExp(`${done.id} .* 0 +0s .* finished`));
     assert.match(text, new RegExp(`${stopped.id} .* from ${half}`));
+    // A checkpoint that owes its step's evaluation (a stop abandoned it): that evaluation too.
+    await Deno.writeTextFile(
+      join(
+        out,
+        runFileName(stopped).slice(0, -".json".length),
+        "checkpoints",
+        `step-${String(half).padStart(8, "0")}`,
+        "state.json",
+      ),
+      JSON.stringify({ step: half, evalOwed: half }),
+    );
+    const owed = capture();
+    assert.equal(await main([...args, "--resume"], owed.opts), 0, owed.err.join("\n"));
+    const owedText = owed.out.join("\n") + "\n" + owed.err.join("\n");
+    const e = estimateRun(stopped, methodAccounting, "cpu");
+    const oneEval = e.seconds! * (e.evalFlops! / e.totalFlops!);
+    assert.ok(oneEval > 0);
+    assert.match(
+      totalLine(owedText),
+      new RegExp(`; about ${fmtDuration(left + oneEval)} at an assumed `),
+    );
+    assert.match(owedText, new RegExp(`${stopped.id} .* from ${half} \\(evaluation owed\\)`));
   }));
+
+Deno.test("evaluationsAfter(): one every evalEvery steps and one at the last, after a checkpoint's step", () => {
+  const t = { steps: 10, evalEvery: 4 }; // evaluations at 4, 8 and 10
+  assert.deepEqual([0, 3, 4, 7, 8, 9, 10].map((s) => evaluationsAfter(t, s)), [
+    3,
+    3,
+    2,
+    2,
+    1,
+    1,
+    0,
+  ]);
+  assert.equal(evaluationsAfter({ steps: 8, evalEvery: 4 }, 4), 1);
+  assert.equal(evaluationsAfter({ steps: 8, evalEvery: 4 }, 8), 0);
+});
 
 Deno.test("main() --assume-tflops sets the dry run's rate; a bad value is refused; without --dry-run a note", () =>
   inTempDir(async (dir) => {
@@ -2473,10 +2541,10 @@ Deno.test("main() --assume-tflops sets the dry run's rate; a bad value is refuse
       assert.equal(await main([...args, ...extra], c.opts), 0, c.err.join("\n"));
       return [...c.out, ...c.err].find((l) => /^2 runs;/.test(l)) ?? "";
     };
-    assert.match(await total([]), /at an assumed 110MFLOP\/s \(cpu\)$/);
+    assert.match(await total([]), /at an assumed 110MFLOP\/s \(cpu\); /);
     assert.match(
       await total(["--assume-tflops", "2.5"]),
-      /at an assumed 2\.50TFLOP\/s \(cpu, --assume-tflops\)$/,
+      /at an assumed 2\.50TFLOP\/s \(cpu, --assume-tflops\); /,
     );
     // The time is the runs' FLOPs at that rate: 0.0001 TFLOP/s (100 MFLOP/s) against cpu's 110.
     const grid = expandGrid(await loadProfile(profile), {
@@ -2682,7 +2750,7 @@ Deno.test("modelConfig, weightsFolder, preflightModelConfig, --dry-run: a hub id
           rows.filter((l) => new RegExp(`\\s${m}\\s`).test(l)).map((l) => l.slice(col).trim());
         assert.ok(cells("own").length > 0 && cells("own").every((x) => /^\d+\.\d$/.test(x)));
         assert.ok(cells("absent").length > 0 && cells("absent").every((x) => x === "n/a"));
-        assert.match(c.out.at(-1)!, /; \d+ without estimate$/);
+        assert.match(c.out.at(-1)!, /; \d+ without estimate; every row at the maximum lengths/);
         assert.ok(c.err.some((l) => l.startsWith(`note: "org/absent" is not in the hub cache`)));
         // A completed download whose weights file has gone is not what the loader would read.
         await Deno.remove(join(full, "model.safetensors"));
