@@ -272,13 +272,17 @@ benchmarks/README.md.`;
 
 /**
  * Assumed sustained throughput per backend, in matmul FLOP/s of the whole run (training,
- * evaluation and overheads), for `--dry-run` time estimates. `cpu` and `wasm+blas` are measured:
- * the ci grid (tiny-v1_1, cpu) ran 0.11 GFLOP/s and the smoke grid (mini-v1_1, wasm+blas)
- * 14.7 GFLOP/s of training FLOPs per wall second, on 2 shared CPU cores. The others are
- * order-of-magnitude guesses; replace them with measured tokens/s from `flops.csv`.
+ * evaluation and overheads), for `--dry-run` time estimates: the FLOPs the dry run counts (every
+ * row at the maximum lengths) per wall second. `cpu` and `wasm+blas` are measured on 2 CPU
+ * cores shared with other work: the ci grid (tiny-v1_1, cpu, 16 runs) at 0599edf, its dry run's
+ * 42.6 GFLOP over its results' summed `wallSeconds`, 205.6 s: 0.21 GFLOP/s (0.11 at b58994d,
+ * of training FLOPs alone, before later speed-ups); the smoke grid (mini-v1_1, wasm+blas)
+ * 14.7 GFLOP/s of training FLOPs (its whole runs within 0.9 of the dry run's time since). The
+ * others are order-of-magnitude guesses; `--assume-tflops` takes a rate measured as the
+ * benchmarks README says.
  */
 export const ASSUMED_FLOPS_PER_SECOND: Readonly<Record<string, number>> = {
-  cpu: 1.1e8,
+  cpu: 2e8,
   wasm: 4e9,
   "wasm+blas": 1.5e10,
   webgpu: 2e12,

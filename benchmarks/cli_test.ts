@@ -2541,7 +2541,7 @@ Deno.test("main() --assume-tflops sets the dry run's rate; a bad value is refuse
       assert.equal(await main([...args, ...extra], c.opts), 0, c.err.join("\n"));
       return [...c.out, ...c.err].find((l) => /^2 runs;/.test(l)) ?? "";
     };
-    assert.match(await total([]), /at an assumed 110MFLOP\/s \(cpu\); /);
+    assert.match(await total([]), /at an assumed 200MFLOP\/s \(cpu\); /);
     assert.match(
       await total(["--assume-tflops", "2.5"]),
       /at an assumed 2\.50TFLOP\/s \(cpu, --assume-tflops\); /,
