@@ -1166,8 +1166,10 @@ export function progressReporter(total: number, tty: boolean, stream?: Writable)
       cliProgress.Format.Formatter(
         {
           ...options,
+          // Nothing left to train (every run skipped as done): 0s, not cli-progress's ETA of a
+          // zero total.
           format: `{name} |{bar}| {value}/{total} {unit} | ETA ${
-            params.value === 0 && params.total > 0 ? "?" : "{eta_formatted}"
+            params.total === 0 ? "0s" : params.value === 0 ? "?" : "{eta_formatted}"
           } | {info}`,
         },
         params,

@@ -1537,6 +1537,13 @@ Deno.test("progressReporter(): runs skipped as done leave the grid bar, whose ET
   assert.match(before, /grid .*\| 0\/1 runs \| ETA \? \|/);
   assert.doesNotMatch(text, /\/3 runs/, "skipped runs are not the grid's to train");
   assert.match(text, /grid .*\| 1\/1 runs/);
+  // Every run skipped: nothing left, said as such.
+  const all = recordingStream(true, 120);
+  const allSkipped = progressReporter(2, true, all.stream);
+  allSkipped.onEvent({ kind: "skip", spec: a, index: 0 });
+  allSkipped.onEvent({ kind: "skip", spec: b, index: 1 });
+  allSkipped.stop();
+  assert.match(all.chunks.join(""), /grid .*\| 0\/0 runs \| ETA 0s \|/);
 });
 
 /** A writable stream that records what is written, as a terminal (`tty`) of `columns` or not. */
