@@ -1984,6 +1984,9 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     // Lists no run acts on (tasks of a benchmark not in the grid): said once, never refused.
     for (const n of profileNotes(profile)) error(`note: ${n}`);
     let downloadFailed = false;
+    // A dry run's downloads (source ids), which it plans as done: the grid a run would train once
+    // they are in.
+    let wouldDownload = new Set<string>();
     if (downloads) {
       const missing = missingProfileTasks(profile, {
         dataDir,
@@ -1992,8 +1995,10 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       if (missing.length > 0 && values["dry-run"]) {
         error(
           `A run would first download: ${missing.join(", ")}` +
-            (endpoints === "" ? "" : ` (endpoints: ${endpoints})`),
+            (endpoints === "" ? "" : ` (endpoints: ${endpoints})`) +
+            "; the plan below counts them as downloaded",
         );
+        wouldDownload = new Set(missing);
       } else if (missing.length > 0) {
         const got = await downloadMissing(missing, opts.download ?? download, error, endpoints);
         downloadFailed = got.failed;
@@ -2013,13 +2018,18 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       );
     }
     const backend = (backendArg as BackendChoice | undefined) ?? profile.backend;
-    const expand = async () =>
+    const taskCatalog = await defaultTaskCatalog();
+    const expand = () =>
       expandGrid(profile, {
         dataDir,
         ...(dataDirNamedBy === undefined
           ? { defaultData: defaultDataRoots(downloadFailed) }
           : { dataDirNamedBy }),
-        catalog: await defaultTaskCatalog(),
+        catalog: wouldDownload.size === 0 ? taskCatalog : {
+          benchmarkTasks: (b) => taskCatalog.benchmarkTasks(b),
+          isAvailable: (b, t, d) =>
+            wouldDownload.has(sourceId(t)) || taskCatalog.isAvailable(b, t, d),
+        },
         ...(backendArg === undefined ? {} : { backend: backendArg as BackendChoice }),
         ...(values["dry-run"] ? { onMissing: (m: string) => error(`warning: ${m}`) } : {}),
         // Tasks skipMissingTasks leaves out: said (the tables' averages are partial), not refused.
@@ -2027,7 +2037,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       });
     // Task files missing from a folder named by --data-dir or HYPERPROMPT_DATA: that folder
     // cannot be used (2); from the default one, the download did not bring them (1).
-    const grid = chosenData ? await expand().catch(asUsageError) : await expand();
+    const grid = chosenData ? await Promise.resolve().then(expand).catch(asUsageError) : expand();
     // Models and backbones named as the tables name them, among the whole grid (so every shard
     // names a folder alike): the dry-run plan and the preflight's refusals.
     const labels = runLabels(grid);

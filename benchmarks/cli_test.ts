@@ -786,8 +786,27 @@ Deno.test("main() downloads the tasks the profile needs and the data lacks; offl
       if (extra[0] === "--dry-run") {
         assert.match(
           c.err.join("\n"),
-          /A run would first download: glue\/qqp, glue\/mnli, glue\/qnli/,
+          /A run would first download: glue\/qqp, glue\/mnli, glue\/qnli; the plan below counts them as downloaded$/m,
         );
+        // The plan is the grid a run trains once they are in: no task left out for them.
+        assert.doesNotMatch(c.err.join("\n"), /leaving out glue tasks/);
+        const withoutDownload = capture();
+        await main([
+          "--profile",
+          profile,
+          "--out",
+          o,
+          "--dry-run",
+          "--backend",
+          "cpu",
+          "--no-download",
+        ], {
+          ...withoutDownload.opts,
+          runOne: fakeRunOne,
+          download: offline,
+        });
+        assert.match(withoutDownload.err.join("\n"), /leaving out glue tasks qqp, mnli, qnli/);
+        assert.notDeepEqual(dryRunIds(c.out), dryRunIds(withoutDownload.out), "other task sets");
       }
     }
     assert.equal(asked.length, 0);
