@@ -739,11 +739,14 @@ export function estimateRun(
     )
     : 0;
   // Each evaluation scores a task's whole validation split(s) (the registry's official row
-  // counts), or the profile's cap of them.
+  // counts), or the profile's cap of them: ceil(cap / splits) of each split (evaluator.ts
+  // makeEvalSet; MNLI's two under an odd cap score one more than the cap).
   const evalExamples = spec.tasks.reduce((a, task) => {
     const rows = validationRows(task);
     const cap = t.evalMaxExamples;
-    return a + (cap === null ? rows ?? 1000 : Math.min(cap, rows ?? cap));
+    if (cap === null) return a + (rows ?? 1000);
+    const capped = Math.ceil(cap / evalSplits(task).length) * evalSplits(task).length;
+    return a + Math.min(capped, rows ?? capped);
   }, 0) + testExamples;
   const evalFlops = a.forwardFlops * evalExamples;
   const total = a.trainFlops * t.batchSize * t.steps + evalFlops * evals;

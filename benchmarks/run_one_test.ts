@@ -1940,6 +1940,16 @@ Deno.test("estimateRun() (--dry-run) counts each evaluation's whole validation s
   assert.ok(
     Math.abs(mnli.totalFlops! - mnliTrain - (9815 + 9832) * 2 * mnli.inferenceFlopsPerExample!) < 1,
   );
+  // Under an odd cap, ceil(cap / 2) of each of MNLI's splits, as makeEvalSet takes them: 102.
+  const odd = cost({
+    ...capped,
+    benchmark: "glue",
+    tasks: ["mnli"],
+    train: { ...capped.train, evalMaxExamples: 101 },
+  });
+  assert.ok(
+    Math.abs(odd.totalFlops! - mnliTrain - 102 * 2 * odd.inferenceFlopsPerExample!) < 1,
+  );
 });
 
 Deno.test("backboneTokenizerFiles(): the run's tokenizer files by source, checked against what the run read", () =>
