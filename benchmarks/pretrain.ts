@@ -79,10 +79,14 @@ import { Rng, seedFor } from "./rng.ts";
 /**
  * The reference tokenizer of `shared/fixtures` (a T5-layout Unigram vocabulary trained on GLUE
  * text): used for random-initialised tiny models and for pretraining when `spm_train` is missing.
+ * A function, read when called (`HYPERPROMPT_SHARED`), so that importing the suite reads no
+ * environment variable.
+ *
+ * @returns the file's path
  */
-export const REFERENCE_TOKENIZER: string = sharedPath(
-  "fixtures/tokenizer/unigram-glue-4k/tokenizer.json",
-);
+export function referenceTokenizer(): string {
+  return sharedPath("fixtures/tokenizer/unigram-glue-4k/tokenizer.json");
+}
 
 /** Settings of one pretraining run; all of them enter the cache key. */
 export interface PretrainOptions {
@@ -650,10 +654,10 @@ export async function pretrainBackbone(
         ...(opts.spmTrain === undefined ? {} : { spmTrain: opts.spmTrain }),
       })).path;
     } catch (e) {
-      if (!(e instanceof SpmUnavailableError) || !isFile(REFERENCE_TOKENIZER)) throw e;
-      log(`pretrain: ${e.message}; using the reference tokenizer ${REFERENCE_TOKENIZER}`);
-      tokenizerFile = REFERENCE_TOKENIZER;
-      tokenizerLabel = `reference ${REFERENCE_TOKENIZER}`;
+      if (!(e instanceof SpmUnavailableError) || !isFile(referenceTokenizer())) throw e;
+      log(`pretrain: ${e.message}; using the reference tokenizer ${referenceTokenizer()}`);
+      tokenizerFile = referenceTokenizer();
+      tokenizerLabel = `reference ${referenceTokenizer()}`;
     }
   }
   // Span corruption needs T5's sentinels; a tokenizer without them gets them appended.

@@ -22,11 +22,11 @@ import {
   PRETRAIN_CODE_VERSION,
   pretrainBackbone,
   type PretrainOptions,
-  REFERENCE_TOKENIZER,
+  referenceTokenizer,
   SpmUnavailableError,
   taskCorpus,
 } from "./pretrain.ts";
-import { DEFAULT_TOKENIZER, randomInitTokenizer } from "./run_one.ts";
+import { defaultTokenizer, randomInitTokenizer } from "./run_one.ts";
 import { DEFAULT_TRAIN, runId, type RunSpec } from "./spec.ts";
 
 /** A data folder holding only RTE's train split (a small corpus: spm_train takes ~1 s). */
@@ -383,8 +383,8 @@ Deno.test({
         () => randomInitTokenizer(tinyRandomSpec("tiny-v1_1"), dataDir),
       );
       ok(none.source.startsWith("fixture:"), none.source);
-      const fixture = await T5Tokenizer.fromFile(DEFAULT_TOKENIZER);
-      equal(none.source, `fixture:${DEFAULT_TOKENIZER}`);
+      const fixture = await T5Tokenizer.fromFile(defaultTokenizer());
+      equal(none.source, `fixture:${defaultTokenizer()}`);
       equal(none.tokenizer.vocabSize, fixture.vocabSize);
       const task = await withEnv(
         { HYPERPROMPT_CACHE: cache },
@@ -436,7 +436,7 @@ Deno.test("pretrainBackbone() without spm_train uses the reference tokenizer wit
     const tok = await T5Tokenizer.fromFile(join(r.dir, "tokenizer.json"));
     equal(tok.vocabSize, 4100, "4,000 reference pieces + 100 sentinels");
     equal(tok.tokenToId("<extra_id_0>"), 4099);
-    const ref = await T5Tokenizer.fromFile(REFERENCE_TOKENIZER);
+    const ref = await T5Tokenizer.fromFile(referenceTokenizer());
     deepEqual(tok.encode("a b c"), ref.encode("a b c"), "ordinary ids unchanged");
     // With spm_train the corpus tokenizer differs, so the backbone lands under another key.
     if (hasSpm) {
@@ -715,7 +715,7 @@ function quickOptions(dir: string, corpus: string, extra: Partial<PretrainOption
   return {
     preset: "tiny-v1_1",
     corpusFiles: [corpus],
-    tokenizer: REFERENCE_TOKENIZER,
+    tokenizer: referenceTokenizer(),
     vocabSize: 600,
     steps: 1,
     batchSize: 2,
@@ -838,7 +838,7 @@ Deno.test("pretrainBackbone(): every setting that changes the weights is in the 
   try {
     const corpus = await rteCorpusFile(dir, 60);
     const tokenizer = join(dir, "tokenizer.json");
-    const ref = JSON.parse(await Deno.readTextFile(REFERENCE_TOKENIZER));
+    const ref = JSON.parse(await Deno.readTextFile(referenceTokenizer()));
     await Deno.writeTextFile(tokenizer, JSON.stringify(ref));
     const base = quickOptions(dir, corpus, { tokenizer });
     const first = await pretrainBackbone(base);
@@ -963,7 +963,7 @@ Deno.test("pretrainBackbone() keeps the folder that a concurrent pretraining of 
     const base = {
       preset: "tiny-v1_1",
       corpusFiles: [await rteCorpusFile(dir, 60)],
-      tokenizer: REFERENCE_TOKENIZER,
+      tokenizer: referenceTokenizer(),
       vocabSize: 600,
       steps: 2,
       batchSize: 2,

@@ -156,15 +156,19 @@ import {
   ensurePretrainedBackbone,
   ensureTaskTokenizer,
   PRETRAIN_DEFAULTS,
-  REFERENCE_TOKENIZER,
+  referenceTokenizer,
   SpmUnavailableError,
 } from "./pretrain.ts";
 
 /**
  * The offline tokenizer of a random-initialised published preset, and the one a tiny preset's
- * falls back to without `spm_train` (see {@link REFERENCE_TOKENIZER}).
+ * falls back to without `spm_train` (see {@link referenceTokenizer}).
+ *
+ * @returns the file's path
  */
-export const DEFAULT_TOKENIZER: string = REFERENCE_TOKENIZER;
+export function defaultTokenizer(): string {
+  return referenceTokenizer();
+}
 
 /** Hub repository of a published preset (`t5-small` → `google-t5/t5-small`). */
 export function hubIdOfPreset(name: string): string {
@@ -203,12 +207,12 @@ async function tokenizerFromFile(path: string, source: string): Promise<ChosenTo
 }
 
 async function fixtureTokenizer(why: string): Promise<ChosenTokenizer> {
-  if (!existsSync(DEFAULT_TOKENIZER)) {
+  if (!existsSync(defaultTokenizer())) {
     throw new Error(
-      `benchmarks/run_one.ts: no tokenizer: ${why} and the offline tokenizer ${DEFAULT_TOKENIZER} is missing (set HYPERPROMPT_SHARED)`,
+      `benchmarks/run_one.ts: no tokenizer: ${why} and the offline tokenizer ${defaultTokenizer()} is missing (set HYPERPROMPT_SHARED)`,
     );
   }
-  return await tokenizerFromFile(DEFAULT_TOKENIZER, `fixture:${DEFAULT_TOKENIZER}`);
+  return await tokenizerFromFile(defaultTokenizer(), `fixture:${defaultTokenizer()}`);
 }
 
 /** What `RunResult.tokenizer` says of a backbone folder's tokenizer converted from spiece.model. */

@@ -26,7 +26,7 @@ import {
   buildBackbone,
   CONVERTED_TOKENIZER,
   dataFiles,
-  DEFAULT_TOKENIZER,
+  defaultTokenizer,
   labelsCut,
   measuresAttentionMass,
   runInputs,
@@ -563,7 +563,7 @@ Deno.test({
 });
 
 Deno.test("randomInitTokenizer(): a published preset without the offline tokenizer is refused, saying why", async () => {
-  // DEFAULT_TOKENIZER is fixed when the module loads: a child process with another shared folder.
+  // defaultTokenizer() reads HYPERPROMPT_SHARED: a child process with another shared folder.
   const code = `
     import { randomInitTokenizer } from ${
     JSON.stringify(new URL("./run_one.ts", import.meta.url).href)
@@ -782,7 +782,7 @@ async function saveFixtureSizedCheckpoint(
   config: T5Config,
   edit: (tensors: Map<string, tf.Tensor>) => void = () => {},
 ): Promise<number> {
-  const fixture = await T5Tokenizer.fromFile(DEFAULT_TOKENIZER);
+  const fixture = await T5Tokenizer.fromFile(defaultTokenizer());
   const vocabSize = Math.ceil(fixture.vocabSize / 128) * 128;
   const sized = { ...config, vocabSize };
   const model = initT5(sized, { seed: 0 });
@@ -803,7 +803,7 @@ async function saveFixtureFolder(
   edit?: (tensors: Map<string, tf.Tensor>) => void,
 ): Promise<number> {
   const vocabSize = await saveFixtureSizedCheckpoint(dir, config, edit);
-  await Deno.copyFile(DEFAULT_TOKENIZER, join(dir, "tokenizer.json"));
+  await Deno.copyFile(defaultTokenizer(), join(dir, "tokenizer.json"));
   return vocabSize;
 }
 
@@ -937,7 +937,7 @@ backboneTest(
     );
     // With the checkpoint's own tokenizer beside it, the same folder loads, with the run's
     // dropout rate (the folder's config.json says 0.1).
-    await Deno.copyFile(DEFAULT_TOKENIZER, join(dir, "tokenizer.json"));
+    await Deno.copyFile(defaultTokenizer(), join(dir, "tokenizer.json"));
     const b = await buildBackbone({ ...s, train: { ...s.train, dropout: 0.25 } }, DATA);
     assert.equal(b.tokenizerSource, "backbone");
     assert.equal(b.model.config.vocabSize, vocabSize);
@@ -972,8 +972,8 @@ backboneTest(
     } finally {
       disposeT5(small);
     }
-    await Deno.copyFile(DEFAULT_TOKENIZER, join(folders.vocab, "tokenizer.json"));
-    const fixture = await T5Tokenizer.fromFile(DEFAULT_TOKENIZER);
+    await Deno.copyFile(defaultTokenizer(), join(folders.vocab, "tokenizer.json"));
+    const fixture = await T5Tokenizer.fromFile(defaultTokenizer());
     const weights = (dir: string) => join(dir, "model.safetensors");
     const cases: [string, RunSpec, string][] = [
       [
@@ -1031,7 +1031,7 @@ backboneTest(
     // The tokenizer ends every text with its own </s> (id 1 here) while the trainer, the evaluator
     // and decoding use config.json's ids: before, such a folder trained with the wrong end and pad
     // tokens (only the tokenizer's size was compared).
-    const fixture = await T5Tokenizer.fromFile(DEFAULT_TOKENIZER);
+    const fixture = await T5Tokenizer.fromFile(defaultTokenizer());
     assert.deepEqual([fixture.eosTokenId, fixture.padTokenId], [1, 0]);
     const cases: [string, Record<string, number>, RunSpec, string][] = [
       [
@@ -1448,8 +1448,8 @@ backboneTest(
     await saveFixtureSizedCheckpoint(cfg, preset("tiny-v1_1"));
     const b = await buildBackbone({ ...MTL, model: { hf: cfg } }, DATA);
     try {
-      assert.equal(b.tokenizerSource, `fixture:${DEFAULT_TOKENIZER}`);
-      assert.deepEqual(b.tokenizerFile, await fileDigest(DEFAULT_TOKENIZER));
+      assert.equal(b.tokenizerSource, `fixture:${defaultTokenizer()}`);
+      assert.deepEqual(b.tokenizerFile, await fileDigest(defaultTokenizer()));
       const folder = await keepBackbone(b, join(root, "work"));
       assert.deepEqual([...Deno.readDirSync(folder)].map((e) => e.name).sort(), [
         "config.json",
@@ -1474,7 +1474,7 @@ backboneTest(
           tokenizerSource: other.tokenizerSource,
           tokenizerFile: other.tokenizerFile,
         });
-        assert.equal(w.backboneTokenizerMissing, `fixture:${DEFAULT_TOKENIZER}`);
+        assert.equal(w.backboneTokenizerMissing, `fixture:${defaultTokenizer()}`);
       } finally {
         instance.dispose();
       }

@@ -18,7 +18,7 @@ import { seedFor } from "./rng.ts";
 import { getMethod, loadMethodVariables } from "../model/methods/mod.ts";
 import { parseProfile } from "./profile.ts";
 import { keepWeights, runGrid } from "./runner.ts";
-import { DEFAULT_TOKENIZER, runOne, saveFinalWeights } from "./run_one.ts";
+import { defaultTokenizer, runOne, saveFinalWeights } from "./run_one.ts";
 import { fakeRunOne } from "./_fake_run_one.ts";
 import {
   conditionedTasks,
@@ -282,7 +282,7 @@ Deno.test("saveFinalWeights(): a trained backbone bit for bit with its folder's 
     // The checkpoint folder the run read its tokenizer from, with the digest it recorded.
     const ck = join(out, "ck");
     await Deno.mkdir(ck);
-    await Deno.copyFile(DEFAULT_TOKENIZER, join(ck, "tokenizer.json"));
+    await Deno.copyFile(defaultTokenizer(), join(ck, "tokenizer.json"));
     const record = await fileDigest(join(ck, "tokenizer.json"));
     const checkpoint = { dir: ck, files: { "tokenizer.json": record } };
     try {
@@ -304,7 +304,7 @@ Deno.test("saveFinalWeights(): a trained backbone bit for bit with its folder's 
       const folder = join(work, "final", "backbone");
       assert.deepEqual(
         await Deno.readFile(join(folder, "tokenizer.json")),
-        await Deno.readFile(DEFAULT_TOKENIZER),
+        await Deno.readFile(defaultTokenizer()),
       );
       const loaded = await loadT5(folder, { log: () => {} });
       try {
