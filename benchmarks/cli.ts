@@ -1021,8 +1021,8 @@ function printDryRun(
   if (known.length === 0) {
     // Nothing to add up: "0 FLOPs, about 0 s" would read as an estimate.
     log(
-      `${specs.length} ${
-        specs.length === 1 ? "run" : "runs"
+      `${
+        runsCount(specs.length)
       }; no FLOP or time estimate (a model's size is known from a preset ` +
         `or a config.json, of a local folder or in the hub cache)`,
     );
@@ -1034,7 +1034,7 @@ function printDryRun(
       left.filter((l) => !l.done && l.fromStep > 0).length
     } resuming from a checkpoint; the FLOPs and time are those left)`;
   log(
-    `${specs.length} ${specs.length === 1 ? "run" : "runs"}${kept}; ${fmtSi(flops)} FLOPs; about ${
+    `${runsCount(specs.length)}${kept}; ${fmtSi(flops)} FLOPs; about ${
       fmtDuration(secs)
     } at an assumed ${fmtSi(flopsPerSecond ?? assumedRate(backend))}FLOP/s (${
       flopsPerSecond === undefined ? backend : `${backend}, --assume-tflops`
@@ -1049,6 +1049,11 @@ function printDryRun(
       }`,
     );
   }
+}
+
+/** `1 run`, `2 runs`. */
+function runsCount(n: number): string {
+  return n === 1 ? "1 run" : `${n} runs`;
 }
 
 /** The line `--resume` prints for a result file it cannot use and will replace. */
@@ -2116,7 +2121,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         const keys = new Set(grid.map((spec) => runKey({ spec })));
         refuse(
           gateBaseline.filter((r) => !keys.has(runKey(r))),
-          `no run of this grid (profile "${profile.name}": ${grid.length} runs)`,
+          `no run of this grid (profile "${profile.name}": ${runsCount(grid.length)})`,
           (r) => runKey(r),
           (it) => `regenerate the baseline, or move ${it} out of it`,
         );
@@ -2163,8 +2168,8 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       }
     }
     const scope = what === ""
-      ? `${grid.length} runs`
-      : `${what}: ${specs.length} of ${grid.length} runs`;
+      ? runsCount(grid.length)
+      : `${what}: ${specs.length} of ${runsCount(grid.length)}`;
     error(`Profile "${profile.name}" (${scope}); data ${dataDir}; out ${values.out}`);
     for (const n of missingDiagnosticTests(specs, dataDir)) error(`note: ${n}`);
     // Checkpoints of an earlier attempt that did not finish (stopped, preempted): a run without
@@ -2443,7 +2448,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       // The run's own message starts "stopped by <reason> after step …": the reason is said once.
       const stoppedRun = why?.message.replace(`stopped by ${reason} `, "stopped ") ?? "stopped";
       error(
-        `Stopped by ${reason}: ${summary.done} runs done, ${summary.skipped} skipped${
+        `Stopped by ${reason}: ${runsCount(summary.done)} done, ${summary.skipped} skipped${
           elsewhere(summary)
         }, ` +
           `${summary.failed.length} failed, ${notStarted} not started${leftToOthersNote(summary)}${
@@ -2469,7 +2474,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     // would pass code that no longer runs.
     const failedIds = new Set(summary.failed.map((f) => f.spec.id));
     error(
-      `${summary.done} runs done, ${summary.skipped} skipped${
+      `${runsCount(summary.done)} done, ${summary.skipped} skipped${
         elsewhere(summary)
       }, ${summary.failed.length} failed${leftToOthersNote(summary)}`,
     );

@@ -650,7 +650,7 @@ Deno.test("main() --dry-run lists the grid with FLOPs and time; --compare gates 
         `rerunning .*: its result file cannot be used \\(.*${victim}:\\d+:\\d+: invalid JSON`,
       ),
     );
-    assert.match(c.err.join("\n"), /1 runs done, 11 skipped, 0 failed/);
+    assert.match(c.err.join("\n"), /1 run done, 11 skipped, 0 failed/);
   }));
 
 Deno.test("main() without --profile picks smoke when the backend is not a GPU", async () => {
@@ -3207,7 +3207,7 @@ Deno.test("main(): SIGTERM just after a run's training loop ends: the run writes
     assert.equal(code, 143, err);
     assert.deepEqual(exits, [], "the signal did not stop the process at once");
     assert.match(err, /SIGTERM: the run in progress has trained its last step/);
-    assert.match(err, /Stopped by SIGTERM: 1 runs done, 0 skipped, 0 failed, 1 not started/);
+    assert.match(err, /Stopped by SIGTERM: 1 run done, 0 skipped, 0 failed, 1 not started/);
     const results = [...readAll(out).keys()].filter((n) => n.endsWith(".json"));
     assert.equal(results.length, 1, `the first run's result is written: ${results}`);
     const result = JSON.parse(Deno.readTextFileSync(join(out, results[0]!)));
@@ -3241,7 +3241,7 @@ Deno.test("main(): a stop request while the last run finishes writes no tables a
     });
     const err = c.err.join("\n");
     assert.equal(code, 143, err);
-    assert.match(err, /Stopped by SIGTERM: 1 runs done, 0 skipped, 0 failed, 0 not started/);
+    assert.match(err, /Stopped by SIGTERM: 1 run done, 0 skipped, 0 failed, 0 not started/);
     assert.match(err, /Every run had finished; no tables or gate were written: .*--resume/);
     assert.equal(existsSync(join(out, "tables")), false, "no tables");
     assert.equal(stopRequested(), undefined, "the request ended with the grid");

@@ -70,9 +70,10 @@ const fmt = (
 ) => (Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 1 ? x.toFixed(1) : x.toPrecision(2));
 
 /**
- * Ticks at round values inside [lo, hi]: multiples of the step of 1, 2, 2.5 or 5 times a power of
- * ten that gives at most 6 of them (at least 3 over any range wider than a rounding error), each
- * labelled with the step's decimals (no `-0`).
+ * Ticks at round values inside [lo, hi]: the multiples of a step of 1, 2, 2.5 or 5 times a power
+ * of ten, the step whose count of ticks is nearest 5 (the larger step on a tie; at least 3 ticks
+ * over any range wider than a rounding error), each labelled with the step's decimals (`25`, not
+ * `25.0`; `0.25`; no `-0`).
  *
  * @param lo the axis's lower end
  * @param hi its upper end (> lo)
@@ -81,10 +82,21 @@ const fmt = (
 export function niceTicks(lo: number, hi: number): { value: number; label: string }[] {
   const span = hi - lo;
   if (!(span > 0) || !Number.isFinite(span)) return [{ value: lo, label: fmt(lo) }];
-  const mag = 10 ** Math.floor(Math.log10(span / 5));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((st) => span / st <= 5)!;
-  const decimals = Math.max(0, -Math.floor(Math.log10(step) + 1e-9)) +
-    (Number.isInteger(Math.round((step / mag) * 10) / 10) ? 0 : 1);
+  const count = (step: number) => Math.floor(hi / step + 1e-9) - Math.ceil(lo / step - 1e-9) + 1;
+  const top = Math.floor(Math.log10(span));
+  let best: { step: number; decimals: number; n: number } | undefined;
+  for (let e = top - 2; e <= top + 1; e++) {
+    for (const m of [1, 2, 2.5, 5]) {
+      const step = m * 10 ** e;
+      const n = count(step);
+      if (n < 3) continue;
+      // Ascending steps: a later one wins a tie.
+      if (best === undefined || Math.abs(n - 5) <= Math.abs(best.n - 5)) {
+        best = { step, decimals: Math.max(0, -e + (m === 2.5 ? 1 : 0)), n };
+      }
+    }
+  }
+  const { step, decimals } = best!;
   const out: { value: number; label: string }[] = [];
   for (let k = Math.ceil(lo / step - 1e-9); k * step <= hi + step * 1e-9; k++) {
     const value = k * step;

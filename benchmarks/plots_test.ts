@@ -211,7 +211,12 @@ Deno.test("niceTicks(): round values inside the range, 3 to 6 of them, labelled 
   assert.deepEqual(labels(-0.08, 1.08), ["0.00", "0.25", "0.50", "0.75", "1.00"]);
   assert.deepEqual(labels(-1, 1), ["-1.0", "-0.5", "0.0", "0.5", "1.0"]);
   assert.deepEqual(labels(27.5, 28.7), ["27.50", "27.75", "28.00", "28.25", "28.50"]);
-  for (const [lo, hi] of [[-2.9, 39.1], [0, 1e-4], [3, 3.5], [-100, 250], [0.12, 0.85]]) {
+  // A step of 25 needs no decimal; a range of 2.6 still gets its ticks.
+  assert.deepEqual(labels(0, 110), ["0", "25", "50", "75", "100"]);
+  assert.deepEqual(labels(0.2, 2.8), ["0.5", "1.0", "1.5", "2.0", "2.5"]);
+  for (
+    const [lo, hi] of [[-2.9, 39.1], [0, 1e-4], [3, 3.5], [-100, 250], [0.12, 0.85], [0.2, 2.8]]
+  ) {
     const t = niceTicks(lo!, hi!);
     assert.ok(t.length >= 3 && t.length <= 6, `${lo}..${hi}: ${t.length}`);
     for (const { value } of t) assert.ok(value >= lo! - 1e-12 && value <= hi! + 1e-12);
