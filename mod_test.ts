@@ -51,3 +51,14 @@ Deno.test("mod.ts exports what runOne throws, the stop request and the optimizer
   assert.equal(typeof hp.benchmarks.requestStop, "function");
   assert.equal(typeof hp.benchmarks.clearStopRequest, "function");
 });
+
+// The type-only exports a training loop or grid of one's own needs: a compile error when one goes.
+type _ExportedTypes = [
+  hp.benchmarks.ClaimStopOption,
+  hp.benchmarks.Optimizer,
+  hp.benchmarks.OptimizerConfig,
+  hp.benchmarks.AdafactorConfig,
+  hp.benchmarks.AdamWConfig,
+  hp.TuningRun,
+  hp.TensorInfo,
+];

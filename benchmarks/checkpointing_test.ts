@@ -5,6 +5,7 @@ import { makeHeldTempDir } from "../model/fs.ts";
 import { copyTree, flushesOf, recordFlushes } from "../model/fs_testing.ts";
 import {
   checkpointDirName,
+  checkpointOwesEvaluation,
   disposeCheckpoint,
   listCheckpoints,
   type LoadedCheckpoint,
@@ -431,6 +432,28 @@ Deno.test("loadLatestCheckpoint() checkState: judges state.json before the weigh
     }
     assert.equal(tf.memory().numTensors, before, "nothing kept of the refused or skipped");
     assert.deepEqual(entries(root), [2, 4].map(checkpointDirName), "nothing removed");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("checkpointOwesEvaluation(): only an evalOwed equal to the checkpoint's step; an unreadable state owes nothing", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    const owes = async (state: string | undefined) => {
+      const dir = join(root, crypto.randomUUID());
+      await Deno.mkdir(dir);
+      if (state !== undefined) await Deno.writeTextFile(join(dir, "state.json"), state);
+      return await checkpointOwesEvaluation(dir);
+    };
+    assert.equal(await owes(JSON.stringify({ step: 4, evalOwed: 4 })), true);
+    // The trainer writes evalOwed absent or null when nothing is owed.
+    assert.equal(await owes(JSON.stringify({ step: 4 })), false);
+    assert.equal(await owes(JSON.stringify({ step: 4, evalOwed: null })), false);
+    assert.equal(await owes(JSON.stringify({ step: 4, evalOwed: 2 })), false, "another step's");
+    assert.equal(await owes(JSON.stringify({ evalOwed: 4 })), false, "no step");
+    assert.equal(await owes("{ truncated"), false);
+    assert.equal(await owes(undefined), false, "no state.json");
   } finally {
     await Deno.remove(root, { recursive: true });
   }

@@ -1940,6 +1940,10 @@ Deno.test("estimateRun() (--dry-run) counts each evaluation's whole validation s
   assert.ok(
     Math.abs(mnli.totalFlops! - mnliTrain - (9815 + 9832) * 2 * mnli.inferenceFlopsPerExample!) < 1,
   );
+  // Steps not a multiple of evalEvery: the last step's evaluation too (10 steps, every 4: 3).
+  const uneven = { ...whole, train: { ...whole.train, steps: 10, evalEvery: 4 } };
+  const unevenTrain = 10 * whole.train.batchSize * cost(uneven).trainFlopsPerExample!;
+  assert.ok(Math.abs(cost(uneven).totalFlops! - unevenTrain - (56 + 277) * 3 * f) < 1);
   // Under an odd cap, ceil(cap / 2) of each of MNLI's splits, as makeEvalSet takes them: 102.
   const odd = cost({
     ...capped,

@@ -1381,6 +1381,16 @@ Deno.test("validateRunResult() checks provenance, losses and tokenizer, naming t
     (r) => (r.spec.train.maxInputLength = 0),
     "$.spec.train.maxInputLength must be >= 1, got 0",
   );
+  bad((r) => (r.spec.train.steps = 0), "$.spec.train.steps must be >= 1, got 0");
+  bad((r) => (r.spec.train.batchSize = "x"), `$.spec.train.batchSize must be an integer, got "x"`);
+  bad(
+    (r) => (r.spec.train.maxTargetLength = 2.5),
+    "$.spec.train.maxTargetLength must be an integer, got 2.5",
+  );
+  bad(
+    (r) => (r.spec.backbone = { hf: "" }),
+    `$.spec.backbone.hf must be a non-empty string, got ""`,
+  );
   const withMass = (edit: (m: { encoder: unknown[]; decoder: unknown[] }) => void) =>
   // deno-lint-ignore no-explicit-any -- edits reach into parsed JSON of any shape
   (r: Record<string, any>) => {
@@ -1402,6 +1412,14 @@ Deno.test("validateRunResult() checks provenance, losses and tokenizer, naming t
   bad(
     withMass((m) => (m.decoder[0] = -0.1)),
     "$.attentionMass.cb.decoder[0] must be >= 0, got -0.1",
+  );
+  bad(
+    withMass((m) => ((m as Record<string, unknown>).x = [])),
+    "$.attentionMass.cb.x is not a known field; known fields: encoder, decoder",
+  );
+  bad(
+    withMass((m) => delete (m as Partial<typeof m>).decoder),
+    "$.attentionMass.cb.decoder is missing (must be an array)",
   );
   bad((r) => (r.tokenizer = 7), "$.tokenizer must be a non-empty string, got 7");
   // The throughput's totals: optional (results written before them load), both or neither,

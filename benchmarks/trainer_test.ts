@@ -1746,6 +1746,25 @@ Deno.test("train() names an infinite gradient norm of finite gradients as an ove
   disposeT5(model);
 });
 
+Deno.test("NonFiniteLossError: an infinite norm with a non-finite gradient names that gradient, not an overflow", () => {
+  const bad = new NonFiniteLossError(3, 1.5, ["cola"], 1.4, [], ["w"], Infinity);
+  assert.match(
+    bad.message,
+    /non-finite gradient norm Infinity at step 3 \(training loss 1\.5 is finite\);/,
+  );
+  assert.match(bad.message, /non-finite gradients: w$/);
+  assert.doesNotMatch(bad.message, /overflows/);
+  // A NaN norm of finite gradients is no overflow either.
+  assert.doesNotMatch(
+    new NonFiniteLossError(3, 1.5, ["cola"], 1.4, [], [], NaN).message,
+    /overflows/,
+  );
+  assert.match(
+    new NonFiniteLossError(3, 1.5, ["cola"], 1.4, [], [], Infinity).message,
+    /every gradient is finite: the sum of their squares overflows float32/,
+  );
+});
+
 Deno.test("train() with a hyper-prompt method: method variables train, numTensors stays flat", async () => {
   const model = initT5(CONFIG, { seed: 1 });
   const m = getMethod("hyperprompt_global");

@@ -11,6 +11,7 @@ Deno.test("isDocExampleModule: a JSDoc example's module, not a test file or modu
   assert.equal(isDocExampleModule("file:///r/benchmarks/rng_test.ts"), false);
   assert.equal(isDocExampleModule("file:///r/benchmarks/rng.ts"), false);
   assert.equal(isDocExampleModule("file:///r/a#1.ts"), false);
+  assert.equal(isDocExampleModule("file:///r/x#1-2.ts"), false, "no module before the #");
 });
 
 Deno.test("deno test --doc with the preload: a JSDoc example whose console.assert fails fails; a true one passes; a test's console.assert still only prints", () =>
@@ -20,6 +21,8 @@ Deno.test("deno test --doc with the preload: a JSDoc example whose console.asser
       `export const x = 1;\n`;
     await Deno.writeTextFile(join(dir, "good.ts"), example("2 === 2"));
     await Deno.writeTextFile(join(dir, "bad.ts"), example("2 === 3"));
+    // A falsy value that is no boolean fails as well (console.assert's own rule).
+    await Deno.writeTextFile(join(dir, "zero.ts"), example("0"));
     await Deno.writeTextFile(
       join(dir, "plain_test.ts"),
       `Deno.test("prints", () => console.assert(false, "only printed"));\n`,
@@ -41,6 +44,8 @@ Deno.test("deno test --doc with the preload: a JSDoc example whose console.asser
     const bad = await run("bad.ts");
     assert.equal(bad.code, 1, bad.text);
     assert.match(bad.text, /console\.assert failed in file:\/\/.*bad\.ts#\d+-\d+\.ts: two is two/);
+    const zero = await run("zero.ts");
+    assert.equal(zero.code, 1, zero.text);
     const plain = await run("plain_test.ts");
     assert.equal(plain.code, 0, plain.text);
     assert.match(plain.text, /Assertion failed: only printed/);
