@@ -102,7 +102,8 @@ export function niceTicks(lo: number, hi: number): { value: number; label: strin
     const value = k * step;
     out.push({
       value,
-      label: (value === 0 ? 0 : value).toFixed(decimals).replace(/^-(0\.?0*)$/, "$1"),
+      // A multiple of the step shown to the step's decimals is 0 only at k = 0 (never "-0").
+      label: (value === 0 ? 0 : value).toFixed(decimals),
     });
   }
   return out;
