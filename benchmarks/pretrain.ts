@@ -48,6 +48,7 @@ import {
   TEMP_TAG_SOURCE,
   type TempPattern,
   withFileLock,
+  writeFileAtomic,
 } from "../model/fs.ts";
 import { thisHost } from "./run_claim.ts";
 import { parseJsonFile } from "../model/json.ts";
@@ -168,6 +169,11 @@ export interface PretrainInfo {
   readonly losses: readonly { readonly step: number; readonly loss: number }[];
   readonly wallSeconds: number;
   readonly backend: string;
+  /**
+   * Size and sha256 of each other file of the folder (weights, config, tokenizer) as written,
+   * which a later use of the cached folder checks; absent in folders written before it was kept.
+   */
+  readonly files?: Readonly<Record<string, { readonly bytes: number; readonly sha256: string }>>;
 }
 
 /** Default cache root: the parent of the data cache (`$HYPERPROMPT_CACHE`, else `~/.cache/hyperprompt-bench`). */
@@ -485,6 +491,78 @@ async function cachedInfo(dir: string): Promise<PretrainInfo | undefined> {
 }
 
 /**
+ * A cached backbone folder as a run would use it: its record, when the folder is finished and
+ * whole, else what is wrong with it (undefined: no finished folder there). Whole: `pretrain.json`
+ * is valid JSON holding a record of this folder (its key the folder's), the folder has its
+ * `config.json`, `tokenizer.json` and weights, and every file the record lists has the size and
+ * sha256 it was written with (a folder written before they were recorded: present).
+ */
+async function cachedBackbone(
+  dir: string,
+): Promise<{ info: PretrainInfo } | { problem: string } | undefined> {
+  let info: PretrainInfo | undefined;
+  try {
+    info = await cachedInfo(dir);
+  } catch (e) {
+    if (!(e instanceof SyntaxError || /invalid JSON/.test((e as Error).message))) throw e;
+    return { problem: (e as Error).message };
+  }
+  if (info === undefined) return undefined;
+  const record = info as unknown;
+  if (
+    typeof record !== "object" || record === null || Array.isArray(record) ||
+    typeof info.key !== "string" || !Array.isArray(info.losses) || typeof info.steps !== "number"
+  ) {
+    return { problem: `${join(dir, "pretrain.json")}: not a pretraining record` };
+  }
+  if (basename(dir) !== `${info.preset}-${info.key}`) {
+    return {
+      problem: `${join(dir, "pretrain.json")}: the record of ${info.preset}-${info.key}, not of ` +
+        `this folder`,
+    };
+  }
+  const weights = ["model.safetensors", "model.safetensors.index.json"];
+  for (const need of ["config.json", "tokenizer.json", weights] as const) {
+    const names = typeof need === "string" ? [need] : need;
+    if (!names.some((n) => isFile(join(dir, n)))) {
+      return { problem: `${join(dir, names[0]!)} is missing` };
+    }
+  }
+  for (const [name, want] of Object.entries(info.files ?? {})) {
+    const path = join(dir, name);
+    const got = await fileSizeAndSha256(path).catch(() => undefined);
+    if (got === undefined) return { problem: `${path} is missing` };
+    if (got.bytes !== want.bytes || got.sha256 !== want.sha256) {
+      return {
+        problem: `${path} is not the file it was written as (${got.bytes} bytes, sha256 ` +
+          `${got.sha256.slice(0, 12)}…; written ${want.bytes} bytes, ${want.sha256.slice(0, 12)}…)`,
+      };
+    }
+  }
+  return { info };
+}
+
+/** Size and sha256 of a file. */
+async function fileSizeAndSha256(path: string): Promise<{ bytes: number; sha256: string }> {
+  const bytes = await Deno.readFile(path);
+  return { bytes: bytes.length, sha256: createHash("sha256").update(bytes).digest("hex") };
+}
+
+/** Size and sha256 of every file of a folder but `pretrain.json`, by name, in name order. */
+async function folderDigests(
+  dir: string,
+): Promise<Record<string, { bytes: number; sha256: string }>> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isFile && e.name !== "pretrain.json") names.push(e.name);
+  }
+  names.sort();
+  const out: Record<string, { bytes: number; sha256: string }> = {};
+  for (const n of names) out[n] = await fileSizeAndSha256(join(dir, n));
+  return out;
+}
+
+/**
  * Puts the backbone folder that `save` writes in place as `dir` unless a finished one is there
  * already. Pretrainings of one folder take turns ({@link withBackboneLock}), so normally the
  * second finds the first one's folder and trains nothing; this is the fallback where the lock
@@ -666,8 +744,13 @@ export async function pretrainBackbone(
   // The backend the weights are computed on: "auto" as it resolves here (its kernels round
   // otherwise: a cache shared by a GPU and a CPU machine, or HYPERPROMPT_BACKEND, would give one
   // key two backbones), selected for a moment and the caller's selected again.
-  const auto = opts.backend === undefined || opts.backend === "auto";
-  const backendKey = auto ? await resolvedAutoBackend() : opts.backend;
+  // HYPERPROMPT_BACKEND stands in for "auto" as the request it names: "wasm" there is the pure
+  // wasm of an explicit "wasm" (the same weights on every host), not selectBackend's wasm+blas.
+  const requested = opts.backend === undefined || opts.backend === "auto"
+    ? backendFromEnv() ?? opts.backend
+    : opts.backend;
+  const auto = requested === undefined || requested === "auto";
+  const backendKey = auto ? await resolvedAutoBackend() : requested;
   const key = (sha256(JSON.stringify({
     v: PRETRAIN_CODE_VERSION,
     base,
@@ -681,31 +764,36 @@ export async function pretrainBackbone(
     objective: T5_SPAN_CORRUPTION,
     backend: backendKey,
     // "wasm" is pure wasm (see below); a folder built before that used OpenBLAS where installed.
-    ...(opts.backend === "wasm" ? { blas: false } : {}),
+    ...(requested === "wasm" ? { blas: false } : {}),
   }))).slice(0, 16);
   const backbones = join(opts.cacheDir, "backbones");
   // Saves killed part-way leave temporaries (or the previous folder moved aside) here.
   await removeStaleSaveTemps(backbones);
   const dir = join(backbones, `${opts.preset}-${key}`);
-  const found = await cachedInfo(dir);
-  if (found !== undefined) {
+  const found = await cachedBackbone(dir);
+  if (found !== undefined && "info" in found) {
     log(`pretrain: using cached backbone ${dir}`);
-    return { dir, cached: true, info: found };
+    return { dir, cached: true, info: found.info };
   }
-  // Missed: take turns with other pretrainings of this folder (two bench processes on a cold
-  // cache), so that the second waits and uses the first one's backbone instead of training too.
+  // Missed (or a broken folder): take turns with other pretrainings of this folder (two bench
+  // processes on a cold cache), so that the second waits and uses the first one's backbone
+  // instead of training too.
   return await withBackboneLock(dir, log, async () => {
-    const built = await cachedInfo(dir);
-    if (built !== undefined) {
+    const built = await cachedBackbone(dir);
+    if (built !== undefined && "info" in built) {
       log(`pretrain: using cached backbone ${dir} (built by another run while this one waited)`);
-      return { dir, cached: true, info: built };
+      return { dir, cached: true, info: built.info };
+    }
+    if (built !== undefined) {
+      // A killed copy, a full disk, a hand edit: no run could load it. Rebuilt under the lock.
+      log(`pretrain: the cached backbone ${dir} is broken (${built.problem}); building it again`);
+      await Deno.remove(dir, { recursive: true });
     }
     return await build();
   });
 
   /** Pretrains the backbone and publishes it as `dir` (under the lock). */
   async function build(): Promise<{ dir: string; cached: boolean; info: PretrainInfo }> {
-    const work = await Deno.makeTempDir({ prefix: "pretrain-" });
     // Released in the `finally` below, also when the pretraining fails (a bench grid goes on in
     // this process): the weights, the optimizer's slots, and the backend the caller had selected.
     let heldModel: T5Model | undefined;
@@ -771,8 +859,8 @@ export async function pretrainBackbone(
       // "wasm" is the pure wasm engine here, never OpenBLAS (which selectBackend's "wasm" takes when
       // installed): its kernels have no CPU-specific paths, so the weights are the same on every
       // host (the ci profile's backbone); OpenBLAS picks its kernels by CPU family.
-      const pureWasm = opts.backend === "wasm";
-      const backend = await selectBackend(opts.backend ?? "auto", {
+      const pureWasm = requested === "wasm";
+      const backend = await selectBackend(requested ?? "auto", {
         log: () => {},
         ...(pureWasm ? { blas: false } : {}),
       });
@@ -863,15 +951,17 @@ export async function pretrainBackbone(
         backend: backend.name,
       };
       const tensors = t5StateDict(model);
+      let written = info;
       const published = await publishIfAbsent(
         dir,
-        (folder) =>
-          saveHfFolder(folder, config, tensors, {
-            extraFiles: {
-              "tokenizer.json": tokenizerText,
-              "pretrain.json": JSON.stringify(info, null, 2),
-            },
-          }),
+        async (folder) => {
+          await saveHfFolder(folder, config, tensors, {
+            extraFiles: { "tokenizer.json": tokenizerText },
+          });
+          // Last, with the digests of what was written: a folder with it is finished.
+          written = { ...info, files: await folderDigests(folder) };
+          await writeFileAtomic(join(folder, "pretrain.json"), JSON.stringify(written, null, 2));
+        },
       );
       if (published !== undefined) {
         log(
@@ -880,12 +970,11 @@ export async function pretrainBackbone(
         return { dir, cached: true, info: published };
       }
       log(`pretrain: wrote ${dir}`);
-      return { dir, cached: false, info };
+      return { dir, cached: false, info: written };
     } finally {
       heldOptimizer?.dispose();
       if (heldModel !== undefined) disposeT5(heldModel);
       if (restoreBackend !== undefined) await selectBackend(restoreBackend, { log: () => {} });
-      await Deno.remove(work, { recursive: true }).catch(() => {});
     }
   }
 }

@@ -1,4 +1,4 @@
-import { deepEqual, equal, fail, ok, rejects } from "node:assert/strict";
+import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { basename, join } from "node:path";
 import { createHash } from "node:crypto";
 import { withEnv } from "../model/env_testing.ts";
@@ -864,11 +864,13 @@ Deno.test("pretrainBackbone(): every setting that changes the weights is in the 
       ["backend", { backend: "wasm" }],
     ];
     const dirs = new Set([first.dir]);
+    const built = new Map<string, string>();
     for (const [what, change] of variants) {
       const r = await pretrainBackbone({ ...base, ...change });
       equal(r.cached, false, what);
       ok(!dirs.has(r.dir), `${what}: a new folder`);
       dirs.add(r.dir);
+      built.set(what, r.dir);
     }
     // "auto" is keyed by what it resolves to here: to cpu, the cpu backbone (the same
     // computation); to another backend, another folder. Before, every "auto" was one key, so the
@@ -892,9 +894,11 @@ Deno.test("pretrainBackbone(): every setting that changes the weights is in the 
       () => pretrainBackbone({ ...base, backend: "auto" }),
     );
     deepEqual([hit.cached, currentBackendInfo()?.requested], [true, "wasm"], "a cache hit too");
+    // HYPERPROMPT_BACKEND=wasm asks for wasm as --backend wasm does: the pure-wasm backbone
+    // (before, selectBackend's wasm+blas, whose weights depend on the host's CPU).
     const autoWasm = await auto("wasm");
-    equal(autoWasm.cached, false, "auto resolving to wasm: not the cpu backbone");
-    ok(!dirs.has(autoWasm.dir));
+    deepEqual([autoWasm.cached, autoWasm.dir], [true, built.get("backend")]);
+    equal(autoWasm.info.backend, "wasm");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -1021,17 +1025,73 @@ Deno.test("pretrainBackbone() keeps the folder that a concurrent pretraining of 
   }
 });
 
-Deno.test("pretrainBackbone() names the file when a cached pretrain.json is not valid JSON, and stops at a file in the folder's place", async () => {
+Deno.test("pretrainBackbone() rebuilds a broken cached folder, saying why, and stops at a file in the folder's place", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const opts = quickOptions(dir, await rteCorpusFile(dir, 60));
     const first = await pretrainBackbone(opts);
+    const weights = join(first.dir, "model.safetensors");
+    const good = await Deno.readFile(weights);
+    // The record lists what was written, with sizes and digests.
+    const recorded = first.info.files!;
+    deepEqual(Object.keys(recorded), [
+      "config.json",
+      "generation_config.json",
+      "model.safetensors",
+      "tokenizer.json",
+    ]);
+    equal(recorded["model.safetensors"]!.bytes, good.length);
     const file = join(first.dir, "pretrain.json");
-    await Deno.writeTextFile(file, '{"key": "x",\n  "steps": }');
-    await rejects(
-      pretrainBackbone(opts),
-      (e: Error) => e.message.startsWith(`${file}:2:12: invalid JSON`) || fail(e.message),
-    );
+    const record = await Deno.readTextFile(file);
+    // Each break is found on the next use, said, and built again (the same weights).
+    const breaks: [string, () => Promise<void>, RegExp][] = [
+      [
+        "invalid JSON",
+        () => Deno.writeTextFile(file, '{"key": "x",\n  "steps": }'),
+        /pretrain\.json:2:12: invalid JSON/,
+      ],
+      [
+        "not a record",
+        () => Deno.writeTextFile(file, "null"),
+        /pretrain\.json: not a pretraining record/,
+      ],
+      ["weights gone", () => Deno.remove(weights), /model\.safetensors is missing/],
+      [
+        "weights truncated",
+        () => Deno.writeFile(weights, good.subarray(0, 1000)),
+        /model\.safetensors is not the file it was written as \(1000 bytes/,
+      ],
+      [
+        "tokenizer gone",
+        () => Deno.remove(join(first.dir, "tokenizer.json")),
+        /tokenizer\.json is missing/,
+      ],
+      [
+        "another folder's record",
+        () =>
+          Deno.writeTextFile(
+            file,
+            JSON.stringify({ ...JSON.parse(record), key: "0123456789abcdef" }),
+          ),
+        /the record of tiny-v1_1-0123456789abcdef, not of this folder/,
+      ],
+    ];
+    for (const [what, edit, why] of breaks) {
+      await edit();
+      const lines: string[] = [];
+      const again = await pretrainBackbone({ ...opts, log: (l) => lines.push(l) });
+      equal(again.cached, false, what);
+      const said = lines.find((l) => l.includes("is broken")) ?? "";
+      ok(
+        said.startsWith(`pretrain: the cached backbone ${first.dir} is broken (`),
+        `${what}: ${lines}`,
+      );
+      ok(why.test(said), `${what}: ${said}`);
+      ok(said.endsWith("; building it again"), said);
+      deepEqual(await Deno.readFile(weights), good, `${what}: the same weights`);
+    }
+    // Whole again: used as it is.
+    equal((await pretrainBackbone(opts)).cached, true);
     // A file where the folder should be fails at the lookup too, before any training.
     await Deno.remove(first.dir, { recursive: true });
     await Deno.writeTextFile(first.dir, "");
