@@ -1075,28 +1075,44 @@ export function resumedLine(e: Extract<GridEvent, { kind: "resumed" }>): string 
 }
 
 /**
- * The line of a finished run whose best evaluation of some task has an undefined metric (NaN:
- * Pearson or Spearman of a constant prediction or gold column, as in SciPy), which its group
- * score and the benchmark average count as 0; so a log says why a score is low, not only the
- * results file's `null`. Usually a run too short or an evaluation cap too small to tell.
+ * What of a finished run's best evaluations is undefined (NaN: Pearson or Spearman of a
+ * constant prediction or gold column, as in SciPy), which its group score and the benchmark
+ * average count as 0.
  *
- * @param e the event
- * @returns e.g. `run 0123456789ab (glue/mtl/s0): undefined metrics (constant predictions or
- *   gold), each counted as 0: stsb pearson, spearman (step 4)`, or undefined when every metric is
- *   a number
+ * @param result the run's result
+ * @returns e.g. `stsb pearson_corrcoef, spearman_corrcoef` (tasks joined by `; `), or undefined
+ *   when every metric is a number
  */
-export function undefinedMetricsLine(
-  e: Extract<GridEvent, { kind: "done" }>,
-): string | undefined {
+export function undefinedMetricsOf(result: RunResult): string | undefined {
   const parts: string[] = [];
-  for (const [task, best] of Object.entries(e.result.best)) {
+  for (const [task, best] of Object.entries(result.best)) {
     const names = Object.entries(best.metrics).filter(([, v]) => Number.isNaN(v)).map(([k]) => k);
-    if (names.length > 0) parts.push(`${task} ${names.join(", ")} (step ${best.step})`);
+    if (names.length > 0) parts.push(`${task} ${names.join(", ")}`);
   }
-  if (parts.length === 0) return undefined;
-  return `run ${e.spec.id} (${
-    barName(e.spec).trim()
-  }): undefined metrics (constant predictions or gold), each counted as 0: ${parts.join("; ")}`;
+  return parts.length === 0 ? undefined : parts.join("; ");
+}
+
+/**
+ * The notes bench prints after a grid on its runs whose best evaluations have undefined metrics
+ * ({@link undefinedMetricsOf}): one per set of such metrics, naming its runs (the first four and
+ * the count), so that a log says why a score is low, not only the results file's `null`, without
+ * a line per run (a short run of a tiny model predicts STS-B constantly in every run).
+ *
+ * @param runs each finished run's id and its undefined metrics
+ * @returns e.g. `note: undefined metrics (constant predictions or gold), each counted as 0 in its
+ *   group score: stsb pearson_corrcoef, spearman_corrcoef, in 2 runs: 0123456789ab, 89abcdef0123`
+ */
+export function undefinedMetricsNotes(
+  runs: readonly { readonly id: string; readonly what: string }[],
+): string[] {
+  const by = new Map<string, string[]>();
+  for (const r of runs) by.set(r.what, [...(by.get(r.what) ?? []), r.id]);
+  return [...by].map(([what, ids]) =>
+    `note: undefined metrics (constant predictions or gold), each counted as 0 in its group ` +
+    `score: ${what}, in ${runsCount(ids.length)}: ${ids.slice(0, 4).join(", ")}${
+      ids.length > 4 ? `, … (${ids.length})` : ""
+    }`
+  );
 }
 
 /**
@@ -1219,13 +1235,10 @@ export function progressReporter(total: number, tty: boolean, stream?: Writable)
         if (e.progress.phase === "decode") run?.update({ info: progressInfo(e.progress) });
         else run?.update(e.progress.step, { info: progressInfo(e.progress) });
         break;
-      case "done": {
+      case "done":
         run?.update(e.spec.train.steps, { info: "done" });
-        const undefinedMetrics = undefinedMetricsLine(e);
-        if (undefinedMetrics !== undefined) multi.log(`${undefinedMetrics}\n`);
         grid.update(++finished, { info: `${e.file.split("/").pop()}` });
         break;
-      }
       case "error":
         multi.log(`FAILED ${e.spec.id} (${name.trim()}): ${e.error.message}\n`);
         grid.update(++finished, { info: "failed" });
@@ -2400,6 +2413,8 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       out: values.out,
     });
     const claimLine = claimLines();
+    // The runs whose best evaluations have undefined metrics: said once the grid ends.
+    const undefinedMetrics: { id: string; what: string }[] = [];
     try {
       summary = await runGrid(specs, {
         outDir: values.out,
@@ -2421,18 +2436,19 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
           interrupts.betweenRuns();
           return stopRequested();
         },
-        onEvent: reporter?.onEvent ?? ((e) => {
+        onEvent: (e) => {
+          if (e.kind === "done") {
+            const what = undefinedMetricsOf(e.result);
+            if (what !== undefined) undefinedMetrics.push({ id: e.spec.id, what });
+          }
+          if (reporter !== undefined) return reporter.onEvent(e);
           if (e.kind === "start" && e.replaces !== undefined) {
             error(`rerunning ${e.spec.id}: ${replacing(e.replaces)}`);
           }
           if (e.kind === "resumed") error(resumedLine(e));
-          if (e.kind === "done") {
-            const undefinedMetrics = undefinedMetricsLine(e);
-            if (undefinedMetrics !== undefined) error(undefinedMetrics);
-          }
           const claims = claimLine(e);
           if (claims !== undefined) error(claims);
-        }),
+        },
       });
     } finally {
       // Also when the grid stops early (the backend failed): the bars' timer must not outlive it.
@@ -2456,6 +2472,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
           }`,
       );
       for (const line of failedLines(summary.failed)) error(line);
+      for (const line of undefinedMetricsNotes(undefinedMetrics)) error(line);
       error(
         spec === undefined && notStarted === 0
           // The signal came while the last run finished (runner.ts: it did not stop it).
@@ -2479,6 +2496,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       }, ${summary.failed.length} failed${leftToOthersNote(summary)}`,
     );
     for (const line of failedLines(summary.failed)) error(line);
+    for (const line of undefinedMetricsNotes(undefinedMetrics)) error(line);
     // No run of this grid finished (none done, none skipped: a result of an earlier bench, or of
     // another process, counts): every one failed, and a failed run is left out of the tables, so
     // there is nothing of this grid to tabulate. Said so, rather than as a table error advising

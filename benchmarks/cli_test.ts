@@ -30,6 +30,7 @@ import {
   progressReporter,
   readsTaskCorpus,
   statedMemoryUse,
+  undefinedMetricsNotes,
   unusableCheckpoints,
   weightsFolder,
 } from "./cli.ts";
@@ -3590,7 +3591,7 @@ const undefinedPearsonRunOne: RunOneFn = async (spec, opts) => {
   return { ...result, best: { ...result.best, [task]: { ...best, metrics } } };
 };
 
-Deno.test("main(): a finished run whose best evaluation has an undefined metric says so, with and without bars", () =>
+Deno.test("main(): runs whose best evaluations have undefined metrics are named once the grid ends, grouped by metric", () =>
   inTinyProfileDir(async ({ profile, out }) => {
     const args = ["--profile", profile, "--data-dir", DATA, "--methods", "mtl", "--no-tables"];
     const c = capture();
@@ -3599,29 +3600,37 @@ Deno.test("main(): a finished run whose best evaluation has an undefined metric 
       0,
       c.err.join("\n"),
     );
-    const lines = c.err.filter((l) => l.includes("undefined metrics"));
-    assert.equal(lines.length, 4, c.err.join("\n")); // 2 benchmarks × 2 seeds, each once
-    assert.match(
-      lines.find((l) => l.includes("(glue/mtl/s0)"))!,
-      /^run [0-9a-f]{12} \(glue\/mtl\/s0\): undefined metrics \(constant predictions or gold\), each counted as 0: \w+ pearson \(step \d+\)$/,
-    );
-    // Nothing is said of a run whose metrics are all numbers.
+    const notes = c.err.filter((l) => l.includes("undefined metrics"));
+    // 2 benchmarks × 2 seeds: one note per set of metrics (GLUE's first task, SuperGLUE's).
+    assert.equal(notes.length, 2, c.err.join("\n"));
+    for (const n of notes) {
+      assert.match(
+        n,
+        /^note: undefined metrics \(constant predictions or gold\), each counted as 0 in its group score: \w+ pearson, in 2 runs: [0-9a-f]{12}, [0-9a-f]{12}$/,
+      );
+    }
+    // After the summary line.
+    const summary = c.err.findIndex((l) => /^4 runs done/.test(l));
+    assert.ok(summary >= 0 && c.err.indexOf(notes[0]!) > summary, c.err.join("\n"));
+    // Nothing is said of runs whose metrics are all numbers.
     const plain = capture();
     assert.equal(
       await main([...args, "--out", `${out}2`], { ...plain.opts, runOne: fakeRunOne }),
       0,
     );
     assert.ok(!plain.err.some((l) => l.includes("undefined metrics")), plain.err.join("\n"));
-    // With bars, the line is written above them.
-    const [spec] = expandGrid(await loadProfile(profile), { dataDir: DATA });
-    const result = await undefinedPearsonRunOne(spec!, {} as Parameters<RunOneFn>[1]);
-    const { chunks, stream } = recordingStream(false, 200);
-    const reporter = progressReporter(1, false, stream);
-    reporter.onEvent({ kind: "start", spec: spec!, index: 0 });
-    reporter.onEvent({ kind: "done", spec: spec!, index: 0, result, file: join(out, "r.json") });
-    reporter.stop();
-    assert.equal(chunks.join("").split("undefined metrics").length, 2, chunks.join(""));
   }));
+
+Deno.test("undefinedMetricsNotes(): one note per set of metrics, its first four runs and the count", () => {
+  const runs = ["a", "b", "c", "d", "e"].map((id) => ({ id, what: "stsb pearson_corrcoef" }));
+  assert.deepEqual(undefinedMetricsNotes([]), []);
+  assert.deepEqual(undefinedMetricsNotes([...runs, { id: "f", what: "cb x" }]), [
+    "note: undefined metrics (constant predictions or gold), each counted as 0 in its group " +
+    "score: stsb pearson_corrcoef, in 5 runs: a, b, c, d, … (5)",
+    "note: undefined metrics (constant predictions or gold), each counted as 0 in its group " +
+    "score: cb x, in 1 run: f",
+  ]);
+});
 
 /**
  * A `runOne` under which another process takes over the claim of the run whose id is `id` while
