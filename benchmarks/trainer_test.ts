@@ -1673,11 +1673,13 @@ Deno.test("train() stops on a non-finite loss with a diagnostic", async () => {
   disposeT5(model);
 });
 
-Deno.test("train() names a non-finite gradient norm as such when the loss is finite", async () => {
-  // A method variable at 0 entering the forward pass as sqrt(w)·0: the loss is finite, but
-  // d/dw = 0 / (2·sqrt(0)) = NaN. The error must say the gradient norm was not finite and give
-  // the step's real (finite) loss, not call the loss NaN.
-  const model = initT5(NO_DROPOUT, { seed: 1 });
+/**
+ * A full fine-tuning method with one more trained variable, `probe` (`[1]`, 0), that enters the
+ * encoder's input embeddings as `term(probe)` added to them (a term whose value is 0).
+ */
+function probeMethod(
+  term: (probe: tf.Variable) => tf.Tensor,
+): { instance: MethodInstance; probe: tf.Variable } {
   const zero = tf.zeros([1]);
   const probe = tf.variable(zero, true);
   zero.dispose();
@@ -1686,11 +1688,20 @@ Deno.test("train() names a non-finite gradient norm as such when the loss is fin
     variables: new Map([["probe", probe]]),
     hooks: () => ({
       encoderInput: (embeds, mask) => ({
-        embeds: tf.add(embeds, tf.mul(tf.sqrt(probe), 0)) as tf.Tensor3D,
+        embeds: tf.add(embeds, term(probe)) as tf.Tensor3D,
         mask,
       }),
     }),
   };
+  return { instance, probe };
+}
+
+Deno.test("train() names a non-finite gradient norm as such when the loss is finite", async () => {
+  // A method variable at 0 entering the forward pass as sqrt(w)·0: the loss is finite, but
+  // d/dw = 0 / (2·sqrt(0)) = NaN. The error must say the gradient norm was not finite and give
+  // the step's real (finite) loss, not call the loss NaN.
+  const model = initT5(NO_DROPOUT, { seed: 1 });
+  const { instance, probe } = probeMethod((p) => tf.mul(tf.sqrt(p), 0));
   const start = await snapshot(model);
   const before = tf.memory().numTensors;
   const err = await train(opts(model, { instance, train: { ...SPEC, checkpointEvery: 0 } }))
@@ -1718,19 +1729,7 @@ Deno.test("train() names an infinite gradient norm of finite gradients as an ove
   // A method variable at 0 entering the forward pass as w·1e30: the loss is unchanged, and w's
   // gradient (1e30 times a sum of small ones) is finite, but its square overflows float32.
   const model = initT5(NO_DROPOUT, { seed: 1 });
-  const zero = tf.zeros([1]);
-  const probe = tf.variable(zero, true);
-  zero.dispose();
-  const instance: MethodInstance = {
-    ...fullFinetune(),
-    variables: new Map([["probe", probe]]),
-    hooks: () => ({
-      encoderInput: (embeds, mask) => ({
-        embeds: tf.add(embeds, tf.mul(probe, 1e30)) as tf.Tensor3D,
-        mask,
-      }),
-    }),
-  };
+  const { instance, probe } = probeMethod((p) => tf.mul(p, 1e30));
   const before = tf.memory().numTensors;
   const err = await train(opts(model, { instance, train: { ...SPEC, checkpointEvery: 0 } }))
     .then(() => undefined, (e) => e);
