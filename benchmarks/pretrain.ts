@@ -344,7 +344,19 @@ async function corpusTokenizer(
   await removeStaleTemps(tokenizers, TOKENIZER_TEMPS);
   const dir = join(tokenizers, `spm${opts.vocabSize}-${key}`);
   const path = join(dir, "tokenizer.json");
-  if (isFile(path)) return { path, key, cached: true };
+  if (isFile(path)) {
+    // A cached file that does not read as a tokenizer (a truncated copy, a hand edit): trained
+    // again, said, rather than failing every run that reads it.
+    try {
+      T5Tokenizer.fromJson(readTokenizerJson(await Deno.readTextFile(path), path), path);
+      return { path, key, cached: true };
+    } catch (e) {
+      log(
+        `tokenizer: the cached ${path} cannot be used (${(e as Error).message}); training it again`,
+      );
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
   if (!(await hasSpmTrain(opts.spmTrain))) {
     throw new SpmUnavailableError(
       `spm_train not found: cannot train the ${opts.vocabSize}-piece task tokenizer (install ` +

@@ -226,6 +226,17 @@ Deno.test({
       const b = await ensureTaskTokenizer(dataDir, { ...opts, spmTrain: "/nonexistent/spm" });
       deepEqual([b.cached, b.path, b.key], [true, a.path, a.key]);
       equal(await Deno.readTextFile(b.path), text);
+      // A cached file that no longer reads as a tokenizer (a truncated copy) is trained again,
+      // said, to the same file.
+      await Deno.writeTextFile(a.path, text.slice(0, 5000));
+      const lines: string[] = [];
+      const rebuilt = await ensureTaskTokenizer(dataDir, { ...opts, log: (l) => lines.push(l) });
+      deepEqual([rebuilt.cached, rebuilt.path], [false, a.path]);
+      equal(await Deno.readTextFile(a.path), text);
+      const said = lines.find((l) =>
+        l.startsWith(`tokenizer: the cached ${a.path} cannot be used (`)
+      );
+      ok(said?.includes("invalid JSON") && said.endsWith("; training it again"), lines.join("\n"));
       // Another size is another key; without spm_train it cannot be built.
       await rejects(
         () => ensureTaskTokenizer(dataDir, { ...opts, vocabSize: 600, spmTrain: "/nonexistent" }),
