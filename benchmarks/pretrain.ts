@@ -1271,6 +1271,20 @@ export async function main(args: string[], opts: PretrainMainOptions = {}): Prom
       ...(backend === undefined ? {} : { backend: backend as BackendName }),
       cacheDir,
     };
+    // The trained and the reference tokenizer have T5's 100 sentinels, one per noise span: a
+    // chunk with more spans is refused with the other argument errors (a given --tokenizer's
+    // count is known once it is read).
+    if (settings.tokenizer === undefined) {
+      const spans = (n: number) => noiseCounts(n, T5_SPAN_CORRUPTION).noiseSpans;
+      if (spans(settings.chunkLength) > 100) {
+        let fits = settings.chunkLength - 1;
+        while (fits > 1 && spans(fits) > 100) fits--;
+        throw new UsageError(
+          `--chunk-length ${settings.chunkLength} gives ${spans(settings.chunkLength)} noise ` +
+            `spans, more than the task tokenizer's 100 sentinels: use ${fits} or less`,
+        );
+      }
+    }
     const { dir, info } = await (opts.pretrain ?? pretrainBackbone)(settings);
     const first = info.losses[0]?.loss;
     const last = info.losses.at(-1)?.loss;

@@ -578,6 +578,10 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
       [[...base, "--backend", "gpu"], /^--backend must be one of auto, .*cpu, got "gpu"/],
       [[...base, "--vocab-size", "50"], /^--vocab-size must be an integer >= 116, got "50"/],
       [[...base, "--lr", "Infinity"], /^--lr must be a positive number, got "Infinity"/],
+      [
+        [...base, "--chunk-length", "2100"],
+        /^--chunk-length 2100 gives 105 noise spans, more than the task tokenizer's 100 sentinels: use 2009 or less; deno task pretrain --help lists the flags$/,
+      ],
       [[...base, "--corpus", join(dir, "nope.txt")], /^--corpus .*nope\.txt: no such file/],
       [[...base, "--tokenizer", dir], /^--tokenizer .*: is a folder, not a file/],
       [
