@@ -319,6 +319,15 @@ export interface RunEstimate {
   readonly seconds: number | null;
 }
 
+/** The estimate of a run whose model size or accounting is unknown. */
+const NO_ESTIMATE: RunEstimate = {
+  trainFlopsPerExample: null,
+  inferenceFlopsPerExample: null,
+  evalFlops: null,
+  totalFlops: null,
+  seconds: null,
+};
+
 /**
  * Where the files of an `hf` reference are, without network access: a local folder as it is (as
  * model/pretrained.ts `locateCheckpoint` takes it), else, for a reference of a hub id's form, the
@@ -697,13 +706,7 @@ export function estimateRun(
     config = undefined; // an unusable config.json: the dry run warns (unusableCheckpoints)
   }
   if (accounting === undefined || config === undefined) {
-    return {
-      trainFlopsPerExample: null,
-      inferenceFlopsPerExample: null,
-      evalFlops: null,
-      totalFlops: null,
-      seconds: null,
-    };
+    return NO_ESTIMATE;
   }
   const t = spec.train;
   // Per-task variables for every task the method tells apart (a train-only one too, unless it
@@ -719,13 +722,7 @@ export function estimateRun(
     },
   );
   if (a.trainFlops === null || a.forwardFlops === null) {
-    return {
-      trainFlopsPerExample: null,
-      inferenceFlopsPerExample: null,
-      evalFlops: null,
-      totalFlops: null,
-      seconds: null,
-    };
+    return NO_ESTIMATE;
   }
   const evals = evaluationsAfter(t, 0);
   // Test-set predictions (`train.predictTest`): at most one decoding of each task's test sets
@@ -745,7 +742,8 @@ export function estimateRun(
     const rows = validationRows(task);
     const cap = t.evalMaxExamples;
     if (cap === null) return a + (rows ?? 1000);
-    const capped = Math.ceil(cap / evalSplits(task).length) * evalSplits(task).length;
+    const splits = evalSplits(task).length;
+    const capped = Math.ceil(cap / splits) * splits;
     return a + Math.min(capped, rows ?? capped);
   }, 0) + testExamples;
   const evalFlops = a.forwardFlops * evalExamples;
@@ -2058,7 +2056,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       });
     // Task files missing from a folder named by --data-dir or HYPERPROMPT_DATA: that folder
     // cannot be used (2); from the default one, the download did not bring them (1).
-    const grid = chosenData ? await Promise.resolve().then(expand).catch(asUsageError) : expand();
+    const grid = chosenData ? usageChecked(expand) : expand();
     // Models and backbones named as the tables name them, among the whole grid (so every shard
     // names a folder alike): the dry-run plan and the preflight's refusals.
     const labels = runLabels(grid);

@@ -207,12 +207,13 @@ async function tokenizerFromFile(path: string, source: string): Promise<ChosenTo
 }
 
 async function fixtureTokenizer(why: string): Promise<ChosenTokenizer> {
-  if (!existsSync(defaultTokenizer())) {
+  const file = defaultTokenizer();
+  if (!existsSync(file)) {
     throw new Error(
-      `benchmarks/run_one.ts: no tokenizer: ${why} and the offline tokenizer ${defaultTokenizer()} is missing (set HYPERPROMPT_SHARED)`,
+      `benchmarks/run_one.ts: no tokenizer: ${why} and the offline tokenizer ${file} is missing (set HYPERPROMPT_SHARED)`,
     );
   }
-  return await tokenizerFromFile(defaultTokenizer(), `fixture:${defaultTokenizer()}`);
+  return await tokenizerFromFile(file, `fixture:${file}`);
 }
 
 /** What `RunResult.tokenizer` says of a backbone folder's tokenizer converted from spiece.model. */
