@@ -32,7 +32,12 @@ import {
   type T5Model,
   t5StateDict,
 } from "../model/t5.ts";
-import { removeStaleSaveTemps, saveHfFolder } from "../model/checkpoint.ts";
+import {
+  type CheckpointFileRecord,
+  fileDigest,
+  removeStaleSaveTemps,
+  saveHfFolder,
+} from "../model/checkpoint.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
 import { trainSentencePiece, withSentinels } from "../model/spm.ts";
 import { sharedPath } from "../model/shared_dir.ts";
@@ -173,7 +178,7 @@ export interface PretrainInfo {
    * Size and sha256 of each other file of the folder (weights, config, tokenizer) as written,
    * which a later use of the cached folder checks; absent in folders written before it was kept.
    */
-  readonly files?: Readonly<Record<string, { readonly bytes: number; readonly sha256: string }>>;
+  readonly files?: Readonly<Record<string, CheckpointFileRecord>>;
 }
 
 /** Default cache root: the parent of the data cache (`$HYPERPROMPT_CACHE`, else `~/.cache/hyperprompt-bench`). */
@@ -491,15 +496,35 @@ function dataDirFromEnv(): boolean {
  * @throws Error naming the file when `pretrain.json` is not valid JSON
  */
 async function cachedInfo(dir: string): Promise<PretrainInfo | undefined> {
-  const file = join(dir, "pretrain.json");
-  let text: string;
+  const text = await recordText(dir);
+  return text === undefined
+    ? undefined
+    : parseJsonFile(text, join(dir, "pretrain.json")) as PretrainInfo;
+}
+
+/** The text of a backbone folder's `pretrain.json`, or undefined when it has none. */
+async function recordText(dir: string): Promise<string | undefined> {
   try {
-    text = await Deno.readTextFile(file);
+    return await Deno.readTextFile(join(dir, "pretrain.json"));
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return undefined;
     throw e; // e.g. a file where the folder should be: before any training, as ever
   }
-  return parseJsonFile(text, file) as PretrainInfo;
+}
+
+/**
+ * Whether a chunk of `chunkLength` tokens has more noise spans than `sentinels` (one sentinel a
+ * span): its span count and the longest chunk that fits, else undefined.
+ */
+function chunkOverflow(
+  chunkLength: number,
+  sentinels: number,
+): { spans: number; fits: number } | undefined {
+  const spans = (n: number) => noiseCounts(n, T5_SPAN_CORRUPTION).noiseSpans;
+  if (spans(chunkLength) <= sentinels) return undefined;
+  let fits = chunkLength - 1;
+  while (fits > 1 && spans(fits) > sentinels) fits--;
+  return { spans: spans(chunkLength), fits };
 }
 
 /**
@@ -512,15 +537,15 @@ async function cachedInfo(dir: string): Promise<PretrainInfo | undefined> {
 async function cachedBackbone(
   dir: string,
 ): Promise<{ info: PretrainInfo } | { problem: string } | undefined> {
-  let info: PretrainInfo | undefined;
+  const text = await recordText(dir);
+  if (text === undefined) return undefined;
+  let record: unknown;
   try {
-    info = await cachedInfo(dir);
+    record = parseJsonFile(text, join(dir, "pretrain.json"));
   } catch (e) {
-    if (!(e instanceof SyntaxError || /invalid JSON/.test((e as Error).message))) throw e;
     return { problem: (e as Error).message };
   }
-  if (info === undefined) return undefined;
-  const record = info as unknown;
+  const info = record as PretrainInfo;
   if (
     typeof record !== "object" || record === null || Array.isArray(record) ||
     typeof info.key !== "string" || !Array.isArray(info.losses) || typeof info.steps !== "number"
@@ -533,16 +558,19 @@ async function cachedBackbone(
         `this folder`,
     };
   }
-  const weights = ["model.safetensors", "model.safetensors.index.json"];
-  for (const need of ["config.json", "tokenizer.json", weights] as const) {
-    const names = typeof need === "string" ? [need] : need;
+  // Each of these, one of its names (the weights unsharded or by their index).
+  const needed = [["config.json"], ["tokenizer.json"], [
+    "model.safetensors",
+    "model.safetensors.index.json",
+  ]];
+  for (const names of needed) {
     if (!names.some((n) => isFile(join(dir, n)))) {
       return { problem: `${join(dir, names[0]!)} is missing` };
     }
   }
   for (const [name, want] of Object.entries(info.files ?? {})) {
     const path = join(dir, name);
-    const got = await fileSizeAndSha256(path).catch(() => undefined);
+    const got = await fileDigest(path).catch(() => undefined);
     if (got === undefined) return { problem: `${path} is missing` };
     if (got.bytes !== want.bytes || got.sha256 !== want.sha256) {
       return {
@@ -554,23 +582,15 @@ async function cachedBackbone(
   return { info };
 }
 
-/** Size and sha256 of a file. */
-async function fileSizeAndSha256(path: string): Promise<{ bytes: number; sha256: string }> {
-  const bytes = await Deno.readFile(path);
-  return { bytes: bytes.length, sha256: createHash("sha256").update(bytes).digest("hex") };
-}
-
 /** Size and sha256 of every file of a folder but `pretrain.json`, by name, in name order. */
-async function folderDigests(
-  dir: string,
-): Promise<Record<string, { bytes: number; sha256: string }>> {
+async function folderDigests(dir: string): Promise<Record<string, CheckpointFileRecord>> {
   const names: string[] = [];
   for await (const e of Deno.readDir(dir)) {
     if (e.isFile && e.name !== "pretrain.json") names.push(e.name);
   }
   names.sort();
-  const out: Record<string, { bytes: number; sha256: string }> = {};
-  for (const n of names) out[n] = await fileSizeAndSha256(join(dir, n));
+  const out: Record<string, CheckpointFileRecord> = {};
+  for (const n of names) out[n] = await fileDigest(join(dir, n));
   return out;
 }
 
@@ -744,10 +764,11 @@ export async function pretrainBackbone(
         ...(opts.spmTrain === undefined ? {} : { spmTrain: opts.spmTrain }),
       })).path;
     } catch (e) {
-      if (!(e instanceof SpmUnavailableError) || !isFile(referenceTokenizer())) throw e;
-      log(`pretrain: ${e.message}; using the reference tokenizer ${referenceTokenizer()}`);
-      tokenizerFile = referenceTokenizer();
-      tokenizerLabel = `reference ${referenceTokenizer()}`;
+      const reference = referenceTokenizer();
+      if (!(e instanceof SpmUnavailableError) || !isFile(reference)) throw e;
+      log(`pretrain: ${e.message}; using the reference tokenizer ${reference}`);
+      tokenizerFile = reference;
+      tokenizerLabel = `reference ${reference}`;
     }
   }
   // Span corruption needs T5's sentinels; a tokenizer without them gets them appended.
@@ -832,14 +853,12 @@ export async function pretrainBackbone(
       // Each noise span takes one sentinel, and a full chunk has the most spans: refuse a chunk
       // length that would run out of them before the corpus is tokenized.
       const sentinels = sentinelIds.length;
-      const spans = (n: number) => noiseCounts(n, T5_SPAN_CORRUPTION).noiseSpans;
-      if (spans(opts.chunkLength) > sentinels) {
-        let fits = opts.chunkLength - 1;
-        while (fits > 1 && spans(fits) > sentinels) fits--;
+      const over = chunkOverflow(opts.chunkLength, sentinels);
+      if (over !== undefined) {
         throw new Error(
-          `pretrain: a chunk of ${opts.chunkLength} tokens has ${spans(opts.chunkLength)} noise ` +
+          `pretrain: a chunk of ${opts.chunkLength} tokens has ${over.spans} noise ` +
             `spans but ${tokenizerPath} has ${sentinels} sentinels (<extra_id_0> … ` +
-            `<extra_id_${sentinels - 1}>); lower --chunk-length to ${fits} or less`,
+            `<extra_id_${sentinels - 1}>); lower --chunk-length to ${over.fits} or less`,
         );
       }
       const config: T5Config = {
@@ -1274,16 +1293,14 @@ export async function main(args: string[], opts: PretrainMainOptions = {}): Prom
     // The trained and the reference tokenizer have T5's 100 sentinels, one per noise span: a
     // chunk with more spans is refused with the other argument errors (a given --tokenizer's
     // count is known once it is read).
-    if (settings.tokenizer === undefined) {
-      const spans = (n: number) => noiseCounts(n, T5_SPAN_CORRUPTION).noiseSpans;
-      if (spans(settings.chunkLength) > 100) {
-        let fits = settings.chunkLength - 1;
-        while (fits > 1 && spans(fits) > 100) fits--;
-        throw new UsageError(
-          `--chunk-length ${settings.chunkLength} gives ${spans(settings.chunkLength)} noise ` +
-            `spans, more than the task tokenizer's 100 sentinels: use ${fits} or less`,
-        );
-      }
+    const over = settings.tokenizer === undefined
+      ? chunkOverflow(settings.chunkLength, 100)
+      : undefined;
+    if (over !== undefined) {
+      throw new UsageError(
+        `--chunk-length ${settings.chunkLength} gives ${over.spans} noise spans, more than ` +
+          `the task tokenizer's 100 sentinels: use ${over.fits} or less`,
+      );
     }
     const { dir, info } = await (opts.pretrain ?? pretrainBackbone)(settings);
     const first = info.losses[0]?.loss;
