@@ -2251,12 +2251,27 @@ async function copiedData(dir: string): Promise<string> {
   return data;
 }
 
+/**
+ * A one-seed MTL profile in `dir` over a copy of the task data there ({@link copiedData}), its
+ * results folder, and bench's arguments for it (no tables).
+ */
+async function copiedDataGrid(
+  dir: string,
+): Promise<{ data: string; profile: string; out: string; args: string[] }> {
+  const data = await copiedData(dir);
+  const profile = await tmpProfile(dir, { seeds: [0], methods: [{ name: "mtl" }] });
+  const out = join(dir, "out");
+  return {
+    data,
+    profile,
+    out,
+    args: ["--profile", profile, "--data-dir", data, "--out", out, "--no-tables"],
+  };
+}
+
 Deno.test("main() --resume: a kept result of another backend is named; one whose data file changed is retrained, so its file is checked first", () =>
   inTempDir(async (dir) => {
-    const data = await copiedData(dir);
-    const profile = await tmpProfile(dir, { seeds: [0], methods: [{ name: "mtl" }] });
-    const out = join(dir, "out");
-    const args = ["--profile", profile, "--data-dir", data, "--out", out, "--no-tables"];
+    const { data, args } = await copiedDataGrid(dir);
     // As runOne records it: each data file read, with its sha256 (the fake records none).
     const withData: RunOneFn = async (spec, o) => {
       const r = await fakeRunOne(spec, o);
@@ -2358,10 +2373,7 @@ Deno.test("malformedTaskFiles(): each file the runs read that does not parse, on
 
 Deno.test("main() refuses a grid whose task file does not parse before any run (exit 2 for --data-dir, nothing written); --resume skips the finished runs' files", () =>
   inTempDir(async (dir) => {
-    const data = await copiedData(dir);
-    const profile = await tmpProfile(dir, { seeds: [0], methods: [{ name: "mtl" }] });
-    const out = join(dir, "out");
-    const args = ["--profile", profile, "--data-dir", data, "--out", out, "--no-tables"];
+    const { data, profile, out, args } = await copiedDataGrid(dir);
     // The super_glue run trains first, then the file it read breaks.
     const grid = expandGrid(await loadProfile(profile), { dataDir: data });
     const sg = grid.filter((s) => s.benchmark === "super_glue").map((s) => s.method.label);
