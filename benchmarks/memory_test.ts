@@ -230,7 +230,8 @@ async function measure(
 // backward pass: 111-782 KB at the rows below, against 7-294 KB with the low-memory pass, which
 // frees each node's inputs' gradients at once).
 //
-// Measured estimate/measured peak (cpu, deterministic), stock / low-memory backward pass, since
+// Measured estimate/measured peak (cpu, deterministic; `HYPERPROMPT_MEMORY_RATIOS=1 deno task
+// test benchmarks/memory_test.ts` prints each), stock / low-memory backward pass, since
 // the composite attention Softmax's gradient is counted whole (memory.ts T5Replay.softmax: dy·y,
 // its row sum, their product and dx; stock tfjs keeps dy·y to the end of the pass): every
 // default row 0.997-0.999 / 1.0000-1.0001 (MTL, tiny-relu, Prompt-Tuning at lengths 16 and 100,
@@ -269,8 +270,12 @@ interface Band {
 }
 const PEAK: Band = { lo: 0.96, hi: 1.02 };
 const NORM: Band = { lo: 0.99, hi: 1.01 };
+/** Set to `1`, every comparison prints its ratio (the figures this file's comments quote). */
+const PRINT_RATIOS = Deno.env.get("HYPERPROMPT_MEMORY_RATIOS") === "1";
+
 function assertClose(what: string, estimate: number, measured: number, band: Band = PEAK) {
   const ratio = estimate / measured;
+  if (PRINT_RATIOS) console.log(`estimate/measured ${what}: ${ratio.toFixed(4)}`);
   assert.ok(
     ratio >= band.lo && ratio <= band.hi,
     `${what}: estimate ${estimate} vs measured ${measured} (ratio ${ratio.toFixed(4)}, allowed ` +
