@@ -160,6 +160,7 @@ import {
 } from "../model/checkpoint.ts";
 import { noTokenizerError } from "../model/pretrained.ts";
 import {
+  decimalNumber,
   exitCodeOf,
   flagError,
   type FlagValues,
@@ -1609,7 +1610,7 @@ const VALUE_OF = {
  * @throws UsageError (one line) naming the flag and the value
  */
 export function parseAssumedTflops(text: string): number {
-  const t = /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(text) ? Number(text) : NaN;
+  const t = decimalNumber(text);
   if (!(Number.isFinite(t) && t > 0)) {
     throw flagError(
       "deno task bench",
@@ -1628,8 +1629,8 @@ export function parseAssumedTflops(text: string): number {
  * @throws UsageError (one line) naming the flag and the value
  */
 export function parseCheckpointMinutes(text: string): number {
-  const minutes = /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(text) ? Number(text) : NaN;
-  if (!Number.isFinite(minutes)) {
+  const minutes = decimalNumber(text);
+  if (!(Number.isFinite(minutes) && minutes >= 0)) {
     throw flagError(
       "deno task bench",
       `--checkpoint-minutes must be a number of minutes ≥ 0 (0: off; e.g. 30), got ` +

@@ -1928,6 +1928,10 @@ Deno.test("main() --dry-run: an est. peak column for the run's backend; --device
       assert.equal(await main(args, c4.opts), 2);
     });
     assert.match(c4.err.join("\n"), /HYPERPROMPT_DEVICE_MEMORY_GB must be .*"-1"/);
+    // Number() would read "0x50" as 80 GB.
+    const hex = capture();
+    assert.equal(await main([...args, "--device-memory", "0x50"], hex.opts), 2);
+    assert.match(hex.err.join("\n"), /--device-memory must be .*"0x50"/);
   }));
 
 Deno.test("barName keeps the seed and a per-task run's task visible in 28 characters", () => {
@@ -2598,9 +2602,9 @@ Deno.test("main() --assume-tflops sets the dry run's rate; a bad value is refuse
     assert.notEqual(at(1e8), at());
     assert.match(await total(["--assume-tflops", "0.0001"]), new RegExp(`; about ${at(1e8)} at `));
     assert.match(await total([]), new RegExp(`; about ${at()} at `));
-    for (const bad of ["0", "-1", "x", "1e3"]) {
+    for (const bad of ["0", "-1", "x", "0x10", "Infinity", "1e400"]) {
       const c = capture();
-      assert.equal(await main([...args, "--assume-tflops", bad], c.opts), 2, bad);
+      assert.equal(await main([...args, `--assume-tflops=${bad}`], c.opts), 2, bad);
       assert.match(c.err.join("\n"), /--assume-tflops must be a rate in TFLOP\/s above 0/);
     }
     const run = capture();
@@ -3359,7 +3363,8 @@ Deno.test("main() --checkpoint-minutes: validated in one line, given to the runs
     // The checkpoint minutes each run was given.
     const seen = () => calls.map((call) => call.opts.checkpointMinutes);
     // ("" is refused by parseFlags as every empty value: the empty-value test above.)
-    for (const bad of ["abc", "30min", "1e3", "Infinity"]) {
+    // Hexadecimal and binary (which Number() reads) too; "+5" and "3e1" are decimal, accepted below.
+    for (const bad of ["abc", "30min", "0x1e", "0b1", "Infinity", "1_000"]) {
       const c = capture();
       assert.equal(
         await main([...base, "--out", join(dir, "bad"), `--checkpoint-minutes=${bad}`], {
@@ -3380,10 +3385,20 @@ Deno.test("main() --checkpoint-minutes: validated in one line, given to the runs
     assert.match(neg.err.join("\n"), /^--checkpoint-minutes must be .*got "-1"/);
     assert.deepEqual(seen(), [], "refused before any run");
     for (
-      const [args, want] of [[[], DEFAULT_CHECKPOINT_MINUTES], [["--checkpoint-minutes", "5"], 5], [
-        ["--checkpoint-minutes", "0"],
-        0,
-      ], [["--checkpoint-minutes", "0.5"], 0.5]] as const
+      const [args, want] of [
+        [[], DEFAULT_CHECKPOINT_MINUTES],
+        [["--checkpoint-minutes", "5"], 5],
+        [
+          ["--checkpoint-minutes", "0"],
+          0,
+        ],
+        [["--checkpoint-minutes", "0.5"], 0.5],
+        [["--checkpoint-minutes", "3e1"], 30],
+        [
+          ["--checkpoint-minutes=+5"],
+          5,
+        ],
+      ] as const
     ) {
       calls.length = 0;
       const c = capture();

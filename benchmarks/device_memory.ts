@@ -21,7 +21,7 @@
  * @module
  */
 import type { T5Config } from "../model/config.ts";
-import { UsageError } from "../model/usage.ts";
+import { decimalNumber, UsageError } from "../model/usage.ts";
 import { wasmStockElementwiseFromEnv } from "../model/backend.ts";
 import {
   type BackpropMode,
@@ -411,7 +411,7 @@ export async function deviceMemoryUsed(
  * @throws UsageError naming `name` when it is not a positive finite number
  */
 export function parseDeviceMemoryGb(text: string, name: string): number {
-  const gb = text.trim() === "" ? NaN : Number(text);
+  const gb = decimalNumber(text);
   if (!Number.isFinite(gb) || gb <= 0) {
     // "80GB" or "80 GiB": the number is wanted without its unit.
     const unit = /^\s*\d*\.?\d+\s*[a-z]+\s*$/i.test(text)

@@ -73,7 +73,7 @@ import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../mod
 import { t5Flops } from "../model/accounting.ts";
 import { PRESETS } from "../model/config.ts";
 import { checkOutputFile, writeFileAtomic } from "../model/fs.ts";
-import { type CliOptions, parseFlags, runCli, UsageError } from "../model/usage.ts";
+import { type CliOptions, decimalNumber, parseFlags, runCli, UsageError } from "../model/usage.ts";
 import { quietWaylandProbe } from "../model/webgpu/wsi_env.ts";
 import { hostOnlySteps } from "../model/webgpu/counters.ts";
 import {
@@ -1910,7 +1910,7 @@ export async function main(
     throw new UsageError(`benchmarks/gpu_check.ts: ${(e as Error).message}`, { cause: e });
   }
   const quick = values.quick === true;
-  const budgetS = Number(values["budget-s"]);
+  const budgetS = decimalNumber(values["budget-s"]);
   if (!(budgetS > 0)) {
     throw new UsageError(
       `benchmarks/gpu_check.ts: --budget-s must be a positive number, got ${values["budget-s"]}`,

@@ -460,6 +460,10 @@ Deno.test("gpu_check cli(): a bad option is one line naming it, exit 2, before a
         /^benchmarks\/gpu_check\.ts: --budget-s must be a positive number, got 0$/,
       ],
       [
+        ["--budget-s=0x10"],
+        /^benchmarks\/gpu_check\.ts: --budget-s must be a positive number, got 0x10$/,
+      ],
+      [
         ["--sections=adaptr"],
         /^benchmarks\/gpu_check\.ts: unknown section "adaptr"; known: adapter/,
       ],

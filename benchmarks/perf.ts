@@ -80,6 +80,7 @@ import { checkOutputFolder, entryExists, writeFileAtomic } from "../model/fs.ts"
 import {
   type CliOptions,
   commaList,
+  decimalNumber,
   flagError,
   type FlagValues,
   parseFlags,
@@ -576,7 +577,7 @@ export function parseWorkload(spec: string): WorkloadSpec {
   const parts = spec.split(":");
   const nums = (s: string | undefined, n: number, def: number[]) => {
     if (s === undefined) return def;
-    const v = s.split(",").map(Number);
+    const v = s.split(",").map(decimalNumber);
     if (v.length !== n || v.some((x) => !Number.isInteger(x) || x <= 0)) {
       throw new UsageError(
         `--workloads "${spec}": expected ${n} positive integers`,
@@ -602,7 +603,7 @@ export function parseWorkload(spec: string): WorkloadSpec {
       // Its message lists the presets; say which workload named the unknown one.
       throw new UsageError(`--workloads "${spec}": ${(e as Error).message}`);
     }
-    const layers = layerText === undefined ? undefined : Number(layerText);
+    const layers = layerText === undefined ? undefined : decimalNumber(layerText);
     if (more.length > 0 || (layers !== undefined && !(Number.isInteger(layers) && layers > 0))) {
       throw new UsageError(
         `--workloads "${spec}": the layer count after "@" must be a ` +
@@ -613,7 +614,7 @@ export function parseWorkload(spec: string): WorkloadSpec {
     const [shape, micro, ...rest] = (parts[2] ?? "").split("/");
     const v = nums(shape === "" ? undefined : shape, 3, [8, 64, 16]);
     if (micro === undefined) return { ...base, nums: v };
-    const m = Number(micro);
+    const m = decimalNumber(micro);
     if (rest.length > 0 || shape === "" || !Number.isInteger(m) || m <= 0 || v[0]! % m !== 0) {
       throw new UsageError(
         `--workloads "${spec}": the micro-batch after "/" must be a ` +
@@ -1087,7 +1088,7 @@ export async function main(args: string[]): Promise<PerfReport> {
   const defaultSizes = quick ? ["64", "128"] : ["256", "512", "1024", "2048"];
   const sizes = list(values.sizes, defaultSizes, "--sizes", "matMul sizes").map(
     (x) => {
-      const n = Number(x);
+      const n = decimalNumber(x);
       if (!Number.isInteger(n) || n <= 0) {
         throw badFlag(
           `--sizes: "${x}" is not a positive integer (matMul sizes n, comma-separated, ` +
@@ -1113,13 +1114,13 @@ export async function main(args: string[]): Promise<PerfReport> {
         `"${values.workloads ?? ""}" leave nothing to measure; give a matMul size or a workload`,
     );
   }
-  const reps = Number(values.steps ?? (quick ? 2 : 5));
+  const reps = decimalNumber(values.steps ?? (quick ? "2" : "5"));
   if (!Number.isInteger(reps) || reps < 1) {
     throw badFlag(
       `--steps must be a positive integer, got "${values.steps}"`,
     );
   }
-  const maxSeconds = Number(values["max-seconds"] ?? (quick ? 5 : 60));
+  const maxSeconds = decimalNumber(values["max-seconds"] ?? (quick ? "5" : "60"));
   if (!(maxSeconds > 0)) {
     throw badFlag(
       `--max-seconds must be a positive number, got "${values["max-seconds"]}"`,
@@ -1157,7 +1158,7 @@ export async function main(args: string[]): Promise<PerfReport> {
       `--optimizer must be adamw or adafactor, got "${optimizer}"`,
     );
   }
-  const rounds = Number(values.rounds);
+  const rounds = decimalNumber(values.rounds);
   if (!Number.isInteger(rounds) || rounds < 1) {
     throw badFlag(
       `--rounds must be a positive integer, got "${values.rounds}"`,

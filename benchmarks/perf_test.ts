@@ -171,6 +171,16 @@ Deno.test("perf: bad options are rejected with the option name", async () => {
     { message: "unknown flag --bogus; deno task perf --help lists the flags" },
   );
   await assert.rejects(main(["--steps", "0", "--no-save"]), /--steps must be a positive integer/);
+  // Number() reads "0x2" as 2 and " " as 0: a typo is not a count.
+  await assert.rejects(
+    main(["--steps", "0x2", "--no-save"]),
+    /--steps must be a positive integer, got "0x2"/,
+  );
+  await assert.rejects(main(["--sizes", "0x40", "--no-save"]), /--sizes: "0x40" is not/);
+  await assert.rejects(
+    main(["--workloads", "t5:tiny-v1_1:4,8,0x4", "--backends", "cpu", "--no-save"]),
+    /expected 3 positive integers/,
+  );
   // A stray comma: an empty item is refused, not dropped (a name lost in editing).
   await assert.rejects(
     main(["--backends", "cpu,,wasm", "--sizes", "8", "--no-save"]),

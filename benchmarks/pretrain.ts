@@ -57,7 +57,14 @@ import {
 } from "../model/fs.ts";
 import { thisHost } from "./run_claim.ts";
 import { parseJsonFile } from "../model/json.ts";
-import { exitCodeOf, parseFlags, usageChecked, UsageError, wrapHelp } from "../model/usage.ts";
+import {
+  decimalNumber,
+  exitCodeOf,
+  parseFlags,
+  usageChecked,
+  UsageError,
+  wrapHelp,
+} from "../model/usage.ts";
 import {
   BACKEND_NAMES,
   backendFromEnv,
@@ -1069,7 +1076,7 @@ run).`;
 
 function intArg(v: string | undefined, name: string, fallback: number, min = 1): number {
   if (v === undefined) return fallback;
-  const n = Number(v);
+  const n = decimalNumber(v);
   if (!Number.isInteger(n) || n < min) {
     throw new UsageError(
       min === 1
@@ -1081,7 +1088,7 @@ function intArg(v: string | undefined, name: string, fallback: number, min = 1):
 }
 
 function seedArg(v: string): number {
-  const n = Number(v);
+  const n = decimalNumber(v);
   if (!Number.isSafeInteger(n) || n < 0) {
     throw new UsageError(`--seed must be an integer >= 0, got "${v}"`);
   }
@@ -1228,7 +1235,7 @@ export async function main(args: string[], opts: PretrainMainOptions = {}): Prom
           "the task corpus, which --corpus replaces; drop one",
       );
     }
-    const lr = values.lr === undefined ? PRETRAIN_DEFAULTS.learningRate : Number(values.lr);
+    const lr = values.lr === undefined ? PRETRAIN_DEFAULTS.learningRate : decimalNumber(values.lr);
     if (!(lr > 0) || !Number.isFinite(lr)) {
       throw new UsageError(`--lr must be a positive number, got "${values.lr}"`);
     }

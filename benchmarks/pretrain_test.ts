@@ -578,6 +578,10 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
       [[...base, "--backend", "gpu"], /^--backend must be one of auto, .*cpu, got "gpu"/],
       [[...base, "--vocab-size", "50"], /^--vocab-size must be an integer >= 116, got "50"/],
       [[...base, "--lr", "Infinity"], /^--lr must be a positive number, got "Infinity"/],
+      // Number() reads these as 16, 3 and 1: typos, not values.
+      [[...base, "--steps", "0x10"], /^--steps must be a positive integer, got "0x10"/],
+      [[...base, "--seed", "0b11"], /^--seed must be an integer >= 0, got "0b11"/],
+      [[...base, "--lr", "0x1"], /^--lr must be a positive number, got "0x1"/],
       [
         [...base, "--chunk-length", "2100"],
         /^--chunk-length 2100 gives 105 noise spans, more than the task tokenizer's 100 sentinels: use 2009 or less; deno task pretrain --help lists the flags$/,

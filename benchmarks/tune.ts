@@ -54,6 +54,7 @@ import { checkOutputFile, writeFileAtomic } from "../model/fs.ts";
 import {
   type CliOptions,
   commaList,
+  decimalNumber,
   flagError,
   parseFlags,
   runCli,
@@ -126,7 +127,7 @@ export function candidateChoice(name: string): MatMulChoice {
 }
 
 function positiveInt(text: string, flag: string): number {
-  const n = Number(text);
+  const n = decimalNumber(text);
   if (!Number.isInteger(n) || n < 1) {
     throw badFlag(`${flag} must be a positive integer, got "${text}"`);
   }

@@ -142,6 +142,9 @@ Deno.test("deno task tune: bad arguments are refused with the flag named", async
   await assert.rejects(main(["--reps=0"]), UsageError);
   await assert.rejects(main(["--reps=0"]), /--reps must be a positive integer, got "0"/);
   await assert.rejects(main(["--rounds=x"]), /--rounds must be a positive integer/);
+  // Number() reads these as 16 and 1.
+  await assert.rejects(main(["--reps=0x10"]), /--reps must be a positive integer, got "0x10"/);
+  await assert.rejects(main(["--rounds=0b1"]), /--rounds must be a positive integer, got "0b1"/);
   await assert.rejects(
     main(["--frobnicate"]),
     /: unknown flag --frobnicate; deno task tune --help lists the flags$/,

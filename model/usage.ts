@@ -63,6 +63,28 @@ export class UsageError extends Error {
 }
 
 /**
+ * Reads a number written on a command line (or in an environment variable standing in for a
+ * flag) the way a person writes one: plain decimal, with an optional sign, fraction and exponent
+ * (`12`, `0.5`, `.5`, `1e-3`, `-2`). Anything else is `NaN`, which the caller's range check then
+ * refuses naming its flag: `Number()` alone reads `"0x10"` as 16, `"0b11"` as 3, `""` and `" "` as
+ * 0 and `"Infinity"` as a number.
+ *
+ * @example
+ * ```ts
+ * import { decimalNumber } from "./usage.ts";
+ * console.assert(decimalNumber("1e-3") === 0.001);
+ * console.assert(Number.isNaN(decimalNumber("0x10")));
+ * console.assert(Number.isNaN(decimalNumber("")));
+ * ```
+ *
+ * @param text the value as typed
+ * @returns the number, or `NaN` when `text` is not a plain decimal number
+ */
+export function decimalNumber(text: string): number {
+  return /^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$/.test(text) ? Number(text) : NaN;
+}
+
+/**
  * Runs an argument check whose errors are plain `Error`s (a validator shared with non-CLI code,
  * such as a preset lookup) and rethrows what it throws as a {@link UsageError} with the same
  * message (the original as its `cause`).

@@ -1,6 +1,7 @@
 import { deepEqual, equal, ok, throws } from "node:assert/strict";
 import {
   commaList,
+  decimalNumber,
   EXIT_FAILURE,
   EXIT_USAGE,
   exitCodeOf,
@@ -27,6 +28,43 @@ Deno.test("commaList(): trimmed items; none for only commas; an empty item among
       v,
     );
   }
+});
+
+Deno.test("decimalNumber(): plain decimal with sign, fraction and exponent; anything Number() reads otherwise is NaN", () => {
+  for (
+    const [text, want] of [
+      ["12", 12],
+      ["0", 0],
+      ["-2", -2],
+      ["+5", 5],
+      ["0.5", 0.5],
+      [".5", 0.5],
+      ["5.", 5],
+      ["1e-3", 0.001],
+      ["2E+2", 200],
+      [" 7 ", 7],
+    ] as const
+  ) equal(decimalNumber(text), want, text);
+  // Each of these is a number to Number() ("0x10" 16, "" 0, "Infinity"), a typo to a person.
+  for (
+    const text of [
+      "",
+      " ",
+      "0x10",
+      "0b11",
+      "0o7",
+      "Infinity",
+      "-Infinity",
+      "1_000",
+      "1e",
+      "e3",
+      ".",
+      "1.2.3",
+      "5min",
+      "--3",
+      "NaN",
+    ]
+  ) ok(Number.isNaN(decimalNumber(text)), JSON.stringify(text));
 });
 
 Deno.test("exitCodeOf(): 2 for a UsageError, 1 for any other error or value", () => {

@@ -85,7 +85,7 @@ import {
   plainGet,
   within,
 } from "../model/http.ts";
-import { commaList, parseFlags, runCli, UsageError } from "../model/usage.ts";
+import { commaList, decimalNumber, parseFlags, runCli, UsageError } from "../model/usage.ts";
 import { parseJsonFile } from "../model/json.ts";
 import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
 import { readEnv } from "../model/env.ts";
@@ -1330,8 +1330,8 @@ export function parseDownloadArgs(args: string[]): DownloadOptions & { help?: bo
     o.source = s;
   }
   if (v.retries !== undefined) {
-    const n = Number(v.retries);
-    if (v.retries.trim() === "" || !Number.isInteger(n) || n < 0) {
+    const n = decimalNumber(v.retries);
+    if (!Number.isInteger(n) || n < 0) {
       throw new Error(`--retries must be a non-negative integer, got "${v.retries}"`);
     }
     o.retries = n;

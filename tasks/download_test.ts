@@ -1338,6 +1338,15 @@ Deno.test("main() (deno task download) refuses bad arguments in one line, exit 2
         /^--retries must be a non-negative integer, got "-1"/,
       ],
       [["--tasks", "cola", "--retries="], /^--retries needs a value .*, got an empty one/],
+      // Number() reads "0x3" as 3 (and " " as 0: refused as empty).
+      [
+        ["--tasks", "cola", "--retries", "0x3"],
+        /^--retries must be a non-negative integer, got "0x3"/,
+      ],
+      [
+        ["--tasks", "cola", "--retries", " "],
+        /^--retries needs a value .*, got an empty one \(" "/,
+      ],
       [["--tasks", "cola", "--verify=no"], /^--verify takes no value, got "--verify=no"/],
       [
         ["--tasks", "cola", "--source", "hf"],
