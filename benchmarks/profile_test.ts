@@ -20,6 +20,7 @@ import {
   METHOD_NAMES,
   type MethodName,
   type RunSpec,
+  SpecError,
 } from "./spec.ts";
 import { readPaperTable } from "./tables.ts";
 
@@ -296,20 +297,45 @@ Deno.test("parseProfile() errors name file, line and path; method configs are ch
       '        "freezeBackbone": "yes"\n      }\n    },\n' +
       '    { "name": "mtl_prompt", "config": {\n      "lenght": 3 } }\n  ]',
   );
+  // Both entries' errors, one per line (a config error used to hide every later one).
   assert.throws(() => parseProfile(multiLine, "t.json", checks), {
+    name: "SpecError",
     message: "t.json:10: $.methods[0].config.freezeBackbone: adapter config field " +
-      '"freezeBackbone" must be false, true, "all" or "except_layer_norms", got "yes"',
+      '"freezeBackbone" must be false, true, "all" or "except_layer_norms", got "yes"\n' +
+      't.json:14: $.methods[1].config.lenght: unknown mtl_prompt config field "lenght"' +
+      " (did you mean length?); known fields: length, init, uniformScale, vocabSampleSize, " +
+      "freezeBackbone, keepTaskPrefix",
   });
   assert.throws(
     () => parseProfile(multiLine.replace('"yes"', '"all"'), "t.json", checks),
-    /^Error: t\.json:14: \$\.methods\[1\]\.config\.lenght: unknown mtl_prompt config field "lenght"/,
+    /^SpecError: t\.json:14: \$\.methods\[1\]\.config\.lenght: unknown mtl_prompt config field "lenght"/,
   );
+  // ...and those of the profile's other parts: the config error is one of several.
+  const several = multiLine.replace('"name": "t"', '"name": "t", "seeds": []').replace(
+    '"models": ["tiny-v1_1"]',
+    '"models": ["tiny"]',
+  );
+  assert.throws(() => parseProfile(several, "t.json", checks), (e: unknown) => {
+    assert.ok(e instanceof SpecError, String(e));
+    assert.deepEqual(
+      [e, ...e.others].map((x) => x.path),
+      [
+        "$.seeds",
+        "$.models[0]",
+        "$.methods[0].config.freezeBackbone",
+        "$.methods[1].config.lenght",
+      ],
+    );
+    return true;
+  });
   // An absurd size is refused at its line (it used to load, and its run crashed allocating).
   assert.throws(
     () => parseProfile(multiLine.replace('"reduction": 4', '"reduction": 1e9'), "t.json", checks),
     {
-      message: "t.json:9: $.methods[0].config.reduction: adapter config field " +
-        '"reduction" must be an integer from 1 to 32768, got 1000000000',
+      message: new RegExp(
+        '^t\\.json:9: \\$\\.methods\\[0\\]\\.config\\.reduction: adapter config field "reduction" ' +
+          "must be an integer from 1 to 32768, got 1000000000\\nt\\.json:14: .*lenght",
+      ),
     },
   );
   assert.throws(

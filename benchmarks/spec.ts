@@ -193,7 +193,7 @@ export interface MethodEntry {
 export interface ScheduleSpec {
   /** `constant`, linear warmup then linear decay to 0, or linear warmup then 1/sqrt(step) decay. */
   readonly kind: "constant" | "warmup_linear" | "warmup_rsqrt";
-  /** Warmup steps (ignored by `constant`). */
+  /** Warmup steps (0 with `constant`, which has none: a profile that writes more is refused). */
   readonly warmupSteps: number;
 }
 
@@ -1150,11 +1150,23 @@ export class SpecError extends Error {
    * message ({@link validateProfile} checks every independent part of a profile).
    */
   readonly others: readonly SpecError[];
-  /** Create an error; `message` is the part after the path; `others` follow it. */
-  constructor(src: Source, path: string, message: string, others: readonly SpecError[] = []) {
+  /** What goes between the path and the reason in the message: `" "` or `": "`. */
+  readonly separator: " " | ": ";
+  /**
+   * Create an error; `message` is the part after the path; `others` follow it. `separator` goes
+   * between path and message: a space for a message that reads on from the path (`$.seeds must
+   * be …`), `": "` for a sentence of its own (a method's configuration error).
+   */
+  constructor(
+    src: Source,
+    path: string,
+    message: string,
+    others: readonly SpecError[] = [],
+    separator: " " | ": " = " ",
+  ) {
     const line = src.locate === undefined ? undefined : locateNearest(src.locate, path);
     super(
-      `${src.file}${line === undefined ? "" : `:${line}`}: ${path} ${message}` +
+      `${src.file}${line === undefined ? "" : `:${line}`}: ${path}${separator}${message}` +
         others.map((e) => `\n${e.message}`).join(""),
     );
     this.name = "SpecError";
@@ -1162,6 +1174,7 @@ export class SpecError extends Error {
     this.file = src.file;
     this.reason = message;
     this.others = others;
+    this.separator = separator;
   }
 }
 
@@ -1375,7 +1388,7 @@ export function validateTrain(
   const sRaw = o.schedule === undefined ? base.schedule : obj(o.schedule, src, p("schedule"));
   noExtraKeys(sRaw as Record<string, unknown>, ["kind", "warmupSteps"], src, p("schedule"));
   const sched = sRaw as Record<string, unknown>;
-  const schedule: ScheduleSpec = {
+  let schedule: ScheduleSpec = {
     kind: oneOf(
       orDefault(sched.kind, base.schedule.kind),
       ["constant", "warmup_linear", "warmup_rsqrt"],
@@ -1393,6 +1406,19 @@ export function validateTrain(
       },
     ),
   };
+  if (schedule.kind === "constant" && schedule.warmupSteps > 0) {
+    // Unread by learningRateAt: refused where written (a "constant with warmup" would train
+    // without one), and an inherited one becomes 0, so an unread setting changes no run id.
+    if (o.schedule !== undefined && sched.warmupSteps !== undefined) {
+      throw new SpecError(
+        src,
+        p("schedule.warmupSteps"),
+        `is ${schedule.warmupSteps}, but a "constant" schedule has no warmup: give 0 (or leave ` +
+          `it out), or choose "warmup_linear" or "warmup_rsqrt"`,
+      );
+    }
+    schedule = { kind: "constant", warmupSteps: 0 };
+  }
   const optimizer = oneOf(get("optimizer"), ["adafactor", "adamw"], src, p("optimizer"));
   let adafactor = validateAdafactor(o.adafactor, base.adafactor, src, p("adafactor"));
   if (adafactor !== undefined && optimizer !== "adafactor") {
@@ -1877,7 +1903,9 @@ export interface ProfileChecks {
  * and JSON path of the field they are about: the method's config reader (`model/methods/
  * _config.ts`) names a field as `config field "<key>"`, and the error is rewritten to start at
  * `<file>:<line of that field>: <path>.<key>`; an error naming no field of the object (a check
- * across fields) keeps the line of the `config` object.
+ * across fields) keeps the line of the `config` object. Thrown as a {@link SpecError}, so that
+ * {@link validateProfile} names the errors of the profile's other parts with it; an error that
+ * does not start with the source it was given (a defect, not a bad profile) is rethrown as is.
  */
 function parseMethodConfigAt(
   parse: NonNullable<ProfileChecks["parseMethodConfig"]>,
@@ -1895,12 +1923,11 @@ function parseMethodConfigAt(
     return parse(name, raw, source);
   } catch (e) {
     if (!(e instanceof Error) || !e.message.startsWith(`${source}: `)) throw e;
+    // A SpecError, so that validateProfile names the other parts' errors with it.
+    const reason = e.message.slice(source.length + 2);
     const key = /\bconfig field "([^"]+)"/.exec(e.message)?.[1];
-    if (key === undefined || !Object.hasOwn(raw, key) || !/^[A-Za-z_$][\w$]*$/.test(key)) {
-      throw e;
-    }
-    const field = at(`${path}.${key}`);
-    throw new Error(field + e.message.slice(source.length), { cause: e });
+    const atKey = key !== undefined && Object.hasOwn(raw, key) && /^[A-Za-z_$][\w$]*$/.test(key);
+    throw new SpecError(src, atKey ? `${path}.${key}` : path, reason, [], ": ");
   }
 }
 
@@ -2196,7 +2223,9 @@ export function validateProfile(
     );
   const [first, ...others] = errors;
   if (first !== undefined) {
-    throw others.length === 0 ? first : new SpecError(src, first.path, first.reason, others);
+    throw others.length === 0
+      ? first
+      : new SpecError(src, first.path, first.reason, others, first.separator);
   }
   const profile: Profile = {
     name: name!,
@@ -2239,9 +2268,38 @@ export function validateProfile(
 export function profileNotes(
   profile:
     & Pick<Profile, "name" | "benchmarks" | "tasks" | "extraTrainTasks">
-    & Partial<Pick<Profile, "trainOverrides" | "tolerances" | "models" | "backbones" | "pretrain">>,
+    & Partial<
+      Pick<
+        Profile,
+        "trainOverrides" | "tolerances" | "models" | "backbones" | "pretrain" | "train" | "methods"
+      >
+    >,
 ): string[] {
   const notes: string[] = [];
+  // An evaluation interval past the run's steps: only the last step is evaluated (as every run's
+  // is), so the "best" checkpoint is the last; likely a profile copied and shortened.
+  if (
+    profile.train !== undefined && profile.methods !== undefined &&
+    profile.trainOverrides !== undefined
+  ) {
+    const past = new Map<string, string[]>();
+    for (const b of profile.benchmarks) {
+      for (const m of profile.methods) {
+        const t = trainFor(profile as Profile, b, m);
+        if (t.evalEvery <= t.steps) continue;
+        const key = `${t.evalEvery} ${t.steps}`;
+        past.set(key, [...(past.get(key) ?? []), `${m.label} on ${b}`]);
+      }
+    }
+    for (const [key, runs] of past) {
+      const [every, steps] = key.split(" ");
+      notes.push(
+        `profile "${profile.name}" evaluates every ${every} steps, more than the ${steps} ` +
+          `steps of ${runs.join(", ")}: those runs are evaluated at their last step only, which ` +
+          `is then their best (train.evalEvery)`,
+      );
+    }
+  }
   for (const field of ["tasks", "extraTrainTasks"] as const) {
     for (const b of BENCHMARKS) {
       const names = profile[field]?.[b];

@@ -638,6 +638,47 @@ Deno.test("a partial schedule override keeps the inherited warmup", () => {
   });
 });
 
+Deno.test("a constant schedule's warmup: refused where written (it would be ignored), 0 where inherited", () => {
+  const src = { file: "p.json", locate: (path: string) => path.includes("schedule") ? 7 : 3 };
+  for (
+    const [extra, path] of [
+      [{ train: { schedule: { kind: "constant", warmupSteps: 500 } } }, "$.train"],
+      // The kind inherited (DEFAULT_TRAIN's constant), the warmup written.
+      [{ train: { schedule: { warmupSteps: 5 } } }, "$.train"],
+      [{ trainOverrides: { glue: { schedule: { warmupSteps: 5 } } } }, "$.trainOverrides.glue"],
+      [
+        { methods: [{ name: "mtl", train: { schedule: { warmupSteps: 5 } } }] },
+        "$.methods[0].train",
+      ],
+    ] as const
+  ) {
+    const n = extra.train?.schedule.warmupSteps ?? 5;
+    assertSpecError(
+      () => validateProfile(minimal(extra), src),
+      `p.json:7: ${path}.schedule.warmupSteps is ${n}, but a "constant" schedule has no warmup: ` +
+        `give 0 (or leave it out), or choose "warmup_linear" or "warmup_rsqrt"`,
+    );
+  }
+  // Written 0 is fine; a warmup inherited under a kind switched to constant is dropped, so the
+  // run id is that of a constant schedule written plainly.
+  const constant = validateProfile(
+    minimal({ train: { schedule: { kind: "constant", warmupSteps: 0 } } }),
+    SRC,
+  );
+  const switched = validateProfile(
+    minimal({
+      train: { steps: 1000, schedule: { kind: "warmup_linear", warmupSteps: 500 } },
+      methods: [{ name: "mtl", train: { schedule: { kind: "constant" } } }],
+    }),
+    SRC,
+  );
+  assert.deepEqual(trainFor(switched, "glue", switched.methods[0]).schedule, {
+    kind: "constant",
+    warmupSteps: 0,
+  });
+  assert.deepEqual(trainFor(constant, "glue").schedule, { kind: "constant", warmupSteps: 0 });
+});
+
 Deno.test("method train overrides are validated merged over each benchmark's settings, with file, line and path", () => {
   const at = (path: string) => (path.startsWith("$.methods[1].train") ? 12 : undefined);
   const src = { file: "p.json", locate: at };
@@ -859,10 +900,33 @@ Deno.test("profileNotes: a task list of a benchmark the profile does not train i
   ]);
 });
 
+Deno.test("profileNotes: an evaluation interval past a run's steps is a note, grouped by interval and steps", () => {
+  const notes = (extra: Record<string, unknown>) =>
+    profileNotes(validateProfile(minimal(extra), SRC, REGISTRY));
+  assert.deepEqual(notes({ train: { steps: 10, evalEvery: 10 } }), []);
+  assert.deepEqual(
+    notes({
+      benchmarks: ["glue", "super_glue"],
+      train: { steps: 10, evalEvery: 20 },
+      trainOverrides: { super_glue: { steps: 30 } },
+      methods: [{ name: "mtl" }, { name: "adapter", train: { evalEvery: 50 } }],
+    }),
+    [
+      `profile "x" evaluates every 20 steps, more than the 10 steps of mtl on glue: those runs ` +
+      `are evaluated at their last step only, which is then their best (train.evalEvery)`,
+      `profile "x" evaluates every 50 steps, more than the 10 steps of adapter on glue: those ` +
+      `runs are evaluated at their last step only, which is then their best (train.evalEvery)`,
+      `profile "x" evaluates every 50 steps, more than the 30 steps of adapter on super_glue: ` +
+      `those runs are evaluated at their last step only, which is then their best ` +
+      `(train.evalEvery)`,
+    ],
+  );
+});
+
 Deno.test("profileNotes: trainOverrides of a benchmark the profile does not train is a note", () => {
   const notes = (extra: Record<string, unknown>) =>
     profileNotes(validateProfile(minimal(extra), SRC, REGISTRY));
-  assert.deepEqual(notes({ trainOverrides: { glue: { steps: 3 } } }), []);
+  assert.deepEqual(notes({ trainOverrides: { glue: { steps: 3, evalEvery: 3 } } }), []);
   assert.deepEqual(notes({ trainOverrides: { super_glue: { steps: 3, batchSize: 4 } } }), [
     `profile "x" gives "trainOverrides" for super_glue (steps, batchSize), which no run trains ` +
     `with: super_glue is not in its "benchmarks" (glue)`,
@@ -1622,8 +1686,11 @@ Deno.test("validateTrain(): a warmup longer than the run is refused for both war
       "profiles/x.json: $.train.schedule.warmupSteps must be <= steps (10), got 11",
     );
   }
-  // constant ignores the warmup.
-  validateProfile(minimal({ train: { steps: 10, schedule: { warmupSteps: 11 } } }), SRC);
+  // constant has none: refused as such (the test of a constant schedule's warmup above).
+  assert.throws(
+    () => validateProfile(minimal({ train: { steps: 10, schedule: { warmupSteps: 11 } } }), SRC),
+    /"constant" schedule has no warmup/,
+  );
 });
 
 Deno.test("runFileName(): a method label's unsafe characters become _", () => {
