@@ -29,7 +29,8 @@ export async function withEnv<T>(
 
 /**
  * The environment of a test against a stand-in hub (`model/hub_testing.ts`): its endpoint, a
- * cache folder of the test's own, no token, and `HF_HUB_OFFLINE=1` only when `offline`; for
+ * cache folder of the test's own, no token, and `HF_HUB_OFFLINE=1` only when `offline`
+ * (`TRANSFORMERS_OFFLINE`, which huggingface_hub also reads, unset); for
  * {@link withEnv}.
  *
  * @param endpoint the hub's base URL (`HF_ENDPOINT`)
@@ -46,6 +47,7 @@ export function hubEnv(
     HF_ENDPOINT: endpoint,
     HYPERPROMPT_CACHE: cache,
     HF_HUB_OFFLINE: offline ? "1" : undefined,
+    TRANSFORMERS_OFFLINE: undefined,
     HF_TOKEN: undefined,
     HUGGING_FACE_HUB_TOKEN: undefined,
   };

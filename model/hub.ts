@@ -38,7 +38,8 @@
  * call fails, saying so, how to pass a token, and that `HF_HUB_OFFLINE=1` uses the cache.
  * `HF_ENDPOINT` overrides the endpoint, `HF_TOKEN` (or `HUGGING_FACE_HUB_TOKEN`) is sent as a
  * bearer token to the endpoint's origin only (not to the CDN it redirects to), and
- * `HF_HUB_OFFLINE=1` forbids network access.
+ * `HF_HUB_OFFLINE=1` forbids network access (also `true`, `yes`, `on`, or `TRANSFORMERS_OFFLINE`
+ * when `HF_HUB_OFFLINE` is unset: {@link hubOfflineSetting}).
  *
  * @module
  */
@@ -167,6 +168,27 @@ interface AbsentCheck {
 /** An environment variable's value; unset, empty and unreadable (no `--allow-env`) are alike. */
 function env(name: string): string | undefined {
   return readEnv(name) || undefined;
+}
+
+/**
+ * Offline mode as huggingface_hub reads it: `HF_HUB_OFFLINE`, else (unset or empty)
+ * `TRANSFORMERS_OFFLINE`, on when its value is `1`, `on`, `yes` or `true` in any case (another
+ * value, e.g. `0`, is off). The variable and value are kept for the messages.
+ *
+ * @returns the setting that turned offline mode on, or undefined when it is off
+ * @example
+ * ```ts
+ * import { hubOfflineSetting } from "./hub.ts";
+ * Deno.env.set("HF_HUB_OFFLINE", "True");
+ * console.assert(hubOfflineSetting() === "HF_HUB_OFFLINE=True");
+ * Deno.env.delete("HF_HUB_OFFLINE");
+ * ```
+ */
+export function hubOfflineSetting(): string | undefined {
+  const name = env("HF_HUB_OFFLINE") !== undefined ? "HF_HUB_OFFLINE" : "TRANSFORMERS_OFFLINE";
+  const value = env(name);
+  if (value === undefined || !/^(1|on|yes|true)$/i.test(value.trim())) return undefined;
+  return `${name}=${value}`;
 }
 
 /**
@@ -723,11 +745,15 @@ function hubContext(repoId: string, opts: FetchHubOptions): Ctx {
   };
 }
 
-/** HF_HUB_OFFLINE=1 and `what` ("it is", or the files that are) not in the cache. */
-function offlineModeError(ctx: Ctx, what: string): Error {
+/**
+ * Offline mode (`setting`, e.g. `HF_HUB_OFFLINE=1`) and `what` ("it is", or the files that are)
+ * not in the cache.
+ */
+function offlineModeError(ctx: Ctx, what: string, setting: string): Error {
+  const variable = setting.slice(0, setting.indexOf("="));
   return new HubOfflineError(
-    `Model "${ctx.repoId}" (revision "${ctx.revision}") could not be fetched: HF_HUB_OFFLINE=1 ` +
-      `(offline mode) and ${what} not in the cache at ${ctx.dir}. Unset HF_HUB_OFFLINE, or use a ` +
+    `Model "${ctx.repoId}" (revision "${ctx.revision}") could not be fetched: ${setting} ` +
+      `(offline mode) and ${what} not in the cache at ${ctx.dir}. Unset ${variable}, or use a ` +
       `local folder instead: pass the path of a folder holding config.json, model.safetensors ` +
       `(or pytorch_model.bin) and tokenizer.json (or spiece.model).`,
   );
@@ -805,13 +831,13 @@ export function hubDownloadComplete(dir: string): boolean {
 export async function fetchHubModel(repoId: string, opts: FetchHubOptions = {}): Promise<string> {
   const ctx = hubContext(repoId, opts);
   const { revision, endpoint, dir } = ctx;
-  const offline = env("HF_HUB_OFFLINE") === "1";
+  const offline = hubOfflineSetting();
   // Complete, unless a record of an optional file's 404 is due to be checked again (offline mode
   // takes what the folder holds).
   if (!opts.force && hubDownloadComplete(dir) && (offline || !(await staleAbsence(ctx)))) {
     return dir;
   }
-  if (offline) throw offlineModeError(ctx, "it is");
+  if (offline) throw offlineModeError(ctx, "it is", offline);
   if (opts.force) await Deno.remove(dir, { recursive: true }).catch(() => {});
   await Deno.mkdir(dir, { recursive: true });
   const files = ["config.json"];
@@ -898,7 +924,7 @@ export async function fetchHubFiles(
   }
   const ctx = hubContext(repoId, opts);
   const { dir } = ctx;
-  const offline = env("HF_HUB_OFFLINE") === "1";
+  const offline = hubOfflineSetting();
   if (hubDownloadComplete(dir) && (offline || !(await staleAbsence(ctx)))) return dir;
   // An optional file the hub answered 404 for is not missing while the record holds: the repo
   // has none.
@@ -917,7 +943,11 @@ export async function fetchHubFiles(
     // Offline: what the cache holds of the optional files is what there is.
     const needed = missing.filter((f) => files.required.includes(f));
     if (needed.length === 0) return dir;
-    throw offlineModeError(ctx, `${needed.join(", ")} ${needed.length === 1 ? "is" : "are"}`);
+    throw offlineModeError(
+      ctx,
+      `${needed.join(", ")} ${needed.length === 1 ? "is" : "are"}`,
+      offline,
+    );
   }
   await Deno.mkdir(dir, { recursive: true });
   for (const f of missing) await download(ctx, f, !files.required.includes(f));

@@ -10,6 +10,7 @@ import {
   fetchHubModel,
   hubModelDir,
   HubOfflineError,
+  hubOfflineSetting,
 } from "./hub.ts";
 import { hubEnv, withEnv } from "./env_testing.ts";
 import { type Hub, serveHub } from "./hub_testing.ts";
@@ -693,6 +694,41 @@ Deno.test("fetchHubModel: HF_HUB_OFFLINE=1 uses the cache or explains how to go 
       );
     });
     assert.equal(hub.requests.length, n, "no requests in offline mode");
+  }));
+
+Deno.test("offline mode reads HF_HUB_OFFLINE, else TRANSFORMERS_OFFLINE, as huggingface_hub does: 1, on, yes, true in any case", () =>
+  withTinyHub(async (cache, hub) => {
+    const opts = { cacheDir: cache, endpoint: hub.endpoint };
+    const unset = { HF_HUB_OFFLINE: undefined, TRANSFORMERS_OFFLINE: undefined };
+    for (
+      const [vars, setting] of [
+        [{ HF_HUB_OFFLINE: "true" }, "HF_HUB_OFFLINE=true"],
+        [{ HF_HUB_OFFLINE: "YES" }, "HF_HUB_OFFLINE=YES"],
+        [{ HF_HUB_OFFLINE: "On" }, "HF_HUB_OFFLINE=On"],
+        [{ TRANSFORMERS_OFFLINE: "1" }, "TRANSFORMERS_OFFLINE=1"],
+        // HF_HUB_OFFLINE set decides, as `HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE` does.
+        [{ HF_HUB_OFFLINE: "1", TRANSFORMERS_OFFLINE: "0" }, "HF_HUB_OFFLINE=1"],
+        [{ HF_HUB_OFFLINE: "0", TRANSFORMERS_OFFLINE: "1" }, undefined],
+        [{ HF_HUB_OFFLINE: "false" }, undefined],
+        [{ HF_HUB_OFFLINE: "", TRANSFORMERS_OFFLINE: "true" }, "TRANSFORMERS_OFFLINE=true"],
+        [{}, undefined],
+      ] as const
+    ) {
+      await withEnv({ ...unset, ...vars }, async () => {
+        assert.equal(hubOfflineSetting(), setting, JSON.stringify(vars));
+        if (setting === undefined) return;
+        const n = hub.requests.length;
+        const variable = setting.slice(0, setting.indexOf("="));
+        await assert.rejects(
+          fetchHubModel("org/tiny", opts),
+          (e: unknown) =>
+            e instanceof HubOfflineError &&
+            e.message.includes(`could not be fetched: ${setting} (offline mode)`) &&
+            e.message.includes(`Unset ${variable}, or use a local folder`),
+        );
+        assert.equal(hub.requests.length, n, `${setting}: no request`);
+      });
+    }
   }));
 
 Deno.test("fetchHubFiles: only the named files, into the folder fetchHubModel then completes", async () => {
