@@ -2049,6 +2049,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
           benchmarkTasks: (b) => taskCatalog.benchmarkTasks(b),
           isAvailable: (b, t, d) =>
             wouldDownload.has(sourceId(t)) || taskCatalog.isAvailable(b, t, d),
+          missingTestFiles: (t, d) => wouldDownload.has(sourceId(t)) ? [] : missingTestFiles(t, d),
         },
         ...(backendArg === undefined ? {} : { backend: backendArg as BackendChoice }),
         ...(values["dry-run"] ? { onMissing: (m: string) => error(`warning: ${m}`) } : {}),

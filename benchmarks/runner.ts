@@ -118,6 +118,12 @@ export interface TaskCatalog {
    * (`tasks/data.ts` `availableTasks`).
    */
   isAvailable(benchmark: BenchmarkName, task: string, dataDir: string): boolean;
+  /**
+   * The files of a task's test splits (`spec.ts` `testSplits`) that `dataDir` lacks, relative to
+   * it: what a `train.predictTest` run of the task reads at its start (default: `spec.ts`
+   * `missingTestFiles`; a dry run's catalog counts the downloads it plans as done).
+   */
+  missingTestFiles?(task: string, dataDir: string): string[];
 }
 
 /**
@@ -326,10 +332,10 @@ function refuseRepeatedTask(profile: Profile, at: string, tasks: readonly string
 /**
  * The tasks a profile's grid asks for (listed, or every task of each of its benchmarks, then its
  * `extraTrainTasks`) whose files (train and validation; train only for a train-only task)
- * `dataDir` lacks, and with `train.predictTest` the diagnostics their runs predict (AX with MNLI,
- * AX-b and AX-g with SuperGLUE RTE) and, for GLUE, WNLI (whose test file the submission's
- * `WNLI.tsv` is made from) whose test files it lacks, as download ids (`glue/mnli`,
- * `super_glue/rte`): what `deno task bench` fetches before expanding the grid.
+ * `dataDir` lacks, and with `train.predictTest` those whose test files it lacks, the diagnostics
+ * their runs predict (AX with MNLI, AX-b and AX-g with SuperGLUE RTE) and, for GLUE, WNLI (whose
+ * test file the submission's `WNLI.tsv` is made from) whose test files it lacks, as download ids
+ * (`glue/mnli`, `super_glue/rte`): what `deno task bench` fetches before expanding the grid.
  *
  * @param profile a validated profile
  * @param opts data dir and task catalog
@@ -356,12 +362,18 @@ export function missingProfileTasks(
         missingTestFiles("wnli", opts.dataDir).length > 0
       ? ["wnli"]
       : [];
+    // Their own test files too: a run that predicts reads them at its start.
+    const missingOf = catalog.missingTestFiles ?? missingTestFiles;
+    const tested = predicts ? chosen.filter((t) => missingOf(t, opts.dataDir).length > 0) : [];
     return [
-      ...[...chosen, ...extraTrainTasks(profile, b)].filter((t) =>
-        !catalog.isAvailable(b, t, opts.dataDir)
-      ),
-      ...diagnostics,
-      ...forSubmission,
+      ...new Set([
+        ...[...chosen, ...extraTrainTasks(profile, b)].filter((t) =>
+          !catalog.isAvailable(b, t, opts.dataDir)
+        ),
+        ...tested,
+        ...diagnostics,
+        ...forSubmission,
+      ]),
     ].map((t) => sourceId(t));
   });
 }
@@ -411,6 +423,37 @@ function resolveExtraTrainTasks(
   if (opts.onMissing === undefined) throw new Error(message);
   opts.onMissing(message);
   return extra;
+}
+
+/**
+ * The test files a benchmark's `train.predictTest` runs read at their start (their own tasks'
+ * test splits; the diagnostics beside them are optional, `cli.ts` `missingDiagnosticTests`) that
+ * `dataDir` lacks: the "missing task files" error (or, with `onMissing`, report) naming them,
+ * before any run trains (a run found them missing only at its start, after the runs before it).
+ */
+function checkPredictedTests(
+  profile: Profile,
+  benchmark: BenchmarkName,
+  tasks: readonly string[],
+  opts: ExpandOptions,
+): void {
+  if (!profile.methods.some((m) => trainFor(profile, benchmark, m).predictTest === true)) return;
+  const missingOf = opts.catalog?.missingTestFiles ?? missingTestFiles;
+  const missing = tasks.map((t) => [t, missingOf(t, opts.dataDir)] as const).filter(([, f]) =>
+    f.length > 0
+  );
+  if (missing.length === 0) return;
+  const message = `Profile "${profile.name}": missing ${benchmark} test files for ${
+    missing.map(([t]) => t).join(", ")
+  } (${missing.flatMap(([, f]) => f).join(", ")}: train.predictTest predicts them) ${
+    missingWhere(opts)
+  }; ${missingAdvice(opts)}${
+    opts.dataDirNamedBy === undefined && opts.defaultData?.downloadFailed === true
+      ? ""
+      : ` (deno task download --tasks ${missing.map(([t]) => sourceId(t)).join(",")})`
+  }, or set "predictTest": false`;
+  if (opts.onMissing === undefined) throw new Error(message);
+  opts.onMissing(message);
 }
 
 function resolveTasks(
@@ -480,6 +523,7 @@ export function expandGrid(profile: Profile, opts: ExpandOptions): RunSpec[] {
   for (const b of profile.benchmarks) {
     tasksOf.set(b, resolveTasks(profile, b, opts));
     extraOf.set(b, resolveExtraTrainTasks(profile, b, opts));
+    checkPredictedTests(profile, b, tasksOf.get(b)!, opts);
   }
   for (const model of profile.models) {
     for (const backbone of profile.backbones) {

@@ -1219,6 +1219,63 @@ Deno.test("missingProfileTasks(): with predictTest on GLUE, WNLI's test file for
   }
 });
 
+Deno.test("predictTest: a trained task whose own test file is missing is fetched first, and refused before any run when still missing", async () => {
+  const catalog = await defaultTaskCatalog();
+  const glue = (train: Record<string, unknown>) =>
+    profile({
+      benchmarks: ["glue"],
+      tasks: { glue: ["rte", "cola"] },
+      train: { steps: 4, evalEvery: 2, batchSize: 2, ...train },
+    });
+  const dir = await Deno.makeTempDir();
+  try {
+    // RTE with train and dev but no test.tsv; CoLA whole; WNLI's test file for the submission.
+    await Deno.mkdir(join(dir, "glue", "RTE"), { recursive: true });
+    await Deno.mkdir(join(dir, "glue", "WNLI"), { recursive: true });
+    await Deno.writeTextFile(join(dir, "glue", "WNLI", "test.tsv"), "");
+    for (const f of ["train.tsv", "dev.tsv"]) {
+      await Deno.copyFile(join(DATA, "glue", "RTE", f), join(dir, "glue", "RTE", f));
+    }
+    await Deno.symlink(join(DATA, "glue", "CoLA"), join(dir, "glue", "CoLA"));
+    assert.deepEqual(missingProfileTasks(glue({}), { dataDir: dir, catalog }), []);
+    assert.deepEqual(
+      missingProfileTasks(glue({ predictTest: true }), { dataDir: dir, catalog }),
+      ["glue/rte"],
+    );
+    // Without predictTest the grid is as before; with it, the missing file is named at once.
+    assert.equal(expandGrid(glue({}), { dataDir: dir, catalog }).length, 4);
+    const message = `Profile "t": missing glue test files for rte (glue/RTE/test.tsv: ` +
+      `train.predictTest predicts them) under "${dir}"; download them (deno task download) or ` +
+      `pass --data-dir (deno task download --tasks glue/rte), or set "predictTest": false`;
+    assert.throws(() => expandGrid(glue({ predictTest: true }), { dataDir: dir, catalog }), {
+      message,
+    });
+    // A dry run reports it and lists the grid; one that plans the download counts it as there.
+    const reported: string[] = [];
+    const grid = expandGrid(glue({ predictTest: true }), {
+      dataDir: dir,
+      catalog,
+      onMissing: (m) => reported.push(m),
+    });
+    assert.deepEqual([grid.length, reported], [4, [message]]);
+    const planned = { ...catalog, missingTestFiles: () => [] };
+    assert.equal(
+      expandGrid(glue({ predictTest: true }), { dataDir: dir, catalog: planned }).length,
+      4,
+    );
+    // Only the methods that predict: one method's predictTest is enough to need the file.
+    const one = profile({
+      benchmarks: ["glue"],
+      tasks: { glue: ["rte"] },
+      methods: [{ name: "mtl" }, { name: "adapter", train: { predictTest: true } }],
+      train: { steps: 4, evalEvery: 2, batchSize: 2 },
+    });
+    assert.throws(() => expandGrid(one, { dataDir: dir, catalog }), /missing glue test files/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("expandGrid(): extraTrainTasks (DPR) joins each multi-task run's mixture after its tasks, never a per-task run", async () => {
   const catalog = await defaultTaskCatalog();
   const methods = [
