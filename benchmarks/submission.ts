@@ -213,15 +213,21 @@ function describeRow(r: RunResult, labels: RunLabels): string {
 
 /**
  * The run(s) of one row: the results matching `c`, a `perTask` method's task runs merged into one
- * candidate. Exactly one candidate must remain.
+ * candidate. Exactly one candidate must remain; of several, the only one with test predictions
+ * (a `predictTest` copy of a profile beside the runs it copied) is taken, said through `note`.
  *
  * @param results the results of a folder (`loadResults`)
  * @param c what to match
+ * @param note where the choice among several is said (default: not said)
  * @returns the runs of the row (a per-task method's task runs, or the one multi-task run)
  * @throws UsageError when nothing matches (listing the rows there are) or several rows match
  *   (listing them); Error naming both files when two results are of one run id (a copy)
  */
-export function selectRow(results: readonly RunResult[], c: RowCriteria): RunResult[] {
+export function selectRow(
+  results: readonly RunResult[],
+  c: RowCriteria,
+  note?: (s: string) => void,
+): RunResult[] {
   // Two files of one run (a copy): no flag could choose between them, so say so, as tables does.
   rejectDuplicates(results, (r) => r.spec.id, "run id", "remove one (a copy) from the folder");
   const all = mergePerTaskRuns(results, describeResult);
@@ -247,14 +253,29 @@ export function selectRow(results: readonly RunResult[], c: RowCriteria): RunRes
       (c.seed === undefined || s.seed === c.seed) &&
       (c.profile === undefined || s.profile === c.profile);
   });
+  // Whether a candidate has anything to submit (a per-task row: any of its task runs).
+  const predicts = (r: RunResult) =>
+    (perTaskParts(r) ?? [r]).some((p) => p.testPredictions !== undefined);
   const list = (rs: readonly RunResult[]) =>
-    rs.map((r) => `\n  ${describeRow(r, labels)}`).join("");
+    rs.map((r) => `\n  ${describeRow(r, labels)}${predicts(r) ? "" : " (no test predictions)"}`)
+      .join("");
   if (matching.length === 0) {
     const there = all.filter((r) => r.spec.benchmark === c.benchmark);
     throw new UsageError(
       `no run matches ${criteriaText(c)}; the ${c.benchmark} rows there are:` +
         (there.length === 0 ? " none" : list(there)),
     );
+  }
+  const submittable = matching.filter(predicts);
+  if (matching.length > 1 && submittable.length === 1) {
+    const [row] = submittable as [RunResult];
+    note?.(
+      `${matching.length} rows match ${criteriaText(c)}; taking the only one with test ` +
+        `predictions:${list([row])}\nthe other${matching.length > 2 ? "s have" : " has"} none:${
+          list(matching.filter((r) => r !== row))
+        }`,
+    );
+    return [...(perTaskParts(row) ?? [row])];
   }
   if (matching.length > 1) {
     throw new UsageError(
@@ -515,7 +536,7 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
   const results = await loadResults(opts.runs);
   // Not "no run matches …; the rows there are: none": nothing there is a result at all.
   if (results.length === 0) throw new UsageError(`--runs ${noResultsMessage(opts.runs)}`);
-  const parts = selectRow(results, opts.criteria);
+  const parts = selectRow(results, opts.criteria, log);
   const sources = new Map<string, Source>();
   const without: string[] = [];
   for (const r of parts) {
@@ -803,9 +824,17 @@ function readme(
 }
 
 /**
+ * The time stamp of every zip entry: fixed (the DOS epoch), so that the same predictions give
+ * the same zip, byte for byte.
+ */
+const ZIP_MTIME = new Date(1980, 0, 1);
+
+/**
  * Writes the files into a new folder `out` (built in a temporary folder beside it, then renamed
  * into place) and the same files but `README.txt`, at the zip's root, into `<out>.zip` (written
- * atomically): the leaderboard servers expect the task files alone (glue-superglue.md §3.7).
+ * atomically, before the folder is renamed into place: a stop between the two leaves the zip, the
+ * upload, and no folder, which a rerun names): the leaderboard servers expect the task files alone
+ * (glue-superglue.md §3.7). The same files give the same zip (fixed time stamps).
  *
  * @param out the folder (absent or empty)
  * @param files file name -> contents
@@ -817,6 +846,7 @@ export async function writeSubmission(
 ): Promise<string> {
   const parent = dirname(resolve(out));
   await Deno.mkdir(parent, { recursive: true });
+  const zipPath = zipPathOf(out);
   const tmp = await makeHeldTempDir(parent, `.${basename(out)}`);
   const enc = new TextEncoder();
   const zip: Record<string, Uint8Array> = {};
@@ -826,15 +856,19 @@ export async function writeSubmission(
       await Deno.writeFile(join(tmp.path, name), bytes);
       if (name !== README) zip[name] = bytes;
     }
-    await swapFolderInto(tmp.path, resolve(out));
+    await writeFileAtomic(zipPath, zipSync(zip, { level: 9, mtime: ZIP_MTIME }));
+    try {
+      await swapFolderInto(tmp.path, resolve(out));
+    } catch (e) {
+      await Deno.remove(zipPath).catch(() => {});
+      throw e;
+    }
   } catch (e) {
     await Deno.remove(tmp.path, { recursive: true }).catch(() => {});
     throw e;
   } finally {
     tmp.release();
   }
-  const zipPath = `${out.replace(/[\\/]+$/, "")}.zip`;
-  await writeFileAtomic(zipPath, zipSync(zip, { level: 9 }));
   return zipPath;
 }
 
@@ -978,18 +1012,38 @@ async function submissionCommand(args: string[], log: (s: string) => void): Prom
   );
 }
 
-/** `--out` must be absent or an empty folder, and `<out>.zip` absent. */
+/** The zip written beside the folder `out`: `<out>.zip`. */
+function zipPathOf(out: string): string {
+  return `${out.replace(/[\\/]+$/, "")}.zip`;
+}
+
+/**
+ * `--out` must be absent or an empty folder, and `<out>.zip` absent; an `--out` named like the
+ * zip (`x.zip`) is refused, as it would write `x.zip.zip` beside a folder `x.zip`.
+ */
 async function checkNewOutput(out: string): Promise<void> {
   // A usable folder path (no file at it or above it), as every tool's --out.
   checkOutputFolder("--out", out);
+  if (/\.zip[\\/]*$/i.test(out)) {
+    throw new UsageError(
+      `--out ${out}: names the folder, not the zip; the zip is written beside it as ` +
+        `<folder>.zip (--out ${out.replace(/\.zip[\\/]*$/i, "")} writes ` +
+        `${zipPathOf(out.replace(/\.zip[\\/]*$/i, ""))})`,
+    );
+  }
+  const zip = zipPathOf(out);
   if (await isDirectory(out)) {
     for await (const _ of Deno.readDir(out)) {
       throw new UsageError(`--out ${out}: not empty; name a new folder (nothing is overwritten)`);
     }
   }
-  const zip = `${out.replace(/[\\/]+$/, "")}.zip`;
   if (await pathExists(zip)) {
-    throw new UsageError(`--out ${out}: ${zip} exists; name a new folder (nothing is overwritten)`);
+    throw new UsageError(
+      `--out ${out}: ${zip} exists; name a new folder (nothing is overwritten)${
+        (await pathExists(out)) ? "" : ` (without the folder ${out}: a write stopped before ` +
+          "it finished? remove the zip to write both again)"
+      }`,
+    );
   }
 }
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { unzipSync } from "fflate";
 import { loadExamples } from "../tasks/load.ts";
 import { BENCHMARK_TASKS, getTask } from "../tasks/registry.ts";
@@ -814,6 +814,86 @@ Deno.test("selection: a perTask method's task runs merge; several rows or none e
     const zipThere = await cli([...base, "--method", "Prompt-Tuning", "--out", join(out, "empty")]);
     assert.equal(zipThere.code, 2);
     assert.match(zipThere.err, /empty\.zip exists/);
+  } finally {
+    await Deno.remove(runs, { recursive: true });
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("selection: of two configurations of one row, the only one with test predictions is taken and said; the zip is the same bytes every time", async () => {
+  const runs = await Deno.makeTempDir();
+  const out = await Deno.makeTempDir();
+  try {
+    // A predictTest copy of a profile beside the run it copied (README's workflow): one row.
+    const plain = fakeSpec("p", "tiny-v1_1", "mtl", "mtl", 0, "glue");
+    const predicting = fakeSpec("p", "tiny-v1_1", "mtl", "mtl", 0, "glue", "random", {
+      train: { ...plain.train, predictTest: true },
+    });
+    const plainFile = await writeRun(runs, plain, MIRROR, [], (r) => {
+      delete r.testPredictions;
+    });
+    const predictingFile = await writeRun(runs, predicting, MIRROR, ["rte", "cola"]);
+    const base = ["--runs", runs, "--benchmark", "glue", "--method", "mtl", "--data-dir", MIRROR];
+    const args = (name: string) => [...base, "--out", join(out, name), "--allow-missing"];
+    const a = await cli(args("a"));
+    assert.equal(a.code, 0, a.err);
+    assert.match(
+      a.out,
+      new RegExp(
+        `^2 rows match --benchmark glue --method mtl; taking the only one with test ` +
+          `predictions:\n {2}--profile p .*--seed 0 \\(config [0-9a-f]{12}: ` +
+          `${basename(predictingFile).replaceAll(".", "\\.")}\\)\nthe other has none:\n {2}` +
+          `--profile p .*: ${basename(plainFile).replaceAll(".", "\\.")}\\) ` +
+          `\\(no test predictions\\)\n`,
+      ),
+    );
+    assert.match(a.out, /RTE\.tsv: 3000 rows from rte\.jsonl, step \d+ of p--/);
+    // Written twice, the zips are equal, byte for byte: every entry's time stamp is the DOS
+    // epoch, 1980-01-01 00:00 (a local header's time and date at bytes 10-13: 0, 0x21), not the
+    // clock's (two writes in one 2-second DOS tick would agree anyway).
+    const b = await cli(args("b"));
+    assert.equal(b.code, 0, b.err);
+    const zipA = await Deno.readFile(join(out, "a.zip"));
+    assert.deepEqual(zipA, await Deno.readFile(join(out, "b.zip")));
+    assert.deepEqual([...zipA.subarray(0, 4)], [0x50, 0x4b, 3, 4], "a local file header");
+    assert.deepEqual([...zipA.subarray(10, 14)], [0, 0, 0x21, 0]);
+    // Two configurations with predictions: still ambiguous, each listed.
+    const other = fakeSpec("p", "tiny-v1_1", "mtl", "mtl", 0, "glue", "random", {
+      train: { ...plain.train, predictTest: true, learningRate: 0.5 },
+    });
+    await writeRun(runs, other, MIRROR, ["rte"]);
+    const two = await cli(args("c"));
+    assert.equal(two.code, 2, two.err);
+    assert.match(two.err, /^3 rows match .*; narrow the choice/);
+    assert.equal((two.err.match(/\(no test predictions\)/g) ?? []).length, 1, two.err);
+  } finally {
+    await Deno.remove(runs, { recursive: true });
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("--out named like the zip is refused; a zip left without its folder by a stop is said", async () => {
+  const runs = await Deno.makeTempDir();
+  const out = await Deno.makeTempDir();
+  try {
+    await writeRun(runs, fakeSpec("p", "tiny-v1_1", "mtl", "mtl", 0, "glue"), MIRROR, ["rte"]);
+    const base = ["--runs", runs, "--benchmark", "glue", "--method", "mtl", "--data-dir", MIRROR];
+    const zipOut = await cli([...base, "--out", join(out, "sub.zip"), "--allow-missing"]);
+    assert.equal(zipOut.code, 2, zipOut.err);
+    assert.match(
+      zipOut.err,
+      /^--out \S*sub\.zip: names the folder, not the zip; the zip is written beside it as <folder>\.zip \(--out \S*\/sub writes \S*\/sub\.zip\)/,
+    );
+    assert.deepEqual([...Deno.readDirSync(out)], [], "nothing written");
+    // The zip is written before the folder is renamed into place: a stop between them leaves
+    // the zip alone, which the rerun names.
+    await Deno.writeTextFile(join(out, "left.zip"), "x");
+    const left = await cli([...base, "--out", join(out, "left"), "--allow-missing"]);
+    assert.equal(left.code, 2, left.err);
+    assert.match(
+      left.err,
+      /left\.zip exists; name a new folder \(nothing is overwritten\) \(without the folder \S*left: a write stopped before it finished\? remove the zip to write both again\)/,
+    );
   } finally {
     await Deno.remove(runs, { recursive: true });
     await Deno.remove(out, { recursive: true });
