@@ -2,7 +2,10 @@
  * The setup of runs: the (backend, device) pairs they ran on. The tables (`tables.ts`
  * `groupRuns`) and the score plot (`plots.ts` `scoreVsParamsSvg`) average seeds only within one
  * setup, by this one key, so a CPU seed and a GPU seed of one configuration (backend `auto`
- * picks per machine; the config id records only the requested backend) are never pooled.
+ * picks per machine; the config id records only the requested backend) are never pooled. A CPU
+ * device is keyed by its model, without the core and thread counts the description records
+ * ({@link setupDevice}): those follow the job's CPU allotment (a shard run with another
+ * `--cpus-per-task`, `taskset`), not the hardware, and the shards of one grid pool.
  *
  * @module
  */
@@ -18,8 +21,29 @@ import type { RunResult } from "./spec.ts";
  */
 export function setupPairs(runs: readonly RunResult[]): [string, string][] {
   const each = runs.flatMap((x) => perTaskParts(x) ?? [x]);
-  const setups = each.map((r) => JSON.stringify([r.provenance.backend.name, r.provenance.device]));
+  const setups = each.map((r) =>
+    JSON.stringify([r.provenance.backend.name, setupDevice(r.provenance.device)])
+  );
   return [...new Set(setups)].sort().map((x) => JSON.parse(x) as [string, string]);
+}
+
+/**
+ * The device of a setup: a run's `provenance.device` without the logical core count and the
+ * thread count of a CPU description (`provenance.ts` `deviceDescription`: `AMD EPYC x2 (wasm+blas,
+ * 2 threads)` is `AMD EPYC (wasm+blas)`); any other description (a GPU adapter's) as it is.
+ *
+ * @example
+ * ```ts
+ * import { setupDevice } from "./setups.ts";
+ * console.assert(setupDevice("AMD EPYC x1 (cpu, 1 threads)") === "AMD EPYC (cpu)");
+ * console.assert(setupDevice("NVIDIA H200 (webgpu)") === "NVIDIA H200 (webgpu)");
+ * ```
+ *
+ * @param device the recorded description
+ * @returns the description without the counts
+ */
+export function setupDevice(device: string): string {
+  return device.replace(/^(.+) x\d+ \(([^(),]+), \d+ threads?\)$/, "$1 ($2)");
 }
 
 /**

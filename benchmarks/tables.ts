@@ -1221,11 +1221,18 @@ export function flopsTable(results: readonly RunResult[], accounting?: Accountin
       // (groupRuns); only a per-task method's task runs of one seed may have run on several,
       // whose combined rate and summed time would be no device's (`backend`, `device` list them).
       const setups = setupPairs(rs).length;
+      // The seeds of a setup may have run with other core or thread counts (a setup's CPU is its
+      // model alone, `setups.ts` setupDevice): their combined rate would be no machine's either.
+      const exact = new Set(
+        each.map((x) => JSON.stringify([x.provenance.backend.name, x.provenance.device])),
+      ).size;
       // One run without recorded totals (written before the fields, or resumed from a checkpoint
       // without them: then its rate covers the steps since) has its own rate only; a per-task
       // method's merged result without totals is a mean of its task runs' rates.
       const from = setups > 1
         ? `none: task runs on ${setups} backends or devices`
+        : exact > 1
+        ? `none: runs with ${exact} core or thread counts`
         : !throughput.mean
         ? "totals"
         : rs.length === 1 && perTaskParts(r) === undefined
@@ -1237,11 +1244,11 @@ export function flopsTable(results: readonly RunResult[], accounting?: Accountin
         r.spec.train.maxTargetLength,
         r.flops.trainPerExample,
         r.flops.inferencePerExample,
-        setups > 1 ? "" : r2(throughput.tokensPerSecond),
+        exact > 1 ? "" : r2(throughput.tokensPerSecond),
         from,
         // A per-task row with a task run missing has no whole wall time: the sum of the runs
         // present would pass for it (scores.csv's missing_runs names what is missing).
-        setups > 1 || rs.some((x) => missingTaskRuns(x).length > 0)
+        exact > 1 || rs.some((x) => missingTaskRuns(x).length > 0)
           ? ""
           : r2(mean(rs.map((x) => x.wallSeconds))),
         backends.join(" "),

@@ -8,6 +8,7 @@ import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 import { benchmarkAverage } from "../tasks/metrics.ts";
 import { benchmarkAverages, bestPerTask } from "./evaluator.ts";
 import { fakeRuns, fakeSpec, on } from "./results_testing.ts";
+import { setupDevice } from "./setups.ts";
 import { loadResults } from "./compare.ts";
 import { attentionMassSvg, scoreVsParamsSvg, seriesStyle } from "./plots.ts";
 import {
@@ -1048,6 +1049,36 @@ Deno.test("seeds of one configuration on other backends or devices are a row eac
   const keys = att.slice(1).map((r) => JSON.stringify(r.slice(0, ah.indexOf("mass"))));
   assert.equal(new Set(keys).size, keys.length);
   assert.ok(att.slice(1).every((r) => r[ah.indexOf("seeds")] === 2));
+});
+
+Deno.test("seeds of one CPU model run with other core or thread counts (shards of another allotment) are one row; flops.csv gives them no combined rate", async () => {
+  const cpu = (cores: number, threads: number) =>
+    `AMD EPYC 7B13 x${cores} (wasm+blas, ${threads} threads)`;
+  const rs =
+    (await runs([0, 1, 2].map((seed) => spec("p", "tiny-v1_1", "mtl", "MTL", seed, "glue")))).map((
+      r,
+    ) => on(r, "wasm+blas", r.spec.seed === 1 ? cpu(1, 1) : cpu(2, 2)));
+  const t = scoresTable(rs, []);
+  const head = t[0] as string[];
+  assert.equal(t.length, 2, "one row");
+  const c = (n: string) => t[1]![head.indexOf(n)];
+  assert.deepEqual([c("seeds"), c("seed_values")], [3, "0,1,2"]);
+  // The device cell still names every description recorded.
+  assert.equal(c("device"), `${cpu(1, 1)} | ${cpu(2, 2)}`);
+  const f = flopsTable(rs);
+  const fh = f[0] as string[];
+  const row = f.find((r) => r[0] === "run:p/glue")!;
+  assert.deepEqual(
+    ["tokens_per_second", "tokens_per_second_from", "wall_seconds"].map((n) => row[fh.indexOf(n)]),
+    ["", "none: runs with 2 core or thread counts", ""],
+  );
+  // Another CPU model is another setup, as before: a row of its own.
+  const other = rs.map((r) =>
+    r.spec.seed === 2 ? on(r, "wasm+blas", "Intel Xeon x2 (wasm+blas, 2 threads)") : r
+  );
+  assert.equal(scoresTable(other, []).length, 3);
+  assert.equal(setupDevice(cpu(1, 1)), "AMD EPYC 7B13 (wasm+blas)");
+  assert.equal(setupDevice("NVIDIA H100 (webgpu)"), "NVIDIA H100 (webgpu)");
 });
 
 /** The result as a run of the `ablation` profile (whose rows ablation.csv shows). */
