@@ -92,6 +92,7 @@ import {
   configId,
   METHOD_NAMES,
   modelLabel,
+  runId,
   type RunResult,
   type RunSpec,
 } from "./spec.ts";
@@ -1542,7 +1543,8 @@ export interface WriteTablesOptions {
  * folder where a table goes) leaves the previous tables as they were, none half-written and none
  * of a mixed generation, and `outDir` is created only then (an error leaves no new folder); only a
  * kill during the few renames can leave old and new files mixed.
- * A folder without results is an error (headers alone would replace the previous tables).
+ * A folder without results is an error (headers alone would replace the previous tables), as is
+ * a result whose spec no longer hashes to its run id (edited after its run wrote it).
  *
  * @param runsDir folder of run JSONs (all shards)
  * @param outDir output folder
@@ -1557,6 +1559,18 @@ export async function writeTables(
   const results = (await loadResults(runsDir)).filter((r) => !opts.exclude?.has(r.spec.id));
   // Tables of nothing would replace earlier tables in `outDir` with headers alone.
   if (results.length === 0) throw new Error(noResultsMessage(runsDir));
+  // A spec edited after its run wrote it would label numbers with settings they were not trained
+  // with (the gate and --resume refuse such a result too).
+  const edited = results.filter((r) => runId(r.spec) !== r.spec.id);
+  if (edited.length > 0) {
+    throw new Error(
+      edited.map((r) =>
+        `${describeResult(r)}: its spec hashes to ${runId(r.spec)}, not to its id ${r.spec.id}`
+      ).join("; ") +
+        ": edited after the run wrote it? Restore the file, or move it out of the folder " +
+        "(nothing written)",
+    );
+  }
   const paper = readPaperTable(opts.paperTable);
   const accounting = opts.accounting === null
     ? undefined
@@ -1587,13 +1601,17 @@ Rebuilds the CSV tables and plots from the run JSONs of any number of shards.
   --out DIR    where the tables and plots go (default: results/tables)
   --help       this text
 
+Runs in --runs that began but wrote no result (a claim file <run>.lock, or a work folder with
+checkpoints: running, or stopped) are named in a note on stderr: the tables leave them out. A
+result whose spec no longer hashes to its run id (edited) is an error.
+
 Exit codes: 0 written, 1 an error reading the results or writing the tables, 2 bad arguments.`;
 
 /** Options of {@link main} (tests capture the output). */
 export interface TablesMainOptions {
   /** Where `--help` and the written files' paths go (default `console.log`). */
   readonly log?: (s: string) => void;
-  /** Where the error line goes (default `console.error`). */
+  /** Where the error line and notes go (default `console.error`). */
   readonly error?: (s: string) => void;
 }
 
@@ -1610,7 +1628,8 @@ export interface TablesMainOptions {
 export function main(args: string[], opts: TablesMainOptions = {}): Promise<number> {
   const log = opts.log ?? ((s: string) => console.log(s));
   const sinks = { log, ...(opts.error === undefined ? {} : { error: opts.error }) };
-  return runCli((a) => tablesCommand(a, log), args, TABLES_USAGE, sinks);
+  const warn = opts.error ?? ((s: string) => console.error(s));
+  return runCli((a) => tablesCommand(a, log, warn), args, TABLES_USAGE, sinks);
 }
 
 /** `--runs` when not given: where `deno task bench` writes its results by default. */
@@ -1620,7 +1639,11 @@ const DEFAULT_RUNS = "results/runs";
  * The work of {@link main}: a bad argument throws a `UsageError` (one line, `parseFlags` of
  * `model/usage.ts` for the flags themselves), a failure its error.
  */
-async function tablesCommand(args: string[], log: (s: string) => void): Promise<void> {
+async function tablesCommand(
+  args: string[],
+  log: (s: string) => void,
+  warn: (s: string) => void,
+): Promise<void> {
   const values = parseFlags(args, {
     tool: "deno task tables",
     options: {
@@ -1635,6 +1658,38 @@ async function tablesCommand(args: string[], log: (s: string) => void): Promise<
   const bad = await argumentProblem(runs, values.out, values.runs !== undefined);
   if (bad !== undefined) throw new UsageError(bad);
   for (const f of await writeTables(runs, values.out)) log(f);
+  const open = await unfinishedRuns(runs);
+  if (open.length > 0) {
+    warn(
+      `note: ${open.length} run${open.length === 1 ? "" : "s"} in ${runs} began but wrote no ` +
+        `result (still running, or stopped: deno task bench --resume with the same flags ` +
+        `finishes ${open.length === 1 ? "it" : "them"}), so the tables leave ` +
+        `${open.length === 1 ? "it" : "them"} out: ${open.join(", ")}`,
+    );
+  }
+}
+
+/**
+ * The runs of a results folder that began but wrote no result: a claim file `<stem>.lock`
+ * (`runner.ts` `runLockFile`: a run in progress, or one killed) or a work folder `<stem>/` with
+ * checkpoints (a run stopped, or one in progress that writes them) without `<stem>.json`.
+ *
+ * @param runsDir the `--runs` folder (a file of results: none)
+ * @returns their file stems, sorted
+ */
+export async function unfinishedRuns(runsDir: string): Promise<string[]> {
+  if (!(await isDirectory(runsDir))) return [];
+  const names = new Set<string>();
+  const begun = new Set<string>();
+  for await (const e of Deno.readDir(runsDir)) {
+    names.add(e.name);
+    if (e.isFile && e.name.endsWith(".lock") && !e.name.startsWith(".")) {
+      begun.add(e.name.slice(0, -".lock".length));
+    } else if (e.isDirectory && await isDirectory(join(runsDir, e.name, "checkpoints"))) {
+      begun.add(e.name);
+    }
+  }
+  return [...begun].filter((stem) => !names.has(`${stem}.json`)).sort();
 }
 
 /**

@@ -1290,6 +1290,62 @@ Deno.test("main() (deno task tables): a stray JSON among the results (notes, a t
   }
 });
 
+Deno.test("main() (deno task tables): runs begun without a result are named in a note; a result whose spec was edited is an error naming it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const runs = join(dir, "runs");
+    const ci = fileURLToPath(new URL("../results/baselines/ci", import.meta.url));
+    await Deno.mkdir(runs);
+    const names = [...Deno.readDirSync(ci)].map((e) => e.name).filter((n) => n.endsWith(".json"))
+      .sort();
+    for (const n of names) await Deno.copyFile(join(ci, n), join(runs, n));
+    const out = join(dir, "tables");
+    const tables = async () => {
+      const err: string[] = [];
+      const code = await main(["--runs", runs, "--out", out], {
+        log: () => {},
+        error: (s) => err.push(s),
+      });
+      return { code, err };
+    };
+    assert.deepEqual(await tables(), { code: 0, err: [] });
+    // A run in progress (its claim file), one stopped with checkpoints, and a finished run's
+    // leftovers (a work folder without checkpoints, a claim file beside its result) that are not.
+    await Deno.writeTextFile(join(runs, "ci--x--s1--aaaaaaaaaaaa.lock"), "{}");
+    await Deno.mkdir(join(runs, "ci--y--s0--bbbbbbbbbbbb", "checkpoints"), { recursive: true });
+    await Deno.mkdir(join(runs, "test_predictions"));
+    await Deno.writeTextFile(join(runs, names[0]!.replace(/\.json$/, ".lock")), "{}");
+    const note = await tables();
+    assert.equal(note.code, 0);
+    assert.deepEqual(note.err, [
+      `note: 2 runs in ${runs} began but wrote no result (still running, or stopped: deno task ` +
+      `bench --resume with the same flags finishes them), so the tables leave them out: ` +
+      `ci--x--s1--aaaaaaaaaaaa, ci--y--s0--bbbbbbbbbbbb`,
+    ]);
+    // A learning rate edited in a result: its numbers would be labelled with it. Refused, the
+    // tables of before left as they were.
+    const before = await Deno.readTextFile(join(out, "scores.csv"));
+    const file = join(runs, names[1]!);
+    const r = JSON.parse(await Deno.readTextFile(file));
+    r.spec.train.learningRate = 0.5;
+    await Deno.writeTextFile(file, JSON.stringify(r));
+    const edited = await tables();
+    assert.equal(edited.code, 1);
+    assert.equal(edited.err.length, 1);
+    assert.match(
+      edited.err[0]!,
+      new RegExp(
+        `^${file.replaceAll(".", "\\.")}: its spec hashes to [0-9a-f]{12}, not to its id ` +
+          `${r.spec.id}: edited after the run wrote it\\? Restore the file, or move it out of ` +
+          `the folder \\(nothing written\\)$`,
+      ),
+    );
+    assert.equal(await Deno.readTextFile(join(out, "scores.csv")), before);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("main() (deno task tables): an empty --runs or --out is refused in one line (exit 2), nothing written to the current folder", async () => {
   const dir = await Deno.makeTempDir();
   // Real results, so that only the empty value can stop the command.
