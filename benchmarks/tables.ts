@@ -962,6 +962,8 @@ export function paramsPaperMatch(
       readonly label: string;
       readonly method: string;
       readonly config: unknown;
+      /** The tasks its parameters were counted for (the `num_tasks` cell). */
+      readonly tasks: number;
     }
     & ({ readonly analytic: true } | { readonly analytic: false; readonly profile: string }),
 ): PaperMatch {
@@ -980,7 +982,7 @@ export function paramsPaperMatch(
   } else {
     match = paperMatch(paper, r, [...paperTablesOf(r.profile), "other_paper"], figures);
   }
-  return ofPaperConfiguration(match, r.method, r.config);
+  return ofPaperConfiguration(match, r.method, r.config, r.tasks);
 }
 
 /**
@@ -999,13 +1001,26 @@ export function paramsFigures(p: PaperRow, method: string, config: unknown): rea
 }
 
 /**
- * A paper row's parameter figures are of its method's default configuration: `match` as it is
- * when the row's `config` counts the default's extra parameters (at {@link PAPER_TASKS} tasks),
- * else no row and a note saying why (`params.csv`'s and `ablation.csv`'s `paper_row`).
+ * A paper row's parameter figures are of its method's default configuration on
+ * {@link PAPER_TASKS} tasks: `match` as it is when the row's parameters were counted for that many
+ * tasks and its `config` counts the default's extra parameters, else no row and a note saying why
+ * (`params.csv`'s and `ablation.csv`'s `paper_row`): a run of a task subset has other task
+ * embeddings, prompts or adapters, and its trained-per-task % is over fewer tasks.
  */
-function ofPaperConfiguration(match: PaperMatch, method: string, config: unknown): PaperMatch {
+function ofPaperConfiguration(
+  match: PaperMatch,
+  method: string,
+  config: unknown,
+  tasks: number,
+): PaperMatch {
   const p = match.row;
   if (p === undefined) return match;
+  if (tasks !== PAPER_TASKS) {
+    return {
+      note: `none: paper row ${paperRowName(p)} counts ${PAPER_TASKS} tasks; this row's ` +
+        `parameters are of ${tasks}`,
+    };
+  }
   const counts = (cfg: unknown): number | undefined => {
     try {
       const m = getMethod(method);
@@ -1097,7 +1112,7 @@ export function paramsTable(
           r4(a.ratio),
           a.trained,
           r4(a.trainedPerTaskPct),
-          ...paperCells({ analytic: true, model, label, method: m, config: cfg }),
+          ...paperCells({ analytic: true, model, label, method: m, config: cfg, tasks: 8 }),
           "",
         ]);
       }
@@ -1128,6 +1143,7 @@ export function paramsTable(
           label: g.label,
           method: g.method,
           config: r.spec.method.config,
+          tasks: conditionedTasks(r.spec).length,
         }),
         c.config,
       ]);
@@ -1427,6 +1443,9 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
       ),
       g.method,
       g.runs[0]!.spec.method.config,
+      // Every benchmark's count must be the paper's: the first that is not, if any.
+      g.runs.map((r) => conditionedTasks(r.spec).length).find((n) => n !== PAPER_TASKS) ??
+        PAPER_TASKS,
     );
     const [glueX, glueRef] = xMtl("glue");
     const [sgX, sgRef] = xMtl("super_glue");

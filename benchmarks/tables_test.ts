@@ -43,6 +43,14 @@ import {
 const spec = fakeSpec;
 const runs = fakeRuns;
 
+/**
+ * {@link fakeSpec} with its benchmark's 8 tasks: the paper's parameter figures count 8 tasks, and
+ * only such a run's row gets them.
+ */
+function spec8(...[p, m, n, l, seed, b, backbone, edit]: Parameters<typeof fakeSpec>) {
+  return fakeSpec(p, m, n, l, seed, b, backbone, { tasks: [...BENCHMARK_TASKS[b]], ...edit });
+}
+
 /** A paper row of the main table with both averages: HyperPrompt-Global on T5 1.1 Base. */
 const HP_GLOBAL_BASE_ROW: PaperRow = {
   table: "main",
@@ -346,20 +354,20 @@ Deno.test("params.csv takes the paper's figures from the row of the same table, 
   const l4 = { length: 4 };
   const base = "t5-v1_1-base";
   const rs = await runs([
-    spec("ablation", base, "hyperprompt_global", "HyperPrompt-Global", 0, "glue"),
+    spec8("ablation", base, "hyperprompt_global", "HyperPrompt-Global", 0, "glue"),
     // An ablation run at another setting, labelled as such or as the paper's row.
-    spec("ablation", base, "hyperprompt_global", "HyperPrompt-Global l=4", 0, "glue", "random", {
+    spec8("ablation", base, "hyperprompt_global", "HyperPrompt-Global l=4", 0, "glue", "random", {
       method: { name: "hyperprompt_global", label: "HyperPrompt-Global l=4", config: l4 },
     }),
-    spec("ablation", base, "hyperprompt_global", "HyperPrompt-Global", 0, "super_glue", "random", {
+    spec8("ablation", base, "hyperprompt_global", "HyperPrompt-Global", 0, "super_glue", "random", {
       method: { name: "hyperprompt_global", label: "HyperPrompt-Global", config: l4 },
     }),
     // The main results' HyperPrompt is hyperprompt_global too: not the ablation's 1.02.
-    spec("paper-base", base, "hyperprompt_global", "HyperPrompt", 0, "glue"),
+    spec8("paper-base", base, "hyperprompt_global", "HyperPrompt", 0, "glue"),
     // Another method under the ablation's label.
-    spec("ablation", base, "hyperprompt_share", "HyperPrompt-Global", 0, "glue"),
+    spec8("ablation", base, "hyperprompt_share", "HyperPrompt-Global", 0, "glue"),
     // HyperFormer++'s own paper, T5 1.0 Base: its run at the frozen setting gets both figures.
-    spec("mine", "t5-base", "hyperformer_pp", "HyperFormer++", 0, "glue", "random", {
+    spec8("mine", "t5-base", "hyperformer_pp", "HyperFormer++", 0, "glue", "random", {
       method: {
         name: "hyperformer_pp",
         label: "HyperFormer++",
@@ -449,6 +457,7 @@ Deno.test("of several matching paper rows, the one with a figure is taken; diffe
     model: base,
     label: "x",
     method: "hyperprompt_global",
+    tasks: 8,
   } as const;
   const match = (paper: PaperRow[]) => paramsPaperMatch(paper, { ...analytic, config: {} });
   // One of two with a figure: that one, the other named.
@@ -566,8 +575,8 @@ Deno.test("ablationTable() states the seeds averaged and their std, as scores.cs
 Deno.test("paramsTable() shows a paper trained-per-task % only beside a run of its freezeBackbone", async () => {
   const frozen = { freezeBackbone: "except_layer_norms" };
   const rs = await runs([
-    spec("p", "tiny-v1_1", "hyperformer_pp", "HyperFormer++", 0, "glue"),
-    spec("p", "tiny-v1_1", "hyperformer_pp", "HyperFormer++", 0, "glue", "random", {
+    spec8("p", "tiny-v1_1", "hyperformer_pp", "HyperFormer++", 0, "glue"),
+    spec8("p", "tiny-v1_1", "hyperformer_pp", "HyperFormer++", 0, "glue", "random", {
       method: { name: "hyperformer_pp", label: "HyperFormer++", config: frozen },
     }),
   ]);
@@ -1625,10 +1634,10 @@ Deno.test("ablation.csv: each row is relative to the MTL runs of its own configu
 
 Deno.test("ablation.csv takes the paper's figure from the row of the same model, label and method", async () => {
   const rs = await runs([
-    spec("ablation", "t5-v1_1-base", "hyperprompt_global", "HyperPrompt-Global", 0, "glue"),
-    spec("ablation", "t5-v1_1-base", "hyperprompt_share", "HyperPrompt-Global", 0, "super_glue"),
-    spec("ablation", "t5-v1_1-large", "hyperprompt_global", "HyperPrompt-Global", 0, "glue"),
-    spec("ablation", "t5-v1_1-base", "hyperformer_pp", "HyperFormer++", 0, "glue"),
+    spec8("ablation", "t5-v1_1-base", "hyperprompt_global", "HyperPrompt-Global", 0, "glue"),
+    spec8("ablation", "t5-v1_1-base", "hyperprompt_share", "HyperPrompt-Global", 0, "super_glue"),
+    spec8("ablation", "t5-v1_1-large", "hyperprompt_global", "HyperPrompt-Global", 0, "glue"),
+    spec8("ablation", "t5-v1_1-base", "hyperformer_pp", "HyperFormer++", 0, "glue"),
   ]);
   const t = ablationTable(rs, readPaperTable());
   const head = t[0] as string[];
@@ -1673,8 +1682,8 @@ Deno.test("ablation.csv: of two matching ablation rows, the one with a ratio is 
     globalRow("ablation", "HyperPrompt-Global", { params_ratio: "1.02" }),
   ];
   const rs = await runs([
-    spec("ablation", "t5-v1_1-base", "mtl", "MTL", 0, "glue"),
-    spec("ablation", "t5-v1_1-base", "hyperprompt_global", "HyperPrompt-Global", 0, "glue"),
+    spec8("ablation", "t5-v1_1-base", "mtl", "MTL", 0, "glue"),
+    spec8("ablation", "t5-v1_1-base", "hyperprompt_global", "HyperPrompt-Global", 0, "glue"),
   ]);
   const t = ablationTable(rs, paper);
   const head = t[0] as string[];
@@ -1701,8 +1710,26 @@ Deno.test("params.csv: a run row matching two tables takes the one with a parame
     label: "HyperPrompt-Global",
     method: "hyperprompt_global",
     config: {},
+    tasks: 8,
   });
   assert.equal(m.row?.table, "ablation", m.note);
+  // A run of two tasks: its counts are not the paper's 8 tasks' (other task embeddings, and a
+  // trained-per-task % over 2), so no figure, and the note says why.
+  const two = paramsPaperMatch(paper, {
+    analytic: false,
+    profile: "mine",
+    model: "t5-v1_1-base",
+    label: "HyperPrompt-Global",
+    method: "hyperprompt_global",
+    config: {},
+    tasks: 2,
+  });
+  assert.equal(two.row, undefined);
+  assert.equal(
+    two.note,
+    "none: paper row ablation: t5-v1_1-base HyperPrompt-Global counts 8 tasks; this row's " +
+      "parameters are of 2",
+  );
   assert.match(
     m.note,
     /^ablation: t5-v1_1-base HyperPrompt-Global \(also matched, without a figure/,
@@ -1713,7 +1740,7 @@ Deno.test("ablation.csv shows the paper's figure only beside its row's configura
   // Labelled as the paper's row but with another hyper-prompt length: the paper's 1.02x counts
   // the default length's parameters, not this row's.
   const rs = await runs([
-    spec(
+    spec8(
       "ablation-mine",
       "t5-v1_1-base",
       "hyperprompt_global",
@@ -1725,7 +1752,9 @@ Deno.test("ablation.csv shows the paper's figure only beside its row's configura
         method: { name: "hyperprompt_global", label: "HyperPrompt-Global", config: { length: 32 } },
       },
     ),
-    spec("ablation", "t5-v1_1-base", "hyperprompt_global", "HyperPrompt-Global", 0, "glue"),
+    spec8("ablation", "t5-v1_1-base", "hyperprompt_global", "HyperPrompt-Global", 0, "glue"),
+    // The default configuration on two GLUE tasks: not the paper's 8 tasks' count either.
+    spec("ablation-two", "t5-v1_1-base", "hyperprompt_global", "HyperPrompt-Global", 0, "glue"),
   ]);
   const t = ablationTable(rs, readPaperTable());
   const head = t[0] as string[];
@@ -1738,6 +1767,13 @@ Deno.test("ablation.csv shows the paper's figure only beside its row's configura
     /^none: paper row ablation: t5-v1_1-base HyperPrompt-Global is of hyperprompt_global's default configuration \(\d+ extra parameters at 8 tasks\); this row's configuration counts \d+$/,
   );
   assert.equal(of("ablation")[head.indexOf("paper_params_x_mtl")], "1.02x");
+  const two = of("ablation-two");
+  assert.equal(two[head.indexOf("paper_params_x_mtl")], "");
+  assert.equal(
+    two[head.indexOf("paper_row")],
+    "none: paper row ablation: t5-v1_1-base HyperPrompt-Global counts 8 tasks; this row's " +
+      "parameters are of 2",
+  );
 });
 
 Deno.test("scores.csv takes the paper row of the profile's table, model, label and method, or says why none", async () => {
