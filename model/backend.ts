@@ -150,8 +150,8 @@ export function isBackendName(name: string): name is BackendName {
 
 /**
  * What to add to a refusal of a backend name that is none of {@link BACKEND_NAMES}: the name in
- * other case or with spaces (`WebGPU`, ` cpu`), or where a word for a GPU (`gpu`, `cuda`,
- * `vulkan`, …) leads.
+ * other case or with spaces (`WebGPU`, ` cpu`), where a word for a GPU (`gpu`, `cuda`,
+ * `vulkan`, …) leads, or a package name of the tensorflow backend (`tfjs-node`, `node`).
  *
  * @param value the name given
  * @returns `""`, or text starting `"; "`
@@ -162,6 +162,9 @@ export function backendHint(value: string): string {
   if (/^(gpu|cuda|nvidia|vulkan|metal|d3d12|dx12|tfjs-node-gpu|node-gpu)$/.test(plain)) {
     return "; a GPU is reached through webgpu (WebGPU: Vulkan, Metal or D3D12) or tensorflow " +
       "(tfjs-node-gpu: CUDA), and auto takes the GPU when there is one";
+  }
+  if (/^(@tensorflow\/)?(tfjs-node|node|tfjs|tf|libtensorflow)$/.test(plain)) {
+    return "; did you mean tensorflow? (tfjs-node or tfjs-node-gpu, whichever imports)";
   }
   return "";
 }

@@ -303,6 +303,13 @@ Deno.test("backendFromEnv(): a bad HYPERPROMPT_BACKEND is an argument error nami
       [" cpu", "; did you mean cpu?"],
       ["gpu", gpu],
       ["CUDA", gpu],
+      // The tensorflow backend by its package's name, as the docs call it.
+      ["tfjs-node", "; did you mean tensorflow? (tfjs-node or tfjs-node-gpu, whichever imports)"],
+      [
+        "@tensorflow/tfjs-node",
+        "; did you mean tensorflow? (tfjs-node or tfjs-node-gpu, whichever imports)",
+      ],
+      ["tfjs-node-gpu", gpu],
     ]
   ) {
     await assert.rejects(
