@@ -469,6 +469,29 @@ export interface RunScorer extends Scorer {
 }
 
 /**
+ * A `log` for `model/backend.ts` `selectBackend` that prints its summary line (`backend:
+ * wasm+blas (tfjs "wasm", 2 threads, OpenBLAS …)`, a WebGPU adapter's description, `fallback
+ * adapter` for a software one) without its notes (the result's provenance keeps them), and only
+ * when it differs from the last one it printed: once per grid, again where a run's backend
+ * differs, so that a slow run's reason is on screen, not only in its result JSON.
+ *
+ * @param print where the line goes
+ * @returns the `log`
+ */
+export function backendSayer(print: (line: string) => void): (summary: string) => void {
+  let said: string | undefined;
+  return (summary) => {
+    const line = summary.split("\n")[0]!;
+    if (line === said) return;
+    said = line;
+    print(line);
+  };
+}
+
+/** This process's {@link backendSayer}, to stderr. */
+const sayBackend = backendSayer((line) => console.error(line));
+
+/**
  * {@link runOne} with injected metrics.
  *
  * @param spec the run
@@ -489,7 +512,7 @@ export async function runOneWith(
   if (usesTinyPretrained(spec)) await pretrainedFolder(spec, opts.dataDir);
   const startedAt = new Date();
   const t0 = performance.now();
-  const backend = await selectBackend(spec.backend, { log: () => {} });
+  const backend = await selectBackend(spec.backend, { log: sayBackend });
   const backbone = await buildBackbone(spec, opts.dataDir);
   // From here on every failure must release the backbone (the grid goes on in this process).
   try {

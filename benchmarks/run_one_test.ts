@@ -23,6 +23,7 @@ import { clearStopRequest, requestStop, TrainingInterruptedError } from "./train
 import { ClaimLostError } from "./run_claim.ts";
 import {
   backboneTokenizerFiles,
+  backendSayer,
   buildBackbone,
   CONVERTED_TOKENIZER,
   dataFiles,
@@ -223,6 +224,21 @@ Deno.test({
       await Deno.remove(out, { recursive: true });
     }
   },
+});
+
+Deno.test("backendSayer(): the backend summary's first line, once, and again when it changes", () => {
+  const lines: string[] = [];
+  const say = backendSayer((l) => lines.push(l));
+  const wasm = 'backend: wasm+blas (tfjs "wasm", 2 threads, OpenBLAS)\n  backprop: low-memory';
+  say(wasm);
+  say(wasm);
+  say('backend: cpu (tfjs "cpu", 1 thread)');
+  say(wasm);
+  assert.deepEqual(lines, [
+    'backend: wasm+blas (tfjs "wasm", 2 threads, OpenBLAS)',
+    'backend: cpu (tfjs "cpu", 1 thread)',
+    'backend: wasm+blas (tfjs "wasm", 2 threads, OpenBLAS)',
+  ]);
 });
 
 Deno.test("labelsCut(): a label longer than maxTargetLength (EOS included) is named with the length that fits; none when all fit", () => {
