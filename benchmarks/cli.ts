@@ -271,6 +271,9 @@ cannot fit (refused before any work), 3 the regression gate (--compare) failed, 
 stopped by SIGINT / SIGTERM. Every option, environment variable and output file:
 benchmarks/README.md.`;
 
+/** The dry run's name of WebGPU on a software adapter (no GPU), a key of its own rate. */
+const SOFTWARE_WEBGPU = "webgpu (software adapter)";
+
 /**
  * Assumed sustained throughput per backend, in matmul FLOP/s of the whole run (training,
  * evaluation and overheads), for `--dry-run` time estimates: the FLOPs the dry run counts (every
@@ -278,15 +281,18 @@ benchmarks/README.md.`;
  * cores shared with other work: the ci grid (tiny-v1_1, cpu, 16 runs) at 0599edf, its dry run's
  * 42.6 GFLOP over its results' summed `wallSeconds`, 205.6 s: 0.21 GFLOP/s (0.11 at b58994d,
  * of training FLOPs alone, before later speed-ups); the smoke grid (mini-v1_1, wasm+blas)
- * 14.7 GFLOP/s of training FLOPs (its whole runs within 0.9 of the dry run's time since). The
- * others are order-of-magnitude guesses; `--assume-tflops` takes a rate measured as the
- * benchmarks README says.
+ * 14.7 GFLOP/s of training FLOPs (its whole runs within 0.9 of the dry run's time since).
+ * {@link SOFTWARE_WEBGPU} (WebGPU on a software adapter, Mesa's lavapipe): 4 runs of the ci grid
+ * on 2 cores, 9.9 GFLOP in 185 s, 0.05 GFLOP/s; `webgpu` is a hardware GPU's. The others are
+ * order-of-magnitude guesses; `--assume-tflops` takes a rate measured as the benchmarks README
+ * says.
  */
 export const ASSUMED_FLOPS_PER_SECOND: Readonly<Record<string, number>> = {
   cpu: 2e8,
   wasm: 4e9,
   "wasm+blas": 1.5e10,
   webgpu: 2e12,
+  [SOFTWARE_WEBGPU]: 5e7,
   tensorflow: 2e13,
 };
 
@@ -2342,8 +2348,9 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     const refused = refusalsOf(memory);
     if (values["dry-run"]) {
       const accounting = await loadAccounting();
+      const rateOf = (p: BackendProbe) => p.name === "webgpu" && !p.gpu ? SOFTWARE_WEBGPU : p.name;
       const rateName = specs.length > 0
-        ? backendOf(specs[0]!).name
+        ? rateOf(backendOf(specs[0]!))
         : backend === "auto"
         ? (probe ?? await probeWith("auto")).name
         : backend;

@@ -2575,6 +2575,32 @@ Deno.test("evaluationsAfter(): one every evalEvery steps and one at the last, af
   assert.equal(evaluationsAfter({ steps: 8, evalEvery: 4 }, 8), 0);
 });
 
+Deno.test("main() --dry-run: WebGPU on a software adapter is estimated at its own rate, not a GPU's", () =>
+  inTempDir(async (dir) => {
+    const profile = await tmpProfile(dir, { seeds: [0], methods: [{ name: "mtl" }] });
+    const args = [
+      "--profile",
+      profile,
+      "--out",
+      join(dir, "out"),
+      "--dry-run",
+      "--backend",
+      "webgpu",
+    ];
+    const total = async (gpu: boolean) => {
+      const c = capture();
+      const probe = () => Promise.resolve({ name: "webgpu", gpu });
+      assert.equal(await main(args, { ...c.opts, probe }), 0, c.err.join("\n"));
+      return [...c.out, ...c.err].find((l) => /^2 runs;/.test(l)) ?? "";
+    };
+    assert.match(await total(true), /at an assumed 2\.00TFLOP\/s \(webgpu\); /);
+    // Lavapipe ran the ci grid at 0.05 GFLOP/s: a GPU's rate made 3 minutes read as 0.005 s.
+    assert.match(
+      await total(false),
+      /at an assumed 50\.0MFLOP\/s \(webgpu \(software adapter\)\); /,
+    );
+  }));
+
 Deno.test("main() --assume-tflops sets the dry run's rate; a bad value is refused; without --dry-run a note", () =>
   inTempDir(async (dir) => {
     const profile = await tmpProfile(dir, { seeds: [0], methods: [{ name: "mtl" }] });
