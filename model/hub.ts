@@ -376,9 +376,61 @@ function offlineError(ctx: Ctx, url: string, cause: unknown): Error {
       `To use a local folder instead, pass the path of a folder that holds config.json, ` +
       `model.safetensors or pytorch_model.bin (as save_pretrained writes them, e.g. downloaded on ` +
       `another machine) and tokenizer.json (or spiece.model) ` +
-      `in place of the hub id, or set HF_ENDPOINT to a reachable mirror.`,
+      `in place of the hub id, or set HF_ENDPOINT to a reachable mirror.${snapshotNote(ctx)}`,
     { cause },
   );
+}
+
+/**
+ * The snapshot folder of `repoId` at `revision` in a Hugging Face (transformers) cache, which
+ * this module does not read (its own cache keeps one folder per revision, {@link hubModelDir}):
+ * `<root>/models--<org>--<name>/snapshots/<commit>/` with a `config.json`, the commit being
+ * `revision` itself (40 hex digits) or what `refs/<revision>` names. Looked for under the roots
+ * `roots` gives, then huggingface_hub's own: `HF_HUB_CACHE`, else `$HF_HOME/hub`, else
+ * `~/.cache/huggingface/hub` (`XDG_CACHE_HOME` in place of `~/.cache` when set).
+ *
+ * @param repoId `org/name` (or a legacy `name`)
+ * @param revision a branch, tag or commit
+ * @param roots other cache roots to look in first (e.g. the folder a caller gave as its cache)
+ * @returns the snapshot folder, or undefined when no root has one with a `config.json`
+ */
+export function transformersSnapshot(
+  repoId: string,
+  revision: string,
+  roots: readonly string[] = [],
+): string | undefined {
+  const home = env("HOME");
+  const cache = env("XDG_CACHE_HOME") ?? (home === undefined ? undefined : join(home, ".cache"));
+  const hfHome = env("HF_HOME") ?? (cache === undefined ? undefined : join(cache, "huggingface"));
+  const own = env("HF_HUB_CACHE") ?? (hfHome === undefined ? undefined : join(hfHome, "hub"));
+  for (const root of [...roots, ...(own === undefined ? [] : [own])]) {
+    const repo = join(root, `models--${repoId.replace("/", "--")}`);
+    let commit = /^[0-9a-f]{40}$/.test(revision) ? revision : undefined;
+    if (commit === undefined) {
+      try {
+        commit = Deno.readTextFileSync(join(repo, "refs", revision)).trim();
+      } catch {
+        continue;
+      }
+    }
+    if (!/^[0-9a-f]{40}$/.test(commit)) continue;
+    const snapshot = join(repo, "snapshots", commit);
+    try {
+      if (Deno.statSync(join(snapshot, "config.json")).isFile) return snapshot;
+    } catch {
+      // none there
+    }
+  }
+  return undefined;
+}
+
+/** " The transformers cache holds …" when {@link transformersSnapshot} finds one, else "". */
+function snapshotNote(ctx: Ctx): string {
+  const snapshot = transformersSnapshot(ctx.repoId, ctx.revision, [dirname(dirname(ctx.dir))]);
+  return snapshot === undefined
+    ? ""
+    : ` A Hugging Face (transformers) cache holds this revision at ${snapshot}: pass that ` +
+      `folder in place of the hub id (it loads as a local folder).`;
 }
 
 /**
@@ -755,7 +807,7 @@ function offlineModeError(ctx: Ctx, what: string, setting: string): Error {
     `Model "${ctx.repoId}" (revision "${ctx.revision}") could not be fetched: ${setting} ` +
       `(offline mode) and ${what} not in the cache at ${ctx.dir}. Unset ${variable}, or use a ` +
       `local folder instead: pass the path of a folder holding config.json, model.safetensors ` +
-      `(or pytorch_model.bin) and tokenizer.json (or spiece.model).`,
+      `(or pytorch_model.bin) and tokenizer.json (or spiece.model).${snapshotNote(ctx)}`,
   );
 }
 

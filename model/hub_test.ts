@@ -11,6 +11,7 @@ import {
   hubModelDir,
   HubOfflineError,
   hubOfflineSetting,
+  transformersSnapshot,
 } from "./hub.ts";
 import { hubEnv, withEnv } from "./env_testing.ts";
 import { type Hub, serveHub } from "./hub_testing.ts";
@@ -730,6 +731,64 @@ Deno.test("offline mode reads HF_HUB_OFFLINE, else TRANSFORMERS_OFFLINE, as hugg
       });
     }
   }));
+
+Deno.test("offline, a revision in a transformers cache (snapshots/<commit>, refs/<branch>) is named as the folder to pass", async () => {
+  const tmp = await Deno.makeTempDir();
+  try {
+    const commit = "0123456789abcdef0123456789abcdef01234567";
+    // huggingface_hub's layout: refs/main names the commit, snapshots/<commit>/ holds the files.
+    const layout = async (root: string) => {
+      const repo = join(root, "models--org--tiny");
+      await Deno.mkdir(join(repo, "refs"), { recursive: true });
+      await Deno.writeTextFile(join(repo, "refs", "main"), commit);
+      await Deno.mkdir(join(repo, "snapshots", commit), { recursive: true });
+      await Deno.writeTextFile(join(repo, "snapshots", commit, "config.json"), "{}");
+      return join(repo, "snapshots", commit);
+    };
+    const none = { HF_HUB_CACHE: undefined, HF_HOME: undefined, XDG_CACHE_HOME: undefined };
+    const home = join(tmp, "home");
+    // Found by the roots given, by HF_HUB_CACHE, by HF_HOME, by ~/.cache; a commit directly.
+    const given = await layout(join(tmp, "given"));
+    await withEnv({ ...none, HOME: home }, async () => {
+      assert.equal(transformersSnapshot("org/tiny", "main", [join(tmp, "given")]), given);
+      assert.equal(transformersSnapshot("org/tiny", commit, [join(tmp, "given")]), given);
+      assert.equal(transformersSnapshot("org/tiny", "v2", [join(tmp, "given")]), undefined);
+      assert.equal(transformersSnapshot("org/other", "main", [join(tmp, "given")]), undefined);
+      assert.equal(transformersSnapshot("org/tiny", "main"), undefined);
+      const inHome = await layout(join(home, ".cache", "huggingface", "hub"));
+      assert.equal(transformersSnapshot("org/tiny", "main"), inHome);
+    });
+    const hfHome = await layout(join(tmp, "hf-home", "hub"));
+    await withEnv({ ...none, HOME: home, HF_HOME: join(tmp, "hf-home") }, () => {
+      assert.equal(transformersSnapshot("org/tiny", "main"), hfHome);
+      return Promise.resolve();
+    });
+    const hubCache = await layout(join(tmp, "hub-cache"));
+    await withEnv({ ...none, HOME: home, HF_HUB_CACHE: join(tmp, "hub-cache") }, () => {
+      assert.equal(transformersSnapshot("org/tiny", "main"), hubCache);
+      return Promise.resolve();
+    });
+    // The offline error names it: the cache given is a transformers cache, not this module's.
+    await withEnv({ ...none, HOME: join(tmp, "nohome"), HF_HUB_OFFLINE: "1" }, async () => {
+      await assert.rejects(
+        fetchHubModel("org/tiny", { cacheDir: join(tmp, "given"), endpoint: "http://127.0.0.1:9" }),
+        (e: unknown) =>
+          e instanceof HubOfflineError &&
+          e.message.endsWith(
+            ` A Hugging Face (transformers) cache holds this revision at ${given}: pass that ` +
+              `folder in place of the hub id (it loads as a local folder).`,
+          ),
+      );
+      // None there: the message as before.
+      await assert.rejects(
+        fetchHubModel("org/tiny", { cacheDir: join(tmp, "empty"), endpoint: "http://127.0.0.1:9" }),
+        (e: unknown) => e instanceof HubOfflineError && !e.message.includes("transformers"),
+      );
+    });
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
 
 Deno.test("fetchHubFiles: only the named files, into the folder fetchHubModel then completes", async () => {
   const tmp = await Deno.makeTempDir();
