@@ -301,6 +301,24 @@ export function t5ConfigFromHf(json: unknown, source: string): T5Config {
       { file: source, field: "feed_forward_proj" },
     );
   }
+  // transformers' T5Config derives these two from feed_forward_proj, and save_pretrained writes
+  // them; a config.json whose own values differ (a hand edit) would be read by transformers with
+  // them (kwargs set after the derivation), by this loader without: refused, not guessed.
+  const derived = {
+    dense_act_fn: ffRaw === "relu" ? "relu" : "gelu_new",
+    is_gated_act: ffRaw !== "relu",
+  };
+  for (const [key, want] of Object.entries(derived)) {
+    const got = (j as Record<string, unknown>)[key];
+    if (got !== undefined && got !== want) {
+      throw new CheckpointError(
+        `${source}: field "${key}" is ${JSON.stringify(got)}, but "feed_forward_proj" ` +
+          `"${ffRaw}" means ${JSON.stringify(want)} (transformers derives one from the other): ` +
+          `a T5 with another activation is not supported; fix the file`,
+        { file: source, field: key },
+      );
+    }
+  }
   const tie = field<boolean>(j, "tie_word_embeddings", "boolean", source, !mt5);
   const padTokenId = field<number>(j, "pad_token_id", "number", source, 0);
   const cfg: T5Config = {

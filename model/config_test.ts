@@ -170,6 +170,33 @@ Deno.test("t5ConfigFromHf: other architectures and bad token ids are errors nami
     () => t5ConfigFromHf({ ...T5_SMALL, feed_forward_proj: "gated-silu" }, file),
     /some\/config\.json: field "feed_forward_proj" must be "relu" or "gated-gelu", got "gated-silu"/,
   );
+  // transformers derives dense_act_fn and is_gated_act from feed_forward_proj (save_pretrained
+  // writes them): equal values load, a hand-edited other one is refused by name.
+  const gated = { ...T5_V1_1_SMALL, feed_forward_proj: "gated-gelu" };
+  t5ConfigFromHf({ ...gated, dense_act_fn: "gelu_new", is_gated_act: true }, file);
+  t5ConfigFromHf({ ...T5_SMALL, feed_forward_proj: "relu", dense_act_fn: "relu" }, file);
+  for (
+    const [cfg, key, got, want] of [
+      [{ ...gated, dense_act_fn: "gelu" }, "dense_act_fn", '"gelu"', '"gelu_new"'],
+      [{ ...gated, is_gated_act: false }, "is_gated_act", "false", "true"],
+      [
+        { ...T5_SMALL, feed_forward_proj: "relu", dense_act_fn: "gelu_new" },
+        "dense_act_fn",
+        '"gelu_new"',
+        '"relu"',
+      ],
+    ] as const
+  ) {
+    assert.throws(
+      () => t5ConfigFromHf(cfg, file),
+      (e: unknown) =>
+        e instanceof CheckpointError && e.field === key &&
+        e.message.startsWith(
+          `some/config.json: field "${key}" is ${got}, but "feed_forward_proj" `,
+        ) &&
+        e.message.includes(`means ${want}`),
+    );
+  }
   for (
     const [key, value] of [
       ["pad_token_id", -1],
