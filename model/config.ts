@@ -313,8 +313,9 @@ export function t5ConfigFromHf(json: unknown, source: string): T5Config {
     if (got !== undefined && got !== want) {
       throw new CheckpointError(
         `${source}: field "${key}" is ${JSON.stringify(got)}, but "feed_forward_proj" ` +
-          `"${ffRaw}" means ${JSON.stringify(want)} (transformers derives one from the other): ` +
-          `a T5 with another activation is not supported; fix the file`,
+          `"${ffRaw}" means ${JSON.stringify(want)}: transformers derives one from the other ` +
+          `(save_pretrained writes both), so one of them was edited; make them agree (or drop ` +
+          `"${key}")`,
         { file: source, field: key },
       );
     }

@@ -38,6 +38,7 @@ import {
 } from "./safetensors.ts";
 import { checkUnchanged, type FileIdentity, fileIdentity } from "./fs.ts";
 import { CheckpointError } from "./checkpoint_error.ts";
+import { crc32 } from "node:zlib";
 
 /** Largest `data.pkl` accepted (a T5-XXL state dict's is under 1 MB). */
 export const MAX_PICKLE_BYTES = 256 * 1024 * 1024;
@@ -131,6 +132,8 @@ export interface ZipEntry {
   readonly compressedSize: number;
   /** File offset of its local header. */
   readonly localHeaderOffset: number;
+  /** CRC-32 of its bytes, as the central directory records it (0: none recorded). */
+  readonly crc32: number;
 }
 
 async function openFile(
@@ -275,6 +278,7 @@ export async function readZipDirectory(
       size: usize,
       compressedSize,
       localHeaderOffset,
+      crc32: v.getUint32(p + 16, true),
     });
     p += 46 + nameLen + extraLen + commentLen;
   }
@@ -1309,6 +1313,22 @@ async function* readTensorsOf(
           "its data",
           path,
         );
+        // A tensor that spans its whole storage entry (most do) is checked against the CRC-32
+        // the zip records, as torch.load's reader (miniz) checks it: a flipped byte would
+        // otherwise load as a wrong weight. torch can write entries without one (0).
+        const entry = storage.entry;
+        if (
+          entry !== undefined && entry.crc32 !== 0 && info.storageOffset === 0 &&
+          span * es === entry.size && (crc32(raw) >>> 0) !== entry.crc32
+        ) {
+          throw new CheckpointError(
+            `${where}: the bytes of its zip entry "${entry.name}" do not match the CRC-32 the ` +
+              `zip records (0x${entry.crc32.toString(16).padStart(8, "0")}, read 0x${
+                (crc32(raw) >>> 0).toString(16).padStart(8, "0")
+              }): the file is damaged (a bad copy or disk); download or copy it again`,
+            { file: path },
+          );
+        }
         bytes = isContiguous(info.shape, info.stride)
           ? raw
           : gather(raw, es, info.shape, info.stride);

@@ -235,6 +235,58 @@ Deno.test("readTorchBinHeader: legacy format, repacked, truncated and inconsiste
   );
 });
 
+Deno.test("a flipped byte in a storage is refused by the CRC-32 the zip records (none recorded: read as it is)", async () => {
+  const h = await readTorchBinHeader(DTYPES);
+  const entry = h.storages.get(h.tensors.get("f32")!.storage)!.entry!;
+  assert.notEqual(entry.crc32, 0, "torch.save records one");
+  const bytes = (await Deno.readFile(DTYPES)).slice();
+  const local = new DataView(bytes.buffer, entry.localHeaderOffset);
+  assert.equal(local.getUint32(0, true), 0x04034b50);
+  const start = entry.localHeaderOffset + 30 + local.getUint16(26, true) +
+    local.getUint16(28, true);
+  bytes[start + 5]! ^= 0xff;
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "flipped.bin");
+    await Deno.writeFile(path, bytes);
+    await assert.rejects(
+      readAll(path),
+      (e: unknown) =>
+        e instanceof CheckpointError && e.file === path &&
+        new RegExp(
+          `^${
+            path.replaceAll(".", "\\.")
+          }: tensor "f32": the bytes of its zip entry "${entry.name}" ` +
+            `do not match the CRC-32 the zip records \\(0x${
+              entry.crc32.toString(16).padStart(8, "0")
+            }, ` +
+            `read 0x[0-9a-f]{8}\\): the file is damaged`,
+        ).test(e.message),
+    );
+    // An entry written without a CRC (0: torch's set_crc32_options(False)) is read unchecked.
+    let p = 0;
+    for (;;) {
+      p = bytes.indexOf(0x50, p);
+      if (p < 0) break;
+      const v = new DataView(bytes.buffer, p);
+      if (
+        p + 46 <= bytes.length && v.getUint32(0, true) === 0x02014b50 &&
+        v.getUint32(42, true) === entry.localHeaderOffset
+      ) {
+        v.setUint32(16, 0, true);
+        break;
+      }
+      p++;
+    }
+    assert.ok(p > 0, "the central directory entry");
+    await Deno.writeFile(path, bytes);
+    const got = await readAll(path);
+    assert.notDeepEqual([...got.get("f32")!.values!], BASE, "the flipped byte, read as it is");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("readZipDirectory follows the ZIP64 end record", async () => {
   // torch.save writes ZIP64 end records; saturate the classic end record's fields so that the
   // reader must take the counts and offsets from the ZIP64 one (as in a > 4 GB checkpoint).
