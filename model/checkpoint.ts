@@ -208,6 +208,7 @@ async function loadSafetensorsWith(
   read: SafetensorsFileHeader | undefined,
   only: ReadonlySet<string> | undefined,
   into: Map<string, tf.Tensor>,
+  finite = false,
 ): Promise<Map<string, tf.Tensor>> {
   const { file, stat } = await openWeightsFile(path, "safetensors file");
   try {
@@ -249,7 +250,7 @@ async function loadSafetensorsWith(
         fileIdentity(await file.stat()),
         "while its tensors were read",
       );
-    });
+    }, finite);
     return into;
   } finally {
     file.close();
@@ -263,6 +264,23 @@ function sameFile(path: string, was: FileIdentity, now: FileIdentity, since: str
   } catch (e) {
     throw CheckpointError.from(e, path);
   }
+}
+
+/** The non-finite values of `values` (NaN, ±Infinity): how many, the first and its index. */
+function nonFinite(
+  values: Float32Array,
+): { count: number; first: number; index: number } | undefined {
+  let count = 0;
+  let index = -1;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    // v - v is NaN exactly for NaN and ±Infinity.
+    if (v - v !== 0) {
+      if (count === 0) index = i;
+      count++;
+    }
+  }
+  return count === 0 ? undefined : { count, first: values[index]!, index };
 }
 
 /** One tensor's data as a weights file gives it: its values, or the name of a tensor it is. */
@@ -280,20 +298,40 @@ type FileTensor =
  * @param path the file, for the error
  * @param into map to add the tensors to
  * @param read gives each tensor's name and, through `load`, its data
+ * @param finite refuse a float tensor with a NaN or infinite value (a {@link CheckpointError}
+ *   naming it, the count and the first), once `read` is done
  */
 async function putFileTensors(
   path: string,
   into: Map<string, tf.Tensor>,
   read: (put: (name: string, load: () => Promise<FileTensor>) => Promise<void>) => Promise<void>,
+  finite = false,
 ): Promise<void> {
   const added: string[] = [];
   const created = new Set<tf.Tensor>();
+  // Thrown once `read` is done: after its check that the file did not change while it was read
+  // (a rewritten file's bytes are no weights of the checkpoint's, finite or not).
+  let notFinite: CheckpointError | undefined;
   try {
     await read(async (name, load) => {
       if (into.has(name)) {
         throw new CheckpointError(`${path}: tensor "${name}" appears in two files`, { file: path });
       }
       const data = await load();
+      if (
+        finite && notFinite === undefined && "values" in data && data.values instanceof Float32Array
+      ) {
+        const bad = nonFinite(data.values);
+        if (bad !== undefined) {
+          notFinite = new CheckpointError(
+            `${path}: tensor "${name}" has ${bad.count} value${bad.count === 1 ? "" : "s"} ` +
+              `that ${bad.count === 1 ? "is" : "are"} not finite (the first, ${bad.first}, at ` +
+              `flat index ${bad.index}): a checkpoint saved after its training diverged, or a ` +
+              `damaged file; training from it would give NaN losses`,
+            { file: path },
+          );
+        }
+      }
       let tensor: tf.Tensor;
       if ("sameAs" in data) {
         tensor = into.get(data.sameAs)!;
@@ -306,6 +344,7 @@ async function putFileTensors(
       into.set(name, tensor);
       added.push(name);
     });
+    if (notFinite !== undefined) throw notFinite;
   } catch (e) {
     for (const n of added) {
       const t = into.get(n);
@@ -374,6 +413,12 @@ export interface LoadHfFolderOptions {
     tensors: Map<string, FolderTensorInfo>;
     source: string;
   }) => void;
+  /**
+   * Refuse a float tensor with a NaN or infinite value (default true): a {@link CheckpointError}
+   * naming the file, the tensor, how many and the first, since a model built from it trains to
+   * NaN losses. False reads such values as they are (a half-precision round trip's overflow).
+   */
+  readonly finite?: boolean;
 }
 
 /**
@@ -411,9 +456,15 @@ export async function loadHfFolder(
     for (const { path } of files) {
       const header = headers.torch.get(path);
       if (header === undefined) {
-        await loadSafetensorsWith(path, headers.safetensors.get(path)!, undefined, tensors);
+        await loadSafetensorsWith(
+          path,
+          headers.safetensors.get(path)!,
+          undefined,
+          tensors,
+          opts.finite ?? true,
+        );
       } else {
-        await loadTorchBinFile(path, header, tensors);
+        await loadTorchBinFile(path, header, tensors, opts.finite ?? true);
       }
     }
   } catch (e) {
@@ -436,6 +487,7 @@ async function loadTorchBinFile(
   path: string,
   header: TorchBinHeader,
   into: Map<string, tf.Tensor>,
+  finite = false,
 ): Promise<void> {
   await putFileTensors(path, into, async (put) => {
     for await (const { name, info, values, sameAs } of readTorchBinTensors(path, header)) {
@@ -447,7 +499,7 @@ async function loadTorchBinFile(
           ),
       );
     }
-  });
+  }, finite);
 }
 
 /** Where a checkpoint folder's weights are (see {@link readFolderLayout}). */

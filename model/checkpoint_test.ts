@@ -580,7 +580,8 @@ Deno.test("float16/bfloat16 saves round-trip to the rounded values", async () =>
     assert.deepEqual(header.get("x")!.dataOffsets, [8, 34]);
     const cfgJson = JSON.parse(await Deno.readTextFile(join(dir, "config.json")));
     assert.equal(cfgJson.dtype, dtype);
-    const back = await loadHfFolder(dir);
+    // The infinities and NaN round trip too: read as they are (refused by default, below).
+    const back = await loadHfFolder(dir, { finite: false });
     const got = Array.from(back.tensors.get("x")!.dataSync());
     for (let i = 0; i < vals.length; i++) assert.ok(Object.is(got[i], want[i]), `${dtype}[${i}]`);
     assert.deepEqual(Array.from(back.tensors.get("ids")!.dataSync()), [3, -4]);
@@ -1098,6 +1099,41 @@ Deno.test("loadSafetensorsFile: an int32 table with the float32 table's bits is 
     } finally {
       tf.dispose([table, asInt]);
     }
+  }));
+
+Deno.test("loadHfFolder: a weight that is NaN or infinite is refused naming the tensor, the count and the first; nothing leaks", () =>
+  leakFreeInTempDir(async (tmp) => {
+    const cfg = preset("tiny-v1_1");
+    const good = tf.tensor1d([1, 2, 3, 4]);
+    for (
+      const [values, count, first, index] of [
+        [[1, NaN, 3, NaN], 2, NaN, 1],
+        [[1, 2, -Infinity, 4], 1, -Infinity, 2],
+      ] as const
+    ) {
+      const bad = tf.tensor1d([...values]);
+      const dir = join(tmp, String(index));
+      try {
+        await saveHfFolder(dir, cfg, new Map<string, tf.Tensor>([["a", good], ["b", bad]]));
+      } finally {
+        bad.dispose();
+      }
+      const file = join(dir, "model.safetensors");
+      const made = tf.memory().numTensors;
+      const message = `${file}: tensor "b" has ${count} value${count === 1 ? "" : "s"} that ` +
+        `${count === 1 ? "is" : "are"} not finite (the first, ${first}, at flat index ` +
+        `${index}): a checkpoint saved after its training diverged, or a damaged file; ` +
+        `training from it would give NaN losses`;
+      await assert.rejects(
+        loadHfFolder(dir),
+        (e: unknown) => e instanceof CheckpointError && e.file === file && e.message === message,
+      );
+      assert.equal(tf.memory().numTensors, made, "the tensor read before it is disposed");
+      // Read as they are when asked; the raw file reader does not check.
+      disposeAll((await loadHfFolder(dir, { finite: false })).tensors);
+      disposeAll(await loadSafetensorsFile(file));
+    }
+    good.dispose();
   }));
 
 Deno.test("loadSafetensorsFile: a failed file disposes what it made, not a table it aliased from an earlier file", () =>
