@@ -178,7 +178,8 @@ export function profilePath(nameOrPath: string, builtIn: string = PROFILES_DIR):
 /**
  * For a profile file outside the built-in folder whose `name` is a built-in profile's (a copy of
  * `ci.json` edited but not renamed): a note that its runs carry that profile's name, so a
- * `--compare` against the built-in's baseline matches them (and fails them on `spec.id`), and
+ * `--compare` against the built-in's baseline matches them (failing those whose settings differ
+ * on `spec.id`), and
  * their result files share the built-in's prefix in an `--out`.
  *
  * @param file the profile file read
@@ -197,7 +198,8 @@ export function builtInNameNote(
   return `${file} is named "${name}", as the built-in profile ${
     join(builtIn, `${name}.json`)
   } is: its runs are keyed as that profile's (results ${name}--…, and a --compare against its ` +
-    `baseline fails them on spec.id); give it a name of its own to tell them apart`;
+    `baseline gates them as its runs: those whose settings differ fail on spec.id); give it a ` +
+    `name of its own to tell them apart`;
 }
 
 /**

@@ -68,7 +68,8 @@ Deno.test("builtInNameNote(): a profile file elsewhere named as a built-in one g
     builtInNameNote(copy, "ci"),
     `${copy} is named "ci", as the built-in profile ${join(PROFILES_DIR, "ci.json")} is: its ` +
       "runs are keyed as that profile's (results ci--…, and a --compare against its baseline " +
-      "fails them on spec.id); give it a name of its own to tell them apart",
+      "gates them as its runs: those whose settings differ fail on spec.id); give it a name of " +
+      "its own to tell them apart",
   );
   assert.equal(builtInNameNote(join(PROFILES_DIR, "ci.json"), "ci"), undefined);
   assert.equal(builtInNameNote(copy, "ci-lr2"), undefined);

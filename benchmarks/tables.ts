@@ -1734,7 +1734,10 @@ async function argumentProblem(
         `them there), or pass --runs DIR`;
   }
   if (!(await isDirectory(runs))) return undefined; // a JSON file of results, as loadResults reads
-  for await (const e of Deno.readDir(runs)) if (e.name.endsWith(".json")) return undefined;
+  // As loadResults reads them: files (a folder named x.json is no result).
+  for await (const e of Deno.readDir(runs)) {
+    if (e.isFile && e.name.endsWith(".json")) return undefined;
+  }
   return `--runs ${noResultsMessage(runs)}`;
 }
 

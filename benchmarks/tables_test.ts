@@ -1201,6 +1201,7 @@ Deno.test("main() (deno task tables) names a bad flag, folder or result in one l
   try {
     const { file, empty, broken } = await badFolders(dir);
     const out = join(dir, "tables");
+    await Deno.mkdir(join(dir, "dirs-only", "x.json"), { recursive: true });
     const cases: [string[], number, RegExp][] = [
       [
         ["--rnus", empty],
@@ -1226,6 +1227,12 @@ Deno.test("main() (deno task tables) names a bad flag, folder or result in one l
         /^--runs .*nope\.json: no such folder or file$/,
       ],
       [["--runs", empty, "--out", out], 2, /^--runs .*empty: no run results \(\*\.json\) there/],
+      // A folder named like a result is none: the same refusal (it was exit 1).
+      [
+        ["--runs", join(dir, "dirs-only"), "--out", out],
+        2,
+        /^--runs .*dirs-only: no run results \(\*\.json\) there/,
+      ],
       [["--runs", broken, "--out", file], 2, /^--out .*a-file: is a file, not a folder$/],
       [
         ["--runs", broken, "--out", out],
@@ -1247,6 +1254,7 @@ Deno.test("main() (deno task tables) names a bad flag, folder or result in one l
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), [
       "a-file",
       "broken",
+      "dirs-only",
       "empty",
     ], "no table folder was made");
     const log: string[] = [];
