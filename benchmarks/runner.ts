@@ -637,7 +637,8 @@ export { writeFileAtomic } from "../model/fs.ts";
 
 /**
  * The runs of `specs` that have checkpoints in `outDir` of an earlier attempt that did not finish
- * (stopped, preempted, killed) and whose claim no live process holds: a grid without `resume`
+ * (stopped, preempted, killed: no result of the run there) and whose claim no live process holds:
+ * a grid without `resume`
  * would delete them and train from step 0, so `deno task bench` refuses to start unless told
  * which (`--resume` continues them, `--restart` deletes them).
  *
@@ -656,6 +657,9 @@ export async function unfinishedCheckpoints(
     const file = join(outDir, runFileName(spec));
     const steps = await listCheckpoints(join(runWorkDir(file), "checkpoints"));
     if (steps.length === 0 || await claimIsLive(runLockFile(file), staleMs)) continue;
+    // Finished: a kill between writing its result and deleting its work folder left them; no
+    // work of an attempt is lost by training it again (the runner removes them then).
+    if (await readFinished(outDir, spec) !== undefined) continue;
     lines.push(
       `${spec.id} (${basename(file)}): step ${Math.max(...steps)} of ${spec.train.steps}`,
     );

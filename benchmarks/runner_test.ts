@@ -6,6 +6,7 @@ import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import { BackendFatalError, explainBackendFailure } from "../model/backend.ts";
 import { countingRunOne, fakeRunOne } from "./_fake_run_one.ts";
+import { fakeRuns } from "./results_testing.ts";
 import {
   defaultTaskCatalog,
   diskLimitOf,
@@ -524,6 +525,17 @@ Deno.test("unfinishedCheckpoints(): runs with checkpoints whose claim no live pr
       `${a.id} (${runFileName(a)}): step 8 of ${a.train.steps}`,
       `${b.id} (${runFileName(b)}): step 2 of ${b.train.steps}`,
     ]);
+    // a's result written, its work folder not yet deleted (a kill between the two): finished,
+    // not listed (bench called it unfinished, and --restart would have trained it again).
+    const [done] = await fakeRuns([a]);
+    await Deno.writeTextFile(join(out, runFileName(a)), JSON.stringify(done));
+    assert.deepEqual(await unfinishedCheckpoints(out, [a, b, c], 60_000), [
+      `${b.id} (${runFileName(b)}): step 2 of ${b.train.steps}`,
+    ]);
+    // Another run's result under its name is no result of it: still listed.
+    const [other] = await fakeRuns([c]);
+    await Deno.writeTextFile(join(out, runFileName(a)), JSON.stringify(other));
+    assert.equal((await unfinishedCheckpoints(out, [a, b, c], 60_000)).length, 2);
   }));
 
 Deno.test("runGrid() with resume reruns a finished run whose recorded data files changed in the grid's data folder, naming the first; keeps one whose files did not", async () => {
