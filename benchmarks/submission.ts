@@ -614,6 +614,26 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
           `.examples says ${src.examples} (a truncated or replaced file)`,
       );
     }
+    // The folder's manifest (run_one.ts TestPredictionWriter) says which step wrote each file: a
+    // later attempt of the run, stopped before its result, rewrites the files under the result
+    // of an earlier one.
+    const manifestPath = join(src.dir, "manifest.json");
+    let manifest: unknown;
+    try {
+      manifest = JSON.parse(await Deno.readTextFile(manifestPath));
+    } catch {
+      manifest = undefined; // none (or unreadable): the counts above are all there is to check
+    }
+    const wrote = (manifest as Record<string, { step?: unknown } | undefined> | undefined)?.[task];
+    if (manifest !== undefined && wrote?.step !== src.step) {
+      throw new SubmissionError(
+        `${path}: ${manifestPath} says ${
+          wrote === undefined ? "no step wrote it" : `step ${JSON.stringify(wrote.step)} wrote it`
+        }, but ${src.file} $.testPredictions.files.${task}.step says ${src.step}: a later ` +
+          `attempt of the run (stopped before writing its result) rewrote the predictions; ` +
+          `finish it (deno task bench --resume) or train the run again`,
+      );
+    }
     m = new Map(lines.map((l) => [l.id, l]));
     predCache.set(task, m);
     return m;

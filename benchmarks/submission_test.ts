@@ -872,6 +872,46 @@ Deno.test("selection: of two configurations of one row, the only one with test p
   }
 });
 
+Deno.test("predictions the folder's manifest says another step wrote (a later attempt of the run) exit 1 naming both; an agreeing manifest passes", async () => {
+  const runs = await Deno.makeTempDir();
+  const out = await Deno.makeTempDir();
+  try {
+    const spec = fakeSpec("p", "tiny-v1_1", "mtl", "mtl", 0, "glue");
+    const file = await writeRun(runs, spec, MIRROR, ["rte"]);
+    const result = JSON.parse(await Deno.readTextFile(file));
+    const dir = join(runs, result.testPredictions.dir);
+    const { step, examples } = result.testPredictions.files.rte;
+    const args = (name: string) => [
+      ...["--runs", runs, "--benchmark", "glue", "--method", "mtl", "--data-dir", MIRROR],
+      ...["--out", join(out, name), "--allow-missing"],
+    ];
+    const manifest = (m: unknown) =>
+      Deno.writeTextFile(join(dir, "manifest.json"), JSON.stringify(m));
+    await manifest({ rte: { step, examples } });
+    const ok = await cli(args("ok"));
+    assert.equal(ok.code, 0, ok.err);
+    await manifest({ rte: { step: step + 2, examples } });
+    const later = await cli(args("later"));
+    assert.equal(later.code, 1, later.err);
+    assert.equal(
+      later.err,
+      `${join(dir, "rte.jsonl")}: ${join(dir, "manifest.json")} says step ${
+        step + 2
+      } wrote it, but ${file} $.testPredictions.files.rte.step says ${step}: a later attempt of ` +
+        `the run (stopped before writing its result) rewrote the predictions; finish it (deno ` +
+        `task bench --resume) or train the run again`,
+    );
+    assert.equal(await pathExists(join(out, "later")), false, "nothing written");
+    await manifest({});
+    const none = await cli(args("none"));
+    assert.equal(none.code, 1);
+    assert.match(none.err, /manifest\.json says no step wrote it, but /);
+  } finally {
+    await Deno.remove(runs, { recursive: true });
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
 Deno.test("--out named like the zip is refused; a zip left without its folder by a stop is said", async () => {
   const runs = await Deno.makeTempDir();
   const out = await Deno.makeTempDir();
