@@ -51,22 +51,17 @@ Deno.test("countT5Params equals PyTorch's totals for all ten published sizes", (
   for (const m of sizes.models) assert.equal(countT5Params(preset(m.name)), m.n_params, m.name);
 });
 
-Deno.test("t5Flops within 1% of FlopCounterMode for all ten sizes (forward and train)", () => {
-  let worst = 0;
+Deno.test("t5Flops equals FlopCounterMode's counts for all ten sizes (forward and train), exactly", () => {
   for (const m of sizes.models) {
     for (const [s, t] of [[128, 16], [512, 128]] as const) {
       const got = t5Flops(preset(m.name), { inputLength: s, targetLength: t });
       const fwd = m[`fwd_flops_${s}_${t}`] as number;
       const fb = m[`fwdbwd_flops_${s}_${t}`] as number;
-      for (const [g, w] of [[got.forward, fwd], [got.train, fb]] as const) {
-        const rel = Math.abs(g - w) / w;
-        worst = Math.max(worst, rel);
-        assert.ok(rel < 0.01, `${m.name} ${s}/${t}: ${g} vs ${w}`);
-      }
+      // Integers below 2^53: the closed form is exact, so equal, not merely close.
+      assert.equal(got.forward, fwd, `${m.name} ${s}/${t} forward`);
+      assert.equal(got.train, fb, `${m.name} ${s}/${t} train`);
     }
   }
-  // The closed form is exact, not merely within 1%.
-  assert.equal(worst, 0);
 });
 
 Deno.test("t5Flops rejects bad lengths", () => {
