@@ -178,6 +178,7 @@ import {
   type DeviceMemoryPlan,
   fittingMethodsAdvice,
   fmtGb,
+  hostMemoryWarnings,
   isWasmBackend,
   planDeviceMemory,
   probeDeviceMemory,
@@ -802,6 +803,15 @@ async function loadRunOne(): Promise<RunOneFn> {
     throw new Error("benchmarks/run_one.ts does not export runOne");
   }
   return mod.runOne;
+}
+
+/** The machine's memory in bytes, or undefined where it cannot be read (no --allow-sys). */
+function hostMemoryTotal(): number | undefined {
+  try {
+    return Deno.systemMemoryInfo().total;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The backend a choice resolves to on this machine, and whether it is a GPU. */
@@ -1543,6 +1553,11 @@ export interface MainOptions {
   /** Runs `nvidia-smi` for the GPU's memory (default `Deno.Command`; tests inject a fake). */
   readonly runCommand?: CommandRunner;
   /**
+   * The machine's memory in bytes, for runs on the host's memory (default
+   * `Deno.systemMemoryInfo().total`; tests inject a small one).
+   */
+  readonly hostMemory?: number;
+  /**
    * Ends the process at once on a second SIGINT/SIGTERM, or a first one with nothing to save
    * ({@link interruptHandler}; default `Deno.exit`).
    */
@@ -2257,6 +2272,8 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     const anyGpu = [...probes.values()].some((p) => p.gpu);
     // wasm runs are checked against the wasm heap (device_memory.ts WASM_HEAP), always.
     const anyWasm = [...probes.values()].some((p) => isWasmBackend(p.name));
+    // Runs on the host's memory (cpu, tfjs-node on the CPU): warned of when they may exceed it.
+    const anyHost = [...probes.values()].some((p) => !p.gpu && !isWasmBackend(p.name));
     let memory: DeviceMemoryPlan = {
       runs: new Map(),
       microBatchSizes: new Map(),
@@ -2270,7 +2287,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     if (stated.ignored !== undefined) error(stated.ignored);
     // The preflight: estimates for the dry-run table, and on a GPU or the wasm heap the
     // micro-batches or a refusal.
-    if (anyGpu || anyWasm || values["dry-run"]) {
+    if (anyGpu || anyWasm || anyHost || values["dry-run"]) {
       const probed = anyGpu ? await probeDeviceMemory(memoryOverride, opts.runCommand) : undefined;
       const device = probed === undefined
         ? memoryOverride
@@ -2318,6 +2335,15 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         });
       // What the runs will do: a run whose backend is no GPU is not checked against the GPU.
       memory = plan(false);
+      const hostBytes = opts.hostMemory ?? hostMemoryTotal();
+      if (hostBytes !== undefined) {
+        const warnings = hostMemoryWarnings(specs, memory, {
+          backendOf,
+          totalBytes: hostBytes,
+          modelName: (s) => labels.model(s),
+        });
+        for (const w of warnings) error(`warning: ${w}`);
+      }
       // A dry run with a stated memory size and no GPU here plans every run as on a GPU of that
       // size (what `--device-memory` asks), so the table shows the micro-batches off the GPU
       // machine too; statedMemoryUse's line says the real run does not.

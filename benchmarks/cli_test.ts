@@ -2575,6 +2575,37 @@ Deno.test("evaluationsAfter(): one every evalEvery steps and one at the last, af
   assert.equal(evaluationsAfter({ steps: 8, evalEvery: 4 }, 8), 0);
 });
 
+Deno.test("main(): a run on the host's memory (cpu) whose estimated peak exceeds 90% of the machine's is warned of, once per configuration; trained all the same", () =>
+  inTempDir(async (dir) => {
+    const profile = await tmpProfile(dir, { seeds: [0, 1], methods: [{ name: "mtl" }] });
+    const args = (out: string, extra: string[] = []) => [
+      ...["--profile", profile, "--out", join(dir, out), "--backend", "cpu", "--no-tables"],
+      ...extra,
+    ];
+    const warned = (err: string[]) => err.filter((l) => l.startsWith("warning: "));
+    // Plenty: nothing said.
+    const big = capture();
+    assert.equal(await main(args("a", ["--dry-run"]), { ...big.opts, hostMemory: 1e12 }), 0);
+    assert.deepEqual(warned(big.err), []);
+    // 1 MB: every run (one estimate: GLUE's and SuperGLUE's lengths are alike here), in one
+    // line naming two, by a dry run and a real one.
+    for (const extra of [["--dry-run"], []]) {
+      const c = capture();
+      const { calls, runOne } = countingRunOne();
+      assert.equal(
+        await main(args(`b${extra.length}`, extra), { ...c.opts, runOne, hostMemory: 1e6 }),
+        0,
+      );
+      const w = warned(c.err);
+      assert.equal(w.length, 1, c.err.join("\n"));
+      assert.match(
+        w[0]!,
+        /^warning: 4 runs \(run \w{12} \(tiny-v1_1, mtl, glue, s0\); run \w{12} \(tiny-v1_1, mtl, glue, s1\); and 2 more\): estimated peak [\d.]+ MB, more than 90% of this machine's memory \(1\.0 MB\): they may run out of memory or swap; train\.microBatchSize splits each batch into passes that need less$/,
+      );
+      assert.equal(calls.length, extra.length === 0 ? 4 : 0, "a warning, not a refusal");
+    }
+  }));
+
 Deno.test("main() --dry-run: WebGPU on a software adapter is estimated at its own rate, not a GPU's", () =>
   inTempDir(async (dir) => {
     const profile = await tmpProfile(dir, { seeds: [0], methods: [{ name: "mtl" }] });

@@ -714,6 +714,50 @@ export function fmtGbPair(over: number, limit: number): [string, string] {
   return [fmtGb(over, d), fmtGb(limit, d)];
 }
 
+/** The share of the machine's memory above which a run on the host's memory is warned of. */
+export const HOST_MEMORY_SHARE = 0.9;
+
+/**
+ * The runs of a plan that train on the host's memory (no GPU, not the wasm heap: the `cpu`
+ * backend, tfjs-node on the CPU) whose estimated peak exceeds {@link HOST_MEMORY_SHARE} of the
+ * machine's memory: a warning each (one per configuration), not a refusal (the estimate counts
+ * tensors, and the operating system may swap).
+ *
+ * @param specs the runs
+ * @param plan the preflight's plan (its estimates)
+ * @param o the backend of each run, the machine's memory in bytes, a run's model name
+ * @returns the warnings, without the `warning: ` prefix
+ */
+export function hostMemoryWarnings(
+  specs: readonly RunSpec[],
+  plan: DeviceMemoryPlan,
+  o: {
+    readonly backendOf: (spec: RunSpec) => RunBackend;
+    readonly totalBytes: number;
+    readonly modelName: (spec: RunSpec) => string;
+  },
+): string[] {
+  const limit = HOST_MEMORY_SHARE * o.totalBytes;
+  const byPeak = new Map<number, string[]>();
+  for (const spec of specs) {
+    const b = o.backendOf(spec);
+    const p = plan.runs.get(spec.id);
+    if (b.gpu || isWasmBackend(b.name) || p === undefined || !(p.estimate.peak > limit)) continue;
+    byPeak.set(p.estimate.peak, [
+      ...(byPeak.get(p.estimate.peak) ?? []),
+      runName(spec, o.modelName(spec)),
+    ]);
+  }
+  return [...byPeak].map(([peak, runs]) => {
+    const [over, total] = fmtGbPair(peak, o.totalBytes);
+    const named = runs.length <= 2 ? runs : [...runs.slice(0, 2), `and ${runs.length - 2} more`];
+    return `${runs.length === 1 ? runs[0] : `${runs.length} runs (${named.join("; ")})`}: ` +
+      `estimated peak ${over}, more than ${Math.round(100 * HOST_MEMORY_SHARE)}% of this ` +
+      `machine's memory (${total}): ${runs.length === 1 ? "it" : "they"} may run out of memory ` +
+      `or swap; train.microBatchSize splits each batch into passes that need less`;
+  });
+}
+
 /** A short name of a run for messages. */
 function runName(spec: RunSpec, model: string): string {
   return `run ${spec.id} (${model}, ${spec.method.label}${
