@@ -346,10 +346,49 @@ async function probeWebGpu(): Promise<AdapterProbe> {
   const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
   const fallback = info.isFallbackAdapter === true ||
     (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter === true;
-  const description = `${info.description || "?"} (vendor ${info.vendor || "?"}, device ${
-    info.device || "?"
-  }${info.architecture ? `, ${info.architecture}` : ""}${fallback ? ", fallback adapter" : ""})`;
-  return { ok: true, fallback, description, id: adapterId(info) };
+  return {
+    ok: true,
+    fallback,
+    description: adapterDescription(info, fallback),
+    id: adapterId(info),
+  };
+}
+
+/**
+ * A WebGPU adapter as a run's provenance names it: its description, vendor, device and
+ * architecture, its subgroup sizes where the adapter reports them, and whether it is a software
+ * fallback one. The subgroup sizes tell apart two adapters that report the same names, as Mesa's
+ * llvmpipe does through Vulkan (lavapipe: 8–8) and through GL (4–128), whose numbers differ.
+ *
+ * @example
+ * ```ts
+ * import { adapterDescription } from "./backend.ts";
+ * const info = { description: "llvmpipe", vendor: "65541", device: "0", architecture: "",
+ *   subgroupMinSize: 8, subgroupMaxSize: 8 };
+ * console.assert(
+ *   adapterDescription(info, true) ===
+ *     "llvmpipe (vendor 65541, device 0, subgroups 8-8, fallback adapter)",
+ * );
+ * ```
+ *
+ * @param info the adapter's `info`
+ * @param fallback whether it is a software fallback adapter
+ * @returns the description
+ */
+export function adapterDescription(
+  info: Pick<GPUAdapterInfo, "description" | "vendor" | "device" | "architecture"> & {
+    readonly subgroupMinSize?: number;
+    readonly subgroupMaxSize?: number;
+  },
+  fallback: boolean,
+): string {
+  const min = info.subgroupMinSize, max = info.subgroupMaxSize;
+  const subgroups = typeof min === "number" && typeof max === "number" && max > 0
+    ? `, subgroups ${min}-${max}`
+    : "";
+  return `${info.description || "?"} (vendor ${info.vendor || "?"}, device ${info.device || "?"}${
+    info.architecture ? `, ${info.architecture}` : ""
+  }${subgroups}${fallback ? ", fallback adapter" : ""})`;
 }
 
 async function startWebGpu(

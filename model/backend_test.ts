@@ -2,6 +2,7 @@ import "./webgpu/test_backend.ts"; // the tests' WebGPU backend, before any adap
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import {
+  adapterDescription,
   backendFromEnv,
   type BackendName,
   backpropFromEnv,
@@ -613,4 +614,29 @@ Deno.test({
       await tf.setBackend("cpu");
     }
   },
+});
+
+Deno.test("adapterDescription(): names, subgroup sizes where reported (llvmpipe's Vulkan and GL adapters differ only there), fallback", () => {
+  const llvmpipe = {
+    description: "llvmpipe (LLVM 15.0.6, 256 bits)",
+    vendor: "65541",
+    device: "0",
+    architecture: "",
+  };
+  const vulkan = adapterDescription({ ...llvmpipe, subgroupMinSize: 8, subgroupMaxSize: 8 }, true);
+  const gl = adapterDescription({ ...llvmpipe, subgroupMinSize: 4, subgroupMaxSize: 128 }, true);
+  assert.equal(
+    vulkan,
+    "llvmpipe (LLVM 15.0.6, 256 bits) (vendor 65541, device 0, subgroups 8-8, fallback adapter)",
+  );
+  assert.notEqual(vulkan, gl);
+  // An adapter that reports no subgroup sizes (or 0): none said; an architecture when given.
+  assert.equal(
+    adapterDescription({ ...llvmpipe, architecture: "ampere", subgroupMaxSize: 0 }, false),
+    "llvmpipe (LLVM 15.0.6, 256 bits) (vendor 65541, device 0, ampere)",
+  );
+  assert.equal(
+    adapterDescription({ description: "", vendor: "", device: "", architecture: "" }, false),
+    "? (vendor ?, device ?)",
+  );
 });
