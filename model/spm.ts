@@ -11,7 +11,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { join } from "node:path";
+import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import { CheckpointError } from "./checkpoint_error.ts";
 import { writeFileAtomic } from "./fs.ts";
 import { parseJsonFile } from "./json.ts";
@@ -448,9 +448,17 @@ export async function trainSentencePiece(
   const longest = await longestLineBytes(corpusFiles);
   await Deno.mkdir(opts.outDir, { recursive: true });
   const prefix = `${opts.outDir}/spiece`;
+  // spiece.model records its trainer's arguments, the input paths and the model prefix among
+  // them: spm_train runs in `outDir` with paths relative to it where they stay near (a corpus
+  // beside the output folder, as pretrain's temporary folder has it), so the same corpus gives
+  // the same bytes in any folder; a corpus elsewhere is named by its absolute path.
+  const inputs = corpusFiles.map((f) => {
+    const rel = relative(opts.outDir, f);
+    return isAbsolute(rel) || rel.startsWith(`..${sep}..`) ? resolve(f) : rel;
+  });
   const args = [
-    `--input=${corpusFiles.join(",")}`,
-    `--model_prefix=${prefix}`,
+    `--input=${inputs.join(",")}`,
+    "--model_prefix=spiece",
     "--model_type=unigram",
     `--vocab_size=${pieces}`,
     "--pad_id=0",
@@ -471,7 +479,12 @@ export async function trainSentencePiece(
   let out: Deno.CommandOutput;
   try {
     out = await outputStoppedWithUs(
-      new Deno.Command(opts.spmTrain ?? "spm_train", { args, stdout: "null", stderr: "piped" }),
+      new Deno.Command(opts.spmTrain ?? "spm_train", {
+        args,
+        cwd: opts.outDir,
+        stdout: "null",
+        stderr: "piped",
+      }),
     );
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {

@@ -87,6 +87,27 @@ spmTest(
   },
 );
 
+spmTest(
+  "trainSentencePiece(): the same corpus beside the output folder gives the same spiece.model bytes in any folder",
+  async (dir) => {
+    // As pretrain's temporary folders: <tmp-N>/corpus.txt and <tmp-N>/tok/. spiece.model records
+    // its trainer's input paths and model prefix, which held each temporary folder's name.
+    const text = await Deno.readTextFile(await corpus(dir));
+    const models: Uint8Array[] = [];
+    for (const tmp of [".tmp-1-aaaa", ".tmp-22-bbbbbbbb"]) {
+      await Deno.mkdir(`${dir}/${tmp}`);
+      await Deno.writeTextFile(`${dir}/${tmp}/corpus.txt`, text);
+      await trainSentencePiece([`${dir}/${tmp}/corpus.txt`], {
+        vocabSize: 600,
+        outDir: `${dir}/${tmp}/tok`,
+      });
+      models.push(await Deno.readFile(`${dir}/${tmp}/tok/spiece.model`));
+    }
+    deepEqual(models[0], models[1]);
+    ok(!new TextDecoder().decode(models[0]).includes(".tmp-"), "no temporary folder's name");
+  },
+);
+
 Deno.test("parseSentencePieceModel() names the file on truncated input", () => {
   throws(
     () => parseSentencePieceModel(new Uint8Array([0x0a, 0x20, 0x0a]), "x.model"),
