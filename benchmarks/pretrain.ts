@@ -375,46 +375,57 @@ async function corpusTokenizer(
         "Debian's sentencepiece package: apt-get install -y sentencepiece)",
     );
   }
-  await Deno.mkdir(tokenizers, { recursive: true });
-  const held = await makeHeldTempDir(tokenizers, "");
-  const work = held.path;
-  try {
-    const corpusPath = join(work, "corpus.txt");
-    await Deno.writeTextFile(corpusPath, corpusText);
-    const lines = corpusText.split("\n").length;
-    const coverage = characterCoverage(corpusText, opts.vocabSize);
-    log(
-      `tokenizer: training a ${opts.vocabSize}-piece vocabulary on ${lines} lines ` +
-        `(character coverage ${coverage})`,
-    );
-    const trained = await trainSentencePiece([corpusPath], {
-      vocabSize: opts.vocabSize,
-      characterCoverage: coverage,
-      outDir: join(work, "tok"),
-      ...(opts.spmTrain === undefined ? {} : { spmTrain: opts.spmTrain }),
-    });
-    const final = join(work, "final");
-    await Deno.mkdir(final);
-    await Deno.rename(trained, join(final, "tokenizer.json"));
-    // spm_train wrote the model without a flush (tokenizer.json's data is on disk: written by
-    // writeFileAtomic); both, and then the folder's entries, before the rename below publishes it.
-    const model = join(work, "tok", "spiece.model");
-    await syncFile(model);
-    await Deno.rename(model, join(final, "spiece.model"));
-    await syncDir(final);
+  // Other runs training the same tokenizer (a grid's parallel shards, a pretraining beside a
+  // random run) take turns on a lock: the first trains, the others find its folder.
+  const lock = join(tokenizers, ".locks", `${basename(dir)}.lock`);
+  return await withFileLock(lock, async () => {
+    if (isFile(path)) return { path, key, cached: true };
+    await Deno.mkdir(tokenizers, { recursive: true });
+    const held = await makeHeldTempDir(tokenizers, "");
+    const work = held.path;
     try {
-      // Atomic publish: a concurrent builder that won the race leaves its folder in place.
-      await Deno.rename(final, dir);
-      await syncDir(tokenizers); // the new name survives a power cut
-    } catch (e) {
-      if (!isFile(path)) throw e;
+      const corpusPath = join(work, "corpus.txt");
+      await Deno.writeTextFile(corpusPath, corpusText);
+      const lines = corpusText.split("\n").length;
+      const coverage = characterCoverage(corpusText, opts.vocabSize);
+      log(
+        `tokenizer: training a ${opts.vocabSize}-piece vocabulary on ${lines} lines ` +
+          `(character coverage ${coverage})`,
+      );
+      const trained = await trainSentencePiece([corpusPath], {
+        vocabSize: opts.vocabSize,
+        characterCoverage: coverage,
+        outDir: join(work, "tok"),
+        ...(opts.spmTrain === undefined ? {} : { spmTrain: opts.spmTrain }),
+      });
+      const final = join(work, "final");
+      await Deno.mkdir(final);
+      await Deno.rename(trained, join(final, "tokenizer.json"));
+      // spm_train wrote the model without a flush (tokenizer.json's data is on disk: written by
+      // writeFileAtomic); both, and then the folder's entries, before the rename below
+      // publishes it.
+      const model = join(work, "tok", "spiece.model");
+      await syncFile(model);
+      await Deno.rename(model, join(final, "spiece.model"));
+      await syncDir(final);
+      try {
+        // Atomic publish: a concurrent builder that won the race leaves its folder in place.
+        await Deno.rename(final, dir);
+        await syncDir(tokenizers); // the new name survives a power cut
+      } catch (e) {
+        if (!isFile(path)) throw e;
+      }
+      log(`tokenizer: wrote ${path}`);
+      return { path, key, cached: false };
+    } finally {
+      await Deno.remove(work, { recursive: true }).catch(() => {});
+      held.release();
     }
-    log(`tokenizer: wrote ${path}`);
-    return { path, key, cached: false };
-  } finally {
-    await Deno.remove(work, { recursive: true }).catch(() => {});
-    held.release();
-  }
+  }, {
+    remove: true,
+    onWait: () =>
+      log(`tokenizer: waiting for another run training the same tokenizer ${dir} (lock ${lock})`),
+  });
 }
 
 /**

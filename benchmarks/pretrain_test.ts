@@ -251,8 +251,43 @@ Deno.test({
       const c = await ensureTaskTokenizer(dataDir, opts);
       equal(c.cached, false);
       ok(c.key !== a.key);
-      const entries = [...Deno.readDirSync(join(cacheDir, "tokenizers"))].map((e) => e.name);
+      const entries = [...Deno.readDirSync(join(cacheDir, "tokenizers"))].map((e) => e.name)
+        .filter((n) => n !== ".locks");
       equal(entries.length, 2, `only the two published folders remain: ${entries}`);
+      deepEqual([...Deno.readDirSync(join(cacheDir, "tokenizers", ".locks"))], [], "no lock left");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "ensureTaskTokenizer(): runs asking for the same tokenizer at once take turns: one trains, the others find its folder",
+  ignore: !hasSpm,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const dataDir = await rteOnlyDataDir(dir);
+      const cacheDir = join(dir, "cache");
+      // spm_train, counting its trainings (not the --help probe).
+      const count = join(dir, "trainings");
+      const spm = join(dir, "spm_train");
+      await Deno.writeTextFile(
+        spm,
+        `#!/bin/sh\ncase "$1" in --help) ;; *) echo x >> ${count};; esac\nexec spm_train "$@"\n`,
+      );
+      await Deno.chmod(spm, 0o755);
+      const lines: string[] = [];
+      const opts = { vocabSize: 500, cacheDir, spmTrain: spm, log: (l: string) => lines.push(l) };
+      const got = await Promise.all([0, 1, 2].map(() => ensureTaskTokenizer(dataDir, opts)));
+      equal((await Deno.readTextFile(count)).trim().split("\n").length, 1, "trained once");
+      deepEqual(got.map((t) => t.cached).sort(), [false, true, true]);
+      equal(new Set(got.map((t) => t.path)).size, 1);
+      ok(
+        lines.some((l) => l.startsWith("tokenizer: waiting for another run training the same ")),
+        lines.join("\n"),
+      );
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
@@ -280,9 +315,11 @@ Deno.test({
       // spm_train's model (written without a flush) is flushed before it is moved into place.
       ok(files.some((f) => f.endsWith(join("tok", "spiece.model"))), files.join(", "));
       const published = basename(join(path, ".."));
-      // (The training's temporary folder is still there: it is removed after.)
+      // (The training's temporary folder is still there: it is removed after; and the lock's.)
       deepEqual(
-        flushesOf(flushes, tokenizers).map((names) => names.filter((n) => !n.startsWith(".tmp-"))),
+        flushesOf(flushes, tokenizers).map((names) =>
+          names.filter((n) => !n.startsWith(".tmp-") && n !== ".locks")
+        ),
         [[published]],
       );
       // Before that, the folder it renamed into place, under its temporary name.
