@@ -2336,7 +2336,9 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       // What the runs will do: a run whose backend is no GPU is not checked against the GPU.
       memory = plan(false);
       const hostBytes = opts.hostMemory ?? hostMemoryTotal();
-      if (hostBytes !== undefined) {
+      // A dry run planning as on a GPU of a stated size (off the GPU machine) plans no run on
+      // this host's memory.
+      if (hostBytes !== undefined && !stated.simulate) {
         const warnings = hostMemoryWarnings(specs, memory, {
           backendOf,
           totalBytes: hostBytes,
@@ -2374,7 +2376,11 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     const refused = refusalsOf(memory);
     if (values["dry-run"]) {
       const accounting = await loadAccounting();
-      const rateOf = (p: BackendProbe) => p.name === "webgpu" && !p.gpu ? SOFTWARE_WEBGPU : p.name;
+      // A software adapter's own rate, unless the dry run plans as on a GPU of a stated size
+      // (`--device-memory` off the GPU machine, README "Reproducing the paper's tables"): then a
+      // GPU's, as its table is.
+      const rateOf = (p: BackendProbe) =>
+        p.name === "webgpu" && !p.gpu && !stated.simulate ? SOFTWARE_WEBGPU : p.name;
       const rateName = specs.length > 0
         ? rateOf(backendOf(specs[0]!))
         : backend === "auto"

@@ -2606,7 +2606,7 @@ Deno.test("main(): a run on the host's memory (cpu) whose estimated peak exceeds
     }
   }));
 
-Deno.test("main() --dry-run: WebGPU on a software adapter is estimated at its own rate, not a GPU's", () =>
+Deno.test("main() --dry-run: WebGPU on a software adapter is estimated at its own rate, not a GPU's, unless planning as on a GPU of a stated size", () =>
   inTempDir(async (dir) => {
     const profile = await tmpProfile(dir, { seeds: [0], methods: [{ name: "mtl" }] });
     const args = [
@@ -2618,18 +2618,25 @@ Deno.test("main() --dry-run: WebGPU on a software adapter is estimated at its ow
       "--backend",
       "webgpu",
     ];
-    const total = async (gpu: boolean) => {
+    const total = async (gpu: boolean, extra: string[] = []) => {
       const c = capture();
       const probe = () => Promise.resolve({ name: "webgpu", gpu });
-      assert.equal(await main(args, { ...c.opts, probe }), 0, c.err.join("\n"));
-      return [...c.out, ...c.err].find((l) => /^2 runs;/.test(l)) ?? "";
+      // A host of 1 MB: every run on it would be warned of.
+      const o = { ...c.opts, probe, hostMemory: 1e6 };
+      assert.equal(await main([...args, ...extra], o), 0, c.err.join("\n"));
+      const line = [...c.out, ...c.err].find((l) => /^2 runs;/.test(l)) ?? "";
+      return { line, warned: c.err.filter((l) => l.startsWith("warning: ") && /memory/.test(l)) };
     };
-    assert.match(await total(true), /at an assumed 2\.00TFLOP\/s \(webgpu\); /);
+    assert.match((await total(true)).line, /at an assumed 2\.00TFLOP\/s \(webgpu\); /);
     // Lavapipe ran the ci grid at 0.05 GFLOP/s: a GPU's rate made 3 minutes read as 0.005 s.
-    assert.match(
-      await total(false),
-      /at an assumed 50\.0MFLOP\/s \(webgpu \(software adapter\)\); /,
-    );
+    const software = await total(false);
+    assert.match(software.line, /at an assumed 50\.0MFLOP\/s \(webgpu \(software adapter\)\); /);
+    assert.equal(software.warned.length, 1, "a software adapter is on the host's memory");
+    // Planning as on a GPU of a stated size (README's step 3, off the GPU machine): a GPU's rate,
+    // and no warning of this host's memory, which the plan is not for.
+    const planned = await total(false, ["--device-memory", "85.5"]);
+    assert.match(planned.line, /at an assumed 2\.00TFLOP\/s \(webgpu\); /);
+    assert.deepEqual(planned.warned, []);
   }));
 
 Deno.test("main() --assume-tflops sets the dry run's rate; a bad value is refused; without --dry-run a note", () =>
