@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { pathUnder, repoPath, sharedPath } from "./shared_dir.ts";
 import { withEnv } from "./env_testing.ts";
@@ -38,4 +39,16 @@ Deno.test("repoPath: paths under the repository root", () => {
     join(fileURLToPath(new URL("..", import.meta.url)), "deno.json"),
   );
   assert.ok(Deno.statSync(repoPath("deno.json")).isFile);
+});
+
+Deno.test("the reference bundle (../shared, or HYPERPROMPT_SHARED) is there: the tests that read its fixtures and data need it", () => {
+  // One failure naming the folder and the variable, before the many that would each name a file.
+  const missing = ["fixtures", "data"].filter((d) => !existsSync(sharedPath(d)));
+  assert.deepEqual(
+    missing,
+    [],
+    `${sharedPath()} lacks ${missing.join(" and ")}: the reference bundle (README, "The two ` +
+      `commands") is not there; put it beside the repository as ../shared, or set ` +
+      `HYPERPROMPT_SHARED to its folder`,
+  );
 });
