@@ -187,7 +187,8 @@ function env(name: string): string | undefined {
 export function hubOfflineSetting(): string | undefined {
   const name = env("HF_HUB_OFFLINE") !== undefined ? "HF_HUB_OFFLINE" : "TRANSFORMERS_OFFLINE";
   const value = env(name);
-  if (value === undefined || !/^(1|on|yes|true)$/i.test(value.trim())) return undefined;
+  // As its `_is_true`: the value itself, upper-cased, nothing trimmed (" 1" is not on).
+  if (value === undefined || !/^(1|on|yes|true)$/i.test(value)) return undefined;
   return `${name}=${value}`;
 }
 

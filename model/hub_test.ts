@@ -711,6 +711,8 @@ Deno.test("offline mode reads HF_HUB_OFFLINE, else TRANSFORMERS_OFFLINE, as hugg
         [{ HF_HUB_OFFLINE: "1", TRANSFORMERS_OFFLINE: "0" }, "HF_HUB_OFFLINE=1"],
         [{ HF_HUB_OFFLINE: "0", TRANSFORMERS_OFFLINE: "1" }, undefined],
         [{ HF_HUB_OFFLINE: "false" }, undefined],
+        // huggingface_hub trims nothing: " 1" is not on there, nor here.
+        [{ HF_HUB_OFFLINE: " 1" }, undefined],
         [{ HF_HUB_OFFLINE: "", TRANSFORMERS_OFFLINE: "true" }, "TRANSFORMERS_OFFLINE=true"],
         [{}, undefined],
       ] as const
@@ -726,6 +728,13 @@ Deno.test("offline mode reads HF_HUB_OFFLINE, else TRANSFORMERS_OFFLINE, as hugg
             e instanceof HubOfflineError &&
             e.message.includes(`could not be fetched: ${setting} (offline mode)`) &&
             e.message.includes(`Unset ${variable}, or use a local folder`),
+        );
+        // The other entry point, some files only, reads it alike.
+        await assert.rejects(
+          fetchHubFiles("org/tiny", { required: ["config.json"] }, opts),
+          (e: unknown) =>
+            e instanceof HubOfflineError &&
+            e.message.includes(`could not be fetched: ${setting} (offline mode)`),
         );
         assert.equal(hub.requests.length, n, `${setting}: no request`);
       });

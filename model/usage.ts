@@ -65,7 +65,8 @@ export class UsageError extends Error {
 /**
  * Reads a number written on a command line (or in an environment variable standing in for a
  * flag) the way a person writes one: plain decimal, with an optional sign, fraction and exponent
- * (`12`, `0.5`, `.5`, `1e-3`, `-2`). Anything else is `NaN`, which the caller's range check then
+ * (`12`, `0.5`, `.5`, `1e-3`, `-2`). Anything else, or a number too large for a double
+ * (`1e400`), is `NaN`, which the caller's range check then
  * refuses naming its flag: `Number()` alone reads `"0x10"` as 16, `"0b11"` as 3, `""` and `" "` as
  * 0 and `"Infinity"` as a number.
  *
@@ -81,7 +82,9 @@ export class UsageError extends Error {
  * @returns the number, or `NaN` when `text` is not a plain decimal number
  */
 export function decimalNumber(text: string): number {
-  return /^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$/.test(text) ? Number(text) : NaN;
+  const n = /^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$/.test(text) ? Number(text) : NaN;
+  // "1e400" overflows to Infinity, which a "> 0" check would take.
+  return Number.isFinite(n) ? n : NaN;
 }
 
 /**

@@ -55,6 +55,8 @@ Deno.test("decimalNumber(): plain decimal with sign, fraction and exponent; anyt
       "0o7",
       "Infinity",
       "-Infinity",
+      "1e400",
+      "-1e400",
       "1_000",
       "1e",
       "e3",
