@@ -178,6 +178,10 @@ Deno.test("perf: bad options are rejected with the option name", async () => {
   );
   await assert.rejects(main(["--sizes", "0x40", "--no-save"]), /--sizes: "0x40" is not/);
   await assert.rejects(
+    main(["--max-seconds", "0x10", "--no-save"]),
+    /--max-seconds must be a positive number, got "0x10"/,
+  );
+  await assert.rejects(
     main(["--workloads", "t5:tiny-v1_1:4,8,0x4", "--backends", "cpu", "--no-save"]),
     /expected 3 positive integers/,
   );
@@ -204,14 +208,23 @@ Deno.test("perf: bad options are rejected with the option name", async () => {
     main(["--optimizer", "sgd", "--backends", "cpu", "--sizes", "8", "--no-save"]),
     /--optimizer must be adamw or adafactor/,
   );
-  for (const w of ["t5:tiny-v1_1@0:2,8,4", "t5:tiny-v1_1@x", "t5:tiny-v1_1@1@2"]) {
+  for (
+    const w of ["t5:tiny-v1_1@0:2,8,4", "t5:tiny-v1_1@x", "t5:tiny-v1_1@1@2", "t5:tiny-v1_1@0x1"]
+  ) {
     await assert.rejects(
       main(["--workloads", w, "--backends", "cpu", "--sizes", "8", "--no-save"]),
       /the layer count after "@" must be a positive integer/,
       w,
     );
   }
-  for (const w of ["t5:tiny-v1_1:4,8,4/3", "t5:tiny-v1_1:4,8,4/0", "t5:tiny-v1_1:4,8,4/2/1"]) {
+  for (
+    const w of [
+      "t5:tiny-v1_1:4,8,4/3",
+      "t5:tiny-v1_1:4,8,4/0",
+      "t5:tiny-v1_1:4,8,4/2/1",
+      "t5:tiny-v1_1:4,8,4/0x2",
+    ]
+  ) {
     await assert.rejects(
       main(["--workloads", w, "--backends", "cpu", "--sizes", "8", "--no-save"]),
       /micro-batch after "\/" must be a positive integer dividing the batch 4/,
@@ -321,6 +334,8 @@ Deno.test("perf: cli() prints a bad option or --out-dir as one line, exit 2, bef
         ["--rounds", "x"],
         /^--rounds must be a positive integer, got "x"; deno task perf --help lists the flags$/,
       ],
+      // Number() reads it as 2.
+      [["--rounds", "0b10"], /^--rounds must be a positive integer, got "0b10"; /],
       // What --sizes takes, not just "bad"; 0 is no size either.
       ...["abc", "0", "2.5"].map((x): [string[], RegExp] => [
         ["--sizes", `256,${x}`],
