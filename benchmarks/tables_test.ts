@@ -374,6 +374,15 @@ Deno.test("params.csv takes the paper's figures from the row of the same table, 
         config: { freezeBackbone: "except_layer_norms" },
       },
     }),
+
+    // The same on two GLUE tasks (fakeSpec's): counted for 2 tasks, not the paper's 8, so none.
+    spec("mine-two", "t5-base", "hyperformer_pp", "HyperFormer++", 0, "glue", "random", {
+      method: {
+        name: "hyperformer_pp",
+        label: "HyperFormer++",
+        config: { freezeBackbone: "except_layer_norms" },
+      },
+    }),
   ]);
   const acc = await loadAccounting();
   const t = paramsTable(rs, readPaperTable(), acc);
@@ -407,6 +416,14 @@ Deno.test("params.csv takes the paper's figures from the row of the same table, 
   );
   assert.deepEqual(figures(run(5)), ["1.02", "", "0.29"]);
   assert.equal(col(run(5), "paper_row"), "other_paper: t5-base HyperFormer++");
+  const two = t.find((r) => col(r, "source") === "run:mine-two/glue")!;
+  assert.equal(col(two, "num_tasks"), 2);
+  assert.deepEqual(figures(two), ["", "", ""]);
+  assert.equal(
+    col(two, "paper_row"),
+    "none: paper row other_paper: t5-base HyperFormer++ counts 8 tasks; this row's parameters " +
+      "are of 2",
+  );
 
   // Analytic rows carry a registry key, not a paper label: matched by model and method. At T5
   // 1.1 Base the main results' HyperPrompt and the ablation's HyperPrompt-Global both are
@@ -1326,6 +1343,20 @@ Deno.test("main() (deno task tables): runs begun without a result are named in a
       return { code, err };
     };
     assert.deepEqual(await tables(), { code: 0, err: [] });
+    // One run begun: said in the singular.
+    await Deno.writeTextFile(join(runs, "ci--w--s1--cccccccccccc.lock"), "{}");
+    assert.deepEqual((await tables()).err, [
+      `note: 1 run in ${runs} began but wrote no result (still running, or stopped: deno task ` +
+      `bench --resume with the same flags finishes it), so the tables leave it out: ` +
+      `ci--w--s1--cccccccccccc`,
+    ]);
+    await Deno.remove(join(runs, "ci--w--s1--cccccccccccc.lock"));
+    // --runs naming one result file: no folder to look into, no note.
+    const one = await main(["--runs", join(runs, names[0]!), "--out", join(dir, "one")], {
+      log: () => {},
+      error: (s) => assert.fail(s),
+    });
+    assert.equal(one, 0);
     // A run in progress (its claim file), one stopped with checkpoints, and a finished run's
     // leftovers (a work folder without checkpoints, a claim file beside its result) that are not.
     await Deno.writeTextFile(join(runs, "ci--x--s1--aaaaaaaaaaaa.lock"), "{}");
@@ -1346,15 +1377,21 @@ Deno.test("main() (deno task tables): runs begun without a result are named in a
     const r = JSON.parse(await Deno.readTextFile(file));
     r.spec.train.learningRate = 0.5;
     await Deno.writeTextFile(file, JSON.stringify(r));
+    const file2 = join(runs, names[2]!);
+    const r2 = JSON.parse(await Deno.readTextFile(file2));
+    r2.spec.seed = 7;
+    await Deno.writeTextFile(file2, JSON.stringify(r2));
     const edited = await tables();
     assert.equal(edited.code, 1);
     assert.equal(edited.err.length, 1);
+    // Both named, in one line.
+    const which = (f: string, id: string) =>
+      `${f.replaceAll(".", "\\.")}: its spec hashes to [0-9a-f]{12}, not to its id ${id}`;
     assert.match(
       edited.err[0]!,
       new RegExp(
-        `^${file.replaceAll(".", "\\.")}: its spec hashes to [0-9a-f]{12}, not to its id ` +
-          `${r.spec.id}: edited after the run wrote it\\? Restore the file, or move it out of ` +
-          `the folder \\(nothing written\\)$`,
+        `^${which(file, r.spec.id)}; ${which(file2, r2.spec.id)}: edited after the run wrote ` +
+          `it\\? Restore the file, or move it out of the folder \\(nothing written\\)$`,
       ),
     );
     assert.equal(await Deno.readTextFile(join(out, "scores.csv")), before);
@@ -1763,6 +1800,16 @@ Deno.test("ablation.csv shows the paper's figure only beside its row's configura
     spec8("ablation", "t5-v1_1-base", "hyperprompt_global", "HyperPrompt-Global", 0, "glue"),
     // The default configuration on two GLUE tasks: not the paper's 8 tasks' count either.
     spec("ablation-two", "t5-v1_1-base", "hyperprompt_global", "HyperPrompt-Global", 0, "glue"),
+    // One row of GLUE's 8 tasks and SuperGLUE's 1 (fakeSpec's CB): no figure for the row.
+    spec8("ablation-mix", "t5-v1_1-base", "hyperprompt_global", "HyperPrompt-Global", 0, "glue"),
+    spec(
+      "ablation-mix",
+      "t5-v1_1-base",
+      "hyperprompt_global",
+      "HyperPrompt-Global",
+      0,
+      "super_glue",
+    ),
   ]);
   const t = ablationTable(rs, readPaperTable());
   const head = t[0] as string[];
@@ -1781,6 +1828,12 @@ Deno.test("ablation.csv shows the paper's figure only beside its row's configura
     two[head.indexOf("paper_row")],
     "none: paper row ablation: t5-v1_1-base HyperPrompt-Global counts 8 tasks; this row's " +
       "parameters are of 2",
+  );
+  const mix = of("ablation-mix");
+  assert.equal(mix[head.indexOf("paper_params_x_mtl")], "");
+  assert.match(
+    String(mix[head.indexOf("paper_row")]),
+    /counts 8 tasks; this row's parameters are of 1$/,
   );
 });
 
