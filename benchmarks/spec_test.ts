@@ -371,6 +371,52 @@ Deno.test("validateProfile() passes method configs to the injected parser", () =
   assert.deepEqual(p.methods[0]?.config, { l: 5, filled: true });
 });
 
+Deno.test("validateProfile(): a method config error is a SpecError at the field it names, when written and a plain key; a defect's error passes unchanged", () => {
+  const src = { file: "p.json", locate: (path: string) => (path.endsWith(".config") ? 4 : 5) };
+  const failing = (message: (source: string) => string) => ({
+    parseMethodConfig: (_n: MethodName, _raw: unknown, source: string): never => {
+      throw new Error(message(source));
+    },
+  });
+  const profile = (config: Record<string, unknown>) =>
+    minimal({ methods: [{ name: "prompt_tuning", config }] });
+  // The field written, a plain key: its path and line.
+  assertSpecError(
+    () =>
+      validateProfile(
+        profile({ length: 0 }),
+        src,
+        failing((s) => `${s}: prompt_tuning config field "length" must be >= 1`),
+      ),
+    'p.json:5: $.methods[0].config.length: prompt_tuning config field "length" must be >= 1',
+  );
+  // Named but not written (a default found wrong with another field): the config object's.
+  assertSpecError(
+    () =>
+      validateProfile(
+        profile({ init: "uniform" }),
+        src,
+        failing((s) => `${s}: prompt_tuning config field "length" is too long for "init"`),
+      ),
+    'p.json:4: $.methods[0].config: prompt_tuning config field "length" is too long for "init"',
+  );
+  // Not a plain key (no JSON path of it): the config object's.
+  assertSpecError(
+    () =>
+      validateProfile(
+        profile({ "a-b": 1 }),
+        src,
+        failing((s) => `${s}: unknown prompt_tuning config field "a-b"`),
+      ),
+    'p.json:4: $.methods[0].config: unknown prompt_tuning config field "a-b"',
+  );
+  // An error that does not start with the source given (a defect in a method's reader): as is.
+  assert.throws(
+    () => validateProfile(profile({}), src, failing(() => "boom")),
+    (e: unknown) => !(e instanceof SpecError) && e instanceof Error && e.message === "boom",
+  );
+});
+
 Deno.test("trainFor() applies per-benchmark overrides", () => {
   const p = validateProfile(
     minimal({
@@ -904,6 +950,19 @@ Deno.test("profileNotes: an evaluation interval past a run's steps is a note, gr
   const notes = (extra: Record<string, unknown>) =>
     profileNotes(validateProfile(minimal(extra), SRC, REGISTRY));
   assert.deepEqual(notes({ train: { steps: 10, evalEvery: 10 } }), []);
+  // Every run of one interval and length in one note, in profile order.
+  assert.deepEqual(
+    notes({
+      benchmarks: ["glue", "super_glue"],
+      train: { steps: 4, evalEvery: 10 },
+      methods: [{ name: "mtl" }, { name: "adapter" }],
+    }),
+    [
+      `profile "x" evaluates every 10 steps, more than the 4 steps of mtl on glue, adapter on ` +
+      `glue, mtl on super_glue, adapter on super_glue: those runs are evaluated at their last ` +
+      `step only, which is then their best (train.evalEvery)`,
+    ],
+  );
   assert.deepEqual(
     notes({
       benchmarks: ["glue", "super_glue"],
