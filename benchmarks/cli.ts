@@ -2019,7 +2019,11 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     usageChecked(() =>
       expandGrid(profile, {
         dataDir,
-        catalog: { benchmarkTasks: (b) => catalog.benchmarkTasks(b), isAvailable: () => true },
+        catalog: {
+          benchmarkTasks: (b) => catalog.benchmarkTasks(b),
+          isAvailable: () => true,
+          missingTestFiles: () => [],
+        },
       })
     );
     // Lists no run acts on (tasks of a benchmark not in the grid): said once, never refused.

@@ -681,6 +681,71 @@ const EVERY_GLUE_TASK = {
   methods: [{ name: "mtl" }],
 };
 
+Deno.test("main() --dry-run with predictTest: a trained task's missing test file is planned as downloaded, not warned of", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // A mirror with RTE's train and dev files only (no test.tsv, no WNLI).
+    const shared = join(dir, "shared");
+    await Deno.mkdir(join(shared, "data", "glue", "RTE"), { recursive: true });
+    for (const f of ["train.tsv", "dev.tsv"]) {
+      await Deno.copyFile(join(DATA, "glue", "RTE", f), join(shared, "data", "glue", "RTE", f));
+    }
+    const env = {
+      HYPERPROMPT_DATA: undefined,
+      HYPERPROMPT_CACHE: join(dir, "cache"),
+      HYPERPROMPT_SHARED: shared,
+    };
+    await withEnv(env, async () => {
+      const profile = await tmpProfile(dir, {
+        seeds: [0],
+        benchmarks: ["glue"],
+        tasks: { glue: ["rte"] },
+        methods: [{ name: "mtl" }],
+        train: { ...TINY.train, predictTest: true },
+      });
+      const c = capture();
+      const args = [
+        "--profile",
+        profile,
+        "--out",
+        join(dir, "out"),
+        "--dry-run",
+        "--backend",
+        "cpu",
+      ];
+      assert.equal(await main(args, c.opts), 0, c.err.join("\n"));
+      const err = c.err.join("\n");
+      assert.match(err, /^A run would first download: glue\/rte, glue\/wnli; the plan below /m);
+      assert.doesNotMatch(err, /missing glue test files/);
+      // With --no-download, nothing comes: the dry run warns of it (a run would refuse).
+      const off = capture();
+      assert.equal(await main([...args, "--no-download"], off.opts), 0, off.err.join("\n"));
+      assert.match(
+        off.err.join("\n"),
+        /^warning: Profile "[^"]+": missing glue test files for rte /m,
+      );
+      // A run asks the download for it first (offline here), then refuses before training.
+      const asked: string[][] = [];
+      const run = capture();
+      const { calls, runOne } = countingRunOne();
+      const code = await main(args.filter((a) => a !== "--dry-run"), {
+        ...run.opts,
+        runOne,
+        download: (o: DownloadOptions) => {
+          asked.push([...o.tasks]);
+          return Promise.reject(new DownloadError([{ task: "glue/rte", reason: "offline" }], []));
+        },
+      });
+      assert.equal(code, 1, run.err.join("\n"));
+      assert.deepEqual(asked, [["glue/rte", "glue/wnli"]]);
+      assert.match(run.err.join("\n"), /missing glue test files for rte \(glue\/RTE\/test\.tsv: /);
+      assert.deepEqual(calls, [], "nothing trained");
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("main() downloads the tasks the profile needs and the data lacks; offline it goes on", async () => {
   const dir = await Deno.makeTempDir();
   const env = { HYPERPROMPT_DATA: undefined, HYPERPROMPT_CACHE: join(dir, "cache") };

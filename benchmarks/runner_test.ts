@@ -1283,6 +1283,20 @@ Deno.test("predictTest: a trained task whose own test file is missing is fetched
       train: { steps: 4, evalEvery: 2, batchSize: 2 },
     });
     assert.throws(() => expandGrid(one, { dataDir: dir, catalog }), /missing glue test files/);
+    // A task of two test files (MNLI's matched and mismatched): both named.
+    await Deno.mkdir(join(dir, "glue", "MNLI"));
+    for (const f of ["train.tsv", "dev_matched.tsv", "dev_mismatched.tsv"]) {
+      await Deno.writeTextFile(join(dir, "glue", "MNLI", f), "");
+    }
+    const mnli = profile({
+      benchmarks: ["glue"],
+      tasks: { glue: ["mnli"] },
+      train: { steps: 4, evalEvery: 2, batchSize: 2, predictTest: true },
+    });
+    assert.throws(
+      () => expandGrid(mnli, { dataDir: dir, catalog: { ...catalog, isAvailable: () => true } }),
+      /missing glue test files for mnli \(glue\/MNLI\/test_matched\.tsv, glue\/MNLI\/test_mismatched\.tsv: /,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
