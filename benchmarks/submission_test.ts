@@ -17,6 +17,7 @@ import {
   SUBMISSION_FILES,
   SUBMISSION_USAGE,
   type SubmissionFile,
+  writeSubmission,
 } from "./submission.ts";
 
 const MIRROR = sharedPath("data");
@@ -857,6 +858,28 @@ Deno.test("selection: of two configurations of one row, the only one with test p
     assert.deepEqual(zipA, await Deno.readFile(join(out, "b.zip")));
     assert.deepEqual([...zipA.subarray(0, 4)], [0x50, 0x4b, 3, 4], "a local file header");
     assert.deepEqual([...zipA.subarray(10, 14)], [0, 0, 0x21, 0]);
+    // A per-task row counts as predicting when any of its task runs does (the others' files are
+    // then missing, said as such): of it and a row without, it is taken.
+    const pt = (task: string, lr: number) =>
+      fakeSpec("p", "tiny-v1_1", "prompt_tuning", "PT", 0, "glue", "random", {
+        tasks: [task],
+        perTaskOf: BENCHMARK_TASKS.glue,
+        train: { ...plain.train, learningRate: lr },
+      });
+    await writeRun(runs, pt("cola", 0.3), MIRROR, ["cola"]);
+    await writeRun(runs, pt("rte", 0.3), MIRROR, [], (r) => {
+      delete r.testPredictions;
+    });
+    for (const task of ["cola", "rte"]) {
+      await writeRun(runs, pt(task, 0.5), MIRROR, [], (r) => {
+        delete r.testPredictions;
+      });
+    }
+    const ptArgs = [...base.map((a) => a === "mtl" ? "PT" : a), "--out", join(out, "pt")];
+    const perTask = await cli([...ptArgs, "--allow-missing"]);
+    assert.equal(perTask.code, 0, perTask.err);
+    assert.match(perTask.out, /^2 rows match --benchmark glue --method PT; taking the only one /);
+    assert.match(perTask.out, /CoLA\.tsv: 1063 rows from cola\.jsonl/);
     // Two configurations with predictions: still ambiguous, each listed.
     const other = fakeSpec("p", "tiny-v1_1", "mtl", "mtl", 0, "glue", "random", {
       train: { ...plain.train, predictTest: true, learningRate: 0.5 },
@@ -912,6 +935,31 @@ Deno.test("predictions the folder's manifest says another step wrote (a later at
   }
 });
 
+Deno.test("writeSubmission(): the zip first, then the folder; a folder that cannot go in place takes the zip with it", async () => {
+  const out = await Deno.makeTempDir();
+  try {
+    const files = new Map([["RTE.tsv", "index\tprediction\n0\tentailment\n"], ["README.txt", "x"]]);
+    // The zip cannot be written (a folder is where it goes): nothing of the folder is in place.
+    await Deno.mkdir(join(out, "a.zip"));
+    await assert.rejects(writeSubmission(join(out, "a"), files));
+    assert.equal(await pathExists(join(out, "a")), false, "no folder without its zip");
+    // The folder cannot go in place (a file is there): the zip written before it is removed.
+    await Deno.writeTextFile(join(out, "b"), "a file");
+    await assert.rejects(writeSubmission(join(out, "b"), files), /exists and is not a directory/);
+    assert.equal(await pathExists(join(out, "b.zip")), false, "no zip without its folder");
+    assert.deepEqual(
+      [...Deno.readDirSync(out)].map((e) => e.name).sort(),
+      ["a.zip", "b"],
+      "no temporary left",
+    );
+    // Both in place otherwise.
+    assert.equal(await writeSubmission(join(out, "c"), files), join(out, "c.zip"));
+    assert.deepEqual(Object.keys(unzipSync(await Deno.readFile(join(out, "c.zip")))), ["RTE.tsv"]);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
 Deno.test("--out named like the zip is refused; a zip left without its folder by a stop is said", async () => {
   const runs = await Deno.makeTempDir();
   const out = await Deno.makeTempDir();
@@ -925,6 +973,11 @@ Deno.test("--out named like the zip is refused; a zip left without its folder by
       /^--out \S*sub\.zip: names the folder, not the zip; the zip is written beside it as <folder>\.zip \(--out \S*\/sub writes \S*\/sub\.zip\)/,
     );
     assert.deepEqual([...Deno.readDirSync(out)], [], "nothing written");
+    for (const name of ["SUB.ZIP", "sub.zip/"]) {
+      const r = await cli([...base, "--out", join(out, name), "--allow-missing"]);
+      assert.equal(r.code, 2, `${name}: ${r.err}`);
+      assert.match(r.err, /: names the folder, not the zip; /);
+    }
     // The zip is written before the folder is renamed into place: a stop between them leaves
     // the zip alone, which the rerun names.
     await Deno.writeTextFile(join(out, "left.zip"), "x");
