@@ -974,10 +974,19 @@ async function saveManifest(ctx: Ctx): Promise<void> {
   }
 }
 
-/** Expands `all`, `glue`, `super_glue` and names into task sources (deduplicated, in order). */
+/**
+ * Expands `all`, `glue`, `super_glue` and names into task sources (deduplicated, in order).
+ *
+ * @param names the names given
+ * @param table the task sources
+ * @param note told of a bare name that another benchmark's task has too (`rte`: `glue/rte`, not
+ *   `super_glue/rte`), so the choice is said
+ * @returns the sources
+ */
 export function selectTasks(
   names: readonly string[],
   table: readonly TaskSource[] = TASK_SOURCES,
+  note?: (line: string) => void,
 ): TaskSource[] {
   const out: TaskSource[] = [];
   const add = (t: TaskSource) => {
@@ -993,6 +1002,12 @@ export function selectTasks(
       const id = table.some((t) => t.id === n) ? n : findTaskSource(n).id;
       const t = table.find((x) => x.id === id);
       if (!t) throw new Error(`unknown task "${raw}"; known: ${table.map((x) => x.id).join(", ")}`);
+      const twin = n.includes("/")
+        ? undefined
+        : table.find((x) => x !== t && x.id.slice(x.id.indexOf("/") + 1) === n);
+      if (twin !== undefined) {
+        note?.(`"${raw.trim()}" is ${t.id}; ${twin.id} is named so in full`);
+      }
       add(t);
     }
   }
@@ -1445,7 +1460,8 @@ async function downloadCommand(
     );
   }
   try {
-    selectTasks(o.tasks); // an unknown task stops here, before the cache folder is made
+    // An unknown task stops here, before the cache folder is made; an ambiguous name is said.
+    selectTasks(o.tasks, TASK_SOURCES, (line) => log(`note: ${line}`));
     // A bad HYPERPROMPT_DATA_ENDPOINTS or HF_ENDPOINT too (download() reads them again).
     endpoints = describeEndpoints(resolveEndpoints(o.endpoints, o.endpointsFrom));
     dir = o.cacheDir ?? defaultCacheDir();

@@ -1438,7 +1438,9 @@ Deno.test("main() (deno task download) exits 1 when a download fails, 0 when all
       err[0]!,
       /^download failed for 1 task\(s\):\n {2}glue\/cola: official: dns error\n/,
     );
-    assert.deepEqual(out, []);
+    // The bare "rte" is GLUE's, said.
+    assert.deepEqual(out, ['note: "rte" is glue/rte; super_glue/rte is named so in full']);
+    out.length = 0;
     err.length = 0;
     const done = () =>
       Promise.resolve([
@@ -1447,7 +1449,10 @@ Deno.test("main() (deno task download) exits 1 when a download fails, 0 when all
       ]);
     assert.equal(await main(args, { ...sinks, download: done }), 0);
     assert.deepEqual(err, []);
-    assert.deepEqual(out, [`done: glue/cola=official glue/rte=cached\ndata dir: ${cache}`]);
+    assert.deepEqual(out, [
+      'note: "rte" is glue/rte; super_glue/rte is named so in full',
+      `done: glue/cola=official glue/rte=cached\ndata dir: ${cache}`,
+    ]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -1977,4 +1982,19 @@ Deno.test("main() (deno task download): a bad HYPERPROMPT_DATA_ENDPOINTS, HF_END
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("selectTasks(): a bare name two benchmarks share (rte) is GLUE's, and said; a full id or another name is not", () => {
+  const notes: string[] = [];
+  const ids = (names: string[]) =>
+    selectTasks(names, undefined, (l) => notes.push(l)).map((t) => t.id);
+  assert.deepEqual(ids(["rte"]), ["glue/rte"]);
+  assert.deepEqual(notes, ['"rte" is glue/rte; super_glue/rte is named so in full']);
+  notes.length = 0;
+  assert.deepEqual(ids(["super_glue/rte", "glue/rte", "cola", "rte_sg"]), [
+    "super_glue/rte",
+    "glue/rte",
+    "glue/cola",
+  ]);
+  assert.deepEqual(notes, []);
 });
