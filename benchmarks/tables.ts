@@ -62,7 +62,7 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { stringify } from "csv-stringify/sync";
 import { parse } from "csv-parse/sync";
 import { PRESETS, PUBLISHED_PRESETS, type T5Config } from "../model/config.ts";
@@ -1565,19 +1565,23 @@ export interface WriteTablesOptions {
  * A folder without results is an error (headers alone would replace the previous tables), as is
  * a result whose spec no longer hashes to its run id (edited after its run wrote it).
  *
- * @param runsDir folder of run JSONs (all shards)
+ * @param runsDir folder of run JSONs (all shards), or several folders (shards written to folders
+ *   of their own), read as one: a run in two of them is an error naming both files
  * @param outDir output folder
  * @param opts paper table path, accounting
  * @returns the files written
  */
 export async function writeTables(
-  runsDir: string,
+  runsDir: string | readonly string[],
   outDir: string,
   opts: WriteTablesOptions = {},
 ): Promise<string[]> {
-  const results = (await loadResults(runsDir)).filter((r) => !opts.exclude?.has(r.spec.id));
+  const dirs = typeof runsDir === "string" ? [runsDir] : runsDir;
+  const read: RunResult[] = [];
+  for (const d of dirs) read.push(...await loadResults(d));
+  const results = read.filter((r) => !opts.exclude?.has(r.spec.id));
   // Tables of nothing would replace earlier tables in `outDir` with headers alone.
-  if (results.length === 0) throw new Error(noResultsMessage(runsDir));
+  if (results.length === 0) throw new Error(noResultsMessage(dirs.join(", ")));
   // A spec edited after its run wrote it would label numbers with settings they were not trained
   // with (the gate and --resume refuse such a result too).
   const edited = results.filter((r) => runId(r.spec) !== r.spec.id);
@@ -1616,7 +1620,9 @@ export const TABLES_USAGE = `Usage: deno task tables [options]
 
 Rebuilds the CSV tables and plots from the run JSONs of any number of shards.
 
-  --runs DIR   folder of run result JSONs, or one JSON file of results (default: results/runs)
+  --runs DIR   folder of run result JSONs, or one JSON file of results (default: results/runs);
+               repeatable: the shards' folders read as one (a run in two of them is an error
+               naming both files)
   --out DIR    where the tables and plots go (default: results/tables)
   --help       this text
 
@@ -1667,20 +1673,30 @@ async function tablesCommand(
     tool: "deno task tables",
     options: {
       // No parser default: whether --runs was given decides how a missing folder is named.
-      runs: { type: "string" },
+      runs: { type: "string", multiple: true },
       out: { type: "string", default: "results/tables" },
       help: { type: "boolean", short: "h", default: false },
     },
     takes: { runs: "a folder of run result JSONs or a JSON file", out: "a folder" },
   });
-  const runs = values.runs ?? DEFAULT_RUNS;
-  const bad = await argumentProblem(runs, values.out, values.runs !== undefined);
-  if (bad !== undefined) throw new UsageError(bad);
+  const runs = values.runs ?? [DEFAULT_RUNS];
+  // One folder named twice (in two spellings) would read each result twice: refused as such.
+  const seen = new Map<string, string>();
+  for (const r of runs) {
+    const twice = seen.get(resolve(r));
+    if (twice !== undefined) {
+      throw new UsageError(`--runs ${r}: the same folder as --runs ${twice}; name it once`);
+    }
+    seen.set(resolve(r), r);
+    const bad = await argumentProblem(r, values.out, values.runs !== undefined);
+    if (bad !== undefined) throw new UsageError(bad);
+  }
   for (const f of await writeTables(runs, values.out)) log(f);
-  const open = await unfinishedRuns(runs);
-  if (open.length > 0) {
+  for (const r of runs) {
+    const open = await unfinishedRuns(r);
+    if (open.length === 0) continue;
     warn(
-      `note: ${open.length} run${open.length === 1 ? "" : "s"} in ${runs} began but wrote no ` +
+      `note: ${open.length} run${open.length === 1 ? "" : "s"} in ${r} began but wrote no ` +
         `result (still running, or stopped: deno task bench --resume with the same flags ` +
         `finishes ${open.length === 1 ? "it" : "them"}), so the tables leave ` +
         `${open.length === 1 ? "it" : "them"} out: ${open.join(", ")}`,

@@ -1400,6 +1400,58 @@ Deno.test("main() (deno task tables): runs begun without a result are named in a
   }
 });
 
+Deno.test("main() (deno task tables): --runs repeated reads the shards' folders as one; a run in two of them, or one folder twice, is refused", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const ci = fileURLToPath(new URL("../results/baselines/ci", import.meta.url));
+    const names = [...Deno.readDirSync(ci)].map((e) => e.name).filter((n) => n.endsWith(".json"))
+      .sort();
+    // The baseline split between two shards' folders.
+    const [a, b] = [join(dir, "a"), join(dir, "b")];
+    await Deno.mkdir(a);
+    await Deno.mkdir(b);
+    for (const [i, n] of names.entries()) {
+      await Deno.copyFile(join(ci, n), join(i % 2 === 0 ? a : b, n));
+    }
+    const run = async (args: string[]) => {
+      const err: string[] = [];
+      const code = await main(args, { log: () => {}, error: (s) => err.push(s) });
+      return { code, err };
+    };
+    assert.deepEqual(await run(["--runs", ci, "--out", join(dir, "whole")]), { code: 0, err: [] });
+    assert.deepEqual(
+      await run(["--runs", a, "--runs", b, "--out", join(dir, "merged")]),
+      { code: 0, err: [] },
+    );
+    for (const f of ["scores.csv", "params.csv", "ablation.csv", "attention_mass.csv"]) {
+      assert.equal(
+        await Deno.readTextFile(join(dir, "merged", f)),
+        await Deno.readTextFile(join(dir, "whole", f)),
+        f,
+      );
+    }
+    // A copy of one run in both: both files named, nothing written.
+    await Deno.copyFile(join(a, names[0]!), join(b, names[0]!));
+    const twice = await run(["--runs", a, "--runs", b, "--out", join(dir, "twice")]);
+    assert.equal(twice.code, 1);
+    assert.match(
+      twice.err[0]!,
+      new RegExp(
+        `${join(a, names[0]!).replaceAll(".", "\\.")}.*${
+          join(b, names[0]!).replaceAll(".", "\\.")
+        }`,
+      ),
+    );
+    assert.equal(await pathExists(join(dir, "twice")), false);
+    // One folder in two spellings.
+    const same = await run(["--runs", a, "--runs", `${a}/`, "--out", join(dir, "same")]);
+    assert.equal(same.code, 2);
+    assert.equal(same.err[0], `--runs ${a}/: the same folder as --runs ${a}; name it once`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("main() (deno task tables): an empty --runs or --out is refused in one line (exit 2), nothing written to the current folder", async () => {
   const dir = await Deno.makeTempDir();
   // Real results, so that only the empty value can stop the command.
