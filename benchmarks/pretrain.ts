@@ -56,6 +56,7 @@ import {
   writeFileAtomic,
 } from "../model/fs.ts";
 import { thisHost } from "./run_claim.ts";
+import { codeGitState } from "./provenance.ts";
 import { parseJsonFile } from "../model/json.ts";
 import {
   decimalNumber,
@@ -181,6 +182,15 @@ export interface PretrainInfo {
   readonly losses: readonly { readonly step: number; readonly loss: number }[];
   readonly wallSeconds: number;
   readonly backend: string;
+  /**
+   * The backend asked for (`auto`, or what `--backend`, the profile's `pretrain.backend` or
+   * `HYPERPROMPT_BACKEND` named), beside `backend`, what ran; absent in older records.
+   */
+  readonly requestedBackend?: string;
+  /** The WebGPU adapter or BLAS library the backend used, when it names one. */
+  readonly adapter?: string;
+  /** The code that trained it (`git rev-parse HEAD` and uncommitted changes); absent in older records. */
+  readonly code?: { readonly gitSha: string; readonly gitDirty: boolean };
   /**
    * Size and sha256 of each other file of the folder (weights, config, tokenizer) as written,
    * which a later use of the cached folder checks; absent in folders written before it was kept.
@@ -998,6 +1008,9 @@ export async function pretrainBackbone(
         losses,
         wallSeconds: (performance.now() - t0) / 1000,
         backend: backend.name,
+        requestedBackend: backend.requested,
+        ...(backend.adapter === undefined ? {} : { adapter: backend.adapter }),
+        code: { gitSha: codeGitState().sha, gitDirty: codeGitState().dirty },
       };
       const tensors = t5StateDict(model);
       let written = info;

@@ -1,4 +1,5 @@
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
+import { codeGitState } from "./provenance.ts";
 import { basename, join } from "node:path";
 import { createHash } from "node:crypto";
 import { withEnv } from "../model/env_testing.ts";
@@ -971,6 +972,10 @@ Deno.test("pretrainBackbone() on wasm is pure wasm, never OpenBLAS, and gives th
     const r = await pretrainBackbone(quickOptions(dir, corpus, { backend: "wasm" }));
     equal(r.info.backend, "wasm");
     equal(currentBackendInfo()?.name, caller.name, "the caller's backend, with its BLAS");
+    // The record says what was asked for and which code trained it, as written.
+    const record = JSON.parse(await Deno.readTextFile(join(r.dir, "pretrain.json")));
+    equal(record.requestedBackend, "wasm");
+    deepEqual(record.code, { gitSha: codeGitState().sha, gitDirty: codeGitState().dirty });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
