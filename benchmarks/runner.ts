@@ -1364,9 +1364,14 @@ export async function runGrid(
       if (!continues) {
         const steps = await listCheckpoints(join(workDir, "checkpoints"));
         if (steps.length > 0) {
+          // With its result written (a later attempt of a finished run stopped, or a kill
+          // between the result and the folder's removal), nothing of an unfinished run is lost.
+          const why = await readFinished(dirname(file), spec) !== undefined
+            ? "its result is written; a later attempt left them"
+            : "--restart";
           log(
             `run ${spec.id} (${basename(file)}): discarding its checkpoint of step ` +
-              `${Math.max(...steps)} of ${spec.train.steps} and training from step 0 (--restart)`,
+              `${Math.max(...steps)} of ${spec.train.steps} and training from step 0 (${why})`,
           );
         }
         await discardFolder(workDir);

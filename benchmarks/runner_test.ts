@@ -1667,6 +1667,18 @@ Deno.test("runGrid() without resume says it discards a stopped run's checkpoint 
     const resumed = await attempt(true);
     assert.deepEqual(resumed.found, [true]);
     assert.deepEqual(resumed.lines, []);
+    // Beside its written result (a later attempt of a finished run, stopped): discarded as the
+    // run trains again, and said so, not as a --restart nobody gave.
+    const [done] = await fakeRuns([a]);
+    await Deno.writeTextFile(join(out, runFileName(a)), JSON.stringify(done));
+    await leave([6]);
+    const again = await attempt(false);
+    assert.deepEqual(again.found, [false]);
+    assert.deepEqual(again.lines, [
+      `run ${a.id} (${runFileName(a)}): discarding its checkpoint of step 6 of ` +
+      `${a.train.steps} and training from step 0 (its result is written; a later attempt left ` +
+      `them)`,
+    ]);
   } finally {
     await Deno.remove(out, { recursive: true });
   }
