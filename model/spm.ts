@@ -476,10 +476,17 @@ export async function trainSentencePiece(
     "--num_threads=2",
     "--hard_vocab_limit=false",
   ];
+  // A path of the program is resolved here: the child runs in outDir, where a relative one would
+  // be looked up (a name alone is looked up on the PATH).
+  const program = opts.spmTrain === undefined
+    ? "spm_train"
+    : /[\\/]/.test(opts.spmTrain)
+    ? resolve(opts.spmTrain)
+    : opts.spmTrain;
   let out: Deno.CommandOutput;
   try {
     out = await outputStoppedWithUs(
-      new Deno.Command(opts.spmTrain ?? "spm_train", {
+      new Deno.Command(program, {
         args,
         cwd: opts.outDir,
         stdout: "null",

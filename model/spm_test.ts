@@ -1,6 +1,6 @@
 import { deepEqual, equal, match, ok, rejects, throws } from "node:assert/strict";
 import { Tokenizer } from "@huggingface/tokenizers";
-import { join } from "node:path";
+import { isAbsolute, join, relative } from "node:path";
 import {
   convertSpieceFolder,
   NUM_SENTINELS,
@@ -105,6 +105,23 @@ spmTest(
     }
     deepEqual(models[0], models[1]);
     ok(!new TextDecoder().decode(models[0]).includes(".tmp-"), "no temporary folder's name");
+    // spm_train named by a path relative to this process's folder (the child runs in outDir).
+    await Deno.mkdir(`${dir}/tools`);
+    const spm = new TextDecoder().decode(
+      (await new Deno.Command("sh", { args: ["-c", "command -v spm_train"], stdout: "piped" })
+        .output()).stdout,
+    ).trim();
+    await Deno.symlink(spm, `${dir}/tools/spm_train`);
+    const rel = relative(Deno.cwd(), `${dir}/tools/spm_train`);
+    ok(!isAbsolute(rel) && rel.includes("/"), rel);
+    await Deno.mkdir(`${dir}/rel`);
+    await Deno.writeTextFile(`${dir}/rel/corpus.txt`, text);
+    await trainSentencePiece([`${dir}/rel/corpus.txt`], {
+      vocabSize: 600,
+      outDir: `${dir}/rel/tok`,
+      spmTrain: rel,
+    });
+    deepEqual(await Deno.readFile(`${dir}/rel/tok/spiece.model`), models[0]);
   },
 );
 
