@@ -385,10 +385,13 @@ function offlineError(ctx: Ctx, url: string, cause: unknown): Error {
 /**
  * The snapshot folder of `repoId` at `revision` in a Hugging Face (transformers) cache, which
  * this module does not read (its own cache keeps one folder per revision, {@link hubModelDir}):
- * `<root>/models--<org>--<name>/snapshots/<commit>/` with a `config.json`, the commit being
- * `revision` itself (40 hex digits) or what `refs/<revision>` names. Looked for under the roots
- * `roots` gives, then huggingface_hub's own: `HF_HUB_CACHE`, else `$HF_HOME/hub`, else
- * `~/.cache/huggingface/hub` (`XDG_CACHE_HOME` in place of `~/.cache` when set).
+ * `<root>/models--<org>--<name>/snapshots/<commit>/` holding `config.json`, weights
+ * (safetensors or `pytorch_model.bin`, single or indexed) and a tokenizer (`tokenizer.json` or
+ * `spiece.model`), the commit being `revision` itself (40 hex digits) or what
+ * `refs/<revision>` names. Looked for under the roots `roots` gives, then huggingface_hub's own:
+ * `HF_HUB_CACHE` (or its legacy `HUGGINGFACE_HUB_CACHE`, `TRANSFORMERS_CACHE`), else
+ * `$HF_HOME/hub`, else `~/.cache/huggingface/hub` (`XDG_CACHE_HOME` in place of `~/.cache`
+ * when set; the home folder `HOME`, else `USERPROFILE`).
  *
  * @param repoId `org/name` (or a legacy `name`)
  * @param revision a branch, tag or commit
@@ -400,10 +403,12 @@ export function transformersSnapshot(
   revision: string,
   roots: readonly string[] = [],
 ): string | undefined {
-  const home = env("HOME");
+  const home = env("HOME") ?? env("USERPROFILE");
   const cache = env("XDG_CACHE_HOME") ?? (home === undefined ? undefined : join(home, ".cache"));
   const hfHome = env("HF_HOME") ?? (cache === undefined ? undefined : join(cache, "huggingface"));
-  const own = env("HF_HUB_CACHE") ?? (hfHome === undefined ? undefined : join(hfHome, "hub"));
+  // huggingface_hub's order: HF_HUB_CACHE, its legacy names, then HF_HOME's hub.
+  const own = env("HF_HUB_CACHE") ?? env("HUGGINGFACE_HUB_CACHE") ?? env("TRANSFORMERS_CACHE") ??
+    (hfHome === undefined ? undefined : join(hfHome, "hub"));
   for (const root of [...roots, ...(own === undefined ? [] : [own])]) {
     const repo = join(root, `models--${repoId.replace("/", "--")}`);
     let commit = /^[0-9a-f]{40}$/.test(revision) ? revision : undefined;
@@ -416,10 +421,23 @@ export function transformersSnapshot(
     }
     if (!/^[0-9a-f]{40}$/.test(commit)) continue;
     const snapshot = join(repo, "snapshots", commit);
-    try {
-      if (Deno.statSync(join(snapshot, "config.json")).isFile) return snapshot;
-    } catch {
-      // none there
+    // A loadable folder: config.json, weights and a tokenizer (AutoConfig alone leaves a snapshot
+    // of config.json only).
+    const has = (name: string) => {
+      try {
+        return Deno.statSync(join(snapshot, name)).isFile;
+      } catch {
+        return false;
+      }
+    };
+    const weights = [
+      "model.safetensors",
+      "model.safetensors.index.json",
+      "pytorch_model.bin",
+      "pytorch_model.bin.index.json",
+    ].some(has);
+    if (has("config.json") && weights && (has("tokenizer.json") || has("spiece.model"))) {
+      return snapshot;
     }
   }
   return undefined;

@@ -746,15 +746,24 @@ Deno.test("offline, a revision in a transformers cache (snapshots/<commit>, refs
   try {
     const commit = "0123456789abcdef0123456789abcdef01234567";
     // huggingface_hub's layout: refs/main names the commit, snapshots/<commit>/ holds the files.
-    const layout = async (root: string) => {
+    const layout = async (
+      root: string,
+      files = ["config.json", "model.safetensors", "tokenizer.json"],
+    ) => {
       const repo = join(root, "models--org--tiny");
       await Deno.mkdir(join(repo, "refs"), { recursive: true });
       await Deno.writeTextFile(join(repo, "refs", "main"), commit);
       await Deno.mkdir(join(repo, "snapshots", commit), { recursive: true });
-      await Deno.writeTextFile(join(repo, "snapshots", commit, "config.json"), "{}");
+      for (const f of files) await Deno.writeTextFile(join(repo, "snapshots", commit, f), "{}");
       return join(repo, "snapshots", commit);
     };
-    const none = { HF_HUB_CACHE: undefined, HF_HOME: undefined, XDG_CACHE_HOME: undefined };
+    const none = {
+      HF_HUB_CACHE: undefined,
+      HUGGINGFACE_HUB_CACHE: undefined,
+      TRANSFORMERS_CACHE: undefined,
+      HF_HOME: undefined,
+      XDG_CACHE_HOME: undefined,
+    };
     const home = join(tmp, "home");
     // Found by the roots given, by HF_HUB_CACHE, by HF_HOME, by ~/.cache; a commit directly.
     const given = await layout(join(tmp, "given"));
@@ -777,6 +786,19 @@ Deno.test("offline, a revision in a transformers cache (snapshots/<commit>, refs
       assert.equal(transformersSnapshot("org/tiny", "main"), hubCache);
       return Promise.resolve();
     });
+    await withEnv({ ...none, HOME: home, TRANSFORMERS_CACHE: join(tmp, "hub-cache") }, () => {
+      assert.equal(transformersSnapshot("org/tiny", "main"), hubCache, "its legacy name");
+      return Promise.resolve();
+    });
+    // A snapshot AutoConfig left (config.json alone), or without a tokenizer: not loadable.
+    for (const files of [["config.json"], ["config.json", "pytorch_model.bin"]]) {
+      const partial = join(tmp, `partial-${files.length}`);
+      await layout(partial, files);
+      assert.equal(transformersSnapshot("org/tiny", "main", [partial]), undefined, `${files}`);
+    }
+    const bin = join(tmp, "bin");
+    const binSnapshot = await layout(bin, ["config.json", "pytorch_model.bin", "spiece.model"]);
+    assert.equal(transformersSnapshot("org/tiny", "main", [bin]), binSnapshot);
     // The offline error names it: the cache given is a transformers cache, not this module's.
     await withEnv({ ...none, HOME: join(tmp, "nohome"), HF_HUB_OFFLINE: "1" }, async () => {
       await assert.rejects(
