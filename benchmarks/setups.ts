@@ -30,20 +30,29 @@ export function setupPairs(runs: readonly RunResult[]): [string, string][] {
 /**
  * The device of a setup: a run's `provenance.device` without the logical core count and the
  * thread count of a CPU description (`provenance.ts` `deviceDescription`: `AMD EPYC x2 (wasm+blas,
- * 2 threads)` is `AMD EPYC (wasm+blas)`); any other description (a GPU adapter's) as it is.
+ * 2 threads)` is `AMD EPYC (wasm+blas)`), or a WebGPU adapter's subgroup sizes (which only the
+ * provenance keeps: they tell Mesa's llvmpipe through Vulkan and through GL apart); any other
+ * description as it is.
  *
  * @example
  * ```ts
  * import { setupDevice } from "./setups.ts";
  * console.assert(setupDevice("AMD EPYC x1 (cpu, 1 threads)") === "AMD EPYC (cpu)");
  * console.assert(setupDevice("NVIDIA H200 (webgpu)") === "NVIDIA H200 (webgpu)");
+ * console.assert(
+ *   setupDevice("H200 (vendor nvidia, device 0, subgroups 32-32) (webgpu)") ===
+ *     "H200 (vendor nvidia, device 0) (webgpu)",
+ * );
  * ```
  *
  * @param device the recorded description
  * @returns the description without the counts
  */
 export function setupDevice(device: string): string {
-  return device.replace(/^(.+) x\d+ \(([^(),]+), \d+ threads?\)$/, "$1 ($2)");
+  return device.replace(/^(.+) x\d+ \(([^(),]+), \d+ threads?\)$/, "$1 ($2)")
+    // A WebGPU adapter's subgroup sizes (model/backend.ts adapterDescription), recorded since
+    // d604561: the same GPU's runs before and after are one device.
+    .replace(/, subgroups \d+-\d+(?=[,)])/, "");
 }
 
 /**

@@ -1105,6 +1105,10 @@ Deno.test("seeds of one CPU model run with other core or thread counts (shards o
   assert.equal(scoresTable(other, []).length, 3);
   assert.equal(setupDevice(cpu(1, 1)), "AMD EPYC 7B13 (wasm+blas)");
   assert.equal(setupDevice("NVIDIA H100 (webgpu)"), "NVIDIA H100 (webgpu)");
+  assert.equal(
+    setupDevice("llvmpipe (vendor 65541, device 0, subgroups 8-8, fallback adapter) (webgpu)"),
+    "llvmpipe (vendor 65541, device 0, fallback adapter) (webgpu)",
+  );
 });
 
 /** The result as a run of the `ablation` profile (whose rows ablation.csv shows). */
