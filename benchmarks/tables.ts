@@ -1112,7 +1112,14 @@ export function paramsTable(
           r4(a.ratio),
           a.trained,
           r4(a.trainedPerTaskPct),
-          ...paperCells({ analytic: true, model, label, method: m, config: cfg, tasks: 8 }),
+          ...paperCells({
+            analytic: true,
+            model,
+            label,
+            method: m,
+            config: cfg,
+            tasks: PAPER_TASKS,
+          }),
           "",
         ]);
       }

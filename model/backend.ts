@@ -159,11 +159,13 @@ export function isBackendName(name: string): name is BackendName {
 export function backendHint(value: string): string {
   const plain = value.trim().toLowerCase();
   if (isBackendName(plain)) return `; did you mean ${plain}?`;
-  if (/^(gpu|cuda|nvidia|vulkan|metal|d3d12|dx12|tfjs-node-gpu|node-gpu)$/.test(plain)) {
+  if (
+    /^(gpu|cuda|nvidia|vulkan|metal|d3d12|dx12|(@tensorflow\/)?tfjs-node-gpu|node-gpu)$/.test(plain)
+  ) {
     return "; a GPU is reached through webgpu (WebGPU: Vulkan, Metal or D3D12) or tensorflow " +
       "(tfjs-node-gpu: CUDA), and auto takes the GPU when there is one";
   }
-  if (/^(@tensorflow\/)?(tfjs-node|node|tfjs|tf|libtensorflow)$/.test(plain)) {
+  if (/^(@tensorflow\/)?(tfjs-node|node|libtensorflow)$/.test(plain)) {
     return "; did you mean tensorflow? (tfjs-node or tfjs-node-gpu, whichever imports)";
   }
   return "";

@@ -311,6 +311,9 @@ Deno.test("backendFromEnv(): a bad HYPERPROMPT_BACKEND is an argument error nami
         "; did you mean tensorflow? (tfjs-node or tfjs-node-gpu, whichever imports)",
       ],
       ["tfjs-node-gpu", gpu],
+      ["@tensorflow/tfjs-node-gpu", gpu],
+      // tfjs is the library of every backend: no guess.
+      ["tfjs", ""],
     ]
   ) {
     await assert.rejects(

@@ -14,9 +14,9 @@
  *
  * @example
  * ```ts
- * import { exitCodeOf, UsageError, usageChecked } from "./usage.ts";
+ * import { decimalNumber, exitCodeOf, UsageError, usageChecked } from "./usage.ts";
  * const steps = (text: string): number => {
- *   const n = Number(text);
+ *   const n = decimalNumber(text);
  *   if (!Number.isInteger(n) || n < 1) {
  *     throw new UsageError(`--steps must be a positive integer, got "${text}"`);
  *   }
