@@ -450,8 +450,8 @@ function checkPredictedTests(
   }; ${missingAdvice(opts)}${
     opts.dataDirNamedBy === undefined && opts.defaultData?.downloadFailed === true
       ? ""
-      : ` (deno task download --tasks ${missing.map(([t]) => sourceId(t)).join(",")})`
-  }, or set "predictTest": false`;
+      : `; they come with deno task download --tasks ${missing.map(([t]) => sourceId(t)).join(",")}`
+  }; or set "predictTest": false`;
   if (opts.onMissing === undefined) throw new Error(message);
   opts.onMissing(message);
 }

@@ -1258,7 +1258,8 @@ Deno.test("predictTest: a trained task whose own test file is missing is fetched
     assert.equal(expandGrid(glue({}), { dataDir: dir, catalog }).length, 4);
     const message = `Profile "t": missing glue test files for rte (glue/RTE/test.tsv: ` +
       `train.predictTest predicts them) under "${dir}"; download them (deno task download) or ` +
-      `pass --data-dir (deno task download --tasks glue/rte), or set "predictTest": false`;
+      `pass --data-dir; they come with deno task download --tasks glue/rte; or set ` +
+      `"predictTest": false`;
     assert.throws(() => expandGrid(glue({ predictTest: true }), { dataDir: dir, catalog }), {
       message,
     });
