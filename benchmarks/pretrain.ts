@@ -366,19 +366,18 @@ async function corpusTokenizer(
   await removeStaleTemps(tokenizers, TOKENIZER_TEMPS);
   const dir = join(tokenizers, `spm${opts.vocabSize}-${key}`);
   const path = join(dir, "tokenizer.json");
-  if (isFile(path)) {
-    // A cached file that does not read as a tokenizer (a truncated copy, a hand edit): trained
-    // again, said, rather than failing every run that reads it.
+  // The cached file: true when it reads as a tokenizer, false when there is none, else why not (a
+  // truncated copy, a hand edit: trained again, said, rather than failing every run that reads it).
+  const cached = async (): Promise<boolean | Error> => {
+    if (!isFile(path)) return false;
     try {
       T5Tokenizer.fromJson(readTokenizerJson(await Deno.readTextFile(path), path), path);
-      return { path, key, cached: true };
+      return true;
     } catch (e) {
-      log(
-        `tokenizer: the cached ${path} cannot be used (${(e as Error).message}); training it again`,
-      );
-      await Deno.remove(dir, { recursive: true });
+      return e as Error;
     }
-  }
+  };
+  if (await cached() === true) return { path, key, cached: true };
   if (!(await hasSpmTrain(opts.spmTrain))) {
     throw new SpmUnavailableError(
       `spm_train not found: cannot train the ${opts.vocabSize}-piece task tokenizer (install ` +
@@ -389,7 +388,14 @@ async function corpusTokenizer(
   // random run) take turns on a lock: the first trains, the others find its folder.
   const lock = join(tokenizers, ".locks", `${basename(dir)}.lock`);
   return await withFileLock(lock, async () => {
-    if (isFile(path)) return { path, key, cached: true };
+    // Looked at again under the lock: another run may have trained it, or found it broken and
+    // trained it again, meanwhile (a broken folder is removed only by the lock's holder).
+    const found = await cached();
+    if (found === true) return { path, key, cached: true };
+    if (found instanceof Error) {
+      log(`tokenizer: the cached ${path} cannot be used (${found.message}); training it again`);
+      await Deno.remove(dir, { recursive: true });
+    }
     await Deno.mkdir(tokenizers, { recursive: true });
     const held = await makeHeldTempDir(tokenizers, "");
     const work = held.path;
