@@ -2669,6 +2669,19 @@ Deno.test("main(): a run on the host's memory (cpu) whose estimated peak exceeds
       );
       assert.equal(calls.length, extra.length === 0 ? 4 : 0, "a warning, not a refusal");
     }
+    // This machine's own memory, as bench reads it: a batch no host holds is warned of.
+    const huge = await tmpProfile(dir, {
+      seeds: [0],
+      methods: [{ name: "mtl" }],
+      train: { ...TINY.train, batchSize: 4_000_000 },
+    });
+    const own = capture();
+    const ownArgs = ["--profile", huge, "--out", join(dir, "h"), "--backend", "cpu", "--dry-run"];
+    assert.equal(await main(ownArgs, own.opts), 0, own.err.join("\n"));
+    assert.match(
+      warned(own.err).join("\n"),
+      /^warning: 2 runs .* more than 90% of this machine's memory \([\d.]+ GB\): /,
+    );
   }));
 
 Deno.test("main() --dry-run: WebGPU on a software adapter is estimated at its own rate, not a GPU's, unless planning as on a GPU of a stated size", () =>
@@ -2692,7 +2705,9 @@ Deno.test("main() --dry-run: WebGPU on a software adapter is estimated at its ow
       const line = [...c.out, ...c.err].find((l) => /^2 runs;/.test(l)) ?? "";
       return { line, warned: c.err.filter((l) => l.startsWith("warning: ") && /memory/.test(l)) };
     };
-    assert.match((await total(true)).line, /at an assumed 2\.00TFLOP\/s \(webgpu\); /);
+    const gpu = await total(true);
+    assert.match(gpu.line, /at an assumed 2\.00TFLOP\/s \(webgpu\); /);
+    assert.deepEqual(gpu.warned, [], "a GPU run is not on the host's memory");
     // Lavapipe ran the ci grid at 0.05 GFLOP/s: a GPU's rate made 3 minutes read as 0.005 s.
     const software = await total(false);
     assert.match(software.line, /at an assumed 50\.0MFLOP\/s \(webgpu \(software adapter\)\); /);

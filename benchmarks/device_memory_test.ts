@@ -12,6 +12,8 @@ import {
   fmtGb,
   fmtGbPair,
   hasZeroLearningRateStep,
+  HOST_MEMORY_SHARE,
+  hostMemoryWarnings,
   isWasmBackend,
   kernelSetFor,
   memoryInputFor,
@@ -920,4 +922,58 @@ Deno.test("fmtGbPair: a size over a limit reads as more than it, one decimal mor
   assert.deepEqual(fmtGbPair(140e9, 135.66e9), ["140.0 GB", "135.7 GB"]); // apart at one
   assert.deepEqual(fmtGbPair(0.2051e9, 0.2049e9), ["0.21 GB", "0.20 GB"]);
   assert.deepEqual(fmtGbPair(0.2e6, 0.19e6), ["0.20 MB", "0.19 MB"]);
+});
+
+Deno.test("hostMemoryWarnings(): only runs on the host's memory whose peak exceeds 90% of it; one line per peak, naming one, two, or two and how many more", () => {
+  // Plans with a given peak per run (only `estimate.peak` is read).
+  const runs = (peaks: Record<string, number>) =>
+    ({
+      runs: new Map(Object.entries(peaks).map(([id, peak]) => [id, { estimate: { peak } }])),
+      microBatchSizes: new Map(),
+      refusals: [],
+      notes: [],
+    }) as unknown as Parameters<typeof hostMemoryWarnings>[1];
+  const specs = [0, 1, 2, 3, 4].map((seed) => spec({}, seed));
+  const [a, b, c, d, e] = specs as [RunSpec, RunSpec, RunSpec, RunSpec, RunSpec];
+  const total = 1e9;
+  const over = HOST_MEMORY_SHARE * total + 1;
+  const under = HOST_MEMORY_SHARE * total - 1;
+  const cpu: RunBackend = { name: "cpu", gpu: false };
+  const on = (backends: Record<string, RunBackend>) => (s: RunSpec) => backends[s.id] ?? cpu;
+  const warn = (peaks: Record<string, number>, backends: Record<string, RunBackend> = {}) =>
+    hostMemoryWarnings(specs, runs(peaks), {
+      backendOf: on(backends),
+      totalBytes: total,
+      modelName: () => "tiny-v1_1",
+    });
+  const name = (s: RunSpec) => `run ${s.id} (tiny-v1_1, MTL, glue, s${s.seed})`;
+  // Just under 90%: nothing; just over: the run, in the singular.
+  assert.deepEqual(warn({ [a.id]: under }), []);
+  assert.deepEqual(warn({ [a.id]: over }), [
+    `${name(a)}: estimated peak 0.9 GB, more than 90% of this machine's memory (1.0 GB): it ` +
+    `may run out of memory or swap; train.microBatchSize splits each batch into passes that need ` +
+    `less`,
+  ]);
+  // A GPU run and a wasm run are not on the host's memory: never warned here.
+  assert.deepEqual(
+    warn({ [a.id]: 2 * total, [b.id]: 2 * total }, {
+      [a.id]: { name: "webgpu", gpu: true },
+      [b.id]: { name: "wasm+blas", gpu: false },
+    }),
+    [],
+  );
+  // Two runs of one peak: both named; five: two named and the count of the others; two peaks:
+  // a line each.
+  assert.match(
+    warn({ [a.id]: over, [b.id]: over })[0]!,
+    new RegExp(
+      `^2 runs \\(${name(a).replace(/[()]/g, "\\$&")}; ${
+        name(b).replace(/[()]/g, "\\$&")
+      }\\): .* they may run out`,
+    ),
+  );
+  const five = warn({ [a.id]: over, [b.id]: over, [c.id]: over, [d.id]: over, [e.id]: over });
+  assert.equal(five.length, 1);
+  assert.match(five[0]!, /^5 runs \(run \w+ .*s0\); run \w+ .*s1\); and 3 more\): /);
+  assert.equal(warn({ [a.id]: over, [b.id]: 2 * total }).length, 2);
 });

@@ -512,7 +512,7 @@ export async function runOneWith(
   if (usesTinyPretrained(spec)) await pretrainedFolder(spec, opts.dataDir);
   const startedAt = new Date();
   const t0 = performance.now();
-  const backend = await selectBackend(spec.backend, { log: sayBackend });
+  const backend = await selectBackend(spec.backend, { log: opts.backendLog ?? sayBackend });
   const backbone = await buildBackbone(spec, opts.dataDir);
   // From here on every failure must release the backbone (the grid goes on in this process).
   try {

@@ -616,13 +616,18 @@ Deno.test({
     await inTempDir(async (out) => {
       await tf.ready();
       const before = tf.memory().numTensors;
+      const said: string[] = [];
       for (let i = 0; i < 2; i++) {
         await assert.rejects(
-          () => runOneWith(s, { outDir: out, dataDir: DATA }, EXACT),
+          () =>
+            runOneWith(s, { outDir: out, dataDir: DATA, backendLog: (l) => said.push(l) }, EXACT),
           /length/,
         );
         assert.equal(tf.memory().numTensors, before, `after failed run ${i + 1}`);
       }
+      // The backend's summary went to the run's backendLog (bench's: a line on stderr), each run.
+      assert.equal(said.length, 2);
+      assert.match(said[0]!, /^backend: \S+ \(tfjs "/);
     });
   },
 });

@@ -875,6 +875,11 @@ export interface RunOneOptions {
    * spec: the run id and the results are unchanged.
    */
   readonly checkpointMinutes?: number;
+  /**
+   * Where `model/backend.ts` `selectBackend`'s summary of the run's backend goes (default:
+   * `run_one.ts` `backendSayer`'s line on stderr, printed when it differs from the last).
+   */
+  readonly backendLog?: (summary: string) => void;
 }
 
 /** A progress report from `runOne`: of a step ({@link RunStepProgress}) or of a decoding. */

@@ -312,6 +312,7 @@ Deno.test("backendFromEnv(): a bad HYPERPROMPT_BACKEND is an argument error nami
       ],
       ["tfjs-node-gpu", gpu],
       ["@tensorflow/tfjs-node-gpu", gpu],
+      ["node", "; did you mean tensorflow? (tfjs-node or tfjs-node-gpu, whichever imports)"],
       // tfjs is the library of every backend: no guess.
       ["tfjs", ""],
     ]
@@ -467,6 +468,15 @@ Deno.test({
       const explicit = await withEnv(NO_ENV, () => selectBackend("webgpu", noKernels));
       assert.equal(explicit.name, "webgpu");
       assert.equal(explicit.fallbackAdapter, software ? true : undefined, explicit.adapter ?? "");
+      // The description is of the adapter's own info, subgroup sizes included where reported.
+      const reported = info as GPUAdapterInfo & { subgroupMaxSize?: number };
+      assert.equal(
+        explicit.adapter,
+        adapterDescription(reported, software),
+      );
+      if ((reported.subgroupMaxSize ?? 0) > 0) {
+        assert.match(explicit.adapter!, /, subgroups \d+-\d+/);
+      }
       const viaEnv = await withEnv(
         { ...NO_ENV, HYPERPROMPT_BACKEND: "webgpu" },
         () => selectBackend("auto", noKernels),
@@ -633,6 +643,19 @@ Deno.test("adapterDescription(): names, subgroup sizes where reported (llvmpipe'
     "llvmpipe (LLVM 15.0.6, 256 bits) (vendor 65541, device 0, subgroups 8-8, fallback adapter)",
   );
   assert.notEqual(vulkan, gl);
+  // Either size not reported, or a maximum of 0: none said.
+  for (
+    const sizes of [{ subgroupMaxSize: 8 }, { subgroupMinSize: 8 }, {
+      subgroupMinSize: 8,
+      subgroupMaxSize: 0,
+    }]
+  ) {
+    assert.equal(
+      adapterDescription({ ...llvmpipe, ...sizes }, false),
+      "llvmpipe (LLVM 15.0.6, 256 bits) (vendor 65541, device 0)",
+      JSON.stringify(sizes),
+    );
+  }
   // An adapter that reports no subgroup sizes (or 0): none said; an architecture when given.
   assert.equal(
     adapterDescription({ ...llvmpipe, architecture: "ampere", subgroupMaxSize: 0 }, false),

@@ -1133,7 +1133,60 @@ Deno.test("loadHfFolder: a weight that is NaN or infinite is refused naming the 
       disposeAll((await loadHfFolder(dir, { finite: false })).tensors);
       disposeAll(await loadSafetensorsFile(file));
     }
+    // Two bad tensors: the first the file holds is named.
+    const [x, y] = [tf.tensor1d([NaN]), tf.tensor1d([Infinity])];
+    try {
+      await saveHfFolder(join(tmp, "two"), cfg, new Map<string, tf.Tensor>([["x", x], ["y", y]]));
+    } finally {
+      tf.dispose([x, y]);
+    }
+    await assert.rejects(
+      loadHfFolder(join(tmp, "two")),
+      /: tensor "x" has 1 value that is not finite/,
+    );
     good.dispose();
+  }));
+
+Deno.test("loadHfFolder: a NaN weight in pytorch_model.bin is refused as in safetensors", () =>
+  leakFreeInTempDir(async (tmp) => {
+    // The untied fixture's .bin with one q weight NaN, and its CRC-32 left out (0: unchecked),
+    // so that the value check, not the CRC, refuses it.
+    const src = new URL("./testdata/torch/", import.meta.url).pathname;
+    const dir = join(tmp, "bin");
+    await Deno.mkdir(dir);
+    const relu = sharedPath("fixtures", "hf-t5", "t5-tiny-v1_1-untied");
+    await Deno.copyFile(join(relu, "config.json"), join(dir, "config.json"));
+    const bytes = (await Deno.readFile(join(src, "t5-tiny-v1_1-untied.bin"))).slice();
+    const path = join(dir, "pytorch_model.bin");
+    await Deno.writeFile(path, bytes);
+    const name = "decoder.block.0.layer.0.SelfAttention.q.weight";
+    const h = await readTorchBinHeader(path);
+    const entry = h.storages.get(h.tensors.get(name)!.storage)!.entry!;
+    const local = new DataView(bytes.buffer, entry.localHeaderOffset);
+    const start = entry.localHeaderOffset + 30 + local.getUint16(26, true) +
+      local.getUint16(28, true);
+    new DataView(bytes.buffer).setFloat32(start, NaN, true);
+    for (let p = bytes.length - 46; p >= 0; p--) {
+      const v = new DataView(bytes.buffer, p);
+      if (
+        v.getUint32(0, true) === 0x02014b50 && v.getUint32(42, true) === entry.localHeaderOffset
+      ) {
+        v.setUint32(16, 0, true);
+        break;
+      }
+    }
+    await Deno.writeFile(path, bytes);
+    await assert.rejects(
+      loadHfFolder(dir),
+      (e: unknown) =>
+        e instanceof CheckpointError && e.file === path &&
+        e.message.startsWith(
+          `${path}: tensor "${name}" has 1 value that is not finite (the first, NaN, at flat index 0)`,
+        ),
+    );
+    const loaded = await loadHfFolder(dir, { finite: false });
+    assert.ok(Number.isNaN(loaded.tensors.get(name)!.dataSync()[0]!));
+    disposeAll(loaded.tensors);
   }));
 
 Deno.test("loadSafetensorsFile: a failed file disposes what it made, not a table it aliased from an earlier file", () =>

@@ -816,6 +816,28 @@ Deno.test("offline, a revision in a transformers cache (snapshots/<commit>, refs
         (e: unknown) => e instanceof HubOfflineError && !e.message.includes("transformers"),
       );
     });
+    // The hub unreachable (no offline mode): named alike.
+    await withEnv({ ...none, HOME: join(tmp, "nohome"), HF_HUB_OFFLINE: undefined }, async () => {
+      await assert.rejects(
+        fetchHubModel("org/tiny", {
+          cacheDir: join(tmp, "given"),
+          endpoint: "http://127.0.0.1:9",
+          retries: 0,
+        }),
+        (e: unknown) =>
+          e instanceof HubOfflineError && /The hub is unreachable/.test(e.message) &&
+          e.message.endsWith(
+            `holds this revision at ${given}: pass that folder in place of ` +
+              `the hub id (it loads as a local folder).`,
+          ),
+      );
+    });
+    // XDG_CACHE_HOME in place of ~/.cache.
+    const xdg = await layout(join(tmp, "xdg", "huggingface", "hub"));
+    await withEnv({ ...none, HOME: home, XDG_CACHE_HOME: join(tmp, "xdg") }, () => {
+      assert.equal(transformersSnapshot("org/tiny", "main"), xdg);
+      return Promise.resolve();
+    });
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
