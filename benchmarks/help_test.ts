@@ -21,6 +21,7 @@ import { main as pretrain } from "./pretrain.ts";
 import { main as lossDiff } from "./loss_diff.ts";
 import { cli as gpuCheck } from "./gpu_check.ts";
 import { main as submission } from "./submission.ts";
+import { main as gate } from "./gate.ts";
 
 /** A tool's entry point with its output captured. */
 type Entry = (
@@ -37,6 +38,7 @@ const TOOLS: [string, string | undefined, Entry][] = [
   ["tune", "deno task tune", tune],
   ["pretrain", "deno task pretrain", pretrain],
   ["submission", "deno task submission", submission],
+  ["gate", "deno task gate", gate],
   ["loss_diff", undefined, lossDiff],
   ["gpu_check", "deno run -A benchmarks/gpu_check.ts", gpuCheck],
 ];
@@ -53,6 +55,7 @@ const SHARED_ERROR_FORM = new Set([
   "tune",
   "pretrain",
   "submission",
+  "gate",
 ]);
 
 /** Runs `entry` with `args`, returning the exit code and what it printed. */

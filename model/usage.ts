@@ -1,11 +1,12 @@
 /**
  * The exit codes shared by the command-line tools (`deno task bench`, `tables`, `download`,
- * `pretrain`, `perf`, `tune` and `benchmarks/gpu_check.ts`): **0** success (`--help` included),
+ * `pretrain`, `perf`, `tune`, `submission`, `gate` and `benchmarks/gpu_check.ts`): **0** success
+ * (`--help` included),
  * **1** a failure while working (a download, a run, reading or writing results), **2** bad
  * arguments, refused before any work starts (an unknown or misspelled flag, a flag without its
  * value or with an empty one, a bad number or name, a file or folder named on the command line
- * that cannot be used). `deno task bench` adds **3**: the regression gate failed, and **130** /
- * **143**: stopped by SIGINT / SIGTERM (`benchmarks/cli.ts`).
+ * that cannot be used). `deno task bench` and `deno task gate` add **3**: the regression gate
+ * failed; `deno task bench` **130** / **143**: stopped by SIGINT / SIGTERM (`benchmarks/cli.ts`).
  *
  * An argument check throws a {@link UsageError}; a tool's entry point maps what it caught to the
  * exit code with {@link exitCodeOf}. {@link parseFlags} parses a tool's flags, every mistake one
