@@ -88,6 +88,7 @@ import {
 import { loadExamples } from "../tasks/load.ts";
 import { DataError } from "../tasks/parse.ts";
 import { createOptimizer, type Optimizer } from "./optim.ts";
+import { yielder } from "./trainer.ts";
 import { Rng, seedFor } from "./rng.ts";
 
 /**
@@ -953,7 +954,11 @@ export async function pretrainBackbone(
       const params = model.params as ReadonlyMap<string, tf.Variable>;
       // tf.variableGrads keys gradients by the tfjs variable name; map them back to HF names.
       const hfName = new Map([...params].map(([name, v]) => [v.name, name]));
+      // Timers between steps, once a second: the pretraining runs inside a run's claim, whose
+      // heartbeat must go on (trainer.ts yielder).
+      const due = yielder();
       for (let step = 1; step <= opts.steps; step++) {
+        await due();
         const inputs: number[][] = [];
         const targets: number[][] = [];
         for (let b = 0; b < opts.batchSize; b++) {

@@ -1328,7 +1328,7 @@ export async function runGrid(
     log(
       `run ${spec.id}: its claim was taken over by ${
         holderName(c.holder)
-      } while this process was paused (longer than the stale window, ${
+      } while this process's heartbeat was late (paused or busy longer than the stale window, ${
         staleMs / 1000
       } s); leaving the run to it`,
     );

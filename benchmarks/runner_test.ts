@@ -1769,8 +1769,9 @@ Deno.test("runGrid(): a claim taken over while its run trained (this process pau
       await finishing;
     }
     assert.deepEqual(lines, [
-      `run ${a.id}: its claim was taken over by taker.example pid 4321 while this process was ` +
-      `paused (longer than the stale window, 60 s); leaving the run to it`,
+      `run ${a.id}: its claim was taken over by taker.example pid 4321 while this process's ` +
+      `heartbeat was late (paused or busy longer than the stale window, 60 s); leaving the run ` +
+      `to it`,
     ]);
     // Not failed, not done: left to the taker, then counted as done by it (skipped).
     assert.equal(s.done, 1);

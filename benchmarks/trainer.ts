@@ -452,6 +452,33 @@ export function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
+/** How often a long synchronous loop lets the event loop turn at least ({@link yielder}). */
+export const YIELD_EVERY_MS = 1000;
+
+/**
+ * A `yieldToEventLoop` for a loop of steps that lets the event loop turn when `everyMs` have
+ * passed since it last did (a step on cpu or wasm awaits only settled promises): timers then run
+ * between steps, such as a run claim's heartbeat (`run_claim.ts`, every 30 s), which a run
+ * without checkpoints, or a pretraining, let go stale on another host's view (its claim taken
+ * over while it trained, the run trained twice, again and again), and a claim lost meanwhile
+ * is seen at the next step.
+ *
+ * @param everyMs at most this long between turns (default {@link YIELD_EVERY_MS})
+ * @param now the clock (tests pass a fake)
+ * @returns an async function to call between steps: it turns the event loop when due
+ */
+export function yielder(
+  everyMs = YIELD_EVERY_MS,
+  now: () => number = () => performance.now(),
+): () => Promise<void> {
+  let last = now();
+  return async () => {
+    if (now() - last < everyMs) return;
+    await yieldToEventLoop();
+    last = now();
+  };
+}
+
 /** The wall-clock checkpoint interval, in minutes, of {@link TrainOptions.checkpointMinutes}. */
 export const DEFAULT_CHECKPOINT_MINUTES = 30;
 
@@ -1325,10 +1352,13 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
     if (ckptEnabled) checkpointingLoop(1);
     try {
       if (evalOwed) await afterStep(true);
+      const due = yielder(YIELD_EVERY_MS, now);
       while (step < t.steps) {
         // The bench's signal listener runs only when the event loop turns (yieldToEventLoop);
-        // it is installed only while a loop that writes checkpoints runs.
+        // it is installed only while a loop that writes checkpoints runs. Without checkpoints the
+        // loop turns it once a second still, for timers (a run claim's heartbeat).
         if (ckptEnabled) await yieldToEventLoop();
+        else await due();
         const stop = shouldStop();
         if (stop !== undefined) {
           // Every state of a step boundary is resumable: the steps since the last checkpoint are

@@ -33,6 +33,8 @@ import {
   type TrainOptions,
   type TrainOutcome,
   watchCheckpointingLoops,
+  YIELD_EVERY_MS,
+  yielder,
 } from "./trainer.ts";
 
 import { selectBackend } from "../model/backend.ts";
@@ -594,6 +596,60 @@ Deno.test("train() sees a real signal's stop request at the next step boundary (
     clearStopRequest();
     disposeT5(m);
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("yielder(): turns the event loop only when its interval has passed since the last turn", async () => {
+  let clock = 0;
+  const due = yielder(1000, () => clock);
+  let ran = 0;
+  const timer = () => setTimeout(() => ran++, 0);
+  timer();
+  await due(); // 0 ms since: no turn, the timer waits
+  assert.equal(ran, 0);
+  clock = 999;
+  await due();
+  assert.equal(ran, 0);
+  clock = 1000;
+  await due(); // due: the timer ran
+  assert.equal(ran, 1);
+  timer();
+  clock = 1500;
+  await due(); // 500 ms since the last turn
+  assert.equal(ran, 1);
+  clock = 2000;
+  await due();
+  assert.equal(ran, 2);
+});
+
+Deno.test("train() without checkpoints lets timers run between steps once a second (a run claim's heartbeat), deterministic all the same", async () => {
+  const m = initT5(CONFIG, { seed: 1 });
+  const spec = { ...SPEC, steps: 6, checkpointEvery: 0, evalEvery: 100 };
+  try {
+    // A clock one interval on per reading: every step boundary is due.
+    let clock = 0;
+    let beats = 0;
+    const beating = setInterval(() => beats++, 0);
+    let r: Awaited<ReturnType<typeof train>>;
+    try {
+      r = await train(opts(m, {
+        train: spec,
+        now: () => (clock += YIELD_EVERY_MS),
+      }));
+    } finally {
+      clearInterval(beating);
+    }
+    assert.ok(beats >= spec.steps - 1, `timers ran between steps: ${beats}`);
+    // The same losses as a run whose clock never comes due (no turn at all).
+    const m2 = initT5(CONFIG, { seed: 1 });
+    try {
+      const still = await train(opts(m2, { train: spec, now: () => 0 }));
+      assert.deepEqual(r.losses, still.losses);
+    } finally {
+      disposeT5(m2);
+    }
+  } finally {
+    disposeT5(m);
   }
 });
 
