@@ -1217,6 +1217,15 @@ export function progressReporter(total: number, tty: boolean, stream?: Writable)
     etaBuffer: 20,
     stream: stream ?? process.stderr,
   }, cliProgress.Presets.shades_classic);
+  // A line above the bars: on a terminal through the bars (redrawn beneath it); without one
+  // (a Slurm or CI log) at once, as the tool's other lines are: MultiBar holds a line until its
+  // next redraw, every 10 s there, and none comes while a step runs, so claim and takeover lines
+  // came late and out of order, or never, should the process be killed first.
+  const out = stream ?? process.stderr;
+  const say = (text: string) => {
+    if (tty) multi.log(text);
+    else out.write(text);
+  };
   const grid = multi.create(total, 0, { name: "grid".padEnd(28), unit: "runs", info: "" });
   let run: ReturnType<typeof multi.create> | undefined;
   let finished = 0;
@@ -1233,13 +1242,13 @@ export function progressReporter(total: number, tty: boolean, stream?: Writable)
         break;
       case "start":
         if (e.replaces !== undefined) {
-          multi.log(`rerunning ${e.spec.id}: ${replacing(e.replaces)}\n`);
+          say(`rerunning ${e.spec.id}: ${replacing(e.replaces)}\n`);
         }
         if (run) multi.remove(run);
         run = multi.create(e.spec.train.steps, 0, { name, unit: "steps", info: "" });
         break;
       case "resumed":
-        multi.log(`${resumedLine(e)}\n`);
+        say(`${resumedLine(e)}\n`);
         run?.update(e.step, { info: "resumed" });
         break;
       case "progress":
@@ -1255,7 +1264,7 @@ export function progressReporter(total: number, tty: boolean, stream?: Writable)
         grid.update(++finished, { info: `${e.file.split("/").pop()}` });
         break;
       case "error":
-        multi.log(`FAILED ${e.spec.id} (${name.trim()}): ${e.error.message}\n`);
+        say(`FAILED ${e.spec.id} (${name.trim()}): ${e.error.message}\n`);
         grid.update(++finished, { info: "failed" });
         break;
       case "interrupted":
@@ -1267,17 +1276,17 @@ export function progressReporter(total: number, tty: boolean, stream?: Writable)
         break;
     }
     const line = claimLine(e);
-    if (line !== undefined) multi.log(`${line}\n`);
+    if (line !== undefined) say(`${line}\n`);
   };
   const stop = () => {
-    // multi.log() only queues a message; the next redraw (up to 10 s away without a terminal)
+    // say() only queues a message; the next redraw (up to 10 s away without a terminal)
     // writes it. A message still queued when the grid ends (e.g. the FAILED line of the last run)
     // is written by one more redraw before the bars stop, not dropped.
     const queued = (multi as unknown as { loggingBuffer?: unknown[] }).loggingBuffer;
     if (queued === undefined || queued.length > 0) multi.update();
     multi.stop();
   };
-  return { onEvent, log: (line: string) => multi.log(`${line}\n`), stop };
+  return { onEvent, log: (line: string) => say(`${line}\n`), stop };
 }
 
 /** How often a line repeats the runs another process trains while the grid waits for them. */

@@ -1701,6 +1701,28 @@ Deno.test("progressReporter().stop() writes a message still queued (the last run
   }
 });
 
+Deno.test("progressReporter() without a terminal writes a line at once, not at the bars' next redraw (10 s later, or never)", async () => {
+  const dir = await Deno.makeTempDir();
+  const [spec] = expandGrid(await loadProfile(await tmpProfile(dir)), { dataDir: DATA });
+  await Deno.remove(dir, { recursive: true });
+  const { chunks, stream } = recordingStream(false, 200);
+  const reporter = progressReporter(1, false, stream);
+  try {
+    reporter.onEvent({ kind: "start", spec: spec!, index: 0 });
+    const before = chunks.join("").length;
+    reporter.log(`run ${spec!.id}: its claim was taken over by other pid 1`);
+    // Synchronously: no timer has run.
+    assert.ok(
+      chunks.join("").slice(before).includes(`run ${spec!.id}: its claim was taken over`),
+      chunks.join(""),
+    );
+    reporter.onEvent({ kind: "error", spec: spec!, index: 0, error: new Error("boom") });
+    assert.match(chunks.join("").slice(before), new RegExp(`FAILED ${spec!.id} .*: boom`));
+  } finally {
+    reporter.stop();
+  }
+});
+
 Deno.test("progressReporter(): a stopped run's bar says so; its reason and checkpoint are left to main()'s summary", async () => {
   const dir = await Deno.makeTempDir();
   const [spec] = expandGrid(await loadProfile(await tmpProfile(dir)), { dataDir: DATA });
