@@ -1761,7 +1761,15 @@ async function argumentProblem(
   for await (const e of Deno.readDir(runs)) {
     if (e.isFile && e.name.endsWith(".json")) return undefined;
   }
-  return `--runs ${noResultsMessage(runs)}`;
+  // Runs that began there (still running, or stopped) are said: no result yet, not none at all.
+  const open = await unfinishedRuns(runs);
+  return `--runs ${noResultsMessage(runs)}${
+    open.length === 0
+      ? ""
+      : ` (${open.length} run${
+        open.length === 1 ? " began" : "s began"
+      } there but wrote no result yet: ${open.join(", ")})`
+  }`;
 }
 
 if (import.meta.main) {

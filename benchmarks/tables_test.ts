@@ -1223,6 +1223,8 @@ Deno.test("main() (deno task tables) names a bad flag, folder or result in one l
     const { file, empty, broken } = await badFolders(dir);
     const out = join(dir, "tables");
     await Deno.mkdir(join(dir, "dirs-only", "x.json"), { recursive: true });
+    await Deno.mkdir(join(dir, "begun"));
+    await Deno.writeTextFile(join(dir, "begun", "ci--x--s0--aaaaaaaaaaaa.lock"), "{}");
     const cases: [string[], number, RegExp][] = [
       [
         ["--rnus", empty],
@@ -1254,6 +1256,12 @@ Deno.test("main() (deno task tables) names a bad flag, folder or result in one l
         2,
         /^--runs .*dirs-only: no run results \(\*\.json\) there/,
       ],
+      // Runs begun there but none finished: said.
+      [
+        ["--runs", join(dir, "begun"), "--out", out],
+        2,
+        /^--runs .*begun: no run results \(\*\.json\) there.* \(1 run began there but wrote no result yet: ci--x--s0--aaaaaaaaaaaa\)$/,
+      ],
       [["--runs", broken, "--out", file], 2, /^--out .*a-file: is a file, not a folder$/],
       [
         ["--runs", broken, "--out", out],
@@ -1274,6 +1282,7 @@ Deno.test("main() (deno task tables) names a bad flag, folder or result in one l
     }
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), [
       "a-file",
+      "begun",
       "broken",
       "dirs-only",
       "empty",
