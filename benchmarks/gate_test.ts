@@ -1,11 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { main } from "./gate.ts";
-import { fakeRuns, fakeSpec } from "./results_testing.ts";
+import { CI_BASELINE as CI, ciBaselineFiles, fakeRuns, fakeSpec } from "./results_testing.ts";
 import { runFileName } from "./spec.ts";
-
-const CI = fileURLToPath(new URL("../results/baselines/ci", import.meta.url));
 
 /** `deno task gate` with its output captured. */
 async function gate(args: string[]) {
@@ -13,15 +10,6 @@ async function gate(args: string[]) {
   const err: string[] = [];
   const code = await main(args, { log: (s) => out.push(s), error: (s) => err.push(s) });
   return { code, out: out.join("\n"), err: err.join("\n") };
-}
-
-/** A copy of the CI baseline in `dir` (its files by name), for editing. */
-async function copyOfCi(dir: string): Promise<string[]> {
-  await Deno.mkdir(dir, { recursive: true });
-  const names = [...Deno.readDirSync(CI)].map((e) => e.name).filter((n) => n.endsWith(".json"))
-    .sort();
-  for (const n of names) await Deno.copyFile(join(CI, n), join(dir, n));
-  return names;
 }
 
 Deno.test("deno task gate: the CI baseline against itself passes at the ci profile's tolerances (its own profile by default)", async () => {
@@ -33,7 +21,7 @@ Deno.test("deno task gate: the CI baseline against itself passes at the ci profi
 Deno.test("deno task gate: a score moved beyond tolerance, or a run missing, fails with exit 3; --partial gates the runs present; shards' folders are read as one", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const names = await copyOfCi(join(dir, "cur"));
+    const names = await ciBaselineFiles(join(dir, "cur"));
     // One run's CB score 6.25 points up: past the ci profile's tolerance.
     const edited = names.find((n) => n.includes("super_glue--mtl--"))!;
     const r = JSON.parse(await Deno.readTextFile(join(dir, "cur", edited)));

@@ -4,8 +4,32 @@
  *
  * @module
  */
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { fakeRunOne } from "./_fake_run_one.ts";
 import { DEFAULT_TRAIN, runId, type RunResult, type RunSpec } from "./spec.ts";
+
+/** The committed CI baseline's folder (16 results of the `ci` profile). */
+export const CI_BASELINE: string = fileURLToPath(
+  new URL("../results/baselines/ci", import.meta.url),
+);
+
+/**
+ * The CI baseline's result files, by name in order, copied into `into` (made) when given, for
+ * tests that edit or split them.
+ *
+ * @param into the folder to copy them into, if any
+ * @returns the file names, sorted
+ */
+export async function ciBaselineFiles(into?: string): Promise<string[]> {
+  const names = [...Deno.readDirSync(CI_BASELINE)].map((e) => e.name)
+    .filter((n) => n.endsWith(".json")).sort();
+  if (into !== undefined) {
+    await Deno.mkdir(into, { recursive: true });
+    for (const n of names) await Deno.copyFile(join(CI_BASELINE, n), join(into, n));
+  }
+  return names;
+}
 
 /**
  * A run spec: GLUE's RTE and CoLA (SuperGLUE's CB), 4 steps evaluated every 2, on cpu.

@@ -7,7 +7,7 @@ import { parse } from "csv-parse/sync";
 import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 import { benchmarkAverage } from "../tasks/metrics.ts";
 import { benchmarkAverages, bestPerTask } from "./evaluator.ts";
-import { fakeRuns, fakeSpec, on } from "./results_testing.ts";
+import { CI_BASELINE, ciBaselineFiles, fakeRuns, fakeSpec, on } from "./results_testing.ts";
 import { setupDevice } from "./setups.ts";
 import { loadResults } from "./compare.ts";
 import { attentionMassSvg, scoreVsParamsSvg, seriesStyle } from "./plots.ts";
@@ -1341,11 +1341,7 @@ Deno.test("main() (deno task tables): runs begun without a result are named in a
   const dir = await Deno.makeTempDir();
   try {
     const runs = join(dir, "runs");
-    const ci = fileURLToPath(new URL("../results/baselines/ci", import.meta.url));
-    await Deno.mkdir(runs);
-    const names = [...Deno.readDirSync(ci)].map((e) => e.name).filter((n) => n.endsWith(".json"))
-      .sort();
-    for (const n of names) await Deno.copyFile(join(ci, n), join(runs, n));
+    const names = await ciBaselineFiles(runs);
     const out = join(dir, "tables");
     const tables = async () => {
       const err: string[] = [];
@@ -1416,9 +1412,8 @@ Deno.test("main() (deno task tables): runs begun without a result are named in a
 Deno.test("main() (deno task tables): --runs repeated reads the shards' folders as one; a run in two of them, or one folder twice, is refused", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const ci = fileURLToPath(new URL("../results/baselines/ci", import.meta.url));
-    const names = [...Deno.readDirSync(ci)].map((e) => e.name).filter((n) => n.endsWith(".json"))
-      .sort();
+    const ci = CI_BASELINE;
+    const names = await ciBaselineFiles();
     // The baseline split between two shards' folders.
     const [a, b] = [join(dir, "a"), join(dir, "b")];
     await Deno.mkdir(a);
