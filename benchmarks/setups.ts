@@ -30,9 +30,9 @@ export function setupPairs(runs: readonly RunResult[]): [string, string][] {
 /**
  * The device of a setup: a run's `provenance.device` without the logical core count and the
  * thread count of a CPU description (`provenance.ts` `deviceDescription`: `AMD EPYC x2 (wasm+blas,
- * 2 threads)` is `AMD EPYC (wasm+blas)`), or a WebGPU adapter's subgroup sizes (which only the
- * provenance keeps: they tell Mesa's llvmpipe through Vulkan and through GL apart); any other
- * description as it is.
+ * 2 threads)` is `AMD EPYC (wasm+blas)`), or a hardware WebGPU adapter's subgroup sizes (which
+ * only its provenance keeps); a software (fallback) adapter's stay, as they tell Mesa's llvmpipe
+ * through Vulkan and through GL apart; any other description as it is.
  *
  * @example
  * ```ts
@@ -50,9 +50,10 @@ export function setupPairs(runs: readonly RunResult[]): [string, string][] {
  */
 export function setupDevice(device: string): string {
   return device.replace(/^(.+) x\d+ \(([^(),]+), \d+ threads?\)$/, "$1 ($2)")
-    // A WebGPU adapter's subgroup sizes (model/backend.ts adapterDescription), recorded since
-    // d604561: the same GPU's runs before and after are one device.
-    .replace(/, subgroups \d+-\d+(?=[,)])/, "");
+    // A hardware WebGPU adapter's subgroup sizes (model/backend.ts adapterDescription), recorded
+    // since d604561: the same GPU's runs before and after are one device. A software adapter's
+    // keep them: Mesa's llvmpipe through Vulkan (8-8) and through GL (4-128) are two.
+    .replace(/, subgroups \d+-\d+(?=\))/, "");
 }
 
 /**

@@ -1256,7 +1256,7 @@ export function flopsTable(results: readonly RunResult[], accounting?: Accountin
       const from = setups > 1
         ? `none: task runs on ${setups} backends or devices`
         : exact > 1
-        ? `none: runs with ${exact} core or thread counts`
+        ? `none: runs on ${exact} device descriptions (core or thread counts, adapter details)`
         : !throughput.mean
         ? "totals"
         : rs.length === 1 && perTaskParts(r) === undefined

@@ -1096,7 +1096,7 @@ Deno.test("seeds of one CPU model run with other core or thread counts (shards o
   const row = f.find((r) => r[0] === "run:p/glue")!;
   assert.deepEqual(
     ["tokens_per_second", "tokens_per_second_from", "wall_seconds"].map((n) => row[fh.indexOf(n)]),
-    ["", "none: runs with 2 core or thread counts", ""],
+    ["", "none: runs on 2 device descriptions (core or thread counts, adapter details)", ""],
   );
   // Another CPU model is another setup, as before: a row of its own.
   const other = rs.map((r) =>
@@ -1105,10 +1105,15 @@ Deno.test("seeds of one CPU model run with other core or thread counts (shards o
   assert.equal(scoresTable(other, []).length, 3);
   assert.equal(setupDevice(cpu(1, 1)), "AMD EPYC 7B13 (wasm+blas)");
   assert.equal(setupDevice("NVIDIA H100 (webgpu)"), "NVIDIA H100 (webgpu)");
+  // A hardware adapter's subgroup sizes go; a software adapter's stay (Vulkan's and GL's
+  // llvmpipe differ only there).
   assert.equal(
-    setupDevice("llvmpipe (vendor 65541, device 0, subgroups 8-8, fallback adapter) (webgpu)"),
-    "llvmpipe (vendor 65541, device 0, fallback adapter) (webgpu)",
+    setupDevice("H100 (vendor nvidia, device 0, subgroups 32-32) (webgpu)"),
+    "H100 (vendor nvidia, device 0) (webgpu)",
   );
+  const vulkan = "llvmpipe (vendor 65541, device 0, subgroups 8-8, fallback adapter) (webgpu)";
+  assert.equal(setupDevice(vulkan), vulkan);
+  assert.notEqual(setupDevice(vulkan), setupDevice(vulkan.replace("8-8", "4-128")));
 });
 
 /** The result as a run of the `ablation` profile (whose rows ablation.csv shows). */
