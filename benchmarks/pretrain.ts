@@ -88,7 +88,7 @@ import {
 import { loadExamples } from "../tasks/load.ts";
 import { DataError } from "../tasks/parse.ts";
 import { createOptimizer, type Optimizer } from "./optim.ts";
-import { yielder } from "./trainer.ts";
+import { YIELD_EVERY_MS, yielder } from "./trainer.ts";
 import { Rng, seedFor } from "./rng.ts";
 
 /**
@@ -138,6 +138,11 @@ export interface PretrainOptions {
   readonly spmTrain?: string;
   /** Progress lines (default: console.error). */
   readonly log?: (line: string) => void;
+  /**
+   * The clock of the loop's turns of the event loop (`trainer.ts` `yielder`: once a second, for
+   * timers such as a run claim's heartbeat), in ms; default `performance.now` (tests pass one).
+   */
+  readonly now?: () => number;
 }
 
 /** Defaults: small enough to finish in a few minutes on 2 cores with `mini-v1_1`. */
@@ -378,11 +383,13 @@ async function corpusTokenizer(
       return e as Error;
     }
   };
-  if (await cached() === true) return { path, key, cached: true };
+  const before = await cached();
+  if (before === true) return { path, key, cached: true };
   if (!(await hasSpmTrain(opts.spmTrain))) {
     throw new SpmUnavailableError(
       `spm_train not found: cannot train the ${opts.vocabSize}-piece task tokenizer (install ` +
-        "Debian's sentencepiece package: apt-get install -y sentencepiece)",
+        "Debian's sentencepiece package: apt-get install -y sentencepiece)" +
+        (before instanceof Error ? `; the cached ${path} cannot be used (${before.message})` : ""),
     );
   }
   // Other runs training the same tokenizer (a grid's parallel shards, a pretraining beside a
@@ -956,7 +963,7 @@ export async function pretrainBackbone(
       const hfName = new Map([...params].map(([name, v]) => [v.name, name]));
       // Timers between steps, once a second: the pretraining runs inside a run's claim, whose
       // heartbeat must go on (trainer.ts yielder).
-      const due = yielder();
+      const due = yielder(YIELD_EVERY_MS, opts.now);
       for (let step = 1; step <= opts.steps; step++) {
         await due();
         const inputs: number[][] = [];

@@ -1,6 +1,6 @@
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { codeGitState } from "./provenance.ts";
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { createHash } from "node:crypto";
 import { withEnv } from "../model/env_testing.ts";
 import * as tf from "@tensorflow/tfjs";
@@ -238,6 +238,30 @@ Deno.test({
         l.startsWith(`tokenizer: the cached ${a.path} cannot be used (`)
       );
       ok(said?.includes("invalid JSON") && said.endsWith("; training it again"), lines.join("\n"));
+      // Broken, and no spm_train to train it again: the error says both.
+      await Deno.writeTextFile(a.path, text.slice(0, 5000));
+      await rejects(
+        () => ensureTaskTokenizer(dataDir, { ...opts, spmTrain: "/nonexistent/spm" }),
+        (e: unknown) =>
+          e instanceof SpmUnavailableError && e.message.startsWith("spm_train not found") &&
+          e.message.includes(`; the cached ${a.path} cannot be used (`),
+      );
+      // Broken while another run holds the lock and republishes it: the waiter takes the
+      // republished folder (it removed the broken one before taking the lock, and with it the
+      // holder's new one).
+      const lock = join(cacheDir, "tokenizers", ".locks", `${basename(dirname(a.path))}.lock`);
+      const waiting: string[] = [];
+      let waiter: Promise<{ cached: boolean }> | undefined;
+      await withFileLock(lock, async () => {
+        waiter = ensureTaskTokenizer(dataDir, { ...opts, log: (l) => waiting.push(l) });
+        for (let i = 0; i < 200 && !waiting.some((l) => l.includes("waiting for")); i++) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        ok(waiting.some((l) => l.includes("waiting for")), waiting.join("\n"));
+        await Deno.writeTextFile(a.path, text); // the holder's republished tokenizer
+      }, { remove: true });
+      deepEqual((await waiter!).cached, true);
+      equal(await Deno.readTextFile(a.path), text);
       // Another size is another key; without spm_train it cannot be built.
       await rejects(
         () => ensureTaskTokenizer(dataDir, { ...opts, vocabSize: 600, spmTrain: "/nonexistent" }),
@@ -785,6 +809,36 @@ function quickOptions(dir: string, corpus: string, extra: Partial<PretrainOption
     ...extra,
   };
 }
+
+Deno.test("pretrainBackbone() lets timers run between its steps once a second (a run claim's heartbeat, which it runs inside)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const corpus = await rteCorpusFile(dir, 60);
+    let clock = 0;
+    let beats = 0;
+    // The timer's count at each reading of the loop's clock (once per step, once before).
+    const seen: number[] = [];
+    const beating = setInterval(() => beats++, 0);
+    try {
+      // A clock one interval on per reading: every step is due.
+      await pretrainBackbone(quickOptions(dir, corpus, {
+        steps: 4,
+        now: () => {
+          seen.push(beats);
+          return clock += 1000;
+        },
+      }));
+    } finally {
+      clearInterval(beating);
+    }
+    ok(seen.length >= 5, `the clock was read at each step: ${seen}`);
+    // Between the readings of the steps, the timer ran (the steps await no I/O of their own).
+    const ran = seen.slice(1).filter((b, i) => b > seen[i]!).length;
+    ok(ran >= 3, `timers ran between steps: ${seen}`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
 
 async function rteCorpusFile(dir: string, lines = 400): Promise<string> {
   const rte = await Deno.readTextFile(sharedPath("data/glue/RTE/train.tsv"));
