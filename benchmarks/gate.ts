@@ -9,7 +9,15 @@
 import { resolve } from "node:path";
 import { parseFlags, runCli, UsageError } from "../model/usage.ts";
 import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
-import { compareResults, formatComparison, loadResults, noResultsMessage } from "./compare.ts";
+import {
+  compareResults,
+  formatComparison,
+  loadResults,
+  noResultsMessage,
+  rejectDuplicates,
+  resultSource,
+  runKey,
+} from "./compare.ts";
 import { listProfiles, loadProfile } from "./profile.ts";
 import type { RunResult } from "./spec.ts";
 
@@ -67,17 +75,17 @@ export async function main(args: string[], opts: GateMainOptions = {}): Promise<
   return code === 0 && failed ? EXIT_GATE_FAILED : code;
 }
 
-/** Reads a folder or file of results named by `flag`: an empty or unreadable one is refused. */
+/**
+ * Reads a folder or file of results named by `flag`: one that is not there, holds no result, or
+ * holds a file that is no result (each naming it) is refused as an argument, as `bench --compare`
+ * refuses its baseline: nothing was gated.
+ */
 async function resultsOf(flag: string, path: string): Promise<RunResult[]> {
   let results: RunResult[];
   try {
     results = await loadResults(path);
   } catch (e) {
-    // A folder or file that is not there, or a file that is no result: an argument error here
-    // (nothing was gated); a malformed result among good ones names its file.
-    const message = (e as Error).message;
-    if (/no such folder or file/.test(message)) throw new UsageError(`${flag} ${message}`);
-    throw e;
+    throw new UsageError(`${flag} ${(e as Error).message}`, { cause: e });
   }
   if (results.length === 0) throw new UsageError(`${flag} ${noResultsMessage(path)}`);
   return results;
@@ -123,6 +131,28 @@ async function gateCommand(args: string[], log: (s: string) => void): Promise<bo
   const baseline = await resultsOf("--baseline", values.baseline);
   const current: RunResult[] = [];
   for (const r of values.runs) current.push(...await resultsOf("--runs", r));
+  // One file named twice (a folder and a file in it): said as such, not as two results of a run.
+  const files = new Map<string, string>();
+  for (const r of current) {
+    const source = resultSource(r);
+    if (source === undefined) continue;
+    // An entry of an array file keeps its index: two entries of one file are two results.
+    const [, file, index] = /^(.*?)(\[\d+\])?$/.exec(source)!;
+    const real = `${await Deno.realPath(file!).catch(() => file!)}${index ?? ""}`;
+    const first = files.get(real);
+    if (first !== undefined) {
+      throw new UsageError(`--runs: ${real} is named twice (as ${first} and ${source})`);
+    }
+    files.set(real, source);
+  }
+  // Two results of one run in the baseline or in --runs: refused as bench refuses a baseline's.
+  for (const [flag, rs] of [["--baseline", baseline], ["--runs", current]] as const) {
+    try {
+      rejectDuplicates(rs, runKey, "run key", "remove the stale one");
+    } catch (e) {
+      throw new UsageError(`${flag}: ${(e as Error).message}`, { cause: e });
+    }
+  }
   // The tolerances: the profile named, else the baseline's own when it is one built-in profile.
   let profileName = values.profile;
   if (profileName === undefined) {

@@ -66,6 +66,9 @@ Deno.test("deno task gate: bad arguments exit 2 in one line, naming the flag", a
   const dir = await Deno.makeTempDir();
   try {
     await Deno.mkdir(join(dir, "empty"));
+    await Deno.writeTextFile(join(dir, "notes.json"), '{"note": "x"}');
+    const first = (await ciBaselineFiles(join(dir, "copies")))[0]!;
+    await Deno.copyFile(join(CI, first), join(dir, "copies", "copy.json"));
     // A baseline of a profile that is no built-in one: its tolerances cannot be guessed.
     const [mine] = await fakeRuns([fakeSpec("mine", "tiny-v1_1", "mtl", "mtl", 0, "glue")]);
     await Deno.mkdir(join(dir, "mine"));
@@ -88,6 +91,25 @@ Deno.test("deno task gate: bad arguments exit 2 in one line, naming the flag", a
         /^Unknown profile "nope"; built-in /,
       ],
       [["--baseline", CI, "--runs", CI, "--partial=yes"], /^--partial takes no value/],
+      // A file that is no result, in the baseline or --runs: named, an argument error.
+      [
+        ["--baseline", join(dir, "notes.json"), "--runs", CI],
+        /^--baseline .*notes\.json: \$\.spec is missing/,
+      ],
+      [
+        ["--baseline", CI, "--runs", join(dir, "notes.json")],
+        /^--runs .*notes\.json: \$\.spec is missing/,
+      ],
+      // A folder and a file in it: one file named twice, not two results of a run.
+      [
+        ["--baseline", CI, "--runs", CI, "--runs", join(CI, first)],
+        new RegExp(`^--runs: .*${first.replaceAll(".", "\\.")} is named twice \\(as `),
+      ],
+      // Two results of one run (a renamed copy) in --runs: refused, both files named.
+      [
+        ["--baseline", CI, "--runs", join(dir, "copies")],
+        /^--runs: Two results for the same run key .*: .*copy\.json.* remove the stale one/,
+      ],
     ];
     for (const [args, want] of cases) {
       const r = await gate(args);
