@@ -1279,9 +1279,9 @@ export function progressReporter(total: number, tty: boolean, stream?: Writable)
     if (line !== undefined) say(`${line}\n`);
   };
   const stop = () => {
-    // say() only queues a message; the next redraw (up to 10 s away without a terminal)
-    // writes it. A message still queued when the grid ends (e.g. the FAILED line of the last run)
-    // is written by one more redraw before the bars stop, not dropped.
+    // On a terminal say() only queues a message, which the next redraw writes (without one it
+    // writes at once). A message still queued when the grid ends (e.g. the FAILED line of the
+    // last run) is written by one more redraw before the bars stop, not dropped.
     const queued = (multi as unknown as { loggingBuffer?: unknown[] }).loggingBuffer;
     if (queued === undefined || queued.length > 0) multi.update();
     multi.stop();

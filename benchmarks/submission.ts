@@ -631,8 +631,9 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
           wrote === undefined ? "no step wrote it" : `step ${JSON.stringify(wrote.step)} wrote it`
         }, but ${src.file} $.testPredictions.files.${task}.step says ${src.step}: a later ` +
           `attempt of the run (stopped before writing its result) rewrote the predictions; ` +
-          `train the run again (deno task bench without --resume, which skips a run with a ` +
-          `result)`,
+          `train the run again (deno task bench --methods ${
+            JSON.stringify(src.run.spec.method.label)
+          } without --resume, which skips a run with a result)`,
       );
     }
     m = new Map(lines.map((l) => [l.id, l]));

@@ -922,7 +922,8 @@ Deno.test("predictions the folder's manifest says another step wrote (a later at
         step + 2
       } wrote it, but ${file} $.testPredictions.files.rte.step says ${step}: a later attempt of ` +
         `the run (stopped before writing its result) rewrote the predictions; train the run ` +
-        `again (deno task bench without --resume, which skips a run with a result)`,
+        `again (deno task bench --methods "mtl" without --resume, which skips a run with a ` +
+        `result)`,
     );
     assert.equal(await pathExists(join(out, "later")), false, "nothing written");
     await manifest({});

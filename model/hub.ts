@@ -389,7 +389,7 @@ function offlineError(ctx: Ctx, url: string, cause: unknown): Error {
  * (safetensors or `pytorch_model.bin`, single or indexed) and a tokenizer (`tokenizer.json` or
  * `spiece.model`), the commit being `revision` itself (40 hex digits) or what
  * `refs/<revision>` names. Looked for under the roots `roots` gives, then huggingface_hub's own:
- * `HF_HUB_CACHE` (or its legacy `HUGGINGFACE_HUB_CACHE`, `TRANSFORMERS_CACHE`), else
+ * every one that is set of `TRANSFORMERS_CACHE`, `HF_HUB_CACHE`, `HUGGINGFACE_HUB_CACHE`, and
  * `$HF_HOME/hub`, else `~/.cache/huggingface/hub` (`XDG_CACHE_HOME` in place of `~/.cache`
  * when set; the home folder `HOME`, else `USERPROFILE`).
  *
@@ -406,10 +406,15 @@ export function transformersSnapshot(
   const home = env("HOME") ?? env("USERPROFILE");
   const cache = env("XDG_CACHE_HOME") ?? (home === undefined ? undefined : join(home, ".cache"));
   const hfHome = env("HF_HOME") ?? (cache === undefined ? undefined : join(cache, "huggingface"));
-  // huggingface_hub's order: HF_HUB_CACHE, its legacy names, then HF_HOME's hub.
-  const own = env("HF_HUB_CACHE") ?? env("HUGGINGFACE_HUB_CACHE") ?? env("TRANSFORMERS_CACHE") ??
-    (hfHome === undefined ? undefined : join(hfHome, "hub"));
-  for (const root of [...roots, ...(own === undefined ? [] : [own])]) {
+  // Every root a Hugging Face library may have written to: HF_HUB_CACHE, its legacy names
+  // (transformers' TRANSFORMERS_CACHE takes precedence in transformers), then HF_HOME's hub.
+  const own = [
+    env("TRANSFORMERS_CACHE"),
+    env("HF_HUB_CACHE"),
+    env("HUGGINGFACE_HUB_CACHE"),
+    hfHome === undefined ? undefined : join(hfHome, "hub"),
+  ].filter((r): r is string => r !== undefined);
+  for (const root of [...new Set([...roots, ...own])]) {
     const repo = join(root, `models--${repoId.replace("/", "--")}`);
     let commit = /^[0-9a-f]{40}$/.test(revision) ? revision : undefined;
     if (commit === undefined) {

@@ -790,9 +790,25 @@ Deno.test("offline, a revision in a transformers cache (snapshots/<commit>, refs
       assert.equal(transformersSnapshot("org/tiny", "main"), hubCache, "its legacy name");
       return Promise.resolve();
     });
+    // Both set, to other folders: each is looked in (transformers writes to its own).
+    await withEnv({
+      ...none,
+      HOME: home,
+      HF_HUB_CACHE: join(tmp, "nothing-there"),
+      TRANSFORMERS_CACHE: join(tmp, "hub-cache"),
+    }, () => {
+      assert.equal(transformersSnapshot("org/tiny", "main"), hubCache);
+      return Promise.resolve();
+    });
     // A snapshot AutoConfig left (config.json alone), or without a tokenizer: not loadable.
-    for (const files of [["config.json"], ["config.json", "pytorch_model.bin"]]) {
-      const partial = join(tmp, `partial-${files.length}`);
+    for (
+      const files of [
+        ["config.json"],
+        ["config.json", "pytorch_model.bin"],
+        ["config.json", "tokenizer.json"],
+      ]
+    ) {
+      const partial = join(tmp, `partial-${files.join("+")}`);
       await layout(partial, files);
       assert.equal(transformersSnapshot("org/tiny", "main", [partial]), undefined, `${files}`);
     }
