@@ -1813,27 +1813,19 @@ Deno.test("params.csv: a run row matching two tables takes the one with a parame
     globalRow("main", "HyperPrompt-Global", { glue_avg: "86.8" }),
     globalRow("ablation", "HyperPrompt-Global", { glue_avg: "87.0", params_ratio: "1.02" }),
   ];
-  const m = paramsPaperMatch(paper, {
+  const row = {
     analytic: false,
     profile: "mine",
     model: "t5-v1_1-base",
     label: "HyperPrompt-Global",
     method: "hyperprompt_global",
     config: {},
-    tasks: 8,
-  });
+  } as const;
+  const m = paramsPaperMatch(paper, { ...row, tasks: 8 });
   assert.equal(m.row?.table, "ablation", m.note);
   // A run of two tasks: its counts are not the paper's 8 tasks' (other task embeddings, and a
   // trained-per-task % over 2), so no figure, and the note says why.
-  const two = paramsPaperMatch(paper, {
-    analytic: false,
-    profile: "mine",
-    model: "t5-v1_1-base",
-    label: "HyperPrompt-Global",
-    method: "hyperprompt_global",
-    config: {},
-    tasks: 2,
-  });
+  const two = paramsPaperMatch(paper, { ...row, tasks: 2 });
   assert.equal(two.row, undefined);
   assert.equal(
     two.note,
