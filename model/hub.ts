@@ -60,6 +60,7 @@ import { readSafetensorsHeader } from "./safetensors.ts";
 import { readTorchBinHeader } from "./torch_bin.ts";
 import {
   FILE_TEMPS,
+  isFileSync,
   pathExists,
   removeStaleTemps,
   syncDir,
@@ -428,19 +429,9 @@ export function transformersSnapshot(
     const snapshot = join(repo, "snapshots", commit);
     // A loadable folder: config.json, weights and a tokenizer (AutoConfig alone leaves a snapshot
     // of config.json only).
-    const has = (name: string) => {
-      try {
-        return Deno.statSync(join(snapshot, name)).isFile;
-      } catch {
-        return false;
-      }
-    };
-    const weights = [
-      "model.safetensors",
-      "model.safetensors.index.json",
-      "pytorch_model.bin",
-      "pytorch_model.bin.index.json",
-    ].some(has);
+    const has = (name: string) => isFileSync(join(snapshot, name));
+    const weights = [WEIGHTS_NAME, WEIGHTS_INDEX_NAME, TORCH_WEIGHTS_NAME, TORCH_WEIGHTS_INDEX_NAME]
+      .some(has);
     if (has("config.json") && weights && (has("tokenizer.json") || has("spiece.model"))) {
       return snapshot;
     }
