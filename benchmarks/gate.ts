@@ -6,8 +6,7 @@
  *
  * @module
  */
-import { resolve } from "node:path";
-import { parseFlags, runCli, UsageError } from "../model/usage.ts";
+import { parseFlags, refuseRepeatedFolders, runCli, UsageError } from "../model/usage.ts";
 import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
 import {
   compareResults,
@@ -120,14 +119,7 @@ async function gateCommand(args: string[], log: (s: string) => void): Promise<bo
         "--help lists the flags",
     );
   }
-  const seen = new Map<string, string>();
-  for (const r of values.runs) {
-    const twice = seen.get(resolve(r));
-    if (twice !== undefined) {
-      throw new UsageError(`--runs ${r}: the same folder as --runs ${twice}; name it once`);
-    }
-    seen.set(resolve(r), r);
-  }
+  refuseRepeatedFolders("--runs", values.runs);
   const baseline = await resultsOf("--baseline", values.baseline);
   const current: RunResult[] = [];
   for (const r of values.runs) current.push(...await resultsOf("--runs", r));

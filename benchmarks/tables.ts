@@ -62,7 +62,7 @@
  *
  * @module
  */
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { stringify } from "csv-stringify/sync";
 import { parse } from "csv-parse/sync";
 import { PRESETS, PUBLISHED_PRESETS, type T5Config } from "../model/config.ts";
@@ -98,7 +98,7 @@ import {
 } from "./spec.ts";
 import { checkOutputFolder, isDirectory, pathExists, writeFilesAtomic } from "../model/fs.ts";
 import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
-import { parseFlags, runCli, UsageError } from "../model/usage.ts";
+import { parseFlags, refuseRepeatedFolders, runCli, UsageError } from "../model/usage.ts";
 
 /** A table: header row then data rows. */
 export type Table = (string | number)[][];
@@ -1687,14 +1687,8 @@ async function tablesCommand(
     takes: { runs: "a folder of run result JSONs or a JSON file", out: "a folder" },
   });
   const runs = values.runs ?? [DEFAULT_RUNS];
-  // One folder named twice (in two spellings) would read each result twice: refused as such.
-  const seen = new Map<string, string>();
+  refuseRepeatedFolders("--runs", runs);
   for (const r of runs) {
-    const twice = seen.get(resolve(r));
-    if (twice !== undefined) {
-      throw new UsageError(`--runs ${r}: the same folder as --runs ${twice}; name it once`);
-    }
-    seen.set(resolve(r), r);
     const bad = await argumentProblem(r, values.out, values.runs !== undefined);
     if (bad !== undefined) throw new UsageError(bad);
   }

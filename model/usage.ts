@@ -37,6 +37,7 @@
  * @module
  */
 
+import { resolve } from "node:path";
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 
 /** Exit code of a command refused for its arguments, before any work started. */
@@ -116,6 +117,25 @@ export function usageChecked<T>(check: () => T): T {
  */
 export function flagError(tool: string, message: string): UsageError {
   return new UsageError(`${message}; ${tool} --help lists the flags`);
+}
+
+/**
+ * Refuses a folder that a repeatable flag names twice, in any spelling (`runs`, `runs/`,
+ * `./runs`): its files would be read twice over.
+ *
+ * @param flag the flag, e.g. `--runs`
+ * @param paths its values, in the order given
+ * @throws UsageError `--runs runs/: the same folder as --runs runs; name it once`
+ */
+export function refuseRepeatedFolders(flag: string, paths: readonly string[]): void {
+  const seen = new Map<string, string>();
+  for (const p of paths) {
+    const twice = seen.get(resolve(p));
+    if (twice !== undefined) {
+      throw new UsageError(`${flag} ${p}: the same folder as ${flag} ${twice}; name it once`);
+    }
+    seen.set(resolve(p), p);
+  }
 }
 
 /**

@@ -7,6 +7,7 @@ import {
   exitCodeOf,
   HELP_WIDTH,
   parseFlags,
+  refuseRepeatedFolders,
   runCli,
   usageChecked,
   UsageError,
@@ -67,6 +68,16 @@ Deno.test("decimalNumber(): plain decimal with sign, fraction and exponent; anyt
       "NaN",
     ]
   ) ok(Number.isNaN(decimalNumber(text)), JSON.stringify(text));
+});
+
+Deno.test("refuseRepeatedFolders(): one folder in two spellings is refused naming both; distinct ones pass", () => {
+  refuseRepeatedFolders("--runs", ["a", "b", "a/b"]);
+  throws(
+    () => refuseRepeatedFolders("--runs", ["runs", "x", "./runs/"]),
+    (e: unknown) =>
+      e instanceof UsageError &&
+      e.message === "--runs ./runs/: the same folder as --runs runs; name it once",
+  );
 });
 
 Deno.test("exitCodeOf(): 2 for a UsageError, 1 for any other error or value", () => {
