@@ -39,7 +39,7 @@ import {
   saveHfFolder,
 } from "../model/checkpoint.ts";
 import { T5Tokenizer } from "../model/tokenizer.ts";
-import { trainSentencePiece, withSentinels } from "../model/spm.ts";
+import { NUM_SENTINELS, trainSentencePiece, withSentinels } from "../model/spm.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 import {
   checkOutputFolder,
@@ -1343,12 +1343,12 @@ export async function main(args: string[], opts: PretrainMainOptions = {}): Prom
     // chunk with more spans is refused with the other argument errors (a given --tokenizer's
     // count is known once it is read).
     const over = settings.tokenizer === undefined
-      ? chunkOverflow(settings.chunkLength, 100)
+      ? chunkOverflow(settings.chunkLength, NUM_SENTINELS)
       : undefined;
     if (over !== undefined) {
       throw new UsageError(
         `--chunk-length ${settings.chunkLength} gives ${over.spans} noise spans, more than ` +
-          `the task tokenizer's 100 sentinels: use ${over.fits} or less`,
+          `the task tokenizer's ${NUM_SENTINELS} sentinels: use ${over.fits} or less`,
       );
     }
     const { dir, info } = await (opts.pretrain ?? pretrainBackbone)(settings);

@@ -350,7 +350,7 @@ export function missingProfileTasks(
     const chosen = chosenTasks(profile, b, catalog);
     // With train.predictTest, the diagnostics their tasks' runs predict beside their test sets
     // (AX, AX-b, AX-g), whose test files must be there when a run starts.
-    const predicts = profile.methods.some((m) => trainFor(profile, b, m).predictTest === true);
+    const predicts = predictsTests(profile, b);
     const diagnostics = predicts
       ? chosen.flatMap((t) => TEST_DIAGNOSTICS[t] ?? []).filter((d) =>
         missingTestFiles(d, opts.dataDir).length > 0
@@ -425,6 +425,11 @@ function resolveExtraTrainTasks(
   return extra;
 }
 
+/** Whether a run of `benchmark` predicts test sets: a method's `train.predictTest` there. */
+function predictsTests(profile: Profile, benchmark: BenchmarkName): boolean {
+  return profile.methods.some((m) => trainFor(profile, benchmark, m).predictTest === true);
+}
+
 /**
  * The test files a benchmark's `train.predictTest` runs read at their start (their own tasks'
  * test splits; the diagnostics beside them are optional, `cli.ts` `missingDiagnosticTests`) that
@@ -437,7 +442,7 @@ function checkPredictedTests(
   tasks: readonly string[],
   opts: ExpandOptions,
 ): void {
-  if (!profile.methods.some((m) => trainFor(profile, benchmark, m).predictTest === true)) return;
+  if (!predictsTests(profile, benchmark)) return;
   const missingOf = opts.catalog?.missingTestFiles ?? missingTestFiles;
   const missing = tasks.map((t) => [t, missingOf(t, opts.dataDir)] as const).filter(([, f]) =>
     f.length > 0

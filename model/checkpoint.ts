@@ -452,19 +452,14 @@ export async function loadHfFolder(
   const headers = await readHeaders(layout);
   opts.check?.({ tensors: new Map(headers.tensors), source: layout.source });
   const tensors = new Map<string, tf.Tensor>();
+  const finite = opts.finite ?? true;
   try {
     for (const { path } of files) {
       const header = headers.torch.get(path);
       if (header === undefined) {
-        await loadSafetensorsWith(
-          path,
-          headers.safetensors.get(path)!,
-          undefined,
-          tensors,
-          opts.finite ?? true,
-        );
+        await loadSafetensorsWith(path, headers.safetensors.get(path)!, undefined, tensors, finite);
       } else {
-        await loadTorchBinFile(path, header, tensors, opts.finite ?? true);
+        await loadTorchBinFile(path, header, tensors, finite);
       }
     }
   } catch (e) {
