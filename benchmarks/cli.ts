@@ -284,9 +284,11 @@ const SOFTWARE_WEBGPU = "webgpu (software adapter)";
  * of training FLOPs alone, before later speed-ups); the smoke grid (mini-v1_1, wasm+blas)
  * 14.7 GFLOP/s of training FLOPs (its whole runs within 0.9 of the dry run's time since).
  * {@link SOFTWARE_WEBGPU} (WebGPU on a software adapter, Mesa's lavapipe): 4 runs of the ci grid
- * on 2 cores, 9.9 GFLOP in 185 s, 0.05 GFLOP/s; `webgpu` is a hardware GPU's. The others are
- * order-of-magnitude guesses; `--assume-tflops` takes a rate measured as the benchmarks README
- * says.
+ * on 2 cores, 9.9 GFLOP in 185 s, 0.05 GFLOP/s (the dry-run FLOPs of `deno task bench --profile ci
+ * --methods prompt_tuning,hyperprompt_share --backend webgpu --dry-run` over the summed
+ * `wallSeconds` of the same command without `--dry-run`); `webgpu` is a hardware GPU's. The
+ * others are order-of-magnitude guesses; `--assume-tflops` takes a rate measured as the
+ * benchmarks README says.
  */
 export const ASSUMED_FLOPS_PER_SECOND: Readonly<Record<string, number>> = {
   cpu: 2e8,
