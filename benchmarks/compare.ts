@@ -7,6 +7,7 @@
  */
 import { join } from "node:path";
 import { parseJsonFile } from "../model/json.ts";
+import { UsageError } from "../model/usage.ts";
 import {
   type BackboneRef,
   type ModelRef,
@@ -207,6 +208,33 @@ const SOURCES = new WeakMap<RunResult, string>();
  */
 export function resultSource(r: RunResult): string | undefined {
   return SOURCES.get(r);
+}
+
+/**
+ * Refuses results of which two were read from one file: a folder and a file in it, or a file in
+ * two spellings (a link), given to one repeatable flag. Said as such, not as two results of one
+ * run. Two entries of one array file are two results (their sources keep the index).
+ *
+ * @param flag the flag, e.g. `--runs`, for the message
+ * @param results results read by {@link loadResults} (others are skipped)
+ * @throws UsageError `--runs: /abs/x.json is named twice (as runs/x.json and runs/x.json)`
+ */
+export async function refuseFileReadTwice(
+  flag: string,
+  results: readonly RunResult[],
+): Promise<void> {
+  const files = new Map<string, string>();
+  for (const r of results) {
+    const source = resultSource(r);
+    if (source === undefined) continue;
+    const [, file, index] = /^(.*?)(\[\d+\])?$/.exec(source)!;
+    const real = `${await Deno.realPath(file!).catch(() => file!)}${index ?? ""}`;
+    const first = files.get(real);
+    if (first !== undefined) {
+      throw new UsageError(`${flag}: ${real} is named twice (as ${first} and ${source})`);
+    }
+    files.set(real, source);
+  }
 }
 
 /**

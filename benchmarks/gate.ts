@@ -13,8 +13,8 @@ import {
   formatComparison,
   loadResults,
   noResultsMessage,
+  refuseFileReadTwice,
   rejectDuplicates,
-  resultSource,
   runKey,
 } from "./compare.ts";
 import { listProfiles, loadProfile } from "./profile.ts";
@@ -124,19 +124,7 @@ async function gateCommand(args: string[], log: (s: string) => void): Promise<bo
   const current: RunResult[] = [];
   for (const r of values.runs) current.push(...await resultsOf("--runs", r));
   // One file named twice (a folder and a file in it): said as such, not as two results of a run.
-  const files = new Map<string, string>();
-  for (const r of current) {
-    const source = resultSource(r);
-    if (source === undefined) continue;
-    // An entry of an array file keeps its index: two entries of one file are two results.
-    const [, file, index] = /^(.*?)(\[\d+\])?$/.exec(source)!;
-    const real = `${await Deno.realPath(file!).catch(() => file!)}${index ?? ""}`;
-    const first = files.get(real);
-    if (first !== undefined) {
-      throw new UsageError(`--runs: ${real} is named twice (as ${first} and ${source})`);
-    }
-    files.set(real, source);
-  }
+  await refuseFileReadTwice("--runs", current);
   // Two results of one run in the baseline or in --runs: refused as bench refuses a baseline's.
   for (const [flag, rs] of [["--baseline", baseline], ["--runs", current]] as const) {
     try {

@@ -75,6 +75,7 @@ import {
   loadResults,
   noResultsMessage,
   refKey,
+  refuseFileReadTwice,
   rejectDuplicates,
 } from "./compare.ts";
 import { mergedThroughput, mergePerTaskRuns, missingTaskRuns, perTaskParts } from "./per_task.ts";
@@ -1573,7 +1574,8 @@ export interface WriteTablesOptions {
  * a result whose spec no longer hashes to its run id (edited after its run wrote it).
  *
  * @param runsDir folder of run JSONs (all shards), or several folders (shards written to folders
- *   of their own), read as one: a run in two of them is an error naming both files
+ *   of their own), read as one: a run in two of them is an error naming both files, one file
+ *   read twice (a folder and a file in it) a `UsageError`
  * @param outDir output folder
  * @param opts paper table path, accounting
  * @returns the files written
@@ -1586,6 +1588,8 @@ export async function writeTables(
   const dirs = typeof runsDir === "string" ? [runsDir] : runsDir;
   const read: RunResult[] = [];
   for (const d of dirs) read.push(...await loadResults(d));
+  // A folder and a file in it: one file named twice, not two results of a run (as the gate says).
+  await refuseFileReadTwice("--runs", read);
   const results = read.filter((r) => !opts.exclude?.has(r.spec.id));
   // Tables of nothing would replace earlier tables in `outDir` with headers alone.
   if (results.length === 0) throw new Error(noResultsMessage(dirs.join(", ")));

@@ -1460,6 +1460,16 @@ Deno.test("main() (deno task tables): --runs repeated reads the shards' folders 
     const same = await run(["--runs", a, "--runs", `${a}/`, "--out", join(dir, "same")]);
     assert.equal(same.code, 2);
     assert.equal(same.err[0], `--runs ${a}/: the same folder as --runs ${a}; name it once`);
+    // A folder and a file in it: one file named twice (as the gate says), not two results.
+    const inner = await run(["--runs", a, "--runs", join(a, names[0]!), "--out", join(dir, "in")]);
+    assert.equal(inner.code, 2);
+    assert.equal(
+      inner.err[0],
+      `--runs: ${await Deno.realPath(join(a, names[0]!))} is named twice (as ${
+        join(a, names[0]!)
+      } and ${join(a, names[0]!)})`,
+    );
+    assert.equal(await pathExists(join(dir, "in")), false);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
