@@ -1173,7 +1173,7 @@ export async function main(args: string[]): Promise<PerfReport> {
   }
   const outDir = values["out-dir"] ?? DEFAULT_OUT_DIR;
   // A bad --out-dir must stop the command now, not after every measurement has run.
-  if (!values["no-save"]) checkOutputFolder("--out-dir", outDir);
+  if (!values["no-save"]) checkOutputFolder("--out-dir", outDir, { writable: true });
   // Rounds repeat the whole backend list, so A/B variants alternate on a noisy host.
   const backends = Array.from({ length: rounds }, () => backendList).flat();
 

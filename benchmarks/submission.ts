@@ -1045,7 +1045,7 @@ function zipPathOf(out: string): string {
  */
 async function checkNewOutput(out: string): Promise<void> {
   // A usable folder path (no file at it or above it), as every tool's --out.
-  checkOutputFolder("--out", out);
+  checkOutputFolder("--out", out, { writable: true });
   if (/\.zip[\\/]*$/i.test(out)) {
     throw new UsageError(
       `--out ${out}: names the folder, not the zip; the zip is written beside it as ` +

@@ -934,22 +934,38 @@ export async function writeFilesAtomic(
  * (so `mkdir -p` will make it). Nothing is created. The error names the flag and the path, so a
  * mistyped `--out` stops the command at once instead of after hours of work. The error is a
  * {@link UsageError}: every caller checks a path named on the command line (exit code 2).
+ * A link on the way whose target is missing is named as such (`mkdir` would fail on it with
+ * "File exists"). With `writable`, the folder (or its nearest existing ancestor) must also take
+ * a new file: a probe file is created there and removed at once (a read-only disk, or a folder
+ * the user may not write, is refused here rather than as each run's failure).
  *
  * @param flag the flag or variable that named the folder, e.g. `--out`
  * @param path the folder
- * @throws UsageError `<flag> <path>: ...` saying which path is a file, or `<flag>: an empty
- *   path ...` for `""` (which would mean the current folder)
+ * @param opts `writable`: also check that a file can be created there (default false: a folder
+ *   only read when it already holds everything, as a cache may be); `cannotWrite`: why a new
+ *   file cannot be created in an existing folder, or undefined (default: a probe file; tests
+ *   inject one, since root writes where the permission bits say no)
+ * @throws UsageError `<flag> <path>: ...` saying which path is a file, a dangling link or not
+ *   writable, or `<flag>: an empty path ...` for `""` (which would mean the current folder)
  * @example
  * ```ts
  * import { checkOutputFolder } from "./fs.ts";
  * checkOutputFolder("--out", Deno.makeTempDirSync()); // a folder: fine
  * ```
  */
-export function checkOutputFolder(flag: string, path: string): void {
+export function checkOutputFolder(
+  flag: string,
+  path: string,
+  opts: {
+    readonly writable?: boolean;
+    readonly cannotWrite?: (dir: string) => string | undefined;
+  } = {},
+): void {
   // `--out "$DIR"` with DIR unset: every output would land in the current folder.
   if (path === "") {
     throw new UsageError(`${flag}: an empty path (an unset variable?); name a folder`);
   }
+  const where = (at: string) => (at === path ? "" : ` ${at}`);
   let at = path;
   for (;;) {
     let info: Deno.FileInfo | undefined;
@@ -962,19 +978,68 @@ export function checkOutputFolder(flag: string, path: string): void {
           cause: e,
         });
       }
+      // A link whose target is missing: stat follows it into nothing, mkdir fails on the link.
+      const target = danglingLinkTarget(at);
+      if (target !== undefined) {
+        throw new UsageError(
+          `${flag} ${path}:${where(at)} is a link to ${target}, which does not exist; create ` +
+            "that folder or remove the link",
+        );
+      }
     }
     if (info !== undefined) {
-      if (info.isDirectory) return;
-      throw new UsageError(
-        at === path
-          ? `${flag} ${path}: is a file, not a folder`
-          : `${flag} ${path}: ${at} is a file, not a folder`,
-      );
+      if (!info.isDirectory) {
+        throw new UsageError(
+          at === path
+            ? `${flag} ${path}: is a file, not a folder`
+            : `${flag} ${path}: ${at} is a file, not a folder`,
+        );
+      }
+      if (opts.writable === true) {
+        const problem = (opts.cannotWrite ?? cannotCreateIn)(at);
+        if (problem !== undefined) {
+          throw new UsageError(
+            `${flag} ${path}:${
+              at === path ? "" : ` its nearest existing folder ${at}`
+            } cannot be written (${problem}); name a folder on a writable disk`,
+          );
+        }
+      }
+      return;
     }
     const up = dirname(at);
     if (up === at) return;
     at = up;
   }
+}
+
+/** The target of `path` when it is a symbolic link whose target is missing, else undefined. */
+function danglingLinkTarget(path: string): string | undefined {
+  try {
+    if (!Deno.lstatSync(path).isSymlink) return undefined;
+    return Deno.readLinkSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Why a new file cannot be created in the folder `dir` (a probe file, created and removed at
+ * once), or undefined when it can.
+ */
+function cannotCreateIn(dir: string): string | undefined {
+  const probe = join(dir, `.hyperprompt-write-probe-${Deno.pid}-${crypto.randomUUID()}`);
+  try {
+    Deno.openSync(probe, { createNew: true, write: true }).close();
+  } catch (e) {
+    return (e as Error).message;
+  }
+  try {
+    Deno.removeSync(probe);
+  } catch {
+    // Created but not removable: writable all the same; the file is left (its name says what).
+  }
+  return undefined;
 }
 
 /**

@@ -672,6 +672,72 @@ Deno.test("checkOutputFolder() accepts folders and creatable paths, names the fl
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("checkOutputFolder(): a link to a missing folder is named as such; with writable, a folder that takes no new file is refused and no probe file is left", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // A dangling link as the folder, and on the way to it: mkdir would say "File exists".
+    const link = join(dir, "out");
+    await Deno.symlink(join(dir, "missing"), link);
+    throws(() => checkOutputFolder("--out", link), {
+      name: "UsageError",
+      message: `--out ${link}: is a link to ${
+        join(dir, "missing")
+      }, which does not exist; create that folder or remove the link`,
+    });
+    throws(() => checkOutputFolder("--tables", join(link, "tables")), {
+      message: `--tables ${join(link, "tables")}: ${link} is a link to ${
+        join(dir, "missing")
+      }, which does not exist; create that folder or remove the link`,
+    });
+    // Its target made: fine (a link to a folder is a folder).
+    await Deno.mkdir(join(dir, "missing"));
+    checkOutputFolder("--out", link, { writable: true });
+    checkOutputFolder("--out", join(link, "new"), { writable: true });
+    // Writable: the probe file is removed, nothing else is made.
+    equal(names(dir).sort().join(","), "missing,out");
+    equal(names(join(dir, "missing")).join(","), "");
+    // A folder no file can be created in (a read-only disk; root writes past permission bits, so
+    // the refusal is injected): refused, naming the nearest existing folder and the reason;
+    // without writable, not asked.
+    const asked: string[] = [];
+    const readOnly = (d: string) => {
+      asked.push(d);
+      return "Read-only file system (os error 30)";
+    };
+    throws(() => checkOutputFolder("--out", dir, { writable: true, cannotWrite: readOnly }), {
+      name: "UsageError",
+      message: `--out ${dir}: cannot be written (Read-only file system (os error 30)); name a ` +
+        "folder on a writable disk",
+    });
+    throws(
+      () =>
+        checkOutputFolder("--out", join(dir, "a", "b"), { writable: true, cannotWrite: readOnly }),
+      {
+        message: `--out ${join(dir, "a", "b")}: its nearest existing folder ${dir} cannot be ` +
+          "written (Read-only file system (os error 30)); name a folder on a writable disk",
+      },
+    );
+    checkOutputFolder("--out", dir, { cannotWrite: readOnly });
+    deepEqual(asked, [dir, dir]);
+    // The default probe, where file creation really fails (as root too): sysfs, when this
+    // process may read it (deno test without --allow-all may not).
+    let sys = false;
+    try {
+      sys = Deno.build.os === "linux" && Deno.statSync("/sys/kernel").isDirectory;
+    } catch {
+      // Not readable here.
+    }
+    if (sys) {
+      throws(() => checkOutputFolder("--out", "/sys/kernel", { writable: true }), {
+        message:
+          /^--out \/sys\/kernel: cannot be written \(.+\); name a folder on a writable disk$/,
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 /**
  * Starts a process that writes a temporary file for `<dir>/run.json` and creates a held
  * temporary folder `<dir>/.view.tmp-…`, then waits; returns it and the two paths.
