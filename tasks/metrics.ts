@@ -374,6 +374,46 @@ export function scoreTask(
 }
 
 /**
+ * How many of a task's predictions T5's postprocessing reads as no answer at all, which its
+ * metrics score as wrong: for a classification task (and MultiRC), a text that is no label word
+ * (`string_label_to_class_id`'s -1); for STS-B, a text that is no number (`string_to_float`'s
+ * -1.0); for WSC, a text with no word left once cleaned. Undefined for ReCoRD, whose free-text
+ * answers are scored by overlap (no answer is invalid as such), and for a task without metrics.
+ * A score near 0 whose predictions are mostly invalid says the model has not learned the label
+ * words yet, not that it chose the wrong labels.
+ *
+ * @param taskName the task
+ * @param predictions the decoded predictions
+ * @returns the count, or undefined where no prediction is invalid by definition
+ * @example
+ * ```ts
+ * import { invalidPredictions } from "./metrics.ts";
+ * console.assert(invalidPredictions("rte", ["entailment", "entail", "not_entailment"]) === 1);
+ * console.assert(invalidPredictions("stsb", ["3.2", "four"]) === 1);
+ * console.assert(invalidPredictions("record", ["anything"]) === undefined);
+ * ```
+ */
+export function invalidPredictions(
+  taskName: string,
+  predictions: readonly string[],
+): number | undefined {
+  const spec = getTask(taskName);
+  if (spec.metrics.length === 0) return undefined;
+  const count = (bad: (p: string) => boolean) => predictions.filter(bad).length;
+  switch (spec.converter) {
+    case "stsb":
+      return count((p) => pyFloat(p) === undefined);
+    case "record":
+      return undefined;
+    case "wsc_simple":
+      // wscSimple's -1: nothing left of the prediction to compare with the referent.
+      return count((p) => wscSimple(p, "x") === -1);
+    default:
+      return count((p) => classLabel(p, spec.labelWords) < 0);
+  }
+}
+
+/**
  * A task's group score (T5 `METRIC_NAMES` groups): the mean of its group metrics (MRPC/QQP:
  * F1 and accuracy; STS-B: Pearson and Spearman; MNLI: matched and mismatched accuracy; CB: F1
  * and accuracy; MultiRC: F1a and EM; ReCoRD: F1 and EM; WNLI, not averaged but trainable when

@@ -7,6 +7,7 @@ import {
   f1WithInvalid,
   genderParity,
   groupScore,
+  invalidPredictions,
   matthewsCorrcoef,
   meanMulticlassF1,
   pearson,
@@ -492,4 +493,31 @@ Deno.test("benchmark average is two-stage: metrics → group means → mean of t
     benchmarkAverage("super_glue", { ...sgGroups, axb: 0, axg: 0 }),
     (80 + 80 + 60 + 55 + 71 + 85 + 65 + 62) / 8,
   );
+});
+
+Deno.test("invalidPredictions(): the predictions T5's postprocessing reads as no answer, per converter", () => {
+  // A label word exactly (case and spacing count, as string_label_to_class_id compares).
+  assert.equal(invalidPredictions("rte", ["entailment", "not_entailment", "Entailment", ""]), 2);
+  assert.equal(invalidPredictions("cb", ["neutral", "contradiction", "entailment"]), 0);
+  assert.equal(invalidPredictions("multirc", ["True", "False", "true"]), 1);
+  assert.equal(invalidPredictions("axb", ["entailment", "ent"]), 1);
+  // STS-B: a number (string_to_float's -1.0 otherwise), whatever its range.
+  assert.equal(invalidPredictions("stsb", ["3.2", "4", "7.5", "four", " ⁇ ", ""]), 3);
+  // WSC: nothing left once cleaned (wsc_simple's -1); any words are an answer.
+  assert.equal(invalidPredictions("wsc", ["the dog", "", "the"]), 2);
+  // ReCoRD's free-text answers are never invalid as such; AX (no metrics) has none.
+  assert.equal(invalidPredictions("record", ["x", ""]), undefined);
+  assert.equal(invalidPredictions("ax", ["entailment", "x"]), undefined);
+  // As scored: an invalid RTE prediction is wrong, a valid wrong one too; the count tells them
+  // apart.
+  const ex = (target: string, i: number): Example => ({
+    id: `r${i}`,
+    task: "rte",
+    input: "x",
+    target,
+  });
+  const examples = ["entailment", "not_entailment"].map(ex);
+  assert.deepEqual(scoreTask("rte", examples, ["xx", "yy"]), { accuracy: 0 });
+  assert.equal(invalidPredictions("rte", ["xx", "yy"]), 2);
+  assert.equal(invalidPredictions("rte", ["not_entailment", "entailment"]), 0);
 });
