@@ -26,12 +26,21 @@ export { runOne } from "./run_one.ts";
  * `run_claim.ts`): a caller driving its own runs tells them from a bug by `instanceof`.
  */
 export {
+  type BatchSource,
   clearStopRequest,
+  MixtureBatches,
   NonFiniteLossError,
   requestStop,
   stopRequested,
+  train,
+  trainedVariables,
   TrainingInterruptedError,
+  type TrainOptions,
+  type TrainOutcome,
 } from "./trainer.ts";
+export { collate, encodeExample, stripTaskPrefix } from "./batching.ts";
+export { evaluate, makeEvalSet } from "./evaluator.ts";
+export { learningRateAt } from "./schedule.ts";
 export { ClaimLostError, type ClaimStopOption } from "./run_claim.ts";
 /**
  * The optimizers `runOne` trains with (Adafactor as Hugging Face or Mesh TensorFlow set it, and

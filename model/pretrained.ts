@@ -676,7 +676,11 @@ function lengthMask(rows: readonly (readonly number[])[]): tf.Tensor2D {
  * Token ids of `text`, cut to `maxLength` as training cuts them ({@link truncateWithEos}: a cut
  * sequence still ends with `</s>`); without `maxLength`, all of them.
  */
-function encodeCut(t5: LoadedT5, text: string, maxLength: number | undefined): number[] {
+function encodeCut(
+  t5: Pick<LoadedT5, "model" | "tokenizer">,
+  text: string,
+  maxLength: number | undefined,
+): number[] {
   const ids = t5.tokenizer.encode(text);
   return maxLength === undefined
     ? ids
@@ -710,7 +714,8 @@ export interface TeacherForcedOptions {
  * token cross-entropy (targets end with `</s>`; padding positions are ignored). With
  * `maxInputLength` / `maxTargetLength` the texts are cut as training cuts them.
  *
- * @param t5 a loaded model
+ * @param t5 a loaded model, or any model with its tokenizer (e.g. `initT5` of a preset with a
+ *   task tokenizer: only `model` and `tokenizer` are read)
  * @param inputs encoder texts
  * @param targets decoder target texts, one per input
  * @param opts method hooks, and the lengths to cut to
@@ -719,7 +724,7 @@ export interface TeacherForcedOptions {
  *   not a positive integer
  */
 export async function teacherForced(
-  t5: LoadedT5,
+  t5: Pick<LoadedT5, "model" | "tokenizer">,
   inputs: readonly string[],
   targets: readonly string[],
   opts: TeacherForcedOptions = {},
@@ -777,7 +782,8 @@ export interface GenerateOptions {
 /**
  * Greedy decoding of texts (with the key/value cache), stopping at `</s>`.
  *
- * @param t5 a loaded model
+ * @param t5 a loaded model, or any model with its tokenizer (only `model` and `tokenizer` are
+ *   read)
  * @param inputs encoder texts (at least one)
  * @param opts maximum new tokens (default 32), method hooks, and the input length to cut to
  * @returns the decoded strings, special tokens removed
@@ -785,7 +791,7 @@ export interface GenerateOptions {
  *   integer
  */
 export async function generate(
-  t5: LoadedT5,
+  t5: Pick<LoadedT5, "model" | "tokenizer">,
   inputs: readonly string[],
   opts: GenerateOptions = {},
 ): Promise<string[]> {
