@@ -1133,6 +1133,38 @@ export function undefinedMetricsNotes(
 }
 
 /**
+ * The note bench prints after a grid whose runs' best evaluations have predictions that are no
+ * answer (`RunResult` `best[task].invalid`: no label word, for STS-B no number), which the
+ * metrics score as wrong: per task, the share over the runs (their predictions summed), tasks
+ * in the order first seen, so that a log says why a score sits at or below a majority-class
+ * guess (a short run of a small model has not learned the label words yet), not only
+ * `metrics.csv`'s `invalid_predictions_pct` rows.
+ *
+ * @param results the runs trained
+ * @returns e.g. `note: predictions that are no answer (no label word; for STS-B no number, for
+ *   WSC no word), scored as wrong as T5 scores them, at each task's best step: rte 100% of 32
+ *   (2 runs), cb 3.13% of 32 (2 runs)`, or undefined when there are none
+ */
+export function invalidPredictionsNote(results: readonly RunResult[]): string | undefined {
+  const by = new Map<string, { count: number; of: number; runs: number }>();
+  for (const r of results) {
+    for (const [task, b] of Object.entries(r.best)) {
+      if (b.invalid === undefined) continue;
+      const t = by.get(task) ?? { count: 0, of: 0, runs: 0 };
+      by.set(task, { count: t.count + b.invalid.count, of: t.of + b.invalid.of, runs: t.runs + 1 });
+    }
+  }
+  const parts = [...by].filter(([, t]) => t.count > 0).map(([task, t]) =>
+    `${task} ${Number((100 * t.count / t.of).toPrecision(3))}% of ${fmtCount(t.of)} (${
+      runsCount(t.runs)
+    })`
+  );
+  if (parts.length === 0) return undefined;
+  return "note: predictions that are no answer (no label word; for STS-B no number, for WSC no " +
+    `word), scored as wrong as T5 scores them, at each task's best step: ${parts.join(", ")}`;
+}
+
+/**
  * The info label of a run's progress bar for a progress report: each phase its own, so that a
  * phase added to `RunProgress` fails to compile here rather than being drawn as another.
  *
@@ -1997,11 +2029,18 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     const endpoints = downloads ? benchEndpoints() : "";
     // Output folders and the baseline are checked before anything runs: a mistyped path must
     // not surface only after the whole grid has trained.
-    checkOutputFolder("--out", values.out);
+    // Written to: a read-only disk is refused here (a dry run writes nothing there).
+    const writable = !values["dry-run"];
+    checkOutputFolder("--out", values.out, { writable });
     const tablesDir = values.shard !== undefined || values["no-tables"]
       ? undefined
       : values.tables ?? join(values.out, "tables");
-    if (tablesDir !== undefined) checkOutputFolder("--tables", tablesDir);
+    if (tablesDir !== undefined) checkOutputFolder("--tables", tablesDir, { writable });
+    // The cache root the runs keep tokenizers, backbones and data under, when named: a file or a
+    // link to nothing is refused here, not as each run's failure. A read-only one that already
+    // holds everything is used as it is (not checked for writing).
+    const cacheRoot = Deno.env.get("HYPERPROMPT_CACHE");
+    if (cacheRoot) checkOutputFolder("HYPERPROMPT_CACHE", cacheRoot);
     let baseline: RunResult[] | undefined;
     if (values.compare !== undefined) {
       try {
@@ -2469,6 +2508,8 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     const claimLine = claimLines();
     // The runs whose best evaluations have undefined metrics: said once the grid ends.
     const undefinedMetrics: { id: string; what: string }[] = [];
+    // The runs trained here, for the note on predictions that are no answer.
+    const doneResults: RunResult[] = [];
     try {
       summary = await runGrid(specs, {
         outDir: values.out,
@@ -2494,6 +2535,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
           if (e.kind === "done") {
             const what = undefinedMetricsOf(e.result);
             if (what !== undefined) undefinedMetrics.push({ id: e.spec.id, what });
+            doneResults.push(e.result);
           }
           if (reporter !== undefined) return reporter.onEvent(e);
           if (e.kind === "start" && e.replaces !== undefined) {
@@ -2527,6 +2569,8 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       );
       for (const line of failedLines(summary.failed)) error(line);
       for (const line of undefinedMetricsNotes(undefinedMetrics)) error(line);
+      const invalidNote = invalidPredictionsNote(doneResults);
+      if (invalidNote !== undefined) error(invalidNote);
       error(
         spec === undefined && notStarted === 0
           // The signal came while the last run finished (runner.ts: it did not stop it).
@@ -2551,6 +2595,8 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     );
     for (const line of failedLines(summary.failed)) error(line);
     for (const line of undefinedMetricsNotes(undefinedMetrics)) error(line);
+    const invalidNote = invalidPredictionsNote(doneResults);
+    if (invalidNote !== undefined) error(invalidNote);
     // No run of this grid finished (none done, none skipped: a result of an earlier bench, or of
     // another process, counts): every one failed, and a failed run is left out of the tables, so
     // there is nothing of this grid to tabulate. Said so, rather than as a table error advising

@@ -19,6 +19,7 @@ import {
   hubCacheNotes,
   interruptHandler,
   interruptWhileCheckpointing,
+  invalidPredictionsNote,
   isGpuBackend,
   leftToOthersNote,
   main,
@@ -40,7 +41,13 @@ import { dataProvenance } from "./provenance.ts";
 import { dataFiles } from "./run_one.ts";
 import { corpusReadNote } from "../tasks/data.ts";
 import { defaultTaskCatalog, expandGrid, runLockFile } from "./runner.ts";
-import { runFileName, type RunOneFn, type RunProgress, type RunSpec } from "./spec.ts";
+import {
+  runFileName,
+  type RunOneFn,
+  type RunProgress,
+  type RunResult,
+  type RunSpec,
+} from "./spec.ts";
 import { DEFAULT_CHECKPOINT_MINUTES, requestStop, stopRequested } from "./trainer.ts";
 import { toyTrain } from "./trainer_testing.ts";
 import { preset, type T5Config } from "../model/config.ts";
@@ -198,7 +205,7 @@ Deno.test("cli --shard i/3 in three parallel processes merges into the tables of
     );
     // An unsharded run writes the tables after its runs; shards write none.
     assert.ok(Deno.statSync(join(whole, "tables", "scores.csv")).isFile);
-    assert.match(c.err.join("\n"), /Tables: 7 files/);
+    assert.match(c.err.join("\n"), /Tables: 8 files/);
     assert.throws(() => Deno.statSync(join(sharded, "tables")), Deno.errors.NotFound);
     const a = readAll(sharded);
     const b = readAll(whole);
@@ -209,7 +216,7 @@ Deno.test("cli --shard i/3 in three parallel processes merges into the tables of
     await writeTables(whole, join(dir, "tb"), { accounting: null });
     const ta = readAll(join(dir, "ta"));
     const tb = readAll(join(dir, "tb"));
-    assert.equal(ta.size, 7);
+    assert.equal(ta.size, 8);
     for (const [name, text] of tb) assert.equal(ta.get(name), text, name);
     assert.equal(ta.get("scores.csv")!.trim().split("\n").length, 1 + 3);
   }));
@@ -602,17 +609,17 @@ Deno.test("main() --dry-run lists the grid with FLOPs and time; --compare gates 
       ),
       c.err.join("\n"),
     );
-    // A runOne whose CB accuracy regressed by 5 points fails the gate with a readable diff.
+    // A runOne whose CB accuracy regressed by 5 points (at its best step; the group score kept)
+    // fails the gate with a readable diff.
     const worse: typeof fakeRunOne = async (spec, o) => {
       const r = await fakeRunOne(spec, o);
       const cb = r.best["cb"];
       if (!cb) return r;
+      const metrics = { ...cb.metrics, accuracy: cb.metrics["accuracy"]! - 5 };
       return {
         ...r,
-        best: {
-          ...r.best,
-          cb: { ...cb, metrics: { ...cb.metrics, accuracy: cb.metrics["accuracy"]! - 5 } },
-        },
+        evals: r.evals.map((e) => e.task === "cb" && e.step === cb.step ? { ...e, metrics } : e),
+        best: { ...r.best, cb: { ...cb, metrics } },
       };
     };
     c = capture();
@@ -1173,6 +1180,7 @@ Deno.test("main() where no cache folder can be named warns and runs with the mir
 Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compare, HYPERPROMPT_BACKEND and HYPERPROMPT_STOCK_BACKPROP before any run", () =>
   inTinyProfileDir(async ({ dir, profile }) => {
     const { file, empty, broken } = await badFolders(dir);
+    await Deno.symlink(join(dir, "missing-target"), join(dir, "dangling"));
     // A baseline holding one run twice (a stale copy beside it): which one gates would depend on
     // the file order, so it is refused up front like a malformed one, not after the whole grid.
     const twice = join(dir, "twice");
@@ -1213,6 +1221,14 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
         {},
         /^--tables .*a-file\/t: .*a-file is a file, not a folder$/,
       ],
+      // A link to nothing (mkdir would say "File exists"), and a cache root that is a file: said
+      // before any run, not as each run's failure.
+      [
+        ["--profile", profile, "--data-dir", DATA, "--out", join(dir, "dangling")],
+        {},
+        /^--out .*dangling: is a link to .*missing-target, which does not exist; create that folder or remove the link$/,
+      ],
+      [base, { HYPERPROMPT_CACHE: file }, /^HYPERPROMPT_CACHE .*a-file: is a file, not a folder$/],
       [
         [...base, "--compare", join(dir, "nope")],
         {},
@@ -1358,7 +1374,7 @@ Deno.test("main() where every run fails writes no tables and says why; a skipped
     const r = capture();
     assert.equal(await main([...args, "--resume"], { ...r.opts, runOne: allFail.runOne }), 1);
     assert.match(r.err.join("\n"), /^0 runs done, 4 skipped, 8 failed$/m);
-    assert.match(r.err.at(-1)!, /^Tables: 7 files in .*out\/tables$/);
+    assert.match(r.err.at(-1)!, /^Tables: 8 files in .*out\/tables$/);
     const scores = await Deno.readTextFile(join(out, "tables", "scores.csv"));
     assert.match(scores, /\nmtl,|,mtl,/);
     assert.doesNotMatch(scores, /hyperprompt_global/);
@@ -3823,6 +3839,33 @@ Deno.test("undefinedMetricsNotes(): one note per set of metrics, its first four 
     "note: undefined metrics (constant predictions or gold), each counted as 0 in its group " +
     "score: cb x, in 1 run: f",
   ]);
+});
+
+Deno.test("invalidPredictionsNote(): per task, the runs' invalid predictions at their best steps summed; none without any", () => {
+  const run = (best: Record<string, { count: number; of: number } | undefined>) =>
+    ({
+      best: Object.fromEntries(
+        Object.entries(best).map((
+          [t, invalid],
+        ) => [t, { step: 1, metrics: {}, groupScore: 0, ...(invalid ? { invalid } : {}) }]),
+      ),
+    }) as unknown as RunResult;
+  assert.equal(invalidPredictionsNote([]), undefined);
+  // Recorded but none invalid, or not recorded (ReCoRD, older results): no note.
+  assert.equal(
+    invalidPredictionsNote([run({ rte: { count: 0, of: 16 }, record: undefined })]),
+    undefined,
+  );
+  assert.equal(
+    invalidPredictionsNote([
+      run({ rte: { count: 16, of: 16 }, cb: { count: 1, of: 16 } }),
+      run({ rte: { count: 15, of: 16 }, cb: { count: 0, of: 16 }, record: undefined }),
+      run({ cola: { count: 2, of: 3 } }),
+    ]),
+    "note: predictions that are no answer (no label word; for STS-B no number, for WSC no " +
+      "word), scored as wrong as T5 scores them, at each task's best step: rte 96.9% of 32 " +
+      "(2 runs), cb 3.13% of 32 (2 runs), cola 66.7% of 3 (1 run)",
+  );
 });
 
 /**

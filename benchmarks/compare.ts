@@ -10,14 +10,18 @@ import { parseJsonFile } from "../model/json.ts";
 import { UsageError } from "../model/usage.ts";
 import {
   type BackboneRef,
+  type BestEval,
   type ModelRef,
   normalHfRef,
   runId,
   type RunResult,
+  SpecError,
   type Tolerances,
   validateRunResult,
 } from "./spec.ts";
 import { isPerTaskRun, mergePerTaskRuns, missingTaskRuns, perTaskParts } from "./per_task.ts";
+import { benchmarkAverages, bestPerTask } from "./evaluator.ts";
+import { BENCHMARK_TASKS, benchmarkAverage } from "../tasks/mod.ts";
 import type { RunProvenance } from "./provenance.ts";
 
 /** One difference found by {@link compareResults}. */
@@ -211,13 +215,90 @@ export function resultSource(r: RunResult): string | undefined {
 }
 
 /**
+ * Checks that a result's `best` and `averages` are what its `evals` give, as `run_one.ts`
+ * computes them (`evaluator.ts` `bestPerTask` and `benchmarkAverages`, the official average of
+ * `tasks/metrics.ts`): the tables, the gate and the submission read the stored figures, so one
+ * edited by hand, or damaged, would be reported as measured. `best` is compared exactly (copied
+ * from an evaluation; JSON keeps every double), an average to 1e-9 relative (a sum in another
+ * order, by an older version of the code, may differ in its last bits; an edit shows in the
+ * digits written).
+ *
+ * @param r a validated result
+ * @param file its file, for the error
+ * @returns `r`
+ * @throws SpecError naming the file, the field, the stored and the computed figures
+ */
+export function checkRecordedScores(r: RunResult, file: string): RunResult {
+  const fail = (path: string, reason: string): never => {
+    throw new SpecError(
+      { file },
+      path,
+      `${reason}: edited after the run wrote it, damaged, or written by an older version of ` +
+        "the suite that computed it otherwise? Restore the file, or rerun the run (it writes " +
+        "the file again)",
+    );
+  };
+  const best = bestPerTask(r.evals);
+  const shown = (b: BestEval | undefined) =>
+    b === undefined
+      ? "none"
+      : `step ${b.step}, group score ${b.groupScore}, metrics ${
+        JSON.stringify(b.metrics, (_, v) => (Number.isNaN(v) ? "NaN" : v))
+      }`;
+  for (const task of new Set([...Object.keys(r.best), ...Object.keys(best)])) {
+    const [stored, computed] = [r.best[task], best[task]];
+    if (!sameEval(stored, computed)) {
+      fail(
+        `$.best.${task}`,
+        `holds ${shown(stored)}, but the best of $.evals for ${task} is ${shown(computed)}`,
+      );
+    }
+  }
+  const averages: Record<string, number> = benchmarkAverages(
+    r.spec.benchmark,
+    best,
+    BENCHMARK_TASKS[r.spec.benchmark],
+    (b, scores) => benchmarkAverage(b, scores),
+  );
+  for (const bench of new Set([...Object.keys(r.averages), ...Object.keys(averages)])) {
+    const [stored, computed] = [(r.averages as Record<string, number>)[bench], averages[bench]];
+    const near = stored !== undefined && computed !== undefined &&
+      Math.abs(stored - computed) <= 1e-9 * Math.max(1, Math.abs(computed));
+    if (!Object.is(stored, computed) && !near) {
+      fail(
+        `$.averages.${bench}`,
+        `is ${stored ?? "absent"}, but the average of $.best's group scores is ${
+          computed ?? "none (no task of that benchmark)"
+        }`,
+      );
+    }
+  }
+  return r;
+}
+
+/**
+ * Whether two best evaluations are the same: step, group score, invalid predictions and metrics
+ * (NaN equal).
+ */
+function sameEval(a: BestEval | undefined, b: BestEval | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  const ka = Object.keys(a.metrics).sort();
+  const kb = Object.keys(b.metrics).sort();
+  return a.step === b.step && Object.is(a.groupScore, b.groupScore) &&
+    JSON.stringify(a.invalid) === JSON.stringify(b.invalid) &&
+    ka.length === kb.length && ka.every((k, i) => k === kb[i]) &&
+    ka.every((k) => Object.is(a.metrics[k], b.metrics[k]));
+}
+
+/**
  * Refuses results of which two were read from one file: a folder and a file in it, or a file in
  * two spellings (a link), given to one repeatable flag. Said as such, not as two results of one
  * run. Two entries of one array file are two results (their sources keep the index).
  *
  * @param flag the flag, e.g. `--runs`, for the message
  * @param results results read by {@link loadResults} (others are skipped)
- * @throws UsageError `--runs: /abs/x.json is named twice (as runs/x.json and runs/x.json)`
+ * @throws UsageError `--runs: /abs/x.json is read twice (as runs/x.json and as runs/x.json): a
+ *   folder and a file in it, or one file in two spellings; name it once`
  */
 export async function refuseFileReadTwice(
   flag: string,
@@ -231,7 +312,10 @@ export async function refuseFileReadTwice(
     const real = `${await Deno.realPath(file!).catch(() => file!)}${index ?? ""}`;
     const first = files.get(real);
     if (first !== undefined) {
-      throw new UsageError(`${flag}: ${real} is named twice (as ${first} and ${source})`);
+      throw new UsageError(
+        `${flag}: ${real} is read twice (as ${first} and as ${source}): a folder and a file in ` +
+          "it, or one file in two spellings; name it once",
+      );
     }
     files.set(real, source);
   }
@@ -322,10 +406,11 @@ export async function loadResults(path: string): Promise<RunResult[]> {
     try {
       const raw = parseJsonFile(await Deno.readTextFile(file), file);
       if (Array.isArray(raw)) {
-        raw.forEach((r, i) =>
-          add(validateRunResult(r, { file: `${file}[${i}]` }), `${file}[${i}]`)
-        );
-      } else add(validateRunResult(raw, { file }), file);
+        raw.forEach((r, i) => {
+          const source = `${file}[${i}]`;
+          add(checkRecordedScores(validateRunResult(r, { file: source }), source), source);
+        });
+      } else add(checkRecordedScores(validateRunResult(raw, { file }), file), file);
     } catch (e) {
       // What to do: a folder's every *.json is taken for a result; a file was named as one.
       throw new Error(

@@ -51,15 +51,17 @@ async function fixtures(): Promise<RunResult[]> {
 
 const TOL: Tolerances = { default: 0.5, metrics: { "cb/mean_3class_f1": 2, accuracy: 1 } };
 
-/** A copy of `r` with one best metric moved by `delta` (and the group score left as is). */
+/**
+ * A copy of `r` with one best metric moved by `delta`, in `best` and in the evaluation it is of
+ * (the group score left as is), so that it stays a result `loadResults` accepts.
+ */
 function moved(r: RunResult, task: string, metric: string, delta: number): RunResult {
   const b = r.best[task]!;
+  const metrics = { ...b.metrics, [metric]: b.metrics[metric]! + delta };
   return {
     ...r,
-    best: {
-      ...r.best,
-      [task]: { ...b, metrics: { ...b.metrics, [metric]: b.metrics[metric]! + delta } },
-    },
+    evals: r.evals.map((e) => (e.task === task && e.step === b.step ? { ...e, metrics } : e)),
+    best: { ...r.best, [task]: { ...b, metrics } },
   };
 }
 
@@ -225,6 +227,84 @@ Deno.test("loadResults() reads a folder or a JSON array and names bad files", as
     /nope: no such folder or file \(of run results\)$/,
   );
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("loadResults() refuses a result whose best or averages are not what its evaluations give, naming file and field", async () => {
+  const [r] = await fixtures();
+  const bench = Object.keys(r!.averages)[0]!;
+  const task = Object.keys(r!.best)[0]!;
+  const b = r!.best[task]!;
+  const other = r!.evals.find((e) => e.task === task && e.step !== b.step)!;
+  const cases: [string, RunResult, RegExp][] = [
+    // A best score edited without its evaluation.
+    [
+      "score",
+      { ...r!, best: { ...r!.best, [task]: { ...b, groupScore: b.groupScore + 1 } } },
+      new RegExp(
+        `^.*score\\.json: \\$\\.best\\.${task} holds step ${b.step}, group score ${
+          b.groupScore + 1
+        }, .* but the best of \\$\\.evals for ${task} is step ${b.step}, group score ${b.groupScore}, `,
+      ),
+    ],
+    // Another step's evaluation named best.
+    [
+      "step",
+      { ...r!, best: { ...r!.best, [task]: { ...other } } },
+      new RegExp(`\\$\\.best\\.${task} holds step ${other.step}, .* is step ${b.step}, `),
+    ],
+    // Invalid predictions added to the best alone.
+    [
+      "invalid",
+      { ...r!, best: { ...r!.best, [task]: { ...b, invalid: { count: 1, of: 16 } } } },
+      new RegExp(`\\$\\.best\\.${task} holds step ${b.step}, .* but the best of`),
+    ],
+    // A task without an evaluation, and a task's best removed.
+    ["extra", { ...r!, best: { ...r!.best, nope: b } }, /\$\.best\.nope holds step .* is none/],
+    [
+      "missing",
+      { ...r!, best: Object.fromEntries(Object.entries(r!.best).filter(([t]) => t !== task)) },
+      new RegExp(`\\$\\.best\\.${task} holds none, but .* is step ${b.step}`),
+    ],
+    // An average edited, added or removed.
+    [
+      "average",
+      { ...r!, averages: { [bench]: r!.averages[bench as "glue"]! + 0.5 } },
+      new RegExp(
+        `\\$\\.averages\\.${bench} is [0-9.]+, but the average of \\$\\.best's group scores is`,
+      ),
+    ],
+    ["absent", { ...r!, averages: {} }, new RegExp(`\\$\\.averages\\.${bench} is absent`)],
+    [
+      "foreign",
+      { ...r!, averages: { ...r!.averages, glue: 50 } },
+      /\$\.averages\.glue is 50, but .* is none \(no task of that benchmark\)/,
+    ],
+  ];
+  const dir = await Deno.makeTempDir();
+  try {
+    // The unedited result loads, alone and in an array file.
+    await Deno.writeTextFile(join(dir, "ok.json"), JSON.stringify(r));
+    assert.equal((await loadResults(join(dir, "ok.json"))).length, 1);
+    await Deno.writeTextFile(join(dir, "array.json"), JSON.stringify([r, r]));
+    assert.equal((await loadResults(join(dir, "array.json"))).length, 2);
+    for (const [name, edited, want] of cases) {
+      const file = join(dir, `${name}.json`);
+      await Deno.writeTextFile(file, JSON.stringify(edited));
+      await assert.rejects(() => loadResults(file), want, name);
+      await assert.rejects(
+        () => loadResults(file),
+        /edited after the run wrote it, damaged, or written by an older version of the suite that computed it otherwise\? Restore the file, or rerun the run/,
+      );
+    }
+    // In an array file: the entry named.
+    await Deno.writeTextFile(join(dir, "arr2.json"), JSON.stringify([r, cases[0]![1]]));
+    await assert.rejects(
+      () => loadResults(join(dir, "arr2.json")),
+      new RegExp(`arr2\\.json\\[1\\]: \\$\\.best\\.${task} holds`),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("compareResults() treats NaN (null in JSON) as equal only to NaN", async () => {

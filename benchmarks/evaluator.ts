@@ -24,6 +24,11 @@ export interface Scorer {
   scoreTask(task: string, examples: Example[], predictions: string[]): Record<string, number>;
   /** The task's group score (mean of its metrics). */
   groupScore(task: string, metrics: Record<string, number>): number;
+  /**
+   * How many predictions are no answer (`tasks/metrics.ts` `invalidPredictions`), or undefined
+   * where none is by definition; absent: not recorded.
+   */
+  invalidPredictions?(task: string, predictions: readonly string[]): number | undefined;
 }
 
 /** A tokenizer's decoding side (`model/tokenizer.ts` `T5Tokenizer` satisfies it). */
@@ -352,11 +357,13 @@ export async function evaluate(
   for (const set of sets) {
     const predictions = await decodeSet(model, instance, set, opts);
     const metrics = opts.scorer.scoreTask(set.task, set.examples, predictions);
+    const invalid = opts.scorer.invalidPredictions?.(set.task, predictions);
     out.push({
       step: opts.step,
       task: set.task,
       metrics,
       groupScore: opts.scorer.groupScore(set.task, metrics),
+      ...(invalid === undefined ? {} : { invalid: { count: invalid, of: predictions.length } }),
     });
   }
   return out;
@@ -398,7 +405,12 @@ export function bestPerTask(evals: readonly TaskEval[]): Record<string, BestEval
   const best: Record<string, BestEval> = {};
   for (const e of evals) {
     if (improvesOn(e, best[e.task])) {
-      best[e.task] = { step: e.step, metrics: e.metrics, groupScore: e.groupScore };
+      best[e.task] = {
+        step: e.step,
+        metrics: e.metrics,
+        groupScore: e.groupScore,
+        ...(e.invalid === undefined ? {} : { invalid: e.invalid }),
+      };
     }
   }
   return best;

@@ -218,6 +218,40 @@ Deno.test("evaluate() with a tightened limit scores as decoding to the run's lim
   // text). Row 3 is decoded again to 10 tokens: "yes", as untightened decoding scores it.
   assert.deepEqual(seen, ["qqq", "qq", "", "yes", ""]);
   assert.equal(r!.groupScore, 20);
+  // Without invalidPredictions, none recorded; with it, the count of the decoded predictions.
+  assert.equal(r!.invalid, undefined);
+  const counted: string[][] = [];
+  const [v] = await evaluate(model, NO_METHOD, [set], {
+    step: 1,
+    batchSize: 2,
+    ids: IDS,
+    tokenizer: { decode },
+    scorer: {
+      ...scorer,
+      invalidPredictions: (
+        _t,
+        preds,
+      ) => (counted.push([...preds]), preds.filter((p) => p !== "yes" && p !== "no").length),
+    },
+  });
+  assert.deepEqual(counted, [["qqq", "qq", "", "yes", ""]]);
+  assert.deepEqual(v!.invalid, { count: 4, of: 5 });
+  // The best evaluation keeps it.
+  assert.deepEqual(bestPerTask([v!]).t, {
+    step: 1,
+    metrics: v!.metrics,
+    groupScore: 20,
+    invalid: v!.invalid,
+  });
+  // A scorer that counts none for the task (ReCoRD): nothing recorded.
+  const [u] = await evaluate(model, NO_METHOD, [set], {
+    step: 1,
+    batchSize: 2,
+    ids: IDS,
+    tokenizer: { decode },
+    scorer: { ...scorer, invalidPredictions: () => undefined },
+  });
+  assert.equal(Object.hasOwn(u!, "invalid"), false);
   disposeT5(model);
 });
 

@@ -27,6 +27,11 @@ Deno.test("deno task gate: a score moved beyond tolerance, or a run missing, fai
     const r = JSON.parse(await Deno.readTextFile(join(dir, "cur", edited)));
     const [metric] = Object.keys(r.best.cb.metrics);
     r.best.cb.metrics[metric!] += 6.25;
+    // The evaluation it is of too: a result whose best is not its evaluations' is refused.
+    const at = r.evals.find((e: { task: string; step: number }) =>
+      e.task === "cb" && e.step === r.best.cb.step
+    );
+    at.metrics[metric!] += 6.25;
     await Deno.writeTextFile(join(dir, "cur", edited), JSON.stringify(r));
     const moved = await gate(["--baseline", CI, "--runs", join(dir, "cur")]);
     assert.equal(moved.code, 3, moved.err);
@@ -103,7 +108,7 @@ Deno.test("deno task gate: bad arguments exit 2 in one line, naming the flag", a
       // A folder and a file in it: one file named twice, not two results of a run.
       [
         ["--baseline", CI, "--runs", CI, "--runs", join(CI, first)],
-        new RegExp(`^--runs: .*${first.replaceAll(".", "\\.")} is named twice \\(as `),
+        new RegExp(`^--runs: .*${first.replaceAll(".", "\\.")} is read twice \\(as `),
       ],
       // Two results of one run (a renamed copy) in --runs: refused, both files named.
       [

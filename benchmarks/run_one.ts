@@ -84,6 +84,7 @@ import {
   evalSplits,
   getTask,
   groupScore,
+  invalidPredictions,
   labelWords,
   loadExamples,
   scoreTask,
@@ -97,6 +98,7 @@ import {
   FINAL_WEIGHTS_FOLDER,
   missingTestFiles,
   runFileName,
+  runId,
   type RunOneOptions,
   type RunResult,
   type RunSpec,
@@ -457,7 +459,12 @@ export async function runOne(
   opts: RunOneOptions & ClaimStopOption,
 ): Promise<RunResult> {
   try {
-    return await runOneWith(spec, opts, { scoreTask, groupScore, benchmarkAverage });
+    return await runOneWith(spec, opts, {
+      scoreTask,
+      groupScore,
+      benchmarkAverage,
+      invalidPredictions,
+    });
   } catch (e) {
     throw explainBackendFailure(e, `run ${spec.id}`);
   }
@@ -503,6 +510,15 @@ export async function runOneWith(
   opts: RunOneOptions & ClaimStopOption,
   scorer: RunScorer,
 ): Promise<RunResult> {
+  // Its id names what it trains in the result, the file name and the tables: a spec changed
+  // after its id was computed (another method or setting under the old id) would be mislabelled.
+  const hashed = runId(spec);
+  if (hashed !== spec.id) {
+    throw new Error(
+      `run ${spec.id}: its spec hashes to ${hashed}, not to its id: changed after the id was ` +
+        "computed? Give it the id of what it trains (spec.ts runId)",
+    );
+  }
   // The code this run executes: the state when this process loaded it, whatever changed since.
   const git = codeGitState();
   // First, before anything that can fail: a fresh start's stale test predictions.

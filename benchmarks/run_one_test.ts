@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { existsSync } from "node:fs";
 import { createHash } from "node:crypto";
-import { basename, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
+import { pathExists } from "../model/fs.ts";
 import { hubEnv, withEnv } from "../model/env_testing.ts";
 import { inTempDir } from "../model/fs_testing.ts";
 import { sharedPath } from "../model/shared_dir.ts";
@@ -540,7 +541,8 @@ Deno.test({
   ignore: !HAVE,
   fn: async () => {
     const s = spec({ name: "mtl", label: "mtl", config: {} }, 8);
-    const spec2 = { ...s, train: { ...s.train, checkpointEvery: 2, evalEvery: 4 } };
+    const { id: _, ...body } = { ...s, train: { ...s.train, checkpointEvery: 2, evalEvery: 4 } };
+    const spec2: RunSpec = { ...body, id: runId(body) };
     await inTempDir(async (root) => {
       const outA = await Deno.makeTempDir({ dir: root });
       const a = await runOne(spec2, { outDir: outA, dataDir: DATA });
@@ -576,6 +578,28 @@ Deno.test({
       assert.deepEqual(b.best, a.best);
     });
   },
+});
+
+Deno.test("runOne() refuses a spec whose id is not its hash (a method swapped under another run's id), before any work", async () => {
+  const mtlSpec = spec({ name: "mtl", label: "mtl", config: {} });
+  const swapped: RunSpec = {
+    ...mtlSpec,
+    method: { name: "hyperprompt_global", label: "mtl", config: {} },
+  };
+  const out = join(await Deno.makeTempDir(), "out");
+  try {
+    await assert.rejects(
+      () => runOne(swapped, { outDir: out, dataDir: "/nonexistent" }),
+      new RegExp(
+        `^Error: run ${mtlSpec.id}: its spec hashes to ${
+          runId(swapped)
+        }, not to its id: changed after`,
+      ),
+    );
+    assert.equal(await pathExists(out), false, "nothing written");
+  } finally {
+    await Deno.remove(dirname(out), { recursive: true });
+  }
 });
 
 Deno.test("randomInitTokenizer(): a published preset without the offline tokenizer is refused, saying why", async () => {

@@ -67,6 +67,7 @@ import {
 } from "./spec.ts";
 import type { RunOneOptions } from "./spec.ts";
 import { listCheckpoints } from "./checkpointing.ts";
+import { checkRecordedScores } from "./compare.ts";
 import {
   type CheckpointProvenance,
   codeGitState,
@@ -724,7 +725,8 @@ export async function inspectFinished(
   }
   let r: RunResult;
   try {
-    r = validateRunResult(parseJsonFile(text, file), { file });
+    // Its best and averages must be its evaluations' (compare.ts): else edited or damaged.
+    r = checkRecordedScores(validateRunResult(parseJsonFile(text, file), { file }), file);
   } catch (e) {
     return { unusable: (e as Error).message };
   }

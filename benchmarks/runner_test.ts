@@ -43,6 +43,8 @@ import {
   weightsDir,
 } from "./spec.ts";
 import { toyTrain } from "./trainer_testing.ts";
+import { benchmarkAverages, bestPerTask } from "./evaluator.ts";
+import { benchmarkAverage } from "../tasks/metrics.ts";
 import { inTempDir } from "../model/fs_testing.ts";
 import { TrainingInterruptedError } from "./trainer.ts";
 import { resumeRecord, type RunProvenance } from "./provenance.ts";
@@ -441,8 +443,8 @@ Deno.test("runGrid() with resume says why it reruns over a result file it cannot
   const out = await Deno.makeTempDir();
   try {
     const grid = expandGrid(profile(), { dataDir: DATA, catalog: await defaultTaskCatalog() });
-    const [a, b, c, d] = [grid[0]!, grid[1]!, grid[2]!, grid[3]!];
-    await runGrid([a, d], { outDir: out, dataDir: DATA, runOne: fakeRunOne });
+    const [a, b, c, d, e] = [grid[0]!, grid[1]!, grid[2]!, grid[3]!, grid[4]!];
+    await runGrid([a, d, e], { outDir: out, dataDir: DATA, runOne: fakeRunOne });
     const fileOf = (s: RunSpec) => join(out, runFileName(s));
     // b: truncated JSON (a crash of an older version, or an editor); c: another run's result.
     await Deno.writeTextFile(fileOf(b), (await Deno.readTextFile(fileOf(a))).slice(0, 200));
@@ -451,15 +453,20 @@ Deno.test("runGrid() with resume says why it reruns over a result file it cannot
     const edited = JSON.parse(await Deno.readTextFile(fileOf(d)));
     edited.spec.train.learningRate *= 2;
     await Deno.writeTextFile(fileOf(d), JSON.stringify(edited));
+    // e: a best score edited by hand (its evaluations say otherwise).
+    const scored = JSON.parse(await Deno.readTextFile(fileOf(e)));
+    const task = Object.keys(scored.best)[0]!;
+    scored.best[task].groupScore += 10;
+    await Deno.writeTextFile(fileOf(e), JSON.stringify(scored));
     const starts = new Map<string, string | undefined>();
-    const s = await runGrid([a, b, c, d], {
+    const s = await runGrid([a, b, c, d, e], {
       outDir: out,
       dataDir: DATA,
       runOne: fakeRunOne,
       resume: true,
       onEvent: (e) => e.kind === "start" && starts.set(e.spec.id, e.replaces),
     });
-    assert.deepEqual([s.skipped, s.done], [1, 3]);
+    assert.deepEqual([s.skipped, s.done], [1, 4]);
     assert.equal(starts.has(a.id), false, "the valid result is kept");
     assert.match(
       starts.get(d.id)!,
@@ -472,8 +479,12 @@ Deno.test("runGrid() with resume says why it reruns over a result file it cannot
       starts.get(c.id)!,
       new RegExp(`${runFileName(c)}: holds run ${a.id}, not ${c.id}`),
     );
+    assert.match(
+      starts.get(e.id)!,
+      new RegExp(`${runFileName(e)}: \\$\\.best\\.${task} holds .*: edited after the run wrote it`),
+    );
     // Each was replaced by its own result.
-    for (const x of [b, c, d]) {
+    for (const x of [b, c, d, e]) {
       assert.equal(JSON.parse(await Deno.readTextFile(fileOf(x))).spec.id, x.id);
     }
   } finally {
@@ -852,7 +863,15 @@ function toyRunOne(log: { evals: number; steps: number }, killAt?: number): RunO
       ...fake.provenance,
       ...(resumedFrom === undefined ? {} : { resumedFrom }),
     };
-    return { ...fake, provenance, losses: outcome.losses, evals: outcome.evals };
+    // Its best and averages from its own evaluations, as run_one.ts computes them.
+    const best = bestPerTask(outcome.evals);
+    const averages = benchmarkAverages(
+      spec.benchmark,
+      best,
+      BENCHMARK_TASKS[spec.benchmark],
+      benchmarkAverage,
+    );
+    return { ...fake, provenance, losses: outcome.losses, evals: outcome.evals, best, averages };
   };
 }
 

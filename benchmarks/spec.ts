@@ -539,6 +539,21 @@ export interface TaskEval {
    * same scale (WNLI, outside the averages: its accuracy); NaN for the AX diagnostics.
    */
   readonly groupScore: number;
+  /**
+   * How many of the evaluation's predictions T5's postprocessing reads as no answer (no label
+   * word; for STS-B no number), which the metrics score as wrong, of how many
+   * (`tasks/metrics.ts` `invalidPredictions`); absent for ReCoRD (free-text answers) and in
+   * results written before it was recorded.
+   */
+  readonly invalid?: InvalidPredictions;
+}
+
+/** {@link TaskEval.invalid}: invalid predictions, `count` of `of`. */
+export interface InvalidPredictions {
+  /** Predictions that are no answer. */
+  readonly count: number;
+  /** Predictions made (the evaluated examples). */
+  readonly of: number;
 }
 
 /** Best evaluation of a task over all checkpoints (chosen by group score, spec §3.4). */
@@ -549,6 +564,8 @@ export interface BestEval {
   readonly metrics: Readonly<Record<string, number>>;
   /** That evaluation's group score (see {@link TaskEval.groupScore}). */
   readonly groupScore: number;
+  /** That evaluation's invalid predictions, when recorded (see {@link TaskEval.invalid}). */
+  readonly invalid?: InvalidPredictions;
 }
 
 /** Parameter accounting of a run (from the instantiated variables, equal to the analytic count). */
@@ -2611,6 +2628,7 @@ export function validateRunResult(raw: unknown, src: Source): RunResult {
     num(bo.step, src, `$.best.${task}.step`, { int: true, min: 0 });
     bo.groupScore = score(bo.groupScore, src, `$.best.${task}.groupScore`);
     scores(bo.metrics, src, `$.best.${task}.metrics`);
+    if (bo.invalid !== undefined) invalidField(bo.invalid, src, `$.best.${task}.invalid`);
   }
   arr(o.evals, src, "$.evals", false).forEach((e, i) => {
     const eo = obj(e, src, `$.evals[${i}]`);
@@ -2618,6 +2636,7 @@ export function validateRunResult(raw: unknown, src: Source): RunResult {
     str(eo.task, src, `$.evals[${i}].task`);
     eo.groupScore = score(eo.groupScore, src, `$.evals[${i}].groupScore`);
     scores(eo.metrics, src, `$.evals[${i}].metrics`);
+    if (eo.invalid !== undefined) invalidField(eo.invalid, src, `$.evals[${i}].invalid`);
   });
   scores(o.averages, src, "$.averages");
   const params = obj(o.params, src, "$.params");
@@ -2650,6 +2669,19 @@ export function validateRunResult(raw: unknown, src: Source): RunResult {
   if (o.weights !== undefined) weightsField(o.weights, src);
   if (o.attentionMass !== undefined) attentionMassField(o.attentionMass, src);
   return o as unknown as RunResult;
+}
+
+/** Checks a {@link TaskEval.invalid}: a count of at most `of` predictions, `of` at least 1. */
+function invalidField(v: unknown, src: Source, path: string): void {
+  const o = obj(v, src, path);
+  noExtraKeys(o, ["count", "of"], src, path);
+  const of = num(o.of, src, `${path}.of`, { int: true, min: 1 });
+  num(o.count, src, `${path}.count`, {
+    int: true,
+    min: 0,
+    max: of,
+    maxWhy: "the predictions made",
+  });
 }
 
 /**

@@ -1545,6 +1545,31 @@ Deno.test("validateRunResult() checks provenance, losses and tokenizer, naming t
     "$.attentionMass.cb.decoder is missing (must be an array)",
   );
   bad((r) => (r.tokenizer = 7), "$.tokenizer must be a non-empty string, got 7");
+  // Invalid predictions: optional; a count of at most `of` predictions, in evals and in best.
+  const withInvalid = structuredClone(good);
+  withInvalid.evals[0].invalid = { count: 3, of: 16 };
+  validateRunResult(withInvalid, { file: "r.json" });
+  bad(
+    (r) => (r.evals[0].invalid = { count: 17, of: 16 }),
+    "$.evals[0].invalid.count must be <= 16 (the predictions made), got 17",
+  );
+  bad(
+    (r) => (r.evals[0].invalid = { count: 0, of: 0 }),
+    "$.evals[0].invalid.of must be >= 1, got 0",
+  );
+  bad(
+    (r) => (r.evals[0].invalid = { count: 1.5, of: 4 }),
+    "$.evals[0].invalid.count must be an integer, got 1.5",
+  );
+  bad(
+    (r) => (r.evals[0].invalid = { count: 1, of: 4, pct: 25 }),
+    "$.evals[0].invalid.pct is not a known field; known fields: count, of",
+  );
+  const firstBest = Object.keys(good.best)[0]!;
+  bad(
+    (r) => (r.best[firstBest].invalid = 3),
+    `$.best.${firstBest}.invalid must be an object, got 3`,
+  );
   // The throughput's totals: optional (results written before them load), both or neither,
   // non-negative, the tokens an integer, and the rate their quotient.
   const old = structuredClone(good);

@@ -761,6 +761,23 @@ function seedsCell(g: Group): string | number {
 }
 
 /**
+ * The order of task columns and rows: GLUE then SuperGLUE, each in its benchmark's task order
+ * (the paper's and T5's: CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE), not alphabetically; a
+ * task outside the lists goes last. A comparator of (benchmark, task) pairs.
+ */
+function taskOrder(ba: string, ta: string, bb: string, tb: string): number {
+  const rank = (b: string, t: string) => {
+    const i = (BENCHMARK_TASKS as Record<string, readonly string[]>)[b]?.indexOf(t) ?? -1;
+    return i < 0 ? Infinity : i;
+  };
+  const bRank = (b: string) => {
+    const i = (BENCHMARKS as readonly string[]).indexOf(b);
+    return i < 0 ? Infinity : i;
+  };
+  return (bRank(ba) - bRank(bb) || cmp(ba, bb)) || (rank(ba, ta) - rank(bb, tb)) || cmp(ta, tb);
+}
+
+/**
  * (a) Scores: per row, the best group score of each task (mean over seeds), the number of runs
  * averaged, and per benchmark the number of its tasks averaged with the average (mean and sample
  * std over seeds) in `<benchmark>_avg` when all 8 tasks ran, else in `<benchmark>_partial_avg`,
@@ -785,20 +802,10 @@ export function scoresTable(results: readonly RunResult[], paper: readonly Paper
   for (const r of results) {
     for (const t of Object.keys(r.best)) taskCols.add(`${r.spec.benchmark}/${t}`);
   }
-  // GLUE then SuperGLUE, each in its benchmark's task order (the paper's and T5's: CoLA, SST-2,
-  // MRPC, STS-B, QQP, MNLI, QNLI, RTE), not alphabetically; a task outside the lists goes last.
-  const rank = (b: string, t: string) => {
-    const i = (BENCHMARK_TASKS as Record<string, readonly string[]>)[b]?.indexOf(t) ?? -1;
-    return i < 0 ? Infinity : i;
-  };
-  const bRank = (b: string) => {
-    const i = (BENCHMARKS as readonly string[]).indexOf(b);
-    return i < 0 ? Infinity : i;
-  };
   const tasks = [...taskCols].sort((a, b) => {
     const [ba, ta] = a.split("/") as [string, string];
     const [bb, tb] = b.split("/") as [string, string];
-    return (bRank(ba) - bRank(bb) || cmp(ba, bb)) || (rank(ba, ta) - rank(bb, tb)) || cmp(ta, tb);
+    return taskOrder(ba, ta, bb, tb);
   });
   const benchCols = (b: string) => [
     `${b}_tasks`,
@@ -865,6 +872,93 @@ export function scoresTable(results: readonly RunResult[], paper: readonly Paper
       ...provenanceCells(g),
     );
     rows.push(cells);
+  }
+  return rows;
+}
+
+/**
+ * The `metric` of `metrics.csv`'s rows giving the percentage of a task's predictions that are no
+ * answer (`RunResult` `best[task].invalid`: no label word, for STS-B no number), scored as wrong.
+ */
+export const INVALID_PCT = "invalid_predictions_pct";
+
+/**
+ * Per-task metrics (`metrics.csv`, long format): the per-task breakdown behind `scores.csv`'s
+ * group scores, each metric of a task apart (MRPC's F1 and accuracy, STS-B's Pearson and
+ * Spearman, MNLI's matched and mismatched accuracy, MultiRC's F1a and exact match, …), as the
+ * per-task tables of T5 and of the paper's appendix give them. One row per `scores.csv` row
+ * (same grouping: profile, model, backbone, method, configuration and setup), benchmark, task and
+ * metric: the mean over seeds of the metric at each seed's best step for the task (the step its
+ * group score chose, T5's rule, the step of `scores.csv`'s score), its sample std (blank for one
+ * seed), the seeds and their best steps in the same order, the benchmark's configuration id and
+ * the row's git commits, backends, devices and software. Tasks in {@link taskOrder}, metrics in
+ * the order the task's scorer reports them, then {@link INVALID_PCT} where recorded (the share
+ * of predictions that are no answer, which the metrics score as wrong: a score near 0 with most
+ * predictions invalid is a model that has not learned the label words yet); a NaN metric
+ * (undefined, e.g. a correlation of constant predictions) makes its mean NaN.
+ *
+ * @param results run results
+ * @returns the table
+ * @throws Error naming both files when two results are of the same run
+ */
+export function metricsTable(results: readonly RunResult[]): Table {
+  const rows: Table = [[
+    "profile",
+    "model",
+    "backbone",
+    "method",
+    "method_name",
+    "benchmark",
+    "task",
+    "metric",
+    "mean",
+    "std",
+    "seeds",
+    "seed_values",
+    "best_steps",
+    "config",
+    ...PROVENANCE_COLUMNS.slice(1),
+  ]];
+  for (const g of groupRuns(results)) {
+    const provenance = provenanceCells(g).slice(1);
+    for (const c of g.cells) {
+      const tasks = [...new Set(c.runs.flatMap((r) => Object.keys(r.best)))]
+        .sort((a, b) => taskOrder(c.benchmark, a, c.benchmark, b));
+      for (const task of tasks) {
+        const seeds = c.runs.filter((r) => r.best[task] !== undefined);
+        const bests = seeds.map((r) => r.best[task]!);
+        const metrics = [...new Set(bests.flatMap((b) => Object.keys(b.metrics)))];
+        // The share of predictions that are no answer (no label word), where recorded.
+        const invalidPct = (r: RunResult) => {
+          const v = r.best[task]!.invalid;
+          return v === undefined ? undefined : (100 * v.count) / v.of;
+        };
+        if (seeds.some((r) => invalidPct(r) !== undefined)) metrics.push(INVALID_PCT);
+        for (const metric of metrics) {
+          const value = (r: RunResult) =>
+            metric === INVALID_PCT ? invalidPct(r) : r.best[task]!.metrics[metric];
+          const has = seeds.filter((r) => value(r) !== undefined);
+          const [avg, sd] = meanStdCells(has.map((r) => value(r)!));
+          rows.push([
+            g.profile,
+            g.model,
+            g.backbone,
+            g.label,
+            g.method,
+            c.benchmark,
+            task,
+            metric,
+            avg,
+            sd,
+            has.length,
+            has.map((r) => r.spec.seed).join(","),
+            has.map((r) => r.best[task]!.step).join(","),
+            c.config,
+            ...provenance,
+          ]);
+        }
+      }
+    }
   }
   return rows;
 }
@@ -1611,6 +1705,7 @@ export async function writeTables(
     : opts.accounting ?? await loadAccounting();
   const files: Record<string, string> = {
     "scores.csv": toCsv(scoresTable(results, paper)),
+    "metrics.csv": toCsv(metricsTable(results)),
     "params.csv": toCsv(paramsTable(results, paper, accounting)),
     "flops.csv": toCsv(flopsTable(results, accounting)),
     "ablation.csv": toCsv(ablationTable(results, paper)),
@@ -1743,7 +1838,7 @@ async function argumentProblem(
   runsGiven: boolean,
 ): Promise<string | undefined> {
   try {
-    checkOutputFolder("--out", out);
+    checkOutputFolder("--out", out, { writable: true });
   } catch (e) {
     return (e as Error).message;
   }

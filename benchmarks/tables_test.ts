@@ -27,8 +27,10 @@ import {
   attentionTable,
   compareModels,
   flopsTable,
+  INVALID_PCT,
   loadAccounting,
   main,
+  metricsTable,
   paperMatch,
   type PaperRow,
   paramsPaperMatch,
@@ -1160,7 +1162,7 @@ Deno.test("writeTables() that fails leaves the previous tables whole and no temp
     await Deno.writeTextFile(join(dir, "a.json"), JSON.stringify(a));
     const out = join(dir, "tables");
     const written = await writeTables(dir, out, { accounting: null });
-    assert.equal(written.length, 7);
+    assert.equal(written.length, 8);
     const snapshot = async () =>
       Object.fromEntries(
         await Promise.all(
@@ -1465,9 +1467,10 @@ Deno.test("main() (deno task tables): --runs repeated reads the shards' folders 
     assert.equal(inner.code, 2);
     assert.equal(
       inner.err[0],
-      `--runs: ${await Deno.realPath(join(a, names[0]!))} is named twice (as ${
+      `--runs: ${await Deno.realPath(join(a, names[0]!))} is read twice (as ${
         join(a, names[0]!)
-      } and ${join(a, names[0]!)})`,
+      } and as ${join(a, names[0]!)}): a folder and a file in it, or one file in two ` +
+        "spellings; name it once",
     );
     assert.equal(await pathExists(join(dir, "in")), false);
   } finally {
@@ -2333,4 +2336,129 @@ Deno.test("flops.csv: no FLOP ratio where MTL rows of the same lengths disagree"
   const t2 = flopsTable(disagree);
   assert.equal(hp(t2)[head.indexOf("train_flops_x_mtl")], "");
   assert.equal(hp(t2)[head.indexOf("inference_flops_x_mtl")], 1);
+});
+
+Deno.test("metrics.csv: each metric of each task at each seed's best step, mean and std over seeds, rows as scores.csv's", async () => {
+  // Two seeds of MTL on GLUE (RTE, CoLA) and SuperGLUE (CB: F1 and accuracy); one on another
+  // device (a row of its own, as in scores.csv); Prompt-Tuning's task runs merged per seed.
+  const [g0, g1, s0, s1, gpu] = await runs([
+    spec("p", "tiny-v1_1", "mtl", "mtl", 0, "glue"),
+    spec("p", "tiny-v1_1", "mtl", "mtl", 1, "glue"),
+    spec("p", "tiny-v1_1", "mtl", "mtl", 0, "super_glue"),
+    spec("p", "tiny-v1_1", "mtl", "mtl", 1, "super_glue"),
+    spec("p", "tiny-v1_1", "mtl", "mtl", 2, "super_glue"),
+  ]);
+  const pt = await runs(
+    ["rte", "cola"].map((task) =>
+      spec("p", "tiny-v1_1", "prompt_tuning", "PT", 0, "glue", "random", {
+        tasks: [task],
+        perTaskOf: ["rte", "cola"],
+      })
+    ),
+  );
+  const t = metricsTable([g0!, g1!, s0!, s1!, on(gpu!, "webgpu", "NVIDIA H100"), ...pt]);
+  const head = t[0] as string[];
+  assert.deepEqual(head.slice(0, 14), [
+    "profile",
+    "model",
+    "backbone",
+    "method",
+    "method_name",
+    "benchmark",
+    "task",
+    "metric",
+    "mean",
+    "std",
+    "seeds",
+    "seed_values",
+    "best_steps",
+    "config",
+  ]);
+  assert.deepEqual(head.slice(14), ["git_commit", "backend", "device", "software"]);
+  const col = (r: (string | number)[], n: string) => r[head.indexOf(n)];
+  const key = (r: (string | number)[]) =>
+    ["method", "benchmark", "task", "metric", "backend"].map((n) => col(r, n)).join("/");
+  const rows = t.slice(1);
+  // Rows in scores.csv's row order: MTL's GLUE tasks in T5's order (CoLA before RTE), then CB's
+  // metrics in the scorer's order; the seed on the GPU apart; Prompt-Tuning one row per task and
+  // metric.
+  assert.deepEqual(rows.map(key), [
+    "mtl/glue/cola/matthews_corrcoef/fake",
+    "mtl/glue/rte/accuracy/fake",
+    "mtl/super_glue/cb/mean_3class_f1/fake",
+    "mtl/super_glue/cb/accuracy/fake",
+    "mtl/super_glue/cb/mean_3class_f1/webgpu",
+    "mtl/super_glue/cb/accuracy/webgpu",
+    "PT/glue/cola/matthews_corrcoef/fake",
+    "PT/glue/rte/accuracy/fake",
+  ]);
+  // Values: the metric at each seed's best step (the step its group score chose), mean and
+  // sample std over the seeds, the seeds and steps in the same order.
+  const sd = (xs: number[]) => {
+    const m = xs.reduce((a, x) => a + x, 0) / xs.length;
+    return Math.sqrt(xs.reduce((a, x) => a + (x - m) ** 2, 0) / (xs.length - 1));
+  };
+  for (
+    const [task, metric, rs] of [["cola", "matthews_corrcoef", [g0!, g1!]], [
+      "cb",
+      "accuracy",
+      [s0!, s1!],
+    ]] as const
+  ) {
+    const row = rows.find((r) => col(r, "task") === task && col(r, "metric") === metric)!;
+    const xs = rs.map((r) => r.best[task]!.metrics[metric]!);
+    assert.equal(col(row, "mean"), roundHalfAway((xs[0]! + xs[1]!) / 2, 2), `${task} mean`);
+    assert.equal(col(row, "std"), roundHalfAway(sd(xs), 2), `${task} std`);
+    assert.equal(col(row, "seeds"), 2);
+    assert.equal(col(row, "seed_values"), "0,1");
+    assert.equal(col(row, "best_steps"), rs.map((r) => r.best[task]!.step).join(","));
+    assert.equal(col(row, "config"), configId(rs[0]!.spec));
+  }
+  // The best step is the group score's, not the metric's own best: CB's F1 at that step.
+  const cbF1 = rows.find((r) => col(r, "metric") === "mean_3class_f1")!;
+  assert.equal(
+    col(cbF1, "mean"),
+    roundHalfAway(
+      (s0!.best["cb"]!.metrics["mean_3class_f1"]! +
+        s1!.best["cb"]!.metrics["mean_3class_f1"]!) / 2,
+      2,
+    ),
+  );
+  // One seed: std blank; its device named.
+  const one = rows.find((r) => col(r, "backend") === "webgpu")!;
+  assert.deepEqual([col(one, "seeds"), col(one, "std"), col(one, "device")], [
+    1,
+    "",
+    "NVIDIA H100",
+  ]);
+  // A per-task method: each task from its own task run.
+  const ptRte = rows.find((r) => col(r, "method") === "PT" && col(r, "task") === "rte")!;
+  assert.equal(col(ptRte, "mean"), roundHalfAway(pt[0]!.best["rte"]!.metrics["accuracy"]!, 2));
+  assert.equal(col(ptRte, "best_steps"), String(pt[0]!.best["rte"]!.step));
+  // An undefined metric (NaN) makes its mean NaN, not a number.
+  const nan = {
+    ...g1!,
+    best: { ...g1!.best, rte: { ...g1!.best["rte"]!, metrics: { accuracy: NaN } } },
+  };
+  const withNan = metricsTable([g0!, nan]);
+  const rte = withNan.find((r) => r[head.indexOf("task")] === "rte")!;
+  assert.ok(Number.isNaN(rte[head.indexOf("mean")]));
+  // Invalid predictions, where recorded: a row after the task's metrics, the mean share.
+  const withInvalid = (r: RunResult, count: number): RunResult => ({
+    ...r,
+    best: { ...r.best, cb: { ...r.best["cb"]!, invalid: { count, of: 16 } } },
+  });
+  const inv = metricsTable([withInvalid(s0!, 4), withInvalid(s1!, 16)]).slice(1)
+    .map((r) => [r[head.indexOf("metric")], r[head.indexOf("mean")], r[head.indexOf("seeds")]]);
+  assert.deepEqual(inv.map((r) => r[0]), ["mean_3class_f1", "accuracy", INVALID_PCT]);
+  assert.deepEqual(inv[2], [INVALID_PCT, 62.5, 2]);
+  // One seed without the record: the mean of those with it.
+  const some = metricsTable([withInvalid(s0!, 4), s1!]).slice(1).at(-1)!;
+  assert.deepEqual([
+    some[head.indexOf("metric")],
+    some[head.indexOf("mean")],
+    some[head.indexOf("seeds")],
+  ], [INVALID_PCT, 25, 1]);
+  // Header only without results; written by writeTables beside scores.csv.
+  assert.deepEqual(metricsTable([]), [head]);
 });
