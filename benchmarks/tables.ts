@@ -504,6 +504,18 @@ function seedValuesCell(g: Group): string {
   return per.map(([b, s]) => `${b}:${s}`).join(" ");
 }
 
+/**
+ * The columns that start a row of a run group in `scores.csv`, `metrics.csv`, `ablation.csv` and
+ * `attention_mass.csv`: profile, model, backbone, the method's label and its registry name.
+ */
+export const GROUP_COLUMNS: readonly string[] = [
+  "profile",
+  "model",
+  "backbone",
+  "method",
+  "method_name",
+];
+
 /** The provenance columns that end the rows of `scores.csv` and `ablation.csv`. */
 export const PROVENANCE_COLUMNS: readonly string[] = [
   "seed_values",
@@ -816,11 +828,7 @@ export function scoresTable(results: readonly RunResult[], paper: readonly Paper
     `${b}_best_step_avg`,
   ];
   const head = [
-    "profile",
-    "model",
-    "backbone",
-    "method",
-    "method_name",
+    ...GROUP_COLUMNS,
     "seeds",
     ...tasks,
     ...benchCols("glue"),
@@ -903,11 +911,7 @@ export const INVALID_PCT = "invalid_predictions_pct";
  */
 export function metricsTable(results: readonly RunResult[]): Table {
   const rows: Table = [[
-    "profile",
-    "model",
-    "backbone",
-    "method",
-    "method_name",
+    ...GROUP_COLUMNS,
     "benchmark",
     "task",
     "metric",
@@ -1490,11 +1494,7 @@ function mtlReference(c: Cell, mtlGroups: readonly Group[]): MtlReference {
  */
 export function ablationTable(results: readonly RunResult[], paper: readonly PaperRow[]): Table {
   const rows: Table = [[
-    "profile",
-    "model",
-    "backbone",
-    "method",
-    "method_name",
+    ...GROUP_COLUMNS,
     "method_config",
     "glue_params_x_mtl",
     "super_glue_params_x_mtl",
@@ -1585,11 +1585,7 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
  */
 export function attentionTable(results: readonly RunResult[]): Table {
   const rows: Table = [[
-    "profile",
-    "model",
-    "backbone",
-    "method",
-    "method_name",
+    ...GROUP_COLUMNS,
     "benchmark",
     "task",
     "stack",

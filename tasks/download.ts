@@ -220,6 +220,12 @@ export interface TaskFailure {
    */
   readonly notTried?: true;
   /**
+   * True when the task itself failed on a local file (`model/fs.ts` `isLocalFileError`: a full
+   * disk, a refused permission, a read-only folder), not on the network: the message then says
+   * to free space rather than how to fetch offline.
+   */
+  readonly local?: true;
+  /**
    * The first error, when every source tried for the task failed to connect (DNS, a refused or
    * unreachable connection: `model/http.ts` `isConnectFailure`): offline, or no host reachable.
    */
@@ -292,8 +298,7 @@ export class DownloadError extends Error {
           ? ""
           : `Finished before it (kept, listed in the manifest): ${
             results.map((r) => `${r.task}=${r.status}`).join(" ")
-          }\n`) +
-        "Free space on that disk or make the folder writable, then run again.\n";
+          }\n`);
     const headline = `download failed for ${tried.length} task(s)${
       skipped.length === 0 ? "" : `, ${skipped.length} not tried`
     }`;
@@ -312,8 +317,13 @@ export class DownloadError extends Error {
       this.headline = headline;
       return;
     }
+    // A local disk error: the network advice below would not help.
+    const local = skipped.length > 0 || tried.some((f) => f.local === true)
+      ? "Free space on that disk or make the folder writable, then run again.\n"
+      : "";
     super(
       `${headline}:\n${tried.map((f) => `  ${f.task}: ${f.reason}\n`).join("")}${notTried}` +
+        local +
         (manifestError === undefined ? "" : `Also, ${manifestError}\n`) +
         "Interrupted transfers stay in downloads/*.part under the cache and resume on the next run " +
         "(restarted when the server refuses the resume, or when they came from another URL or " +
@@ -1163,12 +1173,18 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
         localError = isLocalFileError(e);
         if (localError) localFailure = fallbackReason;
         if (source === "official") {
-          failures.push({ task: task.id, reason: fallbackReason, ...unreachable() });
+          failures.push({
+            task: task.id,
+            reason: fallbackReason,
+            ...unreachable(),
+            ...(localError ? { local: true as const } : {}),
+          });
         } else if (localError) {
           failures.push({
             task: task.id,
             reason: `official: ${fallbackReason} (a local file error: the Hugging Face parquet ` +
               `fallback, which writes to the same folder, was not tried)`,
+            local: true,
           });
         } else if (task.parquet !== false) {
           // Offline, every task fails so: the error once, then a short line per task.
@@ -1204,7 +1220,8 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
         });
         done = true;
       } catch (e) {
-        if (isLocalFileError(e)) localFailure = (e as Error).message;
+        const parquetLocal = isLocalFileError(e);
+        if (parquetLocal) localFailure = (e as Error).message;
         const parquetUnreachable = isConnectFailure(e) &&
           (fallbackReason === undefined || officialUnreachable !== undefined);
         failures.push({
@@ -1215,6 +1232,7 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
           ...(parquetUnreachable
             ? { unreachable: officialUnreachable ?? (e as Error).message }
             : {}),
+          ...(parquetLocal ? { local: true as const } : {}),
         });
       }
     }
@@ -1244,7 +1262,7 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
       // this task's failure; any other error (an unreadable manifest) ends the download.
       if (!isLocalFileError(e)) throw e;
       localFailure = (e as Error).message;
-      failures.push({ task: task.id, reason: localFailure });
+      failures.push({ task: task.id, reason: localFailure, local: true });
     }
   }
   if (notTried.length > 0) {

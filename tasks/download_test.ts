@@ -861,6 +861,7 @@ Deno.test("after a local file error the remaining tasks are not tried: one line 
       assert.ok(error instanceof DownloadError, `${at}: ${error}`);
       const failed = error.failures.find((f) => f.task === c.failed);
       assert.ok(failed !== undefined && !failed.notTried, `${at}: ${failed?.reason}`);
+      assert.equal(failed.local, true, `${at}: a local failure, marked`);
       // The local error's message, as fsError names it: the file, then what failed.
       const local =
         /(\/[^ ]+): (writing|locking)[^;]* failed: No space left on device \(os error 28\)/
@@ -1416,6 +1417,20 @@ Deno.test("main() (deno task download): every flag that takes a value refuses an
     }
   }
   assert.equal(downloads, 0);
+});
+
+Deno.test("DownloadError: a task that failed on the local disk says to free space, also when no task was left untried", () => {
+  const full =
+    "/c/downloads/glue-RTE.zip.part: writing at 200704 B failed: No space left on device";
+  const disk = new DownloadError([{ task: "glue/rte", reason: full, local: true }], []);
+  assert.equal(
+    disk.message.split("\n").slice(0, 3).join("\n"),
+    `download failed for 1 task(s):\n  glue/rte: ${full}\n` +
+      "Free space on that disk or make the folder writable, then run again.",
+  );
+  // A network failure: no such line.
+  const net = new DownloadError([{ task: "glue/rte", reason: "official: HTTP 503" }], []);
+  assert.doesNotMatch(net.message, /Free space/);
 });
 
 Deno.test("main() (deno task download) exits 1 when a download fails, 0 when all are done", async () => {
