@@ -43,6 +43,7 @@ import { NUM_SENTINELS, trainSentencePiece, withSentinels } from "../model/spm.t
 import { sharedPath } from "../model/shared_dir.ts";
 import {
   checkOutputFolder,
+  fsError,
   isDirectory,
   isDirectorySync,
   isFileSync as isFile,
@@ -409,7 +410,10 @@ async function corpusTokenizer(
     const work = held.path;
     try {
       const corpusPath = join(work, "corpus.txt");
-      await Deno.writeTextFile(corpusPath, corpusText);
+      // A full disk names the cache's tokenizer folder, not only the temporary file.
+      await Deno.writeTextFile(corpusPath, corpusText).catch((e) => {
+        throw fsError(e, tokenizers, `writing the tokenizer's training corpus (${corpusPath})`);
+      });
       const lines = corpusText.split("\n").length;
       const coverage = characterCoverage(corpusText, opts.vocabSize);
       log(

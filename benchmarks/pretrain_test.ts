@@ -208,6 +208,43 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "ensureTaskTokenizer() on a full disk names the cache's tokenizer folder and leaves no temporary folder",
+  ignore: !hasSpm,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    const write = Deno.writeTextFile;
+    try {
+      const dataDir = await rteOnlyDataDir(dir);
+      const cacheDir = join(dir, "cache");
+      Deno.writeTextFile = (path, data, o) =>
+        String(path).endsWith("corpus.txt")
+          ? Promise.reject(new Error("No space left on device (os error 28)"))
+          : write(path, data, o);
+      await rejects(
+        () => ensureTaskTokenizer(dataDir, { vocabSize: 500, cacheDir, log: () => {} }),
+        (e: unknown) =>
+          e instanceof Error &&
+          e.message.startsWith(
+            `${join(cacheDir, "tokenizers")}: writing the tokenizer's training corpus (`,
+          ) && e.message.endsWith("corpus.txt) failed: No space left on device (os error 28)"),
+      );
+      Deno.writeTextFile = write;
+      deepEqual(
+        [...Deno.readDirSync(join(cacheDir, "tokenizers"))].map((e) => e.name).filter((n) =>
+          n !== ".locks"
+        ),
+        [],
+        "no temporary folder left",
+      );
+    } finally {
+      Deno.writeTextFile = write;
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
   name: "ensureTaskTokenizer() trains once per corpus and size, then serves the cache without spm",
   ignore: !hasSpm,
   async fn() {

@@ -43,6 +43,7 @@ import type { BenchmarkName, Example, TaskSplit } from "../tasks/types.ts";
 import { checkDataDir, defaultDataDir } from "../tasks/data.ts";
 import {
   checkOutputFolder,
+  fsError,
   isDirectory,
   makeHeldTempDir,
   pathExists,
@@ -875,7 +876,10 @@ export async function writeSubmission(
   try {
     for (const [name, text] of files) {
       const bytes = enc.encode(text);
-      await Deno.writeFile(join(tmp.path, name), bytes);
+      // A full disk names the submission folder being written, not only its temporary copy.
+      await Deno.writeFile(join(tmp.path, name), bytes).catch((e) => {
+        throw fsError(e, resolve(out), `writing ${name} (in the temporary folder ${tmp.path})`);
+      });
       if (name !== README) zip[name] = bytes;
     }
     await writeFileAtomic(zipPath, zipSync(zip, { level: 9, mtime: ZIP_MTIME }));

@@ -953,6 +953,27 @@ Deno.test("writeSubmission(): the zip first, then the folder; a folder that cann
       ["a.zip", "b"],
       "no temporary left",
     );
+    // A full disk while its files are written: the submission folder named (not only the
+    // temporary copy), nothing left.
+    const write = Deno.writeFile;
+    Deno.writeFile = () => Promise.reject(new Error("No space left on device (os error 28)"));
+    try {
+      await assert.rejects(
+        writeSubmission(join(out, "d"), files),
+        new RegExp(
+          `^Error: ${
+            join(out, "d")
+          }: writing RTE\\.tsv \\(in the temporary folder \\S+\\) failed: No space left`,
+        ),
+      );
+    } finally {
+      Deno.writeFile = write;
+    }
+    assert.deepEqual(
+      [...Deno.readDirSync(out)].map((e) => e.name).sort(),
+      ["a.zip", "b"],
+      "nothing of d left",
+    );
     // Both in place otherwise.
     assert.equal(await writeSubmission(join(out, "c"), files), join(out, "c.zip"));
     assert.deepEqual(Object.keys(unzipSync(await Deno.readFile(join(out, "c.zip")))), ["RTE.tsv"]);
