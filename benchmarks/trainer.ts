@@ -550,7 +550,7 @@ function resumedCodeOf(codes: readonly CodeVersion[], current?: CodeVersion): Co
 /** What {@link train} returns. */
 export interface TrainOutcome {
   /** Loss of every step (1-based steps), including steps restored from a checkpoint. */
-  readonly losses: { step: number; loss: number }[];
+  readonly losses: { step: number; loss: number; lr?: number }[];
   /** Every evaluation, including ones restored from a checkpoint. */
   readonly evals: TaskEval[];
   /** Step of the checkpoint the run resumed from (0 for a fresh start). */
@@ -1040,7 +1040,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
   const optimizerConfig = optimizerConfigFor(t);
   const optimizer: Optimizer = createOptimizer(optimizerConfig);
   const ckptEnabled = o.checkpointDir !== undefined && t.checkpointEvery > 0;
-  let losses: { step: number; loss: number }[] = [];
+  let losses: { step: number; loss: number; lr?: number }[] = [];
   let evals: TaskEval[] = [];
   let step = 0;
   let tokens = 0;
@@ -1149,7 +1149,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
           // The source was restored by `check`, the last thing it did before taking `ck`.
           for (const [n, v] of params) v.assign(ck.variables.get(n)!);
           optimizer.restore(ck.state.optimizerStep as number, ck.slots);
-          losses = ck.state.losses as { step: number; loss: number }[];
+          losses = ck.state.losses as { step: number; loss: number; lr?: number }[];
           evals = ck.state.evals as TaskEval[];
           step = ck.step;
           if (ck.state.tokens === undefined) {
@@ -1248,6 +1248,8 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
       const t0 = performance.now();
       const batch = o.source.next();
       let lossValue: number;
+      // The learning rate the update used (the schedule's at this step).
+      let lr: number;
       let gradNorm: number;
       // The step's tensors, freed as soon as they are used and, whatever throws (the optimizer,
       // the schedule, a read-back), by the `finally` below.
@@ -1288,7 +1290,8 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
             [grads, scaled] = [scaled, new Map()];
           }
         }
-        optimizer.apply(params, grads, learningRateAt(t.schedule, t.learningRate, step, t.steps));
+        lr = learningRateAt(t.schedule, t.learningRate, step, t.steps);
+        optimizer.apply(params, grads, lr);
         tokens += batch.numTokens;
       } finally {
         // Disposing twice is a no-op: what was freed above is skipped.
@@ -1302,7 +1305,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
       }
       trainMs += performance.now() - t0;
       step++;
-      losses.push({ step, loss: lossValue });
+      losses.push({ step, loss: lossValue, lr: lr! });
       lastFinite = lossValue;
       await o.onStep?.(step, lossValue);
     };

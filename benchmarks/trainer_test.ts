@@ -356,13 +356,15 @@ Deno.test("train() gives each update the schedule's rate at its 0-based step, as
     labelSmoothing: 0,
     checkpointEvery: 0,
   };
-  /** Snapshots after each step of a run of `t`. */
+  /** Snapshots after each step of a run of `t`; the rates its losses record. */
+  const rates: (number | undefined)[][] = [];
   const run = async (t: TrainSpec) => {
     const model = initT5(NO_DROPOUT, { seed: 1 });
     const snaps = [await snapshot(model)];
-    await train(
+    const out = await train(
       opts(model, { train: t, onStep: async () => void snaps.push(await snapshot(model)) }),
     );
+    rates.push(out.losses.map((l) => l.lr));
     disposeT5(model);
     return snaps;
   };
@@ -388,6 +390,8 @@ Deno.test("train() gives each update the schedule's rate at its 0-based step, as
   const two = await run({ ...base, steps: 1, learningRate: 2e-3 });
   const ratio = moved(two[0]!, two[1]!) / moved(one[0]!, one[1]!);
   assert.ok(Math.abs(ratio - 2) < 1e-3, `ratio ${ratio}`);
+  // Each step's loss records the rate its update used: 0 then lr / 2 under the warmup.
+  assert.deepEqual(rates, [[0, base.learningRate / 2], [1e-3], [2e-3]]);
 });
 
 Deno.test("train() clips the global gradient norm before the update (PyTorch clip_grad_norm_)", async () => {
