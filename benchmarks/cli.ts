@@ -1584,6 +1584,11 @@ export interface MainOptions {
   readonly runOne?: RunOneFn;
   readonly progress?: boolean;
   /**
+   * Why a new file cannot be created in an existing folder, or undefined (`model/fs.ts`
+   * `checkOutputFolder`'s `cannotWrite`; default: a probe file). Tests inject a read-only disk.
+   */
+  readonly cannotWrite?: (dir: string) => string | undefined;
+  /**
    * The downloader (tests inject a fake; default `tasks/download.ts` `download`): its results,
    * or a `DownloadError` carrying the failures and the other tasks' results.
    */
@@ -2030,17 +2035,22 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     // Output folders and the baseline are checked before anything runs: a mistyped path must
     // not surface only after the whole grid has trained.
     // Written to: a read-only disk is refused here (a dry run writes nothing there).
-    const writable = !values["dry-run"];
-    checkOutputFolder("--out", values.out, { writable });
+    const written = {
+      writable: !values["dry-run"],
+      ...(opts.cannotWrite === undefined ? {} : { cannotWrite: opts.cannotWrite }),
+    };
+    checkOutputFolder("--out", values.out, written);
     const tablesDir = values.shard !== undefined || values["no-tables"]
       ? undefined
       : values.tables ?? join(values.out, "tables");
-    if (tablesDir !== undefined) checkOutputFolder("--tables", tablesDir, { writable });
+    if (tablesDir !== undefined) checkOutputFolder("--tables", tablesDir, written);
     // The cache root the runs keep tokenizers, backbones and data under, when named: a file or a
     // link to nothing is refused here, not as each run's failure. A read-only one that already
     // holds everything is used as it is (not checked for writing).
     const cacheRoot = Deno.env.get("HYPERPROMPT_CACHE");
-    if (cacheRoot) checkOutputFolder("HYPERPROMPT_CACHE", cacheRoot);
+    if (cacheRoot) {
+      checkOutputFolder("HYPERPROMPT_CACHE", cacheRoot, { ...written, writable: false });
+    }
     let baseline: RunResult[] | undefined;
     if (values.compare !== undefined) {
       try {

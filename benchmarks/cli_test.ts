@@ -35,7 +35,7 @@ import {
   unusableCheckpoints,
   weightsFolder,
 } from "./cli.ts";
-import { runKey } from "./compare.ts";
+import { loadResults, runKey } from "./compare.ts";
 import { methodAccounting } from "../model/methods/accounting.ts";
 import { dataProvenance } from "./provenance.ts";
 import { dataFiles } from "./run_one.ts";
@@ -64,7 +64,7 @@ import { loadProfile } from "./profile.ts";
 import { Writable } from "node:stream";
 import process from "node:process";
 import { countingRunOne, fakeRunOne } from "./_fake_run_one.ts";
-import { writeTables } from "./tables.ts";
+import { metricsTable, toCsv, writeTables } from "./tables.ts";
 import { DownloadError, type DownloadOptions, type TaskResult } from "../tasks/download.ts";
 
 const DATA = sharedPath("data");
@@ -219,6 +219,18 @@ Deno.test("cli --shard i/3 in three parallel processes merges into the tables of
     assert.equal(ta.size, 8);
     for (const [name, text] of tb) assert.equal(ta.get(name), text, name);
     assert.equal(ta.get("scores.csv")!.trim().split("\n").length, 1 + 3);
+    // metrics.csv: every run's every task and metric (none left out), as metricsTable gives them.
+    const all = await loadResults(whole);
+    assert.equal(ta.get("metrics.csv"), toCsv(metricsTable(all)));
+    const rows = metricsTable(all).length - 1;
+    const metrics = new Set(
+      all.flatMap((r) =>
+        Object.entries(r.best).flatMap(([t, b]) =>
+          Object.keys(b.metrics).map((m) => `${r.spec.benchmark}/${t}/${m}`)
+        )
+      ),
+    );
+    assert.equal(rows, 3 * metrics.size, "a row per group, task and metric");
   }));
 
 Deno.test("main(): tasks listed for a benchmark not in the grid are a note, once, dry run or not", () =>
@@ -1314,6 +1326,83 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
     const c2 = capture();
     assert.equal(await main([...base, "--no-tables"], { ...c2.opts, runOne }), 0);
     assert.ok(!existsSync(join(out, "tables")));
+  }));
+
+Deno.test("main(): --out or --tables on a disk that takes no new file is refused before any run, not in a dry run; HYPERPROMPT_CACHE is not asked to be writable", () =>
+  inTinyProfileDir(async ({ dir, profile }) => {
+    // A read-only disk: root writes past permission bits, so the refusal is injected.
+    const ro = join(dir, "ro");
+    await Deno.mkdir(ro);
+    const asked: string[] = [];
+    const cannotWrite = (
+      d: string,
+    ) => (asked.push(d), d === ro ? "Read-only file system" : undefined);
+    const { calls, runOne } = countingRunOne();
+    const run = async (args: string[], env: Record<string, string> = {}) => {
+      const c = capture();
+      const code = await withEnv(env, () => main(args, { ...c.opts, runOne, cannotWrite }));
+      return { code, err: c.err.join("\n") };
+    };
+    const base = ["--profile", profile, "--data-dir", DATA];
+    const out = await run([...base, "--out", join(ro, "out")]);
+    assert.equal(out.code, 2, out.err);
+    assert.match(
+      out.err,
+      /^--out \S*ro\/out: its nearest existing folder \S*ro cannot be written \(Read-only file system\); name a folder on a writable disk$/,
+    );
+    const tables = await run([...base, "--out", join(dir, "out"), "--tables", join(ro, "t")]);
+    assert.equal(tables.code, 2, tables.err);
+    assert.match(
+      tables.err,
+      /^--tables \S*ro\/t: its nearest existing folder \S*ro cannot be written/,
+    );
+    assert.equal(calls.length, 0, "no run started");
+    // A dry run writes nothing there: not asked.
+    asked.length = 0;
+    const dry = await run([...base, "--out", join(ro, "out"), "--dry-run"]);
+    assert.equal(dry.code, 0, dry.err);
+    assert.deepEqual(asked, []);
+    // The cache root is checked as a folder, never for writing (a read-only cache that holds
+    // everything is used as it is).
+    const cached = await run([...base, "--out", join(dir, "out2"), "--dry-run"], {
+      HYPERPROMPT_CACHE: ro,
+    });
+    assert.equal(cached.code, 0, cached.err);
+    assert.deepEqual(asked, []);
+  }));
+
+Deno.test("main(): after the grid, one note gives each task's share of predictions that are no answer", () =>
+  inTinyProfileDir(async ({ profile, out }) => {
+    // Runs whose CB evaluations had 4 of 16 predictions that are no label word.
+    let withCb = 0;
+    const runOne: RunOneFn = async (spec, o) => {
+      const r = await fakeRunOne(spec, o);
+      if (r.best["cb"] === undefined) return r;
+      withCb++;
+      const invalid = { count: 4, of: 16 };
+      return {
+        ...r,
+        evals: r.evals.map((e) => (e.task === "cb" ? { ...e, invalid } : e)),
+        best: { ...r.best, cb: { ...r.best["cb"], invalid } },
+      };
+    };
+    const c = capture();
+    assert.equal(
+      await main(["--profile", profile, "--data-dir", DATA, "--out", out], { ...c.opts, runOne }),
+      0,
+      c.err.join("\n"),
+    );
+    assert.ok(withCb > 1, `${withCb} runs with CB`);
+    const notes = c.err.filter((l) => l.startsWith("note: predictions that are no answer"));
+    assert.deepEqual(notes, [
+      "note: predictions that are no answer (no label word; for STS-B no number, for WSC no " +
+      `word), scored as wrong as T5 scores them, at each task's best step: cb 25% of ${
+        16 * withCb
+      } (${withCb} runs)`,
+    ]);
+    // metrics.csv has the share, per row.
+    const csv = await Deno.readTextFile(join(out, "tables", "metrics.csv"));
+    assert.match(csv, /,super_glue,cb,invalid_predictions_pct,25,/);
   }));
 
 Deno.test("main() --shard checks no default tables folder: it writes none", () =>

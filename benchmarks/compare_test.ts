@@ -252,6 +252,39 @@ Deno.test("loadResults() refuses a result whose best or averages are not what it
       { ...r!, best: { ...r!.best, [task]: { ...other } } },
       new RegExp(`\\$\\.best\\.${task} holds step ${other.step}, .* is step ${b.step}, `),
     ],
+    // One metric edited alone (the group score kept), the step alone, a metric removed.
+    [
+      "metric",
+      {
+        ...r!,
+        best: {
+          ...r!.best,
+          [task]: {
+            ...b,
+            metrics: Object.fromEntries(
+              Object.entries(b.metrics).map(([k, v], i) => [k, i === 0 ? v + 5 : v]),
+            ),
+          },
+        },
+      },
+      new RegExp(`\\$\\.best\\.${task} holds step ${b.step}, group score ${b.groupScore}, `),
+    ],
+    [
+      "stepOnly",
+      { ...r!, best: { ...r!.best, [task]: { ...b, step: b.step + 1 } } },
+      new RegExp(`\\$\\.best\\.${task} holds step ${b.step + 1}, .* is step ${b.step}, `),
+    ],
+    [
+      "noMetric",
+      {
+        ...r!,
+        best: {
+          ...r!.best,
+          [task]: { ...b, metrics: Object.fromEntries(Object.entries(b.metrics).slice(1)) },
+        },
+      },
+      new RegExp(`\\$\\.best\\.${task} holds step ${b.step}, `),
+    ],
     // Invalid predictions added to the best alone.
     [
       "invalid",
@@ -272,6 +305,12 @@ Deno.test("loadResults() refuses a result whose best or averages are not what it
       new RegExp(
         `\\$\\.averages\\.${bench} is [0-9.]+, but the average of \\$\\.best's group scores is`,
       ),
+    ],
+    // An edit of a hundredth shows (the tolerance is 1e-9 relative, for summation order only).
+    [
+      "hundredth",
+      { ...r!, averages: { [bench]: r!.averages[bench as "glue"]! + 0.01 } },
+      new RegExp(`\\$\\.averages\\.${bench} is [0-9.]+, but the average`),
     ],
     ["absent", { ...r!, averages: {} }, new RegExp(`\\$\\.averages\\.${bench} is absent`)],
     [

@@ -134,7 +134,15 @@ Deno.test({
       ]);
       for (const e of r.evals) {
         assert.ok(e.groupScore >= 0 && e.groupScore <= 100, JSON.stringify(e));
+        // Its invalid predictions counted, of the evaluated examples (evalMaxExamples 8).
+        assert.ok(
+          e.invalid !== undefined && e.invalid.of === 8 && e.invalid.count >= 0 &&
+            e.invalid.count <= 8,
+          JSON.stringify(e),
+        );
       }
+      // Each step's loss records the rate its update used (constant here).
+      assert.ok(r.losses.every((l) => l.lr === s.train.learningRate), JSON.stringify(r.losses));
       assert.ok("f1" in r.evals[0]!.metrics || Object.keys(r.evals[0]!.metrics).length === 2);
       assert.deepEqual(Object.keys(r.best).sort(), ["cb", "rte_sg"]);
       const mean = (r.best.cb!.groupScore + r.best.rte_sg!.groupScore) / 2;

@@ -605,7 +605,15 @@ export interface RunResult {
   /** Code, runtime, backend, device and time of the run (`runOne` adds data and resume records). */
   readonly provenance: Provenance;
   /** Training loss, at least at every logged step. */
-  readonly losses: readonly { readonly step: number; readonly loss: number }[];
+  readonly losses: readonly {
+    readonly step: number;
+    readonly loss: number;
+    /**
+     * The learning rate the step's update used (the schedule's, `benchmarks/schedule.ts`);
+     * absent in results (and for the steps of checkpoints) written before it was recorded.
+     */
+    readonly lr?: number;
+  }[];
   /** Every evaluation of every task. */
   readonly evals: readonly TaskEval[];
   /** Best evaluation per task. */
@@ -2609,6 +2617,7 @@ export function validateRunResult(raw: unknown, src: Source): RunResult {
     // A diverged step's NaN is written null. No upper bound: a loss is no percentage (a random
     // T5 1.1 Base starts above 100).
     lo.loss = lo.loss === null ? NaN : num(lo.loss, src, `$.losses[${i}].loss`, { min: 0 });
+    if (lo.lr !== undefined) num(lo.lr, src, `$.losses[${i}].lr`, { min: 0 });
   });
   if (o.tokenizer !== undefined) str(o.tokenizer, src, "$.tokenizer");
   const tokFile = (o.provenance as Record<string, unknown>).tokenizerFile;

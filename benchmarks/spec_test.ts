@@ -1488,6 +1488,12 @@ Deno.test("validateRunResult() checks provenance, losses and tokenizer, naming t
   bad((r) => (r.losses[1] = { step: 2 }), "$.losses[1].loss is missing (must be a number)");
   bad((r) => (r.losses[0].step = 1.5), "$.losses[0].step must be an integer, got 1.5");
   bad((r) => (r.losses[0].loss = -0.5), "$.losses[0].loss must be >= 0, got -0.5");
+  // A step's learning rate: optional, a number >= 0.
+  const withLr = structuredClone(good);
+  withLr.losses[0].lr = 0.001;
+  assert.equal(validateRunResult(withLr, { file: "r.json" }).losses[0]!.lr, 0.001);
+  bad((r) => (r.losses[0].lr = -1), "$.losses[0].lr must be >= 0, got -1");
+  bad((r) => (r.losses[0].lr = "x"), `$.losses[0].lr must be a number, got "x"`);
   // What the tables and the gate read of the spec: named, not a TypeError of a reader.
   bad((r) => delete r.spec.model, "$.spec.model is missing (must be an object)");
   bad((r) => (r.spec.model = { hf: "" }), `$.spec.model.hf must be a non-empty string, got ""`);
@@ -1552,6 +1558,10 @@ Deno.test("validateRunResult() checks provenance, losses and tokenizer, naming t
   bad(
     (r) => (r.evals[0].invalid = { count: 17, of: 16 }),
     "$.evals[0].invalid.count must be <= 16 (the predictions made), got 17",
+  );
+  bad(
+    (r) => (r.evals[0].invalid = { count: -1, of: 16 }),
+    "$.evals[0].invalid.count must be >= 0, got -1",
   );
   bad(
     (r) => (r.evals[0].invalid = { count: 0, of: 0 }),

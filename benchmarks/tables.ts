@@ -1740,6 +1740,11 @@ export interface TablesMainOptions {
   readonly log?: (s: string) => void;
   /** Where the error line and notes go (default `console.error`). */
   readonly error?: (s: string) => void;
+  /**
+   * Why a new file cannot be created in an existing folder, or undefined (`model/fs.ts`
+   * `checkOutputFolder`'s `cannotWrite`; default: a probe file). Tests inject a read-only disk.
+   */
+  readonly cannotWrite?: (dir: string) => string | undefined;
 }
 
 /**
@@ -1756,7 +1761,7 @@ export function main(args: string[], opts: TablesMainOptions = {}): Promise<numb
   const log = opts.log ?? ((s: string) => console.log(s));
   const sinks = { log, ...(opts.error === undefined ? {} : { error: opts.error }) };
   const warn = opts.error ?? ((s: string) => console.error(s));
-  return runCli((a) => tablesCommand(a, log, warn), args, TABLES_USAGE, sinks);
+  return runCli((a) => tablesCommand(a, log, warn, opts.cannotWrite), args, TABLES_USAGE, sinks);
 }
 
 /** `--runs` when not given: where `deno task bench` writes its results by default. */
@@ -1770,6 +1775,7 @@ async function tablesCommand(
   args: string[],
   log: (s: string) => void,
   warn: (s: string) => void,
+  cannotWrite?: (dir: string) => string | undefined,
 ): Promise<void> {
   const values = parseFlags(args, {
     tool: "deno task tables",
@@ -1784,7 +1790,7 @@ async function tablesCommand(
   const runs = values.runs ?? [DEFAULT_RUNS];
   refuseRepeatedFolders("--runs", runs);
   for (const r of runs) {
-    const bad = await argumentProblem(r, values.out, values.runs !== undefined);
+    const bad = await argumentProblem(r, values.out, values.runs !== undefined, cannotWrite);
     if (bad !== undefined) throw new UsageError(bad);
   }
   for (const f of await writeTables(runs, values.out)) log(f);
@@ -1832,9 +1838,13 @@ async function argumentProblem(
   runs: string,
   out: string,
   runsGiven: boolean,
+  cannotWrite?: (dir: string) => string | undefined,
 ): Promise<string | undefined> {
   try {
-    checkOutputFolder("--out", out, { writable: true });
+    checkOutputFolder("--out", out, {
+      writable: true,
+      ...(cannotWrite === undefined ? {} : { cannotWrite }),
+    });
   } catch (e) {
     return (e as Error).message;
   }

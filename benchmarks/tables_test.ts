@@ -1163,6 +1163,12 @@ Deno.test("writeTables() that fails leaves the previous tables whole and no temp
     const out = join(dir, "tables");
     const written = await writeTables(dir, out, { accounting: null });
     assert.equal(written.length, 8);
+    // metrics.csv of the run: a row per task and metric (RTE's accuracy, CoLA's Matthews).
+    assert.equal(
+      await Deno.readTextFile(join(out, "metrics.csv")),
+      toCsv(metricsTable([a!])),
+    );
+    assert.equal(metricsTable([a!]).length, 1 + 2);
     const snapshot = async () =>
       Object.fromEntries(
         await Promise.all(
@@ -1473,6 +1479,52 @@ Deno.test("main() (deno task tables): --runs repeated reads the shards' folders 
         "spellings; name it once",
     );
     assert.equal(await pathExists(join(dir, "in")), false);
+    // The same file through a link: read twice all the same (its real path named).
+    await Deno.symlink(join(a, names[0]!), join(dir, "link.json"));
+    const linked = await run([
+      "--runs",
+      a,
+      "--runs",
+      join(dir, "link.json"),
+      "--out",
+      join(dir, "l"),
+    ]);
+    assert.equal(linked.code, 2);
+    assert.match(
+      linked.err[0]!,
+      new RegExp(
+        `is read twice \\(as .*${names[0]!.replaceAll(".", "\\.")} and as .*link\\.json\\)`,
+      ),
+    );
+    // One array file of two different runs: two results, not one file read twice.
+    const pair = [
+      JSON.parse(await Deno.readTextFile(join(a, names[0]!))),
+      JSON.parse(await Deno.readTextFile(join(b, names[1]!))),
+    ];
+    await Deno.writeTextFile(join(dir, "pair.json"), JSON.stringify(pair));
+    assert.deepEqual(await run(["--runs", join(dir, "pair.json"), "--out", join(dir, "p")]), {
+      code: 0,
+      err: [],
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main() (deno task tables): an --out no file can be created in is refused (exit 2), nothing written", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const ro = join(dir, "ro");
+    await Deno.mkdir(ro);
+    const err: string[] = [];
+    const code = await main(["--runs", CI_BASELINE, "--out", join(ro, "t")], {
+      log: () => {},
+      error: (s) => err.push(s),
+      cannotWrite: (d) => (d === ro ? "Read-only file system" : undefined),
+    });
+    assert.equal(code, 2, err.join("\n"));
+    assert.match(err[0]!, /^--out \S*ro\/t: its nearest existing folder \S*ro cannot be written/);
+    assert.deepEqual([...Deno.readDirSync(ro)], []);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -2452,13 +2504,25 @@ Deno.test("metrics.csv: each metric of each task at each seed's best step, mean 
     .map((r) => [r[head.indexOf("metric")], r[head.indexOf("mean")], r[head.indexOf("seeds")]]);
   assert.deepEqual(inv.map((r) => r[0]), ["mean_3class_f1", "accuracy", INVALID_PCT]);
   assert.deepEqual(inv[2], [INVALID_PCT, 62.5, 2]);
-  // One seed without the record: the mean of those with it.
+  // One seed without the record: the mean of those with it, that seed and its step only.
   const some = metricsTable([withInvalid(s0!, 4), s1!]).slice(1).at(-1)!;
+  assert.deepEqual(
+    [some[head.indexOf("seed_values")], some[head.indexOf("best_steps")]],
+    ["0", String(s0!.best["cb"]!.step)],
+  );
   assert.deepEqual([
     some[head.indexOf("metric")],
     some[head.indexOf("mean")],
     some[head.indexOf("seeds")],
   ], [INVALID_PCT, 25, 1]);
+  // Tasks in T5's order (SST-2, MRPC before RTE), not alphabetically.
+  const [three] = await runs([
+    spec("p", "tiny-v1_1", "mtl", "mtl", 0, "glue", "random", { tasks: ["rte", "mrpc", "sst2"] }),
+  ]);
+  assert.deepEqual(
+    [...new Set(metricsTable([three!]).slice(1).map((r) => r[head.indexOf("task")]))],
+    ["sst2", "mrpc", "rte"],
+  );
   // Header only without results; written by writeTables beside scores.csv.
   assert.deepEqual(metricsTable([]), [head]);
 });
