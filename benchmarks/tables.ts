@@ -516,6 +516,11 @@ export const GROUP_COLUMNS: readonly string[] = [
   "method_name",
 ];
 
+/** A row's {@link GROUP_COLUMNS} cells. */
+function groupCells(g: Group): string[] {
+  return [g.profile, g.model, g.backbone, g.label, g.method];
+}
+
 /** The provenance columns that end the rows of `scores.csv` and `ablation.csv`. */
 export const PROVENANCE_COLUMNS: readonly string[] = [
   "seed_values",
@@ -845,11 +850,7 @@ export function scoresTable(results: readonly RunResult[], paper: readonly Paper
   const rows: Table = [head];
   for (const g of groups) {
     const cells: (string | number)[] = [
-      g.profile,
-      g.model,
-      g.backbone,
-      g.label,
-      g.method,
+      ...groupCells(g),
       seedsCell(g),
     ];
     for (const col of tasks) {
@@ -944,11 +945,7 @@ export function metricsTable(results: readonly RunResult[]): Table {
           const has = seeds.filter((r) => value(r) !== undefined);
           const [avg, sd] = meanStdCells(has.map((r) => value(r)!));
           rows.push([
-            g.profile,
-            g.model,
-            g.backbone,
-            g.label,
-            g.method,
+            ...groupCells(g),
             c.benchmark,
             task,
             metric,
@@ -1552,11 +1549,7 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
     const [glueX, glueRef] = xMtl("glue");
     const [sgX, sgRef] = xMtl("super_glue");
     rows.push([
-      g.profile,
-      g.model,
-      g.backbone,
-      g.label,
-      g.method,
+      ...groupCells(g),
       JSON.stringify(g.runs[0]!.spec.method.config),
       glueX,
       sgX,
@@ -1613,11 +1606,7 @@ export function attentionTable(results: readonly RunResult[]): Table {
     for (const k of keys) {
       const xs = byKey.get(JSON.stringify(k))!;
       rows.push([
-        g.profile,
-        g.model,
-        g.backbone,
-        g.label,
-        g.method,
+        ...groupCells(g),
         k[0],
         k[1],
         k[2],
