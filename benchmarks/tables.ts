@@ -1252,7 +1252,39 @@ export function paramsTable(
       ]);
     }
   }
-  return rows;
+  return withPaperDisagreements(rows);
+}
+
+/**
+ * `params.csv` with each `paper_row` that is shown beside a figure the row's own value does not
+ * reproduce at the paper's precision saying so (`…; differs: ratio 1.01 here at 2 decimals, not
+ * 1.02`): the paper's row is its configuration, which for HyperPrompt is not fully known (its l,
+ * b, t; README "Methods"), so a figure shown is no claim that the suite's default reproduces it.
+ */
+function withPaperDisagreements(rows: Table): Table {
+  const head = rows[0] as string[];
+  const col = (name: string) => head.indexOf(name);
+  const pairs = [
+    ["ratio", "paper_ratio"],
+    ["extra_pct", "paper_extra_pct"],
+    ["trained_per_task_pct", "paper_trained_per_task_pct"],
+  ] as const;
+  return rows.map((row, i) => {
+    if (i === 0) return row;
+    const differs = pairs.flatMap(([ours, theirs]) => {
+      const paper = String(row[col(theirs)] ?? "");
+      if (paper === "") return [];
+      const digits = paper.split(".")[1]?.length ?? 0;
+      const here = roundHalfAway(Number(row[col(ours)]), digits);
+      return here === Number(paper)
+        ? []
+        : [`${ours} ${here.toFixed(digits)} here at ${digits} decimals, not ${paper}`];
+    });
+    if (differs.length === 0) return row;
+    const out = [...row];
+    out[col("paper_row")] = `${out[col("paper_row")]}; differs: ${differs.join(", ")}`;
+    return out;
+  });
 }
 
 /**

@@ -298,6 +298,16 @@ Deno.test("paramsTable() has analytic rows for every published size reproducing 
   assert.equal(all[head.indexOf("paper_ratio")], "1.02");
   // 8 methods at their defaults, 5 frozen ("all") and HyperFormer++ frozen except layer norms.
   assert.equal(t.filter((r) => r[0] === "analytic" && r[1] === "t5-v1_1-xxl").length, 14);
+  // A figure the row reproduces at the paper's precision (HyperFormer++: 1.0232 is 1.02, 0.2922
+  // is 0.29) is shown as it is; one it does not (HyperPrompt-Global's default: 1.0132 is 1.01,
+  // not the ablation's 1.02) is said in paper_row.
+  const paperRow = (r: (string | number)[]) => String(r[head.indexOf("paper_row")]);
+  for (const r of [row, full, all]) assert.doesNotMatch(paperRow(r), /differs/);
+  const hp = t.find((r) => r[1] === "t5-v1_1-base" && r[3] === "hyperprompt_global")!;
+  assert.equal(hp[head.indexOf("ratio")], 1.0132);
+  assert.equal(hp[head.indexOf("paper_ratio")], "1.02");
+  assert.match(paperRow(hp), /^ablation: .*; differs: ratio 1\.01 here at 2 decimals, not 1\.02$/);
+  assert.equal(t.filter((r) => /differs/.test(paperRow(r))).length, 2, "Global and its frozen row");
 });
 
 Deno.test("params.csv's analytic frozen rows count what the ablation profile's frozen runs train", async () => {
@@ -398,7 +408,13 @@ Deno.test("params.csv takes the paper's figures from the row of the same table, 
     ["paper_ratio", "paper_extra_pct", "paper_trained_per_task_pct"].map((n) => col(r, n));
 
   assert.deepEqual(figures(run(0)), ["1.02", "", ""]);
-  assert.equal(col(run(0), "paper_row"), `ablation: ${base} HyperPrompt-Global`);
+  // (The fake's counts do not reproduce the figure: said after the row's name.)
+  assert.match(
+    String(col(run(0), "paper_row")),
+    new RegExp(
+      `^ablation: ${base} HyperPrompt-Global; differs: ratio \\d\\.\\d\\d here at 2 decimals, not 1\\.02$`,
+    ),
+  );
   assert.match(String(col(run(0), "paper_source")), /§4\.5 ablation/);
   // Length 4 is not the setting the paper's 1.02 was counted at, under either label.
   assert.deepEqual(figures(run(1)), ["", "", ""]);
@@ -417,7 +433,10 @@ Deno.test("params.csv takes the paper's figures from the row of the same table, 
     /^none: .* is hyperprompt_global, not hyperprompt_share/,
   );
   assert.deepEqual(figures(run(5)), ["1.02", "", "0.29"]);
-  assert.equal(col(run(5), "paper_row"), "other_paper: t5-base HyperFormer++");
+  assert.match(
+    String(col(run(5), "paper_row")),
+    /^other_paper: t5-base HyperFormer\+\+(; differs: [^;]*)?$/,
+  );
   const two = t.find((r) => col(r, "source") === "run:mine-two/glue")!;
   assert.equal(col(two, "num_tasks"), 2);
   assert.deepEqual(figures(two), ["", "", ""]);
@@ -435,7 +454,7 @@ Deno.test("params.csv takes the paper's figures from the row of the same table, 
   assert.equal(
     col(g, "paper_row"),
     `ablation: ${base} HyperPrompt-Global (also matched, without a figure here: main: ${base} ` +
-      "HyperPrompt)",
+      "HyperPrompt); differs: ratio 1.01 here at 2 decimals, not 1.02",
   );
   const share = analytic(base, "hyperprompt_share");
   assert.equal(col(share, "paper_row"), `ablation: ${base} HyperPrompt-Share`);
@@ -622,7 +641,10 @@ Deno.test("paramsTable() shows a paper trained-per-task % only beside a run of i
   assert.equal(cell(0, "paper_trained_per_task_pct"), "");
   assert.equal(cell(1, "paper_ratio"), "1.5");
   assert.equal(cell(1, "paper_trained_per_task_pct"), "0.5");
-  assert.equal(cell(1, "paper_row"), "main: tiny-v1_1 HyperFormer++");
+  assert.match(
+    String(cell(1, "paper_row")),
+    /^main: tiny-v1_1 HyperFormer\+\+(; differs: [^;]*)?$/,
+  );
 });
 
 Deno.test("paramsTable() counts a run's train-only tasks (DPR) in num_tasks as its parameters are: not when DPR shares WSC's id", async () => {
