@@ -20,7 +20,8 @@ export * from "./backend.ts";
 export { dropout, dropoutMask, gatedGelu, rmsNorm } from "./fused.ts";
 export * from "./pretrained.ts";
 export * from "./methods/mod.ts";
-export * from "./usage.ts";
+// The exit codes and the argument error the tools share; their flag parsing stays internal.
+export { EXIT_FAILURE, EXIT_USAGE, exitCodeOf, UsageError } from "./usage.ts";
 // Types the exports above name in their signatures (their modules are not part of the API).
 export type { SafetensorsDtype, TensorInfo } from "./safetensors.ts";
 export { type FetchHubOptions, HubOfflineError } from "./hub.ts";
