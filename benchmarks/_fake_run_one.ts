@@ -7,9 +7,8 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { BENCHMARK_TASKS, TASKS } from "../tasks/registry.ts";
-import { benchmarkAverage } from "../tasks/metrics.ts";
-import { benchmarkAverages } from "./evaluator.ts";
+import { TASKS } from "../tasks/registry.ts";
+import { officialAverages } from "./evaluator.ts";
 import {
   type BestEval,
   conditionedTasks,
@@ -68,12 +67,7 @@ export function fakeRunOne(spec: RunSpec, opts: RunOneOptions): Promise<RunResul
   }
   // As run_one.ts computes it (compare.ts checkRecordedScores holds results to it): the
   // benchmark's own tasks only (not WNLI or the diagnostics), its official average over all 8.
-  const averages = benchmarkAverages(
-    spec.benchmark,
-    best,
-    BENCHMARK_TASKS[spec.benchmark],
-    benchmarkAverage,
-  );
+  const averages = officialAverages(spec.benchmark, best);
   const modelKey = JSON.stringify(spec.model);
   const total = 1e6 + Math.floor(1e5 * unit(modelKey));
   const extra = spec.method.name === "mtl"

@@ -1165,6 +1165,23 @@ export function invalidPredictionsNote(results: readonly RunResult[]): string | 
 }
 
 /**
+ * The notes bench prints on the runs a grid trained, once it ends: undefined metrics
+ * ({@link undefinedMetricsNotes}), then predictions that are no answer
+ * ({@link invalidPredictionsNote}).
+ *
+ * @param results the runs trained
+ * @returns the lines, none when there is nothing to say
+ */
+export function finishedRunNotes(results: readonly RunResult[]): string[] {
+  const undefinedMetrics = results.flatMap((r) => {
+    const what = undefinedMetricsOf(r);
+    return what === undefined ? [] : [{ id: r.spec.id, what }];
+  });
+  const invalid = invalidPredictionsNote(results);
+  return [...undefinedMetricsNotes(undefinedMetrics), ...(invalid === undefined ? [] : [invalid])];
+}
+
+/**
  * The info label of a run's progress bar for a progress report: each phase its own, so that a
  * phase added to `RunProgress` fails to compile here rather than being drawn as another.
  *
@@ -2516,9 +2533,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       out: values.out,
     });
     const claimLine = claimLines();
-    // The runs whose best evaluations have undefined metrics: said once the grid ends.
-    const undefinedMetrics: { id: string; what: string }[] = [];
-    // The runs trained here, for the note on predictions that are no answer.
+    // The runs trained here, for the notes on their scores once the grid ends.
     const doneResults: RunResult[] = [];
     try {
       summary = await runGrid(specs, {
@@ -2542,11 +2557,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
           return stopRequested();
         },
         onEvent: (e) => {
-          if (e.kind === "done") {
-            const what = undefinedMetricsOf(e.result);
-            if (what !== undefined) undefinedMetrics.push({ id: e.spec.id, what });
-            doneResults.push(e.result);
-          }
+          if (e.kind === "done") doneResults.push(e.result);
           if (reporter !== undefined) return reporter.onEvent(e);
           if (e.kind === "start" && e.replaces !== undefined) {
             error(`rerunning ${e.spec.id}: ${replacing(e.replaces)}`);
@@ -2578,9 +2589,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
           }`,
       );
       for (const line of failedLines(summary.failed)) error(line);
-      for (const line of undefinedMetricsNotes(undefinedMetrics)) error(line);
-      const invalidNote = invalidPredictionsNote(doneResults);
-      if (invalidNote !== undefined) error(invalidNote);
+      for (const line of finishedRunNotes(doneResults)) error(line);
       error(
         spec === undefined && notStarted === 0
           // The signal came while the last run finished (runner.ts: it did not stop it).
@@ -2604,9 +2613,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       }, ${summary.failed.length} failed${leftToOthersNote(summary)}`,
     );
     for (const line of failedLines(summary.failed)) error(line);
-    for (const line of undefinedMetricsNotes(undefinedMetrics)) error(line);
-    const invalidNote = invalidPredictionsNote(doneResults);
-    if (invalidNote !== undefined) error(invalidNote);
+    for (const line of finishedRunNotes(doneResults)) error(line);
     // No run of this grid finished (none done, none skipped: a result of an earlier bench, or of
     // another process, counts): every one failed, and a failed run is left out of the tables, so
     // there is nothing of this grid to tabulate. Said so, rather than as a table error advising

@@ -20,8 +20,7 @@ import {
   validateRunResult,
 } from "./spec.ts";
 import { isPerTaskRun, mergePerTaskRuns, missingTaskRuns, perTaskParts } from "./per_task.ts";
-import { benchmarkAverages, bestPerTask } from "./evaluator.ts";
-import { BENCHMARK_TASKS, benchmarkAverage } from "../tasks/mod.ts";
+import { bestPerTask, officialAverages } from "./evaluator.ts";
 import type { RunProvenance } from "./provenance.ts";
 
 /** One difference found by {@link compareResults}. */
@@ -254,12 +253,7 @@ export function checkRecordedScores(r: RunResult, file: string): RunResult {
       );
     }
   }
-  const averages: Record<string, number> = benchmarkAverages(
-    r.spec.benchmark,
-    best,
-    BENCHMARK_TASKS[r.spec.benchmark],
-    (b, scores) => benchmarkAverage(b, scores),
-  );
+  const averages: Record<string, number> = officialAverages(r.spec.benchmark, best);
   for (const bench of new Set([...Object.keys(r.averages), ...Object.keys(averages)])) {
     const [stored, computed] = [(r.averages as Record<string, number>)[bench], averages[bench]];
     const near = stored !== undefined && computed !== undefined &&

@@ -13,6 +13,8 @@ import { greedyDecode, type T5Model } from "../model/t5.ts";
 import type { MethodInstance } from "../model/method.ts";
 import { T5_UNK_SURFACE } from "../model/tokenizer.ts";
 import type { Example, TaskSplit } from "../tasks/types.ts";
+import { BENCHMARK_TASKS } from "../tasks/registry.ts";
+import { benchmarkAverage } from "../tasks/metrics.ts";
 import type { BenchmarkName, BestEval, TaskEval } from "./spec.ts";
 import { Rng, seedFor } from "./rng.ts";
 import type { SpecialIds } from "./batching.ts";
@@ -444,6 +446,22 @@ export function benchmarkAverages(
     ? average(benchmark, scores)
     : names.reduce((a, t) => a + scores[t]!, 0) / names.length;
   return { [benchmark]: value };
+}
+
+/**
+ * {@link benchmarkAverages} with the benchmarks' own tasks and official average (`tasks/`), as
+ * `run_one.ts` records a run's (`$.averages`) and a merged per-task result, the tables and the
+ * gate's check of a stored result recompute it.
+ *
+ * @param benchmark the run's benchmark
+ * @param best per-task best evaluations
+ * @returns the average of the benchmark, or `{}` when none of its tasks was evaluated
+ */
+export function officialAverages(
+  benchmark: BenchmarkName,
+  best: Readonly<Record<string, BestEval>>,
+): { glue?: number; super_glue?: number } {
+  return benchmarkAverages(benchmark, best, BENCHMARK_TASKS[benchmark], benchmarkAverage);
 }
 
 /**

@@ -15,8 +15,7 @@
  *
  * @module
  */
-import { BENCHMARK_TASKS, benchmarkAverage } from "../tasks/mod.ts";
-import { benchmarkAverages } from "./evaluator.ts";
+import { officialAverages } from "./evaluator.ts";
 import {
   type AttentionMass,
   type BestEval,
@@ -141,12 +140,7 @@ function merge(parts: readonly RunResult[], perTaskOf: readonly string[]): RunRe
   const missing = perTaskOf.filter((t) => !present.has(t));
   const best: Record<string, BestEval> = {};
   for (const r of parts) Object.assign(best, r.best);
-  const averages = missing.length > 0 ? {} : benchmarkAverages(
-    spec.benchmark,
-    best,
-    BENCHMARK_TASKS[spec.benchmark],
-    (b, scores) => benchmarkAverage(b, scores),
-  );
+  const averages = missing.length > 0 ? {} : officialAverages(spec.benchmark, best);
   const attention: Record<string, AttentionMass> = {};
   for (const r of parts) Object.assign(attention, r.attentionMass ?? {});
   const throughput = mergedThroughput(parts);

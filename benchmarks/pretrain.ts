@@ -1013,6 +1013,7 @@ export async function pretrainBackbone(
           log(`pretrain: step ${step}/${opts.steps} loss ${v.toFixed(4)} (${sec.toFixed(1)} s)`);
         }
       }
+      const git = codeGitState();
       const info: PretrainInfo = {
         key,
         preset: opts.preset,
@@ -1032,7 +1033,7 @@ export async function pretrainBackbone(
         backend: backend.name,
         requestedBackend: backend.requested,
         ...(backend.adapter === undefined ? {} : { adapter: backend.adapter }),
-        code: { gitSha: codeGitState().sha, gitDirty: codeGitState().dirty },
+        code: { gitSha: git.sha, gitDirty: git.dirty },
       };
       const tensors = t5StateDict(model);
       let written = info;

@@ -43,8 +43,7 @@ import {
   weightsDir,
 } from "./spec.ts";
 import { toyTrain } from "./trainer_testing.ts";
-import { benchmarkAverages, bestPerTask } from "./evaluator.ts";
-import { benchmarkAverage } from "../tasks/metrics.ts";
+import { bestPerTask, officialAverages } from "./evaluator.ts";
 import { inTempDir } from "../model/fs_testing.ts";
 import { TrainingInterruptedError } from "./trainer.ts";
 import { resumeRecord, type RunProvenance } from "./provenance.ts";
@@ -865,12 +864,7 @@ function toyRunOne(log: { evals: number; steps: number }, killAt?: number): RunO
     };
     // Its best and averages from its own evaluations, as run_one.ts computes them.
     const best = bestPerTask(outcome.evals);
-    const averages = benchmarkAverages(
-      spec.benchmark,
-      best,
-      BENCHMARK_TASKS[spec.benchmark],
-      benchmarkAverage,
-    );
+    const averages = officialAverages(spec.benchmark, best);
     return { ...fake, provenance, losses: outcome.losses, evals: outcome.evals, best, averages };
   };
 }

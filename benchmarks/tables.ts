@@ -1810,8 +1810,12 @@ async function tablesCommand(
   });
   const runs = values.runs ?? [DEFAULT_RUNS];
   refuseRepeatedFolders("--runs", runs);
+  checkOutputFolder("--out", values.out, {
+    writable: true,
+    ...(cannotWrite === undefined ? {} : { cannotWrite }),
+  });
   for (const r of runs) {
-    const bad = await argumentProblem(r, values.out, values.runs !== undefined, cannotWrite);
+    const bad = await runsProblem(r, values.runs !== undefined);
     if (bad !== undefined) throw new UsageError(bad);
   }
   for (const f of await writeTables(runs, values.out)) log(f);
@@ -1851,24 +1855,11 @@ export async function unfinishedRuns(runsDir: string): Promise<string[]> {
 }
 
 /**
- * What is wrong with `--runs` and `--out` before anything is read, or undefined. `runsGiven`:
- * whether `--runs` was typed (a default folder that is missing is named as the default, with
- * what writes it, not as a flag the user never gave).
+ * What is wrong with a `--runs` folder or file before anything is read, or undefined.
+ * `runsGiven`: whether `--runs` was typed (a default folder that is missing is named as the
+ * default, with what writes it, not as a flag the user never gave).
  */
-async function argumentProblem(
-  runs: string,
-  out: string,
-  runsGiven: boolean,
-  cannotWrite?: (dir: string) => string | undefined,
-): Promise<string | undefined> {
-  try {
-    checkOutputFolder("--out", out, {
-      writable: true,
-      ...(cannotWrite === undefined ? {} : { cannotWrite }),
-    });
-  } catch (e) {
-    return (e as Error).message;
-  }
+async function runsProblem(runs: string, runsGiven: boolean): Promise<string | undefined> {
   // A folder or one JSON file of results (as submission's --runs says it).
   if (!(await pathExists(runs))) {
     return runsGiven

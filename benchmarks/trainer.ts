@@ -547,10 +547,20 @@ function resumedCodeOf(codes: readonly CodeVersion[], current?: CodeVersion): Co
   return { sha: code.sha, dirty: code.dirty, ...(backend === undefined ? {} : { backend }) };
 }
 
+/** One step's record in {@link TrainOutcome.losses}. */
+export interface StepLoss {
+  /** The step, 1-based. */
+  step: number;
+  /** Its training loss (NaN when it diverged). */
+  loss: number;
+  /** The learning rate its update used; absent for steps of checkpoints written before it was kept. */
+  lr?: number;
+}
+
 /** What {@link train} returns. */
 export interface TrainOutcome {
   /** Loss of every step (1-based steps), including steps restored from a checkpoint. */
-  readonly losses: { step: number; loss: number; lr?: number }[];
+  readonly losses: StepLoss[];
   /** Every evaluation, including ones restored from a checkpoint. */
   readonly evals: TaskEval[];
   /** Step of the checkpoint the run resumed from (0 for a fresh start). */
@@ -1040,7 +1050,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
   const optimizerConfig = optimizerConfigFor(t);
   const optimizer: Optimizer = createOptimizer(optimizerConfig);
   const ckptEnabled = o.checkpointDir !== undefined && t.checkpointEvery > 0;
-  let losses: { step: number; loss: number; lr?: number }[] = [];
+  let losses: StepLoss[] = [];
   let evals: TaskEval[] = [];
   let step = 0;
   let tokens = 0;
@@ -1149,7 +1159,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
           // The source was restored by `check`, the last thing it did before taking `ck`.
           for (const [n, v] of params) v.assign(ck.variables.get(n)!);
           optimizer.restore(ck.state.optimizerStep as number, ck.slots);
-          losses = ck.state.losses as { step: number; loss: number; lr?: number }[];
+          losses = ck.state.losses as StepLoss[];
           evals = ck.state.evals as TaskEval[];
           step = ck.step;
           if (ck.state.tokens === undefined) {

@@ -989,11 +989,7 @@ export function checkOutputFolder(
     }
     if (info !== undefined) {
       if (!info.isDirectory) {
-        throw new UsageError(
-          at === path
-            ? `${flag} ${path}: is a file, not a folder`
-            : `${flag} ${path}: ${at} is a file, not a folder`,
-        );
+        throw new UsageError(`${flag} ${path}:${where(at)} is a file, not a folder`);
       }
       if (opts.writable === true) {
         const problem = (opts.cannotWrite ?? cannotCreateIn)(at);
