@@ -1514,7 +1514,8 @@ function mtlReference(c: Cell, mtlGroups: readonly Group[]): MtlReference {
  * model, label and method (`paper_params_x_mtl`, its `paper_source`, and `paper_row`:
  * {@link paperMatch}), shown only beside a configuration that counts that row's (the default's)
  * parameters, as in `params.csv`: the paper's ablation tables give one #Params per row, not per
- * benchmark.
+ * benchmark; where a benchmark's count, rounded as the paper rounds, is not that figure,
+ * `paper_row` ends with `; differs: glue_params_x_mtl 1.01x here at 2 decimals, not 1.02x`.
  *
  * @param results run results
  * @param paper the paper's reference rows
@@ -1580,6 +1581,19 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
     );
     const [glueX, glueRef] = xMtl("glue");
     const [sgX, sgRef] = xMtl("super_glue");
+    const paperX = p?.params_ratio ?? "";
+    // As params.csv does (withPaperDisagreements): a figure shown beside a count that, rounded as
+    // the paper rounds, is not it says so.
+    const differs = paperX === "" ? [] : ([["glue", glueX], ["super_glue", sgX]] as const).flatMap(
+      ([b, x]) => {
+        if (x === "") return [];
+        const digits = paperX.split(".")[1]?.length ?? 0;
+        const here = roundHalfAway(Number(x.slice(0, -1)), digits);
+        return here === Number(paperX) ? [] : [
+          `${b}_params_x_mtl ${here.toFixed(digits)}x here at ${digits} decimals, not ${paperX}x`,
+        ];
+      },
+    );
     rows.push([
       ...groupCells(g),
       JSON.stringify(g.runs[0]!.spec.method.config),
@@ -1590,9 +1604,9 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
       seedsCell(g),
       ...averageCells(g, "glue"),
       ...averageCells(g, "super_glue"),
-      p?.params_ratio ? `${p.params_ratio}x` : "",
+      paperX ? `${paperX}x` : "",
       p?.source ?? "",
-      paperNote,
+      differs.length === 0 ? paperNote : `${paperNote}; differs: ${differs.join(", ")}`,
       configCell(g),
       ...provenanceCells(g),
     ]);

@@ -1846,6 +1846,15 @@ Deno.test("ablation.csv takes the paper's figure from the row of the same model,
   const global = find("t5-v1_1-base", "hyperprompt_global");
   assert.equal(paperX(global), "1.02x");
   assert.match(String(global[head.indexOf("paper_source")]), /§4\.5 ablation/);
+  // No MTL run here: relative to the backbone, the default's count is 1.01x at the paper's two
+  // decimals (as params.csv's analytic row), and paper_row says so.
+  const x = String(global[head.indexOf("glue_params_x_mtl")]);
+  assert.equal(Number(x.slice(0, -1)).toFixed(2), "1.01", x);
+  assert.equal(
+    global[head.indexOf("paper_row")],
+    "ablation: t5-v1_1-base HyperPrompt-Global; differs: glue_params_x_mtl 1.01x here at 2 " +
+      "decimals, not 1.02x",
+  );
   // The same label on another method, or another size: not the paper's row.
   assert.equal(paperX(find("t5-v1_1-base", "hyperprompt_share")), "");
   assert.equal(find("t5-v1_1-base", "hyperprompt_share")[head.indexOf("paper_source")], "");
