@@ -183,9 +183,11 @@ import {
   planDeviceMemory,
   probeDeviceMemory,
   type RunBackend,
+  runName,
   WASM_HEAP_MARGIN,
   WASM_XNN_HEAP_MARGIN,
 } from "./device_memory.ts";
+import { diskNeedLine, diskSpaceWarning, estimateDiskNeed, freeDiskBytes } from "./disk_space.ts";
 
 /** The GPU memory's usable percentage ({@link DEVICE_MARGIN}), as --help says it. */
 const GPU_USABLE = Math.round(100 * (1 - DEVICE_MARGIN));
@@ -1623,6 +1625,11 @@ export interface MainOptions {
    */
   readonly hostMemory?: number;
   /**
+   * The bytes free on the file system of a folder, or undefined (default
+   * `benchmarks/disk_space.ts` `freeDiskBytes`; tests inject a small disk).
+   */
+  readonly freeDiskBytes?: (dir: string) => number | undefined;
+  /**
    * Ends the process at once on a second SIGINT/SIGTERM, or a first one with nothing to save
    * ({@link interruptHandler}; default `Deno.exit`).
    */
@@ -2313,12 +2320,15 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     if (configRefusal !== undefined && !values["dry-run"]) {
       throw new UsageError(`Refused before training: ${configRefusal}`);
     }
+    // The runs that will train: with --resume, not those whose result is kept (a dry run counts
+    // every run).
+    let toRun: RunSpec[] = [...specs];
     if (!values["dry-run"]) {
       // A malformed task file fails every run that reads it at its start: refused now. With
       // --resume, the runs whose result runGrid will keep are skipped, so their files are not
       // read; a result it retrains (malformed, edited, its checkpoint or data changed) is not
       // kept here either (a checkpoint hashed here is not hashed again: model/checkpoint.ts fileDigest).
-      const toRun: RunSpec[] = [];
+      toRun = [];
       for (const s of specs) {
         if (values.resume !== true || await readFinished(values.out, s, dataDir) === undefined) {
           toRun.push(s);
@@ -2453,6 +2463,18 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         `note: --checkpoint-minutes ${minutesArg} changes nothing here: no run writes ` +
           `checkpoints (train.checkpointEvery 0)`,
       );
+    }
+    // Disk: what the runs still to train write at once into --out (their checkpoints, kept
+    // weights), from the preflight's estimates: a dry run says it, a run warns when it is more
+    // than the free space.
+    {
+      const need = estimateDiskNeed(toRun, (s) => memory.runs.get(s.id)?.estimate);
+      const free = (opts.freeDiskBytes ?? freeDiskBytes)(values.out);
+      const name = (s: RunSpec) => runName(s, labels.model(s));
+      const line = values["dry-run"]
+        ? diskNeedLine(need, values.out, free, name)
+        : diskSpaceWarning(need, values.out, free, name);
+      if (line !== undefined) error(`${values["dry-run"] ? "note" : "warning"}: ${line}`);
     }
     const refused = refusalsOf(memory);
     if (values["dry-run"]) {

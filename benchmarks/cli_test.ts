@@ -2811,6 +2811,67 @@ Deno.test("main(): a run on the host's memory (cpu) whose estimated peak exceeds
     );
   }));
 
+Deno.test("main(): the disk space the runs write at once into --out: said by a dry run, warned of when more than is free; trained all the same", () =>
+  inTempDir(async (dir) => {
+    const profile = await tmpProfile(dir, {
+      seeds: [0],
+      methods: [{ name: "mtl" }],
+      train: { ...TINY.train, checkpointEvery: 2 },
+    });
+    const args = (out: string, extra: string[] = []) => [
+      ...["--profile", profile, "--out", join(dir, out), "--backend", "cpu", "--no-tables"],
+      ...extra,
+    ];
+    const asked: string[] = [];
+    const disk = (bytes: number) => (d: string) => (asked.push(d), bytes);
+    const dry = capture();
+    assert.equal(
+      await main(args("a", ["--dry-run"]), { ...dry.opts, freeDiskBytes: disk(1e12) }),
+      0,
+    );
+    assert.deepEqual(asked, [join(dir, "a")]);
+    const note = dry.err.filter((l) => l.startsWith("note: disk: "));
+    assert.equal(note.length, 1, dry.err.join("\n"));
+    assert.match(
+      note[0]!,
+      /^note: disk: the runs write up to about [\d.]+ MB at once in .*\/a \([\d.]+ MB of checkpoints \(3 at once while one is saved\) of the largest run, run \w{12} \(tiny-v1_1, mtl, (glue|super_glue), s0\)\); 1000\.0 GB free there$/,
+    );
+    // Enough room: a real run says nothing of the disk.
+    const roomy = capture();
+    const { runOne: quiet } = countingRunOne();
+    assert.equal(
+      await main(args("b"), { ...roomy.opts, runOne: quiet, freeDiskBytes: disk(1e12) }),
+      0,
+    );
+    assert.deepEqual(roomy.err.filter((l) => /disk/.test(l)), []);
+    // 1 KB free: warned of before training, and the runs train.
+    const c = capture();
+    const { calls, runOne } = countingRunOne();
+    assert.equal(await main(args("c"), { ...c.opts, runOne, freeDiskBytes: disk(1000) }), 0);
+    const w = c.err.filter((l) => l.startsWith("warning: disk: "));
+    assert.equal(w.length, 1, c.err.join("\n"));
+    assert.match(
+      w[0]!,
+      /; 1000 B free there: a run that fills the disk fails there \(what was written before is kept\); free space, or choose another --out$/,
+    );
+    assert.equal(calls.length, 2, "a warning, not a refusal");
+    // Runs that write no checkpoint need no disk here: nothing said, even by a dry run.
+    const none = await tmpProfile(dir, {
+      seeds: [0],
+      methods: [{ name: "mtl" }],
+      train: { ...TINY.train, checkpointEvery: 0 },
+    });
+    const n = capture();
+    assert.equal(
+      await main(
+        ["--profile", none, "--out", join(dir, "d"), "--backend", "cpu", "--dry-run"],
+        { ...n.opts, freeDiskBytes: disk(0) },
+      ),
+      0,
+    );
+    assert.deepEqual(n.err.filter((l) => /disk/.test(l)), []);
+  }));
+
 Deno.test("main() --dry-run: WebGPU on a software adapter is estimated at its own rate, not a GPU's, unless planning as on a GPU of a stated size", () =>
   inTempDir(async (dir) => {
     const profile = await tmpProfile(dir, { seeds: [0], methods: [{ name: "mtl" }] });

@@ -758,8 +758,14 @@ export function hostMemoryWarnings(
   });
 }
 
-/** A short name of a run for messages. */
-function runName(spec: RunSpec, model: string): string {
+/**
+ * A short name of a run for messages: `run <id> (<model>, <label>[ <task>], <benchmark>, s<seed>)`.
+ *
+ * @param spec the run
+ * @param model its model's name as the messages show it
+ * @returns the name
+ */
+export function runName(spec: RunSpec, model: string): string {
   return `run ${spec.id} (${model}, ${spec.method.label}${
     perTaskTag(spec)
   }, ${spec.benchmark}, s${spec.seed})`;

@@ -60,6 +60,7 @@ export * from "./tables.ts";
 export * from "./per_task.ts";
 export * from "./memory.ts";
 export * from "./device_memory.ts";
+export * from "./disk_space.ts";
 /** The model configuration the memory estimate and the accounting take (`model/config.ts`). */
 export type { FeedForwardProj, T5Config } from "../model/config.ts";
 export * from "./plots.ts";
