@@ -29,6 +29,8 @@ const blasOpen = openBlas();
 const blas = blasOpen.ok ? blasOpen.blas : undefined;
 const blasSkip = blasOpen.ok ? "" : blasOpen.reason;
 if (!blasOpen.ok) console.warn(`wasm_kernels_test: BLAS tests ignored: ${blasSkip}`);
+/** What a BLAS test's name ends with where it is skipped: the reason, as `gpuTest` does. */
+const skipped = (usesBlas: boolean) => usesBlas && !blasOpen.ok ? ` [SKIPPED: ${blasSkip}]` : "";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 
@@ -93,7 +95,7 @@ Deno.test(
 );
 
 Deno.test({
-  name: "BLAS fused matMul (transposeB+bias+relu) at 256/512 equals cpu",
+  name: `BLAS fused matMul (transposeB+bias+relu) at 256/512 equals cpu${skipped(true)}`,
   ignore: blas === undefined,
   ...opts,
   async fn() {
@@ -140,7 +142,7 @@ for (const useBlas of [true, false]) {
   Deno.test({
     name: `BatchMatMul (${
       useBlas ? "BLAS" : "transpose fix"
-    }): all transpose combos, rank 2/3/4 broadcasting, K = 0 equal cpu`,
+    }): all transpose combos, rank 2/3/4 broadcasting, K = 0 equal cpu${skipped(useBlas)}`,
     ignore: useBlas && blas === undefined,
     ...opts,
     fn: () => batchMatMulEqualsCpu(useBlas),
@@ -205,7 +207,7 @@ async function batchMatMulEqualsCpu(useBlas: boolean): Promise<void> {
 for (const useBlas of [true, false]) {
   Deno.test({
     name: `fused matMul (${useBlas ? "BLAS" : "transpose fix"}): bias shapes, activations and ` +
-      "K = 0 on a batch equal cpu",
+      `K = 0 on a batch equal cpu${skipped(useBlas)}`,
     ignore: useBlas && blas === undefined,
     ...opts,
     fn: () => fusedMatMulEqualsCpu(useBlas),
@@ -304,7 +306,9 @@ async function gradsOn(backend: string): Promise<Map<string, Float32Array>> {
 
 for (const useBlas of [false, true]) {
   Deno.test({
-    name: `gradients through tf.variableGrads equal cpu (${useBlas ? "BLAS" : "transpose fix"})`,
+    name: `gradients through tf.variableGrads equal cpu (${useBlas ? "BLAS" : "transpose fix"})${
+      skipped(useBlas)
+    }`,
     ignore: useBlas && blas === undefined,
     ...opts,
     async fn() {
@@ -364,7 +368,8 @@ Deno.test("wasmMatMulState reports the installed mode; unpatch restores stock", 
 });
 
 Deno.test({
-  name: "openBlas pins OpenBLAS in the process: closing its handle does not unload it (Linux)",
+  name: "openBlas pins OpenBLAS in the process: closing its handle does not unload it (Linux)" +
+    skipped(true),
   ignore: !blasOpen.ok || Deno.build.os !== "linux",
   fn: async () => {
     // In a fresh process (this one holds handles of its own): a plain Deno.dlopen + close
