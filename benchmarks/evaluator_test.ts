@@ -297,6 +297,46 @@ Deno.test("evaluate() batches by length, matches one-by-one decoding, leaks noth
   disposeT5(model);
 });
 
+Deno.test("evaluate() leaks nothing when decoding throws partway (a hook failing in the second batch's decoder)", async () => {
+  const model = initT5(CONFIG, { seed: 5 });
+  const inputs = [[3, 4, 1], [5, 1], [6, 7, 8, 1], [9, 1]];
+  const set = {
+    task: "t",
+    taskId: 0,
+    examples: inputs.map((_, i) => ex(i)),
+    inputs,
+    maxNewTokens: 3,
+  };
+  let batches = 0;
+  const failing: MethodInstance = {
+    ...NO_METHOD,
+    hooks: () => {
+      batches++;
+      return {
+        afterSublayer: (stack, _layer, _sublayer, y) => {
+          if (batches === 2 && stack === "decoder") throw new Error("hook failed");
+          return y;
+        },
+      };
+    },
+  };
+  const scorer: Scorer = { scoreTask: () => ({ accuracy: 0 }), groupScore: () => 0 };
+  const before = tf.memory().numTensors;
+  await assert.rejects(
+    evaluate(model, failing, [set], {
+      step: 1,
+      batchSize: 2,
+      ids: IDS,
+      tokenizer: { decode: () => "" },
+      scorer,
+    }),
+    /hook failed/,
+  );
+  assert.equal(batches, 2, "the first batch decoded, the second failed");
+  assert.equal(tf.memory().numTensors, before, "the batch's input ids and mask are freed");
+  disposeT5(model);
+});
+
 Deno.test("evaluate() refuses a batch size that is not a positive integer", async () => {
   // 0 and NaN failed inside tfjs with a shape error naming no option; 1.5 decoded a row twice
   // (rows [0, 1.5) then [1.5, 3) = rows 1 and 2).

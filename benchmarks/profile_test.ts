@@ -639,9 +639,14 @@ Deno.test("the ablation* profiles run §4.5's rows at Base and Large and §4.3's
 });
 
 Deno.test("the paper profiles train DPR in their SuperGLUE mixtures as T5 did (A19); ci and smoke do not", async () => {
-  for (const name of PAPER_PROFILES()) {
+  const names = PAPER_PROFILES();
+  assert.ok(names.length >= 4, names.join(", "));
+  for (const name of names) {
     assert.deepEqual((await loadProfile(name)).extraTrainTasks, { super_glue: ["dpr"] }, name);
-    for (const s of await fullGrid(name)) {
+    const grid = await fullGrid(name);
+    // Both benchmarks' runs, so that the checks below see a SuperGLUE mixture and a GLUE run.
+    assert.deepEqual([...new Set(grid.map((s) => s.benchmark))].sort(), ["glue", "super_glue"]);
+    for (const s of grid) {
       const at = `${name} ${s.benchmark} ${s.method.label}${s.perTaskOf ? `[${s.tasks[0]}]` : ""}`;
       // Multi-task SuperGLUE runs: the 8 evaluated tasks, then DPR; per-task runs train one task.
       const want = s.benchmark === "super_glue" && s.perTaskOf === undefined ? ["dpr"] : undefined;

@@ -218,6 +218,8 @@ Deno.test("train() updates only trained variables", async () => {
   const isLn = (n: string) => n.includes("layer_norm");
   await train(opts(model, { instance: fullFinetune(isLn), train: { ...SPEC, steps: 2 } }));
   const end = await snapshot(model);
+  // Both kinds present: layer norms (trained) and others (frozen).
+  assert.ok([...start.keys()].some(isLn) && [...start.keys()].some((n) => !isLn(n)));
   for (const [n, a] of start) {
     const changed = a.some((x, i) => x !== end.get(n)![i]);
     assert.equal(changed, isLn(n), `${n} changed=${changed}`);

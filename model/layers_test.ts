@@ -132,6 +132,8 @@ Deno.test("feedForward: relu and gated gelu match hand-written compositions", ()
       tf.mul(geluNew(tf.matMul(x2, wi.transpose())), tf.matMul(x2, wi1.transpose())),
       wo.transpose(),
     );
+    // The gated reference uses geluNew itself: this checks feedForward's wiring (which weight
+    // is gated, transposes); geluNew's own values are pinned against fixed numbers above.
     close(feedForward(x, { wi0: wi, wi1, wo }).dataSync(), g.dataSync(), 1e-5, "gated");
     assert.throws(() => feedForward(x, { wo }), /feedForward/);
   });
