@@ -64,7 +64,14 @@ import cliProgress from "cli-progress";
 import { isUnpublishedPreset, preset, type T5Config, t5ConfigFromHf } from "../model/config.ts";
 import { parseJsonFile } from "../model/json.ts";
 import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
-import { backendFromEnv, backendHint, backpropFromEnv, isBackendName } from "../model/backend.ts";
+import {
+  backendFromEnv,
+  backendHint,
+  backpropFromEnv,
+  isBackendName,
+  noBlasFromEnv,
+  wasmEngine,
+} from "../model/backend.ts";
 import { submitBatchFromEnv } from "../model/webgpu/submit_batch.ts";
 import { webgpuKernelsFromEnv } from "../model/webgpu/kernels_env.ts";
 import {
@@ -822,6 +829,11 @@ function hostMemoryTotal(): number | undefined {
 export interface BackendProbe {
   readonly name: string;
   readonly gpu: boolean;
+  /**
+   * Why an explicit request (`--backend`, a profile's or a run's backend, `HYPERPROMPT_BACKEND`)
+   * cannot start here; its runs are refused before any trains.
+   */
+  readonly unavailable?: string;
 }
 
 async function probeBackend(choice: BackendChoice): Promise<BackendProbe> {
@@ -1982,8 +1994,9 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     // choice, a profile's backend, the pretraining's): a bad value must stop here, not fail
     // every run of the grid one after the other.
     backendFromEnv();
-    // Every run's selectBackend reads it too: a bad value stops here, before any run.
+    // Every run's selectBackend reads them too: a bad value stops here, before any run.
     const backprop = backpropFromEnv();
+    noBlasFromEnv();
     const submitBatch = submitBatchFromEnv();
     webgpuKernelsFromEnv(); // as HYPERPROMPT_WEBGPU_SUBMIT_BATCH: read by every webgpu run
     // runGrid's claims read it before the first run: a bad value stops here, exit 2.
@@ -2359,6 +2372,39 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     for (const s of specs) {
       if (!probes.has(s.backend)) probes.set(s.backend, await resolveBackend(s.backend, probeWith));
     }
+    // HYPERPROMPT_BACKEND replaces "auto" only: where nothing asks for auto, it does nothing.
+    const envBackend = backendFromEnv();
+    if (
+      envBackend !== undefined && specs.length > 0 &&
+      // A tiny preset's pretrained backbone is pretrained here, on "auto" unless it says.
+      specs.every((s) =>
+        s.backend !== "auto" &&
+        !(s.backbone === "pretrained" && isUnpublishedPreset(s.model) &&
+          (s.pretrain?.backend ?? "auto") === "auto")
+      )
+    ) {
+      const named = [...new Set(specs.map((s) => s.backend))].sort().join(", ");
+      error(
+        `note: HYPERPROMPT_BACKEND=${envBackend} is not used: it replaces "auto", and every run ` +
+          `names its backend (${named}${
+            backendArg === undefined ? `: profile ${profile.name}` : ": --backend"
+          }); --backend chooses another`,
+      );
+    }
+    // A backend asked for by name that cannot start here: each of its runs would fail at its
+    // start, one after the other. Refused now; a dry run warns.
+    const unavailable = [...probes].flatMap(([choice, p]) => {
+      if (p.unavailable === undefined) return [];
+      const n = specs.filter((s) => s.backend === choice).length;
+      const what = choice === "auto" ? `${p.name} (HYPERPROMPT_BACKEND replacing auto)` : choice;
+      return [`${n} run(s) on ${what}: ${p.unavailable}`];
+    });
+    const backendRefusal = unavailable.length === 0
+      ? undefined
+      : `a backend that cannot start here: ${unavailable.join("; ")}`;
+    if (backendRefusal !== undefined && !values["dry-run"]) {
+      throw new Error(`Refused before training: ${backendRefusal}`);
+    }
     const backendOf = (s: RunSpec): RunBackend => probes.get(s.backend)!;
     const anyGpu = [...probes.values()].some((p) => p.gpu);
     // wasm runs are checked against the wasm heap (device_memory.ts WASM_HEAP), always.
@@ -2483,7 +2529,9 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       // (`--device-memory` off the GPU machine, README "Reproducing the paper's tables"): then a
       // GPU's, as its table is.
       const rateOf = (p: BackendProbe) =>
-        p.name === "webgpu" && !p.gpu && !stated.simulate ? SOFTWARE_WEBGPU : p.name;
+        p.name === "webgpu" && !p.gpu && p.unavailable === undefined && !stated.simulate
+          ? SOFTWARE_WEBGPU
+          : p.name;
       const rateName = specs.length > 0
         ? rateOf(backendOf(specs[0]!))
         : backend === "auto"
@@ -2526,7 +2574,7 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
             "--dry-run (exit 3 if it fails)",
         );
       }
-      for (const r of [configRefusal, refused]) {
+      for (const r of [backendRefusal, configRefusal, refused]) {
         if (r !== undefined) error(`warning: without --dry-run this is refused: ${r}`);
       }
       const simulated = shown === memory ? undefined : refusalsOf(shown);
@@ -2679,23 +2727,29 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
 }
 
 /**
- * The backend a run's choice resolves to: cpu, wasm and wasm+blas (also through
- * `HYPERPROMPT_BACKEND` replacing "auto") are no GPU and need no probe; "auto", webgpu and
- * tensorflow are probed. A probe that fails (the package or adapter missing) counts as no GPU:
- * the run itself reports why it cannot start.
+ * The backend a run's choice resolves to: cpu (also through `HYPERPROMPT_BACKEND` replacing
+ * "auto") is no GPU and needs no probe; wasm is what `selectBackend` starts for it, wasm+blas
+ * where OpenBLAS loads (`wasmEngine`, which also says why wasm+blas cannot start); "auto",
+ * webgpu and tensorflow are probed. An explicit request whose probe fails (the package or adapter
+ * missing) is `unavailable`, with the reason; "auto" always starts something.
  */
 async function resolveBackend(
   choice: BackendChoice,
   probe: (c: BackendChoice) => Promise<BackendProbe>,
 ): Promise<BackendProbe> {
   const effective = choice === "auto" ? backendFromEnv() ?? "auto" : choice;
-  if (effective === "cpu" || effective === "wasm" || effective === "wasm+blas") {
-    return { name: effective, gpu: false };
+  if (effective === "cpu") return { name: effective, gpu: false };
+  if (effective === "wasm" || effective === "wasm+blas") {
+    const w = wasmEngine(effective);
+    return "name" in w
+      ? { name: w.name, gpu: false }
+      : { name: effective, gpu: false, unavailable: w.unavailable };
   }
   try {
     return await probe(choice);
-  } catch {
-    return { name: effective === "auto" ? "cpu" : effective, gpu: false };
+  } catch (e) {
+    if (effective === "auto") return { name: "cpu", gpu: false };
+    return { name: effective, gpu: false, unavailable: (e as Error).message };
   }
 }
 

@@ -8,6 +8,7 @@ import { sharedPath } from "../model/shared_dir.ts";
 import { hubEnv, withEnv } from "../model/env_testing.ts";
 import { serveHub } from "../model/hub_testing.ts";
 import { fetchHubModel } from "../model/hub.ts";
+import { wasmEngine } from "../model/backend.ts";
 import { fetchHubConfigFiles } from "../model/pretrained.ts";
 import {
   barName,
@@ -517,19 +518,35 @@ Deno.test("main() --dry-run lists the grid with FLOPs and time; --compare gates 
       c.out.at(-1)!,
       /^12 runs; .* FLOPs; about .* \(cpu\); every row at the maximum lengths, an upper bound \(benchmarks\/README\.md, --assume-tflops\)$/,
     );
-    // The summary names the rate assumed for the chosen backend.
-    c = capture();
-    assert.equal(
-      await main(
-        ["--profile", profile, "--data-dir", DATA, "--dry-run", "--backend", "wasm"],
-        c.opts,
-      ),
-      0,
-    );
-    assert.match(
-      c.out.at(-1)!,
-      /^12 runs; .* FLOPs; about .* at an assumed 4\.00GFLOP\/s \(wasm\); every row at /,
-    );
+    // The summary names the rate assumed for the backend that will run: wasm is wasm+blas where
+    // OpenBLAS loads (as selectBackend starts it), pure wasm with HYPERPROMPT_NO_BLAS=1.
+    const engine = wasmEngine("wasm");
+    const wasmRuns = "name" in engine ? engine.name : "";
+    for (
+      const [noBlas, want] of [
+        ["1", /at an assumed 4\.00GFLOP\/s \(wasm\); every row at /],
+        [
+          "0",
+          wasmRuns === "wasm+blas"
+            ? /at an assumed 15\.0GFLOP\/s \(wasm\+blas\); every row at /
+            : /at an assumed 4\.00GFLOP\/s \(wasm\); every row at /,
+        ],
+      ] as const
+    ) {
+      c = capture();
+      assert.equal(
+        await withEnv(
+          { HYPERPROMPT_NO_BLAS: noBlas },
+          () =>
+            main(
+              ["--profile", profile, "--data-dir", DATA, "--dry-run", "--backend", "wasm"],
+              c.opts,
+            ),
+        ),
+        0,
+      );
+      assert.match(c.out.at(-1)!, new RegExp(`^12 runs; .* FLOPs; about .* ${want.source}`));
+    }
     // Models known only by a hub id the hub cache (an empty one here) lacks have no size yet: no
     // "0 FLOPs, about 0 s" line, and a note says why.
     c = capture();
@@ -2808,6 +2825,100 @@ Deno.test("main(): a run on the host's memory (cpu) whose estimated peak exceeds
     assert.match(
       warned(own.err).join("\n"),
       /^warning: 2 runs .* more than 90% of this machine's memory \([\d.]+ GB\): /,
+    );
+  }));
+
+Deno.test("main(): a backend asked for by name that cannot start here is refused before any run trains; a dry run warns; HYPERPROMPT_NO_BLAS is checked", () =>
+  inTempDir(async (dir) => {
+    const profile = await tmpProfile(dir, { seeds: [0], methods: [{ name: "mtl" }] });
+    const args = (out: string, backend: string, extra: string[] = []) => [
+      ...["--profile", profile, "--out", join(dir, out), "--backend", backend, "--no-tables"],
+      ...extra,
+    ];
+    const probe = () => Promise.reject(new Error("webgpu unavailable: no adapter (simulated)"));
+    const refusal =
+      "a backend that cannot start here: 2 run(s) on webgpu: webgpu unavailable: no adapter " +
+      "(simulated)";
+    // A real run: refused (exit 1: this machine, not the command), no run called.
+    const c = capture();
+    const { calls, runOne } = countingRunOne();
+    assert.equal(await main(args("a", "webgpu"), { ...c.opts, runOne, probe }), 1);
+    assert.deepEqual(calls, []);
+    assert.ok(c.err.includes(`Refused before training: ${refusal}`), c.err.join("\n"));
+    // A dry run: its plan, and the warning.
+    const d = capture();
+    assert.equal(await main(args("b", "webgpu", ["--dry-run"]), { ...d.opts, probe }), 0);
+    assert.ok(
+      d.err.includes(`warning: without --dry-run this is refused: ${refusal}`),
+      d.err.join("\n"),
+    );
+    // wasm+blas with BLAS turned off: refused too (its runs would each fail at their start).
+    const b = capture();
+    assert.equal(
+      await withEnv(
+        { HYPERPROMPT_NO_BLAS: "1" },
+        () => main(args("c", "wasm+blas"), { ...b.opts, runOne }),
+      ),
+      1,
+    );
+    assert.ok(
+      b.err.includes(
+        "Refused before training: a backend that cannot start here: 2 run(s) on wasm+blas: " +
+          "BLAS is disabled (unset HYPERPROMPT_NO_BLAS)",
+      ),
+      b.err.join("\n"),
+    );
+    assert.deepEqual(calls, []);
+    // A value of HYPERPROMPT_NO_BLAS that is not 0/1 is a usage error before anything runs.
+    const v = capture();
+    assert.equal(
+      await withEnv(
+        { HYPERPROMPT_NO_BLAS: "true" },
+        () => main(args("d", "cpu"), { ...v.opts, runOne }),
+      ),
+      2,
+    );
+    assert.match(
+      v.err.join("\n"),
+      /HYPERPROMPT_NO_BLAS="true" must be 1 \(wasm without OpenBLAS\)/,
+    );
+    assert.deepEqual(calls, []);
+  }));
+
+Deno.test("main(): HYPERPROMPT_BACKEND where every run names its backend is said to do nothing; where a run asks for auto, nothing is said", () =>
+  inTempDir(async (dir) => {
+    const profile = await tmpProfile(dir, { seeds: [0], methods: [{ name: "mtl" }] });
+    const noted = async (extra: string[]) => {
+      const c = capture();
+      const args = ["--profile", profile, "--out", join(dir, "o"), "--dry-run", ...extra];
+      assert.equal(await withEnv({ HYPERPROMPT_BACKEND: "cpu" }, () => main(args, c.opts)), 0);
+      return c.err.filter((l) => l.includes("HYPERPROMPT_BACKEND"));
+    };
+    assert.deepEqual(await noted(["--backend", "wasm"]), [
+      'note: HYPERPROMPT_BACKEND=cpu is not used: it replaces "auto", and every run names its ' +
+      "backend (wasm: --backend); --backend chooses another",
+    ]);
+    // The profile's auto: the variable chooses the backend, nothing to say.
+    assert.deepEqual(await noted([]), []);
+    // The ci profile names cpu for its runs and wasm for its pretraining.
+    const c = capture();
+    assert.equal(
+      await withEnv(
+        { HYPERPROMPT_BACKEND: "wasm" },
+        () =>
+          main(
+            ["--profile", "ci", "--out", join(dir, "ci"), "--dry-run", "--data-dir", DATA],
+            c.opts,
+          ),
+      ),
+      0,
+    );
+    assert.ok(
+      c.err.includes(
+        'note: HYPERPROMPT_BACKEND=wasm is not used: it replaces "auto", and every run names ' +
+          "its backend (cpu: profile ci); --backend chooses another",
+      ),
+      c.err.join("\n"),
     );
   }));
 

@@ -478,9 +478,10 @@ export interface RunScorer extends Scorer {
 /**
  * A `log` for `model/backend.ts` `selectBackend` that prints its summary line (`backend:
  * wasm+blas (tfjs "wasm", 2 threads, OpenBLAS …)`, a WebGPU adapter's description, `fallback
- * adapter` for a software one) without its notes (the result's provenance keeps them), and only
- * when it differs from the last one it printed: once per grid, again where a run's backend
- * differs, so that a slow run's reason is on screen, not only in its result JSON.
+ * adapter` for a software one) without its other notes (the result's provenance keeps them) but
+ * with the one that says why OpenBLAS was skipped (pure wasm is about 7× slower), and only when
+ * it differs from the last one it printed: once per grid, again where a run's backend differs,
+ * so that a slow run's reason is on screen, not only in its result JSON.
  *
  * @param print where the line goes
  * @returns the `log`
@@ -488,7 +489,9 @@ export interface RunScorer extends Scorer {
 export function backendSayer(print: (line: string) => void): (summary: string) => void {
   let said: string | undefined;
   return (summary) => {
-    const line = summary.split("\n")[0]!;
+    const [first, ...notes] = summary.split("\n");
+    const why = notes.map((n) => n.trim()).filter((n) => n.startsWith("BLAS skipped: "));
+    const line = [first!, ...why.map((n) => `  ${n}`)].join("\n");
     if (line === said) return;
     said = line;
     print(line);

@@ -248,6 +248,15 @@ Deno.test("backendSayer(): the backend summary's first line, once, and again whe
     'backend: cpu (tfjs "cpu", 1 thread)',
     'backend: wasm+blas (tfjs "wasm", 2 threads, OpenBLAS)',
   ]);
+  // Pure wasm because OpenBLAS could not be opened: why, on screen too (about 7× slower).
+  const pure = 'backend: wasm (tfjs "wasm", 2 threads)\n  BLAS skipped: cannot open OpenBLAS ' +
+    "(x); matmuls use the pure-wasm path (~7x slower)\n  backprop: low-memory";
+  say(pure);
+  say(pure);
+  assert.deepEqual(lines.slice(3), [
+    'backend: wasm (tfjs "wasm", 2 threads)\n  BLAS skipped: cannot open OpenBLAS (x); matmuls ' +
+    "use the pure-wasm path (~7x slower)",
+  ]);
 });
 
 Deno.test("labelsCut(): a label longer than maxTargetLength (EOS included) is named with the length that fits; none when all fit", () => {

@@ -140,7 +140,13 @@ export function wasmStockElementwiseFromEnv(): boolean {
 
 function errText(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
-  return msg.split("\n")[0]!.slice(0, 300);
+  const [first, second] = msg.split("\n");
+  // tfjs-node's native errors put the cause on a second line: "Invalid TF_Status: 13\nMessage:
+  // cuDNN launch failure" (its binding's EnsureTFOK).
+  const line = second !== undefined && /^\s*Message:/.test(second)
+    ? `${first} (${second.trim()})`
+    : first!;
+  return line.slice(0, 300);
 }
 
 /** True when `name` is a {@link BackendName}. */
@@ -219,6 +225,49 @@ export function backpropFromEnv(): BackpropMode {
   return "low-memory";
 }
 
+/** The environment variable that keeps the wasm backend off OpenBLAS (`1`; `0` or unset: not). */
+export const NO_BLAS_ENV = "HYPERPROMPT_NO_BLAS";
+
+/**
+ * Whether `HYPERPROMPT_NO_BLAS=1` keeps wasm's matmuls off OpenBLAS (the pure-wasm path).
+ *
+ * @returns true when the variable is `1`
+ * @throws UsageError naming the variable when it is set to anything but `0`, `1` or empty
+ */
+export function noBlasFromEnv(): boolean {
+  const value = env(NO_BLAS_ENV);
+  if (value !== undefined && value !== "" && value !== "0" && value !== "1") {
+    throw new UsageError(
+      `${NO_BLAS_ENV}="${value}" must be 1 (wasm without OpenBLAS) or 0 / unset (wasm+blas ` +
+        "where OpenBLAS loads)",
+    );
+  }
+  return value === "1";
+}
+
+/**
+ * What {@link selectBackend} would run for a request of `"wasm"` or `"wasm+blas"`, without
+ * starting it: `wasm+blas` where OpenBLAS loads (and `HYPERPROMPT_NO_BLAS` is not `1`), else
+ * `wasm`; for `"wasm+blas"`, which must get BLAS, the reason it cannot start instead. The library
+ * it opens stays loaded for the backend to use.
+ *
+ * @param requested `"wasm"` or `"wasm+blas"`
+ * @returns the engine's name, or why the request cannot start
+ * @throws UsageError for a bad `HYPERPROMPT_NO_BLAS` value
+ */
+export function wasmEngine(
+  requested: "wasm" | "wasm+blas",
+): { readonly name: "wasm" | "wasm+blas" } | { readonly unavailable: string } {
+  const noBlas = noBlasFromEnv();
+  if (noBlas) {
+    return requested === "wasm"
+      ? { name: "wasm" }
+      : { unavailable: `BLAS is disabled (unset ${NO_BLAS_ENV})` };
+  }
+  if (getBlas() !== undefined) return { name: "wasm+blas" };
+  return requested === "wasm" ? { name: "wasm" } : { unavailable: blasError ?? "no OpenBLAS" };
+}
+
 /**
  * Installs the backward pass {@link backpropFromEnv} names (idempotent: the engine is the same
  * for every backend) and returns the note that records it.
@@ -281,9 +330,25 @@ async function startTensorflow(
   importPackage: (specifier: string) => Promise<unknown>,
 ): Promise<string | undefined> {
   const tried: string[] = [];
+  // A package that imported registered tfjs's "tensorflow" backend, and tfjs keeps the first
+  // registration: another package's import would run that one's backend again (and be recorded
+  // as the other), so none is tried after it.
+  let registeredBy: string | undefined;
   for (const pkg of ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"]) {
+    if (registeredBy !== undefined) {
+      tried.push(
+        `${pkg}: not tried (${registeredBy} registered tfjs's "tensorflow" backend first)`,
+      );
+      continue;
+    }
     try {
       await importPackage(pkg);
+    } catch (e) {
+      tried.push(`${pkg}: ${errText(e)}`);
+      continue;
+    }
+    try {
+      if (tf.findBackendFactory("tensorflow") !== null) registeredBy = pkg;
       await trySetBackend("tensorflow");
       // The GPU package that failed before this one: why, in the record of every run.
       if (tried.length > 0) notes.push(`tensorflow: ${tried.join(" | ")}; using ${pkg}`);
@@ -300,13 +365,17 @@ async function startTensorflow(
       }
       return pkg;
     } catch (e) {
-      tried.push(`${pkg}: ${errText(e)}`);
+      tried.push(`${pkg}: imported, but its backend failed: ${errText(e)}`);
     }
   }
   notes.push(
-    `tensorflow skipped: ${tried.join(" | ")}. Install @tensorflow/tfjs-node(-gpu)@4.22.0 where ` +
-      "libtensorflow can be downloaded (its install script fetches it from " +
-      "storage.googleapis.com) and add it to deno.json imports",
+    `tensorflow skipped: ${tried.join(" | ")}. ${
+      registeredBy === undefined
+        ? "Install @tensorflow/tfjs-node(-gpu)@4.22.0 where libtensorflow can be downloaded " +
+          "(its install script fetches it from storage.googleapis.com) and add it to deno.json " +
+          "imports"
+        : `${registeredBy} is installed but its backend does not run here (see why above)`
+    }`,
   );
   return undefined;
 }
@@ -342,7 +411,8 @@ async function probeWebGpu(): Promise<AdapterProbe> {
       ok: false,
       fallback: false,
       description: "",
-      why: "requestAdapter() returned null (no GPU driver; check DENO_WEBGPU_BACKEND)",
+      why:
+        `requestAdapter() returned null (no GPU driver; check DENO_WEBGPU_BACKEND${webgpuBackendEnvNote()})`,
     };
   }
   const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
@@ -531,6 +601,12 @@ export async function installTuningTable(
   }
 }
 
+/** `, set to "<value>"` when DENO_WEBGPU_BACKEND is set (an empty value is a known trap). */
+function webgpuBackendEnvNote(): string {
+  const v = env("DENO_WEBGPU_BACKEND");
+  return v === undefined ? "" : `, set to "${v}"`;
+}
+
 function getBlas(): BlasLibrary | undefined {
   if (blasLib !== undefined) return blasLib;
   if (blasError !== undefined) return undefined;
@@ -642,7 +718,7 @@ export async function selectBackend(
   }
   // Checked before any backend starts: a bad value stops here, not after minutes of setup.
   const backprop = backpropFromEnv();
-  const noBlasEnv = env("HYPERPROMPT_NO_BLAS") === "1";
+  const noBlasEnv = noBlasFromEnv();
   const wantBlas = (opts.blas ?? true) && !noBlasEnv;
   if (requested === "wasm+blas" && !wantBlas) {
     throw new Error(

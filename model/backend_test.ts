@@ -8,7 +8,9 @@ import {
   backpropFromEnv,
   currentBackendInfo,
   installTuningTable,
+  noBlasFromEnv,
   selectBackend,
+  wasmEngine,
 } from "./backend.ts";
 import { openBlas } from "./wasm_kernels.ts";
 import { lowMemoryBackpropInstalled, uninstallLowMemoryBackprop } from "./backprop.ts";
@@ -68,9 +70,12 @@ Deno.test("tensorflow: explicit request throws and says how to install it", opts
  * A stand-in for the tfjs-node packages (which cannot be installed here): `present` maps a
  * package to what its import registers, a "tensorflow" backend made of tfjs's cpu backend (its
  * kernels too, unless `kernels` is false: then the tiny op fails) with tfjs-node's
- * `isUsingGpuDevice` flag; any other package fails to import as a missing one does.
+ * `isUsingGpuDevice` flag (with `failWith`, its matMul throws that message); any other package
+ * fails to import as a missing one does.
  */
-function fakeTfjsNode(present: Record<string, { gpu?: boolean; kernels?: boolean }>) {
+function fakeTfjsNode(
+  present: Record<string, { gpu?: boolean; kernels?: boolean; failWith?: string }>,
+) {
   const imported: string[] = [];
   const kernels = tf.getKernelsForBackend("cpu");
   let registered = false;
@@ -94,7 +99,19 @@ function fakeTfjsNode(present: Record<string, { gpu?: boolean; kernels?: boolean
       );
       registered = true;
       if (pkg.kernels ?? true) {
-        for (const k of kernels) tf.registerKernel({ ...k, backendName: "tensorflow" });
+        // `failWith`: the matMul throws it, as tfjs-node's binding does on a TF_Status error.
+        for (const k of kernels) {
+          const fail = pkg.failWith;
+          tf.registerKernel({
+            ...k,
+            backendName: "tensorflow",
+            ...(fail === undefined || k.kernelName !== "BatchMatMul" ? {} : {
+              kernelFunc: () => {
+                throw new Error(fail);
+              },
+            }),
+          });
+        }
         withKernels = true;
       }
     }
@@ -203,6 +220,72 @@ Deno.test(
     } finally {
       await broken.remove();
     }
+    // Both packages installed, the GPU one's first op failing with tfjs-node's two-line error:
+    // the cause is kept, the CPU package is not tried (tfjs would run the GPU package's backend
+    // again under its name), and the advice is not to install what is installed.
+    const both = fakeTfjsNode({
+      [GPU]: { gpu: true, failWith: "Invalid TF_Status: 13\nMessage: cuDNN launch failure" },
+      [CPU]: { gpu: false },
+    });
+    try {
+      const info = await withEnv(
+        { ...NO_ENV, HYPERPROMPT_NO_BLAS: "1" },
+        () => selectBackend("auto", { ...quiet, importTensorflow: both.importTensorflow }),
+      );
+      assert.notEqual(info.name, "tensorflow");
+      assert.deepEqual(both.imported, [GPU]);
+      const note = info.notes.find((n) => n.startsWith("tensorflow skipped: ")) ?? "";
+      assert.equal(
+        note,
+        `tensorflow skipped: ${GPU}: imported, but its backend failed: Invalid TF_Status: 13 ` +
+          `(Message: cuDNN launch failure) | ${CPU}: not tried (${GPU} registered tfjs's ` +
+          `"tensorflow" backend first). ${GPU} is installed but its backend does not run here ` +
+          "(see why above)",
+      );
+    } finally {
+      await both.remove();
+    }
+  },
+);
+
+Deno.test(
+  "wasmEngine(): what a wasm request runs without starting it; HYPERPROMPT_NO_BLAS is 0, 1 or empty",
+  opts,
+  async () => {
+    const blasHere = (() => {
+      const r = openBlas();
+      if (r.ok) r.blas.close();
+      return r.ok;
+    })();
+    await withEnv(NO_ENV, () => {
+      assert.deepEqual(wasmEngine("wasm"), { name: blasHere ? "wasm+blas" : "wasm" });
+      if (blasHere) assert.deepEqual(wasmEngine("wasm+blas"), { name: "wasm+blas" });
+      else {assert.match(
+          (wasmEngine("wasm+blas") as { unavailable: string }).unavailable,
+          /OpenBLAS/,
+        );}
+      return Promise.resolve();
+    });
+    await withEnv({ HYPERPROMPT_NO_BLAS: "1" }, () => {
+      assert.equal(noBlasFromEnv(), true);
+      assert.deepEqual(wasmEngine("wasm"), { name: "wasm" });
+      assert.deepEqual(wasmEngine("wasm+blas"), {
+        unavailable: "BLAS is disabled (unset HYPERPROMPT_NO_BLAS)",
+      });
+      return Promise.resolve();
+    });
+    for (const v of ["0", ""]) {
+      await withEnv({ HYPERPROMPT_NO_BLAS: v }, () => {
+        assert.equal(noBlasFromEnv(), false, JSON.stringify(v));
+        return Promise.resolve();
+      });
+    }
+    // "true" used to be read as unset (BLAS on): now refused, here and by selectBackend.
+    await withEnv({ HYPERPROMPT_NO_BLAS: "true" }, async () => {
+      assert.throws(() => noBlasFromEnv(), UsageError);
+      assert.throws(() => wasmEngine("wasm"), /HYPERPROMPT_NO_BLAS="true" must be 1/);
+      await assert.rejects(selectBackend("cpu", quiet), /HYPERPROMPT_NO_BLAS="true"/);
+    });
   },
 );
 

@@ -23,6 +23,7 @@ import { checkSizes, SIZE_FIELDS } from "./t5_sizes.ts";
 import { CheckpointError } from "./checkpoint_error.ts";
 import { dropout, dropoutAdd, softmaxCrossEntropy, softmaxCrossEntropyWithLse } from "./fused.ts";
 import type { AttentionPrefix, Stack, Sublayer, T5Hooks } from "./hooks.ts";
+import { wasmMatMulState } from "./wasm_kernels.ts";
 import {
   attention,
   causalMask,
@@ -35,6 +36,24 @@ import {
   rmsNorm,
   rmsNormKeep,
 } from "./layers.ts";
+
+let warnedStockWasm = false;
+
+/**
+ * Says once, on stderr, that a model is being built on tfjs's wasm backend as shipped (a script
+ * that imported the library without `selectBackend`: tfjs then picks wasm), whose fused matMul
+ * with a transposed operand and a bias or relu gives wrong numbers at sizes ≥ 256
+ * (`../shared/reference/engine-notes.md`), and whose transposed matMuls are slow.
+ */
+function warnIfStockWasm(): void {
+  if (warnedStockWasm || tf.getBackend() !== "wasm" || wasmMatMulState().mode !== "stock") return;
+  warnedStockWasm = true;
+  console.warn(
+    "model/t5.ts: tfjs's wasm backend runs as shipped (no selectBackend): its fused matMul with " +
+      "a transposed operand and a bias or relu gives wrong numbers at sizes of 256 and more, and " +
+      'its transposed matMuls are slow; call selectBackend("auto") (model/backend.ts) first',
+  );
+}
 
 /** A T5 model: its configuration and its variables by Hugging Face name. */
 export interface T5Model {
@@ -204,6 +223,7 @@ function mixSeed(seed: number, counter: number): number {
  */
 export function initT5(config: T5Config, opts: { seed: number }): T5Model {
   checkSizes("model/t5.ts", "initT5", config);
+  warnIfStockWasm();
   const seed: unknown = opts?.seed;
   if (!Number.isSafeInteger(seed)) {
     throw new Error(`model/t5.ts initT5: opts.seed must be an integer, got ${seed}`);
@@ -445,6 +465,7 @@ export function t5FromTensors(
 ): T5Model {
   // The per-stack tables are decided by the tensors, not by a caller's `ownEmbeddings`.
   checkSizes("model/t5.ts", "t5FromTensors", config);
+  warnIfStockWasm();
   const { ownEmbeddings: _ignored, ...plain } = config;
   const shapes = t5ParamShapes(plain);
   // Checked before any variable is made: a refused tensor leaves nothing allocated.

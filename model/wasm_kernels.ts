@@ -171,7 +171,9 @@ export function openBlas(names: readonly string[] = BLAS_LIBRARY_NAMES): OpenBla
     try {
       lib = Deno.dlopen(name, { ...SGEMM_DEF, ...OPTIONAL_DEFS });
     } catch (e) {
-      errors.push(`${name}: ${e instanceof Error ? e.message : String(e)}`);
+      // Deno 2.9 repeats its prefix ("Could not open library: Could not open library: …").
+      const msg = (e instanceof Error ? e.message : String(e)).replace(/^(.+?: )\1+/, "$1");
+      errors.push(`${name}: ${msg}`);
       continue;
     }
     const s = lib.symbols;
